@@ -1,0 +1,23 @@
+# policy_test(NAME SOURCES... LIBS...): a GoogleTest binary registered with CTest.
+function(policy_test name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gmock GTest::gtest_main)
+  gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST PROPERTIES LABELS "${ARG_LABELS}")
+endfunction()
+
+# policy_embed_migrations(TARGET DIR NAMESPACE): compiles DIR/NNN_*.sql into a library
+# exposing `const std::vector<policy::pg::Migration>& <NAMESPACE>::Migrations()`.
+function(policy_embed_migrations target dir namespace)
+  file(GLOB sql_files CONFIGURE_DEPENDS ${dir}/[0-9][0-9][0-9]_*.sql)
+  list(SORT sql_files)
+  set(out ${CMAKE_CURRENT_BINARY_DIR}/${target}.cc)
+  add_custom_command(
+    OUTPUT ${out}
+    COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/cmake/embed_migrations.py
+            --namespace ${namespace} --output ${out} ${sql_files}
+    DEPENDS ${sql_files} ${PROJECT_SOURCE_DIR}/cmake/embed_migrations.py
+    COMMENT "Embedding migrations for ${target}")
+  add_library(${target} STATIC ${out})
+  target_link_libraries(${target} PUBLIC policy_pg)
+endfunction()

@@ -1,0 +1,163 @@
+#include "common/config/config.h"
+
+#include <unistd.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+extern char** environ;
+
+namespace policy::config {
+
+Parser::Parser(absl::string_view service) : service_(service) {}
+
+void Parser::Add(Setting setting) { settings_.push_back(std::move(setting)); }
+
+void Parser::AddString(absl::string_view name, std::string* field, absl::string_view help,
+                       Sensitivity sensitivity) {
+  Add({std::string(name), std::string(help), sensitivity, false,
+       [field](absl::string_view v) {
+         *field = std::string(v);
+         return absl::OkStatus();
+       },
+       [field] { return *field; }});
+}
+
+void Parser::AddInt(absl::string_view name, int64_t* field, absl::string_view help) {
+  Add({std::string(name), std::string(help), Sensitivity::kPublic, false,
+       [field](absl::string_view v) {
+         if (!absl::SimpleAtoi(v, field)) return absl::InvalidArgumentError("not an integer");
+         return absl::OkStatus();
+       },
+       [field] { return absl::StrCat(*field); }});
+}
+
+void Parser::AddBool(absl::string_view name, bool* field, absl::string_view help) {
+  Add({std::string(name), std::string(help), Sensitivity::kPublic, true,
+       [field](absl::string_view v) {
+         if (!absl::SimpleAtob(v, field)) return absl::InvalidArgumentError("not a boolean");
+         return absl::OkStatus();
+       },
+       [field] { return std::string(*field ? "true" : "false"); }});
+}
+
+void Parser::AddDuration(absl::string_view name, absl::Duration* field, absl::string_view help) {
+  Add({std::string(name), std::string(help), Sensitivity::kPublic, false,
+       [field](absl::string_view v) {
+         if (!absl::ParseDuration(v, field)) {
+           return absl::InvalidArgumentError("not a duration such as 250ms or 24h");
+         }
+         return absl::OkStatus();
+       },
+       [field] { return absl::FormatDuration(*field); }});
+}
+
+std::string Parser::EnvironmentName(absl::string_view name) const {
+  return absl::AsciiStrToUpper(absl::StrCat("POLICY_", service_, "_", name));
+}
+
+absl::Status Parser::Set(const Setting& setting, absl::string_view value,
+                         absl::string_view source) {
+  absl::Status status = setting.set(value);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": ", status.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::Parse(const std::vector<std::string>& args,
+                           const std::map<std::string, std::string>& environment) {
+  for (const Setting& setting : settings_) {
+    auto it = environment.find(EnvironmentName(setting.name));
+    if (it == environment.end()) continue;
+    if (absl::Status s = Set(setting, it->second, it->first); !s.ok()) return s;
+  }
+  for (const std::string& arg : args) {
+    if (arg == "--help" || arg == "-h") {
+      help_requested_ = true;
+      return absl::OkStatus();
+    }
+    if (!absl::StartsWith(arg, "--")) {
+      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", arg, "'"));
+    }
+    absl::string_view body = absl::string_view(arg).substr(2);
+    size_t eq = body.find('=');
+    absl::string_view name = body.substr(0, eq);
+    const Setting* found = nullptr;
+    for (const Setting& setting : settings_) {
+      if (setting.name == name) found = &setting;
+    }
+    if (found == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
+    }
+    if (eq == absl::string_view::npos && !found->is_bool) {
+      return absl::InvalidArgumentError(absl::StrCat("flag --", name, " needs a value"));
+    }
+    absl::string_view value = eq == absl::string_view::npos ? "true" : body.substr(eq + 1);
+    if (absl::Status s = Set(*found, value, absl::StrCat("--", name)); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ParseProcess(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::map<std::string, std::string> environment;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    absl::string_view entry(*e);
+    size_t eq = entry.find('=');
+    if (eq == absl::string_view::npos) continue;
+    environment.emplace(entry.substr(0, eq), entry.substr(eq + 1));
+  }
+  return Parse(args, environment);
+}
+
+std::string Parser::Describe() const {
+  std::string out;
+  for (const Setting& setting : settings_) {
+    std::string value = setting.show();
+    switch (setting.sensitivity) {
+      case Sensitivity::kPublic:
+        break;
+      case Sensitivity::kSecret:
+        value = value.empty() ? "" : "<redacted>";
+        break;
+      case Sensitivity::kUrlWithCredentials:
+        value = RedactUrlPassword(value);
+        break;
+    }
+    absl::StrAppend(&out, setting.name, "=", value, "\n");
+  }
+  return out;
+}
+
+std::string Parser::Usage() const {
+  std::string out = absl::StrFormat("Usage: %s [--flag=value ...]\n\n", service_);
+  for (const Setting& setting : settings_) {
+    std::string shown = setting.sensitivity == Sensitivity::kSecret ? "" : setting.show();
+    absl::StrAppendFormat(&out, "  --%s (%s)\n      %s\n      default: %s\n", setting.name,
+                          EnvironmentName(setting.name), setting.help,
+                          shown.empty() ? "(none)" : shown);
+  }
+  return out;
+}
+
+std::string RedactUrlPassword(absl::string_view url) {
+  // scheme://user:password@host...
+  size_t scheme = url.find("://");
+  if (scheme == absl::string_view::npos) return std::string(url);
+  size_t start = scheme + 3;
+  size_t at = url.find('@', start);
+  size_t slash = url.find('/', start);
+  if (at == absl::string_view::npos || (slash != absl::string_view::npos && slash < at)) {
+    return std::string(url);
+  }
+  size_t colon = url.find(':', start);
+  if (colon == absl::string_view::npos || colon > at) return std::string(url);
+  return absl::StrCat(url.substr(0, colon + 1), "<redacted>", url.substr(at));
+}
+
+}  // namespace policy::config

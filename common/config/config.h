@@ -1,0 +1,76 @@
+#ifndef POLICY_COMMON_CONFIG_CONFIG_H_
+#define POLICY_COMMON_CONFIG_CONFIG_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace policy::config {
+
+// How a value may be shown when the configuration is printed.
+enum class Sensitivity {
+  kPublic,
+  // Never shown: printed as <redacted>.
+  kSecret,
+  // A URL whose password, if any, is printed as <redacted>.
+  kUrlWithCredentials,
+};
+
+// Binds named settings to fields of a service's config struct and fills them from
+// `--name=value` flags and `POLICY_<SERVICE>_<NAME>` environment variables. Flags win over the
+// environment, which wins over the default already in the field. Not thread-safe; used once
+// at start-up.
+class Parser {
+ public:
+  // `service` is the binary's name, e.g. "keys" (environment prefix POLICY_KEYS_).
+  explicit Parser(absl::string_view service);
+
+  void AddString(absl::string_view name, std::string* field, absl::string_view help,
+                 Sensitivity sensitivity = Sensitivity::kPublic);
+  void AddInt(absl::string_view name, int64_t* field, absl::string_view help);
+  void AddBool(absl::string_view name, bool* field, absl::string_view help);
+  // Accepts absl durations: "250ms", "24h", "1h30m".
+  void AddDuration(absl::string_view name, absl::Duration* field, absl::string_view help);
+
+  // Returns INVALID_ARGUMENT naming the flag or variable for an unknown flag or a value that
+  // does not parse. `--help` sets help_requested() and stops parsing.
+  absl::Status Parse(const std::vector<std::string>& args,
+                     const std::map<std::string, std::string>& environment);
+  // Parses the process's arguments (argv[0] skipped) and environment.
+  absl::Status ParseProcess(int argc, char** argv);
+
+  bool help_requested() const { return help_requested_; }
+  // One `name=value` per line with secrets redacted, for the start-up log.
+  std::string Describe() const;
+  std::string Usage() const;
+  std::string EnvironmentName(absl::string_view name) const;
+
+ private:
+  struct Setting {
+    std::string name;
+    std::string help;
+    Sensitivity sensitivity;
+    bool is_bool;
+    std::function<absl::Status(absl::string_view)> set;
+    std::function<std::string()> show;
+  };
+  void Add(Setting setting);
+  absl::Status Set(const Setting& setting, absl::string_view value, absl::string_view source);
+
+  std::string service_;
+  std::vector<Setting> settings_;
+  bool help_requested_ = false;
+};
+
+// `url` with the password replaced by <redacted>; unchanged when it carries none.
+std::string RedactUrlPassword(absl::string_view url);
+
+}  // namespace policy::config
+
+#endif  // POLICY_COMMON_CONFIG_CONFIG_H_

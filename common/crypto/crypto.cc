@@ -1,0 +1,160 @@
+#include "common/crypto/crypto.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <cstring>
+
+#include "absl/base/internal/raw_logging.h"
+#include "absl/status/status.h"
+
+namespace policy::crypto {
+namespace {
+
+constexpr size_t kBlockSize = 64;  // SHA-256's block size.
+constexpr size_t kNonceSize = 12;
+constexpr size_t kTagSize = 16;
+
+const EVP_MD* Sha256Md() {
+  static EVP_MD* const kMd = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return kMd;
+}
+
+const EVP_CIPHER* Aes256Gcm() {
+  static EVP_CIPHER* const kCipher = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+  return kCipher;
+}
+
+struct MdCtxDeleter {
+  void operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
+};
+using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxDeleter>;
+
+struct CipherCtxDeleter {
+  void operator()(EVP_CIPHER_CTX* ctx) const { EVP_CIPHER_CTX_free(ctx); }
+};
+using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxDeleter>;
+
+const unsigned char* Bytes(absl::string_view s) {
+  return reinterpret_cast<const unsigned char*>(s.data());
+}
+
+void Check(int ok, const char* what) {
+  if (ok != 1) ABSL_RAW_LOG(FATAL, "OpenSSL failed: %s", what);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> RandomBytes(size_t n) {
+  std::string out(n, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
+    return absl::InternalError("OpenSSL RAND_bytes failed");
+  }
+  return out;
+}
+
+std::string Sha256(absl::string_view data) {
+  std::string out(kSha256Size, '\0');
+  unsigned int size = 0;
+  Check(EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(out.data()), &size,
+                   Sha256Md(), nullptr),
+        "EVP_Digest");
+  return out;
+}
+
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
+  if (a.size() != b.size()) return false;
+  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+struct HmacSha256::State {
+  MdCtx inner{EVP_MD_CTX_new()};  // SHA-256 after absorbing key ^ ipad.
+  MdCtx outer{EVP_MD_CTX_new()};  // SHA-256 after absorbing key ^ opad.
+};
+
+HmacSha256::HmacSha256(absl::string_view key) : state_(std::make_unique<State>()) {
+  std::string block(kBlockSize, '\0');
+  if (key.size() > kBlockSize) {
+    std::string digest = Sha256(key);
+    std::memcpy(block.data(), digest.data(), digest.size());
+  } else {
+    std::memcpy(block.data(), key.data(), key.size());
+  }
+  std::string ipad(kBlockSize, '\0'), opad(kBlockSize, '\0');
+  for (size_t i = 0; i < kBlockSize; ++i) {
+    ipad[i] = static_cast<char>(block[i] ^ 0x36);
+    opad[i] = static_cast<char>(block[i] ^ 0x5c);
+  }
+  Check(EVP_DigestInit_ex(state_->inner.get(), Sha256Md(), nullptr), "init");
+  Check(EVP_DigestUpdate(state_->inner.get(), ipad.data(), ipad.size()), "update");
+  Check(EVP_DigestInit_ex(state_->outer.get(), Sha256Md(), nullptr), "init");
+  Check(EVP_DigestUpdate(state_->outer.get(), opad.data(), opad.size()), "update");
+  OPENSSL_cleanse(block.data(), block.size());
+  OPENSSL_cleanse(ipad.data(), ipad.size());
+  OPENSSL_cleanse(opad.data(), opad.size());
+}
+
+HmacSha256::~HmacSha256() = default;
+
+std::string HmacSha256::Mac(absl::string_view message) const {
+  thread_local MdCtx work{EVP_MD_CTX_new()};
+  unsigned char inner_digest[kSha256Size];
+  unsigned int size = 0;
+  Check(EVP_MD_CTX_copy_ex(work.get(), state_->inner.get()), "copy");
+  Check(EVP_DigestUpdate(work.get(), message.data(), message.size()), "update");
+  Check(EVP_DigestFinal_ex(work.get(), inner_digest, &size), "final");
+  std::string out(kSha256Size, '\0');
+  Check(EVP_MD_CTX_copy_ex(work.get(), state_->outer.get()), "copy");
+  Check(EVP_DigestUpdate(work.get(), inner_digest, sizeof(inner_digest)), "update");
+  Check(EVP_DigestFinal_ex(work.get(), reinterpret_cast<unsigned char*>(out.data()), &size),
+        "final");
+  return out;
+}
+
+absl::StatusOr<std::string> AeadSeal(absl::string_view key, absl::string_view plaintext,
+                                     absl::string_view associated_data) {
+  if (key.size() != 32) return absl::InvalidArgumentError("AES-256-GCM key must be 32 bytes");
+  absl::StatusOr<std::string> nonce = RandomBytes(kNonceSize);
+  if (!nonce.ok()) return nonce.status();
+  CipherCtx ctx(EVP_CIPHER_CTX_new());
+  std::string out = *nonce;
+  out.resize(kNonceSize + plaintext.size() + kTagSize);
+  auto* body = reinterpret_cast<unsigned char*>(out.data()) + kNonceSize;
+  int len = 0;
+  if (EVP_EncryptInit_ex(ctx.get(), Aes256Gcm(), nullptr, Bytes(key), Bytes(*nonce)) != 1 ||
+      EVP_EncryptUpdate(ctx.get(), nullptr, &len, Bytes(associated_data),
+                        static_cast<int>(associated_data.size())) != 1 ||
+      EVP_EncryptUpdate(ctx.get(), body, &len, Bytes(plaintext),
+                        static_cast<int>(plaintext.size())) != 1 ||
+      EVP_EncryptFinal_ex(ctx.get(), body + len, &len) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagSize, body + plaintext.size()) !=
+          1) {
+    return absl::InternalError("AES-256-GCM encryption failed");
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> AeadOpen(absl::string_view key, absl::string_view sealed,
+                                     absl::string_view associated_data) {
+  if (key.size() != 32) return absl::InvalidArgumentError("AES-256-GCM key must be 32 bytes");
+  if (sealed.size() < kNonceSize + kTagSize) return absl::DataLossError("sealed data too short");
+  const size_t body_size = sealed.size() - kNonceSize - kTagSize;
+  CipherCtx ctx(EVP_CIPHER_CTX_new());
+  std::string out(body_size, '\0');
+  std::string tag(sealed.substr(kNonceSize + body_size));
+  int len = 0;
+  auto* plain = reinterpret_cast<unsigned char*>(out.data());
+  if (EVP_DecryptInit_ex(ctx.get(), Aes256Gcm(), nullptr, Bytes(key), Bytes(sealed)) != 1 ||
+      EVP_DecryptUpdate(ctx.get(), nullptr, &len, Bytes(associated_data),
+                        static_cast<int>(associated_data.size())) != 1 ||
+      EVP_DecryptUpdate(ctx.get(), plain, &len, Bytes(sealed) + kNonceSize,
+                        static_cast<int>(body_size)) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagSize, tag.data()) != 1 ||
+      EVP_DecryptFinal_ex(ctx.get(), plain + len, &len) != 1) {
+    return absl::DataLossError("sealed data failed authentication");
+  }
+  return out;
+}
+
+}  // namespace policy::crypto

@@ -1,0 +1,175 @@
+#include "common/metrics/grpc_metrics.h"
+
+#include <array>
+#include <atomic>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+
+namespace policy::metrics {
+namespace {
+
+constexpr int kCodes = 17;  // grpc::StatusCode OK .. UNAUTHENTICATED
+
+const char* CodeName(int code) {
+  static constexpr std::array<const char*, kCodes> kNames = {
+      "OK",           "Canceled",         "Unknown",          "InvalidArgument",
+      "DeadlineExceeded", "NotFound",     "AlreadyExists",    "PermissionDenied",
+      "ResourceExhausted", "FailedPrecondition", "Aborted",   "OutOfRange",
+      "Unimplemented", "Internal",        "Unavailable",      "DataLoss",
+      "Unauthenticated"};
+  return kNames[code];
+}
+
+const char* TypeName(grpc::experimental::ServerRpcInfo::Type type) {
+  using Type = grpc::experimental::ServerRpcInfo::Type;
+  switch (type) {
+    case Type::UNARY:
+      return "unary";
+    case Type::CLIENT_STREAMING:
+      return "client_stream";
+    case Type::SERVER_STREAMING:
+      return "server_stream";
+    case Type::BIDI_STREAMING:
+      return "bidi_stream";
+  }
+  return "unknown";
+}
+
+// Sub-millisecond buckets first: most of this suite's RPCs finish in microseconds.
+prometheus::Histogram::BucketBoundaries Buckets() {
+  return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+          0.05,   0.1,     0.25,   0.5,   1,      2.5,    5,     10};
+}
+
+class MetricsInterceptor : public grpc::experimental::Interceptor {
+ public:
+  MetricsInterceptor(GrpcServerMetrics* metrics, GrpcServerMetrics::Method* method)
+      : metrics_(metrics), method_(method), start_(std::chrono::steady_clock::now()) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override;
+
+ private:
+  GrpcServerMetrics* metrics_;
+  GrpcServerMetrics::Method* method_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+class MetricsInterceptorFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit MetricsInterceptorFactory(GrpcServerMetrics* metrics) : metrics_(metrics) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new MetricsInterceptor(metrics_,
+                                  metrics_->ForMethod(info->method(), TypeName(info->type())));
+  }
+
+ private:
+  GrpcServerMetrics* metrics_;
+};
+
+}  // namespace
+
+struct GrpcServerMetrics::Method {
+  prometheus::Family<prometheus::Counter>* handled_family;
+  std::map<std::string, std::string> labels;
+  prometheus::Counter* started;
+  prometheus::Counter* received;
+  prometheus::Counter* sent;
+  prometheus::Histogram* seconds;
+  std::array<std::atomic<prometheus::Counter*>, kCodes> handled{};
+};
+
+GrpcServerMetrics::GrpcServerMetrics(prometheus::Registry& registry)
+    : started_(prometheus::BuildCounter()
+                   .Name("grpc_server_started_total")
+                   .Help("Total number of RPCs started on the server.")
+                   .Register(registry)),
+      handled_(prometheus::BuildCounter()
+                   .Name("grpc_server_handled_total")
+                   .Help("Total number of RPCs completed on the server, regardless of success "
+                         "or failure.")
+                   .Register(registry)),
+      received_(prometheus::BuildCounter()
+                    .Name("grpc_server_msg_received_total")
+                    .Help("Total number of RPC stream messages received on the server.")
+                    .Register(registry)),
+      sent_(prometheus::BuildCounter()
+                .Name("grpc_server_msg_sent_total")
+                .Help("Total number of gRPC stream messages sent by the server.")
+                .Register(registry)),
+      seconds_(prometheus::BuildHistogram()
+                   .Name("grpc_server_handling_seconds")
+                   .Help("Histogram of response latency (seconds) of gRPC that had been "
+                         "application-level handled by the server.")
+                   .Register(registry)) {}
+
+GrpcServerMetrics::~GrpcServerMetrics() = default;
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+GrpcServerMetrics::InterceptorFactory() {
+  return std::make_unique<MetricsInterceptorFactory>(this);
+}
+
+GrpcServerMetrics::Method* GrpcServerMetrics::ForMethod(const char* full_method,
+                                                        const char* type) {
+  absl::string_view name = full_method == nullptr ? "" : full_method;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = methods_.find(name);
+    if (it != methods_.end()) return it->second.get();
+  }
+  absl::MutexLock lock(&mu_);
+  auto& slot = methods_[name];
+  if (slot != nullptr) return slot.get();
+  absl::string_view trimmed = name.empty() || name[0] != '/' ? name : name.substr(1);
+  size_t slash = trimmed.find('/');
+  std::map<std::string, std::string> labels = {
+      {"grpc_type", type},
+      {"grpc_service", std::string(trimmed.substr(0, slash))},
+      {"grpc_method",
+       slash == absl::string_view::npos ? "" : std::string(trimmed.substr(slash + 1))}};
+  slot = std::make_unique<Method>();
+  slot->handled_family = &handled_;
+  slot->labels = labels;
+  slot->started = &started_.Add(labels);
+  slot->received = &received_.Add(labels);
+  slot->sent = &sent_.Add(labels);
+  slot->seconds = &seconds_.Add(labels, Buckets());
+  return slot.get();
+}
+
+void GrpcServerMetrics::Handled(Method* method, grpc::StatusCode code, double seconds) {
+  int index = static_cast<int>(code);
+  if (index < 0 || index >= kCodes) index = static_cast<int>(grpc::StatusCode::UNKNOWN);
+  prometheus::Counter* counter = method->handled[index].load(std::memory_order_acquire);
+  if (counter == nullptr) {
+    auto labels = method->labels;
+    labels["grpc_code"] = CodeName(index);
+    counter = &method->handled_family->Add(labels);  // Same counter for the same labels.
+    method->handled[index].store(counter, std::memory_order_release);
+  }
+  counter->Increment();
+  method->seconds->Observe(seconds);
+}
+
+void MetricsInterceptor::Intercept(grpc::experimental::InterceptorBatchMethods* methods) {
+  using grpc::experimental::InterceptionHookPoints;
+  if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
+    method_->started->Increment();
+  }
+  if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE)) {
+    method_->received->Increment();
+  }
+  if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_MESSAGE)) {
+    method_->sent->Increment();
+  }
+  if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    metrics_->Handled(method_, methods->GetSendStatus().error_code(), seconds);
+  }
+  methods->Proceed();
+}
+
+}  // namespace policy::metrics

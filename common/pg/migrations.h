@@ -1,0 +1,34 @@
+#ifndef POLICY_COMMON_PG_MIGRATIONS_H_
+#define POLICY_COMMON_PG_MIGRATIONS_H_
+
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace policy::pg {
+
+// One numbered SQL file of a service, embedded at build time (policy_embed_migrations).
+struct Migration {
+  int version;       // 1, 2, 3, ... without gaps.
+  const char* name;  // From NNN_<name>.sql.
+  const char* sql;
+};
+
+// Brings `schema` up to the newest migration. Holds a session advisory lock for the schema
+// meanwhile, so concurrent replicas apply each migration once; each migration runs in its
+// own transaction together with its row in <schema>.schema_migrations. Running it again
+// changes nothing. FAILED_PRECONDITION when an applied migration's SQL differs from this
+// binary's (by SHA-256) or the database is ahead of the binary.
+absl::Status ApplyMigrations(const std::string& url, absl::string_view schema,
+                             const std::vector<Migration>& migrations);
+
+// OK when `schema` holds exactly this binary's migrations; FAILED_PRECONDITION naming the
+// difference otherwise. Changes nothing.
+absl::Status CheckMigrations(const std::string& url, absl::string_view schema,
+                             const std::vector<Migration>& migrations);
+
+}  // namespace policy::pg
+
+#endif  // POLICY_COMMON_PG_MIGRATIONS_H_

@@ -1,0 +1,98 @@
+#include "common/pg/notification_feed.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/log/log.h"
+#include "common/pg/pool.h"
+
+namespace policy::pg {
+namespace {
+
+class Collector : public pqxx::notification_receiver {
+ public:
+  Collector(pqxx::connection_base& c, const std::string& channel)
+      : pqxx::notification_receiver(c, channel) {}
+  void operator()(const std::string& payload, int /*backend_pid*/) override {
+    payloads.push_back(payload);
+  }
+  std::vector<std::string> payloads;
+};
+
+}  // namespace
+
+NotificationFeed::NotificationFeed(std::string url, std::string channel, Callbacks callbacks,
+                                   Clock* clock, absl::Duration heartbeat)
+    : connection_string_(ConnectionString(url, heartbeat * 5)),
+      channel_(std::move(channel)),
+      callbacks_(std::move(callbacks)),
+      clock_(clock),
+      heartbeat_(heartbeat) {}
+
+NotificationFeed::~NotificationFeed() { Stop(); }
+
+void NotificationFeed::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void NotificationFeed::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+bool NotificationFeed::Stopping() {
+  absl::MutexLock lock(&mu_);
+  return stop_;
+}
+
+void NotificationFeed::Run() {
+  absl::Duration backoff = heartbeat_;
+  while (!Stopping()) {
+    absl::Status ended = Session();
+    if (Stopping()) break;
+    LogWarning("notification feed lost its connection; retrying",
+               {{"channel", channel_}, {"status", ended.ToString()}});
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&stop_), backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(2));
+  }
+}
+
+absl::Status NotificationFeed::Session() {
+  try {
+    pqxx::connection c(connection_string_);
+    Collector collector(c, channel_);
+    // LISTEN is active before the resync reads, so nothing committed after that read is
+    // missed; a change seen twice is harmless.
+    absl::Time as_of = clock_->Now();
+    if (absl::Status s = callbacks_.resync(c); !s.ok()) return s;
+    callbacks_.in_sync(as_of);
+    LogInfo("notification feed in sync", {{"channel", channel_}});
+    while (!Stopping()) {
+      const int64_t micros = absl::ToInt64Microseconds(heartbeat_);
+      c.await_notification(micros / 1'000'000, micros % 1'000'000);
+      // A round trip proves the connection alive; the server sends every notification
+      // committed before it started ahead of its reply.
+      as_of = clock_->Now();
+      {
+        pqxx::nontransaction tx(c);
+        tx.exec("SELECT 1");
+      }
+      c.get_notifs();
+      if (!collector.payloads.empty()) {
+        std::vector<std::string> payloads;
+        payloads.swap(collector.payloads);
+        std::sort(payloads.begin(), payloads.end());
+        payloads.erase(std::unique(payloads.begin(), payloads.end()), payloads.end());
+        if (absl::Status s = callbacks_.changed(c, payloads); !s.ok()) return s;
+      }
+      callbacks_.in_sync(as_of);
+    }
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return StatusFromException(e);
+  }
+}
+
+}  // namespace policy::pg

@@ -1,0 +1,77 @@
+#ifndef POLICY_COMMON_PG_POOL_H_
+#define POLICY_COMMON_PG_POOL_H_
+
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "pqxx/pqxx"
+
+namespace policy::pg {
+
+struct PoolOptions {
+  // libpq URL, e.g. postgresql://user:password@127.0.0.1:5432/db.
+  std::string url;
+  // Connections kept open at most; also the number of concurrent transactions.
+  int size = 8;
+  // How long Transact waits for a free connection before RESOURCE_EXHAUSTED.
+  absl::Duration acquire_timeout = absl::Seconds(2);
+  // libpq connect_timeout (whole seconds, at least 1).
+  absl::Duration connect_timeout = absl::Seconds(2);
+};
+
+// A libpq connection string for `url` with the connect timeout and TCP keepalives set, so a
+// vanished server is noticed in seconds rather than minutes.
+std::string ConnectionString(absl::string_view url, absl::Duration connect_timeout);
+
+// Turns a libpqxx exception into a status: lost connections are UNAVAILABLE, unique
+// violations ALREADY_EXISTS, serialization failures ABORTED, the rest INTERNAL. The message
+// keeps the driver's text; the gRPC translation hides INTERNAL messages from callers.
+absl::Status StatusFromException(const std::exception& e);
+
+// A bounded pool of connections to one database. Connections open lazily and a connection
+// that broke is dropped, so the pool recovers by itself when the server comes back.
+// Thread-safe.
+class Pool {
+ public:
+  explicit Pool(PoolOptions options);
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  // Runs `body` in one READ COMMITTED transaction and commits when it returns OK; rolls back
+  // otherwise and returns its status. No exception escapes: libpqxx errors become statuses
+  // (StatusFromException). UNAVAILABLE when no connection can be made; RESOURCE_EXHAUSTED
+  // when every connection stays busy for acquire_timeout.
+  absl::Status Transact(const std::function<absl::Status(pqxx::work&)>& body);
+
+  // OK when a connection can run `SELECT 1`.
+  absl::Status Ping();
+
+  const PoolOptions& options() const { return options_; }
+
+ private:
+  struct Lease {
+    std::unique_ptr<pqxx::connection> connection;
+    bool reused;  // Came from the idle list rather than a fresh connect.
+  };
+  absl::StatusOr<Lease> Acquire();
+  void Release(std::unique_ptr<pqxx::connection> connection, bool healthy);
+
+  const PoolOptions options_;
+  const std::string connection_string_;
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<pqxx::connection>> idle_ ABSL_GUARDED_BY(mu_);
+  int open_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace policy::pg
+
+#endif  // POLICY_COMMON_PG_POOL_H_

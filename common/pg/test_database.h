@@ -1,0 +1,38 @@
+#ifndef POLICY_COMMON_PG_TEST_DATABASE_H_
+#define POLICY_COMMON_PG_TEST_DATABASE_H_
+
+#include <string>
+
+namespace policy::pg {
+
+// A database of one test process's own, on the server named by POLICY_TEST_PG_URL, created
+// on first use and dropped at exit, so test binaries running in parallel never share tables.
+//
+// Returns nullptr when POLICY_TEST_PG_URL is unset (tests then skip), unless
+// POLICY_TEST_REQUIRE_PG=1, in which case an unset or unreachable server aborts the process:
+// CI must never pass by skipping the PostgreSQL tests.
+class TestDatabase {
+ public:
+  static const TestDatabase* Get();
+
+  // URL of the process's own database.
+  const std::string& url() const { return url_; }
+  // URL of the server's maintenance database (for CREATE DATABASE and the like).
+  const std::string& admin_url() const { return admin_url_; }
+
+  // A further fresh database on the same server, dropped at exit.
+  std::string CreateDatabase(const std::string& suffix) const;
+
+ private:
+  TestDatabase(std::string admin_url, std::string base_name);
+  std::string admin_url_;
+  std::string base_name_;
+  std::string url_;
+};
+
+// `url` with its database name replaced by `database`.
+std::string WithDatabase(const std::string& url, const std::string& database);
+
+}  // namespace policy::pg
+
+#endif  // POLICY_COMMON_PG_TEST_DATABASE_H_

@@ -1,0 +1,182 @@
+#include "common/server/server_runner.h"
+
+#include <signal.h>
+
+#include <fstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/log/log.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "policy/diag/v1/diagnostics.grpc.pb.h"
+
+namespace policy::server {
+namespace {
+
+class DiagnosticsService : public policy::diag::v1::Diagnostics::CallbackService {
+  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* context,
+                                 const policy::diag::v1::PingRequest*,
+                                 policy::diag::v1::PingResponse*) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+};
+
+absl::Status ValidateHostPort(absl::string_view value, absl::string_view name) {
+  size_t colon = value.rfind(':');
+  int port = 0;
+  if (colon == absl::string_view::npos || !absl::SimpleAtoi(value.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " must be host:port with a port from 0 to 65535, got '", value, "'"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void ServerOptions::Register(config::Parser& parser) {
+  parser.AddString("listen", &listen, "gRPC address, host:port (port 0 picks a free one)");
+  parser.AddString("metrics_listen", &metrics_listen,
+                   "Prometheus /metrics address, host:port; empty disables it");
+  parser.AddString("ready_file", &ready_file,
+                   "file written with the bound ports once the server serves");
+  parser.AddDuration("shutdown_grace", &shutdown_grace,
+                     "how long in-flight RPCs may finish after SIGTERM");
+  parser.AddDuration("health_interval", &health_interval,
+                     "how often the health service re-reads readiness");
+}
+
+absl::Status ServerOptions::Validate() const {
+  if (absl::Status s = ValidateHostPort(listen, "listen"); !s.ok()) return s;
+  if (!metrics_listen.empty()) {
+    if (absl::Status s = ValidateHostPort(metrics_listen, "metrics_listen"); !s.ok()) return s;
+  }
+  if (shutdown_grace < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("shutdown_grace must not be negative");
+  }
+  if (health_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("health_interval must be positive");
+  }
+  return absl::OkStatus();
+}
+
+ServerRunner::ServerRunner(ServerOptions options)
+    : options_(std::move(options)),
+      registry_(std::make_shared<prometheus::Registry>()),
+      grpc_metrics_(*registry_),
+      diagnostics_(std::make_unique<DiagnosticsService>()) {}
+
+ServerRunner::~ServerRunner() { Shutdown(); }
+
+void ServerRunner::AddService(grpc::Service* service) { services_.push_back(service); }
+
+void ServerRunner::SetReadinessProbe(std::function<bool()> probe) { probe_ = std::move(probe); }
+
+absl::Status ServerRunner::Start() {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &grpc_port_);
+  for (grpc::Service* service : services_) builder.RegisterService(service);
+  builder.RegisterService(diagnostics_.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+  creators.push_back(grpc_metrics_.InterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(creators));
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || grpc_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.listen));
+  }
+  if (!options_.metrics_listen.empty()) {
+    try {
+      exposer_ = std::make_unique<prometheus::Exposer>(options_.metrics_listen);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot serve metrics on ", options_.metrics_listen, ": ", e.what()));
+    }
+    exposer_->RegisterCollectable(registry_);
+    std::vector<int> ports = exposer_->GetListeningPorts();
+    metrics_port_ = ports.empty() ? 0 : ports.front();
+  }
+  SetServing(probe_ ? probe_() : true);
+  health_thread_ = std::thread([this] { PollHealth(); });
+  if (!options_.ready_file.empty()) {
+    std::string tmp = options_.ready_file + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << "grpc_port=" << grpc_port_ << "\nmetrics_port=" << metrics_port_ << "\n";
+      if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
+    }
+    std::rename(tmp.c_str(), options_.ready_file.c_str());
+  }
+  LogInfo("serving", {{"grpc_port", absl::StrCat(grpc_port_)},
+                      {"metrics_port", absl::StrCat(metrics_port_)}});
+  return absl::OkStatus();
+}
+
+void ServerRunner::SetServing(bool serving) {
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus(serving);
+}
+
+void ServerRunner::PollHealth() {
+  bool last = probe_ ? probe_() : true;
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.health_interval);
+    if (stopping_ || !probe_) continue;
+    mu_.Unlock();
+    bool serving = probe_();
+    if (serving != last) {
+      SetServing(serving);
+      LogInfo(serving ? "ready: health is SERVING" : "not ready: health is NOT_SERVING");
+      last = serving;
+    }
+    mu_.Lock();
+  }
+}
+
+void ServerRunner::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  if (health_thread_.joinable()) health_thread_.join();
+  if (server_ == nullptr) return;
+  LogInfo("shutting down: draining in-flight RPCs",
+          {{"grace", absl::FormatDuration(options_.shutdown_grace)}});
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health != nullptr) health->Shutdown();  // NOT_SERVING, and no further changes.
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
+  server_->Wait();
+  exposer_.reset();
+  LogInfo("stopped");
+}
+
+absl::Status ServerRunner::RunUntilSignal() {
+  if (absl::Status s = Start(); !s.ok()) return s;
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  int received = 0;
+  sigwait(&signals, &received);
+  LogInfo("received signal", {{"signal", received == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  Shutdown();
+  return absl::OkStatus();
+}
+
+void BlockTerminationSignals() {
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+}
+
+}  // namespace policy::server

@@ -1,0 +1,94 @@
+#ifndef POLICY_COMMON_SERVER_SERVER_RUNNER_H_
+#define POLICY_COMMON_SERVER_SERVER_RUNNER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/config/config.h"
+#include "common/metrics/grpc_metrics.h"
+#include "grpcpp/grpcpp.h"
+#include "prometheus/exposer.h"
+#include "prometheus/registry.h"
+
+namespace policy::server {
+
+// What every policy-suite server exposes, configured the same way in each binary.
+struct ServerOptions {
+  // host:port for gRPC; port 0 picks a free port (see ready_file).
+  std::string listen = "0.0.0.0:50051";
+  // host:port for Prometheus /metrics; empty disables it.
+  std::string metrics_listen = "0.0.0.0:9090";
+  // Written once the server serves: "grpc_port=N\nmetrics_port=M\n". Tests and scripts
+  // wait for it instead of sleeping.
+  std::string ready_file;
+  // How long in-flight RPCs may run on SIGTERM before they are cancelled.
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  // How often the health service re-reads the service's readiness.
+  absl::Duration health_interval = absl::Milliseconds(100);
+
+  void Register(config::Parser& parser);
+  absl::Status Validate() const;
+};
+
+// Builds and runs one gRPC server with what every service needs:
+//  - grpc.health.v1.Health, SERVING only while the readiness probe says so (for the
+//    overall server "" and for each added service's full name), NOT_SERVING while draining;
+//  - server reflection;
+//  - policy.diag.v1.Diagnostics/Ping, the empty RPC that load tests compare against;
+//  - the conventional gRPC server metrics on /metrics of their own port, beside any the
+//    service registers in metrics_registry();
+//  - graceful shutdown on SIGTERM or SIGINT (RunUntilSignal).
+class ServerRunner {
+ public:
+  explicit ServerRunner(ServerOptions options);
+  ~ServerRunner();
+
+  // Services are borrowed and must outlive the runner. Call before Start.
+  void AddService(grpc::Service* service);
+  // Readiness: true when the service's dependencies are usable. Polled every
+  // health_interval. Without a probe the server is SERVING once started.
+  void SetReadinessProbe(std::function<bool()> probe);
+  prometheus::Registry& metrics_registry() { return *registry_; }
+
+  absl::Status Start();
+  int grpc_port() const { return grpc_port_; }
+  int metrics_port() const { return metrics_port_; }
+  // Reports NOT_SERVING, lets in-flight RPCs finish within shutdown_grace, then stops.
+  void Shutdown();
+
+  // Start, then block until SIGTERM or SIGINT, then Shutdown. Requires
+  // BlockTerminationSignals() to have run before any thread was started.
+  absl::Status RunUntilSignal();
+
+ private:
+  void PollHealth();
+  void SetServing(bool serving);
+
+  const ServerOptions options_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  metrics::GrpcServerMetrics grpc_metrics_;
+  std::vector<grpc::Service*> services_;
+  std::unique_ptr<grpc::Service> diagnostics_;
+  std::function<bool()> probe_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  int grpc_port_ = 0;
+  int metrics_port_ = 0;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread health_thread_;
+};
+
+// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later, so that
+// RunUntilSignal can wait for them. Call first thing in main. Also ignores SIGPIPE.
+void BlockTerminationSignals();
+
+}  // namespace policy::server
+
+#endif  // POLICY_COMMON_SERVER_SERVER_RUNNER_H_

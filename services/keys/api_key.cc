@@ -1,0 +1,135 @@
+#include "services/keys/api_key.h"
+
+#include <zlib.h>
+
+#include <array>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
+
+namespace policy::keys {
+namespace {
+
+constexpr absl::string_view kAlphabet =
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+constexpr absl::string_view kKeyIdPrefix = "key_";
+
+constexpr std::array<std::pair<KeyKind, absl::string_view>, 3> kPrefixes = {
+    {{KeyKind::kProject, "psk_proj_"},
+     {KeyKind::kServiceAccount, "psk_svc_"},
+     {KeyKind::kAdmin, "psk_admin_"}}};
+
+int Base62Value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'Z') return c - 'A' + 10;
+  if (c >= 'a' && c <= 'z') return c - 'a' + 36;
+  return -1;
+}
+
+// Big-endian base62 of `bytes`, left-padded with '0' to exactly `width` characters.
+std::string Base62(absl::string_view bytes, size_t width) {
+  std::string digits(bytes);  // Repeated division of a big-endian base-256 number.
+  std::string out;
+  while (out.size() < width) {
+    int remainder = 0;
+    for (char& d : digits) {
+      int value = remainder * 256 + static_cast<unsigned char>(d);
+      d = static_cast<char>(value / 62);
+      remainder = value % 62;
+    }
+    out.push_back(kAlphabet[remainder]);
+  }
+  return std::string(out.rbegin(), out.rend());
+}
+
+std::string Checksum(absl::string_view body) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  crc = crc32(crc, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()));
+  const char bytes[4] = {static_cast<char>(crc >> 24), static_cast<char>(crc >> 16),
+                         static_cast<char>(crc >> 8), static_cast<char>(crc)};
+  return Base62(absl::string_view(bytes, 4), kChecksumChars);
+}
+
+bool IsUtf8(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    uint32_t cp = n == 1 ? c : c & (0x7f >> n);
+    for (size_t k = 1; k < n; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) {
+      return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::string_view PrefixOf(KeyKind kind) {
+  for (const auto& [k, prefix] : kPrefixes) {
+    if (k == kind) return prefix;
+  }
+  return "";
+}
+
+absl::StatusOr<ParsedSecret> ParseSecret(absl::string_view text) {
+  if (text.empty()) return absl::InvalidArgumentError("api key is empty");
+  if (text.size() > kMaxSecretBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("api key is longer than ", kMaxSecretBytes, " bytes"));
+  }
+  if (!IsUtf8(text)) return absl::InvalidArgumentError("api key is not valid UTF-8");
+  const std::pair<KeyKind, absl::string_view>* match = nullptr;
+  for (const auto& entry : kPrefixes) {
+    if (absl::StartsWith(text, entry.second)) match = &entry;
+  }
+  if (match == nullptr) {
+    return absl::InvalidArgumentError(
+        "api key has an unknown prefix (expected psk_proj_, psk_svc_ or psk_admin_)");
+  }
+  absl::string_view rest = text.substr(match->second.size());
+  if (rest.size() != kKeyIdChars + kSecretChars + kChecksumChars) {
+    return absl::InvalidArgumentError("api key has the wrong length");
+  }
+  for (char c : rest) {
+    if (Base62Value(c) < 0) return absl::InvalidArgumentError("api key has invalid characters");
+  }
+  absl::string_view body = text.substr(0, text.size() - kChecksumChars);
+  if (!crypto::ConstantTimeEquals(Checksum(body), text.substr(body.size()))) {
+    return absl::InvalidArgumentError("api key checksum does not match (mistyped or truncated?)");
+  }
+  return ParsedSecret{match->first, absl::StrCat(kKeyIdPrefix, rest.substr(0, kKeyIdChars))};
+}
+
+absl::StatusOr<NewSecret> GenerateSecret(KeyKind kind) {
+  absl::StatusOr<std::string> id_bytes = crypto::RandomBytes(12);
+  if (!id_bytes.ok()) return id_bytes.status();
+  absl::StatusOr<std::string> secret_bytes = crypto::RandomBytes(32);
+  if (!secret_bytes.ok()) return secret_bytes.status();
+  std::string id = Base62(*id_bytes, kKeyIdChars);
+  std::string body = absl::StrCat(PrefixOf(kind), id, Base62(*secret_bytes, kSecretChars));
+  std::string checksum = Checksum(body);
+  return NewSecret{absl::StrCat(kKeyIdPrefix, id), absl::StrCat(body, checksum)};
+}
+
+std::string RedactSecret(absl::string_view secret) {
+  for (const auto& [kind, prefix] : kPrefixes) {
+    if (absl::StartsWith(secret, prefix) && secret.size() >= prefix.size() + 4) {
+      return absl::StrCat(prefix, "...", secret.substr(secret.size() - 4));
+    }
+  }
+  return "...";
+}
+
+}  // namespace policy::keys

@@ -1,0 +1,54 @@
+#ifndef POLICY_SERVICES_KEYS_API_KEY_H_
+#define POLICY_SERVICES_KEYS_API_KEY_H_
+
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/statusor.h"
+#include "services/keys/key.h"
+
+// The text form of a key's secret:
+//
+//   psk_proj_ 2bX9...(17)  Qm4a...(43)  Zp01k9(6)
+//   prefix    key id       secret       checksum
+//
+// - prefix: names the kind (psk_proj_, psk_svc_, psk_admin_), so a leaked key is
+//   recognisable and scanners can find it;
+// - key id: 96 random bits in 17 base62 characters; the stable id is "key_" + these;
+// - secret: 256 random bits from OpenSSL's CSPRNG in 43 base62 characters;
+// - checksum: CRC-32 of everything before it, in 6 base62 characters, so typos and garbage
+//   are rejected without a lookup.
+// Base62 keeps the whole key one double-click-selectable word.
+namespace policy::keys {
+
+inline constexpr size_t kKeyIdChars = 17;
+inline constexpr size_t kSecretChars = 43;
+inline constexpr size_t kChecksumChars = 6;
+// Longer input is refused before it is even looked at.
+inline constexpr size_t kMaxSecretBytes = 256;
+
+absl::string_view PrefixOf(KeyKind kind);
+
+struct ParsedSecret {
+  KeyKind kind;
+  std::string key_id;  // "key_..."
+};
+
+// Checks the text form. INVALID_ARGUMENT naming the problem: empty, longer than
+// kMaxSecretBytes, not UTF-8, unknown prefix, wrong length or alphabet, checksum mismatch.
+absl::StatusOr<ParsedSecret> ParseSecret(absl::string_view text);
+
+struct NewSecret {
+  std::string key_id;
+  std::string secret;
+};
+
+// A fresh key id and secret of `kind`; INTERNAL if the CSPRNG fails.
+absl::StatusOr<NewSecret> GenerateSecret(KeyKind kind);
+
+// The prefix, an ellipsis and the last four characters: "psk_proj_...k9Qa".
+std::string RedactSecret(absl::string_view secret);
+
+}  // namespace policy::keys
+
+#endif  // POLICY_SERVICES_KEYS_API_KEY_H_

@@ -1,0 +1,133 @@
+// The keys service binary: configuration, store, verifier, lifecycle, server.
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/clock/clock.h"
+#include "common/config/config.h"
+#include "common/log/log.h"
+#include "common/pg/migrations.h"
+#include "common/pg/pool.h"
+#include "common/server/blocking_pool.h"
+#include "common/server/server_runner.h"
+#include "prometheus/gauge.h"
+#include "services/keys/key_events.h"
+#include "services/keys/key_lifecycle.h"
+#include "services/keys/key_verifier.h"
+#include "services/keys/keys_config.h"
+#include "services/keys/keys_migrations.h"
+#include "services/keys/keys_service.h"
+#include "services/keys/memory_key_store.h"
+#include "services/keys/postgres_key_store.h"
+
+namespace policy::keys {
+namespace {
+
+int Fail(const absl::Status& status) {
+  LogError("keys failed", {{"status", status.ToString()}});
+  return 1;
+}
+
+int Main(int argc, char** argv) {
+  server::BlockTerminationSignals();
+  KeysConfig config;
+  config::Parser parser("keys");
+  config.Register(parser);
+  if (absl::Status s = parser.ParseProcess(argc, argv); !s.ok()) return Fail(s);
+  if (parser.help_requested()) {
+    std::fputs(parser.Usage().c_str(), stdout);
+    return 0;
+  }
+  if (absl::Status s = config.Validate(); !s.ok()) return Fail(s);
+  LogInfo("configuration", {{"settings", parser.Describe()}});
+
+  Clock* clock = Clock::Real();
+  std::unique_ptr<pg::Pool> pool;
+  std::unique_ptr<KeyStore> store;
+  if (config.store == "postgres") {
+    if (config.migrate_only || config.apply_migrations) {
+      if (absl::Status s = pg::ApplyMigrations(config.database_url, "keys", Migrations());
+          !s.ok()) {
+        return Fail(s);
+      }
+      if (config.migrate_only) return 0;
+    } else if (absl::Status s = pg::CheckMigrations(config.database_url, "keys", Migrations());
+               !s.ok()) {
+      return Fail(s);
+    }
+    pool = std::make_unique<pg::Pool>(pg::PoolOptions{
+        .url = config.database_url, .size = static_cast<int>(config.database_pool_size)});
+    store = std::make_unique<PostgresKeyStore>(pool.get(), clock, config.watch_heartbeat);
+  } else {
+    store = std::make_unique<MemoryKeyStore>();
+  }
+
+  absl::StatusOr<std::unique_ptr<Pepper>> pepper = Pepper::Create(config.pepper);
+  if (!pepper.ok()) return Fail(pepper.status());
+  LogKeyEventSink events;
+  KeyLifecycle lifecycle(store.get(), pepper->get(), &events, clock, config.policy);
+
+  if (!config.bootstrap_admin.empty()) {
+    absl::StatusOr<IssuedKey> admin =
+        lifecycle.BootstrapAdmin(Principal{PrincipalType::kMember, config.bootstrap_admin});
+    if (!admin.ok()) return Fail(admin.status());
+    std::printf("key_id=%s\nsecret=%s\n", admin->key.key_id.c_str(), admin->secret.c_str());
+    return 0;
+  }
+
+  KeyVerifier verifier(pepper->get(), clock, config.max_staleness);
+  store->Watch(&verifier);
+  server::BlockingPool blocking(static_cast<int>(config.blocking_threads),
+                                static_cast<int>(config.blocking_queue));
+  server::ServerRunner runner(config.server);
+  KeysService service(&lifecycle, &verifier, &blocking, clock, &runner.metrics_registry(),
+                      KeysServiceOptions{.reveal_denial_reasons = config.reveal_denial_reasons});
+  runner.AddService(&service);
+
+  auto& cache_entries = prometheus::BuildGauge()
+                            .Name("policy_keys_cache_entries")
+                            .Help("Keys held in the verification cache.")
+                            .Register(runner.metrics_registry())
+                            .Add({});
+  auto& cache_in_sync = prometheus::BuildGauge()
+                            .Name("policy_keys_cache_in_sync")
+                            .Help("1 while the verification cache is within its staleness "
+                                  "bound, 0 while verification fails closed.")
+                            .Register(runner.metrics_registry())
+                            .Add({});
+  runner.SetReadinessProbe([&] {
+    const bool in_sync = verifier.InSync();
+    cache_in_sync.Set(in_sync ? 1 : 0);
+    cache_entries.Set(static_cast<double>(verifier.size()));
+    return in_sync;
+  });
+
+  absl::Mutex sweep_mu;
+  bool stopping = false;
+  std::thread sweeper([&] {
+    absl::MutexLock lock(&sweep_mu);
+    while (!sweep_mu.AwaitWithTimeout(absl::Condition(&stopping), config.sweep_interval)) {
+      sweep_mu.Unlock();
+      if (absl::Status s = lifecycle.Sweep(); !s.ok()) {
+        LogWarning("sweep failed", {{"status", s.ToString()}});
+      }
+      sweep_mu.Lock();
+    }
+  });
+
+  absl::Status served = runner.RunUntilSignal();
+  {
+    absl::MutexLock lock(&sweep_mu);
+    stopping = true;
+  }
+  sweeper.join();
+  store->StopWatching();
+  if (!served.ok()) return Fail(served);
+  return 0;
+}
+
+}  // namespace
+}  // namespace policy::keys
+
+int main(int argc, char** argv) { return policy::keys::Main(argc, argv); }

@@ -1,0 +1,61 @@
+#ifndef POLICY_SERVICES_KEYS_POSTGRES_KEY_STORE_H_
+#define POLICY_SERVICES_KEYS_POSTGRES_KEY_STORE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "common/clock/clock.h"
+#include "common/pg/notification_feed.h"
+#include "common/pg/pool.h"
+#include "services/keys/key_store.h"
+
+namespace policy::keys {
+
+// KeyStore in PostgreSQL (schema `keys`, see migrations/). Row locks make Rotate and the
+// revocations safe across replicas. Watch LISTENs on policy_keys_changed, which a trigger
+// notifies on every insert and update, and reports in-sync heartbeats every
+// `watch_heartbeat`; its view is therefore never staler than a heartbeat plus one round
+// trip while the database answers.
+class PostgresKeyStore : public KeyStore {
+ public:
+  PostgresKeyStore(pg::Pool* pool, Clock* clock,
+                   absl::Duration watch_heartbeat = absl::Milliseconds(200));
+  ~PostgresKeyStore() override;
+
+  absl::Status Insert(const KeyRecord& key,
+                      const std::optional<IdempotencyRecord>& request) override;
+  absl::StatusOr<KeyRecord> Rotate(const std::string& old_key_id, absl::Time overlap_ends_at,
+                                   const KeyRecord& successor,
+                                   const std::optional<IdempotencyRecord>& request) override;
+  absl::StatusOr<std::pair<KeyRecord, bool>> Revoke(const std::string& key_id,
+                                                    const std::string& reason,
+                                                    absl::Time at) override;
+  absl::StatusOr<std::vector<KeyRecord>> RevokeOwnedBy(
+      const Principal& owner, const std::string& reason, absl::Time at,
+      const std::optional<IdempotencyRecord>& request) override;
+  absl::StatusOr<std::vector<KeyRecord>> RevokeEndedOverlaps(absl::Time at) override;
+  absl::StatusOr<KeyRecord> Get(const std::string& key_id) override;
+  absl::StatusOr<KeyPage> List(const KeyFilter& filter, int limit,
+                               const std::optional<ListCursor>& after) override;
+  absl::StatusOr<std::optional<IdempotencyRecord>> GetRequest(
+      const std::string& request_id) override;
+  absl::StatusOr<int> ForgetRequestsBefore(absl::Time before) override;
+  void Watch(KeyStoreObserver* observer) override;
+  void StopWatching() override;
+
+ private:
+  pg::Pool* const pool_;
+  Clock* const clock_;
+  const absl::Duration watch_heartbeat_;
+  // Tells the observer about this process's own changes at once, ahead of the notification.
+  void NotifyLocal(std::vector<KeyRecord> keys);
+
+  std::unique_ptr<pg::NotificationFeed> feed_;
+  absl::Mutex observer_mu_;
+  KeyStoreObserver* observer_ ABSL_GUARDED_BY(observer_mu_) = nullptr;
+};
+
+}  // namespace policy::keys
+
+#endif  // POLICY_SERVICES_KEYS_POSTGRES_KEY_STORE_H_
