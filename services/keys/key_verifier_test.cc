@@ -1,0 +1,143 @@
+#include "services/keys/key_verifier.h"
+
+#include "common/clock/clock.h"
+#include "common/status/status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/keys/api_key.h"
+#include "services/keys/key_lifecycle.h"
+#include "services/keys/keys_test_util.h"
+#include "services/keys/memory_key_store.h"
+
+namespace policy::keys {
+namespace {
+
+class KeyVerifierTest : public ::testing::Test {
+ protected:
+  KeyVerifierTest()
+      : pepper_(TestPepper()),
+        lifecycle_(&store_, pepper_.get(), &events_, &clock_, KeyPolicy{}),
+        verifier_(pepper_.get(), &clock_, absl::Seconds(1)) {
+    store_.Watch(&verifier_);
+  }
+  ~KeyVerifierTest() override { store_.StopWatching(); }
+
+  IssuedKey Create(absl::Duration ttl = absl::Hours(24)) {
+    CreateKeyParams params;
+    params.kind = KeyKind::kProject;
+    params.owner = {PrincipalType::kMember, "alice"};
+    params.project = "proj-dev";
+    params.scopes = {"chat.completions"};
+    params.ttl = ttl;
+    absl::StatusOr<IssuedKey> issued = lifecycle_.Create(params);
+    EXPECT_TRUE(issued.ok()) << issued.status();
+    return *issued;
+  }
+
+  std::optional<std::string> FailureReason(const std::string& secret) {
+    absl::StatusOr<VerifiedKey> verified = verifier_.Verify(secret);
+    if (verified.ok()) return std::nullopt;
+    return ReasonOf(verified.status()).value_or("none");
+  }
+
+  FakeClock clock_;
+  MemoryKeyStore store_;
+  RecordingEventSink events_;
+  std::unique_ptr<Pepper> pepper_;
+  KeyLifecycle lifecycle_;
+  KeyVerifier verifier_;
+};
+
+TEST_F(KeyVerifierTest, VerifiesAFreshKey) {
+  IssuedKey issued = Create();
+  absl::StatusOr<VerifiedKey> verified = verifier_.Verify(issued.secret);
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_EQ(verified->key->key_id, issued.key.key_id);
+  EXPECT_EQ(verified->key->owner.id, "alice");
+  EXPECT_EQ(verified->state, KeyState::kActive);
+}
+
+TEST_F(KeyVerifierTest, FailuresAreIndistinguishableButCarryTheReason) {
+  IssuedKey revoked = Create();
+  ASSERT_TRUE(lifecycle_.Revoke(revoked.key.key_id, "").ok());
+  IssuedKey expiring = Create(absl::Hours(1));
+  clock_.Advance(absl::Hours(2));
+
+  std::string unknown = GenerateSecret(KeyKind::kProject)->secret;
+
+  struct Case {
+    std::string secret;
+    std::string reason;
+  } cases[] = {{revoked.secret, "KEY_REVOKED"},
+               {expiring.secret, "KEY_EXPIRED"},
+               {unknown, "UNKNOWN_KEY"}};
+  for (const Case& c : cases) {
+    absl::StatusOr<VerifiedKey> verified = verifier_.Verify(c.secret);
+    ASSERT_FALSE(verified.ok());
+    EXPECT_EQ(verified.status().code(), absl::StatusCode::kUnauthenticated);
+    EXPECT_EQ(verified.status().message(), "API key is not valid");
+    EXPECT_EQ(ReasonOf(verified.status()), c.reason);
+  }
+}
+
+TEST_F(KeyVerifierTest, SecretMismatchForAKnownId) {
+  IssuedKey issued = Create();
+  // The same key id with another secret: the stored hash is of a different secret.
+  KeyRecord record = issued.key;
+  record.secret_hash = pepper_->HashSecret("something else");
+  verifier_.OnReset({record});
+  EXPECT_EQ(FailureReason(issued.secret), "SECRET_MISMATCH");
+}
+
+TEST_F(KeyVerifierTest, MalformedInputIsInvalidArgumentBeforeAnyLookup) {
+  absl::StatusOr<VerifiedKey> verified = verifier_.Verify("psk_proj_nope");
+  EXPECT_EQ(verified.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReasonOf(verified.status()), "MALFORMED_KEY");
+}
+
+TEST_F(KeyVerifierTest, RotationOverlapThenOldKeyStops) {
+  IssuedKey old_key = Create(absl::Hours(24 * 30));
+  absl::StatusOr<RotatedKey> rotated =
+      lifecycle_.Rotate({"", old_key.key.key_id, absl::Hours(24), std::nullopt});
+  ASSERT_TRUE(rotated.ok()) << rotated.status();
+  EXPECT_EQ(verifier_.Verify(old_key.secret)->state, KeyState::kRotating);
+  EXPECT_EQ(verifier_.Verify(rotated->new_key.secret)->state, KeyState::kActive);
+  clock_.Advance(absl::Hours(24) - absl::Seconds(1));
+  EXPECT_TRUE(verifier_.Verify(old_key.secret).ok());
+  clock_.Advance(absl::Seconds(1));
+  // The overlap ended: the old key stops at once, even before a sweep rewrites it.
+  EXPECT_EQ(FailureReason(old_key.secret), "KEY_REVOKED");
+  EXPECT_TRUE(verifier_.Verify(rotated->new_key.secret).ok());
+}
+
+TEST_F(KeyVerifierTest, StaleCacheFailsClosed) {
+  KeyVerifier verifier(pepper_.get(), &clock_, absl::Seconds(1));
+  IssuedKey issued = Create();
+  // Nothing loaded yet: not in sync.
+  EXPECT_FALSE(verifier.InSync());
+  EXPECT_EQ(verifier.Verify(issued.secret).status().code(), absl::StatusCode::kUnavailable);
+  verifier.OnReset({issued.key});
+  verifier.OnInSync(clock_.Now());
+  EXPECT_TRUE(verifier.Verify(issued.secret).ok());
+  clock_.Advance(absl::Milliseconds(1000));
+  EXPECT_TRUE(verifier.Verify(issued.secret).ok());
+  clock_.Advance(absl::Milliseconds(1));
+  EXPECT_FALSE(verifier.InSync());
+  absl::StatusOr<VerifiedKey> stale = verifier.Verify(issued.secret);
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ReasonOf(stale.status()), "KEY_CACHE_STALE");
+  verifier.OnInSync(clock_.Now());  // The database is back.
+  EXPECT_TRUE(verifier.Verify(issued.secret).ok());
+}
+
+TEST_F(KeyVerifierTest, OlderCopiesNeverUndoARevocation) {
+  IssuedKey issued = Create();
+  KeyRecord active = issued.key;
+  ASSERT_TRUE(lifecycle_.Revoke(active.key_id, "").ok());
+  EXPECT_EQ(FailureReason(issued.secret), "KEY_REVOKED");
+  verifier_.OnChanged({active});  // A late notification carrying the pre-revocation row.
+  EXPECT_EQ(FailureReason(issued.secret), "KEY_REVOKED");
+}
+
+}  // namespace
+}  // namespace policy::keys
