@@ -25,12 +25,12 @@ struct IdempotencyRecord {
 };
 
 struct KeyFilter {
-  std::optional<Principal> owner;
-  std::optional<std::string> project;
-  std::optional<KeyKind> kind;
+  std::optional<Principal> owner = std::nullopt;
+  std::optional<std::string> project = std::nullopt;
+  std::optional<KeyKind> kind = std::nullopt;
   // Compared with StateAt(key, now).
-  std::optional<KeyState> state;
-  absl::Time now;
+  std::optional<KeyState> state = std::nullopt;
+  absl::Time now = absl::UnixEpoch();
 };
 
 // Where a listing continues: the last key of the previous page in (created_at desc, key_id

@@ -1,0 +1,415 @@
+// One suite, every KeyStore: the memory store always, PostgreSQL whenever a test database is
+// configured (always in CI: POLICY_TEST_REQUIRE_PG=1 makes a missing one fatal).
+#include <atomic>
+#include <functional>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "common/clock/clock.h"
+#include "common/pg/migrations.h"
+#include "common/pg/pool.h"
+#include "common/pg/test_database.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/keys/keys_migrations.h"
+#include "services/keys/memory_key_store.h"
+#include "services/keys/postgres_key_store.h"
+
+namespace policy::keys {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+using ::testing::UnorderedElementsAre;
+
+// A store under test; `replica` gives a second store on the same data when the backend has
+// replicas (nullptr otherwise).
+struct Backend {
+  std::unique_ptr<KeyStore> store;
+  std::function<std::unique_ptr<KeyStore>()> replica;
+  std::vector<std::shared_ptr<void>> keep_alive;
+};
+
+using BackendFactory = std::function<Backend(Clock*)>;
+
+Backend MakeMemory(Clock*) { return Backend{std::make_unique<MemoryKeyStore>(), nullptr, {}}; }
+
+Backend MakePostgres(Clock* clock) {
+  const pg::TestDatabase* db = pg::TestDatabase::Get();
+  static const bool migrated = [&] {
+    absl::Status s = pg::ApplyMigrations(db->url(), "keys", Migrations());
+    EXPECT_TRUE(s.ok()) << s;
+    return true;
+  }();
+  (void)migrated;
+  auto pool = std::make_shared<pg::Pool>(pg::PoolOptions{.url = db->url(), .size = 8});
+  EXPECT_TRUE(pool
+                  ->Transact([](pqxx::work& tx) {
+                    tx.exec("TRUNCATE keys.api_keys, keys.requests");
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  Backend backend;
+  backend.store = std::make_unique<PostgresKeyStore>(pool.get(), clock, absl::Milliseconds(50));
+  backend.replica = [pool, clock] {
+    return std::make_unique<PostgresKeyStore>(pool.get(), clock, absl::Milliseconds(50));
+  };
+  backend.keep_alive.push_back(pool);
+  return backend;
+}
+
+class RecordingObserver : public KeyStoreObserver {
+ public:
+  void OnReset(std::vector<KeyRecord> keys) override {
+    absl::MutexLock lock(&mu_);
+    ++resets_;
+    current_.clear();
+    for (KeyRecord& k : keys) current_[k.key_id] = std::move(k);
+  }
+  void OnChanged(std::vector<KeyRecord> keys) override {
+    absl::MutexLock lock(&mu_);
+    for (KeyRecord& k : keys) current_[k.key_id] = std::move(k);
+  }
+  void OnInSync(absl::Time as_of) override {
+    absl::MutexLock lock(&mu_);
+    in_sync_.push_back(as_of);
+  }
+  // Waits (bounded) until `predicate` holds over the current view.
+  bool WaitFor(const std::function<bool(const std::map<std::string, KeyRecord>&)>& predicate,
+               absl::Duration timeout = absl::Seconds(5)) {
+    absl::MutexLock lock(&mu_);
+    auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return predicate(current_); };
+    return mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  }
+  std::vector<absl::Time> in_sync() {
+    absl::MutexLock lock(&mu_);
+    return in_sync_;
+  }
+  int resets() {
+    absl::MutexLock lock(&mu_);
+    return resets_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, KeyRecord> current_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::Time> in_sync_ ABSL_GUARDED_BY(mu_);
+  int resets_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+class KeyStoreConformanceTest : public ::testing::TestWithParam<std::pair<std::string, BackendFactory>> {
+ protected:
+  void SetUp() override {
+    if (GetParam().first == "postgres" && pg::TestDatabase::Get() == nullptr) {
+      GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+    }
+    backend_ = GetParam().second(&clock_);
+    store_ = backend_.store.get();
+  }
+  void TearDown() override {
+    if (store_ != nullptr) store_->StopWatching();
+  }
+
+  KeyRecord NewKey(const std::string& suffix, const std::string& owner = "alice",
+                   const std::string& project = "proj-dev") {
+    KeyRecord key;
+    key.key_id = "key_" + std::string(17 - suffix.size(), '0') + suffix;
+    key.kind = KeyKind::kProject;
+    key.owner = {PrincipalType::kMember, owner};
+    key.project = project;
+    key.environment = Environment::kStaging;
+    key.scopes = {"chat.completions", "embeddings"};
+    key.secret_hash = std::string(32, static_cast<char>(suffix.size()));
+    key.secret_hash[0] = '\0';  // Binary-safe.
+    key.redacted = "psk_proj_...abcd";
+    key.state = KeyState::kActive;
+    key.created_at = clock_.Now() + absl::Microseconds(counter_++);
+    key.expires_at = clock_.Now() + absl::Hours(24 * 30);
+    return key;
+  }
+
+  IdempotencyRecord Request(const std::string& id, std::vector<std::string> key_ids = {}) {
+    return IdempotencyRecord{id, "create", std::string("\x01\x02fp", 4), std::move(key_ids),
+                             std::string("\0sealed", 7), clock_.Now()};
+  }
+
+  FakeClock clock_{absl::FromUnixMicros(1'800'000'000'123'456)};
+  RecordingObserver observer_;  // Outlives the watch, which TearDown stops.
+  Backend backend_;
+  KeyStore* store_ = nullptr;
+  int counter_ = 0;
+};
+
+TEST_P(KeyStoreConformanceTest, InsertThenGetRoundTripsEveryField) {
+  KeyRecord key = NewKey("1");
+  key.overlap_ends_at = clock_.Now() + absl::Microseconds(7);
+  key.state = KeyState::kRotating;
+  key.rotated_from = "key_00000000000000009";
+  key.rotated_to = "key_00000000000000008";
+  ASSERT_TRUE(store_->Insert(key, std::nullopt).ok());
+  absl::StatusOr<KeyRecord> got = store_->Get(key.key_id);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, key);
+
+  KeyRecord revoked = NewKey("2");
+  revoked.state = KeyState::kRevoked;
+  revoked.revoked_at = clock_.Now();
+  revoked.revocation_reason = "because";
+  revoked.kind = KeyKind::kAdmin;
+  revoked.project = "";
+  revoked.scopes = {};
+  ASSERT_TRUE(store_->Insert(revoked, std::nullopt).ok());
+  EXPECT_EQ(*store_->Get(revoked.key_id), revoked);
+}
+
+TEST_P(KeyStoreConformanceTest, GetUnknownIsNotFound) {
+  EXPECT_EQ(store_->Get("key_0000000000000000x").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(KeyStoreConformanceTest, DuplicatesAreRefusedAndWriteNothing) {
+  KeyRecord key = NewKey("1");
+  ASSERT_TRUE(store_->Insert(key, Request("r1", {key.key_id})).ok());
+  EXPECT_EQ(store_->Insert(key, std::nullopt).code(), absl::StatusCode::kAlreadyExists);
+  KeyRecord other = NewKey("2");
+  EXPECT_EQ(store_->Insert(other, Request("r1", {other.key_id})).code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->Get(other.key_id).status().code(), absl::StatusCode::kNotFound);
+  absl::StatusOr<std::optional<IdempotencyRecord>> request = store_->GetRequest("r1");
+  ASSERT_TRUE(request.ok());
+  ASSERT_TRUE(request->has_value());
+  EXPECT_EQ(**request, Request("r1", {key.key_id}));
+  EXPECT_FALSE(store_->GetRequest("r2")->has_value());
+}
+
+TEST_P(KeyStoreConformanceTest, RotateMovesTheOldKeyAndInsertsTheSuccessor) {
+  KeyRecord old_key = NewKey("1");
+  ASSERT_TRUE(store_->Insert(old_key, std::nullopt).ok());
+  KeyRecord successor = NewKey("2");
+  successor.rotated_from = old_key.key_id;
+  const absl::Time overlap_end = clock_.Now() + absl::Hours(24);
+  absl::StatusOr<KeyRecord> updated =
+      store_->Rotate(old_key.key_id, overlap_end, successor, Request("rot", {"a", "b"}));
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_EQ(updated->state, KeyState::kRotating);
+  EXPECT_EQ(updated->overlap_ends_at, overlap_end);
+  EXPECT_EQ(updated->rotated_to, successor.key_id);
+  EXPECT_EQ(*store_->Get(old_key.key_id), *updated);
+  EXPECT_EQ(*store_->Get(successor.key_id), successor);
+  EXPECT_TRUE(store_->GetRequest("rot")->has_value());
+
+  // A rotating key does not rotate again, and nothing is written.
+  KeyRecord third = NewKey("3");
+  absl::Status again = store_->Rotate(old_key.key_id, overlap_end, third, std::nullopt).status();
+  EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->Get(third.key_id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Rotate("key_0000000000000000x", overlap_end, third, std::nullopt)
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_P(KeyStoreConformanceTest, ConcurrentRotationsExactlyOneWins) {
+  KeyRecord old_key = NewKey("1");
+  ASSERT_TRUE(store_->Insert(old_key, std::nullopt).ok());
+  std::vector<KeyRecord> successors;
+  for (int i = 0; i < 8; ++i) successors.push_back(NewKey("s" + std::to_string(i)));
+  std::atomic<int> won{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      absl::Status s = store_->Rotate(old_key.key_id, clock_.Now() + absl::Hours(1),
+                                      successors[i], std::nullopt)
+                           .status();
+      if (s.ok()) ++won;
+      if (s.code() == absl::StatusCode::kFailedPrecondition) ++refused;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(won.load(), 1);
+  EXPECT_EQ(refused.load(), 7);
+  int stored = 0;
+  for (const KeyRecord& s : successors) stored += store_->Get(s.key_id).ok();
+  EXPECT_EQ(stored, 1);
+}
+
+TEST_P(KeyStoreConformanceTest, RevokeKeepsTheFirstRevocation) {
+  KeyRecord key = NewKey("1");
+  ASSERT_TRUE(store_->Insert(key, std::nullopt).ok());
+  auto first = store_->Revoke(key.key_id, "compromised", clock_.Now());
+  ASSERT_TRUE(first.ok());
+  EXPECT_TRUE(first->second);
+  EXPECT_EQ(first->first.state, KeyState::kRevoked);
+  auto second = store_->Revoke(key.key_id, "later", clock_.Now() + absl::Hours(1));
+  ASSERT_TRUE(second.ok());
+  EXPECT_FALSE(second->second);
+  EXPECT_EQ(second->first.revocation_reason, "compromised");
+  EXPECT_EQ(second->first.revoked_at, clock_.Now());
+  EXPECT_EQ(store_->Revoke("key_0000000000000000x", "", clock_.Now()).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_P(KeyStoreConformanceTest, RevokeOwnedByTouchesOnlyThatOwnersLiveKeys) {
+  KeyRecord a1 = NewKey("1", "alice"), a2 = NewKey("2", "alice"), b1 = NewKey("3", "bob");
+  KeyRecord sa = NewKey("4", "alice");
+  sa.owner.type = PrincipalType::kServiceAccount;  // Same id, other principal type.
+  for (const KeyRecord& k : {a1, a2, b1, sa}) ASSERT_TRUE(store_->Insert(k, std::nullopt).ok());
+  ASSERT_TRUE(store_->Revoke(a2.key_id, "earlier", clock_.Now()).ok());
+
+  auto revoked = store_->RevokeOwnedBy({PrincipalType::kMember, "alice"}, "offboarded",
+                                       clock_.Now(), Request("off"));
+  ASSERT_TRUE(revoked.ok()) << revoked.status();
+  ASSERT_THAT(*revoked, SizeIs(1));
+  EXPECT_EQ((*revoked)[0].key_id, a1.key_id);
+  EXPECT_EQ((*revoked)[0].revocation_reason, "offboarded");
+  EXPECT_EQ(store_->Get(b1.key_id)->state, KeyState::kActive);
+  EXPECT_EQ(store_->Get(sa.key_id)->state, KeyState::kActive);
+  EXPECT_EQ(store_->Get(a2.key_id)->revocation_reason, "earlier");
+  EXPECT_THAT((*store_->GetRequest("off"))->key_ids, ElementsAre(a1.key_id));
+
+  EXPECT_EQ(store_->RevokeOwnedBy({PrincipalType::kMember, "bob"}, "x", clock_.Now(),
+                                  Request("off"))
+                .status()
+                .code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->Get(b1.key_id)->state, KeyState::kActive);
+}
+
+TEST_P(KeyStoreConformanceTest, RevokeEndedOverlapsReturnsEachKeyOnce) {
+  KeyRecord ends_now = NewKey("1"), ends_later = NewKey("2"), active = NewKey("3");
+  for (const KeyRecord& k : {ends_now, ends_later, active}) {
+    ASSERT_TRUE(store_->Insert(k, std::nullopt).ok());
+  }
+  ASSERT_TRUE(store_->Rotate(ends_now.key_id, clock_.Now(), NewKey("4"), std::nullopt).ok());
+  ASSERT_TRUE(store_->Rotate(ends_later.key_id, clock_.Now() + absl::Hours(1), NewKey("5"),
+                             std::nullopt)
+                  .ok());
+  auto swept = store_->RevokeEndedOverlaps(clock_.Now());
+  ASSERT_TRUE(swept.ok()) << swept.status();
+  ASSERT_THAT(*swept, SizeIs(1));
+  EXPECT_EQ((*swept)[0].key_id, ends_now.key_id);
+  EXPECT_EQ((*swept)[0].revoked_at, clock_.Now());
+  EXPECT_EQ((*swept)[0].revocation_reason, kReasonOverlapEnded);
+  EXPECT_THAT(*store_->RevokeEndedOverlaps(clock_.Now()), IsEmpty());
+  EXPECT_EQ(store_->Get(ends_later.key_id)->state, KeyState::kRotating);
+}
+
+TEST_P(KeyStoreConformanceTest, ListFiltersByDerivedStateAndPaginatesNewestFirst) {
+  KeyRecord active = NewKey("1", "alice", "p1");
+  KeyRecord expired = NewKey("2", "alice", "p1");
+  expired.expires_at = clock_.Now();
+  KeyRecord revoked = NewKey("3", "bob", "p2");
+  KeyRecord rotating = NewKey("4", "bob", "p2");
+  KeyRecord overlap_over = NewKey("5", "bob", "p2");
+  KeyRecord admin = NewKey("6", "carol", "");
+  admin.kind = KeyKind::kAdmin;
+  for (const KeyRecord& k : {active, expired, revoked, rotating, overlap_over, admin}) {
+    ASSERT_TRUE(store_->Insert(k, std::nullopt).ok());
+  }
+  ASSERT_TRUE(store_->Revoke(revoked.key_id, "x", clock_.Now()).ok());
+  ASSERT_TRUE(
+      store_->Rotate(rotating.key_id, clock_.Now() + absl::Hours(1), NewKey("7", "bob", "p2"),
+                     std::nullopt)
+          .ok());
+  ASSERT_TRUE(store_->Rotate(overlap_over.key_id, clock_.Now(), NewKey("8", "bob", "p2"),
+                             std::nullopt)
+                  .ok());
+
+  auto ids = [&](KeyFilter filter) {
+    filter.now = clock_.Now();
+    std::vector<std::string> out;
+    absl::StatusOr<KeyPage> page = store_->List(filter, 100, std::nullopt);
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (page.ok()) {
+      for (const KeyRecord& k : page->keys) out.push_back(k.key_id);
+    }
+    return out;
+  };
+  EXPECT_THAT(ids({.state = KeyState::kExpired}), ElementsAre(expired.key_id));
+  EXPECT_THAT(ids({.state = KeyState::kRevoked}),
+              UnorderedElementsAre(revoked.key_id, overlap_over.key_id));
+  EXPECT_THAT(ids({.state = KeyState::kRotating}), ElementsAre(rotating.key_id));
+  EXPECT_THAT(ids({.kind = KeyKind::kAdmin}), ElementsAre(admin.key_id));
+  EXPECT_THAT(ids({.project = std::string("p1")}), ElementsAre(expired.key_id, active.key_id));
+  EXPECT_THAT(ids({.owner = Principal{PrincipalType::kMember, "alice"}}),
+              ElementsAre(expired.key_id, active.key_id));
+  EXPECT_THAT(ids({.owner = Principal{PrincipalType::kServiceAccount, "alice"}}), IsEmpty());
+  EXPECT_THAT(ids({}), SizeIs(8));
+
+  // Pages of 3 cover everything once, newest first.
+  std::vector<std::string> paged;
+  std::optional<ListCursor> after;
+  int pages = 0;
+  do {
+    absl::StatusOr<KeyPage> page = store_->List({.now = clock_.Now()}, 3, after);
+    ASSERT_TRUE(page.ok());
+    for (const KeyRecord& k : page->keys) paged.push_back(k.key_id);
+    after = page->next;
+    ++pages;
+  } while (after.has_value());
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(paged, ids({}));
+  for (size_t i = 1; i < paged.size(); ++i) EXPECT_GT(paged[i - 1], paged[i]);
+}
+
+TEST_P(KeyStoreConformanceTest, ForgetRequestsBefore) {
+  ASSERT_TRUE(store_->Insert(NewKey("1"), Request("old")).ok());
+  clock_.Advance(absl::Hours(2));
+  ASSERT_TRUE(store_->Insert(NewKey("2"), Request("new")).ok());
+  absl::StatusOr<int> forgotten = store_->ForgetRequestsBefore(clock_.Now() - absl::Hours(1));
+  ASSERT_TRUE(forgotten.ok());
+  EXPECT_EQ(*forgotten, 1);
+  EXPECT_FALSE(store_->GetRequest("old")->has_value());
+  EXPECT_TRUE(store_->GetRequest("new")->has_value());
+}
+
+TEST_P(KeyStoreConformanceTest, WatchDeliversTheStoreThenEveryChange) {
+  KeyRecord before = NewKey("1");
+  ASSERT_TRUE(store_->Insert(before, std::nullopt).ok());
+  RecordingObserver& observer = observer_;
+  store_->Watch(&observer);
+  ASSERT_TRUE(observer.WaitFor([&](const auto& m) { return m.contains(before.key_id); }));
+  EXPECT_GE(observer.resets(), 1);
+
+  // Own changes arrive before the call returns.
+  KeyRecord created = NewKey("2");
+  ASSERT_TRUE(store_->Insert(created, std::nullopt).ok());
+  ASSERT_TRUE(store_->Revoke(before.key_id, "x", clock_.Now()).ok());
+  EXPECT_TRUE(observer.WaitFor(
+      [&](const auto& m) {
+        return m.contains(created.key_id) &&
+               m.at(before.key_id).state == KeyState::kRevoked;
+      },
+      absl::ZeroDuration()));
+  EXPECT_FALSE(observer.in_sync().empty());
+}
+
+TEST_P(KeyStoreConformanceTest, ReplicasHearOfEachOthersChanges) {
+  if (!backend_.replica) GTEST_SKIP() << "an in-process store has no replicas";
+  std::unique_ptr<KeyStore> replica = backend_.replica();
+  RecordingObserver& observer = observer_;
+  store_->Watch(&observer);
+  ASSERT_TRUE(observer.WaitFor([](const auto&) { return true; }));
+  const absl::Time start = absl::Now();
+  KeyRecord key = NewKey("1");
+  ASSERT_TRUE(replica->Insert(key, std::nullopt).ok());
+  ASSERT_TRUE(replica->Revoke(key.key_id, "x", clock_.Now()).ok());
+  ASSERT_TRUE(observer.WaitFor([&](const auto& m) {
+    return m.contains(key.key_id) && m.at(key.key_id).state == KeyState::kRevoked;
+  }));
+  // The stated bound is one heartbeat plus a round trip; notifications arrive far sooner.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  // Heartbeats keep coming while the database answers.
+  const size_t beats = observer.in_sync().size();
+  EXPECT_TRUE(observer.WaitFor([&](const auto&) { return false; }, absl::Milliseconds(200)) ||
+              observer.in_sync().size() > beats);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Stores, KeyStoreConformanceTest,
+    ::testing::Values(std::make_pair(std::string("memory"), BackendFactory(MakeMemory)),
+                      std::make_pair(std::string("postgres"), BackendFactory(MakePostgres))),
+    [](const auto& info) { return info.param.first; });
+
+}  // namespace
+}  // namespace policy::keys
