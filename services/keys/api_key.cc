@@ -21,39 +21,49 @@ constexpr std::array<std::pair<KeyKind, absl::string_view>, 3> kPrefixes = {
      {KeyKind::kServiceAccount, "psk_svc_"},
      {KeyKind::kAdmin, "psk_admin_"}}};
 
-int Base62Value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'Z') return c - 'A' + 10;
-  if (c >= 'a' && c <= 'z') return c - 'a' + 36;
-  return -1;
-}
+// Verification parses every presented key, so the character checks are table lookups rather
+// than branches on random input.
+constexpr std::array<bool, 256> kIsBase62 = [] {
+  std::array<bool, 256> table{};
+  for (char c : kAlphabet) table[static_cast<unsigned char>(c)] = true;
+  return table;
+}();
 
 // Big-endian base62 of `bytes`, left-padded with '0' to exactly `width` characters.
 std::string Base62(absl::string_view bytes, size_t width) {
   std::string digits(bytes);  // Repeated division of a big-endian base-256 number.
-  std::string out;
-  while (out.size() < width) {
+  std::string out(width, '0');
+  for (size_t position = width; position-- > 0;) {
     int remainder = 0;
     for (char& d : digits) {
       int value = remainder * 256 + static_cast<unsigned char>(d);
       d = static_cast<char>(value / 62);
       remainder = value % 62;
     }
-    out.push_back(kAlphabet[remainder]);
+    out[position] = kAlphabet[remainder];
   }
-  return std::string(out.rbegin(), out.rend());
+  return out;
 }
 
-std::string Checksum(absl::string_view body) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  crc = crc32(crc, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()));
-  const char bytes[4] = {static_cast<char>(crc >> 24), static_cast<char>(crc >> 16),
-                         static_cast<char>(crc >> 8), static_cast<char>(crc)};
-  return Base62(absl::string_view(bytes, 4), kChecksumChars);
+// CRC-32 of `body` as six base62 characters.
+std::array<char, kChecksumChars> Checksum(absl::string_view body) {
+  uint32_t crc = static_cast<uint32_t>(
+      crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size())));
+  std::array<char, kChecksumChars> out;
+  for (size_t position = kChecksumChars; position-- > 0;) {
+    out[position] = kAlphabet[crc % 62];
+    crc /= 62;
+  }
+  return out;
+}
+
+absl::string_view View(const std::array<char, kChecksumChars>& a) {
+  return absl::string_view(a.data(), a.size());
 }
 
 bool IsUtf8(absl::string_view s) {
   size_t i = 0;
+  while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80) ++i;  // ASCII fast path.
   while (i < s.size()) {
     const auto c = static_cast<unsigned char>(s[i]);
     size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
@@ -102,11 +112,11 @@ absl::StatusOr<ParsedSecret> ParseSecret(absl::string_view text) {
   if (rest.size() != kKeyIdChars + kSecretChars + kChecksumChars) {
     return absl::InvalidArgumentError("api key has the wrong length");
   }
-  for (char c : rest) {
-    if (Base62Value(c) < 0) return absl::InvalidArgumentError("api key has invalid characters");
-  }
+  bool alphabet_ok = true;
+  for (char c : rest) alphabet_ok &= kIsBase62[static_cast<unsigned char>(c)];
+  if (!alphabet_ok) return absl::InvalidArgumentError("api key has invalid characters");
   absl::string_view body = text.substr(0, text.size() - kChecksumChars);
-  if (!crypto::ConstantTimeEquals(Checksum(body), text.substr(body.size()))) {
+  if (View(Checksum(body)) != text.substr(body.size())) {
     return absl::InvalidArgumentError("api key checksum does not match (mistyped or truncated?)");
   }
   return ParsedSecret{match->first, absl::StrCat(kKeyIdPrefix, rest.substr(0, kKeyIdChars))};
@@ -119,8 +129,7 @@ absl::StatusOr<NewSecret> GenerateSecret(KeyKind kind) {
   if (!secret_bytes.ok()) return secret_bytes.status();
   std::string id = Base62(*id_bytes, kKeyIdChars);
   std::string body = absl::StrCat(PrefixOf(kind), id, Base62(*secret_bytes, kSecretChars));
-  std::string checksum = Checksum(body);
-  return NewSecret{absl::StrCat(kKeyIdPrefix, id), absl::StrCat(body, checksum)};
+  return NewSecret{absl::StrCat(kKeyIdPrefix, id), absl::StrCat(body, View(Checksum(body)))};
 }
 
 std::string RedactSecret(absl::string_view secret) {
