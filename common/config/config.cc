@@ -63,8 +63,7 @@ absl::Status Parser::Set(const Setting& setting, absl::string_view value,
                          absl::string_view source) {
   absl::Status status = setting.set(value);
   if (!status.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": ", status.message()));
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", status.message()));
   }
   return absl::OkStatus();
 }

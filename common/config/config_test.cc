@@ -198,9 +198,8 @@ TEST_F(ParserTest, DescribeShowsPublicValues) {
 TEST_F(ParserTest, DescribeRedactsSecretsAndUrlPasswords) {
   const std::string url =
       std::string("postgresql://policy:") + kDbPassword + "@db.internal:5432/policy";
-  ASSERT_TRUE(Parse({std::string("--database_url=") + url},
-                    {{"POLICY_KEYS_API_KEY", kSecretText}})
-                  .ok());
+  ASSERT_TRUE(
+      Parse({std::string("--database_url=") + url}, {{"POLICY_KEYS_API_KEY", kSecretText}}).ok());
   ASSERT_EQ(config_.api_key, kSecretText);
   ASSERT_EQ(config_.database_url, url);
 

@@ -3,10 +3,10 @@
 // HmacSha256 copies precomputed SHA-256 states, which only the low-level SHA256_CTX API can
 // do without the EVP layer's per-call overhead (about half the cost of a short HMAC).
 #define OPENSSL_SUPPRESS_DEPRECATED
-#include <openssl/sha.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include <cstring>
 

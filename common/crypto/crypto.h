@@ -3,9 +3,9 @@
 
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 // OpenSSL primitives behind small value-typed functions. Byte strings are std::string.
 namespace policy::crypto {

@@ -12,10 +12,10 @@ namespace policy {
 namespace {
 
 void Write(absl::string_view level, absl::string_view message, LogFields fields) {
-  std::string line = absl::StrFormat(
-      "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":%s",
-      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), level,
-      JsonQuote(message));
+  std::string line =
+      absl::StrFormat("{\"time\":\"%s\",\"level\":\"%s\",\"msg\":%s",
+                      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
+                      level, JsonQuote(message));
   for (const auto& [key, value] : fields) {
     absl::StrAppend(&line, ",", JsonQuote(key), ":", JsonQuote(value));
   }

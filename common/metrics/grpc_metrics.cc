@@ -13,11 +13,10 @@ constexpr int kCodes = 17;  // grpc::StatusCode OK .. UNAUTHENTICATED
 
 const char* CodeName(int code) {
   static constexpr std::array<const char*, kCodes> kNames = {
-      "OK",           "Canceled",         "Unknown",          "InvalidArgument",
-      "DeadlineExceeded", "NotFound",     "AlreadyExists",    "PermissionDenied",
-      "ResourceExhausted", "FailedPrecondition", "Aborted",   "OutOfRange",
-      "Unimplemented", "Internal",        "Unavailable",      "DataLoss",
-      "Unauthenticated"};
+      "OK",       "Canceled",       "Unknown",          "InvalidArgument",   "DeadlineExceeded",
+      "NotFound", "AlreadyExists",  "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+      "Aborted",  "OutOfRange",     "Unimplemented",    "Internal",          "Unavailable",
+      "DataLoss", "Unauthenticated"};
   return kNames[code];
 }
 
@@ -39,7 +38,7 @@ const char* TypeName(grpc::experimental::ServerRpcInfo::Type type) {
 // Sub-millisecond buckets first: most of this suite's RPCs finish in microseconds.
 prometheus::Histogram::BucketBoundaries Buckets() {
   return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-          0.05,   0.1,     0.25,   0.5,   1,      2.5,    5,     10};
+          0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 }
 
 class MetricsInterceptor : public grpc::experimental::Interceptor {
@@ -111,8 +110,7 @@ GrpcServerMetrics::InterceptorFactory() {
   return std::make_unique<MetricsInterceptorFactory>(this);
 }
 
-GrpcServerMetrics::Method* GrpcServerMetrics::ForMethod(const char* full_method,
-                                                        const char* type) {
+GrpcServerMetrics::Method* GrpcServerMetrics::ForMethod(const char* full_method, const char* type) {
   absl::string_view name = full_method == nullptr ? "" : full_method;
   {
     absl::ReaderMutexLock lock(&mu_);

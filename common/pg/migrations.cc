@@ -12,9 +12,7 @@
 namespace policy::pg {
 namespace {
 
-std::string Checksum(const Migration& m) {
-  return absl::BytesToHexString(crypto::Sha256(m.sql));
-}
+std::string Checksum(const Migration& m) { return absl::BytesToHexString(crypto::Sha256(m.sql)); }
 
 bool ValidSchemaName(absl::string_view schema) {
   if (schema.empty() || schema.size() > 63) return false;
@@ -34,7 +32,7 @@ std::map<int, std::string> Applied(pqxx::connection& c, absl::string_view schema
       std::string(schema));
   if (exists.empty()) return applied;
   for (const auto& row : tx.exec(absl::StrCat("SELECT version, checksum FROM ", schema,
-                                             ".schema_migrations ORDER BY version"))) {
+                                              ".schema_migrations ORDER BY version"))) {
     applied[row[0].as<int>()] = row[1].as<std::string>();
   }
   return applied;
@@ -99,9 +97,8 @@ absl::Status ApplyMigrations(const std::string& url, absl::string_view schema,
                                   "VALUES ($1, $2, $3)"),
                      m.version, std::string(m.name), Checksum(m));
       tx.commit();
-      LogInfo("applied migration", {{"schema", schema},
-                                    {"version", absl::StrCat(m.version)},
-                                    {"name", m.name}});
+      LogInfo("applied migration",
+              {{"schema", schema}, {"version", absl::StrCat(m.version)}, {"name", m.name}});
     }
     pqxx::nontransaction tx(c);
     tx.exec_params("SELECT pg_advisory_unlock(hashtext($1))", lock_key);

@@ -2,10 +2,10 @@
 #define POLICY_COMMON_PG_MIGRATIONS_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace policy::pg {
 

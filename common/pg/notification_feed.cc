@@ -31,7 +31,9 @@ NotificationFeed::NotificationFeed(std::string url, std::string channel, Callbac
 
 NotificationFeed::~NotificationFeed() { Stop(); }
 
-void NotificationFeed::Start() { thread_ = std::thread([this] { Run(); }); }
+void NotificationFeed::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void NotificationFeed::Stop() {
   {

@@ -111,8 +111,8 @@ absl::Status ServerRunner::Start() {
     }
     std::rename(tmp.c_str(), options_.ready_file.c_str());
   }
-  LogInfo("serving", {{"grpc_port", absl::StrCat(grpc_port_)},
-                      {"metrics_port", absl::StrCat(metrics_port_)}});
+  LogInfo("serving",
+          {{"grpc_port", absl::StrCat(grpc_port_)}, {"metrics_port", absl::StrCat(metrics_port_)}});
   return absl::OkStatus();
 }
 

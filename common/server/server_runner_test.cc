@@ -64,7 +64,8 @@ std::string Flatten(const grpc::ByteBuffer& buffer) {
   std::vector<grpc::Slice> slices;
   std::string out;
   if (!buffer.Dump(&slices).ok()) return out;
-  for (const grpc::Slice& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    out.append(reinterpret_cast<const char*>(s.begin()), s.size());
   return out;
 }
 
@@ -328,11 +329,11 @@ TEST(ServerOptionsTest, RegistersFlags) {
   ServerOptions options;
   config::Parser parser("keys");
   options.Register(parser);
-  ASSERT_TRUE(parser
-                  .Parse({"--listen=127.0.0.1:7000", "--metrics_listen=", "--health_interval=25ms"},
-                         {{"POLICY_KEYS_SHUTDOWN_GRACE", "3s"},
-                          {"POLICY_KEYS_READY_FILE", "/tmp/ready"}})
-                  .ok());
+  ASSERT_TRUE(
+      parser
+          .Parse({"--listen=127.0.0.1:7000", "--metrics_listen=", "--health_interval=25ms"},
+                 {{"POLICY_KEYS_SHUTDOWN_GRACE", "3s"}, {"POLICY_KEYS_READY_FILE", "/tmp/ready"}})
+          .ok());
   EXPECT_EQ(options.listen, "127.0.0.1:7000");
   EXPECT_EQ(options.metrics_listen, "");
   EXPECT_EQ(options.health_interval, absl::Milliseconds(25));
@@ -376,8 +377,8 @@ TEST_F(ServerRunnerTest, ReadyFileHoldsThePorts) {
   EXPECT_GT(runner_->metrics_port(), 0);
   EXPECT_NE(runner_->metrics_port(), runner_->grpc_port());
   EXPECT_EQ(ReadFile(ready_file_), "grpc_port=" + std::to_string(runner_->grpc_port()) +
-                                       "\nmetrics_port=" +
-                                       std::to_string(runner_->metrics_port()) + "\n");
+                                       "\nmetrics_port=" + std::to_string(runner_->metrics_port()) +
+                                       "\n");
   EXPECT_TRUE(Accepts(runner_->grpc_port()));
   EXPECT_TRUE(Accepts(runner_->metrics_port()));
 }
@@ -461,9 +462,8 @@ TEST_F(ServerRunnerTest, HealthCoversEachServiceName) {
     EXPECT_EQ(result.serving, kServing);
   }
   ready = false;
-  EXPECT_TRUE(Eventually([&] {
-    return ServingStatus(*channel_, "policy.keys.v1.KeyService") == kNotServing;
-  }));
+  EXPECT_TRUE(Eventually(
+      [&] { return ServingStatus(*channel_, "policy.keys.v1.KeyService") == kNotServing; }));
 }
 
 TEST_F(ServerRunnerTest, MetricsCountHandledRpcs) {

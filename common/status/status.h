@@ -3,10 +3,10 @@
 
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace policy {
 
@@ -26,11 +26,11 @@ absl::Status WithoutReason(absl::Status status);
 #define POLICY_STATUS_CONCAT_(a, b) POLICY_STATUS_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function when `expr` (an absl::Status) is not OK.
-#define RETURN_IF_ERROR(expr)                                    \
-  do {                                                           \
+#define RETURN_IF_ERROR(expr)                                           \
+  do {                                                                  \
     if (::absl::Status policy_status_ = (expr); !policy_status_.ok()) { \
-      return policy_status_;                                     \
-    }                                                            \
+      return policy_status_;                                            \
+    }                                                                   \
   } while (false)
 
 // `ASSIGN_OR_RETURN(T x, StatusOr<T>-expr)` declares or assigns `x` from the value, or

@@ -2,9 +2,9 @@
 #define POLICY_SERVICES_KEYS_API_KEY_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "services/keys/key.h"
 
 // The text form of a key's secret:

@@ -45,7 +45,8 @@ TEST(ApiKeyTest, SecretPartCarriesAtLeast256Bits) {
   std::vector<std::set<char>> seen(kSecretChars);
   for (int i = 0; i < 300; ++i) {
     std::string secret = GenerateSecret(KeyKind::kProject)->secret;
-    std::string part = secret.substr(PrefixOf(KeyKind::kProject).size() + kKeyIdChars, kSecretChars);
+    std::string part =
+        secret.substr(PrefixOf(KeyKind::kProject).size() + kKeyIdChars, kSecretChars);
     for (size_t j = 1; j < kSecretChars; ++j) seen[j].insert(part[j]);
   }
   for (size_t j = 1; j < kSecretChars; ++j) EXPECT_GT(seen[j].size(), 20u) << "position " << j;

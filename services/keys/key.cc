@@ -20,7 +20,7 @@ absl::StatusOr<Enum> ParseName(const std::array<std::pair<Enum, absl::string_vie
 
 template <typename Enum, size_t N>
 absl::string_view NameOf(const std::array<std::pair<Enum, absl::string_view>, N>& names,
-                        Enum value) {
+                         Enum value) {
   for (const auto& [v, text] : names) {
     if (v == value) return text;
   }

@@ -3,10 +3,10 @@
 
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 // The keys service's domain types: plain values, no proto, no SQL.
@@ -54,7 +54,7 @@ KeyState StateAt(const KeyRecord& key, absl::Time now);
 // When a key stops verifying: its expiry, or its overlap end if sooner; nullopt if revoked.
 std::optional<absl::Time> VerifiesUntil(const KeyRecord& key);
 
-absl::string_view KindName(KeyKind kind);  // "project", "service_account", "admin"
+absl::string_view KindName(KeyKind kind);                 // "project", "service_account", "admin"
 absl::string_view PrincipalTypeName(PrincipalType type);  // "member", "service_account"
 absl::string_view EnvironmentName(Environment environment);  // "production", ...
 absl::string_view StateName(KeyState state);  // "active", "rotating", "revoked", "expired"

@@ -26,8 +26,8 @@ constexpr absl::string_view kOpRotate = "rotate";
 constexpr absl::string_view kOpRevokePrincipal = "revoke_principal";
 
 bool IsIdChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '.' || c == '_' || c == '-' || c == '@' || c == '+' || c == ':';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-' || c == '@' || c == '+' || c == ':';
 }
 
 // Ids of principals and projects: 1 to 128 of [A-Za-z0-9._@+:-].
@@ -79,8 +79,8 @@ absl::Status ValidateReason(absl::string_view reason) {
 bool IsScope(absl::string_view scope) {
   if (scope.empty() || scope.size() > 64 || !(scope[0] >= 'a' && scope[0] <= 'z')) return false;
   return std::all_of(scope.begin(), scope.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-           c == ':' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ':' ||
+           c == '-';
   });
 }
 
@@ -89,9 +89,8 @@ absl::Status ValidateOwner(KeyKind kind, const Principal& owner) {
   const PrincipalType expected =
       kind == KeyKind::kServiceAccount ? PrincipalType::kServiceAccount : PrincipalType::kMember;
   if (owner.type != expected) {
-    return absl::InvalidArgumentError(absl::StrCat("owner.type must be ",
-                                                   PrincipalTypeName(expected), " for a ",
-                                                   KindName(kind), " key"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "owner.type must be ", PrincipalTypeName(expected), " for a ", KindName(kind), " key"));
   }
   return absl::OkStatus();
 }
@@ -118,14 +117,14 @@ absl::Status MismatchedRequest(absl::string_view request_id) {
 std::string FilterDigest(const ListKeysParams& p) {
   return absl::BytesToHexString(
       Fingerprint({p.owner ? PrincipalTypeName(p.owner->type) : "", p.owner ? p.owner->id : "",
-                   p.project ? "p" : "", p.project.value_or(""),
-                   p.kind ? KindName(*p.kind) : "", p.state ? StateName(*p.state) : ""})
+                   p.project ? "p" : "", p.project.value_or(""), p.kind ? KindName(*p.kind) : "",
+                   p.state ? StateName(*p.state) : ""})
           .substr(0, 8));
 }
 
 std::string EncodePageToken(const ListCursor& cursor, const ListKeysParams& p) {
-  return absl::WebSafeBase64Escape(absl::StrCat("v1:", absl::ToUnixMicros(cursor.created_at),
-                                                ":", cursor.key_id, ":", FilterDigest(p)));
+  return absl::WebSafeBase64Escape(absl::StrCat("v1:", absl::ToUnixMicros(cursor.created_at), ":",
+                                                cursor.key_id, ":", FilterDigest(p)));
 }
 
 absl::StatusOr<std::optional<ListCursor>> DecodePageToken(const ListKeysParams& p) {
@@ -158,8 +157,7 @@ void KeyLifecycle::Publish(KeyEvent::Type type, const KeyRecord& key, absl::Time
 }
 
 absl::StatusOr<std::optional<IdempotencyRecord>> KeyLifecycle::FindRequest(
-    const std::string& request_id, const std::string& operation,
-    const std::string& fingerprint) {
+    const std::string& request_id, const std::string& operation, const std::string& fingerprint) {
   if (request_id.empty()) return std::optional<IdempotencyRecord>();
   ASSIGN_OR_RETURN(std::optional<IdempotencyRecord> record, store_->GetRequest(request_id));
   if (record.has_value() && (record->operation != operation ||
@@ -225,14 +223,13 @@ absl::StatusOr<IssuedKey> KeyLifecycle::Create(const CreateKeyParams& input) {
   }
   for (const std::string& scope : params.scopes) {
     if (!IsScope(scope)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "scopes entry '", absl::CHexEscape(scope.substr(0, 64)),
-          "' is not a scope ([a-z][a-z0-9_.:-]{0,63})"));
+      return absl::InvalidArgumentError(absl::StrCat("scopes entry '",
+                                                     absl::CHexEscape(scope.substr(0, 64)),
+                                                     "' is not a scope ([a-z][a-z0-9_.:-]{0,63})"));
     }
   }
   std::sort(params.scopes.begin(), params.scopes.end());
-  params.scopes.erase(std::unique(params.scopes.begin(), params.scopes.end()),
-                      params.scopes.end());
+  params.scopes.erase(std::unique(params.scopes.begin(), params.scopes.end()), params.scopes.end());
   if (params.expires_at.has_value() && params.ttl.has_value()) {
     return absl::InvalidArgumentError("give at most one of expire_time and ttl");
   }
@@ -254,15 +251,15 @@ absl::StatusOr<IssuedKey> KeyLifecycle::Create(const CreateKeyParams& input) {
       params.expires_at.value_or(now + params.ttl.value_or(policy_.default_ttl));
   if (expires_at <= now) return absl::InvalidArgumentError("expire_time is not in the future");
   if (expires_at - now > policy_.max_ttl) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("key lifetime exceeds the maximum of ", absl::FormatDuration(policy_.max_ttl)));
+    return absl::InvalidArgumentError(absl::StrCat("key lifetime exceeds the maximum of ",
+                                                   absl::FormatDuration(policy_.max_ttl)));
   }
 
   ASSIGN_OR_RETURN(IssuedKey issued, NewKey(params, now, expires_at));
   std::optional<IdempotencyRecord> request;
   if (!params.request_id.empty()) {
-    ASSIGN_OR_RETURN(request, NewRequest(params.request_id, std::string(kOpCreate), fingerprint,
-                                         &issued, now));
+    ASSIGN_OR_RETURN(
+        request, NewRequest(params.request_id, std::string(kOpCreate), fingerprint, &issued, now));
   }
   absl::Status inserted = store_->Insert(issued.key, request);
   if (absl::IsAlreadyExists(inserted) && request.has_value()) {
@@ -289,24 +286,24 @@ absl::StatusOr<RotatedKey> KeyLifecycle::Rotate(const RotateKeyParams& params) {
   RETURN_IF_ERROR(ValidateKeyId(params.key_id));
   const absl::Duration overlap = params.overlap.value_or(policy_.default_overlap);
   if (overlap < absl::ZeroDuration() || overlap > policy_.max_overlap) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "overlap must be between 0 and ", absl::FormatDuration(policy_.max_overlap)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("overlap must be between 0 and ", absl::FormatDuration(policy_.max_overlap)));
   }
-  if (params.ttl.has_value() && (*params.ttl <= absl::ZeroDuration() || *params.ttl > policy_.max_ttl)) {
+  if (params.ttl.has_value() &&
+      (*params.ttl <= absl::ZeroDuration() || *params.ttl > policy_.max_ttl)) {
     return absl::InvalidArgumentError(
         absl::StrCat("ttl must be positive and at most ", absl::FormatDuration(policy_.max_ttl)));
   }
-  const std::string fingerprint =
-      Fingerprint({kOpRotate, params.key_id, DurationText(params.overlap), DurationText(params.ttl)});
+  const std::string fingerprint = Fingerprint(
+      {kOpRotate, params.key_id, DurationText(params.overlap), DurationText(params.ttl)});
   ASSIGN_OR_RETURN(std::optional<IdempotencyRecord> earlier,
                    FindRequest(params.request_id, std::string(kOpRotate), fingerprint));
   if (earlier.has_value()) return ReplayRotate(*earlier);
 
   ASSIGN_OR_RETURN(KeyRecord old_key, store_->Get(params.key_id));
   if (old_key.state == KeyState::kRotating) {
-    return absl::FailedPreconditionError(absl::StrCat("key ", old_key.key_id,
-                                                      " was already rotated to ",
-                                                      old_key.rotated_to));
+    return absl::FailedPreconditionError(
+        absl::StrCat("key ", old_key.key_id, " was already rotated to ", old_key.rotated_to));
   }
   if (old_key.state == KeyState::kRevoked) {
     return absl::FailedPreconditionError(
@@ -314,8 +311,8 @@ absl::StatusOr<RotatedKey> KeyLifecycle::Rotate(const RotateKeyParams& params) {
   }
   const absl::Time now = clock_->Now();
   const absl::Time overlap_ends_at = std::min(now + overlap, old_key.expires_at);
-  const absl::Duration lifetime = std::min(
-      params.ttl.value_or(old_key.expires_at - old_key.created_at), policy_.max_ttl);
+  const absl::Duration lifetime =
+      std::min(params.ttl.value_or(old_key.expires_at - old_key.created_at), policy_.max_ttl);
   CreateKeyParams successor_params{params.request_id, old_key.kind,        old_key.owner,
                                    old_key.project,   old_key.environment, old_key.scopes,
                                    std::nullopt,      std::nullopt};
@@ -360,8 +357,9 @@ absl::StatusOr<std::vector<KeyRecord>> KeyLifecycle::ReplayRevokePrincipal(
   return keys;
 }
 
-absl::StatusOr<std::vector<KeyRecord>> KeyLifecycle::RevokePrincipal(
-    const std::string& request_id, const Principal& owner, const std::string& reason) {
+absl::StatusOr<std::vector<KeyRecord>> KeyLifecycle::RevokePrincipal(const std::string& request_id,
+                                                                     const Principal& owner,
+                                                                     const std::string& reason) {
   RETURN_IF_ERROR(ValidateRequestId(request_id));
   RETURN_IF_ERROR(ValidateId(owner.id, "owner.id"));
   RETURN_IF_ERROR(ValidateReason(reason));
@@ -374,8 +372,8 @@ absl::StatusOr<std::vector<KeyRecord>> KeyLifecycle::RevokePrincipal(
   const absl::Time now = clock_->Now();
   std::optional<IdempotencyRecord> request;
   if (!request_id.empty()) {
-    ASSIGN_OR_RETURN(request, NewRequest(request_id, std::string(kOpRevokePrincipal),
-                                         fingerprint, nullptr, now));
+    ASSIGN_OR_RETURN(request, NewRequest(request_id, std::string(kOpRevokePrincipal), fingerprint,
+                                         nullptr, now));
   }
   absl::StatusOr<std::vector<KeyRecord>> revoked = store_->RevokeOwnedBy(owner, why, now, request);
   if (absl::IsAlreadyExists(revoked.status()) && request.has_value()) {
@@ -397,8 +395,8 @@ absl::StatusOr<KeyListing> KeyLifecycle::List(const ListKeysParams& params) {
   if (params.page_size < 0) return absl::InvalidArgumentError("page_size must not be negative");
   if (params.owner.has_value()) RETURN_IF_ERROR(ValidateId(params.owner->id, "owner.id"));
   if (params.project.has_value()) RETURN_IF_ERROR(ValidateId(*params.project, "project"));
-  const int limit = params.page_size == 0 ? kDefaultPageSize
-                                          : std::min(params.page_size, kMaxPageSize);
+  const int limit =
+      params.page_size == 0 ? kDefaultPageSize : std::min(params.page_size, kMaxPageSize);
   ASSIGN_OR_RETURN(std::optional<ListCursor> after, DecodePageToken(params));
   KeyFilter filter{params.owner, params.project, params.kind, params.state, clock_->Now()};
   ASSIGN_OR_RETURN(KeyPage page, store_->List(filter, limit, after));

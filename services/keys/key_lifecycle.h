@@ -138,8 +138,8 @@ class KeyLifecycle {
                                                const std::string& operation,
                                                const std::string& fingerprint,
                                                const IssuedKey* issued, absl::Time now);
-  void Publish(KeyEvent::Type type, const KeyRecord& key, absl::Time at,
-               std::string related = "", std::string reason = "");
+  void Publish(KeyEvent::Type type, const KeyRecord& key, absl::Time at, std::string related = "",
+               std::string reason = "");
 
   KeyStore* const store_;
   const Pepper* const pepper_;

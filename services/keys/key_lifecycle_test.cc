@@ -345,7 +345,8 @@ TEST_F(KeyLifecycleTest, RotationReportFollowsTheSeed) {
   IssuedKey critical = MustCreate(p);
   p.ttl = absl::Hours(2);  // Rotated already: not reported.
   IssuedKey rotated = MustCreate(p);
-  ASSERT_TRUE(lifecycle_.Rotate({"", rotated.key.key_id, absl::Hours(1), absl::Hours(24 * 30)}).ok());
+  ASSERT_TRUE(
+      lifecycle_.Rotate({"", rotated.key.key_id, absl::Hours(1), absl::Hours(24 * 30)}).ok());
   clock_.Advance(absl::Hours(2));
 
   absl::StatusOr<RotationReport> report = lifecycle_.GetRotationReport(std::nullopt);

@@ -16,10 +16,10 @@ namespace policy::keys {
 // result instead of acting twice.
 struct IdempotencyRecord {
   std::string request_id;
-  std::string operation;              // "create", "rotate", "revoke_principal".
-  std::string fingerprint;            // SHA-256 of the request's parameters.
-  std::vector<std::string> key_ids;   // The keys the request created or revoked.
-  std::string sealed_secret;          // AES-GCM sealed secret of a created key, or empty.
+  std::string operation;             // "create", "rotate", "revoke_principal".
+  std::string fingerprint;           // SHA-256 of the request's parameters.
+  std::vector<std::string> key_ids;  // The keys the request created or revoked.
+  std::string sealed_secret;         // AES-GCM sealed secret of a created key, or empty.
   absl::Time created_at;
   bool operator==(const IdempotencyRecord&) const = default;
 };
@@ -80,8 +80,7 @@ class KeyStore {
   // written, unless the old key is stored as kActive: of concurrent rotations of one key
   // exactly one succeeds. ALREADY_EXISTS as for Insert. Returns the updated old key.
   virtual absl::StatusOr<KeyRecord> Rotate(const std::string& old_key_id,
-                                           absl::Time overlap_ends_at,
-                                           const KeyRecord& successor,
+                                           absl::Time overlap_ends_at, const KeyRecord& successor,
                                            const std::optional<IdempotencyRecord>& request) = 0;
 
   // Marks the key revoked at `at` for `reason`. Returns the key and whether it changed (false

@@ -44,8 +44,7 @@ Backend MakePostgres(Clock* clock) {
   }();
   (void)migrated;
   auto pool = std::make_shared<pg::Pool>(pg::PoolOptions{.url = db->url(), .size = 8});
-  EXPECT_TRUE(pool
-                  ->Transact([](pqxx::work& tx) {
+  EXPECT_TRUE(pool->Transact([](pqxx::work& tx) {
                     tx.exec("TRUNCATE keys.api_keys, keys.requests");
                     return absl::OkStatus();
                   })
@@ -98,7 +97,8 @@ class RecordingObserver : public KeyStoreObserver {
   int resets_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-class KeyStoreConformanceTest : public ::testing::TestWithParam<std::pair<std::string, BackendFactory>> {
+class KeyStoreConformanceTest
+    : public ::testing::TestWithParam<std::pair<std::string, BackendFactory>> {
  protected:
   void SetUp() override {
     if (GetParam().first == "postgres" && pg::TestDatabase::Get() == nullptr) {
@@ -130,8 +130,12 @@ class KeyStoreConformanceTest : public ::testing::TestWithParam<std::pair<std::s
   }
 
   IdempotencyRecord Request(const std::string& id, std::vector<std::string> key_ids = {}) {
-    return IdempotencyRecord{id, "create", std::string("\x01\x02fp", 4), std::move(key_ids),
-                             std::string("\0sealed", 7), clock_.Now()};
+    return IdempotencyRecord{id,
+                             "create",
+                             std::string("\x01\x02fp", 4),
+                             std::move(key_ids),
+                             std::string("\0sealed", 7),
+                             clock_.Now()};
   }
 
   FakeClock clock_{absl::FromUnixMicros(1'800'000'000'123'456)};
@@ -203,10 +207,9 @@ TEST_P(KeyStoreConformanceTest, RotateMovesTheOldKeyAndInsertsTheSuccessor) {
   absl::Status again = store_->Rotate(old_key.key_id, overlap_end, third, std::nullopt).status();
   EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(store_->Get(third.key_id).status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(store_->Rotate("key_0000000000000000x", overlap_end, third, std::nullopt)
-                .status()
-                .code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      store_->Rotate("key_0000000000000000x", overlap_end, third, std::nullopt).status().code(),
+      absl::StatusCode::kNotFound);
 }
 
 TEST_P(KeyStoreConformanceTest, ConcurrentRotationsExactlyOneWins) {
@@ -218,9 +221,9 @@ TEST_P(KeyStoreConformanceTest, ConcurrentRotationsExactlyOneWins) {
   std::vector<std::thread> threads;
   for (int i = 0; i < 8; ++i) {
     threads.emplace_back([&, i] {
-      absl::Status s = store_->Rotate(old_key.key_id, clock_.Now() + absl::Hours(1),
-                                      successors[i], std::nullopt)
-                           .status();
+      absl::Status s =
+          store_->Rotate(old_key.key_id, clock_.Now() + absl::Hours(1), successors[i], std::nullopt)
+              .status();
       if (s.ok()) ++won;
       if (s.code() == absl::StatusCode::kFailedPrecondition) ++refused;
     });
@@ -267,11 +270,11 @@ TEST_P(KeyStoreConformanceTest, RevokeOwnedByTouchesOnlyThatOwnersLiveKeys) {
   EXPECT_EQ(store_->Get(a2.key_id)->revocation_reason, "earlier");
   EXPECT_THAT((*store_->GetRequest("off"))->key_ids, ElementsAre(a1.key_id));
 
-  EXPECT_EQ(store_->RevokeOwnedBy({PrincipalType::kMember, "bob"}, "x", clock_.Now(),
-                                  Request("off"))
-                .status()
-                .code(),
-            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(
+      store_->RevokeOwnedBy({PrincipalType::kMember, "bob"}, "x", clock_.Now(), Request("off"))
+          .status()
+          .code(),
+      absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(store_->Get(b1.key_id)->state, KeyState::kActive);
 }
 
@@ -281,9 +284,9 @@ TEST_P(KeyStoreConformanceTest, RevokeEndedOverlapsReturnsEachKeyOnce) {
     ASSERT_TRUE(store_->Insert(k, std::nullopt).ok());
   }
   ASSERT_TRUE(store_->Rotate(ends_now.key_id, clock_.Now(), NewKey("4"), std::nullopt).ok());
-  ASSERT_TRUE(store_->Rotate(ends_later.key_id, clock_.Now() + absl::Hours(1), NewKey("5"),
-                             std::nullopt)
-                  .ok());
+  ASSERT_TRUE(
+      store_->Rotate(ends_later.key_id, clock_.Now() + absl::Hours(1), NewKey("5"), std::nullopt)
+          .ok());
   auto swept = store_->RevokeEndedOverlaps(clock_.Now());
   ASSERT_TRUE(swept.ok()) << swept.status();
   ASSERT_THAT(*swept, SizeIs(1));
@@ -307,13 +310,13 @@ TEST_P(KeyStoreConformanceTest, ListFiltersByDerivedStateAndPaginatesNewestFirst
     ASSERT_TRUE(store_->Insert(k, std::nullopt).ok());
   }
   ASSERT_TRUE(store_->Revoke(revoked.key_id, "x", clock_.Now()).ok());
-  ASSERT_TRUE(
-      store_->Rotate(rotating.key_id, clock_.Now() + absl::Hours(1), NewKey("7", "bob", "p2"),
-                     std::nullopt)
-          .ok());
-  ASSERT_TRUE(store_->Rotate(overlap_over.key_id, clock_.Now(), NewKey("8", "bob", "p2"),
-                             std::nullopt)
+  ASSERT_TRUE(store_
+                  ->Rotate(rotating.key_id, clock_.Now() + absl::Hours(1), NewKey("7", "bob", "p2"),
+                           std::nullopt)
                   .ok());
+  ASSERT_TRUE(
+      store_->Rotate(overlap_over.key_id, clock_.Now(), NewKey("8", "bob", "p2"), std::nullopt)
+          .ok());
 
   auto ids = [&](KeyFilter filter) {
     filter.now = clock_.Now();
@@ -377,8 +380,7 @@ TEST_P(KeyStoreConformanceTest, WatchDeliversTheStoreThenEveryChange) {
   ASSERT_TRUE(store_->Revoke(before.key_id, "x", clock_.Now()).ok());
   EXPECT_TRUE(observer.WaitFor(
       [&](const auto& m) {
-        return m.contains(created.key_id) &&
-               m.at(before.key_id).state == KeyState::kRevoked;
+        return m.contains(created.key_id) && m.at(before.key_id).state == KeyState::kRevoked;
       },
       absl::ZeroDuration()));
   EXPECT_FALSE(observer.in_sync().empty());

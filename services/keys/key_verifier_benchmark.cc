@@ -51,8 +51,8 @@ void ReportPercentiles(benchmark::State& state, std::vector<int64_t>& samples) {
   if (samples.empty()) return;
   std::sort(samples.begin(), samples.end());
   auto at = [&](double q) {
-    return static_cast<double>(samples[std::min(samples.size() - 1,
-                                                static_cast<size_t>(q * samples.size()))]);
+    return static_cast<double>(
+        samples[std::min(samples.size() - 1, static_cast<size_t>(q * samples.size()))]);
   };
   state.counters["p50_ns"] = at(0.50);
   state.counters["p99_ns"] = at(0.99);

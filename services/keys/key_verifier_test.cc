@@ -68,9 +68,8 @@ TEST_F(KeyVerifierTest, FailuresAreIndistinguishableButCarryTheReason) {
   struct Case {
     std::string secret;
     std::string reason;
-  } cases[] = {{revoked.secret, "KEY_REVOKED"},
-               {expiring.secret, "KEY_EXPIRED"},
-               {unknown, "UNKNOWN_KEY"}};
+  } cases[] = {
+      {revoked.secret, "KEY_REVOKED"}, {expiring.secret, "KEY_EXPIRED"}, {unknown, "UNKNOWN_KEY"}};
   for (const Case& c : cases) {
     absl::StatusOr<VerifiedKey> verified = verifier_.Verify(c.secret);
     ASSERT_FALSE(verified.ok());

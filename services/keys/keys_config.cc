@@ -20,8 +20,7 @@ void KeysConfig::Register(config::Parser& p) {
                 "verification fails closed when the key cache is older than this");
   p.AddDuration("watch_heartbeat", &watch_heartbeat,
                 "how often the key cache proves itself in sync with PostgreSQL");
-  p.AddDuration("sweep_interval", &sweep_interval,
-                "how often ended rotation overlaps are revoked");
+  p.AddDuration("sweep_interval", &sweep_interval, "how often ended rotation overlaps are revoked");
   p.AddBool("reveal_denial_reasons", &reveal_denial_reasons,
             "tell callers why verification failed (trusted callers only)");
   p.AddInt("blocking_threads", &blocking_threads, "threads for handlers that wait on PostgreSQL");
@@ -40,8 +39,8 @@ void KeysConfig::Register(config::Parser& p) {
 absl::Status KeysConfig::Validate() const {
   if (absl::Status s = server.Validate(); !s.ok()) return s;
   if (store != "postgres" && store != "memory") {
-    return absl::InvalidArgumentError(absl::StrCat("store must be postgres or memory, got '",
-                                                   store, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("store must be postgres or memory, got '", store, "'"));
   }
   if (store == "postgres" && database_url.empty()) {
     return absl::InvalidArgumentError("database_url is required with store=postgres");

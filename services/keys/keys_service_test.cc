@@ -20,17 +20,17 @@ class KeysServiceTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     pepper_ = TestPepper();
-    lifecycle_ = std::make_unique<KeyLifecycle>(&store_, pepper_.get(), &events_, &clock_,
-                                                KeyPolicy{});
+    lifecycle_ =
+        std::make_unique<KeyLifecycle>(&store_, pepper_.get(), &events_, &clock_, KeyPolicy{});
     verifier_ = std::make_unique<KeyVerifier>(pepper_.get(), &clock_, absl::Seconds(1));
     store_.Watch(verifier_.get());
     server::ServerOptions options;
     options.listen = "127.0.0.1:0";
     options.metrics_listen = "";
     runner_ = std::make_unique<server::ServerRunner>(options);
-    service_ = std::make_unique<KeysService>(lifecycle_.get(), verifier_.get(), &pool_, &clock_,
-                                             &runner_->metrics_registry(),
-                                             KeysServiceOptions{.reveal_denial_reasons = GetParam()});
+    service_ = std::make_unique<KeysService>(
+        lifecycle_.get(), verifier_.get(), &pool_, &clock_, &runner_->metrics_registry(),
+        KeysServiceOptions{.reveal_denial_reasons = GetParam()});
     runner_->AddService(service_.get());
     ASSERT_TRUE(runner_->Start().ok());
     stub_ = v1::KeyService::NewStub(grpc::CreateChannel(

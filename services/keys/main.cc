@@ -92,8 +92,9 @@ int Main(int argc, char** argv) {
                             .Add({});
   auto& cache_in_sync = prometheus::BuildGauge()
                             .Name("policy_keys_cache_in_sync")
-                            .Help("1 while the verification cache is within its staleness "
-                                  "bound, 0 while verification fails closed.")
+                            .Help(
+                                "1 while the verification cache is within its staleness "
+                                "bound, 0 while verification fails closed.")
                             .Register(runner.metrics_registry())
                             .Add({});
   runner.SetReadinessProbe([&] {

@@ -132,8 +132,9 @@ absl::StatusOr<KeyPage> MemoryKeyStore::List(const KeyFilter& filter, int limit,
   std::vector<const KeyRecord*> matches;
   for (const auto& [id, key] : keys_) {
     if (!MatchesFilter(key, filter)) continue;
-    if (after.has_value() && !(key.created_at < after->created_at ||
-                               (key.created_at == after->created_at && key.key_id < after->key_id))) {
+    if (after.has_value() &&
+        !(key.created_at < after->created_at ||
+          (key.created_at == after->created_at && key.key_id < after->key_id))) {
       continue;
     }
     matches.push_back(&key);

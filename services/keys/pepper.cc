@@ -6,7 +6,8 @@ namespace policy::keys {
 
 absl::StatusOr<std::unique_ptr<Pepper>> Pepper::Create(absl::string_view pepper) {
   if (pepper.size() < 32) {
-    return absl::InvalidArgumentError("pepper must be at least 32 bytes (try: openssl rand -hex 32)");
+    return absl::InvalidArgumentError(
+        "pepper must be at least 32 bytes (try: openssl rand -hex 32)");
   }
   crypto::HmacSha256 root(pepper);
   auto hasher = std::make_unique<crypto::HmacSha256>(root.Mac("policy-suite/keys/secret-hash/v1"));

@@ -3,9 +3,9 @@
 
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/crypto/crypto.h"
 
 namespace policy::keys {

@@ -87,8 +87,7 @@ void InsertRequest(pqxx::work& tx, const IdempotencyRecord& r) {
       "INSERT INTO keys.requests (request_id, operation, fingerprint, key_ids, sealed_secret, "
       "created_at) VALUES ($1, $2, decode($3, 'hex'), $4, decode($5, 'hex'), " POLICY_TS("$6") ")",
       r.request_id, r.operation, absl::BytesToHexString(r.fingerprint),
-      absl::StrJoin(r.key_ids, " "), absl::BytesToHexString(r.sealed_secret),
-      Micros(r.created_at));
+      absl::StrJoin(r.key_ids, " "), absl::BytesToHexString(r.sealed_secret), Micros(r.created_at));
 }
 
 // pqxx reports a violated unique constraint as an exception; Transact maps it to
@@ -118,9 +117,11 @@ absl::StatusOr<KeyRecord> PostgresKeyStore::Rotate(
   KeyRecord updated;
   absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
     pqxx::result rows = tx.exec_params(
-        absl::StrCat("UPDATE keys.api_keys SET state = 'rotating', overlap_ends_at = ",
-                     POLICY_TS("$2"), ", rotated_to = $3 WHERE key_id = $1 AND state = 'active' "
-                     "RETURNING ", kColumns),
+        absl::StrCat(
+            "UPDATE keys.api_keys SET state = 'rotating', overlap_ends_at = ", POLICY_TS("$2"),
+            ", rotated_to = $3 WHERE key_id = $1 AND state = 'active' "
+            "RETURNING ",
+            kColumns),
         old_key_id, Micros(overlap_ends_at), successor.key_id);
     if (rows.empty()) {
       pqxx::result current =
@@ -231,11 +232,11 @@ absl::StatusOr<KeyPage> PostgresKeyStore::List(const KeyFilter& filter, int limi
             "ORDER BY created_at DESC, key_id DESC LIMIT $11"),
         Micros(filter.now),
         filter.owner.has_value() ? std::string(PrincipalTypeName(filter.owner->type)) : "",
-        filter.owner.has_value() ? filter.owner->id : "",
-        filter.project.has_value() ? "set" : "", filter.project.value_or(""),
+        filter.owner.has_value() ? filter.owner->id : "", filter.project.has_value() ? "set" : "",
+        filter.project.value_or(""),
         filter.kind.has_value() ? std::string(KindName(*filter.kind)) : "",
-        filter.state.has_value() ? std::string(StateName(*filter.state)) : "",
-        after.has_value(), after.has_value() ? Micros(after->created_at) : int64_t{0},
+        filter.state.has_value() ? std::string(StateName(*filter.state)) : "", after.has_value(),
+        after.has_value() ? Micros(after->created_at) : int64_t{0},
         after.has_value() ? after->key_id : "", limit + 1);
     ASSIGN_OR_RETURN(page.keys, FromResult(rows));
     return absl::OkStatus();
@@ -254,18 +255,17 @@ absl::StatusOr<std::optional<IdempotencyRecord>> PostgresKeyStore::GetRequest(
   absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
     pqxx::result rows = tx.exec_params(
         "SELECT request_id, operation, encode(fingerprint, 'hex'), key_ids, "
-        "encode(sealed_secret, 'hex'), " POLICY_US("created_at")
-        " FROM keys.requests WHERE request_id = $1",
+        "encode(sealed_secret, 'hex'), " POLICY_US(
+            "created_at") " FROM keys.requests WHERE request_id = $1",
         request_id);
     if (rows.empty()) return absl::OkStatus();
     const pqxx::row& row = rows[0];
-    record = IdempotencyRecord{
-        row[0].as<std::string>(),
-        row[1].as<std::string>(),
-        absl::HexStringToBytes(row[2].as<std::string>()),
-        absl::StrSplit(row[3].as<std::string>(), ' ', absl::SkipEmpty()),
-        absl::HexStringToBytes(row[4].as<std::string>()),
-        absl::FromUnixMicros(row[5].as<int64_t>())};
+    record = IdempotencyRecord{row[0].as<std::string>(),
+                               row[1].as<std::string>(),
+                               absl::HexStringToBytes(row[2].as<std::string>()),
+                               absl::StrSplit(row[3].as<std::string>(), ' ', absl::SkipEmpty()),
+                               absl::HexStringToBytes(row[4].as<std::string>()),
+                               absl::FromUnixMicros(row[5].as<int64_t>())};
     return absl::OkStatus();
   });
   if (!status.ok()) return status;

@@ -54,8 +54,9 @@ absl::StatusOr<KeyKind> KindFromProto(pb::KeyKind kind, absl::string_view field)
     case pb::KEY_KIND_ADMIN:
       return KeyKind::kAdmin;
     default:
-      return absl::InvalidArgumentError(absl::StrCat(field, " must be a KeyKind other than "
-                                                            "KEY_KIND_UNSPECIFIED"));
+      return absl::InvalidArgumentError(absl::StrCat(field,
+                                                     " must be a KeyKind other than "
+                                                     "KEY_KIND_UNSPECIFIED"));
   }
 }
 
@@ -143,9 +144,9 @@ absl::StatusOr<Principal> PrincipalFromProto(const pb::Principal& principal,
       out.type = PrincipalType::kServiceAccount;
       break;
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ".type must be PRINCIPAL_TYPE_MEMBER or "
-                              "PRINCIPAL_TYPE_SERVICE_ACCOUNT"));
+      return absl::InvalidArgumentError(absl::StrCat(field,
+                                                     ".type must be PRINCIPAL_TYPE_MEMBER or "
+                                                     "PRINCIPAL_TYPE_SERVICE_ACCOUNT"));
   }
   out.id = principal.id();
   return out;
@@ -165,7 +166,8 @@ void ToProto(const KeyRecord& key, absl::Time now, pb::Key* out) {
   out->set_redacted(key.redacted);
   SetTime(key.created_at, out->mutable_create_time());
   SetTime(key.expires_at, out->mutable_expire_time());
-  if (key.overlap_ends_at.has_value()) SetTime(*key.overlap_ends_at, out->mutable_overlap_end_time());
+  if (key.overlap_ends_at.has_value())
+    SetTime(*key.overlap_ends_at, out->mutable_overlap_end_time());
   out->set_rotated_from(key.rotated_from);
   out->set_rotated_to(key.rotated_to);
   if (key.revoked_at.has_value()) SetTime(*key.revoked_at, out->mutable_revoke_time());
@@ -232,8 +234,7 @@ void ToProto(const RotationReport& report, absl::Time now, pb::GetRotationReport
   }
 }
 
-void ToProto(const InventoryReport& report, absl::Time now,
-             pb::GetInventoryReportResponse* out) {
+void ToProto(const InventoryReport& report, absl::Time now, pb::GetInventoryReportResponse* out) {
   SetTime(report.generated_at, out->mutable_generate_time());
   for (const InventoryReport::Entry& entry : report.entries) {
     pb::InventoryEntry* e = out->add_entries();

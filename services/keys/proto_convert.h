@@ -1,8 +1,8 @@
 #ifndef POLICY_SERVICES_KEYS_PROTO_CONVERT_H_
 #define POLICY_SERVICES_KEYS_PROTO_CONVERT_H_
 
-#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "policy/keys/v1/keys.pb.h"
 #include "services/keys/key.h"
 #include "services/keys/key_lifecycle.h"

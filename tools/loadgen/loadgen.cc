@@ -1,0 +1,255 @@
+// Closed-loop gRPC load generator. Runs a service RPC and the empty Diagnostics/Ping RPC
+// alternately against the same server, in the same process layout, and prints both
+// throughputs, their latency percentiles and the ratio: absolute numbers on a shared machine
+// move from run to run, the ratio much less.
+//
+//   loadgen --target=127.0.0.1:50051 --rpc=keys.verify --duration=5s --concurrency=32
+//
+// Measures and prints; never fails on a figure. Exit 1 only when calls fail.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/config/config.h"
+#include "grpcpp/grpcpp.h"
+#include "policy/diag/v1/diagnostics.grpc.pb.h"
+#include "policy/keys/v1/keys.grpc.pb.h"
+
+namespace policy::loadgen {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string target = "127.0.0.1:50051";
+  std::string rpc = "keys.verify";
+  absl::Duration duration = absl::Seconds(5);
+  absl::Duration warmup = absl::Seconds(1);
+  int64_t concurrency = 32;
+  int64_t channels = 2;
+  int64_t rounds = 3;
+};
+
+// Issues one call and reports its status; the callback may run on any thread.
+using Call = std::function<void(std::function<void(const grpc::Status&)>)>;
+
+struct PhaseResult {
+  std::string name;
+  double qps = 0;
+  int64_t calls = 0;
+  int64_t errors = 0;
+  std::string first_error;
+  std::vector<int64_t> latencies_ns;
+
+  double Percentile(double q) const {
+    if (latencies_ns.empty()) return 0;
+    size_t i = std::min(latencies_ns.size() - 1, static_cast<size_t>(q * latencies_ns.size()));
+    return static_cast<double>(latencies_ns[i]) / 1000.0;
+  }
+};
+
+// Keeps `concurrency` calls in flight until `duration` passes; records calls that start
+// after the warm-up.
+PhaseResult RunPhase(const std::string& name, const std::vector<Call>& calls_by_slot,
+                     absl::Duration warmup, absl::Duration duration) {
+  struct Slot {
+    std::vector<int64_t> latencies;
+    int64_t errors = 0;
+    std::string first_error;
+  };
+  const size_t n = calls_by_slot.size();
+  std::vector<Slot> slots(n);
+  const Clock::time_point measure_from = Clock::now() + absl::ToChronoNanoseconds(warmup);
+  const Clock::time_point stop_at = measure_from + absl::ToChronoNanoseconds(duration);
+  absl::Mutex mu;
+  size_t running = n;
+  std::function<void(size_t)> issue = [&](size_t i) {
+    const Clock::time_point start = Clock::now();
+    if (start >= stop_at) {
+      absl::MutexLock lock(&mu);
+      --running;
+      return;
+    }
+    calls_by_slot[i]([&, i, start](const grpc::Status& status) {
+      const Clock::time_point end = Clock::now();
+      Slot& slot = slots[i];
+      if (start >= measure_from && end <= stop_at) {
+        slot.latencies.push_back(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(end - start).count());
+        if (!status.ok()) {
+          if (slot.errors++ == 0) {
+            slot.first_error = absl::StrCat(status.error_code(), ": ", status.error_message());
+          }
+        }
+      }
+      issue(i);
+    });
+  };
+  for (size_t i = 0; i < n; ++i) issue(i);
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](size_t* r) { return *r == 0; }, &running));
+  }
+  PhaseResult result;
+  result.name = name;
+  for (Slot& slot : slots) {
+    result.latencies_ns.insert(result.latencies_ns.end(), slot.latencies.begin(),
+                               slot.latencies.end());
+    result.errors += slot.errors;
+    if (result.first_error.empty()) result.first_error = slot.first_error;
+  }
+  std::sort(result.latencies_ns.begin(), result.latencies_ns.end());
+  result.calls = static_cast<int64_t>(result.latencies_ns.size());
+  result.qps = static_cast<double>(result.calls) / absl::ToDoubleSeconds(duration);
+  return result;
+}
+
+std::vector<std::shared_ptr<grpc::Channel>> Channels(const Options& o) {
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int64_t i = 0; i < o.channels; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt("policy.loadgen.channel", static_cast<int>(i));  // Distinct connections.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    channels.push_back(
+        grpc::CreateCustomChannel(o.target, grpc::InsecureChannelCredentials(), args));
+  }
+  return channels;
+}
+
+// Every in-flight slot owns its stub-bound call closure.
+std::vector<Call> PingCalls(const std::vector<std::shared_ptr<grpc::Channel>>& channels,
+                            int64_t concurrency) {
+  std::vector<Call> calls;
+  for (int64_t i = 0; i < concurrency; ++i) {
+    auto stub = std::shared_ptr<diag::v1::Diagnostics::Stub>(
+        diag::v1::Diagnostics::NewStub(channels[i % channels.size()]));
+    calls.push_back([stub](std::function<void(const grpc::Status&)> done) {
+      auto context = std::make_shared<grpc::ClientContext>();
+      auto request = std::make_shared<diag::v1::PingRequest>();
+      auto response = std::make_shared<diag::v1::PingResponse>();
+      stub->async()->Ping(context.get(), request.get(), response.get(),
+                          [context, request, response, done](grpc::Status s) { done(s); });
+    });
+  }
+  return calls;
+}
+
+absl::StatusOr<std::vector<Call>> KeysVerifyCalls(
+    const std::vector<std::shared_ptr<grpc::Channel>>& channels, int64_t concurrency) {
+  // One key to verify, created for the run (the server must accept CreateKey from us).
+  auto admin = keys::v1::KeyService::NewStub(channels[0]);
+  keys::v1::CreateKeyRequest create;
+  create.set_kind(keys::v1::KEY_KIND_PROJECT);
+  create.mutable_owner()->set_type(keys::v1::PRINCIPAL_TYPE_MEMBER);
+  create.mutable_owner()->set_id("loadgen");
+  create.set_project("loadgen");
+  create.set_environment(keys::v1::ENVIRONMENT_DEVELOPMENT);
+  create.add_scopes("chat.completions");
+  keys::v1::CreateKeyResponse created;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Status status = admin->CreateKey(&context, create, &created);
+  if (!status.ok()) {
+    return absl::UnavailableError(absl::StrCat("CreateKey failed: ", status.error_message()));
+  }
+  const std::string secret = created.secret();
+  std::vector<Call> calls;
+  for (int64_t i = 0; i < concurrency; ++i) {
+    auto stub = std::shared_ptr<keys::v1::KeyService::Stub>(
+        keys::v1::KeyService::NewStub(channels[i % channels.size()]));
+    calls.push_back([stub, secret](std::function<void(const grpc::Status&)> done) {
+      auto context = std::make_shared<grpc::ClientContext>();
+      auto request = std::make_shared<keys::v1::VerifyKeyRequest>();
+      request->set_secret(secret);
+      auto response = std::make_shared<keys::v1::VerifyKeyResponse>();
+      stub->async()->VerifyKey(context.get(), request.get(), response.get(),
+                               [context, request, response, done](grpc::Status s) { done(s); });
+    });
+  }
+  return calls;
+}
+
+void Print(int round, const PhaseResult& r) {
+  std::printf(
+      "round %d  %-12s %9.0f calls/s  p50 %7.1f us  p99 %7.1f us  p99.9 %7.1f us  errors "
+      "%lld%s%s\n",
+      round, r.name.c_str(), r.qps, r.Percentile(0.50), r.Percentile(0.99), r.Percentile(0.999),
+      static_cast<long long>(r.errors), r.errors ? "  first: " : "", r.first_error.c_str());
+  std::fflush(stdout);
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+int Main(int argc, char** argv) {
+  Options o;
+  config::Parser parser("loadgen");
+  parser.AddString("target", &o.target, "server address host:port");
+  parser.AddString("rpc", &o.rpc, "RPC to load: keys.verify");
+  parser.AddDuration("duration", &o.duration, "measured time per phase");
+  parser.AddDuration("warmup", &o.warmup, "unmeasured time before each phase");
+  parser.AddInt("concurrency", &o.concurrency, "calls in flight");
+  parser.AddInt("channels", &o.channels, "connections to the server");
+  parser.AddInt("rounds", &o.rounds, "ping/RPC phase pairs");
+  if (absl::Status s = parser.ParseProcess(argc, argv); !s.ok()) {
+    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    return 2;
+  }
+  if (parser.help_requested()) {
+    std::fputs(parser.Usage().c_str(), stdout);
+    return 0;
+  }
+  if (o.concurrency < 1 || o.channels < 1 || o.rounds < 1) {
+    std::fprintf(stderr, "concurrency, channels and rounds must be positive\n");
+    return 2;
+  }
+  auto channels = Channels(o);
+  std::vector<Call> ping = PingCalls(channels, o.concurrency);
+  absl::StatusOr<std::vector<Call>> rpc;
+  if (o.rpc == "keys.verify") {
+    rpc = KeysVerifyCalls(channels, o.concurrency);
+  } else {
+    std::fprintf(stderr, "unknown --rpc=%s (known: keys.verify)\n", o.rpc.c_str());
+    return 2;
+  }
+  if (!rpc.ok()) {
+    std::fprintf(stderr, "%s\n", rpc.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("loadgen: target %s, %lld in flight over %lld connections, %s per phase\n",
+              o.target.c_str(), static_cast<long long>(o.concurrency),
+              static_cast<long long>(o.channels), absl::FormatDuration(o.duration).c_str());
+  std::vector<double> ping_qps, rpc_qps;
+  int64_t errors = 0;
+  for (int round = 1; round <= o.rounds; ++round) {
+    PhaseResult p = RunPhase("ping", ping, o.warmup, o.duration);
+    Print(round, p);
+    PhaseResult r = RunPhase(o.rpc, *rpc, o.warmup, o.duration);
+    Print(round, r);
+    ping_qps.push_back(p.qps);
+    rpc_qps.push_back(r.qps);
+    errors += p.errors + r.errors;
+  }
+  const double ping_median = Median(ping_qps), rpc_median = Median(rpc_qps);
+  std::printf("median   ping %.0f calls/s, %s %.0f calls/s, ratio %.3f\n", ping_median,
+              o.rpc.c_str(), rpc_median, ping_median > 0 ? rpc_median / ping_median : 0.0);
+  return errors == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace policy::loadgen
+
+int main(int argc, char** argv) { return policy::loadgen::Main(argc, argv); }
