@@ -71,7 +71,10 @@ ServerRunner::ServerRunner(ServerOptions options)
 
 ServerRunner::~ServerRunner() { Shutdown(); }
 
-void ServerRunner::AddService(grpc::Service* service) { services_.push_back(service); }
+void ServerRunner::AddService(grpc::Service* service, std::string full_name) {
+  services_.push_back(service);
+  service_names_.push_back(std::move(full_name));
+}
 
 void ServerRunner::SetReadinessProbe(std::function<bool()> probe) { probe_ = std::move(probe); }
 
@@ -119,7 +122,8 @@ absl::Status ServerRunner::Start() {
 void ServerRunner::SetServing(bool serving) {
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   if (health == nullptr) return;
-  health->SetServingStatus(serving);
+  health->SetServingStatus("", serving);
+  for (const std::string& name : service_names_) health->SetServingStatus(name, serving);
 }
 
 void ServerRunner::PollHealth() {

@@ -49,8 +49,9 @@ class ServerRunner {
   explicit ServerRunner(ServerOptions options);
   ~ServerRunner();
 
-  // Services are borrowed and must outlive the runner. Call before Start.
-  void AddService(grpc::Service* service);
+  // Services are borrowed and must outlive the runner. Call before Start. `full_name` (e.g.
+  // "policy.keys.v1.KeyService") is what health checks name the service by.
+  void AddService(grpc::Service* service, std::string full_name);
   // Readiness: true when the service's dependencies are usable. Polled every
   // health_interval. Without a probe the server is SERVING once started.
   void SetReadinessProbe(std::function<bool()> probe);
@@ -74,6 +75,7 @@ class ServerRunner {
   std::shared_ptr<prometheus::Registry> registry_;
   metrics::GrpcServerMetrics grpc_metrics_;
   std::vector<grpc::Service*> services_;
+  std::vector<std::string> service_names_;
   std::unique_ptr<grpc::Service> diagnostics_;
   std::function<bool()> probe_;
   std::unique_ptr<grpc::Server> server_;

@@ -31,7 +31,7 @@ class KeysServiceTest : public ::testing::TestWithParam<bool> {
     service_ = std::make_unique<KeysService>(
         lifecycle_.get(), verifier_.get(), &pool_, &clock_, &runner_->metrics_registry(),
         KeysServiceOptions{.reveal_denial_reasons = GetParam()});
-    runner_->AddService(service_.get());
+    runner_->AddService(service_.get(), v1::KeyService::service_full_name());
     ASSERT_TRUE(runner_->Start().ok());
     stub_ = v1::KeyService::NewStub(grpc::CreateChannel(
         "127.0.0.1:" + std::to_string(runner_->grpc_port()), grpc::InsecureChannelCredentials()));

@@ -83,7 +83,7 @@ int Main(int argc, char** argv) {
   server::ServerRunner runner(config.server);
   KeysService service(&lifecycle, &verifier, &blocking, clock, &runner.metrics_registry(),
                       KeysServiceOptions{.reveal_denial_reasons = config.reveal_denial_reasons});
-  runner.AddService(&service);
+  runner.AddService(&service, v1::KeyService::service_full_name());
 
   auto& cache_entries = prometheus::BuildGauge()
                             .Name("policy_keys_cache_entries")
