@@ -21,3 +21,21 @@ function(policy_embed_migrations target dir namespace)
   add_library(${target} STATIC ${out})
   target_link_libraries(${target} PUBLIC policy_pg)
 endfunction()
+
+# policy_fuzz_target(NAME SOURCE LIBS... SEEDS dir): with clang and POLICY_FUZZ, a libFuzzer
+# binary; otherwise the same target under common/testing/fuzz_driver.cc, registered with CTest
+# to run its seeds and deterministic mutations of them.
+function(policy_fuzz_target name)
+  cmake_parse_arguments(ARG "" "SOURCE;SEEDS" "LIBS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCE})
+  target_link_libraries(${name} PRIVATE ${ARG_LIBS})
+  if(POLICY_FUZZ)
+    target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
+    target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
+  else()
+    target_sources(${name} PRIVATE ${PROJECT_SOURCE_DIR}/common/testing/fuzz_driver.cc)
+    file(GLOB seeds ${ARG_SEEDS}/*)
+    add_test(NAME ${name} COMMAND ${name} ${seeds})
+    set_tests_properties(${name} PROPERTIES LABELS fuzz)
+  endif()
+endfunction()
