@@ -145,18 +145,32 @@ std::string Parser::Usage() const {
 }
 
 std::string RedactUrlPassword(absl::string_view url) {
+  std::string out(url);
   // scheme://user:password@host...
-  size_t scheme = url.find("://");
-  if (scheme == absl::string_view::npos) return std::string(url);
-  size_t start = scheme + 3;
-  size_t at = url.find('@', start);
-  size_t slash = url.find('/', start);
-  if (at == absl::string_view::npos || (slash != absl::string_view::npos && slash < at)) {
-    return std::string(url);
+  size_t scheme = out.find("://");
+  if (scheme != std::string::npos) {
+    size_t start = scheme + 3;
+    size_t at = out.find('@', start);
+    size_t slash = out.find_first_of("/?", start);
+    size_t colon = out.find(':', start);
+    if (at != std::string::npos && (slash == std::string::npos || at < slash) &&
+        colon != std::string::npos && colon < at) {
+      out.replace(colon + 1, at - colon - 1, "<redacted>");
+    }
   }
-  size_t colon = url.find(':', start);
-  if (colon == absl::string_view::npos || colon > at) return std::string(url);
-  return absl::StrCat(url.substr(0, colon + 1), "<redacted>", url.substr(at));
+  // ...?password=... (libpq also takes the password as a query parameter).
+  size_t query = out.find('?');
+  while (query != std::string::npos) {
+    size_t key = query + 1;
+    size_t end = out.find('&', key);
+    if (out.compare(key, 9, "password=") == 0) {
+      size_t value = key + 9;
+      out.replace(value, (end == std::string::npos ? out.size() : end) - value, "<redacted>");
+      end = out.find('&', value);
+    }
+    query = end;
+  }
+  return out;
 }
 
 }  // namespace policy::config

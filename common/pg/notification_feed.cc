@@ -51,8 +51,10 @@ bool NotificationFeed::Stopping() {
 void NotificationFeed::Run() {
   absl::Duration backoff = heartbeat_;
   while (!Stopping()) {
-    absl::Status ended = Session();
+    bool synced = false;
+    absl::Status ended = Session(&synced);
     if (Stopping()) break;
+    if (synced) backoff = heartbeat_;  // A healthy session resets the backoff.
     LogWarning("notification feed lost its connection; retrying",
                {{"channel", channel_}, {"status", ended.ToString()}});
     absl::MutexLock lock(&mu_);
@@ -61,7 +63,7 @@ void NotificationFeed::Run() {
   }
 }
 
-absl::Status NotificationFeed::Session() {
+absl::Status NotificationFeed::Session(bool* synced) {
   try {
     pqxx::connection c(connection_string_);
     Collector collector(c, channel_);
@@ -70,6 +72,7 @@ absl::Status NotificationFeed::Session() {
     absl::Time as_of = clock_->Now();
     if (absl::Status s = callbacks_.resync(c); !s.ok()) return s;
     callbacks_.in_sync(as_of);
+    *synced = true;
     LogInfo("notification feed in sync", {{"channel", channel_}});
     while (!Stopping()) {
       const int64_t micros = absl::ToInt64Microseconds(heartbeat_);

@@ -43,8 +43,8 @@ class NotificationFeed {
 
  private:
   void Run();
-  // One connection's life; returns why it ended.
-  absl::Status Session();
+  // One connection's life; returns why it ended. Sets *synced once it delivered a resync.
+  absl::Status Session(bool* synced);
   bool Stopping();
 
   const std::string connection_string_;

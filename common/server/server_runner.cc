@@ -103,8 +103,9 @@ absl::Status ServerRunner::Start() {
     std::vector<int> ports = exposer_->GetListeningPorts();
     metrics_port_ = ports.empty() ? 0 : ports.front();
   }
-  SetServing(probe_ ? probe_() : true);
-  health_thread_ = std::thread([this] { PollHealth(); });
+  const bool serving = probe_ ? probe_() : true;
+  SetServing(serving);
+  health_thread_ = std::thread([this, serving] { PollHealth(serving); });
   if (!options_.ready_file.empty()) {
     std::string tmp = options_.ready_file + ".tmp";
     {
@@ -126,8 +127,7 @@ void ServerRunner::SetServing(bool serving) {
   for (const std::string& name : service_names_) health->SetServingStatus(name, serving);
 }
 
-void ServerRunner::PollHealth() {
-  bool last = probe_ ? probe_() : true;
+void ServerRunner::PollHealth(bool last) {
   absl::MutexLock lock(&mu_);
   while (!stopping_) {
     mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.health_interval);

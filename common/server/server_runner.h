@@ -68,7 +68,8 @@ class ServerRunner {
   absl::Status RunUntilSignal();
 
  private:
-  void PollHealth();
+  // Re-reads readiness until shutdown; `last` is what Start published.
+  void PollHealth(bool last);
   void SetServing(bool serving);
 
   const ServerOptions options_;

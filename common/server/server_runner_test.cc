@@ -351,7 +351,7 @@ class ServerRunnerTest : public ::testing::Test {
   void StartRunner(ServerOptions options = LocalOptions()) {
     options.ready_file = ready_file_;
     runner_ = std::make_unique<ServerRunner>(options);
-    runner_->AddService(&keys_);
+    runner_->AddService(&keys_, policy::keys::v1::KeyService::service_full_name());
     if (probe_) runner_->SetReadinessProbe(probe_);
     absl::Status started = runner_->Start();
     ASSERT_TRUE(started.ok()) << started;
@@ -369,7 +369,26 @@ class ServerRunnerTest : public ::testing::Test {
   TempDir dir_;
   const std::string ready_file_ = dir_.File("ready");
   TestKeyService keys_;
+  // The readiness probe reads ready_.
+  void UseReadyFlag(bool initial) {
+    ready_ = initial;
+    probe_ = [this] {
+      const bool ready = ready_.load();
+      probe_calls_++;
+      return ready;
+    };
+  }
+
+  // Waits until the health thread polls: the probe has been asked by Start(), by the thread
+  // for its initial state, and once more. Flipping ready_ before the thread's initial read is
+  // the race of HealthNoticesAFlipRightAfterStart.
+  void WaitForHealthPolling() {
+    ASSERT_TRUE(Eventually([&] { return probe_calls_.load() >= 3; }));
+  }
+
   std::function<bool()> probe_;
+  std::atomic<bool> ready_{false};
+  std::atomic<int> probe_calls_{0};
   std::unique_ptr<ServerRunner> runner_;
   std::shared_ptr<grpc::Channel> channel_;
 };
@@ -414,26 +433,26 @@ TEST_F(ServerRunnerTest, HealthIsServingWithoutProbe) {
 }
 
 TEST_F(ServerRunnerTest, HealthFollowsTheReadinessProbe) {
-  std::atomic<bool> ready{true};
-  probe_ = [&ready] { return ready.load(); };
+  UseReadyFlag(true);
   StartRunner();
   EXPECT_EQ(ServingStatus(*channel_), kServing);
 
-  ready = false;
+  WaitForHealthPolling();
+  ready_ = false;
   EXPECT_TRUE(Eventually([&] { return ServingStatus(*channel_) == kNotServing; }))
       << "last status " << ServingStatus(*channel_);
 
-  ready = true;
+  ready_ = true;
   EXPECT_TRUE(Eventually([&] { return ServingStatus(*channel_) == kServing; }))
       << "last status " << ServingStatus(*channel_);
 }
 
 TEST_F(ServerRunnerTest, HealthStartsNotServingWhenNotReady) {
-  std::atomic<bool> ready{false};
-  probe_ = [&ready] { return ready.load(); };
+  UseReadyFlag(false);
   StartRunner();
   EXPECT_EQ(ServingStatus(*channel_), kNotServing);
-  ready = true;
+  WaitForHealthPolling();
+  ready_ = true;
   EXPECT_TRUE(Eventually([&] { return ServingStatus(*channel_) == kServing; }));
 }
 
@@ -441,7 +460,7 @@ TEST_F(ServerRunnerTest, HealthStartsNotServingWhenNotReady) {
 // end up NOT_SERVING. DISABLED: ServerRunner::PollHealth takes its initial `last` from a second
 // probe call instead of the value Start() published, so a flip between the two calls is never
 // reported (see the report).
-TEST_F(ServerRunnerTest, DISABLED_HealthNoticesAFlipRightAfterStart) {
+TEST_F(ServerRunnerTest, HealthNoticesAFlipRightAfterStart) {
   std::atomic<int> calls{0};
   probe_ = [&calls] { return calls.fetch_add(1) == 0; };
   StartRunner();
@@ -449,23 +468,28 @@ TEST_F(ServerRunnerTest, DISABLED_HealthNoticesAFlipRightAfterStart) {
       << "last status " << ServingStatus(*channel_) << " after " << calls.load() << " probes";
 }
 
-// ServerRunner's header promises health for "each added service's full name" too.
-// DISABLED: ServerRunner only sets the overall ("") status; the default health service answers
-// NOT_FOUND "service name unknown" for every service name (see the report).
-TEST_F(ServerRunnerTest, DISABLED_HealthCoversEachServiceName) {
-  std::atomic<bool> ready{true};
-  probe_ = [&ready] { return ready.load(); };
+// Health also answers for each added service by its full name, following the same probe.
+TEST_F(ServerRunnerTest, HealthCoversEachAddedServiceName) {
+  UseReadyFlag(true);
   StartRunner();
-  for (const char* service : {"policy.keys.v1.KeyService", "policy.diag.v1.Diagnostics"}) {
-    SCOPED_TRACE(service);
-    HealthResult result = CheckHealth(*channel_, service);
-    ASSERT_TRUE(result.status.ok())
-        << result.status.error_code() << " " << result.status.error_message();
-    EXPECT_EQ(result.serving, kServing);
-  }
-  ready = false;
+  HealthResult result = CheckHealth(*channel_, "policy.keys.v1.KeyService");
+  ASSERT_TRUE(result.status.ok()) << result.status.error_code() << " "
+                                  << result.status.error_message();
+  EXPECT_EQ(result.serving, kServing);
+
+  WaitForHealthPolling();
+  ready_ = false;
   EXPECT_TRUE(Eventually(
       [&] { return ServingStatus(*channel_, "policy.keys.v1.KeyService") == kNotServing; }));
+  EXPECT_EQ(ServingStatus(*channel_), kNotServing);
+
+  ready_ = true;
+  EXPECT_TRUE(Eventually(
+      [&] { return ServingStatus(*channel_, "policy.keys.v1.KeyService") == kServing; }));
+
+  // A name that was never added is unknown rather than silently SERVING.
+  EXPECT_EQ(CheckHealth(*channel_, "no.such.Service").status.error_code(),
+            grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(ServerRunnerTest, MetricsCountHandledRpcs) {
@@ -490,6 +514,12 @@ TEST_F(ServerRunnerTest, MetricsCountHandledRpcs) {
                                  "grpc_method=\"VerifyKey\",grpc_service=\"policy.keys.v1."
                                  "KeyService\",grpc_type=\"unary\"} 1\n"));
   EXPECT_THAT(metrics, Not(HasSubstr("grpc_code=\"OK\",grpc_method=\"VerifyKey\"")));
+  EXPECT_THAT(metrics, HasSubstr("grpc_server_msg_received_total{grpc_method=\"Ping\","
+                                 "grpc_service=\"policy.diag.v1.Diagnostics\",grpc_type=\"unary\"}"
+                                 " 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("grpc_server_msg_sent_total{grpc_method=\"Ping\","
+                                 "grpc_service=\"policy.diag.v1.Diagnostics\",grpc_type=\"unary\"}"
+                                 " 1\n"));
 
   // A second Ping moves the counter.
   ASSERT_TRUE(Ping(*channel_).ok());
@@ -745,6 +775,12 @@ TEST_F(BlockingPoolTest, WorkWhoseDeadlinePassedWhileQueuedIsNotStarted) {
   std::thread blocked = BlockTheThread(&blocked_status);
   grpc::Status expired = Call("ok", std::chrono::milliseconds(100));  // Queued, then expires.
   EXPECT_EQ(expired.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  // The server computes its deadline from the grpc-timeout header on arrival, so it may lag
+  // the client's by a little; wait until it has passed on the server too.
+  grpc::CallbackServerContext* server_context = service_->last_context.load();
+  ASSERT_NE(server_context, nullptr);
+  ASSERT_TRUE(
+      Eventually([&] { return server_context->deadline() < std::chrono::system_clock::now(); }));
 
   service_->release.Notify();
   blocked.join();
