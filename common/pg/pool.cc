@@ -74,14 +74,19 @@ void Pool::Release(std::unique_ptr<pqxx::connection> connection, bool healthy) {
   absl::MutexLock lock(&mu_);
   if (healthy && connection->is_open()) {
     idle_.push_back(std::move(connection));
-  } else {
-    --open_;
+    return;
   }
+  --open_;
+  // One dead connection usually means the server went away (restart, failover): the idle
+  // ones are dead too, so drop them rather than fail a request on each.
+  open_ -= static_cast<int>(idle_.size());
+  idle_.clear();
 }
 
 absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& body) {
   // A pooled connection may have died while idle (say, the server restarted); such a failure
-  // happens before anything commits, so the body runs once more on a fresh connection.
+  // happens before anything commits, so the body runs once more, on a fresh connection since
+  // Release dropped every idle one.
   for (int attempt = 0;; ++attempt) {
     absl::StatusOr<Lease> lease = Acquire();
     if (!lease.ok()) return lease.status();

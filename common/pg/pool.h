@@ -36,8 +36,9 @@ std::string ConnectionString(absl::string_view url, absl::Duration connect_timeo
 // keeps the driver's text; the gRPC translation hides INTERNAL messages from callers.
 absl::Status StatusFromException(const std::exception& e);
 
-// A bounded pool of connections to one database. Connections open lazily and a connection
-// that broke is dropped, so the pool recovers by itself when the server comes back.
+// A bounded pool of connections to one database. Connections open lazily; when one breaks,
+// it and every idle one are dropped, so the pool recovers by itself when the server comes
+// back.
 // Thread-safe.
 class Pool {
  public:

@@ -1,11 +1,17 @@
 #include "common/server/server_runner.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/log/log.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -105,16 +111,10 @@ absl::Status ServerRunner::Start() {
   }
   const bool serving = probe_ ? probe_() : true;
   SetServing(serving);
-  health_thread_ = std::thread([this, serving] { PollHealth(serving); });
-  if (!options_.ready_file.empty()) {
-    std::string tmp = options_.ready_file + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::trunc);
-      out << "grpc_port=" << grpc_port_ << "\nmetrics_port=" << metrics_port_ << "\n";
-      if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
-    }
-    std::rename(tmp.c_str(), options_.ready_file.c_str());
+  if (serving) {
+    if (absl::Status s = WriteReadyFile(); !s.ok()) return s;
   }
+  health_thread_ = std::thread([this, serving] { PollHealth(serving); });
   LogInfo("serving",
           {{"grpc_port", absl::StrCat(grpc_port_)}, {"metrics_port", absl::StrCat(metrics_port_)}});
   return absl::OkStatus();
@@ -127,6 +127,20 @@ void ServerRunner::SetServing(bool serving) {
   for (const std::string& name : service_names_) health->SetServingStatus(name, serving);
 }
 
+absl::Status ServerRunner::WriteReadyFile() {
+  if (options_.ready_file.empty() || ready_file_written_.exchange(true)) return absl::OkStatus();
+  std::string tmp = options_.ready_file + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << "grpc_port=" << grpc_port_ << "\nmetrics_port=" << metrics_port_ << "\n";
+    if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
+  }
+  if (std::rename(tmp.c_str(), options_.ready_file.c_str()) != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot write ", options_.ready_file));
+  }
+  return absl::OkStatus();
+}
+
 void ServerRunner::PollHealth(bool last) {
   absl::MutexLock lock(&mu_);
   while (!stopping_) {
@@ -136,6 +150,11 @@ void ServerRunner::PollHealth(bool last) {
     bool serving = probe_();
     if (serving != last) {
       SetServing(serving);
+      if (serving) {
+        if (absl::Status s = WriteReadyFile(); !s.ok()) {
+          LogError("cannot write the ready file", {{"status", s.ToString()}});
+        }
+      }
       LogInfo(serving ? "ready: health is SERVING" : "not ready: health is NOT_SERVING");
       last = serving;
     }
@@ -157,8 +176,34 @@ void ServerRunner::Shutdown() {
   if (health != nullptr) health->Shutdown();  // NOT_SERVING, and no further changes.
   server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
   server_->Wait();
-  exposer_.reset();
+  StopMetrics();
   LogInfo("stopped");
+}
+
+void ServerRunner::StopMetrics() {
+  if (exposer_ == nullptr) return;
+  // civetweb's listener polls with a 2 s timeout before it notices it should stop; a
+  // connection wakes it at once.
+  std::atomic<bool> stopped{false};
+  std::thread stopper([this, &stopped] {
+    exposer_.reset();
+    stopped = true;
+  });
+  std::string host = options_.metrics_listen.substr(0, options_.metrics_listen.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
+  for (int attempt = 0; attempt < 20 && !stopped; ++attempt) {
+    absl::SleepFor(absl::Milliseconds(10));
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) continue;
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(metrics_port_));
+    if (inet_pton(AF_INET, host.c_str(), &address.sin_addr) == 1) {
+      connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    }
+    close(fd);
+  }
+  stopper.join();
 }
 
 absl::Status ServerRunner::RunUntilSignal() {

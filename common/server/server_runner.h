@@ -1,6 +1,7 @@
 #ifndef POLICY_COMMON_SERVER_SERVER_RUNNER_H_
 #define POLICY_COMMON_SERVER_SERVER_RUNNER_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -24,8 +25,8 @@ struct ServerOptions {
   std::string listen = "0.0.0.0:50051";
   // host:port for Prometheus /metrics; empty disables it.
   std::string metrics_listen = "0.0.0.0:9090";
-  // Written once the server serves: "grpc_port=N\nmetrics_port=M\n". Tests and scripts
-  // wait for it instead of sleeping.
+  // Written once the server listens and its readiness probe first says ready:
+  // "grpc_port=N\nmetrics_port=M\n". Tests and scripts wait for it instead of sleeping.
   std::string ready_file;
   // How long in-flight RPCs may run on SIGTERM before they are cancelled.
   absl::Duration shutdown_grace = absl::Seconds(10);
@@ -71,6 +72,8 @@ class ServerRunner {
   // Re-reads readiness until shutdown; `last` is what Start published.
   void PollHealth(bool last);
   void SetServing(bool serving);
+  absl::Status WriteReadyFile();  // Once; later calls do nothing.
+  void StopMetrics();
 
   const ServerOptions options_;
   std::shared_ptr<prometheus::Registry> registry_;
@@ -85,6 +88,7 @@ class ServerRunner {
   int metrics_port_ = 0;
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> ready_file_written_{false};
   std::thread health_thread_;
 };
 

@@ -162,7 +162,8 @@ void ToProto(const KeyRecord& key, absl::Time now, pb::Key* out) {
   out->set_project(key.project);
   out->set_environment(EnvironmentToProto(key.environment));
   for (const std::string& scope : key.scopes) out->add_scopes(scope);
-  out->set_state(StateToProto(StateAt(key, now)));
+  const KeyState state = StateAt(key, now);
+  out->set_state(StateToProto(state));
   out->set_redacted(key.redacted);
   SetTime(key.created_at, out->mutable_create_time());
   SetTime(key.expires_at, out->mutable_expire_time());
@@ -170,8 +171,14 @@ void ToProto(const KeyRecord& key, absl::Time now, pb::Key* out) {
     SetTime(*key.overlap_ends_at, out->mutable_overlap_end_time());
   out->set_rotated_from(key.rotated_from);
   out->set_rotated_to(key.rotated_to);
-  if (key.revoked_at.has_value()) SetTime(*key.revoked_at, out->mutable_revoke_time());
-  out->set_revocation_reason(key.revocation_reason);
+  if (key.revoked_at.has_value()) {
+    SetTime(*key.revoked_at, out->mutable_revoke_time());
+    out->set_revocation_reason(key.revocation_reason);
+  } else if (state == KeyState::kRevoked && key.overlap_ends_at.has_value()) {
+    // The overlap ended and the sweep has not rewritten the row yet: show what it will write.
+    SetTime(*key.overlap_ends_at, out->mutable_revoke_time());
+    out->set_revocation_reason(std::string(kReasonOverlapEnded));
+  }
 }
 
 absl::StatusOr<CreateKeyParams> FromProto(const pb::CreateKeyRequest& request) {
