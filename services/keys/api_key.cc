@@ -1,8 +1,12 @@
 #include "services/keys/api_key.h"
 
-#include <zlib.h>
-
 #include <array>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#endif
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -45,10 +49,50 @@ std::string Base62(absl::string_view bytes, size_t width) {
   return out;
 }
 
-// CRC-32 of `body` as six base62 characters.
+// CRC-32C (Castagnoli), the checksum with a CPU instruction on x86-64 (SSE4.2): on the
+// verification path it costs a few nanoseconds instead of a table walk.
+constexpr std::array<uint32_t, 256> kCrc32cTable = [] {
+  std::array<uint32_t, 256> table{};
+  for (uint32_t i = 0; i < 256; ++i) {
+    uint32_t crc = i;
+    for (int bit = 0; bit < 8; ++bit) crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1u)));
+    table[i] = crc;
+  }
+  return table;
+}();
+
+uint32_t Crc32cPortable(absl::string_view data) {
+  uint32_t crc = 0xffffffffu;
+  for (unsigned char c : data) crc = (crc >> 8) ^ kCrc32cTable[(crc ^ c) & 0xff];
+  return ~crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) uint32_t Crc32cSse42(absl::string_view data) {
+  uint64_t crc = 0xffffffffu;
+  size_t i = 0;
+  for (; i + 8 <= data.size(); i += 8) {
+    uint64_t word;
+    std::memcpy(&word, data.data() + i, sizeof(word));
+    crc = _mm_crc32_u64(crc, word);
+  }
+  uint32_t crc32 = static_cast<uint32_t>(crc);
+  for (; i < data.size(); ++i) crc32 = _mm_crc32_u8(crc32, static_cast<uint8_t>(data[i]));
+  return ~crc32;
+}
+#endif
+
+uint32_t Crc32c(absl::string_view data) {
+#if defined(__x86_64__)
+  static const bool kHardware = __builtin_cpu_supports("sse4.2");
+  if (kHardware) return Crc32cSse42(data);
+#endif
+  return Crc32cPortable(data);
+}
+
+// CRC-32C of `body` as six base62 characters.
 std::array<char, kChecksumChars> Checksum(absl::string_view body) {
-  uint32_t crc = static_cast<uint32_t>(
-      crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size())));
+  uint32_t crc = Crc32c(body);
   std::array<char, kChecksumChars> out;
   for (size_t position = kChecksumChars; position-- > 0;) {
     out[position] = kAlphabet[crc % 62];
@@ -86,6 +130,8 @@ bool IsUtf8(absl::string_view s) {
 
 }  // namespace
 
+std::string ParsedSecret::key_id() const { return absl::StrCat(kKeyIdPrefix, id_part); }
+
 absl::string_view PrefixOf(KeyKind kind) {
   for (const auto& [k, prefix] : kPrefixes) {
     if (k == kind) return prefix;
@@ -119,7 +165,8 @@ absl::StatusOr<ParsedSecret> ParseSecret(absl::string_view text) {
   if (View(Checksum(body)) != text.substr(body.size())) {
     return absl::InvalidArgumentError("api key checksum does not match (mistyped or truncated?)");
   }
-  return ParsedSecret{match->first, absl::StrCat(kKeyIdPrefix, rest.substr(0, kKeyIdChars))};
+  return ParsedSecret{match->first, rest.substr(0, kKeyIdChars),
+                      rest.substr(kKeyIdChars, kSecretChars)};
 }
 
 absl::StatusOr<NewSecret> GenerateSecret(KeyKind kind) {

@@ -16,7 +16,7 @@
 //   recognisable and scanners can find it;
 // - key id: 96 random bits in 17 base62 characters; the stable id is "key_" + these;
 // - secret: 256 random bits from OpenSSL's CSPRNG in 43 base62 characters;
-// - checksum: CRC-32 of everything before it, in 6 base62 characters, so typos and garbage
+// - checksum: CRC-32C of everything before it, in 6 base62 characters, so typos and garbage
 //   are rejected without a lookup.
 // Base62 keeps the whole key one double-click-selectable word.
 namespace policy::keys {
@@ -29,9 +29,13 @@ inline constexpr size_t kMaxSecretBytes = 256;
 
 absl::string_view PrefixOf(KeyKind kind);
 
+// A well-formed secret's parts, as views into the parsed text (which must outlive them).
 struct ParsedSecret {
   KeyKind kind;
-  std::string key_id;  // "key_..."
+  absl::string_view id_part;      // The 17 key id characters.
+  absl::string_view random_part;  // The 43 secret characters.
+
+  std::string key_id() const;  // "key_" + id_part
 };
 
 // Checks the text form. INVALID_ARGUMENT naming the problem: empty, longer than
@@ -43,7 +47,9 @@ struct NewSecret {
   std::string secret;
 };
 
-// A fresh key id and secret of `kind`; INTERNAL if the CSPRNG fails.
+// A fresh key id and secret of `kind`; INTERNAL if the CSPRNG fails. What the store keeps
+// is a keyed hash of ParseSecret(secret)->random_part: 43 characters fit one SHA-256 block, so
+// the HMAC costs two compressions on the verification path.
 absl::StatusOr<NewSecret> GenerateSecret(KeyKind kind);
 
 // The prefix, an ellipsis and the last four characters: "psk_proj_...k9Qa".

@@ -53,7 +53,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const std::string& s : world->secrets) issued |= s == input;
     if (!parsed.ok() || !issued) __builtin_trap();
   }
-  if (parsed.ok() && parsed->key_id.size() != 21) __builtin_trap();
+  if (parsed.ok() && parsed->key_id().size() != 21) __builtin_trap();
 
   ListKeysParams list;
   list.page_token = input;

@@ -22,7 +22,7 @@ TEST(ApiKeyTest, GeneratedSecretsParseBackToTheirKindAndId) {
     absl::StatusOr<ParsedSecret> parsed = ParseSecret(secret->secret);
     ASSERT_TRUE(parsed.ok()) << parsed.status();
     EXPECT_EQ(parsed->kind, kind);
-    EXPECT_EQ(parsed->key_id, secret->key_id);
+    EXPECT_EQ(parsed->key_id(), secret->key_id);
     EXPECT_EQ(secret->key_id.size(), 4 + kKeyIdChars);
   }
 }
@@ -90,6 +90,18 @@ TEST(ApiKeyTest, ChecksumCatchesEverySingleCharacterTypo) {
     std::swap(swapped[i], swapped[i + 1]);
     EXPECT_FALSE(ParseSecret(swapped).ok()) << "swap at " << i;
   }
+}
+
+TEST(ApiKeyTest, ChecksumIsCrc32cOfThePrefixIdAndSecret) {
+  // Computed independently: CRC-32C("psk_proj_" + 60 x '0') = 0x4dd6bfd7 = "1QNVIt" in six
+  // base62 digits.
+  const std::string body = "psk_proj_" + std::string(kKeyIdChars + kSecretChars, '0');
+  const std::string secret = body + "1QNVIt";
+  absl::StatusOr<ParsedSecret> parsed = ParseSecret(secret);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->key_id(), "key_" + std::string(kKeyIdChars, '0'));
+  EXPECT_EQ(parsed->random_part, std::string(kSecretChars, '0'));
+  EXPECT_FALSE(ParseSecret(body + "1QNVIu").ok());
 }
 
 TEST(ApiKeyTest, RedactionKeepsPrefixAndLastFour) {

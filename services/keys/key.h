@@ -33,7 +33,7 @@ struct KeyRecord {
   std::string project;  // Empty for admin keys.
   Environment environment = Environment::kDevelopment;
   std::vector<std::string> scopes;
-  std::string secret_hash;  // HMAC-SHA-256 of the whole secret under the pepper's hash key.
+  std::string secret_hash;  // HMAC-SHA-256 of the secret's random part (Pepper::HashSecret).
   std::string redacted;     // Prefix and last four characters.
   KeyState state = KeyState::kActive;  // kActive, kRotating or kRevoked.
   absl::Time created_at;

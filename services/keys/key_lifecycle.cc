@@ -184,6 +184,7 @@ absl::StatusOr<IdempotencyRecord> KeyLifecycle::NewRequest(const std::string& re
 absl::StatusOr<IssuedKey> KeyLifecycle::NewKey(const CreateKeyParams& params, absl::Time now,
                                                absl::Time expires_at) {
   ASSIGN_OR_RETURN(NewSecret secret, GenerateSecret(params.kind));
+  ASSIGN_OR_RETURN(ParsedSecret parsed, ParseSecret(secret.secret));
   KeyRecord key;
   key.key_id = secret.key_id;
   key.kind = params.kind;
@@ -191,7 +192,7 @@ absl::StatusOr<IssuedKey> KeyLifecycle::NewKey(const CreateKeyParams& params, ab
   key.project = params.project;
   key.environment = params.environment;
   key.scopes = params.scopes;
-  key.secret_hash = pepper_->HashSecret(secret.secret);
+  key.secret_hash = pepper_->HashSecret(parsed.random_part);
   key.redacted = RedactSecret(secret.secret);
   key.state = KeyState::kActive;
   key.created_at = now;

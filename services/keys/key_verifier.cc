@@ -1,6 +1,9 @@
 #include "services/keys/key_verifier.h"
 
+#include <cstring>
+
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "common/crypto/crypto.h"
 #include "common/status/status.h"
 #include "services/keys/api_key.h"
@@ -31,27 +34,62 @@ KeyVerifier::KeyVerifier(const Pepper* pepper, Clock* clock, absl::Duration max_
       max_staleness_(max_staleness),
       dummy_hash_(pepper->HashSecret("policy-suite/keys/unknown")) {}
 
-bool KeyVerifier::InSyncLocked(absl::Time now) const {
-  return loaded_ && now - in_sync_as_of_ <= max_staleness_;
+bool KeyVerifier::ToIdChars(absl::string_view id_part, IdChars* out) {
+  if (id_part.size() != out->size()) return false;
+  std::memcpy(out->data(), id_part.data(), out->size());
+  return true;
+}
+
+size_t KeyVerifier::ShardOf(const IdChars& id) const {
+  // Ids are random base62: their last character spreads them evenly.
+  return static_cast<unsigned char>(id.back()) % kShards;
+}
+
+void KeyVerifier::Merge(KeyRecord key, absl::flat_hash_map<IdChars, CachedKey>& map) {
+  IdChars id;
+  if (!absl::StartsWith(key.key_id, "key_") ||
+      !ToIdChars(absl::string_view(key.key_id).substr(4), &id) ||
+      key.secret_hash.size() != std::tuple_size_v<decltype(CachedKey::secret_hash)>) {
+    return;
+  }
+  CachedKey& slot = map[id];
+  if (slot.record != nullptr && Rank(slot.record->state) > Rank(key.state)) return;
+  std::memcpy(slot.secret_hash.data(), key.secret_hash.data(), slot.secret_hash.size());
+  slot.record = std::make_shared<const KeyRecord>(std::move(key));
+}
+
+bool KeyVerifier::InSyncAt(absl::Time now) const {
+  if (!loaded_.load(std::memory_order_acquire)) return false;
+  const int64_t as_of = in_sync_as_of_ns_.load(std::memory_order_acquire);
+  return now - absl::FromUnixNanos(as_of) <= max_staleness_;
 }
 
 absl::StatusOr<VerifiedKey> KeyVerifier::Verify(absl::string_view secret) const {
   absl::StatusOr<ParsedSecret> parsed = ParseSecret(secret);
   if (!parsed.ok()) return WithReason(parsed.status(), kReasonMalformed);
-  const std::string hash = pepper_->HashSecret(secret);
   const absl::Time now = clock_->Now();
-  std::shared_ptr<const KeyRecord> key;
-  {
-    absl::ReaderMutexLock lock(&mu_);
-    if (!InSyncLocked(now)) {
-      return WithReason(absl::UnavailableError("key cache is stale (database unreachable); "
-                                               "refusing to verify until it is current"),
-                        kReasonStale);
-    }
-    auto it = keys_.find(parsed->key_id);
-    if (it != keys_.end()) key = it->second;
+  if (!InSyncAt(now)) {
+    return WithReason(absl::UnavailableError("key cache is stale (database unreachable); "
+                                             "refusing to verify until it is current"),
+                      kReasonStale);
   }
-  const bool matches = crypto::ConstantTimeEquals(key ? key->secret_hash : dummy_hash_, hash);
+  const std::string hash = pepper_->HashSecret(parsed->random_part);
+  IdChars id;
+  ToIdChars(parsed->id_part, &id);
+  std::shared_ptr<const KeyRecord> key;
+  bool matches = false;
+  {
+    const Shard& shard = shards_[ShardOf(id)];
+    absl::ReaderMutexLock lock(&shard.mu);
+    auto it = shard.keys.find(id);
+    if (it != shard.keys.end()) {
+      key = it->second.record;
+      matches = crypto::ConstantTimeEquals(
+          absl::string_view(it->second.secret_hash.data(), it->second.secret_hash.size()), hash);
+    } else {
+      matches = crypto::ConstantTimeEquals(dummy_hash_, hash);
+    }
+  }
   if (key == nullptr) return NotValid(kReasonUnknown);
   if (!matches) return NotValid(kReasonSecretMismatch);
   const KeyState state = StateAt(*key, now);
@@ -60,41 +98,51 @@ absl::StatusOr<VerifiedKey> KeyVerifier::Verify(absl::string_view secret) const 
   return VerifiedKey{std::move(key), state};
 }
 
-bool KeyVerifier::InSync() const {
-  const absl::Time now = clock_->Now();
-  absl::ReaderMutexLock lock(&mu_);
-  return InSyncLocked(now);
-}
+bool KeyVerifier::InSync() const { return InSyncAt(clock_->Now()); }
 
 size_t KeyVerifier::size() const {
-  absl::ReaderMutexLock lock(&mu_);
-  return keys_.size();
+  size_t total = 0;
+  for (const Shard& shard : shards_) {
+    absl::ReaderMutexLock lock(&shard.mu);
+    total += shard.keys.size();
+  }
+  return total;
 }
 
 void KeyVerifier::OnReset(std::vector<KeyRecord> keys) {
-  absl::flat_hash_map<std::string, std::shared_ptr<const KeyRecord>> fresh;
-  fresh.reserve(keys.size());
+  ShardMaps fresh;
   for (KeyRecord& key : keys) {
-    std::string id = key.key_id;
-    fresh.emplace(std::move(id), std::make_shared<const KeyRecord>(std::move(key)));
+    IdChars id;
+    if (key.key_id.size() < 4 || !ToIdChars(absl::string_view(key.key_id).substr(4), &id)) {
+      continue;
+    }
+    Merge(std::move(key), fresh[ShardOf(id)]);
   }
-  absl::MutexLock lock(&mu_);
-  keys_.swap(fresh);
-  loaded_ = true;
+  for (size_t i = 0; i < kShards; ++i) {
+    absl::MutexLock lock(&shards_[i].mu);
+    shards_[i].keys.swap(fresh[i]);
+  }
+  loaded_.store(true, std::memory_order_release);
 }
 
 void KeyVerifier::OnChanged(std::vector<KeyRecord> keys) {
-  absl::MutexLock lock(&mu_);
   for (KeyRecord& key : keys) {
-    auto& slot = keys_[key.key_id];
-    if (slot != nullptr && Rank(slot->state) > Rank(key.state)) continue;
-    slot = std::make_shared<const KeyRecord>(std::move(key));
+    IdChars id;
+    if (key.key_id.size() < 4 || !ToIdChars(absl::string_view(key.key_id).substr(4), &id)) {
+      continue;
+    }
+    Shard& shard = shards_[ShardOf(id)];
+    absl::MutexLock lock(&shard.mu);
+    Merge(std::move(key), shard.keys);
   }
 }
 
 void KeyVerifier::OnInSync(absl::Time as_of) {
-  absl::MutexLock lock(&mu_);
-  if (as_of > in_sync_as_of_) in_sync_as_of_ = as_of;
+  const int64_t ns = as_of == absl::InfiniteFuture() ? std::numeric_limits<int64_t>::max()
+                                                     : absl::ToUnixNanos(as_of);
+  int64_t current = in_sync_as_of_ns_.load(std::memory_order_relaxed);
+  while (ns > current && !in_sync_as_of_ns_.compare_exchange_weak(current, ns)) {
+  }
 }
 
 }  // namespace policy::keys

@@ -1,14 +1,19 @@
 #ifndef POLICY_SERVICES_KEYS_KEY_VERIFIER_H_
 #define POLICY_SERVICES_KEYS_KEY_VERIFIER_H_
 
+#include <array>
+#include <atomic>
+#include <limits>
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock/clock.h"
+#include "services/keys/api_key.h"
 #include "services/keys/key.h"
 #include "services/keys/key_store.h"
 #include "services/keys/pepper.h"
@@ -58,16 +63,36 @@ class KeyVerifier : public KeyStoreObserver {
   void OnInSync(absl::Time as_of) override;
 
  private:
-  bool InSyncLocked(absl::Time now) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Keys are spread over shards, each with its own lock on its own cache line, so that
+  // verifications on different cores rarely touch the same lock word.
+  static constexpr size_t kShards = 16;
+  // What a lookup reads sits in the map's slot itself (the id and the hash), so that a
+  // verification touches few cache lines even in a large registry.
+  using IdChars = std::array<char, kKeyIdChars>;  // A key id without its "key_" prefix.
+  struct CachedKey {
+    std::array<char, 32> secret_hash;
+    std::shared_ptr<const KeyRecord> record;
+  };
+  struct alignas(64) Shard {
+    mutable absl::Mutex mu;
+    absl::flat_hash_map<IdChars, CachedKey> keys ABSL_GUARDED_BY(mu);
+  };
+  using ShardMaps = std::array<absl::flat_hash_map<IdChars, CachedKey>, 16>;
+  static bool ToIdChars(absl::string_view id_part, IdChars* out);
+  size_t ShardOf(const IdChars& id) const;
+  // Adds `key` to `map` unless an entry for it is further along (active < rotating <
+  // revoked); keys with malformed ids cannot be presented and are skipped.
+  static void Merge(KeyRecord key, absl::flat_hash_map<IdChars, CachedKey>& map);
+  bool InSyncAt(absl::Time now) const;
 
   const Pepper* const pepper_;
   Clock* const clock_;
   const absl::Duration max_staleness_;
   const std::string dummy_hash_;  // Compared against when the id is unknown, for even timing.
-  mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<const KeyRecord>> keys_ ABSL_GUARDED_BY(mu_);
-  bool loaded_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time in_sync_as_of_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  mutable std::array<Shard, kShards> shards_;
+  static_assert(kShards == std::tuple_size_v<ShardMaps>);
+  std::atomic<bool> loaded_{false};
+  std::atomic<int64_t> in_sync_as_of_ns_{std::numeric_limits<int64_t>::min()};  // Unix ns.
 };
 
 }  // namespace policy::keys

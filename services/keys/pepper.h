@@ -18,7 +18,8 @@ class Pepper {
   // INVALID_ARGUMENT unless `pepper` has at least 32 bytes.
   static absl::StatusOr<std::unique_ptr<Pepper>> Create(absl::string_view pepper);
 
-  // What the store keeps of a secret: HMAC-SHA-256 under the derived hashing key.
+  // What the store keeps of a secret's random part: HMAC-SHA-256 under the derived hashing
+  // key.
   std::string HashSecret(absl::string_view secret) const { return hasher_->Mac(secret); }
 
   // 32-byte AES-256-GCM key for sealing secrets kept for idempotent replay.

@@ -1,5 +1,6 @@
 -- API keys and admin keys. The secret is never stored: secret_hash is HMAC-SHA-256 of the
--- whole secret under a key derived from the server's pepper, which is not in the database.
+-- secret's random part under a key derived from the server's pepper, which is not in the
+-- database.
 CREATE TABLE api_keys (
   key_id            text PRIMARY KEY,
   kind              text NOT NULL CHECK (kind IN ('project', 'service_account', 'admin')),
