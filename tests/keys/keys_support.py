@@ -8,7 +8,6 @@ secret characters + 6 base62 characters of the CRC-32 of everything before them.
 import datetime
 import secrets as _secrets
 import time
-import zlib
 
 from tests.support import policy_testing as pt
 
@@ -151,8 +150,18 @@ def base62(data, width):
     return "".join(reversed(out))
 
 
+def crc32c(data):
+    """CRC-32C (Castagnoli), bit by bit: slow and obviously right."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
 def checksum(body):
-    return base62(zlib.crc32(body.encode()).to_bytes(4, "big"), CHECKSUM_CHARS)
+    return base62(crc32c(body.encode()).to_bytes(4, "big"), CHECKSUM_CHARS)
 
 
 def split_secret(secret):
