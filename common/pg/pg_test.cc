@@ -27,6 +27,7 @@
 #include "common/pg/notification_feed.h"
 #include "common/pg/pool.h"
 #include "common/pg/test_database.h"
+#include "common/testing/loopback_listener.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "pqxx/pqxx"
@@ -679,21 +680,12 @@ TEST_F(NotificationFeedTest, ReconnectsAndResyncsWhenItsConnectionIsKilled) {
 class DeadServer {
  public:
   DeadServer() {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd_, 16) != 0) {
-      return;
-    }
-    socklen_t size = sizeof(addr);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &size);
-    port_ = ntohs(addr.sin_port);
+    if (listener_.port() == 0) return;
     thread_ = std::thread([this] {
       while (!stop_) {
-        pollfd p{fd_, POLLIN, 0};
+        pollfd p{listener_.fd(), POLLIN, 0};
         if (poll(&p, 1, 10) <= 0) continue;
-        int client = accept(fd_, nullptr, nullptr);
+        int client = accept(listener_.fd(), nullptr, nullptr);
         if (client >= 0) {
           close(client);
           ++accepted_;
@@ -704,14 +696,12 @@ class DeadServer {
   ~DeadServer() {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
-    close(fd_);
   }
-  int port() const { return port_; }
+  int port() const { return listener_.port(); }
   int accepted() const { return accepted_; }
 
  private:
-  int fd_ = -1;
-  int port_ = 0;
+  policy::testing::LoopbackListener listener_;
   std::atomic<bool> stop_{false};
   std::atomic<int> accepted_{0};
   std::thread thread_;

@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "common/config/config.h"
 #include "common/server/blocking_pool.h"
+#include "common/testing/loopback_listener.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/impl/client_unary_call.h"
@@ -168,29 +169,6 @@ std::string HttpGet(int port, const std::string& path) {
   close(fd);
   return out;
 }
-
-// A listening socket on a free loopback port, closed on destruction.
-class HeldPort {
- public:
-  HeldPort() {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd_, 1) != 0) {
-      return;
-    }
-    socklen_t size = sizeof(addr);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &size);
-    port_ = ntohs(addr.sin_port);
-  }
-  ~HeldPort() { close(fd_); }
-  int port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
 
 class TempDir {
  public:
@@ -612,7 +590,7 @@ TEST_F(ServerRunnerTest, ShutdownCancelsRpcsAfterTheGrace) {
 }
 
 TEST_F(ServerRunnerTest, StartFailsWhenMetricsPortIsTaken) {
-  HeldPort held;
+  policy::testing::LoopbackListener held(1);
   ASSERT_GT(held.port(), 0);
   ServerOptions options = LocalOptions(/*metrics=*/true);
   options.metrics_listen = "127.0.0.1:" + std::to_string(held.port());

@@ -5,44 +5,20 @@
 
 #include "common/clock/clock.h"
 #include "services/keys/api_key.h"
-#include "services/keys/key_lifecycle.h"
-#include "services/keys/key_verifier.h"
-#include "services/keys/memory_key_store.h"
+#include "services/keys/keys_test_util.h"
 
-namespace policy::keys {
 namespace {
 
-class NullSink : public KeyEventSink {
- public:
-  void Publish(const KeyEvent&) override {}
-};
-
-struct World {
-  World()
-      : pepper(*Pepper::Create("fuzz-pepper-0123456789abcdef0123456789abcdef")),
-        lifecycle(&store, pepper.get(), &sink, &clock, KeyPolicy{}),
-        verifier(pepper.get(), &clock, absl::InfiniteDuration()) {
-    store.Watch(&verifier);
-    CreateKeyParams params;
-    params.owner = {PrincipalType::kMember, "fuzz"};
-    params.project = "fuzz";
-    for (int i = 0; i < 4; ++i) secrets.push_back(lifecycle.Create(params)->secret);
-  }
-  FakeClock clock;
-  MemoryKeyStore store;
-  NullSink sink;
-  std::unique_ptr<Pepper> pepper;
-  KeyLifecycle lifecycle;
-  KeyVerifier verifier;
-  std::vector<std::string> secrets;
-};
+policy::FakeClock* FuzzClock() {
+  static policy::FakeClock* const kClock = new policy::FakeClock();
+  return kClock;
+}
 
 }  // namespace
-}  // namespace policy::keys
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace policy::keys;
-  static World* const world = new World();
+  static InMemoryKeys* const world = new InMemoryKeys(FuzzClock(), 4);
   const std::string input(reinterpret_cast<const char*>(data), size);
 
   absl::StatusOr<ParsedSecret> parsed = ParseSecret(input);

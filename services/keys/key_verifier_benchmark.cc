@@ -8,43 +8,14 @@
 #include "benchmark/benchmark.h"
 #include "common/clock/clock.h"
 #include "services/keys/api_key.h"
-#include "services/keys/key_lifecycle.h"
-#include "services/keys/key_verifier.h"
-#include "services/keys/memory_key_store.h"
+#include "services/keys/keys_test_util.h"
 
 namespace policy::keys {
 namespace {
 
-class NullSink : public KeyEventSink {
- public:
-  void Publish(const KeyEvent&) override {}
-};
-
-struct Fixture {
-  explicit Fixture(int keys)
-      : pepper(*Pepper::Create("benchmark-pepper-0123456789abcdef0123456789")),
-        lifecycle(&store, pepper.get(), &sink, Clock::Real(), KeyPolicy{}),
-        verifier(pepper.get(), Clock::Real(), absl::InfiniteDuration()) {
-    store.Watch(&verifier);
-    for (int i = 0; i < keys; ++i) {
-      CreateKeyParams params;
-      params.owner = {PrincipalType::kMember, "member-" + std::to_string(i % 500)};
-      params.project = "proj-" + std::to_string(i % 20);
-      params.scopes = {"chat.completions", "embeddings"};
-      secrets.push_back(lifecycle.Create(params)->secret);
-    }
-  }
-  MemoryKeyStore store;
-  NullSink sink;
-  std::unique_ptr<Pepper> pepper;
-  KeyLifecycle lifecycle;
-  KeyVerifier verifier;
-  std::vector<std::string> secrets;
-};
-
-Fixture& Shared() {
-  static Fixture* const kFixture = new Fixture(10'000);
-  return *kFixture;
+InMemoryKeys& Shared() {
+  static InMemoryKeys* const kKeys = new InMemoryKeys(Clock::Real(), 10'000);
+  return *kKeys;
 }
 
 void ReportPercentiles(benchmark::State& state, std::vector<int64_t>& samples) {
@@ -63,7 +34,7 @@ void ReportPercentiles(benchmark::State& state, std::vector<int64_t>& samples) {
 // state.range(0): how many distinct keys the loop cycles through (1: one hot key; 10000:
 // a large registry where most lookups miss the CPU caches).
 void BM_VerifyWarmCache(benchmark::State& state) {
-  Fixture& f = Shared();
+  InMemoryKeys& f = Shared();
   const size_t distinct = std::min<size_t>(f.secrets.size(), state.range(0));
   std::vector<int64_t> samples;
   samples.reserve(1 << 20);
@@ -84,14 +55,14 @@ void BM_VerifyWarmCache(benchmark::State& state) {
 BENCHMARK(BM_VerifyWarmCache)->Arg(1)->Arg(100)->Arg(10'000)->Threads(1)->Threads(2)->UseRealTime();
 
 void BM_VerifyUnknownKey(benchmark::State& state) {
-  Fixture& f = Shared();
+  InMemoryKeys& f = Shared();
   std::string unknown = GenerateSecret(KeyKind::kProject)->secret;
   for (auto _ : state) benchmark::DoNotOptimize(f.verifier.Verify(unknown));
 }
 BENCHMARK(BM_VerifyUnknownKey);
 
 void BM_RejectMalformed(benchmark::State& state) {
-  Fixture& f = Shared();
+  InMemoryKeys& f = Shared();
   std::string typo = f.secrets[0];
   typo[20] = typo[20] == 'a' ? 'b' : 'a';
   for (auto _ : state) benchmark::DoNotOptimize(f.verifier.Verify(typo));

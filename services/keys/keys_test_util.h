@@ -6,7 +6,11 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "common/clock/clock.h"
 #include "services/keys/key_events.h"
+#include "services/keys/key_lifecycle.h"
+#include "services/keys/key_verifier.h"
+#include "services/keys/memory_key_store.h"
 #include "services/keys/pepper.h"
 
 namespace policy::keys {
@@ -35,6 +39,37 @@ class RecordingEventSink : public KeyEventSink {
  private:
   mutable absl::Mutex mu_;
   std::vector<KeyEvent> events_;
+};
+
+class NullEventSink : public KeyEventSink {
+ public:
+  void Publish(const KeyEvent&) override {}
+};
+
+// The keys domain wired in memory: a store, a lifecycle and a verifier watching the store,
+// with `keys` project keys issued up front (their secrets in `secrets`).
+struct InMemoryKeys {
+  InMemoryKeys(Clock* clock, int keys, absl::Duration max_staleness = absl::InfiniteDuration())
+      : pepper(TestPepper()),
+        lifecycle(&store, pepper.get(), &events, clock, KeyPolicy{}),
+        verifier(pepper.get(), clock, max_staleness) {
+    store.Watch(&verifier);
+    for (int i = 0; i < keys; ++i) {
+      CreateKeyParams params;
+      params.owner = {PrincipalType::kMember, "member-" + std::to_string(i % 500)};
+      params.project = "proj-" + std::to_string(i % 20);
+      params.scopes = {"chat.completions", "embeddings"};
+      secrets.push_back(lifecycle.Create(params)->secret);
+    }
+  }
+  ~InMemoryKeys() { store.StopWatching(); }
+
+  MemoryKeyStore store;
+  NullEventSink events;
+  std::unique_ptr<Pepper> pepper;
+  KeyLifecycle lifecycle;
+  KeyVerifier verifier;
+  std::vector<std::string> secrets;
 };
 
 }  // namespace policy::keys
