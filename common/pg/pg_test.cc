@@ -27,6 +27,7 @@
 #include "common/pg/notification_feed.h"
 #include "common/pg/pool.h"
 #include "common/pg/test_database.h"
+#include "common/testing/eventually.h"
 #include "common/testing/loopback_listener.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -39,15 +40,7 @@ using ::testing::HasSubstr;
 
 constexpr absl::Duration kWait = absl::Seconds(5);  // Upper bound for anything to happen.
 
-// Polls `done` until it holds or kWait passes.
-bool Eventually(const std::function<bool()>& done) {
-  const absl::Time deadline = absl::Now() + kWait;
-  while (absl::Now() < deadline) {
-    if (done()) return true;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return done();
-}
+using ::policy::testing::Eventually;
 
 // Runs `sql` on a connection of its own, outside any Pool.
 void Exec(const std::string& url, const std::string& sql) {

@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "common/config/config.h"
 #include "common/server/blocking_pool.h"
+#include "common/testing/eventually.h"
 #include "common/testing/loopback_listener.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
@@ -44,15 +45,7 @@ std::chrono::system_clock::time_point RpcDeadline() {
   return std::chrono::system_clock::now() + std::chrono::seconds(5);
 }
 
-// Polls `done` until it holds or kWait passes.
-bool Eventually(const std::function<bool()>& done) {
-  const absl::Time deadline = absl::Now() + kWait;
-  while (absl::Now() < deadline) {
-    if (done()) return true;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return done();
-}
+using ::policy::testing::Eventually;
 
 // --- Raw gRPC helpers (Debian ships no generated health or reflection stubs) ---------------
 
