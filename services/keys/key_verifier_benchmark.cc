@@ -5,6 +5,7 @@
 #include <chrono>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "benchmark/benchmark.h"
 #include "common/clock/clock.h"
 #include "services/keys/api_key.h"
@@ -72,4 +73,12 @@ BENCHMARK(BM_RejectMalformed);
 }  // namespace
 }  // namespace policy::keys
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  // As in the servers (server::PrepareServerProcess): Debian's Abseil leaves mutex deadlock
+  // detection on, which puts a global lock behind every mutex operation.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -30,7 +30,7 @@ int Fail(const absl::Status& status) {
 }
 
 int Main(int argc, char** argv) {
-  server::BlockTerminationSignals();
+  server::PrepareServerProcess();
   KeysConfig config;
   config::Parser parser("keys");
   config.Register(parser);

@@ -195,6 +195,8 @@ double Median(std::vector<double> v) {
 }
 
 int Main(int argc, char** argv) {
+  // Debian's Abseil keeps mutex deadlock detection on; it slows every gRPC call.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   Options o;
   config::Parser parser("loadgen");
   parser.AddString("target", &o.target, "server address host:port");
