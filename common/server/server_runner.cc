@@ -14,22 +14,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/log/log.h"
+#include "common/server/diagnostics_service.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "policy/diag/v1/diagnostics.grpc.pb.h"
 
 namespace policy::server {
 namespace {
-
-class DiagnosticsService : public policy::diag::v1::Diagnostics::CallbackService {
-  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* context,
-                                 const policy::diag::v1::PingRequest*,
-                                 policy::diag::v1::PingResponse*) override {
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
-  }
-};
 
 absl::Status ValidateHostPort(absl::string_view value, absl::string_view name) {
   size_t colon = value.rfind(':');
@@ -74,7 +64,7 @@ ServerRunner::ServerRunner(ServerOptions options)
     : options_(std::move(options)),
       registry_(std::make_shared<prometheus::Registry>()),
       grpc_metrics_(*registry_),
-      diagnostics_(std::make_unique<DiagnosticsService>()) {}
+      diagnostics_(NewDiagnosticsService()) {}
 
 ServerRunner::~ServerRunner() { Shutdown(); }
 

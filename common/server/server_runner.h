@@ -14,6 +14,7 @@
 #include "common/config/config.h"
 #include "common/metrics/grpc_metrics.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/impl/service_type.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
 

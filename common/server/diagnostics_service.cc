@@ -1,0 +1,23 @@
+#include "common/server/diagnostics_service.h"
+
+#include "policy/diag/v1/diagnostics.grpc.pb.h"
+
+namespace policy::server {
+namespace {
+
+class DiagnosticsService : public diag::v1::Diagnostics::CallbackService {
+  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* context, const diag::v1::PingRequest*,
+                                 diag::v1::PingResponse*) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> NewDiagnosticsService() {
+  return std::make_unique<DiagnosticsService>();
+}
+
+}  // namespace policy::server
