@@ -133,32 +133,24 @@ absl::Status ServerRunner::WriteReadyFile() {
 }
 
 void ServerRunner::PollHealth(bool last) {
-  absl::MutexLock lock(&mu_);
-  while (!stopping_) {
-    mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.health_interval);
-    if (stopping_ || !probe_) continue;
-    mu_.Unlock();
-    bool serving = probe_();
-    if (serving != last) {
-      SetServing(serving);
-      if (serving) {
-        if (absl::Status s = WriteReadyFile(); !s.ok()) {
-          LogError("cannot write the ready file", {{"status", s.ToString()}});
-        }
+  if (!probe_) return;
+  while (!stop_health_.WaitForNotificationWithTimeout(options_.health_interval)) {
+    const bool serving = probe_();
+    if (serving == last) continue;
+    SetServing(serving);
+    if (serving) {
+      if (absl::Status s = WriteReadyFile(); !s.ok()) {
+        LogError("cannot write the ready file", {{"status", s.ToString()}});
       }
-      LogInfo(serving ? "ready: health is SERVING" : "not ready: health is NOT_SERVING");
-      last = serving;
     }
-    mu_.Lock();
+    LogInfo(serving ? "ready: health is SERVING" : "not ready: health is NOT_SERVING");
+    last = serving;
   }
 }
 
 void ServerRunner::Shutdown() {
-  {
-    absl::MutexLock lock(&mu_);
-    if (stopping_) return;
-    stopping_ = true;
-  }
+  if (stopping_.exchange(true)) return;
+  stop_health_.Notify();
   if (health_thread_.joinable()) health_thread_.join();
   if (server_ == nullptr) return;
   LogInfo("shutting down: draining in-flight RPCs",

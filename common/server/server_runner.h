@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/config/config.h"
 #include "common/metrics/grpc_metrics.h"
@@ -87,8 +87,8 @@ class ServerRunner {
   std::unique_ptr<prometheus::Exposer> exposer_;
   int grpc_port_ = 0;
   int metrics_port_ = 0;
-  absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> stopping_{false};
+  absl::Notification stop_health_;
   std::atomic<bool> ready_file_written_{false};
   std::thread health_thread_;
 };

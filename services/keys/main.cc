@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "common/clock/clock.h"
 #include "common/config/config.h"
 #include "common/log/log.h"
@@ -104,24 +105,17 @@ int Main(int argc, char** argv) {
     return in_sync;
   });
 
-  absl::Mutex sweep_mu;
-  bool stopping = false;
+  absl::Notification stop_sweeping;
   std::thread sweeper([&] {
-    absl::MutexLock lock(&sweep_mu);
-    while (!sweep_mu.AwaitWithTimeout(absl::Condition(&stopping), config.sweep_interval)) {
-      sweep_mu.Unlock();
+    while (!stop_sweeping.WaitForNotificationWithTimeout(config.sweep_interval)) {
       if (absl::Status s = lifecycle.Sweep(); !s.ok()) {
         LogWarning("sweep failed", {{"status", s.ToString()}});
       }
-      sweep_mu.Lock();
     }
   });
 
   absl::Status served = runner.RunUntilSignal();
-  {
-    absl::MutexLock lock(&sweep_mu);
-    stopping = true;
-  }
+  stop_sweeping.Notify();
   sweeper.join();
   store->StopWatching();
   if (!served.ok()) return Fail(served);
