@@ -96,16 +96,21 @@ HmacSha256::HmacSha256(absl::string_view key) : state_(std::make_unique<State>()
 
 HmacSha256::~HmacSha256() { OPENSSL_cleanse(state_.get(), sizeof(State)); }
 
-std::string HmacSha256::Mac(absl::string_view message) const {
+std::array<char, kSha256Size> HmacSha256::MacDigest(absl::string_view message) const {
   unsigned char inner_digest[kSha256Size];
   SHA256_CTX ctx = state_->inner;
   SHA256_Update(&ctx, message.data(), message.size());
   SHA256_Final(inner_digest, &ctx);
-  std::string out(kSha256Size, '\0');
+  std::array<char, kSha256Size> out;
   ctx = state_->outer;
   SHA256_Update(&ctx, inner_digest, sizeof(inner_digest));
   SHA256_Final(reinterpret_cast<unsigned char*>(out.data()), &ctx);
   return out;
+}
+
+std::string HmacSha256::Mac(absl::string_view message) const {
+  std::array<char, kSha256Size> digest = MacDigest(message);
+  return std::string(digest.data(), digest.size());
 }
 
 absl::StatusOr<std::string> AeadSeal(absl::string_view key, absl::string_view plaintext,

@@ -1,6 +1,7 @@
 #ifndef POLICY_COMMON_CRYPTO_CRYPTO_H_
 #define POLICY_COMMON_CRYPTO_CRYPTO_H_
 
+#include <array>
 #include <memory>
 #include <string>
 
@@ -31,6 +32,8 @@ class HmacSha256 {
 
   // The 32-byte tag of `message`.
   std::string Mac(absl::string_view message) const;
+  // The same, without a heap allocation (for hot paths).
+  std::array<char, kSha256Size> MacDigest(absl::string_view message) const;
 
  private:
   struct State;

@@ -82,8 +82,9 @@ class PgTest : public ::testing::Test {
 TEST(StatusFromExceptionTest, MapsDriverErrors) {
   EXPECT_EQ(StatusFromException(pqxx::broken_connection("gone")).code(),
             absl::StatusCode::kUnavailable);
+  // Not UNAVAILABLE, which would tell a caller that nothing happened.
   EXPECT_EQ(StatusFromException(pqxx::in_doubt_error("maybe")).code(),
-            absl::StatusCode::kUnavailable);
+            absl::StatusCode::kUnknown);
   absl::Status duplicate =
       StatusFromException(pqxx::unique_violation("duplicate key value", "INSERT", "23505"));
   EXPECT_EQ(duplicate.code(), absl::StatusCode::kAlreadyExists);

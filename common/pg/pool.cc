@@ -19,7 +19,8 @@ absl::Status StatusFromException(const std::exception& e) {
     return absl::UnavailableError(absl::StrCat("database connection lost: ", e.what()));
   }
   if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
-    return absl::UnavailableError(absl::StrCat("database commit outcome unknown: ", e.what()));
+    // Not UNAVAILABLE, which promises that nothing happened.
+    return absl::UnknownError(absl::StrCat("database commit outcome unknown: ", e.what()));
   }
   if (dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr) {
     return absl::AlreadyExistsError(e.what());

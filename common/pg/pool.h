@@ -31,8 +31,9 @@ struct PoolOptions {
 // vanished server is noticed in seconds rather than minutes.
 std::string ConnectionString(absl::string_view url, absl::Duration connect_timeout);
 
-// Turns a libpqxx exception into a status: lost connections are UNAVAILABLE, unique
-// violations ALREADY_EXISTS, serialization failures ABORTED, the rest INTERNAL. The message
+// Turns a libpqxx exception into a status: lost connections are UNAVAILABLE (nothing was
+// committed), a commit whose outcome is unknown UNKNOWN, unique violations ALREADY_EXISTS,
+// serialization failures ABORTED, the rest INTERNAL. The message
 // keeps the driver's text; the gRPC translation hides INTERNAL messages from callers.
 absl::Status StatusFromException(const std::exception& e);
 

@@ -46,14 +46,6 @@ constexpr std::array<std::pair<KeyState, absl::string_view>, 4> kStates = {
 
 }  // namespace
 
-std::optional<absl::Time> VerifiesUntil(const KeyRecord& key) {
-  if (key.state == KeyState::kRevoked) return std::nullopt;
-  if (key.state == KeyState::kRotating && key.overlap_ends_at.has_value()) {
-    return std::min(key.expires_at, *key.overlap_ends_at);
-  }
-  return key.expires_at;
-}
-
 KeyState StateAt(const KeyRecord& key, absl::Time now) {
   if (key.state == KeyState::kRevoked) return KeyState::kRevoked;
   if (key.state == KeyState::kRotating && key.overlap_ends_at.has_value() &&

@@ -51,9 +51,6 @@ struct KeyRecord {
 // expiry, no longer verifies even before a sweep has rewritten the row.
 KeyState StateAt(const KeyRecord& key, absl::Time now);
 
-// When a key stops verifying: its expiry, or its overlap end if sooner; nullopt if revoked.
-std::optional<absl::Time> VerifiesUntil(const KeyRecord& key);
-
 absl::string_view KindName(KeyKind kind);                 // "project", "service_account", "admin"
 absl::string_view PrincipalTypeName(PrincipalType type);  // "member", "service_account"
 absl::string_view EnvironmentName(Environment environment);  // "production", ...

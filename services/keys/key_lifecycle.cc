@@ -134,8 +134,11 @@ absl::StatusOr<std::optional<ListCursor>> DecodePageToken(const ListKeysParams& 
   if (!absl::WebSafeBase64Unescape(p.page_token, &raw)) return bad;
   std::vector<std::string> parts = absl::StrSplit(raw, ':');
   int64_t micros = 0;
+  // Timestamps a database can hold: years 0001 to 9999.
+  constexpr int64_t kMinMicros = -62135596800LL * 1'000'000;
+  constexpr int64_t kMaxMicros = 253402300799LL * 1'000'000;
   if (parts.size() != 4 || parts[0] != "v1" || !absl::SimpleAtoi(parts[1], &micros) ||
-      !ValidateKeyId(parts[2]).ok()) {
+      micros < kMinMicros || micros > kMaxMicros || !ValidateKeyId(parts[2]).ok()) {
     return bad;
   }
   if (parts[3] != FilterDigest(p)) {
@@ -160,6 +163,9 @@ absl::StatusOr<std::optional<IdempotencyRecord>> KeyLifecycle::FindRequest(
     const std::string& request_id, const std::string& operation, const std::string& fingerprint) {
   if (request_id.empty()) return std::optional<IdempotencyRecord>();
   ASSIGN_OR_RETURN(std::optional<IdempotencyRecord> record, store_->GetRequest(request_id));
+  if (record.has_value() && clock_->Now() - record->created_at > policy_.idempotency_window) {
+    record.reset();  // Past the window even if no sweep has deleted it yet.
+  }
   if (record.has_value() && (record->operation != operation ||
                              !crypto::ConstantTimeEquals(record->fingerprint, fingerprint))) {
     return MismatchedRequest(request_id);
@@ -311,6 +317,11 @@ absl::StatusOr<RotatedKey> KeyLifecycle::Rotate(const RotateKeyParams& params) {
         absl::StrCat("key ", old_key.key_id, " is revoked; create a new key instead"));
   }
   const absl::Time now = clock_->Now();
+  if (StateAt(old_key, now) == KeyState::kExpired) {
+    // An expired credential does not beget a fresh one: issue a new key instead.
+    return absl::FailedPreconditionError(
+        absl::StrCat("key ", old_key.key_id, " has expired; create a new key instead"));
+  }
   const absl::Time overlap_ends_at = std::min(now + overlap, old_key.expires_at);
   const absl::Duration lifetime =
       std::min(params.ttl.value_or(old_key.expires_at - old_key.created_at), policy_.max_ttl);
@@ -327,7 +338,9 @@ absl::StatusOr<RotatedKey> KeyLifecycle::Rotate(const RotateKeyParams& params) {
   }
   absl::StatusOr<KeyRecord> rotated =
       store_->Rotate(old_key.key_id, overlap_ends_at, successor.key, request);
-  if (absl::IsAlreadyExists(rotated.status()) && request.has_value()) {
+  // A concurrent twin with the same request id may have rotated the key first: replay it.
+  if ((absl::IsAlreadyExists(rotated.status()) || absl::IsFailedPrecondition(rotated.status())) &&
+      request.has_value()) {
     ASSIGN_OR_RETURN(earlier, FindRequest(params.request_id, std::string(kOpRotate), fingerprint));
     if (earlier.has_value()) return ReplayRotate(*earlier);
   }
@@ -459,18 +472,18 @@ absl::Status KeyLifecycle::Sweep() {
     Publish(KeyEvent::Type::kOverlapEnded, key, key.revoked_at.value_or(now), key.rotated_to,
             std::string(kReasonOverlapEnded));
   }
-  ASSIGN_OR_RETURN(int forgotten, store_->ForgetRequestsBefore(now - policy_.idempotency_window));
-  (void)forgotten;
-  return absl::OkStatus();
+  return store_->ForgetRequestsBefore(now - policy_.idempotency_window).status();
 }
 
 absl::StatusOr<IssuedKey> KeyLifecycle::BootstrapAdmin(const Principal& owner) {
   const absl::Time now = clock_->Now();
-  KeyFilter filter{std::nullopt, std::nullopt, KeyKind::kAdmin, KeyState::kActive, now};
-  ASSIGN_OR_RETURN(KeyPage page, store_->List(filter, 1, std::nullopt));
-  if (!page.keys.empty()) {
-    return absl::FailedPreconditionError(
-        "an active admin key exists already; create further keys through the API");
+  for (KeyState usable : {KeyState::kActive, KeyState::kRotating}) {
+    KeyFilter filter{std::nullopt, std::nullopt, KeyKind::kAdmin, usable, now};
+    ASSIGN_OR_RETURN(KeyPage page, store_->List(filter, 1, std::nullopt));
+    if (!page.keys.empty()) {
+      return absl::FailedPreconditionError(
+          "a usable admin key exists already; create further keys through the API");
+    }
   }
   CreateKeyParams params;
   params.kind = KeyKind::kAdmin;

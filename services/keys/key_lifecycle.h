@@ -119,8 +119,9 @@ class KeyLifecycle {
   // concurrently.
   absl::Status Sweep();
 
-  // Issues an admin key for `owner` when no active admin key exists: the way into an empty
-  // database. FAILED_PRECONDITION otherwise.
+  // Issues an admin key for `owner` when no active or rotating admin key exists: the way into
+  // an empty database, run once by an operator (two concurrent runs may both succeed).
+  // FAILED_PRECONDITION otherwise.
   absl::StatusOr<IssuedKey> BootstrapAdmin(const Principal& owner);
 
   const KeyPolicy& policy() const { return policy_; }

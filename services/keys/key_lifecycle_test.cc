@@ -2,6 +2,9 @@
 
 #include <thread>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/clock/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -190,6 +193,31 @@ TEST_F(KeyLifecycleTest, OverlapNeverOutlivesTheOldKeysExpiry) {
   EXPECT_EQ(rotated->old_key.overlap_ends_at, old_key.key.expires_at);
 }
 
+TEST_F(KeyLifecycleTest, ExpiredKeysDoNotRotate) {
+  CreateKeyParams p = Params();
+  p.ttl = absl::Hours(1);
+  IssuedKey key = MustCreate(p);
+  clock_.Advance(absl::Hours(1));
+  absl::Status status = lifecycle_.Rotate({"", key.key.key_id, {}, {}}).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(status.message(), HasSubstr("expired"));
+  EXPECT_THAT(lifecycle_.List({})->keys, SizeIs(1));
+}
+
+TEST_F(KeyLifecycleTest, AnOverlapRunningToExpiryIsNotSweptAsRevoked) {
+  CreateKeyParams p = Params();
+  p.ttl = absl::Hours(2);
+  IssuedKey key = MustCreate(p);
+  ASSERT_TRUE(lifecycle_.Rotate({"", key.key.key_id, absl::Hours(24), {}}).ok());
+  clock_.Advance(absl::Hours(3));
+  ASSERT_TRUE(lifecycle_.Sweep().ok());
+  KeyRecord old_key = *store_.Get(key.key.key_id);
+  EXPECT_EQ(old_key.state, KeyState::kRotating);                  // Stored as it was ...
+  EXPECT_EQ(StateAt(old_key, clock_.Now()), KeyState::kExpired);  // ... and simply expired.
+  std::vector<KeyEvent::Type> types = events_.types();
+  EXPECT_EQ(std::count(types.begin(), types.end(), KeyEvent::Type::kOverlapEnded), 0);
+}
+
 TEST_F(KeyLifecycleTest, SweepRevokesEndedOverlapsOnce) {
   IssuedKey old_key = MustCreate(Params());
   ASSERT_TRUE(lifecycle_.Rotate({"", old_key.key.key_id, absl::Hours(1), {}}).ok());
@@ -254,6 +282,31 @@ TEST_F(KeyLifecycleTest, RetriedRotationReturnsTheFirstSuccessor) {
   EXPECT_EQ(second->new_key.key.key_id, first->new_key.key.key_id);
   EXPECT_EQ(second->new_key.secret, first->new_key.secret);
   EXPECT_THAT(lifecycle_.List({})->keys, SizeIs(2));
+}
+
+TEST_F(KeyLifecycleTest, ConcurrentRetriesOfOneRotationAllGetTheFirstResult) {
+  IssuedKey key = MustCreate(Params());
+  std::vector<std::string> successors(8);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      absl::StatusOr<RotatedKey> rotated = lifecycle_.Rotate({"rot-same", key.key.key_id, {}, {}});
+      if (rotated.ok()) successors[i] = rotated->new_key.secret;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_FALSE(successors[0].empty());
+  for (const std::string& s : successors) EXPECT_EQ(s, successors[0]);
+  EXPECT_THAT(lifecycle_.List({})->keys, SizeIs(2));
+}
+
+TEST_F(KeyLifecycleTest, RequestsPastTheWindowAreNotReplayedEvenBeforeASweep) {
+  CreateKeyParams p = Params();
+  p.request_id = "req-stale";
+  IssuedKey first = MustCreate(p);
+  clock_.Advance(KeyPolicy{}.idempotency_window + absl::Seconds(1));
+  absl::StatusOr<IssuedKey> again = lifecycle_.Create(p);
+  EXPECT_FALSE(again.ok() && again->secret == first.secret);
 }
 
 TEST_F(KeyLifecycleTest, RevokeIsIdempotentAndKeepsTheFirstReason) {
@@ -330,6 +383,15 @@ TEST_F(KeyLifecycleTest, ListFiltersAndPaginates) {
   ListKeysParams garbage;
   garbage.page_token = "not-a-token";
   EXPECT_EQ(lifecycle_.List(garbage).status().code(), absl::StatusCode::kInvalidArgument);
+  // A token is opaque but not secret: one forged with an absurd position is refused.
+  std::string raw;
+  ASSERT_TRUE(absl::WebSafeBase64Unescape(token, &raw));
+  std::vector<std::string> parts = absl::StrSplit(raw, ':');
+  ASSERT_EQ(parts.size(), 4u);
+  parts[1] = "9223372036854775807";
+  ListKeysParams forged;
+  forged.page_token = absl::WebSafeBase64Escape(absl::StrJoin(parts, ":"));
+  EXPECT_EQ(lifecycle_.List(forged).status().code(), absl::StatusCode::kInvalidArgument);
   ListKeysParams negative;
   negative.page_size = -1;
   EXPECT_EQ(lifecycle_.List(negative).status().code(), absl::StatusCode::kInvalidArgument);

@@ -97,7 +97,8 @@ class KeyStore {
       const std::optional<IdempotencyRecord>& request) = 0;
 
   // Revokes, with reason kReasonOverlapEnded, every kRotating key whose overlap ended at or
-  // before `at`, and returns them. Of replicas sweeping at once each key is returned once.
+  // before `at` and before the key's expiry (a key whose overlap ran to its expiry simply
+  // expired), and returns them. Of replicas sweeping at once each key is returned once.
   virtual absl::StatusOr<std::vector<KeyRecord>> RevokeEndedOverlaps(absl::Time at) = 0;
 
   virtual absl::StatusOr<KeyRecord> Get(const std::string& key_id) = 0;

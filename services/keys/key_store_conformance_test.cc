@@ -297,6 +297,16 @@ TEST_P(KeyStoreConformanceTest, RevokeEndedOverlapsReturnsEachKeyOnce) {
   EXPECT_EQ(store_->Get(ends_later.key_id)->state, KeyState::kRotating);
 }
 
+TEST_P(KeyStoreConformanceTest, AnOverlapThatRanToExpiryIsNotRevoked) {
+  KeyRecord key = NewKey("1");
+  ASSERT_TRUE(store_->Insert(key, std::nullopt).ok());
+  ASSERT_TRUE(store_->Rotate(key.key_id, key.expires_at, NewKey("2"), std::nullopt).ok());
+  auto swept = store_->RevokeEndedOverlaps(key.expires_at + absl::Hours(1));
+  ASSERT_TRUE(swept.ok()) << swept.status();
+  EXPECT_THAT(*swept, IsEmpty());
+  EXPECT_EQ(store_->Get(key.key_id)->state, KeyState::kRotating);
+}
+
 TEST_P(KeyStoreConformanceTest, ListFiltersByDerivedStateAndPaginatesNewestFirst) {
   KeyRecord active = NewKey("1", "alice", "p1");
   KeyRecord expired = NewKey("2", "alice", "p1");

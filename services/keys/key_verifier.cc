@@ -73,7 +73,9 @@ absl::StatusOr<VerifiedKey> KeyVerifier::Verify(absl::string_view secret) const 
                                              "refusing to verify until it is current"),
                       kReasonStale);
   }
-  const std::string hash = pepper_->HashSecret(parsed->random_part);
+  const std::array<char, crypto::kSha256Size> digest =
+      pepper_->HashSecretDigest(parsed->random_part);
+  const absl::string_view hash(digest.data(), digest.size());
   IdChars id;
   ToIdChars(parsed->id_part, &id);
   std::shared_ptr<const KeyRecord> key;
@@ -120,6 +122,14 @@ void KeyVerifier::OnReset(std::vector<KeyRecord> keys) {
   }
   for (size_t i = 0; i < kShards; ++i) {
     absl::MutexLock lock(&shards_[i].mu);
+    // A change this process made while the snapshot was read is newer than the snapshot:
+    // keys never disappear and only move forward, so keep whichever copy is further along.
+    for (auto& [id, cached] : shards_[i].keys) {
+      auto it = fresh[i].find(id);
+      if (it == fresh[i].end() || Rank(it->second.record->state) < Rank(cached.record->state)) {
+        fresh[i][id] = std::move(cached);
+      }
+    }
     shards_[i].keys.swap(fresh[i]);
   }
   loaded_.store(true, std::memory_order_release);

@@ -56,6 +56,8 @@ class KeyVerifier : public KeyStoreObserver {
   bool InSync() const;
   size_t size() const;
 
+  // Replaces the copy with `keys`, except that an entry further along than the snapshot's
+  // (or missing from it) is kept: it records a change made while the snapshot was read.
   void OnReset(std::vector<KeyRecord> keys) override;
   // Keys only move forward (active -> rotating -> revoked); an older copy of a key arriving
   // after a newer one is ignored.

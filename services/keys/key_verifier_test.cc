@@ -129,6 +129,16 @@ TEST_F(KeyVerifierTest, StaleCacheFailsClosed) {
   EXPECT_TRUE(verifier.Verify(issued.secret).ok());
 }
 
+TEST_F(KeyVerifierTest, AResyncSnapshotOlderThanALocalChangeDoesNotUndoIt) {
+  IssuedKey revoked = Create();
+  KeyRecord before = *store_.Get(revoked.key.key_id);           // Read by a "resync" ...
+  ASSERT_TRUE(lifecycle_.Revoke(revoked.key.key_id, "").ok());  // ... racing a revocation.
+  IssuedKey created = Create();  // And a key created after the snapshot was read.
+  verifier_.OnReset({before});
+  EXPECT_EQ(FailureReason(revoked.secret), "KEY_REVOKED");
+  EXPECT_TRUE(verifier_.Verify(created.secret).ok());
+}
+
 TEST_F(KeyVerifierTest, OlderCopiesNeverUndoARevocation) {
   IssuedKey issued = Create();
   KeyRecord active = issued.key;

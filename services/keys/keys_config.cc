@@ -1,5 +1,6 @@
 #include "services/keys/keys_config.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace policy::keys {
@@ -42,8 +43,11 @@ absl::Status KeysConfig::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("store must be postgres or memory, got '", store, "'"));
   }
-  if (store == "postgres" && database_url.empty()) {
-    return absl::InvalidArgumentError("database_url is required with store=postgres");
+  if (store == "postgres" && !absl::StartsWith(database_url, "postgresql://") &&
+      !absl::StartsWith(database_url, "postgres://")) {
+    // Only the URL form: it is the one whose password the start-up log can redact.
+    return absl::InvalidArgumentError(
+        "database_url must be a postgresql:// URL (required with store=postgres)");
   }
   if (pepper.size() < 32) {
     return absl::InvalidArgumentError(

@@ -25,7 +25,14 @@ KeysService::KeysService(KeyLifecycle* lifecycle, const KeyVerifier* verifier,
                          .Name("policy_keys_verifications_total")
                          .Help("Key verifications by result: ok or the denial reason.")
                          .Register(*registry)),
-      verified_(verifications_.Add({{"result", "ok"}})) {}
+      verified_(verifications_.Add({{"result", "ok"}})) {
+  // Created up front so that a flood of bad keys never takes the registry's lock.
+  for (absl::string_view reason : {kReasonMalformed, kReasonUnknown, kReasonSecretMismatch,
+                                   kReasonRevoked, kReasonExpired, kReasonStale}) {
+    denials_[reason] = &verifications_.Add({{"result", std::string(reason)}});
+  }
+  other_failures_ = &verifications_.Add({{"result", "error"}});
+}
 
 grpc::ServerUnaryReactor* KeysService::VerifyKey(grpc::CallbackServerContext* context,
                                                  const v1::VerifyKeyRequest* request,
@@ -34,12 +41,14 @@ grpc::ServerUnaryReactor* KeysService::VerifyKey(grpc::CallbackServerContext* co
   absl::StatusOr<VerifiedKey> verified = verifier_->Verify(request->secret());
   if (verified.ok()) {
     verified_.Increment();
-    ToProto(*verified->key, clock_->Now(), response->mutable_key());
+    ToProto(*verified->key, verified->state, response->mutable_key());
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
   absl::Status status = verified.status();
-  verifications_.Add({{"result", ReasonOf(status).value_or("error")}}).Increment();
+  std::optional<std::string> reason = ReasonOf(status);
+  auto counter = reason.has_value() ? denials_.find(*reason) : denials_.end();
+  (counter != denials_.end() ? counter->second : other_failures_)->Increment();
   if (!options_.reveal_denial_reasons) status = WithoutReason(std::move(status));
   reactor->Finish(ToGrpc(status));
   return reactor;

@@ -1,6 +1,7 @@
 #ifndef POLICY_SERVICES_KEYS_KEYS_SERVICE_H_
 #define POLICY_SERVICES_KEYS_KEYS_SERVICE_H_
 
+#include "absl/container/flat_hash_map.h"
 #include "common/clock/clock.h"
 #include "common/server/blocking_pool.h"
 #include "policy/keys/v1/keys.grpc.pb.h"
@@ -60,6 +61,8 @@ class KeysService final : public v1::KeyService::CallbackService {
   const KeysServiceOptions options_;
   prometheus::Family<prometheus::Counter>& verifications_;
   prometheus::Counter& verified_;
+  absl::flat_hash_map<std::string, prometheus::Counter*> denials_;  // Read-only after start.
+  prometheus::Counter* other_failures_;
 };
 
 }  // namespace policy::keys

@@ -107,7 +107,7 @@ absl::StatusOr<std::vector<KeyRecord>> MemoryKeyStore::RevokeEndedOverlaps(absl:
   std::vector<KeyRecord> revoked;
   for (auto& [id, key] : keys_) {
     if (key.state != KeyState::kRotating || !key.overlap_ends_at.has_value() ||
-        *key.overlap_ends_at > at) {
+        *key.overlap_ends_at > at || *key.overlap_ends_at >= key.expires_at) {
       continue;
     }
     key.state = KeyState::kRevoked;

@@ -21,6 +21,9 @@ class Pepper {
   // What the store keeps of a secret's random part: HMAC-SHA-256 under the derived hashing
   // key.
   std::string HashSecret(absl::string_view secret) const { return hasher_->Mac(secret); }
+  std::array<char, crypto::kSha256Size> HashSecretDigest(absl::string_view secret) const {
+    return hasher_->MacDigest(secret);
+  }
 
   // 32-byte AES-256-GCM key for sealing secrets kept for idempotent replay.
   const std::string& seal_key() const { return seal_key_; }

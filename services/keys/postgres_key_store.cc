@@ -194,9 +194,11 @@ absl::StatusOr<std::vector<KeyRecord>> PostgresKeyStore::RevokeEndedOverlaps(abs
   std::vector<KeyRecord> revoked;
   absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
     pqxx::result rows = tx.exec_params(
-        absl::StrCat("UPDATE keys.api_keys SET state = 'revoked', revoked_at = overlap_ends_at, "
-                     "revocation_reason = $2 WHERE state = 'rotating' AND overlap_ends_at <= ",
-                     POLICY_TS("$1"), " RETURNING ", kColumns),
+        absl::StrCat(
+            "UPDATE keys.api_keys SET state = 'revoked', revoked_at = overlap_ends_at, "
+            "revocation_reason = $2 WHERE state = 'rotating' AND overlap_ends_at < expires_at "
+            "AND overlap_ends_at <= ",
+            POLICY_TS("$1"), " RETURNING ", kColumns),
         Micros(at), std::string(kReasonOverlapEnded));
     ASSIGN_OR_RETURN(revoked, FromResult(rows));
     return absl::OkStatus();

@@ -153,6 +153,10 @@ absl::StatusOr<Principal> PrincipalFromProto(const pb::Principal& principal,
 }
 
 void ToProto(const KeyRecord& key, absl::Time now, pb::Key* out) {
+  ToProto(key, StateAt(key, now), out);
+}
+
+void ToProto(const KeyRecord& key, KeyState state, pb::Key* out) {
   out->set_key_id(key.key_id);
   out->set_kind(KindToProto(key.kind));
   out->mutable_owner()->set_type(key.owner.type == PrincipalType::kMember
@@ -162,7 +166,6 @@ void ToProto(const KeyRecord& key, absl::Time now, pb::Key* out) {
   out->set_project(key.project);
   out->set_environment(EnvironmentToProto(key.environment));
   for (const std::string& scope : key.scopes) out->add_scopes(scope);
-  const KeyState state = StateAt(key, now);
   out->set_state(StateToProto(state));
   out->set_redacted(key.redacted);
   SetTime(key.created_at, out->mutable_create_time());

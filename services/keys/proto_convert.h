@@ -13,7 +13,10 @@ namespace policy::keys {
 
 namespace pb = ::policy::keys::v1;
 
+// `key` as a caller sees it at `now` (its state is StateAt(key, now)).
 void ToProto(const KeyRecord& key, absl::Time now, pb::Key* out);
+// `key` with the state a verification found.
+void ToProto(const KeyRecord& key, KeyState state, pb::Key* out);
 
 absl::StatusOr<CreateKeyParams> FromProto(const pb::CreateKeyRequest& request);
 absl::StatusOr<RotateKeyParams> FromProto(const pb::RotateKeyRequest& request);
