@@ -83,8 +83,7 @@ TEST(StatusFromExceptionTest, MapsDriverErrors) {
   EXPECT_EQ(StatusFromException(pqxx::broken_connection("gone")).code(),
             absl::StatusCode::kUnavailable);
   // Not UNAVAILABLE, which would tell a caller that nothing happened.
-  EXPECT_EQ(StatusFromException(pqxx::in_doubt_error("maybe")).code(),
-            absl::StatusCode::kUnknown);
+  EXPECT_EQ(StatusFromException(pqxx::in_doubt_error("maybe")).code(), absl::StatusCode::kUnknown);
   absl::Status duplicate =
       StatusFromException(pqxx::unique_violation("duplicate key value", "INSERT", "23505"));
   EXPECT_EQ(duplicate.code(), absl::StatusCode::kAlreadyExists);
