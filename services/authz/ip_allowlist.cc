@@ -1,0 +1,133 @@
+#include "services/authz/ip_allowlist.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace policy::authz {
+namespace {
+
+constexpr size_t kMaxTextBytes = 64;  // Longer than any address or CIDR.
+
+// Copies of `address` with every bit past `prefix_length` cleared.
+IpAddress Masked(const IpAddress& address, int prefix_length) {
+  IpAddress out = address;
+  const int bytes = address.bits() / 8;
+  for (int i = 0; i < bytes; ++i) {
+    const int keep = std::clamp(prefix_length - 8 * i, 0, 8);
+    out.bytes[i] &= static_cast<uint8_t>(keep == 0 ? 0 : 0xff << (8 - keep));
+  }
+  return out;
+}
+
+std::string Printable(absl::string_view text) {
+  return absl::CHexEscape(text.substr(0, kMaxTextBytes));
+}
+
+}  // namespace
+
+absl::StatusOr<IpAddress> ParseIpAddress(absl::string_view text) {
+  if (text.empty()) return absl::InvalidArgumentError("IP address is empty");
+  if (text.size() > kMaxTextBytes) return absl::InvalidArgumentError("IP address is too long");
+  const std::string buffer(text);  // inet_pton wants a terminated string.
+  IpAddress address;
+  if (inet_pton(AF_INET, buffer.c_str(), address.bytes.data()) == 1) return address;
+  if (inet_pton(AF_INET6, buffer.c_str(), address.bytes.data()) == 1) {
+    static constexpr uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (std::memcmp(address.bytes.data(), kMappedPrefix, sizeof(kMappedPrefix)) == 0) {
+      IpAddress v4;
+      std::memcpy(v4.bytes.data(), address.bytes.data() + 12, 4);
+      return v4;
+    }
+    address.is_v6 = true;
+    return address;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("'", Printable(text), "' is not an IPv4 or IPv6 address"));
+}
+
+std::string FormatIpAddress(const IpAddress& address) {
+  char text[INET6_ADDRSTRLEN] = {};
+  inet_ntop(address.is_v6 ? AF_INET6 : AF_INET, address.bytes.data(), text, sizeof(text));
+  return text;
+}
+
+bool Cidr::Contains(const IpAddress& address) const {
+  if (address.is_v6 != network.is_v6) return false;
+  const int full_bytes = prefix_length / 8;
+  if (std::memcmp(address.bytes.data(), network.bytes.data(), full_bytes) != 0) return false;
+  const int rest = prefix_length % 8;
+  if (rest == 0) return true;
+  const auto mask = static_cast<uint8_t>(0xff << (8 - rest));
+  return (address.bytes[full_bytes] & mask) == network.bytes[full_bytes];
+}
+
+absl::StatusOr<Cidr> ParseCidr(absl::string_view text) {
+  if (text.empty()) return absl::InvalidArgumentError("CIDR is empty");
+  if (text.size() > kMaxTextBytes) return absl::InvalidArgumentError("CIDR is too long");
+  const size_t slash = text.find('/');
+  absl::StatusOr<IpAddress> address = ParseIpAddress(text.substr(0, slash));
+  if (!address.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CIDR '", Printable(text), "': ", address.status().message()));
+  }
+  Cidr cidr{*address, address->bits()};
+  if (slash != absl::string_view::npos) {
+    absl::string_view length = text.substr(slash + 1);
+    const bool digits = !length.empty() && length.size() <= 3 &&
+                        std::all_of(length.begin(), length.end(), absl::ascii_isdigit) &&
+                        !(length.size() > 1 && length[0] == '0');
+    if (!digits || !absl::SimpleAtoi(length, &cidr.prefix_length) ||
+        cidr.prefix_length > address->bits()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CIDR '", Printable(text), "': prefix length must be 0 to ", address->bits()));
+    }
+  }
+  const IpAddress masked = Masked(cidr.network, cidr.prefix_length);
+  if (!(masked == cidr.network)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CIDR '", Printable(text), "' has host bits set; did you mean ",
+                     FormatCidr(Cidr{masked, cidr.prefix_length}), "?"));
+  }
+  return cidr;
+}
+
+std::string FormatCidr(const Cidr& cidr) {
+  return absl::StrCat(FormatIpAddress(cidr.network), "/", cidr.prefix_length);
+}
+
+absl::StatusOr<IpAllowlist> IpAllowlist::Parse(const std::vector<std::string>& entries) {
+  if (entries.size() > kMaxEntries) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("IP allowlist has ", entries.size(), " entries; at most ", kMaxEntries));
+  }
+  std::vector<Cidr> cidrs;
+  cidrs.reserve(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    absl::StatusOr<Cidr> cidr = ParseCidr(entries[i]);
+    if (!cidr.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ip_allowlist[", i, "]: ", cidr.status().message()));
+    }
+    if (std::find(cidrs.begin(), cidrs.end(), *cidr) != cidrs.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ip_allowlist[", i, "]: ", FormatCidr(*cidr), " is listed twice"));
+    }
+    cidrs.push_back(*cidr);
+  }
+  return IpAllowlist(std::move(cidrs));
+}
+
+bool IpAllowlist::Allows(const IpAddress& address) const {
+  return std::any_of(entries_.begin(), entries_.end(),
+                     [&](const Cidr& cidr) { return cidr.Contains(address); });
+}
+
+}  // namespace policy::authz
