@@ -1,0 +1,99 @@
+#ifndef POLICY_SERVICES_AUTHZ_ORG_H_
+#define POLICY_SERVICES_AUTHZ_ORG_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "services/authz/ip_allowlist.h"
+
+// The organisation as the authz service models it: plain values, no proto, no SQL.
+namespace policy::authz {
+
+enum class Environment { kProduction, kStaging, kDevelopment, kSandbox };
+
+// Owner and admin are granted at organisation scope, member and reader per project.
+enum class Role { kOwner, kAdmin, kMember, kReader };
+
+absl::string_view RoleName(Role role);  // "owner", "admin", "member", "reader"
+absl::StatusOr<Role> ParseRole(absl::string_view name);
+absl::string_view EnvironmentName(Environment environment);
+absl::StatusOr<Environment> ParseEnvironment(absl::string_view name);
+bool IsOrgRole(Role role);  // owner, admin
+
+struct DataPolicy {
+  bool zero_data_retention = false;
+  int retention_days = 30;  // Ignored with zero data retention.
+};
+
+struct Project {
+  std::string id;
+  std::string name;
+  Environment environment = Environment::kDevelopment;
+  bool archived = false;
+  DataPolicy data_policy;
+  std::vector<std::string> allowed_models;  // Empty: no model may be called.
+  int64_t rpm_limit = 0;                    // Requests per minute; 0 means none allowed.
+  int64_t tpm_limit = 0;                    // Tokens per minute.
+};
+
+struct RoleGrant {
+  Role role = Role::kReader;
+  std::string project;                   // Empty for organisation roles.
+  std::optional<absl::Time> expires_at;  // A grant past its expiry stops counting.
+};
+
+struct Member {
+  std::string id;
+  std::string email;
+  std::vector<RoleGrant> grants;
+  // Set the instant the member is removed: their keys are denied from then on, revoked or not.
+  std::optional<absl::Time> removed_at;
+};
+
+struct ServiceAccount {
+  std::string id;
+  std::string project;
+  Environment environment = Environment::kProduction;
+  std::vector<std::string> permissions;  // API permissions, e.g. "chat.completions".
+  IpAllowlist ip_allowlist = *IpAllowlist::Parse({});
+  int64_t rpm_limit = 0;
+  int64_t tpm_limit = 0;
+  absl::Duration max_key_lifetime = absl::Hours(24 * 90);
+  std::optional<absl::Time> removed_at;
+};
+
+// An immutable, indexed view of the whole organisation, shared by every decision until the
+// next refresh replaces it. Thread-safe.
+class OrgSnapshot {
+ public:
+  // `as_of`: every change committed before it is in the snapshot.
+  static std::shared_ptr<const OrgSnapshot> Build(std::vector<Project> projects,
+                                                  std::vector<Member> members,
+                                                  std::vector<ServiceAccount> service_accounts,
+                                                  absl::Time as_of);
+
+  const Project* FindProject(absl::string_view id) const;
+  const Member* FindMember(absl::string_view id) const;
+  const ServiceAccount* FindServiceAccount(absl::string_view id) const;
+  absl::Time as_of() const { return as_of_; }
+  size_t member_count() const { return members_.size(); }
+  size_t service_account_count() const { return service_accounts_.size(); }
+
+ private:
+  OrgSnapshot() = default;
+  absl::flat_hash_map<std::string, Project> projects_;
+  absl::flat_hash_map<std::string, Member> members_;
+  absl::flat_hash_map<std::string, ServiceAccount> service_accounts_;
+  absl::Time as_of_;
+};
+
+}  // namespace policy::authz
+
+#endif  // POLICY_SERVICES_AUTHZ_ORG_H_
