@@ -1,0 +1,118 @@
+#include "services/authz/org_validation.h"
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace policy::authz {
+namespace {
+
+using ::testing::HasSubstr;
+
+const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
+
+void ExpectInvalid(const absl::Status& status, absl::string_view field) {
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << field;
+  EXPECT_THAT(status.message(), HasSubstr(field));
+}
+
+Project GoodProject() {
+  Project p;
+  p.id = "proj-prod";
+  p.name = "Production";
+  p.allowed_models = {"gpt-4.1", "gpt-4.1-mini"};
+  p.rpm_limit = 10'000;
+  p.tpm_limit = 2'000'000;
+  return p;
+}
+
+TEST(OrgValidationTest, Projects) {
+  EXPECT_TRUE(ValidateProject(GoodProject()).ok());
+  Project p = GoodProject();
+  p.id = "";
+  ExpectInvalid(ValidateProject(p), "project.id");
+  p = GoodProject();
+  p.name = "";
+  ExpectInvalid(ValidateProject(p), "project.name");
+  p = GoodProject();
+  p.rpm_limit = -1;
+  ExpectInvalid(ValidateProject(p), "rpm_limit");
+  p = GoodProject();
+  p.allowed_models = {"gpt-4.1", "gpt-4.1"};
+  ExpectInvalid(ValidateProject(p), "allowed_models[1]");
+  p = GoodProject();
+  p.allowed_models = {"gpt 4"};
+  ExpectInvalid(ValidateProject(p), "allowed_models[0]");
+  p = GoodProject();
+  p.allowed_models = std::vector<std::string>(65);
+  for (size_t i = 0; i < p.allowed_models.size(); ++i) p.allowed_models[i] = absl::StrCat("m", i);
+  ExpectInvalid(ValidateProject(p), "more than 64");
+}
+
+TEST(OrgValidationTest, Members) {
+  Member m{"user-1", "alice@company.com", {{Role::kOwner, "", std::nullopt}}, {}};
+  EXPECT_TRUE(ValidateMember(m).ok());
+  Member bad = m;
+  bad.email = "alice";
+  ExpectInvalid(ValidateMember(bad), "member.email");
+  bad = m;
+  bad.email = "a@b@c";
+  ExpectInvalid(ValidateMember(bad), "member.email");
+  bad = m;
+  bad.grants = {{Role::kAdmin, "proj-prod", std::nullopt}};
+  ExpectInvalid(ValidateMember(bad), "organisation role");
+  bad = m;
+  bad.grants = {{Role::kReader, "", std::nullopt}};
+  ExpectInvalid(ValidateMember(bad), "member.grants[0].project");
+  bad = m;
+  bad.grants = {{Role::kMember, "p", std::nullopt}, {Role::kMember, "p", kNow}};
+  ExpectInvalid(ValidateMember(bad), "granted twice");
+}
+
+TEST(OrgValidationTest, ServiceAccounts) {
+  ServiceAccount a;
+  a.id = "sa-ci";
+  a.project = "proj-prod";
+  a.permissions = {"chat.completions", "embeddings"};
+  EXPECT_TRUE(ValidateServiceAccount(a).ok());
+  ServiceAccount bad = a;
+  bad.permissions = {"chat.complete"};
+  ExpectInvalid(ValidateServiceAccount(bad), "unknown action");
+  bad.permissions = {"members.manage"};
+  ExpectInvalid(ValidateServiceAccount(bad), "API permissions only");
+  bad.permissions = {"embeddings", "embeddings"};
+  ExpectInvalid(ValidateServiceAccount(bad), "listed twice");
+  bad.permissions = {};
+  ExpectInvalid(ValidateServiceAccount(bad), "1 to 32");
+  bad = a;
+  bad.max_key_lifetime = absl::Hours(24 * 400);
+  ExpectInvalid(ValidateServiceAccount(bad), "max_key_lifetime");
+}
+
+TEST(OrgValidationTest, TheLastOwnerCannotLeave) {
+  Member alice{"alice", "alice@company.com", {{Role::kOwner, "", std::nullopt}}, {}};
+  Member bob{"bob", "bob@company.com", {{Role::kAdmin, "", std::nullopt}}, {}};
+  Member alice_gone = alice;
+  alice_gone.removed_at = kNow;
+  absl::Status status = CheckOwnersRemain({alice, bob}, alice_gone, kNow);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(status.message(), HasSubstr("last owner"));
+  Member alice_demoted = alice;
+  alice_demoted.grants = {{Role::kAdmin, "", std::nullopt}};
+  EXPECT_EQ(CheckOwnersRemain({alice, bob}, alice_demoted, kNow).code(),
+            absl::StatusCode::kFailedPrecondition);
+  // With a second owner, either may go; an expired owner grant does not count as an owner.
+  Member bob_owner = bob;
+  bob_owner.grants = {{Role::kOwner, "", std::nullopt}};
+  EXPECT_TRUE(CheckOwnersRemain({alice, bob_owner}, alice_gone, kNow).ok());
+  Member bob_expired = bob;
+  bob_expired.grants = {{Role::kOwner, "", kNow - absl::Seconds(1)}};
+  EXPECT_FALSE(CheckOwnersRemain({alice, bob_expired}, alice_gone, kNow).ok());
+  // Changes to non-owners never trip it.
+  Member bob_gone = bob;
+  bob_gone.removed_at = kNow;
+  EXPECT_TRUE(CheckOwnersRemain({alice, bob}, bob_gone, kNow).ok());
+}
+
+}  // namespace
+}  // namespace policy::authz
