@@ -1,0 +1,48 @@
+#ifndef POLICY_SERVICES_AUTHZ_INVITATION_H_
+#define POLICY_SERVICES_AUTHZ_INVITATION_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "services/authz/org.h"
+
+namespace policy::authz {
+
+// kPending is stored; kExpired is derived from expires_at; kAccepted and kRevoked are final.
+enum class InvitationState { kPending, kAccepted, kExpired, kRevoked };
+absl::string_view InvitationStateName(InvitationState state);
+
+// An invitation to join the organisation with a role, in some projects for project roles.
+struct Invitation {
+  std::string id;
+  std::string email;
+  Role role = Role::kMember;
+  std::vector<std::string> projects;  // Required for member and reader, empty for org roles.
+  absl::Time created_at;
+  absl::Time expires_at;
+  InvitationState state = InvitationState::kPending;
+  std::optional<absl::Time> closed_at;  // When accepted or revoked.
+};
+
+// The state a caller sees at `now`: a pending invitation past its expiry is expired.
+InvitationState InvitationStateAt(const Invitation& invitation, absl::Time now);
+
+// INVALID_ARGUMENT naming the field: e-mail, project list against the role, expiry in the
+// future and within `max_lifetime` of `now`.
+absl::Status ValidateInvitation(const Invitation& invitation, absl::Time now,
+                                absl::Duration max_lifetime);
+
+// Accepting turns a pending invitation into the member's grants. FAILED_PRECONDITION when it
+// is expired, revoked or already accepted.
+absl::StatusOr<std::vector<RoleGrant>> Accept(Invitation& invitation, absl::Time now);
+
+// Revoking closes a pending invitation; revoking a revoked one changes nothing (returns
+// false). FAILED_PRECONDITION for an accepted or expired one.
+absl::StatusOr<bool> Revoke(Invitation& invitation, absl::Time now);
+
+}  // namespace policy::authz
+
+#endif  // POLICY_SERVICES_AUTHZ_INVITATION_H_
