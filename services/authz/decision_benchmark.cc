@@ -4,7 +4,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "benchmark/benchmark.h"
 #include "services/authz/decision.h"
 
@@ -82,11 +81,3 @@ BENCHMARK(BM_CheckServiceAccount);
 
 }  // namespace
 }  // namespace policy::authz
-
-int main(int argc, char** argv) {
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "benchmark/benchmark.h"
 #include "common/clock/clock.h"
 #include "services/keys/api_key.h"
@@ -72,13 +71,3 @@ BENCHMARK(BM_RejectMalformed);
 
 }  // namespace
 }  // namespace policy::keys
-
-int main(int argc, char** argv) {
-  // As in the servers (server::PrepareServerProcess): Debian's Abseil leaves mutex deadlock
-  // detection on, which puts a global lock behind every mutex operation.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
