@@ -37,17 +37,20 @@ class DecisionTest : public ::testing::Test {
     ServiceAccount removed = ci;
     removed.id = "sa-old";
     removed.removed_at = kNow - absl::Hours(1);
-    Member carol{"carol", "carol@company.com", {{Role::kMember, "proj-prod", std::nullopt}}, {}};
-    Member dave{"dave", "dave@company.com", {{Role::kReader, "proj-prod", std::nullopt}}, {}};
+    Member carol{
+        "carol", "carol@company.com", {{Role::kMember, "proj-prod", std::nullopt}}, {}, ""};
+    Member dave{"dave", "dave@company.com", {{Role::kReader, "proj-prod", std::nullopt}}, {}, ""};
     Member erin{"erin",
                 "erin@company.com",
                 {{Role::kMember, "proj-prod", kNow - absl::Minutes(1)},
                  {Role::kReader, "proj-prod", std::nullopt}},
-                {}};
+                {},
+                ""};
     Member frank{"frank",
                  "frank@company.com",
                  {{Role::kMember, "proj-prod", std::nullopt}},
-                 kNow - absl::Seconds(1)};
+                 kNow - absl::Seconds(1),
+                 ""};
     org_ = OrgSnapshot::Build({MakeProject("proj-prod"), MakeProject("proj-old", true)},
                               {carol, dave, erin, frank}, {ci, removed}, kNow);
   }
@@ -116,8 +119,11 @@ TEST(RoleMatrixTest, EveryRoleAndAction) {
 TEST(RoleMatrixTest, CheckHonoursTheMatrixAtEachScope) {
   std::vector<Member> members;
   for (Role role : {Role::kOwner, Role::kAdmin, Role::kMember, Role::kReader}) {
-    members.push_back(
-        {std::string(RoleName(role)), "", {{role, IsOrgRole(role) ? "" : "p", std::nullopt}}, {}});
+    members.push_back({std::string(RoleName(role)),
+                       "",
+                       {{role, IsOrgRole(role) ? "" : "p", std::nullopt}},
+                       {},
+                       ""});
   }
   Project p = MakeProject("p");
   p.allowed_models = {"m"};

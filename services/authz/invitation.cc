@@ -32,7 +32,9 @@ InvitationState InvitationStateAt(const Invitation& invitation, absl::Time now) 
 absl::Status ValidateInvitation(const Invitation& invitation, absl::Time now,
                                 absl::Duration max_lifetime) {
   // The e-mail rules are the members' rules.
-  Member as_member{"invitee", invitation.email, {}, {}};
+  Member as_member;
+  as_member.id = "invitee";
+  as_member.email = invitation.email;
   if (absl::Status s = ValidateMember(as_member); !s.ok()) {
     return absl::InvalidArgumentError("invitation.email is not an e-mail address");
   }

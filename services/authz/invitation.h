@@ -25,6 +25,7 @@ struct Invitation {
   absl::Time expires_at;
   InvitationState state = InvitationState::kPending;
   std::optional<absl::Time> closed_at;  // When accepted or revoked.
+  bool operator==(const Invitation&) const = default;
 };
 
 // The state a caller sees at `now`: a pending invitation past its expiry is expired.

@@ -56,6 +56,7 @@ class IpAllowlist {
 
   bool Allows(const IpAddress& address) const;
   const std::vector<Cidr>& entries() const { return entries_; }
+  bool operator==(const IpAllowlist&) const = default;
 
  private:
   explicit IpAllowlist(std::vector<Cidr> entries) : entries_(std::move(entries)) {}

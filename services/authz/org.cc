@@ -50,7 +50,21 @@ bool IsOrgRole(Role role) { return role == Role::kOwner || role == Role::kAdmin;
 std::shared_ptr<const OrgSnapshot> OrgSnapshot::Build(std::vector<Project> projects,
                                                       std::vector<Member> members,
                                                       std::vector<ServiceAccount> accounts,
-                                                      absl::Time as_of) {
+                                                      absl::Time as_of,
+                                                      const std::vector<IdpGroup>& groups) {
+  if (!groups.empty()) {
+    absl::flat_hash_map<absl::string_view, std::vector<const IdpGroup*>> groups_by_email;
+    for (const IdpGroup& group : groups) {
+      for (const std::string& email : group.members) groups_by_email[email].push_back(&group);
+    }
+    for (Member& m : members) {
+      auto it = groups_by_email.find(m.email);
+      if (it == groups_by_email.end()) continue;
+      for (const IdpGroup* group : it->second) {
+        m.grants.insert(m.grants.end(), group->grants.begin(), group->grants.end());
+      }
+    }
+  }
   std::shared_ptr<OrgSnapshot> snapshot(new OrgSnapshot());
   for (Project& p : projects) {
     std::string id = p.id;

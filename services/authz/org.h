@@ -30,6 +30,7 @@ bool IsOrgRole(Role role);  // owner, admin
 struct DataPolicy {
   bool zero_data_retention = false;
   int retention_days = 30;  // Ignored with zero data retention.
+  bool operator==(const DataPolicy&) const = default;
 };
 
 struct Project {
@@ -41,12 +42,17 @@ struct Project {
   std::vector<std::string> allowed_models;  // Empty: no model may be called.
   int64_t rpm_limit = 0;                    // Requests per minute; 0 means none allowed.
   int64_t tpm_limit = 0;                    // Tokens per minute.
+  // Per-member limits inside the project; 0 means no cap beyond the project's own.
+  int64_t member_rpm_limit = 0;
+  int64_t member_tpm_limit = 0;
+  bool operator==(const Project&) const = default;
 };
 
 struct RoleGrant {
   Role role = Role::kReader;
   std::string project;                   // Empty for organisation roles.
   std::optional<absl::Time> expires_at;  // A grant past its expiry stops counting.
+  bool operator==(const RoleGrant&) const = default;
 };
 
 struct Member {
@@ -54,8 +60,15 @@ struct Member {
   std::string email;
   std::vector<RoleGrant> grants;
   // Set the instant the member is removed: their keys are denied from then on, revoked or not.
+  // Removal is final for the id.
   std::optional<absl::Time> removed_at;
+  // kProvisionedByIdp for members an identity-provider group sync created; they are removed
+  // once no group holds them and they have no grants of their own.
+  std::string provisioned_by;
+  bool operator==(const Member&) const = default;
 };
+
+inline constexpr absl::string_view kProvisionedByIdp = "idp";
 
 struct ServiceAccount {
   std::string id;
@@ -67,17 +80,29 @@ struct ServiceAccount {
   int64_t tpm_limit = 0;
   absl::Duration max_key_lifetime = absl::Hours(24 * 90);
   std::optional<absl::Time> removed_at;
+  bool operator==(const ServiceAccount&) const = default;
+};
+
+// An identity-provider group mapped to project roles: every member whose e-mail is in
+// `members` holds `grants` for as long as they stay in the group.
+struct IdpGroup {
+  std::string name;
+  std::vector<RoleGrant> grants;     // Project roles (member, reader) only.
+  std::vector<std::string> members;  // E-mail addresses, as the identity provider last synced.
+  bool operator==(const IdpGroup&) const = default;
 };
 
 // An immutable, indexed view of the whole organisation, shared by every decision until the
 // next refresh replaces it. Thread-safe.
 class OrgSnapshot {
  public:
-  // `as_of`: every change committed before it is in the snapshot.
+  // `as_of`: every change committed before it is in the snapshot. A member's grants are
+  // their own and those of every group in `groups` that lists their e-mail.
   static std::shared_ptr<const OrgSnapshot> Build(std::vector<Project> projects,
                                                   std::vector<Member> members,
                                                   std::vector<ServiceAccount> service_accounts,
-                                                  absl::Time as_of);
+                                                  absl::Time as_of,
+                                                  const std::vector<IdpGroup>& groups = {});
 
   const Project* FindProject(absl::string_view id) const;
   const Member* FindMember(absl::string_view id) const;

@@ -4,33 +4,26 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/pg/values.h"
 #include "common/status/status.h"
 
 namespace policy::keys {
 namespace {
 
-// Timestamps cross the wire as integer microseconds since the epoch, exactly.
-#define POLICY_TS(param) "('epoch'::timestamptz + " param "::bigint * interval '1 microsecond')"
-#define POLICY_US(column) "(extract(epoch FROM " column ") * 1000000)::bigint"
+using pg::Micros;
+using pg::OptionalTime;
 
 constexpr char kColumns[] =
     "key_id, kind, owner_type, owner_id, project, environment, scopes, "
-    "encode(secret_hash, 'hex'), redacted, state, " POLICY_US("created_at") ", " POLICY_US(
-        "expires_at") ", " POLICY_US("overlap_ends_at") ", rotated_from, rotated_to, " POLICY_US("revoked_at") ", revocation_reason";
+    "encode(secret_hash, 'hex'), redacted, state, " POLICY_PG_US("created_at") ", " POLICY_PG_US(
+        "expires_at") ", " POLICY_PG_US("overlap_ends_at") ", rotated_from, rotated_to, " POLICY_PG_US("revoked_at") ", revocation_reason";
 
 // StateAt(key, $1) in SQL; keep in step with key.cc.
 constexpr char kStateAt[] =
     "CASE WHEN state = 'revoked' THEN 'revoked' "
-    "WHEN state = 'rotating' AND " POLICY_TS("$1") " >= overlap_ends_at "
+    "WHEN state = 'rotating' AND " POLICY_PG_TS("$1") " >= overlap_ends_at "
     "AND overlap_ends_at < expires_at THEN 'revoked' "
-    "WHEN " POLICY_TS("$1") " >= expires_at THEN 'expired' ELSE state END";
-
-int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
-
-std::optional<absl::Time> OptionalTime(const pqxx::field& f) {
-  if (f.is_null()) return std::nullopt;
-  return absl::FromUnixMicros(f.as<int64_t>());
-}
+    "WHEN " POLICY_PG_TS("$1") " >= expires_at THEN 'expired' ELSE state END";
 
 absl::StatusOr<KeyRecord> FromRow(const pqxx::row& row) {
   KeyRecord key;
@@ -70,9 +63,9 @@ void InsertKey(Transaction& tx, const KeyRecord& key) {
       "INSERT INTO keys.api_keys (key_id, kind, owner_type, owner_id, project, environment, "
       "scopes, secret_hash, redacted, state, created_at, expires_at, overlap_ends_at, "
       "rotated_from, rotated_to, revoked_at, revocation_reason) VALUES ($1, $2, $3, $4, $5, $6, "
-      "$7, decode($8, 'hex'), $9, $10, " POLICY_TS("$11") ", " POLICY_TS("$12") ", "
-      "CASE WHEN $13 THEN " POLICY_TS("$14") " END, $15, $16, "
-      "CASE WHEN $17 THEN " POLICY_TS("$18") " END, $19)",
+      "$7, decode($8, 'hex'), $9, $10, " POLICY_PG_TS("$11") ", " POLICY_PG_TS("$12") ", "
+      "CASE WHEN $13 THEN " POLICY_PG_TS("$14") " END, $15, $16, "
+      "CASE WHEN $17 THEN " POLICY_PG_TS("$18") " END, $19)",
       key.key_id, std::string(KindName(key.kind)), std::string(PrincipalTypeName(key.owner.type)),
       key.owner.id, key.project, std::string(EnvironmentName(key.environment)),
       absl::StrJoin(key.scopes, " "), absl::BytesToHexString(key.secret_hash), key.redacted,
@@ -85,7 +78,8 @@ void InsertKey(Transaction& tx, const KeyRecord& key) {
 void InsertRequest(pqxx::work& tx, const IdempotencyRecord& r) {
   tx.exec_params(
       "INSERT INTO keys.requests (request_id, operation, fingerprint, key_ids, sealed_secret, "
-      "created_at) VALUES ($1, $2, decode($3, 'hex'), $4, decode($5, 'hex'), " POLICY_TS("$6") ")",
+      "created_at) VALUES ($1, $2, decode($3, 'hex'), $4, decode($5, 'hex'), " POLICY_PG_TS(
+          "$6") ")",
       r.request_id, r.operation, absl::BytesToHexString(r.fingerprint),
       absl::StrJoin(r.key_ids, " "), absl::BytesToHexString(r.sealed_secret), Micros(r.created_at));
 }
@@ -118,7 +112,7 @@ absl::StatusOr<KeyRecord> PostgresKeyStore::Rotate(
   absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
     pqxx::result rows = tx.exec_params(
         absl::StrCat(
-            "UPDATE keys.api_keys SET state = 'rotating', overlap_ends_at = ", POLICY_TS("$2"),
+            "UPDATE keys.api_keys SET state = 'rotating', overlap_ends_at = ", POLICY_PG_TS("$2"),
             ", rotated_to = $3 WHERE key_id = $1 AND state = 'active' "
             "RETURNING ",
             kColumns),
@@ -147,10 +141,11 @@ absl::StatusOr<std::pair<KeyRecord, bool>> PostgresKeyStore::Revoke(const std::s
   std::pair<KeyRecord, bool> result;
   absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
     pqxx::result rows = tx.exec_params(
-        absl::StrCat("UPDATE keys.api_keys SET state = 'revoked', revoked_at = ", POLICY_TS("$2"),
-                     ", revocation_reason = $3 WHERE key_id = $1 AND state <> 'revoked' "
-                     "RETURNING ",
-                     kColumns),
+        absl::StrCat(
+            "UPDATE keys.api_keys SET state = 'revoked', revoked_at = ", POLICY_PG_TS("$2"),
+            ", revocation_reason = $3 WHERE key_id = $1 AND state <> 'revoked' "
+            "RETURNING ",
+            kColumns),
         key_id, Micros(at), reason);
     result.second = !rows.empty();
     if (rows.empty()) {
@@ -172,10 +167,11 @@ absl::StatusOr<std::vector<KeyRecord>> PostgresKeyStore::RevokeOwnedBy(
   std::vector<KeyRecord> revoked;
   absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
     pqxx::result rows = tx.exec_params(
-        absl::StrCat("UPDATE keys.api_keys SET state = 'revoked', revoked_at = ", POLICY_TS("$3"),
-                     ", revocation_reason = $4 WHERE owner_type = $1 AND owner_id = $2 AND "
-                     "state <> 'revoked' RETURNING ",
-                     kColumns),
+        absl::StrCat(
+            "UPDATE keys.api_keys SET state = 'revoked', revoked_at = ", POLICY_PG_TS("$3"),
+            ", revocation_reason = $4 WHERE owner_type = $1 AND owner_id = $2 AND "
+            "state <> 'revoked' RETURNING ",
+            kColumns),
         std::string(PrincipalTypeName(owner.type)), owner.id, Micros(at), reason);
     ASSIGN_OR_RETURN(revoked, FromResult(rows));
     if (request.has_value()) {
@@ -198,7 +194,7 @@ absl::StatusOr<std::vector<KeyRecord>> PostgresKeyStore::RevokeEndedOverlaps(abs
             "UPDATE keys.api_keys SET state = 'revoked', revoked_at = overlap_ends_at, "
             "revocation_reason = $2 WHERE state = 'rotating' AND overlap_ends_at < expires_at "
             "AND overlap_ends_at <= ",
-            POLICY_TS("$1"), " RETURNING ", kColumns),
+            POLICY_PG_TS("$1"), " RETURNING ", kColumns),
         Micros(at), std::string(kReasonOverlapEnded));
     ASSIGN_OR_RETURN(revoked, FromResult(rows));
     return absl::OkStatus();
@@ -230,7 +226,7 @@ absl::StatusOr<KeyPage> PostgresKeyStore::List(const KeyFilter& filter, int limi
             "SELECT ", kColumns, " FROM keys.api_keys WHERE ",
             "($2 = '' OR (owner_type = $2 AND owner_id = $3)) AND ($4 = '' OR project = $5) ",
             "AND ($6 = '' OR kind = $6) AND ($7 = '' OR (", kStateAt, ") = $7) ",
-            "AND (NOT $8 OR (created_at, key_id) < (", POLICY_TS("$9"), ", $10)) ",
+            "AND (NOT $8 OR (created_at, key_id) < (", POLICY_PG_TS("$9"), ", $10)) ",
             "ORDER BY created_at DESC, key_id DESC LIMIT $11"),
         Micros(filter.now),
         filter.owner.has_value() ? std::string(PrincipalTypeName(filter.owner->type)) : "",
@@ -257,7 +253,7 @@ absl::StatusOr<std::optional<IdempotencyRecord>> PostgresKeyStore::GetRequest(
   absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
     pqxx::result rows = tx.exec_params(
         "SELECT request_id, operation, encode(fingerprint, 'hex'), key_ids, "
-        "encode(sealed_secret, 'hex'), " POLICY_US(
+        "encode(sealed_secret, 'hex'), " POLICY_PG_US(
             "created_at") " FROM keys.requests WHERE request_id = $1",
         request_id);
     if (rows.empty()) return absl::OkStatus();
@@ -278,7 +274,7 @@ absl::StatusOr<int> PostgresKeyStore::ForgetRequestsBefore(absl::Time before) {
   int deleted = 0;
   absl::Status status = pool_->Transact([&](pqxx::work& tx) {
     pqxx::result rows = tx.exec_params(
-        "DELETE FROM keys.requests WHERE created_at < " POLICY_TS("$1"), Micros(before));
+        "DELETE FROM keys.requests WHERE created_at < " POLICY_PG_TS("$1"), Micros(before));
     deleted = static_cast<int>(rows.affected_rows());
     return absl::OkStatus();
   });

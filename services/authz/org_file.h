@@ -1,0 +1,58 @@
+#ifndef POLICY_SERVICES_AUTHZ_ORG_FILE_H_
+#define POLICY_SERVICES_AUTHZ_ORG_FILE_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "services/authz/org.h"
+#include "services/authz/org_state.h"
+
+// The declarative organisation file: the whole organisation as YAML, applied with plan (what
+// would change) and apply (all of it in one transaction). See deploy/examples/org.yaml.
+namespace policy::authz {
+
+// What a file declares: every project, member, service account and identity-provider group
+// the organisation should have. Invitations are not managed by the file.
+struct OrgFile {
+  std::vector<Project> projects;
+  std::vector<Member> members;
+  std::vector<ServiceAccount> service_accounts;
+  std::vector<IdpGroup> idp_groups;
+};
+
+inline constexpr size_t kMaxOrgFileBytes = 4 << 20;
+
+// Parses and checks a file. INVALID_ARGUMENT naming the place and the problem, with the line
+// when YAML knows it: "line 12: members[3].roles[0].role: unknown role 'ownr'"; unknown keys
+// are errors (a typo must not be silently ignored), as are duplicate ids and files larger
+// than kMaxOrgFileBytes.
+absl::StatusOr<OrgFile> ParseOrgFile(absl::string_view yaml);
+
+// The organisation as a file (projects including archived ones, members and service
+// accounts not removed, groups): ParseOrgFile(FormatOrgFile(s)) declares s.
+std::string FormatOrgFile(const OrgState& state);
+
+// Makes `state` what `file` declares, as of `now`: creates and updates what the file lists,
+// archives projects and removes (removed_at = now) members and service accounts it does not
+// list, replaces the groups and then reconciles group members as SyncIdpGroup does.
+// Invitations are untouched. FAILED_PRECONDITION when the file lists a removed member or
+// service account (removal is final). Does not validate the result: the caller runs
+// ValidateOrgState.
+absl::Status ApplyOrgFile(const OrgFile& file, absl::Time now, OrgState& state);
+
+// The identity provider's view of group `name` replaces its member list: every e-mail
+// without an active member gets one (id "idp:<email>", or "idp:<email>:<n>" when that id was
+// used by a removed member; provisioned_by = kProvisionedByIdp; no grants of its own), and
+// every member provisioned by the identity provider that no group lists any more and that
+// holds no grants of its own is removed at `now`. E-mails compare case-insensitively and are
+// stored lower-case. NOT_FOUND for an unknown group; INVALID_ARGUMENT for a malformed
+// e-mail.
+absl::Status SyncIdpGroup(absl::string_view name, const std::vector<std::string>& emails,
+                          absl::Time now, OrgState& state);
+
+}  // namespace policy::authz
+
+#endif  // POLICY_SERVICES_AUTHZ_ORG_FILE_H_

@@ -1,0 +1,101 @@
+#ifndef POLICY_SERVICES_AUTHZ_ORG_STATE_H_
+#define POLICY_SERVICES_AUTHZ_ORG_STATE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "services/authz/invitation.h"
+#include "services/authz/org.h"
+
+namespace policy::authz {
+
+// Everything the authz service stores about the organisation, at one version. Each list is
+// sorted by id (groups by name). Projects are archived and members and service accounts
+// removed, never deleted; invitations and groups may be deleted.
+struct OrgState {
+  int64_t version = 0;  // Grows by one with every committed change.
+  std::vector<Project> projects;
+  std::vector<Member> members;
+  std::vector<ServiceAccount> service_accounts;
+  std::vector<Invitation> invitations;
+  std::vector<IdpGroup> idp_groups;
+
+  Project* FindProject(absl::string_view id);
+  Member* FindMember(absl::string_view id);
+  // The member with this e-mail that has not been removed, or null.
+  Member* FindActiveMemberByEmail(absl::string_view email);
+  ServiceAccount* FindServiceAccount(absl::string_view id);
+  Invitation* FindInvitation(absl::string_view id);
+  IdpGroup* FindIdpGroup(absl::string_view name);
+  const Project* FindProject(absl::string_view id) const;
+  const Member* FindMember(absl::string_view id) const;
+  const ServiceAccount* FindServiceAccount(absl::string_view id) const;
+  const Invitation* FindInvitation(absl::string_view id) const;
+
+  // Restores the canonical order after entries were appended: lists by id, and set-like
+  // fields (models, grants, permissions, group members) sorted, so that equal organisations
+  // compare equal.
+  void Sort();
+};
+
+// The snapshot decisions read, with group grants expanded. `as_of` as for OrgSnapshot.
+std::shared_ptr<const OrgSnapshot> SnapshotOf(const OrgState& state, absl::Time as_of);
+
+// Every invariant across entities: each entity valid on its own (org_validation.h); ids
+// unique; e-mails unique among members not removed; grants, service accounts, invitations and
+// groups name existing projects; a service account's environment is its project's; groups
+// grant project roles only. INVALID_ARGUMENT naming the entity.
+absl::Status ValidateOrgState(const OrgState& state);
+
+// Checks that `after` may follow `before` at `now`: nothing but invitations and groups
+// disappears; removal is final (a removed member or service account stays removed with its
+// removal time); no grant, service account or invitation newly names an archived project;
+// and an organisation that had an owner with a live grant still has one.
+// FAILED_PRECONDITION naming the entity otherwise.
+absl::Status ValidateTransition(const OrgState& before, const OrgState& after, absl::Time now);
+
+// A change to the organisation: edits the state it is given; returns an error to abandon it.
+using OrgMutation = std::function<absl::Status(OrgState&)>;
+
+// `before` with `mutation` applied, sorted, checked (ValidateOrgState, ValidateTransition at
+// `now`) and one version further on; `before` itself (same version) when the mutation changed
+// nothing. The one way every store turns a mutation into the state it commits.
+absl::StatusOr<OrgState> ApplyMutation(const OrgState& before, const OrgMutation& mutation,
+                                       absl::Time now);
+
+// One field of one entity that changed, rendered as text.
+struct FieldChange {
+  std::string field;
+  std::string before;  // Empty for a created entity.
+  std::string after;
+  bool operator==(const FieldChange&) const = default;
+};
+
+// One entity a change creates, updates or deletes.
+struct EntityChange {
+  enum class Op { kCreate, kUpdate, kDelete };
+  Op op = Op::kUpdate;
+  std::string kind;  // "project", "member", "service_account", "invitation", "idp_group".
+  std::string id;
+  std::vector<FieldChange> fields;
+  bool operator==(const EntityChange&) const = default;
+};
+absl::string_view OpName(EntityChange::Op op);  // "create", "update", "delete".
+
+// What turns `before` into `after`, entity by entity, in a stable order (kind, then id).
+// Versions are ignored.
+std::vector<EntityChange> Diff(const OrgState& before, const OrgState& after);
+
+// The diff as text, one entity per block: "+ project p1", "~ member m1", "- idp_group g",
+// each followed by "    field: before -> after" lines.
+std::string FormatDiff(const std::vector<EntityChange>& changes);
+
+}  // namespace policy::authz
+
+#endif  // POLICY_SERVICES_AUTHZ_ORG_STATE_H_

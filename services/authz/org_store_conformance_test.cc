@@ -1,0 +1,329 @@
+// One suite, every OrgStore: the memory store always, PostgreSQL whenever a test database is
+// configured (always in CI: POLICY_TEST_REQUIRE_PG=1 makes a missing one fatal).
+#include <atomic>
+#include <functional>
+#include <thread>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "common/clock/clock.h"
+#include "common/pg/migrations.h"
+#include "common/pg/pool.h"
+#include "common/pg/test_database.h"
+#include "common/testing/eventually.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/authz/authz_migrations.h"
+#include "services/authz/decision.h"
+#include "services/authz/memory_org_store.h"
+#include "services/authz/org_cache.h"
+#include "services/authz/postgres_org_store.h"
+
+namespace policy::authz {
+namespace {
+
+using ::testing::HasSubstr;
+
+const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
+
+struct Backend {
+  std::unique_ptr<OrgStore> store;
+  // A second store on the same data, as another replica would have; null for memory.
+  std::function<std::unique_ptr<OrgStore>()> replica;
+  std::vector<std::shared_ptr<void>> keep_alive;
+};
+using BackendFactory = std::function<Backend(Clock*)>;
+
+Backend MakeMemory(Clock*) { return Backend{std::make_unique<MemoryOrgStore>(), nullptr, {}}; }
+
+Backend MakePostgres(Clock* clock) {
+  const pg::TestDatabase* db = pg::TestDatabase::Get();
+  static const bool migrated = [&] {
+    absl::Status s = pg::ApplyMigrations(db->url(), "authz", Migrations());
+    EXPECT_TRUE(s.ok()) << s;
+    return true;
+  }();
+  (void)migrated;
+  auto pool = std::make_shared<pg::Pool>(pg::PoolOptions{.url = db->url(), .size = 8});
+  EXPECT_TRUE(pool->Transact([](pqxx::work& tx) {
+                    tx.exec(
+                        "TRUNCATE authz.role_grants, authz.members, authz.service_accounts, "
+                        "authz.invitations, authz.idp_groups, authz.projects");
+                    tx.exec("UPDATE authz.org SET version = 0");
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  Backend backend;
+  backend.store = std::make_unique<PostgresOrgStore>(pool.get(), clock, absl::Milliseconds(50));
+  backend.replica = [db, clock, pool] {
+    // Its own pool: a replica shares nothing but the database.
+    auto own = std::make_shared<pg::Pool>(pg::PoolOptions{.url = db->url(), .size = 4});
+    struct Replica : PostgresOrgStore {
+      Replica(std::shared_ptr<pg::Pool> p, Clock* c)
+          : PostgresOrgStore(p.get(), c, absl::Milliseconds(50)), pool(std::move(p)) {}
+      ~Replica() override { StopWatching(); }
+      std::shared_ptr<pg::Pool> pool;
+    };
+    return std::unique_ptr<OrgStore>(new Replica(own, clock));
+  };
+  backend.keep_alive.push_back(pool);
+  return backend;
+}
+
+Project MakeProject(const std::string& id) {
+  Project p;
+  p.id = id;
+  p.name = absl::StrCat("Project ", id);
+  p.environment = Environment::kProduction;
+  p.data_policy = {true, 0};
+  p.allowed_models = {"gpt-4o", "gpt-4o-mini"};
+  p.rpm_limit = 600;
+  p.tpm_limit = 100'000;
+  p.member_rpm_limit = 60;
+  p.member_tpm_limit = 10'000;
+  return p;
+}
+
+Member MakeMember(const std::string& id, std::vector<RoleGrant> grants) {
+  Member m;
+  m.id = id;
+  m.email = absl::StrCat(id, "@acme.example");
+  m.grants = std::move(grants);
+  return m;
+}
+
+// An organisation with one of everything, to round-trip through a store.
+OrgMutation SeedOrg() {
+  return [](OrgState& s) {
+    s.projects = {MakeProject("support"), MakeProject("research")};
+    s.projects[1].environment = Environment::kDevelopment;
+    s.members = {MakeMember("alice", {{Role::kOwner, "", std::nullopt}}),
+                 MakeMember("bob", {{Role::kMember, "support", kNow + absl::Hours(24)},
+                                    {Role::kReader, "research", std::nullopt}})};
+    ServiceAccount sa;
+    sa.id = "sa-support";
+    sa.project = "support";
+    sa.environment = Environment::kProduction;
+    sa.permissions = {"chat.completions", "embeddings"};
+    sa.ip_allowlist = *IpAllowlist::Parse({"10.20.0.0/16", "2001:db8:20::/48"});
+    sa.rpm_limit = 300;
+    sa.tpm_limit = 50'000;
+    sa.max_key_lifetime = absl::Hours(24 * 30);
+    s.service_accounts = {sa};
+    Invitation inv;
+    inv.id = "inv-1";
+    inv.email = "carol@acme.example";
+    inv.role = Role::kReader;
+    inv.projects = {"support"};
+    inv.created_at = kNow;
+    inv.expires_at = kNow + absl::Hours(72);
+    s.invitations = {inv};
+    s.idp_groups = {IdpGroup{
+        "support-engineers", {{Role::kMember, "support", std::nullopt}}, {"dave@acme.example"}}};
+    return absl::OkStatus();
+  };
+}
+
+class RecordingObserver : public OrgStoreObserver {
+ public:
+  void OnState(std::shared_ptr<const OrgState> state) override {
+    absl::MutexLock lock(&mu_);
+    if (latest_ == nullptr || state->version > latest_->version) latest_ = std::move(state);
+  }
+  void OnInSync(absl::Time as_of) override {
+    absl::MutexLock lock(&mu_);
+    in_sync_ = std::max(in_sync_, as_of);
+  }
+  int64_t version() {
+    absl::MutexLock lock(&mu_);
+    return latest_ == nullptr ? -1 : latest_->version;
+  }
+  std::shared_ptr<const OrgState> latest() {
+    absl::MutexLock lock(&mu_);
+    return latest_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::shared_ptr<const OrgState> latest_ ABSL_GUARDED_BY(mu_);
+  absl::Time in_sync_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+};
+
+class OrgStoreConformanceTest
+    : public ::testing::TestWithParam<std::pair<std::string, BackendFactory>> {
+ protected:
+  void SetUp() override {
+    if (GetParam().first == "postgres" && pg::TestDatabase::Get() == nullptr) {
+      GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+    }
+    backend_ = GetParam().second(Clock::Real());
+    store_ = backend_.store.get();
+  }
+  void TearDown() override {
+    if (store_ != nullptr) store_->StopWatching();
+  }
+  Backend backend_;
+  OrgStore* store_ = nullptr;
+};
+
+TEST_P(OrgStoreConformanceTest, EverythingRoundTrips) {
+  absl::StatusOr<Mutated> seeded = store_->Mutate(SeedOrg(), kNow);
+  ASSERT_TRUE(seeded.ok()) << seeded.status();
+  EXPECT_EQ(seeded->before->version, 0);
+  EXPECT_EQ(seeded->after->version, 1);
+  absl::StatusOr<std::shared_ptr<const OrgState>> loaded = store_->Load();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_TRUE(Diff(**loaded, *seeded->after).empty()) << FormatDiff(Diff(**loaded, *seeded->after));
+  EXPECT_EQ((*loaded)->version, 1);
+  if (backend_.replica) {
+    std::unique_ptr<OrgStore> replica = backend_.replica();
+    absl::StatusOr<std::shared_ptr<const OrgState>> fresh = replica->Load();
+    ASSERT_TRUE(fresh.ok()) << fresh.status();
+    EXPECT_TRUE(Diff(**fresh, *seeded->after).empty()) << FormatDiff(Diff(**fresh, *seeded->after));
+  }
+}
+
+TEST_P(OrgStoreConformanceTest, AMutationThatChangesNothingCommitsNothing) {
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow).ok());
+  absl::StatusOr<Mutated> same = store_->Mutate(SeedOrg(), kNow);
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_EQ(same->after->version, 1);
+  EXPECT_EQ(same->after, same->before);
+}
+
+TEST_P(OrgStoreConformanceTest, ARefusedMutationWritesNothing) {
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow).ok());
+  // Removing the only owner is refused as a whole, together with the rest of the change.
+  absl::StatusOr<Mutated> refused = store_->Mutate(
+      [](OrgState& s) {
+        s.FindProject("support")->rpm_limit = 1;
+        s.FindMember("alice")->removed_at = kNow;
+        return absl::OkStatus();
+      },
+      kNow);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("owner"));
+  absl::StatusOr<std::shared_ptr<const OrgState>> loaded = store_->Load();
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ((*loaded)->version, 1);
+  EXPECT_EQ((*loaded)->FindProject("support")->rpm_limit, 600);
+  // The mutation's own error passes through unchanged.
+  absl::StatusOr<Mutated> own =
+      store_->Mutate([](OrgState&) { return absl::NotFoundError("no such thing"); }, kNow);
+  EXPECT_EQ(own.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(OrgStoreConformanceTest, AnEmailFreedByARemovalCanBeTakenInTheSameChange) {
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow).ok());
+  absl::StatusOr<Mutated> swapped = store_->Mutate(
+      [](OrgState& s) {
+        s.FindMember("bob")->removed_at = kNow;
+        Member again = MakeMember("bob-2", {{Role::kReader, "support", std::nullopt}});
+        again.email = "bob@acme.example";
+        s.members.push_back(again);
+        return absl::OkStatus();
+      },
+      kNow);
+  ASSERT_TRUE(swapped.ok()) << swapped.status();
+  absl::StatusOr<std::shared_ptr<const OrgState>> loaded = store_->Load();
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_TRUE((*loaded)->FindMember("bob")->removed_at.has_value());
+  EXPECT_EQ((*loaded)->FindMember("bob-2")->email, "bob@acme.example");
+}
+
+TEST_P(OrgStoreConformanceTest, ConcurrentMutationsApplyOneAfterTheOther) {
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow).ok());
+  std::vector<std::unique_ptr<OrgStore>> replicas;
+  std::vector<OrgStore*> stores = {store_};
+  if (backend_.replica) {
+    replicas.push_back(backend_.replica());
+    stores.push_back(replicas.back().get());
+  }
+  constexpr int kPerThread = 10;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      OrgStore* store = stores[t % stores.size()];
+      for (int i = 0; i < kPerThread; ++i) {
+        // Each mutation reads the limit it raises: a lost update would show in the total.
+        absl::StatusOr<Mutated> m = store->Mutate(
+            [&](OrgState& s) {
+              s.FindProject("support")->rpm_limit += 1;
+              s.projects.push_back(MakeProject(absl::StrCat("p-", t, "-", i)));
+              return absl::OkStatus();
+            },
+            kNow);
+        if (!m.ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  absl::StatusOr<std::shared_ptr<const OrgState>> loaded = store_->Load();
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ((*loaded)->version, 1 + 4 * kPerThread);
+  EXPECT_EQ((*loaded)->FindProject("support")->rpm_limit, 600 + 4 * kPerThread);
+  EXPECT_EQ((*loaded)->projects.size(), 2u + 4 * kPerThread);
+}
+
+TEST_P(OrgStoreConformanceTest, ObserversSeeEveryReplicasChanges) {
+  RecordingObserver local;
+  store_->Watch(&local);
+  absl::Cleanup stop = [&] { store_->StopWatching(); };
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow).ok());
+  // Our own change is there before Mutate returned.
+  EXPECT_EQ(local.version(), 1);
+  if (!backend_.replica) return;
+  std::unique_ptr<OrgStore> replica = backend_.replica();
+  absl::StatusOr<Mutated> remote = replica->Mutate(
+      [](OrgState& s) {
+        s.FindProject("support")->archived = true;
+        return absl::OkStatus();
+      },
+      kNow);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  ASSERT_TRUE(testing::Eventually([&] { return local.version() == 2; }));
+  EXPECT_TRUE(local.latest()->FindProject("support")->archived);
+}
+
+TEST_P(OrgStoreConformanceTest, ACacheServesTheLatestSnapshot) {
+  OrgCache cache(Clock::Real(), absl::Seconds(5));
+  EXPECT_EQ(cache.Current().status().code(), absl::StatusCode::kUnavailable);
+  store_->Watch(&cache);
+  absl::Cleanup stop = [&] { store_->StopWatching(); };
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow).ok());
+  ASSERT_TRUE(testing::Eventually([&] { return cache.InSync(); }));
+  absl::StatusOr<OrgView> view = cache.Current();
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->state->version, 1);
+  // A member of the identity-provider group holds its role in decisions.
+  ASSERT_TRUE(store_
+                  ->Mutate(
+                      [](OrgState& s) {
+                        Member dave = MakeMember("dave", {});
+                        s.members.push_back(dave);
+                        return absl::OkStatus();
+                      },
+                      kNow)
+                  .ok());
+  view = cache.Current();
+  ASSERT_TRUE(view.ok());
+  CheckRequest request;
+  request.principal_id = "dave";
+  request.project = "support";
+  request.action = "chat.completions";
+  request.model = "gpt-4o";
+  absl::StatusOr<Decision> decision = Check(*view->snapshot, request, kNow);
+  ASSERT_TRUE(decision.ok());
+  EXPECT_TRUE(decision->allowed) << DenyReasonName(decision->reason);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Stores, OrgStoreConformanceTest,
+    ::testing::Values(std::make_pair(std::string("memory"), BackendFactory(MakeMemory)),
+                      std::make_pair(std::string("postgres"), BackendFactory(MakePostgres))),
+    [](const auto& info) { return info.param.first; });
+
+}  // namespace
+}  // namespace policy::authz

@@ -1,0 +1,114 @@
+#ifndef POLICY_SERVICES_AUTHZ_RATE_LIMITER_H_
+#define POLICY_SERVICES_AUTHZ_RATE_LIMITER_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+// Requests-per-minute and tokens-per-minute limits that hold across replicas sharing one
+// bucket store (PostgreSQL), without a database round trip on most decisions.
+//
+// Each limit is a token bucket holding at most `per_minute` units and refilled at
+// per_minute / 60 units per second. The shared state lives in a BucketStore. A replica never
+// admits a unit it has not taken from the shared bucket: it takes a lease (a few units ahead
+// of need) and spends it locally; unused units go back when the lease expires.
+//
+// Bounds, for any replicas sharing one store:
+//  - overshoot: across all replicas, units admitted in any interval of length T are at most
+//    per_minute + per_minute * T / 1 min, exactly as one bucket; estimates that undershoot the
+//    actual tokens are charged afterwards (Reconcile) as debt that delays later requests.
+//  - undershoot: at most one lease per bucket per replica is held idle, for at most the lease
+//    lifetime.
+namespace policy::authz {
+
+// One bucket and what a request costs in it.
+struct BucketCharge {
+  std::string key;     // Identifies the bucket, e.g. "project/p1/rpm", "member/alice/p1/tpm".
+  int64_t per_minute;  // The limit; 0 admits nothing.
+  int64_t units;       // This request's cost: 1 for requests, the estimated tokens for tokens.
+};
+
+struct BucketRemaining {
+  std::string key;
+  int64_t per_minute = 0;
+  int64_t remaining = 0;  // Units left, as far as this replica knows, after this request.
+};
+
+struct LimitDecision {
+  bool allowed = false;
+  std::string limiting_key;  // The bucket that denied; empty when allowed.
+  // When a retry can succeed (the denying bucket refilled enough); absl::InfiniteDuration()
+  // when the request costs more than the bucket ever holds.
+  absl::Duration retry_after = absl::ZeroDuration();
+  std::vector<BucketRemaining> remaining;  // One per charge, in order.
+};
+
+// The buckets' shared state. Implementations are thread-safe; each call is atomic.
+class BucketStore {
+ public:
+  virtual ~BucketStore() = default;
+
+  struct Take {
+    const BucketCharge* charge;
+    int64_t want;  // At least charge->units: the units plus what to lease ahead.
+  };
+  struct Taken {
+    // 0 when the bucket holds fewer than charge->units; otherwise between units and want.
+    int64_t granted = 0;
+    // The bucket's level after this take (may be negative while in debt).
+    double level = 0;
+  };
+
+  // Refills each bucket to `now` (per_minute / 60 per second, capped at per_minute; a clock
+  // behind the bucket's last update refills nothing), then, all or nothing: when every bucket
+  // holds its charge's units, takes min(want, level) from each; otherwise takes nothing.
+  // One round trip for all buckets. Unknown buckets start full.
+  virtual absl::StatusOr<std::vector<Taken>> TakeAll(const std::vector<Take>& takes,
+                                                     absl::Time now) = 0;
+
+  // Adds `delta` units to bucket `key` (refilled to `now` first): positive returns unused
+  // lease units or refunds an overestimate (capped at per_minute), negative charges an
+  // underestimate (the level may go below zero, down to -per_minute).
+  virtual absl::Status Adjust(const std::string& key, int64_t per_minute, int64_t delta,
+                              absl::Time now) = 0;
+};
+
+struct RateLimiterOptions {
+  // Units leased ahead of need, as a fraction of per_minute (at least 1 unit when > 0).
+  double lease_fraction = 0.05;
+  // How long a replica keeps a lease before returning its unused units.
+  absl::Duration lease_lifetime = absl::Seconds(1);
+};
+
+// Thread-safe.
+class RateLimiter {
+ public:
+  RateLimiter(BucketStore* store, RateLimiterOptions options = {});
+  ~RateLimiter();  // Does not return leases; call ReturnLeases first for a clean stop.
+
+  // Decides from this replica's leases alone; nullopt when some bucket's lease cannot cover
+  // its charge and the store must be asked (call Acquire). Never blocks on the store.
+  std::optional<LimitDecision> TryAcquireLocal(const std::vector<BucketCharge>& charges,
+                                               absl::Time now);
+
+  // Decides, taking leases from the store where this replica's do not cover. All or
+  // nothing: a denied request consumes nothing. UNAVAILABLE when the store cannot be reached
+  // (decisions then fail closed).
+  absl::StatusOr<LimitDecision> Acquire(const std::vector<BucketCharge>& charges, absl::Time now);
+
+  // After the call: `deltas[i].units` is actual minus estimated for bucket deltas[i].key;
+  // positive charges more (debt), negative refunds.
+  absl::Status Reconcile(const std::vector<BucketCharge>& deltas, absl::Time now);
+
+  // Returns the unused units of leases older than their lifetime at `now` (all leases with
+  // absl::InfiniteFuture()). Called periodically and at shutdown.
+  absl::Status ReturnLeases(absl::Time now);
+};
+
+}  // namespace policy::authz
+
+#endif  // POLICY_SERVICES_AUTHZ_RATE_LIMITER_H_
