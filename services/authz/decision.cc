@@ -124,6 +124,8 @@ absl::string_view DenyReasonName(DenyReason reason) {
       return "IP_NOT_ALLOWED";
     case DenyReason::kModelNotAllowed:
       return "MODEL_NOT_ALLOWED";
+    case DenyReason::kRateLimited:
+      return "RATE_LIMITED";
   }
   return "UNKNOWN";
 }

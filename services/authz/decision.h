@@ -57,6 +57,7 @@ enum class DenyReason {
   kGrantExpired,
   kIpNotAllowed,
   kModelNotAllowed,
+  kRateLimited,  // Decided by the rate limits (authorizer.h), never by Check.
 };
 absl::string_view DenyReasonName(DenyReason reason);  // "PERMISSION_DENIED", ...
 

@@ -2,48 +2,16 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/proto/well_known.h"
 #include "common/status/status.h"
 
 namespace policy::keys {
 namespace {
 
-void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
-  const int64_t micros = absl::ToUnixMicros(t);
-  int64_t seconds = micros / 1'000'000;
-  int64_t rem = micros % 1'000'000;
-  if (rem < 0) {
-    rem += 1'000'000;
-    --seconds;
-  }
-  out->set_seconds(seconds);
-  out->set_nanos(static_cast<int32_t>(rem * 1000));
-}
-
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t micros = absl::ToInt64Microseconds(d);
-  out->set_seconds(micros / 1'000'000);
-  out->set_nanos(static_cast<int32_t>((micros % 1'000'000) * 1000));
-}
-
-absl::StatusOr<absl::Time> TimeFromProto(const google::protobuf::Timestamp& t,
-                                         absl::string_view field) {
-  // The range google.protobuf.Timestamp allows: 0001-01-01 to 9999-12-31.
-  if (t.seconds() < -62135596800 || t.seconds() > 253402300799 || t.nanos() < 0 ||
-      t.nanos() > 999'999'999) {
-    return absl::InvalidArgumentError(absl::StrCat(field, " is not a valid timestamp"));
-  }
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
-absl::StatusOr<absl::Duration> DurationFromProto(const google::protobuf::Duration& d,
-                                                 absl::string_view field) {
-  if (d.seconds() < -315576000000 || d.seconds() > 315576000000 || d.nanos() < -999'999'999 ||
-      d.nanos() > 999'999'999 || (d.seconds() > 0 && d.nanos() < 0) ||
-      (d.seconds() < 0 && d.nanos() > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(field, " is not a valid duration"));
-  }
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
+using proto::DurationFromProto;
+using proto::SetDuration;
+using proto::SetTime;
+using proto::TimeFromProto;
 
 absl::StatusOr<KeyKind> KindFromProto(pb::KeyKind kind, absl::string_view field) {
   switch (kind) {

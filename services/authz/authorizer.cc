@@ -1,0 +1,150 @@
+#include "services/authz/authorizer.h"
+
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/status/status.h"
+
+namespace policy::authz {
+namespace {
+
+// The buckets an API request counts against, and the names callers see for them.
+struct Charges {
+  std::vector<BucketCharge> buckets;
+  std::vector<absl::string_view> names;
+  void Add(absl::string_view name, std::string key, int64_t per_minute, int64_t units) {
+    buckets.push_back(BucketCharge{std::move(key), per_minute, units});
+    names.push_back(name);
+  }
+};
+
+// `tokens` for the token buckets (0 leaves them out); `requests` for the request buckets.
+Charges ChargesFor(const OrgSnapshot& org, const CheckRequest& check, int64_t requests,
+                   int64_t tokens) {
+  Charges charges;
+  const Project* project = org.FindProject(check.project);
+  if (project == nullptr) return charges;
+  const std::string& p = project->id;
+  if (requests != 0)
+    charges.Add("project.rpm", absl::StrCat("project/", p, "/rpm"), project->rpm_limit, requests);
+  if (tokens != 0)
+    charges.Add("project.tpm", absl::StrCat("project/", p, "/tpm"), project->tpm_limit, tokens);
+  if (check.principal_kind == PrincipalKind::kServiceAccount) {
+    const ServiceAccount* account = org.FindServiceAccount(check.principal_id);
+    if (account == nullptr) return charges;
+    if (account->rpm_limit > 0 && requests != 0) {
+      charges.Add("principal.rpm", absl::StrCat("sa/", account->id, "/rpm"), account->rpm_limit,
+                  requests);
+    }
+    if (account->tpm_limit > 0 && tokens != 0) {
+      charges.Add("principal.tpm", absl::StrCat("sa/", account->id, "/tpm"), account->tpm_limit,
+                  tokens);
+    }
+  } else {
+    if (project->member_rpm_limit > 0 && requests != 0) {
+      charges.Add("principal.rpm", absl::StrCat("member/", check.principal_id, "/", p, "/rpm"),
+                  project->member_rpm_limit, requests);
+    }
+    if (project->member_tpm_limit > 0 && tokens != 0) {
+      charges.Add("principal.tpm", absl::StrCat("member/", check.principal_id, "/", p, "/tpm"),
+                  project->member_tpm_limit, tokens);
+    }
+  }
+  return charges;
+}
+
+}  // namespace
+
+Authorizer::Authorizer(const OrgCache* cache, RateLimiter* limiter, Clock* clock)
+    : cache_(cache), limiter_(limiter), clock_(clock) {}
+
+absl::StatusOr<std::optional<Authorization>> Authorizer::TryAuthorize(
+    const AuthorizeRequest& request) {
+  Authorization result;
+  bool decided = false;
+  RETURN_IF_ERROR(Evaluate(request, /*may_block=*/false, result, decided));
+  if (!decided) return std::optional<Authorization>();
+  return std::optional<Authorization>(std::move(result));
+}
+
+absl::StatusOr<Authorization> Authorizer::Authorize(const AuthorizeRequest& request) {
+  Authorization result;
+  bool decided = false;
+  RETURN_IF_ERROR(Evaluate(request, /*may_block=*/true, result, decided));
+  return result;
+}
+
+absl::Status Authorizer::Evaluate(const AuthorizeRequest& request, bool may_block,
+                                  Authorization& result, bool& decided) {
+  decided = true;
+  if (request.estimated_tokens < 0) {
+    return absl::InvalidArgumentError("estimated_tokens must not be negative");
+  }
+  ASSIGN_OR_RETURN(OrgView view, cache_->Current());
+  const absl::Time now = clock_->Now();
+  result.org_version = view.state->version;
+  ASSIGN_OR_RETURN(result.decision, Check(*view.snapshot, request.check, now));
+  if (!result.decision.allowed) return absl::OkStatus();
+  absl::StatusOr<Action> action = FindAction(request.check.action);
+  if (!action.ok() || action->kind != ActionKind::kApi) return absl::OkStatus();
+
+  const Charges charges = ChargesFor(*view.snapshot, request.check, 1, request.estimated_tokens);
+  std::optional<LimitDecision> limits = limiter_->TryAcquireLocal(charges.buckets, now);
+  if (!limits.has_value()) {
+    if (!may_block) {
+      decided = false;
+      return absl::OkStatus();
+    }
+    ASSIGN_OR_RETURN(limits, limiter_->Acquire(charges.buckets, now));
+  }
+  for (size_t i = 0; i < limits->remaining.size() && i < charges.names.size(); ++i) {
+    result.budgets.push_back(Budget{std::string(charges.names[i]), limits->remaining[i].per_minute,
+                                    limits->remaining[i].remaining});
+  }
+  if (limits->allowed) {
+    if (request.check.explain) {
+      result.decision.trace.push_back(
+          {"rate_limit", true, absl::StrCat(charges.buckets.size(), " limits have room")});
+    }
+    return absl::OkStatus();
+  }
+  absl::string_view limited_name = "rate_limit";
+  for (size_t i = 0; i < charges.buckets.size(); ++i) {
+    if (charges.buckets[i].key == limits->limiting_key) limited_name = charges.names[i];
+  }
+  result.rate_limited = true;
+  result.limit_rule = absl::StrCat("rate_limit.", limited_name);
+  result.retry_after = limits->retry_after;
+  result.decision.allowed = false;
+  result.decision.reason = DenyReason::kRateLimited;
+  result.decision.rule = "rate_limit";
+  if (request.check.explain) {
+    result.decision.trace.push_back(
+        {"rate_limit", false,
+         limits->retry_after == absl::InfiniteDuration()
+             ? absl::StrCat(limited_name, ": the request is larger than the limit")
+             : absl::StrCat(limited_name, " exhausted; retry after ",
+                            absl::FormatDuration(limits->retry_after))});
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Authorizer::ReportUsage(const CheckRequest& who, int64_t estimated_tokens,
+                                                int64_t actual_tokens) {
+  if (estimated_tokens < 0 || actual_tokens < 0) {
+    return absl::InvalidArgumentError("token counts must not be negative");
+  }
+  if (who.project.empty()) return absl::InvalidArgumentError("project is required");
+  ASSIGN_OR_RETURN(OrgView view, cache_->Current());
+  if (view.snapshot->FindProject(who.project) == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no project '", who.project, "'"));
+  }
+  const int64_t delta = actual_tokens - estimated_tokens;
+  if (delta == 0) return 0;
+  const Charges charges = ChargesFor(*view.snapshot, who, 0, delta);
+  RETURN_IF_ERROR(limiter_->Reconcile(charges.buckets, clock_->Now()));
+  return delta;
+}
+
+}  // namespace policy::authz

@@ -1,0 +1,514 @@
+#include "services/authz/authz_service.h"
+
+#include <algorithm>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/proto/well_known.h"
+#include "common/status/grpc_status.h"
+#include "common/status/status.h"
+#include "services/authz/proto_convert.h"
+
+namespace policy::authz {
+namespace {
+
+constexpr absl::string_view kDomain = "authz.policy-suite";
+constexpr int kDefaultPageSize = 50;
+constexpr int kMaxPageSize = 500;
+
+grpc::Status ToGrpc(const absl::Status& status) { return ToGrpcStatus(status, kDomain); }
+
+// Pages over `items` (sorted by id) in id order: those `keep` accepts, after the token's id.
+// Returns the next page's token ("" on the last page).
+template <typename T, typename Keep, typename Emit>
+absl::StatusOr<std::string> Page(const std::vector<T>& items, int32_t page_size,
+                                 const std::string& token, Keep keep, Emit emit) {
+  if (page_size < 0) return absl::InvalidArgumentError("page_size must not be negative");
+  const size_t limit = page_size == 0 ? kDefaultPageSize : std::min(page_size, kMaxPageSize);
+  std::string after;
+  if (!token.empty()) {
+    std::string decoded;
+    if (!absl::WebSafeBase64Unescape(token, &decoded) || !absl::StartsWith(decoded, "v1:")) {
+      return absl::InvalidArgumentError("page_token is not valid");
+    }
+    after = decoded.substr(3);
+  }
+  auto it = std::upper_bound(items.begin(), items.end(), after,
+                             [](const std::string& a, const T& item) { return a < item.id; });
+  if (token.empty()) it = items.begin();
+  size_t emitted = 0;
+  for (; it != items.end(); ++it) {
+    if (!keep(*it)) continue;
+    if (emitted == limit) return absl::WebSafeBase64Escape(absl::StrCat("v1:", (it - 1)->id));
+    emit(*it);
+    ++emitted;
+  }
+  return std::string();
+}
+
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const absl::Status& s) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpc(s));
+  return reactor;
+}
+
+bool HasRoleIn(const Member& m, const OrgState& state, absl::string_view project) {
+  for (const RoleGrant& g : m.grants) {
+    if (g.project == project) return true;
+  }
+  for (const IdpGroup& group : state.idp_groups) {
+    if (std::find(group.members.begin(), group.members.end(), m.email) == group.members.end()) {
+      continue;
+    }
+    for (const RoleGrant& g : group.grants) {
+      if (g.project == project) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+AuthzService::AuthzService(Authorizer* authorizer, OrgAdmin* admin, const OrgCache* cache,
+                           server::BlockingPool* pool, Clock* clock, prometheus::Registry* registry)
+    : authorizer_(authorizer), admin_(admin), cache_(cache), pool_(pool), clock_(clock) {
+  auto& family = prometheus::BuildCounter()
+                     .Name("policy_authz_decisions_total")
+                     .Help("Authorization decisions by verdict and reason.")
+                     .Register(*registry);
+  allowed_ = &family.Add({{"verdict", "allow"}, {"reason", ""}});
+  for (DenyReason r :
+       {DenyReason::kUnknownPrincipal, DenyReason::kPrincipalRemoved, DenyReason::kProjectNotFound,
+        DenyReason::kProjectArchived, DenyReason::kPermissionDenied, DenyReason::kGrantExpired,
+        DenyReason::kIpNotAllowed, DenyReason::kModelNotAllowed, DenyReason::kRateLimited}) {
+    const std::string name(DenyReasonName(r));
+    denied_[name] = &family.Add({{"verdict", "deny"}, {"reason", name}});
+  }
+}
+
+void AuthzService::CountDecision(const Authorization& a) {
+  if (a.decision.allowed) {
+    allowed_->Increment();
+    return;
+  }
+  auto it = denied_.find(DenyReasonName(a.decision.reason));
+  if (it != denied_.end()) it->second->Increment();
+}
+
+grpc::ServerUnaryReactor* AuthzService::Check(grpc::CallbackServerContext* context,
+                                              const v1::CheckRequest* request,
+                                              v1::CheckResponse* response) {
+  absl::StatusOr<AuthorizeRequest> parsed = FromProto(*request);
+  if (!parsed.ok()) return Finish(context, parsed.status());
+  absl::StatusOr<std::optional<Authorization>> fast = authorizer_->TryAuthorize(*parsed);
+  if (!fast.ok()) return Finish(context, fast.status());
+  if (fast->has_value()) {
+    CountDecision(**fast);
+    ToProto(**fast, response);
+    return Finish(context, absl::OkStatus());
+  }
+  return pool_->Run(context, [this, parsed = *std::move(parsed), response] {
+    absl::StatusOr<Authorization> slow = authorizer_->Authorize(parsed);
+    if (!slow.ok()) return ToGrpc(slow.status());
+    CountDecision(*slow);
+    ToProto(*slow, response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuthzService::ReportUsage(grpc::CallbackServerContext* context,
+                                                    const v1::ReportUsageRequest* request,
+                                                    v1::ReportUsageResponse* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<CheckRequest> who = PrincipalFromProto(request->principal(), request->project());
+    if (!who.ok()) return ToGrpc(who.status());
+    absl::StatusOr<int64_t> adjusted =
+        authorizer_->ReportUsage(*who, request->estimated_tokens(), request->actual_tokens());
+    if (!adjusted.ok()) return ToGrpc(adjusted.status());
+    response->set_adjusted_tokens(*adjusted);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuthzService::CreateProject(grpc::CallbackServerContext* context,
+                                                      const v1::CreateProjectRequest* request,
+                                                      v1::Project* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<Project> project = FromProto(request->project());
+    if (project.ok()) project = admin_->CreateProject(request->actor().member_id(), *project);
+    if (!project.ok()) return ToGrpc(project.status());
+    ToProto(*project, response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuthzService::GetProject(grpc::CallbackServerContext* context,
+                                                   const v1::GetProjectRequest* request,
+                                                   v1::Project* response) {
+  absl::Status allowed =
+      admin_->Authorize(request->actor().member_id(), "settings.read", request->id());
+  if (!allowed.ok()) return Finish(context, allowed);
+  absl::StatusOr<OrgView> view = cache_->Current();
+  if (!view.ok()) return Finish(context, view.status());
+  const Project* project = view->state->FindProject(request->id());
+  if (project == nullptr) {
+    return Finish(context, absl::NotFoundError(absl::StrCat("no project '", request->id(), "'")));
+  }
+  ToProto(*project, response);
+  return Finish(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* AuthzService::UpdateProject(grpc::CallbackServerContext* context,
+                                                      const v1::UpdateProjectRequest* request,
+                                                      v1::Project* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<Project> project = FromProto(request->project());
+    if (project.ok()) project = admin_->UpdateProject(request->actor().member_id(), *project);
+    if (!project.ok()) return ToGrpc(project.status());
+    ToProto(*project, response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuthzService::ArchiveProject(grpc::CallbackServerContext* context,
+                                                       const v1::ArchiveProjectRequest* request,
+                                                       v1::Project* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<Project> project =
+        admin_->ArchiveProject(request->actor().member_id(), request->id());
+    if (!project.ok()) return ToGrpc(project.status());
+    ToProto(*project, response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuthzService::ListProjects(grpc::CallbackServerContext* context,
+                                                     const v1::ListProjectsRequest* request,
+                                                     v1::ListProjectsResponse* response) {
+  const std::string& actor = request->actor().member_id();
+  // Organisation readers see every project; others the projects whose settings they read.
+  const bool sees_all = admin_->Authorize(actor, "org.read").ok();
+  absl::StatusOr<OrgView> view = cache_->Current();
+  if (!view.ok()) return Finish(context, view.status());
+  if (!sees_all) {
+    const Member* member = view->state->FindMember(actor);
+    if (member == nullptr || member->removed_at.has_value()) {
+      return Finish(context, absl::PermissionDeniedError(absl::StrCat("member '", actor,
+                                                                      "' may not list "
+                                                                      "projects")));
+    }
+  }
+  absl::StatusOr<std::string> next = Page(
+      view->state->projects, request->page_size(), request->page_token(),
+      [&](const Project& p) {
+        if (p.archived && !request->include_archived()) return false;
+        return sees_all || admin_->Authorize(actor, "settings.read", p.id).ok();
+      },
+      [&](const Project& p) { ToProto(p, response->add_projects()); });
+  if (!next.ok()) return Finish(context, next.status());
+  response->set_next_page_token(*next);
+  return Finish(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* AuthzService::AddMember(grpc::CallbackServerContext* context,
+                                                  const v1::AddMemberRequest* request,
+                                                  v1::Member* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<Member> member = FromProto(request->member());
+    if (member.ok()) member = admin_->AddMember(request->actor().member_id(), *member);
+    if (!member.ok()) return ToGrpc(member.status());
+    absl::StatusOr<OrgView> view = cache_->Current();
+    ToProto(*member, view.ok() ? *view->state : OrgState{}, response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuthzService::GetMember(grpc::CallbackServerContext* context,
+                                                  const v1::GetMemberRequest* request,
+                                                  v1::Member* response) {
+  // Members may read themselves; reading others needs org.read.
+  if (request->actor().member_id() != request->id() || request->id().empty()) {
+    absl::Status allowed = admin_->Authorize(request->actor().member_id(), "org.read");
+    if (!allowed.ok()) return Finish(context, allowed);
+  }
+  absl::StatusOr<OrgView> view = cache_->Current();
+  if (!view.ok()) return Finish(context, view.status());
+  const Member* member = view->state->FindMember(request->id());
+  if (member == nullptr) {
+    return Finish(context, absl::NotFoundError(absl::StrCat("no member '", request->id(), "'")));
+  }
+  ToProto(*member, *view->state, response);
+  return Finish(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* AuthzService::SetMemberRoles(grpc::CallbackServerContext* context,
+                                                       const v1::SetMemberRolesRequest* request,
+                                                       v1::Member* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<std::vector<RoleGrant>> grants = GrantsFromProto(request->grants(), "grants");
+    if (!grants.ok()) return ToGrpc(grants.status());
+    absl::StatusOr<Member> member =
+        admin_->SetMemberRoles(request->actor().member_id(), request->id(), *std::move(grants));
+    if (!member.ok()) return ToGrpc(member.status());
+    absl::StatusOr<OrgView> view = cache_->Current();
+    ToProto(*member, view.ok() ? *view->state : OrgState{}, response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuthzService::RemoveMember(grpc::CallbackServerContext* context,
+                                                     const v1::RemoveMemberRequest* request,
+                                                     v1::RemoveMemberResponse* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<Member> member =
+        admin_->RemoveMember(request->actor().member_id(), request->id());
+    if (!member.ok()) return ToGrpc(member.status());
+    absl::StatusOr<OrgView> view = cache_->Current();
+    ToProto(*member, view.ok() ? *view->state : OrgState{}, response->mutable_member());
+    response->mutable_revoke_keys_of()->set_kind(v1::PRINCIPAL_KIND_MEMBER);
+    response->mutable_revoke_keys_of()->set_id(member->id);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuthzService::ListMembers(grpc::CallbackServerContext* context,
+                                                    const v1::ListMembersRequest* request,
+                                                    v1::ListMembersResponse* response) {
+  absl::Status allowed = admin_->Authorize(request->actor().member_id(), "org.read");
+  if (!allowed.ok()) return Finish(context, allowed);
+  absl::StatusOr<OrgView> view = cache_->Current();
+  if (!view.ok()) return Finish(context, view.status());
+  const OrgState& state = *view->state;
+  absl::StatusOr<std::string> next = Page(
+      state.members, request->page_size(), request->page_token(),
+      [&](const Member& m) {
+        if (m.removed_at.has_value() && !request->include_removed()) return false;
+        return request->project().empty() || HasRoleIn(m, state, request->project());
+      },
+      [&](const Member& m) { ToProto(m, state, response->add_members()); });
+  if (!next.ok()) return Finish(context, next.status());
+  response->set_next_page_token(*next);
+  return Finish(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* AuthzService::CreateInvitation(grpc::CallbackServerContext* context,
+                                                         const v1::CreateInvitationRequest* request,
+                                                         v1::Invitation* response) {
+  return pool_->Run(context, [this, request, response] {
+    Invitation invitation;
+    invitation.email = request->email();
+    absl::StatusOr<Role> role = ParseRole(request->role());
+    if (!role.ok())
+      return ToGrpc(absl::InvalidArgumentError(absl::StrCat("role: ", role.status().message())));
+    invitation.role = *role;
+    invitation.projects.assign(request->projects().begin(), request->projects().end());
+    absl::Duration valid_for = absl::ZeroDuration();
+    if (request->has_valid_for()) {
+      absl::StatusOr<absl::Duration> d =
+          proto::DurationFromProto(request->valid_for(), "valid_for");
+      if (!d.ok()) return ToGrpc(d.status());
+      valid_for = *d;
+    }
+    absl::StatusOr<Invitation> created =
+        admin_->CreateInvitation(request->actor().member_id(), invitation, valid_for);
+    if (!created.ok()) return ToGrpc(created.status());
+    ToProto(*created, clock_->Now(), response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuthzService::AcceptInvitation(grpc::CallbackServerContext* context,
+                                                         const v1::AcceptInvitationRequest* request,
+                                                         v1::Member* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<Member> member =
+        admin_->AcceptInvitation(request->id(), request->email(), request->member_id());
+    if (!member.ok()) return ToGrpc(member.status());
+    absl::StatusOr<OrgView> view = cache_->Current();
+    ToProto(*member, view.ok() ? *view->state : OrgState{}, response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuthzService::RevokeInvitation(grpc::CallbackServerContext* context,
+                                                         const v1::RevokeInvitationRequest* request,
+                                                         v1::Invitation* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<Invitation> invitation =
+        admin_->RevokeInvitation(request->actor().member_id(), request->id());
+    if (!invitation.ok()) return ToGrpc(invitation.status());
+    ToProto(*invitation, clock_->Now(), response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuthzService::ListInvitations(grpc::CallbackServerContext* context,
+                                                        const v1::ListInvitationsRequest* request,
+                                                        v1::ListInvitationsResponse* response) {
+  absl::Status allowed = admin_->Authorize(request->actor().member_id(), "invitations.manage");
+  if (!allowed.ok()) return Finish(context, allowed);
+  absl::StatusOr<OrgView> view = cache_->Current();
+  if (!view.ok()) return Finish(context, view.status());
+  const absl::Time now = clock_->Now();
+  absl::StatusOr<std::string> next = Page(
+      view->state->invitations, request->page_size(), request->page_token(),
+      [](const Invitation&) { return true; },
+      [&](const Invitation& i) { ToProto(i, now, response->add_invitations()); });
+  if (!next.ok()) return Finish(context, next.status());
+  response->set_next_page_token(*next);
+  return Finish(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* AuthzService::CreateServiceAccount(
+    grpc::CallbackServerContext* context, const v1::CreateServiceAccountRequest* request,
+    v1::ServiceAccount* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<ServiceAccount> account = FromProto(request->service_account());
+    if (account.ok()) {
+      account = admin_->CreateServiceAccount(request->actor().member_id(), *account);
+    }
+    if (!account.ok()) return ToGrpc(account.status());
+    ToProto(*account, response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuthzService::GetServiceAccount(
+    grpc::CallbackServerContext* context, const v1::GetServiceAccountRequest* request,
+    v1::ServiceAccount* response) {
+  absl::StatusOr<OrgView> view = cache_->Current();
+  if (!view.ok()) return Finish(context, view.status());
+  const ServiceAccount* account = view->state->FindServiceAccount(request->id());
+  if (account == nullptr) {
+    return Finish(context,
+                  absl::NotFoundError(absl::StrCat("no service account '", request->id(), "'")));
+  }
+  absl::Status allowed =
+      admin_->Authorize(request->actor().member_id(), "settings.read", account->project);
+  if (!allowed.ok()) return Finish(context, allowed);
+  ToProto(*account, response);
+  return Finish(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* AuthzService::UpdateServiceAccount(
+    grpc::CallbackServerContext* context, const v1::UpdateServiceAccountRequest* request,
+    v1::ServiceAccount* response) {
+  return pool_->Run(context, [this, request, response] {
+    v1::ServiceAccount in = request->service_account();
+    if (in.environment().empty()) in.set_environment("production");  // Kept from the stored.
+    absl::StatusOr<ServiceAccount> account = FromProto(in);
+    if (account.ok()) {
+      account = admin_->UpdateServiceAccount(request->actor().member_id(), *account);
+    }
+    if (!account.ok()) return ToGrpc(account.status());
+    ToProto(*account, response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuthzService::RemoveServiceAccount(
+    grpc::CallbackServerContext* context, const v1::RemoveServiceAccountRequest* request,
+    v1::ServiceAccount* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<ServiceAccount> account =
+        admin_->RemoveServiceAccount(request->actor().member_id(), request->id());
+    if (!account.ok()) return ToGrpc(account.status());
+    ToProto(*account, response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuthzService::ListServiceAccounts(
+    grpc::CallbackServerContext* context, const v1::ListServiceAccountsRequest* request,
+    v1::ListServiceAccountsResponse* response) {
+  absl::Status allowed =
+      request->project().empty()
+          ? admin_->Authorize(request->actor().member_id(), "org.read")
+          : admin_->Authorize(request->actor().member_id(), "settings.read", request->project());
+  if (!allowed.ok()) return Finish(context, allowed);
+  absl::StatusOr<OrgView> view = cache_->Current();
+  if (!view.ok()) return Finish(context, view.status());
+  absl::StatusOr<std::string> next = Page(
+      view->state->service_accounts, request->page_size(), request->page_token(),
+      [&](const ServiceAccount& a) {
+        if (a.removed_at.has_value() && !request->include_removed()) return false;
+        return request->project().empty() || a.project == request->project();
+      },
+      [&](const ServiceAccount& a) { ToProto(a, response->add_service_accounts()); });
+  if (!next.ok()) return Finish(context, next.status());
+  response->set_next_page_token(*next);
+  return Finish(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* AuthzService::GetServiceAccountPolicy(
+    grpc::CallbackServerContext* context, const v1::GetServiceAccountPolicyRequest* request,
+    v1::ServiceAccountPolicy* response) {
+  absl::StatusOr<OrgView> view = cache_->Current();
+  if (!view.ok()) return Finish(context, view.status());
+  const ServiceAccount* account = view->state->FindServiceAccount(request->id());
+  if (account == nullptr) {
+    return Finish(context,
+                  absl::NotFoundError(absl::StrCat("no service account '", request->id(), "'")));
+  }
+  absl::Status allowed =
+      admin_->Authorize(request->actor().member_id(), "settings.read", account->project);
+  if (!allowed.ok()) return Finish(context, allowed);
+  PolicyDocument(*account, *view->state->FindProject(account->project), response);
+  return Finish(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* AuthzService::PlanOrgFile(grpc::CallbackServerContext* context,
+                                                    const v1::PlanOrgFileRequest* request,
+                                                    v1::PlanOrgFileResponse* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<OrgPlan> plan =
+        admin_->PlanOrgFile(request->actor().member_id(), request->yaml());
+    if (!plan.ok()) return ToGrpc(plan.status());
+    ToProto(*plan, response->mutable_changes());
+    response->set_text(plan->text);
+    response->set_plan_fingerprint(plan->fingerprint);
+    response->set_org_version(plan->org_version);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuthzService::ApplyOrgFile(grpc::CallbackServerContext* context,
+                                                     const v1::ApplyOrgFileRequest* request,
+                                                     v1::ApplyOrgFileResponse* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<OrgPlan> applied = admin_->ApplyOrgFile(
+        request->actor().member_id(), request->yaml(), request->plan_fingerprint());
+    if (!applied.ok()) return ToGrpc(applied.status());
+    ToProto(*applied, response->mutable_changes());
+    response->set_org_version(applied->org_version);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuthzService::ExportOrgFile(grpc::CallbackServerContext* context,
+                                                      const v1::ExportOrgFileRequest* request,
+                                                      v1::ExportOrgFileResponse* response) {
+  absl::StatusOr<std::string> yaml = admin_->ExportOrgFile(request->actor().member_id());
+  if (!yaml.ok()) return Finish(context, yaml.status());
+  response->set_yaml(*std::move(yaml));
+  response->set_org_version(cache_->version());
+  return Finish(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* AuthzService::SyncIdpGroup(grpc::CallbackServerContext* context,
+                                                     const v1::SyncIdpGroupRequest* request,
+                                                     v1::SyncIdpGroupResponse* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<IdpSyncResult> result = admin_->SyncIdpGroup(
+        request->actor().member_id(), request->group(),
+        std::vector<std::string>(request->emails().begin(), request->emails().end()));
+    if (!result.ok()) return ToGrpc(result.status());
+    for (const std::string& id : result->provisioned) response->add_provisioned(id);
+    for (const std::string& id : result->deprovisioned) response->add_deprovisioned(id);
+    response->set_org_version(result->org_version);
+    return grpc::Status::OK;
+  });
+}
+
+}  // namespace policy::authz

@@ -1,0 +1,161 @@
+// The authz service binary: configuration, stores, cache, rate limiter, server.
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "common/clock/clock.h"
+#include "common/config/config.h"
+#include "common/log/log.h"
+#include "common/pg/migrations.h"
+#include "common/pg/pool.h"
+#include "common/server/blocking_pool.h"
+#include "common/server/server_runner.h"
+#include "common/status/status.h"
+#include "prometheus/gauge.h"
+#include "services/authz/authorizer.h"
+#include "services/authz/authz_config.h"
+#include "services/authz/authz_migrations.h"
+#include "services/authz/authz_service.h"
+#include "services/authz/memory_bucket_store.h"
+#include "services/authz/memory_org_store.h"
+#include "services/authz/org_admin.h"
+#include "services/authz/org_cache.h"
+#include "services/authz/org_file.h"
+#include "services/authz/postgres_bucket_store.h"
+#include "services/authz/postgres_org_store.h"
+
+namespace policy::authz {
+namespace {
+
+int Fail(const absl::Status& status) {
+  LogError("authz failed", {{"status", status.ToString()}});
+  return 1;
+}
+
+// Applies `path` when the organisation has no members yet; otherwise leaves it alone.
+absl::Status Bootstrap(OrgStore& store, const std::string& path, Clock* clock) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  ASSIGN_OR_RETURN(OrgFile file, ParseOrgFile(text.str()));
+  ASSIGN_OR_RETURN(Mutated m, store.Mutate(
+                                  [&](OrgState& s) -> absl::Status {
+                                    if (!s.members.empty()) return absl::OkStatus();
+                                    return ApplyOrgFile(file, clock->Now(), s);
+                                  },
+                                  clock->Now()));
+  if (m.after != m.before) {
+    LogInfo("organisation bootstrapped", {{"file", path},
+                                          {"version", absl::StrCat(m.after->version)},
+                                          {"members", absl::StrCat(m.after->members.size())}});
+  }
+  return absl::OkStatus();
+}
+
+int Main(int argc, char** argv) {
+  server::PrepareServerProcess();
+  AuthzConfig config;
+  config::Parser parser("authz");
+  config.Register(parser);
+  if (absl::Status s = parser.ParseProcess(argc, argv); !s.ok()) return Fail(s);
+  if (parser.help_requested()) {
+    std::fputs(parser.Usage().c_str(), stdout);
+    return 0;
+  }
+  if (absl::Status s = config.Validate(); !s.ok()) return Fail(s);
+  LogInfo("configuration", {{"settings", parser.Describe()}});
+
+  Clock* clock = Clock::Real();
+  std::unique_ptr<pg::Pool> pool;
+  std::unique_ptr<OrgStore> store;
+  std::unique_ptr<BucketStore> buckets;
+  if (config.store == "postgres") {
+    if (config.migrate_only || config.apply_migrations) {
+      if (absl::Status s = pg::ApplyMigrations(config.database_url, "authz", Migrations());
+          !s.ok()) {
+        return Fail(s);
+      }
+      if (config.migrate_only) return 0;
+    } else if (absl::Status s = pg::CheckMigrations(config.database_url, "authz", Migrations());
+               !s.ok()) {
+      return Fail(s);
+    }
+    pool = std::make_unique<pg::Pool>(pg::PoolOptions{
+        .url = config.database_url, .size = static_cast<int>(config.database_pool_size)});
+    store = std::make_unique<PostgresOrgStore>(pool.get(), clock, config.watch_heartbeat);
+    buckets = std::make_unique<PostgresBucketStore>(pool.get());
+  } else {
+    store = std::make_unique<MemoryOrgStore>();
+    buckets = std::make_unique<MemoryBucketStore>();
+  }
+  if (!config.bootstrap_org_file.empty()) {
+    if (absl::Status s = Bootstrap(*store, config.bootstrap_org_file, clock); !s.ok()) {
+      return Fail(s);
+    }
+  }
+
+  OrgCache cache(clock, config.max_staleness);
+  store->Watch(&cache);
+  RateLimiter limiter(buckets.get(), config.rate_limits);
+  Authorizer authorizer(&cache, &limiter, clock);
+  OrgAdmin admin(store.get(), &cache, clock);
+  server::BlockingPool blocking(static_cast<int>(config.blocking_threads),
+                                static_cast<int>(config.blocking_queue));
+  server::ServerRunner runner(config.server);
+  AuthzService service(&authorizer, &admin, &cache, &blocking, clock, &runner.metrics_registry());
+  runner.AddService(&service, v1::AuthzService::service_full_name());
+
+  auto& in_sync = prometheus::BuildGauge()
+                      .Name("policy_authz_snapshot_in_sync")
+                      .Help(
+                          "1 while the organisation snapshot is within its staleness bound, 0 "
+                          "while decisions fail closed.")
+                      .Register(runner.metrics_registry())
+                      .Add({});
+  auto& staleness = prometheus::BuildGauge()
+                        .Name("policy_authz_snapshot_staleness_seconds")
+                        .Help("Time since the snapshot last proved itself in sync.")
+                        .Register(runner.metrics_registry())
+                        .Add({});
+  auto& version = prometheus::BuildGauge()
+                      .Name("policy_authz_org_version")
+                      .Help("Version of the organisation the snapshot holds.")
+                      .Register(runner.metrics_registry())
+                      .Add({});
+  runner.SetReadinessProbe([&] {
+    const bool ok = cache.InSync();
+    in_sync.Set(ok ? 1 : 0);
+    const absl::Duration behind = cache.Staleness();
+    staleness.Set(behind == absl::InfiniteDuration() ? -1 : absl::ToDoubleSeconds(behind));
+    version.Set(static_cast<double>(cache.version()));
+    return ok;
+  });
+
+  absl::Notification stop;
+  std::thread lease_returner([&] {
+    while (!stop.WaitForNotificationWithTimeout(config.rate_limits.lease_lifetime / 2)) {
+      if (absl::Status s = limiter.ReturnLeases(clock->Now()); !s.ok()) {
+        LogWarning("returning rate-limit leases failed", {{"status", s.ToString()}});
+      }
+    }
+  });
+
+  absl::Status served = runner.RunUntilSignal();
+  stop.Notify();
+  lease_returner.join();
+  if (absl::Status s = limiter.ReturnLeases(absl::InfiniteFuture()); !s.ok()) {
+    LogWarning("returning rate-limit leases at shutdown failed", {{"status", s.ToString()}});
+  }
+  store->StopWatching();
+  if (!served.ok()) return Fail(served);
+  return 0;
+}
+
+}  // namespace
+}  // namespace policy::authz
+
+int main(int argc, char** argv) { return policy::authz::Main(argc, argv); }

@@ -1,0 +1,392 @@
+#include "services/authz/org_admin.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
+#include "common/status/status.h"
+#include "services/authz/decision.h"
+#include "services/authz/org_file.h"
+
+namespace policy::authz {
+namespace {
+
+bool HoldsOwner(const std::vector<RoleGrant>& grants) {
+  return std::any_of(grants.begin(), grants.end(),
+                     [](const RoleGrant& g) { return g.role == Role::kOwner; });
+}
+
+bool LimitsDiffer(const Project& a, const Project& b) {
+  return a.rpm_limit != b.rpm_limit || a.tpm_limit != b.tpm_limit ||
+         a.member_rpm_limit != b.member_rpm_limit || a.member_tpm_limit != b.member_tpm_limit;
+}
+
+absl::Status NotFound(absl::string_view kind, absl::string_view id) {
+  return absl::NotFoundError(absl::StrCat("no ", kind, " '", id, "'"));
+}
+
+std::string PlanFingerprint(int64_t version, const std::vector<EntityChange>& changes) {
+  return absl::BytesToHexString(
+      crypto::Sha256(absl::StrCat("org-plan/v1\n", version, "\n", FormatDiff(changes))));
+}
+
+}  // namespace
+
+OrgAdmin::OrgAdmin(OrgStore* store, const OrgCache* cache, Clock* clock)
+    : store_(store), cache_(cache), clock_(clock) {}
+
+absl::Status OrgAdmin::Authorize(absl::string_view actor, absl::string_view action,
+                                 absl::string_view project) const {
+  if (actor.empty()) return absl::UnauthenticatedError("actor.member_id is required");
+  ASSIGN_OR_RETURN(OrgView view, cache_->Current());
+  CheckRequest check;
+  check.principal_kind = PrincipalKind::kMember;
+  check.principal_id = std::string(actor);
+  check.project = std::string(project);
+  check.action = std::string(action);
+  ASSIGN_OR_RETURN(Decision decision, Check(*view.snapshot, check, clock_->Now()));
+  if (decision.allowed) return absl::OkStatus();
+  // A missing project is the caller's problem to see as such, not a permission question.
+  if (decision.reason == DenyReason::kProjectNotFound) return NotFound("project", project);
+  return WithReason(absl::PermissionDeniedError(absl::StrCat(
+                        "member '", actor, "' may not ", action, project.empty() ? "" : " in ",
+                        project, " (", DenyReasonName(decision.reason), ")")),
+                    DenyReasonName(decision.reason));
+}
+
+absl::StatusOr<Project> OrgAdmin::CreateProject(absl::string_view actor, Project project) {
+  RETURN_IF_ERROR(Authorize(actor, "projects.manage"));
+  if (LimitsDiffer(project, Project{})) RETURN_IF_ERROR(Authorize(actor, "billing.manage"));
+  project.archived = false;
+  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
+                                  [&](OrgState& s) -> absl::Status {
+                                    if (s.FindProject(project.id) != nullptr) {
+                                      return absl::AlreadyExistsError(absl::StrCat(
+                                          "project '", project.id, "' exists already"));
+                                    }
+                                    s.projects.push_back(project);
+                                    return absl::OkStatus();
+                                  },
+                                  clock_->Now()));
+  return *m.after->FindProject(project.id);
+}
+
+absl::StatusOr<Project> OrgAdmin::UpdateProject(absl::string_view actor, Project project) {
+  RETURN_IF_ERROR(Authorize(actor, "project.update", project.id));
+  ASSIGN_OR_RETURN(OrgView view, cache_->Current());
+  const Project* current = view.state->FindProject(project.id);
+  if (current == nullptr) return NotFound("project", project.id);
+  if (LimitsDiffer(*current, project)) RETURN_IF_ERROR(Authorize(actor, "billing.manage"));
+  ASSIGN_OR_RETURN(
+      Mutated m, store_->Mutate(
+                     [&](OrgState& s) -> absl::Status {
+                       Project* p = s.FindProject(project.id);
+                       if (p == nullptr) return NotFound("project", project.id);
+                       if (LimitsDiffer(*p, project) && LimitsDiffer(*current, *p)) {
+                         return absl::AbortedError("the project's limits changed meanwhile; retry");
+                       }
+                       project.archived = p->archived;
+                       *p = project;
+                       return absl::OkStatus();
+                     },
+                     clock_->Now()));
+  return *m.after->FindProject(project.id);
+}
+
+absl::StatusOr<Project> OrgAdmin::ArchiveProject(absl::string_view actor, absl::string_view id) {
+  RETURN_IF_ERROR(Authorize(actor, "projects.manage"));
+  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
+                                  [&](OrgState& s) -> absl::Status {
+                                    Project* p = s.FindProject(id);
+                                    if (p == nullptr) return NotFound("project", id);
+                                    p->archived = true;
+                                    return absl::OkStatus();
+                                  },
+                                  clock_->Now()));
+  return *m.after->FindProject(id);
+}
+
+absl::StatusOr<Member> OrgAdmin::AddMember(absl::string_view actor, Member member) {
+  RETURN_IF_ERROR(Authorize(actor, "members.manage"));
+  if (HoldsOwner(member.grants)) RETURN_IF_ERROR(Authorize(actor, "owners.manage"));
+  member.email = absl::AsciiStrToLower(member.email);
+  member.removed_at.reset();
+  member.provisioned_by.clear();
+  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
+                                  [&](OrgState& s) -> absl::Status {
+                                    if (s.FindMember(member.id) != nullptr) {
+                                      return absl::AlreadyExistsError(
+                                          absl::StrCat("member '", member.id, "' exists already"));
+                                    }
+                                    if (s.FindActiveMemberByEmail(member.email) != nullptr) {
+                                      return absl::AlreadyExistsError(absl::StrCat(
+                                          "a member with e-mail ", member.email, " exists"));
+                                    }
+                                    s.members.push_back(member);
+                                    return absl::OkStatus();
+                                  },
+                                  clock_->Now()));
+  return *m.after->FindMember(member.id);
+}
+
+absl::StatusOr<Member> OrgAdmin::SetMemberRoles(absl::string_view actor, absl::string_view id,
+                                                std::vector<RoleGrant> grants) {
+  RETURN_IF_ERROR(Authorize(actor, "members.manage"));
+  ASSIGN_OR_RETURN(OrgView view, cache_->Current());
+  const Member* current = view.state->FindMember(id);
+  if (current == nullptr) return NotFound("member", id);
+  if (HoldsOwner(grants) || HoldsOwner(current->grants)) {
+    RETURN_IF_ERROR(Authorize(actor, "owners.manage"));
+  }
+  ASSIGN_OR_RETURN(
+      Mutated m,
+      store_->Mutate(
+          [&](OrgState& s) -> absl::Status {
+            Member* member = s.FindMember(id);
+            if (member == nullptr) return NotFound("member", id);
+            if (member->removed_at.has_value()) {
+              return absl::FailedPreconditionError(absl::StrCat("member '", id, "' was removed"));
+            }
+            if (HoldsOwner(member->grants) && !HoldsOwner(current->grants)) {
+              return absl::AbortedError("the member's roles changed meanwhile");
+            }
+            member->grants = grants;
+            return absl::OkStatus();
+          },
+          clock_->Now()));
+  return *m.after->FindMember(id);
+}
+
+absl::StatusOr<Member> OrgAdmin::RemoveMember(absl::string_view actor, absl::string_view id) {
+  RETURN_IF_ERROR(Authorize(actor, "members.manage"));
+  ASSIGN_OR_RETURN(OrgView view, cache_->Current());
+  const Member* current = view.state->FindMember(id);
+  if (current == nullptr) return NotFound("member", id);
+  if (HoldsOwner(current->grants)) RETURN_IF_ERROR(Authorize(actor, "owners.manage"));
+  const absl::Time now = clock_->Now();
+  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
+                                  [&](OrgState& s) -> absl::Status {
+                                    Member* member = s.FindMember(id);
+                                    if (member == nullptr) return NotFound("member", id);
+                                    if (!member->removed_at.has_value()) member->removed_at = now;
+                                    return absl::OkStatus();
+                                  },
+                                  now));
+  return *m.after->FindMember(id);
+}
+
+absl::StatusOr<Invitation> OrgAdmin::CreateInvitation(absl::string_view actor,
+                                                      Invitation invitation,
+                                                      absl::Duration valid_for) {
+  RETURN_IF_ERROR(Authorize(actor, "invitations.manage"));
+  if (IsOrgRole(invitation.role) && invitation.role == Role::kOwner) {
+    RETURN_IF_ERROR(Authorize(actor, "owners.manage"));
+  }
+  if (valid_for == absl::ZeroDuration()) valid_for = kDefaultInvitationLifetime;
+  const absl::Time now = clock_->Now();
+  ASSIGN_OR_RETURN(std::string random, crypto::RandomBytes(12));
+  invitation.id = absl::StrCat("inv_", absl::BytesToHexString(random));
+  invitation.email = absl::AsciiStrToLower(invitation.email);
+  invitation.created_at = now;
+  invitation.expires_at = now + valid_for;
+  invitation.state = InvitationState::kPending;
+  invitation.closed_at.reset();
+  RETURN_IF_ERROR(ValidateInvitation(invitation, now, kMaxInvitationLifetime));
+  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
+                                  [&](OrgState& s) -> absl::Status {
+                                    s.invitations.push_back(invitation);
+                                    return absl::OkStatus();
+                                  },
+                                  now));
+  return *m.after->FindInvitation(invitation.id);
+}
+
+absl::StatusOr<Member> OrgAdmin::AcceptInvitation(absl::string_view id, absl::string_view email,
+                                                  absl::string_view member_id) {
+  const absl::Time now = clock_->Now();
+  std::string accepted_id;
+  ASSIGN_OR_RETURN(
+      Mutated m,
+      store_->Mutate(
+          [&](OrgState& s) -> absl::Status {
+            Invitation* invitation = s.FindInvitation(id);
+            // The same answer for an unknown id and a wrong e-mail: ids are not enumerable.
+            if (invitation == nullptr || invitation->email != absl::AsciiStrToLower(email)) {
+              return NotFound("invitation", id);
+            }
+            ASSIGN_OR_RETURN(std::vector<RoleGrant> grants, Accept(*invitation, now));
+            Member* member = s.FindActiveMemberByEmail(invitation->email);
+            if (member == nullptr) {
+              Member fresh;
+              fresh.id = member_id.empty() ? invitation->email : std::string(member_id);
+              fresh.email = invitation->email;
+              if (s.FindMember(fresh.id) != nullptr) {
+                return absl::AlreadyExistsError(
+                    absl::StrCat("member id '", fresh.id, "' is taken; choose another"));
+              }
+              s.members.push_back(std::move(fresh));
+              member = &s.members.back();
+            }
+            for (RoleGrant& g : grants) {
+              const bool held = std::any_of(
+                  member->grants.begin(), member->grants.end(),
+                  [&](const RoleGrant& h) { return h.role == g.role && h.project == g.project; });
+              if (!held) member->grants.push_back(std::move(g));
+            }
+            accepted_id = member->id;
+            return absl::OkStatus();
+          },
+          now));
+  return *m.after->FindMember(accepted_id);
+}
+
+absl::StatusOr<Invitation> OrgAdmin::RevokeInvitation(absl::string_view actor,
+                                                      absl::string_view id) {
+  RETURN_IF_ERROR(Authorize(actor, "invitations.manage"));
+  const absl::Time now = clock_->Now();
+  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
+                                  [&](OrgState& s) -> absl::Status {
+                                    Invitation* invitation = s.FindInvitation(id);
+                                    if (invitation == nullptr) return NotFound("invitation", id);
+                                    return Revoke(*invitation, now).status();
+                                  },
+                                  now));
+  return *m.after->FindInvitation(id);
+}
+
+absl::StatusOr<ServiceAccount> OrgAdmin::CreateServiceAccount(absl::string_view actor,
+                                                              ServiceAccount account) {
+  RETURN_IF_ERROR(Authorize(actor, "service-accounts.manage", account.project));
+  account.removed_at.reset();
+  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
+                                  [&](OrgState& s) -> absl::Status {
+                                    if (s.FindServiceAccount(account.id) != nullptr) {
+                                      return absl::AlreadyExistsError(absl::StrCat(
+                                          "service account '", account.id, "' exists already"));
+                                    }
+                                    s.service_accounts.push_back(account);
+                                    return absl::OkStatus();
+                                  },
+                                  clock_->Now()));
+  return *m.after->FindServiceAccount(account.id);
+}
+
+absl::StatusOr<ServiceAccount> OrgAdmin::UpdateServiceAccount(absl::string_view actor,
+                                                              ServiceAccount account) {
+  ASSIGN_OR_RETURN(OrgView view, cache_->Current());
+  const ServiceAccount* current = view.state->FindServiceAccount(account.id);
+  if (current == nullptr) return NotFound("service account", account.id);
+  RETURN_IF_ERROR(Authorize(actor, "service-accounts.manage", current->project));
+  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
+                                  [&](OrgState& s) -> absl::Status {
+                                    ServiceAccount* a = s.FindServiceAccount(account.id);
+                                    if (a == nullptr) {
+                                      return NotFound("service account", account.id);
+                                    }
+                                    if (a->removed_at.has_value()) {
+                                      return absl::FailedPreconditionError(absl::StrCat(
+                                          "service account '", account.id, "' was removed"));
+                                    }
+                                    account.project = a->project;
+                                    account.environment = a->environment;
+                                    *a = account;
+                                    return absl::OkStatus();
+                                  },
+                                  clock_->Now()));
+  return *m.after->FindServiceAccount(account.id);
+}
+
+absl::StatusOr<ServiceAccount> OrgAdmin::RemoveServiceAccount(absl::string_view actor,
+                                                              absl::string_view id) {
+  ASSIGN_OR_RETURN(OrgView view, cache_->Current());
+  const ServiceAccount* current = view.state->FindServiceAccount(id);
+  if (current == nullptr) return NotFound("service account", id);
+  RETURN_IF_ERROR(Authorize(actor, "service-accounts.manage", current->project));
+  const absl::Time now = clock_->Now();
+  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
+                                  [&](OrgState& s) -> absl::Status {
+                                    ServiceAccount* a = s.FindServiceAccount(id);
+                                    if (a == nullptr) return NotFound("service account", id);
+                                    if (!a->removed_at.has_value()) a->removed_at = now;
+                                    return absl::OkStatus();
+                                  },
+                                  now));
+  return *m.after->FindServiceAccount(id);
+}
+
+absl::StatusOr<OrgPlan> OrgAdmin::PlanOrgFile(absl::string_view actor, absl::string_view yaml) {
+  RETURN_IF_ERROR(Authorize(actor, "org.read"));
+  ASSIGN_OR_RETURN(OrgFile file, ParseOrgFile(yaml));
+  ASSIGN_OR_RETURN(std::shared_ptr<const OrgState> base, store_->Load());
+  ASSIGN_OR_RETURN(
+      OrgState after,
+      ApplyMutation(
+          *base, [&](OrgState& s) { return authz::ApplyOrgFile(file, clock_->Now(), s); },
+          clock_->Now()));
+  OrgPlan plan;
+  plan.changes = Diff(*base, after);
+  plan.text = FormatDiff(plan.changes);
+  plan.org_version = base->version;
+  plan.fingerprint = PlanFingerprint(base->version, plan.changes);
+  return plan;
+}
+
+absl::StatusOr<OrgPlan> OrgAdmin::ApplyOrgFile(absl::string_view actor, absl::string_view yaml,
+                                               absl::string_view fingerprint) {
+  RETURN_IF_ERROR(Authorize(actor, "owners.manage"));
+  ASSIGN_OR_RETURN(OrgFile file, ParseOrgFile(yaml));
+  const absl::Time now = clock_->Now();
+  ASSIGN_OR_RETURN(Mutated m,
+                   store_->Mutate(
+                       [&](OrgState& s) -> absl::Status {
+                         const OrgState before = s;
+                         RETURN_IF_ERROR(authz::ApplyOrgFile(file, now, s));
+                         if (fingerprint.empty()) return absl::OkStatus();
+                         s.Sort();
+                         if (PlanFingerprint(before.version, Diff(before, s)) != fingerprint) {
+                           return absl::FailedPreconditionError(
+                               "the organisation changed since the plan; plan again");
+                         }
+                         return absl::OkStatus();
+                       },
+                       now));
+  OrgPlan applied;
+  applied.changes = Diff(*m.before, *m.after);
+  applied.text = FormatDiff(applied.changes);
+  applied.org_version = m.after->version;
+  return applied;
+}
+
+absl::StatusOr<std::string> OrgAdmin::ExportOrgFile(absl::string_view actor) const {
+  RETURN_IF_ERROR(Authorize(actor, "org.read"));
+  ASSIGN_OR_RETURN(OrgView view, cache_->Current());
+  return FormatOrgFile(*view.state);
+}
+
+absl::StatusOr<IdpSyncResult> OrgAdmin::SyncIdpGroup(absl::string_view actor,
+                                                     absl::string_view group,
+                                                     const std::vector<std::string>& emails) {
+  RETURN_IF_ERROR(Authorize(actor, "members.manage"));
+  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
+                                  [&](OrgState& s) {
+                                    return authz::SyncIdpGroup(group, emails, clock_->Now(), s);
+                                  },
+                                  clock_->Now()));
+  IdpSyncResult result;
+  result.org_version = m.after->version;
+  for (const Member& after : m.after->members) {
+    const Member* before = m.before->FindMember(after.id);
+    if (before == nullptr) {
+      result.provisioned.push_back(after.id);
+    } else if (!before->removed_at.has_value() && after.removed_at.has_value()) {
+      result.deprovisioned.push_back(after.id);
+    }
+  }
+  return result;
+}
+
+}  // namespace policy::authz

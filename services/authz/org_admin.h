@@ -1,0 +1,89 @@
+#ifndef POLICY_SERVICES_AUTHZ_ORG_ADMIN_H_
+#define POLICY_SERVICES_AUTHZ_ORG_ADMIN_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/clock/clock.h"
+#include "services/authz/org_cache.h"
+#include "services/authz/org_state.h"
+#include "services/authz/org_store.h"
+
+namespace policy::authz {
+
+struct OrgPlan {
+  std::vector<EntityChange> changes;
+  std::string text;         // FormatDiff(changes).
+  std::string fingerprint;  // Hex SHA-256 of the base version and the changes.
+  int64_t org_version = 0;  // The version planned against, or the one applied.
+};
+
+struct IdpSyncResult {
+  std::vector<std::string> provisioned;
+  std::vector<std::string> deprovisioned;
+  int64_t org_version = 0;
+};
+
+// Administration of the organisation: who may do what, then one atomic store mutation.
+//
+// `actor` is the acting member's id. The actor's permission is decided by the rules of
+// decision.h on the cached organisation (so the cache's staleness bound applies: UNAVAILABLE
+// when stale); PERMISSION_DENIED names the action the actor lacks. Billing-level settings
+// (project rate limits) and the owner role need an owner (billing.manage, owners.manage).
+// Thread-safe.
+class OrgAdmin {
+ public:
+  OrgAdmin(OrgStore* store, const OrgCache* cache, Clock* clock);
+
+  // OK when `actor` may perform `action` (in `project` for project-scoped actions).
+  absl::Status Authorize(absl::string_view actor, absl::string_view action,
+                         absl::string_view project = "") const;
+
+  absl::StatusOr<Project> CreateProject(absl::string_view actor, Project project);
+  absl::StatusOr<Project> UpdateProject(absl::string_view actor, Project project);
+  absl::StatusOr<Project> ArchiveProject(absl::string_view actor, absl::string_view id);
+
+  absl::StatusOr<Member> AddMember(absl::string_view actor, Member member);
+  absl::StatusOr<Member> SetMemberRoles(absl::string_view actor, absl::string_view id,
+                                        std::vector<RoleGrant> grants);
+  // The member as removed; FAILED_PRECONDITION for the last owner.
+  absl::StatusOr<Member> RemoveMember(absl::string_view actor, absl::string_view id);
+
+  absl::StatusOr<Invitation> CreateInvitation(absl::string_view actor, Invitation invitation,
+                                              absl::Duration valid_for);
+  // The invitee (no actor): the caller has checked that `email` is theirs. The member gets
+  // id `member_id`, or the e-mail when empty; an active member with that e-mail gains the
+  // invited roles instead.
+  absl::StatusOr<Member> AcceptInvitation(absl::string_view id, absl::string_view email,
+                                          absl::string_view member_id);
+  absl::StatusOr<Invitation> RevokeInvitation(absl::string_view actor, absl::string_view id);
+
+  absl::StatusOr<ServiceAccount> CreateServiceAccount(absl::string_view actor,
+                                                      ServiceAccount account);
+  absl::StatusOr<ServiceAccount> UpdateServiceAccount(absl::string_view actor,
+                                                      ServiceAccount account);
+  absl::StatusOr<ServiceAccount> RemoveServiceAccount(absl::string_view actor,
+                                                      absl::string_view id);
+
+  absl::StatusOr<OrgPlan> PlanOrgFile(absl::string_view actor, absl::string_view yaml);
+  // FAILED_PRECONDITION when `fingerprint` is given and the plan it names is not what
+  // applying now would do.
+  absl::StatusOr<OrgPlan> ApplyOrgFile(absl::string_view actor, absl::string_view yaml,
+                                       absl::string_view fingerprint);
+  absl::StatusOr<std::string> ExportOrgFile(absl::string_view actor) const;
+  absl::StatusOr<IdpSyncResult> SyncIdpGroup(absl::string_view actor, absl::string_view group,
+                                             const std::vector<std::string>& emails);
+
+  static constexpr absl::Duration kDefaultInvitationLifetime = absl::Hours(24 * 7);
+  static constexpr absl::Duration kMaxInvitationLifetime = absl::Hours(24 * 30);
+
+ private:
+  OrgStore* const store_;
+  const OrgCache* const cache_;
+  Clock* const clock_;
+};
+
+}  // namespace policy::authz
+
+#endif  // POLICY_SERVICES_AUTHZ_ORG_ADMIN_H_
