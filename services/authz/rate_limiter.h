@@ -6,7 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 // Requests-per-minute and tokens-per-minute limits that hold across replicas sharing one
@@ -101,12 +104,53 @@ class RateLimiter {
   absl::StatusOr<LimitDecision> Acquire(const std::vector<BucketCharge>& charges, absl::Time now);
 
   // After the call: `deltas[i].units` is actual minus estimated for bucket deltas[i].key;
-  // positive charges more (debt), negative refunds.
+  // positive charges more (debt), negative refunds. An adjustment the store fails to take
+  // is kept and sent again by ReturnLeases (so the caller must not repeat it).
   absl::Status Reconcile(const std::vector<BucketCharge>& deltas, absl::Time now);
 
   // Returns the unused units of leases older than their lifetime at `now` (all leases with
   // absl::InfiniteFuture()). Called periodically and at shutdown.
   absl::Status ReturnLeases(absl::Time now);
+
+ private:
+  // Units this replica took from bucket `key` (the map's key) and has not spent.
+  struct Lease {
+    int64_t units = 0;
+    int64_t per_minute = 0;
+    double shared_level = 0;  // The bucket's level after this replica's latest take or debt.
+    absl::Time expires_at;    // Not spent from at or after this time.
+    absl::Time last_used;     // The latest time it was taken into or spent from.
+  };
+  // Units to add to a bucket in the store (BucketStore::Adjust).
+  struct Adjustment {
+    std::string key;
+    int64_t per_minute;
+    int64_t delta;
+    absl::Time at;
+  };
+
+  // Spends every charge from its unexpired lease, all or nothing. Returns charges.size() and
+  // sets remaining[i] for each charge when all are covered; otherwise the index of the first
+  // charge not covered, having spent nothing.
+  size_t SpendLocked(const std::vector<BucketCharge>& charges, absl::Time now, int64_t* remaining)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Units left in `charge`'s bucket as far as this replica knows.
+  int64_t KnownRemainingLocked(const BucketCharge& charge) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes `key`'s lease when it has expired at `now`, adding its unspent units to `returns`.
+  void DetachExpiredLocked(const std::string& key, absl::Time now, std::vector<Adjustment>& returns)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A denial by charge `limiting`, spending nothing.
+  LimitDecision DenyLocked(const std::vector<BucketCharge>& charges, size_t limiting,
+                           absl::Duration retry_after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends `adjustments` to the store; keeps the ones it fails to take in unsent_ and returns
+  // the first error.
+  absl::Status Send(std::vector<Adjustment> adjustments) ABSL_LOCKS_EXCLUDED(mu_);
+
+  BucketStore* const store_;
+  const RateLimiterOptions options_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  std::vector<Adjustment> unsent_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace policy::authz

@@ -22,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "common/config/config.h"
 #include "grpcpp/grpcpp.h"
+#include "policy/authz/v1/authz.grpc.pb.h"
 #include "policy/diag/v1/diagnostics.grpc.pb.h"
 #include "policy/keys/v1/keys.grpc.pb.h"
 
@@ -38,6 +39,10 @@ struct Options {
   int64_t concurrency = 32;
   int64_t channels = 2;
   int64_t rounds = 3;
+  // authz.check: who asks to call which model in which project.
+  std::string principal = "alice";
+  std::string project = "support-eu";
+  std::string model = "gpt-4o";
 };
 
 // Issues one call and reports its status; the callback may run on any thread.
@@ -180,6 +185,29 @@ absl::StatusOr<std::vector<Call>> KeysVerifyCalls(
   return calls;
 }
 
+std::vector<Call> AuthzCheckCalls(const std::vector<std::shared_ptr<grpc::Channel>>& channels,
+                                  const Options& o) {
+  auto request = std::make_shared<authz::v1::CheckRequest>();
+  request->mutable_principal()->set_kind(authz::v1::PRINCIPAL_KIND_MEMBER);
+  request->mutable_principal()->set_id(o.principal);
+  request->set_project(o.project);
+  request->set_action("chat.completions");
+  request->set_model(o.model);
+  request->set_estimated_tokens(100);
+  std::vector<Call> calls;
+  for (int64_t i = 0; i < o.concurrency; ++i) {
+    auto stub = std::shared_ptr<authz::v1::AuthzService::Stub>(
+        authz::v1::AuthzService::NewStub(channels[i % channels.size()]));
+    calls.push_back([stub, request](std::function<void(const grpc::Status&)> done) {
+      auto context = std::make_shared<grpc::ClientContext>();
+      auto response = std::make_shared<authz::v1::CheckResponse>();
+      stub->async()->Check(context.get(), request.get(), response.get(),
+                           [context, response, done](grpc::Status s) { done(s); });
+    });
+  }
+  return calls;
+}
+
 void Print(int round, const PhaseResult& r) {
   std::printf(
       "round %d  %-12s %9.0f calls/s  p50 %7.1f us  p99 %7.1f us  p99.9 %7.1f us  errors "
@@ -200,7 +228,10 @@ int Main(int argc, char** argv) {
   Options o;
   config::Parser parser("loadgen");
   parser.AddString("target", &o.target, "server address host:port");
-  parser.AddString("rpc", &o.rpc, "RPC to load: keys.verify");
+  parser.AddString("rpc", &o.rpc, "RPC to load: keys.verify or authz.check");
+  parser.AddString("principal", &o.principal, "authz.check: the member asking");
+  parser.AddString("project", &o.project, "authz.check: the project");
+  parser.AddString("model", &o.model, "authz.check: the model");
   parser.AddDuration("duration", &o.duration, "measured time per phase");
   parser.AddDuration("warmup", &o.warmup, "unmeasured time before each phase");
   parser.AddInt("concurrency", &o.concurrency, "calls in flight");
@@ -223,8 +254,10 @@ int Main(int argc, char** argv) {
   absl::StatusOr<std::vector<Call>> rpc;
   if (o.rpc == "keys.verify") {
     rpc = KeysVerifyCalls(channels, o.concurrency);
+  } else if (o.rpc == "authz.check") {
+    rpc = AuthzCheckCalls(channels, o);
   } else {
-    std::fprintf(stderr, "unknown --rpc=%s (known: keys.verify)\n", o.rpc.c_str());
+    std::fprintf(stderr, "unknown --rpc=%s (known: keys.verify, authz.check)\n", o.rpc.c_str());
     return 2;
   }
   if (!rpc.ok()) {

@@ -1,0 +1,339 @@
+// One suite, every BucketStore: the memory store always, PostgreSQL whenever a test database is
+// configured (always in CI: POLICY_TEST_REQUIRE_PG=1 makes a missing one fatal). Then two
+// RateLimiter replicas sharing one PostgreSQL database.
+#include <atomic>
+#include <cmath>
+#include <functional>
+#include <iostream>
+#include <latch>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/pg/migrations.h"
+#include "common/pg/pool.h"
+#include "common/pg/test_database.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/authz/authz_migrations.h"
+#include "services/authz/memory_bucket_store.h"
+#include "services/authz/postgres_bucket_store.h"
+#include "services/authz/rate_limiter.h"
+
+namespace policy::authz {
+namespace {
+
+using ::testing::ElementsAre;
+using Taken = BucketStore::Taken;
+
+const absl::Time kT0 = absl::FromUnixMicros(1'800'000'000'123'456);
+
+// A pool on the test database, migrated, with no buckets.
+std::shared_ptr<pg::Pool> EmptyDatabase() {
+  const pg::TestDatabase* db = pg::TestDatabase::Get();
+  static const bool migrated = [&] {
+    absl::Status s = pg::ApplyMigrations(db->url(), "authz", Migrations());
+    EXPECT_TRUE(s.ok()) << s;
+    return true;
+  }();
+  (void)migrated;
+  auto pool = std::make_shared<pg::Pool>(pg::PoolOptions{.url = db->url(), .size = 8});
+  absl::Status truncated = pool->Transact([](pqxx::work& tx) {
+    tx.exec("TRUNCATE authz.rate_buckets");
+    return absl::OkStatus();
+  });
+  EXPECT_TRUE(truncated.ok()) << truncated;
+  return pool;
+}
+
+// A store under test and what it needs alive.
+struct Backend {
+  std::unique_ptr<BucketStore> store;
+  std::shared_ptr<void> keep_alive;
+};
+
+using BackendFactory = std::function<Backend()>;
+
+Backend MakeMemory() { return Backend{std::make_unique<MemoryBucketStore>(), nullptr}; }
+
+Backend MakePostgres() {
+  std::shared_ptr<pg::Pool> pool = EmptyDatabase();
+  return Backend{std::make_unique<PostgresBucketStore>(pool.get()), pool};
+}
+
+MATCHER_P2(TakenIs, granted, level, "") {
+  return arg.granted == granted && std::abs(arg.level - level) < 1e-6;
+}
+
+class BucketStoreConformanceTest
+    : public ::testing::TestWithParam<std::pair<std::string, BackendFactory>> {
+ protected:
+  void SetUp() override {
+    if (GetParam().first == "postgres" && pg::TestDatabase::Get() == nullptr) {
+      GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+    }
+    backend_ = GetParam().second();
+    store_ = backend_.store.get();
+  }
+
+  // Takes (key, per_minute, units, want) in one TakeAll.
+  std::vector<Taken> TakeAll(
+      const std::vector<std::tuple<std::string, int64_t, int64_t, int64_t>>& takes, absl::Time at) {
+    std::vector<BucketCharge> charges;
+    charges.reserve(takes.size());
+    for (const auto& [key, per_minute, units, want] : takes) {
+      charges.push_back({key, per_minute, units});
+    }
+    std::vector<BucketStore::Take> request;
+    for (size_t i = 0; i < takes.size(); ++i)
+      request.push_back({&charges[i], std::get<3>(takes[i])});
+    absl::StatusOr<std::vector<Taken>> taken = store_->TakeAll(request, at);
+    EXPECT_TRUE(taken.ok()) << taken.status();
+    return taken.ok() ? *taken : std::vector<Taken>{};
+  }
+
+  Taken Take(const std::string& key, int64_t per_minute, int64_t units, int64_t want,
+             absl::Time at) {
+    std::vector<Taken> taken = TakeAll({{key, per_minute, units, want}}, at);
+    return taken.size() == 1 ? taken[0] : Taken{-1, std::nan("")};
+  }
+
+  // The level at `at`, read by taking nothing.
+  double Level(const std::string& key, int64_t per_minute, absl::Time at) {
+    return Take(key, per_minute, 0, 0, at).level;
+  }
+
+  void Adjust(const std::string& key, int64_t per_minute, int64_t delta, absl::Time at) {
+    absl::Status s = store_->Adjust(key, per_minute, delta, at);
+    EXPECT_TRUE(s.ok()) << s;
+  }
+
+  Backend backend_;
+  BucketStore* store_ = nullptr;
+};
+
+TEST_P(BucketStoreConformanceTest, UnknownBucketStartsFull) {
+  EXPECT_EQ(Level("a", 600, kT0), 600);
+  EXPECT_THAT(Take("b", 600, 1, 31, kT0), TakenIs(31, 569));
+}
+
+TEST_P(BucketStoreConformanceTest, TakesWantOrWhatIsLeftButNeverLessThanUnits) {
+  EXPECT_THAT(Take("a", 10, 1, 8, kT0), TakenIs(8, 2));
+  EXPECT_THAT(Take("a", 10, 2, 5, kT0), TakenIs(2, 0));
+  EXPECT_THAT(Take("a", 10, 1, 1, kT0), TakenIs(0, 0));
+  // Whole units only: 0.5 units refilled are not enough for one.
+  EXPECT_THAT(Take("a", 10, 1, 1, kT0 + absl::Seconds(3)), TakenIs(0, 0.5));
+  EXPECT_THAT(Take("a", 10, 1, 5, kT0 + absl::Seconds(9)), TakenIs(1, 0.5));
+}
+
+TEST_P(BucketStoreConformanceTest, TakesFromAllBucketsOrFromNone) {
+  EXPECT_THAT(Take("short", 10, 10, 10, kT0), TakenIs(10, 0));
+  EXPECT_THAT(TakeAll({{"full", 600, 1, 5}, {"short", 10, 1, 1}}, kT0),
+              ElementsAre(TakenIs(0, 600), TakenIs(0, 0)));
+  EXPECT_EQ(Level("full", 600, kT0), 600);
+  EXPECT_THAT(TakeAll({{"full", 600, 1, 5}, {"short", 10, 1, 1}}, kT0 + absl::Seconds(6)),
+              ElementsAre(TakenIs(5, 595), TakenIs(1, 0)));
+}
+
+TEST_P(BucketStoreConformanceTest, TakesFromManyNewBucketsAtOnce) {
+  std::vector<std::tuple<std::string, int64_t, int64_t, int64_t>> takes;
+  for (int i = 0; i < 40; ++i) takes.emplace_back(absl::StrCat("k", i), 100 + i, 1, i + 1);
+  std::vector<Taken> taken = TakeAll(takes, kT0);
+  ASSERT_EQ(taken.size(), takes.size());
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_THAT(taken[i], TakenIs(i + 1, 100 - 1)) << i;
+    EXPECT_EQ(Level(absl::StrCat("k", i), 100 + i, kT0), 100 - 1) << i;
+  }
+}
+
+TEST_P(BucketStoreConformanceTest, BucketNamedTwiceIsTakenTwiceInOrder) {
+  EXPECT_THAT(TakeAll({{"a", 10, 4, 4}, {"a", 10, 4, 4}}, kT0),
+              ElementsAre(TakenIs(4, 6), TakenIs(4, 2)));
+  EXPECT_THAT(TakeAll({{"a", 10, 2, 2}, {"a", 10, 1, 1}}, kT0),
+              ElementsAre(TakenIs(0, 2), TakenIs(0, 2)));
+  EXPECT_EQ(Level("a", 10, kT0), 2);
+}
+
+TEST_P(BucketStoreConformanceTest, EmptyTakeTakesNothing) {
+  absl::StatusOr<std::vector<Taken>> taken = store_->TakeAll({}, kT0);
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  EXPECT_TRUE(taken->empty());
+}
+
+TEST_P(BucketStoreConformanceTest, RefillsPerMinuteOverSixtyEverySecondUpToPerMinute) {
+  EXPECT_THAT(Take("a", 60, 60, 60, kT0), TakenIs(60, 0));
+  EXPECT_EQ(Level("a", 60, kT0 + absl::Seconds(10)), 10);
+  EXPECT_EQ(Level("a", 60, kT0 + absl::Milliseconds(10'500)), 10.5);
+  EXPECT_EQ(Level("a", 60, kT0 + absl::Seconds(1000)), 60);
+}
+
+TEST_P(BucketStoreConformanceTest, RefillCountsMicroseconds) {
+  const int64_t per_minute = 60'000'000;  // One unit per microsecond.
+  EXPECT_THAT(Take("a", per_minute, per_minute, per_minute, kT0), TakenIs(per_minute, 0));
+  EXPECT_EQ(Level("a", per_minute, kT0 + absl::Microseconds(7)), 7);
+  EXPECT_EQ(Level("a", per_minute, kT0 + absl::Microseconds(7) + absl::Nanoseconds(999)), 7);
+}
+
+TEST_P(BucketStoreConformanceTest, ClockBehindTheBucketRefillsNothing) {
+  EXPECT_THAT(Take("a", 60, 60, 60, kT0), TakenIs(60, 0));
+  EXPECT_EQ(Level("a", 60, kT0 - absl::Seconds(5)), 0);
+  EXPECT_THAT(Take("a", 60, 1, 1, kT0 - absl::Seconds(5)), TakenIs(0, 0));
+  // Refilled from the latest time seen, not from the earlier one.
+  EXPECT_EQ(Level("a", 60, kT0 + absl::Seconds(2)), 2);
+  Adjust("a", 60, 3, kT0 - absl::Seconds(30));
+  EXPECT_EQ(Level("a", 60, kT0 + absl::Seconds(2)), 5);
+}
+
+TEST_P(BucketStoreConformanceTest, AdjustAddsUpToPerMinute) {
+  EXPECT_THAT(Take("a", 100, 40, 40, kT0), TakenIs(40, 60));
+  Adjust("a", 100, 30, kT0);
+  EXPECT_EQ(Level("a", 100, kT0), 90);
+  Adjust("a", 100, 30, kT0);
+  EXPECT_EQ(Level("a", 100, kT0), 100);
+}
+
+TEST_P(BucketStoreConformanceTest, AdjustChargesDebtDownToMinusPerMinute) {
+  Adjust("a", 100, -150, kT0);  // Unknown: starts full.
+  EXPECT_EQ(Level("a", 100, kT0), -50);
+  Adjust("a", 100, -500, kT0);
+  EXPECT_THAT(Take("a", 100, 1, 1, kT0), TakenIs(0, -100));
+  EXPECT_EQ(Level("a", 100, kT0 + absl::Seconds(30)), -50);
+  EXPECT_THAT(Take("a", 100, 0, 0, kT0 + absl::Seconds(90)), TakenIs(0, 50));
+}
+
+TEST_P(BucketStoreConformanceTest, AdjustRefillsFirst) {
+  EXPECT_THAT(Take("a", 60, 60, 60, kT0), TakenIs(60, 0));
+  Adjust("a", 60, 1, kT0 + absl::Seconds(10));
+  EXPECT_EQ(Level("a", 60, kT0 + absl::Seconds(10)), 11);
+  Adjust("a", 60, -20, kT0 + absl::Seconds(10));
+  EXPECT_EQ(Level("a", 60, kT0 + absl::Seconds(10)), -9);
+}
+
+TEST_P(BucketStoreConformanceTest, ChangedLimitClampsTheLevel) {
+  EXPECT_EQ(Level("a", 600, kT0), 600);
+  EXPECT_EQ(Level("a", 100, kT0), 100);
+  EXPECT_EQ(Level("a", 600, kT0 + absl::Seconds(1)), 110);  // Refills at the new limit.
+  Adjust("b", 100, -150, kT0);
+  EXPECT_EQ(Level("b", 20, kT0), -20);
+  Adjust("c", 100, -150, kT0);
+  Adjust("c", 20, 0, kT0);
+  EXPECT_EQ(Level("c", 100, kT0), -20);
+}
+
+TEST_P(BucketStoreConformanceTest, ConcurrentTakesNeverGrantMoreThanTheBucket) {
+  std::atomic<int64_t> granted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        // Every thread also takes from a bucket of its own, so locks span several rows.
+        BucketCharge shared{"shared", 100, 1};
+        BucketCharge own{absl::StrCat("own/", t), 1000, 1};
+        absl::StatusOr<std::vector<Taken>> taken =
+            i % 2 == 0 ? store_->TakeAll({{&shared, 3}, {&own, 1}}, kT0)
+                       : store_->TakeAll({{&own, 1}, {&shared, 3}}, kT0);
+        ASSERT_TRUE(taken.ok()) << taken.status();
+        granted += (*taken)[i % 2 == 0 ? 0 : 1].granted;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(granted.load(), 100);
+  EXPECT_EQ(Level("shared", 100, kT0), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Stores, BucketStoreConformanceTest,
+    ::testing::Values(std::make_pair(std::string("memory"), BackendFactory(MakeMemory)),
+                      std::make_pair(std::string("postgres"), BackendFactory(MakePostgres))),
+    [](const auto& info) { return info.param.first; });
+
+// A replica: its own pool, store and limiter.
+struct Replica {
+  explicit Replica(const std::string& url)
+      : pool(pg::PoolOptions{.url = url, .size = 4}), store(&pool), limiter(&store) {}
+  pg::Pool pool;
+  PostgresBucketStore store;
+  RateLimiter limiter;
+};
+
+// Requests from `threads_per_replica` threads on each replica, all at `now`, then one more
+// thread per replica until it is denied (spending what the others left leased). Returns what
+// each replica admitted.
+std::vector<int> Hammer(std::vector<Replica*> replicas, const std::vector<BucketCharge>& charges,
+                        absl::Time now, int threads_per_replica, int requests_per_thread) {
+  std::vector<std::atomic<int>> admitted(replicas.size());
+  auto decide = [&](size_t r) -> bool {
+    if (std::optional<LimitDecision> d = replicas[r]->limiter.TryAcquireLocal(charges, now)) {
+      return d->allowed;
+    }
+    absl::StatusOr<LimitDecision> d = replicas[r]->limiter.Acquire(charges, now);
+    EXPECT_TRUE(d.ok()) << d.status();
+    return d.ok() && d->allowed;
+  };
+  for (Replica* r : replicas) EXPECT_TRUE(r->pool.Ping().ok());  // Connected before the race.
+  std::latch start(static_cast<ptrdiff_t>(replicas.size()) * threads_per_replica);
+  std::vector<std::thread> threads;
+  for (size_t r = 0; r < replicas.size(); ++r) {
+    for (int t = 0; t < threads_per_replica; ++t) {
+      threads.emplace_back([&, r] {
+        start.arrive_and_wait();
+        for (int i = 0; i < requests_per_thread; ++i) {
+          if (decide(r)) ++admitted[r];
+        }
+      });
+    }
+  }
+  for (std::thread& t : threads) t.join();
+  std::vector<int> counts;
+  for (size_t r = 0; r < replicas.size(); ++r) {
+    const int by_threads = admitted[r].load();
+    while (decide(r)) ++admitted[r];
+    std::cout << "  replica " << r << ": " << by_threads << " admitted by " << threads_per_replica
+              << " threads, " << admitted[r].load() - by_threads << " more from its leases\n";
+    counts.push_back(admitted[r].load());
+  }
+  return counts;
+}
+
+TEST(TwoReplicasTest, AdmitNoMoreThanTheSmallerBucketBetweenThem) {
+  if (pg::TestDatabase::Get() == nullptr) GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+  std::shared_ptr<pg::Pool> pool = EmptyDatabase();
+  PostgresBucketStore observer(pool.get());
+  auto level = [&](const std::string& key, int64_t per_minute, absl::Time at) {
+    BucketCharge probe{key, per_minute, 0};
+    absl::StatusOr<std::vector<Taken>> taken = observer.TakeAll({{&probe, 0}}, at);
+    EXPECT_TRUE(taken.ok()) << taken.status();
+    return taken.ok() ? (*taken)[0].level : std::nan("");
+  };
+
+  Replica a(pg::TestDatabase::Get()->url());
+  Replica b(pg::TestDatabase::Get()->url());
+  const std::vector<BucketCharge> charges = {{"project/p1/rpm", 300, 1},
+                                             {"member/alice/p1/rpm", 120, 1}};
+
+  std::cout << "at t0 (both buckets full):\n";
+  std::vector<int> first = Hammer({&a, &b}, charges, kT0, 3, 60);
+  std::cout << "  in all: " << first[0] + first[1] << " (member bucket: 120)\n";
+  EXPECT_EQ(first[0] + first[1], 120);
+  ASSERT_TRUE(a.limiter.ReturnLeases(absl::InfiniteFuture()).ok());
+  ASSERT_TRUE(b.limiter.ReturnLeases(absl::InfiniteFuture()).ok());
+  EXPECT_EQ(level("member/alice/p1/rpm", 120, kT0), 0);
+  EXPECT_EQ(level("project/p1/rpm", 300, kT0), 300 - 120);
+
+  const absl::Time later = kT0 + absl::Seconds(30);
+  std::cout << "at t0 + 30 s:\n";
+  std::vector<int> second = Hammer({&a, &b}, charges, later, 3, 30);
+  std::cout << "  in all: " << second[0] + second[1] << " (member refill: 60)\n";
+  EXPECT_LE(second[0] + second[1], 60);
+  EXPECT_EQ(second[0] + second[1], 60);  // Leases were spent to the last unit.
+  ASSERT_TRUE(a.limiter.ReturnLeases(absl::InfiniteFuture()).ok());
+  ASSERT_TRUE(b.limiter.ReturnLeases(absl::InfiniteFuture()).ok());
+  EXPECT_EQ(level("member/alice/p1/rpm", 120, later), 0);
+  EXPECT_EQ(level("project/p1/rpm", 300, later), 300 - 60);
+}
+
+}  // namespace
+}  // namespace policy::authz

@@ -1,0 +1,251 @@
+// Who may administer what, end to end through OrgAdmin on a memory store and a cache.
+#include "services/authz/org_admin.h"
+
+#include "common/clock/clock.h"
+#include "common/status/status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/authz/decision.h"
+#include "services/authz/memory_org_store.h"
+#include "services/authz/org_cache.h"
+
+namespace policy::authz {
+namespace {
+
+using ::testing::HasSubstr;
+
+Project MakeProject(const std::string& id) {
+  Project p;
+  p.id = id;
+  p.name = "Project " + id;
+  p.environment = Environment::kProduction;
+  p.allowed_models = {"gpt-4o"};
+  return p;
+}
+
+Member MakeMember(const std::string& id, std::vector<RoleGrant> grants) {
+  Member m;
+  m.id = id;
+  m.email = id + "@acme.example";
+  m.grants = std::move(grants);
+  return m;
+}
+
+class OrgAdminTest : public ::testing::Test {
+ protected:
+  OrgAdminTest() {
+    OrgState initial;
+    Project support = MakeProject("support");
+    support.rpm_limit = 100;
+    initial.projects = {support};
+    initial.members = {MakeMember("olivia", {{Role::kOwner, "", std::nullopt}}),
+                       MakeMember("adam", {{Role::kAdmin, "", std::nullopt}}),
+                       MakeMember("mia", {{Role::kMember, "support", std::nullopt}}),
+                       MakeMember("rita", {{Role::kReader, "support", std::nullopt}})};
+    store_ = std::make_unique<MemoryOrgStore>(std::move(initial));
+    store_->Watch(&cache_);
+    admin_ = std::make_unique<OrgAdmin>(store_.get(), &cache_, &clock_);
+  }
+  ~OrgAdminTest() override { store_->StopWatching(); }
+
+  bool Allowed(const std::string& member, const std::string& project, const std::string& action) {
+    absl::StatusOr<OrgView> view = cache_.Current();
+    CheckRequest check;
+    check.principal_id = member;
+    check.project = project;
+    check.action = action;
+    check.model = "gpt-4o";
+    absl::StatusOr<Decision> d = Check(*view->snapshot, check, clock_.Now());
+    return d.ok() && d->allowed;
+  }
+
+  FakeClock clock_;
+  OrgCache cache_{&clock_, absl::Seconds(1)};
+  std::unique_ptr<MemoryOrgStore> store_;
+  std::unique_ptr<OrgAdmin> admin_;
+  OrgAdmin& admin() { return *admin_; }
+};
+
+TEST_F(OrgAdminTest, AdminsManageProjectsButOnlyOwnersSetLimits) {
+  Project p = MakeProject("research");
+  EXPECT_TRUE(admin().CreateProject("adam", p).ok());
+  Project limited = MakeProject("billing");
+  limited.rpm_limit = 10;
+  absl::StatusOr<Project> refused = admin().CreateProject("adam", limited);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.status().message(), HasSubstr("billing.manage"));
+  EXPECT_TRUE(admin().CreateProject("olivia", limited).ok());
+
+  Project raise = MakeProject("support");
+  raise.rpm_limit = 1000;
+  EXPECT_EQ(admin().UpdateProject("adam", raise).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  // The same limits with another name is fine for an admin.
+  Project rename = MakeProject("support");
+  rename.rpm_limit = 100;
+  rename.name = "Support v2";
+  absl::StatusOr<Project> renamed = admin().UpdateProject("adam", rename);
+  ASSERT_TRUE(renamed.ok()) << renamed.status();
+  EXPECT_EQ(renamed->name, "Support v2");
+  EXPECT_TRUE(admin().UpdateProject("olivia", raise).ok());
+
+  // Members and readers manage nothing.
+  EXPECT_EQ(admin().CreateProject("mia", MakeProject("x")).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(admin().ArchiveProject("rita", "support").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(admin().CreateProject("olivia", MakeProject("support")).status().code(),
+            absl::StatusCode::kAlreadyExists);
+}
+
+TEST_F(OrgAdminTest, ArchivedProjectsAllowNothingButReading) {
+  ASSERT_TRUE(admin().ArchiveProject("adam", "support").ok());
+  EXPECT_FALSE(Allowed("mia", "support", "chat.completions"));
+  EXPECT_TRUE(Allowed("rita", "support", "settings.read"));
+  absl::Status grant = admin()
+                           .SetMemberRoles("adam", "rita",
+                                           {{Role::kReader, "support", std::nullopt},
+                                            {Role::kMember, "support", std::nullopt}})
+                           .status();
+  EXPECT_EQ(grant.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(grant.message(), HasSubstr("archived"));
+}
+
+TEST_F(OrgAdminTest, OnlyOwnersManageOwners) {
+  EXPECT_EQ(admin()
+                .AddMember("adam", MakeMember("new", {{Role::kOwner, "", std::nullopt}}))
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(admin().AddMember("adam", MakeMember("new", {{Role::kMember, "support", {}}})).ok());
+  EXPECT_EQ(admin().RemoveMember("adam", "olivia").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(
+      admin().SetMemberRoles("adam", "new", {{Role::kOwner, "", std::nullopt}}).status().code(),
+      absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(admin().SetMemberRoles("olivia", "new", {{Role::kOwner, "", std::nullopt}}).ok());
+  EXPECT_TRUE(Allowed("new", "", "billing.manage"));
+  EXPECT_EQ(admin().AddMember("mia", MakeMember("x", {})).status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(OrgAdminTest, TheLastOwnerCannotRemoveItself) {
+  absl::Status s = admin().RemoveMember("olivia", "olivia").status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("owner"));
+  s = admin().SetMemberRoles("olivia", "olivia", {{Role::kAdmin, "", std::nullopt}}).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(admin().SetMemberRoles("olivia", "adam", {{Role::kOwner, "", std::nullopt}}).ok());
+  EXPECT_TRUE(admin().RemoveMember("olivia", "olivia").ok());
+}
+
+TEST_F(OrgAdminTest, ARemovedMemberIsDeniedAtOnceAndForGood) {
+  ASSERT_TRUE(Allowed("mia", "support", "chat.completions"));
+  absl::StatusOr<Member> removed = admin().RemoveMember("adam", "mia");
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(removed->removed_at, clock_.Now());
+  EXPECT_FALSE(Allowed("mia", "support", "chat.completions"));
+  // Removal is final: no roles for the id again.
+  EXPECT_EQ(admin()
+                .SetMemberRoles("adam", "mia", {{Role::kMember, "support", std::nullopt}})
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  // Removing again changes nothing and keeps the first time.
+  clock_.Advance(absl::Minutes(1));
+  absl::StatusOr<Member> again = admin().RemoveMember("adam", "mia");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->removed_at, removed->removed_at);
+}
+
+TEST_F(OrgAdminTest, GrantsExpireOnTheirOwn) {
+  ASSERT_TRUE(admin()
+                  .SetMemberRoles("adam", "rita",
+                                  {{Role::kMember, "support", clock_.Now() + absl::Hours(1)}})
+                  .ok());
+  EXPECT_TRUE(Allowed("rita", "support", "chat.completions"));
+  clock_.Advance(absl::Hours(1));
+  EXPECT_FALSE(Allowed("rita", "support", "chat.completions"));
+}
+
+TEST_F(OrgAdminTest, InvitationsTurnIntoMembers) {
+  Invitation invitation;
+  invitation.email = "Nora@ACME.example";
+  invitation.role = Role::kReader;
+  invitation.projects = {"support"};
+  EXPECT_EQ(admin().CreateInvitation("mia", invitation, absl::Hours(1)).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  absl::StatusOr<Invitation> created = admin().CreateInvitation("adam", invitation, absl::Hours(1));
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->email, "nora@acme.example");
+  // A wrong e-mail looks like an unknown invitation.
+  EXPECT_EQ(admin().AcceptInvitation(created->id, "eve@acme.example", "").status().code(),
+            absl::StatusCode::kNotFound);
+  absl::StatusOr<Member> nora = admin().AcceptInvitation(created->id, "nora@acme.example", "nora");
+  ASSERT_TRUE(nora.ok()) << nora.status();
+  EXPECT_TRUE(Allowed("nora", "support", "settings.read"));
+  EXPECT_EQ(admin().AcceptInvitation(created->id, "nora@acme.example", "nora").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  absl::StatusOr<Invitation> late = admin().CreateInvitation("adam", invitation, absl::Hours(1));
+  ASSERT_TRUE(late.ok());
+  clock_.Advance(absl::Hours(2));
+  EXPECT_EQ(admin().AcceptInvitation(late->id, "nora@acme.example", "").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  invitation.role = Role::kOwner;
+  invitation.projects.clear();
+  EXPECT_EQ(admin().CreateInvitation("adam", invitation, absl::Hours(1)).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(admin().CreateInvitation("olivia", invitation, absl::Hours(24 * 60)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(OrgAdminTest, ServiceAccountsAreManagedInTheirProject) {
+  ServiceAccount sa;
+  sa.id = "sa-bot";
+  sa.project = "support";
+  sa.environment = Environment::kProduction;
+  sa.permissions = {"chat.completions"};
+  sa.ip_allowlist = *IpAllowlist::Parse({"10.0.0.0/8"});
+  EXPECT_EQ(admin().CreateServiceAccount("mia", sa).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  ASSERT_TRUE(admin().CreateServiceAccount("adam", sa).ok());
+  sa.environment = Environment::kStaging;
+  sa.id = "sa-wrong-env";
+  EXPECT_EQ(admin().CreateServiceAccount("adam", sa).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  sa.environment = Environment::kProduction;
+  sa.id = "sa-bad";
+  sa.permissions = {"members.manage"};
+  absl::Status bad = admin().CreateServiceAccount("adam", sa).status();
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.message(), HasSubstr("administrative"));
+  sa.project = "nowhere";
+  EXPECT_EQ(admin().CreateServiceAccount("adam", sa).status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(admin().RemoveServiceAccount("adam", "sa-bot").ok());
+  CheckRequest check;
+  check.principal_kind = PrincipalKind::kServiceAccount;
+  check.principal_id = "sa-bot";
+  check.project = "support";
+  check.action = "chat.completions";
+  check.model = "gpt-4o";
+  check.source_ip = *ParseIpAddress("10.1.2.3");
+  absl::StatusOr<Decision> d = Check(*cache_.Current()->snapshot, check, clock_.Now());
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->reason, DenyReason::kPrincipalRemoved);
+}
+
+TEST_F(OrgAdminTest, UnknownActorsAndStaleCachesAreRefused) {
+  EXPECT_EQ(admin().CreateProject("", MakeProject("x")).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(admin().CreateProject("nobody", MakeProject("x")).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  OrgCache never_synced(&clock_, absl::Seconds(1));
+  OrgAdmin blind(store_.get(), &never_synced, &clock_);
+  absl::Status stale = blind.CreateProject("olivia", MakeProject("x")).status();
+  EXPECT_EQ(stale.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ReasonOf(stale), kReasonOrgStale);
+}
+
+}  // namespace
+}  // namespace policy::authz

@@ -1,0 +1,718 @@
+#include "services/authz/org_file.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/authz/decision.h"
+
+namespace policy::authz {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+const absl::Time kNow =
+    absl::FromCivil(absl::CivilSecond(2026, 3, 1, 9, 0, 0), absl::UTCTimeZone());
+const absl::Time kLater = kNow + absl::Hours(24);
+
+std::string ReadExample() {
+  std::ifstream in(POLICY_SOURCE_DIR "/deploy/examples/org.yaml");
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+OrgFile ParseOrDie(absl::string_view yaml) {
+  absl::StatusOr<OrgFile> file = ParseOrgFile(yaml);
+  EXPECT_TRUE(file.ok()) << file.status();
+  return file.value_or(OrgFile{});
+}
+
+// The example organisation applied to an empty state at kNow.
+OrgState ExampleState() {
+  OrgState state;
+  absl::Status applied = ApplyOrgFile(ParseOrDie(ReadExample()), kNow, state);
+  EXPECT_TRUE(applied.ok()) << applied;
+  return state;
+}
+
+// The error message ParseOrgFile gives for `yaml`, or "" when it parses.
+std::string ParseError(absl::string_view yaml) {
+  absl::StatusOr<OrgFile> file = ParseOrgFile(yaml);
+  if (file.ok()) return "";
+  EXPECT_EQ(file.status().code(), absl::StatusCode::kInvalidArgument) << file.status();
+  return std::string(file.status().message());
+}
+
+constexpr absl::string_view kProjectP = R"(projects:
+  - id: p
+    name: P
+    environment: production
+    limits: {rpm: 10, tpm: 100}
+)";
+
+// ---------------------------------------------------------------------------------------
+// Parsing.
+
+TEST(ParseOrgFileTest, ParsesTheExample) {
+  const OrgFile file = ParseOrDie(ReadExample());
+  ASSERT_EQ(file.projects.size(), 4u);
+  ASSERT_EQ(file.members.size(), 5u);
+  ASSERT_EQ(file.service_accounts.size(), 3u);
+  ASSERT_EQ(file.idp_groups.size(), 2u);
+
+  const Project& support = file.projects[0];
+  EXPECT_EQ(support.id, "support-eu");
+  EXPECT_EQ(support.environment, Environment::kProduction);
+  EXPECT_TRUE(support.data_policy.zero_data_retention);
+  EXPECT_EQ(support.data_policy.retention_days, 0);
+  EXPECT_THAT(support.allowed_models, ElementsAre("gpt-4o", "gpt-4o-mini"));
+  EXPECT_EQ(support.rpm_limit, 600);
+  EXPECT_EQ(support.tpm_limit, 200000);
+  EXPECT_EQ(support.member_rpm_limit, 60);
+  EXPECT_EQ(support.member_tpm_limit, 20000);
+  // Defaults.
+  const Project& playground = file.projects[3];
+  EXPECT_FALSE(playground.archived);
+  EXPECT_EQ(playground.data_policy, DataPolicy{});
+  EXPECT_EQ(file.projects[2].member_tpm_limit, 0);
+
+  const Member& erin = file.members[4];
+  EXPECT_EQ(erin.email, "erin@contractor.example");
+  ASSERT_EQ(erin.grants.size(), 1u);
+  EXPECT_EQ(erin.grants[0].role, Role::kMember);
+  EXPECT_EQ(erin.grants[0].project, "internal-copilot");
+  EXPECT_EQ(erin.grants[0].expires_at,
+            absl::FromCivil(absl::CivilSecond(2027, 6, 30, 0, 0, 0), absl::UTCTimeZone()));
+  EXPECT_EQ(file.members[0].grants, (std::vector<RoleGrant>{{Role::kOwner, "", std::nullopt}}));
+  EXPECT_EQ(file.members[0].provisioned_by, "");
+
+  const ServiceAccount& prod = file.service_accounts[0];
+  EXPECT_EQ(prod.ip_allowlist, *IpAllowlist::Parse({"10.20.0.0/16", "2001:db8:20::/48"}));
+  EXPECT_EQ(prod.max_key_lifetime, absl::Hours(24 * 90));
+  EXPECT_EQ(prod.rpm_limit, 300);
+  // The environment defaults to the project's.
+  EXPECT_EQ(file.service_accounts[1].environment, Environment::kStaging);
+  EXPECT_EQ(file.service_accounts[2].environment, Environment::kDevelopment);
+  EXPECT_EQ(file.service_accounts[2].max_key_lifetime, absl::Hours(12));
+
+  EXPECT_EQ(file.idp_groups[0].name, "support-engineers");
+  EXPECT_THAT(file.idp_groups[0].members,
+              ElementsAre("bob@acme.example", "frank@acme.example", "grace@acme.example"));
+  EXPECT_EQ(file.idp_groups[0].grants[1],
+            (RoleGrant{Role::kReader, "support-eu-staging", std::nullopt}));
+}
+
+TEST(ParseOrgFileTest, ExampleAppliedToAnEmptyStateIsValid) {
+  const OrgState state = ExampleState();
+  EXPECT_TRUE(ValidateOrgState(state).ok()) << ValidateOrgState(state);
+  EXPECT_TRUE(ValidateTransition(OrgState{}, state, kNow).ok());
+  // Group members without a member of their own are provisioned; bob has one.
+  std::vector<std::string> ids;
+  for (const Member& m : state.members) ids.push_back(m.id);
+  EXPECT_THAT(ids, ElementsAre("alice", "bob", "carol", "dan", "erin", "idp:frank@acme.example",
+                               "idp:grace@acme.example", "idp:heidi@acme.example",
+                               "idp:ivan@acme.example"));
+  const Member* frank = state.FindMember("idp:frank@acme.example");
+  EXPECT_EQ(frank->provisioned_by, kProvisionedByIdp);
+  EXPECT_TRUE(frank->grants.empty());
+  EXPECT_EQ(frank->removed_at, std::nullopt);
+  EXPECT_EQ(state.version, 0);
+}
+
+TEST(ParseOrgFileTest, AcceptsAnEmptyMapAndLowerCasesEmails) {
+  const OrgFile empty = ParseOrDie("{}\n");
+  EXPECT_TRUE(empty.projects.empty() && empty.members.empty() && empty.service_accounts.empty() &&
+              empty.idp_groups.empty());
+  const OrgFile sections = ParseOrDie("projects:\nmembers: []\n");
+  EXPECT_TRUE(sections.projects.empty());
+
+  const OrgFile file = ParseOrDie(absl::StrCat(kProjectP, R"(members:
+  - {id: m, email: Mixed.Case@Example.COM}
+idp_groups:
+  - {name: g, grants: [{role: reader, project: p}], members: [Someone@Example.com]}
+)"));
+  EXPECT_EQ(file.members[0].email, "mixed.case@example.com");
+  EXPECT_THAT(file.idp_groups[0].members, ElementsAre("someone@example.com"));
+}
+
+TEST(ParseOrgFileTest, TimesAcceptOffsetsAndFractions) {
+  const OrgFile file = ParseOrDie(absl::StrCat(kProjectP, R"(members:
+  - id: m
+    email: m@x.example
+    roles:
+      - {role: reader, project: p, expires: 2027-01-01T02:00:00.25+02:00}
+)"));
+  EXPECT_EQ(file.members[0].grants[0].expires_at,
+            absl::FromCivil(absl::CivilSecond(2027, 1, 1, 0, 0, 0), absl::UTCTimeZone()) +
+                absl::Milliseconds(250));
+}
+
+TEST(ParseOrgFileTest, UnknownKeyNamesKeyAndPath) {
+  EXPECT_THAT(ParseError("projects:\n  - id: p\n    nmae: P\n"),
+              StartsWith("line 3: projects[0]: unknown key 'nmae' (expected id, name, "));
+  EXPECT_THAT(ParseError("projets: []\n"), StartsWith("line 1: unknown key 'projets'"));
+  EXPECT_THAT(ParseError(absl::StrCat(kProjectP, "    data_policy: {zdr: true}\n")),
+              StartsWith("line 6: projects[0].data_policy: unknown key 'zdr'"));
+  EXPECT_EQ(ParseError("projects:\n  - id: p\n    id: q\n"),
+            "line 3: projects[0]: key 'id' is given twice");
+}
+
+TEST(ParseOrgFileTest, BadRoleNamesThePath) {
+  EXPECT_EQ(ParseError(absl::StrCat(kProjectP, R"(members:
+  - {id: a, email: a@x.example, roles: [{role: owner}]}
+  - id: b
+    email: b@x.example
+    roles:
+      - {role: ownr}
+)")),
+            "line 11: members[1].roles[0].role: unknown role 'ownr'");
+  EXPECT_EQ(ParseError(absl::StrCat(kProjectP, R"(members:
+  - id: b
+    email: b@x.example
+    roles:
+      - {role: owner, project: p}
+      - {role: reader}
+)")),
+            "line 10: members[0].roles[0].project: owner is an organisation role; leave the "
+            "project out");
+  EXPECT_EQ(ParseError(absl::StrCat(kProjectP, R"(members:
+  - id: b
+    email: b@x.example
+    roles:
+      - {role: reader}
+)")),
+            "line 10: members[0].roles[0]: reader is a project role; name the project");
+  EXPECT_EQ(ParseError(absl::StrCat(kProjectP, R"(members:
+  - id: b
+    email: b@x.example
+    roles: [{role: reader, project: q}]
+)")),
+            "line 9: members[0].roles[0].project: unknown project 'q'");
+  EXPECT_EQ(ParseError(absl::StrCat(kProjectP, R"(members:
+  - id: b
+    email: b@x.example
+    roles: [{role: reader, project: p}, {role: reader, project: p}]
+)")),
+            "line 9: members[0].roles[1]: reader of p is granted twice");
+  EXPECT_EQ(ParseError(absl::StrCat(kProjectP, R"(idp_groups:
+  - name: g
+    grants: [{role: admin}]
+)")),
+            "line 8: idp_groups[0].grants[0].role: groups grant project roles (member, "
+            "reader) only, not admin");
+}
+
+TEST(ParseOrgFileTest, BadCidrNamesItsIndexAndLine) {
+  const std::string error = ParseError(absl::StrCat(kProjectP, R"(service_accounts:
+  - id: sa
+    project: p
+    permissions: [chat.completions]
+    ip_allowlist:
+      - 10.0.0.0/8
+      - 10.0.0.1/8
+    limits: {rpm: 1, tpm: 1}
+)"));
+  EXPECT_THAT(error, StartsWith("line 12: service_accounts[0].ip_allowlist[1]: "));
+  EXPECT_THAT(error, HasSubstr("10.0.0.0/8"));  // ParseCidr's "did you mean".
+  EXPECT_THAT(ParseError(absl::StrCat(kProjectP, R"(service_accounts:
+  - id: sa
+    project: p
+    permissions: [chat.completions]
+    ip_allowlist: [10.0.0.0/8, 10.0.0.0/8]
+    limits: {rpm: 1, tpm: 1}
+)")),
+              StartsWith("line 10: service_accounts[0].ip_allowlist: "));
+}
+
+TEST(ParseOrgFileTest, BadDuration) {
+  const auto with_lifetime = [](absl::string_view lifetime) {
+    return ParseError(absl::StrCat(kProjectP, R"(service_accounts:
+  - id: sa
+    project: p
+    permissions: [chat.completions]
+    limits: {rpm: 1, tpm: 1}
+    max_key_lifetime: )",
+                                   lifetime, "\n"));
+  };
+  EXPECT_EQ(with_lifetime("90"),
+            "line 11: service_accounts[0].max_key_lifetime: expected a duration such as 90d, "
+            "12h, 30m or 45s, got '90'");
+  EXPECT_THAT(with_lifetime("3w"), HasSubstr("got '3w'"));
+  EXPECT_THAT(with_lifetime("-5d"), HasSubstr("got '-5d'"));
+  EXPECT_EQ(with_lifetime("400d"),
+            "line 11: service_accounts[0].max_key_lifetime: must be positive and at most 365d");
+  EXPECT_THAT(with_lifetime("0s"), HasSubstr("must be positive"));
+  EXPECT_THAT(with_lifetime("99999999999d"), HasSubstr("must be positive and at most 365d"));
+  EXPECT_EQ(with_lifetime("45s"), "");
+}
+
+TEST(ParseOrgFileTest, BadTime) {
+  const auto with_expiry = [](absl::string_view expires) {
+    return ParseError(absl::StrCat(kProjectP, "members:\n  - id: m\n    email: m@x.example\n",
+                                   "    roles: [{role: reader, project: p, expires: ", expires,
+                                   "}]\n"));
+  };
+  EXPECT_EQ(with_expiry("2027-06-30"),
+            "line 9: members[0].roles[0].expires: expected an RFC 3339 time such as "
+            "2027-06-30T00:00:00Z, got '2027-06-30'");
+  EXPECT_THAT(with_expiry("infinite-future"), HasSubstr("expected an RFC 3339 time"));
+  EXPECT_THAT(with_expiry("2027-06-30T00:00:00"), HasSubstr("expected an RFC 3339 time"));
+  EXPECT_EQ(with_expiry("2027-06-30T00:00:00Z"), "");
+}
+
+TEST(ParseOrgFileTest, DuplicateIdsEmailsAndNames) {
+  EXPECT_EQ(ParseError(absl::StrCat(kProjectP, R"(  - id: p
+    name: P again
+    environment: staging
+    limits: {rpm: 1, tpm: 1}
+)")),
+            "line 6: projects[1].id: duplicate project id 'p' (also projects[0].id)");
+  EXPECT_EQ(ParseError(R"(members:
+  - {id: a, email: a@x.example}
+  - {id: b, email: b@x.example}
+  - {id: a, email: c@x.example}
+)"),
+            "line 4: members[2].id: duplicate member id 'a' (also members[0].id)");
+  EXPECT_EQ(ParseError(R"(members:
+  - {id: a, email: a@x.example}
+  - {id: b, email: A@X.example}
+)"),
+            "line 3: members[1].email: duplicate e-mail 'a@x.example' (also members[0].email)");
+  EXPECT_EQ(ParseError(absl::StrCat(kProjectP, R"(service_accounts:
+  - {id: s, project: p, permissions: [embeddings], limits: {rpm: 1, tpm: 1}}
+  - {id: s, project: p, permissions: [embeddings], limits: {rpm: 1, tpm: 1}}
+)")),
+            "line 8: service_accounts[1].id: duplicate service account id 's' (also "
+            "service_accounts[0].id)");
+  EXPECT_EQ(ParseError(absl::StrCat(kProjectP, R"(idp_groups:
+  - {name: g, grants: [{role: reader, project: p}]}
+  - {name: g, grants: [{role: member, project: p}]}
+)")),
+            "line 8: idp_groups[1].name: duplicate group name 'g' (also idp_groups[0].name)");
+  EXPECT_EQ(ParseError(absl::StrCat(kProjectP, R"(idp_groups:
+  - {name: g, grants: [{role: reader, project: p}], members: [a@x.example, A@x.example]}
+)")),
+            "line 7: idp_groups[0].members[1]: a@x.example is listed twice (also "
+            "idp_groups[0].members[0])");
+}
+
+TEST(ParseOrgFileTest, WrongTypes) {
+  const auto project_with = [](absl::string_view extra) {
+    return ParseError(absl::StrCat("projects:\n  - id: p\n    name: P\n",
+                                   "    environment: production\n", extra));
+  };
+  constexpr absl::string_view kLimits = "    limits: {rpm: 1, tpm: 1}\n";
+  EXPECT_EQ(project_with(absl::StrCat(kLimits, "    models: gpt-4o\n")),
+            "line 6: projects[0].models: expected a list, got a scalar");
+  EXPECT_EQ(project_with("    limits: {rpm: lots, tpm: 1}\n"),
+            "line 5: projects[0].limits.rpm: expected an integer, got 'lots'");
+  EXPECT_EQ(project_with("    limits: {rpm: 1.5, tpm: 1}\n"),
+            "line 5: projects[0].limits.rpm: expected an integer, got '1.5'");
+  EXPECT_EQ(project_with("    limits: {rpm: -1, tpm: 1}\n"),
+            "line 5: projects[0].limits.rpm: must not be negative");
+  EXPECT_EQ(project_with("    limits: {rpm: \"600\", tpm: 1}\n"),
+            "line 5: projects[0].limits.rpm: expected an integer, got the string '600'");
+  EXPECT_EQ(project_with("    limits: {rpm: 99999999999999999999, tpm: 1}\n"),
+            "line 5: projects[0].limits.rpm: expected an integer, got '99999999999999999999'");
+  EXPECT_EQ(project_with("    limits: {rpm: [1], tpm: 1}\n"),
+            "line 5: projects[0].limits.rpm: expected an integer, got a list");
+  EXPECT_EQ(project_with("    limits: {tpm: 1}\n"),
+            "line 5: projects[0].limits: missing required key 'rpm'");
+  EXPECT_EQ(project_with(""), "line 2: projects[0]: missing required key 'limits'");
+  EXPECT_EQ(project_with(absl::StrCat(kLimits, "    archived: yes\n")),
+            "line 6: projects[0].archived: expected true or false, got 'yes'");
+  EXPECT_EQ(project_with(absl::StrCat(kLimits, "    data_policy: {retention_days: 5000}\n")),
+            "line 6: projects[0].data_policy.retention_days: must be 0 to 3650");
+  EXPECT_EQ(project_with(absl::StrCat(kLimits, "    name: {first: P}\n")),
+            "line 6: projects[0]: key 'name' is given twice");
+  EXPECT_EQ(ParseError("projects:\n  - id: [p]\n"),
+            "line 2: projects[0].id: expected a string, got a list");
+  EXPECT_EQ(ParseError("projects: p\n"), "line 1: projects: expected a list, got a scalar");
+  EXPECT_EQ(ParseError("projects:\n  - p\n"), "line 2: projects[0]: expected a map, got a scalar");
+  EXPECT_EQ(ParseError("projects:\n  - id: p\n    name: P\n    environment: prod\n"),
+            "line 4: projects[0].environment: unknown environment 'prod'");
+  EXPECT_EQ(ParseError("members:\n  - {id: m, email: not-an-address}\n"),
+            "line 2: members[0].email: 'not-an-address' is not an e-mail address");
+  EXPECT_EQ(ParseError("members:\n  - {id: m, email: m@x.example, provisioned_by: scim}\n"),
+            "line 2: members[0].provisioned_by: expected 'idp', got 'scim'");
+  EXPECT_EQ(ParseError(absl::StrCat(kProjectP, R"(idp_groups:
+  - {name: g, grants: [{role: reader, project: p}], members: [not-an-address]}
+)")),
+            "line 7: idp_groups[0].members[0]: malformed e-mail 'not-an-address'");
+  EXPECT_EQ(ParseError(absl::StrCat(kProjectP, R"(service_accounts:
+  - {id: s, project: p, environment: staging, permissions: [embeddings], limits: {rpm: 1, tpm: 1}}
+)")),
+            "line 7: service_accounts[0].environment: staging differs from production of "
+            "project p");
+}
+
+TEST(ParseOrgFileTest, ValidatorMessagesArePrefixedWithThePath) {
+  EXPECT_EQ(ParseError(absl::StrCat(kProjectP, R"(service_accounts:
+  - id: sa
+    project: p
+    permissions: [members.manage]
+    limits: {rpm: 1, tpm: 1}
+)")),
+            "line 7: service_accounts[0]: service_account.permissions[0]: members.manage is "
+            "administrative; service accounts hold API permissions only");
+  EXPECT_EQ(ParseError("projects:\n  - {id: 'bad id', name: P, environment: sandbox, "
+                       "limits: {rpm: 1, tpm: 1}}\n"),
+            "line 2: projects[0]: project.id may contain only letters, digits and . _ - @ + :");
+  EXPECT_EQ(ParseError("projects:\n  - {id: p, name: P, environment: sandbox, "
+                       "limits: {rpm: 1, tpm: 1}, models: [a, a]}\n"),
+            "line 2: projects[0]: project.allowed_models[1]: a is listed twice");
+}
+
+TEST(ParseOrgFileTest, DocumentLevelErrors) {
+  EXPECT_EQ(ParseError("projects:\n  - id: [p\n    name: P\n"),
+            "line 3: end of sequence flow not found");
+  EXPECT_THAT(ParseError("projects: [\n"), StartsWith("line "));
+  EXPECT_THAT(ParseError("a: b\n c: d\n"), StartsWith("line 2: "));
+  EXPECT_THAT(ParseError(""), HasSubstr("empty"));
+  EXPECT_THAT(ParseError("# only a comment\n"), HasSubstr("empty"));
+  EXPECT_THAT(ParseError("---\n"), HasSubstr("empty"));
+  EXPECT_EQ(ParseError("- projects\n"), "line 1: the file must be a map, got a list");
+  EXPECT_EQ(ParseError("just text\n"), "line 1: the file must be a map, got a scalar");
+  EXPECT_EQ(ParseError("{}\n---\n{}\n"),
+            "line 2: a second YAML document starts here; the file must hold exactly one");
+  // yaml-cpp's LoadAll never returns on these.
+  EXPECT_THAT(ParseError(",{M}"), StartsWith("line 1: "));
+  EXPECT_THAT(ParseError("projects: []\n,\n"), StartsWith("line 2: "));
+  EXPECT_THAT(ParseError(std::string(kMaxOrgFileBytes + 1, '#')), HasSubstr("larger than"));
+  EXPECT_EQ(ParseError("projects:\n  - {id: p, name: \"a\\x01b\", environment: sandbox, "
+                       "limits: {rpm: 1, tpm: 1}}\n"),
+            "line 2: projects[0].name: must be UTF-8 text without control characters");
+}
+
+TEST(ParseOrgFileTest, HostileDocumentsAreErrorsNotCrashes) {
+  // An alias to its own enclosing list.
+  EXPECT_EQ(ParseError("projects: &a [*a]\n"), "line 1: projects[0]: expected a map, got a list");
+  // Deep nesting.
+  EXPECT_THAT(ParseError(absl::StrCat("projects: ", std::string(100000, '['))),
+              StartsWith("line 1: "));
+  // An alias repeating one project many times fails on its second use.
+  EXPECT_EQ(ParseError("projects:\n  - &p {id: p, name: P, environment: sandbox, "
+                       "limits: {rpm: 1, tpm: 1}}\n  - *p\n  - *p\n"),
+            "line 2: projects[1].id: duplicate project id 'p' (also projects[0].id)");
+  EXPECT_THAT(ParseError(std::string("projects: \0\xff", 13)), StartsWith("line 1: "));
+}
+
+// ---------------------------------------------------------------------------------------
+// Formatting.
+
+void ExpectDeclares(const OrgFile& file, const OrgState& state) {
+  std::vector<Member> members;
+  for (const Member& m : state.members) {
+    if (!m.removed_at.has_value()) members.push_back(m);
+  }
+  std::vector<ServiceAccount> accounts;
+  for (const ServiceAccount& a : state.service_accounts) {
+    if (!a.removed_at.has_value()) accounts.push_back(a);
+  }
+  EXPECT_EQ(file.projects, state.projects);
+  EXPECT_EQ(file.members, members);
+  EXPECT_EQ(file.service_accounts, accounts);
+  EXPECT_EQ(file.idp_groups, state.idp_groups);
+}
+
+TEST(FormatOrgFileTest, RoundTripsTheExample) {
+  const OrgState state = ExampleState();
+  const std::string text = FormatOrgFile(state);
+  const OrgFile again = ParseOrDie(text);
+  ExpectDeclares(again, state);
+  // The idp-provisioned members say so.
+  EXPECT_THAT(text, HasSubstr("provisioned_by: idp"));
+}
+
+TEST(FormatOrgFileTest, RoundTripsEdgeCasesAndSkipsRemoved) {
+  OrgState state = ExampleState();
+  Project& playground = *state.FindProject("playground");
+  playground.archived = true;
+  playground.name = "true";  // Would read back as a boolean if not quoted.
+  state.FindProject("internal-copilot")->name = "Über: copilot, [beta] #1 ~";
+  state.FindProject("support-eu")->allowed_models.clear();
+  Member& carol = *state.FindMember("carol");
+  carol.grants[0].expires_at = kNow + absl::Milliseconds(1500) + absl::Nanoseconds(7);
+  state.FindMember("dan")->removed_at = kNow;
+  ServiceAccount& ci = *state.FindServiceAccount("sa-copilot-ci");
+  ci.max_key_lifetime = absl::Minutes(90);
+  ci.ip_allowlist = *IpAllowlist::Parse({"::/0", "0.0.0.0/0", "2001:db8::1"});
+  state.FindServiceAccount("sa-support-staging")->max_key_lifetime = absl::Seconds(3601);
+  state.FindServiceAccount("sa-support-prod")->removed_at = kNow;
+
+  const std::string text = FormatOrgFile(state);
+  const OrgFile again = ParseOrDie(text);
+  ExpectDeclares(again, state);
+  EXPECT_THAT(text, Not(HasSubstr("dan@acme.example")));
+  EXPECT_THAT(text, Not(HasSubstr("sa-support-prod")));
+  EXPECT_THAT(text, HasSubstr("max_key_lifetime: 90m"));
+  EXPECT_THAT(text, HasSubstr("max_key_lifetime: 3601s"));
+}
+
+TEST(FormatOrgFileTest, EmptyStateFormatsToAnEmptyOrganisation) {
+  const OrgFile file = ParseOrDie(FormatOrgFile(OrgState{}));
+  EXPECT_TRUE(file.projects.empty() && file.members.empty() && file.service_accounts.empty() &&
+              file.idp_groups.empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Applying.
+
+// The example with changes: support-eu's limits raised, playground and carol and
+// sa-copilot-ci dropped, zoe added.
+std::string ChangedExample() {
+  std::string text = ReadExample();
+  text = absl::StrReplaceAll(
+      text, {{"limits: {rpm: 600, tpm: 200000, member_rpm: 60, member_tpm: 20000}",
+              "limits: {rpm: 900, tpm: 200000, member_rpm: 60, member_tpm: 20000}"}});
+  // Cut the playground project (the last one) and carol, and every mention of playground.
+  const size_t playground = text.find("  - id: playground");
+  text.erase(playground, text.find("\nmembers:") - playground);
+  const size_t carol = text.find("  - id: carol");
+  text.erase(carol, text.find("  - id: erin") - carol);
+  const size_t ci = text.find("  - id: sa-copilot-ci");
+  text.erase(ci, text.find("\nidp_groups:") - ci);
+  text = absl::StrReplaceAll(text, {{"      - {role: member, project: playground}\n", ""}});
+  text = absl::StrReplaceAll(
+      text, {{"members:\n  - id: alice",
+              "members:\n  - id: zoe\n    email: zoe@acme.example\n    roles: [{role: admin}]\n"
+              "  - id: alice"}});
+  return text;
+}
+
+TEST(ApplyOrgFileTest, UpdatesArchivesAndRemoves) {
+  const OrgState before = ExampleState();
+  OrgState after = before;
+  const OrgFile file = ParseOrDie(ChangedExample());
+  ASSERT_EQ(file.projects.size(), 3u);
+  ASSERT_TRUE(ApplyOrgFile(file, kLater, after).ok());
+
+  EXPECT_EQ(after.FindProject("support-eu")->rpm_limit, 900);
+  const Project* playground = after.FindProject("playground");
+  ASSERT_NE(playground, nullptr);  // Archived, never deleted.
+  EXPECT_TRUE(playground->archived);
+  Project unarchived = *playground;
+  unarchived.archived = false;
+  EXPECT_EQ(unarchived, *before.FindProject("playground"));
+
+  EXPECT_EQ(after.FindMember("carol")->removed_at, kLater);
+  EXPECT_EQ(after.FindMember("alice")->removed_at, std::nullopt);
+  EXPECT_EQ(after.FindMember("zoe")->grants,
+            (std::vector<RoleGrant>{{Role::kAdmin, "", std::nullopt}}));
+  // Identity-provider members are the group sync's business, not the file's.
+  EXPECT_EQ(*after.FindMember("idp:heidi@acme.example"),
+            *before.FindMember("idp:heidi@acme.example"));
+  EXPECT_EQ(after.FindServiceAccount("sa-copilot-ci")->removed_at, kLater);
+  EXPECT_EQ(after.FindServiceAccount("sa-support-prod")->removed_at, std::nullopt);
+  EXPECT_EQ(after.invitations, before.invitations);
+  EXPECT_EQ(after.version, before.version);
+
+  EXPECT_TRUE(ValidateOrgState(after).ok()) << ValidateOrgState(after);
+  EXPECT_TRUE(ValidateTransition(before, after, kLater).ok())
+      << ValidateTransition(before, after, kLater);
+
+  // Applying the same file again changes nothing.
+  OrgState again = after;
+  ASSERT_TRUE(ApplyOrgFile(file, kLater + absl::Hours(1), again).ok());
+  EXPECT_TRUE(Diff(after, again).empty()) << FormatDiff(Diff(after, again));
+}
+
+TEST(ApplyOrgFileTest, PlanShowsTheChanges) {
+  const OrgState before = ExampleState();
+  OrgState after = before;
+  ASSERT_TRUE(ApplyOrgFile(ParseOrDie(ChangedExample()), kLater, after).ok());
+  const std::string plan = FormatDiff(Diff(before, after));
+  EXPECT_THAT(plan, HasSubstr("~ project playground\n    archived: false -> true\n"));
+  EXPECT_THAT(plan, HasSubstr("~ project support-eu\n    rpm_limit: 600 -> 900\n"));
+  EXPECT_THAT(plan, HasSubstr("~ member carol\n    removed_at: (none) -> 2026-03-02T09:00:00Z\n"));
+  EXPECT_THAT(plan, HasSubstr("+ member zoe\n    email: zoe@acme.example\n    grants: [admin]\n"));
+  EXPECT_THAT(plan, HasSubstr("~ service_account sa-copilot-ci\n    removed_at: (none) -> "
+                              "2026-03-02T09:00:00Z\n"));
+  EXPECT_THAT(plan, HasSubstr("~ idp_group data-science\n    grants: [member@internal-copilot, "
+                              "member@playground] -> [member@internal-copilot]\n"));
+  EXPECT_THAT(plan, Not(HasSubstr("idp:")));
+  EXPECT_THAT(plan, Not(HasSubstr("member alice")));
+}
+
+TEST(ApplyOrgFileTest, RefusesARemovedId) {
+  OrgState state = ExampleState();
+  state.FindMember("carol")->removed_at = kNow;
+  const OrgState before = state;
+  absl::Status status = ApplyOrgFile(ParseOrDie(ReadExample()), kLater, state);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(status.message(),
+            "member 'carol' was removed at 2026-03-01T09:00:00Z; removal is final, use a new id");
+  EXPECT_EQ(Diff(before, state).size(), 0u);
+
+  state.FindMember("carol")->removed_at = std::nullopt;
+  state.FindServiceAccount("sa-copilot-ci")->removed_at = kNow;
+  status = ApplyOrgFile(ParseOrDie(ReadExample()), kLater, state);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(status.message()),
+              StartsWith("service account 'sa-copilot-ci' was removed at "));
+}
+
+TEST(ApplyOrgFileTest, AFileListedMemberIsFileManaged) {
+  OrgState state = ExampleState();
+  OrgFile file = ParseOrDie(ReadExample());
+  Member frank;
+  frank.id = "idp:frank@acme.example";
+  frank.email = "frank@acme.example";
+  frank.grants = {{Role::kReader, "playground", std::nullopt}};
+  file.members.push_back(frank);
+  ASSERT_TRUE(ApplyOrgFile(file, kLater, state).ok());
+  EXPECT_EQ(*state.FindMember("idp:frank@acme.example"), frank);
+  EXPECT_TRUE(ValidateOrgState(state).ok());
+}
+
+TEST(ApplyOrgFileTest, GroupsAreReplacedAndReconciled) {
+  OrgState state = ExampleState();
+  OrgFile file = ParseOrDie(ReadExample());
+  file.idp_groups.pop_back();                                 // data-science goes.
+  file.idp_groups[0].members.push_back("judy@acme.example");  // support-engineers gains judy.
+  ASSERT_TRUE(ApplyOrgFile(file, kLater, state).ok());
+  EXPECT_EQ(state.FindIdpGroup("data-science"), nullptr);
+  EXPECT_EQ(state.FindMember("idp:heidi@acme.example")->removed_at, kLater);
+  EXPECT_EQ(state.FindMember("idp:ivan@acme.example")->removed_at, kLater);
+  EXPECT_EQ(state.FindMember("idp:judy@acme.example")->provisioned_by, kProvisionedByIdp);
+  EXPECT_EQ(state.FindMember("idp:frank@acme.example")->removed_at, std::nullopt);
+  EXPECT_TRUE(ValidateOrgState(state).ok());
+}
+
+TEST(ApplyOrgFileTest, AFileMemberTakesOverFromTheIdentityProvider) {
+  OrgState state = ExampleState();
+  std::string text = ReadExample();
+  text = absl::StrReplaceAll(
+      text, {{"members:\n  - id: alice",
+              "members:\n  - {id: frank, email: frank@acme.example}\n  - id: alice"}});
+  ASSERT_TRUE(ApplyOrgFile(ParseOrDie(text), kLater, state).ok());
+  EXPECT_EQ(state.FindMember("idp:frank@acme.example")->removed_at, kLater);
+  EXPECT_EQ(state.FindMember("frank")->removed_at, std::nullopt);
+  EXPECT_TRUE(ValidateOrgState(state).ok()) << ValidateOrgState(state);
+}
+
+// ---------------------------------------------------------------------------------------
+// Group sync.
+
+TEST(SyncIdpGroupTest, ProvisionsNewcomersAndDeprovisionsLeavers) {
+  OrgState state = ExampleState();
+  ASSERT_TRUE(SyncIdpGroup("support-engineers",
+                           {"frank@acme.example", "Judy@ACME.example", "bob@acme.example",
+                            "judy@acme.example"},
+                           kLater, state)
+                  .ok());
+  EXPECT_THAT(state.FindIdpGroup("support-engineers")->members,
+              ElementsAre("bob@acme.example", "frank@acme.example", "judy@acme.example"));
+  const Member* judy = state.FindMember("idp:judy@acme.example");
+  ASSERT_NE(judy, nullptr);
+  EXPECT_EQ(*judy, (Member{"idp:judy@acme.example",
+                           "judy@acme.example",
+                           {},
+                           std::nullopt,
+                           std::string(kProvisionedByIdp)}));
+  EXPECT_EQ(state.FindMember("idp:grace@acme.example")->removed_at, kLater);
+  EXPECT_EQ(state.FindMember("idp:frank@acme.example")->removed_at, std::nullopt);
+  // bob is managed by the file, not provisioned.
+  EXPECT_EQ(state.FindMember("idp:bob@acme.example"), nullptr);
+  EXPECT_EQ(state.FindMember("bob")->removed_at, std::nullopt);
+  EXPECT_TRUE(std::is_sorted(state.members.begin(), state.members.end(),
+                             [](const Member& a, const Member& b) { return a.id < b.id; }));
+  EXPECT_TRUE(ValidateOrgState(state).ok());
+}
+
+TEST(SyncIdpGroupTest, KeepsLeaversWithOwnGrantsOrAnotherGroup) {
+  OrgState state = ExampleState();
+  state.FindMember("idp:frank@acme.example")->grants = {
+      {Role::kReader, "playground", std::nullopt}};
+  ASSERT_TRUE(
+      SyncIdpGroup("data-science", {"heidi@acme.example", "grace@acme.example"}, kLater, state)
+          .ok());
+  ASSERT_TRUE(SyncIdpGroup("support-engineers", {"bob@acme.example"}, kLater, state).ok());
+  EXPECT_EQ(state.FindMember("idp:frank@acme.example")->removed_at, std::nullopt);  // Own grant.
+  EXPECT_EQ(state.FindMember("idp:grace@acme.example")->removed_at, std::nullopt);  // Other group.
+  EXPECT_EQ(state.FindMember("idp:ivan@acme.example")->removed_at, kLater);
+  // A file-managed member is never removed by the sync.
+  ASSERT_TRUE(SyncIdpGroup("support-engineers", {}, kLater, state).ok());
+  EXPECT_EQ(state.FindMember("bob")->removed_at, std::nullopt);
+}
+
+TEST(SyncIdpGroupTest, ARejoinAfterRemovalGetsANewId) {
+  OrgState state = ExampleState();
+  const std::vector<std::string> without_grace = {"bob@acme.example", "frank@acme.example"};
+  const std::vector<std::string> with_grace = {"bob@acme.example", "frank@acme.example",
+                                               "grace@acme.example"};
+  ASSERT_TRUE(SyncIdpGroup("support-engineers", without_grace, kLater, state).ok());
+  ASSERT_TRUE(SyncIdpGroup("support-engineers", with_grace, kLater + absl::Hours(1), state).ok());
+  EXPECT_EQ(state.FindMember("idp:grace@acme.example")->removed_at, kLater);
+  const Member* second = state.FindMember("idp:grace@acme.example:2");
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(second->removed_at, std::nullopt);
+  EXPECT_EQ(second->email, "grace@acme.example");
+  ASSERT_TRUE(
+      SyncIdpGroup("support-engineers", without_grace, kLater + absl::Hours(2), state).ok());
+  ASSERT_TRUE(SyncIdpGroup("support-engineers", with_grace, kLater + absl::Hours(3), state).ok());
+  EXPECT_NE(state.FindMember("idp:grace@acme.example:3"), nullptr);
+  EXPECT_TRUE(ValidateOrgState(state).ok());
+  // Re-syncing the same list changes nothing.
+  const OrgState settled = state;
+  ASSERT_TRUE(SyncIdpGroup("support-engineers", with_grace, kLater + absl::Hours(4), state).ok());
+  EXPECT_TRUE(Diff(settled, state).empty());
+}
+
+TEST(SyncIdpGroupTest, UnknownGroupAndMalformedEmail) {
+  OrgState state = ExampleState();
+  const OrgState before = state;
+  absl::Status status = SyncIdpGroup("nobody", {"a@acme.example"}, kLater, state);
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("nobody"));
+  status = SyncIdpGroup("support-engineers", {"bob@acme.example", "not an address"}, kLater, state);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(), "group 'support-engineers': malformed e-mail 'not an address'");
+  status = SyncIdpGroup("support-engineers", {"o'brien@acme.example"}, kLater, state);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("o'brien@acme.example"));
+  EXPECT_TRUE(Diff(before, state).empty());  // Nothing changed.
+}
+
+TEST(SyncIdpGroupTest, GroupMembersHoldTheGroupsRolesInDecisions) {
+  OrgState state = ExampleState();
+  const auto decide = [&](absl::string_view member, absl::string_view project) {
+    CheckRequest request;
+    request.principal_id = std::string(member);
+    request.project = std::string(project);
+    request.action = "chat.completions";
+    request.model = "gpt-4o";
+    absl::StatusOr<Decision> decision = Check(*SnapshotOf(state, kLater), request, kLater);
+    EXPECT_TRUE(decision.ok()) << decision.status();
+    return decision.value_or(Decision{});
+  };
+  EXPECT_TRUE(decide("idp:frank@acme.example", "support-eu").allowed);
+  // The group makes frank a reader of staging: no API calls there.
+  EXPECT_EQ(decide("idp:frank@acme.example", "support-eu-staging").reason,
+            DenyReason::kPermissionDenied);
+  EXPECT_EQ(decide("idp:heidi@acme.example", "support-eu").reason, DenyReason::kPermissionDenied);
+  EXPECT_TRUE(decide("idp:heidi@acme.example", "internal-copilot").allowed);
+  // A file-managed member holds a group's grants through their e-mail.
+  EXPECT_EQ(decide("carol", "internal-copilot").reason, DenyReason::kPermissionDenied);
+  ASSERT_TRUE(SyncIdpGroup("data-science",
+                           {"heidi@acme.example", "ivan@acme.example", "carol@acme.example"},
+                           kLater, state)
+                  .ok());
+  EXPECT_EQ(state.FindMember("idp:carol@acme.example"), nullptr);
+  EXPECT_TRUE(decide("carol", "internal-copilot").allowed);
+
+  ASSERT_TRUE(SyncIdpGroup("support-engineers", {"bob@acme.example"}, kLater, state).ok());
+  EXPECT_EQ(decide("idp:frank@acme.example", "support-eu").reason, DenyReason::kPrincipalRemoved);
+}
+
+}  // namespace
+}  // namespace policy::authz

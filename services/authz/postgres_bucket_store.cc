@@ -1,0 +1,71 @@
+#include "services/authz/postgres_bucket_store.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/pg/values.h"
+
+namespace policy::authz {
+
+PostgresBucketStore::PostgresBucketStore(pg::Pool* pool) : pool_(pool) {}
+
+absl::StatusOr<std::vector<BucketStore::Taken>> PostgresBucketStore::TakeAll(
+    const std::vector<Take>& takes, absl::Time now) {
+  if (takes.empty()) return std::vector<Taken>{};
+  std::vector<std::string> keys;
+  std::vector<int64_t> per_minute, units, want;
+  keys.reserve(takes.size());
+  per_minute.reserve(takes.size());
+  units.reserve(takes.size());
+  want.reserve(takes.size());
+  for (const Take& take : takes) {
+    if (take.charge == nullptr) return absl::InvalidArgumentError("take without a charge");
+    const BucketCharge& c = *take.charge;
+    if (c.per_minute < 0 || c.units < 0 || take.want < c.units) {
+      return absl::InvalidArgumentError(absl::StrCat("bad take of bucket ", c.key, ": per_minute ",
+                                                     c.per_minute, ", units ", c.units, ", want ",
+                                                     take.want));
+    }
+    keys.push_back(c.key);
+    per_minute.push_back(c.per_minute);
+    units.push_back(c.units);
+    want.push_back(take.want);
+  }
+  auto bigint_array = [](const std::vector<int64_t>& v) {
+    return absl::StrCat("{", absl::StrJoin(v, ","), "}");
+  };
+  std::vector<Taken> taken;
+  taken.reserve(takes.size());
+  absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
+    pqxx::result rows = tx.exec_params(
+        "SELECT granted, level FROM authz.take_buckets($1::text[], $2::bigint[], $3::bigint[], "
+        "$4::bigint[], " POLICY_PG_TS("$5") ")",
+        pg::FormatTextArray(keys), bigint_array(per_minute), bigint_array(units),
+        bigint_array(want), pg::Micros(now));
+    if (rows.size() != takes.size()) {
+      return absl::InternalError(absl::StrCat("authz.take_buckets returned ", rows.size(),
+                                              " rows for ", takes.size(), " takes"));
+    }
+    taken.clear();
+    for (const pqxx::row& row : rows) {
+      taken.push_back(Taken{row[0].as<int64_t>(), row[1].as<double>()});
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return taken;
+}
+
+absl::Status PostgresBucketStore::Adjust(const std::string& key, int64_t per_minute, int64_t delta,
+                                         absl::Time now) {
+  if (per_minute < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("bucket ", key, ": per_minute ", per_minute));
+  }
+  return pool_->Transact([&](pqxx::work& tx) {
+    tx.exec_params("SELECT authz.adjust_bucket($1, $2::bigint, $3::bigint, " POLICY_PG_TS("$4") ")",
+                   key, per_minute, delta, pg::Micros(now));
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace policy::authz

@@ -1,0 +1,36 @@
+#ifndef POLICY_SERVICES_AUTHZ_POSTGRES_BUCKET_STORE_H_
+#define POLICY_SERVICES_AUTHZ_POSTGRES_BUCKET_STORE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/pg/pool.h"
+#include "services/authz/rate_limiter.h"
+
+namespace policy::authz {
+
+// The buckets in PostgreSQL, shared by every replica: table authz.rate_buckets, and the
+// functions authz.take_buckets and authz.adjust_bucket (migrations/002_rate_limits.sql), which
+// lock the rows they touch in key order, so concurrent replicas serialise per bucket and never
+// deadlock. Each call is one statement in one transaction. Times count in whole microseconds.
+// UNAVAILABLE when the database cannot be reached (nothing was taken).
+// Thread-safe.
+class PostgresBucketStore : public BucketStore {
+ public:
+  explicit PostgresBucketStore(pg::Pool* pool);
+
+  absl::StatusOr<std::vector<Taken>> TakeAll(const std::vector<Take>& takes,
+                                             absl::Time now) override;
+  absl::Status Adjust(const std::string& key, int64_t per_minute, int64_t delta,
+                      absl::Time now) override;
+
+ private:
+  pg::Pool* const pool_;
+};
+
+}  // namespace policy::authz
+
+#endif  // POLICY_SERVICES_AUTHZ_POSTGRES_BUCKET_STORE_H_

@@ -1,0 +1,383 @@
+"""Process-level tests of the authz service: real authz binaries, real PostgreSQL, gRPC.
+
+One database per module shared by two replicas, A and B, bootstrapped from ORG_FILE below.
+Tests keep out of each other's way by working on projects and members of their own.
+Needs POLICY_TEST_PG_URL (a role with CREATEDB); skips without it, or fails when
+POLICY_TEST_REQUIRE_PG=1. Run: /usr/bin/python3 -m unittest -v tests.authz.test_authz_process
+"""
+
+import contextlib
+import sys
+import tempfile
+import time
+import unittest
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.support import policy_testing as pt  # noqa: E402
+
+import grpc  # noqa: E402
+from policy.authz.v1 import authz_pb2, authz_pb2_grpc  # noqa: E402
+
+C = grpc.StatusCode
+MEMBER = authz_pb2.PRINCIPAL_KIND_MEMBER
+SA = authz_pb2.PRINCIPAL_KIND_SERVICE_ACCOUNT
+ALLOW = authz_pb2.VERDICT_ALLOW
+DENY = authz_pb2.VERDICT_DENY
+STALENESS_S = 1.0
+
+ORG_FILE = """
+projects:
+  - id: support
+    name: Support
+    environment: production
+    data_policy: {zero_data_retention: true, retention_days: 0}
+    models: [gpt-4o, gpt-4o-mini]
+    limits: {rpm: 100000, tpm: 100000000}
+  - id: limited
+    name: Rate-limited project
+    environment: development
+    models: [gpt-4o-mini]
+    limits: {rpm: 60, tpm: 6000}
+  - id: tokens
+    name: Token-limited project
+    environment: development
+    models: [gpt-4o-mini]
+    limits: {rpm: 100000, tpm: 1000}
+members:
+  - id: olivia
+    email: olivia@acme.example
+    roles: [{role: owner}]
+  - id: adam
+    email: adam@acme.example
+    roles: [{role: admin}]
+  - id: mia
+    email: mia@acme.example
+    roles:
+      - {role: member, project: support}
+      - {role: member, project: limited}
+      - {role: member, project: tokens}
+  - id: rita
+    email: rita@acme.example
+    roles: [{role: reader, project: support}]
+service_accounts:
+  - id: sa-bot
+    project: support
+    permissions: [chat.completions]
+    ip_allowlist: [10.20.0.0/16, "2001:db8:20::/48"]
+    limits: {rpm: 100000, tpm: 100000000}
+    max_key_lifetime: 30d
+idp_groups:
+  - name: support-engineers
+    grants: [{role: member, project: support}]
+    members: []
+"""
+
+PG_URL = DB = A = B = None
+_stack = None
+FLAGS = dict(max_staleness=f"{STALENESS_S}s", watch_heartbeat="200ms", health_interval="100ms")
+
+
+def start_authz(database_url, name, org_file, **flags):
+    process = pt.ServiceProcess(pt.service_binary("authz"), flags=dict(flags, bootstrap_org_file=org_file),
+                                env={"POLICY_AUTHZ_DATABASE_URL": database_url}, name=name)
+    process.start()
+    pt.wait_until(lambda: pt.health_status(process.channel) == "SERVING", timeout=10,
+                  message=f"{name} SERVING", ignore=(grpc.RpcError,))
+    return process
+
+
+def setUpModule():
+    global PG_URL, DB, A, B, _stack
+    PG_URL = pt.require_pg_url()
+    pt.service_binary("authz")
+    _stack = contextlib.ExitStack()
+    try:
+        DB = _stack.enter_context(pt.test_database(PG_URL, "authz_process"))
+        directory = Path(_stack.enter_context(tempfile.TemporaryDirectory()))
+        org_file = directory / "org.yaml"
+        org_file.write_text(ORG_FILE)
+        A = start_authz(DB.url, "authz-a", org_file, **FLAGS)
+        _stack.callback(A.cleanup)
+        B = start_authz(DB.url, "authz-b", org_file, **FLAGS)
+        _stack.callback(B.cleanup)
+    except BaseException:
+        _stack.close()
+        raise
+
+
+def tearDownModule():
+    _stack.close()
+
+
+def stub(process):
+    return authz_pb2_grpc.AuthzServiceStub(process.channel)
+
+
+def actor(member_id):
+    return authz_pb2.Actor(member_id=member_id)
+
+
+def check(process, principal, project, action="chat.completions", model="gpt-4o", kind=MEMBER,
+          **fields):
+    return stub(process).Check(authz_pb2.CheckRequest(
+        principal=authz_pb2.Principal(kind=kind, id=principal), project=project, action=action,
+        model=model, **fields), timeout=5)
+
+
+def error_of(fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except grpc.RpcError as e:
+        return e
+    raise AssertionError("the call succeeded")
+
+
+class DecisionTest(unittest.TestCase):
+    def test_members_are_allowed_and_denied_with_reasons(self):
+        allowed = check(A, "mia", "support", estimated_tokens=100)
+        self.assertEqual(allowed.verdict, ALLOW)
+        self.assertEqual(allowed.reason, "")
+        self.assertGreater(allowed.org_version, 0)
+        self.assertEqual({b.name for b in allowed.budgets}, {"project.rpm", "project.tpm"})
+        denied = check(A, "mia", "support", model="gpt-3.5-turbo", explain=True)
+        self.assertEqual((denied.verdict, denied.reason), (DENY, "MODEL_NOT_ALLOWED"))
+        self.assertEqual(denied.rule, "project.model_allowlist")
+        rules = [(r.rule, r.passed) for r in denied.trace]
+        self.assertIn(("principal.exists", True), rules)
+        self.assertEqual(rules[-1], ("project.model_allowlist", False))
+        self.assertIn("gpt-3.5-turbo", denied.trace[-1].detail)
+        reader = check(A, "rita", "support")
+        self.assertEqual((reader.verdict, reader.reason), (DENY, "PERMISSION_DENIED"))
+        self.assertEqual(check(A, "rita", "support", action="settings.read", model="").verdict,
+                         ALLOW)
+        self.assertEqual(check(A, "ghost", "support").reason, "UNKNOWN_PRINCIPAL")
+
+    def test_service_accounts_are_held_to_their_allowlist_on_bits(self):
+        self.assertEqual(check(A, "sa-bot", "support", kind=SA, source_ip="10.20.255.1").verdict,
+                         ALLOW)
+        self.assertEqual(check(A, "sa-bot", "support", kind=SA,
+                               source_ip="2001:db8:20:ffff::1").verdict, ALLOW)
+        # 10.21.x shares the first octet and more with 10.20.0.0/16 but not the 16 bits.
+        outside = check(A, "sa-bot", "support", kind=SA, source_ip="10.21.0.1")
+        self.assertEqual((outside.verdict, outside.reason), (DENY, "IP_NOT_ALLOWED"))
+        self.assertEqual(check(A, "sa-bot", "support", kind=SA, source_ip="2001:db8:21::1").reason,
+                         "IP_NOT_ALLOWED")
+        self.assertEqual(check(A, "sa-bot", "support", kind=SA, source_ip="10.20.0.1",
+                               action="embeddings").reason, "PERMISSION_DENIED")
+
+    def test_malformed_requests_are_invalid_argument_naming_the_problem(self):
+        cases = [
+            (dict(principal="mia", project="support", action="chat.complete"), "unknown action"),
+            (dict(principal="mia", project="support", model=""), "model"),
+            (dict(principal="sa-bot", project="support", kind=SA), "source_ip"),
+            (dict(principal="sa-bot", project="support", kind=SA, source_ip="10.0.0.256"),
+             "source_ip"),
+            (dict(principal="", project="support"), "principal.id"),
+            (dict(principal="mia", project="support", kind=0), "principal.kind"),
+            (dict(principal="mia", project="support", estimated_tokens=-1), "estimated_tokens"),
+        ]
+        for fields, needle in cases:
+            with self.subTest(fields=fields):
+                e = error_of(check, A, **fields)
+                self.assertEqual(e.code(), C.INVALID_ARGUMENT, e.details())
+                self.assertIn(needle, e.details())
+
+
+class AdministrationTest(unittest.TestCase):
+    def test_roles_decide_who_administers_what(self):
+        project = authz_pb2.Project(id="adm-1", name="Admin test", environment="staging",
+                                    allowed_models=["gpt-4o"])
+        e = error_of(stub(A).CreateProject, authz_pb2.CreateProjectRequest(
+            actor=actor("rita"), project=project), timeout=5)
+        self.assertEqual(e.code(), C.PERMISSION_DENIED)
+        created = stub(A).CreateProject(authz_pb2.CreateProjectRequest(
+            actor=actor("adam"), project=project), timeout=5)
+        self.assertEqual(created.id, "adm-1")
+        project.limits.rpm = 10
+        e = error_of(stub(A).UpdateProject, authz_pb2.UpdateProjectRequest(
+            actor=actor("adam"), project=project), timeout=5)
+        self.assertEqual(e.code(), C.PERMISSION_DENIED)
+        self.assertIn("billing.manage", e.details())
+        updated = stub(A).UpdateProject(authz_pb2.UpdateProjectRequest(
+            actor=actor("olivia"), project=project), timeout=5)
+        self.assertEqual(updated.limits.rpm, 10)
+        e = error_of(stub(A).CreateProject, authz_pb2.CreateProjectRequest(
+            actor=actor("olivia"), project=project), timeout=5)
+        self.assertEqual(e.code(), C.ALREADY_EXISTS)
+
+    def test_bad_input_gets_a_clear_status(self):
+        sa = authz_pb2.ServiceAccount(id="sa-bad", project="support", environment="production",
+                                      permissions=["chat.completions"],
+                                      ip_allowlist=["10.0.0.0/8", "10.0.0.1/8"])
+        e = error_of(stub(A).CreateServiceAccount, authz_pb2.CreateServiceAccountRequest(
+            actor=actor("adam"), service_account=sa), timeout=5)
+        self.assertEqual(e.code(), C.INVALID_ARGUMENT)
+        self.assertIn("did you mean 10.0.0.0/8", e.details())
+        del sa.ip_allowlist[:]
+        sa.ip_allowlist.append("10.0.0.0/8")
+        sa.permissions.append("wizardry")
+        e = error_of(stub(A).CreateServiceAccount, authz_pb2.CreateServiceAccountRequest(
+            actor=actor("adam"), service_account=sa), timeout=5)
+        self.assertEqual(e.code(), C.INVALID_ARGUMENT)
+        self.assertIn("wizardry", e.details())
+        e = error_of(stub(A).SetMemberRoles, authz_pb2.SetMemberRolesRequest(
+            actor=actor("adam"), id="rita",
+            grants=[authz_pb2.RoleGrant(role="superuser", project="support")]), timeout=5)
+        self.assertEqual(e.code(), C.INVALID_ARGUMENT)
+        self.assertIn("superuser", e.details())
+        e = error_of(stub(A).CreateProject, authz_pb2.CreateProjectRequest(
+            actor=actor("olivia"), project=authz_pb2.Project(id="p-empty", name="",
+                                                             environment="staging")), timeout=5)
+        self.assertEqual(e.code(), C.INVALID_ARGUMENT)
+        self.assertIn("name", e.details())
+        e = error_of(stub(A).RemoveMember, authz_pb2.RemoveMemberRequest(
+            actor=actor("olivia"), id="olivia"), timeout=5)
+        self.assertEqual(e.code(), C.FAILED_PRECONDITION)
+        self.assertIn("owner", e.details())
+
+    def test_a_removed_member_is_denied_on_every_replica_within_the_bound(self):
+        stub(A).AddMember(authz_pb2.AddMemberRequest(actor=actor("adam"), member=authz_pb2.Member(
+            id="leaver", email="leaver@acme.example",
+            grants=[authz_pb2.RoleGrant(role="member", project="support")])), timeout=5)
+        pt.wait_until(lambda: check(B, "leaver", "support").verdict == ALLOW, timeout=3,
+                      message="B sees the new member")
+        removed = stub(A).RemoveMember(authz_pb2.RemoveMemberRequest(
+            actor=actor("adam"), id="leaver"), timeout=5)
+        removed_at = time.monotonic()
+        self.assertEqual(removed.revoke_keys_of.id, "leaver")
+        self.assertEqual(removed.revoke_keys_of.kind, MEMBER)
+        # On the replica that removed it, at once.
+        self.assertEqual(check(A, "leaver", "support").reason, "PRINCIPAL_REMOVED")
+        pt.wait_until(lambda: check(B, "leaver", "support").reason == "PRINCIPAL_REMOVED",
+                      timeout=STALENESS_S + 1, message="B denies the removed member")
+        self.assertLess(time.monotonic() - removed_at, STALENESS_S + 1)
+
+    def test_lists_are_paginated(self):
+        for i in range(7):
+            stub(A).AddMember(authz_pb2.AddMemberRequest(actor=actor("adam"), member=authz_pb2.Member(
+                id=f"page-{i}", email=f"page-{i}@acme.example")), timeout=5)
+        seen, token = [], ""
+        while True:
+            page = stub(A).ListMembers(authz_pb2.ListMembersRequest(
+                actor=actor("adam"), page_size=3, page_token=token), timeout=5)
+            self.assertLessEqual(len(page.members), 3)
+            seen += [m.id for m in page.members]
+            token = page.next_page_token
+            if not token:
+                break
+        self.assertEqual(seen, sorted(seen))
+        self.assertEqual(len(seen), len(set(seen)))
+        self.assertTrue({f"page-{i}" for i in range(7)} <= set(seen))
+        e = error_of(stub(A).ListMembers, authz_pb2.ListMembersRequest(
+            actor=actor("adam"), page_token="not-a-token"), timeout=5)
+        self.assertEqual(e.code(), C.INVALID_ARGUMENT)
+        e = error_of(stub(A).ListMembers, authz_pb2.ListMembersRequest(actor=actor("rita")),
+                     timeout=5)
+        self.assertEqual(e.code(), C.PERMISSION_DENIED)
+
+    def test_service_account_policy_document(self):
+        policy = stub(A).GetServiceAccountPolicy(authz_pb2.GetServiceAccountPolicyRequest(
+            actor=actor("rita"), id="sa-bot"), timeout=5)
+        self.assertEqual(policy.project, "support")
+        self.assertEqual(list(policy.ip_allowlist), ["10.20.0.0/16", "2001:db8:20::/48"])
+        self.assertTrue(policy.zero_data_retention)
+        self.assertIn('"service_account": "sa-bot"', policy.document_json)
+
+    def test_idp_group_sync_provisions_and_deprovisions(self):
+        synced = stub(A).SyncIdpGroup(authz_pb2.SyncIdpGroupRequest(
+            actor=actor("adam"), group="support-engineers",
+            emails=["Newbie@acme.example", "mia@acme.example"]), timeout=5)
+        self.assertEqual(list(synced.provisioned), ["idp:newbie@acme.example"])
+        self.assertEqual(check(A, "idp:newbie@acme.example", "support").verdict, ALLOW)
+        synced = stub(A).SyncIdpGroup(authz_pb2.SyncIdpGroupRequest(
+            actor=actor("adam"), group="support-engineers", emails=["mia@acme.example"]),
+            timeout=5)
+        self.assertEqual(list(synced.deprovisioned), ["idp:newbie@acme.example"])
+        self.assertEqual(check(A, "idp:newbie@acme.example", "support").reason,
+                         "PRINCIPAL_REMOVED")
+        # mia has grants of her own: leaving the group does not remove her.
+        self.assertEqual(check(A, "mia", "support").verdict, ALLOW)
+
+    def test_org_file_plan_then_apply(self):
+        exported = stub(A).ExportOrgFile(authz_pb2.ExportOrgFileRequest(actor=actor("olivia")),
+                                         timeout=5)
+        self.assertIn("support", exported.yaml)
+        plan = stub(A).PlanOrgFile(authz_pb2.PlanOrgFileRequest(
+            actor=actor("olivia"), yaml=exported.yaml), timeout=5)
+        self.assertEqual(list(plan.changes), [], plan.text)
+        changed = exported.yaml.replace("name: Support\n", "name: Support desk\n")
+        self.assertNotEqual(changed, exported.yaml)
+        plan = stub(A).PlanOrgFile(authz_pb2.PlanOrgFileRequest(
+            actor=actor("olivia"), yaml=changed), timeout=5)
+        self.assertIn("~ project support", plan.text)
+        self.assertIn("name: Support -> Support desk", plan.text)
+        e = error_of(stub(A).ApplyOrgFile, authz_pb2.ApplyOrgFileRequest(
+            actor=actor("adam"), yaml=changed), timeout=5)
+        self.assertEqual(e.code(), C.PERMISSION_DENIED)
+        e = error_of(stub(A).ApplyOrgFile, authz_pb2.ApplyOrgFileRequest(
+            actor=actor("olivia"), yaml=changed, plan_fingerprint="0" * 64), timeout=5)
+        self.assertEqual(e.code(), C.FAILED_PRECONDITION)
+        applied = stub(A).ApplyOrgFile(authz_pb2.ApplyOrgFileRequest(
+            actor=actor("olivia"), yaml=changed, plan_fingerprint=plan.plan_fingerprint),
+            timeout=5)
+        self.assertEqual([(c.kind, c.id) for c in applied.changes], [("project", "support")])
+        e = error_of(stub(A).PlanOrgFile, authz_pb2.PlanOrgFileRequest(
+            actor=actor("olivia"), yaml="projects:\n  - id: x\n    colour: red\n"), timeout=5)
+        self.assertEqual(e.code(), C.INVALID_ARGUMENT)
+        self.assertIn("colour", e.details())
+
+
+class RateLimitTest(unittest.TestCase):
+    def test_two_replicas_never_admit_more_than_the_limit(self):
+        # 60 requests per minute: a full bucket holds 60 and refills one per second.
+        def one(i):
+            return check(A if i % 2 else B, "mia", "limited", model="gpt-4o-mini").verdict
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            verdicts = list(pool.map(one, range(240)))
+        elapsed = time.monotonic() - started
+        allowed = verdicts.count(ALLOW)
+        bound = 60 + int(elapsed) + 1  # capacity plus what refilled meanwhile
+        print(f"\n  two replicas, 240 checks in {elapsed:.2f} s against 60 rpm: "
+              f"{allowed} allowed (bound {bound})")
+        self.assertGreaterEqual(allowed, 50)  # leases held idle cost at most a few
+        self.assertLessEqual(allowed, bound)
+        denied = check(A, "mia", "limited", model="gpt-4o-mini")
+        self.assertEqual((denied.verdict, denied.reason), (DENY, "RATE_LIMITED"))
+        self.assertEqual(denied.rule, "rate_limit.project.rpm")
+        self.assertTrue(denied.HasField("retry_after"))
+        self.assertLessEqual(denied.retry_after.seconds, 2)
+
+    def test_usage_reports_reconcile_tokens(self):
+        first = check(A, "mia", "tokens", model="gpt-4o-mini", estimated_tokens=400)
+        self.assertEqual(first.verdict, ALLOW)
+        # The call used 900 tokens, not 400: the 500 more are charged afterwards.
+        reported = stub(A).ReportUsage(authz_pb2.ReportUsageRequest(
+            principal=authz_pb2.Principal(kind=MEMBER, id="mia"), project="tokens",
+            estimated_tokens=400, actual_tokens=900), timeout=5)
+        self.assertEqual(reported.adjusted_tokens, 500)
+        second = check(A, "mia", "tokens", model="gpt-4o-mini", estimated_tokens=400)
+        self.assertEqual((second.verdict, second.reason), (DENY, "RATE_LIMITED"))
+        self.assertEqual(second.rule, "rate_limit.project.tpm")
+        too_big = check(A, "mia", "tokens", model="gpt-4o-mini", estimated_tokens=5000)
+        self.assertEqual(too_big.reason, "RATE_LIMITED")
+        self.assertFalse(too_big.HasField("retry_after"))  # never fits
+
+
+class MetricsTest(unittest.TestCase):
+    def test_decisions_and_snapshot_are_exported(self):
+        check(A, "mia", "support")
+        text = pt.scrape_metrics(A.metrics_port)
+        self.assertGreaterEqual(pt.metric_value(text, "policy_authz_decisions_total",
+                                                verdict="allow"), 1)
+        self.assertEqual(pt.metric_value(text, "policy_authz_snapshot_in_sync"), 1)
+        self.assertGreater(pt.metric_value(text, "policy_authz_org_version"), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
