@@ -1,12 +1,15 @@
 #!/usr/bin/python3
-"""Quick-start demo of the keys service, run by `tools/dev up` against the running suite:
+"""Quick-start demo of the keys and authz services, run by `tools/dev up` against the suite:
 
   PYTHONPATH=build/python /usr/bin/python3 tools/demo.py \\
-      --keys 127.0.0.1:50051 --metrics 127.0.0.1:9451
+      --keys 127.0.0.1:50051 --metrics 127.0.0.1:9451 --authz 127.0.0.1:50052
 
-Creates a project key, verifies it, rotates it, revokes the successor, prints the rotation
-and inventory reports and the VerifyKey count from /metrics. Exits non-zero as soon as a
-step does not behave as documented, so that `tools/dev up` fails loudly.
+Keys: creates a project key, verifies it, rotates it, revokes the successor, prints the
+rotation and inventory reports and the VerifyKey count from /metrics. Authz: decisions on the
+demo organisation (deploy/examples/org.yaml): an allowed call, a model off the allowlist with
+the explain trace, a reader, a service account inside and outside its IP allowlist, and a
+member running into a rate limit. Exits non-zero as soon as a step does not behave as
+documented, so that `tools/dev up` fails loudly.
 
 Every run uses fresh request ids (uuid4), so runs never replay each other; the keys it
 creates stay in the development database (the rotated one is revoked automatically when its
@@ -22,6 +25,7 @@ import uuid
 
 try:
     import grpc
+    from policy.authz.v1 import authz_pb2, authz_pb2_grpc
     from policy.keys.v1 import keys_pb2, keys_pb2_grpc
 except ImportError as e:  # pragma: no cover - setup problem, say what to do
     sys.exit(f"demo: cannot import the gRPC modules ({e}); run with /usr/bin/python3 and "
@@ -203,13 +207,66 @@ def run(keys_address, metrics_address):
     channel.close()
 
 
+def authz_check(stub, principal, project, model="gpt-4o", kind=None, **fields):
+    kind = kind or authz_pb2.PRINCIPAL_KIND_MEMBER
+    return stub.Check(authz_pb2.CheckRequest(
+        principal=authz_pb2.Principal(kind=kind, id=principal), project=project,
+        action=fields.pop("action", "chat.completions"), model=model, **fields), timeout=TIMEOUT)
+
+
+def verdict_line(label, response):
+    verdict = "ALLOW" if response.verdict == authz_pb2.VERDICT_ALLOW else "DENY "
+    extra = f" {response.reason} (rule {response.rule})" if response.reason else ""
+    budgets = ", ".join(f"{b.name} {b.remaining}/{b.limit_per_minute}" for b in response.budgets)
+    print(f"  [{verdict}] {label:<46}{extra}{'  budgets: ' + budgets if budgets else ''}")
+
+
+def run_authz(address):
+    """Decisions against the demo organisation (deploy/examples/org.yaml)."""
+    print("\n=== authz: decisions on the Acme organisation ===")
+    channel = grpc.insecure_channel(address)
+    expect(health(channel) == "SERVING", f"authz at {address} is not SERVING")
+    stub = authz_pb2_grpc.AuthzServiceStub(channel)
+    sa = authz_pb2.PRINCIPAL_KIND_SERVICE_ACCOUNT
+    ok = authz_check(stub, "bob", "support-eu", estimated_tokens=500)
+    verdict_line("bob calls gpt-4o in support-eu", ok)
+    expect(ok.verdict == authz_pb2.VERDICT_ALLOW, "bob should be allowed")
+    denied = authz_check(stub, "bob", "support-eu", model="o3-mini", explain=True)
+    verdict_line("bob calls o3-mini in support-eu", denied)
+    expect(denied.reason == "MODEL_NOT_ALLOWED", "o3-mini is not on support-eu's allowlist")
+    print("      why: " + "; ".join(f"{r.rule} {'ok' if r.passed else 'FAILED'}"
+                                    f"{' (' + r.detail + ')' if r.detail else ''}"
+                                    for r in denied.trace))
+    reader = authz_check(stub, "carol", "support-eu")
+    verdict_line("carol (reader) calls gpt-4o in support-eu", reader)
+    expect(reader.reason == "PERMISSION_DENIED", "a reader makes no calls")
+    inside = authz_check(stub, "sa-support-prod", "support-eu", kind=sa,
+                         source_ip="2001:db8:20::7")
+    verdict_line("sa-support-prod from 2001:db8:20::7", inside)
+    expect(inside.verdict == authz_pb2.VERDICT_ALLOW, "the address is in 2001:db8:20::/48")
+    outside = authz_check(stub, "sa-support-prod", "support-eu", kind=sa, source_ip="10.21.0.1")
+    verdict_line("sa-support-prod from 10.21.0.1", outside)
+    expect(outside.reason == "IP_NOT_ALLOWED", "10.21.0.1 is outside 10.20.0.0/16")
+    # carol may make 10 requests a minute in the playground.
+    limited = None
+    for _ in range(40):
+        limited = authz_check(stub, "carol", "playground", model="gpt-4o-mini")
+        if limited.verdict != authz_pb2.VERDICT_ALLOW:
+            break
+    verdict_line("carol's requests in playground, until limited", limited)
+    expect(limited.reason == "RATE_LIMITED", "carol's 10 requests per minute should run out")
+    print(f"      retry after {limited.retry_after.seconds + limited.retry_after.nanos / 1e9:.1f} s")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", default="127.0.0.1:50051", help="keys gRPC host:port")
     parser.add_argument("--metrics", default="127.0.0.1:9451", help="keys metrics host:port")
+    parser.add_argument("--authz", default="127.0.0.1:50052", help="authz gRPC host:port")
     args = parser.parse_args()
     try:
         run(args.keys, args.metrics)
+        run_authz(args.authz)
     except DemoError as e:
         print(f"demo FAILED: {e}", file=sys.stderr)
         return 1
