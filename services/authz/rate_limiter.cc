@@ -139,7 +139,16 @@ std::optional<LimitDecision> RateLimiter::TryAcquireLocal(const std::vector<Buck
   absl::InlinedVector<int64_t, kInlineCharges> remaining(charges.size());
   {
     absl::MutexLock lock(&mu_);
-    if (SpendLocked(charges, now, remaining.data()) != charges.size()) return std::nullopt;
+    const size_t uncovered = SpendLocked(charges, now, remaining.data());
+    if (uncovered != charges.size()) {
+      auto it = short_until_.find(charges[uncovered].key);
+      if (it == short_until_.end()) return std::nullopt;
+      if (it->second <= now) {
+        short_until_.erase(it);
+        return std::nullopt;
+      }
+      return DenyLocked(charges, uncovered, it->second - now);
+    }
   }
   return Allowed(charges, remaining.data());
 }
@@ -230,6 +239,8 @@ absl::StatusOr<LimitDecision> RateLimiter::Acquire(const std::vector<BucketCharg
     }
     size_t limiting = 0;
     while (charges[limiting].key != shortfalls[limiting_take].key) ++limiting;
+    short_until_[shortfalls[limiting_take].key] =
+        now + std::min(retry_after, options_.lease_lifetime);
     LimitDecision decision = DenyLocked(charges, limiting, retry_after);
     for (size_t i = 0; i < n; ++i) {
       for (size_t k = 0; k < takes.size(); ++k) {
@@ -244,6 +255,7 @@ absl::StatusOr<LimitDecision> RateLimiter::Acquire(const std::vector<BucketCharg
 
   std::vector<Adjustment> stale;
   for (size_t k = 0; k < takes.size(); ++k) {
+    short_until_.erase(shortfalls[k].key);
     auto [it, inserted] = leases_.try_emplace(shortfalls[k].key);
     Lease& lease = it->second;
     if (!inserted && lease.expires_at <= now) {

@@ -94,7 +94,9 @@ class RateLimiter {
   ~RateLimiter();  // Does not return leases; call ReturnLeases first for a clean stop.
 
   // Decides from this replica's leases alone; nullopt when some bucket's lease cannot cover
-  // its charge and the store must be asked (call Acquire). Never blocks on the store.
+  // its charge and the store must be asked (call Acquire). Never blocks on the store. A
+  // bucket the store found short within the last min(retry_after, lease_lifetime) is denied
+  // here without asking again.
   std::optional<LimitDecision> TryAcquireLocal(const std::vector<BucketCharge>& charges,
                                                absl::Time now);
 
@@ -150,6 +152,10 @@ class RateLimiter {
   const RateLimiterOptions options_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  // Buckets the store last found short, and until when this replica denies from memory a
+  // charge its lease cannot cover (at most a lease lifetime): a caller over its limit does
+  // not cost a database round trip per request.
+  absl::flat_hash_map<std::string, absl::Time> short_until_ ABSL_GUARDED_BY(mu_);
   std::vector<Adjustment> unsent_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -154,6 +154,29 @@ TEST_F(RateLimiterTest, DenialConsumesNothingInAnyBucket) {
   EXPECT_EQ(LocalAdmits(limiter_, {project}, kT0), 30);
 }
 
+TEST_F(RateLimiterTest, AShortBucketIsDeniedFromMemoryForAWhile) {
+  const BucketCharge member{"member/alice/p1/rpm", 6, 1};  // 1 per 10 seconds.
+  Drain(store_.inner, member.key, 6, 6, kT0);
+  absl::StatusOr<LimitDecision> d = limiter_.Acquire({member}, kT0);
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(d->allowed);
+  EXPECT_EQ(store_.take_calls, 1);
+  // Within the lease lifetime (shorter than the 10 s retry): denied without the store.
+  for (int i = 0; i < 100; ++i) {
+    std::optional<LimitDecision> local =
+        limiter_.TryAcquireLocal({member}, kT0 + absl::Milliseconds(900));
+    ASSERT_TRUE(local.has_value());
+    EXPECT_FALSE(local->allowed);
+    EXPECT_EQ(local->limiting_key, member.key);
+    EXPECT_EQ(local->retry_after, absl::Milliseconds(100));
+  }
+  EXPECT_EQ(store_.take_calls, 1);
+  // Then the store is asked again.
+  EXPECT_FALSE(limiter_.TryAcquireLocal({member}, kT0 + absl::Seconds(1)).has_value());
+  // A bucket that is not short still goes to the store as usual.
+  EXPECT_FALSE(limiter_.TryAcquireLocal({{"other", 6, 1}}, kT0).has_value());
+}
+
 TEST_F(RateLimiterTest, DenialWaitsForTheBucketThatRefillsLast) {
   const BucketCharge a{"a", 60, 1};  // 1 per second.
   const BucketCharge b{"b", 6, 1};   // 1 per 10 seconds.
