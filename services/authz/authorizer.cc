@@ -9,8 +9,14 @@
 namespace policy::authz {
 namespace {
 
-// The buckets an API request counts against, and the names callers see for them.
+// The buckets an API request counts against, and the names callers see for them. Bucket keys
+// are short ("p/<project>/r", "m/<member>/<project>/t", "s/<account>/r") so that most fit in
+// a string's inline buffer: they are built on every check.
 struct Charges {
+  Charges() {
+    buckets.reserve(4);
+    names.reserve(4);
+  }
   std::vector<BucketCharge> buckets;
   std::vector<absl::string_view> names;
   void Add(absl::string_view name, std::string key, int64_t per_minute, int64_t units) {
@@ -27,27 +33,27 @@ Charges ChargesFor(const OrgSnapshot& org, const CheckRequest& check, int64_t re
   if (project == nullptr) return charges;
   const std::string& p = project->id;
   if (requests != 0)
-    charges.Add("project.rpm", absl::StrCat("project/", p, "/rpm"), project->rpm_limit, requests);
+    charges.Add("project.rpm", absl::StrCat("p/", p, "/r"), project->rpm_limit, requests);
   if (tokens != 0)
-    charges.Add("project.tpm", absl::StrCat("project/", p, "/tpm"), project->tpm_limit, tokens);
+    charges.Add("project.tpm", absl::StrCat("p/", p, "/t"), project->tpm_limit, tokens);
   if (check.principal_kind == PrincipalKind::kServiceAccount) {
     const ServiceAccount* account = org.FindServiceAccount(check.principal_id);
     if (account == nullptr) return charges;
     if (account->rpm_limit > 0 && requests != 0) {
-      charges.Add("principal.rpm", absl::StrCat("sa/", account->id, "/rpm"), account->rpm_limit,
+      charges.Add("principal.rpm", absl::StrCat("s/", account->id, "/r"), account->rpm_limit,
                   requests);
     }
     if (account->tpm_limit > 0 && tokens != 0) {
-      charges.Add("principal.tpm", absl::StrCat("sa/", account->id, "/tpm"), account->tpm_limit,
+      charges.Add("principal.tpm", absl::StrCat("s/", account->id, "/t"), account->tpm_limit,
                   tokens);
     }
   } else {
     if (project->member_rpm_limit > 0 && requests != 0) {
-      charges.Add("principal.rpm", absl::StrCat("member/", check.principal_id, "/", p, "/rpm"),
+      charges.Add("principal.rpm", absl::StrCat("m/", check.principal_id, "/", p, "/r"),
                   project->member_rpm_limit, requests);
     }
     if (project->member_tpm_limit > 0 && tokens != 0) {
-      charges.Add("principal.tpm", absl::StrCat("member/", check.principal_id, "/", p, "/tpm"),
+      charges.Add("principal.tpm", absl::StrCat("m/", check.principal_id, "/", p, "/t"),
                   project->member_tpm_limit, tokens);
     }
   }
@@ -98,6 +104,7 @@ absl::Status Authorizer::Evaluate(const AuthorizeRequest& request, bool may_bloc
     }
     ASSIGN_OR_RETURN(limits, limiter_->Acquire(charges.buckets, now));
   }
+  result.budgets.reserve(limits->remaining.size());
   for (size_t i = 0; i < limits->remaining.size() && i < charges.names.size(); ++i) {
     result.budgets.push_back(Budget{std::string(charges.names[i]), limits->remaining[i].per_minute,
                                     limits->remaining[i].remaining});
