@@ -9,8 +9,8 @@
 #include "common/clock/clock.h"
 #include "common/config/config.h"
 #include "common/log/log.h"
-#include "common/pg/migrations.h"
 #include "common/pg/pool.h"
+#include "common/pg/storage_options.h"
 #include "common/server/blocking_pool.h"
 #include "common/server/server_runner.h"
 #include "common/status/status.h"
@@ -73,20 +73,12 @@ int Main(int argc, char** argv) {
   std::unique_ptr<pg::Pool> pool;
   std::unique_ptr<OrgStore> store;
   std::unique_ptr<BucketStore> buckets;
-  if (config.store == "postgres") {
-    if (config.migrate_only || config.apply_migrations) {
-      if (absl::Status s = pg::ApplyMigrations(config.database_url, "authz", Migrations());
-          !s.ok()) {
-        return Fail(s);
-      }
-      if (config.migrate_only) return 0;
-    } else if (absl::Status s = pg::CheckMigrations(config.database_url, "authz", Migrations());
-               !s.ok()) {
-      return Fail(s);
-    }
-    pool = std::make_unique<pg::Pool>(pg::PoolOptions{
-        .url = config.database_url, .size = static_cast<int>(config.database_pool_size)});
-    store = std::make_unique<PostgresOrgStore>(pool.get(), clock, config.watch_heartbeat);
+  absl::StatusOr<bool> done = pg::PrepareSchema(config.storage, "authz", Migrations());
+  if (!done.ok()) return Fail(done.status());
+  if (*done) return 0;
+  if (config.storage.postgres()) {
+    pool = std::make_unique<pg::Pool>(config.storage.pool_options());
+    store = std::make_unique<PostgresOrgStore>(pool.get(), clock, config.storage.watch_heartbeat);
     buckets = std::make_unique<PostgresBucketStore>(pool.get());
   } else {
     store = std::make_unique<MemoryOrgStore>();
@@ -98,7 +90,7 @@ int Main(int argc, char** argv) {
     }
   }
 
-  OrgCache cache(clock, config.max_staleness);
+  OrgCache cache(clock, config.storage.max_staleness);
   store->Watch(&cache);
   RateLimiter limiter(buckets.get(), config.rate_limits);
   Authorizer authorizer(&cache, &limiter, clock);

@@ -1,26 +1,16 @@
 #include "services/keys/keys_config.h"
 
-#include "absl/strings/match.h"
-#include "absl/strings/str_cat.h"
+#include "absl/status/status.h"
 
 namespace policy::keys {
 
 void KeysConfig::Register(config::Parser& p) {
   server.Register(p);
-  p.AddString("store", &store, "postgres or memory");
-  p.AddString("database_url", &database_url, "PostgreSQL URL (store=postgres)",
-              config::Sensitivity::kUrlWithCredentials);
-  p.AddInt("database_pool_size", &database_pool_size, "PostgreSQL connections at most");
+  storage.Register(p);
   p.AddString("pepper", &pepper, "server-side secret (>= 32 bytes) keying secret hashes",
               config::Sensitivity::kSecret);
-  p.AddBool("migrate_only", &migrate_only, "apply migrations and exit");
-  p.AddBool("apply_migrations", &apply_migrations, "apply migrations at start-up");
   p.AddString("bootstrap_admin", &bootstrap_admin,
               "issue the first admin key for this member id, print it once, and exit");
-  p.AddDuration("max_staleness", &max_staleness,
-                "verification fails closed when the key cache is older than this");
-  p.AddDuration("watch_heartbeat", &watch_heartbeat,
-                "how often the key cache proves itself in sync with PostgreSQL");
   p.AddDuration("sweep_interval", &sweep_interval, "how often ended rotation overlaps are revoked");
   p.AddBool("reveal_denial_reasons", &reveal_denial_reasons,
             "tell callers why verification failed (trusted callers only)");
@@ -39,28 +29,13 @@ void KeysConfig::Register(config::Parser& p) {
 
 absl::Status KeysConfig::Validate() const {
   if (absl::Status s = server.Validate(); !s.ok()) return s;
-  if (store != "postgres" && store != "memory") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("store must be postgres or memory, got '", store, "'"));
-  }
-  if (store == "postgres" && !absl::StartsWith(database_url, "postgresql://") &&
-      !absl::StartsWith(database_url, "postgres://")) {
-    // Only the URL form: it is the one whose password the start-up log can redact.
-    return absl::InvalidArgumentError(
-        "database_url must be a postgresql:// URL (required with store=postgres)");
-  }
+  if (absl::Status s = storage.Validate(); !s.ok()) return s;
   if (pepper.size() < 32) {
     return absl::InvalidArgumentError(
         "pepper must be set to at least 32 bytes (POLICY_KEYS_PEPPER; openssl rand -hex 32)");
   }
-  if (database_pool_size < 1 || blocking_threads < 1 || blocking_queue < 1) {
-    return absl::InvalidArgumentError(
-        "database_pool_size, blocking_threads and blocking_queue must be positive");
-  }
-  if (max_staleness <= absl::ZeroDuration() || watch_heartbeat <= absl::ZeroDuration() ||
-      watch_heartbeat >= max_staleness) {
-    return absl::InvalidArgumentError(
-        "watch_heartbeat must be positive and shorter than max_staleness");
+  if (blocking_threads < 1 || blocking_queue < 1) {
+    return absl::InvalidArgumentError("blocking_threads and blocking_queue must be positive");
   }
   if (sweep_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("sweep_interval must be positive");

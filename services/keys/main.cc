@@ -8,8 +8,8 @@
 #include "common/clock/clock.h"
 #include "common/config/config.h"
 #include "common/log/log.h"
-#include "common/pg/migrations.h"
 #include "common/pg/pool.h"
+#include "common/pg/storage_options.h"
 #include "common/server/blocking_pool.h"
 #include "common/server/server_runner.h"
 #include "prometheus/gauge.h"
@@ -46,20 +46,12 @@ int Main(int argc, char** argv) {
   Clock* clock = Clock::Real();
   std::unique_ptr<pg::Pool> pool;
   std::unique_ptr<KeyStore> store;
-  if (config.store == "postgres") {
-    if (config.migrate_only || config.apply_migrations) {
-      if (absl::Status s = pg::ApplyMigrations(config.database_url, "keys", Migrations());
-          !s.ok()) {
-        return Fail(s);
-      }
-      if (config.migrate_only) return 0;
-    } else if (absl::Status s = pg::CheckMigrations(config.database_url, "keys", Migrations());
-               !s.ok()) {
-      return Fail(s);
-    }
-    pool = std::make_unique<pg::Pool>(pg::PoolOptions{
-        .url = config.database_url, .size = static_cast<int>(config.database_pool_size)});
-    store = std::make_unique<PostgresKeyStore>(pool.get(), clock, config.watch_heartbeat);
+  absl::StatusOr<bool> done = pg::PrepareSchema(config.storage, "keys", Migrations());
+  if (!done.ok()) return Fail(done.status());
+  if (*done) return 0;
+  if (config.storage.postgres()) {
+    pool = std::make_unique<pg::Pool>(config.storage.pool_options());
+    store = std::make_unique<PostgresKeyStore>(pool.get(), clock, config.storage.watch_heartbeat);
   } else {
     store = std::make_unique<MemoryKeyStore>();
   }
@@ -77,7 +69,7 @@ int Main(int argc, char** argv) {
     return 0;
   }
 
-  KeyVerifier verifier(pepper->get(), clock, config.max_staleness);
+  KeyVerifier verifier(pepper->get(), clock, config.storage.max_staleness);
   store->Watch(&verifier);
   server::BlockingPool blocking(static_cast<int>(config.blocking_threads),
                                 static_cast<int>(config.blocking_queue));

@@ -1,0 +1,46 @@
+#ifndef POLICY_COMMON_PG_STORAGE_OPTIONS_H_
+#define POLICY_COMMON_PG_STORAGE_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/config/config.h"
+#include "common/pg/migrations.h"
+#include "common/pg/pool.h"
+
+namespace policy::pg {
+
+// Where a service keeps its state, the same flags in every service: --store, --database_url,
+// --database_pool_size, --migrate_only, --apply_migrations, --max_staleness and
+// --watch_heartbeat (and POLICY_<SVC>_* for each).
+struct StorageOptions {
+  // "postgres" (durable, shared by replicas) or "memory" (one process, lost on exit).
+  std::string store = "postgres";
+  std::string database_url;  // Required with store=postgres.
+  int64_t database_pool_size = 8;
+  bool migrate_only = false;     // Apply the service's migrations, then exit.
+  bool apply_migrations = true;  // Otherwise refuse to start unless they are applied.
+  // The in-memory state answers fail closed once it is this much older than the database.
+  absl::Duration max_staleness = absl::Seconds(1);
+  // How often the in-memory state proves itself in sync with PostgreSQL.
+  absl::Duration watch_heartbeat = absl::Milliseconds(200);
+
+  bool postgres() const { return store == "postgres"; }
+  PoolOptions pool_options() const;
+  void Register(config::Parser& parser);
+  absl::Status Validate() const;
+};
+
+// With store=postgres, brings `schema` up to `migrations` (ApplyMigrations), or with
+// apply_migrations=false only checks that it is (CheckMigrations). Returns true when the
+// process has nothing more to do (migrate_only). Does nothing with store=memory.
+absl::StatusOr<bool> PrepareSchema(const StorageOptions& options, absl::string_view schema,
+                                   const std::vector<Migration>& migrations);
+
+}  // namespace policy::pg
+
+#endif  // POLICY_COMMON_PG_STORAGE_OPTIONS_H_
