@@ -10,19 +10,13 @@ namespace policy::authz {
 OrgCache::OrgCache(Clock* clock, absl::Duration max_staleness)
     : clock_(clock), max_staleness_(max_staleness) {}
 
-bool OrgCache::InSyncAt(absl::Time now) const {
-  const int64_t as_of = in_sync_as_of_ns_.load(std::memory_order_acquire);
-  if (as_of == std::numeric_limits<int64_t>::min()) return false;
-  return now - absl::FromUnixNanos(as_of) <= max_staleness_;
-}
-
 absl::StatusOr<OrgView> OrgCache::Current() const {
   OrgView view;
   {
     absl::ReaderMutexLock lock(&mu_);
     view = view_;
   }
-  if (view.snapshot == nullptr || !InSyncAt(clock_->Now())) {
+  if (view.snapshot == nullptr || !in_sync_.Within(clock_->Now(), max_staleness_)) {
     return WithReason(absl::UnavailableError("organisation snapshot is stale (database "
                                              "unreachable); refusing to decide until it is "
                                              "current"),
@@ -33,15 +27,10 @@ absl::StatusOr<OrgView> OrgCache::Current() const {
 
 bool OrgCache::InSync() const {
   absl::ReaderMutexLock lock(&mu_);
-  return view_.snapshot != nullptr && InSyncAt(clock_->Now());
+  return view_.snapshot != nullptr && in_sync_.Within(clock_->Now(), max_staleness_);
 }
 
-absl::Duration OrgCache::Staleness() const {
-  const int64_t as_of = in_sync_as_of_ns_.load(std::memory_order_acquire);
-  if (as_of == std::numeric_limits<int64_t>::min()) return absl::InfiniteDuration();
-  if (as_of == std::numeric_limits<int64_t>::max()) return absl::ZeroDuration();
-  return std::max(absl::ZeroDuration(), clock_->Now() - absl::FromUnixNanos(as_of));
-}
+absl::Duration OrgCache::Staleness() const { return in_sync_.Lag(clock_->Now()); }
 
 int64_t OrgCache::version() const {
   absl::ReaderMutexLock lock(&mu_);
@@ -61,12 +50,6 @@ void OrgCache::OnState(std::shared_ptr<const OrgState> state) {
   }
 }
 
-void OrgCache::OnInSync(absl::Time as_of) {
-  const int64_t ns = as_of == absl::InfiniteFuture() ? std::numeric_limits<int64_t>::max()
-                                                     : absl::ToUnixNanos(as_of);
-  int64_t current = in_sync_as_of_ns_.load(std::memory_order_relaxed);
-  while (ns > current && !in_sync_as_of_ns_.compare_exchange_weak(current, ns)) {
-  }
-}
+void OrgCache::OnInSync(absl::Time as_of) { in_sync_.Advance(as_of); }
 
 }  // namespace policy::authz

@@ -1,15 +1,14 @@
 #ifndef POLICY_SERVICES_AUTHZ_ORG_CACHE_H_
 #define POLICY_SERVICES_AUTHZ_ORG_CACHE_H_
 
-#include <atomic>
 #include <cstdint>
-#include <limits>
 #include <memory>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock/clock.h"
+#include "common/clock/sync_watermark.h"
 #include "services/authz/org.h"
 #include "services/authz/org_store.h"
 
@@ -44,13 +43,11 @@ class OrgCache : public OrgStoreObserver {
   void OnInSync(absl::Time as_of) override;
 
  private:
-  bool InSyncAt(absl::Time now) const;
-
   Clock* const clock_;
   const absl::Duration max_staleness_;
   mutable absl::Mutex mu_;
   OrgView view_ ABSL_GUARDED_BY(mu_);
-  std::atomic<int64_t> in_sync_as_of_ns_{std::numeric_limits<int64_t>::min()};  // Unix ns.
+  SyncWatermark in_sync_;
 };
 
 }  // namespace policy::authz

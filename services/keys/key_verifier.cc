@@ -59,9 +59,7 @@ void KeyVerifier::Merge(KeyRecord key, absl::flat_hash_map<IdChars, CachedKey>& 
 }
 
 bool KeyVerifier::InSyncAt(absl::Time now) const {
-  if (!loaded_.load(std::memory_order_acquire)) return false;
-  const int64_t as_of = in_sync_as_of_ns_.load(std::memory_order_acquire);
-  return now - absl::FromUnixNanos(as_of) <= max_staleness_;
+  return loaded_.load(std::memory_order_acquire) && in_sync_.Within(now, max_staleness_);
 }
 
 absl::StatusOr<VerifiedKey> KeyVerifier::Verify(absl::string_view secret) const {
@@ -147,12 +145,6 @@ void KeyVerifier::OnChanged(std::vector<KeyRecord> keys) {
   }
 }
 
-void KeyVerifier::OnInSync(absl::Time as_of) {
-  const int64_t ns = as_of == absl::InfiniteFuture() ? std::numeric_limits<int64_t>::max()
-                                                     : absl::ToUnixNanos(as_of);
-  int64_t current = in_sync_as_of_ns_.load(std::memory_order_relaxed);
-  while (ns > current && !in_sync_as_of_ns_.compare_exchange_weak(current, ns)) {
-  }
-}
+void KeyVerifier::OnInSync(absl::Time as_of) { in_sync_.Advance(as_of); }
 
 }  // namespace policy::keys

@@ -3,7 +3,6 @@
 
 #include <array>
 #include <atomic>
-#include <limits>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -13,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock/clock.h"
+#include "common/clock/sync_watermark.h"
 #include "services/keys/api_key.h"
 #include "services/keys/key.h"
 #include "services/keys/key_store.h"
@@ -94,7 +94,7 @@ class KeyVerifier : public KeyStoreObserver {
   mutable std::array<Shard, kShards> shards_;
   static_assert(kShards == std::tuple_size_v<ShardMaps>);
   std::atomic<bool> loaded_{false};
-  std::atomic<int64_t> in_sync_as_of_ns_{std::numeric_limits<int64_t>::min()};  // Unix ns.
+  SyncWatermark in_sync_;
 };
 
 }  // namespace policy::keys
