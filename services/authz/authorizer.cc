@@ -92,8 +92,7 @@ absl::Status Authorizer::Evaluate(const AuthorizeRequest& request, bool may_bloc
   result.org_version = view.state->version;
   ASSIGN_OR_RETURN(result.decision, Check(*view.snapshot, request.check, now));
   if (!result.decision.allowed) return absl::OkStatus();
-  absl::StatusOr<Action> action = FindAction(request.check.action);
-  if (!action.ok() || action->kind != ActionKind::kApi) return absl::OkStatus();
+  if (result.decision.action_kind != ActionKind::kApi) return absl::OkStatus();
 
   const Charges charges = ChargesFor(*view.snapshot, request.check, 1, request.estimated_tokens);
   std::optional<LimitDecision> limits = limiter_->TryAcquireLocal(charges.buckets, now);

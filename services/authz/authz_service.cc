@@ -47,6 +47,14 @@ absl::StatusOr<std::string> Page(const std::vector<T>& items, int32_t page_size,
   return std::string();
 }
 
+// The gRPC status of `result`, after `fill` has written its value into the response.
+template <typename T, typename Fill>
+grpc::Status Reply(const absl::StatusOr<T>& result, Fill fill) {
+  if (!result.ok()) return ToGrpc(result.status());
+  fill(*result);
+  return grpc::Status::OK;
+}
+
 grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const absl::Status& s) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpc(s));
@@ -85,6 +93,15 @@ AuthzService::AuthzService(Authorizer* authorizer, OrgAdmin* admin, const OrgCac
     const std::string name(DenyReasonName(r));
     denied_[name] = &family.Add({{"verdict", "deny"}, {"reason", name}});
   }
+}
+
+grpc::Status AuthzService::ReplyMember(const absl::StatusOr<Member>& member,
+                                       v1::Member* out) const {
+  return Reply(member, [&](const Member& m) {
+    // The group grants come from the latest organisation; without it, the member's own.
+    absl::StatusOr<OrgView> view = cache_->Current();
+    ToProto(m, view.ok() ? *view->state : OrgState{}, out);
+  });
 }
 
 void AuthzService::CountDecision(const Authorization& a) {
@@ -137,9 +154,7 @@ grpc::ServerUnaryReactor* AuthzService::CreateProject(grpc::CallbackServerContex
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<Project> project = FromProto(request->project());
     if (project.ok()) project = admin_->CreateProject(request->actor().member_id(), *project);
-    if (!project.ok()) return ToGrpc(project.status());
-    ToProto(*project, response);
-    return grpc::Status::OK;
+    return Reply(project, [&](const Project& value) { ToProto(value, response); });
   });
 }
 
@@ -165,9 +180,7 @@ grpc::ServerUnaryReactor* AuthzService::UpdateProject(grpc::CallbackServerContex
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<Project> project = FromProto(request->project());
     if (project.ok()) project = admin_->UpdateProject(request->actor().member_id(), *project);
-    if (!project.ok()) return ToGrpc(project.status());
-    ToProto(*project, response);
-    return grpc::Status::OK;
+    return Reply(project, [&](const Project& value) { ToProto(value, response); });
   });
 }
 
@@ -177,9 +190,7 @@ grpc::ServerUnaryReactor* AuthzService::ArchiveProject(grpc::CallbackServerConte
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<Project> project =
         admin_->ArchiveProject(request->actor().member_id(), request->id());
-    if (!project.ok()) return ToGrpc(project.status());
-    ToProto(*project, response);
-    return grpc::Status::OK;
+    return Reply(project, [&](const Project& value) { ToProto(value, response); });
   });
 }
 
@@ -187,10 +198,10 @@ grpc::ServerUnaryReactor* AuthzService::ListProjects(grpc::CallbackServerContext
                                                      const v1::ListProjectsRequest* request,
                                                      v1::ListProjectsResponse* response) {
   const std::string& actor = request->actor().member_id();
-  // Organisation readers see every project; others the projects whose settings they read.
-  const bool sees_all = admin_->Authorize(actor, "org.read").ok();
   absl::StatusOr<OrgView> view = cache_->Current();
   if (!view.ok()) return Finish(context, view.status());
+  // Organisation readers see every project; others the projects whose settings they read.
+  const bool sees_all = admin_->Authorize(*view, actor, "org.read").ok();
   if (!sees_all) {
     const Member* member = view->state->FindMember(actor);
     if (member == nullptr || member->removed_at.has_value()) {
@@ -203,7 +214,7 @@ grpc::ServerUnaryReactor* AuthzService::ListProjects(grpc::CallbackServerContext
       view->state->projects, request->page_size(), request->page_token(),
       [&](const Project& p) {
         if (p.archived && !request->include_archived()) return false;
-        return sees_all || admin_->Authorize(actor, "settings.read", p.id).ok();
+        return sees_all || admin_->Authorize(*view, actor, "settings.read", p.id).ok();
       },
       [&](const Project& p) { ToProto(p, response->add_projects()); });
   if (!next.ok()) return Finish(context, next.status());
@@ -217,10 +228,7 @@ grpc::ServerUnaryReactor* AuthzService::AddMember(grpc::CallbackServerContext* c
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<Member> member = FromProto(request->member());
     if (member.ok()) member = admin_->AddMember(request->actor().member_id(), *member);
-    if (!member.ok()) return ToGrpc(member.status());
-    absl::StatusOr<OrgView> view = cache_->Current();
-    ToProto(*member, view.ok() ? *view->state : OrgState{}, response);
-    return grpc::Status::OK;
+    return ReplyMember(member, response);
   });
 }
 
@@ -250,10 +258,7 @@ grpc::ServerUnaryReactor* AuthzService::SetMemberRoles(grpc::CallbackServerConte
     if (!grants.ok()) return ToGrpc(grants.status());
     absl::StatusOr<Member> member =
         admin_->SetMemberRoles(request->actor().member_id(), request->id(), *std::move(grants));
-    if (!member.ok()) return ToGrpc(member.status());
-    absl::StatusOr<OrgView> view = cache_->Current();
-    ToProto(*member, view.ok() ? *view->state : OrgState{}, response);
-    return grpc::Status::OK;
+    return ReplyMember(member, response);
   });
 }
 
@@ -263,12 +268,11 @@ grpc::ServerUnaryReactor* AuthzService::RemoveMember(grpc::CallbackServerContext
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<Member> member =
         admin_->RemoveMember(request->actor().member_id(), request->id());
-    if (!member.ok()) return ToGrpc(member.status());
-    absl::StatusOr<OrgView> view = cache_->Current();
-    ToProto(*member, view.ok() ? *view->state : OrgState{}, response->mutable_member());
-    response->mutable_revoke_keys_of()->set_kind(v1::PRINCIPAL_KIND_MEMBER);
-    response->mutable_revoke_keys_of()->set_id(member->id);
-    return grpc::Status::OK;
+    if (member.ok()) {
+      response->mutable_revoke_keys_of()->set_kind(v1::PRINCIPAL_KIND_MEMBER);
+      response->mutable_revoke_keys_of()->set_id(member->id);
+    }
+    return ReplyMember(member, response->mutable_member());
   });
 }
 
@@ -312,9 +316,8 @@ grpc::ServerUnaryReactor* AuthzService::CreateInvitation(grpc::CallbackServerCon
     }
     absl::StatusOr<Invitation> created =
         admin_->CreateInvitation(request->actor().member_id(), invitation, valid_for);
-    if (!created.ok()) return ToGrpc(created.status());
-    ToProto(*created, clock_->Now(), response);
-    return grpc::Status::OK;
+    return Reply(created,
+                 [&](const Invitation& value) { ToProto(value, clock_->Now(), response); });
   });
 }
 
@@ -324,10 +327,7 @@ grpc::ServerUnaryReactor* AuthzService::AcceptInvitation(grpc::CallbackServerCon
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<Member> member =
         admin_->AcceptInvitation(request->id(), request->email(), request->member_id());
-    if (!member.ok()) return ToGrpc(member.status());
-    absl::StatusOr<OrgView> view = cache_->Current();
-    ToProto(*member, view.ok() ? *view->state : OrgState{}, response);
-    return grpc::Status::OK;
+    return ReplyMember(member, response);
   });
 }
 
@@ -337,9 +337,8 @@ grpc::ServerUnaryReactor* AuthzService::RevokeInvitation(grpc::CallbackServerCon
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<Invitation> invitation =
         admin_->RevokeInvitation(request->actor().member_id(), request->id());
-    if (!invitation.ok()) return ToGrpc(invitation.status());
-    ToProto(*invitation, clock_->Now(), response);
-    return grpc::Status::OK;
+    return Reply(invitation,
+                 [&](const Invitation& value) { ToProto(value, clock_->Now(), response); });
   });
 }
 
@@ -364,13 +363,12 @@ grpc::ServerUnaryReactor* AuthzService::CreateServiceAccount(
     grpc::CallbackServerContext* context, const v1::CreateServiceAccountRequest* request,
     v1::ServiceAccount* response) {
   return pool_->Run(context, [this, request, response] {
-    absl::StatusOr<ServiceAccount> account = FromProto(request->service_account());
+    absl::StatusOr<ServiceAccount> account =
+        FromProto(request->service_account(), EnvironmentField::kRequired);
     if (account.ok()) {
       account = admin_->CreateServiceAccount(request->actor().member_id(), *account);
     }
-    if (!account.ok()) return ToGrpc(account.status());
-    ToProto(*account, response);
-    return grpc::Status::OK;
+    return Reply(account, [&](const ServiceAccount& value) { ToProto(value, response); });
   });
 }
 
@@ -395,15 +393,12 @@ grpc::ServerUnaryReactor* AuthzService::UpdateServiceAccount(
     grpc::CallbackServerContext* context, const v1::UpdateServiceAccountRequest* request,
     v1::ServiceAccount* response) {
   return pool_->Run(context, [this, request, response] {
-    v1::ServiceAccount in = request->service_account();
-    if (in.environment().empty()) in.set_environment("production");  // Kept from the stored.
-    absl::StatusOr<ServiceAccount> account = FromProto(in);
+    absl::StatusOr<ServiceAccount> account =
+        FromProto(request->service_account(), EnvironmentField::kIgnored);
     if (account.ok()) {
       account = admin_->UpdateServiceAccount(request->actor().member_id(), *account);
     }
-    if (!account.ok()) return ToGrpc(account.status());
-    ToProto(*account, response);
-    return grpc::Status::OK;
+    return Reply(account, [&](const ServiceAccount& value) { ToProto(value, response); });
   });
 }
 
@@ -413,9 +408,7 @@ grpc::ServerUnaryReactor* AuthzService::RemoveServiceAccount(
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<ServiceAccount> account =
         admin_->RemoveServiceAccount(request->actor().member_id(), request->id());
-    if (!account.ok()) return ToGrpc(account.status());
-    ToProto(*account, response);
-    return grpc::Status::OK;
+    return Reply(account, [&](const ServiceAccount& value) { ToProto(value, response); });
   });
 }
 

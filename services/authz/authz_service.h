@@ -54,6 +54,8 @@ class AuthzService final : public v1::AuthzService::CallbackService {
 
  private:
   void CountDecision(const Authorization& authorization);
+  // Reply() for a member, with its group grants.
+  grpc::Status ReplyMember(const absl::StatusOr<Member>& member, v1::Member* out) const;
 
   Authorizer* const authorizer_;
   OrgAdmin* const admin_;

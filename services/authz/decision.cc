@@ -49,7 +49,7 @@ bool IsOneOf(absl::string_view name, std::initializer_list<absl::string_view> na
 // Collects the trace only when asked: the common path allocates nothing.
 class Recorder {
  public:
-  explicit Recorder(bool explain) : explain_(explain) {}
+  Recorder(bool explain, ActionKind kind) : explain_(explain) { decision_.action_kind = kind; }
   void Pass(absl::string_view rule, std::string detail = "") {
     if (explain_) decision_.trace.push_back({rule, true, std::move(detail)});
   }
@@ -147,7 +147,7 @@ absl::StatusOr<Decision> Check(const OrgSnapshot& org, const CheckRequest& reque
     return absl::InvalidArgumentError("source_ip is required for a service account");
   }
 
-  Recorder r(request.explain);
+  Recorder r(request.explain, action.kind);
   const Member* member = is_account ? nullptr : org.FindMember(request.principal_id);
   const ServiceAccount* account =
       is_account ? org.FindServiceAccount(request.principal_id) : nullptr;

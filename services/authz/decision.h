@@ -71,7 +71,8 @@ struct RuleOutcome {
 struct Decision {
   bool allowed = false;
   DenyReason reason = DenyReason::kNone;
-  absl::string_view rule;          // The rule that decided.
+  absl::string_view rule;                       // The rule that decided.
+  ActionKind action_kind = ActionKind::kAdmin;  // Of the action decided on.
   std::vector<RuleOutcome> trace;  // Every rule considered, in order; only with explain.
 };
 

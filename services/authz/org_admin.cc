@@ -41,8 +41,13 @@ OrgAdmin::OrgAdmin(OrgStore* store, const OrgCache* cache, Clock* clock)
 
 absl::Status OrgAdmin::Authorize(absl::string_view actor, absl::string_view action,
                                  absl::string_view project) const {
-  if (actor.empty()) return absl::UnauthenticatedError("actor.member_id is required");
   ASSIGN_OR_RETURN(OrgView view, cache_->Current());
+  return Authorize(view, actor, action, project);
+}
+
+absl::Status OrgAdmin::Authorize(const OrgView& view, absl::string_view actor,
+                                 absl::string_view action, absl::string_view project) const {
+  if (actor.empty()) return absl::UnauthenticatedError("actor.member_id is required");
   CheckRequest check;
   check.principal_kind = PrincipalKind::kMember;
   check.principal_id = std::string(actor);

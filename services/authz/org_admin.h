@@ -39,6 +39,9 @@ class OrgAdmin {
   // OK when `actor` may perform `action` (in `project` for project-scoped actions).
   absl::Status Authorize(absl::string_view actor, absl::string_view action,
                          absl::string_view project = "") const;
+  // The same on a view the caller holds already.
+  absl::Status Authorize(const OrgView& view, absl::string_view actor, absl::string_view action,
+                         absl::string_view project = "") const;
 
   absl::StatusOr<Project> CreateProject(absl::string_view actor, Project project);
   absl::StatusOr<Project> UpdateProject(absl::string_view actor, Project project);

@@ -140,13 +140,16 @@ absl::StatusOr<Member> FromProto(const pb::Member& in) {
   return m;
 }
 
-absl::StatusOr<ServiceAccount> FromProto(const pb::ServiceAccount& in) {
+absl::StatusOr<ServiceAccount> FromProto(const pb::ServiceAccount& in,
+                                         EnvironmentField environment_field) {
   ServiceAccount a;
   a.id = in.id();
   a.project = in.project();
-  absl::StatusOr<Environment> environment = ParseEnvironment(in.environment());
-  if (!environment.ok()) return InField("service_account.environment", environment.status());
-  a.environment = *environment;
+  if (environment_field == EnvironmentField::kRequired) {
+    absl::StatusOr<Environment> environment = ParseEnvironment(in.environment());
+    if (!environment.ok()) return InField("service_account.environment", environment.status());
+    a.environment = *environment;
+  }
   a.permissions = Strings(in.permissions());
   absl::StatusOr<IpAllowlist> allowlist = IpAllowlist::Parse(Strings(in.ip_allowlist()));
   if (!allowlist.ok()) return InField("service_account.ip_allowlist", allowlist.status());

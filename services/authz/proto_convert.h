@@ -23,7 +23,10 @@ absl::StatusOr<Project> FromProto(const pb::Project& project);
 absl::StatusOr<std::vector<RoleGrant>> GrantsFromProto(
     const google::protobuf::RepeatedPtrField<pb::RoleGrant>& grants, absl::string_view field);
 absl::StatusOr<Member> FromProto(const pb::Member& member);
-absl::StatusOr<ServiceAccount> FromProto(const pb::ServiceAccount& account);
+// kIgnored for an update, which keeps the stored project and environment.
+enum class EnvironmentField { kRequired, kIgnored };
+absl::StatusOr<ServiceAccount> FromProto(const pb::ServiceAccount& account,
+                                         EnvironmentField environment);
 
 void ToProto(const Project& project, pb::Project* out);
 // `state` supplies the member's group grants.
