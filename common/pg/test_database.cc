@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -94,6 +95,27 @@ const TestDatabase* TestDatabase::Get() {
     return new TestDatabase(url, absl::StrCat("t_", ProgramName(), "_", getpid()));
   }();
   return kDatabase;
+}
+
+absl::StatusOr<std::shared_ptr<Pool>> TestDatabase::Reset(absl::string_view schema,
+                                                          const std::vector<Migration>& migrations,
+                                                          const std::string& reset_sql) const {
+  static std::mutex migrated_mu;
+  static auto* const migrated = new std::set<std::string>();
+  {
+    std::lock_guard<std::mutex> lock(migrated_mu);
+    if (!migrated->contains(std::string(schema))) {
+      if (absl::Status s = ApplyMigrations(url_, schema, migrations); !s.ok()) return s;
+      migrated->insert(std::string(schema));
+    }
+  }
+  auto pool = std::make_shared<Pool>(PoolOptions{.url = url_, .size = 8});
+  absl::Status reset = pool->Transact([&](pqxx::work& tx) {
+    tx.exec(reset_sql);
+    return absl::OkStatus();
+  });
+  if (!reset.ok()) return reset;
+  return pool;
 }
 
 }  // namespace policy::pg

@@ -1,7 +1,14 @@
 #ifndef POLICY_COMMON_PG_TEST_DATABASE_H_
 #define POLICY_COMMON_PG_TEST_DATABASE_H_
 
+#include <memory>
 #include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/pg/migrations.h"
+#include "common/pg/pool.h"
 
 namespace policy::pg {
 
@@ -22,6 +29,12 @@ class TestDatabase {
 
   // A further fresh database on the same server, dropped at exit.
   std::string CreateDatabase(const std::string& suffix) const;
+
+  // A pool on url() with `schema` brought up to `migrations` (applied once per process) and
+  // `reset_sql` run (say, a TRUNCATE of the schema's tables), so that a test starts empty.
+  absl::StatusOr<std::shared_ptr<Pool>> Reset(absl::string_view schema,
+                                              const std::vector<Migration>& migrations,
+                                              const std::string& reset_sql) const;
 
  private:
   TestDatabase(std::string admin_url, std::string base_name);

@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/pg/migrations.h"
 #include "common/pg/pool.h"
 #include "common/pg/test_database.h"
 #include "gmock/gmock.h"
@@ -33,19 +32,8 @@ const absl::Time kT0 = absl::FromUnixMicros(1'800'000'000'123'456);
 // A pool on the test database, migrated, with no buckets.
 std::shared_ptr<pg::Pool> EmptyDatabase() {
   const pg::TestDatabase* db = pg::TestDatabase::Get();
-  static const bool migrated = [&] {
-    absl::Status s = pg::ApplyMigrations(db->url(), "authz", Migrations());
-    EXPECT_TRUE(s.ok()) << s;
-    return true;
-  }();
-  (void)migrated;
-  auto pool = std::make_shared<pg::Pool>(pg::PoolOptions{.url = db->url(), .size = 8});
-  absl::Status truncated = pool->Transact([](pqxx::work& tx) {
-    tx.exec("TRUNCATE authz.rate_buckets");
-    return absl::OkStatus();
-  });
-  EXPECT_TRUE(truncated.ok()) << truncated;
-  return pool;
+  // value() throws on failure, which fails the test with the status.
+  return db->Reset("authz", Migrations(), "TRUNCATE authz.rate_buckets").value();
 }
 
 // A store under test and what it needs alive.

@@ -7,7 +7,6 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock/clock.h"
-#include "common/pg/migrations.h"
 #include "common/pg/pool.h"
 #include "common/pg/test_database.h"
 #include "common/testing/eventually.h"
@@ -38,21 +37,13 @@ Backend MakeMemory(Clock*) { return Backend{std::make_unique<MemoryOrgStore>(), 
 
 Backend MakePostgres(Clock* clock) {
   const pg::TestDatabase* db = pg::TestDatabase::Get();
-  static const bool migrated = [&] {
-    absl::Status s = pg::ApplyMigrations(db->url(), "authz", Migrations());
-    EXPECT_TRUE(s.ok()) << s;
-    return true;
-  }();
-  (void)migrated;
-  auto pool = std::make_shared<pg::Pool>(pg::PoolOptions{.url = db->url(), .size = 8});
-  EXPECT_TRUE(pool->Transact([](pqxx::work& tx) {
-                    tx.exec(
-                        "TRUNCATE authz.role_grants, authz.members, authz.service_accounts, "
-                        "authz.invitations, authz.idp_groups, authz.projects");
-                    tx.exec("UPDATE authz.org SET version = 0");
-                    return absl::OkStatus();
-                  })
-                  .ok());
+  // value() throws on failure, which fails the test with the status.
+  std::shared_ptr<pg::Pool> pool =
+      db->Reset("authz", Migrations(),
+                "TRUNCATE authz.role_grants, authz.members, authz.service_accounts, "
+                "authz.invitations, authz.idp_groups, authz.projects; "
+                "UPDATE authz.org SET version = 0")
+          .value();
   Backend backend;
   backend.store = std::make_unique<PostgresOrgStore>(pool.get(), clock, absl::Milliseconds(50));
   backend.replica = [db, clock, pool] {

@@ -6,7 +6,6 @@
 
 #include "absl/synchronization/notification.h"
 #include "common/clock/clock.h"
-#include "common/pg/migrations.h"
 #include "common/pg/pool.h"
 #include "common/pg/test_database.h"
 #include "gmock/gmock.h"
@@ -37,18 +36,9 @@ Backend MakeMemory(Clock*) { return Backend{std::make_unique<MemoryKeyStore>(), 
 
 Backend MakePostgres(Clock* clock) {
   const pg::TestDatabase* db = pg::TestDatabase::Get();
-  static const bool migrated = [&] {
-    absl::Status s = pg::ApplyMigrations(db->url(), "keys", Migrations());
-    EXPECT_TRUE(s.ok()) << s;
-    return true;
-  }();
-  (void)migrated;
-  auto pool = std::make_shared<pg::Pool>(pg::PoolOptions{.url = db->url(), .size = 8});
-  EXPECT_TRUE(pool->Transact([](pqxx::work& tx) {
-                    tx.exec("TRUNCATE keys.api_keys, keys.requests");
-                    return absl::OkStatus();
-                  })
-                  .ok());
+  // value() throws on failure, which fails the test with the status.
+  std::shared_ptr<pg::Pool> pool =
+      db->Reset("keys", Migrations(), "TRUNCATE keys.api_keys, keys.requests").value();
   Backend backend;
   backend.store = std::make_unique<PostgresKeyStore>(pool.get(), clock, absl::Milliseconds(50));
   backend.replica = [pool, clock] {
