@@ -8,7 +8,8 @@
 #include "google/protobuf/timestamp.pb.h"
 
 // google.protobuf.Timestamp and Duration to and from absl, at microsecond precision, the same
-// way in every service. Conversions from the wire check the ranges the types allow and return
+// way in every service. Translation layer only: for the services' proto_convert files, never
+// for domain code. Conversions from the wire check the ranges the types allow and return
 // INVALID_ARGUMENT naming `field`.
 namespace policy::proto {
 
