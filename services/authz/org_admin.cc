@@ -188,7 +188,7 @@ absl::StatusOr<Invitation> OrgAdmin::CreateInvitation(absl::string_view actor,
                                                       Invitation invitation,
                                                       absl::Duration valid_for) {
   RETURN_IF_ERROR(Authorize(actor, "invitations.manage"));
-  if (IsOrgRole(invitation.role) && invitation.role == Role::kOwner) {
+  if (invitation.role == Role::kOwner) {
     RETURN_IF_ERROR(Authorize(actor, "owners.manage"));
   }
   if (valid_for == absl::ZeroDuration()) valid_for = kDefaultInvitationLifetime;
