@@ -22,7 +22,6 @@ PostgreSQL driver so that no extra package is needed.
 
 import atexit
 import contextlib
-import ctypes
 import itertools
 import os
 import re
@@ -325,17 +324,17 @@ def run_binary(binary, flags=None, env=None, timeout=60, scrub_prefix=None):
                           stdin=subprocess.DEVNULL)
 
 
-_PR_SET_PDEATHSIG = 1
 _live_processes = weakref.WeakSet()
+_SETPRIV = shutil.which("setpriv")
 
 
-def _die_with_parent():
-    """preexec_fn: the child gets SIGKILL when the thread that started it dies (Linux), so a
-    test runner killed by a timeout leaves no service behind."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+def _die_with_parent(argv):
+    """`argv` run so that the child gets SIGKILL when the thread that started it dies (Linux),
+    and a test runner killed by a timeout leaves no service behind: util-linux's setpriv sets
+    PR_SET_PDEATHSIG and execs the binary (same pid). Not a preexec_fn: code run between fork
+    and exec in a process with gRPC's threads can deadlock (a dlopen lock held at fork), and
+    Popen then waits for the exec forever."""
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv] if _SETPRIV else argv
 
 
 @atexit.register
@@ -387,10 +386,9 @@ class ServiceProcess:
         flags["ready_file"] = str(self.ready_file)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [str(self.binary), *flag_args(flags)], stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, env=_service_env(self.binary, self.env,
-                                                           self.scrub_prefix),
-                preexec_fn=_die_with_parent)
+                _die_with_parent([str(self.binary), *flag_args(flags)]),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=_service_env(self.binary, self.env, self.scrub_prefix))
         _live_processes.add(self)
         self.started_at = time.monotonic()
         try:
