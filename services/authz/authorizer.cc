@@ -3,11 +3,25 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
 #include "common/status/status.h"
 
 namespace policy::authz {
 namespace {
+
+constexpr size_t kMaxRequestIdBytes = 128;
+
+// A digest of what a usage report says, so that a retry can be told from another report
+// reusing the id.
+std::string UsageFingerprint(const UsageReport& report) {
+  const CheckRequest& who = report.who;
+  return absl::BytesToHexString(crypto::Sha256(
+      absl::StrCat(static_cast<int>(who.principal_kind), ":", who.principal_id.size(), ":",
+                   who.principal_id, ":", who.project.size(), ":", who.project, ":",
+                   report.estimated_tokens, ":", report.actual_tokens)));
+}
 
 // The buckets an API request counts against, and the names callers see for them. Bucket keys
 // are short ("p/<project>/r", "m/<member>/<project>/t", "s/<account>/r") so that most fit in
@@ -136,21 +150,31 @@ absl::Status Authorizer::Evaluate(const AuthorizeRequest& request, bool may_bloc
   return absl::OkStatus();
 }
 
-absl::StatusOr<int64_t> Authorizer::ReportUsage(const CheckRequest& who, int64_t estimated_tokens,
-                                                int64_t actual_tokens) {
-  if (estimated_tokens < 0 || actual_tokens < 0) {
+absl::StatusOr<UsageReconciliation> Authorizer::ReportUsage(const UsageReport& report) {
+  if (report.request_id.empty()) return absl::InvalidArgumentError("request_id is required");
+  if (report.request_id.size() > kMaxRequestIdBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request_id is longer than ", kMaxRequestIdBytes, " bytes"));
+  }
+  if (report.estimated_tokens < 0 || report.actual_tokens < 0) {
     return absl::InvalidArgumentError("token counts must not be negative");
   }
+  const CheckRequest& who = report.who;
   if (who.project.empty()) return absl::InvalidArgumentError("project is required");
   ASSIGN_OR_RETURN(OrgView view, cache_->Current());
   if (view.snapshot->FindProject(who.project) == nullptr) {
     return absl::NotFoundError(absl::StrCat("no project '", who.project, "'"));
   }
-  const int64_t delta = actual_tokens - estimated_tokens;
-  if (delta == 0) return 0;
+  const int64_t delta = report.actual_tokens - report.estimated_tokens;
   const Charges charges = ChargesFor(*view.snapshot, who, 0, delta);
-  RETURN_IF_ERROR(limiter_->Reconcile(charges.buckets, clock_->Now()));
-  return delta;
+  ASSIGN_OR_RETURN(BucketStore::ReportOutcome outcome,
+                   limiter_->Reconcile(report.request_id, UsageFingerprint(report), charges.buckets,
+                                       clock_->Now()));
+  if (outcome == BucketStore::ReportOutcome::kConflict) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("request_id '", report.request_id, "' was reported before with other usage"));
+  }
+  return UsageReconciliation{delta, outcome == BucketStore::ReportOutcome::kDuplicate};
 }
 
 }  // namespace policy::authz

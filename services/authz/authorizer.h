@@ -35,6 +35,19 @@ struct Authorization {
   int64_t org_version = 0;
 };
 
+// What a request used, reported after the LLM call.
+struct UsageReport {
+  std::string request_id;
+  CheckRequest who;  // The principal and project (other fields unused).
+  int64_t estimated_tokens = 0;
+  int64_t actual_tokens = 0;
+};
+
+struct UsageReconciliation {
+  int64_t adjusted_tokens = 0;  // actual - estimated: charged (> 0) or refunded (< 0).
+  bool duplicate = false;       // The id was reported before; nothing changed now.
+};
+
 // Every "may this principal do this?": the rules of decision.h on the cached organisation,
 // then, for API permissions, the rate limits: requests and tokens per minute for the project,
 // for the principal inside the project (members: the project's member limits; service
@@ -53,9 +66,10 @@ class Authorizer {
   absl::StatusOr<Authorization> Authorize(const AuthorizeRequest& request);
 
   // Reconciles a request's estimated tokens with the actual ones, on the same token buckets
-  // the check charged. Returns actual - estimated.
-  absl::StatusOr<int64_t> ReportUsage(const CheckRequest& who, int64_t estimated_tokens,
-                                      int64_t actual_tokens);
+  // the check charged, once per `request_id` (at most 128 bytes) across every replica for
+  // kReportRetention: a retry with the same id changes nothing and says so (duplicate);
+  // the same id with other usage is ALREADY_EXISTS.
+  absl::StatusOr<UsageReconciliation> ReportUsage(const UsageReport& report);
 
  private:
   // Fills `out`; sets *decided to false (and leaves `out` partial) when the limiter must

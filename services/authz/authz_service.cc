@@ -140,10 +140,12 @@ grpc::ServerUnaryReactor* AuthzService::ReportUsage(grpc::CallbackServerContext*
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<CheckRequest> who = PrincipalFromProto(request->principal(), request->project());
     if (!who.ok()) return ToGrpc(who.status());
-    absl::StatusOr<int64_t> adjusted =
-        authorizer_->ReportUsage(*who, request->estimated_tokens(), request->actual_tokens());
-    if (!adjusted.ok()) return ToGrpc(adjusted.status());
-    response->set_adjusted_tokens(*adjusted);
+    absl::StatusOr<UsageReconciliation> reconciled = authorizer_->ReportUsage(
+        UsageReport{request->request_id(), *std::move(who), request->estimated_tokens(),
+                    request->actual_tokens()});
+    if (!reconciled.ok()) return ToGrpc(reconciled.status());
+    response->set_adjusted_tokens(reconciled->adjusted_tokens);
+    response->set_duplicate(reconciled->duplicate);
     return grpc::Status::OK;
   });
 }

@@ -33,7 +33,8 @@ const absl::Time kT0 = absl::FromUnixMicros(1'800'000'000'123'456);
 std::shared_ptr<pg::Pool> EmptyDatabase() {
   const pg::TestDatabase* db = pg::TestDatabase::Get();
   // value() throws on failure, which fails the test with the status.
-  return db->Reset("authz", Migrations(), "TRUNCATE authz.rate_buckets").value();
+  return db->Reset("authz", Migrations(), "TRUNCATE authz.rate_buckets, authz.usage_reports")
+      .value();
 }
 
 // A store under test and what it needs alive.
@@ -230,6 +231,61 @@ TEST_P(BucketStoreConformanceTest, ConcurrentTakesNeverGrantMoreThanTheBucket) {
   for (std::thread& t : threads) t.join();
   EXPECT_EQ(granted.load(), 100);
   EXPECT_EQ(Level("shared", 100, kT0), 0);
+}
+
+TEST_P(BucketStoreConformanceTest, AdjustOnceAppliesAReportOnce) {
+  using Outcome = BucketStore::ReportOutcome;
+  const std::vector<BucketCharge> deltas = {{"z", 100, -30}, {"a", 100, 10}, {"m", 50, -70}};
+  Adjust("a", 100, -40, kT0);
+  EXPECT_EQ(*store_->AdjustOnce("req-1", "f1", deltas, kT0), Outcome::kApplied);
+  EXPECT_EQ(Level("z", 100, kT0), 70);
+  EXPECT_EQ(Level("a", 100, kT0), 70);
+  EXPECT_EQ(Level("m", 50, kT0), -20);
+
+  EXPECT_EQ(*store_->AdjustOnce("req-1", "f1", deltas, kT0), Outcome::kDuplicate);
+  EXPECT_EQ(*store_->AdjustOnce("req-1", "f2", {{"z", 100, -1}}, kT0), Outcome::kConflict);
+  EXPECT_EQ(Level("z", 100, kT0), 70);
+  EXPECT_EQ(Level("a", 100, kT0), 70);
+  EXPECT_EQ(Level("m", 50, kT0), -20);
+
+  // Another id, nothing to adjust: recorded all the same.
+  EXPECT_EQ(*store_->AdjustOnce("req-2", "f", {}, kT0), Outcome::kApplied);
+  EXPECT_EQ(*store_->AdjustOnce("req-2", "f", {}, kT0), Outcome::kDuplicate);
+}
+
+TEST_P(BucketStoreConformanceTest, AdjustOnceForgetsReportsAfterTheRetention) {
+  using Outcome = BucketStore::ReportOutcome;
+  EXPECT_EQ(*store_->AdjustOnce("old", "f", {{"a", 100, -10}}, kT0), Outcome::kApplied);
+  const absl::Time within = kT0 + kReportRetention - absl::Seconds(1);
+  EXPECT_EQ(*store_->AdjustOnce("new", "f", {}, within), Outcome::kApplied);
+  EXPECT_EQ(*store_->AdjustOnce("old", "f", {{"a", 100, -10}}, within), Outcome::kDuplicate);
+  const absl::Time after = kT0 + kReportRetention + absl::Seconds(1);
+  EXPECT_EQ(*store_->AdjustOnce("newer", "f", {}, after), Outcome::kApplied);
+  EXPECT_EQ(*store_->AdjustOnce("old", "f", {{"a", 100, -10}}, after), Outcome::kApplied);
+  EXPECT_EQ(*store_->AdjustOnce("new", "f", {}, after), Outcome::kDuplicate);
+}
+
+TEST_P(BucketStoreConformanceTest, ConcurrentRetriesOfOneReportApplyItOnce) {
+  std::atomic<int> applied{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 10; ++i) {
+        // Buckets named in both orders, so a lock-order mistake would deadlock.
+        const std::vector<BucketCharge> deltas =
+            t % 2 == 0 ? std::vector<BucketCharge>{{"x", 1000, -7}, {"y", 1000, -7}}
+                       : std::vector<BucketCharge>{{"y", 1000, -7}, {"x", 1000, -7}};
+        absl::StatusOr<BucketStore::ReportOutcome> outcome =
+            store_->AdjustOnce(absl::StrCat("req-", i), "f", deltas, kT0);
+        ASSERT_TRUE(outcome.ok()) << outcome.status();
+        if (*outcome == BucketStore::ReportOutcome::kApplied) ++applied;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(applied.load(), 10);
+  EXPECT_EQ(Level("x", 1000, kT0), 930);
+  EXPECT_EQ(Level("y", 1000, kT0), 930);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -78,10 +78,40 @@ absl::Status MemoryBucketStore::Adjust(const std::string& key, int64_t per_minut
     return absl::InvalidArgumentError(absl::StrCat("bucket ", key, ": per_minute ", per_minute));
   }
   absl::MutexLock lock(&mu_);
+  AdjustLocked(key, per_minute, delta, now);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BucketStore::ReportOutcome> MemoryBucketStore::AdjustOnce(
+    const std::string& report_id, const std::string& fingerprint,
+    const std::vector<BucketCharge>& deltas, absl::Time now) {
+  for (const BucketCharge& d : deltas) {
+    if (d.per_minute < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bucket ", d.key, ": per_minute ", d.per_minute));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  while (!report_order_.empty() && report_order_.front().first < now - kReportRetention) {
+    auto it = reports_.find(report_order_.front().second);
+    if (it != reports_.end() && it->second.at == report_order_.front().first) reports_.erase(it);
+    report_order_.pop_front();
+  }
+  auto [it, inserted] = reports_.try_emplace(report_id, Report{fingerprint, now});
+  if (!inserted) {
+    return it->second.fingerprint == fingerprint ? ReportOutcome::kDuplicate
+                                                 : ReportOutcome::kConflict;
+  }
+  report_order_.emplace_back(now, report_id);
+  for (const BucketCharge& d : deltas) AdjustLocked(d.key, d.per_minute, d.units, now);
+  return ReportOutcome::kApplied;
+}
+
+void MemoryBucketStore::AdjustLocked(const std::string& key, int64_t per_minute, int64_t delta,
+                                     absl::Time now) {
   Bucket& b = Refill(key, per_minute, absl::ToUnixMicros(now));
   const double limit = static_cast<double>(per_minute);
   b.level = std::max(-limit, std::min(limit, b.level + static_cast<double>(delta)));
-  return absl::OkStatus();
 }
 
 }  // namespace policy::authz

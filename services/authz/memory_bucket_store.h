@@ -2,7 +2,9 @@
 #define POLICY_SERVICES_AUTHZ_MEMORY_BUCKET_STORE_H_
 
 #include <cstdint>
+#include <deque>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -24,6 +26,10 @@ class MemoryBucketStore : public BucketStore {
                                              absl::Time now) override;
   absl::Status Adjust(const std::string& key, int64_t per_minute, int64_t delta,
                       absl::Time now) override;
+  absl::StatusOr<ReportOutcome> AdjustOnce(const std::string& report_id,
+                                           const std::string& fingerprint,
+                                           const std::vector<BucketCharge>& deltas,
+                                           absl::Time now) override;
 
  private:
   struct Bucket {
@@ -34,9 +40,19 @@ class MemoryBucketStore : public BucketStore {
   // The bucket `key`, created full at `now_us` when unknown, refilled to `now_us`.
   Bucket& Refill(const std::string& key, int64_t per_minute, int64_t now_us)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AdjustLocked(const std::string& key, int64_t per_minute, int64_t delta, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  struct Report {
+    std::string fingerprint;
+    absl::Time at;
+  };
 
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Report> reports_ ABSL_GUARDED_BY(mu_);
+  // Report ids in the order they were recorded, for forgetting them after kReportRetention.
+  std::deque<std::pair<absl::Time, std::string>> report_order_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace policy::authz

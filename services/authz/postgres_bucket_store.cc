@@ -1,5 +1,7 @@
 #include "services/authz/postgres_bucket_store.h"
 
+#include <algorithm>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -66,6 +68,50 @@ absl::Status PostgresBucketStore::Adjust(const std::string& key, int64_t per_min
                    key, per_minute, delta, pg::Micros(now));
     return absl::OkStatus();
   });
+}
+
+absl::StatusOr<BucketStore::ReportOutcome> PostgresBucketStore::AdjustOnce(
+    const std::string& report_id, const std::string& fingerprint,
+    const std::vector<BucketCharge>& deltas, absl::Time now) {
+  std::vector<const BucketCharge*> in_key_order;
+  in_key_order.reserve(deltas.size());
+  for (const BucketCharge& d : deltas) {
+    if (d.per_minute < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bucket ", d.key, ": per_minute ", d.per_minute));
+    }
+    in_key_order.push_back(&d);
+  }
+  std::sort(in_key_order.begin(), in_key_order.end(),
+            [](const BucketCharge* a, const BucketCharge* b) { return a->key < b->key; });
+  ReportOutcome outcome = ReportOutcome::kApplied;
+  absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
+    tx.exec_params(
+        "DELETE FROM authz.usage_reports WHERE id IN (SELECT id FROM authz.usage_reports "
+        "WHERE reported_at < " POLICY_PG_TS("$1") " ORDER BY reported_at LIMIT 100)",
+        pg::Micros(now - kReportRetention));
+    pqxx::result inserted = tx.exec_params(
+        "INSERT INTO authz.usage_reports (id, fingerprint, reported_at) "
+        "VALUES ($1, $2, " POLICY_PG_TS("$3") ") ON CONFLICT (id) DO NOTHING",
+        report_id, fingerprint, pg::Micros(now));
+    if (inserted.affected_rows() == 0) {
+      pqxx::result seen =
+          tx.exec_params("SELECT fingerprint FROM authz.usage_reports WHERE id = $1", report_id);
+      outcome = !seen.empty() && seen[0][0].as<std::string>() == fingerprint
+                    ? ReportOutcome::kDuplicate
+                    : ReportOutcome::kConflict;
+      return absl::OkStatus();
+    }
+    outcome = ReportOutcome::kApplied;
+    for (const BucketCharge* d : in_key_order) {
+      tx.exec_params(
+          "SELECT authz.adjust_bucket($1, $2::bigint, $3::bigint, " POLICY_PG_TS("$4") ")", d->key,
+          d->per_minute, d->units, pg::Micros(now));
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return outcome;
 }
 
 }  // namespace policy::authz

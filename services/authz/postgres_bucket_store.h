@@ -15,7 +15,7 @@ namespace policy::authz {
 // The buckets in PostgreSQL, shared by every replica: table authz.rate_buckets, and the
 // functions authz.take_buckets and authz.adjust_bucket (migrations/002_rate_limits.sql), which
 // lock the rows they touch in key order, so concurrent replicas serialise per bucket and never
-// deadlock. Each call is one statement in one transaction. Times count in whole microseconds.
+// deadlock. Each call is one transaction. Times count in whole microseconds.
 // UNAVAILABLE when the database cannot be reached (nothing was taken).
 // Thread-safe.
 class PostgresBucketStore : public BucketStore {
@@ -26,6 +26,13 @@ class PostgresBucketStore : public BucketStore {
                                              absl::Time now) override;
   absl::Status Adjust(const std::string& key, int64_t per_minute, int64_t delta,
                       absl::Time now) override;
+  // One transaction: forgets up to 100 expired report ids, records the id (a concurrent
+  // report with the same id waits for this one and then finds it), adjusts the buckets in key
+  // order (as take_buckets locks them, so the two never deadlock).
+  absl::StatusOr<ReportOutcome> AdjustOnce(const std::string& report_id,
+                                           const std::string& fingerprint,
+                                           const std::vector<BucketCharge>& deltas,
+                                           absl::Time now) override;
 
  private:
   pg::Pool* const pool_;

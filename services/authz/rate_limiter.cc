@@ -7,6 +7,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/status/status.h"
 
 namespace policy::authz {
 namespace {
@@ -291,36 +292,35 @@ absl::StatusOr<LimitDecision> RateLimiter::Acquire(const std::vector<BucketCharg
   return Allowed(charges, remaining.data());
 }
 
-absl::Status RateLimiter::Reconcile(const std::vector<BucketCharge>& deltas, absl::Time now) {
-  std::vector<Adjustment> adjustments;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const BucketCharge& d : deltas) {
-      if (d.per_minute < 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("bucket ", d.key, ": per_minute ", d.per_minute));
-      }
-    }
-    for (const BucketCharge& d : deltas) {
-      if (d.units == 0) continue;
-      auto it = leases_.find(d.key);
-      Lease* lease = it == leases_.end() ? nullptr : &it->second;
-      int64_t delta = -d.units;  // What the store's bucket gains.
-      if (d.units > 0 && lease != nullptr && lease->expires_at > now) {
-        const int64_t spent = std::min(d.units, lease->units);
-        lease->units -= spent;
-        delta += spent;
-      }
-      if (delta == 0) continue;
-      if (lease != nullptr) {
-        const double limit = static_cast<double>(d.per_minute);
-        lease->shared_level =
-            std::clamp(lease->shared_level + static_cast<double>(delta), -limit, limit);
-      }
-      adjustments.push_back({d.key, d.per_minute, delta, now});
+absl::StatusOr<BucketStore::ReportOutcome> RateLimiter::Reconcile(
+    const std::string& report_id, const std::string& fingerprint,
+    const std::vector<BucketCharge>& deltas, absl::Time now) {
+  for (const BucketCharge& d : deltas) {
+    if (d.per_minute < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bucket ", d.key, ": per_minute ", d.per_minute));
     }
   }
-  return Send(std::move(adjustments));
+  // The store applies the report once, whichever replica a retry reaches, so nothing is
+  // spent from this replica's leases here; only its view of the shared levels follows.
+  std::vector<BucketCharge> store_deltas;
+  store_deltas.reserve(deltas.size());
+  for (const BucketCharge& d : deltas) {
+    if (d.units != 0) store_deltas.push_back({d.key, d.per_minute, -d.units});
+  }
+  ASSIGN_OR_RETURN(BucketStore::ReportOutcome outcome,
+                   store_->AdjustOnce(report_id, fingerprint, store_deltas, now));
+  if (outcome == BucketStore::ReportOutcome::kApplied) {
+    absl::MutexLock lock(&mu_);
+    for (const BucketCharge& d : store_deltas) {
+      auto it = leases_.find(d.key);
+      if (it == leases_.end()) continue;
+      const double limit = static_cast<double>(d.per_minute);
+      it->second.shared_level =
+          std::clamp(it->second.shared_level + static_cast<double>(d.units), -limit, limit);
+    }
+  }
+  return outcome;
 }
 
 absl::Status RateLimiter::ReturnLeases(absl::Time now) {

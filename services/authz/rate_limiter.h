@@ -78,7 +78,26 @@ class BucketStore {
   // underestimate (the level may go below zero, down to -per_minute).
   virtual absl::Status Adjust(const std::string& key, int64_t per_minute, int64_t delta,
                               absl::Time now) = 0;
+
+  // What AdjustOnce did with a report.
+  enum class ReportOutcome {
+    kApplied,    // First seen: the adjustments were made.
+    kDuplicate,  // Seen before with the same fingerprint: nothing was done again.
+    kConflict,   // Seen before with another fingerprint: nothing was done.
+  };
+  // Records report `report_id` (with `fingerprint`, a digest of what it reports) and, in the
+  // same atomic step, makes every adjustment of `deltas` as Adjust would (`units` added to
+  // bucket `key`), or, when the id was recorded before, makes none. Ids recorded more than
+  // kReportRetention before `now` may be forgotten.
+  virtual absl::StatusOr<ReportOutcome> AdjustOnce(const std::string& report_id,
+                                                   const std::string& fingerprint,
+                                                   const std::vector<BucketCharge>& deltas,
+                                                   absl::Time now) = 0;
 };
+
+// How long a bucket store remembers a usage report's id: a retry within this time is never
+// applied twice.
+inline constexpr absl::Duration kReportRetention = absl::Hours(24);
 
 struct RateLimiterOptions {
   // Units leased ahead of need, as a fraction of per_minute (at least 1 unit when > 0).
@@ -106,9 +125,13 @@ class RateLimiter {
   absl::StatusOr<LimitDecision> Acquire(const std::vector<BucketCharge>& charges, absl::Time now);
 
   // After the call: `deltas[i].units` is actual minus estimated for bucket deltas[i].key;
-  // positive charges more (debt), negative refunds. An adjustment the store fails to take
-  // is kept and sent again by ReturnLeases (so the caller must not repeat it).
-  absl::Status Reconcile(const std::vector<BucketCharge>& deltas, absl::Time now);
+  // positive charges more (debt), negative refunds. Idempotent on `report_id` (see
+  // BucketStore::AdjustOnce); UNAVAILABLE when the store cannot be reached, and then
+  // nothing was charged, so the caller may retry with the same id.
+  absl::StatusOr<BucketStore::ReportOutcome> Reconcile(const std::string& report_id,
+                                                       const std::string& fingerprint,
+                                                       const std::vector<BucketCharge>& deltas,
+                                                       absl::Time now);
 
   // Returns the unused units of leases older than their lifetime at `now` (all leases with
   // absl::InfiniteFuture()). Called periodically and at shutdown.

@@ -35,6 +35,14 @@ class CountingStore : public BucketStore {
     if (offline) return absl::UnavailableError("offline");
     return inner.Adjust(key, per_minute, delta, now);
   }
+  absl::StatusOr<ReportOutcome> AdjustOnce(const std::string& report_id,
+                                           const std::string& fingerprint,
+                                           const std::vector<BucketCharge>& deltas,
+                                           absl::Time now) override {
+    ++adjust_calls;
+    if (offline) return absl::UnavailableError("offline");
+    return inner.AdjustOnce(report_id, fingerprint, deltas, now);
+  }
 
   MemoryBucketStore inner;
   std::atomic<int> take_calls{0};
@@ -352,21 +360,23 @@ TEST_F(RateLimiterTest, DebtDelaysTheNextRequest) {
   const BucketCharge tpm{"tpm", 1000, 100};
   ASSERT_TRUE(limiter_.Acquire({tpm}, kT0)->allowed);  // Takes 150: level 850, lease 50.
 
-  // 200 more tokens than estimated: 50 from the lease, 150 from the bucket.
-  ASSERT_TRUE(limiter_.Reconcile({{"tpm", 1000, 200}}, kT0).ok());
-  EXPECT_EQ(Level(store_.inner, "tpm", 1000, kT0), 700);
+  // 200 more tokens than estimated, charged to the shared bucket.
+  ASSERT_EQ(*limiter_.Reconcile("r1", "f", {{"tpm", 1000, 200}}, kT0),
+            BucketStore::ReportOutcome::kApplied);
+  EXPECT_EQ(Level(store_.inner, "tpm", 1000, kT0), 650);
   EXPECT_FALSE(limiter_.TryAcquireLocal({tpm}, kT0).has_value());
 
-  ASSERT_TRUE(limiter_.Reconcile({{"tpm", 1000, 1600}}, kT0).ok());
+  ASSERT_TRUE(limiter_.Reconcile("r2", "f", {{"tpm", 1000, 1550}}, kT0).ok());
   EXPECT_EQ(Level(store_.inner, "tpm", 1000, kT0), -900);
   absl::StatusOr<LimitDecision> d = limiter_.Acquire({tpm}, kT0);
   ASSERT_TRUE(d.ok());
   EXPECT_FALSE(d->allowed);
-  EXPECT_EQ(d->retry_after, absl::Seconds(60));  // From -900 to 100 at 1000 per minute.
+  // The lease holds 50: the bucket must climb from -900 to 50, at 1000 per minute.
+  EXPECT_EQ(d->retry_after, absl::Seconds(57));
   EXPECT_EQ(d->remaining[0].remaining, 0);
 
   // Debt stops at -per_minute.
-  ASSERT_TRUE(limiter_.Reconcile({{"tpm", 1000, 5000}}, kT0).ok());
+  ASSERT_TRUE(limiter_.Reconcile("r3", "f", {{"tpm", 1000, 5000}}, kT0).ok());
   EXPECT_EQ(Level(store_.inner, "tpm", 1000, kT0), -1000);
   EXPECT_TRUE(limiter_.Acquire({tpm}, kT0 + absl::Seconds(66))->allowed);
 }
@@ -378,7 +388,8 @@ TEST_F(RateLimiterTest, RefundAllowsMore) {
   EXPECT_FALSE(denied->allowed);
   EXPECT_EQ(denied->retry_after, absl::Seconds(6));
 
-  ASSERT_TRUE(limiter_.Reconcile({{"tpm", 100, -30}}, kT0).ok());  // 30 fewer than estimated.
+  // 30 fewer than estimated.
+  ASSERT_TRUE(limiter_.Reconcile("r1", "f", {{"tpm", 100, -30}}, kT0).ok());
   EXPECT_EQ(Level(store_.inner, "tpm", 100, kT0), 30);
   absl::StatusOr<LimitDecision> allowed = limiter_.Acquire({{"tpm", 100, 10}}, kT0);
   ASSERT_TRUE(allowed.ok());
@@ -386,18 +397,44 @@ TEST_F(RateLimiterTest, RefundAllowsMore) {
   EXPECT_EQ(allowed->remaining[0].remaining, 20);
 }
 
-TEST_F(RateLimiterTest, UnreachableStoreFailsClosedAndKeepsAdjustmentsForLater) {
+TEST_F(RateLimiterTest, AReportIsAppliedOncePerId) {
+  const std::vector<BucketCharge> extra = {{"tpm", 1000, 300}, {"p/tpm", 5000, 300}};
+  ASSERT_EQ(*limiter_.Reconcile("req-1", "f1", extra, kT0), BucketStore::ReportOutcome::kApplied);
+  EXPECT_EQ(Level(store_.inner, "tpm", 1000, kT0), 700);
+  EXPECT_EQ(Level(store_.inner, "p/tpm", 5000, kT0), 4700);
+
+  // A retry, here or on another replica sharing the store, charges nothing more.
+  RateLimiter other_replica(&store_);
+  ASSERT_EQ(*limiter_.Reconcile("req-1", "f1", extra, kT0), BucketStore::ReportOutcome::kDuplicate);
+  ASSERT_EQ(*other_replica.Reconcile("req-1", "f1", extra, kT0),
+            BucketStore::ReportOutcome::kDuplicate);
+  // The id with another report is refused, and charges nothing either.
+  ASSERT_EQ(*other_replica.Reconcile("req-1", "f2", {{"tpm", 1000, 5}}, kT0),
+            BucketStore::ReportOutcome::kConflict);
+  EXPECT_EQ(Level(store_.inner, "tpm", 1000, kT0), 700);
+  EXPECT_EQ(Level(store_.inner, "p/tpm", 5000, kT0), 4700);
+
+  // After the retention the id is forgotten.
+  const absl::Time later = kT0 + kReportRetention + absl::Minutes(1);
+  ASSERT_EQ(*limiter_.Reconcile("req-2", "f", {}, later), BucketStore::ReportOutcome::kApplied);
+  EXPECT_EQ(*limiter_.Reconcile("req-1", "f2", {{"tpm", 1000, 5}}, later),
+            BucketStore::ReportOutcome::kApplied);
+}
+
+TEST_F(RateLimiterTest, UnreachableStoreFailsClosedAndAReportCanBeRetried) {
   ASSERT_TRUE(limiter_.Acquire({{"k", 100, 1}}, kT0)->allowed);  // Level 94, lease 5.
   store_.offline = true;
   EXPECT_EQ(limiter_.Acquire({{"other", 100, 1}}, kT0).status().code(),
             absl::StatusCode::kUnavailable);
   // The lease still decides locally.
   EXPECT_EQ(LocalAdmits(limiter_, {{"k", 100, 1}}, kT0), 5);
-  EXPECT_EQ(limiter_.Reconcile({{"k", 100, 40}}, kT0).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(limiter_.Reconcile("r", "f", {{"k", 100, 40}}, kT0).status().code(),
+            absl::StatusCode::kUnavailable);
 
   store_.offline = false;
   EXPECT_EQ(Level(store_.inner, "k", 100, kT0), 94);
-  ASSERT_TRUE(limiter_.ReturnLeases(kT0).ok());
+  ASSERT_EQ(*limiter_.Reconcile("r", "f", {{"k", 100, 40}}, kT0),
+            BucketStore::ReportOutcome::kApplied);
   EXPECT_EQ(Level(store_.inner, "k", 100, kT0), 54);
   ASSERT_TRUE(limiter_.ReturnLeases(kT0).ok());
   EXPECT_EQ(Level(store_.inner, "k", 100, kT0), 54);

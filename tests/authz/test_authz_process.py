@@ -357,13 +357,33 @@ class RateLimitTest(unittest.TestCase):
         first = check(A, "mia", "tokens", model="gpt-4o-mini", estimated_tokens=400)
         self.assertEqual(first.verdict, ALLOW)
         # The call used 900 tokens, not 400: the 500 more are charged afterwards.
-        reported = stub(A).ReportUsage(authz_pb2.ReportUsageRequest(
+        report = authz_pb2.ReportUsageRequest(
             principal=authz_pb2.Principal(kind=MEMBER, id="mia"), project="tokens",
-            estimated_tokens=400, actual_tokens=900), timeout=5)
-        self.assertEqual(reported.adjusted_tokens, 500)
+            estimated_tokens=400, actual_tokens=900, request_id="call-0001")
+        reported = stub(A).ReportUsage(report, timeout=5)
+        self.assertEqual((reported.adjusted_tokens, reported.duplicate), (500, False))
         second = check(A, "mia", "tokens", model="gpt-4o-mini", estimated_tokens=400)
         self.assertEqual((second.verdict, second.reason), (DENY, "RATE_LIMITED"))
         self.assertEqual(second.rule, "rate_limit.project.tpm")
+        # A retry reaching the other replica charges nothing more: about 50 tokens are left
+        # (1000 - 400 - 500 - A's lease of 50, plus the refill), not -450.
+        retried = stub(B).ReportUsage(report, timeout=5)
+        self.assertEqual((retried.adjusted_tokens, retried.duplicate), (500, True))
+        small = check(B, "mia", "tokens", model="gpt-4o-mini", estimated_tokens=45)
+        self.assertEqual(small.verdict, ALLOW, small)
+        # The id with other figures, or no id at all, is refused.
+        with self.assertRaises(grpc.RpcError) as conflict:
+            stub(B).ReportUsage(authz_pb2.ReportUsageRequest(
+                principal=report.principal, project="tokens", estimated_tokens=400,
+                actual_tokens=100, request_id="call-0001"), timeout=5)
+        self.assertEqual(conflict.exception.code(), grpc.StatusCode.ALREADY_EXISTS)
+        self.assertIn("call-0001", conflict.exception.details())
+        with self.assertRaises(grpc.RpcError) as missing:
+            stub(A).ReportUsage(authz_pb2.ReportUsageRequest(
+                principal=report.principal, project="tokens", estimated_tokens=1,
+                actual_tokens=2), timeout=5)
+        self.assertEqual(missing.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("request_id", missing.exception.details())
         too_big = check(A, "mia", "tokens", model="gpt-4o-mini", estimated_tokens=5000)
         self.assertEqual(too_big.reason, "RATE_LIMITED")
         self.assertFalse(too_big.HasField("retry_after"))  # never fits
