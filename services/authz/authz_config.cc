@@ -9,6 +9,8 @@ void AuthzConfig::Register(config::Parser& p) {
   storage.Register(p);
   p.AddString("bootstrap_org_file", &bootstrap_org_file,
               "organisation file (YAML) applied at start-up while the organisation is empty");
+  p.AddString("keys_address", &keys_address,
+              "keys service host:port; when set, removing members lists their keys to revoke");
   p.AddDuration("rate_limit_lease_lifetime", &rate_limits.lease_lifetime,
                 "how long a replica keeps rate-limit units leased ahead of need");
   p.AddInt("blocking_threads", &blocking_threads, "threads for handlers that wait on PostgreSQL");

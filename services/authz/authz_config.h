@@ -18,6 +18,9 @@ struct AuthzConfig {
   // An organisation file applied at start-up while the organisation has no members: the
   // first owners come from it.
   std::string bootstrap_org_file;
+  // The keys service ("host:port"): when set, removals list the removed members' keys to
+  // revoke.
+  std::string keys_address;
   RateLimiterOptions rate_limits;
   int64_t blocking_threads = 8;
   int64_t blocking_queue = 1024;

@@ -5,6 +5,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/client/channel.h"
 #include "common/proto/well_known.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status.h"
@@ -16,6 +17,8 @@ namespace {
 constexpr absl::string_view kDomain = "authz.policy-suite";
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 500;
+// The longest a removal waits for the keys service to list the keys to revoke.
+constexpr absl::Duration kKeyListingLimit = absl::Seconds(5);
 
 grpc::Status ToGrpc(const absl::Status& status) { return ToGrpcStatus(status, kDomain); }
 
@@ -79,8 +82,14 @@ bool HasRoleIn(const Member& m, const OrgState& state, absl::string_view project
 }  // namespace
 
 AuthzService::AuthzService(Authorizer* authorizer, OrgAdmin* admin, const OrgCache* cache,
-                           server::BlockingPool* pool, Clock* clock, prometheus::Registry* registry)
-    : authorizer_(authorizer), admin_(admin), cache_(cache), pool_(pool), clock_(clock) {
+                           KeyDirectory* keys, server::BlockingPool* pool, Clock* clock,
+                           prometheus::Registry* registry)
+    : authorizer_(authorizer),
+      admin_(admin),
+      cache_(cache),
+      keys_(keys),
+      pool_(pool),
+      clock_(clock) {
   auto& family = prometheus::BuildCounter()
                      .Name("policy_authz_decisions_total")
                      .Help("Authorization decisions by verdict and reason.")
@@ -267,13 +276,19 @@ grpc::ServerUnaryReactor* AuthzService::SetMemberRoles(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* AuthzService::RemoveMember(grpc::CallbackServerContext* context,
                                                      const v1::RemoveMemberRequest* request,
                                                      v1::RemoveMemberResponse* response) {
-  return pool_->Run(context, [this, request, response] {
+  return pool_->Run(context, [this, context, request, response] {
     absl::StatusOr<Member> member =
         admin_->RemoveMember(request->actor().member_id(), request->id());
-    if (member.ok()) {
-      response->mutable_revoke_keys_of()->set_kind(v1::PRINCIPAL_KIND_MEMBER);
-      response->mutable_revoke_keys_of()->set_id(member->id);
+    if (!member.ok()) return ToGrpc(member.status());
+    response->mutable_revoke_keys_of()->set_kind(v1::PRINCIPAL_KIND_MEMBER);
+    response->mutable_revoke_keys_of()->set_id(member->id);
+    bool listed = false;
+    if (grpc::Status s =
+            ListKeysToRevoke(*context, {member->id}, response->mutable_keys_to_revoke(), &listed);
+        !s.ok()) {
+      return s;
     }
+    response->set_keys_listed(listed);
     return ReplyMember(member, response->mutable_member());
   });
 }
@@ -471,13 +486,17 @@ grpc::ServerUnaryReactor* AuthzService::PlanOrgFile(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* AuthzService::ApplyOrgFile(grpc::CallbackServerContext* context,
                                                      const v1::ApplyOrgFileRequest* request,
                                                      v1::ApplyOrgFileResponse* response) {
-  return pool_->Run(context, [this, request, response] {
+  return pool_->Run(context, [this, context, request, response] {
     absl::StatusOr<OrgPlan> applied = admin_->ApplyOrgFile(
         request->actor().member_id(), request->yaml(), request->plan_fingerprint());
     if (!applied.ok()) return ToGrpc(applied.status());
     ToProto(*applied, response->mutable_changes());
     response->set_org_version(applied->org_version);
-    return grpc::Status::OK;
+    bool listed = false;
+    grpc::Status s = ListKeysToRevoke(*context, applied->removed_members,
+                                      response->mutable_keys_to_revoke(), &listed);
+    response->set_keys_listed(listed);
+    return s;
   });
 }
 
@@ -494,7 +513,7 @@ grpc::ServerUnaryReactor* AuthzService::ExportOrgFile(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AuthzService::SyncIdpGroup(grpc::CallbackServerContext* context,
                                                      const v1::SyncIdpGroupRequest* request,
                                                      v1::SyncIdpGroupResponse* response) {
-  return pool_->Run(context, [this, request, response] {
+  return pool_->Run(context, [this, context, request, response] {
     absl::StatusOr<IdpSyncResult> result = admin_->SyncIdpGroup(
         request->actor().member_id(), request->group(),
         std::vector<std::string>(request->emails().begin(), request->emails().end()));
@@ -502,8 +521,39 @@ grpc::ServerUnaryReactor* AuthzService::SyncIdpGroup(grpc::CallbackServerContext
     for (const std::string& id : result->provisioned) response->add_provisioned(id);
     for (const std::string& id : result->deprovisioned) response->add_deprovisioned(id);
     response->set_org_version(result->org_version);
-    return grpc::Status::OK;
+    bool listed = false;
+    grpc::Status s = ListKeysToRevoke(*context, result->deprovisioned,
+                                      response->mutable_keys_to_revoke(), &listed);
+    response->set_keys_listed(listed);
+    return s;
   });
+}
+
+grpc::Status AuthzService::ListKeysToRevoke(
+    const grpc::ServerContextBase& context, const std::vector<std::string>& members,
+    google::protobuf::RepeatedPtrField<v1::RevocableKey>* out, bool* listed) {
+  *listed = false;
+  if (keys_ == nullptr) return grpc::Status::OK;
+  const absl::Time deadline = client::DownstreamDeadline(context, kKeyListingLimit);
+  for (const std::string& member : members) {
+    absl::StatusOr<std::vector<HeldKey>> held = keys_->KeysOf(member, deadline);
+    if (!held.ok()) {
+      return ToGrpc(absl::Status(
+          held.status().code(),
+          absl::StrCat("the change is made (every decision denies the keys of ", member,
+                       ") but listing the keys to revoke failed; repeating the request is "
+                       "safe: ",
+                       held.status().message())));
+    }
+    for (const HeldKey& key : *held) {
+      v1::RevocableKey* k = out->Add();
+      k->set_key_id(key.key_id);
+      k->set_owner_id(member);
+      k->set_project(key.project);
+    }
+  }
+  *listed = true;
+  return grpc::Status::OK;
 }
 
 }  // namespace policy::authz

@@ -8,6 +8,7 @@
 #include "prometheus/counter.h"
 #include "prometheus/registry.h"
 #include "services/authz/authorizer.h"
+#include "services/authz/key_directory.h"
 #include "services/authz/org_admin.h"
 #include "services/authz/org_cache.h"
 
@@ -18,7 +19,8 @@ namespace policy::authz {
 // everything that writes or waits on PostgreSQL runs on the blocking pool.
 class AuthzService final : public v1::AuthzService::CallbackService {
  public:
-  AuthzService(Authorizer* authorizer, OrgAdmin* admin, const OrgCache* cache,
+  // `keys` may be null: removals then leave listing the keys to revoke to the caller.
+  AuthzService(Authorizer* authorizer, OrgAdmin* admin, const OrgCache* cache, KeyDirectory* keys,
                server::BlockingPool* pool, Clock* clock, prometheus::Registry* registry);
 
 #define POLICY_AUTHZ_RPC(name, request, response)                                                  \
@@ -54,12 +56,19 @@ class AuthzService final : public v1::AuthzService::CallbackService {
 
  private:
   void CountDecision(const Authorization& authorization);
+  // The keys of removed `members` into `out`, setting *listed, when keys_ is configured; an
+  // error says the removal is made and the keys could not be listed.
+  grpc::Status ListKeysToRevoke(const grpc::ServerContextBase& context,
+                                const std::vector<std::string>& members,
+                                google::protobuf::RepeatedPtrField<v1::RevocableKey>* out,
+                                bool* listed);
   // Reply() for a member, with its group grants.
   grpc::Status ReplyMember(const absl::StatusOr<Member>& member, v1::Member* out) const;
 
   Authorizer* const authorizer_;
   OrgAdmin* const admin_;
   const OrgCache* const cache_;
+  KeyDirectory* const keys_;
   server::BlockingPool* const pool_;
   Clock* const clock_;
   prometheus::Counter* allowed_;

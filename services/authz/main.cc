@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "absl/synchronization/notification.h"
+#include "common/client/channel.h"
 #include "common/clock/clock.h"
 #include "common/config/config.h"
 #include "common/log/log.h"
@@ -19,6 +20,7 @@
 #include "services/authz/authz_config.h"
 #include "services/authz/authz_migrations.h"
 #include "services/authz/authz_service.h"
+#include "services/authz/grpc_key_directory.h"
 #include "services/authz/memory_bucket_store.h"
 #include "services/authz/memory_org_store.h"
 #include "services/authz/org_admin.h"
@@ -98,7 +100,12 @@ int Main(int argc, char** argv) {
   server::BlockingPool blocking(static_cast<int>(config.blocking_threads),
                                 static_cast<int>(config.blocking_queue));
   server::ServerRunner runner(config.server);
-  AuthzService service(&authorizer, &admin, &cache, &blocking, clock, &runner.metrics_registry());
+  std::unique_ptr<KeyDirectory> keys;
+  if (!config.keys_address.empty()) {
+    keys = std::make_unique<GrpcKeyDirectory>(client::OpenChannel(config.keys_address));
+  }
+  AuthzService service(&authorizer, &admin, &cache, keys.get(), &blocking, clock,
+                       &runner.metrics_registry());
   runner.AddService(&service, v1::AuthzService::service_full_name());
 
   auto& in_sync = prometheus::BuildGauge()

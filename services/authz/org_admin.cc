@@ -363,6 +363,7 @@ absl::StatusOr<OrgPlan> OrgAdmin::ApplyOrgFile(absl::string_view actor, absl::st
   applied.changes = Diff(*m.before, *m.after);
   applied.text = FormatDiff(applied.changes);
   applied.org_version = m.after->version;
+  applied.removed_members = MembersRemoved(*m.before, *m.after);
   return applied;
 }
 

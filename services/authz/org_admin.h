@@ -14,9 +14,10 @@ namespace policy::authz {
 
 struct OrgPlan {
   std::vector<EntityChange> changes;
-  std::string text;         // FormatDiff(changes).
-  std::string fingerprint;  // Hex SHA-256 of the base version and the changes.
-  int64_t org_version = 0;  // The version planned against, or the one applied.
+  std::string text;                          // FormatDiff(changes).
+  std::string fingerprint;                   // Hex SHA-256 of the base version and the changes.
+  int64_t org_version = 0;                   // The version planned against, or the one applied.
+  std::vector<std::string> removed_members;  // Applied only: the members it removed.
 };
 
 struct IdpSyncResult {

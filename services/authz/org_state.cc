@@ -384,6 +384,17 @@ absl::string_view OpName(EntityChange::Op op) {
   return "unknown";
 }
 
+std::vector<std::string> MembersRemoved(const OrgState& before, const OrgState& after) {
+  std::vector<std::string> removed;
+  for (const Member& m : after.members) {
+    if (!Removed(m.removed_at)) continue;
+    const Member* earlier = before.FindMember(m.id);
+    if (earlier == nullptr || !Removed(earlier->removed_at)) removed.push_back(m.id);
+  }
+  std::sort(removed.begin(), removed.end());
+  return removed;
+}
+
 std::vector<EntityChange> Diff(const OrgState& before, const OrgState& after) {
   std::vector<EntityChange> changes;
   DiffKind(before.projects, after.projects, "project", changes);

@@ -92,6 +92,9 @@ absl::string_view OpName(EntityChange::Op op);  // "create", "update", "delete".
 // Versions are ignored.
 std::vector<EntityChange> Diff(const OrgState& before, const OrgState& after);
 
+// The ids of the members removed in `after` and not in `before`, in id order.
+std::vector<std::string> MembersRemoved(const OrgState& before, const OrgState& after);
+
 // The diff as text, one entity per block: "+ project p1", "~ member m1", "- idp_group g",
 // each followed by "    field: before -> after" lines.
 std::string FormatDiff(const std::vector<EntityChange>& changes);

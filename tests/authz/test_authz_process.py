@@ -17,10 +17,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make `tests` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.keys import keys_support as ks  # noqa: E402
 from tests.support import policy_testing as pt  # noqa: E402
 
 import grpc  # noqa: E402
 from policy.authz.v1 import authz_pb2, authz_pb2_grpc  # noqa: E402
+from policy.keys.v1 import keys_pb2  # noqa: E402
 
 C = grpc.StatusCode
 MEMBER = authz_pb2.PRINCIPAL_KIND_MEMBER
@@ -76,7 +78,7 @@ idp_groups:
     members: []
 """
 
-PG_URL = DB = A = B = None
+PG_URL = DB = A = B = KEYS = None
 _stack = None
 FLAGS = dict(max_staleness=f"{STALENESS_S}s", watch_heartbeat="200ms", health_interval="100ms")
 
@@ -91,18 +93,24 @@ def start_authz(database_url, name, org_file, **flags):
 
 
 def setUpModule():
-    global PG_URL, DB, A, B, _stack
+    global PG_URL, DB, A, B, KEYS, _stack
     PG_URL = pt.require_pg_url()
     pt.service_binary("authz")
+    pt.service_binary("keys")
     _stack = contextlib.ExitStack()
     try:
         DB = _stack.enter_context(pt.test_database(PG_URL, "authz_process"))
         directory = Path(_stack.enter_context(tempfile.TemporaryDirectory()))
         org_file = directory / "org.yaml"
         org_file.write_text(ORG_FILE)
-        A = start_authz(DB.url, "authz-a", org_file, **FLAGS)
+        KEYS = ks.start_keys(DB.url, ks.new_pepper(), name="keys")
+        _stack.callback(KEYS.cleanup)
+        ks.wait_serving(KEYS)
+        # A lists removed members' keys; B's keys service is down (nothing listens there).
+        A = start_authz(DB.url, "authz-a", org_file, keys_address=KEYS.address, **FLAGS)
         _stack.callback(A.cleanup)
-        B = start_authz(DB.url, "authz-b", org_file, **FLAGS)
+        B = start_authz(DB.url, "authz-b", org_file,
+                        keys_address=f"127.0.0.1:{pt.free_port()}", **FLAGS)
         _stack.callback(B.cleanup)
     except BaseException:
         _stack.close()
@@ -255,6 +263,33 @@ class AdministrationTest(unittest.TestCase):
         pt.wait_until(lambda: check(B, "leaver", "support").reason == "PRINCIPAL_REMOVED",
                       timeout=STALENESS_S + 1, message="B denies the removed member")
         self.assertLess(time.monotonic() - removed_at, STALENESS_S + 1)
+
+    def test_removing_a_member_lists_the_keys_to_revoke(self):
+        stub(A).AddMember(authz_pb2.AddMemberRequest(actor=actor("adam"), member=authz_pb2.Member(
+            id="keyholder", email="keyholder@acme.example",
+            grants=[authz_pb2.RoleGrant(role="member", project="support")])), timeout=5)
+        keys = ks.stub(KEYS)
+        held = {keys.CreateKey(ks.create_request("keyholder", project=p), timeout=5).key.key_id
+                for p in ("support", "limited")}
+        revoked = keys.CreateKey(ks.create_request("keyholder", project="support"),
+                                 timeout=5).key.key_id
+        keys.RevokeKey(keys_pb2.RevokeKeyRequest(key_id=revoked, reason="test"), timeout=5)
+        keys.CreateKey(ks.create_request("someone-else", project="support"), timeout=5)
+
+        # B cannot reach the keys service: the member is removed all the same, and denied.
+        e = error_of(stub(B).RemoveMember, authz_pb2.RemoveMemberRequest(
+            actor=actor("adam"), id="keyholder"), timeout=5)
+        self.assertEqual(e.code(), C.UNAVAILABLE, e)
+        self.assertIn("repeating the request is safe", e.details())
+        self.assertEqual(check(B, "keyholder", "support").reason, "PRINCIPAL_REMOVED")
+
+        # Repeated where the keys service answers: the keys that still verify.
+        removed = stub(A).RemoveMember(authz_pb2.RemoveMemberRequest(
+            actor=actor("adam"), id="keyholder"), timeout=5)
+        self.assertTrue(removed.keys_listed)
+        self.assertEqual({k.key_id for k in removed.keys_to_revoke}, held)
+        self.assertEqual({k.owner_id for k in removed.keys_to_revoke}, {"keyholder"})
+        self.assertEqual({k.project for k in removed.keys_to_revoke}, {"support", "limited"})
 
     def test_lists_are_paginated(self):
         for i in range(7):

@@ -1,0 +1,26 @@
+#include "common/client/channel.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+
+namespace policy::client {
+
+std::shared_ptr<grpc::Channel> OpenChannel(const std::string& address) {
+  return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+}
+
+absl::Time DownstreamDeadline(const grpc::ServerContextBase& context, absl::Duration limit) {
+  const std::chrono::system_clock::time_point deadline = context.deadline();
+  const absl::Time latest = absl::Now() + limit;
+  if (deadline == std::chrono::system_clock::time_point::max()) return latest;
+  return std::min(absl::FromChrono(deadline), latest);
+}
+
+void SetDeadline(grpc::ClientContext& call, absl::Time deadline) {
+  call.set_deadline(absl::ToChronoTime(deadline));
+}
+
+}  // namespace policy::client

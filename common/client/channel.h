@@ -1,0 +1,29 @@
+#ifndef POLICY_COMMON_CLIENT_CHANNEL_H_
+#define POLICY_COMMON_CLIENT_CHANNEL_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/server_context.h"
+
+// How one service of the suite calls another: channels created once and shared, and every
+// call carrying the deadline of the request being served.
+namespace policy::client {
+
+// A channel to the service at `address` ("host:port"). Create one per peer per process and
+// share it: it multiplexes every call and reconnects by itself.
+std::shared_ptr<grpc::Channel> OpenChannel(const std::string& address);
+
+// The deadline of a downstream call made while serving `context`: the caller's deadline, but
+// no later than now + `limit` (also when the caller set none).
+absl::Time DownstreamDeadline(const grpc::ServerContextBase& context, absl::Duration limit);
+
+// Sets `deadline` on a client call.
+void SetDeadline(grpc::ClientContext& call, absl::Time deadline);
+
+}  // namespace policy::client
+
+#endif  // POLICY_COMMON_CLIENT_CHANNEL_H_
