@@ -1,0 +1,747 @@
+#include "services/pii/detector.h"
+
+#include <algorithm>
+#include <array>
+#include <map>
+#include <tuple>
+#include <utility>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "re2/re2.h"
+#include "re2/set.h"
+#include "services/pii/validators.h"
+
+namespace policy::pii {
+namespace {
+
+// A recognizer's context words, indexed by their first byte for a quick first test.
+struct ContextWords {
+  std::vector<std::string> words;             // Lowercase; at most kMaxContextWords.
+  std::array<uint64_t, 256> starting_with{};  // Byte (either case) -> bit set of words.
+  size_t longest = 0;
+
+  explicit ContextWords(const std::vector<std::string>& lowercase) : words(lowercase) {
+    for (size_t i = 0; i < words.size(); ++i) {
+      const unsigned char c = static_cast<unsigned char>(words[i][0]);
+      starting_with[c] |= uint64_t{1} << i;
+      starting_with[absl::ascii_toupper(c)] |= uint64_t{1} << i;
+      longest = std::max(longest, words[i].size());
+    }
+  }
+};
+
+}  // namespace
+
+struct Detector::Recognizer {
+  RecognizerSpec spec;
+  ContextWords context{{}};
+  std::unique_ptr<RE2> regex;
+  Validator validator = nullptr;  // Null: any match counts.
+  bool has_group = false;         // The finding is capture group 1.
+  // Its findings are all chunks MayHoldFinding accepts (built-ins but PRIVATE_KEY).
+  bool needs_trigger = false;
+  // Every match starts with a byte in this range (RE2::PossibleMatchRange).
+  unsigned char first_byte_low = 0;
+  unsigned char first_byte_high = 255;
+};
+
+// An RE2::Set over some recognizers' patterns.
+struct Detector::PatternSet {
+  std::unique_ptr<RE2::Set> set;
+  std::vector<size_t> recognizer_of;  // Set index -> index into recognizers_.
+};
+
+struct Detector::Candidate {
+  size_t begin = 0;
+  size_t end = 0;
+  double score = 0;
+  size_t recognizer = 0;
+};
+
+namespace {
+
+// Chunks this close are scanned as one region: only neighbours, since every recognizer the
+// set reports then runs over the whole region.
+constexpr size_t kRegionMergeGap = 1;
+
+bool IsWordByte(unsigned char c) { return absl::ascii_isalnum(c) || c == '_'; }
+bool IsDigit(unsigned char c) { return c >= '0' && c <= '9'; }
+bool IsContinuationByte(unsigned char c) { return (c & 0xc0) == 0x80; }
+
+unsigned char At(absl::string_view text, size_t i) { return static_cast<unsigned char>(text[i]); }
+
+// The byte after `i` that starts a UTF-8 character (or the end).
+size_t NextCharBoundary(absl::string_view text, size_t i) {
+  ++i;
+  while (i < text.size() && IsContinuationByte(At(text, i))) ++i;
+  return i;
+}
+
+// Whether [begin, ...) would be part of a longer token: see RecognizerSpec::pattern.
+bool GluedLeft(absl::string_view text, size_t begin) {
+  if (begin == 0 || begin >= text.size()) return false;
+  const unsigned char first = At(text, begin);
+  const unsigned char before = At(text, begin - 1);
+  if (IsWordByte(first) && IsWordByte(before)) return true;
+  return IsDigit(first) && (before == '.' || before == '-') && begin >= 2 &&
+         IsDigit(At(text, begin - 2));
+}
+
+bool GluedRight(absl::string_view text, size_t end) {
+  if (end == 0 || end >= text.size()) return false;
+  const unsigned char last = At(text, end - 1);
+  const unsigned char after = At(text, end);
+  if (IsWordByte(last) && IsWordByte(after)) return true;
+  return IsDigit(last) && (after == '.' || after == '-') && end + 1 < text.size() &&
+         IsDigit(At(text, end + 1));
+}
+
+bool IsUpperOrDigit(unsigned char c) { return absl::ascii_isupper(c) || IsDigit(c); }
+
+// Whether [begin, end) is a run of [A-Z0-9] with a digit: a group of a grouped number.
+bool IsDigitGroup(absl::string_view text, size_t begin, size_t end) {
+  bool digit = false;
+  for (size_t i = begin; i < end; ++i) {
+    if (!IsUpperOrDigit(At(text, i))) return false;
+    digit = digit || IsDigit(At(text, i));
+  }
+  return begin < end && digit;
+}
+
+// Whether the value [begin, end), written in space-separated groups, continues a longer
+// grouped number: the groups of 1-4 [A-Z0-9] before it, each one space from the next, hold a
+// digit ("GB31 WEMF 4832 6768 0889 4" holds no card starting at 4832, "VISA 4111 1111 1111
+// 1111" does), or the group right after it holds one ("LB91 2161 UK8L X2JD 9BNQ BC0S OOXG 7"
+// holds no 28-character IBAN).
+bool ContinuesGroups(absl::string_view text, size_t begin, size_t end) {
+  constexpr size_t kLongestGroup = 4;
+  constexpr int kMostGroups = 8;
+  if (text.substr(begin, end - begin).find(' ') == absl::string_view::npos) return false;
+  if (IsUpperOrDigit(At(text, begin))) {
+    size_t group_end = begin;  // Groups before the value, from the nearest.
+    for (int n = 0; n < kMostGroups && group_end >= 2 && text[group_end - 1] == ' '; ++n) {
+      size_t group = group_end - 1;
+      while (group > 0 && absl::ascii_isalnum(At(text, group - 1))) --group;
+      if (group_end - 1 - group > kLongestGroup || !IsUpperOrDigit(At(text, group_end - 2))) {
+        break;
+      }
+      if (IsDigitGroup(text, group, group_end - 1)) return true;
+      bool upper = true;
+      for (size_t i = group; i < group_end - 1; ++i) upper = upper && IsUpperOrDigit(At(text, i));
+      if (!upper) break;
+      group_end = group;
+    }
+  }
+  if (end + 1 < text.size() && text[end] == ' ' && IsUpperOrDigit(At(text, end - 1))) {
+    size_t group = end + 1;
+    while (group < text.size() && absl::ascii_isalnum(At(text, group))) ++group;
+    if (IsDigitGroup(text, end + 1, group)) return true;
+  }
+  return false;
+}
+
+bool EqualsIgnoreCase(absl::string_view text, size_t at, absl::string_view lower) {
+  for (size_t k = 0; k < lower.size(); ++k) {
+    if (absl::ascii_tolower(At(text, at + k)) != static_cast<unsigned char>(lower[k])) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool IsLetterAt(absl::string_view text, size_t i) { return absl::ascii_isalpha(At(text, i)); }
+
+// Whether a context word starts a word (is not right after a letter, when it starts with one),
+// starts at or after `starts_from` and ends in (ends_after, end_limit]; ends_after 0 admits
+// words ending anywhere up to the limit.
+bool HasContextWord(absl::string_view text, size_t starts_from, size_t ends_after, size_t end_limit,
+                    const ContextWords& context) {
+  const size_t from = std::max(
+      starts_from, ends_after >= context.longest ? ends_after + 1 - context.longest : size_t{0});
+  for (size_t at = from; at < end_limit; ++at) {
+    for (uint64_t candidates = context.starting_with[At(text, at)]; candidates != 0;
+         candidates &= candidates - 1) {
+      const std::string& word = context.words[static_cast<size_t>(__builtin_ctzll(candidates))];
+      const size_t end = at + word.size();
+      if (end > end_limit || (end <= ends_after && ends_after > 0)) continue;
+      if (EqualsIgnoreCase(text, at, word) &&
+          (at == 0 || !IsLetterAt(text, at - 1) || !absl::ascii_isalpha(word[0]))) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+// The start of the context window of a match at `begin`.
+size_t ContextWindowBegin(size_t begin) {
+  return begin > kContextWindowBytes ? begin - kContextWindowBytes : 0;
+}
+
+// Whether a match at `begin` has one of the context words in its window, with no digit
+// between the word and the match (the word belongs to that other number).
+bool HasContextWordFor(absl::string_view text, size_t begin, const ContextWords& context) {
+  const size_t window_begin = ContextWindowBegin(begin);
+  const size_t search_begin =
+      window_begin >= context.longest ? window_begin + 1 - context.longest : 0;
+  size_t starts_from = search_begin;
+  for (size_t i = begin; i > search_begin; --i) {
+    if (IsDigit(At(text, i - 1))) {
+      starts_from = i;
+      break;
+    }
+  }
+  return HasContextWord(text, starts_from, window_begin, begin, context);
+}
+
+// `prefixes` are lowercase.
+bool HasExcludedPrefix(absl::string_view text, size_t begin,
+                       const std::vector<std::string>& prefixes) {
+  for (const std::string& prefix : prefixes) {
+    if (prefix.size() > begin) continue;
+    const size_t at = begin - prefix.size();
+    if (!EqualsIgnoreCase(text, at, prefix)) continue;
+    if (absl::ascii_isalpha(prefix[0]) && at > 0 && IsLetterAt(text, at - 1)) continue;
+    return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------
+// The trigger prefilter.
+
+enum ByteClass : uint8_t {
+  kPlain = 0,
+  kDigit,
+  kDot,
+  kColon,
+  kSpecial,     // '@', '_'.
+  kSpace,       // ' ': a cut unless it follows [A-Z0-9)].
+  kOtherSpace,  // \t \n \v \f \r: always a cut.
+  kDash,        // '-': special after "sk".
+  kCapitalA,    // 'A': special before "KIA" or "SIA".
+};
+
+constexpr std::array<uint8_t, 256> MakeByteClasses() {
+  std::array<uint8_t, 256> classes{};
+  for (int c = '0'; c <= '9'; ++c) classes[c] = kDigit;
+  classes['.'] = kDot;
+  classes[':'] = kColon;
+  classes['@'] = classes['_'] = kSpecial;
+  classes[' '] = kSpace;
+  classes['\t'] = classes['\n'] = classes['\v'] = classes['\f'] = classes['\r'] = kOtherSpace;
+  classes['-'] = kDash;
+  classes['A'] = kCapitalA;
+  return classes;
+}
+constexpr std::array<uint8_t, 256> kByteClasses = MakeByteClasses();
+
+// Bytes a space inside a built-in match follows.
+constexpr std::array<bool, 256> MakeSpaceJoiners() {
+  std::array<bool, 256> joiners{};
+  for (int c = '0'; c <= '9'; ++c) joiners[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) joiners[c] = true;
+  joiners[')'] = true;
+  return joiners;
+}
+constexpr std::array<bool, 256> kSpaceJoiners = MakeSpaceJoiners();
+
+// What the prefilter counts in a chunk.
+struct ChunkCounts {
+  size_t digits = 0;
+  size_t dots = 0;
+  size_t colons = 0;
+  bool special = false;  // '@', '_', "sk-", "AKIA" or "ASIA".
+};
+
+// Whether a chunk of `length` bytes can hold a finding of a built-in recognizer other than
+// PRIVATE_KEY. Each of those findings holds '@' or '_' (e-mail, POLICY_SUITE_KEY,
+// GITHUB_TOKEN), "sk-" (OPENAI_API_KEY), "AKIA" or "ASIA" (AWS_ACCESS_KEY), two colons
+// (IPv6), seven digits or more (US_SSN, US_ITIN, CREDIT_CARD, PHONE_NUMBER, UK_NHS,
+// MEDICAL_LICENSE), four digits and three dots (IPv4), or a digit in 15 bytes or more
+// (IBAN_CODE, CRYPTO, SLACK_TOKEN); a chunk holds all of its findings' bytes.
+bool MayHoldFinding(size_t length, const ChunkCounts& c) {
+  return c.special || c.colons >= 2 || c.digits >= 7 || (c.digits >= 4 && c.dots >= 3) ||
+         (c.digits >= 1 && length >= 15);
+}
+
+// Whether the whitespace byte at `i`, if it is one, separates chunks: no built-in match
+// other than a PEM block contains it.
+bool IsCut(absl::string_view text, size_t i) {
+  const uint8_t k = kByteClasses[At(text, i)];
+  if (k == kOtherSpace) return true;
+  return k == kSpace && (i == 0 || !kSpaceJoiners[At(text, i - 1)]);
+}
+
+struct Region {
+  size_t begin;
+  size_t end;
+};
+
+void AddRegion(std::vector<Region>& regions, size_t begin, size_t end) {
+  if (!regions.empty() && begin <= regions.back().end + kRegionMergeGap) {
+    regions.back().end = std::max(regions.back().end, end);
+  } else {
+    regions.push_back(Region{begin, end});
+  }
+}
+
+// Bytes that can make a chunk worth scanning: digits, ':', '@', '_', and '-' and 'A' (for
+// "sk-", "AKIA", "ASIA"). Dots count only beside digits, so they are not among them.
+constexpr std::array<bool, 256> MakeTriggerBytes() {
+  std::array<bool, 256> triggers{};
+  for (int c = 0; c < 256; ++c) {
+    triggers[c] = c != '.' && MakeByteClasses()[c] >= kDigit && MakeByteClasses()[c] <= kSpecial;
+  }
+  triggers['-'] = triggers['A'] = true;
+  return triggers;
+}
+constexpr std::array<bool, 256> kTriggerBytes = MakeTriggerBytes();
+
+// The first trigger byte at or after `i`, or `n`.
+size_t SkipToTrigger(const unsigned char* data, size_t i, size_t n) {
+#if defined(__SSE2__)
+  // Sixteen bytes at a time: x is in [low, low + span] when min(x - low, span) == x - low.
+  auto in_range = [](__m128i bytes, char low, char span) {
+    const __m128i shifted = _mm_sub_epi8(bytes, _mm_set1_epi8(low));
+    return _mm_cmpeq_epi8(_mm_min_epu8(shifted, _mm_set1_epi8(span)), shifted);
+  };
+  while (i + 16 <= n) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + i));
+    const __m128i hits =
+        _mm_or_si128(_mm_or_si128(in_range(bytes, '0', ':' - '0'), in_range(bytes, '@', 'A' - '@')),
+                     _mm_or_si128(_mm_cmpeq_epi8(bytes, _mm_set1_epi8('_')),
+                                  _mm_cmpeq_epi8(bytes, _mm_set1_epi8('-'))));
+    const int mask = _mm_movemask_epi8(hits);
+    if (mask != 0) return i + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+    i += 16;
+  }
+#endif
+  while (i < n && !kTriggerBytes[data[i]]) ++i;
+  return i;
+}
+
+bool IsOpenAiPrefixAt(absl::string_view text, size_t dash) {
+  return dash >= 2 && text[dash - 2] == 's' && text[dash - 1] == 'k';
+}
+
+bool IsAwsPrefixAt(absl::string_view text, size_t a) {
+  return a + 3 < text.size() && (text[a + 1] == 'K' || text[a + 1] == 'S') && text[a + 2] == 'I' &&
+         text[a + 3] == 'A';
+}
+
+// What the chunk [begin, end) holds.
+ChunkCounts CountChunk(absl::string_view text, size_t begin, size_t end) {
+  ChunkCounts counts;
+  for (size_t i = begin; i < end; ++i) {
+    switch (kByteClasses[At(text, i)]) {
+      case kDigit:
+        ++counts.digits;
+        break;
+      case kDot:
+        ++counts.dots;
+        break;
+      case kColon:
+        ++counts.colons;
+        break;
+      case kSpecial:
+        counts.special = true;
+        break;
+      case kDash:
+        if (IsOpenAiPrefixAt(text, i)) counts.special = true;
+        break;
+      case kCapitalA:
+        if (IsAwsPrefixAt(text, i)) counts.special = true;
+        break;
+      default:
+        break;
+    }
+  }
+  return counts;
+}
+
+// The chunks that can hold a built-in finding, merged into regions made of whole chunks, in
+// order. The scan skips to the next trigger byte and looks only at the chunk around it, and
+// never goes back before a chunk it has decided, so it reads each byte a few times at most.
+std::vector<Region> TriggerRegions(absl::string_view text) {
+  const size_t n = text.size();
+  std::vector<Region> regions;
+  size_t done = 0;  // Chunks before this are decided; it starts a chunk.
+  const unsigned char* const data = reinterpret_cast<const unsigned char*>(text.data());
+  size_t i = 0;
+  while (true) {
+    i = SkipToTrigger(data, i, n);
+    if (i >= n) break;
+    // A dash or an 'A' matters only as "sk-" or "AKIA"/"ASIA".
+    if ((data[i] == '-' && !IsOpenAiPrefixAt(text, i)) ||
+        (data[i] == 'A' && !IsAwsPrefixAt(text, i))) {
+      ++i;
+      continue;
+    }
+    size_t begin = i;
+    while (begin > done && !IsCut(text, begin - 1)) --begin;
+    size_t end = i + 1;
+    while (end < n && !IsCut(text, end)) ++end;
+    if (MayHoldFinding(end - begin, CountChunk(text, begin, end))) {
+      AddRegion(regions, begin, end);
+    }
+    done = i = end + 1;
+  }
+
+  // A PEM block crosses chunks: from its "-----BEGIN " over the next kMaxPemBlockBytes,
+  // widened to whole chunks.
+  constexpr absl::string_view kPemBegin = "-----BEGIN ";
+  std::vector<Region> pem;
+  for (size_t at = text.find(kPemBegin); at != absl::string_view::npos;
+       at = text.find(kPemBegin, at + 1)) {
+    const size_t covered = pem.empty() ? 0 : pem.back().end;
+    size_t end = std::min(n, at + kMaxPemBlockBytes);
+    if (!pem.empty() && end <= covered) continue;
+    // Each byte is crossed at most once by the two loops over all blocks.
+    size_t begin = at;
+    while (begin > covered && !IsCut(text, begin - 1)) --begin;
+    while (end < n && !IsCut(text, end)) ++end;
+    pem.push_back(Region{begin, end});
+  }
+  if (pem.empty()) return regions;
+  std::vector<Region> all = std::move(regions);
+  all.insert(all.end(), pem.begin(), pem.end());
+  std::sort(all.begin(), all.end(),
+            [](const Region& a, const Region& b) { return a.begin < b.begin; });
+  std::vector<Region> merged;
+  for (const Region& r : all) AddRegion(merged, r.begin, r.end);
+  return merged;
+}
+
+enum class Verdict { kAccepted, kGluedLeft, kRejected };
+
+}  // namespace
+
+Detector::Detector() = default;
+Detector::~Detector() = default;
+
+absl::StatusOr<std::unique_ptr<Detector>> Detector::Create(std::vector<RecognizerSpec> custom,
+                                                           DetectorOptions options) {
+  if (options.max_regex_memory_bytes <= 0) {
+    return absl::InvalidArgumentError("max_regex_memory_bytes must be positive");
+  }
+  std::unique_ptr<Detector> detector(new Detector());
+  detector->trigger_prefilter_ = options.trigger_prefilter;
+  std::vector<RecognizerSpec> specs = BuiltinRecognizers();
+  const size_t builtin_count = specs.size();
+  for (RecognizerSpec& spec : custom) specs.push_back(std::move(spec));
+
+  const int64_t set_budget = options.max_regex_memory_bytes / 4;
+  const int64_t regex_budget =
+      options.max_regex_memory_bytes / 2 / static_cast<int64_t>(specs.size());
+  absl::flat_hash_set<std::string> names;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    RecognizerSpec& spec = specs[i];
+    const std::string who = absl::StrCat("recognizer '", spec.name, "'");
+    if (absl::Status checked = CheckRecognizerSpec(spec); !checked.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(who, ": ", checked.message()));
+    }
+    if (!names.insert(spec.name).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(who, ": name: duplicate name (another recognizer or a built-in has it)"));
+    }
+    RE2::Options re_options;
+    re_options.set_log_errors(false);
+    re_options.set_max_mem(regex_budget);
+    auto regex = std::make_unique<RE2>(spec.pattern, re_options);
+    if (!regex->ok()) {
+      if (regex->error_code() == RE2::ErrorPatternTooLarge) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(who, ": pattern: over its share of the memory budget (", regex_budget,
+                         " bytes of ", options.max_regex_memory_bytes, ")"));
+      }
+      return absl::InvalidArgumentError(absl::StrCat(who, ": pattern: invalid RE2 pattern '",
+                                                     spec.pattern, "': ", regex->error()));
+    }
+    for (std::string& prefix : spec.excluded_prefixes) prefix = absl::AsciiStrToLower(prefix);
+    Recognizer recognizer;
+    recognizer.validator = spec.validator.empty() ? nullptr : FindValidator(spec.validator);
+    recognizer.has_group = regex->NumberOfCapturingGroups() >= 1;
+    recognizer.context = ContextWords(spec.context_words);
+    if (std::string min, max;
+        regex->PossibleMatchRange(&min, &max, 1) && !min.empty() && !max.empty()) {
+      recognizer.first_byte_low = static_cast<unsigned char>(min[0]);
+      recognizer.first_byte_high = static_cast<unsigned char>(max[0]);
+    }
+    recognizer.needs_trigger = i < builtin_count && spec.entity_type != "PRIVATE_KEY";
+    recognizer.regex = std::move(regex);
+    recognizer.spec = std::move(spec);
+    detector->recognizers_.push_back(std::move(recognizer));
+  }
+
+  // The sets: one of the built-ins, one of the custom recognizers.
+  auto build_set = [&](size_t first, size_t last,
+                       absl::string_view what) -> absl::StatusOr<std::unique_ptr<PatternSet>> {
+    RE2::Options set_options;
+    set_options.set_log_errors(false);
+    set_options.set_max_mem(set_budget);
+    auto set = std::make_unique<PatternSet>();
+    set->set = std::make_unique<RE2::Set>(set_options, RE2::UNANCHORED);
+    for (size_t i = first; i < last; ++i) {
+      std::string error;
+      if (set->set->Add(detector->recognizers_[i].spec.pattern, &error) < 0) {
+        return absl::InvalidArgumentError(absl::StrCat("recognizer '",
+                                                       detector->recognizers_[i].spec.name,
+                                                       "': pattern: invalid RE2 pattern: ", error));
+      }
+      set->recognizer_of.push_back(i);
+    }
+    if (!set->set->Compile()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the ", what, " recognizers together are over their share of the memory budget (",
+          set_budget, " bytes of ", options.max_regex_memory_bytes, ")"));
+    }
+    return set;
+  };
+  absl::StatusOr<std::unique_ptr<PatternSet>> builtin_set = build_set(0, builtin_count, "built-in");
+  if (!builtin_set.ok()) return builtin_set.status();
+  detector->builtin_set_ = std::move(*builtin_set);
+  if (specs.size() > builtin_count) {
+    absl::StatusOr<std::unique_ptr<PatternSet>> custom_set =
+        build_set(builtin_count, specs.size(), "custom");
+    if (!custom_set.ok()) return custom_set.status();
+    detector->custom_set_ = std::move(*custom_set);
+  }
+
+  for (const Recognizer& r : detector->recognizers_) {
+    detector->entity_types_.push_back(r.spec.entity_type);
+  }
+  std::sort(detector->entity_types_.begin(), detector->entity_types_.end());
+  detector->entity_types_.erase(
+      std::unique(detector->entity_types_.begin(), detector->entity_types_.end()),
+      detector->entity_types_.end());
+  return detector;
+}
+
+std::vector<std::string> Detector::EntityTypes() const { return entity_types_; }
+
+bool Detector::KnowsEntityType(absl::string_view type) const {
+  return std::binary_search(entity_types_.begin(), entity_types_.end(), type);
+}
+
+// Whether the value [begin, end) of a match of `recognizer` is a finding, and its score.
+bool Detector::Accept(const Recognizer& recognizer, absl::string_view text, size_t begin,
+                      size_t end, double& score) const {
+  const RecognizerSpec& spec = recognizer.spec;
+  if (!spec.excluded_prefixes.empty() && HasExcludedPrefix(text, begin, spec.excluded_prefixes)) {
+    return false;
+  }
+  if (recognizer.validator != nullptr && !recognizer.validator(text.substr(begin, end - begin))) {
+    return false;
+  }
+  score = spec.score;
+  if (!spec.context_words.empty()) {
+    const bool context = HasContextWordFor(text, begin, recognizer.context);
+    if (spec.context_required) {
+      if (!context) return false;
+    } else if (context) {
+      score = std::min(1.0, score + kContextBoost);
+    }
+  }
+  return true;
+}
+
+void Detector::Extract(const Recognizer& recognizer, absl::string_view text, size_t region_begin,
+                       size_t region_end, std::vector<Candidate>& out) const {
+  // No match in the region can have its required context: save the searches.
+  if (recognizer.spec.context_required &&
+      !HasContextWord(text, 0, ContextWindowBegin(region_begin), region_end, recognizer.context)) {
+    return;
+  }
+  const re2::StringPiece input(text.data(), text.size());
+  const int groups = recognizer.has_group ? 2 : 1;
+  const size_t index = static_cast<size_t>(&recognizer - recognizers_.data());
+  re2::StringPiece match[2];
+
+  // The verdict on the match in `match`; on acceptance, adds the candidate.
+  auto judge = [&]() -> Verdict {
+    const re2::StringPiece& value = match[groups - 1];
+    if (value.data() == nullptr || value.empty()) return Verdict::kRejected;
+    const size_t begin = static_cast<size_t>(value.data() - text.data());
+    const size_t end = begin + value.size();
+    if (IsContinuationByte(At(text, begin)) ||
+        (end < text.size() && IsContinuationByte(At(text, end)))) {
+      return Verdict::kRejected;
+    }
+    if (GluedLeft(text, begin)) return Verdict::kGluedLeft;
+    if (GluedRight(text, end) || ContinuesGroups(text, begin, end)) return Verdict::kRejected;
+    double score = 0;
+    if (!Accept(recognizer, text, begin, end, score)) return Verdict::kRejected;
+    out.push_back(Candidate{.begin = begin, .end = end, .score = score, .recognizer = index});
+    return Verdict::kAccepted;
+  };
+
+  // Whether the rest of a short region can hold no finding, which saves a failing search.
+  auto rest_is_empty = [&](size_t pos) {
+    constexpr size_t kShortRest = 64;
+    return recognizer.needs_trigger && pos > region_begin && region_end - pos <= kShortRest &&
+           !MayHoldFinding(region_end - pos, CountChunk(text, pos, region_end));
+  };
+  // The first position at or after `from` where a finding can start: its byte can start a
+  // match, it starts a character, and (when the finding is the whole match) it is not glued.
+  auto next_start = [&](size_t from) {
+    for (size_t p = from; p < region_end; ++p) {
+      const unsigned char c = At(text, p);
+      if (c < recognizer.first_byte_low || c > recognizer.first_byte_high ||
+          IsContinuationByte(c) || (!recognizer.has_group && GluedLeft(text, p))) {
+        continue;
+      }
+      return p;
+    }
+    return region_end;
+  };
+  // The leftmost match from `pos` on: the anchored search at `pos` is cheap and usually hits
+  // (a chunk tends to start with its entity); otherwise one unanchored search from beyond.
+  auto find = [&](size_t pos) {
+    return recognizer.regex->Match(input, pos, region_end, RE2::ANCHOR_START, match, groups) ||
+           recognizer.regex->Match(input, NextCharBoundary(text, pos), region_end, RE2::UNANCHORED,
+                                   match, groups);
+  };
+  size_t pos = next_start(region_begin);
+  while (pos < region_end && !rest_is_empty(pos) && find(pos)) {
+    const size_t match_begin = static_cast<size_t>(match[0].data() - text.data());
+    const size_t match_end = match_begin + match[0].size();
+    const Verdict verdict = judge();
+    if (verdict == Verdict::kAccepted) {
+      pos = next_start(match_end > match_begin ? match_end : NextCharBoundary(text, match_begin));
+      continue;
+    }
+    if (verdict == Verdict::kGluedLeft && !recognizer.has_group) {
+      // Every match starting inside this word would be glued too.
+      pos = match_begin;
+      while (pos < region_end && IsWordByte(At(text, pos))) ++pos;
+      pos = next_start(pos == match_begin ? NextCharBoundary(text, match_begin) : pos);
+      continue;
+    }
+    // Shorter matches from the same start, ending before a separator, longest first.
+    bool accepted = false;
+    if (verdict == Verdict::kRejected) {
+      int tries = 0;
+      for (size_t end = match_end - 1; end > match_begin && tries < kMaxShorterTries; --end) {
+        const char c = text[end];
+        if (c != ' ' && c != '-' && c != ':') continue;
+        ++tries;
+        // When the finding is the whole match, the cheap checks come before the search.
+        if (!recognizer.has_group &&
+            (GluedRight(text, end) ||
+             (recognizer.validator != nullptr &&
+              !recognizer.validator(text.substr(match_begin, end - match_begin))))) {
+          continue;
+        }
+        if (recognizer.regex->Match(input, match_begin, end, RE2::ANCHOR_BOTH, match, groups) &&
+            judge() == Verdict::kAccepted) {
+          pos = next_start(end);
+          accepted = true;
+          break;
+        }
+      }
+    }
+    if (!accepted) pos = next_start(NextCharBoundary(text, match_begin));
+  }
+}
+
+std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& options) const {
+  std::vector<bool> wanted(recognizers_.size(), options.entity_types.empty());
+  if (!options.entity_types.empty()) {
+    for (size_t i = 0; i < recognizers_.size(); ++i) {
+      wanted[i] = std::find(options.entity_types.begin(), options.entity_types.end(),
+                            recognizers_[i].spec.entity_type) != options.entity_types.end();
+    }
+  }
+  std::vector<Candidate> candidates;
+  std::vector<int> hits;
+  auto scan_set = [&](const PatternSet& set, size_t begin, size_t end) {
+    hits.clear();
+    RE2::Set::ErrorInfo error{RE2::Set::kNoError};
+    const bool matched =
+        set.set->Match(re2::StringPiece(text.data() + begin, end - begin), &hits, &error);
+    if (!matched) {
+      hits.clear();
+      // The DFA ran out of memory: every recognizer runs on its own (RE2 falls back to
+      // the NFA there), which is slower but finds the same.
+      if (error.kind != RE2::Set::kNoError) {
+        for (size_t i = 0; i < set.recognizer_of.size(); ++i) hits.push_back(static_cast<int>(i));
+      }
+    }
+    std::sort(hits.begin(), hits.end());
+    for (int hit : hits) {
+      const size_t r = set.recognizer_of[static_cast<size_t>(hit)];
+      if (wanted[r]) Extract(recognizers_[r], text, begin, end, candidates);
+    }
+  };
+  if (trigger_prefilter_) {
+    for (const Region& region : TriggerRegions(text)) {
+      scan_set(*builtin_set_, region.begin, region.end);
+    }
+  } else if (!text.empty()) {
+    scan_set(*builtin_set_, 0, text.size());
+  }
+  if (custom_set_ != nullptr && !text.empty()) scan_set(*custom_set_, 0, text.size());
+
+  // Threshold, then overlaps: higher score, longer, earlier, listed first.
+  candidates.erase(std::remove_if(candidates.begin(), candidates.end(),
+                                  [&](const Candidate& c) { return c.score < options.min_score; }),
+                   candidates.end());
+  // Within each cluster of transitively overlapping candidates, keep the best first: higher
+  // score, longer, earlier, listed first. Most clusters are a single candidate.
+  auto better = [](const Candidate& a, const Candidate& b) {
+    return std::make_tuple(-a.score, b.end - b.begin, a.begin, a.recognizer) <
+           std::make_tuple(-b.score, a.end - a.begin, b.begin, b.recognizer);
+  };
+  auto by_begin = [](const Candidate& a, const Candidate& b) {
+    return std::tie(a.begin, a.end, a.recognizer) < std::tie(b.begin, b.end, b.recognizer);
+  };
+  std::sort(candidates.begin(), candidates.end(), by_begin);
+  std::vector<Candidate> kept;
+  kept.reserve(candidates.size());
+  for (size_t i = 0; i < candidates.size();) {
+    size_t j = i + 1;
+    size_t cluster_end = candidates[i].end;
+    while (j < candidates.size() && candidates[j].begin < cluster_end) {
+      cluster_end = std::max(cluster_end, candidates[j].end);
+      ++j;
+    }
+    if (j == i + 1) {
+      kept.push_back(candidates[i]);
+    } else {
+      std::sort(candidates.begin() + static_cast<std::ptrdiff_t>(i),
+                candidates.begin() + static_cast<std::ptrdiff_t>(j), better);
+      std::map<size_t, size_t> chosen;  // Begin -> end of the candidates kept in the cluster.
+      for (size_t k = i; k < j; ++k) {
+        const Candidate& c = candidates[k];
+        auto next = chosen.lower_bound(c.begin);
+        if (next != chosen.end() && next->first < c.end) continue;
+        if (next != chosen.begin() && std::prev(next)->second > c.begin) continue;
+        chosen.emplace(c.begin, c.end);
+        kept.push_back(c);
+      }
+      std::sort(kept.end() - static_cast<std::ptrdiff_t>(chosen.size()), kept.end(), by_begin);
+    }
+    i = j;
+  }
+  std::vector<Finding> findings;
+  findings.reserve(kept.size());
+  for (const Candidate& c : kept) {
+    const RecognizerSpec& spec = recognizers_[c.recognizer].spec;
+    findings.push_back(Finding{.entity_type = spec.entity_type,
+                               .begin = c.begin,
+                               .end = c.end,
+                               .score = c.score,
+                               .recognizer = spec.name});
+  }
+  return findings;
+}
+
+}  // namespace policy::pii

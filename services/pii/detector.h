@@ -1,0 +1,102 @@
+#ifndef POLICY_SERVICES_PII_DETECTOR_H_
+#define POLICY_SERVICES_PII_DETECTOR_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "services/pii/finding.h"
+#include "services/pii/recognizer.h"
+
+// The scanner: finds the built-in and custom recognizers' entities in a text.
+//
+// How a scan works. A byte scan (SSE2, 16 bytes at a time) skips to the next byte that can
+// matter (a digit, '@', ':', '_', "sk-", "AKIA", "ASIA") and looks at the chunk around it:
+// chunks end at whitespace that no built-in match contains (a space after [A-Z0-9)] may be
+// inside a phone number, card or IBAN; other whitespace ends a chunk). A chunk is kept when
+// it can hold a built-in finding (enough digits, dots, colons or a literal prefix; see
+// MayHoldFinding in detector.cc); each "-----BEGIN " adds the next kMaxPemBlockBytes. Over
+// each kept region one RE2::Set of all built-in patterns says which recognizers match; only
+// those extract their matches in that region with their own RE2 (an anchored search where a
+// match can start, which is cheap and usually hits, then one unanchored search), and each
+// match goes through the boundary rules (RecognizerSpec::pattern), excluded prefixes, the
+// validator and context scoring. Custom recognizers, whose matches need no trigger, have a
+// second RE2::Set that runs over the whole text. Findings below the threshold or of types not
+// asked for are dropped; overlaps are resolved (higher score, then longer, then earlier, then
+// the recognizer listed first) and the result is ordered by begin.
+//
+// A match the boundary rules, the validator or the context reject is retried shorter (ending
+// before one of its spaces, dashes or colons, longest first, up to kMaxShorterTries), so
+// "BE68 5390 0754 7034 EUR" still yields the IBAN and "2001:db8::1:" the address.
+//
+// The prefilter changes only the speed: DetectorOptions::trigger_prefilter = false gives the
+// same findings (the tests and the fuzzer check it).
+namespace policy::pii {
+
+struct DetectorOptions {
+  // RE2 memory budget for all compiled patterns together, their DFA caches included: a
+  // quarter for the built-in set, a quarter for the custom set, and the other half shared
+  // equally by the per-recognizer regexps.
+  int64_t max_regex_memory_bytes = 64 << 20;
+  // False runs the built-in set over the whole text instead of the trigger regions (the same
+  // findings, slower); tests and benchmarks compare the two.
+  bool trigger_prefilter = true;
+};
+
+struct ScanOptions {
+  // Findings scoring below this are dropped before overlaps are resolved.
+  double min_score = 0.5;
+  // The entity types to report; empty: all.
+  std::vector<std::string> entity_types;
+};
+
+// The most shorter matches tried for one rejected match (see above).
+inline constexpr int kMaxShorterTries = 8;
+
+class Detector {
+ public:
+  // The built-in recognizers plus `custom`. INVALID_ARGUMENT naming the recognizer and the
+  // problem: a malformed spec (CheckRecognizerSpec), a duplicate name (with a built-in or
+  // another custom one), a pattern over its share of the memory budget; or the recognizers
+  // of a set together over the set's share, or a budget that is not positive.
+  static absl::StatusOr<std::unique_ptr<Detector>> Create(std::vector<RecognizerSpec> custom,
+                                                          DetectorOptions options = {});
+  ~Detector();
+  Detector(const Detector&) = delete;
+  Detector& operator=(const Detector&) = delete;
+
+  // Every finding scoring at least options.min_score, of the requested types, with no two
+  // overlapping, ordered by begin. Offsets are bytes into `text`; for valid UTF-8 they never
+  // split a character (for invalid UTF-8 the scan is still safe and the spans in bounds).
+  // Thread-safe: the detector is immutable, and the only synchronisation is RE2's own
+  // (shared) lock on its DFA caches.
+  std::vector<Finding> Scan(absl::string_view text, const ScanOptions& options = {}) const;
+
+  // Every entity type this detector can report, sorted.
+  std::vector<std::string> EntityTypes() const;
+  bool KnowsEntityType(absl::string_view type) const;
+
+ private:
+  struct Recognizer;
+  struct PatternSet;
+  struct Candidate;
+
+  Detector();
+  void Extract(const Recognizer& recognizer, absl::string_view text, size_t region_begin,
+               size_t region_end, std::vector<Candidate>& out) const;
+  bool Accept(const Recognizer& recognizer, absl::string_view text, size_t begin, size_t end,
+              double& score) const;
+
+  std::vector<Recognizer> recognizers_;  // Built-ins first, in BuiltinRecognizers() order.
+  std::unique_ptr<PatternSet> builtin_set_;
+  std::unique_ptr<PatternSet> custom_set_;  // Null without custom recognizers.
+  std::vector<std::string> entity_types_;   // Sorted, unique.
+  bool trigger_prefilter_ = true;
+};
+
+}  // namespace policy::pii
+
+#endif  // POLICY_SERVICES_PII_DETECTOR_H_

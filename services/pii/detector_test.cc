@@ -1,0 +1,707 @@
+#include "services/pii/detector.h"
+
+#include <atomic>
+#include <random>
+#include <string>
+#include <thread>
+#include <tuple>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace policy::pii {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+ScanOptions MinScore(double min_score) {
+  ScanOptions options;
+  options.min_score = min_score;
+  return options;
+}
+
+ScanOptions OnlyTypes(std::vector<std::string> types) {
+  ScanOptions options;
+  options.entity_types = std::move(types);
+  return options;
+}
+
+DetectorOptions Budget(int64_t bytes) {
+  DetectorOptions options;
+  options.max_regex_memory_bytes = bytes;
+  return options;
+}
+
+RecognizerSpec Spec(std::string name, std::string type, std::string pattern, double score) {
+  RecognizerSpec spec;
+  spec.name = std::move(name);
+  spec.entity_type = std::move(type);
+  spec.pattern = std::move(pattern);
+  spec.score = score;
+  return spec;
+}
+
+// `spec` after `change`.
+template <typename Change>
+RecognizerSpec With(RecognizerSpec spec, Change change) {
+  change(spec);
+  return spec;
+}
+
+const Detector& Default() {
+  static const Detector* detector = [] {
+    absl::StatusOr<std::unique_ptr<Detector>> created = Detector::Create({});
+    EXPECT_TRUE(created.ok()) << created.status();
+    return created->release();
+  }();
+  return *detector;
+}
+
+std::unique_ptr<Detector> WithCustom(std::vector<RecognizerSpec> custom,
+                                     DetectorOptions options = {}) {
+  absl::StatusOr<std::unique_ptr<Detector>> created = Detector::Create(std::move(custom), options);
+  EXPECT_TRUE(created.ok()) << created.status();
+  return created.ok() ? std::move(*created) : nullptr;
+}
+
+std::string CreateError(std::vector<RecognizerSpec> custom, DetectorOptions options = {}) {
+  absl::StatusOr<std::unique_ptr<Detector>> created = Detector::Create(std::move(custom), options);
+  if (created.ok()) return "";
+  EXPECT_EQ(created.status().code(), absl::StatusCode::kInvalidArgument) << created.status();
+  return std::string(created.status().message());
+}
+
+// A finding as "TYPE[begin,end) 'slice'", for readable failures.
+std::string Describe(absl::string_view text, const Finding& f) {
+  return absl::StrCat(f.entity_type, "[", f.begin, ",", f.end, ") '",
+                      text.substr(f.begin, f.end - f.begin), "' ", f.recognizer, " ", f.score);
+}
+
+std::string DescribeAll(absl::string_view text, const std::vector<Finding>& findings) {
+  std::vector<std::string> parts;
+  for (const Finding& f : findings) parts.push_back(Describe(text, f));
+  return absl::StrJoin(parts, "; ");
+}
+
+// The (type, slice) pairs found in `text`.
+std::vector<std::pair<std::string, std::string>> Found(absl::string_view text,
+                                                       const ScanOptions& options = {},
+                                                       const Detector& detector = Default()) {
+  std::vector<std::pair<std::string, std::string>> found;
+  for (const Finding& f : detector.Scan(text, options)) {
+    found.emplace_back(f.entity_type, std::string(text.substr(f.begin, f.end - f.begin)));
+  }
+  return found;
+}
+
+std::string RandomOf(absl::string_view alphabet, size_t n, uint32_t seed) {
+  std::mt19937 random(seed);
+  std::string out;
+  for (size_t i = 0; i < n; ++i) out += alphabet[random() % alphabet.size()];
+  return out;
+}
+
+constexpr absl::string_view kBase62 =
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+const std::string kPem = absl::StrCat(
+    "-----BEGIN RSA PRIVATE KEY-----\n"
+    "MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n"
+    "KUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQJAIJLixBy2qpFoS4DSmoEm\n"
+    "o3qGy0t6z09AIJtH+5OeRV1be+N4cDYJKffGzDa88vQENZiRm0GRq6a+HPGQMd2k\n",
+    "-----END RSA PRIVATE KEY-----");
+
+// One value of a type in one format, with the words that must come before it.
+struct Sample {
+  std::string type;
+  std::string context;
+  std::string value;
+};
+
+std::vector<Sample> Positives() {
+  return {
+      {"US_SSN", "", "123-45-6789"},
+      {"US_SSN", "", "123 45 6789"},
+      {"US_SSN", "SSN: ", "123456789"},
+      {"US_SSN", "my social security number is ", "123456789"},
+      {"US_SSN", "Social-Security ", "123456789"},
+      {"US_SSN", "SS# ", "123456789"},
+      {"US_ITIN", "", "912-70-1234"},
+      {"US_ITIN", "", "912 94 1234"},
+      {"US_ITIN", "ITIN ", "912701234"},
+      {"CREDIT_CARD", "", "4111111111111111"},
+      {"CREDIT_CARD", "", "4111 1111 1111 1111"},
+      {"CREDIT_CARD", "", "4111-1111-1111-1111"},
+      {"CREDIT_CARD", "", "6500 0000 0000 0000 003"},
+      {"CREDIT_CARD", "", "3782 822463 10005"},
+      {"CREDIT_CARD", "", "3056-930902-5904"},
+      {"CREDIT_CARD", "", "4222222222222"},
+      {"CREDIT_CARD", "", "5555555555554444"},
+      {"CREDIT_CARD", "", "2223003122003222"},
+      {"CREDIT_CARD", "", "6221260000000000"},
+      {"CREDIT_CARD", "", "3530111333300000"},
+      {"IBAN_CODE", "", "DE89370400440532013000"},
+      {"IBAN_CODE", "", "GB82 WEST 1234 5698 7654 32"},
+      {"IBAN_CODE", "", "DE89 3704 0044 0532 0130 00"},
+      {"IBAN_CODE", "", "BE68 5390 0754 7034"},
+      {"IBAN_CODE", "", "NO93 8601 1117 947"},
+      {"IBAN_CODE", "", "MT84MALT011000012345MTLCAST001S"},
+      {"EMAIL_ADDRESS", "", "jane.doe+tag@mail.example.co.uk"},
+      {"EMAIL_ADDRESS", "", "a_b%c-d@sub-domain.example.org"},
+      {"EMAIL_ADDRESS", "", "X9@ex.io"},
+      {"PHONE_NUMBER", "", "(415) 555-2671"},
+      {"PHONE_NUMBER", "", "415-555-2671"},
+      {"PHONE_NUMBER", "", "415.555.2671"},
+      {"PHONE_NUMBER", "", "415 555 2671"},
+      {"PHONE_NUMBER", "", "+1 415 555 2671"},
+      {"PHONE_NUMBER", "", "+1-415-555-2671"},
+      {"PHONE_NUMBER", "", "1-415-555-2671"},
+      {"PHONE_NUMBER", "", "+14155552671"},
+      {"PHONE_NUMBER", "phone: ", "4155552671"},
+      {"PHONE_NUMBER", "WhatsApp ", "4155552671"},
+      {"PHONE_NUMBER", "", "+44 20 7946 0958"},
+      {"PHONE_NUMBER", "", "+49 30 12345678"},
+      {"PHONE_NUMBER", "", "+33 1 23 45 67 89"},
+      {"PHONE_NUMBER", "", "+81 3-1234-5678"},
+      {"PHONE_NUMBER", "", "+91 98765 43210"},
+      {"PHONE_NUMBER", "", "+61 2 9876 5432"},
+      {"PHONE_NUMBER", "", "+34 912 345 678"},
+      {"PHONE_NUMBER", "", "+39 06 1234 5678"},
+      {"PHONE_NUMBER", "", "+31 20 123 4567"},
+      {"PHONE_NUMBER", "", "+46 8 123 456 78"},
+      {"PHONE_NUMBER", "", "+353 1 234 5678"},
+      {"PHONE_NUMBER", "", "+55 11 91234-5678"},
+      {"PHONE_NUMBER", "", "+442079460958"},
+      {"IP_ADDRESS", "", "192.0.2.1"},
+      {"IP_ADDRESS", "", "10.0.0.255"},
+      {"IP_ADDRESS", "", "2001:0db8:85a3:0000:0000:8a2e:0370:7334"},
+      {"IP_ADDRESS", "", "2001:db8::1"},
+      {"IP_ADDRESS", "", "::1"},
+      {"IP_ADDRESS", "", "::ffff:192.0.2.1"},
+      {"IP_ADDRESS", "", "2001:DB8:0:0:8:800:200C:417A"},
+      {"IP_ADDRESS", "", "fe80::"},
+      {"UK_NHS", "NHS number ", "943 476 5919"},
+      {"UK_NHS", "nhs: ", "943-476-5919"},
+      {"UK_NHS", "NHS ", "9434765919"},
+      {"CRYPTO", "", "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2"},
+      {"CRYPTO", "", "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy"},
+      {"CRYPTO", "", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"},
+      {"CRYPTO", "", "bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqzk5jj0"},
+      {"MEDICAL_LICENSE", "", "AB1234563"},
+      {"MEDICAL_LICENSE", "", "F97654329"},
+      {"POLICY_SUITE_KEY", "", "psk_proj_" + RandomOf(kBase62, 66, 1)},
+      {"POLICY_SUITE_KEY", "", "psk_svc_" + RandomOf(kBase62, 66, 2)},
+      {"POLICY_SUITE_KEY", "", "psk_admin_" + RandomOf(kBase62, 66, 3)},
+      {"OPENAI_API_KEY", "", "sk-" + RandomOf(kBase62, 48, 4)},
+      {"OPENAI_API_KEY", "", "sk-proj-" + RandomOf(absl::StrCat(kBase62, "_-"), 120, 5) + "Q"},
+      {"OPENAI_API_KEY", "", "sk-svcacct-" + RandomOf(kBase62, 40, 6)},
+      {"OPENAI_API_KEY", "", "sk-admin-" + RandomOf(kBase62, 200, 7)},
+      {"AWS_ACCESS_KEY", "", "AKIAIOSFODNN7EXAMPLE"},
+      {"AWS_ACCESS_KEY", "", "ASIA" + RandomOf("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16, 8)},
+      {"GITHUB_TOKEN", "", "ghp_" + RandomOf(kBase62, 36, 9)},
+      {"GITHUB_TOKEN", "", "ghs_" + RandomOf(kBase62, 36, 10)},
+      {"GITHUB_TOKEN", "", "github_pat_" + RandomOf(absl::StrCat(kBase62, "_"), 81, 11) + "z"},
+      {"SLACK_TOKEN", "", "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"},
+      {"SLACK_TOKEN", "",
+       "xoxp-123456789012-123456789012-123456789012-" + RandomOf(kBase62, 32, 12)},
+      {"PRIVATE_KEY", "", kPem},
+      {"PRIVATE_KEY", "",
+       absl::StrCat("-----BEGIN PRIVATE KEY-----\n", RandomOf(kBase62, 64, 13), "\n",
+                    RandomOf(kBase62, 64, 14), "\n-----END PRIVATE KEY-----")},
+  };
+}
+
+// Each value alone, between multi-byte UTF-8 text and after each kind of punctuation: found
+// once, with its exact byte offsets, and nothing else.
+TEST(DetectorTest, FindsEachFormatWithExactOffsets) {
+  const std::vector<std::pair<std::string, std::string>> wrappers = {
+      {"", ""},  {"", "."},  {"(", ")"}, {"\"", "\","}, {"«", "»"},
+      {"", ":"}, {"„", "“"}, {"", "!"},  {"", "\n"},    {"'", "';"}};
+  const std::vector<std::pair<std::string, std::string>> surroundings = {
+      {"", ""},
+      {"Grüße aus München — 日本語のテキスト 🙂 ", " ✓ merci beaucoup, ça va."},
+      {"Bitte prüfen:\n", "\nDanke 👍"}};
+  for (const Sample& sample : Positives()) {
+    for (const auto& [open, close] : wrappers) {
+      for (const auto& [before, after] : surroundings) {
+        const std::string prefix = absl::StrCat(before, sample.context, open);
+        const std::string text = absl::StrCat(prefix, sample.value, close, after);
+        const std::vector<Finding> findings = Default().Scan(text);
+        ASSERT_EQ(findings.size(), 1u)
+            << sample.value << " in '" << text << "': " << DescribeAll(text, findings);
+        EXPECT_EQ(findings[0].entity_type, sample.type) << text;
+        EXPECT_EQ(findings[0].begin, prefix.size()) << text << ": " << Describe(text, findings[0]);
+        EXPECT_EQ(findings[0].end, prefix.size() + sample.value.size())
+            << text << ": " << Describe(text, findings[0]);
+        EXPECT_GE(findings[0].score, 0.5);
+        EXPECT_LE(findings[0].score, 1.0);
+        EXPECT_FALSE(findings[0].recognizer.empty());
+      }
+    }
+  }
+}
+
+TEST(DetectorTest, FindsSeveralEntitiesInOneText) {
+  const std::string text =
+      "Hi, I'm Zoë. Card 4111 1111 1111 1111, e-mail zoe.x@example.com; "
+      "call +44 20 7946 0958 or (415) 555-2671. Server 10.0.0.1:8080, key AKIAIOSFODNN7EXAMPLE.";
+  EXPECT_THAT(Found(text), ElementsAre(std::make_pair("CREDIT_CARD", "4111 1111 1111 1111"),
+                                       std::make_pair("EMAIL_ADDRESS", "zoe.x@example.com"),
+                                       std::make_pair("PHONE_NUMBER", "+44 20 7946 0958"),
+                                       std::make_pair("PHONE_NUMBER", "(415) 555-2671"),
+                                       std::make_pair("IP_ADDRESS", "10.0.0.1"),
+                                       std::make_pair("AWS_ACCESS_KEY", "AKIAIOSFODNN7EXAMPLE")))
+      << DescribeAll(text, Default().Scan(text));
+}
+
+std::vector<std::string> HardNegatives() {
+  return {
+      // Card-shaped numbers failing Luhn or without an issuer.
+      "4111111111111112",
+      "4111 1111 1111 1112",
+      "4111-1111-1111-1112",
+      "1234567812345670",
+      "9111111111111111",
+      "5555555555554445",
+      "3782 822463 10006",
+      // IBAN-shaped with a wrong check or length.
+      "DE89370400440532013001",
+      "DE8937040044053201300",
+      "GB82 WEST 1234 5698 7654 33",
+      "DE89 3704 0044 0532 0130 001",
+      "XX89370400440532013000",
+      // SSN-shaped in invalid ranges.
+      "000-12-3456",
+      "666-12-3456",
+      "900-12-3456",
+      "912-49-1234",
+      "123-00-4567",
+      "123-45-0000",
+      "078-05-1120",
+      "219-09-9999",
+      // Dates and times.
+      "2024-01-15",
+      "15/01/2024",
+      "01-15-2024",
+      "15.01.2024",
+      "Jan 15, 2024",
+      "14:05:33",
+      "2024-01-15T14:05:33Z",
+      // Order and invoice numbers.
+      "ORD-88412-A",
+      "#100234",
+      "order 4471-22",
+      "INV-2023-0042",
+      "Invoice 2024/118",
+      // Versions.
+      "v1.2.3",
+      "2.14.0",
+      "10.0.19045.2965",
+      "version 1.2.3.4",
+      "Version 1.2.3.4",
+      "ver 1.2.3.4",
+      "v1.2.3.4",
+      "V1.2.3.4",
+      "4.18.0-305.el8",
+      "1.2.3.4.5",
+      // Identifiers.
+      "123e4567-e89b-12d3-a456-426614174000",
+      "3f786850e387550fdab836ed7e6dc881de23001b",
+      "A1B2C3D4E5F6A7B8C9D0E1F2A3B4C5D6E7F8A9B0",
+      // Prices, ZIP codes, ISBNs, percentages, integers.
+      "$1,299.00",
+      "94103",
+      "978-3-16-148410-0",
+      "45%",
+      "12.5%",
+      "12345678",
+      "99999999",
+      // Bare 9 and 10 digits without a context word.
+      "123456789",
+      "4155552671",
+      "9434765919",
+      // Words that look like other things.
+      "std::vector",
+      "a::b",
+      "cafe::beef",
+      "ratio 1:2:3",
+      "00:1A:2B:3C:4D:5E",
+      "user@localhost",
+      "jane@example",
+      "task-force",
+      "sk-short",
+      "AKIA-not-a-key",
+      "ghp_short",
+      "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+      "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END EC PRIVATE KEY-----",
+      "AB1234564",
+      "+28 20 7946 0958",
+      "+44 20 794",
+  };
+}
+
+TEST(DetectorTest, FindsNoHardNegative) {
+  for (const std::string& negative : HardNegatives()) {
+    for (const std::string& text : {negative, absl::StrCat("Reference: ", negative, "."),
+                                    absl::StrCat("Grüße — «", negative, "» 🙂 ok")}) {
+      const std::vector<Finding> findings = Default().Scan(text, MinScore(0.0));
+      EXPECT_THAT(findings, IsEmpty()) << text << ": " << DescribeAll(text, findings);
+    }
+  }
+}
+
+TEST(DetectorTest, BoundaryRules) {
+  // Glued to letters or digits: part of a longer token.
+  EXPECT_THAT(Found("x4111111111111111"), IsEmpty());
+  EXPECT_THAT(Found("41111111111111111111111"), IsEmpty());
+  EXPECT_THAT(Found("id123-45-6789"), IsEmpty());
+  EXPECT_THAT(Found("123-45-67890"), IsEmpty());
+  EXPECT_THAT(Found("XAKIAIOSFODNN7EXAMPLE"), IsEmpty());
+  EXPECT_THAT(Found("AKIAIOSFODNN7EXAMPLEX"), IsEmpty());
+  EXPECT_THAT(Found("10.0.0.1.5"), IsEmpty());
+  EXPECT_THAT(Found("5.10.0.0.1"), IsEmpty());
+  // A trailing word the pattern took is left out.
+  EXPECT_THAT(Found("BE68 5390 0754 7034 EUR"),
+              ElementsAre(std::make_pair("IBAN_CODE", "BE68 5390 0754 7034")));
+  EXPECT_THAT(Found("at 2001:db8::1: down"),
+              ElementsAre(std::make_pair("IP_ADDRESS", "2001:db8::1")));
+  // Space-separated groups with digits around a grouped value make one longer number.
+  EXPECT_THAT(Found("card 4111 1111 1111 1111 2024"), IsEmpty());
+  EXPECT_THAT(Found("6887 4111 1111 1111 1111"), IsEmpty());
+  EXPECT_THAT(Found("MC88 6887 4913 3610 2041 4516 266"), IsEmpty());
+  EXPECT_THAT(Found("GB31 WEMF 4832 6768 0889 4"), IsEmpty());
+  EXPECT_THAT(Found("BE68 5390 0754 7034 5"), IsEmpty());
+  EXPECT_THAT(Found("+49 30 12345678 2024"), IsEmpty());
+  // Words around them do not.
+  EXPECT_THAT(Found("VISA 4111 1111 1111 1111 EXP 12/26"),
+              ElementsAre(std::make_pair("CREDIT_CARD", "4111 1111 1111 1111")));
+  EXPECT_THAT(Found("NHS NO 943 476 5919"), ElementsAre(std::make_pair("UK_NHS", "943 476 5919")));
+  EXPECT_THAT(Found("4111111111111111 2024"),
+              ElementsAre(std::make_pair("CREDIT_CARD", "4111111111111111")));
+  // Punctuation that is not glue.
+  EXPECT_THAT(Found("IP=10.0.0.1/24, mail:jo@ex.com"),
+              ElementsAre(std::make_pair("IP_ADDRESS", "10.0.0.1"),
+                          std::make_pair("EMAIL_ADDRESS", "jo@ex.com")));
+  // The server word before an address is not the excluded "ver ".
+  EXPECT_THAT(Found("observer 10.0.0.1"), ElementsAre(std::make_pair("IP_ADDRESS", "10.0.0.1")));
+  // Two entities separated by one space stay two.
+  EXPECT_THAT(Found("123-45-6789 234-56-7890"),
+              ElementsAre(std::make_pair("US_SSN", "123-45-6789"),
+                          std::make_pair("US_SSN", "234-56-7890")));
+  // Context after a number does not count: this is a phone number.
+  EXPECT_THAT(Found("943 476 5919 (NHS number)"),
+              ElementsAre(std::make_pair("PHONE_NUMBER", "943 476 5919")));
+}
+
+TEST(DetectorTest, ContextWordsMustBeNearAndStartAWord) {
+  const std::string far = absl::StrCat("SSN ", std::string(40, '.'), " 123456789");
+  EXPECT_THAT(Found(far), IsEmpty());
+  const std::string near = absl::StrCat("SSN ", std::string(30, '.'), " 123456789");
+  EXPECT_THAT(Found(near), ElementsAre(std::make_pair("US_SSN", "123456789")));
+  EXPECT_THAT(Found("the hotel 4155552671"), IsEmpty());  // "tel" inside a word.
+  EXPECT_THAT(Found("telephone 4155552671"),
+              ElementsAre(std::make_pair("PHONE_NUMBER", "4155552671")));
+  EXPECT_THAT(Found("4155552671 is my phone"), IsEmpty());  // Only words before count.
+  EXPECT_THAT(Found("itin 123456789"), IsEmpty());          // Not a valid ITIN, not SSN context.
+}
+
+TEST(DetectorTest, ContextRaisesTheScore) {
+  const std::vector<Finding> plain_findings = Default().Scan("AB1234563");
+  const std::vector<Finding> context_findings = Default().Scan("DEA number AB1234563");
+  ASSERT_EQ(plain_findings.size(), 1u);
+  ASSERT_EQ(context_findings.size(), 1u);
+  const Finding& plain = plain_findings[0];
+  const Finding& with_context = context_findings[0];
+  EXPECT_LT(plain.score, 0.9);
+  EXPECT_DOUBLE_EQ(with_context.score, std::min(1.0, plain.score + kContextBoost));
+  const ScanOptions strict = MinScore(0.9);
+  EXPECT_THAT(Found("AB1234563", strict), IsEmpty());
+  EXPECT_THAT(Found("DEA number AB1234563", strict),
+              ElementsAre(std::make_pair("MEDICAL_LICENSE", "AB1234563")));
+  EXPECT_THAT(Found("415-555-2671", strict), IsEmpty());
+  EXPECT_THAT(Found("Mobile: 415-555-2671", strict),
+              ElementsAre(std::make_pair("PHONE_NUMBER", "415-555-2671")));
+}
+
+TEST(DetectorTest, ThresholdAndTypeFilters) {
+  const std::string text = "SSN 123-45-6789, card 4111111111111111, ip 10.0.0.1, x@y.io";
+  EXPECT_EQ(Found(text).size(), 4u);
+  EXPECT_THAT(Found(text, OnlyTypes({"CREDIT_CARD", "EMAIL_ADDRESS"})),
+              ElementsAre(std::make_pair("CREDIT_CARD", "4111111111111111"),
+                          std::make_pair("EMAIL_ADDRESS", "x@y.io")));
+  EXPECT_THAT(Found(text, OnlyTypes({"NO_SUCH_TYPE"})), IsEmpty());
+  for (const Finding& f : Default().Scan(text)) {
+    const std::vector<Finding> above = Default().Scan(text, MinScore(f.score + 1e-9));
+    for (const Finding& g : above) EXPECT_GT(g.score, f.score);
+    const std::vector<Finding> at = Default().Scan(text, MinScore(f.score));
+    EXPECT_TRUE(std::any_of(at.begin(), at.end(), [&](const Finding& g) {
+      return g.begin == f.begin && g.end == f.end;
+    }));
+  }
+  EXPECT_THAT(Found(text, MinScore(1.01)), IsEmpty());
+}
+
+TEST(DetectorTest, OverlapsGoToHigherScoreThenLongerThenEarlier) {
+  // UK_NHS (check digit, required context) beats the phone reading of the same digits.
+  EXPECT_THAT(Found("NHS 943 476 5919"), ElementsAre(std::make_pair("UK_NHS", "943 476 5919")));
+  EXPECT_THAT(Found("943 476 5919"), ElementsAre(std::make_pair("PHONE_NUMBER", "943 476 5919")));
+  // The IPv6 address with an embedded IPv4 one is longer than the IPv4 part.
+  EXPECT_THAT(Found("::ffff:10.1.2.3"),
+              ElementsAre(std::make_pair("IP_ADDRESS", "::ffff:10.1.2.3")));
+
+  auto custom = [](std::string name, std::string pattern, double score) {
+    return Spec(name, "CUSTOM_" + absl::AsciiStrToUpper(name), pattern, score);
+  };
+  // Higher score wins whatever the length.
+  auto high = WithCustom({custom("high", "-[0-9]{4} ab", 0.9)});
+  EXPECT_THAT(Found("123-45-6789 ab", {}, *high),
+              ElementsAre(std::make_pair("CUSTOM_HIGH", "-6789 ab")));
+  // Equal scores: the longer wins.
+  auto shorter = WithCustom({custom("shorter", "-[0-9]{4} ab", 0.85)});
+  EXPECT_THAT(Found("123-45-6789 ab", {}, *shorter),
+              ElementsAre(std::make_pair("US_SSN", "123-45-6789")));
+  auto longer = WithCustom({custom("longer", "[0-9]{3}-[0-9]{2}-[0-9]{4} ab", 0.85)});
+  EXPECT_THAT(Found("123-45-6789 ab", {}, *longer),
+              ElementsAre(std::make_pair("CUSTOM_LONGER", "123-45-6789 ab")));
+  // Equal scores and lengths: the earlier wins; the later one is dropped, not cut.
+  auto tie = WithCustom({custom("left", "AB-CD", 0.7), custom("right", "CD-EF", 0.7)});
+  EXPECT_THAT(Found("AB-CD-EF", {}, *tie), ElementsAre(std::make_pair("CUSTOM_LEFT", "AB-CD")));
+  // A lower-scored overlap below the threshold does not hide anything.
+  auto low = WithCustom({custom("low", "[0-9]{3}-[0-9]{2}-[0-9]{4} and", 0.3)});
+  EXPECT_THAT(Found("123-45-6789 and", {}, *low),
+              ElementsAre(std::make_pair("US_SSN", "123-45-6789")));
+}
+
+TEST(DetectorTest, CustomRecognizers) {
+  auto detector = WithCustom({
+      With(Spec("employee_id", "EMPLOYEE_ID", "EMP-[0-9]{6}", 0.6),
+           [](RecognizerSpec& s) { s.context_words = {"employee"}; }),
+      Spec("ticket", "TICKET", "ticket #([0-9]+)", 0.7),
+      With(Spec("loyalty", "LOYALTY_CARD", "[0-9]{11}", 0.8),
+           [](RecognizerSpec& s) { s.validator = "luhn"; }),
+      With(Spec("badge", "BADGE", "[A-Z]{3}[0-9]{3}", 0.8),
+           [](RecognizerSpec& s) {
+             s.context_words = {"badge"};
+             s.context_required = true;
+           }),
+      Spec("codename", "CODENAME", "(?i)bluebird", 0.9),
+  });
+  ASSERT_NE(detector, nullptr);
+  EXPECT_THAT(detector->EntityTypes(), testing::Contains("EMPLOYEE_ID"));
+  EXPECT_TRUE(detector->KnowsEntityType("TICKET"));
+  EXPECT_TRUE(detector->KnowsEntityType("US_SSN"));
+  EXPECT_FALSE(detector->KnowsEntityType("NOPE"));
+  const std::vector<std::string> types = detector->EntityTypes();
+  EXPECT_TRUE(std::is_sorted(types.begin(), types.end()));
+
+  const std::string text =
+      "EMP-123456 and ticket #4471 (79927398713 79927398710), badge XYZ123. This sentence is "
+      "long enough to push ABC999 out; Bluebird.";
+  std::vector<Finding> findings = detector->Scan(text);
+  EXPECT_THAT(Found(text, {}, *detector), ElementsAre(std::make_pair("EMPLOYEE_ID", "EMP-123456"),
+                                                      std::make_pair("TICKET", "4471"),  // Group 1.
+                                                      std::make_pair("LOYALTY_CARD", "79927398713"),
+                                                      std::make_pair("BADGE", "XYZ123"),
+                                                      std::make_pair("CODENAME", "Bluebird")))
+      << DescribeAll(text, findings);
+  EXPECT_EQ(findings[0].recognizer, "employee_id");
+  EXPECT_DOUBLE_EQ(findings[0].score, 0.6);
+  const std::vector<Finding> with_context = detector->Scan("employee EMP-123456");
+  ASSERT_EQ(with_context.size(), 1u);
+  EXPECT_DOUBLE_EQ(with_context[0].score, 0.6 + kContextBoost);
+  EXPECT_THAT(Found("xEMP-123456", {}, *detector), IsEmpty());  // Glued.
+}
+
+TEST(DetectorTest, CustomRecognizerErrorsNameTheRecognizer) {
+  auto spec = [](std::string name, std::string pattern) { return Spec(name, "X", pattern, 0.5); };
+  EXPECT_THAT(CreateError({spec("bad", "EMP-[")}),
+              HasSubstr("recognizer 'bad': pattern: invalid RE2 pattern 'EMP-[': missing ]"));
+  RecognizerSpec unknown_validator = spec("v", "x");
+  unknown_validator.validator = "mod7";
+  EXPECT_THAT(CreateError({unknown_validator}),
+              HasSubstr("recognizer 'v': validator: unknown validator 'mod7'"));
+  RecognizerSpec bad_score = spec("s", "x");
+  bad_score.score = 2;
+  EXPECT_THAT(CreateError({bad_score}), HasSubstr("recognizer 's': score: 2 is outside [0, 1]"));
+  RecognizerSpec bad_type = spec("t", "x");
+  bad_type.entity_type = "lower";
+  EXPECT_THAT(CreateError({bad_type}), HasSubstr("recognizer 't': entity_type: 'lower'"));
+  EXPECT_THAT(CreateError({spec("iban", "x")}),
+              HasSubstr("recognizer 'iban': name: duplicate name"));
+  EXPECT_THAT(CreateError({spec("twice", "x"), spec("twice", "y")}),
+              HasSubstr("recognizer 'twice': name: duplicate name"));
+  EXPECT_THAT(CreateError({spec("huge", "\\pL{1000}\\pN{1000}")}, Budget(8 << 20)),
+              HasSubstr("recognizer 'huge': pattern: over its share of the memory budget"));
+  EXPECT_THAT(CreateError({}, Budget(0)), HasSubstr("max_regex_memory_bytes"));
+}
+
+TEST(DetectorTest, EntityTypesAreTheBuiltinOnes) {
+  EXPECT_THAT(
+      Default().EntityTypes(),
+      ElementsAre("AWS_ACCESS_KEY", "CREDIT_CARD", "CRYPTO", "EMAIL_ADDRESS", "GITHUB_TOKEN",
+                  "IBAN_CODE", "IP_ADDRESS", "MEDICAL_LICENSE", "OPENAI_API_KEY", "PHONE_NUMBER",
+                  "POLICY_SUITE_KEY", "PRIVATE_KEY", "SLACK_TOKEN", "UK_NHS", "US_ITIN", "US_SSN"));
+}
+
+TEST(DetectorTest, EmptyAndTinyTexts) {
+  EXPECT_THAT(Default().Scan(""), IsEmpty());
+  EXPECT_THAT(Default().Scan(" "), IsEmpty());
+  EXPECT_THAT(Default().Scan("1"), IsEmpty());
+  EXPECT_THAT(Default().Scan("-----BEGIN "), IsEmpty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Random texts: invariants, the prefilter, threads.
+
+// Random text mixing words, digits, punctuation, multi-byte characters and PII values.
+std::string RandomMixedText(std::mt19937& random, size_t pieces) {
+  static const std::vector<std::string> kPieces = [] {
+    std::vector<std::string> p = {"the",      "Straße",      "naïve",     "日本語",
+                                  "テキスト", "🙂",        "—",         "€",
+                                  "ü",        "ß",           " ",         " ",
+                                  " ",        "\n",          ".",         ",",
+                                  ":",        "-",           "(",         ")",
+                                  "@",        "+",           "#",         "/",
+                                  "_",        "0",           "1",         "7",
+                                  "42",       "2024",        "123",       "4567",
+                                  "ssn",      "phone",       "NHS",       "itin",
+                                  "DEA",      "version ",    "v",         "sk-",
+                                  "AKIA",     "-----BEGIN ", "-----END ", "PRIVATE KEY-----",
+                                  "RSA ",     "::",          "ffff",      "x@y",
+                                  ".com",     "A",           "Z",         "9"};
+    for (const Sample& s : Positives()) p.push_back(s.value);
+    for (const std::string& n : HardNegatives()) p.push_back(n);
+    return p;
+  }();
+  std::string text;
+  for (size_t i = 0; i < pieces; ++i) text += kPieces[random() % kPieces.size()];
+  return text;
+}
+
+bool IsCharBoundary(absl::string_view text, size_t i) {
+  return i == text.size() || (static_cast<unsigned char>(text[i]) & 0xc0) != 0x80;
+}
+
+void ExpectInvariants(absl::string_view text, const std::vector<Finding>& findings,
+                      double min_score) {
+  for (size_t i = 0; i < findings.size(); ++i) {
+    const Finding& f = findings[i];
+    ASSERT_LT(f.begin, f.end) << text;
+    ASSERT_LE(f.end, text.size()) << text;
+    EXPECT_TRUE(IsCharBoundary(text, f.begin)) << Describe(text, f);
+    EXPECT_TRUE(IsCharBoundary(text, f.end)) << Describe(text, f);
+    EXPECT_GE(f.score, min_score);
+    EXPECT_LE(f.score, 1.0);
+    if (i > 0) {
+      EXPECT_LE(findings[i - 1].end, f.begin) << DescribeAll(text, findings);
+    }
+  }
+}
+
+TEST(DetectorPropertyTest, OffsetsNeverSplitAUtf8Character) {
+  std::mt19937 random(20260301);
+  auto detector = WithCustom({Spec("any_word", "WORD", "\\pL+[0-9]", 0.6)});
+  size_t total = 0;
+  for (int round = 0; round < 400; ++round) {
+    const std::string text = RandomMixedText(random, 5 + random() % 80);
+    const std::vector<Finding> findings = Default().Scan(text);
+    ExpectInvariants(text, findings, 0.5);
+    ExpectInvariants(text, detector->Scan(text), 0.5);
+    total += findings.size();
+  }
+  EXPECT_GT(total, 400u);  // The texts do hold findings.
+}
+
+TEST(DetectorPropertyTest, PrefilterFindsWhatTheFullSetFinds) {
+  auto full = WithCustom({}, [] {
+    DetectorOptions options;
+    options.trigger_prefilter = false;
+    return options;
+  }());
+  std::mt19937 random(7);
+  for (int round = 0; round < 400; ++round) {
+    const std::string text = RandomMixedText(random, 5 + random() % 80);
+    const ScanOptions all = MinScore(0);
+    const std::vector<Finding> a = Default().Scan(text, all);
+    const std::vector<Finding> b = full->Scan(text, all);
+    EXPECT_EQ(DescribeAll(text, a), DescribeAll(text, b)) << text;
+  }
+}
+
+TEST(DetectorPropertyTest, InvalidUtf8IsSafe) {
+  std::mt19937 random(99);
+  for (int round = 0; round < 400; ++round) {
+    std::string text = RandomMixedText(random, 5 + random() % 40);
+    for (int k = 0; k < 5 && !text.empty(); ++k) {
+      text[random() % text.size()] = static_cast<char>(0x80 + random() % 0x80);
+    }
+    const std::vector<Finding> findings = Default().Scan(text);
+    for (size_t i = 0; i < findings.size(); ++i) {
+      ASSERT_LT(findings[i].begin, findings[i].end);
+      ASSERT_LE(findings[i].end, text.size());
+      if (i > 0) {
+        EXPECT_LE(findings[i - 1].end, findings[i].begin);
+      }
+    }
+  }
+}
+
+TEST(DetectorPropertyTest, ScanIsThreadSafe) {
+  std::mt19937 random(5);
+  std::vector<std::string> texts;
+  for (int i = 0; i < 50; ++i) texts.push_back(RandomMixedText(random, 60));
+  std::vector<std::string> expected;
+  for (const std::string& t : texts) expected.push_back(DescribeAll(t, Default().Scan(t)));
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 20; ++round) {
+        for (size_t i = 0; i < texts.size(); ++i) {
+          const size_t k = (i + static_cast<size_t>(t)) % texts.size();
+          if (DescribeAll(texts[k], Default().Scan(texts[k])) != expected[k]) ++mismatches;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(mismatches.load(), 0);
+}
+
+TEST(DetectorPropertyTest, SmallMemoryBudgetFindsTheSame) {
+  absl::StatusOr<std::unique_ptr<Detector>> small = Detector::Create({}, Budget(4 << 20));
+  ASSERT_TRUE(small.ok()) << small.status();
+  std::mt19937 random(11);
+  for (int round = 0; round < 100; ++round) {
+    const std::string text = RandomMixedText(random, 200);
+    EXPECT_EQ(DescribeAll(text, (*small)->Scan(text)), DescribeAll(text, Default().Scan(text)));
+  }
+}
+
+TEST(DetectorTest, LargeAdversarialInputsStayLinear) {
+  // Long runs that every retry would otherwise rescan.
+  for (const std::string& text :
+       {std::string(200000, '7'), std::string(200000, 'A'), std::string(100000, '-'),
+        absl::StrCat(std::string(50000, 'a'), "@", std::string(50000, 'b')),
+        [] {
+          std::string s;
+          while (s.size() < 200000) s += "-----BEGIN ";
+          return s;
+        }(),
+        [] {
+          std::string s;
+          while (s.size() < 200000) s += "4111 ";
+          return s;
+        }()}) {
+    const std::vector<Finding> findings = Default().Scan(text);
+    ExpectInvariants(text, findings, 0.5);
+  }
+}
+
+}  // namespace
+}  // namespace policy::pii

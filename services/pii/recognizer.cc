@@ -1,0 +1,353 @@
+#include "services/pii/recognizer.h"
+
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/yaml.h>
+
+#include <sstream>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "re2/re2.h"
+#include "services/pii/validators.h"
+
+namespace policy::pii {
+namespace {
+
+constexpr size_t kMaxNameBytes = 64;
+
+const std::vector<std::string> kPhoneContext = {"phone", "tel", "call",    "mobile",
+                                                "cell",  "fax", "whatsapp"};
+const std::vector<std::string> kSsnContext = {"ssn", "social security", "social-security", "ss#"};
+
+bool IsEntityTypeName(absl::string_view type) {
+  if (type.empty() || !absl::ascii_isupper(static_cast<unsigned char>(type[0]))) return false;
+  for (char c : type) {
+    if (!absl::ascii_isupper(static_cast<unsigned char>(c)) &&
+        !absl::ascii_isdigit(static_cast<unsigned char>(c)) && c != '_') {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool IsRecognizerName(absl::string_view name) {
+  if (name.empty() || name.size() > kMaxNameBytes) return false;
+  for (char c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool HasUpper(absl::string_view text) {
+  for (char c : text) {
+    if (absl::ascii_isupper(static_cast<unsigned char>(c))) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<std::string> ValidatorNames() { return KnownValidatorNames(); }
+
+std::vector<RecognizerSpec> BuiltinRecognizers() {
+  std::vector<RecognizerSpec> r;
+  auto add = [&r](std::string name, std::string type, std::string pattern, double score,
+                  std::string validator, std::vector<std::string> context = {},
+                  bool context_required = false, std::vector<std::string> excluded = {}) {
+    r.push_back(RecognizerSpec{.name = std::move(name),
+                               .entity_type = std::move(type),
+                               .pattern = std::move(pattern),
+                               .score = score,
+                               .validator = std::move(validator),
+                               .context_words = std::move(context),
+                               .context_required = context_required,
+                               .excluded_prefixes = std::move(excluded)});
+  };
+  // Secrets: distinctive prefixes, format only. Patterns that repeat a large class use `+`
+  // and leave the exact lengths to the validator (see validators.h).
+  add("private_key", "PRIVATE_KEY",
+      "-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----(?s:.)*?"
+      "-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----",
+      1.0, "pem_private_key");
+  add("policy_suite_key", "POLICY_SUITE_KEY", "psk_(?:proj|svc|admin)_[0-9A-Za-z]+", 1.0,
+      "policy_suite_key");
+  add("openai_api_key", "OPENAI_API_KEY",
+      "sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]+|sk-[A-Za-z0-9]+", 1.0, "openai_api_key");
+  add("aws_access_key", "AWS_ACCESS_KEY", "(?:AKIA|ASIA)[A-Z2-7]+", 1.0, "aws_access_key");
+  add("github_token", "GITHUB_TOKEN", "gh[pousr]_[0-9A-Za-z]+|github_pat_[0-9A-Za-z_]+", 1.0,
+      "github_token");
+  add("slack_token", "SLACK_TOKEN", "xox[bpars]-[0-9]+(?:-[0-9]+)*-[0-9A-Za-z]+", 1.0,
+      "slack_token");
+  // Check digits: a random string passes with a probability of 1/97 or less.
+  add("credit_card", "CREDIT_CARD",
+      "[0-9]{13,19}"
+      "|[0-9]{4}(?: [0-9]{4}){2,3}(?: [0-9]{1,4})?|[0-9]{4}(?:-[0-9]{4}){2,3}(?:-[0-9]{1,4})?"
+      "|[0-9]{4} [0-9]{6} [0-9]{4,5}|[0-9]{4}-[0-9]{6}-[0-9]{4,5}",
+      1.0, "credit_card");
+  add("iban", "IBAN_CODE",
+      "[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)", 1.0, "iban");
+  add("bitcoin_base58", "CRYPTO", "[13][1-9A-HJ-NP-Za-km-z]+", 1.0, "bitcoin_base58check");
+  add("bitcoin_bech32", "CRYPTO", "bc1[02-9ac-hj-np-z]+", 1.0, "bitcoin_bech32");
+  // A bare NHS number is a phone number unless the text says NHS; the check digit and the
+  // required context make it win over the phone reading.
+  add("uk_nhs", "UK_NHS", "[0-9]{3} [0-9]{3} [0-9]{4}|[0-9]{3}-[0-9]{3}-[0-9]{4}|[0-9]{10}", 1.0,
+      "uk_nhs", {"nhs"}, true, {"+", "+1 ", "+1-", "1-"});
+  add("email_address", "EMAIL_ADDRESS",
+      "[A-Za-z0-9_%+-]+(?:\\.[A-Za-z0-9_%+-]+)*"
+      "@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\\.)+[A-Za-z]{2,}",
+      1.0, "", {}, false, {"."});
+  add("dea_number", "MEDICAL_LICENSE", "[ABCDEFGHJKLMPRSTX][A-Z9][0-9]{7}", 0.85, "dea",
+      {"dea", "prescriber", "registration", "license", "licence"});
+  // Ranges only: formatted numbers score below the check-digit types.
+  add("us_ssn", "US_SSN", "[0-9]{3}-[0-9]{2}-[0-9]{4}|[0-9]{3} [0-9]{2} [0-9]{4}", 0.85, "us_ssn",
+      kSsnContext);
+  add("us_ssn_bare", "US_SSN", "[0-9]{9}", 0.85, "us_ssn", kSsnContext, true);
+  add("us_itin", "US_ITIN", "9[0-9]{2}-[0-9]{2}-[0-9]{4}|9[0-9]{2} [0-9]{2} [0-9]{4}", 0.85,
+      "us_itin", {"itin"});
+  add("us_itin_bare", "US_ITIN", "9[0-9]{8}", 0.85, "us_itin", {"itin"}, true);
+  add("ipv4_address", "IP_ADDRESS", "[0-9]{1,3}(?:\\.[0-9]{1,3}){3}", 0.85, "ipv4",
+      {"ip", "address", "server", "host"}, false,
+      {"version ", "version: ", "ver ", "ver. ", "v", "v.", "v "});
+  add("ipv6_address", "IP_ADDRESS",
+      "[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){1,6}:[0-9]{1,3}(?:\\.[0-9]{1,3}){3}"
+      "|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}",
+      0.85, "ipv6", {"ip", "address", "server", "host"});
+  add("phone_number_nanp", "PHONE_NUMBER",
+      "(?:\\+1[ .-]?|1[ .-])?"
+      "(?:\\([0-9]{3}\\) ?[0-9]{3}[ .-][0-9]{4}|[0-9]{3}-[0-9]{3}-[0-9]{4}"
+      "|[0-9]{3}\\.[0-9]{3}\\.[0-9]{4}|[0-9]{3} [0-9]{3} [0-9]{4})"
+      "|\\+1[0-9]{10}",
+      0.75, "nanp_phone", kPhoneContext);
+  add("phone_number_bare", "PHONE_NUMBER", "[0-9]{10}", 0.75, "nanp_phone", kPhoneContext, true);
+  add("phone_number_international", "PHONE_NUMBER",
+      "\\+[0-9]{1,3}(?:[ -][0-9]{1,12}){1,6}|\\+[0-9]{8,15}", 0.75, "international_phone",
+      kPhoneContext);
+  return r;
+}
+
+absl::Status CheckRecognizerSpec(const RecognizerSpec& spec) {
+  if (!IsRecognizerName(spec.name)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("name: '", spec.name, "' is not 1 to ", kMaxNameBytes, " of [A-Za-z0-9_.-]"));
+  }
+  if (!IsEntityTypeName(spec.entity_type)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("entity_type: '", spec.entity_type, "' is not [A-Z][A-Z0-9_]*"));
+  }
+  if (!(spec.score >= 0.0 && spec.score <= 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat("score: ", spec.score, " is outside [0, 1]"));
+  }
+  if (!spec.validator.empty() && FindValidator(spec.validator) == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("validator: unknown validator '", spec.validator,
+                     "' (known: ", absl::StrJoin(ValidatorNames(), ", "), ")"));
+  }
+  if (spec.context_words.size() > kMaxContextWords) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("context: more than ", kMaxContextWords, " words"));
+  }
+  for (const std::string& word : spec.context_words) {
+    if (word.empty() || word.size() > kMaxContextWordBytes || HasUpper(word)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "context: '", word, "' is not 1 to ", kMaxContextWordBytes, " bytes of lowercase text"));
+    }
+  }
+  if (spec.context_required && spec.context_words.empty()) {
+    return absl::InvalidArgumentError("context_required: true but there are no context words");
+  }
+  for (const std::string& prefix : spec.excluded_prefixes) {
+    if (prefix.empty()) return absl::InvalidArgumentError("excluded_prefixes: an empty prefix");
+  }
+  if (spec.pattern.empty()) return absl::InvalidArgumentError("pattern: empty");
+  RE2::Options options;
+  options.set_log_errors(false);
+  const RE2 regex(spec.pattern, options);
+  // A pattern too large to compile here is judged against the memory budget by the detector.
+  if (!regex.ok() && regex.error_code() != RE2::ErrorPatternTooLarge) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pattern: invalid RE2 pattern '", spec.pattern, "': ", regex.error()));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+using Node = YAML::Node;
+
+YAML::Mark MarkOf(const Node& node) {
+  try {
+    return node.Mark();
+  } catch (const YAML::Exception&) {
+    return YAML::Mark::null_mark();
+  }
+}
+
+std::string LinePrefix(const YAML::Mark& mark) {
+  return mark.is_null() ? "" : absl::StrCat("line ", mark.line + 1, ": ");
+}
+
+absl::Status Invalid(const Node& node, absl::string_view where, absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat(LinePrefix(MarkOf(node)), where, ": ", problem));
+}
+
+absl::StatusOr<std::string> ScalarOf(const Node& node, absl::string_view where,
+                                     absl::string_view field) {
+  if (!node.IsScalar()) {
+    return Invalid(node, where, absl::StrCat(field, ": must be a scalar"));
+  }
+  return node.Scalar();
+}
+
+// One entry of the `recognizers` list into `spec`; errors name `where`.
+absl::Status ParseEntry(const Node& entry, const std::string& where, RecognizerSpec& spec) {
+  if (!entry.IsMap()) return Invalid(entry, where, "must be a map");
+  absl::flat_hash_set<std::string> seen;
+  bool has_name = false, has_type = false, has_pattern = false;
+  for (const auto& item : entry) {
+    const Node& key = item.first;
+    const Node& value = item.second;
+    if (!key.IsScalar()) return Invalid(key, where, "a key must be a scalar");
+    const std::string field = key.Scalar();
+    if (!seen.insert(field).second) {
+      return Invalid(key, where, absl::StrCat(field, ": given twice"));
+    }
+    if (field == "name") {
+      absl::StatusOr<std::string> s = ScalarOf(value, where, field);
+      if (!s.ok()) return s.status();
+      spec.name = *s;
+      has_name = true;
+    } else if (field == "entity_type") {
+      absl::StatusOr<std::string> s = ScalarOf(value, where, field);
+      if (!s.ok()) return s.status();
+      spec.entity_type = *s;
+      has_type = true;
+    } else if (field == "pattern") {
+      absl::StatusOr<std::string> s = ScalarOf(value, where, field);
+      if (!s.ok()) return s.status();
+      spec.pattern = *s;
+      has_pattern = true;
+    } else if (field == "score") {
+      absl::StatusOr<std::string> s = ScalarOf(value, where, field);
+      if (!s.ok()) return s.status();
+      if (!absl::SimpleAtod(*s, &spec.score)) {
+        return Invalid(value, where, absl::StrCat("score: '", *s, "' is not a number"));
+      }
+    } else if (field == "validator") {
+      absl::StatusOr<std::string> s = ScalarOf(value, where, field);
+      if (!s.ok()) return s.status();
+      spec.validator = *s;
+    } else if (field == "context") {
+      if (!value.IsSequence()) return Invalid(value, where, "context: must be a list");
+      for (const Node& word : value) {
+        absl::StatusOr<std::string> s = ScalarOf(word, where, field);
+        if (!s.ok()) return s.status();
+        spec.context_words.push_back(absl::AsciiStrToLower(*s));
+      }
+    } else if (field == "context_required") {
+      absl::StatusOr<std::string> s = ScalarOf(value, where, field);
+      if (!s.ok()) return s.status();
+      if (*s == "true") {
+        spec.context_required = true;
+      } else if (*s == "false") {
+        spec.context_required = false;
+      } else {
+        return Invalid(value, where, absl::StrCat("context_required: '", *s, "' is not a boolean"));
+      }
+    } else {
+      return Invalid(key, where,
+                     absl::StrCat("unknown key '", field,
+                                  "' (known: name, entity_type, pattern, score, validator, "
+                                  "context, context_required)"));
+    }
+  }
+  if (!has_name) return Invalid(entry, where, "name: missing");
+  if (!has_type) return Invalid(entry, where, "entity_type: missing");
+  if (!has_pattern) return Invalid(entry, where, "pattern: missing");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<RecognizerSpec>> ParseDocument(const Node& root) {
+  std::vector<RecognizerSpec> specs;
+  if (root.IsNull()) return specs;
+  if (!root.IsMap()) return Invalid(root, "the document", "must be a map with key 'recognizers'");
+  Node list;
+  for (const auto& item : root) {
+    if (!item.first.IsScalar() || item.first.Scalar() != "recognizers") {
+      return Invalid(
+          item.first, "the document",
+          absl::StrCat("unknown key '", item.first.IsScalar() ? item.first.Scalar() : "?",
+                       "' (known: recognizers)"));
+    }
+    list = item.second;
+  }
+  if (!list.IsDefined() || list.IsNull()) return specs;
+  if (!list.IsSequence()) return Invalid(list, "recognizers", "must be a list");
+  absl::flat_hash_set<std::string> names;
+  for (const RecognizerSpec& builtin : BuiltinRecognizers()) names.insert(builtin.name);
+  for (size_t i = 0; i < list.size(); ++i) {
+    const Node entry = list[i];
+    RecognizerSpec spec;
+    std::string where = absl::StrCat("recognizers[", i, "]");
+    if (absl::Status parsed = ParseEntry(entry, where, spec); !parsed.ok()) return parsed;
+    where = absl::StrCat(where, " (", spec.name, ")");
+    if (absl::Status checked = CheckRecognizerSpec(spec); !checked.ok()) {
+      return Invalid(entry, where, checked.message());
+    }
+    if (!names.insert(spec.name).second) {
+      return Invalid(entry, where,
+                     absl::StrCat("name: duplicate name '", spec.name,
+                                  "' (another recognizer or a built-in has it)"));
+    }
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+// Records where each document starts, building nothing.
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+  std::vector<YAML::Mark> starts;
+};
+
+}  // namespace
+
+absl::StatusOr<std::vector<RecognizerSpec>> ParseRecognizersYaml(absl::string_view yaml) {
+  const std::string text(yaml);
+  try {
+    // YAML::LoadAll never returns on some malformed input, so the documents are counted
+    // here, two at most, and YAML::Load builds the first.
+    std::istringstream stream(text);
+    YAML::Parser parser(stream);
+    DocumentCounter counter;
+    while (counter.starts.size() < 2 && parser.HandleNextDocument(counter)) {
+    }
+    if (counter.starts.size() > 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          LinePrefix(counter.starts[1]), "a second YAML document starts here; there must be one"));
+    }
+    return ParseDocument(counter.starts.empty() ? Node() : YAML::Load(text));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(LinePrefix(e.mark), e.msg));
+  }
+}
+
+}  // namespace policy::pii

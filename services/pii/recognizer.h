@@ -1,0 +1,96 @@
+#ifndef POLICY_SERVICES_PII_RECOGNIZER_H_
+#define POLICY_SERVICES_PII_RECOGNIZER_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+// Recognizers: what the detector looks for. A recognizer is a pattern for one entity type,
+// optionally a validator that must accept the matched value, and context words that make a
+// match more certain (or, for bare numbers, are required).
+namespace policy::pii {
+
+// Context words count when they occur (ASCII case-insensitively, starting a word: not right
+// after a letter) in the kContextWindowBytes bytes before a match with no digit between the
+// word and the match (then the word is about that other number); a word that ends inside the
+// window counts even if it starts a little before it.
+inline constexpr size_t kContextWindowBytes = 40;
+// The longest context word, and the most context words a recognizer may have.
+inline constexpr size_t kMaxContextWordBytes = 32;
+inline constexpr size_t kMaxContextWords = 64;
+// What a context word adds to a match's score (capped at 1.0), as Presidio's default
+// context enhancer does.
+inline constexpr double kContextBoost = 0.35;
+
+struct RecognizerSpec {
+  // Unique among all recognizers (built-in and custom): 1-64 of [A-Za-z0-9_.-], e.g.
+  // "credit_card". Findings carry it as Finding::recognizer.
+  std::string name;
+  // The type findings report: [A-Z][A-Z0-9_]*, e.g. "CREDIT_CARD".
+  std::string entity_type;
+  // RE2 syntax. The finding is the whole match, or capture group 1 when the pattern has one
+  // (a match whose group 1 does not take part is ignored). A match must not be glued to its
+  // surroundings: when its first (last) byte is a word byte [A-Za-z0-9_], the byte before
+  // (after) it must not be one, and a match starting (ending) with a digit must not be
+  // preceded (followed) by '.' or '-' and another digit ("1.2.3.4.5" holds no IPv4
+  // address), and a value written in space-separated groups must not be preceded or
+  // followed by a space and another group of [A-Z0-9] with a digit (then it is part of a
+  // longer grouped number: "6887 4913 3610 2041 4516" holds no card starting at 4913).
+  std::string pattern;
+  // The score of a match the validator accepts, in [0, 1].
+  double score = 0.5;
+  // "" (any match counts) or one of ValidatorNames().
+  std::string validator;
+  // At most kMaxContextWords, lowercase, of 1 to kMaxContextWordBytes bytes. One in the
+  // context window before a match adds kContextBoost to its score.
+  std::vector<std::string> context_words;
+  // When true a match with none of context_words in the window is dropped, and the context
+  // does not add to the score (bare numbers: nine digits are an SSN only when the text says
+  // so).
+  bool context_required = false;
+  // A match directly preceded by one of these (ASCII case-insensitively) is dropped, e.g.
+  // "version " before a dotted quad. A prefix starting with a letter must start a word.
+  std::vector<std::string> excluded_prefixes;
+};
+
+// The names a RecognizerSpec::validator may take, sorted.
+std::vector<std::string> ValidatorNames();
+
+// The built-in recognizers, one or more per entity type: US_SSN, US_ITIN, CREDIT_CARD,
+// IBAN_CODE, EMAIL_ADDRESS, PHONE_NUMBER, IP_ADDRESS, UK_NHS, CRYPTO, MEDICAL_LICENSE,
+// POLICY_SUITE_KEY, OPENAI_API_KEY, AWS_ACCESS_KEY, GITHUB_TOKEN, SLACK_TOKEN, PRIVATE_KEY.
+// The detector's prefilter relies on two properties of their findings: each but a PEM block
+// holds whitespace only as single spaces after [A-Z0-9)], and has '@' or '_', "sk-", "AKIA"
+// or "ASIA", two colons, seven digits, four digits and three dots, or a digit and at least 15
+// bytes (see MayHoldFinding in detector.cc); a PEM block starts with "-----BEGIN ".
+std::vector<RecognizerSpec> BuiltinRecognizers();
+
+// OK when `spec` is well formed: name, entity type, score, validator, context words,
+// excluded prefixes, and a pattern RE2 parses. Otherwise INVALID_ARGUMENT
+// "<field>: <problem>", e.g. "pattern: invalid RE2 pattern 'EMP-[': missing ]: [".
+absl::Status CheckRecognizerSpec(const RecognizerSpec& spec);
+
+// Custom recognizers from YAML:
+//
+//   recognizers:
+//     - name: employee_id            # required
+//       entity_type: EMPLOYEE_ID     # required
+//       pattern: 'EMP-[0-9]{6}'      # required, RE2 syntax
+//       score: 0.6                   # optional, default 0.5, in [0, 1]
+//       validator: luhn              # optional, one of ValidatorNames()
+//       context: [employee, staff]   # optional, lowercased
+//       context_required: false      # optional, default false
+//
+// An empty document or `recognizers: []` declares none. INVALID_ARGUMENT naming the line
+// when known, the recognizer (index and name) and the field: "line 4: recognizers[0]
+// (employee_id): score: 1.5 is outside [0, 1]"; unknown and repeated keys, a bad pattern
+// (with RE2's error), an unknown validator, a score outside [0, 1], a bad entity type name
+// and a duplicate name are errors.
+absl::StatusOr<std::vector<RecognizerSpec>> ParseRecognizersYaml(absl::string_view yaml);
+
+}  // namespace policy::pii
+
+#endif  // POLICY_SERVICES_PII_RECOGNIZER_H_

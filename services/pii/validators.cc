@@ -1,0 +1,484 @@
+#include "services/pii/validators.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/crypto/crypto.h"
+
+namespace policy::pii {
+namespace {
+
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsUpper(char c) { return c >= 'A' && c <= 'Z'; }
+
+// The digits of `value`, skipping any byte of `separators`; empty when another byte occurs
+// or there are more than `Digits::kCapacity` digits.
+struct Digits {
+  static constexpr size_t kCapacity = 40;
+  std::array<char, kCapacity> digit{};
+  size_t size = 0;
+
+  int At(size_t i) const { return digit[i] - '0'; }
+  // The number formed by digits [begin, begin + count).
+  int Number(size_t begin, size_t count) const {
+    int n = 0;
+    for (size_t i = begin; i < begin + count; ++i) n = n * 10 + At(i);
+    return n;
+  }
+  absl::string_view View() const { return absl::string_view(digit.data(), size); }
+};
+
+Digits CollectDigits(absl::string_view value, absl::string_view separators) {
+  Digits digits;
+  for (char c : value) {
+    if (IsDigit(c)) {
+      if (digits.size == Digits::kCapacity) return Digits{};
+      digits.digit[digits.size++] = c;
+    } else if (separators.find(c) == absl::string_view::npos) {
+      return Digits{};
+    }
+  }
+  return digits;
+}
+
+bool LuhnOfDigits(const Digits& digits) {
+  if (digits.size < 2) return false;
+  int sum = 0;
+  bool doubled = false;
+  for (size_t i = digits.size; i-- > 0;) {
+    int d = digits.At(i);
+    if (doubled) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+    doubled = !doubled;
+  }
+  return sum % 10 == 0;
+}
+
+bool InRange(int n, int low, int high) { return n >= low && n <= high; }
+
+// Whether a card of `length` digits starting with `d` (the digits) has a known issuer that
+// issues that length.
+bool IssuerAllowsLength(const Digits& d, size_t length) {
+  const int p1 = d.Number(0, 1);
+  const int p2 = d.Number(0, 2);
+  const int p3 = d.Number(0, 3);
+  const int p4 = d.Number(0, 4);
+  const bool sixteen_to_nineteen = length >= 16 && length <= 19;
+  if (p1 == 4) return length == 13 || length == 16 || length == 19;                 // Visa
+  if (InRange(p2, 51, 55) || InRange(p4, 2221, 2720)) return length == 16;          // Mastercard
+  if (p2 == 34 || p2 == 37) return length == 15;                                    // Amex
+  if (p4 == 6011 || InRange(p3, 644, 649) || p2 == 65) return sixteen_to_nineteen;  // Discover
+  if (InRange(p4, 3528, 3589)) return sixteen_to_nineteen;                          // JCB
+  if (InRange(p3, 300, 305) || p2 == 36 || p2 == 38 || p2 == 39) {                  // Diners
+    return length >= 14 && length <= 19;
+  }
+  if (p2 == 62) return sixteen_to_nineteen;  // UnionPay
+  return false;
+}
+
+// IBAN lengths per country, from the SWIFT IBAN registry.
+struct IbanCountry {
+  char code[3];
+  int length;
+};
+constexpr IbanCountry kIbanCountries[] = {
+    {"AD", 24}, {"AE", 23}, {"AL", 28}, {"AT", 20}, {"AZ", 28}, {"BA", 20}, {"BE", 16}, {"BG", 22},
+    {"BH", 22}, {"BI", 27}, {"BR", 29}, {"BY", 28}, {"CH", 21}, {"CR", 22}, {"CY", 28}, {"CZ", 24},
+    {"DE", 22}, {"DJ", 27}, {"DK", 18}, {"DO", 28}, {"EE", 20}, {"EG", 29}, {"ES", 24}, {"FI", 18},
+    {"FK", 18}, {"FO", 18}, {"FR", 27}, {"GB", 22}, {"GE", 22}, {"GI", 23}, {"GL", 18}, {"GR", 27},
+    {"GT", 28}, {"HN", 28}, {"HR", 21}, {"HU", 28}, {"IE", 22}, {"IL", 23}, {"IQ", 23}, {"IS", 26},
+    {"IT", 27}, {"JO", 30}, {"KW", 30}, {"KZ", 20}, {"LB", 28}, {"LC", 32}, {"LI", 21}, {"LT", 20},
+    {"LU", 20}, {"LV", 21}, {"LY", 25}, {"MC", 27}, {"MD", 24}, {"ME", 22}, {"MK", 19}, {"MN", 20},
+    {"MR", 27}, {"MT", 31}, {"MU", 30}, {"NI", 28}, {"NL", 18}, {"NO", 15}, {"OM", 23}, {"PK", 24},
+    {"PL", 28}, {"PS", 29}, {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22}, {"RU", 33}, {"SA", 24},
+    {"SC", 31}, {"SD", 18}, {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27}, {"SO", 23}, {"ST", 25},
+    {"SV", 28}, {"TL", 23}, {"TN", 24}, {"TR", 26}, {"UA", 29}, {"VA", 22}, {"VG", 24}, {"XK", 20},
+    {"YE", 30},
+};
+
+int IbanLength(char a, char b) {
+  for (const IbanCountry& country : kIbanCountries) {
+    if (country.code[0] == a && country.code[1] == b) return country.length;
+  }
+  return 0;
+}
+
+// Country calling codes (ITU-T E.164 assignments). The set is prefix-free, so the code at
+// the start of a compact number is unambiguous.
+bool IsCountryCallingCode(absl::string_view code) {
+  static constexpr const char* kSingle[] = {"1", "7"};
+  static constexpr int kDouble[] = {20, 27, 30, 31, 32, 33, 34, 36, 39, 40, 41, 43, 44, 45, 46,
+                                    47, 48, 49, 51, 52, 53, 54, 55, 56, 57, 58, 60, 61, 62, 63,
+                                    64, 65, 66, 81, 82, 84, 86, 90, 91, 92, 93, 94, 95, 98};
+  struct Range {
+    int low;
+    int high;
+  };
+  static constexpr Range kTriple[] = {{211, 213}, {216, 216}, {218, 218}, {220, 258}, {260, 269},
+                                      {290, 291}, {297, 299}, {350, 359}, {370, 387}, {389, 389},
+                                      {420, 421}, {423, 423}, {500, 509}, {590, 599}, {670, 670},
+                                      {672, 692}, {850, 850}, {852, 853}, {855, 856}, {880, 880},
+                                      {886, 886}, {960, 968}, {970, 977}, {992, 996}, {998, 998}};
+  if (code.empty() || code.size() > 3 || code[0] == '0') return false;
+  int value = 0;
+  for (char c : code) value = value * 10 + (c - '0');
+  switch (code.size()) {
+    case 1:
+      return std::any_of(std::begin(kSingle), std::end(kSingle),
+                         [&](const char* s) { return code == s; });
+    case 2:
+      return std::find(std::begin(kDouble), std::end(kDouble), value) != std::end(kDouble);
+    default:
+      return std::any_of(std::begin(kTriple), std::end(kTriple),
+                         [&](const Range& r) { return InRange(value, r.low, r.high); });
+  }
+}
+
+bool IsNanpOfDigits(absl::string_view digits) {
+  if (digits.size() == 11 && digits[0] == '1') digits.remove_prefix(1);
+  if (digits.size() != 10) return false;
+  auto valid_central_office = [](absl::string_view three) {
+    return three[0] >= '2' && !(three[1] == '1' && three[2] == '1');
+  };
+  return valid_central_office(digits.substr(0, 3)) && valid_central_office(digits.substr(3, 3));
+}
+
+// Bech32 (BIP-173) checksum polymod over `values`.
+uint32_t Bech32Polymod(const uint8_t* values, size_t count) {
+  static constexpr uint32_t kGenerator[] = {0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd,
+                                            0x2a1462b3};
+  uint32_t checksum = 1;
+  for (size_t i = 0; i < count; ++i) {
+    const uint32_t top = checksum >> 25;
+    checksum = ((checksum & 0x1ffffff) << 5) ^ values[i];
+    for (int bit = 0; bit < 5; ++bit) {
+      if ((top >> bit) & 1) checksum ^= kGenerator[bit];
+    }
+  }
+  return checksum;
+}
+
+}  // namespace
+
+bool PassesLuhn(absl::string_view value) { return LuhnOfDigits(CollectDigits(value, " -")); }
+
+bool IsValidCreditCard(absl::string_view value) {
+  const Digits digits = CollectDigits(value, " -");
+  if (digits.size < 13 || digits.size > 19) return false;
+  return IssuerAllowsLength(digits, digits.size) && LuhnOfDigits(digits);
+}
+
+bool IsValidIban(absl::string_view value) {
+  std::array<char, 40> iban{};
+  size_t size = 0;
+  for (char c : value) {
+    if (c == ' ') continue;
+    if (!IsDigit(c) && !IsUpper(c)) return false;
+    if (size == iban.size()) return false;
+    iban[size++] = c;
+  }
+  if (size < 5 || !IsUpper(iban[0]) || !IsUpper(iban[1]) || !IsDigit(iban[2]) ||
+      !IsDigit(iban[3])) {
+    return false;
+  }
+  if (static_cast<size_t>(IbanLength(iban[0], iban[1])) != size) return false;
+  // Mod 97 of the BBAN followed by the country code and check digits, letters as 10..35.
+  int remainder = 0;
+  for (size_t k = 0; k < size; ++k) {
+    const char c = iban[(k + 4) % size];
+    if (IsDigit(c)) {
+      remainder = (remainder * 10 + (c - '0')) % 97;
+    } else {
+      remainder = (remainder * 100 + (c - 'A' + 10)) % 97;
+    }
+  }
+  return remainder == 1;
+}
+
+bool IsValidUsSsn(absl::string_view value) {
+  const Digits d = CollectDigits(value, " -");
+  if (d.size != 9) return false;
+  const int area = d.Number(0, 3);
+  const int group = d.Number(3, 2);
+  const int serial = d.Number(5, 4);
+  if (area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0) return false;
+  return d.View() != "078051120" && d.View() != "219099999";
+}
+
+bool IsValidUsItin(absl::string_view value) {
+  const Digits d = CollectDigits(value, " -");
+  if (d.size != 9 || d.At(0) != 9) return false;
+  const int group = d.Number(3, 2);
+  return InRange(group, 50, 65) || InRange(group, 70, 88) || InRange(group, 90, 92) ||
+         InRange(group, 94, 99);
+}
+
+bool IsValidNanpPhone(absl::string_view value) {
+  if (!value.empty() && value[0] == '+') value.remove_prefix(1);
+  const Digits d = CollectDigits(value, " -.()");
+  return IsNanpOfDigits(d.View());
+}
+
+bool IsValidInternationalPhone(absl::string_view value) {
+  if (value.size() < 2 || value[0] != '+') return false;
+  value.remove_prefix(1);
+  const size_t first_separator = value.find_first_of(" -");
+  const Digits d = CollectDigits(value, " -");
+  if (d.size == 0 || d.size > 15) return false;
+  size_t code_size = 0;
+  if (first_separator != absl::string_view::npos) {
+    code_size = first_separator;
+    if (!IsCountryCallingCode(d.View().substr(0, code_size))) return false;
+  } else {
+    for (size_t n = 1; n <= 3 && code_size == 0; ++n) {
+      if (IsCountryCallingCode(d.View().substr(0, n))) code_size = n;
+    }
+    if (code_size == 0) return false;
+  }
+  const absl::string_view national = d.View().substr(code_size);
+  if (national.size() < 7 || national.size() > 12) return false;
+  return d.View().substr(0, code_size) != "1" || IsNanpOfDigits(national);
+}
+
+bool IsValidIpv4(absl::string_view value) {
+  int parts = 0;
+  size_t i = 0;
+  while (true) {
+    const size_t start = i;
+    int part = 0;
+    while (i < value.size() && IsDigit(value[i]) && i - start < 3) {
+      part = part * 10 + (value[i] - '0');
+      ++i;
+    }
+    const size_t length = i - start;
+    if (length == 0 || part > 255 || (length > 1 && value[start] == '0')) return false;
+    ++parts;
+    if (i == value.size()) break;
+    if (value[i] != '.' || parts == 4) return false;
+    ++i;
+  }
+  return parts == 4;
+}
+
+bool IsValidIpv6(absl::string_view value) {
+  char buffer[INET6_ADDRSTRLEN + 1];
+  if (value.size() >= sizeof(buffer)) return false;
+  if (std::none_of(value.begin(), value.end(), IsDigit)) return false;
+  std::memcpy(buffer, value.data(), value.size());
+  buffer[value.size()] = '\0';
+  in6_addr address;
+  return inet_pton(AF_INET6, buffer, &address) == 1;
+}
+
+bool IsValidUkNhs(absl::string_view value) {
+  const Digits d = CollectDigits(value, " -");
+  if (d.size != 10) return false;
+  int sum = 0;
+  for (size_t i = 0; i < 9; ++i) sum += d.At(i) * static_cast<int>(10 - i);
+  int check = 11 - sum % 11;
+  if (check == 11) check = 0;
+  return check != 10 && check == d.At(9);
+}
+
+bool IsValidBitcoinBase58Check(absl::string_view value) {
+  static constexpr absl::string_view kAlphabet =
+      "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+  constexpr size_t kSize = 25;
+  if (value.size() < 26 || value.size() > 35) return false;
+  std::array<uint8_t, kSize> bytes{};
+  size_t leading_ones = 0;
+  while (leading_ones < value.size() && value[leading_ones] == '1') ++leading_ones;
+  for (char c : value) {
+    const size_t digit = kAlphabet.find(c);
+    if (digit == absl::string_view::npos) return false;
+    uint32_t carry = static_cast<uint32_t>(digit);
+    for (size_t j = kSize; j-- > 0;) {
+      carry += 58u * bytes[j];
+      bytes[j] = static_cast<uint8_t>(carry & 0xff);
+      carry >>= 8;
+    }
+    if (carry != 0) return false;  // More than 25 bytes.
+  }
+  size_t leading_zero_bytes = 0;
+  while (leading_zero_bytes < kSize && bytes[leading_zero_bytes] == 0) ++leading_zero_bytes;
+  // Base58check writes each leading zero byte as one '1', and nothing else as a zero byte.
+  if (leading_zero_bytes != leading_ones) return false;
+  if (bytes[0] != 0x00 && bytes[0] != 0x05) return false;
+  const absl::string_view payload(reinterpret_cast<const char*>(bytes.data()), kSize - 4);
+  const std::string digest = crypto::Sha256(crypto::Sha256(payload));
+  return std::memcmp(digest.data(), bytes.data() + kSize - 4, 4) == 0;
+}
+
+bool IsValidBitcoinBech32(absl::string_view value) {
+  static constexpr absl::string_view kCharset = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+  constexpr uint32_t kBech32 = 1;
+  constexpr uint32_t kBech32m = 0x2bc830a3;
+  if ((value.size() != 42 && value.size() != 62) || !absl::StartsWith(value, "bc1")) {
+    return false;
+  }
+  // hrp_expand("bc"), then the data part's 5-bit values.
+  std::array<uint8_t, 5 + 62> values{'b' >> 5, 'c' >> 5, 0, 'b' & 31, 'c' & 31};
+  size_t count = 5;
+  for (char c : value.substr(3)) {
+    const size_t v = kCharset.find(c);
+    if (v == absl::string_view::npos) return false;
+    values[count++] = static_cast<uint8_t>(v);
+  }
+  const uint32_t polymod = Bech32Polymod(values.data(), count);
+  return polymod == kBech32 || polymod == kBech32m;
+}
+
+bool IsValidDeaNumber(absl::string_view value) {
+  static constexpr absl::string_view kRegistrantTypes = "ABCDEFGHJKLMPRSTX";
+  if (value.size() != 9 || kRegistrantTypes.find(value[0]) == absl::string_view::npos) {
+    return false;
+  }
+  if (!IsUpper(value[1]) && value[1] != '9') return false;
+  const Digits d = CollectDigits(value.substr(2), "");
+  if (d.size != 7) return false;
+  const int sum = d.At(0) + d.At(2) + d.At(4) + 2 * (d.At(1) + d.At(3) + d.At(5));
+  return sum % 10 == d.At(6);
+}
+
+bool IsValidPemPrivateKey(absl::string_view value) {
+  constexpr absl::string_view kBegin = "-----BEGIN ";
+  constexpr absl::string_view kEnd = "-----END ";
+  constexpr absl::string_view kDashes = "-----";
+  constexpr absl::string_view kPrivateKey = "PRIVATE KEY";
+  if (value.size() > kMaxPemBlockBytes || !absl::StartsWith(value, kBegin) ||
+      !absl::EndsWith(value, kDashes)) {
+    return false;
+  }
+  const size_t label_end = value.find(kDashes, kBegin.size());
+  if (label_end == absl::string_view::npos) return false;
+  const absl::string_view label = value.substr(kBegin.size(), label_end - kBegin.size());
+  if (!absl::EndsWith(label, kPrivateKey)) return false;
+  const std::string tail = absl::StrCat(kEnd, label, kDashes);
+  const size_t header_size = label_end + kDashes.size();
+  return value.size() >= header_size + tail.size() && absl::EndsWith(value, tail);
+}
+
+namespace {
+
+bool IsBase62(char c) { return IsDigit(c) || IsUpper(c) || (c >= 'a' && c <= 'z'); }
+
+// Whether `value` is `prefix` followed by `min` to `max` bytes that `allowed` accepts.
+template <typename Allowed>
+bool IsPrefixedRun(absl::string_view value, absl::string_view prefix, size_t min, size_t max,
+                   Allowed allowed) {
+  if (!absl::ConsumePrefix(&value, prefix) || value.size() < min || value.size() > max) {
+    return false;
+  }
+  return std::all_of(value.begin(), value.end(), allowed);
+}
+
+}  // namespace
+
+bool IsValidPolicySuiteKey(absl::string_view value) {
+  for (absl::string_view prefix : {"psk_proj_", "psk_svc_", "psk_admin_"}) {
+    if (IsPrefixedRun(value, prefix, 66, 66, IsBase62)) return true;
+  }
+  return false;
+}
+
+bool IsValidOpenAiApiKey(absl::string_view value) {
+  if (IsPrefixedRun(value, "sk-", 48, 48, IsBase62)) return true;
+  auto allowed = [](char c) { return IsBase62(c) || c == '_' || c == '-'; };
+  for (absl::string_view prefix : {"sk-proj-", "sk-svcacct-", "sk-admin-"}) {
+    if (IsPrefixedRun(value, prefix, 40, 200, allowed)) return true;
+  }
+  return false;
+}
+
+bool IsValidAwsAccessKey(absl::string_view value) {
+  auto allowed = [](char c) { return IsUpper(c) || (c >= '2' && c <= '7'); };
+  return IsPrefixedRun(value, "AKIA", 16, 16, allowed) ||
+         IsPrefixedRun(value, "ASIA", 16, 16, allowed);
+}
+
+bool IsValidGithubToken(absl::string_view value) {
+  for (absl::string_view prefix : {"ghp_", "gho_", "ghu_", "ghs_", "ghr_"}) {
+    if (IsPrefixedRun(value, prefix, 36, 36, IsBase62)) return true;
+  }
+  return IsPrefixedRun(value, "github_pat_", 82, 82,
+                       [](char c) { return IsBase62(c) || c == '_'; });
+}
+
+bool IsValidSlackToken(absl::string_view value) {
+  if (value.size() < 5 || !absl::StartsWith(value, "xox") ||
+      absl::string_view("bpars").find(value[3]) == absl::string_view::npos || value[4] != '-') {
+    return false;
+  }
+  value.remove_prefix(5);
+  const size_t last_dash = value.rfind('-');
+  if (last_dash == absl::string_view::npos) return false;
+  const absl::string_view tail = value.substr(last_dash + 1);
+  if (tail.size() < 8 || tail.size() > 64 || !std::all_of(tail.begin(), tail.end(), IsBase62)) {
+    return false;
+  }
+  size_t groups = 0;
+  for (absl::string_view group : absl::StrSplit(value.substr(0, last_dash), '-')) {
+    if (group.empty() || group.size() > 20 || !std::all_of(group.begin(), group.end(), IsDigit)) {
+      return false;
+    }
+    ++groups;
+  }
+  return groups >= 1 && groups <= 5;
+}
+
+namespace {
+
+struct NamedValidator {
+  const char* name;
+  Validator validator;
+};
+
+constexpr NamedValidator kValidators[] = {
+    {"aws_access_key", IsValidAwsAccessKey},
+    {"bitcoin_base58check", IsValidBitcoinBase58Check},
+    {"bitcoin_bech32", IsValidBitcoinBech32},
+    {"credit_card", IsValidCreditCard},
+    {"dea", IsValidDeaNumber},
+    {"github_token", IsValidGithubToken},
+    {"iban", IsValidIban},
+    {"international_phone", IsValidInternationalPhone},
+    {"ipv4", IsValidIpv4},
+    {"ipv6", IsValidIpv6},
+    {"luhn", PassesLuhn},
+    {"nanp_phone", IsValidNanpPhone},
+    {"openai_api_key", IsValidOpenAiApiKey},
+    {"pem_private_key", IsValidPemPrivateKey},
+    {"policy_suite_key", IsValidPolicySuiteKey},
+    {"slack_token", IsValidSlackToken},
+    {"uk_nhs", IsValidUkNhs},
+    {"us_itin", IsValidUsItin},
+    {"us_ssn", IsValidUsSsn},
+};
+
+}  // namespace
+
+Validator FindValidator(absl::string_view name) {
+  for (const NamedValidator& v : kValidators) {
+    if (name == v.name) return v.validator;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> KnownValidatorNames() {
+  std::vector<std::string> names;
+  for (const NamedValidator& v : kValidators) names.emplace_back(v.name);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace policy::pii

@@ -1,0 +1,112 @@
+#ifndef POLICY_SERVICES_PII_VALIDATORS_H_
+#define POLICY_SERVICES_PII_VALIDATORS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+// The checks that turn a pattern match into a finding: check digits, number ranges and
+// registries. Each takes the matched text as it appears (separators included), strips the
+// separators its format allows itself, and returns true only for a value of the right shape
+// that passes the check. Pure functions, thread-safe.
+namespace policy::pii {
+
+// Luhn (mod 10) over the digits, ignoring spaces and dashes; at least two digits, nothing
+// but digits, spaces and dashes.
+bool PassesLuhn(absl::string_view value);
+
+// A payment card number: 13-19 digits (spaces and dashes ignored) whose issuer prefix allows
+// its length, then Luhn. Issuers: Visa 4 (13, 16, 19); Mastercard 51-55 and 2221-2720 (16);
+// Amex 34, 37 (15); Discover 6011, 644-649, 65 (16-19); JCB 3528-3589 (16-19); Diners Club
+// 300-305, 36, 38, 39 (14-19); UnionPay 62 (16-19).
+bool IsValidCreditCard(absl::string_view value);
+
+// An IBAN, ungrouped or grouped with spaces: a country of the SWIFT IBAN registry, that
+// country's exact length, uppercase letters and digits only, then ISO 7064 mod-97 == 1.
+bool IsValidIban(absl::string_view value);
+
+// A US Social Security number (9 digits; spaces and dashes ignored): area 001-899 except 666,
+// group 01-99, serial 0001-9999, and not one of the numbers published in advertising
+// (078-05-1120, 219-09-9999).
+bool IsValidUsSsn(absl::string_view value);
+
+// A US ITIN (9 digits; spaces and dashes ignored): first digit 9, group (digits 4-5) in
+// 50-65, 70-88, 90-92 or 94-99.
+bool IsValidUsItin(absl::string_view value);
+
+// A North American (NANP) number: 10 digits, or 11 with a leading country code 1 (spaces,
+// dashes, dots, parentheses and a leading '+' ignored). Area code and exchange are [2-9]XX
+// and neither is N11.
+bool IsValidNanpPhone(absl::string_view value);
+
+// An international number in E.164 form: '+', a known country calling code, then 7-12
+// national digits (spaces and dashes between groups). When a separator follows the first
+// group, that group is the whole country code; in the compact form the code is the
+// (prefix-free) known code the digits start with. Country code 1 also needs a valid NANP
+// number.
+bool IsValidInternationalPhone(absl::string_view value);
+
+// A dotted-quad IPv4 address: four decimal parts 0-255 without leading zeros.
+bool IsValidIpv4(absl::string_view value);
+
+// An IPv6 address as inet_pton(AF_INET6) accepts it (full, compressed, embedded IPv4, either
+// case) that has at least one decimal digit, so that C++ scopes and words such as "a::b" or
+// "cafe::beef" in prose are not taken for addresses.
+bool IsValidIpv6(absl::string_view value);
+
+// A UK NHS number (10 digits; spaces and dashes ignored) with its mod-11 check digit:
+// weights 10..2 on the first nine digits, check = 11 - sum % 11, 11 -> 0, 10 is invalid.
+bool IsValidUkNhs(absl::string_view value);
+
+// A legacy Bitcoin address: base58 that decodes to 25 bytes, version 0x00 ('1...', P2PKH) or
+// 0x05 ('3...', P2SH), whose last four bytes are the first four of SHA-256(SHA-256(rest)).
+bool IsValidBitcoinBase58Check(absl::string_view value);
+
+// A SegWit Bitcoin address: lowercase "bc1" + data characters whose BIP-173 checksum holds
+// under the bech32 or the bech32m (BIP-350) constant; 42 or 62 characters.
+bool IsValidBitcoinBech32(absl::string_view value);
+
+// A US DEA registration number: a registrant-type letter (ABCDEFGHJKLMPRSTX), a letter or
+// '9', seven digits; the last digit of (d1 + d3 + d5) + 2 * (d2 + d4 + d6) is d7.
+bool IsValidDeaNumber(absl::string_view value);
+
+// The largest PEM block IsValidPemPrivateKey accepts.
+inline constexpr size_t kMaxPemBlockBytes = 16 * 1024 + 128;
+
+// A PEM private-key block "-----BEGIN <L>PRIVATE KEY-----" ... "-----END <L>PRIVATE
+// KEY-----" whose BEGIN and END labels are equal, of at most kMaxPemBlockBytes.
+bool IsValidPemPrivateKey(absl::string_view value);
+
+// Secrets in their exact formats. The built-in patterns are looser (`+` where the format has
+// an exact length), because counted repetitions over large classes make RE2's DFA states
+// multiply on text full of random characters; these check the lengths.
+//   POLICY_SUITE_KEY: "psk_proj_", "psk_svc_" or "psk_admin_" + 66 of [0-9A-Za-z].
+bool IsValidPolicySuiteKey(absl::string_view value);
+//   OPENAI_API_KEY: "sk-" + 48 of [0-9A-Za-z], or "sk-proj-", "sk-svcacct-" or "sk-admin-" +
+//   40 to 200 of [A-Za-z0-9_-].
+bool IsValidOpenAiApiKey(absl::string_view value);
+//   AWS_ACCESS_KEY: "AKIA" or "ASIA" + 16 of [A-Z2-7].
+bool IsValidAwsAccessKey(absl::string_view value);
+//   GITHUB_TOKEN: "ghp_", "gho_", "ghu_", "ghs_" or "ghr_" + 36 of [0-9A-Za-z], or
+//   "github_pat_" + 82 of [0-9A-Za-z_].
+bool IsValidGithubToken(absl::string_view value);
+//   SLACK_TOKEN: "xoxb-", "xoxp-", "xoxa-", "xoxr-" or "xoxs-", one to five groups of 1-20
+//   digits each followed by '-', then 8 to 64 of [0-9A-Za-z].
+bool IsValidSlackToken(absl::string_view value);
+
+// A validator as recognizers name it.
+using Validator = bool (*)(absl::string_view value);
+
+// The validator called `name` ("luhn", "credit_card", "iban", "us_ssn", "us_itin",
+// "nanp_phone", "international_phone", "ipv4", "ipv6", "uk_nhs", "bitcoin_base58check",
+// "bitcoin_bech32", "dea", "pem_private_key", "policy_suite_key", "openai_api_key",
+// "aws_access_key", "github_token", "slack_token"), or nullptr for an unknown name.
+Validator FindValidator(absl::string_view name);
+
+// Every name FindValidator knows, sorted.
+std::vector<std::string> KnownValidatorNames();
+
+}  // namespace policy::pii
+
+#endif  // POLICY_SERVICES_PII_VALIDATORS_H_

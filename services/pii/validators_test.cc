@@ -1,0 +1,339 @@
+#include "services/pii/validators.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace policy::pii {
+namespace {
+
+using ::testing::Contains;
+using ::testing::IsNull;
+using ::testing::NotNull;
+
+// Every copy of `valid` with one digit replaced by another digit.
+std::vector<std::string> SingleDigitChanges(const std::string& valid) {
+  std::vector<std::string> changed;
+  for (size_t i = 0; i < valid.size(); ++i) {
+    if (valid[i] < '0' || valid[i] > '9') continue;
+    for (char d = '0'; d <= '9'; ++d) {
+      if (d == valid[i]) continue;
+      std::string copy = valid;
+      copy[i] = d;
+      changed.push_back(copy);
+    }
+  }
+  return changed;
+}
+
+TEST(LuhnTest, AcceptsValidNumbersWithSeparators) {
+  EXPECT_TRUE(PassesLuhn("4111111111111111"));
+  EXPECT_TRUE(PassesLuhn("4111 1111 1111 1111"));
+  EXPECT_TRUE(PassesLuhn("4111-1111-1111-1111"));
+  EXPECT_TRUE(PassesLuhn("79927398713"));
+  EXPECT_FALSE(PassesLuhn("79927398710"));
+  EXPECT_FALSE(PassesLuhn("4111.1111.1111.1111"));  // Dots are not card separators.
+  EXPECT_FALSE(PassesLuhn("0"));
+  EXPECT_FALSE(PassesLuhn(""));
+  EXPECT_FALSE(PassesLuhn("4111x1111"));
+}
+
+TEST(LuhnTest, DetectsEverySingleDigitError) {
+  for (const std::string& wrong : SingleDigitChanges("4111111111111111")) {
+    EXPECT_FALSE(PassesLuhn(wrong)) << wrong;
+  }
+}
+
+TEST(CreditCardTest, AcceptsEachIssuer) {
+  for (const char* card : {
+           "4111111111111111",     // Visa 16
+           "4222222222222",        // Visa 13
+           "4111111111111111110",  // Visa 19
+           "5555555555554444",     // Mastercard 51-55
+           "2223003122003222",     // Mastercard 2221-2720
+           "378282246310005",      // Amex 37
+           "6011111111111117",     // Discover 6011
+           "6440000000000005",     // Discover 644-649
+           "6500000000000000003",  // Discover 65, 19 digits
+           "3530111333300000",     // JCB
+           "30569309025904",       // Diners 300-305, 14 digits
+           "360000000000004",      // Diners 36, 15 digits
+           "6221260000000000",     // UnionPay
+           "3782 822463 10005",    // Amex grouped 4-6-5
+           "3056-930902-5904",     // Diners grouped 4-6-4
+       }) {
+    EXPECT_TRUE(IsValidCreditCard(card)) << card;
+  }
+}
+
+TEST(CreditCardTest, RejectsWrongIssuerLengthOrCheck) {
+  for (const char* card : {
+           "4111111111111112",      // Luhn.
+           "411111111111111",       // Visa of 15 digits.
+           "5555555555554",         // Mastercard of 13.
+           "378282246310005000",    // Amex of 18.
+           "1234567812345670",      // Luhn-valid, no issuer starts with 1.
+           "9111111111111111",      // No issuer starts with 9.
+           "7000000000000000",      // Nor 7.
+           "2220000000000000",      // Below the Mastercard 2-series.
+           "411111111111",          // Too short.
+           "41111111111111111111",  // Too long.
+           "4111 1111 1111 111x",
+       }) {
+    EXPECT_FALSE(IsValidCreditCard(card)) << card;
+  }
+}
+
+TEST(IbanTest, AcceptsRegistryExamples) {
+  for (const char* iban :
+       {"DE89370400440532013000", "GB82WEST12345698765432", "GB82 WEST 1234 5698 7654 32",
+        "AL47212110090000000235698741", "AT611904300234573201", "BE68539007547034",
+        "CH9300762011623852957", "FR1420041010050500013M02606", "NL91ABNA0417164300",
+        "NO9386011117947", "MT84MALT011000012345MTLCAST001S", "SE4550000000058398257466",
+        "ES9121000418450200051332", "IT60X0542811101000000123456", "BR1800360305000010009795493C1",
+        "XK051212012345678906", "VG96VPVG0000012345678901", "DE89 3704 0044 0532 0130 00"}) {
+    EXPECT_TRUE(IsValidIban(iban)) << iban;
+  }
+}
+
+TEST(IbanTest, RejectsWrongCheckLengthOrCountry) {
+  for (const char* iban : {
+           "DE89370400440532013001",   // Check.
+           "DE88370400440532013000",   // Check digits.
+           "DE8937040044053201300",    // One short for DE.
+           "DE893704004405320130000",  // One long.
+           "XX89370400440532013000",   // No such country.
+           "de89370400440532013000",   // Lowercase.
+           "DE89-3704-0044-0532-0130-00",
+           "",
+           "DE89",
+       }) {
+    EXPECT_FALSE(IsValidIban(iban)) << iban;
+  }
+  for (const std::string& wrong : SingleDigitChanges("GB82WEST12345698765432")) {
+    EXPECT_FALSE(IsValidIban(wrong)) << wrong;
+  }
+}
+
+TEST(UsSsnTest, ChecksRanges) {
+  for (const char* ssn : {"123-45-6789", "123 45 6789", "123456789", "001-01-0001", "899-99-9999",
+                          "665-12-3456", "667-12-3456"}) {
+    EXPECT_TRUE(IsValidUsSsn(ssn)) << ssn;
+  }
+  for (const char* ssn :
+       {"000-12-3456", "666-12-3456", "900-12-3456", "999-99-9999", "123-00-4567", "123-45-0000",
+        "078-05-1120", "219-09-9999", "123-45-678", "1234-5-6789x", "12345678901"}) {
+    EXPECT_FALSE(IsValidUsSsn(ssn)) << ssn;
+  }
+}
+
+TEST(UsItinTest, ChecksGroupRanges) {
+  for (const char* itin :
+       {"912-50-1234", "912-65-1234", "912-70-1234", "912-88-1234", "912-90-1234", "912-92-1234",
+        "912-94-1234", "999-99-9999", "912 78 1234", "912781234"}) {
+    EXPECT_TRUE(IsValidUsItin(itin)) << itin;
+  }
+  for (const char* itin : {"812-70-1234", "912-49-1234", "912-66-1234", "912-69-1234",
+                           "912-89-1234", "912-93-1234", "912-00-1234", "912-70-123"}) {
+    EXPECT_FALSE(IsValidUsItin(itin)) << itin;
+  }
+}
+
+TEST(NanpPhoneTest, ChecksAreaAndExchange) {
+  for (const char* phone :
+       {"(415) 555-2671", "415-555-2671", "415.555.2671", "415 555 2671", "+1 415 555 2671",
+        "+1-415-555-2671", "1-415-555-2671", "+14155552671", "4155552671", "212-200-0000"}) {
+    EXPECT_TRUE(IsValidNanpPhone(phone)) << phone;
+  }
+  for (const char* phone : {"115-555-2671", "015-555-2671", "411-555-2671", "911-555-2671",
+                            "415-155-2671", "415-055-2671", "415-211-2671", "415-555-267",
+                            "2-415-555-2671", "415-555-26710", "415/555/2671"}) {
+    EXPECT_FALSE(IsValidNanpPhone(phone)) << phone;
+  }
+}
+
+TEST(InternationalPhoneTest, AcceptsKnownCountriesAndLengths) {
+  for (const char* phone :
+       {"+44 20 7946 0958", "+49 30 12345678", "+33 1 23 45 67 89", "+81 3-1234-5678",
+        "+91 98765 43210", "+61 2 9876 5432", "+34 912 345 678", "+39 06 1234 5678",
+        "+31 20 123 4567", "+46 8 123 456 78", "+353 1 234 5678", "+55 11 91234-5678",
+        "+442079460958", "+35312345678", "+1 415 555 2671", "+14155552671", "+7 495 123 4567",
+        "+971 4 123 4567"}) {
+    EXPECT_TRUE(IsValidInternationalPhone(phone)) << phone;
+  }
+  for (const char* phone : {
+           "+44 20 794",             // Too few national digits.
+           "+44 20 7946 0958 1234",  // Too many.
+           "+28 20 7946 0958",       // Unassigned code.
+           "+4420 7946 0958",        // The first group is not a code.
+           "+1 115 555 2671",        // NANP rules for code 1.
+           "+0 20 7946 0958",
+           "44 20 7946 0958",
+           "+",
+           "+44 20 7946 095x",
+       }) {
+    EXPECT_FALSE(IsValidInternationalPhone(phone)) << phone;
+  }
+}
+
+TEST(IpTest, Ipv4IsStrict) {
+  for (const char* ip : {"192.0.2.1", "0.0.0.0", "255.255.255.255", "10.0.0.1"}) {
+    EXPECT_TRUE(IsValidIpv4(ip)) << ip;
+  }
+  for (const char* ip : {"256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.5", "1.2.3.", ".1.2.3",
+                         "1..2.3", "1.2.3.4 ", "1234.1.1.1", "a.b.c.d", ""}) {
+    EXPECT_FALSE(IsValidIpv4(ip)) << ip;
+  }
+}
+
+TEST(IpTest, Ipv6ParsesEveryFormWithADigit) {
+  for (const char* ip :
+       {"2001:0db8:85a3:0000:0000:8a2e:0370:7334", "2001:db8::1", "::1", "fe80::1",
+        "::ffff:192.0.2.1", "2001:DB8:0:0:8:800:200C:417A", "64:ff9b::192.0.2.33"}) {
+    EXPECT_TRUE(IsValidIpv6(ip)) << ip;
+  }
+  for (const char* ip :
+       {"2001:db8::1::2", "12345::1", "1:2:3:4:5:6:7", "1:2:3:4:5:6:7:8:9", "14:05:33",
+        "::", "a::b", "cafe::beef", "2001:db8::g", ":::1", "00:1A:2B:3C:4D:5E"}) {
+    EXPECT_FALSE(IsValidIpv6(ip)) << ip;
+  }
+}
+
+TEST(UkNhsTest, ChecksMod11) {
+  for (const char* nhs :
+       {"9434765919", "943 476 5919", "943-476-5919", "4010232137", "4505577104"}) {
+    EXPECT_TRUE(IsValidUkNhs(nhs)) << nhs;
+  }
+  // 123456789x: the check digit would be 10, which no number has.
+  for (const char* nhs : {"9434765918", "1234567890", "1234567891", "943476591", "94347659190"}) {
+    EXPECT_FALSE(IsValidUkNhs(nhs)) << nhs;
+  }
+  for (const std::string& wrong : SingleDigitChanges("9434765919")) {
+    EXPECT_FALSE(IsValidUkNhs(wrong)) << wrong;
+  }
+}
+
+TEST(BitcoinTest, Base58CheckAddresses) {
+  for (const char* address :
+       {"1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2", "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy",
+        "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa"}) {
+    EXPECT_TRUE(IsValidBitcoinBase58Check(address)) << address;
+  }
+  for (const char* address : {
+           "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN3",   // Checksum.
+           "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN",    // Truncated.
+           "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN0",   // '0' is not base58.
+           "11111111111111111111111111",           // All zero bytes.
+           "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2a",  // Too long for 25 bytes.
+       }) {
+    EXPECT_FALSE(IsValidBitcoinBase58Check(address)) << address;
+  }
+}
+
+TEST(BitcoinTest, Bech32AndBech32mAddresses) {
+  for (const char* address : {"bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
+                              "bc1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3qccfmv3",
+                              "bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqzk5jj0"}) {
+    EXPECT_TRUE(IsValidBitcoinBech32(address)) << address;
+  }
+  for (const char* address : {
+           "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5",  // Checksum.
+           "BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4",  // Uppercase.
+           "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",  // Testnet prefix.
+           "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t",   // Length.
+           "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3tb",  // 'b' is not a data character.
+       }) {
+    EXPECT_FALSE(IsValidBitcoinBech32(address)) << address;
+  }
+}
+
+TEST(DeaTest, ChecksTheCheckDigit) {
+  for (const char* dea : {"AB1234563", "F97654329", "XT0000012"}) {
+    EXPECT_TRUE(IsValidDeaNumber(dea)) << dea;
+  }
+  for (const char* dea : {"AB1234564", "IB1234563", "A11234563", "ab1234563", "AB123456",
+                          "AB12345633", "AB123456x"}) {
+    EXPECT_FALSE(IsValidDeaNumber(dea)) << dea;
+  }
+}
+
+TEST(PemTest, BeginAndEndLabelsMatch) {
+  const std::string body = "\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n";
+  for (const char* label : {"", "RSA ", "EC ", "DSA ", "OPENSSH ", "ENCRYPTED "}) {
+    const std::string pem = std::string("-----BEGIN ") + label + "PRIVATE KEY-----" + body +
+                            "-----END " + label + "PRIVATE KEY-----";
+    EXPECT_TRUE(IsValidPemPrivateKey(pem)) << pem;
+  }
+  EXPECT_FALSE(IsValidPemPrivateKey("-----BEGIN RSA PRIVATE KEY-----" + body +
+                                    "-----END EC PRIVATE KEY-----"));
+  EXPECT_FALSE(
+      IsValidPemPrivateKey("-----BEGIN RSA PRIVATE KEY-----" + body + "-----END PRIVATE KEY-----"));
+  EXPECT_FALSE(
+      IsValidPemPrivateKey("-----BEGIN CERTIFICATE-----" + body + "-----END CERTIFICATE-----"));
+  EXPECT_FALSE(IsValidPemPrivateKey("-----BEGIN PRIVATE KEY-----"));
+  EXPECT_FALSE(IsValidPemPrivateKey("-----BEGIN PRIVATE KEY----------END PRIVATE KEY-----x"));
+  const std::string huge = "-----BEGIN PRIVATE KEY-----\n" + std::string(kMaxPemBlockBytes, 'A') +
+                           "\n-----END PRIVATE KEY-----";
+  EXPECT_FALSE(IsValidPemPrivateKey(huge));
+}
+
+TEST(SecretFormatTest, ExactLengthsAndAlphabets) {
+  const std::string b62_66(66, 'a');
+  EXPECT_TRUE(IsValidPolicySuiteKey("psk_proj_" + b62_66));
+  EXPECT_TRUE(IsValidPolicySuiteKey("psk_svc_" + std::string(33, 'Z') + std::string(33, '7')));
+  EXPECT_TRUE(IsValidPolicySuiteKey("psk_admin_" + b62_66));
+  EXPECT_FALSE(IsValidPolicySuiteKey("psk_proj_" + std::string(65, 'a')));
+  EXPECT_FALSE(IsValidPolicySuiteKey("psk_proj_" + std::string(67, 'a')));
+  EXPECT_FALSE(IsValidPolicySuiteKey("psk_user_" + b62_66));
+  EXPECT_FALSE(IsValidPolicySuiteKey("psk_proj_" + std::string(65, 'a') + "_"));
+
+  EXPECT_TRUE(IsValidOpenAiApiKey("sk-" + std::string(48, 'x')));
+  EXPECT_FALSE(IsValidOpenAiApiKey("sk-" + std::string(47, 'x')));
+  EXPECT_FALSE(IsValidOpenAiApiKey("sk-" + std::string(47, 'x') + "_"));
+  EXPECT_TRUE(IsValidOpenAiApiKey("sk-proj-" + std::string(40, '_')));
+  EXPECT_TRUE(IsValidOpenAiApiKey("sk-svcacct-" + std::string(200, '-')));
+  EXPECT_TRUE(IsValidOpenAiApiKey("sk-admin-" + std::string(100, 'Q')));
+  EXPECT_FALSE(IsValidOpenAiApiKey("sk-proj-" + std::string(39, 'a')));
+  EXPECT_FALSE(IsValidOpenAiApiKey("sk-proj-" + std::string(201, 'a')));
+  EXPECT_FALSE(IsValidOpenAiApiKey("sk-proj-" + std::string(50, 'a') + "."));
+  EXPECT_FALSE(IsValidOpenAiApiKey("sk-user-" + std::string(50, 'a')));
+
+  EXPECT_TRUE(IsValidAwsAccessKey("AKIAIOSFODNN7EXAMPLE"));
+  EXPECT_TRUE(IsValidAwsAccessKey("ASIA234567ABCDEFGHIJ"));
+  EXPECT_FALSE(IsValidAwsAccessKey("AKIAIOSFODNN7EXAMPL"));
+  EXPECT_FALSE(IsValidAwsAccessKey("AKIAIOSFODNN7EXAMPLEX"));
+  EXPECT_FALSE(IsValidAwsAccessKey("AKIAIOSFODNN8EXAMPLE"));  // 8 is not base32.
+  EXPECT_FALSE(IsValidAwsAccessKey("AIDAIOSFODNN7EXAMPLE"));
+
+  EXPECT_TRUE(IsValidGithubToken("ghp_" + std::string(36, 'a')));
+  EXPECT_TRUE(IsValidGithubToken("ghr_" + std::string(36, '9')));
+  EXPECT_TRUE(IsValidGithubToken("github_pat_" + std::string(82, '_')));
+  EXPECT_FALSE(IsValidGithubToken("ghp_" + std::string(35, 'a')));
+  EXPECT_FALSE(IsValidGithubToken("ghx_" + std::string(36, 'a')));
+  EXPECT_FALSE(IsValidGithubToken("ghp_" + std::string(35, 'a') + "_"));
+  EXPECT_FALSE(IsValidGithubToken("github_pat_" + std::string(81, 'a')));
+
+  EXPECT_TRUE(IsValidSlackToken("xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"));
+  EXPECT_TRUE(IsValidSlackToken("xoxp-1-2-3-4-5-abcdefgh"));
+  EXPECT_FALSE(IsValidSlackToken("xoxp-1-2-3-4-5-6-abcdefgh"));  // Six groups.
+  EXPECT_FALSE(IsValidSlackToken("xoxb-123-abcdefg"));           // Tail of seven.
+  EXPECT_FALSE(IsValidSlackToken("xoxb-abcdefgh"));              // No digit group.
+  EXPECT_FALSE(IsValidSlackToken("xoxc-123-abcdefgh"));
+  EXPECT_FALSE(IsValidSlackToken("xoxb-12a-abcdefgh"));
+  EXPECT_FALSE(IsValidSlackToken("xoxb--123-abcdefgh"));
+}
+
+TEST(ValidatorRegistryTest, FindsEachNamedValidator) {
+  const std::vector<std::string> names = KnownValidatorNames();
+  EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
+  for (const std::string& name : names) EXPECT_THAT(FindValidator(name), NotNull()) << name;
+  EXPECT_THAT(names, Contains("luhn"));
+  EXPECT_EQ(FindValidator("luhn"), &PassesLuhn);
+  EXPECT_EQ(FindValidator("iban"), &IsValidIban);
+  EXPECT_THAT(FindValidator("Luhn"), IsNull());
+  EXPECT_THAT(FindValidator(""), IsNull());
+}
+
+}  // namespace
+}  // namespace policy::pii

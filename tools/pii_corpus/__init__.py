@@ -1,0 +1,1 @@
+"""The labelled PII corpus generator (generate.py) and its unit test."""

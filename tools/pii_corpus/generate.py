@@ -1,0 +1,1774 @@
+#!/usr/bin/env python3
+"""Generator of the labelled PII test corpus that measures the pii service's detection engine.
+
+    /usr/bin/python3 tools/pii_corpus/generate.py --seed 1 --output FILE [--per-format N] [--stats]
+
+--per-format N (default 60) is the number of positive records per format (a type with fewer
+than four formats gets 4N records split over them) and of hard-negative records per
+hard-negative variant; --stats prints the records and labels per type and format.
+
+Standard library only. Writes prompt-like texts with the exact byte span of every piece of
+personal data and every secret in them, plus hard-negative texts that contain none, so that
+an evaluator can report precision and recall per entity type. The file is plain bytes, one
+record after another (no JSON, so the C++ evaluator needs no JSON library):
+
+    record <id> <positive|hard_negative>
+    text <N>
+    <exactly N bytes of UTF-8 text, newlines allowed>
+    entity <TYPE> <begin> <end>        zero or more lines, byte offsets [begin, end)
+    end
+
+What the generator guarantees. Every record is checked before it is written (self_check);
+a record that fails is drawn again, and a format that keeps failing stops the run with the
+record and its problems.
+  * Determinism: the same --seed and --per-format give the same bytes (one
+    random.Random(seed) threaded through; no clock, no global random state, no set order).
+  * Real algorithms: cards carry real issuer prefixes and lengths and a Luhn check digit;
+    IBANs the registry length and BBAN structure of their country and computed mod-97
+    check digits; SSNs and ITINs lie in the valid ranges; NANP numbers have valid area codes
+    and exchanges; international numbers a known country calling code and 7-12 national
+    digits; NHS numbers their mod-11 check digit; Bitcoin addresses a base58check or
+    bech32/bech32m checksum; DEA numbers their check digit; secrets the exact shape of
+    their issuer's format, private keys a DER-like base64 body over several lines.
+  * Labels are exact: the span is the value itself, it passes this module's validator for
+    its type, a context word lies within the 40 bytes before it when its format needs one
+    (bare SSN/ITIN/NANP numbers, NHS numbers), and neither neighbouring byte continues it
+    (no adjacent digit, letter or group separator that would make a longer candidate).
+    Offsets are on UTF-8 character boundaries, sorted and non-overlapping.
+  * Nothing else is an entity: a deliberately generous scanner (every candidate shape of
+    every type, context words matched as substrings anywhere in the 64 bytes before a
+    number) finds no valid entity in the text other than the labels themselves, an IPv4
+    address embedded in a labelled IPv6 address, and the phone-number reading of a
+    labelled NHS number. No label has a rival context word near it (an NHS number with a
+    phone word, a bare SSN with "itin", ...), so every label has one right answer.
+  * Hard negatives (cards failing Luhn or without an issuer prefix, IBANs with a wrong
+    check or length, SSNs out of range, dates, times, order and invoice numbers, version
+    strings, UUIDs, git SHAs, prices, ZIP codes, ISBNs, percentages, plain integers, bare
+    9/10-digit numbers, and a few more) fail every validator where they stand, and
+    hard-negative records contain no context word at all.
+  * Texts mix English with German, French and Japanese words and emoji, so byte offsets
+    differ from character offsets; values appear at the start and end of texts, in quotes
+    and parentheses and before . , ) : and several entities of different types share
+    records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import functools
+import hashlib
+import ipaddress
+import math
+import re
+import sys
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from random import Random
+from typing import Callable
+
+DEFAULT_SEED = 1
+DEFAULT_PER_FORMAT = 60
+# A type with fewer formats than this gets ceil(MIN_FORMATS_PER_TYPE * N / formats) records
+# per format, so that every type has at least MIN_FORMATS_PER_TYPE * N primary labels.
+MIN_FORMATS_PER_TYPE = 4
+CONTEXT_WINDOW = 40
+LIBERAL_CONTEXT_WINDOW = 64
+MAX_DRAWS_PER_RECORD = 50
+PEM_MAX_BYTES = 16 * 1024
+
+DIGITS = "0123456789"
+UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+LOWER = "abcdefghijklmnopqrstuvwxyz"
+BASE62 = DIGITS + UPPER + LOWER
+HEX = "0123456789abcdef"
+
+ENTITY_TYPES = (
+    "US_SSN", "US_ITIN", "CREDIT_CARD", "IBAN_CODE", "EMAIL_ADDRESS", "PHONE_NUMBER",
+    "IP_ADDRESS", "UK_NHS", "CRYPTO", "MEDICAL_LICENSE", "POLICY_SUITE_KEY", "OPENAI_API_KEY",
+    "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY",
+)
+
+CONTEXT_WORDS = {
+    "US_SSN": ("ssn", "social security", "social-security", "ss#"),
+    "US_ITIN": ("itin",),
+    "PHONE_NUMBER": ("phone", "tel", "call", "mobile", "cell", "fax", "whatsapp"),
+    "UK_NHS": ("nhs",),
+}
+ALL_CONTEXT_WORDS = tuple(word for words in CONTEXT_WORDS.values() for word in words)
+# Two types whose bare numbers the context word alone tells apart: no label of one may have
+# a context word of the other near it.
+RIVAL_TYPE = {"US_SSN": "US_ITIN", "US_ITIN": "US_SSN", "PHONE_NUMBER": "UK_NHS", "UK_NHS": "PHONE_NUMBER"}
+VERSION_PREFIXES = (b"v", b"V", b"version ", b"Version ", b"ver ")
+
+
+# ---------------------------------------------------------------------------------------
+# Check-digit algorithms
+# ---------------------------------------------------------------------------------------
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char)
+        if position % 2 == 1:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def luhn_check_digit(payload: str) -> str:
+    return next(d for d in DIGITS if luhn_valid(payload + d))
+
+
+def iban_as_integer(chars: str) -> int:
+    return int("".join(str(int(char, 36)) for char in chars))
+
+
+def iban_checksum_ok(iban: str) -> bool:
+    return iban_as_integer(iban[4:] + iban[:4]) % 97 == 1
+
+
+def iban_check_digits(country: str, bban: str) -> str:
+    return "%02d" % (98 - iban_as_integer(bban + country + "00") % 97)
+
+
+def nhs_check_digit(first_nine: str) -> int | None:
+    """The NHS mod-11 check digit, or None when the nine digits have none (remainder 10)."""
+    remainder = 11 - sum(int(d) * w for d, w in zip(first_nine, range(10, 1, -1))) % 11
+    if remainder == 11:
+        return 0
+    return None if remainder == 10 else remainder
+
+
+def dea_check_digit(first_six: str) -> str:
+    d = [int(c) for c in first_six]
+    return str((d[0] + d[2] + d[4] + 2 * (d[1] + d[3] + d[5])) % 10)
+
+
+def isbn13_check_digit(first_twelve: str) -> str:
+    return str(-sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(first_twelve)) % 10)
+
+
+def isbn10_check_digit(first_nine: str) -> str:
+    value = -sum(int(d) * (10 - i) for i, d in enumerate(first_nine)) % 11
+    return "X" if value == 10 else str(value)
+
+
+BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def base58_encode(data: bytes) -> str:
+    number = int.from_bytes(data, "big")
+    encoded = ""
+    while number:
+        number, digit = divmod(number, 58)
+        encoded = BASE58[digit] + encoded
+    return "1" * (len(data) - len(data.lstrip(b"\0"))) + encoded
+
+
+def base58_decode(text: str) -> bytes | None:
+    number = 0
+    for char in text:
+        digit = BASE58.find(char)
+        if digit < 0:
+            return None
+        number = number * 58 + digit
+    leading_zeros = len(text) - len(text.lstrip("1"))
+    return b"\0" * leading_zeros + number.to_bytes((number.bit_length() + 7) // 8, "big")
+
+
+def double_sha256(data: bytes) -> bytes:
+    return hashlib.sha256(hashlib.sha256(data).digest()).digest()
+
+
+def base58check_encode(version: int, payload: bytes) -> str:
+    data = bytes([version]) + payload
+    return base58_encode(data + double_sha256(data)[:4])
+
+
+# Bech32 and Bech32m as specified by BIP-173 and BIP-350 (reference implementation).
+BECH32_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+BECH32_CONST = 1
+BECH32M_CONST = 0x2BC830A3
+
+
+def bech32_polymod(values: list[int]) -> int:
+    generator = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+    checksum = 1
+    for value in values:
+        top = checksum >> 25
+        checksum = (checksum & 0x1FFFFFF) << 5 ^ value
+        for i in range(5):
+            checksum ^= generator[i] if (top >> i) & 1 else 0
+    return checksum
+
+
+def bech32_hrp_expand(hrp: str) -> list[int]:
+    return [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+
+
+def bech32_checksum(hrp: str, data: list[int], const: int) -> list[int]:
+    polymod = bech32_polymod(bech32_hrp_expand(hrp) + data + [0] * 6) ^ const
+    return [(polymod >> 5 * (5 - i)) & 31 for i in range(6)]
+
+
+def convert_bits(data: list[int] | bytes, from_bits: int, to_bits: int, pad: bool) -> list[int] | None:
+    accumulator, bits, result = 0, 0, []
+    max_value = (1 << to_bits) - 1
+    max_accumulator = (1 << (from_bits + to_bits - 1)) - 1
+    for value in data:
+        accumulator = ((accumulator << from_bits) | value) & max_accumulator
+        bits += from_bits
+        while bits >= to_bits:
+            bits -= to_bits
+            result.append((accumulator >> bits) & max_value)
+    if pad:
+        if bits:
+            result.append((accumulator << (to_bits - bits)) & max_value)
+    elif bits >= from_bits or (accumulator << (to_bits - bits)) & max_value:
+        return None
+    return result
+
+
+def segwit_address(witness_version: int, program: bytes) -> str:
+    data = [witness_version] + convert_bits(program, 8, 5, True)
+    const = BECH32_CONST if witness_version == 0 else BECH32M_CONST
+    return "bc1" + "".join(BECH32_CHARSET[d] for d in data + bech32_checksum("bc", data, const))
+
+
+# ---------------------------------------------------------------------------------------
+# Reference data
+# ---------------------------------------------------------------------------------------
+
+# Issuer prefix ranges (inclusive, compared on the first len(low) digits) and lengths.
+CARD_ISSUERS = {
+    "visa": ((("4", "4"),), (13, 16, 19)),
+    "mastercard": ((("51", "55"), ("2221", "2720")), (16,)),
+    "amex": ((("34", "34"), ("37", "37")), (15,)),
+    "discover": ((("6011", "6011"), ("644", "649"), ("65", "65")), (16, 17, 18, 19)),
+    "jcb": ((("3528", "3589"),), (16, 17, 18, 19)),
+    "diners": ((("300", "305"), ("36", "36"), ("38", "39")), (14, 15, 16, 17, 18, 19)),
+    "unionpay": ((("62", "62"),), (16, 17, 18, 19)),
+}
+# The group layout of a grouped card number, by length (Amex 4-6-5, Diners 4-6-4).
+CARD_GROUPINGS = {14: (4, 6, 4), 15: (4, 6, 5), 16: (4, 4, 4, 4), 19: (4, 4, 4, 4, 3)}
+# The lengths each issuer's cards are printed grouped in.
+CARD_GROUPED_LENGTHS = {
+    "visa": (16, 19), "mastercard": (16,), "amex": (15,), "discover": (16, 19),
+    "jcb": (16, 19), "diners": (14, 16, 19), "unionpay": (16, 19),
+}
+
+# BBAN structure per country from the SWIFT IBAN registry (n digits, a upper-case letters,
+# c digits or letters); the IBAN length is the BBAN length + 4.
+IBAN_BBAN_STRUCTURE = {
+    "AD": "4!n4!n12!c", "AE": "3!n16!n", "AL": "8!n16!c", "AT": "5!n11!n", "AZ": "4!a20!c",
+    "BA": "3!n3!n8!n2!n", "BE": "3!n7!n2!n", "BG": "4!a4!n2!n8!c", "BH": "4!a14!c",
+    "BR": "8!n5!n10!n1!a1!c", "CH": "5!n12!c", "CR": "4!n14!n", "CY": "3!n5!n16!c",
+    "CZ": "4!n6!n10!n", "DE": "8!n10!n", "DK": "4!n9!n1!n", "DO": "4!c20!n", "EE": "2!n2!n11!n1!n",
+    "ES": "4!n4!n1!n1!n10!n", "FI": "6!n7!n1!n", "FO": "4!n9!n1!n", "FR": "5!n5!n11!c2!n",
+    "GB": "4!a6!n8!n", "GE": "2!a16!n", "GI": "4!a15!c", "GL": "4!n9!n1!n", "GR": "3!n4!n16!c",
+    "GT": "4!c20!c", "HR": "7!n10!n", "HU": "3!n4!n1!n15!n1!n", "IE": "4!a6!n8!n",
+    "IL": "3!n3!n13!n", "IS": "4!n2!n6!n10!n", "IT": "1!a5!n5!n12!c", "JO": "4!a4!n18!c",
+    "KW": "4!a22!c", "KZ": "3!n13!c", "LB": "4!n20!c", "LI": "5!n12!c", "LT": "5!n11!n",
+    "LU": "3!n13!c", "LV": "4!a13!c", "MC": "5!n5!n11!c2!n", "MD": "2!c18!c", "ME": "3!n13!n2!n",
+    "MK": "3!n10!c2!n", "MR": "5!n5!n11!n2!n", "MT": "4!a5!n18!c", "MU": "4!a2!n2!n12!n3!n3!a",
+    "NL": "4!a10!n", "NO": "4!n6!n1!n", "PK": "4!a16!c", "PL": "8!n16!n", "PS": "4!a21!c",
+    "PT": "4!n4!n11!n2!n", "QA": "4!a21!c", "RO": "4!a16!c", "RS": "3!n13!n2!n", "SA": "2!n18!c",
+    "SE": "3!n16!n1!n", "SI": "5!n8!n2!n", "SK": "4!n6!n10!n", "SM": "1!a5!n5!n12!c",
+    "TN": "2!n3!n13!n2!n", "TR": "5!n1!n16!c", "UA": "6!n19!c", "VG": "4!a16!n", "XK": "4!n10!n2!n",
+}
+IBAN_LENGTH = {
+    country: 4 + sum(int(count) for count in re.findall(r"(\d+)!", structure))
+    for country, structure in IBAN_BBAN_STRUCTURE.items()
+}
+IBAN_COUNTRIES = tuple(IBAN_BBAN_STRUCTURE)
+
+COUNTRY_CALLING_CODES = frozenset(
+    "1 7 20 27 30 31 32 33 34 36 39 40 41 43 44 45 46 47 48 49 51 52 53 54 55 56 57 58 "
+    "60 61 62 63 64 65 66 81 82 84 86 90 91 92 93 94 95 98 212 213 216 234 254 "
+    "351 352 353 354 355 356 357 358 359 370 371 372 373 374 375 376 377 378 379 380 381 "
+    "382 383 384 385 386 387 420 421 852 886 961 962 963 964 965 966 971 972 973 974".split()
+)
+
+ITIN_GROUPS = tuple(range(50, 66)) + tuple(range(70, 89)) + (90, 91, 92) + tuple(range(94, 100))
+SSN_ADVERTISING_NUMBERS = (("078", "05", "1120"), ("219", "09", "9999"))
+DEA_FIRST_LETTERS = "ABCDEFGHJKLMPRSTX"
+
+
+# ---------------------------------------------------------------------------------------
+# Validators: does a value, on its own, have a valid format and checksum for the type?
+# (Context words and the neighbouring text are the scanner's business, see accepts().)
+# ---------------------------------------------------------------------------------------
+
+SSN_SHAPE = re.compile(r"([0-9]{3})([- ]?)([0-9]{2})\2([0-9]{4})")
+BARE_9_OR_10_DIGITS = re.compile(r"[0-9]{9,10}")
+NHS_SHAPE = re.compile(r"[0-9]{3}([ -]?)[0-9]{3}\1[0-9]{4}")
+NANP_SHAPES = tuple(re.compile(p) for p in (
+    r"\(([0-9]{3})\) ([0-9]{3})-[0-9]{4}",
+    r"([0-9]{3})-([0-9]{3})-[0-9]{4}",
+    r"([0-9]{3})\.([0-9]{3})\.[0-9]{4}",
+    r"([0-9]{3}) ([0-9]{3}) [0-9]{4}",
+    r"\+1 ([0-9]{3}) ([0-9]{3}) [0-9]{4}",
+    r"\+1-([0-9]{3})-([0-9]{3})-[0-9]{4}",
+    r"1-([0-9]{3})-([0-9]{3})-[0-9]{4}",
+    r"\+1([0-9]{3})([0-9]{3})[0-9]{4}",
+    r"([0-9]{3})([0-9]{3})[0-9]{4}",
+))
+INTERNATIONAL_PHONE_SHAPE = re.compile(r"\+([0-9]+(?:[ -][0-9]+)*)")
+IPV4_SHAPE = re.compile(r"(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,2})){3}")
+IPV6_CHARS = re.compile(r"[0-9A-Fa-f:.]+")
+EMAIL_SHAPE = re.compile(r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}")
+IBAN_SHAPE = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]+")
+BASE58_ADDRESS_SHAPE = re.compile(r"[13][1-9A-HJ-NP-Za-km-z]{25,34}")
+BECH32_ADDRESS_SHAPE = re.compile(r"bc1[qp][%s]+" % BECH32_CHARSET)
+DEA_SHAPE = re.compile(r"[%s][A-Z9][0-9]{7}" % DEA_FIRST_LETTERS)
+POLICY_SUITE_KEY_SHAPE = re.compile(r"psk_(?:proj|svc|admin)_[0-9A-Za-z]{66}")
+OPENAI_KEY_SHAPE = re.compile(r"sk-[0-9A-Za-z]{48}|sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,200}")
+AWS_KEY_SHAPE = re.compile(r"(?:AKIA|ASIA)[A-Z2-7]{16}")
+GITHUB_TOKEN_SHAPE = re.compile(r"gh[pousr]_[0-9A-Za-z]{36}|github_pat_[0-9A-Za-z_]{82}")
+SLACK_TOKEN_SHAPE = re.compile(r"xox[bpars]-(?:[0-9]+-)+[0-9A-Za-z]*[A-Za-z][0-9A-Za-z]*")
+PEM_SHAPE = re.compile(
+    r"-----BEGIN ((?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?)PRIVATE KEY-----\n"
+    r"(?:[A-Za-z0-9+/]+=*\n)+"
+    r"-----END \1PRIVATE KEY-----")
+
+
+def is_valid_ssn(value: str) -> bool:
+    match = SSN_SHAPE.fullmatch(value)
+    if not match:
+        return False
+    area, group, serial = match[1], match[3], match[4]
+    return (1 <= int(area) <= 899 and area != "666" and group != "00" and serial != "0000"
+            and (area, group, serial) not in SSN_ADVERTISING_NUMBERS)
+
+
+def is_valid_itin(value: str) -> bool:
+    match = SSN_SHAPE.fullmatch(value)
+    return bool(match) and match[1][0] == "9" and int(match[3]) in ITIN_GROUPS
+
+
+def card_digits(value: str) -> str | None:
+    """The digits of a card-shaped value: plain 13-19 digits or a standard group layout."""
+    if re.fullmatch(r"[0-9]{13,19}", value):
+        return value
+    for separator in " -":
+        groups = value.split(separator)
+        if len(groups) > 1 and all(re.fullmatch(r"[0-9]+", g) for g in groups):
+            digits = "".join(groups)
+            if tuple(len(g) for g in groups) == CARD_GROUPINGS.get(len(digits)):
+                return digits
+    return None
+
+
+def card_issuer(digits: str) -> str | None:
+    for issuer, (ranges, lengths) in CARD_ISSUERS.items():
+        if len(digits) in lengths and any(low <= digits[:len(low)] <= high for low, high in ranges):
+            return issuer
+    return None
+
+
+def is_valid_card(value: str) -> bool:
+    digits = card_digits(value)
+    return digits is not None and card_issuer(digits) is not None and luhn_valid(digits)
+
+
+def iban_compact(value: str) -> str | None:
+    """The IBAN without its grouping spaces, if it is ungrouped or grouped in 4s."""
+    groups = value.split(" ")
+    if len(groups) > 1 and (any(len(g) != 4 for g in groups[:-1]) or not 1 <= len(groups[-1]) <= 4):
+        return None
+    return "".join(groups)
+
+
+def is_valid_iban(value: str) -> bool:
+    compact = iban_compact(value)
+    return (compact is not None and bool(IBAN_SHAPE.fullmatch(compact))
+            and IBAN_LENGTH.get(compact[:2]) == len(compact) and iban_checksum_ok(compact))
+
+
+def is_valid_email(value: str) -> bool:
+    return bool(EMAIL_SHAPE.fullmatch(value))
+
+
+def nanp_parts_valid(area: str, exchange: str) -> bool:
+    return all(part[0] in "23456789" and part[1:] != "11" for part in (area, exchange))
+
+
+def calling_code(digits: str) -> str | None:
+    return next((digits[:n] for n in (1, 2, 3) if digits[:n] in COUNTRY_CALLING_CODES), None)
+
+
+def is_valid_phone(value: str) -> bool:
+    for shape in NANP_SHAPES:
+        match = shape.fullmatch(value)
+        if match:
+            return nanp_parts_valid(match[1], match[2])
+    match = INTERNATIONAL_PHONE_SHAPE.fullmatch(value)
+    if not match:
+        return False
+    digits = match[1].replace(" ", "").replace("-", "")
+    code = calling_code(digits)
+    return code is not None and code != "1" and 7 <= len(digits) - len(code) <= 12
+
+
+def is_valid_ip(value: str) -> bool:
+    if ":" not in value:
+        return bool(IPV4_SHAPE.fullmatch(value)) and all(int(p) <= 255 for p in value.split("."))
+    if not IPV6_CHARS.fullmatch(value):
+        return False
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def is_valid_nhs(value: str) -> bool:
+    if not NHS_SHAPE.fullmatch(value):
+        return False
+    digits = value.replace(" ", "").replace("-", "")
+    return nhs_check_digit(digits[:9]) == int(digits[9])
+
+
+def is_valid_base58_address(value: str) -> bool:
+    if not BASE58_ADDRESS_SHAPE.fullmatch(value):
+        return False
+    data = base58_decode(value)
+    if data is None or len(data) != 25 or double_sha256(data[:21])[:4] != data[21:]:
+        return False
+    return data[0] == {"1": 0x00, "3": 0x05}[value[0]]
+
+
+def is_valid_bech32_address(value: str) -> bool:
+    if len(value) not in (42, 62) or not BECH32_ADDRESS_SHAPE.fullmatch(value):
+        return False
+    data = [BECH32_CHARSET.index(c) for c in value[3:]]
+    witness_version = data[0]
+    const = BECH32_CONST if witness_version == 0 else BECH32M_CONST
+    if bech32_polymod(bech32_hrp_expand("bc") + data) != const:
+        return False
+    program = convert_bits(data[1:-6], 5, 8, False)
+    return program is not None and len(program) in ((20, 32) if witness_version == 0 else (32,))
+
+
+def is_valid_crypto(value: str) -> bool:
+    return is_valid_base58_address(value) or is_valid_bech32_address(value)
+
+
+def is_valid_dea(value: str) -> bool:
+    return bool(DEA_SHAPE.fullmatch(value)) and dea_check_digit(value[2:8]) == value[8]
+
+
+def is_valid_private_key(value: str) -> bool:
+    return len(value.encode()) <= PEM_MAX_BYTES and bool(PEM_SHAPE.fullmatch(value))
+
+
+def shape_validator(shape: re.Pattern) -> Callable[[str], bool]:
+    return lambda value: bool(shape.fullmatch(value))
+
+
+VALIDATORS: dict[str, Callable[[str], bool]] = {
+    "US_SSN": is_valid_ssn,
+    "US_ITIN": is_valid_itin,
+    "CREDIT_CARD": is_valid_card,
+    "IBAN_CODE": is_valid_iban,
+    "EMAIL_ADDRESS": is_valid_email,
+    "PHONE_NUMBER": is_valid_phone,
+    "IP_ADDRESS": is_valid_ip,
+    "UK_NHS": is_valid_nhs,
+    "CRYPTO": is_valid_crypto,
+    "MEDICAL_LICENSE": is_valid_dea,
+    "POLICY_SUITE_KEY": shape_validator(POLICY_SUITE_KEY_SHAPE),
+    "OPENAI_API_KEY": shape_validator(OPENAI_KEY_SHAPE),
+    "AWS_ACCESS_KEY": shape_validator(AWS_KEY_SHAPE),
+    "GITHUB_TOKEN": shape_validator(GITHUB_TOKEN_SHAPE),
+    "SLACK_TOKEN": shape_validator(SLACK_TOKEN_SHAPE),
+    "PRIVATE_KEY": is_valid_private_key,
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Scanner: the entities a text contains, with the table's context rules
+# ---------------------------------------------------------------------------------------
+
+def needs_context(entity_type: str, value: str) -> bool:
+    """Whether the value counts only with a context word of its type before it."""
+    if entity_type == "UK_NHS":
+        return True
+    return (entity_type in ("US_SSN", "US_ITIN", "PHONE_NUMBER")
+            and bool(BARE_9_OR_10_DIGITS.fullmatch(value)))
+
+
+@functools.cache
+def whole_word_pattern(words: tuple[str, ...]) -> re.Pattern:
+    alternatives = b"|".join(re.escape(word.encode()) for word in words)
+    return re.compile(rb"(?<![a-z0-9])(?:" + alternatives + rb")(?![a-z0-9])", re.I)
+
+
+def has_context_word(data: bytes, begin: int, words: tuple[str, ...], strict: bool) -> bool:
+    """Strict: a whole context word lies within the CONTEXT_WINDOW bytes before begin.
+    Liberal: a context word occurs, even inside another word, in the LIBERAL_CONTEXT_WINDOW
+    bytes before begin (what a generous engine could take for context)."""
+    if strict:
+        return bool(whole_word_pattern(words).search(data, max(0, begin - CONTEXT_WINDOW), begin))
+    window = data[max(0, begin - LIBERAL_CONTEXT_WINDOW):begin].lower()
+    return any(word.encode() in window for word in words)
+
+
+def is_part_of_version_or_longer_number(data: bytes, begin: int, end: int) -> bool:
+    """The table's two exceptions for a dotted quad: after v/version/ver, or before .digit."""
+    return data[:begin].endswith(VERSION_PREFIXES) or bool(re.match(rb"\.[0-9]", data[end:end + 2]))
+
+
+def accepts(entity_type: str, data: bytes, begin: int, end: int, strict: bool) -> bool:
+    """Whether data[begin:end] is an entity of the type where it stands."""
+    value = data[begin:end].decode("utf-8", "replace")
+    if not VALIDATORS[entity_type](value):
+        return False
+    if needs_context(entity_type, value) and not has_context_word(
+            data, begin, CONTEXT_WORDS[entity_type], strict):
+        return False
+    if (entity_type == "IP_ADDRESS" and ":" not in value
+            and is_part_of_version_or_longer_number(data, begin, end)):
+        return False
+    if (strict and entity_type == "PHONE_NUMBER" and NHS_SHAPE.fullmatch(value)
+            and has_context_word(data, begin, CONTEXT_WORDS["UK_NHS"], strict=True)):
+        return False  # with "nhs" before it, a 3-3-4 number is an NHS number
+    return True
+
+
+# Candidate shapes, deliberately generous: each match is then judged by accepts().
+CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags in (
+    (("US_SSN", "US_ITIN"), rb"(?<![0-9])[0-9]{3}([- ]?)[0-9]{2}\1[0-9]{4}(?![0-9])", 0),
+    (("PHONE_NUMBER",),
+     rb"(?<![0-9+])(?:\+1[ -]?|1-)?(?:\([0-9]{3}\) ?|[0-9]{3}[-. ]?)[0-9]{3}[-. ]?[0-9]{4}(?![0-9])", 0),
+    (("PHONE_NUMBER",), rb"(?<![0-9+])\+[0-9]+(?:[ -][0-9]+)*", 0),
+    (("UK_NHS",), rb"(?<![0-9])[0-9]{3}([ -]?)[0-9]{3}\1[0-9]{4}(?![0-9])", 0),
+    (("CREDIT_CARD",), rb"(?<![0-9])[0-9]{13,19}(?![0-9])", 0),
+    (("CREDIT_CARD",), rb"(?<![0-9])[0-9]{4}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{4}(?![0-9])", 0),
+    (("CREDIT_CARD",), rb"(?<![0-9])[0-9]{4}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{4}\1[0-9]{3}(?![0-9])", 0),
+    (("CREDIT_CARD",), rb"(?<![0-9])[0-9]{4}([ -])[0-9]{6}\1[0-9]{4,5}(?![0-9])", 0),
+    (("IBAN_CODE",), rb"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}(?![A-Za-z0-9])", 0),
+    (("IBAN_CODE",),
+     rb"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{4})+(?: [A-Z0-9]{1,3})?(?![A-Za-z0-9])", 0),
+    (("EMAIL_ADDRESS",),
+     rb"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", 0),
+    (("IP_ADDRESS",), rb"(?<![0-9])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?![0-9])", 0),
+    (("IP_ADDRESS",),
+     rb"(?<![0-9A-Za-z:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:\.[0-9]{1,3}){0,3}", 0),
+    (("CRYPTO",), rb"(?<![A-Za-z0-9])[13][1-9A-HJ-NP-Za-km-z]{25,34}(?![A-Za-z0-9])", 0),
+    (("CRYPTO",), rb"(?<![A-Za-z0-9])bc1[a-z0-9]{6,87}(?![A-Za-z0-9])", re.I),
+    (("MEDICAL_LICENSE",), rb"(?<![A-Za-z0-9])[A-Z][A-Z0-9][0-9]{7}(?![A-Za-z0-9])", 0),
+    (("POLICY_SUITE_KEY",), rb"(?<![A-Za-z0-9_])psk_(?:proj|svc|admin)_[0-9A-Za-z]+", 0),
+    (("OPENAI_API_KEY",), rb"(?<![A-Za-z0-9_-])sk-[A-Za-z0-9_-]+", 0),
+    (("AWS_ACCESS_KEY",), rb"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z2-7]{16}(?![A-Z0-9])", 0),
+    (("GITHUB_TOKEN",), rb"(?<![A-Za-z0-9_])(?:gh[pousr]_[0-9A-Za-z]+|github_pat_[0-9A-Za-z_]+)", 0),
+    (("SLACK_TOKEN",), rb"(?<![A-Za-z0-9])xox[bpars]-[A-Za-z0-9-]+", 0),
+    (("PRIVATE_KEY",), rb"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+))
+
+
+Span = tuple[tuple[str, ...], int, int]  # the types a candidate may be, begin, end
+Finding = tuple[str, int, int]  # type, begin, end
+
+
+def candidates(data: bytes) -> list[Span]:
+    """Every span some candidate shape matches, with the types it may be."""
+    return [(types, match.start(), match.end())
+            for types, pattern in CANDIDATES for match in pattern.finditer(data)]
+
+
+def findings(data: bytes, spans: list[Span], strict: bool) -> set[Finding]:
+    """The (type, begin, end) of the candidate spans that accepts() admits."""
+    return {(t, begin, end)
+            for types, begin, end in spans for t in types if accepts(t, data, begin, end, strict)}
+
+
+# Bytes before / after a label that would continue its value into a longer candidate.
+DIGIT_BOUNDARY = (re.compile(rb"(?:[0-9A-Za-z+]|[0-9][ .-])\Z"), re.compile(rb"(?:[0-9A-Za-z]|[ .-][0-9])"))
+TOKEN_BOUNDARY = (re.compile(rb"[0-9A-Za-z_-]\Z"), re.compile(rb"[0-9A-Za-z_-]"))
+LABEL_BOUNDARY = {
+    **{t: DIGIT_BOUNDARY for t in ("US_SSN", "US_ITIN", "CREDIT_CARD", "PHONE_NUMBER", "UK_NHS")},
+    "IBAN_CODE": (re.compile(rb"[0-9A-Za-z]\Z"), re.compile(rb"(?:[0-9A-Za-z]| [0-9A-Z])")),
+    "EMAIL_ADDRESS": (re.compile(rb"[0-9A-Za-z._%+-]\Z"),
+                      re.compile(rb"(?:[0-9A-Za-z_%+-]|\.[0-9A-Za-z])")),
+    "IP_ADDRESS": (re.compile(rb"[0-9A-Za-z:.]\Z"), re.compile(rb"(?:[0-9A-Za-z:]|\.[0-9])")),
+    "PRIVATE_KEY": (re.compile(rb"-\Z"), re.compile(rb"-")),
+    **{t: TOKEN_BOUNDARY for t in ("CRYPTO", "MEDICAL_LICENSE", "POLICY_SUITE_KEY", "OPENAI_API_KEY",
+                                   "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN")},
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Positive values, one generator per format: (rng, ordinal within the format) -> value
+# ---------------------------------------------------------------------------------------
+
+ValueGenerator = Callable[[Random, int], str]
+
+
+def random_string(rng: Random, alphabet: str, length: int) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(length))
+
+
+def valid_ssn_parts(rng: Random) -> tuple[str, str, str]:
+    while True:
+        area = rng.randint(1, 899)
+        parts = ("%03d" % area, "%02d" % rng.randint(1, 99), "%04d" % rng.randint(1, 9999))
+        if area != 666 and parts not in SSN_ADVERTISING_NUMBERS:
+            return parts
+
+
+def valid_itin_parts(rng: Random) -> tuple[str, str, str]:
+    return ("9%02d" % rng.randint(0, 99), "%02d" % rng.choice(ITIN_GROUPS), "%04d" % rng.randint(1, 9999))
+
+
+def joined_parts(parts_of: Callable[[Random], tuple[str, ...]], separator: str) -> ValueGenerator:
+    return lambda rng, ordinal: separator.join(parts_of(rng))
+
+
+def card_number(rng: Random, issuer: str, length: int) -> str:
+    low, high = rng.choice(CARD_ISSUERS[issuer][0])
+    prefix = str(rng.randint(int(low), int(high))).zfill(len(low))
+    payload = prefix + random_string(rng, DIGITS, length - len(prefix) - 1)
+    return payload + luhn_check_digit(payload)
+
+
+def grouped(digits: str, layout: tuple[int, ...], separator: str) -> str:
+    groups, start = [], 0
+    for size in layout:
+        groups.append(digits[start:start + size])
+        start += size
+    return separator.join(groups)
+
+
+def card_format(issuer: str, separator: str | None) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        if separator is None:
+            lengths = CARD_ISSUERS[issuer][1]
+            return card_number(rng, issuer, lengths[ordinal % len(lengths)])
+        lengths = CARD_GROUPED_LENGTHS[issuer]
+        length = lengths[ordinal % len(lengths)]
+        return grouped(card_number(rng, issuer, length), CARD_GROUPINGS[length], separator)
+    return generate
+
+
+def random_bban(rng: Random, country: str) -> str:
+    fields = []
+    for count, kind in re.findall(r"(\d+)!([nac])", IBAN_BBAN_STRUCTURE[country]):
+        if kind == "n":
+            alphabet = DIGITS
+        elif kind == "a":
+            alphabet = UPPER
+        else:
+            alphabet = rng.choice((DIGITS, DIGITS, DIGITS + UPPER))
+        fields.append(random_string(rng, alphabet, int(count)))
+    return "".join(fields)
+
+
+def iban_from_bban(country: str, bban: str) -> str:
+    return country + iban_check_digits(country, bban) + bban
+
+
+def group_in_fours(compact: str) -> str:
+    return " ".join(compact[i:i + 4] for i in range(0, len(compact), 4))
+
+
+def iban_format(group: bool) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        country = IBAN_COUNTRIES[ordinal % len(IBAN_COUNTRIES)]
+        iban = iban_from_bban(country, random_bban(rng, country))
+        return group_in_fours(iban) if group else iban
+    return generate
+
+
+FIRST_NAMES = ("anna", "ben", "carla", "deepak", "elif", "fatima", "goran", "hiro", "ines", "jonas",
+               "keiko", "lena", "mateo", "nadia", "oscar", "priya", "quentin", "rosa", "sven", "yuki")
+LAST_NAMES = ("schmidt", "dubois", "tanaka", "okafor", "novak", "garcia", "larsen", "kowalski",
+              "moreau", "silva", "chen", "mueller", "obrien", "rossi", "nguyen", "patel")
+EMAIL_DOMAINS = ("example.com", "example.org", "example.net", "acme-corp.io", "northwind.co.uk",
+                 "contoso.de", "globex.fr", "initech.com", "mail.example.jp", "umbrella-health.org")
+
+
+def email_name(rng: Random) -> tuple[str, str]:
+    return rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+
+
+def email_dotted(rng: Random, ordinal: int) -> str:
+    first, last = email_name(rng)
+    return "%s.%s@%s" % (first, last, rng.choice(EMAIL_DOMAINS))
+
+
+def email_plus_tag(rng: Random, ordinal: int) -> str:
+    first, last = email_name(rng)
+    tag = rng.choice(("newsletter", "billing", "test", "2024", "promo"))
+    return "%s%s+%s@%s" % (first[0], last, tag, rng.choice(EMAIL_DOMAINS))
+
+
+def email_subdomain(rng: Random, ordinal: int) -> str:
+    first, last = email_name(rng)
+    sub = rng.choice(("mail", "eu", "corp", "hr.intra", "support"))
+    return "%s_%s@%s.%s" % (first, last, sub, rng.choice(EMAIL_DOMAINS))
+
+
+def email_with_digits(rng: Random, ordinal: int) -> str:
+    first, last = email_name(rng)
+    local = rng.choice(("%s%s%d", "%s-%s%d", "%s%s%%%d")) % (first[0], last, rng.randint(1, 1999))
+    return "%s@%s" % (local, rng.choice(EMAIL_DOMAINS))
+
+
+def email_mixed_case(rng: Random, ordinal: int) -> str:
+    first, last = email_name(rng)
+    domain = rng.choice(EMAIL_DOMAINS)
+    domain = domain.upper() if ordinal % 2 else domain.title()
+    return "%s.%s@%s" % (first.capitalize(), last.capitalize(), domain)
+
+
+def nanp_parts(rng: Random) -> tuple[str, str, str]:
+    def code() -> str:
+        while True:
+            candidate = str(rng.randint(2, 9)) + random_string(rng, DIGITS, 2)
+            if candidate[1:] != "11":
+                return candidate
+    return code(), code(), random_string(rng, DIGITS, 4)
+
+
+def nanp_format(template: str) -> ValueGenerator:
+    return lambda rng, ordinal: template.format(*nanp_parts(rng))
+
+
+# International numbers: calling code and national-number patterns (# is a random digit).
+INTERNATIONAL_PHONES = {
+    "gb": ("44", ("20 #### ####", "7### ######", "161 ### ####")),
+    "de": ("49", ("30 ########", "89 #######", "151 ########")),
+    "fr": ("33", ("1 ## ## ## ##", "6 ## ## ## ##")),
+    "jp": ("81", ("3-####-####", "90-####-####")),
+    "in": ("91", ("9#### #####", "8#### #####")),
+    "au": ("61", ("2 #### ####", "4## ### ###")),
+    "es": ("34", ("91# ### ###", "6## ### ###")),
+    "it": ("39", ("06 #### ####", "3## #######")),
+    "nl": ("31", ("20 ### ####", "6 ########")),
+    "se": ("46", ("8 ### ### ##", "70 ### ## ##")),
+    "ie": ("353", ("1 ### ####", "8# ### ####")),
+    "br": ("55", ("11 9####-####", "21 ####-####")),
+}
+MORE_INTERNATIONAL_PHONES = (
+    ("7", "495 ###-##-##"), ("86", "10 #### ####"), ("86", "138 #### ####"), ("82", "2-###-####"),
+    ("27", "21 ### ####"), ("971", "4 ### ####"), ("852", "#### ####"), ("65", "6### ####"),
+    ("48", "22 ### ## ##"), ("90", "212 ### ## ##"), ("52", "55 #### ####"), ("41", "44 ### ## ##"),
+)
+ALL_INTERNATIONAL_PHONES = tuple(
+    (code, pattern) for code, patterns in INTERNATIONAL_PHONES.values() for pattern in patterns
+) + MORE_INTERNATIONAL_PHONES
+
+
+def fill_pattern(rng: Random, pattern: str) -> str:
+    return "".join(rng.choice(DIGITS) if char == "#" else char for char in pattern)
+
+
+def international_format(phones: tuple[tuple[str, str], ...], compact: bool) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        code, pattern = phones[ordinal % len(phones)]
+        national = fill_pattern(rng, pattern)
+        return "+" + code + re.sub(r"[ -]", "", national) if compact else "+%s %s" % (code, national)
+    return generate
+
+
+def random_ipv4(rng: Random) -> str:
+    kind = rng.randrange(4)
+    if kind == 0:
+        octets = [10, rng.randint(0, 255), rng.randint(0, 255), rng.randint(1, 254)]
+    elif kind == 1:
+        octets = [192, 168, rng.randint(0, 255), rng.randint(1, 254)]
+    elif kind == 2:
+        octets = [172, rng.randint(16, 31), rng.randint(0, 255), rng.randint(1, 254)]
+    else:
+        octets = [rng.randint(1, 223), rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255)]
+    return ".".join(map(str, octets))
+
+
+def random_ipv6_groups(rng: Random) -> list[int]:
+    """Eight groups with a run of at least two zero groups inside (not at either end)."""
+    prefix = rng.choice(((0x2001, 0x0DB8), (0xFE80, 0), (0x2A00, 0x1450), (0x2606, 0x4700),
+                         (0xFD12, 0x3456)))
+    groups = list(prefix) + [rng.randint(0, 0xFFFF) for _ in range(6)]
+    start = rng.randint(2, 5)
+    for i in range(start, start + rng.randint(2, 7 - start)):
+        groups[i] = 0
+    groups[7] = groups[7] or 1
+    return groups
+
+
+def ipv6_full(rng: Random, ordinal: int) -> str:
+    return ":".join("%04x" % g for g in random_ipv6_groups(rng))
+
+
+def ipv6_compressed(rng: Random, ordinal: int) -> str:
+    groups = random_ipv6_groups(rng)
+    return ipaddress.IPv6Address(":".join("%x" % g for g in groups)).compressed
+
+
+def ipv6_embedded_ipv4(rng: Random, ordinal: int) -> str:
+    prefix = ("::ffff:", "64:ff9b::", "2001:db8:0:1::")[ordinal % 3]
+    return prefix + random_ipv4(rng)
+
+
+def ipv6_uppercase(rng: Random, ordinal: int) -> str:
+    return (ipv6_full if ordinal % 2 else ipv6_compressed)(rng, ordinal).upper()
+
+
+def nhs_number(rng: Random) -> str:
+    while True:
+        first_nine = rng.choice("4679") + random_string(rng, DIGITS, 8)
+        check = nhs_check_digit(first_nine)
+        if check is not None:
+            return first_nine + str(check)
+
+
+def nhs_format(separator: str | None) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        digits = nhs_number(rng)
+        return digits if separator is None else grouped(digits, (3, 3, 4), separator)
+    return generate
+
+
+def base58_address_format(version: int) -> ValueGenerator:
+    return lambda rng, ordinal: base58check_encode(version, rng.randbytes(20))
+
+
+def segwit_format(witness_version: int, program_length: int) -> ValueGenerator:
+    return lambda rng, ordinal: segwit_address(witness_version, rng.randbytes(program_length))
+
+
+def dea_format(first_letters: str, second_is_nine: bool) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        second = "9" if second_is_nine else rng.choice(UPPER)
+        six = random_string(rng, DIGITS, 6)
+        return rng.choice(first_letters) + second + six + dea_check_digit(six)
+    return generate
+
+
+def policy_suite_key_format(scope: str) -> ValueGenerator:
+    return lambda rng, ordinal: "psk_%s_%s" % (scope, random_string(rng, BASE62, 66))
+
+
+def openai_legacy_key(rng: Random, ordinal: int) -> str:
+    return "sk-" + random_string(rng, BASE62, 48)
+
+
+def openai_scoped_key_format(scope: str) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        # Real project keys carry "T3BlbkFJ" (base64 of "OpenAI") in the middle; the body
+        # starts and ends with a letter or digit.
+        half = rng.randint(16, 90)
+        body = (rng.choice(BASE62) + random_string(rng, BASE62 + "_-", half) + "T3BlbkFJ"
+                + random_string(rng, BASE62 + "_-", half) + rng.choice(BASE62))
+        return "sk-%s-%s" % (scope, body)
+    return generate
+
+
+def aws_key_format(prefix: str) -> ValueGenerator:
+    return lambda rng, ordinal: prefix + random_string(rng, UPPER + "234567", 16)
+
+
+def base62_number(number: int, width: int) -> str:
+    out = ""
+    while number:
+        number, digit = divmod(number, 62)
+        out = BASE62[digit] + out
+    return out.rjust(width, "0")
+
+
+def github_token_format(prefix: str) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        entropy = random_string(rng, BASE62, 30)  # plus GitHub's CRC32 checksum in base62
+        return "%s_%s%s" % (prefix, entropy, base62_number(zlib.crc32(entropy.encode()), 6))
+    return generate
+
+
+def github_fine_grained_pat(rng: Random, ordinal: int) -> str:
+    return "github_pat_11%s_%s" % (random_string(rng, BASE62, 20), random_string(rng, BASE62, 59))
+
+
+def slack_token_format(prefix: str) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        groups = [random_string(rng, "123456789", 1) + random_string(rng, DIGITS, rng.randint(10, 12))
+                  for _ in range(rng.choice((2, 3)))]
+        tail_alphabet = BASE62 if ordinal % 2 else HEX
+        tail = rng.choice(UPPER + LOWER) + random_string(rng, tail_alphabet, rng.choice((23, 31)))
+        return "-".join([prefix] + groups + [tail])
+    return generate
+
+
+def der_length(length: int) -> bytes:
+    return bytes([0x82]) + length.to_bytes(2, "big")
+
+
+def pem_body(rng: Random, kind: str) -> bytes:
+    """DER-like key bytes: the real leading structure of each kind, then random content."""
+    if kind == "RSA ":
+        content = b"\x02\x01\x00\x02\x82\x01\x01\x00" + rng.randbytes(rng.choice((1180, 2340)))
+        return b"\x30" + der_length(len(content)) + content
+    if kind == "EC ":
+        return (b"\x30\x77\x02\x01\x01\x04\x20" + rng.randbytes(32)
+                + b"\xa0\x0a\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07\xa1\x44\x03\x42\x00\x04"
+                + rng.randbytes(64))
+    if kind == "DSA ":
+        content = b"\x02\x01\x00\x02\x81\x81\x00" + rng.randbytes(436)
+        return b"\x30" + der_length(len(content)) + content
+    if kind == "OPENSSH ":
+        return (b"openssh-key-v1\x00\x00\x00\x00\x04none\x00\x00\x00\x04none"
+                + b"\x00\x00\x00\x00\x00\x00\x00\x01"
+                + rng.randbytes(rng.choice((340, 1800))))
+    if kind == "ENCRYPTED ":
+        content = b"\x30\x4e\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x05\x0d" + rng.randbytes(1290)
+        return b"\x30" + der_length(len(content)) + content
+    content = (b"\x02\x01\x00\x30\x0d\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01\x05\x00\x04"
+               + der_length(1190) + rng.randbytes(1190))
+    return b"\x30" + der_length(len(content)) + content
+
+
+def pem_format(kind: str) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        body = base64.b64encode(pem_body(rng, kind)).decode()
+        width = 70 if kind == "OPENSSH " else 64
+        lines = [body[i:i + width] for i in range(0, len(body), width)]
+        return "-----BEGIN %sPRIVATE KEY-----\n%s\n-----END %sPRIVATE KEY-----" % (
+            kind, "\n".join(lines), kind)
+    return generate
+
+
+@dataclass(frozen=True)
+class PositiveFormat:
+    entity_type: str
+    name: str
+    generate: ValueGenerator
+
+
+def card_formats() -> list[PositiveFormat]:
+    return [PositiveFormat("CREDIT_CARD", "%s-%s" % (issuer, style), card_format(issuer, separator))
+            for issuer in CARD_ISSUERS
+            for style, separator in (("plain", None), ("spaced", " "), ("dashed", "-"))]
+
+
+POSITIVE_FORMATS = (
+    PositiveFormat("US_SSN", "dashed", joined_parts(valid_ssn_parts, "-")),
+    PositiveFormat("US_SSN", "spaced", joined_parts(valid_ssn_parts, " ")),
+    PositiveFormat("US_SSN", "bare-context", joined_parts(valid_ssn_parts, "")),
+    PositiveFormat("US_ITIN", "dashed", joined_parts(valid_itin_parts, "-")),
+    PositiveFormat("US_ITIN", "spaced", joined_parts(valid_itin_parts, " ")),
+    PositiveFormat("US_ITIN", "bare-context", joined_parts(valid_itin_parts, "")),
+    *card_formats(),
+    PositiveFormat("IBAN_CODE", "compact", iban_format(group=False)),
+    PositiveFormat("IBAN_CODE", "grouped", iban_format(group=True)),
+    PositiveFormat("EMAIL_ADDRESS", "dotted", email_dotted),
+    PositiveFormat("EMAIL_ADDRESS", "plus-tag", email_plus_tag),
+    PositiveFormat("EMAIL_ADDRESS", "subdomain", email_subdomain),
+    PositiveFormat("EMAIL_ADDRESS", "digits", email_with_digits),
+    PositiveFormat("EMAIL_ADDRESS", "mixed-case", email_mixed_case),
+    PositiveFormat("PHONE_NUMBER", "nanp-parens", nanp_format("({}) {}-{}")),
+    PositiveFormat("PHONE_NUMBER", "nanp-dashed", nanp_format("{}-{}-{}")),
+    PositiveFormat("PHONE_NUMBER", "nanp-dotted", nanp_format("{}.{}.{}")),
+    PositiveFormat("PHONE_NUMBER", "nanp-spaced", nanp_format("{} {} {}")),
+    PositiveFormat("PHONE_NUMBER", "nanp-plus1-spaced", nanp_format("+1 {} {} {}")),
+    PositiveFormat("PHONE_NUMBER", "nanp-plus1-dashed", nanp_format("+1-{}-{}-{}")),
+    PositiveFormat("PHONE_NUMBER", "nanp-1-dashed", nanp_format("1-{}-{}-{}")),
+    PositiveFormat("PHONE_NUMBER", "nanp-e164", nanp_format("+1{}{}{}")),
+    PositiveFormat("PHONE_NUMBER", "nanp-bare-context", nanp_format("{}{}{}")),
+    *(PositiveFormat("PHONE_NUMBER", "intl-" + country, international_format(
+        tuple((code, pattern) for pattern in patterns), compact=False))
+      for country, (code, patterns) in INTERNATIONAL_PHONES.items()),
+    PositiveFormat("PHONE_NUMBER", "intl-other",
+                   international_format(MORE_INTERNATIONAL_PHONES, compact=False)),
+    PositiveFormat("PHONE_NUMBER", "intl-compact",
+                   international_format(ALL_INTERNATIONAL_PHONES, compact=True)),
+    PositiveFormat("IP_ADDRESS", "ipv4", lambda rng, ordinal: random_ipv4(rng)),
+    PositiveFormat("IP_ADDRESS", "ipv6-full", ipv6_full),
+    PositiveFormat("IP_ADDRESS", "ipv6-compressed", ipv6_compressed),
+    PositiveFormat("IP_ADDRESS", "ipv6-embedded-ipv4", ipv6_embedded_ipv4),
+    PositiveFormat("IP_ADDRESS", "ipv6-uppercase", ipv6_uppercase),
+    PositiveFormat("UK_NHS", "spaced-context", nhs_format(" ")),
+    PositiveFormat("UK_NHS", "dashed-context", nhs_format("-")),
+    PositiveFormat("UK_NHS", "bare-context", nhs_format(None)),
+    PositiveFormat("CRYPTO", "p2pkh", base58_address_format(0x00)),
+    PositiveFormat("CRYPTO", "p2sh", base58_address_format(0x05)),
+    PositiveFormat("CRYPTO", "bech32-p2wpkh", segwit_format(0, 20)),
+    PositiveFormat("CRYPTO", "bech32-p2wsh", segwit_format(0, 32)),
+    PositiveFormat("CRYPTO", "bech32m-p2tr", segwit_format(1, 32)),
+    PositiveFormat("MEDICAL_LICENSE", "dea-practitioner", dea_format("ABFG", False)),
+    PositiveFormat("MEDICAL_LICENSE", "dea-mid-level", dea_format("M", False)),
+    PositiveFormat("MEDICAL_LICENSE", "dea-registrant", dea_format("CDEHJKLPRSTX", False)),
+    PositiveFormat("MEDICAL_LICENSE", "dea-second-9", dea_format(DEA_FIRST_LETTERS, True)),
+    PositiveFormat("POLICY_SUITE_KEY", "proj", policy_suite_key_format("proj")),
+    PositiveFormat("POLICY_SUITE_KEY", "svc", policy_suite_key_format("svc")),
+    PositiveFormat("POLICY_SUITE_KEY", "admin", policy_suite_key_format("admin")),
+    PositiveFormat("OPENAI_API_KEY", "legacy", openai_legacy_key),
+    PositiveFormat("OPENAI_API_KEY", "proj", openai_scoped_key_format("proj")),
+    PositiveFormat("OPENAI_API_KEY", "svcacct", openai_scoped_key_format("svcacct")),
+    PositiveFormat("OPENAI_API_KEY", "admin", openai_scoped_key_format("admin")),
+    PositiveFormat("AWS_ACCESS_KEY", "akia", aws_key_format("AKIA")),
+    PositiveFormat("AWS_ACCESS_KEY", "asia", aws_key_format("ASIA")),
+    *(PositiveFormat("GITHUB_TOKEN", prefix, github_token_format(prefix))
+      for prefix in ("ghp", "gho", "ghu", "ghs", "ghr")),
+    PositiveFormat("GITHUB_TOKEN", "github-pat", github_fine_grained_pat),
+    *(PositiveFormat("SLACK_TOKEN", prefix, slack_token_format(prefix))
+      for prefix in ("xoxb", "xoxp", "xoxa", "xoxr", "xoxs")),
+    *(PositiveFormat("PRIVATE_KEY", (kind.strip() or "pkcs8").lower(), pem_format(kind))
+      for kind in ("RSA ", "EC ", "DSA ", "OPENSSH ", "ENCRYPTED ", "")),
+)
+
+
+# ---------------------------------------------------------------------------------------
+# Hard negatives, one generator per (category, variant): (rng, ordinal) -> value
+# ---------------------------------------------------------------------------------------
+
+def card_failing_luhn(separator: str | None) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        issuer = list(CARD_ISSUERS)[ordinal % len(CARD_ISSUERS)]
+        lengths = CARD_ISSUERS[issuer][1] if separator is None else CARD_GROUPED_LENGTHS[issuer]
+        digits = card_number(rng, issuer, rng.choice(lengths))
+        digits = digits[:-1] + str((int(digits[-1]) + rng.randint(1, 9)) % 10)
+        return digits if separator is None else grouped(digits, CARD_GROUPINGS[len(digits)], separator)
+    return generate
+
+
+def card_without_issuer(separator: str | None) -> ValueGenerator:
+    """Luhn-valid, but the prefix belongs to no issuer (1, 7, 8, 9, 0)."""
+    def generate(rng: Random, ordinal: int) -> str:
+        length = rng.choice((13, 14, 15, 16, 17, 18, 19) if separator is None else tuple(CARD_GROUPINGS))
+        payload = rng.choice("17890") + random_string(rng, DIGITS, length - 2)
+        digits = payload + luhn_check_digit(payload)
+        return digits if separator is None else grouped(digits, CARD_GROUPINGS[length], separator)
+    return generate
+
+
+def card_with_wrong_length(rng: Random, ordinal: int) -> str:
+    """Luhn-valid, issuer prefix, but a length the issuer does not issue."""
+    issuer, length = (("visa", 15), ("visa", 17), ("mastercard", 15), ("mastercard", 17),
+                      ("amex", 16), ("amex", 14), ("jcb", 15), ("discover", 15))[ordinal % 8]
+    low, high = rng.choice(CARD_ISSUERS[issuer][0])
+    prefix = str(rng.randint(int(low), int(high))).zfill(len(low))
+    payload = prefix + random_string(rng, DIGITS, length - len(prefix) - 1)
+    return payload + luhn_check_digit(payload)
+
+
+def iban_with_wrong_check(group: bool) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        iban = iban_format(group=False)(rng, ordinal)
+        positions = [i for i, char in enumerate(iban) if i >= 2 and char.isdigit()]
+        i = rng.choice(positions)
+        iban = iban[:i] + str((int(iban[i]) + rng.randint(1, 9)) % 10) + iban[i + 1:]
+        return group_in_fours(iban) if group else iban
+    return generate
+
+
+def iban_with_wrong_length(group: bool) -> ValueGenerator:
+    """A digit added or removed, check digits recomputed: only the length is wrong."""
+    def generate(rng: Random, ordinal: int) -> str:
+        country = IBAN_COUNTRIES[ordinal % len(IBAN_COUNTRIES)]
+        bban = random_bban(rng, country)
+        bban = bban + rng.choice(DIGITS) if ordinal % 2 else bban[:-1]
+        iban = iban_from_bban(country, bban)
+        return group_in_fours(iban) if group else iban
+    return generate
+
+
+def ssn_out_of_range(kind: str) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        area, group, serial = valid_ssn_parts(rng)
+        if kind == "area-000":
+            area = "000"
+        elif kind == "area-666":
+            area = "666"
+        elif kind == "area-9xx-not-itin":
+            area = "9%02d" % rng.randint(0, 99)
+            group = "%02d" % rng.choice([g for g in range(100) if g not in ITIN_GROUPS])
+        elif kind == "group-00":
+            group = "00"
+        elif kind == "serial-0000":
+            serial = "0000"
+        else:
+            area, group, serial = SSN_ADVERTISING_NUMBERS[ordinal % 2]
+        return ("-" if ordinal % 3 else " ").join((area, group, serial))
+    return generate
+
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def date_format(template: str) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        year, month, day = rng.randint(1990, 2030), rng.randint(1, 12), rng.randint(1, 28)
+        return template.format(y=year, m="%02d" % month, d="%02d" % day, mon=MONTHS[month - 1], day=day)
+    return generate
+
+
+def clock_time(rng: Random, ordinal: int) -> str:
+    return "%02d:%02d:%02d" % (rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59))
+
+
+def pattern_format(*patterns: str) -> ValueGenerator:
+    """Fill one of the patterns: # a digit, @ an upper-case letter, everything else as is."""
+    def generate(rng: Random, ordinal: int) -> str:
+        pattern = patterns[ordinal % len(patterns)]
+        return "".join(rng.choice(DIGITS) if c == "#" else rng.choice(UPPER) if c == "@" else c
+                       for c in pattern)
+    return generate
+
+
+def order_with_hash(rng: Random, ordinal: int) -> str:
+    return "#%d" % rng.randint(100000, 999999)
+
+
+def invoice_with_slash(rng: Random, ordinal: int) -> str:
+    return "Invoice %d/%d" % (rng.randint(2015, 2026), rng.randint(1, 999))
+
+
+def semver(rng: Random) -> str:
+    return "%d.%d.%d" % (rng.randint(0, 12), rng.randint(0, 40), rng.randint(0, 30))
+
+
+def dotted_quad_within_ip_range(rng: Random) -> str:
+    return "%d.%d.%d.%d" % (rng.randint(1, 20), rng.randint(0, 20), rng.randint(0, 30), rng.randint(0, 99))
+
+
+def version_v_semver(rng: Random, ordinal: int) -> str:
+    return "v" + semver(rng)
+
+
+def version_semver(rng: Random, ordinal: int) -> str:
+    return semver(rng)
+
+
+def version_windows_build(rng: Random, ordinal: int) -> str:
+    return "10.0.%d.%d" % (rng.choice((19041, 19044, 19045, 22000, 22621, 22631)), rng.randint(1000, 4999))
+
+
+def version_word_quad(rng: Random, ordinal: int) -> str:
+    """A dotted quad that would parse as IPv4, made a version by the word before it."""
+    return ("version ", "Version ", "ver ")[ordinal % 3] + dotted_quad_within_ip_range(rng)
+
+
+def version_v_quad(rng: Random, ordinal: int) -> str:
+    return "vV"[ordinal % 2] + dotted_quad_within_ip_range(rng)
+
+
+def version_kernel(rng: Random, ordinal: int) -> str:
+    if ordinal % 2:
+        return "%d.%d.0-%d.el%d" % (rng.choice((4, 5)), rng.randint(0, 18), rng.randint(80, 500),
+                                    rng.choice((7, 8, 9)))
+    return "%d.%d.0-%d-generic" % (rng.choice((5, 6)), rng.randint(0, 19), rng.randint(10, 120))
+
+
+def uuid_v4(rng: Random, ordinal: int) -> str:
+    hex_digits = random_string(rng, HEX, 32)
+    value = "%s-%s-4%s-%s%s-%s" % (hex_digits[:8], hex_digits[8:12], hex_digits[13:16],
+                                   rng.choice("89ab"), hex_digits[17:20], hex_digits[20:])
+    return value.upper() if ordinal % 4 == 3 else value
+
+
+def git_sha(rng: Random, ordinal: int) -> str:
+    return random_string(rng, HEX, 40)
+
+
+def price(rng: Random, ordinal: int) -> str:
+    amount = rng.randint(1, 250000)
+    cents = rng.randint(0, 99)
+    if ordinal % 2:
+        return "$%s.%02d" % ("{:,}".format(amount), cents)
+    return "%s,%02d €" % ("{:,}".format(amount).replace(",", "."), cents)
+
+
+def zip_code(plus_four: bool) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        zip5 = "%05d" % rng.randint(1001, 99950)
+        return zip5 + "-%04d" % rng.randint(1, 9999) if plus_four else zip5
+    return generate
+
+
+def isbn13(rng: Random, ordinal: int) -> str:
+    group, publisher = str(rng.randint(0, 5)), str(rng.randint(10, 9999))
+    title = random_string(rng, DIGITS, 9 - len(publisher))
+    prefix = rng.choice(("978", "979"))
+    check = isbn13_check_digit(prefix + group + publisher + title)
+    return "%s-%s-%s-%s-%s" % (prefix, group, publisher, title, check)
+
+
+def isbn10(rng: Random, ordinal: int) -> str:
+    group, publisher = str(rng.randint(0, 5)), str(rng.randint(10, 9999))
+    title = random_string(rng, DIGITS, 8 - len(publisher))
+    return "%s-%s-%s-%s" % (group, publisher, title, isbn10_check_digit(group + publisher + title))
+
+
+def percentage(rng: Random, ordinal: int) -> str:
+    return "%d%%" % rng.randint(0, 100) if ordinal % 2 else "%.1f%%" % rng.uniform(0, 100)
+
+
+def plain_integer(rng: Random, ordinal: int) -> str:
+    return str(rng.randint(0, 10 ** rng.randint(1, 8) - 1))
+
+
+def bare_number(digit_count: int) -> ValueGenerator:
+    """Bare numbers that would be valid SSNs, NANP numbers or NHS numbers with context."""
+    def generate(rng: Random, ordinal: int) -> str:
+        if digit_count == 9:
+            return "".join(valid_ssn_parts(rng) if ordinal % 2 else valid_itin_parts(rng))
+        return "".join(nanp_parts(rng)) if ordinal % 2 else nhs_number(rng)
+    return generate
+
+
+def crypto_with_wrong_checksum(bech32: bool) -> ValueGenerator:
+    """A valid address with one character after its prefix replaced."""
+    def generate(rng: Random, ordinal: int) -> str:
+        if bech32:
+            address = segwit_format(ordinal % 2, 32 if ordinal % 2 else 20)(rng, ordinal)
+            alphabet, prefix_length = BECH32_CHARSET, 4
+        else:
+            address = base58_address_format((0x00, 0x05)[ordinal % 2])(rng, ordinal)
+            alphabet, prefix_length = BASE58, 1
+        while True:
+            i = rng.randrange(prefix_length, len(address))
+            changed = address[:i] + rng.choice(alphabet.replace(address[i], "")) + address[i + 1:]
+            if not is_valid_crypto(changed):
+                return changed
+    return generate
+
+
+def dea_with_wrong_check(rng: Random, ordinal: int) -> str:
+    valid = dea_format(DEA_FIRST_LETTERS, False)(rng, ordinal)
+    return valid[:-1] + str((int(valid[-1]) + rng.randint(1, 9)) % 10)
+
+
+def nanp_with_invalid_code(rng: Random, ordinal: int) -> str:
+    area, exchange, line = nanp_parts(rng)
+    if ordinal % 4 < 2:
+        bad = rng.choice("01") + random_string(rng, DIGITS, 2)  # starts with 0 or 1
+    else:
+        bad = rng.choice("23456789") + "11"  # N11
+    if ordinal % 2:
+        area = bad
+    else:
+        exchange = bad
+    return ("({}) {}-{}", "{}-{}-{}", "{}.{}.{}")[ordinal % 3].format(area, exchange, line)
+
+
+def ipv4_out_of_range(rng: Random, ordinal: int) -> str:
+    octets = [str(rng.randint(1, 255)) for _ in range(4)]
+    octets[ordinal % 4] = str(rng.randint(256, 999))
+    return ".".join(octets)
+
+
+@dataclass(frozen=True)
+class NegativeVariant:
+    category: str
+    name: str
+    generate: ValueGenerator
+
+
+NEGATIVE_VARIANTS = (
+    NegativeVariant("card_luhn_fail", "plain", card_failing_luhn(None)),
+    NegativeVariant("card_luhn_fail", "spaced", card_failing_luhn(" ")),
+    NegativeVariant("card_luhn_fail", "dashed", card_failing_luhn("-")),
+    NegativeVariant("card_bad_prefix", "plain", card_without_issuer(None)),
+    NegativeVariant("card_bad_prefix", "spaced", card_without_issuer(" ")),
+    NegativeVariant("card_bad_prefix", "dashed", card_without_issuer("-")),
+    NegativeVariant("card_bad_prefix", "wrong-length", card_with_wrong_length),
+    NegativeVariant("iban_bad_check", "compact", iban_with_wrong_check(False)),
+    NegativeVariant("iban_bad_check", "grouped", iban_with_wrong_check(True)),
+    NegativeVariant("iban_bad_length", "compact", iban_with_wrong_length(False)),
+    NegativeVariant("iban_bad_length", "grouped", iban_with_wrong_length(True)),
+    *(NegativeVariant("ssn_invalid_range", kind, ssn_out_of_range(kind))
+      for kind in ("area-000", "area-666", "area-9xx-not-itin", "group-00", "serial-0000", "advertising")),
+    NegativeVariant("date", "iso", date_format("{y}-{m}-{d}")),
+    NegativeVariant("date", "dmy-slash", date_format("{d}/{m}/{y}")),
+    NegativeVariant("date", "mdy-dash", date_format("{m}-{d}-{y}")),
+    NegativeVariant("date", "dmy-dot", date_format("{d}.{m}.{y}")),
+    NegativeVariant("date", "month-name", date_format("{mon} {day}, {y}")),
+    NegativeVariant("time", "hh-mm-ss", clock_time),
+    NegativeVariant("order_number", "ord-code", pattern_format("ORD-#####-@")),
+    NegativeVariant("order_number", "hash", order_with_hash),
+    NegativeVariant("order_number", "order-word", pattern_format("order ####-##")),
+    NegativeVariant("invoice_number", "inv-code",
+                    pattern_format("INV-2023-00##", "INV-2024-0###", "INV-2025-####")),
+    NegativeVariant("invoice_number", "invoice-slash", invoice_with_slash),
+    NegativeVariant("version_string", "v-semver", version_v_semver),
+    NegativeVariant("version_string", "semver", version_semver),
+    NegativeVariant("version_string", "windows-build", version_windows_build),
+    NegativeVariant("version_string", "word-quad", version_word_quad),
+    NegativeVariant("version_string", "v-quad", version_v_quad),
+    NegativeVariant("version_string", "kernel", version_kernel),
+    NegativeVariant("uuid", "v4", uuid_v4),
+    NegativeVariant("git_sha", "full", git_sha),
+    NegativeVariant("price", "amount", price),
+    NegativeVariant("zip_code", "zip5", zip_code(False)),
+    NegativeVariant("zip_code", "zip-plus-4", zip_code(True)),
+    NegativeVariant("isbn", "isbn13", isbn13),
+    NegativeVariant("isbn", "isbn10", isbn10),
+    NegativeVariant("percentage", "percent", percentage),
+    NegativeVariant("plain_integer", "up-to-8-digits", plain_integer),
+    NegativeVariant("bare_number", "9-digits", bare_number(9)),
+    NegativeVariant("bare_number", "10-digits", bare_number(10)),
+    NegativeVariant("crypto_bad_checksum", "base58", crypto_with_wrong_checksum(False)),
+    NegativeVariant("crypto_bad_checksum", "bech32", crypto_with_wrong_checksum(True)),
+    NegativeVariant("dea_bad_checksum", "dea", dea_with_wrong_check),
+    NegativeVariant("nanp_invalid_code", "area-or-exchange", nanp_with_invalid_code),
+    NegativeVariant("ipv4_out_of_range", "octet", ipv4_out_of_range),
+)
+NEGATIVE_CATEGORIES = tuple(dict.fromkeys(v.category for v in NEGATIVE_VARIANTS))
+# Negatives that are only negative for want of a context word never go next to one.
+CONTEXT_SENSITIVE_NEGATIVES = ("bare_number",)
+
+
+# ---------------------------------------------------------------------------------------
+# Sentences: {n} is a noun phrase naming the value, {v} the value itself
+# ---------------------------------------------------------------------------------------
+
+# The noun comes shortly before the value (within the context window).
+FRAMES_NOUN_BEFORE = (
+    "My {n} is {v}.",
+    "{n}: {v}",
+    "Please update the {n} to {v}, thanks.",
+    "Can you check if {n} {v} is still active?",
+    "The customer wrote \"{n} {v}\" in the form.",
+    "Summarize: client ({n} {v}) asked for a refund.",
+    "Bitte prüfen: {n} {v} 🙏",
+    "Voici le {n} : {v}.",
+    "確認してください。{n}：{v}。",
+    "{n} = '{v}'; please mask it before logging.",
+    "hey, my {n} is {v}: can you redact it?",
+    "Draft a reply confirming that the {n} {v} was received.",
+    "Rewrite this nicely: {n} is {v}!!!",
+    "For the record — {n} {v}, as discussed.",
+    "Customer profile 🧾 lists {n} [{v}] under billing.",
+)
+# The value first, the noun after it, or no noun.
+FRAMES_ANY = (
+    "{v} is the {n} on file.",
+    "{v}",
+    "Is {v} a valid {n}?",
+    "I found {v} in the logs (looks like a {n}).",
+    "Mask every {n} in this text: {v}",
+    "Notiz 📝: {v} gehört zum Kunden.",
+    "Merci de supprimer {v} de la base.",
+    "Could you anonymize the following before sending it to the model? ({v})",
+    "The log line says '{v}' — who owns it?",
+    "«{v}» — 見つかった値です。",
+)
+SECRET_FRAMES = (
+    "export API_TOKEN={v}",
+    "config.yaml:\n  api_key: \"{v}\"\n  region: eu-west-1",
+    "curl -H 'Authorization: Bearer {v}' https://api.example.com/v1/models",
+    "Why does the client reject {v}? The docs say it is the right {n}.",
+)
+PEM_FRAMES = (
+    "Here is my key:\n{v}\nWhy does ssh reject it?",
+    "{v}\nIs this key encrypted?",
+    "Debug this deployment secret:\n```\n{v}\n```",
+    "Schlüssel 🔑:\n{v}",
+    "Can you convert this to PKCS#8?\n\n{v}\n\nThanks!",
+    "clé privée :\n{v}\nmerci",
+)
+# Sentences that carry their own context word, for formats that need one.
+CONTEXT_FRAMES = {
+    "US_SSN": ("SSN {v}", "Her social security number is {v}, keep it private."),
+    "US_ITIN": ("ITIN {v} (tax filing)", "itin: {v}"),
+    "PHONE_NUMBER": ("Call me at {v} after 5pm.", "Text my cell {v} if the delivery is late 📦",
+                     "WhatsApp: {v}", "fax {v} (office)"),
+    "UK_NHS": ("Patient NHS number {v} — please anonymize.", "NHS No. {v}"),
+}
+# Noun phrases with a whole context word, for formats that need one.
+CONTEXT_NOUNS = {
+    "US_SSN": ("SSN", "social security number", "Social-Security no.", "SS#", "ssn"),
+    "US_ITIN": ("ITIN", "itin", "taxpayer ITIN", "ITIN number"),
+    "PHONE_NUMBER": ("phone number", "phone", "mobile", "cell", "tel.", "fax", "WhatsApp", "Tel"),
+    "UK_NHS": ("NHS number", "NHS no.", "NHS", "nhs number"),
+}
+NOUNS = {
+    "US_SSN": CONTEXT_NOUNS["US_SSN"] + ("Sozialversicherungsnummer (US)", "numéro de sécurité sociale"),
+    "US_ITIN": CONTEXT_NOUNS["US_ITIN"] + ("taxpayer number",),
+    "CREDIT_CARD": ("card number", "credit card", "payment card", "debit card", "Kreditkartennummer",
+                    "numéro de carte", "カード番号"),
+    "IBAN_CODE": ("IBAN", "bank account", "Kontonummer (IBAN)", "compte IBAN", "口座番号 (IBAN)"),
+    "EMAIL_ADDRESS": ("email", "e-mail address", "E-Mail-Adresse", "adresse e-mail", "メールアドレス",
+                      "contact"),
+    "PHONE_NUMBER": CONTEXT_NOUNS["PHONE_NUMBER"] + ("Telefonnummer", "numéro", "電話番号", "number"),
+    "IP_ADDRESS": ("IP", "server address", "IP address", "IP-Adresse", "adresse IP", "host"),
+    "CRYPTO": ("bitcoin address", "BTC wallet", "Wallet-Adresse", "adresse bitcoin", "wallet"),
+    "MEDICAL_LICENSE": ("DEA number", "DEA registration", "prescriber DEA", "DEA#"),
+    "POLICY_SUITE_KEY": ("policy-suite key", "psk", "service key", "API key"),
+    "OPENAI_API_KEY": ("OpenAI key", "API key", "OPENAI_API_KEY", "token"),
+    "AWS_ACCESS_KEY": ("AWS access key", "access key id", "AWS_ACCESS_KEY_ID", "key"),
+    "GITHUB_TOKEN": ("GitHub token", "PAT", "GITHUB_TOKEN", "token"),
+    "SLACK_TOKEN": ("Slack token", "bot token", "SLACK_BOT_TOKEN", "token"),
+}
+SECRET_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN")
+
+NEGATIVE_FRAMES = {
+    "card_luhn_fail": ("Test with {v} — it should be declined.", "Card {v} failed validation."),
+    "card_bad_prefix": ("The number {v} is not from any issuer.", "Karte {v} wurde abgelehnt."),
+    "iban_bad_check": ("IBAN {v} was rejected by the bank.", "Le compte {v} est invalide."),
+    "iban_bad_length": ("IBAN {v} has the wrong length.", "Bitte korrigieren: {v}"),
+    "ssn_invalid_range": ("Employee ID {v} is not in the directory.", "Form field value: {v}"),
+    "date": ("The contract ends on {v}.", "Meeting rescheduled to {v} 📅", "Lieferdatum: {v}",
+             "{v} was the last login date."),
+    "time": ("The job ran at {v} UTC.", "Backup finished {v}, no errors."),
+    "order_number": ("Where is {v}? It has not arrived.", "Status update for {v}, please."),
+    "invoice_number": ("Please pay {v} by Friday.", "{v} is overdue."),
+    "version_string": ("We upgraded to {v} yesterday.", "Bug reproduced on {v}.",
+                       "Running {v} in production."),
+    "uuid": ("Request id {v} failed.", "trace_id={v}"),
+    "git_sha": ("Revert commit {v}, it broke the build.", "Deployed {v} to staging."),
+    "price": ("The laptop costs {v} incl. tax.", "Budget: {v}"),
+    "zip_code": ("Ship to ZIP {v}, San Francisco.", "Postal code {v}"),
+    "isbn": ("ISBN {v}", "Order the book {v} for the library."),
+    "percentage": ("Conversion went up {v} this quarter.", "Battery at {v}"),
+    "plain_integer": ("We processed {v} requests.", "Room {v}, second floor."),
+    "bare_number": ("Reference {v} was archived.", "Tracking code {v}.", "Batch {v} completed."),
+    "crypto_bad_checksum": ("Wallet {v} has a typo, the checksum fails.", "Is {v} a real address?"),
+    "dea_bad_checksum": ("Prescriber id {v} looks wrong.", "Check {v} again."),
+    "nanp_invalid_code": ("Dial {v} for support.", "The number {v} does not exist."),
+    "ipv4_out_of_range": ("Ping {v} returned an error.", "Host {v} is not a valid address."),
+}
+GENERIC_NEGATIVE_FRAMES = (
+    "Please ignore {v} in the log.",
+    "{v}",
+    "Value: {v}",
+    "Is {v} relevant here?",
+    "Notiz 📌: {v}",
+    "Référence {v}, merci.",
+    "参照番号：{v}",
+)
+SENTENCE_SEPARATORS = (" ", " ", "\n", "\n\n", " 👉 ")
+
+
+# ---------------------------------------------------------------------------------------
+# Records
+# ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Label:
+    entity_type: str
+    begin: int
+    end: int
+    format_name: str  # for --stats; not written
+
+
+@dataclass(frozen=True)
+class NegativeSpan:
+    category: str
+    variant: str
+    begin: int
+    end: int
+
+
+@dataclass
+class Record:
+    record_id: str
+    kind: str  # "positive" or "hard_negative"
+    text: str
+    labels: list[Label]
+    negatives: list[NegativeSpan]
+
+
+@dataclass
+class TextBuilder:
+    """Appends text and values, keeping the byte offsets of the labelled parts."""
+    parts: list[str] = field(default_factory=list)
+    size: int = 0
+    labels: list[Label] = field(default_factory=list)
+    negatives: list[NegativeSpan] = field(default_factory=list)
+
+    def text(self, chunk: str) -> None:
+        self.parts.append(chunk)
+        self.size += len(chunk.encode())
+
+    def entity(self, entity_type: str, format_name: str, value: str) -> None:
+        begin = self.size
+        self.text(value)
+        self.labels.append(Label(entity_type, begin, self.size, format_name))
+
+    def negative(self, variant: NegativeVariant, value: str) -> None:
+        begin = self.size
+        self.text(value)
+        self.negatives.append(NegativeSpan(variant.category, variant.name, begin, self.size))
+
+
+@dataclass(frozen=True)
+class Sentence:
+    before: str
+    after: str
+    add_value: Callable[[TextBuilder], None]
+
+
+def split_frame(frame: str, noun: str) -> tuple[str, str]:
+    before, after = frame.replace("{n}", noun).split("{v}")
+    return before, after
+
+
+def frame_allows(entity_type: str, frame: str) -> bool:
+    """IP addresses never stand right before a colon (an IPv6 address would run on)."""
+    return not (entity_type == "IP_ADDRESS" and frame.split("{v}")[1].startswith(":"))
+
+
+def positive_sentence(rng: Random, fmt: PositiveFormat, ordinal: int) -> Sentence:
+    value = fmt.generate(rng, ordinal)
+    entity_type = fmt.entity_type
+    if entity_type == "PRIVATE_KEY":
+        frame, noun = rng.choice(PEM_FRAMES), ""
+    elif needs_context(entity_type, value):
+        frame = rng.choice(FRAMES_NOUN_BEFORE + CONTEXT_FRAMES[entity_type])
+        noun = rng.choice(CONTEXT_NOUNS[entity_type])
+    else:
+        frames = FRAMES_NOUN_BEFORE + FRAMES_ANY + (SECRET_FRAMES if entity_type in SECRET_TYPES else ())
+        frame = rng.choice([f for f in frames if frame_allows(entity_type, f)])
+        noun = rng.choice(NOUNS[entity_type])
+    before, after = split_frame(frame, noun)
+    return Sentence(before, after, lambda builder: builder.entity(entity_type, fmt.name, value))
+
+
+def negative_sentence(rng: Random, variant: NegativeVariant, ordinal: int) -> Sentence:
+    value = variant.generate(rng, ordinal)
+    frame = rng.choice(NEGATIVE_FRAMES[variant.category] + GENERIC_NEGATIVE_FRAMES)
+    before, after = split_frame(frame, "")
+    return Sentence(before, after, lambda builder: builder.negative(variant, value))
+
+
+def sentence_separator(rng: Random, previous: Sentence, following: Sentence) -> str:
+    """Text between two sentences; two values never meet across mere white space."""
+    if previous.after:
+        return rng.choice(SENTENCE_SEPARATORS)
+    return "\n" if following.before else " —\n"
+
+
+def assemble(sentences: list[Sentence], rng: Random) -> TextBuilder:
+    builder = TextBuilder()
+    for i, sentence in enumerate(sentences):
+        if i:
+            builder.text(sentence_separator(rng, sentences[i - 1], sentence))
+        builder.text(sentence.before)
+        sentence.add_value(builder)
+        builder.text(sentence.after)
+    return builder
+
+
+COMPANION_FORMATS = tuple(f for f in POSITIVE_FORMATS if f.entity_type != "PRIVATE_KEY")
+DISTRACTOR_VARIANTS = tuple(v for v in NEGATIVE_VARIANTS if v.category not in CONTEXT_SENSITIVE_NEGATIVES)
+
+
+def draw_positive(rng: Random, fmt: PositiveFormat, ordinal: int, record_id: str) -> Record:
+    sentences = [positive_sentence(rng, fmt, ordinal)]
+    for _ in range(rng.choices((0, 1, 2), weights=(6, 3, 1))[0]):
+        sentences.append(positive_sentence(rng, rng.choice(COMPANION_FORMATS), rng.randrange(1000)))
+    if rng.random() < 0.3:
+        sentences.append(negative_sentence(rng, rng.choice(DISTRACTOR_VARIANTS), rng.randrange(1000)))
+    rng.shuffle(sentences)
+    builder = assemble(sentences, rng)
+    return Record(record_id, "positive", "".join(builder.parts), builder.labels, builder.negatives)
+
+
+def draw_hard_negative(rng: Random, variant: NegativeVariant, ordinal: int, record_id: str) -> Record:
+    sentences = [negative_sentence(rng, variant, ordinal)]
+    if rng.random() < 0.25:
+        sentences.append(negative_sentence(rng, rng.choice(NEGATIVE_VARIANTS), rng.randrange(1000)))
+        rng.shuffle(sentences)
+    builder = assemble(sentences, rng)
+    return Record(record_id, "hard_negative", "".join(builder.parts), [], builder.negatives)
+
+
+# ---------------------------------------------------------------------------------------
+# Self-check
+# ---------------------------------------------------------------------------------------
+
+def is_char_boundary(data: bytes, offset: int) -> bool:
+    return offset == len(data) or (data[offset] & 0xC0) != 0x80
+
+
+def allowed_extra_finding(finding: Finding, labels: list[Label]) -> bool:
+    """A finding other than a label that is still right: an IPv4 address inside a labelled
+    IPv6 address, or the phone reading of a labelled NHS number (the context decides)."""
+    entity_type, begin, end = finding
+    for label in labels:
+        if (entity_type == "IP_ADDRESS" and label.entity_type == "IP_ADDRESS"
+                and label.begin <= begin and end <= label.end):
+            return True
+        if (entity_type == "PHONE_NUMBER" and label.entity_type == "UK_NHS"
+                and (label.begin, label.end) == (begin, end)):
+            return True
+    return False
+
+
+def label_problems(data: bytes, label: Label, strict_findings: set[Finding]) -> list[str]:
+    value = data[label.begin:label.end].decode("utf-8", "replace")
+    problems = []
+    if not VALIDATORS[label.entity_type](value):
+        problems.append("%s %r fails its validator" % (label.entity_type, value))
+    elif (label.entity_type, label.begin, label.end) not in strict_findings:
+        problems.append("%s %r is not found where it stands (context?)" % (label.entity_type, value))
+    before_pattern, after_pattern = LABEL_BOUNDARY[label.entity_type]
+    continued_before = before_pattern.search(data[max(0, label.begin - 2):label.begin])
+    if continued_before or after_pattern.match(data, label.end):
+        problems.append("%s %r is continued by its neighbours" % (label.entity_type, value))
+    rival = RIVAL_TYPE.get(label.entity_type)
+    rival_matters = needs_context(label.entity_type, value) or (
+        label.entity_type == "PHONE_NUMBER" and NHS_SHAPE.search(value))
+    if rival and rival_matters and has_context_word(data, label.begin, CONTEXT_WORDS[rival], strict=False):
+        problems.append("%s %r has a %s context word near it" % (label.entity_type, value, rival))
+    return problems
+
+
+def self_check(record: Record) -> list[str]:
+    """The problems of a record; empty when it keeps every guarantee of the module docstring."""
+    data = record.text.encode()
+    problems = []
+    if not record.record_id or " " in record.record_id:
+        problems.append("bad id")
+    if record.kind not in ("positive", "hard_negative"):
+        problems.append("bad kind %r" % record.kind)
+    if (record.kind == "positive") != bool(record.labels):
+        problems.append("a positive record needs labels, a hard negative none")
+    previous_end = 0
+    for label in record.labels:
+        if label.entity_type not in ENTITY_TYPES:
+            problems.append("unknown type %s" % label.entity_type)
+        if not previous_end <= label.begin < label.end <= len(data):
+            problems.append("label %s out of order, overlapping or out of bounds" % (label,))
+        elif not (is_char_boundary(data, label.begin) and is_char_boundary(data, label.end)):
+            problems.append("label %s not on UTF-8 character boundaries" % (label,))
+        previous_end = label.end
+    if problems:
+        return problems
+    spans = candidates(data)
+    strict_findings = findings(data, spans, strict=True)
+    for label in record.labels:
+        problems += label_problems(data, label, strict_findings)
+    labelled = {(label.entity_type, label.begin, label.end) for label in record.labels}
+    for finding in sorted(findings(data, spans, strict=False) - labelled):
+        if not allowed_extra_finding(finding, record.labels):
+            entity_type, begin, end = finding
+            problems.append("%s %r at %d is found but not labelled" % (entity_type, data[begin:end], begin))
+    for negative in record.negatives:
+        value = data[negative.begin:negative.end]
+        if any(accepts(t, data, negative.begin, negative.end, strict=False) for t in ENTITY_TYPES):
+            problems.append("hard negative %s %r passes a validator" % (negative.category, value))
+    if record.kind == "hard_negative":
+        lowered = data.lower()
+        problems += ["context word %r in a hard negative" % word
+                     for word in ALL_CONTEXT_WORDS if word.encode() in lowered]
+    return problems
+
+
+class CorpusError(Exception):
+    pass
+
+
+def checked(draw: Callable[[], Record], counters: Counter) -> Record:
+    """Draw a record until it passes self_check; a draw that keeps failing is a bug."""
+    for _ in range(MAX_DRAWS_PER_RECORD):
+        record = draw()
+        problems = self_check(record)
+        if not problems:
+            return record
+        counters["redraws"] += 1
+    raise CorpusError("record %s keeps failing its self-check:\n  %s\n%r"
+                      % (record.record_id, "\n  ".join(problems), record.text))
+
+
+# ---------------------------------------------------------------------------------------
+# Corpus
+# ---------------------------------------------------------------------------------------
+
+def records_per_format(entity_type: str, per_format: int) -> int:
+    formats = sum(1 for f in POSITIVE_FORMATS if f.entity_type == entity_type)
+    return max(per_format, math.ceil(MIN_FORMATS_PER_TYPE * per_format / formats))
+
+
+def generate_corpus(seed: int, per_format: int, counters: Counter | None = None) -> list[Record]:
+    """All records for the seed: positives format by format, then hard negatives."""
+    rng = Random(seed)
+    counters = Counter() if counters is None else counters
+    records = []
+    for fmt in POSITIVE_FORMATS:
+        for ordinal in range(records_per_format(fmt.entity_type, per_format)):
+            record_id = "%s-%s-%04d" % (fmt.entity_type.lower(), fmt.name, ordinal)
+            records.append(checked(lambda: draw_positive(rng, fmt, ordinal, record_id), counters))
+    for variant in NEGATIVE_VARIANTS:
+        for ordinal in range(per_format):
+            record_id = "negative-%s-%s-%04d" % (variant.category, variant.name, ordinal)
+            records.append(checked(lambda: draw_hard_negative(rng, variant, ordinal, record_id), counters))
+    return records
+
+
+def serialize(record: Record) -> bytes:
+    data = record.text.encode()
+    lines = [b"record %s %s\n" % (record.record_id.encode(), record.kind.encode()),
+             b"text %d\n" % len(data), data, b"\n"]
+    lines += [b"entity %s %d %d\n" % (label.entity_type.encode(), label.begin, label.end)
+              for label in record.labels]
+    lines.append(b"end\n")
+    return b"".join(lines)
+
+
+def corpus_bytes(records: list[Record]) -> bytes:
+    return b"".join(serialize(record) for record in records)
+
+
+def stats_report(records: list[Record], counters: Counter, seconds: float) -> str:
+    kinds = Counter(record.kind for record in records)
+    per_type = Counter(label.entity_type for record in records for label in record.labels)
+    per_format = Counter((label.entity_type, label.format_name)
+                         for record in records for label in record.labels)
+    per_category = Counter(n.category for record in records for n in record.negatives)
+    per_variant = Counter((n.category, n.variant) for record in records for n in record.negatives)
+    multi = sum(1 for record in records if len(record.labels) > 1)
+    lines = [
+        "records: %d (positive %d, hard_negative %d); records with several entities: %d"
+        % (len(records), kinds["positive"], kinds["hard_negative"], multi),
+        "labels: %d; hard negatives placed: %d (%d in positive records); redraws: %d; %.1f s"
+        % (sum(per_type.values()), sum(per_category.values()),
+           sum(len(r.negatives) for r in records if r.kind == "positive"), counters["redraws"], seconds),
+        "", "labels per type:",
+    ]
+    lines += ["  %-18s %6d" % (t, per_type[t]) for t in ENTITY_TYPES]
+    lines += ["", "labels per format:"]
+    lines += ["  %-40s %6d" % ("%s/%s" % (t, f.name), per_format[(t, f.name)])
+              for t in ENTITY_TYPES for f in POSITIVE_FORMATS if f.entity_type == t]
+    lines += ["", "hard negatives per category (variant counts):"]
+    for category in NEGATIVE_CATEGORIES:
+        variants = ", ".join("%s %d" % (v.name, per_variant[(category, v.name)])
+                             for v in NEGATIVE_VARIANTS if v.category == category)
+        lines.append("  %-20s %6d  (%s)" % (category, per_category[category], variants))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--output", help="corpus file to write")
+    parser.add_argument("--per-format", type=int, default=DEFAULT_PER_FORMAT,
+                        help="positive records per format (types with fewer than %d formats get "
+                             "proportionally more) and hard-negative records per variant (default %d)"
+                             % (MIN_FORMATS_PER_TYPE, DEFAULT_PER_FORMAT))
+    parser.add_argument("--stats", action="store_true", help="print record and label counts")
+    args = parser.parse_args(argv)
+    if args.output is None and not args.stats:
+        parser.error("nothing to do: give --output and/or --stats")
+    if args.per_format < 1:
+        parser.error("--per-format must be at least 1")
+    started = time.monotonic()
+    counters = Counter()
+    try:
+        records = generate_corpus(args.seed, args.per_format, counters)
+    except CorpusError as error:
+        print("generate.py: %s" % error, file=sys.stderr)
+        return 1
+    if args.output:
+        with open(args.output, "wb") as out:
+            out.write(corpus_bytes(records))
+    if args.stats:
+        print(stats_report(records, counters, time.monotonic() - started))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
