@@ -1,14 +1,17 @@
 #!/usr/bin/python3
-"""Quick-start demo of the keys and authz services, run by `tools/dev up` against the suite:
+"""Quick-start demo of the keys, authz and pii services, run by `tools/dev up` against the suite:
 
   PYTHONPATH=build/python /usr/bin/python3 tools/demo.py \\
-      --keys 127.0.0.1:50051 --metrics 127.0.0.1:9451 --authz 127.0.0.1:50052
+      --keys 127.0.0.1:50051 --metrics 127.0.0.1:9451 --authz 127.0.0.1:50052 \\
+      --pii 127.0.0.1:50053
 
 Keys: creates a project key, verifies it, rotates it, revokes the successor, prints the
 rotation and inventory reports and the VerifyKey count from /metrics. Authz: decisions on the
 demo organisation (deploy/examples/org.yaml): an allowed call, a model off the allowlist with
 the explain trace, a reader, a service account inside and outside its IP allowlist, and a
-member running into a rate limit. Exits non-zero as soon as a step does not behave as
+member running into a rate limit. Pii: a support ticket redacted with placeholders (and the
+answer restored), a prompt carrying an AWS key blocked, a keyed pseudonym, and a bad request
+refused with the reason. Exits non-zero as soon as a step does not behave as
 documented, so that `tools/dev up` fails loudly.
 
 Every run uses fresh request ids (uuid4), so runs never replay each other; the keys it
@@ -27,6 +30,7 @@ try:
     import grpc
     from policy.authz.v1 import authz_pb2, authz_pb2_grpc
     from policy.keys.v1 import keys_pb2, keys_pb2_grpc
+    from policy.pii.v1 import pii_pb2, pii_pb2_grpc
 except ImportError as e:  # pragma: no cover - setup problem, say what to do
     sys.exit(f"demo: cannot import the gRPC modules ({e}); run with /usr/bin/python3 and "
              "PYTHONPATH=build/python (cmake --build build --target policy_proto_python)")
@@ -258,15 +262,73 @@ def run_authz(address):
     print(f"      retry after {limited.retry_after.seconds + limited.retry_after.nanos / 1e9:.1f} s")
 
 
+def run_pii(address):
+    """Redaction of chat messages under per-type policies."""
+    print("\n=== pii: redaction before the prompt leaves ===")
+    channel = grpc.insecure_channel(address)
+    expect(health(channel) == "SERVING", f"pii at {address} is not SERVING")
+    stub = pii_pb2_grpc.PiiServiceStub(channel)
+    ticket = ("Customer jane.doe@example.com (badge EMP-204518) says card 4111 1111 1111 1111 "
+              "was charged twice; call her on +1 212-555-0123 or write to jane.doe@example.com.")
+    policy = pii_pb2.RedactionPolicy(
+        default_rule=pii_pb2.EntityRule(operator=pii_pb2.OPERATOR_PLACEHOLDER),
+        rules=[pii_pb2.EntityRule(entity_type="CREDIT_CARD", operator=pii_pb2.OPERATOR_MASK)])
+    redacted = stub.Redact(pii_pb2.RedactRequest(
+        messages=[pii_pb2.ChatMessage(role="user", content=ticket.encode())], policy=policy,
+        return_mapping=True), timeout=TIMEOUT)
+    text = redacted.messages[0].content.decode()
+    print(f"  sent:     {ticket}")
+    print(f"  redacted: {text}")
+    counts = ", ".join(f"{t} {n}" for t, n in sorted(redacted.report.counts.items()))
+    print(f"  found:    {counts}; data class "
+          f"{pii_pb2.DataClass.Name(redacted.report.data_class)}")
+    expect("jane.doe@example.com" not in text and "4111 1111 1111 1111" not in text,
+           "the address and the card must not leave")
+    expect(text.count("<EMAIL_ADDRESS_1>") == 2, "one placeholder for both mentions")
+    expect(redacted.report.counts["EMPLOYEE_ID"] == 1, "the custom recognizer finds the badge")
+    answer = "I have refunded the duplicate charge and emailed <EMAIL_ADDRESS_1>."
+    restored = stub.Restore(pii_pb2.RestoreRequest(text=answer.encode(),
+                                                   mapping=redacted.mapping), timeout=TIMEOUT)
+    print(f"  answer restored: {restored.text.decode()}")
+    expect(b"jane.doe@example.com" in restored.text, "the placeholder is restored")
+
+    block = pii_pb2.RedactionPolicy(rules=[pii_pb2.EntityRule(
+        entity_type="AWS_ACCESS_KEY", action=pii_pb2.ACTION_BLOCK)])
+    blocked = stub.Redact(pii_pb2.RedactRequest(messages=[pii_pb2.ChatMessage(
+        role="user", content=b"Why does AKIAIOSFODNN7EXAMPLE get AccessDenied?")],
+        policy=block), timeout=TIMEOUT)
+    print(f"  [BLOCK] a prompt with an AWS key: blocked={blocked.report.blocked} "
+          f"({', '.join(blocked.report.blocking_types)}); logged as "
+          f"{blocked.messages[0].content.decode()!r}")
+    expect(blocked.report.blocked, "an AWS key blocks the request")
+
+    hashed = stub.Redact(pii_pb2.RedactRequest(
+        messages=[pii_pb2.ChatMessage(role="user", content=b"jane.doe@example.com")],
+        policy=pii_pb2.RedactionPolicy(
+            default_rule=pii_pb2.EntityRule(operator=pii_pb2.OPERATOR_HASH)),
+        project_id="support-eu"), timeout=TIMEOUT)
+    print(f"  keyed pseudonym in support-eu: {hashed.messages[0].content.decode()}")
+    try:
+        stub.Redact(pii_pb2.RedactRequest(messages=[pii_pb2.ChatMessage(
+            role="user", content=b"caf\xc3")]), timeout=TIMEOUT)
+        raise DemoError("text that is not UTF-8 must be refused")
+    except grpc.RpcError as e:
+        expect(e.code() == grpc.StatusCode.INVALID_ARGUMENT, f"got {e.code()}")
+        print(f"  refused: {e.code().name}: {e.details()}")
+    channel.close()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", default="127.0.0.1:50051", help="keys gRPC host:port")
     parser.add_argument("--metrics", default="127.0.0.1:9451", help="keys metrics host:port")
     parser.add_argument("--authz", default="127.0.0.1:50052", help="authz gRPC host:port")
+    parser.add_argument("--pii", default="127.0.0.1:50053", help="pii gRPC host:port")
     args = parser.parse_args()
     try:
         run(args.keys, args.metrics)
         run_authz(args.authz)
+        run_pii(args.pii)
     except DemoError as e:
         print(f"demo FAILED: {e}", file=sys.stderr)
         return 1

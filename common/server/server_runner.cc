@@ -57,6 +57,9 @@ absl::Status ServerOptions::Validate() const {
   if (health_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("health_interval must be positive");
   }
+  if (max_receive_message_bytes < 1024 || max_receive_message_bytes > (1 << 30)) {
+    return absl::InvalidArgumentError("max_receive_message_bytes must be between 1 KiB and 1 GiB");
+  }
   return absl::OkStatus();
 }
 
@@ -80,6 +83,7 @@ absl::Status ServerRunner::Start() {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &grpc_port_);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_receive_message_bytes));
   for (grpc::Service* service : services_) builder.RegisterService(service);
   builder.RegisterService(diagnostics_.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;

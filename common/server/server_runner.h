@@ -2,6 +2,7 @@
 #define POLICY_COMMON_SERVER_SERVER_RUNNER_H_
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -33,6 +34,9 @@ struct ServerOptions {
   absl::Duration shutdown_grace = absl::Seconds(10);
   // How often the health service re-reads the service's readiness.
   absl::Duration health_interval = absl::Milliseconds(100);
+  // The largest request message the server accepts (gRPC's default); a service whose
+  // requests may be larger raises it from its own limits. Not a flag.
+  int64_t max_receive_message_bytes = 4 << 20;
 
   void Register(config::Parser& parser);
   absl::Status Validate() const;

@@ -1,0 +1,88 @@
+// The pii service binary: configuration, recognizers, engine, server.
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/config/config.h"
+#include "common/log/log.h"
+#include "common/server/server_runner.h"
+#include "services/pii/detector.h"
+#include "services/pii/pii_config.h"
+#include "services/pii/pii_engine.h"
+#include "services/pii/pii_service.h"
+#include "services/pii/recognizer.h"
+
+namespace policy::pii {
+namespace {
+
+int Fail(const absl::Status& status) {
+  LogError("pii failed", {{"status", status.ToString()}});
+  return 1;
+}
+
+absl::StatusOr<std::vector<RecognizerSpec>> LoadRecognizers(const std::string& path) {
+  if (path.empty()) return std::vector<RecognizerSpec>{};
+  std::ifstream in(path);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read recognizers_file ", path));
+  std::stringstream yaml;
+  yaml << in.rdbuf();
+  absl::StatusOr<std::vector<RecognizerSpec>> specs = ParseRecognizersYaml(yaml.str());
+  if (!specs.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", specs.status().message()));
+  }
+  return specs;
+}
+
+int Main(int argc, char** argv) {
+  server::PrepareServerProcess();
+  PiiConfig config;
+  config::Parser parser("pii");
+  config.Register(parser);
+  if (absl::Status s = parser.ParseProcess(argc, argv); !s.ok()) return Fail(s);
+  if (parser.help_requested()) {
+    std::fputs(parser.Usage().c_str(), stdout);
+    return 0;
+  }
+  if (absl::Status s = config.Validate(); !s.ok()) return Fail(s);
+  LogInfo("configuration", {{"settings", parser.Describe()}});
+
+  absl::StatusOr<std::vector<RecognizerSpec>> custom = LoadRecognizers(config.recognizers_file);
+  if (!custom.ok()) return Fail(custom.status());
+  const size_t custom_count = custom->size();
+  absl::StatusOr<std::unique_ptr<Detector>> detector = Detector::Create(
+      *std::move(custom), DetectorOptions{.max_regex_memory_bytes = config.max_regex_memory_bytes,
+                                          .trigger_prefilter = true});
+  if (!detector.ok()) return Fail(detector.status());
+  std::unique_ptr<PseudonymKeys> pseudonym_keys;
+  if (!config.pseudonym_key.empty()) {
+    absl::StatusOr<std::unique_ptr<PseudonymKeys>> keys =
+        PseudonymKeys::Create(config.pseudonym_key);
+    if (!keys.ok()) return Fail(keys.status());
+    pseudonym_keys = *std::move(keys);
+  }
+  LogInfo("recognizers loaded", {{"custom", absl::StrCat(custom_count)},
+                                 {"entity_types", absl::StrCat((*detector)->EntityTypes().size())},
+                                 {"keyed_hash", pseudonym_keys ? "enabled" : "disabled"}});
+  const PiiLimits limits{.max_request_bytes = static_cast<size_t>(config.max_request_bytes),
+                         .max_messages = static_cast<size_t>(config.max_messages),
+                         .max_document_bytes = static_cast<size_t>(config.max_document_bytes)};
+  PiiEngine engine(*std::move(detector), std::move(pseudonym_keys), limits);
+
+  // A request may hold max_request_bytes of text, and a Restore the same again in its mapping.
+  config.server.max_receive_message_bytes = std::max<int64_t>(
+      config.server.max_receive_message_bytes, 2 * config.max_request_bytes + (64 << 10));
+  server::ServerRunner runner(config.server);
+  PiiService service(&engine, &runner.metrics_registry());
+  runner.AddService(&service, v1::PiiService::service_full_name());
+  if (absl::Status served = runner.RunUntilSignal(); !served.ok()) return Fail(served);
+  return 0;
+}
+
+}  // namespace
+}  // namespace policy::pii
+
+int main(int argc, char** argv) { return policy::pii::Main(argc, argv); }

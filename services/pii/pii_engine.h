@@ -1,0 +1,100 @@
+#ifndef POLICY_SERVICES_PII_PII_ENGINE_H_
+#define POLICY_SERVICES_PII_PII_ENGINE_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "services/pii/anonymizer.h"
+#include "services/pii/detector.h"
+#include "services/pii/finding.h"
+
+// Detection and anonymization of whole requests (the messages of a chat, or one document),
+// with the limits a service puts on what it accepts. No proto, no gRPC.
+namespace policy::pii {
+
+struct PiiLimits {
+  // The texts of one request together.
+  size_t max_request_bytes = 1 << 20;
+  size_t max_messages = 1024;
+  // One document streamed in chunks.
+  size_t max_document_bytes = 8 << 20;
+};
+
+// Findings scoring below this are dropped unless a request or a policy says otherwise.
+inline constexpr double kDefaultMinScore = 0.5;
+
+// What one request asks to be done to its texts.
+struct RedactionParams {
+  AnonymizationPolicy policy;
+  double min_score = kDefaultMinScore;
+  // The project whose pseudonym key kKeyedHash uses; required when the policy hashes.
+  std::string project_id;
+};
+
+// The outcome for the texts of one request.
+struct Redaction {
+  // Per text, in order: the detector's findings (spans into the input text, scores,
+  // recognizers) and what the policy made of them (spans into the output text); the two lists
+  // are parallel.
+  std::vector<std::vector<Finding>> found;
+  std::vector<AnonymizedText> texts;
+  // The merged report and the placeholders of the whole request.
+  RequestContext context;
+};
+
+class PiiEngine {
+ public:
+  // `pseudonym_keys` may be null: then policies that hash are refused (FAILED_PRECONDITION).
+  PiiEngine(std::unique_ptr<Detector> detector, std::unique_ptr<PseudonymKeys> pseudonym_keys,
+            PiiLimits limits);
+
+  const Detector& detector() const { return *detector_; }
+  const PiiLimits& limits() const { return limits_; }
+
+  // OK, or INVALID_ARGUMENT naming the problem, with `field` naming the texts ("messages"):
+  // more than max_messages texts, more than `max_bytes` together, or a text that is not UTF-8
+  // ("messages[2]: not valid UTF-8 at byte 17").
+  absl::Status CheckTexts(absl::Span<const absl::string_view> texts, size_t max_bytes,
+                          absl::string_view field) const;
+
+  // OK, or INVALID_ARGUMENT naming the field: an entity type the detector does not know, a
+  // type listed twice, a min_score outside [0, 1].
+  absl::Status CheckScanOptions(const ScanOptions& options, absl::string_view field) const;
+
+  // OK, or INVALID_ARGUMENT naming the problem: ValidatePolicy's, a rule or class for an
+  // entity type the detector does not know, min_score outside [0, 1], a policy that hashes
+  // without a project id; FAILED_PRECONDITION for a policy that hashes when the engine has
+  // no pseudonym keys.
+  absl::Status CheckRedaction(const RedactionParams& params) const;
+
+  // The findings of each text. REQUIRES CheckTexts and CheckScanOptions are OK.
+  std::vector<std::vector<Finding>> Scan(absl::Span<const absl::string_view> texts,
+                                         const ScanOptions& options) const;
+
+  // Scans every text and applies the policy, in one request context. Runs CheckRedaction
+  // first and returns its error; REQUIRES CheckTexts is OK.
+  absl::StatusOr<Redaction> Redact(absl::Span<const absl::string_view> texts,
+                                   const RedactionParams& params) const;
+
+  // The class of texts holding `found` under `policy` (ScanResponse.data_class).
+  static DataClass ClassOf(absl::Span<const std::vector<Finding>> found,
+                           const AnonymizationPolicy& policy);
+
+ private:
+  const std::unique_ptr<Detector> detector_;
+  const std::unique_ptr<PseudonymKeys> pseudonym_keys_;
+  const PiiLimits limits_;
+};
+
+// Whether a finding of some type would be replaced by kKeyedHash under `policy`.
+bool PolicyHashes(const AnonymizationPolicy& policy);
+
+}  // namespace policy::pii
+
+#endif  // POLICY_SERVICES_PII_PII_ENGINE_H_

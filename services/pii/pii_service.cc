@@ -1,0 +1,238 @@
+#include "services/pii/pii_service.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "common/status/grpc_status.h"
+#include "services/pii/proto_convert.h"
+
+namespace policy::pii {
+namespace {
+
+constexpr absl::string_view kDomain = "pii.policy-suite";
+
+grpc::Status ToGrpc(const absl::Status& status) { return ToGrpcStatus(status, kDomain); }
+
+grpc::Status Invalid(absl::string_view message) {
+  return ToGrpc(absl::InvalidArgumentError(message));
+}
+
+std::vector<absl::string_view> Contents(
+    const google::protobuf::RepeatedPtrField<v1::ChatMessage>& messages) {
+  std::vector<absl::string_view> texts;
+  texts.reserve(messages.size());
+  for (const v1::ChatMessage& message : messages) texts.push_back(message.content());
+  return texts;
+}
+
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, grpc::Status status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(std::move(status));
+  return reactor;
+}
+
+}  // namespace
+
+// Collects a document's chunks (at most the engine's document limit), then redacts it whole,
+// so that a value split across chunks is found as in one text.
+class PiiService::DocumentReactor final
+    : public grpc::ServerReadReactor<v1::RedactDocumentRequest> {
+ public:
+  DocumentReactor(PiiService* service, v1::RedactDocumentResponse* response)
+      : service_(service), response_(response) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // The client closed the stream (or the call is cancelled: Finish is ignored).
+      grpc::Status status = service_->RedactDocumentText(document_, options_, response_);
+      response_->set_chunks(chunks_);
+      Finish(std::move(status));
+      return;
+    }
+    if (request_.has_options()) {
+      if (chunks_ > 0) {
+        Finish(Invalid(absl::StrCat("options: only the first message may carry them (message ",
+                                    chunks_, " does)")));
+        return;
+      }
+      options_ = std::move(*request_.mutable_options());
+    }
+    const size_t limit = service_->engine_->limits().max_document_bytes;
+    if (request_.chunk().size() > limit - document_.size()) {
+      Finish(Invalid(absl::StrCat("document: more than the limit of ", limit, " bytes")));
+      return;
+    }
+    document_.append(request_.chunk());
+    ++chunks_;
+    request_.Clear();
+    StartRead(&request_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  PiiService* const service_;
+  v1::RedactDocumentResponse* const response_;
+  v1::RedactDocumentRequest request_;
+  v1::RedactDocumentOptions options_;
+  std::string document_;
+  uint32_t chunks_ = 0;
+};
+
+PiiService::PiiService(const PiiEngine* engine, prometheus::Registry* registry)
+    : engine_(engine),
+      scanned_bytes_(prometheus::BuildCounter()
+                         .Name("policy_pii_scanned_bytes_total")
+                         .Help("Bytes of text scanned for personal data and secrets.")
+                         .Register(*registry)
+                         .Add({})),
+      blocked_(prometheus::BuildCounter()
+                   .Name("policy_pii_blocked_requests_total")
+                   .Help("Redact requests whose policy blocks one of their findings.")
+                   .Register(*registry)
+                   .Add({})) {
+  auto& findings = prometheus::BuildCounter()
+                       .Name("policy_pii_findings_total")
+                       .Help("Entities found, by entity type (values are never recorded).")
+                       .Register(*registry);
+  for (const std::string& type : engine_->detector().EntityTypes()) {
+    findings_[type] = &findings.Add({{"entity_type", type}});
+  }
+}
+
+void PiiService::Record(absl::Span<const std::vector<Finding>> found, size_t bytes, bool blocked) {
+  scanned_bytes_.Increment(static_cast<double>(bytes));
+  if (blocked) blocked_.Increment();
+  for (const std::vector<Finding>& findings : found) {
+    for (const Finding& finding : findings) {
+      if (auto it = findings_.find(finding.entity_type); it != findings_.end()) {
+        it->second->Increment();
+      }
+    }
+  }
+}
+
+grpc::ServerUnaryReactor* PiiService::Scan(grpc::CallbackServerContext* context,
+                                           const v1::ScanRequest* request,
+                                           v1::ScanResponse* response) {
+  const std::vector<absl::string_view> texts = Contents(request->messages());
+  const PiiLimits& limits = engine_->limits();
+  if (absl::Status s = engine_->CheckTexts(texts, limits.max_request_bytes, "messages"); !s.ok()) {
+    return Done(context, ToGrpc(s));
+  }
+  absl::StatusOr<ScanOptions> options = FromProto(request->options());
+  if (!options.ok()) return Done(context, ToGrpc(options.status()));
+  if (absl::Status s = engine_->CheckScanOptions(*options, "options"); !s.ok()) {
+    return Done(context, ToGrpc(s));
+  }
+  const std::vector<std::vector<Finding>> found = engine_->Scan(texts, *options);
+  size_t bytes = 0;
+  for (size_t i = 0; i < found.size(); ++i) {
+    bytes += texts[i].size();
+    for (const Finding& finding : found[i]) {
+      ToProto(finding, static_cast<uint32_t>(i), response->add_findings());
+      ++(*response->mutable_counts())[finding.entity_type];
+    }
+  }
+  response->set_data_class(ToProto(PiiEngine::ClassOf(found, AnonymizationPolicy{})));
+  Record(found, bytes, /*blocked=*/false);
+  return Done(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* PiiService::Redact(grpc::CallbackServerContext* context,
+                                             const v1::RedactRequest* request,
+                                             v1::RedactResponse* response) {
+  const std::vector<absl::string_view> texts = Contents(request->messages());
+  if (absl::Status s = engine_->CheckTexts(texts, engine_->limits().max_request_bytes, "messages");
+      !s.ok()) {
+    return Done(context, ToGrpc(s));
+  }
+  absl::StatusOr<RedactionParams> params = FromProto(request->policy(), request->project_id());
+  if (!params.ok()) return Done(context, ToGrpc(params.status()));
+  absl::StatusOr<Redaction> redaction = engine_->Redact(texts, *params);
+  if (!redaction.ok()) return Done(context, ToGrpc(redaction.status()));
+  size_t bytes = 0;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    bytes += texts[i].size();
+    const uint32_t index = static_cast<uint32_t>(i);
+    v1::ChatMessage* message = response->add_messages();
+    message->set_role(request->messages(index).role());
+    AnonymizedText& text = redaction->texts[i];
+    for (size_t j = 0; j < text.findings.size(); ++j) {
+      ToProto(redaction->found[i][j], text.findings[j], index, response->add_findings());
+    }
+    message->set_content(std::move(text.text));
+  }
+  const ContentReport& report = redaction->context.report();
+  ToProto(report, response->mutable_report());
+  if (request->return_mapping()) {
+    ToProto(redaction->context.placeholders(), response->mutable_mapping());
+  }
+  Record(redaction->found, bytes, report.blocked);
+  return Done(context, grpc::Status::OK);
+}
+
+grpc::ServerReadReactor<v1::RedactDocumentRequest>* PiiService::RedactDocument(
+    grpc::CallbackServerContext*, v1::RedactDocumentResponse* response) {
+  return new DocumentReactor(this, response);
+}
+
+grpc::Status PiiService::RedactDocumentText(absl::string_view document,
+                                            const v1::RedactDocumentOptions& options,
+                                            v1::RedactDocumentResponse* response) {
+  const absl::string_view texts[] = {document};
+  if (absl::Status s = engine_->CheckTexts(texts, engine_->limits().max_document_bytes, "document");
+      !s.ok()) {
+    return ToGrpc(s);
+  }
+  absl::StatusOr<RedactionParams> params = FromProto(options.policy(), options.project_id());
+  if (!params.ok()) return ToGrpc(params.status());
+  absl::StatusOr<Redaction> redaction = engine_->Redact(texts, *params);
+  if (!redaction.ok()) return ToGrpc(redaction.status());
+  AnonymizedText& text = redaction->texts[0];
+  for (size_t j = 0; j < text.findings.size(); ++j) {
+    ToProto(redaction->found[0][j], text.findings[j], 0, response->add_findings());
+  }
+  response->set_content(std::move(text.text));
+  response->set_document_bytes(document.size());
+  const ContentReport& report = redaction->context.report();
+  ToProto(report, response->mutable_report());
+  if (options.return_mapping()) {
+    ToProto(redaction->context.placeholders(), response->mutable_mapping());
+  }
+  Record(redaction->found, document.size(), report.blocked);
+  return grpc::Status::OK;
+}
+
+grpc::ServerUnaryReactor* PiiService::Restore(grpc::CallbackServerContext* context,
+                                              const v1::RestoreRequest* request,
+                                              v1::RestoreResponse* response) {
+  const absl::string_view texts[] = {request->text()};
+  if (absl::Status s = engine_->CheckTexts(texts, engine_->limits().max_request_bytes, "text");
+      !s.ok()) {
+    return Done(context, ToGrpc(s));
+  }
+  absl::StatusOr<PlaceholderMapping> mapping = FromProto(request->mapping());
+  if (!mapping.ok()) return Done(context, ToGrpc(mapping.status()));
+  response->set_text(pii::Restore(request->text(), *mapping));
+  return Done(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* PiiService::ListEntityTypes(grpc::CallbackServerContext* context,
+                                                      const v1::ListEntityTypesRequest*,
+                                                      v1::ListEntityTypesResponse* response) {
+  absl::flat_hash_set<std::string> builtin;
+  for (const RecognizerSpec& spec : BuiltinRecognizers()) builtin.insert(spec.entity_type);
+  for (const std::string& type : engine_->detector().EntityTypes()) {
+    v1::EntityTypeInfo* info = response->add_entity_types();
+    info->set_entity_type(type);
+    info->set_default_class(ToProto(DefaultDataClass(type)));
+    info->set_custom(!builtin.contains(type));
+  }
+  return Done(context, grpc::Status::OK);
+}
+
+}  // namespace policy::pii

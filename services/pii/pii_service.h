@@ -1,0 +1,55 @@
+#ifndef POLICY_SERVICES_PII_PII_SERVICE_H_
+#define POLICY_SERVICES_PII_PII_SERVICE_H_
+
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "policy/pii/v1/pii.grpc.pb.h"
+#include "prometheus/counter.h"
+#include "prometheus/registry.h"
+#include "services/pii/pii_engine.h"
+
+namespace policy::pii {
+
+// policy.pii.v1.PiiService over gRPC: translation only. Every RPC is CPU work on memory and
+// runs on the callback thread that received it; nothing waits on another service.
+class PiiService final : public v1::PiiService::CallbackService {
+ public:
+  PiiService(const PiiEngine* engine, prometheus::Registry* registry);
+
+  grpc::ServerUnaryReactor* Scan(grpc::CallbackServerContext* context,
+                                 const v1::ScanRequest* request,
+                                 v1::ScanResponse* response) override;
+  grpc::ServerUnaryReactor* Redact(grpc::CallbackServerContext* context,
+                                   const v1::RedactRequest* request,
+                                   v1::RedactResponse* response) override;
+  grpc::ServerReadReactor<v1::RedactDocumentRequest>* RedactDocument(
+      grpc::CallbackServerContext* context, v1::RedactDocumentResponse* response) override;
+  grpc::ServerUnaryReactor* Restore(grpc::CallbackServerContext* context,
+                                    const v1::RestoreRequest* request,
+                                    v1::RestoreResponse* response) override;
+  grpc::ServerUnaryReactor* ListEntityTypes(grpc::CallbackServerContext* context,
+                                            const v1::ListEntityTypesRequest* request,
+                                            v1::ListEntityTypesResponse* response) override;
+
+ private:
+  class DocumentReactor;
+
+  // Fills `response` from a whole document: RedactDocument once its stream has ended.
+  grpc::Status RedactDocumentText(absl::string_view document,
+                                  const v1::RedactDocumentOptions& options,
+                                  v1::RedactDocumentResponse* response);
+
+  // Counts a request's findings per type and its scanned bytes.
+  void Record(absl::Span<const std::vector<Finding>> found, size_t bytes, bool blocked);
+
+  const PiiEngine* const engine_;
+  prometheus::Counter& scanned_bytes_;
+  prometheus::Counter& blocked_;
+  // Per entity type; read-only after construction, so the hot path takes no registry lock.
+  absl::flat_hash_map<std::string, prometheus::Counter*> findings_;
+};
+
+}  // namespace policy::pii
+
+#endif  // POLICY_SERVICES_PII_PII_SERVICE_H_

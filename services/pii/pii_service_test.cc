@@ -1,0 +1,356 @@
+// The gRPC surface in process: a real server and channel on 127.0.0.1.
+#include "services/pii/pii_service.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/server/server_runner.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+
+namespace policy::pii {
+namespace {
+
+using ::testing::HasSubstr;
+
+class PiiServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::vector<RecognizerSpec>> custom = ParseRecognizersYaml(
+        "recognizers:\n"
+        "  - name: employee_id\n"
+        "    entity_type: EMPLOYEE_ID\n"
+        "    pattern: 'EMP-[0-9]{6}'\n"
+        "    score: 0.9\n");
+    ASSERT_TRUE(custom.ok()) << custom.status();
+    absl::StatusOr<std::unique_ptr<Detector>> detector = Detector::Create(*custom);
+    ASSERT_TRUE(detector.ok()) << detector.status();
+    engine_ = std::make_unique<PiiEngine>(
+        *std::move(detector), *PseudonymKeys::Create(std::string(32, 'm')),
+        PiiLimits{.max_request_bytes = 4096, .max_messages = 8, .max_document_bytes = 1 << 16});
+    server::ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.metrics_listen = "";
+    runner_ = std::make_unique<server::ServerRunner>(options);
+    service_ = std::make_unique<PiiService>(engine_.get(), &runner_->metrics_registry());
+    runner_->AddService(service_.get(), v1::PiiService::service_full_name());
+    ASSERT_TRUE(runner_->Start().ok());
+    stub_ = v1::PiiService::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(runner_->grpc_port()), grpc::InsecureChannelCredentials()));
+  }
+  void TearDown() override { runner_->Shutdown(); }
+
+  static v1::ChatMessage* Add(google::protobuf::RepeatedPtrField<v1::ChatMessage>* messages,
+                              const std::string& role, const std::string& content) {
+    v1::ChatMessage* m = messages->Add();
+    m->set_role(role);
+    m->set_content(content);
+    return m;
+  }
+
+  grpc::Status Redact(const v1::RedactRequest& request, v1::RedactResponse* response) {
+    grpc::ClientContext context;
+    return stub_->Redact(&context, request, response);
+  }
+
+  // Streams `document` in chunks cut at `cuts` (byte offsets, increasing).
+  grpc::Status RedactDocument(const std::string& document, const std::vector<size_t>& cuts,
+                              const v1::RedactDocumentOptions& options,
+                              v1::RedactDocumentResponse* response) {
+    grpc::ClientContext context;
+    auto writer = stub_->RedactDocument(&context, response);
+    size_t begin = 0;
+    std::vector<size_t> ends = cuts;
+    ends.push_back(document.size());
+    for (size_t i = 0; i < ends.size(); ++i) {
+      v1::RedactDocumentRequest chunk;
+      if (i == 0) *chunk.mutable_options() = options;
+      chunk.set_chunk(document.substr(begin, ends[i] - begin));
+      begin = ends[i];
+      if (!writer->Write(chunk)) break;
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  std::unique_ptr<PiiEngine> engine_;
+  std::unique_ptr<server::ServerRunner> runner_;
+  std::unique_ptr<PiiService> service_;
+  std::unique_ptr<v1::PiiService::Stub> stub_;
+};
+
+TEST_F(PiiServiceTest, ScanReportsFindingsPerMessageWithoutChangingText) {
+  v1::ScanRequest request;
+  Add(request.mutable_messages(), "system", "You are a helpful assistant.");
+  Add(request.mutable_messages(), "user", "My card is 4111 1111 1111 1111, badge EMP-123456.");
+  v1::ScanResponse response;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub_->Scan(&context, request, &response).ok());
+  ASSERT_EQ(response.findings_size(), 2);
+  const v1::Finding& card = response.findings(0);
+  EXPECT_EQ(card.entity_type(), "CREDIT_CARD");
+  EXPECT_EQ(card.message_index(), 1u);
+  EXPECT_EQ(request.messages(1).content().substr(card.begin(), card.end() - card.begin()),
+            "4111 1111 1111 1111");
+  EXPECT_GT(card.score(), 0.5);
+  EXPECT_FALSE(card.recognizer().empty());
+  EXPECT_EQ(response.findings(1).entity_type(), "EMPLOYEE_ID");
+  EXPECT_EQ(response.findings(1).recognizer(), "employee_id");
+  EXPECT_EQ(response.counts().at("CREDIT_CARD"), 1);
+  EXPECT_EQ(response.data_class(), v1::DATA_CLASS_PII);
+}
+
+TEST_F(PiiServiceTest, ScanCanBeLimitedToSomeTypes) {
+  v1::ScanRequest request;
+  Add(request.mutable_messages(), "user", "card 4111 1111 1111 1111, mail a.b@example.com");
+  request.mutable_options()->add_entity_types("EMAIL_ADDRESS");
+  v1::ScanResponse response;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub_->Scan(&context, request, &response).ok());
+  ASSERT_EQ(response.findings_size(), 1);
+  EXPECT_EQ(response.findings(0).entity_type(), "EMAIL_ADDRESS");
+}
+
+TEST_F(PiiServiceTest, RedactAppliesThePolicyAndReturnsARestorableMapping) {
+  v1::RedactRequest request;
+  Add(request.mutable_messages(), "user", "Email jane@example.com, SSN 536-22-8726.");
+  Add(request.mutable_messages(), "assistant", "Noted jane@example.com.");
+  v1::RedactionPolicy* policy = request.mutable_policy();
+  v1::EntityRule* email = policy->add_rules();
+  email->set_entity_type("EMAIL_ADDRESS");
+  email->set_operator_(v1::OPERATOR_PLACEHOLDER);
+  v1::EntityRule* ssn = policy->add_rules();
+  ssn->set_entity_type("US_SSN");
+  ssn->set_operator_(v1::OPERATOR_MASK);
+  request.set_return_mapping(true);
+  v1::RedactResponse response;
+  ASSERT_TRUE(Redact(request, &response).ok());
+  ASSERT_EQ(response.messages_size(), 2);
+  EXPECT_EQ(response.messages(0).role(), "user");
+  EXPECT_EQ(response.messages(0).content(), "Email <EMAIL_ADDRESS_1>, SSN ***-**-8726.");
+  EXPECT_EQ(response.messages(1).content(), "Noted <EMAIL_ADDRESS_1>.");
+  ASSERT_EQ(response.findings_size(), 3);
+  const v1::Finding& masked = response.findings(1);
+  EXPECT_EQ(masked.operator_(), v1::OPERATOR_MASK);
+  EXPECT_EQ(response.messages(0).content().substr(masked.begin(), masked.end() - masked.begin()),
+            "***-**-8726");
+  EXPECT_FALSE(response.report().blocked());
+  EXPECT_EQ(response.report().counts().at("EMAIL_ADDRESS"), 2);
+  ASSERT_EQ(response.mapping_size(), 1);
+  EXPECT_EQ(response.mapping(0).value(), "jane@example.com");
+
+  v1::RestoreRequest restore;
+  restore.set_text("I wrote to <EMAIL_ADDRESS_1> and <EMAIL_ADDRESS_7>.");
+  *restore.mutable_mapping() = response.mapping();
+  v1::RestoreResponse restored;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub_->Restore(&context, restore, &restored).ok());
+  EXPECT_EQ(restored.text(), "I wrote to jane@example.com and <EMAIL_ADDRESS_7>.");
+}
+
+TEST_F(PiiServiceTest, AMappingIsReturnedOnlyWhenAskedFor) {
+  v1::RedactRequest request;
+  Add(request.mutable_messages(), "user", "jane@example.com");
+  request.mutable_policy()->mutable_default_rule()->set_operator_(v1::OPERATOR_PLACEHOLDER);
+  v1::RedactResponse response;
+  ASSERT_TRUE(Redact(request, &response).ok());
+  EXPECT_EQ(response.messages(0).content(), "<EMAIL_ADDRESS_1>");
+  EXPECT_EQ(response.mapping_size(), 0);
+}
+
+TEST_F(PiiServiceTest, ABlockingTypeBlocksTheRequestAndRedactsEverything) {
+  v1::RedactRequest request;
+  Add(request.mutable_messages(), "user", "key AKIAIOSFODNN7EXAMPLE and mail jane@example.com");
+  v1::EntityRule* aws = request.mutable_policy()->add_rules();
+  aws->set_entity_type("AWS_ACCESS_KEY");
+  aws->set_action(v1::ACTION_BLOCK);
+  v1::EntityRule* email = request.mutable_policy()->add_rules();
+  email->set_entity_type("EMAIL_ADDRESS");
+  email->set_action(v1::ACTION_ALLOW);
+  v1::RedactResponse response;
+  ASSERT_TRUE(Redact(request, &response).ok());
+  EXPECT_TRUE(response.report().blocked());
+  ASSERT_EQ(response.report().blocking_types_size(), 1);
+  EXPECT_EQ(response.report().blocking_types(0), "AWS_ACCESS_KEY");
+  EXPECT_THAT(response.messages(0).content(), HasSubstr("[AWS_ACCESS_KEY_REDACTED]"));
+  EXPECT_THAT(response.messages(0).content(), HasSubstr("jane@example.com"));  // Allowed.
+  EXPECT_EQ(response.findings(1).action(), v1::ACTION_ALLOW);
+}
+
+TEST_F(PiiServiceTest, KeyedHashesArePerProject) {
+  auto redact = [&](const std::string& project) {
+    v1::RedactRequest request;
+    Add(request.mutable_messages(), "user", "jane@example.com");
+    request.mutable_policy()->mutable_default_rule()->set_operator_(v1::OPERATOR_HASH);
+    request.set_project_id(project);
+    v1::RedactResponse response;
+    EXPECT_TRUE(Redact(request, &response).ok());
+    return response.messages(0).content();
+  };
+  const std::string eu = redact("support-eu");
+  EXPECT_THAT(eu, HasSubstr("<EMAIL_ADDRESS_"));
+  EXPECT_EQ(redact("support-eu"), eu);
+  EXPECT_NE(redact("billing-us"), eu);
+}
+
+TEST_F(PiiServiceTest, BadInputIsInvalidArgumentNamingTheProblem) {
+  struct Case {
+    std::string name;
+    std::function<void(v1::RedactRequest&)> edit;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"not utf-8", [](v1::RedactRequest& r) { Add(r.mutable_messages(), "user", "ok\xc3("); },
+       "messages[0]: not valid UTF-8 at byte 2"},
+      {"too large",
+       [](v1::RedactRequest& r) { Add(r.mutable_messages(), "user", std::string(5000, 'a')); },
+       "more than the limit of 4096"},
+      {"too many",
+       [](v1::RedactRequest& r) {
+         for (int i = 0; i < 9; ++i) Add(r.mutable_messages(), "user", "x");
+       },
+       "9 texts, more than the limit of 8"},
+      {"unknown type",
+       [](v1::RedactRequest& r) { r.mutable_policy()->add_rules()->set_entity_type("PASSPORT"); },
+       "unknown entity type 'PASSPORT'"},
+      {"bad type name",
+       [](v1::RedactRequest& r) { r.mutable_policy()->add_rules()->set_entity_type("us ssn"); },
+       "policy.rules[0].entity_type"},
+      {"unknown operator",
+       [](v1::RedactRequest& r) {
+         v1::EntityRule* rule = r.mutable_policy()->add_rules();
+         rule->set_entity_type("US_SSN");
+         rule->set_operator_(static_cast<v1::Operator>(42));
+       },
+       "policy.rules[0].operator: 42 is not a known operator"},
+      {"unknown action",
+       [](v1::RedactRequest& r) {
+         r.mutable_policy()->mutable_default_rule()->set_action(static_cast<v1::Action>(9));
+       },
+       "policy.default_rule.action: 9 is not a known action"},
+      {"two rules for a type",
+       [](v1::RedactRequest& r) {
+         r.mutable_policy()->add_rules()->set_entity_type("US_SSN");
+         r.mutable_policy()->add_rules()->set_entity_type("US_SSN");
+       },
+       "policy.rules[1]: a second rule for US_SSN"},
+      {"hash without project",
+       [](v1::RedactRequest& r) {
+         r.mutable_policy()->mutable_default_rule()->set_operator_(v1::OPERATOR_HASH);
+       },
+       "project_id is required"},
+      {"class unspecified",
+       [](v1::RedactRequest& r) { r.mutable_policy()->add_classes()->set_entity_type("US_SSN"); },
+       "policy.classes[0].data_class: a data class is required"},
+  };
+  for (const Case& c : cases) {
+    v1::RedactRequest request;
+    c.edit(request);
+    v1::RedactResponse response;
+    grpc::Status status = Redact(request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.name;
+    EXPECT_THAT(status.error_message(), HasSubstr(c.message)) << c.name;
+  }
+
+  v1::ScanRequest scan;
+  scan.mutable_options()->add_entity_types("PASSPORT");
+  v1::ScanResponse scanned;
+  grpc::ClientContext context;
+  grpc::Status status = stub_->Scan(&context, scan, &scanned);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("options.entity_types[0]"));
+
+  v1::RestoreRequest restore;
+  restore.set_text("<X_1>");
+  v1::PlaceholderEntry* entry = restore.add_mapping();
+  entry->set_placeholder("<X_01>");
+  entry->set_entity_type("X");
+  v1::RestoreResponse restored;
+  grpc::ClientContext restore_context;
+  status = stub_->Restore(&restore_context, restore, &restored);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("mapping"));
+}
+
+TEST_F(PiiServiceTest, ADocumentFindsValuesThatStraddleChunks) {
+  const std::string document =
+      "Résumé of the case: the customer's card 4111 1111 1111 1111 was charged twice; "
+      "reach them at jane.doe@example.com or 212-555-0123.";
+  v1::RedactDocumentOptions options;
+  options.mutable_policy()->mutable_default_rule()->set_operator_(v1::OPERATOR_REPLACE);
+  options.set_return_mapping(true);
+
+  v1::RedactDocumentResponse whole;
+  ASSERT_TRUE(RedactDocument(document, {}, options, &whole).ok());
+  EXPECT_EQ(whole.chunks(), 1u);
+  EXPECT_THAT(whole.content(), HasSubstr("<CREDIT_CARD>"));
+  EXPECT_THAT(whole.content(), HasSubstr("<EMAIL_ADDRESS>"));
+
+  // Cut inside "é" (byte 2), inside the card, inside the address and inside the phone.
+  const size_t card = document.find("1111 1111");
+  const size_t mail = document.find("doe@");
+  const size_t phone = document.find("555-");
+  v1::RedactDocumentResponse chunked;
+  ASSERT_TRUE(RedactDocument(document, {2, card + 3, mail + 2, phone + 1}, options, &chunked).ok());
+  EXPECT_EQ(chunked.chunks(), 5u);
+  EXPECT_EQ(chunked.document_bytes(), document.size());
+  EXPECT_EQ(chunked.content(), whole.content());
+  EXPECT_EQ(chunked.findings_size(), whole.findings_size());
+  EXPECT_EQ(chunked.report().counts().at("CREDIT_CARD"), 1);
+
+  // Every single-byte chunking gives the same answer too.
+  std::vector<size_t> every_byte;
+  for (size_t i = 1; i < document.size(); ++i) every_byte.push_back(i);
+  v1::RedactDocumentResponse bytewise;
+  ASSERT_TRUE(RedactDocument(document, every_byte, options, &bytewise).ok());
+  EXPECT_EQ(bytewise.content(), whole.content());
+}
+
+TEST_F(PiiServiceTest, ADocumentIsCheckedWhole) {
+  v1::RedactDocumentResponse response;
+  grpc::Status status = RedactDocument(std::string(70000, 'a'), {30000, 60000}, {}, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("more than the limit of 65536 bytes"));
+
+  status = RedactDocument("caf\xc3\xa9 \xe2\x82", {4}, {}, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("document[0]: not valid UTF-8 at byte 6"));
+
+  // Options only in the first message.
+  grpc::ClientContext context;
+  v1::RedactDocumentResponse late;
+  auto writer = stub_->RedactDocument(&context, &late);
+  v1::RedactDocumentRequest chunk;
+  chunk.set_chunk("hello");
+  writer->Write(chunk);
+  chunk.mutable_options()->set_project_id("p");
+  writer->Write(chunk);
+  writer->WritesDone();
+  status = writer->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("only the first message"));
+}
+
+TEST_F(PiiServiceTest, ListEntityTypesNamesBuiltinAndCustomTypes) {
+  v1::ListEntityTypesResponse response;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub_->ListEntityTypes(&context, {}, &response).ok());
+  std::map<std::string, const v1::EntityTypeInfo*> by_type;
+  for (const v1::EntityTypeInfo& info : response.entity_types())
+    by_type[info.entity_type()] = &info;
+  for (const char* type :
+       {"US_SSN", "CREDIT_CARD", "IBAN_CODE", "EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS",
+        "OPENAI_API_KEY", "AWS_ACCESS_KEY", "PRIVATE_KEY", "POLICY_SUITE_KEY", "EMPLOYEE_ID"}) {
+    ASSERT_TRUE(by_type.count(type)) << type;
+  }
+  EXPECT_TRUE(by_type["EMPLOYEE_ID"]->custom());
+  EXPECT_FALSE(by_type["US_SSN"]->custom());
+  EXPECT_EQ(by_type["US_SSN"]->default_class(), v1::DATA_CLASS_PII);
+  EXPECT_EQ(by_type["MEDICAL_LICENSE"]->default_class(), v1::DATA_CLASS_PHI);
+  EXPECT_EQ(by_type["AWS_ACCESS_KEY"]->default_class(), v1::DATA_CLASS_INTERNAL);
+}
+
+}  // namespace
+}  // namespace policy::pii
