@@ -32,6 +32,9 @@ function(policy_fuzz_target name)
   if(POLICY_FUZZ)
     target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
     target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
+    # "<binary> <seed dir>" per line, for the runner (tools/dev's fuzz step).
+    file(APPEND ${CMAKE_BINARY_DIR}/fuzz_targets.txt
+         "${CMAKE_CURRENT_BINARY_DIR}/${name} ${ARG_SEEDS}\n")
   else()
     target_sources(${name} PRIVATE ${PROJECT_SOURCE_DIR}/common/testing/fuzz_driver.cc)
     file(GLOB seeds ${ARG_SEEDS}/*)
