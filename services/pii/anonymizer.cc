@@ -106,8 +106,8 @@ bool ParsePlaceholder(absl::string_view placeholder, absl::string_view& entity_t
          absl::SimpleAtoi(digits, &number);
 }
 
-// The entity types of one call's findings, resolved against the policy once each: a few
-// types recur many times, so a linear search beats hashing until there are many.
+// The entity types of one call's findings, resolved against the policy (and checked) once
+// each: a few types recur many times, so a linear search beats hashing until there are many.
 class TypeTable {
  public:
   struct Entry {
@@ -115,21 +115,28 @@ class TypeTable {
     const EntityRule* rule;
     DataClass data_class;
     int64_t count;
+    bool valid;  // IsValidEntityType.
   };
 
   explicit TypeTable(const AnonymizationPolicy& policy) : policy_(policy) {}
 
   uint32_t IndexOf(absl::string_view entity_type) {
     if (index_.empty()) {
+      // Length and first byte first: most types differ there, and memcmp is a call.
       for (uint32_t i = 0; i < entries_.size(); ++i) {
-        if (entries_[i].entity_type == entity_type) return i;
+        const absl::string_view known = entries_[i].entity_type;
+        if (known.size() == entity_type.size() &&
+            (known.empty() || (known[0] == entity_type[0] &&
+                               std::memcmp(known.data(), entity_type.data(), known.size()) == 0))) {
+          return i;
+        }
       }
     } else if (auto it = index_.find(entity_type); it != index_.end()) {
       return it->second;
     }
     const auto i = static_cast<uint32_t>(entries_.size());
-    entries_.push_back(
-        {entity_type, &policy_.RuleFor(entity_type), policy_.ClassOf(entity_type), 0});
+    entries_.push_back({entity_type, &policy_.RuleFor(entity_type), policy_.ClassOf(entity_type), 0,
+                        IsValidEntityType(entity_type)});
     if (entries_.size() > kLinearSearchTypes) {
       if (index_.empty()) {
         for (uint32_t j = 0; j < entries_.size(); ++j) index_.emplace(entries_[j].entity_type, j);
@@ -466,7 +473,8 @@ absl::StatusOr<AnonymizedText> Anonymize(absl::string_view text, absl::Span<cons
   size_t previous_end = 0;
   for (size_t i = 0; i < findings.size(); ++i) {
     const Finding& f = findings[i];
-    if (!IsValidEntityType(f.entity_type)) {
+    type_of[i] = types.IndexOf(f.entity_type);
+    if (!types[type_of[i]].valid) {
       RETURN_IF_ERROR(CheckType(f.entity_type, absl::StrCat("finding ", i)));
     }
     const auto where = [&] { return absl::StrCat("finding ", i, " (", f.entity_type, ") "); };
@@ -489,7 +497,6 @@ absl::StatusOr<AnonymizedText> Anonymize(absl::string_view text, absl::Span<cons
           absl::StrCat(where(), "[", f.begin, ", ", f.end, ") splits a UTF-8 character"));
     }
     previous_end = f.end;
-    type_of[i] = types.IndexOf(f.entity_type);
     const EntityRule& rule = *types[type_of[i]].rule;
     if (rule.action == Action::kRedact && rule.op == Operator::kKeyedHash &&
         context.pseudonym_key_ == nullptr) {

@@ -23,16 +23,44 @@ namespace {
 
 // A recognizer's context words, indexed by their first byte for a quick first test.
 struct ContextWords {
+  // The most distinct probes (see below) the vector scan looks for at once; with more, the
+  // scan goes byte by byte.
+  static constexpr size_t kMaxProbes = 8;
+  using Bytes = std::array<unsigned char, 16>;
+
   std::vector<std::string> words;             // Lowercase; at most kMaxContextWords.
   std::array<uint64_t, 256> starting_with{};  // Byte (either case) -> bit set of words.
   size_t longest = 0;
+  // The probes, one per distinct start of a word, for the vector scan: a position may start
+  // the word when (byte | first_fold) == first and (next byte | second_fold) == second. A
+  // lowercase letter's fold is 0x20, so that it matches either case, any other byte's 0; a
+  // one-byte word's second fold and byte are 0xff, which every byte matches. Each value is
+  // repeated over 16 bytes. Valid when probe_count <= kMaxProbes.
+  std::array<Bytes, kMaxProbes> first{}, first_fold{}, second{}, second_fold{};
+  size_t probe_count = 0;
 
   explicit ContextWords(const std::vector<std::string>& lowercase) : words(lowercase) {
+    auto fold = [](unsigned char c) -> unsigned char { return absl::ascii_islower(c) ? 0x20 : 0; };
     for (size_t i = 0; i < words.size(); ++i) {
       const unsigned char c = static_cast<unsigned char>(words[i][0]);
       starting_with[c] |= uint64_t{1} << i;
       starting_with[absl::ascii_toupper(c)] |= uint64_t{1} << i;
       longest = std::max(longest, words[i].size());
+      const unsigned char next = words[i].size() >= 2 ? static_cast<unsigned char>(words[i][1]) : 0;
+      const unsigned char next_fold = words[i].size() >= 2 ? fold(next) : 0xff;
+      const unsigned char next_byte = words[i].size() >= 2 ? next : 0xff;
+      bool known = false;
+      for (size_t k = 0; k < std::min(probe_count, kMaxProbes) && !known; ++k) {
+        known = first[k][0] == c && second[k][0] == next_byte && second_fold[k][0] == next_fold;
+      }
+      if (known) continue;
+      if (probe_count < kMaxProbes) {
+        first[probe_count].fill(c);
+        first_fold[probe_count].fill(fold(c));
+        second[probe_count].fill(next_byte);
+        second_fold[probe_count].fill(next_fold);
+      }
+      ++probe_count;
     }
   }
 };
@@ -44,7 +72,9 @@ struct Detector::Recognizer {
   ContextWords context{{}};
   std::unique_ptr<RE2> regex;
   Validator validator = nullptr;  // Null: any match counts.
-  bool has_group = false;         // The finding is capture group 1.
+  // No finding is shorter (MinAcceptedBytes of the validator), so no shorter text holds one.
+  size_t min_finding_bytes = 0;
+  bool has_group = false;  // The finding is capture group 1.
   // Its findings are all chunks MayHoldFinding accepts (built-ins but PRIVATE_KEY).
   bool needs_trigger = false;
   // Every match starts with a byte in this range (RE2::PossibleMatchRange).
@@ -158,6 +188,38 @@ bool EqualsIgnoreCase(absl::string_view text, size_t at, absl::string_view lower
 
 bool IsLetterAt(absl::string_view text, size_t i) { return absl::ascii_isalpha(At(text, i)); }
 
+// The first position in [at, end) where one of the context words may start (its first byte
+// does, and its second byte, when it has one and the vector scan looks, is next), or `end`.
+size_t SkipToContextWord(absl::string_view text, size_t at, size_t end,
+                         const ContextWords& context) {
+#if defined(__SSE2__)
+  if (context.probe_count <= ContextWords::kMaxProbes) {
+    auto load = [](const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); };
+    const char* const data = text.data();
+    // Sixteen positions at a time, each with the byte after it (a word of two bytes or more
+    // that starts at one of them ends before `end`).
+    while (at + 17 <= end) {
+      const __m128i bytes = load(data + at);
+      const __m128i next = load(data + at + 1);
+      __m128i hits = _mm_setzero_si128();
+      for (size_t k = 0; k < context.probe_count; ++k) {
+        const __m128i first_hit = _mm_cmpeq_epi8(
+            _mm_or_si128(bytes, load(context.first_fold[k].data())), load(context.first[k].data()));
+        const __m128i second_hit =
+            _mm_cmpeq_epi8(_mm_or_si128(next, load(context.second_fold[k].data())),
+                           load(context.second[k].data()));
+        hits = _mm_or_si128(hits, _mm_and_si128(first_hit, second_hit));
+      }
+      const int mask = _mm_movemask_epi8(hits);
+      if (mask != 0) return at + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+      at += 16;
+    }
+  }
+#endif
+  while (at < end && context.starting_with[At(text, at)] == 0) ++at;
+  return at;
+}
+
 // Whether a context word starts a word (is not right after a letter, when it starts with one),
 // starts at or after `starts_from` and ends in (ends_after, end_limit]; ends_after 0 admits
 // words ending anywhere up to the limit.
@@ -165,7 +227,8 @@ bool HasContextWord(absl::string_view text, size_t starts_from, size_t ends_afte
                     const ContextWords& context) {
   const size_t from = std::max(
       starts_from, ends_after >= context.longest ? ends_after + 1 - context.longest : size_t{0});
-  for (size_t at = from; at < end_limit; ++at) {
+  for (size_t at = SkipToContextWord(text, from, end_limit, context); at < end_limit;
+       at = SkipToContextWord(text, at + 1, end_limit, context)) {
     for (uint64_t candidates = context.starting_with[At(text, at)]; candidates != 0;
          candidates &= candidates - 1) {
       const std::string& word = context.words[static_cast<size_t>(__builtin_ctzll(candidates))];
@@ -185,20 +248,32 @@ size_t ContextWindowBegin(size_t begin) {
   return begin > kContextWindowBytes ? begin - kContextWindowBytes : 0;
 }
 
+// The position after the last digit in [from, to), or `from` when there is none.
+size_t AfterLastDigit(absl::string_view text, size_t from, size_t to) {
+#if defined(__SSE2__)
+  while (to >= from + 16) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(text.data() + to - 16));
+    const __m128i shifted = _mm_sub_epi8(bytes, _mm_set1_epi8('0'));
+    const unsigned mask = static_cast<unsigned>(
+        _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(shifted, _mm_set1_epi8(9)), shifted)));
+    if (mask != 0) return to - 16 + static_cast<size_t>(32 - __builtin_clz(mask));
+    to -= 16;
+  }
+#endif
+  for (; to > from; --to) {
+    if (IsDigit(At(text, to - 1))) return to;
+  }
+  return from;
+}
+
 // Whether a match at `begin` has one of the context words in its window, with no digit
 // between the word and the match (the word belongs to that other number).
 bool HasContextWordFor(absl::string_view text, size_t begin, const ContextWords& context) {
   const size_t window_begin = ContextWindowBegin(begin);
   const size_t search_begin =
       window_begin >= context.longest ? window_begin + 1 - context.longest : 0;
-  size_t starts_from = search_begin;
-  for (size_t i = begin; i > search_begin; --i) {
-    if (IsDigit(At(text, i - 1))) {
-      starts_from = i;
-      break;
-    }
-  }
-  return HasContextWord(text, starts_from, window_begin, begin, context);
+  return HasContextWord(text, AfterLastDigit(text, search_begin, begin), window_begin, begin,
+                        context);
 }
 
 // `prefixes` are lowercase.
@@ -337,34 +412,100 @@ bool IsAwsPrefixAt(absl::string_view text, size_t a) {
          text[a + 3] == 'A';
 }
 
+// Adds the byte at `i`, of class `k`, to `counts`. Branch-free for the common classes: a
+// switch over the classes mispredicts on text that mixes digits, letters and punctuation.
+inline void CountByte(absl::string_view text, size_t i, uint8_t k, ChunkCounts& counts) {
+  counts.digits += k == kDigit;
+  counts.dots += k == kDot;
+  counts.colons += k == kColon;
+  if (k == kSpecial) {
+    counts.special = true;
+  } else if (k == kDash) {
+    counts.special = counts.special || IsOpenAiPrefixAt(text, i);
+  } else if (k == kCapitalA) {
+    counts.special = counts.special || IsAwsPrefixAt(text, i);
+  }
+}
+
 // What the chunk [begin, end) holds.
 ChunkCounts CountChunk(absl::string_view text, size_t begin, size_t end) {
   ChunkCounts counts;
-  for (size_t i = begin; i < end; ++i) {
-    switch (kByteClasses[At(text, i)]) {
-      case kDigit:
-        ++counts.digits;
-        break;
-      case kDot:
-        ++counts.dots;
-        break;
-      case kColon:
-        ++counts.colons;
-        break;
-      case kSpecial:
-        counts.special = true;
-        break;
-      case kDash:
-        if (IsOpenAiPrefixAt(text, i)) counts.special = true;
-        break;
-      case kCapitalA:
-        if (IsAwsPrefixAt(text, i)) counts.special = true;
-        break;
-      default:
-        break;
-    }
-  }
+  for (size_t i = begin; i < end; ++i) CountByte(text, i, kByteClasses[At(text, i)], counts);
   return counts;
+}
+
+#if defined(__SSE2__)
+// Which of the sixteen bytes are in [low, low + span].
+inline __m128i InRange(__m128i bytes, char low, char span) {
+  const __m128i shifted = _mm_sub_epi8(bytes, _mm_set1_epi8(low));
+  return _mm_cmpeq_epi8(_mm_min_epu8(shifted, _mm_set1_epi8(span)), shifted);
+}
+
+inline unsigned Mask(__m128i bytes) { return static_cast<unsigned>(_mm_movemask_epi8(bytes)); }
+// The bits set in a 16-bit mask (without a POPCNT target, __builtin_popcount is a call).
+inline size_t CountOf(unsigned mask) {
+  mask = mask - ((mask >> 1) & 0x5555u);
+  mask = (mask & 0x3333u) + ((mask >> 2) & 0x3333u);
+  mask = (mask + (mask >> 4)) & 0x0f0fu;
+  return static_cast<size_t>((mask + (mask >> 8)) & 0x1fu);
+}
+#endif
+
+// The end of the chunk that starts at `begin` (the first cut after it, or the end of the
+// text), with what the chunk holds in `counts`: one pass for IsCut and CountChunk.
+size_t CountChunkFrom(absl::string_view text, size_t begin, ChunkCounts& counts) {
+  const size_t n = text.size();
+  // Whether the byte at `i` is a cut; otherwise counts it.
+  auto cut_or_count = [&](size_t i) {
+    const uint8_t k = kByteClasses[At(text, i)];
+    if (k == kOtherSpace || (k == kSpace && (i == 0 || !kSpaceJoiners[At(text, i - 1)]))) {
+      return true;
+    }
+    CountByte(text, i, k, counts);
+    return false;
+  };
+  size_t i = begin;
+  if (i == 0 && i < n) {  // The vector loop reads the byte before.
+    if (cut_or_count(i)) return i;
+    ++i;
+  }
+#if defined(__SSE2__)
+  // Sixteen bytes at a time, each with the byte before it (for the spaces): the counts of
+  // the bytes before the first cut; '-' and 'A' are rare and go through CountByte.
+  const char* const data = text.data();
+  while (i + 16 <= n) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + i));
+    const __m128i before = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + i - 1));
+    const __m128i joiner_before =
+        _mm_or_si128(_mm_or_si128(InRange(before, '0', 9), InRange(before, 'A', 25)),
+                     _mm_cmpeq_epi8(before, _mm_set1_epi8(')')));
+    const unsigned cuts = Mask(
+        _mm_or_si128(InRange(bytes, '\t', '\r' - '\t'),
+                     _mm_andnot_si128(joiner_before, _mm_cmpeq_epi8(bytes, _mm_set1_epi8(' ')))));
+    const unsigned kept = cuts != 0 ? (1u << __builtin_ctz(cuts)) - 1 : 0xffffu;
+    counts.digits += CountOf(Mask(InRange(bytes, '0', 9)) & kept);
+    counts.dots += CountOf(Mask(_mm_cmpeq_epi8(bytes, _mm_set1_epi8('.'))) & kept);
+    counts.colons += CountOf(Mask(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(':'))) & kept);
+    if ((Mask(_mm_or_si128(_mm_cmpeq_epi8(bytes, _mm_set1_epi8('@')),
+                           _mm_cmpeq_epi8(bytes, _mm_set1_epi8('_')))) &
+         kept) != 0) {
+      counts.special = true;
+    }
+    for (unsigned rare = Mask(_mm_or_si128(_mm_cmpeq_epi8(bytes, _mm_set1_epi8('-')),
+                                           _mm_cmpeq_epi8(bytes, _mm_set1_epi8('A')))) &
+                         kept;
+         rare != 0; rare &= rare - 1) {
+      const size_t at = i + static_cast<size_t>(__builtin_ctz(rare));
+      CountByte(text, at, kByteClasses[At(text, at)], counts);
+    }
+    if (cuts != 0) return i + static_cast<size_t>(__builtin_ctz(cuts));
+    i += 16;
+  }
+#endif
+  for (; i < n; ++i) {
+    if (cut_or_count(i)) return i;
+  }
+  return n;
 }
 
 // The chunks that can hold a built-in finding, merged into regions made of whole chunks, in
@@ -387,11 +528,10 @@ std::vector<Region> TriggerRegions(absl::string_view text) {
     }
     size_t begin = i;
     while (begin > done && !IsCut(text, begin - 1)) --begin;
-    size_t end = i + 1;
-    while (end < n && !IsCut(text, end)) ++end;
-    if (MayHoldFinding(end - begin, CountChunk(text, begin, end))) {
-      AddRegion(regions, begin, end);
-    }
+    // No byte in [begin, i] is a cut, so the chunk's end is the first cut from there.
+    ChunkCounts counts;
+    const size_t end = CountChunkFrom(text, begin, counts);
+    if (MayHoldFinding(end - begin, counts)) AddRegion(regions, begin, end);
     done = i = end + 1;
   }
 
@@ -468,6 +608,7 @@ absl::StatusOr<std::unique_ptr<Detector>> Detector::Create(std::vector<Recognize
     for (std::string& prefix : spec.excluded_prefixes) prefix = absl::AsciiStrToLower(prefix);
     Recognizer recognizer;
     recognizer.validator = spec.validator.empty() ? nullptr : FindValidator(spec.validator);
+    recognizer.min_finding_bytes = MinAcceptedBytes(recognizer.validator);
     recognizer.has_group = regex->NumberOfCapturingGroups() >= 1;
     recognizer.context = ContextWords(spec.context_words);
     if (std::string min, max;
@@ -583,9 +724,11 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
     return Verdict::kAccepted;
   };
 
-  // Whether the rest of a short region can hold no finding, which saves a failing search.
+  // Whether the rest of a short region can hold no finding, which saves a failing search:
+  // it is shorter than any finding, or it cannot hold a built-in one.
   auto rest_is_empty = [&](size_t pos) {
     constexpr size_t kShortRest = 64;
+    if (region_end - pos < recognizer.min_finding_bytes) return true;
     return recognizer.needs_trigger && pos > region_begin && region_end - pos <= kShortRest &&
            !MayHoldFinding(region_end - pos, CountChunk(text, pos, region_end));
   };
@@ -629,7 +772,10 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
     bool accepted = false;
     if (verdict == Verdict::kRejected) {
       int tries = 0;
-      for (size_t end = match_end - 1; end > match_begin && tries < kMaxShorterTries; --end) {
+      // Values shorter than any finding need no look: every further one is shorter still.
+      for (size_t end = match_end - 1; end > match_begin && tries < kMaxShorterTries &&
+                                       end - match_begin >= recognizer.min_finding_bytes;
+           --end) {
         const char c = text[end];
         if (c != ' ' && c != '-' && c != ':') continue;
         ++tries;
@@ -660,9 +806,21 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
                             recognizers_[i].spec.entity_type) != options.entity_types.end();
     }
   }
-  std::vector<Candidate> candidates;
+  // What the sets report, each recognizer with a region it matches in, is gathered first and
+  // extracted recognizer by recognizer: consecutive searches with one regexp (and the set's
+  // over all regions) find their DFA states in the cache, which the other regexps' states
+  // would have evicted. The candidates are sorted below, so their order changes nothing.
+  struct Job {
+    size_t recognizer;
+    size_t region;  // Regions are numbered in order; the custom set's (all the text) is last.
+    size_t begin;
+    size_t end;
+  };
+  std::vector<Job> jobs;
   std::vector<int> hits;
+  size_t regions = 0;
   auto scan_set = [&](const PatternSet& set, size_t begin, size_t end) {
+    const size_t region = regions++;
     hits.clear();
     RE2::Set::ErrorInfo error{RE2::Set::kNoError};
     const bool matched =
@@ -675,10 +833,12 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
         for (size_t i = 0; i < set.recognizer_of.size(); ++i) hits.push_back(static_cast<int>(i));
       }
     }
-    std::sort(hits.begin(), hits.end());
     for (int hit : hits) {
       const size_t r = set.recognizer_of[static_cast<size_t>(hit)];
-      if (wanted[r]) Extract(recognizers_[r], text, begin, end, candidates);
+      // A region shorter than the recognizer's shortest finding cannot hold one.
+      if (wanted[r] && end - begin >= recognizers_[r].min_finding_bytes) {
+        jobs.push_back(Job{.recognizer = r, .region = region, .begin = begin, .end = end});
+      }
     }
   };
   if (trigger_prefilter_) {
@@ -688,22 +848,66 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
   } else if (!text.empty()) {
     scan_set(*builtin_set_, 0, text.size());
   }
+  const size_t builtin_regions = regions;
   if (custom_set_ != nullptr && !text.empty()) scan_set(*custom_set_, 0, text.size());
 
+  // The jobs by recognizer (a counting sort), in the order of their regions within each.
+  std::vector<size_t> first_job(recognizers_.size() + 1, 0);
+  for (const Job& job : jobs) ++first_job[job.recognizer + 1];
+  for (size_t r = 0; r < recognizers_.size(); ++r) first_job[r + 1] += first_job[r];
+  std::vector<Job> by_recognizer(jobs.size());
+  for (const Job& job : jobs) by_recognizer[first_job[job.recognizer]++] = job;
+  std::vector<Candidate> extracted;
+  extracted.reserve(jobs.size());
+  std::vector<size_t> extracted_end(by_recognizer.size());  // Of each job's candidates.
+  for (size_t k = 0; k < by_recognizer.size(); ++k) {
+    const Job& job = by_recognizer[k];
+    Extract(recognizers_[job.recognizer], text, job.begin, job.end, extracted);
+    extracted_end[k] = extracted.size();
+  }
+
   // Threshold, then overlaps: higher score, longer, earlier, listed first.
-  candidates.erase(std::remove_if(candidates.begin(), candidates.end(),
-                                  [&](const Candidate& c) { return c.score < options.min_score; }),
-                   candidates.end());
+  auto by_begin = [](const Candidate& a, const Candidate& b) {
+    return std::tie(a.begin, a.end, a.recognizer) < std::tie(b.begin, b.end, b.recognizer);
+  };
+  // The candidates above the threshold ordered by begin: by region (a counting sort; the
+  // regions are disjoint and in order), then within each region, and the custom set's
+  // merged in. (begin, end, recognizer) identifies a candidate, so this is the one order.
+  std::vector<size_t> first_candidate(regions + 1, 0);
+  for (size_t k = 0, from = 0; k < by_recognizer.size(); from = extracted_end[k++]) {
+    for (size_t c = from; c < extracted_end[k]; ++c) {
+      if (extracted[c].score >= options.min_score) ++first_candidate[by_recognizer[k].region + 1];
+    }
+  }
+  for (size_t r = 0; r < regions; ++r) first_candidate[r + 1] += first_candidate[r];
+  std::vector<Candidate> candidates(first_candidate[regions]);
+  {
+    std::vector<size_t> next = first_candidate;
+    for (size_t k = 0, from = 0; k < by_recognizer.size(); from = extracted_end[k++]) {
+      for (size_t c = from; c < extracted_end[k]; ++c) {
+        if (extracted[c].score >= options.min_score) {
+          candidates[next[by_recognizer[k].region]++] = extracted[c];
+        }
+      }
+    }
+  }
+  for (size_t r = 0; r < regions; ++r) {
+    const auto begin = candidates.begin() + static_cast<std::ptrdiff_t>(first_candidate[r]);
+    const auto end = candidates.begin() + static_cast<std::ptrdiff_t>(first_candidate[r + 1]);
+    if (end - begin > 1) std::sort(begin, end, by_begin);
+  }
+  if (regions > builtin_regions) {
+    std::inplace_merge(
+        candidates.begin(),
+        candidates.begin() + static_cast<std::ptrdiff_t>(first_candidate[builtin_regions]),
+        candidates.end(), by_begin);
+  }
   // Within each cluster of transitively overlapping candidates, keep the best first: higher
   // score, longer, earlier, listed first. Most clusters are a single candidate.
   auto better = [](const Candidate& a, const Candidate& b) {
     return std::make_tuple(-a.score, b.end - b.begin, a.begin, a.recognizer) <
            std::make_tuple(-b.score, a.end - a.begin, b.begin, b.recognizer);
   };
-  auto by_begin = [](const Candidate& a, const Candidate& b) {
-    return std::tie(a.begin, a.end, a.recognizer) < std::tie(b.begin, b.end, b.recognizer);
-  };
-  std::sort(candidates.begin(), candidates.end(), by_begin);
   std::vector<Candidate> kept;
   kept.reserve(candidates.size());
   for (size_t i = 0; i < candidates.size();) {

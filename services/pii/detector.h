@@ -21,7 +21,9 @@
 // MayHoldFinding in detector.cc); each "-----BEGIN " adds the next kMaxPemBlockBytes. Over
 // each kept region one RE2::Set of all built-in patterns says which recognizers match; only
 // those extract their matches in that region with their own RE2 (an anchored search where a
-// match can start, which is cheap and usually hits, then one unanchored search), and each
+// match can start, which is cheap and usually hits, then one unanchored search; recognizer
+// by recognizer once the set has run over all regions, so that each regexp's DFA stays in
+// cache, and not in a region shorter than the shortest value its validator accepts), and each
 // match goes through the boundary rules (RecognizerSpec::pattern), excluded prefixes, the
 // validator and context scoring. Custom recognizers, whose matches need no trigger, have a
 // second RE2::Set that runs over the whole text. Findings below the threshold or of types not

@@ -18,6 +18,21 @@ namespace {
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 bool IsUpper(char c) { return c >= 'A' && c <= 'Z'; }
 
+// Whether `c` is one of `bytes`: a short set, inline (string_view::find is a library call).
+bool IsOneOf(absl::string_view bytes, char c) {
+  return std::any_of(bytes.begin(), bytes.end(), [c](char b) { return b == c; });
+}
+
+// Byte -> its index in `alphabet`, or -1.
+constexpr std::array<int8_t, 256> IndexTable(absl::string_view alphabet) {
+  std::array<int8_t, 256> table{};
+  table.fill(-1);
+  for (size_t i = 0; i < alphabet.size(); ++i) {
+    table[static_cast<unsigned char>(alphabet[i])] = static_cast<int8_t>(i);
+  }
+  return table;
+}
+
 // The digits of `value`, skipping any byte of `separators`; empty when another byte occurs
 // or there are more than `Digits::kCapacity` digits.
 struct Digits {
@@ -41,7 +56,7 @@ Digits CollectDigits(absl::string_view value, absl::string_view separators) {
     if (IsDigit(c)) {
       if (digits.size == Digits::kCapacity) return Digits{};
       digits.digit[digits.size++] = c;
-    } else if (separators.find(c) == absl::string_view::npos) {
+    } else if (!IsOneOf(separators, c)) {
       return Digits{};
     }
   }
@@ -106,6 +121,15 @@ constexpr IbanCountry kIbanCountries[] = {
     {"YE", 30},
 };
 
+constexpr size_t ShortestIban() {
+  size_t shortest = 0;
+  for (const IbanCountry& country : kIbanCountries) {
+    const auto length = static_cast<size_t>(country.length);
+    if (shortest == 0 || length < shortest) shortest = length;
+  }
+  return shortest;
+}
+
 int IbanLength(char a, char b) {
   for (const IbanCountry& country : kIbanCountries) {
     if (country.code[0] == a && country.code[1] == b) return country.length;
@@ -154,16 +178,24 @@ bool IsNanpOfDigits(absl::string_view digits) {
 }
 
 // Bech32 (BIP-173) checksum polymod over `values`.
+// The XOR of the BIP-173 generators each bit of a 5-bit value selects.
+constexpr std::array<uint32_t, 32> MakeBech32Generators() {
+  constexpr uint32_t kGenerator[] = {0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3};
+  std::array<uint32_t, 32> table{};
+  for (uint32_t top = 0; top < 32; ++top) {
+    for (int bit = 0; bit < 5; ++bit) {
+      if ((top >> bit) & 1) table[top] ^= kGenerator[bit];
+    }
+  }
+  return table;
+}
+
 uint32_t Bech32Polymod(const uint8_t* values, size_t count) {
-  static constexpr uint32_t kGenerator[] = {0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd,
-                                            0x2a1462b3};
+  static constexpr std::array<uint32_t, 32> kGenerators = MakeBech32Generators();
   uint32_t checksum = 1;
   for (size_t i = 0; i < count; ++i) {
     const uint32_t top = checksum >> 25;
-    checksum = ((checksum & 0x1ffffff) << 5) ^ values[i];
-    for (int bit = 0; bit < 5; ++bit) {
-      if ((top >> bit) & 1) checksum ^= kGenerator[bit];
-    }
+    checksum = (((checksum & 0x1ffffff) << 5) ^ values[i]) ^ kGenerators[top];
   }
   return checksum;
 }
@@ -192,17 +224,19 @@ bool IsValidIban(absl::string_view value) {
     return false;
   }
   if (static_cast<size_t>(IbanLength(iban[0], iban[1])) != size) return false;
-  // Mod 97 of the BBAN followed by the country code and check digits, letters as 10..35.
-  int remainder = 0;
+  // Mod 97 of the BBAN followed by the country code and check digits, letters as 10..35;
+  // reduced only when the next step could overflow (the remainder is the same).
+  uint64_t number = 0;
   for (size_t k = 0; k < size; ++k) {
+    if (number >= (uint64_t{1} << 56)) number %= 97;
     const char c = iban[(k + 4) % size];
     if (IsDigit(c)) {
-      remainder = (remainder * 10 + (c - '0')) % 97;
+      number = number * 10 + static_cast<uint64_t>(c - '0');
     } else {
-      remainder = (remainder * 100 + (c - 'A' + 10)) % 97;
+      number = number * 100 + static_cast<uint64_t>(c - 'A' + 10);
     }
   }
-  return remainder == 1;
+  return number % 97 == 1;
 }
 
 bool IsValidUsSsn(absl::string_view value) {
@@ -291,23 +325,29 @@ bool IsValidUkNhs(absl::string_view value) {
 }
 
 bool IsValidBitcoinBase58Check(absl::string_view value) {
-  static constexpr absl::string_view kAlphabet =
-      "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+  static constexpr std::array<int8_t, 256> kAlphabet =
+      IndexTable("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz");
   constexpr size_t kSize = 25;
   if (value.size() < 26 || value.size() > 35) return false;
-  std::array<uint8_t, kSize> bytes{};
   size_t leading_ones = 0;
   while (leading_ones < value.size() && value[leading_ones] == '1') ++leading_ones;
+  // The number in 32-bit limbs, least significant first: 25 bytes are 200 bits, the top limb
+  // holds the last 8.
+  std::array<uint64_t, (kSize + 3) / 4> limbs{};
   for (char c : value) {
-    const size_t digit = kAlphabet.find(c);
-    if (digit == absl::string_view::npos) return false;
-    uint32_t carry = static_cast<uint32_t>(digit);
-    for (size_t j = kSize; j-- > 0;) {
-      carry += 58u * bytes[j];
-      bytes[j] = static_cast<uint8_t>(carry & 0xff);
-      carry >>= 8;
+    const int digit = kAlphabet[static_cast<unsigned char>(c)];
+    if (digit < 0) return false;
+    uint64_t carry = static_cast<uint64_t>(digit);
+    for (uint64_t& limb : limbs) {
+      carry += 58 * limb;
+      limb = carry & 0xffffffffu;
+      carry >>= 32;
     }
-    if (carry != 0) return false;  // More than 25 bytes.
+    if (carry != 0 || limbs.back() > 0xff) return false;  // More than 25 bytes.
+  }
+  std::array<uint8_t, kSize> bytes{};  // Big-endian.
+  for (size_t j = 0; j < kSize; ++j) {
+    bytes[kSize - 1 - j] = static_cast<uint8_t>(limbs[j / 4] >> (8 * (j % 4)));
   }
   size_t leading_zero_bytes = 0;
   while (leading_zero_bytes < kSize && bytes[leading_zero_bytes] == 0) ++leading_zero_bytes;
@@ -320,7 +360,8 @@ bool IsValidBitcoinBase58Check(absl::string_view value) {
 }
 
 bool IsValidBitcoinBech32(absl::string_view value) {
-  static constexpr absl::string_view kCharset = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+  static constexpr std::array<int8_t, 256> kCharset =
+      IndexTable("qpzry9x8gf2tvdw0s3jn54khce6mua7l");
   constexpr uint32_t kBech32 = 1;
   constexpr uint32_t kBech32m = 0x2bc830a3;
   if ((value.size() != 42 && value.size() != 62) || !absl::StartsWith(value, "bc1")) {
@@ -330,8 +371,8 @@ bool IsValidBitcoinBech32(absl::string_view value) {
   std::array<uint8_t, 5 + 62> values{'b' >> 5, 'c' >> 5, 0, 'b' & 31, 'c' & 31};
   size_t count = 5;
   for (char c : value.substr(3)) {
-    const size_t v = kCharset.find(c);
-    if (v == absl::string_view::npos) return false;
+    const int v = kCharset[static_cast<unsigned char>(c)];
+    if (v < 0) return false;
     values[count++] = static_cast<uint8_t>(v);
   }
   const uint32_t polymod = Bech32Polymod(values.data(), count);
@@ -441,28 +482,30 @@ namespace {
 struct NamedValidator {
   const char* name;
   Validator validator;
+  // The fewest bytes of a value it accepts (MinAcceptedBytes), from its checks above.
+  size_t min_bytes;
 };
 
 constexpr NamedValidator kValidators[] = {
-    {"aws_access_key", IsValidAwsAccessKey},
-    {"bitcoin_base58check", IsValidBitcoinBase58Check},
-    {"bitcoin_bech32", IsValidBitcoinBech32},
-    {"credit_card", IsValidCreditCard},
-    {"dea", IsValidDeaNumber},
-    {"github_token", IsValidGithubToken},
-    {"iban", IsValidIban},
-    {"international_phone", IsValidInternationalPhone},
-    {"ipv4", IsValidIpv4},
-    {"ipv6", IsValidIpv6},
-    {"luhn", PassesLuhn},
-    {"nanp_phone", IsValidNanpPhone},
-    {"openai_api_key", IsValidOpenAiApiKey},
-    {"pem_private_key", IsValidPemPrivateKey},
-    {"policy_suite_key", IsValidPolicySuiteKey},
-    {"slack_token", IsValidSlackToken},
-    {"uk_nhs", IsValidUkNhs},
-    {"us_itin", IsValidUsItin},
-    {"us_ssn", IsValidUsSsn},
+    {"aws_access_key", IsValidAwsAccessKey, 4 + 16},
+    {"bitcoin_base58check", IsValidBitcoinBase58Check, 26},
+    {"bitcoin_bech32", IsValidBitcoinBech32, 42},
+    {"credit_card", IsValidCreditCard, 13},  // Digits.
+    {"dea", IsValidDeaNumber, 9},
+    {"github_token", IsValidGithubToken, 4 + 36},           // "ghp_" + 36.
+    {"iban", IsValidIban, ShortestIban()},                  // Spaces aside.
+    {"international_phone", IsValidInternationalPhone, 9},  // '+', code, 7 national digits.
+    {"ipv4", IsValidIpv4, 7},                               // "1.2.3.4".
+    {"ipv6", IsValidIpv6, 3},                               // "::" and a digit.
+    {"luhn", PassesLuhn, 2},                                // Digits.
+    {"nanp_phone", IsValidNanpPhone, 10},                   // Digits.
+    {"openai_api_key", IsValidOpenAiApiKey, 8 + 40},        // "sk-proj-" + 40.
+    {"pem_private_key", IsValidPemPrivateKey, 11 + 11 + 5 + 9 + 11 + 5},  // No label.
+    {"policy_suite_key", IsValidPolicySuiteKey, 8 + 66},                  // "psk_svc_" + 66.
+    {"slack_token", IsValidSlackToken, 5 + 2 + 8},  // "xoxb-", a digit and '-', 8.
+    {"uk_nhs", IsValidUkNhs, 10},                   // Digits.
+    {"us_itin", IsValidUsItin, 9},                  // Digits.
+    {"us_ssn", IsValidUsSsn, 9},                    // Digits.
 };
 
 }  // namespace
@@ -472,6 +515,13 @@ Validator FindValidator(absl::string_view name) {
     if (name == v.name) return v.validator;
   }
   return nullptr;
+}
+
+size_t MinAcceptedBytes(Validator validator) {
+  for (const NamedValidator& v : kValidators) {
+    if (validator != nullptr && validator == v.validator) return v.min_bytes;
+  }
+  return 0;
 }
 
 std::vector<std::string> KnownValidatorNames() {

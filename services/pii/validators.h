@@ -1,6 +1,7 @@
 #ifndef POLICY_SERVICES_PII_VALIDATORS_H_
 #define POLICY_SERVICES_PII_VALIDATORS_H_
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -103,6 +104,11 @@ using Validator = bool (*)(absl::string_view value);
 // "bitcoin_bech32", "dea", "pem_private_key", "policy_suite_key", "openai_api_key",
 // "aws_access_key", "github_token", "slack_token"), or nullptr for an unknown name.
 Validator FindValidator(absl::string_view name);
+
+// The fewest bytes a value `validator` accepts can have: it rejects every shorter value.
+// 0 for nullptr or a function FindValidator does not return. The scanner skips text too
+// short to hold a value its validator would accept.
+size_t MinAcceptedBytes(Validator validator);
 
 // Every name FindValidator knows, sorted.
 std::vector<std::string> KnownValidatorNames();
