@@ -41,7 +41,6 @@
 // is INVALID_ARGUMENT "line N: <path>: <problem>", the path as in projects[0].limits.rpm.
 #include "services/authz/org_file.h"
 
-#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -62,6 +61,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status/status.h"
 #include "common/text/utf8.h"
+#include "common/yaml/yaml_document.h"
 #include "services/authz/org_validation.h"
 
 namespace policy::authz {
@@ -83,9 +83,7 @@ YAML::Mark MarkOf(const Node& node) {
   }
 }
 
-std::string LinePrefix(const YAML::Mark& mark) {
-  return mark.is_null() ? "" : absl::StrCat("line ", mark.line + 1, ": ");
-}
+std::string LinePrefix(const YAML::Mark& mark) { return YamlLinePrefix(mark); }
 
 // INVALID_ARGUMENT "line N: path: message" (the line and path when known).
 absl::Status Invalid(const Node& node, absl::string_view path, absl::string_view message) {
@@ -838,25 +836,6 @@ absl::Status ReconcileGroups(OrgState& state, absl::Time now) {
   return absl::OkStatus();
 }
 
-// Records where each document starts, building nothing.
-class DocumentCounter : public YAML::EventHandler {
- public:
-  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                const std::string&) override {}
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {}
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {}
-  void OnMapEnd() override {}
-
-  std::vector<YAML::Mark> starts;
-};
-
 }  // namespace
 
 absl::StatusOr<OrgFile> ParseOrgFile(absl::string_view yaml) {
@@ -864,25 +843,13 @@ absl::StatusOr<OrgFile> ParseOrgFile(absl::string_view yaml) {
     return absl::InvalidArgumentError(
         absl::StrCat("the file is larger than ", kMaxOrgFileBytes, " bytes (", yaml.size(), ")"));
   }
-  const std::string text(yaml);
+  absl::StatusOr<Node> root = LoadSingleYamlDocument(yaml);
+  if (!root.ok()) return root.status();
+  if (root->IsNull()) {
+    return absl::InvalidArgumentError("the file is empty; an empty organisation is {}");
+  }
   try {
-    // YAML::LoadAll never returns on some malformed input (a stray top-level ','), so the
-    // documents are counted here, two at most, and YAML::Load builds the first.
-    std::istringstream stream(text);
-    YAML::Parser parser(stream);
-    DocumentCounter counter;
-    while (counter.starts.size() < 2 && parser.HandleNextDocument(counter)) {
-    }
-    if (counter.starts.size() > 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(LinePrefix(counter.starts[1]),
-                       "a second YAML document starts here; the file must hold exactly one"));
-    }
-    const Node root = counter.starts.empty() ? Node() : YAML::Load(text);
-    if (root.IsNull()) {
-      return absl::InvalidArgumentError("the file is empty; an empty organisation is {}");
-    }
-    return ParseDocument(root);
+    return ParseDocument(*root);
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(LinePrefix(e.mark), e.msg));
   }

@@ -1,9 +1,7 @@
 #include "services/pii/recognizer.h"
 
-#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
-#include <sstream>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -11,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/yaml/yaml_document.h"
 #include "re2/re2.h"
 #include "services/pii/validators.h"
 
@@ -188,9 +187,7 @@ YAML::Mark MarkOf(const Node& node) {
   }
 }
 
-std::string LinePrefix(const YAML::Mark& mark) {
-  return mark.is_null() ? "" : absl::StrCat("line ", mark.line + 1, ": ");
-}
+std::string LinePrefix(const YAML::Mark& mark) { return YamlLinePrefix(mark); }
 
 absl::Status Invalid(const Node& node, absl::string_view where, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat(LinePrefix(MarkOf(node)), where, ": ", problem));
@@ -309,42 +306,13 @@ absl::StatusOr<std::vector<RecognizerSpec>> ParseDocument(const Node& root) {
   return specs;
 }
 
-// Records where each document starts, building nothing.
-class DocumentCounter : public YAML::EventHandler {
- public:
-  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                const std::string&) override {}
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {}
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {}
-  void OnMapEnd() override {}
-
-  std::vector<YAML::Mark> starts;
-};
-
 }  // namespace
 
 absl::StatusOr<std::vector<RecognizerSpec>> ParseRecognizersYaml(absl::string_view yaml) {
-  const std::string text(yaml);
+  absl::StatusOr<Node> root = LoadSingleYamlDocument(yaml);
+  if (!root.ok()) return root.status();
   try {
-    // YAML::LoadAll never returns on some malformed input, so the documents are counted
-    // here, two at most, and YAML::Load builds the first.
-    std::istringstream stream(text);
-    YAML::Parser parser(stream);
-    DocumentCounter counter;
-    while (counter.starts.size() < 2 && parser.HandleNextDocument(counter)) {
-    }
-    if (counter.starts.size() > 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          LinePrefix(counter.starts[1]), "a second YAML document starts here; there must be one"));
-    }
-    return ParseDocument(counter.starts.empty() ? Node() : YAML::Load(text));
+    return ParseDocument(*root);
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(LinePrefix(e.mark), e.msg));
   }
