@@ -2,11 +2,14 @@
 
 #include <unistd.h>
 
+#include <cstdio>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/log/log.h"
 
 extern char** environ;
 
@@ -171,6 +174,21 @@ std::string RedactUrlPassword(absl::string_view url) {
     query = end;
   }
   return out;
+}
+
+absl::StatusOr<bool> LoadServiceConfig(absl::string_view service, int argc, char** argv,
+                                       const std::function<void(Parser&)>& register_settings,
+                                       const std::function<absl::Status()>& validate) {
+  Parser parser(service);
+  register_settings(parser);
+  if (absl::Status s = parser.ParseProcess(argc, argv); !s.ok()) return s;
+  if (parser.help_requested()) {
+    std::fputs(parser.Usage().c_str(), stdout);
+    return false;
+  }
+  if (absl::Status s = validate(); !s.ok()) return s;
+  LogInfo("configuration", {{"settings", parser.Describe()}});
+  return true;
 }
 
 }  // namespace policy::config

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
@@ -70,6 +71,23 @@ class Parser {
 
 // `url` with the password replaced by <redacted>; unchanged when it carries none.
 std::string RedactUrlPassword(absl::string_view url);
+
+// What a service binary's main does with its configuration: `register_settings` adds them to a
+// Parser for `service`, argv and the POLICY_<SERVICE>_* variables are parsed, `--help` prints
+// the usage and gives false; otherwise `validate` runs, the settings are logged (secrets
+// redacted) and the result is true. Errors: the parse's or the validation's.
+absl::StatusOr<bool> LoadServiceConfig(absl::string_view service, int argc, char** argv,
+                                       const std::function<void(Parser&)>& register_settings,
+                                       const std::function<absl::Status()>& validate);
+
+// The same for a configuration struct with Register(Parser&) and Validate().
+template <typename Config>
+absl::StatusOr<bool> LoadServiceConfig(absl::string_view service, int argc, char** argv,
+                                       Config& config) {
+  return LoadServiceConfig(
+      service, argc, argv, [&config](Parser& parser) { config.Register(parser); },
+      [&config] { return config.Validate(); });
+}
 
 }  // namespace policy::config
 

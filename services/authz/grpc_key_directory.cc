@@ -1,16 +1,29 @@
 #include "services/authz/grpc_key_directory.h"
 
+#include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/client/channel.h"
 #include "common/status/grpc_status.h"
+#include "policy/keys/v1/keys.grpc.pb.h"
 
 namespace policy::authz {
+namespace {
 
-GrpcKeyDirectory::GrpcKeyDirectory(std::shared_ptr<grpc::Channel> channel)
-    : stub_(keys::v1::KeyService::NewStub(std::move(channel))) {}
+class GrpcKeyDirectory final : public KeyDirectory {
+ public:
+  explicit GrpcKeyDirectory(std::shared_ptr<grpc::Channel> channel)
+      : stub_(keys::v1::KeyService::NewStub(std::move(channel))) {}
+
+  absl::StatusOr<std::vector<HeldKey>> KeysOf(absl::string_view member_id,
+                                              absl::Time deadline) override;
+
+ private:
+  std::unique_ptr<keys::v1::KeyService::Stub> stub_;
+};
 
 absl::StatusOr<std::vector<HeldKey>> GrpcKeyDirectory::KeysOf(absl::string_view member_id,
                                                               absl::Time deadline) {
@@ -41,6 +54,12 @@ absl::StatusOr<std::vector<HeldKey>> GrpcKeyDirectory::KeysOf(absl::string_view 
     if (response.next_page_token().empty()) return held;
     request.set_page_token(response.next_page_token());
   }
+}
+
+}  // namespace
+
+std::unique_ptr<KeyDirectory> NewGrpcKeyDirectory(std::shared_ptr<grpc::Channel> channel) {
+  return std::make_unique<GrpcKeyDirectory>(std::move(channel));
 }
 
 }  // namespace policy::authz

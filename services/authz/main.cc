@@ -1,5 +1,4 @@
 // The authz service binary: configuration, stores, cache, rate limiter, server.
-#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -61,15 +60,9 @@ absl::Status Bootstrap(OrgStore& store, const std::string& path, Clock* clock) {
 int Main(int argc, char** argv) {
   server::PrepareServerProcess();
   AuthzConfig config;
-  config::Parser parser("authz");
-  config.Register(parser);
-  if (absl::Status s = parser.ParseProcess(argc, argv); !s.ok()) return Fail(s);
-  if (parser.help_requested()) {
-    std::fputs(parser.Usage().c_str(), stdout);
-    return 0;
-  }
-  if (absl::Status s = config.Validate(); !s.ok()) return Fail(s);
-  LogInfo("configuration", {{"settings", parser.Describe()}});
+  absl::StatusOr<bool> run = config::LoadServiceConfig("authz", argc, argv, config);
+  if (!run.ok()) return Fail(run.status());
+  if (!*run) return 0;
 
   Clock* clock = Clock::Real();
   std::unique_ptr<pg::Pool> pool;
@@ -102,7 +95,7 @@ int Main(int argc, char** argv) {
   server::ServerRunner runner(config.server);
   std::unique_ptr<KeyDirectory> keys;
   if (!config.keys_address.empty()) {
-    keys = std::make_unique<GrpcKeyDirectory>(client::OpenChannel(config.keys_address));
+    keys = NewGrpcKeyDirectory(client::OpenChannel(config.keys_address));
   }
   AuthzService service(&authorizer, &admin, &cache, keys.get(), &blocking, clock,
                        &runner.metrics_registry());

@@ -33,15 +33,9 @@ int Fail(const absl::Status& status) {
 int Main(int argc, char** argv) {
   server::PrepareServerProcess();
   KeysConfig config;
-  config::Parser parser("keys");
-  config.Register(parser);
-  if (absl::Status s = parser.ParseProcess(argc, argv); !s.ok()) return Fail(s);
-  if (parser.help_requested()) {
-    std::fputs(parser.Usage().c_str(), stdout);
-    return 0;
-  }
-  if (absl::Status s = config.Validate(); !s.ok()) return Fail(s);
-  LogInfo("configuration", {{"settings", parser.Describe()}});
+  absl::StatusOr<bool> run = config::LoadServiceConfig("keys", argc, argv, config);
+  if (!run.ok()) return Fail(run.status());
+  if (!*run) return 0;
 
   Clock* clock = Clock::Real();
   std::unique_ptr<pg::Pool> pool;

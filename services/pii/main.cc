@@ -1,6 +1,5 @@
 // The pii service binary: configuration, recognizers, engine, server.
 #include <algorithm>
-#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -40,15 +39,9 @@ absl::StatusOr<std::vector<RecognizerSpec>> LoadRecognizers(const std::string& p
 int Main(int argc, char** argv) {
   server::PrepareServerProcess();
   PiiConfig config;
-  config::Parser parser("pii");
-  config.Register(parser);
-  if (absl::Status s = parser.ParseProcess(argc, argv); !s.ok()) return Fail(s);
-  if (parser.help_requested()) {
-    std::fputs(parser.Usage().c_str(), stdout);
-    return 0;
-  }
-  if (absl::Status s = config.Validate(); !s.ok()) return Fail(s);
-  LogInfo("configuration", {{"settings", parser.Describe()}});
+  absl::StatusOr<bool> run = config::LoadServiceConfig("pii", argc, argv, config);
+  if (!run.ok()) return Fail(run.status());
+  if (!*run) return 0;
 
   absl::StatusOr<std::vector<RecognizerSpec>> custom = LoadRecognizers(config.recognizers_file);
   if (!custom.ok()) return Fail(custom.status());
