@@ -12,6 +12,7 @@
 
 #include "absl/base/internal/raw_logging.h"
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 
 namespace policy::crypto {
 namespace {
@@ -156,6 +157,76 @@ absl::StatusOr<std::string> AeadOpen(absl::string_view key, absl::string_view se
     return absl::DataLossError("sealed data failed authentication");
   }
   return out;
+}
+
+namespace {
+
+struct PkeyDeleter {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+struct MdCtxDeleter {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+using Pkey = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
+using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxDeleter>;
+
+absl::StatusOr<Pkey> Ed25519PrivateKey(absl::string_view seed) {
+  if (seed.size() != kEd25519SeedSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("an Ed25519 private key seed is 32 bytes, not ", seed.size()));
+  }
+  Pkey key(EVP_PKEY_new_raw_private_key(
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(seed.data()), seed.size()));
+  if (key == nullptr) return absl::InternalError("EVP_PKEY_new_raw_private_key failed");
+  return key;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> Ed25519PublicKey(absl::string_view seed) {
+  absl::StatusOr<Pkey> key = Ed25519PrivateKey(seed);
+  if (!key.ok()) return key.status();
+  std::string out(kEd25519PublicKeySize, '\0');
+  size_t size = out.size();
+  if (EVP_PKEY_get_raw_public_key(key->get(), reinterpret_cast<unsigned char*>(out.data()),
+                                  &size) != 1 ||
+      size != kEd25519PublicKeySize) {
+    return absl::InternalError("EVP_PKEY_get_raw_public_key failed");
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> Ed25519Sign(absl::string_view seed, absl::string_view message) {
+  absl::StatusOr<Pkey> key = Ed25519PrivateKey(seed);
+  if (!key.ok()) return key.status();
+  MdCtx ctx(EVP_MD_CTX_new());
+  std::string signature(kEd25519SignatureSize, '\0');
+  size_t size = signature.size();
+  if (ctx == nullptr || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key->get()) != 1 ||
+      EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()), &size,
+                     reinterpret_cast<const unsigned char*>(message.data()), message.size()) != 1 ||
+      size != kEd25519SignatureSize) {
+    return absl::InternalError("Ed25519 signing failed");
+  }
+  return signature;
+}
+
+bool Ed25519Verify(absl::string_view public_key, absl::string_view message,
+                   absl::string_view signature) {
+  if (public_key.size() != kEd25519PublicKeySize || signature.size() != kEd25519SignatureSize) {
+    return false;
+  }
+  Pkey key(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr,
+                                       reinterpret_cast<const unsigned char*>(public_key.data()),
+                                       public_key.size()));
+  MdCtx ctx(EVP_MD_CTX_new());
+  if (key == nullptr || ctx == nullptr ||
+      EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1) {
+    return false;
+  }
+  return EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
+                          signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
+                          message.size()) == 1;
 }
 
 }  // namespace policy::crypto

@@ -234,5 +234,46 @@ TEST(AeadTest, KeyMustBe32Bytes) {
   }
 }
 
+// RFC 8032 section 7.1, tests 1 and 2.
+TEST(Ed25519Test, MatchesTheRfc8032Vectors) {
+  struct Vector {
+    const char* seed;
+    const char* public_key;
+    const char* message;
+    const char* signature;
+  };
+  const Vector vectors[] = {
+      {"9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+       "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
+       "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+       "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"},
+      {"4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+       "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
+       "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
+       "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"},
+  };
+  for (const Vector& v : vectors) {
+    const std::string seed = absl::HexStringToBytes(v.seed);
+    const std::string message = absl::HexStringToBytes(v.message);
+    EXPECT_EQ(absl::BytesToHexString(Ed25519PublicKey(seed).value()), v.public_key);
+    const std::string signature = Ed25519Sign(seed, message).value();
+    EXPECT_EQ(absl::BytesToHexString(signature), v.signature);
+    const std::string public_key = absl::HexStringToBytes(v.public_key);
+    EXPECT_TRUE(Ed25519Verify(public_key, message, signature));
+    std::string bad = signature;
+    bad[10] ^= 1;
+    EXPECT_FALSE(Ed25519Verify(public_key, message, bad));
+    EXPECT_FALSE(Ed25519Verify(public_key, message + "x", signature));
+    std::string other_key = public_key;
+    other_key[0] ^= 1;
+    EXPECT_FALSE(Ed25519Verify(other_key, message, signature));
+  }
+  EXPECT_EQ(Ed25519PublicKey("short").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Ed25519Sign(std::string(31, 'x'), "m").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(Ed25519Verify("short", "m", std::string(64, 'x')));
+  EXPECT_FALSE(Ed25519Verify(std::string(32, 'x'), "m", "short"));
+}
+
 }  // namespace
 }  // namespace policy::crypto

@@ -1,0 +1,65 @@
+#include "services/audit/append_batcher.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace policy::audit {
+
+AppendBatcher::AppendBatcher(AuditLedger* ledger, size_t max_batch, size_t max_queue)
+    : ledger_(ledger), max_batch_(max_batch), max_queue_(max_queue), writer_([this] { Run(); }) {}
+
+AppendBatcher::~AppendBatcher() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  writer_.join();
+}
+
+void AppendBatcher::Submit(EntryInput input, Done done) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (queue_.size() < max_queue_ && !stopping_) {
+      queue_.push_back(Pending{std::move(input), std::move(done)});
+      return;
+    }
+  }
+  done(absl::ResourceExhaustedError(
+      absl::StrCat("the audit service has ", max_queue_, " appends waiting; retry later")));
+}
+
+void AppendBatcher::Run() {
+  std::vector<Pending> batch;
+  std::vector<EntryInput> inputs;
+  for (;;) {
+    batch.clear();
+    inputs.clear();
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](AppendBatcher* b)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->mu_) { return b->stopping_ || !b->queue_.empty(); },
+          this));
+      if (queue_.empty()) return;  // Stopping, and nothing is left.
+      while (!queue_.empty() && batch.size() < max_batch_) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    inputs.reserve(batch.size());
+    for (Pending& p : batch) inputs.push_back(std::move(p.input));
+    absl::StatusOr<std::vector<AppendOutcome>> outcomes = ledger_->AppendBatch(inputs);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (!outcomes.ok()) {
+        batch[i].done(outcomes.status());
+      } else if (!(*outcomes)[i].status.ok()) {
+        batch[i].done((*outcomes)[i].status);
+      } else {
+        batch[i].done(std::move((*outcomes)[i]));
+      }
+    }
+  }
+}
+
+}  // namespace policy::audit

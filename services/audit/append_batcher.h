@@ -1,0 +1,53 @@
+#ifndef POLICY_SERVICES_AUDIT_APPEND_BATCHER_H_
+#define POLICY_SERVICES_AUDIT_APPEND_BATCHER_H_
+
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "services/audit/ledger.h"
+
+// Group commit: appends submitted while one batch commits form the next batch, so that the
+// ledger's throughput is not one commit per entry. One writer thread; `done` runs on it, after
+// the batch's transaction committed (or failed: then every entry of the batch gets the error
+// and none is stored).
+namespace policy::audit {
+
+class AppendBatcher {
+ public:
+  using Done = std::function<void(absl::StatusOr<AppendOutcome>)>;
+
+  // At most `max_batch` entries per transaction; at most `max_queue` waiting.
+  AppendBatcher(AuditLedger* ledger, size_t max_batch, size_t max_queue);
+  // Finishes every submitted append, then stops.
+  ~AppendBatcher();
+  AppendBatcher(const AppendBatcher&) = delete;
+  AppendBatcher& operator=(const AppendBatcher&) = delete;
+
+  // `input` must be valid (ValidateEntryInput). RESOURCE_EXHAUSTED through `done`, at once,
+  // when the queue is full.
+  void Submit(EntryInput input, Done done);
+
+ private:
+  struct Pending {
+    EntryInput input;
+    Done done;
+  };
+  void Run();
+
+  AuditLedger* const ledger_;
+  const size_t max_batch_;
+  const size_t max_queue_;
+  absl::Mutex mu_;
+  std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread writer_;
+};
+
+}  // namespace policy::audit
+
+#endif  // POLICY_SERVICES_AUDIT_APPEND_BATCHER_H_

@@ -1,0 +1,53 @@
+#include "services/audit/audit_config.h"
+
+#include "absl/strings/ascii.h"
+
+namespace policy::audit {
+
+void AuditConfig::Register(config::Parser& p) {
+  server.Register(p);
+  storage.Register(p);
+  p.AddString("signing_key", &signing_key,
+              "Ed25519 private key seed signing checkpoints, 64 hex digits (openssl rand -hex 32)",
+              config::Sensitivity::kSecret);
+  p.AddString("subject_key", &subject_key,
+              "master key (>= 32 bytes) finding and wrapping subjects' keys",
+              config::Sensitivity::kSecret);
+  p.AddDuration("checkpoint_interval", &checkpoint_interval,
+                "how often tree heads of grown ledgers are signed");
+  p.AddInt("max_batch", &max_batch, "most entries committed in one transaction");
+  p.AddInt("max_queued_appends", &max_queued_appends,
+           "appends waiting for a batch before RESOURCE_EXHAUSTED");
+  p.AddInt("blocking_threads", &blocking_threads, "threads serving reads from PostgreSQL");
+  p.AddInt("blocking_queue", &blocking_queue, "reads waiting for a thread at most");
+}
+
+absl::Status AuditConfig::Validate() const {
+  if (absl::Status s = server.Validate(); !s.ok()) return s;
+  if (absl::Status s = storage.Validate(); !s.ok()) return s;
+  bool hex = signing_key.size() == 64;
+  for (char c : signing_key) hex = hex && absl::ascii_isxdigit(c);
+  if (!hex) {
+    return absl::InvalidArgumentError(
+        "signing_key must be 64 hex digits (POLICY_AUDIT_SIGNING_KEY; openssl rand -hex 32)");
+  }
+  if (subject_key.size() < 32) {
+    return absl::InvalidArgumentError(
+        "subject_key must be at least 32 bytes (POLICY_AUDIT_SUBJECT_KEY; openssl rand -hex 32)");
+  }
+  if (checkpoint_interval < absl::Milliseconds(10)) {
+    return absl::InvalidArgumentError("checkpoint_interval must be at least 10ms");
+  }
+  if (max_batch < 1 || max_batch > 10000) {
+    return absl::InvalidArgumentError("max_batch must be in [1, 10000]");
+  }
+  if (max_queued_appends < max_batch) {
+    return absl::InvalidArgumentError("max_queued_appends must be at least max_batch");
+  }
+  if (blocking_threads < 1 || blocking_queue < 1) {
+    return absl::InvalidArgumentError("blocking_threads and blocking_queue must be positive");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace policy::audit

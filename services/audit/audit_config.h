@@ -1,0 +1,37 @@
+#ifndef POLICY_SERVICES_AUDIT_AUDIT_CONFIG_H_
+#define POLICY_SERVICES_AUDIT_AUDIT_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "common/config/config.h"
+#include "common/pg/storage_options.h"
+#include "common/server/server_runner.h"
+
+namespace policy::audit {
+
+// Everything the audit binary reads from --flags and POLICY_AUDIT_* variables.
+struct AuditConfig {
+  server::ServerOptions server;
+  pg::StorageOptions storage;
+  // 64 hex digits: the Ed25519 private key seed that signs checkpoints.
+  std::string signing_key;
+  // At least 32 bytes: the master key that finds and wraps the subjects' keys. Changing it
+  // orphans every subject key (as if every subject were forgotten).
+  std::string subject_key;
+  // How often tree heads of grown ledgers are signed.
+  absl::Duration checkpoint_interval = absl::Seconds(5);
+  int64_t max_batch = 1000;
+  int64_t max_queued_appends = 20000;
+  int64_t blocking_threads = 4;
+  int64_t blocking_queue = 256;
+
+  void Register(config::Parser& parser);
+  absl::Status Validate() const;
+};
+
+}  // namespace policy::audit
+
+#endif  // POLICY_SERVICES_AUDIT_AUDIT_CONFIG_H_

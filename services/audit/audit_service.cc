@@ -1,0 +1,346 @@
+#include "services/audit/audit_service.h"
+
+#include <thread>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/proto/well_known.h"
+#include "common/status/grpc_status.h"
+#include "services/audit/proto_convert.h"
+
+namespace policy::audit {
+namespace {
+
+using proto::DurationFromProto;
+using proto::SetDuration;
+using proto::SetTime;
+using proto::TimeFromProto;
+
+constexpr absl::string_view kDomain = "audit.policy-suite";
+constexpr size_t kExportChunkEntries = 500;
+
+grpc::Status ToGrpc(const absl::Status& status) { return ToGrpcStatus(status, kDomain); }
+
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, grpc::Status status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(std::move(status));
+  return reactor;
+}
+
+absl::StatusOr<std::optional<absl::Time>> OptionalTime(bool present,
+                                                       const google::protobuf::Timestamp& t,
+                                                       absl::string_view field) {
+  if (!present) return std::optional<absl::Time>();
+  absl::StatusOr<absl::Time> time = TimeFromProto(t, field);
+  if (!time.ok()) return time.status();
+  return std::optional<absl::Time>(*time);
+}
+
+}  // namespace
+
+// Streams a ledger's entries from a thread of its own, one chunk at a time: the next chunk
+// is read only once the previous one was sent, so a slow reader holds back only itself.
+class AuditService::ExportReactor final
+    : public grpc::ServerWriteReactor<v1::ExportEntriesResponse> {
+ public:
+  ExportReactor(AuditService* service, grpc::CallbackServerContext* context,
+                const v1::ExportEntriesRequest* request)
+      : service_(service), context_(context), request_(*request) {
+    std::thread([this] { Work(); }).detach();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    write_ok_ = ok;
+    write_done_ = true;
+  }
+
+  void OnDone() override {
+    service_->exports_.fetch_sub(1);
+    delete this;
+  }
+
+ private:
+  void Work() {
+    const LedgerRef ledger = FromProto(request_.ledger());
+    uint64_t next = request_.from_index();
+    bool first = true;
+    for (;;) {
+      if (context_->IsCancelled()) {
+        Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the export was cancelled"));
+        return;
+      }
+      absl::StatusOr<std::vector<RevealedEntry>> entries = service_->ledger_->Export(
+          ledger, next, kExportChunkEntries, request_.requested_by(), first);
+      first = false;
+      if (!entries.ok()) {
+        Finish(ToGrpc(entries.status()));
+        return;
+      }
+      if (entries->empty()) {
+        Finish(grpc::Status::OK);
+        return;
+      }
+      response_.Clear();
+      std::string jsonl;
+      v1::Entry proto;
+      for (const RevealedEntry& e : *entries) {
+        proto.Clear();
+        ToProto(e, &proto);
+        absl::StrAppend(&jsonl, ToJsonLine(proto), "\n");
+      }
+      next = entries->back().entry.index + 1;
+      response_.set_jsonl(std::move(jsonl));
+      response_.set_next_index(next);
+      {
+        absl::MutexLock lock(&mu_);
+        write_done_ = false;
+      }
+      StartWrite(&response_);
+      bool sent = false;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(&write_done_));
+        sent = write_ok_;
+      }
+      if (!sent) {
+        Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client stopped reading"));
+        return;
+      }
+      if (entries->size() < kExportChunkEntries) {
+        Finish(grpc::Status::OK);
+        return;
+      }
+    }
+  }
+
+  AuditService* const service_;
+  grpc::CallbackServerContext* const context_;
+  const v1::ExportEntriesRequest request_;
+  v1::ExportEntriesResponse response_;
+  absl::Mutex mu_;
+  bool write_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_ok_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+AuditService::AuditService(AuditLedger* ledger, AppendBatcher* batcher, server::BlockingPool* pool,
+                           prometheus::Registry* registry)
+    : ledger_(ledger),
+      batcher_(batcher),
+      pool_(pool),
+      appended_(prometheus::BuildCounter()
+                    .Name("policy_audit_appended_entries_total")
+                    .Help("Entries appended to the ledgers (durable when counted).")
+                    .Register(*registry)
+                    .Add({})),
+      duplicates_(prometheus::BuildCounter()
+                      .Name("policy_audit_duplicate_appends_total")
+                      .Help("Appends answered with the entry of an earlier one (same request id).")
+                      .Register(*registry)
+                      .Add({})) {}
+
+grpc::ServerUnaryReactor* AuditService::Append(grpc::CallbackServerContext* context,
+                                               const v1::AppendRequest* request,
+                                               v1::AppendResponse* response) {
+  absl::StatusOr<EntryInput> input = FromProto(request->entry());
+  if (!input.ok()) return Done(context, ToGrpc(input.status()));
+  if (absl::Status s = ValidateEntryInput(*input); !s.ok()) return Done(context, ToGrpc(s));
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  batcher_->Submit(
+      *std::move(input), [this, reactor, response](absl::StatusOr<AppendOutcome> outcome) {
+        if (!outcome.ok()) {
+          reactor->Finish(ToGrpc(outcome.status()));
+          return;
+        }
+        (outcome->duplicate ? duplicates_ : appended_).Increment();
+        // The caller knows the identifiers it sent: they are not echoed.
+        ToProto(RevealedEntry{std::move(outcome->entry), "", ""}, response->mutable_entry());
+        response->set_duplicate(outcome->duplicate);
+        reactor->Finish(grpc::Status::OK);
+      });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AuditService::QueryEntries(grpc::CallbackServerContext* context,
+                                                     const v1::QueryEntriesRequest* request,
+                                                     v1::QueryEntriesResponse* response) {
+  return pool_->Run(context, [this, request, response] {
+    QuerySpec spec;
+    spec.ledger = FromProto(request->ledger());
+    if (request->action() != v1::ACTION_UNSPECIFIED) {
+      const int value = static_cast<int>(request->action());
+      if (value < 1 || value > kActionCount) {
+        return ToGrpc(absl::InvalidArgumentError(absl::StrCat("action: unknown ", value)));
+      }
+      spec.action = static_cast<Action>(value - 1);
+    }
+    spec.actor = request->actor();
+    absl::StatusOr<std::optional<absl::Time>> start =
+        OptionalTime(request->has_start_time(), request->start_time(), "start_time");
+    if (!start.ok()) return ToGrpc(start.status());
+    absl::StatusOr<std::optional<absl::Time>> end =
+        OptionalTime(request->has_end_time(), request->end_time(), "end_time");
+    if (!end.ok()) return ToGrpc(end.status());
+    spec.start = *start;
+    spec.end = *end;
+    if (request->page_size() < 0) {
+      return ToGrpc(absl::InvalidArgumentError("page_size: negative"));
+    }
+    spec.page_size = request->page_size() == 0 ? 100 : static_cast<size_t>(request->page_size());
+    if (!request->page_token().empty() &&
+        !absl::SimpleAtoi(request->page_token(), &spec.after_index)) {
+      return ToGrpc(absl::InvalidArgumentError("page_token: not a token this service issued"));
+    }
+    absl::StatusOr<QueryPage> page = ledger_->Query(spec, request->requested_by());
+    if (!page.ok()) return ToGrpc(page.status());
+    for (const RevealedEntry& e : page->entries) ToProto(e, response->add_entries());
+    if (page->next_index.has_value()) {
+      response->set_next_page_token(absl::StrCat(*page->next_index));
+    }
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuditService::GetCheckpoint(grpc::CallbackServerContext* context,
+                                                      const v1::GetCheckpointRequest* request,
+                                                      v1::GetCheckpointResponse* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<Checkpoint> c =
+        ledger_->GetCheckpoint(FromProto(request->ledger()), request->tree_size());
+    if (!c.ok()) return ToGrpc(c.status());
+    ToProto(*c, response->mutable_checkpoint());
+    response->set_public_key(ledger_->public_key());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuditService::GetInclusionProof(
+    grpc::CallbackServerContext* context, const v1::GetInclusionProofRequest* request,
+    v1::GetInclusionProofResponse* response) {
+  return pool_->Run(context, [this, request, response] {
+    std::optional<uint64_t> index;
+    if (request->entry_case() == v1::GetInclusionProofRequest::kIndex) index = request->index();
+    absl::StatusOr<InclusionProof> proof = ledger_->ProveInclusion(
+        FromProto(request->ledger()), index, request->request_id(), request->tree_size());
+    if (!proof.ok()) return ToGrpc(proof.status());
+    ToProto(proof->entry, response->mutable_entry());
+    ToProto(proof->checkpoint, response->mutable_checkpoint());
+    for (const Hash& h : proof->proof) response->add_proof(std::string(AsBytes(h)));
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuditService::GetConsistencyProof(
+    grpc::CallbackServerContext* context, const v1::GetConsistencyProofRequest* request,
+    v1::GetConsistencyProofResponse* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<ConsistencyProof> proof = ledger_->ProveConsistency(
+        FromProto(request->ledger()), request->from_size(), request->to_size());
+    if (!proof.ok()) return ToGrpc(proof.status());
+    if (proof->from.has_value()) ToProto(*proof->from, response->mutable_from());
+    ToProto(proof->to, response->mutable_to());
+    for (const Hash& h : proof->proof) response->add_proof(std::string(AsBytes(h)));
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuditService::VerifyLedger(grpc::CallbackServerContext* context,
+                                                     const v1::VerifyLedgerRequest* request,
+                                                     v1::VerifyLedgerResponse* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<IntegrityReport> report = ledger_->Verify(FromProto(request->ledger()));
+    if (!report.ok()) return ToGrpc(report.status());
+    ToProto(*report, response->mutable_report());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuditService::GetComplianceSummary(
+    grpc::CallbackServerContext* context, const v1::GetComplianceSummaryRequest* request,
+    v1::GetComplianceSummaryResponse* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<std::optional<absl::Time>> start =
+        OptionalTime(request->has_start_time(), request->start_time(), "start_time");
+    if (!start.ok()) return ToGrpc(start.status());
+    absl::StatusOr<std::optional<absl::Time>> end =
+        OptionalTime(request->has_end_time(), request->end_time(), "end_time");
+    if (!end.ok()) return ToGrpc(end.status());
+    absl::StatusOr<ComplianceSummary> s =
+        ledger_->Summarize(FromProto(request->ledger()), *start, *end, request->requested_by());
+    if (!s.ok()) return ToGrpc(s.status());
+    if (s->period_start.has_value()) SetTime(*s->period_start, response->mutable_period_start());
+    if (s->period_end.has_value()) SetTime(*s->period_end, response->mutable_period_end());
+    response->set_total_entries(s->total_entries);
+    response->set_total_tokens(s->total_tokens);
+    response->set_policy_violations(s->policy_violations);
+    for (const auto& [action, count] : s->action_breakdown) {
+      (*response->mutable_action_breakdown())[action] = count;
+    }
+    ToProto(s->integrity, response->mutable_integrity());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerWriteReactor<v1::ExportEntriesResponse>* AuditService::ExportEntries(
+    grpc::CallbackServerContext* context, const v1::ExportEntriesRequest* request) {
+  if (exports_.fetch_add(1) >= kMaxExports) {
+    exports_.fetch_sub(1);
+    class Refused final : public grpc::ServerWriteReactor<v1::ExportEntriesResponse> {
+     public:
+      Refused() {
+        Finish(ToGrpc(absl::ResourceExhaustedError(absl::StrCat(
+            "already ", kMaxExports, " exports running; retry later (from the same index)"))));
+      }
+      void OnDone() override { delete this; }
+    };
+    return new Refused();
+  }
+  return new ExportReactor(this, context, request);
+}
+
+grpc::ServerUnaryReactor* AuditService::ForgetSubject(grpc::CallbackServerContext* context,
+                                                      const v1::ForgetSubjectRequest* request,
+                                                      v1::ForgetSubjectResponse* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<ForgetResult> r =
+        ledger_->Forget(request->subject(), request->requested_by(), request->request_id());
+    if (!r.ok()) return ToGrpc(r.status());
+    response->set_forgotten(r->forgotten);
+    ToProto(RevealedEntry{std::move(r->entry), "", ""}, response->mutable_entry());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuditService::ExportSubject(grpc::CallbackServerContext* context,
+                                                      const v1::ExportSubjectRequest* request,
+                                                      v1::ExportSubjectResponse* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<std::vector<RevealedEntry>> entries =
+        ledger_->ExportSubject(request->subject(), request->requested_by());
+    if (!entries.ok()) return ToGrpc(entries.status());
+    for (const RevealedEntry& e : *entries) ToProto(e, response->add_entries());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuditService::ListLedgers(grpc::CallbackServerContext* context,
+                                                    const v1::ListLedgersRequest*,
+                                                    v1::ListLedgersResponse* response) {
+  return pool_->Run(context, [this, response] {
+    absl::StatusOr<std::vector<LedgerOverview>> ledgers = ledger_->ListLedgers();
+    if (!ledgers.ok()) return ToGrpc(ledgers.status());
+    for (const LedgerOverview& l : *ledgers) {
+      v1::LedgerInfo* info = response->add_ledgers();
+      ToProto(l.ledger, info->mutable_ledger());
+      info->set_size(l.size);
+      if (l.latest_checkpoint.has_value()) {
+        ToProto(*l.latest_checkpoint, info->mutable_latest_checkpoint());
+      }
+    }
+    return grpc::Status::OK;
+  });
+}
+
+}  // namespace policy::audit

@@ -1,0 +1,359 @@
+#include "services/audit/ledger.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "common/status/status.h"
+
+namespace policy::audit {
+namespace {
+
+constexpr size_t kReadChunk = 5000;
+
+absl::Time WholeMicros(absl::Time t) { return absl::FromUnixMicros(absl::ToUnixMicros(t)); }
+
+absl::Status CheckRequester(const std::string& requested_by) {
+  if (requested_by.empty()) return absl::InvalidArgumentError("requested_by: required");
+  if (requested_by.size() > kMaxIdentifierBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("requested_by: more than ", kMaxIdentifierBytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+AuditLedger::AuditLedger(LedgerStore* store, const SubjectCipher* subjects,
+                         const CheckpointSigner* signer, Clock* clock)
+    : store_(store), subjects_(subjects), signer_(signer), clock_(clock) {}
+
+absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::AppendBatch(
+    absl::Span<const EntryInput> inputs) {
+  // One key per identifier in the batch, created on first sight.
+  std::vector<std::string> identifiers;
+  for (const EntryInput& input : inputs) {
+    identifiers.push_back(input.actor);
+    if (!input.subject.empty()) identifiers.push_back(input.subject);
+  }
+  std::sort(identifiers.begin(), identifiers.end());
+  identifiers.erase(std::unique(identifiers.begin(), identifiers.end()), identifiers.end());
+  std::vector<SubjectKey> candidates;
+  candidates.reserve(identifiers.size());
+  for (const std::string& identifier : identifiers) {
+    ASSIGN_OR_RETURN(SubjectKey key, subjects_->NewKey(identifier));
+    candidates.push_back(std::move(key));
+  }
+  ASSIGN_OR_RETURN(std::vector<SubjectKey> stored, store_->GetOrAddSubjectKeys(candidates));
+  absl::flat_hash_map<std::string, std::string> key_of;
+  for (size_t i = 0; i < identifiers.size(); ++i) {
+    ASSIGN_OR_RETURN(key_of[identifiers[i]], subjects_->UnwrapKey(stored[i]));
+  }
+
+  const absl::Time now = WholeMicros(clock_->Now());
+  std::vector<Entry> entries;
+  entries.reserve(inputs.size());
+  for (const EntryInput& input : inputs) {
+    Entry e;
+    e.ledger = input.ledger;
+    e.time = now;
+    e.action = input.action;
+    ASSIGN_OR_RETURN(e.actor, SubjectCipher::Seal(key_of[input.actor], input.actor));
+    e.model = input.model;
+    e.tokens = input.tokens;
+    e.latency = absl::Microseconds(absl::ToInt64Microseconds(input.latency));
+    e.outcome = input.outcome;
+    e.metadata = input.metadata;
+    e.content_hash = input.content_hash;
+    e.request_id = input.request_id;
+    if (!input.subject.empty()) {
+      ASSIGN_OR_RETURN(e.subject, SubjectCipher::Seal(key_of[input.subject], input.subject));
+    }
+    entries.push_back(std::move(e));
+  }
+  return store_->Append(std::move(entries));
+}
+
+absl::StatusOr<AppendOutcome> AuditLedger::Append(const EntryInput& input) {
+  RETURN_IF_ERROR(ValidateEntryInput(input));
+  ASSIGN_OR_RETURN(std::vector<AppendOutcome> outcomes,
+                   AppendBatch(absl::MakeConstSpan(&input, 1)));
+  if (!outcomes[0].status.ok()) return outcomes[0].status;
+  return std::move(outcomes[0]);
+}
+
+absl::StatusOr<std::vector<RevealedEntry>> AuditLedger::Reveal(std::vector<Entry> entries) {
+  std::vector<std::string> refs;
+  for (const Entry& e : entries) {
+    refs.push_back(e.actor.ref);
+    if (!e.subject.empty()) refs.push_back(e.subject.ref);
+  }
+  std::sort(refs.begin(), refs.end());
+  refs.erase(std::unique(refs.begin(), refs.end()), refs.end());
+  ASSIGN_OR_RETURN(auto keys, store_->SubjectKeysByRef(refs));
+  absl::flat_hash_map<std::string, std::string> key_of;  // ref -> key
+  for (const auto& [ref, stored] : keys) {
+    absl::StatusOr<std::string> key = subjects_->UnwrapKey(stored);
+    if (key.ok()) key_of[ref] = *std::move(key);
+  }
+  auto open = [&](const SealedSubject& s) -> std::string {
+    auto it = key_of.find(s.ref);
+    if (s.empty() || it == key_of.end()) return "";
+    absl::StatusOr<std::string> identifier = SubjectCipher::Open(it->second, s);
+    return identifier.ok() ? *std::move(identifier) : "";
+  };
+  std::vector<RevealedEntry> out;
+  out.reserve(entries.size());
+  for (Entry& e : entries) {
+    RevealedEntry r{.entry = std::move(e), .actor = "", .subject = ""};
+    r.actor = open(r.entry.actor);
+    r.subject = open(r.entry.subject);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+absl::Status AuditLedger::RecordRead(const LedgerRef& ledger, const std::string& requested_by,
+                                     absl::string_view what) {
+  EntryInput read;
+  read.action = Action::kAuditRead;
+  read.actor = requested_by;
+  read.ledger = ledger;
+  read.metadata["read"] = std::string(what);
+  return Append(read).status();
+}
+
+absl::StatusOr<QueryPage> AuditLedger::Query(const QuerySpec& spec,
+                                             const std::string& requested_by) {
+  RETURN_IF_ERROR(ValidateLedger(spec.ledger, "ledger"));
+  RETURN_IF_ERROR(CheckRequester(requested_by));
+  if (spec.page_size == 0 || spec.page_size > kMaxPageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size: must be 1 to ", kMaxPageSize, ", not ", spec.page_size));
+  }
+  if (spec.start.has_value() && spec.end.has_value() && *spec.end < *spec.start) {
+    return absl::InvalidArgumentError("end_time: before start_time");
+  }
+  EntryFilter filter{.ledger = spec.ledger,
+                     .action = spec.action,
+                     .actor_ref = "",
+                     .start = spec.start,
+                     .end = spec.end,
+                     .after_index = spec.after_index,
+                     .limit = spec.page_size + 1};
+  QueryPage page;
+  if (!spec.actor.empty()) {
+    absl::StatusOr<SubjectKey> key = store_->GetSubjectKey(subjects_->Locator(spec.actor));
+    if (absl::IsNotFound(key.status())) {
+      RETURN_IF_ERROR(RecordRead(spec.ledger, requested_by, "query"));
+      return page;  // Nothing was ever recorded about this actor, or they were forgotten.
+    }
+    if (!key.ok()) return key.status();
+    filter.actor_ref = key->ref;
+  }
+  ASSIGN_OR_RETURN(std::vector<Entry> entries, store_->Query(filter));
+  if (entries.size() > spec.page_size) {
+    page.next_index = entries[spec.page_size].index;
+    entries.resize(spec.page_size);
+  }
+  ASSIGN_OR_RETURN(page.entries, Reveal(std::move(entries)));
+  RETURN_IF_ERROR(RecordRead(spec.ledger, requested_by, "query"));
+  return page;
+}
+
+absl::StatusOr<Checkpoint> AuditLedger::GetCheckpoint(const LedgerRef& ledger, uint64_t tree_size) {
+  RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
+  return store_->GetCheckpoint(ledger, tree_size);
+}
+
+absl::StatusOr<InclusionProof> AuditLedger::ProveInclusion(const LedgerRef& ledger,
+                                                           std::optional<uint64_t> index,
+                                                           const std::string& request_id,
+                                                           uint64_t tree_size) {
+  RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
+  std::optional<Entry> entry;
+  if (index.has_value()) {
+    ASSIGN_OR_RETURN(std::vector<Entry> found, store_->ReadRange(ledger, *index, 1));
+    if (found.empty()) {
+      return absl::NotFoundError(
+          absl::StrCat("ledger ", LedgerName(ledger), " has no entry ", *index));
+    }
+    entry = std::move(found[0]);
+  } else {
+    if (request_id.empty()) return absl::InvalidArgumentError("index or request_id: required");
+    ASSIGN_OR_RETURN(entry, store_->FindRequest(ledger, request_id));
+  }
+  ASSIGN_OR_RETURN(Checkpoint checkpoint, store_->GetCheckpoint(ledger, tree_size));
+  if (entry->index >= checkpoint.tree_size) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("entry ", entry->index, " is newer than the checkpoint of size ",
+                     checkpoint.tree_size, "; ask again once a newer checkpoint is signed"));
+  }
+  ASSIGN_OR_RETURN(ProofPlan plan, PlanInclusionProof(entry->index, checkpoint.tree_size));
+  ASSIGN_OR_RETURN(auto hashes, store_->NodeHashes(ledger, NodesOf(plan)));
+  ASSIGN_OR_RETURN(std::vector<Hash> proof, AssembleProof(plan, hashes));
+  std::vector<Entry> one;
+  one.push_back(*std::move(entry));
+  ASSIGN_OR_RETURN(std::vector<RevealedEntry> revealed, Reveal(std::move(one)));
+  return InclusionProof{std::move(revealed[0]), std::move(checkpoint), std::move(proof)};
+}
+
+absl::StatusOr<ConsistencyProof> AuditLedger::ProveConsistency(const LedgerRef& ledger,
+                                                               uint64_t from_size,
+                                                               uint64_t to_size) {
+  RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
+  ASSIGN_OR_RETURN(Checkpoint to, store_->GetCheckpoint(ledger, to_size));
+  if (from_size == 0 || from_size > to.tree_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("from_size: must be 1 to ", to.tree_size, ", not ", from_size));
+  }
+  ConsistencyProof result;
+  if (absl::StatusOr<Checkpoint> from = store_->GetCheckpoint(ledger, from_size); from.ok()) {
+    result.from = *std::move(from);
+  }
+  ASSIGN_OR_RETURN(ProofPlan plan, PlanConsistencyProof(from_size, to.tree_size));
+  ASSIGN_OR_RETURN(auto hashes, store_->NodeHashes(ledger, NodesOf(plan)));
+  ASSIGN_OR_RETURN(result.proof, AssembleProof(plan, hashes));
+  result.to = std::move(to);
+  return result;
+}
+
+absl::StatusOr<IntegrityReport> AuditLedger::Verify(const LedgerRef& ledger) {
+  RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
+  ASSIGN_OR_RETURN(std::vector<Checkpoint> checkpoints, store_->ListCheckpoints(ledger));
+  LedgerVerifier verifier(ledger, signer_->public_key(), std::move(checkpoints));
+  for (uint64_t from = 0;;) {
+    ASSIGN_OR_RETURN(std::vector<Entry> entries, store_->ReadRange(ledger, from, kReadChunk));
+    for (const Entry& e : entries) {
+      if (!verifier.Add(e)) return verifier.Finish();
+    }
+    if (entries.size() < kReadChunk) break;
+    from = entries.back().index + 1;
+  }
+  return verifier.Finish();
+}
+
+absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger,
+                                                         std::optional<absl::Time> start,
+                                                         std::optional<absl::Time> end,
+                                                         const std::string& requested_by) {
+  RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
+  RETURN_IF_ERROR(CheckRequester(requested_by));
+  ComplianceSummary summary;
+  EntryFilter filter{.ledger = ledger,
+                     .action = std::nullopt,
+                     .actor_ref = "",
+                     .start = start,
+                     .end = end,
+                     .after_index = 0,
+                     .limit = kReadChunk};
+  for (;;) {
+    ASSIGN_OR_RETURN(std::vector<Entry> entries, store_->Query(filter));
+    for (const Entry& e : entries) {
+      if (!summary.period_start.has_value()) summary.period_start = e.time;
+      summary.period_end = e.time;
+      ++summary.total_entries;
+      summary.total_tokens += e.tokens;
+      if (e.action == Action::kPolicyViolation) ++summary.policy_violations;
+      ++summary.action_breakdown[std::string(ActionName(e.action))];
+    }
+    if (entries.size() < kReadChunk) break;
+    filter.after_index = entries.back().index + 1;
+  }
+  ASSIGN_OR_RETURN(summary.integrity, Verify(ledger));
+  RETURN_IF_ERROR(RecordRead(ledger, requested_by, "compliance_summary"));
+  return summary;
+}
+
+absl::StatusOr<std::vector<RevealedEntry>> AuditLedger::Export(const LedgerRef& ledger,
+                                                               uint64_t from_index, size_t limit,
+                                                               const std::string& requested_by,
+                                                               bool record) {
+  RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
+  RETURN_IF_ERROR(CheckRequester(requested_by));
+  ASSIGN_OR_RETURN(std::vector<Entry> entries, store_->ReadRange(ledger, from_index, limit));
+  ASSIGN_OR_RETURN(std::vector<RevealedEntry> revealed, Reveal(std::move(entries)));
+  if (record) RETURN_IF_ERROR(RecordRead(ledger, requested_by, "export"));
+  return revealed;
+}
+
+absl::StatusOr<ForgetResult> AuditLedger::Forget(const std::string& subject,
+                                                 const std::string& requested_by,
+                                                 const std::string& request_id) {
+  if (subject.empty()) return absl::InvalidArgumentError("subject: required");
+  RETURN_IF_ERROR(CheckRequester(requested_by));
+  const std::string locator = subjects_->Locator(subject);
+  absl::StatusOr<SubjectKey> key = store_->GetSubjectKey(locator);
+  if (!key.ok() && !absl::IsNotFound(key.status())) return key.status();
+  EntryInput record;
+  record.action = Action::kSubjectForgotten;
+  record.actor = requested_by;
+  record.request_id = request_id;
+  // The record names the subject only while the key lives: it is shredded with the rest.
+  if (key.ok()) record.subject = subject;
+  ForgetResult result;
+  ASSIGN_OR_RETURN(AppendOutcome outcome, Append(record));
+  result.entry = std::move(outcome.entry);
+  if (key.ok()) {
+    ASSIGN_OR_RETURN(result.forgotten, store_->DeleteSubjectKey(locator));
+  }
+  return result;
+}
+
+absl::StatusOr<std::vector<RevealedEntry>> AuditLedger::ExportSubject(
+    const std::string& subject, const std::string& requested_by) {
+  if (subject.empty()) return absl::InvalidArgumentError("subject: required");
+  RETURN_IF_ERROR(CheckRequester(requested_by));
+  absl::StatusOr<SubjectKey> key = store_->GetSubjectKey(subjects_->Locator(subject));
+  std::vector<RevealedEntry> revealed;
+  EntryInput record;
+  record.action = Action::kSubjectAccessExported;
+  record.actor = requested_by;
+  if (key.ok()) {
+    ASSIGN_OR_RETURN(std::vector<Entry> entries,
+                     store_->EntriesOfSubject(key->ref, kMaxPageSize * 100));
+    ASSIGN_OR_RETURN(revealed, Reveal(std::move(entries)));
+    record.subject = subject;
+    record.metadata["entries"] = absl::StrCat(revealed.size());
+  } else if (!absl::IsNotFound(key.status())) {
+    return key.status();
+  }
+  RETURN_IF_ERROR(Append(record).status());
+  return revealed;
+}
+
+absl::StatusOr<int> AuditLedger::SignCheckpoints() {
+  ASSIGN_OR_RETURN(std::vector<LedgerSize> ledgers, store_->ListLedgers());
+  int signed_count = 0;
+  for (const LedgerSize& l : ledgers) {
+    if (l.size == 0) continue;
+    absl::StatusOr<Checkpoint> newest = store_->GetCheckpoint(l.ledger, 0);
+    if (newest.ok() && newest->tree_size >= l.size) continue;
+    if (!newest.ok() && !absl::IsNotFound(newest.status())) return newest.status();
+    // The root of exactly l.size entries: the frontier of that size, stored with its leaves.
+    ASSIGN_OR_RETURN(auto hashes, store_->NodeHashes(l.ledger, FrontierNodes(l.size)));
+    std::vector<Hash> frontier;
+    for (const NodeId& node : FrontierNodes(l.size)) frontier.push_back(hashes.at(node));
+    ASSIGN_OR_RETURN(CompactTree tree, CompactTree::FromFrontier(l.size, std::move(frontier)));
+    ASSIGN_OR_RETURN(Checkpoint checkpoint,
+                     signer_->Sign(l.ledger, l.size, tree.Root(), clock_->Now()));
+    RETURN_IF_ERROR(store_->AddCheckpoint(checkpoint));
+    ++signed_count;
+  }
+  return signed_count;
+}
+
+absl::StatusOr<std::vector<LedgerOverview>> AuditLedger::ListLedgers() {
+  ASSIGN_OR_RETURN(std::vector<LedgerSize> ledgers, store_->ListLedgers());
+  std::vector<LedgerOverview> out;
+  for (LedgerSize& l : ledgers) {
+    LedgerOverview o{.ledger = std::move(l.ledger), .size = l.size, .latest_checkpoint = {}};
+    absl::StatusOr<Checkpoint> newest = store_->GetCheckpoint(o.ledger, 0);
+    if (newest.ok()) o.latest_checkpoint = *std::move(newest);
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+}  // namespace policy::audit

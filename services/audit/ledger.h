@@ -1,0 +1,141 @@
+#ifndef POLICY_SERVICES_AUDIT_LEDGER_H_
+#define POLICY_SERVICES_AUDIT_LEDGER_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "common/clock/clock.h"
+#include "services/audit/checkpoint.h"
+#include "services/audit/entry.h"
+#include "services/audit/ledger_store.h"
+#include "services/audit/subjects.h"
+#include "services/audit/verifier.h"
+
+// The audit ledgers' operations over a LedgerStore: appends with pseudonymised subjects,
+// queries that reveal identifiers while their keys exist, proofs, signed checkpoints,
+// verification, reports and the GDPR requests. Reads of entries are themselves recorded
+// (audit_read in the ledger read; subject_forgotten and subject_access_exported in the
+// organisation's ledger). Thread-safe.
+namespace policy::audit {
+
+// An entry with its identifiers opened; empty once the subject was forgotten.
+struct RevealedEntry {
+  Entry entry;
+  std::string actor;
+  std::string subject;
+};
+
+struct QuerySpec {
+  LedgerRef ledger;
+  std::optional<Action> action;
+  std::string actor;  // Identifier; empty: any.
+  std::optional<absl::Time> start;
+  std::optional<absl::Time> end;
+  uint64_t after_index = 0;
+  size_t page_size = 100;
+};
+
+struct QueryPage {
+  std::vector<RevealedEntry> entries;
+  std::optional<uint64_t> next_index;  // Where the next page starts; none on the last page.
+};
+
+struct InclusionProof {
+  RevealedEntry entry;
+  Checkpoint checkpoint;
+  std::vector<Hash> proof;
+};
+
+struct ConsistencyProof {
+  std::optional<Checkpoint> from;
+  Checkpoint to;
+  std::vector<Hash> proof;
+};
+
+struct ComplianceSummary {
+  std::optional<absl::Time> period_start;
+  std::optional<absl::Time> period_end;
+  uint64_t total_entries = 0;
+  int64_t total_tokens = 0;
+  uint64_t policy_violations = 0;
+  std::map<std::string, uint64_t> action_breakdown;
+  IntegrityReport integrity;
+};
+
+struct ForgetResult {
+  bool forgotten = false;
+  Entry entry;
+};
+
+struct LedgerOverview {
+  LedgerRef ledger;
+  uint64_t size = 0;
+  std::optional<Checkpoint> latest_checkpoint;
+};
+
+inline constexpr size_t kMaxPageSize = 1000;
+
+class AuditLedger {
+ public:
+  AuditLedger(LedgerStore* store, const SubjectCipher* subjects, const CheckpointSigner* signer,
+              Clock* clock);
+
+  // Appends validated inputs in one store transaction (AppendBatcher groups callers into
+  // these). One outcome per input, in order.
+  absl::StatusOr<std::vector<AppendOutcome>> AppendBatch(absl::Span<const EntryInput> inputs);
+  // Validates and appends one entry on its own.
+  absl::StatusOr<AppendOutcome> Append(const EntryInput& input);
+
+  absl::StatusOr<QueryPage> Query(const QuerySpec& spec, const std::string& requested_by);
+
+  const std::string& public_key() const { return signer_->public_key(); }
+  absl::StatusOr<Checkpoint> GetCheckpoint(const LedgerRef& ledger, uint64_t tree_size);
+  // The entry at `index` (or with `request_id`) and its proof against the checkpoint of
+  // `tree_size` (0: the newest). FAILED_PRECONDITION when the entry is newer than the
+  // checkpoint (ask again after the next one is signed).
+  absl::StatusOr<InclusionProof> ProveInclusion(const LedgerRef& ledger,
+                                                std::optional<uint64_t> index,
+                                                const std::string& request_id, uint64_t tree_size);
+  // `to_size` 0: the newest checkpoint's size. `to_size` must be a signed checkpoint's.
+  absl::StatusOr<ConsistencyProof> ProveConsistency(const LedgerRef& ledger, uint64_t from_size,
+                                                    uint64_t to_size);
+
+  absl::StatusOr<IntegrityReport> Verify(const LedgerRef& ledger);
+  absl::StatusOr<ComplianceSummary> Summarize(const LedgerRef& ledger,
+                                              std::optional<absl::Time> start,
+                                              std::optional<absl::Time> end,
+                                              const std::string& requested_by);
+  // Up to `limit` entries from `from_index` on. Recorded as one audit_read when `record`.
+  absl::StatusOr<std::vector<RevealedEntry>> Export(const LedgerRef& ledger, uint64_t from_index,
+                                                    size_t limit, const std::string& requested_by,
+                                                    bool record);
+
+  absl::StatusOr<ForgetResult> Forget(const std::string& subject, const std::string& requested_by,
+                                      const std::string& request_id);
+  absl::StatusOr<std::vector<RevealedEntry>> ExportSubject(const std::string& subject,
+                                                           const std::string& requested_by);
+
+  // Signs a checkpoint of every ledger that grew since its newest one; returns how many.
+  absl::StatusOr<int> SignCheckpoints();
+  absl::StatusOr<std::vector<LedgerOverview>> ListLedgers();
+
+ private:
+  absl::StatusOr<std::vector<RevealedEntry>> Reveal(std::vector<Entry> entries);
+  absl::Status RecordRead(const LedgerRef& ledger, const std::string& requested_by,
+                          absl::string_view what);
+
+  LedgerStore* const store_;
+  const SubjectCipher* const subjects_;
+  const CheckpointSigner* const signer_;
+  Clock* const clock_;
+};
+
+}  // namespace policy::audit
+
+#endif  // POLICY_SERVICES_AUDIT_LEDGER_H_

@@ -1,0 +1,113 @@
+#ifndef POLICY_SERVICES_AUDIT_LEDGER_STORE_H_
+#define POLICY_SERVICES_AUDIT_LEDGER_STORE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "services/audit/checkpoint.h"
+#include "services/audit/entry.h"
+#include "services/audit/merkle.h"
+
+namespace policy::audit {
+
+// The result of appending one entry.
+struct AppendOutcome {
+  absl::Status status;  // FAILED_PRECONDITION: the request id names a different entry.
+  Entry entry;          // As stored (the first one, when duplicate).
+  bool duplicate = false;
+};
+
+struct EntryFilter {
+  LedgerRef ledger;
+  std::optional<Action> action;
+  std::string actor_ref;            // Empty: any actor.
+  std::optional<absl::Time> start;  // Inclusive.
+  std::optional<absl::Time> end;    // Exclusive.
+  uint64_t after_index = 0;         // Entries with index >= after_index.
+  size_t limit = 100;
+};
+
+// A subject's key as stored: found by the locator or by the subject's pseudonym, the key
+// itself wrapped under the master key.
+struct SubjectKey {
+  std::string locator;
+  std::string ref;
+  std::string wrapped;
+  bool operator==(const SubjectKey&) const = default;
+};
+
+struct LedgerSize {
+  LedgerRef ledger;
+  uint64_t size = 0;
+};
+
+// Where ledgers live. Implementations: MemoryLedgerStore (tests, --store=memory) and
+// PostgresLedgerStore. Thread-safe.
+//
+// Entries are never changed or removed once appended. Each entry is stored with its leaf hash
+// and the hashes of the perfect subtrees it completes, so that any node of the tree is one
+// lookup (merkle.h); the verifier never trusts these, it recomputes them.
+class LedgerStore {
+ public:
+  virtual ~LedgerStore() = default;
+
+  // Appends `entries` (their index and hashes are set here; the rest as given) all or
+  // nothing, in order within each ledger. Appends to one ledger are serialised across every
+  // process sharing the store. An entry whose request id its ledger already holds is not
+  // appended: its outcome is the stored entry with duplicate set, or FAILED_PRECONDITION when
+  // the stored entry records a different request (SameRequest). When this returns OK, every
+  // appended entry is durable.
+  virtual absl::StatusOr<std::vector<AppendOutcome>> Append(std::vector<Entry> entries) = 0;
+
+  virtual absl::StatusOr<uint64_t> Size(const LedgerRef& ledger) = 0;
+  virtual absl::StatusOr<std::vector<LedgerSize>> ListLedgers() = 0;
+
+  // Up to `limit` entries from index `from` on, in index order.
+  virtual absl::StatusOr<std::vector<Entry>> ReadRange(const LedgerRef& ledger, uint64_t from,
+                                                       size_t limit) = 0;
+  // NOT_FOUND when the ledger holds no entry with this request id.
+  virtual absl::StatusOr<Entry> FindRequest(const LedgerRef& ledger,
+                                            const std::string& request_id) = 0;
+  // Entries matching `filter`, in index order.
+  virtual absl::StatusOr<std::vector<Entry>> Query(const EntryFilter& filter) = 0;
+  // Entries of any ledger whose actor or subject has the pseudonym `ref`, oldest first.
+  virtual absl::StatusOr<std::vector<Entry>> EntriesOfSubject(const std::string& ref,
+                                                              size_t limit) = 0;
+
+  // The hashes of perfect subtrees of `ledger` (each stored with its last leaf);
+  // FAILED_PRECONDITION when one lies beyond the ledger's end.
+  virtual absl::StatusOr<absl::flat_hash_map<NodeId, Hash>> NodeHashes(
+      const LedgerRef& ledger, absl::Span<const NodeId> nodes) = 0;
+
+  // Stores a signed checkpoint; one of the same ledger and size already stored is kept.
+  virtual absl::Status AddCheckpoint(const Checkpoint& checkpoint) = 0;
+  // The checkpoint of `tree_size`, or the newest when 0; NOT_FOUND when there is none.
+  virtual absl::StatusOr<Checkpoint> GetCheckpoint(const LedgerRef& ledger, uint64_t tree_size) = 0;
+  virtual absl::StatusOr<std::vector<Checkpoint>> ListCheckpoints(const LedgerRef& ledger) = 0;
+
+  // Subject keys (subjects.h). Returns the stored key of each candidate's locator, storing
+  // the candidate when the locator has none; concurrent callers end up with the same key.
+  virtual absl::StatusOr<std::vector<SubjectKey>> GetOrAddSubjectKeys(
+      const std::vector<SubjectKey>& candidates) = 0;
+  // NOT_FOUND when the locator has no key (never had one, or it was destroyed).
+  virtual absl::StatusOr<SubjectKey> GetSubjectKey(const std::string& locator) = 0;
+  // The keys of these pseudonyms that still exist.
+  virtual absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> SubjectKeysByRef(
+      const std::vector<std::string>& refs) = 0;
+  // Destroys the key; false when there was none.
+  virtual absl::StatusOr<bool> DeleteSubjectKey(const std::string& locator) = 0;
+};
+
+// Sets the index, leaf hash and completed hashes of entries appended after a tree (the
+// stores' shared step): the tree grows by them.
+void SealEntries(CompactTree& tree, absl::Span<Entry> entries);
+
+}  // namespace policy::audit
+
+#endif  // POLICY_SERVICES_AUDIT_LEDGER_STORE_H_

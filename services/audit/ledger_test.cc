@@ -1,0 +1,270 @@
+#include "services/audit/ledger.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/blocking_counter.h"
+#include "common/clock/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/audit/append_batcher.h"
+#include "services/audit/memory_ledger_store.h"
+
+namespace policy::audit {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+const LedgerRef kProd{"proj-prod", "production"};
+const LedgerRef kOrg{};
+
+class LedgerTest : public ::testing::Test {
+ protected:
+  LedgerTest()
+      : signer_(CheckpointSigner::Create(std::string(32, '\x07')).value()),
+        subjects_(SubjectCipher::Create(std::string(32, '\x09')).value()),
+        ledger_(&store_, subjects_.get(), signer_.get(), &clock_) {}
+
+  EntryInput Call(const std::string& actor, int64_t tokens, const std::string& request_id = "") {
+    EntryInput in;
+    in.action = Action::kApiCall;
+    in.actor = actor;
+    in.ledger = kProd;
+    in.model = "gpt-4.1";
+    in.tokens = tokens;
+    in.request_id = request_id;
+    return in;
+  }
+
+  Entry AppendOk(const EntryInput& in) {
+    absl::StatusOr<AppendOutcome> out = ledger_.Append(in);
+    EXPECT_TRUE(out.ok()) << out.status();
+    clock_.Advance(absl::Seconds(1));
+    return out.ok() ? out->entry : Entry{};
+  }
+
+  FakeClock clock_;
+  MemoryLedgerStore store_;
+  std::unique_ptr<CheckpointSigner> signer_;
+  std::unique_ptr<SubjectCipher> subjects_;
+  AuditLedger ledger_;
+};
+
+TEST_F(LedgerTest, AppendsStorePseudonymsNeverIdentifiers) {
+  const Entry e = AppendOk(Call("alice@example.com", 10));
+  EXPECT_EQ(e.index, 0u);
+  EXPECT_EQ(e.actor.ref.size(), 32u);
+  EXPECT_EQ(e.actor.sealed.find("alice"), std::string::npos);
+  EXPECT_EQ(EncodeLeafData(e).find("alice"), std::string::npos);
+  // The same actor gets the same pseudonym; another actor another one.
+  EXPECT_EQ(AppendOk(Call("alice@example.com", 1)).actor.ref, e.actor.ref);
+  EXPECT_NE(AppendOk(Call("bob@example.com", 1)).actor.ref, e.actor.ref);
+}
+
+TEST_F(LedgerTest, RetriedAppendReturnsTheFirstEntry) {
+  const Entry first = AppendOk(Call("alice@example.com", 10, "req-42"));
+  absl::StatusOr<AppendOutcome> retry = ledger_.Append(Call("alice@example.com", 10, "req-42"));
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->duplicate);
+  EXPECT_EQ(retry->entry, first);
+  EXPECT_EQ(store_.Size(kProd).value(), 1u);
+  absl::StatusOr<AppendOutcome> reused = ledger_.Append(Call("alice@example.com", 11, "req-42"));
+  EXPECT_EQ(reused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(reused.status().message(), HasSubstr("req-42"));
+}
+
+TEST_F(LedgerTest, QueryRevealsIdentifiersFiltersAndPagesAndIsRecorded) {
+  for (int i = 0; i < 5; ++i) AppendOk(Call(i % 2 ? "bob@example.com" : "alice@example.com", i));
+  QuerySpec spec;
+  spec.ledger = kProd;
+  spec.actor = "alice@example.com";
+  spec.page_size = 2;
+  absl::StatusOr<QueryPage> page = ledger_.Query(spec, "auditor@example.com");
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->entries.size(), 2u);
+  EXPECT_EQ(page->entries[0].actor, "alice@example.com");
+  EXPECT_EQ(page->entries[1].entry.index, 2u);
+  ASSERT_TRUE(page->next_index.has_value());
+  spec.after_index = *page->next_index;
+  page = ledger_.Query(spec, "auditor@example.com");
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->entries.size(), 1u);
+  EXPECT_EQ(page->entries[0].entry.index, 4u);
+  EXPECT_FALSE(page->next_index.has_value());
+  // Both reads are in the ledger, naming the reader.
+  spec = QuerySpec{};
+  spec.ledger = kProd;
+  spec.action = Action::kAuditRead;
+  page = ledger_.Query(spec, "auditor@example.com");
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->entries.size(), 2u);
+  EXPECT_EQ(page->entries[0].actor, "auditor@example.com");
+  EXPECT_EQ(ledger_.Query(spec, "").status().code(), absl::StatusCode::kInvalidArgument);
+  spec.page_size = 5000;
+  EXPECT_EQ(ledger_.Query(spec, "a").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(LedgerTest, ProofsVerifyAgainstSignedCheckpoints) {
+  for (int i = 0; i < 11; ++i) AppendOk(Call("svc-a", i, absl::StrCat("r", i)));
+  ASSERT_EQ(ledger_.SignCheckpoints().value(), 1);
+  absl::StatusOr<Checkpoint> first = ledger_.GetCheckpoint(kProd, 0);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->tree_size, 11u);
+  EXPECT_TRUE(VerifyCheckpoint(*first, ledger_.public_key()));
+  EXPECT_EQ(ledger_.SignCheckpoints().value(), 0);  // Nothing grew.
+
+  // An entry appended after the checkpoint has no proof yet.
+  AppendOk(Call("svc-a", 99, "late"));
+  EXPECT_EQ(ledger_.ProveInclusion(kProd, std::nullopt, "late", 0).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  for (uint64_t i = 0; i < 11; ++i) {
+    absl::StatusOr<InclusionProof> p = ledger_.ProveInclusion(kProd, i, "", 0);
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ(p->entry.entry.index, i);
+    EXPECT_TRUE(VerifyInclusion(EntryLeafHash(p->entry.entry), i, p->checkpoint.tree_size, p->proof,
+                                p->checkpoint.root))
+        << i;
+  }
+  absl::StatusOr<InclusionProof> by_request = ledger_.ProveInclusion(kProd, std::nullopt, "r5", 0);
+  ASSERT_TRUE(by_request.ok());
+  EXPECT_EQ(by_request->entry.entry.index, 5u);
+
+  for (int i = 0; i < 6; ++i) AppendOk(Call("svc-b", i));
+  ASSERT_EQ(ledger_.SignCheckpoints().value(), 1);
+  absl::StatusOr<ConsistencyProof> c = ledger_.ProveConsistency(kProd, 11, 0);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(c->from.has_value());
+  EXPECT_EQ(c->to.tree_size, 18u);
+  EXPECT_TRUE(VerifyConsistency(11, 18, c->from->root, c->to.root, c->proof));
+  EXPECT_EQ(ledger_.ProveConsistency(kProd, 19, 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ledger_.ProveInclusion(kProd, 500, "", 0).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(LedgerTest, ForgetSubjectShredsIdentifiersButTheLedgerStillVerifies) {
+  EntryInput removal;
+  removal.action = Action::kMemberRemoved;
+  removal.actor = "owner@example.com";
+  removal.subject = "carol@example.com";
+  removal.ledger = kProd;
+  AppendOk(removal);
+  AppendOk(Call("carol@example.com", 5));
+  ASSERT_TRUE(ledger_.SignCheckpoints().ok());
+
+  absl::StatusOr<std::vector<RevealedEntry>> before =
+      ledger_.ExportSubject("carol@example.com", "dpo@example.com");
+  ASSERT_TRUE(before.ok()) << before.status();
+  ASSERT_EQ(before->size(), 2u);
+  EXPECT_EQ((*before)[0].subject, "carol@example.com");
+  EXPECT_EQ((*before)[1].actor, "carol@example.com");
+
+  absl::StatusOr<ForgetResult> forgotten =
+      ledger_.Forget("carol@example.com", "dpo@example.com", "forget-carol");
+  ASSERT_TRUE(forgotten.ok()) << forgotten.status();
+  EXPECT_TRUE(forgotten->forgotten);
+  EXPECT_EQ(forgotten->entry.action, Action::kSubjectForgotten);
+
+  // Nobody can link the entries to carol any more; the owner is still named.
+  EXPECT_THAT(ledger_.ExportSubject("carol@example.com", "dpo@example.com").value(), IsEmpty());
+  absl::StatusOr<std::vector<RevealedEntry>> all = ledger_.Export(kProd, 0, 10, "dpo", false);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].actor, "owner@example.com");
+  EXPECT_EQ((*all)[0].subject, "");
+  EXPECT_EQ((*all)[1].actor, "");
+  QuerySpec by_carol;
+  by_carol.ledger = kProd;
+  by_carol.actor = "carol@example.com";
+  EXPECT_THAT(ledger_.Query(by_carol, "dpo").value().entries, IsEmpty());
+
+  absl::StatusOr<IntegrityReport> report = ledger_.Verify(kProd);
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->valid) << report->problem;
+  EXPECT_EQ(report->checkpoints_checked, 1u);
+
+  // The requests themselves are in the organisation's ledger.
+  absl::StatusOr<std::vector<RevealedEntry>> org = ledger_.Export(kOrg, 0, 10, "dpo", false);
+  ASSERT_TRUE(org.ok());
+  std::vector<Action> actions;
+  for (const RevealedEntry& e : *org) actions.push_back(e.entry.action);
+  EXPECT_THAT(actions, ElementsAre(Action::kSubjectAccessExported, Action::kSubjectForgotten,
+                                   Action::kSubjectAccessExported));
+  // A second request changes nothing and says so.
+  EXPECT_FALSE(ledger_.Forget("carol@example.com", "dpo@example.com", "").value().forgotten);
+  // A later entry about carol gets a new, unlinkable pseudonym.
+  EXPECT_NE(AppendOk(Call("carol@example.com", 1)).actor.ref, (*before)[1].entry.actor.ref);
+}
+
+TEST_F(LedgerTest, SummaryCountsThePeriodAndReportsIntegrity) {
+  const absl::Time start = clock_.Now();
+  AppendOk(Call("svc-a", 100));
+  EntryInput violation = Call("svc-a", 0);
+  violation.action = Action::kPolicyViolation;
+  violation.outcome = Outcome::kBlocked;
+  AppendOk(violation);
+  AppendOk(Call("svc-b", 50));
+  absl::StatusOr<ComplianceSummary> s =
+      ledger_.Summarize(kProd, start, std::nullopt, "auditor@example.com");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->total_entries, 3u);
+  EXPECT_EQ(s->total_tokens, 150);
+  EXPECT_EQ(s->policy_violations, 1u);
+  EXPECT_EQ(s->action_breakdown.at("api_call"), 2u);
+  EXPECT_EQ(s->period_start, start);
+  EXPECT_TRUE(s->integrity.valid);
+  EXPECT_EQ(s->integrity.entries_checked, 3u);
+  // The summary itself was recorded.
+  EXPECT_EQ(store_.Size(kProd).value(), 4u);
+}
+
+TEST_F(LedgerTest, BatcherCommitsConcurrentAppendsOnceEach) {
+  AppendBatcher batcher(&ledger_, 16, 10000);
+  constexpr int kThreads = 4, kPerThread = 250;
+  std::atomic<int> ok{0}, duplicates{0};
+  absl::BlockingCounter done(kThreads * kPerThread * 2);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        // Every request is sent twice, as a client retrying would.
+        for (int copy = 0; copy < 2; ++copy) {
+          batcher.Submit(Call("svc", i, absl::StrCat("t", t, "-", i)),
+                         [&](absl::StatusOr<AppendOutcome> out) {
+                           if (out.ok()) ++(out->duplicate ? duplicates : ok);
+                           done.DecrementCount();
+                         });
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  done.Wait();
+  EXPECT_EQ(ok.load(), kThreads * kPerThread);
+  EXPECT_EQ(duplicates.load(), kThreads * kPerThread);
+  EXPECT_EQ(store_.Size(kProd).value(), static_cast<uint64_t>(kThreads * kPerThread));
+  EXPECT_TRUE(ledger_.Verify(kProd).value().valid);
+}
+
+TEST_F(LedgerTest, BatcherRefusesWhenItsQueueIsFull) {
+  // A queue of one behind a writer that is kept busy: some of many submits must be refused.
+  AppendBatcher batcher(&ledger_, 1, 1);
+  std::atomic<int> refused{0};
+  absl::BlockingCounter done(200);
+  for (int i = 0; i < 200; ++i) {
+    batcher.Submit(Call("svc", i), [&](absl::StatusOr<AppendOutcome> out) {
+      if (out.status().code() == absl::StatusCode::kResourceExhausted) ++refused;
+      done.DecrementCount();
+    });
+  }
+  done.Wait();
+  EXPECT_GT(refused.load(), 0);
+  EXPECT_EQ(store_.Size(kProd).value(), static_cast<uint64_t>(200 - refused.load()));
+}
+
+}  // namespace
+}  // namespace policy::audit

@@ -1,0 +1,35 @@
+#ifndef POLICY_SERVICES_AUDIT_PROTO_CONVERT_H_
+#define POLICY_SERVICES_AUDIT_PROTO_CONVERT_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "policy/audit/v1/audit.pb.h"
+#include "services/audit/checkpoint.h"
+#include "services/audit/entry.h"
+#include "services/audit/ledger.h"
+#include "services/audit/verifier.h"
+
+// policy.audit.v1 <-> the audit domain. Shared by the service and tools/audit_verify.
+namespace policy::audit {
+
+// INVALID_ARGUMENT naming the field for an unknown action or outcome, a bad latency.
+absl::StatusOr<EntryInput> FromProto(const v1::EntryInput& in);
+LedgerRef FromProto(const v1::LedgerRef& in);
+void ToProto(const LedgerRef& ledger, v1::LedgerRef* out);
+void ToProto(const RevealedEntry& entry, v1::Entry* out);
+void ToProto(const Checkpoint& checkpoint, v1::Checkpoint* out);
+void ToProto(const IntegrityReport& report, v1::IntegrityReport* out);
+
+// The stored entry (every field the leaf hash covers, and the stored hashes) of a v1::Entry,
+// as the verifier reads exports; DATA_LOSS naming the field for malformed values.
+absl::StatusOr<Entry> EntryFromProto(const v1::Entry& in);
+absl::StatusOr<Checkpoint> CheckpointFromProto(const v1::Checkpoint& in);
+
+// One proto3-JSON line (no newline) and its inverse.
+std::string ToJsonLine(const v1::Entry& entry);
+absl::StatusOr<v1::Entry> EntryFromJsonLine(absl::string_view line);
+
+}  // namespace policy::audit
+
+#endif  // POLICY_SERVICES_AUDIT_PROTO_CONVERT_H_

@@ -1,0 +1,65 @@
+#include "services/audit/subjects.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status/status.h"
+
+namespace policy::audit {
+namespace {
+
+constexpr absl::string_view kLocatorLabel = "policy-suite/audit/subject-locator/v1:";
+constexpr absl::string_view kWrapLabel = "policy-suite/audit/subject-key-wrap/v1";
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SubjectCipher>> SubjectCipher::Create(absl::string_view master_key) {
+  if (master_key.size() != 32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the subject master key must be 32 bytes, not ", master_key.size()));
+  }
+  return std::unique_ptr<SubjectCipher>(new SubjectCipher(master_key));
+}
+
+SubjectCipher::SubjectCipher(absl::string_view master_key)
+    : locator_mac_(master_key), wrapping_key_(crypto::HmacSha256(master_key).Mac(kWrapLabel)) {}
+
+std::string SubjectCipher::Locator(absl::string_view identifier) const {
+  return locator_mac_.Mac(absl::StrCat(kLocatorLabel, identifier));
+}
+
+absl::StatusOr<SubjectKey> SubjectCipher::NewKey(absl::string_view identifier) const {
+  ASSIGN_OR_RETURN(std::string key, crypto::RandomBytes(32));
+  SubjectKey stored{
+      .locator = Locator(identifier), .ref = Pseudonym(key, identifier), .wrapped = ""};
+  ASSIGN_OR_RETURN(stored.wrapped, crypto::AeadSeal(wrapping_key_, key, stored.locator));
+  return stored;
+}
+
+absl::StatusOr<std::string> SubjectCipher::UnwrapKey(const SubjectKey& key) const {
+  return crypto::AeadOpen(wrapping_key_, key.wrapped, key.locator);
+}
+
+std::string SubjectCipher::Pseudonym(absl::string_view subject_key, absl::string_view identifier) {
+  return crypto::HmacSha256(subject_key).Mac(identifier);
+}
+
+absl::StatusOr<SealedSubject> SubjectCipher::Seal(absl::string_view subject_key,
+                                                  absl::string_view identifier) {
+  SealedSubject subject;
+  subject.ref = Pseudonym(subject_key, identifier);
+  ASSIGN_OR_RETURN(subject.sealed, crypto::AeadSeal(subject_key, identifier, subject.ref));
+  return subject;
+}
+
+absl::StatusOr<std::string> SubjectCipher::Open(absl::string_view subject_key,
+                                                const SealedSubject& subject) {
+  ASSIGN_OR_RETURN(std::string identifier,
+                   crypto::AeadOpen(subject_key, subject.sealed, subject.ref));
+  if (!crypto::ConstantTimeEquals(Pseudonym(subject_key, identifier), subject.ref)) {
+    return absl::DataLossError("sealed identifier does not match its pseudonym");
+  }
+  return identifier;
+}
+
+}  // namespace policy::audit

@@ -1,0 +1,97 @@
+#include "services/audit/verifier.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace policy::audit {
+
+LedgerVerifier::LedgerVerifier(LedgerRef ledger, std::string public_key,
+                               std::vector<Checkpoint> checkpoints,
+                               std::optional<Checkpoint> trusted)
+    : ledger_(std::move(ledger)), public_key_(std::move(public_key)) {
+  if (trusted.has_value()) checkpoints.push_back(*std::move(trusted));
+  std::sort(checkpoints.begin(), checkpoints.end(),
+            [](const Checkpoint& a, const Checkpoint& b) { return a.tree_size < b.tree_size; });
+  for (Checkpoint& c : checkpoints) {
+    if (!report_.valid) break;
+    if (c.ledger != ledger_) {
+      Fail(0, absl::StrCat("a checkpoint of size ", c.tree_size, " is for ledger ",
+                           LedgerName(c.ledger), ", not ", LedgerName(ledger_)));
+    } else if (!VerifyCheckpoint(c, public_key_)) {
+      Fail(0, absl::StrCat("the checkpoint of size ", c.tree_size,
+                           " does not carry a valid signature of the trusted key"));
+    } else if (c.tree_size > 0) {
+      checkpoints_.push_back(std::move(c));
+    }
+  }
+  report_.checkpoints_checked = 0;
+}
+
+void LedgerVerifier::Fail(uint64_t index, std::string problem) {
+  if (!report_.valid) return;
+  report_.valid = false;
+  report_.first_bad_index = index;
+  report_.problem = std::move(problem);
+}
+
+void LedgerVerifier::CheckCheckpointsAt(uint64_t size) {
+  while (report_.valid && next_checkpoint_ < checkpoints_.size() &&
+         checkpoints_[next_checkpoint_].tree_size == size) {
+    if (checkpoints_[next_checkpoint_].root != tree_.Root()) {
+      Fail(last_matched_size_,
+           absl::StrCat("the tree of size ", size,
+                        " differs from its signed checkpoint; the ledger is intact up to index ",
+                        last_matched_size_));
+      return;
+    }
+    ++report_.checkpoints_checked;
+    ++next_checkpoint_;
+    last_matched_size_ = size;
+  }
+}
+
+bool LedgerVerifier::Add(const Entry& entry) {
+  if (!report_.valid) return false;
+  const uint64_t expected = tree_.size();
+  if (entry.ledger != ledger_) {
+    Fail(expected,
+         absl::StrCat("entry ", entry.index, " belongs to ledger ", LedgerName(entry.ledger)));
+    return false;
+  }
+  if (entry.index != expected) {
+    Fail(expected,
+         entry.index > expected
+             ? absl::StrCat("entry ", expected, " is missing (the next one is ", entry.index, ")")
+             : absl::StrCat("entry ", entry.index, " appears again after entry ", expected - 1));
+    return false;
+  }
+  const Hash leaf = EntryLeafHash(entry);
+  if (leaf != entry.leaf_hash) {
+    Fail(expected, absl::StrCat("entry ", expected, ": its fields do not match its leaf hash"));
+    return false;
+  }
+  tree_.Append(leaf, &completed_);
+  if (completed_ != entry.completed) {
+    Fail(expected, absl::StrCat("entry ", expected,
+                                ": its stored subtree hashes differ from the recomputed ones"));
+    return false;
+  }
+  ++report_.entries_checked;
+  CheckCheckpointsAt(tree_.size());
+  return report_.valid;
+}
+
+IntegrityReport LedgerVerifier::Finish() {
+  if (report_.valid && next_checkpoint_ < checkpoints_.size()) {
+    Fail(tree_.size(),
+         absl::StrCat("the ledger has ", tree_.size(), " entries, but a checkpoint of size ",
+                      checkpoints_[next_checkpoint_].tree_size, " was signed: entries from index ",
+                      tree_.size(), " on are missing"));
+  }
+  report_.root = tree_.Root();
+  return report_;
+}
+
+}  // namespace policy::audit

@@ -1,0 +1,68 @@
+#ifndef POLICY_SERVICES_AUDIT_VERIFIER_H_
+#define POLICY_SERVICES_AUDIT_VERIFIER_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "services/audit/checkpoint.h"
+#include "services/audit/entry.h"
+#include "services/audit/merkle.h"
+
+// Checks a ledger without trusting whoever stored it: given the entries in index order, the
+// signed checkpoints and the public key, it recomputes every leaf hash and the tree, and
+// compares them with the stored hashes and with each checkpoint's signed root. A verifier
+// that remembers a checkpoint from an earlier run passes it as `trusted`: then a ledger whose
+// checkpoints were deleted or rewritten along with its entries is still caught.
+//
+// The report names the first index at which the ledger is not what was recorded:
+//  - an entry whose fields do not give its stored leaf hash (an edited field, two swapped
+//    rows: the index is part of the leaf), or whose stored subtree hashes differ from the
+//    recomputed ones;
+//  - a missing index (a deleted row), or one out of order or twice (an inserted row);
+//  - a checkpoint whose signed root differs from the recomputed tree of its size: the first
+//    index after the last checkpoint that matched;
+//  - a checkpoint larger than the ledger (the tail truncated): the ledger's size.
+namespace policy::audit {
+
+struct IntegrityReport {
+  bool valid = true;
+  uint64_t entries_checked = 0;
+  uint64_t checkpoints_checked = 0;
+  uint64_t first_bad_index = 0;  // Meaningful when !valid.
+  std::string problem;
+  Hash root{};  // The recomputed root over the entries checked.
+};
+
+class LedgerVerifier {
+ public:
+  // `checkpoints` in any order; each must be signed by `public_key` for `ledger`.
+  LedgerVerifier(LedgerRef ledger, std::string public_key, std::vector<Checkpoint> checkpoints,
+                 std::optional<Checkpoint> trusted = std::nullopt);
+
+  // Feeds the next stored entry. Returns false once a problem is found (further entries are
+  // ignored).
+  bool Add(const Entry& entry);
+
+  // The verdict over the entries fed so far.
+  IntegrityReport Finish();
+
+ private:
+  void Fail(uint64_t index, std::string problem);
+  void CheckCheckpointsAt(uint64_t size);
+
+  const LedgerRef ledger_;
+  const std::string public_key_;
+  std::vector<Checkpoint> checkpoints_;  // Sorted by size; signatures already checked.
+  size_t next_checkpoint_ = 0;
+  uint64_t last_matched_size_ = 0;
+  CompactTree tree_;
+  std::vector<Hash> completed_;
+  IntegrityReport report_;
+};
+
+}  // namespace policy::audit
+
+#endif  // POLICY_SERVICES_AUDIT_VERIFIER_H_

@@ -1,0 +1,207 @@
+#include "services/audit/verifier.h"
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/audit/memory_ledger_store.h"
+
+namespace policy::audit {
+namespace {
+
+using ::testing::HasSubstr;
+
+const LedgerRef kLedger{"proj-prod", "production"};
+
+// A ledger of 40 entries with checkpoints at 16 and 40, as stored.
+class VerifierTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    signer_ = CheckpointSigner::Create(std::string(32, '\x05')).value();
+    std::vector<Entry> entries;
+    for (int i = 0; i < 40; ++i) {
+      Entry e;
+      e.ledger = kLedger;
+      e.time = absl::FromUnixSeconds(1'800'000'000 + i);
+      e.action = i % 3 ? Action::kApiCall : Action::kDecisionDeny;
+      e.actor = SealedSubject{std::string(32, static_cast<char>('a' + i % 5)), "sealed"};
+      e.tokens = i;
+      e.request_id = absl::StrCat("r", i);
+      entries.push_back(std::move(e));
+    }
+    std::vector<Entry> first(entries.begin(), entries.begin() + 16);
+    std::vector<Entry> rest(entries.begin() + 16, entries.end());
+    ASSERT_TRUE(store_.Append(std::move(first)).ok());
+    Sign();
+    ASSERT_TRUE(store_.Append(std::move(rest)).ok());
+    Sign();
+    entries_ = store_.ReadRange(kLedger, 0, 100).value();
+    checkpoints_ = store_.ListCheckpoints(kLedger).value();
+    ASSERT_EQ(checkpoints_.size(), 2u);
+  }
+
+  void Sign() {
+    const uint64_t size = store_.Size(kLedger).value();
+    const std::vector<Entry> stored = store_.ReadRange(kLedger, 0, size).value();
+    std::vector<Hash> leaves;
+    for (const Entry& e : stored) leaves.push_back(e.leaf_hash);
+    ASSERT_TRUE(
+        store_.AddCheckpoint(signer_->Sign(kLedger, size, RootOf(leaves), absl::Now()).value())
+            .ok());
+  }
+
+  IntegrityReport Verify(const std::vector<Entry>& entries,
+                         std::optional<Checkpoint> trusted = std::nullopt) {
+    return VerifyWith(entries, checkpoints_, std::move(trusted));
+  }
+
+  IntegrityReport VerifyWith(const std::vector<Entry>& entries, std::vector<Checkpoint> checkpoints,
+                             std::optional<Checkpoint> trusted = std::nullopt) {
+    LedgerVerifier verifier(kLedger, signer_->public_key(), std::move(checkpoints),
+                            std::move(trusted));
+    for (const Entry& e : entries) {
+      if (!verifier.Add(e)) break;
+    }
+    return verifier.Finish();
+  }
+
+  MemoryLedgerStore store_;
+  std::unique_ptr<CheckpointSigner> signer_;
+  std::vector<Entry> entries_;
+  std::vector<Checkpoint> checkpoints_;
+};
+
+TEST_F(VerifierTest, AnIntactLedgerVerifies) {
+  IntegrityReport r = Verify(entries_);
+  EXPECT_TRUE(r.valid) << r.problem;
+  EXPECT_EQ(r.entries_checked, 40u);
+  EXPECT_EQ(r.checkpoints_checked, 2u);
+  EXPECT_EQ(r.root, checkpoints_[1].root);
+}
+
+TEST_F(VerifierTest, AnEditedFieldIsFoundAtItsIndex) {
+  std::vector<Entry> tampered = entries_;
+  tampered[23].tokens = 1'000'000;
+  IntegrityReport r = Verify(tampered);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 23u);
+  EXPECT_THAT(r.problem, HasSubstr("leaf hash"));
+}
+
+TEST_F(VerifierTest, AnEditWithARecomputedLeafHashIsStillFound) {
+  std::vector<Entry> tampered = entries_;
+  tampered[23].tokens = 7;
+  tampered[23].leaf_hash = EntryLeafHash(tampered[23]);
+  IntegrityReport r = Verify(tampered);
+  EXPECT_FALSE(r.valid);
+  // Index 23 completes subtrees of levels 1 to 3, whose stored hashes no longer match.
+  EXPECT_EQ(r.first_bad_index, 23u);
+  EXPECT_THAT(r.problem, HasSubstr("subtree"));
+}
+
+TEST_F(VerifierTest, AnEditWithEveryStoredHashRecomputedFailsTheSignedCheckpoint) {
+  std::vector<Entry> tampered = entries_;
+  tampered[30].tokens = 7;
+  CompactTree tree;
+  for (Entry& e : tampered) {
+    e.leaf_hash = EntryLeafHash(e);
+    tree.Append(e.leaf_hash, &e.completed);
+  }
+  IntegrityReport r = Verify(tampered);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 16u);  // Intact up to the checkpoint of size 16.
+  EXPECT_THAT(r.problem, HasSubstr("signed checkpoint"));
+}
+
+TEST_F(VerifierTest, ADeletedRowIsFound) {
+  std::vector<Entry> tampered = entries_;
+  tampered.erase(tampered.begin() + 9);
+  IntegrityReport r = Verify(tampered);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 9u);
+  EXPECT_THAT(r.problem, HasSubstr("missing"));
+}
+
+TEST_F(VerifierTest, SwappedRowsAreFound) {
+  std::vector<Entry> tampered = entries_;
+  // Swap everything but the index, as swapping two rows' contents in a table would.
+  std::swap(tampered[12], tampered[31]);
+  std::swap(tampered[12].index, tampered[31].index);
+  IntegrityReport r = Verify(tampered);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 12u);
+}
+
+TEST_F(VerifierTest, AnInsertedRowIsFound) {
+  std::vector<Entry> tampered = entries_;
+  Entry forged = tampered[5];
+  forged.tokens = 0;
+  forged.request_id = "forged";
+  tampered.insert(tampered.begin() + 6, forged);
+  for (size_t i = 6; i < tampered.size(); ++i) tampered[i].index = i;
+  IntegrityReport r = Verify(tampered);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 6u);
+}
+
+TEST_F(VerifierTest, ATruncatedTailIsFound) {
+  std::vector<Entry> tampered(entries_.begin(), entries_.begin() + 33);
+  IntegrityReport r = Verify(tampered);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 33u);
+  EXPECT_THAT(r.problem, HasSubstr("missing"));
+}
+
+TEST_F(VerifierTest, ATruncationThatAlsoDropsCheckpointsIsCaughtByATrustedCheckpoint) {
+  std::vector<Entry> tampered(entries_.begin(), entries_.begin() + 20);
+  // The server's checkpoints were cut back too; the verifier remembers size 40.
+  IntegrityReport r = VerifyWith(tampered, {checkpoints_[0]}, checkpoints_[1]);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 20u);
+  EXPECT_TRUE(VerifyWith(tampered, {checkpoints_[0]}).valid);  // Without it: undetectable.
+}
+
+TEST_F(VerifierTest, ForgedOrForeignCheckpointsAreRejected) {
+  std::vector<Checkpoint> forged = checkpoints_;
+  forged[1].root[0] ^= 1;
+  IntegrityReport r = VerifyWith(entries_, forged);
+  EXPECT_FALSE(r.valid);
+  EXPECT_THAT(r.problem, HasSubstr("signature"));
+
+  auto other = CheckpointSigner::Create(std::string(32, '\x06')).value();
+  std::vector<Checkpoint> foreign = checkpoints_;
+  foreign[0] = other->Sign(kLedger, 16, checkpoints_[0].root, absl::Now()).value();
+  EXPECT_FALSE(VerifyWith(entries_, foreign).valid);
+
+  std::vector<Checkpoint> misplaced = checkpoints_;
+  misplaced[0] =
+      signer_->Sign(LedgerRef{"proj-dev", "development"}, 16, checkpoints_[0].root, absl::Now())
+          .value();
+  EXPECT_FALSE(VerifyWith(entries_, misplaced).valid);
+}
+
+TEST(CheckpointTest, NoteNamesEveryFieldAndSignaturesCoverIt) {
+  auto signer = CheckpointSigner::Create(std::string(32, '\x01')).value();
+  Hash root{};
+  root[0] = '\x7f';
+  Checkpoint c = signer->Sign(kLedger, 42, root, absl::FromUnixMicros(5)).value();
+  EXPECT_EQ(CheckpointNote(c),
+            absl::StrCat("policy-suite audit checkpoint v1\nledger proj-prod production\n"
+                         "size 42\nroot 7f",
+                         std::string(62, '0'), "\ntime 5\n"));
+  EXPECT_TRUE(VerifyCheckpoint(c, signer->public_key()));
+  EXPECT_EQ(c.key_id, KeyIdOf(signer->public_key()));
+  Checkpoint changed = c;
+  changed.tree_size = 43;
+  EXPECT_FALSE(VerifyCheckpoint(changed, signer->public_key()));
+  changed = c;
+  changed.time += absl::Microseconds(1);
+  EXPECT_FALSE(VerifyCheckpoint(changed, signer->public_key()));
+  EXPECT_EQ(CheckpointSigner::Create("short").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace policy::audit
