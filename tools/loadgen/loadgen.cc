@@ -134,19 +134,41 @@ std::vector<std::shared_ptr<grpc::Channel>> Channels(const Options& o) {
   return channels;
 }
 
-// Every in-flight slot owns its stub-bound call closure.
+// Starts one call: `start(context, response, callback)` hands them to the stub. The context
+// and the response live until the call completes and are destroyed before `done` runs. The
+// order matters: a ClientContext holds a reference to its channel, and Main destroys the
+// stubs and channels as soon as the last phase has seen every `done`. A context destroyed
+// after `done` (as gRPC destroys a callback's captures) could drop a channel's last reference
+// on gRPC's callback thread, whose ~Channel then frees the completion queue that very thread
+// still polls: a double free.
+template <typename Response, typename Start>
+void StartCall(const Start& start, std::function<void(const grpc::Status&)> done) {
+  struct State {
+    grpc::ClientContext context;
+    Response response;
+  };
+  auto* state = new State;
+  start(&state->context, &state->response, [state, done = std::move(done)](grpc::Status s) {
+    delete state;
+    done(s);
+  });
+}
+
+// Every in-flight slot owns its stub-bound call closure. The closures, which outlive every
+// call, own the requests.
 std::vector<Call> PingCalls(const std::vector<std::shared_ptr<grpc::Channel>>& channels,
                             int64_t concurrency) {
+  auto request = std::make_shared<diag::v1::PingRequest>();
   std::vector<Call> calls;
   for (int64_t i = 0; i < concurrency; ++i) {
     auto stub = std::shared_ptr<diag::v1::Diagnostics::Stub>(
         diag::v1::Diagnostics::NewStub(channels[i % channels.size()]));
-    calls.push_back([stub](std::function<void(const grpc::Status&)> done) {
-      auto context = std::make_shared<grpc::ClientContext>();
-      auto request = std::make_shared<diag::v1::PingRequest>();
-      auto response = std::make_shared<diag::v1::PingResponse>();
-      stub->async()->Ping(context.get(), request.get(), response.get(),
-                          [context, request, response, done](grpc::Status s) { done(s); });
+    calls.push_back([stub, request](std::function<void(const grpc::Status&)> done) {
+      StartCall<diag::v1::PingResponse>(
+          [&](grpc::ClientContext* context, diag::v1::PingResponse* response, auto callback) {
+            stub->async()->Ping(context, request.get(), response, std::move(callback));
+          },
+          std::move(done));
     });
   }
   return calls;
@@ -170,18 +192,18 @@ absl::StatusOr<std::vector<Call>> KeysVerifyCalls(
   if (!status.ok()) {
     return absl::UnavailableError(absl::StrCat("CreateKey failed: ", status.error_message()));
   }
-  const std::string secret = created.secret();
+  auto request = std::make_shared<keys::v1::VerifyKeyRequest>();
+  request->set_secret(created.secret());
   std::vector<Call> calls;
   for (int64_t i = 0; i < concurrency; ++i) {
     auto stub = std::shared_ptr<keys::v1::KeyService::Stub>(
         keys::v1::KeyService::NewStub(channels[i % channels.size()]));
-    calls.push_back([stub, secret](std::function<void(const grpc::Status&)> done) {
-      auto context = std::make_shared<grpc::ClientContext>();
-      auto request = std::make_shared<keys::v1::VerifyKeyRequest>();
-      request->set_secret(secret);
-      auto response = std::make_shared<keys::v1::VerifyKeyResponse>();
-      stub->async()->VerifyKey(context.get(), request.get(), response.get(),
-                               [context, request, response, done](grpc::Status s) { done(s); });
+    calls.push_back([stub, request](std::function<void(const grpc::Status&)> done) {
+      StartCall<keys::v1::VerifyKeyResponse>(
+          [&](grpc::ClientContext* context, keys::v1::VerifyKeyResponse* response, auto callback) {
+            stub->async()->VerifyKey(context, request.get(), response, std::move(callback));
+          },
+          std::move(done));
     });
   }
   return calls;
@@ -201,10 +223,11 @@ std::vector<Call> AuthzCheckCalls(const std::vector<std::shared_ptr<grpc::Channe
     auto stub = std::shared_ptr<authz::v1::AuthzService::Stub>(
         authz::v1::AuthzService::NewStub(channels[i % channels.size()]));
     calls.push_back([stub, request](std::function<void(const grpc::Status&)> done) {
-      auto context = std::make_shared<grpc::ClientContext>();
-      auto response = std::make_shared<authz::v1::CheckResponse>();
-      stub->async()->Check(context.get(), request.get(), response.get(),
-                           [context, response, done](grpc::Status s) { done(s); });
+      StartCall<authz::v1::CheckResponse>(
+          [&](grpc::ClientContext* context, authz::v1::CheckResponse* response, auto callback) {
+            stub->async()->Check(context, request.get(), response, std::move(callback));
+          },
+          std::move(done));
     });
   }
   return calls;
@@ -246,24 +269,27 @@ std::vector<Call> PiiCalls(const std::vector<std::shared_ptr<grpc::Channel>>& ch
         pii::v1::PiiService::NewStub(channels[i % channels.size()]));
     if (rpc == "pii.restore") {
       calls.push_back([stub, restore](std::function<void(const grpc::Status&)> done) {
-        auto context = std::make_shared<grpc::ClientContext>();
-        auto response = std::make_shared<pii::v1::RestoreResponse>();
-        stub->async()->Restore(context.get(), restore.get(), response.get(),
-                               [context, response, done](grpc::Status s) { done(s); });
+        StartCall<pii::v1::RestoreResponse>(
+            [&](grpc::ClientContext* context, pii::v1::RestoreResponse* response, auto callback) {
+              stub->async()->Restore(context, restore.get(), response, std::move(callback));
+            },
+            std::move(done));
       });
     } else if (rpc == "pii.redact") {
       calls.push_back([stub, redaction](std::function<void(const grpc::Status&)> done) {
-        auto context = std::make_shared<grpc::ClientContext>();
-        auto response = std::make_shared<pii::v1::RedactResponse>();
-        stub->async()->Redact(context.get(), redaction.get(), response.get(),
-                              [context, response, done](grpc::Status s) { done(s); });
+        StartCall<pii::v1::RedactResponse>(
+            [&](grpc::ClientContext* context, pii::v1::RedactResponse* response, auto callback) {
+              stub->async()->Redact(context, redaction.get(), response, std::move(callback));
+            },
+            std::move(done));
       });
     } else {
       calls.push_back([stub, scan](std::function<void(const grpc::Status&)> done) {
-        auto context = std::make_shared<grpc::ClientContext>();
-        auto response = std::make_shared<pii::v1::ScanResponse>();
-        stub->async()->Scan(context.get(), scan.get(), response.get(),
-                            [context, response, done](grpc::Status s) { done(s); });
+        StartCall<pii::v1::ScanResponse>(
+            [&](grpc::ClientContext* context, pii::v1::ScanResponse* response, auto callback) {
+              stub->async()->Scan(context, scan.get(), response, std::move(callback));
+            },
+            std::move(done));
       });
     }
   }
