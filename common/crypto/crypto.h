@@ -47,15 +47,18 @@ absl::StatusOr<std::string> AeadSeal(absl::string_view key, absl::string_view pl
 absl::StatusOr<std::string> AeadOpen(absl::string_view key, absl::string_view sealed,
                                      absl::string_view associated_data);
 
-// Ed25519 (RFC 8032) with raw keys: a 32-byte private key seed, a 32-byte public key and
-// 64-byte signatures.
+// Ed25519 (RFC 8032, pure, no context) with raw keys: a 32-byte private key seed, a 32-byte
+// public key and 64-byte signatures. Signing is deterministic.
 inline constexpr size_t kEd25519SeedSize = 32;
 inline constexpr size_t kEd25519PublicKeySize = 32;
 inline constexpr size_t kEd25519SignatureSize = 64;
-// INVALID_ARGUMENT for a seed that is not 32 bytes.
+// The public key of a 32-byte private key seed; INVALID_ARGUMENT for a seed of another length.
 absl::StatusOr<std::string> Ed25519PublicKey(absl::string_view seed);
+// The 64-byte signature of `message` under `seed`; INVALID_ARGUMENT for a seed of another
+// length.
 absl::StatusOr<std::string> Ed25519Sign(absl::string_view seed, absl::string_view message);
-// False for any malformed key or signature, never an error.
+// Whether `signature` is a valid signature of `message` under `public_key`: false for keys or
+// signatures of the wrong length or that are not valid encodings, never an error or a crash.
 bool Ed25519Verify(absl::string_view public_key, absl::string_view message,
                    absl::string_view signature);
 

@@ -234,45 +234,119 @@ TEST(AeadTest, KeyMustBe32Bytes) {
   }
 }
 
-// RFC 8032 section 7.1, tests 1 and 2.
-TEST(Ed25519Test, MatchesTheRfc8032Vectors) {
-  struct Vector {
-    const char* seed;
-    const char* public_key;
-    const char* message;
-    const char* signature;
-  };
-  const Vector vectors[] = {
-      {"9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+// --- Ed25519 ---------------------------------------------------------------------------------
+
+struct Ed25519Vector {
+  const char* name;
+  const char* seed;
+  const char* public_key;
+  const char* message;
+  const char* signature;
+};
+
+// RFC 8032 section 7.1, TEST 1 and TEST 2.
+std::vector<Ed25519Vector> Rfc8032Vectors() {
+  return {
+      {"TEST 1", "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
        "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
        "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"},
-      {"4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+      {"TEST 2", "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
        "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
        "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
        "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"},
   };
-  for (const Vector& v : vectors) {
+}
+
+TEST(Ed25519Test, Rfc8032Vectors) {
+  for (const Ed25519Vector& v : Rfc8032Vectors()) {
+    SCOPED_TRACE(v.name);
     const std::string seed = absl::HexStringToBytes(v.seed);
-    const std::string message = absl::HexStringToBytes(v.message);
-    EXPECT_EQ(absl::BytesToHexString(Ed25519PublicKey(seed).value()), v.public_key);
-    const std::string signature = Ed25519Sign(seed, message).value();
-    EXPECT_EQ(absl::BytesToHexString(signature), v.signature);
     const std::string public_key = absl::HexStringToBytes(v.public_key);
+    const std::string message = absl::HexStringToBytes(v.message);
+    const std::string signature = absl::HexStringToBytes(v.signature);
+    ASSERT_EQ(seed.size(), kEd25519SeedSize);
+    ASSERT_EQ(public_key.size(), kEd25519PublicKeySize);
+    ASSERT_EQ(signature.size(), kEd25519SignatureSize);
+
+    absl::StatusOr<std::string> derived = Ed25519PublicKey(seed);
+    ASSERT_TRUE(derived.ok()) << derived.status();
+    EXPECT_EQ(Hex(*derived), v.public_key);
+    absl::StatusOr<std::string> signed_message = Ed25519Sign(seed, message);
+    ASSERT_TRUE(signed_message.ok()) << signed_message.status();
+    EXPECT_EQ(Hex(*signed_message), v.signature);
     EXPECT_TRUE(Ed25519Verify(public_key, message, signature));
-    std::string bad = signature;
-    bad[10] ^= 1;
-    EXPECT_FALSE(Ed25519Verify(public_key, message, bad));
-    EXPECT_FALSE(Ed25519Verify(public_key, message + "x", signature));
-    std::string other_key = public_key;
-    other_key[0] ^= 1;
-    EXPECT_FALSE(Ed25519Verify(other_key, message, signature));
   }
-  EXPECT_EQ(Ed25519PublicKey("short").status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(Ed25519Sign(std::string(31, 'x'), "m").status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_FALSE(Ed25519Verify("short", "m", std::string(64, 'x')));
-  EXPECT_FALSE(Ed25519Verify(std::string(32, 'x'), "m", "short"));
+  // An empty message given as a null view signs like "".
+  const Ed25519Vector empty = Rfc8032Vectors()[0];
+  EXPECT_EQ(Hex(Ed25519Sign(absl::HexStringToBytes(empty.seed), absl::string_view()).value()),
+            empty.signature);
+  EXPECT_TRUE(Ed25519Verify(absl::HexStringToBytes(empty.public_key), absl::string_view(),
+                            absl::HexStringToBytes(empty.signature)));
+}
+
+TEST(Ed25519Test, AnyFlippedBitFailsVerification) {
+  for (const Ed25519Vector& v : Rfc8032Vectors()) {
+    SCOPED_TRACE(v.name);
+    const std::string public_key = absl::HexStringToBytes(v.public_key);
+    const std::string message = absl::HexStringToBytes(v.message);
+    const std::string signature = absl::HexStringToBytes(v.signature);
+    for (size_t bit = 0; bit < 8 * signature.size(); ++bit) {
+      std::string bad = signature;
+      bad[bit / 8] ^= static_cast<char>(1 << (bit % 8));
+      EXPECT_FALSE(Ed25519Verify(public_key, message, bad)) << "signature bit " << bit;
+    }
+    for (size_t bit = 0; bit < 8 * public_key.size(); ++bit) {
+      std::string bad = public_key;
+      bad[bit / 8] ^= static_cast<char>(1 << (bit % 8));
+      EXPECT_FALSE(Ed25519Verify(bad, message, signature)) << "public key bit " << bit;
+    }
+    for (size_t bit = 0; bit < 8 * message.size(); ++bit) {
+      std::string bad = message;
+      bad[bit / 8] ^= static_cast<char>(1 << (bit % 8));
+      EXPECT_FALSE(Ed25519Verify(public_key, bad, signature)) << "message bit " << bit;
+    }
+    EXPECT_FALSE(Ed25519Verify(public_key, message + "x", signature));
+  }
+}
+
+TEST(Ed25519Test, SignsAndVerifiesUnderAnySeed) {
+  const std::string seed = RandomBytes(kEd25519SeedSize).value();
+  const std::string public_key = Ed25519PublicKey(seed).value();
+  const std::string message(1000, 'm');
+  const std::string signature = Ed25519Sign(seed, message).value();
+  EXPECT_EQ(signature.size(), kEd25519SignatureSize);
+  EXPECT_EQ(Ed25519Sign(seed, message).value(), signature);  // Deterministic.
+  EXPECT_TRUE(Ed25519Verify(public_key, message, signature));
+  const std::string other_key = Ed25519PublicKey(RandomBytes(kEd25519SeedSize).value()).value();
+  EXPECT_FALSE(Ed25519Verify(other_key, message, signature));
+}
+
+TEST(Ed25519Test, WrongLengthsAndMalformedKeys) {
+  for (size_t length : {0, 1, 31, 33, 64}) {
+    const std::string seed(length, 's');
+    EXPECT_EQ(Ed25519PublicKey(seed).status().code(), absl::StatusCode::kInvalidArgument) << length;
+    EXPECT_EQ(Ed25519Sign(seed, "m").status().code(), absl::StatusCode::kInvalidArgument) << length;
+  }
+  const Ed25519Vector v = Rfc8032Vectors()[1];
+  const std::string public_key = absl::HexStringToBytes(v.public_key);
+  const std::string message = absl::HexStringToBytes(v.message);
+  const std::string signature = absl::HexStringToBytes(v.signature);
+  for (size_t length : {0, 31, 33, 64}) {
+    EXPECT_FALSE(Ed25519Verify(std::string(length, 'k'), message, signature)) << length;
+  }
+  EXPECT_FALSE(Ed25519Verify(public_key.substr(0, 31), message, signature));
+  EXPECT_FALSE(Ed25519Verify(public_key + std::string(1, '\0'), message, signature));
+  for (size_t length : {0, 32, 63, 65, 128}) {
+    EXPECT_FALSE(Ed25519Verify(public_key, message, std::string(length, 'g'))) << length;
+  }
+  EXPECT_FALSE(Ed25519Verify(public_key, message, signature + std::string(1, '\0')));
+  // 32 bytes that do not decode to a curve point (y = 2^255 - 1 is not below p), an all-zero
+  // key, and an all-zero or all-ones signature: rejected, not a crash.
+  EXPECT_FALSE(Ed25519Verify(std::string(31, '\xff') + "\x7f", message, signature));
+  EXPECT_FALSE(Ed25519Verify(std::string(32, '\0'), message, signature));
+  EXPECT_FALSE(Ed25519Verify(public_key, message, std::string(64, '\0')));
+  EXPECT_FALSE(Ed25519Verify(public_key, message, std::string(64, '\xff')));
 }
 
 }  // namespace

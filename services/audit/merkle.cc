@@ -1,37 +1,43 @@
 #include "services/audit/merkle.h"
 
+// SHA-256 through the low-level SHA256_CTX API, deprecated in OpenSSL 3 but still shipped (as
+// common/crypto/crypto.cc uses it): a context on the stack, no allocation, no shared state.
+// Measured for NodeHash's 65-byte input (OpenSSL 3.0.19, a CPU with SHA-NI): 93 ns, against
+// 110 ns for EVP_DigestInit_ex2 on a reused EVP_MD_CTX, 150 ns for EVP_Digest with a cached
+// EVP_MD (a context allocated per call) and 350 ns for the one-shot SHA256(), as slow as
+// EVP_Q_digest, which fetches the algorithm on every call.
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/sha.h>
 
+#include <bit>
 #include <cstring>
-#include <string>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
 namespace policy::audit {
 namespace {
 
-Hash Sha256Of(const unsigned char* data, size_t size) {
-  Hash out;
-  SHA256(data, size, reinterpret_cast<unsigned char*>(out.data()));
-  return out;
-}
+constexpr unsigned char kLeafPrefix = 0x00;
+constexpr unsigned char kNodePrefix = 0x01;
 
-// The largest power of two smaller than n (n >= 2).
-uint64_t SplitPoint(uint64_t n) {
-  uint64_t k = 1;
-  while (k << 1 < n) k <<= 1;
-  return k;
-}
+unsigned char* Bytes(Hash& h) { return reinterpret_cast<unsigned char*>(h.data()); }
 
-// The perfect subtrees of the range [start, start + size), `start` aligned to a power of two
-// larger than `size` (as every range of the RFC's recursion is), largest first.
+bool Lsb(uint64_t x) { return (x & 1) != 0; }
+
+// The largest power of two smaller than `n`, where the RFC splits a tree of n >= 2 leaves.
+uint64_t SplitPoint(uint64_t n) { return std::bit_floor(n - 1); }
+
+// The perfect subtrees of the leaf range [start, start + size), largest first. `start` is a
+// multiple of the smallest power of two >= size, as for every range of the RFC's recursion.
 std::vector<NodeId> RangeNodes(uint64_t start, uint64_t size) {
   std::vector<NodeId> nodes;
+  nodes.reserve(static_cast<size_t>(std::popcount(size)));
   for (int level = 63; level >= 0; --level) {
     const uint64_t width = uint64_t{1} << level;
-    if (size & width) {
+    if ((size & width) != 0) {
       nodes.push_back(NodeId{level, start >> level});
       start += width;
     }
@@ -39,6 +45,7 @@ std::vector<NodeId> RangeNodes(uint64_t start, uint64_t size) {
   return nodes;
 }
 
+// RFC 9162 PATH(m, D[start:start + n]) as ranges: the sibling ranges from the leaf upward.
 void PlanPath(uint64_t m, uint64_t start, uint64_t n, ProofPlan& plan) {
   if (n <= 1) return;
   const uint64_t k = SplitPoint(n);
@@ -51,14 +58,16 @@ void PlanPath(uint64_t m, uint64_t start, uint64_t n, ProofPlan& plan) {
   }
 }
 
-void PlanSubproof(uint64_t m, uint64_t start, uint64_t n, bool whole, ProofPlan& plan) {
+// RFC 9162 SUBPROOF(m, D[start:start + n], b) as ranges; `b` is whether D[0:m] is the old
+// tree itself (whose root the verifier already has).
+void PlanSubproof(uint64_t m, uint64_t start, uint64_t n, bool b, ProofPlan& plan) {
   if (m == n) {
-    if (!whole) plan.elements.push_back(RangeNodes(start, n));
+    if (!b) plan.elements.push_back(RangeNodes(start, n));
     return;
   }
   const uint64_t k = SplitPoint(n);
   if (m <= k) {
-    PlanSubproof(m, start, k, whole, plan);
+    PlanSubproof(m, start, k, b, plan);
     plan.elements.push_back(RangeNodes(start + k, n - k));
   } else {
     PlanSubproof(m - k, start + k, n - k, false, plan);
@@ -66,8 +75,7 @@ void PlanSubproof(uint64_t m, uint64_t start, uint64_t n, bool whole, ProofPlan&
   }
 }
 
-bool Lsb(uint64_t x) { return (x & 1) != 0; }
-
+// The reference PATH and SUBPROOF over leaf hashes.
 void Path(absl::Span<const Hash> leaves, uint64_t m, std::vector<Hash>& out) {
   const uint64_t n = leaves.size();
   if (n <= 1) return;
@@ -81,15 +89,15 @@ void Path(absl::Span<const Hash> leaves, uint64_t m, std::vector<Hash>& out) {
   }
 }
 
-void Subproof(absl::Span<const Hash> leaves, uint64_t m, bool whole, std::vector<Hash>& out) {
+void Subproof(absl::Span<const Hash> leaves, uint64_t m, bool b, std::vector<Hash>& out) {
   const uint64_t n = leaves.size();
   if (m == n) {
-    if (!whole) out.push_back(RootOf(leaves));
+    if (!b) out.push_back(RootOf(leaves));
     return;
   }
   const uint64_t k = SplitPoint(n);
   if (m <= k) {
-    Subproof(leaves.subspan(0, k), m, whole, out);
+    Subproof(leaves.subspan(0, k), m, b, out);
     out.push_back(RootOf(leaves.subspan(k)));
   } else {
     Subproof(leaves.subspan(k), m - k, false, out);
@@ -100,44 +108,57 @@ void Subproof(absl::Span<const Hash> leaves, uint64_t m, bool whole, std::vector
 }  // namespace
 
 Hash LeafHash(absl::string_view leaf_data) {
-  unsigned char stack[512];
-  if (leaf_data.size() < sizeof(stack)) {
-    stack[0] = 0;
-    std::memcpy(stack + 1, leaf_data.data(), leaf_data.size());
-    return Sha256Of(stack, leaf_data.size() + 1);
-  }
-  std::string buffer(1, '\0');
-  buffer.append(leaf_data.data(), leaf_data.size());
-  return Sha256Of(reinterpret_cast<const unsigned char*>(buffer.data()), buffer.size());
+  SHA256_CTX ctx;
+  SHA256_Init(&ctx);
+  SHA256_Update(&ctx, &kLeafPrefix, 1);
+  SHA256_Update(&ctx, leaf_data.data(), leaf_data.size());
+  Hash out;
+  SHA256_Final(Bytes(out), &ctx);
+  return out;
 }
 
 Hash NodeHash(const Hash& left, const Hash& right) {
-  unsigned char buffer[65];
-  buffer[0] = 1;
-  std::memcpy(buffer + 1, left.data(), 32);
-  std::memcpy(buffer + 33, right.data(), 32);
-  return Sha256Of(buffer, sizeof(buffer));
+  // One contiguous update: cheaper than three small ones.
+  unsigned char input[1 + 2 * sizeof(Hash)];
+  input[0] = kNodePrefix;
+  std::memcpy(input + 1, left.data(), sizeof(Hash));
+  std::memcpy(input + 1 + sizeof(Hash), right.data(), sizeof(Hash));
+  SHA256_CTX ctx;
+  SHA256_Init(&ctx);
+  SHA256_Update(&ctx, input, sizeof(input));
+  Hash out;
+  SHA256_Final(Bytes(out), &ctx);
+  return out;
 }
 
-Hash EmptyRootHash() { return Sha256Of(nullptr, 0); }
+Hash EmptyRootHash() {
+  static const Hash kEmpty = [] {
+    SHA256_CTX ctx;
+    SHA256_Init(&ctx);
+    Hash out;
+    SHA256_Final(Bytes(out), &ctx);
+    return out;
+  }();
+  return kEmpty;
+}
 
 absl::StatusOr<Hash> HashFromBytes(absl::string_view bytes) {
-  if (bytes.size() != 32) {
+  Hash h;
+  if (bytes.size() != h.size()) {
     return absl::InvalidArgumentError(absl::StrCat("a hash is 32 bytes, not ", bytes.size()));
   }
-  Hash h;
-  std::memcpy(h.data(), bytes.data(), 32);
+  std::memcpy(h.data(), bytes.data(), h.size());
   return h;
 }
 
 uint64_t LastLeaf(NodeId node) { return ((node.index + 1) << node.level) - 1; }
 
-int CompletedLevels(uint64_t leaf_index) { return __builtin_ctzll(~leaf_index); }
+int CompletedLevels(uint64_t leaf_index) { return std::countr_one(leaf_index); }
 
 std::vector<NodeId> FrontierNodes(uint64_t size) { return RangeNodes(0, size); }
 
 absl::StatusOr<CompactTree> CompactTree::FromFrontier(uint64_t size, std::vector<Hash> frontier) {
-  const size_t expected = static_cast<size_t>(__builtin_popcountll(size));
+  const size_t expected = static_cast<size_t>(std::popcount(size));
   if (frontier.size() != expected) {
     return absl::InvalidArgumentError(absl::StrCat("a tree of ", size, " leaves has ", expected,
                                                    " frontier hashes, not ", frontier.size()));
@@ -150,6 +171,8 @@ absl::StatusOr<CompactTree> CompactTree::FromFrontier(uint64_t size, std::vector
 
 void CompactTree::Append(const Hash& leaf_hash, std::vector<Hash>* completed) {
   if (completed != nullptr) completed->clear();
+  // The trailing one bits of size_ are the perfect subtrees at the right edge that this leaf
+  // completes into larger ones, smallest (last in frontier_) first.
   Hash h = leaf_hash;
   for (uint64_t s = size_; Lsb(s); s >>= 1) {
     h = NodeHash(frontier_.back(), h);
@@ -170,7 +193,7 @@ Hash CompactTree::Root() const {
 absl::StatusOr<ProofPlan> PlanInclusionProof(uint64_t index, uint64_t size) {
   if (index >= size) {
     return absl::InvalidArgumentError(
-        absl::StrCat("index ", index, " is not in a tree of ", size, " leaves"));
+        absl::StrCat("no inclusion proof of leaf ", index, " in a tree of ", size, " leaves"));
   }
   ProofPlan plan;
   PlanPath(index, 0, size, plan);
@@ -180,7 +203,7 @@ absl::StatusOr<ProofPlan> PlanInclusionProof(uint64_t index, uint64_t size) {
 absl::StatusOr<ProofPlan> PlanConsistencyProof(uint64_t old_size, uint64_t new_size) {
   if (old_size == 0 || old_size > new_size) {
     return absl::InvalidArgumentError(
-        absl::StrCat("no consistency proof from size ", old_size, " to size ", new_size));
+        absl::StrCat("no consistency proof from ", old_size, " leaves to ", new_size, " leaves"));
   }
   ProofPlan plan;
   PlanSubproof(old_size, 0, new_size, true, plan);
@@ -202,24 +225,34 @@ absl::StatusOr<std::vector<Hash>> AssembleProof(const ProofPlan& plan,
                                                 const absl::flat_hash_map<NodeId, Hash>& hashes) {
   std::vector<Hash> proof;
   proof.reserve(plan.elements.size());
-  for (const std::vector<NodeId>& element : plan.elements) {
-    Hash acc{};
+  for (size_t k = 0; k < plan.elements.size(); ++k) {
+    const std::vector<NodeId>& element = plan.elements[k];
+    if (element.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("proof element ", k, " has no nodes"));
+    }
+    Hash folded;
     for (size_t i = element.size(); i-- > 0;) {
       auto it = hashes.find(element[i]);
       if (it == hashes.end()) {
-        return absl::FailedPreconditionError(absl::StrCat("the hash of node (", element[i].level,
-                                                          ", ", element[i].index, ") is missing"));
+        return absl::FailedPreconditionError(absl::StrCat("the hash of node (level ",
+                                                          element[i].level, ", index ",
+                                                          element[i].index, ") is missing"));
       }
-      acc = i + 1 == element.size() ? it->second : NodeHash(it->second, acc);
+      folded = i + 1 == element.size() ? it->second : NodeHash(it->second, folded);
     }
-    proof.push_back(acc);
+    proof.push_back(folded);
   }
   return proof;
 }
 
+// Both verifiers walk the RFC 9162 algorithm with fn (the leaf's, or the old tree's last
+// leaf's, index at the current level) and sn (the new tree's last index at that level). Every
+// proof hash consumed shifts sn right at least once, and a hash that arrives when sn is
+// already 0 fails, so at most 64 hashes are ever read whatever the proof's length.
+
 bool VerifyInclusion(const Hash& leaf_hash, uint64_t index, uint64_t size,
                      absl::Span<const Hash> proof, const Hash& root) {
-  if (index >= size || proof.size() > 64) return false;
+  if (index >= size) return false;
   uint64_t fn = index;
   uint64_t sn = size - 1;
   Hash r = leaf_hash;
@@ -242,21 +275,21 @@ bool VerifyInclusion(const Hash& leaf_hash, uint64_t index, uint64_t size,
 
 bool VerifyConsistency(uint64_t old_size, uint64_t new_size, const Hash& old_root,
                        const Hash& new_root, absl::Span<const Hash> proof) {
-  if (old_size == 0 || old_size > new_size || proof.size() > 128) return false;
+  if (old_size == 0 || old_size > new_size) return false;
   if (old_size == new_size) return proof.empty() && old_root == new_root;
   if (proof.empty()) return false;
-  std::vector<Hash> path(proof.begin(), proof.end());
-  if ((old_size & (old_size - 1)) == 0) path.insert(path.begin(), old_root);
+  // When old_size is a power of two the old tree is a perfect subtree of the new one and the
+  // proof leaves out its root, the first hash of the RFC's consistency path.
+  const bool old_tree_is_perfect = std::has_single_bit(old_size);
   uint64_t fn = old_size - 1;
   uint64_t sn = new_size - 1;
   while (Lsb(fn)) {
     fn >>= 1;
     sn >>= 1;
   }
-  Hash fr = path[0];
-  Hash sr = path[0];
-  for (size_t i = 1; i < path.size(); ++i) {
-    const Hash& c = path[i];
+  Hash fr = old_tree_is_perfect ? old_root : proof[0];
+  Hash sr = fr;
+  for (const Hash& c : proof.subspan(old_tree_is_perfect ? 0 : 1)) {
     if (sn == 0) return false;
     if (Lsb(fn) || fn == sn) {
       fr = NodeHash(c, fr);
@@ -282,15 +315,15 @@ Hash RootOf(absl::Span<const Hash> leaves) {
 }
 
 std::vector<Hash> InclusionProofOf(absl::Span<const Hash> leaves, uint64_t index) {
-  std::vector<Hash> out;
-  if (index < leaves.size()) Path(leaves, index, out);
-  return out;
+  std::vector<Hash> proof;
+  if (index < leaves.size()) Path(leaves, index, proof);
+  return proof;
 }
 
 std::vector<Hash> ConsistencyProofOf(absl::Span<const Hash> leaves, uint64_t old_size) {
-  std::vector<Hash> out;
-  if (old_size > 0 && old_size <= leaves.size()) Subproof(leaves, old_size, true, out);
-  return out;
+  std::vector<Hash> proof;
+  if (old_size > 0 && old_size <= leaves.size()) Subproof(leaves, old_size, true, proof);
+  return proof;
 }
 
 }  // namespace policy::audit
