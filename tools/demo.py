@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""Quick-start demo of the keys, authz and pii services, run by `tools/dev up` against the suite:
+"""Quick-start demo of the keys, authz, pii and audit services, run by `tools/dev up` against the suite:
 
   PYTHONPATH=build/python /usr/bin/python3 tools/demo.py \\
       --keys 127.0.0.1:50051 --metrics 127.0.0.1:9451 --authz 127.0.0.1:50052 \\
-      --pii 127.0.0.1:50053
+      --pii 127.0.0.1:50053 --audit 127.0.0.1:50055
 
 Keys: creates a project key, verifies it, rotates it, revokes the successor, prints the
 rotation and inventory reports and the VerifyKey count from /metrics. Authz: decisions on the
@@ -11,7 +11,9 @@ demo organisation (deploy/examples/org.yaml): an allowed call, a model off the a
 the explain trace, a reader, a service account inside and outside its IP allowlist, and a
 member running into a rate limit. Pii: a support ticket redacted with placeholders (and the
 answer restored), a prompt carrying an AWS key blocked, a keyed pseudonym, and a bad request
-refused with the reason. Exits non-zero as soon as a step does not behave as
+refused with the reason. Audit: decisions appended to the ledger (a retry returns the first
+entry), a signed checkpoint, an entry's inclusion proof checked here against it without
+trusting the server, and the server's verification of the whole ledger. Exits non-zero as soon as a step does not behave as
 documented, so that `tools/dev up` fails loudly.
 
 Every run uses fresh request ids (uuid4), so runs never replay each other; the keys it
@@ -20,6 +22,7 @@ overlap ends).
 """
 
 import argparse
+import hashlib
 import re
 import sys
 import time
@@ -28,6 +31,7 @@ import uuid
 
 try:
     import grpc
+    from policy.audit.v1 import audit_pb2, audit_pb2_grpc
     from policy.authz.v1 import authz_pb2, authz_pb2_grpc
     from policy.keys.v1 import keys_pb2, keys_pb2_grpc
     from policy.pii.v1 import pii_pb2, pii_pb2_grpc
@@ -318,17 +322,112 @@ def run_pii(address):
     channel.close()
 
 
+def node_hash(left, right):
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def verify_inclusion(leaf, index, size, proof, root):
+    """RFC 9162 section 2.1.3.2, independent of the server's code."""
+    if index >= size:
+        return False
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root
+
+
+def run_audit(address):
+    """The tamper-evident ledger: appends, a signed checkpoint, a proof checked here."""
+    print("\n=== audit: every decision in a tamper-evident ledger ===")
+    channel = grpc.insecure_channel(address)
+    expect(health(channel) == "SERVING", f"audit at {address} is not SERVING")
+    stub = audit_pb2_grpc.AuditServiceStub(channel)
+    run_id = uuid.uuid4().hex[:12]
+    ledger = audit_pb2.LedgerRef(project="proj-prod", environment="production")
+    entries = [
+        audit_pb2.EntryInput(action=audit_pb2.ACTION_DECISION_ALLOW, actor="svc-chatbot-prod",
+                             project="proj-prod", environment="production", model="gpt-4.1",
+                             tokens=1250, content_hash=hashlib.sha256(b"prompt 1").digest(),
+                             metadata={"region": "eu-west"}, request_id=f"demo-{run_id}-1"),
+        audit_pb2.EntryInput(action=audit_pb2.ACTION_PII_DETECTED, actor="svc-chatbot-prod",
+                             project="proj-prod", environment="production", model="gpt-4.1",
+                             outcome=audit_pb2.OUTCOME_BLOCKED,
+                             metadata={"entity_type": "US_SSN"}, request_id=f"demo-{run_id}-2"),
+        audit_pb2.EntryInput(action=audit_pb2.ACTION_RATE_LIMITED, actor="svc-analytics-prod",
+                             project="proj-prod", environment="production",
+                             model="gpt-4.1-mini", outcome=audit_pb2.OUTCOME_ERROR,
+                             request_id=f"demo-{run_id}-3"),
+    ]
+    appended = [stub.Append(audit_pb2.AppendRequest(entry=e), timeout=TIMEOUT) for e in entries]
+    for a in appended:
+        print(f"  appended #{a.entry.index}: {audit_pb2.Action.Name(a.entry.action)} "
+              f"(actor stored as pseudonym {a.entry.actor_ref.hex()[:16]}...)")
+    retry = stub.Append(audit_pb2.AppendRequest(entry=entries[0]), timeout=TIMEOUT)
+    expect(retry.duplicate and retry.entry.index == appended[0].entry.index,
+           "a retried append returns the first entry")
+    print(f"  retried append: duplicate of #{retry.entry.index}, nothing added")
+
+    last = appended[-1].entry.index
+    deadline = time.time() + 10
+    while True:  # The service signs a checkpoint every second in tools/dev.
+        try:
+            checkpoint = stub.GetCheckpoint(audit_pb2.GetCheckpointRequest(ledger=ledger),
+                                            timeout=TIMEOUT)
+            if checkpoint.checkpoint.tree_size > last:
+                break
+        except grpc.RpcError as e:  # NOT_FOUND until the ledger's first checkpoint.
+            expect(e.code() == grpc.StatusCode.NOT_FOUND, f"GetCheckpoint: {e.code()}")
+        expect(time.time() < deadline, "no checkpoint covers the new entries within 10 s")
+        time.sleep(0.2)
+    c = checkpoint.checkpoint
+    print(f"  checkpoint: size {c.tree_size}, root {c.root_hash.hex()[:16]}..., "
+          f"key {c.key_id}")
+    proof = stub.GetInclusionProof(audit_pb2.GetInclusionProofRequest(
+        ledger=ledger, request_id=f"demo-{run_id}-2", tree_size=c.tree_size), timeout=TIMEOUT)
+    ok = verify_inclusion(proof.entry.leaf_hash, proof.entry.index, c.tree_size,
+                          list(proof.proof), c.root_hash)
+    print(f"  inclusion proof of #{proof.entry.index} ({len(proof.proof)} hashes) checked "
+          f"here against the signed root: {'valid' if ok else 'INVALID'}")
+    expect(ok, "the inclusion proof verifies")
+    report = stub.VerifyLedger(audit_pb2.VerifyLedgerRequest(ledger=ledger),
+                               timeout=TIMEOUT).report
+    print(f"  ledger verification: valid={report.valid}, {report.entries_checked} entries, "
+          f"{report.checkpoints_checked} checkpoints")
+    expect(report.valid, f"the ledger verifies ({report.problem})")
+    try:
+        stub.Append(audit_pb2.AppendRequest(entry=audit_pb2.EntryInput(
+            action=audit_pb2.ACTION_API_CALL, actor="svc", project="proj-prod",
+            environment="prod")), timeout=TIMEOUT)
+        raise DemoError("an unknown environment must be refused")
+    except grpc.RpcError as e:
+        expect(e.code() == grpc.StatusCode.INVALID_ARGUMENT, f"got {e.code()}")
+        print(f"  refused: {e.code().name}: {e.details()}")
+    channel.close()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", default="127.0.0.1:50051", help="keys gRPC host:port")
     parser.add_argument("--metrics", default="127.0.0.1:9451", help="keys metrics host:port")
     parser.add_argument("--authz", default="127.0.0.1:50052", help="authz gRPC host:port")
     parser.add_argument("--pii", default="127.0.0.1:50053", help="pii gRPC host:port")
+    parser.add_argument("--audit", default="127.0.0.1:50055", help="audit gRPC host:port")
     args = parser.parse_args()
     try:
         run(args.keys, args.metrics)
         run_authz(args.authz)
         run_pii(args.pii)
+        run_audit(args.audit)
     except DemoError as e:
         print(f"demo FAILED: {e}", file=sys.stderr)
         return 1

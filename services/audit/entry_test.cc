@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -80,7 +81,7 @@ TEST(ValidateEntryInputTest, NamesTheBadField) {
       {[](EntryInput& e) { e.metadata["Bad Key"] = "v"; }, "entry.metadata"},
       {[](EntryInput& e) { e.metadata["k"] = std::string(2000, 'v'); }, "entry.metadata[\"k\"]"},
       {[](EntryInput& e) {
-         for (int i = 0; i < 40; ++i) e.metadata[std::to_string(i)] = "v";
+         for (int i = 0; i < 40; ++i) e.metadata.emplace(absl::StrCat("k", i), "v");
        },
        "entry.metadata"},
       {[](EntryInput& e) { e.content_hash = "abc"; }, "entry.content_hash"},

@@ -1,0 +1,673 @@
+// One suite, every LedgerStore: the memory store always, PostgreSQL whenever a test database
+// is configured (always in CI: POLICY_TEST_REQUIRE_PG=1 makes a missing one fatal).
+//
+// The ledgers' tables refuse TRUNCATE, so tests never reset them: each test works on ledgers
+// named after itself.
+#include <algorithm>
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <set>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
+#include "common/pg/migrations.h"
+#include "common/pg/pool.h"
+#include "common/pg/test_database.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/audit/audit_migrations.h"
+#include "services/audit/memory_ledger_store.h"
+#include "services/audit/postgres_ledger_store.h"
+
+namespace policy::audit {
+
+// Readable failures (gtest finds these by argument-dependent lookup).
+void PrintTo(const Entry& e, std::ostream* os) {
+  *os << "Entry{" << LedgerName(e.ledger) << " #" << e.index << " t=" << absl::ToUnixMicros(e.time)
+      << " " << ActionName(e.action) << " tokens=" << e.tokens << " request_id=" << e.request_id
+      << " leaf=" << absl::BytesToHexString(AsBytes(e.leaf_hash)).substr(0, 12)
+      << " completed=" << e.completed.size() << "}";
+}
+void PrintTo(const SubjectKey& k, std::ostream* os) {
+  *os << "SubjectKey{" << absl::BytesToHexString(k.locator).substr(0, 12) << ", "
+      << absl::BytesToHexString(k.ref).substr(0, 12) << ", " << absl::CHexEscape(k.wrapped) << "}";
+}
+
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+// A store under test; `replica` gives a second store on the same data when the backend has
+// replicas (nullptr otherwise).
+struct Backend {
+  std::unique_ptr<LedgerStore> store;
+  std::function<std::unique_ptr<LedgerStore>()> replica;
+  std::shared_ptr<pg::Pool> pool;  // PostgreSQL only.
+};
+
+using BackendFactory = std::function<Backend()>;
+
+Backend MakeMemory() { return Backend{std::make_unique<MemoryLedgerStore>(), nullptr, nullptr}; }
+
+Backend MakePostgres() {
+  const pg::TestDatabase* db = pg::TestDatabase::Get();
+  // Nothing to reset: tests use ledgers of their own (the tables refuse TRUNCATE anyway).
+  // value() throws on failure, which fails the test with the status.
+  std::shared_ptr<pg::Pool> pool = db->Reset("audit", Migrations(), "SELECT 1").value();
+  Backend backend;
+  backend.store = std::make_unique<PostgresLedgerStore>(pool.get(), kWriterRole);
+  backend.replica = [pool] {
+    return std::make_unique<PostgresLedgerStore>(pool.get(), kWriterRole);
+  };
+  backend.pool = pool;
+  return backend;
+}
+
+// Recomputes the tree of `entries` (a whole ledger, in index order) and checks every stored
+// hash against it; returns the root.
+Hash VerifyLedger(const std::vector<Entry>& entries) {
+  CompactTree tree;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const Entry& e = entries[i];
+    EXPECT_EQ(e.index, i);
+    EXPECT_EQ(e.leaf_hash, EntryLeafHash(e)) << "entry " << i;
+    std::vector<Hash> completed;
+    tree.Append(EntryLeafHash(e), &completed);
+    EXPECT_EQ(e.completed, completed) << "entry " << i;
+  }
+  EXPECT_EQ(tree.size(), entries.size());
+  return tree.Root();
+}
+
+// The root of the perfect subtree `node`, from the leaves of `entries`.
+Hash SubtreeRoot(const std::vector<Entry>& entries, const NodeId& node) {
+  CompactTree tree;
+  const uint64_t first = node.index << node.level;
+  for (uint64_t i = first; i <= LastLeaf(node); ++i) {
+    std::vector<Hash> completed;
+    tree.Append(EntryLeafHash(entries[i]), &completed);
+  }
+  return tree.Root();
+}
+
+class LedgerStoreConformanceTest
+    : public ::testing::TestWithParam<std::pair<std::string, BackendFactory>> {
+ protected:
+  void SetUp() override {
+    if (postgres() && pg::TestDatabase::Get() == nullptr) {
+      GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+    }
+    backend_ = GetParam().second();
+    store_ = backend_.store.get();
+    // This test's name as a project: [a-z0-9-_], short enough for suffixes.
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    for (char& c : name) c = absl::ascii_isalnum(c) ? absl::ascii_tolower(c) : '-';
+    name_ = name.substr(0, 56);
+    ledger_ = Ledger();
+  }
+
+  bool postgres() const { return GetParam().first == "postgres"; }
+
+  LedgerRef Ledger(const std::string& suffix = "", const std::string& environment = "staging") {
+    return LedgerRef{absl::StrCat(name_, suffix), environment};
+  }
+
+  // A pseudonym unique to this test.
+  std::string Ref(const std::string& who) const { return crypto::Sha256(name_ + "/" + who); }
+
+  Entry NewEntry(const LedgerRef& ledger, int n, const std::string& request_id = "") {
+    Entry e;
+    e.ledger = ledger;
+    e.time = base_ + absl::Seconds(n);
+    e.action = n % 3 == 0 ? Action::kApiCall : Action::kKeyCreated;
+    e.actor = SealedSubject{Ref(n % 2 == 0 ? "alice" : "bob"), std::string("sealed\0actor", 12)};
+    e.model = "gpt-test";
+    e.tokens = 100 + n;
+    e.latency = absl::Microseconds(1000 + n);
+    e.outcome = n % 5 == 0 ? Outcome::kBlocked : Outcome::kSuccess;
+    e.metadata = {{"route", "/v1/chat"}, {"n", absl::StrCat(n)}, {"bin", std::string("a\0b", 3)}};
+    e.content_hash = crypto::Sha256(absl::StrCat("content ", n));
+    e.request_id = request_id;
+    if (n % 4 == 1) e.subject = SealedSubject{Ref("carol"), std::string("\0sealed carol", 13)};
+    return e;
+  }
+
+  // Appends and expects every outcome OK and new.
+  std::vector<Entry> AppendAll(std::vector<Entry> entries, LedgerStore* store = nullptr) {
+    absl::StatusOr<std::vector<AppendOutcome>> outcomes =
+        (store != nullptr ? store : store_)->Append(std::move(entries));
+    EXPECT_TRUE(outcomes.ok()) << outcomes.status();
+    std::vector<Entry> out;
+    if (!outcomes.ok()) return out;
+    for (AppendOutcome& o : *outcomes) {
+      EXPECT_TRUE(o.status.ok()) << o.status;
+      EXPECT_FALSE(o.duplicate);
+      out.push_back(std::move(o.entry));
+    }
+    return out;
+  }
+
+  std::vector<Entry> ReadAll(const LedgerRef& ledger) {
+    absl::StatusOr<std::vector<Entry>> entries = store_->ReadRange(ledger, 0, 1'000'000);
+    EXPECT_TRUE(entries.ok()) << entries.status();
+    return entries.ok() ? *entries : std::vector<Entry>{};
+  }
+
+  const absl::Time base_ = absl::FromUnixMicros(1'800'000'000'123'456);
+  Backend backend_;
+  LedgerStore* store_ = nullptr;
+  std::string name_;
+  LedgerRef ledger_;
+};
+
+TEST_P(LedgerStoreConformanceTest, AppendAssignsConsecutiveIndexesAndHashes) {
+  const LedgerRef other = Ledger("", "production");
+  std::vector<Entry> first = AppendAll({NewEntry(ledger_, 0), NewEntry(ledger_, 1)});
+  ASSERT_THAT(first, SizeIs(2));
+  EXPECT_EQ(first[0].index, 0u);
+  EXPECT_EQ(first[1].index, 1u);
+  // Two ledgers in one batch: each counts on; outcomes follow the input's order.
+  std::vector<Entry> batch;
+  for (int n = 2; n < 9; ++n) {
+    batch.push_back(NewEntry(ledger_, n));
+    batch.push_back(NewEntry(other, n));
+  }
+  std::vector<Entry> second = AppendAll(batch);
+  ASSERT_THAT(second, SizeIs(14));
+  for (size_t i = 0; i < second.size(); ++i) {
+    EXPECT_EQ(second[i].ledger, batch[i].ledger);
+    EXPECT_EQ(second[i].index, i % 2 == 0 ? 2 + i / 2 : i / 2);
+    EXPECT_EQ(second[i].tokens, batch[i].tokens);
+  }
+  std::vector<Entry> expected = first;
+  std::vector<Entry> expected_other;
+  for (size_t i = 0; i < second.size(); ++i) {
+    (i % 2 == 0 ? expected : expected_other).push_back(second[i]);
+  }
+  // Every field round-trips, and the hashes are those of the tree.
+  std::vector<Entry> stored = ReadAll(ledger_);
+  EXPECT_EQ(stored, expected);
+  VerifyLedger(stored);
+  EXPECT_EQ(ReadAll(other), expected_other);
+  VerifyLedger(expected_other);
+  EXPECT_EQ(store_->Size(ledger_).value(), 9u);
+  EXPECT_EQ(store_->Size(other).value(), 7u);
+  EXPECT_EQ(store_->Size(Ledger("-none")).value(), 0u);
+
+  absl::StatusOr<std::vector<LedgerSize>> ledgers = store_->ListLedgers();
+  ASSERT_TRUE(ledgers.ok()) << ledgers.status();
+  std::vector<std::pair<LedgerRef, uint64_t>> mine;
+  for (const LedgerSize& l : *ledgers) {
+    if (l.ledger.project == ledger_.project) mine.emplace_back(l.ledger, l.size);
+  }
+  EXPECT_THAT(mine, ElementsAre(std::make_pair(other, 7u), std::make_pair(ledger_, 9u)));
+}
+
+TEST_P(LedgerStoreConformanceTest, EmptyAppendAndOrganisationLedger) {
+  absl::StatusOr<std::vector<AppendOutcome>> none = store_->Append({});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_THAT(*none, IsEmpty());
+  // The organisation's ledger (empty project and environment) is shared by every test: only
+  // relative checks.
+  const LedgerRef organisation;
+  const uint64_t before = store_->Size(organisation).value();
+  std::vector<Entry> appended = AppendAll({NewEntry(organisation, 1), NewEntry(organisation, 2)});
+  ASSERT_THAT(appended, SizeIs(2));
+  EXPECT_EQ(appended[0].index, before);
+  EXPECT_EQ(appended[1].index, before + 1);
+  EXPECT_EQ(store_->Size(organisation).value(), before + 2);
+  VerifyLedger(ReadAll(organisation));
+}
+
+TEST_P(LedgerStoreConformanceTest, RequestIdsMakeAppendsIdempotent) {
+  std::vector<Entry> first = AppendAll({NewEntry(ledger_, 0, "r0"), NewEntry(ledger_, 1, "r1")});
+  ASSERT_THAT(first, SizeIs(2));
+
+  Entry retry = NewEntry(ledger_, 0, "r0");
+  retry.time += absl::Seconds(30);  // A retry is recorded later; still the same request.
+  retry.actor.sealed = "sealed again";
+  Entry different = NewEntry(ledger_, 1, "r1");
+  different.model = "another-model";
+  Entry fresh = NewEntry(ledger_, 2, "r2");
+  Entry fresh_again = NewEntry(ledger_, 2, "r2");
+  fresh_again.time += absl::Seconds(1);
+  Entry fresh_different = NewEntry(ledger_, 2, "r2");
+  fresh_different.tokens = 1;
+  Entry plain = NewEntry(ledger_, 3);
+  absl::StatusOr<std::vector<AppendOutcome>> outcomes =
+      store_->Append({retry, different, fresh, fresh_again, fresh_different, plain});
+  ASSERT_TRUE(outcomes.ok()) << outcomes.status();
+  ASSERT_THAT(*outcomes, SizeIs(6));
+  const std::vector<AppendOutcome>& o = *outcomes;
+  // The stored entry, as first appended.
+  EXPECT_TRUE(o[0].status.ok()) << o[0].status;
+  EXPECT_TRUE(o[0].duplicate);
+  EXPECT_EQ(o[0].entry, first[0]);
+  EXPECT_EQ(o[1].status.code(), absl::StatusCode::kFailedPrecondition) << o[1].status;
+  EXPECT_THAT(o[1].status.message(), HasSubstr("(index 1)"));
+  EXPECT_FALSE(o[1].duplicate);
+  // New, and again within the batch: the second is the first.
+  EXPECT_TRUE(o[2].status.ok()) << o[2].status;
+  EXPECT_FALSE(o[2].duplicate);
+  EXPECT_EQ(o[2].entry.index, 2u);
+  EXPECT_TRUE(o[3].status.ok()) << o[3].status;
+  EXPECT_TRUE(o[3].duplicate);
+  EXPECT_EQ(o[3].entry, o[2].entry);
+  EXPECT_EQ(o[4].status.code(), absl::StatusCode::kFailedPrecondition) << o[4].status;
+  EXPECT_THAT(o[4].status.message(), HasSubstr("(index 2)"));
+  // The rest of the batch is appended regardless.
+  EXPECT_TRUE(o[5].status.ok()) << o[5].status;
+  EXPECT_FALSE(o[5].duplicate);
+  EXPECT_EQ(o[5].entry.index, 3u);
+
+  std::vector<Entry> stored = ReadAll(ledger_);
+  ASSERT_THAT(stored, SizeIs(4));
+  EXPECT_EQ(stored[2], o[2].entry);
+  EXPECT_EQ(stored[3], o[5].entry);
+  VerifyLedger(stored);
+
+  absl::StatusOr<Entry> found = store_->FindRequest(ledger_, "r2");
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(*found, o[2].entry);
+  EXPECT_EQ(store_->FindRequest(ledger_, "r9").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->FindRequest(Ledger("-none"), "r0").status().code(),
+            absl::StatusCode::kNotFound);
+  // Request ids are per ledger.
+  std::vector<Entry> elsewhere = AppendAll({NewEntry(Ledger("-b"), 0, "r0")});
+  ASSERT_THAT(elsewhere, SizeIs(1));
+  EXPECT_EQ(elsewhere[0].index, 0u);
+}
+
+TEST_P(LedgerStoreConformanceTest, ConcurrentAppendsFromTwoStoresStayConsecutive) {
+  std::unique_ptr<LedgerStore> replica = backend_.replica ? backend_.replica() : nullptr;
+  LedgerStore* stores[2] = {store_, replica != nullptr ? replica.get() : store_};
+  // Both stores have a cached tree, which the other's appends make stale.
+  AppendAll({NewEntry(ledger_, 0)}, stores[0]);
+  AppendAll({NewEntry(ledger_, 1)}, stores[1]);
+  AppendAll({NewEntry(ledger_, 2)}, stores[0]);
+
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 200;
+  constexpr int kBatch = 10;
+  std::vector<std::thread> threads;
+  std::vector<absl::Status> failures(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int b = 0; b < kPerThread / kBatch; ++b) {
+        std::vector<Entry> batch;
+        for (int i = 0; i < kBatch; ++i) {
+          const int n = 1000 * (t + 1) + b * kBatch + i;
+          batch.push_back(NewEntry(ledger_, n, absl::StrCat("t", t, "-", n)));
+        }
+        absl::StatusOr<std::vector<AppendOutcome>> outcomes = stores[t % 2]->Append(batch);
+        if (!outcomes.ok()) {
+          failures[t] = outcomes.status();
+          return;
+        }
+        for (const AppendOutcome& o : *outcomes) {
+          if (!o.status.ok() || o.duplicate) {
+            failures[t] = absl::InternalError(absl::StrCat("outcome: ", o.status.ToString()));
+            return;
+          }
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const absl::Status& s : failures) EXPECT_TRUE(s.ok()) << s;
+
+  constexpr uint64_t kTotal = 3 + kThreads * kPerThread;
+  std::vector<Entry> stored = ReadAll(ledger_);
+  ASSERT_THAT(stored, SizeIs(kTotal));
+  std::set<std::string> request_ids;
+  for (const Entry& e : stored) request_ids.insert(e.request_id);
+  EXPECT_THAT(request_ids, SizeIs(kThreads * kPerThread + 1));  // + the three without
+  VerifyLedger(stored);
+
+  // Each store's next append continues the tree the other grew.
+  for (int round = 0; round < 2; ++round) {
+    for (LedgerStore* store : stores) {
+      const uint64_t size = store->Size(ledger_).value();
+      std::vector<Entry> next = AppendAll({NewEntry(ledger_, 5000 + round)}, store);
+      ASSERT_THAT(next, SizeIs(1));
+      EXPECT_EQ(next[0].index, size);
+    }
+  }
+  stored = ReadAll(ledger_);
+  EXPECT_THAT(stored, SizeIs(kTotal + 4));
+  VerifyLedger(stored);
+}
+
+TEST_P(LedgerStoreConformanceTest, ReadRangeAndQueryFilter) {
+  std::vector<Entry> batch;
+  for (int n = 0; n < 20; ++n) batch.push_back(NewEntry(ledger_, n));
+  batch[7].time = batch[6].time;  // Equal times stay in index order.
+  std::vector<Entry> all = AppendAll(batch);
+  ASSERT_THAT(all, SizeIs(20));
+
+  absl::StatusOr<std::vector<Entry>> range = store_->ReadRange(ledger_, 5, 3);
+  ASSERT_TRUE(range.ok()) << range.status();
+  EXPECT_THAT(*range, ElementsAre(all[5], all[6], all[7]));
+  EXPECT_THAT(store_->ReadRange(ledger_, 18, 100).value(), ElementsAre(all[18], all[19]));
+  EXPECT_THAT(store_->ReadRange(ledger_, 20, 100).value(), IsEmpty());
+  EXPECT_THAT(store_->ReadRange(ledger_, 0, 0).value(), IsEmpty());
+  EXPECT_THAT(store_->ReadRange(Ledger("-none"), 0, 10).value(), IsEmpty());
+
+  auto expect_query = [&](const EntryFilter& filter) -> size_t {
+    std::vector<Entry> expected;
+    for (const Entry& e : all) {
+      if (expected.size() >= filter.limit) break;
+      if (e.index < filter.after_index) continue;
+      if (filter.action.has_value() && e.action != *filter.action) continue;
+      if (!filter.actor_ref.empty() && e.actor.ref != filter.actor_ref) continue;
+      if (filter.start.has_value() && e.time < *filter.start) continue;
+      if (filter.end.has_value() && e.time >= *filter.end) continue;
+      expected.push_back(e);
+    }
+    absl::StatusOr<std::vector<Entry>> got = store_->Query(filter);
+    EXPECT_TRUE(got.ok()) << got.status();
+    if (got.ok()) {
+      EXPECT_EQ(*got, expected);
+    }
+    return expected.size();
+  };
+  EntryFilter filter;
+  filter.ledger = ledger_;
+  EXPECT_EQ(expect_query(filter), 20u);
+  filter.limit = 4;
+  EXPECT_EQ(expect_query(filter), 4u);
+  filter.limit = 100;
+  filter.action = Action::kApiCall;
+  EXPECT_EQ(expect_query(filter), 7u);
+  filter.action = Action::kKeyRevoked;
+  EXPECT_EQ(expect_query(filter), 0u);
+  filter.action.reset();
+  filter.actor_ref = Ref("alice");
+  EXPECT_EQ(expect_query(filter), 10u);
+  filter.actor_ref = Ref("nobody");
+  EXPECT_EQ(expect_query(filter), 0u);
+  filter.actor_ref.clear();
+  filter.start = all[3].time;  // Inclusive.
+  filter.end = all[9].time;    // Exclusive.
+  EXPECT_EQ(expect_query(filter), 6u);
+  filter.after_index = 5;
+  EXPECT_EQ(expect_query(filter), 4u);
+  filter.action = Action::kKeyCreated;
+  filter.actor_ref = Ref("bob");
+  EXPECT_EQ(expect_query(filter), 2u);  // 5 and 7
+  filter.limit = 1;
+  EXPECT_EQ(expect_query(filter), 1u);
+  filter = EntryFilter{};
+  filter.ledger = ledger_;
+  filter.after_index = 25;
+  EXPECT_EQ(expect_query(filter), 0u);
+  filter.ledger = Ledger("-none");
+  filter.after_index = 0;
+  EXPECT_THAT(store_->Query(filter).value(), IsEmpty());
+}
+
+TEST_P(LedgerStoreConformanceTest, EntriesOfSubjectAcrossLedgers) {
+  const LedgerRef a = Ledger("-a");
+  const LedgerRef b = Ledger("-b");
+  const std::string dave = Ref("dave");
+  auto entry = [&](const LedgerRef& ledger, int n, int second, bool as_actor) {
+    Entry e = NewEntry(ledger, n);
+    e.time = base_ + absl::Seconds(second);
+    if (as_actor) {
+      e.actor = SealedSubject{dave, "sealed dave"};
+    } else {
+      e.subject = SealedSubject{dave, "sealed dave"};
+    }
+    return e;
+  };
+  // b before a in time; equal times order by ledger, then index.
+  std::vector<Entry> appended = AppendAll({
+      entry(b, 0, 5, true),   // b#0 t5
+      entry(a, 1, 5, false),  // a#0 t5
+      NewEntry(a, 2),         // a#1, not dave's
+      entry(a, 3, 1, true),   // a#2 t1
+      entry(b, 4, 9, false),  // b#1 t9
+      entry(a, 5, 5, true),   // a#3 t5
+  });
+  ASSERT_THAT(appended, SizeIs(6));
+  absl::StatusOr<std::vector<Entry>> got = store_->EntriesOfSubject(dave, 100);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_THAT(*got, ElementsAre(appended[3], appended[1], appended[5], appended[0], appended[4]));
+  EXPECT_THAT(store_->EntriesOfSubject(dave, 2).value(), ElementsAre(appended[3], appended[1]));
+  EXPECT_THAT(store_->EntriesOfSubject(Ref("nobody"), 10).value(), IsEmpty());
+  // carol is the subject of NewEntry's n % 4 == 1 when not replaced: a#3 only.
+  EXPECT_THAT(store_->EntriesOfSubject(Ref("carol"), 10).value(), ElementsAre(appended[5]));
+}
+
+TEST_P(LedgerStoreConformanceTest, NodeHashesOfEveryNode) {
+  std::vector<Entry> batch;
+  for (int n = 0; n < 37; ++n) batch.push_back(NewEntry(ledger_, n));
+  // In several appends, so that stored completions span batches.
+  std::vector<Entry> all = AppendAll({batch.begin(), batch.begin() + 10});
+  std::vector<Entry> rest = AppendAll({batch.begin() + 10, batch.end()});
+  all.insert(all.end(), rest.begin(), rest.end());
+  ASSERT_THAT(all, SizeIs(37));
+  VerifyLedger(all);
+
+  std::vector<NodeId> nodes;
+  for (int level = 0; level <= 5; ++level) {
+    for (uint64_t index = 0; LastLeaf(NodeId{level, index}) < 37; ++index) {
+      nodes.push_back(NodeId{level, index});
+    }
+  }
+  EXPECT_THAT(nodes, SizeIs(37 + 18 + 9 + 4 + 2 + 1));
+  absl::StatusOr<absl::flat_hash_map<NodeId, Hash>> hashes = store_->NodeHashes(ledger_, nodes);
+  ASSERT_TRUE(hashes.ok()) << hashes.status();
+  EXPECT_THAT(*hashes, SizeIs(nodes.size()));
+  for (const NodeId& node : nodes) {
+    EXPECT_EQ(hashes->at(node), SubtreeRoot(all, node)) << node.level << "," << node.index;
+  }
+  // The frontier's nodes give the root.
+  std::vector<Hash> frontier;
+  for (const NodeId& node : FrontierNodes(37)) frontier.push_back(hashes->at(node));
+  absl::StatusOr<CompactTree> tree = CompactTree::FromFrontier(37, frontier);
+  ASSERT_TRUE(tree.ok()) << tree.status();
+  EXPECT_EQ(tree->Root(), VerifyLedger(all));
+
+  EXPECT_THAT(store_->NodeHashes(ledger_, {}).value(), IsEmpty());
+  for (const NodeId& beyond : {NodeId{0, 37}, NodeId{1, 18}, NodeId{3, 4}, NodeId{6, 0}}) {
+    EXPECT_EQ(store_->NodeHashes(ledger_, {NodeId{0, 0}, beyond}).status().code(),
+              absl::StatusCode::kFailedPrecondition)
+        << beyond.level << "," << beyond.index;
+  }
+  EXPECT_EQ(store_->NodeHashes(Ledger("-none"), {NodeId{0, 0}}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_P(LedgerStoreConformanceTest, Checkpoints) {
+  auto checkpoint = [&](uint64_t size, const std::string& signature) {
+    Checkpoint c;
+    c.ledger = ledger_;
+    c.tree_size = size;
+    c.root = HashFromBytes(crypto::Sha256(absl::StrCat("root ", size))).value();
+    c.time = base_ + absl::Microseconds(size);
+    c.signature = signature;
+    c.key_id = "0123456789abcdef";
+    return c;
+  };
+  EXPECT_EQ(store_->GetCheckpoint(ledger_, 0).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(store_->ListCheckpoints(ledger_).value(), IsEmpty());
+  const Checkpoint c5 = checkpoint(5, std::string(64, '\0'));
+  const Checkpoint c10 = checkpoint(10, std::string(64, '\x7f'));
+  ASSERT_TRUE(store_->AddCheckpoint(c10).ok());
+  ASSERT_TRUE(store_->AddCheckpoint(c5).ok());
+  // One of the same size is kept.
+  ASSERT_TRUE(store_->AddCheckpoint(checkpoint(5, std::string(64, 'x'))).ok());
+  EXPECT_EQ(store_->GetCheckpoint(ledger_, 0).value(), c10);
+  EXPECT_EQ(store_->GetCheckpoint(ledger_, 5).value(), c5);
+  EXPECT_EQ(store_->GetCheckpoint(ledger_, 7).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetCheckpoint(Ledger("-none"), 0).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(store_->ListCheckpoints(ledger_).value(), ElementsAre(c5, c10));
+  // A checkpoint makes its ledger known (empty).
+  bool listed = false;
+  const std::vector<LedgerSize> ledgers = store_->ListLedgers().value();
+  for (const LedgerSize& l : ledgers) {
+    if (l.ledger == ledger_) listed = l.size == 0;
+  }
+  EXPECT_TRUE(listed);
+}
+
+TEST_P(LedgerStoreConformanceTest, SubjectKeys) {
+  auto key = [&](const std::string& locator, const std::string& wrapped) {
+    return SubjectKey{Ref(locator), Ref(absl::StrCat("pseudonym of ", locator)), wrapped};
+  };
+  const SubjectKey k1 = key("one", std::string("\0wrapped one", 12));
+  const SubjectKey k2 = key("two", "wrapped two");
+  EXPECT_EQ(store_->GetSubjectKey(k1.locator).status().code(), absl::StatusCode::kNotFound);
+  absl::StatusOr<std::vector<SubjectKey>> keys =
+      store_->GetOrAddSubjectKeys({k1, k2, key("one", "ignored")});
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_THAT(*keys, ElementsAre(k1, k2, k1));
+  EXPECT_THAT(store_->GetOrAddSubjectKeys({key("two", "other"), key("one", "other")}).value(),
+              ElementsAre(k2, k1));
+  EXPECT_THAT(store_->GetOrAddSubjectKeys({}).value(), IsEmpty());
+  EXPECT_EQ(store_->GetSubjectKey(k1.locator).value(), k1);
+
+  absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> by_ref =
+      store_->SubjectKeysByRef({k1.ref, k2.ref, Ref("nobody")});
+  ASSERT_TRUE(by_ref.ok()) << by_ref.status();
+  EXPECT_THAT(*by_ref, SizeIs(2));
+  EXPECT_EQ(by_ref->at(k1.ref), k1);
+  EXPECT_EQ(by_ref->at(k2.ref), k2);
+  EXPECT_THAT(store_->SubjectKeysByRef({}).value(), IsEmpty());
+
+  EXPECT_EQ(store_->DeleteSubjectKey(k2.locator).value(), true);
+  EXPECT_EQ(store_->DeleteSubjectKey(k2.locator).value(), false);
+  EXPECT_EQ(store_->GetSubjectKey(k2.locator).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(store_->SubjectKeysByRef({k1.ref, k2.ref}).value(), SizeIs(1));
+  EXPECT_EQ(store_->GetSubjectKey(k1.locator).value(), k1);
+  const SubjectKey renewed = key("two", "new key");
+  EXPECT_THAT(store_->GetOrAddSubjectKeys({renewed}).value(), ElementsAre(renewed));
+
+  // Concurrent callers end up with the same key.
+  std::vector<std::string> got(8);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      absl::StatusOr<std::vector<SubjectKey>> k = store_->GetOrAddSubjectKeys(
+          {key("three", absl::StrCat("candidate ", t)), key("one", "x")});
+      got[t] = k.ok() ? (*k)[0].wrapped : k.status().ToString();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const std::string& k : got) EXPECT_EQ(k, got[0]);
+  EXPECT_TRUE(absl::StartsWith(got[0], "candidate ")) << got[0];
+}
+
+// --- PostgreSQL only: what the database itself enforces. ---
+
+TEST_P(LedgerStoreConformanceTest, AppendIsAllOrNothing) {
+  if (!postgres()) GTEST_SKIP() << "the memory store does not validate ledgers";
+  AppendAll({NewEntry(ledger_, 0)});
+  // The second ledger violates the table's CHECK after the first one's rows are inserted.
+  absl::StatusOr<std::vector<AppendOutcome>> failed =
+      store_->Append({NewEntry(ledger_, 1), NewEntry(ledger_, 2), NewEntry(Ledger("", "zzz"), 3)});
+  EXPECT_FALSE(failed.ok());
+  EXPECT_EQ(store_->Size(ledger_).value(), 1u);
+  std::vector<Entry> next = AppendAll({NewEntry(ledger_, 4)});
+  ASSERT_THAT(next, SizeIs(1));
+  EXPECT_EQ(next[0].index, 1u);
+  VerifyLedger(ReadAll(ledger_));
+}
+
+TEST_P(LedgerStoreConformanceTest, LedgerTablesAreAppendOnly) {
+  if (!postgres()) GTEST_SKIP() << "database privileges and triggers";
+  std::vector<Entry> appended = AppendAll({NewEntry(ledger_, 0), NewEntry(ledger_, 1)});
+  ASSERT_THAT(appended, SizeIs(2));
+  Checkpoint c;
+  c.ledger = ledger_;
+  c.tree_size = 2;
+  c.time = base_;
+  c.signature = "sig";
+  ASSERT_TRUE(store_->AddCheckpoint(c).ok());
+  pg::Pool* pool = backend_.pool.get();
+  auto run = [&](const std::string& sql) {
+    return pool->Transact([&](pqxx::work& tx) {
+      tx.exec(sql);
+      return absl::OkStatus();
+    });
+  };
+  const std::string mine =
+      absl::StrCat("(SELECT id FROM audit.ledgers WHERE project = '", ledger_.project, "')");
+  // The owner (the login role) is refused by the triggers.
+  for (const std::string& sql : {
+           absl::StrCat("UPDATE audit.entries SET tokens = 0 WHERE ledger_id = ", mine),
+           absl::StrCat("DELETE FROM audit.entries WHERE ledger_id = ", mine),
+           std::string("TRUNCATE audit.entries"),
+           absl::StrCat("UPDATE audit.ledgers SET project = 'x' WHERE id = ", mine),
+           absl::StrCat("DELETE FROM audit.checkpoints WHERE ledger_id = ", mine),
+           std::string("TRUNCATE audit.ledgers CASCADE"),
+       }) {
+    absl::Status status = run(sql);
+    EXPECT_FALSE(status.ok()) << sql;
+    EXPECT_THAT(status.message(), HasSubstr("audit ledger tables are append-only")) << sql;
+  }
+  // The writer role may not change rows even with the triggers disabled by the owner (in a
+  // transaction that rolls back, which enables them again).
+  for (const std::string& change : {
+           absl::StrCat("UPDATE audit.entries SET tokens = 0 WHERE ledger_id = ", mine),
+           absl::StrCat("DELETE FROM audit.entries WHERE ledger_id = ", mine),
+           std::string("TRUNCATE audit.entries"),
+           absl::StrCat("UPDATE audit.checkpoints SET key_id = 'x' WHERE ledger_id = ", mine),
+       }) {
+    absl::Status status = pool->Transact([&](pqxx::work& tx) {
+      tx.exec("ALTER TABLE audit.entries DISABLE TRIGGER USER");
+      tx.exec("ALTER TABLE audit.checkpoints DISABLE TRIGGER USER");
+      tx.exec(absl::StrCat("SET LOCAL ROLE ", kWriterRole));
+      tx.exec(change);
+      return absl::OkStatus();
+    });
+    EXPECT_FALSE(status.ok()) << change;
+    EXPECT_THAT(status.message(), HasSubstr("permission denied")) << change;
+  }
+  absl::Status enabled = pool->Transact([&](pqxx::work& tx) -> absl::Status {
+    pqxx::result rows = tx.exec(
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'audit.entries'::regclass "
+        "AND NOT tgisinternal AND tgenabled = 'O'");
+    if (rows[0][0].as<int>() != 2) return absl::InternalError("triggers not enabled");
+    return absl::OkStatus();
+  });
+  EXPECT_TRUE(enabled.ok()) << enabled;
+  EXPECT_EQ(ReadAll(ledger_), appended);
+  // Subject keys alone may be deleted (crypto-shredding), by the writer too: see SubjectKeys.
+}
+
+TEST_P(LedgerStoreConformanceTest, CheckRole) {
+  if (!postgres()) GTEST_SKIP() << "database roles";
+  pg::Pool* pool = backend_.pool.get();
+  EXPECT_TRUE(PostgresLedgerStore::CheckRole(pool, kWriterRole).ok());
+  EXPECT_TRUE(PostgresLedgerStore::CheckRole(pool, "").ok());
+  absl::Status missing = PostgresLedgerStore::CheckRole(pool, "policy_audit_no_such_role");
+  EXPECT_EQ(missing.code(), absl::StatusCode::kFailedPrecondition) << missing;
+  EXPECT_THAT(missing.message(), HasSubstr("CREATE ROLE policy_audit_no_such_role NOLOGIN; "
+                                           "GRANT policy_audit_no_such_role TO "));
+  // A store whose role is missing fails every transaction, and changes nothing.
+  PostgresLedgerStore broken(pool, "policy_audit_no_such_role");
+  EXPECT_FALSE(broken.Append({NewEntry(ledger_, 0)}).ok());
+  EXPECT_EQ(store_->Size(ledger_).value(), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Stores, LedgerStoreConformanceTest,
+    ::testing::Values(std::make_pair(std::string("memory"), BackendFactory(MakeMemory)),
+                      std::make_pair(std::string("postgres"), BackendFactory(MakePostgres))),
+    [](const auto& info) { return info.param.first; });
+
+}  // namespace
+}  // namespace policy::audit

@@ -1,0 +1,95 @@
+// The audit service binary: configuration, store, ledger, batcher, checkpoint signer, server.
+#include <memory>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "common/clock/clock.h"
+#include "common/config/config.h"
+#include "common/crypto/crypto.h"
+#include "common/log/log.h"
+#include "common/pg/pool.h"
+#include "common/pg/storage_options.h"
+#include "common/server/blocking_pool.h"
+#include "common/server/server_runner.h"
+#include "services/audit/append_batcher.h"
+#include "services/audit/audit_config.h"
+#include "services/audit/audit_migrations.h"
+#include "services/audit/audit_service.h"
+#include "services/audit/checkpoint.h"
+#include "services/audit/ledger.h"
+#include "services/audit/memory_ledger_store.h"
+#include "services/audit/postgres_ledger_store.h"
+#include "services/audit/subjects.h"
+
+namespace policy::audit {
+namespace {
+
+int Fail(const absl::Status& status) {
+  LogError("audit failed", {{"status", status.ToString()}});
+  return 1;
+}
+
+int Main(int argc, char** argv) {
+  server::PrepareServerProcess();
+  AuditConfig config;
+  absl::StatusOr<bool> run = config::LoadServiceConfig("audit", argc, argv, config);
+  if (!run.ok()) return Fail(run.status());
+  if (!*run) return 0;
+
+  absl::StatusOr<bool> done = pg::PrepareSchema(config.storage, "audit", Migrations());
+  if (!done.ok()) return Fail(done.status());
+  if (*done) return 0;
+  std::unique_ptr<pg::Pool> pool;
+  std::unique_ptr<LedgerStore> store;
+  if (config.storage.postgres()) {
+    pool = std::make_unique<pg::Pool>(config.storage.pool_options());
+    if (absl::Status s = PostgresLedgerStore::CheckRole(pool.get(), kWriterRole); !s.ok()) {
+      return Fail(s);
+    }
+    store = std::make_unique<PostgresLedgerStore>(pool.get(), kWriterRole);
+  } else {
+    store = std::make_unique<MemoryLedgerStore>();
+  }
+
+  absl::StatusOr<std::unique_ptr<CheckpointSigner>> signer =
+      CheckpointSigner::Create(absl::HexStringToBytes(config.signing_key));
+  if (!signer.ok()) return Fail(signer.status());
+  absl::StatusOr<std::unique_ptr<SubjectCipher>> subjects =
+      SubjectCipher::Create(crypto::Sha256(config.subject_key));
+  if (!subjects.ok()) return Fail(subjects.status());
+  LogInfo("checkpoint signing key",
+          {{"key_id", (*signer)->key_id()},
+           {"public_key", absl::BytesToHexString((*signer)->public_key())}});
+
+  AuditLedger ledger(store.get(), subjects->get(), signer->get(), Clock::Real());
+  AppendBatcher batcher(&ledger, static_cast<size_t>(config.max_batch),
+                        static_cast<size_t>(config.max_queued_appends));
+  server::BlockingPool blocking(static_cast<int>(config.blocking_threads),
+                                static_cast<int>(config.blocking_queue));
+  server::ServerRunner runner(config.server);
+  AuditService service(&ledger, &batcher, &blocking, &runner.metrics_registry());
+  runner.AddService(&service, v1::AuditService::service_full_name());
+  runner.SetReadinessProbe([&] { return pool == nullptr || pool->Ping().ok(); });
+
+  absl::Notification stop_signing;
+  std::thread signing([&] {
+    while (!stop_signing.WaitForNotificationWithTimeout(config.checkpoint_interval)) {
+      if (absl::StatusOr<int> n = ledger.SignCheckpoints(); !n.ok()) {
+        LogWarning("signing checkpoints failed", {{"status", n.status().ToString()}});
+      }
+    }
+  });
+
+  absl::Status served = runner.RunUntilSignal();
+  stop_signing.Notify();
+  signing.join();
+  if (!served.ok()) return Fail(served);
+  return 0;
+}
+
+}  // namespace
+}  // namespace policy::audit
+
+int main(int argc, char** argv) { return policy::audit::Main(argc, argv); }

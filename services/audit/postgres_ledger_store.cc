@@ -1,0 +1,795 @@
+#include "services/audit/postgres_ledger_store.h"
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/pg/values.h"
+#include "common/status/status.h"
+
+namespace policy::audit {
+namespace {
+
+using pg::Micros;
+
+// The first key of the advisory locks serialising appends (the second is the ledger id):
+// "AUDT". The migrations' locks use the one-bigint form, a separate key space.
+constexpr int32_t kAppendLockNamespace = 0x41554454;
+
+// Rows per INSERT statement: 16 parameters each stay under the protocol's 65535.
+constexpr size_t kMaxRowsPerInsert = 4000;
+constexpr size_t kMaxKeysPerStatement = 1000;
+
+// 2000-01-01T00:00:00Z, PostgreSQL's epoch for binary timestamps, in Unix microseconds.
+constexpr int64_t kPostgresEpochMicros = 946'684'800'000'000;
+
+// What FromRow reads, in this order, from `audit.entries e`.
+// clang-format off
+constexpr char kEntryColumns[] =
+    "e.idx, " POLICY_PG_US("e.recorded_at") ", e.action, e.actor_ref, e.actor_sealed, "
+    "e.model, e.tokens, e.latency_us, e.outcome, e.metadata, e.content_hash, e.request_id, "
+    "e.subject_ref, e.subject_sealed, e.leaf_hash, e.completed";
+// clang-format on
+
+int64_t ClampToInt64(uint64_t v) {
+  return static_cast<int64_t>(std::min<uint64_t>(v, std::numeric_limits<int64_t>::max()));
+}
+
+// A statement with parameters, all sent in binary form: bytea without escaping, integers
+// and timestamps as 8 bytes. Each placeholder carries its type, so nothing is inferred.
+class Statement {
+ public:
+  explicit Statement(absl::string_view sql = "") : sql_(sql) {}
+
+  Statement& Sql(absl::string_view text) {
+    sql_.append(text.data(), text.size());
+    return *this;
+  }
+  Statement& Int(int64_t v) { return AddInt64(v, "::bigint"); }
+  // Binary timestamptz: microseconds since 2000-01-01, exactly.
+  Statement& Time(absl::Time t) {
+    return AddInt64(Micros(t) - kPostgresEpochMicros, "::timestamptz");
+  }
+  Statement& Text(absl::string_view v) { return Add(v.data(), v.size(), "::text"); }
+  Statement& Bytes(absl::string_view v) { return Add(v.data(), v.size(), "::bytea"); }
+  // The placeholder of the parameter added `n`-th (from 1), once more.
+  Statement& Again(size_t n) {
+    absl::StrAppend(&sql_, "$", n);
+    return *this;
+  }
+
+  pqxx::result Exec(pqxx::work& tx) const {
+    return tx.exec_params(sql_, pqxx::prepare::make_dynamic_params(values_));
+  }
+
+ private:
+  Statement& Add(const char* data, size_t size, absl::string_view cast) {
+    values_.emplace_back(data, size);
+    absl::StrAppend(&sql_, "$", values_.size(), cast);
+    return *this;
+  }
+  Statement& AddInt64(int64_t v, absl::string_view cast) {
+    char bytes[8];
+    uint64_t u = static_cast<uint64_t>(v);
+    for (int i = 7; i >= 0; --i) {
+      bytes[i] = static_cast<char>(u & 0xff);
+      u >>= 8;
+    }
+    return Add(bytes, 8, cast);
+  }
+
+  std::string sql_;
+  std::vector<pqxx::binarystring> values_;
+};
+
+std::string Bytes(const pqxx::field& f) { return pqxx::binarystring(f).str(); }
+std::string Text(const pqxx::field& f) { return std::string(f.c_str(), f.size()); }
+
+absl::StatusOr<Hash> HashOf(const pqxx::field& f) {
+  absl::StatusOr<Hash> hash = HashFromBytes(Bytes(f));
+  if (!hash.ok()) {
+    return absl::DataLossError(absl::StrCat("stored hash: ", hash.status().message()));
+  }
+  return hash;
+}
+
+absl::StatusOr<Outcome> OutcomeFromName(absl::string_view name) {
+  for (Outcome o : {Outcome::kSuccess, Outcome::kError, Outcome::kBlocked}) {
+    if (OutcomeName(o) == name) return o;
+  }
+  return absl::DataLossError(absl::StrCat("stored entry has unknown outcome '", name, "'"));
+}
+
+// An entry from kEntryColumns starting at column `first`.
+absl::StatusOr<Entry> FromRow(const pqxx::row& row, const LedgerRef& ledger, int first = 0) {
+  Entry e;
+  e.ledger = ledger;
+  e.index = row[first].as<uint64_t>();
+  e.time = absl::FromUnixMicros(row[first + 1].as<int64_t>());
+  const std::string action = Text(row[first + 2]);
+  std::optional<Action> parsed = ActionFromName(action);
+  if (!parsed.has_value()) {
+    return absl::DataLossError(absl::StrCat("stored entry has unknown action '", action, "'"));
+  }
+  e.action = *parsed;
+  e.actor.ref = Bytes(row[first + 3]);
+  e.actor.sealed = Bytes(row[first + 4]);
+  e.model = Text(row[first + 5]);
+  e.tokens = row[first + 6].as<int64_t>();
+  e.latency = absl::Microseconds(row[first + 7].as<int64_t>());
+  ASSIGN_OR_RETURN(e.outcome, OutcomeFromName(Text(row[first + 8])));
+  ASSIGN_OR_RETURN(e.metadata, DecodeMetadata(Bytes(row[first + 9])));
+  e.content_hash = Bytes(row[first + 10]);
+  e.request_id = Text(row[first + 11]);
+  e.subject.ref = Bytes(row[first + 12]);
+  e.subject.sealed = Bytes(row[first + 13]);
+  ASSIGN_OR_RETURN(e.leaf_hash, HashOf(row[first + 14]));
+  ASSIGN_OR_RETURN(e.completed, DecodeHashes(Bytes(row[first + 15])));
+  return e;
+}
+
+absl::StatusOr<std::vector<Entry>> FromResult(const pqxx::result& result, const LedgerRef& ledger) {
+  std::vector<Entry> entries;
+  entries.reserve(result.size());
+  for (const pqxx::row& row : result) {
+    ASSIGN_OR_RETURN(Entry e, FromRow(row, ledger));
+    entries.push_back(std::move(e));
+  }
+  return entries;
+}
+
+absl::StatusOr<Checkpoint> CheckpointFromRow(const pqxx::row& row, const LedgerRef& ledger) {
+  Checkpoint c;
+  c.ledger = ledger;
+  c.tree_size = row[0].as<uint64_t>();
+  ASSIGN_OR_RETURN(c.root, HashOf(row[1]));
+  c.time = absl::FromUnixMicros(row[2].as<int64_t>());
+  c.signature = Bytes(row[3]);
+  c.key_id = Text(row[4]);
+  return c;
+}
+
+SubjectKey SubjectKeyFromRow(const pqxx::row& row) {
+  return SubjectKey{Bytes(row[0]), Bytes(row[1]), Bytes(row[2])};
+}
+
+constexpr char kCheckpointColumns[] =
+    "tree_size, root_hash, " POLICY_PG_US("signed_at") ", signature, key_id";
+
+// The stored hashes of perfect subtrees of the ledger `ledger_id`, in one query;
+// FAILED_PRECONDITION when a node's last leaf is not stored.
+absl::StatusOr<absl::flat_hash_map<NodeId, Hash>> ReadNodeHashes(pqxx::work& tx, int64_t ledger_id,
+                                                                 absl::Span<const NodeId> nodes) {
+  absl::flat_hash_map<NodeId, Hash> out;
+  if (nodes.empty()) return out;
+  std::vector<std::string> leaves;
+  leaves.reserve(nodes.size());
+  for (const NodeId& node : nodes) {
+    if (node.level < 0 || node.level > 62 ||
+        node.index > (static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) >> node.level)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("node (", node.level, ", ", node.index, ") lies beyond the ledger"));
+    }
+    leaves.push_back(absl::StrCat(LastLeaf(node)));
+  }
+  pqxx::result rows = tx.exec_params(
+      "SELECT idx, leaf_hash, completed FROM audit.entries WHERE ledger_id = $1 AND idx = ANY "
+      "($2::bigint[])",
+      ledger_id, absl::StrCat("{", absl::StrJoin(leaves, ","), "}"));
+  absl::flat_hash_map<uint64_t, pqxx::result::size_type> by_index;
+  for (pqxx::result::size_type i = 0; i < rows.size(); ++i) by_index[rows[i][0].as<uint64_t>()] = i;
+  for (const NodeId& node : nodes) {
+    auto it = by_index.find(LastLeaf(node));
+    if (it == by_index.end()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("node (", node.level, ", ", node.index, ") lies beyond the ledger"));
+    }
+    const pqxx::row row = rows[it->second];
+    if (node.level == 0) {
+      ASSIGN_OR_RETURN(out[node], HashOf(row[1]));
+      continue;
+    }
+    ASSIGN_OR_RETURN(std::vector<Hash> completed, DecodeHashes(Bytes(row[2])));
+    if (static_cast<size_t>(node.level) > completed.size()) {
+      return absl::DataLossError(absl::StrCat("entry ", LastLeaf(node), " holds ", completed.size(),
+                                              " completed hashes, not ", node.level));
+    }
+    out[node] = completed[node.level - 1];
+  }
+  return out;
+}
+
+// The committed tree of `size` entries of the ledger `ledger_id`, from its frontier's hashes.
+absl::StatusOr<CompactTree> LoadTree(pqxx::work& tx, int64_t ledger_id, uint64_t size) {
+  const std::vector<NodeId> nodes = FrontierNodes(size);
+  absl::StatusOr<absl::flat_hash_map<NodeId, Hash>> hashes = ReadNodeHashes(tx, ledger_id, nodes);
+  if (!hashes.ok()) {
+    return absl::DataLossError(absl::StrCat("ledger ", ledger_id, " of size ", size,
+                                            " lacks its frontier: ", hashes.status().message()));
+  }
+  std::vector<Hash> frontier;
+  frontier.reserve(nodes.size());
+  for (const NodeId& node : nodes) frontier.push_back(hashes->at(node));
+  return CompactTree::FromFrontier(size, std::move(frontier));
+}
+
+// Inserts sealed entries of one ledger, in as few statements as the protocol allows.
+void InsertEntries(pqxx::work& tx, int64_t ledger_id, absl::Span<const Entry> entries) {
+  for (size_t start = 0; start < entries.size(); start += kMaxRowsPerInsert) {
+    const size_t end = std::min(entries.size(), start + kMaxRowsPerInsert);
+    Statement s(
+        "INSERT INTO audit.entries (ledger_id, idx, recorded_at, action, actor_ref, actor_sealed, "
+        "model, tokens, latency_us, outcome, metadata, content_hash, request_id, subject_ref, "
+        "subject_sealed, leaf_hash, completed) VALUES ");
+    for (size_t i = start; i < end; ++i) {
+      const Entry& e = entries[i];
+      s.Sql(i == start ? "(" : ",(");
+      if (i == start) {
+        s.Int(ledger_id);
+      } else {
+        s.Again(1);
+      }
+      s.Sql(",").Int(ClampToInt64(e.index));
+      s.Sql(",").Time(e.time);
+      s.Sql(",").Text(ActionName(e.action));
+      s.Sql(",").Bytes(e.actor.ref);
+      s.Sql(",").Bytes(e.actor.sealed);
+      s.Sql(",").Text(e.model);
+      s.Sql(",").Int(e.tokens);
+      s.Sql(",").Int(absl::ToInt64Microseconds(e.latency));
+      s.Sql(",").Text(OutcomeName(e.outcome));
+      s.Sql(",").Bytes(EncodeMetadata(e.metadata));
+      s.Sql(",").Bytes(e.content_hash);
+      s.Sql(",").Text(e.request_id);
+      s.Sql(",").Bytes(e.subject.ref);
+      s.Sql(",").Bytes(e.subject.sealed);
+      s.Sql(",").Bytes(AsBytes(e.leaf_hash));
+      s.Sql(",").Bytes(EncodeHashes(e.completed));
+      s.Sql(")");
+    }
+    s.Exec(tx);
+  }
+}
+
+absl::Status DifferentRequest(const Entry& entry, const Entry& first) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("request_id ", entry.request_id,
+                   " was already used for a different entry (index ", first.index, ")"));
+}
+
+// `name` as an SQL identifier: as it is when that is unambiguous, quoted otherwise.
+std::string Identifier(pqxx::work& tx, const std::string& name) {
+  bool plain = !name.empty() && !absl::ascii_isdigit(name[0]);
+  for (char c : name) {
+    plain = plain && (absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '_');
+  }
+  return plain ? name : tx.quote_name(name);
+}
+
+std::string RoleSql(pqxx::work& tx, const std::string& role, const std::string& user) {
+  const std::string r = Identifier(tx, role);
+  return absl::StrCat("CREATE ROLE ", r, " NOLOGIN; GRANT ", r, " TO ", Identifier(tx, user), ";");
+}
+
+std::string GrantsSql(pqxx::work& tx, const std::string& role) {
+  const std::string r = Identifier(tx, role);
+  return absl::StrCat("GRANT USAGE ON SCHEMA audit TO ", r,
+                      "; GRANT SELECT, INSERT ON audit.ledgers, audit.entries, audit.checkpoints "
+                      "TO ",
+                      r, "; GRANT SELECT, INSERT, DELETE ON audit.subject_keys TO ", r,
+                      "; GRANT USAGE ON SEQUENCE audit.ledgers_id_seq TO ", r, ";");
+}
+
+}  // namespace
+
+PostgresLedgerStore::PostgresLedgerStore(pg::Pool* pool, std::string role)
+    : pool_(pool), role_(std::move(role)) {}
+
+absl::Status PostgresLedgerStore::CheckRole(pg::Pool* pool, const std::string& role) {
+  if (role.empty()) return absl::OkStatus();
+  return pool->Transact([&](pqxx::work& tx) -> absl::Status {
+    pqxx::row found = tx.exec_params1(
+        "SELECT current_user, EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1), "
+        "to_regclass('audit.entries') IS NOT NULL",
+        role);
+    const std::string user = found[0].as<std::string>();
+    const bool exists = found[1].as<bool>();
+    const bool migrated = found[2].as<bool>();
+    const std::string intro =
+        absl::StrCat("the audit service runs its transactions as the role ", role, ", ");
+    if (!exists) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          intro, "which does not exist; an administrator must run: ", RoleSql(tx, role, user),
+          migrated ? absl::StrCat(" ", GrantsSql(tx, role)) : ""));
+    }
+    // The migration grants the role its privileges only when it existed by then.
+    const bool granted =
+        !migrated || tx.exec_params1(
+                           "SELECT has_schema_privilege($1, 'audit', 'USAGE') "
+                           "AND has_table_privilege($1, 'audit.ledgers', 'SELECT') "
+                           "AND has_table_privilege($1, 'audit.ledgers', 'INSERT') "
+                           "AND has_table_privilege($1, 'audit.entries', 'SELECT') "
+                           "AND has_table_privilege($1, 'audit.entries', 'INSERT') "
+                           "AND has_table_privilege($1, 'audit.checkpoints', 'SELECT') "
+                           "AND has_table_privilege($1, 'audit.checkpoints', 'INSERT') "
+                           "AND has_table_privilege($1, 'audit.subject_keys', 'SELECT') "
+                           "AND has_table_privilege($1, 'audit.subject_keys', 'INSERT') "
+                           "AND has_table_privilege($1, 'audit.subject_keys', 'DELETE') "
+                           "AND has_sequence_privilege($1, 'audit.ledgers_id_seq', 'USAGE')",
+                           role)[0]
+                         .as<bool>();
+    const std::string grants = granted ? "" : absl::StrCat(" ", GrantsSql(tx, role));
+    try {
+      tx.exec(absl::StrCat("SET LOCAL ROLE ", tx.quote_name(role)));
+    } catch (const pqxx::sql_error& e) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(intro, "but ", user, " cannot switch to it (", e.what(),
+                       "); an administrator must run: GRANT ", Identifier(tx, role), " TO ",
+                       Identifier(tx, user), ";", grants));
+    }
+    if (!granted) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(intro,
+                       "which lacks its privileges on schema audit (the role was created "
+                       "after the migration ran); an administrator must run:",
+                       grants));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PostgresLedgerStore::Transact(const std::function<absl::Status(pqxx::work&)>& body) {
+  return pool_->Transact([&](pqxx::work& tx) -> absl::Status {
+    if (!role_.empty()) tx.exec(absl::StrCat("SET LOCAL ROLE ", tx.quote_name(role_)));
+    return body(tx);
+  });
+}
+
+std::optional<int64_t> PostgresLedgerStore::FindLedgerId(pqxx::work& tx, const LedgerRef& ledger) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = ledgers_.find(ledger); it != ledgers_.end()) return it->second.id;
+  }
+  pqxx::result rows =
+      tx.exec_params("SELECT id FROM audit.ledgers WHERE project = $1 AND environment = $2",
+                     ledger.project, ledger.environment);
+  if (rows.empty()) return std::nullopt;
+  const int64_t id = rows[0][0].as<int64_t>();
+  // Rows this transaction sees but did not write are committed, and ledgers never change.
+  CacheLedger(ledger, id, nullptr);
+  return id;
+}
+
+int64_t PostgresLedgerStore::EnsureLedgerId(pqxx::work& tx, const LedgerRef& ledger) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = ledgers_.find(ledger); it != ledgers_.end()) return it->second.id;
+  }
+  const std::string find = "SELECT id FROM audit.ledgers WHERE project = $1 AND environment = $2";
+  pqxx::result rows = tx.exec_params(find, ledger.project, ledger.environment);
+  if (!rows.empty()) return rows[0][0].as<int64_t>();
+  rows = tx.exec_params(
+      "INSERT INTO audit.ledgers (project, environment) VALUES ($1, $2) "
+      "ON CONFLICT (project, environment) DO NOTHING RETURNING id",
+      ledger.project, ledger.environment);
+  if (!rows.empty()) return rows[0][0].as<int64_t>();
+  // Another transaction inserted it meanwhile and committed (ON CONFLICT waited for it).
+  return tx.exec_params1(find, ledger.project, ledger.environment)[0].as<int64_t>();
+}
+
+std::optional<CompactTree> PostgresLedgerStore::CachedTree(const LedgerRef& ledger, uint64_t size) {
+  absl::MutexLock lock(&mu_);
+  auto it = ledgers_.find(ledger);
+  if (it == ledgers_.end() || !it->second.tree.has_value() || it->second.tree->size() != size) {
+    return std::nullopt;
+  }
+  return it->second.tree;
+}
+
+void PostgresLedgerStore::CacheLedger(const LedgerRef& ledger, int64_t id,
+                                      const CompactTree* tree) {
+  absl::MutexLock lock(&mu_);
+  CachedLedger& cached = ledgers_[ledger];
+  cached.id = id;
+  // Commits may be noticed out of order; a larger tree is always the newer one.
+  if (tree != nullptr && (!cached.tree.has_value() || cached.tree->size() < tree->size())) {
+    cached.tree = *tree;
+  }
+}
+
+absl::StatusOr<std::vector<AppendOutcome>> PostgresLedgerStore::Append(std::vector<Entry> entries) {
+  // Ledgers in a fixed order, so that replicas appending to several never deadlock.
+  std::map<LedgerRef, std::vector<size_t>> by_ledger;
+  for (size_t i = 0; i < entries.size(); ++i) by_ledger[entries[i].ledger].push_back(i);
+
+  struct Appended {
+    const LedgerRef* ledger;
+    int64_t id;
+    CompactTree tree;
+  };
+  std::vector<Appended> appended;
+  std::vector<AppendOutcome> outcomes;
+  absl::Status status = Transact([&](pqxx::work& tx) -> absl::Status {
+    // The body runs again when a pooled connection turns out dead: start afresh.
+    appended.clear();
+    outcomes.assign(entries.size(), AppendOutcome{});
+    for (const auto& [ledger, positions] : by_ledger) {
+      const int64_t id = EnsureLedgerId(tx, ledger);
+      tx.exec_params("SELECT pg_advisory_xact_lock($1::integer, $2::integer)", kAppendLockNamespace,
+                     static_cast<int32_t>(static_cast<uint32_t>(id)));
+
+      // Holding the lock, this transaction's next statements see every earlier append.
+      absl::flat_hash_set<std::string> request_ids;
+      for (size_t p : positions) {
+        if (!entries[p].request_id.empty()) request_ids.insert(entries[p].request_id);
+      }
+      absl::flat_hash_map<std::string, Entry> stored;
+      if (!request_ids.empty()) {
+        // One probe of the unique index entries_request per id, whatever the statistics say:
+        // `request_id = ANY (...)` over a growing ledger whose statistics lag behind is
+        // planned as a scan of the whole ledger (and the partial index's predicate cannot be
+        // proven from an ANY of more than 100 elements).
+        pqxx::result rows = tx.exec_params(
+            absl::StrCat("SELECT ", kEntryColumns,
+                         " FROM unnest($2::text[]) AS r (request_id) CROSS JOIN LATERAL "
+                         "(SELECT * FROM audit.entries x WHERE x.ledger_id = $1 AND "
+                         "x.request_id <> '' AND x.request_id = r.request_id LIMIT 1) e"),
+            id,
+            pg::FormatTextArray(std::vector<std::string>(request_ids.begin(), request_ids.end())));
+        for (const pqxx::row& row : rows) {
+          ASSIGN_OR_RETURN(Entry e, FromRow(row, ledger));
+          std::string request_id = e.request_id;
+          stored.emplace(std::move(request_id), std::move(e));
+        }
+      }
+      const uint64_t size =
+          tx.exec_params1(
+                "SELECT coalesce(max(idx) + 1, 0) FROM audit.entries WHERE ledger_id = $1", id)[0]
+              .as<uint64_t>();
+      std::optional<CompactTree> tree = CachedTree(ledger, size);
+      if (!tree.has_value()) {
+        ASSIGN_OR_RETURN(tree, LoadTree(tx, id, size));
+      }
+
+      std::vector<Entry> fresh;
+      std::vector<size_t> fresh_positions;
+      absl::flat_hash_map<absl::string_view, size_t> first_in_batch;  // request id -> fresh
+      std::vector<std::pair<size_t, size_t>> repeats;  // (position, index into fresh)
+      fresh.reserve(positions.size());
+      fresh_positions.reserve(positions.size());
+      for (size_t p : positions) {
+        const Entry& entry = entries[p];
+        if (!entry.request_id.empty()) {
+          if (auto it = stored.find(entry.request_id); it != stored.end()) {
+            outcomes[p] = SameRequest(it->second, entry)
+                              ? AppendOutcome{absl::OkStatus(), it->second, true}
+                              : AppendOutcome{DifferentRequest(entry, it->second), Entry{}, false};
+            continue;
+          }
+          auto [it, inserted] = first_in_batch.emplace(entry.request_id, fresh.size());
+          if (!inserted) {
+            repeats.emplace_back(p, it->second);
+            continue;
+          }
+        }
+        fresh.push_back(entry);  // A copy: `entries` must survive a retried body.
+        fresh_positions.push_back(p);
+      }
+      SealEntries(*tree, absl::MakeSpan(fresh));
+      for (const auto& [p, f] : repeats) {
+        outcomes[p] = SameRequest(fresh[f], entries[p])
+                          ? AppendOutcome{absl::OkStatus(), fresh[f], true}
+                          : AppendOutcome{DifferentRequest(entries[p], fresh[f]), Entry{}, false};
+      }
+      InsertEntries(tx, id, fresh);
+      for (size_t i = 0; i < fresh.size(); ++i) {
+        outcomes[fresh_positions[i]] = AppendOutcome{absl::OkStatus(), std::move(fresh[i]), false};
+      }
+      appended.push_back(Appended{&ledger, id, *std::move(tree)});
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  // Committed: the trees are now the ledgers' own.
+  for (const Appended& a : appended) CacheLedger(*a.ledger, a.id, &a.tree);
+  return outcomes;
+}
+
+absl::StatusOr<uint64_t> PostgresLedgerStore::Size(const LedgerRef& ledger) {
+  uint64_t size = 0;
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    std::optional<int64_t> id = FindLedgerId(tx, ledger);
+    if (!id.has_value()) return absl::OkStatus();
+    size = tx.exec_params1(
+                 "SELECT coalesce(max(idx) + 1, 0) FROM audit.entries WHERE ledger_id = $1", *id)[0]
+               .as<uint64_t>();
+    return absl::OkStatus();
+  }));
+  return size;
+}
+
+absl::StatusOr<std::vector<LedgerSize>> PostgresLedgerStore::ListLedgers() {
+  std::vector<LedgerSize> out;
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    out.clear();
+    pqxx::result rows = tx.exec(
+        "SELECT l.project, l.environment, (SELECT coalesce(max(e.idx) + 1, 0) FROM audit.entries "
+        "e WHERE e.ledger_id = l.id) FROM audit.ledgers l "
+        "ORDER BY l.project COLLATE \"C\", l.environment COLLATE \"C\"");
+    for (const pqxx::row& row : rows) {
+      out.push_back(LedgerSize{LedgerRef{Text(row[0]), Text(row[1])}, row[2].as<uint64_t>()});
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<Entry>> PostgresLedgerStore::ReadRange(const LedgerRef& ledger,
+                                                                  uint64_t from, size_t limit) {
+  std::vector<Entry> out;
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    std::optional<int64_t> id = FindLedgerId(tx, ledger);
+    if (!id.has_value()) return absl::OkStatus();
+    ASSIGN_OR_RETURN(
+        out, FromResult(tx.exec_params(absl::StrCat("SELECT ", kEntryColumns,
+                                                    " FROM audit.entries e WHERE e.ledger_id = $1 "
+                                                    "AND e.idx >= $2 ORDER BY e.idx LIMIT $3"),
+                                       *id, ClampToInt64(from), ClampToInt64(limit)),
+                        ledger));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<Entry> PostgresLedgerStore::FindRequest(const LedgerRef& ledger,
+                                                       const std::string& request_id) {
+  Entry entry;
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    std::optional<int64_t> id = FindLedgerId(tx, ledger);
+    if (id.has_value() && !request_id.empty()) {
+      pqxx::result rows = tx.exec_params(
+          absl::StrCat("SELECT ", kEntryColumns,
+                       " FROM audit.entries e WHERE e.ledger_id = $1 AND e.request_id <> '' "
+                       "AND e.request_id = $2"),
+          *id, request_id);
+      if (!rows.empty()) {
+        ASSIGN_OR_RETURN(entry, FromRow(rows[0], ledger));
+        return absl::OkStatus();
+      }
+    }
+    return absl::NotFoundError(
+        absl::StrCat("no entry with request_id ", request_id, " in ledger ", LedgerName(ledger)));
+  }));
+  return entry;
+}
+
+absl::StatusOr<std::vector<Entry>> PostgresLedgerStore::Query(const EntryFilter& filter) {
+  std::vector<Entry> out;
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    std::optional<int64_t> id = FindLedgerId(tx, filter.ledger);
+    if (!id.has_value()) return absl::OkStatus();
+    Statement s(
+        absl::StrCat("SELECT ", kEntryColumns, " FROM audit.entries e WHERE e.ledger_id = "));
+    s.Int(*id).Sql(" AND e.idx >= ").Int(ClampToInt64(filter.after_index));
+    if (filter.action.has_value()) s.Sql(" AND e.action = ").Text(ActionName(*filter.action));
+    if (!filter.actor_ref.empty()) s.Sql(" AND e.actor_ref = ").Bytes(filter.actor_ref);
+    if (filter.start.has_value()) s.Sql(" AND e.recorded_at >= ").Time(*filter.start);
+    if (filter.end.has_value()) s.Sql(" AND e.recorded_at < ").Time(*filter.end);
+    s.Sql(" ORDER BY e.idx LIMIT ").Int(ClampToInt64(filter.limit));
+    ASSIGN_OR_RETURN(out, FromResult(s.Exec(tx), filter.ledger));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<Entry>> PostgresLedgerStore::EntriesOfSubject(const std::string& ref,
+                                                                         size_t limit) {
+  std::vector<Entry> out;
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    out.clear();
+    Statement s(absl::StrCat(
+        "SELECT l.project, l.environment, ", kEntryColumns,
+        " FROM audit.entries e JOIN audit.ledgers l ON l.id = e.ledger_id WHERE e.actor_ref = "));
+    // The same order as the memory store's: time, then ledger, then index.
+    s.Bytes(ref)
+        .Sql(" OR e.subject_ref = ")
+        .Again(1)
+        .Sql(
+            " ORDER BY e.recorded_at, l.project COLLATE \"C\", l.environment COLLATE \"C\", e.idx "
+            "LIMIT ");
+    s.Int(ClampToInt64(limit));
+    pqxx::result rows = s.Exec(tx);
+    out.reserve(rows.size());
+    for (const pqxx::row& row : rows) {
+      ASSIGN_OR_RETURN(Entry e, FromRow(row, LedgerRef{Text(row[0]), Text(row[1])}, 2));
+      out.push_back(std::move(e));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<absl::flat_hash_map<NodeId, Hash>> PostgresLedgerStore::NodeHashes(
+    const LedgerRef& ledger, absl::Span<const NodeId> nodes) {
+  absl::flat_hash_map<NodeId, Hash> out;
+  if (nodes.empty()) return out;
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    std::optional<int64_t> id = FindLedgerId(tx, ledger);
+    if (!id.has_value()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("node (", nodes[0].level, ", ", nodes[0].index, ") lies beyond the ledger"));
+    }
+    ASSIGN_OR_RETURN(out, ReadNodeHashes(tx, *id, nodes));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::Status PostgresLedgerStore::AddCheckpoint(const Checkpoint& checkpoint) {
+  int64_t id = 0;
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    id = EnsureLedgerId(tx, checkpoint.ledger);
+    Statement s(
+        "INSERT INTO audit.checkpoints (ledger_id, tree_size, root_hash, signed_at, signature, "
+        "key_id) VALUES (");
+    s.Int(id).Sql(",").Int(ClampToInt64(checkpoint.tree_size));
+    s.Sql(",").Bytes(AsBytes(checkpoint.root)).Sql(",").Time(checkpoint.time);
+    s.Sql(",").Bytes(checkpoint.signature).Sql(",").Text(checkpoint.key_id);
+    s.Sql(") ON CONFLICT (ledger_id, tree_size) DO NOTHING");
+    s.Exec(tx);
+    return absl::OkStatus();
+  }));
+  CacheLedger(checkpoint.ledger, id, nullptr);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Checkpoint> PostgresLedgerStore::GetCheckpoint(const LedgerRef& ledger,
+                                                              uint64_t tree_size) {
+  Checkpoint checkpoint;
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    std::optional<int64_t> id = FindLedgerId(tx, ledger);
+    if (id.has_value()) {
+      pqxx::result rows =
+          tree_size == 0
+              ? tx.exec_params(absl::StrCat("SELECT ", kCheckpointColumns,
+                                            " FROM audit.checkpoints WHERE ledger_id = $1 "
+                                            "ORDER BY tree_size DESC LIMIT 1"),
+                               *id)
+              : tx.exec_params(absl::StrCat("SELECT ", kCheckpointColumns,
+                                            " FROM audit.checkpoints WHERE ledger_id = $1 "
+                                            "AND tree_size = $2"),
+                               *id, ClampToInt64(tree_size));
+      if (!rows.empty()) {
+        ASSIGN_OR_RETURN(checkpoint, CheckpointFromRow(rows[0], ledger));
+        return absl::OkStatus();
+      }
+    }
+    return absl::NotFoundError(
+        tree_size == 0
+            ? absl::StrCat("ledger ", LedgerName(ledger), " has no signed checkpoint yet")
+            : absl::StrCat("ledger ", LedgerName(ledger), " has no checkpoint of size ",
+                           tree_size));
+  }));
+  return checkpoint;
+}
+
+absl::StatusOr<std::vector<Checkpoint>> PostgresLedgerStore::ListCheckpoints(
+    const LedgerRef& ledger) {
+  std::vector<Checkpoint> out;
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    out.clear();
+    std::optional<int64_t> id = FindLedgerId(tx, ledger);
+    if (!id.has_value()) return absl::OkStatus();
+    pqxx::result rows = tx.exec_params(absl::StrCat("SELECT ", kCheckpointColumns,
+                                                    " FROM audit.checkpoints WHERE ledger_id = "
+                                                    "$1 ORDER BY tree_size"),
+                                       *id);
+    for (const pqxx::row& row : rows) {
+      ASSIGN_OR_RETURN(Checkpoint c, CheckpointFromRow(row, ledger));
+      out.push_back(std::move(c));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<SubjectKey>> PostgresLedgerStore::GetOrAddSubjectKeys(
+    const std::vector<SubjectKey>& candidates) {
+  // Each locator once, with its first candidate, in a fixed order: concurrent inserts of the
+  // same keys then wait for each other instead of deadlocking.
+  std::map<absl::string_view, const SubjectKey*> wanted;
+  for (const SubjectKey& candidate : candidates) wanted.try_emplace(candidate.locator, &candidate);
+  absl::flat_hash_map<std::string, SubjectKey> keys;  // by locator
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    keys.clear();
+    for (auto start = wanted.begin(); start != wanted.end();) {
+      Statement insert("INSERT INTO audit.subject_keys (locator, ref, wrapped_key) VALUES ");
+      Statement select(
+          "SELECT locator, ref, wrapped_key FROM audit.subject_keys WHERE locator IN (");
+      auto it = start;
+      for (size_t n = 0; it != wanted.end() && n < kMaxKeysPerStatement; ++it, ++n) {
+        const SubjectKey& key = *it->second;
+        insert.Sql(n == 0 ? "(" : ",(").Bytes(key.locator).Sql(",").Bytes(key.ref);
+        insert.Sql(",").Bytes(key.wrapped).Sql(")");
+        select.Sql(n == 0 ? "" : ",").Bytes(key.locator);
+      }
+      insert.Sql(" ON CONFLICT (locator) DO NOTHING");
+      select.Sql(")");
+      insert.Exec(tx);
+      // A new statement: it sees the rows of concurrent callers that ON CONFLICT waited for.
+      for (const pqxx::row& row : select.Exec(tx)) {
+        SubjectKey key = SubjectKeyFromRow(row);
+        std::string locator = key.locator;
+        keys.emplace(std::move(locator), std::move(key));
+      }
+      start = it;
+    }
+    return absl::OkStatus();
+  }));
+  std::vector<SubjectKey> out;
+  out.reserve(candidates.size());
+  for (const SubjectKey& candidate : candidates) {
+    auto it = keys.find(candidate.locator);
+    if (it == keys.end()) {
+      return absl::AbortedError("a subject key was destroyed while being looked up; retry");
+    }
+    out.push_back(it->second);
+  }
+  return out;
+}
+
+absl::StatusOr<SubjectKey> PostgresLedgerStore::GetSubjectKey(const std::string& locator) {
+  SubjectKey key;
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    pqxx::result rows =
+        Statement("SELECT locator, ref, wrapped_key FROM audit.subject_keys WHERE locator = ")
+            .Bytes(locator)
+            .Exec(tx);
+    if (rows.empty()) return absl::NotFoundError("no key for this subject");
+    key = SubjectKeyFromRow(rows[0]);
+    return absl::OkStatus();
+  }));
+  return key;
+}
+
+absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> PostgresLedgerStore::SubjectKeysByRef(
+    const std::vector<std::string>& refs) {
+  absl::flat_hash_map<std::string, SubjectKey> out;
+  if (refs.empty()) return out;
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    out.clear();
+    for (size_t start = 0; start < refs.size(); start += kMaxKeysPerStatement) {
+      Statement select("SELECT locator, ref, wrapped_key FROM audit.subject_keys WHERE ref IN (");
+      for (size_t i = start; i < std::min(refs.size(), start + kMaxKeysPerStatement); ++i) {
+        select.Sql(i == start ? "" : ",").Bytes(refs[i]);
+      }
+      select.Sql(")");
+      for (const pqxx::row& row : select.Exec(tx)) {
+        SubjectKey key = SubjectKeyFromRow(row);
+        std::string ref = key.ref;
+        out[std::move(ref)] = std::move(key);
+      }
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<bool> PostgresLedgerStore::DeleteSubjectKey(const std::string& locator) {
+  bool deleted = false;
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    deleted = Statement("DELETE FROM audit.subject_keys WHERE locator = ")
+                  .Bytes(locator)
+                  .Exec(tx)
+                  .affected_rows() > 0;
+    return absl::OkStatus();
+  }));
+  return deleted;
+}
+
+}  // namespace policy::audit

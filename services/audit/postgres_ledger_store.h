@@ -1,0 +1,86 @@
+#ifndef POLICY_SERVICES_AUDIT_POSTGRES_LEDGER_STORE_H_
+#define POLICY_SERVICES_AUDIT_POSTGRES_LEDGER_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/pg/pool.h"
+#include "services/audit/ledger_store.h"
+
+namespace policy::audit {
+
+// LedgerStore in PostgreSQL (schema `audit`, see migrations/). Every transaction runs as
+// `role` (SET LOCAL ROLE), which may only read and insert ledger rows; triggers refuse
+// UPDATE, DELETE and TRUNCATE of them even to the tables' owner.
+//
+// Appends to a ledger are serialised across replicas by a transaction-scoped advisory lock
+// on the ledger. Each store keeps every ledger's compact tree (merkle.h) in memory and
+// reloads it (one query for the frontier's hashes) only when the ledger grew through another
+// store; the cache changes only once a transaction has committed.
+// The role migrations/001_audit.sql grants INSERT and SELECT on the ledger tables.
+inline constexpr char kWriterRole[] = "policy_audit_writer";
+
+class PostgresLedgerStore : public LedgerStore {
+ public:
+  // `role` empty: transactions run as the pool's login role (no SET ROLE).
+  explicit PostgresLedgerStore(pg::Pool* pool, std::string role = kWriterRole);
+
+  // OK when the pool's login role can SET ROLE `role` and `role` holds the migration's
+  // grants; FAILED_PRECONDITION giving the SQL an administrator must run otherwise.
+  static absl::Status CheckRole(pg::Pool* pool, const std::string& role);
+
+  absl::StatusOr<std::vector<AppendOutcome>> Append(std::vector<Entry> entries) override;
+  absl::StatusOr<uint64_t> Size(const LedgerRef& ledger) override;
+  absl::StatusOr<std::vector<LedgerSize>> ListLedgers() override;
+  absl::StatusOr<std::vector<Entry>> ReadRange(const LedgerRef& ledger, uint64_t from,
+                                               size_t limit) override;
+  absl::StatusOr<Entry> FindRequest(const LedgerRef& ledger,
+                                    const std::string& request_id) override;
+  absl::StatusOr<std::vector<Entry>> Query(const EntryFilter& filter) override;
+  absl::StatusOr<std::vector<Entry>> EntriesOfSubject(const std::string& ref,
+                                                      size_t limit) override;
+  absl::StatusOr<absl::flat_hash_map<NodeId, Hash>> NodeHashes(
+      const LedgerRef& ledger, absl::Span<const NodeId> nodes) override;
+  absl::Status AddCheckpoint(const Checkpoint& checkpoint) override;
+  absl::StatusOr<Checkpoint> GetCheckpoint(const LedgerRef& ledger, uint64_t tree_size) override;
+  absl::StatusOr<std::vector<Checkpoint>> ListCheckpoints(const LedgerRef& ledger) override;
+  absl::StatusOr<std::vector<SubjectKey>> GetOrAddSubjectKeys(
+      const std::vector<SubjectKey>& candidates) override;
+  absl::StatusOr<SubjectKey> GetSubjectKey(const std::string& locator) override;
+  absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> SubjectKeysByRef(
+      const std::vector<std::string>& refs) override;
+  absl::StatusOr<bool> DeleteSubjectKey(const std::string& locator) override;
+
+ private:
+  struct CachedLedger {
+    int64_t id = 0;
+    std::optional<CompactTree> tree;  // As committed, at some size; absent until loaded.
+  };
+
+  // Runs `body` in a transaction under role_.
+  absl::Status Transact(const std::function<absl::Status(pqxx::work&)>& body);
+  // The ledger's id; nullopt when it has none yet (nothing was ever stored for it).
+  std::optional<int64_t> FindLedgerId(pqxx::work& tx, const LedgerRef& ledger);
+  // The ledger's id, inserting its row when missing (not cached: the caller does so once
+  // the transaction has committed).
+  int64_t EnsureLedgerId(pqxx::work& tx, const LedgerRef& ledger);
+  // The committed tree of `ledger` when the cache holds one of `size` entries.
+  std::optional<CompactTree> CachedTree(const LedgerRef& ledger, uint64_t size);
+  void CacheLedger(const LedgerRef& ledger, int64_t id, const CompactTree* tree);
+
+  pg::Pool* const pool_;
+  const std::string role_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<LedgerRef, CachedLedger> ledgers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace policy::audit
+
+#endif  // POLICY_SERVICES_AUDIT_POSTGRES_LEDGER_STORE_H_
