@@ -13,8 +13,6 @@
 namespace policy::audit {
 namespace {
 
-using proto::DurationFromProto;
-using proto::SetDuration;
 using proto::SetTime;
 using proto::TimeFromProto;
 

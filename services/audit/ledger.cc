@@ -46,9 +46,11 @@ absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::AppendBatch(
     candidates.push_back(std::move(key));
   }
   ASSIGN_OR_RETURN(std::vector<SubjectKey> stored, store_->GetOrAddSubjectKeys(candidates));
-  absl::flat_hash_map<std::string, std::string> key_of;
+  // Each identifier is sealed once per batch; its entries share the sealed form.
+  absl::flat_hash_map<std::string, SealedSubject> sealed;
   for (size_t i = 0; i < identifiers.size(); ++i) {
-    ASSIGN_OR_RETURN(key_of[identifiers[i]], subjects_->UnwrapKey(stored[i]));
+    ASSIGN_OR_RETURN(std::string key, subjects_->UnwrapKey(stored[i]));
+    ASSIGN_OR_RETURN(sealed[identifiers[i]], SubjectCipher::Seal(key, identifiers[i]));
   }
 
   const absl::Time now = WholeMicros(clock_->Now());
@@ -59,7 +61,7 @@ absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::AppendBatch(
     e.ledger = input.ledger;
     e.time = now;
     e.action = input.action;
-    ASSIGN_OR_RETURN(e.actor, SubjectCipher::Seal(key_of[input.actor], input.actor));
+    e.actor = sealed.at(input.actor);
     e.model = input.model;
     e.tokens = input.tokens;
     e.latency = absl::Microseconds(absl::ToInt64Microseconds(input.latency));
@@ -67,9 +69,7 @@ absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::AppendBatch(
     e.metadata = input.metadata;
     e.content_hash = input.content_hash;
     e.request_id = input.request_id;
-    if (!input.subject.empty()) {
-      ASSIGN_OR_RETURN(e.subject, SubjectCipher::Seal(key_of[input.subject], input.subject));
-    }
+    if (!input.subject.empty()) e.subject = sealed.at(input.subject);
     entries.push_back(std::move(e));
   }
   return store_->Append(std::move(entries));

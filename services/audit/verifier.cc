@@ -26,7 +26,6 @@ LedgerVerifier::LedgerVerifier(LedgerRef ledger, std::string public_key,
       checkpoints_.push_back(std::move(c));
     }
   }
-  report_.checkpoints_checked = 0;
 }
 
 void LedgerVerifier::Fail(uint64_t index, std::string problem) {
