@@ -31,6 +31,7 @@ import uuid
 
 try:
     import grpc
+    from google.protobuf import timestamp_pb2
     from policy.audit.v1 import audit_pb2, audit_pb2_grpc
     from policy.authz.v1 import authz_pb2, authz_pb2_grpc
     from policy.keys.v1 import keys_pb2, keys_pb2_grpc
@@ -41,6 +42,7 @@ except ImportError as e:  # pragma: no cover - setup problem, say what to do
 
 OWNER = "alice@company.com"
 PROJECT = "proj-dev"
+STARTED = time.time()  # Entries since then are this run's.
 SCOPES = ["chat.completions", "embeddings"]
 TIMEOUT = 10
 
@@ -404,6 +406,29 @@ def run_audit(address):
     print(f"  ledger verification: valid={report.valid}, {report.entries_checked} entries, "
           f"{report.checkpoints_checked} checkpoints")
     expect(report.valid, f"the ledger verifies ({report.problem})")
+    # The keys service records its key lifecycle events in the ledger by itself.
+    key_ledger = audit_pb2.LedgerRef(project=PROJECT, environment="development")
+    key_actions = {audit_pb2.ACTION_KEY_CREATED, audit_pb2.ACTION_KEY_ROTATED,
+                   audit_pb2.ACTION_KEY_REVOKED, audit_pb2.ACTION_KEY_OVERLAP_ENDED}
+    deadline = time.time() + 10
+    while True:
+        since = timestamp_pb2.Timestamp()
+        since.FromSeconds(int(STARTED))
+        page = stub.QueryEntries(audit_pb2.QueryEntriesRequest(
+            ledger=key_ledger, start_time=since, page_size=1000, requested_by="demo-auditor"),
+            timeout=TIMEOUT)
+        counts = {}
+        for e in page.entries:
+            if e.action in key_actions:
+                name = audit_pb2.Action.Name(e.action).removeprefix("ACTION_").lower()
+                counts[name] = counts.get(name, 0) + 1
+        if "key_revoked" in counts or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    expect("key_created" in counts and "key_revoked" in counts,
+           f"the keys demo's lifecycle events are in the {PROJECT} ledger ({counts})")
+    print(f"  key lifecycle events recorded by the keys service in {PROJECT}/development: "
+          + ", ".join(f"{n} x{c}" for n, c in sorted(counts.items())))
     try:
         stub.Append(audit_pb2.AppendRequest(entry=audit_pb2.EntryInput(
             action=audit_pb2.ACTION_API_CALL, actor="svc", project="proj-prod",

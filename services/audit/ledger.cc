@@ -286,6 +286,11 @@ absl::StatusOr<ForgetResult> AuditLedger::Forget(const std::string& subject,
   const std::string locator = subjects_->Locator(subject);
   absl::StatusOr<SubjectKey> key = store_->GetSubjectKey(locator);
   if (!key.ok() && !absl::IsNotFound(key.status())) return key.status();
+  if (!request_id.empty()) {
+    absl::StatusOr<Entry> first = store_->FindRequest(LedgerRef{}, request_id);
+    if (first.ok()) return RepeatForget(subject, locator, key, *std::move(first));
+    if (!absl::IsNotFound(first.status())) return first.status();
+  }
   EntryInput record;
   record.action = Action::kSubjectForgotten;
   record.actor = requested_by;
@@ -298,6 +303,30 @@ absl::StatusOr<ForgetResult> AuditLedger::Forget(const std::string& subject,
   if (key.ok()) {
     ASSIGN_OR_RETURN(result.forgotten, store_->DeleteSubjectKey(locator));
   }
+  return result;
+}
+
+absl::StatusOr<ForgetResult> AuditLedger::RepeatForget(const std::string& subject,
+                                                       const std::string& locator,
+                                                       const absl::StatusOr<SubjectKey>& key,
+                                                       Entry first) {
+  if (first.action != Action::kSubjectForgotten) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("request_id: already names a ", ActionName(first.action), " entry"));
+  }
+  ForgetResult result;
+  // The first request found a key: it destroyed the key, or it stopped before and this
+  // retry finishes the job, provided the record is this subject's.
+  result.forgotten = !first.subject.empty();
+  if (result.forgotten && key.ok()) {
+    ASSIGN_OR_RETURN(std::string subject_key, subjects_->UnwrapKey(*key));
+    if (SubjectCipher::Pseudonym(subject_key, subject) != first.subject.ref) {
+      return absl::FailedPreconditionError(
+          "request_id: already names the forgetting of another subject");
+    }
+    RETURN_IF_ERROR(store_->DeleteSubjectKey(locator).status());
+  }
+  result.entry = std::move(first);
   return result;
 }
 

@@ -116,6 +116,10 @@ class AuditLedger {
                                                     size_t limit, const std::string& requested_by,
                                                     bool record);
 
+  // Destroys the subject's key and records the request in the organisation's ledger.
+  // Idempotent on `request_id`: a retry returns the first record (finishing the key's
+  // destruction if the first attempt stopped short); FAILED_PRECONDITION when the id names
+  // another request.
   absl::StatusOr<ForgetResult> Forget(const std::string& subject, const std::string& requested_by,
                                       const std::string& request_id);
   absl::StatusOr<std::vector<RevealedEntry>> ExportSubject(const std::string& subject,
@@ -127,6 +131,8 @@ class AuditLedger {
 
  private:
   absl::StatusOr<std::vector<RevealedEntry>> Reveal(std::vector<Entry> entries);
+  absl::StatusOr<ForgetResult> RepeatForget(const std::string& subject, const std::string& locator,
+                                            const absl::StatusOr<SubjectKey>& key, Entry first);
   absl::Status RecordRead(const LedgerRef& ledger, const std::string& requested_by,
                           absl::string_view what);
 

@@ -200,6 +200,57 @@ TEST_F(LedgerTest, ForgetSubjectShredsIdentifiersButTheLedgerStillVerifies) {
   EXPECT_NE(AppendOk(Call("carol@example.com", 1)).actor.ref, (*before)[1].entry.actor.ref);
 }
 
+TEST_F(LedgerTest, ARetriedForgetReturnsTheFirstRecord) {
+  AppendOk(Call("carol@example.com", 5));
+  absl::StatusOr<ForgetResult> first =
+      ledger_.Forget("carol@example.com", "dpo@example.com", "forget-1");
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(first->forgotten);
+  const uint64_t org_size = store_.Size(kOrg).value();
+
+  absl::StatusOr<ForgetResult> retry =
+      ledger_.Forget("carol@example.com", "dpo@example.com", "forget-1");
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->forgotten);
+  EXPECT_EQ(retry->entry.index, first->entry.index);
+  EXPECT_EQ(retry->entry.leaf_hash, first->entry.leaf_hash);
+  EXPECT_EQ(store_.Size(kOrg).value(), org_size);
+
+  // The id of another request is refused, whatever it was.
+  EntryInput org_call = Call("svc", 1, "call-7");
+  org_call.ledger = kOrg;
+  AppendOk(org_call);
+  absl::StatusOr<ForgetResult> reused = ledger_.Forget("carol@example.com", "dpo", "call-7");
+  EXPECT_EQ(reused.status().code(), absl::StatusCode::kFailedPrecondition) << reused.status();
+  EXPECT_THAT(reused.status().message(), HasSubstr("api_call"));
+}
+
+TEST_F(LedgerTest, ARetriedForgetFinishesWhatTheFirstAttemptStarted) {
+  AppendOk(Call("carol@example.com", 5));
+  // The first attempt recorded the request, then stopped before destroying the key.
+  EntryInput record;
+  record.action = Action::kSubjectForgotten;
+  record.actor = "dpo@example.com";
+  record.subject = "carol@example.com";
+  record.request_id = "forget-2";
+  const Entry recorded = AppendOk(record);
+  ASSERT_EQ(ledger_.ExportSubject("carol@example.com", "dpo").value().size(), 2u);
+
+  absl::StatusOr<ForgetResult> retry =
+      ledger_.Forget("carol@example.com", "dpo@example.com", "forget-2");
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->forgotten);
+  EXPECT_EQ(retry->entry.index, recorded.index);
+  EXPECT_THAT(ledger_.ExportSubject("carol@example.com", "dpo").value(), IsEmpty());
+
+  // The same id cannot forget someone else.
+  AppendOk(Call("dave@example.com", 5));
+  absl::StatusOr<ForgetResult> other =
+      ledger_.Forget("dave@example.com", "dpo@example.com", "forget-2");
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition) << other.status();
+  EXPECT_EQ(ledger_.ExportSubject("dave@example.com", "dpo").value().size(), 1u);
+}
+
 TEST_F(LedgerTest, SummaryCountsThePeriodAndReportsIntegrity) {
   const absl::Time start = clock_.Now();
   AppendOk(Call("svc-a", 100));

@@ -66,7 +66,9 @@ absl::StatusOr<std::vector<Entry>> MemoryLedgerStore::ReadRange(const LedgerRef&
   auto it = ledgers_.find(ledger);
   if (it == ledgers_.end()) return out;
   const std::vector<Entry>& entries = it->second.entries;
-  for (uint64_t i = from; i < entries.size() && out.size() < limit; ++i) out.push_back(entries[i]);
+  if (from >= entries.size()) return out;
+  const size_t n = std::min<uint64_t>(limit, entries.size() - from);
+  out.assign(entries.begin() + from, entries.begin() + from + n);
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/pg/statement.h"
 #include "common/pg/values.h"
 #include "common/status/status.h"
 
@@ -16,6 +17,7 @@ namespace policy::audit {
 namespace {
 
 using pg::Micros;
+using pg::Statement;
 
 // The first key of the advisory locks serialising appends (the second is the ledger id):
 // "AUDT". The migrations' locks use the one-bigint form, a separate key space.
@@ -24,9 +26,6 @@ constexpr int32_t kAppendLockNamespace = 0x41554454;
 // Rows per INSERT statement: 16 parameters each stay under the protocol's 65535.
 constexpr size_t kMaxRowsPerInsert = 4000;
 constexpr size_t kMaxKeysPerStatement = 1000;
-
-// 2000-01-01T00:00:00Z, PostgreSQL's epoch for binary timestamps, in Unix microseconds.
-constexpr int64_t kPostgresEpochMicros = 946'684'800'000'000;
 
 // What FromRow reads, in this order, from `audit.entries e`.
 // clang-format off
@@ -39,53 +38,6 @@ constexpr char kEntryColumns[] =
 int64_t ClampToInt64(uint64_t v) {
   return static_cast<int64_t>(std::min<uint64_t>(v, std::numeric_limits<int64_t>::max()));
 }
-
-// A statement with parameters, all sent in binary form: bytea without escaping, integers
-// and timestamps as 8 bytes. Each placeholder carries its type, so nothing is inferred.
-class Statement {
- public:
-  explicit Statement(absl::string_view sql = "") : sql_(sql) {}
-
-  Statement& Sql(absl::string_view text) {
-    sql_.append(text.data(), text.size());
-    return *this;
-  }
-  Statement& Int(int64_t v) { return AddInt64(v, "::bigint"); }
-  // Binary timestamptz: microseconds since 2000-01-01, exactly.
-  Statement& Time(absl::Time t) {
-    return AddInt64(Micros(t) - kPostgresEpochMicros, "::timestamptz");
-  }
-  Statement& Text(absl::string_view v) { return Add(v.data(), v.size(), "::text"); }
-  Statement& Bytes(absl::string_view v) { return Add(v.data(), v.size(), "::bytea"); }
-  // The placeholder of the parameter added `n`-th (from 1), once more.
-  Statement& Again(size_t n) {
-    absl::StrAppend(&sql_, "$", n);
-    return *this;
-  }
-
-  pqxx::result Exec(pqxx::work& tx) const {
-    return tx.exec_params(sql_, pqxx::prepare::make_dynamic_params(values_));
-  }
-
- private:
-  Statement& Add(const char* data, size_t size, absl::string_view cast) {
-    values_.emplace_back(data, size);
-    absl::StrAppend(&sql_, "$", values_.size(), cast);
-    return *this;
-  }
-  Statement& AddInt64(int64_t v, absl::string_view cast) {
-    char bytes[8];
-    uint64_t u = static_cast<uint64_t>(v);
-    for (int i = 7; i >= 0; --i) {
-      bytes[i] = static_cast<char>(u & 0xff);
-      u >>= 8;
-    }
-    return Add(bytes, 8, cast);
-  }
-
-  std::string sql_;
-  std::vector<pqxx::binarystring> values_;
-};
 
 std::string Bytes(const pqxx::field& f) { return pqxx::binarystring(f).str(); }
 std::string Text(const pqxx::field& f) { return std::string(f.c_str(), f.size()); }

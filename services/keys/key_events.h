@@ -16,7 +16,8 @@ struct KeyEvent {
   std::string key_id;
   KeyKind kind;
   Principal owner;
-  std::string project;
+  std::string project;  // Empty for admin keys.
+  Environment environment;
   absl::Time at;
   std::string related_key_id;  // kRotated: the successor.
   std::string reason;          // kRevoked, kOverlapEnded.

@@ -155,7 +155,7 @@ KeyLifecycle::KeyLifecycle(KeyStore* store, const Pepper* pepper, KeyEventSink* 
 
 void KeyLifecycle::Publish(KeyEvent::Type type, const KeyRecord& key, absl::Time at,
                            std::string related, std::string reason) {
-  events_->Publish(KeyEvent{type, key.key_id, key.kind, key.owner, key.project, at,
+  events_->Publish(KeyEvent{type, key.key_id, key.kind, key.owner, key.project, key.environment, at,
                             std::move(related), std::move(reason)});
 }
 

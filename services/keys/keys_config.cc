@@ -14,6 +14,8 @@ void KeysConfig::Register(config::Parser& p) {
   p.AddDuration("sweep_interval", &sweep_interval, "how often ended rotation overlaps are revoked");
   p.AddBool("reveal_denial_reasons", &reveal_denial_reasons,
             "tell callers why verification failed (trusted callers only)");
+  p.AddString("audit_target", &audit_target,
+              "audit service (host:port) recording key lifecycle events; empty: log them only");
   p.AddInt("blocking_threads", &blocking_threads, "threads for handlers that wait on PostgreSQL");
   p.AddInt("blocking_queue", &blocking_queue, "requests that may wait for those threads");
   p.AddDuration("default_ttl", &policy.default_ttl, "lifetime of a key created without one");

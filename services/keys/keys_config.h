@@ -23,6 +23,8 @@ struct KeysConfig {
   absl::Duration sweep_interval = absl::Seconds(1);
   // Tell callers why a verification failed; only where callers are trusted (the edge).
   bool reveal_denial_reasons = false;
+  // The audit service ("host:port") that records key lifecycle events; empty: only logged.
+  std::string audit_target;
   // Threads and queue for handlers that wait on the database.
   int64_t blocking_threads = 8;
   int64_t blocking_queue = 1024;

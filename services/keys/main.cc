@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/client/channel.h"
 #include "common/clock/clock.h"
 #include "common/config/config.h"
 #include "common/log/log.h"
@@ -13,6 +14,7 @@
 #include "common/server/blocking_pool.h"
 #include "common/server/server_runner.h"
 #include "prometheus/gauge.h"
+#include "services/keys/audit_event_sink.h"
 #include "services/keys/key_events.h"
 #include "services/keys/key_lifecycle.h"
 #include "services/keys/key_verifier.h"
@@ -52,14 +54,28 @@ int Main(int argc, char** argv) {
 
   absl::StatusOr<std::unique_ptr<Pepper>> pepper = Pepper::Create(config.pepper);
   if (!pepper.ok()) return Fail(pepper.status());
-  LogKeyEventSink events;
-  KeyLifecycle lifecycle(store.get(), pepper->get(), &events, clock, config.policy);
+  server::ServerRunner runner(config.server);
+  std::unique_ptr<KeyEventSink> events;
+  AuditEventSink* audit_events = nullptr;
+  if (config.audit_target.empty()) {
+    events = std::make_unique<LogKeyEventSink>();
+  } else {
+    auto sink =
+        std::make_unique<AuditEventSink>(client::OpenChannel(config.audit_target),
+                                         AuditEventSinkOptions{}, &runner.metrics_registry());
+    audit_events = sink.get();
+    events = std::move(sink);
+  }
+  KeyLifecycle lifecycle(store.get(), pepper->get(), events.get(), clock, config.policy);
 
   if (!config.bootstrap_admin.empty()) {
     absl::StatusOr<IssuedKey> admin =
         lifecycle.BootstrapAdmin(Principal{PrincipalType::kMember, config.bootstrap_admin});
     if (!admin.ok()) return Fail(admin.status());
     std::printf("key_id=%s\nsecret=%s\n", admin->key.key_id.c_str(), admin->secret.c_str());
+    if (audit_events != nullptr && !audit_events->Flush(absl::Seconds(10))) {
+      LogError("the admin key's creation was not recorded in the audit ledger");
+    }
     return 0;
   }
 
@@ -67,7 +83,6 @@ int Main(int argc, char** argv) {
   store->Watch(&verifier);
   server::BlockingPool blocking(static_cast<int>(config.blocking_threads),
                                 static_cast<int>(config.blocking_queue));
-  server::ServerRunner runner(config.server);
   KeysService service(&lifecycle, &verifier, &blocking, clock, &runner.metrics_registry(),
                       KeysServiceOptions{.reveal_denial_reasons = config.reveal_denial_reasons});
   runner.AddService(&service, v1::KeyService::service_full_name());
@@ -104,6 +119,9 @@ int Main(int argc, char** argv) {
   stop_sweeping.Notify();
   sweeper.join();
   store->StopWatching();
+  if (audit_events != nullptr && !audit_events->Flush(absl::Seconds(5))) {
+    LogError("the audit service did not take every key event before shutdown");
+  }
   if (!served.ok()) return Fail(served);
   return 0;
 }

@@ -5,6 +5,7 @@
 //
 //   loadgen --target=127.0.0.1:50051 --rpc=keys.verify --duration=5s --concurrency=32
 //   loadgen --target=127.0.0.1:50053 --rpc=pii.scan   (a 4 KiB prompt)
+//   loadgen --target=127.0.0.1:50055 --rpc=audit.append   (durable appends)
 //
 // Measures and prints; never fails on a figure. Exit 1 only when calls fail.
 #include <algorithm>
@@ -23,6 +24,7 @@
 #include "absl/time/clock.h"
 #include "common/config/config.h"
 #include "grpcpp/grpcpp.h"
+#include "policy/audit/v1/audit.grpc.pb.h"
 #include "policy/authz/v1/authz.grpc.pb.h"
 #include "policy/diag/v1/diagnostics.grpc.pb.h"
 #include "policy/keys/v1/keys.grpc.pb.h"
@@ -296,6 +298,43 @@ std::vector<Call> PiiCalls(const std::vector<std::shared_ptr<grpc::Channel>>& ch
   return calls;
 }
 
+// audit.append: an api_call entry like the edge records for each decision, with a request id
+// unique to the call, in ledger loadgen/development. Each slot has one call in flight at a
+// time, so it reuses its request.
+std::vector<Call> AuditAppendCalls(const std::vector<std::shared_ptr<grpc::Channel>>& channels,
+                                   int64_t concurrency) {
+  const std::string run = absl::StrCat("loadgen-", absl::ToUnixMicros(absl::Now()));
+  std::vector<Call> calls;
+  for (int64_t i = 0; i < concurrency; ++i) {
+    auto stub = std::shared_ptr<audit::v1::AuditService::Stub>(
+        audit::v1::AuditService::NewStub(channels[i % channels.size()]));
+    auto request = std::make_shared<audit::v1::AppendRequest>();
+    audit::v1::EntryInput* entry = request->mutable_entry();
+    entry->set_action(audit::v1::ACTION_API_CALL);
+    entry->set_actor(absl::StrCat("member-", i, "@example.com"));
+    entry->set_project("loadgen");
+    entry->set_environment("development");
+    entry->set_model("gpt-4o");
+    entry->set_tokens(812);
+    entry->mutable_latency()->set_nanos(1'400'000);
+    entry->set_outcome(audit::v1::OUTCOME_SUCCESS);
+    (*entry->mutable_metadata())["endpoint"] = "azure-westeurope";
+    entry->set_content_hash(std::string(32, '\x5a'));
+    auto sequence = std::make_shared<int64_t>(0);
+    const std::string prefix = absl::StrCat(run, "-", i, "-");
+    calls.push_back([stub, request, sequence,
+                     prefix](std::function<void(const grpc::Status&)> done) {
+      request->mutable_entry()->set_request_id(absl::StrCat(prefix, (*sequence)++));
+      StartCall<audit::v1::AppendResponse>(
+          [&](grpc::ClientContext* context, audit::v1::AppendResponse* response, auto callback) {
+            stub->async()->Append(context, request.get(), response, std::move(callback));
+          },
+          std::move(done));
+    });
+  }
+  return calls;
+}
+
 void Print(int round, const PhaseResult& r) {
   std::printf(
       "round %d  %-12s %9.0f calls/s  p50 %7.1f us  p99 %7.1f us  p99.9 %7.1f us  errors "
@@ -317,7 +356,8 @@ int Main(int argc, char** argv) {
   config::Parser parser("loadgen");
   parser.AddString("target", &o.target, "server address host:port");
   parser.AddString("rpc", &o.rpc,
-                   "RPC to load: keys.verify, authz.check, pii.scan, pii.redact or pii.restore");
+                   "RPC to load: keys.verify, authz.check, pii.scan, pii.redact, pii.restore or "
+                   "audit.append");
   parser.AddString("principal", &o.principal, "authz.check: the member asking");
   parser.AddString("project", &o.project, "authz.check: the project");
   parser.AddString("model", &o.model, "authz.check: the model");
@@ -347,10 +387,12 @@ int Main(int argc, char** argv) {
     rpc = AuthzCheckCalls(channels, o);
   } else if (o.rpc == "pii.scan" || o.rpc == "pii.redact" || o.rpc == "pii.restore") {
     rpc = PiiCalls(channels, o.concurrency, o.rpc);
+  } else if (o.rpc == "audit.append") {
+    rpc = AuditAppendCalls(channels, o.concurrency);
   } else {
     std::fprintf(stderr,
                  "unknown --rpc=%s (known: keys.verify, authz.check, pii.scan, pii.redact, "
-                 "pii.restore)\n",
+                 "pii.restore, audit.append)\n",
                  o.rpc.c_str());
     return 2;
   }

@@ -1,0 +1,571 @@
+// AuditLedger::Verify, reading through a PostgresLedgerStore, against ledgers whose rows were
+// changed behind the service's back with plain SQL by the tables' owner (an administrator, or
+// whoever holds the owner's credentials). Every change must make the report invalid and name
+// the exact index the verifier can attribute it to (verifier.h).
+//
+// Bypassing the append-only triggers. The owner (the login role of the test database's URL)
+// is not a superuser, so `SET session_replication_role = replica` is refused ("permission
+// denied to set parameter"). As the tables' owner it may `ALTER TABLE ... DISABLE TRIGGER
+// USER`, which is transactional: the tampering transaction turns the triggers off, changes
+// rows and turns them on again before it commits, so nobody else ever sees them off. That the
+// writer role can do none of this, triggers or not, is checked by
+// LedgerStoreConformanceTest.LedgerTablesAreAppendOnly.
+//
+// Each test has a database of its own: SignCheckpoints signs every ledger of the store that
+// grew since its newest checkpoint, so in a shared database it would sign, or fail on, the
+// ledgers other tests tampered with. Within a test, each ledger is named after the test.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "common/clock/clock.h"
+#include "common/crypto/crypto.h"
+#include "common/pg/migrations.h"
+#include "common/pg/pool.h"
+#include "common/pg/test_database.h"
+#include "common/pg/values.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "pqxx/pqxx"
+#include "services/audit/audit_migrations.h"
+#include "services/audit/checkpoint.h"
+#include "services/audit/entry.h"
+#include "services/audit/ledger.h"
+#include "services/audit/ledger_store.h"
+#include "services/audit/merkle.h"
+#include "services/audit/postgres_ledger_store.h"
+#include "services/audit/subjects.h"
+#include "services/audit/verifier.h"
+
+namespace policy::audit {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Every ledger: kSize entries, checkpoints signed at kFirstCheckpoint and kLastCheckpoint
+// entries, the entries from kLastCheckpoint on covered by no checkpoint.
+constexpr uint64_t kFirstCheckpoint = 16;
+constexpr uint64_t kLastCheckpoint = 32;
+constexpr uint64_t kSize = 40;
+
+// A row index moved out of the way while rows are renumbered: the primary key (ledger_id, idx)
+// is checked row by row, so `SET idx = idx + 1` over several rows would collide with itself.
+constexpr int64_t kAside = 1'000'000;
+
+pqxx::binarystring Bin(const std::string& bytes) { return pqxx::binarystring(bytes); }
+
+Hash Sha256Hash(const std::string& data) { return HashFromBytes(crypto::Sha256(data)).value(); }
+
+// Inserts `e` as a row of the ledger `ledger_id`, its hashes as given.
+void InsertRow(pqxx::work& tx, int64_t ledger_id, const Entry& e) {
+  const pqxx::result r = tx.exec_params(
+      "INSERT INTO audit.entries (ledger_id, idx, recorded_at, action, actor_ref, actor_sealed, "
+      "model, tokens, latency_us, outcome, metadata, content_hash, request_id, subject_ref, "
+      "subject_sealed, leaf_hash, completed) VALUES ($1, $2, " POLICY_PG_TS(
+          "$3") ", $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+      ledger_id, static_cast<int64_t>(e.index), absl::ToUnixMicros(e.time),
+      std::string(ActionName(e.action)), Bin(e.actor.ref), Bin(e.actor.sealed), e.model, e.tokens,
+      absl::ToInt64Microseconds(e.latency), std::string(OutcomeName(e.outcome)),
+      Bin(EncodeMetadata(e.metadata)), Bin(e.content_hash), e.request_id, Bin(e.subject.ref),
+      Bin(e.subject.sealed), Bin(std::string(AsBytes(e.leaf_hash))),
+      Bin(EncodeHashes(e.completed)));
+  EXPECT_EQ(r.affected_rows(), 1u) << "entry " << e.index;
+}
+
+// Runs `sql`, whose $1 is the ledger's id, and expects it to change `rows` rows.
+void Exec(pqxx::work& tx, int64_t ledger_id, const std::string& sql, size_t rows) {
+  EXPECT_EQ(tx.exec_params(sql, ledger_id).affected_rows(), rows) << sql;
+}
+
+// Moves the rows from index `from` on by `by` (positive: later).
+void Renumber(pqxx::work& tx, int64_t ledger_id, uint64_t from, int64_t by) {
+  const size_t rows = kSize - from;
+  Exec(tx, ledger_id,
+       absl::StrCat("UPDATE audit.entries SET idx = idx + ", kAside,
+                    " WHERE ledger_id = $1 AND idx >= ", from),
+       rows);
+  Exec(tx, ledger_id,
+       absl::StrCat("UPDATE audit.entries SET idx = idx - ", kAside - by,
+                    " WHERE ledger_id = $1 AND idx >= ", kAside),
+       rows);
+}
+
+class PostgresTamperTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const pg::TestDatabase* db = pg::TestDatabase::Get();
+    if (db == nullptr) GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    for (char& c : name) c = absl::ascii_isalnum(c) ? absl::ascii_tolower(c) : '_';
+    url_ = db->CreateDatabase(name.substr(0, 30));
+    const absl::Status migrated = pg::ApplyMigrations(url_, "audit", Migrations());
+    ASSERT_TRUE(migrated.ok()) << migrated;
+    pool_ = std::make_unique<pg::Pool>(pg::PoolOptions{.url = url_, .size = 4});
+    const absl::Status role = PostgresLedgerStore::CheckRole(pool_.get(), kWriterRole);
+    ASSERT_TRUE(role.ok()) << role;
+    store_ = std::make_unique<PostgresLedgerStore>(pool_.get(), kWriterRole);
+    signer_ = CheckpointSigner::Create(std::string(32, '\x11')).value();
+    subjects_ = SubjectCipher::Create(std::string(32, '\x22')).value();
+    audit_ = std::make_unique<AuditLedger>(store_.get(), subjects_.get(), signer_.get(), &clock_);
+    for (char& c : name) c = c == '_' ? '-' : c;
+    name_ = name.substr(0, 40);
+  }
+
+  LedgerRef Ledger(const std::string& suffix) {
+    return LedgerRef{absl::StrCat(name_, "-", suffix), "staging"};
+  }
+
+  // The n-th entry of every ledger: varied actions, actors, subjects, models, outcomes and
+  // optional fields.
+  EntryInput Input(const LedgerRef& ledger, int n) {
+    static constexpr Action kActions[] = {Action::kApiCall,         Action::kDecisionAllow,
+                                          Action::kDecisionDeny,    Action::kKeyCreated,
+                                          Action::kPolicyViolation, Action::kModelChanged};
+    static constexpr const char* kActors[] = {"alice@example.com", "bob@example.com",
+                                              "svc-batch-7"};
+    EntryInput in;
+    in.action = kActions[n % 6];
+    in.actor = kActors[n % 3];
+    in.ledger = ledger;
+    in.model = n % 4 == 0 ? "gpt-4.1" : "claude-sonnet";
+    in.tokens = 100 * n + 7;
+    in.latency = absl::Microseconds(1500 + 37 * n);
+    in.outcome =
+        n % 5 == 0 ? Outcome::kBlocked : (n % 7 == 0 ? Outcome::kError : Outcome::kSuccess);
+    in.metadata = {{"route", "/v1/chat"}, {"n", absl::StrCat(n)}};
+    if (n % 2 == 0) in.content_hash = crypto::Sha256(absl::StrCat("prompt ", n));
+    if (n % 3 != 2) in.request_id = absl::StrCat("req-", n);
+    if (n % 4 == 1) in.subject = "carol@example.com";
+    return in;
+  }
+
+  // Appends kSize entries to each ledger as the writer role, in step, signing checkpoints when
+  // they hold kFirstCheckpoint and kLastCheckpoint entries.
+  void Build(const std::vector<LedgerRef>& ledgers) {
+    auto append = [&](uint64_t from, uint64_t to) {
+      for (const LedgerRef& ledger : ledgers) {
+        for (uint64_t n = from; n < to; ++n) {
+          absl::StatusOr<AppendOutcome> out = audit_->Append(Input(ledger, static_cast<int>(n)));
+          ASSERT_TRUE(out.ok()) << out.status();
+          ASSERT_FALSE(out->duplicate);
+          ASSERT_EQ(out->entry.index, n);
+          appended_[ledger].push_back(out->entry);
+          clock_.Advance(absl::Milliseconds(250 + 13 * n));
+        }
+      }
+    };
+    append(0, kFirstCheckpoint);
+    if (HasFatalFailure()) return;
+    EXPECT_EQ(audit_->SignCheckpoints().value(), static_cast<int>(ledgers.size()));
+    append(kFirstCheckpoint, kLastCheckpoint);
+    if (HasFatalFailure()) return;
+    EXPECT_EQ(audit_->SignCheckpoints().value(), static_cast<int>(ledgers.size()));
+    append(kLastCheckpoint, kSize);
+  }
+
+  std::vector<Entry> ReadAll(const LedgerRef& ledger) {
+    return store_->ReadRange(ledger, 0, 1000).value();
+  }
+
+  // value() throws when Verify fails, which fails the test with the status.
+  IntegrityReport Verify(const LedgerRef& ledger) { return audit_->Verify(ledger).value(); }
+
+  // Runs `tamper` in one transaction, on a connection of its own, as the database's owner, with
+  // the user triggers of audit.entries off for that transaction only; then checks they are on.
+  void AsOwner(const LedgerRef& ledger,
+               const std::function<void(pqxx::work&, int64_t ledger_id)>& tamper) {
+    {
+      pqxx::connection c(pg::ConnectionString(url_, absl::Seconds(5)));
+      pqxx::work tx(c);
+      const int64_t id =
+          tx.exec_params1("SELECT id FROM audit.ledgers WHERE project = $1 AND environment = $2",
+                          ledger.project, ledger.environment)[0]
+              .as<int64_t>();
+      tx.exec("ALTER TABLE audit.entries DISABLE TRIGGER USER");
+      tamper(tx, id);
+      tx.exec("ALTER TABLE audit.entries ENABLE TRIGGER USER");
+      tx.commit();
+    }
+    pqxx::connection c(pg::ConnectionString(url_, absl::Seconds(5)));
+    pqxx::work tx(c);
+    EXPECT_EQ(tx.exec1("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'audit.entries'::regclass "
+                       "AND NOT tgisinternal AND tgenabled = 'O'")[0]
+                  .as<int>(),
+              2);
+  }
+
+  // Replaces the rows from index `from` on by `entries[from...]`.
+  void ReplaceFrom(const LedgerRef& ledger, uint64_t from, const std::vector<Entry>& entries) {
+    AsOwner(ledger, [&](pqxx::work& tx, int64_t id) {
+      Exec(tx, id, absl::StrCat("DELETE FROM audit.entries WHERE ledger_id = $1 AND idx >= ", from),
+           kSize - from);
+      for (size_t i = from; i < entries.size(); ++i) InsertRow(tx, id, entries[i]);
+    });
+  }
+
+  FakeClock clock_;
+  std::string url_;
+  std::string name_;
+  std::unique_ptr<pg::Pool> pool_;
+  std::unique_ptr<PostgresLedgerStore> store_;
+  std::unique_ptr<CheckpointSigner> signer_;
+  std::unique_ptr<SubjectCipher> subjects_;
+  std::unique_ptr<AuditLedger> audit_;
+  std::map<LedgerRef, std::vector<Entry>> appended_;  // As Append returned them.
+};
+
+TEST_F(PostgresTamperTest, AnUntamperedLedgerVerifies) {
+  const LedgerRef ledger = Ledger("intact");
+  Build({ledger});
+  const std::vector<Entry>& appended = appended_[ledger];
+  ASSERT_EQ(appended.size(), kSize);
+  EXPECT_EQ(ReadAll(ledger), appended);
+  std::vector<Hash> leaves;
+  for (const Entry& e : appended) leaves.push_back(EntryLeafHash(e));
+  // The checkpoints sign the roots of what was appended.
+  const std::vector<Checkpoint> checkpoints = store_->ListCheckpoints(ledger).value();
+  ASSERT_EQ(checkpoints.size(), 2u);
+  EXPECT_EQ(checkpoints[0].tree_size, kFirstCheckpoint);
+  EXPECT_EQ(checkpoints[0].root, RootOf(absl::MakeConstSpan(leaves).first(kFirstCheckpoint)));
+  EXPECT_EQ(checkpoints[1].tree_size, kLastCheckpoint);
+  EXPECT_EQ(checkpoints[1].root, RootOf(absl::MakeConstSpan(leaves).first(kLastCheckpoint)));
+
+  const IntegrityReport r = Verify(ledger);
+  EXPECT_TRUE(r.valid) << r.problem;
+  EXPECT_EQ(r.entries_checked, kSize);
+  EXPECT_EQ(r.checkpoints_checked, 2u);
+  EXPECT_EQ(r.root, RootOf(leaves));
+}
+
+TEST_F(PostgresTamperTest, AnEditedColumnIsFoundAtItsIndex) {
+  struct Edit {
+    std::string column;
+    uint64_t index;
+    std::string set;      // The SET clause; $1 is the ledger's id.
+    std::string problem;  // What the report says after "entry <index>: ".
+  };
+  const std::vector<Edit> edits = {
+      {"tokens", 7, "tokens = tokens + 1", "its fields do not match its leaf hash"},
+      {"latency", 3, "latency_us = latency_us - 1", "its fields do not match its leaf hash"},
+      {"model", 12, "model = 'gpt-forged'", "its fields do not match its leaf hash"},
+      // A valid encoding: entry 19's.
+      {"metadata", 18,
+       "metadata = (SELECT metadata FROM audit.entries WHERE ledger_id = $1 AND idx = 19)",
+       "its fields do not match its leaf hash"},
+      {"time", 25, "recorded_at = recorded_at + interval '1 microsecond'",
+       "its fields do not match its leaf hash"},
+      {"requestid", 21, "request_id = 'req-forged'", "its fields do not match its leaf hash"},
+      // Entry 31's actor (bob), pseudonym and sealed identifier both.
+      {"actor", 30,
+       "actor_ref = (SELECT actor_ref FROM audit.entries WHERE ledger_id = $1 AND idx = 31), "
+       "actor_sealed = (SELECT actor_sealed FROM audit.entries WHERE ledger_id = $1 AND idx = 31)",
+       "its fields do not match its leaf hash"},
+      // After the last checkpoint: caught by the leaf hash alone.
+      {"outcome", 33, "outcome = CASE outcome WHEN 'success' THEN 'error' ELSE 'success' END",
+       "its fields do not match its leaf hash"},
+      {"action", 34, "action = 'key_revoked'", "its fields do not match its leaf hash"},
+      {"subject", 37, "subject_ref = '', subject_sealed = ''",
+       "its fields do not match its leaf hash"},
+      {"content", 38, "content_hash = sha256(content_hash)",
+       "its fields do not match its leaf hash"},
+      // The stored hashes themselves.
+      {"leafhash", 20, "leaf_hash = sha256(leaf_hash)", "its fields do not match its leaf hash"},
+      // Entry 23 completes the subtrees of levels 1 to 3: rotate their hashes.
+      {"completed", 23, "completed = substring(completed from 33) || substring(completed for 32)",
+       "its stored subtree hashes differ from the recomputed ones"},
+      // Entry 24 completes none: give it one.
+      {"extra-completed", 24, "completed = completed || sha256(leaf_hash)",
+       "its stored subtree hashes differ from the recomputed ones"},
+  };
+  std::vector<LedgerRef> ledgers;
+  for (const Edit& edit : edits) ledgers.push_back(Ledger(edit.column));
+  Build(ledgers);
+  for (size_t i = 0; i < edits.size(); ++i) {
+    const Edit& edit = edits[i];
+    SCOPED_TRACE(edit.column);
+    AsOwner(ledgers[i], [&](pqxx::work& tx, int64_t id) {
+      Exec(tx, id,
+           absl::StrCat("UPDATE audit.entries SET ", edit.set,
+                        " WHERE ledger_id = $1 AND idx = ", edit.index),
+           1);
+    });
+    const IntegrityReport r = Verify(ledgers[i]);
+    EXPECT_FALSE(r.valid);
+    EXPECT_EQ(r.first_bad_index, edit.index);
+    EXPECT_EQ(r.problem, absl::StrCat("entry ", edit.index, ": ", edit.problem));
+    EXPECT_EQ(r.entries_checked, edit.index);  // Everything before it was accepted.
+  }
+}
+
+TEST_F(PostgresTamperTest, AnEditWithRecomputedHashesIsFound) {
+  const LedgerRef odd = Ledger("odd");
+  const LedgerRef even = Ledger("even");
+  const LedgerRef all = Ledger("all");
+  Build({odd, even, all});
+  // The forger edits tokens and stores the leaf hash of the edited fields.
+  auto edit_with_leaf_hash = [&](const LedgerRef& ledger, uint64_t index) {
+    Entry e = ReadAll(ledger).at(index);
+    e.tokens = 1;
+    e.leaf_hash = EntryLeafHash(e);
+    AsOwner(ledger, [&](pqxx::work& tx, int64_t id) {
+      EXPECT_EQ(
+          tx.exec_params("UPDATE audit.entries SET tokens = 1, leaf_hash = $3 "
+                         "WHERE ledger_id = $1 AND idx = $2",
+                         id, static_cast<int64_t>(index), Bin(std::string(AsBytes(e.leaf_hash))))
+              .affected_rows(),
+          1u);
+    });
+  };
+
+  // Entry 23 stores the subtrees it completes (levels 1 to 3), which cover its old leaf.
+  edit_with_leaf_hash(odd, 23);
+  IntegrityReport r = Verify(odd);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 23u);
+  EXPECT_EQ(r.problem, "entry 23: its stored subtree hashes differ from the recomputed ones");
+
+  // Entry 22 completes no subtree: its leaf is first covered by the subtree {22, 23} stored
+  // with entry 23, which is the entry the verifier names (verifier.h: the entry whose stored
+  // subtree hashes differ). Nothing stored can tell an edit of 22 from one of 23.
+  edit_with_leaf_hash(even, 22);
+  r = Verify(even);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 23u);
+  EXPECT_EQ(r.problem, "entry 23: its stored subtree hashes differ from the recomputed ones");
+  EXPECT_EQ(r.entries_checked, 23u);
+
+  // With every stored hash from entry 20 on recomputed, only the checkpoint of size 32 differs:
+  // the ledger is intact up to the checkpoint of size 16.
+  std::vector<Entry> entries = ReadAll(all);
+  entries[20].tokens = 1;
+  CompactTree tree;
+  SealEntries(tree, absl::MakeSpan(entries));
+  ReplaceFrom(all, 20, entries);
+  r = Verify(all);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, kFirstCheckpoint);
+  EXPECT_EQ(r.problem,
+            "the tree of size 32 differs from its signed checkpoint; the ledger is intact up to "
+            "index 16");
+  EXPECT_EQ(r.checkpoints_checked, 1u);
+}
+
+TEST_F(PostgresTamperTest, ADeletedRowIsFoundAtItsIndex) {
+  const std::vector<uint64_t> deleted = {0, 9, kFirstCheckpoint, 35};
+  std::vector<LedgerRef> ledgers;
+  for (uint64_t index : deleted) ledgers.push_back(Ledger(absl::StrCat("row", index)));
+  Build(ledgers);
+  for (size_t i = 0; i < deleted.size(); ++i) {
+    const uint64_t k = deleted[i];
+    SCOPED_TRACE(k);
+    AsOwner(ledgers[i], [&](pqxx::work& tx, int64_t id) {
+      Exec(tx, id, absl::StrCat("DELETE FROM audit.entries WHERE ledger_id = $1 AND idx = ", k), 1);
+    });
+    const IntegrityReport r = Verify(ledgers[i]);
+    EXPECT_FALSE(r.valid);
+    EXPECT_EQ(r.first_bad_index, k);
+    EXPECT_EQ(r.problem, absl::StrCat("entry ", k, " is missing (the next one is ", k + 1, ")"));
+    EXPECT_EQ(r.entries_checked, k);
+  }
+}
+
+TEST_F(PostgresTamperTest, SwappedRowsAreFoundAtTheFirstOfThem) {
+  const LedgerRef indexes = Ledger("indexes");
+  const LedgerRef contents = Ledger("contents");
+  Build({indexes, contents});
+
+  // Rows 12 and 31 exchange their idx values (through kAside: the primary key is checked row
+  // by row). The leaf hash covers the index, so row 12 now holds a leaf hash of index 31.
+  AsOwner(indexes, [&](pqxx::work& tx, int64_t id) {
+    Exec(tx, id,
+         absl::StrCat("UPDATE audit.entries SET idx = ", kAside,
+                      " WHERE ledger_id = $1 AND idx = 12"),
+         1);
+    Exec(tx, id, "UPDATE audit.entries SET idx = 12 WHERE ledger_id = $1 AND idx = 31", 1);
+    Exec(tx, id,
+         absl::StrCat("UPDATE audit.entries SET idx = 31 WHERE ledger_id = $1 AND idx = ", kAside),
+         1);
+  });
+  IntegrityReport r = Verify(indexes);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 12u);
+  EXPECT_EQ(r.problem, "entry 12: its fields do not match its leaf hash");
+  const std::vector<Entry> swapped = ReadAll(indexes);
+  ASSERT_EQ(swapped.size(), kSize);
+  EXPECT_EQ(swapped[12].leaf_hash, appended_[indexes][31].leaf_hash);
+  EXPECT_EQ(swapped[31].leaf_hash, appended_[indexes][12].leaf_hash);
+
+  // Rows 35 and 38, after the last checkpoint, exchange every column but their index, hashes
+  // included (UPDATE ... FROM reads the rows as they were before the statement; neither row has
+  // a request id, whose unique index is checked row by row too).
+  AsOwner(contents, [&](pqxx::work& tx, int64_t id) {
+    Exec(tx, id,
+         "UPDATE audit.entries a SET recorded_at = b.recorded_at, action = b.action, "
+         "actor_ref = b.actor_ref, actor_sealed = b.actor_sealed, model = b.model, "
+         "tokens = b.tokens, latency_us = b.latency_us, outcome = b.outcome, "
+         "metadata = b.metadata, content_hash = b.content_hash, request_id = b.request_id, "
+         "subject_ref = b.subject_ref, subject_sealed = b.subject_sealed, "
+         "leaf_hash = b.leaf_hash, completed = b.completed FROM audit.entries b "
+         "WHERE a.ledger_id = $1 AND b.ledger_id = $1 "
+         "AND ((a.idx = 35 AND b.idx = 38) OR (a.idx = 38 AND b.idx = 35))",
+         2);
+  });
+  r = Verify(contents);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 35u);
+  EXPECT_EQ(r.problem, "entry 35: its fields do not match its leaf hash");
+  EXPECT_EQ(ReadAll(contents)[35].tokens, appended_[contents][38].tokens);
+}
+
+TEST_F(PostgresTamperTest, AnInsertedRowIsFound) {
+  const LedgerRef copied = Ledger("copied");
+  const LedgerRef sealed = Ledger("sealed");
+  const LedgerRef resealed = Ledger("resealed");
+  const LedgerRef appended = Ledger("appended");
+  Build({copied, sealed, resealed, appended});
+
+  // A copy of row 5 with other tokens and its leaf hash as it was, inserted at 6; the rows
+  // from 6 on move one on.
+  {
+    Entry forged = ReadAll(copied).at(5);
+    forged.index = 6;
+    forged.tokens = 0;
+    forged.request_id = "forged";
+    AsOwner(copied, [&](pqxx::work& tx, int64_t id) {
+      Renumber(tx, id, 6, 1);
+      InsertRow(tx, id, forged);
+    });
+    const IntegrityReport r = Verify(copied);
+    EXPECT_FALSE(r.valid);
+    EXPECT_EQ(r.first_bad_index, 6u);
+    EXPECT_EQ(r.problem, "entry 6: its fields do not match its leaf hash");
+  }
+
+  // A row built to look right at 11: its leaf hash is its own, and its subtree hashes are
+  // computed from the stored leaf hashes of 0 to 10. Every stored hash agrees with it; the
+  // first disagreement is the renumbered row 12, whose leaf hash covers its old index 11.
+  {
+    const std::vector<Entry> stored = ReadAll(sealed);
+    CompactTree tree;
+    for (uint64_t i = 0; i < 11; ++i) tree.Append(stored[i].leaf_hash);
+    std::vector<Entry> forged = {stored[11]};
+    forged[0].tokens = 0;
+    forged[0].model = "gpt-forged";
+    forged[0].request_id = "forged";
+    SealEntries(tree, absl::MakeSpan(forged));
+    ASSERT_EQ(forged[0].index, 11u);
+    ASSERT_EQ(forged[0].completed.size(), 2u);  // {10, 11} and {8 ... 11}.
+    AsOwner(sealed, [&](pqxx::work& tx, int64_t id) {
+      Renumber(tx, id, 11, 1);
+      InsertRow(tx, id, forged[0]);
+    });
+    const IntegrityReport r = Verify(sealed);
+    EXPECT_FALSE(r.valid);
+    EXPECT_EQ(r.first_bad_index, 12u);
+    EXPECT_EQ(r.problem, "entry 12: its fields do not match its leaf hash");
+    EXPECT_EQ(r.entries_checked, 12u);
+  }
+
+  // Inserted at 20 with every stored hash from there on recomputed: only the checkpoint of
+  // size 32 differs, so the ledger is intact up to the checkpoint of size 16.
+  {
+    std::vector<Entry> entries = ReadAll(resealed);
+    Entry forged = entries[20];
+    forged.tokens = 0;
+    forged.request_id = "forged";
+    entries.insert(entries.begin() + 20, forged);
+    CompactTree tree;
+    SealEntries(tree, absl::MakeSpan(entries));
+    ReplaceFrom(resealed, 20, entries);
+    ASSERT_EQ(store_->Size(resealed).value(), kSize + 1);
+    const IntegrityReport r = Verify(resealed);
+    EXPECT_FALSE(r.valid);
+    EXPECT_EQ(r.first_bad_index, kFirstCheckpoint);
+    EXPECT_EQ(r.problem,
+              "the tree of size 32 differs from its signed checkpoint; the ledger is intact up to "
+              "index 16");
+    EXPECT_EQ(r.checkpoints_checked, 1u);
+  }
+
+  // A copy of the last row appended at 40 with a made-up leaf hash.
+  {
+    AsOwner(appended, [&](pqxx::work& tx, int64_t id) {
+      Exec(tx, id,
+           "INSERT INTO audit.entries SELECT ledger_id, 40, recorded_at, action, actor_ref, "
+           "actor_sealed, model, 1, latency_us, outcome, metadata, content_hash, '', subject_ref, "
+           "subject_sealed, sha256('forged'), '' FROM audit.entries WHERE ledger_id = $1 "
+           "AND idx = 39",
+           1);
+    });
+    const IntegrityReport r = Verify(appended);
+    EXPECT_FALSE(r.valid);
+    EXPECT_EQ(r.first_bad_index, kSize);
+    EXPECT_EQ(r.problem, "entry 40: its fields do not match its leaf hash");
+    EXPECT_EQ(ReadAll(appended).back().leaf_hash, Sha256Hash("forged"));
+  }
+}
+
+TEST_F(PostgresTamperTest, ATruncatedTailIsFoundWhereItWasCut) {
+  // Cut below the last checkpoint, just below it, and below the first one.
+  const std::vector<uint64_t> cuts = {29, kLastCheckpoint - 1, 10};
+  std::vector<LedgerRef> ledgers;
+  for (uint64_t cut : cuts) ledgers.push_back(Ledger(absl::StrCat("at", cut)));
+  Build(ledgers);
+  for (size_t i = 0; i < cuts.size(); ++i) {
+    const uint64_t cut = cuts[i];
+    SCOPED_TRACE(cut);
+    AsOwner(ledgers[i], [&](pqxx::work& tx, int64_t id) {
+      Exec(tx, id, absl::StrCat("DELETE FROM audit.entries WHERE ledger_id = $1 AND idx >= ", cut),
+           kSize - cut);
+    });
+    ASSERT_EQ(store_->Size(ledgers[i]).value(), cut);
+    const IntegrityReport r = Verify(ledgers[i]);
+    EXPECT_FALSE(r.valid);
+    EXPECT_EQ(r.first_bad_index, cut);
+    const uint64_t missed = cut < kFirstCheckpoint ? kFirstCheckpoint : kLastCheckpoint;
+    EXPECT_EQ(r.problem,
+              absl::StrCat("the ledger has ", cut, " entries, but a checkpoint of size ", missed,
+                           " was signed: entries from index ", cut, " on are missing"));
+    EXPECT_EQ(r.entries_checked, cut);
+    EXPECT_EQ(r.checkpoints_checked, cut < kFirstCheckpoint ? 0u : 1u);
+  }
+}
+
+// A column changed to something no entry can hold: the store cannot read the row back, and
+// Verify fails rather than vouching for the ledger.
+TEST_F(PostgresTamperTest, AnUnreadableRowFailsVerification) {
+  const LedgerRef action = Ledger("action");
+  const LedgerRef metadata = Ledger("metadata");
+  Build({action, metadata});
+  AsOwner(action, [&](pqxx::work& tx, int64_t id) {
+    Exec(tx, id,
+         "UPDATE audit.entries SET action = 'forged_action' WHERE ledger_id = $1 AND idx = 14", 1);
+  });
+  AsOwner(metadata, [&](pqxx::work& tx, int64_t id) {
+    Exec(tx, id,
+         "UPDATE audit.entries SET metadata = '\\x00'::bytea WHERE ledger_id = $1 AND idx = 14", 1);
+  });
+  for (const auto& [ledger, message] : {std::make_pair(action, "unknown action 'forged_action'"),
+                                        std::make_pair(metadata, "malformed metadata")}) {
+    SCOPED_TRACE(ledger.project);
+    absl::StatusOr<IntegrityReport> r = audit_->Verify(ledger);
+    if (r.ok()) {
+      EXPECT_FALSE(r->valid);
+      EXPECT_EQ(r->first_bad_index, 14u);
+    } else {
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
+      EXPECT_THAT(r.status().message(), HasSubstr(message));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace policy::audit

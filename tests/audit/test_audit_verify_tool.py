@@ -1,0 +1,461 @@
+"""Process-level tests of tools/audit_verify, the offline ledger verifier.
+
+One database per module (t_audit_verify_<pid>_<n>) and one real `audit` process on it (MAIN).
+setUpModule appends entries to the ledger verify/staging over gRPC, waits until a checkpoint
+covers them, and saves what a user would keep: an export (JSON lines, ExportEntries) and the
+checkpoint read just before it. The tests then run build/tools/audit_verify against the
+server (--target), the export (--input) and the tables (--database), and against edited
+exports, a wrong public key and trusted checkpoints from other histories: a checkpoint signed
+by another key, and one signed by the right key over different entries (a second, in-memory
+audit process with the same signing key).
+
+The public key given to the tool is the one MAIN logs at start-up, never one an RPC returns.
+
+Needs POLICY_TEST_PG_URL (a role with CREATEDB, granted policy_audit_writer as tools/dev
+does); skips without it, or fails when POLICY_TEST_REQUIRE_PG=1. Run:
+/usr/bin/python3 -m unittest -v tests.audit.test_audit_verify_tool
+"""
+
+import base64
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.support import policy_testing as pt  # noqa: E402
+
+import grpc  # noqa: E402
+from google.protobuf import duration_pb2, json_format  # noqa: E402
+from policy.audit.v1 import audit_pb2, audit_pb2_grpc  # noqa: E402
+
+PROJECT, ENVIRONMENT = "verify", "staging"
+ENTRIES = 40  # appended by setUpModule
+TAMPERED_INDEX = 17
+
+# Set up by setUpModule.
+PG_URL = DB = MAIN = VERIFY = PUBLIC_KEY = SIGNING_KEY = None
+WORK = None  # a temporary directory
+EXPORT = CHECKPOINT = None  # paths of the saved export and its checkpoint
+EXPORT_LINES = None
+_stack = None
+
+
+# ---------------------------------------------------------------------------
+# Helpers.
+# ---------------------------------------------------------------------------
+
+
+def verify_binary():
+    path = pt.BUILD_DIR / "tools" / "audit_verify"
+    if not os.access(path, os.X_OK):
+        raise AssertionError(
+            f"{path} is not built (cmake --build {pt.BUILD_DIR} --target audit_verify)")
+    return path
+
+
+def start_audit(database_url, signing_key, name, **flags):
+    """A ready audit process; store=memory when `database_url` is None."""
+    env = {"POLICY_AUDIT_SIGNING_KEY": signing_key,
+           "POLICY_AUDIT_SUBJECT_KEY": secrets.token_hex(32)}
+    if database_url is None:
+        flags.setdefault("store", "memory")
+    else:
+        env["POLICY_AUDIT_DATABASE_URL"] = database_url
+    flags.setdefault("checkpoint_interval", "100ms")
+    return pt.ServiceProcess(pt.service_binary("audit"), flags=flags, env=env,
+                             name=name).start()
+
+
+def logged_public_key(process):
+    """The public key (hex) of the "checkpoint signing key" line of the process's log."""
+    def find():
+        for line in process.log_text().splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if record.get("msg") == "checkpoint signing key":
+                    return record["public_key"]
+        return None
+    return pt.wait_until(find, timeout=10, message="the checkpoint signing key log line")
+
+
+def stub(process):
+    return audit_pb2_grpc.AuditServiceStub(process.channel)
+
+
+def ledger(project=PROJECT, environment=ENVIRONMENT):
+    return audit_pb2.LedgerRef(project=project, environment=environment)
+
+
+def append(process, count, tag, project=PROJECT, environment=ENVIRONMENT):
+    """Appends `count` varied entries to a ledger (verify/staging); returns the last index."""
+    audit = stub(process)
+    last = None
+    for i in range(count):
+        entry = audit_pb2.EntryInput(
+            action=[audit_pb2.ACTION_API_CALL, audit_pb2.ACTION_POLICY_VIOLATION,
+                    audit_pb2.ACTION_MEMBER_ADDED][i % 3],
+            actor=f"{tag}-user{i % 5}@example.com", project=project, environment=environment,
+            model="gpt-4o", tokens=100 + i, latency=duration_pb2.Duration(nanos=1000 * i),
+            outcome=audit_pb2.OUTCOME_BLOCKED if i % 4 == 0 else audit_pb2.OUTCOME_SUCCESS,
+            metadata={"route": f"/v1/chat/{i}", "tag": tag},
+            content_hash=bytes([i]) * 32, request_id=f"{tag}-{i}",
+            subject=f"{tag}-subject{i}@example.com" if i % 3 == 2 else "")
+        last = audit.Append(audit_pb2.AppendRequest(entry=entry), timeout=10).entry.index
+    return last
+
+
+def wait_checkpoint(process, size, project=PROJECT, environment=ENVIRONMENT):
+    """The newest checkpoint of a ledger (verify/staging) once it covers `size` entries."""
+    def newest():
+        try:
+            response = stub(process).GetCheckpoint(
+                audit_pb2.GetCheckpointRequest(ledger=ledger(project, environment)), timeout=5)
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+        return response.checkpoint if response.checkpoint.tree_size >= size else None
+    return pt.wait_until(newest, timeout=20, interval=0.1,
+                         message=f"a checkpoint of at least {size} entries")
+
+
+def checkpoint_json(checkpoint):
+    return json_format.MessageToJson(checkpoint, preserving_proto_field_name=True)
+
+
+def export_lines(process):
+    """The ledger's JSON lines, read with ExportEntries as a user would save them."""
+    data = b"".join(chunk.jsonl for chunk in stub(process).ExportEntries(
+        audit_pb2.ExportEntriesRequest(ledger=ledger(), requested_by="exporter@example.com"),
+        timeout=30))
+    return data.decode().splitlines()
+
+
+def write(name, text):
+    path = WORK / name
+    path.write_text(text)
+    return path
+
+
+def write_lines(name, lines):
+    return write(name, "".join(line + "\n" for line in lines))
+
+
+def run_verify(*, project=PROJECT, environment=ENVIRONMENT, public_key=None, output="json",
+               **flags):
+    """Runs audit_verify with the flags given; returns the CompletedProcess.
+
+    A `database` URL goes in POLICY_AUDIT_VERIFY_DATABASE (it may carry a password)."""
+    args = dict(project=project, environment=environment,
+                public_key=PUBLIC_KEY if public_key is None else public_key, output=output)
+    args.update(flags)
+    env = {}
+    if "database" in args:
+        env["POLICY_AUDIT_VERIFY_DATABASE"] = args.pop("database")
+    return pt.run_binary(VERIFY, {k: v for k, v in args.items() if v != ""}, env=env,
+                         timeout=120)
+
+
+# ---------------------------------------------------------------------------
+# Module set-up.
+# ---------------------------------------------------------------------------
+
+
+def setUpModule():
+    global PG_URL, DB, MAIN, VERIFY, PUBLIC_KEY, SIGNING_KEY, WORK, EXPORT, CHECKPOINT
+    global EXPORT_LINES, _stack
+    PG_URL = pt.require_pg_url()
+    pt.service_binary("audit")
+    VERIFY = verify_binary()
+    _stack = contextlib.ExitStack()
+    try:
+        WORK = Path(tempfile.mkdtemp(prefix="policy-audit-verify-"))
+        _stack.callback(shutil.rmtree, WORK, ignore_errors=True)
+        DB = _stack.enter_context(pt.test_database(PG_URL, "audit_verify"))
+        SIGNING_KEY = secrets.token_hex(32)
+        MAIN = start_audit(DB.url, SIGNING_KEY, "audit-main")
+        _stack.callback(MAIN.cleanup)
+        PUBLIC_KEY = logged_public_key(MAIN)
+        last = append(MAIN, ENTRIES, "main")
+        assert last == ENTRIES - 1, last
+        # The checkpoint first, then the export: the export then covers it.
+        checkpoint = wait_checkpoint(MAIN, ENTRIES)
+        CHECKPOINT = write("checkpoint.json", checkpoint_json(checkpoint))
+        EXPORT_LINES = export_lines(MAIN)
+        EXPORT = write_lines("export.jsonl", EXPORT_LINES)
+    except BaseException:
+        _stack.close()
+        raise
+
+
+def tearDownModule():
+    try:
+        if MAIN is not None:
+            code = MAIN.terminate()
+            if code != 0:
+                raise AssertionError(f"audit exited {code} on SIGTERM\n{MAIN.log_tail()}")
+    finally:
+        _stack.close()
+
+
+# ---------------------------------------------------------------------------
+# Tests.
+# ---------------------------------------------------------------------------
+
+
+class AuditVerifyToolTest(unittest.TestCase):
+    maxDiff = None
+
+    def assertExit(self, proc, code):
+        self.assertEqual(proc.returncode, code,
+                         f"exit {proc.returncode}, expected {code}\nstdout:\n{proc.stdout}\n"
+                         f"stderr:\n{proc.stderr}")
+
+    def report(self, proc, code):
+        """The JSON report of a run that exited `code`."""
+        self.assertExit(proc, code)
+        return json.loads(proc.stdout)
+
+    def assertValid(self, report, at_least):
+        self.assertTrue(report["valid"], report)
+        self.assertEqual(report["result"], "valid")
+        self.assertGreaterEqual(report["entries_checked"], at_least)
+        self.assertGreaterEqual(report["checkpoints_checked"], 1)
+        self.assertRegex(report["root"], r"^[0-9a-f]{64}$")
+        self.assertGreater(report["entries_per_second"], 0)
+
+    # -- the three sources, untouched ----------------------------------------
+
+    def test_rpc_valid(self):
+        report = self.report(run_verify(target=MAIN.address,
+                                        requested_by="auditor@example.com"), 0)
+        self.assertValid(report, ENTRIES)
+        self.assertTrue(report["source"].startswith("server "), report)
+        self.assertEqual(report["notes"], [])
+
+    def test_rpc_text_output(self):
+        proc = run_verify(target=MAIN.address, requested_by="auditor@example.com",
+                          output="text")
+        self.assertExit(proc, 0)
+        for label in ("entries checked:", "checkpoints checked:", "root:", "entries/s",
+                      "VALID: entries 0 to"):
+            self.assertIn(label, proc.stdout)
+
+    def test_exported_file_valid(self):
+        report = self.report(run_verify(input=EXPORT, checkpoint=CHECKPOINT), 0)
+        self.assertValid(report, ENTRIES)
+        self.assertEqual(report["entries_checked"], len(EXPORT_LINES))
+        self.assertEqual(report["checkpoints_checked"], 1)
+        self.assertEqual(report["newest_checkpoint"]["tree_size"],
+                         int(json.loads(CHECKPOINT.read_text())["tree_size"]))
+
+    def test_database_valid_and_read_only(self):
+        count = "SELECT count(*) FROM audit.entries"
+        before = DB.sql(count).strip()
+        report = self.report(run_verify(database=DB.url), 0)
+        self.assertValid(report, ENTRIES)
+        # Every stored checkpoint of the ledger is checked.
+        stored = DB.sql("SELECT count(*) FROM audit.checkpoints c JOIN audit.ledgers l "
+                        f"ON l.id = c.ledger_id WHERE l.project = '{PROJECT}'").strip()
+        self.assertGreaterEqual(report["checkpoints_checked"], int(stored))
+        self.assertEqual(DB.sql(count).strip(), before, "the database mode wrote entries")
+
+    def test_saved_checkpoint_is_trusted_next_time(self):
+        saved = WORK / "saved.json"
+        report = self.report(run_verify(database=DB.url, save_checkpoint=saved), 0)
+        self.assertEqual(report["saved_checkpoint"], str(saved))
+        first = json.loads(saved.read_text())
+        self.assertEqual(int(first["tree_size"]), report["newest_checkpoint"]["tree_size"])
+        # The ledger grows and is signed again; it must still extend the saved checkpoint.
+        last = append(MAIN, 3, f"grow{secrets.token_hex(3)}")
+        wait_checkpoint(MAIN, last + 1)
+        report = self.report(run_verify(target=MAIN.address, requested_by="auditor@example.com",
+                                        trusted_checkpoint=saved, save_checkpoint=saved), 0)
+        self.assertValid(report, last + 1)
+        self.assertEqual(report["checkpoints_checked"], 2)  # the trusted one and the newest
+        self.assertGreater(int(json.loads(saved.read_text())["tree_size"]),
+                           int(first["tree_size"]))
+
+    # -- tampering -----------------------------------------------------------
+
+    def test_edited_field_names_its_index(self):
+        lines = list(EXPORT_LINES)
+        entry = json.loads(lines[TAMPERED_INDEX])
+        self.assertEqual(int(entry["index"]), TAMPERED_INDEX)
+        entry["tokens"] = str(int(entry["tokens"]) + 1)
+        lines[TAMPERED_INDEX] = json.dumps(entry, separators=(",", ":"))
+        tampered = write_lines("tampered.jsonl", lines)
+        saved = WORK / "never-saved.json"
+        report = self.report(run_verify(input=tampered, checkpoint=CHECKPOINT,
+                                        save_checkpoint=saved), 1)
+        self.assertFalse(report["valid"])
+        self.assertEqual(report["result"], "invalid")
+        self.assertEqual(report["first_bad_index"], TAMPERED_INDEX)
+        self.assertIn(f"entry {TAMPERED_INDEX}", report["problem"])
+        self.assertIn("leaf hash", report["problem"])
+        self.assertFalse(saved.exists(), "a checkpoint was saved for an invalid ledger")
+        # The text output names the index too.
+        proc = run_verify(input=tampered, checkpoint=CHECKPOINT, output="text")
+        self.assertExit(proc, 1)
+        self.assertIn(f"INVALID: first bad index {TAMPERED_INDEX}:", proc.stdout)
+
+    def test_malformed_hash_names_its_index(self):
+        # Valid JSON and a valid Entry, but a leaf hash of 31 bytes: a corrupt entry, not a
+        # usage error.
+        lines = list(EXPORT_LINES)
+        entry = json.loads(lines[TAMPERED_INDEX])
+        entry["leaf_hash"] = base64.b64encode(bytes(31)).decode()
+        lines[TAMPERED_INDEX] = json.dumps(entry)
+        report = self.report(run_verify(input=write_lines("short-hash.jsonl", lines),
+                                        checkpoint=CHECKPOINT), 1)
+        self.assertEqual(report["first_bad_index"], TAMPERED_INDEX)
+        self.assertIn("leaf_hash", report["problem"])
+        self.assertIn(f"line {TAMPERED_INDEX + 1}", report["problem"])
+
+    def test_deleted_line_names_its_index(self):
+        lines = EXPORT_LINES[:TAMPERED_INDEX] + EXPORT_LINES[TAMPERED_INDEX + 1:]
+        report = self.report(run_verify(input=write_lines("deleted.jsonl", lines),
+                                        checkpoint=CHECKPOINT), 1)
+        self.assertEqual(report["first_bad_index"], TAMPERED_INDEX)
+        self.assertIn("missing", report["problem"])
+
+    def test_truncated_export_is_caught_by_the_checkpoint(self):
+        lines = EXPORT_LINES[:10]
+        report = self.report(run_verify(input=write_lines("truncated.jsonl", lines),
+                                        checkpoint=CHECKPOINT), 1)
+        self.assertEqual(report["first_bad_index"], 10)
+
+    def test_database_rows_changed_behind_the_triggers(self):
+        # The tables' owner can switch the append-only triggers off; a ledger of its own, so
+        # that verify/staging stays intact for the other tests.
+        project, environment = "tamper", "sandbox"
+        append(MAIN, 12, "rows", project, environment)
+        wait_checkpoint(MAIN, 12, project, environment)
+        where = ("FROM audit.ledgers l WHERE e.ledger_id = l.id AND l.project = 'tamper' "
+                 "AND e.idx = {}")
+        self.report(run_verify(database=DB.url, project=project, environment=environment), 0)
+        DB.sql("ALTER TABLE audit.entries DISABLE TRIGGER entries_append_only")
+        try:
+            DB.sql(f"UPDATE audit.entries e SET tokens = tokens + 1 {where.format(7)}")
+            report = self.report(run_verify(database=DB.url, project=project,
+                                            environment=environment), 1)
+            self.assertEqual(report["first_bad_index"], 7)
+            self.assertIn("leaf hash", report["problem"])
+            # A row the store cannot even read as an entry.
+            DB.sql(f"UPDATE audit.entries e SET action = 'no_such_action' {where.format(3)}")
+            report = self.report(run_verify(database=DB.url, project=project,
+                                            environment=environment), 1)
+            self.assertEqual(report["first_bad_index"], 3)
+            self.assertIn("no_such_action", report["problem"])
+        finally:
+            DB.sql("ALTER TABLE audit.entries ENABLE TRIGGER entries_append_only")
+
+    # -- keys and trusted checkpoints ---------------------------------------
+
+    def test_wrong_public_key_is_refused(self):
+        wrong = secrets.token_hex(32)
+        for source in (dict(input=EXPORT, checkpoint=CHECKPOINT),
+                       dict(target=MAIN.address, requested_by="auditor@example.com"),
+                       dict(database=DB.url)):
+            with self.subTest(source=sorted(source)):
+                report = self.report(run_verify(public_key=wrong, **source), 1)
+                self.assertFalse(report["valid"])
+                self.assertIn("valid signature", report["problem"])
+                notes = " ".join(report["notes"])
+                self.assertIn("not this service's", notes)
+                self.assertIn(report["key_id"], notes)
+        # Over RPC, the key the server reports is only compared, and the mismatch named.
+        report = self.report(run_verify(public_key=wrong, target=MAIN.address,
+                                        requested_by="auditor@example.com"), 1)
+        self.assertIn(f"the server reports the public key {PUBLIC_KEY}", " ".join(report["notes"]))
+
+    def test_trusted_checkpoint_signed_by_another_key_is_refused(self):
+        with start_audit(None, secrets.token_hex(32), "audit-forger") as forger:
+            append(forger, ENTRIES + 5, "forged")
+            fabricated = write("fabricated.json",
+                               checkpoint_json(wait_checkpoint(forger, ENTRIES + 5)))
+        for source in (dict(input=EXPORT, checkpoint=CHECKPOINT), dict(database=DB.url)):
+            with self.subTest(source=sorted(source)):
+                report = self.report(run_verify(trusted_checkpoint=fabricated, **source), 1)
+                self.assertIn("valid signature", report["problem"])
+                self.assertIn("trusted checkpoint", " ".join(report["notes"]))
+
+    def test_trusted_checkpoint_of_another_history_is_refused(self):
+        # Signed by the right key, over entries this ledger never held: a fork.
+        with start_audit(None, SIGNING_KEY, "audit-fork") as fork:
+            append(fork, 5, "fork")
+            other = write("other-history.json", checkpoint_json(wait_checkpoint(fork, 5)))
+        for source in (dict(input=EXPORT, checkpoint=CHECKPOINT),
+                       dict(target=MAIN.address, requested_by="auditor@example.com"),
+                       dict(database=DB.url)):
+            with self.subTest(source=sorted(source)):
+                report = self.report(run_verify(trusted_checkpoint=other, **source), 1)
+                self.assertIn("differs from its signed checkpoint", report["problem"])
+                # MAIN may have signed a tree of the fork's size too: then the key signed two.
+                self.assertRegex(" ".join(report["notes"]),
+                                 "does not extend the history|split view")
+
+    def test_trusted_checkpoint_larger_than_the_ledger_is_refused(self):
+        lines = EXPORT_LINES[:ENTRIES - 5]
+        report = self.report(run_verify(input=write_lines("short.jsonl", lines),
+                                        trusted_checkpoint=CHECKPOINT), 1)
+        self.assertEqual(report["first_bad_index"], ENTRIES - 5)
+        self.assertIn("missing", report["problem"])
+
+    # -- usage and availability ---------------------------------------------
+
+    def test_usage_errors_exit_2(self):
+        cases = {
+            "no source": dict(),
+            "two sources": dict(input=EXPORT, database=DB.url),
+            "short key": dict(input=EXPORT, checkpoint=CHECKPOINT, public_key="abcd"),
+            "no requester": dict(target=MAIN.address),
+            "bad ledger": dict(input=EXPORT, checkpoint=CHECKPOINT, environment="moon"),
+            "no checkpoint": dict(input=EXPORT),
+            "missing file": dict(input=WORK / "nope.jsonl", checkpoint=CHECKPOINT),
+            "bad checkpoint file": dict(input=EXPORT, checkpoint=EXPORT),
+            "unknown flag": dict(input=EXPORT, checkpoint=CHECKPOINT, bogus="1"),
+        }
+        for name, flags in cases.items():
+            with self.subTest(name):
+                proc = run_verify(**flags)
+                self.assertExit(proc, 2)
+                self.assertTrue(proc.stderr.strip(), "no message on stderr")
+
+    def test_malformed_json_names_the_line(self):
+        lines = list(EXPORT_LINES)
+        lines[4] = lines[4][:-3]  # cut off the closing quote and braces
+        proc = run_verify(input=write_lines("malformed.jsonl", lines), checkpoint=CHECKPOINT)
+        self.assertExit(proc, 2)
+        self.assertIn("line 5", proc.stderr)
+        self.assertEqual(json.loads(proc.stdout)["result"], "error")
+
+    def test_unreachable_sources_exit_3(self):
+        port = pt.free_port()
+        proc = run_verify(target=f"127.0.0.1:{port}", requested_by="auditor@example.com",
+                          timeout="1s")
+        self.assertExit(proc, 3)
+        self.assertIn("cannot reach", proc.stderr)
+        proc = run_verify(database=f"postgresql://nobody@127.0.0.1:{port}/none", timeout="1s")
+        self.assertExit(proc, 3)
+
+    def test_help_documents_exit_codes(self):
+        proc = subprocess.run([str(VERIFY), "--help"], capture_output=True, text=True,
+                              timeout=30, stdin=subprocess.DEVNULL)
+        self.assertExit(proc, 0)
+        for text in ("--target", "--input", "--database", "--trusted_checkpoint",
+                     "A wrong public key exits 1"):
+            self.assertIn(text, proc.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,861 @@
+// Offline verifier of one audit ledger: checks it without trusting the server that keeps it,
+// given the service's Ed25519 public key (and, optionally, a checkpoint seen earlier).
+//
+//   audit_verify --target=127.0.0.1:50055 --requested_by=auditor@example.com
+//                --public_key=<64 hex digits> --project=support-eu --environment=production
+//   audit_verify --input=export.jsonl --checkpoint=checkpoint.json --public_key_file=audit.pub
+//   audit_verify --database=postgresql://reader@db/policy --public_key=<64 hex digits>
+//                --trusted_checkpoint=last.json --save_checkpoint=last.json
+//
+// The entries are read one at a time, in index order, and fed to LedgerVerifier
+// (services/audit/verifier.h), which recomputes every leaf hash and the Merkle tree and
+// compares them with the stored hashes and with every checkpoint signed by the given key.
+// kDescription and the flags' help (--help) state the sources, flags and exit codes.
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/config/config.h"
+#include "common/log/log.h"
+#include "common/pg/pool.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/grpcpp.h"
+#include "policy/audit/v1/audit.grpc.pb.h"
+#include "services/audit/checkpoint.h"
+#include "services/audit/entry.h"
+#include "services/audit/postgres_ledger_store.h"
+#include "services/audit/proto_convert.h"
+#include "services/audit/verifier.h"
+
+namespace policy::audit_verify {
+namespace {
+
+using audit::Checkpoint;
+using audit::Entry;
+using audit::LedgerRef;
+
+constexpr int kExitValid = 0;
+constexpr int kExitTampered = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitUnavailable = 3;
+
+// Rows per ReadRange in --database mode.
+constexpr size_t kDatabaseChunk = 1000;
+
+constexpr char kDescription[] =
+    R"(audit_verify: checks one audit ledger without trusting the server that keeps it.
+
+Every entry's leaf hash and the Merkle tree are recomputed and compared with the stored
+hashes and with each checkpoint (signed tree head), whose signature is checked against the
+public key given here, never against a key the server supplies. Entries are streamed, one at
+a time, in index order.
+
+Source of the ledger (exactly one):
+  --target=HOST:PORT   the audit service over gRPC: GetCheckpoint (the newest), then
+                       ExportEntries from index 0 (needs --requested_by; the export is itself
+                       recorded in the ledger as an audit_read entry)
+  --input=FILE         JSON lines as ExportEntries writes them (one policy.audit.v1.Entry in
+                       proto3 JSON per line; "-" reads stdin), with --checkpoint=FILE (a
+                       policy.audit.v1.Checkpoint in proto3 JSON: the newest signed head)
+  --database=URL       the service's PostgreSQL tables (schema audit) in a read-only
+                       session, with every stored checkpoint (they are held in memory)
+The ledger: --project and --environment; both empty for the organisation's ledger.
+The key: --public_key=<64 hex digits> or --public_key_file=FILE (hex, or the 32 raw bytes),
+as the audit service logs it at start-up ("checkpoint signing key").
+
+--trusted_checkpoint=FILE is a checkpoint saved earlier (for instance by --save_checkpoint):
+the ledger must extend it. This catches a ledger rewritten together with its checkpoints.
+--save_checkpoint=FILE writes the newest verified checkpoint, only when the ledger is valid.
+
+Only entries up to the newest checkpoint's size are vouched for by a signature; entries after
+it are checked for consistency alone (reported as unsigned). The revealed identifiers of an
+export (`actor`, `subject`) are not covered by the leaf hash, their pseudonyms are.
+
+Output: the entries and checkpoints checked, the recomputed root, the rate (entries/s), then
+"VALID: ..." or "INVALID: first bad index N: <problem>", and notes that explain a failure.
+--output=json prints one object instead: result (valid, invalid or error), entries_checked,
+checkpoints_checked, root, newest_checkpoint, entries_per_second, first_bad_index and problem
+when invalid, error when the run failed, notes.
+
+Exit codes:
+  0  valid: every entry matches its hashes and every checkpoint signed by the key
+  1  invalid: tampered, or not signed by this key; prints the first bad index and the problem.
+     A wrong public key exits 1 too: checkpoints that do not verify under the key you trust
+     are indistinguishable from forged ones. When the checkpoints name another key id than
+     the given key's, the output says so.
+  2  usage or input error: bad flag, unreadable file, malformed JSON (with its line number),
+     an unknown ledger, or no signed checkpoint at all to verify against
+  3  unavailable: the server or the database cannot be reached
+
+)";
+
+struct Options {
+  std::string target;
+  std::string input;
+  std::string checkpoint;
+  std::string database;
+  std::string requested_by;
+  std::string project;
+  std::string environment;
+  std::string public_key_hex;
+  std::string public_key_file;
+  std::string trusted_checkpoint;
+  std::string save_checkpoint;
+  std::string output = "text";
+  absl::Duration timeout = absl::Seconds(10);
+  absl::Duration export_timeout = absl::Hours(1);
+};
+
+// An error that ends the run with `code` (kExitUsage or kExitUnavailable).
+struct Error {
+  int code = kExitUsage;
+  std::string message;
+};
+
+// The exit code of a failed call to the server or the database.
+int ExitCodeOf(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kCancelled:
+      return kExitUnavailable;
+    default:
+      return kExitUsage;
+  }
+}
+
+absl::Status FromGrpc(const grpc::Status& status, absl::string_view what) {
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat(what, ": ", status.error_message()));
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
+  return text.str();
+}
+
+bool IsHex(absl::string_view s) {
+  for (char c : s) {
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+// The 32-byte Ed25519 public key from --public_key or --public_key_file.
+absl::StatusOr<std::string> LoadPublicKey(const Options& o) {
+  if (o.public_key_hex.empty() == o.public_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "give the audit service's public key: --public_key=<64 hex digits> or "
+        "--public_key_file=FILE (exactly one)");
+  }
+  if (!o.public_key_hex.empty()) {
+    absl::string_view hex = absl::StripAsciiWhitespace(o.public_key_hex);
+    if (hex.size() != 64 || !IsHex(hex)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--public_key: must be 64 hex digits (32 bytes), got ", hex.size(), " characters"));
+    }
+    return absl::HexStringToBytes(hex);
+  }
+  absl::StatusOr<std::string> content = ReadFile(o.public_key_file);
+  if (!content.ok()) return content.status();
+  if (content->size() == 32 && !IsHex(*content)) return *content;
+  absl::string_view hex = absl::StripAsciiWhitespace(*content);
+  if (hex.size() != 64 || !IsHex(hex)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        o.public_key_file, ": must hold the public key as 64 hex digits or 32 raw bytes"));
+  }
+  return absl::HexStringToBytes(hex);
+}
+
+// A v1.Checkpoint in proto3 JSON from `path`; `flag` names it in errors.
+absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& path, absl::string_view flag,
+                                          std::vector<std::string>* notes) {
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", text.status().message()));
+  }
+  audit::v1::Checkpoint proto;
+  google::protobuf::util::JsonParseOptions options;
+  auto parsed = google::protobuf::util::JsonStringToMessage(
+      google::protobuf::StringPiece(text->data(), text->size()), &proto, options);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path,
+                                                   " is not a policy.audit.v1.Checkpoint in "
+                                                   "proto3 JSON: ",
+                                                   parsed.message().as_string()));
+  }
+  absl::StatusOr<Checkpoint> checkpoint = audit::CheckpointFromProto(proto);
+  if (!checkpoint.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": ", path, ": ", checkpoint.status().message()));
+  }
+  if (!proto.note().empty() && proto.note() != audit::CheckpointNote(*checkpoint)) {
+    notes->push_back(absl::StrCat(flag, ": the note in ", path,
+                                  " differs from the one its fields give; the fields are what "
+                                  "is verified"));
+  }
+  return checkpoint;
+}
+
+std::string CheckpointJson(const Checkpoint& checkpoint) {
+  audit::v1::Checkpoint proto;
+  audit::ToProto(checkpoint, &proto);
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.add_whitespace = true;
+  (void)google::protobuf::util::MessageToJsonString(proto, &out, options);
+  return out;
+}
+
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view content) {
+  const std::string temporary = absl::StrCat(path, ".tmp");
+  {
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    out.write(content.data(), static_cast<std::streamsize>(content.size()));
+    out.close();
+    if (!out) return absl::InvalidArgumentError(absl::StrCat("cannot write ", temporary));
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    std::remove(temporary.c_str());
+    return absl::InvalidArgumentError(absl::StrCat("cannot write ", path));
+  }
+  return absl::OkStatus();
+}
+
+// Receives the stored entries in the order read; returns false to stop reading.
+using Sink = std::function<bool(const Entry&)>;
+
+// Where a ledger is read from. Checkpoints() is called once, before ForEachEntry().
+//
+// ForEachEntry's errors: DATA_LOSS when the source holds something that is not a valid entry
+// (the ledger is corrupt at the next index the verifier expects); otherwise the run cannot
+// go on (ExitCodeOf tells usage errors from an unreachable source).
+class Source {
+ public:
+  virtual ~Source() = default;
+  virtual std::string Describe() const = 0;
+  // The signed checkpoints the source holds for the ledger (none is not an error).
+  virtual absl::StatusOr<std::vector<Checkpoint>> Checkpoints() = 0;
+  virtual absl::Status ForEachEntry(const Sink& sink) = 0;
+  // Remarks found while reading (say, a public key the server reports).
+  const std::vector<std::string>& notes() const { return notes_; }
+
+ protected:
+  std::vector<std::string> notes_;
+};
+
+// Parses one JSON line into an entry. INVALID_ARGUMENT for text that is not a v1.Entry,
+// DATA_LOSS for an entry whose values are malformed; both name `where`.
+absl::StatusOr<Entry> ParseLine(absl::string_view line, absl::string_view where) {
+  absl::StatusOr<audit::v1::Entry> proto = audit::EntryFromJsonLine(line);
+  if (!proto.ok()) {
+    // The parser's message quotes the text around the error on lines of its own.
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": ", absl::StrReplaceAll(proto.status().message(), {{"\n", " "}})));
+  }
+  absl::StatusOr<Entry> entry = audit::EntryFromProto(*proto);
+  if (!entry.ok()) {
+    return absl::DataLossError(
+        absl::StrCat(where, " (entry ", proto->index(), "): ", entry.status().message()));
+  }
+  return entry;
+}
+
+class FileSource : public Source {
+ public:
+  FileSource(std::string path, std::string checkpoint_path)
+      : path_(std::move(path)), checkpoint_path_(std::move(checkpoint_path)) {}
+
+  std::string Describe() const override {
+    return absl::StrCat("file ", path_ == "-" ? "<stdin>" : path_);
+  }
+
+  absl::StatusOr<std::vector<Checkpoint>> Checkpoints() override {
+    std::vector<Checkpoint> out;
+    if (checkpoint_path_.empty()) return out;
+    absl::StatusOr<Checkpoint> c = LoadCheckpoint(checkpoint_path_, "--checkpoint", &notes_);
+    if (!c.ok()) return c.status();
+    out.push_back(*std::move(c));
+    return out;
+  }
+
+  absl::Status ForEachEntry(const Sink& sink) override {
+    std::ifstream file;
+    std::istream* in = &std::cin;
+    if (path_ != "-") {
+      file.open(path_, std::ios::binary);
+      if (!file) return absl::InvalidArgumentError(absl::StrCat("--input: cannot read ", path_));
+      in = &file;
+    }
+    std::string line;
+    for (uint64_t number = 1; std::getline(*in, line); ++number) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (absl::StripAsciiWhitespace(line).empty()) continue;
+      absl::StatusOr<Entry> entry = ParseLine(line, absl::StrCat(Describe(), " line ", number));
+      if (!entry.ok()) return entry.status();
+      if (!sink(*entry)) return absl::OkStatus();
+    }
+    if (in->bad()) return absl::InvalidArgumentError(absl::StrCat("--input: cannot read ", path_));
+    return absl::OkStatus();
+  }
+
+ private:
+  const std::string path_;
+  const std::string checkpoint_path_;
+};
+
+class RpcSource : public Source {
+ public:
+  RpcSource(const Options& o, LedgerRef ledger, std::string public_key)
+      : target_(o.target),
+        requested_by_(o.requested_by),
+        timeout_(o.timeout),
+        export_timeout_(o.export_timeout),
+        ledger_(std::move(ledger)),
+        public_key_(std::move(public_key)),
+        channel_(grpc::CreateChannel(o.target, grpc::InsecureChannelCredentials())),
+        stub_(audit::v1::AuditService::NewStub(channel_)) {}
+
+  std::string Describe() const override { return absl::StrCat("server ", target_); }
+
+  absl::Status Connect() {
+    if (!channel_->WaitForConnected(absl::ToChronoTime(absl::Now() + timeout_))) {
+      return absl::UnavailableError(absl::StrCat("cannot reach the audit service at ", target_,
+                                                 " within ", absl::FormatDuration(timeout_)));
+    }
+    return absl::OkStatus();
+  }
+
+  // The newest checkpoint. Asked for before the export, so that the entries read afterwards
+  // cover it even while the ledger grows.
+  absl::StatusOr<std::vector<Checkpoint>> Checkpoints() override {
+    if (absl::Status s = Connect(); !s.ok()) return s;
+    audit::v1::GetCheckpointRequest request;
+    audit::ToProto(ledger_, request.mutable_ledger());
+    request.set_tree_size(0);
+    audit::v1::GetCheckpointResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+    grpc::Status status = stub_->GetCheckpoint(&context, request, &response);
+    std::vector<Checkpoint> out;
+    if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+      notes_.push_back(absl::StrCat("the server has no signed checkpoint of ledger ",
+                                    audit::LedgerName(ledger_), ": ", status.error_message()));
+      return out;
+    }
+    if (!status.ok()) return FromGrpc(status, "GetCheckpoint");
+    if (response.public_key() != public_key_) {
+      notes_.push_back(absl::StrCat(
+          "the server reports the public key ", absl::BytesToHexString(response.public_key()),
+          " (key id ", audit::KeyIdOf(response.public_key()), "), not the given one (key id ",
+          audit::KeyIdOf(public_key_), "); only the given key is used"));
+    }
+    absl::StatusOr<Checkpoint> checkpoint = audit::CheckpointFromProto(response.checkpoint());
+    if (!checkpoint.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("the server's checkpoint is malformed: ", checkpoint.status().message()));
+    }
+    out.push_back(*std::move(checkpoint));
+    return out;
+  }
+
+  absl::Status ForEachEntry(const Sink& sink) override {
+    audit::v1::ExportEntriesRequest request;
+    audit::ToProto(ledger_, request.mutable_ledger());
+    request.set_from_index(0);
+    request.set_requested_by(requested_by_);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + export_timeout_));
+    std::unique_ptr<grpc::ClientReader<audit::v1::ExportEntriesResponse>> reader =
+        stub_->ExportEntries(&context, request);
+    audit::v1::ExportEntriesResponse chunk;
+    uint64_t number = 0;
+    absl::Status problem;
+    bool stopped = false;
+    while (!stopped && reader->Read(&chunk)) {
+      absl::string_view rest = chunk.jsonl();
+      while (!rest.empty()) {
+        const size_t end = rest.find('\n');
+        absl::string_view line = rest.substr(0, end);
+        rest = end == absl::string_view::npos ? absl::string_view() : rest.substr(end + 1);
+        ++number;
+        absl::StatusOr<Entry> entry =
+            ParseLine(line, absl::StrCat("line ", number, " of the export"));
+        if (!entry.ok()) {
+          // The server's answer is the ledger: one that is not made of entries is corrupt.
+          problem = absl::DataLossError(entry.status().message());
+          stopped = true;
+          break;
+        }
+        if (!sink(*entry)) {
+          stopped = true;
+          break;
+        }
+      }
+    }
+    if (stopped) context.TryCancel();
+    grpc::Status status = reader->Finish();
+    if (stopped) return problem;
+    if (!status.ok()) return FromGrpc(status, "ExportEntries");
+    return absl::OkStatus();
+  }
+
+ private:
+  const std::string target_;
+  const std::string requested_by_;
+  const absl::Duration timeout_;
+  const absl::Duration export_timeout_;
+  const LedgerRef ledger_;
+  const std::string public_key_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<audit::v1::AuditService::Stub> stub_;
+};
+
+class DatabaseSource : public Source {
+ public:
+  DatabaseSource(const std::string& url, absl::Duration timeout, LedgerRef ledger)
+      : url_(url),
+        pool_(pg::PoolOptions{.url = ReadOnly(url),
+                              .size = 1,
+                              .acquire_timeout = timeout,
+                              .connect_timeout = timeout}),
+        store_(&pool_, /*role=*/""),
+        ledger_(std::move(ledger)) {}
+
+  std::string Describe() const override {
+    return absl::StrCat("database ", config::RedactUrlPassword(url_));
+  }
+
+  absl::StatusOr<std::vector<Checkpoint>> Checkpoints() override {
+    absl::StatusOr<uint64_t> size = store_.Size(ledger_);
+    if (!size.ok()) return Explain(size.status());
+    absl::StatusOr<std::vector<Checkpoint>> checkpoints = store_.ListCheckpoints(ledger_);
+    if (!checkpoints.ok()) return Explain(checkpoints.status());
+    if (*size == 0) {
+      notes_.push_back(absl::StrCat("the database holds no entry of ledger ",
+                                    audit::LedgerName(ledger_),
+                                    " (check --project and --environment)"));
+    }
+    return checkpoints;
+  }
+
+  absl::Status ForEachEntry(const Sink& sink) override {
+    for (uint64_t from = 0;;) {
+      absl::StatusOr<std::vector<Entry>> entries = store_.ReadRange(ledger_, from, kDatabaseChunk);
+      if (!entries.ok()) {
+        if (!absl::IsDataLoss(entries.status())) return Explain(entries.status());
+        return ReadSingly(from, sink);
+      }
+      for (const Entry& e : *entries) {
+        if (!sink(e)) return absl::OkStatus();
+      }
+      if (entries->size() < kDatabaseChunk) return absl::OkStatus();
+      from = entries->back().index + 1;
+    }
+  }
+
+ private:
+  // `url` with the session read-only (PostgreSQL refuses any write), unless it sets libpq
+  // options of its own.
+  static std::string ReadOnly(const std::string& url) {
+    if (absl::StrContains(url, "options=")) return url;
+    return absl::StrCat(url, absl::StrContains(url, "?") ? "&" : "?",
+                        "options=-c%20default_transaction_read_only%3Don");
+  }
+
+  // Reads the chunk from `from` row by row up to its first malformed row, reported as
+  // DATA_LOSS once the rows before it were fed.
+  absl::Status ReadSingly(uint64_t from, const Sink& sink) {
+    for (;;) {
+      absl::StatusOr<std::vector<Entry>> one = store_.ReadRange(ledger_, from, 1);
+      if (!one.ok()) {
+        if (absl::IsDataLoss(one.status())) {
+          return absl::DataLossError(
+              absl::StrCat("the stored row of the next entry (index ", from,
+                           " or after) is malformed: ", one.status().message()));
+        }
+        return Explain(one.status());
+      }
+      if (one->empty()) return absl::OkStatus();
+      if (!sink(one->front())) return absl::OkStatus();
+      from = one->front().index + 1;
+    }
+  }
+
+  absl::Status Explain(const absl::Status& status) const {
+    if (ExitCodeOf(status) == kExitUnavailable) {
+      return absl::Status(status.code(), absl::StrCat(Describe(), ": ", status.message()));
+    }
+    return absl::Status(status.code(),
+                        absl::StrCat(Describe(), ": ", status.message(),
+                                     " (is this the audit service's database, readable by "
+                                     "this role?)"));
+  }
+
+  const std::string url_;
+  pg::Pool pool_;
+  audit::PostgresLedgerStore store_;
+  const LedgerRef ledger_;
+};
+
+struct Result {
+  audit::IntegrityReport report;
+  std::string source;
+  LedgerRef ledger;
+  std::string key_id;
+  std::optional<Checkpoint> newest;  // The largest checkpoint given to the verifier.
+  absl::Duration elapsed;
+  std::vector<std::string> notes;
+  std::string saved_to;
+};
+
+// Explains a failed verdict where the inputs tell more than the verifier's problem: which
+// checkpoint failed, and whether the key is probably the wrong one.
+void ExplainFailure(const Result& r, const std::vector<Checkpoint>& from_source,
+                    const std::optional<Checkpoint>& trusted, const std::string& public_key,
+                    std::vector<std::string>* notes) {
+  for (const Checkpoint& c : from_source) {
+    if (c.key_id != r.key_id && !audit::VerifyCheckpoint(c, public_key)) {
+      notes->push_back(absl::StrCat(
+          "the ledger's checkpoint of size ", c.tree_size, " names signing key id ",
+          c.key_id.empty() ? "(none)" : c.key_id, ", the given key's id is ", r.key_id,
+          ": either the public key given is not this service's, or the checkpoint is forged"));
+      break;
+    }
+  }
+  if (!trusted.has_value()) return;
+  if (!audit::VerifyCheckpoint(*trusted, public_key)) {
+    notes->push_back(
+        absl::StrCat("the trusted checkpoint (size ", trusted->tree_size, ", key id ",
+                     trusted->key_id.empty() ? "(none)" : trusted->key_id,
+                     ") is not signed by the given key: it cannot vouch for anything"));
+  } else if (trusted->ledger == r.ledger &&
+             absl::StrContains(r.report.problem,
+                               absl::StrCat("the tree of size ", trusted->tree_size, " differs"))) {
+    bool split = false;
+    for (const Checkpoint& c : from_source) {
+      split = split || (c.tree_size == trusted->tree_size && c.root != trusted->root &&
+                        audit::VerifyCheckpoint(c, public_key));
+    }
+    notes->push_back(
+        split ? absl::StrCat("the key signed two different trees of size ", trusted->tree_size,
+                             ": the trusted checkpoint and the ledger's (a split view)")
+              : absl::StrCat("the trusted checkpoint of size ", trusted->tree_size,
+                             " does not match this ledger: the ledger does not extend the "
+                             "history seen earlier (rewritten entries, or another history)"));
+  } else if (r.report.entries_checked < trusted->tree_size &&
+             r.report.first_bad_index == r.report.entries_checked) {
+    notes->push_back(absl::StrCat("the trusted checkpoint covers ", trusted->tree_size,
+                                  " entries; the ledger holds fewer"));
+  }
+}
+
+std::string Hex(const audit::Hash& h) { return absl::BytesToHexString(audit::AsBytes(h)); }
+
+std::string UtcTime(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone());
+}
+
+double Rate(const Result& r) {
+  const double seconds = absl::ToDoubleSeconds(r.elapsed);
+  return seconds > 0 ? static_cast<double>(r.report.entries_checked) / seconds : 0.0;
+}
+
+uint64_t SignedSize(const Result& r) { return r.newest.has_value() ? r.newest->tree_size : 0; }
+
+void PrintText(const Result& r) {
+  const audit::IntegrityReport& report = r.report;
+  std::printf("ledger:              %s\n", audit::LedgerName(r.ledger).c_str());
+  std::printf("source:              %s\n", r.source.c_str());
+  std::printf("public key id:       %s\n", r.key_id.c_str());
+  std::printf("entries checked:     %llu\n",
+              static_cast<unsigned long long>(report.entries_checked));
+  std::printf("checkpoints checked: %llu\n",
+              static_cast<unsigned long long>(report.checkpoints_checked));
+  if (r.newest.has_value()) {
+    std::printf("newest checkpoint:   size %llu, signed %s, root %s\n",
+                static_cast<unsigned long long>(r.newest->tree_size),
+                UtcTime(r.newest->time).c_str(), Hex(r.newest->root).c_str());
+  }
+  std::printf("root:                %s (of the %llu entries checked)\n", Hex(report.root).c_str(),
+              static_cast<unsigned long long>(report.entries_checked));
+  std::printf("rate:                %.0f entries/s (%.3f s)\n", Rate(r),
+              absl::ToDoubleSeconds(r.elapsed));
+  for (const std::string& note : r.notes) std::printf("note: %s\n", note.c_str());
+  if (report.valid) {
+    const uint64_t unsigned_entries = report.entries_checked - SignedSize(r);
+    if (SignedSize(r) == 0) {
+      std::printf("VALID: consistent, but no checkpoint signed by key %s covers an entry",
+                  r.key_id.c_str());
+    } else {
+      std::printf("VALID: entries 0 to %llu match the checkpoint signed by key %s",
+                  static_cast<unsigned long long>(SignedSize(r) - 1), r.key_id.c_str());
+    }
+    if (unsigned_entries > 0) {
+      std::printf("; %llu %s after it %s consistent but not signed yet",
+                  static_cast<unsigned long long>(unsigned_entries),
+                  unsigned_entries == 1 ? "entry" : "entries",
+                  unsigned_entries == 1 ? "is" : "are");
+    }
+    std::printf("\n");
+    if (!r.saved_to.empty()) {
+      std::printf("saved the checkpoint of size %llu to %s\n",
+                  static_cast<unsigned long long>(SignedSize(r)), r.saved_to.c_str());
+    }
+  } else {
+    std::printf("INVALID: first bad index %llu: %s\n",
+                static_cast<unsigned long long>(report.first_bad_index), report.problem.c_str());
+  }
+}
+
+void PrintJson(const Result& r) {
+  const audit::IntegrityReport& report = r.report;
+  std::string out = absl::StrCat(
+      "{\"result\":", JsonQuote(report.valid ? "valid" : "invalid"),
+      ",\"valid\":", report.valid ? "true" : "false",
+      ",\"ledger\":{\"project\":", JsonQuote(r.ledger.project),
+      ",\"environment\":", JsonQuote(r.ledger.environment), "},\"source\":", JsonQuote(r.source),
+      ",\"key_id\":", JsonQuote(r.key_id), ",\"entries_checked\":", report.entries_checked,
+      ",\"checkpoints_checked\":", report.checkpoints_checked,
+      ",\"root\":", JsonQuote(Hex(report.root)));
+  if (r.newest.has_value()) {
+    absl::StrAppend(&out, ",\"newest_checkpoint\":{\"tree_size\":", r.newest->tree_size,
+                    ",\"root\":", JsonQuote(Hex(r.newest->root)),
+                    ",\"time\":", JsonQuote(UtcTime(r.newest->time)), "}");
+  }
+  if (report.valid) {
+    absl::StrAppend(&out, ",\"unsigned_entries\":", report.entries_checked - SignedSize(r));
+    if (!r.saved_to.empty()) absl::StrAppend(&out, ",\"saved_checkpoint\":", JsonQuote(r.saved_to));
+  } else {
+    absl::StrAppend(&out, ",\"first_bad_index\":", report.first_bad_index,
+                    ",\"problem\":", JsonQuote(report.problem));
+  }
+  absl::StrAppend(&out, ",\"seconds\":", absl::StrFormat("%.6f", absl::ToDoubleSeconds(r.elapsed)),
+                  ",\"entries_per_second\":", absl::StrFormat("%.0f", Rate(r)), ",\"notes\":[");
+  for (size_t i = 0; i < r.notes.size(); ++i) {
+    absl::StrAppend(&out, i == 0 ? "" : ",", JsonQuote(r.notes[i]));
+  }
+  absl::StrAppend(&out, "]}\n");
+  std::fputs(out.c_str(), stdout);
+}
+
+int Report(const Options& o, const Error& e) {
+  std::fprintf(stderr, "audit_verify: %s\n", e.message.c_str());
+  if (o.output == "json") {
+    std::printf("{\"result\":\"error\",\"exit_code\":%d,\"error\":%s}\n", e.code,
+                JsonQuote(e.message).c_str());
+  }
+  return e.code;
+}
+
+int Run(const Options& o) {
+  const int sources = !o.target.empty() + !o.input.empty() + !o.database.empty();
+  if (sources != 1) {
+    return Report(o, {kExitUsage,
+                      "give exactly one source: --target, --input or --database "
+                      "(--help explains them)"});
+  }
+  if (!o.target.empty() && o.requested_by.empty()) {
+    return Report(o, {kExitUsage,
+                      "--target needs --requested_by (the export is recorded in the "
+                      "ledger under that name)"});
+  }
+  if (!o.checkpoint.empty() && o.input.empty()) {
+    return Report(o, {kExitUsage,
+                      "--checkpoint goes with --input (the other sources supply "
+                      "their own checkpoints)"});
+  }
+  const LedgerRef ledger{o.project, o.environment};
+  if (absl::Status s = audit::ValidateLedger(ledger, "--project/--environment"); !s.ok()) {
+    return Report(o, {kExitUsage, std::string(s.message())});
+  }
+  absl::StatusOr<std::string> public_key = LoadPublicKey(o);
+  if (!public_key.ok()) return Report(o, {kExitUsage, std::string(public_key.status().message())});
+
+  Result result;
+  result.ledger = ledger;
+  result.key_id = audit::KeyIdOf(*public_key);
+  std::optional<Checkpoint> trusted;
+  if (!o.trusted_checkpoint.empty()) {
+    absl::StatusOr<Checkpoint> c =
+        LoadCheckpoint(o.trusted_checkpoint, "--trusted_checkpoint", &result.notes);
+    if (!c.ok()) return Report(o, {kExitUsage, std::string(c.status().message())});
+    trusted = *std::move(c);
+  }
+
+  std::unique_ptr<Source> source;
+  if (!o.target.empty()) {
+    source = std::make_unique<RpcSource>(o, ledger, *public_key);
+  } else if (!o.input.empty()) {
+    source = std::make_unique<FileSource>(o.input, o.checkpoint);
+  } else {
+    source = std::make_unique<DatabaseSource>(o.database, o.timeout, ledger);
+  }
+  result.source = source->Describe();
+
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::vector<Checkpoint>> checkpoints = source->Checkpoints();
+  if (!checkpoints.ok()) {
+    if (absl::IsDataLoss(checkpoints.status())) {
+      // A malformed signed head from the source: nothing it says can be verified.
+      result.report.valid = false;
+      result.report.problem = std::string(checkpoints.status().message());
+      result.elapsed = absl::Now() - start;
+      result.notes.insert(result.notes.end(), source->notes().begin(), source->notes().end());
+      if (o.output == "json") {
+        PrintJson(result);
+      } else {
+        PrintText(result);
+      }
+      return kExitTampered;
+    }
+    return Report(o,
+                  {ExitCodeOf(checkpoints.status()), std::string(checkpoints.status().message())});
+  }
+  if (checkpoints->empty() && !trusted.has_value()) {
+    std::string message = absl::StrCat(
+        "no signed checkpoint of ledger ", audit::LedgerName(ledger), " from ", result.source,
+        ": nothing to verify the entries against; ",
+        !o.input.empty() ? "pass --checkpoint=FILE or --trusted_checkpoint=FILE"
+                         : "wait for the service to sign one, or pass --trusted_checkpoint=FILE");
+    for (const std::string& note : source->notes()) absl::StrAppend(&message, "; ", note);
+    return Report(o, {kExitUsage, std::move(message)});
+  }
+  const std::vector<Checkpoint> from_source = *checkpoints;
+  for (const Checkpoint& c : from_source) {
+    if (!result.newest.has_value() || c.tree_size > result.newest->tree_size) result.newest = c;
+  }
+  if (trusted.has_value() &&
+      (!result.newest.has_value() || trusted->tree_size > result.newest->tree_size)) {
+    result.newest = trusted;
+  }
+
+  audit::LedgerVerifier verifier(ledger, *public_key, *std::move(checkpoints), trusted);
+  uint64_t accepted = 0;  // Entries the verifier took: the next index it expects.
+  absl::Status read = source->ForEachEntry([&](const Entry& e) {
+    if (!verifier.Add(e)) return false;
+    ++accepted;
+    return true;
+  });
+  result.report = verifier.Finish();
+  result.elapsed = absl::Now() - start;
+  result.notes.insert(result.notes.end(), source->notes().begin(), source->notes().end());
+  if (!read.ok()) {
+    if (!absl::IsDataLoss(read)) return Report(o, {ExitCodeOf(read), std::string(read.message())});
+    // The verifier accepted every entry it was fed, and Finish() saw the ledger end where the
+    // corrupt entry is. That entry is the first problem, unless the checkpoints were refused
+    // before any entry was read (Finish's other failure).
+    const bool checkpoints_refused = accepted == 0 && !result.report.valid &&
+                                     !absl::StartsWith(result.report.problem, "the ledger has ");
+    if (checkpoints_refused) {
+      result.notes.push_back(std::string(read.message()));
+    } else {
+      result.report.valid = false;
+      result.report.first_bad_index = accepted;
+      result.report.problem = std::string(read.message());
+    }
+  }
+  if (!result.report.valid) {
+    ExplainFailure(result, from_source, trusted, *public_key, &result.notes);
+  }
+
+  if (result.report.valid && !o.save_checkpoint.empty() && result.newest.has_value()) {
+    if (absl::Status s = WriteFileAtomically(o.save_checkpoint, CheckpointJson(*result.newest));
+        !s.ok()) {
+      return Report(o, {kExitUsage, absl::StrCat("--save_checkpoint: ", s.message())});
+    }
+    result.saved_to = o.save_checkpoint;
+  }
+  if (o.output == "json") {
+    PrintJson(result);
+  } else {
+    PrintText(result);
+  }
+  std::fflush(stdout);
+  return result.report.valid ? kExitValid : kExitTampered;
+}
+
+int Main(int argc, char** argv) {
+  // Debian's Abseil keeps mutex deadlock detection on; it slows every gRPC call.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  Options o;
+  config::Parser parser("audit_verify");
+  parser.AddString("target", &o.target, "source: the audit service's gRPC address host:port");
+  parser.AddString("input", &o.input,
+                   "source: a file of JSON lines as ExportEntries writes them (- for stdin)");
+  parser.AddString("checkpoint", &o.checkpoint,
+                   "with --input: the newest signed checkpoint, a policy.audit.v1.Checkpoint in "
+                   "proto3 JSON");
+  parser.AddString("database", &o.database,
+                   "source: the audit service's PostgreSQL URL (read only)",
+                   config::Sensitivity::kUrlWithCredentials);
+  parser.AddString("requested_by", &o.requested_by,
+                   "with --target: who reads, recorded with the export's audit_read entry");
+  parser.AddString("project", &o.project, "the ledger's project (empty: the organisation's)");
+  parser.AddString("environment", &o.environment,
+                   "the ledger's environment: production, staging, development or sandbox "
+                   "(empty with an empty project)");
+  parser.AddString("public_key", &o.public_key_hex,
+                   "the audit service's Ed25519 public key, 64 hex digits");
+  parser.AddString("public_key_file", &o.public_key_file,
+                   "a file holding the public key (64 hex digits or 32 raw bytes)");
+  parser.AddString("trusted_checkpoint", &o.trusted_checkpoint,
+                   "a checkpoint (proto3 JSON) seen earlier that the ledger must extend");
+  parser.AddString("save_checkpoint", &o.save_checkpoint,
+                   "where to write the newest verified checkpoint (JSON), only when valid");
+  parser.AddString("output", &o.output, "text or json");
+  parser.AddDuration("timeout", &o.timeout,
+                     "for connecting to the server or database and for GetCheckpoint");
+  parser.AddDuration("export_timeout", &o.export_timeout,
+                     "with --target: the whole ExportEntries stream at most");
+  if (absl::Status s = parser.ParseProcess(argc, argv); !s.ok()) {
+    std::fprintf(stderr, "audit_verify: %s (--help lists the flags)\n",
+                 std::string(s.message()).c_str());
+    return kExitUsage;
+  }
+  if (parser.help_requested()) {
+    std::fputs(kDescription, stdout);
+    std::fputs(parser.Usage().c_str(), stdout);
+    return kExitValid;
+  }
+  if (o.output != "text" && o.output != "json") {
+    std::fprintf(stderr, "audit_verify: --output must be text or json, not '%s'\n",
+                 o.output.c_str());
+    return kExitUsage;
+  }
+  if (o.timeout <= absl::ZeroDuration() || o.export_timeout <= absl::ZeroDuration()) {
+    return Report(o, {kExitUsage, "--timeout and --export_timeout must be positive"});
+  }
+  return Run(o);
+}
+
+}  // namespace
+}  // namespace policy::audit_verify
+
+int main(int argc, char** argv) { return policy::audit_verify::Main(argc, argv); }
