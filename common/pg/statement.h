@@ -15,6 +15,73 @@ namespace policy::pg {
 // 2000-01-01T00:00:00Z, PostgreSQL's epoch for binary timestamps, in Unix microseconds.
 inline constexpr int64_t kPostgresEpochMicros = 946'684'800'000'000;
 
+// A one-dimensional array parameter without NULLs, in PostgreSQL's binary array form, for
+// statements such as INSERT ... SELECT FROM unnest($1::bigint[], $2::bytea[], ...): one
+// parameter per column instead of one per value, so the statement's size does not grow with
+// its rows.
+class BinaryArray {
+ public:
+  enum class Type : uint32_t { kBigint = 20, kBytea = 17, kText = 25, kTimestamptz = 1184 };
+  explicit BinaryArray(Type type) : type_(type) {}
+
+  BinaryArray& Add(absl::string_view bytes) {  // A bytea or text element.
+    AppendInt32(elements_, static_cast<uint32_t>(bytes.size()));
+    elements_.append(bytes.data(), bytes.size());
+    ++count_;
+    return *this;
+  }
+  BinaryArray& AddInt(int64_t v) {
+    AppendInt32(elements_, 8);
+    AppendInt64(elements_, v);
+    ++count_;
+    return *this;
+  }
+  BinaryArray& AddTime(absl::Time t) {
+    return AddInt(absl::ToUnixMicros(t) - kPostgresEpochMicros);
+  }
+
+  // Header (dimensions, no NULLs, element type, length, lower bound 1) and elements.
+  std::string Encode() const {
+    std::string out;
+    out.reserve(20 + elements_.size());
+    AppendInt32(out, count_ == 0 ? 0 : 1);
+    AppendInt32(out, 0);
+    AppendInt32(out, static_cast<uint32_t>(type_));
+    if (count_ > 0) {
+      AppendInt32(out, static_cast<uint32_t>(count_));
+      AppendInt32(out, 1);
+    }
+    out += elements_;
+    return out;
+  }
+  absl::string_view cast() const {
+    switch (type_) {
+      case Type::kBigint:
+        return "::bigint[]";
+      case Type::kBytea:
+        return "::bytea[]";
+      case Type::kText:
+        return "::text[]";
+      case Type::kTimestamptz:
+        return "::timestamptz[]";
+    }
+    return "";
+  }
+
+  static void AppendInt32(std::string& out, uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>(v >> shift));
+  }
+  static void AppendInt64(std::string& out, int64_t v) {
+    const uint64_t u = static_cast<uint64_t>(v);
+    for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>(u >> shift));
+  }
+
+ private:
+  Type type_;
+  size_t count_ = 0;
+  std::string elements_;
+};
+
 // A statement with parameters, all sent in binary form: bytea without escaping, integers
 // and timestamps as 8 bytes. Each placeholder carries its type, so nothing is inferred.
 class Statement {
@@ -32,6 +99,10 @@ class Statement {
   }
   Statement& Text(absl::string_view v) { return Add(v.data(), v.size(), "::text"); }
   Statement& Bytes(absl::string_view v) { return Add(v.data(), v.size(), "::bytea"); }
+  Statement& Array(const BinaryArray& array) {
+    const std::string encoded = array.Encode();
+    return Add(encoded.data(), encoded.size(), array.cast());
+  }
   // The placeholder of the parameter added `n`-th (from 1), once more.
   Statement& Again(size_t n) {
     absl::StrAppend(&sql_, "$", n);
@@ -49,13 +120,9 @@ class Statement {
     return *this;
   }
   Statement& AddInt64(int64_t v, absl::string_view cast) {
-    char bytes[8];
-    uint64_t u = static_cast<uint64_t>(v);
-    for (int i = 7; i >= 0; --i) {
-      bytes[i] = static_cast<char>(u & 0xff);
-      u >>= 8;
-    }
-    return Add(bytes, 8, cast);
+    std::string bytes;
+    BinaryArray::AppendInt64(bytes, v);
+    return Add(bytes.data(), bytes.size(), cast);
   }
 
   std::string sql_;

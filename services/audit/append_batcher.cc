@@ -1,20 +1,23 @@
 #include "services/audit/append_batcher.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 
 namespace policy::audit {
 
-AppendBatcher::AppendBatcher(AuditLedger* ledger, size_t max_batch, size_t max_queue)
-    : ledger_(ledger), max_batch_(max_batch), max_queue_(max_queue), writer_([this] { Run(); }) {}
+AppendBatcher::AppendBatcher(AuditLedger* ledger, size_t max_batch, size_t max_queue, int writers)
+    : ledger_(ledger), max_batch_(max_batch), max_queue_(max_queue) {
+  for (int i = 0; i < std::max(writers, 1); ++i) writers_.emplace_back([this] { Run(); });
+}
 
 AppendBatcher::~AppendBatcher() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
-  writer_.join();
+  for (std::thread& writer : writers_) writer.join();
 }
 
 void AppendBatcher::Submit(EntryInput input, Done done) {

@@ -11,10 +11,12 @@
 #include "absl/synchronization/mutex.h"
 #include "services/audit/ledger.h"
 
-// Group commit: appends submitted while one batch commits form the next batch, so that the
-// ledger's throughput is not one commit per entry. One writer thread; `done` runs on it, after
-// the batch's transaction committed (or failed: then every entry of the batch gets the error
-// and none is stored).
+// Group commit: appends submitted while batches commit form the next batch, so that the
+// ledger's throughput is not one commit per entry. `writers` threads each commit one batch at
+// a time (batches of one ledger still commit one after another, but one batch's preparation
+// and round trips overlap another's commit); `done` runs on the writer, after the batch's
+// transaction committed (or failed: then every entry of the batch gets the error and none is
+// stored).
 namespace policy::audit {
 
 class AppendBatcher {
@@ -22,7 +24,7 @@ class AppendBatcher {
   using Done = std::function<void(absl::StatusOr<AppendOutcome>)>;
 
   // At most `max_batch` entries per transaction; at most `max_queue` waiting.
-  AppendBatcher(AuditLedger* ledger, size_t max_batch, size_t max_queue);
+  AppendBatcher(AuditLedger* ledger, size_t max_batch, size_t max_queue, int writers = 1);
   // Finishes every submitted append, then stops.
   ~AppendBatcher();
   AppendBatcher(const AppendBatcher&) = delete;
@@ -45,7 +47,7 @@ class AppendBatcher {
   absl::Mutex mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread writer_;
+  std::vector<std::thread> writers_;
 };
 
 }  // namespace policy::audit

@@ -5,7 +5,7 @@
 // measure against a cluster with fsync and synchronous_commit on (tools/dev bench starts one).
 //
 //   audit_append_benchmark --database=postgresql://... [--entries=50000] [--batch=1000]
-//                          [--clients=256] [--rounds=3]
+//                          [--clients=1000] [--rounds=3]
 //
 // Phases, alternated for `rounds`:
 //   service path  `clients` threads each appending one entry at a time through the
@@ -49,7 +49,8 @@ struct Options {
   std::string database;
   int64_t entries = 50'000;
   int64_t batch = 1000;
-  int64_t clients = 256;
+  int64_t clients = 1000;
+  int64_t writers = 2;
   int64_t rounds = 3;
 };
 
@@ -96,7 +97,8 @@ std::string Setting(pg::Pool& pool, const std::string& name) {
 // `total` appends were acknowledged. Returns appends per second.
 absl::StatusOr<double> ServicePath(AuditLedger& ledger, const Options& o, const LedgerRef& ref,
                                    const std::string& run) {
-  AppendBatcher batcher(&ledger, static_cast<size_t>(o.batch), 1'000'000);
+  AppendBatcher batcher(&ledger, static_cast<size_t>(o.batch), 1'000'000,
+                        static_cast<int>(o.writers));
   std::atomic<int64_t> next{0};
   absl::Mutex mu;
   absl::Status first_error;
@@ -199,6 +201,7 @@ int Main(int argc, char** argv) {
   parser.AddInt("batch", &o.batch, "entries per transaction (the batcher's maximum)");
   parser.AddInt("clients", &o.clients, "service path: appending threads");
   parser.AddInt("rounds", &o.rounds, "rounds of the three phases");
+  parser.AddInt("writers", &o.writers, "service path: the batcher's writer threads");
   if (absl::Status s = parser.ParseProcess(argc, argv); !s.ok()) {
     std::fprintf(stderr, "%s\n", s.ToString().c_str());
     return 2;

@@ -16,6 +16,7 @@ void AuditConfig::Register(config::Parser& p) {
   p.AddDuration("checkpoint_interval", &checkpoint_interval,
                 "how often tree heads of grown ledgers are signed");
   p.AddInt("max_batch", &max_batch, "most entries committed in one transaction");
+  p.AddInt("append_writers", &append_writers, "batches of appends committing at once");
   p.AddInt("max_queued_appends", &max_queued_appends,
            "appends waiting for a batch before RESOURCE_EXHAUSTED");
   p.AddInt("blocking_threads", &blocking_threads, "threads serving reads from PostgreSQL");
@@ -40,6 +41,9 @@ absl::Status AuditConfig::Validate() const {
   }
   if (max_batch < 1 || max_batch > 10000) {
     return absl::InvalidArgumentError("max_batch must be in [1, 10000]");
+  }
+  if (append_writers < 1 || append_writers > 16) {
+    return absl::InvalidArgumentError("append_writers must be in [1, 16]");
   }
   if (max_queued_appends < max_batch) {
     return absl::InvalidArgumentError("max_queued_appends must be at least max_batch");

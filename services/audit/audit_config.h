@@ -25,6 +25,8 @@ struct AuditConfig {
   absl::Duration checkpoint_interval = absl::Seconds(5);
   int64_t max_batch = 1000;
   int64_t max_queued_appends = 20000;
+  // Batches committing at once (each on a connection of its own).
+  int64_t append_writers = 2;
   int64_t blocking_threads = 4;
   int64_t blocking_queue = 256;
 

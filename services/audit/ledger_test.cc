@@ -274,31 +274,36 @@ TEST_F(LedgerTest, SummaryCountsThePeriodAndReportsIntegrity) {
 }
 
 TEST_F(LedgerTest, BatcherCommitsConcurrentAppendsOnceEach) {
-  AppendBatcher batcher(&ledger_, 16, 10000);
-  constexpr int kThreads = 4, kPerThread = 250;
-  std::atomic<int> ok{0}, duplicates{0};
-  absl::BlockingCounter done(kThreads * kPerThread * 2);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < kPerThread; ++i) {
-        // Every request is sent twice, as a client retrying would.
-        for (int copy = 0; copy < 2; ++copy) {
-          batcher.Submit(Call("svc", i, absl::StrCat("t", t, "-", i)),
-                         [&](absl::StatusOr<AppendOutcome> out) {
-                           if (out.ok()) ++(out->duplicate ? duplicates : ok);
-                           done.DecrementCount();
-                         });
+  for (int writers : {1, 3}) {
+    SCOPED_TRACE(absl::StrCat(writers, " writers"));
+    const LedgerRef ledger{absl::StrCat("proj-w", writers), "production"};
+    AppendBatcher batcher(&ledger_, 16, 10000, writers);
+    constexpr int kThreads = 4, kPerThread = 250;
+    std::atomic<int> ok{0}, duplicates{0};
+    absl::BlockingCounter done(kThreads * kPerThread * 2);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kPerThread; ++i) {
+          // Every request is sent twice, as a client retrying would.
+          for (int copy = 0; copy < 2; ++copy) {
+            EntryInput in = Call("svc", i, absl::StrCat("t", t, "-", i));
+            in.ledger = ledger;
+            batcher.Submit(std::move(in), [&](absl::StatusOr<AppendOutcome> out) {
+              if (out.ok()) ++(out->duplicate ? duplicates : ok);
+              done.DecrementCount();
+            });
+          }
         }
-      }
-    });
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    done.Wait();
+    EXPECT_EQ(ok.load(), kThreads * kPerThread);
+    EXPECT_EQ(duplicates.load(), kThreads * kPerThread);
+    EXPECT_EQ(store_.Size(ledger).value(), static_cast<uint64_t>(kThreads * kPerThread));
+    EXPECT_TRUE(ledger_.Verify(ledger).value().valid);
   }
-  for (std::thread& t : threads) t.join();
-  done.Wait();
-  EXPECT_EQ(ok.load(), kThreads * kPerThread);
-  EXPECT_EQ(duplicates.load(), kThreads * kPerThread);
-  EXPECT_EQ(store_.Size(kProd).value(), static_cast<uint64_t>(kThreads * kPerThread));
-  EXPECT_TRUE(ledger_.Verify(kProd).value().valid);
 }
 
 TEST_F(LedgerTest, BatcherRefusesWhenItsQueueIsFull) {

@@ -65,7 +65,8 @@ int Main(int argc, char** argv) {
 
   AuditLedger ledger(store.get(), subjects->get(), signer->get(), Clock::Real());
   AppendBatcher batcher(&ledger, static_cast<size_t>(config.max_batch),
-                        static_cast<size_t>(config.max_queued_appends));
+                        static_cast<size_t>(config.max_queued_appends),
+                        static_cast<int>(config.append_writers));
   server::BlockingPool blocking(static_cast<int>(config.blocking_threads),
                                 static_cast<int>(config.blocking_queue));
   server::ServerRunner runner(config.server);

@@ -23,8 +23,6 @@ using pg::Statement;
 // "AUDT". The migrations' locks use the one-bigint form, a separate key space.
 constexpr int32_t kAppendLockNamespace = 0x41554454;
 
-// Rows per INSERT statement: 16 parameters each stay under the protocol's 65535.
-constexpr size_t kMaxRowsPerInsert = 4000;
 constexpr size_t kMaxKeysPerStatement = 1000;
 
 // What FromRow reads, in this order, from `audit.entries e`.
@@ -34,6 +32,20 @@ constexpr char kEntryColumns[] =
     "e.model, e.tokens, e.latency_us, e.outcome, e.metadata, e.content_hash, e.request_id, "
     "e.subject_ref, e.subject_sealed, e.leaf_hash, e.completed";
 // clang-format on
+
+// The entries of ledger $1 (`audit.entries e`) with a request id, found through the index
+// entries_request (request_id, ledger_id). `x.ledger_id + 0` keeps the indexes led by
+// ledger_id out of the plan: for a ledger that grew since the table was last analysed they
+// look as cheap, and the planner would filter the ledger's every row.
+constexpr char kRequestProbe[] = "e.ledger_id + 0 = $1 AND e.request_id <> ''";
+
+// The number of entries of a ledger: its last index + 1, read backwards along the primary key
+// (the ORDER BY keeps the planner on it however stale the statistics are).
+uint64_t CountEntries(pqxx::work& tx, int64_t ledger_id) {
+  pqxx::result rows = tx.exec_params(
+      "SELECT idx FROM audit.entries WHERE ledger_id = $1 ORDER BY idx DESC LIMIT 1", ledger_id);
+  return rows.empty() ? 0 : rows[0][0].as<uint64_t>() + 1;
+}
 
 int64_t ClampToInt64(uint64_t v) {
   return static_cast<int64_t>(std::min<uint64_t>(v, std::numeric_limits<int64_t>::max()));
@@ -170,42 +182,45 @@ absl::StatusOr<CompactTree> LoadTree(pqxx::work& tx, int64_t ledger_id, uint64_t
   return CompactTree::FromFrontier(size, std::move(frontier));
 }
 
-// Inserts sealed entries of one ledger, in as few statements as the protocol allows.
+// Inserts sealed entries of one ledger: one statement, one array parameter per column.
 void InsertEntries(pqxx::work& tx, int64_t ledger_id, absl::Span<const Entry> entries) {
-  for (size_t start = 0; start < entries.size(); start += kMaxRowsPerInsert) {
-    const size_t end = std::min(entries.size(), start + kMaxRowsPerInsert);
-    Statement s(
-        "INSERT INTO audit.entries (ledger_id, idx, recorded_at, action, actor_ref, actor_sealed, "
-        "model, tokens, latency_us, outcome, metadata, content_hash, request_id, subject_ref, "
-        "subject_sealed, leaf_hash, completed) VALUES ");
-    for (size_t i = start; i < end; ++i) {
-      const Entry& e = entries[i];
-      s.Sql(i == start ? "(" : ",(");
-      if (i == start) {
-        s.Int(ledger_id);
-      } else {
-        s.Again(1);
-      }
-      s.Sql(",").Int(ClampToInt64(e.index));
-      s.Sql(",").Time(e.time);
-      s.Sql(",").Text(ActionName(e.action));
-      s.Sql(",").Bytes(e.actor.ref);
-      s.Sql(",").Bytes(e.actor.sealed);
-      s.Sql(",").Text(e.model);
-      s.Sql(",").Int(e.tokens);
-      s.Sql(",").Int(absl::ToInt64Microseconds(e.latency));
-      s.Sql(",").Text(OutcomeName(e.outcome));
-      s.Sql(",").Bytes(EncodeMetadata(e.metadata));
-      s.Sql(",").Bytes(e.content_hash);
-      s.Sql(",").Text(e.request_id);
-      s.Sql(",").Bytes(e.subject.ref);
-      s.Sql(",").Bytes(e.subject.sealed);
-      s.Sql(",").Bytes(AsBytes(e.leaf_hash));
-      s.Sql(",").Bytes(EncodeHashes(e.completed));
-      s.Sql(")");
-    }
-    s.Exec(tx);
+  using T = pg::BinaryArray::Type;
+  pg::BinaryArray index(T::kBigint), time(T::kTimestamptz), action(T::kText), actor_ref(T::kBytea),
+      actor_sealed(T::kBytea), model(T::kText), tokens(T::kBigint), latency(T::kBigint),
+      outcome(T::kText), metadata(T::kBytea), content_hash(T::kBytea), request_id(T::kText),
+      subject_ref(T::kBytea), subject_sealed(T::kBytea), leaf_hash(T::kBytea), completed(T::kBytea);
+  for (const Entry& e : entries) {
+    index.AddInt(ClampToInt64(e.index));
+    time.AddTime(e.time);
+    action.Add(ActionName(e.action));
+    actor_ref.Add(e.actor.ref);
+    actor_sealed.Add(e.actor.sealed);
+    model.Add(e.model);
+    tokens.AddInt(e.tokens);
+    latency.AddInt(absl::ToInt64Microseconds(e.latency));
+    outcome.Add(OutcomeName(e.outcome));
+    metadata.Add(EncodeMetadata(e.metadata));
+    content_hash.Add(e.content_hash);
+    request_id.Add(e.request_id);
+    subject_ref.Add(e.subject.ref);
+    subject_sealed.Add(e.subject.sealed);
+    leaf_hash.Add(AsBytes(e.leaf_hash));
+    completed.Add(EncodeHashes(e.completed));
   }
+  Statement s(
+      "INSERT INTO audit.entries (ledger_id, idx, recorded_at, action, actor_ref, actor_sealed, "
+      "model, tokens, latency_us, outcome, metadata, content_hash, request_id, subject_ref, "
+      "subject_sealed, leaf_hash, completed) SELECT ");
+  s.Int(ledger_id).Sql(", u.* FROM unnest(");
+  const char* separator = "";
+  for (const pg::BinaryArray* column :
+       {&index, &time, &action, &actor_ref, &actor_sealed, &model, &tokens, &latency, &outcome,
+        &metadata, &content_hash, &request_id, &subject_ref, &subject_sealed, &leaf_hash,
+        &completed}) {
+    s.Sql(separator).Array(*column);
+    separator = ", ";
+  }
+  s.Sql(") AS u").Exec(tx);
 }
 
 absl::Status DifferentRequest(const Entry& entry, const Entry& first) {
@@ -297,7 +312,12 @@ absl::Status PostgresLedgerStore::CheckRole(pg::Pool* pool, const std::string& r
 
 absl::Status PostgresLedgerStore::Transact(const std::function<absl::Status(pqxx::work&)>& body) {
   return pool_->Transact([&](pqxx::work& tx) -> absl::Status {
-    if (!role_.empty()) tx.exec(absl::StrCat("SET LOCAL ROLE ", tx.quote_name(role_)));
+    // Every statement of this store is meant to walk an index. While a table's statistics lag
+    // behind its growth (or before it was first analysed) the planner may prefer reading the
+    // whole table, which would make each append a scan of everything stored.
+    std::string setup = "SET LOCAL enable_seqscan = off";
+    if (!role_.empty()) absl::StrAppend(&setup, "; SET LOCAL ROLE ", tx.quote_name(role_));
+    tx.exec(setup);
     return body(tx);
   });
 }
@@ -382,15 +402,13 @@ absl::StatusOr<std::vector<AppendOutcome>> PostgresLedgerStore::Append(std::vect
       }
       absl::flat_hash_map<std::string, Entry> stored;
       if (!request_ids.empty()) {
-        // One probe of the unique index entries_request per id, whatever the statistics say:
-        // `request_id = ANY (...)` over a growing ledger whose statistics lag behind is
-        // planned as a scan of the whole ledger (and the partial index's predicate cannot be
-        // proven from an ANY of more than 100 elements).
+        // One probe of the unique index entries_request per id, whatever the statistics
+        // say (kRequestProbe).
         pqxx::result rows = tx.exec_params(
             absl::StrCat("SELECT ", kEntryColumns,
                          " FROM unnest($2::text[]) AS r (request_id) CROSS JOIN LATERAL "
-                         "(SELECT * FROM audit.entries x WHERE x.ledger_id = $1 AND "
-                         "x.request_id <> '' AND x.request_id = r.request_id LIMIT 1) e"),
+                         "(SELECT * FROM audit.entries e WHERE ",
+                         kRequestProbe, " AND e.request_id = r.request_id LIMIT 1) e"),
             id,
             pg::FormatTextArray(std::vector<std::string>(request_ids.begin(), request_ids.end())));
         for (const pqxx::row& row : rows) {
@@ -399,10 +417,7 @@ absl::StatusOr<std::vector<AppendOutcome>> PostgresLedgerStore::Append(std::vect
           stored.emplace(std::move(request_id), std::move(e));
         }
       }
-      const uint64_t size =
-          tx.exec_params1(
-                "SELECT coalesce(max(idx) + 1, 0) FROM audit.entries WHERE ledger_id = $1", id)[0]
-              .as<uint64_t>();
+      const uint64_t size = CountEntries(tx, id);
       std::optional<CompactTree> tree = CachedTree(ledger, size);
       if (!tree.has_value()) {
         ASSIGN_OR_RETURN(tree, LoadTree(tx, id, size));
@@ -457,9 +472,7 @@ absl::StatusOr<uint64_t> PostgresLedgerStore::Size(const LedgerRef& ledger) {
   RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
     std::optional<int64_t> id = FindLedgerId(tx, ledger);
     if (!id.has_value()) return absl::OkStatus();
-    size = tx.exec_params1(
-                 "SELECT coalesce(max(idx) + 1, 0) FROM audit.entries WHERE ledger_id = $1", *id)[0]
-               .as<uint64_t>();
+    size = CountEntries(tx, *id);
     return absl::OkStatus();
   }));
   return size;
@@ -504,11 +517,10 @@ absl::StatusOr<Entry> PostgresLedgerStore::FindRequest(const LedgerRef& ledger,
   RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
     std::optional<int64_t> id = FindLedgerId(tx, ledger);
     if (id.has_value() && !request_id.empty()) {
-      pqxx::result rows = tx.exec_params(
-          absl::StrCat("SELECT ", kEntryColumns,
-                       " FROM audit.entries e WHERE e.ledger_id = $1 AND e.request_id <> '' "
-                       "AND e.request_id = $2"),
-          *id, request_id);
+      pqxx::result rows =
+          tx.exec_params(absl::StrCat("SELECT ", kEntryColumns, " FROM audit.entries e WHERE ",
+                                      kRequestProbe, " AND e.request_id = $2"),
+                         *id, request_id);
       if (!rows.empty()) {
         ASSIGN_OR_RETURN(entry, FromRow(rows[0], ledger));
         return absl::OkStatus();
@@ -652,35 +664,45 @@ absl::StatusOr<std::vector<Checkpoint>> PostgresLedgerStore::ListCheckpoints(
 
 absl::StatusOr<std::vector<SubjectKey>> PostgresLedgerStore::GetOrAddSubjectKeys(
     const std::vector<SubjectKey>& candidates) {
+  using T = pg::BinaryArray::Type;
   // Each locator once, with its first candidate, in a fixed order: concurrent inserts of the
   // same keys then wait for each other instead of deadlocking.
   std::map<absl::string_view, const SubjectKey*> wanted;
   for (const SubjectKey& candidate : candidates) wanted.try_emplace(candidate.locator, &candidate);
   absl::flat_hash_map<std::string, SubjectKey> keys;  // by locator
+  auto select = [&](pqxx::work& tx, const std::vector<const SubjectKey*>& of) {
+    pg::BinaryArray locators(T::kBytea);
+    for (const SubjectKey* key : of) locators.Add(key->locator);
+    Statement s("SELECT locator, ref, wrapped_key FROM audit.subject_keys WHERE locator = ANY (");
+    for (const pqxx::row& row : s.Array(locators).Sql(")").Exec(tx)) {
+      SubjectKey key = SubjectKeyFromRow(row);
+      std::string locator = key.locator;
+      keys.insert_or_assign(std::move(locator), std::move(key));
+    }
+  };
   RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
     keys.clear();
-    for (auto start = wanted.begin(); start != wanted.end();) {
-      Statement insert("INSERT INTO audit.subject_keys (locator, ref, wrapped_key) VALUES ");
-      Statement select(
-          "SELECT locator, ref, wrapped_key FROM audit.subject_keys WHERE locator IN (");
-      auto it = start;
-      for (size_t n = 0; it != wanted.end() && n < kMaxKeysPerStatement; ++it, ++n) {
-        const SubjectKey& key = *it->second;
-        insert.Sql(n == 0 ? "(" : ",(").Bytes(key.locator).Sql(",").Bytes(key.ref);
-        insert.Sql(",").Bytes(key.wrapped).Sql(")");
-        select.Sql(n == 0 ? "" : ",").Bytes(key.locator);
-      }
-      insert.Sql(" ON CONFLICT (locator) DO NOTHING");
-      select.Sql(")");
-      insert.Exec(tx);
-      // A new statement: it sees the rows of concurrent callers that ON CONFLICT waited for.
-      for (const pqxx::row& row : select.Exec(tx)) {
-        SubjectKey key = SubjectKeyFromRow(row);
-        std::string locator = key.locator;
-        keys.emplace(std::move(locator), std::move(key));
-      }
-      start = it;
+    std::vector<const SubjectKey*> all;
+    for (const auto& [locator, key] : wanted) all.push_back(key);
+    // Usually every subject has its key already: one read, nothing written.
+    select(tx, all);
+    std::vector<const SubjectKey*> missing;
+    for (const SubjectKey* key : all) {
+      if (!keys.contains(key->locator)) missing.push_back(key);
     }
+    if (missing.empty()) return absl::OkStatus();
+    pg::BinaryArray locators(T::kBytea), refs(T::kBytea), wrapped(T::kBytea);
+    for (const SubjectKey* key : missing) {
+      locators.Add(key->locator);
+      refs.Add(key->ref);
+      wrapped.Add(key->wrapped);
+    }
+    Statement insert(
+        "INSERT INTO audit.subject_keys (locator, ref, wrapped_key) SELECT * FROM unnest(");
+    insert.Array(locators).Sql(", ").Array(refs).Sql(", ").Array(wrapped);
+    insert.Sql(") ON CONFLICT (locator) DO NOTHING").Exec(tx);
+    // A new statement: it sees the rows of concurrent callers that ON CONFLICT waited for.
+    select(tx, missing);
     return absl::OkStatus();
   }));
   std::vector<SubjectKey> out;
