@@ -173,9 +173,10 @@ absl::Status ValidateEntryInput(const EntryInput& input) {
   return absl::OkStatus();
 }
 
-std::string EncodeLeafData(const Entry& e) {
-  std::string out;
-  out.reserve(256 + e.actor.sealed.size() + e.subject.sealed.size());
+namespace {
+
+// EncodeLeafData into `out` (appended), with the metadata written in place.
+void AppendLeafData(const Entry& e, std::string& out) {
   PutBytes(out, kLeafTag);
   PutBytes(out, e.ledger.project);
   PutBytes(out, e.ledger.environment);
@@ -188,15 +189,37 @@ std::string EncodeLeafData(const Entry& e) {
   PutU64(out, static_cast<uint64_t>(e.tokens));
   PutU64(out, static_cast<uint64_t>(absl::ToInt64Microseconds(e.latency)));
   PutBytes(out, OutcomeName(e.outcome));
-  PutBytes(out, EncodeMetadata(e.metadata));
+  // PutBytes(out, EncodeMetadata(e.metadata)), without the intermediate string.
+  uint64_t metadata_size = 8;
+  for (const auto& [key, value] : e.metadata) metadata_size += 16 + key.size() + value.size();
+  PutU64(out, metadata_size);
+  PutU64(out, e.metadata.size());
+  for (const auto& [key, value] : e.metadata) {
+    PutBytes(out, key);
+    PutBytes(out, value);
+  }
   PutBytes(out, e.content_hash);
   PutBytes(out, e.request_id);
   PutBytes(out, e.subject.ref);
   PutBytes(out, e.subject.sealed);
+}
+
+}  // namespace
+
+std::string EncodeLeafData(const Entry& e) {
+  std::string out;
+  out.reserve(256 + e.actor.sealed.size() + e.subject.sealed.size());
+  AppendLeafData(e, out);
   return out;
 }
 
-Hash EntryLeafHash(const Entry& entry) { return LeafHash(EncodeLeafData(entry)); }
+Hash EntryLeafHash(const Entry& entry) {
+  // One buffer per thread, reused: hashing a ledger allocates nothing per entry.
+  thread_local std::string buffer;
+  buffer.clear();
+  AppendLeafData(entry, buffer);
+  return LeafHash(buffer);
+}
 
 bool SameRequest(const Entry& a, const Entry& b) {
   return a.ledger == b.ledger && a.action == b.action && a.actor.ref == b.actor.ref &&

@@ -223,14 +223,7 @@ absl::StatusOr<IntegrityReport> AuditLedger::Verify(const LedgerRef& ledger) {
   RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
   ASSIGN_OR_RETURN(std::vector<Checkpoint> checkpoints, store_->ListCheckpoints(ledger));
   LedgerVerifier verifier(ledger, signer_->public_key(), std::move(checkpoints));
-  for (uint64_t from = 0;;) {
-    ASSIGN_OR_RETURN(std::vector<Entry> entries, store_->ReadRange(ledger, from, kReadChunk));
-    for (const Entry& e : entries) {
-      if (!verifier.Add(e)) return verifier.Finish();
-    }
-    if (entries.size() < kReadChunk) break;
-    from = entries.back().index + 1;
-  }
+  RETURN_IF_ERROR(store_->ForEachEntry(ledger, 0, [&](const Entry& e) { return verifier.Add(e); }));
   return verifier.Finish();
 }
 

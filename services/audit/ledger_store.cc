@@ -2,6 +2,20 @@
 
 namespace policy::audit {
 
+absl::Status LedgerStore::ForEachEntry(const LedgerRef& ledger, uint64_t from,
+                                       const std::function<bool(const Entry&)>& visit) {
+  constexpr size_t kChunk = 5000;
+  for (;;) {
+    absl::StatusOr<std::vector<Entry>> entries = ReadRange(ledger, from, kChunk);
+    if (!entries.ok()) return entries.status();
+    for (const Entry& e : *entries) {
+      if (!visit(e)) return absl::OkStatus();
+    }
+    if (entries->size() < kChunk) return absl::OkStatus();
+    from = entries->back().index + 1;
+  }
+}
+
 void SealEntries(CompactTree& tree, absl::Span<Entry> entries) {
   for (Entry& entry : entries) {
     entry.index = tree.size();

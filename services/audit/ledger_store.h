@@ -2,6 +2,7 @@
 #define POLICY_SERVICES_AUDIT_LEDGER_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -71,6 +72,11 @@ class LedgerStore {
   // Up to `limit` entries from index `from` on, in index order.
   virtual absl::StatusOr<std::vector<Entry>> ReadRange(const LedgerRef& ledger, uint64_t from,
                                                        size_t limit) = 0;
+  // Calls `visit` with the entries from index `from` on, in index order, until it returns
+  // false or the ledger's end (as it was when the walk got there). By default in ReadRange
+  // chunks; a store may visit its entries where they are.
+  virtual absl::Status ForEachEntry(const LedgerRef& ledger, uint64_t from,
+                                    const std::function<bool(const Entry&)>& visit);
   // NOT_FOUND when the ledger holds no entry with this request id.
   virtual absl::StatusOr<Entry> FindRequest(const LedgerRef& ledger,
                                             const std::string& request_id) = 0;

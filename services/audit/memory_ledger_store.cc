@@ -65,11 +65,35 @@ absl::StatusOr<std::vector<Entry>> MemoryLedgerStore::ReadRange(const LedgerRef&
   std::vector<Entry> out;
   auto it = ledgers_.find(ledger);
   if (it == ledgers_.end()) return out;
-  const std::vector<Entry>& entries = it->second.entries;
+  const std::deque<Entry>& entries = it->second.entries;
   if (from >= entries.size()) return out;
   const size_t n = std::min<uint64_t>(limit, entries.size() - from);
   out.assign(entries.begin() + from, entries.begin() + from + n);
   return out;
+}
+
+absl::Status MemoryLedgerStore::ForEachEntry(const LedgerRef& ledger, uint64_t from,
+                                             const std::function<bool(const Entry&)>& visit) {
+  constexpr size_t kChunk = 4096;
+  std::vector<const Entry*> chunk;
+  for (;;) {
+    chunk.clear();
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = ledgers_.find(ledger);
+      if (it == ledgers_.end()) return absl::OkStatus();
+      const std::deque<Entry>& entries = it->second.entries;
+      for (uint64_t i = from; i < entries.size() && chunk.size() < kChunk; ++i) {
+        chunk.push_back(&entries[i]);
+      }
+    }
+    // Stored entries never change, and appends do not move them.
+    for (const Entry* e : chunk) {
+      if (!visit(*e)) return absl::OkStatus();
+    }
+    if (chunk.size() < kChunk) return absl::OkStatus();
+    from += chunk.size();
+  }
 }
 
 absl::StatusOr<Entry> MemoryLedgerStore::FindRequest(const LedgerRef& ledger,

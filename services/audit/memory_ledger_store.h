@@ -1,6 +1,7 @@
 #ifndef POLICY_SERVICES_AUDIT_MEMORY_LEDGER_STORE_H_
 #define POLICY_SERVICES_AUDIT_MEMORY_LEDGER_STORE_H_
 
+#include <deque>
 #include <map>
 #include <string>
 #include <vector>
@@ -19,6 +20,9 @@ class MemoryLedgerStore : public LedgerStore {
   absl::StatusOr<std::vector<LedgerSize>> ListLedgers() override;
   absl::StatusOr<std::vector<Entry>> ReadRange(const LedgerRef& ledger, uint64_t from,
                                                size_t limit) override;
+  // Visits the entries in place, a chunk at a time, without holding the lock while visiting.
+  absl::Status ForEachEntry(const LedgerRef& ledger, uint64_t from,
+                            const std::function<bool(const Entry&)>& visit) override;
   absl::StatusOr<Entry> FindRequest(const LedgerRef& ledger,
                                     const std::string& request_id) override;
   absl::StatusOr<std::vector<Entry>> Query(const EntryFilter& filter) override;
@@ -38,14 +42,14 @@ class MemoryLedgerStore : public LedgerStore {
 
  private:
   struct Ledger {
-    std::vector<Entry> entries;
+    std::deque<Entry> entries;  // Appending moves no entry: references to them stay valid.
     CompactTree tree;
     absl::flat_hash_map<std::string, uint64_t> requests;  // request id -> index
     std::map<uint64_t, Checkpoint> checkpoints;           // by size
   };
 
   absl::Mutex mu_;
-  std::map<LedgerRef, Ledger> ledgers_ ABSL_GUARDED_BY(mu_);
+  std::map<LedgerRef, Ledger> ledgers_ ABSL_GUARDED_BY(mu_);  // Nodes never move either.
   absl::flat_hash_map<std::string, SubjectKey> subject_keys_ ABSL_GUARDED_BY(mu_);  // by locator
 };
 
