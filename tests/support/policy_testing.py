@@ -210,6 +210,7 @@ class PrivatePostgres:
     """
 
     def __init__(self, port=None):
+        self.fixed_port = port is not None
         self.port = port or free_port()
         self.base = None
         self.data = None
@@ -250,10 +251,20 @@ class PrivatePostgres:
 
     def start(self):
         self.init()
-        options = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-        self._run([PG_BIN / "pg_ctl", "-D", self.data, "-o", options, "-l", self.log_path,
-                   "-w", "-t", "60", "start"])
+        for attempt in range(5):
+            options = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
+                       "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+            try:
+                self._run([PG_BIN / "pg_ctl", "-D", self.data, "-o", options, "-l",
+                           self.log_path, "-w", "-t", "60", "start"])
+                break
+            except AssertionError:
+                # A port picked by free_port() can be taken (by any process's outgoing
+                # connection) before the server binds it: pick another, unless it was given.
+                if (self.fixed_port or attempt == 4
+                        or "Address already in use" not in self.log_tail()):
+                    raise
+                self.port = free_port()
         self.running = True
         wait_until(lambda: subprocess.run(
             [PG_BIN / "pg_isready", "-q", "-h", "127.0.0.1", "-p", str(self.port)]).returncode == 0,
