@@ -8,24 +8,24 @@
 //                          [--clients=1000] [--rounds=3]
 //
 // Phases, alternated for `rounds`:
-//   service path  `clients` threads each appending one entry at a time through the
-//                 AppendBatcher (group commit, at most `batch` entries per transaction), as
-//                 the Append RPC does;
+//   service path  `clients` appends in flight through the AppendBatcher (group commit, at
+//                 most `batch` entries per transaction, `writers` batches committing at once),
+//                 each reply submitting the next, as concurrent Append RPCs do;
 //   ledger batch  AuditLedger::AppendBatch of `batch` entries at a time, one after another;
 //   plain INSERT  the rows the ledger batch stored, `batch` rows per INSERT and transaction.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/clock/clock.h"
 #include "common/config/config.h"
@@ -93,37 +93,39 @@ std::string Setting(pg::Pool& pool, const std::string& name) {
   return value;
 }
 
-// `clients` threads, each appending through the batcher and waiting for its reply, until
-// `total` appends were acknowledged. Returns appends per second.
+// `clients` appends kept in flight through the batcher, as that many concurrent Append RPCs
+// on gRPC's callback API: each reply (run on a batcher's writer, as a reactor's Finish is)
+// submits the next append, until `entries` were acknowledged. Returns appends per second.
 absl::StatusOr<double> ServicePath(AuditLedger& ledger, const Options& o, const LedgerRef& ref,
                                    const std::string& run) {
+  std::vector<EntryInput> inputs;
+  inputs.reserve(static_cast<size_t>(o.entries));
+  for (int64_t i = 0; i < o.entries; ++i) inputs.push_back(MakeInput(ref, run, i));
   AppendBatcher batcher(&ledger, static_cast<size_t>(o.batch), 1'000'000,
                         static_cast<int>(o.writers));
   std::atomic<int64_t> next{0};
   absl::Mutex mu;
   absl::Status first_error;
+  absl::BlockingCounter acknowledged(static_cast<int>(o.entries));
+  std::function<void()> submit_next = [&] {
+    const int64_t i = next++;
+    if (i >= o.entries) return;
+    batcher.Submit(std::move(inputs[static_cast<size_t>(i)]),
+                   [&](absl::StatusOr<AppendOutcome> outcome) {
+                     const absl::Status status = outcome.ok() ? outcome->status : outcome.status();
+                     if (!status.ok()) {
+                       absl::MutexLock lock(&mu);
+                       if (first_error.ok()) first_error = status;
+                     }
+                     submit_next();
+                     acknowledged.DecrementCount();
+                   });
+  };
   const SteadyClock::time_point start = SteadyClock::now();
-  std::vector<std::thread> threads;
-  for (int64_t c = 0; c < o.clients; ++c) {
-    threads.emplace_back([&] {
-      for (int64_t i = next++; i < o.entries; i = next++) {
-        absl::Notification done;
-        absl::Status status;
-        batcher.Submit(MakeInput(ref, run, i), [&](absl::StatusOr<AppendOutcome> outcome) {
-          status = outcome.ok() ? outcome->status : outcome.status();
-          done.Notify();
-        });
-        done.WaitForNotification();
-        if (!status.ok()) {
-          absl::MutexLock lock(&mu);
-          if (first_error.ok()) first_error = status;
-          return;
-        }
-      }
-    });
-  }
-  for (std::thread& t : threads) t.join();
+  for (int64_t c = 0; c < std::min(o.clients, o.entries); ++c) submit_next();
+  acknowledged.Wait();
   const double elapsed = Seconds(SteadyClock::now() - start);
+  absl::MutexLock lock(&mu);
   if (!first_error.ok()) return first_error;
   return static_cast<double>(o.entries) / elapsed;
 }
@@ -199,7 +201,7 @@ int Main(int argc, char** argv) {
   parser.AddString("database", &o.database, "PostgreSQL URL (the role needs CREATE on it)");
   parser.AddInt("entries", &o.entries, "entries per phase");
   parser.AddInt("batch", &o.batch, "entries per transaction (the batcher's maximum)");
-  parser.AddInt("clients", &o.clients, "service path: appending threads");
+  parser.AddInt("clients", &o.clients, "service path: appends in flight");
   parser.AddInt("rounds", &o.rounds, "rounds of the three phases");
   parser.AddInt("writers", &o.writers, "service path: the batcher's writer threads");
   if (absl::Status s = parser.ParseProcess(argc, argv); !s.ok()) {

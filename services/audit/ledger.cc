@@ -223,7 +223,13 @@ absl::StatusOr<IntegrityReport> AuditLedger::Verify(const LedgerRef& ledger) {
   RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
   ASSIGN_OR_RETURN(std::vector<Checkpoint> checkpoints, store_->ListCheckpoints(ledger));
   LedgerVerifier verifier(ledger, signer_->public_key(), std::move(checkpoints));
-  RETURN_IF_ERROR(store_->ForEachEntry(ledger, 0, [&](const Entry& e) { return verifier.Add(e); }));
+  const absl::Status walked =
+      store_->ForEachEntry(ledger, 0, [&](const Entry& e) { return verifier.Add(e); });
+  if (absl::IsDataLoss(walked)) {
+    verifier.Unreadable(walked.message());
+  } else if (!walked.ok()) {
+    return walked;
+  }
   return verifier.Finish();
 }
 

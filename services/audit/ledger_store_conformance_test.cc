@@ -364,6 +364,23 @@ TEST_P(LedgerStoreConformanceTest, ReadRangeAndQueryFilter) {
   EXPECT_THAT(store_->ReadRange(ledger_, 0, 0).value(), IsEmpty());
   EXPECT_THAT(store_->ReadRange(Ledger("-none"), 0, 10).value(), IsEmpty());
 
+  // ForEachEntry: from an index to the end, or until the visitor stops.
+  std::vector<Entry> visited;
+  auto collect = [&](size_t stop_after) {
+    return [&visited, stop_after](const Entry& e) {
+      visited.push_back(e);
+      return visited.size() < stop_after;
+    };
+  };
+  ASSERT_TRUE(store_->ForEachEntry(ledger_, 16, collect(100)).ok());
+  EXPECT_THAT(visited, ElementsAre(all[16], all[17], all[18], all[19]));
+  visited.clear();
+  ASSERT_TRUE(store_->ForEachEntry(ledger_, 2, collect(3)).ok());
+  EXPECT_THAT(visited, ElementsAre(all[2], all[3], all[4]));
+  visited.clear();
+  ASSERT_TRUE(store_->ForEachEntry(Ledger("-none"), 0, collect(100)).ok());
+  EXPECT_THAT(visited, IsEmpty());
+
   auto expect_query = [&](const EntryFilter& filter) -> size_t {
     std::vector<Entry> expected;
     for (const Entry& e : all) {

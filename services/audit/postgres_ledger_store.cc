@@ -70,10 +70,7 @@ absl::StatusOr<Outcome> OutcomeFromName(absl::string_view name) {
 }
 
 // An entry from kEntryColumns starting at column `first`.
-absl::StatusOr<Entry> FromRow(const pqxx::row& row, const LedgerRef& ledger, int first = 0) {
-  Entry e;
-  e.ledger = ledger;
-  e.index = row[first].as<uint64_t>();
+absl::Status DecodeRow(const pqxx::row& row, int first, Entry& e) {
   e.time = absl::FromUnixMicros(row[first + 1].as<int64_t>());
   const std::string action = Text(row[first + 2]);
   std::optional<Action> parsed = ActionFromName(action);
@@ -94,6 +91,18 @@ absl::StatusOr<Entry> FromRow(const pqxx::row& row, const LedgerRef& ledger, int
   e.subject.sealed = Bytes(row[first + 13]);
   ASSIGN_OR_RETURN(e.leaf_hash, HashOf(row[first + 14]));
   ASSIGN_OR_RETURN(e.completed, DecodeHashes(Bytes(row[first + 15])));
+  return absl::OkStatus();
+}
+
+// DATA_LOSS naming the entry when a stored field cannot be read back.
+absl::StatusOr<Entry> FromRow(const pqxx::row& row, const LedgerRef& ledger, int first = 0) {
+  Entry e;
+  e.ledger = ledger;
+  e.index = row[first].as<uint64_t>();
+  if (absl::Status s = DecodeRow(row, first, e); !s.ok()) {
+    return absl::DataLossError(absl::StrCat("entry ", e.index, " of ledger ", LedgerName(ledger),
+                                            " is unreadable: ", s.message()));
+  }
   return e;
 }
 
@@ -105,6 +114,14 @@ absl::StatusOr<std::vector<Entry>> FromResult(const pqxx::result& result, const 
     entries.push_back(std::move(e));
   }
   return entries;
+}
+
+// The stored rows of ledger `ledger_id` from index `from` on, at most `limit`, in order.
+pqxx::result SelectRange(pqxx::work& tx, int64_t ledger_id, uint64_t from, size_t limit) {
+  return tx.exec_params(absl::StrCat("SELECT ", kEntryColumns,
+                                     " FROM audit.entries e WHERE e.ledger_id = $1 "
+                                     "AND e.idx >= $2 ORDER BY e.idx LIMIT $3"),
+                        ledger_id, ClampToInt64(from), ClampToInt64(limit));
 }
 
 absl::StatusOr<Checkpoint> CheckpointFromRow(const pqxx::row& row, const LedgerRef& ledger) {
@@ -501,15 +518,33 @@ absl::StatusOr<std::vector<Entry>> PostgresLedgerStore::ReadRange(const LedgerRe
   RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
     std::optional<int64_t> id = FindLedgerId(tx, ledger);
     if (!id.has_value()) return absl::OkStatus();
-    ASSIGN_OR_RETURN(
-        out, FromResult(tx.exec_params(absl::StrCat("SELECT ", kEntryColumns,
-                                                    " FROM audit.entries e WHERE e.ledger_id = $1 "
-                                                    "AND e.idx >= $2 ORDER BY e.idx LIMIT $3"),
-                                       *id, ClampToInt64(from), ClampToInt64(limit)),
-                        ledger));
+    ASSIGN_OR_RETURN(out, FromResult(SelectRange(tx, *id, from, limit), ledger));
     return absl::OkStatus();
   }));
   return out;
+}
+
+absl::Status PostgresLedgerStore::ForEachEntry(const LedgerRef& ledger, uint64_t from,
+                                               const std::function<bool(const Entry&)>& visit) {
+  constexpr size_t kChunk = 5000;
+  for (;;) {
+    pqxx::result rows;
+    bool found = true;
+    RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+      std::optional<int64_t> id = FindLedgerId(tx, ledger);
+      found = id.has_value();
+      if (!found) return absl::OkStatus();
+      rows = SelectRange(tx, *id, from, kChunk);
+      return absl::OkStatus();
+    }));
+    if (!found) return absl::OkStatus();
+    for (const pqxx::row& row : rows) {
+      ASSIGN_OR_RETURN(Entry e, FromRow(row, ledger));
+      if (!visit(e)) return absl::OkStatus();
+      from = e.index + 1;
+    }
+    if (static_cast<size_t>(rows.size()) < kChunk) return absl::OkStatus();
+  }
 }
 
 absl::StatusOr<Entry> PostgresLedgerStore::FindRequest(const LedgerRef& ledger,

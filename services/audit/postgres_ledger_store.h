@@ -41,6 +41,10 @@ class PostgresLedgerStore : public LedgerStore {
   absl::StatusOr<std::vector<LedgerSize>> ListLedgers() override;
   absl::StatusOr<std::vector<Entry>> ReadRange(const LedgerRef& ledger, uint64_t from,
                                                size_t limit) override;
+  // Reads and visits one row at a time, so that a row that cannot be read back (DATA_LOSS,
+  // naming it) comes after every entry before it was visited.
+  absl::Status ForEachEntry(const LedgerRef& ledger, uint64_t from,
+                            const std::function<bool(const Entry&)>& visit) override;
   absl::StatusOr<Entry> FindRequest(const LedgerRef& ledger,
                                     const std::string& request_id) override;
   absl::StatusOr<std::vector<Entry>> Query(const EntryFilter& filter) override;

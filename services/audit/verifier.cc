@@ -82,6 +82,10 @@ bool LedgerVerifier::Add(const Entry& entry) {
   return report_.valid;
 }
 
+void LedgerVerifier::Unreadable(absl::string_view why) {
+  if (report_.valid) Fail(tree_.size(), std::string(why));
+}
+
 IntegrityReport LedgerVerifier::Finish() {
   if (report_.valid && next_checkpoint_ < checkpoints_.size()) {
     Fail(tree_.size(),

@@ -24,7 +24,8 @@
 //  - a missing index (a deleted row), or one out of order or twice (an inserted row);
 //  - a checkpoint whose signed root differs from the recomputed tree of its size: the first
 //    index after the last checkpoint that matched;
-//  - a checkpoint larger than the ledger (the tail truncated): the ledger's size.
+//  - a checkpoint larger than the ledger (the tail truncated): the ledger's size;
+//  - a stored entry that cannot be read back at all (Unreadable): its index.
 namespace policy::audit {
 
 struct IntegrityReport {
@@ -45,6 +46,9 @@ class LedgerVerifier {
   // Feeds the next stored entry. Returns false once a problem is found (further entries are
   // ignored).
   bool Add(const Entry& entry);
+
+  // The next stored entry could not be read back (`why`): the ledger is bad from there.
+  void Unreadable(absl::string_view why);
 
   // The verdict over the entries fed so far.
   IntegrityReport Finish();
