@@ -1,0 +1,188 @@
+#include "services/region/routing.h"
+
+#include <limits>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace policy::region {
+namespace {
+
+// Orders endpoints under a preference; lower is preferred. The index breaks ties, so the
+// order is total and the decision deterministic (but for the weighted draw).
+struct Rank {
+  int64_t first;
+  int64_t second;
+  size_t index;
+  bool operator<(const Rank& o) const {
+    return std::tie(first, second, index) < std::tie(o.first, o.second, o.index);
+  }
+};
+
+int64_t LatencyKey(const EndpointHealth& h) {
+  return h.latency.has_value() ? absl::ToInt64Microseconds(*h.latency)
+                               : std::numeric_limits<int64_t>::max();
+}
+
+Rank RankOf(Preference preference, const Endpoint& e, const EndpointHealth& h, size_t index) {
+  switch (preference) {
+    case Preference::kLowestLatency:
+      return Rank{LatencyKey(h), e.priority, index};
+    case Preference::kWeighted:
+      // Within a priority tier the draw decides; between tiers the better tier wins.
+      return Rank{e.priority, 0, 0};
+    case Preference::kPriority:
+      break;
+  }
+  return Rank{e.priority, LatencyKey(h), index};
+}
+
+}  // namespace
+
+absl::string_view PreferenceName(Preference p) {
+  switch (p) {
+    case Preference::kPriority:
+      return "priority";
+    case Preference::kLowestLatency:
+      return "lowest_latency";
+    case Preference::kWeighted:
+      return "weighted";
+  }
+  return "unknown";
+}
+
+std::optional<Preference> ParsePreference(absl::string_view name) {
+  for (Preference p : {Preference::kPriority, Preference::kLowestLatency, Preference::kWeighted}) {
+    if (PreferenceName(p) == name) return p;
+  }
+  return std::nullopt;
+}
+
+absl::string_view ExclusionName(Exclusion e) {
+  switch (e) {
+    case Exclusion::kNone:
+      return "";
+    case Exclusion::kDisabled:
+      return "disabled";
+    case Exclusion::kModel:
+      return "model_not_served";
+    case Exclusion::kResidency:
+      return "residency";
+    case Exclusion::kClassification:
+      return "classification";
+    case Exclusion::kUnhealthy:
+      return "unhealthy";
+  }
+  return "unknown";
+}
+
+Exclusion ComplianceOf(const RouteRequest& request, const Endpoint& endpoint) {
+  // Cheapest checks first; the model (a search of the served list) last.
+  if (!endpoint.enabled) return Exclusion::kDisabled;
+  if (request.residency.has_value() && *request.residency != Residency::kGlobal &&
+      endpoint.residency != *request.residency) {
+    return Exclusion::kResidency;
+  }
+  const Capabilities& c = endpoint.capabilities;
+  switch (request.data_class) {
+    case DataClass::kPhi:
+    case DataClass::kPii:
+      if (!c.zero_data_retention || !c.private_link) return Exclusion::kClassification;
+      break;
+    case DataClass::kInternal:
+      if (c.cached) return Exclusion::kClassification;
+      break;
+    case DataClass::kPublic:
+      break;
+  }
+  if (!endpoint.Serves(request.model)) return Exclusion::kModel;
+  return Exclusion::kNone;
+}
+
+absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
+                                    absl::Span<const Endpoint> endpoints,
+                                    absl::Span<const EndpointHealth> health, double random) {
+  if (request.model.empty()) return absl::InvalidArgumentError("model: required");
+  if (health.size() != endpoints.size()) {
+    return absl::InvalidArgumentError("health: one entry per endpoint is required");
+  }
+  RouteDecision decision;
+  decision.candidates.resize(endpoints.size());
+  bool served = false;
+  std::optional<Rank> best_healthy;
+  std::optional<Rank> best_unhealthy;
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    const Endpoint& e = endpoints[i];
+    Candidate& c = decision.candidates[i];
+    c.endpoint = i;
+    served = served || e.Serves(request.model);
+    c.exclusion = ComplianceOf(request, e);
+    if (c.exclusion != Exclusion::kNone) continue;
+    const Rank rank = RankOf(request.preference, e, health[i], i);
+    if (!health[i].admits) {
+      c.exclusion = Exclusion::kUnhealthy;
+      if (!best_unhealthy.has_value() || rank < *best_unhealthy) best_unhealthy = rank;
+      continue;
+    }
+    if (!best_healthy.has_value() || rank < *best_healthy) {
+      best_healthy = rank;
+      decision.chosen = i;
+    }
+  }
+  if (!served) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model: no endpoint serves '", request.model, "'"));
+  }
+  if (!decision.chosen.has_value()) return decision;
+
+  if (request.preference == Preference::kWeighted) {
+    // The draw among the healthy compliant endpoints of the best tier, by weight.
+    int64_t total = 0;
+    for (const Candidate& c : decision.candidates) {
+      if (c.exclusion == Exclusion::kNone &&
+          endpoints[c.endpoint].priority == best_healthy->first) {
+        total += endpoints[c.endpoint].weight;
+      }
+    }
+    if (total > 0) {
+      const double clamped = random < 0 ? 0 : (random >= 1 ? 0.999999999 : random);
+      int64_t target = static_cast<int64_t>(clamped * static_cast<double>(total));
+      for (const Candidate& c : decision.candidates) {
+        if (c.exclusion != Exclusion::kNone ||
+            endpoints[c.endpoint].priority != best_healthy->first) {
+          continue;
+        }
+        target -= endpoints[c.endpoint].weight;
+        if (target < 0) {
+          decision.chosen = c.endpoint;
+          break;
+        }
+      }
+    }
+  }
+  decision.failover = best_unhealthy.has_value() && *best_unhealthy < *best_healthy;
+  return decision;
+}
+
+std::string Explain(const RouteRequest& request, absl::Span<const Endpoint> endpoints,
+                    const RouteDecision& decision) {
+  const std::string wanted = absl::StrCat(
+      "residency ", request.residency.has_value() ? ResidencyName(*request.residency) : "any", ", ",
+      DataClassName(request.data_class), " data, model ", request.model);
+  if (decision.chosen.has_value()) {
+    const Endpoint& e = endpoints[*decision.chosen];
+    return absl::StrCat("chose ", e.id, " (", e.region, ", ", ResidencyName(e.residency), ") by ",
+                        PreferenceName(request.preference), " for ", wanted,
+                        decision.failover ? "; a preferred endpoint is unhealthy (failover)" : "");
+  }
+  std::vector<std::string> why;
+  for (const Candidate& c : decision.candidates) {
+    if (c.exclusion == Exclusion::kModel) continue;  // Irrelevant to the request.
+    why.push_back(absl::StrCat(endpoints[c.endpoint].id, ": ", ExclusionName(c.exclusion)));
+  }
+  return absl::StrCat("NO_COMPLIANT_REGION: no healthy endpoint for ", wanted,
+                      why.empty() ? "" : " (", absl::StrJoin(why, ", "), why.empty() ? "" : ")");
+}
+
+}  // namespace policy::region

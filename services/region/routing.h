@@ -1,0 +1,80 @@
+#ifndef POLICY_SERVICES_REGION_ROUTING_H_
+#define POLICY_SERVICES_REGION_ROUTING_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "services/region/endpoint.h"
+
+// The route decision: which endpoint a request may go to, as a pure function of the registry,
+// each endpoint's health and the request.
+//
+// Compliance comes first and health never overrides it. An endpoint is compliant when it is
+// enabled, serves the model, keeps data where the request requires (a required residency is
+// met only by endpoints of exactly that residency; none required: any), and suits the data's
+// class: PHI and PII only to endpoints with zero data retention and a private link; internal
+// data to standard endpoints (not cached); public data anywhere, cached endpoints included.
+// Of the compliant endpoints, those whose breaker admits requests are healthy; the
+// preference picks one of them. No healthy compliant endpoint: BLOCKED, with why each
+// endpoint was excluded.
+namespace policy::region {
+
+enum class Preference { kPriority, kLowestLatency, kWeighted };
+
+absl::string_view PreferenceName(Preference p);  // "priority", "lowest_latency", "weighted"
+std::optional<Preference> ParsePreference(absl::string_view name);
+
+struct RouteRequest {
+  std::optional<Residency> residency;  // Required; none (or kGlobal): any.
+  DataClass data_class = DataClass::kInternal;
+  std::string model;
+  Preference preference = Preference::kPriority;
+};
+
+// What the router knows of an endpoint's health.
+struct EndpointHealth {
+  bool admits = true;                     // Its breaker lets a request through now.
+  std::optional<absl::Duration> latency;  // Smoothed latency; none before a success.
+};
+
+// Why an endpoint was not chosen. kNone: it was eligible (the chosen one, or a healthy
+// endpoint the preference ranked lower).
+enum class Exclusion { kNone, kDisabled, kModel, kResidency, kClassification, kUnhealthy };
+absl::string_view ExclusionName(Exclusion e);  // "", "disabled", "model_not_served", ...
+
+struct Candidate {
+  size_t endpoint = 0;  // Index into the registry given to Route.
+  Exclusion exclusion = Exclusion::kNone;
+};
+
+struct RouteDecision {
+  std::optional<size_t> chosen;       // Index into the registry; none: BLOCKED.
+  std::vector<Candidate> candidates;  // Every endpoint of the registry, in registry order.
+  // A compliant endpoint that the preference ranks above the chosen one was unhealthy.
+  bool failover = false;
+};
+
+// INVALID_ARGUMENT when no endpoint of the registry serves the model (an unknown model)
+// or the model is empty. `random` in [0, 1) draws the weighted choice. `health[i]` is
+// `endpoints[i]`'s.
+absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
+                                    absl::Span<const Endpoint> endpoints,
+                                    absl::Span<const EndpointHealth> health, double random);
+
+// Why `endpoint` cannot take the request, compliance only (health aside); the first reason
+// in the order disabled, residency, classification, model.
+Exclusion ComplianceOf(const RouteRequest& request, const Endpoint& endpoint);
+
+// One sentence on a decision, for callers and logs: the chosen endpoint and why, or why
+// nothing could be chosen.
+std::string Explain(const RouteRequest& request, absl::Span<const Endpoint> endpoints,
+                    const RouteDecision& decision);
+
+}  // namespace policy::region
+
+#endif  // POLICY_SERVICES_REGION_ROUTING_H_
