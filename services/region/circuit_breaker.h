@@ -1,0 +1,193 @@
+#ifndef POLICY_SERVICES_REGION_CIRCUIT_BREAKER_H_
+#define POLICY_SERVICES_REGION_CIRCUIT_BREAKER_H_
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+// The circuit breaker of one endpoint: whether requests may be routed to it, learned from the
+// outcomes of the requests sent there.
+//
+//   closed ──(N failures in a row, or failure rate over the window)──▶ open
+//   open ──(cool_down elapsed)──▶ half_open
+//   half_open ──(a success)──▶ closed        half_open ──(a failure)──▶ open (new cool-down)
+//
+// Time is never read from a clock: every method takes `now`, so tests drive it by hand. The
+// breaker treats time as non-decreasing: a `now` earlier than the latest `now` passed to a
+// mutating method (Admit, Record, Adopt) is taken as that latest time, so callers that read
+// the clock before taking the lock that guards the breaker need not order their calls.
+// REQUIRES: every `now` is finite.
+namespace policy::region {
+
+enum class BreakerState { kClosed, kOpen, kHalfOpen };
+
+// "closed", "open" or "half_open".
+absl::string_view BreakerStateName(BreakerState s);
+
+struct BreakerOptions {
+  // Opens after this many failures in a row (at least 1).
+  int consecutive_failures = 3;
+  // ... or when failures / outcomes in the window exceed this (between 0 and 1; 1 turns the
+  // rate trigger off, since no rate exceeds it).
+  double failure_rate = 0.5;
+  // ... with at least this many outcomes in the window (at least 1), so that a few early
+  // failures do not open a breaker on their own.
+  int min_window_outcomes = 20;
+  // The sliding window of the rate trigger: kBreakerWindowBuckets time buckets of window / 10
+  // each, so memory is bounded whatever the request rate. An outcome counts from when it is
+  // recorded until at least window * 9/10 and at most window later. At least 10 ms.
+  absl::Duration window = absl::Seconds(60);
+  // How long the breaker stays open before it turns half-open (positive, finite).
+  absl::Duration cool_down = absl::Seconds(30);
+  // Requests admitted while half-open before an outcome is reported (at least 1).
+  int half_open_probes = 1;
+  // How long a probe holds its slot without an outcome being reported; after that the probe
+  // is presumed lost (not failed) and its slot is given to another request, so a breaker never
+  // stays half-open with every slot held by requests nobody reports on (positive, finite).
+  absl::Duration probe_timeout = absl::Seconds(30);
+  // The weight of a new latency sample in the exponentially weighted average (0 < a <= 1).
+  double latency_smoothing = 0.2;
+};
+
+// The number of time buckets in BreakerOptions::window.
+inline constexpr int kBreakerWindowBuckets = 10;
+
+// OK, or INVALID_ARGUMENT whose message names the first field out of range (as documented on
+// BreakerOptions).
+absl::Status ValidateBreakerOptions(const BreakerOptions& o);
+
+// What came of one request sent to the endpoint.
+struct Outcome {
+  bool success;
+  // How long it took. A success with a positive, finite latency is a latency sample; zero
+  // means "not measured". Failures are never latency samples: they end either fast (refused
+  // connections) or at the deadline, which says nothing about how fast the endpoint serves.
+  absl::Duration latency;
+};
+
+struct BreakerSnapshot {
+  BreakerState state = BreakerState::kClosed;
+  // Failures reported in closed or half-open state since the latest success reported in those
+  // states (outcomes reported while open do not count); 0 after the breaker closes.
+  int consecutive_failures = 0;
+  // Outcomes in the window at `now`. The window is emptied when the breaker closes and takes
+  // only outcomes reported while closed.
+  uint64_t window_successes = 0;
+  uint64_t window_failures = 0;
+  // The exponentially weighted average latency, rounded to the nanosecond; none before the
+  // first latency sample (see Outcome::latency). Kept across state changes.
+  std::optional<absl::Duration> latency_ewma;
+  // When not closed: when the breaker (last) opened, and when that open period ends and it
+  // turns half-open (opened_at + cool_down). absl::InfinitePast() when closed.
+  absl::Time opened_at = absl::InfinitePast();
+  absl::Time half_open_at = absl::InfinitePast();
+  // Half-open: probes admitted and neither reported on nor timed out. 0 otherwise.
+  int probes_in_flight = 0;
+};
+
+// Not thread-safe by itself (the router's registry guards it); all methods take `now`
+// explicitly so that tests drive time with no sleeps.
+class CircuitBreaker {
+ public:
+  // REQUIRES: ValidateBreakerOptions(options) is OK.
+  explicit CircuitBreaker(BreakerOptions options = {});
+
+  const BreakerOptions& options() const { return options_; }
+
+  // The state at `now` (an open breaker whose cool-down has passed reads as half-open).
+  BreakerState State(absl::Time now) const;
+
+  // Whether a request may be routed here at `now`. Closed: always. Open: never. Half-open: at
+  // most half_open_probes requests; each call that returns true takes a probe slot, held until
+  // an outcome is reported (which closes or re-opens the breaker and so frees every slot) or
+  // until probe_timeout has passed since the call.
+  bool Admit(absl::Time now);
+
+  // Whether Admit would return true at `now`, without taking a probe (for listing candidates).
+  bool WouldAdmit(absl::Time now) const;
+
+  // Reports an outcome observed at `now` and returns the state after the report.
+  //  - closed: a success resets the consecutive failures; a failure counts toward both
+  //    triggers, and opens the breaker (cool-down from `now`) when either fires. The rate is
+  //    checked on failures only: old successes leaving the window never open a breaker alone.
+  //  - half-open: a success closes it (resetting consecutive failures, window and probes); a
+  //    failure re-opens it with a new cool-down from `now`. Any outcome reported while
+  //    half-open decides, whether or not its request was admitted as a probe (a late reply of
+  //    a request sent before the breaker opened is evidence about the endpoint all the same).
+  //  - open: outcomes are late replies; a success updates the latency average, and nothing
+  //    else changes.
+  // In every state a success with a latency sample updates the latency average.
+  BreakerState Record(const Outcome& outcome, absl::Time now);
+
+  BreakerSnapshot Snapshot(absl::Time now) const;
+
+  // Merges the state another replica (sharing the same database, and so these options)
+  // reported for this endpoint: its breaker is in `state`, last opened at `opened_at`.
+  //
+  // The rule: the more pessimistic of the two wins while the other's open period has not
+  // ended. The other's open period is [opened_at, opened_at + cool_down), with opened_at taken
+  // as at most `now` (a peer's clock running ahead cannot hold this breaker open for longer
+  // than cool_down from now). A closed report, or one whose open period has ended at `now`,
+  // changes nothing: only a success reported to this breaker while half-open closes it.
+  // Otherwise this breaker opens (from closed or half-open, dropping its probes) or stays open,
+  // and turns half-open when the other's open period ends or, if open, at its own period's end
+  // if that is later. Counters, window and latency are kept.
+  void Adopt(BreakerState state, absl::Time opened_at, absl::Time now);
+
+ private:
+  // Outcomes recorded in one window bucket: those whose time falls in
+  // [index * bucket width, (index + 1) * bucket width) since the Unix epoch.
+  struct Bucket {
+    int64_t index = std::numeric_limits<int64_t>::min();
+    uint64_t successes = 0;
+    uint64_t failures = 0;
+  };
+  struct WindowCounts {
+    uint64_t successes = 0;
+    uint64_t failures = 0;
+  };
+
+  // max(now, latest_now_), without updating latest_now_.
+  absl::Time Effective(absl::Time now) const;
+  // Records `now` as the latest time seen, turns an open breaker whose cool-down has passed
+  // half-open, and returns Effective(now).
+  absl::Time Advance(absl::Time now);
+  // The state at effective time `now`.
+  BreakerState StateAt(absl::Time now) const;
+  // Probe slots held at effective time `now` (half-open only).
+  int ProbesHeld(absl::Time now) const;
+
+  void Open(absl::Time opened_at);
+  void Close();
+  // Feeds a latency sample to the average when `outcome` carries one.
+  void UpdateLatency(const Outcome& outcome);
+
+  int64_t BucketIndex(absl::Time t) const;
+  void AddToWindow(bool success, absl::Time now);
+  WindowCounts CountWindow(absl::Time now) const;
+  bool RateTripped(absl::Time now) const;
+
+  const BreakerOptions options_;
+  const absl::Duration bucket_width_;
+
+  // The stored state: kOpen may read as half-open once opened_at_ + cool_down has passed;
+  // Advance makes that explicit.
+  BreakerState state_ = BreakerState::kClosed;
+  absl::Time opened_at_ = absl::InfinitePast();
+  absl::Time latest_now_ = absl::InfinitePast();
+  int consecutive_failures_ = 0;
+  std::array<Bucket, kBreakerWindowBuckets> buckets_;
+  // Half-open: when each probe holding a slot was admitted (at most half_open_probes).
+  std::vector<absl::Time> probes_;
+  std::optional<double> latency_ewma_ns_;
+};
+
+}  // namespace policy::region
+
+#endif  // POLICY_SERVICES_REGION_CIRCUIT_BREAKER_H_

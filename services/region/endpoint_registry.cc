@@ -1,0 +1,102 @@
+#include "services/region/endpoint_registry.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status/status.h"
+
+namespace policy::region {
+
+EndpointRegistry::EndpointRegistry(Clock* clock, BreakerOptions options)
+    : clock_(clock),
+      options_(options),
+      endpoints_(std::make_shared<const std::vector<Endpoint>>()) {}
+
+absl::Status EndpointRegistry::Replace(std::vector<Endpoint> endpoints) {
+  if (absl::Status s = ValidateRegistry(endpoints); !s.ok()) return s;
+  auto snapshot = std::make_shared<const std::vector<Endpoint>>(std::move(endpoints));
+  absl::MutexLock lock(&mu_);
+  absl::flat_hash_map<std::string, std::unique_ptr<Tracked>> tracked;
+  std::vector<Tracked*> by_index;
+  for (const Endpoint& e : *snapshot) {
+    auto it = tracked_.find(e.id);
+    std::unique_ptr<Tracked> t =
+        it != tracked_.end() ? std::move(it->second) : std::make_unique<Tracked>(options_);
+    by_index.push_back(t.get());
+    tracked.emplace(e.id, std::move(t));
+  }
+  tracked_ = std::move(tracked);
+  by_index_ = std::move(by_index);
+  endpoints_ = std::move(snapshot);
+  health_.assign(endpoints_->size(), EndpointHealth{});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RouteResult> EndpointRegistry::Route(const RouteRequest& request) {
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  for (size_t i = 0; i < by_index_.size(); ++i) {
+    const CircuitBreaker& b = by_index_[i]->breaker;
+    health_[i].admits = b.WouldAdmit(now);
+    health_[i].latency = b.Snapshot(now).latency_ewma;
+  }
+  RouteResult result;
+  result.endpoints = endpoints_;
+  ASSIGN_OR_RETURN(result.decision,
+                   region::Route(request, *endpoints_, health_, absl::Uniform(random_, 0.0, 1.0)));
+  ++requests_;
+  if (result.decision.chosen.has_value()) {
+    Tracked& t = *by_index_[*result.decision.chosen];
+    t.breaker.Admit(now);  // WouldAdmit said yes under this lock: takes a half-open probe.
+    ++t.routed;
+    if (result.decision.failover) ++failovers_;
+  } else {
+    ++blocked_;
+  }
+  result.explanation = Explain(request, *endpoints_, result.decision);
+  return result;
+}
+
+absl::StatusOr<BreakerState> EndpointRegistry::ReportOutcome(const std::string& id,
+                                                             const Outcome& outcome) {
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  auto it = tracked_.find(id);
+  if (it == tracked_.end()) {
+    return absl::NotFoundError(absl::StrCat("endpoint '", id, "' is not in the registry"));
+  }
+  Tracked& t = *it->second;
+  ++(outcome.success ? t.successes : t.failures);
+  return t.breaker.Record(outcome, now);
+}
+
+void EndpointRegistry::AdoptPeerState(const std::string& id, BreakerState state,
+                                      absl::Time opened_at) {
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  if (auto it = tracked_.find(id); it != tracked_.end()) {
+    it->second->breaker.Adopt(state, opened_at, now);
+  }
+}
+
+HealthReport EndpointRegistry::Health() const {
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  HealthReport report;
+  report.requests = requests_;
+  report.blocked = blocked_;
+  report.failovers = failovers_;
+  report.failover_rate =
+      requests_ == 0 ? 0 : static_cast<double>(failovers_) / static_cast<double>(requests_);
+  for (size_t i = 0; i < by_index_.size(); ++i) {
+    const Tracked& t = *by_index_[i];
+    report.endpoints.push_back(EndpointHealthReport{.endpoint = (*endpoints_)[i],
+                                                    .breaker = t.breaker.Snapshot(now),
+                                                    .routed = t.routed,
+                                                    .successes = t.successes,
+                                                    .failures = t.failures});
+  }
+  return report;
+}
+
+}  // namespace policy::region
