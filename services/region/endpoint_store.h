@@ -1,0 +1,60 @@
+#ifndef POLICY_SERVICES_REGION_ENDPOINT_STORE_H_
+#define POLICY_SERVICES_REGION_ENDPOINT_STORE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "services/region/circuit_breaker.h"
+#include "services/region/endpoint.h"
+
+namespace policy::region {
+
+// A breaker state one replica published for an endpoint, for the others to adopt.
+struct PublishedBreaker {
+  std::string endpoint_id;
+  std::string replica;  // Who published it.
+  BreakerState state = BreakerState::kClosed;
+  absl::Time opened_at = absl::InfinitePast();  // When not closed.
+  absl::Time published_at;
+  bool operator==(const PublishedBreaker&) const = default;
+};
+
+// The endpoint registry, stored, and the breaker states replicas share through it.
+// Implementations are thread-safe; each method is atomic. UNAVAILABLE when the backing
+// database cannot be reached (nothing happened).
+class EndpointStore {
+ public:
+  virtual ~EndpointStore() = default;
+
+  // Every endpoint, ordered by id, and the registry's version (see Version()).
+  struct Listing {
+    std::vector<Endpoint> endpoints;
+    int64_t version = 0;
+  };
+  virtual absl::StatusOr<Listing> List() = 0;
+  // Grows with every change (create, update, delete) made by any replica; replicas compare it
+  // to know when to list again.
+  virtual absl::StatusOr<int64_t> Version() = 0;
+
+  // ALREADY_EXISTS when the id is taken (nothing written). The endpoint is valid
+  // (ValidateEndpoint); the store does not check.
+  virtual absl::Status Create(const Endpoint& endpoint) = 0;
+  // Replaces the endpoint of the same id; NOT_FOUND when there is none.
+  virtual absl::Status Update(const Endpoint& endpoint) = 0;
+  // NOT_FOUND when there is none. Its published breaker states go with it.
+  virtual absl::Status Delete(const std::string& id) = 0;
+
+  // Records `breaker` as its replica's latest state for its endpoint (one row per endpoint
+  // and replica, replaced). NOT_FOUND when the endpoint does not exist.
+  virtual absl::Status PublishBreaker(const PublishedBreaker& breaker) = 0;
+  // The states published at or after `since`, by any replica, for existing endpoints.
+  virtual absl::StatusOr<std::vector<PublishedBreaker>> BreakersSince(absl::Time since) = 0;
+};
+
+}  // namespace policy::region
+
+#endif  // POLICY_SERVICES_REGION_ENDPOINT_STORE_H_

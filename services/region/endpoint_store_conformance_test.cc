@@ -1,0 +1,443 @@
+// One suite, every EndpointStore: the memory store always, PostgreSQL whenever a test
+// database is configured (always in CI: POLICY_TEST_REQUIRE_PG=1 makes a missing one fatal).
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/pg/pool.h"
+#include "common/pg/test_database.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/region/memory_endpoint_store.h"
+#include "services/region/postgres_endpoint_store.h"
+#include "services/region/region_migrations.h"
+
+namespace policy::region {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+// A store under test; `replica` gives a second store on the same data when the backend has
+// replicas (nullptr otherwise).
+struct Backend {
+  std::unique_ptr<EndpointStore> store;
+  std::function<std::unique_ptr<EndpointStore>()> replica;
+  std::vector<std::shared_ptr<void>> keep_alive;
+};
+
+using BackendFactory = std::function<Backend()>;
+
+Backend MakeMemory() { return Backend{std::make_unique<MemoryEndpointStore>(), nullptr, {}}; }
+
+Backend MakePostgres() {
+  const pg::TestDatabase* db = pg::TestDatabase::Get();
+  // value() throws on failure, which fails the test with the status.
+  std::shared_ptr<pg::Pool> pool =
+      db->Reset(
+            "region", Migrations(),
+            "TRUNCATE region.breakers, region.endpoints; UPDATE region.registry SET version = 0")
+          .value();
+  Backend backend;
+  backend.store = std::make_unique<PostgresEndpointStore>(pool.get());
+  backend.replica = [pool] { return std::make_unique<PostgresEndpointStore>(pool.get()); };
+  backend.keep_alive.push_back(pool);
+  return backend;
+}
+
+// An Azure endpoint with every capability, models out of order and non-default numbers.
+Endpoint Azure(const std::string& id) {
+  Endpoint e;
+  e.id = id;
+  e.region = "westeurope";
+  e.provider = Provider::kAzure;
+  e.base_url = absl::StrCat("https://", id, ".openai.azure.com:8443/v1");
+  e.deployment = "gpt4o-prod";
+  e.residency = Residency::kEu;
+  e.capabilities = {.zero_data_retention = true, .private_link = true, .cached = true};
+  e.models = {"gpt-4o-mini", "gpt-4o", "Meta-Llama-3.1:70b"};
+  e.priority = 7;
+  e.weight = 250;
+  e.enabled = true;
+  return e;
+}
+
+// An OpenAI endpoint: no deployment, no capability, disabled, never chosen by weight.
+Endpoint OpenAi(const std::string& id) {
+  Endpoint e;
+  e.id = id;
+  e.region = "us-east-1";
+  e.provider = Provider::kOpenAi;
+  e.base_url = "https://api.openai.com";
+  e.deployment = "";
+  e.residency = Residency::kUs;
+  e.capabilities = {};
+  e.models = {"o3"};
+  e.priority = kMaxPriority;
+  e.weight = 0;
+  e.enabled = false;
+  return e;
+}
+
+std::vector<std::string> Ids(const EndpointStore::Listing& listing) {
+  std::vector<std::string> ids;
+  for (const Endpoint& e : listing.endpoints) ids.push_back(e.id);
+  return ids;
+}
+
+class EndpointStoreConformanceTest
+    : public ::testing::TestWithParam<std::pair<std::string, BackendFactory>> {
+ protected:
+  void SetUp() override {
+    if (GetParam().first == "postgres" && pg::TestDatabase::Get() == nullptr) {
+      GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+    }
+    backend_ = GetParam().second();
+    store_ = backend_.store.get();
+  }
+
+  // The store's listing; fails the test (and returns an empty one) when it cannot list.
+  EndpointStore::Listing MustList(EndpointStore* store = nullptr) {
+    absl::StatusOr<EndpointStore::Listing> listing = (store ? store : store_)->List();
+    EXPECT_TRUE(listing.ok()) << listing.status();
+    return listing.ok() ? *std::move(listing) : EndpointStore::Listing{};
+  }
+  int64_t MustVersion(EndpointStore* store = nullptr) {
+    absl::StatusOr<int64_t> version = (store ? store : store_)->Version();
+    EXPECT_TRUE(version.ok()) << version.status();
+    return version.value_or(-1);
+  }
+  std::vector<PublishedBreaker> MustBreakersSince(absl::Time since,
+                                                  EndpointStore* store = nullptr) {
+    absl::StatusOr<std::vector<PublishedBreaker>> breakers =
+        (store ? store : store_)->BreakersSince(since);
+    EXPECT_TRUE(breakers.ok()) << breakers.status();
+    return breakers.ok() ? *std::move(breakers) : std::vector<PublishedBreaker>{};
+  }
+
+  // Microsecond-exact, as every backend keeps times.
+  const absl::Time t0_ = absl::FromUnixMicros(1'800'000'000'123'457);
+  Backend backend_;
+  EndpointStore* store_ = nullptr;
+};
+
+TEST_P(EndpointStoreConformanceTest, TestEndpointsAreValid) {
+  EXPECT_TRUE(ValidateEndpoint(Azure("eu-1")).ok()) << ValidateEndpoint(Azure("eu-1"));
+  EXPECT_TRUE(ValidateEndpoint(OpenAi("us-1")).ok()) << ValidateEndpoint(OpenAi("us-1"));
+}
+
+TEST_P(EndpointStoreConformanceTest, StartsEmpty) {
+  EndpointStore::Listing listing = MustList();
+  EXPECT_THAT(listing.endpoints, IsEmpty());
+  EXPECT_EQ(listing.version, MustVersion());
+  EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), IsEmpty());
+}
+
+TEST_P(EndpointStoreConformanceTest, CreateThenListRoundTripsEveryFieldOrderedById) {
+  const Endpoint azure = Azure("eu.west_1");
+  const Endpoint openai = OpenAi("0-openai");
+  ASSERT_TRUE(store_->Create(azure).ok());
+  ASSERT_TRUE(store_->Create(openai).ok());
+  EndpointStore::Listing listing = MustList();
+  EXPECT_THAT(listing.endpoints, ElementsAre(openai, azure));
+  EXPECT_EQ(listing.version, MustVersion());
+}
+
+TEST_P(EndpointStoreConformanceTest, ListOrdersIdsByteByByte) {
+  // Byte order, not a natural language's (which would skip the punctuation).
+  for (const char* id : {"ab", "a_b", "a0", "a.b", "a-c"}) {
+    ASSERT_TRUE(store_->Create(Azure(id)).ok()) << id;
+  }
+  EXPECT_THAT(Ids(MustList()), ElementsAre("a-c", "a.b", "a0", "a_b", "ab"));
+  for (const char* id : {"ab", "a_b", "a0", "a.b", "a-c"}) {
+    ASSERT_TRUE(store_->PublishBreaker({"a0", id, BreakerState::kOpen, t0_, t0_}).ok());
+  }
+  std::vector<std::string> replicas;
+  for (const PublishedBreaker& b : MustBreakersSince(absl::InfinitePast())) {
+    replicas.push_back(b.replica);
+  }
+  EXPECT_THAT(replicas, ElementsAre("a-c", "a.b", "a0", "a_b", "ab"));
+}
+
+TEST_P(EndpointStoreConformanceTest, VersionGrowsWithEveryChangeAndOnlyThen) {
+  const int64_t v0 = MustVersion();
+  ASSERT_TRUE(store_->Create(Azure("a")).ok());
+  const int64_t v1 = MustVersion();
+  EXPECT_GT(v1, v0);
+  EXPECT_EQ(MustList().version, v1);
+
+  // Reads and breaker publishes leave it alone.
+  MustList();
+  MustBreakersSince(absl::InfinitePast());
+  ASSERT_TRUE(store_->PublishBreaker({"a", "replica-1", BreakerState::kOpen, t0_, t0_}).ok());
+  ASSERT_TRUE(store_
+                  ->PublishBreaker({"a", "replica-1", BreakerState::kClosed, absl::InfinitePast(),
+                                    t0_ + absl::Seconds(1)})
+                  .ok());
+  EXPECT_EQ(MustVersion(), v1);
+
+  Endpoint updated = Azure("a");
+  updated.weight = 1;
+  ASSERT_TRUE(store_->Update(updated).ok());
+  const int64_t v2 = MustVersion();
+  EXPECT_GT(v2, v1);
+  // An update that changes no field is a change all the same.
+  ASSERT_TRUE(store_->Update(updated).ok());
+  const int64_t v3 = MustVersion();
+  EXPECT_GT(v3, v2);
+  ASSERT_TRUE(store_->Delete("a").ok());
+  const int64_t v4 = MustVersion();
+  EXPECT_GT(v4, v3);
+  EXPECT_EQ(MustList().version, v4);
+}
+
+TEST_P(EndpointStoreConformanceTest, DuplicateCreateIsAlreadyExistsAndChangesNothing) {
+  const Endpoint first = Azure("dup");
+  ASSERT_TRUE(store_->Create(first).ok());
+  const int64_t version = MustVersion();
+
+  Endpoint second = OpenAi("dup");
+  absl::Status status = store_->Create(second);
+  EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
+  EXPECT_EQ(status.message(), "endpoint 'dup' exists already");
+  EndpointStore::Listing listing = MustList();
+  EXPECT_THAT(listing.endpoints, ElementsAre(first));
+  EXPECT_EQ(listing.version, version);
+}
+
+TEST_P(EndpointStoreConformanceTest, UpdateAndDeleteOfAMissingIdAreNotFound) {
+  ASSERT_TRUE(store_->Create(Azure("present")).ok());
+  const int64_t version = MustVersion();
+
+  absl::Status updated = store_->Update(Azure("absent"));
+  EXPECT_EQ(updated.code(), absl::StatusCode::kNotFound) << updated;
+  EXPECT_EQ(updated.message(), "no endpoint 'absent'");
+  absl::Status deleted = store_->Delete("absent");
+  EXPECT_EQ(deleted.code(), absl::StatusCode::kNotFound) << deleted;
+  EXPECT_EQ(deleted.message(), "no endpoint 'absent'");
+
+  EndpointStore::Listing listing = MustList();
+  EXPECT_THAT(Ids(listing), ElementsAre("present"));
+  EXPECT_EQ(listing.version, version);
+}
+
+TEST_P(EndpointStoreConformanceTest, UpdateReplacesEveryField) {
+  const Endpoint other = Azure("other");
+  ASSERT_TRUE(store_->Create(Azure("ep")).ok());
+  ASSERT_TRUE(store_->Create(other).ok());
+
+  // Every field but the id differs from Azure("ep").
+  Endpoint replacement = OpenAi("ep");
+  replacement.residency = Residency::kApac;
+  replacement.region = "ap-southeast-1";
+  replacement.models = {"gpt-4.1", "gpt-4.1-nano"};
+  replacement.priority = 1;
+  ASSERT_TRUE(ValidateEndpoint(replacement).ok());
+  ASSERT_TRUE(store_->Update(replacement).ok());
+  EXPECT_THAT(MustList().endpoints, ElementsAre(replacement, other));
+
+  // And back, from no capability to every one.
+  ASSERT_TRUE(store_->Update(Azure("ep")).ok());
+  EXPECT_THAT(MustList().endpoints, ElementsAre(Azure("ep"), other));
+}
+
+TEST_P(EndpointStoreConformanceTest, DeleteRemovesTheEndpointAndItsPublishedBreakers) {
+  const Endpoint kept = Azure("kept");
+  ASSERT_TRUE(store_->Create(Azure("gone")).ok());
+  ASSERT_TRUE(store_->Create(kept).ok());
+  const PublishedBreaker kept_breaker{"kept", "r1", BreakerState::kOpen, t0_, t0_};
+  ASSERT_TRUE(store_->PublishBreaker({"gone", "r1", BreakerState::kOpen, t0_, t0_}).ok());
+  ASSERT_TRUE(store_->PublishBreaker({"gone", "r2", BreakerState::kHalfOpen, t0_, t0_}).ok());
+  ASSERT_TRUE(store_->PublishBreaker(kept_breaker).ok());
+
+  ASSERT_TRUE(store_->Delete("gone").ok());
+  EXPECT_THAT(MustList().endpoints, ElementsAre(kept));
+  EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), ElementsAre(kept_breaker));
+
+  // An endpoint created again under the id starts with no breaker state.
+  ASSERT_TRUE(store_->Create(Azure("gone")).ok());
+  EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), ElementsAre(kept_breaker));
+  EXPECT_TRUE(store_->Delete("gone").ok());
+  EXPECT_EQ(store_->Delete("gone").code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(EndpointStoreConformanceTest, PublishBreakerUpsertsPerEndpointAndReplica) {
+  ASSERT_TRUE(store_->Create(Azure("a")).ok());
+  ASSERT_TRUE(store_->Create(Azure("b")).ok());
+  const PublishedBreaker a1{"a", "r1", BreakerState::kOpen, t0_, t0_};
+  const PublishedBreaker a2{"a", "r2", BreakerState::kClosed, absl::InfinitePast(), t0_};
+  const PublishedBreaker b1{"b", "r1", BreakerState::kHalfOpen, t0_ - absl::Seconds(30), t0_};
+  // Published out of order; listed by (endpoint, replica).
+  ASSERT_TRUE(store_->PublishBreaker(b1).ok());
+  ASSERT_TRUE(store_->PublishBreaker(a2).ok());
+  ASSERT_TRUE(store_->PublishBreaker(a1).ok());
+  EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), ElementsAre(a1, a2, b1));
+
+  // The replica's next state replaces its row, and only its row.
+  const PublishedBreaker a1_closed{"a", "r1", BreakerState::kClosed, absl::InfinitePast(),
+                                   t0_ + absl::Seconds(31)};
+  ASSERT_TRUE(store_->PublishBreaker(a1_closed).ok());
+  EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), ElementsAre(a1_closed, a2, b1));
+  const PublishedBreaker a2_open{"a", "r2", BreakerState::kOpen, t0_ + absl::Seconds(32),
+                                 t0_ + absl::Seconds(32)};
+  ASSERT_TRUE(store_->PublishBreaker(a2_open).ok());
+  EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), ElementsAre(a1_closed, a2_open, b1));
+}
+
+TEST_P(EndpointStoreConformanceTest, BreakerTimesRoundTripToTheMicrosecond) {
+  ASSERT_TRUE(store_->Create(Azure("a")).ok());
+  const PublishedBreaker open{"a", "r1", BreakerState::kOpen, t0_ - absl::Microseconds(1),
+                              t0_ + absl::Microseconds(1)};
+  // Before the Unix epoch, and before PostgreSQL's (2000-01-01).
+  const PublishedBreaker early{"a", "r2", BreakerState::kHalfOpen,
+                               absl::FromUnixMicros(-123'456'789), absl::FromUnixMicros(1)};
+  const PublishedBreaker closed{"a", "r3", BreakerState::kClosed, absl::InfinitePast(), t0_};
+  for (const PublishedBreaker& b : {open, early, closed}) {
+    ASSERT_TRUE(store_->PublishBreaker(b).ok());
+  }
+  std::vector<PublishedBreaker> got = MustBreakersSince(absl::InfinitePast());
+  ASSERT_THAT(got, ElementsAre(open, early, closed));
+  EXPECT_EQ(absl::ToUnixMicros(got[0].published_at), 1'800'000'000'123'458);
+  EXPECT_EQ(got[2].opened_at, absl::InfinitePast());
+}
+
+TEST_P(EndpointStoreConformanceTest, BreakersSinceFiltersByPublicationTime) {
+  ASSERT_TRUE(store_->Create(Azure("a")).ok());
+  ASSERT_TRUE(store_->Create(Azure("b")).ok());
+  const PublishedBreaker before{"a", "r1", BreakerState::kOpen, t0_, t0_ - absl::Microseconds(1)};
+  const PublishedBreaker at{"b", "r1", BreakerState::kOpen, t0_, t0_};
+  const PublishedBreaker after{"a", "r2", BreakerState::kOpen, t0_, t0_ + absl::Seconds(1)};
+  for (const PublishedBreaker& b : {before, at, after}) {
+    ASSERT_TRUE(store_->PublishBreaker(b).ok());
+  }
+  EXPECT_THAT(MustBreakersSince(t0_), ElementsAre(after, at));  // Inclusive.
+  EXPECT_THAT(MustBreakersSince(t0_ + absl::Microseconds(1)), ElementsAre(after));
+  EXPECT_THAT(MustBreakersSince(t0_ + absl::Seconds(1)), ElementsAre(after));
+  EXPECT_THAT(MustBreakersSince(t0_ + absl::Seconds(1) + absl::Microseconds(1)), IsEmpty());
+  EXPECT_THAT(MustBreakersSince(absl::InfiniteFuture()), IsEmpty());
+  EXPECT_THAT(MustBreakersSince(t0_ - absl::Hours(24)), ElementsAre(before, after, at));
+  EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), ElementsAre(before, after, at));
+}
+
+TEST_P(EndpointStoreConformanceTest, PublishingForAnUnknownEndpointIsNotFound) {
+  ASSERT_TRUE(store_->Create(Azure("a")).ok());
+  const int64_t version = MustVersion();
+  absl::Status status = store_->PublishBreaker({"nowhere", "r1", BreakerState::kOpen, t0_, t0_});
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound) << status;
+  EXPECT_EQ(status.message(), "no endpoint 'nowhere'");
+  EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), IsEmpty());
+  EXPECT_EQ(MustVersion(), version);
+}
+
+TEST_P(EndpointStoreConformanceTest, ConcurrentCreatesOfOneIdExactlyOneWins) {
+  const int64_t version = MustVersion();
+  std::atomic<int> created{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      Endpoint e = Azure("contended");
+      e.weight = i;
+      absl::Status s = store_->Create(e);
+      if (s.ok()) ++created;
+      if (s.code() == absl::StatusCode::kAlreadyExists) ++refused;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(created.load(), 1);
+  EXPECT_EQ(refused.load(), 7);
+  EXPECT_THAT(Ids(MustList()), ElementsAre("contended"));
+  EXPECT_GT(MustVersion(), version);
+}
+
+TEST_P(EndpointStoreConformanceTest, ConcurrentChangesEachRaiseTheVersion) {
+  const int64_t version = MustVersion();
+  constexpr int kThreads = 8;
+  std::vector<std::thread> threads;
+  std::atomic<int> failed{0};
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      const std::string id = absl::StrCat("ep-", i);
+      if (!store_->Create(Azure(id)).ok()) ++failed;
+      if (!store_->Update(OpenAi(id)).ok()) ++failed;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_GE(MustVersion(), version + 2 * kThreads);
+  EXPECT_EQ(MustList().endpoints.size(), static_cast<size_t>(kThreads));
+}
+
+TEST_P(EndpointStoreConformanceTest, TwoStoresOverOneDatabaseSeeEachOthersChanges) {
+  if (!backend_.replica) GTEST_SKIP() << "an in-process store has no replicas";
+  std::unique_ptr<EndpointStore> replica = backend_.replica();
+
+  ASSERT_TRUE(store_->Create(Azure("a")).ok());
+  EXPECT_EQ(MustVersion(replica.get()), MustVersion());
+  EXPECT_THAT(MustList(replica.get()).endpoints, ElementsAre(Azure("a")));
+
+  // Each sees the other's ids as taken, and the other's updates.
+  EXPECT_EQ(replica->Create(OpenAi("a")).code(), absl::StatusCode::kAlreadyExists);
+  const int64_t before_update = MustVersion();
+  ASSERT_TRUE(replica->Update(OpenAi("a")).ok());
+  EXPECT_GT(MustVersion(), before_update);
+  EndpointStore::Listing listing = MustList();
+  EXPECT_THAT(listing.endpoints, ElementsAre(OpenAi("a")));
+  EXPECT_EQ(listing.version, MustVersion(replica.get()));
+
+  // Breaker states published by one reach the other.
+  const PublishedBreaker breaker{"a", "replica-2", BreakerState::kOpen, t0_, t0_};
+  ASSERT_TRUE(replica->PublishBreaker(breaker).ok());
+  EXPECT_THAT(MustBreakersSince(t0_), ElementsAre(breaker));
+
+  ASSERT_TRUE(store_->Delete("a").ok());
+  EXPECT_EQ(replica->Update(OpenAi("a")).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(replica->PublishBreaker(breaker).code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(MustBreakersSince(absl::InfinitePast(), replica.get()), IsEmpty());
+  EXPECT_EQ(MustVersion(replica.get()), MustVersion());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Stores, EndpointStoreConformanceTest,
+    ::testing::Values(std::make_pair(std::string("memory"), BackendFactory(MakeMemory)),
+                      std::make_pair(std::string("postgres"), BackendFactory(MakePostgres))),
+    [](const auto& info) { return info.param.first; });
+
+// Not part of the conformance suite: needs no server.
+TEST(PostgresEndpointStoreTest, AnUnreachableDatabaseIsUnavailable) {
+  // Nothing listens on port 1; the connection is refused at once.
+  pg::Pool pool(pg::PoolOptions{.url = "postgresql://nobody@127.0.0.1:1/none", .size = 1});
+  PostgresEndpointStore store(&pool);
+  const absl::Time t = absl::FromUnixSeconds(1'800'000'000);
+  EXPECT_EQ(store.List().status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store.Version().status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store.Create(Azure("a")).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store.Update(Azure("a")).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store.Delete("a").code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store.PublishBreaker({"a", "r1", BreakerState::kOpen, t, t}).code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store.BreakersSince(t).status().code(), absl::StatusCode::kUnavailable);
+}
+
+// Times PostgreSQL cannot store are refused before anything is sent (the memory store
+// keeps them).
+TEST(PostgresEndpointStoreTest, InfiniteBreakerTimesAreInvalid) {
+  pg::Pool pool(pg::PoolOptions{.url = "postgresql://nobody@127.0.0.1:1/none", .size = 1});
+  PostgresEndpointStore store(&pool);
+  const absl::Time t = absl::FromUnixSeconds(1'800'000'000);
+  EXPECT_EQ(
+      store.PublishBreaker({"a", "r1", BreakerState::kOpen, t, absl::InfiniteFuture()}).code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.PublishBreaker({"a", "r1", BreakerState::kOpen, t, absl::InfinitePast()}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      store.PublishBreaker({"a", "r1", BreakerState::kOpen, absl::InfiniteFuture(), t}).code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace policy::region

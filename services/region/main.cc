@@ -1,0 +1,94 @@
+// The region service binary: configuration, store, registry, sync loop, server.
+#include <unistd.h>
+
+#include <memory>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "common/clock/clock.h"
+#include "common/config/config.h"
+#include "common/log/log.h"
+#include "common/pg/pool.h"
+#include "common/pg/storage_options.h"
+#include "common/server/blocking_pool.h"
+#include "common/server/server_runner.h"
+#include "services/region/endpoint_registry.h"
+#include "services/region/memory_endpoint_store.h"
+#include "services/region/postgres_endpoint_store.h"
+#include "services/region/region_config.h"
+#include "services/region/region_metrics.h"
+#include "services/region/region_migrations.h"
+#include "services/region/region_service.h"
+#include "services/region/registry_sync.h"
+
+namespace policy::region {
+namespace {
+
+int Fail(const absl::Status& status) {
+  LogError("region failed", {{"status", status.ToString()}});
+  return 1;
+}
+
+std::string DefaultReplica() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return absl::StrCat(host[0] != '\0' ? host : "region", "-", getpid());
+}
+
+int Main(int argc, char** argv) {
+  server::PrepareServerProcess();
+  RegionConfig config;
+  absl::StatusOr<bool> run = config::LoadServiceConfig("region", argc, argv, config);
+  if (!run.ok()) return Fail(run.status());
+  if (!*run) return 0;
+
+  absl::StatusOr<bool> done = pg::PrepareSchema(config.storage, "region", Migrations());
+  if (!done.ok()) return Fail(done.status());
+  if (*done) return 0;
+  std::unique_ptr<pg::Pool> pool;
+  std::unique_ptr<EndpointStore> store;
+  if (config.storage.postgres()) {
+    pool = std::make_unique<pg::Pool>(config.storage.pool_options());
+    store = std::make_unique<PostgresEndpointStore>(pool.get());
+  } else {
+    store = std::make_unique<MemoryEndpointStore>();
+  }
+
+  Clock* clock = Clock::Real();
+  EndpointRegistry registry(clock, config.breaker());
+  const std::string replica = config.replica.empty() ? DefaultReplica() : config.replica;
+  RegistrySync sync(store.get(), &registry, replica, clock);
+  if (absl::Status s = sync.SyncOnce(); !s.ok()) {
+    LogWarning("registry not loaded yet; retrying every sync interval", {{"status", s.ToString()}});
+  }
+  server::BlockingPool blocking(static_cast<int>(config.blocking_threads),
+                                static_cast<int>(config.blocking_queue));
+  server::ServerRunner runner(config.server);
+  RegionService service(&registry, store.get(), &sync, &blocking, 2 * config.sync_interval,
+                        &runner.metrics_registry());
+  runner.AddService(&service, v1::RegionService::service_full_name());
+  RegionMetrics metrics(runner.metrics_registry());
+  runner.SetReadinessProbe([&] { return sync.healthy(); });
+
+  absl::Notification stop_syncing;
+  std::thread syncer([&] {
+    while (!stop_syncing.WaitForNotificationWithTimeout(config.sync_interval)) {
+      if (absl::Status s = sync.SyncOnce(); !s.ok()) {
+        LogWarning("registry sync failed", {{"status", s.ToString()}});
+      }
+      metrics.Update(registry.Health());
+    }
+  });
+
+  absl::Status served = runner.RunUntilSignal();
+  stop_syncing.Notify();
+  syncer.join();
+  if (!served.ok()) return Fail(served);
+  return 0;
+}
+
+}  // namespace
+}  // namespace policy::region
+
+int main(int argc, char** argv) { return policy::region::Main(argc, argv); }

@@ -1,0 +1,68 @@
+#include "services/region/memory_endpoint_store.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace policy::region {
+
+absl::StatusOr<EndpointStore::Listing> MemoryEndpointStore::List() {
+  absl::MutexLock lock(&mu_);
+  Listing listing;
+  listing.version = version_;
+  for (const auto& [id, e] : endpoints_) listing.endpoints.push_back(e);
+  return listing;
+}
+
+absl::StatusOr<int64_t> MemoryEndpointStore::Version() {
+  absl::MutexLock lock(&mu_);
+  return version_;
+}
+
+absl::Status MemoryEndpointStore::Create(const Endpoint& endpoint) {
+  absl::MutexLock lock(&mu_);
+  if (!endpoints_.emplace(endpoint.id, endpoint).second) {
+    return absl::AlreadyExistsError(absl::StrCat("endpoint '", endpoint.id, "' exists already"));
+  }
+  ++version_;
+  return absl::OkStatus();
+}
+
+absl::Status MemoryEndpointStore::Update(const Endpoint& endpoint) {
+  absl::MutexLock lock(&mu_);
+  auto it = endpoints_.find(endpoint.id);
+  if (it == endpoints_.end()) {
+    return absl::NotFoundError(absl::StrCat("no endpoint '", endpoint.id, "'"));
+  }
+  it->second = endpoint;
+  ++version_;
+  return absl::OkStatus();
+}
+
+absl::Status MemoryEndpointStore::Delete(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  if (endpoints_.erase(id) == 0) return absl::NotFoundError(absl::StrCat("no endpoint '", id, "'"));
+  for (auto it = breakers_.begin(); it != breakers_.end();) {
+    it = it->first.first == id ? breakers_.erase(it) : std::next(it);
+  }
+  ++version_;
+  return absl::OkStatus();
+}
+
+absl::Status MemoryEndpointStore::PublishBreaker(const PublishedBreaker& breaker) {
+  absl::MutexLock lock(&mu_);
+  if (!endpoints_.contains(breaker.endpoint_id)) {
+    return absl::NotFoundError(absl::StrCat("no endpoint '", breaker.endpoint_id, "'"));
+  }
+  breakers_[{breaker.endpoint_id, breaker.replica}] = breaker;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<PublishedBreaker>> MemoryEndpointStore::BreakersSince(absl::Time since) {
+  absl::MutexLock lock(&mu_);
+  std::vector<PublishedBreaker> out;
+  for (const auto& [key, b] : breakers_) {
+    if (b.published_at >= since) out.push_back(b);
+  }
+  return out;
+}
+
+}  // namespace policy::region

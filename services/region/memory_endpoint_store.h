@@ -1,0 +1,35 @@
+#ifndef POLICY_SERVICES_REGION_MEMORY_ENDPOINT_STORE_H_
+#define POLICY_SERVICES_REGION_MEMORY_ENDPOINT_STORE_H_
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "services/region/endpoint_store.h"
+
+namespace policy::region {
+
+// The registry in one process's memory: for tests and --store=memory.
+class MemoryEndpointStore : public EndpointStore {
+ public:
+  absl::StatusOr<Listing> List() override;
+  absl::StatusOr<int64_t> Version() override;
+  absl::Status Create(const Endpoint& endpoint) override;
+  absl::Status Update(const Endpoint& endpoint) override;
+  absl::Status Delete(const std::string& id) override;
+  absl::Status PublishBreaker(const PublishedBreaker& breaker) override;
+  absl::StatusOr<std::vector<PublishedBreaker>> BreakersSince(absl::Time since) override;
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);
+  int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  // By (endpoint id, replica).
+  std::map<std::pair<std::string, std::string>, PublishedBreaker> breakers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace policy::region
+
+#endif  // POLICY_SERVICES_REGION_MEMORY_ENDPOINT_STORE_H_

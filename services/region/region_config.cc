@@ -1,0 +1,60 @@
+#include "services/region/region_config.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace policy::region {
+
+void RegionConfig::Register(config::Parser& p) {
+  server.Register(p);
+  storage.Register(p);
+  p.AddDuration("sync_interval", &sync_interval,
+                "how often the registry and the replicas' breaker states are synchronised");
+  p.AddString("replica", &replica, "this replica's name among those sharing the database");
+  p.AddInt("consecutive_failures", &consecutive_failures,
+           "failures in a row that open an endpoint's breaker");
+  p.AddInt("failure_rate_percent", &failure_rate_percent,
+           "failure rate over the window (percent) that opens a breaker");
+  p.AddInt("min_window_outcomes", &min_window_outcomes,
+           "outcomes in the window before the failure rate counts");
+  p.AddDuration("breaker_window", &breaker_window, "the failure rate's sliding window");
+  p.AddDuration("cool_down", &cool_down, "how long an open breaker waits before probing");
+  p.AddInt("half_open_probes", &half_open_probes, "requests let through while half-open");
+  p.AddInt("blocking_threads", &blocking_threads, "threads for calls that wait on PostgreSQL");
+  p.AddInt("blocking_queue", &blocking_queue, "calls that may wait for those threads");
+}
+
+BreakerOptions RegionConfig::breaker() const {
+  BreakerOptions o;
+  o.consecutive_failures = static_cast<int>(consecutive_failures);
+  o.failure_rate = static_cast<double>(failure_rate_percent) / 100.0;
+  o.min_window_outcomes = static_cast<int>(min_window_outcomes);
+  o.window = breaker_window;
+  o.cool_down = cool_down;
+  o.half_open_probes = static_cast<int>(half_open_probes);
+  return o;
+}
+
+absl::Status RegionConfig::Validate() const {
+  if (absl::Status s = server.Validate(); !s.ok()) return s;
+  if (absl::Status s = storage.Validate(); !s.ok()) return s;
+  if (sync_interval < absl::Milliseconds(10) || sync_interval > absl::Minutes(10)) {
+    return absl::InvalidArgumentError("sync_interval must be between 10ms and 10m");
+  }
+  if (consecutive_failures < 1 || consecutive_failures > 1000 || min_window_outcomes < 1 ||
+      min_window_outcomes > 1'000'000 || half_open_probes < 1 || half_open_probes > 1000) {
+    return absl::InvalidArgumentError(
+        "consecutive_failures, min_window_outcomes and half_open_probes must be positive");
+  }
+  if (failure_rate_percent < 1 || failure_rate_percent > 100) {
+    return absl::InvalidArgumentError("failure_rate_percent must be between 1 and 100");
+  }
+  if (blocking_threads < 1 || blocking_queue < 1) {
+    return absl::InvalidArgumentError("blocking_threads and blocking_queue must be positive");
+  }
+  if (absl::Status s = ValidateBreakerOptions(breaker()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("breaker settings: ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace policy::region

@@ -1,0 +1,41 @@
+#ifndef POLICY_SERVICES_REGION_REGION_CONFIG_H_
+#define POLICY_SERVICES_REGION_REGION_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "common/config/config.h"
+#include "common/pg/storage_options.h"
+#include "common/server/server_runner.h"
+#include "services/region/circuit_breaker.h"
+
+namespace policy::region {
+
+// Everything the region binary reads from --flags and POLICY_REGION_* variables.
+struct RegionConfig {
+  server::ServerOptions server;
+  pg::StorageOptions storage;
+  // How often the registry is reloaded when changed and breaker states are exchanged with the
+  // other replicas; a breaker opened on one replica reaches the others within twice this.
+  absl::Duration sync_interval = absl::Seconds(1);
+  // This replica's name in the published breaker states; default: host name and pid.
+  std::string replica;
+  int64_t consecutive_failures = 3;
+  int64_t failure_rate_percent = 50;
+  int64_t min_window_outcomes = 20;
+  absl::Duration breaker_window = absl::Seconds(60);
+  absl::Duration cool_down = absl::Seconds(30);
+  int64_t half_open_probes = 1;
+  int64_t blocking_threads = 4;
+  int64_t blocking_queue = 256;
+
+  void Register(config::Parser& parser);
+  absl::Status Validate() const;
+  BreakerOptions breaker() const;
+};
+
+}  // namespace policy::region
+
+#endif  // POLICY_SERVICES_REGION_REGION_CONFIG_H_

@@ -1,0 +1,54 @@
+#ifndef POLICY_SERVICES_REGION_REGION_SERVICE_H_
+#define POLICY_SERVICES_REGION_REGION_SERVICE_H_
+
+#include "common/server/blocking_pool.h"
+#include "policy/region/v1/region.grpc.pb.h"
+#include "prometheus/registry.h"
+#include "services/region/endpoint_registry.h"
+#include "services/region/endpoint_store.h"
+#include "services/region/registry_sync.h"
+
+namespace policy::region {
+
+// policy.region.v1.RegionService over gRPC: translation only. Route, ReportOutcome and
+// GetHealthReport answer from memory on gRPC's thread; the registry's administration goes to
+// the store on the blocking pool, then reloads this replica's registry at once.
+class RegionService final : public v1::RegionService::CallbackService {
+ public:
+  RegionService(EndpointRegistry* registry, EndpointStore* store, RegistrySync* sync,
+                server::BlockingPool* pool, absl::Duration convergence_bound,
+                prometheus::Registry* metrics);
+
+  grpc::ServerUnaryReactor* Route(grpc::CallbackServerContext* context,
+                                  const v1::RouteRequest* request,
+                                  v1::RouteResponse* response) override;
+  grpc::ServerUnaryReactor* ReportOutcome(grpc::CallbackServerContext* context,
+                                          const v1::ReportOutcomeRequest* request,
+                                          v1::ReportOutcomeResponse* response) override;
+  grpc::ServerUnaryReactor* GetHealthReport(grpc::CallbackServerContext* context,
+                                            const v1::GetHealthReportRequest* request,
+                                            v1::GetHealthReportResponse* response) override;
+  grpc::ServerUnaryReactor* CreateEndpoint(grpc::CallbackServerContext* context,
+                                           const v1::CreateEndpointRequest* request,
+                                           v1::CreateEndpointResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateEndpoint(grpc::CallbackServerContext* context,
+                                           const v1::UpdateEndpointRequest* request,
+                                           v1::UpdateEndpointResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteEndpoint(grpc::CallbackServerContext* context,
+                                           const v1::DeleteEndpointRequest* request,
+                                           v1::DeleteEndpointResponse* response) override;
+  grpc::ServerUnaryReactor* ListEndpoints(grpc::CallbackServerContext* context,
+                                          const v1::ListEndpointsRequest* request,
+                                          v1::ListEndpointsResponse* response) override;
+
+ private:
+  EndpointRegistry* const registry_;
+  EndpointStore* const store_;
+  RegistrySync* const sync_;
+  server::BlockingPool* const pool_;
+  const absl::Duration convergence_bound_;
+};
+
+}  // namespace policy::region
+
+#endif  // POLICY_SERVICES_REGION_REGION_SERVICE_H_

@@ -1,0 +1,73 @@
+#include "services/region/registry_sync.h"
+
+#include <vector>
+
+#include "common/status/status.h"
+
+namespace policy::region {
+
+RegistrySync::RegistrySync(EndpointStore* store, EndpointRegistry* registry, std::string replica,
+                           Clock* clock)
+    : store_(store), registry_(registry), replica_(std::move(replica)), clock_(clock) {}
+
+bool RegistrySync::healthy() const {
+  absl::MutexLock lock(&mu_);
+  return healthy_;
+}
+
+absl::Status RegistrySync::Reload() {
+  absl::MutexLock lock(&mu_);
+  return ReloadLocked();
+}
+
+absl::Status RegistrySync::ReloadLocked() {
+  ASSIGN_OR_RETURN(EndpointStore::Listing listing, store_->List());
+  RETURN_IF_ERROR(registry_->Replace(std::move(listing.endpoints)));
+  version_ = listing.version;
+  loaded_.store(true, std::memory_order_release);
+  return absl::OkStatus();
+}
+
+absl::Status RegistrySync::SyncOnce() {
+  absl::MutexLock lock(&mu_);
+  healthy_ = false;
+  ASSIGN_OR_RETURN(int64_t version, store_->Version());
+  if (version != version_) RETURN_IF_ERROR(ReloadLocked());
+
+  // Publish what changed here.
+  const absl::Time now = clock_->Now();
+  for (const EndpointHealthReport& e : registry_->Health().endpoints) {
+    const std::pair<BreakerState, absl::Time> mine{e.breaker.state, e.breaker.opened_at};
+    auto it = published_.find(e.endpoint.id);
+    if (it != published_.end() && it->second == mine) continue;
+    if (it == published_.end() && mine.first == BreakerState::kClosed) {
+      published_[e.endpoint.id] = mine;  // Nothing to tell yet.
+      continue;
+    }
+    const absl::Status s = store_->PublishBreaker(PublishedBreaker{.endpoint_id = e.endpoint.id,
+                                                                   .replica = replica_,
+                                                                   .state = mine.first,
+                                                                   .opened_at = mine.second,
+                                                                   .published_at = now});
+    if (s.ok()) {
+      published_[e.endpoint.id] = mine;
+    } else if (!absl::IsNotFound(s)) {  // Deleted meanwhile: nothing to publish.
+      return s;
+    }
+  }
+
+  // Adopt what the others opened since the last round (with a margin for clock skew
+  // between replicas' publish times).
+  const absl::Time since =
+      last_fetch_ == absl::InfinitePast() ? absl::InfinitePast() : last_fetch_ - absl::Seconds(5);
+  ASSIGN_OR_RETURN(std::vector<PublishedBreaker> peers, store_->BreakersSince(since));
+  for (const PublishedBreaker& p : peers) {
+    if (p.replica == replica_ || p.state == BreakerState::kClosed) continue;
+    registry_->AdoptPeerState(p.endpoint_id, p.state, p.opened_at);
+  }
+  last_fetch_ = now;
+  healthy_ = true;
+  return absl::OkStatus();
+}
+
+}  // namespace policy::region

@@ -1,0 +1,56 @@
+#ifndef POLICY_SERVICES_REGION_REGISTRY_SYNC_H_
+#define POLICY_SERVICES_REGION_REGISTRY_SYNC_H_
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock/clock.h"
+#include "services/region/endpoint_registry.h"
+#include "services/region/endpoint_store.h"
+
+// Keeps a replica's registry in step with the store: reloads the endpoints when the store's
+// version moved, publishes this replica's breaker states that changed, and adopts the open
+// breakers other replicas published. Run every sync interval, a breaker opened on one
+// replica is open on every replica within two intervals (the opener's next sync publishes
+// it, the others' next sync adopts it).
+namespace policy::region {
+
+class RegistrySync {
+ public:
+  RegistrySync(EndpointStore* store, EndpointRegistry* registry, std::string replica, Clock* clock);
+
+  // One round: reload, publish, adopt. Thread-safe (rounds are serialised).
+  absl::Status SyncOnce();
+  // Reloads the endpoints now, whatever the version (after this replica changed them).
+  absl::Status Reload();
+
+  // Whether the last round succeeded; false before the first.
+  bool healthy() const;
+  // Whether the endpoints were loaded at least once (never waits for a round).
+  bool loaded() const { return loaded_.load(std::memory_order_acquire); }
+
+ private:
+  absl::Status ReloadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  EndpointStore* const store_;
+  EndpointRegistry* const registry_;
+  const std::string replica_;
+  Clock* const clock_;
+  mutable absl::Mutex mu_;
+  int64_t version_ ABSL_GUARDED_BY(mu_) = -1;
+  // What this replica last published per endpoint: (state, opened_at).
+  absl::flat_hash_map<std::string, std::pair<BreakerState, absl::Time>> published_
+      ABSL_GUARDED_BY(mu_);
+  absl::Time last_fetch_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  bool healthy_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> loaded_{false};
+};
+
+}  // namespace policy::region
+
+#endif  // POLICY_SERVICES_REGION_REGISTRY_SYNC_H_

@@ -1,0 +1,240 @@
+"""Process-level tests of the region service: two real region replicas on one PostgreSQL
+database, driven over gRPC.
+
+Checks the endpoint registry's administration (and its statuses for bad input), routing by
+residency and data class, outcome reports opening a breaker and the failover staying inside
+the residency, the breaker reaching the other replica within the stated convergence bound,
+the regional health report, and the Prometheus metrics.
+
+Needs POLICY_TEST_PG_URL (as tools/dev pg sets up); skips without it, or fails when
+POLICY_TEST_REQUIRE_PG=1.
+Run: /usr/bin/python3 -m unittest -v tests.region.test_region_process
+"""
+
+import contextlib
+import sys
+import unittest
+import uuid
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.support import policy_testing as pt  # noqa: E402
+
+import grpc  # noqa: E402
+from policy.pii.v1 import pii_pb2  # noqa: E402
+from policy.region.v1 import region_pb2 as R, region_pb2_grpc  # noqa: E402
+
+C = grpc.StatusCode
+SERVICE = "policy.region.v1.RegionService"
+SYNC = "100ms"
+
+DB = None
+A = B = None
+_stack = None
+
+
+def start_region(name):
+    process = pt.ServiceProcess(pt.service_binary("region"), name=name,
+                                flags={"sync_interval": SYNC, "cool_down": "2s",
+                                       "replica": name},
+                                env={"POLICY_REGION_DATABASE_URL": DB.url})
+    process.start()
+    pt.wait_until(lambda: pt.health_status(process.channel) == "SERVING", timeout=15,
+                  message=f"{name} SERVING", ignore=(grpc.RpcError,))
+    return process
+
+
+def setUpModule():
+    global DB, A, B, _stack
+    url = pt.require_pg_url()
+    pt.service_binary("region")
+    _stack = contextlib.ExitStack()
+    try:
+        DB = _stack.enter_context(pt.test_database(url, "region_process"))
+        A = start_region("region-a")
+        _stack.callback(lambda: A.cleanup())
+        B = start_region("region-b")
+        _stack.callback(lambda: B.cleanup())
+    except BaseException:
+        _stack.close()
+        raise
+
+
+def tearDownModule():
+    try:
+        for p in (A, B):
+            code = p.terminate()
+            if code != 0:
+                raise AssertionError(f"{p.name} exited {code} on SIGTERM\n{p.log_tail()}")
+    finally:
+        _stack.close()
+
+
+def stub(process):
+    return region_pb2_grpc.RegionServiceStub(process.channel)
+
+
+def endpoint(id_, residency, priority=1, zdr=True, private=True, cached=False,
+             models=("gpt-4.1",), provider=R.PROVIDER_AZURE, enabled=True, weight=100):
+    return R.Endpoint(
+        id=id_, region=id_.split("-")[0], provider=provider,
+        base_url=f"https://{id_}.openai.azure.com", deployment="gpt-4-1",
+        residency=residency, capabilities=R.Capabilities(
+            zero_data_retention=zdr, private_link=private, cached=cached),
+        models=list(models), priority=priority, weight=weight, enabled=enabled)
+
+
+class RegionProcessTest(unittest.TestCase):
+    def setUp(self):
+        self.u = uuid.uuid4().hex[:6]
+        self.model = f"gpt-test-{self.u}"  # Each test routes its own model.
+
+    def create(self, e, process=None):
+        return stub(process or A).CreateEndpoint(R.CreateEndpointRequest(endpoint=e),
+                                                 timeout=10)
+
+    def route(self, process, residency=R.RESIDENCY_EU, data_class=pii_pb2.DATA_CLASS_PII):
+        return stub(process).Route(R.RouteRequest(residency=residency, data_class=data_class,
+                                                  model=self.model), timeout=5)
+
+    def eu_registry(self):
+        ids = {name: f"{name}-{self.u}" for name in ("westeurope", "sweden", "eastus")}
+        self.create(endpoint(ids["westeurope"], R.RESIDENCY_EU, 1, models=[self.model]))
+        self.create(endpoint(ids["sweden"], R.RESIDENCY_EU, 2, models=[self.model]))
+        self.create(endpoint(ids["eastus"], R.RESIDENCY_US, 1, models=[self.model]))
+        # Replica B learns of them within its sync interval.
+        pt.wait_until(lambda: self.route(B).endpoint.id == ids["westeurope"], timeout=5,
+                      message="replica B routes to the new endpoints", ignore=(grpc.RpcError,))
+        return ids
+
+    def test_bad_input_gets_a_status_naming_the_field(self):
+        good = endpoint(f"bad-{self.u}", R.RESIDENCY_EU, models=[self.model])
+        cases = [
+            ("base_url", lambda e: setattr(e, "base_url", "http://insecure.example.com")),
+            ("base_url", lambda e: setattr(e, "base_url", "https://user@host/x")),
+            ("weight", lambda e: setattr(e, "weight", 5000)),
+            ("priority", lambda e: setattr(e, "priority", -1)),
+            ("residency", lambda e: setattr(e, "residency", 9)),
+            ("residency", lambda e: setattr(e, "residency", R.RESIDENCY_UNSPECIFIED)),
+            ("provider", lambda e: setattr(e, "provider", R.PROVIDER_UNSPECIFIED)),
+            ("deployment", lambda e: setattr(e, "deployment", "")),
+            ("models", lambda e: e.ClearField("models")),
+            ("id", lambda e: setattr(e, "id", "Bad Id")),
+        ]
+        for field, mutate in cases:
+            e = R.Endpoint()
+            e.CopyFrom(good)
+            mutate(e)
+            with self.subTest(field=field):
+                with self.assertRaises(grpc.RpcError) as ctx:
+                    self.create(e)
+                self.assertEqual(ctx.exception.code(), C.INVALID_ARGUMENT)
+                self.assertIn(field, ctx.exception.details())
+        self.create(good)
+        with self.assertRaises(grpc.RpcError) as ctx:
+            self.create(good)
+        self.assertEqual(ctx.exception.code(), C.ALREADY_EXISTS)
+        with self.assertRaises(grpc.RpcError) as ctx:
+            stub(A).UpdateEndpoint(R.UpdateEndpointRequest(
+                endpoint=endpoint(f"missing-{self.u}", R.RESIDENCY_EU)), timeout=5)
+        self.assertEqual(ctx.exception.code(), C.NOT_FOUND)
+        for request, field in [
+                (R.RouteRequest(residency=7, model=self.model), "residency"),
+                (R.RouteRequest(model=f"unknown-{self.u}"), "model"),
+                (R.RouteRequest(model=""), "model"),
+                (R.RouteRequest(model=self.model, preference=9), "preference"),
+                (R.RouteRequest(model=self.model, data_class=42), "data_class")]:
+            with self.subTest(route=field):
+                with self.assertRaises(grpc.RpcError) as ctx:
+                    stub(A).Route(request, timeout=5)
+                self.assertEqual(ctx.exception.code(), C.INVALID_ARGUMENT)
+                self.assertIn(field, ctx.exception.details())
+        with self.assertRaises(grpc.RpcError) as ctx:
+            stub(A).ReportOutcome(R.ReportOutcomeRequest(endpoint_id=f"nope-{self.u}"),
+                                  timeout=5)
+        self.assertEqual(ctx.exception.code(), C.NOT_FOUND)
+
+    def test_classification_and_residency(self):
+        ids = self.eu_registry()
+        std = f"standard-{self.u}"
+        self.create(endpoint(std, R.RESIDENCY_EU, 1, zdr=False, private=False,
+                             models=[self.model]))
+        # PII never to the standard endpoint; internal data may use it.
+        self.assertEqual(self.route(A).endpoint.id, ids["westeurope"])
+        internal = self.route(A, data_class=pii_pb2.DATA_CLASS_INTERNAL)
+        self.assertEqual(internal.decision, R.DECISION_ROUTED)
+        us = self.route(A, residency=R.RESIDENCY_US)
+        self.assertEqual(us.endpoint.id, ids["eastus"])
+        excluded = {c.endpoint_id: c.exclusion for c in us.candidates}
+        self.assertEqual(excluded[ids["westeurope"]], R.EXCLUSION_RESIDENCY)
+        pii = self.route(A)
+        self.assertEqual({c.endpoint_id: c.exclusion for c in pii.candidates}[std],
+                         R.EXCLUSION_CLASSIFICATION)
+        apac = self.route(A, residency=R.RESIDENCY_APAC)
+        self.assertEqual(apac.decision, R.DECISION_BLOCKED)
+        self.assertIn("NO_COMPLIANT_REGION", apac.reason)
+
+    def test_failures_open_the_breaker_failover_stays_in_residency_and_reaches_the_replica(self):
+        ids = self.eu_registry()
+        west = ids["westeurope"]
+        for i in range(3):
+            state = stub(A).ReportOutcome(R.ReportOutcomeRequest(endpoint_id=west, success=False),
+                                          timeout=5).breaker_state
+        self.assertEqual(state, R.BREAKER_STATE_OPEN)
+        failover = self.route(A)
+        self.assertEqual(failover.endpoint.id, ids["sweden"])
+        self.assertTrue(failover.failover)
+        # The other replica adopts the open breaker within the convergence bound.
+        bound = stub(B).GetHealthReport(R.GetHealthReportRequest(), timeout=5).convergence_bound
+        bound_s = bound.seconds + bound.nanos / 1e9
+        self.assertAlmostEqual(bound_s, 0.2)
+        pt.wait_until(lambda: self.route(B).endpoint.id == ids["sweden"],
+                      timeout=bound_s + 1.0, message="replica B fails over too")
+        # Both EU endpoints down: blocked, never routed to the US.
+        for i in range(3):
+            stub(A).ReportOutcome(R.ReportOutcomeRequest(endpoint_id=ids["sweden"],
+                                                         success=False), timeout=5)
+        blocked = self.route(A)
+        self.assertEqual(blocked.decision, R.DECISION_BLOCKED)
+        self.assertFalse(blocked.HasField("endpoint"))
+        self.assertIn("unhealthy", blocked.reason)
+
+        report = stub(A).GetHealthReport(R.GetHealthReportRequest(), timeout=5)
+        self.assertGreaterEqual(report.failovers, 1)
+        self.assertGreaterEqual(report.blocked, 1)
+        mine = {e.endpoint.id: e for e in report.endpoints}
+        self.assertEqual(mine[west].breaker_state, R.BREAKER_STATE_OPEN)
+        self.assertEqual(mine[west].failures, 3)
+        self.assertTrue(mine[west].HasField("half_open_at"))
+        # The metrics show it (refreshed every sync interval).
+        pt.wait_until(lambda: pt.metric_value(pt.scrape_metrics(A.metrics_port),
+                                              "policy_region_breaker_state", endpoint=west,
+                                              state="open") == 1,
+                      timeout=5, message="policy_region_breaker_state open = 1")
+
+    def test_latency_reports_steer_the_lowest_latency_preference(self):
+        ids = self.eu_registry()
+        for id_, ms in ((ids["westeurope"], 90), (ids["sweden"], 20)):
+            stub(A).ReportOutcome(R.ReportOutcomeRequest(
+                endpoint_id=id_, success=True, latency={"nanos": ms * 1_000_000}), timeout=5)
+        fastest = stub(A).Route(R.RouteRequest(
+            residency=R.RESIDENCY_EU, data_class=pii_pb2.DATA_CLASS_PII, model=self.model,
+            preference=R.PREFERENCE_LOWEST_LATENCY), timeout=5)
+        self.assertEqual(fastest.endpoint.id, ids["sweden"])
+
+    def test_delete_reaches_every_replica(self):
+        ids = self.eu_registry()
+        stub(A).DeleteEndpoint(R.DeleteEndpointRequest(id=ids["westeurope"]), timeout=5)
+        self.assertEqual(self.route(A).endpoint.id, ids["sweden"])
+        pt.wait_until(lambda: self.route(B).endpoint.id == ids["sweden"], timeout=5,
+                      message="replica B forgets the deleted endpoint")
+        listed = [e.id for e in stub(B).ListEndpoints(R.ListEndpointsRequest(),
+                                                      timeout=5).endpoints]
+        self.assertNotIn(ids["westeurope"], listed)
+        self.assertIn(ids["sweden"], listed)
+
+
+if __name__ == "__main__":
+    unittest.main()
