@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""Quick-start demo of the keys, authz, pii and audit services, run by `tools/dev up` against the suite:
+"""Quick-start demo of the keys, authz, pii, region and audit services, run by `tools/dev up`:
 
   PYTHONPATH=build/python /usr/bin/python3 tools/demo.py \\
       --keys 127.0.0.1:50051 --metrics 127.0.0.1:9451 --authz 127.0.0.1:50052 \\
-      --pii 127.0.0.1:50053 --audit 127.0.0.1:50055
+      --pii 127.0.0.1:50053 --region 127.0.0.1:50054 --audit 127.0.0.1:50055
 
 Keys: creates a project key, verifies it, rotates it, revokes the successor, prints the
 rotation and inventory reports and the VerifyKey count from /metrics. Authz: decisions on the
@@ -11,7 +11,10 @@ demo organisation (deploy/examples/org.yaml): an allowed call, a model off the a
 the explain trace, a reader, a service account inside and outside its IP allowlist, and a
 member running into a rate limit. Pii: a support ticket redacted with placeholders (and the
 answer restored), a prompt carrying an AWS key blocked, a keyed pseudonym, and a bad request
-refused with the reason. Audit: decisions appended to the ledger (a retry returns the first
+refused with the reason. Region: the seed's regions registered afresh, EU data with PII
+routed to westeurope, US PHI to eastus, westeurope failing three times and the next EU
+request failing over to swedencentral (never to the US), APAC PII blocked with
+NO_COMPLIANT_REGION, and the regional health report. Audit: decisions appended to the ledger (a retry returns the first
 entry), a signed checkpoint, an entry's inclusion proof checked here against it without
 trusting the server, and the server's verification of the whole ledger. Exits non-zero as soon as a step does not behave as
 documented, so that `tools/dev up` fails loudly.
@@ -36,6 +39,7 @@ try:
     from policy.authz.v1 import authz_pb2, authz_pb2_grpc
     from policy.keys.v1 import keys_pb2, keys_pb2_grpc
     from policy.pii.v1 import pii_pb2, pii_pb2_grpc
+    from policy.region.v1 import region_pb2, region_pb2_grpc
 except ImportError as e:  # pragma: no cover - setup problem, say what to do
     sys.exit(f"demo: cannot import the gRPC modules ({e}); run with /usr/bin/python3 and "
              "PYTHONPATH=build/python (cmake --build build --target policy_proto_python)")
@@ -440,18 +444,93 @@ def run_audit(address):
     channel.close()
 
 
+# The seed's regions, and a second EU endpoint to fail over to.
+DEMO_ENDPOINTS = [
+    # id, residency, provider, priority, zero data retention + private link, cached
+    ("demo-westeurope", "EU", "AZURE", 1, True, False),
+    ("demo-swedencentral", "EU", "AZURE", 2, True, False),
+    ("demo-eastus", "US", "AZURE", 1, True, False),
+    ("demo-japaneast", "APAC", "AZURE", 2, False, False),
+    ("demo-openai-global", "GLOBAL", "OPENAI", 3, False, False),
+]
+
+
+def run_region(address):
+    """Residency-aware routing: the seed's regions, a failover inside the EU, a block."""
+    print("\n=== region: where each request may go ===")
+    channel = grpc.insecure_channel(address)
+    expect(health(channel) == "SERVING", f"region at {address} is not SERVING")
+    stub = region_pb2_grpc.RegionServiceStub(channel)
+    R = region_pb2
+    # A fresh registry for the demo: deleting an endpoint drops its breaker state.
+    for id_, residency, provider, priority, private, cached in DEMO_ENDPOINTS:
+        try:
+            stub.DeleteEndpoint(R.DeleteEndpointRequest(id=id_), timeout=TIMEOUT)
+        except grpc.RpcError as e:
+            expect(e.code() == grpc.StatusCode.NOT_FOUND, f"DeleteEndpoint: {e.code()}")
+        region = id_.removeprefix("demo-")
+        stub.CreateEndpoint(R.CreateEndpointRequest(endpoint=R.Endpoint(
+            id=id_, region=region,
+            provider=R.Provider.Value(f"PROVIDER_{provider}"),
+            base_url=("https://api.openai.com/v1" if provider == "OPENAI"
+                      else f"https://myorg-{region}.openai.azure.com"),
+            deployment="" if provider == "OPENAI" else "gpt-4-1",
+            residency=R.Residency.Value(f"RESIDENCY_{residency}"),
+            capabilities=R.Capabilities(zero_data_retention=private, private_link=private,
+                                        cached=cached),
+            models=["gpt-4.1-demo"], priority=priority, weight=100, enabled=True)),
+            timeout=TIMEOUT)
+    print(f"  registered {len(DEMO_ENDPOINTS)} endpoints (eu x2, us, apac, global)")
+
+    def route(residency, data_class, label):
+        r = stub.Route(R.RouteRequest(residency=residency, data_class=data_class,
+                                      model="gpt-4.1-demo"), timeout=TIMEOUT)
+        where = r.endpoint.id if r.decision == R.DECISION_ROUTED else "BLOCKED"
+        print(f"  {label:<44} -> {where}{' (failover)' if r.failover else ''}")
+        return r
+
+    eu = route(R.RESIDENCY_EU, pii_pb2.DATA_CLASS_PII, "EU customer data with PII (GDPR)")
+    expect(eu.endpoint.id == "demo-westeurope", f"EU PII went to {eu.endpoint.id}")
+    us = route(R.RESIDENCY_US, pii_pb2.DATA_CLASS_PHI, "US patient notes (PHI, HIPAA)")
+    expect(us.endpoint.id == "demo-eastus", f"US PHI went to {us.endpoint.id}")
+    for _ in range(3):  # westeurope fails three times in a row: its breaker opens.
+        state = stub.ReportOutcome(R.ReportOutcomeRequest(
+            endpoint_id="demo-westeurope", success=False, status=503),
+            timeout=TIMEOUT).breaker_state
+    print(f"  westeurope reported 503 three times: breaker {R.BreakerState.Name(state)}")
+    failover = route(R.RESIDENCY_EU, pii_pb2.DATA_CLASS_PII, "EU customer data with PII again")
+    expect(failover.endpoint.id == "demo-swedencentral" and failover.failover,
+           "the EU request fails over inside the EU")
+    apac = route(R.RESIDENCY_APAC, pii_pb2.DATA_CLASS_PII, "APAC data with PII")
+    expect(apac.decision == R.DECISION_BLOCKED, "APAC PII has no compliant endpoint")
+    print(f"    {apac.reason}")
+    public = route(R.RESIDENCY_UNSPECIFIED, pii_pb2.DATA_CLASS_PUBLIC, "public data, anywhere")
+    expect(public.decision == R.DECISION_ROUTED, "public data is routed")
+    report = stub.GetHealthReport(R.GetHealthReportRequest(), timeout=TIMEOUT)
+    print(f"  health report: {report.requests} requests, {report.failovers} failovers "
+          f"({report.failover_rate:.0%}), {report.blocked} blocked")
+    rows = [(e.endpoint.id, R.Residency.Name(e.endpoint.residency).removeprefix("RESIDENCY_"),
+             R.BreakerState.Name(e.breaker_state).removeprefix("BREAKER_STATE_"),
+             str(e.routed), str(e.failures))
+            for e in report.endpoints if e.endpoint.id.startswith("demo-")]
+    print_table(rows, ("endpoint", "residency", "breaker", "routed", "failures"))
+    channel.close()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", default="127.0.0.1:50051", help="keys gRPC host:port")
     parser.add_argument("--metrics", default="127.0.0.1:9451", help="keys metrics host:port")
     parser.add_argument("--authz", default="127.0.0.1:50052", help="authz gRPC host:port")
     parser.add_argument("--pii", default="127.0.0.1:50053", help="pii gRPC host:port")
+    parser.add_argument("--region", default="127.0.0.1:50054", help="region gRPC host:port")
     parser.add_argument("--audit", default="127.0.0.1:50055", help="audit gRPC host:port")
     args = parser.parse_args()
     try:
         run(args.keys, args.metrics)
         run_authz(args.authz)
         run_pii(args.pii)
+        run_region(args.region)
         run_audit(args.audit)
     except DemoError as e:
         print(f"demo FAILED: {e}", file=sys.stderr)

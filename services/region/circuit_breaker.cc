@@ -153,6 +153,11 @@ BreakerState CircuitBreaker::Record(const Outcome& outcome, absl::Time now) {
   return state_;
 }
 
+std::optional<absl::Duration> CircuitBreaker::LatencyEwma() const {
+  if (!latency_ewma_ns_.has_value()) return std::nullopt;
+  return absl::Nanoseconds(std::llround(*latency_ewma_ns_));
+}
+
 BreakerSnapshot CircuitBreaker::Snapshot(absl::Time now) const {
   now = Effective(now);
   BreakerSnapshot s;
@@ -161,9 +166,7 @@ BreakerSnapshot CircuitBreaker::Snapshot(absl::Time now) const {
   const WindowCounts counts = CountWindow(now);
   s.window_successes = counts.successes;
   s.window_failures = counts.failures;
-  if (latency_ewma_ns_.has_value()) {
-    s.latency_ewma = absl::Nanoseconds(std::llround(*latency_ewma_ns_));
-  }
+  s.latency_ewma = LatencyEwma();
   if (s.state != BreakerState::kClosed) {
     s.opened_at = opened_at_;
     s.half_open_at = opened_at_ + options_.cool_down;

@@ -126,6 +126,8 @@ class CircuitBreaker {
   BreakerState Record(const Outcome& outcome, absl::Time now);
 
   BreakerSnapshot Snapshot(absl::Time now) const;
+  // Snapshot(now).latency_ewma, without counting the window (for the router's every request).
+  std::optional<absl::Duration> LatencyEwma() const;
 
   // Merges the state another replica (sharing the same database, and so these options)
   // reported for this endpoint: its breaker is in `state`, last opened at `opened_at`.

@@ -28,22 +28,20 @@ absl::Status EndpointRegistry::Replace(std::vector<Endpoint> endpoints) {
   tracked_ = std::move(tracked);
   by_index_ = std::move(by_index);
   endpoints_ = std::move(snapshot);
-  health_.assign(endpoints_->size(), EndpointHealth{});
   return absl::OkStatus();
 }
 
 absl::StatusOr<RouteResult> EndpointRegistry::Route(const RouteRequest& request) {
   const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);
-  for (size_t i = 0; i < by_index_.size(); ++i) {
+  auto health = [&](size_t i) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     const CircuitBreaker& b = by_index_[i]->breaker;
-    health_[i].admits = b.WouldAdmit(now);
-    health_[i].latency = b.Snapshot(now).latency_ewma;
-  }
+    return EndpointHealth{.admits = b.WouldAdmit(now), .latency = b.LatencyEwma()};
+  };
   RouteResult result;
   result.endpoints = endpoints_;
   ASSIGN_OR_RETURN(result.decision,
-                   region::Route(request, *endpoints_, health_, absl::Uniform(random_, 0.0, 1.0)));
+                   region::Route(request, *endpoints_, health, absl::Uniform(random_, 0.0, 1.0)));
   ++requests_;
   if (result.decision.chosen.has_value()) {
     Tracked& t = *by_index_[*result.decision.chosen];

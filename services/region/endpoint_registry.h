@@ -84,8 +84,7 @@ class EndpointRegistry {
   std::shared_ptr<const std::vector<Endpoint>> endpoints_ ABSL_GUARDED_BY(mu_);
   // By endpoint id; one per endpoint of endpoints_.
   absl::flat_hash_map<std::string, std::unique_ptr<Tracked>> tracked_ ABSL_GUARDED_BY(mu_);
-  std::vector<Tracked*> by_index_ ABSL_GUARDED_BY(mu_);      // tracked_ in endpoints_'s order.
-  std::vector<EndpointHealth> health_ ABSL_GUARDED_BY(mu_);  // Scratch for Route.
+  std::vector<Tracked*> by_index_ ABSL_GUARDED_BY(mu_);  // tracked_ in endpoints_'s order.
   absl::BitGen random_ ABSL_GUARDED_BY(mu_);
   uint64_t requests_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t blocked_ ABSL_GUARDED_BY(mu_) = 0;

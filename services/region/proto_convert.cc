@@ -151,13 +151,17 @@ absl::StatusOr<RouteRequest> RouteRequestFromProto(const v1::RouteRequest& in) {
   return r;
 }
 
-void ToProto(const RouteResult& in, v1::RouteResponse* out) {
+void ToProto(const RouteResult& in, absl::string_view model, v1::RouteResponse* out) {
   const Endpoint* chosen = in.chosen();
   out->set_decision(chosen != nullptr ? v1::DECISION_ROUTED : v1::DECISION_BLOCKED);
   if (chosen != nullptr) ToProto(*chosen, out->mutable_endpoint());
   out->set_reason(in.explanation);
   out->set_failover(in.decision.failover);
   for (const Candidate& c : in.decision.candidates) {
+    // Endpoints that do not serve the model were never candidates; those of another
+    // residency matter only to say why nothing could be chosen.
+    if (chosen != nullptr && c.exclusion == Exclusion::kResidency) continue;
+    if (c.exclusion == Exclusion::kModel || !(*in.endpoints)[c.endpoint].Serves(model)) continue;
     v1::Candidate* p = out->add_candidates();
     p->set_endpoint_id((*in.endpoints)[c.endpoint].id);
     p->set_exclusion(ToProto(c.exclusion));

@@ -17,7 +17,8 @@ absl::StatusOr<Endpoint> EndpointFromProto(const v1::Endpoint& in);
 void ToProto(const Endpoint& in, v1::Endpoint* out);
 
 absl::StatusOr<RouteRequest> RouteRequestFromProto(const v1::RouteRequest& in);
-void ToProto(const RouteResult& in, v1::RouteResponse* out);
+// The candidates listed are the endpoints serving `model` (see RouteResponse.candidates).
+void ToProto(const RouteResult& in, absl::string_view model, v1::RouteResponse* out);
 
 v1::BreakerState ToProto(BreakerState state);
 void ToProto(const HealthReport& in, v1::GetHealthReportResponse* out);

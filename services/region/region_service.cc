@@ -30,7 +30,9 @@ RegionService::RegionService(EndpointRegistry* registry, EndpointStore* store, R
       store_(store),
       sync_(sync),
       pool_(pool),
-      convergence_bound_(convergence_bound) {}
+      convergence_bound_(convergence_bound) {
+  SetMessageAllocatorFor_Route(&route_allocator_);
+}
 
 grpc::ServerUnaryReactor* RegionService::Route(grpc::CallbackServerContext* context,
                                                const v1::RouteRequest* request,
@@ -44,7 +46,7 @@ grpc::ServerUnaryReactor* RegionService::Route(grpc::CallbackServerContext* cont
   }
   absl::StatusOr<RouteResult> result = registry_->Route(*parsed);
   if (!result.ok()) return Done(context, ToGrpc(result.status()));
-  ToProto(*result, response);
+  ToProto(*result, parsed->model, response);
   return Done(context, grpc::Status::OK);
 }
 

@@ -1,6 +1,7 @@
 #ifndef POLICY_SERVICES_REGION_REGION_SERVICE_H_
 #define POLICY_SERVICES_REGION_REGION_SERVICE_H_
 
+#include "common/server/arena_allocator.h"
 #include "common/server/blocking_pool.h"
 #include "policy/region/v1/region.grpc.pb.h"
 #include "prometheus/registry.h"
@@ -47,6 +48,8 @@ class RegionService final : public v1::RegionService::CallbackService {
   RegistrySync* const sync_;
   server::BlockingPool* const pool_;
   const absl::Duration convergence_bound_;
+  // Route responses list many candidates: each call's messages live on one arena.
+  server::ArenaMessageAllocator<v1::RouteRequest, v1::RouteResponse> route_allocator_;
 };
 
 }  // namespace policy::region

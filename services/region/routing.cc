@@ -103,10 +103,18 @@ Exclusion ComplianceOf(const RouteRequest& request, const Endpoint& endpoint) {
 absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
                                     absl::Span<const Endpoint> endpoints,
                                     absl::Span<const EndpointHealth> health, double random) {
-  if (request.model.empty()) return absl::InvalidArgumentError("model: required");
   if (health.size() != endpoints.size()) {
     return absl::InvalidArgumentError("health: one entry per endpoint is required");
   }
+  return Route(
+      request, endpoints, [health](size_t i) { return health[i]; }, random);
+}
+
+absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
+                                    absl::Span<const Endpoint> endpoints,
+                                    absl::FunctionRef<EndpointHealth(size_t)> health,
+                                    double random) {
+  if (request.model.empty()) return absl::InvalidArgumentError("model: required");
   RouteDecision decision;
   decision.candidates.resize(endpoints.size());
   bool served = false;
@@ -119,8 +127,9 @@ absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
     served = served || e.Serves(request.model);
     c.exclusion = ComplianceOf(request, e);
     if (c.exclusion != Exclusion::kNone) continue;
-    const Rank rank = RankOf(request.preference, e, health[i], i);
-    if (!health[i].admits) {
+    const EndpointHealth h = health(i);
+    const Rank rank = RankOf(request.preference, e, h, i);
+    if (!h.admits) {
       c.exclusion = Exclusion::kUnhealthy;
       if (!best_unhealthy.has_value() || rank < *best_unhealthy) best_unhealthy = rank;
       continue;
@@ -178,7 +187,10 @@ std::string Explain(const RouteRequest& request, absl::Span<const Endpoint> endp
   }
   std::vector<std::string> why;
   for (const Candidate& c : decision.candidates) {
-    if (c.exclusion == Exclusion::kModel) continue;  // Irrelevant to the request.
+    // Endpoints not serving the model are irrelevant to the request.
+    if (c.exclusion == Exclusion::kModel || !endpoints[c.endpoint].Serves(request.model)) {
+      continue;
+    }
     why.push_back(absl::StrCat(endpoints[c.endpoint].id, ": ", ExclusionName(c.exclusion)));
   }
   return absl::StrCat("NO_COMPLIANT_REGION: no healthy endpoint for ", wanted,

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -60,8 +61,13 @@ struct RouteDecision {
 };
 
 // INVALID_ARGUMENT when no endpoint of the registry serves the model (an unknown model)
-// or the model is empty. `random` in [0, 1) draws the weighted choice. `health[i]` is
-// `endpoints[i]`'s.
+// or the model is empty. `random` in [0, 1) draws the weighted choice. `health(i)` is
+// `endpoints[i]`'s, asked once and only for the endpoints that comply.
+absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
+                                    absl::Span<const Endpoint> endpoints,
+                                    absl::FunctionRef<EndpointHealth(size_t)> health,
+                                    double random);
+// The same with every endpoint's health given; INVALID_ARGUMENT unless one per endpoint.
 absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
                                     absl::Span<const Endpoint> endpoints,
                                     absl::Span<const EndpointHealth> health, double random);

@@ -167,14 +167,23 @@ class RegionProcessTest(unittest.TestCase):
         self.assertEqual(internal.decision, R.DECISION_ROUTED)
         us = self.route(A, residency=R.RESIDENCY_US)
         self.assertEqual(us.endpoint.id, ids["eastus"])
-        excluded = {c.endpoint_id: c.exclusion for c in us.candidates}
-        self.assertEqual(excluded[ids["westeurope"]], R.EXCLUSION_RESIDENCY)
+        # A routed decision lists the candidates of the residency only.
+        self.assertEqual([(c.endpoint_id, c.chosen) for c in us.candidates],
+                         [(ids["eastus"], True)])
         pii = self.route(A)
-        self.assertEqual({c.endpoint_id: c.exclusion for c in pii.candidates}[std],
-                         R.EXCLUSION_CLASSIFICATION)
+        self.assertEqual({c.endpoint_id: c.exclusion for c in pii.candidates},
+                         {ids["westeurope"]: R.EXCLUSION_UNSPECIFIED,
+                          ids["sweden"]: R.EXCLUSION_UNSPECIFIED,
+                          std: R.EXCLUSION_CLASSIFICATION})
+        # A blocked one says why each endpoint serving the model was excluded.
         apac = self.route(A, residency=R.RESIDENCY_APAC)
         self.assertEqual(apac.decision, R.DECISION_BLOCKED)
         self.assertIn("NO_COMPLIANT_REGION", apac.reason)
+        self.assertEqual({c.endpoint_id: c.exclusion for c in apac.candidates},
+                         {ids["westeurope"]: R.EXCLUSION_RESIDENCY,
+                          ids["sweden"]: R.EXCLUSION_RESIDENCY,
+                          ids["eastus"]: R.EXCLUSION_RESIDENCY,
+                          std: R.EXCLUSION_RESIDENCY})
 
     def test_failures_open_the_breaker_failover_stays_in_residency_and_reaches_the_replica(self):
         ids = self.eu_registry()

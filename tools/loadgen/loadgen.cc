@@ -6,6 +6,7 @@
 //   loadgen --target=127.0.0.1:50051 --rpc=keys.verify --duration=5s --concurrency=32
 //   loadgen --target=127.0.0.1:50053 --rpc=pii.scan   (a 4 KiB prompt)
 //   loadgen --target=127.0.0.1:50055 --rpc=audit.append   (durable appends)
+//   loadgen --target=127.0.0.1:50054 --rpc=region.route   (100 endpoints registered)
 //
 // Measures and prints; never fails on a figure. Exit 1 only when calls fail.
 #include <algorithm>
@@ -29,6 +30,7 @@
 #include "policy/diag/v1/diagnostics.grpc.pb.h"
 #include "policy/keys/v1/keys.grpc.pb.h"
 #include "policy/pii/v1/pii.grpc.pb.h"
+#include "policy/region/v1/region.grpc.pb.h"
 
 namespace policy::loadgen {
 namespace {
@@ -335,6 +337,61 @@ std::vector<Call> AuditAppendCalls(const std::vector<std::shared_ptr<grpc::Chann
   return calls;
 }
 
+// region.route: registers 100 endpoints (loadgen-ep-0..99: 25 per residency, mixed
+// capabilities, three models each; ALREADY_EXISTS is fine), then routes an EU request with
+// PII for gpt-4o.
+absl::StatusOr<std::vector<Call>> RegionRouteCalls(
+    const std::vector<std::shared_ptr<grpc::Channel>>& channels, int64_t concurrency) {
+  namespace rv1 = region::v1;
+  auto admin = rv1::RegionService::NewStub(channels[0]);
+  const rv1::Residency residencies[] = {rv1::RESIDENCY_EU, rv1::RESIDENCY_US, rv1::RESIDENCY_APAC,
+                                        rv1::RESIDENCY_GLOBAL};
+  for (int i = 0; i < 100; ++i) {
+    rv1::CreateEndpointRequest create;
+    rv1::Endpoint* e = create.mutable_endpoint();
+    e->set_id(absl::StrCat("loadgen-ep-", i));
+    e->set_region(absl::StrCat("region-", i % 13));
+    e->set_provider(rv1::PROVIDER_AZURE);
+    e->set_base_url(absl::StrCat("https://loadgen-ep-", i, ".openai.azure.com"));
+    e->set_deployment("deployment");
+    e->set_residency(residencies[i % 4]);
+    e->mutable_capabilities()->set_zero_data_retention(i % 3 != 0);
+    e->mutable_capabilities()->set_private_link(i % 2 == 0);
+    e->mutable_capabilities()->set_cached(i % 5 == 0);
+    e->add_models("gpt-4.1");
+    e->add_models("gpt-4.1-mini");
+    e->add_models(i % 2 == 0 ? "gpt-4o" : "o3");
+    e->set_priority(1 + i % 3);
+    e->set_weight(50 + i % 7 * 10);
+    e->set_enabled(true);
+    rv1::CreateEndpointResponse created;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::Status status = admin->CreateEndpoint(&context, create, &created);
+    if (!status.ok() && status.error_code() != grpc::StatusCode::ALREADY_EXISTS) {
+      return absl::UnavailableError(
+          absl::StrCat("CreateEndpoint failed: ", status.error_message()));
+    }
+  }
+  auto request = std::make_shared<rv1::RouteRequest>();
+  request->set_residency(rv1::RESIDENCY_EU);
+  request->set_data_class(pii::v1::DATA_CLASS_PII);
+  request->set_model("gpt-4o");
+  std::vector<Call> calls;
+  for (int64_t i = 0; i < concurrency; ++i) {
+    auto stub = std::shared_ptr<rv1::RegionService::Stub>(
+        rv1::RegionService::NewStub(channels[i % channels.size()]));
+    calls.push_back([stub, request](std::function<void(const grpc::Status&)> done) {
+      StartCall<rv1::RouteResponse>(
+          [&](grpc::ClientContext* context, rv1::RouteResponse* response, auto callback) {
+            stub->async()->Route(context, request.get(), response, std::move(callback));
+          },
+          std::move(done));
+    });
+  }
+  return calls;
+}
+
 void Print(int round, const PhaseResult& r) {
   std::printf(
       "round %d  %-12s %9.0f calls/s  p50 %7.1f us  p99 %7.1f us  p99.9 %7.1f us  errors "
@@ -356,8 +413,8 @@ int Main(int argc, char** argv) {
   config::Parser parser("loadgen");
   parser.AddString("target", &o.target, "server address host:port");
   parser.AddString("rpc", &o.rpc,
-                   "RPC to load: keys.verify, authz.check, pii.scan, pii.redact, pii.restore or "
-                   "audit.append");
+                   "RPC to load: keys.verify, authz.check, pii.scan, pii.redact, pii.restore, "
+                   "audit.append or region.route");
   parser.AddString("principal", &o.principal, "authz.check: the member asking");
   parser.AddString("project", &o.project, "authz.check: the project");
   parser.AddString("model", &o.model, "authz.check: the model");
@@ -389,10 +446,12 @@ int Main(int argc, char** argv) {
     rpc = PiiCalls(channels, o.concurrency, o.rpc);
   } else if (o.rpc == "audit.append") {
     rpc = AuditAppendCalls(channels, o.concurrency);
+  } else if (o.rpc == "region.route") {
+    rpc = RegionRouteCalls(channels, o.concurrency);
   } else {
     std::fprintf(stderr,
                  "unknown --rpc=%s (known: keys.verify, authz.check, pii.scan, pii.redact, "
-                 "pii.restore, audit.append)\n",
+                 "pii.restore, audit.append, region.route)\n",
                  o.rpc.c_str());
     return 2;
   }
