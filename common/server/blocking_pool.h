@@ -4,6 +4,7 @@
 #include <deque>
 #include <functional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -19,6 +20,14 @@ namespace policy::server {
 // A bounded queue protects the process: when it is full, calls fail at once with
 // RESOURCE_EXHAUSTED. Work whose deadline passed or whose caller cancelled while queued is
 // not started. Thread-safe.
+// Finishes a call whose handler did its work inline, at once, with `status`.
+inline grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
+                                           grpc::Status status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(std::move(status));
+  return reactor;
+}
+
 class BlockingPool {
  public:
   BlockingPool(int threads, int max_queued);

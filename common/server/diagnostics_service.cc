@@ -1,5 +1,6 @@
 #include "common/server/diagnostics_service.h"
 
+#include "common/server/blocking_pool.h"
 #include "policy/diag/v1/diagnostics.grpc.pb.h"
 
 namespace policy::server {
@@ -8,9 +9,7 @@ namespace {
 class DiagnosticsService : public diag::v1::Diagnostics::CallbackService {
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* context, const diag::v1::PingRequest*,
                                  diag::v1::PingResponse*) override {
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
+    return FinishNow(context, grpc::Status::OK);
   }
 };
 

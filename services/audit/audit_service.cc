@@ -21,12 +21,6 @@ constexpr size_t kExportChunkEntries = 500;
 
 grpc::Status ToGrpc(const absl::Status& status) { return ToGrpcStatus(status, kDomain); }
 
-grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, grpc::Status status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(std::move(status));
-  return reactor;
-}
-
 absl::StatusOr<std::optional<absl::Time>> OptionalTime(bool present,
                                                        const google::protobuf::Timestamp& t,
                                                        absl::string_view field) {
@@ -143,8 +137,9 @@ grpc::ServerUnaryReactor* AuditService::Append(grpc::CallbackServerContext* cont
                                                const v1::AppendRequest* request,
                                                v1::AppendResponse* response) {
   absl::StatusOr<EntryInput> input = FromProto(request->entry());
-  if (!input.ok()) return Done(context, ToGrpc(input.status()));
-  if (absl::Status s = ValidateEntryInput(*input); !s.ok()) return Done(context, ToGrpc(s));
+  if (!input.ok()) return server::FinishNow(context, ToGrpc(input.status()));
+  if (absl::Status s = ValidateEntryInput(*input); !s.ok())
+    return server::FinishNow(context, ToGrpc(s));
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   batcher_->Submit(
       *std::move(input), [this, reactor, response](absl::StatusOr<AppendOutcome> outcome) {

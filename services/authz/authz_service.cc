@@ -59,9 +59,7 @@ grpc::Status Reply(const absl::StatusOr<T>& result, Fill fill) {
 }
 
 grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const absl::Status& s) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpc(s));
-  return reactor;
+  return server::FinishNow(context, ToGrpc(s));
 }
 
 bool HasRoleIn(const Member& m, const OrgState& state, absl::string_view project) {

@@ -5,6 +5,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "common/server/blocking_pool.h"
 #include "common/status/grpc_status.h"
 #include "services/pii/proto_convert.h"
 
@@ -25,12 +26,6 @@ std::vector<absl::string_view> Contents(
   texts.reserve(messages.size());
   for (const v1::ChatMessage& message : messages) texts.push_back(message.content());
   return texts;
-}
-
-grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, grpc::Status status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(std::move(status));
-  return reactor;
 }
 
 }  // namespace
@@ -121,12 +116,12 @@ grpc::ServerUnaryReactor* PiiService::Scan(grpc::CallbackServerContext* context,
   const std::vector<absl::string_view> texts = Contents(request->messages());
   const PiiLimits& limits = engine_->limits();
   if (absl::Status s = engine_->CheckTexts(texts, limits.max_request_bytes, "messages"); !s.ok()) {
-    return Done(context, ToGrpc(s));
+    return server::FinishNow(context, ToGrpc(s));
   }
   absl::StatusOr<ScanOptions> options = FromProto(request->options());
-  if (!options.ok()) return Done(context, ToGrpc(options.status()));
+  if (!options.ok()) return server::FinishNow(context, ToGrpc(options.status()));
   if (absl::Status s = engine_->CheckScanOptions(*options, "options"); !s.ok()) {
-    return Done(context, ToGrpc(s));
+    return server::FinishNow(context, ToGrpc(s));
   }
   const std::vector<std::vector<Finding>> found = engine_->Scan(texts, *options);
   size_t bytes = 0;
@@ -139,7 +134,7 @@ grpc::ServerUnaryReactor* PiiService::Scan(grpc::CallbackServerContext* context,
   }
   response->set_data_class(ToProto(PiiEngine::ClassOf(found, AnonymizationPolicy{})));
   Record(found, bytes, /*blocked=*/false);
-  return Done(context, grpc::Status::OK);
+  return server::FinishNow(context, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* PiiService::Redact(grpc::CallbackServerContext* context,
@@ -148,12 +143,12 @@ grpc::ServerUnaryReactor* PiiService::Redact(grpc::CallbackServerContext* contex
   const std::vector<absl::string_view> texts = Contents(request->messages());
   if (absl::Status s = engine_->CheckTexts(texts, engine_->limits().max_request_bytes, "messages");
       !s.ok()) {
-    return Done(context, ToGrpc(s));
+    return server::FinishNow(context, ToGrpc(s));
   }
   absl::StatusOr<RedactionParams> params = FromProto(request->policy(), request->project_id());
-  if (!params.ok()) return Done(context, ToGrpc(params.status()));
+  if (!params.ok()) return server::FinishNow(context, ToGrpc(params.status()));
   absl::StatusOr<Redaction> redaction = engine_->Redact(texts, *params);
-  if (!redaction.ok()) return Done(context, ToGrpc(redaction.status()));
+  if (!redaction.ok()) return server::FinishNow(context, ToGrpc(redaction.status()));
   size_t bytes = 0;
   for (size_t i = 0; i < texts.size(); ++i) {
     bytes += texts[i].size();
@@ -172,7 +167,7 @@ grpc::ServerUnaryReactor* PiiService::Redact(grpc::CallbackServerContext* contex
     ToProto(redaction->context.placeholders(), response->mutable_mapping());
   }
   Record(redaction->found, bytes, report.blocked);
-  return Done(context, grpc::Status::OK);
+  return server::FinishNow(context, grpc::Status::OK);
 }
 
 grpc::ServerReadReactor<v1::RedactDocumentRequest>* PiiService::RedactDocument(
@@ -213,12 +208,12 @@ grpc::ServerUnaryReactor* PiiService::Restore(grpc::CallbackServerContext* conte
   const absl::string_view texts[] = {request->text()};
   if (absl::Status s = engine_->CheckTexts(texts, engine_->limits().max_request_bytes, "text");
       !s.ok()) {
-    return Done(context, ToGrpc(s));
+    return server::FinishNow(context, ToGrpc(s));
   }
   absl::StatusOr<PlaceholderMapping> mapping = FromProto(request->mapping());
-  if (!mapping.ok()) return Done(context, ToGrpc(mapping.status()));
+  if (!mapping.ok()) return server::FinishNow(context, ToGrpc(mapping.status()));
   response->set_text(pii::Restore(request->text(), *mapping));
-  return Done(context, grpc::Status::OK);
+  return server::FinishNow(context, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* PiiService::ListEntityTypes(grpc::CallbackServerContext* context,
@@ -232,7 +227,7 @@ grpc::ServerUnaryReactor* PiiService::ListEntityTypes(grpc::CallbackServerContex
     info->set_default_class(ToProto(DefaultDataClass(type)));
     info->set_custom(!builtin.contains(type));
   }
-  return Done(context, grpc::Status::OK);
+  return server::FinishNow(context, grpc::Status::OK);
 }
 
 }  // namespace policy::pii

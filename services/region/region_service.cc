@@ -15,12 +15,6 @@ constexpr absl::string_view kDomain = "region.policy-suite";
 
 grpc::Status ToGrpc(const absl::Status& status) { return ToGrpcStatus(status, kDomain); }
 
-grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, grpc::Status status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(std::move(status));
-  return reactor;
-}
-
 }  // namespace
 
 RegionService::RegionService(EndpointRegistry* registry, EndpointStore* store, RegistrySync* sync,
@@ -38,39 +32,39 @@ grpc::ServerUnaryReactor* RegionService::Route(grpc::CallbackServerContext* cont
                                                const v1::RouteRequest* request,
                                                v1::RouteResponse* response) {
   absl::StatusOr<RouteRequest> parsed = RouteRequestFromProto(*request);
-  if (!parsed.ok()) return Done(context, ToGrpc(parsed.status()));
+  if (!parsed.ok()) return server::FinishNow(context, ToGrpc(parsed.status()));
   if (!sync_->loaded()) {  // Fail closed: no decision without the registry.
-    return Done(
+    return server::FinishNow(
         context,
         ToGrpc(absl::UnavailableError("the endpoint registry has not been loaded yet; retry")));
   }
   absl::StatusOr<RouteResult> result = registry_->Route(*parsed);
-  if (!result.ok()) return Done(context, ToGrpc(result.status()));
+  if (!result.ok()) return server::FinishNow(context, ToGrpc(result.status()));
   ToProto(*result, parsed->model, response);
-  return Done(context, grpc::Status::OK);
+  return server::FinishNow(context, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* RegionService::ReportOutcome(grpc::CallbackServerContext* context,
                                                        const v1::ReportOutcomeRequest* request,
                                                        v1::ReportOutcomeResponse* response) {
   if (request->endpoint_id().empty()) {
-    return Done(context, ToGrpc(absl::InvalidArgumentError("endpoint_id: required")));
+    return server::FinishNow(context, ToGrpc(absl::InvalidArgumentError("endpoint_id: required")));
   }
   Outcome outcome{request->success(), absl::ZeroDuration()};
   if (request->has_latency()) {
     absl::StatusOr<absl::Duration> latency =
         proto::DurationFromProto(request->latency(), "latency");
-    if (!latency.ok()) return Done(context, ToGrpc(latency.status()));
+    if (!latency.ok()) return server::FinishNow(context, ToGrpc(latency.status()));
     if (*latency < absl::ZeroDuration() || *latency > absl::Hours(1)) {
-      return Done(context,
-                  ToGrpc(absl::InvalidArgumentError("latency: must be between 0 and 1 hour")));
+      return server::FinishNow(
+          context, ToGrpc(absl::InvalidArgumentError("latency: must be between 0 and 1 hour")));
     }
     outcome.latency = *latency;
   }
   absl::StatusOr<BreakerState> state = registry_->ReportOutcome(request->endpoint_id(), outcome);
-  if (!state.ok()) return Done(context, ToGrpc(state.status()));
+  if (!state.ok()) return server::FinishNow(context, ToGrpc(state.status()));
   response->set_breaker_state(ToProto(*state));
-  return Done(context, grpc::Status::OK);
+  return server::FinishNow(context, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* RegionService::GetHealthReport(grpc::CallbackServerContext* context,
@@ -78,14 +72,14 @@ grpc::ServerUnaryReactor* RegionService::GetHealthReport(grpc::CallbackServerCon
                                                          v1::GetHealthReportResponse* response) {
   ToProto(registry_->Health(), response);
   proto::SetDuration(convergence_bound_, response->mutable_convergence_bound());
-  return Done(context, grpc::Status::OK);
+  return server::FinishNow(context, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* RegionService::CreateEndpoint(grpc::CallbackServerContext* context,
                                                         const v1::CreateEndpointRequest* request,
                                                         v1::CreateEndpointResponse* response) {
   absl::StatusOr<Endpoint> endpoint = EndpointFromProto(request->endpoint());
-  if (!endpoint.ok()) return Done(context, ToGrpc(endpoint.status()));
+  if (!endpoint.ok()) return server::FinishNow(context, ToGrpc(endpoint.status()));
   return pool_->Run(context, [this, e = *std::move(endpoint), response] {
     if (absl::Status s = store_->Create(e); !s.ok()) return ToGrpc(s);
     (void)sync_->Reload();  // The other replicas follow within their sync interval.
@@ -98,7 +92,7 @@ grpc::ServerUnaryReactor* RegionService::UpdateEndpoint(grpc::CallbackServerCont
                                                         const v1::UpdateEndpointRequest* request,
                                                         v1::UpdateEndpointResponse* response) {
   absl::StatusOr<Endpoint> endpoint = EndpointFromProto(request->endpoint());
-  if (!endpoint.ok()) return Done(context, ToGrpc(endpoint.status()));
+  if (!endpoint.ok()) return server::FinishNow(context, ToGrpc(endpoint.status()));
   return pool_->Run(context, [this, e = *std::move(endpoint), response] {
     if (absl::Status s = store_->Update(e); !s.ok()) return ToGrpc(s);
     (void)sync_->Reload();
@@ -111,7 +105,7 @@ grpc::ServerUnaryReactor* RegionService::DeleteEndpoint(grpc::CallbackServerCont
                                                         const v1::DeleteEndpointRequest* request,
                                                         v1::DeleteEndpointResponse*) {
   if (request->id().empty()) {
-    return Done(context, ToGrpc(absl::InvalidArgumentError("id: required")));
+    return server::FinishNow(context, ToGrpc(absl::InvalidArgumentError("id: required")));
   }
   return pool_->Run(context, [this, id = request->id()] {
     if (absl::Status s = store_->Delete(id); !s.ok()) return ToGrpc(s);
