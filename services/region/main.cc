@@ -65,11 +65,16 @@ int Main(int argc, char** argv) {
   server::BlockingPool blocking(static_cast<int>(config.blocking_threads),
                                 static_cast<int>(config.blocking_queue));
   server::ServerRunner runner(config.server);
-  RegionService service(&registry, store.get(), &sync, &blocking, 2 * config.sync_interval,
-                        &runner.metrics_registry());
+  RegionService service(
+      &registry, store.get(), &sync, &blocking, clock,
+      config.storage.postgres() ? config.storage.max_staleness : absl::InfiniteDuration(),
+      2 * config.sync_interval);
   runner.AddService(&service, v1::RegionService::service_full_name());
   RegionMetrics metrics(runner.metrics_registry());
-  runner.SetReadinessProbe([&] { return sync.healthy(); });
+  runner.SetReadinessProbe([&] {
+    return sync.healthy() && (!config.storage.postgres() ||
+                              clock->Now() - sync.synced_at() <= config.storage.max_staleness);
+  });
 
   absl::Notification stop_syncing;
   std::thread syncer([&] {

@@ -40,6 +40,9 @@ absl::Status RegionConfig::Validate() const {
   if (sync_interval < absl::Milliseconds(10) || sync_interval > absl::Minutes(10)) {
     return absl::InvalidArgumentError("sync_interval must be between 10ms and 10m");
   }
+  if (storage.postgres() && sync_interval >= storage.max_staleness) {
+    return absl::InvalidArgumentError("sync_interval must be shorter than max_staleness");
+  }
   if (consecutive_failures < 1 || consecutive_failures > 1000 || min_window_outcomes < 1 ||
       min_window_outcomes > 1'000'000 || half_open_probes < 1 || half_open_probes > 1000) {
     return absl::InvalidArgumentError(

@@ -19,7 +19,8 @@ struct RegionConfig {
   pg::StorageOptions storage;
   // How often the registry is reloaded when changed and breaker states are exchanged with the
   // other replicas; a breaker opened on one replica reaches the others within twice this.
-  absl::Duration sync_interval = absl::Seconds(1);
+  // Shorter than --max_staleness, past which Route fails closed.
+  absl::Duration sync_interval = absl::Milliseconds(200);
   // This replica's name in the published breaker states; default: host name and pid.
   std::string replica;
   int64_t consecutive_failures = 3;

@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/proto/well_known.h"
 #include "common/status/grpc_status.h"
 #include "services/region/proto_convert.h"
@@ -18,12 +19,14 @@ grpc::Status ToGrpc(const absl::Status& status) { return ToGrpcStatus(status, kD
 }  // namespace
 
 RegionService::RegionService(EndpointRegistry* registry, EndpointStore* store, RegistrySync* sync,
-                             server::BlockingPool* pool, absl::Duration convergence_bound,
-                             prometheus::Registry*)
+                             server::BlockingPool* pool, Clock* clock, absl::Duration max_staleness,
+                             absl::Duration convergence_bound)
     : registry_(registry),
       store_(store),
       sync_(sync),
       pool_(pool),
+      clock_(clock),
+      max_staleness_(max_staleness),
       convergence_bound_(convergence_bound) {
   SetMessageAllocatorFor_Route(&route_allocator_);
 }
@@ -37,6 +40,15 @@ grpc::ServerUnaryReactor* RegionService::Route(grpc::CallbackServerContext* cont
     return server::FinishNow(
         context,
         ToGrpc(absl::UnavailableError("the endpoint registry has not been loaded yet; retry")));
+  }
+  if (const absl::Duration age = clock_->Now() - sync_->synced_at(); age > max_staleness_) {
+    // The registry may have changed meanwhile (an endpoint disabled, a capability lost):
+    // no decision on a registry older than the bound.
+    return server::FinishNow(
+        context, ToGrpc(absl::UnavailableError(absl::StrCat(
+                     "the endpoint registry is stale (last synchronised ",
+                     absl::FormatDuration(absl::Trunc(age, absl::Milliseconds(1))), " ago, bound ",
+                     absl::FormatDuration(max_staleness_), "); retry"))));
   }
   absl::StatusOr<RouteResult> result = registry_->Route(*parsed);
   if (!result.ok()) return server::FinishNow(context, ToGrpc(result.status()));

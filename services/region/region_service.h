@@ -1,10 +1,10 @@
 #ifndef POLICY_SERVICES_REGION_REGION_SERVICE_H_
 #define POLICY_SERVICES_REGION_REGION_SERVICE_H_
 
+#include "common/clock/clock.h"
 #include "common/server/arena_allocator.h"
 #include "common/server/blocking_pool.h"
 #include "policy/region/v1/region.grpc.pb.h"
-#include "prometheus/registry.h"
 #include "services/region/endpoint_registry.h"
 #include "services/region/endpoint_store.h"
 #include "services/region/registry_sync.h"
@@ -16,9 +16,11 @@ namespace policy::region {
 // the store on the blocking pool, then reloads this replica's registry at once.
 class RegionService final : public v1::RegionService::CallbackService {
  public:
+  // Route fails closed (UNAVAILABLE) while the registry was last synchronised more than
+  // `max_staleness` ago (InfiniteDuration: never, for a store only this process changes).
   RegionService(EndpointRegistry* registry, EndpointStore* store, RegistrySync* sync,
-                server::BlockingPool* pool, absl::Duration convergence_bound,
-                prometheus::Registry* metrics);
+                server::BlockingPool* pool, Clock* clock, absl::Duration max_staleness,
+                absl::Duration convergence_bound);
 
   grpc::ServerUnaryReactor* Route(grpc::CallbackServerContext* context,
                                   const v1::RouteRequest* request,
@@ -47,6 +49,8 @@ class RegionService final : public v1::RegionService::CallbackService {
   EndpointStore* const store_;
   RegistrySync* const sync_;
   server::BlockingPool* const pool_;
+  Clock* const clock_;
+  const absl::Duration max_staleness_;
   const absl::Duration convergence_bound_;
   // Route responses list many candidates: each call's messages live on one arena.
   server::ArenaMessageAllocator<v1::RouteRequest, v1::RouteResponse> route_allocator_;

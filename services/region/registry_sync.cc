@@ -20,6 +20,10 @@ absl::Status RegistrySync::Reload() {
   return ReloadLocked();
 }
 
+void RegistrySync::MarkSynced(absl::Time started) {
+  synced_at_us_.store(absl::ToUnixMicros(started), std::memory_order_release);
+}
+
 absl::Status RegistrySync::ReloadLocked() {
   ASSIGN_OR_RETURN(EndpointStore::Listing listing, store_->List());
   RETURN_IF_ERROR(registry_->Replace(std::move(listing.endpoints)));
@@ -30,6 +34,7 @@ absl::Status RegistrySync::ReloadLocked() {
 
 absl::Status RegistrySync::SyncOnce() {
   absl::MutexLock lock(&mu_);
+  const absl::Time started = clock_->Now();
   healthy_ = false;
   ASSIGN_OR_RETURN(int64_t version, store_->Version());
   if (version != version_) RETURN_IF_ERROR(ReloadLocked());
@@ -67,6 +72,7 @@ absl::Status RegistrySync::SyncOnce() {
   }
   last_fetch_ = now;
   healthy_ = true;
+  MarkSynced(started);
   return absl::OkStatus();
 }
 

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <utility>
 
@@ -33,9 +34,15 @@ class RegistrySync {
   bool healthy() const;
   // Whether the endpoints were loaded at least once (never waits for a round).
   bool loaded() const { return loaded_.load(std::memory_order_acquire); }
+  // When the last successful round (or reload) began: the registry reflects the store as of
+  // then. InfinitePast before the first. Never waits for a round.
+  absl::Time synced_at() const {
+    return absl::FromUnixMicros(synced_at_us_.load(std::memory_order_acquire));
+  }
 
  private:
   absl::Status ReloadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MarkSynced(absl::Time started);
 
   EndpointStore* const store_;
   EndpointRegistry* const registry_;
@@ -49,6 +56,7 @@ class RegistrySync {
   absl::Time last_fetch_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   bool healthy_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> loaded_{false};
+  std::atomic<int64_t> synced_at_us_{std::numeric_limits<int64_t>::min()};
 };
 
 }  // namespace policy::region

@@ -277,6 +277,9 @@ class AdministrationTest(unittest.TestCase):
         keys.CreateKey(ks.create_request("someone-else", project="support"), timeout=5)
 
         # B cannot reach the keys service: the member is removed all the same, and denied.
+        # (First B learns of the member, which A added: replicas follow within the bound.)
+        pt.wait_until(lambda: check(B, "keyholder", "support").verdict == ALLOW,
+                      timeout=STALENESS_S + 1, message="B knows the new member")
         e = error_of(stub(B).RemoveMember, authz_pb2.RemoveMemberRequest(
             actor=actor("adam"), id="keyholder"), timeout=5)
         self.assertEqual(e.code(), C.UNAVAILABLE, e)
