@@ -7,56 +7,22 @@
 #include "common/client/channel.h"
 #include "common/log/log.h"
 #include "grpcpp/client_context.h"
+#include "policy/audit/v1/audit.grpc.pb.h"
+#include "services/keys/audit_entry_convert.h"
 
 namespace policy::keys {
-namespace {
 
 namespace av1 = audit::v1;
 
-// Who the ledger names as acting: key events are the keys service's own records.
-constexpr char kActor[] = "keys-service";
-
-av1::Action ActionOf(KeyEvent::Type type) {
-  switch (type) {
-    case KeyEvent::Type::kCreated:
-      return av1::ACTION_KEY_CREATED;
-    case KeyEvent::Type::kRotated:
-      return av1::ACTION_KEY_ROTATED;
-    case KeyEvent::Type::kRevoked:
-      return av1::ACTION_KEY_REVOKED;
-    case KeyEvent::Type::kOverlapEnded:
-      return av1::ACTION_KEY_OVERLAP_ENDED;
-  }
-  return av1::ACTION_UNSPECIFIED;
-}
-
-}  // namespace
-
-av1::AppendRequest AuditEntryOf(const KeyEvent& event) {
-  av1::AppendRequest request;
-  av1::EntryInput& entry = *request.mutable_entry();
-  entry.set_action(ActionOf(event.type));
-  entry.set_actor(kActor);
-  if (!event.project.empty()) {
-    entry.set_project(event.project);
-    entry.set_environment(std::string(EnvironmentName(event.environment)));
-  }
-  entry.set_outcome(av1::OUTCOME_SUCCESS);
-  entry.set_subject(event.owner.id);
-  auto& metadata = *entry.mutable_metadata();
-  metadata["key_id"] = event.key_id;
-  metadata["kind"] = std::string(KindName(event.kind));
-  metadata["owner_type"] = std::string(PrincipalTypeName(event.owner.type));
-  metadata["at"] = absl::FormatTime(absl::RFC3339_full, event.at, absl::UTCTimeZone());
-  if (!event.related_key_id.empty()) metadata["related_key_id"] = event.related_key_id;
-  if (!event.reason.empty()) metadata["reason"] = event.reason;
-  entry.set_request_id(absl::StrCat("keys:", EventTypeName(event.type), ":", event.key_id));
-  return request;
-}
+struct AuditEventSink::Client {
+  explicit Client(std::shared_ptr<grpc::Channel> channel)
+      : stub(av1::AuditService::NewStub(std::move(channel))) {}
+  std::unique_ptr<av1::AuditService::Stub> stub;
+};
 
 AuditEventSink::AuditEventSink(std::shared_ptr<grpc::Channel> channel,
                                AuditEventSinkOptions options, prometheus::Registry* registry)
-    : stub_(av1::AuditService::NewStub(std::move(channel))), options_(options) {
+    : client_(std::make_unique<Client>(std::move(channel))), options_(options) {
   if (registry != nullptr) {
     pending_gauge_ = &prometheus::BuildGauge()
                           .Name("policy_keys_audit_events_pending")
@@ -89,15 +55,14 @@ AuditEventSink::~AuditEventSink() {
 }
 
 void AuditEventSink::Publish(const KeyEvent& event) {
-  av1::AppendRequest request = AuditEntryOf(event);
   absl::MutexLock lock(&mu_);
   if (queue_.size() >= options_.max_pending) {
     LogError("audit event queue full: key event not recorded",
-             {{"request_id", request.entry().request_id()}});
+             {{"event", EventTypeName(event.type)}, {"key_id", event.key_id}});
     if (results_ != nullptr) results_->Add({{"result", "dropped"}}).Increment();
     return;
   }
-  queue_.push_back(std::move(request));
+  queue_.push_back(event);
   if (pending_gauge_ != nullptr) pending_gauge_->Set(static_cast<double>(queue_.size()));
 }
 
@@ -115,16 +80,16 @@ size_t AuditEventSink::pending() const {
 void AuditEventSink::Run() {
   absl::Duration backoff = options_.min_backoff;
   for (;;) {
-    av1::AppendRequest request;
+    KeyEvent event;
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]()
                        ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
       mu_.Await(absl::Condition(&ready));
       if (stopping_) return;
-      request = queue_.front();
+      event = queue_.front();
     }
-    const Result result = Send(request);
+    const Result result = Send(event);
     retrying_ = result == Result::kRetry;
     absl::MutexLock lock(&mu_);
     if (result == Result::kRetry) {
@@ -144,7 +109,8 @@ void AuditEventSink::Run() {
   }
 }
 
-AuditEventSink::Result AuditEventSink::Send(const av1::AppendRequest& request) {
+AuditEventSink::Result AuditEventSink::Send(const KeyEvent& event) {
+  const av1::AppendRequest request = AuditEntryOf(event);
   grpc::ClientContext call;
   client::SetDeadline(call, absl::Now() + options_.call_timeout);
   {
@@ -153,7 +119,7 @@ AuditEventSink::Result AuditEventSink::Send(const av1::AppendRequest& request) {
     in_flight_ = &call;
   }
   av1::AppendResponse response;
-  const grpc::Status status = stub_->Append(&call, request, &response);
+  const grpc::Status status = client_->stub->Append(&call, request, &response);
   {
     absl::MutexLock lock(&mu_);
     in_flight_ = nullptr;

@@ -10,20 +10,12 @@
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
-#include "policy/audit/v1/audit.grpc.pb.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
 #include "services/keys/key_events.h"
 
 namespace policy::keys {
-
-// The audit ledger's entry for a key event: key_created, key_rotated or key_revoked (an
-// overlap that ended is a key_revoked with metadata event=key_auto_revoked) in the ledger of
-// the key's project and environment (the organisation's for admin keys), the owner as the
-// subject, and a request id derived from the key and the event, so that the same event
-// appended twice (a retry, or two replicas sweeping the same overlap) is recorded once.
-audit::v1::AppendRequest AuditEntryOf(const KeyEvent& event);
 
 struct AuditEventSinkOptions {
   size_t max_pending = 10000;  // Events waiting beyond this are dropped (and counted).
@@ -32,7 +24,8 @@ struct AuditEventSinkOptions {
   absl::Duration max_backoff = absl::Seconds(5);
 };
 
-// Sends key events to the audit service's Append RPC, in order, from a thread of its own:
+// Sends key events (as AuditEntryOf in audit_entry_convert.h says) to the audit service's
+// Append RPC, in order, from a thread of its own:
 // Publish only queues. An event is retried until the audit service accepts it (or refuses
 // it for good: a malformed entry, or its request id already recording something else, which
 // is logged). Events still queued when the process dies are lost; the ledger then lacks them.
@@ -54,15 +47,17 @@ class AuditEventSink : public KeyEventSink {
  private:
   enum class Result { kRecorded, kDuplicate, kRefused, kRetry };
   void Run();
-  Result Send(const audit::v1::AppendRequest& request);
+  // The event's entry (AuditEntryOf) through the Append RPC; the wire types stay in the .cc.
+  Result Send(const KeyEvent& event);
 
-  const std::unique_ptr<audit::v1::AuditService::Stub> stub_;
+  struct Client;  // The Append stub.
+  const std::unique_ptr<Client> client_;
   const AuditEventSinkOptions options_;
   prometheus::Gauge* pending_gauge_ = nullptr;
   prometheus::Family<prometheus::Counter>* results_ = nullptr;
 
   mutable absl::Mutex mu_;
-  std::deque<audit::v1::AppendRequest> queue_ ABSL_GUARDED_BY(mu_);  // Front: in flight.
+  std::deque<KeyEvent> queue_ ABSL_GUARDED_BY(mu_);  // Front: in flight.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* in_flight_ ABSL_GUARDED_BY(mu_) = nullptr;  // Cancelled on stop.
   bool retrying_ = false;  // The sender thread's: the last attempt is to be retried.

@@ -13,6 +13,8 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "policy/audit/v1/audit.grpc.pb.h"
+#include "services/keys/audit_entry_convert.h"
 
 namespace policy::keys {
 namespace {

@@ -13,16 +13,12 @@ RegionMetrics::RegionMetrics(prometheus::Registry& registry)
                    .Name("policy_region_endpoint_latency_seconds")
                    .Help("Exponentially weighted latency of each endpoint's measured successes.")
                    .Register(registry)),
-      routed_(prometheus::BuildCounter()
+      routes_(prometheus::BuildCounter()
                   .Name("policy_region_routes_total")
                   .Help("Route decisions, by result.")
-                  .Register(registry)
-                  .Add({{"result", "routed"}})),
-      blocked_(prometheus::BuildCounter()
-                   .Name("policy_region_routes_total")
-                   .Help("Route decisions, by result.")
-                   .Register(registry)
-                   .Add({{"result", "blocked"}})),
+                  .Register(registry)),
+      routed_(routes_.Add({{"result", "routed"}})),
+      blocked_(routes_.Add({{"result", "blocked"}})),
       failovers_(prometheus::BuildCounter()
                      .Name("policy_region_failovers_total")
                      .Help("Requests routed past an unhealthy preferred endpoint.")

@@ -27,6 +27,7 @@ class RegionMetrics {
  private:
   prometheus::Family<prometheus::Gauge>& breaker_state_;
   prometheus::Family<prometheus::Gauge>& latency_;
+  prometheus::Family<prometheus::Counter>& routes_;
   prometheus::Counter& routed_;
   prometheus::Counter& blocked_;
   prometheus::Counter& failovers_;

@@ -50,14 +50,6 @@ def tearDownModule():
     _stack.close()
 
 
-def code_of(fn, *args, **kwargs):
-    try:
-        fn(*args, **kwargs)
-        return C.OK
-    except grpc.RpcError as e:
-        return e.code()
-
-
 class PostgresFaultTest(unittest.TestCase):
     def test_outage_fails_closed_then_recovers_without_restart(self):
         authz = tap.start_authz(DB.url, "authz-fault", ORG_FILE, **tap.FLAGS)
@@ -66,7 +58,7 @@ class PostgresFaultTest(unittest.TestCase):
 
         PG.stop(mode="fast")
         stopped = time.monotonic()
-        pt.wait_until(lambda: code_of(tap.check, authz, "mia", "support") == C.UNAVAILABLE,
+        pt.wait_until(lambda: pt.call_code(tap.check, authz, "mia", "support") == C.UNAVAILABLE,
                       timeout=5, interval=0.02, message="Check UNAVAILABLE once stale")
         failed_closed = time.monotonic() - stopped
         print(f"\n  decisions failed closed {failed_closed:.2f} s after PostgreSQL stopped "
@@ -77,12 +69,12 @@ class PostgresFaultTest(unittest.TestCase):
         pt.wait_until(lambda: pt.health_status(authz.channel) == "NOT_SERVING", timeout=5,
                       message="health NOT_SERVING")
         # Writes fail with a retryable status, not INTERNAL.
-        code = code_of(tap.stub(authz).ArchiveProject, authz_pb2.ArchiveProjectRequest(
+        code = pt.call_code(tap.stub(authz).ArchiveProject, authz_pb2.ArchiveProjectRequest(
             actor=tap.actor("olivia"), id="limited"), timeout=20)
         self.assertEqual(code, C.UNAVAILABLE)
 
         PG.start()
-        pt.wait_until(lambda: code_of(tap.check, authz, "mia", "support") == C.OK, timeout=15,
+        pt.wait_until(lambda: pt.call_code(tap.check, authz, "mia", "support") == C.OK, timeout=15,
                       interval=0.1, message="Check answers again after PostgreSQL is back")
         self.assertEqual(tap.check(authz, "mia", "support").verdict, tap.ALLOW)
         pt.wait_until(lambda: pt.health_status(authz.channel) == "SERVING", timeout=10)

@@ -50,14 +50,6 @@ def tearDownModule():
     _stack.close()
 
 
-def code_of(fn, *args, **kwargs):
-    try:
-        fn(*args, **kwargs)
-        return C.OK
-    except grpc.RpcError as e:
-        return e.code()
-
-
 class PostgresFaultTest(unittest.TestCase):
     def test_outage_fails_closed_then_recovers_without_restart(self):
         region = pt.ServiceProcess(pt.service_binary("region"), name="region-fault",
@@ -79,7 +71,7 @@ class PostgresFaultTest(unittest.TestCase):
         self.assertEqual(route().endpoint.id, "westeurope-fault")
         PG.stop(mode="fast")
         stopped = time.monotonic()
-        pt.wait_until(lambda: code_of(route) == C.UNAVAILABLE, timeout=5, interval=0.02,
+        pt.wait_until(lambda: pt.call_code(route) == C.UNAVAILABLE, timeout=5, interval=0.02,
                       message="Route UNAVAILABLE once the registry is stale")
         failed_closed = time.monotonic() - stopped
         print(f"\n  routing failed closed {failed_closed:.2f} s after PostgreSQL stopped "
@@ -89,7 +81,7 @@ class PostgresFaultTest(unittest.TestCase):
         pt.wait_until(lambda: pt.health_status(region.channel) == "NOT_SERVING", timeout=5,
                       message="health NOT_SERVING")
         # Administration answers with a retryable status, never INTERNAL.
-        self.assertEqual(code_of(stub.ListEndpoints, R.ListEndpointsRequest(), timeout=10),
+        self.assertEqual(pt.call_code(stub.ListEndpoints, R.ListEndpointsRequest(), timeout=10),
                          C.UNAVAILABLE)
         # Outcome reports still reach the breaker (memory only).
         self.assertEqual(stub.ReportOutcome(R.ReportOutcomeRequest(
@@ -97,7 +89,7 @@ class PostgresFaultTest(unittest.TestCase):
             R.BREAKER_STATE_CLOSED)
 
         PG.start()
-        pt.wait_until(lambda: code_of(route) == C.OK, timeout=20, interval=0.1,
+        pt.wait_until(lambda: pt.call_code(route) == C.OK, timeout=20, interval=0.1,
                       message="Route recovers without a restart")
         self.assertEqual(route().endpoint.id, "westeurope-fault")
         pt.wait_until(lambda: pt.health_status(region.channel) == "SERVING", timeout=10,

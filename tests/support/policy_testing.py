@@ -640,6 +640,15 @@ def error_reason(rpc_error):
     return None
 
 
+def call_code(fn, *args, **kwargs):
+    """Calls fn and returns the grpc.StatusCode it ended with (OK when it returned)."""
+    try:
+        fn(*args, **kwargs)
+        return grpc.StatusCode.OK
+    except grpc.RpcError as e:
+        return e.code()
+
+
 def call_error(fn, *args, **kwargs):
     """Calls fn and returns the grpc.RpcError it raises; fails the test if it succeeds."""
     try:
