@@ -33,25 +33,28 @@ absl::Status EndpointRegistry::Replace(std::vector<Endpoint> endpoints) {
 
 absl::StatusOr<RouteResult> EndpointRegistry::Route(const RouteRequest& request) {
   const absl::Time now = clock_->Now();
-  absl::MutexLock lock(&mu_);
-  auto health = [&](size_t i) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    const CircuitBreaker& b = by_index_[i]->breaker;
-    return EndpointHealth{.admits = b.WouldAdmit(now), .latency = b.LatencyEwma()};
-  };
   RouteResult result;
-  result.endpoints = endpoints_;
-  ASSIGN_OR_RETURN(result.decision,
-                   region::Route(request, *endpoints_, health, absl::Uniform(random_, 0.0, 1.0)));
-  ++requests_;
-  if (result.decision.chosen.has_value()) {
-    Tracked& t = *by_index_[*result.decision.chosen];
-    t.breaker.Admit(now);  // WouldAdmit said yes under this lock: takes a half-open probe.
-    ++t.routed;
-    if (result.decision.failover) ++failovers_;
-  } else {
-    ++blocked_;
+  {
+    absl::MutexLock lock(&mu_);
+    auto health = [&](size_t i) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      const CircuitBreaker& b = by_index_[i]->breaker;
+      return EndpointHealth{.admits = b.WouldAdmit(now), .latency = b.LatencyEwma()};
+    };
+    result.endpoints = endpoints_;
+    ASSIGN_OR_RETURN(result.decision,
+                     region::Route(request, *endpoints_, health, absl::Uniform(random_, 0.0, 1.0)));
+    ++requests_;
+    if (result.decision.chosen.has_value()) {
+      Tracked& t = *by_index_[*result.decision.chosen];
+      t.breaker.Admit(now);  // WouldAdmit said yes under this lock: takes a half-open probe.
+      ++t.routed;
+      if (result.decision.failover) ++failovers_;
+    } else {
+      ++blocked_;
+    }
   }
-  result.explanation = Explain(request, *endpoints_, result.decision);
+  // The snapshot in `result` stays valid whatever replaces the registry meanwhile.
+  result.explanation = Explain(request, *result.endpoints, result.decision);
   return result;
 }
 

@@ -149,10 +149,11 @@ template <typename Response, typename Start>
 void StartCall(const Start& start, std::function<void(const grpc::Status&)> done) {
   struct State {
     grpc::ClientContext context;
-    Response response;
+    google::protobuf::Arena arena;
+    Response* response = google::protobuf::Arena::CreateMessage<Response>(&arena);
   };
   auto* state = new State;
-  start(&state->context, &state->response, [state, done = std::move(done)](grpc::Status s) {
+  start(&state->context, state->response, [state, done = std::move(done)](grpc::Status s) {
     delete state;
     done(s);
   });
