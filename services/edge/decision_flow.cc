@@ -1,0 +1,554 @@
+#include "services/edge/decision_flow.h"
+
+#include <algorithm>
+#include <atomic>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/client/channel.h"
+#include "common/crypto/crypto.h"
+#include "google/protobuf/arena.h"
+
+namespace policy::edge {
+namespace {
+
+using grpc::Status;
+using grpc::StatusCode;
+
+constexpr int64_t kMaxEstimatedTokens = 10'000'000;
+constexpr size_t kMaxRequestIdBytes = 128;
+constexpr size_t kMaxModelBytes = 128;
+
+constexpr char kHeaderAuditId[] = "x-policy-audit-id";
+constexpr char kHeaderRequestId[] = "x-policy-request-id";
+constexpr char kHeaderZeroDataRetention[] = "x-policy-zero-data-retention";
+
+absl::Status CheckRequestId(absl::string_view id, absl::string_view field) {
+  if (id.size() > kMaxRequestIdBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": at most 128 bytes"));
+  }
+  for (char c : id) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != ':' &&
+        c != '-') {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": only letters, digits and _ . : - are allowed"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckModel(absl::string_view model) {
+  if (model.empty()) return absl::InvalidArgumentError("model: required");
+  if (model.size() > kMaxModelBytes) return absl::InvalidArgumentError("model: at most 128 bytes");
+  return absl::OkStatus();
+}
+
+Status ToGrpc(const absl::Status& s) {
+  return Status(static_cast<StatusCode>(s.code()), std::string(s.message()));
+}
+
+// What the edge's caller learns of a dependency that failed: never an answer, and never the
+// dependency's internals.
+Status DependencyFailure(absl::string_view service, const Status& s, absl::Time deadline) {
+  if (s.error_code() == StatusCode::DEADLINE_EXCEEDED || absl::Now() >= deadline) {
+    return Status(StatusCode::DEADLINE_EXCEEDED,
+                  absl::StrCat("the ", service, " service did not answer before the deadline"));
+  }
+  return Status(StatusCode::UNAVAILABLE,
+                absl::StrCat("the ", service, " service could not answer: ", s.error_message()));
+}
+
+// The caller's own input refused downstream (a bad source IP, a message that is not UTF-8,
+// a model no endpoint serves) stays INVALID_ARGUMENT; anything else is the dependency's.
+Status DownstreamFailure(absl::string_view service, const Status& s, absl::Time deadline) {
+  if (s.error_code() == StatusCode::INVALID_ARGUMENT) return s;
+  return DependencyFailure(service, s, deadline);
+}
+
+// Whether keys failed to answer, as opposed to refusing the key.
+bool KeysFailed(StatusCode code) {
+  switch (code) {
+    case StatusCode::UNAVAILABLE:
+    case StatusCode::DEADLINE_EXCEEDED:
+    case StatusCode::INTERNAL:
+    case StatusCode::UNKNOWN:
+    case StatusCode::RESOURCE_EXHAUSTED:
+    case StatusCode::CANCELLED:
+    case StatusCode::ABORTED:
+    case StatusCode::DATA_LOSS:
+    case StatusCode::UNIMPLEMENTED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+Status KeyFailure(const Status& s, absl::Time deadline) {
+  if (KeysFailed(s.error_code())) return DependencyFailure("keys", s, deadline);
+  return Status(StatusCode::UNAUTHENTICATED, "API key is not valid");
+}
+
+std::string EnvironmentName(keys::v1::Environment e) {
+  switch (e) {
+    case keys::v1::ENVIRONMENT_PRODUCTION:
+      return "production";
+    case keys::v1::ENVIRONMENT_STAGING:
+      return "staging";
+    case keys::v1::ENVIRONMENT_DEVELOPMENT:
+      return "development";
+    case keys::v1::ENVIRONMENT_SANDBOX:
+      return "sandbox";
+    default:
+      return "";
+  }
+}
+
+authz::v1::PrincipalKind PrincipalKindOf(const keys::v1::Principal& owner) {
+  return owner.type() == keys::v1::PRINCIPAL_TYPE_SERVICE_ACCOUNT
+             ? authz::v1::PRINCIPAL_KIND_SERVICE_ACCOUNT
+             : authz::v1::PRINCIPAL_KIND_MEMBER;
+}
+
+std::string AuditIdOf(const audit::v1::Entry& entry) {
+  return absl::StrCat(entry.ledger().project(), "/", entry.ledger().environment(), "/",
+                      entry.index());
+}
+
+template <typename T>
+T* New(google::protobuf::Arena* arena) {
+  return google::protobuf::Arena::CreateMessage<T>(arena);
+}
+
+// The state of one call: its arena, its downstream calls' contexts and messages. Deletes
+// itself when it finishes.
+class Flow {
+ protected:
+  Flow(Downstream* downstream, google::protobuf::Arena* arena, absl::Time deadline,
+       Downstream::Done done)
+      : downstream_(downstream),
+        arena_(arena != nullptr ? arena : &own_arena_),
+        deadline_(deadline),
+        done_(std::move(done)) {}
+  virtual ~Flow() = default;
+
+  // A context for one more downstream call, carrying the deadline.
+  grpc::ClientContext* NewContext() {
+    auto* context = google::protobuf::Arena::Create<grpc::ClientContext>(arena_);
+    client::SetDeadline(*context, deadline_);
+    return context;
+  }
+
+  void Finish(Status status) {
+    Downstream::Done done = std::move(done_);
+    delete this;
+    done(std::move(status));
+  }
+
+  Downstream* const downstream_;
+  google::protobuf::Arena own_arena_;  // When the response has no arena.
+  google::protobuf::Arena* const arena_;
+  const absl::Time deadline_;
+
+ private:
+  Downstream::Done done_;
+};
+
+class DecideFlow final : public Flow {
+ public:
+  DecideFlow(Downstream* downstream, const FlowOptions* options, const v1::DecideRequest* request,
+             v1::DecideResponse* response, absl::Time deadline, Downstream::Done done)
+      : Flow(downstream, response->GetArena(), deadline, std::move(done)),
+        options_(options),
+        request_(request),
+        response_(response) {}
+
+  void Start() {
+    if (absl::Status s = ValidateDecideRequest(*request_); !s.ok()) return Finish(ToGrpc(s));
+    request_id_ = request_->request_id();
+    if (request_id_.empty()) {
+      absl::StatusOr<std::string> random = crypto::RandomBytes(16);
+      if (!random.ok()) return Finish(Status(StatusCode::UNAVAILABLE, "no request id drawn"));
+      request_id_ = absl::StrCat("edge-", absl::BytesToHexString(*random));
+    }
+    response_->set_request_id(request_id_);
+    auto* verify = New<keys::v1::VerifyKeyRequest>(arena_);
+    verify->set_secret(request_->api_key());
+    key_ = New<keys::v1::VerifyKeyResponse>(arena_);
+    downstream_->VerifyKey(NewContext(), verify, key_, [this](Status s) { OnKey(std::move(s)); });
+  }
+
+ private:
+  void OnKey(Status s) {
+    if (!s.ok()) return Finish(KeyFailure(s, deadline_));
+    const keys::v1::Key& key = key_->key();
+    if (key.kind() == keys::v1::KEY_KIND_ADMIN || key.project().empty()) {
+      return Deny("KEY_SCOPE", "admin keys cannot be used for model calls");
+    }
+    bool scoped = false;
+    for (const std::string& scope : key.scopes()) scoped |= scope == options_->action;
+    if (!scoped) {
+      return Deny("KEY_SCOPE", absl::StrCat("the key does not grant ", options_->action));
+    }
+    auto* check = New<authz::v1::CheckRequest>(arena_);
+    check->mutable_principal()->set_kind(PrincipalKindOf(key.owner()));
+    check->mutable_principal()->set_id(key.owner().id());
+    check->set_project(key.project());
+    check->set_action(options_->action);
+    check->set_model(request_->model());
+    check->set_source_ip(request_->source_ip());
+    check->set_estimated_tokens(request_->estimated_tokens());
+    check_ = New<authz::v1::CheckResponse>(arena_);
+
+    auto* redact = New<pii::v1::RedactRequest>(arena_);
+    *redact->mutable_messages() = request_->messages();
+    *redact->mutable_policy() = options_->redaction;
+    redact->set_project_id(key.project());
+    redact->set_return_mapping(request_->return_mapping());
+    redaction_ = New<pii::v1::RedactResponse>(arena_);
+
+    pending_.store(2, std::memory_order_relaxed);
+    downstream_->Check(NewContext(), check, check_, [this](Status s) {
+      check_status_ = std::move(s);
+      Joined();
+    });
+    downstream_->Redact(NewContext(), redact, redaction_, [this](Status s) {
+      redact_status_ = std::move(s);
+      Joined();
+    });
+  }
+
+  // Runs once both the check and the redaction have answered.
+  void Joined() {
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (!check_status_.ok()) return Finish(DownstreamFailure("authz", check_status_, deadline_));
+    if (!redact_status_.ok()) return Finish(DownstreamFailure("pii", redact_status_, deadline_));
+    const pii::v1::ContentReport& report = redaction_->report();
+    for (const auto& [type, count] : report.counts())
+      (*response_->mutable_pii_counts())[type] = count;
+    response_->set_data_class(report.data_class());
+    if (check_->verdict() != authz::v1::VERDICT_ALLOW) {
+      if (check_->has_retry_after()) *response_->mutable_retry_after() = check_->retry_after();
+      return Deny(check_->reason().empty() ? "PERMISSION_DENIED" : check_->reason(),
+                  absl::StrCat("refused by rule ", check_->rule()));
+    }
+    if (report.blocked()) {
+      return Deny("PII_BLOCKED", absl::StrCat("the messages hold data the policy blocks: ",
+                                              absl::StrJoin(report.blocking_types(), ", ")));
+    }
+    auto* route = New<region::v1::RouteRequest>(arena_);
+    route->set_residency(request_->residency());
+    route->set_data_class(report.data_class());
+    route->set_model(request_->model());
+    route->set_preference(request_->preference());
+    route->set_request_id(request_id_);
+    route_ = New<region::v1::RouteResponse>(arena_);
+    downstream_->Route(NewContext(), route, route_, [this](Status s) { OnRoute(std::move(s)); });
+  }
+
+  void OnRoute(Status s) {
+    if (!s.ok()) return Finish(DownstreamFailure("region", s, deadline_));
+    if (route_->decision() != region::v1::DECISION_ROUTED) {
+      return Deny("NO_COMPLIANT_REGION", route_->reason());
+    }
+    Record(/*allow=*/true);
+  }
+
+  void Deny(std::string reason, std::string message) {
+    response_->set_verdict(v1::VERDICT_DENY);
+    response_->set_reason(std::move(reason));
+    response_->set_message(std::move(message));
+    Record(/*allow=*/false);
+  }
+
+  // Appends the decision to the ledger of the key's project and environment; answers once it
+  // is durable.
+  void Record(bool allow) {
+    const keys::v1::Key& key = key_->key();
+    auto* append = New<audit::v1::AppendRequest>(arena_);
+    audit::v1::EntryInput* entry = append->mutable_entry();
+    entry->set_action(allow ? audit::v1::ACTION_DECISION_ALLOW : audit::v1::ACTION_DECISION_DENY);
+    entry->set_actor(key.owner().id());
+    entry->set_project(key.project());
+    if (!key.project().empty()) entry->set_environment(EnvironmentName(key.environment()));
+    entry->set_model(request_->model());
+    entry->set_tokens(request_->estimated_tokens());
+    entry->set_outcome(allow ? audit::v1::OUTCOME_SUCCESS : audit::v1::OUTCOME_BLOCKED);
+    entry->set_request_id(request_id_);
+    entry->set_content_hash(ContentHash());
+    auto& metadata = *entry->mutable_metadata();
+    metadata["key_id"] = key.key_id();
+    if (!allow) metadata["reason"] = response_->reason();
+    if (allow) {
+      metadata["endpoint"] = route_->endpoint().id();
+      metadata["region"] = route_->endpoint().region();
+      if (route_->failover()) metadata["failover"] = "true";
+    }
+    if (response_->pii_counts_size() > 0) {
+      std::vector<std::string> counts;
+      for (const auto& [type, count] : response_->pii_counts()) {
+        counts.push_back(absl::StrCat(type, "=", count));
+      }
+      std::sort(counts.begin(), counts.end());
+      metadata["pii_counts"] = absl::StrJoin(counts, ",");
+    }
+    appended_ = New<audit::v1::AppendResponse>(arena_);
+    allow_ = allow;
+    downstream_->Append(NewContext(), append, appended_,
+                        [this](Status s) { OnRecorded(std::move(s)); });
+  }
+
+  void OnRecorded(Status s) {
+    if (!s.ok()) return Finish(DependencyFailure("audit", s, deadline_));
+    const std::string audit_id = AuditIdOf(appended_->entry());
+    response_->set_audit_id(audit_id);
+    if (allow_) {
+      response_->set_verdict(v1::VERDICT_ALLOW);
+      response_->mutable_messages()->Swap(redaction_->mutable_messages());
+      if (request_->return_mapping())
+        response_->mutable_mapping()->Swap(redaction_->mutable_mapping());
+      response_->mutable_endpoint()->Swap(route_->mutable_endpoint());
+      response_->set_failover(route_->failover());
+      response_->set_message(route_->reason());
+      auto& headers = *response_->mutable_headers();
+      headers[kHeaderAuditId] = audit_id;
+      headers[kHeaderRequestId] = request_id_;
+      headers[kHeaderZeroDataRetention] =
+          response_->endpoint().capabilities().zero_data_retention() ? "true" : "false";
+    }
+    Finish(Status::OK);
+  }
+
+  // SHA-256 over the messages as received (role and content, each length-prefixed): the
+  // ledger proves what was decided on without holding it.
+  std::string ContentHash() const {
+    std::string data;
+    for (const pii::v1::ChatMessage& m : request_->messages()) {
+      absl::StrAppend(&data, m.role().size(), ":", m.role(), m.content().size(), ":", m.content());
+    }
+    return crypto::Sha256(data);
+  }
+
+  const FlowOptions* const options_;
+  const v1::DecideRequest* const request_;
+  v1::DecideResponse* const response_;
+  std::string request_id_;
+  keys::v1::VerifyKeyResponse* key_ = nullptr;
+  authz::v1::CheckResponse* check_ = nullptr;
+  pii::v1::RedactResponse* redaction_ = nullptr;
+  region::v1::RouteResponse* route_ = nullptr;
+  audit::v1::AppendResponse* appended_ = nullptr;
+  Status check_status_;
+  Status redact_status_;
+  std::atomic<int> pending_{0};
+  bool allow_ = false;
+};
+
+class ReportUsageFlow final : public Flow {
+ public:
+  ReportUsageFlow(Downstream* downstream, const v1::ReportUsageRequest* request,
+                  v1::ReportUsageResponse* response, absl::Time deadline, Downstream::Done done)
+      : Flow(downstream, response->GetArena(), deadline, std::move(done)),
+        request_(request),
+        response_(response) {}
+
+  void Start() {
+    if (absl::Status s = ValidateReportUsageRequest(*request_); !s.ok()) {
+      return Finish(ToGrpc(s));
+    }
+    auto* verify = New<keys::v1::VerifyKeyRequest>(arena_);
+    verify->set_secret(request_->api_key());
+    key_ = New<keys::v1::VerifyKeyResponse>(arena_);
+    downstream_->VerifyKey(NewContext(), verify, key_, [this](Status s) { OnKey(std::move(s)); });
+  }
+
+ private:
+  void OnKey(Status s) {
+    if (!s.ok()) return Finish(KeyFailure(s, deadline_));
+    const keys::v1::Key& key = key_->key();
+    if (key.project().empty()) {
+      return Finish(Status(StatusCode::PERMISSION_DENIED, "admin keys make no model calls"));
+    }
+    auto* usage = New<authz::v1::ReportUsageRequest>(arena_);
+    usage->mutable_principal()->set_kind(PrincipalKindOf(key.owner()));
+    usage->mutable_principal()->set_id(key.owner().id());
+    usage->set_project(key.project());
+    usage->set_estimated_tokens(request_->estimated_tokens());
+    usage->set_actual_tokens(request_->actual_tokens());
+    usage->set_request_id(request_->request_id());
+    usage_ = New<authz::v1::ReportUsageResponse>(arena_);
+
+    auto* append = New<audit::v1::AppendRequest>(arena_);
+    audit::v1::EntryInput* entry = append->mutable_entry();
+    entry->set_action(audit::v1::ACTION_API_CALL);
+    entry->set_actor(key.owner().id());
+    entry->set_project(key.project());
+    entry->set_environment(EnvironmentName(key.environment()));
+    entry->set_model(request_->model());
+    entry->set_tokens(request_->actual_tokens());
+    if (request_->has_latency()) *entry->mutable_latency() = request_->latency();
+    entry->set_outcome(request_->outcome() == v1::UPSTREAM_OUTCOME_SUCCESS
+                           ? audit::v1::OUTCOME_SUCCESS
+                           : audit::v1::OUTCOME_ERROR);
+    entry->set_request_id(absl::StrCat("usage:", request_->request_id()));
+    auto& metadata = *entry->mutable_metadata();
+    metadata["key_id"] = key.key_id();
+    if (!request_->endpoint_id().empty()) metadata["endpoint"] = request_->endpoint_id();
+    if (request_->http_status() != 0)
+      metadata["http_status"] = absl::StrCat(request_->http_status());
+    appended_ = New<audit::v1::AppendResponse>(arena_);
+
+    // A refusal by the endpoint itself (4xx) says nothing of its health.
+    const bool report_outcome =
+        !request_->endpoint_id().empty() && request_->outcome() != v1::UPSTREAM_OUTCOME_REJECTED;
+    pending_.store(report_outcome ? 3 : 2, std::memory_order_relaxed);
+    downstream_->ReportUsage(NewContext(), usage, usage_, [this](Status s) {
+      usage_status_ = std::move(s);
+      Joined();
+    });
+    downstream_->Append(NewContext(), append, appended_, [this](Status s) {
+      append_status_ = std::move(s);
+      Joined();
+    });
+    if (report_outcome) {
+      auto* outcome = New<region::v1::ReportOutcomeRequest>(arena_);
+      outcome->set_endpoint_id(request_->endpoint_id());
+      outcome->set_success(request_->outcome() == v1::UPSTREAM_OUTCOME_SUCCESS);
+      if (request_->has_latency()) *outcome->mutable_latency() = request_->latency();
+      outcome->set_status(request_->http_status());
+      downstream_->ReportOutcome(NewContext(), outcome,
+                                 New<region::v1::ReportOutcomeResponse>(arena_), [this](Status s) {
+                                   outcome_status_ = std::move(s);
+                                   Joined();
+                                 });
+    }
+  }
+
+  void Joined() {
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (!usage_status_.ok()) {
+      // The same request id with other usage: the caller's mistake.
+      if (usage_status_.error_code() == StatusCode::ALREADY_EXISTS) return Finish(usage_status_);
+      return Finish(DownstreamFailure("authz", usage_status_, deadline_));
+    }
+    if (outcome_status_.error_code() == StatusCode::NOT_FOUND) {
+      return Finish(Status(
+          StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("endpoint_id: no endpoint '", request_->endpoint_id(), "' is registered")));
+    }
+    if (!outcome_status_.ok())
+      return Finish(DownstreamFailure("region", outcome_status_, deadline_));
+    if (!append_status_.ok()) return Finish(DependencyFailure("audit", append_status_, deadline_));
+    response_->set_adjusted_tokens(usage_->adjusted_tokens());
+    response_->set_duplicate(usage_->duplicate());
+    response_->set_audit_id(AuditIdOf(appended_->entry()));
+    Finish(Status::OK);
+  }
+
+  const v1::ReportUsageRequest* const request_;
+  v1::ReportUsageResponse* const response_;
+  keys::v1::VerifyKeyResponse* key_ = nullptr;
+  authz::v1::ReportUsageResponse* usage_ = nullptr;
+  audit::v1::AppendResponse* appended_ = nullptr;
+  Status usage_status_;
+  Status outcome_status_;
+  Status append_status_;
+  std::atomic<int> pending_{0};
+};
+
+}  // namespace
+
+absl::StatusOr<pii::v1::RedactionPolicy> MakeRedactionPolicy(absl::string_view op,
+                                                             absl::string_view blocked_types) {
+  pii::v1::RedactionPolicy policy;
+  pii::v1::EntityRule* rule = policy.mutable_default_rule();
+  rule->set_action(pii::v1::ACTION_REDACT);
+  if (op == "placeholder") {
+    rule->set_operator_(pii::v1::OPERATOR_PLACEHOLDER);
+  } else if (op == "redact") {
+    rule->set_operator_(pii::v1::OPERATOR_REDACT);
+  } else if (op == "replace") {
+    rule->set_operator_(pii::v1::OPERATOR_REPLACE);
+  } else if (op == "mask") {
+    rule->set_operator_(pii::v1::OPERATOR_MASK);
+  } else if (op == "hash") {
+    rule->set_operator_(pii::v1::OPERATOR_HASH);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "redaction_operator: '", op, "' is not one of placeholder, redact, replace, mask, hash"));
+  }
+  for (absl::string_view type : absl::StrSplit(blocked_types, ',', absl::SkipWhitespace())) {
+    type = absl::StripAsciiWhitespace(type);
+    for (char c : type) {
+      if (!absl::ascii_isupper(static_cast<unsigned char>(c)) &&
+          !absl::ascii_isdigit(static_cast<unsigned char>(c)) && c != '_') {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "blocked_entity_types: '", type, "' is not an entity type name (like US_SSN)"));
+      }
+    }
+    pii::v1::EntityRule* blocked = policy.add_rules();
+    blocked->set_entity_type(std::string(type));
+    blocked->set_action(pii::v1::ACTION_BLOCK);
+  }
+  return policy;
+}
+
+absl::Status ValidateDecideRequest(const v1::DecideRequest& r) {
+  if (r.api_key().empty()) return absl::UnauthenticatedError("api_key: required");
+  if (absl::Status s = CheckModel(r.model()); !s.ok()) return s;
+  if (r.messages_size() == 0) return absl::InvalidArgumentError("messages: at least one");
+  if (r.estimated_tokens() < 0 || r.estimated_tokens() > kMaxEstimatedTokens) {
+    return absl::InvalidArgumentError("estimated_tokens: must be between 0 and 10000000");
+  }
+  if (!region::v1::Residency_IsValid(r.residency())) {
+    return absl::InvalidArgumentError(absl::StrCat("residency: unknown value ", r.residency()));
+  }
+  if (!region::v1::Preference_IsValid(r.preference())) {
+    return absl::InvalidArgumentError(absl::StrCat("preference: unknown value ", r.preference()));
+  }
+  return CheckRequestId(r.request_id(), "request_id");
+}
+
+absl::Status ValidateReportUsageRequest(const v1::ReportUsageRequest& r) {
+  if (r.api_key().empty()) return absl::UnauthenticatedError("api_key: required");
+  if (r.request_id().empty()) return absl::InvalidArgumentError("request_id: required");
+  if (absl::Status s = CheckRequestId(r.request_id(), "request_id"); !s.ok()) return s;
+  if (absl::Status s = CheckModel(r.model()); !s.ok()) return s;
+  if (r.estimated_tokens() < 0 || r.estimated_tokens() > kMaxEstimatedTokens ||
+      r.actual_tokens() < 0 || r.actual_tokens() > kMaxEstimatedTokens) {
+    return absl::InvalidArgumentError(
+        "estimated_tokens, actual_tokens: must be between 0 and 10000000");
+  }
+  if (r.outcome() == v1::UPSTREAM_OUTCOME_UNSPECIFIED ||
+      !v1::UpstreamOutcome_IsValid(r.outcome())) {
+    return absl::InvalidArgumentError("outcome: SUCCESS, ERROR or REJECTED");
+  }
+  if (r.has_latency() &&
+      (r.latency().seconds() < 0 || r.latency().nanos() < 0 || r.latency().seconds() > 3600)) {
+    return absl::InvalidArgumentError("latency: must be between 0 and 1 hour");
+  }
+  if (r.http_status() < 0 || r.http_status() > 599) {
+    return absl::InvalidArgumentError("http_status: must be between 0 and 599");
+  }
+  return absl::OkStatus();
+}
+
+void StartDecide(Downstream* downstream, const FlowOptions* options,
+                 const v1::DecideRequest* request, v1::DecideResponse* response,
+                 absl::Time deadline, Downstream::Done done) {
+  (new DecideFlow(downstream, options, request, response, deadline, std::move(done)))->Start();
+}
+
+void StartReportUsage(Downstream* downstream, const v1::ReportUsageRequest* request,
+                      v1::ReportUsageResponse* response, absl::Time deadline,
+                      Downstream::Done done) {
+  (new ReportUsageFlow(downstream, request, response, deadline, std::move(done)))->Start();
+}
+
+}  // namespace policy::edge

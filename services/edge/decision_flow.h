@@ -1,0 +1,56 @@
+#ifndef POLICY_SERVICES_EDGE_DECISION_FLOW_H_
+#define POLICY_SERVICES_EDGE_DECISION_FLOW_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "policy/edge/v1/edge.pb.h"
+#include "services/edge/downstream.h"
+
+// The edge's two flows. Decide: keys verifies the key; then authz checks access and reserves
+// budget while pii redacts the messages; then region routes; then audit records the decision
+// durably; only then is the answer given. ReportUsage: keys verifies the key; then authz
+// reconciles the tokens, region learns the endpoint's outcome and audit records the call.
+//
+// Failure semantics (fail closed): a key that does not verify is UNAUTHENTICATED whatever the
+// reason; the caller's own mistakes are INVALID_ARGUMENT naming the field; a policy refusal is
+// an OK answer with verdict DENY, recorded in the ledger like an ALLOW; a dependency that
+// fails is UNAVAILABLE (DEADLINE_EXCEEDED once the deadline has passed) and never an ALLOW.
+namespace policy::edge {
+
+struct FlowOptions {
+  // The permission Decide asks authz about; the key's scopes must include it.
+  std::string action = "chat.completions";
+  // What pii does with each entity type found in the messages.
+  pii::v1::RedactionPolicy redaction;
+};
+
+// The policy of FlowOptions::redaction: every entity type replaced by `op` ("placeholder",
+// "redact", "replace", "mask" or "hash") except `blocked_types` (comma-separated), which
+// refuse the request. INVALID_ARGUMENT for an unknown operator or a malformed type name.
+absl::StatusOr<pii::v1::RedactionPolicy> MakeRedactionPolicy(absl::string_view op,
+                                                             absl::string_view blocked_types);
+
+// Checks what the edge can check itself: INVALID_ARGUMENT naming the field, UNAUTHENTICATED
+// for a missing key.
+absl::Status ValidateDecideRequest(const v1::DecideRequest& request);
+absl::Status ValidateReportUsageRequest(const v1::ReportUsageRequest& request);
+
+// Runs one Decide: fills `response`, then calls `done` once, on any thread. `request`,
+// `response`, `options` and `downstream` must outlive `done`; every downstream call carries
+// `deadline`. Downstream messages live on `response`'s arena when it has one.
+void StartDecide(Downstream* downstream, const FlowOptions* options,
+                 const v1::DecideRequest* request, v1::DecideResponse* response,
+                 absl::Time deadline, Downstream::Done done);
+
+// Runs one ReportUsage, with the same contract.
+void StartReportUsage(Downstream* downstream, const v1::ReportUsageRequest* request,
+                      v1::ReportUsageResponse* response, absl::Time deadline,
+                      Downstream::Done done);
+
+}  // namespace policy::edge
+
+#endif  // POLICY_SERVICES_EDGE_DECISION_FLOW_H_

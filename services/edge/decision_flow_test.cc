@@ -1,0 +1,496 @@
+#include "services/edge/decision_flow.h"
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "common/crypto/crypto.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace policy::edge {
+namespace {
+
+using ::testing::Contains;
+using ::testing::Each;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+// The five services scripted: each method records its request, then answers with its
+// status and, when OK, its response; inline, or from a thread of its own when `async`.
+class FakeDownstream final : public Downstream {
+ public:
+  ~FakeDownstream() override {
+    for (std::thread& t : threads_) t.join();
+  }
+
+  void VerifyKey(grpc::ClientContext*, const keys::v1::VerifyKeyRequest* request,
+                 keys::v1::VerifyKeyResponse* response, Done done) override {
+    Answer("keys.VerifyKey", *request, &verify_request, response, verify_response, verify_status,
+           std::move(done));
+  }
+  void Check(grpc::ClientContext*, const authz::v1::CheckRequest* request,
+             authz::v1::CheckResponse* response, Done done) override {
+    Answer("authz.Check", *request, &check_request, response, check_response, check_status,
+           std::move(done));
+  }
+  void ReportUsage(grpc::ClientContext*, const authz::v1::ReportUsageRequest* request,
+                   authz::v1::ReportUsageResponse* response, Done done) override {
+    Answer("authz.ReportUsage", *request, &usage_request, response, usage_response, usage_status,
+           std::move(done));
+  }
+  void Redact(grpc::ClientContext*, const pii::v1::RedactRequest* request,
+              pii::v1::RedactResponse* response, Done done) override {
+    Answer("pii.Redact", *request, &redact_request, response, redact_response, redact_status,
+           std::move(done));
+  }
+  void Route(grpc::ClientContext*, const region::v1::RouteRequest* request,
+             region::v1::RouteResponse* response, Done done) override {
+    Answer("region.Route", *request, &route_request, response, route_response, route_status,
+           std::move(done));
+  }
+  void ReportOutcome(grpc::ClientContext*, const region::v1::ReportOutcomeRequest* request,
+                     region::v1::ReportOutcomeResponse* response, Done done) override {
+    Answer("region.ReportOutcome", *request, &outcome_request, response,
+           region::v1::ReportOutcomeResponse(), outcome_status, std::move(done));
+  }
+  void Append(grpc::ClientContext*, const audit::v1::AppendRequest* request,
+              audit::v1::AppendResponse* response, Done done) override {
+    Answer("audit.Append", *request, &append_request, response, append_response, append_status,
+           std::move(done));
+  }
+
+  std::vector<std::string> calls() {
+    absl::MutexLock lock(&mu_);
+    std::vector<std::string> sorted = calls_;
+    return sorted;
+  }
+
+  bool async = false;
+  grpc::Status verify_status, check_status, usage_status, redact_status, route_status,
+      outcome_status, append_status;
+  keys::v1::VerifyKeyResponse verify_response;
+  authz::v1::CheckResponse check_response;
+  authz::v1::ReportUsageResponse usage_response;
+  pii::v1::RedactResponse redact_response;
+  region::v1::RouteResponse route_response;
+  audit::v1::AppendResponse append_response;
+  keys::v1::VerifyKeyRequest verify_request;
+  authz::v1::CheckRequest check_request;
+  authz::v1::ReportUsageRequest usage_request;
+  pii::v1::RedactRequest redact_request;
+  region::v1::RouteRequest route_request;
+  region::v1::ReportOutcomeRequest outcome_request;
+  audit::v1::AppendRequest append_request;
+
+ private:
+  template <typename Request, typename Response>
+  void Answer(const char* name, const Request& request, Request* seen, Response* response,
+              const Response& scripted, const grpc::Status& status, Done done) {
+    {
+      absl::MutexLock lock(&mu_);
+      calls_.push_back(name);
+      *seen = request;
+    }
+    auto run = [response, scripted, status, done = std::move(done)] {
+      if (status.ok()) *response = scripted;
+      done(status);
+    };
+    if (!async) return run();
+    absl::MutexLock lock(&mu_);
+    threads_.emplace_back(std::move(run));
+  }
+
+  absl::Mutex mu_;
+  std::vector<std::string> calls_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
+};
+
+class DecisionFlowTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options_.redaction = *MakeRedactionPolicy("placeholder", "PRIVATE_KEY");
+    keys::v1::Key* key = fake_.verify_response.mutable_key();
+    key->set_key_id("key-1");
+    key->set_kind(keys::v1::KEY_KIND_PROJECT);
+    key->mutable_owner()->set_type(keys::v1::PRINCIPAL_TYPE_MEMBER);
+    key->mutable_owner()->set_id("alice@example.com");
+    key->set_project("support-eu");
+    key->set_environment(keys::v1::ENVIRONMENT_PRODUCTION);
+    key->add_scopes("chat.completions");
+    fake_.check_response.set_verdict(authz::v1::VERDICT_ALLOW);
+    pii::v1::ChatMessage* redacted = fake_.redact_response.add_messages();
+    redacted->set_role("user");
+    redacted->set_content("Mail <EMAIL_ADDRESS_1> please");
+    pii::v1::PlaceholderEntry* entry = fake_.redact_response.add_mapping();
+    entry->set_placeholder("<EMAIL_ADDRESS_1>");
+    entry->set_entity_type("EMAIL_ADDRESS");
+    entry->set_value("jane@example.com");
+    (*fake_.redact_response.mutable_report()->mutable_counts())["EMAIL_ADDRESS"] = 1;
+    fake_.redact_response.mutable_report()->set_data_class(pii::v1::DATA_CLASS_PII);
+    fake_.route_response.set_decision(region::v1::DECISION_ROUTED);
+    fake_.route_response.set_reason("chose azure-westeurope");
+    region::v1::Endpoint* endpoint = fake_.route_response.mutable_endpoint();
+    endpoint->set_id("azure-westeurope");
+    endpoint->set_region("westeurope");
+    endpoint->mutable_capabilities()->set_zero_data_retention(true);
+    audit::v1::Entry* appended = fake_.append_response.mutable_entry();
+    appended->mutable_ledger()->set_project("support-eu");
+    appended->mutable_ledger()->set_environment("production");
+    appended->set_index(41);
+
+    request_.set_api_key("psk_proj_secret");
+    request_.set_source_ip("10.0.0.7");
+    request_.set_model("gpt-4o");
+    pii::v1::ChatMessage* message = request_.add_messages();
+    message->set_role("user");
+    message->set_content("Mail jane@example.com please");
+    request_.set_estimated_tokens(500);
+    request_.set_residency(region::v1::RESIDENCY_EU);
+    request_.set_request_id("req-1");
+  }
+
+  struct Result {
+    grpc::Status status;
+    v1::DecideResponse response;
+  };
+
+  Result Decide(absl::Time deadline = absl::Now() + absl::Seconds(10)) {
+    Result result;
+    absl::Notification done;
+    StartDecide(&fake_, &options_, &request_, &result.response, deadline, [&](grpc::Status s) {
+      result.status = std::move(s);
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return result;
+  }
+
+  FakeDownstream fake_;
+  FlowOptions options_;
+  v1::DecideRequest request_;
+};
+
+TEST_F(DecisionFlowTest, AllowsWithRedactedMessagesEndpointHeadersAndALedgerEntry) {
+  request_.set_return_mapping(true);
+  Result r = Decide();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.response.verdict(), v1::VERDICT_ALLOW);
+  EXPECT_EQ(r.response.reason(), "");
+  ASSERT_EQ(r.response.messages_size(), 1);
+  EXPECT_EQ(r.response.messages(0).content(), "Mail <EMAIL_ADDRESS_1> please");
+  ASSERT_EQ(r.response.mapping_size(), 1);
+  EXPECT_EQ(r.response.mapping(0).value(), "jane@example.com");
+  EXPECT_EQ(r.response.endpoint().id(), "azure-westeurope");
+  EXPECT_EQ(r.response.audit_id(), "support-eu/production/41");
+  EXPECT_EQ(r.response.request_id(), "req-1");
+  EXPECT_EQ(r.response.headers().at("x-policy-audit-id"), "support-eu/production/41");
+  EXPECT_EQ(r.response.headers().at("x-policy-request-id"), "req-1");
+  EXPECT_EQ(r.response.headers().at("x-policy-zero-data-retention"), "true");
+  EXPECT_EQ(r.response.pii_counts().at("EMAIL_ADDRESS"), 1);
+  EXPECT_EQ(r.response.data_class(), pii::v1::DATA_CLASS_PII);
+
+  EXPECT_EQ(fake_.verify_request.secret(), "psk_proj_secret");
+  EXPECT_EQ(fake_.check_request.principal().id(), "alice@example.com");
+  EXPECT_EQ(fake_.check_request.principal().kind(), authz::v1::PRINCIPAL_KIND_MEMBER);
+  EXPECT_EQ(fake_.check_request.project(), "support-eu");
+  EXPECT_EQ(fake_.check_request.source_ip(), "10.0.0.7");
+  EXPECT_EQ(fake_.check_request.estimated_tokens(), 500);
+  EXPECT_EQ(fake_.redact_request.project_id(), "support-eu");
+  EXPECT_EQ(fake_.redact_request.messages(0).content(), "Mail jane@example.com please");
+  EXPECT_EQ(fake_.redact_request.policy().rules(0).entity_type(), "PRIVATE_KEY");
+  // Region routes by the class pii found, in the residency asked for.
+  EXPECT_EQ(fake_.route_request.data_class(), pii::v1::DATA_CLASS_PII);
+  EXPECT_EQ(fake_.route_request.residency(), region::v1::RESIDENCY_EU);
+
+  const audit::v1::EntryInput& entry = fake_.append_request.entry();
+  EXPECT_EQ(entry.action(), audit::v1::ACTION_DECISION_ALLOW);
+  EXPECT_EQ(entry.actor(), "alice@example.com");
+  EXPECT_EQ(entry.project(), "support-eu");
+  EXPECT_EQ(entry.environment(), "production");
+  EXPECT_EQ(entry.request_id(), "req-1");
+  EXPECT_EQ(entry.tokens(), 500);
+  EXPECT_EQ(entry.metadata().at("endpoint"), "azure-westeurope");
+  EXPECT_EQ(entry.metadata().at("pii_counts"), "EMAIL_ADDRESS=1");
+  EXPECT_EQ(entry.content_hash().size(), 32u);
+  // The ledger holds a hash of the content, never the content.
+  for (const auto& [k, v] : entry.metadata()) EXPECT_THAT(v, Not(HasSubstr("jane@")));
+  EXPECT_THAT(fake_.calls(), ElementsAre("keys.VerifyKey", "authz.Check", "pii.Redact",
+                                         "region.Route", "audit.Append"));
+}
+
+TEST_F(DecisionFlowTest, TheMappingOnlyWhenAskedFor) {
+  Result r = Decide();
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.response.mapping_size(), 0);
+  EXPECT_FALSE(fake_.redact_request.return_mapping());
+}
+
+TEST_F(DecisionFlowTest, DrawsARequestIdWhenNoneIsGiven) {
+  request_.clear_request_id();
+  Result r = Decide();
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_THAT(r.response.request_id(), HasSubstr("edge-"));
+  EXPECT_EQ(fake_.append_request.entry().request_id(), r.response.request_id());
+  Result again = Decide();
+  EXPECT_NE(again.response.request_id(), r.response.request_id());
+}
+
+TEST_F(DecisionFlowTest, AnyKeyRefusalIsUnauthenticatedAlike) {
+  for (grpc::StatusCode code :
+       {grpc::StatusCode::UNAUTHENTICATED, grpc::StatusCode::NOT_FOUND,
+        grpc::StatusCode::INVALID_ARGUMENT, grpc::StatusCode::PERMISSION_DENIED}) {
+    fake_.verify_status = grpc::Status(code, "key revoked at 10:02 by bob");
+    Result r = Decide();
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << code;
+    EXPECT_EQ(r.status.error_message(), "API key is not valid");
+  }
+  // Nothing else was asked, nothing recorded.
+  EXPECT_THAT(fake_.calls(), Each("keys.VerifyKey"));
+}
+
+TEST_F(DecisionFlowTest, KeysDownFailsClosed) {
+  fake_.verify_status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection refused");
+  Result r = Decide();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("keys"));
+  EXPECT_THAT(fake_.calls(), ElementsAre("keys.VerifyKey"));
+}
+
+TEST_F(DecisionFlowTest, EachDependencyDownFailsClosedWithoutAnAllow) {
+  struct Case {
+    grpc::Status FakeDownstream::*status;
+    const char* service;
+  };
+  for (Case c :
+       {Case{&FakeDownstream::check_status, "authz"}, Case{&FakeDownstream::redact_status, "pii"},
+        Case{&FakeDownstream::route_status, "region"},
+        Case{&FakeDownstream::append_status, "audit"}}) {
+    FakeDownstream fake;
+    fake.verify_response = fake_.verify_response;
+    fake.check_response = fake_.check_response;
+    fake.redact_response = fake_.redact_response;
+    fake.route_response = fake_.route_response;
+    fake.append_response = fake_.append_response;
+    fake.*c.status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection refused");
+    v1::DecideResponse response;
+    grpc::Status status;
+    absl::Notification done;
+    StartDecide(&fake, &options_, &request_, &response, absl::Now() + absl::Seconds(10),
+                [&](grpc::Status s) {
+                  status = std::move(s);
+                  done.Notify();
+                });
+    done.WaitForNotification();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << c.service;
+    EXPECT_THAT(status.error_message(), HasSubstr(c.service));
+    EXPECT_NE(response.verdict(), v1::VERDICT_ALLOW) << c.service;
+    if (std::string(c.service) != "audit") {
+      // Nothing was recorded as decided: the decision was never made.
+      EXPECT_THAT(fake.calls(), Not(Contains("audit.Append"))) << c.service;
+    }
+  }
+}
+
+TEST_F(DecisionFlowTest, APassedDeadlineIsDeadlineExceeded) {
+  fake_.check_status = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded");
+  Result r = Decide();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("authz"));
+}
+
+TEST_F(DecisionFlowTest, CallersInputRefusedDownstreamStaysInvalidArgument) {
+  fake_.check_status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "source_ip: not an IP");
+  Result r = Decide();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(r.status.error_message(), "source_ip: not an IP");
+}
+
+TEST_F(DecisionFlowTest, AuthzDenialIsAnAuditedDenyWithRetryAfter) {
+  fake_.check_response.set_verdict(authz::v1::VERDICT_DENY);
+  fake_.check_response.set_reason("RATE_LIMITED");
+  fake_.check_response.set_rule("rate_limit.project.rpm");
+  fake_.check_response.mutable_retry_after()->set_seconds(12);
+  Result r = Decide();
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.response.verdict(), v1::VERDICT_DENY);
+  EXPECT_EQ(r.response.reason(), "RATE_LIMITED");
+  EXPECT_EQ(r.response.retry_after().seconds(), 12);
+  EXPECT_THAT(r.response.messages(), IsEmpty());
+  EXPECT_FALSE(r.response.has_endpoint());
+  EXPECT_EQ(r.response.audit_id(), "support-eu/production/41");
+  EXPECT_EQ(fake_.append_request.entry().action(), audit::v1::ACTION_DECISION_DENY);
+  EXPECT_EQ(fake_.append_request.entry().outcome(), audit::v1::OUTCOME_BLOCKED);
+  EXPECT_EQ(fake_.append_request.entry().metadata().at("reason"), "RATE_LIMITED");
+  EXPECT_THAT(fake_.calls(), Not(Contains("region.Route")));
+}
+
+TEST_F(DecisionFlowTest, BlockedContentIsADeny) {
+  fake_.redact_response.mutable_report()->set_blocked(true);
+  fake_.redact_response.mutable_report()->add_blocking_types("PRIVATE_KEY");
+  Result r = Decide();
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.response.verdict(), v1::VERDICT_DENY);
+  EXPECT_EQ(r.response.reason(), "PII_BLOCKED");
+  EXPECT_THAT(r.response.message(), HasSubstr("PRIVATE_KEY"));
+  EXPECT_THAT(r.response.messages(), IsEmpty());
+  EXPECT_EQ(fake_.append_request.entry().action(), audit::v1::ACTION_DECISION_DENY);
+}
+
+TEST_F(DecisionFlowTest, NoCompliantRegionIsADeny) {
+  fake_.route_response.Clear();
+  fake_.route_response.set_decision(region::v1::DECISION_BLOCKED);
+  fake_.route_response.set_reason("NO_COMPLIANT_REGION: no healthy endpoint for residency eu");
+  Result r = Decide();
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.response.verdict(), v1::VERDICT_DENY);
+  EXPECT_EQ(r.response.reason(), "NO_COMPLIANT_REGION");
+  EXPECT_THAT(r.response.message(), HasSubstr("residency eu"));
+  EXPECT_FALSE(r.response.has_endpoint());
+}
+
+TEST_F(DecisionFlowTest, AKeyWithoutTheScopeOrAnAdminKeyIsDenied) {
+  fake_.verify_response.mutable_key()->clear_scopes();
+  fake_.verify_response.mutable_key()->add_scopes("embeddings");
+  Result r = Decide();
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.response.reason(), "KEY_SCOPE");
+  EXPECT_THAT(fake_.calls(), Not(Contains("authz.Check")));
+
+  fake_.verify_response.mutable_key()->set_kind(keys::v1::KEY_KIND_ADMIN);
+  fake_.verify_response.mutable_key()->clear_project();
+  r = Decide();
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.response.verdict(), v1::VERDICT_DENY);
+  EXPECT_EQ(r.response.reason(), "KEY_SCOPE");
+  // Recorded in the organisation's ledger.
+  EXPECT_EQ(fake_.append_request.entry().project(), "");
+  EXPECT_EQ(fake_.append_request.entry().environment(), "");
+}
+
+TEST_F(DecisionFlowTest, BadInputNamesTheField) {
+  request_.clear_model();
+  Result r = Decide();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("model"));
+  request_.set_model("gpt-4o");
+  request_.set_request_id("has spaces");
+  r = Decide();
+  EXPECT_THAT(r.status.error_message(), HasSubstr("request_id"));
+  request_.set_request_id("ok");
+  request_.set_estimated_tokens(-1);
+  r = Decide();
+  EXPECT_THAT(r.status.error_message(), HasSubstr("estimated_tokens"));
+  request_.set_estimated_tokens(1);
+  request_.set_residency(static_cast<region::v1::Residency>(99));
+  r = Decide();
+  EXPECT_THAT(r.status.error_message(), HasSubstr("residency"));
+  request_.set_residency(region::v1::RESIDENCY_EU);
+  request_.clear_messages();
+  r = Decide();
+  EXPECT_THAT(r.status.error_message(), HasSubstr("messages"));
+  request_.clear_api_key();
+  r = Decide();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(fake_.calls(), IsEmpty());
+}
+
+TEST_F(DecisionFlowTest, ConcurrentAnswersFromOtherThreads) {
+  fake_.async = true;
+  for (int i = 0; i < 200; ++i) {
+    Result r = Decide();
+    ASSERT_TRUE(r.status.ok()) << i;
+    ASSERT_EQ(r.response.verdict(), v1::VERDICT_ALLOW) << i;
+  }
+}
+
+class ReportUsageFlowTest : public DecisionFlowTest {
+ protected:
+  void SetUp() override {
+    DecisionFlowTest::SetUp();
+    usage_.set_api_key("psk_proj_secret");
+    usage_.set_request_id("req-1");
+    usage_.set_endpoint_id("azure-westeurope");
+    usage_.set_model("gpt-4o");
+    usage_.set_estimated_tokens(500);
+    usage_.set_actual_tokens(320);
+    usage_.mutable_latency()->set_nanos(450'000'000);
+    usage_.set_outcome(v1::UPSTREAM_OUTCOME_SUCCESS);
+    usage_.set_http_status(200);
+    fake_.usage_response.set_adjusted_tokens(-180);
+  }
+
+  grpc::Status Report(v1::ReportUsageResponse* response) {
+    grpc::Status status;
+    absl::Notification done;
+    StartReportUsage(&fake_, &usage_, response, absl::Now() + absl::Seconds(10),
+                     [&](grpc::Status s) {
+                       status = std::move(s);
+                       done.Notify();
+                     });
+    done.WaitForNotification();
+    return status;
+  }
+
+  v1::ReportUsageRequest usage_;
+};
+
+TEST_F(ReportUsageFlowTest, ReconcilesFeedsHealthAndRecords) {
+  v1::ReportUsageResponse response;
+  ASSERT_TRUE(Report(&response).ok());
+  EXPECT_EQ(response.adjusted_tokens(), -180);
+  EXPECT_EQ(response.audit_id(), "support-eu/production/41");
+  EXPECT_EQ(fake_.usage_request.actual_tokens(), 320);
+  EXPECT_EQ(fake_.usage_request.request_id(), "req-1");
+  EXPECT_EQ(fake_.usage_request.principal().id(), "alice@example.com");
+  EXPECT_TRUE(fake_.outcome_request.success());
+  EXPECT_EQ(fake_.outcome_request.latency().nanos(), 450'000'000);
+  EXPECT_EQ(fake_.append_request.entry().action(), audit::v1::ACTION_API_CALL);
+  EXPECT_EQ(fake_.append_request.entry().tokens(), 320);
+  EXPECT_EQ(fake_.append_request.entry().request_id(), "usage:req-1");
+}
+
+TEST_F(ReportUsageFlowTest, AnEndpointsOwnRefusalIsNotItsHealth) {
+  usage_.set_outcome(v1::UPSTREAM_OUTCOME_REJECTED);
+  v1::ReportUsageResponse response;
+  ASSERT_TRUE(Report(&response).ok());
+  EXPECT_THAT(fake_.calls(), Not(Contains("region.ReportOutcome")));
+  EXPECT_EQ(fake_.append_request.entry().outcome(), audit::v1::OUTCOME_ERROR);
+}
+
+TEST_F(ReportUsageFlowTest, UnknownEndpointAndFailures) {
+  fake_.outcome_status = grpc::Status(grpc::StatusCode::NOT_FOUND, "no such endpoint");
+  v1::ReportUsageResponse response;
+  grpc::Status s = Report(&response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("endpoint_id"));
+  fake_.outcome_status = grpc::Status::OK;
+  fake_.append_status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "down");
+  s = Report(&response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("audit"));
+  usage_.clear_request_id();
+  s = Report(&response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("request_id"));
+}
+
+TEST(RedactionPolicyTest, OperatorsAndBlockedTypes) {
+  absl::StatusOr<pii::v1::RedactionPolicy> p = MakeRedactionPolicy("mask", "US_SSN, PRIVATE_KEY");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->default_rule().operator_(), pii::v1::OPERATOR_MASK);
+  ASSERT_EQ(p->rules_size(), 2);
+  EXPECT_EQ(p->rules(1).entity_type(), "PRIVATE_KEY");
+  EXPECT_EQ(p->rules(1).action(), pii::v1::ACTION_BLOCK);
+  EXPECT_THAT(MakeRedactionPolicy("scramble", "").status().message(),
+              HasSubstr("redaction_operator"));
+  EXPECT_THAT(MakeRedactionPolicy("redact", "us-ssn").status().message(),
+              HasSubstr("blocked_entity_types"));
+}
+
+}  // namespace
+}  // namespace policy::edge

@@ -1,0 +1,38 @@
+#include "services/edge/edge_config.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace policy::edge {
+
+void EdgeConfig::Register(config::Parser& p) {
+  server.Register(p);
+  p.AddString("keys_target", &targets.keys, "the keys service, host:port");
+  p.AddString("authz_target", &targets.authz, "the authz service, host:port");
+  p.AddString("pii_target", &targets.pii, "the pii service, host:port");
+  p.AddString("region_target", &targets.region, "the region service, host:port");
+  p.AddString("audit_target", &targets.audit, "the audit service, host:port");
+  p.AddDuration("max_decision_time", &max_decision_time,
+                "the longest a decision may take, whatever the caller's deadline");
+  p.AddString("redaction_operator", &redaction_operator,
+              "placeholder, redact, replace, mask or hash: what replaces personal data");
+  p.AddString("blocked_entity_types", &blocked_entity_types,
+              "comma-separated entity types whose presence refuses the request");
+}
+
+absl::Status EdgeConfig::Validate() const {
+  if (absl::Status s = server.Validate(); !s.ok()) return s;
+  for (const auto& [name, target] :
+       {std::pair<const char*, const std::string&>{"keys_target", targets.keys},
+        {"authz_target", targets.authz},
+        {"pii_target", targets.pii},
+        {"region_target", targets.region},
+        {"audit_target", targets.audit}}) {
+    if (target.empty()) return absl::InvalidArgumentError(absl::StrCat(name, ": required"));
+  }
+  if (max_decision_time < absl::Milliseconds(10) || max_decision_time > absl::Minutes(5)) {
+    return absl::InvalidArgumentError("max_decision_time must be between 10ms and 5m");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace policy::edge

@@ -1,0 +1,39 @@
+#ifndef POLICY_SERVICES_EDGE_EDGE_CONFIG_H_
+#define POLICY_SERVICES_EDGE_EDGE_CONFIG_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "common/config/config.h"
+#include "common/server/server_runner.h"
+#include "services/edge/downstream.h"
+
+namespace policy::edge {
+
+// Everything the edge binary reads from --flags and POLICY_EDGE_* variables.
+struct EdgeConfig {
+  server::ServerOptions server;
+  DownstreamTargets targets{.keys = "127.0.0.1:50051",
+                            .authz = "127.0.0.1:50052",
+                            .pii = "127.0.0.1:50053",
+                            .region = "127.0.0.1:50054",
+                            .audit = "127.0.0.1:50055"};
+  // The longest a decision may take when the caller allows longer or sets no deadline.
+  absl::Duration max_decision_time = absl::Seconds(5);
+  // What pii does with what it finds: every type replaced by a numbered placeholder
+  // ("placeholder"), by "[TYPE_REDACTED]" ("redact"), by "<TYPE>" ("replace"), masked
+  // ("mask") or hashed under the project's key ("hash")...
+  std::string redaction_operator = "placeholder";
+  // ...except these types, whose presence refuses the request (PII_BLOCKED). Comma-separated;
+  // by default the secrets.
+  std::string blocked_entity_types =
+      "PRIVATE_KEY,POLICY_SUITE_KEY,OPENAI_API_KEY,AWS_ACCESS_KEY,GITHUB_TOKEN,SLACK_TOKEN";
+
+  void Register(config::Parser& parser);
+  absl::Status Validate() const;
+};
+
+}  // namespace policy::edge
+
+#endif  // POLICY_SERVICES_EDGE_EDGE_CONFIG_H_

@@ -1,0 +1,36 @@
+#include "services/edge/edge_service.h"
+
+#include <utility>
+
+#include "common/client/channel.h"
+
+namespace policy::edge {
+
+EdgeService::EdgeService(Downstream* downstream, FlowOptions options,
+                         absl::Duration max_decision_time)
+    : downstream_(downstream), options_(std::move(options)), max_decision_time_(max_decision_time) {
+  SetMessageAllocatorFor_Decide(&decide_allocator_);
+  SetMessageAllocatorFor_ReportUsage(&usage_allocator_);
+}
+
+grpc::ServerUnaryReactor* EdgeService::Decide(grpc::CallbackServerContext* context,
+                                              const v1::DecideRequest* request,
+                                              v1::DecideResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  StartDecide(downstream_, &options_, request, response,
+              client::DownstreamDeadline(*context, max_decision_time_),
+              [reactor](grpc::Status status) { reactor->Finish(std::move(status)); });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* EdgeService::ReportUsage(grpc::CallbackServerContext* context,
+                                                   const v1::ReportUsageRequest* request,
+                                                   v1::ReportUsageResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  StartReportUsage(downstream_, request, response,
+                   client::DownstreamDeadline(*context, max_decision_time_),
+                   [reactor](grpc::Status status) { reactor->Finish(std::move(status)); });
+  return reactor;
+}
+
+}  // namespace policy::edge

@@ -1,0 +1,37 @@
+#ifndef POLICY_SERVICES_EDGE_EDGE_SERVICE_H_
+#define POLICY_SERVICES_EDGE_EDGE_SERVICE_H_
+
+#include "absl/time/time.h"
+#include "common/server/arena_allocator.h"
+#include "policy/edge/v1/edge.grpc.pb.h"
+#include "services/edge/decision_flow.h"
+#include "services/edge/downstream.h"
+
+namespace policy::edge {
+
+// policy.edge.v1.EdgeService over gRPC. Handlers never block: each call's flow runs on the
+// downstream calls' callbacks and finishes the call from the last of them.
+class EdgeService final : public v1::EdgeService::CallbackService {
+ public:
+  // A call's downstream deadline is the caller's, but at most `max_decision_time` away.
+  EdgeService(Downstream* downstream, FlowOptions options, absl::Duration max_decision_time);
+
+  grpc::ServerUnaryReactor* Decide(grpc::CallbackServerContext* context,
+                                   const v1::DecideRequest* request,
+                                   v1::DecideResponse* response) override;
+  grpc::ServerUnaryReactor* ReportUsage(grpc::CallbackServerContext* context,
+                                        const v1::ReportUsageRequest* request,
+                                        v1::ReportUsageResponse* response) override;
+
+ private:
+  Downstream* const downstream_;
+  const FlowOptions options_;
+  const absl::Duration max_decision_time_;
+  // A decision's request, response and every downstream message on one arena.
+  server::ArenaMessageAllocator<v1::DecideRequest, v1::DecideResponse> decide_allocator_;
+  server::ArenaMessageAllocator<v1::ReportUsageRequest, v1::ReportUsageResponse> usage_allocator_;
+};
+
+}  // namespace policy::edge
+
+#endif  // POLICY_SERVICES_EDGE_EDGE_SERVICE_H_

@@ -1,0 +1,67 @@
+#include <memory>
+#include <utility>
+
+#include "common/client/channel.h"
+#include "policy/audit/v1/audit.grpc.pb.h"
+#include "policy/authz/v1/authz.grpc.pb.h"
+#include "policy/keys/v1/keys.grpc.pb.h"
+#include "policy/pii/v1/pii.grpc.pb.h"
+#include "policy/region/v1/region.grpc.pb.h"
+#include "services/edge/downstream.h"
+
+namespace policy::edge {
+namespace {
+
+class GrpcDownstream final : public Downstream {
+ public:
+  explicit GrpcDownstream(const DownstreamTargets& t)
+      : keys_(keys::v1::KeyService::NewStub(client::OpenChannel(t.keys))),
+        authz_(authz::v1::AuthzService::NewStub(client::OpenChannel(t.authz))),
+        pii_(pii::v1::PiiService::NewStub(client::OpenChannel(t.pii))),
+        region_(region::v1::RegionService::NewStub(client::OpenChannel(t.region))),
+        audit_(audit::v1::AuditService::NewStub(client::OpenChannel(t.audit))) {}
+
+  void VerifyKey(grpc::ClientContext* context, const keys::v1::VerifyKeyRequest* request,
+                 keys::v1::VerifyKeyResponse* response, Done done) override {
+    keys_->async()->VerifyKey(context, request, response, std::move(done));
+  }
+  void Check(grpc::ClientContext* context, const authz::v1::CheckRequest* request,
+             authz::v1::CheckResponse* response, Done done) override {
+    authz_->async()->Check(context, request, response, std::move(done));
+  }
+  void ReportUsage(grpc::ClientContext* context, const authz::v1::ReportUsageRequest* request,
+                   authz::v1::ReportUsageResponse* response, Done done) override {
+    authz_->async()->ReportUsage(context, request, response, std::move(done));
+  }
+  void Redact(grpc::ClientContext* context, const pii::v1::RedactRequest* request,
+              pii::v1::RedactResponse* response, Done done) override {
+    pii_->async()->Redact(context, request, response, std::move(done));
+  }
+  void Route(grpc::ClientContext* context, const region::v1::RouteRequest* request,
+             region::v1::RouteResponse* response, Done done) override {
+    region_->async()->Route(context, request, response, std::move(done));
+  }
+  void ReportOutcome(grpc::ClientContext* context, const region::v1::ReportOutcomeRequest* request,
+                     region::v1::ReportOutcomeResponse* response, Done done) override {
+    region_->async()->ReportOutcome(context, request, response, std::move(done));
+  }
+  void Append(grpc::ClientContext* context, const audit::v1::AppendRequest* request,
+              audit::v1::AppendResponse* response, Done done) override {
+    audit_->async()->Append(context, request, response, std::move(done));
+  }
+
+ private:
+  std::unique_ptr<keys::v1::KeyService::Stub> keys_;
+  std::unique_ptr<authz::v1::AuthzService::Stub> authz_;
+  std::unique_ptr<pii::v1::PiiService::Stub> pii_;
+  std::unique_ptr<region::v1::RegionService::Stub> region_;
+  std::unique_ptr<audit::v1::AuditService::Stub> audit_;
+};
+
+}  // namespace
+
+std::unique_ptr<Downstream> NewGrpcDownstream(const DownstreamTargets& targets) {
+  return std::make_unique<GrpcDownstream>(targets);
+}
+
+}  // namespace policy::edge
