@@ -1,0 +1,302 @@
+"""End-to-end tests of the decision flow: PostgreSQL and all six services as separate
+processes (keys, authz, pii, region, audit, edge), driven from Python over gRPC with Debian's
+python3-grpcio, as a non-C++ backend would.
+
+Plays the seed's scenarios through the edge: an allowed request with its PII redacted and
+routed to the EU, recorded in the ledger (which then verifies); a key that does not verify;
+a model off the project's allowlist; a secret in the prompt; a residency nothing complies
+with; a rate limit; the usage report after the LLM call feeding the endpoint's health until
+the next decision fails over inside the EU; and fail-closed behaviour while a dependency is
+stopped or killed, recovering when it returns.
+
+Needs POLICY_TEST_PG_URL (as tools/dev pg sets up); skips without it, or fails when
+POLICY_TEST_REQUIRE_PG=1.
+Run: /usr/bin/python3 -m unittest -v tests.edge.test_edge_process
+"""
+
+import contextlib
+import os
+import secrets
+import signal
+import sys
+import time
+import unittest
+import uuid
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.support import policy_testing as pt  # noqa: E402
+
+import grpc  # noqa: E402
+from policy.audit.v1 import audit_pb2, audit_pb2_grpc  # noqa: E402
+from policy.edge.v1 import edge_pb2 as E, edge_pb2_grpc  # noqa: E402
+from policy.keys.v1 import keys_pb2, keys_pb2_grpc  # noqa: E402
+from policy.pii.v1 import pii_pb2  # noqa: E402
+from policy.region.v1 import region_pb2 as R, region_pb2_grpc  # noqa: E402
+
+C = grpc.StatusCode
+ROOT = Path(__file__).resolve().parents[2]
+ORG_FILE = ROOT / "deploy" / "examples" / "org.yaml"
+TICKET = ("Customer jane.doe@example.com (card 4111 1111 1111 1111) asks why she was charged "
+          "twice. Draft a polite answer.")
+
+MODELS = ["gpt-4o", "gpt-4o-mini"]
+
+DB = None
+P = {}  # name -> ServiceProcess
+PII_ENV = None
+PII_PORT = None
+_stack = None
+
+
+def start(name, flags=None, env=None):
+    process = pt.ServiceProcess(pt.service_binary(name), flags=flags or {}, env=env or {},
+                                name=name)
+    process.start()
+    pt.wait_until(lambda: pt.health_status(process.channel) == "SERVING", timeout=20,
+                  message=f"{name} SERVING", ignore=(grpc.RpcError,))
+    P[name] = process
+    return process
+
+
+def start_pii():
+    return start("pii", {"listen": f"127.0.0.1:{PII_PORT}"}, PII_ENV)
+
+
+def setUpModule():
+    global DB, _stack, PII_ENV, PII_PORT
+    url = pt.require_pg_url()
+    for name in ("keys", "authz", "pii", "region", "audit", "edge"):
+        pt.service_binary(name)
+    _stack = contextlib.ExitStack()
+    try:
+        DB = _stack.enter_context(pt.test_database(url, "edge_process"))
+        _stack.callback(lambda: [p.cleanup() for p in P.values()])
+        start("keys", env={"POLICY_KEYS_PEPPER": secrets.token_hex(32),
+                           "POLICY_KEYS_DATABASE_URL": DB.url})
+        start("authz", {"bootstrap_org_file": str(ORG_FILE), "keys_address": P["keys"].address},
+              {"POLICY_AUTHZ_DATABASE_URL": DB.url})
+        PII_ENV = {"POLICY_PII_PSEUDONYM_KEY": secrets.token_hex(32)}
+        PII_PORT = pt.free_port()
+        start_pii()
+        start("region", {"sync_interval": "100ms", "cool_down": "30s"},
+              {"POLICY_REGION_DATABASE_URL": DB.url})
+        start("audit", {"checkpoint_interval": "200ms"},
+              {"POLICY_AUDIT_SIGNING_KEY": secrets.token_hex(32),
+               "POLICY_AUDIT_SUBJECT_KEY": secrets.token_hex(32),
+               "POLICY_AUDIT_DATABASE_URL": DB.url})
+        start("edge", {"keys_target": P["keys"].address, "authz_target": P["authz"].address,
+                       "pii_target": f"127.0.0.1:{PII_PORT}",
+                       "region_target": P["region"].address,
+                       "audit_target": P["audit"].address})
+    except BaseException:
+        _stack.close()
+        raise
+
+
+def tearDownModule():
+    try:
+        for name in reversed(list(P)):
+            code = P[name].terminate()
+            if code != 0:
+                raise AssertionError(f"{name} exited {code} on SIGTERM\n{P[name].log_tail()}")
+    finally:
+        _stack.close()
+
+
+def edge():
+    return edge_pb2_grpc.EdgeServiceStub(P["edge"].channel)
+
+
+def new_key(owner, project, environment=keys_pb2.ENVIRONMENT_PRODUCTION,
+            owner_type=keys_pb2.PRINCIPAL_TYPE_MEMBER, scopes=("chat.completions",)):
+    kind = (keys_pb2.KEY_KIND_SERVICE_ACCOUNT if owner_type == keys_pb2.PRINCIPAL_TYPE_SERVICE_ACCOUNT
+            else keys_pb2.KEY_KIND_PROJECT)
+    created = keys_pb2_grpc.KeyServiceStub(P["keys"].channel).CreateKey(
+        keys_pb2.CreateKeyRequest(
+            request_id=uuid.uuid4().hex, kind=kind,
+            owner=keys_pb2.Principal(type=owner_type, id=owner), project=project,
+            environment=environment, scopes=list(scopes)), timeout=10)
+    return created.secret
+
+
+def endpoint(id_, region, residency, priority, models):
+    return R.Endpoint(id=id_, region=region, provider=R.PROVIDER_AZURE,
+                      base_url=f"https://{id_}.openai.azure.com", deployment="gpt-4o",
+                      residency=residency,
+                      capabilities=R.Capabilities(zero_data_retention=True, private_link=True),
+                      models=list(models), priority=priority, weight=100, enabled=True)
+
+
+def message(text, role="user"):
+    return pii_pb2.ChatMessage(role=role, content=text.encode())
+
+
+class EdgeProcessTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        # The seed's regions: westeurope first, swedencentral second, eastus for the US.
+        region = region_pb2_grpc.RegionServiceStub(P["region"].channel)
+        for e in (endpoint("westeurope", "westeurope", R.RESIDENCY_EU, 1, MODELS),
+                  endpoint("swedencentral", "swedencentral", R.RESIDENCY_EU, 2, MODELS),
+                  endpoint("eastus", "eastus", R.RESIDENCY_US, 1, MODELS)):
+            region.CreateEndpoint(R.CreateEndpointRequest(endpoint=e), timeout=10)
+        cls.bob = new_key("bob", "support-eu")
+
+    def decide(self, key=None, text=TICKET, model="gpt-4o", residency=R.RESIDENCY_EU,
+               tokens=200, timeout=10, **kw):
+        return edge().Decide(E.DecideRequest(
+            api_key=(key or self.bob).encode(), source_ip="10.20.1.7", model=model,
+            messages=[message("You are a support assistant.", "system"), message(text)],
+            estimated_tokens=tokens, residency=residency, **kw), timeout=timeout)
+
+    def ledger_entry(self, request_id, project="support-eu", environment="production"):
+        audit = audit_pb2_grpc.AuditServiceStub(P["audit"].channel)
+        page = audit.QueryEntries(audit_pb2.QueryEntriesRequest(
+            ledger=audit_pb2.LedgerRef(project=project, environment=environment),
+            page_size=1000, requested_by="e2e-auditor"), timeout=10)
+        found = [e for e in page.entries if e.request_id == request_id]
+        self.assertEqual(len(found), 1, f"one ledger entry for {request_id}")
+        return found[0]
+
+    def test_allowed_request_is_redacted_routed_to_the_eu_and_recorded(self):
+        request_id = f"e2e-{uuid.uuid4().hex[:12]}"
+        r = self.decide(request_id=request_id, return_mapping=True)
+        self.assertEqual(r.verdict, E.VERDICT_ALLOW, r.message)
+        sent = b"".join(m.content for m in r.messages)
+        self.assertNotIn(b"jane.doe@example.com", sent)
+        self.assertNotIn(b"4111 1111 1111 1111", sent)
+        self.assertIn(b"<EMAIL_ADDRESS_1>", sent)
+        self.assertEqual(r.messages[0].role, "system")
+        self.assertEqual({m.placeholder: m.value for m in r.mapping}["<EMAIL_ADDRESS_1>"],
+                         b"jane.doe@example.com")
+        self.assertEqual(r.endpoint.id, "westeurope")
+        self.assertEqual(r.data_class, pii_pb2.DATA_CLASS_PII)
+        self.assertEqual(r.pii_counts["CREDIT_CARD"], 1)
+        self.assertEqual(r.request_id, request_id)
+        self.assertTrue(r.audit_id.startswith("support-eu/production/"), r.audit_id)
+        self.assertEqual(r.headers["x-policy-audit-id"], r.audit_id)
+        self.assertEqual(r.headers["x-policy-zero-data-retention"], "true")
+
+        entry = self.ledger_entry(request_id)
+        self.assertEqual(entry.action, audit_pb2.ACTION_DECISION_ALLOW)
+        self.assertEqual(str(entry.index), r.audit_id.rsplit("/", 1)[1])
+        self.assertEqual(entry.actor, "bob")
+        self.assertEqual(entry.metadata["endpoint"], "westeurope")
+        self.assertEqual(len(entry.content_hash), 32)
+        # The ledger holds counts and a hash, never the values.
+        self.assertNotIn("jane", str(entry))
+        verified = audit_pb2_grpc.AuditServiceStub(P["audit"].channel).VerifyLedger(
+            audit_pb2.VerifyLedgerRequest(
+                ledger=audit_pb2.LedgerRef(project="support-eu", environment="production")),
+            timeout=30)
+        self.assertTrue(verified.report.valid, verified)
+        self.assertGreater(verified.report.entries_checked, entry.index)
+
+        # A retry with the same request id is recorded once.
+        again = self.decide(request_id=request_id)
+        self.assertEqual(again.audit_id, r.audit_id)
+
+    def test_a_key_that_does_not_verify_is_unauthenticated_whatever_the_reason(self):
+        forged = "psk_proj_" + "A" * 66
+        for key in (forged, "not a key", self.bob[:-1] + ("x" if self.bob[-1] != "x" else "y")):
+            code = pt.call_code(self.decide, key=key)
+            self.assertEqual(code, C.UNAUTHENTICATED, key[:12])
+
+    def test_bad_input_names_the_field(self):
+        err = pt.call_error(self.decide, model="")
+        self.assertEqual(err.code(), C.INVALID_ARGUMENT)
+        self.assertIn("model", err.details())
+        err = pt.call_error(self.decide, request_id="bad id")
+        self.assertEqual(err.code(), C.INVALID_ARGUMENT)
+        self.assertIn("request_id", err.details())
+        # Content that is not UTF-8, refused by pii, reaches the caller as its own mistake.
+        err = pt.call_error(edge().Decide, E.DecideRequest(
+            api_key=self.bob.encode(), source_ip="10.20.1.7", model="gpt-4o",
+            messages=[pii_pb2.ChatMessage(role="user", content=b"caf\xe9")]), timeout=10)
+        self.assertEqual(err.code(), C.INVALID_ARGUMENT)
+        self.assertIn("messages", err.details())
+
+    def test_a_model_off_the_allowlist_is_a_recorded_deny(self):
+        request_id = f"e2e-{uuid.uuid4().hex[:12]}"
+        r = self.decide(model="o3-mini", request_id=request_id)
+        self.assertEqual(r.verdict, E.VERDICT_DENY)
+        self.assertEqual(r.reason, "MODEL_NOT_ALLOWED")
+        self.assertEqual(len(r.messages), 0)
+        self.assertEqual(self.ledger_entry(request_id).action, audit_pb2.ACTION_DECISION_DENY)
+
+    def test_a_secret_in_the_prompt_is_blocked(self):
+        r = self.decide(text="Why does boto reject AKIAIOSFODNN7EXAMPLE in us-east-1?")
+        self.assertEqual(r.verdict, E.VERDICT_DENY)
+        self.assertEqual(r.reason, "PII_BLOCKED")
+        self.assertIn("AWS_ACCESS_KEY", r.message)
+
+    def test_no_compliant_region_is_a_deny(self):
+        r = self.decide(residency=R.RESIDENCY_APAC)
+        self.assertEqual(r.verdict, E.VERDICT_DENY)
+        self.assertEqual(r.reason, "NO_COMPLIANT_REGION")
+
+    def test_rate_limited_with_retry_after(self):
+        # playground: 10 requests a minute per member; carol is a member there.
+        key = new_key("carol", "playground", keys_pb2.ENVIRONMENT_SANDBOX)
+        verdicts = [self.decide(key=key, model="gpt-4o-mini", residency=R.RESIDENCY_UNSPECIFIED,
+                                text="Say hello.", tokens=10) for _ in range(12)]
+        denied = [v for v in verdicts if v.verdict == E.VERDICT_DENY]
+        self.assertTrue(denied, [v.reason for v in verdicts])
+        self.assertEqual(denied[0].reason, "RATE_LIMITED")
+        self.assertGreater(denied[0].retry_after.seconds + denied[0].retry_after.nanos, 0)
+
+    def test_usage_reports_feed_health_until_the_eu_fails_over_inside_the_eu(self):
+        r = self.decide()
+        self.assertEqual(r.endpoint.id, "westeurope")
+        usage = edge().ReportUsage(E.ReportUsageRequest(
+            api_key=self.bob.encode(), request_id=r.request_id, endpoint_id=r.endpoint.id,
+            model="gpt-4o", estimated_tokens=200, actual_tokens=150,
+            latency={"nanos": 300_000_000}, outcome=E.UPSTREAM_OUTCOME_SUCCESS,
+            http_status=200), timeout=10)
+        self.assertEqual(usage.adjusted_tokens, -50)
+        self.assertTrue(usage.audit_id.startswith("support-eu/production/"))
+        for _ in range(3):
+            d = self.decide()
+            edge().ReportUsage(E.ReportUsageRequest(
+                api_key=self.bob.encode(), request_id=d.request_id, endpoint_id="westeurope",
+                model="gpt-4o", estimated_tokens=200, actual_tokens=0,
+                outcome=E.UPSTREAM_OUTCOME_ERROR, http_status=503), timeout=10)
+        r = self.decide()
+        self.assertEqual(r.verdict, E.VERDICT_ALLOW)
+        self.assertEqual(r.endpoint.id, "swedencentral")
+        self.assertTrue(r.failover)
+        err = pt.call_error(edge().ReportUsage, E.ReportUsageRequest(
+            api_key=self.bob.encode(), request_id=r.request_id, endpoint_id="nowhere",
+            model="gpt-4o", outcome=E.UPSTREAM_OUTCOME_SUCCESS), timeout=10)
+        self.assertEqual(err.code(), C.INVALID_ARGUMENT)
+        self.assertIn("endpoint_id", err.details())
+
+    def test_zz_a_stopped_or_killed_dependency_fails_closed_and_recovers(self):
+        # Stopped (no answer at all): the caller's deadline holds, no ALLOW.
+        audit = P["audit"]
+        os.kill(audit.proc.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            code = pt.call_code(self.decide, timeout=1.0)
+            elapsed = time.monotonic() - started
+        finally:
+            os.kill(audit.proc.pid, signal.SIGCONT)
+        self.assertEqual(code, C.DEADLINE_EXCEEDED)
+        self.assertLess(elapsed, 2.0)
+        self.assertEqual(self.decide().verdict, E.VERDICT_ALLOW)
+
+        # Killed: UNAVAILABLE at once; decisions resume when it is back on its address.
+        P["pii"].kill()
+        err = pt.call_error(self.decide, timeout=5)
+        self.assertEqual(err.code(), C.UNAVAILABLE)
+        self.assertIn("pii", err.details())
+        start_pii()
+        pt.wait_until(lambda: self.decide().verdict == E.VERDICT_ALLOW, timeout=15,
+                      message="decisions resume with pii back", ignore=(grpc.RpcError,))
+
+
+if __name__ == "__main__":
+    unittest.main()
