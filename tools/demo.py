@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""Quick-start demo of the keys, authz, pii, region and audit services, run by `tools/dev up`:
+"""Quick-start demo of the keys, authz, pii, region, audit and edge services, run by `tools/dev up`:
 
   PYTHONPATH=build/python /usr/bin/python3 tools/demo.py \\
       --keys 127.0.0.1:50051 --metrics 127.0.0.1:9451 --authz 127.0.0.1:50052 \\
-      --pii 127.0.0.1:50053 --region 127.0.0.1:50054 --audit 127.0.0.1:50055
+      --pii 127.0.0.1:50053 --region 127.0.0.1:50054 --audit 127.0.0.1:50055 \\
+      --edge 127.0.0.1:50056
 
 Keys: creates a project key, verifies it, rotates it, revokes the successor, prints the
 rotation and inventory reports and the VerifyKey count from /metrics. Authz: decisions on the
@@ -16,7 +17,10 @@ routed to westeurope, US PHI to eastus, westeurope failing three times and the n
 request failing over to swedencentral (never to the US), APAC PII blocked with
 NO_COMPLIANT_REGION, and the regional health report. Audit: decisions appended to the ledger (a retry returns the first
 entry), a signed checkpoint, an entry's inclusion proof checked here against it without
-trusting the server, and the server's verification of the whole ledger. Exits non-zero as soon as a step does not behave as
+trusting the server, and the server's verification of the whole ledger. Edge: the decision
+flow end to end (an allowed ticket with its PII redacted and routed to the EU, a model off the
+allowlist, a pasted AWS key, APAC residency blocked, a rate limit, a forged key) and the
+ledgers that recorded the decisions verifying. Exits non-zero as soon as a step does not behave as
 documented, so that `tools/dev up` fails loudly.
 
 Every run uses fresh request ids (uuid4), so runs never replay each other; the keys it
@@ -37,6 +41,7 @@ try:
     from google.protobuf import timestamp_pb2
     from policy.audit.v1 import audit_pb2, audit_pb2_grpc
     from policy.authz.v1 import authz_pb2, authz_pb2_grpc
+    from policy.edge.v1 import edge_pb2, edge_pb2_grpc
     from policy.keys.v1 import keys_pb2, keys_pb2_grpc
     from policy.pii.v1 import pii_pb2, pii_pb2_grpc
     from policy.region.v1 import region_pb2, region_pb2_grpc
@@ -517,6 +522,103 @@ def run_region(address):
     channel.close()
 
 
+EDGE_ENDPOINTS = (  # id, residency, priority
+    ("edge-demo-westeurope", "EU", 1),
+    ("edge-demo-swedencentral", "EU", 2),
+    ("edge-demo-eastus", "US", 1),
+)
+TICKET = ("Customer jane.doe@example.com (card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 "
+          "0130 00) was charged twice. Draft a polite answer.")
+
+
+def run_edge(edge_address, keys_address, region_address, audit_address):
+    """The decision flow end to end: allowed with PII redacted and EU routing, refusals, a
+    rate limit, and the ledger that recorded them verifying."""
+    print("\n=== edge: one decision before a prompt leaves ===")
+    channel = grpc.insecure_channel(edge_address)
+    expect(health(channel) == "SERVING", f"edge at {edge_address} is not SERVING")
+    edge = edge_pb2_grpc.EdgeServiceStub(channel)
+    region = region_pb2_grpc.RegionServiceStub(grpc.insecure_channel(region_address))
+    R = region_pb2
+    for id_, residency, priority in EDGE_ENDPOINTS:
+        try:
+            region.DeleteEndpoint(R.DeleteEndpointRequest(id=id_), timeout=TIMEOUT)
+        except grpc.RpcError as e:
+            expect(e.code() == grpc.StatusCode.NOT_FOUND, f"DeleteEndpoint: {e.code()}")
+        name_ = id_.removeprefix("edge-demo-")
+        region.CreateEndpoint(R.CreateEndpointRequest(endpoint=R.Endpoint(
+            id=id_, region=name_, provider=R.PROVIDER_AZURE,
+            base_url=f"https://acme-{name_}.openai.azure.com", deployment="gpt-4o",
+            residency=R.Residency.Value(f"RESIDENCY_{residency}"),
+            capabilities=R.Capabilities(zero_data_retention=True, private_link=True),
+            models=["gpt-4o", "gpt-4o-mini"], priority=priority, weight=100, enabled=True)),
+            timeout=TIMEOUT)
+    keys = keys_pb2_grpc.KeyServiceStub(grpc.insecure_channel(keys_address))
+
+    def key(owner, project, environment):
+        return keys.CreateKey(keys_pb2.CreateKeyRequest(
+            request_id=str(uuid.uuid4()), kind=keys_pb2.KEY_KIND_PROJECT,
+            owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id=owner),
+            project=project, environment=environment, scopes=["chat.completions"]),
+            timeout=TIMEOUT).secret
+
+    bob = key("bob", "support-eu", keys_pb2.ENVIRONMENT_PRODUCTION)
+
+    def decide(secret, text, model="gpt-4o", residency=R.RESIDENCY_EU, tokens=400, **kw):
+        return edge.Decide(edge_pb2.DecideRequest(
+            api_key=secret.encode(), source_ip="10.20.1.7", model=model,
+            messages=[pii_pb2.ChatMessage(role="user", content=text.encode())],
+            estimated_tokens=tokens, residency=residency, **kw), timeout=TIMEOUT)
+
+    def line(label, r):
+        verdict = edge_pb2.Verdict.Name(r.verdict).removeprefix("VERDICT_")
+        detail = r.endpoint.id if r.verdict == edge_pb2.VERDICT_ALLOW else r.reason
+        print(f"  {label:<46} {verdict:<5} {detail}  (ledger {r.audit_id})")
+
+    allowed = decide(bob, TICKET)
+    line("bob, support ticket, EU residency", allowed)
+    expect(allowed.verdict == edge_pb2.VERDICT_ALLOW, f"the ticket was refused: {allowed.reason}")
+    expect(allowed.endpoint.id == "edge-demo-westeurope", f"went to {allowed.endpoint.id}")
+    sent = allowed.messages[0].content.decode()
+    expect("jane.doe@example.com" not in sent and "4111" not in sent, "PII left the edge")
+    print(f"    sent: {sent}")
+    print(f"    headers: {dict(sorted(allowed.headers.items()))}")
+    off_list = decide(bob, "Summarise the ticket.", model="o3-mini")
+    line("bob asks for o3-mini (not on the allowlist)", off_list)
+    expect(off_list.reason == "MODEL_NOT_ALLOWED", f"o3-mini: {off_list.reason}")
+    secret = decide(bob, "boto says AKIAIOSFODNN7EXAMPLE is invalid, why?")
+    line("bob pastes an AWS access key", secret)
+    expect(secret.reason == "PII_BLOCKED", f"the AWS key: {secret.reason}")
+    apac = decide(bob, TICKET, residency=R.RESIDENCY_APAC)
+    line("the ticket with APAC residency", apac)
+    expect(apac.reason == "NO_COMPLIANT_REGION", f"APAC: {apac.reason}")
+    carol = key("carol", "playground", keys_pb2.ENVIRONMENT_SANDBOX)
+    limited = None
+    for i in range(15):  # playground: 10 requests a minute per member
+        r = decide(carol, "Say hello.", model="gpt-4o-mini", residency=R.RESIDENCY_UNSPECIFIED,
+                   tokens=10)
+        if r.verdict == edge_pb2.VERDICT_DENY:
+            limited = r
+            break
+    expect(limited is not None and limited.reason == "RATE_LIMITED",
+           "carol never ran into the playground's rate limit")
+    line(f"carol's request #{i + 1} in the playground", limited)
+    print(f"    retry after {limited.retry_after.seconds + limited.retry_after.nanos / 1e9:.1f} s")
+    try:
+        decide("psk_proj_" + "A" * 66, TICKET)
+        raise DemoError("a forged key was accepted")
+    except grpc.RpcError as e:
+        expect(e.code() == grpc.StatusCode.UNAUTHENTICATED, f"forged key: {e.code()}")
+        print(f"  {'a forged key':<46} {e.code().name}: {e.details()}")
+    audit = audit_pb2_grpc.AuditServiceStub(grpc.insecure_channel(audit_address))
+    for project, environment in (("support-eu", "production"), ("playground", "sandbox")):
+        report = audit.VerifyLedger(audit_pb2.VerifyLedgerRequest(ledger=audit_pb2.LedgerRef(
+            project=project, environment=environment)), timeout=60).report
+        expect(report.valid, f"ledger {project}/{environment} does not verify: {report}")
+        print(f"  ledger {project}/{environment}: {report.entries_checked} entries verified")
+    channel.close()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", default="127.0.0.1:50051", help="keys gRPC host:port")
@@ -525,6 +627,7 @@ def main():
     parser.add_argument("--pii", default="127.0.0.1:50053", help="pii gRPC host:port")
     parser.add_argument("--region", default="127.0.0.1:50054", help="region gRPC host:port")
     parser.add_argument("--audit", default="127.0.0.1:50055", help="audit gRPC host:port")
+    parser.add_argument("--edge", default="127.0.0.1:50056", help="edge gRPC host:port")
     args = parser.parse_args()
     try:
         run(args.keys, args.metrics)
@@ -532,6 +635,7 @@ def main():
         run_pii(args.pii)
         run_region(args.region)
         run_audit(args.audit)
+        run_edge(args.edge, args.keys, args.region, args.audit)
     except DemoError as e:
         print(f"demo FAILED: {e}", file=sys.stderr)
         return 1
