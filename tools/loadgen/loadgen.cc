@@ -7,6 +7,7 @@
 //   loadgen --target=127.0.0.1:50053 --rpc=pii.scan   (a 4 KiB prompt)
 //   loadgen --target=127.0.0.1:50055 --rpc=audit.append   (durable appends)
 //   loadgen --target=127.0.0.1:50054 --rpc=region.route   (100 endpoints registered)
+//   loadgen --target=127.0.0.1:50056 --rpc=edge.decide --keys_target=... --region_target=...
 //
 // Measures and prints; never fails on a figure. Exit 1 only when calls fail.
 #include <algorithm>
@@ -28,6 +29,7 @@
 #include "policy/audit/v1/audit.grpc.pb.h"
 #include "policy/authz/v1/authz.grpc.pb.h"
 #include "policy/diag/v1/diagnostics.grpc.pb.h"
+#include "policy/edge/v1/edge.grpc.pb.h"
 #include "policy/keys/v1/keys.grpc.pb.h"
 #include "policy/pii/v1/pii.grpc.pb.h"
 #include "policy/region/v1/region.grpc.pb.h"
@@ -49,6 +51,9 @@ struct Options {
   std::string principal = "alice";
   std::string project = "support-eu";
   std::string model = "gpt-4o";
+  // edge.decide: where to create the key and register the endpoints it uses.
+  std::string keys_target;
+  std::string region_target;
 };
 
 // Issues one call and reports its status; the callback may run on any thread.
@@ -338,13 +343,11 @@ std::vector<Call> AuditAppendCalls(const std::vector<std::shared_ptr<grpc::Chann
   return calls;
 }
 
-// region.route: registers 100 endpoints (loadgen-ep-0..99: 25 per residency, mixed
-// capabilities, three models each; ALREADY_EXISTS is fine), then routes an EU request with
-// PII for gpt-4o.
-absl::StatusOr<std::vector<Call>> RegionRouteCalls(
-    const std::vector<std::shared_ptr<grpc::Channel>>& channels, int64_t concurrency) {
+// Registers 100 endpoints (loadgen-ep-0..99: 25 per residency, mixed capabilities, three
+// models each; ALREADY_EXISTS is fine) with the region service behind `channel`.
+absl::Status RegisterEndpoints(const std::shared_ptr<grpc::Channel>& channel) {
   namespace rv1 = region::v1;
-  auto admin = rv1::RegionService::NewStub(channels[0]);
+  auto admin = rv1::RegionService::NewStub(channel);
   const rv1::Residency residencies[] = {rv1::RESIDENCY_EU, rv1::RESIDENCY_US, rv1::RESIDENCY_APAC,
                                         rv1::RESIDENCY_GLOBAL};
   for (int i = 0; i < 100; ++i) {
@@ -374,6 +377,14 @@ absl::StatusOr<std::vector<Call>> RegionRouteCalls(
           absl::StrCat("CreateEndpoint failed: ", status.error_message()));
     }
   }
+  return absl::OkStatus();
+}
+
+// region.route: the 100 endpoints above, then an EU request with PII for gpt-4o.
+absl::StatusOr<std::vector<Call>> RegionRouteCalls(
+    const std::vector<std::shared_ptr<grpc::Channel>>& channels, int64_t concurrency) {
+  namespace rv1 = region::v1;
+  if (absl::Status s = RegisterEndpoints(channels[0]); !s.ok()) return s;
   auto request = std::make_shared<rv1::RouteRequest>();
   request->set_residency(rv1::RESIDENCY_EU);
   request->set_data_class(pii::v1::DATA_CLASS_PII);
@@ -386,6 +397,73 @@ absl::StatusOr<std::vector<Call>> RegionRouteCalls(
       StartCall<rv1::RouteResponse>(
           [&](grpc::ClientContext* context, rv1::RouteResponse* response, auto callback) {
             stub->async()->Route(context, request.get(), response, std::move(callback));
+          },
+          std::move(done));
+    });
+  }
+  return calls;
+}
+
+// edge.decide: a key created for --principal in --project (development) through
+// --keys_target, the 100 endpoints registered through --region_target, then one decision per
+// call: the first KiB of the support ticket (an e-mail address, a phone number, a card and an
+// IBAN) for --model with EU residency, each with a request id of its own so that each is
+// recorded in the ledger.
+absl::StatusOr<std::vector<Call>> EdgeDecideCalls(
+    const std::vector<std::shared_ptr<grpc::Channel>>& channels, const Options& o) {
+  if (o.keys_target.empty() || o.region_target.empty()) {
+    return absl::InvalidArgumentError("edge.decide needs --keys_target and --region_target");
+  }
+  auto keys_stub = keys::v1::KeyService::NewStub(
+      grpc::CreateChannel(o.keys_target, grpc::InsecureChannelCredentials()));
+  keys::v1::CreateKeyRequest create;
+  create.set_kind(keys::v1::KEY_KIND_PROJECT);
+  create.mutable_owner()->set_type(keys::v1::PRINCIPAL_TYPE_MEMBER);
+  create.mutable_owner()->set_id(o.principal);
+  create.set_project(o.project);
+  create.set_environment(keys::v1::ENVIRONMENT_DEVELOPMENT);
+  create.add_scopes("chat.completions");
+  keys::v1::CreateKeyResponse created;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  if (grpc::Status s = keys_stub->CreateKey(&context, create, &created); !s.ok()) {
+    return absl::UnavailableError(absl::StrCat("CreateKey failed: ", s.error_message()));
+  }
+  if (absl::Status s = RegisterEndpoints(
+          grpc::CreateChannel(o.region_target, grpc::InsecureChannelCredentials()));
+      !s.ok()) {
+    return s;
+  }
+  const std::string run = absl::StrCat("loadgen-", absl::ToUnixMicros(absl::Now()));
+  std::vector<Call> calls;
+  for (int64_t i = 0; i < o.concurrency; ++i) {
+    auto stub = std::shared_ptr<edge::v1::EdgeService::Stub>(
+        edge::v1::EdgeService::NewStub(channels[i % channels.size()]));
+    auto request = std::make_shared<edge::v1::DecideRequest>();
+    request->set_api_key(created.secret());
+    request->set_source_ip("10.0.0.1");
+    request->set_model(o.model);
+    pii::v1::ChatMessage* message = request->add_messages();
+    message->set_role("user");
+    message->set_content(Prompt4k().substr(0, 1024));
+    request->set_estimated_tokens(100);
+    request->set_residency(region::v1::RESIDENCY_EU);
+    auto sequence = std::make_shared<int64_t>(0);
+    const std::string prefix = absl::StrCat(run, "-", i, "-");
+    calls.push_back([stub, request, sequence,
+                     prefix](std::function<void(const grpc::Status&)> done) {
+      request->set_request_id(absl::StrCat(prefix, (*sequence)++));
+      StartCall<edge::v1::DecideResponse>(
+          [&](grpc::ClientContext* context, edge::v1::DecideResponse* response, auto callback) {
+            stub->async()->Decide(context, request.get(), response,
+                                  [response, callback = std::move(callback)](grpc::Status s) {
+                                    // A denial is an answer, but not the flow measured here.
+                                    if (s.ok() && response->verdict() != edge::v1::VERDICT_ALLOW) {
+                                      s = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                                       absl::StrCat("DENY ", response->reason()));
+                                    }
+                                    callback(std::move(s));
+                                  });
           },
           std::move(done));
     });
@@ -415,10 +493,13 @@ int Main(int argc, char** argv) {
   parser.AddString("target", &o.target, "server address host:port");
   parser.AddString("rpc", &o.rpc,
                    "RPC to load: keys.verify, authz.check, pii.scan, pii.redact, pii.restore, "
-                   "audit.append or region.route");
-  parser.AddString("principal", &o.principal, "authz.check: the member asking");
-  parser.AddString("project", &o.project, "authz.check: the project");
-  parser.AddString("model", &o.model, "authz.check: the model");
+                   "audit.append, region.route or edge.decide");
+  parser.AddString("principal", &o.principal, "authz.check and edge.decide: the member asking");
+  parser.AddString("project", &o.project, "authz.check and edge.decide: the project");
+  parser.AddString("model", &o.model, "authz.check and edge.decide: the model");
+  parser.AddString("keys_target", &o.keys_target, "edge.decide: the keys service, for a key");
+  parser.AddString("region_target", &o.region_target,
+                   "edge.decide: the region service, for the endpoints");
   parser.AddDuration("duration", &o.duration, "measured time per phase");
   parser.AddDuration("warmup", &o.warmup, "unmeasured time before each phase");
   parser.AddInt("concurrency", &o.concurrency, "calls in flight");
@@ -449,10 +530,12 @@ int Main(int argc, char** argv) {
     rpc = AuditAppendCalls(channels, o.concurrency);
   } else if (o.rpc == "region.route") {
     rpc = RegionRouteCalls(channels, o.concurrency);
+  } else if (o.rpc == "edge.decide") {
+    rpc = EdgeDecideCalls(channels, o);
   } else {
     std::fprintf(stderr,
                  "unknown --rpc=%s (known: keys.verify, authz.check, pii.scan, pii.redact, "
-                 "pii.restore, audit.append, region.route)\n",
+                 "pii.restore, audit.append, region.route, edge.decide)\n",
                  o.rpc.c_str());
     return 2;
   }
