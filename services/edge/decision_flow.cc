@@ -145,6 +145,15 @@ class Flow {
     return context;
   }
 
+  // Asks keys about `secret`; OnKey follows with key_ filled when OK.
+  void VerifyKey(const std::string& secret) {
+    auto* verify = New<keys::v1::VerifyKeyRequest>(arena_);
+    verify->set_secret(secret);
+    key_ = New<keys::v1::VerifyKeyResponse>(arena_);
+    downstream_->VerifyKey(NewContext(), verify, key_, [this](Status s) { OnKey(std::move(s)); });
+  }
+  virtual void OnKey(Status status) = 0;
+
   void Finish(Status status) {
     Downstream::Done done = std::move(done_);
     delete this;
@@ -155,6 +164,7 @@ class Flow {
   google::protobuf::Arena own_arena_;  // When the response has no arena.
   google::protobuf::Arena* const arena_;
   const absl::Time deadline_;
+  keys::v1::VerifyKeyResponse* key_ = nullptr;
 
  private:
   Downstream::Done done_;
@@ -178,14 +188,11 @@ class DecideFlow final : public Flow {
       request_id_ = absl::StrCat("edge-", absl::BytesToHexString(*random));
     }
     response_->set_request_id(request_id_);
-    auto* verify = New<keys::v1::VerifyKeyRequest>(arena_);
-    verify->set_secret(request_->api_key());
-    key_ = New<keys::v1::VerifyKeyResponse>(arena_);
-    downstream_->VerifyKey(NewContext(), verify, key_, [this](Status s) { OnKey(std::move(s)); });
+    VerifyKey(request_->api_key());
   }
 
  private:
-  void OnKey(Status s) {
+  void OnKey(Status s) override {
     if (!s.ok()) return Finish(KeyFailure(s, deadline_));
     const keys::v1::Key& key = key_->key();
     if (key.kind() == keys::v1::KEY_KIND_ADMIN || key.project().empty()) {
@@ -339,7 +346,6 @@ class DecideFlow final : public Flow {
   const v1::DecideRequest* const request_;
   v1::DecideResponse* const response_;
   std::string request_id_;
-  keys::v1::VerifyKeyResponse* key_ = nullptr;
   authz::v1::CheckResponse* check_ = nullptr;
   pii::v1::RedactResponse* redaction_ = nullptr;
   region::v1::RouteResponse* route_ = nullptr;
@@ -362,14 +368,11 @@ class ReportUsageFlow final : public Flow {
     if (absl::Status s = ValidateReportUsageRequest(*request_); !s.ok()) {
       return Finish(ToGrpc(s));
     }
-    auto* verify = New<keys::v1::VerifyKeyRequest>(arena_);
-    verify->set_secret(request_->api_key());
-    key_ = New<keys::v1::VerifyKeyResponse>(arena_);
-    downstream_->VerifyKey(NewContext(), verify, key_, [this](Status s) { OnKey(std::move(s)); });
+    VerifyKey(request_->api_key());
   }
 
  private:
-  void OnKey(Status s) {
+  void OnKey(Status s) override {
     if (!s.ok()) return Finish(KeyFailure(s, deadline_));
     const keys::v1::Key& key = key_->key();
     if (key.project().empty()) {
@@ -453,7 +456,6 @@ class ReportUsageFlow final : public Flow {
 
   const v1::ReportUsageRequest* const request_;
   v1::ReportUsageResponse* const response_;
-  keys::v1::VerifyKeyResponse* key_ = nullptr;
   authz::v1::ReportUsageResponse* usage_ = nullptr;
   audit::v1::AppendResponse* appended_ = nullptr;
   Status usage_status_;
