@@ -8,6 +8,7 @@
 #include "services/edge/downstream.h"
 #include "services/edge/edge_config.h"
 #include "services/edge/edge_service.h"
+#include "services/edge/ext_authz_service.h"
 
 namespace policy::edge {
 namespace {
@@ -29,10 +30,16 @@ int Main(int argc, char** argv) {
 
   std::unique_ptr<Downstream> downstream = NewGrpcDownstream(config.targets);
   FlowOptions options;
-  options.redaction = *std::move(redaction);
+  options.redaction = *redaction;
+  // Envoy forwards the request as it came: what Decide would redact must block it instead.
+  FlowOptions envoy_options;
+  envoy_options.redaction = *std::move(redaction);
+  envoy_options.redaction.mutable_default_rule()->set_action(pii::v1::ACTION_BLOCK);
   server::ServerRunner runner(config.server);
   EdgeService service(downstream.get(), std::move(options), config.max_decision_time);
   runner.AddService(&service, v1::EdgeService::service_full_name());
+  ExtAuthzService ext_authz(downstream.get(), std::move(envoy_options), config.max_decision_time);
+  runner.AddService(&ext_authz, envoy::service::auth::v3::Authorization::service_full_name());
   absl::Status served = runner.RunUntilSignal();
   if (!served.ok()) return Fail(served);
   return 0;

@@ -31,6 +31,7 @@ from tests.support import policy_testing as pt  # noqa: E402
 
 import grpc  # noqa: E402
 from policy.audit.v1 import audit_pb2, audit_pb2_grpc  # noqa: E402
+from envoy.service.auth.v3 import external_auth_pb2 as X, external_auth_pb2_grpc  # noqa: E402
 from policy.edge.v1 import edge_pb2 as E, edge_pb2_grpc  # noqa: E402
 from policy.keys.v1 import keys_pb2, keys_pb2_grpc  # noqa: E402
 from policy.pii.v1 import pii_pb2  # noqa: E402
@@ -232,6 +233,47 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(r.verdict, E.VERDICT_DENY)
         self.assertEqual(r.reason, "PII_BLOCKED")
         self.assertIn("AWS_ACCESS_KEY", r.message)
+
+    def envoy_check(self, body, key=None, residency="eu"):
+        headers = {"authorization": f"Bearer {key or self.bob}", "content-type": "application/json",
+                   "x-request-id": str(uuid.uuid4())}
+        if residency:
+            headers["x-policy-residency"] = residency
+        attributes = X.AttributeContext(
+            source=X.AttributeContext.Peer(address={"socket_address": {
+                "address": "10.20.1.7", "port_value": 51234}}),
+            request=X.AttributeContext.Request(http=X.AttributeContext.HttpRequest(
+                method="POST", path="/v1/chat/completions", host="llm.acme.example",
+                headers=headers, body=body)))
+        return external_auth_pb2_grpc.AuthorizationStub(P["edge"].channel).Check(
+            X.CheckRequest(attributes=attributes), timeout=10)
+
+    def test_envoy_ext_authz_allows_with_headers_and_denies_with_http_statuses(self):
+        clean = ('{"model": "gpt-4o", "max_tokens": 50, "messages": '
+                 '[{"role": "user", "content": "Summarise our refund policy."}]}')
+        ok = self.envoy_check(clean)
+        self.assertEqual(ok.status.code, 0, ok)
+        headers = {h.header.key: h.header.value for h in ok.ok_response.headers}
+        self.assertIn(headers["x-policy-endpoint"], ("westeurope", "swedencentral"))
+        self.assertTrue(headers["x-policy-audit-id"].startswith("support-eu/production/"))
+        self.assertIn("authorization", ok.ok_response.headers_to_remove)
+        self.assertEqual(self.ledger_entry(headers["x-policy-request-id"]).action,
+                         audit_pb2.ACTION_DECISION_ALLOW)
+
+        # Envoy cannot forward a redacted body: personal data refuses the request.
+        pii = clean.replace("our refund policy", "the ticket of jane.doe@example.com")
+        denied = self.envoy_check(pii)
+        self.assertEqual(denied.denied_response.status.code, 403)
+        self.assertIn("PII_BLOCKED", denied.denied_response.body)
+        self.assertIn("EMAIL_ADDRESS", denied.denied_response.body)
+        self.assertEqual(self.envoy_check(clean, key="psk_proj_forged").denied_response.status.code,
+                         401)
+        bad = self.envoy_check('{"model": "gpt-4o"}')
+        self.assertEqual(bad.denied_response.status.code, 400)
+        self.assertIn("messages", bad.denied_response.body)
+        off_list = self.envoy_check(clean.replace("gpt-4o", "o3-mini"))
+        self.assertEqual(off_list.denied_response.status.code, 403)
+        self.assertIn("MODEL_NOT_ALLOWED", off_list.denied_response.body)
 
     def test_no_compliant_region_is_a_deny(self):
         r = self.decide(residency=R.RESIDENCY_APAC)

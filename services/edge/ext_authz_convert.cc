@@ -1,0 +1,227 @@
+#include "services/edge/ext_authz_convert.h"
+
+#include <cmath>
+#include <string>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace policy::edge {
+namespace {
+
+namespace auth = envoy::service::auth::v3;
+namespace core = envoy::config::core::v3;
+using google::protobuf::Struct;
+using google::protobuf::Value;
+
+constexpr int64_t kDefaultCompletionTokens = 256;
+constexpr int64_t kMaxTokens = 10'000'000;
+
+const std::string* Header(const auth::AttributeContext::HttpRequest& http, const char* name) {
+  auto it = http.headers().find(name);
+  return it == http.headers().end() ? nullptr : &it->second;
+}
+
+absl::Status ReadResidency(absl::string_view value, v1::DecideRequest* out) {
+  const std::string name = absl::AsciiStrToLower(absl::StripAsciiWhitespace(value));
+  if (name == "eu") {
+    out->set_residency(region::v1::RESIDENCY_EU);
+  } else if (name == "us") {
+    out->set_residency(region::v1::RESIDENCY_US);
+  } else if (name == "apac") {
+    out->set_residency(region::v1::RESIDENCY_APAC);
+  } else if (name == "global" || name.empty()) {
+    out->set_residency(region::v1::RESIDENCY_UNSPECIFIED);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("x-policy-residency: '", name, "' is not one of eu, us, apac, global"));
+  }
+  return absl::OkStatus();
+}
+
+// A message's content: a string, or text parts ({"type": "text", "text": ...}).
+absl::Status ReadContent(const Value& content, size_t index, std::string* out) {
+  if (content.has_string_value()) {
+    *out = content.string_value();
+    return absl::OkStatus();
+  }
+  if (!content.has_list_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("body: messages[", index, "].content must be a string or a list of parts"));
+  }
+  for (const Value& part : content.list_value().values()) {
+    const auto& fields = part.struct_value().fields();
+    auto type = fields.find("type");
+    auto text = fields.find("text");
+    if (type == fields.end() || type->second.string_value() != "text" || text == fields.end() ||
+        !text->second.has_string_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "body: messages[", index, "].content: only text parts can be checked for personal data"));
+    }
+    if (!out->empty()) out->push_back('\n');
+    out->append(text->second.string_value());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadBody(absl::string_view body, v1::DecideRequest* out) {
+  if (body.empty()) {
+    return absl::InvalidArgumentError(
+        "body: empty (the ext_authz filter must forward the body: with_request_body)");
+  }
+  Struct json;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  if (!google::protobuf::util::JsonStringToMessage(
+           google::protobuf::StringPiece(body.data(), body.size()), &json, options)
+           .ok()) {
+    return absl::InvalidArgumentError("body: not a JSON object");
+  }
+  const auto& fields = json.fields();
+  auto model = fields.find("model");
+  if (model == fields.end() || !model->second.has_string_value()) {
+    return absl::InvalidArgumentError("body: \"model\" must be a string");
+  }
+  out->set_model(model->second.string_value());
+  auto messages = fields.find("messages");
+  if (messages == fields.end() || !messages->second.has_list_value()) {
+    return absl::InvalidArgumentError("body: \"messages\" must be a list");
+  }
+  size_t prompt_bytes = 0;
+  size_t index = 0;
+  for (const Value& m : messages->second.list_value().values()) {
+    const auto& mf = m.struct_value().fields();
+    auto role = mf.find("role");
+    auto content = mf.find("content");
+    if (role == mf.end() || !role->second.has_string_value() || content == mf.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("body: messages[", index, "] needs a \"role\" and a \"content\""));
+    }
+    pii::v1::ChatMessage* message = out->add_messages();
+    message->set_role(role->second.string_value());
+    std::string text;
+    if (absl::Status s = ReadContent(content->second, index, &text); !s.ok()) return s;
+    prompt_bytes += text.size();
+    message->set_content(std::move(text));
+    ++index;
+  }
+  int64_t completion = kDefaultCompletionTokens;
+  for (const char* name : {"max_completion_tokens", "max_tokens"}) {
+    auto it = fields.find(name);
+    if (it == fields.end()) continue;
+    const double v = it->second.number_value();
+    if (!it->second.has_number_value() || v < 0 || v > kMaxTokens || v != std::floor(v)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("body: \"", name, "\" must be a whole number up to 10000000"));
+    }
+    completion = static_cast<int64_t>(v);
+    break;
+  }
+  out->set_estimated_tokens(
+      std::min<int64_t>(kMaxTokens, completion + static_cast<int64_t>(prompt_bytes / 4)));
+  return absl::OkStatus();
+}
+
+bool IsRequestId(absl::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != ':' &&
+        c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+void AddHeader(google::protobuf::RepeatedPtrField<core::HeaderValueOption>* headers,
+               std::string key, std::string value) {
+  core::HeaderValueOption* option = headers->Add();
+  option->mutable_header()->set_key(std::move(key));
+  option->mutable_header()->set_value(std::move(value));
+  option->set_append_action(core::HeaderValueOption::OVERWRITE_IF_EXISTS_OR_ADD);
+}
+
+// Refuses with an HTTP status and a JSON body {"error": {"code", "message", "audit_id"}}.
+void Deny(int rpc_code, envoy::type::v3::StatusCode http, absl::string_view code,
+          absl::string_view message, absl::string_view audit_id, auth::CheckResponse* out) {
+  out->mutable_status()->set_code(rpc_code);
+  out->mutable_status()->set_message(std::string(code));
+  auth::DeniedHttpResponse* denied = out->mutable_denied_response();
+  denied->mutable_status()->set_code(http);
+  Struct body;
+  Struct* error = (*body.mutable_fields())["error"].mutable_struct_value();
+  (*error->mutable_fields())["code"].set_string_value(std::string(code));
+  (*error->mutable_fields())["message"].set_string_value(std::string(message));
+  if (!audit_id.empty())
+    (*error->mutable_fields())["audit_id"].set_string_value(std::string(audit_id));
+  // A Struct of strings always prints.
+  (void)google::protobuf::util::MessageToJsonString(body, denied->mutable_body());
+  AddHeader(denied->mutable_headers(), "content-type", "application/json");
+}
+
+}  // namespace
+
+absl::Status DecideRequestFromCheck(const auth::CheckRequest& check, v1::DecideRequest* out) {
+  const auth::AttributeContext::HttpRequest& http = check.attributes().request().http();
+  if (const std::string* authorization = Header(http, "authorization")) {
+    absl::string_view value = absl::StripAsciiWhitespace(*authorization);
+    if (absl::StartsWithIgnoreCase(value, "bearer ")) {
+      out->set_api_key(std::string(absl::StripAsciiWhitespace(value.substr(7))));
+    }
+  }
+  if (out->api_key().empty()) {
+    if (const std::string* key = Header(http, "x-api-key")) out->set_api_key(*key);
+  }
+  const core::Address& source = check.attributes().source().address();
+  if (source.has_socket_address()) out->set_source_ip(source.socket_address().address());
+  if (const std::string* residency = Header(http, "x-policy-residency")) {
+    if (absl::Status s = ReadResidency(*residency, out); !s.ok()) return s;
+  }
+  if (const std::string* id = Header(http, "x-request-id"); id != nullptr && IsRequestId(*id)) {
+    out->set_request_id(*id);
+  }
+  return ReadBody(http.body().empty() ? absl::string_view(http.raw_body()) : http.body(), out);
+}
+
+grpc::Status ToCheckResponse(const grpc::Status& status, const v1::DecideResponse& decision,
+                             auth::CheckResponse* out) {
+  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+    Deny(grpc::StatusCode::UNAUTHENTICATED, envoy::type::v3::Unauthorized, "UNAUTHENTICATED",
+         status.error_message(), "", out);
+    return grpc::Status::OK;
+  }
+  if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+    Deny(grpc::StatusCode::INVALID_ARGUMENT, envoy::type::v3::BadRequest, "INVALID_ARGUMENT",
+         status.error_message(), "", out);
+    return grpc::Status::OK;
+  }
+  if (!status.ok()) return status;  // The check failed: not a denial.
+  if (decision.verdict() != v1::VERDICT_ALLOW) {
+    const bool limited = decision.reason() == "RATE_LIMITED";
+    Deny(limited ? grpc::StatusCode::RESOURCE_EXHAUSTED : grpc::StatusCode::PERMISSION_DENIED,
+         limited ? envoy::type::v3::TooManyRequests : envoy::type::v3::Forbidden, decision.reason(),
+         decision.message(), decision.audit_id(), out);
+    if (limited && decision.has_retry_after()) {
+      const int64_t seconds =
+          decision.retry_after().seconds() + (decision.retry_after().nanos() > 0 ? 1 : 0);
+      AddHeader(out->mutable_denied_response()->mutable_headers(), "retry-after",
+                absl::StrCat(std::max<int64_t>(seconds, 1)));
+    }
+    return grpc::Status::OK;
+  }
+  out->mutable_status()->set_code(grpc::StatusCode::OK);
+  auth::OkHttpResponse* ok = out->mutable_ok_response();
+  for (const auto& [key, value] : decision.headers()) AddHeader(ok->mutable_headers(), key, value);
+  AddHeader(ok->mutable_headers(), "x-policy-endpoint", decision.endpoint().id());
+  AddHeader(ok->mutable_headers(), "x-policy-endpoint-url", decision.endpoint().base_url());
+  for (const char* name : {"authorization", "x-api-key", "x-policy-residency"}) {
+    ok->add_headers_to_remove(name);
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace policy::edge

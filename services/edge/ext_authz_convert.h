@@ -1,0 +1,35 @@
+#ifndef POLICY_SERVICES_EDGE_EXT_AUTHZ_CONVERT_H_
+#define POLICY_SERVICES_EDGE_EXT_AUTHZ_CONVERT_H_
+
+#include "absl/status/status.h"
+#include "envoy/service/auth/v3/external_auth.pb.h"
+#include "grpcpp/support/status.h"
+#include "policy/edge/v1/edge.pb.h"
+
+// Envoy's ext_authz check as a Decide, and a decision as Envoy's answer.
+namespace policy::edge {
+
+// Reads from an HTTP request Envoy forwards (the filter needs with_request_body):
+//  - the API key: "authorization: Bearer <key>", or "x-api-key";
+//  - the source IP: the downstream peer's socket address;
+//  - the OpenAI-style JSON body: "model", "messages" (role, and content as a string or as
+//    text parts), "max_completion_tokens" or "max_tokens" (default 256);
+//  - "x-policy-residency": eu, us, apac or global (absent: none required);
+//  - "x-request-id" when it is a valid request id.
+// The estimated tokens are the completion's limit plus a quarter of the prompt's bytes.
+// INVALID_ARGUMENT naming what is wrong with the body or a header.
+absl::Status DecideRequestFromCheck(const envoy::service::auth::v3::CheckRequest& check,
+                                    v1::DecideRequest* decide);
+
+// Envoy's answer to a check whose Decide ended with `status` (and `decision` when OK):
+// ALLOW: OK with the decision's headers and the endpoint to add upstream (overwriting any the
+// client sent) and the client's credentials removed; DENY: 429 with retry-after for rate
+// limits, 403 otherwise, with a JSON body naming the reason and the audit id; a key that does
+// not verify: 401; the caller's bad input: 400. Any other status is the check failing: it is
+// returned, to end the RPC with, and `check` is left empty.
+grpc::Status ToCheckResponse(const grpc::Status& status, const v1::DecideResponse& decision,
+                             envoy::service::auth::v3::CheckResponse* check);
+
+}  // namespace policy::edge
+
+#endif  // POLICY_SERVICES_EDGE_EXT_AUTHZ_CONVERT_H_

@@ -1,0 +1,181 @@
+#include "services/edge/ext_authz_convert.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+
+namespace policy::edge {
+namespace {
+
+namespace auth = envoy::service::auth::v3;
+using ::testing::HasSubstr;
+
+constexpr char kBody[] = R"({"model": "gpt-4o", "max_tokens": 100, "messages": [
+  {"role": "system", "content": "You help."},
+  {"role": "user", "content": [{"type": "text", "text": "Mail jane@example.com"},
+                               {"type": "text", "text": "today"}]}]})";
+
+auth::CheckRequest Check(std::string body = kBody) {
+  auth::CheckRequest check;
+  auth::AttributeContext* a = check.mutable_attributes();
+  a->mutable_source()->mutable_address()->mutable_socket_address()->set_address("10.20.1.7");
+  auth::AttributeContext::HttpRequest* http = a->mutable_request()->mutable_http();
+  http->set_method("POST");
+  http->set_path("/v1/chat/completions");
+  (*http->mutable_headers())["authorization"] = "Bearer psk_proj_abc";
+  (*http->mutable_headers())["x-policy-residency"] = "EU";
+  (*http->mutable_headers())["x-request-id"] = "7f1c2a9e-5b7d-4d2a-9c1e-3f0a8b6d2e11";
+  http->set_body(std::move(body));
+  return check;
+}
+
+TEST(ExtAuthzConvertTest, ReadsKeySourceBodyResidencyAndRequestId) {
+  v1::DecideRequest decide;
+  ASSERT_TRUE(DecideRequestFromCheck(Check(), &decide).ok());
+  EXPECT_EQ(decide.api_key(), "psk_proj_abc");
+  EXPECT_EQ(decide.source_ip(), "10.20.1.7");
+  EXPECT_EQ(decide.model(), "gpt-4o");
+  EXPECT_EQ(decide.residency(), region::v1::RESIDENCY_EU);
+  EXPECT_EQ(decide.request_id(), "7f1c2a9e-5b7d-4d2a-9c1e-3f0a8b6d2e11");
+  ASSERT_EQ(decide.messages_size(), 2);
+  EXPECT_EQ(decide.messages(0).role(), "system");
+  EXPECT_EQ(decide.messages(1).content(), "Mail jane@example.com\ntoday");
+  // max_tokens plus a quarter of the prompt's 36 bytes.
+  EXPECT_EQ(decide.estimated_tokens(), 100 + 36 / 4);
+}
+
+TEST(ExtAuthzConvertTest, KeyFromXApiKeyAndRawBody) {
+  auth::CheckRequest check = Check();
+  auto* http = check.mutable_attributes()->mutable_request()->mutable_http();
+  http->mutable_headers()->erase("authorization");
+  (*http->mutable_headers())["x-api-key"] = "psk_proj_xyz";
+  http->set_raw_body(http->body());
+  http->clear_body();
+  v1::DecideRequest decide;
+  ASSERT_TRUE(DecideRequestFromCheck(check, &decide).ok());
+  EXPECT_EQ(decide.api_key(), "psk_proj_xyz");
+  EXPECT_EQ(decide.model(), "gpt-4o");
+}
+
+TEST(ExtAuthzConvertTest, BadBodiesAndHeadersNameTheProblem) {
+  struct Case {
+    std::string body;
+    const char* expected;
+  };
+  for (const Case& c :
+       {Case{"", "with_request_body"}, Case{"not json", "JSON"},
+        Case{R"({"messages": []})", "model"}, Case{R"({"model": "gpt-4o"})", "messages"},
+        Case{R"({"model": "gpt-4o", "messages": [{"role": "user"}]})", "messages[0]"},
+        Case{R"({"model": "gpt-4o", "messages": [{"role": "user", "content":
+                               [{"type": "image_url", "image_url": {"url": "x"}}]}]})",
+             "only text parts"},
+        Case{R"({"model": "gpt-4o", "max_tokens": -3, "messages": []})", "max_tokens"}}) {
+    v1::DecideRequest decide;
+    absl::Status s = DecideRequestFromCheck(Check(c.body), &decide);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.body;
+    EXPECT_THAT(s.message(), HasSubstr(c.expected)) << c.body;
+  }
+  auth::CheckRequest check = Check();
+  (*check.mutable_attributes()
+        ->mutable_request()
+        ->mutable_http()
+        ->mutable_headers())["x-policy-residency"] = "mars";
+  v1::DecideRequest decide;
+  EXPECT_THAT(DecideRequestFromCheck(check, &decide).message(), HasSubstr("x-policy-residency"));
+}
+
+TEST(ExtAuthzConvertTest, AnInvalidRequestIdHeaderIsIgnored) {
+  auth::CheckRequest check = Check();
+  (*check.mutable_attributes()
+        ->mutable_request()
+        ->mutable_http()
+        ->mutable_headers())["x-request-id"] = "has spaces";
+  v1::DecideRequest decide;
+  ASSERT_TRUE(DecideRequestFromCheck(check, &decide).ok());
+  EXPECT_EQ(decide.request_id(), "");
+}
+
+std::string HeaderOf(
+    const google::protobuf::RepeatedPtrField<envoy::config::core::v3::HeaderValueOption>& h,
+    const std::string& key) {
+  for (const auto& option : h) {
+    if (option.header().key() == key) return option.header().value();
+  }
+  return "<absent>";
+}
+
+TEST(ExtAuthzConvertTest, AllowAddsHeadersUpstreamAndRemovesCredentials) {
+  v1::DecideResponse decision;
+  decision.set_verdict(v1::VERDICT_ALLOW);
+  (*decision.mutable_headers())["x-policy-audit-id"] = "support-eu/production/7";
+  decision.mutable_endpoint()->set_id("westeurope");
+  decision.mutable_endpoint()->set_base_url("https://acme-westeurope.openai.azure.com");
+  auth::CheckResponse check;
+  ASSERT_TRUE(ToCheckResponse(grpc::Status::OK, decision, &check).ok());
+  EXPECT_EQ(check.status().code(), 0);
+  ASSERT_TRUE(check.has_ok_response());
+  const auto& headers = check.ok_response().headers();
+  EXPECT_EQ(HeaderOf(headers, "x-policy-audit-id"), "support-eu/production/7");
+  EXPECT_EQ(HeaderOf(headers, "x-policy-endpoint"), "westeurope");
+  EXPECT_EQ(HeaderOf(headers, "x-policy-endpoint-url"), "https://acme-westeurope.openai.azure.com");
+  for (const auto& h : headers) {
+    // A client cannot smuggle its own x-policy-* values past the edge.
+    EXPECT_EQ(h.append_action(),
+              envoy::config::core::v3::HeaderValueOption::OVERWRITE_IF_EXISTS_OR_ADD);
+  }
+  EXPECT_THAT(check.ok_response().headers_to_remove(), ::testing::Contains("authorization"));
+}
+
+TEST(ExtAuthzConvertTest, DenialsCarryTheHttpStatusAndAJsonBody) {
+  v1::DecideResponse decision;
+  decision.set_verdict(v1::VERDICT_DENY);
+  decision.set_reason("RATE_LIMITED");
+  decision.set_message("refused by rule rate_limit.project.rpm");
+  decision.set_audit_id("support-eu/production/8");
+  decision.mutable_retry_after()->set_seconds(4);
+  decision.mutable_retry_after()->set_nanos(200'000'000);
+  auth::CheckResponse check;
+  ASSERT_TRUE(ToCheckResponse(grpc::Status::OK, decision, &check).ok());
+  EXPECT_EQ(check.status().code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(check.denied_response().status().code(), envoy::type::v3::TooManyRequests);
+  EXPECT_EQ(HeaderOf(check.denied_response().headers(), "retry-after"), "5");
+  google::protobuf::Struct body;
+  ASSERT_TRUE(
+      google::protobuf::util::JsonStringToMessage(check.denied_response().body(), &body).ok());
+  const auto& error = body.fields().at("error").struct_value().fields();
+  EXPECT_EQ(error.at("code").string_value(), "RATE_LIMITED");
+  EXPECT_EQ(error.at("audit_id").string_value(), "support-eu/production/8");
+
+  decision.set_reason("MODEL_NOT_ALLOWED");
+  check.Clear();
+  ASSERT_TRUE(ToCheckResponse(grpc::Status::OK, decision, &check).ok());
+  EXPECT_EQ(check.denied_response().status().code(), envoy::type::v3::Forbidden);
+  EXPECT_EQ(check.status().code(), grpc::StatusCode::PERMISSION_DENIED);
+
+  check.Clear();
+  ASSERT_TRUE(
+      ToCheckResponse(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "API key is not valid"),
+                      v1::DecideResponse(), &check)
+          .ok());
+  EXPECT_EQ(check.denied_response().status().code(), envoy::type::v3::Unauthorized);
+  check.Clear();
+  ASSERT_TRUE(ToCheckResponse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "model: required"),
+                              v1::DecideResponse(), &check)
+                  .ok());
+  EXPECT_EQ(check.denied_response().status().code(), envoy::type::v3::BadRequest);
+}
+
+TEST(ExtAuthzConvertTest, AFailedCheckIsAnRpcErrorNotADenial) {
+  auth::CheckResponse check;
+  grpc::Status s = ToCheckResponse(grpc::Status(grpc::StatusCode::UNAVAILABLE, "audit down"),
+                                   v1::DecideResponse(), &check);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_FALSE(check.has_denied_response());
+  EXPECT_FALSE(check.has_ok_response());
+}
+
+}  // namespace
+}  // namespace policy::edge

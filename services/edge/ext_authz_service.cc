@@ -1,0 +1,38 @@
+#include "services/edge/ext_authz_service.h"
+
+#include <utility>
+
+#include "common/client/channel.h"
+#include "google/protobuf/arena.h"
+#include "services/edge/ext_authz_convert.h"
+
+namespace policy::edge {
+
+ExtAuthzService::ExtAuthzService(Downstream* downstream, FlowOptions options,
+                                 absl::Duration max_decision_time)
+    : downstream_(downstream), options_(std::move(options)), max_decision_time_(max_decision_time) {
+  SetMessageAllocatorFor_Check(&allocator_);
+}
+
+grpc::ServerUnaryReactor* ExtAuthzService::Check(
+    grpc::CallbackServerContext* context, const envoy::service::auth::v3::CheckRequest* request,
+    envoy::service::auth::v3::CheckResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  google::protobuf::Arena* arena = response->GetArena();
+  auto* decide = google::protobuf::Arena::CreateMessage<v1::DecideRequest>(arena);
+  auto* decision = google::protobuf::Arena::CreateMessage<v1::DecideResponse>(arena);
+  if (absl::Status s = DecideRequestFromCheck(*request, decide); !s.ok()) {
+    reactor->Finish(
+        ToCheckResponse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(s.message())),
+                        *decision, response));
+    return reactor;
+  }
+  StartDecide(downstream_, &options_, decide, decision,
+              client::DownstreamDeadline(*context, max_decision_time_),
+              [reactor, decision, response](grpc::Status status) {
+                reactor->Finish(ToCheckResponse(status, *decision, response));
+              });
+  return reactor;
+}
+
+}  // namespace policy::edge

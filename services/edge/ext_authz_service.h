@@ -1,0 +1,35 @@
+#ifndef POLICY_SERVICES_EDGE_EXT_AUTHZ_SERVICE_H_
+#define POLICY_SERVICES_EDGE_EXT_AUTHZ_SERVICE_H_
+
+#include "absl/time/time.h"
+#include "common/server/arena_allocator.h"
+#include "envoy/service/auth/v3/external_auth.grpc.pb.h"
+#include "services/edge/decision_flow.h"
+#include "services/edge/downstream.h"
+
+namespace policy::edge {
+
+// envoy.service.auth.v3.Authorization over gRPC: each check is one Decide (see
+// ext_authz_convert.h for what is read and answered). Envoy cannot replace the request's body
+// with a redacted one, so `options.redaction` should block what Decide would redact.
+class ExtAuthzService final : public envoy::service::auth::v3::Authorization::CallbackService {
+ public:
+  ExtAuthzService(Downstream* downstream, FlowOptions options, absl::Duration max_decision_time);
+
+  grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* context,
+                                  const envoy::service::auth::v3::CheckRequest* request,
+                                  envoy::service::auth::v3::CheckResponse* response) override;
+
+ private:
+  Downstream* const downstream_;
+  const FlowOptions options_;
+  const absl::Duration max_decision_time_;
+  // A check's request, response, its Decide and every downstream message on one arena.
+  server::ArenaMessageAllocator<envoy::service::auth::v3::CheckRequest,
+                                envoy::service::auth::v3::CheckResponse>
+      allocator_;
+};
+
+}  // namespace policy::edge
+
+#endif  // POLICY_SERVICES_EDGE_EXT_AUTHZ_SERVICE_H_
