@@ -16,7 +16,6 @@ Run: /usr/bin/python3 -m unittest -v tests.edge.test_edge_process
 
 import contextlib
 import os
-import secrets
 import signal
 import sys
 import time
@@ -27,71 +26,36 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make `tests` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.edge import edge_support as es  # noqa: E402
 from tests.support import policy_testing as pt  # noqa: E402
 
 import grpc  # noqa: E402
-from policy.audit.v1 import audit_pb2, audit_pb2_grpc  # noqa: E402
 from envoy.service.auth.v3 import external_auth_pb2 as X, external_auth_pb2_grpc  # noqa: E402
-from policy.edge.v1 import edge_pb2 as E, edge_pb2_grpc  # noqa: E402
-from policy.keys.v1 import keys_pb2, keys_pb2_grpc  # noqa: E402
+from policy.audit.v1 import audit_pb2, audit_pb2_grpc  # noqa: E402
+from policy.edge.v1 import edge_pb2 as E  # noqa: E402
+from policy.keys.v1 import keys_pb2  # noqa: E402
 from policy.pii.v1 import pii_pb2  # noqa: E402
-from policy.region.v1 import region_pb2 as R, region_pb2_grpc  # noqa: E402
+from policy.region.v1 import region_pb2 as R  # noqa: E402
 
 C = grpc.StatusCode
-ROOT = Path(__file__).resolve().parents[2]
-ORG_FILE = ROOT / "deploy" / "examples" / "org.yaml"
-TICKET = ("Customer jane.doe@example.com (card 4111 1111 1111 1111) asks why she was charged "
-          "twice. Draft a polite answer.")
+TICKET = es.TICKET
 
-MODELS = ["gpt-4o", "gpt-4o-mini"]
-
-DB = None
-P = {}  # name -> ServiceProcess
-PII_ENV = None
-PII_PORT = None
+SUITE = None
+P = {}  # name -> ServiceProcess, SUITE's
 _stack = None
 
 
-def start(name, flags=None, env=None):
-    process = pt.ServiceProcess(pt.service_binary(name), flags=flags or {}, env=env or {},
-                                name=name)
-    process.start()
-    pt.wait_until(lambda: pt.health_status(process.channel) == "SERVING", timeout=20,
-                  message=f"{name} SERVING", ignore=(grpc.RpcError,))
-    P[name] = process
-    return process
-
-
-def start_pii():
-    return start("pii", {"listen": f"127.0.0.1:{PII_PORT}"}, PII_ENV)
-
-
 def setUpModule():
-    global DB, _stack, PII_ENV, PII_PORT
+    global SUITE, P, _stack
     url = pt.require_pg_url()
-    for name in ("keys", "authz", "pii", "region", "audit", "edge"):
-        pt.service_binary(name)
+    es.require_binaries()
     _stack = contextlib.ExitStack()
     try:
-        DB = _stack.enter_context(pt.test_database(url, "edge_process"))
-        _stack.callback(lambda: [p.cleanup() for p in P.values()])
-        start("keys", env={"POLICY_KEYS_PEPPER": secrets.token_hex(32),
-                           "POLICY_KEYS_DATABASE_URL": DB.url})
-        start("authz", {"bootstrap_org_file": str(ORG_FILE), "keys_address": P["keys"].address},
-              {"POLICY_AUTHZ_DATABASE_URL": DB.url})
-        PII_ENV = {"POLICY_PII_PSEUDONYM_KEY": secrets.token_hex(32)}
-        PII_PORT = pt.free_port()
-        start_pii()
-        start("region", {"sync_interval": "100ms", "cool_down": "30s"},
-              {"POLICY_REGION_DATABASE_URL": DB.url})
-        start("audit", {"checkpoint_interval": "200ms"},
-              {"POLICY_AUDIT_SIGNING_KEY": secrets.token_hex(32),
-               "POLICY_AUDIT_SUBJECT_KEY": secrets.token_hex(32),
-               "POLICY_AUDIT_DATABASE_URL": DB.url})
-        start("edge", {"keys_target": P["keys"].address, "authz_target": P["authz"].address,
-                       "pii_target": f"127.0.0.1:{PII_PORT}",
-                       "region_target": P["region"].address,
-                       "audit_target": P["audit"].address})
+        db = _stack.enter_context(pt.test_database(url, "edge_process"))
+        SUITE = es.Suite(db.url)
+        P = SUITE.p
+        _stack.callback(SUITE.cleanup)
+        SUITE.start()
     except BaseException:
         _stack.close()
         raise
@@ -99,59 +63,31 @@ def setUpModule():
 
 def tearDownModule():
     try:
-        for name in reversed(list(P)):
-            code = P[name].terminate()
-            if code != 0:
-                raise AssertionError(f"{name} exited {code} on SIGTERM\n{P[name].log_tail()}")
+        SUITE.terminate()
     finally:
         _stack.close()
 
 
 def edge():
-    return edge_pb2_grpc.EdgeServiceStub(P["edge"].channel)
+    return SUITE.edge()
 
 
-def new_key(owner, project, environment=keys_pb2.ENVIRONMENT_PRODUCTION,
-            owner_type=keys_pb2.PRINCIPAL_TYPE_MEMBER, scopes=("chat.completions",)):
-    kind = (keys_pb2.KEY_KIND_SERVICE_ACCOUNT if owner_type == keys_pb2.PRINCIPAL_TYPE_SERVICE_ACCOUNT
-            else keys_pb2.KEY_KIND_PROJECT)
-    created = keys_pb2_grpc.KeyServiceStub(P["keys"].channel).CreateKey(
-        keys_pb2.CreateKeyRequest(
-            request_id=uuid.uuid4().hex, kind=kind,
-            owner=keys_pb2.Principal(type=owner_type, id=owner), project=project,
-            environment=environment, scopes=list(scopes)), timeout=10)
-    return created.secret
+def new_key(owner, project, environment=keys_pb2.ENVIRONMENT_PRODUCTION):
+    return SUITE.new_key(owner, project, environment)
 
 
-def endpoint(id_, region, residency, priority, models):
-    return R.Endpoint(id=id_, region=region, provider=R.PROVIDER_AZURE,
-                      base_url=f"https://{id_}.openai.azure.com", deployment="gpt-4o",
-                      residency=residency,
-                      capabilities=R.Capabilities(zero_data_retention=True, private_link=True),
-                      models=list(models), priority=priority, weight=100, enabled=True)
-
-
-def message(text, role="user"):
-    return pii_pb2.ChatMessage(role=role, content=text.encode())
+def start_pii():
+    return SUITE.start_pii()
 
 
 class EdgeProcessTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        # The seed's regions: westeurope first, swedencentral second, eastus for the US.
-        region = region_pb2_grpc.RegionServiceStub(P["region"].channel)
-        for e in (endpoint("westeurope", "westeurope", R.RESIDENCY_EU, 1, MODELS),
-                  endpoint("swedencentral", "swedencentral", R.RESIDENCY_EU, 2, MODELS),
-                  endpoint("eastus", "eastus", R.RESIDENCY_US, 1, MODELS)):
-            region.CreateEndpoint(R.CreateEndpointRequest(endpoint=e), timeout=10)
+        SUITE.register_seed_endpoints()
         cls.bob = new_key("bob", "support-eu")
 
-    def decide(self, key=None, text=TICKET, model="gpt-4o", residency=R.RESIDENCY_EU,
-               tokens=200, timeout=10, **kw):
-        return edge().Decide(E.DecideRequest(
-            api_key=(key or self.bob).encode(), source_ip="10.20.1.7", model=model,
-            messages=[message("You are a support assistant.", "system"), message(text)],
-            estimated_tokens=tokens, residency=residency, **kw), timeout=timeout)
+    def decide(self, key=None, timeout=10, **kw):
+        return edge().Decide(es.decide_request(key or self.bob, **kw), timeout=timeout)
 
     def ledger_entry(self, request_id, project="support-eu", environment="production"):
         audit = audit_pb2_grpc.AuditServiceStub(P["audit"].channel)

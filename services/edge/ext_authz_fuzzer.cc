@@ -1,0 +1,24 @@
+// Fuzz target for what Envoy forwards from an untrusted client: the request body (and, from
+// the input's first bytes, a residency header), read into a Decide.
+#include <cstdint>
+#include <string>
+
+#include "services/edge/ext_authz_convert.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string input(reinterpret_cast<const char*>(data), size);
+  envoy::service::auth::v3::CheckRequest check;
+  auto* http = check.mutable_attributes()->mutable_request()->mutable_http();
+  (*http->mutable_headers())["authorization"] = "Bearer psk_proj_x";
+  if (!input.empty() && input[0] == 'R') {
+    (*http->mutable_headers())["x-policy-residency"] = input.substr(1, 8);
+  }
+  http->set_body(input);
+  policy::edge::v1::DecideRequest decide;
+  if (policy::edge::DecideRequestFromCheck(check, &decide).ok()) {
+    // Whatever the body says, the estimate stays in range and the key is the header's.
+    if (decide.estimated_tokens() < 0 || decide.estimated_tokens() > 10'000'000) __builtin_trap();
+    if (decide.api_key() != "psk_proj_x" || decide.model().empty()) __builtin_trap();
+  }
+  return 0;
+}

@@ -1,0 +1,122 @@
+"""The whole suite as separate processes, for the edge's end-to-end and fault tests: keys,
+authz (the demo organisation), pii, region, audit on one PostgreSQL database, and the edge
+calling them. Also the seed's endpoints, keys, and a Decide request."""
+
+import secrets
+import uuid
+from pathlib import Path
+
+from tests.support import policy_testing as pt
+
+import grpc
+from policy.edge.v1 import edge_pb2 as E, edge_pb2_grpc
+from policy.keys.v1 import keys_pb2, keys_pb2_grpc
+from policy.pii.v1 import pii_pb2
+from policy.region.v1 import region_pb2 as R, region_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+ORG_FILE = ROOT / "deploy" / "examples" / "org.yaml"
+MODELS = ["gpt-4o", "gpt-4o-mini"]
+SERVICES = ("keys", "authz", "pii", "region", "audit", "edge")
+TICKET = ("Customer jane.doe@example.com (card 4111 1111 1111 1111) asks why she was charged "
+          "twice. Draft a polite answer.")
+
+
+def require_binaries():
+    for name in SERVICES:
+        pt.service_binary(name)
+
+
+class Suite:
+    """Starts the six services on `database_url`; pii listens on a fixed port so that it can
+    be killed and started again on the same address. `flags` adds per-service flags."""
+
+    def __init__(self, database_url, flags=None):
+        self.url = database_url
+        self.flags = flags or {}
+        self.p = {}
+        self.pii_env = {"POLICY_PII_PSEUDONYM_KEY": secrets.token_hex(32)}
+        self.pii_port = pt.free_port()
+
+    def _start(self, name, flags=None, env=None):
+        flags = dict(flags or {}, **self.flags.get(name, {}))
+        process = pt.ServiceProcess(pt.service_binary(name), flags=flags, env=env or {},
+                                    name=name)
+        self.p[name] = process
+        process.start()
+        pt.wait_until(lambda: pt.health_status(process.channel) == "SERVING", timeout=20,
+                      message=f"{name} SERVING", ignore=(grpc.RpcError,))
+        return process
+
+    def start_pii(self):
+        return self._start("pii", {"listen": f"127.0.0.1:{self.pii_port}"}, self.pii_env)
+
+    def start(self):
+        self._start("keys", env={"POLICY_KEYS_PEPPER": secrets.token_hex(32),
+                                 "POLICY_KEYS_DATABASE_URL": self.url})
+        self._start("authz", {"bootstrap_org_file": str(ORG_FILE),
+                              "keys_address": self.p["keys"].address},
+                    {"POLICY_AUTHZ_DATABASE_URL": self.url})
+        self.start_pii()
+        self._start("region", {"sync_interval": "100ms", "cool_down": "30s"},
+                    {"POLICY_REGION_DATABASE_URL": self.url})
+        self._start("audit", {"checkpoint_interval": "200ms"},
+                    {"POLICY_AUDIT_SIGNING_KEY": secrets.token_hex(32),
+                     "POLICY_AUDIT_SUBJECT_KEY": secrets.token_hex(32),
+                     "POLICY_AUDIT_DATABASE_URL": self.url})
+        self._start("edge", {"keys_target": self.p["keys"].address,
+                             "authz_target": self.p["authz"].address,
+                             "pii_target": f"127.0.0.1:{self.pii_port}",
+                             "region_target": self.p["region"].address,
+                             "audit_target": self.p["audit"].address})
+        return self
+
+    def cleanup(self):
+        for process in self.p.values():
+            process.cleanup()
+
+    def terminate(self):
+        """SIGTERM, edge first; raises if one exits non-zero."""
+        for name in reversed(list(self.p)):
+            code = self.p[name].terminate()
+            if code != 0:
+                raise AssertionError(f"{name} exited {code} on SIGTERM\n{self.p[name].log_tail()}")
+
+    def edge(self):
+        return edge_pb2_grpc.EdgeServiceStub(self.p["edge"].channel)
+
+    def new_key(self, owner, project, environment=keys_pb2.ENVIRONMENT_PRODUCTION,
+                scopes=("chat.completions",)):
+        created = keys_pb2_grpc.KeyServiceStub(self.p["keys"].channel).CreateKey(
+            keys_pb2.CreateKeyRequest(
+                request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
+                owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id=owner),
+                project=project, environment=environment, scopes=list(scopes)), timeout=10)
+        return created.secret
+
+    def register_seed_endpoints(self):
+        """The seed's regions: westeurope first, swedencentral second, eastus for the US."""
+        region = region_pb2_grpc.RegionServiceStub(self.p["region"].channel)
+        for e in (endpoint("westeurope", R.RESIDENCY_EU, 1),
+                  endpoint("swedencentral", R.RESIDENCY_EU, 2),
+                  endpoint("eastus", R.RESIDENCY_US, 1)):
+            region.CreateEndpoint(R.CreateEndpointRequest(endpoint=e), timeout=10)
+
+
+def endpoint(id_, residency, priority, models=MODELS):
+    return R.Endpoint(id=id_, region=id_, provider=R.PROVIDER_AZURE,
+                      base_url=f"https://{id_}.openai.azure.com", deployment="gpt-4o",
+                      residency=residency,
+                      capabilities=R.Capabilities(zero_data_retention=True, private_link=True),
+                      models=list(models), priority=priority, weight=100, enabled=True)
+
+
+def message(text, role="user"):
+    return pii_pb2.ChatMessage(role=role, content=text.encode())
+
+
+def decide_request(key, text=TICKET, model="gpt-4o", residency=R.RESIDENCY_EU, tokens=200, **kw):
+    return E.DecideRequest(
+        api_key=key.encode(), source_ip="10.20.1.7", model=model,
+        messages=[message("You are a support assistant.", "system"), message(text)],
+        estimated_tokens=tokens, residency=residency, **kw)
