@@ -15,6 +15,8 @@
 #include "common/client/channel.h"
 #include "common/crypto/crypto.h"
 #include "google/protobuf/arena.h"
+#include "services/edge/downstream_status.h"
+#include "services/edge/edge_ids.h"
 
 namespace policy::edge {
 namespace {
@@ -23,26 +25,11 @@ using grpc::Status;
 using grpc::StatusCode;
 
 constexpr int64_t kMaxEstimatedTokens = 10'000'000;
-constexpr size_t kMaxRequestIdBytes = 128;
 constexpr size_t kMaxModelBytes = 128;
 
 constexpr char kHeaderAuditId[] = "x-policy-audit-id";
 constexpr char kHeaderRequestId[] = "x-policy-request-id";
 constexpr char kHeaderZeroDataRetention[] = "x-policy-zero-data-retention";
-
-absl::Status CheckRequestId(absl::string_view id, absl::string_view field) {
-  if (id.size() > kMaxRequestIdBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": at most 128 bytes"));
-  }
-  for (char c : id) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != ':' &&
-        c != '-') {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": only letters, digits and _ . : - are allowed"));
-    }
-  }
-  return absl::OkStatus();
-}
 
 absl::Status CheckModel(absl::string_view model) {
   if (model.empty()) return absl::InvalidArgumentError("model: required");
@@ -54,71 +41,15 @@ Status ToGrpc(const absl::Status& s) {
   return Status(static_cast<StatusCode>(s.code()), std::string(s.message()));
 }
 
-// What the edge's caller learns of a dependency that failed: never an answer, and never the
-// dependency's internals.
-Status DependencyFailure(absl::string_view service, const Status& s, absl::Time deadline) {
-  if (s.error_code() == StatusCode::DEADLINE_EXCEEDED || absl::Now() >= deadline) {
-    return Status(StatusCode::DEADLINE_EXCEEDED,
-                  absl::StrCat("the ", service, " service did not answer before the deadline"));
-  }
-  return Status(StatusCode::UNAVAILABLE,
-                absl::StrCat("the ", service, " service could not answer: ", s.error_message()));
-}
-
-// The caller's own input refused downstream (a bad source IP, a message that is not UTF-8,
-// a model no endpoint serves) stays INVALID_ARGUMENT; anything else is the dependency's.
-Status DownstreamFailure(absl::string_view service, const Status& s, absl::Time deadline) {
-  if (s.error_code() == StatusCode::INVALID_ARGUMENT) return s;
-  return DependencyFailure(service, s, deadline);
-}
-
-// Whether keys failed to answer, as opposed to refusing the key.
-bool KeysFailed(StatusCode code) {
-  switch (code) {
-    case StatusCode::UNAVAILABLE:
-    case StatusCode::DEADLINE_EXCEEDED:
-    case StatusCode::INTERNAL:
-    case StatusCode::UNKNOWN:
-    case StatusCode::RESOURCE_EXHAUSTED:
-    case StatusCode::CANCELLED:
-    case StatusCode::ABORTED:
-    case StatusCode::DATA_LOSS:
-    case StatusCode::UNIMPLEMENTED:
-      return true;
-    default:
-      return false;
-  }
-}
-
 Status KeyFailure(const Status& s, absl::Time deadline) {
-  if (KeysFailed(s.error_code())) return DependencyFailure("keys", s, deadline);
+  if (FailedToAnswer(s.error_code())) return DependencyFailure("keys", s, deadline);
   return Status(StatusCode::UNAUTHENTICATED, "API key is not valid");
-}
-
-std::string EnvironmentName(keys::v1::Environment e) {
-  switch (e) {
-    case keys::v1::ENVIRONMENT_PRODUCTION:
-      return "production";
-    case keys::v1::ENVIRONMENT_STAGING:
-      return "staging";
-    case keys::v1::ENVIRONMENT_DEVELOPMENT:
-      return "development";
-    case keys::v1::ENVIRONMENT_SANDBOX:
-      return "sandbox";
-    default:
-      return "";
-  }
 }
 
 authz::v1::PrincipalKind PrincipalKindOf(const keys::v1::Principal& owner) {
   return owner.type() == keys::v1::PRINCIPAL_TYPE_SERVICE_ACCOUNT
              ? authz::v1::PRINCIPAL_KIND_SERVICE_ACCOUNT
              : authz::v1::PRINCIPAL_KIND_MEMBER;
-}
-
-std::string AuditIdOf(const audit::v1::Entry& entry) {
-  return absl::StrCat(entry.ledger().project(), "/", entry.ledger().environment(), "/",
-                      entry.index());
 }
 
 template <typename T>

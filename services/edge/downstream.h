@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/status.h"
 #include "policy/audit/v1/audit.pb.h"
@@ -53,8 +54,14 @@ struct DownstreamTargets {
   std::string audit;
 };
 
-// The real services over gRPC: one channel per service, shared by every call.
-std::unique_ptr<Downstream> NewGrpcDownstream(const DownstreamTargets& targets);
+// One channel per service, opened once and shared by every call of the process.
+struct DownstreamChannels {
+  static DownstreamChannels Open(const DownstreamTargets& targets);
+  std::shared_ptr<grpc::Channel> keys, authz, pii, region, audit;
+};
+
+// The real services over gRPC.
+std::unique_ptr<Downstream> NewGrpcDownstream(const DownstreamChannels& channels);
 
 }  // namespace policy::edge
 

@@ -30,6 +30,11 @@ struct EdgeConfig {
   std::string blocked_entity_types =
       "PRIVATE_KEY,POLICY_SUITE_KEY,OPENAI_API_KEY,AWS_ACCESS_KEY,GITHUB_TOKEN,SLACK_TOKEN";
 
+  // Threads for the admin API's calls, which wait on several services in turn, and how many
+  // calls may wait for them.
+  int64_t admin_threads = 4;
+  int64_t admin_queue = 64;
+
   void Register(config::Parser& parser);
   absl::Status Validate() const;
 };

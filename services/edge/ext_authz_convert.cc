@@ -9,6 +9,7 @@
 #include "absl/strings/strip.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "services/edge/edge_ids.h"
 
 namespace policy::edge {
 namespace {
@@ -126,17 +127,6 @@ absl::Status ReadBody(absl::string_view body, v1::DecideRequest* out) {
   return absl::OkStatus();
 }
 
-bool IsRequestId(absl::string_view id) {
-  if (id.empty() || id.size() > 128) return false;
-  for (char c : id) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != ':' &&
-        c != '-') {
-      return false;
-    }
-  }
-  return true;
-}
-
 void AddHeader(google::protobuf::RepeatedPtrField<core::HeaderValueOption>* headers,
                std::string key, std::string value) {
   core::HeaderValueOption* option = headers->Add();
@@ -181,7 +171,8 @@ absl::Status DecideRequestFromCheck(const auth::CheckRequest& check, v1::DecideR
   if (const std::string* residency = Header(http, "x-policy-residency")) {
     if (absl::Status s = ReadResidency(*residency, out); !s.ok()) return s;
   }
-  if (const std::string* id = Header(http, "x-request-id"); id != nullptr && IsRequestId(*id)) {
+  if (const std::string* id = Header(http, "x-request-id");
+      id != nullptr && !id->empty() && CheckRequestId(*id, "x-request-id").ok()) {
     out->set_request_id(*id);
   }
   return ReadBody(http.body().empty() ? absl::string_view(http.raw_body()) : http.body(), out);

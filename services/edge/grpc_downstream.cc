@@ -14,12 +14,12 @@ namespace {
 
 class GrpcDownstream final : public Downstream {
  public:
-  explicit GrpcDownstream(const DownstreamTargets& t)
-      : keys_(keys::v1::KeyService::NewStub(client::OpenChannel(t.keys))),
-        authz_(authz::v1::AuthzService::NewStub(client::OpenChannel(t.authz))),
-        pii_(pii::v1::PiiService::NewStub(client::OpenChannel(t.pii))),
-        region_(region::v1::RegionService::NewStub(client::OpenChannel(t.region))),
-        audit_(audit::v1::AuditService::NewStub(client::OpenChannel(t.audit))) {}
+  explicit GrpcDownstream(const DownstreamChannels& c)
+      : keys_(keys::v1::KeyService::NewStub(c.keys)),
+        authz_(authz::v1::AuthzService::NewStub(c.authz)),
+        pii_(pii::v1::PiiService::NewStub(c.pii)),
+        region_(region::v1::RegionService::NewStub(c.region)),
+        audit_(audit::v1::AuditService::NewStub(c.audit)) {}
 
   void VerifyKey(grpc::ClientContext* context, const keys::v1::VerifyKeyRequest* request,
                  keys::v1::VerifyKeyResponse* response, Done done) override {
@@ -60,8 +60,16 @@ class GrpcDownstream final : public Downstream {
 
 }  // namespace
 
-std::unique_ptr<Downstream> NewGrpcDownstream(const DownstreamTargets& targets) {
-  return std::make_unique<GrpcDownstream>(targets);
+DownstreamChannels DownstreamChannels::Open(const DownstreamTargets& t) {
+  return DownstreamChannels{.keys = client::OpenChannel(t.keys),
+                            .authz = client::OpenChannel(t.authz),
+                            .pii = client::OpenChannel(t.pii),
+                            .region = client::OpenChannel(t.region),
+                            .audit = client::OpenChannel(t.audit)};
+}
+
+std::unique_ptr<Downstream> NewGrpcDownstream(const DownstreamChannels& channels) {
+  return std::make_unique<GrpcDownstream>(channels);
 }
 
 }  // namespace policy::edge

@@ -3,7 +3,9 @@
 
 #include "common/config/config.h"
 #include "common/log/log.h"
+#include "common/server/blocking_pool.h"
 #include "common/server/server_runner.h"
+#include "services/edge/admin_service.h"
 #include "services/edge/decision_flow.h"
 #include "services/edge/downstream.h"
 #include "services/edge/edge_config.h"
@@ -28,7 +30,8 @@ int Main(int argc, char** argv) {
       MakeRedactionPolicy(config.redaction_operator, config.blocked_entity_types);
   if (!redaction.ok()) return Fail(redaction.status());
 
-  std::unique_ptr<Downstream> downstream = NewGrpcDownstream(config.targets);
+  const DownstreamChannels channels = DownstreamChannels::Open(config.targets);
+  std::unique_ptr<Downstream> downstream = NewGrpcDownstream(channels);
   FlowOptions options;
   options.redaction = *redaction;
   // Envoy forwards the request as it came: what Decide would redact must block it instead.
@@ -40,6 +43,10 @@ int Main(int argc, char** argv) {
   runner.AddService(&service, v1::EdgeService::service_full_name());
   ExtAuthzService ext_authz(downstream.get(), std::move(envoy_options), config.max_decision_time);
   runner.AddService(&ext_authz, envoy::service::auth::v3::Authorization::service_full_name());
+  server::BlockingPool admin_pool(static_cast<int>(config.admin_threads),
+                                  static_cast<int>(config.admin_queue));
+  AdminService admin(channels, &admin_pool, config.max_decision_time);
+  runner.AddService(&admin, v1::AdminService::service_full_name());
   absl::Status served = runner.RunUntilSignal();
   if (!served.ok()) return Fail(served);
   return 0;

@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.support import policy_testing as pt
 
 import grpc
-from policy.edge.v1 import edge_pb2 as E, edge_pb2_grpc
+from policy.edge.v1 import admin_pb2, admin_pb2_grpc, edge_pb2 as E, edge_pb2_grpc  # noqa: F401
 from policy.keys.v1 import keys_pb2, keys_pb2_grpc
 from policy.pii.v1 import pii_pb2
 from policy.region.v1 import region_pb2 as R, region_pb2_grpc
@@ -52,18 +52,20 @@ class Suite:
         return self._start("pii", {"listen": f"127.0.0.1:{self.pii_port}"}, self.pii_env)
 
     def start(self):
-        self._start("keys", env={"POLICY_KEYS_PEPPER": secrets.token_hex(32),
-                                 "POLICY_KEYS_DATABASE_URL": self.url})
+        self._start("audit", {"checkpoint_interval": "200ms"},
+                    {"POLICY_AUDIT_SIGNING_KEY": secrets.token_hex(32),
+                     "POLICY_AUDIT_SUBJECT_KEY": secrets.token_hex(32),
+                     "POLICY_AUDIT_DATABASE_URL": self.url})
+        # Key lifecycle events go to the ledger.
+        self._start("keys", {"audit_target": self.p["audit"].address},
+                    {"POLICY_KEYS_PEPPER": secrets.token_hex(32),
+                     "POLICY_KEYS_DATABASE_URL": self.url})
         self._start("authz", {"bootstrap_org_file": str(ORG_FILE),
                               "keys_address": self.p["keys"].address},
                     {"POLICY_AUTHZ_DATABASE_URL": self.url})
         self.start_pii()
         self._start("region", {"sync_interval": "100ms", "cool_down": "30s"},
                     {"POLICY_REGION_DATABASE_URL": self.url})
-        self._start("audit", {"checkpoint_interval": "200ms"},
-                    {"POLICY_AUDIT_SIGNING_KEY": secrets.token_hex(32),
-                     "POLICY_AUDIT_SUBJECT_KEY": secrets.token_hex(32),
-                     "POLICY_AUDIT_DATABASE_URL": self.url})
         self._start("edge", {"keys_target": self.p["keys"].address,
                              "authz_target": self.p["authz"].address,
                              "pii_target": f"127.0.0.1:{self.pii_port}",
@@ -85,14 +87,23 @@ class Suite:
     def edge(self):
         return edge_pb2_grpc.EdgeServiceStub(self.p["edge"].channel)
 
+    def admin(self):
+        return admin_pb2_grpc.AdminServiceStub(self.p["edge"].channel)
+
     def new_key(self, owner, project, environment=keys_pb2.ENVIRONMENT_PRODUCTION,
-                scopes=("chat.completions",)):
+                scopes=("chat.completions",), kind=keys_pb2.KEY_KIND_PROJECT):
+        """A key made directly by the keys service (as an operator bootstraps the first admin
+        key); the admin API makes the others."""
         created = keys_pb2_grpc.KeyServiceStub(self.p["keys"].channel).CreateKey(
             keys_pb2.CreateKeyRequest(
-                request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
+                request_id=uuid.uuid4().hex, kind=kind,
                 owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id=owner),
                 project=project, environment=environment, scopes=list(scopes)), timeout=10)
         return created.secret
+
+    def new_admin_key(self, owner):
+        return self.new_key(owner, "", keys_pb2.ENVIRONMENT_PRODUCTION, scopes=("admin",),
+                            kind=keys_pb2.KEY_KIND_ADMIN)
 
     def register_seed_endpoints(self):
         """The seed's regions: westeurope first, swedencentral second, eastus for the US."""
@@ -109,6 +120,10 @@ def endpoint(id_, residency, priority, models=MODELS):
                       residency=residency,
                       capabilities=R.Capabilities(zero_data_retention=True, private_link=True),
                       models=list(models), priority=priority, weight=100, enabled=True)
+
+
+def bearer(key):
+    return (("authorization", f"Bearer {key}"),)
 
 
 def message(text, role="user"):

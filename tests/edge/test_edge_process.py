@@ -211,6 +211,112 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(off_list.denied_response.status.code, 403)
         self.assertIn("MODEL_NOT_ALLOWED", off_list.denied_response.body)
 
+    def test_admin_api_needs_an_admin_key_and_a_role(self):
+        admin = SUITE.admin()
+        query = audit_pb2.QueryEntriesRequest(
+            ledger=audit_pb2.LedgerRef(project="support-eu", environment="production"))
+        err = pt.call_error(admin.QueryAudit, query, timeout=10)
+        self.assertEqual(err.code(), C.UNAUTHENTICATED)
+        err = pt.call_error(admin.QueryAudit, query, metadata=es.bearer(self.bob), timeout=10)
+        self.assertEqual(err.code(), C.PERMISSION_DENIED)
+        self.assertIn("admin key", err.details())
+        err = pt.call_error(admin.QueryAudit, query, metadata=es.bearer("psk_admin_forged"),
+                            timeout=10)
+        self.assertEqual(err.code(), C.UNAUTHENTICATED)
+        # carol is a reader and a member, not an administrator.
+        carol = SUITE.new_admin_key("carol")
+        err = pt.call_error(admin.QueryAudit, query, metadata=es.bearer(carol), timeout=10)
+        self.assertEqual(err.code(), C.PERMISSION_DENIED)
+        self.assertIn("audit.read", err.details())
+        err = pt.call_error(admin.CreateKey, keys_pb2.CreateKeyRequest(
+            request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
+            owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id="carol"),
+            project="support-eu", environment=keys_pb2.ENVIRONMENT_PRODUCTION,
+            scopes=["chat.completions"]), metadata=es.bearer(carol), timeout=10)
+        self.assertEqual(err.code(), C.PERMISSION_DENIED)
+        self.assertIn("keys.manage", err.details())
+
+        alice = SUITE.new_admin_key("alice")
+        page = admin.QueryAudit(query, metadata=es.bearer(alice), timeout=10)
+        self.assertGreater(len(page.entries), 0)
+        report = admin.VerifyLedger(audit_pb2.VerifyLedgerRequest(ledger=query.ledger),
+                                    metadata=es.bearer(alice), timeout=30).report
+        self.assertTrue(report.valid)
+
+    def test_offboarding_revokes_every_key_and_records_both_once(self):
+        admin = SUITE.admin()
+        alice = es.bearer(SUITE.new_admin_key("alice"))
+        keys = []
+        for _ in range(2):
+            created = admin.CreateKey(keys_pb2.CreateKeyRequest(
+                request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
+                owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id="erin"),
+                project="internal-copilot", environment=keys_pb2.ENVIRONMENT_DEVELOPMENT,
+                scopes=["chat.completions"]), metadata=alice, timeout=10)
+            keys.append(created)
+        decided = self.decide(key=keys[0].secret, residency=R.RESIDENCY_UNSPECIFIED,
+                              text="Explain this stack trace.")
+        self.assertEqual(decided.verdict, E.VERDICT_ALLOW, decided.reason)
+
+        request_id = f"offboard-erin-{uuid.uuid4().hex[:8]}"
+        removed = admin.RemoveMember(es.admin_pb2.RemoveMemberRequest(
+            member_id="erin", request_id=request_id), metadata=alice, timeout=10)
+        self.assertTrue(removed.member.HasField("removed_at"))
+        self.assertEqual({k.key_id for k in removed.revoked_keys},
+                         {k.key.key_id for k in keys})
+        self.assertTrue(removed.audit_id.startswith("//"), removed.audit_id)
+        for k in keys:
+            self.assertEqual(pt.call_code(self.decide, key=k.secret), C.UNAUTHENTICATED)
+
+        # A retry repeats nothing: the same keys, the same ledger entry.
+        again = admin.RemoveMember(es.admin_pb2.RemoveMemberRequest(
+            member_id="erin", request_id=request_id), metadata=alice, timeout=10)
+        self.assertEqual(again.audit_id, removed.audit_id)
+        self.assertEqual({k.key_id for k in again.revoked_keys},
+                         {k.key.key_id for k in keys})
+
+        # Both are in the ledger: the removal in the organisation's, each revocation (recorded
+        # by keys) in the project's.
+        org = admin.QueryAudit(audit_pb2.QueryEntriesRequest(
+            ledger=audit_pb2.LedgerRef(), action=audit_pb2.ACTION_MEMBER_REMOVED),
+            metadata=alice, timeout=10)
+        removals = [e for e in org.entries if e.request_id == f"remove-member:{request_id}"]
+        self.assertEqual(len(removals), 1)
+        self.assertEqual(removals[0].subject, "erin")
+        self.assertEqual(removals[0].actor, "alice")
+
+        def revocations():
+            page = admin.QueryAudit(audit_pb2.QueryEntriesRequest(
+                ledger=audit_pb2.LedgerRef(project="internal-copilot", environment="development"),
+                action=audit_pb2.ACTION_KEY_REVOKED), metadata=alice, timeout=10)
+            return {e.metadata.get("key_id", "") for e in page.entries}
+        pt.wait_until(lambda: {k.key.key_id for k in keys} <= revocations(), timeout=10,
+                      message="keys recorded each revocation in the project's ledger")
+
+    def test_key_rotation_with_overlap_through_the_admin_api(self):
+        admin = SUITE.admin()
+        alice = es.bearer(SUITE.new_admin_key("alice"))
+        old = admin.CreateKey(keys_pb2.CreateKeyRequest(
+            request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
+            owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id="bob"),
+            project="support-eu", environment=keys_pb2.ENVIRONMENT_PRODUCTION,
+            scopes=["chat.completions"]), metadata=alice, timeout=10)
+        rotated = admin.RotateKey(keys_pb2.RotateKeyRequest(
+            request_id=uuid.uuid4().hex, key_id=old.key.key_id, overlap={"seconds": 3600}),
+            metadata=alice, timeout=10)
+        # During the overlap both keys decide.
+        for secret in (old.secret, rotated.secret):
+            self.assertEqual(self.decide(key=secret).verdict, E.VERDICT_ALLOW)
+        admin.RevokeKey(keys_pb2.RevokeKeyRequest(key_id=old.key.key_id, reason="rotated"),
+                        metadata=alice, timeout=10)
+        self.assertEqual(pt.call_code(self.decide, key=old.secret), C.UNAUTHENTICATED)
+        self.assertEqual(self.decide(key=rotated.secret).verdict, E.VERDICT_ALLOW)
+        listed = admin.ListKeys(keys_pb2.ListKeysRequest(project="support-eu"),
+                                metadata=alice, timeout=10)
+        states = {k.key_id: k.state for k in listed.keys}
+        self.assertEqual(states[old.key.key_id], keys_pb2.KEY_STATE_REVOKED)
+        self.assertEqual(states[rotated.new_key.key_id], keys_pb2.KEY_STATE_ACTIVE)
+
     def test_no_compliant_region_is_a_deny(self):
         r = self.decide(residency=R.RESIDENCY_APAC)
         self.assertEqual(r.verdict, E.VERDICT_DENY)

@@ -1,0 +1,260 @@
+#include "services/edge/admin_service.h"
+
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/client/channel.h"
+#include "services/edge/downstream_status.h"
+#include "services/edge/edge_ids.h"
+
+namespace policy::edge {
+namespace {
+
+using grpc::Status;
+using grpc::StatusCode;
+
+constexpr size_t kMaxAdminRequestIdBytes = 100;
+
+// An answer from `service` for an administrator: what it refused passes through (NOT_FOUND,
+// FAILED_PRECONDITION, ALREADY_EXISTS, ... name the problem); a failure to answer is the
+// dependency's.
+Status Forwarded(absl::string_view service, const Status& s, absl::Time deadline) {
+  if (s.ok() || !FailedToAnswer(s.error_code())) return s;
+  return DependencyFailure(service, s, deadline);
+}
+
+}  // namespace
+
+AdminService::AdminService(const DownstreamChannels& channels, server::BlockingPool* pool,
+                           absl::Duration max_call_time)
+    : keys_(keys::v1::KeyService::NewStub(channels.keys)),
+      authz_(authz::v1::AuthzService::NewStub(channels.authz)),
+      audit_(audit::v1::AuditService::NewStub(channels.audit)),
+      pool_(pool),
+      max_call_time_(max_call_time) {}
+
+absl::StatusOr<AdminService::Caller> AdminService::Authenticate(
+    const grpc::CallbackServerContext& context) {
+  Caller caller{.member = "", .deadline = client::DownstreamDeadline(context, max_call_time_)};
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("authorization");
+  absl::string_view value = it == metadata.end()
+                                ? absl::string_view()
+                                : absl::string_view(it->second.data(), it->second.size());
+  value = absl::StripAsciiWhitespace(value);
+  if (!absl::StartsWithIgnoreCase(value, "bearer ")) {
+    return absl::UnauthenticatedError(
+        "an admin key is required in the metadata: authorization: Bearer psk_admin_...");
+  }
+  keys::v1::VerifyKeyRequest verify;
+  verify.set_secret(std::string(absl::StripAsciiWhitespace(value.substr(7))));
+  keys::v1::VerifyKeyResponse verified;
+  grpc::ClientContext call;
+  client::SetDeadline(call, caller.deadline);
+  if (Status s = keys_->VerifyKey(&call, verify, &verified); !s.ok()) {
+    if (FailedToAnswer(s.error_code())) {
+      Status failure = DependencyFailure("keys", s, caller.deadline);
+      return absl::Status(static_cast<absl::StatusCode>(failure.error_code()),
+                          failure.error_message());
+    }
+    return absl::UnauthenticatedError("API key is not valid");
+  }
+  if (verified.key().kind() != keys::v1::KEY_KIND_ADMIN) {
+    return absl::PermissionDeniedError("administration needs an admin key");
+  }
+  caller.member = verified.key().owner().id();
+  return caller;
+}
+
+Status AdminService::Authorize(const Caller& caller, const std::string& action,
+                               const std::string& project) {
+  authz::v1::CheckRequest check;
+  check.mutable_principal()->set_kind(authz::v1::PRINCIPAL_KIND_MEMBER);
+  check.mutable_principal()->set_id(caller.member);
+  check.set_project(project);
+  check.set_action(action);
+  authz::v1::CheckResponse decision;
+  grpc::ClientContext call;
+  client::SetDeadline(call, caller.deadline);
+  if (Status s = authz_->Check(&call, check, &decision); !s.ok()) {
+    return Forwarded("authz", s, caller.deadline);
+  }
+  if (decision.verdict() != authz::v1::VERDICT_ALLOW) {
+    return Status(StatusCode::PERMISSION_DENIED,
+                  absl::StrCat(caller.member, " may not ", action,
+                               project.empty() ? "" : absl::StrCat(" in ", project), " (",
+                               decision.reason(), ")"));
+  }
+  return Status::OK;
+}
+
+Status AdminService::AuthorizeKey(const Caller& caller, const std::string& key_id) {
+  keys::v1::GetKeyRequest get;
+  get.set_key_id(key_id);
+  keys::v1::GetKeyResponse got;
+  grpc::ClientContext call;
+  client::SetDeadline(call, caller.deadline);
+  if (Status s = keys_->GetKey(&call, get, &got); !s.ok()) {
+    return Forwarded("keys", s, caller.deadline);
+  }
+  if (got.key().kind() == keys::v1::KEY_KIND_ADMIN) {
+    return Authorize(caller, "members.manage", "");
+  }
+  return Authorize(caller, "keys.manage", got.key().project());
+}
+
+grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context,
+                                            std::function<Status(const Caller&)> work) {
+  return pool_->Run(context, [this, context, work = std::move(work)]() -> Status {
+    absl::StatusOr<Caller> caller = Authenticate(*context);
+    if (!caller.ok()) {
+      return Status(static_cast<StatusCode>(caller.status().code()),
+                    std::string(caller.status().message()));
+    }
+    return work(*caller);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::RemoveMember(grpc::CallbackServerContext* context,
+                                                     const v1::RemoveMemberRequest* request,
+                                                     v1::RemoveMemberResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    if (request->member_id().empty()) {
+      return Status(StatusCode::INVALID_ARGUMENT, "member_id: required");
+    }
+    if (request->request_id().empty()) {
+      return Status(StatusCode::INVALID_ARGUMENT, "request_id: required (it makes retries safe)");
+    }
+    if (absl::Status s =
+            CheckRequestId(request->request_id(), "request_id", kMaxAdminRequestIdBytes);
+        !s.ok()) {
+      return Status(StatusCode::INVALID_ARGUMENT, std::string(s.message()));
+    }
+    const std::string id = absl::StrCat("remove-member:", request->request_id());
+    // 1. The member (authz decides whether the caller may: members.manage, owners.manage
+    //    for an owner). Removing a removed member changes nothing.
+    authz::v1::RemoveMemberRequest remove;
+    remove.mutable_actor()->set_member_id(caller.member);
+    remove.set_id(request->member_id());
+    authz::v1::RemoveMemberResponse removed;
+    {
+      grpc::ClientContext call;
+      client::SetDeadline(call, caller.deadline);
+      if (Status s = authz_->RemoveMember(&call, remove, &removed); !s.ok()) {
+        return Forwarded("authz", s, caller.deadline);
+      }
+    }
+    // 2. Every key they hold; a retry returns the keys the first call revoked.
+    keys::v1::RevokePrincipalKeysRequest revoke;
+    revoke.set_request_id(id);
+    revoke.mutable_owner()->set_type(keys::v1::PRINCIPAL_TYPE_MEMBER);
+    revoke.mutable_owner()->set_id(request->member_id());
+    revoke.set_reason(absl::StrCat("member removed by ", caller.member));
+    keys::v1::RevokePrincipalKeysResponse revoked;
+    {
+      grpc::ClientContext call;
+      client::SetDeadline(call, caller.deadline);
+      if (Status s = keys_->RevokePrincipalKeys(&call, revoke, &revoked); !s.ok()) {
+        return Forwarded("keys", s, caller.deadline);
+      }
+    }
+    // 3. The removal in the organisation's ledger; a retry finds the first entry.
+    audit::v1::AppendRequest append;
+    audit::v1::EntryInput* entry = append.mutable_entry();
+    entry->set_action(audit::v1::ACTION_MEMBER_REMOVED);
+    entry->set_actor(caller.member);
+    entry->set_subject(request->member_id());
+    entry->set_request_id(id);
+    (*entry->mutable_metadata())["revoked_keys"] = absl::StrCat(revoked.keys_size());
+    audit::v1::AppendResponse appended;
+    {
+      grpc::ClientContext call;
+      client::SetDeadline(call, caller.deadline);
+      if (Status s = audit_->Append(&call, append, &appended); !s.ok()) {
+        return DependencyFailure("audit", s, caller.deadline);
+      }
+    }
+    *response->mutable_member() = removed.member();
+    *response->mutable_revoked_keys() = revoked.keys();
+    response->set_audit_id(AuditIdOf(appended.entry()));
+    return Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::CreateKey(grpc::CallbackServerContext* context,
+                                                  const keys::v1::CreateKeyRequest* request,
+                                                  keys::v1::CreateKeyResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    Status allowed = request->kind() == keys::v1::KEY_KIND_ADMIN
+                         ? Authorize(caller, "members.manage", "")
+                         : Authorize(caller, "keys.manage", request->project());
+    if (!allowed.ok()) return allowed;
+    grpc::ClientContext call;
+    client::SetDeadline(call, caller.deadline);
+    return Forwarded("keys", keys_->CreateKey(&call, *request, response), caller.deadline);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::RotateKey(grpc::CallbackServerContext* context,
+                                                  const keys::v1::RotateKeyRequest* request,
+                                                  keys::v1::RotateKeyResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    if (Status allowed = AuthorizeKey(caller, request->key_id()); !allowed.ok()) return allowed;
+    grpc::ClientContext call;
+    client::SetDeadline(call, caller.deadline);
+    return Forwarded("keys", keys_->RotateKey(&call, *request, response), caller.deadline);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::RevokeKey(grpc::CallbackServerContext* context,
+                                                  const keys::v1::RevokeKeyRequest* request,
+                                                  keys::v1::RevokeKeyResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    if (Status allowed = AuthorizeKey(caller, request->key_id()); !allowed.ok()) return allowed;
+    grpc::ClientContext call;
+    client::SetDeadline(call, caller.deadline);
+    return Forwarded("keys", keys_->RevokeKey(&call, *request, response), caller.deadline);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::ListKeys(grpc::CallbackServerContext* context,
+                                                 const keys::v1::ListKeysRequest* request,
+                                                 keys::v1::ListKeysResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    Status allowed = request->project().empty()
+                         ? Authorize(caller, "org.read", "")
+                         : Authorize(caller, "keys.manage", request->project());
+    if (!allowed.ok()) return allowed;
+    grpc::ClientContext call;
+    client::SetDeadline(call, caller.deadline);
+    return Forwarded("keys", keys_->ListKeys(&call, *request, response), caller.deadline);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::QueryAudit(grpc::CallbackServerContext* context,
+                                                   const audit::v1::QueryEntriesRequest* request,
+                                                   audit::v1::QueryEntriesResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    if (Status allowed = Authorize(caller, "audit.read", ""); !allowed.ok()) return allowed;
+    audit::v1::QueryEntriesRequest query = *request;
+    query.set_requested_by(caller.member);  // The reader is whoever the key says.
+    grpc::ClientContext call;
+    client::SetDeadline(call, caller.deadline);
+    return Forwarded("audit", audit_->QueryEntries(&call, query, response), caller.deadline);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::VerifyLedger(grpc::CallbackServerContext* context,
+                                                     const audit::v1::VerifyLedgerRequest* request,
+                                                     audit::v1::VerifyLedgerResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    if (Status allowed = Authorize(caller, "audit.read", ""); !allowed.ok()) return allowed;
+    grpc::ClientContext call;
+    client::SetDeadline(call, caller.deadline);
+    return Forwarded("audit", audit_->VerifyLedger(&call, *request, response), caller.deadline);
+  });
+}
+
+}  // namespace policy::edge

@@ -1,0 +1,78 @@
+#ifndef POLICY_SERVICES_EDGE_ADMIN_SERVICE_H_
+#define POLICY_SERVICES_EDGE_ADMIN_SERVICE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/server/blocking_pool.h"
+#include "policy/audit/v1/audit.grpc.pb.h"
+#include "policy/authz/v1/authz.grpc.pb.h"
+#include "policy/edge/v1/admin.grpc.pb.h"
+#include "policy/keys/v1/keys.grpc.pb.h"
+#include "services/edge/downstream.h"
+
+namespace policy::edge {
+
+// policy.edge.v1.AdminService: authenticates the admin key, has authz authorise the acting
+// member, then calls the services (see admin.proto). Administration is rare and waits on
+// several services in turn, so each call runs on the blocking pool with blocking stubs, every
+// downstream call carrying the caller's deadline (at most `max_call_time`).
+class AdminService final : public v1::AdminService::CallbackService {
+ public:
+  AdminService(const DownstreamChannels& channels, server::BlockingPool* pool,
+               absl::Duration max_call_time);
+
+  grpc::ServerUnaryReactor* RemoveMember(grpc::CallbackServerContext* context,
+                                         const v1::RemoveMemberRequest* request,
+                                         v1::RemoveMemberResponse* response) override;
+  grpc::ServerUnaryReactor* CreateKey(grpc::CallbackServerContext* context,
+                                      const keys::v1::CreateKeyRequest* request,
+                                      keys::v1::CreateKeyResponse* response) override;
+  grpc::ServerUnaryReactor* RotateKey(grpc::CallbackServerContext* context,
+                                      const keys::v1::RotateKeyRequest* request,
+                                      keys::v1::RotateKeyResponse* response) override;
+  grpc::ServerUnaryReactor* RevokeKey(grpc::CallbackServerContext* context,
+                                      const keys::v1::RevokeKeyRequest* request,
+                                      keys::v1::RevokeKeyResponse* response) override;
+  grpc::ServerUnaryReactor* ListKeys(grpc::CallbackServerContext* context,
+                                     const keys::v1::ListKeysRequest* request,
+                                     keys::v1::ListKeysResponse* response) override;
+  grpc::ServerUnaryReactor* QueryAudit(grpc::CallbackServerContext* context,
+                                       const audit::v1::QueryEntriesRequest* request,
+                                       audit::v1::QueryEntriesResponse* response) override;
+  grpc::ServerUnaryReactor* VerifyLedger(grpc::CallbackServerContext* context,
+                                         const audit::v1::VerifyLedgerRequest* request,
+                                         audit::v1::VerifyLedgerResponse* response) override;
+
+ private:
+  // One call's acting member and deadline.
+  struct Caller {
+    std::string member;
+    absl::Time deadline;
+  };
+
+  // The owner of the admin key in `context`'s "authorization: Bearer" metadata.
+  absl::StatusOr<Caller> Authenticate(const grpc::CallbackServerContext& context);
+  // OK when authz lets `caller` do `action` (in `project`, when not empty);
+  // PERMISSION_DENIED naming the action otherwise.
+  grpc::Status Authorize(const Caller& caller, const std::string& action,
+                         const std::string& project);
+  // Authorises the management of an existing key: keys.manage in its project
+  // (members.manage for admin keys).
+  grpc::Status AuthorizeKey(const Caller& caller, const std::string& key_id);
+  // Runs `work` on the pool for an authenticated caller.
+  grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
+                                std::function<grpc::Status(const Caller&)> work);
+
+  std::unique_ptr<keys::v1::KeyService::Stub> keys_;
+  std::unique_ptr<authz::v1::AuthzService::Stub> authz_;
+  std::unique_ptr<audit::v1::AuditService::Stub> audit_;
+  server::BlockingPool* const pool_;
+  const absl::Duration max_call_time_;
+};
+
+}  // namespace policy::edge
+
+#endif  // POLICY_SERVICES_EDGE_ADMIN_SERVICE_H_

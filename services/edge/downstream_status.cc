@@ -1,0 +1,43 @@
+#include "services/edge/downstream_status.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace policy::edge {
+
+bool FailedToAnswer(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::UNKNOWN:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+    case grpc::StatusCode::CANCELLED:
+    case grpc::StatusCode::ABORTED:
+    case grpc::StatusCode::DATA_LOSS:
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+grpc::Status DependencyFailure(absl::string_view service, const grpc::Status& s,
+                               absl::Time deadline) {
+  if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED || absl::Now() >= deadline) {
+    return grpc::Status(
+        grpc::StatusCode::DEADLINE_EXCEEDED,
+        absl::StrCat("the ", service, " service did not answer before the deadline"));
+  }
+  return grpc::Status(
+      grpc::StatusCode::UNAVAILABLE,
+      absl::StrCat("the ", service, " service could not answer: ", s.error_message()));
+}
+
+grpc::Status DownstreamFailure(absl::string_view service, const grpc::Status& s,
+                               absl::Time deadline) {
+  if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) return s;
+  return DependencyFailure(service, s, deadline);
+}
+
+}  // namespace policy::edge

@@ -1,0 +1,27 @@
+#ifndef POLICY_SERVICES_EDGE_DOWNSTREAM_STATUS_H_
+#define POLICY_SERVICES_EDGE_DOWNSTREAM_STATUS_H_
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "grpcpp/support/status.h"
+
+// What the edge's callers learn when a service behind it answers with an error.
+namespace policy::edge {
+
+// The service failed to answer (down, overloaded, past the deadline, broken), as opposed to
+// refusing what it was asked.
+bool FailedToAnswer(grpc::StatusCode code);
+
+// A dependency that failed, for the edge's caller: UNAVAILABLE naming the service, or
+// DEADLINE_EXCEEDED once `deadline` has passed; never an answer.
+grpc::Status DependencyFailure(absl::string_view service, const grpc::Status& status,
+                               absl::Time deadline);
+
+// `status` from `service` for the edge's caller: the caller's own input refused
+// (INVALID_ARGUMENT) stays as it is; the rest is a dependency failure.
+grpc::Status DownstreamFailure(absl::string_view service, const grpc::Status& status,
+                               absl::Time deadline);
+
+}  // namespace policy::edge
+
+#endif  // POLICY_SERVICES_EDGE_DOWNSTREAM_STATUS_H_

@@ -1,0 +1,42 @@
+#include "services/edge/edge_ids.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+
+namespace policy::edge {
+
+std::string AuditIdOf(const audit::v1::Entry& entry) {
+  return absl::StrCat(entry.ledger().project(), "/", entry.ledger().environment(), "/",
+                      entry.index());
+}
+
+std::string EnvironmentName(keys::v1::Environment e) {
+  switch (e) {
+    case keys::v1::ENVIRONMENT_PRODUCTION:
+      return "production";
+    case keys::v1::ENVIRONMENT_STAGING:
+      return "staging";
+    case keys::v1::ENVIRONMENT_DEVELOPMENT:
+      return "development";
+    case keys::v1::ENVIRONMENT_SANDBOX:
+      return "sandbox";
+    default:
+      return "";
+  }
+}
+
+absl::Status CheckRequestId(absl::string_view id, absl::string_view field, size_t max_bytes) {
+  if (id.size() > max_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": at most ", max_bytes, " bytes"));
+  }
+  for (char c : id) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != ':' &&
+        c != '-') {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": only letters, digits and _ . : - are allowed"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace policy::edge

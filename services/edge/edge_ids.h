@@ -1,0 +1,27 @@
+#ifndef POLICY_SERVICES_EDGE_EDGE_IDS_H_
+#define POLICY_SERVICES_EDGE_EDGE_IDS_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "policy/audit/v1/audit.pb.h"
+#include "policy/keys/v1/keys.pb.h"
+
+// How the edge names things across services.
+namespace policy::edge {
+
+// A ledger entry's id for callers: "<project>/<environment>/<index>" ("//<index>" in the
+// organisation's ledger).
+std::string AuditIdOf(const audit::v1::Entry& entry);
+
+// The ledger environment of a key's environment ("production", ...; "" when unspecified).
+std::string EnvironmentName(keys::v1::Environment environment);
+
+// A caller's request id: at most `max_bytes` of [A-Za-z0-9_.:-]; INVALID_ARGUMENT naming
+// `field` otherwise.
+absl::Status CheckRequestId(absl::string_view id, absl::string_view field, size_t max_bytes = 128);
+
+}  // namespace policy::edge
+
+#endif  // POLICY_SERVICES_EDGE_EDGE_IDS_H_
