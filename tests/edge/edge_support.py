@@ -105,8 +105,13 @@ class Suite:
         return self.new_key(owner, "", keys_pb2.ENVIRONMENT_PRODUCTION, scopes=("admin",),
                             kind=keys_pb2.KEY_KIND_ADMIN)
 
+    def register_seed_endpoints_once(self):
+        if not getattr(self, "_registered", False):
+            self.register_seed_endpoints()
+
     def register_seed_endpoints(self):
         """The seed's regions: westeurope first, swedencentral second, eastus for the US."""
+        self._registered = True
         region = region_pb2_grpc.RegionServiceStub(self.p["region"].channel)
         for e in (endpoint("westeurope", R.RESIDENCY_EU, 1),
                   endpoint("swedencentral", R.RESIDENCY_EU, 2),

@@ -1,10 +1,11 @@
-"""The whole suite while its PostgreSQL goes away and comes back.
+"""The whole suite while its PostgreSQL goes away and comes back, or is tampered with.
 
 All six services run on a private PostgreSQL cluster (PrivatePostgres), which is stopped and
 restarted under them: decisions fail closed (UNAVAILABLE or DEADLINE_EXCEEDED within the
 caller's deadline, never an ALLOW), the services backed by the database report NOT_SERVING,
 and once the database is back decisions are allowed and recorded again without restarting any
-service; the ledger still verifies. Skips without POLICY_TEST_PG_URL unless
+service; the ledger still verifies. Then a decision rewritten in the database is found by the
+ledger's verification through the admin API, at its index. Skips without POLICY_TEST_PG_URL unless
 POLICY_TEST_REQUIRE_PG=1.
 
 Run: /usr/bin/python3 -m unittest -v tests.edge.test_edge_postgres_fault
@@ -62,7 +63,7 @@ class EdgePostgresFaultTest(unittest.TestCase):
         return SUITE.edge().Decide(es.decide_request(key), timeout=DEADLINE_S)
 
     def test_outage_fails_decisions_closed_then_recovers_without_restart(self):
-        SUITE.register_seed_endpoints()
+        SUITE.register_seed_endpoints_once()
         key = SUITE.new_key("bob", "support-eu")
         self.assertEqual(self.decide(key).verdict, E.VERDICT_ALLOW)
 
@@ -96,6 +97,31 @@ class EdgePostgresFaultTest(unittest.TestCase):
             audit_pb2.VerifyLedgerRequest(ledger=audit_pb2.LedgerRef(
                 project="support-eu", environment="production")), timeout=30).report
         self.assertTrue(report.valid, report)
+
+    def test_tampering_with_a_decision_is_detected_through_the_admin_api(self):
+        SUITE.register_seed_endpoints_once()
+        key = SUITE.new_key("bob", "support-eu-staging", es.keys_pb2.ENVIRONMENT_STAGING)
+        decided = [SUITE.edge().Decide(es.decide_request(key, model="gpt-4o-mini", tokens=100),
+                                       timeout=10) for _ in range(3)]
+        for d in decided:
+            self.assertEqual(d.verdict, E.VERDICT_ALLOW, d.reason)
+        admin = SUITE.admin()
+        alice = es.bearer(SUITE.new_admin_key("alice"))
+        ledger = audit_pb2.LedgerRef(project="support-eu-staging", environment="staging")
+
+        def verify():
+            return admin.VerifyLedger(audit_pb2.VerifyLedgerRequest(ledger=ledger),
+                                      metadata=alice, timeout=30).report
+
+        self.assertTrue(verify().valid)
+        # A superuser gets past the append-only triggers and rewrites the second decision's
+        # tokens.
+        index = int(decided[1].audit_id.rsplit("/", 1)[1])
+        pt.psql(SUITE.url, "SET session_replication_role = replica; UPDATE audit.entries e SET tokens = tokens + 1000 FROM audit.ledgers l "
+                f"WHERE e.ledger_id = l.id AND l.project = 'support-eu-staging' AND e.idx = {index}")
+        report = verify()
+        self.assertFalse(report.valid)
+        self.assertEqual(report.first_bad_index, index)
 
 
 if __name__ == "__main__":
