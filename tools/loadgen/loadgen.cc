@@ -1,7 +1,8 @@
-// Closed-loop gRPC load generator. Runs a service RPC and the empty Diagnostics/Ping RPC
-// alternately against the same server, in the same process layout, and prints both
-// throughputs, their latency percentiles and the ratio: absolute numbers on a shared machine
-// move from run to run, the ratio much less.
+// gRPC load generator, closed loop (a fixed number of calls in flight) or open loop (--rate:
+// calls at a fixed rate, latency counted from when each was due). Runs a service RPC and the
+// empty Diagnostics/Ping RPC alternately against the same server, in the same process layout,
+// and prints both achieved rates, their latency percentiles and the ratio: absolute numbers
+// on a shared machine move from run to run, the ratio much less.
 //
 //   loadgen --target=127.0.0.1:50051 --rpc=keys.verify --duration=5s --concurrency=32
 //   loadgen --target=127.0.0.1:50053 --rpc=pii.scan   (a 4 KiB prompt)
@@ -17,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -47,6 +49,9 @@ struct Options {
   int64_t concurrency = 32;
   int64_t channels = 2;
   int64_t rounds = 3;
+  // Calls per second, open loop; 0: closed loop (each of `concurrency` slots issues its next
+  // call when the last one completes).
+  int64_t rate = 0;
   // authz.check: who asks to call which model in which project.
   std::string principal = "alice";
   std::string project = "support-eu";
@@ -64,6 +69,7 @@ struct PhaseResult {
   double qps = 0;
   int64_t calls = 0;
   int64_t errors = 0;
+  int64_t skipped = 0;  // Open loop: calls due while every slot was busy (not issued).
   std::string first_error;
   std::vector<int64_t> latencies_ns;
 
@@ -127,6 +133,78 @@ PhaseResult RunPhase(const std::string& name, const std::vector<Call>& calls_by_
   }
   std::sort(result.latencies_ns.begin(), result.latencies_ns.end());
   result.calls = static_cast<int64_t>(result.latencies_ns.size());
+  result.qps = static_cast<double>(result.calls) / absl::ToDoubleSeconds(duration);
+  return result;
+}
+
+// Open loop: issues a call every 1/`rate` seconds, whatever the earlier calls are doing, on
+// whichever slot is free (a call due while all are busy is counted as skipped). A call's
+// latency runs from when it was due, so a stalled server shows in the percentiles rather than
+// in fewer calls.
+PhaseResult RunOpenLoop(const std::string& name, const std::vector<Call>& calls_by_slot,
+                        int64_t rate, absl::Duration warmup, absl::Duration duration) {
+  struct Slot {
+    std::vector<int64_t> latencies;
+    int64_t errors = 0;
+    std::string first_error;
+  };
+  const size_t n = calls_by_slot.size();
+  std::vector<Slot> slots(n);
+  absl::Mutex mu;
+  std::vector<size_t> free_slots;
+  for (size_t i = n; i > 0; --i) free_slots.push_back(i - 1);
+  size_t in_flight = 0;
+  int64_t skipped = 0;
+  const Clock::time_point start = Clock::now();
+  const Clock::time_point measure_from = start + absl::ToChronoNanoseconds(warmup);
+  const Clock::time_point stop_at = measure_from + absl::ToChronoNanoseconds(duration);
+  const auto interval = std::chrono::nanoseconds(1'000'000'000 / rate);
+  for (int64_t k = 0;; ++k) {
+    const Clock::time_point due = start + k * interval;
+    if (due >= stop_at) break;
+    std::this_thread::sleep_until(due);
+    size_t i;
+    {
+      absl::MutexLock lock(&mu);
+      if (free_slots.empty()) {
+        if (due >= measure_from) ++skipped;
+        continue;
+      }
+      i = free_slots.back();
+      free_slots.pop_back();
+      ++in_flight;
+    }
+    calls_by_slot[i]([&, i, due](const grpc::Status& status) {
+      const Clock::time_point end = Clock::now();
+      Slot& slot = slots[i];
+      if (due >= measure_from) {
+        slot.latencies.push_back(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(end - due).count());
+        if (!status.ok() && slot.errors++ == 0) {
+          slot.first_error = absl::StrCat(status.error_code(), ": ", status.error_message());
+        }
+      }
+      absl::MutexLock lock(&mu);
+      free_slots.push_back(i);
+      --in_flight;
+    });
+  }
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](size_t* f) { return *f == 0; }, &in_flight));
+  }
+  PhaseResult result;
+  result.name = name;
+  for (Slot& slot : slots) {
+    result.latencies_ns.insert(result.latencies_ns.end(), slot.latencies.begin(),
+                               slot.latencies.end());
+    result.errors += slot.errors;
+    if (result.first_error.empty()) result.first_error = slot.first_error;
+  }
+  std::sort(result.latencies_ns.begin(), result.latencies_ns.end());
+  result.calls = static_cast<int64_t>(result.latencies_ns.size());
+  result.skipped = skipped;
   result.qps = static_cast<double>(result.calls) / absl::ToDoubleSeconds(duration);
   return result;
 }
@@ -474,9 +552,11 @@ absl::StatusOr<std::vector<Call>> EdgeDecideCalls(
 void Print(int round, const PhaseResult& r) {
   std::printf(
       "round %d  %-12s %9.0f calls/s  p50 %7.1f us  p99 %7.1f us  p99.9 %7.1f us  errors "
-      "%lld%s%s\n",
+      "%lld%s%s%s\n",
       round, r.name.c_str(), r.qps, r.Percentile(0.50), r.Percentile(0.99), r.Percentile(0.999),
-      static_cast<long long>(r.errors), r.errors ? "  first: " : "", r.first_error.c_str());
+      static_cast<long long>(r.errors),
+      r.skipped > 0 ? absl::StrCat("  skipped ", r.skipped, " (all slots busy)").c_str() : "",
+      r.errors ? "  first: " : "", r.first_error.c_str());
   std::fflush(stdout);
 }
 
@@ -502,7 +582,9 @@ int Main(int argc, char** argv) {
                    "edge.decide: the region service, for the endpoints");
   parser.AddDuration("duration", &o.duration, "measured time per phase");
   parser.AddDuration("warmup", &o.warmup, "unmeasured time before each phase");
-  parser.AddInt("concurrency", &o.concurrency, "calls in flight");
+  parser.AddInt("concurrency", &o.concurrency,
+                 "calls in flight (closed loop), or at most in flight (with --rate)");
+  parser.AddInt("rate", &o.rate, "calls per second, open loop; 0: closed loop");
   parser.AddInt("channels", &o.channels, "connections to the server");
   parser.AddInt("rounds", &o.rounds, "ping/RPC phase pairs");
   if (absl::Status s = parser.ParseProcess(argc, argv); !s.ok()) {
@@ -512,6 +594,10 @@ int Main(int argc, char** argv) {
   if (parser.help_requested()) {
     std::fputs(parser.Usage().c_str(), stdout);
     return 0;
+  }
+  if (o.rate < 0 || o.rate > 1'000'000) {
+    std::fprintf(stderr, "rate must be between 0 and 1000000\n");
+    return 2;
   }
   if (o.concurrency < 1 || o.channels < 1 || o.rounds < 1) {
     std::fprintf(stderr, "concurrency, channels and rounds must be positive\n");
@@ -543,15 +629,26 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", rpc.status().ToString().c_str());
     return 1;
   }
-  std::printf("loadgen: target %s, %lld in flight over %lld connections, %s per phase\n",
-              o.target.c_str(), static_cast<long long>(o.concurrency),
-              static_cast<long long>(o.channels), absl::FormatDuration(o.duration).c_str());
+  if (o.rate > 0) {
+    std::printf("loadgen: target %s, open loop at %lld calls/s (at most %lld in flight) over %lld "
+                "connections, %s per phase\n",
+                o.target.c_str(), static_cast<long long>(o.rate), static_cast<long long>(o.concurrency),
+                static_cast<long long>(o.channels), absl::FormatDuration(o.duration).c_str());
+  } else {
+    std::printf("loadgen: target %s, %lld in flight over %lld connections, %s per phase\n",
+                o.target.c_str(), static_cast<long long>(o.concurrency),
+                static_cast<long long>(o.channels), absl::FormatDuration(o.duration).c_str());
+  }
   std::vector<double> ping_qps, rpc_qps;
   int64_t errors = 0;
   for (int round = 1; round <= o.rounds; ++round) {
-    PhaseResult p = RunPhase("ping", ping, o.warmup, o.duration);
+    auto run = [&](const std::string& name, const std::vector<Call>& calls) {
+      return o.rate > 0 ? RunOpenLoop(name, calls, o.rate, o.warmup, o.duration)
+                        : RunPhase(name, calls, o.warmup, o.duration);
+    };
+    PhaseResult p = run("ping", ping);
     Print(round, p);
-    PhaseResult r = RunPhase(o.rpc, *rpc, o.warmup, o.duration);
+    PhaseResult r = run(o.rpc, *rpc);
     Print(round, r);
     ping_qps.push_back(p.qps);
     rpc_qps.push_back(r.qps);
