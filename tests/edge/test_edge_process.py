@@ -15,8 +15,10 @@ Run: /usr/bin/python3 -m unittest -v tests.edge.test_edge_process
 """
 
 import contextlib
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import unittest
@@ -316,6 +318,53 @@ class EdgeProcessTest(unittest.TestCase):
         states = {k.key_id: k.state for k in listed.keys}
         self.assertEqual(states[old.key.key_id], keys_pb2.KEY_STATE_REVOKED)
         self.assertEqual(states[rotated.new_key.key_id], keys_pb2.KEY_STATE_ACTIVE)
+
+    def test_policyctl_exit_codes_and_json(self):
+        alice = SUITE.new_admin_key("alice")
+
+        def policyctl(*args, admin=True, api_key=None):
+            env = {"POLICY_POLICYCTL_EDGE": P["edge"].address}
+            if admin:
+                env["POLICY_POLICYCTL_ADMIN_KEY"] = alice
+            if api_key:
+                env["POLICY_POLICYCTL_API_KEY"] = api_key
+            return subprocess.run([str(pt.BUILD_DIR / "tools" / "policyctl"), *args],
+                                  capture_output=True, text=True, timeout=30,
+                                  env=dict({k: v for k, v in os.environ.items()
+                                            if not k.startswith("POLICY_POLICYCTL_")}, **env),
+                                  stdin=subprocess.DEVNULL)
+
+        created = policyctl("keys", "create", "--owner=bob", "--project=support-eu",
+                            "--environment=production", "--output=json")
+        self.assertEqual(created.returncode, 0, created.stderr)
+        key = json.loads(created.stdout)
+        self.assertTrue(key["secret"].startswith("psk_proj_"))
+        allowed = policyctl("decide", "--model=gpt-4o", "--residency=eu",
+                            "--message=Mail jane.doe@example.com the refund", "--output=json",
+                            api_key=key["secret"])
+        self.assertEqual(allowed.returncode, 0, allowed.stderr)
+        decision = json.loads(allowed.stdout)
+        self.assertEqual(decision["verdict"], "VERDICT_ALLOW")
+        self.assertNotIn("jane.doe", allowed.stdout)
+        denied = policyctl("decide", "--model=o3-mini", "--message=hi", api_key=key["secret"])
+        self.assertEqual(denied.returncode, 3)
+        self.assertIn("MODEL_NOT_ALLOWED", denied.stdout)
+        listed = policyctl("keys", "list", "--project=support-eu", "--output=json")
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertIn(key["key"]["key_id"], [k["key_id"] for k in json.loads(listed.stdout)["keys"]])
+        revoked = policyctl("keys", "revoke", key["key"]["key_id"], "--reason=test")
+        self.assertEqual(revoked.returncode, 0, revoked.stderr)
+        self.assertIn("KEY_STATE_REVOKED", revoked.stdout)
+        gone = policyctl("decide", "--model=gpt-4o", "--message=hi", api_key=key["secret"])
+        self.assertEqual(gone.returncode, 1)
+        self.assertIn("UNAUTHENTICATED", gone.stderr)
+        verified = policyctl("audit", "verify", "--project=support-eu",
+                             "--environment=production")
+        self.assertEqual(verified.returncode, 0, verified.stderr)
+        self.assertIn("valid", verified.stdout)
+        self.assertEqual(policyctl("keys", "list", admin=False).returncode, 2)
+        self.assertEqual(policyctl("frobnicate").returncode, 2)
+        self.assertEqual(policyctl("audit", "verify", "--bogus=1").returncode, 2)
 
     def test_no_compliant_region_is_a_deny(self):
         r = self.decide(residency=R.RESIDENCY_APAC)

@@ -583,7 +583,7 @@ int Main(int argc, char** argv) {
   parser.AddDuration("duration", &o.duration, "measured time per phase");
   parser.AddDuration("warmup", &o.warmup, "unmeasured time before each phase");
   parser.AddInt("concurrency", &o.concurrency,
-                 "calls in flight (closed loop), or at most in flight (with --rate)");
+                "calls in flight (closed loop), or at most in flight (with --rate)");
   parser.AddInt("rate", &o.rate, "calls per second, open loop; 0: closed loop");
   parser.AddInt("channels", &o.channels, "connections to the server");
   parser.AddInt("rounds", &o.rounds, "ping/RPC phase pairs");
@@ -630,10 +630,11 @@ int Main(int argc, char** argv) {
     return 1;
   }
   if (o.rate > 0) {
-    std::printf("loadgen: target %s, open loop at %lld calls/s (at most %lld in flight) over %lld "
-                "connections, %s per phase\n",
-                o.target.c_str(), static_cast<long long>(o.rate), static_cast<long long>(o.concurrency),
-                static_cast<long long>(o.channels), absl::FormatDuration(o.duration).c_str());
+    std::printf(
+        "loadgen: target %s, open loop at %lld calls/s (at most %lld in flight) over %lld "
+        "connections, %s per phase\n",
+        o.target.c_str(), static_cast<long long>(o.rate), static_cast<long long>(o.concurrency),
+        static_cast<long long>(o.channels), absl::FormatDuration(o.duration).c_str());
   } else {
     std::printf("loadgen: target %s, %lld in flight over %lld connections, %s per phase\n",
                 o.target.c_str(), static_cast<long long>(o.concurrency),

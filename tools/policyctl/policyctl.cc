@@ -1,0 +1,495 @@
+// policyctl: the operators' command line, a client of the edge (its Decide and admin APIs).
+//
+//   policyctl [global flags] decide --model=gpt-4o --message="..." [--residency=eu] ...
+//   policyctl keys create --owner=bob --project=support-eu --environment=production
+//   policyctl keys rotate KEY_ID [--overlap=24h] | keys revoke KEY_ID [--reason=...]
+//   policyctl keys list [--project=P] [--owner=ID]
+//   policyctl members remove MEMBER_ID [--request_id=R]
+//   policyctl audit query --project=P --environment=E [--action=decision_deny]
+//   policyctl audit verify --project=P --environment=E
+//
+// Global flags (or POLICY_POLICYCTL_<NAME>): --edge=host:port, --admin_key (better from the
+// environment than the command line), --api_key (decide), --output=text|json, --timeout.
+//
+// Exit codes scripts can rely on: 0 done (ALLOW; the ledger verifies); 1 the call failed
+// (its gRPC status on stderr); 2 usage; 3 refused by policy (DENY) or the ledger does not
+// verify. With --output=json, stdout holds exactly the response as JSON (proto field names).
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "common/config/config.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/grpcpp.h"
+#include "policy/edge/v1/admin.grpc.pb.h"
+#include "policy/edge/v1/edge.grpc.pb.h"
+
+extern char** environ;
+
+namespace policy::policyctl {
+namespace {
+
+constexpr int kOk = 0, kFailed = 1, kUsage = 2, kRefused = 3;
+
+constexpr char kUsageText[] = R"(usage: policyctl [global flags] COMMAND [flags]
+
+commands:
+  decide            try a request: --model, --message, [--system, --residency=eu|us|apac,
+                    --source_ip, --tokens, --request_id, --return_mapping]
+  keys create       --owner, [--owner_type=member|service_account, --kind=project|
+                    service_account|admin, --project, --environment, --scopes=a,b, --ttl]
+  keys rotate ID    [--overlap=24h, --ttl]
+  keys revoke ID    [--reason]
+  keys list         [--project, --owner]
+  members remove ID [--request_id]  (a retry with the same id repeats nothing)
+  audit query       --project, --environment, [--action=decision_deny, --page_size]
+  audit verify      --project, --environment
+
+global flags (or POLICY_POLICYCTL_<NAME>): --edge=host:port (127.0.0.1:50056), --admin_key,
+  --api_key, --output=text|json, --timeout=10s
+exit codes: 0 done, 1 the call failed, 2 usage, 3 refused by policy or the ledger is invalid
+)";
+
+struct Global {
+  std::string edge = "127.0.0.1:50056";
+  std::string admin_key;
+  std::string api_key;
+  std::string output = "text";
+  absl::Duration timeout = absl::Seconds(10);
+
+  void Register(config::Parser& p) {
+    p.AddString("edge", &edge, "the edge, host:port");
+    p.AddString("admin_key", &admin_key, "admin key for the admin API",
+                config::Sensitivity::kSecret);
+    p.AddString("api_key", &api_key, "API key for decide", config::Sensitivity::kSecret);
+    p.AddString("output", &output, "text or json");
+    p.AddDuration("timeout", &timeout, "deadline of each call");
+  }
+  bool json() const { return output == "json"; }
+};
+
+// A command's parsed invocation: positional words after the command, and its flags.
+struct Invocation {
+  std::vector<std::string> words;
+  std::vector<std::string> flags;
+};
+
+int Usage(const std::string& problem) {
+  std::fprintf(stderr, "policyctl: %s\n\n%s", problem.c_str(), kUsageText);
+  return kUsage;
+}
+
+std::map<std::string, std::string> Environment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry = *e;
+    const size_t eq = entry.find('=');
+    if (eq != std::string::npos) env[entry.substr(0, eq)] = entry.substr(eq + 1);
+  }
+  return env;
+}
+
+// Parses `flags` into `global` and whatever `add` registers; 0 or the usage exit code.
+int ParseFlags(const Invocation& in, Global& global,
+               const std::function<void(config::Parser&)>& add) {
+  config::Parser parser("policyctl");
+  global.Register(parser);
+  add(parser);
+  if (absl::Status s = parser.Parse(in.flags, Environment()); !s.ok()) {
+    return Usage(std::string(s.message()));
+  }
+  if (global.output != "text" && global.output != "json") {
+    return Usage("--output must be text or json");
+  }
+  return kOk;
+}
+
+int Failed(const grpc::Status& s) {
+  static const char* kNames[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
+                                 "UNAUTHENTICATED"};
+  const int code = static_cast<int>(s.error_code());
+  std::fprintf(stderr, "policyctl: %s: %s\n", code >= 0 && code <= 16 ? kNames[code] : "?",
+               s.error_message().c_str());
+  return kFailed;
+}
+
+void PrintJson(const google::protobuf::Message& m) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(m, &json, options);
+  std::printf("%s\n", json.c_str());
+}
+
+std::shared_ptr<grpc::Channel> Channel(const Global& g) {
+  return grpc::CreateChannel(g.edge, grpc::InsecureChannelCredentials());
+}
+
+// A call's context: the deadline and, for the admin API, the admin key.
+std::unique_ptr<grpc::ClientContext> Context(const Global& g, bool admin) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(absl::ToChronoTime(absl::Now() + g.timeout));
+  if (admin) context->AddMetadata("authorization", absl::StrCat("Bearer ", g.admin_key));
+  return context;
+}
+
+int NeedAdminKey(const Global& g) {
+  return g.admin_key.empty() ? Usage(
+                                   "an admin key is needed: POLICY_POLICYCTL_ADMIN_KEY or "
+                                   "--admin_key")
+                             : kOk;
+}
+
+int Decide(const Invocation& in) {
+  Global g;
+  std::string model, message, system, residency, source_ip, request_id;
+  int64_t tokens = 256;
+  bool return_mapping = false;
+  if (int rc = ParseFlags(in, g,
+                          [&](config::Parser& p) {
+                            p.AddString("model", &model, "the model");
+                            p.AddString("message", &message, "the user message");
+                            p.AddString("system", &system, "a system message before it");
+                            p.AddString("residency", &residency, "eu, us, apac or empty");
+                            p.AddString("source_ip", &source_ip, "the caller's address");
+                            p.AddInt("tokens", &tokens, "estimated tokens");
+                            p.AddString("request_id", &request_id, "the decision's request id");
+                            p.AddBool("return_mapping", &return_mapping,
+                                      "return the placeholder mapping");
+                          });
+      rc != kOk) {
+    return rc;
+  }
+  if (g.api_key.empty())
+    return Usage("decide needs an API key: POLICY_POLICYCTL_API_KEY or --api_key");
+  if (!in.words.empty()) return Usage("decide takes no positional arguments");
+  edge::v1::DecideRequest request;
+  request.set_api_key(g.api_key);
+  request.set_model(model);
+  request.set_source_ip(source_ip);
+  request.set_estimated_tokens(tokens);
+  request.set_request_id(request_id);
+  request.set_return_mapping(return_mapping);
+  if (!system.empty()) {
+    auto* m = request.add_messages();
+    m->set_role("system");
+    m->set_content(system);
+  }
+  auto* m = request.add_messages();
+  m->set_role("user");
+  m->set_content(message);
+  const std::string r = absl::AsciiStrToLower(residency);
+  if (r == "eu") {
+    request.set_residency(region::v1::RESIDENCY_EU);
+  } else if (r == "us") {
+    request.set_residency(region::v1::RESIDENCY_US);
+  } else if (r == "apac") {
+    request.set_residency(region::v1::RESIDENCY_APAC);
+  } else if (!r.empty()) {
+    return Usage("--residency must be eu, us or apac");
+  }
+  edge::v1::DecideResponse response;
+  auto stub = edge::v1::EdgeService::NewStub(Channel(g));
+  if (grpc::Status s = stub->Decide(Context(g, false).get(), request, &response); !s.ok()) {
+    return Failed(s);
+  }
+  const bool allowed = response.verdict() == edge::v1::VERDICT_ALLOW;
+  if (g.json()) {
+    PrintJson(response);
+  } else if (allowed) {
+    std::printf("ALLOW  endpoint %s (%s)  audit %s  request %s\n", response.endpoint().id().c_str(),
+                response.endpoint().region().c_str(), response.audit_id().c_str(),
+                response.request_id().c_str());
+    for (const auto& message : response.messages()) {
+      std::printf("  %s: %s\n", message.role().c_str(), message.content().c_str());
+    }
+  } else {
+    std::printf("DENY   %s: %s  audit %s\n", response.reason().c_str(), response.message().c_str(),
+                response.audit_id().c_str());
+  }
+  return allowed ? kOk : kRefused;
+}
+
+void PrintKey(const keys::v1::Key& k) {
+  std::printf("%s  %s  owner %s  project %s  %s  %s\n", k.key_id().c_str(),
+              keys::v1::KeyState_Name(k.state()).c_str(), k.owner().id().c_str(),
+              k.project().empty() ? "-" : k.project().c_str(),
+              keys::v1::Environment_Name(k.environment()).c_str(), k.redacted().c_str());
+}
+
+int Keys(const Invocation& in) {
+  if (in.words.empty()) return Usage("keys: create, rotate, revoke or list");
+  const std::string& verb = in.words[0];
+  Global g;
+  std::string owner, owner_type = "member", kind = "project", project, environment = "production",
+                     scopes = "chat.completions", reason;
+  absl::Duration ttl = absl::ZeroDuration(), overlap = absl::ZeroDuration();
+  if (int rc = ParseFlags(
+          in, g,
+          [&](config::Parser& p) {
+            p.AddString("owner", &owner, "the key's owner");
+            p.AddString("owner_type", &owner_type, "member or service_account");
+            p.AddString("kind", &kind, "project, service_account or admin");
+            p.AddString("project", &project, "the project");
+            p.AddString("environment", &environment, "production, staging, development, sandbox");
+            p.AddString("scopes", &scopes, "comma-separated scopes");
+            p.AddString("reason", &reason, "why the key is revoked");
+            p.AddDuration("ttl", &ttl, "the key's lifetime; 0: the server's default");
+            p.AddDuration("overlap", &overlap, "rotate: how long both keys verify; 0: 24h");
+          });
+      rc != kOk) {
+    return rc;
+  }
+  if (int rc = NeedAdminKey(g); rc != kOk) return rc;
+  auto stub = edge::v1::AdminService::NewStub(Channel(g));
+  const std::string request_id = absl::StrCat("policyctl-", absl::ToUnixNanos(absl::Now()));
+  if (verb == "create") {
+    keys::v1::CreateKeyRequest request;
+    request.set_request_id(request_id);
+    keys::v1::KeyKind k;
+    if (!keys::v1::KeyKind_Parse(absl::StrCat("KEY_KIND_", absl::AsciiStrToUpper(kind)), &k)) {
+      return Usage("--kind must be project, service_account or admin");
+    }
+    request.set_kind(k);
+    keys::v1::PrincipalType t;
+    if (!keys::v1::PrincipalType_Parse(
+            absl::StrCat("PRINCIPAL_TYPE_", absl::AsciiStrToUpper(owner_type)), &t)) {
+      return Usage("--owner_type must be member or service_account");
+    }
+    request.mutable_owner()->set_type(t);
+    request.mutable_owner()->set_id(owner);
+    request.set_project(project);
+    keys::v1::Environment e;
+    if (!keys::v1::Environment_Parse(
+            absl::StrCat("ENVIRONMENT_", absl::AsciiStrToUpper(environment)), &e)) {
+      return Usage("--environment must be production, staging, development or sandbox");
+    }
+    request.set_environment(e);
+    for (absl::string_view s : absl::StrSplit(scopes, ',', absl::SkipEmpty())) {
+      request.add_scopes(std::string(s));
+    }
+    if (ttl > absl::ZeroDuration()) request.mutable_ttl()->set_seconds(absl::ToInt64Seconds(ttl));
+    keys::v1::CreateKeyResponse response;
+    if (grpc::Status s = stub->CreateKey(Context(g, true).get(), request, &response); !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      PrintKey(response.key());
+      std::printf("secret (shown once): %s\n", response.secret().c_str());
+    }
+    return kOk;
+  }
+  if (verb == "rotate" || verb == "revoke") {
+    if (in.words.size() != 2) return Usage(absl::StrCat("keys ", verb, " KEY_ID"));
+    if (verb == "rotate") {
+      keys::v1::RotateKeyRequest request;
+      request.set_request_id(request_id);
+      request.set_key_id(in.words[1]);
+      if (overlap > absl::ZeroDuration()) {
+        request.mutable_overlap()->set_seconds(absl::ToInt64Seconds(overlap));
+      }
+      if (ttl > absl::ZeroDuration()) request.mutable_ttl()->set_seconds(absl::ToInt64Seconds(ttl));
+      keys::v1::RotateKeyResponse response;
+      if (grpc::Status s = stub->RotateKey(Context(g, true).get(), request, &response); !s.ok()) {
+        return Failed(s);
+      }
+      if (g.json()) {
+        PrintJson(response);
+      } else {
+        PrintKey(response.old_key());
+        PrintKey(response.new_key());
+        std::printf("secret of %s (shown once): %s\n", response.new_key().key_id().c_str(),
+                    response.secret().c_str());
+      }
+      return kOk;
+    }
+    keys::v1::RevokeKeyRequest request;
+    request.set_key_id(in.words[1]);
+    request.set_reason(reason);
+    keys::v1::RevokeKeyResponse response;
+    if (grpc::Status s = stub->RevokeKey(Context(g, true).get(), request, &response); !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      PrintKey(response.key());
+    }
+    return kOk;
+  }
+  if (verb == "list") {
+    keys::v1::ListKeysRequest request;
+    request.set_project(project);
+    if (!owner.empty()) {
+      request.mutable_owner()->set_id(owner);
+    }
+    keys::v1::ListKeysResponse response;
+    if (grpc::Status s = stub->ListKeys(Context(g, true).get(), request, &response); !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      for (const keys::v1::Key& k : response.keys()) PrintKey(k);
+    }
+    return kOk;
+  }
+  return Usage(absl::StrCat("keys: unknown verb '", verb, "'"));
+}
+
+int Members(const Invocation& in) {
+  if (in.words.size() != 2 || in.words[0] != "remove") return Usage("members remove MEMBER_ID");
+  Global g;
+  std::string request_id;
+  if (int rc = ParseFlags(in, g,
+                          [&](config::Parser& p) {
+                            p.AddString("request_id", &request_id, "makes a retry repeat nothing");
+                          });
+      rc != kOk) {
+    return rc;
+  }
+  if (int rc = NeedAdminKey(g); rc != kOk) return rc;
+  if (request_id.empty()) request_id = absl::StrCat("policyctl-", absl::ToUnixNanos(absl::Now()));
+  edge::v1::RemoveMemberRequest request;
+  request.set_member_id(in.words[1]);
+  request.set_request_id(request_id);
+  edge::v1::RemoveMemberResponse response;
+  auto stub = edge::v1::AdminService::NewStub(Channel(g));
+  if (grpc::Status s = stub->RemoveMember(Context(g, true).get(), request, &response); !s.ok()) {
+    return Failed(s);
+  }
+  if (g.json()) {
+    PrintJson(response);
+  } else {
+    std::printf("removed %s (request %s, ledger %s); revoked %d keys\n",
+                response.member().id().c_str(), request_id.c_str(), response.audit_id().c_str(),
+                response.revoked_keys_size());
+    for (const keys::v1::Key& k : response.revoked_keys()) PrintKey(k);
+  }
+  return kOk;
+}
+
+int Audit(const Invocation& in) {
+  if (in.words.size() != 1) return Usage("audit: query or verify");
+  Global g;
+  std::string project, environment, action;
+  int64_t page_size = 100;
+  if (int rc = ParseFlags(
+          in, g,
+          [&](config::Parser& p) {
+            p.AddString("project", &project, "the ledger's project (empty: the organisation's)");
+            p.AddString("environment", &environment, "the ledger's environment");
+            p.AddString("action", &action, "query: only this action, e.g. decision_deny");
+            p.AddInt("page_size", &page_size, "query: entries (1..1000)");
+          });
+      rc != kOk) {
+    return rc;
+  }
+  if (int rc = NeedAdminKey(g); rc != kOk) return rc;
+  auto stub = edge::v1::AdminService::NewStub(Channel(g));
+  audit::v1::LedgerRef ledger;
+  ledger.set_project(project);
+  ledger.set_environment(environment);
+  if (in.words[0] == "query") {
+    audit::v1::QueryEntriesRequest request;
+    *request.mutable_ledger() = ledger;
+    request.set_page_size(static_cast<int32_t>(page_size));
+    if (!action.empty()) {
+      audit::v1::Action a;
+      if (!audit::v1::Action_Parse(absl::StrCat("ACTION_", absl::AsciiStrToUpper(action)), &a)) {
+        return Usage(absl::StrCat("--action: unknown action '", action, "'"));
+      }
+      request.set_action(a);
+    }
+    audit::v1::QueryEntriesResponse response;
+    if (grpc::Status s = stub->QueryAudit(Context(g, true).get(), request, &response); !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      for (const audit::v1::Entry& e : response.entries()) {
+        std::printf("%llu  %s  %s  %s  %s\n", static_cast<unsigned long long>(e.index()),
+                    audit::v1::Action_Name(e.action()).c_str(), e.actor().c_str(),
+                    e.model().c_str(), e.request_id().c_str());
+      }
+    }
+    return kOk;
+  }
+  if (in.words[0] == "verify") {
+    audit::v1::VerifyLedgerRequest request;
+    *request.mutable_ledger() = ledger;
+    audit::v1::VerifyLedgerResponse response;
+    if (grpc::Status s = stub->VerifyLedger(Context(g, true).get(), request, &response); !s.ok()) {
+      return Failed(s);
+    }
+    const audit::v1::IntegrityReport& r = response.report();
+    if (g.json()) {
+      PrintJson(response);
+    } else if (r.valid()) {
+      std::printf("valid: %llu entries, %llu checkpoints\n",
+                  static_cast<unsigned long long>(r.entries_checked()),
+                  static_cast<unsigned long long>(r.checkpoints_checked()));
+    } else {
+      std::printf("INVALID at index %llu: %s\n",
+                  static_cast<unsigned long long>(r.first_bad_index()), r.problem().c_str());
+    }
+    return r.valid() ? kOk : kRefused;
+  }
+  return Usage(absl::StrCat("audit: unknown verb '", in.words[0], "'"));
+}
+
+int Main(int argc, char** argv) {
+  Invocation in;
+  std::string command;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (absl::StartsWith(arg, "--")) {
+      in.flags.push_back(std::move(arg));
+    } else if (command.empty()) {
+      command = std::move(arg);
+    } else {
+      in.words.push_back(std::move(arg));
+    }
+  }
+  if (command.empty() || command == "help") {
+    std::fputs(kUsageText, command.empty() ? stderr : stdout);
+    return command.empty() ? kUsage : kOk;
+  }
+  if (command == "decide") return Decide(in);
+  if (command == "keys") return Keys(in);
+  if (command == "members") return Members(in);
+  if (command == "audit") return Audit(in);
+  return Usage(absl::StrCat("unknown command '", command, "'"));
+}
+
+}  // namespace
+}  // namespace policy::policyctl
+
+int main(int argc, char** argv) { return policy::policyctl::Main(argc, argv); }
