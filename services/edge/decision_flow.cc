@@ -26,6 +26,7 @@ using grpc::StatusCode;
 
 constexpr int64_t kMaxEstimatedTokens = 10'000'000;
 constexpr size_t kMaxModelBytes = 128;
+constexpr absl::Duration kRefundTimeout = absl::Seconds(2);
 
 constexpr char kHeaderAuditId[] = "x-policy-audit-id";
 constexpr char kHeaderRequestId[] = "x-policy-request-id";
@@ -85,7 +86,11 @@ class Flow {
   }
   virtual void OnKey(Status status) = 0;
 
+  // Runs once, just before the flow answers with `status`.
+  virtual void BeforeAnswer(const Status& status) { (void)status; }
+
   void Finish(Status status) {
+    BeforeAnswer(status);
     Downstream::Done done = std::move(done_);
     delete this;
     done(std::move(status));
@@ -261,6 +266,33 @@ class DecideFlow final : public Flow {
           response_->endpoint().capabilities().zero_data_retention() ? "true" : "false";
     }
     Finish(Status::OK);
+  }
+
+  // A decision that authz allowed (reserving its budget) but that is not answered ALLOW gives
+  // the estimated tokens back: authz is told the call used none. Best effort, off the answer's
+  // path, under a report id of its own ("refund:" and a hash of the request id).
+  void BeforeAnswer(const Status& status) override {
+    const bool reserved =
+        check_ != nullptr && check_status_.ok() && check_->verdict() == authz::v1::VERDICT_ALLOW;
+    const bool allowed = status.ok() && response_->verdict() == v1::VERDICT_ALLOW;
+    if (!reserved || allowed || request_->estimated_tokens() == 0) return;
+    struct Refund {
+      grpc::ClientContext context;
+      authz::v1::ReportUsageRequest request;
+      authz::v1::ReportUsageResponse response;
+    };
+    auto* refund = new Refund;
+    const keys::v1::Key& key = key_->key();
+    refund->request.mutable_principal()->set_kind(PrincipalKindOf(key.owner()));
+    refund->request.mutable_principal()->set_id(key.owner().id());
+    refund->request.set_project(key.project());
+    refund->request.set_estimated_tokens(request_->estimated_tokens());
+    refund->request.set_actual_tokens(0);
+    refund->request.set_request_id(
+        absl::StrCat("refund:", absl::BytesToHexString(crypto::Sha256(request_id_)).substr(0, 32)));
+    client::SetDeadline(refund->context, absl::Now() + kRefundTimeout);
+    downstream_->ReportUsage(&refund->context, &refund->request, &refund->response,
+                             [refund](Status) { delete refund; });
   }
 
   // SHA-256 over the messages as received (role and content, each length-prefixed): the

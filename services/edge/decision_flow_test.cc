@@ -341,6 +341,42 @@ TEST_F(DecisionFlowTest, BlockedContentIsADeny) {
   EXPECT_EQ(fake_.append_request.entry().action(), audit::v1::ACTION_DECISION_DENY);
 }
 
+TEST_F(DecisionFlowTest, BudgetReservedForARequestNotAllowedIsGivenBack) {
+  // Allowed: the budget stays spent, nothing reported.
+  ASSERT_TRUE(Decide().status.ok());
+  EXPECT_THAT(fake_.calls(), Not(Contains("authz.ReportUsage")));
+  // Allowed by authz, then blocked by the content: the estimate is refunded.
+  fake_.redact_response.mutable_report()->set_blocked(true);
+  ASSERT_EQ(Decide().response.reason(), "PII_BLOCKED");
+  EXPECT_THAT(fake_.calls(), Contains("authz.ReportUsage"));
+  EXPECT_EQ(fake_.usage_request.estimated_tokens(), 500);
+  EXPECT_EQ(fake_.usage_request.actual_tokens(), 0);
+  EXPECT_EQ(fake_.usage_request.principal().id(), "alice@example.com");
+  EXPECT_EQ(fake_.usage_request.project(), "support-eu");
+  EXPECT_THAT(fake_.usage_request.request_id(), HasSubstr("refund:"));
+  EXPECT_LE(fake_.usage_request.request_id().size(), 128u);
+}
+
+TEST_F(DecisionFlowTest, AFailureAfterTheReservationRefundsAndAnAuthzDenialDoesNot) {
+  fake_.append_status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "down");
+  EXPECT_EQ(Decide().status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(fake_.calls(), Contains("authz.ReportUsage"));
+
+  FakeDownstream denied;
+  denied.verify_response = fake_.verify_response;
+  denied.check_response.set_verdict(authz::v1::VERDICT_DENY);
+  denied.check_response.set_reason("RATE_LIMITED");
+  denied.redact_response = fake_.redact_response;
+  denied.append_response = fake_.append_response;
+  absl::Notification done;
+  v1::DecideResponse response;
+  StartDecide(&denied, &options_, &request_, &response, absl::Now() + absl::Seconds(10),
+              [&](grpc::Status) { done.Notify(); });
+  done.WaitForNotification();
+  EXPECT_EQ(response.reason(), "RATE_LIMITED");
+  EXPECT_THAT(denied.calls(), Not(Contains("authz.ReportUsage")));
+}
+
 TEST_F(DecisionFlowTest, NoCompliantRegionIsADeny) {
   fake_.route_response.Clear();
   fake_.route_response.set_decision(region::v1::DECISION_BLOCKED);
