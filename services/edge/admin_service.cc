@@ -2,10 +2,12 @@
 
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/client/channel.h"
+#include "common/crypto/crypto.h"
 #include "services/edge/downstream_status.h"
 #include "services/edge/edge_ids.h"
 
@@ -23,6 +25,18 @@ constexpr size_t kMaxAdminRequestIdBytes = 100;
 Status Forwarded(absl::string_view service, const Status& s, absl::Time deadline) {
   if (s.ok() || !FailedToAnswer(s.error_code())) return s;
   return DependencyFailure(service, s, deadline);
+}
+
+// A change that removes a member: authz keeps removed members, marking when.
+bool RemovesMember(const authz::v1::EntityChange& change) {
+  if (change.kind() != "member") return false;
+  if (change.op() == "delete") return true;
+  for (const authz::v1::FieldChange& field : change.fields()) {
+    if (field.field() == "removed_at" && field.before().empty() && !field.after().empty()) {
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace
@@ -132,7 +146,6 @@ grpc::ServerUnaryReactor* AdminService::RemoveMember(grpc::CallbackServerContext
         !s.ok()) {
       return Status(StatusCode::INVALID_ARGUMENT, std::string(s.message()));
     }
-    const std::string id = absl::StrCat("remove-member:", request->request_id());
     // 1. The member (authz decides whether the caller may: members.manage, owners.manage
     //    for an owner). Removing a removed member changes nothing.
     authz::v1::RemoveMemberRequest remove;
@@ -146,40 +159,117 @@ grpc::ServerUnaryReactor* AdminService::RemoveMember(grpc::CallbackServerContext
         return Forwarded("authz", s, caller.deadline);
       }
     }
-    // 2. Every key they hold; a retry returns the keys the first call revoked.
-    keys::v1::RevokePrincipalKeysRequest revoke;
-    revoke.set_request_id(id);
-    revoke.mutable_owner()->set_type(keys::v1::PRINCIPAL_TYPE_MEMBER);
-    revoke.mutable_owner()->set_id(request->member_id());
-    revoke.set_reason(absl::StrCat("member removed by ", caller.member));
-    keys::v1::RevokePrincipalKeysResponse revoked;
-    {
-      grpc::ClientContext call;
-      client::SetDeadline(call, caller.deadline);
-      if (Status s = keys_->RevokePrincipalKeys(&call, revoke, &revoked); !s.ok()) {
-        return Forwarded("keys", s, caller.deadline);
-      }
-    }
-    // 3. The removal in the organisation's ledger; a retry finds the first entry.
-    audit::v1::AppendRequest append;
-    audit::v1::EntryInput* entry = append.mutable_entry();
-    entry->set_action(audit::v1::ACTION_MEMBER_REMOVED);
-    entry->set_actor(caller.member);
-    entry->set_subject(request->member_id());
-    entry->set_request_id(id);
-    (*entry->mutable_metadata())["revoked_keys"] = absl::StrCat(revoked.keys_size());
-    audit::v1::AppendResponse appended;
-    {
-      grpc::ClientContext call;
-      client::SetDeadline(call, caller.deadline);
-      if (Status s = audit_->Append(&call, append, &appended); !s.ok()) {
-        return DependencyFailure("audit", s, caller.deadline);
-      }
+    // 2.-3. Their keys and the ledger.
+    if (Status s = Offboard(caller, request->member_id(),
+                            absl::StrCat("remove-member:", request->request_id()),
+                            response->mutable_revoked_keys(), response->mutable_audit_id());
+        !s.ok()) {
+      return s;
     }
     *response->mutable_member() = removed.member();
-    *response->mutable_revoked_keys() = revoked.keys();
-    response->set_audit_id(AuditIdOf(appended.entry()));
     return Status::OK;
+  });
+}
+
+Status AdminService::Offboard(const Caller& caller, const std::string& member_id,
+                              const std::string& request_id,
+                              google::protobuf::RepeatedPtrField<keys::v1::Key>* revoked,
+                              std::string* audit_id) {
+  // Every key they hold; a retry returns the keys the first call revoked.
+  keys::v1::RevokePrincipalKeysRequest revoke;
+  revoke.set_request_id(request_id);
+  revoke.mutable_owner()->set_type(keys::v1::PRINCIPAL_TYPE_MEMBER);
+  revoke.mutable_owner()->set_id(member_id);
+  revoke.set_reason(absl::StrCat("member removed by ", caller.member));
+  keys::v1::RevokePrincipalKeysResponse revoked_now;
+  {
+    grpc::ClientContext call;
+    client::SetDeadline(call, caller.deadline);
+    if (Status s = keys_->RevokePrincipalKeys(&call, revoke, &revoked_now); !s.ok()) {
+      return Forwarded("keys", s, caller.deadline);
+    }
+  }
+  // The removal in the organisation's ledger; a retry finds the first entry.
+  audit::v1::AppendRequest append;
+  audit::v1::EntryInput* entry = append.mutable_entry();
+  entry->set_action(audit::v1::ACTION_MEMBER_REMOVED);
+  entry->set_actor(caller.member);
+  entry->set_subject(member_id);
+  entry->set_request_id(request_id);
+  (*entry->mutable_metadata())["revoked_keys"] = absl::StrCat(revoked_now.keys_size());
+  audit::v1::AppendResponse appended;
+  {
+    grpc::ClientContext call;
+    client::SetDeadline(call, caller.deadline);
+    if (Status s = audit_->Append(&call, append, &appended); !s.ok()) {
+      return DependencyFailure("audit", s, caller.deadline);
+    }
+  }
+  for (const keys::v1::Key& key : revoked_now.keys()) *revoked->Add() = key;
+  *audit_id = AuditIdOf(appended.entry());
+  return Status::OK;
+}
+
+grpc::ServerUnaryReactor* AdminService::PlanOrgFile(grpc::CallbackServerContext* context,
+                                                    const v1::PlanOrgFileRequest* request,
+                                                    authz::v1::PlanOrgFileResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    authz::v1::PlanOrgFileRequest plan;
+    plan.mutable_actor()->set_member_id(caller.member);
+    plan.set_yaml(request->yaml());
+    grpc::ClientContext call;
+    client::SetDeadline(call, caller.deadline);
+    return Forwarded("authz", authz_->PlanOrgFile(&call, plan, response), caller.deadline);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::ApplyOrgFile(grpc::CallbackServerContext* context,
+                                                     const v1::ApplyOrgFileRequest* request,
+                                                     v1::ApplyOrgFileResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    authz::v1::ApplyOrgFileRequest apply;
+    apply.mutable_actor()->set_member_id(caller.member);
+    apply.set_yaml(request->yaml());
+    apply.set_plan_fingerprint(request->plan_fingerprint());
+    authz::v1::ApplyOrgFileResponse applied;
+    {
+      grpc::ClientContext call;
+      client::SetDeadline(call, caller.deadline);
+      if (Status s = authz_->ApplyOrgFile(&call, apply, &applied); !s.ok()) {
+        return Forwarded("authz", s, caller.deadline);
+      }
+    }
+    *response->mutable_changes() = applied.changes();
+    response->set_org_version(applied.org_version());
+    // Members the file removed: their keys and the ledger, as RemoveMember does, under a
+    // request id derived from the member's id, so that a retried apply repeats nothing.
+    for (const authz::v1::EntityChange& change : applied.changes()) {
+      if (!RemovesMember(change)) continue;
+      std::string audit_id;
+      const std::string id = absl::StrCat(
+          "org-remove-member:", absl::BytesToHexString(crypto::Sha256(change.id())).substr(0, 32));
+      if (Status s = Offboard(caller, change.id(), id, response->mutable_revoked_keys(), &audit_id);
+          !s.ok()) {
+        return s;
+      }
+    }
+    return Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::ListMembers(grpc::CallbackServerContext* context,
+                                                    const v1::ListMembersRequest* request,
+                                                    authz::v1::ListMembersResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    authz::v1::ListMembersRequest list;
+    list.mutable_actor()->set_member_id(caller.member);
+    list.set_page_size(request->page_size());
+    list.set_page_token(request->page_token());
+    list.set_include_removed(request->include_removed());
+    list.set_project(request->project());
+    grpc::ClientContext call;
+    client::SetDeadline(call, caller.deadline);
+    return Forwarded("authz", authz_->ListMembers(&call, list, response), caller.deadline);
   });
 }
 
@@ -233,6 +323,20 @@ grpc::ServerUnaryReactor* AdminService::ListKeys(grpc::CallbackServerContext* co
   });
 }
 
+grpc::ServerUnaryReactor* AdminService::GetRotationReport(
+    grpc::CallbackServerContext* context, const keys::v1::GetRotationReportRequest* request,
+    keys::v1::GetRotationReportResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    Status allowed = request->project().empty()
+                         ? Authorize(caller, "org.read", "")
+                         : Authorize(caller, "keys.manage", request->project());
+    if (!allowed.ok()) return allowed;
+    grpc::ClientContext call;
+    client::SetDeadline(call, caller.deadline);
+    return Forwarded("keys", keys_->GetRotationReport(&call, *request, response), caller.deadline);
+  });
+}
+
 grpc::ServerUnaryReactor* AdminService::QueryAudit(grpc::CallbackServerContext* context,
                                                    const audit::v1::QueryEntriesRequest* request,
                                                    audit::v1::QueryEntriesResponse* response) {
@@ -254,6 +358,20 @@ grpc::ServerUnaryReactor* AdminService::VerifyLedger(grpc::CallbackServerContext
     grpc::ClientContext call;
     client::SetDeadline(call, caller.deadline);
     return Forwarded("audit", audit_->VerifyLedger(&call, *request, response), caller.deadline);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::GetComplianceSummary(
+    grpc::CallbackServerContext* context, const audit::v1::GetComplianceSummaryRequest* request,
+    audit::v1::GetComplianceSummaryResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    if (Status allowed = Authorize(caller, "audit.read", ""); !allowed.ok()) return allowed;
+    audit::v1::GetComplianceSummaryRequest summary = *request;
+    summary.set_requested_by(caller.member);
+    grpc::ClientContext call;
+    client::SetDeadline(call, caller.deadline);
+    return Forwarded("audit", audit_->GetComplianceSummary(&call, summary, response),
+                     caller.deadline);
   });
 }
 

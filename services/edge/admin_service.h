@@ -27,6 +27,15 @@ class AdminService final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* RemoveMember(grpc::CallbackServerContext* context,
                                          const v1::RemoveMemberRequest* request,
                                          v1::RemoveMemberResponse* response) override;
+  grpc::ServerUnaryReactor* PlanOrgFile(grpc::CallbackServerContext* context,
+                                        const v1::PlanOrgFileRequest* request,
+                                        authz::v1::PlanOrgFileResponse* response) override;
+  grpc::ServerUnaryReactor* ApplyOrgFile(grpc::CallbackServerContext* context,
+                                         const v1::ApplyOrgFileRequest* request,
+                                         v1::ApplyOrgFileResponse* response) override;
+  grpc::ServerUnaryReactor* ListMembers(grpc::CallbackServerContext* context,
+                                        const v1::ListMembersRequest* request,
+                                        authz::v1::ListMembersResponse* response) override;
   grpc::ServerUnaryReactor* CreateKey(grpc::CallbackServerContext* context,
                                       const keys::v1::CreateKeyRequest* request,
                                       keys::v1::CreateKeyResponse* response) override;
@@ -39,12 +48,18 @@ class AdminService final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* ListKeys(grpc::CallbackServerContext* context,
                                      const keys::v1::ListKeysRequest* request,
                                      keys::v1::ListKeysResponse* response) override;
+  grpc::ServerUnaryReactor* GetRotationReport(
+      grpc::CallbackServerContext* context, const keys::v1::GetRotationReportRequest* request,
+      keys::v1::GetRotationReportResponse* response) override;
   grpc::ServerUnaryReactor* QueryAudit(grpc::CallbackServerContext* context,
                                        const audit::v1::QueryEntriesRequest* request,
                                        audit::v1::QueryEntriesResponse* response) override;
   grpc::ServerUnaryReactor* VerifyLedger(grpc::CallbackServerContext* context,
                                          const audit::v1::VerifyLedgerRequest* request,
                                          audit::v1::VerifyLedgerResponse* response) override;
+  grpc::ServerUnaryReactor* GetComplianceSummary(
+      grpc::CallbackServerContext* context, const audit::v1::GetComplianceSummaryRequest* request,
+      audit::v1::GetComplianceSummaryResponse* response) override;
 
  private:
   // One call's acting member and deadline.
@@ -62,6 +77,13 @@ class AdminService final : public v1::AdminService::CallbackService {
   // Authorises the management of an existing key: keys.manage in its project
   // (members.manage for admin keys).
   grpc::Status AuthorizeKey(const Caller& caller, const std::string& key_id);
+  // Revokes every key of removed member `member_id` and records the removal in the
+  // organisation's ledger, both idempotent on `request_id`; appends the revoked keys to
+  // `revoked` and returns the ledger entry's id in `audit_id`.
+  grpc::Status Offboard(const Caller& caller, const std::string& member_id,
+                        const std::string& request_id,
+                        google::protobuf::RepeatedPtrField<keys::v1::Key>* revoked,
+                        std::string* audit_id);
   // Runs `work` on the pool for an authenticated caller.
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
                                 std::function<grpc::Status(const Caller&)> work);

@@ -82,6 +82,17 @@ def start_pii():
     return SUITE.start_pii()
 
 
+def run_policyctl(*args, admin_key=None, api_key=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLICY_POLICYCTL_")}
+    env["POLICY_POLICYCTL_EDGE"] = P["edge"].address
+    if admin_key:
+        env["POLICY_POLICYCTL_ADMIN_KEY"] = admin_key
+    if api_key:
+        env["POLICY_POLICYCTL_API_KEY"] = api_key
+    return subprocess.run([str(pt.BUILD_DIR / "tools" / "policyctl"), *args], capture_output=True,
+                          text=True, timeout=30, env=env, stdin=subprocess.DEVNULL)
+
+
 class EdgeProcessTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -323,16 +334,7 @@ class EdgeProcessTest(unittest.TestCase):
         alice = SUITE.new_admin_key("alice")
 
         def policyctl(*args, admin=True, api_key=None):
-            env = {"POLICY_POLICYCTL_EDGE": P["edge"].address}
-            if admin:
-                env["POLICY_POLICYCTL_ADMIN_KEY"] = alice
-            if api_key:
-                env["POLICY_POLICYCTL_API_KEY"] = api_key
-            return subprocess.run([str(pt.BUILD_DIR / "tools" / "policyctl"), *args],
-                                  capture_output=True, text=True, timeout=30,
-                                  env=dict({k: v for k, v in os.environ.items()
-                                            if not k.startswith("POLICY_POLICYCTL_")}, **env),
-                                  stdin=subprocess.DEVNULL)
+            return run_policyctl(*args, admin_key=alice if admin else None, api_key=api_key)
 
         created = policyctl("keys", "create", "--owner=bob", "--project=support-eu",
                             "--environment=production", "--output=json")
@@ -362,9 +364,61 @@ class EdgeProcessTest(unittest.TestCase):
                              "--environment=production")
         self.assertEqual(verified.returncode, 0, verified.stderr)
         self.assertIn("valid", verified.stdout)
+        report = policyctl("keys", "report", "--output=json")
+        self.assertEqual(report.returncode, 0, report.stderr)
+        members = policyctl("members", "list", "--project=support-eu", "--output=json")
+        self.assertEqual(members.returncode, 0, members.stderr)
+        self.assertIn("bob", [m["id"] for m in json.loads(members.stdout)["members"]])
+        summary = policyctl("audit", "summary", "--project=support-eu",
+                            "--environment=production", "--output=json")
+        self.assertEqual(summary.returncode, 0, summary.stderr)
+        self.assertGreater(int(json.loads(summary.stdout)["action_breakdown"]["decision_allow"]), 0)
         self.assertEqual(policyctl("keys", "list", admin=False).returncode, 2)
         self.assertEqual(policyctl("frobnicate").returncode, 2)
         self.assertEqual(policyctl("audit", "verify", "--bogus=1").returncode, 2)
+
+    def test_org_apply_offboards_the_members_it_removes(self):
+        admin = SUITE.admin()
+        alice_key = SUITE.new_admin_key("alice")
+        alice = es.bearer(alice_key)
+        dans = admin.CreateKey(keys_pb2.CreateKeyRequest(
+            request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
+            owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id="dan"),
+            project="internal-copilot", environment=keys_pb2.ENVIRONMENT_DEVELOPMENT,
+            scopes=["chat.completions"]), metadata=alice, timeout=10)
+        # The organisation file without dan (and without erin, whom another test removes).
+        text = es.ORG_FILE.read_text()
+        for gone, following in (("dan", "bob"), ("erin", None)):
+            start = text.index(f"  - id: {gone}\n")
+            end = (text.index(f"  - id: {following}\n") if following
+                   else text.index("\nservice_accounts:") + 1)
+            text = text[:start] + text[end:]
+        path = Path(self.id().replace(".", "_"))
+        org_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"{path}.yaml"
+        org_file.write_text(text)
+        self.addCleanup(org_file.unlink)
+
+        plan = run_policyctl("org", "plan", str(org_file), "--output=json", admin_key=alice_key)
+        self.assertEqual(plan.returncode, 0, plan.stderr)
+        planned = json.loads(plan.stdout)
+        dan = [c for c in planned["changes"] if c["kind"] == "member" and c["id"] == "dan"]
+        self.assertEqual(len(dan), 1, planned)
+        self.assertIn("removed_at", [f["field"] for f in dan[0]["fields"]])
+        applied = run_policyctl("org", "apply", str(org_file),
+                                f"--plan_fingerprint={planned['plan_fingerprint']}",
+                                "--output=json", admin_key=alice_key)
+        self.assertEqual(applied.returncode, 0, applied.stderr)
+        revoked = [k["key_id"] for k in json.loads(applied.stdout).get("revoked_keys", [])]
+        self.assertIn(dans.key.key_id, revoked)
+        self.assertEqual(pt.call_code(self.decide, key=dans.secret), C.UNAUTHENTICATED)
+        org = admin.QueryAudit(audit_pb2.QueryEntriesRequest(
+            ledger=audit_pb2.LedgerRef(), action=audit_pb2.ACTION_MEMBER_REMOVED),
+            metadata=alice, timeout=10)
+        self.assertIn("dan", [e.subject for e in org.entries])
+        # Applying the same file again changes nothing and revokes nothing.
+        again = run_policyctl("org", "apply", str(org_file), "--output=json", admin_key=alice_key)
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertEqual(json.loads(again.stdout).get("revoked_keys", []), [])
 
     def test_no_compliant_region_is_a_deny(self):
         r = self.decide(residency=R.RESIDENCY_APAC)

@@ -4,7 +4,8 @@
 //   policyctl keys create --owner=bob --project=support-eu --environment=production
 //   policyctl keys rotate KEY_ID [--overlap=24h] | keys revoke KEY_ID [--reason=...]
 //   policyctl keys list [--project=P] [--owner=ID]
-//   policyctl members remove MEMBER_ID [--request_id=R]
+//   policyctl members remove MEMBER_ID [--request_id=R] | members list
+//   policyctl org plan FILE | org apply FILE [--plan_fingerprint=...]
 //   policyctl audit query --project=P --environment=E [--action=decision_deny]
 //   policyctl audit verify --project=P --environment=E
 //
@@ -15,9 +16,11 @@
 // (its gRPC status on stderr); 2 usage; 3 refused by policy (DENY) or the ledger does not
 // verify. With --output=json, stdout holds exactly the response as JSON (proto field names).
 #include <cstdio>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -50,9 +53,14 @@ commands:
   keys rotate ID    [--overlap=24h, --ttl]
   keys revoke ID    [--reason]
   keys list         [--project, --owner]
+  keys report       [--project]  (keys expiring soon or expired)
+  members list      [--project, --include_removed]
   members remove ID [--request_id]  (a retry with the same id repeats nothing)
+  org plan FILE     what applying the declarative organisation file would change
+  org apply FILE    [--plan_fingerprint]  (removed members' keys are revoked)
   audit query       --project, --environment, [--action=decision_deny, --page_size]
   audit verify      --project, --environment
+  audit summary     --project, --environment
 
 global flags (or POLICY_POLICYCTL_<NAME>): --edge=host:port (127.0.0.1:50056), --admin_key,
   --api_key, --output=text|json, --timeout=10s
@@ -360,21 +368,72 @@ int Keys(const Invocation& in) {
     }
     return kOk;
   }
+  if (verb == "report") {
+    keys::v1::GetRotationReportRequest request;
+    request.set_project(project);
+    keys::v1::GetRotationReportResponse response;
+    if (grpc::Status s = stub->GetRotationReport(Context(g, true).get(), request, &response);
+        !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      for (const keys::v1::RotationReportEntry& e : response.entries()) {
+        std::printf("%-8s %4lld days  ", keys::v1::Urgency_Name(e.urgency()).c_str(),
+                    static_cast<long long>(e.days_remaining()));
+        PrintKey(e.key());
+      }
+    }
+    return kOk;
+  }
   return Usage(absl::StrCat("keys: unknown verb '", verb, "'"));
 }
 
 int Members(const Invocation& in) {
-  if (in.words.size() != 2 || in.words[0] != "remove") return Usage("members remove MEMBER_ID");
+  const bool list = in.words.size() == 1 && in.words[0] == "list";
+  if (!list && (in.words.size() != 2 || in.words[0] != "remove")) {
+    return Usage("members list, or members remove MEMBER_ID");
+  }
   Global g;
-  std::string request_id;
-  if (int rc = ParseFlags(in, g,
-                          [&](config::Parser& p) {
-                            p.AddString("request_id", &request_id, "makes a retry repeat nothing");
-                          });
+  std::string request_id, project;
+  bool include_removed = false;
+  if (int rc = ParseFlags(
+          in, g,
+          [&](config::Parser& p) {
+            p.AddString("request_id", &request_id, "remove: makes a retry repeat nothing");
+            p.AddString("project", &project, "list: only members with a role in this project");
+            p.AddBool("include_removed", &include_removed, "list: removed members too");
+          });
       rc != kOk) {
     return rc;
   }
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
+  if (list) {
+    edge::v1::ListMembersRequest request;
+    request.set_project(project);
+    request.set_include_removed(include_removed);
+    request.set_page_size(500);
+    authz::v1::ListMembersResponse response;
+    auto stub = edge::v1::AdminService::NewStub(Channel(g));
+    if (grpc::Status s = stub->ListMembers(Context(g, true).get(), request, &response); !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      for (const authz::v1::Member& m : response.members()) {
+        std::vector<std::string> roles;
+        for (const authz::v1::RoleGrant& grant : m.grants()) {
+          roles.push_back(
+              absl::StrCat(grant.role(), grant.project().empty() ? "" : "@", grant.project()));
+        }
+        std::printf("%s  %s  %s%s\n", m.id().c_str(), m.email().c_str(),
+                    absl::StrJoin(roles, " ").c_str(), m.has_removed_at() ? "  (removed)" : "");
+      }
+    }
+    return kOk;
+  }
   if (request_id.empty()) request_id = absl::StrCat("policyctl-", absl::ToUnixNanos(absl::Now()));
   edge::v1::RemoveMemberRequest request;
   request.set_member_id(in.words[1]);
@@ -395,8 +454,64 @@ int Members(const Invocation& in) {
   return kOk;
 }
 
+int Org(const Invocation& in) {
+  if (in.words.size() != 2 || (in.words[0] != "plan" && in.words[0] != "apply")) {
+    return Usage("org plan FILE, or org apply FILE");
+  }
+  Global g;
+  std::string fingerprint;
+  if (int rc = ParseFlags(in, g,
+                          [&](config::Parser& p) {
+                            p.AddString("plan_fingerprint", &fingerprint,
+                                        "apply: exactly the plan with this print");
+                          });
+      rc != kOk) {
+    return rc;
+  }
+  if (int rc = NeedAdminKey(g); rc != kOk) return rc;
+  std::ifstream file(in.words[1]);
+  if (!file) return Usage(absl::StrCat("cannot read ", in.words[1]));
+  std::stringstream yaml;
+  yaml << file.rdbuf();
+  auto stub = edge::v1::AdminService::NewStub(Channel(g));
+  if (in.words[0] == "plan") {
+    edge::v1::PlanOrgFileRequest request;
+    request.set_yaml(yaml.str());
+    authz::v1::PlanOrgFileResponse response;
+    if (grpc::Status s = stub->PlanOrgFile(Context(g, true).get(), request, &response); !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      std::printf("%s%s%d changes; apply this plan with --plan_fingerprint=%s\n",
+                  response.text().c_str(),
+                  response.text().empty() || response.text().back() == '\n' ? "" : "\n",
+                  response.changes_size(), response.plan_fingerprint().c_str());
+    }
+    return kOk;
+  }
+  edge::v1::ApplyOrgFileRequest request;
+  request.set_yaml(yaml.str());
+  request.set_plan_fingerprint(fingerprint);
+  edge::v1::ApplyOrgFileResponse response;
+  if (grpc::Status s = stub->ApplyOrgFile(Context(g, true).get(), request, &response); !s.ok()) {
+    return Failed(s);
+  }
+  if (g.json()) {
+    PrintJson(response);
+  } else {
+    for (const authz::v1::EntityChange& c : response.changes()) {
+      std::printf("%s %s %s\n", c.op().c_str(), c.kind().c_str(), c.id().c_str());
+    }
+    std::printf("applied: organisation version %lld, %d keys revoked\n",
+                static_cast<long long>(response.org_version()), response.revoked_keys_size());
+  }
+  return kOk;
+}
+
 int Audit(const Invocation& in) {
-  if (in.words.size() != 1) return Usage("audit: query or verify");
+  if (in.words.size() != 1) return Usage("audit: query, verify or summary");
   Global g;
   std::string project, environment, action;
   int64_t page_size = 100;
@@ -462,6 +577,30 @@ int Audit(const Invocation& in) {
     }
     return r.valid() ? kOk : kRefused;
   }
+  if (in.words[0] == "summary") {
+    audit::v1::GetComplianceSummaryRequest request;
+    *request.mutable_ledger() = ledger;
+    audit::v1::GetComplianceSummaryResponse response;
+    if (grpc::Status s = stub->GetComplianceSummary(Context(g, true).get(), request, &response);
+        !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      std::printf("%llu entries, %lld tokens, %llu policy violations, integrity %s\n",
+                  static_cast<unsigned long long>(response.total_entries()),
+                  static_cast<long long>(response.total_tokens()),
+                  static_cast<unsigned long long>(response.policy_violations()),
+                  response.integrity().valid() ? "valid" : "INVALID");
+      std::map<std::string, uint64_t> sorted(response.action_breakdown().begin(),
+                                             response.action_breakdown().end());
+      for (const auto& [action, count] : sorted) {
+        std::printf("  %-24s %llu\n", action.c_str(), static_cast<unsigned long long>(count));
+      }
+    }
+    return kOk;
+  }
   return Usage(absl::StrCat("audit: unknown verb '", in.words[0], "'"));
 }
 
@@ -486,6 +625,7 @@ int Main(int argc, char** argv) {
   if (command == "keys") return Keys(in);
   if (command == "members") return Members(in);
   if (command == "audit") return Audit(in);
+  if (command == "org") return Org(in);
   return Usage(absl::StrCat("unknown command '", command, "'"));
 }
 
