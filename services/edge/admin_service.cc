@@ -45,6 +45,7 @@ AdminService::AdminService(const DownstreamChannels& channels, server::BlockingP
                            absl::Duration max_call_time)
     : keys_(keys::v1::KeyService::NewStub(channels.keys)),
       authz_(authz::v1::AuthzService::NewStub(channels.authz)),
+      region_(region::v1::RegionService::NewStub(channels.region)),
       audit_(audit::v1::AuditService::NewStub(channels.audit)),
       pool_(pool),
       max_call_time_(max_call_time) {}
@@ -334,6 +335,50 @@ grpc::ServerUnaryReactor* AdminService::GetRotationReport(
     grpc::ClientContext call;
     client::SetDeadline(call, caller.deadline);
     return Forwarded("keys", keys_->GetRotationReport(&call, *request, response), caller.deadline);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::ListEndpoints(
+    grpc::CallbackServerContext* context, const region::v1::ListEndpointsRequest* request,
+    region::v1::ListEndpointsResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    if (Status allowed = Authorize(caller, "org.read", ""); !allowed.ok()) return allowed;
+    grpc::ClientContext call;
+    client::SetDeadline(call, caller.deadline);
+    return Forwarded("region", region_->ListEndpoints(&call, *request, response), caller.deadline);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::CreateEndpoint(
+    grpc::CallbackServerContext* context, const region::v1::CreateEndpointRequest* request,
+    region::v1::CreateEndpointResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    if (Status allowed = Authorize(caller, "projects.manage", ""); !allowed.ok()) return allowed;
+    grpc::ClientContext call;
+    client::SetDeadline(call, caller.deadline);
+    return Forwarded("region", region_->CreateEndpoint(&call, *request, response), caller.deadline);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::UpdateEndpoint(
+    grpc::CallbackServerContext* context, const region::v1::UpdateEndpointRequest* request,
+    region::v1::UpdateEndpointResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    if (Status allowed = Authorize(caller, "projects.manage", ""); !allowed.ok()) return allowed;
+    grpc::ClientContext call;
+    client::SetDeadline(call, caller.deadline);
+    return Forwarded("region", region_->UpdateEndpoint(&call, *request, response), caller.deadline);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::DeleteEndpoint(
+    grpc::CallbackServerContext* context, const region::v1::DeleteEndpointRequest* request,
+    region::v1::DeleteEndpointResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    if (Status allowed = Authorize(caller, "projects.manage", ""); !allowed.ok()) return allowed;
+    grpc::ClientContext call;
+    client::SetDeadline(call, caller.deadline);
+    return Forwarded("region", region_->DeleteEndpoint(&call, *request, response), caller.deadline);
   });
 }
 

@@ -11,6 +11,7 @@
 #include "policy/authz/v1/authz.grpc.pb.h"
 #include "policy/edge/v1/admin.grpc.pb.h"
 #include "policy/keys/v1/keys.grpc.pb.h"
+#include "policy/region/v1/region.grpc.pb.h"
 #include "services/edge/downstream.h"
 
 namespace policy::edge {
@@ -51,6 +52,18 @@ class AdminService final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* GetRotationReport(
       grpc::CallbackServerContext* context, const keys::v1::GetRotationReportRequest* request,
       keys::v1::GetRotationReportResponse* response) override;
+  grpc::ServerUnaryReactor* ListEndpoints(grpc::CallbackServerContext* context,
+                                          const region::v1::ListEndpointsRequest* request,
+                                          region::v1::ListEndpointsResponse* response) override;
+  grpc::ServerUnaryReactor* CreateEndpoint(grpc::CallbackServerContext* context,
+                                           const region::v1::CreateEndpointRequest* request,
+                                           region::v1::CreateEndpointResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateEndpoint(grpc::CallbackServerContext* context,
+                                           const region::v1::UpdateEndpointRequest* request,
+                                           region::v1::UpdateEndpointResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteEndpoint(grpc::CallbackServerContext* context,
+                                           const region::v1::DeleteEndpointRequest* request,
+                                           region::v1::DeleteEndpointResponse* response) override;
   grpc::ServerUnaryReactor* QueryAudit(grpc::CallbackServerContext* context,
                                        const audit::v1::QueryEntriesRequest* request,
                                        audit::v1::QueryEntriesResponse* response) override;
@@ -90,6 +103,7 @@ class AdminService final : public v1::AdminService::CallbackService {
 
   std::unique_ptr<keys::v1::KeyService::Stub> keys_;
   std::unique_ptr<authz::v1::AuthzService::Stub> authz_;
+  std::unique_ptr<region::v1::RegionService::Stub> region_;
   std::unique_ptr<audit::v1::AuditService::Stub> audit_;
   server::BlockingPool* const pool_;
   const absl::Duration max_call_time_;

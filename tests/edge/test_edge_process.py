@@ -373,6 +373,25 @@ class EdgeProcessTest(unittest.TestCase):
                             "--environment=production", "--output=json")
         self.assertEqual(summary.returncode, 0, summary.stderr)
         self.assertGreater(int(json.loads(summary.stdout)["action_breakdown"]["decision_allow"]), 0)
+        exported = policyctl("audit", "export", "--project=support-eu",
+                             "--environment=production")
+        self.assertEqual(exported.returncode, 0, exported.stderr)
+        indexes = [int(json.loads(line).get("index", 0)) for line in exported.stdout.splitlines()]
+        self.assertEqual(indexes, list(range(len(indexes))))
+        created = policyctl("endpoints", "create", "--id=francecentral", "--region=francecentral",
+                            "--residency=eu", "--base_url=https://acme-fr.openai.azure.com",
+                            "--deployment=gpt-4o", "--models=gpt-4o", "--zdr", "--private_link",
+                            "--priority=3")
+        self.assertEqual(created.returncode, 0, created.stderr)
+        listed = policyctl("endpoints", "list", "--output=json")
+        self.assertIn("francecentral",
+                      [e["id"] for e in json.loads(listed.stdout)["endpoints"]])
+        bad = policyctl("endpoints", "create", "--id=bad", "--region=x", "--residency=eu",
+                        "--base_url=http://insecure.example.com", "--deployment=d")
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("INVALID_ARGUMENT", bad.stderr)
+        self.assertIn("base_url", bad.stderr)
+        self.assertEqual(policyctl("endpoints", "delete", "francecentral").returncode, 0)
         self.assertEqual(policyctl("keys", "list", admin=False).returncode, 2)
         self.assertEqual(policyctl("frobnicate").returncode, 2)
         self.assertEqual(policyctl("audit", "verify", "--bogus=1").returncode, 2)

@@ -61,6 +61,12 @@ commands:
   audit query       --project, --environment, [--action=decision_deny, --page_size]
   audit verify      --project, --environment
   audit summary     --project, --environment
+  audit export      --project, --environment  (every entry, one JSON object per line)
+  endpoints list
+  endpoints create  --id, --region, --residency=eu|us|apac|global, --base_url,
+                    [--provider=azure|openai, --deployment, --models=a,b, --zdr,
+                    --private_link, --cached, --priority=1, --weight=100, --disabled]
+  endpoints delete ID
 
 global flags (or POLICY_POLICYCTL_<NAME>): --edge=host:port (127.0.0.1:50056), --admin_key,
   --api_key, --output=text|json, --timeout=10s
@@ -510,8 +516,118 @@ int Org(const Invocation& in) {
   return kOk;
 }
 
+void PrintEndpoint(const region::v1::Endpoint& e) {
+  std::printf("%s  %s  %s  %s  zdr=%d private=%d cached=%d  priority %d  %s  [%s]%s\n",
+              e.id().c_str(), region::v1::Residency_Name(e.residency()).c_str(), e.region().c_str(),
+              e.base_url().c_str(), e.capabilities().zero_data_retention(),
+              e.capabilities().private_link(), e.capabilities().cached(), e.priority(),
+              region::v1::Provider_Name(e.provider()).c_str(),
+              absl::StrJoin(e.models(), ",").c_str(), e.enabled() ? "" : "  (disabled)");
+}
+
+int Endpoints(const Invocation& in) {
+  if (in.words.empty()) return Usage("endpoints: list, create or delete");
+  const std::string& verb = in.words[0];
+  Global g;
+  std::string id, region_name, residency, base_url, provider = "azure", deployment, models;
+  bool zdr = false, private_link = false, cached = false, disabled = false;
+  int64_t priority = 1, weight = 100;
+  if (int rc = ParseFlags(in, g,
+                          [&](config::Parser& p) {
+                            p.AddString("id", &id, "the endpoint's id");
+                            p.AddString("region", &region_name, "the provider's region name");
+                            p.AddString("residency", &residency, "eu, us, apac or global");
+                            p.AddString("base_url", &base_url, "https://host[:port][/path]");
+                            p.AddString("provider", &provider, "azure or openai");
+                            p.AddString("deployment", &deployment, "Azure's deployment name");
+                            p.AddString("models", &models, "comma-separated models served");
+                            p.AddBool("zdr", &zdr, "zero data retention");
+                            p.AddBool("private_link", &private_link, "reached over a private link");
+                            p.AddBool("cached", &cached, "the provider caches prompts");
+                            p.AddBool("disabled", &disabled, "registered but not used");
+                            p.AddInt("priority", &priority, "1 is first");
+                            p.AddInt("weight", &weight, "0..1000, for weighted choice");
+                          });
+      rc != kOk) {
+    return rc;
+  }
+  if (int rc = NeedAdminKey(g); rc != kOk) return rc;
+  auto stub = edge::v1::AdminService::NewStub(Channel(g));
+  if (verb == "list") {
+    region::v1::ListEndpointsResponse response;
+    if (grpc::Status s = stub->ListEndpoints(Context(g, true).get(),
+                                             region::v1::ListEndpointsRequest(), &response);
+        !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      for (const region::v1::Endpoint& e : response.endpoints()) PrintEndpoint(e);
+    }
+    return kOk;
+  }
+  if (verb == "create") {
+    region::v1::CreateEndpointRequest request;
+    region::v1::Endpoint* e = request.mutable_endpoint();
+    e->set_id(id);
+    e->set_region(region_name);
+    region::v1::Residency r;
+    if (!region::v1::Residency_Parse(absl::StrCat("RESIDENCY_", absl::AsciiStrToUpper(residency)),
+                                     &r)) {
+      return Usage("--residency must be eu, us, apac or global");
+    }
+    e->set_residency(r);
+    region::v1::Provider pr;
+    if (!region::v1::Provider_Parse(absl::StrCat("PROVIDER_", absl::AsciiStrToUpper(provider)),
+                                    &pr)) {
+      return Usage("--provider must be azure or openai");
+    }
+    e->set_provider(pr);
+    e->set_base_url(base_url);
+    e->set_deployment(deployment);
+    for (absl::string_view m : absl::StrSplit(models, ',', absl::SkipEmpty())) {
+      e->add_models(std::string(m));
+    }
+    e->mutable_capabilities()->set_zero_data_retention(zdr);
+    e->mutable_capabilities()->set_private_link(private_link);
+    e->mutable_capabilities()->set_cached(cached);
+    e->set_priority(static_cast<int32_t>(priority));
+    e->set_weight(static_cast<int32_t>(weight));
+    e->set_enabled(!disabled);
+    region::v1::CreateEndpointResponse response;
+    if (grpc::Status s = stub->CreateEndpoint(Context(g, true).get(), request, &response);
+        !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      PrintEndpoint(response.endpoint());
+    }
+    return kOk;
+  }
+  if (verb == "delete") {
+    if (in.words.size() != 2) return Usage("endpoints delete ID");
+    region::v1::DeleteEndpointRequest request;
+    request.set_id(in.words[1]);
+    region::v1::DeleteEndpointResponse response;
+    if (grpc::Status s = stub->DeleteEndpoint(Context(g, true).get(), request, &response);
+        !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      std::printf("deleted %s\n", in.words[1].c_str());
+    }
+    return kOk;
+  }
+  return Usage(absl::StrCat("endpoints: unknown verb '", verb, "'"));
+}
+
 int Audit(const Invocation& in) {
-  if (in.words.size() != 1) return Usage("audit: query, verify or summary");
+  if (in.words.size() != 1) return Usage("audit: query, verify, summary or export");
   Global g;
   std::string project, environment, action;
   int64_t page_size = 100;
@@ -577,6 +693,28 @@ int Audit(const Invocation& in) {
     }
     return r.valid() ? kOk : kRefused;
   }
+  if (in.words[0] == "export") {
+    // Page by page, in index order: one Entry in proto3 JSON per line, the form the audit
+    // service's export and tools/audit_verify use.
+    audit::v1::QueryEntriesRequest request;
+    *request.mutable_ledger() = ledger;
+    request.set_page_size(1000);
+    google::protobuf::util::JsonPrintOptions options;
+    options.preserve_proto_field_names = true;
+    for (;;) {
+      audit::v1::QueryEntriesResponse response;
+      if (grpc::Status s = stub->QueryAudit(Context(g, true).get(), request, &response); !s.ok()) {
+        return Failed(s);
+      }
+      for (const audit::v1::Entry& e : response.entries()) {
+        std::string line;
+        (void)google::protobuf::util::MessageToJsonString(e, &line, options);
+        std::printf("%s\n", line.c_str());
+      }
+      if (response.next_page_token().empty()) return kOk;
+      request.set_page_token(response.next_page_token());
+    }
+  }
   if (in.words[0] == "summary") {
     audit::v1::GetComplianceSummaryRequest request;
     *request.mutable_ledger() = ledger;
@@ -626,6 +764,7 @@ int Main(int argc, char** argv) {
   if (command == "members") return Members(in);
   if (command == "audit") return Audit(in);
   if (command == "org") return Org(in);
+  if (command == "endpoints") return Endpoints(in);
   return Usage(absl::StrCat("unknown command '", command, "'"));
 }
 
