@@ -27,6 +27,16 @@ Status Forwarded(absl::string_view service, const Status& s, absl::Time deadline
   return DependencyFailure(service, s, deadline);
 }
 
+// Calls `method` of `stub` with `deadline`; its answer as Forwarded says.
+template <typename Stub, typename Request, typename Response>
+Status Call(absl::string_view service, Stub& stub,
+            Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+            const Request& request, Response* response, absl::Time deadline) {
+  grpc::ClientContext call;
+  client::SetDeadline(call, deadline);
+  return Forwarded(service, (stub.*method)(&call, request, response), deadline);
+}
+
 // A change that removes a member: authz keeps removed members, marking when.
 bool RemovesMember(const authz::v1::EntityChange& change) {
   if (change.kind() != "member") return false;
@@ -91,10 +101,10 @@ Status AdminService::Authorize(const Caller& caller, const std::string& action,
   check.set_project(project);
   check.set_action(action);
   authz::v1::CheckResponse decision;
-  grpc::ClientContext call;
-  client::SetDeadline(call, caller.deadline);
-  if (Status s = authz_->Check(&call, check, &decision); !s.ok()) {
-    return Forwarded("authz", s, caller.deadline);
+  if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::Check, check, &decision,
+                      caller.deadline);
+      !s.ok()) {
+    return s;
   }
   if (decision.verdict() != authz::v1::VERDICT_ALLOW) {
     return Status(StatusCode::PERMISSION_DENIED,
@@ -109,10 +119,10 @@ Status AdminService::AuthorizeKey(const Caller& caller, const std::string& key_i
   keys::v1::GetKeyRequest get;
   get.set_key_id(key_id);
   keys::v1::GetKeyResponse got;
-  grpc::ClientContext call;
-  client::SetDeadline(call, caller.deadline);
-  if (Status s = keys_->GetKey(&call, get, &got); !s.ok()) {
-    return Forwarded("keys", s, caller.deadline);
+  if (Status s =
+          Call("keys", *keys_, &keys::v1::KeyService::Stub::GetKey, get, &got, caller.deadline);
+      !s.ok()) {
+    return s;
   }
   if (got.key().kind() == keys::v1::KEY_KIND_ADMIN) {
     return Authorize(caller, "members.manage", "");
@@ -153,12 +163,10 @@ grpc::ServerUnaryReactor* AdminService::RemoveMember(grpc::CallbackServerContext
     remove.mutable_actor()->set_member_id(caller.member);
     remove.set_id(request->member_id());
     authz::v1::RemoveMemberResponse removed;
-    {
-      grpc::ClientContext call;
-      client::SetDeadline(call, caller.deadline);
-      if (Status s = authz_->RemoveMember(&call, remove, &removed); !s.ok()) {
-        return Forwarded("authz", s, caller.deadline);
-      }
+    if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::RemoveMember, remove,
+                        &removed, caller.deadline);
+        !s.ok()) {
+      return s;
     }
     // 2.-3. Their keys and the ledger.
     if (Status s = Offboard(caller, request->member_id(),
@@ -183,12 +191,10 @@ Status AdminService::Offboard(const Caller& caller, const std::string& member_id
   revoke.mutable_owner()->set_id(member_id);
   revoke.set_reason(absl::StrCat("member removed by ", caller.member));
   keys::v1::RevokePrincipalKeysResponse revoked_now;
-  {
-    grpc::ClientContext call;
-    client::SetDeadline(call, caller.deadline);
-    if (Status s = keys_->RevokePrincipalKeys(&call, revoke, &revoked_now); !s.ok()) {
-      return Forwarded("keys", s, caller.deadline);
-    }
+  if (Status s = Call("keys", *keys_, &keys::v1::KeyService::Stub::RevokePrincipalKeys, revoke,
+                      &revoked_now, caller.deadline);
+      !s.ok()) {
+    return s;
   }
   // The removal in the organisation's ledger; a retry finds the first entry.
   audit::v1::AppendRequest append;
@@ -218,9 +224,8 @@ grpc::ServerUnaryReactor* AdminService::PlanOrgFile(grpc::CallbackServerContext*
     authz::v1::PlanOrgFileRequest plan;
     plan.mutable_actor()->set_member_id(caller.member);
     plan.set_yaml(request->yaml());
-    grpc::ClientContext call;
-    client::SetDeadline(call, caller.deadline);
-    return Forwarded("authz", authz_->PlanOrgFile(&call, plan, response), caller.deadline);
+    return Call("authz", *authz_, &authz::v1::AuthzService::Stub::PlanOrgFile, plan, response,
+                caller.deadline);
   });
 }
 
@@ -233,12 +238,10 @@ grpc::ServerUnaryReactor* AdminService::ApplyOrgFile(grpc::CallbackServerContext
     apply.set_yaml(request->yaml());
     apply.set_plan_fingerprint(request->plan_fingerprint());
     authz::v1::ApplyOrgFileResponse applied;
-    {
-      grpc::ClientContext call;
-      client::SetDeadline(call, caller.deadline);
-      if (Status s = authz_->ApplyOrgFile(&call, apply, &applied); !s.ok()) {
-        return Forwarded("authz", s, caller.deadline);
-      }
+    if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::ApplyOrgFile, apply,
+                        &applied, caller.deadline);
+        !s.ok()) {
+      return s;
     }
     *response->mutable_changes() = applied.changes();
     response->set_org_version(applied.org_version());
@@ -268,9 +271,8 @@ grpc::ServerUnaryReactor* AdminService::ListMembers(grpc::CallbackServerContext*
     list.set_page_token(request->page_token());
     list.set_include_removed(request->include_removed());
     list.set_project(request->project());
-    grpc::ClientContext call;
-    client::SetDeadline(call, caller.deadline);
-    return Forwarded("authz", authz_->ListMembers(&call, list, response), caller.deadline);
+    return Call("authz", *authz_, &authz::v1::AuthzService::Stub::ListMembers, list, response,
+                caller.deadline);
   });
 }
 
@@ -282,9 +284,8 @@ grpc::ServerUnaryReactor* AdminService::CreateKey(grpc::CallbackServerContext* c
                          ? Authorize(caller, "members.manage", "")
                          : Authorize(caller, "keys.manage", request->project());
     if (!allowed.ok()) return allowed;
-    grpc::ClientContext call;
-    client::SetDeadline(call, caller.deadline);
-    return Forwarded("keys", keys_->CreateKey(&call, *request, response), caller.deadline);
+    return Call("keys", *keys_, &keys::v1::KeyService::Stub::CreateKey, *request, response,
+                caller.deadline);
   });
 }
 
@@ -293,9 +294,8 @@ grpc::ServerUnaryReactor* AdminService::RotateKey(grpc::CallbackServerContext* c
                                                   keys::v1::RotateKeyResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
     if (Status allowed = AuthorizeKey(caller, request->key_id()); !allowed.ok()) return allowed;
-    grpc::ClientContext call;
-    client::SetDeadline(call, caller.deadline);
-    return Forwarded("keys", keys_->RotateKey(&call, *request, response), caller.deadline);
+    return Call("keys", *keys_, &keys::v1::KeyService::Stub::RotateKey, *request, response,
+                caller.deadline);
   });
 }
 
@@ -304,9 +304,8 @@ grpc::ServerUnaryReactor* AdminService::RevokeKey(grpc::CallbackServerContext* c
                                                   keys::v1::RevokeKeyResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
     if (Status allowed = AuthorizeKey(caller, request->key_id()); !allowed.ok()) return allowed;
-    grpc::ClientContext call;
-    client::SetDeadline(call, caller.deadline);
-    return Forwarded("keys", keys_->RevokeKey(&call, *request, response), caller.deadline);
+    return Call("keys", *keys_, &keys::v1::KeyService::Stub::RevokeKey, *request, response,
+                caller.deadline);
   });
 }
 
@@ -318,9 +317,8 @@ grpc::ServerUnaryReactor* AdminService::ListKeys(grpc::CallbackServerContext* co
                          ? Authorize(caller, "org.read", "")
                          : Authorize(caller, "keys.manage", request->project());
     if (!allowed.ok()) return allowed;
-    grpc::ClientContext call;
-    client::SetDeadline(call, caller.deadline);
-    return Forwarded("keys", keys_->ListKeys(&call, *request, response), caller.deadline);
+    return Call("keys", *keys_, &keys::v1::KeyService::Stub::ListKeys, *request, response,
+                caller.deadline);
   });
 }
 
@@ -332,9 +330,8 @@ grpc::ServerUnaryReactor* AdminService::GetRotationReport(
                          ? Authorize(caller, "org.read", "")
                          : Authorize(caller, "keys.manage", request->project());
     if (!allowed.ok()) return allowed;
-    grpc::ClientContext call;
-    client::SetDeadline(call, caller.deadline);
-    return Forwarded("keys", keys_->GetRotationReport(&call, *request, response), caller.deadline);
+    return Call("keys", *keys_, &keys::v1::KeyService::Stub::GetRotationReport, *request, response,
+                caller.deadline);
   });
 }
 
@@ -343,9 +340,8 @@ grpc::ServerUnaryReactor* AdminService::ListEndpoints(
     region::v1::ListEndpointsResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
     if (Status allowed = Authorize(caller, "org.read", ""); !allowed.ok()) return allowed;
-    grpc::ClientContext call;
-    client::SetDeadline(call, caller.deadline);
-    return Forwarded("region", region_->ListEndpoints(&call, *request, response), caller.deadline);
+    return Call("region", *region_, &region::v1::RegionService::Stub::ListEndpoints, *request,
+                response, caller.deadline);
   });
 }
 
@@ -354,9 +350,8 @@ grpc::ServerUnaryReactor* AdminService::CreateEndpoint(
     region::v1::CreateEndpointResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
     if (Status allowed = Authorize(caller, "projects.manage", ""); !allowed.ok()) return allowed;
-    grpc::ClientContext call;
-    client::SetDeadline(call, caller.deadline);
-    return Forwarded("region", region_->CreateEndpoint(&call, *request, response), caller.deadline);
+    return Call("region", *region_, &region::v1::RegionService::Stub::CreateEndpoint, *request,
+                response, caller.deadline);
   });
 }
 
@@ -365,9 +360,8 @@ grpc::ServerUnaryReactor* AdminService::UpdateEndpoint(
     region::v1::UpdateEndpointResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
     if (Status allowed = Authorize(caller, "projects.manage", ""); !allowed.ok()) return allowed;
-    grpc::ClientContext call;
-    client::SetDeadline(call, caller.deadline);
-    return Forwarded("region", region_->UpdateEndpoint(&call, *request, response), caller.deadline);
+    return Call("region", *region_, &region::v1::RegionService::Stub::UpdateEndpoint, *request,
+                response, caller.deadline);
   });
 }
 
@@ -376,9 +370,8 @@ grpc::ServerUnaryReactor* AdminService::DeleteEndpoint(
     region::v1::DeleteEndpointResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
     if (Status allowed = Authorize(caller, "projects.manage", ""); !allowed.ok()) return allowed;
-    grpc::ClientContext call;
-    client::SetDeadline(call, caller.deadline);
-    return Forwarded("region", region_->DeleteEndpoint(&call, *request, response), caller.deadline);
+    return Call("region", *region_, &region::v1::RegionService::Stub::DeleteEndpoint, *request,
+                response, caller.deadline);
   });
 }
 
@@ -389,9 +382,8 @@ grpc::ServerUnaryReactor* AdminService::QueryAudit(grpc::CallbackServerContext* 
     if (Status allowed = Authorize(caller, "audit.read", ""); !allowed.ok()) return allowed;
     audit::v1::QueryEntriesRequest query = *request;
     query.set_requested_by(caller.member);  // The reader is whoever the key says.
-    grpc::ClientContext call;
-    client::SetDeadline(call, caller.deadline);
-    return Forwarded("audit", audit_->QueryEntries(&call, query, response), caller.deadline);
+    return Call("audit", *audit_, &audit::v1::AuditService::Stub::QueryEntries, query, response,
+                caller.deadline);
   });
 }
 
@@ -400,9 +392,8 @@ grpc::ServerUnaryReactor* AdminService::VerifyLedger(grpc::CallbackServerContext
                                                      audit::v1::VerifyLedgerResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
     if (Status allowed = Authorize(caller, "audit.read", ""); !allowed.ok()) return allowed;
-    grpc::ClientContext call;
-    client::SetDeadline(call, caller.deadline);
-    return Forwarded("audit", audit_->VerifyLedger(&call, *request, response), caller.deadline);
+    return Call("audit", *audit_, &audit::v1::AuditService::Stub::VerifyLedger, *request, response,
+                caller.deadline);
   });
 }
 
@@ -413,10 +404,8 @@ grpc::ServerUnaryReactor* AdminService::GetComplianceSummary(
     if (Status allowed = Authorize(caller, "audit.read", ""); !allowed.ok()) return allowed;
     audit::v1::GetComplianceSummaryRequest summary = *request;
     summary.set_requested_by(caller.member);
-    grpc::ClientContext call;
-    client::SetDeadline(call, caller.deadline);
-    return Forwarded("audit", audit_->GetComplianceSummary(&call, summary, response),
-                     caller.deadline);
+    return Call("audit", *audit_, &audit::v1::AuditService::Stub::GetComplianceSummary, summary,
+                response, caller.deadline);
   });
 }
 

@@ -80,15 +80,40 @@ struct PhaseResult {
   }
 };
 
+// What one in-flight slot recorded; a slot runs one call at a time, so it needs no lock.
+struct Slot {
+  std::vector<int64_t> latencies;
+  int64_t errors = 0;
+  std::string first_error;
+
+  void Record(Clock::time_point from, Clock::time_point to, const grpc::Status& status) {
+    latencies.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(to - from).count());
+    if (!status.ok() && errors++ == 0) {
+      first_error = absl::StrCat(status.error_code(), ": ", status.error_message());
+    }
+  }
+};
+
+// The slots' records as one phase's result over `duration`.
+PhaseResult Collect(const std::string& name, std::vector<Slot>& slots, absl::Duration duration) {
+  PhaseResult result;
+  result.name = name;
+  for (Slot& slot : slots) {
+    result.latencies_ns.insert(result.latencies_ns.end(), slot.latencies.begin(),
+                               slot.latencies.end());
+    result.errors += slot.errors;
+    if (result.first_error.empty()) result.first_error = slot.first_error;
+  }
+  std::sort(result.latencies_ns.begin(), result.latencies_ns.end());
+  result.calls = static_cast<int64_t>(result.latencies_ns.size());
+  result.qps = static_cast<double>(result.calls) / absl::ToDoubleSeconds(duration);
+  return result;
+}
+
 // Keeps `concurrency` calls in flight until `duration` passes; records calls that start
 // after the warm-up.
 PhaseResult RunPhase(const std::string& name, const std::vector<Call>& calls_by_slot,
                      absl::Duration warmup, absl::Duration duration) {
-  struct Slot {
-    std::vector<int64_t> latencies;
-    int64_t errors = 0;
-    std::string first_error;
-  };
   const size_t n = calls_by_slot.size();
   std::vector<Slot> slots(n);
   const Clock::time_point measure_from = Clock::now() + absl::ToChronoNanoseconds(warmup);
@@ -104,16 +129,7 @@ PhaseResult RunPhase(const std::string& name, const std::vector<Call>& calls_by_
     }
     calls_by_slot[i]([&, i, start](const grpc::Status& status) {
       const Clock::time_point end = Clock::now();
-      Slot& slot = slots[i];
-      if (start >= measure_from && end <= stop_at) {
-        slot.latencies.push_back(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(end - start).count());
-        if (!status.ok()) {
-          if (slot.errors++ == 0) {
-            slot.first_error = absl::StrCat(status.error_code(), ": ", status.error_message());
-          }
-        }
-      }
+      if (start >= measure_from && end <= stop_at) slots[i].Record(start, end, status);
       issue(i);
     });
   };
@@ -123,18 +139,7 @@ PhaseResult RunPhase(const std::string& name, const std::vector<Call>& calls_by_
     mu.Await(absl::Condition(
         +[](size_t* r) { return *r == 0; }, &running));
   }
-  PhaseResult result;
-  result.name = name;
-  for (Slot& slot : slots) {
-    result.latencies_ns.insert(result.latencies_ns.end(), slot.latencies.begin(),
-                               slot.latencies.end());
-    result.errors += slot.errors;
-    if (result.first_error.empty()) result.first_error = slot.first_error;
-  }
-  std::sort(result.latencies_ns.begin(), result.latencies_ns.end());
-  result.calls = static_cast<int64_t>(result.latencies_ns.size());
-  result.qps = static_cast<double>(result.calls) / absl::ToDoubleSeconds(duration);
-  return result;
+  return Collect(name, slots, duration);
 }
 
 // Open loop: issues a call every 1/`rate` seconds, whatever the earlier calls are doing, on
@@ -143,11 +148,6 @@ PhaseResult RunPhase(const std::string& name, const std::vector<Call>& calls_by_
 // in fewer calls.
 PhaseResult RunOpenLoop(const std::string& name, const std::vector<Call>& calls_by_slot,
                         int64_t rate, absl::Duration warmup, absl::Duration duration) {
-  struct Slot {
-    std::vector<int64_t> latencies;
-    int64_t errors = 0;
-    std::string first_error;
-  };
   const size_t n = calls_by_slot.size();
   std::vector<Slot> slots(n);
   absl::Mutex mu;
@@ -176,14 +176,7 @@ PhaseResult RunOpenLoop(const std::string& name, const std::vector<Call>& calls_
     }
     calls_by_slot[i]([&, i, due](const grpc::Status& status) {
       const Clock::time_point end = Clock::now();
-      Slot& slot = slots[i];
-      if (due >= measure_from) {
-        slot.latencies.push_back(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(end - due).count());
-        if (!status.ok() && slot.errors++ == 0) {
-          slot.first_error = absl::StrCat(status.error_code(), ": ", status.error_message());
-        }
-      }
+      if (due >= measure_from) slots[i].Record(due, end, status);
       absl::MutexLock lock(&mu);
       free_slots.push_back(i);
       --in_flight;
@@ -194,18 +187,8 @@ PhaseResult RunOpenLoop(const std::string& name, const std::vector<Call>& calls_
     mu.Await(absl::Condition(
         +[](size_t* f) { return *f == 0; }, &in_flight));
   }
-  PhaseResult result;
-  result.name = name;
-  for (Slot& slot : slots) {
-    result.latencies_ns.insert(result.latencies_ns.end(), slot.latencies.begin(),
-                               slot.latencies.end());
-    result.errors += slot.errors;
-    if (result.first_error.empty()) result.first_error = slot.first_error;
-  }
-  std::sort(result.latencies_ns.begin(), result.latencies_ns.end());
-  result.calls = static_cast<int64_t>(result.latencies_ns.size());
+  PhaseResult result = Collect(name, slots, duration);
   result.skipped = skipped;
-  result.qps = static_cast<double>(result.calls) / absl::ToDoubleSeconds(duration);
   return result;
 }
 
