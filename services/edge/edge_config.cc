@@ -17,6 +17,8 @@ void EdgeConfig::Register(config::Parser& p) {
               "placeholder, redact, replace, mask or hash: what replaces personal data");
   p.AddString("blocked_entity_types", &blocked_entity_types,
               "comma-separated entity types whose presence refuses the request");
+  p.AddDuration("dependency_check_interval", &dependency_check_interval,
+                "how often the five services' health is checked (readiness)");
   p.AddInt("admin_threads", &admin_threads, "threads for the admin API's calls");
   p.AddInt("admin_queue", &admin_queue, "admin calls that may wait for those threads");
 }
@@ -33,6 +35,10 @@ absl::Status EdgeConfig::Validate() const {
   }
   if (max_decision_time < absl::Milliseconds(10) || max_decision_time > absl::Minutes(5)) {
     return absl::InvalidArgumentError("max_decision_time must be between 10ms and 5m");
+  }
+  if (dependency_check_interval < absl::Milliseconds(50) ||
+      dependency_check_interval > absl::Minutes(1)) {
+    return absl::InvalidArgumentError("dependency_check_interval must be between 50ms and 1m");
   }
   if (admin_threads < 1 || admin_threads > 64 || admin_queue < 1) {
     return absl::InvalidArgumentError(

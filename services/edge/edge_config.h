@@ -30,6 +30,9 @@ struct EdgeConfig {
   std::string blocked_entity_types =
       "PRIVATE_KEY,POLICY_SUITE_KEY,OPENAI_API_KEY,AWS_ACCESS_KEY,GITHUB_TOKEN,SLACK_TOKEN";
 
+  // How often the five services' health is checked; the edge is ready (grpc.health.v1) while
+  // all answer SERVING.
+  absl::Duration dependency_check_interval = absl::Milliseconds(500);
   // Threads for the admin API's calls, which wait on several services in turn, and how many
   // calls may wait for them.
   int64_t admin_threads = 4;

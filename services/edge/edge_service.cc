@@ -7,8 +7,11 @@
 namespace policy::edge {
 
 EdgeService::EdgeService(Downstream* downstream, FlowOptions options,
-                         absl::Duration max_decision_time)
-    : downstream_(downstream), options_(std::move(options)), max_decision_time_(max_decision_time) {
+                         absl::Duration max_decision_time, EdgeMetrics* metrics)
+    : downstream_(downstream),
+      options_(std::move(options)),
+      max_decision_time_(max_decision_time),
+      metrics_(metrics) {
   SetMessageAllocatorFor_Decide(&decide_allocator_);
   SetMessageAllocatorFor_ReportUsage(&usage_allocator_);
 }
@@ -19,7 +22,10 @@ grpc::ServerUnaryReactor* EdgeService::Decide(grpc::CallbackServerContext* conte
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   StartDecide(downstream_, &options_, request, response,
               client::DownstreamDeadline(*context, max_decision_time_),
-              [reactor](grpc::Status status) { reactor->Finish(std::move(status)); });
+              [this, reactor, response](grpc::Status status) {
+                metrics_->Decided("decide", status, *response);
+                reactor->Finish(std::move(status));
+              });
   return reactor;
 }
 

@@ -6,6 +6,7 @@
 #include "policy/edge/v1/edge.grpc.pb.h"
 #include "services/edge/decision_flow.h"
 #include "services/edge/downstream.h"
+#include "services/edge/edge_metrics.h"
 
 namespace policy::edge {
 
@@ -14,7 +15,8 @@ namespace policy::edge {
 class EdgeService final : public v1::EdgeService::CallbackService {
  public:
   // A call's downstream deadline is the caller's, but at most `max_decision_time` away.
-  EdgeService(Downstream* downstream, FlowOptions options, absl::Duration max_decision_time);
+  EdgeService(Downstream* downstream, FlowOptions options, absl::Duration max_decision_time,
+              EdgeMetrics* metrics);
 
   grpc::ServerUnaryReactor* Decide(grpc::CallbackServerContext* context,
                                    const v1::DecideRequest* request,
@@ -27,6 +29,7 @@ class EdgeService final : public v1::EdgeService::CallbackService {
   Downstream* const downstream_;
   const FlowOptions options_;
   const absl::Duration max_decision_time_;
+  EdgeMetrics* const metrics_;
   // A decision's request, response and every downstream message on one arena.
   server::ArenaMessageAllocator<v1::DecideRequest, v1::DecideResponse> decide_allocator_;
   server::ArenaMessageAllocator<v1::ReportUsageRequest, v1::ReportUsageResponse> usage_allocator_;

@@ -9,8 +9,11 @@
 namespace policy::edge {
 
 ExtAuthzService::ExtAuthzService(Downstream* downstream, FlowOptions options,
-                                 absl::Duration max_decision_time)
-    : downstream_(downstream), options_(std::move(options)), max_decision_time_(max_decision_time) {
+                                 absl::Duration max_decision_time, EdgeMetrics* metrics)
+    : downstream_(downstream),
+      options_(std::move(options)),
+      max_decision_time_(max_decision_time),
+      metrics_(metrics) {
   SetMessageAllocatorFor_Check(&allocator_);
 }
 
@@ -22,14 +25,15 @@ grpc::ServerUnaryReactor* ExtAuthzService::Check(
   auto* decide = google::protobuf::Arena::CreateMessage<v1::DecideRequest>(arena);
   auto* decision = google::protobuf::Arena::CreateMessage<v1::DecideResponse>(arena);
   if (absl::Status s = DecideRequestFromCheck(*request, decide); !s.ok()) {
-    reactor->Finish(
-        ToCheckResponse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(s.message())),
-                        *decision, response));
+    const grpc::Status invalid(grpc::StatusCode::INVALID_ARGUMENT, std::string(s.message()));
+    metrics_->Decided("ext_authz", invalid, *decision);
+    reactor->Finish(ToCheckResponse(invalid, *decision, response));
     return reactor;
   }
   StartDecide(downstream_, &options_, decide, decision,
               client::DownstreamDeadline(*context, max_decision_time_),
-              [reactor, decision, response](grpc::Status status) {
+              [this, reactor, decision, response](grpc::Status status) {
+                metrics_->Decided("ext_authz", status, *decision);
                 reactor->Finish(ToCheckResponse(status, *decision, response));
               });
   return reactor;

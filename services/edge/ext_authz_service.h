@@ -6,6 +6,7 @@
 #include "envoy/service/auth/v3/external_auth.grpc.pb.h"
 #include "services/edge/decision_flow.h"
 #include "services/edge/downstream.h"
+#include "services/edge/edge_metrics.h"
 
 namespace policy::edge {
 
@@ -14,7 +15,8 @@ namespace policy::edge {
 // with a redacted one, so `options.redaction` should block what Decide would redact.
 class ExtAuthzService final : public envoy::service::auth::v3::Authorization::CallbackService {
  public:
-  ExtAuthzService(Downstream* downstream, FlowOptions options, absl::Duration max_decision_time);
+  ExtAuthzService(Downstream* downstream, FlowOptions options, absl::Duration max_decision_time,
+                  EdgeMetrics* metrics);
 
   grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* context,
                                   const envoy::service::auth::v3::CheckRequest* request,
@@ -24,6 +26,7 @@ class ExtAuthzService final : public envoy::service::auth::v3::Authorization::Ca
   Downstream* const downstream_;
   const FlowOptions options_;
   const absl::Duration max_decision_time_;
+  EdgeMetrics* const metrics_;
   // A check's request, response, its Decide and every downstream message on one arena.
   server::ArenaMessageAllocator<envoy::service::auth::v3::CheckRequest,
                                 envoy::service::auth::v3::CheckResponse>

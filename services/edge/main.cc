@@ -8,7 +8,9 @@
 #include "services/edge/admin_service.h"
 #include "services/edge/decision_flow.h"
 #include "services/edge/downstream.h"
+#include "services/edge/downstream_health.h"
 #include "services/edge/edge_config.h"
+#include "services/edge/edge_metrics.h"
 #include "services/edge/edge_service.h"
 #include "services/edge/ext_authz_service.h"
 
@@ -39,9 +41,13 @@ int Main(int argc, char** argv) {
   envoy_options.redaction = *std::move(redaction);
   envoy_options.redaction.mutable_default_rule()->set_action(pii::v1::ACTION_BLOCK);
   server::ServerRunner runner(config.server);
-  EdgeService service(downstream.get(), std::move(options), config.max_decision_time);
+  EdgeMetrics metrics(runner.metrics_registry());
+  DownstreamHealth health(channels, &metrics, config.dependency_check_interval);
+  runner.SetReadinessProbe([&health] { return health.ready(); });
+  EdgeService service(downstream.get(), std::move(options), config.max_decision_time, &metrics);
   runner.AddService(&service, v1::EdgeService::service_full_name());
-  ExtAuthzService ext_authz(downstream.get(), std::move(envoy_options), config.max_decision_time);
+  ExtAuthzService ext_authz(downstream.get(), std::move(envoy_options), config.max_decision_time,
+                            &metrics);
   runner.AddService(&ext_authz, envoy::service::auth::v3::Authorization::service_full_name());
   server::BlockingPool admin_pool(static_cast<int>(config.admin_threads),
                                   static_cast<int>(config.admin_queue));

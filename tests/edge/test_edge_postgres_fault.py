@@ -80,7 +80,7 @@ class EdgePostgresFaultTest(unittest.TestCase):
             for code, elapsed in outcomes:
                 self.assertIn(code, (C.UNAVAILABLE, C.DEADLINE_EXCEEDED), outcomes)
                 self.assertLess(elapsed, DEADLINE_S + 0.5, outcomes)
-            for name in ("keys", "authz", "region", "audit"):
+            for name in ("keys", "authz", "region", "audit", "edge"):
                 pt.wait_until(lambda: pt.health_status(SUITE.p[name].channel) == "NOT_SERVING",
                               timeout=10, message=f"{name} NOT_SERVING without its database",
                               ignore=(grpc.RpcError,))

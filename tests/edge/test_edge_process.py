@@ -494,14 +494,28 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertLess(elapsed, 2.0)
         self.assertEqual(self.decide().verdict, E.VERDICT_ALLOW)
 
-        # Killed: UNAVAILABLE at once; decisions resume when it is back on its address.
+        # Killed: UNAVAILABLE at once; the edge is no longer ready and says why in its
+        # metrics; decisions resume when pii is back on its address.
         P["pii"].kill()
         err = pt.call_error(self.decide, timeout=5)
         self.assertEqual(err.code(), C.UNAVAILABLE)
         self.assertIn("pii", err.details())
+        pt.wait_until(lambda: pt.metric_value(pt.scrape_metrics(P["edge"].metrics_port),
+                                              "policy_edge_dependency_up", service="pii") == 0,
+                      timeout=10, message="the edge sees pii down")
+        pt.wait_until(lambda: pt.health_status(P["edge"].channel) == "NOT_SERVING", timeout=10,
+                      message="edge NOT_SERVING without pii", ignore=(grpc.RpcError,))
+        metrics = pt.scrape_metrics(P["edge"].metrics_port)
+        self.assertEqual(pt.metric_value(metrics, "policy_edge_dependency_up", service="keys"), 1)
+        self.assertGreater(pt.metric_value(metrics, "policy_edge_decisions_total", api="decide",
+                                           verdict="allow", reason=""), 0)
+        self.assertGreater(pt.metric_value(metrics, "policy_edge_decisions_total", api="decide",
+                                           verdict="error", reason="UNAVAILABLE"), 0)
         start_pii()
         pt.wait_until(lambda: self.decide().verdict == E.VERDICT_ALLOW, timeout=15,
                       message="decisions resume with pii back", ignore=(grpc.RpcError,))
+        pt.wait_until(lambda: pt.health_status(P["edge"].channel) == "SERVING", timeout=10,
+                      message="edge SERVING again", ignore=(grpc.RpcError,))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,63 @@
+#include "services/edge/edge_metrics.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+
+namespace policy::edge {
+namespace {
+
+const char* CodeName(grpc::StatusCode code) {
+  static const char* kNames[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
+                                 "UNAUTHENTICATED"};
+  const int i = static_cast<int>(code);
+  return i >= 0 && i <= 16 ? kNames[i] : "UNKNOWN";
+}
+
+}  // namespace
+
+EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
+    : decisions_(prometheus::BuildCounter()
+                     .Name("policy_edge_decisions_total")
+                     .Help("Decisions by API, verdict (allow, deny, error) and reason (the DENY "
+                           "reason, or the gRPC code of an error).")
+                     .Register(registry)),
+      dependency_up_(prometheus::BuildGauge()
+                         .Name("policy_edge_dependency_up")
+                         .Help("1 while the service answers its health check SERVING.")
+                         .Register(registry)) {}
+
+void EdgeMetrics::Decided(const std::string& api, const grpc::Status& status,
+                          const v1::DecideResponse& decision) {
+  if (!status.ok()) {
+    decisions_.Add({{"api", api}, {"verdict", "error"}, {"reason", CodeName(status.error_code())}})
+        .Increment();
+    return;
+  }
+  const bool allowed = decision.verdict() == v1::VERDICT_ALLOW;
+  decisions_
+      .Add({{"api", api},
+            {"verdict", allowed ? "allow" : "deny"},
+            {"reason", allowed ? "" : decision.reason()}})
+      .Increment();
+}
+
+void EdgeMetrics::SetDependencyUp(const std::string& service, bool up) {
+  dependency_up_.Add({{"service", service}}).Set(up ? 1 : 0);
+}
+
+}  // namespace policy::edge

@@ -1,0 +1,37 @@
+#ifndef POLICY_SERVICES_EDGE_EDGE_METRICS_H_
+#define POLICY_SERVICES_EDGE_EDGE_METRICS_H_
+
+#include <string>
+
+#include "grpcpp/support/status.h"
+#include "policy/edge/v1/edge.pb.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/registry.h"
+
+// The edge's Prometheus metrics, beside the standard gRPC server metrics:
+//   policy_edge_decisions_total{api, verdict, reason}  api: decide or ext_authz; verdict:
+//       allow, deny or error; reason: the DENY reason, or the gRPC code of an error
+//   policy_edge_dependency_up{service}                 1 while the service answers its
+//       health check SERVING (see DownstreamHealth)
+// Thread-safe.
+namespace policy::edge {
+
+class EdgeMetrics {
+ public:
+  explicit EdgeMetrics(prometheus::Registry& registry);
+
+  // One decision's end: `status` and, when OK, its answer.
+  void Decided(const std::string& api, const grpc::Status& status,
+               const v1::DecideResponse& decision);
+  void SetDependencyUp(const std::string& service, bool up);
+
+ private:
+  prometheus::Family<prometheus::Counter>& decisions_;
+  prometheus::Family<prometheus::Gauge>& dependency_up_;
+};
+
+}  // namespace policy::edge
+
+#endif  // POLICY_SERVICES_EDGE_EDGE_METRICS_H_
