@@ -276,6 +276,83 @@ grpc::ServerUnaryReactor* AdminService::ListMembers(grpc::CallbackServerContext*
   });
 }
 
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* AdminService::AsActor(
+    grpc::CallbackServerContext* context, const Request* request, Response* response,
+    Status (authz::v1::AuthzService::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                    Response*)) {
+  return Run(context, [this, request, response, method](const Caller& caller) -> Status {
+    Request forwarded = *request;
+    forwarded.mutable_actor()->set_member_id(caller.member);
+    return Call("authz", *authz_, method, forwarded, response, caller.deadline);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::ListProjects(grpc::CallbackServerContext* context,
+                                                     const authz::v1::ListProjectsRequest* request,
+                                                     authz::v1::ListProjectsResponse* response) {
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::ListProjects);
+}
+
+grpc::ServerUnaryReactor* AdminService::CreateProject(
+    grpc::CallbackServerContext* context, const authz::v1::CreateProjectRequest* request,
+    authz::v1::Project* response) {
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::CreateProject);
+}
+
+grpc::ServerUnaryReactor* AdminService::UpdateProject(
+    grpc::CallbackServerContext* context, const authz::v1::UpdateProjectRequest* request,
+    authz::v1::Project* response) {
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::UpdateProject);
+}
+
+grpc::ServerUnaryReactor* AdminService::ArchiveProject(
+    grpc::CallbackServerContext* context, const authz::v1::ArchiveProjectRequest* request,
+    authz::v1::Project* response) {
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::ArchiveProject);
+}
+
+grpc::ServerUnaryReactor* AdminService::ListServiceAccounts(
+    grpc::CallbackServerContext* context, const authz::v1::ListServiceAccountsRequest* request,
+    authz::v1::ListServiceAccountsResponse* response) {
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::ListServiceAccounts);
+}
+
+grpc::ServerUnaryReactor* AdminService::CreateServiceAccount(
+    grpc::CallbackServerContext* context, const authz::v1::CreateServiceAccountRequest* request,
+    authz::v1::ServiceAccount* response) {
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::CreateServiceAccount);
+}
+
+grpc::ServerUnaryReactor* AdminService::RemoveServiceAccount(
+    grpc::CallbackServerContext* context, const authz::v1::RemoveServiceAccountRequest* request,
+    v1::RemoveServiceAccountResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    authz::v1::RemoveServiceAccountRequest remove = *request;
+    remove.mutable_actor()->set_member_id(caller.member);
+    if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::RemoveServiceAccount,
+                        remove, response->mutable_service_account(), caller.deadline);
+        !s.ok()) {
+      return s;
+    }
+    // Every key it holds; the request id is the account's, so a retry repeats nothing.
+    keys::v1::RevokePrincipalKeysRequest revoke;
+    revoke.set_request_id(absl::StrCat(
+        "remove-sa:", absl::BytesToHexString(crypto::Sha256(request->id())).substr(0, 32)));
+    revoke.mutable_owner()->set_type(keys::v1::PRINCIPAL_TYPE_SERVICE_ACCOUNT);
+    revoke.mutable_owner()->set_id(request->id());
+    revoke.set_reason(absl::StrCat("service account removed by ", caller.member));
+    keys::v1::RevokePrincipalKeysResponse revoked;
+    if (Status s = Call("keys", *keys_, &keys::v1::KeyService::Stub::RevokePrincipalKeys, revoke,
+                        &revoked, caller.deadline);
+        !s.ok()) {
+      return s;
+    }
+    *response->mutable_revoked_keys() = revoked.keys();
+    return Status::OK;
+  });
+}
+
 grpc::ServerUnaryReactor* AdminService::CreateKey(grpc::CallbackServerContext* context,
                                                   const keys::v1::CreateKeyRequest* request,
                                                   keys::v1::CreateKeyResponse* response) {

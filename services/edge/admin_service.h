@@ -37,6 +37,27 @@ class AdminService final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* ListMembers(grpc::CallbackServerContext* context,
                                         const v1::ListMembersRequest* request,
                                         authz::v1::ListMembersResponse* response) override;
+  grpc::ServerUnaryReactor* ListProjects(grpc::CallbackServerContext* context,
+                                         const authz::v1::ListProjectsRequest* request,
+                                         authz::v1::ListProjectsResponse* response) override;
+  grpc::ServerUnaryReactor* CreateProject(grpc::CallbackServerContext* context,
+                                          const authz::v1::CreateProjectRequest* request,
+                                          authz::v1::Project* response) override;
+  grpc::ServerUnaryReactor* UpdateProject(grpc::CallbackServerContext* context,
+                                          const authz::v1::UpdateProjectRequest* request,
+                                          authz::v1::Project* response) override;
+  grpc::ServerUnaryReactor* ArchiveProject(grpc::CallbackServerContext* context,
+                                           const authz::v1::ArchiveProjectRequest* request,
+                                           authz::v1::Project* response) override;
+  grpc::ServerUnaryReactor* ListServiceAccounts(
+      grpc::CallbackServerContext* context, const authz::v1::ListServiceAccountsRequest* request,
+      authz::v1::ListServiceAccountsResponse* response) override;
+  grpc::ServerUnaryReactor* CreateServiceAccount(
+      grpc::CallbackServerContext* context, const authz::v1::CreateServiceAccountRequest* request,
+      authz::v1::ServiceAccount* response) override;
+  grpc::ServerUnaryReactor* RemoveServiceAccount(
+      grpc::CallbackServerContext* context, const authz::v1::RemoveServiceAccountRequest* request,
+      v1::RemoveServiceAccountResponse* response) override;
   grpc::ServerUnaryReactor* CreateKey(grpc::CallbackServerContext* context,
                                       const keys::v1::CreateKeyRequest* request,
                                       keys::v1::CreateKeyResponse* response) override;
@@ -97,6 +118,12 @@ class AdminService final : public v1::AdminService::CallbackService {
                         const std::string& request_id,
                         google::protobuf::RepeatedPtrField<keys::v1::Key>* revoked,
                         std::string* audit_id);
+  // Forwards `request` to authz's `method` with the caller as its actor.
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* AsActor(grpc::CallbackServerContext* context, const Request* request,
+                                    Response* response,
+                                    grpc::Status (authz::v1::AuthzService::Stub::*method)(
+                                        grpc::ClientContext*, const Request&, Response*));
   // Runs `work` on the pool for an authenticated caller.
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
                                 std::function<grpc::Status(const Caller&)> work);

@@ -439,6 +439,45 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertEqual(json.loads(again.stdout).get("revoked_keys", []), [])
 
+    def test_projects_and_service_accounts_through_policyctl(self):
+        alice = SUITE.new_admin_key("alice")
+
+        def policyctl(*args):
+            return run_policyctl(*args, admin_key=alice)
+
+        project = f"proj-{uuid.uuid4().hex[:6]}"
+        created = policyctl("projects", "create", f"--id={project}", "--name=Pilot",
+                            "--environment=development", "--models=gpt-4o", "--rpm=100",
+                            "--tpm=10000", "--output=json")
+        self.assertEqual(created.returncode, 0, created.stderr)
+        listed = policyctl("projects", "list", "--output=json")
+        self.assertIn(project, [p["id"] for p in json.loads(listed.stdout)["projects"]])
+        account = f"sa-{uuid.uuid4().hex[:6]}"
+        sa = policyctl("service-accounts", "create", f"--id={account}", f"--project={project}",
+                       "--environment=development", "--permissions=chat.completions",
+                       "--ip_allowlist=10.20.0.0/16")
+        self.assertEqual(sa.returncode, 0, sa.stderr)
+        key = policyctl("keys", "create", "--kind=service_account", "--owner_type=service_account",
+                        f"--owner={account}", f"--project={project}",
+                        "--environment=development", "--output=json")
+        self.assertEqual(key.returncode, 0, key.stderr)
+        secret = json.loads(key.stdout)["secret"]
+        self.assertEqual(self.decide(key=secret, residency=R.RESIDENCY_UNSPECIFIED,
+                                     text="Summarise the design doc.").verdict, E.VERDICT_ALLOW)
+        removed = policyctl("service-accounts", "remove", account, "--output=json")
+        self.assertEqual(removed.returncode, 0, removed.stderr)
+        self.assertEqual(len(json.loads(removed.stdout)["revoked_keys"]), 1)
+        self.assertEqual(pt.call_code(self.decide, key=secret), C.UNAUTHENTICATED)
+        archived = policyctl("projects", "archive", project, "--output=json")
+        self.assertEqual(archived.returncode, 0, archived.stderr)
+        self.assertTrue(json.loads(archived.stdout)["archived"])
+        # A reader cannot create projects: authz refuses, policyctl exits 1 naming it.
+        carol = SUITE.new_admin_key("carol")
+        refused = run_policyctl("projects", "create", "--id=nope", "--name=x",
+                                "--environment=development", admin_key=carol)
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("PERMISSION_DENIED", refused.stderr)
+
     def test_no_compliant_region_is_a_deny(self):
         r = self.decide(residency=R.RESIDENCY_APAC)
         self.assertEqual(r.verdict, E.VERDICT_DENY)

@@ -62,6 +62,14 @@ commands:
   audit verify      --project, --environment
   audit summary     --project, --environment
   audit export      --project, --environment  (every entry, one JSON object per line)
+  projects list      [--include_archived]
+  projects create   --id, --name, --environment, [--models=a,b, --rpm, --tpm, --zdr,
+                    --retention_days]
+  projects archive ID
+  service-accounts list    [--project, --include_removed]
+  service-accounts create  --id, --project, --environment, [--permissions=a,b,
+                           --ip_allowlist=cidr,cidr, --rpm, --tpm]
+  service-accounts remove ID   (its keys are revoked)
   endpoints list
   endpoints create  --id, --region, --residency=eu|us|apac|global, --base_url,
                     [--provider=azure|openai, --deployment, --models=a,b, --zdr,
@@ -626,6 +634,177 @@ int Endpoints(const Invocation& in) {
   return Usage(absl::StrCat("endpoints: unknown verb '", verb, "'"));
 }
 
+std::vector<std::string> List(const std::string& comma_separated) {
+  return absl::StrSplit(comma_separated, ',', absl::SkipEmpty());
+}
+
+int Projects(const Invocation& in) {
+  if (in.words.empty()) return Usage("projects: list, create or archive");
+  const std::string& verb = in.words[0];
+  Global g;
+  std::string id, name, environment, models;
+  int64_t rpm = 0, tpm = 0, retention_days = 0;
+  bool zdr = false, include_archived = false;
+  if (int rc = ParseFlags(
+          in, g,
+          [&](config::Parser& p) {
+            p.AddString("id", &id, "the project's id");
+            p.AddString("name", &name, "its name");
+            p.AddString("environment", &environment, "production, staging, development, sandbox");
+            p.AddString("models", &models, "comma-separated models allowed");
+            p.AddInt("rpm", &rpm, "requests per minute");
+            p.AddInt("tpm", &tpm, "tokens per minute");
+            p.AddBool("zdr", &zdr, "zero data retention required");
+            p.AddInt("retention_days", &retention_days, "how long data may be kept");
+            p.AddBool("include_archived", &include_archived, "list: archived projects too");
+          });
+      rc != kOk) {
+    return rc;
+  }
+  if (int rc = NeedAdminKey(g); rc != kOk) return rc;
+  auto stub = edge::v1::AdminService::NewStub(Channel(g));
+  auto print = [&](const authz::v1::Project& p) {
+    std::printf("%s  %s  %s  models [%s]  rpm %lld tpm %lld%s\n", p.id().c_str(),
+                p.environment().c_str(), p.name().c_str(),
+                absl::StrJoin(p.allowed_models(), ",").c_str(),
+                static_cast<long long>(p.limits().rpm()), static_cast<long long>(p.limits().tpm()),
+                p.archived() ? "  (archived)" : "");
+  };
+  if (verb == "list") {
+    authz::v1::ListProjectsRequest request;
+    request.set_include_archived(include_archived);
+    request.set_page_size(500);
+    authz::v1::ListProjectsResponse response;
+    if (grpc::Status s = stub->ListProjects(Context(g, true).get(), request, &response); !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      for (const authz::v1::Project& p : response.projects()) print(p);
+    }
+    return kOk;
+  }
+  authz::v1::Project project;
+  grpc::Status status;
+  if (verb == "create") {
+    authz::v1::CreateProjectRequest request;
+    authz::v1::Project* p = request.mutable_project();
+    p->set_id(id);
+    p->set_name(name);
+    p->set_environment(environment);
+    for (const std::string& m : List(models)) p->add_allowed_models(m);
+    p->mutable_limits()->set_rpm(rpm);
+    p->mutable_limits()->set_tpm(tpm);
+    p->mutable_data_policy()->set_zero_data_retention(zdr);
+    p->mutable_data_policy()->set_retention_days(static_cast<int32_t>(retention_days));
+    status = stub->CreateProject(Context(g, true).get(), request, &project);
+  } else if (verb == "archive") {
+    if (in.words.size() != 2) return Usage("projects archive ID");
+    authz::v1::ArchiveProjectRequest request;
+    request.set_id(in.words[1]);
+    status = stub->ArchiveProject(Context(g, true).get(), request, &project);
+  } else {
+    return Usage(absl::StrCat("projects: unknown verb '", verb, "'"));
+  }
+  if (!status.ok()) return Failed(status);
+  if (g.json()) {
+    PrintJson(project);
+  } else {
+    print(project);
+  }
+  return kOk;
+}
+
+int ServiceAccounts(const Invocation& in) {
+  if (in.words.empty()) return Usage("service-accounts: list, create or remove");
+  const std::string& verb = in.words[0];
+  Global g;
+  std::string id, project, environment, permissions = "chat.completions", ip_allowlist;
+  int64_t rpm = 0, tpm = 0;
+  bool include_removed = false;
+  if (int rc = ParseFlags(in, g,
+                          [&](config::Parser& p) {
+                            p.AddString("id", &id, "the account's id");
+                            p.AddString("project", &project, "its project");
+                            p.AddString("environment", &environment, "its environment");
+                            p.AddString("permissions", &permissions, "comma-separated permissions");
+                            p.AddString("ip_allowlist", &ip_allowlist, "comma-separated CIDRs");
+                            p.AddInt("rpm", &rpm, "requests per minute (0: the project's)");
+                            p.AddInt("tpm", &tpm, "tokens per minute (0: the project's)");
+                            p.AddBool("include_removed", &include_removed,
+                                      "list: removed accounts too");
+                          });
+      rc != kOk) {
+    return rc;
+  }
+  if (int rc = NeedAdminKey(g); rc != kOk) return rc;
+  auto stub = edge::v1::AdminService::NewStub(Channel(g));
+  auto print = [&](const authz::v1::ServiceAccount& a) {
+    std::printf("%s  %s/%s  [%s]  from [%s]%s\n", a.id().c_str(), a.project().c_str(),
+                a.environment().c_str(), absl::StrJoin(a.permissions(), ",").c_str(),
+                absl::StrJoin(a.ip_allowlist(), ",").c_str(),
+                a.has_removed_at() ? "  (removed)" : "");
+  };
+  if (verb == "list") {
+    authz::v1::ListServiceAccountsRequest request;
+    request.set_project(project);
+    request.set_include_removed(include_removed);
+    request.set_page_size(500);
+    authz::v1::ListServiceAccountsResponse response;
+    if (grpc::Status s = stub->ListServiceAccounts(Context(g, true).get(), request, &response);
+        !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      for (const authz::v1::ServiceAccount& a : response.service_accounts()) print(a);
+    }
+    return kOk;
+  }
+  if (verb == "create") {
+    authz::v1::CreateServiceAccountRequest request;
+    authz::v1::ServiceAccount* a = request.mutable_service_account();
+    a->set_id(id);
+    a->set_project(project);
+    a->set_environment(environment);
+    for (const std::string& p : List(permissions)) a->add_permissions(p);
+    for (const std::string& c : List(ip_allowlist)) a->add_ip_allowlist(c);
+    a->mutable_limits()->set_rpm(rpm);
+    a->mutable_limits()->set_tpm(tpm);
+    authz::v1::ServiceAccount created;
+    if (grpc::Status s = stub->CreateServiceAccount(Context(g, true).get(), request, &created);
+        !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(created);
+    } else {
+      print(created);
+    }
+    return kOk;
+  }
+  if (verb == "remove") {
+    if (in.words.size() != 2) return Usage("service-accounts remove ID");
+    authz::v1::RemoveServiceAccountRequest request;
+    request.set_id(in.words[1]);
+    edge::v1::RemoveServiceAccountResponse response;
+    if (grpc::Status s = stub->RemoveServiceAccount(Context(g, true).get(), request, &response);
+        !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      print(response.service_account());
+      std::printf("revoked %d keys\n", response.revoked_keys_size());
+    }
+    return kOk;
+  }
+  return Usage(absl::StrCat("service-accounts: unknown verb '", verb, "'"));
+}
+
 int Audit(const Invocation& in) {
   if (in.words.size() != 1) return Usage("audit: query, verify, summary or export");
   Global g;
@@ -765,6 +944,8 @@ int Main(int argc, char** argv) {
   if (command == "audit") return Audit(in);
   if (command == "org") return Org(in);
   if (command == "endpoints") return Endpoints(in);
+  if (command == "projects") return Projects(in);
+  if (command == "service-accounts") return ServiceAccounts(in);
   return Usage(absl::StrCat("unknown command '", command, "'"));
 }
 
