@@ -19,8 +19,9 @@ NO_COMPLIANT_REGION, and the regional health report. Audit: decisions appended t
 entry), a signed checkpoint, an entry's inclusion proof checked here against it without
 trusting the server, and the server's verification of the whole ledger. Edge: the decision
 flow end to end (an allowed ticket with its PII redacted and routed to the EU, a model off the
-allowlist, a pasted AWS key, APAC residency blocked, a rate limit, a forged key) and the
-ledgers that recorded the decisions verifying. Exits non-zero as soon as a step does not behave as
+allowlist, a pasted AWS key, APAC residency blocked, a rate limit, a forged key), the same
+decision as Envoy's ext_authz filter asks for it, an owner rotating a key through the admin
+API, and the ledgers that recorded it all verifying. Exits non-zero as soon as a step does not behave as
 documented, so that `tools/dev up` fails loudly.
 
 Every run uses fresh request ids (uuid4), so runs never replay each other; the keys it
@@ -41,7 +42,8 @@ try:
     from google.protobuf import timestamp_pb2
     from policy.audit.v1 import audit_pb2, audit_pb2_grpc
     from policy.authz.v1 import authz_pb2, authz_pb2_grpc
-    from policy.edge.v1 import edge_pb2, edge_pb2_grpc
+    from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+    from policy.edge.v1 import admin_pb2_grpc, edge_pb2, edge_pb2_grpc
     from policy.keys.v1 import keys_pb2, keys_pb2_grpc
     from policy.pii.v1 import pii_pb2, pii_pb2_grpc
     from policy.region.v1 import region_pb2, region_pb2_grpc
@@ -531,7 +533,7 @@ TICKET = ("Customer jane.doe@example.com (card 4111 1111 1111 1111, IBAN DE89 37
           "0130 00) was charged twice. Draft a polite answer.")
 
 
-def run_edge(edge_address, keys_address, region_address, audit_address):
+def run_edge(edge_address, keys_address, region_address):
     """The decision flow end to end: allowed with PII redacted and EU routing, refusals, a
     rate limit, and the ledger that recorded them verifying."""
     print("\n=== edge: one decision before a prompt leaves ===")
@@ -610,12 +612,68 @@ def run_edge(edge_address, keys_address, region_address, audit_address):
     except grpc.RpcError as e:
         expect(e.code() == grpc.StatusCode.UNAUTHENTICATED, f"forged key: {e.code()}")
         print(f"  {'a forged key':<46} {e.code().name}: {e.details()}")
-    audit = audit_pb2_grpc.AuditServiceStub(grpc.insecure_channel(audit_address))
+
+    # The same decision as Envoy's ext_authz filter asks for it.
+    envoy = external_auth_pb2_grpc.AuthorizationStub(channel)
+    X = external_auth_pb2
+
+    def envoy_check(body):
+        return envoy.Check(X.CheckRequest(attributes=X.AttributeContext(
+            source=X.AttributeContext.Peer(address={"socket_address": {"address": "10.20.1.7"}}),
+            request=X.AttributeContext.Request(http=X.AttributeContext.HttpRequest(
+                method="POST", path="/v1/chat/completions", body=body,
+                headers={"authorization": f"Bearer {bob}", "x-policy-residency": "eu"})))),
+            timeout=TIMEOUT)
+
+    clean = ('{"model": "gpt-4o", "max_tokens": 200, "messages": '
+             '[{"role": "user", "content": "Summarise our refund policy."}]}')
+    ok = envoy_check(clean)
+    upstream = {h.header.key: h.header.value for h in ok.ok_response.headers}
+    expect(ok.status.code == 0, f"Envoy check refused: {ok}")
+    print(f"  {'Envoy ext_authz, a clean prompt':<46} OK    upstream headers "
+          f"x-policy-endpoint={upstream.get('x-policy-endpoint')}")
+    pii_body = clean.replace("our refund policy", "the ticket of jane.doe@example.com")
+    refused = envoy_check(pii_body)
+    expect(refused.denied_response.status.code == 403, "Envoy: PII was not refused")
+    print(f"  {'Envoy ext_authz, a prompt with an e-mail':<46} HTTP {refused.denied_response.status.code} "
+          f"{refused.denied_response.body}")
+
+    # Administration: an owner's admin key (the first comes from the keys service itself).
+    alice = keys.CreateKey(keys_pb2.CreateKeyRequest(
+        request_id=str(uuid.uuid4()), kind=keys_pb2.KEY_KIND_ADMIN,
+        owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id="alice"),
+        environment=keys_pb2.ENVIRONMENT_PRODUCTION, scopes=["admin"]), timeout=TIMEOUT).secret
+    admin = admin_pb2_grpc.AdminServiceStub(channel)
+    as_alice = (("authorization", f"Bearer {alice}"),)
+    bob_key = keys.VerifyKey(keys_pb2.VerifyKeyRequest(secret=bob.encode()), timeout=TIMEOUT).key
+    rotated = admin.RotateKey(keys_pb2.RotateKeyRequest(
+        request_id=str(uuid.uuid4()), key_id=bob_key.key_id, overlap={"seconds": 3600}),
+        metadata=as_alice, timeout=TIMEOUT)
+    both = [decide(secret, "Say hello.").verdict for secret in (bob, rotated.secret)]
+    expect(both == [edge_pb2.VERDICT_ALLOW] * 2, "both keys decide during the overlap")
+    print(f"  admin: alice rotated bob's key {bob_key.key_id} -> {rotated.new_key.key_id}; "
+          "both decide during the 1 h overlap")
+    admin.RevokeKey(keys_pb2.RevokeKeyRequest(key_id=bob_key.key_id, reason="rotated"),
+                    metadata=as_alice, timeout=TIMEOUT)
+    try:
+        decide(bob, "Say hello.")
+        raise DemoError("a revoked key still decides")
+    except grpc.RpcError as e:
+        expect(e.code() == grpc.StatusCode.UNAUTHENTICATED, f"revoked key: {e.code()}")
+    print("  admin: the old key revoked; it no longer decides (UNAUTHENTICATED)")
+
     for project, environment in (("support-eu", "production"), ("playground", "sandbox")):
-        report = audit.VerifyLedger(audit_pb2.VerifyLedgerRequest(ledger=audit_pb2.LedgerRef(
-            project=project, environment=environment)), timeout=60).report
+        report = admin.VerifyLedger(audit_pb2.VerifyLedgerRequest(ledger=audit_pb2.LedgerRef(
+            project=project, environment=environment)), metadata=as_alice, timeout=60).report
         expect(report.valid, f"ledger {project}/{environment} does not verify: {report}")
         print(f"  ledger {project}/{environment}: {report.entries_checked} entries verified")
+    summary = admin.GetComplianceSummary(audit_pb2.GetComplianceSummaryRequest(
+        ledger=audit_pb2.LedgerRef(project="support-eu", environment="production")),
+        metadata=as_alice, timeout=60)
+    print(f"  compliance summary support-eu/production: {summary.total_entries} entries, "
+          f"{summary.policy_violations} policy violations, "
+          f"{summary.action_breakdown.get('decision_allow', 0)} allowed, "
+          f"{summary.action_breakdown.get('decision_deny', 0)} denied")
     channel.close()
 
 
@@ -635,7 +693,7 @@ def main():
         run_pii(args.pii)
         run_region(args.region)
         run_audit(args.audit)
-        run_edge(args.edge, args.keys, args.region, args.audit)
+        run_edge(args.edge, args.keys, args.region)
     except DemoError as e:
         print(f"demo FAILED: {e}", file=sys.stderr)
         return 1
