@@ -288,6 +288,36 @@ grpc::ServerUnaryReactor* AdminService::AsActor(
   });
 }
 
+grpc::ServerUnaryReactor* AdminService::AddMember(grpc::CallbackServerContext* context,
+                                                  const authz::v1::AddMemberRequest* request,
+                                                  authz::v1::Member* response) {
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::AddMember);
+}
+
+grpc::ServerUnaryReactor* AdminService::SetMemberRoles(
+    grpc::CallbackServerContext* context, const authz::v1::SetMemberRolesRequest* request,
+    authz::v1::Member* response) {
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::SetMemberRoles);
+}
+
+grpc::ServerUnaryReactor* AdminService::CreateInvitation(
+    grpc::CallbackServerContext* context, const authz::v1::CreateInvitationRequest* request,
+    authz::v1::Invitation* response) {
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::CreateInvitation);
+}
+
+grpc::ServerUnaryReactor* AdminService::RevokeInvitation(
+    grpc::CallbackServerContext* context, const authz::v1::RevokeInvitationRequest* request,
+    authz::v1::Invitation* response) {
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::RevokeInvitation);
+}
+
+grpc::ServerUnaryReactor* AdminService::ListInvitations(
+    grpc::CallbackServerContext* context, const authz::v1::ListInvitationsRequest* request,
+    authz::v1::ListInvitationsResponse* response) {
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::ListInvitations);
+}
+
 grpc::ServerUnaryReactor* AdminService::ListProjects(grpc::CallbackServerContext* context,
                                                      const authz::v1::ListProjectsRequest* request,
                                                      authz::v1::ListProjectsResponse* response) {

@@ -37,6 +37,21 @@ class AdminService final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* ListMembers(grpc::CallbackServerContext* context,
                                         const v1::ListMembersRequest* request,
                                         authz::v1::ListMembersResponse* response) override;
+  grpc::ServerUnaryReactor* AddMember(grpc::CallbackServerContext* context,
+                                      const authz::v1::AddMemberRequest* request,
+                                      authz::v1::Member* response) override;
+  grpc::ServerUnaryReactor* SetMemberRoles(grpc::CallbackServerContext* context,
+                                           const authz::v1::SetMemberRolesRequest* request,
+                                           authz::v1::Member* response) override;
+  grpc::ServerUnaryReactor* CreateInvitation(grpc::CallbackServerContext* context,
+                                             const authz::v1::CreateInvitationRequest* request,
+                                             authz::v1::Invitation* response) override;
+  grpc::ServerUnaryReactor* RevokeInvitation(grpc::CallbackServerContext* context,
+                                             const authz::v1::RevokeInvitationRequest* request,
+                                             authz::v1::Invitation* response) override;
+  grpc::ServerUnaryReactor* ListInvitations(grpc::CallbackServerContext* context,
+                                            const authz::v1::ListInvitationsRequest* request,
+                                            authz::v1::ListInvitationsResponse* response) override;
   grpc::ServerUnaryReactor* ListProjects(grpc::CallbackServerContext* context,
                                          const authz::v1::ListProjectsRequest* request,
                                          authz::v1::ListProjectsResponse* response) override;

@@ -478,6 +478,38 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(refused.returncode, 1)
         self.assertIn("PERMISSION_DENIED", refused.stderr)
 
+    def test_onboarding_through_policyctl(self):
+        alice = SUITE.new_admin_key("alice")
+
+        def policyctl(*args):
+            return run_policyctl(*args, admin_key=alice)
+
+        newcomer = f"nina-{uuid.uuid4().hex[:6]}"
+        added = policyctl("members", "add", f"--id={newcomer}", f"--email={newcomer}@acme.example",
+                          "--roles=member@support-eu", "--output=json")
+        self.assertEqual(added.returncode, 0, added.stderr)
+        self.assertEqual(json.loads(added.stdout)["grants"][0]["project"], "support-eu")
+        key = policyctl("keys", "create", f"--owner={newcomer}", "--project=support-eu",
+                        "--environment=production", "--output=json")
+        self.assertEqual(key.returncode, 0, key.stderr)
+        secret = json.loads(key.stdout)["secret"]
+        self.assertEqual(self.decide(key=secret).verdict, E.VERDICT_ALLOW)
+        # Made a reader: decisions for model calls are refused from then on.
+        demoted = policyctl("members", "set-roles", newcomer, "--roles=reader@support-eu")
+        self.assertEqual(demoted.returncode, 0, demoted.stderr)
+        pt.wait_until(lambda: self.decide(key=secret).verdict == E.VERDICT_DENY, timeout=10,
+                      message="a reader's model calls are denied")
+        invited = policyctl("invitations", "create", f"--email=omar-{newcomer}@acme.example",
+                            "--role=member", "--projects=support-eu", "--output=json")
+        self.assertEqual(invited.returncode, 0, invited.stderr)
+        invitation = json.loads(invited.stdout)
+        listed = policyctl("invitations", "list", "--output=json")
+        self.assertIn(invitation["id"],
+                      [i["id"] for i in json.loads(listed.stdout)["invitations"]])
+        revoked = policyctl("invitations", "revoke", invitation["id"], "--output=json")
+        self.assertEqual(revoked.returncode, 0, revoked.stderr)
+        self.assertEqual(json.loads(revoked.stdout)["state"], "revoked")
+
     def test_no_compliant_region_is_a_deny(self):
         r = self.decide(residency=R.RESIDENCY_APAC)
         self.assertEqual(r.verdict, E.VERDICT_DENY)

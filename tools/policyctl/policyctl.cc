@@ -55,7 +55,10 @@ commands:
   keys list         [--project, --owner]
   keys report       [--project]  (keys expiring soon or expired)
   members list      [--project, --include_removed]
+  members add       --id, --email, --roles=member@support-eu,reader@playground
+  members set-roles ID --roles=...
   members remove ID [--request_id]  (a retry with the same id repeats nothing)
+  invitations list | create --email, --role, [--projects, --valid_for] | revoke ID
   org plan FILE     what applying the declarative organisation file would change
   org apply FILE    [--plan_fingerprint]  (removed members' keys are revoked)
   audit query       --project, --environment, [--action=decision_deny, --page_size]
@@ -404,13 +407,44 @@ int Keys(const Invocation& in) {
   return Usage(absl::StrCat("keys: unknown verb '", verb, "'"));
 }
 
+// "a,b,c" as {"a", "b", "c"}.
+std::vector<std::string> List(const std::string& comma_separated) {
+  return absl::StrSplit(comma_separated, ',', absl::SkipEmpty());
+}
+
+// "owner,member@support-eu,reader@playground" as role grants.
+std::vector<authz::v1::RoleGrant> Grants(const std::string& roles) {
+  std::vector<authz::v1::RoleGrant> grants;
+  for (absl::string_view r : absl::StrSplit(roles, ',', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> role_project = absl::StrSplit(r, absl::MaxSplits('@', 1));
+    authz::v1::RoleGrant grant;
+    grant.set_role(role_project.first);
+    grant.set_project(role_project.second);
+    grants.push_back(std::move(grant));
+  }
+  return grants;
+}
+
+void PrintMember(const authz::v1::Member& m) {
+  std::vector<std::string> roles;
+  for (const authz::v1::RoleGrant& grant : m.grants()) {
+    roles.push_back(
+        absl::StrCat(grant.role(), grant.project().empty() ? "" : "@", grant.project()));
+  }
+  std::printf("%s  %s  %s%s\n", m.id().c_str(), m.email().c_str(),
+              absl::StrJoin(roles, " ").c_str(), m.has_removed_at() ? "  (removed)" : "");
+}
+
 int Members(const Invocation& in) {
-  const bool list = in.words.size() == 1 && in.words[0] == "list";
-  if (!list && (in.words.size() != 2 || in.words[0] != "remove")) {
-    return Usage("members list, or members remove MEMBER_ID");
+  const std::string verb = in.words.empty() ? "" : in.words[0];
+  const bool list = in.words.size() == 1 && verb == "list";
+  const bool add = in.words.size() == 1 && verb == "add";
+  const bool with_id = in.words.size() == 2 && (verb == "remove" || verb == "set-roles");
+  if (!list && !add && !with_id) {
+    return Usage("members list, members add, members set-roles ID or members remove ID");
   }
   Global g;
-  std::string request_id, project;
+  std::string request_id, project, id, email, roles;
   bool include_removed = false;
   if (int rc = ParseFlags(
           in, g,
@@ -418,11 +452,41 @@ int Members(const Invocation& in) {
             p.AddString("request_id", &request_id, "remove: makes a retry repeat nothing");
             p.AddString("project", &project, "list: only members with a role in this project");
             p.AddBool("include_removed", &include_removed, "list: removed members too");
+            p.AddString("id", &id, "add: the member's id");
+            p.AddString("email", &email, "add: the member's e-mail");
+            p.AddString("roles", &roles,
+                        "add, set-roles: e.g. member@support-eu,reader@playground");
           });
       rc != kOk) {
     return rc;
   }
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
+  if (add || verb == "set-roles") {
+    auto stub = edge::v1::AdminService::NewStub(Channel(g));
+    authz::v1::Member member;
+    grpc::Status status;
+    if (add) {
+      authz::v1::AddMemberRequest request;
+      request.mutable_member()->set_id(id);
+      request.mutable_member()->set_email(email);
+      for (authz::v1::RoleGrant& grant : Grants(roles)) {
+        *request.mutable_member()->add_grants() = std::move(grant);
+      }
+      status = stub->AddMember(Context(g, true).get(), request, &member);
+    } else {
+      authz::v1::SetMemberRolesRequest request;
+      request.set_id(in.words[1]);
+      for (authz::v1::RoleGrant& grant : Grants(roles)) *request.add_grants() = std::move(grant);
+      status = stub->SetMemberRoles(Context(g, true).get(), request, &member);
+    }
+    if (!status.ok()) return Failed(status);
+    if (g.json()) {
+      PrintJson(member);
+    } else {
+      PrintMember(member);
+    }
+    return kOk;
+  }
   if (list) {
     edge::v1::ListMembersRequest request;
     request.set_project(project);
@@ -436,15 +500,7 @@ int Members(const Invocation& in) {
     if (g.json()) {
       PrintJson(response);
     } else {
-      for (const authz::v1::Member& m : response.members()) {
-        std::vector<std::string> roles;
-        for (const authz::v1::RoleGrant& grant : m.grants()) {
-          roles.push_back(
-              absl::StrCat(grant.role(), grant.project().empty() ? "" : "@", grant.project()));
-        }
-        std::printf("%s  %s  %s%s\n", m.id().c_str(), m.email().c_str(),
-                    absl::StrJoin(roles, " ").c_str(), m.has_removed_at() ? "  (removed)" : "");
-      }
+      for (const authz::v1::Member& m : response.members()) PrintMember(m);
     }
     return kOk;
   }
@@ -464,6 +520,72 @@ int Members(const Invocation& in) {
                 response.member().id().c_str(), request_id.c_str(), response.audit_id().c_str(),
                 response.revoked_keys_size());
     for (const keys::v1::Key& k : response.revoked_keys()) PrintKey(k);
+  }
+  return kOk;
+}
+
+int Invitations(const Invocation& in) {
+  const std::string verb = in.words.empty() ? "" : in.words[0];
+  if (!(in.words.size() == 1 && (verb == "list" || verb == "create")) &&
+      !(in.words.size() == 2 && verb == "revoke")) {
+    return Usage("invitations list, invitations create or invitations revoke ID");
+  }
+  Global g;
+  std::string email, role = "member", projects;
+  absl::Duration valid_for = absl::ZeroDuration();
+  if (int rc = ParseFlags(
+          in, g,
+          [&](config::Parser& p) {
+            p.AddString("email", &email, "create: whom to invite");
+            p.AddString("role", &role, "create: owner, admin, member or reader");
+            p.AddString("projects", &projects, "create: comma-separated projects (member, reader)");
+            p.AddDuration("valid_for", &valid_for, "create: default 7 days, at most 30");
+          });
+      rc != kOk) {
+    return rc;
+  }
+  if (int rc = NeedAdminKey(g); rc != kOk) return rc;
+  auto stub = edge::v1::AdminService::NewStub(Channel(g));
+  auto print = [](const authz::v1::Invitation& i) {
+    std::printf("%s  %s  %s [%s]  %s\n", i.id().c_str(), i.email().c_str(), i.role().c_str(),
+                absl::StrJoin(i.projects(), ",").c_str(), i.state().c_str());
+  };
+  if (verb == "list") {
+    authz::v1::ListInvitationsRequest request;
+    request.set_page_size(500);
+    authz::v1::ListInvitationsResponse response;
+    if (grpc::Status s = stub->ListInvitations(Context(g, true).get(), request, &response);
+        !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      for (const authz::v1::Invitation& i : response.invitations()) print(i);
+    }
+    return kOk;
+  }
+  authz::v1::Invitation invitation;
+  grpc::Status status;
+  if (verb == "create") {
+    authz::v1::CreateInvitationRequest request;
+    request.set_email(email);
+    request.set_role(role);
+    for (const std::string& p : List(projects)) request.add_projects(p);
+    if (valid_for > absl::ZeroDuration()) {
+      request.mutable_valid_for()->set_seconds(absl::ToInt64Seconds(valid_for));
+    }
+    status = stub->CreateInvitation(Context(g, true).get(), request, &invitation);
+  } else {
+    authz::v1::RevokeInvitationRequest request;
+    request.set_id(in.words[1]);
+    status = stub->RevokeInvitation(Context(g, true).get(), request, &invitation);
+  }
+  if (!status.ok()) return Failed(status);
+  if (g.json()) {
+    PrintJson(invitation);
+  } else {
+    print(invitation);
   }
   return kOk;
 }
@@ -632,10 +754,6 @@ int Endpoints(const Invocation& in) {
     return kOk;
   }
   return Usage(absl::StrCat("endpoints: unknown verb '", verb, "'"));
-}
-
-std::vector<std::string> List(const std::string& comma_separated) {
-  return absl::StrSplit(comma_separated, ',', absl::SkipEmpty());
 }
 
 int Projects(const Invocation& in) {
@@ -945,6 +1063,7 @@ int Main(int argc, char** argv) {
   if (command == "org") return Org(in);
   if (command == "endpoints") return Endpoints(in);
   if (command == "projects") return Projects(in);
+  if (command == "invitations") return Invitations(in);
   if (command == "service-accounts") return ServiceAccounts(in);
   return Usage(absl::StrCat("unknown command '", command, "'"));
 }
