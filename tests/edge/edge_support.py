@@ -36,7 +36,7 @@ class Suite:
         self.flags = flags or {}
         self.p = {}
         self.pii_env = {"POLICY_PII_PSEUDONYM_KEY": secrets.token_hex(32)}
-        self.pii_port = pt.free_port()
+        self.pii_port = pt.stable_port()
 
     def _start(self, name, flags=None, env=None):
         flags = dict(flags or {}, **self.flags.get(name, {}))

@@ -24,6 +24,7 @@ import atexit
 import contextlib
 import itertools
 import os
+import random
 import re
 import shutil
 import signal
@@ -71,6 +72,29 @@ def free_port(host="127.0.0.1"):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def _ephemeral_low():
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def stable_port(host="127.0.0.1"):
+    """A free TCP port below the kernel's ephemeral range, for a server that is stopped and
+    started again on the same address: while it is down, no outgoing connection can take the
+    port (those get ephemeral ports), and other test servers listen on ephemeral ports too."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randint(max(1024, low - 12000), low - 1)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
 
 
 def wait_until(predicate, timeout, interval=0.05, message=None, ignore=()):
@@ -211,7 +235,7 @@ class PrivatePostgres:
 
     def __init__(self, port=None):
         self.fixed_port = port is not None
-        self.port = port or free_port()
+        self.port = port or stable_port()
         self.base = None
         self.data = None
         self.log_path = None
@@ -250,6 +274,9 @@ class PrivatePostgres:
                    "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions"])
 
     def start(self):
+        """Starts the cluster; a restart keeps its port (the services know that address)."""
+        restarting = self.base is not None and self.data is not None and (
+            self.data / "PG_VERSION").exists() and getattr(self, "_started", False)
         self.init()
         for attempt in range(5):
             options = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
@@ -259,13 +286,15 @@ class PrivatePostgres:
                            self.log_path, "-w", "-t", "60", "start"])
                 break
             except AssertionError:
-                # A port picked by free_port() can be taken (by any process's outgoing
-                # connection) before the server binds it: pick another, unless it was given.
-                if (self.fixed_port or attempt == 4
+                # A port picked by stable_port() can be taken (by another test's listener)
+                # before the server binds it: pick another, unless it was given or this is a
+                # restart.
+                if (self.fixed_port or restarting or attempt == 4
                         or "Address already in use" not in self.log_tail()):
                     raise
-                self.port = free_port()
+                self.port = stable_port()
         self.running = True
+        self._started = True
         wait_until(lambda: subprocess.run(
             [PG_BIN / "pg_isready", "-q", "-h", "127.0.0.1", "-p", str(self.port)]).returncode == 0,
             timeout=30, interval=0.1, message="pg_isready")
