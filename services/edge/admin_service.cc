@@ -3,13 +3,11 @@
 #include <utility>
 
 #include "absl/strings/escaping.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "common/client/channel.h"
 #include "common/crypto/crypto.h"
+#include "services/edge/conventions.h"
 #include "services/edge/downstream_status.h"
-#include "services/edge/edge_ids.h"
 
 namespace policy::edge {
 namespace {
@@ -60,37 +58,29 @@ AdminService::AdminService(const DownstreamChannels& channels, server::BlockingP
       pool_(pool),
       max_call_time_(max_call_time) {}
 
-absl::StatusOr<AdminService::Caller> AdminService::Authenticate(
-    const grpc::CallbackServerContext& context) {
-  Caller caller{.member = "", .deadline = client::DownstreamDeadline(context, max_call_time_)};
+Status AdminService::Authenticate(const grpc::CallbackServerContext& context, Caller* caller) {
+  caller->deadline = client::DownstreamDeadline(context, max_call_time_);
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
-  absl::string_view value = it == metadata.end()
-                                ? absl::string_view()
-                                : absl::string_view(it->second.data(), it->second.size());
-  value = absl::StripAsciiWhitespace(value);
-  if (!absl::StartsWithIgnoreCase(value, "bearer ")) {
-    return absl::UnauthenticatedError(
-        "an admin key is required in the metadata: authorization: Bearer psk_admin_...");
-  }
   keys::v1::VerifyKeyRequest verify;
-  verify.set_secret(std::string(absl::StripAsciiWhitespace(value.substr(7))));
+  if (it != metadata.end()) {
+    verify.set_secret(BearerToken(absl::string_view(it->second.data(), it->second.size())));
+  }
+  if (verify.secret().empty()) {
+    return Status(StatusCode::UNAUTHENTICATED,
+                  "an admin key is required in the metadata: authorization: Bearer psk_admin_...");
+  }
   keys::v1::VerifyKeyResponse verified;
   grpc::ClientContext call;
-  client::SetDeadline(call, caller.deadline);
+  client::SetDeadline(call, caller->deadline);
   if (Status s = keys_->VerifyKey(&call, verify, &verified); !s.ok()) {
-    if (FailedToAnswer(s.error_code())) {
-      Status failure = DependencyFailure("keys", s, caller.deadline);
-      return absl::Status(static_cast<absl::StatusCode>(failure.error_code()),
-                          failure.error_message());
-    }
-    return absl::UnauthenticatedError("API key is not valid");
+    return KeyFailure(s, caller->deadline);
   }
   if (verified.key().kind() != keys::v1::KEY_KIND_ADMIN) {
-    return absl::PermissionDeniedError("administration needs an admin key");
+    return Status(StatusCode::PERMISSION_DENIED, "administration needs an admin key");
   }
-  caller.member = verified.key().owner().id();
-  return caller;
+  caller->member = verified.key().owner().id();
+  return Status::OK;
 }
 
 Status AdminService::Authorize(const Caller& caller, const std::string& action,
@@ -133,12 +123,9 @@ Status AdminService::AuthorizeKey(const Caller& caller, const std::string& key_i
 grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context,
                                             std::function<Status(const Caller&)> work) {
   return pool_->Run(context, [this, context, work = std::move(work)]() -> Status {
-    absl::StatusOr<Caller> caller = Authenticate(*context);
-    if (!caller.ok()) {
-      return Status(static_cast<StatusCode>(caller.status().code()),
-                    std::string(caller.status().message()));
-    }
-    return work(*caller);
+    Caller caller;
+    if (Status s = Authenticate(*context, &caller); !s.ok()) return s;
+    return work(caller);
   });
 }
 
@@ -155,7 +142,7 @@ grpc::ServerUnaryReactor* AdminService::RemoveMember(grpc::CallbackServerContext
     if (absl::Status s =
             CheckRequestId(request->request_id(), "request_id", kMaxAdminRequestIdBytes);
         !s.ok()) {
-      return Status(StatusCode::INVALID_ARGUMENT, std::string(s.message()));
+      return EdgeStatus(s);
     }
     // 1. The member (authz decides whether the caller may: members.manage, owners.manage
     //    for an owner). Removing a removed member changes nothing.

@@ -4,7 +4,6 @@
 #include <memory>
 #include <string>
 
-#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/server/blocking_pool.h"
 #include "policy/audit/v1/audit.grpc.pb.h"
@@ -117,8 +116,9 @@ class AdminService final : public v1::AdminService::CallbackService {
     absl::Time deadline;
   };
 
-  // The owner of the admin key in `context`'s "authorization: Bearer" metadata.
-  absl::StatusOr<Caller> Authenticate(const grpc::CallbackServerContext& context);
+  // Fills `caller` with the owner of the admin key in `context`'s "authorization: Bearer"
+  // metadata.
+  grpc::Status Authenticate(const grpc::CallbackServerContext& context, Caller* caller);
   // OK when authz lets `caller` do `action` (in `project`, when not empty);
   // PERMISSION_DENIED naming the action otherwise.
   grpc::Status Authorize(const Caller& caller, const std::string& action,

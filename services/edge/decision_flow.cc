@@ -15,8 +15,8 @@
 #include "common/client/channel.h"
 #include "common/crypto/crypto.h"
 #include "google/protobuf/arena.h"
+#include "services/edge/conventions.h"
 #include "services/edge/downstream_status.h"
-#include "services/edge/edge_ids.h"
 
 namespace policy::edge {
 namespace {
@@ -36,15 +36,6 @@ absl::Status CheckModel(absl::string_view model) {
   if (model.empty()) return absl::InvalidArgumentError("model: required");
   if (model.size() > kMaxModelBytes) return absl::InvalidArgumentError("model: at most 128 bytes");
   return absl::OkStatus();
-}
-
-Status ToGrpc(const absl::Status& s) {
-  return Status(static_cast<StatusCode>(s.code()), std::string(s.message()));
-}
-
-Status KeyFailure(const Status& s, absl::Time deadline) {
-  if (FailedToAnswer(s.error_code())) return DependencyFailure("keys", s, deadline);
-  return Status(StatusCode::UNAUTHENTICATED, "API key is not valid");
 }
 
 authz::v1::PrincipalKind PrincipalKindOf(const keys::v1::Principal& owner) {
@@ -116,7 +107,7 @@ class DecideFlow final : public Flow {
         response_(response) {}
 
   void Start() {
-    if (absl::Status s = ValidateDecideRequest(*request_); !s.ok()) return Finish(ToGrpc(s));
+    if (absl::Status s = ValidateDecideRequest(*request_); !s.ok()) return Finish(EdgeStatus(s));
     request_id_ = request_->request_id();
     if (request_id_.empty()) {
       absl::StatusOr<std::string> random = crypto::RandomBytes(16);
@@ -329,7 +320,7 @@ class ReportUsageFlow final : public Flow {
 
   void Start() {
     if (absl::Status s = ValidateReportUsageRequest(*request_); !s.ok()) {
-      return Finish(ToGrpc(s));
+      return Finish(EdgeStatus(s));
     }
     VerifyKey(request_->api_key());
   }

@@ -64,10 +64,10 @@ class FakeDownstream final : public Downstream {
            std::move(done));
   }
 
+  // The calls made so far, in order.
   std::vector<std::string> calls() {
     absl::MutexLock lock(&mu_);
-    std::vector<std::string> sorted = calls_;
-    return sorted;
+    return calls_;
   }
 
   bool async = false;

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/status/grpc_status.h"
 
 namespace policy::edge {
 
@@ -38,6 +39,15 @@ grpc::Status DownstreamFailure(absl::string_view service, const grpc::Status& s,
                                absl::Time deadline) {
   if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) return s;
   return DependencyFailure(service, s, deadline);
+}
+
+grpc::Status KeyFailure(const grpc::Status& s, absl::Time deadline) {
+  if (FailedToAnswer(s.error_code())) return DependencyFailure("keys", s, deadline);
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "API key is not valid");
+}
+
+grpc::Status EdgeStatus(const absl::Status& status) {
+  return ToGrpcStatus(status, "edge.policy-suite");
 }
 
 }  // namespace policy::edge

@@ -1,6 +1,7 @@
 #ifndef POLICY_SERVICES_EDGE_DOWNSTREAM_STATUS_H_
 #define POLICY_SERVICES_EDGE_DOWNSTREAM_STATUS_H_
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "grpcpp/support/status.h"
@@ -21,6 +22,15 @@ grpc::Status DependencyFailure(absl::string_view service, const grpc::Status& st
 // (INVALID_ARGUMENT) stays as it is; the rest is a dependency failure.
 grpc::Status DownstreamFailure(absl::string_view service, const grpc::Status& status,
                                absl::Time deadline);
+
+// What a caller learns when keys did not verify its key: UNAUTHENTICATED "API key is not
+// valid" whatever keys said (unknown, malformed, revoked, expired), unless keys failed to
+// answer (a dependency failure).
+grpc::Status KeyFailure(const grpc::Status& status, absl::Time deadline);
+
+// The edge's own refusal as its callers see it: common/status's one translation, in the
+// edge's error domain.
+grpc::Status EdgeStatus(const absl::Status& status);
 
 }  // namespace policy::edge
 

@@ -22,18 +22,17 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
                          .Help("1 while the service answers its health check SERVING.")
                          .Register(registry)) {}
 
-void EdgeMetrics::Decided(const std::string& api, const grpc::Status& status,
-                          const v1::DecideResponse& decision) {
+void EdgeMetrics::Decided(const std::string& api, const grpc::Status& status, bool allowed,
+                          const std::string& deny_reason) {
   if (!status.ok()) {
     decisions_.Add({{"api", api}, {"verdict", "error"}, {"reason", CodeName(status.error_code())}})
         .Increment();
     return;
   }
-  const bool allowed = decision.verdict() == v1::VERDICT_ALLOW;
   decisions_
       .Add({{"api", api},
             {"verdict", allowed ? "allow" : "deny"},
-            {"reason", allowed ? "" : decision.reason()}})
+            {"reason", allowed ? "" : deny_reason}})
       .Increment();
 }
 

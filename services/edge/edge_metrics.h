@@ -4,7 +4,6 @@
 #include <string>
 
 #include "grpcpp/support/status.h"
-#include "policy/edge/v1/edge.pb.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -22,9 +21,9 @@ class EdgeMetrics {
  public:
   explicit EdgeMetrics(prometheus::Registry& registry);
 
-  // One decision's end: `status` and, when OK, its answer.
-  void Decided(const std::string& api, const grpc::Status& status,
-               const v1::DecideResponse& decision);
+  // One decision's end: `status` and, when OK, whether it allowed and else the DENY reason.
+  void Decided(const std::string& api, const grpc::Status& status, bool allowed,
+               const std::string& deny_reason);
   void SetDependencyUp(const std::string& service, bool up);
 
  private:

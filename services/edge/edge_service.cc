@@ -23,7 +23,8 @@ grpc::ServerUnaryReactor* EdgeService::Decide(grpc::CallbackServerContext* conte
   StartDecide(downstream_, &options_, request, response,
               client::DownstreamDeadline(*context, max_decision_time_),
               [this, reactor, response](grpc::Status status) {
-                metrics_->Decided("decide", status, *response);
+                metrics_->Decided("decide", status, response->verdict() == v1::VERDICT_ALLOW,
+                                  response->reason());
                 reactor->Finish(std::move(status));
               });
   return reactor;

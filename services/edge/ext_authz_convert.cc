@@ -4,12 +4,11 @@
 #include <string>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
-#include "services/edge/edge_ids.h"
+#include "services/edge/conventions.h"
 
 namespace policy::edge {
 namespace {
@@ -158,10 +157,7 @@ void Deny(int rpc_code, envoy::type::v3::StatusCode http, absl::string_view code
 absl::Status DecideRequestFromCheck(const auth::CheckRequest& check, v1::DecideRequest* out) {
   const auth::AttributeContext::HttpRequest& http = check.attributes().request().http();
   if (const std::string* authorization = Header(http, "authorization")) {
-    absl::string_view value = absl::StripAsciiWhitespace(*authorization);
-    if (absl::StartsWithIgnoreCase(value, "bearer ")) {
-      out->set_api_key(std::string(absl::StripAsciiWhitespace(value.substr(7))));
-    }
+    out->set_api_key(BearerToken(*authorization));
   }
   if (out->api_key().empty()) {
     if (const std::string* key = Header(http, "x-api-key")) out->set_api_key(*key);

@@ -4,6 +4,7 @@
 
 #include "common/client/channel.h"
 #include "google/protobuf/arena.h"
+#include "services/edge/downstream_status.h"
 #include "services/edge/ext_authz_convert.h"
 
 namespace policy::edge {
@@ -25,15 +26,16 @@ grpc::ServerUnaryReactor* ExtAuthzService::Check(
   auto* decide = google::protobuf::Arena::CreateMessage<v1::DecideRequest>(arena);
   auto* decision = google::protobuf::Arena::CreateMessage<v1::DecideResponse>(arena);
   if (absl::Status s = DecideRequestFromCheck(*request, decide); !s.ok()) {
-    const grpc::Status invalid(grpc::StatusCode::INVALID_ARGUMENT, std::string(s.message()));
-    metrics_->Decided("ext_authz", invalid, *decision);
+    const grpc::Status invalid = EdgeStatus(s);
+    metrics_->Decided("ext_authz", invalid, false, "");
     reactor->Finish(ToCheckResponse(invalid, *decision, response));
     return reactor;
   }
   StartDecide(downstream_, &options_, decide, decision,
               client::DownstreamDeadline(*context, max_decision_time_),
               [this, reactor, decision, response](grpc::Status status) {
-                metrics_->Decided("ext_authz", status, *decision);
+                metrics_->Decided("ext_authz", status, decision->verdict() == v1::VERDICT_ALLOW,
+                                  decision->reason());
                 reactor->Finish(ToCheckResponse(status, *decision, response));
               });
   return reactor;

@@ -1,7 +1,9 @@
-#include "services/edge/edge_ids.h"
+#include "services/edge/conventions.h"
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace policy::edge {
 
@@ -37,6 +39,12 @@ absl::Status CheckRequestId(absl::string_view id, absl::string_view field, size_
     }
   }
   return absl::OkStatus();
+}
+
+std::string BearerToken(absl::string_view authorization) {
+  authorization = absl::StripAsciiWhitespace(authorization);
+  if (!absl::StartsWithIgnoreCase(authorization, "bearer ")) return "";
+  return std::string(absl::StripAsciiWhitespace(authorization.substr(7)));
 }
 
 }  // namespace policy::edge

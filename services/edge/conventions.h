@@ -1,5 +1,5 @@
-#ifndef POLICY_SERVICES_EDGE_EDGE_IDS_H_
-#define POLICY_SERVICES_EDGE_EDGE_IDS_H_
+#ifndef POLICY_SERVICES_EDGE_CONVENTIONS_H_
+#define POLICY_SERVICES_EDGE_CONVENTIONS_H_
 
 #include <string>
 
@@ -8,7 +8,8 @@
 #include "policy/audit/v1/audit.pb.h"
 #include "policy/keys/v1/keys.pb.h"
 
-// How the edge names things across services.
+// The conventions the edge's APIs share: how it names things across services and reads
+// credentials.
 namespace policy::edge {
 
 // A ledger entry's id for callers: "<project>/<environment>/<index>" ("//<index>" in the
@@ -22,6 +23,10 @@ std::string EnvironmentName(keys::v1::Environment environment);
 // `field` otherwise.
 absl::Status CheckRequestId(absl::string_view id, absl::string_view field, size_t max_bytes = 128);
 
+// The token of an "authorization: Bearer <token>" value (the scheme in any case, blanks
+// trimmed); empty when the value is not a bearer credential.
+std::string BearerToken(absl::string_view authorization);
+
 }  // namespace policy::edge
 
-#endif  // POLICY_SERVICES_EDGE_EDGE_IDS_H_
+#endif  // POLICY_SERVICES_EDGE_CONVENTIONS_H_
