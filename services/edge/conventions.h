@@ -1,6 +1,7 @@
 #ifndef POLICY_SERVICES_EDGE_CONVENTIONS_H_
 #define POLICY_SERVICES_EDGE_CONVENTIONS_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -11,6 +12,9 @@
 // The conventions the edge's APIs share: how it names things across services and reads
 // credentials.
 namespace policy::edge {
+
+// The most tokens one request may be estimated (or reported) to use.
+inline constexpr int64_t kMaxEstimatedTokens = 10'000'000;
 
 // A ledger entry's id for callers: "<project>/<environment>/<index>" ("//<index>" in the
 // organisation's ledger).

@@ -24,7 +24,6 @@ namespace {
 using grpc::Status;
 using grpc::StatusCode;
 
-constexpr int64_t kMaxEstimatedTokens = 10'000'000;
 constexpr size_t kMaxModelBytes = 128;
 constexpr absl::Duration kRefundTimeout = absl::Seconds(2);
 

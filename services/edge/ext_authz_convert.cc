@@ -19,7 +19,6 @@ using google::protobuf::Struct;
 using google::protobuf::Value;
 
 constexpr int64_t kDefaultCompletionTokens = 256;
-constexpr int64_t kMaxTokens = 10'000'000;
 
 const std::string* Header(const auth::AttributeContext::HttpRequest& http, const char* name) {
   auto it = http.headers().find(name);
@@ -114,7 +113,7 @@ absl::Status ReadBody(absl::string_view body, v1::DecideRequest* out) {
     auto it = fields.find(name);
     if (it == fields.end()) continue;
     const double v = it->second.number_value();
-    if (!it->second.has_number_value() || v < 0 || v > kMaxTokens || v != std::floor(v)) {
+    if (!it->second.has_number_value() || v < 0 || v > kMaxEstimatedTokens || v != std::floor(v)) {
       return absl::InvalidArgumentError(
           absl::StrCat("body: \"", name, "\" must be a whole number up to 10000000"));
     }
@@ -122,7 +121,7 @@ absl::Status ReadBody(absl::string_view body, v1::DecideRequest* out) {
     break;
   }
   out->set_estimated_tokens(
-      std::min<int64_t>(kMaxTokens, completion + static_cast<int64_t>(prompt_bytes / 4)));
+      std::min<int64_t>(kMaxEstimatedTokens, completion + static_cast<int64_t>(prompt_bytes / 4)));
   return absl::OkStatus();
 }
 

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 
+#include "services/edge/conventions.h"
 #include "services/edge/ext_authz_convert.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -18,7 +19,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (policy::edge::DecideRequestFromCheck(check, &decide).ok()) {
     // Whatever the body says, the estimate stays in range and the key is the header's (an
     // empty model passes here: Decide's own validation refuses it).
-    if (decide.estimated_tokens() < 0 || decide.estimated_tokens() > 10'000'000) __builtin_trap();
+    if (decide.estimated_tokens() < 0 ||
+        decide.estimated_tokens() > policy::edge::kMaxEstimatedTokens)
+      __builtin_trap();
     if (decide.api_key() != "psk_proj_x") __builtin_trap();
   }
   return 0;
