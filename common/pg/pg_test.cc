@@ -157,6 +157,27 @@ TEST_F(PgTest, TransactRollsBackOnErrorStatus) {
   EXPECT_EQ(Query(url_, "SELECT string_agg(id::text, ',') FROM pool_rollback"), "2");
 }
 
+TEST_F(PgTest, AutocommitCommitsEachStatementByItself) {
+  Exec(url_, "DROP TABLE IF EXISTS pool_autocommit; CREATE TABLE pool_autocommit (id int)");
+  Pool pool({.url = url_});
+  absl::Status status = pool.Autocommit([](pqxx::nontransaction& tx) {
+    tx.exec("INSERT INTO pool_autocommit VALUES (1)");
+    tx.exec("INSERT INTO pool_no_such_table VALUES (2)");
+    return absl::OkStatus();
+  });
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(status.message(), HasSubstr("pool_no_such_table"));
+  // Unlike in Transact, the statement before the failing one stays committed.
+  EXPECT_EQ(Count(url_, "pool_autocommit"), 1);
+  EXPECT_TRUE(pool.Autocommit([](pqxx::nontransaction& tx) {
+                    tx.exec("INSERT INTO pool_autocommit VALUES (3)");
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  EXPECT_EQ(Query(url_, "SELECT string_agg(id::text, ',' ORDER BY id) FROM pool_autocommit"),
+            "1,3");
+}
+
 TEST_F(PgTest, SqlErrorBecomesStatusWithoutException) {
   Exec(url_,
        "DROP TABLE IF EXISTS pool_sql_error; CREATE TABLE pool_sql_error (id int PRIMARY KEY)");

@@ -84,7 +84,8 @@ void Pool::Release(std::unique_ptr<pqxx::connection> connection, bool healthy) {
   idle_.clear();
 }
 
-absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& body) {
+template <typename Tx>
+absl::Status Pool::Run(const std::function<absl::Status(Tx&)>& body) {
   // A pooled connection may have died while idle (say, the server restarted); such a failure
   // happens before anything commits, so the body runs once more, on a fresh connection since
   // Release dropped every idle one.
@@ -94,7 +95,7 @@ absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& body
     absl::Status status;
     bool broken = false;
     try {
-      pqxx::work transaction(*lease->connection);
+      Tx transaction(*lease->connection);
       status = body(transaction);
       if (status.ok()) transaction.commit();
     } catch (const pqxx::broken_connection& e) {
@@ -107,6 +108,14 @@ absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& body
     Release(std::move(lease->connection), !broken && !absl::IsUnavailable(status));
     if (!(broken && reused && attempt == 0)) return status;
   }
+}
+
+absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& body) {
+  return Run<pqxx::work>(body);
+}
+
+absl::Status Pool::Autocommit(const std::function<absl::Status(pqxx::nontransaction&)>& body) {
+  return Run<pqxx::nontransaction>(body);
 }
 
 absl::Status Pool::Ping() {

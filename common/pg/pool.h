@@ -54,6 +54,12 @@ class Pool {
   // when every connection stays busy for acquire_timeout.
   absl::Status Transact(const std::function<absl::Status(pqxx::work&)>& body);
 
+  // Runs `body` without a transaction block: each statement commits by itself, so one
+  // statement costs one round trip. A statement whose connection broke may or may not have
+  // committed, and the body runs once more (as Transact's) when a pooled connection turns out
+  // dead, so every statement of `body` must be safe to repeat. Errors as Transact's.
+  absl::Status Autocommit(const std::function<absl::Status(pqxx::nontransaction&)>& body);
+
   // OK when a connection can run `SELECT 1`.
   absl::Status Ping();
 
@@ -64,6 +70,8 @@ class Pool {
     std::unique_ptr<pqxx::connection> connection;
     bool reused;  // Came from the idle list rather than a fresh connect.
   };
+  template <typename Tx>
+  absl::Status Run(const std::function<absl::Status(Tx&)>& body);
   absl::StatusOr<Lease> Acquire();
   void Release(std::unique_ptr<pqxx::connection> connection, bool healthy);
 

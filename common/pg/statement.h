@@ -109,7 +109,7 @@ class Statement {
     return *this;
   }
 
-  pqxx::result Exec(pqxx::work& tx) const {
+  pqxx::result Exec(pqxx::transaction_base& tx) const {
     return tx.exec_params(sql_, pqxx::prepare::make_dynamic_params(values_));
   }
 

@@ -603,6 +603,56 @@ TEST_P(LedgerStoreConformanceTest, AppendIsAllOrNothing) {
   VerifyLedger(ReadAll(ledger_));
 }
 
+// The statement a store appends with when it holds the ledger's tree
+// (migrations/003_one_round_trip.sql), called directly: each of its answers, and what each
+// leaves stored.
+TEST_P(LedgerStoreConformanceTest, OneStatementAppend) {
+  if (!postgres()) GTEST_SKIP() << "a PostgreSQL function";
+  ASSERT_THAT(AppendAll({NewEntry(ledger_, 0, "r0")}), SizeIs(1));
+  pg::Pool* pool = backend_.pool.get();
+  auto append = [&](int size, const std::string& leaf, const std::string& request_id,
+                    bool retry = false) {
+    std::string result;
+    absl::Status status = pool->Autocommit([&](pqxx::nontransaction& tx) {
+      const std::string ledger =
+          absl::StrCat("(SELECT id FROM audit.ledgers WHERE project = '", ledger_.project, "')");
+      result = tx.exec_params1(
+                     absl::StrCat(
+                         "SELECT audit.append_entries('policy_audit_writer', 1, 2, ", ledger,
+                         ", $1::bigint, $2::bytea, $4::boolean, ARRAY[$3::text], "
+                         "ARRAY[$1::bigint], ARRAY[now()], "
+                         "ARRAY['api_call'], ARRAY[''::bytea], ARRAY[''::bytea], ARRAY['m'], "
+                         "ARRAY[1::bigint], ARRAY[1::bigint], ARRAY['success'], ARRAY[''::bytea], "
+                         "ARRAY[''::bytea], ARRAY[$3::text], ARRAY[''::bytea], ARRAY[''::bytea], "
+                         "ARRAY[$2::bytea], ARRAY[''::bytea])"),
+                     size, pqxx::binarystring(leaf), request_id, retry)[0]
+                   .as<std::string>();
+      return absl::OkStatus();
+    });
+    EXPECT_TRUE(status.ok()) << status;
+    return result;
+  };
+  const std::string leaf(32, 'a'), other_leaf(32, 'b');
+  EXPECT_EQ(append(0, leaf, "r1"), "moved");  // Sealed against a stale size.
+  EXPECT_EQ(append(1, leaf, "r0"), "request used");
+  EXPECT_EQ(store_->Size(ledger_).value(), 1u);
+  EXPECT_EQ(append(1, leaf, "r1"), "appended");
+  EXPECT_EQ(store_->Size(ledger_).value(), 2u);
+  // The same statement once more, retried (its connection broke before the answer came back),
+  // and not: another writer's identical entry.
+  EXPECT_EQ(append(1, leaf, "r1", /*retry=*/true), "appended before");
+  EXPECT_EQ(append(1, leaf, "r1"), "moved");
+  EXPECT_EQ(append(1, other_leaf, "r2", /*retry=*/true), "moved");
+  EXPECT_EQ(store_->Size(ledger_).value(), 2u);
+  // The switch to the writer role ended with the statement (on the connection used last,
+  // which the pool hands out first).
+  absl::Status role = pool->Autocommit([](pqxx::nontransaction& tx) -> absl::Status {
+    if (tx.exec1("SELECT current_user = session_user")[0].as<bool>()) return absl::OkStatus();
+    return absl::InternalError("the role switch outlived the statement");
+  });
+  EXPECT_TRUE(role.ok()) << role;
+}
+
 TEST_P(LedgerStoreConformanceTest, LedgerTablesAreAppendOnly) {
   if (!postgres()) GTEST_SKIP() << "database privileges and triggers";
   std::vector<Entry> appended = AppendAll({NewEntry(ledger_, 0), NewEntry(ledger_, 1)});

@@ -199,51 +199,104 @@ absl::StatusOr<CompactTree> LoadTree(pqxx::work& tx, int64_t ledger_id, uint64_t
   return CompactTree::FromFrontier(size, std::move(frontier));
 }
 
+// The columns of audit.entries after ledger_id, in table order, one array each.
+std::vector<pg::BinaryArray> EntryArrays(absl::Span<const Entry> entries) {
+  using T = pg::BinaryArray::Type;
+  std::vector<pg::BinaryArray> c;
+  for (T type : {T::kBigint, T::kTimestamptz, T::kText, T::kBytea, T::kBytea, T::kText, T::kBigint,
+                 T::kBigint, T::kText, T::kBytea, T::kBytea, T::kText, T::kBytea, T::kBytea,
+                 T::kBytea, T::kBytea}) {
+    c.emplace_back(type);
+  }
+  for (const Entry& e : entries) {
+    c[0].AddInt(ClampToInt64(e.index));
+    c[1].AddTime(e.time);
+    c[2].Add(ActionName(e.action));
+    c[3].Add(e.actor.ref);
+    c[4].Add(e.actor.sealed);
+    c[5].Add(e.model);
+    c[6].AddInt(e.tokens);
+    c[7].AddInt(absl::ToInt64Microseconds(e.latency));
+    c[8].Add(OutcomeName(e.outcome));
+    c[9].Add(EncodeMetadata(e.metadata));
+    c[10].Add(e.content_hash);
+    c[11].Add(e.request_id);
+    c[12].Add(e.subject.ref);
+    c[13].Add(e.subject.sealed);
+    c[14].Add(AsBytes(e.leaf_hash));
+    c[15].Add(EncodeHashes(e.completed));
+  }
+  return c;
+}
+
+// `arrays` as the statement's next parameters, separated by commas.
+void AddArrays(Statement& s, const std::vector<pg::BinaryArray>& arrays) {
+  const char* separator = "";
+  for (const pg::BinaryArray& array : arrays) {
+    s.Sql(separator).Array(array);
+    separator = ", ";
+  }
+}
+
 // Inserts sealed entries of one ledger: one statement, one array parameter per column.
 void InsertEntries(pqxx::work& tx, int64_t ledger_id, absl::Span<const Entry> entries) {
-  using T = pg::BinaryArray::Type;
-  pg::BinaryArray index(T::kBigint), time(T::kTimestamptz), action(T::kText), actor_ref(T::kBytea),
-      actor_sealed(T::kBytea), model(T::kText), tokens(T::kBigint), latency(T::kBigint),
-      outcome(T::kText), metadata(T::kBytea), content_hash(T::kBytea), request_id(T::kText),
-      subject_ref(T::kBytea), subject_sealed(T::kBytea), leaf_hash(T::kBytea), completed(T::kBytea);
-  for (const Entry& e : entries) {
-    index.AddInt(ClampToInt64(e.index));
-    time.AddTime(e.time);
-    action.Add(ActionName(e.action));
-    actor_ref.Add(e.actor.ref);
-    actor_sealed.Add(e.actor.sealed);
-    model.Add(e.model);
-    tokens.AddInt(e.tokens);
-    latency.AddInt(absl::ToInt64Microseconds(e.latency));
-    outcome.Add(OutcomeName(e.outcome));
-    metadata.Add(EncodeMetadata(e.metadata));
-    content_hash.Add(e.content_hash);
-    request_id.Add(e.request_id);
-    subject_ref.Add(e.subject.ref);
-    subject_sealed.Add(e.subject.sealed);
-    leaf_hash.Add(AsBytes(e.leaf_hash));
-    completed.Add(EncodeHashes(e.completed));
-  }
   Statement s(
       "INSERT INTO audit.entries (ledger_id, idx, recorded_at, action, actor_ref, actor_sealed, "
       "model, tokens, latency_us, outcome, metadata, content_hash, request_id, subject_ref, "
       "subject_sealed, leaf_hash, completed) SELECT ");
   s.Int(ledger_id).Sql(", u.* FROM unnest(");
-  const char* separator = "";
-  for (const pg::BinaryArray* column :
-       {&index, &time, &action, &actor_ref, &actor_sealed, &model, &tokens, &latency, &outcome,
-        &metadata, &content_hash, &request_id, &subject_ref, &subject_sealed, &leaf_hash,
-        &completed}) {
-    s.Sql(separator).Array(*column);
-    separator = ", ";
-  }
+  AddArrays(s, EntryArrays(entries));
   s.Sql(") AS u").Exec(tx);
+}
+
+int32_t AppendLock(int64_t ledger_id) {
+  return static_cast<int32_t>(static_cast<uint32_t>(ledger_id));
 }
 
 absl::Status DifferentRequest(const Entry& entry, const Entry& first) {
   return absl::FailedPreconditionError(
       absl::StrCat("request_id ", entry.request_id,
                    " was already used for a different entry (index ", first.index, ")"));
+}
+
+// Sorts entries[positions] of one ledger into outcomes (a request stored, per `stored`, or
+// repeated within the batch) and `fresh` entries, sealed onto `tree`; returns the positions
+// of the fresh ones, whose outcomes the caller sets once they are stored.
+std::vector<size_t> SealFresh(const std::vector<Entry>& entries, absl::Span<const size_t> positions,
+                              const absl::flat_hash_map<std::string, Entry>& stored,
+                              CompactTree& tree, std::vector<Entry>& fresh,
+                              std::vector<AppendOutcome>& outcomes) {
+  std::vector<size_t> fresh_positions;
+  absl::flat_hash_map<absl::string_view, size_t> first_in_batch;  // request id -> fresh
+  std::vector<std::pair<size_t, size_t>> repeats;                 // (position, index into fresh)
+  fresh.clear();
+  fresh.reserve(positions.size());
+  fresh_positions.reserve(positions.size());
+  for (size_t p : positions) {
+    const Entry& entry = entries[p];
+    if (!entry.request_id.empty()) {
+      if (auto it = stored.find(entry.request_id); it != stored.end()) {
+        outcomes[p] = SameRequest(it->second, entry)
+                          ? AppendOutcome{absl::OkStatus(), it->second, true}
+                          : AppendOutcome{DifferentRequest(entry, it->second), Entry{}, false};
+        continue;
+      }
+      auto [it, inserted] = first_in_batch.emplace(entry.request_id, fresh.size());
+      if (!inserted) {
+        repeats.emplace_back(p, it->second);
+        continue;
+      }
+    }
+    fresh.push_back(entry);  // A copy: `entries` must survive a retry.
+    fresh_positions.push_back(p);
+  }
+  SealEntries(tree, absl::MakeSpan(fresh));
+  for (const auto& [p, f] : repeats) {
+    outcomes[p] = SameRequest(fresh[f], entries[p])
+                      ? AppendOutcome{absl::OkStatus(), fresh[f], true}
+                      : AppendOutcome{DifferentRequest(entries[p], fresh[f]), Entry{}, false};
+  }
+  return fresh_positions;
 }
 
 // `name` as an SQL identifier: as it is when that is unambiguous, quoted otherwise.
@@ -392,7 +445,62 @@ void PostgresLedgerStore::CacheLedger(const LedgerRef& ledger, int64_t id,
   }
 }
 
+std::optional<absl::StatusOr<std::vector<AppendOutcome>>> PostgresLedgerStore::AppendInOneStatement(
+    const std::vector<Entry>& entries) {
+  if (entries.empty()) return std::nullopt;
+  const LedgerRef& ledger = entries[0].ledger;
+  for (const Entry& e : entries) {
+    if (!(e.ledger == ledger)) return std::nullopt;
+  }
+  int64_t id = 0;
+  std::optional<CompactTree> tree;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = ledgers_.find(ledger);
+    if (it == ledgers_.end() || !it->second.tree.has_value()) return std::nullopt;
+    id = it->second.id;
+    tree = it->second.tree;
+  }
+  const uint64_t size = tree->size();
+  std::vector<size_t> positions(entries.size());
+  for (size_t i = 0; i < positions.size(); ++i) positions[i] = i;
+  std::vector<AppendOutcome> outcomes(entries.size());
+  std::vector<Entry> fresh;
+  const std::vector<size_t> fresh_positions =
+      SealFresh(entries, positions, /*stored=*/{}, *tree, fresh, outcomes);
+
+  pg::BinaryArray request_ids(pg::BinaryArray::Type::kText);
+  for (const Entry& e : fresh) {
+    if (!e.request_id.empty()) request_ids.Add(e.request_id);
+  }
+  const std::vector<pg::BinaryArray> columns = EntryArrays(fresh);
+  std::string result;
+  bool retry = false;
+  absl::Status status = pool_->Autocommit([&](pqxx::nontransaction& tx) {
+    Statement s("SELECT audit.append_entries(");
+    s.Text(role_).Sql(", ").Int(kAppendLockNamespace).Sql("::integer, ").Int(AppendLock(id));
+    s.Sql("::integer, ").Int(id).Sql(", ").Int(ClampToInt64(size)).Sql(", ");
+    s.Bytes(AsBytes(fresh[0].leaf_hash)).Sql(retry ? ", true, " : ", false, ");
+    s.Array(request_ids).Sql(", ");
+    AddArrays(s, columns);
+    s.Sql(")");
+    retry = true;  // Should this run's connection break, the next run asks what it did.
+    result = Text(s.Exec(tx)[0][0]);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  if (result != "appended" && result != "appended before") return std::nullopt;
+  CacheLedger(ledger, id, &*tree);
+  for (size_t i = 0; i < fresh.size(); ++i) {
+    outcomes[fresh_positions[i]] = AppendOutcome{absl::OkStatus(), std::move(fresh[i]), false};
+  }
+  return outcomes;
+}
+
 absl::StatusOr<std::vector<AppendOutcome>> PostgresLedgerStore::Append(std::vector<Entry> entries) {
+  if (auto appended = AppendInOneStatement(entries); appended.has_value()) {
+    return *std::move(appended);
+  }
   // Ledgers in a fixed order, so that replicas appending to several never deadlock.
   std::map<LedgerRef, std::vector<size_t>> by_ledger;
   for (size_t i = 0; i < entries.size(); ++i) by_ledger[entries[i].ledger].push_back(i);
@@ -411,7 +519,7 @@ absl::StatusOr<std::vector<AppendOutcome>> PostgresLedgerStore::Append(std::vect
     for (const auto& [ledger, positions] : by_ledger) {
       const int64_t id = EnsureLedgerId(tx, ledger);
       tx.exec_params("SELECT pg_advisory_xact_lock($1::integer, $2::integer)", kAppendLockNamespace,
-                     static_cast<int32_t>(static_cast<uint32_t>(id)));
+                     AppendLock(id));
 
       // Holding the lock, this transaction's next statements see every earlier append.
       absl::flat_hash_set<std::string> request_ids;
@@ -440,37 +548,9 @@ absl::StatusOr<std::vector<AppendOutcome>> PostgresLedgerStore::Append(std::vect
       if (!tree.has_value()) {
         ASSIGN_OR_RETURN(tree, LoadTree(tx, id, size));
       }
-
       std::vector<Entry> fresh;
-      std::vector<size_t> fresh_positions;
-      absl::flat_hash_map<absl::string_view, size_t> first_in_batch;  // request id -> fresh
-      std::vector<std::pair<size_t, size_t>> repeats;  // (position, index into fresh)
-      fresh.reserve(positions.size());
-      fresh_positions.reserve(positions.size());
-      for (size_t p : positions) {
-        const Entry& entry = entries[p];
-        if (!entry.request_id.empty()) {
-          if (auto it = stored.find(entry.request_id); it != stored.end()) {
-            outcomes[p] = SameRequest(it->second, entry)
-                              ? AppendOutcome{absl::OkStatus(), it->second, true}
-                              : AppendOutcome{DifferentRequest(entry, it->second), Entry{}, false};
-            continue;
-          }
-          auto [it, inserted] = first_in_batch.emplace(entry.request_id, fresh.size());
-          if (!inserted) {
-            repeats.emplace_back(p, it->second);
-            continue;
-          }
-        }
-        fresh.push_back(entry);  // A copy: `entries` must survive a retried body.
-        fresh_positions.push_back(p);
-      }
-      SealEntries(*tree, absl::MakeSpan(fresh));
-      for (const auto& [p, f] : repeats) {
-        outcomes[p] = SameRequest(fresh[f], entries[p])
-                          ? AppendOutcome{absl::OkStatus(), fresh[f], true}
-                          : AppendOutcome{DifferentRequest(entries[p], fresh[f]), Entry{}, false};
-      }
+      const std::vector<size_t> fresh_positions =
+          SealFresh(entries, positions, stored, *tree, fresh, outcomes);
       InsertEntries(tx, id, fresh);
       for (size_t i = 0; i < fresh.size(); ++i) {
         outcomes[fresh_positions[i]] = AppendOutcome{absl::OkStatus(), std::move(fresh[i]), false};
@@ -701,44 +781,26 @@ absl::StatusOr<std::vector<Checkpoint>> PostgresLedgerStore::ListCheckpoints(
 absl::StatusOr<std::vector<SubjectKey>> PostgresLedgerStore::GetOrAddSubjectKeys(
     const std::vector<SubjectKey>& candidates) {
   using T = pg::BinaryArray::Type;
-  // Each locator once, with its first candidate, in a fixed order: concurrent inserts of the
-  // same keys then wait for each other instead of deadlocking.
+  // Each locator once, with its first candidate, in a fixed order
+  // (migrations/003_one_round_trip.sql).
   std::map<absl::string_view, const SubjectKey*> wanted;
   for (const SubjectKey& candidate : candidates) wanted.try_emplace(candidate.locator, &candidate);
+  pg::BinaryArray locators(T::kBytea), refs(T::kBytea), wrapped(T::kBytea);
+  for (const auto& [locator, key] : wanted) {
+    locators.Add(key->locator);
+    refs.Add(key->ref);
+    wrapped.Add(key->wrapped);
+  }
+  Statement s("SELECT locator, ref, wrapped_key FROM audit.get_or_add_subject_keys(");
+  s.Text(role_).Sql(", ").Array(locators).Sql(", ").Array(refs).Sql(", ").Array(wrapped).Sql(")");
   absl::flat_hash_map<std::string, SubjectKey> keys;  // by locator
-  auto select = [&](pqxx::work& tx, const std::vector<const SubjectKey*>& of) {
-    pg::BinaryArray locators(T::kBytea);
-    for (const SubjectKey* key : of) locators.Add(key->locator);
-    Statement s("SELECT locator, ref, wrapped_key FROM audit.subject_keys WHERE locator = ANY (");
-    for (const pqxx::row& row : s.Array(locators).Sql(")").Exec(tx)) {
+  RETURN_IF_ERROR(pool_->Autocommit([&](pqxx::nontransaction& tx) -> absl::Status {
+    keys.clear();
+    for (const pqxx::row& row : s.Exec(tx)) {
       SubjectKey key = SubjectKeyFromRow(row);
       std::string locator = key.locator;
       keys.insert_or_assign(std::move(locator), std::move(key));
     }
-  };
-  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
-    keys.clear();
-    std::vector<const SubjectKey*> all;
-    for (const auto& [locator, key] : wanted) all.push_back(key);
-    // Usually every subject has its key already: one read, nothing written.
-    select(tx, all);
-    std::vector<const SubjectKey*> missing;
-    for (const SubjectKey* key : all) {
-      if (!keys.contains(key->locator)) missing.push_back(key);
-    }
-    if (missing.empty()) return absl::OkStatus();
-    pg::BinaryArray locators(T::kBytea), refs(T::kBytea), wrapped(T::kBytea);
-    for (const SubjectKey* key : missing) {
-      locators.Add(key->locator);
-      refs.Add(key->ref);
-      wrapped.Add(key->wrapped);
-    }
-    Statement insert(
-        "INSERT INTO audit.subject_keys (locator, ref, wrapped_key) SELECT * FROM unnest(");
-    insert.Array(locators).Sql(", ").Array(refs).Sql(", ").Array(wrapped);
-    insert.Sql(") ON CONFLICT (locator) DO NOTHING").Exec(tx);
-    // A new statement: it sees the rows of concurrent callers that ON CONFLICT waited for.
-    select(tx, missing);
     return absl::OkStatus();
   }));
   std::vector<SubjectKey> out;

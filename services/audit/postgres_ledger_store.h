@@ -68,6 +68,11 @@ class PostgresLedgerStore : public LedgerStore {
     std::optional<CompactTree> tree;  // As committed, at some size; absent until loaded.
   };
 
+  // Appends `entries` in one statement (migrations/003_one_round_trip.sql) when they all go
+  // to one ledger whose id and committed tree this store holds; nullopt when that cannot be
+  // done, the ledger having moved on or a request id being taken, and nothing was written.
+  std::optional<absl::StatusOr<std::vector<AppendOutcome>>> AppendInOneStatement(
+      const std::vector<Entry>& entries);
   // Runs `body` in a transaction under role_.
   absl::Status Transact(const std::function<absl::Status(pqxx::work&)>& body);
   // The ledger's id; nullopt when it has none yet (nothing was ever stored for it).
