@@ -469,38 +469,105 @@ grpc::ServerUnaryReactor* AdminService::DeleteEndpoint(
   });
 }
 
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* AdminService::ForAuditor(
+    grpc::CallbackServerContext* context, const std::string& action, const Request* request,
+    Response* response,
+    Status (audit::v1::AuditService::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                    Response*)) {
+  return Run(context, [this, action, request, response, method](const Caller& caller) -> Status {
+    if (Status allowed = Authorize(caller, action, ""); !allowed.ok()) return allowed;
+    Request forwarded = *request;
+    if constexpr (requires { forwarded.set_requested_by(""); }) {
+      forwarded.set_requested_by(caller.member);  // Whoever the key says, recorded.
+    }
+    return Call("audit", *audit_, method, forwarded, response, caller.deadline);
+  });
+}
+
 grpc::ServerUnaryReactor* AdminService::QueryAudit(grpc::CallbackServerContext* context,
                                                    const audit::v1::QueryEntriesRequest* request,
                                                    audit::v1::QueryEntriesResponse* response) {
-  return Run(context, [this, request, response](const Caller& caller) -> Status {
-    if (Status allowed = Authorize(caller, "audit.read", ""); !allowed.ok()) return allowed;
-    audit::v1::QueryEntriesRequest query = *request;
-    query.set_requested_by(caller.member);  // The reader is whoever the key says.
-    return Call("audit", *audit_, &audit::v1::AuditService::Stub::QueryEntries, query, response,
-                caller.deadline);
-  });
+  return ForAuditor(context, "audit.read", request, response,
+                    &audit::v1::AuditService::Stub::QueryEntries);
 }
 
 grpc::ServerUnaryReactor* AdminService::VerifyLedger(grpc::CallbackServerContext* context,
                                                      const audit::v1::VerifyLedgerRequest* request,
                                                      audit::v1::VerifyLedgerResponse* response) {
-  return Run(context, [this, request, response](const Caller& caller) -> Status {
-    if (Status allowed = Authorize(caller, "audit.read", ""); !allowed.ok()) return allowed;
-    return Call("audit", *audit_, &audit::v1::AuditService::Stub::VerifyLedger, *request, response,
-                caller.deadline);
-  });
+  return ForAuditor(context, "audit.read", request, response,
+                    &audit::v1::AuditService::Stub::VerifyLedger);
 }
 
 grpc::ServerUnaryReactor* AdminService::GetComplianceSummary(
     grpc::CallbackServerContext* context, const audit::v1::GetComplianceSummaryRequest* request,
     audit::v1::GetComplianceSummaryResponse* response) {
+  return ForAuditor(context, "audit.read", request, response,
+                    &audit::v1::AuditService::Stub::GetComplianceSummary);
+}
+
+grpc::ServerUnaryReactor* AdminService::ExportOrgFile(
+    grpc::CallbackServerContext* context, const authz::v1::ExportOrgFileRequest* request,
+    authz::v1::ExportOrgFileResponse* response) {
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::ExportOrgFile);
+}
+
+grpc::ServerUnaryReactor* AdminService::GetInventoryReport(
+    grpc::CallbackServerContext* context, const keys::v1::GetInventoryReportRequest* request,
+    keys::v1::GetInventoryReportResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
-    if (Status allowed = Authorize(caller, "audit.read", ""); !allowed.ok()) return allowed;
-    audit::v1::GetComplianceSummaryRequest summary = *request;
-    summary.set_requested_by(caller.member);
-    return Call("audit", *audit_, &audit::v1::AuditService::Stub::GetComplianceSummary, summary,
+    Status allowed = request->project().empty()
+                         ? Authorize(caller, "org.read", "")
+                         : Authorize(caller, "keys.manage", request->project());
+    if (!allowed.ok()) return allowed;
+    return Call("keys", *keys_, &keys::v1::KeyService::Stub::GetInventoryReport, *request, response,
+                caller.deadline);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::GetHealthReport(
+    grpc::CallbackServerContext* context, const region::v1::GetHealthReportRequest* request,
+    region::v1::GetHealthReportResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    if (Status allowed = Authorize(caller, "org.read", ""); !allowed.ok()) return allowed;
+    return Call("region", *region_, &region::v1::RegionService::Stub::GetHealthReport, *request,
                 response, caller.deadline);
   });
+}
+
+grpc::ServerUnaryReactor* AdminService::GetCheckpoint(
+    grpc::CallbackServerContext* context, const audit::v1::GetCheckpointRequest* request,
+    audit::v1::GetCheckpointResponse* response) {
+  return ForAuditor(context, "audit.read", request, response,
+                    &audit::v1::AuditService::Stub::GetCheckpoint);
+}
+
+grpc::ServerUnaryReactor* AdminService::GetInclusionProof(
+    grpc::CallbackServerContext* context, const audit::v1::GetInclusionProofRequest* request,
+    audit::v1::GetInclusionProofResponse* response) {
+  return ForAuditor(context, "audit.read", request, response,
+                    &audit::v1::AuditService::Stub::GetInclusionProof);
+}
+
+grpc::ServerUnaryReactor* AdminService::GetConsistencyProof(
+    grpc::CallbackServerContext* context, const audit::v1::GetConsistencyProofRequest* request,
+    audit::v1::GetConsistencyProofResponse* response) {
+  return ForAuditor(context, "audit.read", request, response,
+                    &audit::v1::AuditService::Stub::GetConsistencyProof);
+}
+
+grpc::ServerUnaryReactor* AdminService::ExportSubject(
+    grpc::CallbackServerContext* context, const audit::v1::ExportSubjectRequest* request,
+    audit::v1::ExportSubjectResponse* response) {
+  return ForAuditor(context, "audit.read", request, response,
+                    &audit::v1::AuditService::Stub::ExportSubject);
+}
+
+grpc::ServerUnaryReactor* AdminService::ForgetSubject(
+    grpc::CallbackServerContext* context, const audit::v1::ForgetSubjectRequest* request,
+    audit::v1::ForgetSubjectResponse* response) {
+  return ForAuditor(context, "owners.manage", request, response,
+                    &audit::v1::AuditService::Stub::ForgetSubject);
 }
 
 }  // namespace policy::edge

@@ -33,6 +33,9 @@ class AdminService final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* ApplyOrgFile(grpc::CallbackServerContext* context,
                                          const v1::ApplyOrgFileRequest* request,
                                          v1::ApplyOrgFileResponse* response) override;
+  grpc::ServerUnaryReactor* ExportOrgFile(grpc::CallbackServerContext* context,
+                                          const authz::v1::ExportOrgFileRequest* request,
+                                          authz::v1::ExportOrgFileResponse* response) override;
   grpc::ServerUnaryReactor* ListMembers(grpc::CallbackServerContext* context,
                                         const v1::ListMembersRequest* request,
                                         authz::v1::ListMembersResponse* response) override;
@@ -87,6 +90,9 @@ class AdminService final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* GetRotationReport(
       grpc::CallbackServerContext* context, const keys::v1::GetRotationReportRequest* request,
       keys::v1::GetRotationReportResponse* response) override;
+  grpc::ServerUnaryReactor* GetInventoryReport(
+      grpc::CallbackServerContext* context, const keys::v1::GetInventoryReportRequest* request,
+      keys::v1::GetInventoryReportResponse* response) override;
   grpc::ServerUnaryReactor* ListEndpoints(grpc::CallbackServerContext* context,
                                           const region::v1::ListEndpointsRequest* request,
                                           region::v1::ListEndpointsResponse* response) override;
@@ -99,6 +105,9 @@ class AdminService final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* DeleteEndpoint(grpc::CallbackServerContext* context,
                                            const region::v1::DeleteEndpointRequest* request,
                                            region::v1::DeleteEndpointResponse* response) override;
+  grpc::ServerUnaryReactor* GetHealthReport(grpc::CallbackServerContext* context,
+                                            const region::v1::GetHealthReportRequest* request,
+                                            region::v1::GetHealthReportResponse* response) override;
   grpc::ServerUnaryReactor* QueryAudit(grpc::CallbackServerContext* context,
                                        const audit::v1::QueryEntriesRequest* request,
                                        audit::v1::QueryEntriesResponse* response) override;
@@ -108,6 +117,21 @@ class AdminService final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* GetComplianceSummary(
       grpc::CallbackServerContext* context, const audit::v1::GetComplianceSummaryRequest* request,
       audit::v1::GetComplianceSummaryResponse* response) override;
+  grpc::ServerUnaryReactor* GetCheckpoint(grpc::CallbackServerContext* context,
+                                          const audit::v1::GetCheckpointRequest* request,
+                                          audit::v1::GetCheckpointResponse* response) override;
+  grpc::ServerUnaryReactor* GetInclusionProof(
+      grpc::CallbackServerContext* context, const audit::v1::GetInclusionProofRequest* request,
+      audit::v1::GetInclusionProofResponse* response) override;
+  grpc::ServerUnaryReactor* GetConsistencyProof(
+      grpc::CallbackServerContext* context, const audit::v1::GetConsistencyProofRequest* request,
+      audit::v1::GetConsistencyProofResponse* response) override;
+  grpc::ServerUnaryReactor* ExportSubject(grpc::CallbackServerContext* context,
+                                          const audit::v1::ExportSubjectRequest* request,
+                                          audit::v1::ExportSubjectResponse* response) override;
+  grpc::ServerUnaryReactor* ForgetSubject(grpc::CallbackServerContext* context,
+                                          const audit::v1::ForgetSubjectRequest* request,
+                                          audit::v1::ForgetSubjectResponse* response) override;
 
  private:
   // One call's acting member and deadline.
@@ -139,6 +163,13 @@ class AdminService final : public v1::AdminService::CallbackService {
                                     Response* response,
                                     grpc::Status (authz::v1::AuthzService::Stub::*method)(
                                         grpc::ClientContext*, const Request&, Response*));
+  // Authorises `action` in the organisation, then calls `method` of audit with `request`.
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* ForAuditor(grpc::CallbackServerContext* context,
+                                       const std::string& action, const Request* request,
+                                       Response* response,
+                                       grpc::Status (audit::v1::AuditService::Stub::*method)(
+                                           grpc::ClientContext*, const Request&, Response*));
   // Runs `work` on the pool for an authenticated caller.
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
                                 std::function<grpc::Status(const Caller&)> work);

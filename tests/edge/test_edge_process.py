@@ -510,6 +510,78 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(revoked.returncode, 0, revoked.stderr)
         self.assertEqual(json.loads(revoked.stdout)["state"], "revoked")
 
+    def test_operators_reports_proofs_and_a_data_subjects_requests_through_policyctl(self):
+        alice = SUITE.new_admin_key("alice")  # an owner
+        carol = SUITE.new_admin_key("carol")  # a reader
+
+        def policyctl(*args, key=alice):
+            return run_policyctl(*args, admin_key=key)
+
+        exported = policyctl("org", "export")
+        self.assertEqual(exported.returncode, 0, exported.stderr)
+        self.assertIn("support-eu", exported.stdout)
+        self.assertIn("alice@acme.example", exported.stdout)
+        health = policyctl("endpoints", "health", "--output=json")
+        self.assertEqual(health.returncode, 0, health.stderr)
+        self.assertIn("westeurope", [h["endpoint"]["id"]
+                                     for h in json.loads(health.stdout)["endpoints"]])
+        inventory = policyctl("keys", "inventory", "--project=support-eu", "--output=json")
+        self.assertEqual(inventory.returncode, 0, inventory.stderr)
+        self.assertGreater(len(json.loads(inventory.stdout)["entries"]), 0)
+
+        # A data subject: a member who made a decision, asks for their entries, then to be
+        # forgotten.
+        subject = f"dora-{uuid.uuid4().hex[:6]}"
+        added = policyctl("members", "add", f"--id={subject}", f"--email={subject}@acme.example",
+                          "--roles=member@support-eu")
+        self.assertEqual(added.returncode, 0, added.stderr)
+        key = policyctl("keys", "create", f"--owner={subject}", "--project=support-eu",
+                        "--environment=production", "--output=json")
+        self.assertEqual(key.returncode, 0, key.stderr)
+        decision = self.decide(key=json.loads(key.stdout)["secret"])
+        self.assertEqual(decision.verdict, E.VERDICT_ALLOW)
+
+        # The decision's inclusion in a signed checkpoint, once one covers it.
+        ledger = ("--project=support-eu", "--environment=production")
+
+        def proved():
+            r = policyctl("audit", "prove", *ledger, f"--request_id={decision.request_id}",
+                          "--output=json")
+            return r if r.returncode == 0 else None
+        proof = json.loads(pt.wait_until(proved, timeout=30, message="a checkpoint covers it")
+                           .stdout)
+        self.assertEqual(proof["entry"]["request_id"], decision.request_id)
+        checkpoint = policyctl("audit", "checkpoint", *ledger, "--output=json")
+        self.assertEqual(checkpoint.returncode, 0, checkpoint.stderr)
+        self.assertGreaterEqual(int(json.loads(checkpoint.stdout)["checkpoint"]["tree_size"]),
+                                int(proof["checkpoint"]["tree_size"]))
+
+        mine = policyctl("audit", "subject-export", subject)
+        self.assertEqual(mine.returncode, 0, mine.stderr)
+        entries = [json.loads(line) for line in mine.stdout.splitlines()]
+        self.assertIn(decision.request_id, [e.get("request_id") for e in entries])
+        self.assertTrue(all(subject in (e.get("actor"), e.get("subject")) for e in entries))
+
+        # Erasure is the owners': a reader may read, not forget.
+        refused = policyctl("audit", "forget", subject, key=carol)
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("PERMISSION_DENIED", refused.stderr)
+        self.assertIn("owners.manage", refused.stderr)
+        erasure = f"erase-{subject}"
+        forgotten = policyctl("audit", "forget", subject, f"--request_id={erasure}",
+                              "--output=json")
+        self.assertEqual(forgotten.returncode, 0, forgotten.stderr)
+        self.assertTrue(json.loads(forgotten.stdout)["forgotten"])
+        again = policyctl("audit", "forget", subject, f"--request_id={erasure}", "--output=json")
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertEqual(json.loads(again.stdout)["entry"]["index"],
+                         json.loads(forgotten.stdout)["entry"]["index"])
+        after = policyctl("audit", "subject-export", subject)
+        self.assertEqual(after.returncode, 0, after.stderr)
+        self.assertNotIn(subject, after.stdout)
+        verified = policyctl("audit", "verify", *ledger)
+        self.assertEqual(verified.returncode, 0, verified.stdout + verified.stderr)
+
     def test_no_compliant_region_is_a_deny(self):
         r = self.decide(residency=R.RESIDENCY_APAC)
         self.assertEqual(r.verdict, E.VERDICT_DENY)

@@ -15,6 +15,7 @@
 // Exit codes scripts can rely on: 0 done (ALLOW; the ledger verifies); 1 the call failed
 // (its gRPC status on stderr); 2 usage; 3 refused by policy (DENY) or the ledger does not
 // verify. With --output=json, stdout holds exactly the response as JSON (proto field names).
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -26,6 +27,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -55,6 +57,7 @@ commands:
   keys revoke ID    [--reason]
   keys list         [--project, --owner]
   keys report       [--project]  (keys expiring soon or expired)
+  keys inventory    [--project]  (every key, its age and state)
   members list      [--project, --include_removed]
   members add       --id, --email, --roles=member@support-eu,reader@playground
   members set-roles ID --roles=...
@@ -62,10 +65,16 @@ commands:
   invitations list | create --email, --role, [--projects, --valid_for] | revoke ID
   org plan FILE     what applying the declarative organisation file would change
   org apply FILE    [--plan_fingerprint]  (removed members' keys are revoked)
+  org export        the organisation as it stands, as a declarative file
   audit query       --project, --environment, [--action=decision_deny, --page_size]
   audit verify      --project, --environment
   audit summary     --project, --environment
   audit export      --project, --environment  (every entry, one JSON object per line)
+  audit checkpoint  --project, --environment, [--tree_size]  (a signed tree head)
+  audit prove       --project, --environment, --index or --request_id, [--tree_size]
+                    (the entry's inclusion proof against a signed checkpoint)
+  audit subject-export SUBJECT   every entry naming a data subject (GDPR access)
+  audit forget SUBJECT [--request_id]  erase a data subject (GDPR; cannot be undone)
   projects list      [--include_archived]
   projects create   --id, --name, --environment, [--models=a,b, --rpm, --tpm, --zdr,
                     --retention_days]
@@ -79,6 +88,7 @@ commands:
                     [--provider=azure|openai, --deployment, --models=a,b, --zdr,
                     --private_link, --cached, --priority=1, --weight=100, --disabled]
   endpoints delete ID
+  endpoints health  breakers, latency, outcomes and failovers
 
 global flags (or POLICY_POLICYCTL_<NAME>): --edge=host:port (127.0.0.1:50056), --admin_key,
   --api_key, --output=text|json, --timeout=10s
@@ -388,6 +398,29 @@ int Keys(const Invocation& in) {
     }
     return kOk;
   }
+  if (verb == "inventory") {
+    keys::v1::GetInventoryReportRequest request;
+    request.set_project(project);
+    keys::v1::GetInventoryReportResponse response;
+    if (grpc::Status s = stub->GetInventoryReport(Context(g, true).get(), request, &response);
+        !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      for (const keys::v1::InventoryEntry& e : response.entries()) {
+        std::printf("%4lld days old  ", static_cast<long long>(e.age_days()));
+        PrintKey(e.key());
+      }
+      std::map<std::string, int64_t> sorted(response.counts_by_state().begin(),
+                                            response.counts_by_state().end());
+      for (const auto& [state, count] : sorted) {
+        std::printf("  %-24s %lld\n", state.c_str(), static_cast<long long>(count));
+      }
+    }
+    return kOk;
+  }
   return Usage(absl::StrCat("keys: unknown verb '", verb, "'"));
 }
 
@@ -575,8 +608,9 @@ int Invitations(const Invocation& in) {
 }
 
 int Org(const Invocation& in) {
-  if (in.words.size() != 2 || (in.words[0] != "plan" && in.words[0] != "apply")) {
-    return Usage("org plan FILE, or org apply FILE");
+  const bool exporting = in.words.size() == 1 && in.words[0] == "export";
+  if (!exporting && (in.words.size() != 2 || (in.words[0] != "plan" && in.words[0] != "apply"))) {
+    return Usage("org plan FILE, org apply FILE, or org export");
   }
   Global g;
   std::string fingerprint;
@@ -589,11 +623,24 @@ int Org(const Invocation& in) {
     return rc;
   }
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
+  auto stub = edge::v1::AdminService::NewStub(Channel(g));
+  if (exporting) {
+    authz::v1::ExportOrgFileRequest request;
+    authz::v1::ExportOrgFileResponse response;
+    if (grpc::Status s = stub->ExportOrgFile(Context(g, true).get(), request, &response); !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      std::fputs(response.yaml().c_str(), stdout);
+    }
+    return kOk;
+  }
   std::ifstream file(in.words[1]);
   if (!file) return Usage(absl::StrCat("cannot read ", in.words[1]));
   std::stringstream yaml;
   yaml << file.rdbuf();
-  auto stub = edge::v1::AdminService::NewStub(Channel(g));
   if (in.words[0] == "plan") {
     edge::v1::PlanOrgFileRequest request;
     request.set_yaml(yaml.str());
@@ -734,6 +781,32 @@ int Endpoints(const Invocation& in) {
       PrintJson(response);
     } else {
       std::printf("deleted %s\n", in.words[1].c_str());
+    }
+    return kOk;
+  }
+  if (verb == "health") {
+    region::v1::GetHealthReportResponse response;
+    if (grpc::Status s = stub->GetHealthReport(Context(g, true).get(),
+                                               region::v1::GetHealthReportRequest(), &response);
+        !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      std::printf("%llu requests, %llu blocked, %llu failovers (rate %.4f)\n",
+                  static_cast<unsigned long long>(response.requests()),
+                  static_cast<unsigned long long>(response.blocked()),
+                  static_cast<unsigned long long>(response.failovers()), response.failover_rate());
+      for (const region::v1::EndpointHealth& h : response.endpoints()) {
+        std::printf(
+            "%s  %s  latency %lld us  %llu routed, %llu ok, %llu failed\n",
+            h.endpoint().id().c_str(), region::v1::BreakerState_Name(h.breaker_state()).c_str(),
+            static_cast<long long>(h.latency().seconds() * 1'000'000 + h.latency().nanos() / 1000),
+            static_cast<unsigned long long>(h.routed()),
+            static_cast<unsigned long long>(h.successes()),
+            static_cast<unsigned long long>(h.failures()));
+      }
     }
     return kOk;
   }
@@ -908,10 +981,16 @@ int ServiceAccounts(const Invocation& in) {
 }
 
 int Audit(const Invocation& in) {
-  if (in.words.size() != 1) return Usage("audit: query, verify, summary or export");
+  const bool about_subject =
+      !in.words.empty() && (in.words[0] == "subject-export" || in.words[0] == "forget");
+  if (in.words.size() != (about_subject ? 2u : 1u)) {
+    return Usage(
+        "audit: query, verify, summary, export, checkpoint, prove, subject-export SUBJECT or "
+        "forget SUBJECT");
+  }
   Global g;
-  std::string project, environment, action;
-  int64_t page_size = 100;
+  std::string project, environment, action, request_id;
+  int64_t page_size = 100, tree_size = 0, index = -1;
   if (int rc = ParseFlags(
           in, g,
           [&](config::Parser& p) {
@@ -919,6 +998,10 @@ int Audit(const Invocation& in) {
             p.AddString("environment", &environment, "the ledger's environment");
             p.AddString("action", &action, "query: only this action, e.g. decision_deny");
             p.AddInt("page_size", &page_size, "query: entries (1..1000)");
+            p.AddInt("tree_size", &tree_size, "checkpoint, prove: a checkpoint's size; 0: newest");
+            p.AddInt("index", &index, "prove: the entry's index");
+            p.AddString("request_id", &request_id,
+                        "prove: the entry's request id; forget: this erasure's request id");
           });
       rc != kOk) {
     return rc;
@@ -1017,6 +1100,83 @@ int Audit(const Invocation& in) {
       for (const auto& [action, count] : sorted) {
         std::printf("  %-24s %llu\n", action.c_str(), static_cast<unsigned long long>(count));
       }
+    }
+    return kOk;
+  }
+  if (in.words[0] == "checkpoint") {
+    audit::v1::GetCheckpointRequest request;
+    *request.mutable_ledger() = ledger;
+    request.set_tree_size(static_cast<uint64_t>(std::max<int64_t>(tree_size, 0)));
+    audit::v1::GetCheckpointResponse response;
+    if (grpc::Status s = stub->GetCheckpoint(Context(g, true).get(), request, &response); !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      const audit::v1::Checkpoint& c = response.checkpoint();
+      std::printf("tree size %llu  root %s  signed by %s\n",
+                  static_cast<unsigned long long>(c.tree_size()),
+                  absl::BytesToHexString(c.root_hash()).c_str(), c.key_id().c_str());
+    }
+    return kOk;
+  }
+  if (in.words[0] == "prove") {
+    audit::v1::GetInclusionProofRequest request;
+    *request.mutable_ledger() = ledger;
+    if ((index >= 0) == !request_id.empty()) return Usage("prove: --index or --request_id");
+    if (index >= 0) {
+      request.set_index(static_cast<uint64_t>(index));
+    } else {
+      request.set_request_id(request_id);
+    }
+    request.set_tree_size(static_cast<uint64_t>(std::max<int64_t>(tree_size, 0)));
+    audit::v1::GetInclusionProofResponse response;
+    if (grpc::Status s = stub->GetInclusionProof(Context(g, true).get(), request, &response);
+        !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      std::printf("entry %llu is in the tree of %llu (root %s): %d hashes of proof\n",
+                  static_cast<unsigned long long>(response.entry().index()),
+                  static_cast<unsigned long long>(response.checkpoint().tree_size()),
+                  absl::BytesToHexString(response.checkpoint().root_hash()).c_str(),
+                  response.proof_size());
+    }
+    return kOk;
+  }
+  if (in.words[0] == "subject-export") {
+    audit::v1::ExportSubjectRequest request;
+    request.set_subject(in.words[1]);
+    audit::v1::ExportSubjectResponse response;
+    if (grpc::Status s = stub->ExportSubject(Context(g, true).get(), request, &response); !s.ok()) {
+      return Failed(s);
+    }
+    google::protobuf::util::JsonPrintOptions options;
+    options.preserve_proto_field_names = true;
+    for (const audit::v1::Entry& e : response.entries()) {
+      std::string line;
+      (void)google::protobuf::util::MessageToJsonString(e, &line, options);
+      std::printf("%s\n", line.c_str());
+    }
+    return kOk;
+  }
+  if (in.words[0] == "forget") {
+    audit::v1::ForgetSubjectRequest request;
+    request.set_subject(in.words[1]);
+    request.set_request_id(request_id);
+    audit::v1::ForgetSubjectResponse response;
+    if (grpc::Status s = stub->ForgetSubject(Context(g, true).get(), request, &response); !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(response);
+    } else {
+      std::printf("%s; recorded as entry %llu\n",
+                  response.forgotten() ? "forgotten" : "nothing was recorded about them",
+                  static_cast<unsigned long long>(response.entry().index()));
     }
     return kOk;
   }
