@@ -445,6 +445,11 @@ void PostgresLedgerStore::CacheLedger(const LedgerRef& ledger, int64_t id,
   }
 }
 
+absl::Mutex& PostgresLedgerStore::LedgerMutex(const LedgerRef& ledger) {
+  absl::MutexLock lock(&mu_);
+  return ledger_mutexes_[ledger];
+}
+
 std::optional<absl::StatusOr<std::vector<AppendOutcome>>> PostgresLedgerStore::AppendInOneStatement(
     const std::vector<Entry>& entries) {
   if (entries.empty()) return std::nullopt;
@@ -452,6 +457,7 @@ std::optional<absl::StatusOr<std::vector<AppendOutcome>>> PostgresLedgerStore::A
   for (const Entry& e : entries) {
     if (!(e.ledger == ledger)) return std::nullopt;
   }
+  absl::MutexLock serial(&LedgerMutex(ledger));
   int64_t id = 0;
   std::optional<CompactTree> tree;
   {

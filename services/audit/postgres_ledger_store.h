@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -84,10 +85,15 @@ class PostgresLedgerStore : public LedgerStore {
   std::optional<CompactTree> CachedTree(const LedgerRef& ledger, uint64_t size);
   void CacheLedger(const LedgerRef& ledger, int64_t id, const CompactTree* tree);
 
+  // Held by AppendInOneStatement from reading a ledger's cached tree until the cache has the
+  // appended one, so that this store's writers seal each batch onto the one before.
+  absl::Mutex& LedgerMutex(const LedgerRef& ledger);
+
   pg::Pool* const pool_;
   const std::string role_;
   absl::Mutex mu_;
   absl::flat_hash_map<LedgerRef, CachedLedger> ledgers_ ABSL_GUARDED_BY(mu_);
+  absl::node_hash_map<LedgerRef, absl::Mutex> ledger_mutexes_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace policy::audit
