@@ -31,6 +31,15 @@ AuditLedger::AuditLedger(LedgerStore* store, const SubjectCipher* subjects,
 
 absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::AppendBatch(
     absl::Span<const EntryInput> inputs) {
+  // ABORTED: a subject key was destroyed (the subject forgotten) between being found and
+  // being used; sealing again takes the keys as they are now.
+  absl::StatusOr<std::vector<AppendOutcome>> outcomes = SealAndAppend(inputs);
+  if (absl::IsAborted(outcomes.status())) outcomes = SealAndAppend(inputs);
+  return outcomes;
+}
+
+absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::SealAndAppend(
+    absl::Span<const EntryInput> inputs) {
   // One key per identifier in the batch, created on first sight.
   std::vector<std::string> identifiers;
   for (const EntryInput& input : inputs) {

@@ -130,6 +130,8 @@ class AuditLedger {
   absl::StatusOr<std::vector<LedgerOverview>> ListLedgers();
 
  private:
+  // AppendBatch's one attempt: seals the inputs with their subjects' keys and appends them.
+  absl::StatusOr<std::vector<AppendOutcome>> SealAndAppend(absl::Span<const EntryInput> inputs);
   absl::StatusOr<std::vector<RevealedEntry>> Reveal(std::vector<Entry> entries);
   absl::StatusOr<ForgetResult> RepeatForget(const std::string& subject, const std::string& locator,
                                             const absl::StatusOr<SubjectKey>& key, Entry first);

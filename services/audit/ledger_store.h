@@ -63,7 +63,9 @@ class LedgerStore {
   // process sharing the store. An entry whose request id its ledger already holds is not
   // appended: its outcome is the stored entry with duplicate set, or FAILED_PRECONDITION when
   // the stored entry records a different request (SameRequest). When this returns OK, every
-  // appended entry is durable.
+  // appended entry is durable. ABORTED, nothing appended, when a subject key the entries were
+  // sealed with was destroyed meanwhile (a store that keeps keys it handed out checks): seal
+  // them again with the keys GetOrAddSubjectKeys gives now.
   virtual absl::StatusOr<std::vector<AppendOutcome>> Append(std::vector<Entry> entries) = 0;
 
   virtual absl::StatusOr<uint64_t> Size(const LedgerRef& ledger) = 0;

@@ -589,6 +589,49 @@ TEST_P(LedgerStoreConformanceTest, SubjectKeys) {
 
 // --- PostgreSQL only: what the database itself enforces. ---
 
+// A store keeps the subject keys it found; a replica destroying one (the subject forgotten)
+// makes the next append sealed with it fail, and the key is looked up afresh after.
+TEST_P(LedgerStoreConformanceTest, AppendRefusesAKeyAReplicaDestroyed) {
+  if (!postgres()) GTEST_SKIP() << "replicas";
+  std::unique_ptr<LedgerStore> replica = backend_.replica();
+  auto key = [&](const std::string& wrapped) {
+    return SubjectKey{Ref("locator of erin"), Ref(absl::StrCat("pseudonym under ", wrapped)),
+                      wrapped};
+  };
+  const SubjectKey first = store_->GetOrAddSubjectKeys({key("first")}).value()[0];
+  ASSERT_EQ(first.wrapped, "first");
+  Entry e = NewEntry(ledger_, 0);
+  e.actor = SealedSubject{first.ref, "sealed erin"};
+  ASSERT_THAT(AppendAll({e}), SizeIs(1));  // The transaction, then the one statement:
+  e = NewEntry(ledger_, 1);
+  e.actor = SealedSubject{first.ref, "sealed erin"};
+  ASSERT_THAT(AppendAll({e}), SizeIs(1));
+
+  ASSERT_TRUE(replica->DeleteSubjectKey(first.locator).value());
+  // Still held here, without a round trip; the append finds the key gone.
+  EXPECT_EQ(store_->GetOrAddSubjectKeys({key("second")}).value()[0], first);
+  e = NewEntry(ledger_, 2);
+  e.actor = SealedSubject{first.ref, "sealed erin"};
+  absl::StatusOr<std::vector<AppendOutcome>> refused = store_->Append({e});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kAborted) << refused.status();
+  EXPECT_EQ(store_->Size(ledger_).value(), 2u);
+  // Looked up again: the new key.
+  const SubjectKey second = store_->GetOrAddSubjectKeys({key("second")}).value()[0];
+  EXPECT_EQ(second.wrapped, "second");
+  e.actor = SealedSubject{second.ref, "sealed erin again"};
+  std::vector<Entry> appended = AppendAll({e});
+  ASSERT_THAT(appended, SizeIs(1));
+  EXPECT_EQ(appended[0].index, 2u);
+
+  // The transaction path (a store whose tree is stale) checks as well.
+  ASSERT_TRUE(replica->DeleteSubjectKey(second.locator).value());
+  ASSERT_THAT(AppendAll({NewEntry(ledger_, 3)}, replica.get()), SizeIs(1));
+  e = NewEntry(ledger_, 4);
+  e.actor = SealedSubject{second.ref, "sealed"};
+  EXPECT_EQ(store_->Append({e}).status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(store_->Size(ledger_).value(), 4u);
+}
+
 TEST_P(LedgerStoreConformanceTest, AppendIsAllOrNothing) {
   if (!postgres()) GTEST_SKIP() << "the memory store does not validate ledgers";
   AppendAll({NewEntry(ledger_, 0)});
@@ -611,7 +654,7 @@ TEST_P(LedgerStoreConformanceTest, OneStatementAppend) {
   ASSERT_THAT(AppendAll({NewEntry(ledger_, 0, "r0")}), SizeIs(1));
   pg::Pool* pool = backend_.pool.get();
   auto append = [&](int size, const std::string& leaf, const std::string& request_id,
-                    bool retry = false) {
+                    bool retry = false, const std::string& ref = "") {
     std::string result;
     absl::Status status = pool->Autocommit([&](pqxx::nontransaction& tx) {
       const std::string ledger =
@@ -620,12 +663,12 @@ TEST_P(LedgerStoreConformanceTest, OneStatementAppend) {
                      absl::StrCat(
                          "SELECT audit.append_entries('policy_audit_writer', 1, 2, ", ledger,
                          ", $1::bigint, $2::bytea, $4::boolean, ARRAY[$3::text], "
-                         "ARRAY[$1::bigint], ARRAY[now()], "
+                         "array_remove(ARRAY[$5::bytea], ''), ARRAY[$1::bigint], ARRAY[now()], "
                          "ARRAY['api_call'], ARRAY[''::bytea], ARRAY[''::bytea], ARRAY['m'], "
                          "ARRAY[1::bigint], ARRAY[1::bigint], ARRAY['success'], ARRAY[''::bytea], "
                          "ARRAY[''::bytea], ARRAY[$3::text], ARRAY[''::bytea], ARRAY[''::bytea], "
                          "ARRAY[$2::bytea], ARRAY[''::bytea])"),
-                     size, pqxx::binarystring(leaf), request_id, retry)[0]
+                     size, pqxx::binarystring(leaf), request_id, retry, pqxx::binarystring(ref))[0]
                    .as<std::string>();
       return absl::OkStatus();
     });
@@ -635,6 +678,8 @@ TEST_P(LedgerStoreConformanceTest, OneStatementAppend) {
   const std::string leaf(32, 'a'), other_leaf(32, 'b');
   EXPECT_EQ(append(0, leaf, "r1"), "moved");  // Sealed against a stale size.
   EXPECT_EQ(append(1, leaf, "r0"), "request used");
+  // Sealed with a subject key that no longer exists (or never did).
+  EXPECT_EQ(append(1, leaf, "r1", false, Ref("forgotten")), "key destroyed");
   EXPECT_EQ(store_->Size(ledger_).value(), 1u);
   EXPECT_EQ(append(1, leaf, "r1"), "appended");
   EXPECT_EQ(store_->Size(ledger_).value(), 2u);

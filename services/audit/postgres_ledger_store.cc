@@ -25,6 +25,9 @@ constexpr int32_t kAppendLockNamespace = 0x41554454;
 
 constexpr size_t kMaxKeysPerStatement = 1000;
 
+// At most this many subject keys are kept (about 200 bytes each); beyond, they start over.
+constexpr size_t kMaxCachedSubjectKeys = 100'000;
+
 // What FromRow reads, in this order, from `audit.entries e`.
 // clang-format off
 constexpr char kEntryColumns[] =
@@ -479,6 +482,8 @@ std::optional<absl::StatusOr<std::vector<AppendOutcome>>> PostgresLedgerStore::A
   for (const Entry& e : fresh) {
     if (!e.request_id.empty()) request_ids.Add(e.request_id);
   }
+  pg::BinaryArray refs(pg::BinaryArray::Type::kBytea);
+  for (const std::string& ref : KeyedRefs(fresh)) refs.Add(ref);
   const std::vector<pg::BinaryArray> columns = EntryArrays(fresh);
   std::string result;
   bool retry = false;
@@ -487,7 +492,7 @@ std::optional<absl::StatusOr<std::vector<AppendOutcome>>> PostgresLedgerStore::A
     s.Text(role_).Sql(", ").Int(kAppendLockNamespace).Sql("::integer, ").Int(AppendLock(id));
     s.Sql("::integer, ").Int(id).Sql(", ").Int(ClampToInt64(size)).Sql(", ");
     s.Bytes(AsBytes(fresh[0].leaf_hash)).Sql(retry ? ", true, " : ", false, ");
-    s.Array(request_ids).Sql(", ");
+    s.Array(request_ids).Sql(", ").Array(refs).Sql(", ");
     AddArrays(s, columns);
     s.Sql(")");
     retry = true;  // Should this run's connection break, the next run asks what it did.
@@ -495,6 +500,7 @@ std::optional<absl::StatusOr<std::vector<AppendOutcome>>> PostgresLedgerStore::A
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
+  if (result == "key destroyed") return KeyDestroyed();
   if (result != "appended" && result != "appended before") return std::nullopt;
   CacheLedger(ledger, id, &*tree);
   for (size_t i = 0; i < fresh.size(); ++i) {
@@ -518,10 +524,19 @@ absl::StatusOr<std::vector<AppendOutcome>> PostgresLedgerStore::Append(std::vect
   };
   std::vector<Appended> appended;
   std::vector<AppendOutcome> outcomes;
+  pg::BinaryArray refs(pg::BinaryArray::Type::kBytea);
+  const std::vector<std::string> keyed_refs = KeyedRefs(entries);
+  for (const std::string& ref : keyed_refs) refs.Add(ref);
+  bool key_destroyed = false;
   absl::Status status = Transact([&](pqxx::work& tx) -> absl::Status {
     // The body runs again when a pooled connection turns out dead: start afresh.
     appended.clear();
     outcomes.assign(entries.size(), AppendOutcome{});
+    if (!keyed_refs.empty()) {
+      Statement check("SELECT count(*) FROM audit.subject_keys WHERE ref = ANY (");
+      key_destroyed = check.Array(refs).Sql(")").Exec(tx)[0][0].as<size_t>() < keyed_refs.size();
+      if (key_destroyed) return absl::AbortedError("subject key destroyed");
+    }
     for (const auto& [ledger, positions] : by_ledger) {
       const int64_t id = EnsureLedgerId(tx, ledger);
       tx.exec_params("SELECT pg_advisory_xact_lock($1::integer, $2::integer)", kAppendLockNamespace,
@@ -565,6 +580,7 @@ absl::StatusOr<std::vector<AppendOutcome>> PostgresLedgerStore::Append(std::vect
     }
     return absl::OkStatus();
   });
+  if (key_destroyed) return KeyDestroyed();
   if (!status.ok()) return status;
   // Committed: the trees are now the ledgers' own.
   for (const Appended& a : appended) CacheLedger(*a.ledger, a.id, &a.tree);
@@ -791,6 +807,17 @@ absl::StatusOr<std::vector<SubjectKey>> PostgresLedgerStore::GetOrAddSubjectKeys
   // (migrations/003_one_round_trip.sql).
   std::map<absl::string_view, const SubjectKey*> wanted;
   for (const SubjectKey& candidate : candidates) wanted.try_emplace(candidate.locator, &candidate);
+  {
+    absl::MutexLock lock(&mu_);
+    std::vector<SubjectKey> out;
+    out.reserve(candidates.size());
+    for (const SubjectKey& candidate : candidates) {
+      auto it = subject_keys_.find(candidate.locator);
+      if (it == subject_keys_.end()) break;
+      out.push_back(it->second);
+    }
+    if (out.size() == candidates.size()) return out;  // Append checks they still exist.
+  }
   pg::BinaryArray locators(T::kBytea), refs(T::kBytea), wrapped(T::kBytea);
   for (const auto& [locator, key] : wanted) {
     locators.Add(key->locator);
@@ -818,7 +845,35 @@ absl::StatusOr<std::vector<SubjectKey>> PostgresLedgerStore::GetOrAddSubjectKeys
     }
     out.push_back(it->second);
   }
+  absl::MutexLock lock(&mu_);
+  if (subject_keys_.size() + keys.size() > kMaxCachedSubjectKeys) {
+    subject_keys_.clear();
+    subject_refs_.clear();
+  }
+  for (auto& [locator, key] : keys) {
+    subject_refs_.insert(key.ref);
+    subject_keys_.insert_or_assign(locator, std::move(key));
+  }
   return out;
+}
+
+std::vector<std::string> PostgresLedgerStore::KeyedRefs(absl::Span<const Entry> entries) {
+  absl::flat_hash_set<std::string> refs;
+  absl::MutexLock lock(&mu_);
+  for (const Entry& e : entries) {
+    for (const std::string* ref : {&e.actor.ref, &e.subject.ref}) {
+      if (!ref->empty() && subject_refs_.contains(*ref)) refs.insert(*ref);
+    }
+  }
+  return std::vector<std::string>(refs.begin(), refs.end());
+}
+
+absl::Status PostgresLedgerStore::KeyDestroyed() {
+  absl::MutexLock lock(&mu_);
+  subject_keys_.clear();
+  subject_refs_.clear();
+  return absl::AbortedError(
+      "a subject key the entries were sealed with was destroyed meanwhile; seal them again");
 }
 
 absl::StatusOr<SubjectKey> PostgresLedgerStore::GetSubjectKey(const std::string& locator) {
@@ -859,6 +914,13 @@ absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> PostgresLedgerStore
 }
 
 absl::StatusOr<bool> PostgresLedgerStore::DeleteSubjectKey(const std::string& locator) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = subject_keys_.find(locator); it != subject_keys_.end()) {
+      subject_refs_.erase(it->second.ref);
+      subject_keys_.erase(it);
+    }
+  }
   bool deleted = false;
   RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
     deleted = Statement("DELETE FROM audit.subject_keys WHERE locator = ")

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -74,6 +75,11 @@ class PostgresLedgerStore : public LedgerStore {
   // done, the ledger having moved on or a request id being taken, and nothing was written.
   std::optional<absl::StatusOr<std::vector<AppendOutcome>>> AppendInOneStatement(
       const std::vector<Entry>& entries);
+  // The distinct pseudonyms in `entries` whose keys this store handed out.
+  std::vector<std::string> KeyedRefs(absl::Span<const Entry> entries);
+  // Drops every subject key this store holds, and returns the error Append gives when one
+  // of them turned out destroyed.
+  absl::Status KeyDestroyed();
   // Runs `body` in a transaction under role_.
   absl::Status Transact(const std::function<absl::Status(pqxx::work&)>& body);
   // The ledger's id; nullopt when it has none yet (nothing was ever stored for it).
@@ -94,6 +100,11 @@ class PostgresLedgerStore : public LedgerStore {
   absl::Mutex mu_;
   absl::flat_hash_map<LedgerRef, CachedLedger> ledgers_ ABSL_GUARDED_BY(mu_);
   absl::node_hash_map<LedgerRef, absl::Mutex> ledger_mutexes_ ABSL_GUARDED_BY(mu_);
+  // The subject keys GetOrAddSubjectKeys found, by locator, and their pseudonyms. Append
+  // checks that the keys of the pseudonyms it writes are still stored, so that an entry is
+  // never sealed with a key another replica destroyed.
+  absl::flat_hash_map<std::string, SubjectKey> subject_keys_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> subject_refs_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace policy::audit

@@ -245,6 +245,28 @@ TEST_F(PostgresTamperTest, AnUntamperedLedgerVerifies) {
   EXPECT_EQ(r.root, RootOf(leaves));
 }
 
+// Not tampering: a subject forgotten through another replica. The store here still holds
+// the subject's destroyed key; the next append sealed with it is refused inside the store and
+// sealed again with a new key, so that the entry names the subject and the ledger verifies.
+TEST_F(PostgresTamperTest, AnAppendAfterAnotherReplicaForgotItsActorUsesANewKey) {
+  const LedgerRef ledger = Ledger("forgotten");
+  PostgresLedgerStore other_store(pool_.get(), kWriterRole);
+  AuditLedger other(&other_store, subjects_.get(), signer_.get(), &clock_);
+  EntryInput in = Input(ledger, 0);
+  in.actor = "erin@example.com";
+  in.request_id = "";
+  const Entry before = audit_->Append(in).value().entry;
+  ASSERT_TRUE(other.Forget("erin@example.com", "dpo@example.com", "erase-erin").value().forgotten);
+  const Entry after = audit_->Append(in).value().entry;
+  EXPECT_NE(after.actor.ref, before.actor.ref);  // Another key, hence another pseudonym.
+  const std::vector<RevealedEntry> named = audit_->ExportSubject("erin@example.com", "dpo").value();
+  ASSERT_EQ(named.size(), 1u);
+  EXPECT_EQ(named[0].entry.index, after.index);
+  EXPECT_EQ(named[0].actor, "erin@example.com");
+  const IntegrityReport r = Verify(ledger);
+  EXPECT_TRUE(r.valid) << r.problem;
+}
+
 TEST_F(PostgresTamperTest, AnEditedColumnIsFoundAtItsIndex) {
   struct Edit {
     std::string column;

@@ -4,19 +4,22 @@
 -- transactions do (index walks only, no JIT).
 
 -- Appends sealed entries to ledger `p_ledger`, provided the ledger holds exactly `p_size`
--- entries (the size they were sealed against) and none of `p_request_ids` was recorded in it.
+-- entries (the size they were sealed against), none of `p_request_ids` was recorded in it,
+-- and the subject keys of the pseudonyms `p_refs` (distinct) all still exist.
 -- Returns what happened:
 --   'appended'         the entries are stored;
 --   'appended before'  `p_retry` (the statement runs again, its first run's connection having
 --                      broken) and the entry at `p_size` has leaf hash `p_first_leaf`: the
 --                      first run committed them;
 --   'moved'            the ledger grew through someone else; nothing was written;
---   'request used'     a request id is in the ledger already; nothing was written.
+--   'request used'     a request id is in the ledger already; nothing was written;
+--   'key destroyed'    a subject was forgotten since the entries were sealed; nothing was
+--                      written.
 -- Appends to one ledger are serialised by the advisory lock (`p_lock_namespace`, `p_lock`);
 -- holding it, each later statement here (a fresh snapshot each) sees every earlier append.
 CREATE FUNCTION append_entries(
     p_role text, p_lock_namespace integer, p_lock integer, p_ledger bigint, p_size bigint,
-    p_first_leaf bytea, p_retry boolean, p_request_ids text[],
+    p_first_leaf bytea, p_retry boolean, p_request_ids text[], p_refs bytea[],
     p_idx bigint[], p_recorded_at timestamptz[], p_action text[], p_actor_ref bytea[],
     p_actor_sealed bytea[], p_model text[], p_tokens bigint[], p_latency_us bigint[],
     p_outcome text[], p_metadata bytea[], p_content_hash bytea[], p_request_id text[],
@@ -48,6 +51,9 @@ BEGIN
                (SELECT 1 FROM entries e WHERE e.ledger_id + 0 = p_ledger
                 AND e.request_id <> '' AND e.request_id = r.request_id LIMIT 1) AS e) THEN
     RETURN 'request used';
+  END IF;
+  IF (SELECT count(*) FROM subject_keys k WHERE k.ref = ANY (p_refs)) < cardinality(p_refs) THEN
+    RETURN 'key destroyed';
   END IF;
   INSERT INTO entries (ledger_id, idx, recorded_at, action, actor_ref, actor_sealed, model,
                        tokens, latency_us, outcome, metadata, content_hash, request_id,
