@@ -11,14 +11,32 @@
 namespace policy::audit {
 namespace {
 
-constexpr std::array<absl::string_view, kActionCount> kActionNames = {
-    "api_call",        "key_created",         "key_rotated",
-    "key_revoked",     "model_changed",       "policy_violation",
-    "pii_detected",    "rate_limited",        "fallback_triggered",
-    "decision_allow",  "decision_deny",       "member_added",
-    "member_removed",  "member_role_changed", "project_created",
-    "project_changed", "project_deleted",     "key_overlap_ended",
-    "audit_read",      "subject_forgotten",   "subject_access_exported"};
+constexpr std::array<absl::string_view, kActionCount> kActionNames = {"api_call",
+                                                                      "key_created",
+                                                                      "key_rotated",
+                                                                      "key_revoked",
+                                                                      "model_changed",
+                                                                      "policy_violation",
+                                                                      "pii_detected",
+                                                                      "rate_limited",
+                                                                      "fallback_triggered",
+                                                                      "decision_allow",
+                                                                      "decision_deny",
+                                                                      "member_added",
+                                                                      "member_removed",
+                                                                      "member_role_changed",
+                                                                      "project_created",
+                                                                      "project_changed",
+                                                                      "project_deleted",
+                                                                      "key_overlap_ended",
+                                                                      "audit_read",
+                                                                      "subject_forgotten",
+                                                                      "subject_access_exported",
+                                                                      "service_account_created",
+                                                                      "service_account_removed",
+                                                                      "endpoint_changed",
+                                                                      "invitation_changed",
+                                                                      "org_file_applied"};
 
 constexpr absl::string_view kLeafTag = "policy-suite/audit/entry/v1";
 

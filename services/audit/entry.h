@@ -37,8 +37,13 @@ enum class Action {
   kAuditRead,
   kSubjectForgotten,
   kSubjectAccessExported,
+  kServiceAccountCreated,
+  kServiceAccountRemoved,
+  kEndpointChanged,
+  kInvitationChanged,
+  kOrgFileApplied,
 };
-inline constexpr int kActionCount = 21;
+inline constexpr int kActionCount = 26;
 
 enum class Outcome { kSuccess, kError, kBlocked };
 

@@ -4,6 +4,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/client/channel.h"
 #include "common/crypto/crypto.h"
 #include "services/edge/conventions.h"
@@ -36,6 +37,33 @@ Status Call(absl::string_view service, Stub& stub,
 }
 
 // A change that removes a member: authz keeps removed members, marking when.
+// "member@support-eu,admin": a member's grants as the ledger records them.
+std::string GrantsText(const google::protobuf::RepeatedPtrField<authz::v1::RoleGrant>& grants) {
+  std::vector<std::string> out;
+  for (const authz::v1::RoleGrant& g : grants) {
+    out.push_back(g.project().empty() ? g.role() : absl::StrCat(g.role(), "@", g.project()));
+  }
+  return absl::StrJoin(out, ",");
+}
+
+// An id for request ids derived from names of any length and alphabet.
+std::string IdOf(absl::string_view name) {
+  return absl::BytesToHexString(crypto::Sha256(name)).substr(0, 32);
+}
+
+// "created", "updated" or "deleted" (`change`) endpoint `e`.
+AdminService::Change EndpointChange(absl::string_view change, const region::v1::Endpoint& e) {
+  AdminService::Change out{.action = audit::v1::ACTION_ENDPOINT_CHANGED,
+                           .subject = "",
+                           .metadata = {{"change", std::string(change)}, {"endpoint", e.id()}}};
+  if (change != "deleted") {
+    out.metadata["region"] = e.region();
+    out.metadata["residency"] = region::v1::Residency_Name(e.residency());
+    out.metadata["enabled"] = e.enabled() ? "true" : "false";
+  }
+  return out;
+}
+
 bool RemovesMember(const authz::v1::EntityChange& change) {
   if (change.kind() != "member") return false;
   if (change.op() == "delete") return true;
@@ -184,23 +212,30 @@ Status AdminService::Offboard(const Caller& caller, const std::string& member_id
     return s;
   }
   // The removal in the organisation's ledger; a retry finds the first entry.
-  audit::v1::AppendRequest append;
-  audit::v1::EntryInput* entry = append.mutable_entry();
-  entry->set_action(audit::v1::ACTION_MEMBER_REMOVED);
-  entry->set_actor(caller.member);
-  entry->set_subject(member_id);
-  entry->set_request_id(request_id);
-  (*entry->mutable_metadata())["revoked_keys"] = absl::StrCat(revoked_now.keys_size());
-  audit::v1::AppendResponse appended;
-  {
-    grpc::ClientContext call;
-    client::SetDeadline(call, caller.deadline);
-    if (Status s = audit_->Append(&call, append, &appended); !s.ok()) {
-      return DependencyFailure("audit", s, caller.deadline);
-    }
-  }
+  const Change change{.action = audit::v1::ACTION_MEMBER_REMOVED,
+                      .subject = member_id,
+                      .metadata = {{"revoked_keys", absl::StrCat(revoked_now.keys_size())}}};
+  if (Status s = RecordChange(caller, change, request_id, audit_id); !s.ok()) return s;
   for (const keys::v1::Key& key : revoked_now.keys()) *revoked->Add() = key;
-  *audit_id = AuditIdOf(appended.entry());
+  return Status::OK;
+}
+
+Status AdminService::RecordChange(const Caller& caller, const Change& change,
+                                  const std::string& request_id, std::string* audit_id) {
+  audit::v1::AppendRequest append;
+  audit::v1::EntryInput* entry = append.mutable_entry();  // The organisation's ledger.
+  entry->set_action(change.action);
+  entry->set_actor(caller.member);
+  entry->set_subject(change.subject);
+  entry->set_request_id(request_id);
+  entry->mutable_metadata()->insert(change.metadata.begin(), change.metadata.end());
+  audit::v1::AppendResponse appended;
+  grpc::ClientContext call;
+  client::SetDeadline(call, caller.deadline);
+  if (Status s = audit_->Append(&call, append, &appended); !s.ok()) {
+    return DependencyFailure("audit", s, caller.deadline);
+  }
+  if (audit_id != nullptr) *audit_id = AuditIdOf(appended.entry());
   return Status::OK;
 }
 
@@ -237,14 +272,19 @@ grpc::ServerUnaryReactor* AdminService::ApplyOrgFile(grpc::CallbackServerContext
     for (const authz::v1::EntityChange& change : applied.changes()) {
       if (!RemovesMember(change)) continue;
       std::string audit_id;
-      const std::string id = absl::StrCat(
-          "org-remove-member:", absl::BytesToHexString(crypto::Sha256(change.id())).substr(0, 32));
+      const std::string id = absl::StrCat("org-remove-member:", IdOf(change.id()));
       if (Status s = Offboard(caller, change.id(), id, response->mutable_revoked_keys(), &audit_id);
           !s.ok()) {
         return s;
       }
     }
-    return Status::OK;
+    // The apply itself, once per organisation version it made.
+    if (applied.changes().empty()) return Status::OK;
+    const Change change{.action = audit::v1::ACTION_ORG_FILE_APPLIED,
+                        .subject = "",
+                        .metadata = {{"org_version", absl::StrCat(applied.org_version())},
+                                     {"changes", absl::StrCat(applied.changes_size())}}};
+    return RecordChange(caller, change, absl::StrCat("org-apply:", applied.org_version()));
   });
 }
 
@@ -267,36 +307,63 @@ template <typename Request, typename Response>
 grpc::ServerUnaryReactor* AdminService::AsActor(
     grpc::CallbackServerContext* context, const Request* request, Response* response,
     Status (authz::v1::AuthzService::Stub::*method)(grpc::ClientContext*, const Request&,
-                                                    Response*)) {
-  return Run(context, [this, request, response, method](const Caller& caller) -> Status {
-    Request forwarded = *request;
-    forwarded.mutable_actor()->set_member_id(caller.member);
-    return Call("authz", *authz_, method, forwarded, response, caller.deadline);
-  });
+                                                    Response*),
+    std::type_identity_t<std::function<Change(const Response&)>> describe) {
+  return Run(context,
+             [this, request, response, method,
+              describe = std::move(describe)](const Caller& caller) -> Status {
+               Request forwarded = *request;
+               forwarded.mutable_actor()->set_member_id(caller.member);
+               if (Status s = Call("authz", *authz_, method, forwarded, response, caller.deadline);
+                   !s.ok()) {
+                 return s;
+               }
+               return describe ? RecordChange(caller, describe(*response), "") : Status::OK;
+             });
 }
 
 grpc::ServerUnaryReactor* AdminService::AddMember(grpc::CallbackServerContext* context,
                                                   const authz::v1::AddMemberRequest* request,
                                                   authz::v1::Member* response) {
-  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::AddMember);
+  return AsActor(
+      context, request, response, &authz::v1::AuthzService::Stub::AddMember,
+      [](const authz::v1::Member& m) {
+        return Change{audit::v1::ACTION_MEMBER_ADDED, m.id(), {{"roles", GrantsText(m.grants())}}};
+      });
 }
 
 grpc::ServerUnaryReactor* AdminService::SetMemberRoles(
     grpc::CallbackServerContext* context, const authz::v1::SetMemberRolesRequest* request,
     authz::v1::Member* response) {
-  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::SetMemberRoles);
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::SetMemberRoles,
+                 [](const authz::v1::Member& m) {
+                   return Change{audit::v1::ACTION_MEMBER_ROLE_CHANGED,
+                                 m.id(),
+                                 {{"roles", GrantsText(m.grants())}}};
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminService::CreateInvitation(
     grpc::CallbackServerContext* context, const authz::v1::CreateInvitationRequest* request,
     authz::v1::Invitation* response) {
-  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::CreateInvitation);
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::CreateInvitation,
+                 [](const authz::v1::Invitation& i) {
+                   return Change{
+                       audit::v1::ACTION_INVITATION_CHANGED,
+                       i.email(),
+                       {{"change", "created"}, {"invitation", i.id()}, {"role", i.role()}}};
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminService::RevokeInvitation(
     grpc::CallbackServerContext* context, const authz::v1::RevokeInvitationRequest* request,
     authz::v1::Invitation* response) {
-  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::RevokeInvitation);
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::RevokeInvitation,
+                 [](const authz::v1::Invitation& i) {
+                   return Change{audit::v1::ACTION_INVITATION_CHANGED,
+                                 i.email(),
+                                 {{"change", "revoked"}, {"invitation", i.id()}}};
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminService::ListInvitations(
@@ -314,19 +381,34 @@ grpc::ServerUnaryReactor* AdminService::ListProjects(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* AdminService::CreateProject(
     grpc::CallbackServerContext* context, const authz::v1::CreateProjectRequest* request,
     authz::v1::Project* response) {
-  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::CreateProject);
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::CreateProject,
+                 [](const authz::v1::Project& p) {
+                   return Change{audit::v1::ACTION_PROJECT_CREATED,
+                                 "",
+                                 {{"project", p.id()}, {"environment", p.environment()}}};
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminService::UpdateProject(
     grpc::CallbackServerContext* context, const authz::v1::UpdateProjectRequest* request,
     authz::v1::Project* response) {
-  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::UpdateProject);
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::UpdateProject,
+                 [](const authz::v1::Project& p) {
+                   return Change{audit::v1::ACTION_PROJECT_CHANGED,
+                                 "",
+                                 {{"project", p.id()}, {"environment", p.environment()}}};
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminService::ArchiveProject(
     grpc::CallbackServerContext* context, const authz::v1::ArchiveProjectRequest* request,
     authz::v1::Project* response) {
-  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::ArchiveProject);
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::ArchiveProject,
+                 [](const authz::v1::Project& p) {
+                   return Change{audit::v1::ACTION_PROJECT_DELETED,
+                                 "",
+                                 {{"project", p.id()}, {"environment", p.environment()}}};
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminService::ListServiceAccounts(
@@ -338,7 +420,12 @@ grpc::ServerUnaryReactor* AdminService::ListServiceAccounts(
 grpc::ServerUnaryReactor* AdminService::CreateServiceAccount(
     grpc::CallbackServerContext* context, const authz::v1::CreateServiceAccountRequest* request,
     authz::v1::ServiceAccount* response) {
-  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::CreateServiceAccount);
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::CreateServiceAccount,
+                 [](const authz::v1::ServiceAccount& a) {
+                   return Change{audit::v1::ACTION_SERVICE_ACCOUNT_CREATED,
+                                 "",
+                                 {{"service_account", a.id()}, {"project", a.project()}}};
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminService::RemoveServiceAccount(
@@ -352,10 +439,11 @@ grpc::ServerUnaryReactor* AdminService::RemoveServiceAccount(
         !s.ok()) {
       return s;
     }
-    // Every key it holds; the request id is the account's, so a retry repeats nothing.
+    // Every key it holds, and the ledger; the request id is the account's, so a retry
+    // repeats nothing.
+    const std::string request_id = absl::StrCat("remove-sa:", IdOf(request->id()));
     keys::v1::RevokePrincipalKeysRequest revoke;
-    revoke.set_request_id(absl::StrCat(
-        "remove-sa:", absl::BytesToHexString(crypto::Sha256(request->id())).substr(0, 32)));
+    revoke.set_request_id(request_id);
     revoke.mutable_owner()->set_type(keys::v1::PRINCIPAL_TYPE_SERVICE_ACCOUNT);
     revoke.mutable_owner()->set_id(request->id());
     revoke.set_reason(absl::StrCat("service account removed by ", caller.member));
@@ -365,6 +453,12 @@ grpc::ServerUnaryReactor* AdminService::RemoveServiceAccount(
         !s.ok()) {
       return s;
     }
+    const Change change{.action = audit::v1::ACTION_SERVICE_ACCOUNT_REMOVED,
+                        .subject = "",
+                        .metadata = {{"service_account", request->id()},
+                                     {"project", response->service_account().project()},
+                                     {"revoked_keys", absl::StrCat(revoked.keys_size())}}};
+    if (Status s = RecordChange(caller, change, request_id); !s.ok()) return s;
     *response->mutable_revoked_keys() = revoked.keys();
     return Status::OK;
   });
@@ -444,8 +538,12 @@ grpc::ServerUnaryReactor* AdminService::CreateEndpoint(
     region::v1::CreateEndpointResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
     if (Status allowed = Authorize(caller, "projects.manage", ""); !allowed.ok()) return allowed;
-    return Call("region", *region_, &region::v1::RegionService::Stub::CreateEndpoint, *request,
-                response, caller.deadline);
+    if (Status s = Call("region", *region_, &region::v1::RegionService::Stub::CreateEndpoint,
+                        *request, response, caller.deadline);
+        !s.ok()) {
+      return s;
+    }
+    return RecordChange(caller, EndpointChange("created", response->endpoint()), "");
   });
 }
 
@@ -454,8 +552,12 @@ grpc::ServerUnaryReactor* AdminService::UpdateEndpoint(
     region::v1::UpdateEndpointResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
     if (Status allowed = Authorize(caller, "projects.manage", ""); !allowed.ok()) return allowed;
-    return Call("region", *region_, &region::v1::RegionService::Stub::UpdateEndpoint, *request,
-                response, caller.deadline);
+    if (Status s = Call("region", *region_, &region::v1::RegionService::Stub::UpdateEndpoint,
+                        *request, response, caller.deadline);
+        !s.ok()) {
+      return s;
+    }
+    return RecordChange(caller, EndpointChange("updated", response->endpoint()), "");
   });
 }
 
@@ -464,8 +566,14 @@ grpc::ServerUnaryReactor* AdminService::DeleteEndpoint(
     region::v1::DeleteEndpointResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
     if (Status allowed = Authorize(caller, "projects.manage", ""); !allowed.ok()) return allowed;
-    return Call("region", *region_, &region::v1::RegionService::Stub::DeleteEndpoint, *request,
-                response, caller.deadline);
+    if (Status s = Call("region", *region_, &region::v1::RegionService::Stub::DeleteEndpoint,
+                        *request, response, caller.deadline);
+        !s.ok()) {
+      return s;
+    }
+    region::v1::Endpoint deleted;
+    deleted.set_id(request->id());
+    return RecordChange(caller, EndpointChange("deleted", deleted), "");
   });
 }
 

@@ -1,8 +1,11 @@
 #ifndef POLICY_SERVICES_EDGE_ADMIN_SERVICE_H_
 #define POLICY_SERVICES_EDGE_ADMIN_SERVICE_H_
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 #include "absl/time/time.h"
 #include "common/server/blocking_pool.h"
@@ -21,6 +24,14 @@ namespace policy::edge {
 // downstream call carrying the caller's deadline (at most `max_call_time`).
 class AdminService final : public v1::AdminService::CallbackService {
  public:
+  // An administrative change as the organisation's ledger records it: the caller is the
+  // actor; a person it concerns is the subject (sealed, forgettable); the rest is metadata.
+  struct Change {
+    audit::v1::Action action = audit::v1::ACTION_UNSPECIFIED;
+    std::string subject;
+    std::map<std::string, std::string> metadata;
+  };
+
   AdminService(const DownstreamChannels& channels, server::BlockingPool* pool,
                absl::Duration max_call_time);
 
@@ -150,6 +161,11 @@ class AdminService final : public v1::AdminService::CallbackService {
   // Authorises the management of an existing key: keys.manage in its project
   // (members.manage for admin keys).
   grpc::Status AuthorizeKey(const Caller& caller, const std::string& key_id);
+  // Appends `change` to the organisation's ledger, idempotent on `request_id` when not
+  // empty; the entry's id in `audit_id` when not null. A failure is UNAVAILABLE (or
+  // DEADLINE_EXCEEDED) naming audit: the change stands, its record is missing.
+  grpc::Status RecordChange(const Caller& caller, const Change& change,
+                            const std::string& request_id, std::string* audit_id = nullptr);
   // Revokes every key of removed member `member_id` and records the removal in the
   // organisation's ledger, both idempotent on `request_id`; appends the revoked keys to
   // `revoked` and returns the ledger entry's id in `audit_id`.
@@ -158,11 +174,13 @@ class AdminService final : public v1::AdminService::CallbackService {
                         google::protobuf::RepeatedPtrField<keys::v1::Key>* revoked,
                         std::string* audit_id);
   // Forwards `request` to authz's `method` with the caller as its actor.
+  // When `describe` is given, the change it describes from the response is recorded.
   template <typename Request, typename Response>
-  grpc::ServerUnaryReactor* AsActor(grpc::CallbackServerContext* context, const Request* request,
-                                    Response* response,
-                                    grpc::Status (authz::v1::AuthzService::Stub::*method)(
-                                        grpc::ClientContext*, const Request&, Response*));
+  grpc::ServerUnaryReactor* AsActor(
+      grpc::CallbackServerContext* context, const Request* request, Response* response,
+      grpc::Status (authz::v1::AuthzService::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                            Response*),
+      std::type_identity_t<std::function<Change(const Response&)>> describe = nullptr);
   // Authorises `action` in the organisation, then calls `method` of audit with `request`.
   template <typename Request, typename Response>
   grpc::ServerUnaryReactor* ForAuditor(grpc::CallbackServerContext* context,

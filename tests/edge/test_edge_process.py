@@ -93,6 +93,20 @@ def run_policyctl(*args, admin_key=None, api_key=None):
                           text=True, timeout=30, env=env, stdin=subprocess.DEVNULL)
 
 
+def org_ledger(admin_key):
+    """The organisation's ledger, every entry, through policyctl audit export."""
+    exported = run_policyctl("audit", "export", "--project=", "--environment=",
+                             admin_key=admin_key)
+    assert exported.returncode == 0, exported.stderr
+    return [json.loads(line) for line in exported.stdout.splitlines()]
+
+
+def recorded(entries, action, **metadata):
+    """The entries of `action` whose metadata holds `metadata`."""
+    return [e for e in entries if e["action"] == action
+            and all(e.get("metadata", {}).get(k) == v for k, v in metadata.items())]
+
+
 class EdgeProcessTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -392,6 +406,11 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertIn("INVALID_ARGUMENT", bad.stderr)
         self.assertIn("base_url", bad.stderr)
         self.assertEqual(policyctl("endpoints", "delete", "francecentral").returncode, 0)
+        entries = org_ledger(alice)
+        self.assertEqual(len(recorded(entries, "ACTION_ENDPOINT_CHANGED", change="created",
+                                      endpoint="francecentral", residency="RESIDENCY_EU")), 1)
+        self.assertEqual(len(recorded(entries, "ACTION_ENDPOINT_CHANGED", change="deleted",
+                                      endpoint="francecentral")), 1)
         self.assertEqual(policyctl("keys", "list", admin=False).returncode, 2)
         self.assertEqual(policyctl("frobnicate").returncode, 2)
         self.assertEqual(policyctl("audit", "verify", "--bogus=1").returncode, 2)
@@ -438,6 +457,11 @@ class EdgeProcessTest(unittest.TestCase):
         again = run_policyctl("org", "apply", str(org_file), "--output=json", admin_key=alice_key)
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertEqual(json.loads(again.stdout).get("revoked_keys", []), [])
+        # The apply recorded once, under the organisation version it made.
+        version = str(json.loads(applied.stdout)["org_version"])
+        found = recorded(org_ledger(alice_key), "ACTION_ORG_FILE_APPLIED", org_version=version)
+        self.assertEqual(len(found), 1)
+        self.assertEqual(found[0]["actor"], "alice")
 
     def test_projects_and_service_accounts_through_policyctl(self):
         alice = SUITE.new_admin_key("alice")
@@ -471,6 +495,17 @@ class EdgeProcessTest(unittest.TestCase):
         archived = policyctl("projects", "archive", project, "--output=json")
         self.assertEqual(archived.returncode, 0, archived.stderr)
         self.assertTrue(json.loads(archived.stdout)["archived"])
+        # Each change in the organisation's ledger, alice as the actor.
+        entries = org_ledger(alice)
+        for action, metadata in [
+                ("ACTION_PROJECT_CREATED", {"project": project}),
+                ("ACTION_SERVICE_ACCOUNT_CREATED", {"service_account": account}),
+                ("ACTION_SERVICE_ACCOUNT_REMOVED", {"service_account": account,
+                                                    "revoked_keys": "1"}),
+                ("ACTION_PROJECT_DELETED", {"project": project})]:
+            found = recorded(entries, action, **metadata)
+            self.assertEqual(len(found), 1, f"{action} {metadata}")
+            self.assertEqual(found[0]["actor"], "alice")
         # A reader cannot create projects: authz refuses, policyctl exits 1 naming it.
         carol = SUITE.new_admin_key("carol")
         refused = run_policyctl("projects", "create", "--id=nope", "--name=x",
@@ -509,6 +544,17 @@ class EdgeProcessTest(unittest.TestCase):
         revoked = policyctl("invitations", "revoke", invitation["id"], "--output=json")
         self.assertEqual(revoked.returncode, 0, revoked.stderr)
         self.assertEqual(json.loads(revoked.stdout)["state"], "revoked")
+        # Each change in the organisation's ledger: the newcomer and the invitee as subjects.
+        entries = org_ledger(alice)
+        added = recorded(entries, "ACTION_MEMBER_ADDED", roles="member@support-eu")
+        self.assertIn(newcomer, [e.get("subject") for e in added])
+        demotions = recorded(entries, "ACTION_MEMBER_ROLE_CHANGED", roles="reader@support-eu")
+        self.assertIn(newcomer, [e.get("subject") for e in demotions])
+        for change in ("created", "revoked"):
+            found = recorded(entries, "ACTION_INVITATION_CHANGED", change=change,
+                             invitation=invitation["id"])
+            self.assertEqual(len(found), 1, change)
+            self.assertEqual(found[0]["subject"], f"omar-{newcomer}@acme.example")
 
     def test_operators_reports_proofs_and_a_data_subjects_requests_through_policyctl(self):
         alice = SUITE.new_admin_key("alice")  # an owner
