@@ -12,7 +12,6 @@ Run: /usr/bin/python3 -m unittest -v tests.audit.test_key_events
 """
 
 import contextlib
-import signal
 import sys
 import time
 import unittest
@@ -155,7 +154,7 @@ class KeyEventsTest(unittest.TestCase):
 
     def test_events_wait_for_the_audit_service_and_arrive_once(self):
         # The audit service stops answering (SIGSTOP: it keeps its port, calls time out).
-        AUDIT.proc.send_signal(signal.SIGSTOP)
+        AUDIT.stop()
         try:
             created = self.keys.CreateKey(ks.create_request(self.owner, project=self.project),
                                           timeout=10).key
@@ -164,7 +163,7 @@ class KeyEventsTest(unittest.TestCase):
             time.sleep(0.5)
             self.assertGreaterEqual(pending_events(), 1)
         finally:
-            AUDIT.proc.send_signal(signal.SIGCONT)
+            AUDIT.resume()
         self.wait_entries(1)
         pt.wait_until(lambda: pending_events() == 0, timeout=15,
                       message="policy_keys_audit_events_pending back to 0")

@@ -17,7 +17,6 @@ Run: /usr/bin/python3 -m unittest -v tests.edge.test_edge_process
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -672,13 +671,13 @@ class EdgeProcessTest(unittest.TestCase):
     def test_zz_a_stopped_or_killed_dependency_fails_closed_and_recovers(self):
         # Stopped (no answer at all): the caller's deadline holds, no ALLOW.
         audit = P["audit"]
-        os.kill(audit.proc.pid, signal.SIGSTOP)
+        audit.stop()
         try:
             started = time.monotonic()
             code = pt.call_code(self.decide, timeout=1.0)
             elapsed = time.monotonic() - started
         finally:
-            os.kill(audit.proc.pid, signal.SIGCONT)
+            audit.resume()
         self.assertEqual(code, C.DEADLINE_EXCEEDED)
         self.assertLess(elapsed, 2.0)
         self.assertEqual(self.decide().verdict, E.VERDICT_ALLOW)

@@ -497,6 +497,27 @@ class ServiceProcess:
         self.returncode = self.proc.returncode
         return self.returncode
 
+    def stop(self, timeout=5):
+        """SIGSTOP, then waits until every thread of the process is stopped: the signal is
+        acted on only when one of its threads next runs, and until then the others keep
+        serving (on a busy machine, for milliseconds)."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+        def stopped():
+            try:
+                tasks = list(Path(f"/proc/{self.proc.pid}/task").iterdir())
+                # The state follows the command, which is in parentheses.
+                return all((t / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("T", "t")
+                           for t in tasks)
+            except FileNotFoundError:  # a thread ended meanwhile
+                return False
+        wait_until(stopped, timeout=timeout, interval=0.005,
+                   message=f"{self.name} stopped by SIGSTOP")
+
+    def resume(self):
+        """SIGCONT after stop()."""
+        self.proc.send_signal(signal.SIGCONT)
+
     def kill(self):
         self._close_channel()
         if self.proc is not None and self.proc.poll() is None:
