@@ -366,6 +366,25 @@ grpc::ServerUnaryReactor* AdminService::RevokeInvitation(
                  });
 }
 
+grpc::ServerUnaryReactor* AdminService::AcceptInvitation(
+    grpc::CallbackServerContext* context, const authz::v1::AcceptInvitationRequest* request,
+    authz::v1::Member* response) {
+  return pool_->Run(context, [this, context, request, response]() -> Status {
+    const absl::Time deadline = client::DownstreamDeadline(*context, max_call_time_);
+    if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::AcceptInvitation,
+                        *request, response, deadline);
+        !s.ok()) {
+      return s;
+    }
+    const Caller member{.member = response->id(), .deadline = deadline};
+    const Change change{
+        .action = audit::v1::ACTION_MEMBER_ADDED,
+        .subject = response->id(),
+        .metadata = {{"invitation", request->id()}, {"roles", GrantsText(response->grants())}}};
+    return RecordChange(member, change, absl::StrCat("accept-invitation:", IdOf(request->id())));
+  });
+}
+
 grpc::ServerUnaryReactor* AdminService::ListInvitations(
     grpc::CallbackServerContext* context, const authz::v1::ListInvitationsRequest* request,
     authz::v1::ListInvitationsResponse* response) {

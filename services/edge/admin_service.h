@@ -62,6 +62,9 @@ class AdminService final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* RevokeInvitation(grpc::CallbackServerContext* context,
                                              const authz::v1::RevokeInvitationRequest* request,
                                              authz::v1::Invitation* response) override;
+  grpc::ServerUnaryReactor* AcceptInvitation(grpc::CallbackServerContext* context,
+                                             const authz::v1::AcceptInvitationRequest* request,
+                                             authz::v1::Member* response) override;
   grpc::ServerUnaryReactor* ListInvitations(grpc::CallbackServerContext* context,
                                             const authz::v1::ListInvitationsRequest* request,
                                             authz::v1::ListInvitationsResponse* response) override;

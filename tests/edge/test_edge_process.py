@@ -555,6 +555,29 @@ class EdgeProcessTest(unittest.TestCase):
             self.assertEqual(len(found), 1, change)
             self.assertEqual(found[0]["subject"], f"omar-{newcomer}@acme.example")
 
+        # An invitee, who has no key, accepts with the invitation's id and their e-mail.
+        invitee = f"pia-{newcomer}@acme.example"
+        invited = policyctl("invitations", "create", f"--email={invitee}", "--role=member",
+                            "--projects=support-eu", "--output=json")
+        self.assertEqual(invited.returncode, 0, invited.stderr)
+        invitation = json.loads(invited.stdout)
+        wrong = run_policyctl("invitations", "accept", invitation["id"],
+                              "--email=someone-else@acme.example")
+        self.assertEqual(wrong.returncode, 1)
+        self.assertIn("NOT_FOUND", wrong.stderr)
+        accepted = run_policyctl("invitations", "accept", invitation["id"], f"--email={invitee}",
+                                 f"--member_id=pia-{newcomer}", "--output=json")
+        self.assertEqual(accepted.returncode, 0, accepted.stderr)
+        self.assertEqual(json.loads(accepted.stdout)["grants"][0]["project"], "support-eu")
+        key = policyctl("keys", "create", f"--owner=pia-{newcomer}", "--project=support-eu",
+                        "--environment=production", "--output=json")
+        self.assertEqual(key.returncode, 0, key.stderr)
+        self.assertEqual(self.decide(key=json.loads(key.stdout)["secret"]).verdict,
+                         E.VERDICT_ALLOW)
+        found = recorded(org_ledger(alice), "ACTION_MEMBER_ADDED", invitation=invitation["id"])
+        self.assertEqual(len(found), 1)
+        self.assertEqual(found[0]["actor"], f"pia-{newcomer}")
+
     def test_operators_reports_proofs_and_a_data_subjects_requests_through_policyctl(self):
         alice = SUITE.new_admin_key("alice")  # an owner
         carol = SUITE.new_admin_key("carol")  # a reader

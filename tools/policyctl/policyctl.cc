@@ -63,6 +63,7 @@ commands:
   members set-roles ID --roles=...
   members remove ID [--request_id]  (a retry with the same id repeats nothing)
   invitations list | create --email, --role, [--projects, --valid_for] | revoke ID
+  invitations accept ID --email [--member_id]  (the invitee's call: no admin key)
   org plan FILE     what applying the declarative organisation file would change
   org apply FILE    [--plan_fingerprint]  (removed members' keys are revoked)
   org export        the organisation as it stands, as a declarative file
@@ -544,16 +545,18 @@ int Members(const Invocation& in) {
 int Invitations(const Invocation& in) {
   const std::string verb = in.words.empty() ? "" : in.words[0];
   if (!(in.words.size() == 1 && (verb == "list" || verb == "create")) &&
-      !(in.words.size() == 2 && verb == "revoke")) {
-    return Usage("invitations list, invitations create or invitations revoke ID");
+      !(in.words.size() == 2 && (verb == "revoke" || verb == "accept"))) {
+    return Usage(
+        "invitations list, invitations create, invitations revoke ID or invitations accept ID");
   }
   Global g;
-  std::string email, role = "member", projects;
+  std::string email, role = "member", projects, member_id;
   absl::Duration valid_for = absl::ZeroDuration();
   if (int rc = ParseFlags(
           in, g,
           [&](config::Parser& p) {
-            p.AddString("email", &email, "create: whom to invite");
+            p.AddString("email", &email, "create: whom to invite; accept: the invitee's e-mail");
+            p.AddString("member_id", &member_id, "accept: the new member's id (default: e-mail)");
             p.AddString("role", &role, "create: owner, admin, member or reader");
             p.AddString("projects", &projects, "create: comma-separated projects (member, reader)");
             p.AddDuration("valid_for", &valid_for, "create: default 7 days, at most 30");
@@ -561,8 +564,25 @@ int Invitations(const Invocation& in) {
       rc != kOk) {
     return rc;
   }
-  if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   auto stub = edge::v1::AdminService::NewStub(Channel(g));
+  if (verb == "accept") {  // The invitee's call: no admin key, the invitation's id.
+    authz::v1::AcceptInvitationRequest request;
+    request.set_id(in.words[1]);
+    request.set_email(email);
+    request.set_member_id(member_id);
+    authz::v1::Member member;
+    if (grpc::Status s = stub->AcceptInvitation(Context(g, false).get(), request, &member);
+        !s.ok()) {
+      return Failed(s);
+    }
+    if (g.json()) {
+      PrintJson(member);
+    } else {
+      PrintMember(member);
+    }
+    return kOk;
+  }
+  if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   auto print = [](const authz::v1::Invitation& i) {
     std::printf("%s  %s  %s [%s]  %s\n", i.id().c_str(), i.email().c_str(), i.role().c_str(),
                 absl::StrJoin(i.projects(), ",").c_str(), i.state().c_str());
