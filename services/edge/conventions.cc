@@ -13,18 +13,9 @@ std::string AuditIdOf(const audit::v1::Entry& entry) {
 }
 
 std::string EnvironmentName(keys::v1::Environment e) {
-  switch (e) {
-    case keys::v1::ENVIRONMENT_PRODUCTION:
-      return "production";
-    case keys::v1::ENVIRONMENT_STAGING:
-      return "staging";
-    case keys::v1::ENVIRONMENT_DEVELOPMENT:
-      return "development";
-    case keys::v1::ENVIRONMENT_SANDBOX:
-      return "sandbox";
-    default:
-      return "";
-  }
+  // The enum's own names, ENVIRONMENT_PRODUCTION and so on, lower-cased without the prefix.
+  if (e == keys::v1::ENVIRONMENT_UNSPECIFIED || !keys::v1::Environment_IsValid(e)) return "";
+  return absl::AsciiStrToLower(absl::StripPrefix(keys::v1::Environment_Name(e), "ENVIRONMENT_"));
 }
 
 absl::Status CheckRequestId(absl::string_view id, absl::string_view field, size_t max_bytes) {
