@@ -623,24 +623,35 @@ int Main(int argc, char** argv) {
                 o.target.c_str(), static_cast<long long>(o.concurrency),
                 static_cast<long long>(o.channels), absl::FormatDuration(o.duration).c_str());
   }
-  std::vector<double> ping_qps, rpc_qps;
+  // The machine's speed drifts: rounds alternate which phase runs first, and each round's
+  // ratio is taken between its own two phases, next to each other in time.
+  std::vector<double> ping_qps, rpc_qps, round_ratios;
   int64_t errors = 0;
   for (int round = 1; round <= o.rounds; ++round) {
     auto run = [&](const std::string& name, const std::vector<Call>& calls) {
-      return o.rate > 0 ? RunOpenLoop(name, calls, o.rate, o.warmup, o.duration)
-                        : RunPhase(name, calls, o.warmup, o.duration);
+      PhaseResult result = o.rate > 0 ? RunOpenLoop(name, calls, o.rate, o.warmup, o.duration)
+                                      : RunPhase(name, calls, o.warmup, o.duration);
+      Print(round, result);
+      errors += result.errors;
+      return result;
     };
-    PhaseResult p = run("ping", ping);
-    Print(round, p);
-    PhaseResult r = run(o.rpc, *rpc);
-    Print(round, r);
+    PhaseResult p, r;
+    if (round % 2 == 1) {
+      p = run("ping", ping);
+      r = run(o.rpc, *rpc);
+    } else {
+      r = run(o.rpc, *rpc);
+      p = run("ping", ping);
+    }
     ping_qps.push_back(p.qps);
     rpc_qps.push_back(r.qps);
-    errors += p.errors + r.errors;
+    round_ratios.push_back(p.qps > 0 ? r.qps / p.qps : 0.0);
   }
   const double ping_median = Median(ping_qps), rpc_median = Median(rpc_qps);
-  std::printf("median   ping %.0f calls/s, %s %.0f calls/s, ratio %.3f\n", ping_median,
-              o.rpc.c_str(), rpc_median, ping_median > 0 ? rpc_median / ping_median : 0.0);
+  std::printf("median   ping %.0f calls/s, %s %.0f calls/s, ratio %.3f (median of the rounds' "
+              "ratios %.3f)\n",
+              ping_median, o.rpc.c_str(), rpc_median,
+              ping_median > 0 ? rpc_median / ping_median : 0.0, Median(round_ratios));
   return errors == 0 ? 0 : 1;
 }
 
