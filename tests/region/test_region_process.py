@@ -244,6 +244,23 @@ class RegionProcessTest(unittest.TestCase):
         self.assertNotIn(ids["westeurope"], listed)
         self.assertIn(ids["sweden"], listed)
 
+    def test_the_load_generator_leaves_the_registry_as_it_found_it(self):
+        # loadgen registers loadgen-ep-0..99 for region.route; one of them already exists and
+        # is somebody else's: it must survive, and the others must go when loadgen ends.
+        kept = "loadgen-ep-7"
+        self.create(endpoint(kept, R.RESIDENCY_EU, models=["gpt-4o"]))
+        self.addCleanup(lambda: stub(A).DeleteEndpoint(R.DeleteEndpointRequest(id=kept),
+                                                       timeout=5))
+        loadgen = pt.BUILD_DIR / "tools" / "loadgen"
+        done = pt.run_binary(loadgen, flags={
+            "target": f"127.0.0.1:{A.grpc_port}", "rpc": "region.route", "duration": "200ms",
+            "warmup": "100ms", "rounds": "1", "concurrency": "4"}, timeout=120)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertIn("region.route", done.stdout)
+        listed = [e.id for e in stub(A).ListEndpoints(R.ListEndpointsRequest(),
+                                                      timeout=5).endpoints]
+        self.assertEqual([i for i in listed if i.startswith("loadgen-ep-")], [kept])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -404,11 +404,31 @@ std::vector<Call> AuditAppendCalls(const std::vector<std::shared_ptr<grpc::Chann
   return calls;
 }
 
+// Deletes, when the last copy goes, the endpoints that RegisterEndpoints created; the calls
+// that need them hold a copy, so that a benchmark against a suite in use leaves its registry
+// as it found it.
+using EndpointRegistration = std::shared_ptr<const void>;
+
 // Registers 100 endpoints (loadgen-ep-0..99: 25 per residency, mixed capabilities, three
 // models each; ALREADY_EXISTS is fine) with the region service behind `channel`.
-absl::Status RegisterEndpoints(const std::shared_ptr<grpc::Channel>& channel) {
+absl::StatusOr<EndpointRegistration> RegisterEndpoints(
+    const std::shared_ptr<grpc::Channel>& channel) {
   namespace rv1 = region::v1;
-  auto admin = rv1::RegionService::NewStub(channel);
+  std::shared_ptr<rv1::RegionService::Stub> admin = rv1::RegionService::NewStub(channel);
+  auto created_ids = std::make_shared<std::vector<std::string>>();
+  EndpointRegistration registration(nullptr, [admin, created_ids](const void*) {
+    for (const std::string& id : *created_ids) {
+      rv1::DeleteEndpointRequest request;
+      request.set_id(id);
+      rv1::DeleteEndpointResponse response;
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      if (grpc::Status s = admin->DeleteEndpoint(&context, request, &response); !s.ok()) {
+        std::fprintf(stderr, "loadgen: DeleteEndpoint %s failed: %s\n", id.c_str(),
+                     s.error_message().c_str());
+      }
+    }
+  });
   const rv1::Residency residencies[] = {rv1::RESIDENCY_EU, rv1::RESIDENCY_US, rv1::RESIDENCY_APAC,
                                         rv1::RESIDENCY_GLOBAL};
   for (int i = 0; i < 100; ++i) {
@@ -433,19 +453,22 @@ absl::Status RegisterEndpoints(const std::shared_ptr<grpc::Channel>& channel) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     grpc::Status status = admin->CreateEndpoint(&context, create, &created);
-    if (!status.ok() && status.error_code() != grpc::StatusCode::ALREADY_EXISTS) {
+    if (status.ok()) {
+      created_ids->push_back(e->id());
+    } else if (status.error_code() != grpc::StatusCode::ALREADY_EXISTS) {
       return absl::UnavailableError(
           absl::StrCat("CreateEndpoint failed: ", status.error_message()));
     }
   }
-  return absl::OkStatus();
+  return registration;
 }
 
 // region.route: the 100 endpoints above, then an EU request with PII for gpt-4o.
 absl::StatusOr<std::vector<Call>> RegionRouteCalls(
     const std::vector<std::shared_ptr<grpc::Channel>>& channels, int64_t concurrency) {
   namespace rv1 = region::v1;
-  if (absl::Status s = RegisterEndpoints(channels[0]); !s.ok()) return s;
+  absl::StatusOr<EndpointRegistration> registration = RegisterEndpoints(channels[0]);
+  if (!registration.ok()) return registration.status();
   auto request = std::make_shared<rv1::RouteRequest>();
   request->set_residency(rv1::RESIDENCY_EU);
   request->set_data_class(pii::v1::DATA_CLASS_PII);
@@ -454,7 +477,8 @@ absl::StatusOr<std::vector<Call>> RegionRouteCalls(
   for (int64_t i = 0; i < concurrency; ++i) {
     auto stub = std::shared_ptr<rv1::RegionService::Stub>(
         rv1::RegionService::NewStub(channels[i % channels.size()]));
-    calls.push_back([stub, request](std::function<void(const grpc::Status&)> done) {
+    calls.push_back([stub, request,
+                     registration = *registration](std::function<void(const grpc::Status&)> done) {
       StartCall<rv1::RouteResponse>(
           [&](grpc::ClientContext* context, rv1::RouteResponse* response, auto callback) {
             stub->async()->Route(context, request.get(), response, std::move(callback));
@@ -490,11 +514,9 @@ absl::StatusOr<std::vector<Call>> EdgeDecideCalls(
   if (grpc::Status s = keys_stub->CreateKey(&context, create, &created); !s.ok()) {
     return absl::UnavailableError(absl::StrCat("CreateKey failed: ", s.error_message()));
   }
-  if (absl::Status s = RegisterEndpoints(
-          grpc::CreateChannel(o.region_target, grpc::InsecureChannelCredentials()));
-      !s.ok()) {
-    return s;
-  }
+  absl::StatusOr<EndpointRegistration> registration =
+      RegisterEndpoints(grpc::CreateChannel(o.region_target, grpc::InsecureChannelCredentials()));
+  if (!registration.ok()) return registration.status();
   const std::string run = absl::StrCat("loadgen-", absl::ToUnixMicros(absl::Now()));
   std::vector<Call> calls;
   for (int64_t i = 0; i < o.concurrency; ++i) {
@@ -511,8 +533,8 @@ absl::StatusOr<std::vector<Call>> EdgeDecideCalls(
     request->set_residency(region::v1::RESIDENCY_EU);
     auto sequence = std::make_shared<int64_t>(0);
     const std::string prefix = absl::StrCat(run, "-", i, "-");
-    calls.push_back([stub, request, sequence,
-                     prefix](std::function<void(const grpc::Status&)> done) {
+    calls.push_back([stub, request, sequence, prefix,
+                     registration = *registration](std::function<void(const grpc::Status&)> done) {
       request->set_request_id(absl::StrCat(prefix, (*sequence)++));
       StartCall<edge::v1::DecideResponse>(
           [&](grpc::ClientContext* context, edge::v1::DecideResponse* response, auto callback) {
@@ -648,10 +670,11 @@ int Main(int argc, char** argv) {
     round_ratios.push_back(p.qps > 0 ? r.qps / p.qps : 0.0);
   }
   const double ping_median = Median(ping_qps), rpc_median = Median(rpc_qps);
-  std::printf("median   ping %.0f calls/s, %s %.0f calls/s, ratio %.3f (median of the rounds' "
-              "ratios %.3f)\n",
-              ping_median, o.rpc.c_str(), rpc_median,
-              ping_median > 0 ? rpc_median / ping_median : 0.0, Median(round_ratios));
+  std::printf(
+      "median   ping %.0f calls/s, %s %.0f calls/s, ratio %.3f (median of the rounds' "
+      "ratios %.3f)\n",
+      ping_median, o.rpc.c_str(), rpc_median, ping_median > 0 ? rpc_median / ping_median : 0.0,
+      Median(round_ratios));
   return errors == 0 ? 0 : 1;
 }
 
