@@ -26,6 +26,7 @@
 #include "common/pg/migrations.h"
 #include "common/pg/notification_feed.h"
 #include "common/pg/pool.h"
+#include "common/pg/statement.h"
 #include "common/pg/test_database.h"
 #include "common/testing/eventually.h"
 #include "common/testing/loopback_listener.h"
@@ -293,6 +294,38 @@ TEST_F(PgTest, PoolRecoversWhenItsConnectionIsKilled) {
   EXPECT_TRUE(status.ok()) << status;
   EXPECT_NE(new_pid, pid);
   EXPECT_TRUE(pool.Ping().ok());
+}
+
+TEST_F(PgTest, PreparedStatementsRunWithEachRunsValuesAndSurviveANewConnection) {
+  Pool pool({.url = url_, .size = 1});
+  auto sum = [&](int64_t a, int64_t b) -> absl::StatusOr<int64_t> {
+    int64_t result = 0;
+    absl::Status status = pool.Autocommit([&](pqxx::nontransaction& tx) {
+      Statement s("SELECT ");
+      s.Int(a).Sql(" + ").Int(b);
+      result = s.ExecPrepared(tx)[0][0].as<int64_t>();
+      return absl::OkStatus();
+    });
+    if (!status.ok()) return status;
+    return result;
+  };
+  EXPECT_EQ(sum(2, 3).value_or(-1), 5);
+  EXPECT_EQ(sum(40, 2).value_or(-1), 42);
+  std::string pid;
+  int64_t prepared = 0;
+  ASSERT_TRUE(pool.Transact([&](pqxx::work& tx) {
+                    pid = tx.exec("SELECT pg_backend_pid()")[0][0].as<std::string>();
+                    prepared = tx.exec(
+                                     "SELECT count(*) FROM pg_prepared_statements "
+                                     "WHERE statement LIKE 'SELECT $1::bigint + $2::bigint'")[0][0]
+                                   .as<int64_t>();
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  EXPECT_EQ(prepared, 1);  // Both runs used the one statement.
+  EXPECT_EQ(Query(url_, "SELECT pg_terminate_backend(" + pid + ")"), "t");
+  ASSERT_TRUE(Eventually([&] { return Count(url_, "pg_stat_activity WHERE pid = " + pid) == 0; }));
+  EXPECT_EQ(sum(7, 8).value_or(-1), 15);  // Prepared again on the new connection.
 }
 
 // --- Migrations ------------------------------------------------------------------------------

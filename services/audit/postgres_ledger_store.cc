@@ -496,7 +496,7 @@ std::optional<absl::StatusOr<std::vector<AppendOutcome>>> PostgresLedgerStore::A
     AddArrays(s, columns);
     s.Sql(")");
     retry = true;  // Should this run's connection break, the next run asks what it did.
-    result = Text(s.Exec(tx)[0][0]);
+    result = Text(s.ExecPrepared(tx)[0][0]);
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
