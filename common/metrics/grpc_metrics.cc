@@ -43,14 +43,13 @@ prometheus::Histogram::BucketBoundaries Buckets() {
 
 class MetricsInterceptor : public grpc::experimental::Interceptor {
  public:
-  MetricsInterceptor(GrpcServerMetrics* metrics, GrpcServerMetrics::Method* method)
-      : metrics_(metrics), method_(method), start_(std::chrono::steady_clock::now()) {}
+  explicit MetricsInterceptor(GrpcMethodMetrics::Method* method)
+      : method_(method), start_(std::chrono::steady_clock::now()) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override;
 
  private:
-  GrpcServerMetrics* metrics_;
-  GrpcServerMetrics::Method* method_;
+  GrpcMethodMetrics::Method* method_;
   std::chrono::steady_clock::time_point start_;
 };
 
@@ -59,8 +58,7 @@ class MetricsInterceptorFactory : public grpc::experimental::ServerInterceptorFa
   explicit MetricsInterceptorFactory(GrpcServerMetrics* metrics) : metrics_(metrics) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    return new MetricsInterceptor(metrics_,
-                                  metrics_->ForMethod(info->method(), TypeName(info->type())));
+    return new MetricsInterceptor(metrics_->ForMethod(info->method(), TypeName(info->type())));
   }
 
  private:
@@ -69,7 +67,7 @@ class MetricsInterceptorFactory : public grpc::experimental::ServerInterceptorFa
 
 }  // namespace
 
-struct GrpcServerMetrics::Method {
+struct GrpcMethodMetrics::Method {
   prometheus::Family<prometheus::Counter>* handled_family;
   std::map<std::string, std::string> labels;
   prometheus::Counter* started;
@@ -79,38 +77,42 @@ struct GrpcServerMetrics::Method {
   std::array<std::atomic<prometheus::Counter*>, kCodes> handled{};
 };
 
-GrpcServerMetrics::GrpcServerMetrics(prometheus::Registry& registry)
+GrpcMethodMetrics::GrpcMethodMetrics(prometheus::Registry& registry, absl::string_view side)
     : started_(prometheus::BuildCounter()
-                   .Name("grpc_server_started_total")
-                   .Help("Total number of RPCs started on the server.")
+                   .Name(absl::StrCat("grpc_", side, "_started_total"))
+                   .Help(absl::StrCat("Total number of RPCs started on the ", side, "."))
                    .Register(registry)),
       handled_(prometheus::BuildCounter()
-                   .Name("grpc_server_handled_total")
-                   .Help("Total number of RPCs completed on the server, regardless of success "
-                         "or failure.")
+                   .Name(absl::StrCat("grpc_", side, "_handled_total"))
+                   .Help(absl::StrCat("Total number of RPCs completed on the ", side,
+                                      ", regardless of success or failure."))
                    .Register(registry)),
-      received_(prometheus::BuildCounter()
-                    .Name("grpc_server_msg_received_total")
-                    .Help("Total number of RPC stream messages received on the server.")
-                    .Register(registry)),
+      received_(
+          prometheus::BuildCounter()
+              .Name(absl::StrCat("grpc_", side, "_msg_received_total"))
+              .Help(absl::StrCat("Total number of RPC stream messages received on the ", side, "."))
+              .Register(registry)),
       sent_(prometheus::BuildCounter()
-                .Name("grpc_server_msg_sent_total")
-                .Help("Total number of gRPC stream messages sent by the server.")
+                .Name(absl::StrCat("grpc_", side, "_msg_sent_total"))
+                .Help(absl::StrCat("Total number of gRPC stream messages sent by the ", side, "."))
                 .Register(registry)),
       seconds_(prometheus::BuildHistogram()
-                   .Name("grpc_server_handling_seconds")
-                   .Help("Histogram of response latency (seconds) of gRPC that had been "
-                         "application-level handled by the server.")
+                   .Name(absl::StrCat("grpc_", side, "_handling_seconds"))
+                   .Help(side == "server"
+                             ? "Histogram of response latency (seconds) of gRPC that had been "
+                               "application-level handled by the server."
+                             : "Histogram of response latency (seconds) of the gRPC until it is "
+                               "finished by the application.")
                    .Register(registry)) {}
 
-GrpcServerMetrics::~GrpcServerMetrics() = default;
+GrpcMethodMetrics::~GrpcMethodMetrics() = default;
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
 GrpcServerMetrics::InterceptorFactory() {
   return std::make_unique<MetricsInterceptorFactory>(this);
 }
 
-GrpcServerMetrics::Method* GrpcServerMetrics::ForMethod(const char* full_method, const char* type) {
+GrpcMethodMetrics::Method* GrpcMethodMetrics::ForMethod(const char* full_method, const char* type) {
   absl::string_view name = full_method == nullptr ? "" : full_method;
   {
     absl::ReaderMutexLock lock(&mu_);
@@ -137,7 +139,11 @@ GrpcServerMetrics::Method* GrpcServerMetrics::ForMethod(const char* full_method,
   return slot.get();
 }
 
-void GrpcServerMetrics::Handled(Method* method, grpc::StatusCode code, double seconds) {
+void GrpcMethodMetrics::Started(Method* method) { method->started->Increment(); }
+void GrpcMethodMetrics::Received(Method* method) { method->received->Increment(); }
+void GrpcMethodMetrics::Sent(Method* method) { method->sent->Increment(); }
+
+void GrpcMethodMetrics::Handled(Method* method, grpc::StatusCode code, double seconds) {
   int index = static_cast<int>(code);
   if (index < 0 || index >= kCodes) index = static_cast<int>(grpc::StatusCode::UNKNOWN);
   prometheus::Counter* counter = method->handled[index].load(std::memory_order_acquire);
@@ -151,21 +157,36 @@ void GrpcServerMetrics::Handled(Method* method, grpc::StatusCode code, double se
   method->seconds->Observe(seconds);
 }
 
+GrpcClientMetrics::Call GrpcClientMetrics::Start(Method* method) {
+  Started(method);
+  Sent(method);
+  Call call;
+  call.method_ = method;
+  call.start_ = std::chrono::steady_clock::now();
+  return call;
+}
+
+void GrpcClientMetrics::Call::Done(grpc::StatusCode code) const {
+  if (code == grpc::StatusCode::OK) Received(method_);
+  Handled(method_, code,
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+}
+
 void MetricsInterceptor::Intercept(grpc::experimental::InterceptorBatchMethods* methods) {
   using grpc::experimental::InterceptionHookPoints;
   if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
-    method_->started->Increment();
+    GrpcMethodMetrics::Started(method_);
   }
   if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE)) {
-    method_->received->Increment();
+    GrpcMethodMetrics::Received(method_);
   }
   if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_MESSAGE)) {
-    method_->sent->Increment();
+    GrpcMethodMetrics::Sent(method_);
   }
   if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    metrics_->Handled(method_, methods->GetSendStatus().error_code(), seconds);
+    GrpcMethodMetrics::Handled(method_, methods->GetSendStatus().error_code(), seconds);
   }
   methods->Proceed();
 }

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "common/metrics/grpc_metrics.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/status.h"
@@ -60,8 +61,9 @@ struct DownstreamChannels {
   std::shared_ptr<grpc::Channel> keys, authz, pii, region, audit;
 };
 
-// The real services over gRPC.
-std::unique_ptr<Downstream> NewGrpcDownstream(const DownstreamChannels& channels);
+// The real services over gRPC; each call's latency goes to `metrics`.
+std::unique_ptr<Downstream> NewGrpcDownstream(const DownstreamChannels& channels,
+                                              metrics::GrpcClientMetrics* metrics);
 
 }  // namespace policy::edge
 

@@ -1,7 +1,10 @@
 #include <memory>
+#include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/client/channel.h"
+#include "common/metrics/grpc_metrics.h"
 #include "policy/audit/v1/audit.grpc.pb.h"
 #include "policy/authz/v1/authz.grpc.pb.h"
 #include "policy/keys/v1/keys.grpc.pb.h"
@@ -12,50 +15,78 @@
 namespace policy::edge {
 namespace {
 
+// Each call's latency as the edge sees it goes to grpc_client_handling_seconds.
 class GrpcDownstream final : public Downstream {
  public:
-  explicit GrpcDownstream(const DownstreamChannels& c)
+  GrpcDownstream(const DownstreamChannels& c, metrics::GrpcClientMetrics* metrics)
       : keys_(keys::v1::KeyService::NewStub(c.keys)),
         authz_(authz::v1::AuthzService::NewStub(c.authz)),
         pii_(pii::v1::PiiService::NewStub(c.pii)),
         region_(region::v1::RegionService::NewStub(c.region)),
-        audit_(audit::v1::AuditService::NewStub(c.audit)) {}
+        audit_(audit::v1::AuditService::NewStub(c.audit)),
+        metrics_(metrics),
+        verify_key_(Track(keys::v1::KeyService::service_full_name(), "VerifyKey")),
+        check_(Track(authz::v1::AuthzService::service_full_name(), "Check")),
+        report_usage_(Track(authz::v1::AuthzService::service_full_name(), "ReportUsage")),
+        redact_(Track(pii::v1::PiiService::service_full_name(), "Redact")),
+        route_(Track(region::v1::RegionService::service_full_name(), "Route")),
+        report_outcome_(Track(region::v1::RegionService::service_full_name(), "ReportOutcome")),
+        append_(Track(audit::v1::AuditService::service_full_name(), "Append")) {}
 
   void VerifyKey(grpc::ClientContext* context, const keys::v1::VerifyKeyRequest* request,
                  keys::v1::VerifyKeyResponse* response, Done done) override {
-    keys_->async()->VerifyKey(context, request, response, std::move(done));
+    keys_->async()->VerifyKey(context, request, response, Timed(verify_key_, std::move(done)));
   }
   void Check(grpc::ClientContext* context, const authz::v1::CheckRequest* request,
              authz::v1::CheckResponse* response, Done done) override {
-    authz_->async()->Check(context, request, response, std::move(done));
+    authz_->async()->Check(context, request, response, Timed(check_, std::move(done)));
   }
   void ReportUsage(grpc::ClientContext* context, const authz::v1::ReportUsageRequest* request,
                    authz::v1::ReportUsageResponse* response, Done done) override {
-    authz_->async()->ReportUsage(context, request, response, std::move(done));
+    authz_->async()->ReportUsage(context, request, response, Timed(report_usage_, std::move(done)));
   }
   void Redact(grpc::ClientContext* context, const pii::v1::RedactRequest* request,
               pii::v1::RedactResponse* response, Done done) override {
-    pii_->async()->Redact(context, request, response, std::move(done));
+    pii_->async()->Redact(context, request, response, Timed(redact_, std::move(done)));
   }
   void Route(grpc::ClientContext* context, const region::v1::RouteRequest* request,
              region::v1::RouteResponse* response, Done done) override {
-    region_->async()->Route(context, request, response, std::move(done));
+    region_->async()->Route(context, request, response, Timed(route_, std::move(done)));
   }
   void ReportOutcome(grpc::ClientContext* context, const region::v1::ReportOutcomeRequest* request,
                      region::v1::ReportOutcomeResponse* response, Done done) override {
-    region_->async()->ReportOutcome(context, request, response, std::move(done));
+    region_->async()->ReportOutcome(context, request, response,
+                                    Timed(report_outcome_, std::move(done)));
   }
   void Append(grpc::ClientContext* context, const audit::v1::AppendRequest* request,
               audit::v1::AppendResponse* response, Done done) override {
-    audit_->async()->Append(context, request, response, std::move(done));
+    audit_->async()->Append(context, request, response, Timed(append_, std::move(done)));
   }
 
  private:
+  metrics::GrpcMethodMetrics::Method* Track(const char* service, absl::string_view method) {
+    return metrics_->ForMethod(absl::StrCat("/", service, "/", method).c_str(), "unary");
+  }
+  Done Timed(metrics::GrpcMethodMetrics::Method* method, Done done) {
+    return [call = metrics_->Start(method), done = std::move(done)](grpc::Status status) {
+      call.Done(status.error_code());
+      done(std::move(status));
+    };
+  }
+
   std::unique_ptr<keys::v1::KeyService::Stub> keys_;
   std::unique_ptr<authz::v1::AuthzService::Stub> authz_;
   std::unique_ptr<pii::v1::PiiService::Stub> pii_;
   std::unique_ptr<region::v1::RegionService::Stub> region_;
   std::unique_ptr<audit::v1::AuditService::Stub> audit_;
+  metrics::GrpcClientMetrics* const metrics_;
+  metrics::GrpcMethodMetrics::Method* const verify_key_;
+  metrics::GrpcMethodMetrics::Method* const check_;
+  metrics::GrpcMethodMetrics::Method* const report_usage_;
+  metrics::GrpcMethodMetrics::Method* const redact_;
+  metrics::GrpcMethodMetrics::Method* const route_;
+  metrics::GrpcMethodMetrics::Method* const report_outcome_;
+  metrics::GrpcMethodMetrics::Method* const append_;
 };
 
 }  // namespace
@@ -68,8 +99,9 @@ DownstreamChannels DownstreamChannels::Open(const DownstreamTargets& t) {
                             .audit = client::OpenChannel(t.audit)};
 }
 
-std::unique_ptr<Downstream> NewGrpcDownstream(const DownstreamChannels& channels) {
-  return std::make_unique<GrpcDownstream>(channels);
+std::unique_ptr<Downstream> NewGrpcDownstream(const DownstreamChannels& channels,
+                                              metrics::GrpcClientMetrics* metrics) {
+  return std::make_unique<GrpcDownstream>(channels, metrics);
 }
 
 }  // namespace policy::edge

@@ -32,8 +32,6 @@ int Main(int argc, char** argv) {
       MakeRedactionPolicy(config.redaction_operator, config.blocked_entity_types);
   if (!redaction.ok()) return Fail(redaction.status());
 
-  const DownstreamChannels channels = DownstreamChannels::Open(config.targets);
-  std::unique_ptr<Downstream> downstream = NewGrpcDownstream(channels);
   FlowOptions options;
   options.redaction = *redaction;
   // Envoy forwards the request as it came: what Decide would redact must block it instead.
@@ -42,6 +40,9 @@ int Main(int argc, char** argv) {
   envoy_options.redaction.mutable_default_rule()->set_action(pii::v1::ACTION_BLOCK);
   server::ServerRunner runner(config.server);
   EdgeMetrics metrics(runner.metrics_registry());
+  metrics::GrpcClientMetrics client_metrics(runner.metrics_registry());
+  const DownstreamChannels channels = DownstreamChannels::Open(config.targets);
+  std::unique_ptr<Downstream> downstream = NewGrpcDownstream(channels, &client_metrics);
   DownstreamHealth health(channels, &metrics, config.dependency_check_interval);
   runner.SetReadinessProbe([&health] { return health.ready(); });
   EdgeService service(downstream.get(), std::move(options), config.max_decision_time, &metrics);

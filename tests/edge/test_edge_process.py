@@ -722,6 +722,16 @@ class EdgeProcessTest(unittest.TestCase):
                                            verdict="allow", reason=""), 0)
         self.assertGreater(pt.metric_value(metrics, "policy_edge_decisions_total", api="decide",
                                            verdict="error", reason="UNAVAILABLE"), 0)
+        # Each dependency's latency and outcomes as the edge sees them.
+        self.assertGreater(pt.metric_value(metrics, "grpc_client_handling_seconds_count",
+                                           grpc_service="policy.keys.v1.KeyService",
+                                           grpc_method="VerifyKey"), 0)
+        self.assertGreater(pt.metric_value(metrics, "grpc_client_handled_total",
+                                           grpc_service="policy.pii.v1.PiiService",
+                                           grpc_method="Redact", grpc_code="Unavailable"), 0)
+        self.assertGreater(pt.metric_value(metrics, "grpc_client_handled_total",
+                                           grpc_service="policy.audit.v1.AuditService",
+                                           grpc_method="Append", grpc_code="OK"), 0)
         start_pii()
         pt.wait_until(lambda: self.decide().verdict == E.VERDICT_ALLOW, timeout=15,
                       message="decisions resume with pii back", ignore=(grpc.RpcError,))
