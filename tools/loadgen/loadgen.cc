@@ -27,6 +27,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/config/config.h"
+#include "common/testing/support_ticket.h"
 #include "grpcpp/grpcpp.h"
 #include "policy/audit/v1/audit.grpc.pb.h"
 #include "policy/authz/v1/authz.grpc.pb.h"
@@ -304,22 +305,6 @@ std::vector<Call> AuthzCheckCalls(const std::vector<std::shared_ptr<grpc::Channe
   return calls;
 }
 
-// A 4 KiB user prompt: prose with a card number, an e-mail address, a phone number and an
-// IBAN in it, as a support ticket pasted into a chat would have.
-std::string Prompt4k() {
-  const std::string pii =
-      "The customer (jane.doe@example.com, +1 212-555-0123) says card 4111 1111 1111 1111 "
-      "was charged twice; refund to DE89 3704 0044 0532 0130 00. ";
-  const std::string prose =
-      "Please summarise the ticket below for the support lead, keep it short and polite, and "
-      "list the next steps with owners and dates. The release notes for version 2.14.0 "
-      "mention a fix for the cache; latency went from 120 ms to 45 ms after the change. ";
-  std::string text = pii;
-  while (text.size() < 4096) text += prose;
-  text.resize(4096);
-  return text;
-}
-
 // pii.scan and pii.redact: one 4 KiB user message; redact uses placeholders, as a chat would.
 // pii.restore: the same 4 KiB as an answer to restore with an empty mapping, which costs little
 // more than carrying the text both ways: the transport's share of the other two.
@@ -328,7 +313,7 @@ std::vector<Call> PiiCalls(const std::vector<std::shared_ptr<grpc::Channel>>& ch
   auto scan = std::make_shared<pii::v1::ScanRequest>();
   auto message = scan->add_messages();
   message->set_role("user");
-  message->set_content(Prompt4k());
+  message->set_content(testing::SupportTicket4k());
   auto redaction = std::make_shared<pii::v1::RedactRequest>();
   *redaction->add_messages() = *message;
   redaction->mutable_policy()->mutable_default_rule()->set_operator_(pii::v1::OPERATOR_PLACEHOLDER);
@@ -528,7 +513,7 @@ absl::StatusOr<std::vector<Call>> EdgeDecideCalls(
     request->set_model(o.model);
     pii::v1::ChatMessage* message = request->add_messages();
     message->set_role("user");
-    message->set_content(Prompt4k().substr(0, 1024));
+    message->set_content(testing::SupportTicket4k().substr(0, 1024));
     request->set_estimated_tokens(100);
     request->set_residency(region::v1::RESIDENCY_EU);
     auto sequence = std::make_shared<int64_t>(0);
