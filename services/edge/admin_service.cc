@@ -9,6 +9,7 @@
 #include "common/crypto/crypto.h"
 #include "services/edge/conventions.h"
 #include "services/edge/downstream_status.h"
+#include "services/edge/proto_convert.h"
 
 namespace policy::edge {
 namespace {

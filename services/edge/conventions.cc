@@ -7,17 +7,6 @@
 
 namespace policy::edge {
 
-std::string AuditIdOf(const audit::v1::Entry& entry) {
-  return absl::StrCat(entry.ledger().project(), "/", entry.ledger().environment(), "/",
-                      entry.index());
-}
-
-std::string EnvironmentName(keys::v1::Environment e) {
-  // The enum's own names, ENVIRONMENT_PRODUCTION and so on, lower-cased without the prefix.
-  if (e == keys::v1::ENVIRONMENT_UNSPECIFIED || !keys::v1::Environment_IsValid(e)) return "";
-  return absl::AsciiStrToLower(absl::StripPrefix(keys::v1::Environment_Name(e), "ENVIRONMENT_"));
-}
-
 absl::Status CheckRequestId(absl::string_view id, absl::string_view field, size_t max_bytes) {
   if (id.size() > max_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": at most ", max_bytes, " bytes"));

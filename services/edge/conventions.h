@@ -6,22 +6,14 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "policy/audit/v1/audit.pb.h"
-#include "policy/keys/v1/keys.pb.h"
 
-// The conventions the edge's APIs share: how it names things across services and reads
-// credentials.
+// The conventions the edge's APIs share: their limits and how they read credentials and
+// request ids. Free of wire types; the conversions between services' messages are in
+// proto_convert.h.
 namespace policy::edge {
 
 // The most tokens one request may be estimated (or reported) to use.
 inline constexpr int64_t kMaxEstimatedTokens = 10'000'000;
-
-// A ledger entry's id for callers: "<project>/<environment>/<index>" ("//<index>" in the
-// organisation's ledger).
-std::string AuditIdOf(const audit::v1::Entry& entry);
-
-// The ledger environment of a key's environment ("production", ...; "" when unspecified).
-std::string EnvironmentName(keys::v1::Environment environment);
 
 // A caller's request id: at most `max_bytes` of [A-Za-z0-9_.:-]; INVALID_ARGUMENT naming
 // `field` otherwise.

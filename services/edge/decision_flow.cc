@@ -17,6 +17,7 @@
 #include "google/protobuf/arena.h"
 #include "services/edge/conventions.h"
 #include "services/edge/downstream_status.h"
+#include "services/edge/proto_convert.h"
 
 namespace policy::edge {
 namespace {

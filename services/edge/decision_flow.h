@@ -10,10 +10,13 @@
 #include "policy/edge/v1/edge.pb.h"
 #include "services/edge/downstream.h"
 
-// The edge's two flows. Decide: keys verifies the key; then authz checks access and reserves
-// budget while pii redacts the messages; then region routes; then audit records the decision
-// durably; only then is the answer given. ReportUsage: keys verifies the key; then authz
-// reconciles the tokens, region learns the endpoint's outcome and audit records the call.
+// The edge's two flows, over the other services' wire types: the edge holds no domain of its
+// own, so the flow is its translation layer (a request in, the services' messages out and
+// back, an answer), and its conventions.h stays free of them. Decide: keys verifies the key; then
+// authz checks access and reserves budget while pii redacts the messages; then region routes; then
+// audit records the decision durably; only then is the answer given. ReportUsage: keys verifies the
+// key; then authz reconciles the tokens, region learns the endpoint's outcome and audit records the
+// call.
 //
 // Failure semantics (fail closed): a key that does not verify is UNAUTHENTICATED whatever the
 // reason; the caller's own mistakes are INVALID_ARGUMENT naming the field; a policy refusal is
