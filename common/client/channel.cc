@@ -4,12 +4,11 @@
 #include <chrono>
 
 #include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
 
 namespace policy::client {
 
-std::shared_ptr<grpc::Channel> OpenChannel(const std::string& address) {
-  return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+std::shared_ptr<grpc::Channel> OpenChannel(const std::string& address, const tls::TlsOptions& tls) {
+  return grpc::CreateChannel(address, tls::ChannelCredentials(tls));
 }
 
 absl::Time DownstreamDeadline(const grpc::ServerContextBase& context, absl::Duration limit) {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "common/tls/tls_options.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/server_context.h"
@@ -13,9 +14,10 @@
 // call carrying the deadline of the request being served.
 namespace policy::client {
 
-// A channel to the service at `address` ("host:port"). Create one per peer per process and
-// share it: it multiplexes every call and reconnects by itself.
-std::shared_ptr<grpc::Channel> OpenChannel(const std::string& address);
+// A channel to the service at `address` ("host:port"), secured by the process's `tls` (see
+// tls::ChannelCredentials). Create one per peer per process and share it: it multiplexes every
+// call and reconnects by itself.
+std::shared_ptr<grpc::Channel> OpenChannel(const std::string& address, const tls::TlsOptions& tls);
 
 // The deadline of a downstream call made while serving `context`: the caller's deadline, but
 // no later than now + `limit` (also when the caller set none).

@@ -39,6 +39,9 @@ void ServerOptions::Register(config::Parser& parser) {
   parser.AddString("listen", &listen, "gRPC address, host:port (port 0 picks a free one)");
   parser.AddString("metrics_listen", &metrics_listen,
                    "Prometheus /metrics address, host:port; empty disables it");
+  parser.AddString("health_listen", &health_listen,
+                   "plaintext gRPC health-only address, host:port; empty disables it");
+  tls.Register(parser);
   parser.AddString("ready_file", &ready_file,
                    "file written with the bound ports once the server serves");
   parser.AddDuration("shutdown_grace", &shutdown_grace,
@@ -52,6 +55,10 @@ absl::Status ServerOptions::Validate() const {
   if (!metrics_listen.empty()) {
     if (absl::Status s = ValidateHostPort(metrics_listen, "metrics_listen"); !s.ok()) return s;
   }
+  if (!health_listen.empty()) {
+    if (absl::Status s = ValidateHostPort(health_listen, "health_listen"); !s.ok()) return s;
+  }
+  if (absl::Status s = tls.Validate(); !s.ok()) return s;
   if (shutdown_grace < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("shutdown_grace must not be negative");
   }
@@ -83,7 +90,7 @@ absl::Status ServerRunner::Start() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &grpc_port_);
+  builder.AddListeningPort(options_.listen, tls::ServerCredentials(options_.tls), &grpc_port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_receive_message_bytes));
   for (grpc::Service* service : services_) builder.RegisterService(service);
   builder.RegisterService(diagnostics_.get());
@@ -93,6 +100,15 @@ absl::Status ServerRunner::Start() {
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || grpc_port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.listen));
+  }
+  if (!options_.health_listen.empty()) {
+    grpc::ServerBuilder health_builder;  // The default health service is its only service.
+    health_builder.AddListeningPort(options_.health_listen, grpc::InsecureServerCredentials(),
+                                    &health_port_);
+    health_server_ = health_builder.BuildAndStart();
+    if (health_server_ == nullptr || health_port_ == 0) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.health_listen));
+    }
   }
   if (!options_.metrics_listen.empty()) {
     try {
@@ -111,16 +127,22 @@ absl::Status ServerRunner::Start() {
     if (absl::Status s = WriteReadyFile(); !s.ok()) return s;
   }
   health_thread_ = std::thread([this, serving] { PollHealth(serving); });
-  LogInfo("serving",
-          {{"grpc_port", absl::StrCat(grpc_port_)}, {"metrics_port", absl::StrCat(metrics_port_)}});
+  LogInfo("serving", {{"grpc_port", absl::StrCat(grpc_port_)},
+                      {"metrics_port", absl::StrCat(metrics_port_)},
+                      {"health_port", absl::StrCat(health_port_)},
+                      {"tls", options_.tls.serves_tls() ? "on" : "off"}});
   return absl::OkStatus();
 }
 
 void ServerRunner::SetServing(bool serving) {
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  if (health == nullptr) return;
-  health->SetServingStatus("", serving);
-  for (const std::string& name : service_names_) health->SetServingStatus(name, serving);
+  for (grpc::Server* server : {server_.get(), health_server_.get()}) {
+    grpc::HealthCheckServiceInterface* health =
+        server == nullptr ? nullptr : server->GetHealthCheckService();
+    if (health == nullptr) continue;
+    health->SetServingStatus("", serving);
+    health->SetServingStatus(std::string(kLivenessService), true);
+    for (const std::string& name : service_names_) health->SetServingStatus(name, serving);
+  }
 }
 
 absl::Status ServerRunner::WriteReadyFile() {
@@ -128,7 +150,8 @@ absl::Status ServerRunner::WriteReadyFile() {
   std::string tmp = options_.ready_file + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << "grpc_port=" << grpc_port_ << "\nmetrics_port=" << metrics_port_ << "\n";
+    out << "grpc_port=" << grpc_port_ << "\nmetrics_port=" << metrics_port_
+        << "\nhealth_port=" << health_port_ << "\n";
     if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
   }
   if (std::rename(tmp.c_str(), options_.ready_file.c_str()) != 0) {
@@ -160,10 +183,17 @@ void ServerRunner::Shutdown() {
   if (server_ == nullptr) return;
   LogInfo("shutting down: draining in-flight RPCs",
           {{"grace", absl::FormatDuration(options_.shutdown_grace)}});
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  if (health != nullptr) health->Shutdown();  // NOT_SERVING, and no further changes.
+  for (grpc::Server* server : {server_.get(), health_server_.get()}) {
+    grpc::HealthCheckServiceInterface* health =
+        server == nullptr ? nullptr : server->GetHealthCheckService();
+    if (health != nullptr) health->Shutdown();  // NOT_SERVING, and no further changes.
+  }
   server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
   server_->Wait();
+  if (health_server_ != nullptr) {
+    health_server_->Shutdown(absl::ToChronoTime(absl::Now()));
+    health_server_->Wait();
+  }
   StopMetrics();
   LogInfo("stopped");
 }

@@ -10,10 +10,12 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/config/config.h"
 #include "common/metrics/grpc_metrics.h"
+#include "common/tls/tls_options.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/impl/service_type.h"
 #include "prometheus/exposer.h"
@@ -21,14 +23,24 @@
 
 namespace policy::server {
 
+// The health-check service name that is SERVING for as long as the process serves, whatever
+// its dependencies say: what a liveness probe asks (readiness asks for "").
+inline constexpr absl::string_view kLivenessService = "liveness";
+
 // What every policy-suite server exposes, configured the same way in each binary.
 struct ServerOptions {
   // host:port for gRPC; port 0 picks a free port (see ready_file).
   std::string listen = "0.0.0.0:50051";
   // host:port for Prometheus /metrics; empty disables it.
   std::string metrics_listen = "0.0.0.0:9090";
+  // host:port of a plaintext port serving only grpc.health.v1.Health (for probes that cannot
+  // speak TLS, as Kubernetes' native gRPC probes); empty disables it.
+  std::string health_listen;
+  // TLS of the gRPC port, and of the calls the process makes (see tls::TlsOptions).
+  tls::TlsOptions tls;
   // Written once the server listens and its readiness probe first says ready:
-  // "grpc_port=N\nmetrics_port=M\n". Tests and scripts wait for it instead of sleeping.
+  // "grpc_port=N\nmetrics_port=M\nhealth_port=H\n" (0 for a port not served). Tests and
+  // scripts wait for it instead of sleeping.
   std::string ready_file;
   // How long in-flight RPCs may run on SIGTERM before they are cancelled.
   absl::Duration shutdown_grace = absl::Seconds(10);
@@ -45,6 +57,9 @@ struct ServerOptions {
 // Builds and runs one gRPC server with what every service needs:
 //  - grpc.health.v1.Health, SERVING only while the readiness probe says so (for the
 //    overall server "" and for each added service's full name), NOT_SERVING while draining;
+//    and "liveness", SERVING from start to shutdown whatever the dependencies say. The same
+//    answers on the plaintext health port when health_listen is set;
+//  - TLS, and client certificates required, as options.tls says;
 //  - server reflection;
 //  - policy.diag.v1.Diagnostics/Ping, the empty RPC that load tests compare against;
 //  - the conventional gRPC server metrics on /metrics of their own port, beside any the
@@ -66,6 +81,7 @@ class ServerRunner {
   absl::Status Start();
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
+  int health_port() const { return health_port_; }
   // Reports NOT_SERVING, lets in-flight RPCs finish within shutdown_grace, then stops.
   void Shutdown();
 
@@ -88,9 +104,11 @@ class ServerRunner {
   std::unique_ptr<grpc::Service> diagnostics_;
   std::function<bool()> probe_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> health_server_;  // Health only, plaintext; may be null.
   std::unique_ptr<prometheus::Exposer> exposer_;
   int grpc_port_ = 0;
   int metrics_port_ = 0;
+  int health_port_ = 0;
   std::atomic<bool> stopping_{false};
   absl::Notification stop_health_;
   std::atomic<bool> ready_file_written_{false};

@@ -365,11 +365,15 @@ class ServerRunnerTest : public ::testing::Test {
 };
 
 TEST_F(ServerRunnerTest, ReadyFileHoldsThePorts) {
-  StartRunner(LocalOptions(/*metrics=*/true));
+  ServerOptions options = LocalOptions(/*metrics=*/true);
+  options.health_listen = "127.0.0.1:0";
+  StartRunner(options);
   EXPECT_GT(runner_->metrics_port(), 0);
+  EXPECT_GT(runner_->health_port(), 0);
   EXPECT_NE(runner_->metrics_port(), runner_->grpc_port());
   EXPECT_EQ(ReadFile(ready_file_), "grpc_port=" + std::to_string(runner_->grpc_port()) +
                                        "\nmetrics_port=" + std::to_string(runner_->metrics_port()) +
+                                       "\nhealth_port=" + std::to_string(runner_->health_port()) +
                                        "\n");
   EXPECT_TRUE(Accepts(runner_->grpc_port()));
   EXPECT_TRUE(Accepts(runner_->metrics_port()));
@@ -378,8 +382,8 @@ TEST_F(ServerRunnerTest, ReadyFileHoldsThePorts) {
 TEST_F(ServerRunnerTest, MetricsCanBeDisabled) {
   StartRunner(LocalOptions(/*metrics=*/false));
   EXPECT_EQ(runner_->metrics_port(), 0);
-  EXPECT_EQ(ReadFile(ready_file_),
-            "grpc_port=" + std::to_string(runner_->grpc_port()) + "\nmetrics_port=0\n");
+  EXPECT_EQ(ReadFile(ready_file_), "grpc_port=" + std::to_string(runner_->grpc_port()) +
+                                       "\nmetrics_port=0\nhealth_port=0\n");
   EXPECT_TRUE(Ping(*channel_).ok());
 }
 
@@ -405,17 +409,27 @@ TEST_F(ServerRunnerTest, HealthIsServingWithoutProbe) {
 
 TEST_F(ServerRunnerTest, HealthFollowsTheReadinessProbe) {
   UseReadyFlag(true);
-  StartRunner();
+  ServerOptions options = LocalOptions();
+  options.health_listen = "127.0.0.1:0";
+  StartRunner(options);
+  std::shared_ptr<grpc::Channel> health_port = ChannelTo(runner_->health_port());
   EXPECT_EQ(ServingStatus(*channel_), kServing);
+  EXPECT_EQ(ServingStatus(*health_port), kServing);
 
   WaitForHealthPolling();
   ready_ = false;
-  EXPECT_TRUE(Eventually([&] { return ServingStatus(*channel_) == kNotServing; }))
-      << "last status " << ServingStatus(*channel_);
+  for (grpc::Channel* channel : {channel_.get(), health_port.get()}) {
+    EXPECT_TRUE(Eventually([&] { return ServingStatus(*channel) == kNotServing; }))
+        << "last status " << ServingStatus(*channel);
+    // Liveness ignores the dependencies: a pod is not restarted for a database outage.
+    EXPECT_EQ(ServingStatus(*channel, std::string(kLivenessService)), kServing);
+  }
 
   ready_ = true;
-  EXPECT_TRUE(Eventually([&] { return ServingStatus(*channel_) == kServing; }))
-      << "last status " << ServingStatus(*channel_);
+  for (grpc::Channel* channel : {channel_.get(), health_port.get()}) {
+    EXPECT_TRUE(Eventually([&] { return ServingStatus(*channel) == kServing; }))
+        << "last status " << ServingStatus(*channel);
+  }
 }
 
 TEST_F(ServerRunnerTest, HealthStartsNotServingWhenNotReady) {

@@ -95,7 +95,7 @@ int Main(int argc, char** argv) {
   server::ServerRunner runner(config.server);
   std::unique_ptr<KeyDirectory> keys;
   if (!config.keys_address.empty()) {
-    keys = NewGrpcKeyDirectory(client::OpenChannel(config.keys_address));
+    keys = NewGrpcKeyDirectory(client::OpenChannel(config.keys_address, config.server.tls));
   }
   AuthzService service(&authorizer, &admin, &cache, keys.get(), &blocking, clock,
                        &runner.metrics_registry());

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/metrics/grpc_metrics.h"
+#include "common/tls/tls_options.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/status.h"
@@ -57,7 +58,7 @@ struct DownstreamTargets {
 
 // One channel per service, opened once and shared by every call of the process.
 struct DownstreamChannels {
-  static DownstreamChannels Open(const DownstreamTargets& targets);
+  static DownstreamChannels Open(const DownstreamTargets& targets, const tls::TlsOptions& tls);
   std::shared_ptr<grpc::Channel> keys, authz, pii, region, audit;
 };
 

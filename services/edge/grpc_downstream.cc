@@ -91,12 +91,13 @@ class GrpcDownstream final : public Downstream {
 
 }  // namespace
 
-DownstreamChannels DownstreamChannels::Open(const DownstreamTargets& t) {
-  return DownstreamChannels{.keys = client::OpenChannel(t.keys),
-                            .authz = client::OpenChannel(t.authz),
-                            .pii = client::OpenChannel(t.pii),
-                            .region = client::OpenChannel(t.region),
-                            .audit = client::OpenChannel(t.audit)};
+DownstreamChannels DownstreamChannels::Open(const DownstreamTargets& t,
+                                            const tls::TlsOptions& tls) {
+  return DownstreamChannels{.keys = client::OpenChannel(t.keys, tls),
+                            .authz = client::OpenChannel(t.authz, tls),
+                            .pii = client::OpenChannel(t.pii, tls),
+                            .region = client::OpenChannel(t.region, tls),
+                            .audit = client::OpenChannel(t.audit, tls)};
 }
 
 std::unique_ptr<Downstream> NewGrpcDownstream(const DownstreamChannels& channels,

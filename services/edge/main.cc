@@ -41,7 +41,7 @@ int Main(int argc, char** argv) {
   server::ServerRunner runner(config.server);
   EdgeMetrics metrics(runner.metrics_registry());
   metrics::GrpcClientMetrics client_metrics(runner.metrics_registry());
-  const DownstreamChannels channels = DownstreamChannels::Open(config.targets);
+  const DownstreamChannels channels = DownstreamChannels::Open(config.targets, config.server.tls);
   std::unique_ptr<Downstream> downstream = NewGrpcDownstream(channels, &client_metrics);
   DownstreamHealth health(channels, &metrics, config.dependency_check_interval);
   runner.SetReadinessProbe([&health] { return health.ready(); });

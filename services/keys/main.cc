@@ -60,9 +60,9 @@ int Main(int argc, char** argv) {
   if (config.audit_target.empty()) {
     events = std::make_unique<LogKeyEventSink>();
   } else {
-    auto sink =
-        std::make_unique<AuditEventSink>(client::OpenChannel(config.audit_target),
-                                         AuditEventSinkOptions{}, &runner.metrics_registry());
+    auto sink = std::make_unique<AuditEventSink>(
+        client::OpenChannel(config.audit_target, config.server.tls), AuditEventSinkOptions{},
+        &runner.metrics_registry());
     audit_events = sink.get();
     events = std::move(sink);
   }

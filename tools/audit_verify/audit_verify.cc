@@ -38,6 +38,7 @@
 #include "common/config/config.h"
 #include "common/log/log.h"
 #include "common/pg/pool.h"
+#include "common/tls/tls_options.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "policy/audit/v1/audit.grpc.pb.h"
@@ -111,6 +112,7 @@ Exit codes:
 
 struct Options {
   std::string target;
+  tls::TlsOptions tls;
   std::string input;
   std::string checkpoint;
   std::string database;
@@ -339,7 +341,7 @@ class RpcSource : public Source {
         export_timeout_(o.export_timeout),
         ledger_(std::move(ledger)),
         public_key_(std::move(public_key)),
-        channel_(grpc::CreateChannel(o.target, grpc::InsecureChannelCredentials())),
+        channel_(grpc::CreateChannel(o.target, tls::ChannelCredentials(o.tls))),
         stub_(audit::v1::AuditService::NewStub(channel_)) {}
 
   std::string Describe() const override { return absl::StrCat("server ", target_); }
@@ -834,6 +836,7 @@ int Main(int argc, char** argv) {
                      "for connecting to the server or database and for GetCheckpoint");
   parser.AddDuration("export_timeout", &o.export_timeout,
                      "with --target: the whole ExportEntries stream at most");
+  o.tls.Register(parser);
   if (absl::Status s = parser.ParseProcess(argc, argv); !s.ok()) {
     std::fprintf(stderr, "audit_verify: %s (--help lists the flags)\n",
                  std::string(s.message()).c_str());
@@ -843,6 +846,10 @@ int Main(int argc, char** argv) {
     std::fputs(kDescription, stdout);
     std::fputs(parser.Usage().c_str(), stdout);
     return kExitValid;
+  }
+  if (absl::Status s = o.tls.Validate(); !s.ok()) {
+    std::fprintf(stderr, "audit_verify: %s\n", std::string(s.message()).c_str());
+    return kExitUsage;
   }
   if (o.output != "text" && o.output != "json") {
     std::fprintf(stderr, "audit_verify: --output must be text or json, not '%s'\n",

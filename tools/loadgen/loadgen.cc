@@ -28,6 +28,7 @@
 #include "absl/time/clock.h"
 #include "common/config/config.h"
 #include "common/testing/support_ticket.h"
+#include "common/tls/tls_options.h"
 #include "grpcpp/grpcpp.h"
 #include "policy/audit/v1/audit.grpc.pb.h"
 #include "policy/authz/v1/authz.grpc.pb.h"
@@ -44,6 +45,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   std::string target = "127.0.0.1:50051";
+  tls::TlsOptions tls;
   std::string rpc = "keys.verify";
   absl::Duration duration = absl::Seconds(5);
   absl::Duration warmup = absl::Seconds(1);
@@ -199,8 +201,7 @@ std::vector<std::shared_ptr<grpc::Channel>> Channels(const Options& o) {
     grpc::ChannelArguments args;
     args.SetInt("policy.loadgen.channel", static_cast<int>(i));  // Distinct connections.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    channels.push_back(
-        grpc::CreateCustomChannel(o.target, grpc::InsecureChannelCredentials(), args));
+    channels.push_back(grpc::CreateCustomChannel(o.target, tls::ChannelCredentials(o.tls), args));
   }
   return channels;
 }
@@ -485,7 +486,7 @@ absl::StatusOr<std::vector<Call>> EdgeDecideCalls(
     return absl::InvalidArgumentError("edge.decide needs --keys_target and --region_target");
   }
   auto keys_stub = keys::v1::KeyService::NewStub(
-      grpc::CreateChannel(o.keys_target, grpc::InsecureChannelCredentials()));
+      grpc::CreateChannel(o.keys_target, tls::ChannelCredentials(o.tls)));
   keys::v1::CreateKeyRequest create;
   create.set_kind(keys::v1::KEY_KIND_PROJECT);
   create.mutable_owner()->set_type(keys::v1::PRINCIPAL_TYPE_MEMBER);
@@ -500,7 +501,7 @@ absl::StatusOr<std::vector<Call>> EdgeDecideCalls(
     return absl::UnavailableError(absl::StrCat("CreateKey failed: ", s.error_message()));
   }
   absl::StatusOr<EndpointRegistration> registration =
-      RegisterEndpoints(grpc::CreateChannel(o.region_target, grpc::InsecureChannelCredentials()));
+      RegisterEndpoints(grpc::CreateChannel(o.region_target, tls::ChannelCredentials(o.tls)));
   if (!registration.ok()) return registration.status();
   const std::string run = absl::StrCat("loadgen-", absl::ToUnixMicros(absl::Now()));
   std::vector<Call> calls;
@@ -577,6 +578,7 @@ int Main(int argc, char** argv) {
   parser.AddInt("rate", &o.rate, "calls per second, open loop; 0: closed loop");
   parser.AddInt("channels", &o.channels, "connections to the server");
   parser.AddInt("rounds", &o.rounds, "ping/RPC phase pairs");
+  o.tls.Register(parser);
   if (absl::Status s = parser.ParseProcess(argc, argv); !s.ok()) {
     std::fprintf(stderr, "%s\n", s.ToString().c_str());
     return 2;
@@ -587,6 +589,10 @@ int Main(int argc, char** argv) {
   }
   if (o.rate < 0 || o.rate > 1'000'000) {
     std::fprintf(stderr, "rate must be between 0 and 1000000\n");
+    return 2;
+  }
+  if (absl::Status s = o.tls.Validate(); !s.ok()) {
+    std::fprintf(stderr, "%s\n", s.ToString().c_str());
     return 2;
   }
   if (o.concurrency < 1 || o.channels < 1 || o.rounds < 1) {

@@ -34,7 +34,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/config/config.h"
+#include "common/tls/tls_options.h"
 #include "google/protobuf/util/json_util.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "policy/edge/v1/admin.grpc.pb.h"
 #include "policy/edge/v1/edge.grpc.pb.h"
@@ -90,9 +92,12 @@ commands:
                     --private_link, --cached, --priority=1, --weight=100, --disabled]
   endpoints delete ID
   endpoints health  breakers, latency, outcomes and failovers
+  health TARGET...  grpc.health.v1 of each host:port (default: the edge), [--service];
+                    exit 0 only when every one is SERVING
 
 global flags (or POLICY_POLICYCTL_<NAME>): --edge=host:port (127.0.0.1:50056), --admin_key,
-  --api_key, --output=text|json, --timeout=10s
+  --api_key, --output=text|json, --timeout=10s, --tls_ca_file (TLS to the edge),
+  --tls_cert_file and --tls_key_file (a client certificate)
 exit codes: 0 done, 1 the call failed, 2 usage, 3 refused by policy or the ledger is invalid
 )";
 
@@ -102,8 +107,10 @@ struct Global {
   std::string api_key;
   std::string output = "text";
   absl::Duration timeout = absl::Seconds(10);
+  tls::TlsOptions tls;
 
   void Register(config::Parser& p) {
+    tls.Register(p);
     p.AddString("edge", &edge, "the edge, host:port");
     p.AddString("admin_key", &admin_key, "admin key for the admin API",
                 config::Sensitivity::kSecret);
@@ -147,6 +154,7 @@ int ParseFlags(const Invocation& in, Global& global,
   if (global.output != "text" && global.output != "json") {
     return Usage("--output must be text or json");
   }
+  if (absl::Status s = global.tls.Validate(); !s.ok()) return Usage(std::string(s.message()));
   return kOk;
 }
 
@@ -165,9 +173,11 @@ void PrintJson(const google::protobuf::Message& m) {
   std::printf("%s\n", json.c_str());
 }
 
-std::shared_ptr<grpc::Channel> Channel(const Global& g) {
-  return grpc::CreateChannel(g.edge, grpc::InsecureChannelCredentials());
+std::shared_ptr<grpc::Channel> Channel(const Global& g, const std::string& target) {
+  return grpc::CreateChannel(target, tls::ChannelCredentials(g.tls));
 }
+
+std::shared_ptr<grpc::Channel> Channel(const Global& g) { return Channel(g, g.edge); }
 
 // A call's context: the deadline and, for the admin API, the admin key.
 std::unique_ptr<grpc::ClientContext> Context(const Global& g, bool admin) {
@@ -1203,6 +1213,47 @@ int Audit(const Invocation& in) {
   return Usage(absl::StrCat("audit: unknown verb '", in.words[0], "'"));
 }
 
+// Asks each target's grpc.health.v1.Health/Check; kOk only when every one is SERVING.
+int Health(const Invocation& in) {
+  Global g;
+  std::string service;
+  if (int rc = ParseFlags(in, g,
+                          [&](config::Parser& p) {
+                            p.AddString("service", &service,
+                                        "the service asked about (\"\" the whole server, "
+                                        "\"liveness\")");
+                          });
+      rc != kOk) {
+    return rc;
+  }
+  const std::vector<std::string> targets =
+      in.words.empty() ? std::vector<std::string>{g.edge} : in.words;
+  bool all_serving = true;
+  for (const std::string& target : targets) {
+    auto stub = grpc::health::v1::Health::NewStub(Channel(g, target));
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(service);
+    grpc::health::v1::HealthCheckResponse response;
+    std::unique_ptr<grpc::ClientContext> context = Context(g, /*admin=*/false);
+    const grpc::Status s = stub->Check(context.get(), request, &response);
+    const std::string status =
+        s.ok()
+            ? grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status())
+            : absl::StrCat("error: ",
+                           absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())),
+                           ": ", s.error_message());
+    all_serving = all_serving && s.ok() &&
+                  response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+    if (g.json()) {
+      std::printf("{\"target\":\"%s\",\"status\":\"%s\"}\n", absl::CEscape(target).c_str(),
+                  absl::CEscape(status).c_str());
+    } else {
+      std::printf("%s\t%s\n", target.c_str(), status.c_str());
+    }
+  }
+  return all_serving ? kOk : kFailed;
+}
+
 int Main(int argc, char** argv) {
   Invocation in;
   std::string command;
@@ -1221,6 +1272,7 @@ int Main(int argc, char** argv) {
     return command.empty() ? kUsage : kOk;
   }
   if (command == "decide") return Decide(in);
+  if (command == "health") return Health(in);
   if (command == "keys") return Keys(in);
   if (command == "members") return Members(in);
   if (command == "audit") return Audit(in);

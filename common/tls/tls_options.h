@@ -1,0 +1,54 @@
+#ifndef POLICY_COMMON_TLS_TLS_OPTIONS_H_
+#define POLICY_COMMON_TLS_TLS_OPTIONS_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "common/config/config.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/security/server_credentials.h"
+
+namespace policy::tls {
+
+// A process's transport security, the same settings in every binary (`tls_cert_file`, ... or
+// POLICY_<SVC>_TLS_CERT_FILE, ...). One identity serves both directions, as in a service mesh:
+//  - tls_cert_file + tls_key_file: the process's certificate chain and private key (PEM). A
+//    server with them serves TLS only; every call the process makes presents them as its client
+//    certificate.
+//  - tls_ca_file: the CA bundle (PEM) that verifies peers: the servers the process calls (their
+//    certificate must name the host dialled) and, with tls_require_client_cert, its clients.
+//    Alone (a CLI), it turns TLS on for the calls without a client certificate.
+//  - tls_require_client_cert: the server refuses a client without a certificate from tls_ca_file.
+// The files are re-read every tls_reload_interval, so certificates rotate without a restart.
+// Without any of them, servers and calls are plaintext.
+struct TlsOptions {
+  std::string cert_file;
+  std::string key_file;
+  std::string ca_file;
+  bool require_client_cert = false;
+  absl::Duration reload_interval = absl::Minutes(1);
+
+  // Whether servers serve TLS.
+  bool serves_tls() const { return !cert_file.empty(); }
+  // Whether calls use TLS.
+  bool calls_use_tls() const { return !cert_file.empty() || !ca_file.empty(); }
+
+  void Register(config::Parser& parser);
+  // Checks the combination and reads the files: each must hold PEM that parses, and the key
+  // must belong to the certificate. INVALID_ARGUMENT naming the setting otherwise.
+  absl::Status Validate() const;
+};
+
+// The credentials of a server with `options` (plaintext without a certificate).
+std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const TlsOptions& options);
+
+// The credentials of calls made with `options` (plaintext when neither a certificate nor a CA
+// is set). Servers are verified against tls_ca_file (the system's roots without it) and must
+// name the host dialled.
+std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const TlsOptions& options);
+
+}  // namespace policy::tls
+
+#endif  // POLICY_COMMON_TLS_TLS_OPTIONS_H_

@@ -1,0 +1,220 @@
+#include "common/tls/tls_options.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/client/channel.h"
+#include "common/server/server_runner.h"
+#include "common/testing/eventually.h"
+#include "common/testing/test_pki.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "policy/diag/v1/diagnostics.grpc.pb.h"
+
+namespace policy::tls {
+namespace {
+
+using ::policy::testing::KeyPair;
+using ::policy::testing::TestCa;
+
+// Files under a fresh temporary directory, removed with it.
+class Files {
+ public:
+  Files() {
+    std::string pattern = ::testing::TempDir() + "tls_options_test.XXXXXX";
+    path_ = mkdtemp(pattern.data()) == nullptr ? "" : pattern;
+  }
+  ~Files() {
+    for (const std::string& file : written_) std::remove(file.c_str());
+    rmdir(path_.c_str());
+  }
+  // Writes `content` to `name` (atomically, as a Kubernetes secret volume updates) and returns
+  // its path.
+  std::string Write(const std::string& name, const std::string& content) {
+    const std::string path = absl::StrCat(path_, "/", name);
+    {
+      std::ofstream out(path + ".tmp", std::ios::trunc);
+      out << content;
+    }
+    std::rename((path + ".tmp").c_str(), path.c_str());
+    written_.push_back(path);
+    return path;
+  }
+
+ private:
+  std::string path_;
+  std::vector<std::string> written_;
+};
+
+class TlsTest : public ::testing::Test {
+ protected:
+  TlsTest()
+      : ca_("policy-suite test CA"),
+        other_ca_("another CA"),
+        server_(ca_.Issue("keys", {"localhost"}, {"127.0.0.1"})),
+        client_(ca_.Issue("edge", {}, {})),
+        stranger_(other_ca_.Issue("edge", {}, {})) {}
+
+  // Options naming files that hold `identity` (if any) and trusting `ca` (if any).
+  TlsOptions Options(const std::string& prefix, const KeyPair* identity, const TestCa* ca) {
+    TlsOptions options;
+    if (identity != nullptr) {
+      options.cert_file = files_.Write(prefix + ".crt", identity->certificate);
+      options.key_file = files_.Write(prefix + ".key", identity->private_key);
+    }
+    if (ca != nullptr) options.ca_file = files_.Write(prefix + "-ca.crt", ca->certificate());
+    return options;
+  }
+
+  // Starts a server with `tls` and a plaintext health port.
+  void StartServer(TlsOptions tls) {
+    ASSERT_TRUE(tls.Validate().ok()) << tls.Validate();
+    server::ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.metrics_listen = "";
+    options.health_listen = "127.0.0.1:0";
+    options.tls = std::move(tls);
+    runner_ = std::make_unique<server::ServerRunner>(options);
+    ASSERT_TRUE(runner_->Start().ok());
+  }
+
+  grpc::Status Ping(const std::string& host, const TlsOptions& tls) {
+    auto stub = diag::v1::Diagnostics::NewStub(
+        client::OpenChannel(absl::StrCat(host, ":", runner_->grpc_port()), tls));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    diag::v1::PingRequest request;
+    diag::v1::PingResponse response;
+    return stub->Ping(&context, request, &response);
+  }
+
+  Files files_;
+  TestCa ca_;
+  TestCa other_ca_;
+  KeyPair server_;
+  KeyPair client_;
+  KeyPair stranger_;
+  std::unique_ptr<server::ServerRunner> runner_;
+};
+
+TEST_F(TlsTest, ClientWithCertificateFromTheCaIsServed) {
+  TlsOptions server = Options("server", &server_, &ca_);
+  server.require_client_cert = true;
+  StartServer(server);
+  EXPECT_TRUE(Ping("127.0.0.1", Options("client", &client_, &ca_)).ok());
+  EXPECT_TRUE(Ping("localhost", Options("client", &client_, &ca_)).ok());
+}
+
+TEST_F(TlsTest, ClientWithoutCertificateIsRefused) {
+  TlsOptions server = Options("server", &server_, &ca_);
+  server.require_client_cert = true;
+  StartServer(server);
+  const grpc::Status status = Ping("127.0.0.1", Options("client", nullptr, &ca_));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+}
+
+TEST_F(TlsTest, ClientCertificateFromAnotherCaIsRefused) {
+  TlsOptions server = Options("server", &server_, &ca_);
+  server.require_client_cert = true;
+  StartServer(server);
+  const grpc::Status status = Ping("127.0.0.1", Options("client", &stranger_, &ca_));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+}
+
+TEST_F(TlsTest, PlaintextClientIsRefused) {
+  StartServer(Options("server", &server_, &ca_));
+  EXPECT_EQ(Ping("127.0.0.1", TlsOptions{}).error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(TlsTest, WithoutRequiredClientCertificatesAClientWithNoneIsServed) {
+  StartServer(Options("server", &server_, &ca_));
+  EXPECT_TRUE(Ping("127.0.0.1", Options("client", nullptr, &ca_)).ok());
+}
+
+TEST_F(TlsTest, ServerFromAnotherCaIsRefusedByTheClient) {
+  StartServer(Options("server", &server_, &ca_));
+  EXPECT_EQ(Ping("127.0.0.1", Options("client", &client_, &other_ca_)).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(TlsTest, ServerCertificateMustNameTheHostDialled) {
+  const KeyPair elsewhere = ca_.Issue("audit", {"audit.policy.svc"}, {});
+  StartServer(Options("server", &elsewhere, &ca_));
+  EXPECT_EQ(Ping("127.0.0.1", Options("client", &client_, &ca_)).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(TlsTest, HealthPortIsPlaintextAndServesOnlyHealth) {
+  TlsOptions server = Options("server", &server_, &ca_);
+  server.require_client_cert = true;
+  StartServer(server);
+  auto channel = client::OpenChannel(absl::StrCat("127.0.0.1:", runner_->health_port()), {});
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  for (const std::string service : {"", "liveness"}) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(service);
+    grpc::health::v1::HealthCheckResponse response;
+    ASSERT_TRUE(health->Check(&context, request, &response).ok()) << service;
+    EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING) << service;
+  }
+  auto diagnostics = diag::v1::Diagnostics::NewStub(channel);
+  grpc::ClientContext context;
+  diag::v1::PingResponse response;
+  EXPECT_EQ(diagnostics->Ping(&context, {}, &response).error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+}
+
+TEST_F(TlsTest, RotatedServerCertificateIsServedWithoutRestart) {
+  TlsOptions server = Options("server", &server_, &ca_);
+  server.require_client_cert = true;
+  server.reload_interval = absl::Seconds(1);
+  StartServer(server);
+  const TlsOptions trusts_other_ca = Options("client-other", &client_, &other_ca_);
+  ASSERT_EQ(Ping("127.0.0.1", trusts_other_ca).error_code(), grpc::StatusCode::UNAVAILABLE);
+  const KeyPair rotated = other_ca_.Issue("keys", {"localhost"}, {"127.0.0.1"});
+  files_.Write("server.key", rotated.private_key);
+  files_.Write("server.crt", rotated.certificate);
+  EXPECT_TRUE(testing::Eventually([&] { return Ping("127.0.0.1", trusts_other_ca).ok(); },
+                                  absl::Seconds(10)));
+}
+
+TEST_F(TlsTest, ValidateNamesTheProblem) {
+  TlsOptions options = Options("server", &server_, &ca_);
+  EXPECT_TRUE(options.Validate().ok()) << options.Validate();
+
+  TlsOptions mismatched = options;
+  mismatched.key_file = Options("other", &client_, nullptr).key_file;
+  EXPECT_EQ(mismatched.Validate().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(mismatched.Validate().message().find("does not belong"), std::string::npos)
+      << mismatched.Validate();
+
+  TlsOptions missing_ca = options;
+  missing_ca.ca_file = "/nonexistent/ca.crt";
+  EXPECT_NE(missing_ca.Validate().message().find("tls_ca_file"), std::string::npos);
+
+  TlsOptions not_pem = options;
+  not_pem.cert_file = files_.Write("garbage.crt", "not a certificate");
+  EXPECT_NE(not_pem.Validate().message().find("no PEM certificate"), std::string::npos);
+
+  TlsOptions cert_alone = options;
+  cert_alone.key_file.clear();
+  EXPECT_EQ(cert_alone.Validate().code(), absl::StatusCode::kInvalidArgument);
+
+  TlsOptions require_without_ca = options;
+  require_without_ca.ca_file.clear();
+  require_without_ca.require_client_cert = true;
+  EXPECT_EQ(require_without_ca.Validate().code(), absl::StatusCode::kInvalidArgument);
+
+  EXPECT_TRUE(TlsOptions{}.Validate().ok());
+}
+
+}  // namespace
+}  // namespace policy::tls
