@@ -27,21 +27,49 @@ def require_binaries():
         pt.service_binary(name)
 
 
+class SuiteTls:
+    """Mutual TLS for the whole suite: every service serves TLS with `cert`/`key` (a
+    certificate naming 127.0.0.1), requires client certificates from `ca`, presents its own on
+    every internal call, and answers health checks in plaintext on a port of its own. The
+    tests' own calls present `client_cert`/`client_key`."""
+
+    def __init__(self, ca, cert, key, client_cert, client_key):
+        self.ca, self.cert, self.key = ca, cert, key
+        self.client_cert, self.client_key = client_cert, client_key
+
+    def flags(self):
+        return {"tls_cert_file": str(self.cert), "tls_key_file": str(self.key),
+                "tls_ca_file": str(self.ca), "tls_require_client_cert": "true",
+                "health_listen": "127.0.0.1:0"}
+
+    def channel_credentials(self):
+        return grpc.ssl_channel_credentials(
+            root_certificates=Path(self.ca).read_bytes(),
+            private_key=Path(self.client_key).read_bytes(),
+            certificate_chain=Path(self.client_cert).read_bytes())
+
+
 class Suite:
     """Starts the six services on `database_url`; pii listens on a fixed port so that it can
-    be killed and started again on the same address. `flags` adds per-service flags."""
+    be killed and started again on the same address. `flags` adds per-service flags; `tls`
+    (a SuiteTls) turns on mutual TLS everywhere."""
 
-    def __init__(self, database_url, flags=None):
+    def __init__(self, database_url, flags=None, tls=None):
         self.url = database_url
         self.flags = flags or {}
+        self.tls = tls
         self.p = {}
         self.pii_env = {"POLICY_PII_PSEUDONYM_KEY": secrets.token_hex(32)}
         self.pii_port = pt.stable_port()
 
     def _start(self, name, flags=None, env=None):
         flags = dict(flags or {}, **self.flags.get(name, {}))
+        credentials = None
+        if self.tls is not None:
+            flags.update(self.tls.flags())
+            credentials = self.tls.channel_credentials()
         process = pt.ServiceProcess(pt.service_binary(name), flags=flags, env=env or {},
-                                    name=name)
+                                    name=name, channel_credentials=credentials)
         self.p[name] = process
         process.start()
         pt.wait_until(lambda: pt.health_status(process.channel) == "SERVING", timeout=20,

@@ -399,7 +399,7 @@ class ServiceProcess:
     """
 
     def __init__(self, binary, flags=None, env=None, name=None, ready_timeout=30,
-                 scrub_prefix=None):
+                 scrub_prefix=None, channel_credentials=None):
         self.binary = Path(binary)
         self.name = name or self.binary.name
         self.flags = {"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0"}
@@ -413,6 +413,9 @@ class ServiceProcess:
         self.ready_file = None
         self.grpc_port = None
         self.metrics_port = None
+        self.health_port = None
+        # grpc.ssl_channel_credentials(...) when the service serves TLS; plaintext otherwise.
+        self.channel_credentials = channel_credentials
         self._channel = None
         self.returncode = None
 
@@ -456,6 +459,7 @@ class ServiceProcess:
             values[key.strip()] = value.strip()
         self.grpc_port = int(values["grpc_port"])
         self.metrics_port = int(values.get("metrics_port") or 0) or None
+        self.health_port = int(values.get("health_port") or 0) or None
 
     @property
     def address(self):
@@ -465,11 +469,13 @@ class ServiceProcess:
     def channel(self):
         """A channel to the gRPC port, made on first use and closed by terminate()."""
         if self._channel is None:
-            self._channel = grpc.insecure_channel(self.address)
+            self._channel = self.new_channel()
         return self._channel
 
     def new_channel(self):
-        """A fresh channel (the caller closes it)."""
+        """A fresh channel (the caller closes it), with channel_credentials if set."""
+        if self.channel_credentials is not None:
+            return grpc.secure_channel(self.address, self.channel_credentials)
         return grpc.insecure_channel(self.address)
 
     def running(self):
