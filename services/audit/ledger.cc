@@ -360,14 +360,21 @@ absl::StatusOr<std::vector<RevealedEntry>> AuditLedger::ExportSubject(
   return revealed;
 }
 
-absl::StatusOr<int> AuditLedger::SignCheckpoints() {
+absl::StatusOr<int> AuditLedger::SignCheckpoints(std::vector<LedgerOverview>* overviews) {
   ASSIGN_OR_RETURN(std::vector<LedgerSize> ledgers, store_->ListLedgers());
+  if (overviews != nullptr) overviews->clear();
   int signed_count = 0;
   for (const LedgerSize& l : ledgers) {
+    LedgerOverview* overview = nullptr;
+    if (overviews != nullptr) {
+      overview = &overviews->emplace_back(
+          LedgerOverview{.ledger = l.ledger, .size = l.size, .latest_checkpoint = {}});
+    }
     if (l.size == 0) continue;
     absl::StatusOr<Checkpoint> newest = store_->GetCheckpoint(l.ledger, 0);
-    if (newest.ok() && newest->tree_size >= l.size) continue;
     if (!newest.ok() && !absl::IsNotFound(newest.status())) return newest.status();
+    if (newest.ok() && overview != nullptr) overview->latest_checkpoint = *newest;
+    if (newest.ok() && newest->tree_size >= l.size) continue;
     // The root of exactly l.size entries: the frontier of that size, stored with its leaves.
     ASSIGN_OR_RETURN(auto hashes, store_->NodeHashes(l.ledger, FrontierNodes(l.size)));
     std::vector<Hash> frontier;
@@ -376,6 +383,7 @@ absl::StatusOr<int> AuditLedger::SignCheckpoints() {
     ASSIGN_OR_RETURN(Checkpoint checkpoint,
                      signer_->Sign(l.ledger, l.size, tree.Root(), clock_->Now()));
     RETURN_IF_ERROR(store_->AddCheckpoint(checkpoint));
+    if (overview != nullptr) overview->latest_checkpoint = std::move(checkpoint);
     ++signed_count;
   }
   return signed_count;

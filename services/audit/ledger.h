@@ -126,7 +126,9 @@ class AuditLedger {
                                                            const std::string& requested_by);
 
   // Signs a checkpoint of every ledger that grew since its newest one; returns how many.
-  absl::StatusOr<int> SignCheckpoints();
+  // Fills `ledgers`, if given, with every ledger, its size and its newest checkpoint after
+  // signing (what the service's ledger metrics show).
+  absl::StatusOr<int> SignCheckpoints(std::vector<LedgerOverview>* ledgers = nullptr);
   absl::StatusOr<std::vector<LedgerOverview>> ListLedgers();
 
  private:

@@ -146,6 +146,26 @@ TEST_F(LedgerTest, ProofsVerifyAgainstSignedCheckpoints) {
   EXPECT_EQ(ledger_.ProveInclusion(kProd, 500, "", 0).status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(LedgerTest, SigningReportsEveryLedgerWithItsNewestCheckpoint) {
+  for (int i = 0; i < 3; ++i) AppendOk(Call("svc-a", i));
+  std::vector<LedgerOverview> ledgers;
+  ASSERT_EQ(ledger_.SignCheckpoints(&ledgers).value(), 1);
+  ASSERT_EQ(ledgers.size(), 1u);
+  EXPECT_EQ(ledgers[0].ledger, kProd);
+  EXPECT_EQ(ledgers[0].size, 3u);
+  ASSERT_TRUE(ledgers[0].latest_checkpoint.has_value());
+  EXPECT_EQ(ledgers[0].latest_checkpoint->tree_size, 3u);
+
+  AppendOk(Call("svc-a", 3));
+  ASSERT_EQ(ledger_.SignCheckpoints(&ledgers).value(), 1);
+  ASSERT_EQ(ledgers.size(), 1u);
+  EXPECT_EQ(ledgers[0].size, 4u);
+  EXPECT_EQ(ledgers[0].latest_checkpoint->tree_size, 4u);
+  ASSERT_EQ(ledger_.SignCheckpoints(&ledgers).value(), 0);  // Nothing grew: the newest is kept.
+  ASSERT_EQ(ledgers.size(), 1u);
+  EXPECT_EQ(ledgers[0].latest_checkpoint->tree_size, 4u);
+}
+
 TEST_F(LedgerTest, ForgetSubjectShredsIdentifiersButTheLedgerStillVerifies) {
   EntryInput removal;
   removal.action = Action::kMemberRemoved;

@@ -19,6 +19,7 @@
 #include "services/audit/audit_service.h"
 #include "services/audit/checkpoint.h"
 #include "services/audit/ledger.h"
+#include "services/audit/ledger_metrics.h"
 #include "services/audit/memory_ledger_store.h"
 #include "services/audit/postgres_ledger_store.h"
 #include "services/audit/subjects.h"
@@ -74,12 +75,16 @@ int Main(int argc, char** argv) {
   runner.AddService(&service, v1::AuditService::service_full_name());
   runner.SetReadinessProbe([&] { return pool == nullptr || pool->Ping().ok(); });
 
+  LedgerMetrics ledger_metrics(runner.metrics_registry());
   absl::Notification stop_signing;
   std::thread signing([&] {
+    std::vector<LedgerOverview> ledgers;
     while (!stop_signing.WaitForNotificationWithTimeout(config.checkpoint_interval)) {
-      if (absl::StatusOr<int> n = ledger.SignCheckpoints(); !n.ok()) {
+      if (absl::StatusOr<int> n = ledger.SignCheckpoints(&ledgers); !n.ok()) {
         LogWarning("signing checkpoints failed", {{"status", n.status().ToString()}});
+        continue;
       }
+      ledger_metrics.Update(ledgers, absl::Now());
     }
   });
 

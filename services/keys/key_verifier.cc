@@ -100,6 +100,24 @@ absl::StatusOr<VerifiedKey> KeyVerifier::Verify(absl::string_view secret) const 
 
 bool KeyVerifier::InSync() const { return InSyncAt(clock_->Now()); }
 
+absl::Duration KeyVerifier::Staleness() const {
+  if (!loaded_.load(std::memory_order_acquire)) return absl::InfiniteDuration();
+  return in_sync_.Lag(clock_->Now());
+}
+
+int64_t KeyVerifier::CountExpiringWithin(absl::Duration window) const {
+  const absl::Time now = clock_->Now();
+  int64_t count = 0;
+  for (const Shard& shard : shards_) {
+    absl::ReaderMutexLock lock(&shard.mu);
+    for (const auto& [id, cached] : shard.keys) {
+      const KeyRecord& key = *cached.record;
+      if (StateAt(key, now) == KeyState::kActive && key.expires_at - now <= window) ++count;
+    }
+  }
+  return count;
+}
+
 size_t KeyVerifier::size() const {
   size_t total = 0;
   for (const Shard& shard : shards_) {

@@ -54,7 +54,12 @@ class KeyVerifier : public KeyStoreObserver {
 
   // True while the copy is within its staleness bound (readiness).
   bool InSync() const;
+  // How far behind the database the copy may be; InfiniteDuration() before the first load.
+  absl::Duration Staleness() const;
   size_t size() const;
+  // Active keys (not rotating, revoked or expired at the clock's now) that expire within
+  // `window`: the keys someone should rotate soon. Walks the whole copy.
+  int64_t CountExpiringWithin(absl::Duration window) const;
 
   // Replaces the copy with `keys`, except that an entry further along than the snapshot's
   // (or missing from it) is kept: it records a change made while the snapshot was read.

@@ -57,6 +57,18 @@ TEST_F(KeyVerifierTest, VerifiesAFreshKey) {
   EXPECT_EQ(verified->state, KeyState::kActive);
 }
 
+TEST_F(KeyVerifierTest, CountsActiveKeysExpiringWithinAWindow) {
+  Create(absl::Hours(24 * 3));
+  Create(absl::Hours(24 * 30));
+  IssuedKey revoked = Create(absl::Hours(24));
+  ASSERT_TRUE(lifecycle_.Revoke(revoked.key.key_id, "").ok());
+  Create(absl::Hours(1));  // Expired by the time it is counted.
+  clock_.Advance(absl::Hours(2));
+  EXPECT_EQ(verifier_.CountExpiringWithin(absl::Hours(24 * 7)), 1);
+  EXPECT_EQ(verifier_.CountExpiringWithin(absl::Hours(24 * 31)), 2);
+  EXPECT_EQ(verifier_.CountExpiringWithin(absl::Hours(1)), 0);
+}
+
 TEST_F(KeyVerifierTest, FailuresAreIndistinguishableButCarryTheReason) {
   IssuedKey revoked = Create();
   ASSERT_TRUE(lifecycle_.Revoke(revoked.key.key_id, "").ok());
@@ -114,6 +126,7 @@ TEST_F(KeyVerifierTest, StaleCacheFailsClosed) {
   IssuedKey issued = Create();
   // Nothing loaded yet: not in sync.
   EXPECT_FALSE(verifier.InSync());
+  EXPECT_EQ(verifier.Staleness(), absl::InfiniteDuration());
   EXPECT_EQ(verifier.Verify(issued.secret).status().code(), absl::StatusCode::kUnavailable);
   verifier.OnReset({issued.key});
   verifier.OnInSync(clock_.Now());
@@ -122,6 +135,7 @@ TEST_F(KeyVerifierTest, StaleCacheFailsClosed) {
   EXPECT_TRUE(verifier.Verify(issued.secret).ok());
   clock_.Advance(absl::Milliseconds(1));
   EXPECT_FALSE(verifier.InSync());
+  EXPECT_EQ(verifier.Staleness(), absl::Milliseconds(1001));
   absl::StatusOr<VerifiedKey> stale = verifier.Verify(issued.secret);
   EXPECT_EQ(stale.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(ReasonOf(stale.status()), "KEY_CACHE_STALE");

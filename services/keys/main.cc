@@ -99,9 +99,25 @@ int Main(int argc, char** argv) {
                                 "bound, 0 while verification fails closed.")
                             .Register(runner.metrics_registry())
                             .Add({});
+  auto& cache_staleness = prometheus::BuildGauge()
+                              .Name("policy_keys_cache_staleness_seconds")
+                              .Help(
+                                  "Time since the verification cache last proved itself in "
+                                  "sync with PostgreSQL; -1 before the first load.")
+                              .Register(runner.metrics_registry())
+                              .Add({});
+  auto& expiring = prometheus::BuildGauge()
+                       .Name("policy_keys_expiring_soon")
+                       .Help(
+                           "Active keys that expire within rotation_warning (the rotation "
+                           "report's warnings).")
+                       .Register(runner.metrics_registry())
+                       .Add({});
   runner.SetReadinessProbe([&] {
     const bool in_sync = verifier.InSync();
     cache_in_sync.Set(in_sync ? 1 : 0);
+    const absl::Duration behind = verifier.Staleness();
+    cache_staleness.Set(behind == absl::InfiniteDuration() ? -1 : absl::ToDoubleSeconds(behind));
     cache_entries.Set(static_cast<double>(verifier.size()));
     return in_sync;
   });
@@ -112,6 +128,8 @@ int Main(int argc, char** argv) {
       if (absl::Status s = lifecycle.Sweep(); !s.ok()) {
         LogWarning("sweep failed", {{"status", s.ToString()}});
       }
+      expiring.Set(
+          static_cast<double>(verifier.CountExpiringWithin(config.policy.rotation_warning)));
     }
   });
 

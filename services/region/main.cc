@@ -13,6 +13,7 @@
 #include "common/pg/storage_options.h"
 #include "common/server/blocking_pool.h"
 #include "common/server/server_runner.h"
+#include "prometheus/gauge.h"
 #include "services/region/endpoint_registry.h"
 #include "services/region/memory_endpoint_store.h"
 #include "services/region/postgres_endpoint_store.h"
@@ -71,9 +72,17 @@ int Main(int argc, char** argv) {
       2 * config.sync_interval);
   runner.AddService(&service, v1::RegionService::service_full_name());
   RegionMetrics metrics(runner.metrics_registry());
+  auto& staleness = prometheus::BuildGauge()
+                        .Name("policy_region_registry_staleness_seconds")
+                        .Help(
+                            "Time since the endpoint registry last synced with PostgreSQL; -1 "
+                            "before the first sync.")
+                        .Register(runner.metrics_registry())
+                        .Add({});
   runner.SetReadinessProbe([&] {
-    return sync.healthy() && (!config.storage.postgres() ||
-                              clock->Now() - sync.synced_at() <= config.storage.max_staleness);
+    const absl::Duration behind = clock->Now() - sync.synced_at();
+    staleness.Set(sync.loaded() ? absl::ToDoubleSeconds(behind) : -1);
+    return sync.healthy() && (!config.storage.postgres() || behind <= config.storage.max_staleness);
   });
 
   absl::Notification stop_syncing;

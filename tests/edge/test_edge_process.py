@@ -739,5 +739,54 @@ class EdgeProcessTest(unittest.TestCase):
                       message="edge SERVING again", ignore=(grpc.RpcError,))
 
 
+class MetricsTest(unittest.TestCase):
+    """Every service's /metrics, after real traffic, as Prometheus's own linter reads it, and
+    the series an operator of each service needs."""
+
+    OPERATOR_SERIES = {
+        "keys": ["policy_keys_expiring_soon", "policy_keys_cache_staleness_seconds",
+                 "policy_keys_cache_in_sync", "policy_keys_verifications_total"],
+        "authz": ["policy_authz_snapshot_staleness_seconds", "policy_authz_decisions_total"],
+        "pii": ["policy_pii_findings_total", "policy_pii_scanned_bytes_total"],
+        "region": ["policy_region_breaker_state", "policy_region_registry_staleness_seconds",
+                   "policy_region_failovers_total"],
+        "audit": ["policy_audit_ledger_entries", "policy_audit_unsigned_entries",
+                  "policy_audit_checkpoint_age_seconds"],
+        "edge": ["policy_edge_decisions_total", "policy_edge_dependency_up",
+                 "grpc_client_handled_total", "grpc_client_handling_seconds_bucket"],
+    }
+
+    def test_every_services_metrics_pass_promtool_and_show_what_operators_need(self):
+        SUITE.register_seed_endpoints_once()
+        key = new_key("bob", "support-eu")
+        self.assertEqual(edge().Decide(es.decide_request(key), timeout=10).verdict,
+                         E.VERDICT_ALLOW)
+        promtool = "/usr/bin/promtool"
+        self.assertTrue(os.access(promtool, os.X_OK), "promtool (Debian's prometheus) missing")
+        # The ledger metrics follow the checkpoint signer (every 200 ms here).
+        pt.wait_until(lambda: pt.metric_value(pt.scrape_metrics(P["audit"].metrics_port),
+                                              "policy_audit_checkpoint_age_seconds",
+                                              project="support-eu") is not None,
+                      timeout=10, message="the support-eu ledger's checkpoint age")
+        for name, series in self.OPERATOR_SERIES.items():
+            with self.subTest(service=name):
+                text = pt.scrape_metrics(P[name].metrics_port)
+                lint = subprocess.run([promtool, "check", "metrics"], input=text,
+                                      capture_output=True, text=True, timeout=30)
+                self.assertEqual(lint.returncode, 0, lint.stdout + lint.stderr)
+                self.assertEqual(lint.stdout + lint.stderr, "")
+                for metric in series + ["grpc_server_handled_total",
+                                        "grpc_server_handling_seconds_bucket"]:
+                    self.assertIsNotNone(pt.metric_value(text, metric), f"{name}: {metric}")
+        keys = pt.scrape_metrics(P["keys"].metrics_port)
+        self.assertGreaterEqual(pt.metric_value(keys, "policy_keys_cache_staleness_seconds"), 0)
+        authz = pt.scrape_metrics(P["authz"].metrics_port)
+        self.assertIsNotNone(pt.metric_value(authz, "policy_authz_decisions_total",
+                                             reason="RATE_LIMITED"))
+        audit = pt.scrape_metrics(P["audit"].metrics_port)
+        self.assertGreaterEqual(pt.metric_value(audit, "policy_audit_ledger_entries",
+                                                project="support-eu"), 1)
+
+
 if __name__ == "__main__":
     unittest.main()

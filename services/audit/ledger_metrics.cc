@@ -1,0 +1,35 @@
+#include "services/audit/ledger_metrics.h"
+
+#include <map>
+#include <string>
+
+namespace policy::audit {
+
+LedgerMetrics::LedgerMetrics(prometheus::Registry& registry)
+    : entries_(prometheus::BuildGauge()
+                   .Name("policy_audit_ledger_entries")
+                   .Help("Entries appended to the ledger.")
+                   .Register(registry)),
+      unsigned_(prometheus::BuildGauge()
+                    .Name("policy_audit_unsigned_entries")
+                    .Help("Entries of the ledger that no signed checkpoint covers yet.")
+                    .Register(registry)),
+      checkpoint_age_(prometheus::BuildGauge()
+                          .Name("policy_audit_checkpoint_age_seconds")
+                          .Help("Time since the ledger's newest checkpoint was signed.")
+                          .Register(registry)) {}
+
+void LedgerMetrics::Update(const std::vector<LedgerOverview>& ledgers, absl::Time now) {
+  for (const LedgerOverview& l : ledgers) {
+    const std::map<std::string, std::string> labels = {{"project", l.ledger.project},
+                                                       {"environment", l.ledger.environment}};
+    entries_.Add(labels).Set(static_cast<double>(l.size));
+    const uint64_t covered = l.latest_checkpoint ? l.latest_checkpoint->tree_size : 0;
+    unsigned_.Add(labels).Set(static_cast<double>(l.size > covered ? l.size - covered : 0));
+    if (l.latest_checkpoint) {
+      checkpoint_age_.Add(labels).Set(absl::ToDoubleSeconds(now - l.latest_checkpoint->time));
+    }
+  }
+}
+
+}  // namespace policy::audit

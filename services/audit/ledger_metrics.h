@@ -1,0 +1,35 @@
+#ifndef POLICY_SERVICES_AUDIT_LEDGER_METRICS_H_
+#define POLICY_SERVICES_AUDIT_LEDGER_METRICS_H_
+
+#include <vector>
+
+#include "absl/time/time.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/registry.h"
+#include "services/audit/ledger.h"
+
+namespace policy::audit {
+
+// What an operator watches of the ledgers, one series per ledger (labels project and
+// environment; the organisation's ledger has an empty project):
+//   policy_audit_ledger_entries          entries appended;
+//   policy_audit_unsigned_entries        entries no signed checkpoint covers yet;
+//   policy_audit_checkpoint_age_seconds  time since the newest checkpoint was signed (no
+//                                        series before the first).
+// Updated from the checkpoint signer's overview. Not thread-safe: one updater.
+class LedgerMetrics {
+ public:
+  explicit LedgerMetrics(prometheus::Registry& registry);
+
+  void Update(const std::vector<LedgerOverview>& ledgers, absl::Time now);
+
+ private:
+  prometheus::Family<prometheus::Gauge>& entries_;
+  prometheus::Family<prometheus::Gauge>& unsigned_;
+  prometheus::Family<prometheus::Gauge>& checkpoint_age_;
+};
+
+}  // namespace policy::audit
+
+#endif  // POLICY_SERVICES_AUDIT_LEDGER_METRICS_H_
