@@ -9,6 +9,7 @@
 #include "common/clock/clock.h"
 #include "common/config/config.h"
 #include "common/log/log.h"
+#include "common/metrics/staleness_gauge.h"
 #include "common/pg/pool.h"
 #include "common/pg/storage_options.h"
 #include "common/server/blocking_pool.h"
@@ -108,11 +109,10 @@ int Main(int argc, char** argv) {
                           "while decisions fail closed.")
                       .Register(runner.metrics_registry())
                       .Add({});
-  auto& staleness = prometheus::BuildGauge()
-                        .Name("policy_authz_snapshot_staleness_seconds")
-                        .Help("Time since the snapshot last proved itself in sync.")
-                        .Register(runner.metrics_registry())
-                        .Add({});
+  metrics::StalenessGauge staleness(runner.metrics_registry(),
+                                    "policy_authz_snapshot_staleness_seconds",
+                                    "Time since the snapshot last proved itself in sync; -1 "
+                                    "before the first load.");
   auto& version = prometheus::BuildGauge()
                       .Name("policy_authz_org_version")
                       .Help("Version of the organisation the snapshot holds.")
@@ -121,8 +121,7 @@ int Main(int argc, char** argv) {
   runner.SetReadinessProbe([&] {
     const bool ok = cache.InSync();
     in_sync.Set(ok ? 1 : 0);
-    const absl::Duration behind = cache.Staleness();
-    staleness.Set(behind == absl::InfiniteDuration() ? -1 : absl::ToDoubleSeconds(behind));
+    staleness.Set(cache.Staleness());
     version.Set(static_cast<double>(cache.version()));
     return ok;
   });

@@ -9,6 +9,7 @@
 #include "common/clock/clock.h"
 #include "common/config/config.h"
 #include "common/log/log.h"
+#include "common/metrics/staleness_gauge.h"
 #include "common/pg/pool.h"
 #include "common/pg/storage_options.h"
 #include "common/server/blocking_pool.h"
@@ -99,13 +100,10 @@ int Main(int argc, char** argv) {
                                 "bound, 0 while verification fails closed.")
                             .Register(runner.metrics_registry())
                             .Add({});
-  auto& cache_staleness = prometheus::BuildGauge()
-                              .Name("policy_keys_cache_staleness_seconds")
-                              .Help(
-                                  "Time since the verification cache last proved itself in "
-                                  "sync with PostgreSQL; -1 before the first load.")
-                              .Register(runner.metrics_registry())
-                              .Add({});
+  metrics::StalenessGauge cache_staleness(
+      runner.metrics_registry(), "policy_keys_cache_staleness_seconds",
+      "Time since the verification cache last proved itself in sync with PostgreSQL; -1 "
+      "before the first load.");
   auto& expiring = prometheus::BuildGauge()
                        .Name("policy_keys_expiring_soon")
                        .Help(
@@ -116,8 +114,7 @@ int Main(int argc, char** argv) {
   runner.SetReadinessProbe([&] {
     const bool in_sync = verifier.InSync();
     cache_in_sync.Set(in_sync ? 1 : 0);
-    const absl::Duration behind = verifier.Staleness();
-    cache_staleness.Set(behind == absl::InfiniteDuration() ? -1 : absl::ToDoubleSeconds(behind));
+    cache_staleness.Set(verifier.Staleness());
     cache_entries.Set(static_cast<double>(verifier.size()));
     return in_sync;
   });

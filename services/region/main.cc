@@ -9,11 +9,11 @@
 #include "common/clock/clock.h"
 #include "common/config/config.h"
 #include "common/log/log.h"
+#include "common/metrics/staleness_gauge.h"
 #include "common/pg/pool.h"
 #include "common/pg/storage_options.h"
 #include "common/server/blocking_pool.h"
 #include "common/server/server_runner.h"
-#include "prometheus/gauge.h"
 #include "services/region/endpoint_registry.h"
 #include "services/region/memory_endpoint_store.h"
 #include "services/region/postgres_endpoint_store.h"
@@ -72,16 +72,13 @@ int Main(int argc, char** argv) {
       2 * config.sync_interval);
   runner.AddService(&service, v1::RegionService::service_full_name());
   RegionMetrics metrics(runner.metrics_registry());
-  auto& staleness = prometheus::BuildGauge()
-                        .Name("policy_region_registry_staleness_seconds")
-                        .Help(
-                            "Time since the endpoint registry last synced with PostgreSQL; -1 "
-                            "before the first sync.")
-                        .Register(runner.metrics_registry())
-                        .Add({});
+  metrics::StalenessGauge staleness(runner.metrics_registry(),
+                                    "policy_region_registry_staleness_seconds",
+                                    "Time since the endpoint registry last synced with "
+                                    "PostgreSQL; -1 before the first sync.");
   runner.SetReadinessProbe([&] {
     const absl::Duration behind = clock->Now() - sync.synced_at();
-    staleness.Set(sync.loaded() ? absl::ToDoubleSeconds(behind) : -1);
+    staleness.Set(sync.loaded() ? behind : absl::InfiniteDuration());
     return sync.healthy() && (!config.storage.postgres() || behind <= config.storage.max_staleness);
   });
 
