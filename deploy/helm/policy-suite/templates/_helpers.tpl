@@ -1,0 +1,293 @@
+{{/*
+What the chart knows about the six binaries, in one table (as tools/dev's SERVICES):
+  database  the service keeps state through pg::StorageOptions (store, database_url, ...):
+            it gets POLICY_<SVC>_STORE and, with store=postgres, the database URL, PGPASSWORD
+            and a migration Job.
+  secrets   its settings registered with config::Sensitivity::kSecret, each read from key
+            <setting> of the service's Secret: true = required (the binary refuses to start
+            without it), false = optional (secretKeyRef optional: the setting stays unset).
+  calls     the services it calls: peer -> the setting holding the peer's host:port.
+  files     settings naming a file: setting -> the value holding the file's content (mounted
+            from the service's ConfigMap at /etc/policy-suite/config/<file>).
+  podName   a setting that gets the pod's name.
+Callers of a service (for its NetworkPolicy) are those whose `calls` name it.
+*/}}
+{{- define "policy-suite.components" -}}
+keys:
+  database: true
+  secrets: {pepper: true}
+  calls: {audit: audit_target}
+authz:
+  database: true
+  calls: {keys: keys_address}
+  files: {bootstrap_org_file: {value: bootstrapOrg, file: org.yaml}}
+pii:
+  secrets: {pseudonym_key: false}
+  files: {recognizers_file: {value: recognizers, file: recognizers.yaml}}
+region:
+  database: true
+  podName: replica
+audit:
+  database: true
+  secrets: {signing_key: true, subject_key: true}
+edge:
+  calls:
+    keys: keys_target
+    authz: authz_target
+    pii: pii_target
+    region: region_target
+    audit: audit_target
+{{- end }}
+
+{{/* The ports every pod serves (fixed: the probes, policies and tests rely on them). */}}
+{{- define "policy-suite.grpcPort" -}}50051{{- end }}
+{{- define "policy-suite.healthPort" -}}50050{{- end }}
+{{- define "policy-suite.metricsPort" -}}9090{{- end }}
+
+{{- define "policy-suite.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* <release>-<chart>, or the release name when it already contains the chart's name. */}}
+{{- define "policy-suite.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The name of a component's objects: (dict "root" $ "name" "keys") -> <fullname>-keys. */}}
+{{- define "policy-suite.componentName" -}}
+{{- printf "%s-%s" (include "policy-suite.fullname" .root) .name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* host:port of a component's gRPC port inside the cluster (the name certificates carry). */}}
+{{- define "policy-suite.address" -}}
+{{- printf "%s.%s.svc:%s" (include "policy-suite.componentName" .) .root.Release.Namespace (include "policy-suite.grpcPort" .) }}
+{{- end }}
+
+{{/* Selector labels of a component: (dict "root" $ "name" "keys"). Never change them:
+Deployment selectors are immutable. */}}
+{{- define "policy-suite.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "policy-suite.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .name }}
+{{- end }}
+
+{{/* Kubernetes' recommended labels: (dict "root" $ "name" "keys"). */}}
+{{- define "policy-suite.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "policy-suite.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Values.image.tag | default .root.Chart.AppVersion | trunc 63 | quote }}
+app.kubernetes.io/part-of: policy-suite
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- end }}
+
+{{- define "policy-suite.image" -}}
+{{- $image := .Values.image }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository ($image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* Whether a component keeps its state in PostgreSQL: (dict "root" $ "name" "keys"). */}}
+{{- define "policy-suite.usesPostgres" -}}
+{{- $facts := index (include "policy-suite.components" .root | fromYaml) .name }}
+{{- if and $facts.database (eq .root.Values.store "postgres") }}true{{ end }}
+{{- end }}
+
+{{/* The replica count a component may have: 1 for a database service on the memory store
+(its state lives in the one process), else its replicas value. */}}
+{{- define "policy-suite.replicas" -}}
+{{- $facts := index (include "policy-suite.components" .root | fromYaml) .name }}
+{{- if and $facts.database (eq .root.Values.store "memory") }}1{{ else }}{{ (index .root.Values .name).replicas }}{{ end }}
+{{- end }}
+
+{{/* "true" when a HorizontalPodAutoscaler owns the component's replica count. */}}
+{{- define "policy-suite.autoscaled" -}}
+{{- $facts := index (include "policy-suite.components" .root | fromYaml) .name }}
+{{- if and (index .root.Values .name).autoscaling.enabled (not (and $facts.database (eq .root.Values.store "memory"))) }}true{{ end }}
+{{- end }}
+
+{{/* The database settings of a component: `database` with the component's own `database`
+overrides, and existingSecret defaulted. YAML; read with fromYaml. */}}
+{{- define "policy-suite.database" -}}
+{{- $db := mergeOverwrite (deepCopy .root.Values.database) (deepCopy ((index .root.Values .name).database | default dict)) }}
+{{- if not $db.existingSecret }}
+{{- $_ := set $db "existingSecret" (printf "%s-database" (include "policy-suite.fullname" .root)) }}
+{{- end }}
+{{- toYaml $db }}
+{{- end }}
+
+{{/* The Secret holding a component's secret settings. */}}
+{{- define "policy-suite.secretName" -}}
+{{- (index .root.Values .name).existingSecret | default (include "policy-suite.componentName" .) }}
+{{- end }}
+
+{{/* The Secret holding a component's certificate (tls.crt, tls.key, ca.crt). */}}
+{{- define "policy-suite.tlsSecretName" -}}
+{{- (index .root.Values .name).tls.secretName | default .root.Values.tls.secretName | default (printf "%s-tls" (include "policy-suite.fullname" .root)) }}
+{{- end }}
+
+{{/* A setting's value as the binaries parse it: YAML numbers arrive as float64, which would
+print as 1e+06; settings take integers. */}}
+{{- define "policy-suite.settingValue" -}}
+{{- if kindIs "float64" . }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
+{{- end }}
+
+{{/*
+The environment of a component's container: (dict "root" $ "name" "keys" "mode" "serve") for
+the service, "migrate" for its migration Job (the binaries validate their whole configuration,
+secrets included, before migrating; a migration needs no ports, peers, files or certificates).
+Secret settings and the database password only ever come from secretKeyRef.
+*/}}
+{{- define "policy-suite.env" -}}
+{{- $root := .root }}
+{{- $name := .name }}
+{{- $serve := eq .mode "serve" }}
+{{- $facts := index (include "policy-suite.components" $root | fromYaml) $name }}
+{{- $values := index $root.Values $name }}
+{{- $prefix := printf "POLICY_%s_" (upper $name) }}
+{{- if $serve }}
+- name: {{ $prefix }}LISTEN
+  value: "0.0.0.0:{{ include "policy-suite.grpcPort" . }}"
+- name: {{ $prefix }}HEALTH_LISTEN
+  value: "0.0.0.0:{{ include "policy-suite.healthPort" . }}"
+- name: {{ $prefix }}METRICS_LISTEN
+  value: "0.0.0.0:{{ include "policy-suite.metricsPort" . }}"
+{{- end }}
+{{- if $facts.database }}
+- name: {{ $prefix }}STORE
+  value: {{ $root.Values.store | quote }}
+{{- end }}
+{{- if include "policy-suite.usesPostgres" . }}
+{{- $db := include "policy-suite.database" . | fromYaml }}
+- name: {{ $prefix }}DATABASE_URL
+  value: {{ printf "postgresql://%s@%s:%d/%s?sslmode=%s" $db.user $db.host (int $db.port) $db.name $db.sslMode | quote }}
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $db.existingSecret }}
+      key: {{ $db.passwordKey }}
+{{- if $root.Values.database.caSecret }}
+- name: PGSSLROOTCERT
+  value: /etc/policy-suite/database/ca.crt
+{{- end }}
+{{- if $serve }}
+- name: {{ $prefix }}APPLY_MIGRATIONS
+  value: {{ ternary "false" "true" $root.Values.migrations.enabled | quote }}
+{{- end }}
+{{- end }}
+{{- range $setting, $required := $facts.secrets }}
+- name: {{ $prefix }}{{ upper $setting }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "policy-suite.secretName" (dict "root" $root "name" $name) }}
+      key: {{ $setting }}
+      {{- if not $required }}
+      optional: true
+      {{- end }}
+{{- end }}
+{{- if $serve }}
+{{- range $peer, $setting := $facts.calls }}
+- name: {{ $prefix }}{{ upper $setting }}
+  value: {{ include "policy-suite.address" (dict "root" $root "name" $peer) | quote }}
+{{- end }}
+{{- with $facts.podName }}
+- name: {{ $prefix }}{{ upper . }}
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- end }}
+{{- range $setting, $file := $facts.files }}
+{{- if index $values $file.value }}
+- name: {{ $prefix }}{{ upper $setting }}
+  value: /etc/policy-suite/config/{{ $file.file }}
+{{- end }}
+{{- end }}
+{{- if $root.Values.tls.enabled }}
+- name: {{ $prefix }}TLS_CERT_FILE
+  value: /etc/policy-suite/tls/tls.crt
+- name: {{ $prefix }}TLS_KEY_FILE
+  value: /etc/policy-suite/tls/tls.key
+- name: {{ $prefix }}TLS_CA_FILE
+  value: /etc/policy-suite/tls/ca.crt
+- name: {{ $prefix }}TLS_REQUIRE_CLIENT_CERT
+  value: {{ $values.tls.requireClientCert | toString | quote }}
+{{- end }}
+{{- end }}
+{{- range $setting, $value := $values.config }}
+- name: {{ $prefix }}{{ upper $setting }}
+  value: {{ include "policy-suite.settingValue" $value | quote }}
+{{- end }}
+{{- with $values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Pod-level settings shared by every pod of the chart (services, migrations, test). */}}
+{{- define "policy-suite.podSettings" -}}
+{{- with .Values.serviceAccountName }}
+serviceAccountName: {{ . }}
+{{- end }}
+# No pod talks to the Kubernetes API.
+automountServiceAccountToken: false
+# Service links would add <SERVICE>_PORT... variables, some of them named POLICY_<SVC>_*.
+enableServiceLinks: false
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The one writable directory of every container (the root filesystem is read-only). */}}
+{{- define "policy-suite.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- end }}
+
+{{/* NetworkPolicy egress rules: DNS, and PostgreSQL (see networkpolicy.yaml). */}}
+{{- define "policy-suite.dnsEgress" -}}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+  {{- with .Values.networkPolicy.dnsTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{- define "policy-suite.databaseEgress" -}}
+- ports:
+    - port: {{ .Values.database.port }}
+      protocol: TCP
+  {{- with .Values.networkPolicy.databaseTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}

@@ -1,0 +1,842 @@
+"""Tests of the Helm chart deploy/helm/policy-suite, without Helm and without a cluster.
+
+Helm is not packaged for Debian 12, so the chart is rendered by tools/chart_render (Go's
+text/template with Debian's sprig, as `helm template` renders; values checked against
+values.schema.json as Helm checks them), built here into $POLICY_BUILD_DIR/deploy_check. Then:
+
+  - every rendered object, for the default values, the production example and a few variants,
+    is validated against the Kubernetes API's schema for its kind (tests/deploy/
+    validate_manifests.js over the npm packages pinned in tests/deploy/package-lock.json,
+    installed with `npm ci` into $POLICY_BUILD_DIR/deploy_check/node);
+  - the manifests are asserted to carry what the deployment needs: restricted security
+    contexts, resources, native gRPC probes on the health port with the right health service
+    names, secrets only through secretKeyRef, every POLICY_<SVC>_* variable being a setting the
+    binary registers (read from the C++ sources), peers' addresses, NetworkPolicies' peers,
+    autoscalers and disruption budgets, the ServiceMonitor only when asked for, certificates
+    when tls.enabled, migrations as hooks before the services, the `helm test` pod;
+  - values.schema.json refuses bad values; the renderer behaves as Helm on a small chart.
+
+Needs: go (golang-go) and Debian's Go packages named in tools/chart_render/main.go, python3-yaml,
+Node.js and npm with the npm registry reachable the first time (the machine's Node.js; Debian's
+nodejs would do with its npm). Run: /usr/bin/python3 -m unittest -v tests.deploy.test_chart
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import textwrap
+import unittest
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_DIR = Path(os.environ.get("POLICY_BUILD_DIR") or REPO_ROOT / "build").resolve()
+WORK = BUILD_DIR / "deploy_check"
+RENDERER = WORK / "chart_render"
+NODE_DIR = WORK / "node"
+CHART = REPO_ROOT / "deploy" / "helm" / "policy-suite"
+PRODUCTION = CHART / "examples" / "values-production.yaml"
+DOCKERFILE = REPO_ROOT / "deploy" / "image" / "Dockerfile"
+
+SERVICES = ("keys", "authz", "pii", "region", "audit", "edge")
+NAMESPACE = "policy"  # of every rendering below
+DATABASE_SERVICES = ("keys", "authz", "region", "audit")
+GRPC, HEALTH, METRICS = 50051, 50050, 9090
+# Who calls whom, and the setting that names the callee (services/*/*_config.cc).
+CALLS = {
+    "edge": {"keys": "keys_target", "authz": "authz_target", "pii": "pii_target",
+             "region": "region_target", "audit": "audit_target"},
+    "authz": {"keys": "keys_address"},
+    "keys": {"audit": "audit_target"},
+}
+# Settings naming files the chart mounts, and the setting given the pod's name.
+FILES = {"authz": {"bootstrap_org_file"}, "pii": {"recognizers_file"}}
+POD_NAME = {"region": "replica"}
+# Settings every deployment sets itself, and those that have no place in one.
+CHART_OWNED = {"listen", "metrics_listen", "health_listen", "tls_cert_file", "tls_key_file",
+               "tls_ca_file", "tls_require_client_cert", "store", "database_url",
+               "apply_migrations"}
+NOT_DEPLOYED = {"ready_file", "migrate_only", "bootstrap_admin"}
+# Environment variables libpq reads itself.
+LIBPQ_ENV = {"PGPASSWORD", "PGSSLROOTCERT"}
+
+
+# ---------------------------------------------------------------------------------------------
+# What the binaries register, read from their sources.
+# ---------------------------------------------------------------------------------------------
+
+# Add<Type>("name", <arguments, string literals skipped whole>);
+_SETTING_RE = re.compile(
+    r'\bAdd(?:String|Int|Bool|Duration)\(\s*"([a-z0-9_]+)"((?:"(?:[^"\\]|\\.)*"|[^";])*);')
+
+
+def _settings(path):
+    """{name: is_secret} of the settings a source file registers."""
+    text = (REPO_ROOT / path).read_text()
+    return {m.group(1): "Sensitivity::kSecret" in m.group(2) for m in _SETTING_RE.finditer(text)}
+
+
+def registered_settings(service):
+    """{name: is_secret} of every setting `service` reads (POLICY_<SVC>_<NAME>)."""
+    config = f"services/{service}/{service}_config.cc"
+    settings = {**_settings("common/server/server_runner.cc"),
+                **_settings("common/tls/tls_options.cc"), **_settings(config)}
+    if "storage.Register(" in (REPO_ROOT / config).read_text():
+        settings.update(_settings("common/pg/storage_options.cc"))
+    return settings
+
+
+def secret_settings(service):
+    return {name for name, secret in registered_settings(service).items() if secret}
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the tools, rendering.
+# ---------------------------------------------------------------------------------------------
+
+def _run(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=kw.pop("timeout", 300),
+                          **kw)
+
+
+def build_renderer():
+    go = "/usr/bin/go" if os.access("/usr/bin/go", os.X_OK) else shutil.which("go")
+    if go is None:
+        raise AssertionError("go is not installed (apt-get install golang-go; tools/dev does)")
+    env = {**os.environ, "GO111MODULE": "off", "GOFLAGS": "", "CGO_ENABLED": "0",
+           "GOPATH": f"{WORK / 'gopath'}:/usr/share/gocode", "GOCACHE": str(WORK / "gocache")}
+    r = _run([go, "build", "-o", str(RENDERER), "tools/chart_render/main.go"], cwd=REPO_ROOT,
+             env=env)
+    if r.returncode != 0:
+        raise AssertionError(f"building tools/chart_render failed:\n{r.stdout}{r.stderr}")
+
+
+def install_validator():
+    """npm ci of tests/deploy/package-lock.json into NODE_DIR, unless already done for it."""
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            raise AssertionError(f"{tool} is not installed: the Kubernetes schema check needs "
+                                 "Node.js and npm")
+    here = Path(__file__).resolve().parent
+    NODE_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = hashlib.sha256((here / "package.json").read_bytes() +
+                           (here / "package-lock.json").read_bytes()).hexdigest()
+    shutil.copy(here / "validate_manifests.js", NODE_DIR)
+    stamp_file = NODE_DIR / "installed.stamp"
+    if (NODE_DIR / "node_modules").is_dir() and stamp_file.exists() and \
+            stamp_file.read_text() == stamp:
+        return
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(here / name, NODE_DIR)
+    r = _run(["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
+             cwd=NODE_DIR)
+    if r.returncode != 0:
+        raise AssertionError(f"npm ci in {NODE_DIR} failed:\n{r.stdout}{r.stderr}")
+    stamp_file.write_text(stamp)
+
+
+def setUpModule():
+    WORK.mkdir(parents=True, exist_ok=True)
+    build_renderer()
+    install_validator()
+
+
+class RenderError(AssertionError):
+    pass
+
+
+def render_raw(*args, chart=CHART):
+    r = _run([str(RENDERER), str(chart), *map(str, args)], timeout=60)
+    if r.returncode != 0:
+        raise RenderError(r.stderr)
+    return r.stdout
+
+
+class Manifests:
+    """The documents of one rendering: [(source, object)] in output order."""
+
+    def __init__(self, text):
+        self.docs = []
+        for doc in re.split(r"^---\n", text, flags=re.M):
+            if not doc.strip():
+                continue
+            source = re.match(r"# Source: (\S+)\n", doc)
+            assert source, f"a document without its # Source line:\n{doc}"
+            self.docs.append((source.group(1), yaml.safe_load(doc)))
+
+    def objects(self, kind=None):
+        return [o for _, o in self.docs if kind is None or o["kind"] == kind]
+
+    def named(self, kind):
+        return {o["metadata"]["name"]: o for o in self.objects(kind)}
+
+    def component(self, kind, service):
+        """The object of `kind` labelled app.kubernetes.io/component=service (exactly one)."""
+        found = [o for o in self.objects(kind)
+                 if o["metadata"]["labels"].get("app.kubernetes.io/component") == service]
+        assert len(found) == 1, f"{len(found)} {kind} objects of component {service}"
+        return found[0]
+
+    def container(self, service):
+        containers = self.component("Deployment", service)["spec"]["template"]["spec"][
+            "containers"]
+        assert len(containers) == 1
+        return containers[0]
+
+    def env(self, service):
+        return env_map(self.container(service))
+
+    def pod_specs(self):
+        """(description, pod spec) of every pod the chart makes: Deployments, Jobs, Pods."""
+        for o in self.objects():
+            name = f"{o['kind']} {o['metadata']['name']}"
+            if o["kind"] in ("Deployment", "Job"):
+                yield name, o["spec"]["template"]["spec"]
+            elif o["kind"] == "Pod":
+                yield name, o["spec"]
+
+
+def render(*args):
+    return Manifests(render_raw("--name", "demo", "--namespace", NAMESPACE, *args))
+
+
+def env_map(container):
+    env = {}
+    for e in container.get("env", []):
+        assert e["name"] not in env, f"{e['name']} set twice"
+        env[e["name"]] = e
+    return env
+
+
+def matches(selector, labels):
+    """Whether a matchLabels selector selects `labels`."""
+    return all(labels.get(k) == v for k, v in selector["matchLabels"].items())
+
+
+# The renderings every structural test looks at.
+VARIANTS = {
+    "default": (),
+    "production": ("-f", PRODUCTION),
+    "tls": ("--set", "tls.enabled=true,metrics.serviceMonitor.enabled=true,"
+                     "keys.tls.secretName=keys-cert,database.caSecret=pg-ca"),
+    "memory": ("--set", "store=memory,keys.autoscaling.enabled=true,pii.autoscaling.enabled=true"),
+    "no-migration-jobs": ("--set", "migrations.enabled=false"),
+}
+_rendered = {}
+
+
+def variant(name):
+    if name not in _rendered:
+        _rendered[name] = render(*VARIANTS[name])
+    return _rendered[name]
+
+
+def fullname(name):
+    """The resource-name prefix of variant `name` (production sets fullnameOverride)."""
+    return "policy-suite" if name == "production" else "demo-policy-suite"
+
+
+class KubernetesSchemaTest(unittest.TestCase):
+    def test_every_object_matches_its_kubernetes_schema(self):
+        items = [{"source": f"[{name}] {source}", "object": obj}
+                 for name in VARIANTS for source, obj in variant(name).docs]
+        with tempfile.NamedTemporaryFile("w", suffix=".json", dir=WORK, delete=False) as f:
+            json.dump(items, f)
+        try:
+            r = _run(["node", str(NODE_DIR / "validate_manifests.js"), f.name], timeout=120)
+        finally:
+            os.unlink(f.name)
+        self.assertEqual(r.returncode, 0, f"invalid objects:\n{r.stdout}{r.stderr}")
+
+    def test_the_validator_refuses_broken_objects(self):
+        # The same check must fail on what a template slip produces: a misspelt field, a
+        # string for a port, a missing required field, an unknown kind.
+        deployment = json.loads(json.dumps(variant("default").component("Deployment", "keys")))
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        container["readinesProbe"] = container.pop("readinessProbe")
+        service = json.loads(json.dumps(variant("default").component("Service", "keys")))
+        service["spec"]["ports"][0]["port"] = "grpc"
+        hpa = json.loads(json.dumps(variant("production").component("HorizontalPodAutoscaler",
+                                                                    "edge")))
+        del hpa["spec"]["maxReplicas"]
+        typo = {"apiVersion": "apps/v1", "kind": "Deploymnet", "metadata": {"name": "x"}}
+        items = [{"source": str(i), "object": o}
+                 for i, o in enumerate([deployment, service, hpa, typo])]
+        path = WORK / "broken.json"
+        path.write_text(json.dumps(items))
+        r = _run(["node", str(NODE_DIR / "validate_manifests.js"), str(path)], timeout=120)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("readinesProbe", r.stdout)
+        self.assertRegex(r.stdout, r"1: Service .*port")
+        self.assertIn("maxReplicas", r.stdout)
+        self.assertIn("no schema for apps/v1 Deploymnet", r.stdout)
+
+
+class WorkloadTest(unittest.TestCase):
+    def dockerfile_uid(self):
+        m = re.search(r"useradd [^\n]*--uid (\d+)", DOCKERFILE.read_text())
+        self.assertIsNotNone(m, "the Dockerfile makes no user with a fixed UID")
+        return int(m.group(1))
+
+    def test_every_pod_and_container_is_restricted(self):
+        uid = self.dockerfile_uid()
+        for name in VARIANTS:
+            for what, pod in variant(name).pod_specs():
+                with self.subTest(variant=name, pod=what):
+                    psc = pod["securityContext"]
+                    self.assertIs(psc["runAsNonRoot"], True)
+                    self.assertEqual(psc["runAsUser"], uid)
+                    self.assertEqual(psc["seccompProfile"], {"type": "RuntimeDefault"})
+                    self.assertIs(pod["automountServiceAccountToken"], False)
+                    self.assertIs(pod["enableServiceLinks"], False)
+                    for c in pod.get("initContainers", []) + pod["containers"]:
+                        sc = c["securityContext"]
+                        self.assertIs(sc["allowPrivilegeEscalation"], False)
+                        self.assertIs(sc["readOnlyRootFilesystem"], True)
+                        self.assertIs(sc["runAsNonRoot"], True)
+                        self.assertEqual(sc["runAsUser"], uid)
+                        self.assertEqual(sc["capabilities"], {"drop": ["ALL"]})
+                        self.assertEqual(sc["seccompProfile"], {"type": "RuntimeDefault"})
+                        for kind in ("requests", "limits"):
+                            self.assertEqual(set(c["resources"][kind]), {"cpu", "memory"})
+
+    def test_each_service_runs_its_binary_from_the_one_image(self):
+        dockerfile = DOCKERFILE.read_text()
+        for binary in SERVICES + ("policyctl",):
+            self.assertRegex(dockerfile, rf"\b{binary}\b")
+        self.assertRegex(dockerfile, r"(?m)^FROM debian:12-slim$")
+        for name in ("default", "production"):
+            m = variant(name)
+            self.assertEqual(set(m.named("Deployment")),
+                             {f"{fullname(name)}-{s}" for s in SERVICES})
+            for service in SERVICES:
+                c = m.container(service)
+                self.assertEqual(c["command"], [service])
+                self.assertEqual(c["image"], "registry.example.com/policy-suite:0.1.0"
+                                 if name == "default" else
+                                 "registry.internal.example.com/platform/policy-suite:0.1.0")
+                self.assertEqual({(p["name"], p["containerPort"]) for p in c["ports"]},
+                                 {("grpc", GRPC), ("health", HEALTH), ("metrics", METRICS)})
+
+    def test_probes_are_native_grpc_on_the_health_port(self):
+        for name in VARIANTS:
+            for service in SERVICES:
+                with self.subTest(variant=name, service=service):
+                    c = variant(name).container(service)
+                    self.assertEqual(c["readinessProbe"]["grpc"], {"port": HEALTH, "service": ""})
+                    self.assertEqual(c["livenessProbe"]["grpc"],
+                                     {"port": HEALTH, "service": "liveness"})
+                    self.assertEqual(c["startupProbe"]["grpc"],
+                                     {"port": HEALTH, "service": "liveness"})
+                    env = env_map(c)
+                    p = f"POLICY_{service.upper()}_"
+                    self.assertEqual(env[p + "LISTEN"]["value"], f"0.0.0.0:{GRPC}")
+                    self.assertEqual(env[p + "HEALTH_LISTEN"]["value"], f"0.0.0.0:{HEALTH}")
+                    self.assertEqual(env[p + "METRICS_LISTEN"]["value"], f"0.0.0.0:{METRICS}")
+
+    def test_every_variable_is_a_setting_the_binary_reads(self):
+        for name in VARIANTS:
+            m = variant(name)
+            containers = [(s, m.container(s)) for s in SERVICES]
+            containers += [(j["spec"]["template"]["spec"]["containers"][0]["command"][0],
+                            j["spec"]["template"]["spec"]["containers"][0])
+                           for j in m.objects("Job")]
+            for service, container in containers:
+                settings = registered_settings(service)
+                prefix = f"POLICY_{service.upper()}_"
+                for var in env_map(container):
+                    with self.subTest(variant=name, service=service, variable=var):
+                        if var in LIBPQ_ENV:
+                            continue
+                        self.assertTrue(var.startswith(prefix))
+                        self.assertIn(var[len(prefix):].lower(), settings)
+
+    def test_config_accepts_every_setting_the_chart_does_not_own(self):
+        schema = json.loads((CHART / "values.schema.json").read_text())
+        for service in SERVICES:
+            with self.subTest(service=service):
+                settings = set(registered_settings(service))
+                owned = (CHART_OWNED | NOT_DEPLOYED | secret_settings(service) |
+                         set(CALLS.get(service, {}).values()) | FILES.get(service, set()) |
+                         {POD_NAME.get(service)}) & settings
+                config = set(schema["properties"][service]["properties"]["config"]["properties"])
+                self.assertEqual(config, settings - owned)
+
+    def test_integer_settings_render_as_integers(self):
+        m = render("--set", "pii.config.max_document_bytes=16777216",
+                   "-f", self.values_file({"pii": {"config": {"max_request_bytes": 2097152}}}))
+        env = m.env("pii")
+        self.assertEqual(env["POLICY_PII_MAX_DOCUMENT_BYTES"]["value"], "16777216")
+        self.assertEqual(env["POLICY_PII_MAX_REQUEST_BYTES"]["value"], "2097152")
+        self.assertEqual(variant("production").env("pii")["POLICY_PII_MAX_REQUEST_BYTES"]["value"],
+                         "4194304")
+
+    def values_file(self, values):
+        f = tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=WORK, delete=False)
+        self.addCleanup(os.unlink, f.name)
+        with f:
+            yaml.safe_dump(values, f)
+        return f.name
+
+    def test_files_are_mounted_from_configmaps_and_roll_the_pods(self):
+        org = "members:\n  - {id: owner, email: owner@example.com, roles: [{role: owner}]}\n"
+        m = render("-f", self.values_file({"authz": {"bootstrapOrg": org}}))
+        configmap = m.component("ConfigMap", "authz")
+        self.assertEqual(configmap["data"], {"org.yaml": org})
+        env = m.env("authz")
+        self.assertEqual(env["POLICY_AUTHZ_BOOTSTRAP_ORG_FILE"]["value"],
+                         "/etc/policy-suite/config/org.yaml")
+        pod = m.component("Deployment", "authz")["spec"]["template"]
+        self.assertIn("checksum/config", pod["metadata"]["annotations"])
+        self.assertIn({"name": "config", "configMap": {"name": configmap["metadata"]["name"]}},
+                      pod["spec"]["volumes"])
+        self.assertNotIn("POLICY_PII_RECOGNIZERS_FILE", m.env("pii"))
+        self.assertEqual(variant("default").objects("ConfigMap"), [])
+        other = render("-f", self.values_file({"authz": {"bootstrapOrg": org + "# changed\n"}}))
+        self.assertNotEqual(
+            other.component("Deployment", "authz")["spec"]["template"]["metadata"]["annotations"],
+            pod["metadata"]["annotations"])
+
+    def test_region_replicas_are_named_after_their_pods(self):
+        env = variant("default").env("region")
+        self.assertEqual(env["POLICY_REGION_REPLICA"]["valueFrom"],
+                         {"fieldRef": {"fieldPath": "metadata.name"}})
+
+
+class SecretsTest(unittest.TestCase):
+    def test_secret_settings_and_the_password_come_only_from_secrets(self):
+        for name in VARIANTS:
+            m = variant(name)
+            for service in SERVICES:
+                env = m.env(service)
+                with self.subTest(variant=name, service=service):
+                    expected = {f"POLICY_{service.upper()}_{s.upper()}"
+                                for s in secret_settings(service)}
+                    if service in DATABASE_SERVICES and name != "memory":
+                        expected.add("PGPASSWORD")
+                    from_secrets = {n for n, e in env.items()
+                                    if "secretKeyRef" in e.get("valueFrom", {})}
+                    self.assertEqual(from_secrets, expected)
+                    for var in expected:
+                        self.assertNotIn("value", env[var])
+            for _, pod in m.pod_specs():
+                for c in pod["containers"]:
+                    for e in c.get("env", []):
+                        # No password in a URL, or anywhere in plain text.
+                        self.assertNotRegex(e.get("value", ""), r"://[^/@]*:[^/@]*@")
+
+    def test_secret_names_and_keys(self):
+        env = variant("default").env("keys")
+        self.assertEqual(env["POLICY_KEYS_PEPPER"]["valueFrom"]["secretKeyRef"],
+                         {"name": "demo-policy-suite-keys", "key": "pepper"})
+        self.assertEqual(env["PGPASSWORD"]["valueFrom"]["secretKeyRef"],
+                         {"name": "demo-policy-suite-database", "key": "password"})
+        audit = variant("production").env("audit")
+        self.assertEqual(audit["POLICY_AUDIT_SIGNING_KEY"]["valueFrom"]["secretKeyRef"],
+                         {"name": "policy-suite-audit", "key": "signing_key"})
+        self.assertEqual(audit["POLICY_AUDIT_SUBJECT_KEY"]["valueFrom"]["secretKeyRef"],
+                         {"name": "policy-suite-audit", "key": "subject_key"})
+        # The audit service's own database role and Secret, the others' shared one.
+        self.assertEqual(audit["PGPASSWORD"]["valueFrom"]["secretKeyRef"],
+                         {"name": "policy-suite-database-audit", "key": "password"})
+        self.assertEqual(
+            audit["POLICY_AUDIT_DATABASE_URL"]["value"],
+            "postgresql://policy_audit@db.internal.example.com:5432/policy?sslmode=verify-full")
+        self.assertEqual(variant("production").env("keys")["PGPASSWORD"]["valueFrom"],
+                         {"secretKeyRef": {"name": "policy-suite-database", "key": "password"}})
+        # The pseudonym key is optional: pii runs without it.
+        self.assertEqual(variant("default").env("pii")["POLICY_PII_PSEUDONYM_KEY"]["valueFrom"],
+                         {"secretKeyRef": {"name": "demo-policy-suite-pii",
+                                           "key": "pseudonym_key", "optional": True}})
+
+    def test_database_url_and_migrations_setting(self):
+        for service in DATABASE_SERVICES:
+            p = f"POLICY_{service.upper()}_"
+            env = variant("default").env(service)
+            self.assertEqual(env[p + "DATABASE_URL"]["value"],
+                             "postgresql://policy@postgresql:5432/policy?sslmode=require")
+            self.assertEqual(env[p + "STORE"]["value"], "postgres")
+            self.assertEqual(env[p + "APPLY_MIGRATIONS"]["value"], "false")
+            self.assertEqual(variant("no-migration-jobs").env(service)[p + "APPLY_MIGRATIONS"]
+                             ["value"], "true")
+            memory = variant("memory").env(service)
+            self.assertEqual(memory[p + "STORE"]["value"], "memory")
+            self.assertFalse({p + "DATABASE_URL", "PGPASSWORD"} & set(memory))
+        for service in ("pii", "edge"):
+            self.assertFalse({"PGPASSWORD", f"POLICY_{service.upper()}_DATABASE_URL"} &
+                             set(variant("default").env(service)))
+
+    def test_database_ca(self):
+        m = variant("tls")
+        for service in DATABASE_SERVICES:
+            env = m.env(service)
+            self.assertEqual(env["PGSSLROOTCERT"]["value"], "/etc/policy-suite/database/ca.crt")
+            pod = m.component("Deployment", service)["spec"]["template"]["spec"]
+            self.assertIn({"name": "database-ca", "mountPath": "/etc/policy-suite/database",
+                           "readOnly": True}, pod["containers"][0]["volumeMounts"])
+            volume = {v["name"]: v for v in pod["volumes"]}["database-ca"]
+            self.assertEqual(volume["secret"]["secretName"], "pg-ca")
+        self.assertNotIn("PGSSLROOTCERT", m.env("edge"))
+
+
+class PeersTest(unittest.TestCase):
+    def test_services_call_each_other_by_service_dns_names(self):
+        for name in ("default", "production"):
+            m = variant(name)
+            services = m.named("Service")
+            for caller, callees in CALLS.items():
+                env = m.env(caller)
+                for callee, setting in callees.items():
+                    with self.subTest(variant=name, caller=caller, callee=callee):
+                        address = env[f"POLICY_{caller.upper()}_{setting.upper()}"]["value"]
+                        host, port = address.rsplit(":", 1)
+                        svc_name, ns, svc = host.split(".")
+                        self.assertEqual((ns, svc), (NAMESPACE, "svc"))
+                        service = services[svc_name]
+                        self.assertEqual(service["metadata"]["labels"][
+                            "app.kubernetes.io/component"], callee)
+                        self.assertIn({"name": "grpc", "port": int(port), "targetPort": "grpc",
+                                       "protocol": "TCP"}, service["spec"]["ports"])
+
+    def test_one_service_each_only_the_edge_configurable(self):
+        for name in ("default", "production"):
+            m = variant(name)
+            for service in SERVICES:
+                s = m.component("Service", service)
+                pods = m.component("Deployment", service)["spec"]["template"]["metadata"]["labels"]
+                self.assertTrue(matches({"matchLabels": s["spec"]["selector"]}, pods))
+                if service != "edge":
+                    self.assertEqual(s["spec"]["type"], "ClusterIP")
+                    self.assertNotIn("annotations", s["metadata"])
+        edge = variant("production").component("Service", "edge")
+        self.assertEqual(edge["spec"]["type"], "LoadBalancer")
+        self.assertEqual(edge["spec"]["ports"][0], {"name": "grpc", "port": 443,
+                                                   "targetPort": "grpc", "protocol": "TCP"})
+        self.assertIn("service.beta.kubernetes.io/aws-load-balancer-internal",
+                      edge["metadata"]["annotations"])
+        self.assertEqual(variant("default").component("Service", "edge")["spec"]["type"],
+                         "ClusterIP")
+
+    def test_network_policies(self):
+        callers = {s: {c for c, callees in CALLS.items() if s in callees} for s in SERVICES}
+        self.assertEqual(callers["keys"], {"edge", "authz"})
+        for name in ("default", "production"):
+            m = variant(name)
+            pods = {s: m.component("Deployment", s)["spec"]["template"]["metadata"]["labels"]
+                    for s in SERVICES}
+            values = yaml.safe_load((CHART / "values.yaml").read_text())["networkPolicy"]
+            if name == "production":
+                values.update(yaml.safe_load(PRODUCTION.read_text())["networkPolicy"])
+            for service in SERVICES:
+                with self.subTest(variant=name, service=service):
+                    policy = m.component("NetworkPolicy", service)["spec"]
+                    self.assertEqual([s for s in SERVICES
+                                      if matches(policy["podSelector"], pods[s])], [service])
+                    self.assertEqual(set(policy["policyTypes"]), {"Ingress", "Egress"})
+                    ingress = {tuple(p["port"] for p in rule["ports"]): rule.get("from")
+                               for rule in policy["ingress"]}
+                    self.assertEqual(set(ingress), {(GRPC,), (HEALTH,), (METRICS,)})
+                    if service == "edge":
+                        self.assertEqual(ingress[(GRPC,)], values["edgeFrom"] or None)
+                    else:
+                        allowed = {s for s in SERVICES for peer in ingress[(GRPC,)]
+                                   if matches(peer["podSelector"], pods[s])}
+                        self.assertEqual(allowed, callers[service])
+                    self.assertEqual(ingress[(HEALTH,)], [{"podSelector": {}}])
+                    self.assertEqual(ingress[(METRICS,)], values["metricsFrom"])
+                    egress = [(tuple(p["port"] for p in rule["ports"]), rule.get("to"))
+                              for rule in policy["egress"]]
+                    expected = [((53, 53), values["dnsTo"] or None)]
+                    if service in DATABASE_SERVICES:
+                        expected.append(((5432,), values["databaseTo"] or None))
+                    self.assertEqual([r for r in egress if r[0] != (GRPC,)], expected)
+                    reached = {s for ports, to in egress if ports == (GRPC,) for peer in to
+                               for s in SERVICES if matches(peer["podSelector"], pods[s])}
+                    self.assertEqual(reached, set(CALLS.get(service, {})))
+            migrate = m.component("NetworkPolicy", "migrate")["spec"]
+            self.assertNotIn("ingress", migrate)
+            self.assertEqual({tuple(p["port"] for p in r["ports"]) for r in migrate["egress"]},
+                             {(53, 53), (5432,)})
+            for job in m.objects("Job"):
+                self.assertTrue(matches(migrate["podSelector"],
+                                        job["spec"]["template"]["metadata"]["labels"]))
+        self.assertEqual(render("--set", "networkPolicy.enabled=false").objects("NetworkPolicy"),
+                         [])
+
+
+class ScalingTest(unittest.TestCase):
+    def test_autoscalers_and_disruption_budgets(self):
+        default, production = variant("default"), variant("production")
+        self.assertEqual(default.objects("HorizontalPodAutoscaler"), [])
+        for service in SERVICES:
+            with self.subTest(service=service):
+                self.assertEqual(default.component("Deployment", service)["spec"]["replicas"], 2)
+                deployment = production.component("Deployment", service)
+                self.assertNotIn("replicas", deployment["spec"])
+                hpa = production.component("HorizontalPodAutoscaler", service)
+                self.assertEqual(hpa["apiVersion"], "autoscaling/v2")
+                self.assertEqual(hpa["spec"]["scaleTargetRef"],
+                                 {"apiVersion": "apps/v1", "kind": "Deployment",
+                                  "name": deployment["metadata"]["name"]})
+                self.assertGreaterEqual(hpa["spec"]["minReplicas"], 3)
+                for m in (default, production):
+                    pdb = m.component("PodDisruptionBudget", service)
+                    self.assertEqual(pdb["spec"]["maxUnavailable"], 1)
+                    self.assertTrue(matches(pdb["spec"]["selector"], m.component(
+                        "Deployment", service)["spec"]["template"]["metadata"]["labels"]))
+
+    def test_memory_store_keeps_one_replica_of_the_database_services(self):
+        m = variant("memory")
+        for service in DATABASE_SERVICES:
+            self.assertEqual(m.component("Deployment", service)["spec"]["replicas"], 1)
+        self.assertEqual({h["metadata"]["labels"]["app.kubernetes.io/component"]
+                          for h in m.objects("HorizontalPodAutoscaler")}, {"pii"})
+        self.assertEqual(m.objects("Job"), [])
+
+
+class TlsTest(unittest.TestCase):
+    def test_without_tls_nothing_is_mounted(self):
+        m = variant("default")
+        for service in SERVICES:
+            self.assertFalse([v for v in m.env(service) if "_TLS_" in v])
+            volumes = m.component("Deployment", service)["spec"]["template"]["spec"]["volumes"]
+            self.assertNotIn("tls", {v["name"] for v in volumes})
+
+    def test_with_tls_every_service_mounts_its_certificate(self):
+        for name, default_secret in (("tls", "demo-policy-suite-tls"),
+                                     ("production", "policy-suite-tls")):
+            m = variant(name)
+            for service in SERVICES:
+                with self.subTest(variant=name, service=service):
+                    p = f"POLICY_{service.upper()}_"
+                    env = m.env(service)
+                    self.assertEqual(env[p + "TLS_CERT_FILE"]["value"],
+                                     "/etc/policy-suite/tls/tls.crt")
+                    self.assertEqual(env[p + "TLS_KEY_FILE"]["value"],
+                                     "/etc/policy-suite/tls/tls.key")
+                    self.assertEqual(env[p + "TLS_CA_FILE"]["value"],
+                                     "/etc/policy-suite/tls/ca.crt")
+                    self.assertEqual(env[p + "TLS_REQUIRE_CLIENT_CERT"]["value"],
+                                     "false" if service == "edge" else "true")
+                    pod = m.component("Deployment", service)["spec"]["template"]["spec"]
+                    mount = {v["name"]: v for v in pod["containers"][0]["volumeMounts"]}["tls"]
+                    # The directory, never subPath: only then do rotated files show up.
+                    self.assertEqual(mount, {"name": "tls", "mountPath": "/etc/policy-suite/tls",
+                                             "readOnly": True})
+                    volume = {v["name"]: v for v in pod["volumes"]}["tls"]
+                    expected = "keys-cert" if (name, service) == ("tls", "keys") \
+                        else default_secret
+                    self.assertEqual(volume["secret"]["secretName"], expected)
+            for job in m.objects("Job"):
+                env = env_map(job["spec"]["template"]["spec"]["containers"][0])
+                self.assertFalse([v for v in env if "_TLS_" in v])
+
+
+class MonitoringTest(unittest.TestCase):
+    def test_service_monitor_only_when_enabled(self):
+        self.assertEqual(variant("default").objects("ServiceMonitor"), [])
+        m = variant("production")
+        [monitor] = m.objects("ServiceMonitor")
+        self.assertEqual(monitor["metadata"]["labels"]["release"], "kube-prometheus-stack")
+        self.assertEqual(monitor["spec"]["endpoints"][0]["port"], "metrics")
+        selected = [s for s in m.objects("Service")
+                    if matches(monitor["spec"]["selector"], s["metadata"]["labels"])]
+        self.assertEqual(len(selected), len(SERVICES))
+        for service in selected:
+            self.assertIn({"name": "metrics", "port": METRICS, "targetPort": "metrics",
+                           "protocol": "TCP"}, service["spec"]["ports"])
+
+
+class MigrationTest(unittest.TestCase):
+    def test_a_hook_job_migrates_each_database_service_before_the_services(self):
+        m = variant("default")
+        jobs = m.named("Job")
+        self.assertEqual(set(jobs), {f"demo-policy-suite-{s}-migrate" for s in DATABASE_SERVICES})
+        for service in DATABASE_SERVICES:
+            with self.subTest(service=service):
+                job = jobs[f"demo-policy-suite-{service}-migrate"]
+                annotations = job["metadata"]["annotations"]
+                self.assertEqual(annotations["helm.sh/hook"], "pre-install,pre-upgrade")
+                self.assertEqual(annotations["helm.sh/hook-delete-policy"], "before-hook-creation")
+                pod = job["spec"]["template"]["spec"]
+                self.assertEqual(pod["restartPolicy"], "Never")
+                container = pod["containers"][0]
+                self.assertEqual(container["command"], [service, "--migrate_only"])
+                self.assertEqual(container["image"], m.container(service)["image"])
+                env, served = env_map(container), m.env(service)
+                # The service's own database and secrets; no ports, peers or certificates.
+                for var, entry in env.items():
+                    self.assertEqual(entry, served[var])
+                self.assertIn(f"POLICY_{service.upper()}_DATABASE_URL", env)
+                self.assertNotIn(f"POLICY_{service.upper()}_LISTEN", env)
+        # Plain resources first, then the hooks: the order `helm template` prints and the
+        # order Helm applies (pre-install hooks run before anything else is created).
+        kinds = [o["kind"] for _, o in m.docs]
+        first_hook = min(i for i, (_, o) in enumerate(m.docs)
+                         if "helm.sh/hook" in o["metadata"].get("annotations", {}))
+        self.assertNotIn("Job", kinds[:first_hook])
+        self.assertEqual(variant("no-migration-jobs").objects("Job"), [])
+
+    def test_the_choice_is_explained(self):
+        template = (CHART / "templates" / "job-migrate.yaml").read_text()
+        readme = (CHART / "README.md").read_text()
+        for text in (template, readme):
+            self.assertIn("init container", text)
+            self.assertIn("kubectl apply", text)
+            self.assertIn("Argo CD", text)
+
+
+class HelmTestPodTest(unittest.TestCase):
+    def test_the_test_pod_checks_every_service_health(self):
+        for name in ("default", "production"):
+            m = variant(name)
+            [pod] = m.objects("Pod")
+            self.assertEqual(pod["metadata"]["annotations"]["helm.sh/hook"], "test")
+            self.assertEqual(pod["spec"]["restartPolicy"], "Never")
+            [container] = pod["spec"]["containers"]
+            command = container["command"]
+            self.assertEqual(command[:2], ["policyctl", "health"])
+            targets = [a for a in command[2:] if not a.startswith("--")]
+            services = m.named("Service")
+            checked = set()
+            for target in targets:
+                host, port = target.rsplit(":", 1)
+                svc_name, ns, _ = host.split(".")
+                self.assertEqual(ns, NAMESPACE)
+                service = services[svc_name]
+                self.assertIn({"name": "health", "port": int(port), "targetPort": "health",
+                               "protocol": "TCP"}, service["spec"]["ports"])
+                checked.add(service["metadata"]["labels"]["app.kubernetes.io/component"])
+            self.assertEqual(checked, set(SERVICES))
+            self.assertEqual(container["image"], m.container("edge")["image"])
+        self.assertEqual(render("--skip-tests").objects("Pod"), [])
+
+
+class LabelsAndNotesTest(unittest.TestCase):
+    def test_recommended_labels_on_every_object(self):
+        for name in VARIANTS:
+            for source, o in variant(name).docs:
+                with self.subTest(variant=name, object=f"{o['kind']} {o['metadata']['name']}"):
+                    labels = o["metadata"]["labels"]
+                    for key in ("name", "instance", "version", "component", "part-of",
+                                "managed-by"):
+                        self.assertTrue(labels.get(f"app.kubernetes.io/{key}"), key)
+                    self.assertEqual(labels["app.kubernetes.io/managed-by"], "Helm")
+                    self.assertEqual(o["metadata"]["namespace"], NAMESPACE)
+
+    def test_notes(self):
+        notes = render_raw("--notes", "--name", "demo", "--namespace", NAMESPACE)
+        self.assertIn("helm test demo -n policy", notes)
+        self.assertIn("demo-policy-suite-keys: key pepper", notes)
+        self.assertIn("demo-policy-suite-database: key password", notes)
+        production = render_raw("--notes", "-f", PRODUCTION)
+        self.assertIn("policy-suite-tls: tls.crt, tls.key, ca.crt", production)
+        self.assertIn("store=memory", render_raw("--notes", "--set", "store=memory"))
+
+
+class ValuesSchemaTest(unittest.TestCase):
+    def assertRefused(self, *args, message):
+        with self.assertRaises(RenderError) as caught:
+            render_raw(*args)
+        self.assertIn("values don't meet the specifications of the schema", str(caught.exception))
+        self.assertIn(message, str(caught.exception))
+
+    def test_bad_values_are_refused(self):
+        self.assertRefused("--set", "keys.replicas=-1", message="keys.replicas")
+        self.assertRefused("--set", "replicaCount=3", message="replicaCount")
+        self.assertRefused("--set", "edge.config.listen=0.0.0.0:1", message="listen")
+        self.assertRefused("--set", "keys.config.sweep_interval=5 minutes",
+                           message="sweep_interval")
+        self.assertRefused("--set", "store=sqlite", message="store")
+        self.assertRefused("--set", "database.host=null", message="host")
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=WORK) as f:
+            yaml.safe_dump({"keys": {"extraEnv": [{"name": "POLICY_KEYS_PEPPER",
+                                                   "value": "plain text"}]}}, f)
+            f.flush()
+            self.assertRefused("-f", f.name, message="extraEnv")
+
+    def test_good_values_pass(self):
+        render_raw("--set", "keys.replicas=3,edge.config.redaction_operator=mask,"
+                   "keys.config.sweep_interval=1h30m,audit.podDisruptionBudget.maxUnavailable=50%")
+
+
+class RendererTest(unittest.TestCase):
+    """tools/chart_render behaves as `helm template` on a chart made for the purpose."""
+
+    def setUp(self):
+        self.chart = Path(tempfile.mkdtemp(dir=WORK))
+        self.addCleanup(shutil.rmtree, self.chart)
+        files = {
+            "Chart.yaml": "apiVersion: v2\nname: probe\nversion: 1.2.3\nappVersion: '9.9'\n",
+            "values.yaml": "a: {b: 1, c: keep, d: drop}\nname: base\nitems: [x]\n"
+                           "text: '{{ .Values.name }}-tpl'\n",
+            "values.schema.json": json.dumps({"type": "object", "properties": {
+                "name": {"type": "string", "maxLength": 10}}}),
+            "templates/_defs.tpl": '{{- define "probe.label" -}}L-{{ . }}{{- end }}\n',
+            "templates/b.yaml": textwrap.dedent("""\
+                apiVersion: apps/v1
+                kind: Deployment
+                metadata:
+                  name: {{ .Release.Name }}-{{ .Chart.Name }}
+                  annotations: {t: {{ include "probe.label" .Chart.AppVersion | quote }}}
+                data: {{ toJson .Values.a }}
+                tpl: {{ tpl .Values.text . }}
+                ns: {{ .Release.Namespace }}-{{ .Release.Service }}-{{ .Values.missing }}
+                items: {{ .Values.items | toYaml | nindent 2 }}
+                ---
+                apiVersion: v1
+                kind: Service
+                metadata: {name: svc}
+                """),
+            "templates/a.yaml": "apiVersion: v1\nkind: Pod\nmetadata:\n  name: t\n"
+                                "  annotations: {helm.sh/hook: test}\n",
+            "templates/NOTES.txt": "notes for {{ .Release.Name }}\n",
+        }
+        for path, text in files.items():
+            (self.chart / path).parent.mkdir(parents=True, exist_ok=True)
+            (self.chart / path).write_text(text)
+
+    def rendered(self, *args):
+        return Manifests(render_raw(*args, chart=self.chart))
+
+    def test_values_files_and_set(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=WORK) as f1, \
+                tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=WORK) as f2:
+            f1.write("a: {b: 2, d: null}\nname: first\n")
+            f2.write("name: second\n")
+            f1.flush(), f2.flush()
+            m = self.rendered("-f", f1.name, "-f", f2.name, "--set", "a.e=true,items={p,7}",
+                              "--name", "rel", "--namespace", "ns")
+        d = m.named("Deployment")["rel-probe"]
+        self.assertEqual(d["metadata"]["annotations"], {"t": "L-9.9"})
+        self.assertEqual(d["data"], {"b": 2, "c": "keep", "e": True})
+        self.assertEqual(d["tpl"], "second-tpl")
+        self.assertEqual(d["ns"], "ns-Helm-")
+        self.assertEqual(d["items"], ["p", 7])
+        # Install order by kind, hooks (the test pod) last.
+        self.assertEqual([o["kind"] for _, o in m.docs], ["Service", "Deployment", "Pod"])
+        self.assertEqual(self.rendered("--skip-tests").objects("Pod"), [])
+        self.assertEqual(render_raw("--notes", "--name", "x", chart=self.chart), "notes for x\n")
+
+    def test_errors(self):
+        with self.assertRaisesRegex(RenderError, "name: String length must be less"):
+            render_raw("--set", "name=much-too-long", chart=self.chart)
+        (self.chart / "templates" / "c.yaml").write_text('{{ required "c needs x" .Values.x }}')
+        with self.assertRaisesRegex(RenderError, "c needs x"):
+            render_raw(chart=self.chart)
+        (self.chart / "templates" / "c.yaml").write_text(
+            '{{ lookup "v1" "Secret" "ns" "n" }}')
+        with self.assertRaisesRegex(RenderError, "lookup is not supported"):
+            render_raw(chart=self.chart)
+        (self.chart / "templates" / "c.yaml").write_text("kind: [\n")
+        with self.assertRaisesRegex(RenderError, "YAML parse error on probe/templates/c.yaml"):
+            render_raw(chart=self.chart)
+
+
+if __name__ == "__main__":
+    unittest.main()
