@@ -8,7 +8,9 @@
 namespace policy::client {
 
 std::shared_ptr<grpc::Channel> OpenChannel(const std::string& address, const tls::TlsOptions& tls) {
-  return grpc::CreateChannel(address, tls::ChannelCredentials(tls));
+  grpc::ChannelArguments args;
+  args.SetLoadBalancingPolicyName("round_robin");
+  return grpc::CreateCustomChannel(address, tls::ChannelCredentials(tls), args);
 }
 
 absl::Time DownstreamDeadline(const grpc::ServerContextBase& context, absl::Duration limit) {

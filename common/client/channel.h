@@ -16,7 +16,8 @@ namespace policy::client {
 
 // A channel to the service at `address` ("host:port"), secured by the process's `tls` (see
 // tls::ChannelCredentials). Create one per peer per process and share it: it multiplexes every
-// call and reconnects by itself.
+// call and reconnects by itself. Calls are spread round robin over every address the name
+// resolves to (a Kubernetes headless Service's pods), re-resolved when a connection ends.
 std::shared_ptr<grpc::Channel> OpenChannel(const std::string& address, const tls::TlsOptions& tls);
 
 // The deadline of a downstream call made while serving `context`: the caller's deadline, but

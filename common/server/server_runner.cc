@@ -46,6 +46,8 @@ void ServerOptions::Register(config::Parser& parser) {
                    "file written with the bound ports once the server serves");
   parser.AddDuration("shutdown_grace", &shutdown_grace,
                      "how long in-flight RPCs may finish after SIGTERM");
+  parser.AddDuration("max_connection_age", &max_connection_age,
+                     "connections older than this are closed gracefully (0: never)");
   parser.AddDuration("health_interval", &health_interval,
                      "how often the health service re-reads readiness");
 }
@@ -61,6 +63,9 @@ absl::Status ServerOptions::Validate() const {
   if (absl::Status s = tls.Validate(); !s.ok()) return s;
   if (shutdown_grace < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("shutdown_grace must not be negative");
+  }
+  if (max_connection_age < absl::ZeroDuration() || max_connection_age > absl::Hours(24)) {
+    return absl::InvalidArgumentError("max_connection_age must be between 0 and 24h");
   }
   if (health_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("health_interval must be positive");
@@ -92,6 +97,14 @@ absl::Status ServerRunner::Start() {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen, tls::ServerCredentials(options_.tls), &grpc_port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_receive_message_bytes));
+  if (options_.max_connection_age > absl::ZeroDuration()) {
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONNECTION_AGE_MS,
+        static_cast<int>(absl::ToInt64Milliseconds(options_.max_connection_age)));
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+        static_cast<int>(absl::ToInt64Milliseconds(options_.shutdown_grace)));
+  }
   for (grpc::Service* service : services_) builder.RegisterService(service);
   builder.RegisterService(diagnostics_.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;

@@ -44,6 +44,9 @@ struct ServerOptions {
   std::string ready_file;
   // How long in-flight RPCs may run on SIGTERM before they are cancelled.
   absl::Duration shutdown_grace = absl::Seconds(10);
+  // Connections older than this are asked to go (GOAWAY; in-flight RPCs get shutdown_grace to
+  // finish), so that clients re-resolve and spread over replicas added since; zero: never.
+  absl::Duration max_connection_age = absl::ZeroDuration();
   // How often the health service re-reads the service's readiness.
   absl::Duration health_interval = absl::Milliseconds(100);
   // The largest request message the server accepts (gRPC's default); a service whose

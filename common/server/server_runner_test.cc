@@ -393,6 +393,17 @@ TEST_F(ServerRunnerTest, PingAnswersOk) {
   EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
 }
 
+TEST_F(ServerRunnerTest, ConnectionsOlderThanTheMaximumAgeAreAskedToGo) {
+  ServerOptions options = LocalOptions();
+  options.max_connection_age = absl::Milliseconds(300);
+  StartRunner(options);
+  ASSERT_TRUE(Ping(*channel_).ok());
+  // The server's GOAWAY leaves the channel idle (its idle timeout alone would take 30 min);
+  // the next call connects again.
+  EXPECT_TRUE(Eventually([&] { return channel_->GetState(false) == GRPC_CHANNEL_IDLE; }));
+  EXPECT_TRUE(Ping(*channel_).ok());
+}
+
 TEST_F(ServerRunnerTest, AddedServiceIsServed) {
   StartRunner();
   keys_.release.Notify();

@@ -60,7 +60,7 @@ POD_NAME = {"region": "replica"}
 # Settings every deployment sets itself, and those that have no place in one.
 CHART_OWNED = {"listen", "metrics_listen", "health_listen", "tls_cert_file", "tls_key_file",
                "tls_ca_file", "tls_require_client_cert", "store", "database_url",
-               "apply_migrations"}
+               "apply_migrations", "max_connection_age"}
 NOT_DEPLOYED = {"ready_file", "migrate_only", "bootstrap_admin"}
 # Environment variables libpq reads itself.
 LIBPQ_ENV = {"PGPASSWORD", "PGSSLROOTCERT"}
@@ -338,6 +338,7 @@ class WorkloadTest(unittest.TestCase):
                     self.assertEqual(env[p + "LISTEN"]["value"], f"0.0.0.0:{GRPC}")
                     self.assertEqual(env[p + "HEALTH_LISTEN"]["value"], f"0.0.0.0:{HEALTH}")
                     self.assertEqual(env[p + "METRICS_LISTEN"]["value"], f"0.0.0.0:{METRICS}")
+                    self.assertEqual(env[p + "MAX_CONNECTION_AGE"]["value"], "5m")
 
     def test_every_variable_is_a_setting_the_binary_reads(self):
         for name in VARIANTS:
@@ -511,7 +512,9 @@ class PeersTest(unittest.TestCase):
                 pods = m.component("Deployment", service)["spec"]["template"]["metadata"]["labels"]
                 self.assertTrue(matches({"matchLabels": s["spec"]["selector"]}, pods))
                 if service != "edge":
+                    # Headless: callers balance over the pods themselves.
                     self.assertEqual(s["spec"]["type"], "ClusterIP")
+                    self.assertEqual(s["spec"]["clusterIP"], "None")
                     self.assertNotIn("annotations", s["metadata"])
         edge = variant("production").component("Service", "edge")
         self.assertEqual(edge["spec"]["type"], "LoadBalancer")
@@ -519,8 +522,9 @@ class PeersTest(unittest.TestCase):
                                                    "targetPort": "grpc", "protocol": "TCP"})
         self.assertIn("service.beta.kubernetes.io/aws-load-balancer-internal",
                       edge["metadata"]["annotations"])
-        self.assertEqual(variant("default").component("Service", "edge")["spec"]["type"],
-                         "ClusterIP")
+        default_edge = variant("default").component("Service", "edge")["spec"]
+        self.assertEqual(default_edge["type"], "ClusterIP")
+        self.assertNotIn("clusterIP", default_edge)
 
     def test_network_policies(self):
         callers = {s: {c for c, callees in CALLS.items() if s in callees} for s in SERVICES}

@@ -163,6 +163,8 @@ Secret settings and the database password only ever come from secretKeyRef.
   value: "0.0.0.0:{{ include "policy-suite.healthPort" . }}"
 - name: {{ $prefix }}METRICS_LISTEN
   value: "0.0.0.0:{{ include "policy-suite.metricsPort" . }}"
+- name: {{ $prefix }}MAX_CONNECTION_AGE
+  value: {{ $root.Values.maxConnectionAge | quote }}
 {{- end }}
 {{- if $facts.database }}
 - name: {{ $prefix }}STORE

@@ -1,0 +1,48 @@
+#include "common/client/channel.h"
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/server/server_runner.h"
+#include "gtest/gtest.h"
+#include "policy/diag/v1/diagnostics.grpc.pb.h"
+
+namespace policy::client {
+namespace {
+
+// Calls the runner's grpc_server_handled_total counts, all methods together.
+double Handled(server::ServerRunner& runner) {
+  double total = 0;
+  for (const prometheus::MetricFamily& family : runner.metrics_registry().Collect()) {
+    if (family.name != "grpc_server_handled_total") continue;
+    for (const prometheus::ClientMetric& metric : family.metric) total += metric.counter.value;
+  }
+  return total;
+}
+
+TEST(OpenChannelTest, SpreadsCallsOverEveryAddressTheNameResolvesTo) {
+  std::unique_ptr<server::ServerRunner> replicas[2];
+  std::string addresses;
+  for (auto& replica : replicas) {
+    server::ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.metrics_listen = "";
+    replica = std::make_unique<server::ServerRunner>(options);
+    ASSERT_TRUE(replica->Start().ok());
+    absl::StrAppend(&addresses, addresses.empty() ? "" : ",", "127.0.0.1:", replica->grpc_port());
+  }
+  auto stub = diag::v1::Diagnostics::NewStub(OpenChannel(absl::StrCat("ipv4:", addresses), {}));
+  for (int i = 0; i < 20; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    diag::v1::PingResponse response;
+    ASSERT_TRUE(stub->Ping(&context, {}, &response).ok());
+  }
+  EXPECT_GE(Handled(*replicas[0]), 5);
+  EXPECT_GE(Handled(*replicas[1]), 5);
+  EXPECT_EQ(Handled(*replicas[0]) + Handled(*replicas[1]), 20);
+}
+
+}  // namespace
+}  // namespace policy::client
