@@ -769,6 +769,28 @@ class ValuesSchemaTest(unittest.TestCase):
                    "keys.config.sweep_interval=1h30m,audit.podDisruptionBudget.maxUnavailable=50%")
 
 
+class ValuesFileTest(unittest.TestCase):
+    KEY = re.compile(r"^(\s*)([A-Za-z_][\w.-]*):(\s|$)")
+
+    def uncommented_keys(self, text):
+        """The keys of `text` (a values file) with neither a comment line right above them nor
+        one at the end of their own line."""
+        lines = text.splitlines()
+        bare = []
+        for i, line in enumerate(lines):
+            if not self.KEY.match(line) or "#" in line.split(":", 1)[1]:
+                continue
+            above = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
+            if not above.strip().startswith("#"):
+                bare.append(line.strip())
+        return bare
+
+    def test_every_value_has_a_comment(self):
+        self.assertEqual(self.uncommented_keys((CHART / "values.yaml").read_text()), [])
+        # The check itself: a key without a comment is found.
+        self.assertEqual(self.uncommented_keys("# a\na: 1\nb:\n  # c\n  c: 2\n"), ["b:"])
+
+
 class RendererTest(unittest.TestCase):
     """tools/chart_render behaves as `helm template` on a chart made for the purpose."""
 
