@@ -13,6 +13,7 @@ Run: /usr/bin/python3 -m unittest -v tests.edge.test_edge_mtls
 """
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -138,10 +139,13 @@ class MutualTlsTest(unittest.TestCase):
                             capture_output=True, text=True, timeout=30, env=env)
         self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
         self.assertEqual(ok.stdout.count("\tSERVING"), len(targets), ok.stdout)
-        plaintext = subprocess.run([policyctl, "health", targets[0], "--timeout=3s"],
+        plaintext = subprocess.run([policyctl, "health", targets[0], "--timeout=3s",
+                                    "--output=json"],
                                    capture_output=True, text=True, timeout=30, env=env)
         self.assertEqual(plaintext.returncode, 1, plaintext.stdout + plaintext.stderr)
-        self.assertIn("UNAVAILABLE", plaintext.stdout)
+        answer = json.loads(plaintext.stdout)
+        self.assertEqual(answer["target"], targets[0])
+        self.assertIn("UNAVAILABLE", answer["status"])
         mismatched = subprocess.run([policyctl, "health", targets[0],
                                      f"--tls_cert_file={cert}",
                                      f"--tls_key_file={PKI['stranger'][1]}"],

@@ -35,6 +35,7 @@
 #include "absl/time/clock.h"
 #include "common/config/config.h"
 #include "common/tls/tls_options.h"
+#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -1245,8 +1246,10 @@ int Health(const Invocation& in) {
     all_serving = all_serving && s.ok() &&
                   response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
     if (g.json()) {
-      std::printf("{\"target\":\"%s\",\"status\":\"%s\"}\n", absl::CEscape(target).c_str(),
-                  absl::CEscape(status).c_str());
+      google::protobuf::Struct line;
+      (*line.mutable_fields())["target"].set_string_value(target);
+      (*line.mutable_fields())["status"].set_string_value(status);
+      PrintJson(line);
     } else {
       std::printf("%s\t%s\n", target.c_str(), status.c_str());
     }
