@@ -174,6 +174,17 @@ void PrintJson(const google::protobuf::Message& m) {
   std::printf("%s\n", json.c_str());
 }
 
+// A command's answer: `response` as JSON with --output=json, else what `text` prints; kOk.
+int Show(const Global& g, const google::protobuf::Message& response,
+         const std::function<void()>& text) {
+  if (g.json()) {
+    PrintJson(response);
+  } else {
+    text();
+  }
+  return kOk;
+}
+
 std::shared_ptr<grpc::Channel> Channel(const Global& g, const std::string& target) {
   return grpc::CreateChannel(target, tls::ChannelCredentials(g.tls));
 }
@@ -328,13 +339,10 @@ int Keys(const Invocation& in) {
     if (grpc::Status s = stub->CreateKey(Context(g, true).get(), request, &response); !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
+    return Show(g, response, [&] {
       PrintKey(response.key());
       std::printf("secret (shown once): %s\n", response.secret().c_str());
-    }
-    return kOk;
+    });
   }
   if (verb == "rotate" || verb == "revoke") {
     if (in.words.size() != 2) return Usage(absl::StrCat("keys ", verb, " KEY_ID"));
@@ -350,15 +358,12 @@ int Keys(const Invocation& in) {
       if (grpc::Status s = stub->RotateKey(Context(g, true).get(), request, &response); !s.ok()) {
         return Failed(s);
       }
-      if (g.json()) {
-        PrintJson(response);
-      } else {
+      return Show(g, response, [&] {
         PrintKey(response.old_key());
         PrintKey(response.new_key());
         std::printf("secret of %s (shown once): %s\n", response.new_key().key_id().c_str(),
                     response.secret().c_str());
-      }
-      return kOk;
+      });
     }
     keys::v1::RevokeKeyRequest request;
     request.set_key_id(in.words[1]);
@@ -367,12 +372,7 @@ int Keys(const Invocation& in) {
     if (grpc::Status s = stub->RevokeKey(Context(g, true).get(), request, &response); !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
-      PrintKey(response.key());
-    }
-    return kOk;
+    return Show(g, response, [&] { PrintKey(response.key()); });
   }
   if (verb == "list") {
     keys::v1::ListKeysRequest request;
@@ -384,12 +384,9 @@ int Keys(const Invocation& in) {
     if (grpc::Status s = stub->ListKeys(Context(g, true).get(), request, &response); !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
+    return Show(g, response, [&] {
       for (const keys::v1::Key& k : response.keys()) PrintKey(k);
-    }
-    return kOk;
+    });
   }
   if (verb == "report") {
     keys::v1::GetRotationReportRequest request;
@@ -399,16 +396,13 @@ int Keys(const Invocation& in) {
         !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
+    return Show(g, response, [&] {
       for (const keys::v1::RotationReportEntry& e : response.entries()) {
         std::printf("%-8s %4lld days  ", keys::v1::Urgency_Name(e.urgency()).c_str(),
                     static_cast<long long>(e.days_remaining()));
         PrintKey(e.key());
       }
-    }
-    return kOk;
+    });
   }
   if (verb == "inventory") {
     keys::v1::GetInventoryReportRequest request;
@@ -418,9 +412,7 @@ int Keys(const Invocation& in) {
         !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
+    return Show(g, response, [&] {
       for (const keys::v1::InventoryEntry& e : response.entries()) {
         std::printf("%4lld days old  ", static_cast<long long>(e.age_days()));
         PrintKey(e.key());
@@ -430,8 +422,7 @@ int Keys(const Invocation& in) {
       for (const auto& [state, count] : sorted) {
         std::printf("  %-24s %lld\n", state.c_str(), static_cast<long long>(count));
       }
-    }
-    return kOk;
+    });
   }
   return Usage(absl::StrCat("keys: unknown verb '", verb, "'"));
 }
@@ -509,12 +500,7 @@ int Members(const Invocation& in) {
       status = stub->SetMemberRoles(Context(g, true).get(), request, &member);
     }
     if (!status.ok()) return Failed(status);
-    if (g.json()) {
-      PrintJson(member);
-    } else {
-      PrintMember(member);
-    }
-    return kOk;
+    return Show(g, member, [&] { PrintMember(member); });
   }
   if (list) {
     edge::v1::ListMembersRequest request;
@@ -526,12 +512,9 @@ int Members(const Invocation& in) {
     if (grpc::Status s = stub->ListMembers(Context(g, true).get(), request, &response); !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
+    return Show(g, response, [&] {
       for (const authz::v1::Member& m : response.members()) PrintMember(m);
-    }
-    return kOk;
+    });
   }
   if (request_id.empty()) request_id = absl::StrCat("policyctl-", absl::ToUnixNanos(absl::Now()));
   edge::v1::RemoveMemberRequest request;
@@ -542,15 +525,12 @@ int Members(const Invocation& in) {
   if (grpc::Status s = stub->RemoveMember(Context(g, true).get(), request, &response); !s.ok()) {
     return Failed(s);
   }
-  if (g.json()) {
-    PrintJson(response);
-  } else {
+  return Show(g, response, [&] {
     std::printf("removed %s (request %s, ledger %s); revoked %d keys\n",
                 response.member().id().c_str(), request_id.c_str(), response.audit_id().c_str(),
                 response.revoked_keys_size());
     for (const keys::v1::Key& k : response.revoked_keys()) PrintKey(k);
-  }
-  return kOk;
+  });
 }
 
 int Invitations(const Invocation& in) {
@@ -586,12 +566,7 @@ int Invitations(const Invocation& in) {
         !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(member);
-    } else {
-      PrintMember(member);
-    }
-    return kOk;
+    return Show(g, member, [&] { PrintMember(member); });
   }
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   auto print = [](const authz::v1::Invitation& i) {
@@ -606,12 +581,9 @@ int Invitations(const Invocation& in) {
         !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
+    return Show(g, response, [&] {
       for (const authz::v1::Invitation& i : response.invitations()) print(i);
-    }
-    return kOk;
+    });
   }
   authz::v1::Invitation invitation;
   grpc::Status status;
@@ -630,12 +602,7 @@ int Invitations(const Invocation& in) {
     status = stub->RevokeInvitation(Context(g, true).get(), request, &invitation);
   }
   if (!status.ok()) return Failed(status);
-  if (g.json()) {
-    PrintJson(invitation);
-  } else {
-    print(invitation);
-  }
-  return kOk;
+  return Show(g, invitation, [&] { print(invitation); });
 }
 
 int Org(const Invocation& in) {
@@ -661,12 +628,7 @@ int Org(const Invocation& in) {
     if (grpc::Status s = stub->ExportOrgFile(Context(g, true).get(), request, &response); !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
-      std::fputs(response.yaml().c_str(), stdout);
-    }
-    return kOk;
+    return Show(g, response, [&] { std::fputs(response.yaml().c_str(), stdout); });
   }
   std::ifstream file(in.words[1]);
   if (!file) return Usage(absl::StrCat("cannot read ", in.words[1]));
@@ -679,15 +641,12 @@ int Org(const Invocation& in) {
     if (grpc::Status s = stub->PlanOrgFile(Context(g, true).get(), request, &response); !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
+    return Show(g, response, [&] {
       std::printf("%s%s%d changes; apply this plan with --plan_fingerprint=%s\n",
                   response.text().c_str(),
                   response.text().empty() || response.text().back() == '\n' ? "" : "\n",
                   response.changes_size(), response.plan_fingerprint().c_str());
-    }
-    return kOk;
+    });
   }
   edge::v1::ApplyOrgFileRequest request;
   request.set_yaml(yaml.str());
@@ -696,16 +655,13 @@ int Org(const Invocation& in) {
   if (grpc::Status s = stub->ApplyOrgFile(Context(g, true).get(), request, &response); !s.ok()) {
     return Failed(s);
   }
-  if (g.json()) {
-    PrintJson(response);
-  } else {
+  return Show(g, response, [&] {
     for (const authz::v1::EntityChange& c : response.changes()) {
       std::printf("%s %s %s\n", c.op().c_str(), c.kind().c_str(), c.id().c_str());
     }
     std::printf("applied: organisation version %lld, %d keys revoked\n",
                 static_cast<long long>(response.org_version()), response.revoked_keys_size());
-  }
-  return kOk;
+  });
 }
 
 void PrintEndpoint(const region::v1::Endpoint& e) {
@@ -752,12 +708,9 @@ int Endpoints(const Invocation& in) {
         !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
+    return Show(g, response, [&] {
       for (const region::v1::Endpoint& e : response.endpoints()) PrintEndpoint(e);
-    }
-    return kOk;
+    });
   }
   if (verb == "create") {
     region::v1::CreateEndpointRequest request;
@@ -792,12 +745,7 @@ int Endpoints(const Invocation& in) {
         !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
-      PrintEndpoint(response.endpoint());
-    }
-    return kOk;
+    return Show(g, response, [&] { PrintEndpoint(response.endpoint()); });
   }
   if (verb == "delete") {
     if (in.words.size() != 2) return Usage("endpoints delete ID");
@@ -808,12 +756,7 @@ int Endpoints(const Invocation& in) {
         !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
-      std::printf("deleted %s\n", in.words[1].c_str());
-    }
-    return kOk;
+    return Show(g, response, [&] { std::printf("deleted %s\n", in.words[1].c_str()); });
   }
   if (verb == "health") {
     region::v1::GetHealthReportResponse response;
@@ -822,9 +765,7 @@ int Endpoints(const Invocation& in) {
         !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
+    return Show(g, response, [&] {
       std::printf("%llu requests, %llu blocked, %llu failovers (rate %.4f)\n",
                   static_cast<unsigned long long>(response.requests()),
                   static_cast<unsigned long long>(response.blocked()),
@@ -838,8 +779,7 @@ int Endpoints(const Invocation& in) {
             static_cast<unsigned long long>(h.successes()),
             static_cast<unsigned long long>(h.failures()));
       }
-    }
-    return kOk;
+    });
   }
   return Usage(absl::StrCat("endpoints: unknown verb '", verb, "'"));
 }
@@ -884,12 +824,9 @@ int Projects(const Invocation& in) {
     if (grpc::Status s = stub->ListProjects(Context(g, true).get(), request, &response); !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
+    return Show(g, response, [&] {
       for (const authz::v1::Project& p : response.projects()) print(p);
-    }
-    return kOk;
+    });
   }
   authz::v1::Project project;
   grpc::Status status;
@@ -914,12 +851,7 @@ int Projects(const Invocation& in) {
     return Usage(absl::StrCat("projects: unknown verb '", verb, "'"));
   }
   if (!status.ok()) return Failed(status);
-  if (g.json()) {
-    PrintJson(project);
-  } else {
-    print(project);
-  }
-  return kOk;
+  return Show(g, project, [&] { print(project); });
 }
 
 int ServiceAccounts(const Invocation& in) {
@@ -962,12 +894,9 @@ int ServiceAccounts(const Invocation& in) {
         !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
+    return Show(g, response, [&] {
       for (const authz::v1::ServiceAccount& a : response.service_accounts()) print(a);
-    }
-    return kOk;
+    });
   }
   if (verb == "create") {
     authz::v1::CreateServiceAccountRequest request;
@@ -984,12 +913,7 @@ int ServiceAccounts(const Invocation& in) {
         !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(created);
-    } else {
-      print(created);
-    }
-    return kOk;
+    return Show(g, created, [&] { print(created); });
   }
   if (verb == "remove") {
     if (in.words.size() != 2) return Usage("service-accounts remove ID");
@@ -1000,13 +924,10 @@ int ServiceAccounts(const Invocation& in) {
         !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
+    return Show(g, response, [&] {
       print(response.service_account());
       std::printf("revoked %d keys\n", response.revoked_keys_size());
-    }
-    return kOk;
+    });
   }
   return Usage(absl::StrCat("service-accounts: unknown verb '", verb, "'"));
 }
@@ -1057,16 +978,13 @@ int Audit(const Invocation& in) {
     if (grpc::Status s = stub->QueryAudit(Context(g, true).get(), request, &response); !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
+    return Show(g, response, [&] {
       for (const audit::v1::Entry& e : response.entries()) {
         std::printf("%llu  %s  %s  %s  %s\n", static_cast<unsigned long long>(e.index()),
                     audit::v1::Action_Name(e.action()).c_str(), e.actor().c_str(),
                     e.model().c_str(), e.request_id().c_str());
       }
-    }
-    return kOk;
+    });
   }
   if (in.words[0] == "verify") {
     audit::v1::VerifyLedgerRequest request;
@@ -1118,9 +1036,7 @@ int Audit(const Invocation& in) {
         !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
+    return Show(g, response, [&] {
       std::printf("%llu entries, %lld tokens, %llu policy violations, integrity %s\n",
                   static_cast<unsigned long long>(response.total_entries()),
                   static_cast<long long>(response.total_tokens()),
@@ -1131,8 +1047,7 @@ int Audit(const Invocation& in) {
       for (const auto& [action, count] : sorted) {
         std::printf("  %-24s %llu\n", action.c_str(), static_cast<unsigned long long>(count));
       }
-    }
-    return kOk;
+    });
   }
   if (in.words[0] == "checkpoint") {
     audit::v1::GetCheckpointRequest request;
@@ -1142,15 +1057,12 @@ int Audit(const Invocation& in) {
     if (grpc::Status s = stub->GetCheckpoint(Context(g, true).get(), request, &response); !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
+    return Show(g, response, [&] {
       const audit::v1::Checkpoint& c = response.checkpoint();
       std::printf("tree size %llu  root %s  signed by %s\n",
                   static_cast<unsigned long long>(c.tree_size()),
                   absl::BytesToHexString(c.root_hash()).c_str(), c.key_id().c_str());
-    }
-    return kOk;
+    });
   }
   if (in.words[0] == "prove") {
     audit::v1::GetInclusionProofRequest request;
@@ -1167,16 +1079,13 @@ int Audit(const Invocation& in) {
         !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
+    return Show(g, response, [&] {
       std::printf("entry %llu is in the tree of %llu (root %s): %d hashes of proof\n",
                   static_cast<unsigned long long>(response.entry().index()),
                   static_cast<unsigned long long>(response.checkpoint().tree_size()),
                   absl::BytesToHexString(response.checkpoint().root_hash()).c_str(),
                   response.proof_size());
-    }
-    return kOk;
+    });
   }
   if (in.words[0] == "subject-export") {
     audit::v1::ExportSubjectRequest request;
@@ -1202,14 +1111,11 @@ int Audit(const Invocation& in) {
     if (grpc::Status s = stub->ForgetSubject(Context(g, true).get(), request, &response); !s.ok()) {
       return Failed(s);
     }
-    if (g.json()) {
-      PrintJson(response);
-    } else {
+    return Show(g, response, [&] {
       std::printf("%s; recorded as entry %llu\n",
                   response.forgotten() ? "forgotten" : "nothing was recorded about them",
                   static_cast<unsigned long long>(response.entry().index()));
-    }
-    return kOk;
+    });
   }
   return Usage(absl::StrCat("audit: unknown verb '", in.words[0], "'"));
 }
