@@ -100,6 +100,13 @@ AuthzService::AuthzService(Authorizer* authorizer, OrgAdmin* admin, const OrgCac
     const std::string name(DenyReasonName(r));
     denied_[name] = &family.Add({{"verdict", "deny"}, {"reason", name}});
   }
+  auto& limited = prometheus::BuildCounter()
+                      .Name("policy_authz_rate_limited_total")
+                      .Help("Requests refused by a rate limit, by the limit that refused them.")
+                      .Register(*registry);
+  for (const char* limit : {"project.rpm", "project.tpm", "principal.rpm", "principal.tpm"}) {
+    rate_limited_[absl::StrCat("rate_limit.", limit)] = &limited.Add({{"limit", limit}});
+  }
 }
 
 grpc::Status AuthzService::ReplyMember(const absl::StatusOr<Member>& member,
@@ -118,6 +125,10 @@ void AuthzService::CountDecision(const Authorization& a) {
   }
   auto it = denied_.find(DenyReasonName(a.decision.reason));
   if (it != denied_.end()) it->second->Increment();
+  if (a.rate_limited) {
+    auto limit = rate_limited_.find(a.limit_rule);
+    if (limit != rate_limited_.end()) limit->second->Increment();
+  }
 }
 
 grpc::ServerUnaryReactor* AuthzService::Check(grpc::CallbackServerContext* context,

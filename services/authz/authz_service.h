@@ -73,6 +73,8 @@ class AuthzService final : public v1::AuthzService::CallbackService {
   Clock* const clock_;
   prometheus::Counter* allowed_;
   absl::flat_hash_map<std::string, prometheus::Counter*> denied_;  // Read-only after start.
+  // Rate-limit denials by the limit that refused ("rate_limit.project.rpm", ...).
+  absl::flat_hash_map<std::string, prometheus::Counter*> rate_limited_;
 };
 
 }  // namespace policy::authz

@@ -430,9 +430,16 @@ class RateLimitTest(unittest.TestCase):
 class MetricsTest(unittest.TestCase):
     def test_decisions_and_snapshot_are_exported(self):
         check(A, "mia", "support")
+        limited = check(A, "mia", "tokens", model="gpt-4o-mini", estimated_tokens=5000)
+        self.assertEqual(limited.reason, "RATE_LIMITED")
         text = pt.scrape_metrics(A.metrics_port)
         self.assertGreaterEqual(pt.metric_value(text, "policy_authz_decisions_total",
                                                 verdict="allow"), 1)
+        self.assertGreaterEqual(pt.metric_value(text, "policy_authz_decisions_total",
+                                                reason="RATE_LIMITED"), 1)
+        limit = limited.rule.removeprefix("rate_limit.")
+        self.assertGreaterEqual(pt.metric_value(text, "policy_authz_rate_limited_total",
+                                                limit=limit), 1, limited.rule)
         self.assertEqual(pt.metric_value(text, "policy_authz_snapshot_in_sync"), 1)
         self.assertGreater(pt.metric_value(text, "policy_authz_org_version"), 0)
 

@@ -746,7 +746,8 @@ class MetricsTest(unittest.TestCase):
     OPERATOR_SERIES = {
         "keys": ["policy_keys_expiring_soon", "policy_keys_cache_staleness_seconds",
                  "policy_keys_cache_in_sync", "policy_keys_verifications_total"],
-        "authz": ["policy_authz_snapshot_staleness_seconds", "policy_authz_decisions_total"],
+        "authz": ["policy_authz_snapshot_staleness_seconds", "policy_authz_decisions_total",
+                  "policy_authz_rate_limited_total"],
         "pii": ["policy_pii_findings_total", "policy_pii_scanned_bytes_total"],
         "region": ["policy_region_breaker_state", "policy_region_registry_staleness_seconds",
                    "policy_region_failovers_total"],
