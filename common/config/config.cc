@@ -9,6 +9,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/log/log.h"
 
 extern char** environ;
@@ -27,6 +29,20 @@ void Parser::AddString(absl::string_view name, std::string* field, absl::string_
          return absl::OkStatus();
        },
        [field] { return *field; }});
+}
+
+void Parser::AddList(absl::string_view name, std::vector<std::string>* field,
+                     absl::string_view help) {
+  Add({std::string(name), std::string(help), Sensitivity::kPublic, false,
+       [field](absl::string_view v) {
+         field->clear();
+         for (absl::string_view item : absl::StrSplit(v, ',')) {
+           item = absl::StripAsciiWhitespace(item);
+           if (!item.empty()) field->emplace_back(item);
+         }
+         return absl::OkStatus();
+       },
+       [field] { return absl::StrJoin(*field, ","); }});
 }
 
 void Parser::AddInt(absl::string_view name, int64_t* field, absl::string_view help) {

@@ -36,6 +36,8 @@ class Parser {
                  Sensitivity sensitivity = Sensitivity::kPublic);
   void AddInt(absl::string_view name, int64_t* field, absl::string_view help);
   void AddBool(absl::string_view name, bool* field, absl::string_view help);
+  // Comma-separated: "a, b,c" is {"a", "b", "c"} (spaces around items and empty items dropped).
+  void AddList(absl::string_view name, std::vector<std::string>* field, absl::string_view help);
   // Accepts absl durations: "250ms", "24h", "1h30m".
   void AddDuration(absl::string_view name, absl::Duration* field, absl::string_view help);
 

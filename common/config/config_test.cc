@@ -29,8 +29,10 @@ struct TestConfig {
   std::string api_key;
   std::string database_url;
   std::string public_url;
+  std::vector<std::string> peers = {"a"};
 
   void Register(Parser& parser) {
+    parser.AddList("peers", &peers, "some names");
     parser.AddString("name", &name, "a name");
     parser.AddInt("count", &count, "a count");
     parser.AddBool("verbose", &verbose, "chatty");
@@ -97,6 +99,14 @@ TEST_F(ParserTest, EnvironmentStillAppliesToSettingsWithoutFlags) {
   ASSERT_TRUE(Parse({"--count=1"}, {{"POLICY_KEYS_NAME", "from-env"}}).ok());
   EXPECT_EQ(config_.name, "from-env");
   EXPECT_EQ(config_.count, 1);
+}
+
+TEST_F(ParserTest, ListIsCommaSeparatedWithoutBlanks) {
+  ASSERT_TRUE(Parse({"--peers= edge.svc, authz.svc,,"}).ok());
+  EXPECT_EQ(config_.peers, (std::vector<std::string>{"edge.svc", "authz.svc"}));
+  EXPECT_THAT(parser_.Describe(), HasSubstr("peers=edge.svc,authz.svc\n"));
+  ASSERT_TRUE(Parse({}, {{"POLICY_KEYS_PEERS", ""}}).ok());
+  EXPECT_TRUE(config_.peers.empty());
 }
 
 TEST_F(ParserTest, BoolFlagAloneMeansTrue) {

@@ -6,12 +6,17 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "grpcpp/security/auth_metadata_processor.h"
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_certificate_verifier.h"
 #include "grpcpp/security/tls_credentials_options.h"
@@ -94,6 +99,33 @@ std::shared_ptr<grpc::experimental::CertificateProviderInterface> Provider(const
       o.key_file, o.cert_file, o.ca_file, seconds);
 }
 
+// Admits a call only when the client's certificate names an allowed client. Runs inline on the
+// call's thread (a handful of string comparisons).
+class AllowedClients : public grpc::AuthMetadataProcessor {
+ public:
+  explicit AllowedClients(std::vector<std::string> allowed) : allowed_(std::move(allowed)) {}
+
+  bool IsBlocking() const override { return false; }
+
+  grpc::Status Process(const InputMetadata&, grpc::AuthContext* context, OutputMetadata*,
+                       OutputMetadata*) override {
+    std::vector<std::string> names;
+    for (const char* property :
+         {GRPC_PEER_DNS_PROPERTY_NAME, GRPC_PEER_URI_PROPERTY_NAME, GRPC_X509_CN_PROPERTY_NAME}) {
+      for (const grpc::string_ref& value : context->FindPropertyValues(property)) {
+        names.emplace_back(value.data(), value.size());
+      }
+    }
+    if (ClientAllowed(allowed_, names)) return grpc::Status::OK;
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        absl::StrCat("client certificate (", absl::StrJoin(names, ", "),
+                                     ") is not among tls_allowed_clients"));
+  }
+
+ private:
+  const std::vector<std::string> allowed_;
+};
+
 }  // namespace
 
 void TlsOptions::Register(config::Parser& parser) {
@@ -104,6 +136,8 @@ void TlsOptions::Register(config::Parser& parser) {
                    "PEM CA bundle verifying the servers called and, if required, the clients");
   parser.AddBool("tls_require_client_cert", &require_client_cert,
                  "refuse clients without a certificate issued by tls_ca_file");
+  parser.AddList("tls_allowed_clients", &allowed_clients,
+                 "names a client certificate must carry (SAN or subject) to call; empty: any");
   parser.AddDuration("tls_reload_interval", &reload_interval,
                      "how often the certificate, key and CA files are re-read");
 }
@@ -115,6 +149,21 @@ absl::Status TlsOptions::Validate() const {
   if (require_client_cert && (cert_file.empty() || ca_file.empty())) {
     return absl::InvalidArgumentError(
         "tls_require_client_cert needs tls_cert_file, tls_key_file and tls_ca_file");
+  }
+  if (!allowed_clients.empty() && !require_client_cert) {
+    return absl::InvalidArgumentError("tls_allowed_clients needs tls_require_client_cert");
+  }
+  for (const std::string& name : allowed_clients) {
+    const bool plain = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+      return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+             absl::string_view(".-_:/@*").find(c) != absl::string_view::npos;
+    });
+    const size_t star = name.find('*', 1);
+    if (!plain || (star != std::string::npos && star != name.size() - 1)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tls_allowed_clients: '", name,
+          "' is not a certificate name (letters, digits, . - _ : / @, and * only at one end)"));
+    }
   }
   if (reload_interval < absl::Seconds(1)) {
     return absl::InvalidArgumentError("tls_reload_interval must be at least 1s");
@@ -136,7 +185,28 @@ std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const TlsOptions& opt
   tls.set_cert_request_type(options.require_client_cert
                                 ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
                                 : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-  return grpc::experimental::TlsServerCredentials(tls);
+  std::shared_ptr<grpc::ServerCredentials> credentials =
+      grpc::experimental::TlsServerCredentials(tls);
+  if (!options.allowed_clients.empty()) {
+    credentials->SetAuthMetadataProcessor(
+        std::make_shared<AllowedClients>(options.allowed_clients));
+  }
+  return credentials;
+}
+
+bool ClientAllowed(const std::vector<std::string>& allowed, const std::vector<std::string>& names) {
+  if (allowed.empty()) return true;
+  for (absl::string_view pattern : allowed) {
+    for (absl::string_view name : names) {
+      if (pattern == "*" || pattern == name ||
+          (absl::StartsWith(pattern, "*") && absl::EndsWith(name, pattern.substr(1))) ||
+          (absl::EndsWith(pattern, "*") &&
+           absl::StartsWith(name, pattern.substr(0, pattern.size() - 1)))) {
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const TlsOptions& options) {

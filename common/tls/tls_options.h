@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -21,6 +22,9 @@ namespace policy::tls {
 //    certificate must name the host dialled) and, with tls_require_client_cert, its clients.
 //    Alone (a CLI), it turns TLS on for the calls without a client certificate.
 //  - tls_require_client_cert: the server refuses a client without a certificate from tls_ca_file.
+//  - tls_allowed_clients: with it, only the clients whose certificate names one of these (a
+//    DNS or URI SAN, or the subject's common name; a leading or trailing * matches any prefix
+//    or suffix) may call; others get PERMISSION_DENIED. Empty: any certificate from the CA.
 // The files are re-read every tls_reload_interval, so certificates rotate without a restart.
 // Without any of them, servers and calls are plaintext.
 struct TlsOptions {
@@ -28,6 +32,7 @@ struct TlsOptions {
   std::string key_file;
   std::string ca_file;
   bool require_client_cert = false;
+  std::vector<std::string> allowed_clients;
   absl::Duration reload_interval = absl::Minutes(1);
 
   // Whether servers serve TLS.
@@ -43,6 +48,10 @@ struct TlsOptions {
 
 // The credentials of a server with `options` (plaintext without a certificate).
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const TlsOptions& options);
+
+// Whether a client certificate naming `names` (its DNS and URI SANs and common name) may call
+// under `allowed` (TlsOptions::allowed_clients; empty allows any).
+bool ClientAllowed(const std::vector<std::string>& allowed, const std::vector<std::string>& names);
 
 // The credentials of calls made with `options` (plaintext when neither a certificate nor a CA
 // is set). Servers are verified against tls_ca_file (the system's roots without it) and must

@@ -150,6 +150,34 @@ TEST_F(TlsTest, ServerCertificateMustNameTheHostDialled) {
             grpc::StatusCode::UNAVAILABLE);
 }
 
+TEST_F(TlsTest, OnlyAllowedClientsMayCall) {
+  TlsOptions server = Options("server", &server_, &ca_);
+  server.require_client_cert = true;
+  server.allowed_clients = {"edge.policy.svc", "spiffe://policy/authz"};
+  StartServer(server);
+  const KeyPair edge = ca_.Issue("edge", {"edge.policy.svc"}, {});
+  const KeyPair pii = ca_.Issue("pii", {"pii.policy.svc"}, {});
+  EXPECT_TRUE(Ping("127.0.0.1", Options("edge", &edge, &ca_)).ok());
+  const grpc::Status refused = Ping("127.0.0.1", Options("pii", &pii, &ca_));
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(refused.error_message().find("pii.policy.svc"), std::string::npos)
+      << refused.error_message();
+  // A common name that equals an allowed name is enough; the health port stays open.
+  const KeyPair named = ca_.Issue("edge.policy.svc", {}, {});
+  EXPECT_TRUE(Ping("127.0.0.1", Options("named", &named, &ca_)).ok());
+}
+
+TEST(ClientAllowedTest, MatchesNamesExactlyOrByOneWildcardEnd) {
+  EXPECT_TRUE(ClientAllowed({}, {}));
+  EXPECT_TRUE(ClientAllowed({"edge.svc"}, {"x", "edge.svc"}));
+  EXPECT_FALSE(ClientAllowed({"edge.svc"}, {"edge.svc.evil"}));
+  EXPECT_FALSE(ClientAllowed({"edge.svc"}, {}));
+  EXPECT_TRUE(ClientAllowed({"*.policy.svc"}, {"keys.policy.svc"}));
+  EXPECT_FALSE(ClientAllowed({"*.policy.svc"}, {"keys.other.svc"}));
+  EXPECT_TRUE(ClientAllowed({"spiffe://policy/*"}, {"spiffe://policy/edge"}));
+  EXPECT_FALSE(ClientAllowed({"spiffe://policy/*"}, {"spiffe://other/edge"}));
+}
+
 TEST_F(TlsTest, HealthPortIsPlaintextAndServesOnlyHealth) {
   TlsOptions server = Options("server", &server_, &ca_);
   server.require_client_cert = true;
@@ -212,6 +240,18 @@ TEST_F(TlsTest, ValidateNamesTheProblem) {
   require_without_ca.ca_file.clear();
   require_without_ca.require_client_cert = true;
   EXPECT_EQ(require_without_ca.Validate().code(), absl::StatusCode::kInvalidArgument);
+
+  TlsOptions allowed_without_require = options;
+  allowed_without_require.allowed_clients = {"edge.svc"};
+  EXPECT_EQ(allowed_without_require.Validate().code(), absl::StatusCode::kInvalidArgument);
+  TlsOptions bad_name = options;
+  bad_name.require_client_cert = true;
+  for (const std::string name : {"a\"b", "a*b", ""}) {
+    bad_name.allowed_clients = {name};
+    EXPECT_NE(bad_name.Validate().message().find("tls_allowed_clients"), std::string::npos) << name;
+  }
+  bad_name.allowed_clients = {"*.policy.svc", "spiffe://policy/*"};
+  EXPECT_TRUE(bad_name.Validate().ok()) << bad_name.Validate();
 
   EXPECT_TRUE(TlsOptions{}.Validate().ok());
 }

@@ -60,7 +60,7 @@ POD_NAME = {"region": "replica"}
 # Settings every deployment sets itself, and those that have no place in one.
 CHART_OWNED = {"listen", "metrics_listen", "health_listen", "tls_cert_file", "tls_key_file",
                "tls_ca_file", "tls_require_client_cert", "store", "database_url",
-               "apply_migrations", "max_connection_age"}
+               "apply_migrations", "max_connection_age", "tls_allowed_clients"}
 NOT_DEPLOYED = {"ready_file", "migrate_only", "bootstrap_admin"}
 # Environment variables libpq reads itself.
 LIBPQ_ENV = {"PGPASSWORD", "PGSSLROOTCERT"}
@@ -72,7 +72,7 @@ LIBPQ_ENV = {"PGPASSWORD", "PGSSLROOTCERT"}
 
 # Add<Type>("name", <arguments, string literals skipped whole>);
 _SETTING_RE = re.compile(
-    r'\bAdd(?:String|Int|Bool|Duration)\(\s*"([a-z0-9_]+)"((?:"(?:[^"\\]|\\.)*"|[^";])*);')
+    r'\bAdd(?:String|Int|Bool|Duration|List)\(\s*"([a-z0-9_]+)"((?:"(?:[^"\\]|\\.)*"|[^";])*);')
 
 
 def _settings(path):
@@ -223,7 +223,8 @@ VARIANTS = {
     "default": (),
     "production": ("-f", PRODUCTION),
     "tls": ("--set", "tls.enabled=true,metrics.serviceMonitor.enabled=true,"
-                     "keys.tls.secretName=keys-cert,database.caSecret=pg-ca"),
+                     "keys.tls.secretName=keys-cert,database.caSecret=pg-ca,"
+                     "tls.restrictToCallers=true"),
     "memory": ("--set", "store=memory,keys.autoscaling.enabled=true,pii.autoscaling.enabled=true"),
     "no-migration-jobs": ("--set", "migrations.enabled=false"),
 }
@@ -639,6 +640,23 @@ class TlsTest(unittest.TestCase):
             for job in m.objects("Job"):
                 env = env_map(job["spec"]["template"]["spec"]["containers"][0])
                 self.assertFalse([v for v in env if "_TLS_" in v])
+
+
+    def test_restricted_services_admit_only_their_callers_certificates(self):
+        m = variant("tls")
+        callers = {s: {c for c, callees in CALLS.items() if s in callees} for s in SERVICES}
+        for service in SERVICES:
+            with self.subTest(service=service):
+                allowed = m.env(service).get(f"POLICY_{service.upper()}_TLS_ALLOWED_CLIENTS")
+                if service == "edge":  # Outside callers present no certificate.
+                    self.assertIsNone(allowed)
+                    continue
+                self.assertEqual(set(allowed["value"].split(",")),
+                                 {f"demo-policy-suite-{c}.{NAMESPACE}.svc"
+                                  for c in callers[service]})
+        for service in SERVICES:  # Off unless asked for.
+            self.assertNotIn(f"POLICY_{service.upper()}_TLS_ALLOWED_CLIENTS",
+                             variant("production").env(service))
 
 
 class MonitoringTest(unittest.TestCase):

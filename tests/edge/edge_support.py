@@ -31,16 +31,21 @@ class SuiteTls:
     """Mutual TLS for the whole suite: every service serves TLS with `cert`/`key` (a
     certificate naming 127.0.0.1), requires client certificates from `ca`, presents its own on
     every internal call, and answers health checks in plaintext on a port of its own. The
-    tests' own calls present `client_cert`/`client_key`."""
+    tests' own calls present `client_cert`/`client_key`. With `allowed_clients`, services admit
+    only certificates naming one of them."""
 
-    def __init__(self, ca, cert, key, client_cert, client_key):
+    def __init__(self, ca, cert, key, client_cert, client_key, allowed_clients=()):
         self.ca, self.cert, self.key = ca, cert, key
         self.client_cert, self.client_key = client_cert, client_key
+        self.allowed_clients = allowed_clients
 
     def flags(self):
-        return {"tls_cert_file": str(self.cert), "tls_key_file": str(self.key),
-                "tls_ca_file": str(self.ca), "tls_require_client_cert": "true",
-                "health_listen": "127.0.0.1:0"}
+        flags = {"tls_cert_file": str(self.cert), "tls_key_file": str(self.key),
+                 "tls_ca_file": str(self.ca), "tls_require_client_cert": "true",
+                 "health_listen": "127.0.0.1:0"}
+        if self.allowed_clients:
+            flags["tls_allowed_clients"] = ",".join(self.allowed_clients)
+        return flags
 
     def channel_credentials(self):
         return grpc.ssl_channel_credentials(

@@ -4,7 +4,8 @@ own on every call it makes (edge -> keys, authz, pii, region, audit; authz -> ke
 keys -> audit). Driven from Python with Debian's python3-grpcio.
 
 A decision through the edge succeeds only if every internal call's handshake does; a caller
-without a certificate, with one from another CA, or in plaintext is refused by every service;
+without a certificate, with one from another CA, or in plaintext is refused by every service,
+and one whose certificate is not among the allowed clients is denied;
 the plaintext health port answers the probes; policyctl speaks TLS with its --tls_* flags.
 
 Needs POLICY_TEST_PG_URL (as tools/dev pg sets up); skips without it, or fails when
@@ -50,8 +51,11 @@ def setUpModule():
         PKI = {"ca": ca.cert, "other_ca": other_ca.cert,
                "service": ca.issue("policy-suite", ["localhost"], ["127.0.0.1"]),
                "client": ca.issue("backend"),
-               "stranger": other_ca.issue("backend")}
-        tls = es.SuiteTls(ca.cert, *PKI["service"], *PKI["client"])
+               "stranger": other_ca.issue("backend"),
+               "intruder": ca.issue("intruder", ["intruder.example"])}
+        # The services' own certificate names localhost; the tests' is the backend's.
+        tls = es.SuiteTls(ca.cert, *PKI["service"], *PKI["client"],
+                          allowed_clients=("localhost", "backend"))
         db = _stack.enter_context(pt.test_database(url, "edge_mtls"))
         SUITE = es.Suite(db.url, tls=tls)
         _stack.callback(SUITE.cleanup)
@@ -111,6 +115,14 @@ class MutualTlsTest(unittest.TestCase):
                     self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAVAILABLE)
             with self.subTest(service=name, caller="a certificate from the suite's CA"):
                 ping(address, credentials(PKI["ca"], PKI["client"]))
+
+    def test_a_certificate_from_the_ca_not_among_the_allowed_clients_is_denied(self):
+        for name in es.SERVICES:
+            with self.subTest(service=name):
+                with self.assertRaises(grpc.RpcError) as caught:
+                    ping(SUITE.p[name].address, credentials(PKI["ca"], PKI["intruder"]))
+                self.assertEqual(caught.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+                self.assertIn("intruder.example", caught.exception.details())
 
     def test_a_client_refuses_a_server_its_ca_did_not_sign(self):
         with self.assertRaises(grpc.RpcError) as caught:

@@ -224,6 +224,19 @@ Secret settings and the database password only ever come from secretKeyRef.
   value: /etc/policy-suite/tls/ca.crt
 - name: {{ $prefix }}TLS_REQUIRE_CLIENT_CERT
   value: {{ $values.tls.requireClientCert | toString | quote }}
+{{- if and $values.tls.requireClientCert $root.Values.tls.restrictToCallers }}
+{{- /* The DNS names of the services that call this one: their certificates' names. */}}
+{{- $callers := list }}
+{{- range $caller, $callerFacts := include "policy-suite.components" $root | fromYaml }}
+{{- if hasKey ($callerFacts.calls | default dict) $name }}
+{{- $callers = append $callers (printf "%s.%s.svc" (include "policy-suite.componentName" (dict "root" $root "name" $caller)) $root.Release.Namespace) }}
+{{- end }}
+{{- end }}
+{{- with concat $callers ($values.tls.extraAllowedClients | default list) }}
+- name: {{ $prefix }}TLS_ALLOWED_CLIENTS
+  value: {{ join "," . | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- range $setting, $value := $values.config }}
