@@ -10,7 +10,6 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/client/channel.h"
 #include "common/crypto/crypto.h"
@@ -420,8 +419,8 @@ class ReportUsageFlow final : public Flow {
 
 }  // namespace
 
-absl::StatusOr<pii::v1::RedactionPolicy> MakeRedactionPolicy(absl::string_view op,
-                                                             absl::string_view blocked_types) {
+absl::StatusOr<pii::v1::RedactionPolicy> MakeRedactionPolicy(
+    absl::string_view op, const std::vector<std::string>& blocked_types) {
   pii::v1::RedactionPolicy policy;
   pii::v1::EntityRule* rule = policy.mutable_default_rule();
   rule->set_action(pii::v1::ACTION_REDACT);
@@ -439,8 +438,7 @@ absl::StatusOr<pii::v1::RedactionPolicy> MakeRedactionPolicy(absl::string_view o
     return absl::InvalidArgumentError(absl::StrCat(
         "redaction_operator: '", op, "' is not one of placeholder, redact, replace, mask, hash"));
   }
-  for (absl::string_view type : absl::StrSplit(blocked_types, ',', absl::SkipWhitespace())) {
-    type = absl::StripAsciiWhitespace(type);
+  for (const std::string& type : blocked_types) {
     for (char c : type) {
       if (!absl::ascii_isupper(static_cast<unsigned char>(c)) &&
           !absl::ascii_isdigit(static_cast<unsigned char>(c)) && c != '_') {
@@ -449,7 +447,7 @@ absl::StatusOr<pii::v1::RedactionPolicy> MakeRedactionPolicy(absl::string_view o
       }
     }
     pii::v1::EntityRule* blocked = policy.add_rules();
-    blocked->set_entity_type(std::string(type));
+    blocked->set_entity_type(type);
     blocked->set_action(pii::v1::ACTION_BLOCK);
   }
   return policy;

@@ -2,6 +2,7 @@
 #define POLICY_SERVICES_EDGE_DECISION_FLOW_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -32,10 +33,10 @@ struct FlowOptions {
 };
 
 // The policy of FlowOptions::redaction: every entity type replaced by `op` ("placeholder",
-// "redact", "replace", "mask" or "hash") except `blocked_types` (comma-separated), which
-// refuse the request. INVALID_ARGUMENT for an unknown operator or a malformed type name.
-absl::StatusOr<pii::v1::RedactionPolicy> MakeRedactionPolicy(absl::string_view op,
-                                                             absl::string_view blocked_types);
+// "redact", "replace", "mask" or "hash") except `blocked_types`, which refuse the request.
+// INVALID_ARGUMENT for an unknown operator or a malformed type name.
+absl::StatusOr<pii::v1::RedactionPolicy> MakeRedactionPolicy(
+    absl::string_view op, const std::vector<std::string>& blocked_types);
 
 // Checks what the edge can check itself: INVALID_ARGUMENT naming the field, UNAUTHENTICATED
 // for a missing key.

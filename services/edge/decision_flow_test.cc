@@ -113,7 +113,7 @@ class FakeDownstream final : public Downstream {
 class DecisionFlowTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    options_.redaction = *MakeRedactionPolicy("placeholder", "PRIVATE_KEY");
+    options_.redaction = *MakeRedactionPolicy("placeholder", {"PRIVATE_KEY"});
     keys::v1::Key* key = fake_.verify_response.mutable_key();
     key->set_key_id("key-1");
     key->set_kind(keys::v1::KEY_KIND_PROJECT);
@@ -516,15 +516,16 @@ TEST_F(ReportUsageFlowTest, UnknownEndpointAndFailures) {
 }
 
 TEST(RedactionPolicyTest, OperatorsAndBlockedTypes) {
-  absl::StatusOr<pii::v1::RedactionPolicy> p = MakeRedactionPolicy("mask", "US_SSN, PRIVATE_KEY");
+  absl::StatusOr<pii::v1::RedactionPolicy> p =
+      MakeRedactionPolicy("mask", {"US_SSN", "PRIVATE_KEY"});
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->default_rule().operator_(), pii::v1::OPERATOR_MASK);
   ASSERT_EQ(p->rules_size(), 2);
   EXPECT_EQ(p->rules(1).entity_type(), "PRIVATE_KEY");
   EXPECT_EQ(p->rules(1).action(), pii::v1::ACTION_BLOCK);
-  EXPECT_THAT(MakeRedactionPolicy("scramble", "").status().message(),
+  EXPECT_THAT(MakeRedactionPolicy("scramble", {}).status().message(),
               HasSubstr("redaction_operator"));
-  EXPECT_THAT(MakeRedactionPolicy("redact", "us-ssn").status().message(),
+  EXPECT_THAT(MakeRedactionPolicy("redact", {"us-ssn"}).status().message(),
               HasSubstr("blocked_entity_types"));
 }
 

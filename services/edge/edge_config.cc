@@ -15,8 +15,8 @@ void EdgeConfig::Register(config::Parser& p) {
                 "the longest a decision may take, whatever the caller's deadline");
   p.AddString("redaction_operator", &redaction_operator,
               "placeholder, redact, replace, mask or hash: what replaces personal data");
-  p.AddString("blocked_entity_types", &blocked_entity_types,
-              "comma-separated entity types whose presence refuses the request");
+  p.AddList("blocked_entity_types", &blocked_entity_types,
+            "comma-separated entity types whose presence refuses the request");
   p.AddDuration("dependency_check_interval", &dependency_check_interval,
                 "how often the five services' health is checked (readiness)");
   p.AddInt("admin_threads", &admin_threads, "threads for the admin API's calls");

@@ -2,6 +2,7 @@
 #define POLICY_SERVICES_EDGE_EDGE_CONFIG_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -25,10 +26,11 @@ struct EdgeConfig {
   // ("placeholder"), by "[TYPE_REDACTED]" ("redact"), by "<TYPE>" ("replace"), masked
   // ("mask") or hashed under the project's key ("hash")...
   std::string redaction_operator = "placeholder";
-  // ...except these types, whose presence refuses the request (PII_BLOCKED). Comma-separated;
-  // by default the secrets.
-  std::string blocked_entity_types =
-      "PRIVATE_KEY,POLICY_SUITE_KEY,OPENAI_API_KEY,AWS_ACCESS_KEY,GITHUB_TOKEN,SLACK_TOKEN";
+  // ...except these types, whose presence refuses the request (PII_BLOCKED); by default the
+  // secrets.
+  std::vector<std::string> blocked_entity_types = {"PRIVATE_KEY",    "POLICY_SUITE_KEY",
+                                                   "OPENAI_API_KEY", "AWS_ACCESS_KEY",
+                                                   "GITHUB_TOKEN",   "SLACK_TOKEN"};
 
   // How often the five services' health is checked; the edge is ready (grpc.health.v1) while
   // all answer SERVING.
