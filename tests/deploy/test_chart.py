@@ -224,7 +224,7 @@ VARIANTS = {
     "production": ("-f", PRODUCTION),
     "tls": ("--set", "tls.enabled=true,metrics.serviceMonitor.enabled=true,"
                      "keys.tls.secretName=keys-cert,database.caSecret=pg-ca,"
-                     "tls.restrictToCallers=true"),
+                     "tls.restrictToCallers=true,metrics.prometheusRule.enabled=true"),
     "memory": ("--set", "store=memory,keys.autoscaling.enabled=true,pii.autoscaling.enabled=true"),
     "no-migration-jobs": ("--set", "migrations.enabled=false"),
 }
@@ -672,6 +672,25 @@ class MonitoringTest(unittest.TestCase):
         for service in selected:
             self.assertIn({"name": "metrics", "port": METRICS, "targetPort": "metrics",
                            "protocol": "TCP"}, service["spec"]["ports"])
+
+
+    def test_alerts_pass_promtool_and_fire_on_what_they_watch(self):
+        self.assertEqual(variant("default").objects("PrometheusRule"), [])
+        [rule] = variant("tls").objects("PrometheusRule")
+        promtool = "/usr/bin/promtool"
+        self.assertTrue(os.access(promtool, os.X_OK), "promtool (Debian's prometheus) missing")
+        with tempfile.TemporaryDirectory(dir=WORK) as directory:
+            rules = Path(directory) / "rules.yaml"
+            rules.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+            checked = _run([promtool, "check", "rules", str(rules)], timeout=60)
+            self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
+            self.assertIn("SUCCESS: 9 rules found", checked.stdout)
+            # The cases were written for release "demo" in namespace "policy", as rendered here.
+            cases = Path(directory) / "alerts_test.yaml"
+            cases.write_text((Path(__file__).parent / "alerts_test.yaml").read_text()
+                             .replace("RULES_FILE", str(rules)))
+            tested = _run([promtool, "test", "rules", str(cases)], timeout=60)
+            self.assertEqual(tested.returncode, 0, tested.stdout + tested.stderr)
 
 
 class MigrationTest(unittest.TestCase):
