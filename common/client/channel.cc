@@ -7,10 +7,11 @@
 
 namespace policy::client {
 
-std::shared_ptr<grpc::Channel> OpenChannel(const std::string& address, const tls::TlsOptions& tls) {
+std::shared_ptr<grpc::Channel> OpenChannel(
+    const std::string& address, const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
   grpc::ChannelArguments args;
   args.SetLoadBalancingPolicyName("round_robin");
-  return grpc::CreateCustomChannel(address, tls::ChannelCredentials(tls), args);
+  return grpc::CreateCustomChannel(address, credentials, args);
 }
 
 absl::Time DownstreamDeadline(const grpc::ServerContextBase& context, absl::Duration limit) {

@@ -5,20 +5,22 @@
 #include <string>
 
 #include "absl/time/time.h"
-#include "common/tls/tls_options.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/security/credentials.h"
 #include "grpcpp/server_context.h"
 
 // How one service of the suite calls another: channels created once and shared, and every
 // call carrying the deadline of the request being served.
 namespace policy::client {
 
-// A channel to the service at `address` ("host:port"), secured by the process's `tls` (see
-// tls::ChannelCredentials). Create one per peer per process and share it: it multiplexes every
-// call and reconnects by itself. Calls are spread round robin over every address the name
+// A channel to the service at `address` ("host:port") with `credentials`: the process's
+// tls::ChannelCredentials, made once and shared by its channels (each makes a watcher of the
+// certificate files). Create one channel per peer per process and share it: it multiplexes
+// every call and reconnects by itself. Calls are spread round robin over every address the name
 // resolves to (a Kubernetes headless Service's pods), re-resolved when a connection ends.
-std::shared_ptr<grpc::Channel> OpenChannel(const std::string& address, const tls::TlsOptions& tls);
+std::shared_ptr<grpc::Channel> OpenChannel(
+    const std::string& address, const std::shared_ptr<grpc::ChannelCredentials>& credentials);
 
 // The deadline of a downstream call made while serving `context`: the caller's deadline, but
 // no later than now + `limit` (also when the caller set none).

@@ -33,7 +33,8 @@ TEST(OpenChannelTest, SpreadsCallsOverEveryAddressTheNameResolvesTo) {
     ASSERT_TRUE(replica->Start().ok());
     absl::StrAppend(&addresses, addresses.empty() ? "" : ",", "127.0.0.1:", replica->grpc_port());
   }
-  auto stub = diag::v1::Diagnostics::NewStub(OpenChannel(absl::StrCat("ipv4:", addresses), {}));
+  auto stub = diag::v1::Diagnostics::NewStub(
+      OpenChannel(absl::StrCat("ipv4:", addresses), grpc::InsecureChannelCredentials()));
   auto ping = [&] {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));

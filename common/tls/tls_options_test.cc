@@ -85,8 +85,8 @@ class TlsTest : public ::testing::Test {
   }
 
   grpc::Status Ping(const std::string& host, const TlsOptions& tls) {
-    auto stub = diag::v1::Diagnostics::NewStub(
-        client::OpenChannel(absl::StrCat(host, ":", runner_->grpc_port()), tls));
+    auto stub = diag::v1::Diagnostics::NewStub(client::OpenChannel(
+        absl::StrCat(host, ":", runner_->grpc_port()), ChannelCredentials(tls)));
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     diag::v1::PingRequest request;
@@ -182,7 +182,8 @@ TEST_F(TlsTest, HealthPortIsPlaintextAndServesOnlyHealth) {
   TlsOptions server = Options("server", &server_, &ca_);
   server.require_client_cert = true;
   StartServer(server);
-  auto channel = client::OpenChannel(absl::StrCat("127.0.0.1:", runner_->health_port()), {});
+  auto channel = client::OpenChannel(absl::StrCat("127.0.0.1:", runner_->health_port()),
+                                     grpc::InsecureChannelCredentials());
   auto health = grpc::health::v1::Health::NewStub(channel);
   for (const std::string service : {"", "liveness"}) {
     grpc::ClientContext context;

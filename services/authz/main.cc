@@ -15,6 +15,7 @@
 #include "common/server/blocking_pool.h"
 #include "common/server/server_runner.h"
 #include "common/status/status.h"
+#include "common/tls/tls_options.h"
 #include "prometheus/gauge.h"
 #include "services/authz/authorizer.h"
 #include "services/authz/authz_config.h"
@@ -96,7 +97,8 @@ int Main(int argc, char** argv) {
   server::ServerRunner runner(config.server);
   std::unique_ptr<KeyDirectory> keys;
   if (!config.keys_address.empty()) {
-    keys = NewGrpcKeyDirectory(client::OpenChannel(config.keys_address, config.server.tls));
+    keys = NewGrpcKeyDirectory(
+        client::OpenChannel(config.keys_address, tls::ChannelCredentials(config.server.tls)));
   }
   AuthzService service(&authorizer, &admin, &cache, keys.get(), &blocking, clock,
                        &runner.metrics_registry());

@@ -6,9 +6,9 @@
 #include <string>
 
 #include "common/metrics/grpc_metrics.h"
-#include "common/tls/tls_options.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/security/credentials.h"
 #include "grpcpp/support/status.h"
 #include "policy/audit/v1/audit.pb.h"
 #include "policy/authz/v1/authz.pb.h"
@@ -58,7 +58,9 @@ struct DownstreamTargets {
 
 // One channel per service, opened once and shared by every call of the process.
 struct DownstreamChannels {
-  static DownstreamChannels Open(const DownstreamTargets& targets, const tls::TlsOptions& tls);
+  // `credentials`: the process's tls::ChannelCredentials, shared by the five channels.
+  static DownstreamChannels Open(const DownstreamTargets& targets,
+                                 const std::shared_ptr<grpc::ChannelCredentials>& credentials);
   std::shared_ptr<grpc::Channel> keys, authz, pii, region, audit;
 };
 

@@ -91,13 +91,13 @@ class GrpcDownstream final : public Downstream {
 
 }  // namespace
 
-DownstreamChannels DownstreamChannels::Open(const DownstreamTargets& t,
-                                            const tls::TlsOptions& tls) {
-  return DownstreamChannels{.keys = client::OpenChannel(t.keys, tls),
-                            .authz = client::OpenChannel(t.authz, tls),
-                            .pii = client::OpenChannel(t.pii, tls),
-                            .region = client::OpenChannel(t.region, tls),
-                            .audit = client::OpenChannel(t.audit, tls)};
+DownstreamChannels DownstreamChannels::Open(
+    const DownstreamTargets& t, const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
+  return DownstreamChannels{.keys = client::OpenChannel(t.keys, credentials),
+                            .authz = client::OpenChannel(t.authz, credentials),
+                            .pii = client::OpenChannel(t.pii, credentials),
+                            .region = client::OpenChannel(t.region, credentials),
+                            .audit = client::OpenChannel(t.audit, credentials)};
 }
 
 std::unique_ptr<Downstream> NewGrpcDownstream(const DownstreamChannels& channels,

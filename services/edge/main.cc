@@ -5,6 +5,7 @@
 #include "common/log/log.h"
 #include "common/server/blocking_pool.h"
 #include "common/server/server_runner.h"
+#include "common/tls/tls_options.h"
 #include "services/edge/admin_service.h"
 #include "services/edge/decision_flow.h"
 #include "services/edge/downstream.h"
@@ -41,7 +42,8 @@ int Main(int argc, char** argv) {
   server::ServerRunner runner(config.server);
   EdgeMetrics metrics(runner.metrics_registry());
   metrics::GrpcClientMetrics client_metrics(runner.metrics_registry());
-  const DownstreamChannels channels = DownstreamChannels::Open(config.targets, config.server.tls);
+  const DownstreamChannels channels =
+      DownstreamChannels::Open(config.targets, tls::ChannelCredentials(config.server.tls));
   std::unique_ptr<Downstream> downstream = NewGrpcDownstream(channels, &client_metrics);
   DownstreamHealth health(channels, &metrics, config.dependency_check_interval);
   runner.SetReadinessProbe([&health] { return health.ready(); });

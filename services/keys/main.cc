@@ -14,6 +14,7 @@
 #include "common/pg/storage_options.h"
 #include "common/server/blocking_pool.h"
 #include "common/server/server_runner.h"
+#include "common/tls/tls_options.h"
 #include "prometheus/gauge.h"
 #include "services/keys/audit_event_sink.h"
 #include "services/keys/key_events.h"
@@ -62,8 +63,8 @@ int Main(int argc, char** argv) {
     events = std::make_unique<LogKeyEventSink>();
   } else {
     auto sink = std::make_unique<AuditEventSink>(
-        client::OpenChannel(config.audit_target, config.server.tls), AuditEventSinkOptions{},
-        &runner.metrics_registry());
+        client::OpenChannel(config.audit_target, tls::ChannelCredentials(config.server.tls)),
+        AuditEventSinkOptions{}, &runner.metrics_registry());
     audit_events = sink.get();
     events = std::move(sink);
   }
