@@ -24,6 +24,7 @@
 #include "common/server/blocking_pool.h"
 #include "common/testing/eventually.h"
 #include "common/testing/loopback_listener.h"
+#include "common/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/impl/client_unary_call.h"
@@ -162,28 +163,6 @@ std::string HttpGet(int port, const std::string& path) {
   close(fd);
   return out;
 }
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = ::testing::TempDir() + "server_runner_test.XXXXXX";
-    path_ = mkdtemp(pattern.data()) == nullptr ? "" : pattern;
-  }
-  ~TempDir() {
-    for (const std::string& file : files_) std::remove(file.c_str());
-    rmdir(path_.c_str());
-  }
-  std::string File(const std::string& name) {
-    files_.push_back(path_ + "/" + name);
-    files_.push_back(files_.back() + ".tmp");
-    return path_ + "/" + name;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  std::vector<std::string> files_;
-};
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -337,7 +316,7 @@ class ServerRunnerTest : public ::testing::Test {
 
   std::string Metrics() { return HttpGet(runner_->metrics_port(), "/metrics"); }
 
-  TempDir dir_;
+  testing::TempDir dir_;
   const std::string ready_file_ = dir_.File("ready");
   TestKeyService keys_;
   // The readiness probe reads ready_.

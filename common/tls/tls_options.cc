@@ -42,34 +42,23 @@ BioPtr MemoryBio(const std::string& pem) {
   return BioPtr(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
 }
 
-// The certificates in `pem`, in order; none when it holds no parsable certificate.
-std::vector<X509Ptr> ParseCertificates(const std::string& pem) {
-  std::vector<X509Ptr> certificates;
-  BioPtr bio = MemoryBio(pem);
-  while (X509* certificate = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
-    certificates.emplace_back(certificate, &X509_free);
-  }
-  ERR_clear_error();  // The read past the last certificate.
-  return certificates;
-}
-
-absl::Status CheckCertificates(const std::string& path, absl::string_view setting, X509Ptr* first) {
+// Reads `path` for `setting` and returns its first PEM certificate.
+absl::StatusOr<X509Ptr> FirstCertificate(const std::string& path, absl::string_view setting) {
   absl::StatusOr<std::string> pem = ReadFile(path, setting);
   if (!pem.ok()) return pem.status();
-  std::vector<X509Ptr> certificates = ParseCertificates(*pem);
-  if (certificates.empty()) {
+  BioPtr bio = MemoryBio(*pem);
+  X509Ptr certificate(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), &X509_free);
+  ERR_clear_error();
+  if (certificate == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat(setting, ": '", path, "' holds no PEM certificate"));
   }
-  if (first != nullptr) *first = std::move(certificates.front());
-  return absl::OkStatus();
+  return certificate;
 }
 
 absl::Status CheckKeyPair(const TlsOptions& o) {
-  X509Ptr certificate(nullptr, &X509_free);
-  if (absl::Status s = CheckCertificates(o.cert_file, "tls_cert_file", &certificate); !s.ok()) {
-    return s;
-  }
+  absl::StatusOr<X509Ptr> certificate = FirstCertificate(o.cert_file, "tls_cert_file");
+  if (!certificate.ok()) return certificate.status();
   absl::StatusOr<std::string> pem = ReadFile(o.key_file, "tls_key_file");
   if (!pem.ok()) return pem.status();
   BioPtr bio = MemoryBio(*pem);
@@ -81,7 +70,7 @@ absl::Status CheckKeyPair(const TlsOptions& o) {
                      "' holds no PEM private key (an encrypted key is not "
                      "supported)"));
   }
-  if (X509_check_private_key(certificate.get(), key.get()) != 1) {
+  if (X509_check_private_key(certificate->get(), key.get()) != 1) {
     ERR_clear_error();
     return absl::InvalidArgumentError(absl::StrCat("tls_key_file: the key in '", o.key_file,
                                                    "' does not belong to the certificate in '",
@@ -172,7 +161,9 @@ absl::Status TlsOptions::Validate() const {
     if (absl::Status s = CheckKeyPair(*this); !s.ok()) return s;
   }
   if (!ca_file.empty()) {
-    if (absl::Status s = CheckCertificates(ca_file, "tls_ca_file", nullptr); !s.ok()) return s;
+    if (absl::StatusOr<X509Ptr> ca = FirstCertificate(ca_file, "tls_ca_file"); !ca.ok()) {
+      return ca.status();
+    }
   }
   return absl::OkStatus();
 }

@@ -12,6 +12,7 @@
 #include "common/client/channel.h"
 #include "common/server/server_runner.h"
 #include "common/testing/eventually.h"
+#include "common/testing/temp_dir.h"
 #include "common/testing/test_pki.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -22,35 +23,6 @@ namespace {
 
 using ::policy::testing::KeyPair;
 using ::policy::testing::TestCa;
-
-// Files under a fresh temporary directory, removed with it.
-class Files {
- public:
-  Files() {
-    std::string pattern = ::testing::TempDir() + "tls_options_test.XXXXXX";
-    path_ = mkdtemp(pattern.data()) == nullptr ? "" : pattern;
-  }
-  ~Files() {
-    for (const std::string& file : written_) std::remove(file.c_str());
-    rmdir(path_.c_str());
-  }
-  // Writes `content` to `name` (atomically, as a Kubernetes secret volume updates) and returns
-  // its path.
-  std::string Write(const std::string& name, const std::string& content) {
-    const std::string path = absl::StrCat(path_, "/", name);
-    {
-      std::ofstream out(path + ".tmp", std::ios::trunc);
-      out << content;
-    }
-    std::rename((path + ".tmp").c_str(), path.c_str());
-    written_.push_back(path);
-    return path;
-  }
-
- private:
-  std::string path_;
-  std::vector<std::string> written_;
-};
 
 class TlsTest : public ::testing::Test {
  protected:
@@ -94,7 +66,7 @@ class TlsTest : public ::testing::Test {
     return stub->Ping(&context, request, &response);
   }
 
-  Files files_;
+  testing::TempDir files_;
   TestCa ca_;
   TestCa other_ca_;
   KeyPair server_;
