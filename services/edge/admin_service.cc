@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "common/client/channel.h"
 #include "common/crypto/crypto.h"
+#include "common/proto/well_known.h"
 #include "services/edge/conventions.h"
 #include "services/edge/downstream_status.h"
 #include "services/edge/proto_convert.h"
@@ -63,6 +64,65 @@ AdminService::Change EndpointChange(absl::string_view change, const region::v1::
     out.metadata["enabled"] = e.enabled() ? "true" : "false";
   }
   return out;
+}
+
+// The request id under which keys remembers an administrator's key request: the caller's
+// own, so that a retry returns the secret to the caller who asked and to no one else.
+std::string CallerRequestId(const std::string& member, const std::string& request_id) {
+  if (request_id.empty()) return request_id;
+  return absl::StrCat("admin:", IdOf(absl::StrCat(member.size(), ":", member, request_id)));
+}
+
+// A project or service-account key lives in its holder's environment (`environment`, a
+// lower-case name; `holder` names it for the message): an unspecified environment becomes
+// it, another one is refused.
+Status KeyEnvironment(const std::string& environment, absl::string_view holder,
+                      keys::v1::CreateKeyRequest* request) {
+  keys::v1::Environment wanted = keys::v1::ENVIRONMENT_UNSPECIFIED;
+  for (int e = keys::v1::Environment_MIN; e <= keys::v1::Environment_MAX; ++e) {
+    if (keys::v1::Environment_IsValid(e) &&
+        EnvironmentName(static_cast<keys::v1::Environment>(e)) == environment) {
+      wanted = static_cast<keys::v1::Environment>(e);
+    }
+  }
+  if (wanted == keys::v1::ENVIRONMENT_UNSPECIFIED) {
+    return Status(StatusCode::FAILED_PRECONDITION,
+                  absl::StrCat(holder, " has no environment keys can live in"));
+  }
+  if (request->environment() == keys::v1::ENVIRONMENT_UNSPECIFIED) {
+    request->set_environment(wanted);
+  } else if (request->environment() != wanted) {
+    return Status(StatusCode::INVALID_ARGUMENT,
+                  absl::StrCat("environment: ", holder, "'s keys live in ", environment));
+  }
+  return Status::OK;
+}
+
+// Keeps a service account's key within its max_key_lifetime (none: no cap here): a longer
+// `ttl`, or an `expire_time` (when not null) further off, is refused; a key asking for no
+// lifetime gets the account's maximum as its `ttl`.
+Status CapLifetime(const authz::v1::ServiceAccount& account,
+                   const google::protobuf::Timestamp* expire_time,
+                   google::protobuf::Duration* ttl) {
+  absl::StatusOr<absl::Duration> max =
+      proto::DurationFromProto(account.max_key_lifetime(), "max_key_lifetime");
+  if (!max.ok() || *max <= absl::ZeroDuration()) return Status::OK;
+  const Status too_long(StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("ttl: service account ", account.id(),
+                                     " allows keys of at most ", absl::FormatDuration(*max)));
+  const bool has_ttl = ttl->seconds() != 0 || ttl->nanos() != 0;
+  if (has_ttl) {
+    absl::StatusOr<absl::Duration> asked = proto::DurationFromProto(*ttl, "ttl");
+    if (!asked.ok()) return EdgeStatus(asked.status());
+    if (*asked > *max) return too_long;
+  }
+  if (expire_time != nullptr) {
+    absl::StatusOr<absl::Time> until = proto::TimeFromProto(*expire_time, "expire_time");
+    if (!until.ok()) return EdgeStatus(until.status());
+    if (*until > absl::Now() + *max) return too_long;
+  }
+  if (!has_ttl && expire_time == nullptr) proto::SetDuration(*max, ttl);
+  return Status::OK;
 }
 
 bool RemovesMember(const authz::v1::EntityChange& change) {
@@ -134,7 +194,53 @@ Status AdminService::Authorize(const Caller& caller, const std::string& action,
   return Status::OK;
 }
 
-Status AdminService::AuthorizeKey(const Caller& caller, const std::string& key_id) {
+Status AdminService::AuthorizeIssue(const Caller& caller, keys::v1::CreateKeyRequest* request) {
+  const keys::v1::Principal& owner = request->owner();
+  const bool own = owner.type() == keys::v1::PRINCIPAL_TYPE_MEMBER && owner.id() == caller.member;
+  switch (request->kind()) {
+    case keys::v1::KEY_KIND_ADMIN:
+      if (Status s = Authorize(caller, "members.manage", ""); !s.ok()) return s;
+      return own ? Status::OK : Authorize(caller, "owners.manage", "");
+    case keys::v1::KEY_KIND_PROJECT: {
+      if (Status s = Authorize(caller, "keys.manage", request->project()); !s.ok()) return s;
+      if (!own) {
+        if (Status s = Authorize(caller, "owners.manage", ""); !s.ok()) return s;
+      }
+      std::string environment;
+      if (Status s = ProjectEnvironment(caller, request->project(), &environment); !s.ok()) {
+        return s;
+      }
+      return KeyEnvironment(environment, "the project", request);
+    }
+    case keys::v1::KEY_KIND_SERVICE_ACCOUNT: {
+      if (Status s = Authorize(caller, "keys.manage", request->project()); !s.ok()) return s;
+      authz::v1::ServiceAccount account;
+      if (Status s = ServiceAccountOf(caller, owner, &account); !s.ok()) return s;
+      if (account.project() != request->project()) {
+        return Status(StatusCode::INVALID_ARGUMENT,
+                      absl::StrCat("project: service account ", account.id(), " belongs to ",
+                                   account.project()));
+      }
+      // An account without an environment of its own lives in its project's.
+      std::string environment = account.environment();
+      if (environment.empty()) {
+        if (Status s = ProjectEnvironment(caller, account.project(), &environment); !s.ok()) {
+          return s;
+        }
+      }
+      if (Status s = KeyEnvironment(environment, "the service account", request); !s.ok()) {
+        return s;
+      }
+      return CapLifetime(account, request->has_expire_time() ? &request->expire_time() : nullptr,
+                         request->mutable_ttl());
+    }
+    default:
+      return Status(StatusCode::INVALID_ARGUMENT, "kind: required");
+  }
+}
+
+Status AdminService::AuthorizeKey(const Caller& caller, const std::string& key_id, KeyChange change,
+                                  keys::v1::RotateKeyRequest* rotate) {
   keys::v1::GetKeyRequest get;
   get.set_key_id(key_id);
   keys::v1::GetKeyResponse got;
@@ -143,10 +249,73 @@ Status AdminService::AuthorizeKey(const Caller& caller, const std::string& key_i
       !s.ok()) {
     return s;
   }
-  if (got.key().kind() == keys::v1::KEY_KIND_ADMIN) {
-    return Authorize(caller, "members.manage", "");
+  const keys::v1::Key& key = got.key();
+  const bool admin_key = key.kind() == keys::v1::KEY_KIND_ADMIN;
+  if (Status s = admin_key ? Authorize(caller, "members.manage", "")
+                           : Authorize(caller, "keys.manage", key.project());
+      !s.ok()) {
+    return s;
   }
-  return Authorize(caller, "keys.manage", got.key().project());
+  if (key.owner().type() == keys::v1::PRINCIPAL_TYPE_SERVICE_ACCOUNT) {
+    if (change != KeyChange::kRotate) return Status::OK;
+    // The successor lives within the account's max_key_lifetime too.
+    authz::v1::ServiceAccount account;
+    if (Status s = ServiceAccountOf(caller, key.owner(), &account); !s.ok()) return s;
+    return CapLifetime(account, nullptr, rotate->mutable_ttl());
+  }
+  if (key.owner().id() == caller.member) return Status::OK;
+  // Rotating hands the caller a secret that acts as the owner; revoking locks the owner out.
+  if (change == KeyChange::kRotate) return Authorize(caller, "owners.manage", "");
+  authz::v1::GetMemberRequest member;
+  member.mutable_actor()->set_member_id(caller.member);
+  member.set_id(key.owner().id());
+  authz::v1::Member owner;
+  if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::GetMember, member, &owner,
+                      caller.deadline);
+      !s.ok()) {
+    // A member authz no longer knows holds nothing an owner must protect.
+    return s.error_code() == StatusCode::NOT_FOUND ? Status::OK : s;
+  }
+  for (const authz::v1::RoleGrant& grant : owner.grants()) {
+    if (grant.role() == "owner") return Authorize(caller, "owners.manage", "");
+  }
+  return Status::OK;
+}
+
+Status AdminService::ProjectEnvironment(const Caller& caller, const std::string& project,
+                                        std::string* environment) {
+  authz::v1::GetProjectRequest get;
+  get.mutable_actor()->set_member_id(caller.member);
+  get.set_id(project);
+  authz::v1::Project found;
+  if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::GetProject, get, &found,
+                      caller.deadline);
+      !s.ok()) {
+    return s;
+  }
+  *environment = found.environment();
+  return Status::OK;
+}
+
+Status AdminService::ServiceAccountOf(const Caller& caller, const keys::v1::Principal& owner,
+                                      authz::v1::ServiceAccount* account) {
+  if (owner.type() != keys::v1::PRINCIPAL_TYPE_SERVICE_ACCOUNT) {
+    return Status(StatusCode::INVALID_ARGUMENT,
+                  "owner: a service-account key needs a service account as its owner");
+  }
+  authz::v1::GetServiceAccountRequest get;
+  get.mutable_actor()->set_member_id(caller.member);
+  get.set_id(owner.id());
+  if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::GetServiceAccount, get,
+                      account, caller.deadline);
+      !s.ok()) {
+    return s;
+  }
+  if (account->has_removed_at()) {
+    return Status(StatusCode::FAILED_PRECONDITION,
+                  absl::StrCat("service account ", account->id(), " was removed"));
+  }
+  return Status::OK;
 }
 
 grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context,
@@ -488,11 +657,10 @@ grpc::ServerUnaryReactor* AdminService::CreateKey(grpc::CallbackServerContext* c
                                                   const keys::v1::CreateKeyRequest* request,
                                                   keys::v1::CreateKeyResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
-    Status allowed = request->kind() == keys::v1::KEY_KIND_ADMIN
-                         ? Authorize(caller, "members.manage", "")
-                         : Authorize(caller, "keys.manage", request->project());
-    if (!allowed.ok()) return allowed;
-    return Call("keys", *keys_, &keys::v1::KeyService::Stub::CreateKey, *request, response,
+    keys::v1::CreateKeyRequest create = *request;
+    if (Status s = AuthorizeIssue(caller, &create); !s.ok()) return s;
+    create.set_request_id(CallerRequestId(caller.member, request->request_id()));
+    return Call("keys", *keys_, &keys::v1::KeyService::Stub::CreateKey, create, response,
                 caller.deadline);
   });
 }
@@ -501,8 +669,12 @@ grpc::ServerUnaryReactor* AdminService::RotateKey(grpc::CallbackServerContext* c
                                                   const keys::v1::RotateKeyRequest* request,
                                                   keys::v1::RotateKeyResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
-    if (Status allowed = AuthorizeKey(caller, request->key_id()); !allowed.ok()) return allowed;
-    return Call("keys", *keys_, &keys::v1::KeyService::Stub::RotateKey, *request, response,
+    keys::v1::RotateKeyRequest rotate = *request;
+    if (Status s = AuthorizeKey(caller, request->key_id(), KeyChange::kRotate, &rotate); !s.ok()) {
+      return s;
+    }
+    rotate.set_request_id(CallerRequestId(caller.member, request->request_id()));
+    return Call("keys", *keys_, &keys::v1::KeyService::Stub::RotateKey, rotate, response,
                 caller.deadline);
   });
 }
@@ -511,7 +683,9 @@ grpc::ServerUnaryReactor* AdminService::RevokeKey(grpc::CallbackServerContext* c
                                                   const keys::v1::RevokeKeyRequest* request,
                                                   keys::v1::RevokeKeyResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
-    if (Status allowed = AuthorizeKey(caller, request->key_id()); !allowed.ok()) return allowed;
+    if (Status s = AuthorizeKey(caller, request->key_id(), KeyChange::kRevoke, nullptr); !s.ok()) {
+      return s;
+    }
     return Call("keys", *keys_, &keys::v1::KeyService::Stub::RevokeKey, *request, response,
                 caller.deadline);
   });

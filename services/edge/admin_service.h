@@ -161,9 +161,29 @@ class AdminService final : public v1::AdminService::CallbackService {
   // PERMISSION_DENIED naming the action otherwise.
   grpc::Status Authorize(const Caller& caller, const std::string& action,
                          const std::string& project);
-  // Authorises the management of an existing key: keys.manage in its project
-  // (members.manage for admin keys).
-  grpc::Status AuthorizeKey(const Caller& caller, const std::string& key_id);
+  // Authorises issuing the key `request` describes, and completes it. A key lets whoever holds
+  // its secret act as its owner, so:
+  //  - admin keys need members.manage, and owners.manage when owned by another member;
+  //  - project keys need keys.manage in the project, and owners.manage when owned by another
+  //    member; they live in the project's environment;
+  //  - service-account keys need keys.manage in the account's project; they live in the
+  //    account's environment, within its max_key_lifetime (the default lifetime when none is
+  //    asked for).
+  // An unspecified environment becomes the holder's.
+  grpc::Status AuthorizeIssue(const Caller& caller, keys::v1::CreateKeyRequest* request);
+  enum class KeyChange { kRotate, kRevoke };
+  // Authorises `change` of an existing key: keys.manage in its project (members.manage for
+  // admin keys); rotating another member's key (which hands the caller a secret acting as
+  // them) needs owners.manage, and so does revoking an owner's key. Rotating a
+  // service-account key caps its successor's lifetime in `rotate` as AuthorizeIssue does.
+  grpc::Status AuthorizeKey(const Caller& caller, const std::string& key_id, KeyChange change,
+                            keys::v1::RotateKeyRequest* rotate);
+  // The environment of `project`, read as the caller.
+  grpc::Status ProjectEnvironment(const Caller& caller, const std::string& project,
+                                  std::string* environment);
+  // The live service account `owner` names, read as the caller.
+  grpc::Status ServiceAccountOf(const Caller& caller, const keys::v1::Principal& owner,
+                                authz::v1::ServiceAccount* account);
   // Appends `change` to the organisation's ledger, idempotent on `request_id` when not
   // empty; the entry's id in `audit_id` when not null. A failure is UNAVAILABLE (or
   // DEADLINE_EXCEEDED) naming audit: the change stands, its record is missing.

@@ -343,6 +343,79 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(states[old.key.key_id], keys_pb2.KEY_STATE_REVOKED)
         self.assertEqual(states[rotated.new_key.key_id], keys_pb2.KEY_STATE_ACTIVE)
 
+    def test_issuing_keys_cannot_lift_a_caller_above_their_role(self):
+        admin = SUITE.admin()
+        alice = es.bearer(SUITE.new_admin_key("alice"))  # the owner
+        dan = es.bearer(SUITE.new_admin_key("dan"))  # an administrator, not an owner
+        member, account = keys_pb2.PRINCIPAL_TYPE_MEMBER, keys_pb2.PRINCIPAL_TYPE_SERVICE_ACCOUNT
+
+        def create(caller, kind, owner, owner_type=member, **fields):
+            fields.setdefault("request_id", uuid.uuid4().hex)
+            if kind == keys_pb2.KEY_KIND_ADMIN:
+                fields.setdefault("environment", keys_pb2.ENVIRONMENT_PRODUCTION)
+            scopes = ["admin"] if kind == keys_pb2.KEY_KIND_ADMIN else ["chat.completions"]
+            return admin.CreateKey(keys_pb2.CreateKeyRequest(
+                kind=kind, owner=keys_pb2.Principal(type=owner_type, id=owner), scopes=scopes,
+                **fields), metadata=caller, timeout=10)
+
+        def refused(code, text, call, *args, **kwargs):
+            err = pt.call_error(call, *args, **kwargs)
+            self.assertEqual(err.code(), code, err.details())
+            self.assertIn(text, err.details())
+
+        # A key acts as its owner: an admin key for the owner would make dan the owner, a
+        # project key for bob would let him decide as bob, rotating the owner's key would hand
+        # him its successor, revoking it would lock the owner out.
+        refused(C.PERMISSION_DENIED, "owners.manage", create, dan, keys_pb2.KEY_KIND_ADMIN, "alice")
+        refused(C.PERMISSION_DENIED, "owners.manage", create, dan, keys_pb2.KEY_KIND_PROJECT,
+                "bob", project="support-eu")
+        alices = create(alice, keys_pb2.KEY_KIND_ADMIN, "alice")
+        refused(C.PERMISSION_DENIED, "owners.manage", admin.RotateKey, keys_pb2.RotateKeyRequest(
+            request_id=uuid.uuid4().hex, key_id=alices.key.key_id), metadata=dan, timeout=10)
+        refused(C.PERMISSION_DENIED, "owners.manage", admin.RevokeKey,
+                keys_pb2.RevokeKeyRequest(key_id=alices.key.key_id), metadata=dan, timeout=10)
+        # His own keys are his to issue, rotate and revoke.
+        dans = create(dan, keys_pb2.KEY_KIND_ADMIN, "dan")
+        admin.RotateKey(keys_pb2.RotateKeyRequest(request_id=uuid.uuid4().hex,
+                                                  key_id=dans.key.key_id),
+                        metadata=dan, timeout=10)
+        admin.RevokeKey(keys_pb2.RevokeKeyRequest(key_id=dans.key.key_id), metadata=dan,
+                        timeout=10)
+
+        # A project key lives in its project's environment.
+        refused(C.INVALID_ARGUMENT, "production", create, alice, keys_pb2.KEY_KIND_PROJECT, "bob",
+                project="support-eu", environment=keys_pb2.ENVIRONMENT_DEVELOPMENT)
+        bobs = create(alice, keys_pb2.KEY_KIND_PROJECT, "bob", project="support-eu")
+        self.assertEqual(bobs.key.environment, keys_pb2.ENVIRONMENT_PRODUCTION)
+
+        # A service account's key: its project, its environment, its max_key_lifetime (12 h).
+        refused(C.INVALID_ARGUMENT, "belongs to internal-copilot", create, alice,
+                keys_pb2.KEY_KIND_SERVICE_ACCOUNT, "sa-copilot-ci", owner_type=account,
+                project="support-eu")
+        refused(C.INVALID_ARGUMENT, "at most 12h", create, alice,
+                keys_pb2.KEY_KIND_SERVICE_ACCOUNT, "sa-copilot-ci", owner_type=account,
+                project="internal-copilot", ttl={"seconds": 30 * 86400})
+        ci = create(alice, keys_pb2.KEY_KIND_SERVICE_ACCOUNT, "sa-copilot-ci",
+                    owner_type=account, project="internal-copilot")
+        lifetime = ci.key.expire_time.seconds - ci.key.create_time.seconds
+        self.assertTrue(11 * 3600 < lifetime <= 12 * 3600, lifetime)
+        self.assertEqual(ci.key.environment, keys_pb2.ENVIRONMENT_DEVELOPMENT)
+        refused(C.INVALID_ARGUMENT, "at most 12h", admin.RotateKey, keys_pb2.RotateKeyRequest(
+            request_id=uuid.uuid4().hex, key_id=ci.key.key_id, ttl={"seconds": 86400}),
+            metadata=alice, timeout=10)
+
+        # A retry returns the secret to the caller who asked, and to no one else.
+        request_id = uuid.uuid4().hex
+        first = create(alice, keys_pb2.KEY_KIND_PROJECT, "dan", project="internal-copilot",
+                       request_id=request_id)
+        again = create(alice, keys_pb2.KEY_KIND_PROJECT, "dan", project="internal-copilot",
+                       request_id=request_id)
+        self.assertEqual((again.key.key_id, again.secret), (first.key.key_id, first.secret))
+        dans_own = create(dan, keys_pb2.KEY_KIND_PROJECT, "dan", project="internal-copilot",
+                          request_id=request_id)
+        self.assertNotEqual(dans_own.key.key_id, first.key.key_id)
+        self.assertNotEqual(dans_own.secret, first.secret)
+
     def test_policyctl_exit_codes_and_json(self):
         alice = SUITE.new_admin_key("alice")
 
