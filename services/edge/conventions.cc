@@ -21,6 +21,30 @@ absl::Status CheckRequestId(absl::string_view id, absl::string_view field, size_
   return absl::OkStatus();
 }
 
+absl::Status CheckRole(absl::string_view role, absl::string_view field) {
+  if (role.empty() || role.size() > 64) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": 1 to 64 bytes"));
+  }
+  for (char c : role) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": only letters, digits, _ and - are allowed"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckNoSecret(absl::string_view value, absl::string_view field) {
+  const std::string lower = absl::AsciiStrToLower(value);
+  for (absl::string_view prefix : {"psk_proj_", "psk_svc_", "psk_admin_"}) {
+    if (absl::StrContains(lower, prefix)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": holds what looks like an API key; secrets never go in identifiers"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::string BearerToken(absl::string_view authorization) {
   authorization = absl::StripAsciiWhitespace(authorization);
   if (!absl::StartsWithIgnoreCase(authorization, "bearer ")) return "";

@@ -19,6 +19,15 @@ inline constexpr int64_t kMaxEstimatedTokens = 10'000'000;
 // `field` otherwise.
 absl::Status CheckRequestId(absl::string_view id, absl::string_view field, size_t max_bytes = 128);
 
+// A chat message's role ("system", "user", "assistant", "tool", ...): 1 to 64 bytes of
+// [A-Za-z0-9_-]; INVALID_ARGUMENT naming `field` otherwise.
+absl::Status CheckRole(absl::string_view role, absl::string_view field);
+
+// INVALID_ARGUMENT naming `field` when `value` holds one of the suite's own API keys (their
+// prefixes make them recognisable): identifiers are recorded in the ledger as they are, and
+// a secret must never be.
+absl::Status CheckNoSecret(absl::string_view value, absl::string_view field);
+
 // The token of an "authorization: Bearer <token>" value (the scheme in any case, blanks
 // trimmed); empty when the value is not a bearer credential.
 std::string BearerToken(absl::string_view authorization);

@@ -19,6 +19,23 @@ TEST(ConventionsTest, RequestIdsAreShortAndFromASafeAlphabet) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ConventionsTest, RolesAreShortWords) {
+  EXPECT_TRUE(CheckRole("assistant", "role").ok());
+  EXPECT_TRUE(CheckRole("tool_result-2", "role").ok());
+  EXPECT_EQ(CheckRole("", "role").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckRole(std::string(65, 'a'), "role").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckRole("us er", "m[0].role").message(),
+            "m[0].role: only letters, digits, _ and - are allowed");
+}
+
+TEST(ConventionsTest, TheSuitesKeysAreRecognisedInIdentifiers) {
+  EXPECT_TRUE(CheckNoSecret("req-42", "request_id").ok());
+  EXPECT_TRUE(CheckNoSecret("psk-notes", "request_id").ok());
+  for (const char* value : {"psk_proj_abc", "x.PSK_SVC_abc", "Psk_Admin_1"}) {
+    EXPECT_EQ(CheckNoSecret(value, "model").code(), absl::StatusCode::kInvalidArgument) << value;
+  }
+}
+
 TEST(ConventionsTest, BearerTokensInAnyCaseWithBlanksTrimmed) {
   EXPECT_EQ(BearerToken("Bearer psk_abc"), "psk_abc");
   EXPECT_EQ(BearerToken("  bEaReR   psk_abc  "), "psk_abc");

@@ -31,10 +31,18 @@ constexpr char kHeaderAuditId[] = "x-policy-audit-id";
 constexpr char kHeaderRequestId[] = "x-policy-request-id";
 constexpr char kHeaderZeroDataRetention[] = "x-policy-zero-data-retention";
 
+// A model's name, as authz names models: 1 to 128 bytes of [A-Za-z0-9._:/-].
 absl::Status CheckModel(absl::string_view model) {
   if (model.empty()) return absl::InvalidArgumentError("model: required");
   if (model.size() > kMaxModelBytes) return absl::InvalidArgumentError("model: at most 128 bytes");
-  return absl::OkStatus();
+  for (char c : model) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-' &&
+        c != ':' && c != '/') {
+      return absl::InvalidArgumentError(
+          "model: only letters, digits and . _ - : / are allowed in a model's name");
+    }
+  }
+  return CheckNoSecret(model, "model");
 }
 
 authz::v1::PrincipalKind PrincipalKindOf(const keys::v1::Principal& owner) {
@@ -238,7 +246,7 @@ class DecideFlow final : public Flow {
   }
 
   void OnRecorded(Status s) {
-    if (!s.ok()) return Finish(DependencyFailure("audit", s, deadline_));
+    if (!s.ok()) return Finish(LedgerFailure(s, "request_id", deadline_));
     const std::string audit_id = AuditIdOf(appended_->entry());
     response_->set_audit_id(audit_id);
     if (allow_) {
@@ -400,7 +408,9 @@ class ReportUsageFlow final : public Flow {
     }
     if (!outcome_status_.ok())
       return Finish(DownstreamFailure("region", outcome_status_, deadline_));
-    if (!append_status_.ok()) return Finish(DependencyFailure("audit", append_status_, deadline_));
+    if (!append_status_.ok()) {
+      return Finish(LedgerFailure(append_status_, "request_id", deadline_));
+    }
     response_->set_adjusted_tokens(usage_->adjusted_tokens());
     response_->set_duplicate(usage_->duplicate());
     response_->set_audit_id(AuditIdOf(appended_->entry()));
@@ -457,6 +467,12 @@ absl::Status ValidateDecideRequest(const v1::DecideRequest& r) {
   if (r.api_key().empty()) return absl::UnauthenticatedError("api_key: required");
   if (absl::Status s = CheckModel(r.model()); !s.ok()) return s;
   if (r.messages_size() == 0) return absl::InvalidArgumentError("messages: at least one");
+  for (int i = 0; i < r.messages_size(); ++i) {
+    if (absl::Status s = CheckRole(r.messages(i).role(), absl::StrCat("messages[", i, "].role"));
+        !s.ok()) {
+      return s;
+    }
+  }
   if (r.estimated_tokens() < 0 || r.estimated_tokens() > kMaxEstimatedTokens) {
     return absl::InvalidArgumentError("estimated_tokens: must be between 0 and 10000000");
   }
@@ -466,13 +482,16 @@ absl::Status ValidateDecideRequest(const v1::DecideRequest& r) {
   if (!region::v1::Preference_IsValid(r.preference())) {
     return absl::InvalidArgumentError(absl::StrCat("preference: unknown value ", r.preference()));
   }
-  return CheckRequestId(r.request_id(), "request_id");
+  if (absl::Status s = CheckRequestId(r.request_id(), "request_id"); !s.ok()) return s;
+  return CheckNoSecret(r.request_id(), "request_id");
 }
 
 absl::Status ValidateReportUsageRequest(const v1::ReportUsageRequest& r) {
   if (r.api_key().empty()) return absl::UnauthenticatedError("api_key: required");
   if (r.request_id().empty()) return absl::InvalidArgumentError("request_id: required");
-  if (absl::Status s = CheckRequestId(r.request_id(), "request_id"); !s.ok()) return s;
+  // Recorded as "usage:" and the id, within the ledger's 128 bytes.
+  if (absl::Status s = CheckRequestId(r.request_id(), "request_id", 128 - 6); !s.ok()) return s;
+  if (absl::Status s = CheckNoSecret(r.request_id(), "request_id"); !s.ok()) return s;
   if (absl::Status s = CheckModel(r.model()); !s.ok()) return s;
   if (r.estimated_tokens() < 0 || r.estimated_tokens() > kMaxEstimatedTokens ||
       r.actual_tokens() < 0 || r.actual_tokens() > kMaxEstimatedTokens) {

@@ -310,6 +310,17 @@ TEST_F(DecisionFlowTest, CallersInputRefusedDownstreamStaysInvalidArgument) {
   EXPECT_EQ(r.status.error_message(), "source_ip: not an IP");
 }
 
+TEST_F(DecisionFlowTest, ARequestIdTheLedgerHoldsForAnotherEntryIsTheCallersMistake) {
+  fake_.append_status = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                     "request_id r-1 was already used for a different entry");
+  Result r = Decide();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("request_id: already used"));
+  EXPECT_THAT(r.status.error_message(), Not(HasSubstr("entry")));  // Nothing of the ledger's.
+  fake_.append_status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "entry.model: bad");
+  EXPECT_EQ(Decide().status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 TEST_F(DecisionFlowTest, AuthzDenialIsAnAuditedDenyWithRetryAfter) {
   fake_.check_response.set_verdict(authz::v1::VERDICT_DENY);
   fake_.check_response.set_reason("RATE_LIMITED");
@@ -426,6 +437,23 @@ TEST_F(DecisionFlowTest, BadInputNamesTheField) {
   r = Decide();
   EXPECT_THAT(r.status.error_message(), HasSubstr("residency"));
   request_.set_residency(region::v1::RESIDENCY_EU);
+  // Identifiers the ledger records as they are: no control bytes, no secrets.
+  request_.set_model(std::string("gpt-4o\0", 7));
+  r = Decide();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("model"));
+  request_.set_model("psk_proj_2bX9abcdefghijklmnopq");
+  r = Decide();
+  EXPECT_THAT(r.status.error_message(), HasSubstr("looks like an API key"));
+  request_.set_model("gpt-4o");
+  request_.set_request_id("PSK_ADMIN_stolen");
+  r = Decide();
+  EXPECT_THAT(r.status.error_message(), HasSubstr("request_id: holds what looks like an API key"));
+  request_.set_request_id("ok");
+  request_.mutable_messages(0)->set_role(std::string(65, 'u'));
+  r = Decide();
+  EXPECT_THAT(r.status.error_message(), HasSubstr("messages[0].role"));
+  request_.mutable_messages(0)->set_role("user");
   request_.clear_messages();
   r = Decide();
   EXPECT_THAT(r.status.error_message(), HasSubstr("messages"));
@@ -509,6 +537,14 @@ TEST_F(ReportUsageFlowTest, UnknownEndpointAndFailures) {
   s = Report(&response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_THAT(s.error_message(), HasSubstr("audit"));
+  fake_.append_status = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "used");
+  s = Report(&response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  // Recorded as "usage:" and the id: the id leaves room for the prefix.
+  usage_.set_request_id(std::string(123, 'r'));
+  s = Report(&response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("at most 122 bytes"));
   usage_.clear_request_id();
   s = Report(&response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);

@@ -41,6 +41,17 @@ grpc::Status DownstreamFailure(absl::string_view service, const grpc::Status& s,
   return DependencyFailure(service, s, deadline);
 }
 
+grpc::Status LedgerFailure(const grpc::Status& s, absl::string_view field, absl::Time deadline) {
+  if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
+      s.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat(field,
+                                     ": already used for a different request; a new request "
+                                     "needs a new id"));
+  }
+  return DownstreamFailure("audit", s, deadline);
+}
+
 grpc::Status KeyFailure(const grpc::Status& s, absl::Time deadline) {
   if (FailedToAnswer(s.error_code())) return DependencyFailure("keys", s, deadline);
   return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "API key is not valid");

@@ -23,6 +23,13 @@ grpc::Status DependencyFailure(absl::string_view service, const grpc::Status& st
 grpc::Status DownstreamFailure(absl::string_view service, const grpc::Status& status,
                                absl::Time deadline);
 
+// What a caller learns when audit did not record its decision or usage: a request id the
+// ledger already holds for another entry is the caller's mistake (FAILED_PRECONDITION,
+// naming `field`), input audit refused stays INVALID_ARGUMENT, the rest is a dependency
+// failure.
+grpc::Status LedgerFailure(const grpc::Status& status, absl::string_view field,
+                           absl::Time deadline);
+
 // What a caller learns when keys did not verify its key: UNAUTHENTICATED "API key is not
 // valid" whatever keys said (unknown, malformed, revoked, expired), unless keys failed to
 // answer (a dependency failure).

@@ -1,7 +1,10 @@
 #include "services/edge/ext_authz_convert.h"
 
+#include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -19,6 +22,80 @@ using google::protobuf::Struct;
 using google::protobuf::Value;
 
 constexpr int64_t kDefaultCompletionTokens = 256;
+// JSON nested deeper than this is refused before it is parsed (parsing deep nesting costs
+// time that grows with the square of the depth).
+constexpr int kMaxBodyDepth = 32;
+
+// INVALID_ARGUMENT when arrays and objects in `body` nest deeper than kMaxBodyDepth. One pass
+// over the text, outside strings; malformed JSON is left for the parser to refuse.
+absl::Status CheckDepth(absl::string_view body) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : body) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxBodyDepth) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("body: nested deeper than ", kMaxBodyDepth, " levels"));
+      }
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return absl::OkStatus();
+}
+
+void AppendLine(absl::string_view text, std::string* out) {
+  if (!out->empty()) out->push_back('\n');
+  out->append(text.data(), text.size());
+}
+
+void AppendStrings(const Value& value, std::string* out);
+
+// Appends the strings of `fields`, but for the fields named in `taken`, to `out`, in the keys'
+// order (a map's own order varies from run to run); the keys too when `with_keys` (a nested
+// object's keys are data, a request's own field names are not).
+void AppendFields(const google::protobuf::Map<std::string, Value>& fields,
+                  std::initializer_list<absl::string_view> taken, bool with_keys,
+                  std::string* out) {
+  std::vector<const std::string*> keys;
+  for (const auto& [key, v] : fields) {
+    if (std::find(taken.begin(), taken.end(), key) == taken.end()) keys.push_back(&key);
+  }
+  std::sort(keys.begin(), keys.end(),
+            [](const std::string* a, const std::string* b) { return *a < *b; });
+  for (const std::string* key : keys) {
+    if (with_keys) AppendLine(*key, out);
+    AppendStrings(fields.at(*key), out);
+  }
+}
+
+// Appends every string in `value`, object keys too, to `out`, one per line.
+void AppendStrings(const Value& value, std::string* out) {
+  switch (value.kind_case()) {
+    case Value::kStringValue:
+      AppendLine(value.string_value(), out);
+      break;
+    case Value::kListValue:
+      for (const Value& v : value.list_value().values()) AppendStrings(v, out);
+      break;
+    case Value::kStructValue:
+      AppendFields(value.struct_value().fields(), {}, /*with_keys=*/true, out);
+      break;
+    default:
+      break;
+  }
+}
 
 const std::string* Header(const auth::AttributeContext::HttpRequest& http, const char* name) {
   auto it = http.headers().find(name);
@@ -72,6 +149,7 @@ absl::Status ReadBody(absl::string_view body, v1::DecideRequest* out) {
     return absl::InvalidArgumentError(
         "body: empty (the ext_authz filter must forward the body: with_request_body)");
   }
+  if (absl::Status s = CheckDepth(body); !s.ok()) return s;
   Struct json;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = true;
@@ -92,6 +170,7 @@ absl::Status ReadBody(absl::string_view body, v1::DecideRequest* out) {
   }
   size_t prompt_bytes = 0;
   size_t index = 0;
+  std::string rest;  // Every other string in the body.
   for (const Value& m : messages->second.list_value().values()) {
     const auto& mf = m.struct_value().fields();
     auto role = mf.find("role");
@@ -106,7 +185,18 @@ absl::Status ReadBody(absl::string_view body, v1::DecideRequest* out) {
     if (absl::Status s = ReadContent(content->second, index, &text); !s.ok()) return s;
     prompt_bytes += text.size();
     message->set_content(std::move(text));
+    AppendFields(mf, {"role", "content"}, /*with_keys=*/false, &rest);
     ++index;
+  }
+  AppendFields(fields, {"model", "messages"}, /*with_keys=*/false, &rest);
+  // Whatever else the body carries (a message's name, tool calls and their arguments, tool
+  // descriptions, a completion's "prompt", an embedding's "input"), checked for personal data
+  // as one more message: Envoy forwards the body unchanged.
+  if (!rest.empty()) {
+    pii::v1::ChatMessage* message = out->add_messages();
+    message->set_role("body");
+    prompt_bytes += rest.size();
+    message->set_content(std::move(rest));
   }
   int64_t completion = kDefaultCompletionTokens;
   for (const char* name : {"max_completion_tokens", "max_tokens"}) {
@@ -182,6 +272,11 @@ grpc::Status ToCheckResponse(const grpc::Status& status, const v1::DecideRespons
   }
   if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
     Deny(grpc::StatusCode::INVALID_ARGUMENT, envoy::type::v3::BadRequest, "INVALID_ARGUMENT",
+         status.error_message(), "", out);
+    return grpc::Status::OK;
+  }
+  if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+    Deny(grpc::StatusCode::FAILED_PRECONDITION, envoy::type::v3::Conflict, "FAILED_PRECONDITION",
          status.error_message(), "", out);
     return grpc::Status::OK;
   }

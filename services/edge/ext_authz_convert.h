@@ -12,8 +12,11 @@ namespace policy::edge {
 // Reads from an HTTP request Envoy forwards (the filter needs with_request_body):
 //  - the API key: "authorization: Bearer <key>", or "x-api-key";
 //  - the source IP: the downstream peer's socket address;
-//  - the OpenAI-style JSON body: "model", "messages" (role, and content as a string or as
-//    text parts), "max_completion_tokens" or "max_tokens" (default 256);
+//  - the OpenAI-style JSON body, nested at most 32 deep: "model", "messages" (role, and
+//    content as a string or as text parts), "max_completion_tokens" or "max_tokens" (default
+//    256); every other string in the body (and the keys of objects nested in it) becomes one
+//    more message, role "body", so that what Envoy forwards unchanged is checked for personal data
+//    throughout;
 //  - "x-policy-residency": eu, us, apac or global (absent: none required);
 //  - "x-request-id" when it is a valid request id.
 // The estimated tokens are the completion's limit plus a quarter of the prompt's bytes.
@@ -25,7 +28,8 @@ absl::Status DecideRequestFromCheck(const envoy::service::auth::v3::CheckRequest
 // ALLOW: OK with the decision's headers and the endpoint to add upstream (overwriting any the
 // client sent) and the client's credentials removed; DENY: 429 with retry-after for rate
 // limits, 403 otherwise, with a JSON body naming the reason and the audit id; a key that does
-// not verify: 401; the caller's bad input: 400. Any other status is the check failing: it is
+// not verify: 401; the caller's bad input: 400; a request id already used for another
+// request: 409. Any other status is the check failing: it is
 // returned, to end the RPC with, and `check` is left empty.
 grpc::Status ToCheckResponse(const grpc::Status& status, const v1::DecideResponse& decision,
                              envoy::service::auth::v3::CheckResponse* check);

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -45,6 +46,54 @@ TEST(ExtAuthzConvertTest, ReadsKeySourceBodyResidencyAndRequestId) {
   EXPECT_EQ(decide.messages(1).content(), "Mail jane@example.com\ntoday");
   // max_tokens plus a quarter of the prompt's 36 bytes.
   EXPECT_EQ(decide.estimated_tokens(), 100 + 36 / 4);
+}
+
+TEST(ExtAuthzConvertTest, EveryOtherStringInTheBodyIsCheckedAsOneMoreMessage) {
+  // Envoy forwards the body as it came: personal data anywhere in it must be seen.
+  constexpr char kBodyWithMore[] = R"({"model": "gpt-4o", "user": "u-7", "temperature": 0.2,
+    "messages": [{"role": "user", "content": "Hi", "name": "jane.doe@example.com"},
+                 {"role": "assistant", "content": "", "tool_calls": [{"function":
+                   {"name": "lookup", "arguments": "{\"ssn\": \"219-09-9999\"}"}}]}],
+    "tools": [{"type": "function", "function": {"description": "Call 212-555-0100"}}],
+    "metadata": {"owner@example.com": true}})";
+  v1::DecideRequest decide;
+  ASSERT_TRUE(DecideRequestFromCheck(Check(kBodyWithMore), &decide).ok());
+  ASSERT_EQ(decide.messages_size(), 3);
+  EXPECT_EQ(decide.messages(2).role(), "body");
+  // Fields in their names' order; nested objects' keys too, the request's own field names not.
+  EXPECT_EQ(decide.messages(2).content(),
+            "jane.doe@example.com\n"                                           // messages[0]
+            "function\narguments\n{\"ssn\": \"219-09-9999\"}\nname\nlookup\n"  // messages[1]
+            "owner@example.com\n"                                              // metadata
+            "function\ndescription\nCall 212-555-0100\ntype\nfunction\n"       // tools
+            "u-7");                                                            // user
+  // The same body reads the same way every time: its hash is recorded with the decision.
+  for (int i = 0; i < 5; ++i) {
+    v1::DecideRequest again;
+    ASSERT_TRUE(DecideRequestFromCheck(Check(kBodyWithMore), &again).ok());
+    EXPECT_EQ(again.messages(2).content(), decide.messages(2).content());
+  }
+}
+
+TEST(ExtAuthzConvertTest, DeepNestingIsRefusedBeforeParsing) {
+  auto nested = [](int depth) {
+    return absl::StrCat(R"({"model": "gpt-4o", "messages": [], "x": )", std::string(depth, '['),
+                        std::string(depth, ']'), "}");
+  };
+  v1::DecideRequest decide;
+  // The body's own object is the first level.
+  EXPECT_TRUE(DecideRequestFromCheck(Check(nested(31)), &decide).ok());
+  absl::Status s = DecideRequestFromCheck(Check(nested(32)), &decide);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("nested deeper than 32"));
+  // Brackets inside strings are text, not nesting.
+  const std::string in_string = absl::StrCat(R"({"model": "gpt-4o", "messages": [{"role":
+    "user", "content": ")",
+                                             std::string(100, '['), R"(\"{"}]})");
+  EXPECT_TRUE(DecideRequestFromCheck(Check(in_string), &decide).ok());
+  // A million levels are refused at once.
+  s = DecideRequestFromCheck(Check(nested(1'000'000)), &decide);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ExtAuthzConvertTest, KeyFromXApiKeyAndRawBody) {
@@ -166,6 +215,13 @@ TEST(ExtAuthzConvertTest, DenialsCarryTheHttpStatusAndAJsonBody) {
                               v1::DecideResponse(), &check)
                   .ok());
   EXPECT_EQ(check.denied_response().status().code(), envoy::type::v3::BadRequest);
+  check.Clear();
+  ASSERT_TRUE(ToCheckResponse(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                           "x-request-id: already used for a different request"),
+                              v1::DecideResponse(), &check)
+                  .ok());
+  EXPECT_EQ(check.denied_response().status().code(), envoy::type::v3::Conflict);
+  EXPECT_THAT(check.denied_response().body(), HasSubstr("already used"));
 }
 
 TEST(ExtAuthzConvertTest, AFailedCheckIsAnRpcErrorNotADenial) {

@@ -196,9 +196,9 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(r.reason, "PII_BLOCKED")
         self.assertIn("AWS_ACCESS_KEY", r.message)
 
-    def envoy_check(self, body, key=None, residency="eu"):
+    def envoy_check(self, body, key=None, residency="eu", request_id=None):
         headers = {"authorization": f"Bearer {key or self.bob}", "content-type": "application/json",
-                   "x-request-id": str(uuid.uuid4())}
+                   "x-request-id": request_id or str(uuid.uuid4())}
         if residency:
             headers["x-policy-residency"] = residency
         attributes = X.AttributeContext(
@@ -236,6 +236,22 @@ class EdgeProcessTest(unittest.TestCase):
         off_list = self.envoy_check(clean.replace("gpt-4o", "o3-mini"))
         self.assertEqual(off_list.denied_response.status.code, 403)
         self.assertIn("MODEL_NOT_ALLOWED", off_list.denied_response.body)
+        # Personal data anywhere in the body, not only in the messages' contents, is seen.
+        tool = clean.replace('"messages"', '"tools": [{"type": "function", "function": '
+                             '{"description": "Escalate to jane.doe@example.com"}}], "messages"')
+        denied = self.envoy_check(tool)
+        self.assertEqual(denied.denied_response.status.code, 403, denied)
+        self.assertIn("EMAIL_ADDRESS", denied.denied_response.body)
+        # Nesting a small body deep is refused at once, not parsed for minutes.
+        deep = clean.replace('"messages"', '"x": ' + "[" * 100000 + "]" * 100000 + ', "messages"')
+        started = time.monotonic()
+        self.assertEqual(self.envoy_check(deep).denied_response.status.code, 400)
+        self.assertLess(time.monotonic() - started, 2)
+        # A request id reused for another body is a conflict, not a failed check.
+        request_id = str(uuid.uuid4())
+        self.assertEqual(self.envoy_check(clean, request_id=request_id).status.code, 0)
+        conflict = self.envoy_check(clean.replace("refund", "return"), request_id=request_id)
+        self.assertEqual(conflict.denied_response.status.code, 409, conflict)
 
     def test_admin_api_needs_an_admin_key_and_a_role(self):
         admin = SUITE.admin()
