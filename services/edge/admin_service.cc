@@ -53,6 +53,12 @@ std::string IdOf(absl::string_view name) {
   return absl::BytesToHexString(crypto::Sha256(name)).substr(0, 32);
 }
 
+// How the ledger names an invitation: its id accepts it, so the ledger (read by auditors and
+// SIEMs) holds a digest that matches it, never the id.
+std::string InvitationRef(absl::string_view invitation_id) {
+  return absl::StrCat("sha256:", IdOf(invitation_id));
+}
+
 // "created", "updated" or "deleted" (`change`) endpoint `e`.
 AdminService::Change EndpointChange(absl::string_view change, const region::v1::Endpoint& e) {
   AdminService::Change out{.action = audit::v1::ACTION_ENDPOINT_CHANGED,
@@ -516,13 +522,14 @@ grpc::ServerUnaryReactor* AdminService::SetMemberRoles(
 grpc::ServerUnaryReactor* AdminService::CreateInvitation(
     grpc::CallbackServerContext* context, const authz::v1::CreateInvitationRequest* request,
     authz::v1::Invitation* response) {
-  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::CreateInvitation,
-                 [](const authz::v1::Invitation& i) {
-                   return Change{
-                       audit::v1::ACTION_INVITATION_CHANGED,
-                       i.email(),
-                       {{"change", "created"}, {"invitation", i.id()}, {"role", i.role()}}};
-                 });
+  return AsActor(
+      context, request, response, &authz::v1::AuthzService::Stub::CreateInvitation,
+      [](const authz::v1::Invitation& i) {
+        return Change{
+            audit::v1::ACTION_INVITATION_CHANGED,
+            i.email(),
+            {{"change", "created"}, {"invitation", InvitationRef(i.id())}, {"role", i.role()}}};
+      });
 }
 
 grpc::ServerUnaryReactor* AdminService::RevokeInvitation(
@@ -532,7 +539,7 @@ grpc::ServerUnaryReactor* AdminService::RevokeInvitation(
                  [](const authz::v1::Invitation& i) {
                    return Change{audit::v1::ACTION_INVITATION_CHANGED,
                                  i.email(),
-                                 {{"change", "revoked"}, {"invitation", i.id()}}};
+                                 {{"change", "revoked"}, {"invitation", InvitationRef(i.id())}}};
                  });
 }
 
@@ -547,10 +554,10 @@ grpc::ServerUnaryReactor* AdminService::AcceptInvitation(
       return s;
     }
     const Caller member{.member = response->id(), .deadline = deadline};
-    const Change change{
-        .action = audit::v1::ACTION_MEMBER_ADDED,
-        .subject = response->id(),
-        .metadata = {{"invitation", request->id()}, {"roles", GrantsText(response->grants())}}};
+    const Change change{.action = audit::v1::ACTION_MEMBER_ADDED,
+                        .subject = response->id(),
+                        .metadata = {{"invitation", InvitationRef(request->id())},
+                                     {"roles", GrantsText(response->grants())}}};
     return RecordChange(member, change, absl::StrCat("accept-invitation:", IdOf(request->id())));
   });
 }
