@@ -433,7 +433,11 @@ const std::string* PlaceholderMapping::ValueOf(absl::string_view placeholder) co
   return it != by_placeholder_.end() ? &it->second->value : nullptr;
 }
 
-std::string Restore(absl::string_view text, const PlaceholderMapping& mapping) {
+absl::StatusOr<std::string> Restore(absl::string_view text, const PlaceholderMapping& mapping,
+                                    size_t max_bytes) {
+  const absl::Status too_long = absl::InvalidArgumentError(
+      absl::StrCat("text: restored, it would be more than ", max_bytes, " bytes"));
+  if (text.size() > max_bytes) return too_long;
   if (mapping.empty()) return std::string(text);
   std::string out;
   out.reserve(text.size());
@@ -451,6 +455,10 @@ std::string Restore(absl::string_view text, const PlaceholderMapping& mapping) {
     }
     if (close < limit && text[close] == '>') {
       if (const std::string* value = mapping.ValueOf(text.substr(open, close + 1 - open))) {
+        // What is copied so far, the value, and the rest of the text at least.
+        if (out.size() + (open - copied) + value->size() + (text.size() - close - 1) > max_bytes) {
+          return too_long;
+        }
         out.append(text.data() + copied, open - copied);
         out.append(*value);
         copied = close + 1;

@@ -209,8 +209,11 @@ class PlaceholderMapping {
 // original value. Everything else is left alone, including placeholder-shaped text the
 // mapping did not issue ("<EMAIL_ADDRESS_9>"). One pass from left to right: a restored value
 // is not scanned again. Text the caller wrote that looks exactly like an issued placeholder is
-// restored too: the caller cannot be told apart from the model here.
-std::string Restore(absl::string_view text, const PlaceholderMapping& mapping);
+// restored too: the caller cannot be told apart from the model here. INVALID_ARGUMENT when
+// the restored text would exceed `max_bytes` (a short text of many placeholders for long
+// values would otherwise grow without bound).
+absl::StatusOr<std::string> Restore(absl::string_view text, const PlaceholderMapping& mapping,
+                                    size_t max_bytes);
 
 // What a text, or a whole request, holds, without the values.
 struct ContentReport {

@@ -135,7 +135,8 @@ void BM_Restore(benchmark::State& state) {
   policy.default_rule = {.action = Action::kRedact, .op = Operator::kPlaceholder};
   RequestContext context;
   const std::string answer = Anonymize(corpus.text, corpus.findings, policy, context)->text;
-  for (auto _ : state) benchmark::DoNotOptimize(Restore(answer, context.placeholders()));
+  for (auto _ : state)
+    benchmark::DoNotOptimize(Restore(answer, context.placeholders(), answer.size() * 4));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * answer.size()));
   state.counters["placeholders"] = static_cast<double>(context.placeholders().entries().size());
 }

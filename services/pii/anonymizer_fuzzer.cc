@@ -5,6 +5,7 @@
 // per finding, then the text.
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,8 @@
 
 namespace policy::pii {
 namespace {
+
+constexpr size_t kUnbounded = std::numeric_limits<size_t>::max();
 
 constexpr const char* kTypes[] = {"US_SSN",    "EMAIL_ADDRESS",   "CREDIT_CARD",
                                   "CUSTOM_ID", "MEDICAL_LICENSE", "PRIVATE_KEY"};
@@ -187,7 +190,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     if (policy.default_rule.op == Operator::kPlaceholder && policy.rules.empty() &&
         text.find('<') == absl::string_view::npos &&
-        Restore(result->text, context.placeholders()) != text) {
+        Restore(result->text, context.placeholders(), kUnbounded).value() != text) {
       __builtin_trap();
     }
     // A mapping survives a trip through its entries.
@@ -198,7 +201,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (shared.texts() != static_cast<int64_t>(policies.size())) __builtin_trap();
   // Restore on arbitrary text with an arbitrary mapping: no crash; without placeholders
   // issued, the text itself.
-  (void)Restore(text, shared.placeholders());
-  if (Restore(text, PlaceholderMapping()) != text) __builtin_trap();
+  (void)Restore(text, shared.placeholders(), kUnbounded);
+  if (Restore(text, PlaceholderMapping(), kUnbounded).value() != text) __builtin_trap();
   return 0;
 }

@@ -23,6 +23,11 @@ void PrintTo(const PlaceholderEntry& entry, std::ostream* os) {
 
 namespace {
 
+// Restore without a size limit that matters.
+std::string Restored(absl::string_view text, const PlaceholderMapping& mapping) {
+  return Restore(text, mapping, size_t{1} << 30).value();
+}
+
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
@@ -479,7 +484,7 @@ TEST(PlaceholderTest, SharedAcrossTheMessagesOfARequestNotAcrossRequests) {
   EXPECT_EQ(*other.placeholders().ValueOf("<EMAIL_ADDRESS_1>"), "dave@example.com");
   EXPECT_EQ(*request.placeholders().ValueOf("<EMAIL_ADDRESS_1>"), "carol@example.com");
   EXPECT_EQ(other.placeholders().ValueOf("<EMAIL_ADDRESS_2>"), nullptr);
-  EXPECT_EQ(Restore("to <EMAIL_ADDRESS_2>", other.placeholders()), "to <EMAIL_ADDRESS_2>");
+  EXPECT_EQ(Restored("to <EMAIL_ADDRESS_2>", other.placeholders()), "to <EMAIL_ADDRESS_2>");
 }
 
 TEST(PlaceholderTest, SameValueOfTwoTypesGetsTwoPlaceholders) {
@@ -488,6 +493,24 @@ TEST(PlaceholderTest, SameValueOfTwoTypesGetsTwoPlaceholders) {
   AnonymizedText result =
       RunOne(text, {At(text, "123456789", "US_SSN"), At(text, "123456789", "US_ITIN", 5)}, policy);
   EXPECT_EQ(result.text, "<US_SSN_1> and <US_ITIN_1>");
+}
+
+TEST(RestoreTest, TheRestoredTextIsBounded) {
+  // One short placeholder for a long value, repeated: the answer would grow without bound.
+  absl::StatusOr<PlaceholderMapping> mapping = PlaceholderMapping::FromEntries(
+      {PlaceholderEntry{"<EMAIL_ADDRESS_1>", "EMAIL_ADDRESS", std::string(3000, 'a') + "@x.io"}});
+  ASSERT_TRUE(mapping.ok());
+  std::string text;
+  for (int i = 0; i < 1000; ++i) text += "<EMAIL_ADDRESS_1>";
+  absl::StatusOr<std::string> restored = Restore(text, *mapping, 1 << 20);
+  EXPECT_EQ(restored.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(restored.status().message(), HasSubstr("more than 1048576 bytes"));
+  restored = Restore(text, *mapping, 4 << 20);
+  ASSERT_TRUE(restored.ok());
+  EXPECT_EQ(restored->size(), 1000u * 3005);
+  // Exactly at the limit is within it.
+  EXPECT_TRUE(Restore(text, *mapping, 1000u * 3005).ok());
+  EXPECT_FALSE(Restore(text, *mapping, 1000u * 3005 - 1).ok());
 }
 
 TEST(RestoreTest, RoundTripsAnonymizedMessages) {
@@ -519,15 +542,15 @@ TEST(RestoreTest, RoundTripsAnonymizedMessages) {
   EXPECT_EQ(context.placeholders().entries().size(), 3u);
   for (size_t i = 0; i < messages.size(); ++i) {
     EXPECT_FALSE(absl::StrContains(outputs[i], "@")) << outputs[i];
-    EXPECT_EQ(Restore(outputs[i], context.placeholders()), messages[i]);
+    EXPECT_EQ(Restored(outputs[i], context.placeholders()), messages[i]);
   }
   // An answer mixing placeholders with other text, including unknown placeholder shapes.
-  EXPECT_EQ(Restore("<<EMAIL_ADDRESS_1>><EMAIL_ADDRESS_9> <PHONE_NUMBER_1 <EMAIL_ADDRESS_2>",
-                    context.placeholders()),
+  EXPECT_EQ(Restored("<<EMAIL_ADDRESS_1>><EMAIL_ADDRESS_9> <PHONE_NUMBER_1 <EMAIL_ADDRESS_2>",
+                     context.placeholders()),
             "<jürgen@müller.de><EMAIL_ADDRESS_9> <PHONE_NUMBER_1 ana@example.es");
-  EXPECT_EQ(Restore("no placeholders < here >", context.placeholders()),
+  EXPECT_EQ(Restored("no placeholders < here >", context.placeholders()),
             "no placeholders < here >");
-  EXPECT_EQ(Restore("", context.placeholders()), "");
+  EXPECT_EQ(Restored("", context.placeholders()), "");
 }
 
 TEST(RestoreTest, RestoredValuesAreNotScannedAgain) {
@@ -536,7 +559,7 @@ TEST(RestoreTest, RestoredValuesAreNotScannedAgain) {
   // A custom type whose value looks like a placeholder of another type.
   AnonymizeChecked(text, {At(text, "<EMAIL_ADDRESS_1>", "NOTE")},
                    PolicyWith(Operator::kPlaceholder), context);
-  EXPECT_EQ(Restore("<NOTE_1>", context.placeholders()), "<EMAIL_ADDRESS_1>");
+  EXPECT_EQ(Restored("<NOTE_1>", context.placeholders()), "<EMAIL_ADDRESS_1>");
 }
 
 TEST(RestoreTest, CopiedAndMovedMappingsStandAlone) {
@@ -550,7 +573,7 @@ TEST(RestoreTest, CopiedAndMovedMappingsStandAlone) {
   original.reset();
   for (const PlaceholderMapping* m : {&copy, &assigned, &moved}) {
     EXPECT_EQ(m->entries().size(), 100u);
-    EXPECT_EQ(Restore("<EMAIL_ADDRESS_42> <US_SSN_1>", *m), "41@x.io <US_SSN_1>");
+    EXPECT_EQ(Restored("<EMAIL_ADDRESS_42> <US_SSN_1>", *m), "41@x.io <US_SSN_1>");
   }
   EXPECT_EQ(copy.PlaceholderFor("EMAIL_ADDRESS", "7@x.io"), "<EMAIL_ADDRESS_8>");
   EXPECT_EQ(copy.PlaceholderFor("EMAIL_ADDRESS", "new@x.io"), "<EMAIL_ADDRESS_101>");
@@ -563,7 +586,7 @@ TEST(RestoreTest, MappingFromEntriesRestoresAndContinuesNumbering) {
       {"<EMAIL_ADDRESS_7>", "EMAIL_ADDRESS", "b@x.io"},
   });
   ASSERT_TRUE(mapping.ok()) << mapping.status();
-  EXPECT_EQ(Restore("<EMAIL_ADDRESS_7>, <EMAIL_ADDRESS_1>", *mapping), "b@x.io, a@x.io");
+  EXPECT_EQ(Restored("<EMAIL_ADDRESS_7>, <EMAIL_ADDRESS_1>", *mapping), "b@x.io, a@x.io");
   EXPECT_EQ(mapping->PlaceholderFor("EMAIL_ADDRESS", "b@x.io"), "<EMAIL_ADDRESS_7>");
   EXPECT_EQ(mapping->PlaceholderFor("EMAIL_ADDRESS", "c@x.io"), "<EMAIL_ADDRESS_8>");
   EXPECT_EQ(mapping->PlaceholderFor("PHONE_NUMBER", "1"), "<PHONE_NUMBER_1>");
@@ -818,7 +841,7 @@ TEST(AnonymizerPropertyTest, RandomTextAndFindingsKeepTheInvariants) {
       RequestContext restorable;
       AnonymizedText placeheld =
           AnonymizeChecked(text, findings, PolicyWith(Operator::kPlaceholder), restorable);
-      EXPECT_EQ(Restore(placeheld.text, restorable.placeholders()), text);
+      EXPECT_EQ(Restored(placeheld.text, restorable.placeholders()), text);
     }
   }
 }

@@ -15,6 +15,8 @@ void PiiConfig::Register(config::Parser& p) {
   p.AddInt("max_request_bytes", &max_request_bytes, "largest total of a request's texts");
   p.AddInt("max_messages", &max_messages, "most messages in one request");
   p.AddInt("max_document_bytes", &max_document_bytes, "largest document RedactDocument accepts");
+  p.AddInt("max_documents", &max_documents,
+           "RedactDocument streams held at once (more get RESOURCE_EXHAUSTED)");
   p.AddInt("max_regex_memory_bytes", &max_regex_memory_bytes,
            "memory budget of all compiled patterns together");
 }
@@ -33,6 +35,7 @@ absl::Status PiiConfig::Validate() const {
         "max_request_bytes must be in [1, 256 MiB] and max_document_bytes in [1, 1 GiB]");
   }
   if (max_messages < 1) return absl::InvalidArgumentError("max_messages must be positive");
+  if (max_documents < 1) return absl::InvalidArgumentError("max_documents must be positive");
   if (max_regex_memory_bytes < (1 << 20)) {
     return absl::InvalidArgumentError("max_regex_memory_bytes must be at least 1 MiB");
   }

@@ -21,6 +21,7 @@ struct PiiConfig {
   int64_t max_request_bytes = 1 << 20;
   int64_t max_messages = 1024;
   int64_t max_document_bytes = 8 << 20;
+  int64_t max_documents = 16;
   // RE2's memory for all compiled patterns and their DFA caches together.
   int64_t max_regex_memory_bytes = 64 << 20;
 

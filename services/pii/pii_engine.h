@@ -24,6 +24,8 @@ struct PiiLimits {
   size_t max_messages = 1024;
   // One document streamed in chunks.
   size_t max_document_bytes = 8 << 20;
+  // Documents held at once (each up to max_document_bytes while its chunks arrive).
+  size_t max_documents = 16;
 };
 
 // Findings scoring below this are dropped unless a request or a policy says otherwise.

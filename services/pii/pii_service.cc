@@ -7,12 +7,15 @@
 #include "absl/strings/str_cat.h"
 #include "common/server/blocking_pool.h"
 #include "common/status/grpc_status.h"
+#include "common/text/utf8.h"
 #include "services/pii/proto_convert.h"
 
 namespace policy::pii {
 namespace {
 
 constexpr absl::string_view kDomain = "pii.policy-suite";
+// How much larger than the largest request a restored answer may grow.
+constexpr size_t kRestoreGrowth = 2;
 
 grpc::Status ToGrpc(const absl::Status& status) { return ToGrpcStatus(status, kDomain); }
 
@@ -35,8 +38,15 @@ std::vector<absl::string_view> Contents(
 class PiiService::DocumentReactor final
     : public grpc::ServerReadReactor<v1::RedactDocumentRequest> {
  public:
+  // Holds one of the service's document slots until done; refuses at once when none is free.
   DocumentReactor(PiiService* service, v1::RedactDocumentResponse* response)
       : service_(service), response_(response) {
+    const size_t limit = service_->engine_->limits().max_documents;
+    if (service_->documents_.fetch_add(1, std::memory_order_relaxed) >= limit) {
+      Finish(ToGrpc(absl::ResourceExhaustedError(
+          absl::StrCat("already ", limit, " documents in progress; retry later"))));
+      return;
+    }
     StartRead(&request_);
   }
 
@@ -66,7 +76,10 @@ class PiiService::DocumentReactor final
     StartRead(&request_);
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    service_->documents_.fetch_sub(1, std::memory_order_relaxed);
+    delete this;
+  }
 
  private:
   PiiService* const service_;
@@ -210,9 +223,28 @@ grpc::ServerUnaryReactor* PiiService::Restore(grpc::CallbackServerContext* conte
       !s.ok()) {
     return server::FinishNow(context, ToGrpc(s));
   }
+  // The mapping's values are text put into the answer: UTF-8, within the request's limit.
+  size_t value_bytes = 0;
+  for (int i = 0; i < request->mapping_size(); ++i) {
+    const std::string& value = request->mapping(i).value();
+    value_bytes += value.size();
+    if (value_bytes > engine_->limits().max_request_bytes) {
+      return server::FinishNow(
+          context, ToGrpc(absl::InvalidArgumentError(
+                       absl::StrCat("mapping: the values are more than ",
+                                    engine_->limits().max_request_bytes, " bytes together"))));
+    }
+    if (!IsUtf8(value)) {
+      return server::FinishNow(context, ToGrpc(absl::InvalidArgumentError(absl::StrCat(
+                                            "mapping[", i, "].value: not valid UTF-8"))));
+    }
+  }
   absl::StatusOr<PlaceholderMapping> mapping = FromProto(request->mapping());
   if (!mapping.ok()) return server::FinishNow(context, ToGrpc(mapping.status()));
-  response->set_text(pii::Restore(request->text(), *mapping));
+  absl::StatusOr<std::string> restored =
+      pii::Restore(request->text(), *mapping, kRestoreGrowth * engine_->limits().max_request_bytes);
+  if (!restored.ok()) return server::FinishNow(context, ToGrpc(restored.status()));
+  response->set_text(*std::move(restored));
   return server::FinishNow(context, grpc::Status::OK);
 }
 

@@ -1,6 +1,7 @@
 #ifndef POLICY_SERVICES_PII_PII_SERVICE_H_
 #define POLICY_SERVICES_PII_PII_SERVICE_H_
 
+#include <atomic>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
@@ -44,6 +45,7 @@ class PiiService final : public v1::PiiService::CallbackService {
   void Record(absl::Span<const std::vector<Finding>> found, size_t bytes, bool blocked);
 
   const PiiEngine* const engine_;
+  std::atomic<size_t> documents_{0};  // RedactDocument streams held now.
   prometheus::Counter& scanned_bytes_;
   prometheus::Counter& blocked_;
   // Per entity type; read-only after construction, so the hot path takes no registry lock.

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "common/server/server_runner.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
@@ -27,9 +28,12 @@ class PiiServiceTest : public ::testing::Test {
     ASSERT_TRUE(custom.ok()) << custom.status();
     absl::StatusOr<std::unique_ptr<Detector>> detector = Detector::Create(*custom);
     ASSERT_TRUE(detector.ok()) << detector.status();
-    engine_ = std::make_unique<PiiEngine>(
-        *std::move(detector), *PseudonymKeys::Create(std::string(32, 'm')),
-        PiiLimits{.max_request_bytes = 4096, .max_messages = 8, .max_document_bytes = 1 << 16});
+    engine_ = std::make_unique<PiiEngine>(*std::move(detector),
+                                          *PseudonymKeys::Create(std::string(32, 'm')),
+                                          PiiLimits{.max_request_bytes = 4096,
+                                                    .max_messages = 8,
+                                                    .max_document_bytes = 1 << 16,
+                                                    .max_documents = 2});
     server::ServerOptions options;
     options.listen = "127.0.0.1:0";
     options.metrics_listen = "";
@@ -272,6 +276,30 @@ TEST_F(PiiServiceTest, BadInputIsInvalidArgumentNamingTheProblem) {
   status = stub_->Restore(&restore_context, restore, &restored);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("mapping"));
+
+  // A value that is not UTF-8 would make an answer that is not.
+  entry->set_placeholder("<X_1>");
+  entry->set_value("\xff");
+  grpc::ClientContext not_utf8;
+  status = stub_->Restore(&not_utf8, restore, &restored);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("mapping[0].value: not valid UTF-8"));
+  // Values beyond the request limit (4 KiB here), or an answer restored past twice it.
+  entry->set_value(std::string(5000, 'v'));
+  grpc::ClientContext too_much;
+  status = stub_->Restore(&too_much, restore, &restored);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("mapping: the values are more than 4096"));
+  entry->set_value(std::string(1000, 'v'));
+  restore.set_text("<X_1><X_1><X_1><X_1><X_1><X_1><X_1><X_1><X_1>");
+  grpc::ClientContext too_long;
+  status = stub_->Restore(&too_long, restore, &restored);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("restored, it would be more than 8192 bytes"));
+  restore.set_text("<X_1><X_1>");
+  grpc::ClientContext fits;
+  ASSERT_TRUE(stub_->Restore(&fits, restore, &restored).ok());
+  EXPECT_EQ(restored.text().size(), 2000u);
 }
 
 TEST_F(PiiServiceTest, ADocumentFindsValuesThatStraddleChunks) {
@@ -331,6 +359,37 @@ TEST_F(PiiServiceTest, ADocumentIsCheckedWhole) {
   status = writer->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("only the first message"));
+}
+
+TEST_F(PiiServiceTest, DocumentsHeldAtOnceAreBounded) {
+  // Two open streams (the limit here) hold their slots; a third is refused at once.
+  grpc::ClientContext first_context, second_context, third_context;
+  v1::RedactDocumentResponse first_response, second_response, third_response;
+  auto first = stub_->RedactDocument(&first_context, &first_response);
+  auto second = stub_->RedactDocument(&second_context, &second_response);
+  v1::RedactDocumentRequest chunk;
+  chunk.set_chunk("call 212-555-0123");
+  ASSERT_TRUE(first->Write(chunk));
+  ASSERT_TRUE(second->Write(chunk));
+  auto third = stub_->RedactDocument(&third_context, &third_response);
+  third->WritesDone();
+  grpc::Status status = third->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("already 2 documents in progress"));
+  // Finished streams give their slots back (once the server is done with them, which may be
+  // a moment after the client has its answer).
+  first->WritesDone();
+  ASSERT_TRUE(first->Finish().ok());
+  second->WritesDone();
+  ASSERT_TRUE(second->Finish().ok());
+  v1::RedactDocumentResponse response;
+  status = RedactDocument("call 212-555-0123", {5}, {}, &response);
+  for (int i = 0; i < 100 && status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+    status = RedactDocument("call 212-555-0123", {5}, {}, &response);
+  }
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.chunks(), 2u);
 }
 
 TEST_F(PiiServiceTest, ListEntityTypesNamesBuiltinAndCustomTypes) {
