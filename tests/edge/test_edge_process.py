@@ -183,6 +183,16 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(err.code(), C.INVALID_ARGUMENT)
         self.assertIn("messages", err.details())
 
+    def test_a_prompt_at_the_size_limit_dense_with_personal_data_is_decided(self):
+        # pii's answer (the redacted text with a finding per address) is larger than gRPC's
+        # default 4 MiB; the edge's own answer is not.
+        text = " ".join(f"u{i:05d}@x.io" for i in range(75000))
+        self.assertLess(len(text), 1 << 20)
+        r = self.decide(text=text, tokens=1, timeout=60)
+        self.assertEqual(r.verdict, E.VERDICT_ALLOW, r.reason)
+        self.assertEqual(r.pii_counts["EMAIL_ADDRESS"], 75000)
+        self.assertTrue(r.messages[1].content.startswith(b"<EMAIL_ADDRESS_1> <EMAIL_ADDRESS_2> "))
+
     def test_a_model_off_the_allowlist_is_a_recorded_deny(self):
         request_id = f"e2e-{uuid.uuid4().hex[:12]}"
         r = self.decide(model="o3-mini", request_id=request_id)
