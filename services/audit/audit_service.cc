@@ -209,6 +209,19 @@ grpc::ServerUnaryReactor* AuditService::GetCheckpoint(grpc::CallbackServerContex
   });
 }
 
+grpc::ServerUnaryReactor* AuditService::GetEntry(grpc::CallbackServerContext* context,
+                                                 const v1::GetEntryRequest* request,
+                                                 v1::GetEntryResponse* response) {
+  return pool_->Run(context, [this, request, response] {
+    absl::StatusOr<Entry> entry =
+        ledger_->FindRequest(FromProto(request->ledger()), request->request_id());
+    if (!entry.ok()) return ToGrpc(entry.status());
+    ToProto(RevealedEntry{.entry = *std::move(entry), .actor = "", .subject = ""},
+            response->mutable_entry());
+    return grpc::Status::OK;
+  });
+}
+
 grpc::ServerUnaryReactor* AuditService::GetInclusionProof(
     grpc::CallbackServerContext* context, const v1::GetInclusionProofRequest* request,
     v1::GetInclusionProofResponse* response) {

@@ -31,6 +31,9 @@ class AuditService final : public v1::AuditService::CallbackService {
   grpc::ServerUnaryReactor* GetCheckpoint(grpc::CallbackServerContext* context,
                                           const v1::GetCheckpointRequest* request,
                                           v1::GetCheckpointResponse* response) override;
+  grpc::ServerUnaryReactor* GetEntry(grpc::CallbackServerContext* context,
+                                     const v1::GetEntryRequest* request,
+                                     v1::GetEntryResponse* response) override;
   grpc::ServerUnaryReactor* GetInclusionProof(grpc::CallbackServerContext* context,
                                               const v1::GetInclusionProofRequest* request,
                                               v1::GetInclusionProofResponse* response) override;

@@ -208,6 +208,17 @@ absl::StatusOr<InclusionProof> AuditLedger::ProveInclusion(const LedgerRef& ledg
   return InclusionProof{std::move(revealed[0]), std::move(checkpoint), std::move(proof)};
 }
 
+absl::StatusOr<Entry> AuditLedger::FindRequest(const LedgerRef& ledger,
+                                               const std::string& request_id) {
+  RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
+  if (request_id.empty()) return absl::InvalidArgumentError("request_id: required");
+  if (request_id.size() > kMaxRequestIdBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request_id: more than ", kMaxRequestIdBytes, " bytes"));
+  }
+  return store_->FindRequest(ledger, request_id);
+}
+
 absl::StatusOr<ConsistencyProof> AuditLedger::ProveConsistency(const LedgerRef& ledger,
                                                                uint64_t from_size,
                                                                uint64_t to_size) {

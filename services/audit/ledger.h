@@ -96,6 +96,9 @@ class AuditLedger {
 
   const std::string& public_key() const { return signer_->public_key(); }
   absl::StatusOr<Checkpoint> GetCheckpoint(const LedgerRef& ledger, uint64_t tree_size);
+  // The entry recorded under `request_id` in `ledger`, its identifiers not revealed;
+  // NOT_FOUND when there is none.
+  absl::StatusOr<Entry> FindRequest(const LedgerRef& ledger, const std::string& request_id);
   // The entry at `index` (or with `request_id`) and its proof against the checkpoint of
   // `tree_size` (0: the newest). FAILED_PRECONDITION when the entry is newer than the
   // checkpoint (ask again after the next one is signed).

@@ -339,11 +339,57 @@ class ReportUsageFlow final : public Flow {
     if (key.project().empty()) {
       return Finish(Status(StatusCode::PERMISSION_DENIED, "admin keys make no model calls"));
     }
+    // The decision the usage is of: what it reserved and where it routed come from the
+    // ledger, not from the caller.
+    auto* get = New<audit::v1::GetEntryRequest>(arena_);
+    get->mutable_ledger()->set_project(key.project());
+    get->mutable_ledger()->set_environment(EnvironmentName(key.environment()));
+    get->set_request_id(request_->request_id());
+    decision_ = New<audit::v1::GetEntryResponse>(arena_);
+    downstream_->GetEntry(NewContext(), get, decision_,
+                          [this](Status s) { OnDecision(std::move(s)); });
+  }
+
+  // Checks the usage against its decision, then reconciles, reports the outcome and records.
+  void OnDecision(Status s) {
+    if (s.error_code() == StatusCode::NOT_FOUND) {
+      return Finish(Status(StatusCode::FAILED_PRECONDITION,
+                           "request_id: no decision of this project was made under this id"));
+    }
+    if (!s.ok()) return Finish(DependencyFailure("audit", s, deadline_));
+    const keys::v1::Key& key = key_->key();
+    const audit::v1::Entry& decision = decision_->entry();
+    auto recorded = [&decision](const char* name) -> std::string {
+      auto it = decision.metadata().find(name);
+      return it == decision.metadata().end() ? "" : it->second;
+    };
+    if (decision.action() != audit::v1::ACTION_DECISION_ALLOW) {
+      return Finish(Status(StatusCode::FAILED_PRECONDITION,
+                           "request_id: the decision under this id did not allow the call"));
+    }
+    if (recorded("key_id") != key.key_id()) {
+      return Finish(Status(StatusCode::PERMISSION_DENIED,
+                           "request_id: the decision under this id was made for another key"));
+    }
+    endpoint_ = recorded("endpoint");
+    if (!request_->endpoint_id().empty() && request_->endpoint_id() != endpoint_) {
+      return Finish(Status(StatusCode::INVALID_ARGUMENT,
+                           absl::StrCat("endpoint_id: the decision routed to ", endpoint_)));
+    }
+    if (request_->model() != decision.model()) {
+      return Finish(Status(StatusCode::INVALID_ARGUMENT,
+                           absl::StrCat("model: the decision was for ", decision.model())));
+    }
+    if (request_->estimated_tokens() != 0 && request_->estimated_tokens() != decision.tokens()) {
+      return Finish(
+          Status(StatusCode::INVALID_ARGUMENT,
+                 absl::StrCat("estimated_tokens: the decision estimated ", decision.tokens())));
+    }
     auto* usage = New<authz::v1::ReportUsageRequest>(arena_);
     usage->mutable_principal()->set_kind(PrincipalKindOf(key.owner()));
     usage->mutable_principal()->set_id(key.owner().id());
     usage->set_project(key.project());
-    usage->set_estimated_tokens(request_->estimated_tokens());
+    usage->set_estimated_tokens(decision.tokens());
     usage->set_actual_tokens(request_->actual_tokens());
     usage->set_request_id(request_->request_id());
     usage_ = New<authz::v1::ReportUsageResponse>(arena_);
@@ -363,14 +409,14 @@ class ReportUsageFlow final : public Flow {
     entry->set_request_id(absl::StrCat("usage:", request_->request_id()));
     auto& metadata = *entry->mutable_metadata();
     metadata["key_id"] = key.key_id();
-    if (!request_->endpoint_id().empty()) metadata["endpoint"] = request_->endpoint_id();
+    if (!endpoint_.empty()) metadata["endpoint"] = endpoint_;
     if (request_->http_status() != 0)
       metadata["http_status"] = absl::StrCat(request_->http_status());
     appended_ = New<audit::v1::AppendResponse>(arena_);
 
     // A refusal by the endpoint itself (4xx) says nothing of its health.
     const bool report_outcome =
-        !request_->endpoint_id().empty() && request_->outcome() != v1::UPSTREAM_OUTCOME_REJECTED;
+        !endpoint_.empty() && request_->outcome() != v1::UPSTREAM_OUTCOME_REJECTED;
     pending_.store(report_outcome ? 3 : 2, std::memory_order_relaxed);
     downstream_->ReportUsage(NewContext(), usage, usage_, [this](Status s) {
       usage_status_ = std::move(s);
@@ -382,7 +428,7 @@ class ReportUsageFlow final : public Flow {
     });
     if (report_outcome) {
       auto* outcome = New<region::v1::ReportOutcomeRequest>(arena_);
-      outcome->set_endpoint_id(request_->endpoint_id());
+      outcome->set_endpoint_id(endpoint_);
       outcome->set_success(request_->outcome() == v1::UPSTREAM_OUTCOME_SUCCESS);
       if (request_->has_latency()) *outcome->mutable_latency() = request_->latency();
       outcome->set_status(request_->http_status());
@@ -402,9 +448,9 @@ class ReportUsageFlow final : public Flow {
       return Finish(DownstreamFailure("authz", usage_status_, deadline_));
     }
     if (outcome_status_.error_code() == StatusCode::NOT_FOUND) {
-      return Finish(Status(
-          StatusCode::INVALID_ARGUMENT,
-          absl::StrCat("endpoint_id: no endpoint '", request_->endpoint_id(), "' is registered")));
+      return Finish(
+          Status(StatusCode::INVALID_ARGUMENT,
+                 absl::StrCat("endpoint_id: no endpoint '", endpoint_, "' is registered")));
     }
     if (!outcome_status_.ok())
       return Finish(DownstreamFailure("region", outcome_status_, deadline_));
@@ -419,6 +465,8 @@ class ReportUsageFlow final : public Flow {
 
   const v1::ReportUsageRequest* const request_;
   v1::ReportUsageResponse* const response_;
+  audit::v1::GetEntryResponse* decision_ = nullptr;
+  std::string endpoint_;  // Where the decision routed the call.
   authz::v1::ReportUsageResponse* usage_ = nullptr;
   audit::v1::AppendResponse* appended_ = nullptr;
   Status usage_status_;

@@ -63,6 +63,11 @@ class FakeDownstream final : public Downstream {
     Answer("audit.Append", *request, &append_request, response, append_response, append_status,
            std::move(done));
   }
+  void GetEntry(grpc::ClientContext*, const audit::v1::GetEntryRequest* request,
+                audit::v1::GetEntryResponse* response, Done done) override {
+    Answer("audit.GetEntry", *request, &get_entry_request, response, get_entry_response,
+           get_entry_status, std::move(done));
+  }
 
   // The calls made so far, in order.
   std::vector<std::string> calls() {
@@ -72,13 +77,14 @@ class FakeDownstream final : public Downstream {
 
   bool async = false;
   grpc::Status verify_status, check_status, usage_status, redact_status, route_status,
-      outcome_status, append_status;
+      outcome_status, append_status, get_entry_status;
   keys::v1::VerifyKeyResponse verify_response;
   authz::v1::CheckResponse check_response;
   authz::v1::ReportUsageResponse usage_response;
   pii::v1::RedactResponse redact_response;
   region::v1::RouteResponse route_response;
   audit::v1::AppendResponse append_response;
+  audit::v1::GetEntryResponse get_entry_response;
   keys::v1::VerifyKeyRequest verify_request;
   authz::v1::CheckRequest check_request;
   authz::v1::ReportUsageRequest usage_request;
@@ -86,6 +92,7 @@ class FakeDownstream final : public Downstream {
   region::v1::RouteRequest route_request;
   region::v1::ReportOutcomeRequest outcome_request;
   audit::v1::AppendRequest append_request;
+  audit::v1::GetEntryRequest get_entry_request;
 
  private:
   template <typename Request, typename Response>
@@ -486,6 +493,14 @@ class ReportUsageFlowTest : public DecisionFlowTest {
     usage_.set_outcome(v1::UPSTREAM_OUTCOME_SUCCESS);
     usage_.set_http_status(200);
     fake_.usage_response.set_adjusted_tokens(-180);
+    // The decision, as the ledger holds it.
+    audit::v1::Entry* decision = fake_.get_entry_response.mutable_entry();
+    decision->set_action(audit::v1::ACTION_DECISION_ALLOW);
+    decision->set_model("gpt-4o");
+    decision->set_tokens(500);
+    decision->set_request_id("req-1");
+    (*decision->mutable_metadata())["key_id"] = "key-1";
+    (*decision->mutable_metadata())["endpoint"] = "azure-westeurope";
   }
 
   grpc::Status Report(v1::ReportUsageResponse* response) {
@@ -516,6 +531,62 @@ TEST_F(ReportUsageFlowTest, ReconcilesFeedsHealthAndRecords) {
   EXPECT_EQ(fake_.append_request.entry().action(), audit::v1::ACTION_API_CALL);
   EXPECT_EQ(fake_.append_request.entry().tokens(), 320);
   EXPECT_EQ(fake_.append_request.entry().request_id(), "usage:req-1");
+}
+
+TEST_F(ReportUsageFlowTest, TheDecisionNotTheCallerSaysWhatWasReservedAndWhere) {
+  // Left out, the estimate and the endpoint come from the decision in the key's ledger.
+  usage_.clear_estimated_tokens();
+  usage_.clear_endpoint_id();
+  v1::ReportUsageResponse response;
+  ASSERT_TRUE(Report(&response).ok());
+  EXPECT_EQ(fake_.get_entry_request.ledger().project(), "support-eu");
+  EXPECT_EQ(fake_.get_entry_request.ledger().environment(), "production");
+  EXPECT_EQ(fake_.get_entry_request.request_id(), "req-1");
+  EXPECT_EQ(fake_.usage_request.estimated_tokens(), 500);
+  EXPECT_EQ(fake_.outcome_request.endpoint_id(), "azure-westeurope");
+  EXPECT_EQ(fake_.append_request.entry().metadata().at("endpoint"), "azure-westeurope");
+
+  struct Case {
+    std::function<void()> change;
+    grpc::StatusCode code;
+    const char* message;
+  };
+  audit::v1::Entry decision = fake_.get_entry_response.entry();
+  for (const Case& c : std::initializer_list<Case>{
+           // A request never decided: a refill of the budget for free.
+           {[&] { fake_.get_entry_status = grpc::Status(grpc::StatusCode::NOT_FOUND, "none"); },
+            grpc::StatusCode::FAILED_PRECONDITION, "no decision"},
+           {[&] {
+              fake_.get_entry_response.mutable_entry()->set_action(audit::v1::ACTION_DECISION_DENY);
+            },
+            grpc::StatusCode::FAILED_PRECONDITION, "did not allow"},
+           {[&] {
+              (*fake_.get_entry_response.mutable_entry()->mutable_metadata())["key_id"] = "key-2";
+            },
+            grpc::StatusCode::PERMISSION_DENIED, "another key"},
+           // Another endpoint's health, or a smaller estimate than reserved.
+           {[&] { usage_.set_endpoint_id("aws-us-east-1"); }, grpc::StatusCode::INVALID_ARGUMENT,
+            "routed to azure-westeurope"},
+           {[&] { usage_.set_estimated_tokens(10'000'000); }, grpc::StatusCode::INVALID_ARGUMENT,
+            "estimated 500"},
+           {[&] { usage_.set_model("o3-mini"); }, grpc::StatusCode::INVALID_ARGUMENT,
+            "decision was for gpt-4o"},
+           {[&] { fake_.get_entry_status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "down"); },
+            grpc::StatusCode::UNAVAILABLE, "audit"}}) {
+    SetUp();
+    c.change();
+    const size_t calls_before = fake_.calls().size();
+    grpc::Status s = Report(&response);
+    EXPECT_EQ(s.error_code(), c.code) << c.message;
+    EXPECT_THAT(s.error_message(), HasSubstr(c.message));
+    // Nothing reconciled, reported or recorded.
+    const std::vector<std::string> calls = fake_.calls();
+    EXPECT_THAT(std::vector<std::string>(calls.begin() + calls_before, calls.end()),
+                ElementsAre("keys.VerifyKey", "audit.GetEntry"))
+        << c.message;
+    fake_.get_entry_status = grpc::Status::OK;
+    *fake_.get_entry_response.mutable_entry() = decision;
+  }
 }
 
 TEST_F(ReportUsageFlowTest, AnEndpointsOwnRefusalIsNotItsHealth) {

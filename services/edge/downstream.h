@@ -45,6 +45,8 @@ class Downstream {
                              region::v1::ReportOutcomeResponse* response, Done done) = 0;
   virtual void Append(grpc::ClientContext* context, const audit::v1::AppendRequest* request,
                       audit::v1::AppendResponse* response, Done done) = 0;
+  virtual void GetEntry(grpc::ClientContext* context, const audit::v1::GetEntryRequest* request,
+                        audit::v1::GetEntryResponse* response, Done done) = 0;
 };
 
 // Where the five services listen ("host:port").

@@ -31,7 +31,8 @@ class GrpcDownstream final : public Downstream {
         redact_(Track(pii::v1::PiiService::service_full_name(), "Redact")),
         route_(Track(region::v1::RegionService::service_full_name(), "Route")),
         report_outcome_(Track(region::v1::RegionService::service_full_name(), "ReportOutcome")),
-        append_(Track(audit::v1::AuditService::service_full_name(), "Append")) {}
+        append_(Track(audit::v1::AuditService::service_full_name(), "Append")),
+        get_entry_(Track(audit::v1::AuditService::service_full_name(), "GetEntry")) {}
 
   void VerifyKey(grpc::ClientContext* context, const keys::v1::VerifyKeyRequest* request,
                  keys::v1::VerifyKeyResponse* response, Done done) override {
@@ -62,6 +63,10 @@ class GrpcDownstream final : public Downstream {
               audit::v1::AppendResponse* response, Done done) override {
     audit_->async()->Append(context, request, response, Timed(append_, std::move(done)));
   }
+  void GetEntry(grpc::ClientContext* context, const audit::v1::GetEntryRequest* request,
+                audit::v1::GetEntryResponse* response, Done done) override {
+    audit_->async()->GetEntry(context, request, response, Timed(get_entry_, std::move(done)));
+  }
 
  private:
   metrics::GrpcMethodMetrics::Method* Track(const char* service, absl::string_view method) {
@@ -87,6 +92,7 @@ class GrpcDownstream final : public Downstream {
   metrics::GrpcMethodMetrics::Method* const route_;
   metrics::GrpcMethodMetrics::Method* const report_outcome_;
   metrics::GrpcMethodMetrics::Method* const append_;
+  metrics::GrpcMethodMetrics::Method* const get_entry_;
 };
 
 }  // namespace

@@ -795,6 +795,17 @@ class EdgeProcessTest(unittest.TestCase):
             model="gpt-4o", outcome=E.UPSTREAM_OUTCOME_SUCCESS), timeout=10)
         self.assertEqual(err.code(), C.INVALID_ARGUMENT)
         self.assertIn("endpoint_id", err.details())
+        # Usage of a request never decided (a budget refilled for free), or of another key's
+        # decision, changes nothing.
+        err = pt.call_error(edge().ReportUsage, E.ReportUsageRequest(
+            api_key=self.bob.encode(), request_id=f"never-{uuid.uuid4().hex}", model="gpt-4o",
+            estimated_tokens=10_000_000, actual_tokens=0, outcome=E.UPSTREAM_OUTCOME_SUCCESS),
+            timeout=10)
+        self.assertEqual(err.code(), C.FAILED_PRECONDITION, err.details())
+        err = pt.call_error(edge().ReportUsage, E.ReportUsageRequest(
+            api_key=new_key("bob", "support-eu").encode(), request_id=r.request_id,
+            model="gpt-4o", actual_tokens=0, outcome=E.UPSTREAM_OUTCOME_ERROR), timeout=10)
+        self.assertEqual(err.code(), C.PERMISSION_DENIED, err.details())
 
     def test_zz_a_stopped_or_killed_dependency_fails_closed_and_recovers(self):
         # Stopped (no answer at all): the caller's deadline holds, no ALLOW.
