@@ -6,6 +6,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/ids/project_id.h"
+#include "common/text/caller_text.h"
 #include "common/text/utf8.h"
 
 namespace policy::audit {
@@ -131,19 +133,20 @@ absl::Status ValidateLedger(const LedgerRef& ledger, absl::string_view field) {
     }
     return absl::OkStatus();
   }
-  if (ledger.project.size() > 64) return Invalid(absl::StrCat(field, ".project"), "over 64 bytes");
-  for (char c : ledger.project) {
-    if (!IsTokenChar(c, false)) {
-      return Invalid(absl::StrCat(field, ".project"),
-                     absl::StrCat("'", ledger.project, "' is not of [a-z0-9-_]"));
-    }
+  if (absl::Status s = ids::ValidateProjectId(ledger.project, absl::StrCat(field, ".project"));
+      !s.ok()) {
+    return s;
   }
   if (!IsEnvironment(ledger.environment)) {
     return Invalid(absl::StrCat(field, ".environment"),
-                   absl::StrCat("'", ledger.environment,
-                                "' is not one of production, staging, development, sandbox"));
+                   absl::StrCat(Quoted(ledger.environment),
+                                " is not one of production, staging, development, sandbox"));
   }
   return absl::OkStatus();
+}
+
+absl::Status ValidateIdentifier(absl::string_view identifier, absl::string_view field) {
+  return CheckText(field, identifier, kMaxIdentifierBytes);
 }
 
 absl::Status ValidateEntryInput(const EntryInput& input) {
@@ -157,8 +160,11 @@ absl::Status ValidateEntryInput(const EntryInput& input) {
   if (absl::Status s = ValidateLedger(input.ledger, "entry"); !s.ok()) return s;
   if (absl::Status s = CheckText("entry.model", input.model, kMaxModelBytes); !s.ok()) return s;
   if (input.tokens < 0) return Invalid("entry.tokens", "negative");
+  if (input.tokens > kMaxTokens) {
+    return Invalid("entry.tokens", absl::StrCat("more than the maximum of ", kMaxTokens));
+  }
   if (input.latency < absl::ZeroDuration()) return Invalid("entry.latency", "negative");
-  if (input.latency > absl::Hours(24)) return Invalid("entry.latency", "more than 24 hours");
+  if (input.latency > kMaxLatency) return Invalid("entry.latency", "more than 24 hours");
   if (input.metadata.size() > kMaxMetadataPairs) {
     return Invalid(
         "entry.metadata",

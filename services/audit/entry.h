@@ -66,9 +66,9 @@ struct LedgerRef {
 // "project/environment", or "organisation".
 std::string LedgerName(const LedgerRef& ledger);
 
-// INVALID_ARGUMENT naming `field` unless the project is empty or [a-z0-9-_]{1,64} and the
-// environment one of production, staging, development, sandbox (empty exactly when the
-// project is).
+// INVALID_ARGUMENT naming `field` unless the project is empty or a project id
+// (ids::ValidateProjectId: [a-z0-9_-]{1,64}) and the environment one of production, staging,
+// development, sandbox (empty exactly when the project is).
 absl::Status ValidateLedger(const LedgerRef& ledger, absl::string_view field);
 
 using Metadata = std::map<std::string, std::string>;
@@ -94,10 +94,17 @@ inline constexpr size_t kMaxMetadataPairs = 32;
 inline constexpr size_t kMaxMetadataKeyBytes = 64;
 inline constexpr size_t kMaxMetadataValueBytes = 1024;
 inline constexpr size_t kMaxRequestIdBytes = 128;
+// A trillion tokens: far beyond one request, small enough that ledger sums are exact.
+inline constexpr int64_t kMaxTokens = 1'000'000'000'000;
+inline constexpr absl::Duration kMaxLatency = absl::Hours(24);
 
 // INVALID_ARGUMENT naming the field ("entry.metadata[\"k\"]: ...") for anything outside the
-// bounds above, non-UTF-8 text, negative tokens or latency.
+// bounds above, non-UTF-8 text, tokens outside 0..kMaxTokens, latency outside 0..kMaxLatency.
 absl::Status ValidateEntryInput(const EntryInput& input);
+
+// INVALID_ARGUMENT naming `field` unless `identifier` (an actor or a subject) is at most
+// kMaxIdentifierBytes of UTF-8 without NUL bytes.
+absl::Status ValidateIdentifier(absl::string_view identifier, absl::string_view field);
 
 // A subject identifier as stored: a pseudonym and the identifier sealed under the subject's
 // key. Both empty for "no subject".

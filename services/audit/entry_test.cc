@@ -1,6 +1,7 @@
 #include "services/audit/entry.h"
 
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -76,7 +77,11 @@ TEST(ValidateEntryInputTest, NamesTheBadField) {
          e.ledger = LedgerRef{"", "production"};
        },
        "entry.environment"},
+      {[](EntryInput& e) { e.ledger.project = std::string(65, 'p'); }, "entry.project"},
       {[](EntryInput& e) { e.tokens = -1; }, "entry.tokens"},
+      {[](EntryInput& e) { e.tokens = kMaxTokens + 1; }, "entry.tokens"},
+      {[](EntryInput& e) { e.tokens = std::numeric_limits<int64_t>::max(); }, "entry.tokens"},
+      {[](EntryInput& e) { e.latency = kMaxLatency + absl::Microseconds(1); }, "entry.latency"},
       {[](EntryInput& e) { e.latency = absl::Microseconds(-1); }, "entry.latency"},
       {[](EntryInput& e) { e.metadata["Bad Key"] = "v"; }, "entry.metadata"},
       {[](EntryInput& e) { e.metadata["k"] = std::string(2000, 'v'); }, "entry.metadata[\"k\"]"},
@@ -95,6 +100,27 @@ TEST(ValidateEntryInputTest, NamesTheBadField) {
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.field;
     EXPECT_THAT(s.message(), HasSubstr(c.field)) << s.message();
   }
+}
+
+TEST(ValidateEntryInputTest, TakesTheLargestTokensAndLatency) {
+  EntryInput in = ValidInput();
+  in.tokens = kMaxTokens;
+  in.latency = kMaxLatency;
+  EXPECT_TRUE(ValidateEntryInput(in).ok());
+}
+
+TEST(ValidateLedgerTest, ProjectsFollowTheOneProjectIdRule) {
+  EXPECT_TRUE(ValidateLedger({"support-eu", "production"}, "ledger").ok());
+  EXPECT_TRUE(ValidateLedger({std::string(64, 'a'), "sandbox"}, "ledger").ok());
+  for (const char* project : {"ML.Platform", "Probe-1", "a:b"}) {
+    absl::Status s = ValidateLedger({project, "production"}, "ledger");
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << project;
+    EXPECT_THAT(s.message(), HasSubstr("ledger.project: ")) << project;
+  }
+  // A long value is not echoed whole.
+  absl::Status s = ValidateLedger({"support-eu", std::string(1 << 20, 'e')}, "ledger");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_LT(s.message().size(), 200u);
 }
 
 TEST(EncodeLeafDataTest, EveryFieldChangesTheLeaf) {

@@ -1,6 +1,7 @@
 #include "services/audit/ledger.h"
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -11,6 +12,9 @@ namespace policy::audit {
 namespace {
 
 constexpr size_t kReadChunk = 5000;
+// The metadata key of a subject_forgotten record holding SubjectCipher::RequestBinding of its
+// request id and subject.
+constexpr absl::string_view kForgetBindingKey = "request_binding";
 
 absl::Time WholeMicros(absl::Time t) { return absl::FromUnixMicros(absl::ToUnixMicros(t)); }
 
@@ -259,6 +263,9 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
                                                          const std::string& requested_by) {
   RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
   RETURN_IF_ERROR(CheckRequester(requested_by));
+  if (start.has_value() && end.has_value() && *end < *start) {
+    return absl::InvalidArgumentError("end_time: before start_time");
+  }
   ComplianceSummary summary;
   EntryFilter filter{.ledger = ledger,
                      .action = std::nullopt,
@@ -273,7 +280,10 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
       if (!summary.period_start.has_value()) summary.period_start = e.time;
       summary.period_end = e.time;
       ++summary.total_entries;
-      summary.total_tokens += e.tokens;
+      // Saturates: entries appended before kMaxTokens may hold up to INT64_MAX each.
+      summary.total_tokens = e.tokens > std::numeric_limits<int64_t>::max() - summary.total_tokens
+                                 ? std::numeric_limits<int64_t>::max()
+                                 : summary.total_tokens + std::max<int64_t>(e.tokens, 0);
       if (e.action == Action::kPolicyViolation) ++summary.policy_violations;
       ++summary.action_breakdown[std::string(ActionName(e.action))];
     }
@@ -301,19 +311,28 @@ absl::StatusOr<ForgetResult> AuditLedger::Forget(const std::string& subject,
                                                  const std::string& requested_by,
                                                  const std::string& request_id) {
   if (subject.empty()) return absl::InvalidArgumentError("subject: required");
+  RETURN_IF_ERROR(ValidateIdentifier(subject, "subject"));
   RETURN_IF_ERROR(CheckRequester(requested_by));
+  if (request_id.size() > kMaxRequestIdBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request_id: more than ", kMaxRequestIdBytes, " bytes"));
+  }
   const std::string locator = subjects_->Locator(subject);
   absl::StatusOr<SubjectKey> key = store_->GetSubjectKey(locator);
   if (!key.ok() && !absl::IsNotFound(key.status())) return key.status();
   if (!request_id.empty()) {
     absl::StatusOr<Entry> first = store_->FindRequest(LedgerRef{}, request_id);
-    if (first.ok()) return RepeatForget(subject, locator, key, *std::move(first));
+    if (first.ok()) return RepeatForget(subject, request_id, locator, key, *std::move(first));
     if (!absl::IsNotFound(first.status())) return first.status();
   }
   EntryInput record;
   record.action = Action::kSubjectForgotten;
   record.actor = requested_by;
   record.request_id = request_id;
+  if (!request_id.empty()) {
+    record.metadata[std::string(kForgetBindingKey)] =
+        subjects_->RequestBinding(request_id, subject);
+  }
   // The record names the subject only while the key lives: it is shredded with the rest.
   if (key.ok()) record.subject = subject;
   ForgetResult result;
@@ -326,12 +345,21 @@ absl::StatusOr<ForgetResult> AuditLedger::Forget(const std::string& subject,
 }
 
 absl::StatusOr<ForgetResult> AuditLedger::RepeatForget(const std::string& subject,
+                                                       const std::string& request_id,
                                                        const std::string& locator,
                                                        const absl::StatusOr<SubjectKey>& key,
                                                        Entry first) {
   if (first.action != Action::kSubjectForgotten) {
     return absl::FailedPreconditionError(
         absl::StrCat("request_id: already names a ", ActionName(first.action), " entry"));
+  }
+  // Whether the record is this subject's, even when neither subject has a key left. Records
+  // made before the binding was kept are told apart by the pseudonym below, while the key lives.
+  if (auto binding = first.metadata.find(std::string(kForgetBindingKey));
+      binding != first.metadata.end() &&
+      binding->second != subjects_->RequestBinding(request_id, subject)) {
+    return absl::FailedPreconditionError(
+        "request_id: already names the forgetting of another subject");
   }
   ForgetResult result;
   // The first request found a key: it destroyed the key, or it stopped before and this
@@ -352,6 +380,7 @@ absl::StatusOr<ForgetResult> AuditLedger::RepeatForget(const std::string& subjec
 absl::StatusOr<std::vector<RevealedEntry>> AuditLedger::ExportSubject(
     const std::string& subject, const std::string& requested_by) {
   if (subject.empty()) return absl::InvalidArgumentError("subject: required");
+  RETURN_IF_ERROR(ValidateIdentifier(subject, "subject"));
   RETURN_IF_ERROR(CheckRequester(requested_by));
   absl::StatusOr<SubjectKey> key = store_->GetSubjectKey(subjects_->Locator(subject));
   std::vector<RevealedEntry> revealed;

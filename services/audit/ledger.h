@@ -122,7 +122,9 @@ class AuditLedger {
   // Destroys the subject's key and records the request in the organisation's ledger.
   // Idempotent on `request_id`: a retry returns the first record (finishing the key's
   // destruction if the first attempt stopped short); FAILED_PRECONDITION when the id names
-  // another request.
+  // another request, the forgetting of another subject included (whether or not either
+  // subject still has a key). The record keeps SubjectCipher::RequestBinding of the id and
+  // the subject for that check.
   absl::StatusOr<ForgetResult> Forget(const std::string& subject, const std::string& requested_by,
                                       const std::string& request_id);
   absl::StatusOr<std::vector<RevealedEntry>> ExportSubject(const std::string& subject,
@@ -138,7 +140,9 @@ class AuditLedger {
   // AppendBatch's one attempt: seals the inputs with their subjects' keys and appends them.
   absl::StatusOr<std::vector<AppendOutcome>> SealAndAppend(absl::Span<const EntryInput> inputs);
   absl::StatusOr<std::vector<RevealedEntry>> Reveal(std::vector<Entry> entries);
-  absl::StatusOr<ForgetResult> RepeatForget(const std::string& subject, const std::string& locator,
+  absl::StatusOr<ForgetResult> RepeatForget(const std::string& subject,
+                                            const std::string& request_id,
+                                            const std::string& locator,
                                             const absl::StatusOr<SubjectKey>& key, Entry first);
   absl::Status RecordRead(const LedgerRef& ledger, const std::string& requested_by,
                           absl::string_view what);

@@ -1,6 +1,7 @@
 #include "services/audit/ledger.h"
 
 #include <atomic>
+#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
@@ -19,6 +20,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 const LedgerRef kProd{"proj-prod", "production"};
 const LedgerRef kOrg{};
@@ -269,6 +271,63 @@ TEST_F(LedgerTest, ARetriedForgetFinishesWhatTheFirstAttemptStarted) {
       ledger_.Forget("dave@example.com", "dpo@example.com", "forget-2");
   EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition) << other.status();
   EXPECT_EQ(ledger_.ExportSubject("dave@example.com", "dpo").value().size(), 1u);
+}
+
+TEST_F(LedgerTest, ARequestIdForgettingOneSubjectForgetsNoOther) {
+  AppendOk(Call("carol@example.com", 5));
+  AppendOk(Call("erin@example.com", 5));
+  ASSERT_TRUE(ledger_.Forget("carol@example.com", "dpo", "forget-3").value().forgotten);
+  // Dave never had a key, and Carol's is gone: the record still tells them apart.
+  absl::StatusOr<ForgetResult> dave = ledger_.Forget("dave@example.com", "dpo", "forget-3");
+  EXPECT_EQ(dave.status().code(), absl::StatusCode::kFailedPrecondition) << dave.status();
+  absl::StatusOr<ForgetResult> erin = ledger_.Forget("erin@example.com", "dpo", "forget-3");
+  EXPECT_EQ(erin.status().code(), absl::StatusCode::kFailedPrecondition) << erin.status();
+  EXPECT_THAT(ledger_.ExportSubject("erin@example.com", "dpo").value(), Not(IsEmpty()));
+  EXPECT_TRUE(ledger_.Forget("carol@example.com", "dpo", "forget-3").ok());
+
+  // The first subject had no key: another subject with a key is not forgotten by its id.
+  ASSERT_FALSE(ledger_.Forget("nobody@example.com", "dpo", "forget-4").value().forgotten);
+  absl::StatusOr<ForgetResult> other = ledger_.Forget("erin@example.com", "dpo", "forget-4");
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition) << other.status();
+  EXPECT_THAT(ledger_.ExportSubject("erin@example.com", "dpo").value(), Not(IsEmpty()));
+  EXPECT_TRUE(ledger_.Forget("nobody@example.com", "dpo", "forget-4").ok());
+}
+
+TEST_F(LedgerTest, SubjectsAreBoundAsInAppend) {
+  const std::string huge(1 << 20, 's');
+  for (const std::string& subject :
+       {huge, std::string(kMaxIdentifierBytes + 1, 's'), std::string("a\0b", 3)}) {
+    absl::Status forget = ledger_.Forget(subject, "dpo", "").status();
+    EXPECT_EQ(forget.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(forget.message(), HasSubstr("subject"));
+    EXPECT_LT(forget.message().size(), 200u);
+    EXPECT_EQ(ledger_.ExportSubject(subject, "dpo").status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_EQ(
+      ledger_.Forget("carol", "dpo", std::string(kMaxRequestIdBytes + 1, 'r')).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ledger_.Forget(std::string(kMaxIdentifierBytes, 's'), "dpo", "").ok());
+}
+
+TEST_F(LedgerTest, SummaryOfAPeriodEndingBeforeItStartsIsInvalid) {
+  const absl::Time start = clock_.Now();
+  absl::StatusOr<ComplianceSummary> s =
+      ledger_.Summarize(kProd, start, start - absl::Seconds(1), "auditor@example.com");
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.status().message(), HasSubstr("end_time"));
+  EXPECT_TRUE(ledger_.Summarize(kProd, start, start, "auditor@example.com").ok());
+}
+
+TEST_F(LedgerTest, SummaryTotalsTheLargestTokensExactly) {
+  AppendOk(Call("svc-a", kMaxTokens));
+  AppendOk(Call("svc-a", kMaxTokens));
+  EXPECT_EQ(ledger_.Append(Call("svc-a", std::numeric_limits<int64_t>::max())).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<ComplianceSummary> s =
+      ledger_.Summarize(kProd, std::nullopt, std::nullopt, "auditor@example.com");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->total_tokens, 2 * kMaxTokens);
 }
 
 TEST_F(LedgerTest, SummaryCountsThePeriodAndReportsIntegrity) {

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/status/status.h"
 
@@ -9,6 +10,7 @@ namespace policy::audit {
 namespace {
 
 constexpr absl::string_view kLocatorLabel = "policy-suite/audit/subject-locator/v1:";
+constexpr absl::string_view kRequestBindingLabel = "policy-suite/audit/request-binding/v1:";
 constexpr absl::string_view kWrapLabel = "policy-suite/audit/subject-key-wrap/v1";
 
 }  // namespace
@@ -26,6 +28,12 @@ SubjectCipher::SubjectCipher(absl::string_view master_key)
 
 std::string SubjectCipher::Locator(absl::string_view identifier) const {
   return locator_mac_.Mac(absl::StrCat(kLocatorLabel, identifier));
+}
+
+std::string SubjectCipher::RequestBinding(absl::string_view request_id,
+                                          absl::string_view identifier) const {
+  return absl::BytesToHexString(locator_mac_.Mac(
+      absl::StrCat(kRequestBindingLabel, request_id.size(), ":", request_id, ":", identifier)));
 }
 
 absl::StatusOr<SubjectKey> SubjectCipher::NewKey(absl::string_view identifier) const {

@@ -30,6 +30,12 @@ class SubjectCipher {
 
   std::string Locator(absl::string_view identifier) const;
 
+  // HMAC-SHA-256 under the master key of a request id and a subject identifier, in hex: lets
+  // a retry of a request be told from another subject's request with the same id after both
+  // subjects' keys are gone. It names the subject to no one without the master key, and
+  // differs per request id, so it links no two records.
+  std::string RequestBinding(absl::string_view request_id, absl::string_view identifier) const;
+
   // A fresh key for the subject `identifier`, as stored (ledger_store.h).
   absl::StatusOr<SubjectKey> NewKey(absl::string_view identifier) const;
   // The key itself; DATA_LOSS when `key` was not made by this master key.

@@ -1,12 +1,16 @@
 #include "services/authz/authorizer.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
+#include "common/ids/project_id.h"
 #include "common/status/status.h"
+#include "common/text/caller_text.h"
+#include "services/authz/org_validation.h"
 
 namespace policy::authz {
 namespace {
@@ -39,6 +43,10 @@ struct Charges {
   }
 };
 
+// Limits stored before the bounds of ValidateLimits count as the largest allowed.
+int64_t Rpm(int64_t limit) { return std::min(limit, kMaxRpmLimit); }
+int64_t Tpm(int64_t limit) { return std::min(limit, kMaxTpmLimit); }
+
 // `tokens` for the token buckets (0 leaves them out); `requests` for the request buckets.
 Charges ChargesFor(const OrgSnapshot& org, const CheckRequest& check, int64_t requests,
                    int64_t tokens) {
@@ -47,28 +55,28 @@ Charges ChargesFor(const OrgSnapshot& org, const CheckRequest& check, int64_t re
   if (project == nullptr) return charges;
   const std::string& p = project->id;
   if (requests != 0)
-    charges.Add("project.rpm", absl::StrCat("p/", p, "/r"), project->rpm_limit, requests);
+    charges.Add("project.rpm", absl::StrCat("p/", p, "/r"), Rpm(project->rpm_limit), requests);
   if (tokens != 0)
-    charges.Add("project.tpm", absl::StrCat("p/", p, "/t"), project->tpm_limit, tokens);
+    charges.Add("project.tpm", absl::StrCat("p/", p, "/t"), Tpm(project->tpm_limit), tokens);
   if (check.principal_kind == PrincipalKind::kServiceAccount) {
     const ServiceAccount* account = org.FindServiceAccount(check.principal_id);
     if (account == nullptr) return charges;
     if (account->rpm_limit > 0 && requests != 0) {
-      charges.Add("principal.rpm", absl::StrCat("s/", account->id, "/r"), account->rpm_limit,
+      charges.Add("principal.rpm", absl::StrCat("s/", account->id, "/r"), Rpm(account->rpm_limit),
                   requests);
     }
     if (account->tpm_limit > 0 && tokens != 0) {
-      charges.Add("principal.tpm", absl::StrCat("s/", account->id, "/t"), account->tpm_limit,
+      charges.Add("principal.tpm", absl::StrCat("s/", account->id, "/t"), Tpm(account->tpm_limit),
                   tokens);
     }
   } else {
     if (project->member_rpm_limit > 0 && requests != 0) {
       charges.Add("principal.rpm", absl::StrCat("m/", check.principal_id, "/", p, "/r"),
-                  project->member_rpm_limit, requests);
+                  Rpm(project->member_rpm_limit), requests);
     }
     if (project->member_tpm_limit > 0 && tokens != 0) {
       charges.Add("principal.tpm", absl::StrCat("m/", check.principal_id, "/", p, "/t"),
-                  project->member_tpm_limit, tokens);
+                  Tpm(project->member_tpm_limit), tokens);
     }
   }
   return charges;
@@ -100,6 +108,10 @@ absl::Status Authorizer::Evaluate(const AuthorizeRequest& request, bool may_bloc
   decided = true;
   if (request.estimated_tokens < 0) {
     return absl::InvalidArgumentError("estimated_tokens must not be negative");
+  }
+  if (request.estimated_tokens > kMaxTpmLimit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("estimated_tokens: more than the maximum of ", kMaxTpmLimit));
   }
   ASSIGN_OR_RETURN(OrgView view, cache_->Current());
   const absl::Time now = clock_->Now();
@@ -159,11 +171,15 @@ absl::StatusOr<UsageReconciliation> Authorizer::ReportUsage(const UsageReport& r
   if (report.estimated_tokens < 0 || report.actual_tokens < 0) {
     return absl::InvalidArgumentError("token counts must not be negative");
   }
+  if (report.estimated_tokens > kMaxTpmLimit || report.actual_tokens > kMaxTpmLimit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "estimated_tokens and actual_tokens: more than the maximum of ", kMaxTpmLimit));
+  }
   const CheckRequest& who = report.who;
-  if (who.project.empty()) return absl::InvalidArgumentError("project is required");
+  RETURN_IF_ERROR(ids::ValidateProjectId(who.project, "project"));
   ASSIGN_OR_RETURN(OrgView view, cache_->Current());
   if (view.snapshot->FindProject(who.project) == nullptr) {
-    return absl::NotFoundError(absl::StrCat("no project '", who.project, "'"));
+    return absl::NotFoundError(absl::StrCat("no project ", Quoted(who.project)));
   }
   const int64_t delta = report.actual_tokens - report.estimated_tokens;
   const Charges charges = ChargesFor(*view.snapshot, who, 0, delta);
@@ -171,8 +187,8 @@ absl::StatusOr<UsageReconciliation> Authorizer::ReportUsage(const UsageReport& r
                    limiter_->Reconcile(report.request_id, UsageFingerprint(report), charges.buckets,
                                        clock_->Now()));
   if (outcome == BucketStore::ReportOutcome::kConflict) {
-    return absl::AlreadyExistsError(
-        absl::StrCat("request_id '", report.request_id, "' was reported before with other usage"));
+    return absl::AlreadyExistsError(absl::StrCat("request_id ", Quoted(report.request_id),
+                                                 " was reported before with other usage"));
   }
   return UsageReconciliation{delta, outcome == BucketStore::ReportOutcome::kDuplicate};
 }

@@ -6,9 +6,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/client/channel.h"
+#include "common/ids/project_id.h"
 #include "common/proto/well_known.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status.h"
+#include "common/text/caller_text.h"
+#include "services/authz/org_validation.h"
 #include "services/authz/proto_convert.h"
 
 namespace policy::authz {
@@ -17,10 +20,28 @@ namespace {
 constexpr absl::string_view kDomain = "authz.policy-suite";
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 500;
+constexpr size_t kMaxPageTokenBytes = 512;    // Tokens are "v1:" and an id, in base64.
+constexpr size_t kMaxFingerprintBytes = 128;  // A plan's fingerprint is 64 hex digits.
 // The longest a removal waits for the keys service to list the keys to revoke.
 constexpr absl::Duration kKeyListingLimit = absl::Seconds(5);
 
 grpc::Status ToGrpc(const absl::Status& status) { return ToGrpcStatus(status, kDomain); }
+
+// The actor's id and the request's `id` field (if any) within kMaxIdBytes: checked first, so
+// that no message quotes a longer one.
+absl::Status CheckIds(const v1::Actor& actor, absl::string_view id = {}) {
+  return CheckMaxBytes(
+      {{"actor.member_id", actor.member_id(), kMaxIdBytes}, {"id", id, kMaxIdBytes}});
+}
+
+// A listing's actor, page token and project filter (empty: none).
+absl::Status CheckListing(const v1::Actor& actor, const std::string& page_token,
+                          absl::string_view project = {}) {
+  RETURN_IF_ERROR(CheckIds(actor));
+  RETURN_IF_ERROR(CheckMaxBytes({{"page_token", page_token, kMaxPageTokenBytes}}));
+  if (!project.empty()) RETURN_IF_ERROR(ids::ValidateProjectId(project, "project"));
+  return absl::OkStatus();
+}
 
 // Pages over `items` (sorted by id) in id order: those `keep` accepts, after the token's id.
 // Returns the next page's token ("" on the last page).
@@ -171,6 +192,7 @@ grpc::ServerUnaryReactor* AuthzService::ReportUsage(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* AuthzService::CreateProject(grpc::CallbackServerContext* context,
                                                       const v1::CreateProjectRequest* request,
                                                       v1::Project* response) {
+  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<Project> project = FromProto(request->project());
     if (project.ok()) project = admin_->CreateProject(request->actor().member_id(), *project);
@@ -181,6 +203,10 @@ grpc::ServerUnaryReactor* AuthzService::CreateProject(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AuthzService::GetProject(grpc::CallbackServerContext* context,
                                                    const v1::GetProjectRequest* request,
                                                    v1::Project* response) {
+  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
+  if (absl::Status s = ids::ValidateProjectId(request->id(), "id"); !s.ok()) {
+    return Finish(context, s);
+  }
   absl::Status allowed =
       admin_->Authorize(request->actor().member_id(), "settings.read", request->id());
   if (!allowed.ok()) return Finish(context, allowed);
@@ -188,7 +214,7 @@ grpc::ServerUnaryReactor* AuthzService::GetProject(grpc::CallbackServerContext* 
   if (!view.ok()) return Finish(context, view.status());
   const Project* project = view->state->FindProject(request->id());
   if (project == nullptr) {
-    return Finish(context, absl::NotFoundError(absl::StrCat("no project '", request->id(), "'")));
+    return Finish(context, absl::NotFoundError(absl::StrCat("no project ", Quoted(request->id()))));
   }
   ToProto(*project, response);
   return Finish(context, absl::OkStatus());
@@ -197,6 +223,7 @@ grpc::ServerUnaryReactor* AuthzService::GetProject(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* AuthzService::UpdateProject(grpc::CallbackServerContext* context,
                                                       const v1::UpdateProjectRequest* request,
                                                       v1::Project* response) {
+  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<Project> project = FromProto(request->project());
     if (project.ok()) project = admin_->UpdateProject(request->actor().member_id(), *project);
@@ -207,6 +234,10 @@ grpc::ServerUnaryReactor* AuthzService::UpdateProject(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AuthzService::ArchiveProject(grpc::CallbackServerContext* context,
                                                        const v1::ArchiveProjectRequest* request,
                                                        v1::Project* response) {
+  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
+  if (absl::Status s = ids::ValidateProjectId(request->id(), "id"); !s.ok()) {
+    return Finish(context, s);
+  }
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<Project> project =
         admin_->ArchiveProject(request->actor().member_id(), request->id());
@@ -217,6 +248,9 @@ grpc::ServerUnaryReactor* AuthzService::ArchiveProject(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* AuthzService::ListProjects(grpc::CallbackServerContext* context,
                                                      const v1::ListProjectsRequest* request,
                                                      v1::ListProjectsResponse* response) {
+  if (absl::Status s = CheckListing(request->actor(), request->page_token()); !s.ok()) {
+    return Finish(context, s);
+  }
   const std::string& actor = request->actor().member_id();
   absl::StatusOr<OrgView> view = cache_->Current();
   if (!view.ok()) return Finish(context, view.status());
@@ -225,9 +259,8 @@ grpc::ServerUnaryReactor* AuthzService::ListProjects(grpc::CallbackServerContext
   if (!sees_all) {
     const Member* member = view->state->FindMember(actor);
     if (member == nullptr || member->removed_at.has_value()) {
-      return Finish(context, absl::PermissionDeniedError(absl::StrCat("member '", actor,
-                                                                      "' may not list "
-                                                                      "projects")));
+      return Finish(context, absl::PermissionDeniedError(
+                                 absl::StrCat("member ", Quoted(actor), " may not list projects")));
     }
   }
   absl::StatusOr<std::string> next = Page(
@@ -245,6 +278,7 @@ grpc::ServerUnaryReactor* AuthzService::ListProjects(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* AuthzService::AddMember(grpc::CallbackServerContext* context,
                                                   const v1::AddMemberRequest* request,
                                                   v1::Member* response) {
+  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<Member> member = FromProto(request->member());
     if (member.ok()) member = admin_->AddMember(request->actor().member_id(), *member);
@@ -255,6 +289,9 @@ grpc::ServerUnaryReactor* AuthzService::AddMember(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* AuthzService::GetMember(grpc::CallbackServerContext* context,
                                                   const v1::GetMemberRequest* request,
                                                   v1::Member* response) {
+  if (absl::Status s = CheckIds(request->actor(), request->id()); !s.ok()) {
+    return Finish(context, s);
+  }
   // Members may read themselves; reading others needs org.read.
   if (request->actor().member_id() != request->id() || request->id().empty()) {
     absl::Status allowed = admin_->Authorize(request->actor().member_id(), "org.read");
@@ -264,7 +301,7 @@ grpc::ServerUnaryReactor* AuthzService::GetMember(grpc::CallbackServerContext* c
   if (!view.ok()) return Finish(context, view.status());
   const Member* member = view->state->FindMember(request->id());
   if (member == nullptr) {
-    return Finish(context, absl::NotFoundError(absl::StrCat("no member '", request->id(), "'")));
+    return Finish(context, absl::NotFoundError(absl::StrCat("no member ", Quoted(request->id()))));
   }
   ToProto(*member, *view->state, response);
   return Finish(context, absl::OkStatus());
@@ -273,6 +310,9 @@ grpc::ServerUnaryReactor* AuthzService::GetMember(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* AuthzService::SetMemberRoles(grpc::CallbackServerContext* context,
                                                        const v1::SetMemberRolesRequest* request,
                                                        v1::Member* response) {
+  if (absl::Status s = CheckIds(request->actor(), request->id()); !s.ok()) {
+    return Finish(context, s);
+  }
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<std::vector<RoleGrant>> grants = GrantsFromProto(request->grants(), "grants");
     if (!grants.ok()) return ToGrpc(grants.status());
@@ -285,6 +325,9 @@ grpc::ServerUnaryReactor* AuthzService::SetMemberRoles(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* AuthzService::RemoveMember(grpc::CallbackServerContext* context,
                                                      const v1::RemoveMemberRequest* request,
                                                      v1::RemoveMemberResponse* response) {
+  if (absl::Status s = CheckIds(request->actor(), request->id()); !s.ok()) {
+    return Finish(context, s);
+  }
   return pool_->Run(context, [this, context, request, response] {
     absl::StatusOr<Member> member =
         admin_->RemoveMember(request->actor().member_id(), request->id());
@@ -305,6 +348,10 @@ grpc::ServerUnaryReactor* AuthzService::RemoveMember(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* AuthzService::ListMembers(grpc::CallbackServerContext* context,
                                                     const v1::ListMembersRequest* request,
                                                     v1::ListMembersResponse* response) {
+  if (absl::Status s = CheckListing(request->actor(), request->page_token(), request->project());
+      !s.ok()) {
+    return Finish(context, s);
+  }
   absl::Status allowed = admin_->Authorize(request->actor().member_id(), "org.read");
   if (!allowed.ok()) return Finish(context, allowed);
   absl::StatusOr<OrgView> view = cache_->Current();
@@ -325,6 +372,10 @@ grpc::ServerUnaryReactor* AuthzService::ListMembers(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* AuthzService::CreateInvitation(grpc::CallbackServerContext* context,
                                                          const v1::CreateInvitationRequest* request,
                                                          v1::Invitation* response) {
+  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
+  if (absl::Status s = CheckMaxBytes({{"email", request->email(), kMaxEmailBytes}}); !s.ok()) {
+    return Finish(context, s);
+  }
   return pool_->Run(context, [this, request, response] {
     Invitation invitation;
     invitation.email = request->email();
@@ -350,6 +401,12 @@ grpc::ServerUnaryReactor* AuthzService::CreateInvitation(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* AuthzService::AcceptInvitation(grpc::CallbackServerContext* context,
                                                          const v1::AcceptInvitationRequest* request,
                                                          v1::Member* response) {
+  if (absl::Status s = CheckMaxBytes({{"id", request->id(), kMaxIdBytes},
+                                      {"email", request->email(), kMaxEmailBytes},
+                                      {"member_id", request->member_id(), kMaxIdBytes}});
+      !s.ok()) {
+    return Finish(context, s);
+  }
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<Member> member =
         admin_->AcceptInvitation(request->id(), request->email(), request->member_id());
@@ -360,6 +417,9 @@ grpc::ServerUnaryReactor* AuthzService::AcceptInvitation(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* AuthzService::RevokeInvitation(grpc::CallbackServerContext* context,
                                                          const v1::RevokeInvitationRequest* request,
                                                          v1::Invitation* response) {
+  if (absl::Status s = CheckIds(request->actor(), request->id()); !s.ok()) {
+    return Finish(context, s);
+  }
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<Invitation> invitation =
         admin_->RevokeInvitation(request->actor().member_id(), request->id());
@@ -371,6 +431,9 @@ grpc::ServerUnaryReactor* AuthzService::RevokeInvitation(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* AuthzService::ListInvitations(grpc::CallbackServerContext* context,
                                                         const v1::ListInvitationsRequest* request,
                                                         v1::ListInvitationsResponse* response) {
+  if (absl::Status s = CheckListing(request->actor(), request->page_token()); !s.ok()) {
+    return Finish(context, s);
+  }
   absl::Status allowed = admin_->Authorize(request->actor().member_id(), "invitations.manage");
   if (!allowed.ok()) return Finish(context, allowed);
   absl::StatusOr<OrgView> view = cache_->Current();
@@ -388,6 +451,7 @@ grpc::ServerUnaryReactor* AuthzService::ListInvitations(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* AuthzService::CreateServiceAccount(
     grpc::CallbackServerContext* context, const v1::CreateServiceAccountRequest* request,
     v1::ServiceAccount* response) {
+  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<ServiceAccount> account =
         FromProto(request->service_account(), EnvironmentField::kRequired);
@@ -401,12 +465,15 @@ grpc::ServerUnaryReactor* AuthzService::CreateServiceAccount(
 grpc::ServerUnaryReactor* AuthzService::GetServiceAccount(
     grpc::CallbackServerContext* context, const v1::GetServiceAccountRequest* request,
     v1::ServiceAccount* response) {
+  if (absl::Status s = CheckIds(request->actor(), request->id()); !s.ok()) {
+    return Finish(context, s);
+  }
   absl::StatusOr<OrgView> view = cache_->Current();
   if (!view.ok()) return Finish(context, view.status());
   const ServiceAccount* account = view->state->FindServiceAccount(request->id());
   if (account == nullptr) {
     return Finish(context,
-                  absl::NotFoundError(absl::StrCat("no service account '", request->id(), "'")));
+                  absl::NotFoundError(absl::StrCat("no service account ", Quoted(request->id()))));
   }
   absl::Status allowed =
       admin_->Authorize(request->actor().member_id(), "settings.read", account->project);
@@ -418,6 +485,7 @@ grpc::ServerUnaryReactor* AuthzService::GetServiceAccount(
 grpc::ServerUnaryReactor* AuthzService::UpdateServiceAccount(
     grpc::CallbackServerContext* context, const v1::UpdateServiceAccountRequest* request,
     v1::ServiceAccount* response) {
+  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<ServiceAccount> account =
         FromProto(request->service_account(), EnvironmentField::kIgnored);
@@ -431,6 +499,9 @@ grpc::ServerUnaryReactor* AuthzService::UpdateServiceAccount(
 grpc::ServerUnaryReactor* AuthzService::RemoveServiceAccount(
     grpc::CallbackServerContext* context, const v1::RemoveServiceAccountRequest* request,
     v1::ServiceAccount* response) {
+  if (absl::Status s = CheckIds(request->actor(), request->id()); !s.ok()) {
+    return Finish(context, s);
+  }
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<ServiceAccount> account =
         admin_->RemoveServiceAccount(request->actor().member_id(), request->id());
@@ -441,6 +512,10 @@ grpc::ServerUnaryReactor* AuthzService::RemoveServiceAccount(
 grpc::ServerUnaryReactor* AuthzService::ListServiceAccounts(
     grpc::CallbackServerContext* context, const v1::ListServiceAccountsRequest* request,
     v1::ListServiceAccountsResponse* response) {
+  if (absl::Status s = CheckListing(request->actor(), request->page_token(), request->project());
+      !s.ok()) {
+    return Finish(context, s);
+  }
   absl::Status allowed =
       request->project().empty()
           ? admin_->Authorize(request->actor().member_id(), "org.read")
@@ -463,12 +538,15 @@ grpc::ServerUnaryReactor* AuthzService::ListServiceAccounts(
 grpc::ServerUnaryReactor* AuthzService::GetServiceAccountPolicy(
     grpc::CallbackServerContext* context, const v1::GetServiceAccountPolicyRequest* request,
     v1::ServiceAccountPolicy* response) {
+  if (absl::Status s = CheckIds(request->actor(), request->id()); !s.ok()) {
+    return Finish(context, s);
+  }
   absl::StatusOr<OrgView> view = cache_->Current();
   if (!view.ok()) return Finish(context, view.status());
   const ServiceAccount* account = view->state->FindServiceAccount(request->id());
   if (account == nullptr) {
     return Finish(context,
-                  absl::NotFoundError(absl::StrCat("no service account '", request->id(), "'")));
+                  absl::NotFoundError(absl::StrCat("no service account ", Quoted(request->id()))));
   }
   absl::Status allowed =
       admin_->Authorize(request->actor().member_id(), "settings.read", account->project);
@@ -480,6 +558,7 @@ grpc::ServerUnaryReactor* AuthzService::GetServiceAccountPolicy(
 grpc::ServerUnaryReactor* AuthzService::PlanOrgFile(grpc::CallbackServerContext* context,
                                                     const v1::PlanOrgFileRequest* request,
                                                     v1::PlanOrgFileResponse* response) {
+  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<OrgPlan> plan =
         admin_->PlanOrgFile(request->actor().member_id(), request->yaml());
@@ -495,6 +574,12 @@ grpc::ServerUnaryReactor* AuthzService::PlanOrgFile(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* AuthzService::ApplyOrgFile(grpc::CallbackServerContext* context,
                                                      const v1::ApplyOrgFileRequest* request,
                                                      v1::ApplyOrgFileResponse* response) {
+  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
+  if (absl::Status s =
+          CheckMaxBytes({{"plan_fingerprint", request->plan_fingerprint(), kMaxFingerprintBytes}});
+      !s.ok()) {
+    return Finish(context, s);
+  }
   return pool_->Run(context, [this, context, request, response] {
     absl::StatusOr<OrgPlan> applied = admin_->ApplyOrgFile(
         request->actor().member_id(), request->yaml(), request->plan_fingerprint());
@@ -512,6 +597,7 @@ grpc::ServerUnaryReactor* AuthzService::ApplyOrgFile(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* AuthzService::ExportOrgFile(grpc::CallbackServerContext* context,
                                                       const v1::ExportOrgFileRequest* request,
                                                       v1::ExportOrgFileResponse* response) {
+  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
   absl::StatusOr<std::string> yaml = admin_->ExportOrgFile(request->actor().member_id());
   if (!yaml.ok()) return Finish(context, yaml.status());
   response->set_yaml(*std::move(yaml));
@@ -522,6 +608,16 @@ grpc::ServerUnaryReactor* AuthzService::ExportOrgFile(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AuthzService::SyncIdpGroup(grpc::CallbackServerContext* context,
                                                      const v1::SyncIdpGroupRequest* request,
                                                      v1::SyncIdpGroupResponse* response) {
+  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
+  if (absl::Status s = CheckMaxBytes({{"group", request->group(), kMaxNameBytes}}); !s.ok()) {
+    return Finish(context, s);
+  }
+  for (int i = 0; i < request->emails_size(); ++i) {
+    if (request->emails(i).size() > kMaxEmailBytes) {
+      return Finish(context, absl::InvalidArgumentError(absl::StrCat(
+                                 "emails[", i, "]: longer than ", kMaxEmailBytes, " bytes")));
+    }
+  }
   return pool_->Run(context, [this, context, request, response] {
     absl::StatusOr<IdpSyncResult> result = admin_->SyncIdpGroup(
         request->actor().member_id(), request->group(),

@@ -6,9 +6,12 @@
 #include <functional>
 #include <iostream>
 #include <latch>
+#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -286,6 +289,84 @@ TEST_P(BucketStoreConformanceTest, ConcurrentRetriesOfOneReportApplyItOnce) {
   EXPECT_EQ(applied.load(), 10);
   EXPECT_EQ(Level("x", 1000, kT0), 930);
   EXPECT_EQ(Level("y", 1000, kT0), 930);
+}
+
+// The limits authz accepts are at most kMaxPerMinute, and so are the charges: at those values
+// the arithmetic of every store stays exact (no bigint or int64 overflow).
+TEST_P(BucketStoreConformanceTest, TheLargestLimitsAndChargesAreExact) {
+  constexpr int64_t kMax = kMaxPerMinute;
+  const absl::Time later = kT0 + absl::Hours(24 * 365 * 100);  // A century of refill.
+  EXPECT_THAT(Take("a", kMax, kMax, kMax, kT0), TakenIs(kMax, 0));
+  EXPECT_THAT(Take("a", kMax, 1, kMax, kT0), TakenIs(0, 0));
+  EXPECT_EQ(Level("a", kMax, kT0 + absl::Seconds(6)), kMax / 10);
+  EXPECT_EQ(Level("a", kMax, later), kMax);
+  Adjust("a", kMax, -kMax, later);
+  Adjust("a", kMax, -kMax, later);
+  Adjust("a", kMax, -kMax, later);
+  EXPECT_EQ(Level("a", kMax, later), -kMax);
+  Adjust("a", kMax, kMax, later);
+  Adjust("a", kMax, kMax, later);
+  Adjust("a", kMax, kMax, later);
+  EXPECT_EQ(Level("a", kMax, later), kMax);
+  Adjust("new-up", kMax, kMax, kT0);  // Created full, then capped.
+  EXPECT_EQ(Level("new-up", kMax, kT0), kMax);
+  Adjust("new-down", kMax, -kMax, kT0);
+  EXPECT_EQ(Level("new-down", kMax, kT0), 0);
+  absl::StatusOr<BucketStore::ReportOutcome> once =
+      store_->AdjustOnce("r1", "f", {{"p", kMax, -kMax}, {"q", kMax, kMax}}, kT0);
+  ASSERT_TRUE(once.ok()) << once.status();
+  EXPECT_EQ(*once, BucketStore::ReportOutcome::kApplied);
+  EXPECT_EQ(Level("p", kMax, kT0), 0);
+  // A request's four buckets at their largest, in one take.
+  EXPECT_THAT(TakeAll({{"p/r", 10'000'000, 1, 10'000'000},
+                       {"p/t", kMax, kMax, kMax},
+                       {"m/r", 10'000'000, 1, 10'000'000},
+                       {"m/t", kMax, kMax, kMax}},
+                      later),
+              ElementsAre(TakenIs(10'000'000, 0), TakenIs(kMax, 0), TakenIs(10'000'000, 0),
+                          TakenIs(kMax, 0)));
+}
+
+TEST_P(BucketStoreConformanceTest, RefusesLimitsAndChargesBeyondTheLargest) {
+  constexpr int64_t kMax = kMaxPerMinute;
+  constexpr int64_t kHuge = std::numeric_limits<int64_t>::max();
+  const std::vector<std::tuple<int64_t, int64_t, int64_t>> takes = {
+      {kMax + 1, 1, 1}, {kHuge, 1, 1}, {kMax, kMax + 1, kMax + 1}, {kMax, 1, kHuge}};
+  for (const auto& [per_minute, units, want] : takes) {
+    BucketCharge charge{"a", per_minute, units};
+    absl::StatusOr<std::vector<Taken>> taken = store_->TakeAll({{&charge, want}}, kT0);
+    EXPECT_EQ(taken.status().code(), absl::StatusCode::kInvalidArgument)
+        << per_minute << " " << units << " " << want;
+  }
+  for (const auto& [per_minute, delta] : std::vector<std::pair<int64_t, int64_t>>{
+           {kHuge, 1}, {kMax, kHuge}, {kMax, -kHuge}, {kMax, kMax + 1}}) {
+    EXPECT_EQ(store_->Adjust("a", per_minute, delta, kT0).code(),
+              absl::StatusCode::kInvalidArgument)
+        << per_minute << " " << delta;
+    EXPECT_EQ(store_->AdjustOnce("r", "f", {{"a", per_minute, delta}}, kT0).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << per_minute << " " << delta;
+  }
+  EXPECT_EQ(Level("a", 10, kT0), 10);  // Nothing was taken or adjusted.
+}
+
+TEST_P(BucketStoreConformanceTest, ALimiterAtTheLargestLimitsAdmitsAndDenies) {
+  constexpr int64_t kMax = kMaxPerMinute;
+  RateLimiter limiter(store_);
+  absl::StatusOr<LimitDecision> all =
+      limiter.Acquire({{"p/r", 10'000'000, 1}, {"p/t", kMax, kMax}}, kT0);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_TRUE(all->allowed);
+  absl::StatusOr<LimitDecision> more = limiter.Acquire({{"p/t", kMax, kMax}}, kT0);
+  ASSERT_TRUE(more.ok()) << more.status();
+  EXPECT_FALSE(more->allowed);
+  EXPECT_EQ(more->retry_after, absl::Minutes(1));
+  absl::StatusOr<BucketStore::ReportOutcome> refund =
+      limiter.Reconcile("r", "f", {{"p/t", kMax, -kMax}}, kT0);
+  ASSERT_TRUE(refund.ok()) << refund.status();
+  EXPECT_EQ(Level("p/t", kMax, kT0), kMax);
+  EXPECT_EQ(limiter.Acquire({{"p/t", kMax, kMax + 1}}, kT0).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 INSTANTIATE_TEST_SUITE_P(

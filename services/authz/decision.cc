@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/text/caller_text.h"
 
 namespace policy::authz {
 namespace {
@@ -153,8 +154,8 @@ absl::StatusOr<Decision> Check(const OrgSnapshot& org, const CheckRequest& reque
       is_account ? org.FindServiceAccount(request.principal_id) : nullptr;
   if (member == nullptr && account == nullptr) {
     return r.Deny(DenyReason::kUnknownPrincipal, "principal.exists",
-                  r.explain() ? absl::StrCat("no ", is_account ? "service account" : "member", " '",
-                                             request.principal_id, "'")
+                  r.explain() ? absl::StrCat("no ", is_account ? "service account" : "member", " ",
+                                             Quoted(request.principal_id))
                               : "");
   }
   r.Pass("principal.exists");
@@ -171,7 +172,7 @@ absl::StatusOr<Decision> Check(const OrgSnapshot& org, const CheckRequest& reque
     project = org.FindProject(request.project);
     if (project == nullptr) {
       return r.Deny(DenyReason::kProjectNotFound, "project.exists",
-                    r.explain() ? absl::StrCat("no project '", request.project, "'") : "");
+                    r.explain() ? absl::StrCat("no project ", Quoted(request.project)) : "");
     }
     r.Pass("project.exists");
     // An archived project keeps its settings readable; nothing else happens in it.

@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/ids/project_id.h"
 #include "services/authz/org_validation.h"
 
 namespace policy::authz {
@@ -55,7 +56,7 @@ absl::Status ValidateInvitation(const Invitation& invitation, absl::Time now,
     std::set<std::string> seen;
     for (size_t i = 0; i < invitation.projects.size(); ++i) {
       const std::string field = absl::StrCat("invitation.projects[", i, "]");
-      if (absl::Status s = ValidateId(invitation.projects[i], field); !s.ok()) return s;
+      if (absl::Status s = ids::ValidateProjectId(invitation.projects[i], field); !s.ok()) return s;
       if (!seen.insert(invitation.projects[i]).second) {
         return absl::InvalidArgumentError(absl::StrCat(field, " is listed twice"));
       }

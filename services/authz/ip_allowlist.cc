@@ -7,9 +7,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/text/caller_text.h"
 
 namespace policy::authz {
 namespace {
@@ -27,15 +27,16 @@ IpAddress Masked(const IpAddress& address, int prefix_length) {
   return out;
 }
 
-std::string Printable(absl::string_view text) {
-  return absl::CHexEscape(text.substr(0, kMaxTextBytes));
-}
-
 }  // namespace
 
 absl::StatusOr<IpAddress> ParseIpAddress(absl::string_view text) {
   if (text.empty()) return absl::InvalidArgumentError("IP address is empty");
   if (text.size() > kMaxTextBytes) return absl::InvalidArgumentError("IP address is too long");
+  // inet_pton reads a C string: a NUL would end the address early and hide what follows.
+  if (text.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Quoted(text), " is not an IPv4 or IPv6 address (it has a NUL byte)"));
+  }
   const std::string buffer(text);  // inet_pton wants a terminated string.
   IpAddress address;
   if (inet_pton(AF_INET, buffer.c_str(), address.bytes.data()) == 1) return address;
@@ -49,8 +50,7 @@ absl::StatusOr<IpAddress> ParseIpAddress(absl::string_view text) {
     address.is_v6 = true;
     return address;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("'", Printable(text), "' is not an IPv4 or IPv6 address"));
+  return absl::InvalidArgumentError(absl::StrCat(Quoted(text), " is not an IPv4 or IPv6 address"));
 }
 
 std::string FormatIpAddress(const IpAddress& address) {
@@ -76,7 +76,7 @@ absl::StatusOr<Cidr> ParseCidr(absl::string_view text) {
   absl::StatusOr<IpAddress> address = ParseIpAddress(text.substr(0, slash));
   if (!address.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("CIDR '", Printable(text), "': ", address.status().message()));
+        absl::StrCat("CIDR ", Quoted(text), ": ", address.status().message()));
   }
   Cidr cidr{*address, address->bits()};
   if (slash != absl::string_view::npos) {
@@ -86,14 +86,14 @@ absl::StatusOr<Cidr> ParseCidr(absl::string_view text) {
                         !(length.size() > 1 && length[0] == '0');
     if (!digits || !absl::SimpleAtoi(length, &cidr.prefix_length) ||
         cidr.prefix_length > address->bits()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "CIDR '", Printable(text), "': prefix length must be 0 to ", address->bits()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("CIDR ", Quoted(text), ": prefix length must be 0 to ", address->bits()));
     }
   }
   const IpAddress masked = Masked(cidr.network, cidr.prefix_length);
   if (!(masked == cidr.network)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("CIDR '", Printable(text), "' has host bits set; did you mean ",
+        absl::StrCat("CIDR ", Quoted(text), " has host bits set; did you mean ",
                      FormatCidr(Cidr{masked, cidr.prefix_length}), "?"));
   }
   return cidr;

@@ -21,7 +21,8 @@ struct IpAddress {
   bool operator==(const IpAddress&) const = default;
 };
 
-// Parses "192.0.2.1" or "2001:db8::1" strictly (no leading zeros, no zone ids, no spaces).
+// Parses "192.0.2.1" or "2001:db8::1" strictly: the whole text is the address (no leading
+// zeros, no zone ids, no spaces, no NUL or anything else after it).
 // An IPv4-mapped IPv6 address ("::ffff:192.0.2.1") becomes the IPv4 address, so that IPv4
 // rules apply to IPv4 clients seen on dual-stack sockets. INVALID_ARGUMENT otherwise.
 absl::StatusOr<IpAddress> ParseIpAddress(absl::string_view text);

@@ -2,7 +2,9 @@
 
 #include <bitset>
 #include <random>
+#include <string>
 
+#include "absl/strings/escaping.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -32,6 +34,17 @@ TEST(IpAddressTest, ParsesBothFamiliesStrictly) {
     absl::StatusOr<IpAddress> address = ParseIpAddress(bad);
     EXPECT_EQ(address.status().code(), absl::StatusCode::kInvalidArgument) << bad;
   }
+}
+
+TEST(IpAddressTest, TheWholeTextIsTheAddress) {
+  using namespace std::string_literals;
+  for (const std::string& bad :
+       {"10.20.1.7\0junk"s, "10.20.1.7\0"s, "\0"s, "203.0.113.9\0"s, "2001:db8::1\0x"s,
+        "10.20.1.7 junk"s, "10.20.1.7junk"s, "10.20.1.7\n"s}) {
+    absl::StatusOr<IpAddress> address = ParseIpAddress(bad);
+    EXPECT_EQ(address.status().code(), absl::StatusCode::kInvalidArgument) << absl::CHexEscape(bad);
+  }
+  EXPECT_THAT(ParseIpAddress("10.20.1.7\0junk"s).status().message(), HasSubstr("\\x00junk"));
 }
 
 TEST(IpAddressTest, MappedIpv6IsTheIpv4Address) {
@@ -124,6 +137,17 @@ TEST(IpAllowlistTest, AllowsWhatAnyEntryContains) {
   EXPECT_FALSE(list->Allows(Ip("192.168.2.1")));
   EXPECT_FALSE(list->Allows(Ip("2001:db9::1")));
   EXPECT_FALSE(IpAllowlist::Parse({})->Allows(Ip("10.1.2.3")));  // Empty allows nothing.
+}
+
+TEST(CidrTest, RefusesANulAnywhere) {
+  using namespace std::string_literals;
+  for (const std::string& bad :
+       {"10.0.0.0\0/8"s, "10.0.0.0/8\0"s, "10.0.0.0/8\0junk"s, "2001:db8::\0/32"s, "10.0.0.1\0"s}) {
+    absl::StatusOr<Cidr> cidr = ParseCidr(bad);
+    EXPECT_EQ(cidr.status().code(), absl::StatusCode::kInvalidArgument) << absl::CHexEscape(bad);
+  }
+  EXPECT_EQ(IpAllowlist::Parse({"10.0.0.0/8\0junk"s}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(IpAllowlistTest, RefusesBadListsNamingTheEntry) {

@@ -7,20 +7,6 @@
 #include "absl/strings/str_cat.h"
 
 namespace policy::authz {
-namespace {
-
-absl::Status CheckTake(const BucketStore::Take& take) {
-  if (take.charge == nullptr) return absl::InvalidArgumentError("take without a charge");
-  const BucketCharge& c = *take.charge;
-  if (c.per_minute < 0 || c.units < 0 || take.want < c.units) {
-    return absl::InvalidArgumentError(absl::StrCat("bad take of bucket ", c.key, ": per_minute ",
-                                                   c.per_minute, ", units ", c.units, ", want ",
-                                                   take.want));
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 MemoryBucketStore::Bucket& MemoryBucketStore::Refill(const std::string& key, int64_t per_minute,
                                                      int64_t now_us) {
@@ -43,7 +29,7 @@ MemoryBucketStore::Bucket& MemoryBucketStore::Refill(const std::string& key, int
 absl::StatusOr<std::vector<BucketStore::Taken>> MemoryBucketStore::TakeAll(
     const std::vector<Take>& takes, absl::Time now) {
   for (const Take& take : takes) {
-    if (absl::Status s = CheckTake(take); !s.ok()) return s;
+    if (absl::Status s = ValidateTake(take); !s.ok()) return s;
   }
   const int64_t now_us = absl::ToUnixMicros(now);
   absl::MutexLock lock(&mu_);
@@ -74,9 +60,7 @@ absl::StatusOr<std::vector<BucketStore::Taken>> MemoryBucketStore::TakeAll(
 
 absl::Status MemoryBucketStore::Adjust(const std::string& key, int64_t per_minute, int64_t delta,
                                        absl::Time now) {
-  if (per_minute < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("bucket ", key, ": per_minute ", per_minute));
-  }
+  if (absl::Status s = ValidateAdjustment(key, per_minute, delta); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
   AdjustLocked(key, per_minute, delta, now);
   return absl::OkStatus();
@@ -86,10 +70,7 @@ absl::StatusOr<BucketStore::ReportOutcome> MemoryBucketStore::AdjustOnce(
     const std::string& report_id, const std::string& fingerprint,
     const std::vector<BucketCharge>& deltas, absl::Time now) {
   for (const BucketCharge& d : deltas) {
-    if (d.per_minute < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("bucket ", d.key, ": per_minute ", d.per_minute));
-    }
+    if (absl::Status s = ValidateAdjustment(d.key, d.per_minute, d.units); !s.ok()) return s;
   }
   absl::MutexLock lock(&mu_);
   while (!report_order_.empty() && report_order_.front().first < now - kReportRetention) {

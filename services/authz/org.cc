@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/text/caller_text.h"
 
 namespace policy::authz {
 namespace {
@@ -34,7 +35,7 @@ absl::StatusOr<Enum> Parse(const std::array<std::pair<Enum, absl::string_view>, 
   for (const auto& [v, name] : names) {
     if (name == text) return v;
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown ", what, " '", text, "'"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown ", what, " ", Quoted(text)));
 }
 
 }  // namespace

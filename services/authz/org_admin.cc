@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 #include "common/status/status.h"
+#include "common/text/caller_text.h"
 #include "services/authz/decision.h"
 #include "services/authz/org_file.h"
 
@@ -26,7 +27,7 @@ bool LimitsDiffer(const Project& a, const Project& b) {
 }
 
 absl::Status NotFound(absl::string_view kind, absl::string_view id) {
-  return absl::NotFoundError(absl::StrCat("no ", kind, " '", id, "'"));
+  return absl::NotFoundError(absl::StrCat("no ", kind, " ", Quoted(id)));
 }
 
 std::string PlanFingerprint(int64_t version, const std::vector<EntityChange>& changes) {
@@ -57,10 +58,11 @@ absl::Status OrgAdmin::Authorize(const OrgView& view, absl::string_view actor,
   if (decision.allowed) return absl::OkStatus();
   // A missing project is the caller's problem to see as such, not a permission question.
   if (decision.reason == DenyReason::kProjectNotFound) return NotFound("project", project);
-  return WithReason(absl::PermissionDeniedError(absl::StrCat(
-                        "member '", actor, "' may not ", action, project.empty() ? "" : " in ",
-                        project, " (", DenyReasonName(decision.reason), ")")),
-                    DenyReasonName(decision.reason));
+  return WithReason(
+      absl::PermissionDeniedError(absl::StrCat("member ", Quoted(actor), " may not ", action,
+                                               project.empty() ? "" : " in ", project, " (",
+                                               DenyReasonName(decision.reason), ")")),
+      DenyReasonName(decision.reason));
 }
 
 absl::StatusOr<Project> OrgAdmin::CreateProject(absl::string_view actor, Project project) {
@@ -71,7 +73,7 @@ absl::StatusOr<Project> OrgAdmin::CreateProject(absl::string_view actor, Project
                                   [&](OrgState& s) -> absl::Status {
                                     if (s.FindProject(project.id) != nullptr) {
                                       return absl::AlreadyExistsError(absl::StrCat(
-                                          "project '", project.id, "' exists already"));
+                                          "project ", Quoted(project.id), " exists already"));
                                     }
                                     s.projects.push_back(project);
                                     return absl::OkStatus();
@@ -124,8 +126,8 @@ absl::StatusOr<Member> OrgAdmin::AddMember(absl::string_view actor, Member membe
   ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
                                   [&](OrgState& s) -> absl::Status {
                                     if (s.FindMember(member.id) != nullptr) {
-                                      return absl::AlreadyExistsError(
-                                          absl::StrCat("member '", member.id, "' exists already"));
+                                      return absl::AlreadyExistsError(absl::StrCat(
+                                          "member ", Quoted(member.id), " exists already"));
                                     }
                                     if (s.FindActiveMemberByEmail(member.email) != nullptr) {
                                       return absl::AlreadyExistsError(absl::StrCat(
@@ -147,22 +149,22 @@ absl::StatusOr<Member> OrgAdmin::SetMemberRoles(absl::string_view actor, absl::s
   if (HoldsOwner(grants) || HoldsOwner(current->grants)) {
     RETURN_IF_ERROR(Authorize(actor, "owners.manage"));
   }
-  ASSIGN_OR_RETURN(
-      Mutated m,
-      store_->Mutate(
-          [&](OrgState& s) -> absl::Status {
-            Member* member = s.FindMember(id);
-            if (member == nullptr) return NotFound("member", id);
-            if (member->removed_at.has_value()) {
-              return absl::FailedPreconditionError(absl::StrCat("member '", id, "' was removed"));
-            }
-            if (HoldsOwner(member->grants) && !HoldsOwner(current->grants)) {
-              return absl::AbortedError("the member's roles changed meanwhile");
-            }
-            member->grants = grants;
-            return absl::OkStatus();
-          },
-          clock_->Now()));
+  ASSIGN_OR_RETURN(Mutated m,
+                   store_->Mutate(
+                       [&](OrgState& s) -> absl::Status {
+                         Member* member = s.FindMember(id);
+                         if (member == nullptr) return NotFound("member", id);
+                         if (member->removed_at.has_value()) {
+                           return absl::FailedPreconditionError(
+                               absl::StrCat("member ", Quoted(id), " was removed"));
+                         }
+                         if (HoldsOwner(member->grants) && !HoldsOwner(current->grants)) {
+                           return absl::AbortedError("the member's roles changed meanwhile");
+                         }
+                         member->grants = grants;
+                         return absl::OkStatus();
+                       },
+                       clock_->Now()));
   return *m.after->FindMember(id);
 }
 
@@ -231,7 +233,7 @@ absl::StatusOr<Member> OrgAdmin::AcceptInvitation(absl::string_view id, absl::st
               fresh.email = invitation->email;
               if (s.FindMember(fresh.id) != nullptr) {
                 return absl::AlreadyExistsError(
-                    absl::StrCat("member id '", fresh.id, "' is taken; choose another"));
+                    absl::StrCat("member id ", Quoted(fresh.id), " is taken; choose another"));
               }
               s.members.push_back(std::move(fresh));
               member = &s.members.back();
@@ -267,16 +269,17 @@ absl::StatusOr<ServiceAccount> OrgAdmin::CreateServiceAccount(absl::string_view 
                                                               ServiceAccount account) {
   RETURN_IF_ERROR(Authorize(actor, "service-accounts.manage", account.project));
   account.removed_at.reset();
-  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
-                                  [&](OrgState& s) -> absl::Status {
-                                    if (s.FindServiceAccount(account.id) != nullptr) {
-                                      return absl::AlreadyExistsError(absl::StrCat(
-                                          "service account '", account.id, "' exists already"));
-                                    }
-                                    s.service_accounts.push_back(account);
-                                    return absl::OkStatus();
-                                  },
-                                  clock_->Now()));
+  ASSIGN_OR_RETURN(Mutated m,
+                   store_->Mutate(
+                       [&](OrgState& s) -> absl::Status {
+                         if (s.FindServiceAccount(account.id) != nullptr) {
+                           return absl::AlreadyExistsError(absl::StrCat(
+                               "service account ", Quoted(account.id), " exists already"));
+                         }
+                         s.service_accounts.push_back(account);
+                         return absl::OkStatus();
+                       },
+                       clock_->Now()));
   return *m.after->FindServiceAccount(account.id);
 }
 
@@ -294,7 +297,7 @@ absl::StatusOr<ServiceAccount> OrgAdmin::UpdateServiceAccount(absl::string_view 
                                     }
                                     if (a->removed_at.has_value()) {
                                       return absl::FailedPreconditionError(absl::StrCat(
-                                          "service account '", account.id, "' was removed"));
+                                          "service account ", Quoted(account.id), " was removed"));
                                     }
                                     account.project = a->project;
                                     account.environment = a->environment;

@@ -1,6 +1,8 @@
 // Who may administer what, end to end through OrgAdmin on a memory store and a cache.
 #include "services/authz/org_admin.h"
 
+#include <limits>
+
 #include "common/clock/clock.h"
 #include "common/status/status.h"
 #include "gmock/gmock.h"
@@ -8,6 +10,7 @@
 #include "services/authz/decision.h"
 #include "services/authz/memory_org_store.h"
 #include "services/authz/org_cache.h"
+#include "services/authz/org_validation.h"
 
 namespace policy::authz {
 namespace {
@@ -233,6 +236,53 @@ TEST_F(OrgAdminTest, ServiceAccountsAreManagedInTheirProject) {
   absl::StatusOr<Decision> d = Check(*cache_.Current()->snapshot, check, clock_.Now());
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->reason, DenyReason::kPrincipalRemoved);
+}
+
+TEST_F(OrgAdminTest, NewProjectsFollowTheProjectIdRuleAndTheLimitBounds) {
+  for (const char* id : {"ML.Platform", "Probe-1", "a:b"}) {
+    absl::Status s = admin().CreateProject("olivia", MakeProject(id)).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << id;
+    EXPECT_THAT(s.message(), HasSubstr("project.id")) << id;
+  }
+  Project most = MakeProject("most");
+  most.rpm_limit = most.member_rpm_limit = kMaxRpmLimit;
+  most.tpm_limit = most.member_tpm_limit = kMaxTpmLimit;
+  ASSERT_TRUE(admin().CreateProject("olivia", most).ok());
+  Project over = MakeProject("over");
+  over.tpm_limit = std::numeric_limits<int64_t>::max();
+  absl::Status s = admin().CreateProject("olivia", over).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("project.tpm_limit: more than the maximum"));
+  most.rpm_limit = kMaxRpmLimit + 1;
+  s = admin().UpdateProject("olivia", most).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("project.rpm_limit: more than the maximum"));
+}
+
+TEST(OrgAdminLegacyTest, ProjectsStoredBeforeTheRulesDoNotBlockOtherChanges) {
+  OrgState initial;
+  Project legacy = MakeProject("ML.Platform");
+  legacy.rpm_limit = std::numeric_limits<int64_t>::max();
+  legacy.tpm_limit = std::numeric_limits<int64_t>::max();
+  initial.projects = {legacy};
+  initial.members = {MakeMember("olivia", {{Role::kOwner, "", std::nullopt}})};
+  FakeClock clock;
+  OrgCache cache(&clock, absl::Seconds(1));
+  MemoryOrgStore store(std::move(initial));
+  store.Watch(&cache);
+  OrgAdmin admin(&store, &cache, &clock);
+  EXPECT_TRUE(admin.CreateProject("olivia", MakeProject("fresh")).ok());
+  EXPECT_TRUE(admin.AddMember("olivia", MakeMember("nina", {})).ok());
+  // Its limits may not be changed to anything out of bounds, nor kept out of bounds by one.
+  legacy.name = "Renamed";
+  EXPECT_TRUE(admin.UpdateProject("olivia", legacy).ok());
+  legacy.rpm_limit = 10;
+  EXPECT_EQ(admin.UpdateProject("olivia", legacy).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  legacy.tpm_limit = 1000;
+  EXPECT_TRUE(admin.UpdateProject("olivia", legacy).ok());
+  EXPECT_TRUE(admin.ArchiveProject("olivia", "ML.Platform").ok());
+  store.StopWatching();
 }
 
 TEST_F(OrgAdminTest, UnknownActorsAndStaleCachesAreRefused) {

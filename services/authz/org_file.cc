@@ -60,6 +60,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status/status.h"
+#include "common/text/caller_text.h"
 #include "common/text/utf8.h"
 #include "common/yaml/yaml_document.h"
 #include "services/authz/org_validation.h"
@@ -149,7 +150,7 @@ absl::StatusOr<std::string> ReadPlain(const Node& node, absl::string_view path,
   }
   if (node.Tag() == "!") {  // Quoted.
     return Invalid(node, path,
-                   absl::StrCat("expected ", expected, ", got the string '", node.Scalar(), "'"));
+                   absl::StrCat("expected ", expected, ", got the string ", Quoted(node.Scalar())));
   }
   return node.Scalar();
 }
@@ -158,7 +159,7 @@ absl::StatusOr<bool> ReadBool(const Node& node, absl::string_view path) {
   ASSIGN_OR_RETURN(const std::string text, ReadPlain(node, path, "true or false"));
   if (text == "true" || text == "True" || text == "TRUE") return true;
   if (text == "false" || text == "False" || text == "FALSE") return false;
-  return Invalid(node, path, absl::StrCat("expected true or false, got '", text, "'"));
+  return Invalid(node, path, absl::StrCat("expected true or false, got ", Quoted(text)));
 }
 
 // A non-negative integer.
@@ -166,7 +167,7 @@ absl::StatusOr<int64_t> ReadCount(const Node& node, absl::string_view path) {
   ASSIGN_OR_RETURN(const std::string text, ReadPlain(node, path, "an integer"));
   int64_t value = 0;
   if (!absl::SimpleAtoi(text, &value)) {
-    return Invalid(node, path, absl::StrCat("expected an integer, got '", text, "'"));
+    return Invalid(node, path, absl::StrCat("expected an integer, got ", Quoted(text)));
   }
   if (value < 0) return Invalid(node, path, "must not be negative");
   return value;
@@ -183,7 +184,7 @@ absl::StatusOr<absl::Time> ReadTime(const Node& node, absl::string_view path) {
   if (!parsed) {
     return Invalid(
         node, path,
-        absl::StrCat("expected an RFC 3339 time such as 2027-06-30T00:00:00Z, got '", text, "'"));
+        absl::StrCat("expected an RFC 3339 time such as 2027-06-30T00:00:00Z, got ", Quoted(text)));
   }
   const int64_t year = absl::ToCivilYear(time, absl::UTCTimeZone()).year();
   if (year < 1970 || year > 9999) {
@@ -198,7 +199,7 @@ absl::StatusOr<absl::Duration> ReadDuration(const Node& node, absl::string_view 
   const auto bad = [&] {
     return Invalid(
         node, path,
-        absl::StrCat("expected a duration such as 90d, 12h, 30m or 45s, got '", text, "'"));
+        absl::StrCat("expected a duration such as 90d, 12h, 30m or 45s, got ", Quoted(text)));
   };
   if (text.size() < 2 || text.size() > 13) return bad();
   const absl::string_view digits(text.data(), text.size() - 1);
@@ -254,12 +255,12 @@ class MapReader {
       }
       const std::string& name = key.Scalar();
       if (std::find(known.begin(), known.end(), name) == known.end()) {
-        return Invalid(
-            key, reader.path_,
-            absl::StrCat("unknown key '", name, "' (expected ", absl::StrJoin(known, ", "), ")"));
+        return Invalid(key, reader.path_,
+                       absl::StrCat("unknown key ", Quoted(name), " (expected ",
+                                    absl::StrJoin(known, ", "), ")"));
       }
       if (reader.Find(name) != nullptr) {
-        return Invalid(key, reader.path_, absl::StrCat("key '", name, "' is given twice"));
+        return Invalid(key, reader.path_, absl::StrCat("key ", Quoted(name), " is given twice"));
       }
       reader.entries_.emplace_back(name, it->second);
     }
@@ -276,7 +277,7 @@ class MapReader {
 
   absl::StatusOr<Node> Require(absl::string_view key) const {
     if (const Node* value = Find(key)) return *value;
-    return Invalid(node_, path_, absl::StrCat("missing required key '", key, "'"));
+    return Invalid(node_, path_, absl::StrCat("missing required key ", Quoted(key)));
   }
 
   std::string PathOf(absl::string_view key) const { return Child(path_, key); }
@@ -341,12 +342,12 @@ absl::Status CheckEmailAddress(absl::string_view email) {
 // also forms a valid member id ("idp:<email>").
 absl::Status CheckIdpEmail(absl::string_view email) {
   if (!CheckEmailAddress(email).ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("malformed e-mail '", email, "'"));
+    return absl::InvalidArgumentError(absl::StrCat("malformed e-mail ", Quoted(email)));
   }
   if (absl::Status s = ValidateId(absl::StrCat("idp:", email), "the member id idp:<email>");
       !s.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("malformed e-mail '", email, "': ", s.message()));
+        absl::StrCat("malformed e-mail ", Quoted(email), ": ", s.message()));
   }
   return absl::OkStatus();
 }
@@ -361,7 +362,7 @@ struct Context {
 absl::Status CheckProjectKnown(const Context& context, const Node& node, absl::string_view path,
                                absl::string_view project) {
   if (context.projects.contains(project)) return absl::OkStatus();
-  return Invalid(node, path, absl::StrCat("unknown project '", project, "'"));
+  return Invalid(node, path, absl::StrCat("unknown project ", Quoted(project)));
 }
 
 absl::StatusOr<RoleGrant> ReadGrant(const Node& node, const std::string& path,
@@ -481,7 +482,7 @@ absl::StatusOr<Member> ReadMember(const Node& node, const std::string& path,
   member.email = absl::AsciiStrToLower(member.email);
   if (!CheckEmailAddress(member.email).ok()) {
     return Invalid(email, map.PathOf("email"),
-                   absl::StrCat("'", member.email, "' is not an e-mail address"));
+                   absl::StrCat(Quoted(member.email), " is not an e-mail address"));
   }
   if (const Node* roles = map.Find("roles")) {
     ASSIGN_OR_RETURN(member.grants, ReadGrants(*roles, map.PathOf("roles"), context, false));
@@ -490,9 +491,9 @@ absl::StatusOr<Member> ReadMember(const Node& node, const std::string& path,
     ASSIGN_OR_RETURN(member.provisioned_by,
                      ReadString(*provisioned_by, map.PathOf("provisioned_by")));
     if (member.provisioned_by != kProvisionedByIdp) {
-      return Invalid(
-          *provisioned_by, map.PathOf("provisioned_by"),
-          absl::StrCat("expected '", kProvisionedByIdp, "', got '", member.provisioned_by, "'"));
+      return Invalid(*provisioned_by, map.PathOf("provisioned_by"),
+                     absl::StrCat("expected ", Quoted(kProvisionedByIdp), ", got ",
+                                  Quoted(member.provisioned_by)));
     }
   }
   RETURN_IF_ERROR(Prefixed(ValidateMember(member), node, path));
@@ -602,7 +603,7 @@ class UniqueKeys {
     const auto [it, inserted] = seen_.emplace(key, std::string(path));
     if (inserted) return absl::OkStatus();
     return Invalid(node, path,
-                   absl::StrCat("duplicate ", what_, " '", key, "' (also ", it->second, ")"));
+                   absl::StrCat("duplicate ", what_, " ", Quoted(key), " (also ", it->second, ")"));
   }
 
  private:
@@ -779,7 +780,7 @@ void EmitGroup(YAML::Emitter& out, const IdpGroup& g) {
 // Group reconciliation.
 
 std::string FormatRemoval(absl::string_view kind, absl::string_view id, absl::Time removed_at) {
-  return absl::StrCat(kind, " '", id, "' was removed at ", FormatRfc3339(removed_at),
+  return absl::StrCat(kind, " ", Quoted(id), " was removed at ", FormatRfc3339(removed_at),
                       "; removal is final, use a new id");
 }
 
@@ -951,7 +952,7 @@ absl::Status ApplyOrgFile(const OrgFile& file, absl::Time now, OrgState& state) 
 absl::Status SyncIdpGroup(absl::string_view name, const std::vector<std::string>& emails,
                           absl::Time now, OrgState& state) {
   if (state.FindIdpGroup(name) == nullptr) {
-    return absl::NotFoundError(absl::StrCat("no group '", name, "'"));
+    return absl::NotFoundError(absl::StrCat("no group ", Quoted(name)));
   }
   std::vector<std::string> members;
   absl::flat_hash_set<std::string> seen;
@@ -959,7 +960,7 @@ absl::Status SyncIdpGroup(absl::string_view name, const std::vector<std::string>
     std::string lower = absl::AsciiStrToLower(email);
     if (!CheckIdpEmail(lower).ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("group '", name, "': malformed e-mail '", email, "'"));
+          absl::StrCat("group ", Quoted(name), ": malformed e-mail ", Quoted(email)));
     }
     if (seen.insert(lower).second) members.push_back(std::move(lower));
   }

@@ -366,7 +366,18 @@ TEST(ParseOrgFileTest, ValidatorMessagesArePrefixedWithThePath) {
             "administrative; service accounts hold API permissions only");
   EXPECT_EQ(ParseError("projects:\n  - {id: 'bad id', name: P, environment: sandbox, "
                        "limits: {rpm: 1, tpm: 1}}\n"),
-            "line 2: projects[0]: project.id may contain only letters, digits and . _ - @ + :");
+            "line 2: projects[0]: project.id: a project id has only lowercase letters, digits, "
+            "'-' and '_' ([a-z0-9_-]{1,64})");
+  // The rule of every service (audit keeps ledgers only for such ids), not authz's own.
+  EXPECT_THAT(ParseError("projects:\n  - {id: ML.Platform, name: P, environment: sandbox, "
+                         "limits: {rpm: 1, tpm: 1}}\n"),
+              HasSubstr("projects[0]: project.id: a project id has only"));
+  EXPECT_THAT(ParseError("projects:\n  - {id: p, name: P, environment: sandbox, "
+                         "limits: {rpm: 10000001, tpm: 1}}\n"),
+              HasSubstr("project.rpm_limit: more than the maximum of 10000000"));
+  EXPECT_THAT(ParseError("projects:\n  - {id: p, name: P, environment: sandbox, "
+                         "limits: {rpm: 1, tpm: 1, member_tpm: 10000000001}}\n"),
+              HasSubstr("project.member.tpm_limit: more than the maximum of 10000000000"));
   EXPECT_EQ(ParseError("projects:\n  - {id: p, name: P, environment: sandbox, "
                        "limits: {rpm: 1, tpm: 1}, models: [a, a]}\n"),
             "line 2: projects[0]: project.allowed_models[1]: a is listed twice");
@@ -679,7 +690,7 @@ TEST(SyncIdpGroupTest, UnknownGroupAndMalformedEmail) {
   EXPECT_EQ(status.message(), "group 'support-engineers': malformed e-mail 'not an address'");
   status = SyncIdpGroup("support-engineers", {"o'brien@acme.example"}, kLater, state);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(status.message()), HasSubstr("o'brien@acme.example"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("'o\\'brien@acme.example'"));
   EXPECT_TRUE(Diff(before, state).empty());  // Nothing changed.
 }
 

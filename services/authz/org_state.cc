@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status/status.h"
+#include "common/text/caller_text.h"
 #include "services/authz/org_validation.h"
 
 namespace policy::authz {
@@ -42,7 +43,7 @@ absl::Status CheckUnique(const std::vector<T>& entities, absl::string_view kind)
   for (size_t i = 1; i < entities.size(); ++i) {
     if (KeyOf(entities[i]) == KeyOf(entities[i - 1])) {
       return absl::InvalidArgumentError(
-          absl::StrCat(kind, " '", KeyOf(entities[i]), "' is defined twice"));
+          absl::StrCat(kind, " ", Quoted(KeyOf(entities[i])), " is defined twice"));
     }
   }
   return absl::OkStatus();
@@ -170,7 +171,7 @@ void DiffKind(const std::vector<T>& before, const std::vector<T>& after, absl::s
 absl::Status CheckProjectExists(const OrgState& state, absl::string_view project,
                                 absl::string_view who) {
   if (state.FindProject(project) != nullptr) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(who, " names unknown project '", project, "'"));
+  return absl::InvalidArgumentError(absl::StrCat(who, " names unknown project ", Quoted(project)));
 }
 
 }  // namespace
@@ -229,31 +230,32 @@ absl::Status ValidateOrgState(const OrgState& state) {
   RETURN_IF_ERROR(CheckUnique(state.invitations, "invitation"));
   RETURN_IF_ERROR(CheckUnique(state.idp_groups, "group"));
   for (const Project& p : state.projects) {
-    if (absl::Status s = ValidateProject(p); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("project '", p.id, "': ", s.message()));
+    if (absl::Status s = ValidateStoredProject(p); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("project ", Quoted(p.id), ": ", s.message()));
     }
   }
   absl::flat_hash_set<absl::string_view> emails;
   for (const Member& m : state.members) {
     if (absl::Status s = ValidateMember(m); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("member '", m.id, "': ", s.message()));
+      return absl::InvalidArgumentError(absl::StrCat("member ", Quoted(m.id), ": ", s.message()));
     }
     if (!Removed(m.removed_at) && !emails.insert(m.email).second) {
       return absl::InvalidArgumentError(
-          absl::StrCat("member '", m.id, "': another member has the e-mail ", m.email));
+          absl::StrCat("member ", Quoted(m.id), ": another member has the e-mail ", m.email));
     }
     for (const RoleGrant& g : m.grants) {
       if (!g.project.empty()) {
-        RETURN_IF_ERROR(CheckProjectExists(state, g.project, absl::StrCat("member '", m.id, "'")));
+        RETURN_IF_ERROR(
+            CheckProjectExists(state, g.project, absl::StrCat("member ", Quoted(m.id))));
       }
     }
   }
   for (const ServiceAccount& a : state.service_accounts) {
-    if (absl::Status s = ValidateServiceAccount(a); !s.ok()) {
+    if (absl::Status s = ValidateStoredServiceAccount(a); !s.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("service account '", a.id, "': ", s.message()));
+          absl::StrCat("service account ", Quoted(a.id), ": ", s.message()));
     }
-    const std::string who = absl::StrCat("service account '", a.id, "'");
+    const std::string who = absl::StrCat("service account ", Quoted(a.id));
     RETURN_IF_ERROR(CheckProjectExists(state, a.project, who));
     const Project* project = state.FindProject(a.project);
     if (project->environment != a.environment) {
@@ -264,11 +266,11 @@ absl::Status ValidateOrgState(const OrgState& state) {
   }
   for (const Invitation& i : state.invitations) {
     for (const std::string& p : i.projects) {
-      RETURN_IF_ERROR(CheckProjectExists(state, p, absl::StrCat("invitation '", i.id, "'")));
+      RETURN_IF_ERROR(CheckProjectExists(state, p, absl::StrCat("invitation ", Quoted(i.id))));
     }
   }
   for (const IdpGroup& g : state.idp_groups) {
-    const std::string who = absl::StrCat("group '", g.name, "'");
+    const std::string who = absl::StrCat("group ", Quoted(g.name));
     if (g.name.empty() || g.name.size() > kMaxNameBytes) {
       return absl::InvalidArgumentError("group name must be 1 to 200 bytes");
     }
@@ -290,7 +292,36 @@ absl::Status ValidateTransition(const OrgState& before, const OrgState& after, a
   for (const Project& p : before.projects) {
     if (after.FindProject(p.id) == nullptr) {
       return absl::FailedPreconditionError(
-          absl::StrCat("project '", p.id, "' cannot be deleted; archive it instead"));
+          absl::StrCat("project ", Quoted(p.id), " cannot be deleted; archive it instead"));
+    }
+  }
+  // New projects meet today's rules in full, changed limits today's bounds.
+  for (const Project& p : after.projects) {
+    const Project* old = before.FindProject(p.id);
+    absl::Status s = absl::OkStatus();
+    if (old == nullptr) {
+      s = ValidateProject(p);
+    } else if (old->rpm_limit != p.rpm_limit || old->tpm_limit != p.tpm_limit ||
+               old->member_rpm_limit != p.member_rpm_limit ||
+               old->member_tpm_limit != p.member_tpm_limit) {
+      s = ValidateLimits(p.rpm_limit, p.tpm_limit, "project");
+      if (s.ok()) s = ValidateLimits(p.member_rpm_limit, p.member_tpm_limit, "project.member");
+    }
+    if (!s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("project ", Quoted(p.id), ": ", s.message()));
+    }
+  }
+  for (const ServiceAccount& a : after.service_accounts) {
+    const ServiceAccount* old = before.FindServiceAccount(a.id);
+    absl::Status s = absl::OkStatus();
+    if (old == nullptr) {
+      s = ValidateServiceAccount(a);
+    } else if (old->rpm_limit != a.rpm_limit || old->tpm_limit != a.tpm_limit) {
+      s = ValidateLimits(a.rpm_limit, a.tpm_limit, "service_account");
+    }
+    if (!s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("service account ", Quoted(a.id), ": ", s.message()));
     }
   }
   auto archived_now = [&](absl::string_view project) {
@@ -301,10 +332,10 @@ absl::Status ValidateTransition(const OrgState& before, const OrgState& after, a
     const Member* next = after.FindMember(m.id);
     if (next == nullptr) {
       return absl::FailedPreconditionError(
-          absl::StrCat("member '", m.id, "' cannot be deleted; remove it instead"));
+          absl::StrCat("member ", Quoted(m.id), " cannot be deleted; remove it instead"));
     }
     if (Removed(m.removed_at) && next->removed_at != m.removed_at) {
-      return absl::FailedPreconditionError(absl::StrCat("member '", m.id, "' was removed at ",
+      return absl::FailedPreconditionError(absl::StrCat("member ", Quoted(m.id), " was removed at ",
                                                         FormatTimeText(*m.removed_at),
                                                         "; removal is final, use a new id"));
     }
@@ -317,8 +348,9 @@ absl::Status ValidateTransition(const OrgState& before, const OrgState& after, a
                          return o.role == g.role && o.project == g.project;
                        });
       if (!had && !g.project.empty() && archived_now(g.project)) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "member '", m.id, "': project ", g.project, " is archived; nothing new is granted"));
+        return absl::FailedPreconditionError(absl::StrCat("member ", Quoted(m.id), ": project ",
+                                                          g.project,
+                                                          " is archived; nothing new is granted"));
       }
     }
   }
@@ -326,18 +358,18 @@ absl::Status ValidateTransition(const OrgState& before, const OrgState& after, a
     const ServiceAccount* next = after.FindServiceAccount(a.id);
     if (next == nullptr) {
       return absl::FailedPreconditionError(
-          absl::StrCat("service account '", a.id, "' cannot be deleted; remove it instead"));
+          absl::StrCat("service account ", Quoted(a.id), " cannot be deleted; remove it instead"));
     }
     if (Removed(a.removed_at) && next->removed_at != a.removed_at) {
       return absl::FailedPreconditionError(
-          absl::StrCat("service account '", a.id, "' was removed; removal is final"));
+          absl::StrCat("service account ", Quoted(a.id), " was removed; removal is final"));
     }
   }
   for (const ServiceAccount& a : after.service_accounts) {
     const bool is_new = before.FindServiceAccount(a.id) == nullptr;
     if (is_new && archived_now(a.project)) {
       return absl::FailedPreconditionError(
-          absl::StrCat("service account '", a.id, "': project ", a.project, " is archived"));
+          absl::StrCat("service account ", Quoted(a.id), ": project ", a.project, " is archived"));
     }
   }
   for (const Invitation& i : after.invitations) {
@@ -345,7 +377,7 @@ absl::Status ValidateTransition(const OrgState& before, const OrgState& after, a
     for (const std::string& p : i.projects) {
       if (archived_now(p)) {
         return absl::FailedPreconditionError(
-            absl::StrCat("invitation '", i.id, "': project ", p, " is archived"));
+            absl::StrCat("invitation ", Quoted(i.id), ": project ", p, " is archived"));
       }
     }
   }

@@ -5,6 +5,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/ids/project_id.h"
+#include "common/status/status.h"
 #include "services/authz/decision.h"
 
 namespace policy::authz {
@@ -16,7 +18,7 @@ bool IsIdChar(char c) {
 }
 
 bool IsModelName(absl::string_view model) {
-  return !model.empty() && model.size() <= 128 &&
+  return !model.empty() && model.size() <= kMaxModelBytes &&
          std::all_of(model.begin(), model.end(), [](char c) {
            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                   c == '.' || c == '_' || c == '-' || c == ':' || c == '/';
@@ -44,13 +46,28 @@ absl::Status ValidateId(absl::string_view id, absl::string_view field) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateProject(const Project& project) {
-  if (absl::Status s = ValidateId(project.id, "project.id"); !s.ok()) return s;
+absl::Status ValidateLimits(int64_t rpm, int64_t tpm, absl::string_view field) {
+  if (rpm < 0 || tpm < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".rpm_limit and tpm_limit must not be negative"));
+  }
+  if (rpm > kMaxRpmLimit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".rpm_limit: more than the maximum of ", kMaxRpmLimit));
+  }
+  if (tpm > kMaxTpmLimit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".tpm_limit: more than the maximum of ", kMaxTpmLimit));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Everything ValidateProject and ValidateStoredProject have in common.
+absl::Status ValidateProjectSettings(const Project& project) {
   if (project.name.empty() || project.name.size() > kMaxNameBytes) {
     return absl::InvalidArgumentError("project.name must be 1 to 200 bytes");
-  }
-  if (project.rpm_limit < 0 || project.tpm_limit < 0) {
-    return absl::InvalidArgumentError("project.rpm_limit and tpm_limit must not be negative");
   }
   if (project.data_policy.retention_days < 0 || project.data_policy.retention_days > 3650) {
     return absl::InvalidArgumentError("project.data_policy.retention_days must be 0 to 3650");
@@ -73,10 +90,29 @@ absl::Status ValidateProject(const Project& project) {
   return absl::OkStatus();
 }
 
+}  // namespace
+
+absl::Status ValidateProject(const Project& project) {
+  RETURN_IF_ERROR(ids::ValidateProjectId(project.id, "project.id"));
+  RETURN_IF_ERROR(ValidateLimits(project.rpm_limit, project.tpm_limit, "project"));
+  RETURN_IF_ERROR(
+      ValidateLimits(project.member_rpm_limit, project.member_tpm_limit, "project.member"));
+  return ValidateProjectSettings(project);
+}
+
+absl::Status ValidateStoredProject(const Project& project) {
+  RETURN_IF_ERROR(ValidateId(project.id, "project.id"));
+  if (project.rpm_limit < 0 || project.tpm_limit < 0 || project.member_rpm_limit < 0 ||
+      project.member_tpm_limit < 0) {
+    return absl::InvalidArgumentError("project.rpm_limit and tpm_limit must not be negative");
+  }
+  return ValidateProjectSettings(project);
+}
+
 absl::Status ValidateMember(const Member& member) {
   if (absl::Status s = ValidateId(member.id, "member.id"); !s.ok()) return s;
   const size_t at = member.email.find('@');
-  if (member.email.size() > 254 || at == std::string::npos || at == 0 ||
+  if (member.email.size() > kMaxEmailBytes || at == std::string::npos || at == 0 ||
       at + 1 >= member.email.size() || member.email.find('@', at + 1) != std::string::npos ||
       member.email.find_first_of(" \t\r\n<>") != std::string::npos) {
     return absl::InvalidArgumentError("member.email is not an e-mail address");
@@ -102,9 +138,11 @@ absl::Status ValidateMember(const Member& member) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateServiceAccount(const ServiceAccount& account) {
+namespace {
+
+// Everything ValidateServiceAccount and ValidateStoredServiceAccount have in common.
+absl::Status ValidateServiceAccountSettings(const ServiceAccount& account) {
   if (absl::Status s = ValidateId(account.id, "service_account.id"); !s.ok()) return s;
-  if (absl::Status s = ValidateId(account.project, "service_account.project"); !s.ok()) return s;
   if (account.permissions.empty() || account.permissions.size() > kMaxPermissions) {
     return absl::InvalidArgumentError("service_account.permissions must have 1 to 32 entries");
   }
@@ -124,14 +162,28 @@ absl::Status ValidateServiceAccount(const ServiceAccount& account) {
       return absl::InvalidArgumentError(absl::StrCat(field, " is listed twice"));
     }
   }
-  if (account.rpm_limit < 0 || account.tpm_limit < 0) {
-    return absl::InvalidArgumentError(
-        "service_account.rpm_limit and tpm_limit must not be negative");
-  }
   if (account.max_key_lifetime <= absl::ZeroDuration() ||
       account.max_key_lifetime > absl::Hours(24 * 365)) {
     return absl::InvalidArgumentError(
         "service_account.max_key_lifetime must be positive and at most 365 days");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateServiceAccount(const ServiceAccount& account) {
+  RETURN_IF_ERROR(ValidateServiceAccountSettings(account));
+  RETURN_IF_ERROR(ids::ValidateProjectId(account.project, "service_account.project"));
+  return ValidateLimits(account.rpm_limit, account.tpm_limit, "service_account");
+}
+
+absl::Status ValidateStoredServiceAccount(const ServiceAccount& account) {
+  RETURN_IF_ERROR(ValidateServiceAccountSettings(account));
+  RETURN_IF_ERROR(ValidateId(account.project, "service_account.project"));
+  if (account.rpm_limit < 0 || account.tpm_limit < 0) {
+    return absl::InvalidArgumentError(
+        "service_account.rpm_limit and tpm_limit must not be negative");
   }
   return absl::OkStatus();
 }

@@ -1,5 +1,10 @@
 #include "services/authz/org_validation.h"
 
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -49,6 +54,41 @@ TEST(OrgValidationTest, Projects) {
   ExpectInvalid(ValidateProject(p), "more than 64");
 }
 
+TEST(OrgValidationTest, ProjectIdsFollowTheOneProjectIdRule) {
+  for (const char* id : {"ML.Platform", "Probe-1", "a:b", "a@b", "a+b"}) {
+    Project p = GoodProject();
+    p.id = id;
+    ExpectInvalid(ValidateProject(p), "project.id");
+    // Projects stored before the rule stay valid, so that their organisation can change.
+    EXPECT_TRUE(ValidateStoredProject(p).ok()) << id;
+  }
+  Project p = GoodProject();
+  p.id = std::string(65, 'a');
+  ExpectInvalid(ValidateProject(p), "longer than 64 bytes");
+}
+
+TEST(OrgValidationTest, LimitsAreBoundedSoThatRateLimitingCannotOverflow) {
+  Project p = GoodProject();
+  p.rpm_limit = kMaxRpmLimit;
+  p.tpm_limit = kMaxTpmLimit;
+  p.member_rpm_limit = kMaxRpmLimit;
+  p.member_tpm_limit = kMaxTpmLimit;
+  EXPECT_TRUE(ValidateProject(p).ok());
+  for (auto set : std::vector<std::function<void(Project&)>>{
+           [](Project& q) { q.rpm_limit = kMaxRpmLimit + 1; },
+           [](Project& q) { q.tpm_limit = kMaxTpmLimit + 1; },
+           [](Project& q) { q.member_rpm_limit = kMaxRpmLimit + 1; },
+           [](Project& q) { q.member_tpm_limit = std::numeric_limits<int64_t>::max(); },
+           [](Project& q) { q.tpm_limit = std::numeric_limits<int64_t>::max(); }}) {
+    Project q = p;
+    set(q);
+    ExpectInvalid(ValidateProject(q), "more than the maximum");
+    EXPECT_TRUE(ValidateStoredProject(q).ok());
+  }
+  EXPECT_EQ(ValidateLimits(kMaxRpmLimit, kMaxTpmLimit + 1, "x").message(),
+            "x.tpm_limit: more than the maximum of 10000000000");
+}
+
 TEST(OrgValidationTest, Members) {
   Member m{"user-1", "alice@company.com", {{Role::kOwner, "", std::nullopt}}, {}, ""};
   EXPECT_TRUE(ValidateMember(m).ok());
@@ -87,6 +127,17 @@ TEST(OrgValidationTest, ServiceAccounts) {
   bad = a;
   bad.max_key_lifetime = absl::Hours(24 * 400);
   ExpectInvalid(ValidateServiceAccount(bad), "max_key_lifetime");
+  bad = a;
+  bad.tpm_limit = kMaxTpmLimit + 1;
+  ExpectInvalid(ValidateServiceAccount(bad), "service_account.tpm_limit");
+  EXPECT_TRUE(ValidateStoredServiceAccount(bad).ok());
+  bad = a;
+  bad.rpm_limit = kMaxRpmLimit + 1;
+  ExpectInvalid(ValidateServiceAccount(bad), "service_account.rpm_limit");
+  bad = a;
+  bad.project = "Proj.Prod";
+  ExpectInvalid(ValidateServiceAccount(bad), "service_account.project");
+  EXPECT_TRUE(ValidateStoredServiceAccount(bad).ok());
 }
 
 TEST(OrgValidationTest, TheLastOwnerCannotLeave) {

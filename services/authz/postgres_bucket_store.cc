@@ -21,13 +21,8 @@ absl::StatusOr<std::vector<BucketStore::Taken>> PostgresBucketStore::TakeAll(
   units.reserve(takes.size());
   want.reserve(takes.size());
   for (const Take& take : takes) {
-    if (take.charge == nullptr) return absl::InvalidArgumentError("take without a charge");
+    if (absl::Status s = ValidateTake(take); !s.ok()) return s;
     const BucketCharge& c = *take.charge;
-    if (c.per_minute < 0 || c.units < 0 || take.want < c.units) {
-      return absl::InvalidArgumentError(absl::StrCat("bad take of bucket ", c.key, ": per_minute ",
-                                                     c.per_minute, ", units ", c.units, ", want ",
-                                                     take.want));
-    }
     keys.push_back(c.key);
     per_minute.push_back(c.per_minute);
     units.push_back(c.units);
@@ -60,9 +55,7 @@ absl::StatusOr<std::vector<BucketStore::Taken>> PostgresBucketStore::TakeAll(
 
 absl::Status PostgresBucketStore::Adjust(const std::string& key, int64_t per_minute, int64_t delta,
                                          absl::Time now) {
-  if (per_minute < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("bucket ", key, ": per_minute ", per_minute));
-  }
+  if (absl::Status s = ValidateAdjustment(key, per_minute, delta); !s.ok()) return s;
   return pool_->Transact([&](pqxx::work& tx) {
     tx.exec_params("SELECT authz.adjust_bucket($1, $2::bigint, $3::bigint, " POLICY_PG_TS("$4") ")",
                    key, per_minute, delta, pg::Micros(now));
@@ -76,10 +69,7 @@ absl::StatusOr<BucketStore::ReportOutcome> PostgresBucketStore::AdjustOnce(
   std::vector<const BucketCharge*> in_key_order;
   in_key_order.reserve(deltas.size());
   for (const BucketCharge& d : deltas) {
-    if (d.per_minute < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("bucket ", d.key, ": per_minute ", d.per_minute));
-    }
+    if (absl::Status s = ValidateAdjustment(d.key, d.per_minute, d.units); !s.ok()) return s;
     in_key_order.push_back(&d);
   }
   std::sort(in_key_order.begin(), in_key_order.end(),

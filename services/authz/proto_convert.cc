@@ -2,9 +2,12 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/ids/project_id.h"
 #include "common/proto/well_known.h"
 #include "common/status/status.h"
+#include "common/text/caller_text.h"
 #include "google/protobuf/util/json_util.h"
+#include "services/authz/org_validation.h"
 
 namespace policy::authz {
 namespace {
@@ -46,9 +49,8 @@ absl::StatusOr<CheckRequest> PrincipalFromProto(const pb::Principal& principal,
           "principal.kind must be PRINCIPAL_KIND_MEMBER or PRINCIPAL_KIND_SERVICE_ACCOUNT");
   }
   if (principal.id().empty()) return absl::InvalidArgumentError("principal.id is required");
-  if (principal.id().size() > 128) {
-    return absl::InvalidArgumentError("principal.id is longer than 128 bytes");
-  }
+  RETURN_IF_ERROR(CheckMaxBytes({{"principal.id", principal.id(), kMaxIdBytes}}));
+  if (!project.empty()) RETURN_IF_ERROR(ids::ValidateProjectId(project, "project"));
   check.principal_id = principal.id();
   check.project = std::string(project);
   return check;
@@ -58,6 +60,8 @@ absl::StatusOr<AuthorizeRequest> FromProto(const pb::CheckRequest& request) {
   AuthorizeRequest out;
   ASSIGN_OR_RETURN(out.check, PrincipalFromProto(request.principal(), request.project()));
   if (request.action().empty()) return absl::InvalidArgumentError("action is required");
+  RETURN_IF_ERROR(CheckMaxBytes(
+      {{"action", request.action(), kMaxActionBytes}, {"model", request.model(), kMaxModelBytes}}));
   out.check.action = request.action();
   out.check.model = request.model();
   out.check.explain = request.explain();
@@ -68,6 +72,10 @@ absl::StatusOr<AuthorizeRequest> FromProto(const pb::CheckRequest& request) {
   }
   if (request.estimated_tokens() < 0) {
     return absl::InvalidArgumentError("estimated_tokens must not be negative");
+  }
+  if (request.estimated_tokens() > kMaxTpmLimit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("estimated_tokens: more than the maximum of ", kMaxTpmLimit));
   }
   out.estimated_tokens = request.estimated_tokens();
   return out;
@@ -96,6 +104,8 @@ void ToProto(const Authorization& a, pb::CheckResponse* out) {
 }
 
 absl::StatusOr<Project> FromProto(const pb::Project& in) {
+  RETURN_IF_ERROR(ids::ValidateProjectId(in.id(), "project.id"));
+  RETURN_IF_ERROR(CheckMaxBytes({{"project.name", in.name(), kMaxNameBytes}}));
   Project p;
   p.id = in.id();
   p.name = in.name();
@@ -122,6 +132,9 @@ absl::StatusOr<std::vector<RoleGrant>> GrantsFromProto(
     absl::StatusOr<Role> role = ParseRole(grants[i].role());
     if (!role.ok()) return InField(absl::StrCat(where, ".role"), role.status());
     g.role = *role;
+    if (!grants[i].project().empty()) {
+      RETURN_IF_ERROR(ids::ValidateProjectId(grants[i].project(), absl::StrCat(where, ".project")));
+    }
     g.project = grants[i].project();
     if (grants[i].has_expires_at()) {
       ASSIGN_OR_RETURN(g.expires_at,
@@ -133,6 +146,8 @@ absl::StatusOr<std::vector<RoleGrant>> GrantsFromProto(
 }
 
 absl::StatusOr<Member> FromProto(const pb::Member& in) {
+  RETURN_IF_ERROR(CheckMaxBytes(
+      {{"member.id", in.id(), kMaxIdBytes}, {"member.email", in.email(), kMaxEmailBytes}}));
   Member m;
   m.id = in.id();
   m.email = in.email();
@@ -142,6 +157,8 @@ absl::StatusOr<Member> FromProto(const pb::Member& in) {
 
 absl::StatusOr<ServiceAccount> FromProto(const pb::ServiceAccount& in,
                                          EnvironmentField environment_field) {
+  RETURN_IF_ERROR(CheckMaxBytes({{"service_account.id", in.id(), kMaxIdBytes}}));
+  RETURN_IF_ERROR(ids::ValidateProjectId(in.project(), "service_account.project"));
   ServiceAccount a;
   a.id = in.id();
   a.project = in.project();

@@ -34,9 +34,13 @@ absl::Duration RefillTime(double level, int64_t units, int64_t per_minute) {
       static_cast<int64_t>(std::ceil(missing * 60000.0 / static_cast<double>(per_minute))));
 }
 
+bool OutOfRange(const BucketCharge& c) {
+  return c.per_minute < 0 || c.per_minute > kMaxPerMinute || c.units < 0 || c.units > kMaxPerMinute;
+}
+
 absl::Status CheckCharges(const std::vector<BucketCharge>& charges) {
   for (const BucketCharge& c : charges) {
-    if (c.per_minute < 0 || c.units < 0) {
+    if (OutOfRange(c)) {
       return absl::InvalidArgumentError(
           absl::StrCat("bucket ", c.key, ": per_minute ", c.per_minute, ", units ", c.units));
     }
@@ -55,6 +59,27 @@ LimitDecision Allowed(const std::vector<BucketCharge>& charges, const int64_t* r
 }
 
 }  // namespace
+
+absl::Status ValidateTake(const BucketStore::Take& take) {
+  if (take.charge == nullptr) return absl::InvalidArgumentError("take without a charge");
+  const BucketCharge& c = *take.charge;
+  if (c.per_minute < 0 || c.per_minute > kMaxPerMinute || c.units < 0 || take.want < c.units ||
+      take.want > kMaxPerMinute) {
+    return absl::InvalidArgumentError(absl::StrCat("bad take of bucket ", c.key, ": per_minute ",
+                                                   c.per_minute, ", units ", c.units, ", want ",
+                                                   take.want));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateAdjustment(absl::string_view key, int64_t per_minute, int64_t delta) {
+  if (per_minute < 0 || per_minute > kMaxPerMinute || delta < -kMaxPerMinute ||
+      delta > kMaxPerMinute) {
+    return absl::InvalidArgumentError(absl::StrCat("bad adjustment of bucket ", key,
+                                                   ": per_minute ", per_minute, ", delta ", delta));
+  }
+  return absl::OkStatus();
+}
 
 RateLimiter::RateLimiter(BucketStore* store, RateLimiterOptions options)
     : store_(store), options_(options) {}
@@ -131,7 +156,7 @@ std::optional<LimitDecision> RateLimiter::TryAcquireLocal(const std::vector<Buck
                                                           absl::Time now) {
   for (size_t i = 0; i < charges.size(); ++i) {
     const BucketCharge& c = charges[i];
-    if (c.per_minute < 0 || c.units < 0) return std::nullopt;  // Acquire reports it.
+    if (OutOfRange(c)) return std::nullopt;  // Acquire reports it.
     if (NeverAdmitted(c.per_minute, c.units)) {
       absl::MutexLock lock(&mu_);
       return DenyLocked(charges, i, absl::InfiniteDuration());
@@ -296,10 +321,7 @@ absl::StatusOr<BucketStore::ReportOutcome> RateLimiter::Reconcile(
     const std::string& report_id, const std::string& fingerprint,
     const std::vector<BucketCharge>& deltas, absl::Time now) {
   for (const BucketCharge& d : deltas) {
-    if (d.per_minute < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("bucket ", d.key, ": per_minute ", d.per_minute));
-    }
+    RETURN_IF_ERROR(ValidateAdjustment(d.key, d.per_minute, d.units));
   }
   // The store applies the report once, whichever replica a retry reaches, so nothing is
   // spent from this replica's leases here; only its view of the shared levels follows.

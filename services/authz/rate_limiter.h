@@ -8,7 +8,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
@@ -28,10 +30,16 @@
 //    lifetime.
 namespace policy::authz {
 
+// The largest limit and the largest charge (per_minute, units, and the size of a delta) the
+// limiter and the bucket stores take; larger ones are INVALID_ARGUMENT. Sums of a few such
+// values fit in int64_t, and every level is a whole number well below 2^53, exact in a
+// double.
+inline constexpr int64_t kMaxPerMinute = 10'000'000'000;
+
 // One bucket and what a request costs in it.
 struct BucketCharge {
   std::string key;     // Identifies the bucket, e.g. "project/p1/rpm", "member/alice/p1/tpm".
-  int64_t per_minute;  // The limit; 0 admits nothing.
+  int64_t per_minute;  // The limit, 0 to kMaxPerMinute; 0 admits nothing.
   int64_t units;       // This request's cost: 1 for requests, the estimated tokens for tokens.
 };
 
@@ -94,6 +102,13 @@ class BucketStore {
                                                    const std::vector<BucketCharge>& deltas,
                                                    absl::Time now) = 0;
 };
+
+// What every BucketStore accepts, INVALID_ARGUMENT otherwise: a take with a charge,
+// 0 <= per_minute <= kMaxPerMinute and 0 <= units <= want <= kMaxPerMinute.
+absl::Status ValidateTake(const BucketStore::Take& take);
+// An adjustment with 0 <= per_minute <= kMaxPerMinute and -kMaxPerMinute <= delta <=
+// kMaxPerMinute.
+absl::Status ValidateAdjustment(absl::string_view key, int64_t per_minute, int64_t delta);
 
 // How long a bucket store remembers a usage report's id: a retry within this time is never
 // applied twice.

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/crypto/crypto.h"
+#include "common/ids/project_id.h"
 #include "common/status/status.h"
 #include "services/keys/api_key.h"
 
@@ -30,7 +31,7 @@ bool IsIdChar(char c) {
          c == '_' || c == '-' || c == '@' || c == '+' || c == ':';
 }
 
-// Ids of principals and projects: 1 to 128 of [A-Za-z0-9._@+:-].
+// Ids of principals: 1 to 128 of [A-Za-z0-9._@+:-]. Projects follow ids::ValidateProjectId.
 absl::Status ValidateId(absl::string_view value, absl::string_view field) {
   if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(field, " is required"));
   if (value.size() > kMaxIdBytes) {
@@ -223,7 +224,7 @@ absl::StatusOr<IssuedKey> KeyLifecycle::Create(const CreateKeyParams& input) {
       return absl::InvalidArgumentError("project must be empty for an admin key");
     }
   } else {
-    RETURN_IF_ERROR(ValidateId(params.project, "project"));
+    RETURN_IF_ERROR(ids::ValidateProjectId(params.project, "project"));
   }
   if (params.scopes.size() > kMaxScopes) {
     return absl::InvalidArgumentError("scopes has more than 32 entries");
@@ -408,7 +409,9 @@ absl::StatusOr<KeyRecord> KeyLifecycle::Get(const std::string& key_id) {
 absl::StatusOr<KeyListing> KeyLifecycle::List(const ListKeysParams& params) {
   if (params.page_size < 0) return absl::InvalidArgumentError("page_size must not be negative");
   if (params.owner.has_value()) RETURN_IF_ERROR(ValidateId(params.owner->id, "owner.id"));
-  if (params.project.has_value()) RETURN_IF_ERROR(ValidateId(*params.project, "project"));
+  if (params.project.has_value()) {
+    RETURN_IF_ERROR(ids::ValidateProjectId(*params.project, "project"));
+  }
   const int limit =
       params.page_size == 0 ? kDefaultPageSize : std::min(params.page_size, kMaxPageSize);
   ASSIGN_OR_RETURN(std::optional<ListCursor> after, DecodePageToken(params));
@@ -421,7 +424,7 @@ absl::StatusOr<KeyListing> KeyLifecycle::List(const ListKeysParams& params) {
 
 absl::StatusOr<RotationReport> KeyLifecycle::GetRotationReport(
     const std::optional<std::string>& project) {
-  if (project.has_value()) RETURN_IF_ERROR(ValidateId(*project, "project"));
+  if (project.has_value()) RETURN_IF_ERROR(ids::ValidateProjectId(*project, "project"));
   const absl::Time now = clock_->Now();
   RotationReport report{now, policy_.rotation_warning, {}};
   KeyFilter filter{std::nullopt, project, std::nullopt, std::nullopt, now};
@@ -448,7 +451,7 @@ absl::StatusOr<RotationReport> KeyLifecycle::GetRotationReport(
 
 absl::StatusOr<InventoryReport> KeyLifecycle::GetInventoryReport(
     const std::optional<std::string>& project) {
-  if (project.has_value()) RETURN_IF_ERROR(ValidateId(*project, "project"));
+  if (project.has_value()) RETURN_IF_ERROR(ids::ValidateProjectId(*project, "project"));
   const absl::Time now = clock_->Now();
   InventoryReport report{now, {}, {}};
   KeyFilter filter{std::nullopt, project, std::nullopt, std::nullopt, now};

@@ -10,6 +10,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/status/status.h"
+#include "common/text/caller_text.h"
 
 namespace policy::region {
 namespace {
@@ -128,7 +130,7 @@ std::optional<DataClass> ParseDataClass(absl::string_view name) {
 
 bool IsValidBaseUrl(absl::string_view url) {
   constexpr absl::string_view kScheme = "https://";
-  if (url.size() > 2048 || !absl::StartsWith(url, kScheme)) return false;
+  if (url.size() > kMaxBaseUrlBytes || !absl::StartsWith(url, kScheme)) return false;
   url.remove_prefix(kScheme.size());
   const size_t slash = url.find('/');
   const absl::string_view authority = url.substr(0, slash);
@@ -160,36 +162,46 @@ bool IsValidBaseUrl(absl::string_view url) {
 }
 
 absl::Status ValidateEndpoint(const Endpoint& e) {
-  if (!IsName(e.id, 64, "_.-")) {
-    return Invalid("id", absl::StrCat("'", e.id, "' is not 1 to 64 of [a-z0-9_.-], starting ",
+  RETURN_IF_ERROR(CheckMaxBytes({{"endpoint.id", e.id, kMaxEndpointIdBytes},
+                                 {"endpoint.region", e.region, kMaxRegionBytes},
+                                 {"endpoint.base_url", e.base_url, kMaxBaseUrlBytes},
+                                 {"endpoint.deployment", e.deployment, kMaxDeploymentBytes}}));
+  for (size_t i = 0; i < e.models.size(); ++i) {
+    if (e.models[i].size() > kMaxModelBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("endpoint.models[", i, "]: longer than ", kMaxModelBytes, " bytes"));
+    }
+  }
+  if (!IsName(e.id, kMaxEndpointIdBytes, "_.-")) {
+    return Invalid("id", absl::StrCat(Quoted(e.id), " is not 1 to 64 of [a-z0-9_.-], starting ",
                                       "with a letter or digit"));
   }
-  if (!IsName(e.region, 64, "-")) {
-    return Invalid("region", absl::StrCat("'", e.region, "' is not 1 to 64 of [a-z0-9-]"));
+  if (!IsName(e.region, kMaxRegionBytes, "-")) {
+    return Invalid("region", absl::StrCat(Quoted(e.region), " is not 1 to 64 of [a-z0-9-]"));
   }
   if (!IsValidBaseUrl(e.base_url)) {
-    return Invalid(
-        "base_url",
-        absl::StrCat("'", e.base_url,
-                     "' is not https://host[:port][/path] (no user, query or fragment)"));
+    return Invalid("base_url",
+                   absl::StrCat(Quoted(e.base_url),
+                                " is not https://host[:port][/path] (no user, query or fragment)"));
   }
   if (e.provider == Provider::kAzure && e.deployment.empty()) {
     return Invalid("deployment", "required for an Azure endpoint");
   }
-  if (!e.deployment.empty() && !IsName(absl::AsciiStrToLower(e.deployment), 64, "_.-")) {
+  if (!e.deployment.empty() &&
+      !IsName(absl::AsciiStrToLower(e.deployment), kMaxDeploymentBytes, "_.-")) {
     return Invalid("deployment",
-                   absl::StrCat("'", e.deployment, "' is not 1 to 64 of [A-Za-z0-9_.-]"));
+                   absl::StrCat(Quoted(e.deployment), " is not 1 to 64 of [A-Za-z0-9_.-]"));
   }
   if (e.models.empty() || e.models.size() > kMaxModels) {
     return Invalid("models", absl::StrCat("1 to ", kMaxModels, " models, not ", e.models.size()));
   }
   absl::flat_hash_set<absl::string_view> models;
   for (const std::string& model : e.models) {
-    if (!IsName(absl::AsciiStrToLower(model), 128, "_.:-")) {
-      return Invalid("models", absl::StrCat("'", model, "' is not 1 to 128 of [A-Za-z0-9_.:-]"));
+    if (!IsName(absl::AsciiStrToLower(model), kMaxModelBytes, "_.:-")) {
+      return Invalid("models", absl::StrCat(Quoted(model), " is not 1 to 128 of [A-Za-z0-9_.:-]"));
     }
     if (!models.insert(model).second) {
-      return Invalid("models", absl::StrCat("'", model, "' is listed twice"));
+      return Invalid("models", absl::StrCat(Quoted(model), " is listed twice"));
     }
   }
   if (e.priority < kMinPriority || e.priority > kMaxPriority) {
@@ -210,10 +222,11 @@ absl::Status ValidateRegistry(absl::Span<const Endpoint> endpoints) {
   absl::flat_hash_set<absl::string_view> ids;
   for (const Endpoint& e : endpoints) {
     if (absl::Status s = ValidateEndpoint(e); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("endpoint '", e.id, "': ", s.message()));
+      return absl::InvalidArgumentError(absl::StrCat("endpoint ", Quoted(e.id), ": ", s.message()));
     }
     if (!ids.insert(e.id).second) {
-      return absl::InvalidArgumentError(absl::StrCat("endpoint.id: '", e.id, "' is used twice"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("endpoint.id: ", Quoted(e.id), " is used twice"));
     }
   }
   return absl::OkStatus();

@@ -32,6 +32,11 @@ inline constexpr int32_t kMaxPriority = 1000;
 inline constexpr int32_t kMaxWeight = 1000;
 inline constexpr size_t kMaxModels = 64;
 inline constexpr size_t kMaxEndpoints = 10000;
+inline constexpr size_t kMaxEndpointIdBytes = 64;
+inline constexpr size_t kMaxRegionBytes = 64;
+inline constexpr size_t kMaxBaseUrlBytes = 2048;
+inline constexpr size_t kMaxDeploymentBytes = 64;
+inline constexpr size_t kMaxModelBytes = 128;
 
 struct Endpoint {
   std::string id;      // [a-z0-9][a-z0-9_.-]{0,63}

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status/status.h"
+#include "common/text/caller_text.h"
 
 namespace policy::region {
 
@@ -64,7 +65,7 @@ absl::StatusOr<BreakerState> EndpointRegistry::ReportOutcome(const std::string& 
   absl::MutexLock lock(&mu_);
   auto it = tracked_.find(id);
   if (it == tracked_.end()) {
-    return absl::NotFoundError(absl::StrCat("endpoint '", id, "' is not in the registry"));
+    return absl::NotFoundError(absl::StrCat("endpoint ", Quoted(id), " is not in the registry"));
   }
   Tracked& t = *it->second;
   ++(outcome.success ? t.successes : t.failures);

@@ -1,6 +1,7 @@
 #include "services/region/memory_endpoint_store.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/text/caller_text.h"
 
 namespace policy::region {
 
@@ -20,7 +21,8 @@ absl::StatusOr<int64_t> MemoryEndpointStore::Version() {
 absl::Status MemoryEndpointStore::Create(const Endpoint& endpoint) {
   absl::MutexLock lock(&mu_);
   if (!endpoints_.emplace(endpoint.id, endpoint).second) {
-    return absl::AlreadyExistsError(absl::StrCat("endpoint '", endpoint.id, "' exists already"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("endpoint ", Quoted(endpoint.id), " exists already"));
   }
   ++version_;
   return absl::OkStatus();
@@ -30,7 +32,7 @@ absl::Status MemoryEndpointStore::Update(const Endpoint& endpoint) {
   absl::MutexLock lock(&mu_);
   auto it = endpoints_.find(endpoint.id);
   if (it == endpoints_.end()) {
-    return absl::NotFoundError(absl::StrCat("no endpoint '", endpoint.id, "'"));
+    return absl::NotFoundError(absl::StrCat("no endpoint ", Quoted(endpoint.id)));
   }
   it->second = endpoint;
   ++version_;
@@ -39,7 +41,8 @@ absl::Status MemoryEndpointStore::Update(const Endpoint& endpoint) {
 
 absl::Status MemoryEndpointStore::Delete(const std::string& id) {
   absl::MutexLock lock(&mu_);
-  if (endpoints_.erase(id) == 0) return absl::NotFoundError(absl::StrCat("no endpoint '", id, "'"));
+  if (endpoints_.erase(id) == 0)
+    return absl::NotFoundError(absl::StrCat("no endpoint ", Quoted(id)));
   for (auto it = breakers_.begin(); it != breakers_.end();) {
     it = it->first.first == id ? breakers_.erase(it) : std::next(it);
   }
@@ -50,7 +53,7 @@ absl::Status MemoryEndpointStore::Delete(const std::string& id) {
 absl::Status MemoryEndpointStore::PublishBreaker(const PublishedBreaker& breaker) {
   absl::MutexLock lock(&mu_);
   if (!endpoints_.contains(breaker.endpoint_id)) {
-    return absl::NotFoundError(absl::StrCat("no endpoint '", breaker.endpoint_id, "'"));
+    return absl::NotFoundError(absl::StrCat("no endpoint ", Quoted(breaker.endpoint_id)));
   }
   breakers_[{breaker.endpoint_id, breaker.replica}] = breaker;
   return absl::OkStatus();

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/pg/values.h"
 #include "common/status/status.h"
+#include "common/text/caller_text.h"
 
 namespace policy::region {
 namespace {
@@ -35,7 +36,8 @@ constexpr char kUpsertBreaker[] =
 // clang-format on
 
 absl::Status Unreadable(absl::string_view what, absl::string_view id, absl::string_view problem) {
-  return absl::DataLossError(absl::StrCat("stored ", what, " '", id, "' is unreadable: ", problem));
+  return absl::DataLossError(
+      absl::StrCat("stored ", what, " ", Quoted(id), " is unreadable: ", problem));
 }
 
 absl::StatusOr<Endpoint> EndpointFromRow(const pqxx::row& row) {
@@ -45,7 +47,7 @@ absl::StatusOr<Endpoint> EndpointFromRow(const pqxx::row& row) {
   const std::string provider = row[2].as<std::string>();
   std::optional<Provider> parsed_provider = ParseProvider(provider);
   if (!parsed_provider.has_value()) {
-    return Unreadable("endpoint", e.id, absl::StrCat("unknown provider '", provider, "'"));
+    return Unreadable("endpoint", e.id, absl::StrCat("unknown provider ", Quoted(provider)));
   }
   e.provider = *parsed_provider;
   e.base_url = row[3].as<std::string>();
@@ -53,7 +55,7 @@ absl::StatusOr<Endpoint> EndpointFromRow(const pqxx::row& row) {
   const std::string residency = row[5].as<std::string>();
   std::optional<Residency> parsed_residency = ParseResidency(residency);
   if (!parsed_residency.has_value()) {
-    return Unreadable("endpoint", e.id, absl::StrCat("unknown residency '", residency, "'"));
+    return Unreadable("endpoint", e.id, absl::StrCat("unknown residency ", Quoted(residency)));
   }
   e.residency = *parsed_residency;
   e.capabilities.zero_data_retention = row[6].as<bool>();
@@ -83,7 +85,7 @@ absl::StatusOr<PublishedBreaker> BreakerFromRow(const pqxx::row& row) {
   std::optional<BreakerState> parsed = ParseBreakerState(state);
   if (!parsed.has_value()) {
     return Unreadable("breaker of endpoint", b.endpoint_id,
-                      absl::StrCat("unknown state '", state, "'"));
+                      absl::StrCat("unknown state ", Quoted(state)));
   }
   b.state = *parsed;
   b.opened_at = OptionalTime(row[3]).value_or(absl::InfinitePast());
@@ -92,7 +94,7 @@ absl::StatusOr<PublishedBreaker> BreakerFromRow(const pqxx::row& row) {
 }
 
 absl::Status NoEndpoint(absl::string_view id) {
-  return absl::NotFoundError(absl::StrCat("no endpoint '", id, "'"));
+  return absl::NotFoundError(absl::StrCat("no endpoint ", Quoted(id)));
 }
 
 }  // namespace
@@ -154,7 +156,7 @@ absl::Status PostgresEndpointStore::Create(const Endpoint& e) {
     } catch (const pqxx::unique_violation&) {
       // The primary key is the only unique constraint. The transaction is aborted; the
       // status makes Transact roll it back.
-      return absl::AlreadyExistsError(absl::StrCat("endpoint '", e.id, "' exists already"));
+      return absl::AlreadyExistsError(absl::StrCat("endpoint ", Quoted(e.id), " exists already"));
     }
     return absl::OkStatus();
   });
@@ -189,8 +191,8 @@ absl::Status PostgresEndpointStore::PublishBreaker(const PublishedBreaker& b) {
   if (b.published_at == absl::InfinitePast() || b.published_at == absl::InfiniteFuture() ||
       b.opened_at == absl::InfiniteFuture()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("breaker of endpoint '", b.endpoint_id,
-                     "': published_at must be finite, and opened_at finite or the infinite past"));
+        absl::StrCat("breaker of endpoint ", Quoted(b.endpoint_id),
+                     ": published_at must be finite, and opened_at finite or the infinite past"));
   }
   const std::optional<absl::Time> opened_at =
       b.opened_at == absl::InfinitePast() ? std::nullopt : std::make_optional(b.opened_at);

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/proto/well_known.h"
 #include "common/status/status.h"
+#include "common/text/caller_text.h"
 
 namespace policy::region {
 namespace {
@@ -133,6 +134,7 @@ absl::StatusOr<RouteRequest> RouteRequestFromProto(const v1::RouteRequest& in) {
     default:
       return UnknownEnum("data_class", in.data_class());
   }
+  RETURN_IF_ERROR(CheckMaxBytes({{"model", in.model(), kMaxModelBytes}}));
   r.model = in.model();
   switch (in.preference()) {
     case v1::PREFERENCE_UNSPECIFIED:

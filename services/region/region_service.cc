@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/proto/well_known.h"
 #include "common/status/grpc_status.h"
+#include "common/text/caller_text.h"
 #include "services/region/proto_convert.h"
 
 namespace policy::region {
@@ -61,6 +62,11 @@ grpc::ServerUnaryReactor* RegionService::ReportOutcome(grpc::CallbackServerConte
                                                        v1::ReportOutcomeResponse* response) {
   if (request->endpoint_id().empty()) {
     return server::FinishNow(context, ToGrpc(absl::InvalidArgumentError("endpoint_id: required")));
+  }
+  if (absl::Status s =
+          CheckMaxBytes({{"endpoint_id", request->endpoint_id(), kMaxEndpointIdBytes}});
+      !s.ok()) {
+    return server::FinishNow(context, ToGrpc(s));
   }
   Outcome outcome{request->success(), absl::ZeroDuration()};
   if (request->has_latency()) {
@@ -118,6 +124,9 @@ grpc::ServerUnaryReactor* RegionService::DeleteEndpoint(grpc::CallbackServerCont
                                                         v1::DeleteEndpointResponse*) {
   if (request->id().empty()) {
     return server::FinishNow(context, ToGrpc(absl::InvalidArgumentError("id: required")));
+  }
+  if (absl::Status s = CheckMaxBytes({{"id", request->id(), kMaxEndpointIdBytes}}); !s.ok()) {
+    return server::FinishNow(context, ToGrpc(s));
   }
   return pool_->Run(context, [this, id = request->id()] {
     if (absl::Status s = store_->Delete(id); !s.ok()) return ToGrpc(s);

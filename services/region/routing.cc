@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/text/caller_text.h"
 
 namespace policy::region {
 namespace {
@@ -141,7 +142,7 @@ absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
   }
   if (!served) {
     return absl::InvalidArgumentError(
-        absl::StrCat("model: no endpoint serves '", request.model, "'"));
+        absl::StrCat("model: no endpoint serves ", Quoted(request.model)));
   }
   if (!decision.chosen.has_value()) return decision;
 

@@ -338,6 +338,9 @@ class AppendTest(AuditTestCase):
             ("project too long", e(project="p" * 65), "entry.project"),
             ("model too long", e(model="m" * 129), "entry.model"),
             ("negative tokens", e(tokens=-1), "entry.tokens"),
+            ("tokens past a trillion", e(tokens=10**12 + 1), "entry.tokens"),
+            ("tokens that would overflow a sum", e(tokens=2**63 - 1), "entry.tokens"),
+            ("project with a dot", e(project="ml.platform"), "entry.project"),
             ("negative latency", e(latency=dur(-1000)), "entry.latency"),
             ("latency over a day", e(latency=dur(25 * 3600 * 10**6)), "entry.latency"),
             ("unknown outcome", e(outcome=9), "entry.outcome"),
@@ -405,6 +408,14 @@ class AppendTest(AuditTestCase):
              A.ForgetSubjectRequest(requested_by="dpo"), "subject"),
             ("forget without requested_by", self.audit.ForgetSubject,
              A.ForgetSubjectRequest(subject="x"), "requested_by"),
+            ("forget a subject longer than Append takes", self.audit.ForgetSubject,
+             A.ForgetSubjectRequest(subject="s" * (1 << 20), requested_by="dpo"), "subject"),
+            ("export a subject longer than Append takes", self.audit.ExportSubject,
+             A.ExportSubjectRequest(subject="s" * 257, requested_by="dpo"), "subject"),
+            ("summary ending before it starts", self.audit.GetComplianceSummary,
+             A.GetComplianceSummaryRequest(
+                 ledger=ledger, requested_by="x", start_time=ts(2_000_000),
+                 end_time=ts(1_000_000)), "end_time"),
             ("export subject without requested_by", self.audit.ExportSubject,
              A.ExportSubjectRequest(subject="x"), "requested_by"),
             ("verify bad ledger", self.audit.VerifyLedger,
@@ -838,6 +849,12 @@ class SubjectTest(AuditTestCase):
         self.assertTrue(retry.forgotten)
         self.assertEqual((retry.entry.index, retry.entry.leaf_hash),
                          (record.index, record.leaf_hash))
+        # The same id for another subject, with a key (dave) or without one: refused, and
+        # dave is not forgotten (his entries still name him below).
+        for other in (dave, f"nobody-{u}@example.com"):
+            self.assertRpcError(C.FAILED_PRECONDITION, self.audit.ForgetSubject,
+                                A.ForgetSubjectRequest(subject=other, requested_by=dpo,
+                                                       request_id=f"forget-{u}"), timeout=10)
 
         # Reads no longer name carol, anywhere; what she did is still there, pseudonymous.
         got = {e.index: e for e in self.query(p1, requested_by=dpo,

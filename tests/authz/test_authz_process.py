@@ -177,6 +177,14 @@ class DecisionTest(unittest.TestCase):
         self.assertEqual(check(A, "sa-bot", "support", kind=SA, source_ip="10.20.0.1",
                                action="embeddings").reason, "PERMISSION_DENIED")
 
+    def test_a_source_ip_is_the_whole_text_or_invalid(self):
+        # inet_pton stops at a NUL: "10.20.1.7\0junk" was read as 10.20.1.7 and allowed.
+        for ip in ("10.20.1.7\x00junk", "10.21.0.1\x00", "2001:db8:20::1\x00x", "10.20.1.7 x"):
+            with self.subTest(ip=ip):
+                e = error_of(check, A, "sa-bot", "support", kind=SA, source_ip=ip)
+                self.assertEqual(e.code(), C.INVALID_ARGUMENT, e.details())
+                self.assertIn("source_ip", e.details())
+
     def test_malformed_requests_are_invalid_argument_naming_the_problem(self):
         cases = [
             (dict(principal="mia", project="support", action="chat.complete"), "unknown action"),
@@ -187,6 +195,10 @@ class DecisionTest(unittest.TestCase):
             (dict(principal="", project="support"), "principal.id"),
             (dict(principal="mia", project="support", kind=0), "principal.kind"),
             (dict(principal="mia", project="support", estimated_tokens=-1), "estimated_tokens"),
+            (dict(principal="mia", project="support", estimated_tokens=10_000_000_001),
+             "estimated_tokens"),
+            (dict(principal="mia", project="ML.Platform"), "project"),
+            (dict(principal="mia", project="support", model="m" * 129), "model"),
         ]
         for fields, needle in cases:
             with self.subTest(fields=fields):
@@ -216,6 +228,72 @@ class AdministrationTest(unittest.TestCase):
         e = error_of(stub(A).CreateProject, authz_pb2.CreateProjectRequest(
             actor=actor("olivia"), project=project), timeout=5)
         self.assertEqual(e.code(), C.ALREADY_EXISTS)
+
+    def test_project_ids_follow_the_rule_every_service_shares(self):
+        # keys and the audit ledger take only these ids: a project authz created with another
+        # shape could never record a decision.
+        for project_id in ("ML.Platform", "Probe-1", "a:b", "p" * 65):
+            with self.subTest(project_id=project_id):
+                e = error_of(stub(A).CreateProject, authz_pb2.CreateProjectRequest(
+                    actor=actor("olivia"), project=authz_pb2.Project(
+                        id=project_id, name="P", environment="sandbox")), timeout=5)
+                self.assertEqual(e.code(), C.INVALID_ARGUMENT, e.details())
+                self.assertIn("project.id", e.details())
+                e = error_of(stub(A).GetProject, authz_pb2.GetProjectRequest(
+                    actor=actor("olivia"), id=project_id), timeout=5)
+                self.assertEqual(e.code(), C.INVALID_ARGUMENT, e.details())
+
+    def test_limits_are_bounded_and_the_largest_work_in_every_check(self):
+        def create(project_id, **limits):
+            return stub(A).CreateProject(authz_pb2.CreateProjectRequest(
+                actor=actor("olivia"), project=authz_pb2.Project(
+                    id=project_id, name="Limits", environment="sandbox",
+                    allowed_models=["gpt-4o"], limits=authz_pb2.RateLimits(**limits),
+                    member_limits=authz_pb2.RateLimits(**limits))), timeout=5)
+
+        for limits in (dict(rpm=10_000_001, tpm=1), dict(rpm=1, tpm=10_000_000_001),
+                       dict(rpm=2**63 - 1, tpm=2**63 - 1)):
+            with self.subTest(limits=limits):
+                e = error_of(create, "over-limits", **limits)
+                self.assertEqual(e.code(), C.INVALID_ARGUMENT, e.details())
+                self.assertIn("more than the maximum", e.details())
+        create("max-limits", rpm=10_000_000, tpm=10_000_000_000)
+        stub(A).AddMember(authz_pb2.AddMemberRequest(actor=actor("olivia"), member=authz_pb2.Member(
+            id="max-user", email="max-user@acme.example",
+            grants=[authz_pb2.RoleGrant(role="member", project="max-limits")])), timeout=5)
+        # Every bucket at its largest, against PostgreSQL: ALLOW, then a rate-limit DENY, never
+        # INTERNAL ("bigint out of range").
+        first = check(A, "max-user", "max-limits", estimated_tokens=10_000_000_000)
+        self.assertEqual(first.verdict, ALLOW)
+        second = check(A, "max-user", "max-limits", estimated_tokens=10_000_000_000)
+        self.assertEqual((second.verdict, second.reason), (DENY, "RATE_LIMITED"))
+        self.assertEqual(check(A, "max-user", "max-limits", estimated_tokens=0).verdict, ALLOW)
+
+    def test_huge_values_are_invalid_argument_naming_the_field_not_echoed(self):
+        # A reply quoting a 1 MB value would exceed gRPC's metadata limit (RESOURCE_EXHAUSTED).
+        huge = "x" * (1 << 20)
+        calls = [
+            ("id", stub(A).GetMember, authz_pb2.GetMemberRequest(actor=actor("olivia"), id=huge)),
+            ("id", stub(A).RemoveMember,
+             authz_pb2.RemoveMemberRequest(actor=actor("olivia"), id=huge)),
+            ("id", stub(A).GetProject, authz_pb2.GetProjectRequest(actor=actor("olivia"), id=huge)),
+            ("actor.member_id", stub(A).ListProjects,
+             authz_pb2.ListProjectsRequest(actor=actor(huge))),
+            ("actor.member_id", stub(A).GetMember,
+             authz_pb2.GetMemberRequest(actor=actor(huge), id="mia")),
+            ("id", stub(A).GetServiceAccount,
+             authz_pb2.GetServiceAccountRequest(actor=actor("olivia"), id=huge)),
+            ("page_token", stub(A).ListMembers,
+             authz_pb2.ListMembersRequest(actor=actor("olivia"), page_token=huge)),
+            ("member.id", stub(A).AddMember, authz_pb2.AddMemberRequest(
+                actor=actor("olivia"), member=authz_pb2.Member(id=huge, email="h@acme.example"))),
+        ]
+        for field, call, request in calls:
+            with self.subTest(call=call, field=field):
+                e = error_of(call, request, timeout=10)
+                self.assertEqual(e.code(), C.INVALID_ARGUMENT, e.details()[:200])
+                self.assertIn(field, e.details())
+                self.assertLess(len(e.details()), 300)
 
     def test_bad_input_gets_a_clear_status(self):
         sa = authz_pb2.ServiceAccount(id="sa-bad", project="support", environment="production",

@@ -334,6 +334,21 @@ class CreateVerifyTest(KeysTestCase):
                             keys_pb2.ListKeysRequest(page_token="garbage"))
         self.assertRpcError(C.INVALID_ARGUMENT, self.keys.ListKeys,
                             keys_pb2.ListKeysRequest(page_size=-1))
+        # Larger pages are read as the largest (500), as keys.proto documents.
+        self.keys.ListKeys(keys_pb2.ListKeysRequest(owner=ks.principal(owner), page_size=501))
+
+    def test_projects_follow_the_rule_every_service_shares(self):
+        # The audit ledger takes only [a-z0-9_-]{1,64}: a key for another shape of project
+        # could never have its decisions recorded.
+        for project in ("ML.Platform", "Probe-1", "a:b", "p" * 65):
+            with self.subTest(project=project):
+                self.assertRpcError(C.INVALID_ARGUMENT, self.keys.CreateKey,
+                                    ks.create_request("rule-owner", project=project))
+                self.assertRpcError(C.INVALID_ARGUMENT, self.keys.ListKeys,
+                                    keys_pb2.ListKeysRequest(project=project))
+                self.assertRpcError(C.INVALID_ARGUMENT, self.keys.GetRotationReport,
+                                    keys_pb2.GetRotationReportRequest(project=project))
+        self.keys.CreateKey(ks.create_request("rule-owner", project="p" * 64))
 
 
 # ---------------------------------------------------------------------------

@@ -156,6 +156,33 @@ class RegionProcessTest(unittest.TestCase):
                                   timeout=5)
         self.assertEqual(ctx.exception.code(), C.NOT_FOUND)
 
+    def test_huge_values_are_invalid_argument_naming_the_field_not_echoed(self):
+        # A reply quoting a 1 MB value would exceed gRPC's metadata limit (RESOURCE_EXHAUSTED).
+        huge = "x" * (1 << 20)
+        good = endpoint(f"huge-{self.u}", R.RESIDENCY_EU, models=[self.model])
+        calls = [("id", lambda: stub(A).DeleteEndpoint(R.DeleteEndpointRequest(id=huge),
+                                                       timeout=10)),
+                 ("endpoint_id", lambda: stub(A).ReportOutcome(
+                     R.ReportOutcomeRequest(endpoint_id=huge), timeout=10)),
+                 ("model", lambda: stub(A).Route(R.RouteRequest(model=huge), timeout=10))]
+        for field, value in [("base_url", "https://" + huge), ("region", huge),
+                             ("deployment", huge), ("id", huge), ("models[0]", huge)]:
+            e = R.Endpoint()
+            e.CopyFrom(good)
+            if field == "models[0]":
+                e.models[0] = value
+            else:
+                setattr(e, field, value)
+            calls.append((field, lambda e=e: self.create(e)))
+        for field, call in calls:
+            with self.subTest(field=field):
+                with self.assertRaises(grpc.RpcError) as ctx:
+                    call()
+                self.assertEqual(ctx.exception.code(), C.INVALID_ARGUMENT,
+                                 ctx.exception.details()[:200])
+                self.assertIn(f"{field}: longer than", ctx.exception.details())
+                self.assertLess(len(ctx.exception.details()), 300)
+
     def test_classification_and_residency(self):
         ids = self.eu_registry()
         std = f"standard-{self.u}"

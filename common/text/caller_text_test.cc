@@ -1,0 +1,49 @@
+#include "common/text/caller_text.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace policy {
+namespace {
+
+TEST(QuotedTest, QuotesShortValuesWhole) {
+  EXPECT_EQ(Quoted(""), "''");
+  EXPECT_EQ(Quoted("support-eu"), "'support-eu'");
+  EXPECT_EQ(Quoted("caf\xc3\xa9"), "'caf\xc3\xa9'");
+  EXPECT_EQ(Quoted(std::string(kQuotedBytes, 'x')), "'" + std::string(kQuotedBytes, 'x') + "'");
+}
+
+TEST(QuotedTest, EscapesControlCharactersQuotesAndBytesThatAreNotUtf8) {
+  EXPECT_EQ(Quoted(std::string("a\0b", 3)), "'a\\x00b'");
+  EXPECT_EQ(Quoted("a\nb'c\\"), "'a\\nb\\'c\\\\'");
+  EXPECT_EQ(Quoted("ok\xff"), "'ok\\xff'");
+}
+
+TEST(QuotedTest, KeepsTheFirstBytesOfALongValueAndItsSize) {
+  const std::string huge(1 << 20, 'a');
+  const std::string quoted = Quoted(huge);
+  EXPECT_EQ(quoted, "'" + std::string(kQuotedBytes, 'a') + "\xe2\x80\xa6' (1048576 bytes)");
+}
+
+TEST(QuotedTest, NeverSplitsACharacter) {
+  // A two-byte character straddling the cut is left out whole, not escaped in halves.
+  const std::string value = std::string(kQuotedBytes - 1, 'a') + "\xc3\xa9" + "tail";
+  EXPECT_EQ(Quoted(value), "'" + std::string(kQuotedBytes - 1, 'a') + "\xe2\x80\xa6' (" +
+                               std::to_string(value.size()) + " bytes)");
+  const std::string emoji = std::string(kQuotedBytes - 2, 'a') + "\xf0\x9f\x98\x80";
+  EXPECT_EQ(Quoted(emoji), "'" + std::string(kQuotedBytes - 2, 'a') + "\xe2\x80\xa6' (" +
+                               std::to_string(emoji.size()) + " bytes)");
+}
+
+TEST(CheckMaxBytesTest, NamesTheFirstFieldOverItsBound) {
+  EXPECT_TRUE(CheckMaxBytes({{"id", "abc", 3}, {"project", "", 64}}).ok());
+  const std::string huge(1 << 20, 'x');
+  absl::Status s =
+      CheckMaxBytes({{"id", "abc", 3}, {"actor.member_id", huge, 128}, {"x", huge, 1}});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "actor.member_id: longer than 128 bytes");
+}
+
+}  // namespace
+}  // namespace policy
