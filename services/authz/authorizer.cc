@@ -119,6 +119,9 @@ absl::Status Authorizer::Evaluate(const AuthorizeRequest& request, bool may_bloc
   ASSIGN_OR_RETURN(result.decision, Check(*view.snapshot, request.check, now));
   if (!result.decision.allowed) return absl::OkStatus();
   if (result.decision.action_kind != ActionKind::kApi) return absl::OkStatus();
+  if (const Project* project = view.snapshot->FindProject(request.check.project)) {
+    result.zero_data_retention = project->data_policy.zero_data_retention;
+  }
 
   const Charges charges = ChargesFor(*view.snapshot, request.check, 1, request.estimated_tokens);
   std::optional<LimitDecision> limits = limiter_->TryAcquireLocal(charges.buckets, now);

@@ -33,6 +33,8 @@ struct Authorization {
   absl::Duration retry_after = absl::ZeroDuration();  // InfiniteDuration: never.
   std::vector<Budget> budgets;
   int64_t org_version = 0;
+  // An allowed API action in a project whose data policy requires zero data retention.
+  bool zero_data_retention = false;
 };
 
 // What a request used, reported after the LLM call.

@@ -101,6 +101,7 @@ void ToProto(const Authorization& a, pb::CheckResponse* out) {
     rule->set_detail(r.detail);
   }
   out->set_org_version(a.org_version);
+  out->set_zero_data_retention(a.zero_data_retention);
 }
 
 absl::StatusOr<Project> FromProto(const pb::Project& in) {

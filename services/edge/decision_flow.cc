@@ -188,6 +188,7 @@ class DecideFlow final : public Flow {
     route->set_data_class(report.data_class());
     route->set_model(request_->model());
     route->set_preference(request_->preference());
+    route->set_require_zero_data_retention(check_->zero_data_retention());
     route->set_request_id(request_id_);
     route_ = New<region::v1::RouteResponse>(arena_);
     downstream_->Route(NewContext(), route, route_, [this](Status s) { OnRoute(std::move(s)); });

@@ -213,6 +213,7 @@ TEST_F(DecisionFlowTest, AllowsWithRedactedMessagesEndpointHeadersAndALedgerEntr
   // Region routes by the class pii found, in the residency asked for.
   EXPECT_EQ(fake_.route_request.data_class(), pii::v1::DATA_CLASS_PII);
   EXPECT_EQ(fake_.route_request.residency(), region::v1::RESIDENCY_EU);
+  EXPECT_FALSE(fake_.route_request.require_zero_data_retention());
 
   const audit::v1::EntryInput& entry = fake_.append_request.entry();
   EXPECT_EQ(entry.action(), audit::v1::ACTION_DECISION_ALLOW);
@@ -228,6 +229,13 @@ TEST_F(DecisionFlowTest, AllowsWithRedactedMessagesEndpointHeadersAndALedgerEntr
   for (const auto& [k, v] : entry.metadata()) EXPECT_THAT(v, Not(HasSubstr("jane@")));
   EXPECT_THAT(fake_.calls(), ElementsAre("keys.VerifyKey", "authz.Check", "pii.Redact",
                                          "region.Route", "audit.Append"));
+}
+
+TEST_F(DecisionFlowTest, AProjectThatKeepsNoDataIsRoutedOnlyWhereNothingIsKept) {
+  fake_.check_response.set_zero_data_retention(true);
+  Result r = Decide();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_TRUE(fake_.route_request.require_zero_data_retention());
 }
 
 TEST_F(DecisionFlowTest, TheMappingOnlyWhenAskedFor) {

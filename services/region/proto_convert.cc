@@ -55,6 +55,8 @@ v1::Exclusion ToProto(Exclusion e) {
       return v1::EXCLUSION_RESIDENCY;
     case Exclusion::kClassification:
       return v1::EXCLUSION_CLASSIFICATION;
+    case Exclusion::kRetention:
+      return v1::EXCLUSION_RETENTION;
     case Exclusion::kUnhealthy:
       return v1::EXCLUSION_UNHEALTHY;
   }
@@ -136,6 +138,7 @@ absl::StatusOr<RouteRequest> RouteRequestFromProto(const v1::RouteRequest& in) {
   }
   RETURN_IF_ERROR(CheckMaxBytes({{"model", in.model(), kMaxModelBytes}}));
   r.model = in.model();
+  r.zero_data_retention = in.require_zero_data_retention();
   switch (in.preference()) {
     case v1::PREFERENCE_UNSPECIFIED:
     case v1::PREFERENCE_PRIORITY:

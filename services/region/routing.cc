@@ -72,6 +72,8 @@ absl::string_view ExclusionName(Exclusion e) {
       return "residency";
     case Exclusion::kClassification:
       return "classification";
+    case Exclusion::kRetention:
+      return "retention";
     case Exclusion::kUnhealthy:
       return "unhealthy";
   }
@@ -97,6 +99,7 @@ Exclusion ComplianceOf(const RouteRequest& request, const Endpoint& endpoint) {
     case DataClass::kPublic:
       break;
   }
+  if (request.zero_data_retention && !c.zero_data_retention) return Exclusion::kRetention;
   if (!endpoint.Serves(request.model)) return Exclusion::kModel;
   return Exclusion::kNone;
 }
@@ -179,7 +182,8 @@ std::string Explain(const RouteRequest& request, absl::Span<const Endpoint> endp
                     const RouteDecision& decision) {
   const std::string wanted = absl::StrCat(
       "residency ", request.residency.has_value() ? ResidencyName(*request.residency) : "any", ", ",
-      DataClassName(request.data_class), " data, model ", request.model);
+      DataClassName(request.data_class), " data",
+      request.zero_data_retention ? " with zero data retention" : "", ", model ", request.model);
   if (decision.chosen.has_value()) {
     const Endpoint& e = endpoints[*decision.chosen];
     return absl::StrCat("chose ", e.id, " (", e.region, ", ", ResidencyName(e.residency), ") by ",

@@ -35,6 +35,8 @@ struct RouteRequest {
   DataClass data_class = DataClass::kInternal;
   std::string model;
   Preference preference = Preference::kPriority;
+  // The caller's project keeps no data: only endpoints with zero data retention.
+  bool zero_data_retention = false;
 };
 
 // What the router knows of an endpoint's health.
@@ -45,7 +47,15 @@ struct EndpointHealth {
 
 // Why an endpoint was not chosen. kNone: it was eligible (the chosen one, or a healthy
 // endpoint the preference ranked lower).
-enum class Exclusion { kNone, kDisabled, kModel, kResidency, kClassification, kUnhealthy };
+enum class Exclusion {
+  kNone,
+  kDisabled,
+  kModel,
+  kResidency,
+  kClassification,
+  kRetention,
+  kUnhealthy
+};
 absl::string_view ExclusionName(Exclusion e);  // "", "disabled", "model_not_served", ...
 
 struct Candidate {

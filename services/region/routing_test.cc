@@ -70,6 +70,28 @@ TEST(RoutingTest, ResidencyIsMetExactly) {
   }
 }
 
+TEST(RoutingTest, AProjectThatKeepsNoDataGoesOnlyWhereNothingIsKept) {
+  const auto endpoints = Registry();
+  auto health = Healthy(endpoints.size());
+  // Public data of a project without the requirement may use the cached endpoint (or any).
+  RouteRequest request = Request(Residency::kApac, DataClass::kPublic);
+  auto apac = Route(request, endpoints, health, 0);
+  EXPECT_EQ(ChosenId(endpoints, *apac), "japaneast");
+  // With it, APAC's standard endpoint does not qualify, whatever the data.
+  request.zero_data_retention = true;
+  apac = Route(request, endpoints, health, 0);
+  ASSERT_TRUE(apac.ok());
+  EXPECT_FALSE(apac->chosen.has_value());
+  EXPECT_EQ(apac->candidates[3].exclusion, Exclusion::kRetention);
+  const std::string why = Explain(request, endpoints, *apac);
+  EXPECT_THAT(why, HasSubstr("public data with zero data retention, model gpt-4.1"));
+  EXPECT_THAT(why, HasSubstr("japaneast: retention"));
+  request.residency = std::nullopt;
+  auto any = Route(request, endpoints, health, 0);
+  ASSERT_TRUE(any->chosen.has_value());
+  EXPECT_TRUE(endpoints[*any->chosen].capabilities.zero_data_retention);
+}
+
 TEST(RoutingTest, ClassificationDecidesWhichEndpointsQualify) {
   const auto endpoints = Registry();
   auto health = Healthy(endpoints.size());

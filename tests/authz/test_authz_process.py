@@ -151,6 +151,9 @@ class DecisionTest(unittest.TestCase):
         self.assertEqual(allowed.reason, "")
         self.assertGreater(allowed.org_version, 0)
         self.assertEqual({b.name for b in allowed.budgets}, {"project.rpm", "project.tpm"})
+        # The project's data policy travels with the decision, for routing.
+        self.assertTrue(allowed.zero_data_retention)
+        self.assertFalse(check(A, "mia", "tokens", model="gpt-4o-mini").zero_data_retention)
         denied = check(A, "mia", "support", model="gpt-3.5-turbo", explain=True)
         self.assertEqual((denied.verdict, denied.reason), (DENY, "MODEL_NOT_ALLOWED"))
         self.assertEqual(denied.rule, "project.model_allowlist")
