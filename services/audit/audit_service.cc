@@ -323,10 +323,22 @@ grpc::ServerUnaryReactor* AuditService::ExportSubject(grpc::CallbackServerContex
                                                       const v1::ExportSubjectRequest* request,
                                                       v1::ExportSubjectResponse* response) {
   return pool_->Run(context, [this, request, response] {
-    absl::StatusOr<std::vector<RevealedEntry>> entries =
-        ledger_->ExportSubject(request->subject(), request->requested_by());
-    if (!entries.ok()) return ToGrpc(entries.status());
-    for (const RevealedEntry& e : *entries) ToProto(e, response->add_entries());
+    std::optional<SubjectCursor> after;
+    if (!request->page_token().empty()) {
+      after = SubjectCursorFromToken(request->page_token());
+      if (!after.has_value()) {
+        return ToGrpc(absl::InvalidArgumentError("page_token: not a token this service issued"));
+      }
+    }
+    if (request->page_size() < 0) {
+      return ToGrpc(absl::InvalidArgumentError("page_size: must not be negative"));
+    }
+    const size_t page_size = request->page_size() == 0 ? 100 : request->page_size();
+    absl::StatusOr<SubjectPage> page =
+        ledger_->ExportSubject(request->subject(), request->requested_by(), after, page_size);
+    if (!page.ok()) return ToGrpc(page.status());
+    for (const RevealedEntry& e : page->entries) ToProto(e, response->add_entries());
+    if (page->next.has_value()) response->set_next_page_token(SubjectCursorToken(*page->next));
     return grpc::Status::OK;
   });
 }

@@ -377,27 +377,39 @@ absl::StatusOr<ForgetResult> AuditLedger::RepeatForget(const std::string& subjec
   return result;
 }
 
-absl::StatusOr<std::vector<RevealedEntry>> AuditLedger::ExportSubject(
-    const std::string& subject, const std::string& requested_by) {
+absl::StatusOr<SubjectPage> AuditLedger::ExportSubject(const std::string& subject,
+                                                       const std::string& requested_by,
+                                                       const std::optional<SubjectCursor>& after,
+                                                       size_t page_size) {
   if (subject.empty()) return absl::InvalidArgumentError("subject: required");
   RETURN_IF_ERROR(ValidateIdentifier(subject, "subject"));
   RETURN_IF_ERROR(CheckRequester(requested_by));
+  if (page_size < 1 || page_size > kMaxPageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size: must be between 1 and ", kMaxPageSize));
+  }
   absl::StatusOr<SubjectKey> key = store_->GetSubjectKey(subjects_->Locator(subject));
-  std::vector<RevealedEntry> revealed;
+  SubjectPage page;
   EntryInput record;
   record.action = Action::kSubjectAccessExported;
   record.actor = requested_by;
   if (key.ok()) {
+    // One more than a page says whether another follows.
     ASSIGN_OR_RETURN(std::vector<Entry> entries,
-                     store_->EntriesOfSubject(key->ref, kMaxPageSize * 100));
-    ASSIGN_OR_RETURN(revealed, Reveal(std::move(entries)));
+                     store_->EntriesOfSubject(key->ref, after, page_size + 1));
+    if (entries.size() > page_size) {
+      entries.resize(page_size);
+      page.next = CursorOf(entries.back());
+    }
+    ASSIGN_OR_RETURN(page.entries, Reveal(std::move(entries)));
     record.subject = subject;
-    record.metadata["entries"] = absl::StrCat(revealed.size());
+    record.metadata["entries"] = absl::StrCat(page.entries.size());
+    if (after.has_value()) record.metadata["page"] = "next";
   } else if (!absl::IsNotFound(key.status())) {
     return key.status();
   }
   RETURN_IF_ERROR(Append(record).status());
-  return revealed;
+  return page;
 }
 
 absl::StatusOr<int> AuditLedger::SignCheckpoints(std::vector<LedgerOverview>* overviews) {

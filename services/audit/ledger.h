@@ -46,6 +46,11 @@ struct QueryPage {
   std::optional<uint64_t> next_index;  // Where the next page starts; none on the last page.
 };
 
+struct SubjectPage {
+  std::vector<RevealedEntry> entries;
+  std::optional<SubjectCursor> next;  // Where the next page starts; none on the last page.
+};
+
 struct InclusionProof {
   RevealedEntry entry;
   Checkpoint checkpoint;
@@ -127,8 +132,14 @@ class AuditLedger {
   // the subject for that check.
   absl::StatusOr<ForgetResult> Forget(const std::string& subject, const std::string& requested_by,
                                       const std::string& request_id);
-  absl::StatusOr<std::vector<RevealedEntry>> ExportSubject(const std::string& subject,
-                                                           const std::string& requested_by);
+  // One page of the entries naming `subject` (as actor or subject), across ledgers, in
+  // SubjectOrder after `after` (none: from the first), at most `page_size` (1 to
+  // kMaxPageSize); none once the subject's key is destroyed. Each page is recorded as a
+  // subject_access_exported entry in the organisation's ledger.
+  absl::StatusOr<SubjectPage> ExportSubject(const std::string& subject,
+                                            const std::string& requested_by,
+                                            const std::optional<SubjectCursor>& after,
+                                            size_t page_size);
 
   // Signs a checkpoint of every ledger that grew since its newest one; returns how many.
   // Fills `ledgers`, if given, with every ledger, its size and its newest checkpoint after

@@ -1,5 +1,7 @@
 #include "services/audit/ledger_store.h"
 
+#include <tuple>
+
 namespace policy::audit {
 
 absl::Status LedgerStore::ForEachEntry(const LedgerRef& ledger, uint64_t from,
@@ -14,6 +16,16 @@ absl::Status LedgerStore::ForEachEntry(const LedgerRef& ledger, uint64_t from,
     if (entries->size() < kChunk) return absl::OkStatus();
     from = entries->back().index + 1;
   }
+}
+
+SubjectCursor CursorOf(const Entry& entry) {
+  return SubjectCursor{entry.time, entry.ledger, entry.index};
+}
+
+bool SubjectOrder(const SubjectCursor& a, const SubjectCursor& b) {
+  // std::string compares bytewise, as PostgreSQL's "C" collation does.
+  return std::tie(a.time, a.ledger.project, a.ledger.environment, a.index) <
+         std::tie(b.time, b.ledger.project, b.ledger.environment, b.index);
 }
 
 void SealEntries(CompactTree& tree, absl::Span<Entry> entries) {

@@ -48,6 +48,16 @@ struct LedgerSize {
   uint64_t size = 0;
 };
 
+// Where a subject's entries, across ledgers, stand in the order they are exported: by time,
+// then ledger (project, environment, bytewise), then index.
+struct SubjectCursor {
+  absl::Time time;
+  LedgerRef ledger;
+  uint64_t index = 0;
+};
+SubjectCursor CursorOf(const Entry& entry);
+bool SubjectOrder(const SubjectCursor& a, const SubjectCursor& b);
+
 // Where ledgers live. Implementations: MemoryLedgerStore (tests, --store=memory) and
 // PostgresLedgerStore. Thread-safe.
 //
@@ -84,9 +94,10 @@ class LedgerStore {
                                             const std::string& request_id) = 0;
   // Entries matching `filter`, in index order.
   virtual absl::StatusOr<std::vector<Entry>> Query(const EntryFilter& filter) = 0;
-  // Entries of any ledger whose actor or subject has the pseudonym `ref`, oldest first.
-  virtual absl::StatusOr<std::vector<Entry>> EntriesOfSubject(const std::string& ref,
-                                                              size_t limit) = 0;
+  // At most `limit` entries of any ledger whose actor or subject has the pseudonym `ref`, in
+  // SubjectOrder, after `after` when given.
+  virtual absl::StatusOr<std::vector<Entry>> EntriesOfSubject(
+      const std::string& ref, const std::optional<SubjectCursor>& after, size_t limit) = 0;
 
   // The hashes of perfect subtrees of `ledger` (each stored with its last leaf);
   // FAILED_PRECONDITION when one lies beyond the ledger's end.

@@ -458,13 +458,22 @@ TEST_P(LedgerStoreConformanceTest, EntriesOfSubjectAcrossLedgers) {
       entry(a, 5, 5, true),   // a#3 t5
   });
   ASSERT_THAT(appended, SizeIs(6));
-  absl::StatusOr<std::vector<Entry>> got = store_->EntriesOfSubject(dave, 100);
+  absl::StatusOr<std::vector<Entry>> got = store_->EntriesOfSubject(dave, std::nullopt, 100);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_THAT(*got, ElementsAre(appended[3], appended[1], appended[5], appended[0], appended[4]));
-  EXPECT_THAT(store_->EntriesOfSubject(dave, 2).value(), ElementsAre(appended[3], appended[1]));
-  EXPECT_THAT(store_->EntriesOfSubject(Ref("nobody"), 10).value(), IsEmpty());
+  EXPECT_THAT(store_->EntriesOfSubject(dave, std::nullopt, 2).value(),
+              ElementsAre(appended[3], appended[1]));
+  // Page by page from a cursor: each page resumes just after the last entry of the one before,
+  // also between entries of the same time (a#0 and a#3 at t5, then b#0 at t5).
+  EXPECT_THAT(store_->EntriesOfSubject(dave, CursorOf(appended[1]), 2).value(),
+              ElementsAre(appended[5], appended[0]));
+  EXPECT_THAT(store_->EntriesOfSubject(dave, CursorOf(appended[0]), 2).value(),
+              ElementsAre(appended[4]));
+  EXPECT_THAT(store_->EntriesOfSubject(dave, CursorOf(appended[4]), 2).value(), IsEmpty());
+  EXPECT_THAT(store_->EntriesOfSubject(Ref("nobody"), std::nullopt, 10).value(), IsEmpty());
   // carol is the subject of NewEntry's n % 4 == 1 when not replaced: a#3 only.
-  EXPECT_THAT(store_->EntriesOfSubject(Ref("carol"), 10).value(), ElementsAre(appended[5]));
+  EXPECT_THAT(store_->EntriesOfSubject(Ref("carol"), std::nullopt, 10).value(),
+              ElementsAre(appended[5]));
 }
 
 TEST_P(LedgerStoreConformanceTest, NodeHashesOfEveryNode) {

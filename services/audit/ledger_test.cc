@@ -178,12 +178,31 @@ TEST_F(LedgerTest, ForgetSubjectShredsIdentifiersButTheLedgerStillVerifies) {
   AppendOk(Call("carol@example.com", 5));
   ASSERT_TRUE(ledger_.SignCheckpoints().ok());
 
-  absl::StatusOr<std::vector<RevealedEntry>> before =
-      ledger_.ExportSubject("carol@example.com", "dpo@example.com");
+  absl::StatusOr<SubjectPage> before =
+      ledger_.ExportSubject("carol@example.com", "dpo@example.com", std::nullopt, kMaxPageSize);
   ASSERT_TRUE(before.ok()) << before.status();
-  ASSERT_EQ(before->size(), 2u);
-  EXPECT_EQ((*before)[0].subject, "carol@example.com");
-  EXPECT_EQ((*before)[1].actor, "carol@example.com");
+  ASSERT_EQ(before->entries.size(), 2u);
+  EXPECT_FALSE(before->next.has_value());
+  EXPECT_EQ(before->entries[0].subject, "carol@example.com");
+  EXPECT_EQ(before->entries[1].actor, "carol@example.com");
+  // Page by page, one entry each (the exports' own records name carol too, so pages follow).
+  absl::StatusOr<SubjectPage> first =
+      ledger_.ExportSubject("carol@example.com", "dpo@example.com", std::nullopt, 1);
+  ASSERT_TRUE(first.ok() && first->next.has_value());
+  EXPECT_EQ(first->entries[0].entry.index, before->entries[0].entry.index);
+  absl::StatusOr<SubjectPage> second =
+      ledger_.ExportSubject("carol@example.com", "dpo@example.com", first->next, 1);
+  ASSERT_TRUE(second.ok());
+  ASSERT_EQ(second->entries.size(), 1u);
+  EXPECT_EQ(second->entries[0].entry.ledger, before->entries[1].entry.ledger);
+  EXPECT_EQ(second->entries[0].entry.index, before->entries[1].entry.index);
+  absl::StatusOr<SubjectPage> third =
+      ledger_.ExportSubject("carol@example.com", "dpo@example.com", second->next, 1);
+  ASSERT_TRUE(third.ok());
+  ASSERT_EQ(third->entries.size(), 1u);
+  EXPECT_EQ(third->entries[0].entry.action, Action::kSubjectAccessExported);
+  EXPECT_EQ(ledger_.ExportSubject("carol@example.com", "dpo", std::nullopt, 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
 
   absl::StatusOr<ForgetResult> forgotten =
       ledger_.Forget("carol@example.com", "dpo@example.com", "forget-carol");
@@ -192,7 +211,11 @@ TEST_F(LedgerTest, ForgetSubjectShredsIdentifiersButTheLedgerStillVerifies) {
   EXPECT_EQ(forgotten->entry.action, Action::kSubjectForgotten);
 
   // Nobody can link the entries to carol any more; the owner is still named.
-  EXPECT_THAT(ledger_.ExportSubject("carol@example.com", "dpo@example.com").value(), IsEmpty());
+  EXPECT_THAT(
+      ledger_.ExportSubject("carol@example.com", "dpo@example.com", std::nullopt, kMaxPageSize)
+          .value()
+          .entries,
+      IsEmpty());
   absl::StatusOr<std::vector<RevealedEntry>> all = ledger_.Export(kProd, 0, 10, "dpo", false);
   ASSERT_TRUE(all.ok());
   ASSERT_EQ(all->size(), 2u);
@@ -214,12 +237,14 @@ TEST_F(LedgerTest, ForgetSubjectShredsIdentifiersButTheLedgerStillVerifies) {
   ASSERT_TRUE(org.ok());
   std::vector<Action> actions;
   for (const RevealedEntry& e : *org) actions.push_back(e.entry.action);
-  EXPECT_THAT(actions, ElementsAre(Action::kSubjectAccessExported, Action::kSubjectForgotten,
-                                   Action::kSubjectAccessExported));
+  // Each page exported is recorded: four before the forgetting, one after.
+  EXPECT_THAT(actions, ElementsAre(Action::kSubjectAccessExported, Action::kSubjectAccessExported,
+                                   Action::kSubjectAccessExported, Action::kSubjectAccessExported,
+                                   Action::kSubjectForgotten, Action::kSubjectAccessExported));
   // A second request changes nothing and says so.
   EXPECT_FALSE(ledger_.Forget("carol@example.com", "dpo@example.com", "").value().forgotten);
   // A later entry about carol gets a new, unlinkable pseudonym.
-  EXPECT_NE(AppendOk(Call("carol@example.com", 1)).actor.ref, (*before)[1].entry.actor.ref);
+  EXPECT_NE(AppendOk(Call("carol@example.com", 1)).actor.ref, before->entries[1].entry.actor.ref);
 }
 
 TEST_F(LedgerTest, ARetriedForgetReturnsTheFirstRecord) {
@@ -256,21 +281,29 @@ TEST_F(LedgerTest, ARetriedForgetFinishesWhatTheFirstAttemptStarted) {
   record.subject = "carol@example.com";
   record.request_id = "forget-2";
   const Entry recorded = AppendOk(record);
-  ASSERT_EQ(ledger_.ExportSubject("carol@example.com", "dpo").value().size(), 2u);
+  ASSERT_EQ(ledger_.ExportSubject("carol@example.com", "dpo", std::nullopt, kMaxPageSize)
+                .value()
+                .entries.size(),
+            2u);
 
   absl::StatusOr<ForgetResult> retry =
       ledger_.Forget("carol@example.com", "dpo@example.com", "forget-2");
   ASSERT_TRUE(retry.ok()) << retry.status();
   EXPECT_TRUE(retry->forgotten);
   EXPECT_EQ(retry->entry.index, recorded.index);
-  EXPECT_THAT(ledger_.ExportSubject("carol@example.com", "dpo").value(), IsEmpty());
+  EXPECT_THAT(
+      ledger_.ExportSubject("carol@example.com", "dpo", std::nullopt, kMaxPageSize).value().entries,
+      IsEmpty());
 
   // The same id cannot forget someone else.
   AppendOk(Call("dave@example.com", 5));
   absl::StatusOr<ForgetResult> other =
       ledger_.Forget("dave@example.com", "dpo@example.com", "forget-2");
   EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition) << other.status();
-  EXPECT_EQ(ledger_.ExportSubject("dave@example.com", "dpo").value().size(), 1u);
+  EXPECT_EQ(ledger_.ExportSubject("dave@example.com", "dpo", std::nullopt, kMaxPageSize)
+                .value()
+                .entries.size(),
+            1u);
 }
 
 TEST_F(LedgerTest, ARequestIdForgettingOneSubjectForgetsNoOther) {
@@ -282,14 +315,18 @@ TEST_F(LedgerTest, ARequestIdForgettingOneSubjectForgetsNoOther) {
   EXPECT_EQ(dave.status().code(), absl::StatusCode::kFailedPrecondition) << dave.status();
   absl::StatusOr<ForgetResult> erin = ledger_.Forget("erin@example.com", "dpo", "forget-3");
   EXPECT_EQ(erin.status().code(), absl::StatusCode::kFailedPrecondition) << erin.status();
-  EXPECT_THAT(ledger_.ExportSubject("erin@example.com", "dpo").value(), Not(IsEmpty()));
+  EXPECT_THAT(
+      ledger_.ExportSubject("erin@example.com", "dpo", std::nullopt, kMaxPageSize).value().entries,
+      Not(IsEmpty()));
   EXPECT_TRUE(ledger_.Forget("carol@example.com", "dpo", "forget-3").ok());
 
   // The first subject had no key: another subject with a key is not forgotten by its id.
   ASSERT_FALSE(ledger_.Forget("nobody@example.com", "dpo", "forget-4").value().forgotten);
   absl::StatusOr<ForgetResult> other = ledger_.Forget("erin@example.com", "dpo", "forget-4");
   EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition) << other.status();
-  EXPECT_THAT(ledger_.ExportSubject("erin@example.com", "dpo").value(), Not(IsEmpty()));
+  EXPECT_THAT(
+      ledger_.ExportSubject("erin@example.com", "dpo", std::nullopt, kMaxPageSize).value().entries,
+      Not(IsEmpty()));
   EXPECT_TRUE(ledger_.Forget("nobody@example.com", "dpo", "forget-4").ok());
 }
 
@@ -301,7 +338,7 @@ TEST_F(LedgerTest, SubjectsAreBoundAsInAppend) {
     EXPECT_EQ(forget.code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(forget.message(), HasSubstr("subject"));
     EXPECT_LT(forget.message().size(), 200u);
-    EXPECT_EQ(ledger_.ExportSubject(subject, "dpo").status().code(),
+    EXPECT_EQ(ledger_.ExportSubject(subject, "dpo", std::nullopt, kMaxPageSize).status().code(),
               absl::StatusCode::kInvalidArgument);
   }
   EXPECT_EQ(

@@ -121,17 +121,19 @@ absl::StatusOr<std::vector<Entry>> MemoryLedgerStore::Query(const EntryFilter& f
   return out;
 }
 
-absl::StatusOr<std::vector<Entry>> MemoryLedgerStore::EntriesOfSubject(const std::string& ref,
-                                                                       size_t limit) {
+absl::StatusOr<std::vector<Entry>> MemoryLedgerStore::EntriesOfSubject(
+    const std::string& ref, const std::optional<SubjectCursor>& after, size_t limit) {
   absl::MutexLock lock(&mu_);
   std::vector<Entry> out;
   for (const auto& [r, ledger] : ledgers_) {
     for (const Entry& e : ledger.entries) {
-      if (e.actor.ref == ref || e.subject.ref == ref) out.push_back(e);
+      if (e.actor.ref != ref && e.subject.ref != ref) continue;
+      if (after.has_value() && !SubjectOrder(*after, CursorOf(e))) continue;
+      out.push_back(e);
     }
   }
-  std::stable_sort(out.begin(), out.end(),
-                   [](const Entry& a, const Entry& b) { return a.time < b.time; });
+  std::sort(out.begin(), out.end(),
+            [](const Entry& a, const Entry& b) { return SubjectOrder(CursorOf(a), CursorOf(b)); });
   if (out.size() > limit) out.resize(limit);
   return out;
 }

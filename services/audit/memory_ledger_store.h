@@ -27,6 +27,7 @@ class MemoryLedgerStore : public LedgerStore {
                                     const std::string& request_id) override;
   absl::StatusOr<std::vector<Entry>> Query(const EntryFilter& filter) override;
   absl::StatusOr<std::vector<Entry>> EntriesOfSubject(const std::string& ref,
+                                                      const std::optional<SubjectCursor>& after,
                                                       size_t limit) override;
   absl::StatusOr<absl::flat_hash_map<NodeId, Hash>> NodeHashes(
       const LedgerRef& ledger, absl::Span<const NodeId> nodes) override;

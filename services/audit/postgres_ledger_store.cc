@@ -689,21 +689,30 @@ absl::StatusOr<std::vector<Entry>> PostgresLedgerStore::Query(const EntryFilter&
   return out;
 }
 
-absl::StatusOr<std::vector<Entry>> PostgresLedgerStore::EntriesOfSubject(const std::string& ref,
-                                                                         size_t limit) {
+absl::StatusOr<std::vector<Entry>> PostgresLedgerStore::EntriesOfSubject(
+    const std::string& ref, const std::optional<SubjectCursor>& after, size_t limit) {
   std::vector<Entry> out;
   RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
     out.clear();
     Statement s(absl::StrCat(
         "SELECT l.project, l.environment, ", kEntryColumns,
-        " FROM audit.entries e JOIN audit.ledgers l ON l.id = e.ledger_id WHERE e.actor_ref = "));
-    // The same order as the memory store's: time, then ledger, then index.
-    s.Bytes(ref)
-        .Sql(" OR e.subject_ref = ")
-        .Again(1)
-        .Sql(
-            " ORDER BY e.recorded_at, l.project COLLATE \"C\", l.environment COLLATE \"C\", e.idx "
-            "LIMIT ");
+        " FROM audit.entries e JOIN audit.ledgers l ON l.id = e.ledger_id WHERE (e.actor_ref = "));
+    // SubjectOrder: time, then ledger (bytewise), then index.
+    s.Bytes(ref).Sql(" OR e.subject_ref = ").Again(1);
+    if (after.has_value()) {
+      s.Sql(
+           ") AND (e.recorded_at, l.project COLLATE \"C\", l.environment COLLATE \"C\", e.idx) > (")
+          .Time(after->time)
+          .Sql(", ")
+          .Text(after->ledger.project)
+          .Sql(" COLLATE \"C\", ")
+          .Text(after->ledger.environment)
+          .Sql(" COLLATE \"C\", ")
+          .Int(static_cast<int64_t>(after->index));
+    }
+    s.Sql(
+        ") ORDER BY e.recorded_at, l.project COLLATE \"C\", l.environment COLLATE \"C\", e.idx "
+        "LIMIT ");
     s.Int(ClampToInt64(limit));
     pqxx::result rows = s.Exec(tx);
     out.reserve(rows.size());

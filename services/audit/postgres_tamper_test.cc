@@ -259,7 +259,8 @@ TEST_F(PostgresTamperTest, AnAppendAfterAnotherReplicaForgotItsActorUsesANewKey)
   ASSERT_TRUE(other.Forget("erin@example.com", "dpo@example.com", "erase-erin").value().forgotten);
   const Entry after = audit_->Append(in).value().entry;
   EXPECT_NE(after.actor.ref, before.actor.ref);  // Another key, hence another pseudonym.
-  const std::vector<RevealedEntry> named = audit_->ExportSubject("erin@example.com", "dpo").value();
+  const std::vector<RevealedEntry> named =
+      audit_->ExportSubject("erin@example.com", "dpo", std::nullopt, kMaxPageSize).value().entries;
   ASSERT_EQ(named.size(), 1u);
   EXPECT_EQ(named[0].entry.index, after.index);
   EXPECT_EQ(named[0].actor, "erin@example.com");

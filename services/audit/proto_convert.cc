@@ -2,7 +2,10 @@
 
 #include <utility>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/proto/well_known.h"
 #include "common/status/status.h"
 #include "google/protobuf/util/json_util.h"
@@ -169,6 +172,31 @@ absl::StatusOr<Checkpoint> CheckpointFromProto(const v1::Checkpoint& in) {
   c.signature = in.signature();
   c.key_id = in.key_id();
   return c;
+}
+
+std::string SubjectCursorToken(const SubjectCursor& cursor) {
+  // Projects and environments hold no '/' (ValidateLedger).
+  return absl::WebSafeBase64Escape(absl::StrCat(absl::ToUnixMicros(cursor.time), "/",
+                                                cursor.ledger.project, "/",
+                                                cursor.ledger.environment, "/", cursor.index));
+}
+
+std::optional<SubjectCursor> SubjectCursorFromToken(absl::string_view token) {
+  std::string text;
+  if (!absl::WebSafeBase64Unescape(token, &text)) return std::nullopt;
+  std::vector<std::string> parts = absl::StrSplit(text, '/');
+  int64_t micros = 0;
+  SubjectCursor cursor;
+  if (parts.size() != 4 || !absl::SimpleAtoi(parts[0], &micros) ||
+      !absl::SimpleAtoi(parts[3], &cursor.index)) {
+    return std::nullopt;
+  }
+  cursor.time = absl::FromUnixMicros(micros);
+  cursor.ledger = LedgerRef{std::move(parts[1]), std::move(parts[2])};
+  if (!cursor.ledger.project.empty() && !ValidateLedger(cursor.ledger, "page_token").ok()) {
+    return std::nullopt;
+  }
+  return cursor;
 }
 
 std::string ToJsonLine(const v1::Entry& entry) {

@@ -1,6 +1,7 @@
 #ifndef POLICY_SERVICES_AUDIT_PROTO_CONVERT_H_
 #define POLICY_SERVICES_AUDIT_PROTO_CONVERT_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -8,6 +9,7 @@
 #include "services/audit/checkpoint.h"
 #include "services/audit/entry.h"
 #include "services/audit/ledger.h"
+#include "services/audit/ledger_store.h"
 #include "services/audit/verifier.h"
 
 // policy.audit.v1 <-> the audit domain. Shared by the service and tools/audit_verify.
@@ -25,6 +27,11 @@ void ToProto(const IntegrityReport& report, v1::IntegrityReport* out);
 // as the verifier reads exports; DATA_LOSS naming the field for malformed values.
 absl::StatusOr<Entry> EntryFromProto(const v1::Entry& in);
 absl::StatusOr<Checkpoint> CheckpointFromProto(const v1::Checkpoint& in);
+
+// A page token for where a subject's export resumes, and its inverse (none for a token this
+// service did not issue).
+std::string SubjectCursorToken(const SubjectCursor& cursor);
+std::optional<SubjectCursor> SubjectCursorFromToken(absl::string_view token);
 
 // One proto3-JSON line (no newline) and its inverse.
 std::string ToJsonLine(const v1::Entry& entry);

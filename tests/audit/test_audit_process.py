@@ -833,6 +833,23 @@ class SubjectTest(AuditTestCase):
         self.assertEqual([(e.subject, dict(e.metadata)) for e in access],
                          [(carol, {"entries": "3"})])
         self.assertEqual(access[0].ledger, ORG)
+        # Page by page, two at a time: the same entries in the same order (and then the
+        # record of the first export, which names carol too).
+        paged, token = [], ""
+        while True:
+            page = self.audit.ExportSubject(A.ExportSubjectRequest(
+                subject=carol, requested_by=dpo, page_size=2, page_token=token), timeout=10)
+            paged += page.entries
+            token = page.next_page_token
+            if not token:
+                break
+        self.assertEqual([(e.ledger.project, e.index) for e in paged[:3]],
+                         [(e.ledger.project, e.index) for e in exported])
+        self.assertEqual(paged[3].action, A.ACTION_SUBJECT_ACCESS_EXPORTED)
+        err = pt.call_error(self.audit.ExportSubject, A.ExportSubjectRequest(
+            subject=carol, requested_by=dpo, page_token="not-a-token"), timeout=10)
+        self.assertEqual(err.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("page_token", err.details())
 
         forgotten = self.audit.ForgetSubject(A.ForgetSubjectRequest(
             subject=carol, requested_by=dpo, request_id=f"forget-{u}"), timeout=10)

@@ -1088,19 +1088,25 @@ int Audit(const Invocation& in) {
     });
   }
   if (in.words[0] == "subject-export") {
+    // Every page, as JSON lines.
     audit::v1::ExportSubjectRequest request;
     request.set_subject(in.words[1]);
-    audit::v1::ExportSubjectResponse response;
-    if (grpc::Status s = stub->ExportSubject(Context(g, true).get(), request, &response); !s.ok()) {
-      return Failed(s);
-    }
+    request.set_page_size(1000);
     google::protobuf::util::JsonPrintOptions options;
     options.preserve_proto_field_names = true;
-    for (const audit::v1::Entry& e : response.entries()) {
-      std::string line;
-      (void)google::protobuf::util::MessageToJsonString(e, &line, options);
-      std::printf("%s\n", line.c_str());
-    }
+    do {
+      audit::v1::ExportSubjectResponse response;
+      if (grpc::Status s = stub->ExportSubject(Context(g, true).get(), request, &response);
+          !s.ok()) {
+        return Failed(s);
+      }
+      for (const audit::v1::Entry& e : response.entries()) {
+        std::string line;
+        (void)google::protobuf::util::MessageToJsonString(e, &line, options);
+        std::printf("%s\n", line.c_str());
+      }
+      request.set_page_token(response.next_page_token());
+    } while (!request.page_token().empty());
     return kOk;
   }
   if (in.words[0] == "forget") {
