@@ -72,6 +72,17 @@ AdminService::Change EndpointChange(absl::string_view change, const region::v1::
   return out;
 }
 
+// A request that hands out a secret or changes several services must be safe to retry.
+Status RequireRequestId(const std::string& request_id) {
+  if (request_id.empty()) {
+    return Status(StatusCode::INVALID_ARGUMENT, "request_id: required (it makes retries safe)");
+  }
+  if (absl::Status s = CheckRequestId(request_id, "request_id", kMaxAdminRequestIdBytes); !s.ok()) {
+    return EdgeStatus(s);
+  }
+  return Status::OK;
+}
+
 // The request id under which keys remembers an administrator's key request: the caller's
 // own, so that a retry returns the secret to the caller who asked and to no one else.
 std::string CallerRequestId(const std::string& member, const std::string& request_id) {
@@ -340,14 +351,7 @@ grpc::ServerUnaryReactor* AdminService::RemoveMember(grpc::CallbackServerContext
     if (request->member_id().empty()) {
       return Status(StatusCode::INVALID_ARGUMENT, "member_id: required");
     }
-    if (request->request_id().empty()) {
-      return Status(StatusCode::INVALID_ARGUMENT, "request_id: required (it makes retries safe)");
-    }
-    if (absl::Status s =
-            CheckRequestId(request->request_id(), "request_id", kMaxAdminRequestIdBytes);
-        !s.ok()) {
-      return EdgeStatus(s);
-    }
+    if (Status s = RequireRequestId(request->request_id()); !s.ok()) return s;
     // 1. The member (authz decides whether the caller may: members.manage, owners.manage
     //    for an owner). Removing a removed member changes nothing.
     authz::v1::RemoveMemberRequest remove;
@@ -664,6 +668,7 @@ grpc::ServerUnaryReactor* AdminService::CreateKey(grpc::CallbackServerContext* c
                                                   const keys::v1::CreateKeyRequest* request,
                                                   keys::v1::CreateKeyResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
+    if (Status s = RequireRequestId(request->request_id()); !s.ok()) return s;
     keys::v1::CreateKeyRequest create = *request;
     if (Status s = AuthorizeIssue(caller, &create); !s.ok()) return s;
     create.set_request_id(CallerRequestId(caller.member, request->request_id()));
@@ -676,6 +681,7 @@ grpc::ServerUnaryReactor* AdminService::RotateKey(grpc::CallbackServerContext* c
                                                   const keys::v1::RotateKeyRequest* request,
                                                   keys::v1::RotateKeyResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
+    if (Status s = RequireRequestId(request->request_id()); !s.ok()) return s;
     keys::v1::RotateKeyRequest rotate = *request;
     if (Status s = AuthorizeKey(caller, request->key_id(), KeyChange::kRotate, &rotate); !s.ok()) {
       return s;

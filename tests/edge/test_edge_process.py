@@ -431,7 +431,10 @@ class EdgeProcessTest(unittest.TestCase):
             request_id=uuid.uuid4().hex, key_id=ci.key.key_id, ttl={"seconds": 86400}),
             metadata=alice, timeout=10)
 
-        # A retry returns the secret to the caller who asked, and to no one else.
+        # A retry returns the secret to the caller who asked, and to no one else; without a
+        # request id a retry would issue a second key.
+        refused(C.INVALID_ARGUMENT, "request_id: required", create, alice,
+                keys_pb2.KEY_KIND_PROJECT, "alice", project="support-eu", request_id="")
         request_id = uuid.uuid4().hex
         first = create(alice, keys_pb2.KEY_KIND_PROJECT, "dan", project="internal-copilot",
                        request_id=request_id)
