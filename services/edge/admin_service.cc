@@ -214,15 +214,29 @@ Status AdminService::Authorize(const Caller& caller, const std::string& action,
 Status AdminService::AuthorizeIssue(const Caller& caller, keys::v1::CreateKeyRequest* request) {
   const keys::v1::Principal& owner = request->owner();
   const bool own = owner.type() == keys::v1::PRINCIPAL_TYPE_MEMBER && owner.id() == caller.member;
+  if (owner.type() == keys::v1::PRINCIPAL_TYPE_MEMBER && !own &&
+      request->kind() != keys::v1::KEY_KIND_SERVICE_ACCOUNT) {
+    if (Status s = Authorize(caller, "owners.manage", ""); !s.ok()) return s;
+    // A key for nobody would be an orphan credential.
+    authz::v1::GetMemberRequest get;
+    get.mutable_actor()->set_member_id(caller.member);
+    get.set_id(owner.id());
+    authz::v1::Member member;
+    if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::GetMember, get, &member,
+                        caller.deadline);
+        !s.ok()) {
+      return s;
+    }
+    if (member.has_removed_at()) {
+      return Status(StatusCode::FAILED_PRECONDITION,
+                    absl::StrCat("owner: member ", member.id(), " was removed"));
+    }
+  }
   switch (request->kind()) {
     case keys::v1::KEY_KIND_ADMIN:
-      if (Status s = Authorize(caller, "members.manage", ""); !s.ok()) return s;
-      return own ? Status::OK : Authorize(caller, "owners.manage", "");
+      return Authorize(caller, "members.manage", "");
     case keys::v1::KEY_KIND_PROJECT: {
       if (Status s = Authorize(caller, "keys.manage", request->project()); !s.ok()) return s;
-      if (!own) {
-        if (Status s = Authorize(caller, "owners.manage", ""); !s.ok()) return s;
-      }
       std::string environment;
       if (Status s = ProjectEnvironment(caller, request->project(), &environment); !s.ok()) {
         return s;
@@ -696,6 +710,8 @@ grpc::ServerUnaryReactor* AdminService::RevokeKey(grpc::CallbackServerContext* c
                                                   const keys::v1::RevokeKeyRequest* request,
                                                   keys::v1::RevokeKeyResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
+    // The reason is kept with the key and in the ledger, as given.
+    if (absl::Status s = CheckNoSecret(request->reason(), "reason"); !s.ok()) return EdgeStatus(s);
     if (Status s = AuthorizeKey(caller, request->key_id(), KeyChange::kRevoke, nullptr); !s.ok()) {
       return s;
     }

@@ -15,6 +15,10 @@ namespace policy::edge {
 // The most tokens one request may be estimated (or reported) to use.
 inline constexpr int64_t kMaxEstimatedTokens = 10'000'000;
 
+// A decision's request id: its usage is recorded in the ledger under "usage:" and the id,
+// within the ledger's 128 bytes.
+inline constexpr size_t kMaxDecisionRequestIdBytes = 128 - 6;
+
 // A caller's request id: at most `max_bytes` of [A-Za-z0-9_.:-]; INVALID_ARGUMENT naming
 // `field` otherwise.
 absl::Status CheckRequestId(absl::string_view id, absl::string_view field, size_t max_bytes = 128);

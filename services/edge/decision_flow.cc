@@ -444,8 +444,11 @@ class ReportUsageFlow final : public Flow {
   void Joined() {
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     if (!usage_status_.ok()) {
-      // The same request id with other usage: the caller's mistake.
-      if (usage_status_.error_code() == StatusCode::ALREADY_EXISTS) return Finish(usage_status_);
+      // The same request id with other usage: the caller's mistake, as with a decision.
+      if (usage_status_.error_code() == StatusCode::ALREADY_EXISTS) {
+        return Finish(Status(StatusCode::FAILED_PRECONDITION,
+                             "request_id: reported before with other usage"));
+      }
       return Finish(DownstreamFailure("authz", usage_status_, deadline_));
     }
     if (outcome_status_.error_code() == StatusCode::NOT_FOUND) {
@@ -531,15 +534,20 @@ absl::Status ValidateDecideRequest(const v1::DecideRequest& r) {
   if (!region::v1::Preference_IsValid(r.preference())) {
     return absl::InvalidArgumentError(absl::StrCat("preference: unknown value ", r.preference()));
   }
-  if (absl::Status s = CheckRequestId(r.request_id(), "request_id"); !s.ok()) return s;
+  if (absl::Status s = CheckRequestId(r.request_id(), "request_id", kMaxDecisionRequestIdBytes);
+      !s.ok()) {
+    return s;
+  }
   return CheckNoSecret(r.request_id(), "request_id");
 }
 
 absl::Status ValidateReportUsageRequest(const v1::ReportUsageRequest& r) {
   if (r.api_key().empty()) return absl::UnauthenticatedError("api_key: required");
   if (r.request_id().empty()) return absl::InvalidArgumentError("request_id: required");
-  // Recorded as "usage:" and the id, within the ledger's 128 bytes.
-  if (absl::Status s = CheckRequestId(r.request_id(), "request_id", 128 - 6); !s.ok()) return s;
+  if (absl::Status s = CheckRequestId(r.request_id(), "request_id", kMaxDecisionRequestIdBytes);
+      !s.ok()) {
+    return s;
+  }
   if (absl::Status s = CheckNoSecret(r.request_id(), "request_id"); !s.ok()) return s;
   if (absl::Status s = CheckModel(r.model()); !s.ok()) return s;
   if (r.estimated_tokens() < 0 || r.estimated_tokens() > kMaxEstimatedTokens ||

@@ -464,6 +464,10 @@ TEST_F(DecisionFlowTest, BadInputNamesTheField) {
   request_.set_request_id("PSK_ADMIN_stolen");
   r = Decide();
   EXPECT_THAT(r.status.error_message(), HasSubstr("request_id: holds what looks like an API key"));
+  // Usage is recorded under "usage:" and the id: a decision's id leaves room for that.
+  request_.set_request_id(std::string(123, 'r'));
+  r = Decide();
+  EXPECT_THAT(r.status.error_message(), HasSubstr("request_id: at most 122 bytes"));
   request_.set_request_id("ok");
   request_.mutable_messages(0)->set_role(std::string(65, 'u'));
   r = Decide();
@@ -619,6 +623,13 @@ TEST_F(ReportUsageFlowTest, UnknownEndpointAndFailures) {
   fake_.append_status = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "used");
   s = Report(&response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  // authz's word for the same mistake is ALREADY_EXISTS; the caller hears one status for it.
+  fake_.append_status = grpc::Status::OK;
+  fake_.usage_status = grpc::Status(grpc::StatusCode::ALREADY_EXISTS, "reported before");
+  s = Report(&response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("reported before with other usage"));
+  fake_.usage_status = grpc::Status::OK;
   // Recorded as "usage:" and the id: the id leaves room for the prefix.
   usage_.set_request_id(std::string(123, 'r'));
   s = Report(&response);

@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/text/caller_text.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "services/edge/conventions.h"
@@ -114,7 +115,7 @@ absl::Status ReadResidency(absl::string_view value, v1::DecideRequest* out) {
     out->set_residency(region::v1::RESIDENCY_UNSPECIFIED);
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("x-policy-residency: '", name, "' is not one of eu, us, apac, global"));
+        absl::StrCat("x-policy-residency: ", Quoted(name), " is not one of eu, us, apac, global"));
   }
   return absl::OkStatus();
 }
@@ -257,7 +258,8 @@ absl::Status DecideRequestFromCheck(const auth::CheckRequest& check, v1::DecideR
     if (absl::Status s = ReadResidency(*residency, out); !s.ok()) return s;
   }
   if (const std::string* id = Header(http, "x-request-id");
-      id != nullptr && !id->empty() && CheckRequestId(*id, "x-request-id").ok()) {
+      id != nullptr && !id->empty() &&
+      CheckRequestId(*id, "x-request-id", kMaxDecisionRequestIdBytes).ok()) {
     out->set_request_id(*id);
   }
   return ReadBody(http.body().empty() ? absl::string_view(http.raw_body()) : http.body(), out);

@@ -253,6 +253,10 @@ class EdgeProcessTest(unittest.TestCase):
         denied = self.envoy_check(tool)
         self.assertEqual(denied.denied_response.status.code, 403, denied)
         self.assertIn("EMAIL_ADDRESS", denied.denied_response.body)
+        # A header's bad value is named, not echoed whole.
+        huge = self.envoy_check(clean, residency="x" * 100000)
+        self.assertEqual(huge.denied_response.status.code, 400)
+        self.assertLess(len(huge.denied_response.body), 1000)
         # Nesting a small body deep is refused at once, not parsed for minutes.
         deep = clean.replace('"messages"', '"x": ' + "[" * 100000 + "]" * 100000 + ', "messages"')
         started = time.monotonic()
@@ -408,6 +412,14 @@ class EdgeProcessTest(unittest.TestCase):
                         metadata=dan, timeout=10)
         admin.RevokeKey(keys_pb2.RevokeKeyRequest(key_id=dans.key.key_id), metadata=dan,
                         timeout=10)
+
+        # A key for nobody would be an orphan credential; a revocation's reason is kept as
+        # given, so it cannot hold a key.
+        refused(C.NOT_FOUND, "ghost", create, alice, keys_pb2.KEY_KIND_PROJECT, "ghost",
+                project="support-eu")
+        refused(C.INVALID_ARGUMENT, "reason", admin.RevokeKey, keys_pb2.RevokeKeyRequest(
+            key_id=alices.key.key_id, reason=f"leaked {alices.secret}"), metadata=alice,
+            timeout=10)
 
         # A project key lives in its project's environment.
         refused(C.INVALID_ARGUMENT, "production", create, alice, keys_pb2.KEY_KIND_PROJECT, "bob",
