@@ -61,30 +61,30 @@ Delivery AuditOutboxRelay::Handle(const OutboxEvent& entry) {
                             {"event", EventTypeName(entry.event.type)},
                             {"key_id", entry.event.key_id},
                             {"error", delivery.error}};
-  const char* result = nullptr;
-  absl::MutexLock lock(&mu_);
+  const bool retry = delivery.result == Delivery::Result::kRetry;
+  bool outage_began = false;
+  {
+    absl::MutexLock lock(&mu_);
+    outage_began = retry && !delivery_failing_;
+    delivery_failing_ = retry;
+  }
   switch (delivery.result) {
     case Delivery::Result::kRecorded:
-      result = "recorded";
+      if (results_ != nullptr) results_->Add({{"result", "recorded"}}).Increment();
       break;
     case Delivery::Result::kDuplicate:
-      result = "duplicate";
+      if (results_ != nullptr) results_->Add({{"result", "duplicate"}}).Increment();
       break;
     case Delivery::Result::kRefused:
-      result = "refused";
       LogError("the audit service refused a key event; it stays in the outbox marked failed",
                fields);
+      if (results_ != nullptr) results_->Add({{"result", "refused"}}).Increment();
       break;
     case Delivery::Result::kRetry:
       // Once per outage, not once per attempt.
-      if (!delivery_failing_) {
-        LogWarning("audit service unavailable for key events; retrying", fields);
-      }
-      delivery_failing_ = true;
-      return delivery;
+      if (outage_began) LogWarning("audit service unavailable for key events; retrying", fields);
+      break;
   }
-  delivery_failing_ = false;
-  if (results_ != nullptr) results_->Add({{"result", result}}).Increment();
   return delivery;
 }
 

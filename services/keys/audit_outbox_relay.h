@@ -15,7 +15,8 @@
 namespace policy::keys {
 
 struct AuditOutboxRelayOptions {
-  // Events per drain; the Postgres store keeps one transaction open for a drain.
+  // Events per drain; the Postgres store keeps one transaction (one pooled connection) open
+  // for a drain, up to the destination's timeout per event.
   int batch = 50;
   // How often an idle relay looks for new events (and for the outbox again when another
   // replica's relay held it): while the destination answers, the usual delay between a change
