@@ -150,15 +150,8 @@ absl::StatusOr<std::optional<ListCursor>> DecodePageToken(const ListKeysParams& 
 
 }  // namespace
 
-KeyLifecycle::KeyLifecycle(KeyStore* store, const Pepper* pepper, KeyEventSink* events,
-                           Clock* clock, KeyPolicy policy)
-    : store_(store), pepper_(pepper), events_(events), clock_(clock), policy_(policy) {}
-
-void KeyLifecycle::Publish(KeyEvent::Type type, const KeyRecord& key, absl::Time at,
-                           std::string related, std::string reason) {
-  events_->Publish(KeyEvent{type, key.key_id, key.kind, key.owner, key.project, key.environment, at,
-                            std::move(related), std::move(reason)});
-}
+KeyLifecycle::KeyLifecycle(KeyStore* store, const Pepper* pepper, Clock* clock, KeyPolicy policy)
+    : store_(store), pepper_(pepper), clock_(clock), policy_(policy) {}
 
 absl::StatusOr<std::optional<IdempotencyRecord>> KeyLifecycle::FindRequest(
     const std::string& request_id, const std::string& operation, const std::string& fingerprint) {
@@ -276,7 +269,6 @@ absl::StatusOr<IssuedKey> KeyLifecycle::Create(const CreateKeyParams& input) {
     if (earlier.has_value()) return ReplayCreate(*earlier);
   }
   RETURN_IF_ERROR(inserted);
-  Publish(KeyEvent::Type::kCreated, issued.key, now);
   return issued;
 }
 
@@ -346,8 +338,6 @@ absl::StatusOr<RotatedKey> KeyLifecycle::Rotate(const RotateKeyParams& params) {
     if (earlier.has_value()) return ReplayRotate(*earlier);
   }
   if (!rotated.ok()) return rotated.status();
-  Publish(KeyEvent::Type::kRotated, *rotated, now, successor.key.key_id);
-  Publish(KeyEvent::Type::kCreated, successor.key, now, rotated->key_id);
   return RotatedKey{*std::move(rotated), std::move(successor)};
 }
 
@@ -357,9 +347,7 @@ absl::StatusOr<std::pair<KeyRecord, bool>> KeyLifecycle::Revoke(const std::strin
   RETURN_IF_ERROR(ValidateReason(reason));
   const absl::Time now = clock_->Now();
   const std::string why = reason.empty() ? "revoked" : reason;
-  ASSIGN_OR_RETURN(auto result, store_->Revoke(key_id, why, now));
-  if (result.second) Publish(KeyEvent::Type::kRevoked, result.first, now, "", why);
-  return result;
+  return store_->Revoke(key_id, why, now);
 }
 
 absl::StatusOr<std::vector<KeyRecord>> KeyLifecycle::ReplayRevokePrincipal(
@@ -396,8 +384,6 @@ absl::StatusOr<std::vector<KeyRecord>> KeyLifecycle::RevokePrincipal(const std::
                      FindRequest(request_id, std::string(kOpRevokePrincipal), fingerprint));
     if (earlier.has_value()) return ReplayRevokePrincipal(*earlier);
   }
-  if (!revoked.ok()) return revoked.status();
-  for (const KeyRecord& key : *revoked) Publish(KeyEvent::Type::kRevoked, key, now, "", why);
   return revoked;
 }
 
@@ -470,11 +456,7 @@ absl::StatusOr<InventoryReport> KeyLifecycle::GetInventoryReport(
 
 absl::Status KeyLifecycle::Sweep() {
   const absl::Time now = clock_->Now();
-  ASSIGN_OR_RETURN(std::vector<KeyRecord> ended, store_->RevokeEndedOverlaps(now));
-  for (const KeyRecord& key : ended) {
-    Publish(KeyEvent::Type::kOverlapEnded, key, key.revoked_at.value_or(now), key.rotated_to,
-            std::string(kReasonOverlapEnded));
-  }
+  RETURN_IF_ERROR(store_->RevokeEndedOverlaps(now).status());
   return store_->ForgetRequestsBefore(now - policy_.idempotency_window).status();
 }
 

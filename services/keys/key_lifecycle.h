@@ -10,7 +10,6 @@
 #include "absl/time/time.h"
 #include "common/clock/clock.h"
 #include "services/keys/key.h"
-#include "services/keys/key_events.h"
 #include "services/keys/key_store.h"
 #include "services/keys/pepper.h"
 
@@ -93,13 +92,13 @@ struct InventoryReport {
   std::map<KeyState, int64_t> counts_by_state;
 };
 
-// Issues, rotates and revokes keys: validation, idempotency and events around a KeyStore.
-// Errors name the offending field (INVALID_ARGUMENT), the missing key (NOT_FOUND) or the
-// state that forbids the change (FAILED_PRECONDITION). Thread-safe.
+// Issues, rotates and revokes keys: validation and idempotency around a KeyStore, whose
+// outbox records each change's key events with the change. Errors name the offending field
+// (INVALID_ARGUMENT), the missing key (NOT_FOUND) or the state that forbids the change
+// (FAILED_PRECONDITION). Thread-safe.
 class KeyLifecycle {
  public:
-  KeyLifecycle(KeyStore* store, const Pepper* pepper, KeyEventSink* events, Clock* clock,
-               KeyPolicy policy);
+  KeyLifecycle(KeyStore* store, const Pepper* pepper, Clock* clock, KeyPolicy policy);
 
   absl::StatusOr<IssuedKey> Create(const CreateKeyParams& params);
   absl::StatusOr<RotatedKey> Rotate(const RotateKeyParams& params);
@@ -114,7 +113,7 @@ class KeyLifecycle {
   absl::StatusOr<RotationReport> GetRotationReport(const std::optional<std::string>& project);
   absl::StatusOr<InventoryReport> GetInventoryReport(const std::optional<std::string>& project);
 
-  // Revokes keys whose rotation overlap ended (publishing kOverlapEnded) and forgets request
+  // Revokes keys whose rotation overlap ended (recording kOverlapEnded) and forgets request
   // ids older than the idempotency window. Run periodically by every replica; safe
   // concurrently.
   absl::Status Sweep();
@@ -139,12 +138,9 @@ class KeyLifecycle {
                                                const std::string& operation,
                                                const std::string& fingerprint,
                                                const IssuedKey* issued, absl::Time now);
-  void Publish(KeyEvent::Type type, const KeyRecord& key, absl::Time at, std::string related = "",
-               std::string reason = "");
 
   KeyStore* const store_;
   const Pepper* const pepper_;
-  KeyEventSink* const events_;
   Clock* const clock_;
   const KeyPolicy policy_;
 };

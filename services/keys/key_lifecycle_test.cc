@@ -23,7 +23,7 @@ using ::testing::SizeIs;
 class KeyLifecycleTest : public ::testing::Test {
  protected:
   KeyLifecycleTest()
-      : pepper_(TestPepper()), lifecycle_(&store_, pepper_.get(), &events_, &clock_, KeyPolicy{}) {}
+      : pepper_(TestPepper()), lifecycle_(&store_, pepper_.get(), &clock_, KeyPolicy{}) {}
 
   static CreateKeyParams Params(std::string owner = "alice", std::string project = "proj-dev") {
     CreateKeyParams params;
@@ -47,7 +47,6 @@ class KeyLifecycleTest : public ::testing::Test {
 
   FakeClock clock_;
   MemoryKeyStore store_;
-  RecordingEventSink events_;
   std::unique_ptr<Pepper> pepper_;
   KeyLifecycle lifecycle_;
 };
@@ -61,7 +60,7 @@ TEST_F(KeyLifecycleTest, CreateStoresOnlyAHashAndARedactedForm) {
   EXPECT_EQ(stored->redacted, RedactSecret(issued.secret));
   EXPECT_THAT(stored->scopes, ElementsAre("chat.completions", "embeddings"));  // Sorted.
   EXPECT_EQ(stored->expires_at, clock_.Now() + KeyPolicy{}.default_ttl);
-  EXPECT_THAT(events_.types(), ElementsAre(KeyEvent::Type::kCreated));
+  EXPECT_THAT(OutboxTypes(store_), ElementsAre(KeyEvent::Type::kCreated));
 }
 
 TEST_F(KeyLifecycleTest, CreateValidatesEveryField) {
@@ -110,7 +109,7 @@ TEST_F(KeyLifecycleTest, CreateValidatesEveryField) {
   p = Params();
   p.ttl = absl::ZeroDuration();
   expect_invalid(p, "ttl");
-  EXPECT_THAT(events_.events(), IsEmpty());
+  EXPECT_THAT(OutboxEvents(store_), IsEmpty());
 }
 
 TEST_F(KeyLifecycleTest, ExpiryAtTheMaximumIsAccepted) {
@@ -128,7 +127,7 @@ TEST_F(KeyLifecycleTest, RetriedCreateReturnsTheFirstKeyAndSecret) {
   EXPECT_EQ(second.key.key_id, first.key.key_id);
   EXPECT_EQ(second.secret, first.secret);
   EXPECT_THAT(lifecycle_.List({})->keys, SizeIs(1));
-  EXPECT_THAT(events_.types(), ElementsAre(KeyEvent::Type::kCreated));
+  EXPECT_THAT(OutboxTypes(store_), ElementsAre(KeyEvent::Type::kCreated));
 
   p.project = "proj-other";
   absl::Status reused = lifecycle_.Create(p).status();
@@ -180,8 +179,8 @@ TEST_F(KeyLifecycleTest, RotateCreatesASuccessorWithTheSameGrant) {
   EXPECT_EQ(successor.scopes, old_key.key.scopes);
   // Same lifetime as the old key by default.
   EXPECT_EQ(successor.expires_at, clock_.Now() + absl::Hours(24 * 60));
-  EXPECT_THAT(events_.types(), ElementsAre(KeyEvent::Type::kCreated, KeyEvent::Type::kRotated,
-                                           KeyEvent::Type::kCreated));
+  EXPECT_THAT(OutboxTypes(store_), ElementsAre(KeyEvent::Type::kCreated, KeyEvent::Type::kRotated,
+                                               KeyEvent::Type::kCreated));
 }
 
 TEST_F(KeyLifecycleTest, OverlapNeverOutlivesTheOldKeysExpiry) {
@@ -214,7 +213,7 @@ TEST_F(KeyLifecycleTest, AnOverlapRunningToExpiryIsNotSweptAsRevoked) {
   KeyRecord old_key = *store_.Get(key.key.key_id);
   EXPECT_EQ(old_key.state, KeyState::kRotating);                  // Stored as it was ...
   EXPECT_EQ(StateAt(old_key, clock_.Now()), KeyState::kExpired);  // ... and simply expired.
-  std::vector<KeyEvent::Type> types = events_.types();
+  std::vector<KeyEvent::Type> types = OutboxTypes(store_);
   EXPECT_EQ(std::count(types.begin(), types.end(), KeyEvent::Type::kOverlapEnded), 0);
 }
 
@@ -230,7 +229,7 @@ TEST_F(KeyLifecycleTest, SweepRevokesEndedOverlapsOnce) {
   EXPECT_EQ(swept.state, KeyState::kRevoked);
   EXPECT_EQ(swept.revocation_reason, kReasonOverlapEnded);
   EXPECT_EQ(swept.revoked_at, clock_.Now());
-  std::vector<KeyEvent::Type> types = events_.types();
+  std::vector<KeyEvent::Type> types = OutboxTypes(store_);
   EXPECT_EQ(std::count(types.begin(), types.end(), KeyEvent::Type::kOverlapEnded), 1);
 }
 
@@ -323,7 +322,7 @@ TEST_F(KeyLifecycleTest, RevokeIsIdempotentAndKeepsTheFirstReason) {
             absl::StatusCode::kNotFound);
   EXPECT_EQ(lifecycle_.Revoke(key.key.key_id, std::string(300, 'x')).status().code(),
             absl::StatusCode::kInvalidArgument);
-  std::vector<KeyEvent::Type> types = events_.types();
+  std::vector<KeyEvent::Type> types = OutboxTypes(store_);
   EXPECT_EQ(std::count(types.begin(), types.end(), KeyEvent::Type::kRevoked), 1);
 }
 
@@ -344,10 +343,22 @@ TEST_F(KeyLifecycleTest, RevokePrincipalRevokesOnlyTheirLiveKeys) {
     EXPECT_EQ(key.revocation_reason, "left");
   }
   EXPECT_EQ(store_.Get(b1.key.key_id)->state, KeyState::kActive);
+  // One revocation event per key, recorded with the revocation (the last three events).
+  std::vector<KeyEvent> events = OutboxEvents(store_);
+  const size_t recorded = events.size();
+  ASSERT_GE(recorded, 3u);
+  events.erase(events.begin(), events.end() - 3);
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].type, KeyEvent::Type::kRevoked);
+    EXPECT_EQ(events[i].key_id, (*revoked)[i].key_id);
+    EXPECT_EQ(events[i].reason, "left");
+    EXPECT_EQ(events[i].at, clock_.Now());
+  }
 
   auto retried = lifecycle_.RevokePrincipal("off-1", {PrincipalType::kMember, "alice"}, "left");
   ASSERT_TRUE(retried.ok());
   EXPECT_THAT(*retried, SizeIs(3));
+  EXPECT_EQ(OutboxEvents(store_).size(), recorded);  // A replay records nothing.
   auto fresh = lifecycle_.RevokePrincipal("", {PrincipalType::kMember, "alice"}, "left");
   ASSERT_TRUE(fresh.ok());
   EXPECT_THAT(*fresh, IsEmpty());

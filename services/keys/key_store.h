@@ -1,6 +1,8 @@
 #ifndef POLICY_SERVICES_KEYS_KEY_STORE_H_
 #define POLICY_SERVICES_KEYS_KEY_STORE_H_
 
+#include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -9,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "services/keys/key.h"
+#include "services/keys/key_events.h"
 
 namespace policy::keys {
 
@@ -45,6 +48,32 @@ struct KeyPage {
   std::optional<ListCursor> next;  // nullopt on the last page.
 };
 
+// A key event in the store's outbox, on its way to the audit ledger.
+struct OutboxEvent {
+  // Increases with every event written; the events of one key are written, and numbered, in
+  // the order its changes committed.
+  int64_t sequence = 0;
+  KeyEvent event;
+  int attempts = 0;        // Deliveries tried and not taken.
+  std::string last_error;  // Why the last one was not taken.
+  bool failed = false;     // Refused for good: kept, never handed out again.
+  bool operator==(const OutboxEvent&) const = default;
+};
+
+// Decides what becomes of one outbox event (see KeyStore::DrainOutbox).
+using OutboxHandler = std::function<Delivery(const OutboxEvent&)>;
+
+// What one DrainOutbox did.
+struct OutboxDrain {
+  bool busy = false;   // Another drain held the outbox; nothing was handed out.
+  int delivered = 0;   // Deleted (kRecorded or kDuplicate).
+  int refused = 0;     // Marked failed.
+  bool retry = false;  // Stopped at an event to retry later.
+  // Counted at the end of the drain: events still to deliver, and events marked failed.
+  int64_t pending = 0;
+  int64_t failed = 0;
+};
+
 // Receives every change to a store, made by this process or by any replica sharing it.
 // Changes made through this process's store arrive before the mutating call returns; those of
 // other replicas arrive later (each store states its bound). Calls may come from several
@@ -61,8 +90,14 @@ class KeyStoreObserver {
   virtual void OnInSync(absl::Time as_of) = 0;
 };
 
-// Durable storage of keys and idempotency records. Implementations are thread-safe and
-// every method is atomic: it happens entirely or not at all.
+// Durable storage of keys and idempotency records, with an outbox of the key events the
+// changes made. Implementations are thread-safe and every method is atomic: it happens
+// entirely or not at all.
+//
+// The outbox: every method that changes keys writes the events of its changes (in
+// key_events.h: CreatedEvent, RotatedEvent, RevokedEvent, OverlapEndedEvent) to the outbox in
+// the same step as the change, so a change that returned OK has its events and one that
+// failed has none. DrainOutbox hands them out, oldest first, until the handler took them.
 //
 // Errors: NOT_FOUND for an unknown key id; UNAVAILABLE when the backing database cannot be
 // reached (nothing happened); FAILED_PRECONDITION as stated per method.
@@ -70,28 +105,30 @@ class KeyStore {
  public:
   virtual ~KeyStore() = default;
 
-  // Inserts `key` and, when given, `request` in one step. ALREADY_EXISTS when the key id or
-  // the request id exists already; then nothing is written.
+  // Inserts `key` and, when given, `request` in one step; event: CreatedEvent(key).
+  // ALREADY_EXISTS when the key id or the request id exists already; then nothing is written.
   virtual absl::Status Insert(const KeyRecord& key,
                               const std::optional<IdempotencyRecord>& request) = 0;
 
   // Marks `old_key_id` rotating until `overlap_ends_at` with successor `successor.key_id`,
   // and inserts `successor` (and `request`), in one step. FAILED_PRECONDITION, with nothing
   // written, unless the old key is stored as kActive: of concurrent rotations of one key
-  // exactly one succeeds. ALREADY_EXISTS as for Insert. Returns the updated old key.
+  // exactly one succeeds. ALREADY_EXISTS as for Insert. Returns the updated old key. Events:
+  // RotatedEvent(old key, successor.created_at), then CreatedEvent(successor).
   virtual absl::StatusOr<KeyRecord> Rotate(const std::string& old_key_id,
                                            absl::Time overlap_ends_at, const KeyRecord& successor,
                                            const std::optional<IdempotencyRecord>& request) = 0;
 
   // Marks the key revoked at `at` for `reason`. Returns the key and whether it changed (false
-  // when it was revoked already; the first revocation's time and reason are kept).
+  // when it was revoked already; the first revocation's time and reason are kept). Event, when
+  // it changed: RevokedEvent(key).
   virtual absl::StatusOr<std::pair<KeyRecord, bool>> Revoke(const std::string& key_id,
                                                             const std::string& reason,
                                                             absl::Time at) = 0;
 
   // Revokes every kActive or kRotating key `owner` holds, records `request` when given, in
   // one step, and returns the keys it revoked. ALREADY_EXISTS (nothing written) when the
-  // request id exists already.
+  // request id exists already. Events: RevokedEvent of each, in the order returned.
   virtual absl::StatusOr<std::vector<KeyRecord>> RevokeOwnedBy(
       const Principal& owner, const std::string& reason, absl::Time at,
       const std::optional<IdempotencyRecord>& request) = 0;
@@ -99,6 +136,7 @@ class KeyStore {
   // Revokes, with reason kReasonOverlapEnded, every kRotating key whose overlap ended at or
   // before `at` and before the key's expiry (a key whose overlap ran to its expiry simply
   // expired), and returns them. Of replicas sweeping at once each key is returned once.
+  // Events: OverlapEndedEvent of each, in the order returned.
   virtual absl::StatusOr<std::vector<KeyRecord>> RevokeEndedOverlaps(absl::Time at) = 0;
 
   virtual absl::StatusOr<KeyRecord> Get(const std::string& key_id) = 0;
@@ -113,6 +151,19 @@ class KeyStore {
 
   // Deletes idempotency records created before `before`; returns how many.
   virtual absl::StatusOr<int> ForgetRequestsBefore(absl::Time before) = 0;
+
+  // Hands the outbox's events not marked failed to `handle`, one at a time in sequence
+  // order, at most `limit` of them, and records each answer: kRecorded and kDuplicate delete
+  // the event; kRefused marks it failed with the error (it stays, and is not handed out
+  // again); kRetry counts the attempt, keeps the error and ends the drain there, so that no
+  // later event overtakes it. Drains exclude each other across every replica sharing the
+  // store: a drain that finds another in progress returns at once with `busy`. `handle` may
+  // block (it talks to the audit service) and may see an event again after a crash or a
+  // lost connection between its answer and the store's record of it.
+  virtual absl::StatusOr<OutboxDrain> DrainOutbox(int limit, const OutboxHandler& handle) = 0;
+
+  // Every event in the outbox, failed ones included, in sequence order, at most `limit`.
+  virtual absl::StatusOr<std::vector<OutboxEvent>> ReadOutbox(int limit) = 0;
 
   // Starts delivering changes to `observer` (which must outlive the store or a later
   // StopWatching): first OnReset with everything, then changes as they commit.

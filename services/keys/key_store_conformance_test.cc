@@ -38,7 +38,8 @@ Backend MakePostgres(Clock* clock) {
   const pg::TestDatabase* db = pg::TestDatabase::Get();
   // value() throws on failure, which fails the test with the status.
   std::shared_ptr<pg::Pool> pool =
-      db->Reset("keys", Migrations(), "TRUNCATE keys.api_keys, keys.requests").value();
+      db->Reset("keys", Migrations(), "TRUNCATE keys.api_keys, keys.requests, keys.audit_outbox")
+          .value();
   Backend backend;
   backend.store = std::make_unique<PostgresKeyStore>(pool.get(), clock, absl::Milliseconds(50));
   backend.replica = [pool, clock] {
@@ -405,6 +406,182 @@ TEST_P(KeyStoreConformanceTest, ReplicasHearOfEachOthersChanges) {
   const size_t beats = observer.in_sync().size();
   EXPECT_TRUE(observer.WaitFor([&](const auto&) { return false; }, absl::Milliseconds(200)) ||
               observer.in_sync().size() > beats);
+}
+
+// The outbox: each change's events, written with the change.
+
+std::vector<KeyEvent> EventsIn(KeyStore* store) {
+  std::vector<KeyEvent> events;
+  absl::StatusOr<std::vector<OutboxEvent>> outbox = store->ReadOutbox(1000);
+  EXPECT_TRUE(outbox.ok()) << outbox.status();
+  if (!outbox.ok()) return events;
+  int64_t last = 0;
+  for (const OutboxEvent& entry : *outbox) {
+    EXPECT_GT(entry.sequence, last);
+    last = entry.sequence;
+    events.push_back(entry.event);
+  }
+  return events;
+}
+
+std::vector<std::string> KeyIdsOf(const std::vector<OutboxEvent>& entries) {
+  std::vector<std::string> ids;
+  for (const OutboxEvent& entry : entries) ids.push_back(entry.event.key_id);
+  return ids;
+}
+
+Delivery Recorded() { return Delivery{Delivery::Result::kRecorded, ""}; }
+
+TEST_P(KeyStoreConformanceTest, EveryChangeWritesItsEventsInTheOrderOfTheChanges) {
+  KeyRecord a = NewKey("1"), b = NewKey("2"), c = NewKey("3", "bob");
+  b.rotated_from = a.key_id;
+  ASSERT_TRUE(store_->Insert(a, std::nullopt).ok());
+  ASSERT_TRUE(store_->Insert(c, Request("rc", {c.key_id})).ok());
+  absl::StatusOr<KeyRecord> rotated =
+      store_->Rotate(a.key_id, clock_.Now() + absl::Seconds(1), b, std::nullopt);
+  ASSERT_TRUE(rotated.ok()) << rotated.status();
+  ASSERT_TRUE(store_->Revoke(b.key_id, "laptop lost", clock_.Now()).ok());
+  ASSERT_TRUE(store_->Revoke(b.key_id, "again", clock_.Now()).ok());  // No change, no event.
+  auto offboarded = store_->RevokeOwnedBy({PrincipalType::kMember, "bob"}, "offboarded",
+                                          clock_.Now() + absl::Seconds(2), std::nullopt);
+  ASSERT_TRUE(offboarded.ok()) << offboarded.status();
+  auto swept = store_->RevokeEndedOverlaps(clock_.Now() + absl::Seconds(3));
+  ASSERT_TRUE(swept.ok()) << swept.status();
+  ASSERT_THAT(*swept, SizeIs(1));
+
+  KeyRecord b_revoked = *store_->Get(b.key_id);
+  KeyRecord c_revoked = *store_->Get(c.key_id);
+  EXPECT_THAT(EventsIn(store_),
+              ElementsAre(CreatedEvent(a), CreatedEvent(c), RotatedEvent(*rotated, b.created_at),
+                          CreatedEvent(b), RevokedEvent(b_revoked), RevokedEvent(c_revoked),
+                          OverlapEndedEvent((*swept)[0])));
+  // What those events say, spelled out for two of them.
+  const KeyEvent rotation = RotatedEvent(*rotated, b.created_at);
+  EXPECT_EQ(rotation.related_key_id, b.key_id);
+  EXPECT_EQ(rotation.at, b.created_at);
+  const KeyEvent revocation = RevokedEvent(b_revoked);
+  EXPECT_EQ(revocation.at, clock_.Now());
+  EXPECT_EQ(revocation.reason, "laptop lost");
+  EXPECT_EQ(revocation.project, "proj-dev");
+  EXPECT_EQ(revocation.environment, Environment::kStaging);
+  EXPECT_EQ(OverlapEndedEvent((*swept)[0]).at, clock_.Now() + absl::Seconds(1));
+}
+
+TEST_P(KeyStoreConformanceTest, AChangeThatFailsWritesNoEvent) {
+  KeyRecord a = NewKey("1"), b = NewKey("2");
+  ASSERT_TRUE(store_->Insert(a, Request("ra", {a.key_id})).ok());
+  ASSERT_TRUE(store_->Insert(b, std::nullopt).ok());
+  const std::vector<KeyEvent> before = EventsIn(store_);
+  ASSERT_THAT(before, SizeIs(2));
+
+  EXPECT_FALSE(store_->Insert(a, std::nullopt).ok());             // Key id taken.
+  EXPECT_FALSE(store_->Insert(NewKey("3"), Request("ra")).ok());  // Request id taken.
+  // The old key is updated first, then the successor's id turns out taken: all undone.
+  EXPECT_EQ(store_->Rotate(a.key_id, clock_.Now(), b, std::nullopt).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->Get(a.key_id)->state, KeyState::kActive);
+  EXPECT_EQ(store_->Rotate("key_0000000000000000x", clock_.Now(), NewKey("4"), std::nullopt)
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_FALSE(store_->Revoke("key_0000000000000000x", "", clock_.Now()).ok());
+  EXPECT_FALSE(
+      store_->RevokeOwnedBy({PrincipalType::kMember, "alice"}, "x", clock_.Now(), Request("ra"))
+          .ok());
+  EXPECT_EQ(store_->Get(b.key_id)->state, KeyState::kActive);
+  EXPECT_EQ(EventsIn(store_), before);
+}
+
+TEST_P(KeyStoreConformanceTest, DrainDeletesDeliveredMarksRefusedAndStopsAtARetry) {
+  for (const char* suffix : {"1", "2", "3", "4"}) {
+    ASSERT_TRUE(store_->Insert(NewKey(suffix), std::nullopt).ok());
+  }
+  const std::vector<OutboxEvent> all = *store_->ReadOutbox(100);
+  ASSERT_THAT(all, SizeIs(4));
+  std::vector<OutboxEvent> seen;
+  auto drain = store_->DrainOutbox(10, [&](const OutboxEvent& entry) {
+    seen.push_back(entry);
+    switch (seen.size()) {
+      case 1:
+        return Recorded();
+      case 2:
+        return Delivery{Delivery::Result::kRefused, "malformed"};
+      default:
+        return Delivery{Delivery::Result::kRetry, "audit down"};
+    }
+  });
+  ASSERT_TRUE(drain.ok()) << drain.status();
+  EXPECT_THAT(seen, ElementsAre(all[0], all[1], all[2]));  // In order; none past the retry.
+  EXPECT_FALSE(drain->busy);
+  EXPECT_EQ(drain->delivered, 1);
+  EXPECT_EQ(drain->refused, 1);
+  EXPECT_TRUE(drain->retry);
+  EXPECT_EQ(drain->pending, 2);
+  EXPECT_EQ(drain->failed, 1);
+
+  std::vector<OutboxEvent> left = *store_->ReadOutbox(100);
+  ASSERT_THAT(left, SizeIs(3));
+  EXPECT_EQ(left[0].sequence, all[1].sequence);
+  EXPECT_TRUE(left[0].failed);
+  EXPECT_EQ(left[0].attempts, 1);
+  EXPECT_EQ(left[0].last_error, "malformed");
+  EXPECT_FALSE(left[1].failed);
+  EXPECT_EQ(left[1].attempts, 1);
+  EXPECT_EQ(left[1].last_error, "audit down");
+  EXPECT_EQ(left[2], all[3]);
+
+  // The retried event comes first again; the failed one is not handed out again.
+  seen.clear();
+  drain = store_->DrainOutbox(10, [&](const OutboxEvent& entry) {
+    seen.push_back(entry);
+    return Delivery{Delivery::Result::kDuplicate, ""};
+  });
+  ASSERT_TRUE(drain.ok()) << drain.status();
+  EXPECT_THAT(KeyIdsOf(seen), ElementsAre(all[2].event.key_id, all[3].event.key_id));
+  EXPECT_EQ(drain->delivered, 2);
+  EXPECT_EQ(drain->pending, 0);
+  EXPECT_EQ(drain->failed, 1);
+  EXPECT_THAT(KeyIdsOf(*store_->ReadOutbox(100)), ElementsAre(all[1].event.key_id));
+
+  // At most `limit` per drain.
+  for (const char* suffix : {"5", "6", "7"}) {
+    ASSERT_TRUE(store_->Insert(NewKey(suffix), std::nullopt).ok());
+  }
+  seen.clear();
+  drain = store_->DrainOutbox(2, [&](const OutboxEvent& entry) {
+    seen.push_back(entry);
+    return Recorded();
+  });
+  ASSERT_TRUE(drain.ok()) << drain.status();
+  EXPECT_THAT(seen, SizeIs(2));
+  EXPECT_EQ(drain->pending, 1);
+}
+
+TEST_P(KeyStoreConformanceTest, OneDrainAtATime) {
+  ASSERT_TRUE(store_->Insert(NewKey("1"), std::nullopt).ok());
+  std::unique_ptr<KeyStore> replica = backend_.replica ? backend_.replica() : nullptr;
+  KeyStore* other = replica != nullptr ? replica.get() : store_;
+  absl::Notification handling, release;
+  std::thread first([&] {
+    auto drain = store_->DrainOutbox(10, [&](const OutboxEvent&) {
+      handling.Notify();
+      release.WaitForNotification();
+      return Recorded();
+    });
+    EXPECT_TRUE(drain.ok() && drain->delivered == 1);
+  });
+  handling.WaitForNotification();
+  bool called = false;
+  auto second = other->DrainOutbox(10, [&](const OutboxEvent&) {
+    called = true;
+    return Recorded();
+  });
+  release.Notify();
+  first.join();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(second->busy);
+  EXPECT_FALSE(called);
+  EXPECT_THAT(*store_->ReadOutbox(10), IsEmpty());
 }
 
 INSTANTIATE_TEST_SUITE_P(

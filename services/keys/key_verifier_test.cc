@@ -16,7 +16,7 @@ class KeyVerifierTest : public ::testing::Test {
  protected:
   KeyVerifierTest()
       : pepper_(TestPepper()),
-        lifecycle_(&store_, pepper_.get(), &events_, &clock_, KeyPolicy{}),
+        lifecycle_(&store_, pepper_.get(), &clock_, KeyPolicy{}),
         verifier_(pepper_.get(), &clock_, absl::Seconds(1)) {
     store_.Watch(&verifier_);
   }
@@ -42,7 +42,6 @@ class KeyVerifierTest : public ::testing::Test {
 
   FakeClock clock_;
   MemoryKeyStore store_;
-  RecordingEventSink events_;
   std::unique_ptr<Pepper> pepper_;
   KeyLifecycle lifecycle_;
   KeyVerifier verifier_;

@@ -23,7 +23,8 @@ struct KeysConfig {
   absl::Duration sweep_interval = absl::Seconds(1);
   // Tell callers why a verification failed; only where callers are trusted (the edge).
   bool reveal_denial_reasons = false;
-  // The audit service ("host:port") that records key lifecycle events; empty: only logged.
+  // The audit service ("host:port") that records key lifecycle events; empty: they are
+  // logged instead. Replicas sharing a database must agree: any of them drains the outbox.
   std::string audit_target;
   // Threads and queue for handlers that wait on the database.
   int64_t blocking_threads = 8;

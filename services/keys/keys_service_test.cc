@@ -20,8 +20,7 @@ class KeysServiceTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     pepper_ = TestPepper();
-    lifecycle_ =
-        std::make_unique<KeyLifecycle>(&store_, pepper_.get(), &events_, &clock_, KeyPolicy{});
+    lifecycle_ = std::make_unique<KeyLifecycle>(&store_, pepper_.get(), &clock_, KeyPolicy{});
     verifier_ = std::make_unique<KeyVerifier>(pepper_.get(), &clock_, absl::Seconds(1));
     store_.Watch(verifier_.get());
     server::ServerOptions options;
@@ -66,7 +65,6 @@ class KeysServiceTest : public ::testing::TestWithParam<bool> {
 
   FakeClock clock_;
   MemoryKeyStore store_;
-  RecordingEventSink events_;
   std::unique_ptr<Pepper> pepper_;
   std::unique_ptr<KeyLifecycle> lifecycle_;
   std::unique_ptr<KeyVerifier> verifier_;

@@ -5,10 +5,10 @@
 #include <string>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "common/clock/clock.h"
 #include "services/keys/key_events.h"
 #include "services/keys/key_lifecycle.h"
+#include "services/keys/key_store.h"
 #include "services/keys/key_verifier.h"
 #include "services/keys/memory_key_store.h"
 #include "services/keys/pepper.h"
@@ -19,39 +19,27 @@ inline std::unique_ptr<Pepper> TestPepper() {
   return *Pepper::Create("test-pepper-0123456789abcdef0123456789abcdef");
 }
 
-// Remembers every event published.
-class RecordingEventSink : public KeyEventSink {
- public:
-  void Publish(const KeyEvent& event) override {
-    absl::MutexLock lock(&mu_);
-    events_.push_back(event);
-  }
-  std::vector<KeyEvent> events() const {
-    absl::MutexLock lock(&mu_);
-    return events_;
-  }
-  std::vector<KeyEvent::Type> types() const {
-    std::vector<KeyEvent::Type> out;
-    for (const KeyEvent& e : events()) out.push_back(e.type);
-    return out;
-  }
+// The events in `store`'s outbox, oldest first.
+inline std::vector<KeyEvent> OutboxEvents(KeyStore& store) {
+  std::vector<KeyEvent> events;
+  absl::StatusOr<std::vector<OutboxEvent>> outbox = store.ReadOutbox(1 << 20);
+  if (!outbox.ok()) return events;
+  for (const OutboxEvent& entry : *outbox) events.push_back(entry.event);
+  return events;
+}
 
- private:
-  mutable absl::Mutex mu_;
-  std::vector<KeyEvent> events_;
-};
-
-class NullEventSink : public KeyEventSink {
- public:
-  void Publish(const KeyEvent&) override {}
-};
+inline std::vector<KeyEvent::Type> OutboxTypes(KeyStore& store) {
+  std::vector<KeyEvent::Type> types;
+  for (const KeyEvent& event : OutboxEvents(store)) types.push_back(event.type);
+  return types;
+}
 
 // The keys domain wired in memory: a store, a lifecycle and a verifier watching the store,
 // with `keys` project keys issued up front (their secrets in `secrets`).
 struct InMemoryKeys {
   InMemoryKeys(Clock* clock, int keys, absl::Duration max_staleness = absl::InfiniteDuration())
       : pepper(TestPepper()),
-        lifecycle(&store, pepper.get(), &events, clock, KeyPolicy{}),
+        lifecycle(&store, pepper.get(), clock, KeyPolicy{}),
         verifier(pepper.get(), clock, max_staleness) {
     store.Watch(&verifier);
     for (int i = 0; i < keys; ++i) {
@@ -65,7 +53,6 @@ struct InMemoryKeys {
   ~InMemoryKeys() { store.StopWatching(); }
 
   MemoryKeyStore store;
-  NullEventSink events;
   std::unique_ptr<Pepper> pepper;
   KeyLifecycle lifecycle;
   KeyVerifier verifier;

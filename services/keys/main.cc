@@ -16,7 +16,8 @@
 #include "common/server/server_runner.h"
 #include "common/tls/tls_options.h"
 #include "prometheus/gauge.h"
-#include "services/keys/audit_event_sink.h"
+#include "services/keys/audit_ledger_client.h"
+#include "services/keys/audit_outbox_relay.h"
 #include "services/keys/key_events.h"
 #include "services/keys/key_lifecycle.h"
 #include "services/keys/key_verifier.h"
@@ -57,29 +58,33 @@ int Main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<Pepper>> pepper = Pepper::Create(config.pepper);
   if (!pepper.ok()) return Fail(pepper.status());
   server::ServerRunner runner(config.server);
-  std::unique_ptr<KeyEventSink> events;
-  AuditEventSink* audit_events = nullptr;
+  // The store's outbox holds each change's key events; the relay takes them to the audit
+  // ledger or, without an audit target, to the log. Every replica sharing a database needs
+  // the same audit_target.
+  std::unique_ptr<KeyEventDestination> destination;
   if (config.audit_target.empty()) {
-    events = std::make_unique<LogKeyEventSink>();
+    destination = std::make_unique<LogKeyEventDestination>();
   } else {
-    auto sink = std::make_unique<AuditEventSink>(
-        client::OpenChannel(config.audit_target, tls::ChannelCredentials(config.server.tls)),
-        AuditEventSinkOptions{}, &runner.metrics_registry());
-    audit_events = sink.get();
-    events = std::move(sink);
+    destination = std::make_unique<AuditLedgerClient>(
+        client::OpenChannel(config.audit_target, tls::ChannelCredentials(config.server.tls)));
   }
-  KeyLifecycle lifecycle(store.get(), pepper->get(), events.get(), clock, config.policy);
+  AuditOutboxRelay relay(store.get(), destination.get(), AuditOutboxRelayOptions{},
+                         &runner.metrics_registry());
+  KeyLifecycle lifecycle(store.get(), pepper->get(), clock, config.policy);
 
   if (!config.bootstrap_admin.empty()) {
     absl::StatusOr<IssuedKey> admin =
         lifecycle.BootstrapAdmin(Principal{PrincipalType::kMember, config.bootstrap_admin});
     if (!admin.ok()) return Fail(admin.status());
     std::printf("key_id=%s\nsecret=%s\n", admin->key.key_id.c_str(), admin->secret.c_str());
-    if (audit_events != nullptr && !audit_events->Flush(absl::Seconds(10))) {
-      LogError("the admin key's creation was not recorded in the audit ledger");
+    if (!relay.Flush(absl::Seconds(10))) {
+      LogWarning(config.storage.postgres()
+                     ? "the admin key's creation waits in the outbox for the audit ledger"
+                     : "the admin key's creation was not recorded in the audit ledger");
     }
     return 0;
   }
+  relay.Start();
 
   KeyVerifier verifier(pepper->get(), clock, config.storage.max_staleness);
   store->Watch(&verifier);
@@ -135,9 +140,11 @@ int Main(int argc, char** argv) {
   stop_sweeping.Notify();
   sweeper.join();
   store->StopWatching();
-  if (audit_events != nullptr && !audit_events->Flush(absl::Seconds(5))) {
+  // PostgreSQL keeps undelivered events for the next relay; memory loses them with the process.
+  if (!config.storage.postgres() && !relay.Flush(absl::Seconds(5))) {
     LogError("the audit service did not take every key event before shutdown");
   }
+  relay.Stop();
   if (!served.ok()) return Fail(served);
   return 0;
 }

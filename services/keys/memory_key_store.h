@@ -9,7 +9,8 @@
 namespace policy::keys {
 
 // KeyStore in process memory, for unit tests and --store=memory. Its observer is always in
-// sync and hears of each change before the mutating call returns.
+// sync and hears of each change before the mutating call returns. Its outbox lives and dies
+// with the process, like the keys.
 class MemoryKeyStore : public KeyStore {
  public:
   absl::Status Insert(const KeyRecord& key,
@@ -30,6 +31,8 @@ class MemoryKeyStore : public KeyStore {
   absl::StatusOr<std::optional<IdempotencyRecord>> GetRequest(
       const std::string& request_id) override;
   absl::StatusOr<int> ForgetRequestsBefore(absl::Time before) override;
+  absl::StatusOr<OutboxDrain> DrainOutbox(int limit, const OutboxHandler& handle) override;
+  absl::StatusOr<std::vector<OutboxEvent>> ReadOutbox(int limit) override;
   void Watch(KeyStoreObserver* observer) override;
   void StopWatching() override;
 
@@ -37,10 +40,14 @@ class MemoryKeyStore : public KeyStore {
   absl::Status CheckRequestFree(const std::optional<IdempotencyRecord>& request)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Notify(std::vector<KeyRecord> changed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AddEvent(KeyEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  absl::Mutex drain_mu_;  // Held by the drain in progress; not while holding mu_.
   absl::Mutex mu_;
   std::map<std::string, KeyRecord> keys_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, IdempotencyRecord> requests_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, OutboxEvent> outbox_ ABSL_GUARDED_BY(mu_);  // By sequence.
+  int64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
   KeyStoreObserver* observer_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 

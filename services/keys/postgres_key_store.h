@@ -16,7 +16,8 @@ namespace policy::keys {
 // revocations safe across replicas. Watch LISTENs on policy_keys_changed, which a trigger
 // notifies on every insert and update, and reports in-sync heartbeats every
 // `watch_heartbeat`; its view is therefore never staler than a heartbeat plus one round
-// trip while the database answers.
+// trip while the database answers. The outbox is table keys.audit_outbox; a drain holds a
+// transaction (and in it an advisory lock) open while its handler runs.
 class PostgresKeyStore : public KeyStore {
  public:
   PostgresKeyStore(pg::Pool* pool, Clock* clock,
@@ -41,6 +42,8 @@ class PostgresKeyStore : public KeyStore {
   absl::StatusOr<std::optional<IdempotencyRecord>> GetRequest(
       const std::string& request_id) override;
   absl::StatusOr<int> ForgetRequestsBefore(absl::Time before) override;
+  absl::StatusOr<OutboxDrain> DrainOutbox(int limit, const OutboxHandler& handle) override;
+  absl::StatusOr<std::vector<OutboxEvent>> ReadOutbox(int limit) override;
   void Watch(KeyStoreObserver* observer) override;
   void StopWatching() override;
 

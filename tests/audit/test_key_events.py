@@ -3,8 +3,10 @@ PostgreSQL database, the keys service started with --audit_target.
 
 Checks that creating, rotating (with the overlap ending) and revoking a key each append the
 entry the issue names to the ledger of the key's project and environment, with the owner as a
-pseudonymised subject and a request id derived from the event, and that events published
-while the audit service does not answer are delivered once it does.
+pseudonymised subject and a request id derived from the event, and that events of changes
+made while the audit service does not answer wait in the keys service's outbox (in
+PostgreSQL), survive a restart of the keys process, and are each recorded exactly once when
+audit answers again.
 
 Needs POLICY_TEST_PG_URL (as tools/dev pg sets up); skips without it, or fails when
 POLICY_TEST_REQUIRE_PG=1.
@@ -29,7 +31,7 @@ from google.protobuf import duration_pb2  # noqa: E402
 from policy.audit.v1 import audit_pb2 as A  # noqa: E402
 from policy.keys.v1 import keys_pb2 as K  # noqa: E402
 
-PG_URL = DB = AUDIT_KEYS = None
+PG_URL = DB = AUDIT_KEYS = PEPPER = None
 AUDIT_PORT = None  # Where AUDIT listens; the keys process is started with it.
 AUDIT = KEYS = None
 _stack = None
@@ -48,8 +50,14 @@ def start_audit():
                 raise
 
 
+def start_keys():
+    return ks.wait_serving(ks.start_keys(DB.url, PEPPER, "keys",
+                                         audit_target=f"127.0.0.1:{AUDIT_PORT}",
+                                         sweep_interval="100ms"))
+
+
 def setUpModule():
-    global PG_URL, DB, AUDIT_KEYS, AUDIT_PORT, AUDIT, KEYS, _stack
+    global PG_URL, DB, AUDIT_KEYS, PEPPER, AUDIT_PORT, AUDIT, KEYS, _stack
     PG_URL = pt.require_pg_url()
     pt.service_binary("audit")
     pt.service_binary("keys")
@@ -57,10 +65,9 @@ def setUpModule():
     try:
         DB = _stack.enter_context(pt.test_database(PG_URL, "key_events"))
         AUDIT_KEYS = aus.new_keys()
+        PEPPER = ks.new_pepper()
         AUDIT = start_audit()
-        KEYS = ks.wait_serving(ks.start_keys(DB.url, ks.new_pepper(), "keys",
-                                             audit_target=f"127.0.0.1:{AUDIT_PORT}",
-                                             sweep_interval="100ms"))
+        KEYS = start_keys()
         _stack.callback(lambda: KEYS.cleanup())
         _stack.callback(lambda: AUDIT.cleanup())
     except BaseException:
@@ -90,6 +97,10 @@ def key_entries(project, environment="development"):
 def pending_events():
     return pt.metric_value(pt.scrape_metrics(KEYS.metrics_port),
                            "policy_keys_audit_events_pending")
+
+
+def outbox_rows(where="true"):
+    return int(DB.sql(f"SELECT count(*) FROM keys.audit_outbox WHERE {where}").strip())
 
 
 class KeyEventsTest(unittest.TestCase):
@@ -158,8 +169,10 @@ class KeyEventsTest(unittest.TestCase):
         try:
             created = self.keys.CreateKey(ks.create_request(self.owner, project=self.project),
                                           timeout=10).key
-            # The change itself does not wait for the ledger; the event is queued.
-            self.assertGreaterEqual(pending_events(), 1)
+            # The change itself does not wait for the ledger; the event waits in the outbox.
+            self.assertGreaterEqual(outbox_rows(), 1)
+            pt.wait_until(lambda: pending_events() >= 1, timeout=15,
+                          message="policy_keys_audit_events_pending at least 1")
             time.sleep(0.5)
             self.assertGreaterEqual(pending_events(), 1)
         finally:
@@ -173,6 +186,57 @@ class KeyEventsTest(unittest.TestCase):
         recorded = pt.metric_value(pt.scrape_metrics(KEYS.metrics_port),
                                    "policy_keys_audit_events_total", result="recorded")
         self.assertGreaterEqual(recorded, 1)
+
+    def test_events_survive_a_keys_restart_while_audit_is_down(self):
+        global KEYS
+        AUDIT.stop()
+        try:
+            created = self.keys.CreateKey(ks.create_request(self.owner, project=self.project),
+                                          timeout=10).key
+            rotated = self.keys.RotateKey(K.RotateKeyRequest(
+                key_id=created.key_id, overlap=duration_pb2.Duration(nanos=100_000_000)),
+                timeout=10)
+            successor = rotated.new_key.key_id
+            self.keys.RevokeKey(K.RevokeKeyRequest(key_id=successor, reason="laptop lost"),
+                                timeout=10)
+            # The sweeper ends the old key's overlap (and records that) before the member goes.
+            pt.wait_until(lambda: outbox_rows(f"event = 'key_auto_revoked' AND key_id = "
+                                              f"'{created.key_id}'") == 1,
+                          timeout=15, message="the overlap's end in keys.audit_outbox")
+            other = self.keys.CreateKey(ks.create_request(self.owner, project=self.project),
+                                        timeout=10).key
+            removed = self.keys.RevokePrincipalKeys(K.RevokePrincipalKeysRequest(
+                request_id=f"remove-{uuid.uuid4().hex}", owner=ks.principal(self.owner),
+                reason="member removed"), timeout=10).keys
+            self.assertEqual([k.key_id for k in removed], [other.key_id])
+            expected = sorted([
+                ("ACTION_KEY_CREATED", created.key_id), ("ACTION_KEY_CREATED", successor),
+                ("ACTION_KEY_ROTATED", created.key_id), ("ACTION_KEY_REVOKED", successor),
+                ("ACTION_KEY_OVERLAP_ENDED", created.key_id),
+                ("ACTION_KEY_CREATED", other.key_id), ("ACTION_KEY_REVOKED", other.key_id)])
+            # Every acknowledged change has its event in the outbox.
+            self.assertGreaterEqual(outbox_rows(), len(expected))
+            # The keys process restarts while audit still does not answer.
+            code = KEYS.terminate()
+            self.assertEqual(code, 0, KEYS.log_tail())
+            KEYS = start_keys()
+            self.keys = ks.stub(KEYS)
+            self.assertGreaterEqual(outbox_rows(), len(expected))
+        finally:
+            AUDIT.resume()
+        entries = self.wait_entries(len(expected))
+        pt.wait_until(lambda: pending_events() == 0, timeout=15,
+                      message="policy_keys_audit_events_pending back to 0")
+        # Exactly once each, nothing more, and the outbox is empty.
+        entries = key_entries(self.project)
+        got = sorted((A.Action.Name(e.action), e.metadata["key_id"]) for e in entries)
+        self.assertEqual(got, expected)
+        self.assertEqual(outbox_rows(), 0)
+        by_key = {(A.Action.Name(e.action), e.metadata["key_id"]): e for e in entries}
+        self.assertEqual(by_key[("ACTION_KEY_REVOKED", other.key_id)].metadata["reason"],
+                         "member removed")
+        self.assertEqual(by_key[("ACTION_KEY_ROTATED", created.key_id)]
+                         .metadata["related_key_id"], successor)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,62 @@
+#include "services/keys/audit_ledger_client.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/client/channel.h"
+#include "policy/audit/v1/audit.grpc.pb.h"
+#include "services/keys/audit_entry_convert.h"
+
+namespace policy::keys {
+
+namespace av1 = audit::v1;
+
+struct AuditLedgerClient::Stub {
+  explicit Stub(std::shared_ptr<grpc::Channel> channel)
+      : stub(av1::AuditService::NewStub(std::move(channel))) {}
+  std::unique_ptr<av1::AuditService::Stub> stub;
+};
+
+AuditLedgerClient::AuditLedgerClient(std::shared_ptr<grpc::Channel> channel,
+                                     absl::Duration call_timeout)
+    : stub_(std::make_unique<Stub>(std::move(channel))), call_timeout_(call_timeout) {}
+
+AuditLedgerClient::~AuditLedgerClient() = default;
+
+void AuditLedgerClient::Cancel() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
+  if (in_flight_ != nullptr) in_flight_->TryCancel();
+}
+
+Delivery AuditLedgerClient::Deliver(const KeyEvent& event) {
+  const av1::AppendRequest request = AuditEntryOf(event);
+  grpc::ClientContext call;
+  client::SetDeadline(call, absl::Now() + call_timeout_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_) return Delivery{Delivery::Result::kRetry, "stopping"};
+    in_flight_ = &call;
+  }
+  av1::AppendResponse response;
+  const grpc::Status status = stub_->stub->Append(&call, request, &response);
+  {
+    absl::MutexLock lock(&mu_);
+    in_flight_ = nullptr;
+  }
+  if (status.ok()) {
+    return Delivery{
+        response.duplicate() ? Delivery::Result::kDuplicate : Delivery::Result::kRecorded, ""};
+  }
+  std::string error = absl::StrCat("audit Append of ", request.entry().request_id(), ": code ",
+                                   status.error_code(), ": ", status.error_message());
+  switch (status.error_code()) {
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return Delivery{Delivery::Result::kRefused, std::move(error)};
+    default:
+      return Delivery{Delivery::Result::kRetry, std::move(error)};
+  }
+}
+
+}  // namespace policy::keys
