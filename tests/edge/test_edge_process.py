@@ -37,7 +37,7 @@ from policy.audit.v1 import audit_pb2, audit_pb2_grpc  # noqa: E402
 from policy.edge.v1 import edge_pb2 as E  # noqa: E402
 from policy.keys.v1 import keys_pb2  # noqa: E402
 from policy.pii.v1 import pii_pb2  # noqa: E402
-from policy.region.v1 import region_pb2 as R  # noqa: E402
+from policy.region.v1 import region_pb2 as R, region_pb2_grpc  # noqa: E402
 
 C = grpc.StatusCode
 TICKET = es.TICKET
@@ -192,6 +192,28 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(r.verdict, E.VERDICT_ALLOW, r.reason)
         self.assertEqual(r.pii_counts["EMAIL_ADDRESS"], 75000)
         self.assertTrue(r.messages[1].content.startswith(b"<EMAIL_ADDRESS_1> <EMAIL_ADDRESS_2> "))
+
+    def test_a_project_that_keeps_no_data_is_routed_only_where_nothing_is_kept(self):
+        # APAC's one endpoint keeps data (no zero data retention).
+        region = region_pb2_grpc.RegionServiceStub(P["region"].channel)
+        standard = es.endpoint("apac-standard", R.RESIDENCY_APAC, 1)
+        standard.capabilities.zero_data_retention = False
+        standard.capabilities.private_link = False
+        region.CreateEndpoint(R.CreateEndpointRequest(endpoint=standard), timeout=10)
+        self.addCleanup(region.DeleteEndpoint, R.DeleteEndpointRequest(id="apac-standard"),
+                        timeout=10)
+        clean = "Summarise our refund policy in three sentences."
+        # support-eu's data policy requires zero data retention, even for internal data.
+        zdr = self.decide(text=clean, residency=R.RESIDENCY_APAC)
+        self.assertEqual((zdr.verdict, zdr.reason), (E.VERDICT_DENY, "NO_COMPLIANT_REGION"))
+        self.assertIn("with zero data retention", zdr.message)
+        self.assertIn("apac-standard: retention", zdr.message)
+        # internal-copilot's does not: its internal data may go there.
+        erin = new_key("erin", "internal-copilot", keys_pb2.ENVIRONMENT_DEVELOPMENT)
+        routed = self.decide(key=erin, text=clean, residency=R.RESIDENCY_APAC)
+        self.assertEqual(routed.verdict, E.VERDICT_ALLOW, routed.reason)
+        self.assertEqual(routed.endpoint.id, "apac-standard", routed.message)
+        self.assertEqual(routed.headers["x-policy-zero-data-retention"], "false")
 
     def test_a_model_off_the_allowlist_is_a_recorded_deny(self):
         request_id = f"e2e-{uuid.uuid4().hex[:12]}"
