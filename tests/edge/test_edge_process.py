@@ -35,7 +35,7 @@ import grpc  # noqa: E402
 from envoy.service.auth.v3 import external_auth_pb2 as X, external_auth_pb2_grpc  # noqa: E402
 from policy.audit.v1 import audit_pb2, audit_pb2_grpc  # noqa: E402
 from policy.edge.v1 import edge_pb2 as E  # noqa: E402
-from policy.keys.v1 import keys_pb2  # noqa: E402
+from policy.keys.v1 import keys_pb2, keys_pb2_grpc  # noqa: E402
 from policy.pii.v1 import pii_pb2  # noqa: E402
 from policy.region.v1 import region_pb2 as R, region_pb2_grpc  # noqa: E402
 
@@ -208,8 +208,13 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual((zdr.verdict, zdr.reason), (E.VERDICT_DENY, "NO_COMPLIANT_REGION"))
         self.assertIn("with zero data retention", zdr.message)
         self.assertIn("apac-standard: retention", zdr.message)
-        # internal-copilot's does not: its internal data may go there.
+        # internal-copilot's does not: its internal data may go there. (erin's key is revoked
+        # afterwards: the offboarding test counts the keys she holds.)
         erin = new_key("erin", "internal-copilot", keys_pb2.ENVIRONMENT_DEVELOPMENT)
+        erin_key_id = "key_" + erin[len("psk_proj_"):][:17]
+        self.addCleanup(keys_pb2_grpc.KeyServiceStub(P["keys"].channel).RevokeKey,
+                        keys_pb2.RevokeKeyRequest(key_id=erin_key_id, reason="test over"),
+                        timeout=10)
         routed = self.decide(key=erin, text=clean, residency=R.RESIDENCY_APAC)
         self.assertEqual(routed.verdict, E.VERDICT_ALLOW, routed.reason)
         self.assertEqual(routed.endpoint.id, "apac-standard", routed.message)
