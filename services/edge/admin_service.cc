@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -95,14 +96,11 @@ std::string CallerRequestId(const std::string& member, const std::string& reques
 // it, another one is refused.
 Status KeyEnvironment(const std::string& environment, absl::string_view holder,
                       keys::v1::CreateKeyRequest* request) {
+  // The enum's names are the environments' (EnvironmentName) in upper case, prefixed.
   keys::v1::Environment wanted = keys::v1::ENVIRONMENT_UNSPECIFIED;
-  for (int e = keys::v1::Environment_MIN; e <= keys::v1::Environment_MAX; ++e) {
-    if (keys::v1::Environment_IsValid(e) &&
-        EnvironmentName(static_cast<keys::v1::Environment>(e)) == environment) {
-      wanted = static_cast<keys::v1::Environment>(e);
-    }
-  }
-  if (wanted == keys::v1::ENVIRONMENT_UNSPECIFIED) {
+  if (environment.empty() ||
+      !keys::v1::Environment_Parse(absl::StrCat("ENVIRONMENT_", absl::AsciiStrToUpper(environment)),
+                                   &wanted)) {
     return Status(StatusCode::FAILED_PRECONDITION,
                   absl::StrCat(holder, " has no environment keys can live in"));
   }
@@ -218,15 +216,8 @@ Status AdminService::AuthorizeIssue(const Caller& caller, keys::v1::CreateKeyReq
       request->kind() != keys::v1::KEY_KIND_SERVICE_ACCOUNT) {
     if (Status s = Authorize(caller, "owners.manage", ""); !s.ok()) return s;
     // A key for nobody would be an orphan credential.
-    authz::v1::GetMemberRequest get;
-    get.mutable_actor()->set_member_id(caller.member);
-    get.set_id(owner.id());
     authz::v1::Member member;
-    if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::GetMember, get, &member,
-                        caller.deadline);
-        !s.ok()) {
-      return s;
-    }
+    if (Status s = MemberOf(caller, owner.id(), &member); !s.ok()) return s;
     if (member.has_removed_at()) {
       return Status(StatusCode::FAILED_PRECONDITION,
                     absl::StrCat("owner: member ", member.id(), " was removed"));
@@ -297,13 +288,8 @@ Status AdminService::AuthorizeKey(const Caller& caller, const std::string& key_i
   if (key.owner().id() == caller.member) return Status::OK;
   // Rotating hands the caller a secret that acts as the owner; revoking locks the owner out.
   if (change == KeyChange::kRotate) return Authorize(caller, "owners.manage", "");
-  authz::v1::GetMemberRequest member;
-  member.mutable_actor()->set_member_id(caller.member);
-  member.set_id(key.owner().id());
   authz::v1::Member owner;
-  if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::GetMember, member, &owner,
-                      caller.deadline);
-      !s.ok()) {
+  if (Status s = MemberOf(caller, key.owner().id(), &owner); !s.ok()) {
     // A member authz no longer knows holds nothing an owner must protect.
     return s.error_code() == StatusCode::NOT_FOUND ? Status::OK : s;
   }
@@ -311,6 +297,15 @@ Status AdminService::AuthorizeKey(const Caller& caller, const std::string& key_i
     if (grant.role() == "owner") return Authorize(caller, "owners.manage", "");
   }
   return Status::OK;
+}
+
+Status AdminService::MemberOf(const Caller& caller, const std::string& id,
+                              authz::v1::Member* member) {
+  authz::v1::GetMemberRequest get;
+  get.mutable_actor()->set_member_id(caller.member);
+  get.set_id(id);
+  return Call("authz", *authz_, &authz::v1::AuthzService::Stub::GetMember, get, member,
+              caller.deadline);
 }
 
 Status AdminService::ProjectEnvironment(const Caller& caller, const std::string& project,

@@ -178,6 +178,8 @@ class AdminService final : public v1::AdminService::CallbackService {
   // service-account key caps its successor's lifetime in `rotate` as AuthorizeIssue does.
   grpc::Status AuthorizeKey(const Caller& caller, const std::string& key_id, KeyChange change,
                             keys::v1::RotateKeyRequest* rotate);
+  // Member `id`, read as the caller.
+  grpc::Status MemberOf(const Caller& caller, const std::string& id, authz::v1::Member* member);
   // The environment of `project`, read as the caller.
   grpc::Status ProjectEnvironment(const Caller& caller, const std::string& project,
                                   std::string* environment);

@@ -4,6 +4,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/ids/api_key_prefix.h"
 
 namespace policy::edge {
 
@@ -36,7 +37,7 @@ absl::Status CheckRole(absl::string_view role, absl::string_view field) {
 
 absl::Status CheckNoSecret(absl::string_view value, absl::string_view field) {
   const std::string lower = absl::AsciiStrToLower(value);
-  for (absl::string_view prefix : {"psk_proj_", "psk_svc_", "psk_admin_"}) {
+  for (absl::string_view prefix : ids::kApiKeyPrefixes) {
     if (absl::StrContains(lower, prefix)) {
       return absl::InvalidArgumentError(absl::StrCat(
           field, ": holds what looks like an API key; secrets never go in identifiers"));

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
+#include "common/ids/api_key_prefix.h"
 #include "common/text/utf8.h"
 
 namespace policy::keys {
@@ -22,9 +23,9 @@ constexpr absl::string_view kAlphabet =
 constexpr absl::string_view kKeyIdPrefix = "key_";
 
 constexpr std::array<std::pair<KeyKind, absl::string_view>, 3> kPrefixes = {
-    {{KeyKind::kProject, "psk_proj_"},
-     {KeyKind::kServiceAccount, "psk_svc_"},
-     {KeyKind::kAdmin, "psk_admin_"}}};
+    {{KeyKind::kProject, ids::kProjectKeyPrefix},
+     {KeyKind::kServiceAccount, ids::kServiceAccountKeyPrefix},
+     {KeyKind::kAdmin, ids::kAdminKeyPrefix}}};
 
 // Verification parses every presented key, so the character checks are table lookups rather
 // than branches on random input.

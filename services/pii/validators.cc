@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/crypto/crypto.h"
+#include "common/ids/api_key_prefix.h"
 
 namespace policy::pii {
 namespace {
@@ -426,7 +427,7 @@ bool IsPrefixedRun(absl::string_view value, absl::string_view prefix, size_t min
 }  // namespace
 
 bool IsValidPolicySuiteKey(absl::string_view value) {
-  for (absl::string_view prefix : {"psk_proj_", "psk_svc_", "psk_admin_"}) {
+  for (absl::string_view prefix : ids::kApiKeyPrefixes) {
     if (IsPrefixedRun(value, prefix, 66, 66, IsBase62)) return true;
   }
   return false;
