@@ -114,15 +114,20 @@ class KeyEventsTest(unittest.TestCase):
                       message=f"{count} key entries in {self.project}/{environment}")
         return key_entries(self.project, environment)
 
-    def test_create_rotate_overlap_end_and_revoke_are_recorded(self):
+    def create_rotate_revoke(self, overlap_ns):
+        """A key created, rotated with an overlap of `overlap_ns`, and its successor revoked;
+        the key and the successor's id."""
         created = self.keys.CreateKey(ks.create_request(self.owner, project=self.project),
                                       timeout=10).key
         rotated = self.keys.RotateKey(K.RotateKeyRequest(
-            key_id=created.key_id, overlap=duration_pb2.Duration(nanos=200_000_000)),
-            timeout=10)
+            key_id=created.key_id, overlap=duration_pb2.Duration(nanos=overlap_ns)), timeout=10)
         successor = rotated.new_key.key_id
         self.keys.RevokeKey(K.RevokeKeyRequest(key_id=successor, reason="laptop lost"),
                             timeout=10)
+        return created, successor
+
+    def test_create_rotate_overlap_end_and_revoke_are_recorded(self):
+        created, successor = self.create_rotate_revoke(200_000_000)
         # created, created (successor), rotated, revoked, and the old key's overlap ending.
         entries = self.wait_entries(5)
         got = sorted((A.Action.Name(e.action), e.metadata["key_id"]) for e in entries)
@@ -191,14 +196,7 @@ class KeyEventsTest(unittest.TestCase):
         global KEYS
         AUDIT.stop()
         try:
-            created = self.keys.CreateKey(ks.create_request(self.owner, project=self.project),
-                                          timeout=10).key
-            rotated = self.keys.RotateKey(K.RotateKeyRequest(
-                key_id=created.key_id, overlap=duration_pb2.Duration(nanos=100_000_000)),
-                timeout=10)
-            successor = rotated.new_key.key_id
-            self.keys.RevokeKey(K.RevokeKeyRequest(key_id=successor, reason="laptop lost"),
-                                timeout=10)
+            created, successor = self.create_rotate_revoke(100_000_000)
             # The sweeper ends the old key's overlap (and records that) before the member goes.
             pt.wait_until(lambda: outbox_rows(f"event = 'key_auto_revoked' AND key_id = "
                                               f"'{created.key_id}'") == 1,
