@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "common/crypto/crypto.h"
 #include "common/status/status.h"
 #include "common/text/caller_text.h"
@@ -30,9 +31,14 @@ absl::Status NotFound(absl::string_view kind, absl::string_view id) {
   return absl::NotFoundError(absl::StrCat("no ", kind, " ", Quoted(id)));
 }
 
-std::string PlanFingerprint(int64_t version, const std::vector<EntityChange>& changes) {
-  return absl::BytesToHexString(
-      crypto::Sha256(absl::StrCat("org-plan/v1\n", version, "\n", FormatDiff(changes))));
+// What a plan would do to organisation `version`. The changes stamp the time they are made
+// (a removal's removed_at is `now`); the fingerprint names that time "(now)", so that applying
+// a plan later matches it.
+std::string PlanFingerprint(int64_t version, const std::vector<EntityChange>& changes,
+                            absl::Time now) {
+  const std::string diff =
+      absl::StrReplaceAll(FormatDiff(changes), {{FormatTimeText(now), "(now)"}});
+  return absl::BytesToHexString(crypto::Sha256(absl::StrCat("org-plan/v1\n", version, "\n", diff)));
 }
 
 }  // namespace
@@ -330,16 +336,15 @@ absl::StatusOr<OrgPlan> OrgAdmin::PlanOrgFile(absl::string_view actor, absl::str
   RETURN_IF_ERROR(Authorize(actor, "org.read"));
   ASSIGN_OR_RETURN(OrgFile file, ParseOrgFile(yaml));
   ASSIGN_OR_RETURN(std::shared_ptr<const OrgState> base, store_->Load());
-  ASSIGN_OR_RETURN(
-      OrgState after,
-      ApplyMutation(
-          *base, [&](OrgState& s) { return authz::ApplyOrgFile(file, clock_->Now(), s); },
-          clock_->Now()));
+  const absl::Time now = clock_->Now();
+  ASSIGN_OR_RETURN(OrgState after,
+                   ApplyMutation(
+                       *base, [&](OrgState& s) { return authz::ApplyOrgFile(file, now, s); }, now));
   OrgPlan plan;
   plan.changes = Diff(*base, after);
   plan.text = FormatDiff(plan.changes);
   plan.org_version = base->version;
-  plan.fingerprint = PlanFingerprint(base->version, plan.changes);
+  plan.fingerprint = PlanFingerprint(base->version, plan.changes, now);
   return plan;
 }
 
@@ -355,7 +360,7 @@ absl::StatusOr<OrgPlan> OrgAdmin::ApplyOrgFile(absl::string_view actor, absl::st
                          RETURN_IF_ERROR(authz::ApplyOrgFile(file, now, s));
                          if (fingerprint.empty()) return absl::OkStatus();
                          s.Sort();
-                         if (PlanFingerprint(before.version, Diff(before, s)) != fingerprint) {
+                         if (PlanFingerprint(before.version, Diff(before, s), now) != fingerprint) {
                            return absl::FailedPreconditionError(
                                "the organisation changed since the plan; plan again");
                          }

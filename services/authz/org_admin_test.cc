@@ -161,6 +161,29 @@ TEST_F(OrgAdminTest, ARemovedMemberIsDeniedAtOnceAndForGood) {
   EXPECT_EQ(again->removed_at, removed->removed_at);
 }
 
+TEST_F(OrgAdminTest, APlanAppliesLaterThanItWasMade) {
+  // The organisation as a file, without mia: applying it removes her, stamped with the
+  // apply's time, not the plan's.
+  absl::StatusOr<std::string> yaml = admin().ExportOrgFile("olivia");
+  ASSERT_TRUE(yaml.ok()) << yaml.status();
+  const size_t start = yaml->find("  - id: mia\n");
+  ASSERT_NE(start, std::string::npos) << *yaml;
+  const size_t end = yaml->find("  - id: ", start + 1);
+  ASSERT_NE(end, std::string::npos) << *yaml;
+  const std::string without_mia = yaml->substr(0, start) + yaml->substr(end);
+  absl::StatusOr<OrgPlan> plan = admin().PlanOrgFile("olivia", without_mia);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_THAT(plan->text, HasSubstr("~ member mia"));
+  clock_.Advance(absl::Seconds(2));
+  absl::StatusOr<OrgPlan> applied = admin().ApplyOrgFile("olivia", without_mia, plan->fingerprint);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_FALSE(Allowed("mia", "support", "chat.completions"));
+  // A plan of an older organisation version still does not apply.
+  absl::Status again = admin().ApplyOrgFile("olivia", without_mia, plan->fingerprint).status();
+  EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(again.message(), HasSubstr("changed since the plan"));
+}
+
 TEST_F(OrgAdminTest, GrantsExpireOnTheirOwn) {
   ASSERT_TRUE(admin()
                   .SetMemberRoles("adam", "rita",

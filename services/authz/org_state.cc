@@ -58,10 +58,6 @@ bool LiveOwner(const Member& member, absl::Time now) {
   });
 }
 
-std::string FormatTimeText(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
-}
-
 std::string FormatOptionalTime(const std::optional<absl::Time>& t) {
   return t.has_value() ? FormatTimeText(*t) : "";
 }
@@ -435,6 +431,10 @@ std::vector<EntityChange> Diff(const OrgState& before, const OrgState& after) {
   DiffKind(before.invitations, after.invitations, "invitation", changes);
   DiffKind(before.idp_groups, after.idp_groups, "idp_group", changes);
   return changes;
+}
+
+std::string FormatTimeText(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
 }
 
 std::string FormatDiff(const std::vector<EntityChange>& changes) {

@@ -95,6 +95,9 @@ std::vector<EntityChange> Diff(const OrgState& before, const OrgState& after);
 // The ids of the members removed in `after` and not in `before`, in id order.
 std::vector<std::string> MembersRemoved(const OrgState& before, const OrgState& after);
 
+// A time as a diff shows it: UTC, to the second ("2026-12-03T10:21:34Z").
+std::string FormatTimeText(absl::Time t);
+
 // The diff as text, one entity per block: "+ project p1", "~ member m1", "- idp_group g",
 // each followed by "    field: before -> after" lines.
 std::string FormatDiff(const std::vector<EntityChange>& changes);
