@@ -43,7 +43,7 @@ class PiiService::DocumentReactor final
       : service_(service), response_(response) {
     const size_t limit = service_->engine_->limits().max_documents;
     if (service_->documents_.fetch_add(1, std::memory_order_relaxed) >= limit) {
-      Finish(ToGrpc(absl::ResourceExhaustedError(
+      Answer(ToGrpc(absl::ResourceExhaustedError(
           absl::StrCat("already ", limit, " documents in progress; retry later"))));
       return;
     }
@@ -54,12 +54,12 @@ class PiiService::DocumentReactor final
     if (!ok) {  // The client closed the stream (or the call is cancelled: Finish is ignored).
       grpc::Status status = service_->RedactDocumentText(document_, options_, response_);
       response_->set_chunks(chunks_);
-      Finish(std::move(status));
+      Answer(std::move(status));
       return;
     }
     if (request_.has_options()) {
       if (chunks_ > 0) {
-        Finish(Invalid(absl::StrCat("options: only the first message may carry them (message ",
+        Answer(Invalid(absl::StrCat("options: only the first message may carry them (message ",
                                     chunks_, " does)")));
         return;
       }
@@ -67,7 +67,7 @@ class PiiService::DocumentReactor final
     }
     const size_t limit = service_->engine_->limits().max_document_bytes;
     if (request_.chunk().size() > limit - document_.size()) {
-      Finish(Invalid(absl::StrCat("document: more than the limit of ", limit, " bytes")));
+      Answer(Invalid(absl::StrCat("document: more than the limit of ", limit, " bytes")));
       return;
     }
     document_.append(request_.chunk());
@@ -76,12 +76,16 @@ class PiiService::DocumentReactor final
     StartRead(&request_);
   }
 
-  void OnDone() override {
-    service_->documents_.fetch_sub(1, std::memory_order_relaxed);
-    delete this;
-  }
+  void OnDone() override { delete this; }
 
  private:
+  // Gives the document slot back, then answers: the next stream may start as soon as the
+  // client has this answer.
+  void Answer(grpc::Status status) {
+    service_->documents_.fetch_sub(1, std::memory_order_relaxed);
+    Finish(std::move(status));
+  }
+
   PiiService* const service_;
   v1::RedactDocumentResponse* const response_;
   v1::RedactDocumentRequest request_;
