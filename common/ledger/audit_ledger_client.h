@@ -1,0 +1,39 @@
+#ifndef POLICY_COMMON_LEDGER_AUDIT_LEDGER_CLIENT_H_
+#define POLICY_COMMON_LEDGER_AUDIT_LEDGER_CLIENT_H_
+
+#include <memory>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/ledger/outbox.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
+
+namespace policy::ledger {
+
+// Delivers records to the audit service's Append RPC, each under its own request id, so that
+// a record delivered twice is recorded once (the second time kDuplicate). INVALID_ARGUMENT (a
+// malformed record, an unknown action) and FAILED_PRECONDITION (the request id records
+// something else) are kRefused; every other failure is kRetry. Thread-safe.
+class AuditLedgerClient : public LedgerDestination {
+ public:
+  AuditLedgerClient(std::shared_ptr<grpc::Channel> channel,
+                    absl::Duration call_timeout = absl::Seconds(5));
+  ~AuditLedgerClient() override;
+
+  Delivery Deliver(const LedgerRecord& record) override;
+  void Cancel() override;
+
+ private:
+  struct Stub;  // The generated stub; the wire types stay in the .cc.
+  const std::unique_ptr<Stub> stub_;
+  const absl::Duration call_timeout_;
+
+  absl::Mutex mu_;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* in_flight_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
+}  // namespace policy::ledger
+
+#endif  // POLICY_COMMON_LEDGER_AUDIT_LEDGER_CLIENT_H_

@@ -1,0 +1,34 @@
+#ifndef POLICY_COMMON_LEDGER_LEDGER_RECORD_H_
+#define POLICY_COMMON_LEDGER_LEDGER_RECORD_H_
+
+#include <map>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace policy::ledger {
+
+// One change a service made, on its way to the audit ledger: the fields of audit's
+// EntryInput, without wire types. Never carries a secret.
+struct LedgerRecord {
+  // audit.v1.Action's name without its "ACTION_" prefix: "MEMBER_ADDED", "KEY_CREATED".
+  std::string action;
+  std::string actor;
+  std::string project;      // Empty: the organisation's ledger.
+  std::string environment;  // With a project: "production", "staging", ...
+  std::string subject;
+  // Names the change, so that delivering it twice records it once.
+  std::string request_id;
+  std::map<std::string, std::string> metadata;
+  bool operator==(const LedgerRecord&) const = default;
+};
+
+// The metadata as one text (each key and value C-escaped, a tab between them, a line each),
+// and back; for stores that keep a record in columns.
+std::string EncodeMetadata(const std::map<std::string, std::string>& metadata);
+absl::StatusOr<std::map<std::string, std::string>> DecodeMetadata(absl::string_view text);
+
+}  // namespace policy::ledger
+
+#endif  // POLICY_COMMON_LEDGER_LEDGER_RECORD_H_

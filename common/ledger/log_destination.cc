@@ -1,0 +1,19 @@
+#include "absl/strings/str_join.h"
+#include "common/ledger/outbox.h"
+#include "common/log/log.h"
+
+namespace policy::ledger {
+
+Delivery LogLedgerDestination::Deliver(const LedgerRecord& record) {
+  const std::string metadata = absl::StrJoin(record.metadata, " ", absl::PairFormatter("="));
+  LogInfo("ledger record", {{"action", record.action},
+                            {"actor", record.actor},
+                            {"project", record.project},
+                            {"environment", record.environment},
+                            {"subject", record.subject},
+                            {"request_id", record.request_id},
+                            {"metadata", metadata}});
+  return Delivery{Delivery::Result::kRecorded, ""};
+}
+
+}  // namespace policy::ledger

@@ -1,0 +1,76 @@
+#include "common/ledger/memory_outbox.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace policy::ledger {
+
+void MemoryOutbox::Add(std::vector<LedgerRecord> records) {
+  absl::MutexLock lock(&mu_);
+  for (LedgerRecord& record : records) {
+    OutboxEntry entry;
+    entry.sequence = next_sequence_++;
+    entry.record = std::move(record);
+    entries_.push_back(std::move(entry));
+  }
+}
+
+void MemoryOutbox::Count(OutboxDrain& drain) {
+  drain.failed = std::count_if(entries_.begin(), entries_.end(),
+                               [](const OutboxEntry& e) { return e.failed; });
+  drain.pending = static_cast<int64_t>(entries_.size()) - drain.failed;
+}
+
+absl::StatusOr<OutboxDrain> MemoryOutbox::Drain(int limit, const OutboxHandler& handle) {
+  OutboxDrain drain;
+  if (!drain_mu_.TryLock()) {
+    drain.busy = true;
+    absl::MutexLock lock(&mu_);
+    Count(drain);
+    return drain;
+  }
+  std::vector<OutboxEntry> batch;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const OutboxEntry& e : entries_) {
+      if (static_cast<int>(batch.size()) >= limit) break;
+      if (!e.failed) batch.push_back(e);
+    }
+  }
+  // Only this drain removes or changes entries, so each one handed out is still there.
+  for (const OutboxEntry& entry : batch) {
+    const Delivery delivery = handle(entry);
+    absl::MutexLock lock(&mu_);
+    auto it = std::find_if(entries_.begin(), entries_.end(),
+                           [&](const OutboxEntry& e) { return e.sequence == entry.sequence; });
+    if (delivery.result == Delivery::Result::kRecorded ||
+        delivery.result == Delivery::Result::kDuplicate) {
+      entries_.erase(it);
+      ++drain.delivered;
+      continue;
+    }
+    ++it->attempts;
+    it->last_error = delivery.error;
+    if (delivery.result == Delivery::Result::kRefused) {
+      it->failed = true;
+      ++drain.refused;
+      continue;
+    }
+    drain.retry = true;
+    break;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    Count(drain);
+  }
+  drain_mu_.Unlock();
+  return drain;
+}
+
+absl::StatusOr<std::vector<OutboxEntry>> MemoryOutbox::Read(int limit) {
+  absl::MutexLock lock(&mu_);
+  const size_t n = std::min(entries_.size(), static_cast<size_t>(std::max(limit, 0)));
+  return std::vector<OutboxEntry>(entries_.begin(), entries_.begin() + n);
+}
+
+}  // namespace policy::ledger

@@ -1,0 +1,52 @@
+#ifndef POLICY_COMMON_LEDGER_POSTGRES_OUTBOX_H_
+#define POLICY_COMMON_LEDGER_POSTGRES_OUTBOX_H_
+
+#include <string>
+#include <vector>
+
+#include "common/ledger/outbox.h"
+#include "common/pg/pool.h"
+#include "pqxx/pqxx"
+
+namespace policy::ledger {
+
+// An outbox in a PostgreSQL table that a service's migrations create as:
+//
+//   CREATE TABLE ledger_outbox (
+//     seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+//     action      text NOT NULL,
+//     actor       text NOT NULL,
+//     project     text NOT NULL,
+//     environment text NOT NULL,
+//     subject     text NOT NULL,
+//     request_id  text NOT NULL,
+//     metadata    text NOT NULL,  -- EncodeMetadata
+//     created_at  timestamptz NOT NULL DEFAULT now(),
+//     attempts    integer NOT NULL DEFAULT 0,
+//     last_error  text NOT NULL DEFAULT '',
+//     failed      boolean NOT NULL DEFAULT false
+//   );
+//   CREATE INDEX ledger_outbox_pending ON ledger_outbox (seq) WHERE NOT failed;
+//
+// A store writes a change's records with Write in the change's own transaction. A drain
+// holds one pooled connection and a transaction-scoped advisory lock named after the table
+// while it hands entries out.
+class PostgresOutbox : public Outbox {
+ public:
+  // `table` is schema-qualified ("authz.ledger_outbox"); `pool` must outlive the outbox.
+  PostgresOutbox(pg::Pool* pool, std::string table);
+
+  // Inserts `records`, in order, in `tx`.
+  void Write(pqxx::work& tx, const std::vector<LedgerRecord>& records) const;
+
+  absl::StatusOr<OutboxDrain> Drain(int limit, const OutboxHandler& handle) override;
+  absl::StatusOr<std::vector<OutboxEntry>> Read(int limit) override;
+
+ private:
+  pg::Pool* const pool_;
+  const std::string table_;
+};
+
+}  // namespace policy::ledger
+
+#endif  // POLICY_COMMON_LEDGER_POSTGRES_OUTBOX_H_
