@@ -75,4 +75,11 @@ Delivery AuditLedgerClient::Deliver(const LedgerRecord& record) {
   }
 }
 
+std::unique_ptr<LedgerDestination> OpenLedgerDestination(
+    const std::string& audit_target, std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  if (audit_target.empty()) return std::make_unique<LogLedgerDestination>();
+  return std::make_unique<AuditLedgerClient>(
+      client::OpenChannel(audit_target, std::move(credentials)));
+}
+
 }  // namespace policy::ledger

@@ -2,12 +2,14 @@
 #define POLICY_COMMON_LEDGER_AUDIT_LEDGER_CLIENT_H_
 
 #include <memory>
+#include <string>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/ledger/outbox.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/security/credentials.h"
 
 namespace policy::ledger {
 
@@ -33,6 +35,12 @@ class AuditLedgerClient : public LedgerDestination {
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* in_flight_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
+
+// Where a service's records go: the audit service at `audit_target` ("host:port", reached
+// with `credentials`), or the log (LogLedgerDestination) when it is empty. Every replica
+// sharing a database needs the same target.
+std::unique_ptr<LedgerDestination> OpenLedgerDestination(
+    const std::string& audit_target, std::shared_ptr<grpc::ChannelCredentials> credentials);
 
 }  // namespace policy::ledger
 

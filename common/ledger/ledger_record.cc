@@ -6,8 +6,15 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/crypto/crypto.h"
 
 namespace policy::ledger {
+
+std::string RemovalRequestId(absl::string_view service, absl::string_view kind,
+                             absl::string_view id) {
+  return absl::StrCat(service, ":", kind,
+                      "-removed:", absl::BytesToHexString(crypto::Sha256(id)).substr(0, 32));
+}
 
 std::string EncodeMetadata(const std::map<std::string, std::string>& metadata) {
   std::string text;

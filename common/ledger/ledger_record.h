@@ -24,6 +24,13 @@ struct LedgerRecord {
   bool operator==(const LedgerRecord&) const = default;
 };
 
+// The request id of the record of an entity's removal, "<service>:<kind>-removed:<digest>"
+// (the first 32 hex digits of the SHA-256 of `id`). Removal is final for an id, so the id
+// names one change forever, and a caller that orchestrates a removal across services can
+// write the same record itself, to learn its ledger entry at once.
+std::string RemovalRequestId(absl::string_view service, absl::string_view kind,
+                             absl::string_view id);
+
 // The metadata as one text (each key and value C-escaped, a tab between them, a line each),
 // and back; for stores that keep a record in columns.
 std::string EncodeMetadata(const std::map<std::string, std::string>& metadata);

@@ -38,7 +38,9 @@ constexpr std::array<absl::string_view, kActionCount> kActionNames = {"api_call"
                                                                       "service_account_removed",
                                                                       "endpoint_changed",
                                                                       "invitation_changed",
-                                                                      "org_file_applied"};
+                                                                      "org_file_applied",
+                                                                      "service_account_changed",
+                                                                      "idp_group_changed"};
 
 constexpr absl::string_view kLeafTag = "policy-suite/audit/entry/v1";
 

@@ -42,8 +42,10 @@ enum class Action {
   kEndpointChanged,
   kInvitationChanged,
   kOrgFileApplied,
+  kServiceAccountChanged,
+  kIdpGroupChanged,
 };
-inline constexpr int kActionCount = 26;
+inline constexpr int kActionCount = 28;
 
 enum class Outcome { kSuccess, kError, kBlocked };
 

@@ -11,6 +11,9 @@ void AuthzConfig::Register(config::Parser& p) {
               "organisation file (YAML) applied at start-up while the organisation is empty");
   p.AddString("keys_address", &keys_address,
               "keys service host:port; when set, removing members lists their keys to revoke");
+  p.AddString("audit_target", &audit_target,
+              "audit service (host:port) recording the organisation's changes; empty: log them "
+              "only");
   p.AddDuration("rate_limit_lease_lifetime", &rate_limits.lease_lifetime,
                 "how long a replica keeps rate-limit units leased ahead of need");
   p.AddInt("blocking_threads", &blocking_threads, "threads for handlers that wait on PostgreSQL");

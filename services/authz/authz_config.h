@@ -21,6 +21,9 @@ struct AuthzConfig {
   // The keys service ("host:port"): when set, removals list the removed members' keys to
   // revoke.
   std::string keys_address;
+  // The audit service ("host:port") that records the organisation's changes; empty: they are
+  // logged only.
+  std::string audit_target;
   RateLimiterOptions rate_limits;
   int64_t blocking_threads = 8;
   int64_t blocking_queue = 1024;

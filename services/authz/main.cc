@@ -8,6 +8,8 @@
 #include "common/client/channel.h"
 #include "common/clock/clock.h"
 #include "common/config/config.h"
+#include "common/ledger/audit_ledger_client.h"
+#include "common/ledger/outbox_relay.h"
 #include "common/log/log.h"
 #include "common/metrics/staleness_gauge.h"
 #include "common/pg/pool.h"
@@ -50,7 +52,7 @@ absl::Status Bootstrap(OrgStore& store, const std::string& path, Clock* clock) {
                                     if (!s.members.empty()) return absl::OkStatus();
                                     return ApplyOrgFile(file, clock->Now(), s);
                                   },
-                                  clock->Now()));
+                                  clock->Now(), OrgChangeSource{std::string(kServiceActor)}));
   if (m.after != m.before) {
     LogInfo("organisation bootstrapped", {{"file", path},
                                           {"version", absl::StrCat(m.after->version)},
@@ -95,6 +97,13 @@ int Main(int argc, char** argv) {
   server::BlockingPool blocking(static_cast<int>(config.blocking_threads),
                                 static_cast<int>(config.blocking_queue));
   server::ServerRunner runner(config.server);
+  // The store's outbox holds each change's records; the relay takes them to the audit ledger
+  // or, without an audit target, to the log.
+  std::unique_ptr<ledger::LedgerDestination> destination = ledger::OpenLedgerDestination(
+      config.audit_target, tls::ChannelCredentials(config.server.tls));
+  ledger::OutboxRelay relay(&store->outbox(), destination.get(), ledger::OutboxRelayOptions{},
+                            "authz", &runner.metrics_registry());
+  relay.Start();
   std::unique_ptr<KeyDirectory> keys;
   if (!config.keys_address.empty()) {
     keys = NewGrpcKeyDirectory(
@@ -144,6 +153,12 @@ int Main(int argc, char** argv) {
     LogWarning("returning rate-limit leases at shutdown failed", {{"status", s.ToString()}});
   }
   store->StopWatching();
+  // PostgreSQL keeps undelivered records for the next relay; memory loses them with the
+  // process.
+  if (!config.storage.postgres() && !relay.Flush(absl::Seconds(5))) {
+    LogError("the audit service did not take every organisation change before shutdown");
+  }
+  relay.Stop();
   if (!served.ok()) return Fail(served);
   return 0;
 }

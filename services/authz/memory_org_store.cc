@@ -11,11 +11,15 @@ MemoryOrgStore::MemoryOrgStore(OrgState initial) {
   state_ = std::make_shared<const OrgState>(std::move(initial));
 }
 
-absl::StatusOr<Mutated> MemoryOrgStore::Mutate(const OrgMutation& mutation, absl::Time now) {
+absl::StatusOr<Mutated> MemoryOrgStore::Mutate(const OrgMutation& mutation, absl::Time now,
+                                               const OrgChangeSource& source) {
   absl::MutexLock lock(&mu_);
   Mutated result{state_, state_};
   ASSIGN_OR_RETURN(OrgState after, ApplyMutation(*state_, mutation, now));
   if (after.version == state_->version) return result;
+  ASSIGN_OR_RETURN(std::vector<ledger::LedgerRecord> records,
+                   LedgerRecordsOf(source, *state_, after));
+  outbox_.Add(std::move(records));
   state_ = std::make_shared<const OrgState>(std::move(after));
   result.after = state_;
   if (observer_ != nullptr) observer_->OnState(state_);

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "absl/synchronization/mutex.h"
+#include "common/ledger/memory_outbox.h"
 #include "services/authz/org_store.h"
 
 namespace policy::authz {
@@ -14,7 +15,9 @@ class MemoryOrgStore : public OrgStore {
  public:
   explicit MemoryOrgStore(OrgState initial = {});
 
-  absl::StatusOr<Mutated> Mutate(const OrgMutation& mutation, absl::Time now) override;
+  absl::StatusOr<Mutated> Mutate(const OrgMutation& mutation, absl::Time now,
+                                 const OrgChangeSource& source) override;
+  ledger::Outbox& outbox() override { return outbox_; }
   absl::StatusOr<std::shared_ptr<const OrgState>> Load() override;
   void Watch(OrgStoreObserver* observer) override;
   void StopWatching() override;
@@ -22,6 +25,7 @@ class MemoryOrgStore : public OrgStore {
  private:
   absl::Mutex mu_;
   std::shared_ptr<const OrgState> state_ ABSL_GUARDED_BY(mu_);
+  ledger::MemoryOutbox outbox_;
   OrgStoreObserver* observer_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 

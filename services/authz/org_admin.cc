@@ -84,7 +84,7 @@ absl::StatusOr<Project> OrgAdmin::CreateProject(absl::string_view actor, Project
                                     s.projects.push_back(project);
                                     return absl::OkStatus();
                                   },
-                                  clock_->Now()));
+                                  clock_->Now(), OrgChangeSource{std::string(actor)}));
   return *m.after->FindProject(project.id);
 }
 
@@ -106,7 +106,7 @@ absl::StatusOr<Project> OrgAdmin::UpdateProject(absl::string_view actor, Project
                        *p = project;
                        return absl::OkStatus();
                      },
-                     clock_->Now()));
+                     clock_->Now(), OrgChangeSource{std::string(actor)}));
   return *m.after->FindProject(project.id);
 }
 
@@ -119,7 +119,7 @@ absl::StatusOr<Project> OrgAdmin::ArchiveProject(absl::string_view actor, absl::
                                     p->archived = true;
                                     return absl::OkStatus();
                                   },
-                                  clock_->Now()));
+                                  clock_->Now(), OrgChangeSource{std::string(actor)}));
   return *m.after->FindProject(id);
 }
 
@@ -142,7 +142,7 @@ absl::StatusOr<Member> OrgAdmin::AddMember(absl::string_view actor, Member membe
                                     s.members.push_back(member);
                                     return absl::OkStatus();
                                   },
-                                  clock_->Now()));
+                                  clock_->Now(), OrgChangeSource{std::string(actor)}));
   return *m.after->FindMember(member.id);
 }
 
@@ -170,7 +170,7 @@ absl::StatusOr<Member> OrgAdmin::SetMemberRoles(absl::string_view actor, absl::s
                          member->grants = grants;
                          return absl::OkStatus();
                        },
-                       clock_->Now()));
+                       clock_->Now(), OrgChangeSource{std::string(actor)}));
   return *m.after->FindMember(id);
 }
 
@@ -188,7 +188,7 @@ absl::StatusOr<Member> OrgAdmin::RemoveMember(absl::string_view actor, absl::str
                                     if (!member->removed_at.has_value()) member->removed_at = now;
                                     return absl::OkStatus();
                                   },
-                                  now));
+                                  now, OrgChangeSource{std::string(actor)}));
   return *m.after->FindMember(id);
 }
 
@@ -214,7 +214,7 @@ absl::StatusOr<Invitation> OrgAdmin::CreateInvitation(absl::string_view actor,
                                     s.invitations.push_back(invitation);
                                     return absl::OkStatus();
                                   },
-                                  now));
+                                  now, OrgChangeSource{std::string(actor)}));
   return *m.after->FindInvitation(invitation.id);
 }
 
@@ -222,6 +222,9 @@ absl::StatusOr<Member> OrgAdmin::AcceptInvitation(absl::string_view id, absl::st
                                                   absl::string_view member_id) {
   const absl::Time now = clock_->Now();
   std::string accepted_id;
+  // The member the invitation makes (or gives roles to) is the change's actor; the mutation
+  // names them before the store computes the change's records.
+  OrgChangeSource source;
   ASSIGN_OR_RETURN(
       Mutated m,
       store_->Mutate(
@@ -251,9 +254,10 @@ absl::StatusOr<Member> OrgAdmin::AcceptInvitation(absl::string_view id, absl::st
               if (!held) member->grants.push_back(std::move(g));
             }
             accepted_id = member->id;
+            source.actor = member->id;
             return absl::OkStatus();
           },
-          now));
+          now, source));
   return *m.after->FindMember(accepted_id);
 }
 
@@ -267,7 +271,7 @@ absl::StatusOr<Invitation> OrgAdmin::RevokeInvitation(absl::string_view actor,
                                     if (invitation == nullptr) return NotFound("invitation", id);
                                     return Revoke(*invitation, now).status();
                                   },
-                                  now));
+                                  now, OrgChangeSource{std::string(actor)}));
   return *m.after->FindInvitation(id);
 }
 
@@ -285,7 +289,7 @@ absl::StatusOr<ServiceAccount> OrgAdmin::CreateServiceAccount(absl::string_view 
                          s.service_accounts.push_back(account);
                          return absl::OkStatus();
                        },
-                       clock_->Now()));
+                       clock_->Now(), OrgChangeSource{std::string(actor)}));
   return *m.after->FindServiceAccount(account.id);
 }
 
@@ -310,7 +314,7 @@ absl::StatusOr<ServiceAccount> OrgAdmin::UpdateServiceAccount(absl::string_view 
                                     *a = account;
                                     return absl::OkStatus();
                                   },
-                                  clock_->Now()));
+                                  clock_->Now(), OrgChangeSource{std::string(actor)}));
   return *m.after->FindServiceAccount(account.id);
 }
 
@@ -328,7 +332,7 @@ absl::StatusOr<ServiceAccount> OrgAdmin::RemoveServiceAccount(absl::string_view 
                                     if (!a->removed_at.has_value()) a->removed_at = now;
                                     return absl::OkStatus();
                                   },
-                                  now));
+                                  now, OrgChangeSource{std::string(actor)}));
   return *m.after->FindServiceAccount(id);
 }
 
@@ -366,7 +370,7 @@ absl::StatusOr<OrgPlan> OrgAdmin::ApplyOrgFile(absl::string_view actor, absl::st
                          }
                          return absl::OkStatus();
                        },
-                       now));
+                       now, OrgChangeSource{std::string(actor), /*org_file=*/true}));
   OrgPlan applied;
   applied.changes = Diff(*m.before, *m.after);
   applied.text = FormatDiff(applied.changes);
@@ -389,7 +393,7 @@ absl::StatusOr<IdpSyncResult> OrgAdmin::SyncIdpGroup(absl::string_view actor,
                                   [&](OrgState& s) {
                                     return authz::SyncIdpGroup(group, emails, clock_->Now(), s);
                                   },
-                                  clock_->Now()));
+                                  clock_->Now(), OrgChangeSource{std::string(actor)}));
   IdpSyncResult result;
   result.org_version = m.after->version;
   for (const Member& after : m.after->members) {

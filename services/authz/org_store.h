@@ -5,6 +5,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/ledger/outbox.h"
+#include "services/authz/org_ledger.h"
 #include "services/authz/org_state.h"
 
 namespace policy::authz {
@@ -36,10 +38,15 @@ class OrgStore {
  public:
   virtual ~OrgStore() = default;
 
-  // Applies `mutation` to the latest state with ApplyMutation and commits the result, all
-  // at once: concurrent mutations, from any replica, apply one after the other, each to the
-  // state the previous one committed.
-  virtual absl::StatusOr<Mutated> Mutate(const OrgMutation& mutation, absl::Time now) = 0;
+  // Applies `mutation` to the latest state with ApplyMutation and commits the result with
+  // its ledger records (LedgerRecordsOf `source`) in outbox(), all at once: concurrent
+  // mutations, from any replica, apply one after the other, each to the state the previous
+  // one committed. A mutation that changes nothing records nothing.
+  virtual absl::StatusOr<Mutated> Mutate(const OrgMutation& mutation, absl::Time now,
+                                         const OrgChangeSource& source) = 0;
+
+  // The records of committed changes on their way to the audit ledger.
+  virtual ledger::Outbox& outbox() = 0;
 
   // The latest committed state.
   virtual absl::StatusOr<std::shared_ptr<const OrgState>> Load() = 0;

@@ -24,6 +24,7 @@ namespace {
 using ::testing::HasSubstr;
 
 const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
+const OrgChangeSource kSource{"alice"};
 
 struct Backend {
   std::unique_ptr<OrgStore> store;
@@ -41,7 +42,7 @@ Backend MakePostgres(Clock* clock) {
   std::shared_ptr<pg::Pool> pool =
       db->Reset("authz", Migrations(),
                 "TRUNCATE authz.role_grants, authz.members, authz.service_accounts, "
-                "authz.invitations, authz.idp_groups, authz.projects; "
+                "authz.invitations, authz.idp_groups, authz.projects, authz.ledger_outbox; "
                 "UPDATE authz.org SET version = 0")
           .value();
   Backend backend;
@@ -157,8 +158,65 @@ class OrgStoreConformanceTest
   OrgStore* store_ = nullptr;
 };
 
+// The request ids and actions of the outbox's records, in order.
+std::vector<std::string> Actions(ledger::Outbox& outbox) {
+  absl::StatusOr<std::vector<ledger::OutboxEntry>> entries = outbox.Read(1000);
+  EXPECT_TRUE(entries.ok()) << entries.status();
+  std::vector<std::string> actions;
+  if (!entries.ok()) return actions;
+  for (const ledger::OutboxEntry& e : *entries) actions.push_back(e.record.action);
+  return actions;
+}
+
+TEST_P(OrgStoreConformanceTest, EachCommittedChangeWritesItsRecordsAndNothingElseDoes) {
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow, kSource).ok());
+  // Two projects, two members, a service account, an invitation and a group.
+  EXPECT_EQ(Actions(store_->outbox()),
+            (std::vector<std::string>{"PROJECT_CREATED", "PROJECT_CREATED", "MEMBER_ADDED",
+                                      "MEMBER_ADDED", "SERVICE_ACCOUNT_CREATED",
+                                      "INVITATION_CHANGED", "IDP_GROUP_CHANGED"}));
+  // A mutation that fails, or changes nothing, writes nothing.
+  ASSERT_FALSE(store_
+                   ->Mutate(
+                       [](OrgState& s) {
+                         s.members[1].removed_at = kNow;
+                         return absl::AbortedError("changed my mind");
+                       },
+                       kNow, kSource)
+                   .ok());
+  ASSERT_FALSE(store_
+                   ->Mutate(
+                       [](OrgState& s) {
+                         s.members.clear();  // Refused by ValidateTransition.
+                         return absl::OkStatus();
+                       },
+                       kNow, kSource)
+                   .ok());
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow, kSource).ok());
+  EXPECT_EQ(Actions(store_->outbox()).size(), 7u);
+  // A removal, under its own request id, by the source's actor.
+  ASSERT_TRUE(store_
+                  ->Mutate(
+                      [](OrgState& s) {
+                        s.FindMember("bob")->removed_at = kNow;
+                        return absl::OkStatus();
+                      },
+                      kNow, OrgChangeSource{"carol"})
+                  .ok());
+  std::vector<ledger::OutboxEntry> entries = store_->outbox().Read(1000).value();
+  ASSERT_EQ(entries.size(), 8u);
+  const ledger::LedgerRecord& removal = entries.back().record;
+  EXPECT_EQ(removal.action, "MEMBER_REMOVED");
+  EXPECT_EQ(removal.actor, "carol");
+  EXPECT_EQ(removal.subject, "bob");
+  EXPECT_EQ(removal.request_id, ledger::RemovalRequestId("authz", "member", "bob"));
+  for (size_t i = 1; i < entries.size(); ++i) {
+    EXPECT_LT(entries[i - 1].sequence, entries[i].sequence);
+  }
+}
+
 TEST_P(OrgStoreConformanceTest, EverythingRoundTrips) {
-  absl::StatusOr<Mutated> seeded = store_->Mutate(SeedOrg(), kNow);
+  absl::StatusOr<Mutated> seeded = store_->Mutate(SeedOrg(), kNow, kSource);
   ASSERT_TRUE(seeded.ok()) << seeded.status();
   EXPECT_EQ(seeded->before->version, 0);
   EXPECT_EQ(seeded->after->version, 1);
@@ -175,15 +233,15 @@ TEST_P(OrgStoreConformanceTest, EverythingRoundTrips) {
 }
 
 TEST_P(OrgStoreConformanceTest, AMutationThatChangesNothingCommitsNothing) {
-  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow).ok());
-  absl::StatusOr<Mutated> same = store_->Mutate(SeedOrg(), kNow);
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow, kSource).ok());
+  absl::StatusOr<Mutated> same = store_->Mutate(SeedOrg(), kNow, kSource);
   ASSERT_TRUE(same.ok()) << same.status();
   EXPECT_EQ(same->after->version, 1);
   EXPECT_EQ(same->after, same->before);
 }
 
 TEST_P(OrgStoreConformanceTest, ARefusedMutationWritesNothing) {
-  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow).ok());
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow, kSource).ok());
   // Removing the only owner is refused as a whole, together with the rest of the change.
   absl::StatusOr<Mutated> refused = store_->Mutate(
       [](OrgState& s) {
@@ -191,7 +249,7 @@ TEST_P(OrgStoreConformanceTest, ARefusedMutationWritesNothing) {
         s.FindMember("alice")->removed_at = kNow;
         return absl::OkStatus();
       },
-      kNow);
+      kNow, kSource);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.status().message(), HasSubstr("owner"));
   absl::StatusOr<std::shared_ptr<const OrgState>> loaded = store_->Load();
@@ -200,12 +258,12 @@ TEST_P(OrgStoreConformanceTest, ARefusedMutationWritesNothing) {
   EXPECT_EQ((*loaded)->FindProject("support")->rpm_limit, 600);
   // The mutation's own error passes through unchanged.
   absl::StatusOr<Mutated> own =
-      store_->Mutate([](OrgState&) { return absl::NotFoundError("no such thing"); }, kNow);
+      store_->Mutate([](OrgState&) { return absl::NotFoundError("no such thing"); }, kNow, kSource);
   EXPECT_EQ(own.status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_P(OrgStoreConformanceTest, AnEmailFreedByARemovalCanBeTakenInTheSameChange) {
-  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow).ok());
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow, kSource).ok());
   absl::StatusOr<Mutated> swapped = store_->Mutate(
       [](OrgState& s) {
         s.FindMember("bob")->removed_at = kNow;
@@ -214,7 +272,7 @@ TEST_P(OrgStoreConformanceTest, AnEmailFreedByARemovalCanBeTakenInTheSameChange)
         s.members.push_back(again);
         return absl::OkStatus();
       },
-      kNow);
+      kNow, kSource);
   ASSERT_TRUE(swapped.ok()) << swapped.status();
   absl::StatusOr<std::shared_ptr<const OrgState>> loaded = store_->Load();
   ASSERT_TRUE(loaded.ok());
@@ -223,7 +281,7 @@ TEST_P(OrgStoreConformanceTest, AnEmailFreedByARemovalCanBeTakenInTheSameChange)
 }
 
 TEST_P(OrgStoreConformanceTest, ConcurrentMutationsApplyOneAfterTheOther) {
-  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow).ok());
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow, kSource).ok());
   std::vector<std::unique_ptr<OrgStore>> replicas;
   std::vector<OrgStore*> stores = {store_};
   if (backend_.replica) {
@@ -244,7 +302,7 @@ TEST_P(OrgStoreConformanceTest, ConcurrentMutationsApplyOneAfterTheOther) {
               s.projects.push_back(MakeProject(absl::StrCat("p-", t, "-", i)));
               return absl::OkStatus();
             },
-            kNow);
+            kNow, kSource);
         if (!m.ok()) ++failures;
       }
     });
@@ -262,7 +320,7 @@ TEST_P(OrgStoreConformanceTest, ObserversSeeEveryReplicasChanges) {
   RecordingObserver local;
   store_->Watch(&local);
   absl::Cleanup stop = [&] { store_->StopWatching(); };
-  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow).ok());
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow, kSource).ok());
   // Our own change is there before Mutate returned.
   EXPECT_EQ(local.version(), 1);
   if (!backend_.replica) return;
@@ -272,7 +330,7 @@ TEST_P(OrgStoreConformanceTest, ObserversSeeEveryReplicasChanges) {
         s.FindProject("support")->archived = true;
         return absl::OkStatus();
       },
-      kNow);
+      kNow, kSource);
   ASSERT_TRUE(remote.ok()) << remote.status();
   ASSERT_TRUE(testing::Eventually([&] { return local.version() == 2; }));
   EXPECT_TRUE(local.latest()->FindProject("support")->archived);
@@ -283,7 +341,7 @@ TEST_P(OrgStoreConformanceTest, ACacheServesTheLatestSnapshot) {
   EXPECT_EQ(cache.Current().status().code(), absl::StatusCode::kUnavailable);
   store_->Watch(&cache);
   absl::Cleanup stop = [&] { store_->StopWatching(); };
-  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow).ok());
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow, kSource).ok());
   ASSERT_TRUE(testing::Eventually([&] { return cache.InSync(); }));
   absl::StatusOr<OrgView> view = cache.Current();
   ASSERT_TRUE(view.ok()) << view.status();
@@ -296,7 +354,7 @@ TEST_P(OrgStoreConformanceTest, ACacheServesTheLatestSnapshot) {
                         s.members.push_back(dave);
                         return absl::OkStatus();
                       },
-                      kNow)
+                      kNow, kSource)
                   .ok());
   view = cache.Current();
   ASSERT_TRUE(view.ok());

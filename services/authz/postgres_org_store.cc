@@ -252,7 +252,10 @@ absl::StatusOr<OrgState> ReadSnapshot(pqxx::connection& connection) {
 }  // namespace
 
 PostgresOrgStore::PostgresOrgStore(pg::Pool* pool, Clock* clock, absl::Duration watch_heartbeat)
-    : pool_(pool), clock_(clock), watch_heartbeat_(watch_heartbeat) {}
+    : pool_(pool),
+      clock_(clock),
+      watch_heartbeat_(watch_heartbeat),
+      outbox_(pool, "authz.ledger_outbox") {}
 
 PostgresOrgStore::~PostgresOrgStore() { StopWatching(); }
 
@@ -267,7 +270,8 @@ void PostgresOrgStore::Remember(const std::shared_ptr<const OrgState>& state) {
   if (observer_ != nullptr) observer_->OnState(state);
 }
 
-absl::StatusOr<Mutated> PostgresOrgStore::Mutate(const OrgMutation& mutation, absl::Time now) {
+absl::StatusOr<Mutated> PostgresOrgStore::Mutate(const OrgMutation& mutation, absl::Time now,
+                                                 const OrgChangeSource& source) {
   Mutated result;
   absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
     const int64_t version = tx.exec1("SELECT version FROM authz.org FOR UPDATE")[0].as<int64_t>();
@@ -283,6 +287,9 @@ absl::StatusOr<Mutated> PostgresOrgStore::Mutate(const OrgMutation& mutation, ab
       return absl::OkStatus();
     }
     WriteChanges(tx, *base, after);
+    ASSIGN_OR_RETURN(std::vector<ledger::LedgerRecord> records,
+                     LedgerRecordsOf(source, *base, after));
+    outbox_.Write(tx, records);
     result.after = std::make_shared<const OrgState>(std::move(after));
     return absl::OkStatus();
   });

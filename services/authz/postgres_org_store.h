@@ -5,6 +5,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/clock/clock.h"
+#include "common/ledger/postgres_outbox.h"
 #include "common/pg/notification_feed.h"
 #include "common/pg/pool.h"
 #include "services/authz/org_store.h"
@@ -14,7 +15,8 @@ namespace policy::authz {
 // The organisation in PostgreSQL (schema `authz`, migrations/). A mutation locks the single
 // `org` row, applies to the latest state (this process's copy when its version matches,
 // otherwise read again under the lock), writes the entities that changed and bumps the
-// version; the version's trigger notifies every replica, which reloads the whole state.
+// version; the version's trigger notifies every replica, which reloads the whole state. The
+// change's ledger records go to authz.ledger_outbox in the same transaction.
 //
 // Observers hear of other replicas' changes through LISTEN/NOTIFY, and OnInSync at least
 // every `watch_heartbeat` while the database answers (pg::NotificationFeed): a replica's copy
@@ -25,7 +27,9 @@ class PostgresOrgStore : public OrgStore {
                    absl::Duration watch_heartbeat = absl::Milliseconds(200));
   ~PostgresOrgStore() override;
 
-  absl::StatusOr<Mutated> Mutate(const OrgMutation& mutation, absl::Time now) override;
+  absl::StatusOr<Mutated> Mutate(const OrgMutation& mutation, absl::Time now,
+                                 const OrgChangeSource& source) override;
+  ledger::Outbox& outbox() override { return outbox_; }
   absl::StatusOr<std::shared_ptr<const OrgState>> Load() override;
   void Watch(OrgStoreObserver* observer) override;
   void StopWatching() override;
@@ -38,6 +42,7 @@ class PostgresOrgStore : public OrgStore {
   pg::Pool* const pool_;
   Clock* const clock_;
   const absl::Duration watch_heartbeat_;
+  ledger::PostgresOutbox outbox_;  // authz.ledger_outbox
   std::unique_ptr<pg::NotificationFeed> feed_;
   absl::Mutex mu_;
   std::shared_ptr<const OrgState> latest_ ABSL_GUARDED_BY(mu_);

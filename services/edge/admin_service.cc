@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "common/client/channel.h"
 #include "common/crypto/crypto.h"
+#include "common/ledger/ledger_record.h"
 #include "common/proto/well_known.h"
 #include "services/edge/conventions.h"
 #include "services/edge/downstream_status.h"
@@ -39,25 +40,9 @@ Status Call(absl::string_view service, Stub& stub,
   return Forwarded(service, (stub.*method)(&call, request, response), deadline);
 }
 
-// A change that removes a member: authz keeps removed members, marking when.
-// "member@support-eu,admin": a member's grants as the ledger records them.
-std::string GrantsText(const google::protobuf::RepeatedPtrField<authz::v1::RoleGrant>& grants) {
-  std::vector<std::string> out;
-  for (const authz::v1::RoleGrant& g : grants) {
-    out.push_back(g.project().empty() ? g.role() : absl::StrCat(g.role(), "@", g.project()));
-  }
-  return absl::StrJoin(out, ",");
-}
-
 // An id for request ids derived from names of any length and alphabet.
 std::string IdOf(absl::string_view name) {
   return absl::BytesToHexString(crypto::Sha256(name)).substr(0, 32);
-}
-
-// How the ledger names an invitation: its id accepts it, so the ledger (read by auditors and
-// SIEMs) holds a digest that matches it, never the id.
-std::string InvitationRef(absl::string_view invitation_id) {
-  return absl::StrCat("sha256:", IdOf(invitation_id));
 }
 
 // "created", "updated" or "deleted" (`change`) endpoint `e`.
@@ -372,10 +357,22 @@ grpc::ServerUnaryReactor* AdminService::RemoveMember(grpc::CallbackServerContext
         !s.ok()) {
       return s;
     }
-    // 2.-3. Their keys and the ledger.
-    if (Status s = Offboard(caller, request->member_id(),
-                            absl::StrCat("remove-member:", request->request_id()),
-                            response->mutable_revoked_keys(), response->mutable_audit_id());
+    // 2. Their keys (keys records each revocation).
+    if (Status s = RevokeKeysOf(caller, request->member_id(),
+                                absl::StrCat("remove-member:", request->request_id()),
+                                response->mutable_revoked_keys());
+        !s.ok()) {
+      return s;
+    }
+    // 3. The removal's ledger entry. authz recorded the removal with the change, to reach the
+    //    ledger through its outbox; writing the same record here (a duplicate to whichever
+    //    comes second) gives the caller its entry now.
+    const Change change{.action = audit::v1::ACTION_MEMBER_REMOVED,
+                        .subject = request->member_id(),
+                        .metadata = {}};
+    if (Status s = RecordChange(caller, change,
+                                ledger::RemovalRequestId("authz", "member", request->member_id()),
+                                response->mutable_audit_id());
         !s.ok()) {
       return s;
     }
@@ -384,10 +381,9 @@ grpc::ServerUnaryReactor* AdminService::RemoveMember(grpc::CallbackServerContext
   });
 }
 
-Status AdminService::Offboard(const Caller& caller, const std::string& member_id,
-                              const std::string& request_id,
-                              google::protobuf::RepeatedPtrField<keys::v1::Key>* revoked,
-                              std::string* audit_id) {
+Status AdminService::RevokeKeysOf(const Caller& caller, const std::string& member_id,
+                                  const std::string& request_id,
+                                  google::protobuf::RepeatedPtrField<keys::v1::Key>* revoked) {
   // Every key they hold; a retry returns the keys the first call revoked.
   keys::v1::RevokePrincipalKeysRequest revoke;
   revoke.set_request_id(request_id);
@@ -400,11 +396,6 @@ Status AdminService::Offboard(const Caller& caller, const std::string& member_id
       !s.ok()) {
     return s;
   }
-  // The removal in the organisation's ledger; a retry finds the first entry.
-  const Change change{.action = audit::v1::ACTION_MEMBER_REMOVED,
-                      .subject = member_id,
-                      .metadata = {{"revoked_keys", absl::StrCat(revoked_now.keys_size())}}};
-  if (Status s = RecordChange(caller, change, request_id, audit_id); !s.ok()) return s;
   for (const keys::v1::Key& key : revoked_now.keys()) *revoked->Add() = key;
   return Status::OK;
 }
@@ -415,6 +406,7 @@ Status AdminService::RecordChange(const Caller& caller, const Change& change,
   audit::v1::EntryInput* entry = append.mutable_entry();  // The organisation's ledger.
   entry->set_action(change.action);
   entry->set_actor(caller.member);
+  entry->set_outcome(audit::v1::OUTCOME_SUCCESS);
   entry->set_subject(change.subject);
   entry->set_request_id(request_id);
   entry->mutable_metadata()->insert(change.metadata.begin(), change.metadata.end());
@@ -456,24 +448,18 @@ grpc::ServerUnaryReactor* AdminService::ApplyOrgFile(grpc::CallbackServerContext
     }
     *response->mutable_changes() = applied.changes();
     response->set_org_version(applied.org_version());
-    // Members the file removed: their keys and the ledger, as RemoveMember does, under a
-    // request id derived from the member's id, so that a retried apply repeats nothing.
+    // Members the file removed: their keys, as RemoveMember does, under a request id derived
+    // from the member's id, so that a retried apply repeats nothing. authz records the apply
+    // and each change it made.
     for (const authz::v1::EntityChange& change : applied.changes()) {
       if (!RemovesMember(change)) continue;
-      std::string audit_id;
       const std::string id = absl::StrCat("org-remove-member:", IdOf(change.id()));
-      if (Status s = Offboard(caller, change.id(), id, response->mutable_revoked_keys(), &audit_id);
+      if (Status s = RevokeKeysOf(caller, change.id(), id, response->mutable_revoked_keys());
           !s.ok()) {
         return s;
       }
     }
-    // The apply itself, once per organisation version it made.
-    if (applied.changes().empty()) return Status::OK;
-    const Change change{.action = audit::v1::ACTION_ORG_FILE_APPLIED,
-                        .subject = "",
-                        .metadata = {{"org_version", absl::StrCat(applied.org_version())},
-                                     {"changes", absl::StrCat(applied.changes_size())}}};
-    return RecordChange(caller, change, absl::StrCat("org-apply:", applied.org_version()));
+    return Status::OK;
   });
 }
 
@@ -496,64 +482,36 @@ template <typename Request, typename Response>
 grpc::ServerUnaryReactor* AdminService::AsActor(
     grpc::CallbackServerContext* context, const Request* request, Response* response,
     Status (authz::v1::AuthzService::Stub::*method)(grpc::ClientContext*, const Request&,
-                                                    Response*),
-    std::type_identity_t<std::function<Change(const Response&)>> describe) {
-  return Run(context,
-             [this, request, response, method,
-              describe = std::move(describe)](const Caller& caller) -> Status {
-               Request forwarded = *request;
-               forwarded.mutable_actor()->set_member_id(caller.member);
-               if (Status s = Call("authz", *authz_, method, forwarded, response, caller.deadline);
-                   !s.ok()) {
-                 return s;
-               }
-               return describe ? RecordChange(caller, describe(*response), "") : Status::OK;
-             });
+                                                    Response*)) {
+  return Run(context, [this, request, response, method](const Caller& caller) -> Status {
+    Request forwarded = *request;
+    forwarded.mutable_actor()->set_member_id(caller.member);
+    return Call("authz", *authz_, method, forwarded, response, caller.deadline);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminService::AddMember(grpc::CallbackServerContext* context,
                                                   const authz::v1::AddMemberRequest* request,
                                                   authz::v1::Member* response) {
-  return AsActor(
-      context, request, response, &authz::v1::AuthzService::Stub::AddMember,
-      [](const authz::v1::Member& m) {
-        return Change{audit::v1::ACTION_MEMBER_ADDED, m.id(), {{"roles", GrantsText(m.grants())}}};
-      });
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::AddMember);
 }
 
 grpc::ServerUnaryReactor* AdminService::SetMemberRoles(
     grpc::CallbackServerContext* context, const authz::v1::SetMemberRolesRequest* request,
     authz::v1::Member* response) {
-  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::SetMemberRoles,
-                 [](const authz::v1::Member& m) {
-                   return Change{audit::v1::ACTION_MEMBER_ROLE_CHANGED,
-                                 m.id(),
-                                 {{"roles", GrantsText(m.grants())}}};
-                 });
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::SetMemberRoles);
 }
 
 grpc::ServerUnaryReactor* AdminService::CreateInvitation(
     grpc::CallbackServerContext* context, const authz::v1::CreateInvitationRequest* request,
     authz::v1::Invitation* response) {
-  return AsActor(
-      context, request, response, &authz::v1::AuthzService::Stub::CreateInvitation,
-      [](const authz::v1::Invitation& i) {
-        return Change{
-            audit::v1::ACTION_INVITATION_CHANGED,
-            i.email(),
-            {{"change", "created"}, {"invitation", InvitationRef(i.id())}, {"role", i.role()}}};
-      });
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::CreateInvitation);
 }
 
 grpc::ServerUnaryReactor* AdminService::RevokeInvitation(
     grpc::CallbackServerContext* context, const authz::v1::RevokeInvitationRequest* request,
     authz::v1::Invitation* response) {
-  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::RevokeInvitation,
-                 [](const authz::v1::Invitation& i) {
-                   return Change{audit::v1::ACTION_INVITATION_CHANGED,
-                                 i.email(),
-                                 {{"change", "revoked"}, {"invitation", InvitationRef(i.id())}}};
-                 });
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::RevokeInvitation);
 }
 
 grpc::ServerUnaryReactor* AdminService::AcceptInvitation(
@@ -561,17 +519,8 @@ grpc::ServerUnaryReactor* AdminService::AcceptInvitation(
     authz::v1::Member* response) {
   return pool_->Run(context, [this, context, request, response]() -> Status {
     const absl::Time deadline = client::DownstreamDeadline(*context, max_call_time_);
-    if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::AcceptInvitation,
-                        *request, response, deadline);
-        !s.ok()) {
-      return s;
-    }
-    const Caller member{.member = response->id(), .deadline = deadline};
-    const Change change{.action = audit::v1::ACTION_MEMBER_ADDED,
-                        .subject = response->id(),
-                        .metadata = {{"invitation", InvitationRef(request->id())},
-                                     {"roles", GrantsText(response->grants())}}};
-    return RecordChange(member, change, absl::StrCat("accept-invitation:", IdOf(request->id())));
+    return Call("authz", *authz_, &authz::v1::AuthzService::Stub::AcceptInvitation, *request,
+                response, deadline);
   });
 }
 
@@ -590,34 +539,19 @@ grpc::ServerUnaryReactor* AdminService::ListProjects(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* AdminService::CreateProject(
     grpc::CallbackServerContext* context, const authz::v1::CreateProjectRequest* request,
     authz::v1::Project* response) {
-  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::CreateProject,
-                 [](const authz::v1::Project& p) {
-                   return Change{audit::v1::ACTION_PROJECT_CREATED,
-                                 "",
-                                 {{"project", p.id()}, {"environment", p.environment()}}};
-                 });
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::CreateProject);
 }
 
 grpc::ServerUnaryReactor* AdminService::UpdateProject(
     grpc::CallbackServerContext* context, const authz::v1::UpdateProjectRequest* request,
     authz::v1::Project* response) {
-  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::UpdateProject,
-                 [](const authz::v1::Project& p) {
-                   return Change{audit::v1::ACTION_PROJECT_CHANGED,
-                                 "",
-                                 {{"project", p.id()}, {"environment", p.environment()}}};
-                 });
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::UpdateProject);
 }
 
 grpc::ServerUnaryReactor* AdminService::ArchiveProject(
     grpc::CallbackServerContext* context, const authz::v1::ArchiveProjectRequest* request,
     authz::v1::Project* response) {
-  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::ArchiveProject,
-                 [](const authz::v1::Project& p) {
-                   return Change{audit::v1::ACTION_PROJECT_DELETED,
-                                 "",
-                                 {{"project", p.id()}, {"environment", p.environment()}}};
-                 });
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::ArchiveProject);
 }
 
 grpc::ServerUnaryReactor* AdminService::ListServiceAccounts(
@@ -629,12 +563,7 @@ grpc::ServerUnaryReactor* AdminService::ListServiceAccounts(
 grpc::ServerUnaryReactor* AdminService::CreateServiceAccount(
     grpc::CallbackServerContext* context, const authz::v1::CreateServiceAccountRequest* request,
     authz::v1::ServiceAccount* response) {
-  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::CreateServiceAccount,
-                 [](const authz::v1::ServiceAccount& a) {
-                   return Change{audit::v1::ACTION_SERVICE_ACCOUNT_CREATED,
-                                 "",
-                                 {{"service_account", a.id()}, {"project", a.project()}}};
-                 });
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::CreateServiceAccount);
 }
 
 grpc::ServerUnaryReactor* AdminService::RemoveServiceAccount(
@@ -648,8 +577,8 @@ grpc::ServerUnaryReactor* AdminService::RemoveServiceAccount(
         !s.ok()) {
       return s;
     }
-    // Every key it holds, and the ledger; the request id is the account's, so a retry
-    // repeats nothing.
+    // Every key it holds (authz records the removal, keys each revocation); the request id
+    // is the account's, so a retry repeats nothing.
     const std::string request_id = absl::StrCat("remove-sa:", IdOf(request->id()));
     keys::v1::RevokePrincipalKeysRequest revoke;
     revoke.set_request_id(request_id);
@@ -662,12 +591,6 @@ grpc::ServerUnaryReactor* AdminService::RemoveServiceAccount(
         !s.ok()) {
       return s;
     }
-    const Change change{.action = audit::v1::ACTION_SERVICE_ACCOUNT_REMOVED,
-                        .subject = "",
-                        .metadata = {{"service_account", request->id()},
-                                     {"project", response->service_account().project()},
-                                     {"revoked_keys", absl::StrCat(revoked.keys_size())}}};
-    if (Status s = RecordChange(caller, change, request_id); !s.ok()) return s;
     *response->mutable_revoked_keys() = revoked.keys();
     return Status::OK;
   });

@@ -188,24 +188,21 @@ class AdminService final : public v1::AdminService::CallbackService {
                                 authz::v1::ServiceAccount* account);
   // Appends `change` to the organisation's ledger, idempotent on `request_id` when not
   // empty; the entry's id in `audit_id` when not null. A failure is UNAVAILABLE (or
-  // DEADLINE_EXCEEDED) naming audit: the change stands, its record is missing.
+  // DEADLINE_EXCEEDED) naming audit.
   grpc::Status RecordChange(const Caller& caller, const Change& change,
                             const std::string& request_id, std::string* audit_id = nullptr);
-  // Revokes every key of removed member `member_id` and records the removal in the
-  // organisation's ledger, both idempotent on `request_id`; appends the revoked keys to
-  // `revoked` and returns the ledger entry's id in `audit_id`.
-  grpc::Status Offboard(const Caller& caller, const std::string& member_id,
-                        const std::string& request_id,
-                        google::protobuf::RepeatedPtrField<keys::v1::Key>* revoked,
-                        std::string* audit_id);
-  // Forwards `request` to authz's `method` with the caller as its actor.
-  // When `describe` is given, the change it describes from the response is recorded.
+  // Revokes every key of removed member `member_id`, idempotent on `request_id`; appends the
+  // revoked keys to `revoked`.
+  grpc::Status RevokeKeysOf(const Caller& caller, const std::string& member_id,
+                            const std::string& request_id,
+                            google::protobuf::RepeatedPtrField<keys::v1::Key>* revoked);
+  // Forwards `request` to authz's `method` with the caller as its actor (authz records the
+  // changes it makes).
   template <typename Request, typename Response>
-  grpc::ServerUnaryReactor* AsActor(
-      grpc::CallbackServerContext* context, const Request* request, Response* response,
-      grpc::Status (authz::v1::AuthzService::Stub::*method)(grpc::ClientContext*, const Request&,
-                                                            Response*),
-      std::type_identity_t<std::function<Change(const Response&)>> describe = nullptr);
+  grpc::ServerUnaryReactor* AsActor(grpc::CallbackServerContext* context, const Request* request,
+                                    Response* response,
+                                    grpc::Status (authz::v1::AuthzService::Stub::*method)(
+                                        grpc::ClientContext*, const Request&, Response*));
   // Authorises `action` in the organisation, then calls `method` of audit with `request`.
   template <typename Request, typename Response>
   grpc::ServerUnaryReactor* ForAuditor(grpc::CallbackServerContext* context,

@@ -51,7 +51,7 @@ GRPC, HEALTH, METRICS = 50051, 50050, 9090
 CALLS = {
     "edge": {"keys": "keys_target", "authz": "authz_target", "pii": "pii_target",
              "region": "region_target", "audit": "audit_target"},
-    "authz": {"keys": "keys_address"},
+    "authz": {"keys": "keys_address", "audit": "audit_target"},
     "keys": {"audit": "audit_target"},
 }
 # Settings naming files the chart mounts, and the setting given the pod's name.

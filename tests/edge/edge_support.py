@@ -89,12 +89,13 @@ class Suite:
                     {"POLICY_AUDIT_SIGNING_KEY": secrets.token_hex(32),
                      "POLICY_AUDIT_SUBJECT_KEY": secrets.token_hex(32),
                      "POLICY_AUDIT_DATABASE_URL": self.url})
-        # Key lifecycle events go to the ledger.
+        # Key lifecycle events and organisation changes go to the ledger.
         self._start("keys", {"audit_target": self.p["audit"].address},
                     {"POLICY_KEYS_PEPPER": secrets.token_hex(32),
                      "POLICY_KEYS_DATABASE_URL": self.url})
         self._start("authz", {"bootstrap_org_file": str(ORG_FILE),
-                              "keys_address": self.p["keys"].address},
+                              "keys_address": self.p["keys"].address,
+                              "audit_target": self.p["audit"].address},
                     {"POLICY_AUTHZ_DATABASE_URL": self.url})
         self.start_pii()
         self._start("region", {"sync_interval": "100ms", "cool_down": "30s"},

@@ -34,6 +34,7 @@ from tests.support import policy_testing as pt  # noqa: E402
 import grpc  # noqa: E402
 from envoy.service.auth.v3 import external_auth_pb2 as X, external_auth_pb2_grpc  # noqa: E402
 from policy.audit.v1 import audit_pb2, audit_pb2_grpc  # noqa: E402
+from policy.authz.v1 import authz_pb2  # noqa: E402
 from policy.edge.v1 import edge_pb2 as E  # noqa: E402
 from policy.keys.v1 import keys_pb2, keys_pb2_grpc  # noqa: E402
 from policy.pii.v1 import pii_pb2  # noqa: E402
@@ -99,6 +100,23 @@ def org_ledger(admin_key):
                              admin_key=admin_key)
     assert exported.returncode == 0, exported.stderr
     return [json.loads(line) for line in exported.stdout.splitlines()]
+
+
+def org_ledger_once(admin_key, action, **metadata):
+    """The organisation's ledger once it holds an entry of `action` with `metadata`.
+
+    Services record their changes through outboxes, a moment after they answer; each outbox
+    delivers in order, so once a service's last change is in, so are its earlier ones.
+    """
+    return pt.wait_until(
+        lambda: (lambda entries: entries if recorded(entries, action, **metadata) else None)(
+            org_ledger(admin_key)),
+        timeout=15, message=f"{action} {metadata} in the organisation's ledger")
+
+
+def removal_request_id(kind, entity_id):
+    """The request id of authz's record of a removal (common/ledger RemovalRequestId)."""
+    return f"authz:{kind}-removed:" + hashlib.sha256(entity_id.encode()).hexdigest()[:32]
 
 
 def recorded(entries, action, **metadata):
@@ -359,13 +377,15 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual({k.key_id for k in again.revoked_keys},
                          {k.key.key_id for k in keys})
 
-        # Both are in the ledger: the removal in the organisation's, each revocation (recorded
-        # by keys) in the project's.
+        # Both are in the ledger: the removal in the organisation's, once (authz's record and
+        # the edge's are one), each revocation (recorded by keys) in the project's.
         org = admin.QueryAudit(audit_pb2.QueryEntriesRequest(
             ledger=audit_pb2.LedgerRef(), action=audit_pb2.ACTION_MEMBER_REMOVED),
             metadata=alice, timeout=10)
-        removals = [e for e in org.entries if e.request_id == f"remove-member:{request_id}"]
+        removals = [e for e in org.entries
+                    if e.request_id == removal_request_id("member", "erin")]
         self.assertEqual(len(removals), 1)
+        self.assertEqual(f"//{removals[0].index}", removed.audit_id)
         self.assertEqual(removals[0].subject, "erin")
         self.assertEqual(removals[0].actor, "alice")
 
@@ -376,6 +396,35 @@ class EdgeProcessTest(unittest.TestCase):
             return {e.metadata.get("key_id", "") for e in page.entries}
         pt.wait_until(lambda: {k.key.key_id for k in keys} <= revocations(), timeout=10,
                       message="keys recorded each revocation in the project's ledger")
+
+    def test_an_admin_change_made_while_audit_is_stopped_reaches_the_ledger(self):
+        admin = SUITE.admin()
+        alice_key = SUITE.new_admin_key("alice")
+        newcomer = f"quinn-{uuid.uuid4().hex[:6]}"
+
+        def pending():
+            return pt.metric_value(pt.scrape_metrics(P["authz"].metrics_port),
+                                   "policy_authz_audit_events_pending")
+
+        # audit stops answering (SIGSTOP): the change does not wait for the ledger, its record
+        # waits in authz's outbox, committed with the change.
+        P["audit"].stop()
+        try:
+            added = admin.AddMember(authz_pb2.AddMemberRequest(member=authz_pb2.Member(
+                id=newcomer, email=f"{newcomer}@acme.example",
+                grants=[authz_pb2.RoleGrant(role="reader", project="support-eu")])),
+                metadata=es.bearer(alice_key), timeout=10)
+            self.assertEqual(added.id, newcomer)
+            pt.wait_until(lambda: pending() >= 1, timeout=10,
+                          message="policy_authz_audit_events_pending at least 1")
+        finally:
+            P["audit"].resume()
+        entries = org_ledger_once(alice_key, "ACTION_MEMBER_ADDED", roles="reader@support-eu")
+        added = [e for e in recorded(entries, "ACTION_MEMBER_ADDED") if e.get("subject") == newcomer]
+        self.assertEqual(len(added), 1)
+        self.assertEqual(added[0]["actor"], "alice")
+        pt.wait_until(lambda: pending() == 0, timeout=10,
+                      message="authz's outbox drained once audit answers")
 
     def test_key_rotation_with_overlap_through_the_admin_api(self):
         admin = SUITE.admin()
@@ -590,16 +639,15 @@ class EdgeProcessTest(unittest.TestCase):
         revoked = [k["key_id"] for k in json.loads(applied.stdout).get("revoked_keys", [])]
         self.assertIn(dans.key.key_id, revoked)
         self.assertEqual(pt.call_code(self.decide, key=dans.secret), C.UNAUTHENTICATED)
-        org = admin.QueryAudit(audit_pb2.QueryEntriesRequest(
-            ledger=audit_pb2.LedgerRef(), action=audit_pb2.ACTION_MEMBER_REMOVED),
-            metadata=alice, timeout=10)
-        self.assertIn("dan", [e.subject for e in org.entries])
+        version = str(json.loads(applied.stdout)["org_version"])
+        entries = org_ledger_once(alice_key, "ACTION_ORG_FILE_APPLIED", org_version=version)
+        self.assertIn("dan", [e.get("subject") for e in entries
+                              if e["action"] == "ACTION_MEMBER_REMOVED"])
         # Applying the same file again changes nothing and revokes nothing.
         again = run_policyctl("org", "apply", str(org_file), "--output=json", admin_key=alice_key)
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertEqual(json.loads(again.stdout).get("revoked_keys", []), [])
         # The apply recorded once, under the organisation version it made.
-        version = str(json.loads(applied.stdout)["org_version"])
         found = recorded(org_ledger(alice_key), "ACTION_ORG_FILE_APPLIED", org_version=version)
         self.assertEqual(len(found), 1)
         self.assertEqual(found[0]["actor"], "alice")
@@ -637,12 +685,12 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(archived.returncode, 0, archived.stderr)
         self.assertTrue(json.loads(archived.stdout)["archived"])
         # Each change in the organisation's ledger, alice as the actor.
-        entries = org_ledger(alice)
+        entries = org_ledger_once(alice, "ACTION_PROJECT_DELETED", project=project)
         for action, metadata in [
                 ("ACTION_PROJECT_CREATED", {"project": project}),
                 ("ACTION_SERVICE_ACCOUNT_CREATED", {"service_account": account}),
                 ("ACTION_SERVICE_ACCOUNT_REMOVED", {"service_account": account,
-                                                    "revoked_keys": "1"}),
+                                                    "project": project}),
                 ("ACTION_PROJECT_DELETED", {"project": project})]:
             found = recorded(entries, action, **metadata)
             self.assertEqual(len(found), 1, f"{action} {metadata}")
@@ -686,13 +734,14 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(revoked.returncode, 0, revoked.stderr)
         self.assertEqual(json.loads(revoked.stdout)["state"], "revoked")
         # Each change in the organisation's ledger: the newcomer and the invitee as subjects.
-        entries = org_ledger(alice)
+        digest = "sha256:" + hashlib.sha256(invitation["id"].encode()).hexdigest()[:32]
+        entries = org_ledger_once(alice, "ACTION_INVITATION_CHANGED", change="revoked",
+                                  invitation=digest)
         added = recorded(entries, "ACTION_MEMBER_ADDED", roles="member@support-eu")
         self.assertIn(newcomer, [e.get("subject") for e in added])
         demotions = recorded(entries, "ACTION_MEMBER_ROLE_CHANGED", roles="reader@support-eu")
         self.assertIn(newcomer, [e.get("subject") for e in demotions])
         # The ledger names an invitation by a digest: its id, which accepts it, stays out.
-        digest = "sha256:" + hashlib.sha256(invitation["id"].encode()).hexdigest()[:32]
         for change in ("created", "revoked"):
             found = recorded(entries, "ACTION_INVITATION_CHANGED", change=change,
                              invitation=digest)
@@ -719,11 +768,18 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(key.returncode, 0, key.stderr)
         self.assertEqual(self.decide(key=json.loads(key.stdout)["secret"]).verdict,
                          E.VERDICT_ALLOW)
-        found = recorded(org_ledger(alice), "ACTION_MEMBER_ADDED",
-                         invitation="sha256:" + hashlib.sha256(
-                             invitation["id"].encode()).hexdigest()[:32])
-        self.assertEqual(len(found), 1)
-        self.assertEqual(found[0]["actor"], f"pia-{newcomer}")
+        # The invitee, as the actor, accepted the invitation and became a member.
+        digest = "sha256:" + hashlib.sha256(invitation["id"].encode()).hexdigest()[:32]
+        entries = org_ledger_once(alice, "ACTION_INVITATION_CHANGED", change="accepted",
+                                  invitation=digest)
+        accepted = recorded(entries, "ACTION_INVITATION_CHANGED", change="accepted",
+                            invitation=digest)
+        self.assertEqual(len(accepted), 1)
+        self.assertEqual(accepted[0]["actor"], f"pia-{newcomer}")
+        added = [e for e in recorded(entries, "ACTION_MEMBER_ADDED", roles="member@support-eu")
+                 if e.get("subject") == f"pia-{newcomer}"]
+        self.assertEqual(len(added), 1)
+        self.assertEqual(added[0]["actor"], f"pia-{newcomer}")
 
     def test_operators_reports_proofs_and_a_data_subjects_requests_through_policyctl(self):
         alice = SUITE.new_admin_key("alice")  # an owner

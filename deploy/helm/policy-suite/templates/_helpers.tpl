@@ -19,7 +19,7 @@ keys:
   calls: {audit: audit_target}
 authz:
   database: true
-  calls: {keys: keys_address}
+  calls: {keys: keys_address, audit: audit_target}
   files: {bootstrap_org_file: {value: bootstrapOrg, file: org.yaml}}
 pii:
   secrets: {pseudonym_key: false}

@@ -1,0 +1,43 @@
+#ifndef POLICY_SERVICES_AUTHZ_ORG_LEDGER_H_
+#define POLICY_SERVICES_AUTHZ_ORG_LEDGER_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/ledger/ledger_record.h"
+#include "services/authz/org_state.h"
+
+namespace policy::authz {
+
+// Who changes the organisation, and how, as the ledger tells it.
+struct OrgChangeSource {
+  // The member acting (for an accepted invitation, the member it made); kServiceActor for
+  // the service's own changes (the bootstrap file).
+  std::string actor;
+  // An org file's apply: its changes are followed by one ORG_FILE_APPLIED record.
+  bool org_file = false;
+};
+
+inline constexpr absl::string_view kServiceActor = "authz-service";
+
+// The records of the change from `before` to `after` (one version on), for the organisation's
+// ledger: one per entity created, updated or removed, in Diff's order (projects, members,
+// service accounts, invitations, groups), then ORG_FILE_APPLIED for an org file. Ledger
+// records never hold an invitation's id (it accepts the invitation): they name it by
+// InvitationRef. Removals carry the request id ledger::RemovalRequestId("authz", kind, id)
+// names (kind "member" or "service-account"); every other record gets a random request id.
+absl::StatusOr<std::vector<ledger::LedgerRecord>> LedgerRecordsOf(const OrgChangeSource& source,
+                                                                  const OrgState& before,
+                                                                  const OrgState& after);
+
+// "sha256:" and the first 32 hex digits of the SHA-256 of `invitation_id`.
+std::string InvitationRef(absl::string_view invitation_id);
+
+// A member's grants as the ledger names them: "owner", "member@support-eu", comma-separated.
+std::string GrantsText(const std::vector<RoleGrant>& grants);
+
+}  // namespace policy::authz
+
+#endif  // POLICY_SERVICES_AUTHZ_ORG_LEDGER_H_

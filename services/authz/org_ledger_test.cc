@@ -1,0 +1,141 @@
+#include "services/authz/org_ledger.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace policy::authz {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
+
+OrgState Base() {
+  OrgState s;
+  s.version = 7;
+  Project p;
+  p.id = "support";
+  p.environment = Environment::kProduction;
+  s.projects = {p};
+  Member alice;
+  alice.id = "alice";
+  alice.email = "alice@acme.example";
+  alice.grants = {{Role::kOwner, "", std::nullopt}};
+  Member bob;
+  bob.id = "bob";
+  bob.email = "bob@acme.example";
+  bob.grants = {{Role::kMember, "support", std::nullopt}};
+  s.members = {alice, bob};
+  Invitation inv;
+  inv.id = "inv_secret";
+  inv.email = "carol@acme.example";
+  inv.role = Role::kReader;
+  inv.projects = {"support"};
+  s.invitations = {inv};
+  return s;
+}
+
+std::vector<ledger::LedgerRecord> Records(const OrgChangeSource& source, const OrgState& before,
+                                          OrgState after) {
+  after.version = before.version + 1;
+  return LedgerRecordsOf(source, before, after).value();
+}
+
+TEST(OrgLedgerTest, EachChangedEntityIsOneRecordByTheActor) {
+  const OrgState before = Base();
+  OrgState after = before;
+  after.FindMember("bob")->grants = {{Role::kReader, "support", std::nullopt}};
+  after.FindProject("support")->rpm_limit = 100;
+  std::vector<ledger::LedgerRecord> records = Records({"alice"}, before, after);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0].action, "PROJECT_CHANGED");
+  EXPECT_EQ(records[0].metadata.at("project"), "support");
+  EXPECT_EQ(records[0].metadata.at("fields"), "rpm_limit");
+  EXPECT_EQ(records[1].action, "MEMBER_ROLE_CHANGED");
+  EXPECT_EQ(records[1].subject, "bob");
+  EXPECT_EQ(records[1].metadata.at("roles"), "reader@support");
+  for (const ledger::LedgerRecord& r : records) {
+    EXPECT_EQ(r.actor, "alice");
+    EXPECT_EQ(r.project, "");  // The organisation's ledger.
+    EXPECT_THAT(r.request_id, StartsWith("authz:"));
+  }
+  EXPECT_NE(records[0].request_id, records[1].request_id);
+}
+
+TEST(OrgLedgerTest, ARemovalIsNamedByItsEntitySoAnOrchestratorCanWriteItToo) {
+  const OrgState before = Base();
+  OrgState after = before;
+  after.FindMember("bob")->removed_at = kNow;
+  std::vector<ledger::LedgerRecord> records = Records({"alice"}, before, after);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].action, "MEMBER_REMOVED");
+  EXPECT_EQ(records[0].subject, "bob");
+  EXPECT_TRUE(records[0].metadata.empty());
+  EXPECT_EQ(records[0].request_id, ledger::RemovalRequestId("authz", "member", "bob"));
+  // The same removal recorded again (say, by a replica that read the change) is the same id.
+  EXPECT_EQ(Records({"alice"}, before, after)[0].request_id, records[0].request_id);
+}
+
+TEST(OrgLedgerTest, AnInvitationIsNamedByADigestNeverItsId) {
+  const OrgState before = Base();
+  OrgState after = before;
+  after.FindInvitation("inv_secret")->state = InvitationState::kAccepted;
+  Member carol;
+  carol.id = "carol";
+  carol.email = "carol@acme.example";
+  carol.grants = {{Role::kReader, "support", std::nullopt}};
+  after.members.push_back(carol);
+  after.Sort();
+  std::vector<ledger::LedgerRecord> records = Records({"carol"}, before, after);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0].action, "MEMBER_ADDED");
+  EXPECT_EQ(records[0].metadata.at("roles"), "reader@support");
+  EXPECT_EQ(records[1].action, "INVITATION_CHANGED");
+  EXPECT_EQ(records[1].subject, "carol@acme.example");
+  EXPECT_EQ(records[1].metadata.at("change"), "accepted");
+  EXPECT_EQ(records[1].metadata.at("invitation"), InvitationRef("inv_secret"));
+  for (const ledger::LedgerRecord& r : records) {
+    EXPECT_EQ(r.actor, "carol");
+    for (const auto& [key, value] : r.metadata) EXPECT_THAT(value, Not(HasSubstr("inv_secret")));
+  }
+  // Deleted (an org file may drop invitations).
+  OrgState dropped = before;
+  dropped.invitations.clear();
+  records = Records({"alice"}, before, dropped);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].metadata.at("change"), "deleted");
+}
+
+TEST(OrgLedgerTest, AnOrgFileEndsWithOneSummaryAndGroupsAndAccountsAreRecorded) {
+  const OrgState before = Base();
+  OrgState after = before;
+  after.idp_groups = {IdpGroup{"eng", {{Role::kMember, "support", std::nullopt}}, {"x@a.example"}}};
+  ServiceAccount sa;
+  sa.id = "sa-ci";
+  sa.project = "support";
+  sa.environment = Environment::kProduction;
+  after.service_accounts = {sa};
+  std::vector<ledger::LedgerRecord> records =
+      Records(OrgChangeSource{"alice", /*org_file=*/true}, before, after);
+  std::vector<std::string> actions;
+  for (const ledger::LedgerRecord& r : records) actions.push_back(r.action);
+  EXPECT_THAT(actions,
+              ElementsAre("SERVICE_ACCOUNT_CREATED", "IDP_GROUP_CHANGED", "ORG_FILE_APPLIED"));
+  EXPECT_EQ(records[1].metadata.at("group"), "eng");
+  EXPECT_EQ(records[1].metadata.at("members"), "1");
+  EXPECT_EQ(records[2].metadata.at("org_version"), "8");
+  EXPECT_EQ(records[2].metadata.at("changes"), "2");
+  // An account's later change names the fields, not their values.
+  OrgState changed = after;
+  changed.service_accounts[0].rpm_limit = 5;
+  records = Records({"alice"}, after, changed);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].action, "SERVICE_ACCOUNT_CHANGED");
+  EXPECT_EQ(records[0].metadata.at("fields"), "rpm_limit");
+}
+
+}  // namespace
+}  // namespace policy::authz
