@@ -1,7 +1,6 @@
 #include "services/keys/key_events.h"
 
 #include "absl/strings/str_cat.h"
-#include "common/log/log.h"
 
 namespace policy::keys {
 namespace {
@@ -11,6 +10,24 @@ KeyEvent EventOf(KeyEvent::Type type, const KeyRecord& key, absl::Time at, std::
   return KeyEvent{type,      key.key_id,         key.kind,
                   key.owner, key.project,        key.environment,
                   at,        std::move(related), std::move(reason)};
+}
+
+// Who the ledger names as acting: key events are the keys service's own records.
+constexpr char kActor[] = "keys-service";
+
+// audit.v1.Action's name without "ACTION_".
+std::string ActionOf(KeyEvent::Type type) {
+  switch (type) {
+    case KeyEvent::Type::kCreated:
+      return "KEY_CREATED";
+    case KeyEvent::Type::kRotated:
+      return "KEY_ROTATED";
+    case KeyEvent::Type::kRevoked:
+      return "KEY_REVOKED";
+    case KeyEvent::Type::kOverlapEnded:
+      return "KEY_OVERLAP_ENDED";
+  }
+  return "UNSPECIFIED";
 }
 
 }  // namespace
@@ -27,14 +44,6 @@ absl::string_view EventTypeName(KeyEvent::Type type) {
       return "key_auto_revoked";
   }
   return "unknown";
-}
-
-absl::StatusOr<KeyEvent::Type> ParseEventType(absl::string_view name) {
-  for (KeyEvent::Type type : {KeyEvent::Type::kCreated, KeyEvent::Type::kRotated,
-                              KeyEvent::Type::kRevoked, KeyEvent::Type::kOverlapEnded}) {
-    if (EventTypeName(type) == name) return type;
-  }
-  return absl::InvalidArgumentError(absl::StrCat("unknown key event '", name, "'"));
 }
 
 KeyEvent CreatedEvent(const KeyRecord& key) {
@@ -55,18 +64,23 @@ KeyEvent OverlapEndedEvent(const KeyRecord& key) {
                  key.rotated_to, key.revocation_reason);
 }
 
-Delivery LogKeyEventDestination::Deliver(const KeyEvent& event) {
-  LogInfo("key lifecycle event",
-          {{"event", EventTypeName(event.type)},
-           {"key_id", event.key_id},
-           {"kind", KindName(event.kind)},
-           {"owner_type", PrincipalTypeName(event.owner.type)},
-           {"owner_id", event.owner.id},
-           {"project", event.project},
-           {"at", absl::FormatTime(absl::RFC3339_full, event.at, absl::UTCTimeZone())},
-           {"related_key_id", event.related_key_id},
-           {"reason", event.reason}});
-  return Delivery{Delivery::Result::kRecorded, ""};
+ledger::LedgerRecord LedgerRecordOf(const KeyEvent& event) {
+  ledger::LedgerRecord record;
+  record.action = ActionOf(event.type);
+  record.actor = kActor;
+  if (!event.project.empty()) {
+    record.project = event.project;
+    record.environment = std::string(EnvironmentName(event.environment));
+  }
+  record.subject = event.owner.id;
+  record.request_id = absl::StrCat("keys:", EventTypeName(event.type), ":", event.key_id);
+  record.metadata["key_id"] = event.key_id;
+  record.metadata["kind"] = std::string(KindName(event.kind));
+  record.metadata["owner_type"] = std::string(PrincipalTypeName(event.owner.type));
+  record.metadata["at"] = absl::FormatTime(absl::RFC3339_full, event.at, absl::UTCTimeZone());
+  if (!event.related_key_id.empty()) record.metadata["related_key_id"] = event.related_key_id;
+  if (!event.reason.empty()) record.metadata["reason"] = event.reason;
+  return record;
 }
 
 }  // namespace policy::keys

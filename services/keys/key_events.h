@@ -3,14 +3,15 @@
 
 #include <string>
 
-#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/ledger/ledger_record.h"
 #include "services/keys/key.h"
 
 namespace policy::keys {
 
-// A change in a key's life, for the audit ledger. Never carries the secret or its hash.
+// A change in a key's life; LedgerRecordOf makes the audit ledger's record of it. Never
+// carries the secret or its hash.
 struct KeyEvent {
   enum class Type { kCreated, kRotated, kRevoked, kOverlapEnded };
   Type type;
@@ -26,7 +27,6 @@ struct KeyEvent {
 };
 
 absl::string_view EventTypeName(KeyEvent::Type type);  // "key_created", "key_rotated", ...
-absl::StatusOr<KeyEvent::Type> ParseEventType(absl::string_view name);
 
 // The events of each change, from the records a store wrote; the stores use these so that
 // both record the same events.
@@ -39,34 +39,13 @@ KeyEvent RevokedEvent(const KeyRecord& key);
 // kOverlapEnded at revoked_at (the overlap's end), related to the successor.
 KeyEvent OverlapEndedEvent(const KeyRecord& key);
 
-// What became of one attempt to deliver an event.
-struct Delivery {
-  enum class Result {
-    kRecorded,   // Taken.
-    kDuplicate,  // Taken before (the same event delivered again).
-    kRetry,      // Not taken now (the destination is unreachable, slow or stopping).
-    kRefused,    // Never taken: retrying would be refused again.
-  };
-  Result result = Result::kRecorded;
-  std::string error;  // kRetry and kRefused: why, for logs and the outbox.
-};
-
-// Where key events end up (the audit ledger, or the log).
-class KeyEventDestination {
- public:
-  virtual ~KeyEventDestination() = default;
-  // Delivers `event`, blocking for at most the destination's own timeout. Safe to call again
-  // with the same event: a destination records each event once however often it arrives.
-  virtual Delivery Deliver(const KeyEvent& event) = 0;
-  // From any thread: the Deliver in progress and every later one return kRetry promptly.
-  virtual void Cancel() {}
-};
-
-// Writes each event as a structured log line; always kRecorded.
-class LogKeyEventDestination : public KeyEventDestination {
- public:
-  Delivery Deliver(const KeyEvent& event) override;
-};
+// The audit ledger's record of `event`: action KEY_CREATED, KEY_ROTATED, KEY_REVOKED or
+// KEY_OVERLAP_ENDED by actor "keys-service", in the ledger of the key's project and
+// environment (the organisation's for admin keys), the owner as the subject, metadata key_id,
+// kind, owner_type, at (RFC 3339, UTC) and, when set, related_key_id and reason, and a request
+// id derived from the key and the event ("keys:<EventTypeName>:<key id>"), so that the same
+// event appended twice (a retry, or two replicas sweeping the same overlap) is recorded once.
+ledger::LedgerRecord LedgerRecordOf(const KeyEvent& event);
 
 }  // namespace policy::keys
 

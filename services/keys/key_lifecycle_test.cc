@@ -60,7 +60,7 @@ TEST_F(KeyLifecycleTest, CreateStoresOnlyAHashAndARedactedForm) {
   EXPECT_EQ(stored->redacted, RedactSecret(issued.secret));
   EXPECT_THAT(stored->scopes, ElementsAre("chat.completions", "embeddings"));  // Sorted.
   EXPECT_EQ(stored->expires_at, clock_.Now() + KeyPolicy{}.default_ttl);
-  EXPECT_THAT(OutboxTypes(store_), ElementsAre(KeyEvent::Type::kCreated));
+  EXPECT_THAT(OutboxActions(store_), ElementsAre("KEY_CREATED"));
 }
 
 TEST_F(KeyLifecycleTest, CreateValidatesEveryField) {
@@ -109,7 +109,7 @@ TEST_F(KeyLifecycleTest, CreateValidatesEveryField) {
   p = Params();
   p.ttl = absl::ZeroDuration();
   expect_invalid(p, "ttl");
-  EXPECT_THAT(OutboxEvents(store_), IsEmpty());
+  EXPECT_THAT(OutboxRecords(store_), IsEmpty());
 }
 
 TEST_F(KeyLifecycleTest, ExpiryAtTheMaximumIsAccepted) {
@@ -127,7 +127,7 @@ TEST_F(KeyLifecycleTest, RetriedCreateReturnsTheFirstKeyAndSecret) {
   EXPECT_EQ(second.key.key_id, first.key.key_id);
   EXPECT_EQ(second.secret, first.secret);
   EXPECT_THAT(lifecycle_.List({})->keys, SizeIs(1));
-  EXPECT_THAT(OutboxTypes(store_), ElementsAre(KeyEvent::Type::kCreated));
+  EXPECT_THAT(OutboxActions(store_), ElementsAre("KEY_CREATED"));
 
   p.project = "proj-other";
   absl::Status reused = lifecycle_.Create(p).status();
@@ -179,8 +179,7 @@ TEST_F(KeyLifecycleTest, RotateCreatesASuccessorWithTheSameGrant) {
   EXPECT_EQ(successor.scopes, old_key.key.scopes);
   // Same lifetime as the old key by default.
   EXPECT_EQ(successor.expires_at, clock_.Now() + absl::Hours(24 * 60));
-  EXPECT_THAT(OutboxTypes(store_), ElementsAre(KeyEvent::Type::kCreated, KeyEvent::Type::kRotated,
-                                               KeyEvent::Type::kCreated));
+  EXPECT_THAT(OutboxActions(store_), ElementsAre("KEY_CREATED", "KEY_ROTATED", "KEY_CREATED"));
 }
 
 TEST_F(KeyLifecycleTest, OverlapNeverOutlivesTheOldKeysExpiry) {
@@ -213,8 +212,8 @@ TEST_F(KeyLifecycleTest, AnOverlapRunningToExpiryIsNotSweptAsRevoked) {
   KeyRecord old_key = *store_.Get(key.key.key_id);
   EXPECT_EQ(old_key.state, KeyState::kRotating);                  // Stored as it was ...
   EXPECT_EQ(StateAt(old_key, clock_.Now()), KeyState::kExpired);  // ... and simply expired.
-  std::vector<KeyEvent::Type> types = OutboxTypes(store_);
-  EXPECT_EQ(std::count(types.begin(), types.end(), KeyEvent::Type::kOverlapEnded), 0);
+  std::vector<std::string> actions = OutboxActions(store_);
+  EXPECT_EQ(std::count(actions.begin(), actions.end(), "KEY_OVERLAP_ENDED"), 0);
 }
 
 TEST_F(KeyLifecycleTest, SweepRevokesEndedOverlapsOnce) {
@@ -229,8 +228,8 @@ TEST_F(KeyLifecycleTest, SweepRevokesEndedOverlapsOnce) {
   EXPECT_EQ(swept.state, KeyState::kRevoked);
   EXPECT_EQ(swept.revocation_reason, kReasonOverlapEnded);
   EXPECT_EQ(swept.revoked_at, clock_.Now());
-  std::vector<KeyEvent::Type> types = OutboxTypes(store_);
-  EXPECT_EQ(std::count(types.begin(), types.end(), KeyEvent::Type::kOverlapEnded), 1);
+  std::vector<std::string> actions = OutboxActions(store_);
+  EXPECT_EQ(std::count(actions.begin(), actions.end(), "KEY_OVERLAP_ENDED"), 1);
 }
 
 TEST_F(KeyLifecycleTest, RotateRefusesWhatCannotRotate) {
@@ -322,8 +321,8 @@ TEST_F(KeyLifecycleTest, RevokeIsIdempotentAndKeepsTheFirstReason) {
             absl::StatusCode::kNotFound);
   EXPECT_EQ(lifecycle_.Revoke(key.key.key_id, std::string(300, 'x')).status().code(),
             absl::StatusCode::kInvalidArgument);
-  std::vector<KeyEvent::Type> types = OutboxTypes(store_);
-  EXPECT_EQ(std::count(types.begin(), types.end(), KeyEvent::Type::kRevoked), 1);
+  std::vector<std::string> actions = OutboxActions(store_);
+  EXPECT_EQ(std::count(actions.begin(), actions.end(), "KEY_REVOKED"), 1);
 }
 
 TEST_F(KeyLifecycleTest, RevokePrincipalRevokesOnlyTheirLiveKeys) {
@@ -343,22 +342,23 @@ TEST_F(KeyLifecycleTest, RevokePrincipalRevokesOnlyTheirLiveKeys) {
     EXPECT_EQ(key.revocation_reason, "left");
   }
   EXPECT_EQ(store_.Get(b1.key.key_id)->state, KeyState::kActive);
-  // One revocation event per key, recorded with the revocation (the last three events).
-  std::vector<KeyEvent> events = OutboxEvents(store_);
-  const size_t recorded = events.size();
+  // One revocation record per key, written with the revocation (the last three records).
+  std::vector<ledger::LedgerRecord> records = OutboxRecords(store_);
+  const size_t recorded = records.size();
   ASSERT_GE(recorded, 3u);
-  events.erase(events.begin(), events.end() - 3);
-  for (size_t i = 0; i < events.size(); ++i) {
-    EXPECT_EQ(events[i].type, KeyEvent::Type::kRevoked);
-    EXPECT_EQ(events[i].key_id, (*revoked)[i].key_id);
-    EXPECT_EQ(events[i].reason, "left");
-    EXPECT_EQ(events[i].at, clock_.Now());
+  records.erase(records.begin(), records.end() - 3);
+  for (size_t i = 0; i < records.size(); ++i) {
+    EXPECT_EQ(records[i], LedgerRecordOf(RevokedEvent((*revoked)[i])));
+    EXPECT_EQ(records[i].action, "KEY_REVOKED");
+    EXPECT_EQ(records[i].metadata["reason"], "left");
+    EXPECT_EQ(records[i].metadata["at"],
+              absl::FormatTime(absl::RFC3339_full, clock_.Now(), absl::UTCTimeZone()));
   }
 
   auto retried = lifecycle_.RevokePrincipal("off-1", {PrincipalType::kMember, "alice"}, "left");
   ASSERT_TRUE(retried.ok());
   EXPECT_THAT(*retried, SizeIs(3));
-  EXPECT_EQ(OutboxEvents(store_).size(), recorded);  // A replay records nothing.
+  EXPECT_EQ(OutboxRecords(store_).size(), recorded);  // A replay records nothing.
   auto fresh = lifecycle_.RevokePrincipal("", {PrincipalType::kMember, "alice"}, "left");
   ASSERT_TRUE(fresh.ok());
   EXPECT_THAT(*fresh, IsEmpty());

@@ -1,8 +1,6 @@
 #ifndef POLICY_SERVICES_KEYS_KEY_STORE_H_
 #define POLICY_SERVICES_KEYS_KEY_STORE_H_
 
-#include <cstdint>
-#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/ledger/outbox.h"
 #include "services/keys/key.h"
 #include "services/keys/key_events.h"
 
@@ -48,32 +47,6 @@ struct KeyPage {
   std::optional<ListCursor> next;  // nullopt on the last page.
 };
 
-// A key event in the store's outbox, on its way to the audit ledger.
-struct OutboxEvent {
-  // Increases with every event written; the events of one key are written, and numbered, in
-  // the order its changes committed.
-  int64_t sequence = 0;
-  KeyEvent event;
-  int attempts = 0;        // Deliveries tried and not taken.
-  std::string last_error;  // Why the last one was not taken.
-  bool failed = false;     // Refused for good: kept, never handed out again.
-  bool operator==(const OutboxEvent&) const = default;
-};
-
-// Decides what becomes of one outbox event (see KeyStore::DrainOutbox).
-using OutboxHandler = std::function<Delivery(const OutboxEvent&)>;
-
-// What one DrainOutbox did.
-struct OutboxDrain {
-  bool busy = false;   // Another drain held the outbox; nothing was handed out.
-  int delivered = 0;   // Deleted (kRecorded or kDuplicate).
-  int refused = 0;     // Marked failed.
-  bool retry = false;  // Stopped at an event to retry later.
-  // Counted at the end of the drain: events still to deliver, and events marked failed.
-  int64_t pending = 0;
-  int64_t failed = 0;
-};
-
 // Receives every change to a store, made by this process or by any replica sharing it.
 // Changes made through this process's store arrive before the mutating call returns; those of
 // other replicas arrive later (each store states its bound). Calls may come from several
@@ -90,14 +63,15 @@ class KeyStoreObserver {
   virtual void OnInSync(absl::Time as_of) = 0;
 };
 
-// Durable storage of keys and idempotency records, with an outbox of the key events the
-// changes made. Implementations are thread-safe and every method is atomic: it happens
-// entirely or not at all.
+// Durable storage of keys and idempotency records, with an outbox of the audit ledger's
+// records of the key events the changes made. Implementations are thread-safe and every
+// method is atomic: it happens entirely or not at all.
 //
-// The outbox: every method that changes keys writes the events of its changes (in
-// key_events.h: CreatedEvent, RotatedEvent, RevokedEvent, OverlapEndedEvent) to the outbox in
-// the same step as the change, so a change that returned OK has its events and one that
-// failed has none. DrainOutbox hands them out, oldest first, until the handler took them.
+// The outbox: every method that changes keys writes the records of its events
+// (LedgerRecordOf, in key_events.h, of CreatedEvent, RotatedEvent, RevokedEvent,
+// OverlapEndedEvent) to outbox() in the same step as the change, so a change that returned OK
+// has its records and one that failed has none. A relay (common/ledger/outbox_relay.h) drains
+// them to the audit ledger.
 //
 // Errors: NOT_FOUND for an unknown key id; UNAVAILABLE when the backing database cannot be
 // reached (nothing happened); FAILED_PRECONDITION as stated per method.
@@ -152,18 +126,8 @@ class KeyStore {
   // Deletes idempotency records created before `before`; returns how many.
   virtual absl::StatusOr<int> ForgetRequestsBefore(absl::Time before) = 0;
 
-  // Hands the outbox's events not marked failed to `handle`, one at a time in sequence
-  // order, at most `limit` of them, and records each answer: kRecorded and kDuplicate delete
-  // the event; kRefused marks it failed with the error (it stays, and is not handed out
-  // again); kRetry counts the attempt, keeps the error and ends the drain there, so that no
-  // later event overtakes it. Drains exclude each other across every replica sharing the
-  // store: a drain that finds another in progress returns at once with `busy`. `handle` may
-  // block (it talks to the audit service) and may see an event again after a crash or a
-  // lost connection between its answer and the store's record of it.
-  virtual absl::StatusOr<OutboxDrain> DrainOutbox(int limit, const OutboxHandler& handle) = 0;
-
-  // Every event in the outbox, failed ones included, in sequence order, at most `limit`.
-  virtual absl::StatusOr<std::vector<OutboxEvent>> ReadOutbox(int limit) = 0;
+  // The outbox the changes write their records to; lives as long as the store.
+  virtual ledger::Outbox& outbox() = 0;
 
   // Starts delivering changes to `observer` (which must outlive the store or a later
   // StopWatching): first OnReset with everything, then changes as they commit.

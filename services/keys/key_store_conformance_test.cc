@@ -6,8 +6,11 @@
 
 #include "absl/synchronization/notification.h"
 #include "common/clock/clock.h"
+#include "common/ledger/postgres_outbox.h"
+#include "common/pg/migrations.h"
 #include "common/pg/pool.h"
 #include "common/pg/test_database.h"
+#include "common/pg/values.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/keys/keys_migrations.h"
@@ -38,7 +41,7 @@ Backend MakePostgres(Clock* clock) {
   const pg::TestDatabase* db = pg::TestDatabase::Get();
   // value() throws on failure, which fails the test with the status.
   std::shared_ptr<pg::Pool> pool =
-      db->Reset("keys", Migrations(), "TRUNCATE keys.api_keys, keys.requests, keys.audit_outbox")
+      db->Reset("keys", Migrations(), "TRUNCATE keys.api_keys, keys.requests, keys.ledger_outbox")
           .value();
   Backend backend;
   backend.store = std::make_unique<PostgresKeyStore>(pool.get(), clock, absl::Milliseconds(50));
@@ -408,31 +411,25 @@ TEST_P(KeyStoreConformanceTest, ReplicasHearOfEachOthersChanges) {
               observer.in_sync().size() > beats);
 }
 
-// The outbox: each change's events, written with the change.
+// The outbox: the records of each change's events, written with the change.
 
-std::vector<KeyEvent> EventsIn(KeyStore* store) {
-  std::vector<KeyEvent> events;
-  absl::StatusOr<std::vector<OutboxEvent>> outbox = store->ReadOutbox(1000);
+std::vector<ledger::LedgerRecord> RecordsIn(KeyStore* store) {
+  std::vector<ledger::LedgerRecord> records;
+  absl::StatusOr<std::vector<ledger::OutboxEntry>> outbox = store->outbox().Read(1000);
   EXPECT_TRUE(outbox.ok()) << outbox.status();
-  if (!outbox.ok()) return events;
+  if (!outbox.ok()) return records;
   int64_t last = 0;
-  for (const OutboxEvent& entry : *outbox) {
+  for (const ledger::OutboxEntry& entry : *outbox) {
     EXPECT_GT(entry.sequence, last);
     last = entry.sequence;
-    events.push_back(entry.event);
+    records.push_back(entry.record);
   }
-  return events;
+  return records;
 }
 
-std::vector<std::string> KeyIdsOf(const std::vector<OutboxEvent>& entries) {
-  std::vector<std::string> ids;
-  for (const OutboxEvent& entry : entries) ids.push_back(entry.event.key_id);
-  return ids;
-}
+ledger::Delivery Recorded() { return ledger::Delivery{ledger::Delivery::Result::kRecorded, ""}; }
 
-Delivery Recorded() { return Delivery{Delivery::Result::kRecorded, ""}; }
-
-TEST_P(KeyStoreConformanceTest, EveryChangeWritesItsEventsInTheOrderOfTheChanges) {
+TEST_P(KeyStoreConformanceTest, EveryChangeWritesItsRecordsInTheOrderOfTheChanges) {
   KeyRecord a = NewKey("1"), b = NewKey("2"), c = NewKey("3", "bob");
   b.rotated_from = a.key_id;
   ASSERT_TRUE(store_->Insert(a, std::nullopt).ok());
@@ -441,7 +438,7 @@ TEST_P(KeyStoreConformanceTest, EveryChangeWritesItsEventsInTheOrderOfTheChanges
       store_->Rotate(a.key_id, clock_.Now() + absl::Seconds(1), b, std::nullopt);
   ASSERT_TRUE(rotated.ok()) << rotated.status();
   ASSERT_TRUE(store_->Revoke(b.key_id, "laptop lost", clock_.Now()).ok());
-  ASSERT_TRUE(store_->Revoke(b.key_id, "again", clock_.Now()).ok());  // No change, no event.
+  ASSERT_TRUE(store_->Revoke(b.key_id, "again", clock_.Now()).ok());  // No change, no record.
   auto offboarded = store_->RevokeOwnedBy({PrincipalType::kMember, "bob"}, "offboarded",
                                           clock_.Now() + absl::Seconds(2), std::nullopt);
   ASSERT_TRUE(offboarded.ok()) << offboarded.status();
@@ -451,10 +448,12 @@ TEST_P(KeyStoreConformanceTest, EveryChangeWritesItsEventsInTheOrderOfTheChanges
 
   KeyRecord b_revoked = *store_->Get(b.key_id);
   KeyRecord c_revoked = *store_->Get(c.key_id);
-  EXPECT_THAT(EventsIn(store_),
-              ElementsAre(CreatedEvent(a), CreatedEvent(c), RotatedEvent(*rotated, b.created_at),
-                          CreatedEvent(b), RevokedEvent(b_revoked), RevokedEvent(c_revoked),
-                          OverlapEndedEvent((*swept)[0])));
+  EXPECT_THAT(RecordsIn(store_),
+              ElementsAre(LedgerRecordOf(CreatedEvent(a)), LedgerRecordOf(CreatedEvent(c)),
+                          LedgerRecordOf(RotatedEvent(*rotated, b.created_at)),
+                          LedgerRecordOf(CreatedEvent(b)), LedgerRecordOf(RevokedEvent(b_revoked)),
+                          LedgerRecordOf(RevokedEvent(c_revoked)),
+                          LedgerRecordOf(OverlapEndedEvent((*swept)[0]))));
   // What those events say, spelled out for two of them.
   const KeyEvent rotation = RotatedEvent(*rotated, b.created_at);
   EXPECT_EQ(rotation.related_key_id, b.key_id);
@@ -467,11 +466,11 @@ TEST_P(KeyStoreConformanceTest, EveryChangeWritesItsEventsInTheOrderOfTheChanges
   EXPECT_EQ(OverlapEndedEvent((*swept)[0]).at, clock_.Now() + absl::Seconds(1));
 }
 
-TEST_P(KeyStoreConformanceTest, AChangeThatFailsWritesNoEvent) {
+TEST_P(KeyStoreConformanceTest, AChangeThatFailsWritesNoRecord) {
   KeyRecord a = NewKey("1"), b = NewKey("2");
   ASSERT_TRUE(store_->Insert(a, Request("ra", {a.key_id})).ok());
   ASSERT_TRUE(store_->Insert(b, std::nullopt).ok());
-  const std::vector<KeyEvent> before = EventsIn(store_);
+  const std::vector<ledger::LedgerRecord> before = RecordsIn(store_);
   ASSERT_THAT(before, SizeIs(2));
 
   EXPECT_FALSE(store_->Insert(a, std::nullopt).ok());             // Key id taken.
@@ -489,72 +488,7 @@ TEST_P(KeyStoreConformanceTest, AChangeThatFailsWritesNoEvent) {
       store_->RevokeOwnedBy({PrincipalType::kMember, "alice"}, "x", clock_.Now(), Request("ra"))
           .ok());
   EXPECT_EQ(store_->Get(b.key_id)->state, KeyState::kActive);
-  EXPECT_EQ(EventsIn(store_), before);
-}
-
-TEST_P(KeyStoreConformanceTest, DrainDeletesDeliveredMarksRefusedAndStopsAtARetry) {
-  for (const char* suffix : {"1", "2", "3", "4"}) {
-    ASSERT_TRUE(store_->Insert(NewKey(suffix), std::nullopt).ok());
-  }
-  const std::vector<OutboxEvent> all = *store_->ReadOutbox(100);
-  ASSERT_THAT(all, SizeIs(4));
-  std::vector<OutboxEvent> seen;
-  auto drain = store_->DrainOutbox(10, [&](const OutboxEvent& entry) {
-    seen.push_back(entry);
-    switch (seen.size()) {
-      case 1:
-        return Recorded();
-      case 2:
-        return Delivery{Delivery::Result::kRefused, "malformed"};
-      default:
-        return Delivery{Delivery::Result::kRetry, "audit down"};
-    }
-  });
-  ASSERT_TRUE(drain.ok()) << drain.status();
-  EXPECT_THAT(seen, ElementsAre(all[0], all[1], all[2]));  // In order; none past the retry.
-  EXPECT_FALSE(drain->busy);
-  EXPECT_EQ(drain->delivered, 1);
-  EXPECT_EQ(drain->refused, 1);
-  EXPECT_TRUE(drain->retry);
-  EXPECT_EQ(drain->pending, 2);
-  EXPECT_EQ(drain->failed, 1);
-
-  std::vector<OutboxEvent> left = *store_->ReadOutbox(100);
-  ASSERT_THAT(left, SizeIs(3));
-  EXPECT_EQ(left[0].sequence, all[1].sequence);
-  EXPECT_TRUE(left[0].failed);
-  EXPECT_EQ(left[0].attempts, 1);
-  EXPECT_EQ(left[0].last_error, "malformed");
-  EXPECT_FALSE(left[1].failed);
-  EXPECT_EQ(left[1].attempts, 1);
-  EXPECT_EQ(left[1].last_error, "audit down");
-  EXPECT_EQ(left[2], all[3]);
-
-  // The retried event comes first again; the failed one is not handed out again.
-  seen.clear();
-  drain = store_->DrainOutbox(10, [&](const OutboxEvent& entry) {
-    seen.push_back(entry);
-    return Delivery{Delivery::Result::kDuplicate, ""};
-  });
-  ASSERT_TRUE(drain.ok()) << drain.status();
-  EXPECT_THAT(KeyIdsOf(seen), ElementsAre(all[2].event.key_id, all[3].event.key_id));
-  EXPECT_EQ(drain->delivered, 2);
-  EXPECT_EQ(drain->pending, 0);
-  EXPECT_EQ(drain->failed, 1);
-  EXPECT_THAT(KeyIdsOf(*store_->ReadOutbox(100)), ElementsAre(all[1].event.key_id));
-
-  // At most `limit` per drain.
-  for (const char* suffix : {"5", "6", "7"}) {
-    ASSERT_TRUE(store_->Insert(NewKey(suffix), std::nullopt).ok());
-  }
-  seen.clear();
-  drain = store_->DrainOutbox(2, [&](const OutboxEvent& entry) {
-    seen.push_back(entry);
-    return Recorded();
-  });
-  ASSERT_TRUE(drain.ok()) << drain.status();
-  EXPECT_THAT(seen, SizeIs(2));
-  EXPECT_EQ(drain->pending, 1);
+  EXPECT_EQ(RecordsIn(store_), before);
 }
 
 TEST_P(KeyStoreConformanceTest, OneDrainAtATime) {
@@ -563,7 +497,7 @@ TEST_P(KeyStoreConformanceTest, OneDrainAtATime) {
   KeyStore* other = replica != nullptr ? replica.get() : store_;
   absl::Notification handling, release;
   std::thread first([&] {
-    auto drain = store_->DrainOutbox(10, [&](const OutboxEvent&) {
+    auto drain = store_->outbox().Drain(10, [&](const ledger::OutboxEntry&) {
       handling.Notify();
       release.WaitForNotification();
       return Recorded();
@@ -572,7 +506,7 @@ TEST_P(KeyStoreConformanceTest, OneDrainAtATime) {
   });
   handling.WaitForNotification();
   bool called = false;
-  auto second = other->DrainOutbox(10, [&](const OutboxEvent&) {
+  auto second = other->outbox().Drain(10, [&](const ledger::OutboxEntry&) {
     called = true;
     return Recorded();
   });
@@ -581,7 +515,7 @@ TEST_P(KeyStoreConformanceTest, OneDrainAtATime) {
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_TRUE(second->busy);
   EXPECT_FALSE(called);
-  EXPECT_THAT(*store_->ReadOutbox(10), IsEmpty());
+  EXPECT_THAT(RecordsIn(store_), IsEmpty());
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -589,6 +523,87 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(std::make_pair(std::string("memory"), BackendFactory(MakeMemory)),
                       std::make_pair(std::string("postgres"), BackendFactory(MakePostgres))),
     [](const auto& info) { return info.param.first; });
+
+// Migration 003 moves keys' own outbox (audit_outbox, one typed row per event) into the
+// shared ledger_outbox: each event still waiting comes out as the record LedgerRecordOf makes
+// of it, in the same order, with its attempts, error and failed mark.
+TEST(KeysMigrationTest, WaitingEventsMoveToTheLedgerOutboxAsTheirRecords) {
+  const pg::TestDatabase* db = pg::TestDatabase::Get();
+  if (db == nullptr) GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+  const std::vector<pg::Migration>& all = Migrations();
+  ASSERT_GE(all.size(), 3u);
+  ASSERT_EQ(std::string(all[2].name), "ledger_outbox");
+  const std::string url = db->CreateDatabase("keys_migration_003");
+  ASSERT_TRUE(pg::ApplyMigrations(url, "keys", {all[0], all[1]}).ok());
+
+  const absl::Time t = absl::FromUnixSeconds(1'800'000'000);
+  const Principal alice{PrincipalType::kMember, "alice@example.com"};
+  const Principal robot{PrincipalType::kServiceAccount, "sa-ci"};
+  const std::vector<KeyEvent> events = {
+      {KeyEvent::Type::kCreated, "key_00000000000000001", KeyKind::kProject, alice, "proj-a",
+       Environment::kStaging, t + absl::Microseconds(123456), "key_00000000000000000", ""},
+      {KeyEvent::Type::kRotated, "key_00000000000000001", KeyKind::kProject, alice, "proj-a",
+       Environment::kStaging, t, "key_00000000000000002", ""},
+      {KeyEvent::Type::kRevoked, "key_00000000000000003", KeyKind::kAdmin, alice, "",
+       Environment::kProduction, t + absl::Microseconds(120000), "",
+       "laptop \"lost\"\tit's\\gone\n\x01 \xe2\x80\x94 caf\xc3\xa9"},
+      {KeyEvent::Type::kOverlapEnded, "key_00000000000000004", KeyKind::kServiceAccount, robot,
+       "proj-b", Environment::kSandbox, t - absl::Microseconds(1), "key_00000000000000005",
+       std::string(kReasonOverlapEnded)},
+  };
+  pg::Pool pool(pg::PoolOptions{.url = url, .size = 2});
+  ASSERT_TRUE(pool.Transact([&](pqxx::work& tx) {
+                    // As the store wrote them before migration 003.
+                    for (const KeyEvent& e : events) {
+                      tx.exec_params(
+                          "INSERT INTO keys.audit_outbox (event, key_id, kind, owner_type, "
+                          "owner_id, project, environment, at, related_key_id, reason) VALUES "
+                          "($1, $2, $3, $4, $5, $6, $7, " POLICY_PG_TS("$8") ", $9, $10)",
+                          std::string(EventTypeName(e.type)), e.key_id,
+                          std::string(KindName(e.kind)),
+                          std::string(PrincipalTypeName(e.owner.type)), e.owner.id, e.project,
+                          std::string(EnvironmentName(e.environment)), pg::Micros(e.at),
+                          e.related_key_id, e.reason);
+                    }
+                    tx.exec(
+                        "UPDATE keys.audit_outbox SET attempts = 3, last_error = 'audit down' "
+                        "WHERE event = 'key_created'");
+                    tx.exec(
+                        "UPDATE keys.audit_outbox SET attempts = 1, last_error = 'refused', "
+                        "failed = true WHERE event = 'key_revoked'");
+                    return absl::OkStatus();
+                  })
+                  .ok());
+
+  ASSERT_TRUE(pg::ApplyMigrations(url, "keys", all).ok());
+  ledger::PostgresOutbox outbox(&pool, "keys.ledger_outbox");
+  absl::StatusOr<std::vector<ledger::OutboxEntry>> entries = outbox.Read(100);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  ASSERT_THAT(*entries, SizeIs(events.size()));
+  for (size_t i = 0; i < events.size(); ++i) {
+    const ledger::OutboxEntry& entry = (*entries)[i];
+    EXPECT_EQ(entry.record, LedgerRecordOf(events[i])) << i;
+    EXPECT_EQ(entry.attempts, i == 0 ? 3 : i == 2 ? 1 : 0) << i;
+    EXPECT_EQ(entry.last_error, i == 0 ? "audit down" : i == 2 ? "refused" : "") << i;
+    EXPECT_EQ(entry.failed, i == 2) << i;
+  }
+  EXPECT_EQ((*entries)[0].record.metadata.at("at"), "2027-01-15T08:00:00.123456+00:00");
+  EXPECT_EQ((*entries)[2].record.metadata.at("at"), "2027-01-15T08:00:00.12+00:00");
+
+  // The old table is gone, and records written now come after the moved ones.
+  ASSERT_TRUE(
+      pool.Transact([&](pqxx::work& tx) {
+            EXPECT_TRUE(
+                tx.exec("SELECT to_regclass('keys.audit_outbox') IS NULL")[0][0].as<bool>());
+            outbox.Write(tx, {LedgerRecordOf(events[0])});
+            return absl::OkStatus();
+          })
+          .ok());
+  entries = outbox.Read(100);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  ASSERT_THAT(*entries, SizeIs(events.size() + 1));
+  EXPECT_GT(entries->back().sequence, (*entries)[events.size() - 1].sequence);
+}
 
 }  // namespace
 }  // namespace policy::keys

@@ -19,19 +19,20 @@ inline std::unique_ptr<Pepper> TestPepper() {
   return *Pepper::Create("test-pepper-0123456789abcdef0123456789abcdef");
 }
 
-// The events in `store`'s outbox, oldest first.
-inline std::vector<KeyEvent> OutboxEvents(KeyStore& store) {
-  std::vector<KeyEvent> events;
-  absl::StatusOr<std::vector<OutboxEvent>> outbox = store.ReadOutbox(1 << 20);
-  if (!outbox.ok()) return events;
-  for (const OutboxEvent& entry : *outbox) events.push_back(entry.event);
-  return events;
+// The records in `store`'s outbox, oldest first.
+inline std::vector<ledger::LedgerRecord> OutboxRecords(KeyStore& store) {
+  std::vector<ledger::LedgerRecord> records;
+  absl::StatusOr<std::vector<ledger::OutboxEntry>> outbox = store.outbox().Read(1 << 20);
+  if (!outbox.ok()) return records;
+  for (const ledger::OutboxEntry& entry : *outbox) records.push_back(entry.record);
+  return records;
 }
 
-inline std::vector<KeyEvent::Type> OutboxTypes(KeyStore& store) {
-  std::vector<KeyEvent::Type> types;
-  for (const KeyEvent& event : OutboxEvents(store)) types.push_back(event.type);
-  return types;
+// Their actions ("KEY_CREATED", ...), oldest first.
+inline std::vector<std::string> OutboxActions(KeyStore& store) {
+  std::vector<std::string> actions;
+  for (const ledger::LedgerRecord& record : OutboxRecords(store)) actions.push_back(record.action);
+  return actions;
 }
 
 // The keys domain wired in memory: a store, a lifecycle and a verifier watching the store,

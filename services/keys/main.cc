@@ -8,6 +8,8 @@
 #include "common/client/channel.h"
 #include "common/clock/clock.h"
 #include "common/config/config.h"
+#include "common/ledger/audit_ledger_client.h"
+#include "common/ledger/outbox_relay.h"
 #include "common/log/log.h"
 #include "common/metrics/staleness_gauge.h"
 #include "common/pg/pool.h"
@@ -16,9 +18,6 @@
 #include "common/server/server_runner.h"
 #include "common/tls/tls_options.h"
 #include "prometheus/gauge.h"
-#include "services/keys/audit_ledger_client.h"
-#include "services/keys/audit_outbox_relay.h"
-#include "services/keys/key_events.h"
 #include "services/keys/key_lifecycle.h"
 #include "services/keys/key_verifier.h"
 #include "services/keys/keys_config.h"
@@ -58,18 +57,18 @@ int Main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<Pepper>> pepper = Pepper::Create(config.pepper);
   if (!pepper.ok()) return Fail(pepper.status());
   server::ServerRunner runner(config.server);
-  // The store's outbox holds each change's key events; the relay takes them to the audit
+  // The store's outbox holds each change's ledger records; the relay takes them to the audit
   // ledger or, without an audit target, to the log. Every replica sharing a database needs
   // the same audit_target.
-  std::unique_ptr<KeyEventDestination> destination;
+  std::unique_ptr<ledger::LedgerDestination> destination;
   if (config.audit_target.empty()) {
-    destination = std::make_unique<LogKeyEventDestination>();
+    destination = std::make_unique<ledger::LogLedgerDestination>();
   } else {
-    destination = std::make_unique<AuditLedgerClient>(
+    destination = std::make_unique<ledger::AuditLedgerClient>(
         client::OpenChannel(config.audit_target, tls::ChannelCredentials(config.server.tls)));
   }
-  AuditOutboxRelay relay(store.get(), destination.get(), AuditOutboxRelayOptions{},
-                         &runner.metrics_registry());
+  ledger::OutboxRelay relay(&store->outbox(), destination.get(), ledger::OutboxRelayOptions{},
+                            "keys", &runner.metrics_registry());
   KeyLifecycle lifecycle(store.get(), pepper->get(), clock, config.policy);
 
   if (!config.bootstrap_admin.empty()) {
@@ -140,9 +139,9 @@ int Main(int argc, char** argv) {
   stop_sweeping.Notify();
   sweeper.join();
   store->StopWatching();
-  // PostgreSQL keeps undelivered events for the next relay; memory loses them with the process.
+  // PostgreSQL keeps undelivered records for the next relay; memory loses them with the process.
   if (!config.storage.postgres() && !relay.Flush(absl::Seconds(5))) {
-    LogError("the audit service did not take every key event before shutdown");
+    LogError("the audit service did not take every key event's record before shutdown");
   }
   relay.Stop();
   if (!served.ok()) return Fail(served);

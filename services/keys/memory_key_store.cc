@@ -26,10 +26,11 @@ void MemoryKeyStore::Notify(std::vector<KeyRecord> changed) {
   if (observer_ != nullptr && !changed.empty()) observer_->OnChanged(std::move(changed));
 }
 
-void MemoryKeyStore::AddEvent(KeyEvent event) {
-  OutboxEvent& entry = outbox_[next_sequence_];
-  entry.sequence = next_sequence_++;
-  entry.event = std::move(event);
+void MemoryKeyStore::Record(const std::vector<KeyEvent>& events) {
+  std::vector<ledger::LedgerRecord> records;
+  records.reserve(events.size());
+  for (const KeyEvent& event : events) records.push_back(LedgerRecordOf(event));
+  outbox_.Add(std::move(records));
 }
 
 absl::Status MemoryKeyStore::Insert(const KeyRecord& key,
@@ -41,7 +42,7 @@ absl::Status MemoryKeyStore::Insert(const KeyRecord& key,
   if (absl::Status s = CheckRequestFree(request); !s.ok()) return s;
   keys_[key.key_id] = key;
   if (request.has_value()) requests_[request->request_id] = *request;
-  AddEvent(CreatedEvent(key));
+  Record({CreatedEvent(key)});
   Notify({key});
   return absl::OkStatus();
 }
@@ -68,8 +69,7 @@ absl::StatusOr<KeyRecord> MemoryKeyStore::Rotate(const std::string& old_key_id,
   keys_[successor.key_id] = successor;
   if (request.has_value()) requests_[request->request_id] = *request;
   KeyRecord updated = old;
-  AddEvent(RotatedEvent(updated, successor.created_at));
-  AddEvent(CreatedEvent(successor));
+  Record({RotatedEvent(updated, successor.created_at), CreatedEvent(successor)});
   Notify({updated, successor});
   return updated;
 }
@@ -85,7 +85,7 @@ absl::StatusOr<std::pair<KeyRecord, bool>> MemoryKeyStore::Revoke(const std::str
   key.state = KeyState::kRevoked;
   key.revoked_at = at;
   key.revocation_reason = reason;
-  AddEvent(RevokedEvent(key));
+  Record({RevokedEvent(key)});
   Notify({key});
   return std::make_pair(key, true);
 }
@@ -108,7 +108,9 @@ absl::StatusOr<std::vector<KeyRecord>> MemoryKeyStore::RevokeOwnedBy(
     for (const KeyRecord& key : revoked) record.key_ids.push_back(key.key_id);
     requests_[record.request_id] = record;
   }
-  for (const KeyRecord& key : revoked) AddEvent(RevokedEvent(key));
+  std::vector<KeyEvent> events;
+  for (const KeyRecord& key : revoked) events.push_back(RevokedEvent(key));
+  Record(events);
   Notify(revoked);
   return revoked;
 }
@@ -126,7 +128,9 @@ absl::StatusOr<std::vector<KeyRecord>> MemoryKeyStore::RevokeEndedOverlaps(absl:
     key.revocation_reason = std::string(kReasonOverlapEnded);
     revoked.push_back(key);
   }
-  for (const KeyRecord& key : revoked) AddEvent(OverlapEndedEvent(key));
+  std::vector<KeyEvent> events;
+  for (const KeyRecord& key : revoked) events.push_back(OverlapEndedEvent(key));
+  Record(events);
   Notify(revoked);
   return revoked;
 }
@@ -178,60 +182,6 @@ absl::StatusOr<int> MemoryKeyStore::ForgetRequestsBefore(absl::Time before) {
   absl::MutexLock lock(&mu_);
   return static_cast<int>(std::erase_if(
       requests_, [before](const auto& entry) { return entry.second.created_at < before; }));
-}
-
-absl::StatusOr<OutboxDrain> MemoryKeyStore::DrainOutbox(int limit, const OutboxHandler& handle) {
-  OutboxDrain drain;
-  if (!drain_mu_.TryLock()) {
-    drain.busy = true;
-  } else {
-    std::vector<OutboxEvent> batch;
-    {
-      absl::MutexLock lock(&mu_);
-      for (const auto& [sequence, entry] : outbox_) {
-        if (static_cast<int>(batch.size()) >= limit) break;
-        if (!entry.failed) batch.push_back(entry);
-      }
-    }
-    // The handler runs without mu_: it may block, and keys change meanwhile.
-    for (const OutboxEvent& entry : batch) {
-      const Delivery delivery = handle(entry);
-      absl::MutexLock lock(&mu_);
-      auto it = outbox_.find(entry.sequence);
-      if (it == outbox_.end()) continue;
-      switch (delivery.result) {
-        case Delivery::Result::kRecorded:
-        case Delivery::Result::kDuplicate:
-          outbox_.erase(it);
-          ++drain.delivered;
-          continue;
-        case Delivery::Result::kRefused:
-          it->second.failed = true;
-          ++drain.refused;
-          break;
-        case Delivery::Result::kRetry:
-          drain.retry = true;
-          break;
-      }
-      ++it->second.attempts;
-      it->second.last_error = delivery.error;
-      if (drain.retry) break;
-    }
-    drain_mu_.Unlock();
-  }
-  absl::MutexLock lock(&mu_);
-  for (const auto& [sequence, entry] : outbox_) ++(entry.failed ? drain.failed : drain.pending);
-  return drain;
-}
-
-absl::StatusOr<std::vector<OutboxEvent>> MemoryKeyStore::ReadOutbox(int limit) {
-  absl::MutexLock lock(&mu_);
-  std::vector<OutboxEvent> events;
-  for (const auto& [sequence, entry] : outbox_) {
-    if (static_cast<int>(events.size()) >= limit) break;
-    events.push_back(entry);
-  }
-  return events;
 }
 
 void MemoryKeyStore::Watch(KeyStoreObserver* observer) {

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "absl/synchronization/mutex.h"
+#include "common/ledger/memory_outbox.h"
 #include "services/keys/key_store.h"
 
 namespace policy::keys {
@@ -31,8 +32,7 @@ class MemoryKeyStore : public KeyStore {
   absl::StatusOr<std::optional<IdempotencyRecord>> GetRequest(
       const std::string& request_id) override;
   absl::StatusOr<int> ForgetRequestsBefore(absl::Time before) override;
-  absl::StatusOr<OutboxDrain> DrainOutbox(int limit, const OutboxHandler& handle) override;
-  absl::StatusOr<std::vector<OutboxEvent>> ReadOutbox(int limit) override;
+  ledger::Outbox& outbox() override { return outbox_; }
   void Watch(KeyStoreObserver* observer) override;
   void StopWatching() override;
 
@@ -40,14 +40,13 @@ class MemoryKeyStore : public KeyStore {
   absl::Status CheckRequestFree(const std::optional<IdempotencyRecord>& request)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Notify(std::vector<KeyRecord> changed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void AddEvent(KeyEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds the events' records to the outbox; under mu_, so that they are there with the change.
+  void Record(const std::vector<KeyEvent>& events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  absl::Mutex drain_mu_;  // Held by the drain in progress; not while holding mu_.
+  ledger::MemoryOutbox outbox_;  // Added to under mu_ (its own lock nests inside).
   absl::Mutex mu_;
   std::map<std::string, KeyRecord> keys_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, IdempotencyRecord> requests_ ABSL_GUARDED_BY(mu_);
-  std::map<int64_t, OutboxEvent> outbox_ ABSL_GUARDED_BY(mu_);  // By sequence.
-  int64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
   KeyStoreObserver* observer_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 

@@ -84,54 +84,25 @@ void InsertRequest(pqxx::work& tx, const IdempotencyRecord& r) {
       absl::StrJoin(r.key_ids, " "), absl::BytesToHexString(r.sealed_secret), Micros(r.created_at));
 }
 
-void InsertEvents(pqxx::work& tx, const std::vector<KeyEvent>& events) {
-  for (const KeyEvent& e : events) {
-    tx.exec_params(
-        "INSERT INTO keys.audit_outbox (event, key_id, kind, owner_type, owner_id, project, "
-        "environment, at, related_key_id, reason) VALUES ($1, $2, $3, $4, $5, $6, "
-        "$7, " POLICY_PG_TS("$8") ", $9, $10)",
-        std::string(EventTypeName(e.type)), e.key_id, std::string(KindName(e.kind)),
-        std::string(PrincipalTypeName(e.owner.type)), e.owner.id, e.project,
-        std::string(EnvironmentName(e.environment)), Micros(e.at), e.related_key_id, e.reason);
+// The records of `events`, with their times as the database keeps them (to the microsecond),
+// so that a record says what a later read of the key says.
+std::vector<ledger::LedgerRecord> RecordsOf(std::vector<KeyEvent> events) {
+  std::vector<ledger::LedgerRecord> records;
+  records.reserve(events.size());
+  for (KeyEvent& event : events) {
+    event.at = absl::FromUnixMicros(Micros(event.at));
+    records.push_back(LedgerRecordOf(event));
   }
+  return records;
 }
 
-void InsertEventsOf(pqxx::work& tx, const std::vector<KeyRecord>& keys,
-                    KeyEvent (*event_of)(const KeyRecord&)) {
+std::vector<ledger::LedgerRecord> RecordsOf(const std::vector<KeyRecord>& keys,
+                                            KeyEvent (*event_of)(const KeyRecord&)) {
   std::vector<KeyEvent> events;
   events.reserve(keys.size());
   for (const KeyRecord& key : keys) events.push_back(event_of(key));
-  InsertEvents(tx, events);
+  return RecordsOf(std::move(events));
 }
-
-constexpr char kOutboxColumns[] =
-    "seq, event, key_id, kind, owner_type, owner_id, project, environment, " POLICY_PG_US(
-        "at") ", related_key_id, reason, attempts, last_error, failed";
-
-absl::StatusOr<OutboxEvent> OutboxEventFromRow(const pqxx::row& row) {
-  OutboxEvent entry;
-  entry.sequence = row[0].as<int64_t>();
-  KeyEvent& e = entry.event;
-  ASSIGN_OR_RETURN(e.type, ParseEventType(row[1].as<std::string>()));
-  e.key_id = row[2].as<std::string>();
-  ASSIGN_OR_RETURN(e.kind, ParseKind(row[3].as<std::string>()));
-  ASSIGN_OR_RETURN(e.owner.type, ParsePrincipalType(row[4].as<std::string>()));
-  e.owner.id = row[5].as<std::string>();
-  e.project = row[6].as<std::string>();
-  ASSIGN_OR_RETURN(e.environment, ParseEnvironment(row[7].as<std::string>()));
-  e.at = absl::FromUnixMicros(row[8].as<int64_t>());
-  e.related_key_id = row[9].as<std::string>();
-  e.reason = row[10].as<std::string>();
-  entry.attempts = row[11].as<int>();
-  entry.last_error = row[12].as<std::string>();
-  entry.failed = row[13].as<bool>();
-  return entry;
-}
-
-// The transaction-scoped advisory lock that lets one drain at a time, across replicas, hand
-// out outbox events: (namespace 'KEYS', 1).
-constexpr int32_t kOutboxLockNamespace = 0x4B455953;
-constexpr int32_t kOutboxLock = 1;
 
 // pqxx reports a violated unique constraint as an exception; Transact maps it to
 // ALREADY_EXISTS, which is what the interface promises for a duplicate key or request id.
@@ -139,7 +110,10 @@ constexpr int32_t kOutboxLock = 1;
 }  // namespace
 
 PostgresKeyStore::PostgresKeyStore(pg::Pool* pool, Clock* clock, absl::Duration watch_heartbeat)
-    : pool_(pool), clock_(clock), watch_heartbeat_(watch_heartbeat) {}
+    : pool_(pool),
+      clock_(clock),
+      watch_heartbeat_(watch_heartbeat),
+      outbox_(pool, "keys.ledger_outbox") {}
 
 PostgresKeyStore::~PostgresKeyStore() { StopWatching(); }
 
@@ -148,7 +122,7 @@ absl::Status PostgresKeyStore::Insert(const KeyRecord& key,
   absl::Status status = pool_->Transact([&](pqxx::work& tx) {
     if (request.has_value()) InsertRequest(tx, *request);
     InsertKey(tx, key);
-    InsertEvents(tx, {CreatedEvent(key)});
+    outbox_.Write(tx, RecordsOf({CreatedEvent(key)}));
     return absl::OkStatus();
   });
   if (status.ok()) NotifyLocal({key});
@@ -178,7 +152,8 @@ absl::StatusOr<KeyRecord> PostgresKeyStore::Rotate(
     ASSIGN_OR_RETURN(updated, FromRow(rows[0]));
     if (request.has_value()) InsertRequest(tx, *request);
     InsertKey(tx, successor);
-    InsertEvents(tx, {RotatedEvent(updated, successor.created_at), CreatedEvent(successor)});
+    outbox_.Write(
+        tx, RecordsOf({RotatedEvent(updated, successor.created_at), CreatedEvent(successor)}));
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -205,7 +180,7 @@ absl::StatusOr<std::pair<KeyRecord, bool>> PostgresKeyStore::Revoke(const std::s
       if (rows.empty()) return absl::NotFoundError(absl::StrCat("no key ", key_id));
     }
     ASSIGN_OR_RETURN(result.first, FromRow(rows[0]));
-    if (result.second) InsertEvents(tx, {RevokedEvent(result.first)});
+    if (result.second) outbox_.Write(tx, RecordsOf({RevokedEvent(result.first)}));
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -231,7 +206,7 @@ absl::StatusOr<std::vector<KeyRecord>> PostgresKeyStore::RevokeOwnedBy(
       for (const KeyRecord& key : revoked) record.key_ids.push_back(key.key_id);
       InsertRequest(tx, record);
     }
-    InsertEventsOf(tx, revoked, &RevokedEvent);
+    outbox_.Write(tx, RecordsOf(revoked, &RevokedEvent));
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -250,7 +225,7 @@ absl::StatusOr<std::vector<KeyRecord>> PostgresKeyStore::RevokeEndedOverlaps(abs
             POLICY_PG_TS("$1"), " RETURNING ", kColumns),
         Micros(at), std::string(kReasonOverlapEnded));
     ASSIGN_OR_RETURN(revoked, FromResult(rows));
-    InsertEventsOf(tx, revoked, &OverlapEndedEvent);
+    outbox_.Write(tx, RecordsOf(revoked, &OverlapEndedEvent));
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -334,69 +309,6 @@ absl::StatusOr<int> PostgresKeyStore::ForgetRequestsBefore(absl::Time before) {
   });
   if (!status.ok()) return status;
   return deleted;
-}
-
-absl::StatusOr<OutboxDrain> PostgresKeyStore::DrainOutbox(int limit, const OutboxHandler& handle) {
-  OutboxDrain drain;
-  absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
-    drain = OutboxDrain{};
-    drain.busy = !tx.exec_params("SELECT pg_try_advisory_xact_lock($1::integer, $2::integer)",
-                                 kOutboxLockNamespace, kOutboxLock)[0][0]
-                      .as<bool>();
-    if (!drain.busy) {
-      pqxx::result rows = tx.exec_params(
-          absl::StrCat("SELECT ", kOutboxColumns,
-                       " FROM keys.audit_outbox WHERE NOT failed ORDER BY seq LIMIT $1"),
-          limit);
-      for (const pqxx::row& row : rows) {
-        ASSIGN_OR_RETURN(OutboxEvent entry, OutboxEventFromRow(row));
-        const Delivery delivery = handle(entry);
-        switch (delivery.result) {
-          case Delivery::Result::kRecorded:
-          case Delivery::Result::kDuplicate:
-            tx.exec_params("DELETE FROM keys.audit_outbox WHERE seq = $1", entry.sequence);
-            ++drain.delivered;
-            continue;
-          case Delivery::Result::kRefused:
-            ++drain.refused;
-            break;
-          case Delivery::Result::kRetry:
-            drain.retry = true;
-            break;
-        }
-        tx.exec_params(
-            "UPDATE keys.audit_outbox SET attempts = attempts + 1, last_error = $2, "
-            "failed = $3 WHERE seq = $1",
-            entry.sequence, delivery.error, delivery.result == Delivery::Result::kRefused);
-        if (drain.retry) break;
-      }
-    }
-    const pqxx::row counts = tx.exec(
-        "SELECT count(*) FILTER (WHERE NOT failed), count(*) FILTER (WHERE failed) "
-        "FROM keys.audit_outbox")[0];
-    drain.pending = counts[0].as<int64_t>();
-    drain.failed = counts[1].as<int64_t>();
-    return absl::OkStatus();
-  });
-  if (!status.ok()) return status;
-  return drain;
-}
-
-absl::StatusOr<std::vector<OutboxEvent>> PostgresKeyStore::ReadOutbox(int limit) {
-  std::vector<OutboxEvent> events;
-  absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
-    events.clear();
-    pqxx::result rows = tx.exec_params(
-        absl::StrCat("SELECT ", kOutboxColumns, " FROM keys.audit_outbox ORDER BY seq LIMIT $1"),
-        limit);
-    for (const pqxx::row& row : rows) {
-      ASSIGN_OR_RETURN(OutboxEvent entry, OutboxEventFromRow(row));
-      events.push_back(std::move(entry));
-    }
-    return absl::OkStatus();
-  });
-  if (!status.ok()) return status;
-  return events;
 }
 
 void PostgresKeyStore::NotifyLocal(std::vector<KeyRecord> keys) {

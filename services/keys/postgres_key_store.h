@@ -6,6 +6,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/clock/clock.h"
+#include "common/ledger/postgres_outbox.h"
 #include "common/pg/notification_feed.h"
 #include "common/pg/pool.h"
 #include "services/keys/key_store.h"
@@ -16,8 +17,8 @@ namespace policy::keys {
 // revocations safe across replicas. Watch LISTENs on policy_keys_changed, which a trigger
 // notifies on every insert and update, and reports in-sync heartbeats every
 // `watch_heartbeat`; its view is therefore never staler than a heartbeat plus one round
-// trip while the database answers. The outbox is table keys.audit_outbox; a drain holds a
-// transaction (and in it an advisory lock) open while its handler runs.
+// trip while the database answers. The outbox is table keys.ledger_outbox
+// (ledger::PostgresOutbox), written in each change's transaction.
 class PostgresKeyStore : public KeyStore {
  public:
   PostgresKeyStore(pg::Pool* pool, Clock* clock,
@@ -42,8 +43,7 @@ class PostgresKeyStore : public KeyStore {
   absl::StatusOr<std::optional<IdempotencyRecord>> GetRequest(
       const std::string& request_id) override;
   absl::StatusOr<int> ForgetRequestsBefore(absl::Time before) override;
-  absl::StatusOr<OutboxDrain> DrainOutbox(int limit, const OutboxHandler& handle) override;
-  absl::StatusOr<std::vector<OutboxEvent>> ReadOutbox(int limit) override;
+  ledger::Outbox& outbox() override { return outbox_; }
   void Watch(KeyStoreObserver* observer) override;
   void StopWatching() override;
 
@@ -51,6 +51,7 @@ class PostgresKeyStore : public KeyStore {
   pg::Pool* const pool_;
   Clock* const clock_;
   const absl::Duration watch_heartbeat_;
+  ledger::PostgresOutbox outbox_;
   // Tells the observer about this process's own changes at once, ahead of the notification.
   void NotifyLocal(std::vector<KeyRecord> keys);
 

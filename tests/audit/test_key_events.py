@@ -100,7 +100,7 @@ def pending_events():
 
 
 def outbox_rows(where="true"):
-    return int(DB.sql(f"SELECT count(*) FROM keys.audit_outbox WHERE {where}").strip())
+    return int(DB.sql(f"SELECT count(*) FROM keys.ledger_outbox WHERE {where}").strip())
 
 
 class KeyEventsTest(unittest.TestCase):
@@ -198,9 +198,9 @@ class KeyEventsTest(unittest.TestCase):
         try:
             created, successor = self.create_rotate_revoke(100_000_000)
             # The sweeper ends the old key's overlap (and records that) before the member goes.
-            pt.wait_until(lambda: outbox_rows(f"event = 'key_auto_revoked' AND key_id = "
-                                              f"'{created.key_id}'") == 1,
-                          timeout=15, message="the overlap's end in keys.audit_outbox")
+            pt.wait_until(lambda: outbox_rows(f"request_id = 'keys:key_auto_revoked:"
+                                              f"{created.key_id}'") == 1,
+                          timeout=15, message="the overlap's end in keys.ledger_outbox")
             other = self.keys.CreateKey(ks.create_request(self.owner, project=self.project),
                                         timeout=10).key
             removed = self.keys.RevokePrincipalKeys(K.RevokePrincipalKeysRequest(
