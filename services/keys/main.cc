@@ -5,7 +5,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
-#include "common/client/channel.h"
 #include "common/clock/clock.h"
 #include "common/config/config.h"
 #include "common/ledger/audit_ledger_client.h"
@@ -60,13 +59,8 @@ int Main(int argc, char** argv) {
   // The store's outbox holds each change's ledger records; the relay takes them to the audit
   // ledger or, without an audit target, to the log. Every replica sharing a database needs
   // the same audit_target.
-  std::unique_ptr<ledger::LedgerDestination> destination;
-  if (config.audit_target.empty()) {
-    destination = std::make_unique<ledger::LogLedgerDestination>();
-  } else {
-    destination = std::make_unique<ledger::AuditLedgerClient>(
-        client::OpenChannel(config.audit_target, tls::ChannelCredentials(config.server.tls)));
-  }
+  std::unique_ptr<ledger::LedgerDestination> destination = ledger::OpenLedgerDestination(
+      config.audit_target, tls::ChannelCredentials(config.server.tls));
   ledger::OutboxRelay relay(&store->outbox(), destination.get(), ledger::OutboxRelayOptions{},
                             "keys", &runner.metrics_registry());
   KeyLifecycle lifecycle(store.get(), pepper->get(), clock, config.policy);
