@@ -177,12 +177,21 @@ std::string InvitationRef(absl::string_view invitation_id) {
 }
 
 std::string GrantsText(const std::vector<RoleGrant>& grants) {
-  std::vector<std::string> out;
-  for (const RoleGrant& g : grants) {
-    out.push_back(g.project.empty() ? std::string(RoleName(g.role))
-                                    : absl::StrCat(RoleName(g.role), "@", g.project));
+  // The ledger takes metadata values of up to 1 KiB: a longer list keeps its first grants
+  // and counts the rest.
+  constexpr size_t kMaxBytes = 1000;
+  std::string text;
+  for (size_t i = 0; i < grants.size(); ++i) {
+    const RoleGrant& g = grants[i];
+    std::string grant = g.project.empty() ? std::string(RoleName(g.role))
+                                          : absl::StrCat(RoleName(g.role), "@", g.project);
+    if (text.size() + grant.size() + 1 > kMaxBytes - 24) {
+      absl::StrAppend(&text, ",... ", grants.size() - i, " more");
+      break;
+    }
+    absl::StrAppend(&text, text.empty() ? "" : ",", grant);
   }
-  return absl::StrJoin(out, ",");
+  return text;
 }
 
 absl::StatusOr<std::vector<LedgerRecord>> LedgerRecordsOf(const OrgChangeSource& source,

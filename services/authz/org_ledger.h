@@ -35,7 +35,8 @@ absl::StatusOr<std::vector<ledger::LedgerRecord>> LedgerRecordsOf(const OrgChang
 // "sha256:" and the first 32 hex digits of the SHA-256 of `invitation_id`.
 std::string InvitationRef(absl::string_view invitation_id);
 
-// A member's grants as the ledger names them: "owner", "member@support-eu", comma-separated.
+// A member's grants as the ledger names them: "owner", "member@support-eu", comma-separated;
+// past about 1,000 bytes the rest are counted ("...,reader@p9,... 12 more").
 std::string GrantsText(const std::vector<RoleGrant>& grants);
 
 }  // namespace policy::authz

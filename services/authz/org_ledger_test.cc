@@ -137,5 +137,18 @@ TEST(OrgLedgerTest, AnOrgFileEndsWithOneSummaryAndGroupsAndAccountsAreRecorded) 
   EXPECT_EQ(records[0].metadata.at("fields"), "rpm_limit");
 }
 
+TEST(OrgLedgerTest, AMembersManyGrantsFitTheLedgersMetadataBound) {
+  std::vector<RoleGrant> grants;
+  for (int i = 0; i < 100; ++i) {
+    grants.push_back({Role::kReader, absl::StrCat("project-number-", i), std::nullopt});
+  }
+  const std::string text = GrantsText(grants);
+  EXPECT_LE(text.size(), 1000u);
+  EXPECT_THAT(text, StartsWith("reader@project-number-0,reader@project-number-1,"));
+  EXPECT_THAT(text, testing::EndsWith(" more"));
+  EXPECT_EQ(GrantsText({{Role::kOwner, "", std::nullopt}, {Role::kMember, "a", std::nullopt}}),
+            "owner,member@a");
+}
+
 }  // namespace
 }  // namespace policy::authz
