@@ -56,6 +56,9 @@ PROJECT = "proj-dev"
 STARTED = time.time()  # Entries since then are this run's.
 SCOPES = ["chat.completions", "embeddings"]
 TIMEOUT = 10
+# Who the audit ledger records as making the demo's endpoint changes (the demo calls region
+# directly, as an operator's tool would; through the edge it is the admin key's member).
+DEMO_ACTOR = "demo@company.com"
 
 
 class DemoError(Exception):
@@ -472,11 +475,12 @@ def run_region(address):
     # A fresh registry for the demo: deleting an endpoint drops its breaker state.
     for id_, residency, provider, priority, private, cached in DEMO_ENDPOINTS:
         try:
-            stub.DeleteEndpoint(R.DeleteEndpointRequest(id=id_), timeout=TIMEOUT)
+            stub.DeleteEndpoint(R.DeleteEndpointRequest(id=id_, actor=DEMO_ACTOR),
+                                timeout=TIMEOUT)
         except grpc.RpcError as e:
             expect(e.code() == grpc.StatusCode.NOT_FOUND, f"DeleteEndpoint: {e.code()}")
         region = id_.removeprefix("demo-")
-        stub.CreateEndpoint(R.CreateEndpointRequest(endpoint=R.Endpoint(
+        stub.CreateEndpoint(R.CreateEndpointRequest(actor=DEMO_ACTOR, endpoint=R.Endpoint(
             id=id_, region=region,
             provider=R.Provider.Value(f"PROVIDER_{provider}"),
             base_url=("https://api.openai.com/v1" if provider == "OPENAI"
@@ -544,11 +548,12 @@ def run_edge(edge_address, keys_address, region_address):
     R = region_pb2
     for id_, residency, priority in EDGE_ENDPOINTS:
         try:
-            region.DeleteEndpoint(R.DeleteEndpointRequest(id=id_), timeout=TIMEOUT)
+            region.DeleteEndpoint(R.DeleteEndpointRequest(id=id_, actor=DEMO_ACTOR),
+                                  timeout=TIMEOUT)
         except grpc.RpcError as e:
             expect(e.code() == grpc.StatusCode.NOT_FOUND, f"DeleteEndpoint: {e.code()}")
         name_ = id_.removeprefix("edge-demo-")
-        region.CreateEndpoint(R.CreateEndpointRequest(endpoint=R.Endpoint(
+        region.CreateEndpoint(R.CreateEndpointRequest(actor=DEMO_ACTOR, endpoint=R.Endpoint(
             id=id_, region=name_, provider=R.PROVIDER_AZURE,
             base_url=f"https://acme-{name_}.openai.azure.com", deployment="gpt-4o",
             residency=R.Residency.Value(f"RESIDENCY_{residency}"),

@@ -10,6 +10,12 @@
 
 namespace policy::ledger {
 
+absl::StatusOr<std::string> NewRequestId(absl::string_view prefix) {
+  absl::StatusOr<std::string> random = crypto::RandomBytes(16);
+  if (!random.ok()) return random.status();
+  return absl::StrCat(prefix, absl::BytesToHexString(*random));
+}
+
 std::string RemovalRequestId(absl::string_view service, absl::string_view kind,
                              absl::string_view id) {
   return absl::StrCat(service, ":", kind,

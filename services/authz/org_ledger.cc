@@ -50,8 +50,7 @@ class Recorder {
   absl::StatusOr<std::vector<LedgerRecord>> Finish() && {
     for (LedgerRecord& r : records_) {
       if (!r.request_id.empty()) continue;
-      ASSIGN_OR_RETURN(std::string random, crypto::RandomBytes(16));
-      r.request_id = absl::StrCat("authz:", absl::BytesToHexString(random));
+      ASSIGN_OR_RETURN(r.request_id, ledger::NewRequestId("authz:"));
     }
     return std::move(records_);
   }

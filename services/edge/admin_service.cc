@@ -45,19 +45,6 @@ std::string IdOf(absl::string_view name) {
   return absl::BytesToHexString(crypto::Sha256(name)).substr(0, 32);
 }
 
-// "created", "updated" or "deleted" (`change`) endpoint `e`.
-AdminService::Change EndpointChange(absl::string_view change, const region::v1::Endpoint& e) {
-  AdminService::Change out{.action = audit::v1::ACTION_ENDPOINT_CHANGED,
-                           .subject = "",
-                           .metadata = {{"change", std::string(change)}, {"endpoint", e.id()}}};
-  if (change != "deleted") {
-    out.metadata["region"] = e.region();
-    out.metadata["residency"] = region::v1::Residency_Name(e.residency());
-    out.metadata["enabled"] = e.enabled() ? "true" : "false";
-  }
-  return out;
-}
-
 // A request that hands out a secret or changes several services must be safe to retry.
 Status RequireRequestId(const std::string& request_id) {
   if (request_id.empty()) {
@@ -679,12 +666,11 @@ grpc::ServerUnaryReactor* AdminService::CreateEndpoint(
     region::v1::CreateEndpointResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
     if (Status allowed = Authorize(caller, "projects.manage", ""); !allowed.ok()) return allowed;
-    if (Status s = Call("region", *region_, &region::v1::RegionService::Stub::CreateEndpoint,
-                        *request, response, caller.deadline);
-        !s.ok()) {
-      return s;
-    }
-    return RecordChange(caller, EndpointChange("created", response->endpoint()), "");
+    // Region records the change in the organisation's ledger, with the change, as the caller's.
+    region::v1::CreateEndpointRequest forwarded = *request;
+    forwarded.set_actor(caller.member);
+    return Call("region", *region_, &region::v1::RegionService::Stub::CreateEndpoint, forwarded,
+                response, caller.deadline);
   });
 }
 
@@ -693,12 +679,11 @@ grpc::ServerUnaryReactor* AdminService::UpdateEndpoint(
     region::v1::UpdateEndpointResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
     if (Status allowed = Authorize(caller, "projects.manage", ""); !allowed.ok()) return allowed;
-    if (Status s = Call("region", *region_, &region::v1::RegionService::Stub::UpdateEndpoint,
-                        *request, response, caller.deadline);
-        !s.ok()) {
-      return s;
-    }
-    return RecordChange(caller, EndpointChange("updated", response->endpoint()), "");
+    // Region records the change in the organisation's ledger, with the change, as the caller's.
+    region::v1::UpdateEndpointRequest forwarded = *request;
+    forwarded.set_actor(caller.member);
+    return Call("region", *region_, &region::v1::RegionService::Stub::UpdateEndpoint, forwarded,
+                response, caller.deadline);
   });
 }
 
@@ -707,14 +692,11 @@ grpc::ServerUnaryReactor* AdminService::DeleteEndpoint(
     region::v1::DeleteEndpointResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
     if (Status allowed = Authorize(caller, "projects.manage", ""); !allowed.ok()) return allowed;
-    if (Status s = Call("region", *region_, &region::v1::RegionService::Stub::DeleteEndpoint,
-                        *request, response, caller.deadline);
-        !s.ok()) {
-      return s;
-    }
-    region::v1::Endpoint deleted;
-    deleted.set_id(request->id());
-    return RecordChange(caller, EndpointChange("deleted", deleted), "");
+    // Region records the change in the organisation's ledger, with the change, as the caller's.
+    region::v1::DeleteEndpointRequest forwarded = *request;
+    forwarded.set_actor(caller.member);
+    return Call("region", *region_, &region::v1::RegionService::Stub::DeleteEndpoint, forwarded,
+                response, caller.deadline);
   });
 }
 

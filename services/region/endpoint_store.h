@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/ledger/outbox.h"
 #include "services/region/circuit_breaker.h"
 #include "services/region/endpoint.h"
 
@@ -26,6 +27,13 @@ struct PublishedBreaker {
 // The endpoint registry, stored, and the breaker states replicas share through it.
 // Implementations are thread-safe; each method is atomic. UNAVAILABLE when the backing
 // database cannot be reached (nothing happened).
+//
+// The outbox (ledger/outbox.h): Create, Update and Delete each write their change's record
+// for the audit ledger (endpoint_change.h: EndpointCreatedRecord, EndpointUpdatedRecord,
+// EndpointDeletedRecord, by `actor`) to outbox() in the same step as the change, so that a
+// change that returned OK has its record and one that failed (ALREADY_EXISTS, NOT_FOUND, an
+// error) has none. Records of changes are numbered in the order the changes were made. The
+// store writes the records; a relay (ledger/outbox_relay.h) delivers them.
 class EndpointStore {
  public:
   virtual ~EndpointStore() = default;
@@ -40,13 +48,19 @@ class EndpointStore {
   // to know when to list again.
   virtual absl::StatusOr<int64_t> Version() = 0;
 
+  // Each change is made by `actor`, which is valid (ValidateActor); the store does not check.
+  // INTERNAL when the record's request id cannot be drawn (nothing happened).
+  //
   // ALREADY_EXISTS when the id is taken (nothing written). The endpoint is valid
   // (ValidateEndpoint); the store does not check.
-  virtual absl::Status Create(const Endpoint& endpoint) = 0;
+  virtual absl::Status Create(const Endpoint& endpoint, const std::string& actor) = 0;
   // Replaces the endpoint of the same id; NOT_FOUND when there is none.
-  virtual absl::Status Update(const Endpoint& endpoint) = 0;
+  virtual absl::Status Update(const Endpoint& endpoint, const std::string& actor) = 0;
   // NOT_FOUND when there is none. Its published breaker states go with it.
-  virtual absl::Status Delete(const std::string& id) = 0;
+  virtual absl::Status Delete(const std::string& id, const std::string& actor) = 0;
+
+  // The records of the changes above, waiting for the audit ledger.
+  virtual ledger::Outbox& outbox() = 0;
 
   // Records `breaker` as its replica's latest state for its endpoint (one row per endpoint
   // and replica, replaced). NOT_FOUND when the endpoint does not exist.

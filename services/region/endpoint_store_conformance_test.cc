@@ -2,13 +2,17 @@
 // database is configured (always in CI: POLICY_TEST_REQUIRE_PG=1 makes a missing one fatal).
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "common/ledger/outbox.h"
 #include "common/pg/pool.h"
 #include "common/pg/test_database.h"
 #include "gmock/gmock.h"
@@ -22,31 +26,45 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
+using ::testing::MatchesRegex;
+using ::testing::SizeIs;
+
+constexpr char kActor[] = "alice@example.com";
 
 // A store under test; `replica` gives a second store on the same data when the backend has
-// replicas (nullptr otherwise).
+// replicas (nullptr otherwise); `sql` runs statements on the backend's database, when it has
+// one (nullptr otherwise).
 struct Backend {
   std::unique_ptr<EndpointStore> store;
   std::function<std::unique_ptr<EndpointStore>()> replica;
   std::vector<std::shared_ptr<void>> keep_alive;
+  std::function<absl::Status(const std::string&)> sql;
 };
 
 using BackendFactory = std::function<Backend()>;
 
-Backend MakeMemory() { return Backend{std::make_unique<MemoryEndpointStore>(), nullptr, {}}; }
+Backend MakeMemory() {
+  return Backend{std::make_unique<MemoryEndpointStore>(), nullptr, {}, nullptr};
+}
 
 Backend MakePostgres() {
   const pg::TestDatabase* db = pg::TestDatabase::Get();
   // value() throws on failure, which fails the test with the status.
   std::shared_ptr<pg::Pool> pool =
-      db->Reset(
-            "region", Migrations(),
-            "TRUNCATE region.breakers, region.endpoints; UPDATE region.registry SET version = 0")
+      db->Reset("region", Migrations(),
+                "TRUNCATE region.breakers, region.endpoints, region.ledger_outbox; "
+                "UPDATE region.registry SET version = 0")
           .value();
   Backend backend;
   backend.store = std::make_unique<PostgresEndpointStore>(pool.get());
   backend.replica = [pool] { return std::make_unique<PostgresEndpointStore>(pool.get()); };
   backend.keep_alive.push_back(pool);
+  backend.sql = [pool](const std::string& sql) {
+    return pool->Transact([&](pqxx::work& tx) {
+      tx.exec(sql);
+      return absl::OkStatus();
+    });
+  };
   return backend;
 }
 
@@ -84,6 +102,46 @@ Endpoint OpenAi(const std::string& id) {
   return e;
 }
 
+// The record of a change the ledger has always held (the metadata the edge wrote before region
+// recorded its own changes), but for its request id, which the store draws.
+ledger::LedgerRecord Expected(const std::string& change, const Endpoint& e,
+                              const std::string& actor = kActor) {
+  ledger::LedgerRecord r{.action = "ENDPOINT_CHANGED",
+                         .actor = actor,
+                         .project = "",
+                         .environment = "",
+                         .subject = "",
+                         .request_id = "",
+                         .metadata = {{"change", change}, {"endpoint", e.id}}};
+  if (change != "deleted") {
+    r.metadata["region"] = e.region;
+    const std::map<Residency, std::string> names = {{Residency::kEu, "RESIDENCY_EU"},
+                                                    {Residency::kUs, "RESIDENCY_US"},
+                                                    {Residency::kApac, "RESIDENCY_APAC"},
+                                                    {Residency::kGlobal, "RESIDENCY_GLOBAL"}};
+    r.metadata["residency"] = names.at(e.residency);
+    r.metadata["enabled"] = e.enabled ? "true" : "false";
+  }
+  return r;
+}
+
+// The entries' records without their request ids, and their request ids.
+std::vector<ledger::LedgerRecord> WithoutIds(const std::vector<ledger::OutboxEntry>& entries) {
+  std::vector<ledger::LedgerRecord> records;
+  for (const ledger::OutboxEntry& e : entries) {
+    records.push_back(e.record);
+    records.back().request_id.clear();
+  }
+  return records;
+}
+std::vector<std::string> RequestIds(const std::vector<ledger::OutboxEntry>& entries) {
+  std::vector<std::string> ids;
+  for (const ledger::OutboxEntry& e : entries) ids.push_back(e.record.request_id);
+  return ids;
+}
+
+ledger::Delivery Answer(ledger::Delivery::Result result) { return ledger::Delivery{result, ""}; }
+
 std::vector<std::string> Ids(const EndpointStore::Listing& listing) {
   std::vector<std::string> ids;
   for (const Endpoint& e : listing.endpoints) ids.push_back(e.id);
@@ -120,6 +178,14 @@ class EndpointStoreConformanceTest
     return breakers.ok() ? *std::move(breakers) : std::vector<PublishedBreaker>{};
   }
 
+  // Every record in the store's outbox, in sequence order.
+  std::vector<ledger::OutboxEntry> MustReadOutbox(EndpointStore* store = nullptr) {
+    absl::StatusOr<std::vector<ledger::OutboxEntry>> entries =
+        (store ? store : store_)->outbox().Read(1000);
+    EXPECT_TRUE(entries.ok()) << entries.status();
+    return entries.ok() ? *std::move(entries) : std::vector<ledger::OutboxEntry>{};
+  }
+
   // Microsecond-exact, as every backend keeps times.
   const absl::Time t0_ = absl::FromUnixMicros(1'800'000'000'123'457);
   Backend backend_;
@@ -141,8 +207,8 @@ TEST_P(EndpointStoreConformanceTest, StartsEmpty) {
 TEST_P(EndpointStoreConformanceTest, CreateThenListRoundTripsEveryFieldOrderedById) {
   const Endpoint azure = Azure("eu.west_1");
   const Endpoint openai = OpenAi("0-openai");
-  ASSERT_TRUE(store_->Create(azure).ok());
-  ASSERT_TRUE(store_->Create(openai).ok());
+  ASSERT_TRUE(store_->Create(azure, kActor).ok());
+  ASSERT_TRUE(store_->Create(openai, kActor).ok());
   EndpointStore::Listing listing = MustList();
   EXPECT_THAT(listing.endpoints, ElementsAre(openai, azure));
   EXPECT_EQ(listing.version, MustVersion());
@@ -151,7 +217,7 @@ TEST_P(EndpointStoreConformanceTest, CreateThenListRoundTripsEveryFieldOrderedBy
 TEST_P(EndpointStoreConformanceTest, ListOrdersIdsByteByByte) {
   // Byte order, not a natural language's (which would skip the punctuation).
   for (const char* id : {"ab", "a_b", "a0", "a.b", "a-c"}) {
-    ASSERT_TRUE(store_->Create(Azure(id)).ok()) << id;
+    ASSERT_TRUE(store_->Create(Azure(id), kActor).ok()) << id;
   }
   EXPECT_THAT(Ids(MustList()), ElementsAre("a-c", "a.b", "a0", "a_b", "ab"));
   for (const char* id : {"ab", "a_b", "a0", "a.b", "a-c"}) {
@@ -166,7 +232,7 @@ TEST_P(EndpointStoreConformanceTest, ListOrdersIdsByteByByte) {
 
 TEST_P(EndpointStoreConformanceTest, VersionGrowsWithEveryChangeAndOnlyThen) {
   const int64_t v0 = MustVersion();
-  ASSERT_TRUE(store_->Create(Azure("a")).ok());
+  ASSERT_TRUE(store_->Create(Azure("a"), kActor).ok());
   const int64_t v1 = MustVersion();
   EXPECT_GT(v1, v0);
   EXPECT_EQ(MustList().version, v1);
@@ -183,14 +249,14 @@ TEST_P(EndpointStoreConformanceTest, VersionGrowsWithEveryChangeAndOnlyThen) {
 
   Endpoint updated = Azure("a");
   updated.weight = 1;
-  ASSERT_TRUE(store_->Update(updated).ok());
+  ASSERT_TRUE(store_->Update(updated, kActor).ok());
   const int64_t v2 = MustVersion();
   EXPECT_GT(v2, v1);
   // An update that changes no field is a change all the same.
-  ASSERT_TRUE(store_->Update(updated).ok());
+  ASSERT_TRUE(store_->Update(updated, kActor).ok());
   const int64_t v3 = MustVersion();
   EXPECT_GT(v3, v2);
-  ASSERT_TRUE(store_->Delete("a").ok());
+  ASSERT_TRUE(store_->Delete("a", kActor).ok());
   const int64_t v4 = MustVersion();
   EXPECT_GT(v4, v3);
   EXPECT_EQ(MustList().version, v4);
@@ -198,11 +264,11 @@ TEST_P(EndpointStoreConformanceTest, VersionGrowsWithEveryChangeAndOnlyThen) {
 
 TEST_P(EndpointStoreConformanceTest, DuplicateCreateIsAlreadyExistsAndChangesNothing) {
   const Endpoint first = Azure("dup");
-  ASSERT_TRUE(store_->Create(first).ok());
+  ASSERT_TRUE(store_->Create(first, kActor).ok());
   const int64_t version = MustVersion();
 
   Endpoint second = OpenAi("dup");
-  absl::Status status = store_->Create(second);
+  absl::Status status = store_->Create(second, kActor);
   EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
   EXPECT_EQ(status.message(), "endpoint 'dup' exists already");
   EndpointStore::Listing listing = MustList();
@@ -211,13 +277,13 @@ TEST_P(EndpointStoreConformanceTest, DuplicateCreateIsAlreadyExistsAndChangesNot
 }
 
 TEST_P(EndpointStoreConformanceTest, UpdateAndDeleteOfAMissingIdAreNotFound) {
-  ASSERT_TRUE(store_->Create(Azure("present")).ok());
+  ASSERT_TRUE(store_->Create(Azure("present"), kActor).ok());
   const int64_t version = MustVersion();
 
-  absl::Status updated = store_->Update(Azure("absent"));
+  absl::Status updated = store_->Update(Azure("absent"), kActor);
   EXPECT_EQ(updated.code(), absl::StatusCode::kNotFound) << updated;
   EXPECT_EQ(updated.message(), "no endpoint 'absent'");
-  absl::Status deleted = store_->Delete("absent");
+  absl::Status deleted = store_->Delete("absent", kActor);
   EXPECT_EQ(deleted.code(), absl::StatusCode::kNotFound) << deleted;
   EXPECT_EQ(deleted.message(), "no endpoint 'absent'");
 
@@ -228,8 +294,8 @@ TEST_P(EndpointStoreConformanceTest, UpdateAndDeleteOfAMissingIdAreNotFound) {
 
 TEST_P(EndpointStoreConformanceTest, UpdateReplacesEveryField) {
   const Endpoint other = Azure("other");
-  ASSERT_TRUE(store_->Create(Azure("ep")).ok());
-  ASSERT_TRUE(store_->Create(other).ok());
+  ASSERT_TRUE(store_->Create(Azure("ep"), kActor).ok());
+  ASSERT_TRUE(store_->Create(other, kActor).ok());
 
   // Every field but the id differs from Azure("ep").
   Endpoint replacement = OpenAi("ep");
@@ -238,37 +304,37 @@ TEST_P(EndpointStoreConformanceTest, UpdateReplacesEveryField) {
   replacement.models = {"gpt-4.1", "gpt-4.1-nano"};
   replacement.priority = 1;
   ASSERT_TRUE(ValidateEndpoint(replacement).ok());
-  ASSERT_TRUE(store_->Update(replacement).ok());
+  ASSERT_TRUE(store_->Update(replacement, kActor).ok());
   EXPECT_THAT(MustList().endpoints, ElementsAre(replacement, other));
 
   // And back, from no capability to every one.
-  ASSERT_TRUE(store_->Update(Azure("ep")).ok());
+  ASSERT_TRUE(store_->Update(Azure("ep"), kActor).ok());
   EXPECT_THAT(MustList().endpoints, ElementsAre(Azure("ep"), other));
 }
 
 TEST_P(EndpointStoreConformanceTest, DeleteRemovesTheEndpointAndItsPublishedBreakers) {
   const Endpoint kept = Azure("kept");
-  ASSERT_TRUE(store_->Create(Azure("gone")).ok());
-  ASSERT_TRUE(store_->Create(kept).ok());
+  ASSERT_TRUE(store_->Create(Azure("gone"), kActor).ok());
+  ASSERT_TRUE(store_->Create(kept, kActor).ok());
   const PublishedBreaker kept_breaker{"kept", "r1", BreakerState::kOpen, t0_, t0_};
   ASSERT_TRUE(store_->PublishBreaker({"gone", "r1", BreakerState::kOpen, t0_, t0_}).ok());
   ASSERT_TRUE(store_->PublishBreaker({"gone", "r2", BreakerState::kHalfOpen, t0_, t0_}).ok());
   ASSERT_TRUE(store_->PublishBreaker(kept_breaker).ok());
 
-  ASSERT_TRUE(store_->Delete("gone").ok());
+  ASSERT_TRUE(store_->Delete("gone", kActor).ok());
   EXPECT_THAT(MustList().endpoints, ElementsAre(kept));
   EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), ElementsAre(kept_breaker));
 
   // An endpoint created again under the id starts with no breaker state.
-  ASSERT_TRUE(store_->Create(Azure("gone")).ok());
+  ASSERT_TRUE(store_->Create(Azure("gone"), kActor).ok());
   EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), ElementsAre(kept_breaker));
-  EXPECT_TRUE(store_->Delete("gone").ok());
-  EXPECT_EQ(store_->Delete("gone").code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store_->Delete("gone", kActor).ok());
+  EXPECT_EQ(store_->Delete("gone", kActor).code(), absl::StatusCode::kNotFound);
 }
 
 TEST_P(EndpointStoreConformanceTest, PublishBreakerUpsertsPerEndpointAndReplica) {
-  ASSERT_TRUE(store_->Create(Azure("a")).ok());
-  ASSERT_TRUE(store_->Create(Azure("b")).ok());
+  ASSERT_TRUE(store_->Create(Azure("a"), kActor).ok());
+  ASSERT_TRUE(store_->Create(Azure("b"), kActor).ok());
   const PublishedBreaker a1{"a", "r1", BreakerState::kOpen, t0_, t0_};
   const PublishedBreaker a2{"a", "r2", BreakerState::kClosed, absl::InfinitePast(), t0_};
   const PublishedBreaker b1{"b", "r1", BreakerState::kHalfOpen, t0_ - absl::Seconds(30), t0_};
@@ -290,7 +356,7 @@ TEST_P(EndpointStoreConformanceTest, PublishBreakerUpsertsPerEndpointAndReplica)
 }
 
 TEST_P(EndpointStoreConformanceTest, BreakerTimesRoundTripToTheMicrosecond) {
-  ASSERT_TRUE(store_->Create(Azure("a")).ok());
+  ASSERT_TRUE(store_->Create(Azure("a"), kActor).ok());
   const PublishedBreaker open{"a", "r1", BreakerState::kOpen, t0_ - absl::Microseconds(1),
                               t0_ + absl::Microseconds(1)};
   // Before the Unix epoch, and before PostgreSQL's (2000-01-01).
@@ -307,8 +373,8 @@ TEST_P(EndpointStoreConformanceTest, BreakerTimesRoundTripToTheMicrosecond) {
 }
 
 TEST_P(EndpointStoreConformanceTest, BreakersSinceFiltersByPublicationTime) {
-  ASSERT_TRUE(store_->Create(Azure("a")).ok());
-  ASSERT_TRUE(store_->Create(Azure("b")).ok());
+  ASSERT_TRUE(store_->Create(Azure("a"), kActor).ok());
+  ASSERT_TRUE(store_->Create(Azure("b"), kActor).ok());
   const PublishedBreaker before{"a", "r1", BreakerState::kOpen, t0_, t0_ - absl::Microseconds(1)};
   const PublishedBreaker at{"b", "r1", BreakerState::kOpen, t0_, t0_};
   const PublishedBreaker after{"a", "r2", BreakerState::kOpen, t0_, t0_ + absl::Seconds(1)};
@@ -325,7 +391,7 @@ TEST_P(EndpointStoreConformanceTest, BreakersSinceFiltersByPublicationTime) {
 }
 
 TEST_P(EndpointStoreConformanceTest, PublishingForAnUnknownEndpointIsNotFound) {
-  ASSERT_TRUE(store_->Create(Azure("a")).ok());
+  ASSERT_TRUE(store_->Create(Azure("a"), kActor).ok());
   const int64_t version = MustVersion();
   absl::Status status = store_->PublishBreaker({"nowhere", "r1", BreakerState::kOpen, t0_, t0_});
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound) << status;
@@ -342,7 +408,7 @@ TEST_P(EndpointStoreConformanceTest, ConcurrentCreatesOfOneIdExactlyOneWins) {
     threads.emplace_back([&, i] {
       Endpoint e = Azure("contended");
       e.weight = i;
-      absl::Status s = store_->Create(e);
+      absl::Status s = store_->Create(e, kActor);
       if (s.ok()) ++created;
       if (s.code() == absl::StatusCode::kAlreadyExists) ++refused;
     });
@@ -362,8 +428,8 @@ TEST_P(EndpointStoreConformanceTest, ConcurrentChangesEachRaiseTheVersion) {
   for (int i = 0; i < kThreads; ++i) {
     threads.emplace_back([&, i] {
       const std::string id = absl::StrCat("ep-", i);
-      if (!store_->Create(Azure(id)).ok()) ++failed;
-      if (!store_->Update(OpenAi(id)).ok()) ++failed;
+      if (!store_->Create(Azure(id), kActor).ok()) ++failed;
+      if (!store_->Update(OpenAi(id), kActor).ok()) ++failed;
     });
   }
   for (std::thread& t : threads) t.join();
@@ -376,14 +442,14 @@ TEST_P(EndpointStoreConformanceTest, TwoStoresOverOneDatabaseSeeEachOthersChange
   if (!backend_.replica) GTEST_SKIP() << "an in-process store has no replicas";
   std::unique_ptr<EndpointStore> replica = backend_.replica();
 
-  ASSERT_TRUE(store_->Create(Azure("a")).ok());
+  ASSERT_TRUE(store_->Create(Azure("a"), kActor).ok());
   EXPECT_EQ(MustVersion(replica.get()), MustVersion());
   EXPECT_THAT(MustList(replica.get()).endpoints, ElementsAre(Azure("a")));
 
   // Each sees the other's ids as taken, and the other's updates.
-  EXPECT_EQ(replica->Create(OpenAi("a")).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(replica->Create(OpenAi("a"), kActor).code(), absl::StatusCode::kAlreadyExists);
   const int64_t before_update = MustVersion();
-  ASSERT_TRUE(replica->Update(OpenAi("a")).ok());
+  ASSERT_TRUE(replica->Update(OpenAi("a"), kActor).ok());
   EXPECT_GT(MustVersion(), before_update);
   EndpointStore::Listing listing = MustList();
   EXPECT_THAT(listing.endpoints, ElementsAre(OpenAi("a")));
@@ -394,11 +460,168 @@ TEST_P(EndpointStoreConformanceTest, TwoStoresOverOneDatabaseSeeEachOthersChange
   ASSERT_TRUE(replica->PublishBreaker(breaker).ok());
   EXPECT_THAT(MustBreakersSince(t0_), ElementsAre(breaker));
 
-  ASSERT_TRUE(store_->Delete("a").ok());
-  EXPECT_EQ(replica->Update(OpenAi("a")).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store_->Delete("a", kActor).ok());
+  EXPECT_EQ(replica->Update(OpenAi("a"), kActor).code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(replica->PublishBreaker(breaker).code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(MustBreakersSince(absl::InfinitePast(), replica.get()), IsEmpty());
   EXPECT_EQ(MustVersion(replica.get()), MustVersion());
+}
+
+TEST_P(EndpointStoreConformanceTest, EachChangeWritesItsRecordInTheOrderOfTheChanges) {
+  EXPECT_THAT(MustReadOutbox(), IsEmpty());
+  const Endpoint azure = Azure("a");
+  Endpoint apac = OpenAi("a");  // Disabled.
+  apac.residency = Residency::kApac;
+  ASSERT_TRUE(store_->Create(azure, kActor).ok());
+  ASSERT_TRUE(store_->Create(OpenAi("b"), kActor).ok());
+  ASSERT_TRUE(store_->Update(apac, "bob").ok());
+  ASSERT_TRUE(store_->Delete("a", kActor).ok());
+  // Breaker publishes are no change of the registry.
+  ASSERT_TRUE(store_->PublishBreaker({"b", "r1", BreakerState::kOpen, t0_, t0_}).ok());
+
+  const std::vector<ledger::OutboxEntry> entries = MustReadOutbox();
+  EXPECT_THAT(WithoutIds(entries),
+              ElementsAre(Expected("created", azure), Expected("created", OpenAi("b")),
+                          Expected("updated", apac, "bob"), Expected("deleted", azure)));
+  ASSERT_THAT(entries, SizeIs(4));
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (i > 0) {
+      EXPECT_GT(entries[i].sequence, entries[i - 1].sequence);
+    }
+    EXPECT_THAT(entries[i].record.request_id, MatchesRegex("region:endpoint:[0-9a-f]{32}"));
+    EXPECT_EQ(entries[i].attempts, 0);
+    EXPECT_FALSE(entries[i].failed);
+  }
+  // One request id per change, never another for the same record.
+  const std::vector<std::string> ids = RequestIds(entries);
+  EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), ids.size());
+  EXPECT_EQ(MustReadOutbox(), entries);
+}
+
+TEST_P(EndpointStoreConformanceTest, AChangeThatFailsWritesNoRecord) {
+  ASSERT_TRUE(store_->Create(Azure("present"), kActor).ok());
+  const std::vector<ledger::OutboxEntry> before = MustReadOutbox();
+  ASSERT_THAT(before, SizeIs(1));
+
+  EXPECT_EQ(store_->Create(OpenAi("present"), kActor).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->Update(Azure("absent"), kActor).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Delete("absent", kActor).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->PublishBreaker({"absent", "r1", BreakerState::kOpen, t0_, t0_}).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(MustReadOutbox(), before);
+
+  // Deleting what another delete removed already: one record, for the delete that did it.
+  ASSERT_TRUE(store_->Delete("present", kActor).ok());
+  EXPECT_EQ(store_->Delete("present", kActor).code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(WithoutIds(MustReadOutbox()), ElementsAre(Expected("created", Azure("present")),
+                                                        Expected("deleted", Azure("present"))));
+}
+
+TEST_P(EndpointStoreConformanceTest, RecordsWaitInTheOutboxUntilTakenWithTheirRequestIds) {
+  ASSERT_TRUE(store_->Create(Azure("a"), kActor).ok());
+  ASSERT_TRUE(store_->Update(OpenAi("a"), kActor).ok());
+  const std::vector<ledger::OutboxEntry> written = MustReadOutbox();
+  ASSERT_THAT(written, SizeIs(2));
+
+  // Not taken: the first stays, as it was but for the attempt, and nothing overtakes it.
+  std::vector<std::string> handed;
+  absl::StatusOr<ledger::OutboxDrain> drain =
+      store_->outbox().Drain(10, [&](const ledger::OutboxEntry& e) {
+        handed.push_back(e.record.request_id);
+        return Answer(ledger::Delivery::Result::kRetry);
+      });
+  ASSERT_TRUE(drain.ok()) << drain.status();
+  EXPECT_EQ(drain->pending, 2);
+  EXPECT_THAT(handed, ElementsAre(written[0].record.request_id));
+  std::vector<ledger::OutboxEntry> left = MustReadOutbox();
+  EXPECT_EQ(RequestIds(left), RequestIds(written));
+  EXPECT_EQ(WithoutIds(left), WithoutIds(written));
+  ASSERT_THAT(left, SizeIs(2));
+  EXPECT_EQ(left[0].attempts, 1);
+
+  // Taken: gone, in order, under the same request ids.
+  handed.clear();
+  drain = store_->outbox().Drain(10, [&](const ledger::OutboxEntry& e) {
+    handed.push_back(e.record.request_id);
+    return Answer(ledger::Delivery::Result::kRecorded);
+  });
+  ASSERT_TRUE(drain.ok()) << drain.status();
+  EXPECT_EQ(drain->delivered, 2);
+  EXPECT_EQ(handed, RequestIds(written));
+  EXPECT_THAT(MustReadOutbox(), IsEmpty());
+  // The endpoint is as the changes left it.
+  EXPECT_THAT(MustList().endpoints, ElementsAre(OpenAi("a")));
+}
+
+TEST_P(EndpointStoreConformanceTest, ConcurrentChangesEachWriteOneRecordInTheirOrder) {
+  constexpr int kThreads = 8;
+  std::vector<std::thread> threads;
+  std::atomic<int> failed{0}, contended{0};
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      const std::string id = absl::StrCat("ep-", i);
+      if (!store_->Create(Azure(id), absl::StrCat("actor-", i)).ok()) ++failed;
+      if (!store_->Update(OpenAi(id), absl::StrCat("actor-", i)).ok()) ++failed;
+      if (!store_->Delete(id, absl::StrCat("actor-", i)).ok()) ++failed;
+      if (store_->Create(Azure("contended"), absl::StrCat("actor-", i)).ok()) ++contended;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  ASSERT_EQ(failed.load(), 0);
+  ASSERT_EQ(contended.load(), 1);
+
+  const std::vector<ledger::OutboxEntry> entries = MustReadOutbox();
+  ASSERT_THAT(entries, SizeIs(3 * kThreads + 1));
+  // Each endpoint's records in the order of its changes, by the actor who made them.
+  std::map<std::string, std::vector<std::string>> changes;
+  for (const ledger::OutboxEntry& e : entries) {
+    const std::string& id = e.record.metadata.at("endpoint");
+    changes[id].push_back(e.record.metadata.at("change"));
+    if (id != "contended") {
+      EXPECT_EQ(e.record.actor, absl::StrCat("actor-", id.substr(3)));
+    }
+  }
+  for (int i = 0; i < kThreads; ++i) {
+    EXPECT_THAT(changes[absl::StrCat("ep-", i)], ElementsAre("created", "updated", "deleted"));
+  }
+  EXPECT_THAT(changes["contended"], ElementsAre("created"));
+  const std::vector<std::string> ids = RequestIds(entries);
+  EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), ids.size());
+}
+
+TEST_P(EndpointStoreConformanceTest, ReplicasShareOneOutboxInTheOrderOfTheirChanges) {
+  if (!backend_.replica) GTEST_SKIP() << "an in-process store has no replicas";
+  std::unique_ptr<EndpointStore> replica = backend_.replica();
+  ASSERT_TRUE(store_->Create(Azure("a"), kActor).ok());
+  ASSERT_TRUE(replica->Update(OpenAi("a"), "bob").ok());
+  ASSERT_TRUE(store_->Delete("a", kActor).ok());
+  const std::vector<ledger::OutboxEntry> entries = MustReadOutbox();
+  EXPECT_THAT(WithoutIds(entries),
+              ElementsAre(Expected("created", Azure("a")), Expected("updated", OpenAi("a"), "bob"),
+                          Expected("deleted", Azure("a"))));
+  EXPECT_EQ(MustReadOutbox(replica.get()), entries);
+}
+
+// The record goes with its change: when it cannot be written, the change is not made.
+TEST_P(EndpointStoreConformanceTest, AChangeWhoseRecordCannotBeWrittenIsNotMade) {
+  if (!backend_.sql) GTEST_SKIP() << "an in-memory outbox always takes a record";
+  ASSERT_TRUE(store_->Create(Azure("a"), kActor).ok());
+  const int64_t version = MustVersion();
+  const std::vector<ledger::OutboxEntry> before = MustReadOutbox();
+  // The outbox refuses the records of one actor.
+  ASSERT_TRUE(backend_
+                  .sql("ALTER TABLE region.ledger_outbox ADD CONSTRAINT test_refused "
+                       "CHECK (actor <> 'refused')")
+                  .ok());
+  absl::Cleanup restore = [&] {
+    EXPECT_TRUE(backend_.sql("ALTER TABLE region.ledger_outbox DROP CONSTRAINT test_refused").ok());
+  };
+  EXPECT_EQ(store_->Create(Azure("b"), "refused").code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(store_->Update(OpenAi("a"), "refused").code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(store_->Delete("a", "refused").code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(MustList().endpoints, ElementsAre(Azure("a")));
+  EXPECT_EQ(MustVersion(), version);
+  EXPECT_EQ(MustReadOutbox(), before);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -415,9 +638,9 @@ TEST(PostgresEndpointStoreTest, AnUnreachableDatabaseIsUnavailable) {
   const absl::Time t = absl::FromUnixSeconds(1'800'000'000);
   EXPECT_EQ(store.List().status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(store.Version().status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(store.Create(Azure("a")).code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(store.Update(Azure("a")).code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(store.Delete("a").code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store.Create(Azure("a"), kActor).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store.Update(Azure("a"), kActor).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store.Delete("a", kActor).code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(store.PublishBreaker({"a", "r1", BreakerState::kOpen, t, t}).code(),
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(store.BreakersSince(t).status().code(), absl::StatusCode::kUnavailable);

@@ -6,14 +6,19 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/client/channel.h"
 #include "common/clock/clock.h"
 #include "common/config/config.h"
+#include "common/ledger/audit_ledger_client.h"
+#include "common/ledger/outbox.h"
+#include "common/ledger/outbox_relay.h"
 #include "common/log/log.h"
 #include "common/metrics/staleness_gauge.h"
 #include "common/pg/pool.h"
 #include "common/pg/storage_options.h"
 #include "common/server/blocking_pool.h"
 #include "common/server/server_runner.h"
+#include "common/tls/tls_options.h"
 #include "services/region/endpoint_registry.h"
 #include "services/region/memory_endpoint_store.h"
 #include "services/region/postgres_endpoint_store.h"
@@ -66,6 +71,19 @@ int Main(int argc, char** argv) {
   server::BlockingPool blocking(static_cast<int>(config.blocking_threads),
                                 static_cast<int>(config.blocking_queue));
   server::ServerRunner runner(config.server);
+  // The store's outbox holds each endpoint change's ledger record; the relay takes them to
+  // the audit ledger or, without an audit target, to the log. Every replica sharing a
+  // database needs the same audit_target.
+  std::unique_ptr<ledger::LedgerDestination> destination;
+  if (config.audit_target.empty()) {
+    destination = std::make_unique<ledger::LogLedgerDestination>();
+  } else {
+    destination = std::make_unique<ledger::AuditLedgerClient>(
+        client::OpenChannel(config.audit_target, tls::ChannelCredentials(config.server.tls)));
+  }
+  ledger::OutboxRelay relay(&store->outbox(), destination.get(), ledger::OutboxRelayOptions{},
+                            "region", &runner.metrics_registry());
+  relay.Start();
   RegionService service(
       &registry, store.get(), &sync, &blocking, clock,
       config.storage.postgres() ? config.storage.max_staleness : absl::InfiniteDuration(),
@@ -95,6 +113,12 @@ int Main(int argc, char** argv) {
   absl::Status served = runner.RunUntilSignal();
   stop_syncing.Notify();
   syncer.join();
+  // PostgreSQL keeps undelivered records for the next relay; memory loses them with the
+  // process.
+  if (!config.storage.postgres() && !relay.Flush(absl::Seconds(5))) {
+    LogError("the audit service did not take every endpoint change's record before shutdown");
+  }
+  relay.Stop();
   if (!served.ok()) return Fail(served);
   return 0;
 }

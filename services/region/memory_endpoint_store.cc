@@ -1,7 +1,11 @@
 #include "services/region/memory_endpoint_store.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
+#include "common/status/status.h"
 #include "common/text/caller_text.h"
+#include "services/region/endpoint_change.h"
 
 namespace policy::region {
 
@@ -18,17 +22,20 @@ absl::StatusOr<int64_t> MemoryEndpointStore::Version() {
   return version_;
 }
 
-absl::Status MemoryEndpointStore::Create(const Endpoint& endpoint) {
+absl::Status MemoryEndpointStore::Create(const Endpoint& endpoint, const std::string& actor) {
+  ASSIGN_OR_RETURN(ledger::LedgerRecord record, EndpointCreatedRecord(endpoint, actor));
   absl::MutexLock lock(&mu_);
   if (!endpoints_.emplace(endpoint.id, endpoint).second) {
     return absl::AlreadyExistsError(
         absl::StrCat("endpoint ", Quoted(endpoint.id), " exists already"));
   }
   ++version_;
+  outbox_.Add({std::move(record)});
   return absl::OkStatus();
 }
 
-absl::Status MemoryEndpointStore::Update(const Endpoint& endpoint) {
+absl::Status MemoryEndpointStore::Update(const Endpoint& endpoint, const std::string& actor) {
+  ASSIGN_OR_RETURN(ledger::LedgerRecord record, EndpointUpdatedRecord(endpoint, actor));
   absl::MutexLock lock(&mu_);
   auto it = endpoints_.find(endpoint.id);
   if (it == endpoints_.end()) {
@@ -36,10 +43,12 @@ absl::Status MemoryEndpointStore::Update(const Endpoint& endpoint) {
   }
   it->second = endpoint;
   ++version_;
+  outbox_.Add({std::move(record)});
   return absl::OkStatus();
 }
 
-absl::Status MemoryEndpointStore::Delete(const std::string& id) {
+absl::Status MemoryEndpointStore::Delete(const std::string& id, const std::string& actor) {
+  ASSIGN_OR_RETURN(ledger::LedgerRecord record, EndpointDeletedRecord(id, actor));
   absl::MutexLock lock(&mu_);
   if (endpoints_.erase(id) == 0)
     return absl::NotFoundError(absl::StrCat("no endpoint ", Quoted(id)));
@@ -47,6 +56,7 @@ absl::Status MemoryEndpointStore::Delete(const std::string& id) {
     it = it->first.first == id ? breakers_.erase(it) : std::next(it);
   }
   ++version_;
+  outbox_.Add({std::move(record)});
   return absl::OkStatus();
 }
 

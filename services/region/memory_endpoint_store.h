@@ -7,18 +7,21 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "common/ledger/memory_outbox.h"
 #include "services/region/endpoint_store.h"
 
 namespace policy::region {
 
-// The registry in one process's memory: for tests and --store=memory.
+// The registry in one process's memory: for tests and --store=memory. Its outbox lives and
+// dies with it; each change adds its record while it holds the registry's lock.
 class MemoryEndpointStore : public EndpointStore {
  public:
   absl::StatusOr<Listing> List() override;
   absl::StatusOr<int64_t> Version() override;
-  absl::Status Create(const Endpoint& endpoint) override;
-  absl::Status Update(const Endpoint& endpoint) override;
-  absl::Status Delete(const std::string& id) override;
+  absl::Status Create(const Endpoint& endpoint, const std::string& actor) override;
+  absl::Status Update(const Endpoint& endpoint, const std::string& actor) override;
+  absl::Status Delete(const std::string& id, const std::string& actor) override;
+  ledger::Outbox& outbox() override { return outbox_; }
   absl::Status PublishBreaker(const PublishedBreaker& breaker) override;
   absl::StatusOr<std::vector<PublishedBreaker>> BreakersSince(absl::Time since) override;
 
@@ -28,6 +31,8 @@ class MemoryEndpointStore : public EndpointStore {
   int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   // By (endpoint id, replica).
   std::map<std::pair<std::string, std::string>, PublishedBreaker> breakers_ ABSL_GUARDED_BY(mu_);
+  // Written under mu_ (then under its own lock), so records are in the changes' order.
+  ledger::MemoryOutbox outbox_;
 };
 
 }  // namespace policy::region

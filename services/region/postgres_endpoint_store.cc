@@ -7,6 +7,7 @@
 #include "common/pg/values.h"
 #include "common/status/status.h"
 #include "common/text/caller_text.h"
+#include "services/region/endpoint_change.h"
 
 namespace policy::region {
 namespace {
@@ -99,7 +100,8 @@ absl::Status NoEndpoint(absl::string_view id) {
 
 }  // namespace
 
-PostgresEndpointStore::PostgresEndpointStore(pg::Pool* pool) : pool_(pool) {}
+PostgresEndpointStore::PostgresEndpointStore(pg::Pool* pool)
+    : pool_(pool), outbox_(pool, "region.ledger_outbox") {}
 
 absl::Status PostgresEndpointStore::Transact(Snapshot snapshot,
                                              const std::function<absl::Status(pqxx::work&)>& body) {
@@ -143,7 +145,8 @@ absl::StatusOr<int64_t> PostgresEndpointStore::Version() {
   return version;
 }
 
-absl::Status PostgresEndpointStore::Create(const Endpoint& e) {
+absl::Status PostgresEndpointStore::Create(const Endpoint& e, const std::string& actor) {
+  ASSIGN_OR_RETURN(ledger::LedgerRecord record, EndpointCreatedRecord(e, actor));
   return Transact(Snapshot::kPerStatement, [&](pqxx::work& tx) -> absl::Status {
     try {
       tx.exec_params(
@@ -158,11 +161,13 @@ absl::Status PostgresEndpointStore::Create(const Endpoint& e) {
       // status makes Transact roll it back.
       return absl::AlreadyExistsError(absl::StrCat("endpoint ", Quoted(e.id), " exists already"));
     }
+    outbox_.Write(tx, {record});
     return absl::OkStatus();
   });
 }
 
-absl::Status PostgresEndpointStore::Update(const Endpoint& e) {
+absl::Status PostgresEndpointStore::Update(const Endpoint& e, const std::string& actor) {
+  ASSIGN_OR_RETURN(ledger::LedgerRecord record, EndpointUpdatedRecord(e, actor));
   return Transact(Snapshot::kPerStatement, [&](pqxx::work& tx) -> absl::Status {
     pqxx::result rows = tx.exec_params(
         "UPDATE region.endpoints SET region = $2, provider = $3, base_url = $4, "
@@ -174,15 +179,18 @@ absl::Status PostgresEndpointStore::Update(const Endpoint& e) {
         e.capabilities.private_link, e.capabilities.cached, FormatTextArray(e.models), e.priority,
         e.weight, e.enabled);
     if (rows.affected_rows() == 0) return NoEndpoint(e.id);
+    outbox_.Write(tx, {record});
     return absl::OkStatus();
   });
 }
 
-absl::Status PostgresEndpointStore::Delete(const std::string& id) {
+absl::Status PostgresEndpointStore::Delete(const std::string& id, const std::string& actor) {
+  ASSIGN_OR_RETURN(ledger::LedgerRecord record, EndpointDeletedRecord(id, actor));
   return Transact(Snapshot::kPerStatement, [&](pqxx::work& tx) -> absl::Status {
     // The endpoint's breakers go with it (ON DELETE CASCADE).
     pqxx::result rows = tx.exec_params("DELETE FROM region.endpoints WHERE id = $1", id);
     if (rows.affected_rows() == 0) return NoEndpoint(id);
+    outbox_.Write(tx, {record});
     return absl::OkStatus();
   });
 }

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/ledger/postgres_outbox.h"
 #include "common/pg/pool.h"
 #include "services/region/endpoint_store.h"
 
@@ -15,6 +16,11 @@ namespace policy::region {
 //
 // The version is a row that a trigger raises with every change to an endpoint, in the
 // change's transaction; List reads the endpoints and the version from one snapshot.
+//
+// The outbox is the table region.ledger_outbox (migrations/002_ledger_outbox.sql), written in
+// the change's transaction after the change's own statement, by then holding the version
+// row's lock until the commit: records are numbered in the order the changes commit, across
+// every replica.
 //
 // Times (PublishedBreaker::opened_at, published_at) are kept to the microsecond, truncated
 // toward the past (exactly between the years 1685 and 2255: POLICY_PG_TS multiplies in
@@ -37,9 +43,10 @@ class PostgresEndpointStore : public EndpointStore {
 
   absl::StatusOr<Listing> List() override;
   absl::StatusOr<int64_t> Version() override;
-  absl::Status Create(const Endpoint& endpoint) override;
-  absl::Status Update(const Endpoint& endpoint) override;
-  absl::Status Delete(const std::string& id) override;
+  absl::Status Create(const Endpoint& endpoint, const std::string& actor) override;
+  absl::Status Update(const Endpoint& endpoint, const std::string& actor) override;
+  absl::Status Delete(const std::string& id, const std::string& actor) override;
+  ledger::Outbox& outbox() override { return outbox_; }
   absl::Status PublishBreaker(const PublishedBreaker& breaker) override;
   absl::StatusOr<std::vector<PublishedBreaker>> BreakersSince(absl::Time since) override;
 
@@ -52,6 +59,7 @@ class PostgresEndpointStore : public EndpointStore {
   absl::Status Transact(Snapshot snapshot, const std::function<absl::Status(pqxx::work&)>& body);
 
   pg::Pool* const pool_;
+  ledger::PostgresOutbox outbox_;
 };
 
 }  // namespace policy::region

@@ -10,6 +10,9 @@ void RegionConfig::Register(config::Parser& p) {
   p.AddDuration("sync_interval", &sync_interval,
                 "how often the registry and the replicas' breaker states are synchronised");
   p.AddString("replica", &replica, "this replica's name among those sharing the database");
+  p.AddString("audit_target", &audit_target,
+              "audit service (host:port) recording the endpoint registry's changes; empty: log "
+              "them only");
   p.AddInt("consecutive_failures", &consecutive_failures,
            "failures in a row that open an endpoint's breaker");
   p.AddInt("failure_rate_percent", &failure_rate_percent,

@@ -23,6 +23,10 @@ struct RegionConfig {
   absl::Duration sync_interval = absl::Milliseconds(200);
   // This replica's name in the published breaker states; default: host name and pid.
   std::string replica;
+  // The audit service ("host:port") that records the registry's changes in the organisation's
+  // ledger; empty: they are logged instead. Replicas sharing a database must agree: any of
+  // them drains the outbox.
+  std::string audit_target;
   int64_t consecutive_failures = 3;
   int64_t failure_rate_percent = 50;
   int64_t min_window_outcomes = 20;

@@ -8,6 +8,7 @@
 #include "common/proto/well_known.h"
 #include "common/status/grpc_status.h"
 #include "common/text/caller_text.h"
+#include "services/region/endpoint_change.h"
 #include "services/region/proto_convert.h"
 
 namespace policy::region {
@@ -98,8 +99,11 @@ grpc::ServerUnaryReactor* RegionService::CreateEndpoint(grpc::CallbackServerCont
                                                         v1::CreateEndpointResponse* response) {
   absl::StatusOr<Endpoint> endpoint = EndpointFromProto(request->endpoint());
   if (!endpoint.ok()) return server::FinishNow(context, ToGrpc(endpoint.status()));
-  return pool_->Run(context, [this, e = *std::move(endpoint), response] {
-    if (absl::Status s = store_->Create(e); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = ValidateActor(request->actor()); !s.ok()) {
+    return server::FinishNow(context, ToGrpc(s));
+  }
+  return pool_->Run(context, [this, e = *std::move(endpoint), actor = request->actor(), response] {
+    if (absl::Status s = store_->Create(e, actor); !s.ok()) return ToGrpc(s);
     (void)sync_->Reload();  // The other replicas follow within their sync interval.
     ToProto(e, response->mutable_endpoint());
     return grpc::Status::OK;
@@ -111,8 +115,11 @@ grpc::ServerUnaryReactor* RegionService::UpdateEndpoint(grpc::CallbackServerCont
                                                         v1::UpdateEndpointResponse* response) {
   absl::StatusOr<Endpoint> endpoint = EndpointFromProto(request->endpoint());
   if (!endpoint.ok()) return server::FinishNow(context, ToGrpc(endpoint.status()));
-  return pool_->Run(context, [this, e = *std::move(endpoint), response] {
-    if (absl::Status s = store_->Update(e); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = ValidateActor(request->actor()); !s.ok()) {
+    return server::FinishNow(context, ToGrpc(s));
+  }
+  return pool_->Run(context, [this, e = *std::move(endpoint), actor = request->actor(), response] {
+    if (absl::Status s = store_->Update(e, actor); !s.ok()) return ToGrpc(s);
     (void)sync_->Reload();
     ToProto(e, response->mutable_endpoint());
     return grpc::Status::OK;
@@ -128,8 +135,11 @@ grpc::ServerUnaryReactor* RegionService::DeleteEndpoint(grpc::CallbackServerCont
   if (absl::Status s = CheckMaxBytes({{"id", request->id(), kMaxEndpointIdBytes}}); !s.ok()) {
     return server::FinishNow(context, ToGrpc(s));
   }
-  return pool_->Run(context, [this, id = request->id()] {
-    if (absl::Status s = store_->Delete(id); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = ValidateActor(request->actor()); !s.ok()) {
+    return server::FinishNow(context, ToGrpc(s));
+  }
+  return pool_->Run(context, [this, id = request->id(), actor = request->actor()] {
+    if (absl::Status s = store_->Delete(id, actor); !s.ok()) return ToGrpc(s);
     (void)sync_->Reload();
     return grpc::Status::OK;
   });

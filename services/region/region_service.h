@@ -13,7 +13,8 @@ namespace policy::region {
 
 // policy.region.v1.RegionService over gRPC: translation only. Route, ReportOutcome and
 // GetHealthReport answer from memory on gRPC's thread; the registry's administration goes to
-// the store on the blocking pool, then reloads this replica's registry at once.
+// the store on the blocking pool (which writes each change's ledger record with it, by the
+// request's actor), then reloads this replica's registry at once.
 class RegionService final : public v1::RegionService::CallbackService {
  public:
   // Route fails closed (UNAVAILABLE) while the registry was last synchronised more than

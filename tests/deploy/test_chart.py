@@ -53,6 +53,7 @@ CALLS = {
              "region": "region_target", "audit": "audit_target"},
     "authz": {"keys": "keys_address", "audit": "audit_target"},
     "keys": {"audit": "audit_target"},
+    "region": {"audit": "audit_target"},
 }
 # Settings naming files the chart mounts, and the setting given the pod's name.
 FILES = {"authz": {"bootstrap_org_file"}, "pii": {"recognizers_file"}}

@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ORG_FILE = ROOT / "deploy" / "examples" / "org.yaml"
 MODELS = ["gpt-4o", "gpt-4o-mini"]
 SERVICES = ("keys", "authz", "pii", "region", "audit", "edge")
+# Who the ledger records as changing the endpoint registry when the tests call region directly.
+OPERATOR = "e2e-operator"
 TICKET = ("Customer jane.doe@example.com (card 4111 1111 1111 1111) asks why she was charged "
           "twice. Draft a polite answer.")
 
@@ -98,7 +100,9 @@ class Suite:
                               "audit_target": self.p["audit"].address},
                     {"POLICY_AUTHZ_DATABASE_URL": self.url})
         self.start_pii()
-        self._start("region", {"sync_interval": "100ms", "cool_down": "30s"},
+        # So do the endpoint registry's changes.
+        self._start("region", {"sync_interval": "100ms", "cool_down": "30s",
+                               "audit_target": self.p["audit"].address},
                     {"POLICY_REGION_DATABASE_URL": self.url})
         self._start("edge", {"keys_target": self.p["keys"].address,
                              "authz_target": self.p["authz"].address,
@@ -150,7 +154,8 @@ class Suite:
         for e in (endpoint("westeurope", R.RESIDENCY_EU, 1),
                   endpoint("swedencentral", R.RESIDENCY_EU, 2),
                   endpoint("eastus", R.RESIDENCY_US, 1)):
-            region.CreateEndpoint(R.CreateEndpointRequest(endpoint=e), timeout=10)
+            region.CreateEndpoint(R.CreateEndpointRequest(endpoint=e, actor=OPERATOR),
+                                  timeout=10)
 
 
 def endpoint(id_, residency, priority, models=MODELS):

@@ -125,6 +125,17 @@ def recorded(entries, action, **metadata):
             and all(e.get("metadata", {}).get(k) == v for k, v in metadata.items())]
 
 
+def org_ledger_holding(admin_key, action, timeout=15, **metadata):
+    """The organisation's ledger once it holds an entry of `action` with `metadata`: a service
+    that records its changes through an outbox (region) delivers them moments after it
+    answered. Each look is an export, itself recorded (AUDIT_READ)."""
+    def holding():
+        entries = org_ledger(admin_key)
+        return entries if recorded(entries, action, **metadata) else None
+    return pt.wait_until(holding, timeout=timeout, interval=0.2,
+                         message=f"{action} {metadata} in the organisation's ledger")
+
+
 class EdgeProcessTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -217,8 +228,10 @@ class EdgeProcessTest(unittest.TestCase):
         standard = es.endpoint("apac-standard", R.RESIDENCY_APAC, 1)
         standard.capabilities.zero_data_retention = False
         standard.capabilities.private_link = False
-        region.CreateEndpoint(R.CreateEndpointRequest(endpoint=standard), timeout=10)
-        self.addCleanup(region.DeleteEndpoint, R.DeleteEndpointRequest(id="apac-standard"),
+        region.CreateEndpoint(R.CreateEndpointRequest(endpoint=standard, actor=es.OPERATOR),
+                              timeout=10)
+        self.addCleanup(region.DeleteEndpoint, R.DeleteEndpointRequest(id="apac-standard",
+                                                                       actor=es.OPERATOR),
                         timeout=10)
         clean = "Summarise our refund policy in three sentences."
         # support-eu's data policy requires zero data retention, even for internal data.
@@ -596,11 +609,16 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertIn("INVALID_ARGUMENT", bad.stderr)
         self.assertIn("base_url", bad.stderr)
         self.assertEqual(policyctl("endpoints", "delete", "francecentral").returncode, 0)
-        entries = org_ledger(alice)
-        self.assertEqual(len(recorded(entries, "ACTION_ENDPOINT_CHANGED", change="created",
-                                      endpoint="francecentral", residency="RESIDENCY_EU")), 1)
-        self.assertEqual(len(recorded(entries, "ACTION_ENDPOINT_CHANGED", change="deleted",
-                                      endpoint="francecentral")), 1)
+        # Region records its changes through its outbox: they reach the ledger moments later.
+        entries = org_ledger_holding(alice, "ACTION_ENDPOINT_CHANGED", change="deleted",
+                                     endpoint="francecentral")
+        created = recorded(entries, "ACTION_ENDPOINT_CHANGED", change="created",
+                           endpoint="francecentral", residency="RESIDENCY_EU")
+        deleted = recorded(entries, "ACTION_ENDPOINT_CHANGED", change="deleted",
+                           endpoint="francecentral")
+        self.assertEqual(len(created), 1)
+        self.assertEqual(len(deleted), 1)
+        self.assertEqual([created[0]["actor"], deleted[0]["actor"]], ["alice", "alice"])
         self.assertEqual(policyctl("keys", "list", admin=False).returncode, 2)
         self.assertEqual(policyctl("frobnicate").returncode, 2)
         self.assertEqual(policyctl("audit", "verify", "--bogus=1").returncode, 2)

@@ -61,7 +61,7 @@ class PostgresFaultTest(unittest.TestCase):
                       message="SERVING", ignore=(grpc.RpcError,))
         stub = trp.stub(region)
         stub.CreateEndpoint(R.CreateEndpointRequest(endpoint=trp.endpoint(
-            "westeurope-fault", R.RESIDENCY_EU, models=["gpt-4.1"])), timeout=10)
+            "westeurope-fault", R.RESIDENCY_EU, models=["gpt-4.1"]), actor=trp.ACTOR), timeout=10)
 
         def route():
             return stub.Route(R.RouteRequest(residency=R.RESIDENCY_EU,

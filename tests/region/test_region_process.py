@@ -29,6 +29,7 @@ from policy.region.v1 import region_pb2 as R, region_pb2_grpc  # noqa: E402
 C = grpc.StatusCode
 SERVICE = "policy.region.v1.RegionService"
 SYNC = "100ms"
+ACTOR = "region-tests@example.com"  # Who the tests' changes are recorded as.
 
 DB = None
 A = B = None
@@ -92,7 +93,8 @@ class RegionProcessTest(unittest.TestCase):
         self.model = f"gpt-test-{self.u}"  # Each test routes its own model.
 
     def create(self, e, process=None):
-        return stub(process or A).CreateEndpoint(R.CreateEndpointRequest(endpoint=e),
+        return stub(process or A).CreateEndpoint(R.CreateEndpointRequest(endpoint=e,
+                                                                          actor=ACTOR),
                                                  timeout=10)
 
     def route(self, process, residency=R.RESIDENCY_EU, data_class=pii_pb2.DATA_CLASS_PII):
@@ -138,7 +140,7 @@ class RegionProcessTest(unittest.TestCase):
         self.assertEqual(ctx.exception.code(), C.ALREADY_EXISTS)
         with self.assertRaises(grpc.RpcError) as ctx:
             stub(A).UpdateEndpoint(R.UpdateEndpointRequest(
-                endpoint=endpoint(f"missing-{self.u}", R.RESIDENCY_EU)), timeout=5)
+                endpoint=endpoint(f"missing-{self.u}", R.RESIDENCY_EU), actor=ACTOR), timeout=5)
         self.assertEqual(ctx.exception.code(), C.NOT_FOUND)
         for request, field in [
                 (R.RouteRequest(residency=7, model=self.model), "residency"),
@@ -156,12 +158,44 @@ class RegionProcessTest(unittest.TestCase):
                                   timeout=5)
         self.assertEqual(ctx.exception.code(), C.NOT_FOUND)
 
+    def test_every_change_names_its_actor(self):
+        # Each change is recorded in the audit ledger as its actor's: none goes without one.
+        e = endpoint(f"actor-{self.u}", R.RESIDENCY_EU, models=[self.model])
+        calls = [
+            lambda actor: stub(A).CreateEndpoint(R.CreateEndpointRequest(endpoint=e, actor=actor),
+                                                 timeout=5),
+            lambda actor: stub(A).UpdateEndpoint(R.UpdateEndpointRequest(endpoint=e, actor=actor),
+                                                 timeout=5),
+            lambda actor: stub(A).DeleteEndpoint(R.DeleteEndpointRequest(id=e.id, actor=actor),
+                                                 timeout=5),
+        ]
+        for i, call in enumerate(calls):
+            for actor in ("", "x" * 129, "nul\0inside"):
+                with self.subTest(call=i, actor=actor[:8]):
+                    with self.assertRaises(grpc.RpcError) as ctx:
+                        call(actor)
+                    self.assertEqual(ctx.exception.code(), C.INVALID_ARGUMENT)
+                    self.assertTrue(ctx.exception.details().startswith("actor: "),
+                                    ctx.exception.details())
+        self.assertIn("required", pt.call_error(calls[0], "").details())
+        # Nothing was created; with an actor of 128 bytes, each change is made.
+        listed = [x.id for x in stub(A).ListEndpoints(R.ListEndpointsRequest(),
+                                                      timeout=5).endpoints]
+        self.assertNotIn(e.id, listed)
+        for call in calls:
+            call("a" * 128)
+
     def test_huge_values_are_invalid_argument_naming_the_field_not_echoed(self):
         # A reply quoting a 1 MB value would exceed gRPC's metadata limit (RESOURCE_EXHAUSTED).
         huge = "x" * (1 << 20)
         good = endpoint(f"huge-{self.u}", R.RESIDENCY_EU, models=[self.model])
-        calls = [("id", lambda: stub(A).DeleteEndpoint(R.DeleteEndpointRequest(id=huge),
+        calls = [("id", lambda: stub(A).DeleteEndpoint(R.DeleteEndpointRequest(id=huge,
+                                                                               actor=ACTOR),
                                                        timeout=10)),
+                 ("actor", lambda: stub(A).DeleteEndpoint(
+                     R.DeleteEndpointRequest(id=f"huge-{self.u}", actor=huge), timeout=10)),
+                 ("actor", lambda: stub(A).CreateEndpoint(
+                     R.CreateEndpointRequest(endpoint=good, actor=huge), timeout=10)),
                  ("endpoint_id", lambda: stub(A).ReportOutcome(
                      R.ReportOutcomeRequest(endpoint_id=huge), timeout=10)),
                  ("model", lambda: stub(A).Route(R.RouteRequest(model=huge), timeout=10))]
@@ -262,7 +296,8 @@ class RegionProcessTest(unittest.TestCase):
 
     def test_delete_reaches_every_replica(self):
         ids = self.eu_registry()
-        stub(A).DeleteEndpoint(R.DeleteEndpointRequest(id=ids["westeurope"]), timeout=5)
+        stub(A).DeleteEndpoint(R.DeleteEndpointRequest(id=ids["westeurope"], actor=ACTOR),
+                               timeout=5)
         self.assertEqual(self.route(A).endpoint.id, ids["sweden"])
         pt.wait_until(lambda: self.route(B).endpoint.id == ids["sweden"], timeout=5,
                       message="replica B forgets the deleted endpoint")
@@ -276,7 +311,8 @@ class RegionProcessTest(unittest.TestCase):
         # is somebody else's: it must survive, and the others must go when loadgen ends.
         kept = "loadgen-ep-7"
         self.create(endpoint(kept, R.RESIDENCY_EU, models=["gpt-4o"]))
-        self.addCleanup(lambda: stub(A).DeleteEndpoint(R.DeleteEndpointRequest(id=kept),
+        self.addCleanup(lambda: stub(A).DeleteEndpoint(R.DeleteEndpointRequest(id=kept,
+                                                                               actor=ACTOR),
                                                        timeout=5))
         loadgen = pt.BUILD_DIR / "tools" / "loadgen"
         done = pt.run_binary(loadgen, flags={

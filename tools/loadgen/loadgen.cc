@@ -395,6 +395,9 @@ std::vector<Call> AuditAppendCalls(const std::vector<std::shared_ptr<grpc::Chann
 // as it found it.
 using EndpointRegistration = std::shared_ptr<const void>;
 
+// Who the registry's audit ledger records as making loadgen's endpoint changes.
+constexpr char kEndpointActor[] = "loadgen";
+
 // Registers 100 endpoints (loadgen-ep-0..99: 25 per residency, mixed capabilities, three
 // models each; ALREADY_EXISTS is fine) with the region service behind `channel`.
 absl::StatusOr<EndpointRegistration> RegisterEndpoints(
@@ -406,6 +409,7 @@ absl::StatusOr<EndpointRegistration> RegisterEndpoints(
     for (const std::string& id : *created_ids) {
       rv1::DeleteEndpointRequest request;
       request.set_id(id);
+      request.set_actor(kEndpointActor);
       rv1::DeleteEndpointResponse response;
       grpc::ClientContext context;
       context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -419,6 +423,7 @@ absl::StatusOr<EndpointRegistration> RegisterEndpoints(
                                         rv1::RESIDENCY_GLOBAL};
   for (int i = 0; i < 100; ++i) {
     rv1::CreateEndpointRequest create;
+    create.set_actor(kEndpointActor);
     rv1::Endpoint* e = create.mutable_endpoint();
     e->set_id(absl::StrCat("loadgen-ep-", i));
     e->set_region(absl::StrCat("region-", i % 13));

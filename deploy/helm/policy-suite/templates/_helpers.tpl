@@ -26,6 +26,7 @@ pii:
   files: {recognizers_file: {value: recognizers, file: recognizers.yaml}}
 region:
   database: true
+  calls: {audit: audit_target}
   podName: replica
 audit:
   database: true

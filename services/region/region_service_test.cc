@@ -1,0 +1,159 @@
+// The gRPC surface in process: real server and channel on 127.0.0.1, memory store.
+#include "services/region/region_service.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/clock/clock.h"
+#include "common/ledger/outbox.h"
+#include "common/server/server_runner.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "services/region/endpoint_change.h"
+#include "services/region/memory_endpoint_store.h"
+#include "services/region/proto_convert.h"
+
+namespace policy::region {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Pair;
+using ::testing::SizeIs;
+using ::testing::UnorderedElementsAre;
+
+class RegionServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server::ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.metrics_listen = "";
+    runner_ = std::make_unique<server::ServerRunner>(options);
+    service_ = std::make_unique<RegionService>(&registry_, &store_, &sync_, &pool_, &clock_,
+                                               absl::InfiniteDuration(), absl::Seconds(1));
+    runner_->AddService(service_.get(), v1::RegionService::service_full_name());
+    ASSERT_TRUE(runner_->Start().ok());
+    stub_ = v1::RegionService::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(runner_->grpc_port()), grpc::InsecureChannelCredentials()));
+  }
+  void TearDown() override { runner_->Shutdown(); }
+
+  static v1::Endpoint Eu(const std::string& id) {
+    v1::Endpoint e;
+    e.set_id(id);
+    e.set_region("westeurope");
+    e.set_provider(v1::PROVIDER_AZURE);
+    e.set_base_url("https://" + id + ".openai.azure.com");
+    e.set_deployment("gpt-4o");
+    e.set_residency(v1::RESIDENCY_EU);
+    e.add_models("gpt-4o");
+    e.set_enabled(true);
+    return e;
+  }
+
+  grpc::Status Create(const v1::Endpoint& e, const std::string& actor) {
+    v1::CreateEndpointRequest request;
+    *request.mutable_endpoint() = e;
+    request.set_actor(actor);
+    v1::CreateEndpointResponse response;
+    grpc::ClientContext context;
+    return stub_->CreateEndpoint(&context, request, &response);
+  }
+  grpc::Status Update(const v1::Endpoint& e, const std::string& actor) {
+    v1::UpdateEndpointRequest request;
+    *request.mutable_endpoint() = e;
+    request.set_actor(actor);
+    v1::UpdateEndpointResponse response;
+    grpc::ClientContext context;
+    return stub_->UpdateEndpoint(&context, request, &response);
+  }
+  grpc::Status Delete(const std::string& id, const std::string& actor) {
+    v1::DeleteEndpointRequest request;
+    request.set_id(id);
+    request.set_actor(actor);
+    v1::DeleteEndpointResponse response;
+    grpc::ClientContext context;
+    return stub_->DeleteEndpoint(&context, request, &response);
+  }
+  std::vector<ledger::OutboxEntry> Outbox() { return store_.outbox().Read(100).value(); }
+
+  FakeClock clock_;
+  MemoryEndpointStore store_;
+  EndpointRegistry registry_{&clock_, BreakerOptions{}};
+  RegistrySync sync_{&store_, &registry_, "test", &clock_};
+  server::BlockingPool pool_{2, 16};
+  std::unique_ptr<server::ServerRunner> runner_;
+  std::unique_ptr<RegionService> service_;
+  std::unique_ptr<v1::RegionService::Stub> stub_;
+};
+
+TEST_F(RegionServiceTest, AChangeWithoutAValidActorIsInvalidArgumentNamingItAndChangesNothing) {
+  ASSERT_TRUE(Create(Eu("kept"), "alice").ok());
+  const std::vector<ledger::OutboxEntry> before = Outbox();
+  // (Text that is not UTF-8 does not get here: proto3 refuses it in a string field.)
+  for (const std::string& actor :
+       {std::string(), std::string(kMaxActorBytes + 1, 'a'), std::string("a\0b", 3)}) {
+    SCOPED_TRACE(actor.size());
+    for (const grpc::Status& s :
+         {Create(Eu("new"), actor), Update(Eu("kept"), actor), Delete("kept", actor)}) {
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+      EXPECT_THAT(s.error_message(), ::testing::StartsWith("actor: "));
+    }
+  }
+  EXPECT_THAT(Create(Eu("new"), "").error_message(), HasSubstr("required"));
+  EXPECT_EQ(Outbox(), before);
+  const EndpointStore::Listing listing = store_.List().value();
+  std::vector<std::string> ids;
+  for (const Endpoint& e : listing.endpoints) ids.push_back(e.id);
+  EXPECT_THAT(ids, ElementsAre("kept"));
+}
+
+TEST_F(RegionServiceTest, EachChangeIsRecordedAsTheEdgeRecordedItByTheRequestsActor) {
+  v1::Endpoint e = Eu("ep");
+  ASSERT_TRUE(Create(e, "alice").ok());
+  e.set_residency(v1::RESIDENCY_APAC);
+  e.set_region("japaneast");
+  e.set_enabled(false);
+  ASSERT_TRUE(Update(e, "bob").ok());
+  ASSERT_TRUE(Delete("ep", "carol").ok());
+  // A change that fails is not recorded.
+  EXPECT_EQ(Delete("ep", "carol").error_code(), grpc::StatusCode::NOT_FOUND);
+
+  const std::vector<ledger::OutboxEntry> entries = Outbox();
+  ASSERT_THAT(entries, SizeIs(3));
+  EXPECT_EQ(entries[0].record.actor, "alice");
+  EXPECT_EQ(entries[1].record.actor, "bob");
+  EXPECT_EQ(entries[2].record.actor, "carol");
+  for (const ledger::OutboxEntry& entry : entries) {
+    EXPECT_EQ(entry.record.action, "ENDPOINT_CHANGED");
+    EXPECT_EQ(entry.record.project, "");
+    EXPECT_EQ(entry.record.subject, "");
+  }
+  EXPECT_THAT(entries[0].record.metadata,
+              UnorderedElementsAre(Pair("change", "created"), Pair("endpoint", "ep"),
+                                   Pair("region", "westeurope"),
+                                   Pair("residency", v1::Residency_Name(v1::RESIDENCY_EU)),
+                                   Pair("enabled", "true")));
+  EXPECT_THAT(entries[1].record.metadata,
+              UnorderedElementsAre(Pair("change", "updated"), Pair("endpoint", "ep"),
+                                   Pair("region", "japaneast"),
+                                   Pair("residency", v1::Residency_Name(v1::RESIDENCY_APAC)),
+                                   Pair("enabled", "false")));
+  EXPECT_THAT(entries[2].record.metadata,
+              UnorderedElementsAre(Pair("change", "deleted"), Pair("endpoint", "ep")));
+}
+
+TEST(LedgerResidencyNameTest, IsTheProtoValueName) {
+  for (Residency r : {Residency::kEu, Residency::kUs, Residency::kApac, Residency::kGlobal}) {
+    Endpoint e;
+    e.residency = r;
+    v1::Endpoint proto;
+    ToProto(e, &proto);
+    EXPECT_EQ(LedgerResidencyName(r), v1::Residency_Name(proto.residency()));
+  }
+}
+
+}  // namespace
+}  // namespace policy::region
