@@ -38,7 +38,9 @@ std::vector<absl::string_view> Contents(
 class PiiService::DocumentReactor final
     : public grpc::ServerReadReactor<v1::RedactDocumentRequest> {
  public:
-  // Holds one of the service's document slots until done; refuses at once when none is free.
+  // Holds one of the service's document slots until done, and sends the initial metadata
+  // once it holds one (a client that waits for it knows its stream was admitted); refuses at
+  // once when none is free.
   DocumentReactor(PiiService* service, v1::RedactDocumentResponse* response)
       : service_(service), response_(response) {
     const size_t limit = service_->engine_->limits().max_documents;
@@ -47,6 +49,7 @@ class PiiService::DocumentReactor final
           absl::StrCat("already ", limit, " documents in progress; retry later"))));
       return;
     }
+    StartSendInitialMetadata();
     StartRead(&request_);
   }
 

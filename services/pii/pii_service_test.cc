@@ -362,11 +362,14 @@ TEST_F(PiiServiceTest, ADocumentIsCheckedWhole) {
 }
 
 TEST_F(PiiServiceTest, DocumentsHeldAtOnceAreBounded) {
-  // Two open streams (the limit here) hold their slots; a third is refused at once.
+  // Two open streams (the limit here) hold their slots, as their initial metadata says; a
+  // third is refused at once.
   grpc::ClientContext first_context, second_context, third_context;
   v1::RedactDocumentResponse first_response, second_response, third_response;
   auto first = stub_->RedactDocument(&first_context, &first_response);
+  first->WaitForInitialMetadata();
   auto second = stub_->RedactDocument(&second_context, &second_response);
+  second->WaitForInitialMetadata();
   v1::RedactDocumentRequest chunk;
   chunk.set_chunk("call 212-555-0123");
   ASSERT_TRUE(first->Write(chunk));
