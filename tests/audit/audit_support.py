@@ -103,6 +103,17 @@ def start_serving(database_url, keys, name="audit", **flags):
         raise
 
 
+def start_serving_on_a_free_port(database_url, keys, name="audit"):
+    """start_serving on a free port of 127.0.0.1 (its `address`), for a process that must be
+    told audit's address before it starts; a port taken before audit bound it is replaced."""
+    for attempt in range(5):
+        try:
+            return start_serving(database_url, keys, name, listen=f"127.0.0.1:{pt.free_port()}")
+        except AssertionError:
+            if attempt == 4:
+                raise
+
+
 def stub(process_or_channel):
     channel = getattr(process_or_channel, "channel", process_or_channel)
     return audit_pb2_grpc.AuditServiceStub(channel)

@@ -32,32 +32,19 @@ from policy.audit.v1 import audit_pb2 as A  # noqa: E402
 from policy.keys.v1 import keys_pb2 as K  # noqa: E402
 
 PG_URL = DB = AUDIT_KEYS = PEPPER = None
-AUDIT_PORT = None  # Where AUDIT listens; the keys process is started with it.
 AUDIT = KEYS = None
 _stack = None
 
 
-def start_audit():
-    """The audit process, on a port the keys process can be told of before it starts."""
-    global AUDIT_PORT
-    for attempt in range(5):
-        AUDIT_PORT = pt.free_port()
-        try:
-            return aus.start_serving(DB.url, AUDIT_KEYS, "audit",
-                                     listen=f"127.0.0.1:{AUDIT_PORT}")
-        except AssertionError:  # The port was taken before audit bound it: another one.
-            if attempt == 4:
-                raise
-
 
 def start_keys():
     return ks.wait_serving(ks.start_keys(DB.url, PEPPER, "keys",
-                                         audit_target=f"127.0.0.1:{AUDIT_PORT}",
+                                         audit_target=AUDIT.address,
                                          sweep_interval="100ms"))
 
 
 def setUpModule():
-    global PG_URL, DB, AUDIT_KEYS, PEPPER, AUDIT_PORT, AUDIT, KEYS, _stack
+    global PG_URL, DB, AUDIT_KEYS, PEPPER, AUDIT, KEYS, _stack
     PG_URL = pt.require_pg_url()
     pt.service_binary("audit")
     pt.service_binary("keys")
@@ -66,7 +53,7 @@ def setUpModule():
         DB = _stack.enter_context(pt.test_database(PG_URL, "key_events"))
         AUDIT_KEYS = aus.new_keys()
         PEPPER = ks.new_pepper()
-        AUDIT = start_audit()
+        AUDIT = aus.start_serving_on_a_free_port(DB.url, AUDIT_KEYS)
         KEYS = start_keys()
         _stack.callback(lambda: KEYS.cleanup())
         _stack.callback(lambda: AUDIT.cleanup())

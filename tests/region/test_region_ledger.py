@@ -33,28 +33,15 @@ from policy.audit.v1 import audit_pb2 as A  # noqa: E402
 from policy.region.v1 import region_pb2 as R  # noqa: E402
 
 DB = AUDIT_KEYS = None
-AUDIT_PORT = None  # Where AUDIT listens; the region process is started with it.
 AUDIT = REGION = None
 _stack = None
 
-
-def start_audit():
-    """The audit process, on a port the region process can be told of before it starts."""
-    global AUDIT_PORT
-    for attempt in range(5):
-        AUDIT_PORT = pt.free_port()
-        try:
-            return aus.start_serving(DB.url, AUDIT_KEYS, "audit",
-                                     listen=f"127.0.0.1:{AUDIT_PORT}")
-        except AssertionError:  # The port was taken before audit bound it: another one.
-            if attempt == 4:
-                raise
 
 
 def start_region():
     process = pt.ServiceProcess(pt.service_binary("region"), name="region",
                                 flags={"sync_interval": "100ms",
-                                       "audit_target": f"127.0.0.1:{AUDIT_PORT}"},
+                                       "audit_target": AUDIT.address},
                                 env={"POLICY_REGION_DATABASE_URL": DB.url})
     process.start()
     try:
@@ -75,7 +62,7 @@ def setUpModule():
     try:
         DB = _stack.enter_context(pt.test_database(url, "region_ledger"))
         AUDIT_KEYS = aus.new_keys()
-        AUDIT = start_audit()
+        AUDIT = aus.start_serving_on_a_free_port(DB.url, AUDIT_KEYS)
         _stack.callback(lambda: AUDIT.cleanup())
         REGION = start_region()
         _stack.callback(lambda: REGION.cleanup())
