@@ -351,15 +351,8 @@ grpc::ServerUnaryReactor* AdminService::RemoveMember(grpc::CallbackServerContext
         !s.ok()) {
       return s;
     }
-    // 3. The removal's ledger entry. authz recorded the removal with the change, to reach the
-    //    ledger through its outbox; writing the same record here (a duplicate to whichever
-    //    comes second) gives the caller its entry now.
-    const Change change{.action = audit::v1::ACTION_MEMBER_REMOVED,
-                        .subject = request->member_id(),
-                        .metadata = {}};
-    if (Status s = RecordChange(caller, change,
-                                ledger::RemovalRequestId("authz", "member", request->member_id()),
-                                response->mutable_audit_id());
+    // 3. The removal's ledger entry.
+    if (Status s = RemovalEntry(caller, request->member_id(), response->mutable_audit_id());
         !s.ok()) {
       return s;
     }
@@ -387,23 +380,41 @@ Status AdminService::RevokeKeysOf(const Caller& caller, const std::string& membe
   return Status::OK;
 }
 
-Status AdminService::RecordChange(const Caller& caller, const Change& change,
-                                  const std::string& request_id, std::string* audit_id) {
+Status AdminService::RemovalEntry(const Caller& caller, const std::string& member_id,
+                                  std::string* audit_id) {
+  // authz recorded the removal with the change, to reach the ledger through its outbox. This
+  // caller's removal is written here too, the same record under the same request id (a
+  // duplicate to whichever comes second), so that the answer names its entry at once.
+  const std::string request_id = ledger::RemovalRequestId("authz", "member", member_id);
   audit::v1::AppendRequest append;
   audit::v1::EntryInput* entry = append.mutable_entry();  // The organisation's ledger.
-  entry->set_action(change.action);
+  entry->set_action(audit::v1::ACTION_MEMBER_REMOVED);
   entry->set_actor(caller.member);
   entry->set_outcome(audit::v1::OUTCOME_SUCCESS);
-  entry->set_subject(change.subject);
+  entry->set_subject(member_id);
   entry->set_request_id(request_id);
-  entry->mutable_metadata()->insert(change.metadata.begin(), change.metadata.end());
   audit::v1::AppendResponse appended;
   grpc::ClientContext call;
   client::SetDeadline(call, caller.deadline);
-  if (Status s = audit_->Append(&call, append, &appended); !s.ok()) {
+  Status s = audit_->Append(&call, append, &appended);
+  if (s.ok()) {
+    *audit_id = AuditIdOf(appended.entry());
+    return Status::OK;
+  }
+  if (s.error_code() != StatusCode::FAILED_PRECONDITION) {
     return DependencyFailure("audit", s, caller.deadline);
   }
-  if (audit_id != nullptr) *audit_id = AuditIdOf(appended.entry());
+  // Someone else removed the member before (another admin, an organisation file): the entry
+  // is theirs.
+  audit::v1::GetEntryRequest get;
+  get.set_request_id(request_id);
+  audit::v1::GetEntryResponse found;
+  if (Status read = Call("audit", *audit_, &audit::v1::AuditService::Stub::GetEntry, get, &found,
+                         caller.deadline);
+      !read.ok()) {
+    return read;
+  }
+  *audit_id = AuditIdOf(found.entry());
   return Status::OK;
 }
 

@@ -2,7 +2,6 @@
 #define POLICY_SERVICES_EDGE_ADMIN_SERVICE_H_
 
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -24,14 +23,6 @@ namespace policy::edge {
 // downstream call carrying the caller's deadline (at most `max_call_time`).
 class AdminService final : public v1::AdminService::CallbackService {
  public:
-  // An administrative change as the organisation's ledger records it: the caller is the
-  // actor; a person it concerns is the subject (sealed, forgettable); the rest is metadata.
-  struct Change {
-    audit::v1::Action action = audit::v1::ACTION_UNSPECIFIED;
-    std::string subject;
-    std::map<std::string, std::string> metadata;
-  };
-
   AdminService(const DownstreamChannels& channels, server::BlockingPool* pool,
                absl::Duration max_call_time);
 
@@ -186,11 +177,10 @@ class AdminService final : public v1::AdminService::CallbackService {
   // The live service account `owner` names, read as the caller.
   grpc::Status ServiceAccountOf(const Caller& caller, const keys::v1::Principal& owner,
                                 authz::v1::ServiceAccount* account);
-  // Appends `change` to the organisation's ledger, idempotent on `request_id` when not
-  // empty; the entry's id in `audit_id` when not null. A failure is UNAVAILABLE (or
-  // DEADLINE_EXCEEDED) naming audit.
-  grpc::Status RecordChange(const Caller& caller, const Change& change,
-                            const std::string& request_id, std::string* audit_id = nullptr);
+  // The organisation's ledger entry of member `member_id`'s removal, written as the caller's
+  // when authz's record of it has not arrived yet; its id in `audit_id`.
+  grpc::Status RemovalEntry(const Caller& caller, const std::string& member_id,
+                            std::string* audit_id);
   // Revokes every key of removed member `member_id`, idempotent on `request_id`; appends the
   // revoked keys to `revoked`.
   grpc::Status RevokeKeysOf(const Caller& caller, const std::string& member_id,

@@ -389,6 +389,13 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(again.audit_id, removed.audit_id)
         self.assertEqual({k.key_id for k in again.revoked_keys},
                          {k.key.key_id for k in keys})
+        # Another admin removing them again changes nothing and is answered with the removal's
+        # entry, which stays alice's.
+        dan = es.bearer(SUITE.new_admin_key("dan"))
+        by_dan = admin.RemoveMember(es.admin_pb2.RemoveMemberRequest(
+            member_id="erin", request_id=f"dan-{request_id}"), metadata=dan, timeout=10)
+        self.assertEqual(by_dan.audit_id, removed.audit_id)
+        self.assertEqual(list(by_dan.revoked_keys), [])
 
         # Both are in the ledger: the removal in the organisation's, once (authz's record and
         # the edge's are one), each revocation (recorded by keys) in the project's.
