@@ -59,14 +59,18 @@ struct Backend {
   std::function<void(std::vector<LedgerRecord>)> commit;
   // A second outbox on the same records (another replica), when the backend has replicas.
   std::function<std::unique_ptr<Outbox>()> replica;
+  // Runs SQL on the outbox's database, when it has one.
+  std::function<void(const std::string&)> sql;
   std::shared_ptr<void> keep_alive;
 };
 
 Backend MakeMemory() {
   auto outbox = std::make_unique<MemoryOutbox>();
   MemoryOutbox* raw = outbox.get();
-  return Backend{std::move(outbox), [raw](std::vector<LedgerRecord> r) { raw->Add(std::move(r)); },
-                 nullptr, nullptr};
+  Backend b;
+  b.outbox = std::move(outbox);
+  b.commit = [raw](std::vector<LedgerRecord> r) { raw->Add(std::move(r)); };
+  return b;
 }
 
 Backend MakePostgres() {
@@ -89,6 +93,13 @@ Backend MakePostgres() {
   };
   b.replica = [pool] {
     return std::make_unique<PostgresOutbox>(pool.get(), "ledger_test.ledger_outbox");
+  };
+  b.sql = [pool](const std::string& statement) {
+    ASSERT_TRUE(pool->Transact([&](pqxx::work& tx) {
+                      tx.exec(statement);
+                      return absl::OkStatus();
+                    })
+                    .ok());
   };
   b.keep_alive = pool;
   return b;
@@ -158,6 +169,25 @@ TEST_P(OutboxTest, ARefusedRecordStaysMarkedFailedAndIsNotHandedOutAgain) {
   ASSERT_THAT(left, SizeIs(1));
   EXPECT_TRUE(left[0].failed);
   EXPECT_EQ(left[0].last_error, "bad action");
+}
+
+TEST_P(OutboxTest, ADamagedRowIsSetAsideWithoutBlockingTheRest) {
+  if (!backend_.sql) GTEST_SKIP() << "only a database's rows can be damaged";
+  backend_.commit({Record(1)});
+  backend_.sql(
+      "UPDATE ledger_test.ledger_outbox SET metadata = 'no tab in this line' "
+      "WHERE request_id = 'test:1'");
+  backend_.commit({Record(2)});
+  std::vector<std::string> seen;
+  absl::StatusOr<OutboxDrain> drain = backend_.outbox->Drain(10, [&](const OutboxEntry& e) {
+    seen.push_back(e.record.request_id);
+    return Taken();
+  });
+  ASSERT_TRUE(drain.ok()) << drain.status();
+  EXPECT_THAT(seen, ElementsAre("test:2"));
+  EXPECT_EQ(drain->refused, 1);
+  EXPECT_EQ(drain->failed, 1);
+  EXPECT_EQ(drain->pending, 0);
 }
 
 TEST_P(OutboxTest, OneDrainAtATime) {

@@ -56,7 +56,16 @@ absl::StatusOr<OutboxDrain> PostgresOutbox::Drain(int limit, const OutboxHandler
                                                       " WHERE NOT failed ORDER BY seq LIMIT $1"),
                                          limit);
       for (const pqxx::row& row : rows) {
-        ASSIGN_OR_RETURN(OutboxEntry entry, EntryFromRow(row));
+        absl::StatusOr<OutboxEntry> decoded = EntryFromRow(row);
+        if (!decoded.ok()) {  // Damaged (edited by hand): set aside, not blocking the rest.
+          tx.exec_params(absl::StrCat("UPDATE ", table_,
+                                      " SET attempts = attempts + 1, last_error = $2, "
+                                      "failed = true WHERE seq = $1"),
+                         row[0].as<int64_t>(), decoded.status().ToString());
+          ++drain.refused;
+          continue;
+        }
+        const OutboxEntry& entry = *decoded;
         const Delivery delivery = handle(entry);
         switch (delivery.result) {
           case Delivery::Result::kRecorded:

@@ -30,7 +30,8 @@ namespace policy::ledger {
 //
 // A store writes a change's records with Write in the change's own transaction. A drain
 // holds one pooled connection and a transaction-scoped advisory lock named after the table
-// while it hands entries out.
+// while it hands entries out. A row that does not decode (edited by hand) is marked failed
+// with the error, as a refused record is, and the drain goes on.
 class PostgresOutbox : public Outbox {
  public:
   // `table` is schema-qualified ("authz.ledger_outbox"); `pool` must outlive the outbox.

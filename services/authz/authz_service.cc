@@ -329,9 +329,11 @@ grpc::ServerUnaryReactor* AuthzService::RemoveMember(grpc::CallbackServerContext
     return Finish(context, s);
   }
   return pool_->Run(context, [this, context, request, response] {
+    bool removed_now = false;
     absl::StatusOr<Member> member =
-        admin_->RemoveMember(request->actor().member_id(), request->id());
+        admin_->RemoveMember(request->actor().member_id(), request->id(), &removed_now);
     if (!member.ok()) return ToGrpc(member.status());
+    response->set_removed_now(removed_now);
     response->mutable_revoke_keys_of()->set_kind(v1::PRINCIPAL_KIND_MEMBER);
     response->mutable_revoke_keys_of()->set_id(member->id);
     bool listed = false;

@@ -174,7 +174,8 @@ absl::StatusOr<Member> OrgAdmin::SetMemberRoles(absl::string_view actor, absl::s
   return *m.after->FindMember(id);
 }
 
-absl::StatusOr<Member> OrgAdmin::RemoveMember(absl::string_view actor, absl::string_view id) {
+absl::StatusOr<Member> OrgAdmin::RemoveMember(absl::string_view actor, absl::string_view id,
+                                              bool* removed_now) {
   RETURN_IF_ERROR(Authorize(actor, "members.manage"));
   ASSIGN_OR_RETURN(OrgView view, cache_->Current());
   const Member* current = view.state->FindMember(id);
@@ -189,6 +190,7 @@ absl::StatusOr<Member> OrgAdmin::RemoveMember(absl::string_view actor, absl::str
                                     return absl::OkStatus();
                                   },
                                   now, OrgChangeSource{std::string(actor)}));
+  if (removed_now != nullptr) *removed_now = m.after != m.before;
   return *m.after->FindMember(id);
 }
 

@@ -51,8 +51,10 @@ class OrgAdmin {
   absl::StatusOr<Member> AddMember(absl::string_view actor, Member member);
   absl::StatusOr<Member> SetMemberRoles(absl::string_view actor, absl::string_view id,
                                         std::vector<RoleGrant> grants);
-  // The member as removed; FAILED_PRECONDITION for the last owner.
-  absl::StatusOr<Member> RemoveMember(absl::string_view actor, absl::string_view id);
+  // The member as removed; FAILED_PRECONDITION for the last owner. `removed_now`, when not
+  // null, says whether this call removed them (false: they were removed before).
+  absl::StatusOr<Member> RemoveMember(absl::string_view actor, absl::string_view id,
+                                      bool* removed_now = nullptr);
 
   absl::StatusOr<Invitation> CreateInvitation(absl::string_view actor, Invitation invitation,
                                               absl::Duration valid_for);

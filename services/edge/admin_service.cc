@@ -1,5 +1,6 @@
 #include "services/edge/admin_service.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -39,6 +40,10 @@ Status Call(absl::string_view service, Stub& stub,
   client::SetDeadline(call, deadline);
   return Forwarded(service, (stub.*method)(&call, request, response), deadline);
 }
+
+// How long RemoveMember waits for the ledger entry of a removal made before (authz's outbox
+// delivers it, usually within its relay's poll interval).
+constexpr absl::Duration kRemovalEntryWait = absl::Seconds(2);
 
 // An id for request ids derived from names of any length and alphabet.
 std::string IdOf(absl::string_view name) {
@@ -352,7 +357,8 @@ grpc::ServerUnaryReactor* AdminService::RemoveMember(grpc::CallbackServerContext
       return s;
     }
     // 3. The removal's ledger entry.
-    if (Status s = RemovalEntry(caller, request->member_id(), response->mutable_audit_id());
+    if (Status s = RemovalEntry(caller, request->member_id(), removed.removed_now(),
+                                response->mutable_audit_id());
         !s.ok()) {
       return s;
     }
@@ -381,41 +387,50 @@ Status AdminService::RevokeKeysOf(const Caller& caller, const std::string& membe
 }
 
 Status AdminService::RemovalEntry(const Caller& caller, const std::string& member_id,
-                                  std::string* audit_id) {
-  // authz recorded the removal with the change, to reach the ledger through its outbox. This
-  // caller's removal is written here too, the same record under the same request id (a
-  // duplicate to whichever comes second), so that the answer names its entry at once.
+                                  bool removed_now, std::string* audit_id) {
   const std::string request_id = ledger::RemovalRequestId("authz", "member", member_id);
-  audit::v1::AppendRequest append;
-  audit::v1::EntryInput* entry = append.mutable_entry();  // The organisation's ledger.
-  entry->set_action(audit::v1::ACTION_MEMBER_REMOVED);
-  entry->set_actor(caller.member);
-  entry->set_outcome(audit::v1::OUTCOME_SUCCESS);
-  entry->set_subject(member_id);
-  entry->set_request_id(request_id);
-  audit::v1::AppendResponse appended;
-  grpc::ClientContext call;
-  client::SetDeadline(call, caller.deadline);
-  Status s = audit_->Append(&call, append, &appended);
-  if (s.ok()) {
+  if (removed_now) {
+    // authz recorded this caller's removal with the change, to reach the ledger through its
+    // outbox; the same record is written here under the same request id (a duplicate to
+    // whichever comes second), so that the answer names its entry at once.
+    audit::v1::AppendRequest append;
+    audit::v1::EntryInput* entry = append.mutable_entry();  // The organisation's ledger.
+    entry->set_action(audit::v1::ACTION_MEMBER_REMOVED);
+    entry->set_actor(caller.member);
+    entry->set_outcome(audit::v1::OUTCOME_SUCCESS);
+    entry->set_subject(member_id);
+    entry->set_request_id(request_id);
+    audit::v1::AppendResponse appended;
+    grpc::ClientContext call;
+    client::SetDeadline(call, caller.deadline);
+    if (Status s = audit_->Append(&call, append, &appended); !s.ok()) {
+      return DependencyFailure("audit", s, caller.deadline);
+    }
     *audit_id = AuditIdOf(appended.entry());
     return Status::OK;
   }
-  if (s.error_code() != StatusCode::FAILED_PRECONDITION) {
-    return DependencyFailure("audit", s, caller.deadline);
-  }
-  // Someone else removed the member before (another admin, an organisation file): the entry
-  // is theirs.
+  // Removed before (by this caller's earlier attempt, another admin, an organisation file or a
+  // group sync): the entry is authz's record of that removal, which its outbox delivers.
   audit::v1::GetEntryRequest get;
   get.set_request_id(request_id);
-  audit::v1::GetEntryResponse found;
-  if (Status read = Call("audit", *audit_, &audit::v1::AuditService::Stub::GetEntry, get, &found,
-                         caller.deadline);
-      !read.ok()) {
-    return read;
+  const absl::Time give_up = std::min(caller.deadline, absl::Now() + kRemovalEntryWait);
+  for (;;) {
+    audit::v1::GetEntryResponse found;
+    grpc::ClientContext call;
+    client::SetDeadline(call, caller.deadline);
+    const Status s = audit_->GetEntry(&call, get, &found);
+    if (s.ok()) {
+      *audit_id = AuditIdOf(found.entry());
+      return Status::OK;
+    }
+    if (s.error_code() != StatusCode::NOT_FOUND) {
+      return DependencyFailure("audit", s, caller.deadline);
+    }
+    // Not there yet; after the wait, the answer goes without it (a removal made before authz
+    // recorded its changes has no entry at all).
+    if (absl::Now() + absl::Milliseconds(100) >= give_up) return Status::OK;
+    absl::SleepFor(absl::Milliseconds(100));
   }
-  *audit_id = AuditIdOf(found.entry());
-  return Status::OK;
 }
 
 grpc::ServerUnaryReactor* AdminService::PlanOrgFile(grpc::CallbackServerContext* context,

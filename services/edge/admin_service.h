@@ -177,9 +177,10 @@ class AdminService final : public v1::AdminService::CallbackService {
   // The live service account `owner` names, read as the caller.
   grpc::Status ServiceAccountOf(const Caller& caller, const keys::v1::Principal& owner,
                                 authz::v1::ServiceAccount* account);
-  // The organisation's ledger entry of member `member_id`'s removal, written as the caller's
-  // when authz's record of it has not arrived yet; its id in `audit_id`.
-  grpc::Status RemovalEntry(const Caller& caller, const std::string& member_id,
+  // The id of the organisation's ledger entry of member `member_id`'s removal, in
+  // `audit_id`: written as the caller's when this call removed them (`removed_now`), read
+  // otherwise, and left empty when it has not reached the ledger within a short wait.
+  grpc::Status RemovalEntry(const Caller& caller, const std::string& member_id, bool removed_now,
                             std::string* audit_id);
   // Revokes every key of removed member `member_id`, idempotent on `request_id`; appends the
   // revoked keys to `revoked`.
