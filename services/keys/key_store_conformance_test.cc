@@ -590,19 +590,39 @@ TEST(KeysMigrationTest, WaitingEventsMoveToTheLedgerOutboxAsTheirRecords) {
   EXPECT_EQ((*entries)[0].record.metadata.at("at"), "2027-01-15T08:00:00.123456+00:00");
   EXPECT_EQ((*entries)[2].record.metadata.at("at"), "2027-01-15T08:00:00.12+00:00");
 
-  // The old table is gone, and records written now come after the moved ones.
-  ASSERT_TRUE(
-      pool.Transact([&](pqxx::work& tx) {
-            EXPECT_TRUE(
-                tx.exec("SELECT to_regclass('keys.audit_outbox') IS NULL")[0][0].as<bool>());
-            outbox.Write(tx, {LedgerRecordOf(events[0])});
-            return absl::OkStatus();
-          })
-          .ok());
+  // Records written now come after the moved ones, and so do the events a replica of the
+  // previous release still writes to the old table during a rolling upgrade: they move over
+  // in the same transaction, as their records.
+  const KeyEvent late = {KeyEvent::Type::kRevoked,
+                         "key_00000000000000009",
+                         KeyKind::kProject,
+                         alice,
+                         "proj-a",
+                         Environment::kStaging,
+                         t,
+                         "",
+                         "offboarded"};
+  ASSERT_TRUE(pool.Transact([&](pqxx::work& tx) {
+                    outbox.Write(tx, {LedgerRecordOf(events[0])});
+                    tx.exec_params(
+                        "INSERT INTO keys.audit_outbox (event, key_id, kind, owner_type, "
+                        "owner_id, project, environment, at, related_key_id, reason) VALUES "
+                        "($1, $2, $3, $4, $5, $6, $7, " POLICY_PG_TS("$8") ", $9, $10)",
+                        std::string(EventTypeName(late.type)), late.key_id,
+                        std::string(KindName(late.kind)),
+                        std::string(PrincipalTypeName(late.owner.type)), late.owner.id,
+                        late.project, std::string(EnvironmentName(late.environment)),
+                        pg::Micros(late.at), late.related_key_id, late.reason);
+                    EXPECT_EQ(tx.exec("SELECT count(*) FROM keys.audit_outbox")[0][0].as<int>(), 0);
+                    return absl::OkStatus();
+                  })
+                  .ok());
   entries = outbox.Read(100);
   ASSERT_TRUE(entries.ok()) << entries.status();
-  ASSERT_THAT(*entries, SizeIs(events.size() + 1));
-  EXPECT_GT(entries->back().sequence, (*entries)[events.size() - 1].sequence);
+  ASSERT_THAT(*entries, SizeIs(events.size() + 2));
+  EXPECT_GT((*entries)[events.size()].sequence, (*entries)[events.size() - 1].sequence);
+  EXPECT_GT(entries->back().sequence, (*entries)[events.size()].sequence);
+  EXPECT_EQ(entries->back().record, LedgerRecordOf(late));
 }
 
 }  // namespace

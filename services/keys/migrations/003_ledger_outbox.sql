@@ -48,48 +48,70 @@ BEGIN
 END;
 $$;
 
--- The events still waiting, each as the record keys' LedgerRecordOf makes of it (in
--- services/keys/key_events.cc), keeping their sequence numbers, attempts and errors. `at` is
--- absl's RFC3339_full in UTC: seconds with the fraction's trailing zeros trimmed (none when
--- whole), then "+00:00". Metadata lines are sorted by key.
-INSERT INTO ledger_outbox (seq, action, actor, project, environment, subject, request_id,
-                           metadata, created_at, attempts, last_error, failed)
-OVERRIDING SYSTEM VALUE
-SELECT seq,
-       CASE event
-         WHEN 'key_created' THEN 'KEY_CREATED'
-         WHEN 'key_rotated' THEN 'KEY_ROTATED'
-         WHEN 'key_revoked' THEN 'KEY_REVOKED'
-         WHEN 'key_auto_revoked' THEN 'KEY_OVERLAP_ENDED'
-       END,
-       'keys-service',
-       project,
-       CASE WHEN project <> '' THEN environment ELSE '' END,
-       owner_id,
-       'keys:' || event || ':' || key_id,
-       'at' || E'\t' || ledger_outbox_cescape(
-           to_char("at" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-           || CASE WHEN rtrim(to_char("at" AT TIME ZONE 'UTC', 'US'), '0') = '' THEN ''
-                   ELSE '.' || rtrim(to_char("at" AT TIME ZONE 'UTC', 'US'), '0') END
-           || '+00:00') || E'\n'
-       || 'key_id' || E'\t' || ledger_outbox_cescape(key_id) || E'\n'
-       || 'kind' || E'\t' || ledger_outbox_cescape(kind) || E'\n'
-       || 'owner_type' || E'\t' || ledger_outbox_cescape(owner_type) || E'\n'
-       || CASE WHEN reason <> '' THEN 'reason' || E'\t' || ledger_outbox_cescape(reason) || E'\n'
-               ELSE '' END
-       || CASE WHEN related_key_id <> ''
-               THEN 'related_key_id' || E'\t' || ledger_outbox_cescape(related_key_id) || E'\n'
-               ELSE '' END,
-       created_at,
-       attempts,
-       last_error,
-       failed
-FROM audit_outbox
-ORDER BY seq;
+-- An event of keys' typed outbox as the record keys' LedgerRecordOf makes of it (in
+-- services/keys/key_events.cc), written to ledger_outbox with its attempts and error; its
+-- sequence number too when `keep_seq`. `at` is absl's RFC3339_full in UTC: seconds with the
+-- fraction's trailing zeros trimmed (none when whole), then "+00:00". Metadata lines are
+-- sorted by key.
+CREATE FUNCTION ledger_outbox_move(e audit_outbox, keep_seq boolean) RETURNS void
+LANGUAGE sql SET search_path FROM CURRENT AS $$
+  INSERT INTO ledger_outbox (seq, action, actor, project, environment, subject, request_id,
+                             metadata, created_at, attempts, last_error, failed)
+  OVERRIDING SYSTEM VALUE
+  SELECT CASE WHEN keep_seq THEN e.seq
+              ELSE nextval(pg_get_serial_sequence('ledger_outbox', 'seq')) END,
+         CASE e.event
+           WHEN 'key_created' THEN 'KEY_CREATED'
+           WHEN 'key_rotated' THEN 'KEY_ROTATED'
+           WHEN 'key_revoked' THEN 'KEY_REVOKED'
+           WHEN 'key_auto_revoked' THEN 'KEY_OVERLAP_ENDED'
+         END,
+         'keys-service',
+         e.project,
+         CASE WHEN e.project <> '' THEN e.environment ELSE '' END,
+         e.owner_id,
+         'keys:' || e.event || ':' || e.key_id,
+         'at' || E'\t' || ledger_outbox_cescape(
+             to_char(e."at" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+             || CASE WHEN rtrim(to_char(e."at" AT TIME ZONE 'UTC', 'US'), '0') = '' THEN ''
+                     ELSE '.' || rtrim(to_char(e."at" AT TIME ZONE 'UTC', 'US'), '0') END
+             || '+00:00') || E'\n'
+         || 'key_id' || E'\t' || ledger_outbox_cescape(e.key_id) || E'\n'
+         || 'kind' || E'\t' || ledger_outbox_cescape(e.kind) || E'\n'
+         || 'owner_type' || E'\t' || ledger_outbox_cescape(e.owner_type) || E'\n'
+         || CASE WHEN e.reason <> ''
+                 THEN 'reason' || E'\t' || ledger_outbox_cescape(e.reason) || E'\n'
+                 ELSE '' END
+         || CASE WHEN e.related_key_id <> ''
+                 THEN 'related_key_id' || E'\t' || ledger_outbox_cescape(e.related_key_id)
+                      || E'\n'
+                 ELSE '' END,
+         e.created_at,
+         e.attempts,
+         e.last_error,
+         e.failed;
+$$;
 
--- New records are numbered after the copied ones.
+-- The events still waiting move over, keeping their sequence numbers; no replica of the
+-- previous release writes one meanwhile (the lock), so none is left behind.
+LOCK TABLE audit_outbox IN EXCLUSIVE MODE;
+SELECT ledger_outbox_move(e, true) FROM audit_outbox e ORDER BY e.seq;
+DELETE FROM audit_outbox;
+
+-- New records are numbered after the moved ones.
 SELECT setval(pg_get_serial_sequence('ledger_outbox', 'seq'),
               COALESCE((SELECT max(seq) FROM ledger_outbox), 0) + 1, false);
 
-DROP FUNCTION ledger_outbox_cescape(text);
-DROP TABLE audit_outbox;
+-- Replicas of the previous release keep working during a rolling upgrade: what they write to
+-- audit_outbox, in their change's transaction, moves to ledger_outbox in that transaction.
+-- A later release drops the trigger, the functions and the table.
+CREATE FUNCTION ledger_outbox_move_new() RETURNS trigger
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+  PERFORM ledger_outbox_move(NEW, false);
+  DELETE FROM audit_outbox WHERE seq = NEW.seq;
+  RETURN NULL;
+END;
+$$;
+CREATE TRIGGER audit_outbox_moves_to_ledger_outbox AFTER INSERT ON audit_outbox
+  FOR EACH ROW EXECUTE FUNCTION ledger_outbox_move_new();
