@@ -144,8 +144,10 @@ TEST_F(OrgAdminTest, TheLastOwnerCannotRemoveItself) {
 
 TEST_F(OrgAdminTest, ARemovedMemberIsDeniedAtOnceAndForGood) {
   ASSERT_TRUE(Allowed("mia", "support", "chat.completions"));
-  absl::StatusOr<Member> removed = admin().RemoveMember("adam", "mia");
+  bool removed_now = false;
+  absl::StatusOr<Member> removed = admin().RemoveMember("adam", "mia", &removed_now);
   ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_TRUE(removed_now);
   EXPECT_EQ(removed->removed_at, clock_.Now());
   EXPECT_FALSE(Allowed("mia", "support", "chat.completions"));
   // Removal is final: no roles for the id again.
@@ -156,8 +158,9 @@ TEST_F(OrgAdminTest, ARemovedMemberIsDeniedAtOnceAndForGood) {
             absl::StatusCode::kFailedPrecondition);
   // Removing again changes nothing and keeps the first time.
   clock_.Advance(absl::Minutes(1));
-  absl::StatusOr<Member> again = admin().RemoveMember("adam", "mia");
+  absl::StatusOr<Member> again = admin().RemoveMember("adam", "mia", &removed_now);
   ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(removed_now);
   EXPECT_EQ(again->removed_at, removed->removed_at);
 }
 
