@@ -527,6 +527,18 @@ INSTANTIATE_TEST_SUITE_P(
 // Migration 003 moves keys' own outbox (audit_outbox, one typed row per event) into the
 // shared ledger_outbox: each event still waiting comes out as the record LedgerRecordOf makes
 // of it, in the same order, with its attempts, error and failed mark.
+// Writes `e` to keys.audit_outbox as the store wrote events before migration 003 (and as a
+// replica of that release still does during an upgrade).
+void InsertPreMigrationEvent(pqxx::work& tx, const KeyEvent& e) {
+  tx.exec_params(
+      "INSERT INTO keys.audit_outbox (event, key_id, kind, owner_type, owner_id, project, "
+      "environment, at, related_key_id, reason) VALUES "
+      "($1, $2, $3, $4, $5, $6, $7, " POLICY_PG_TS("$8") ", $9, $10)",
+      std::string(EventTypeName(e.type)), e.key_id, std::string(KindName(e.kind)),
+      std::string(PrincipalTypeName(e.owner.type)), e.owner.id, e.project,
+      std::string(EnvironmentName(e.environment)), pg::Micros(e.at), e.related_key_id, e.reason);
+}
+
 TEST(KeysMigrationTest, WaitingEventsMoveToTheLedgerOutboxAsTheirRecords) {
   const pg::TestDatabase* db = pg::TestDatabase::Get();
   if (db == nullptr) GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
@@ -554,17 +566,7 @@ TEST(KeysMigrationTest, WaitingEventsMoveToTheLedgerOutboxAsTheirRecords) {
   pg::Pool pool(pg::PoolOptions{.url = url, .size = 2});
   ASSERT_TRUE(pool.Transact([&](pqxx::work& tx) {
                     // As the store wrote them before migration 003.
-                    for (const KeyEvent& e : events) {
-                      tx.exec_params(
-                          "INSERT INTO keys.audit_outbox (event, key_id, kind, owner_type, "
-                          "owner_id, project, environment, at, related_key_id, reason) VALUES "
-                          "($1, $2, $3, $4, $5, $6, $7, " POLICY_PG_TS("$8") ", $9, $10)",
-                          std::string(EventTypeName(e.type)), e.key_id,
-                          std::string(KindName(e.kind)),
-                          std::string(PrincipalTypeName(e.owner.type)), e.owner.id, e.project,
-                          std::string(EnvironmentName(e.environment)), pg::Micros(e.at),
-                          e.related_key_id, e.reason);
-                    }
+                    for (const KeyEvent& e : events) InsertPreMigrationEvent(tx, e);
                     tx.exec(
                         "UPDATE keys.audit_outbox SET attempts = 3, last_error = 'audit down' "
                         "WHERE event = 'key_created'");
@@ -604,15 +606,7 @@ TEST(KeysMigrationTest, WaitingEventsMoveToTheLedgerOutboxAsTheirRecords) {
                          "offboarded"};
   ASSERT_TRUE(pool.Transact([&](pqxx::work& tx) {
                     outbox.Write(tx, {LedgerRecordOf(events[0])});
-                    tx.exec_params(
-                        "INSERT INTO keys.audit_outbox (event, key_id, kind, owner_type, "
-                        "owner_id, project, environment, at, related_key_id, reason) VALUES "
-                        "($1, $2, $3, $4, $5, $6, $7, " POLICY_PG_TS("$8") ", $9, $10)",
-                        std::string(EventTypeName(late.type)), late.key_id,
-                        std::string(KindName(late.kind)),
-                        std::string(PrincipalTypeName(late.owner.type)), late.owner.id,
-                        late.project, std::string(EnvironmentName(late.environment)),
-                        pg::Micros(late.at), late.related_key_id, late.reason);
+                    InsertPreMigrationEvent(tx, late);
                     EXPECT_EQ(tx.exec("SELECT count(*) FROM keys.audit_outbox")[0][0].as<int>(), 0);
                     return absl::OkStatus();
                   })
