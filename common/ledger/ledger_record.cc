@@ -16,10 +16,13 @@ absl::StatusOr<std::string> NewRequestId(absl::string_view prefix) {
   return absl::StrCat(prefix, absl::BytesToHexString(*random));
 }
 
+std::string ShortDigest(absl::string_view text) {
+  return absl::BytesToHexString(crypto::Sha256(text)).substr(0, 32);
+}
+
 std::string RemovalRequestId(absl::string_view service, absl::string_view kind,
                              absl::string_view id) {
-  return absl::StrCat(service, ":", kind,
-                      "-removed:", absl::BytesToHexString(crypto::Sha256(id)).substr(0, 32));
+  return absl::StrCat(service, ":", kind, "-removed:", ShortDigest(id));
 }
 
 std::string EncodeMetadata(const std::map<std::string, std::string>& metadata) {

@@ -24,12 +24,16 @@ struct LedgerRecord {
   bool operator==(const LedgerRecord&) const = default;
 };
 
+// The first 32 hex digits of the SHA-256 of `text`: how records and request ids name what must
+// not appear as it is (an invitation's id accepts it) or has any length and alphabet.
+std::string ShortDigest(absl::string_view text);
+
 // A fresh request id for a record: `prefix` and 128 random bits in hex. A store draws it
 // when it writes the record, so the id stays the record's however often it is delivered.
 absl::StatusOr<std::string> NewRequestId(absl::string_view prefix);
 
-// The request id of the record of an entity's removal, "<service>:<kind>-removed:<digest>"
-// (the first 32 hex digits of the SHA-256 of `id`). Removal is final for an id, so the id
+// The request id of the record of an entity's removal, "<service>:<kind>-removed:" and the
+// ShortDigest of `id`. Removal is final for an id, so the id
 // names one change forever, and a caller that orchestrates a removal across services can
 // write the same record itself, to learn its ledger entry at once.
 std::string RemovalRequestId(absl::string_view service, absl::string_view kind,

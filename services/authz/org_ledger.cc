@@ -4,10 +4,8 @@
 #include <map>
 #include <utility>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/crypto/crypto.h"
 #include "common/status/status.h"
 
 namespace policy::authz {
@@ -15,20 +13,26 @@ namespace {
 
 using ledger::LedgerRecord;
 
-std::string Digest(absl::string_view text) {
-  return absl::BytesToHexString(crypto::Sha256(text)).substr(0, 32);
+// What Diff says of `field` in `change`: its value before and after ("" for none).
+const FieldChange* FieldOf(const EntityChange& change, absl::string_view field) {
+  for (const FieldChange& f : change.fields) {
+    if (f.field == field) return &f;
+  }
+  return nullptr;
 }
 
-bool IsRemoved(const std::optional<absl::Time>& removed_at) { return removed_at.has_value(); }
+// Whether `change` sets `field`, unset before, to a value (a removal's time, for one).
+bool Sets(const EntityChange& change, absl::string_view field) {
+  const FieldChange* f = FieldOf(change, field);
+  return f != nullptr && f->before.empty() && !f->after.empty();
+}
 
-// The names of `fields` whose values differ, comma-separated, for *_CHANGED records: which
-// fields changed, never their values (they may hold personal data).
-std::string ChangedFields(std::initializer_list<std::pair<absl::string_view, bool>> fields) {
-  std::vector<absl::string_view> names;
-  for (const auto& [name, changed] : fields) {
-    if (changed) names.push_back(name);
-  }
-  return absl::StrJoin(names, ",");
+// The names of the fields an update changed, comma-separated, for *_CHANGED records: which
+// fields changed (as the organisation file's plan names them), never their values, which may
+// hold personal data.
+std::string ChangedFields(const EntityChange& change) {
+  return absl::StrJoin(change.fields, ",",
+                       [](std::string* out, const FieldChange& f) { out->append(f.field); });
 }
 
 class Recorder {
@@ -62,117 +66,76 @@ class Recorder {
   std::vector<LedgerRecord> records_;
 };
 
-void RecordProjects(const OrgState& before, const OrgState& after, Recorder& out) {
-  for (const Project& p : after.projects) {
-    const Project* old = before.FindProject(p.id);
-    if (old != nullptr && *old == p) continue;
-    std::map<std::string, std::string> metadata = {
-        {"project", p.id}, {"environment", std::string(EnvironmentName(p.environment))}};
-    if (old == nullptr) {
-      out.Add("PROJECT_CREATED", "", std::move(metadata));
-    } else if (p.archived && !old->archived) {
-      out.Add("PROJECT_DELETED", "", std::move(metadata));
-    } else {
-      metadata["fields"] =
-          ChangedFields({{"name", old->name != p.name},
-                         {"environment", old->environment != p.environment},
-                         {"archived", old->archived != p.archived},
-                         {"data_policy", !(old->data_policy == p.data_policy)},
-                         {"allowed_models", old->allowed_models != p.allowed_models},
-                         {"rpm_limit", old->rpm_limit != p.rpm_limit},
-                         {"tpm_limit", old->tpm_limit != p.tpm_limit},
-                         {"member_rpm_limit", old->member_rpm_limit != p.member_rpm_limit},
-                         {"member_tpm_limit", old->member_tpm_limit != p.member_tpm_limit}});
-      out.Add("PROJECT_CHANGED", "", std::move(metadata));
-    }
+void RecordProject(const EntityChange& c, const Project& p, Recorder& out) {
+  std::map<std::string, std::string> metadata = {
+      {"project", p.id}, {"environment", std::string(EnvironmentName(p.environment))}};
+  if (c.op == EntityChange::Op::kCreate) {
+    out.Add("PROJECT_CREATED", "", std::move(metadata));
+  } else if (const FieldChange* archived = FieldOf(c, "archived");
+             archived != nullptr && archived->after == "true") {
+    out.Add("PROJECT_DELETED", "", std::move(metadata));
+  } else {
+    metadata["fields"] = ChangedFields(c);
+    out.Add("PROJECT_CHANGED", "", std::move(metadata));
   }
 }
 
-void RecordMembers(const OrgState& before, const OrgState& after, Recorder& out) {
-  for (const Member& m : after.members) {
-    const Member* old = before.FindMember(m.id);
-    if (old != nullptr && *old == m) continue;
-    if (old == nullptr) {
-      out.Add("MEMBER_ADDED", m.id, {{"roles", GrantsText(m.grants)}});
-    } else if (IsRemoved(m.removed_at) && !IsRemoved(old->removed_at)) {
-      out.Add("MEMBER_REMOVED", m.id, {}, ledger::RemovalRequestId("authz", "member", m.id));
-    } else {
-      out.Add("MEMBER_ROLE_CHANGED", m.id,
-              {{"roles", GrantsText(m.grants)},
-               {"fields",
-                ChangedFields({{"email", old->email != m.email},
-                               {"grants", old->grants != m.grants},
-                               {"provisioned_by", old->provisioned_by != m.provisioned_by}})}});
-    }
+void RecordMember(const EntityChange& c, const Member& m, Recorder& out) {
+  if (c.op == EntityChange::Op::kCreate) {
+    out.Add("MEMBER_ADDED", m.id, {{"roles", GrantsText(m.grants)}});
+  } else if (Sets(c, "removed_at")) {
+    out.Add("MEMBER_REMOVED", m.id, {}, ledger::RemovalRequestId("authz", "member", m.id));
+  } else {
+    out.Add("MEMBER_ROLE_CHANGED", m.id,
+            {{"roles", GrantsText(m.grants)}, {"fields", ChangedFields(c)}});
   }
 }
 
-void RecordServiceAccounts(const OrgState& before, const OrgState& after, Recorder& out) {
-  for (const ServiceAccount& a : after.service_accounts) {
-    const ServiceAccount* old = before.FindServiceAccount(a.id);
-    if (old != nullptr && *old == a) continue;
-    std::map<std::string, std::string> metadata = {{"service_account", a.id},
-                                                   {"project", a.project}};
-    if (old == nullptr) {
-      out.Add("SERVICE_ACCOUNT_CREATED", "", std::move(metadata));
-    } else if (IsRemoved(a.removed_at) && !IsRemoved(old->removed_at)) {
-      out.Add("SERVICE_ACCOUNT_REMOVED", "", std::move(metadata),
-              ledger::RemovalRequestId("authz", "service-account", a.id));
-    } else {
-      metadata["fields"] =
-          ChangedFields({{"permissions", old->permissions != a.permissions},
-                         {"ip_allowlist", !(old->ip_allowlist == a.ip_allowlist)},
-                         {"rpm_limit", old->rpm_limit != a.rpm_limit},
-                         {"tpm_limit", old->tpm_limit != a.tpm_limit},
-                         {"max_key_lifetime", old->max_key_lifetime != a.max_key_lifetime}});
-      out.Add("SERVICE_ACCOUNT_CHANGED", "", std::move(metadata));
-    }
+void RecordServiceAccount(const EntityChange& c, const ServiceAccount& a, Recorder& out) {
+  std::map<std::string, std::string> metadata = {{"service_account", a.id}, {"project", a.project}};
+  if (c.op == EntityChange::Op::kCreate) {
+    out.Add("SERVICE_ACCOUNT_CREATED", "", std::move(metadata));
+  } else if (Sets(c, "removed_at")) {
+    out.Add("SERVICE_ACCOUNT_REMOVED", "", std::move(metadata),
+            ledger::RemovalRequestId("authz", "service-account", a.id));
+  } else {
+    metadata["fields"] = ChangedFields(c);
+    out.Add("SERVICE_ACCOUNT_CHANGED", "", std::move(metadata));
   }
 }
 
-void RecordInvitations(const OrgState& before, const OrgState& after, Recorder& out) {
-  for (const Invitation& i : after.invitations) {
-    const Invitation* old = before.FindInvitation(i.id);
-    if (old != nullptr && *old == i) continue;
-    std::map<std::string, std::string> metadata = {{"invitation", InvitationRef(i.id)}};
-    if (old == nullptr) {
-      metadata["change"] = "created";
-      metadata["role"] = std::string(RoleName(i.role));
-    } else if (i.state != old->state) {
-      metadata["change"] = std::string(InvitationStateName(i.state));
-    } else {
-      metadata["change"] = "updated";
-    }
-    out.Add("INVITATION_CHANGED", i.email, std::move(metadata));
+void RecordInvitation(const EntityChange& c, const Invitation& i, Recorder& out) {
+  std::map<std::string, std::string> metadata = {{"invitation", InvitationRef(i.id)}};
+  if (c.op == EntityChange::Op::kCreate) {
+    metadata["change"] = "created";
+    metadata["role"] = std::string(RoleName(i.role));
+  } else if (c.op == EntityChange::Op::kDelete) {
+    metadata["change"] = "deleted";
+  } else if (const FieldChange* state = FieldOf(c, "state"); state != nullptr) {
+    metadata["change"] = state->after;  // "revoked", "accepted", ...
+  } else {
+    metadata["change"] = "updated";
   }
-  for (const Invitation& i : before.invitations) {
-    if (after.FindInvitation(i.id) != nullptr) continue;
-    out.Add("INVITATION_CHANGED", i.email,
-            {{"invitation", InvitationRef(i.id)}, {"change", "deleted"}});
-  }
+  out.Add("INVITATION_CHANGED", i.email, std::move(metadata));
 }
 
-void RecordGroups(const OrgState& before, const OrgState& after, Recorder& out) {
-  std::map<std::string, std::pair<const IdpGroup*, const IdpGroup*>> groups;
-  for (const IdpGroup& g : before.idp_groups) groups[g.name].first = &g;
-  for (const IdpGroup& g : after.idp_groups) groups[g.name].second = &g;
-  for (const auto& [name, pair] : groups) {
-    const auto& [old, now] = pair;
-    if (old != nullptr && now != nullptr && *old == *now) continue;
-    const char* change = old == nullptr ? "created" : now == nullptr ? "deleted" : "updated";
-    std::map<std::string, std::string> metadata = {{"group", name}, {"change", change}};
-    if (now != nullptr) {
-      metadata["roles"] = GrantsText(now->grants);
-      metadata["members"] = absl::StrCat(now->members.size());
-    }
-    out.Add("IDP_GROUP_CHANGED", "", std::move(metadata));
+void RecordGroup(const EntityChange& c, const IdpGroup* g, Recorder& out) {
+  std::map<std::string, std::string> metadata = {
+      {"group", c.id},
+      {"change", c.op == EntityChange::Op::kCreate   ? "created"
+                 : c.op == EntityChange::Op::kDelete ? "deleted"
+                                                     : "updated"}};
+  if (g != nullptr) {
+    metadata["roles"] = GrantsText(g->grants);
+    metadata["members"] = absl::StrCat(g->members.size());
   }
+  out.Add("IDP_GROUP_CHANGED", "", std::move(metadata));
 }
 
 }  // namespace
 
 std::string InvitationRef(absl::string_view invitation_id) {
-  return absl::StrCat("sha256:", Digest(invitation_id));
+  return absl::StrCat("sha256:", ledger::ShortDigest(invitation_id));
 }
 
 std::string GrantsText(const std::vector<RoleGrant>& grants) {
@@ -197,11 +160,22 @@ absl::StatusOr<std::vector<LedgerRecord>> LedgerRecordsOf(const OrgChangeSource&
                                                           const OrgState& before,
                                                           const OrgState& after) {
   Recorder out(source);
-  RecordProjects(before, after, out);
-  RecordMembers(before, after, out);
-  RecordServiceAccounts(before, after, out);
-  RecordInvitations(before, after, out);
-  RecordGroups(before, after, out);
+  // A record describes the entity as the change left it, or as it was when deleted (only
+  // invitations and groups are ever deleted).
+  for (const EntityChange& c : Diff(before, after)) {
+    const OrgState& state = c.op == EntityChange::Op::kDelete ? before : after;
+    if (c.kind == "project") {
+      RecordProject(c, *state.FindProject(c.id), out);
+    } else if (c.kind == "member") {
+      RecordMember(c, *state.FindMember(c.id), out);
+    } else if (c.kind == "service_account") {
+      RecordServiceAccount(c, *state.FindServiceAccount(c.id), out);
+    } else if (c.kind == "invitation") {
+      RecordInvitation(c, *state.FindInvitation(c.id), out);
+    } else if (c.kind == "idp_group") {
+      RecordGroup(c, c.op == EntityChange::Op::kDelete ? nullptr : after.FindIdpGroup(c.id), out);
+    }
+  }
   if (source.org_file && out.size() > 0) {
     const size_t changes = out.size();
     out.Add("ORG_FILE_APPLIED", "",

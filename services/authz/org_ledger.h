@@ -32,7 +32,7 @@ absl::StatusOr<std::vector<ledger::LedgerRecord>> LedgerRecordsOf(const OrgChang
                                                                   const OrgState& before,
                                                                   const OrgState& after);
 
-// "sha256:" and the first 32 hex digits of the SHA-256 of `invitation_id`.
+// "sha256:" and the ledger::ShortDigest of `invitation_id`.
 std::string InvitationRef(absl::string_view invitation_id);
 
 // A member's grants as the ledger names them: "owner", "member@support-eu", comma-separated;

@@ -187,6 +187,9 @@ const ServiceAccount* OrgState::FindServiceAccount(absl::string_view id) const {
 const Invitation* OrgState::FindInvitation(absl::string_view id) const {
   return FindIn(invitations, id);
 }
+const IdpGroup* OrgState::FindIdpGroup(absl::string_view name) const {
+  return FindIn(idp_groups, name);
+}
 
 Member* OrgState::FindActiveMemberByEmail(absl::string_view email) {
   for (Member& m : members) {

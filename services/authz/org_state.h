@@ -37,6 +37,7 @@ struct OrgState {
   const Member* FindMember(absl::string_view id) const;
   const ServiceAccount* FindServiceAccount(absl::string_view id) const;
   const Invitation* FindInvitation(absl::string_view id) const;
+  const IdpGroup* FindIdpGroup(absl::string_view name) const;
 
   // Restores the canonical order after entries were appended: lists by id, and set-like
   // fields (models, grants, permissions, group members) sorted, so that equal organisations

@@ -4,11 +4,9 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/client/channel.h"
-#include "common/crypto/crypto.h"
 #include "common/ledger/ledger_record.h"
 #include "common/proto/well_known.h"
 #include "services/edge/conventions.h"
@@ -45,11 +43,6 @@ Status Call(absl::string_view service, Stub& stub,
 // delivers it, usually within its relay's poll interval).
 constexpr absl::Duration kRemovalEntryWait = absl::Seconds(2);
 
-// An id for request ids derived from names of any length and alphabet.
-std::string IdOf(absl::string_view name) {
-  return absl::BytesToHexString(crypto::Sha256(name)).substr(0, 32);
-}
-
 // A request that hands out a secret or changes several services must be safe to retry.
 Status RequireRequestId(const std::string& request_id) {
   if (request_id.empty()) {
@@ -65,7 +58,8 @@ Status RequireRequestId(const std::string& request_id) {
 // own, so that a retry returns the secret to the caller who asked and to no one else.
 std::string CallerRequestId(const std::string& member, const std::string& request_id) {
   if (request_id.empty()) return request_id;
-  return absl::StrCat("admin:", IdOf(absl::StrCat(member.size(), ":", member, request_id)));
+  return absl::StrCat("admin:",
+                      ledger::ShortDigest(absl::StrCat(member.size(), ":", member, request_id)));
 }
 
 // A project or service-account key lives in its holder's environment (`environment`, a
@@ -466,7 +460,7 @@ grpc::ServerUnaryReactor* AdminService::ApplyOrgFile(grpc::CallbackServerContext
     // and each change it made.
     for (const authz::v1::EntityChange& change : applied.changes()) {
       if (!RemovesMember(change)) continue;
-      const std::string id = absl::StrCat("org-remove-member:", IdOf(change.id()));
+      const std::string id = absl::StrCat("org-remove-member:", ledger::ShortDigest(change.id()));
       if (Status s = RevokeKeysOf(caller, change.id(), id, response->mutable_revoked_keys());
           !s.ok()) {
         return s;
@@ -592,7 +586,7 @@ grpc::ServerUnaryReactor* AdminService::RemoveServiceAccount(
     }
     // Every key it holds (authz records the removal, keys each revocation); the request id
     // is the account's, so a retry repeats nothing.
-    const std::string request_id = absl::StrCat("remove-sa:", IdOf(request->id()));
+    const std::string request_id = absl::StrCat("remove-sa:", ledger::ShortDigest(request->id()));
     keys::v1::RevokePrincipalKeysRequest revoke;
     revoke.set_request_id(request_id);
     revoke.mutable_owner()->set_type(keys::v1::PRINCIPAL_TYPE_SERVICE_ACCOUNT);
