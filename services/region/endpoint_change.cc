@@ -2,8 +2,10 @@
 
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/status/status.h"
 #include "common/text/caller_text.h"
 #include "common/text/utf8.h"
@@ -66,9 +68,35 @@ absl::StatusOr<ledger::LedgerRecord> EndpointCreatedRecord(const Endpoint& endpo
   return SavedRecord("created", endpoint, actor);
 }
 
-absl::StatusOr<ledger::LedgerRecord> EndpointUpdatedRecord(const Endpoint& endpoint,
+std::string ChangedEndpointFields(const Endpoint& before, const Endpoint& after) {
+  std::vector<absl::string_view> fields;
+  auto compare = [&](bool differ, absl::string_view name) {
+    if (differ) fields.push_back(name);
+  };
+  compare(before.id != after.id, "id");
+  compare(before.region != after.region, "region");
+  compare(before.provider != after.provider, "provider");
+  compare(before.base_url != after.base_url, "base_url");
+  compare(before.deployment != after.deployment, "deployment");
+  compare(before.residency != after.residency, "residency");
+  compare(before.capabilities.zero_data_retention != after.capabilities.zero_data_retention,
+          "capabilities.zero_data_retention");
+  compare(before.capabilities.private_link != after.capabilities.private_link,
+          "capabilities.private_link");
+  compare(before.capabilities.cached != after.capabilities.cached, "capabilities.cached");
+  compare(before.models != after.models, "models");
+  compare(before.priority != after.priority, "priority");
+  compare(before.weight != after.weight, "weight");
+  compare(before.enabled != after.enabled, "enabled");
+  return absl::StrJoin(fields, ",");
+}
+
+absl::StatusOr<ledger::LedgerRecord> EndpointUpdatedRecord(const Endpoint& before,
+                                                           const Endpoint& after,
                                                            absl::string_view actor) {
-  return SavedRecord("updated", endpoint, actor);
+  ASSIGN_OR_RETURN(ledger::LedgerRecord record, SavedRecord("updated", after, actor));
+  record.metadata["fields"] = ChangedEndpointFields(before, after);
+  return record;
 }
 
 absl::StatusOr<ledger::LedgerRecord> EndpointDeletedRecord(absl::string_view id,

@@ -2,6 +2,7 @@
 #define POLICY_SERVICES_REGION_ENDPOINT_CHANGE_H_
 
 #include <cstddef>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -24,16 +25,24 @@ absl::Status ValidateActor(absl::string_view actor, absl::string_view field = "a
 // "RESIDENCY_US", "RESIDENCY_APAC", "RESIDENCY_GLOBAL"), as the ledger has always held them.
 absl::string_view LedgerResidencyName(Residency r);
 
+// The fields in which `after` differs from `before`, as policy.region.v1.Endpoint names them
+// ("capabilities.zero_data_retention", "models", ...), in the proto's order and joined by
+// commas; empty when they are equal. An update that changes nothing is no change: the stores
+// write nothing for it, and record nothing, so that a retried update is recorded once.
+std::string ChangedEndpointFields(const Endpoint& before, const Endpoint& after);
+
 // The records of the three changes, in the organisation's ledger (no project, no subject),
 // action ENDPOINT_CHANGED by `actor`, with metadata "change" ("created", "updated",
 // "deleted") and "endpoint" (its id); a creation and an update add the endpoint's "region",
-// "residency" (LedgerResidencyName) and "enabled" ("true" or "false") as changed.
+// "residency" (LedgerResidencyName) and "enabled" ("true" or "false") as saved, and an
+// update "fields": the changed fields' names (ChangedEndpointFields), never their values.
 // Each call draws a new request id, "region:endpoint:" and 32 hex digits from OpenSSL's
 // random generator: a record keeps it for good, so that the ledger records it once however
 // often it is delivered. INTERNAL when the generator fails.
 absl::StatusOr<ledger::LedgerRecord> EndpointCreatedRecord(const Endpoint& endpoint,
                                                            absl::string_view actor);
-absl::StatusOr<ledger::LedgerRecord> EndpointUpdatedRecord(const Endpoint& endpoint,
+absl::StatusOr<ledger::LedgerRecord> EndpointUpdatedRecord(const Endpoint& before,
+                                                           const Endpoint& after,
                                                            absl::string_view actor);
 absl::StatusOr<ledger::LedgerRecord> EndpointDeletedRecord(absl::string_view id,
                                                            absl::string_view actor);

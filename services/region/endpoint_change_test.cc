@@ -60,14 +60,31 @@ TEST(EndpointChangeTest, RecordsNameTheChangeTheEndpointAndTheActor) {
                                    Pair("enabled", "false")));
   Endpoint enabled = Us();
   enabled.enabled = true;
-  EXPECT_THAT(EndpointUpdatedRecord(enabled, "bob").value().metadata,
+  EXPECT_THAT(EndpointUpdatedRecord(Us(), enabled, "bob").value().metadata,
               UnorderedElementsAre(Pair("change", "updated"), Pair("endpoint", "openai-us"),
                                    Pair("region", "us-east-1"), Pair("residency", "RESIDENCY_US"),
-                                   Pair("enabled", "true")));
+                                   Pair("enabled", "true"), Pair("fields", "enabled")));
   const ledger::LedgerRecord deleted = EndpointDeletedRecord("openai-us", "carol").value();
   EXPECT_EQ(deleted.actor, "carol");
   EXPECT_THAT(deleted.metadata,
               UnorderedElementsAre(Pair("change", "deleted"), Pair("endpoint", "openai-us")));
+}
+
+TEST(EndpointChangeTest, ChangedFieldsAreNamedInTheProtosOrder) {
+  EXPECT_EQ(ChangedEndpointFields(Us(), Us()), "");
+  Endpoint other = Us();
+  other.weight = 5;
+  other.capabilities.cached = true;
+  other.base_url = "https://eu.api.openai.com";
+  other.models = {"o3", "gpt-4o"};
+  EXPECT_EQ(ChangedEndpointFields(Us(), other), "base_url,capabilities.cached,models,weight");
+  EXPECT_EQ(ChangedEndpointFields(other, Us()), "base_url,capabilities.cached,models,weight");
+  other = Us();
+  other.id = "openai-us-2";
+  other.provider = Provider::kAzure;
+  other.deployment = "d";
+  other.priority = 2;
+  EXPECT_EQ(ChangedEndpointFields(Us(), other), "id,provider,deployment,priority");
 }
 
 TEST(EndpointChangeTest, EachRecordHasARequestIdOfItsOwn) {

@@ -54,7 +54,8 @@ class EndpointStore {
   // ALREADY_EXISTS when the id is taken (nothing written). The endpoint is valid
   // (ValidateEndpoint); the store does not check.
   virtual absl::Status Create(const Endpoint& endpoint, const std::string& actor) = 0;
-  // Replaces the endpoint of the same id; NOT_FOUND when there is none.
+  // Replaces the endpoint of the same id; NOT_FOUND when there is none. An endpoint equal to
+  // the stored one is no change: OK, and nothing is written or recorded.
   virtual absl::Status Update(const Endpoint& endpoint, const std::string& actor) = 0;
   // NOT_FOUND when there is none. Its published breaker states go with it.
   virtual absl::Status Delete(const std::string& id, const std::string& actor) = 0;

@@ -104,8 +104,14 @@ Endpoint OpenAi(const std::string& id) {
 
 // The record of a change the ledger has always held (the metadata the edge wrote before region
 // recorded its own changes), but for its request id, which the store draws.
+// Every field but the id: what an update from Azure(id) to OpenAi(id) changes.
+constexpr char kAzureToOpenAiFields[] =
+    "region,provider,base_url,deployment,residency,capabilities.zero_data_retention,"
+    "capabilities.private_link,capabilities.cached,models,priority,weight,enabled";
+
 ledger::LedgerRecord Expected(const std::string& change, const Endpoint& e,
-                              const std::string& actor = kActor) {
+                              const std::string& actor = kActor,
+                              const std::string& fields = kAzureToOpenAiFields) {
   ledger::LedgerRecord r{.action = "ENDPOINT_CHANGED",
                          .actor = actor,
                          .project = "",
@@ -122,6 +128,7 @@ ledger::LedgerRecord Expected(const std::string& change, const Endpoint& e,
     r.metadata["residency"] = names.at(e.residency);
     r.metadata["enabled"] = e.enabled ? "true" : "false";
   }
+  if (change == "updated") r.metadata["fields"] = fields;
   return r;
 }
 
@@ -252,10 +259,10 @@ TEST_P(EndpointStoreConformanceTest, VersionGrowsWithEveryChangeAndOnlyThen) {
   ASSERT_TRUE(store_->Update(updated, kActor).ok());
   const int64_t v2 = MustVersion();
   EXPECT_GT(v2, v1);
-  // An update that changes no field is a change all the same.
+  // An update that changes no field is no change.
   ASSERT_TRUE(store_->Update(updated, kActor).ok());
   const int64_t v3 = MustVersion();
-  EXPECT_GT(v3, v2);
+  EXPECT_EQ(v3, v2);
   ASSERT_TRUE(store_->Delete("a", kActor).ok());
   const int64_t v4 = MustVersion();
   EXPECT_GT(v4, v3);
@@ -587,6 +594,27 @@ TEST_P(EndpointStoreConformanceTest, ConcurrentChangesEachWriteOneRecordInTheirO
   EXPECT_THAT(changes["contended"], ElementsAre("created"));
   const std::vector<std::string> ids = RequestIds(entries);
   EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), ids.size());
+}
+
+TEST_P(EndpointStoreConformanceTest, AnUpdateThatChangesNothingWritesAndRecordsNothing) {
+  Endpoint e = Azure("a");
+  ASSERT_TRUE(store_->Create(e, kActor).ok());
+  const int64_t version = MustVersion();
+  ASSERT_TRUE(store_->Update(e, "bob").ok());
+  EXPECT_EQ(MustVersion(), version);
+  EXPECT_THAT(WithoutIds(MustReadOutbox()), ElementsAre(Expected("created", e)));
+
+  // Models in another order are another list; the record names only what changed.
+  e.priority = 8;
+  e.models = {"gpt-4o", "gpt-4o-mini", "Meta-Llama-3.1:70b"};
+  ASSERT_TRUE(store_->Update(e, "bob").ok());
+  EXPECT_GT(MustVersion(), version);
+  EXPECT_THAT(WithoutIds(MustReadOutbox()),
+              ElementsAre(Expected("created", Azure("a")),
+                          Expected("updated", e, "bob", "models,priority")));
+  EXPECT_THAT(MustList().endpoints, ElementsAre(e));
+  // An update of nothing is still NOT_FOUND.
+  EXPECT_EQ(store_->Update(Azure("b"), "bob").code(), absl::StatusCode::kNotFound);
 }
 
 TEST_P(EndpointStoreConformanceTest, ReplicasShareOneOutboxInTheOrderOfTheirChanges) {

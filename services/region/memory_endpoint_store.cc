@@ -35,12 +35,13 @@ absl::Status MemoryEndpointStore::Create(const Endpoint& endpoint, const std::st
 }
 
 absl::Status MemoryEndpointStore::Update(const Endpoint& endpoint, const std::string& actor) {
-  ASSIGN_OR_RETURN(ledger::LedgerRecord record, EndpointUpdatedRecord(endpoint, actor));
   absl::MutexLock lock(&mu_);
   auto it = endpoints_.find(endpoint.id);
   if (it == endpoints_.end()) {
     return absl::NotFoundError(absl::StrCat("no endpoint ", Quoted(endpoint.id)));
   }
+  if (it->second == endpoint) return absl::OkStatus();
+  ASSIGN_OR_RETURN(ledger::LedgerRecord record, EndpointUpdatedRecord(it->second, endpoint, actor));
   it->second = endpoint;
   ++version_;
   outbox_.Add({std::move(record)});

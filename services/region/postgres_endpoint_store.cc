@@ -167,8 +167,15 @@ absl::Status PostgresEndpointStore::Create(const Endpoint& e, const std::string&
 }
 
 absl::Status PostgresEndpointStore::Update(const Endpoint& e, const std::string& actor) {
-  ASSIGN_OR_RETURN(ledger::LedgerRecord record, EndpointUpdatedRecord(e, actor));
   return Transact(Snapshot::kPerStatement, [&](pqxx::work& tx) -> absl::Status {
+    pqxx::result stored =
+        tx.exec_params(absl::StrCat("SELECT ", kEndpointColumns,
+                                    " FROM region.endpoints WHERE id = $1 FOR UPDATE"),
+                       e.id);
+    if (stored.empty()) return NoEndpoint(e.id);
+    ASSIGN_OR_RETURN(Endpoint before, EndpointFromRow(stored[0]));
+    if (before == e) return absl::OkStatus();
+    ASSIGN_OR_RETURN(ledger::LedgerRecord record, EndpointUpdatedRecord(before, e, actor));
     pqxx::result rows = tx.exec_params(
         "UPDATE region.endpoints SET region = $2, provider = $3, base_url = $4, "
         "deployment = $5, residency = $6, zero_data_retention = $7, private_link = $8, "

@@ -117,6 +117,8 @@ TEST_F(RegionServiceTest, EachChangeIsRecordedAsTheEdgeRecordedItByTheRequestsAc
   e.set_region("japaneast");
   e.set_enabled(false);
   ASSERT_TRUE(Update(e, "bob").ok());
+  // The same update again changes nothing, and records nothing.
+  ASSERT_TRUE(Update(e, "bob").ok());
   ASSERT_TRUE(Delete("ep", "carol").ok());
   // A change that fails is not recorded.
   EXPECT_EQ(Delete("ep", "carol").error_code(), grpc::StatusCode::NOT_FOUND);
@@ -137,10 +139,10 @@ TEST_F(RegionServiceTest, EachChangeIsRecordedAsTheEdgeRecordedItByTheRequestsAc
                                    Pair("residency", v1::Residency_Name(v1::RESIDENCY_EU)),
                                    Pair("enabled", "true")));
   EXPECT_THAT(entries[1].record.metadata,
-              UnorderedElementsAre(Pair("change", "updated"), Pair("endpoint", "ep"),
-                                   Pair("region", "japaneast"),
-                                   Pair("residency", v1::Residency_Name(v1::RESIDENCY_APAC)),
-                                   Pair("enabled", "false")));
+              UnorderedElementsAre(
+                  Pair("change", "updated"), Pair("endpoint", "ep"), Pair("region", "japaneast"),
+                  Pair("residency", v1::Residency_Name(v1::RESIDENCY_APAC)),
+                  Pair("enabled", "false"), Pair("fields", "region,residency,enabled")));
   EXPECT_THAT(entries[2].record.metadata,
               UnorderedElementsAre(Pair("change", "deleted"), Pair("endpoint", "ep")));
 }

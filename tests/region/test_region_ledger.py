@@ -110,6 +110,8 @@ class RegionLedgerTest(unittest.TestCase):
         region.CreateEndpoint(R.CreateEndpointRequest(endpoint=e, actor=self.actor), timeout=10)
         e.residency, e.region, e.enabled = R.RESIDENCY_APAC, "japaneast", False
         region.UpdateEndpoint(R.UpdateEndpointRequest(endpoint=e, actor=self.actor), timeout=10)
+        # The same update again (a retry, say) changes nothing, and records nothing.
+        region.UpdateEndpoint(R.UpdateEndpointRequest(endpoint=e, actor=self.actor), timeout=10)
         region.DeleteEndpoint(R.DeleteEndpointRequest(id=self.id_, actor=self.actor),
                               timeout=10)
         # A delete of nothing changes nothing, and records nothing.
@@ -119,7 +121,8 @@ class RegionLedgerTest(unittest.TestCase):
             {"change": "created", "endpoint": self.id_, "region": "westeurope",
              "residency": "RESIDENCY_EU", "enabled": "true"},
             {"change": "updated", "endpoint": self.id_, "region": "japaneast",
-             "residency": "RESIDENCY_APAC", "enabled": "false"},
+             "residency": "RESIDENCY_APAC", "enabled": "false",
+             "fields": "region,residency,enabled"},
             {"change": "deleted", "endpoint": self.id_},
         ]
 
