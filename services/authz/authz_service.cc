@@ -588,8 +588,18 @@ grpc::ServerUnaryReactor* AuthzService::ApplyOrgFile(grpc::CallbackServerContext
     if (!applied.ok()) return ToGrpc(applied.status());
     ToProto(*applied, response->mutable_changes());
     response->set_org_version(applied->org_version);
+    for (const std::string& id : applied->offboard.members) {
+      v1::Principal* p = response->add_offboard();
+      p->set_kind(v1::PRINCIPAL_KIND_MEMBER);
+      p->set_id(id);
+    }
+    for (const std::string& id : applied->offboard.service_accounts) {
+      v1::Principal* p = response->add_offboard();
+      p->set_kind(v1::PRINCIPAL_KIND_SERVICE_ACCOUNT);
+      p->set_id(id);
+    }
     bool listed = false;
-    grpc::Status s = ListKeysToRevoke(*context, applied->removed_members,
+    grpc::Status s = ListKeysToRevoke(*context, applied->offboard.members,
                                       response->mutable_keys_to_revoke(), &listed);
     response->set_keys_listed(listed);
     return s;
@@ -629,8 +639,8 @@ grpc::ServerUnaryReactor* AuthzService::SyncIdpGroup(grpc::CallbackServerContext
     for (const std::string& id : result->deprovisioned) response->add_deprovisioned(id);
     response->set_org_version(result->org_version);
     bool listed = false;
-    grpc::Status s = ListKeysToRevoke(*context, result->deprovisioned,
-                                      response->mutable_keys_to_revoke(), &listed);
+    grpc::Status s =
+        ListKeysToRevoke(*context, result->offboard, response->mutable_keys_to_revoke(), &listed);
     response->set_keys_listed(listed);
     return s;
   });

@@ -366,7 +366,10 @@ absl::StatusOr<OrgPlan> OrgAdmin::ApplyOrgFile(absl::string_view actor, absl::st
                          RETURN_IF_ERROR(authz::ApplyOrgFile(file, now, s));
                          if (fingerprint.empty()) return absl::OkStatus();
                          s.Sort();
-                         if (PlanFingerprint(before.version, Diff(before, s), now) != fingerprint) {
+                         const std::vector<EntityChange> changes = Diff(before, s);
+                         // Nothing left to change: a retry of an apply that committed.
+                         if (changes.empty()) return absl::OkStatus();
+                         if (PlanFingerprint(before.version, changes, now) != fingerprint) {
                            return absl::FailedPreconditionError(
                                "the organisation changed since the plan; plan again");
                          }
@@ -377,7 +380,7 @@ absl::StatusOr<OrgPlan> OrgAdmin::ApplyOrgFile(absl::string_view actor, absl::st
   applied.changes = Diff(*m.before, *m.after);
   applied.text = FormatDiff(applied.changes);
   applied.org_version = m.after->version;
-  applied.removed_members = MembersRemoved(*m.before, *m.after);
+  applied.offboard = RemovedSince(*m.after, now - kOffboardingWindow);
   return applied;
 }
 
@@ -391,13 +394,14 @@ absl::StatusOr<IdpSyncResult> OrgAdmin::SyncIdpGroup(absl::string_view actor,
                                                      absl::string_view group,
                                                      const std::vector<std::string>& emails) {
   RETURN_IF_ERROR(Authorize(actor, "members.manage"));
-  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
-                                  [&](OrgState& s) {
-                                    return authz::SyncIdpGroup(group, emails, clock_->Now(), s);
-                                  },
-                                  clock_->Now(), OrgChangeSource{std::string(actor)}));
+  const absl::Time now = clock_->Now();
+  ASSIGN_OR_RETURN(
+      Mutated m,
+      store_->Mutate([&](OrgState& s) { return authz::SyncIdpGroup(group, emails, now, s); }, now,
+                     OrgChangeSource{std::string(actor)}));
   IdpSyncResult result;
   result.org_version = m.after->version;
+  result.offboard = RemovedSince(*m.after, now - kOffboardingWindow).members;
   for (const Member& after : m.after->members) {
     const Member* before = m.before->FindMember(after.id);
     if (before == nullptr) {

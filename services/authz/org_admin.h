@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/clock/clock.h"
 #include "services/authz/org_cache.h"
 #include "services/authz/org_state.h"
@@ -12,17 +13,26 @@
 
 namespace policy::authz {
 
+// How long after a removal a change still names the removed principals to offboard (revoke
+// their keys): a retry of a change interrupted after it committed changes nothing, and
+// finishes the offboarding from this list. The keys service keeps its request ids as long.
+inline constexpr absl::Duration kOffboardingWindow = absl::Hours(24);
+
 struct OrgPlan {
   std::vector<EntityChange> changes;
-  std::string text;                          // FormatDiff(changes).
-  std::string fingerprint;                   // Hex SHA-256 of the base version and the changes.
-  int64_t org_version = 0;                   // The version planned against, or the one applied.
-  std::vector<std::string> removed_members;  // Applied only: the members it removed.
+  std::string text;         // FormatDiff(changes).
+  std::string fingerprint;  // Hex SHA-256 of the base version and the changes.
+  int64_t org_version = 0;  // The version planned against, or the one applied.
+  // Applied only: the principals it removed, and those removed in the kOffboardingWindow
+  // before it (by an interrupted attempt of the same apply, say), to offboard.
+  RemovedPrincipals offboard;
 };
 
 struct IdpSyncResult {
   std::vector<std::string> provisioned;
-  std::vector<std::string> deprovisioned;
+  std::vector<std::string> deprovisioned;  // Removed by this sync.
+  // The members this sync removed, and those removed in the kOffboardingWindow before it.
+  std::vector<std::string> offboard;
   int64_t org_version = 0;
 };
 

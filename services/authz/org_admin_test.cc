@@ -181,10 +181,67 @@ TEST_F(OrgAdminTest, APlanAppliesLaterThanItWasMade) {
   absl::StatusOr<OrgPlan> applied = admin().ApplyOrgFile("olivia", without_mia, plan->fingerprint);
   ASSERT_TRUE(applied.ok()) << applied.status();
   EXPECT_FALSE(Allowed("mia", "support", "chat.completions"));
-  // A plan of an older organisation version still does not apply.
+  // The same apply again (a retry whose first attempt committed) has nothing left to change,
+  // and goes through whatever its fingerprint.
+  absl::StatusOr<OrgPlan> retried = admin().ApplyOrgFile("olivia", without_mia, plan->fingerprint);
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_TRUE(retried->changes.empty());
+  EXPECT_EQ(retried->org_version, applied->org_version);
+  // A plan of an older organisation version whose file would change something else now does
+  // not apply.
+  ASSERT_TRUE(admin().AddMember("olivia", MakeMember("zoe", {})).ok());
   absl::Status again = admin().ApplyOrgFile("olivia", without_mia, plan->fingerprint).status();
   EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(again.message(), HasSubstr("changed since the plan"));
+}
+
+// `yaml` without the list item "  - id: <id>" (up to the next item or section).
+std::string WithoutItem(const std::string& yaml, const std::string& id) {
+  const size_t start = yaml.find("  - id: " + id + "\n");
+  if (start == std::string::npos) return yaml;
+  size_t end = start + 1;
+  while ((end = yaml.find('\n', end)) != std::string::npos && end + 1 < yaml.size() &&
+         (yaml.compare(end + 1, 4, "    ") == 0)) {
+    ++end;
+  }
+  return yaml.substr(0, start) + (end == std::string::npos ? "" : yaml.substr(end + 1));
+}
+
+TEST_F(OrgAdminTest, AnApplyNamesWhomToOffboardForADayAfterTheirRemoval) {
+  ServiceAccount sa;
+  sa.id = "sa-bot";
+  sa.project = "support";
+  sa.environment = Environment::kProduction;
+  sa.permissions = {"chat.completions"};
+  ASSERT_TRUE(admin().CreateServiceAccount("adam", sa).ok());
+  ASSERT_TRUE(admin().RemoveMember("adam", "rita").ok());  // Removed long before.
+  clock_.Advance(kOffboardingWindow + absl::Seconds(1));
+  absl::StatusOr<std::string> yaml = admin().ExportOrgFile("olivia");
+  ASSERT_TRUE(yaml.ok()) << yaml.status();
+  const std::string file = WithoutItem(WithoutItem(*yaml, "mia"), "sa-bot");
+  ASSERT_EQ(file.find("id: mia"), std::string::npos) << file;
+  ASSERT_EQ(file.find("id: sa-bot"), std::string::npos) << file;
+
+  absl::StatusOr<OrgPlan> applied = admin().ApplyOrgFile("olivia", file, "");
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_FALSE(applied->changes.empty());
+  EXPECT_THAT(applied->offboard.members, ::testing::ElementsAre("mia"));
+  EXPECT_THAT(applied->offboard.service_accounts, ::testing::ElementsAre("sa-bot"));
+
+  // A retry an hour later changes nothing and still names them: it finishes what an
+  // interrupted first attempt left undone.
+  clock_.Advance(absl::Hours(1));
+  absl::StatusOr<OrgPlan> retried = admin().ApplyOrgFile("olivia", file, "");
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_TRUE(retried->changes.empty());
+  EXPECT_THAT(retried->offboard.members, ::testing::ElementsAre("mia"));
+  EXPECT_THAT(retried->offboard.service_accounts, ::testing::ElementsAre("sa-bot"));
+
+  clock_.Advance(kOffboardingWindow);
+  absl::StatusOr<OrgPlan> later = admin().ApplyOrgFile("olivia", file, "");
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_TRUE(later->offboard.members.empty());
+  EXPECT_TRUE(later->offboard.service_accounts.empty());
 }
 
 TEST_F(OrgAdminTest, GrantsExpireOnTheirOwn) {

@@ -415,14 +415,18 @@ absl::string_view OpName(EntityChange::Op op) {
   return "unknown";
 }
 
-std::vector<std::string> MembersRemoved(const OrgState& before, const OrgState& after) {
-  std::vector<std::string> removed;
-  for (const Member& m : after.members) {
-    if (!Removed(m.removed_at)) continue;
-    const Member* earlier = before.FindMember(m.id);
-    if (earlier == nullptr || !Removed(earlier->removed_at)) removed.push_back(m.id);
+RemovedPrincipals RemovedSince(const OrgState& state, absl::Time since) {
+  RemovedPrincipals removed;
+  for (const Member& m : state.members) {
+    if (m.removed_at.has_value() && *m.removed_at >= since) removed.members.push_back(m.id);
   }
-  std::sort(removed.begin(), removed.end());
+  for (const ServiceAccount& a : state.service_accounts) {
+    if (a.removed_at.has_value() && *a.removed_at >= since) {
+      removed.service_accounts.push_back(a.id);
+    }
+  }
+  std::sort(removed.members.begin(), removed.members.end());
+  std::sort(removed.service_accounts.begin(), removed.service_accounts.end());
   return removed;
 }
 

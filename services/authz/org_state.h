@@ -93,8 +93,12 @@ absl::string_view OpName(EntityChange::Op op);  // "create", "update", "delete".
 // Versions are ignored.
 std::vector<EntityChange> Diff(const OrgState& before, const OrgState& after);
 
-// The ids of the members removed in `after` and not in `before`, in id order.
-std::vector<std::string> MembersRemoved(const OrgState& before, const OrgState& after);
+// The members and service accounts of `state` removed at or after `since`, each in id order.
+struct RemovedPrincipals {
+  std::vector<std::string> members;
+  std::vector<std::string> service_accounts;
+};
+RemovedPrincipals RemovedSince(const OrgState& state, absl::Time since);
 
 // A time as a diff shows it: UTC, to the second ("2026-12-03T10:21:34Z").
 std::string FormatTimeText(absl::Time t);

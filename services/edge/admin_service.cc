@@ -1,6 +1,7 @@
 #include "services/edge/admin_service.h"
 
 #include <algorithm>
+#include <set>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -111,8 +112,9 @@ Status CapLifetime(const authz::v1::ServiceAccount& account,
   return Status::OK;
 }
 
-bool RemovesMember(const authz::v1::EntityChange& change) {
-  if (change.kind() != "member") return false;
+// Whether `change` removes an entity of `kind` ("member", "service_account").
+bool Removes(const authz::v1::EntityChange& change, absl::string_view kind) {
+  if (change.kind() != kind) return false;
   if (change.op() == "delete") return true;
   for (const authz::v1::FieldChange& field : change.fields()) {
     if (field.field() == "removed_at" && field.before().empty() && !field.after().empty()) {
@@ -344,7 +346,7 @@ grpc::ServerUnaryReactor* AdminService::RemoveMember(grpc::CallbackServerContext
       return s;
     }
     // 2. Their keys (keys records each revocation).
-    if (Status s = RevokeKeysOf(caller, request->member_id(),
+    if (Status s = RevokeKeysOf(caller, keys::v1::PRINCIPAL_TYPE_MEMBER, request->member_id(),
                                 absl::StrCat("remove-member:", request->request_id()),
                                 response->mutable_revoked_keys());
         !s.ok()) {
@@ -361,15 +363,17 @@ grpc::ServerUnaryReactor* AdminService::RemoveMember(grpc::CallbackServerContext
   });
 }
 
-Status AdminService::RevokeKeysOf(const Caller& caller, const std::string& member_id,
-                                  const std::string& request_id,
+Status AdminService::RevokeKeysOf(const Caller& caller, keys::v1::PrincipalType type,
+                                  const std::string& id, const std::string& request_id,
                                   google::protobuf::RepeatedPtrField<keys::v1::Key>* revoked) {
   // Every key they hold; a retry returns the keys the first call revoked.
   keys::v1::RevokePrincipalKeysRequest revoke;
   revoke.set_request_id(request_id);
-  revoke.mutable_owner()->set_type(keys::v1::PRINCIPAL_TYPE_MEMBER);
-  revoke.mutable_owner()->set_id(member_id);
-  revoke.set_reason(absl::StrCat("member removed by ", caller.member));
+  revoke.mutable_owner()->set_type(type);
+  revoke.mutable_owner()->set_id(id);
+  revoke.set_reason(
+      absl::StrCat(type == keys::v1::PRINCIPAL_TYPE_MEMBER ? "member" : "service account",
+                   " removed by ", caller.member));
   keys::v1::RevokePrincipalKeysResponse revoked_now;
   if (Status s = Call("keys", *keys_, &keys::v1::KeyService::Stub::RevokePrincipalKeys, revoke,
                       &revoked_now, caller.deadline);
@@ -455,19 +459,72 @@ grpc::ServerUnaryReactor* AdminService::ApplyOrgFile(grpc::CallbackServerContext
     }
     *response->mutable_changes() = applied.changes();
     response->set_org_version(applied.org_version());
-    // Members the file removed: their keys, as RemoveMember does, under a request id derived
-    // from the member's id, so that a retried apply repeats nothing. authz records the apply
-    // and each change it made.
+    // The members and service accounts to offboard: those the file removed, and those
+    // removed in the day before, such as by an attempt of this apply that committed and was
+    // cut short (its retry changes nothing). Their keys, as RemoveMember and
+    // RemoveServiceAccount do: of those removed now, every key; of the others, only when some
+    // key of theirs still verifies. The request id is the caller's, the principal's and the
+    // version the apply left, so that a retry repeats nothing; revoked_keys are the keys this
+    // call revoked.
+    std::set<std::pair<keys::v1::PrincipalType, std::string>> removed_now, offboard;
     for (const authz::v1::EntityChange& change : applied.changes()) {
-      if (!RemovesMember(change)) continue;
-      const std::string id = absl::StrCat("org-remove-member:", ledger::ShortDigest(change.id()));
-      if (Status s = RevokeKeysOf(caller, change.id(), id, response->mutable_revoked_keys());
+      if (Removes(change, "member")) {
+        removed_now.emplace(keys::v1::PRINCIPAL_TYPE_MEMBER, change.id());
+      } else if (Removes(change, "service_account")) {
+        removed_now.emplace(keys::v1::PRINCIPAL_TYPE_SERVICE_ACCOUNT, change.id());
+      }
+    }
+    offboard = removed_now;
+    for (const authz::v1::Principal& p : applied.offboard()) {
+      offboard.emplace(p.kind() == authz::v1::PRINCIPAL_KIND_SERVICE_ACCOUNT
+                           ? keys::v1::PRINCIPAL_TYPE_SERVICE_ACCOUNT
+                           : keys::v1::PRINCIPAL_TYPE_MEMBER,
+                       p.id());
+    }
+    for (const auto& principal : offboard) {
+      const auto& [type, id] = principal;
+      if (!removed_now.contains(principal)) {
+        bool holds = false;
+        if (Status s = HoldsVerifyingKeys(caller, type, id, &holds); !s.ok()) return s;
+        if (!holds) continue;
+      }
+      const std::string request_id =
+          absl::StrCat("org-offboard:",
+                       ledger::ShortDigest(absl::StrCat(caller.member, "\n", static_cast<int>(type),
+                                                        "\n", id, "\n", applied.org_version())));
+      if (Status s = RevokeKeysOf(caller, type, id, request_id, response->mutable_revoked_keys());
           !s.ok()) {
         return s;
       }
     }
     return Status::OK;
   });
+}
+
+Status AdminService::HoldsVerifyingKeys(const Caller& caller, keys::v1::PrincipalType type,
+                                        const std::string& id, bool* holds) {
+  *holds = false;
+  keys::v1::ListKeysRequest list;
+  list.mutable_owner()->set_type(type);
+  list.mutable_owner()->set_id(id);
+  list.set_page_size(500);
+  for (;;) {
+    keys::v1::ListKeysResponse page;
+    if (Status s = Call("keys", *keys_, &keys::v1::KeyService::Stub::ListKeys, list, &page,
+                        caller.deadline);
+        !s.ok()) {
+      return s;
+    }
+    for (const keys::v1::Key& key : page.keys()) {
+      if (key.state() == keys::v1::KEY_STATE_ACTIVE ||
+          key.state() == keys::v1::KEY_STATE_ROTATING) {
+        *holds = true;
+        return Status::OK;
+      }
+    }
+    if (page.next_page_token().empty()) return Status::OK;
+    list.set_page_token(page.next_page_token());
+  }
 }
 
 grpc::ServerUnaryReactor* AdminService::ListMembers(grpc::CallbackServerContext* context,
@@ -585,21 +642,12 @@ grpc::ServerUnaryReactor* AdminService::RemoveServiceAccount(
       return s;
     }
     // Every key it holds (authz records the removal, keys each revocation); the request id
-    // is the account's, so a retry repeats nothing.
-    const std::string request_id = absl::StrCat("remove-sa:", ledger::ShortDigest(request->id()));
-    keys::v1::RevokePrincipalKeysRequest revoke;
-    revoke.set_request_id(request_id);
-    revoke.mutable_owner()->set_type(keys::v1::PRINCIPAL_TYPE_SERVICE_ACCOUNT);
-    revoke.mutable_owner()->set_id(request->id());
-    revoke.set_reason(absl::StrCat("service account removed by ", caller.member));
-    keys::v1::RevokePrincipalKeysResponse revoked;
-    if (Status s = Call("keys", *keys_, &keys::v1::KeyService::Stub::RevokePrincipalKeys, revoke,
-                        &revoked, caller.deadline);
-        !s.ok()) {
-      return s;
-    }
-    *response->mutable_revoked_keys() = revoked.keys();
-    return Status::OK;
+    // is the caller's and the account's, so that the caller's retry repeats nothing and
+    // another admin's removal of a removed account revokes what is left (nothing, usually).
+    const std::string request_id = absl::StrCat(
+        "remove-sa:", ledger::ShortDigest(absl::StrCat(caller.member, "\n", request->id())));
+    return RevokeKeysOf(caller, keys::v1::PRINCIPAL_TYPE_SERVICE_ACCOUNT, request->id(), request_id,
+                        response->mutable_revoked_keys());
   });
 }
 

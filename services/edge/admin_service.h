@@ -182,11 +182,14 @@ class AdminService final : public v1::AdminService::CallbackService {
   // otherwise, and left empty when it has not reached the ledger within a short wait.
   grpc::Status RemovalEntry(const Caller& caller, const std::string& member_id, bool removed_now,
                             std::string* audit_id);
-  // Revokes every key of removed member `member_id`, idempotent on `request_id`; appends the
-  // revoked keys to `revoked`.
-  grpc::Status RevokeKeysOf(const Caller& caller, const std::string& member_id,
-                            const std::string& request_id,
+  // Revokes every key of removed principal `id` (a member or a service account, by `type`),
+  // idempotent on `request_id`; appends the revoked keys to `revoked`.
+  grpc::Status RevokeKeysOf(const Caller& caller, keys::v1::PrincipalType type,
+                            const std::string& id, const std::string& request_id,
                             google::protobuf::RepeatedPtrField<keys::v1::Key>* revoked);
+  // Sets `holds` to whether principal `id` (of `type`) holds a key that still verifies.
+  grpc::Status HoldsVerifyingKeys(const Caller& caller, keys::v1::PrincipalType type,
+                                  const std::string& id, bool* holds);
   // Forwards `request` to authz's `method` with the caller as its actor (authz records the
   // changes it makes).
   template <typename Request, typename Response>

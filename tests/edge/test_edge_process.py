@@ -35,7 +35,7 @@ import grpc  # noqa: E402
 from envoy.service.auth.v3 import external_auth_pb2 as X, external_auth_pb2_grpc  # noqa: E402
 from policy.audit.v1 import audit_pb2, audit_pb2_grpc  # noqa: E402
 from policy.authz.v1 import authz_pb2  # noqa: E402
-from policy.edge.v1 import edge_pb2 as E  # noqa: E402
+from policy.edge.v1 import admin_pb2, edge_pb2 as E  # noqa: E402
 from policy.keys.v1 import keys_pb2, keys_pb2_grpc  # noqa: E402
 from policy.pii.v1 import pii_pb2  # noqa: E402
 from policy.region.v1 import region_pb2 as R, region_pb2_grpc  # noqa: E402
@@ -676,6 +676,73 @@ class EdgeProcessTest(unittest.TestCase):
         found = recorded(org_ledger(alice_key), "ACTION_ORG_FILE_APPLIED", org_version=version)
         self.assertEqual(len(found), 1)
         self.assertEqual(found[0]["actor"], "alice")
+
+    def test_org_apply_retried_after_it_was_cut_short_finishes_the_offboarding(self):
+        admin = SUITE.admin()
+        alice = es.bearer(SUITE.new_admin_key("alice"))
+        suffix = uuid.uuid4().hex[:6]
+        member, account = f"frank-{suffix}", f"sa-batch-{suffix}"
+        admin.AddMember(authz_pb2.AddMemberRequest(member=authz_pb2.Member(
+            id=member, email=f"{member}@acme.example",
+            grants=[authz_pb2.RoleGrant(role="member", project="internal-copilot")])),
+            metadata=alice, timeout=10)
+        admin.CreateServiceAccount(authz_pb2.CreateServiceAccountRequest(
+            service_account=authz_pb2.ServiceAccount(
+                id=account, project="internal-copilot", environment="development",
+                permissions=["chat.completions"], ip_allowlist=["10.0.0.0/8"])),
+            metadata=alice, timeout=10)
+        keys = {}
+        for owner, owner_type, kind in (
+                (member, keys_pb2.PRINCIPAL_TYPE_MEMBER, keys_pb2.KEY_KIND_PROJECT),
+                (account, keys_pb2.PRINCIPAL_TYPE_SERVICE_ACCOUNT,
+                 keys_pb2.KEY_KIND_SERVICE_ACCOUNT)):
+            keys[owner] = admin.CreateKey(keys_pb2.CreateKeyRequest(
+                request_id=uuid.uuid4().hex, kind=kind,
+                owner=keys_pb2.Principal(type=owner_type, id=owner),
+                project="internal-copilot", environment=keys_pb2.ENVIRONMENT_DEVELOPMENT,
+                scopes=["chat.completions"]), metadata=alice, timeout=10).key.key_id
+        # The organisation as it stands, without the two.
+        text = admin.ExportOrgFile(authz_pb2.ExportOrgFileRequest(), metadata=alice,
+                                   timeout=10).yaml
+        for gone in (member, account):
+            lines, skipping = [], False
+            for line in text.splitlines(keepends=True):
+                if line.startswith("  - "):
+                    skipping = line == f"  - id: {gone}\n"
+                elif not line.startswith("    "):
+                    skipping = False
+                if not skipping:
+                    lines.append(line)
+            text = "".join(lines)
+        self.assertNotIn(member, text)
+        self.assertNotIn(account, text)
+
+        # The first attempt commits in authz, then cannot list or revoke the keys: their
+        # table is locked past its deadline.
+        locker = subprocess.Popen(
+            [pt.PSQL, SUITE.url, "-c", "BEGIN; LOCK TABLE keys.api_keys IN ACCESS EXCLUSIVE "
+             "MODE; SELECT pg_sleep(5); COMMIT;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(locker.kill)
+        pt.wait_until(lambda: pt.psql(SUITE.url, "SELECT count(*) FROM pg_locks WHERE "
+                                      "mode = 'AccessExclusiveLock' AND relation = "
+                                      "'keys.api_keys'::regclass").strip() != "0",
+                      timeout=10, message="the lock on keys.api_keys")
+        cut_short = pt.call_code(admin.ApplyOrgFile, admin_pb2.ApplyOrgFileRequest(yaml=text),
+                                 metadata=alice, timeout=2)
+        self.assertIn(cut_short, (C.DEADLINE_EXCEEDED, C.UNAVAILABLE))
+        locker.wait(timeout=15)
+        keys_service = keys_pb2_grpc.KeyServiceStub(P["keys"].channel)
+
+        def state(key_id):
+            return keys_service.GetKey(keys_pb2.GetKeyRequest(key_id=key_id), timeout=10).key.state
+
+        # The retry changes nothing (the first attempt committed), and revokes what is left.
+        retried = admin.ApplyOrgFile(admin_pb2.ApplyOrgFileRequest(yaml=text), metadata=alice,
+                                     timeout=20)
+        self.assertEqual(len(retried.changes), 0)
+        for owner, key_id in keys.items():
+            self.assertEqual(state(key_id), keys_pb2.KEY_STATE_REVOKED, owner)
 
     def test_projects_and_service_accounts_through_policyctl(self):
         alice = SUITE.new_admin_key("alice")
