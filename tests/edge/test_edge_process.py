@@ -773,6 +773,11 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(removed.returncode, 0, removed.stderr)
         self.assertEqual(len(json.loads(removed.stdout)["revoked_keys"]), 1)
         self.assertEqual(pt.call_code(self.decide, key=secret), C.UNAUTHENTICATED)
+        # Another admin removing it again changes nothing, and revokes nothing.
+        again = run_policyctl("service-accounts", "remove", account, "--output=json",
+                              admin_key=SUITE.new_admin_key("dan"))
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertEqual(json.loads(again.stdout).get("revoked_keys", []), [])
         archived = policyctl("projects", "archive", project, "--output=json")
         self.assertEqual(archived.returncode, 0, archived.stderr)
         self.assertTrue(json.loads(archived.stdout)["archived"])
