@@ -415,30 +415,35 @@ class ReportUsageFlow final : public Flow {
       metadata["http_status"] = absl::StrCat(request_->http_status());
     appended_ = New<audit::v1::AppendResponse>(arena_);
 
-    // A refusal by the endpoint itself (4xx) says nothing of its health.
-    const bool report_outcome =
-        !endpoint_.empty() && request_->outcome() != v1::UPSTREAM_OUTCOME_REJECTED;
-    pending_.store(report_outcome ? 3 : 2, std::memory_order_relaxed);
+    pending_.store(2, std::memory_order_relaxed);
     downstream_->ReportUsage(NewContext(), usage, usage_, [this](Status s) {
       usage_status_ = std::move(s);
+      // The endpoint's health hears of the outcome once: not again on a retry, which authz
+      // knows as a duplicate (one tenant's retries must not open a breaker all share).
+      if (usage_status_.ok() && !usage_->duplicate()) ReportOutcome();
       Joined();
     });
     downstream_->Append(NewContext(), append, appended_, [this](Status s) {
       append_status_ = std::move(s);
       Joined();
     });
-    if (report_outcome) {
-      auto* outcome = New<region::v1::ReportOutcomeRequest>(arena_);
-      outcome->set_endpoint_id(endpoint_);
-      outcome->set_success(request_->outcome() == v1::UPSTREAM_OUTCOME_SUCCESS);
-      if (request_->has_latency()) *outcome->mutable_latency() = request_->latency();
-      outcome->set_status(request_->http_status());
-      downstream_->ReportOutcome(NewContext(), outcome,
-                                 New<region::v1::ReportOutcomeResponse>(arena_), [this](Status s) {
-                                   outcome_status_ = std::move(s);
-                                   Joined();
-                                 });
-    }
+  }
+
+  // Reports the upstream outcome to region's passive health, joined like the other calls.
+  // A refusal by the endpoint itself (4xx) says nothing of its health.
+  void ReportOutcome() {
+    if (endpoint_.empty() || request_->outcome() == v1::UPSTREAM_OUTCOME_REJECTED) return;
+    pending_.fetch_add(1, std::memory_order_relaxed);
+    auto* outcome = New<region::v1::ReportOutcomeRequest>(arena_);
+    outcome->set_endpoint_id(endpoint_);
+    outcome->set_success(request_->outcome() == v1::UPSTREAM_OUTCOME_SUCCESS);
+    if (request_->has_latency()) *outcome->mutable_latency() = request_->latency();
+    outcome->set_status(request_->http_status());
+    downstream_->ReportOutcome(NewContext(), outcome,
+                               New<region::v1::ReportOutcomeResponse>(arena_), [this](Status s) {
+                                 outcome_status_ = std::move(s);
+                                 Joined();
+                               });
   }
 
   void Joined() {
@@ -451,12 +456,8 @@ class ReportUsageFlow final : public Flow {
       }
       return Finish(DownstreamFailure("authz", usage_status_, deadline_));
     }
-    if (outcome_status_.error_code() == StatusCode::NOT_FOUND) {
-      return Finish(
-          Status(StatusCode::INVALID_ARGUMENT,
-                 absl::StrCat("endpoint_id: no endpoint '", endpoint_, "' is registered")));
-    }
-    if (!outcome_status_.ok())
+    // An endpoint deleted since the decision has no health left to feed.
+    if (!outcome_status_.ok() && outcome_status_.error_code() != StatusCode::NOT_FOUND)
       return Finish(DownstreamFailure("region", outcome_status_, deadline_));
     if (!append_status_.ok()) {
       return Finish(LedgerFailure(append_status_, "request_id", deadline_));

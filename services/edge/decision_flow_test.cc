@@ -609,12 +609,29 @@ TEST_F(ReportUsageFlowTest, AnEndpointsOwnRefusalIsNotItsHealth) {
   EXPECT_EQ(fake_.append_request.entry().outcome(), audit::v1::OUTCOME_ERROR);
 }
 
+TEST_F(ReportUsageFlowTest, ARetryFeedsTheEndpointsHealthNoMore) {
+  fake_.usage_response.set_duplicate(true);
+  v1::ReportUsageResponse response;
+  ASSERT_TRUE(Report(&response).ok());
+  EXPECT_TRUE(response.duplicate());
+  EXPECT_EQ(response.audit_id(), "support-eu/production/41");
+  EXPECT_THAT(fake_.calls(), Contains("authz.ReportUsage"));
+  EXPECT_THAT(fake_.calls(), Not(Contains("region.ReportOutcome")));
+}
+
 TEST_F(ReportUsageFlowTest, UnknownEndpointAndFailures) {
+  // An endpoint deleted since the decision has no health to feed: the usage is reconciled and
+  // recorded all the same.
   fake_.outcome_status = grpc::Status(grpc::StatusCode::NOT_FOUND, "no such endpoint");
   v1::ReportUsageResponse response;
   grpc::Status s = Report(&response);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(s.error_message(), HasSubstr("endpoint_id"));
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.audit_id(), "support-eu/production/41");
+  EXPECT_THAT(fake_.calls(), Contains("region.ReportOutcome"));
+  fake_.outcome_status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "down");
+  s = Report(&response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("region"));
   fake_.outcome_status = grpc::Status::OK;
   fake_.append_status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "down");
   s = Report(&response);
