@@ -13,6 +13,7 @@
 #include "absl/strings/strip.h"
 #include "common/client/channel.h"
 #include "common/crypto/crypto.h"
+#include "common/ledger/ledger_record.h"
 #include "google/protobuf/arena.h"
 #include "services/edge/conventions.h"
 #include "services/edge/downstream_status.h"
@@ -267,14 +268,18 @@ class DecideFlow final : public Flow {
     Finish(Status::OK);
   }
 
-  // A decision that authz allowed (reserving its budget) but that is not answered ALLOW gives
-  // the estimated tokens back: authz is told the call used none. Best effort, off the answer's
-  // path, under a report id of its own ("refund:" and a hash of the request id).
+  // A decision that authz allowed (reserving its budget) but that is not answered ALLOW, or
+  // that the ledger already held (a retry: the first attempt's reservation is the one its
+  // usage report settles), gives the estimated tokens back: authz is told the call used
+  // none. Best effort, off the answer's path, under a report id of this attempt's own.
   void BeforeAnswer(const Status& status) override {
     const bool reserved =
         check_ != nullptr && check_status_.ok() && check_->verdict() == authz::v1::VERDICT_ALLOW;
     const bool allowed = status.ok() && response_->verdict() == v1::VERDICT_ALLOW;
-    if (!reserved || allowed || request_->estimated_tokens() == 0) return;
+    const bool retried = status.ok() && appended_ != nullptr && appended_->duplicate();
+    if (!reserved || (allowed && !retried) || request_->estimated_tokens() == 0) return;
+    absl::StatusOr<std::string> refund_id = ledger::NewRequestId("refund:");
+    if (!refund_id.ok()) return;  // No id of its own: the budget comes back as its window ends.
     struct Refund {
       grpc::ClientContext context;
       authz::v1::ReportUsageRequest request;
@@ -287,8 +292,7 @@ class DecideFlow final : public Flow {
     refund->request.set_project(key.project());
     refund->request.set_estimated_tokens(request_->estimated_tokens());
     refund->request.set_actual_tokens(0);
-    refund->request.set_request_id(
-        absl::StrCat("refund:", absl::BytesToHexString(crypto::Sha256(request_id_)).substr(0, 32)));
+    refund->request.set_request_id(*std::move(refund_id));
     client::SetDeadline(refund->context, absl::Now() + kRefundTimeout);
     downstream_->ReportUsage(&refund->context, &refund->request, &refund->response,
                              [refund](Status) { delete refund; });

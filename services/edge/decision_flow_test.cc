@@ -383,6 +383,23 @@ TEST_F(DecisionFlowTest, BudgetReservedForARequestNotAllowedIsGivenBack) {
   EXPECT_LE(fake_.usage_request.request_id().size(), 128u);
 }
 
+TEST_F(DecisionFlowTest, ARetriedDecisionGivesBackWhatItReservedAgain) {
+  // The ledger already holds the decision under this request id: the first attempt's
+  // reservation is the one its usage report settles, this one's is refunded, each refund
+  // under an id of its own.
+  fake_.append_response.set_duplicate(true);
+  Result first = Decide();
+  ASSERT_TRUE(first.status.ok());
+  EXPECT_EQ(first.response.verdict(), v1::VERDICT_ALLOW);
+  EXPECT_THAT(fake_.calls(), Contains("authz.ReportUsage"));
+  EXPECT_EQ(fake_.usage_request.estimated_tokens(), 500);
+  EXPECT_EQ(fake_.usage_request.actual_tokens(), 0);
+  const std::string refund_id = fake_.usage_request.request_id();
+  EXPECT_THAT(refund_id, ::testing::StartsWith("refund:"));
+  ASSERT_TRUE(Decide().status.ok());
+  EXPECT_NE(fake_.usage_request.request_id(), refund_id);
+}
+
 TEST_F(DecisionFlowTest, AFailureAfterTheReservationRefundsAndAnAuthzDenialDoesNot) {
   fake_.append_status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "down");
   EXPECT_EQ(Decide().status.error_code(), grpc::StatusCode::UNAVAILABLE);
