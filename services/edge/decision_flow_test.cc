@@ -258,7 +258,7 @@ TEST_F(DecisionFlowTest, DrawsARequestIdWhenNoneIsGiven) {
 TEST_F(DecisionFlowTest, AnyKeyRefusalIsUnauthenticatedAlike) {
   for (grpc::StatusCode code :
        {grpc::StatusCode::UNAUTHENTICATED, grpc::StatusCode::NOT_FOUND,
-        grpc::StatusCode::INVALID_ARGUMENT, grpc::StatusCode::PERMISSION_DENIED}) {
+        grpc::StatusCode::INVALID_ARGUMENT, grpc::StatusCode::FAILED_PRECONDITION}) {
     fake_.verify_status = grpc::Status(code, "key revoked at 10:02 by bob");
     Result r = Decide();
     EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << code;
@@ -266,6 +266,15 @@ TEST_F(DecisionFlowTest, AnyKeyRefusalIsUnauthenticatedAlike) {
   }
   // Nothing else was asked, nothing recorded.
   EXPECT_THAT(fake_.calls(), Each("keys.VerifyKey"));
+}
+
+TEST_F(DecisionFlowTest, KeysRefusingTheEdgeItselfIsADependencyFailureNotABadKey) {
+  fake_.verify_status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                     "client certificate (edge) is not among tls_allowed_clients");
+  Result r = Decide();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("keys"));
+  EXPECT_THAT(fake_.calls(), ElementsAre("keys.VerifyKey"));
 }
 
 TEST_F(DecisionFlowTest, KeysDownFailsClosed) {

@@ -53,7 +53,9 @@ grpc::Status LedgerFailure(const grpc::Status& s, absl::string_view field, absl:
 }
 
 grpc::Status KeyFailure(const grpc::Status& s, absl::Time deadline) {
-  if (FailedToAnswer(s.error_code())) return DependencyFailure("keys", s, deadline);
+  if (FailedToAnswer(s.error_code()) || s.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+    return DependencyFailure("keys", s, deadline);
+  }
   return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "API key is not valid");
 }
 

@@ -31,8 +31,9 @@ grpc::Status LedgerFailure(const grpc::Status& status, absl::string_view field,
                            absl::Time deadline);
 
 // What a caller learns when keys did not verify its key: UNAUTHENTICATED "API key is not
-// valid" whatever keys said (unknown, malformed, revoked, expired), unless keys failed to
-// answer (a dependency failure).
+// valid" whatever keys said of the key (unknown, malformed, revoked, expired), unless keys
+// failed to answer or refused the edge itself (PERMISSION_DENIED: the edge's certificate is
+// not among keys' tls_allowed_clients), which is a dependency failure.
 grpc::Status KeyFailure(const grpc::Status& status, absl::Time deadline);
 
 // The edge's own refusal as its callers see it: common/status's one translation, in the
