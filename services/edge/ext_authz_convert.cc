@@ -120,8 +120,10 @@ absl::Status ReadResidency(absl::string_view value, v1::DecideRequest* out) {
   return absl::OkStatus();
 }
 
-// A message's content: a string, or text parts ({"type": "text", "text": ...}).
+// A message's content: a string, text parts ({"type": "text", "text": ...}), or null (an
+// assistant's turn that only calls tools).
 absl::Status ReadContent(const Value& content, size_t index, std::string* out) {
+  if (content.has_null_value()) return absl::OkStatus();
   if (content.has_string_value()) {
     *out = content.string_value();
     return absl::OkStatus();
@@ -165,31 +167,42 @@ absl::Status ReadBody(absl::string_view body, v1::DecideRequest* out) {
     return absl::InvalidArgumentError("body: \"model\" must be a string");
   }
   out->set_model(model->second.string_value());
+  // A chat completion's "messages"; other APIs (embeddings' "input", completions' "prompt")
+  // have none, and their text is checked with the rest of the body below.
   auto messages = fields.find("messages");
-  if (messages == fields.end() || !messages->second.has_list_value()) {
+  if (messages != fields.end() && !messages->second.has_list_value()) {
     return absl::InvalidArgumentError("body: \"messages\" must be a list");
   }
   size_t prompt_bytes = 0;
   size_t index = 0;
   std::string rest;  // Every other string in the body.
-  for (const Value& m : messages->second.list_value().values()) {
+  const google::protobuf::RepeatedPtrField<Value> no_messages;
+  for (const Value& m :
+       messages == fields.end() ? no_messages : messages->second.list_value().values()) {
     const auto& mf = m.struct_value().fields();
     auto role = mf.find("role");
     auto content = mf.find("content");
-    if (role == mf.end() || !role->second.has_string_value() || content == mf.end()) {
+    if (role == mf.end() || !role->second.has_string_value()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("body: messages[", index, "] needs a \"role\" and a \"content\""));
+          absl::StrCat("body: messages[", index, "] needs a \"role\""));
     }
     pii::v1::ChatMessage* message = out->add_messages();
     message->set_role(role->second.string_value());
-    std::string text;
-    if (absl::Status s = ReadContent(content->second, index, &text); !s.ok()) return s;
+    std::string text;  // Absent or null content (a turn that only calls tools): no text.
+    if (content != mf.end()) {
+      if (absl::Status s = ReadContent(content->second, index, &text); !s.ok()) return s;
+    }
     prompt_bytes += text.size();
     message->set_content(std::move(text));
     AppendFields(mf, {"role", "content"}, /*with_keys=*/false, &rest);
     ++index;
   }
   AppendFields(fields, {"model", "messages"}, /*with_keys=*/false, &rest);
+  if (out->messages_size() == 0 && rest.empty()) {
+    return absl::InvalidArgumentError(
+        "body: no text to check: \"messages\" (chat completions), \"input\" (embeddings) or "
+        "\"prompt\" (completions) must hold some");
+  }
   // Whatever else the body carries (a message's name, tool calls and their arguments, tool
   // descriptions, a completion's "prompt", an embedding's "input"), checked for personal data
   // as one more message: Envoy forwards the body unchanged.

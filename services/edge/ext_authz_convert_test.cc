@@ -75,10 +75,41 @@ TEST(ExtAuthzConvertTest, EveryOtherStringInTheBodyIsCheckedAsOneMoreMessage) {
   }
 }
 
+TEST(ExtAuthzConvertTest, ToolCallTurnsEmbeddingsAndCompletionsAreChecked) {
+  // An assistant turn that only calls a tool has null (or no) content.
+  constexpr char kToolCalls[] = R"({"model": "gpt-4o", "messages": [
+      {"role": "user", "content": "Find jane"},
+      {"role": "assistant", "content": null, "tool_calls": [{"function":
+        {"name": "lookup", "arguments": "{\"email\": \"jane@example.com\"}"}}]},
+      {"role": "assistant", "tool_calls": []},
+      {"role": "tool", "content": "found"}]})";
+  v1::DecideRequest decide;
+  ASSERT_TRUE(DecideRequestFromCheck(Check(kToolCalls), &decide).ok());
+  ASSERT_EQ(decide.messages_size(), 5);
+  EXPECT_EQ(decide.messages(1).role(), "assistant");
+  EXPECT_EQ(decide.messages(1).content(), "");
+  EXPECT_EQ(decide.messages(2).content(), "");
+  EXPECT_THAT(decide.messages(4).content(), HasSubstr("jane@example.com"));
+
+  // Embeddings and completions carry no messages: their text is checked as the body's.
+  for (
+      const char* body :
+      {R"({"model": "text-embedding-3-small", "input": ["Call jane@example.com"]})",
+       R"({"model": "gpt-3.5-turbo-instruct", "prompt": "Call jane@example.com", "max_tokens": 5})"}) {
+    v1::DecideRequest other;
+    ASSERT_TRUE(DecideRequestFromCheck(Check(body), &other).ok()) << body;
+    ASSERT_EQ(other.messages_size(), 1) << body;
+    EXPECT_EQ(other.messages(0).role(), "body");
+    EXPECT_EQ(other.messages(0).content(), "Call jane@example.com");
+    EXPECT_GT(other.estimated_tokens(), 0);
+  }
+}
+
 TEST(ExtAuthzConvertTest, DeepNestingIsRefusedBeforeParsing) {
   auto nested = [](int depth) {
-    return absl::StrCat(R"({"model": "gpt-4o", "messages": [], "x": )", std::string(depth, '['),
-                        std::string(depth, ']'), "}");
+    return absl::StrCat(R"({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}],
+                            "x": )",
+                        std::string(depth, '['), std::string(depth, ']'), "}");
   };
   v1::DecideRequest decide;
   // The body's own object is the first level.
@@ -117,11 +148,14 @@ TEST(ExtAuthzConvertTest, BadBodiesAndHeadersNameTheProblem) {
   for (const Case& c :
        {Case{"", "with_request_body"}, Case{"not json", "JSON"},
         Case{R"({"messages": []})", "model"}, Case{R"({"model": "gpt-4o"})", "messages"},
-        Case{R"({"model": "gpt-4o", "messages": [{"role": "user"}]})", "messages[0]"},
+        Case{R"({"model": "gpt-4o", "messages": [{"content": "hi"}]})", "messages[0]"},
+        Case{R"({"model": "gpt-4o", "messages": {"role": "user"}})", "must be a list"},
+        Case{R"({"model": "text-embedding-3-small", "input": [[1, 2, 3]]})", "no text to check"},
         Case{R"({"model": "gpt-4o", "messages": [{"role": "user", "content":
                                [{"type": "image_url", "image_url": {"url": "x"}}]}]})",
              "only text parts"},
-        Case{R"({"model": "gpt-4o", "max_tokens": -3, "messages": []})", "max_tokens"}}) {
+        Case{R"({"model": "gpt-4o", "messages": []})", "no text to check"},
+        Case{R"({"model": "gpt-4o", "max_tokens": -3, "prompt": "hi"})", "max_tokens"}}) {
     v1::DecideRequest decide;
     absl::Status s = DecideRequestFromCheck(Check(c.body), &decide);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.body;
