@@ -117,7 +117,8 @@ AuthzService::AuthzService(Authorizer* authorizer, OrgAdmin* admin, const OrgCac
   for (DenyReason r :
        {DenyReason::kUnknownPrincipal, DenyReason::kPrincipalRemoved, DenyReason::kProjectNotFound,
         DenyReason::kProjectArchived, DenyReason::kPermissionDenied, DenyReason::kGrantExpired,
-        DenyReason::kIpNotAllowed, DenyReason::kModelNotAllowed, DenyReason::kRateLimited}) {
+        DenyReason::kIpNotAllowed, DenyReason::kModelNotAllowed, DenyReason::kKeyHolderNotAllowed,
+        DenyReason::kRateLimited}) {
     const std::string name(DenyReasonName(r));
     denied_[name] = &family.Add({{"verdict", "deny"}, {"reason", name}});
   }
@@ -226,7 +227,11 @@ grpc::ServerUnaryReactor* AuthzService::UpdateProject(grpc::CallbackServerContex
   if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<Project> project = FromProto(request->project());
-    if (project.ok()) project = admin_->UpdateProject(request->actor().member_id(), *project);
+    if (project.ok()) {
+      project = admin_->UpdateProject(
+          request->actor().member_id(), *project,
+          /*key_holders_given=*/request->project().key_holders() != v1::KEY_HOLDERS_UNSPECIFIED);
+    }
     return Reply(project, [&](const Project& value) { ToProto(value, response); });
   });
 }

@@ -125,6 +125,8 @@ absl::string_view DenyReasonName(DenyReason reason) {
       return "IP_NOT_ALLOWED";
     case DenyReason::kModelNotAllowed:
       return "MODEL_NOT_ALLOWED";
+    case DenyReason::kKeyHolderNotAllowed:
+      return "KEY_HOLDER_NOT_ALLOWED";
     case DenyReason::kRateLimited:
       return "RATE_LIMITED";
   }
@@ -206,6 +208,16 @@ absl::StatusOr<Decision> Check(const OrgSnapshot& org, const CheckRequest& reque
     }
     r.Pass("service_account.ip_allowlist");
   } else {
+    // A project whose keys only service accounts hold takes no call from a member, whatever
+    // their roles (production, by default).
+    if (action.kind == ActionKind::kApi && project->key_holders == KeyHolders::kServiceAccounts) {
+      return r.Deny(DenyReason::kKeyHolderNotAllowed, "project.key_holders",
+                    r.explain() ? absl::StrCat(project->id,
+                                               "'s keys are held by its service "
+                                               "accounts only")
+                                : "");
+    }
+    if (action.kind == ActionKind::kApi) r.Pass("project.key_holders");
     // The member's grants that apply here: organisation roles, and roles in this project.
     bool allowed = false, expired_would_allow = false;
     for (const RoleGrant& grant : member->grants) {

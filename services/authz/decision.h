@@ -57,7 +57,8 @@ enum class DenyReason {
   kGrantExpired,
   kIpNotAllowed,
   kModelNotAllowed,
-  kRateLimited,  // Decided by the rate limits (authorizer.h), never by Check.
+  kKeyHolderNotAllowed,  // A member calling in a project whose keys service accounts hold.
+  kRateLimited,          // Decided by the rate limits (authorizer.h), never by Check.
 };
 absl::string_view DenyReasonName(DenyReason reason);  // "PERMISSION_DENIED", ...
 

@@ -135,7 +135,7 @@ TEST(RoleMatrixTest, CheckHonoursTheMatrixAtEachScope) {
         r.principal_id = member.id;
         r.action = std::string(action.name);
         r.project = action.org_scoped ? "" : project;
-        r.model = "m";
+        r.model = std::string(1, 'm');
         absl::StatusOr<Decision> d = Check(*org, r, kNow);
         ASSERT_TRUE(d.ok()) << d.status();
         const Role role = member.grants[0].role;
@@ -200,6 +200,64 @@ TEST_F(DecisionTest, ServiceAccountsNeedPermissionProjectAndAddress) {
   other_project.project = "proj-old";
   EXPECT_EQ(Decide(other_project).rule, "project.active");
   EXPECT_EQ(Decide(AsAccount("sa-old")).reason, DenyReason::kPrincipalRemoved);
+}
+
+TEST(KeyHoldersTest, AProjectWhoseKeysServiceAccountsHoldTakesNoMemberCall) {
+  Project prod = MakeProject("proj-prod");
+  prod.key_holders = KeyHolders::kServiceAccounts;
+  ServiceAccount ci;
+  ci.id = "sa-ci";
+  ci.project = "proj-prod";
+  ci.permissions = {"chat.completions"};
+  ci.ip_allowlist = *IpAllowlist::Parse({"10.0.0.0/8"});
+  Member owner{"olivia", "olivia@company.com", {{Role::kOwner, "", std::nullopt}}, {}, ""};
+  Member carol{"carol", "carol@company.com", {{Role::kMember, "proj-prod", std::nullopt}}, {}, ""};
+  auto decide = [&](const Project& project, CheckRequest request) {
+    absl::StatusOr<Decision> d =
+        Check(*OrgSnapshot::Build({project}, {owner, carol}, {ci}, kNow), request, kNow);
+    EXPECT_TRUE(d.ok()) << d.status();
+    return d.value_or(Decision{});
+  };
+  CheckRequest call;
+  call.principal_id = "carol";
+  call.project = "proj-prod";
+  call.action = "chat.completions";
+  call.model = "gpt-4.1";
+  call.explain = true;
+  const Decision denied = decide(prod, call);
+  EXPECT_FALSE(denied.allowed);
+  EXPECT_EQ(denied.reason, DenyReason::kKeyHolderNotAllowed);
+  EXPECT_EQ(denied.rule, "project.key_holders");
+  EXPECT_EQ(DenyReasonName(denied.reason), "KEY_HOLDER_NOT_ALLOWED");
+  EXPECT_THAT(denied.trace.back().detail, HasSubstr("service accounts only"));
+  // Whatever the member's roles: an owner makes no call there either.
+  call.principal_id = "olivia";
+  EXPECT_EQ(decide(prod, call).reason, DenyReason::kKeyHolderNotAllowed);
+  // Administration is not a call: the owner still manages the project.
+  CheckRequest manage = call;
+  manage.action = "keys.manage";
+  manage.model = "";
+  EXPECT_TRUE(decide(prod, manage).allowed);
+  // The project's service account calls.
+  CheckRequest account = call;
+  account.principal_kind = PrincipalKind::kServiceAccount;
+  account.principal_id = "sa-ci";
+  account.source_ip = *ParseIpAddress("10.1.2.3");
+  EXPECT_TRUE(decide(prod, account).allowed);
+  // With members as key holders, the member's grant decides.
+  prod.key_holders = KeyHolders::kMembers;
+  call.principal_id = "carol";
+  EXPECT_TRUE(decide(prod, call).allowed);
+}
+
+TEST(KeyHoldersTest, ProductionDefaultsToServiceAccountsOnly) {
+  EXPECT_EQ(DefaultKeyHolders(Environment::kProduction), KeyHolders::kServiceAccounts);
+  for (Environment e : {Environment::kStaging, Environment::kDevelopment, Environment::kSandbox}) {
+    EXPECT_EQ(DefaultKeyHolders(e), KeyHolders::kMembers);
+  }
+  EXPECT_EQ(KeyHoldersName(KeyHolders::kServiceAccounts), "service_accounts");
+  EXPECT_EQ(ParseKeyHolders("members").value(), KeyHolders::kMembers);
+  EXPECT_EQ(ParseKeyHolders("everyone").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(DecisionTest, MalformedRequestsAreErrorsNotDenials) {

@@ -20,6 +20,9 @@ constexpr std::array<std::pair<Environment, absl::string_view>, 4> kEnvironments
      {Environment::kDevelopment, "development"},
      {Environment::kSandbox, "sandbox"}}};
 
+constexpr std::array<std::pair<KeyHolders, absl::string_view>, 2> kKeyHolders = {
+    {{KeyHolders::kServiceAccounts, "service_accounts"}, {KeyHolders::kMembers, "members"}}};
+
 template <typename Enum, size_t N>
 absl::string_view NameOf(const std::array<std::pair<Enum, absl::string_view>, N>& names,
                          Enum value) {
@@ -47,6 +50,15 @@ absl::StatusOr<Environment> ParseEnvironment(absl::string_view name) {
   return Parse(kEnvironments, name, "environment");
 }
 bool IsOrgRole(Role role) { return role == Role::kOwner || role == Role::kAdmin; }
+
+absl::string_view KeyHoldersName(KeyHolders holders) { return NameOf(kKeyHolders, holders); }
+absl::StatusOr<KeyHolders> ParseKeyHolders(absl::string_view name) {
+  return Parse(kKeyHolders, name, "key_holders");
+}
+KeyHolders DefaultKeyHolders(Environment environment) {
+  return environment == Environment::kProduction ? KeyHolders::kServiceAccounts
+                                                 : KeyHolders::kMembers;
+}
 
 std::shared_ptr<const OrgSnapshot> OrgSnapshot::Build(std::vector<Project> projects,
                                                       std::vector<Member> members,

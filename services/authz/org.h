@@ -27,6 +27,15 @@ absl::string_view EnvironmentName(Environment environment);
 absl::StatusOr<Environment> ParseEnvironment(absl::string_view name);
 bool IsOrgRole(Role role);  // owner, admin
 
+// Who may hold a project's keys and call the models with them: its service accounts only, or
+// its members (those with a grant that allows the call) too. Projects default to service
+// accounts only in production and to members elsewhere (DefaultKeyHolders).
+enum class KeyHolders { kServiceAccounts, kMembers };
+
+absl::string_view KeyHoldersName(KeyHolders holders);  // "service_accounts", "members"
+absl::StatusOr<KeyHolders> ParseKeyHolders(absl::string_view name);
+KeyHolders DefaultKeyHolders(Environment environment);
+
 struct DataPolicy {
   bool zero_data_retention = false;
   int retention_days = 30;  // Ignored with zero data retention.
@@ -45,6 +54,7 @@ struct Project {
   // Per-member limits inside the project; 0 means no cap beyond the project's own.
   int64_t member_rpm_limit = 0;
   int64_t member_tpm_limit = 0;
+  KeyHolders key_holders = KeyHolders::kMembers;
   bool operator==(const Project&) const = default;
 };
 

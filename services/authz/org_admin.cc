@@ -88,7 +88,8 @@ absl::StatusOr<Project> OrgAdmin::CreateProject(absl::string_view actor, Project
   return *m.after->FindProject(project.id);
 }
 
-absl::StatusOr<Project> OrgAdmin::UpdateProject(absl::string_view actor, Project project) {
+absl::StatusOr<Project> OrgAdmin::UpdateProject(absl::string_view actor, Project project,
+                                                bool key_holders_given) {
   RETURN_IF_ERROR(Authorize(actor, "project.update", project.id));
   ASSIGN_OR_RETURN(OrgView view, cache_->Current());
   const Project* current = view.state->FindProject(project.id);
@@ -103,6 +104,7 @@ absl::StatusOr<Project> OrgAdmin::UpdateProject(absl::string_view actor, Project
                          return absl::AbortedError("the project's limits changed meanwhile; retry");
                        }
                        project.archived = p->archived;
+                       if (!key_holders_given) project.key_holders = p->key_holders;
                        *p = project;
                        return absl::OkStatus();
                      },

@@ -55,7 +55,10 @@ class OrgAdmin {
                          absl::string_view project = "") const;
 
   absl::StatusOr<Project> CreateProject(absl::string_view actor, Project project);
-  absl::StatusOr<Project> UpdateProject(absl::string_view actor, Project project);
+  // Replaces the project's settings but `archived`; without `key_holders_given`, its key
+  // holders stay as they were.
+  absl::StatusOr<Project> UpdateProject(absl::string_view actor, Project project,
+                                        bool key_holders_given = true);
   absl::StatusOr<Project> ArchiveProject(absl::string_view actor, absl::string_view id);
 
   absl::StatusOr<Member> AddMember(absl::string_view actor, Member member);

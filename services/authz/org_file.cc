@@ -10,6 +10,9 @@
 //       data_policy: {zero_data_retention: true, retention_days: 0}
 //                                      # optional map, each key optional; default false / 30
 //       models: [gpt-4o, gpt-4o-mini]  # optional, default none (no model may be called)
+//       key_holders: service_accounts  # optional: service_accounts | members (members whose
+//                                      # grants allow the call, and service accounts); default
+//                                      # service_accounts in production, members elsewhere
 //       limits: {rpm: 600, tpm: 200000, member_rpm: 60, member_tpm: 20000}
 //                                      # required map; rpm and tpm required, member_* default 0
 //   members:                           # list
@@ -418,9 +421,10 @@ absl::StatusOr<std::vector<RoleGrant>> ReadGrants(const Node& node, absl::string
 }
 
 absl::StatusOr<Project> ReadProject(const Node& node, const std::string& path) {
-  ASSIGN_OR_RETURN(const MapReader map, MapReader::Read(node, path,
-                                                        {"id", "name", "environment", "archived",
-                                                         "data_policy", "models", "limits"}));
+  ASSIGN_OR_RETURN(const MapReader map,
+                   MapReader::Read(node, path,
+                                   {"id", "name", "environment", "archived", "data_policy",
+                                    "models", "key_holders", "limits"}));
   Project project;
   ASSIGN_OR_RETURN(const Node id, map.Require("id"));
   ASSIGN_OR_RETURN(project.id, ReadString(id, map.PathOf("id")));
@@ -449,6 +453,17 @@ absl::StatusOr<Project> ReadProject(const Node& node, const std::string& path) {
   if (const Node* models = map.Find("models")) {
     ASSIGN_OR_RETURN(project.allowed_models,
                      ReadStrings(*models, map.PathOf("models"), kMaxModels));
+  }
+  project.key_holders = DefaultKeyHolders(project.environment);
+  if (const Node* holders = map.Find("key_holders")) {
+    const std::string holders_path = map.PathOf("key_holders");
+    ASSIGN_OR_RETURN(const std::string text, ReadString(*holders, holders_path));
+    absl::StatusOr<KeyHolders> parsed = ParseKeyHolders(text);
+    if (!parsed.ok()) {
+      return Invalid(*holders, holders_path,
+                     absl::StrCat(parsed.status().message(), " (service_accounts or members)"));
+    }
+    project.key_holders = *parsed;
   }
   ASSIGN_OR_RETURN(const Node limits, map.Require("limits"));
   ASSIGN_OR_RETURN(
@@ -720,6 +735,9 @@ void EmitProject(YAML::Emitter& out, const Project& p) {
   out << YAML::EndMap;
   out << YAML::Key << "models" << YAML::Value;
   EmitStrings(out, p.allowed_models);
+  if (p.key_holders != DefaultKeyHolders(p.environment)) {
+    out << YAML::Key << "key_holders" << YAML::Value << std::string(KeyHoldersName(p.key_holders));
+  }
   out << YAML::Key << "limits" << YAML::Value << YAML::Flow << YAML::BeginMap;
   out << YAML::Key << "rpm" << YAML::Value << p.rpm_limit;
   out << YAML::Key << "tpm" << YAML::Value << p.tpm_limit;

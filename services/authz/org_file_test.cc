@@ -444,6 +444,49 @@ TEST(FormatOrgFileTest, RoundTripsTheExample) {
   EXPECT_THAT(text, HasSubstr("provisioned_by: idp"));
 }
 
+TEST(ParseOrgFileTest, KeyHoldersDefaultByEnvironmentAndRoundTrip) {
+  const OrgFile file = ParseOrDie(R"(projects:
+  - {id: prod, name: P, environment: production, limits: {rpm: 1, tpm: 1}}
+  - {id: prod-open, name: P, environment: production, key_holders: members,
+     limits: {rpm: 1, tpm: 1}}
+  - {id: dev, name: D, environment: development, limits: {rpm: 1, tpm: 1}}
+  - {id: dev-closed, name: D, environment: development, key_holders: service_accounts,
+     limits: {rpm: 1, tpm: 1}}
+)");
+  ASSERT_EQ(file.projects.size(), 4u);
+  EXPECT_EQ(file.projects[0].key_holders, KeyHolders::kServiceAccounts);
+  EXPECT_EQ(file.projects[1].key_holders, KeyHolders::kMembers);
+  EXPECT_EQ(file.projects[2].key_holders, KeyHolders::kMembers);
+  EXPECT_EQ(file.projects[3].key_holders, KeyHolders::kServiceAccounts);
+  // The example's production project lets its members hold keys.
+  EXPECT_EQ(ExampleState().FindProject("support-eu")->key_holders, KeyHolders::kMembers);
+
+  // A file says only what differs from the environment's default, and reads back the same.
+  OrgState state;
+  ASSERT_TRUE(ApplyOrgFile(file, kNow, state).ok());
+  const std::string text = FormatOrgFile(state);
+  size_t said = 0;
+  for (size_t at = text.find("key_holders:"); at != std::string::npos;
+       at = text.find("key_holders:", at + 1)) {
+    ++said;
+  }
+  EXPECT_EQ(said, 2u) << text;
+  const OrgFile again = ParseOrDie(text);
+  ASSERT_EQ(again.projects.size(), 4u);
+  for (const Project& read : again.projects) {
+    const auto declared = std::find_if(file.projects.begin(), file.projects.end(),
+                                       [&](const Project& p) { return p.id == read.id; });
+    ASSERT_NE(declared, file.projects.end()) << read.id;
+    EXPECT_EQ(read.key_holders, declared->key_holders) << read.id;
+  }
+  // A bad value names the place and the choices.
+  const std::string error = ParseError(R"(projects:
+  - {id: p, name: P, environment: production, key_holders: everyone, limits: {rpm: 1, tpm: 1}}
+)");
+  EXPECT_THAT(error, HasSubstr("projects[0].key_holders"));
+  EXPECT_THAT(error, HasSubstr("service_accounts or members"));
+}
+
 TEST(FormatOrgFileTest, RoundTripsEdgeCasesAndSkipsRemoved) {
   OrgState state = ExampleState();
   Project& playground = *state.FindProject("playground");

@@ -93,7 +93,8 @@ Fields FieldsOf(const Project& p) {
           {"rpm_limit", absl::StrCat(p.rpm_limit)},
           {"tpm_limit", absl::StrCat(p.tpm_limit)},
           {"member_rpm_limit", absl::StrCat(p.member_rpm_limit)},
-          {"member_tpm_limit", absl::StrCat(p.member_tpm_limit)}};
+          {"member_tpm_limit", absl::StrCat(p.member_tpm_limit)},
+          {"key_holders", std::string(KeyHoldersName(p.key_holders))}};
 }
 
 Fields FieldsOf(const Member& m) {

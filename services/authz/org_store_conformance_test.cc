@@ -88,6 +88,8 @@ Member MakeMember(const std::string& id, std::vector<RoleGrant> grants) {
 OrgMutation SeedOrg() {
   return [](OrgState& s) {
     s.projects = {MakeProject("support"), MakeProject("research")};
+    // Both key-holder policies round-trip.
+    s.projects[1].key_holders = KeyHolders::kServiceAccounts;
     s.projects[1].environment = Environment::kDevelopment;
     s.members = {MakeMember("alice", {{Role::kOwner, "", std::nullopt}}),
                  MakeMember("bob", {{Role::kMember, "support", kNow + absl::Hours(24)},

@@ -121,6 +121,20 @@ absl::StatusOr<Project> FromProto(const pb::Project& in) {
   p.tpm_limit = in.limits().tpm();
   p.member_rpm_limit = in.member_limits().rpm();
   p.member_tpm_limit = in.member_limits().tpm();
+  switch (in.key_holders()) {
+    case pb::KEY_HOLDERS_UNSPECIFIED:
+      p.key_holders = DefaultKeyHolders(p.environment);
+      break;
+    case pb::KEY_HOLDERS_SERVICE_ACCOUNTS:
+      p.key_holders = KeyHolders::kServiceAccounts;
+      break;
+    case pb::KEY_HOLDERS_MEMBERS:
+      p.key_holders = KeyHolders::kMembers;
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("project.key_holders: unknown value ", in.key_holders()));
+  }
   return p;
 }
 
@@ -193,6 +207,9 @@ void ToProto(const Project& p, pb::Project* out) {
   out->mutable_limits()->set_tpm(p.tpm_limit);
   out->mutable_member_limits()->set_rpm(p.member_rpm_limit);
   out->mutable_member_limits()->set_tpm(p.member_tpm_limit);
+  out->set_key_holders(p.key_holders == KeyHolders::kServiceAccounts
+                           ? pb::KEY_HOLDERS_SERVICE_ACCOUNTS
+                           : pb::KEY_HOLDERS_MEMBERS);
 }
 
 void ToProto(const Member& m, const OrgState& state, pb::Member* out) {

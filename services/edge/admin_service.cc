@@ -201,11 +201,16 @@ Status AdminService::AuthorizeIssue(const Caller& caller, keys::v1::CreateKeyReq
       return Authorize(caller, "members.manage", "");
     case keys::v1::KEY_KIND_PROJECT: {
       if (Status s = Authorize(caller, "keys.manage", request->project()); !s.ok()) return s;
-      std::string environment;
-      if (Status s = ProjectEnvironment(caller, request->project(), &environment); !s.ok()) {
-        return s;
+      authz::v1::Project project;
+      if (Status s = ProjectOf(caller, request->project(), &project); !s.ok()) return s;
+      if (owner.type() == keys::v1::PRINCIPAL_TYPE_MEMBER &&
+          project.key_holders() == authz::v1::KEY_HOLDERS_SERVICE_ACCOUNTS) {
+        return Status(StatusCode::FAILED_PRECONDITION,
+                      absl::StrCat("owner: project ", project.id(),
+                                   "'s keys are held by its service accounts only (key_holders); "
+                                   "issue a service-account key"));
       }
-      return KeyEnvironment(environment, "the project", request);
+      return KeyEnvironment(project.environment(), "the project", request);
     }
     case keys::v1::KEY_KIND_SERVICE_ACCOUNT: {
       if (Status s = Authorize(caller, "keys.manage", request->project()); !s.ok()) return s;
@@ -219,9 +224,9 @@ Status AdminService::AuthorizeIssue(const Caller& caller, keys::v1::CreateKeyReq
       // An account without an environment of its own lives in its project's.
       std::string environment = account.environment();
       if (environment.empty()) {
-        if (Status s = ProjectEnvironment(caller, account.project(), &environment); !s.ok()) {
-          return s;
-        }
+        authz::v1::Project project;
+        if (Status s = ProjectOf(caller, account.project(), &project); !s.ok()) return s;
+        environment = project.environment();
       }
       if (Status s = KeyEnvironment(environment, "the service account", request); !s.ok()) {
         return s;
@@ -281,19 +286,13 @@ Status AdminService::MemberOf(const Caller& caller, const std::string& id,
               caller.deadline);
 }
 
-Status AdminService::ProjectEnvironment(const Caller& caller, const std::string& project,
-                                        std::string* environment) {
+Status AdminService::ProjectOf(const Caller& caller, const std::string& id,
+                               authz::v1::Project* project) {
   authz::v1::GetProjectRequest get;
   get.mutable_actor()->set_member_id(caller.member);
-  get.set_id(project);
-  authz::v1::Project found;
-  if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::GetProject, get, &found,
-                      caller.deadline);
-      !s.ok()) {
-    return s;
-  }
-  *environment = found.environment();
-  return Status::OK;
+  get.set_id(id);
+  return Call("authz", *authz_, &authz::v1::AuthzService::Stub::GetProject, get, project,
+              caller.deadline);
 }
 
 Status AdminService::ServiceAccountOf(const Caller& caller, const keys::v1::Principal& owner,

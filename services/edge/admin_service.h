@@ -171,9 +171,8 @@ class AdminService final : public v1::AdminService::CallbackService {
                             keys::v1::RotateKeyRequest* rotate);
   // Member `id`, read as the caller.
   grpc::Status MemberOf(const Caller& caller, const std::string& id, authz::v1::Member* member);
-  // The environment of `project`, read as the caller.
-  grpc::Status ProjectEnvironment(const Caller& caller, const std::string& project,
-                                  std::string* environment);
+  // Project `id`, read as the caller.
+  grpc::Status ProjectOf(const Caller& caller, const std::string& id, authz::v1::Project* project);
   // The live service account `owner` names, read as the caller.
   grpc::Status ServiceAccountOf(const Caller& caller, const keys::v1::Principal& owner,
                                 authz::v1::ServiceAccount* account);

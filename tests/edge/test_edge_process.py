@@ -677,6 +677,60 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(len(found), 1)
         self.assertEqual(found[0]["actor"], "alice")
 
+    def test_a_production_projects_keys_are_held_by_service_accounts_only(self):
+        admin = SUITE.admin()
+        alice = es.bearer(SUITE.new_admin_key("alice"))
+        project_id, account = f"prod-{uuid.uuid4().hex[:6]}", f"sa-prod-{uuid.uuid4().hex[:6]}"
+        project = admin.CreateProject(authz_pb2.CreateProjectRequest(project=authz_pb2.Project(
+            id=project_id, name="Claims triage", environment="production",
+            allowed_models=["gpt-4o"], limits=authz_pb2.RateLimits(rpm=100, tpm=100000))),
+            metadata=alice, timeout=10)
+        self.assertEqual(project.key_holders, authz_pb2.KEY_HOLDERS_SERVICE_ACCOUNTS)
+        admin.CreateServiceAccount(authz_pb2.CreateServiceAccountRequest(
+            service_account=authz_pb2.ServiceAccount(
+                id=account, project=project_id, environment="production",
+                permissions=["chat.completions"], ip_allowlist=["10.20.0.0/16"])),
+            metadata=alice, timeout=10)
+
+        def issue(owner_type, owner, kind):
+            return admin.CreateKey(keys_pb2.CreateKeyRequest(
+                request_id=uuid.uuid4().hex, kind=kind,
+                owner=keys_pb2.Principal(type=owner_type, id=owner), project=project_id,
+                scopes=["chat.completions"]), metadata=alice, timeout=10)
+
+        # The admin API issues no member key there, not even the owner's own.
+        with self.assertRaises(grpc.RpcError) as refused:
+            issue(keys_pb2.PRINCIPAL_TYPE_MEMBER, "alice", keys_pb2.KEY_KIND_PROJECT)
+        self.assertEqual(refused.exception.code(), C.FAILED_PRECONDITION)
+        self.assertIn("service accounts only", refused.exception.details())
+        # A member key made on the keys service directly is denied at every decision.
+        member_key = new_key("alice", project_id)
+        denied = self.decide(key=member_key, residency=R.RESIDENCY_UNSPECIFIED,
+                             text="Summarise the claim.")
+        self.assertEqual(denied.verdict, E.VERDICT_DENY)
+        self.assertEqual(denied.reason, "KEY_HOLDER_NOT_ALLOWED")
+        self.assertEqual(self.ledger_entry(denied.request_id, project=project_id).metadata[
+            "reason"], "KEY_HOLDER_NOT_ALLOWED")
+        # The project's service account decides.
+        sa_key = issue(keys_pb2.PRINCIPAL_TYPE_SERVICE_ACCOUNT, account,
+                       keys_pb2.KEY_KIND_SERVICE_ACCOUNT).secret
+        self.assertEqual(self.decide(key=sa_key, residency=R.RESIDENCY_UNSPECIFIED,
+                                     text="Summarise the claim.").verdict, E.VERDICT_ALLOW)
+        # Opened to members, the owner's key decides; an update that leaves key_holders
+        # unspecified keeps it.
+        project.key_holders = authz_pb2.KEY_HOLDERS_MEMBERS
+        admin.UpdateProject(authz_pb2.UpdateProjectRequest(project=project), metadata=alice,
+                            timeout=10)
+        project.key_holders = authz_pb2.KEY_HOLDERS_UNSPECIFIED
+        project.name = "Claims triage (pilot)"
+        updated = admin.UpdateProject(authz_pb2.UpdateProjectRequest(project=project),
+                                      metadata=alice, timeout=10)
+        self.assertEqual(updated.key_holders, authz_pb2.KEY_HOLDERS_MEMBERS)
+        own = issue(keys_pb2.PRINCIPAL_TYPE_MEMBER, "alice", keys_pb2.KEY_KIND_PROJECT).secret
+        pt.wait_until(lambda: self.decide(key=own, residency=R.RESIDENCY_UNSPECIFIED,
+                                          text="Summarise the claim.").verdict == E.VERDICT_ALLOW,
+                      timeout=10, message="the owner's key allowed once members hold keys")
+
     def test_org_apply_retried_after_it_was_cut_short_finishes_the_offboarding(self):
         admin = SUITE.admin()
         alice = es.bearer(SUITE.new_admin_key("alice"))
