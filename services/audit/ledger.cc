@@ -6,6 +6,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/log/log.h"
 #include "common/status/status.h"
 
 namespace policy::audit {
@@ -416,29 +418,47 @@ absl::StatusOr<int> AuditLedger::SignCheckpoints(std::vector<LedgerOverview>* ov
   ASSIGN_OR_RETURN(std::vector<LedgerSize> ledgers, store_->ListLedgers());
   if (overviews != nullptr) overviews->clear();
   int signed_count = 0;
+  std::vector<std::string> failed;
+  absl::Status first_failure;
   for (const LedgerSize& l : ledgers) {
-    LedgerOverview* overview = nullptr;
-    if (overviews != nullptr) {
-      overview = &overviews->emplace_back(
-          LedgerOverview{.ledger = l.ledger, .size = l.size, .latest_checkpoint = {}});
+    LedgerOverview overview{.ledger = l.ledger, .size = l.size, .latest_checkpoint = {}};
+    absl::StatusOr<bool> signed_one = SignCheckpoint(l, overview);
+    if (!signed_one.ok()) {
+      LogWarning("signing a checkpoint failed",
+                 {{"ledger", LedgerName(l.ledger)}, {"status", signed_one.status().ToString()}});
+      failed.push_back(LedgerName(l.ledger));
+      if (first_failure.ok()) first_failure = signed_one.status();
+    } else if (*signed_one) {
+      ++signed_count;
     }
-    if (l.size == 0) continue;
-    absl::StatusOr<Checkpoint> newest = store_->GetCheckpoint(l.ledger, 0);
-    if (!newest.ok() && !absl::IsNotFound(newest.status())) return newest.status();
-    if (newest.ok() && overview != nullptr) overview->latest_checkpoint = *newest;
-    if (newest.ok() && newest->tree_size >= l.size) continue;
-    // The root of exactly l.size entries: the frontier of that size, stored with its leaves.
-    ASSIGN_OR_RETURN(auto hashes, store_->NodeHashes(l.ledger, FrontierNodes(l.size)));
-    std::vector<Hash> frontier;
-    for (const NodeId& node : FrontierNodes(l.size)) frontier.push_back(hashes.at(node));
-    ASSIGN_OR_RETURN(CompactTree tree, CompactTree::FromFrontier(l.size, std::move(frontier)));
-    ASSIGN_OR_RETURN(Checkpoint checkpoint,
-                     signer_->Sign(l.ledger, l.size, tree.Root(), clock_->Now()));
-    RETURN_IF_ERROR(store_->AddCheckpoint(checkpoint));
-    if (overview != nullptr) overview->latest_checkpoint = std::move(checkpoint);
-    ++signed_count;
+    if (overviews != nullptr) overviews->push_back(std::move(overview));
+  }
+  if (!failed.empty()) {
+    return absl::Status(
+        first_failure.code(),
+        absl::StrCat("no checkpoint signed for ", failed.size(), " of ", ledgers.size(),
+                     " ledgers (", absl::StrJoin(failed, ", "), "); ", signed_count,
+                     " signed; the first failure: ", first_failure.message()));
   }
   return signed_count;
+}
+
+absl::StatusOr<bool> AuditLedger::SignCheckpoint(const LedgerSize& l, LedgerOverview& overview) {
+  if (l.size == 0) return false;
+  absl::StatusOr<Checkpoint> newest = store_->GetCheckpoint(l.ledger, 0);
+  if (!newest.ok() && !absl::IsNotFound(newest.status())) return newest.status();
+  if (newest.ok()) overview.latest_checkpoint = *newest;
+  if (newest.ok() && newest->tree_size >= l.size) return false;
+  // The root of exactly l.size entries: the frontier of that size, stored with its leaves.
+  ASSIGN_OR_RETURN(auto hashes, store_->NodeHashes(l.ledger, FrontierNodes(l.size)));
+  std::vector<Hash> frontier;
+  for (const NodeId& node : FrontierNodes(l.size)) frontier.push_back(hashes.at(node));
+  ASSIGN_OR_RETURN(CompactTree tree, CompactTree::FromFrontier(l.size, std::move(frontier)));
+  ASSIGN_OR_RETURN(Checkpoint checkpoint,
+                   signer_->Sign(l.ledger, l.size, tree.Root(), clock_->Now()));
+  RETURN_IF_ERROR(store_->AddCheckpoint(checkpoint));
+  overview.latest_checkpoint = std::move(checkpoint);
+  return true;
 }
 
 absl::StatusOr<std::vector<LedgerOverview>> AuditLedger::ListLedgers() {

@@ -142,8 +142,11 @@ class AuditLedger {
                                             size_t page_size);
 
   // Signs a checkpoint of every ledger that grew since its newest one; returns how many.
-  // Fills `ledgers`, if given, with every ledger, its size and its newest checkpoint after
-  // signing (what the service's ledger metrics show).
+  // A ledger that cannot be signed (its rows damaged, say) is logged by name and skipped:
+  // the others are still signed, and the result is then an error naming every ledger that
+  // failed. Fills `ledgers`, if given, with every ledger, its size and its newest checkpoint
+  // after signing (what the service's ledger metrics show), whether or not some failed;
+  // left as it was when the ledgers could not be listed.
   absl::StatusOr<int> SignCheckpoints(std::vector<LedgerOverview>* ledgers = nullptr);
   absl::StatusOr<std::vector<LedgerOverview>> ListLedgers();
 
@@ -155,6 +158,9 @@ class AuditLedger {
                                             const std::string& request_id,
                                             const std::string& locator,
                                             const absl::StatusOr<SubjectKey>& key, Entry first);
+  // Signs a checkpoint of `ledger` if it grew since its newest one (true when it did),
+  // setting the overview's newest checkpoint.
+  absl::StatusOr<bool> SignCheckpoint(const LedgerSize& ledger, LedgerOverview& overview);
   absl::Status RecordRead(const LedgerRef& ledger, const std::string& requested_by,
                           absl::string_view what);
 
