@@ -17,7 +17,11 @@ using proto::SetTime;
 using proto::TimeFromProto;
 
 constexpr absl::string_view kDomain = "audit.policy-suite";
+// An export chunk holds at most this many entries and, unless one entry alone is larger,
+// this many bytes of JSON lines: well within gRPC's default 4 MiB receive limit, whatever the
+// entries' metadata.
 constexpr size_t kExportChunkEntries = 500;
+constexpr size_t kExportChunkBytes = 1 << 20;
 
 grpc::Status ToGrpc(const absl::Status& status) { return ToGrpcStatus(status, kDomain); }
 
@@ -59,31 +63,48 @@ class AuditService::ExportReactor final
     const LedgerRef ledger = FromProto(request_.ledger());
     uint64_t next = request_.from_index();
     bool first = true;
+    // Entries read but not sent yet, from `taken` on; `exhausted` once a read came up short.
+    std::vector<RevealedEntry> pending;
+    size_t taken = 0;
+    bool exhausted = false;
+    v1::Entry proto;
     for (;;) {
       if (context_->IsCancelled()) {
         Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the export was cancelled"));
         return;
       }
-      absl::StatusOr<std::vector<RevealedEntry>> entries = service_->ledger_->Export(
-          ledger, next, kExportChunkEntries, request_.requested_by(), first);
-      first = false;
-      if (!entries.ok()) {
-        Finish(ToGrpc(entries.status()));
-        return;
+      if (taken == pending.size()) {
+        if (exhausted) {
+          Finish(grpc::Status::OK);
+          return;
+        }
+        absl::StatusOr<std::vector<RevealedEntry>> entries = service_->ledger_->Export(
+            ledger, next, kExportChunkEntries, request_.requested_by(), first);
+        first = false;
+        if (!entries.ok()) {
+          Finish(ToGrpc(entries.status()));
+          return;
+        }
+        exhausted = entries->size() < kExportChunkEntries;
+        pending = *std::move(entries);
+        taken = 0;
+        if (pending.empty()) {
+          Finish(grpc::Status::OK);
+          return;
+        }
       }
-      if (entries->empty()) {
-        Finish(grpc::Status::OK);
-        return;
+      // One chunk: at most kExportChunkBytes of lines, but at least one entry.
+      std::string jsonl;
+      while (taken < pending.size()) {
+        proto.Clear();
+        ToProto(pending[taken], &proto);
+        std::string line = absl::StrCat(ToJsonLine(proto), "\n");
+        if (!jsonl.empty() && jsonl.size() + line.size() > kExportChunkBytes) break;
+        jsonl.append(line);
+        next = pending[taken].entry.index + 1;
+        ++taken;
       }
       response_.Clear();
-      std::string jsonl;
-      v1::Entry proto;
-      for (const RevealedEntry& e : *entries) {
-        proto.Clear();
-        ToProto(e, &proto);
-        absl::StrAppend(&jsonl, ToJsonLine(proto), "\n");
-      }
-      next = entries->back().entry.index + 1;
       response_.set_jsonl(std::move(jsonl));
       response_.set_next_index(next);
       {
@@ -99,10 +120,6 @@ class AuditService::ExportReactor final
       }
       if (!sent) {
         Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client stopped reading"));
-        return;
-      }
-      if (entries->size() < kExportChunkEntries) {
-        Finish(grpc::Status::OK);
         return;
       }
     }
