@@ -18,6 +18,16 @@ constexpr size_t kReadChunk = 5000;
 // request id and subject.
 constexpr absl::string_view kForgetBindingKey = "request_binding";
 
+// Whether `e` records a refusal by policy: an explicit policy_violation, or a decision_deny
+// whose reason (metadata "reason", as the edge records it) is anything but RATE_LIMITED,
+// which is a quota running out rather than a request the policy forbids.
+bool IsPolicyViolation(const Entry& e) {
+  if (e.action == Action::kPolicyViolation) return true;
+  if (e.action != Action::kDecisionDeny) return false;
+  auto reason = e.metadata.find("reason");
+  return reason == e.metadata.end() || reason->second != "RATE_LIMITED";
+}
+
 absl::Time WholeMicros(absl::Time t) { return absl::FromUnixMicros(absl::ToUnixMicros(t)); }
 
 absl::Status CheckRequester(const std::string& requested_by) {
@@ -286,7 +296,7 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
       summary.total_tokens = e.tokens > std::numeric_limits<int64_t>::max() - summary.total_tokens
                                  ? std::numeric_limits<int64_t>::max()
                                  : summary.total_tokens + std::max<int64_t>(e.tokens, 0);
-      if (e.action == Action::kPolicyViolation) ++summary.policy_violations;
+      if (IsPolicyViolation(e)) ++summary.policy_violations;
       ++summary.action_breakdown[std::string(ActionName(e.action))];
     }
     if (entries.size() < kReadChunk) break;

@@ -68,6 +68,8 @@ struct ComplianceSummary {
   std::optional<absl::Time> period_end;
   uint64_t total_entries = 0;
   int64_t total_tokens = 0;
+  // policy_violation entries, and decision_deny entries refused by policy: every reason but
+  // RATE_LIMITED (GetComplianceSummaryResponse.policy_violations).
   uint64_t policy_violations = 0;
   std::map<std::string, uint64_t> action_breakdown;
   IntegrityReport integrity;

@@ -389,6 +389,32 @@ TEST_F(LedgerTest, SummaryCountsThePeriodAndReportsIntegrity) {
   EXPECT_EQ(store_.Size(kProd).value(), 4u);
 }
 
+TEST_F(LedgerTest, SummaryCountsDeniesRefusedByPolicyAsViolations) {
+  auto deny = [&](const std::string& reason) {
+    EntryInput in = Call("svc-a", 10);
+    in.action = Action::kDecisionDeny;
+    in.outcome = Outcome::kBlocked;
+    in.metadata = {{"key_id", "k1"}, {"reason", reason}};
+    AppendOk(in);
+  };
+  for (const char* reason : {"PII_BLOCKED", "MODEL_NOT_ALLOWED", "IP_NOT_ALLOWED",
+                             "PERMISSION_DENIED", "NO_COMPLIANT_REGION", "KEY_SCOPE"}) {
+    deny(reason);
+  }
+  deny("RATE_LIMITED");  // Quota, not policy.
+  EntryInput allow = Call("svc-a", 10);
+  allow.action = Action::kDecisionAllow;
+  AppendOk(allow);
+  EntryInput violation = Call("svc-a", 0);
+  violation.action = Action::kPolicyViolation;
+  AppendOk(violation);
+  absl::StatusOr<ComplianceSummary> s =
+      ledger_.Summarize(kProd, std::nullopt, std::nullopt, "auditor@example.com");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->policy_violations, 7u);
+  EXPECT_EQ(s->action_breakdown.at("decision_deny"), 7u);
+}
+
 TEST_F(LedgerTest, BatcherCommitsConcurrentAppendsOnceEach) {
   for (int writers : {1, 3}) {
     SCOPED_TRACE(absl::StrCat(writers, " writers"));
