@@ -139,6 +139,11 @@ absl::StatusOr<std::vector<RevealedEntry>> AuditLedger::Reveal(std::vector<Entry
   return out;
 }
 
+absl::StatusOr<bool> AuditLedger::Exists(const LedgerRef& ledger) {
+  ASSIGN_OR_RETURN(const uint64_t size, store_->Size(ledger));
+  return size > 0;
+}
+
 absl::Status AuditLedger::RecordRead(const LedgerRef& ledger, const std::string& requested_by,
                                      absl::string_view what) {
   EntryInput read;
@@ -160,6 +165,9 @@ absl::StatusOr<QueryPage> AuditLedger::Query(const QuerySpec& spec,
   if (spec.start.has_value() && spec.end.has_value() && *spec.end < *spec.start) {
     return absl::InvalidArgumentError("end_time: before start_time");
   }
+  QueryPage page;
+  ASSIGN_OR_RETURN(const bool exists, Exists(spec.ledger));
+  if (!exists) return page;
   EntryFilter filter{.ledger = spec.ledger,
                      .action = spec.action,
                      .actor_ref = "",
@@ -167,7 +175,6 @@ absl::StatusOr<QueryPage> AuditLedger::Query(const QuerySpec& spec,
                      .end = spec.end,
                      .after_index = spec.after_index,
                      .limit = spec.page_size + 1};
-  QueryPage page;
   if (!spec.actor.empty()) {
     absl::StatusOr<SubjectKey> key = store_->GetSubjectKey(subjects_->Locator(spec.actor));
     if (absl::IsNotFound(key.status())) {
@@ -279,6 +286,11 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
     return absl::InvalidArgumentError("end_time: before start_time");
   }
   ComplianceSummary summary;
+  ASSIGN_OR_RETURN(const bool exists, Exists(ledger));
+  if (!exists) {
+    ASSIGN_OR_RETURN(summary.integrity, Verify(ledger));
+    return summary;
+  }
   EntryFilter filter{.ledger = ledger,
                      .action = std::nullopt,
                      .actor_ref = "",
@@ -313,6 +325,9 @@ absl::StatusOr<std::vector<RevealedEntry>> AuditLedger::Export(const LedgerRef& 
                                                                bool record) {
   RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
   RETURN_IF_ERROR(CheckRequester(requested_by));
+  if (record) {
+    ASSIGN_OR_RETURN(record, Exists(ledger));
+  }
   ASSIGN_OR_RETURN(std::vector<Entry> entries, store_->ReadRange(ledger, from_index, limit));
   ASSIGN_OR_RETURN(std::vector<RevealedEntry> revealed, Reveal(std::move(entries)));
   if (record) RETURN_IF_ERROR(RecordRead(ledger, requested_by, "export"));

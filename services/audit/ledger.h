@@ -21,7 +21,9 @@
 // queries that reveal identifiers while their keys exist, proofs, signed checkpoints,
 // verification, reports and the GDPR requests. Reads of entries are themselves recorded
 // (audit_read in the ledger read; subject_forgotten and subject_access_exported in the
-// organisation's ledger). Thread-safe.
+// organisation's ledger). A ledger exists from its first entry on; a read of one that does
+// not exist (a mistyped project, say) answers as an empty ledger would, and records and
+// creates nothing. Thread-safe.
 namespace policy::audit {
 
 // An entry with its identifiers opened; empty once the subject was forgotten.
@@ -99,6 +101,8 @@ class AuditLedger {
   // Validates and appends one entry on its own.
   absl::StatusOr<AppendOutcome> Append(const EntryInput& input);
 
+  // One page of the entries matching `spec`, recorded as an audit_read in the ledger (when
+  // it exists).
   absl::StatusOr<QueryPage> Query(const QuerySpec& spec, const std::string& requested_by);
 
   const std::string& public_key() const { return signer_->public_key(); }
@@ -121,7 +125,8 @@ class AuditLedger {
                                               std::optional<absl::Time> start,
                                               std::optional<absl::Time> end,
                                               const std::string& requested_by);
-  // Up to `limit` entries from `from_index` on. Recorded as one audit_read when `record`.
+  // Up to `limit` entries from `from_index` on. Recorded as one audit_read when `record`
+  // (and the ledger exists).
   absl::StatusOr<std::vector<RevealedEntry>> Export(const LedgerRef& ledger, uint64_t from_index,
                                                     size_t limit, const std::string& requested_by,
                                                     bool record);
@@ -163,6 +168,10 @@ class AuditLedger {
   // Signs a checkpoint of `ledger` if it grew since its newest one (true when it did),
   // setting the overview's newest checkpoint.
   absl::StatusOr<bool> SignCheckpoint(const LedgerSize& ledger, LedgerOverview& overview);
+  // Whether the ledger exists: it does from its first entry on.
+  absl::StatusOr<bool> Exists(const LedgerRef& ledger);
+  // Appends an audit_read of `ledger` by `requested_by`. Callers first check that the ledger
+  // exists: a read never creates one.
   absl::Status RecordRead(const LedgerRef& ledger, const std::string& requested_by,
                           absl::string_view what);
 

@@ -415,6 +415,37 @@ TEST_F(LedgerTest, SummaryCountsDeniesRefusedByPolicyAsViolations) {
   EXPECT_EQ(s->action_breakdown.at("decision_deny"), 7u);
 }
 
+TEST_F(LedgerTest, ReadsOfALedgerThatDoesNotExistCreateNothing) {
+  const LedgerRef typo{"proj-prdo", "production"};
+  AppendOk(Call("svc-a", 10));
+  QuerySpec spec;
+  spec.ledger = typo;
+  absl::StatusOr<QueryPage> page = ledger_.Query(spec, "auditor@example.com");
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_THAT(page->entries, IsEmpty());
+  EXPECT_FALSE(page->next_index.has_value());
+  spec.actor = "svc-a";
+  EXPECT_TRUE(ledger_.Query(spec, "auditor@example.com").ok());
+  absl::StatusOr<ComplianceSummary> s =
+      ledger_.Summarize(typo, std::nullopt, std::nullopt, "auditor@example.com");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->total_entries, 0u);
+  EXPECT_TRUE(s->integrity.valid);
+  absl::StatusOr<std::vector<RevealedEntry>> exported =
+      ledger_.Export(typo, 0, 100, "auditor@example.com", /*record=*/true);
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  EXPECT_THAT(*exported, IsEmpty());
+  // Only the ledger written to exists.
+  absl::StatusOr<std::vector<LedgerOverview>> ledgers = ledger_.ListLedgers();
+  ASSERT_TRUE(ledgers.ok());
+  ASSERT_EQ(ledgers->size(), 1u);
+  EXPECT_EQ((*ledgers)[0].ledger, kProd);
+  EXPECT_EQ(store_.Size(typo).value(), 0u);
+  // Reads of a ledger that exists are recorded in it.
+  ASSERT_TRUE(ledger_.Export(kProd, 0, 100, "auditor@example.com", true).ok());
+  EXPECT_EQ(store_.Size(kProd).value(), 2u);
+}
+
 TEST_F(LedgerTest, BatcherCommitsConcurrentAppendsOnceEach) {
   for (int writers : {1, 3}) {
     SCOPED_TRACE(absl::StrCat(writers, " writers"));
