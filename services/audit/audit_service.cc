@@ -248,7 +248,8 @@ grpc::ServerUnaryReactor* AuditService::GetInclusionProof(
     absl::StatusOr<InclusionProof> proof = ledger_->ProveInclusion(
         FromProto(request->ledger()), index, request->request_id(), request->tree_size());
     if (!proof.ok()) return ToGrpc(proof.status());
-    ToProto(proof->entry, response->mutable_entry());
+    ToProto(RevealedEntry{.entry = std::move(proof->entry), .actor = "", .subject = ""},
+            response->mutable_entry());
     ToProto(proof->checkpoint, response->mutable_checkpoint());
     for (const Hash& h : proof->proof) response->add_proof(std::string(AsBytes(h)));
     return grpc::Status::OK;

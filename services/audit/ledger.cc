@@ -225,10 +225,7 @@ absl::StatusOr<InclusionProof> AuditLedger::ProveInclusion(const LedgerRef& ledg
   ASSIGN_OR_RETURN(ProofPlan plan, PlanInclusionProof(entry->index, checkpoint.tree_size));
   ASSIGN_OR_RETURN(auto hashes, store_->NodeHashes(ledger, NodesOf(plan)));
   ASSIGN_OR_RETURN(std::vector<Hash> proof, AssembleProof(plan, hashes));
-  std::vector<Entry> one;
-  one.push_back(*std::move(entry));
-  ASSIGN_OR_RETURN(std::vector<RevealedEntry> revealed, Reveal(std::move(one)));
-  return InclusionProof{std::move(revealed[0]), std::move(checkpoint), std::move(proof)};
+  return InclusionProof{*std::move(entry), std::move(checkpoint), std::move(proof)};
 }
 
 absl::StatusOr<Entry> AuditLedger::FindRequest(const LedgerRef& ledger,

@@ -54,7 +54,7 @@ struct SubjectPage {
 };
 
 struct InclusionProof {
-  RevealedEntry entry;
+  Entry entry;  // Its identifiers sealed, not revealed.
   Checkpoint checkpoint;
   std::vector<Hash> proof;
 };
@@ -110,9 +110,10 @@ class AuditLedger {
   // The entry recorded under `request_id` in `ledger`, its identifiers not revealed;
   // NOT_FOUND when there is none.
   absl::StatusOr<Entry> FindRequest(const LedgerRef& ledger, const std::string& request_id);
-  // The entry at `index` (or with `request_id`) and its proof against the checkpoint of
-  // `tree_size` (0: the newest). FAILED_PRECONDITION when the entry is newer than the
-  // checkpoint (ask again after the next one is signed).
+  // The entry at `index` (or with `request_id`), its identifiers not revealed (the leaf hash
+  // does not cover them, so the proof needs none; not recorded as a read, like FindRequest),
+  // and its proof against the checkpoint of `tree_size` (0: the newest). FAILED_PRECONDITION when
+  // the entry is newer than the checkpoint (ask again after the next one is signed).
   absl::StatusOr<InclusionProof> ProveInclusion(const LedgerRef& ledger,
                                                 std::optional<uint64_t> index,
                                                 const std::string& request_id, uint64_t tree_size);

@@ -127,14 +127,15 @@ TEST_F(LedgerTest, ProofsVerifyAgainstSignedCheckpoints) {
   for (uint64_t i = 0; i < 11; ++i) {
     absl::StatusOr<InclusionProof> p = ledger_.ProveInclusion(kProd, i, "", 0);
     ASSERT_TRUE(p.ok()) << p.status();
-    EXPECT_EQ(p->entry.entry.index, i);
-    EXPECT_TRUE(VerifyInclusion(EntryLeafHash(p->entry.entry), i, p->checkpoint.tree_size, p->proof,
+    EXPECT_EQ(p->entry.index, i);
+    EXPECT_TRUE(VerifyInclusion(EntryLeafHash(p->entry), i, p->checkpoint.tree_size, p->proof,
                                 p->checkpoint.root))
         << i;
   }
   absl::StatusOr<InclusionProof> by_request = ledger_.ProveInclusion(kProd, std::nullopt, "r5", 0);
   ASSERT_TRUE(by_request.ok());
-  EXPECT_EQ(by_request->entry.entry.index, 5u);
+  EXPECT_EQ(by_request->entry.index, 5u);
+  EXPECT_EQ(by_request->entry.actor.sealed.find("svc-a"), std::string::npos);
 
   for (int i = 0; i < 6; ++i) AppendOk(Call("svc-b", i));
   ASSERT_EQ(ledger_.SignCheckpoints().value(), 1);

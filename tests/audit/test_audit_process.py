@@ -590,7 +590,11 @@ class ProofTest(AuditTestCase):
         by_id = self.audit.GetInclusionProof(A.GetInclusionProofRequest(
             ledger=ledger, request_id="p-7"), timeout=10)
         self.assertEqual((by_id.entry.index, by_id.entry.request_id), (7, "p-7"))
-        self.assertEqual(by_id.entry.actor, f"svc-1-{self.u}")
+        # The proof reveals no identifier, so it is no read to record.
+        self.assertEqual(by_id.entry.actor, "")
+        self.assertEqual(len(by_id.entry.actor_ref), 32)
+        self.assertEqual(self.audit.GetEntry(A.GetEntryRequest(
+            ledger=ledger, request_id="p-7"), timeout=10).entry, by_id.entry)
         self.assertTrue(aus.verify_inclusion(aus.entry_leaf_hash(by_id.entry), 7,
                                              by_id.checkpoint.tree_size, list(by_id.proof),
                                              by_id.checkpoint.root_hash))
