@@ -1,6 +1,7 @@
 #include "services/audit/audit_service.h"
 
 #include <thread>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -199,15 +200,18 @@ grpc::ServerUnaryReactor* AuditService::QueryEntries(grpc::CallbackServerContext
       return ToGrpc(absl::InvalidArgumentError("page_size: negative"));
     }
     spec.page_size = request->page_size() == 0 ? 100 : static_cast<size_t>(request->page_size());
-    if (!request->page_token().empty() &&
-        !absl::SimpleAtoi(request->page_token(), &spec.after_index)) {
-      return ToGrpc(absl::InvalidArgumentError("page_token: not a token this service issued"));
+    if (!request->page_token().empty()) {
+      auto token = QueryPageFromToken(request->page_token());
+      if (!token.has_value()) {
+        return ToGrpc(absl::InvalidArgumentError("page_token: not a token this service issued"));
+      }
+      std::tie(spec.after_index, spec.end_index) = *token;
     }
     absl::StatusOr<QueryPage> page = ledger_->Query(spec, request->requested_by());
     if (!page.ok()) return ToGrpc(page.status());
     for (const RevealedEntry& e : page->entries) ToProto(e, response->add_entries());
     if (page->next_index.has_value()) {
-      response->set_next_page_token(absl::StrCat(*page->next_index));
+      response->set_next_page_token(QueryPageToken(*page->next_index, page->end_index));
     }
     return grpc::Status::OK;
   });
@@ -341,9 +345,9 @@ grpc::ServerUnaryReactor* AuditService::ExportSubject(grpc::CallbackServerContex
                                                       const v1::ExportSubjectRequest* request,
                                                       v1::ExportSubjectResponse* response) {
   return pool_->Run(context, [this, request, response] {
-    std::optional<SubjectCursor> after;
+    std::optional<SubjectResume> after;
     if (!request->page_token().empty()) {
-      after = SubjectCursorFromToken(request->page_token());
+      after = SubjectResumeFromToken(request->page_token());
       if (!after.has_value()) {
         return ToGrpc(absl::InvalidArgumentError("page_token: not a token this service issued"));
       }
@@ -356,7 +360,7 @@ grpc::ServerUnaryReactor* AuditService::ExportSubject(grpc::CallbackServerContex
         ledger_->ExportSubject(request->subject(), request->requested_by(), after, page_size);
     if (!page.ok()) return ToGrpc(page.status());
     for (const RevealedEntry& e : page->entries) ToProto(e, response->add_entries());
-    if (page->next.has_value()) response->set_next_page_token(SubjectCursorToken(*page->next));
+    if (page->next.has_value()) response->set_next_page_token(SubjectResumeToken(*page->next));
     return grpc::Status::OK;
   });
 }

@@ -166,8 +166,9 @@ absl::StatusOr<QueryPage> AuditLedger::Query(const QuerySpec& spec,
     return absl::InvalidArgumentError("end_time: before start_time");
   }
   QueryPage page;
-  ASSIGN_OR_RETURN(const bool exists, Exists(spec.ledger));
-  if (!exists) return page;
+  ASSIGN_OR_RETURN(const uint64_t size, store_->Size(spec.ledger));
+  if (size == 0) return page;  // No such ledger: nothing to read, record or create.
+  page.end_index = spec.end_index.value_or(size);
   EntryFilter filter{.ledger = spec.ledger,
                      .action = spec.action,
                      .actor_ref = "",
@@ -185,6 +186,8 @@ absl::StatusOr<QueryPage> AuditLedger::Query(const QuerySpec& spec,
     filter.actor_ref = key->ref;
   }
   ASSIGN_OR_RETURN(std::vector<Entry> entries, store_->Query(filter));
+  // Entries are in index order: those appended since the first page come last.
+  while (!entries.empty() && entries.back().index >= page.end_index) entries.pop_back();
   if (entries.size() > spec.page_size) {
     page.next_index = entries[spec.page_size].index;
     entries.resize(spec.page_size);
@@ -403,7 +406,7 @@ absl::StatusOr<ForgetResult> AuditLedger::RepeatForget(const std::string& subjec
 
 absl::StatusOr<SubjectPage> AuditLedger::ExportSubject(const std::string& subject,
                                                        const std::string& requested_by,
-                                                       const std::optional<SubjectCursor>& after,
+                                                       const std::optional<SubjectResume>& after,
                                                        size_t page_size) {
   if (subject.empty()) return absl::InvalidArgumentError("subject: required");
   RETURN_IF_ERROR(ValidateIdentifier(subject, "subject"));
@@ -418,12 +421,31 @@ absl::StatusOr<SubjectPage> AuditLedger::ExportSubject(const std::string& subjec
   record.action = Action::kSubjectAccessExported;
   record.actor = requested_by;
   if (key.ok()) {
-    // One more than a page says whether another follows.
-    ASSIGN_OR_RETURN(std::vector<Entry> entries,
-                     store_->EntriesOfSubject(key->ref, after, page_size + 1));
+    const LedgerRef org;
+    uint64_t org_end = 0;
+    if (after.has_value() && after->org_end.has_value()) {
+      org_end = *after->org_end;
+    } else {
+      ASSIGN_OR_RETURN(org_end, store_->Size(org));
+    }
+    // One more than a page says whether another follows. Entries of the organisation's
+    // ledger from org_end on are not part of the export, wherever they fall in its order.
+    std::optional<SubjectCursor> from;
+    if (after.has_value()) from = after->after;
+    std::vector<Entry> entries;
+    for (;;) {
+      const size_t wanted = page_size + 1 - entries.size();
+      ASSIGN_OR_RETURN(std::vector<Entry> batch, store_->EntriesOfSubject(key->ref, from, wanted));
+      if (!batch.empty()) from = CursorOf(batch.back());
+      for (Entry& e : batch) {
+        if (e.ledger == org && e.index >= org_end) continue;
+        entries.push_back(std::move(e));
+      }
+      if (batch.size() < wanted || entries.size() > page_size) break;
+    }
     if (entries.size() > page_size) {
       entries.resize(page_size);
-      page.next = CursorOf(entries.back());
+      page.next = SubjectResume{.after = CursorOf(entries.back()), .org_end = org_end};
     }
     ASSIGN_OR_RETURN(page.entries, Reveal(std::move(entries)));
     record.subject = subject;

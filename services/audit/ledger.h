@@ -40,17 +40,30 @@ struct QuerySpec {
   std::optional<absl::Time> start;
   std::optional<absl::Time> end;
   uint64_t after_index = 0;
+  // Entries before this index only: the ledger's size at the query's first page, so that
+  // the audit_read records its pages append are not part of it. None: the size now.
+  std::optional<uint64_t> end_index;
   size_t page_size = 100;
 };
 
 struct QueryPage {
   std::vector<RevealedEntry> entries;
   std::optional<uint64_t> next_index;  // Where the next page starts; none on the last page.
+  uint64_t end_index = 0;              // The bound the next page keeps (QuerySpec::end_index).
+};
+
+// Where the next page of a subject export starts, and where the export ends.
+struct SubjectResume {
+  SubjectCursor after;  // The last entry of the page before.
+  // The organisation's ledger's size at the export's first page: its entries from this index
+  // on (the export's own subject_access_exported records among them) are not part of it.
+  // None: its size now.
+  std::optional<uint64_t> org_end;
 };
 
 struct SubjectPage {
   std::vector<RevealedEntry> entries;
-  std::optional<SubjectCursor> next;  // Where the next page starts; none on the last page.
+  std::optional<SubjectResume> next;  // Where the next page starts; none on the last page.
 };
 
 struct InclusionProof {
@@ -143,10 +156,12 @@ class AuditLedger {
   // One page of the entries naming `subject` (as actor or subject), across ledgers, in
   // SubjectOrder after `after` (none: from the first), at most `page_size` (1 to
   // kMaxPageSize); none once the subject's key is destroyed. Each page is recorded as a
-  // subject_access_exported entry in the organisation's ledger.
+  // subject_access_exported entry in the organisation's ledger; the entries that ledger
+  // gained since the first page (those records among them) are not part of the export, so
+  // paging ends whatever the page size.
   absl::StatusOr<SubjectPage> ExportSubject(const std::string& subject,
                                             const std::string& requested_by,
-                                            const std::optional<SubjectCursor>& after,
+                                            const std::optional<SubjectResume>& after,
                                             size_t page_size);
 
   // Signs a checkpoint of every ledger that grew since its newest one; returns how many.

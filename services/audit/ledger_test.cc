@@ -111,6 +111,27 @@ TEST_F(LedgerTest, QueryRevealsIdentifiersFiltersAndPagesAndIsRecorded) {
   EXPECT_EQ(ledger_.Query(spec, "a").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(LedgerTest, PagingOneAtATimeEndsWithTheEntriesPresentAtTheFirstPage) {
+  for (int i = 0; i < 3; ++i) AppendOk(Call("svc-a", i));
+  QuerySpec spec;
+  spec.ledger = kProd;
+  spec.page_size = 1;
+  std::vector<uint64_t> indexes;
+  for (int pages = 0;; ++pages) {
+    ASSERT_LT(pages, 10) << "paging does not end";
+    absl::StatusOr<QueryPage> page = ledger_.Query(spec, "auditor@example.com");
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const RevealedEntry& e : page->entries) indexes.push_back(e.entry.index);
+    if (!page->next_index.has_value()) break;
+    spec.after_index = *page->next_index;
+    spec.end_index = page->end_index;
+    clock_.Advance(absl::Seconds(1));
+  }
+  EXPECT_THAT(indexes, ElementsAre(0, 1, 2));
+  // Each page was recorded all the same.
+  EXPECT_EQ(store_.Size(kProd).value(), 6u);
+}
+
 TEST_F(LedgerTest, ProofsVerifyAgainstSignedCheckpoints) {
   for (int i = 0; i < 11; ++i) AppendOk(Call("svc-a", i, absl::StrCat("r", i)));
   ASSERT_EQ(ledger_.SignCheckpoints().value(), 1);
@@ -186,7 +207,8 @@ TEST_F(LedgerTest, ForgetSubjectShredsIdentifiersButTheLedgerStillVerifies) {
   EXPECT_FALSE(before->next.has_value());
   EXPECT_EQ(before->entries[0].subject, "carol@example.com");
   EXPECT_EQ(before->entries[1].actor, "carol@example.com");
-  // Page by page, one entry each (the exports' own records name carol too, so pages follow).
+  // Page by page, one entry each: what named carol at the first page, the record of the
+  // export above included, and not the records of these pages.
   absl::StatusOr<SubjectPage> first =
       ledger_.ExportSubject("carol@example.com", "dpo@example.com", std::nullopt, 1);
   ASSERT_TRUE(first.ok() && first->next.has_value());
@@ -202,6 +224,8 @@ TEST_F(LedgerTest, ForgetSubjectShredsIdentifiersButTheLedgerStillVerifies) {
   ASSERT_TRUE(third.ok());
   ASSERT_EQ(third->entries.size(), 1u);
   EXPECT_EQ(third->entries[0].entry.action, Action::kSubjectAccessExported);
+  EXPECT_EQ(third->entries[0].entry.index, 0u);
+  EXPECT_FALSE(third->next.has_value());
   EXPECT_EQ(ledger_.ExportSubject("carol@example.com", "dpo", std::nullopt, 0).status().code(),
             absl::StatusCode::kInvalidArgument);
 
