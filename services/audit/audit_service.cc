@@ -1,6 +1,7 @@
 #include "services/audit/audit_service.h"
 
 #include <thread>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -17,7 +18,11 @@ using proto::SetTime;
 using proto::TimeFromProto;
 
 constexpr absl::string_view kDomain = "audit.policy-suite";
+// An export chunk holds at most this many entries and, unless one entry alone is larger,
+// this many bytes of JSON lines: well within gRPC's default 4 MiB receive limit, whatever the
+// entries' metadata.
 constexpr size_t kExportChunkEntries = 500;
+constexpr size_t kExportChunkBytes = 1 << 20;
 
 grpc::Status ToGrpc(const absl::Status& status) { return ToGrpcStatus(status, kDomain); }
 
@@ -59,31 +64,48 @@ class AuditService::ExportReactor final
     const LedgerRef ledger = FromProto(request_.ledger());
     uint64_t next = request_.from_index();
     bool first = true;
+    // Entries read but not sent yet, from `taken` on; `exhausted` once a read came up short.
+    std::vector<RevealedEntry> pending;
+    size_t taken = 0;
+    bool exhausted = false;
+    v1::Entry proto;
     for (;;) {
       if (context_->IsCancelled()) {
         Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the export was cancelled"));
         return;
       }
-      absl::StatusOr<std::vector<RevealedEntry>> entries = service_->ledger_->Export(
-          ledger, next, kExportChunkEntries, request_.requested_by(), first);
-      first = false;
-      if (!entries.ok()) {
-        Finish(ToGrpc(entries.status()));
-        return;
+      if (taken == pending.size()) {
+        if (exhausted) {
+          Finish(grpc::Status::OK);
+          return;
+        }
+        absl::StatusOr<std::vector<RevealedEntry>> entries = service_->ledger_->Export(
+            ledger, next, kExportChunkEntries, request_.requested_by(), first);
+        first = false;
+        if (!entries.ok()) {
+          Finish(ToGrpc(entries.status()));
+          return;
+        }
+        exhausted = entries->size() < kExportChunkEntries;
+        pending = *std::move(entries);
+        taken = 0;
+        if (pending.empty()) {
+          Finish(grpc::Status::OK);
+          return;
+        }
       }
-      if (entries->empty()) {
-        Finish(grpc::Status::OK);
-        return;
+      // One chunk: at most kExportChunkBytes of lines, but at least one entry.
+      std::string jsonl;
+      while (taken < pending.size()) {
+        proto.Clear();
+        ToProto(pending[taken], &proto);
+        std::string line = absl::StrCat(ToJsonLine(proto), "\n");
+        if (!jsonl.empty() && jsonl.size() + line.size() > kExportChunkBytes) break;
+        jsonl.append(line);
+        next = pending[taken].entry.index + 1;
+        ++taken;
       }
       response_.Clear();
-      std::string jsonl;
-      v1::Entry proto;
-      for (const RevealedEntry& e : *entries) {
-        proto.Clear();
-        ToProto(e, &proto);
-        absl::StrAppend(&jsonl, ToJsonLine(proto), "\n");
-      }
-      next = entries->back().entry.index + 1;
       response_.set_jsonl(std::move(jsonl));
       response_.set_next_index(next);
       {
@@ -99,10 +121,6 @@ class AuditService::ExportReactor final
       }
       if (!sent) {
         Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client stopped reading"));
-        return;
-      }
-      if (entries->size() < kExportChunkEntries) {
-        Finish(grpc::Status::OK);
         return;
       }
     }
@@ -182,15 +200,18 @@ grpc::ServerUnaryReactor* AuditService::QueryEntries(grpc::CallbackServerContext
       return ToGrpc(absl::InvalidArgumentError("page_size: negative"));
     }
     spec.page_size = request->page_size() == 0 ? 100 : static_cast<size_t>(request->page_size());
-    if (!request->page_token().empty() &&
-        !absl::SimpleAtoi(request->page_token(), &spec.after_index)) {
-      return ToGrpc(absl::InvalidArgumentError("page_token: not a token this service issued"));
+    if (!request->page_token().empty()) {
+      auto token = QueryPageFromToken(request->page_token());
+      if (!token.has_value()) {
+        return ToGrpc(absl::InvalidArgumentError("page_token: not a token this service issued"));
+      }
+      std::tie(spec.after_index, spec.end_index) = *token;
     }
     absl::StatusOr<QueryPage> page = ledger_->Query(spec, request->requested_by());
     if (!page.ok()) return ToGrpc(page.status());
     for (const RevealedEntry& e : page->entries) ToProto(e, response->add_entries());
     if (page->next_index.has_value()) {
-      response->set_next_page_token(absl::StrCat(*page->next_index));
+      response->set_next_page_token(QueryPageToken(*page->next_index, page->end_index));
     }
     return grpc::Status::OK;
   });
@@ -231,7 +252,8 @@ grpc::ServerUnaryReactor* AuditService::GetInclusionProof(
     absl::StatusOr<InclusionProof> proof = ledger_->ProveInclusion(
         FromProto(request->ledger()), index, request->request_id(), request->tree_size());
     if (!proof.ok()) return ToGrpc(proof.status());
-    ToProto(proof->entry, response->mutable_entry());
+    ToProto(RevealedEntry{.entry = std::move(proof->entry), .actor = "", .subject = ""},
+            response->mutable_entry());
     ToProto(proof->checkpoint, response->mutable_checkpoint());
     for (const Hash& h : proof->proof) response->add_proof(std::string(AsBytes(h)));
     return grpc::Status::OK;
@@ -323,9 +345,9 @@ grpc::ServerUnaryReactor* AuditService::ExportSubject(grpc::CallbackServerContex
                                                       const v1::ExportSubjectRequest* request,
                                                       v1::ExportSubjectResponse* response) {
   return pool_->Run(context, [this, request, response] {
-    std::optional<SubjectCursor> after;
+    std::optional<SubjectResume> after;
     if (!request->page_token().empty()) {
-      after = SubjectCursorFromToken(request->page_token());
+      after = SubjectResumeFromToken(request->page_token());
       if (!after.has_value()) {
         return ToGrpc(absl::InvalidArgumentError("page_token: not a token this service issued"));
       }
@@ -338,7 +360,7 @@ grpc::ServerUnaryReactor* AuditService::ExportSubject(grpc::CallbackServerContex
         ledger_->ExportSubject(request->subject(), request->requested_by(), after, page_size);
     if (!page.ok()) return ToGrpc(page.status());
     for (const RevealedEntry& e : page->entries) ToProto(e, response->add_entries());
-    if (page->next.has_value()) response->set_next_page_token(SubjectCursorToken(*page->next));
+    if (page->next.has_value()) response->set_next_page_token(SubjectResumeToken(*page->next));
     return grpc::Status::OK;
   });
 }

@@ -6,6 +6,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/log/log.h"
 #include "common/status/status.h"
 
 namespace policy::audit {
@@ -15,6 +17,16 @@ constexpr size_t kReadChunk = 5000;
 // The metadata key of a subject_forgotten record holding SubjectCipher::RequestBinding of its
 // request id and subject.
 constexpr absl::string_view kForgetBindingKey = "request_binding";
+
+// Whether `e` records a refusal by policy: an explicit policy_violation, or a decision_deny
+// whose reason (metadata "reason", as the edge records it) is anything but RATE_LIMITED,
+// which is a quota running out rather than a request the policy forbids.
+bool IsPolicyViolation(const Entry& e) {
+  if (e.action == Action::kPolicyViolation) return true;
+  if (e.action != Action::kDecisionDeny) return false;
+  auto reason = e.metadata.find("reason");
+  return reason == e.metadata.end() || reason->second != "RATE_LIMITED";
+}
 
 absl::Time WholeMicros(absl::Time t) { return absl::FromUnixMicros(absl::ToUnixMicros(t)); }
 
@@ -127,6 +139,11 @@ absl::StatusOr<std::vector<RevealedEntry>> AuditLedger::Reveal(std::vector<Entry
   return out;
 }
 
+absl::StatusOr<bool> AuditLedger::Exists(const LedgerRef& ledger) {
+  ASSIGN_OR_RETURN(const uint64_t size, store_->Size(ledger));
+  return size > 0;
+}
+
 absl::Status AuditLedger::RecordRead(const LedgerRef& ledger, const std::string& requested_by,
                                      absl::string_view what) {
   EntryInput read;
@@ -148,6 +165,10 @@ absl::StatusOr<QueryPage> AuditLedger::Query(const QuerySpec& spec,
   if (spec.start.has_value() && spec.end.has_value() && *spec.end < *spec.start) {
     return absl::InvalidArgumentError("end_time: before start_time");
   }
+  QueryPage page;
+  ASSIGN_OR_RETURN(const uint64_t size, store_->Size(spec.ledger));
+  if (size == 0) return page;  // No such ledger: nothing to read, record or create.
+  page.end_index = spec.end_index.value_or(size);
   EntryFilter filter{.ledger = spec.ledger,
                      .action = spec.action,
                      .actor_ref = "",
@@ -155,7 +176,6 @@ absl::StatusOr<QueryPage> AuditLedger::Query(const QuerySpec& spec,
                      .end = spec.end,
                      .after_index = spec.after_index,
                      .limit = spec.page_size + 1};
-  QueryPage page;
   if (!spec.actor.empty()) {
     absl::StatusOr<SubjectKey> key = store_->GetSubjectKey(subjects_->Locator(spec.actor));
     if (absl::IsNotFound(key.status())) {
@@ -166,6 +186,8 @@ absl::StatusOr<QueryPage> AuditLedger::Query(const QuerySpec& spec,
     filter.actor_ref = key->ref;
   }
   ASSIGN_OR_RETURN(std::vector<Entry> entries, store_->Query(filter));
+  // Entries are in index order: those appended since the first page come last.
+  while (!entries.empty() && entries.back().index >= page.end_index) entries.pop_back();
   if (entries.size() > spec.page_size) {
     page.next_index = entries[spec.page_size].index;
     entries.resize(spec.page_size);
@@ -206,10 +228,7 @@ absl::StatusOr<InclusionProof> AuditLedger::ProveInclusion(const LedgerRef& ledg
   ASSIGN_OR_RETURN(ProofPlan plan, PlanInclusionProof(entry->index, checkpoint.tree_size));
   ASSIGN_OR_RETURN(auto hashes, store_->NodeHashes(ledger, NodesOf(plan)));
   ASSIGN_OR_RETURN(std::vector<Hash> proof, AssembleProof(plan, hashes));
-  std::vector<Entry> one;
-  one.push_back(*std::move(entry));
-  ASSIGN_OR_RETURN(std::vector<RevealedEntry> revealed, Reveal(std::move(one)));
-  return InclusionProof{std::move(revealed[0]), std::move(checkpoint), std::move(proof)};
+  return InclusionProof{*std::move(entry), std::move(checkpoint), std::move(proof)};
 }
 
 absl::StatusOr<Entry> AuditLedger::FindRequest(const LedgerRef& ledger,
@@ -267,6 +286,11 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
     return absl::InvalidArgumentError("end_time: before start_time");
   }
   ComplianceSummary summary;
+  ASSIGN_OR_RETURN(const bool exists, Exists(ledger));
+  if (!exists) {
+    ASSIGN_OR_RETURN(summary.integrity, Verify(ledger));
+    return summary;
+  }
   EntryFilter filter{.ledger = ledger,
                      .action = std::nullopt,
                      .actor_ref = "",
@@ -284,7 +308,7 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
       summary.total_tokens = e.tokens > std::numeric_limits<int64_t>::max() - summary.total_tokens
                                  ? std::numeric_limits<int64_t>::max()
                                  : summary.total_tokens + std::max<int64_t>(e.tokens, 0);
-      if (e.action == Action::kPolicyViolation) ++summary.policy_violations;
+      if (IsPolicyViolation(e)) ++summary.policy_violations;
       ++summary.action_breakdown[std::string(ActionName(e.action))];
     }
     if (entries.size() < kReadChunk) break;
@@ -301,6 +325,9 @@ absl::StatusOr<std::vector<RevealedEntry>> AuditLedger::Export(const LedgerRef& 
                                                                bool record) {
   RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
   RETURN_IF_ERROR(CheckRequester(requested_by));
+  if (record) {
+    ASSIGN_OR_RETURN(record, Exists(ledger));
+  }
   ASSIGN_OR_RETURN(std::vector<Entry> entries, store_->ReadRange(ledger, from_index, limit));
   ASSIGN_OR_RETURN(std::vector<RevealedEntry> revealed, Reveal(std::move(entries)));
   if (record) RETURN_IF_ERROR(RecordRead(ledger, requested_by, "export"));
@@ -379,7 +406,7 @@ absl::StatusOr<ForgetResult> AuditLedger::RepeatForget(const std::string& subjec
 
 absl::StatusOr<SubjectPage> AuditLedger::ExportSubject(const std::string& subject,
                                                        const std::string& requested_by,
-                                                       const std::optional<SubjectCursor>& after,
+                                                       const std::optional<SubjectResume>& after,
                                                        size_t page_size) {
   if (subject.empty()) return absl::InvalidArgumentError("subject: required");
   RETURN_IF_ERROR(ValidateIdentifier(subject, "subject"));
@@ -394,12 +421,31 @@ absl::StatusOr<SubjectPage> AuditLedger::ExportSubject(const std::string& subjec
   record.action = Action::kSubjectAccessExported;
   record.actor = requested_by;
   if (key.ok()) {
-    // One more than a page says whether another follows.
-    ASSIGN_OR_RETURN(std::vector<Entry> entries,
-                     store_->EntriesOfSubject(key->ref, after, page_size + 1));
+    const LedgerRef org;
+    uint64_t org_end = 0;
+    if (after.has_value() && after->org_end.has_value()) {
+      org_end = *after->org_end;
+    } else {
+      ASSIGN_OR_RETURN(org_end, store_->Size(org));
+    }
+    // One more than a page says whether another follows. Entries of the organisation's
+    // ledger from org_end on are not part of the export, wherever they fall in its order.
+    std::optional<SubjectCursor> from;
+    if (after.has_value()) from = after->after;
+    std::vector<Entry> entries;
+    for (;;) {
+      const size_t wanted = page_size + 1 - entries.size();
+      ASSIGN_OR_RETURN(std::vector<Entry> batch, store_->EntriesOfSubject(key->ref, from, wanted));
+      if (!batch.empty()) from = CursorOf(batch.back());
+      for (Entry& e : batch) {
+        if (e.ledger == org && e.index >= org_end) continue;
+        entries.push_back(std::move(e));
+      }
+      if (batch.size() < wanted || entries.size() > page_size) break;
+    }
     if (entries.size() > page_size) {
       entries.resize(page_size);
-      page.next = CursorOf(entries.back());
+      page.next = SubjectResume{.after = CursorOf(entries.back()), .org_end = org_end};
     }
     ASSIGN_OR_RETURN(page.entries, Reveal(std::move(entries)));
     record.subject = subject;
@@ -416,29 +462,47 @@ absl::StatusOr<int> AuditLedger::SignCheckpoints(std::vector<LedgerOverview>* ov
   ASSIGN_OR_RETURN(std::vector<LedgerSize> ledgers, store_->ListLedgers());
   if (overviews != nullptr) overviews->clear();
   int signed_count = 0;
+  std::vector<std::string> failed;
+  absl::Status first_failure;
   for (const LedgerSize& l : ledgers) {
-    LedgerOverview* overview = nullptr;
-    if (overviews != nullptr) {
-      overview = &overviews->emplace_back(
-          LedgerOverview{.ledger = l.ledger, .size = l.size, .latest_checkpoint = {}});
+    LedgerOverview overview{.ledger = l.ledger, .size = l.size, .latest_checkpoint = {}};
+    absl::StatusOr<bool> signed_one = SignCheckpoint(l, overview);
+    if (!signed_one.ok()) {
+      LogWarning("signing a checkpoint failed",
+                 {{"ledger", LedgerName(l.ledger)}, {"status", signed_one.status().ToString()}});
+      failed.push_back(LedgerName(l.ledger));
+      if (first_failure.ok()) first_failure = signed_one.status();
+    } else if (*signed_one) {
+      ++signed_count;
     }
-    if (l.size == 0) continue;
-    absl::StatusOr<Checkpoint> newest = store_->GetCheckpoint(l.ledger, 0);
-    if (!newest.ok() && !absl::IsNotFound(newest.status())) return newest.status();
-    if (newest.ok() && overview != nullptr) overview->latest_checkpoint = *newest;
-    if (newest.ok() && newest->tree_size >= l.size) continue;
-    // The root of exactly l.size entries: the frontier of that size, stored with its leaves.
-    ASSIGN_OR_RETURN(auto hashes, store_->NodeHashes(l.ledger, FrontierNodes(l.size)));
-    std::vector<Hash> frontier;
-    for (const NodeId& node : FrontierNodes(l.size)) frontier.push_back(hashes.at(node));
-    ASSIGN_OR_RETURN(CompactTree tree, CompactTree::FromFrontier(l.size, std::move(frontier)));
-    ASSIGN_OR_RETURN(Checkpoint checkpoint,
-                     signer_->Sign(l.ledger, l.size, tree.Root(), clock_->Now()));
-    RETURN_IF_ERROR(store_->AddCheckpoint(checkpoint));
-    if (overview != nullptr) overview->latest_checkpoint = std::move(checkpoint);
-    ++signed_count;
+    if (overviews != nullptr) overviews->push_back(std::move(overview));
+  }
+  if (!failed.empty()) {
+    return absl::Status(
+        first_failure.code(),
+        absl::StrCat("no checkpoint signed for ", failed.size(), " of ", ledgers.size(),
+                     " ledgers (", absl::StrJoin(failed, ", "), "); ", signed_count,
+                     " signed; the first failure: ", first_failure.message()));
   }
   return signed_count;
+}
+
+absl::StatusOr<bool> AuditLedger::SignCheckpoint(const LedgerSize& l, LedgerOverview& overview) {
+  if (l.size == 0) return false;
+  absl::StatusOr<Checkpoint> newest = store_->GetCheckpoint(l.ledger, 0);
+  if (!newest.ok() && !absl::IsNotFound(newest.status())) return newest.status();
+  if (newest.ok()) overview.latest_checkpoint = *newest;
+  if (newest.ok() && newest->tree_size >= l.size) return false;
+  // The root of exactly l.size entries: the frontier of that size, stored with its leaves.
+  ASSIGN_OR_RETURN(auto hashes, store_->NodeHashes(l.ledger, FrontierNodes(l.size)));
+  std::vector<Hash> frontier;
+  for (const NodeId& node : FrontierNodes(l.size)) frontier.push_back(hashes.at(node));
+  ASSIGN_OR_RETURN(CompactTree tree, CompactTree::FromFrontier(l.size, std::move(frontier)));
+  ASSIGN_OR_RETURN(Checkpoint checkpoint,
+                   signer_->Sign(l.ledger, l.size, tree.Root(), clock_->Now()));
+  RETURN_IF_ERROR(store_->AddCheckpoint(checkpoint));
+  overview.latest_checkpoint = std::move(checkpoint);
+  return true;
 }
 
 absl::StatusOr<std::vector<LedgerOverview>> AuditLedger::ListLedgers() {

@@ -21,7 +21,9 @@
 // queries that reveal identifiers while their keys exist, proofs, signed checkpoints,
 // verification, reports and the GDPR requests. Reads of entries are themselves recorded
 // (audit_read in the ledger read; subject_forgotten and subject_access_exported in the
-// organisation's ledger). Thread-safe.
+// organisation's ledger). A ledger exists from its first entry on; a read of one that does
+// not exist (a mistyped project, say) answers as an empty ledger would, and records and
+// creates nothing. Thread-safe.
 namespace policy::audit {
 
 // An entry with its identifiers opened; empty once the subject was forgotten.
@@ -38,21 +40,34 @@ struct QuerySpec {
   std::optional<absl::Time> start;
   std::optional<absl::Time> end;
   uint64_t after_index = 0;
+  // Entries before this index only: the ledger's size at the query's first page, so that
+  // the audit_read records its pages append are not part of it. None: the size now.
+  std::optional<uint64_t> end_index;
   size_t page_size = 100;
 };
 
 struct QueryPage {
   std::vector<RevealedEntry> entries;
   std::optional<uint64_t> next_index;  // Where the next page starts; none on the last page.
+  uint64_t end_index = 0;              // The bound the next page keeps (QuerySpec::end_index).
+};
+
+// Where the next page of a subject export starts, and where the export ends.
+struct SubjectResume {
+  SubjectCursor after;  // The last entry of the page before.
+  // The organisation's ledger's size at the export's first page: its entries from this index
+  // on (the export's own subject_access_exported records among them) are not part of it.
+  // None: its size now.
+  std::optional<uint64_t> org_end;
 };
 
 struct SubjectPage {
   std::vector<RevealedEntry> entries;
-  std::optional<SubjectCursor> next;  // Where the next page starts; none on the last page.
+  std::optional<SubjectResume> next;  // Where the next page starts; none on the last page.
 };
 
 struct InclusionProof {
-  RevealedEntry entry;
+  Entry entry;  // Its identifiers sealed, not revealed.
   Checkpoint checkpoint;
   std::vector<Hash> proof;
 };
@@ -68,6 +83,8 @@ struct ComplianceSummary {
   std::optional<absl::Time> period_end;
   uint64_t total_entries = 0;
   int64_t total_tokens = 0;
+  // policy_violation entries, and decision_deny entries refused by policy: every reason but
+  // RATE_LIMITED (GetComplianceSummaryResponse.policy_violations).
   uint64_t policy_violations = 0;
   std::map<std::string, uint64_t> action_breakdown;
   IntegrityReport integrity;
@@ -97,6 +114,8 @@ class AuditLedger {
   // Validates and appends one entry on its own.
   absl::StatusOr<AppendOutcome> Append(const EntryInput& input);
 
+  // One page of the entries matching `spec`, recorded as an audit_read in the ledger (when
+  // it exists).
   absl::StatusOr<QueryPage> Query(const QuerySpec& spec, const std::string& requested_by);
 
   const std::string& public_key() const { return signer_->public_key(); }
@@ -104,9 +123,10 @@ class AuditLedger {
   // The entry recorded under `request_id` in `ledger`, its identifiers not revealed;
   // NOT_FOUND when there is none.
   absl::StatusOr<Entry> FindRequest(const LedgerRef& ledger, const std::string& request_id);
-  // The entry at `index` (or with `request_id`) and its proof against the checkpoint of
-  // `tree_size` (0: the newest). FAILED_PRECONDITION when the entry is newer than the
-  // checkpoint (ask again after the next one is signed).
+  // The entry at `index` (or with `request_id`), its identifiers not revealed (the leaf hash
+  // does not cover them, so the proof needs none; not recorded as a read, like FindRequest),
+  // and its proof against the checkpoint of `tree_size` (0: the newest). FAILED_PRECONDITION when
+  // the entry is newer than the checkpoint (ask again after the next one is signed).
   absl::StatusOr<InclusionProof> ProveInclusion(const LedgerRef& ledger,
                                                 std::optional<uint64_t> index,
                                                 const std::string& request_id, uint64_t tree_size);
@@ -119,7 +139,8 @@ class AuditLedger {
                                               std::optional<absl::Time> start,
                                               std::optional<absl::Time> end,
                                               const std::string& requested_by);
-  // Up to `limit` entries from `from_index` on. Recorded as one audit_read when `record`.
+  // Up to `limit` entries from `from_index` on. Recorded as one audit_read when `record`
+  // (and the ledger exists).
   absl::StatusOr<std::vector<RevealedEntry>> Export(const LedgerRef& ledger, uint64_t from_index,
                                                     size_t limit, const std::string& requested_by,
                                                     bool record);
@@ -135,15 +156,20 @@ class AuditLedger {
   // One page of the entries naming `subject` (as actor or subject), across ledgers, in
   // SubjectOrder after `after` (none: from the first), at most `page_size` (1 to
   // kMaxPageSize); none once the subject's key is destroyed. Each page is recorded as a
-  // subject_access_exported entry in the organisation's ledger.
+  // subject_access_exported entry in the organisation's ledger; the entries that ledger
+  // gained since the first page (those records among them) are not part of the export, so
+  // paging ends whatever the page size.
   absl::StatusOr<SubjectPage> ExportSubject(const std::string& subject,
                                             const std::string& requested_by,
-                                            const std::optional<SubjectCursor>& after,
+                                            const std::optional<SubjectResume>& after,
                                             size_t page_size);
 
   // Signs a checkpoint of every ledger that grew since its newest one; returns how many.
-  // Fills `ledgers`, if given, with every ledger, its size and its newest checkpoint after
-  // signing (what the service's ledger metrics show).
+  // A ledger that cannot be signed (its rows damaged, say) is logged by name and skipped:
+  // the others are still signed, and the result is then an error naming every ledger that
+  // failed. Fills `ledgers`, if given, with every ledger, its size and its newest checkpoint
+  // after signing (what the service's ledger metrics show), whether or not some failed;
+  // left as it was when the ledgers could not be listed.
   absl::StatusOr<int> SignCheckpoints(std::vector<LedgerOverview>* ledgers = nullptr);
   absl::StatusOr<std::vector<LedgerOverview>> ListLedgers();
 
@@ -155,6 +181,13 @@ class AuditLedger {
                                             const std::string& request_id,
                                             const std::string& locator,
                                             const absl::StatusOr<SubjectKey>& key, Entry first);
+  // Signs a checkpoint of `ledger` if it grew since its newest one (true when it did),
+  // setting the overview's newest checkpoint.
+  absl::StatusOr<bool> SignCheckpoint(const LedgerSize& ledger, LedgerOverview& overview);
+  // Whether the ledger exists: it does from its first entry on.
+  absl::StatusOr<bool> Exists(const LedgerRef& ledger);
+  // Appends an audit_read of `ledger` by `requested_by`. Callers first check that the ledger
+  // exists: a read never creates one.
   absl::Status RecordRead(const LedgerRef& ledger, const std::string& requested_by,
                           absl::string_view what);
 

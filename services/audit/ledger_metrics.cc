@@ -32,4 +32,11 @@ void LedgerMetrics::Update(const std::vector<LedgerOverview>& ledgers, absl::Tim
   }
 }
 
+absl::Status SignCheckpointsAndUpdate(AuditLedger& ledger, LedgerMetrics& metrics,
+                                      std::vector<LedgerOverview>& ledgers, absl::Time now) {
+  const absl::StatusOr<int> signed_count = ledger.SignCheckpoints(&ledgers);
+  metrics.Update(ledgers, now);
+  return signed_count.status();
+}
+
 }  // namespace policy::audit

@@ -30,6 +30,14 @@ class LedgerMetrics {
   prometheus::Family<prometheus::Gauge>& checkpoint_age_;
 };
 
+// One round of the checkpoint signer: AuditLedger::SignCheckpoints, then `metrics` updated
+// from its overview at `now` whether or not signing failed, so that a ledger left unsigned
+// shows its unsigned entries and a growing checkpoint age. `ledgers` carries the overview
+// from one round to the next (when the ledgers cannot even be listed, the last one is shown
+// again). Returns SignCheckpoints' status.
+absl::Status SignCheckpointsAndUpdate(AuditLedger& ledger, LedgerMetrics& metrics,
+                                      std::vector<LedgerOverview>& ledgers, absl::Time now);
+
 }  // namespace policy::audit
 
 #endif  // POLICY_SERVICES_AUDIT_LEDGER_METRICS_H_

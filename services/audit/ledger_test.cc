@@ -111,6 +111,27 @@ TEST_F(LedgerTest, QueryRevealsIdentifiersFiltersAndPagesAndIsRecorded) {
   EXPECT_EQ(ledger_.Query(spec, "a").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(LedgerTest, PagingOneAtATimeEndsWithTheEntriesPresentAtTheFirstPage) {
+  for (int i = 0; i < 3; ++i) AppendOk(Call("svc-a", i));
+  QuerySpec spec;
+  spec.ledger = kProd;
+  spec.page_size = 1;
+  std::vector<uint64_t> indexes;
+  for (int pages = 0;; ++pages) {
+    ASSERT_LT(pages, 10) << "paging does not end";
+    absl::StatusOr<QueryPage> page = ledger_.Query(spec, "auditor@example.com");
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const RevealedEntry& e : page->entries) indexes.push_back(e.entry.index);
+    if (!page->next_index.has_value()) break;
+    spec.after_index = *page->next_index;
+    spec.end_index = page->end_index;
+    clock_.Advance(absl::Seconds(1));
+  }
+  EXPECT_THAT(indexes, ElementsAre(0, 1, 2));
+  // Each page was recorded all the same.
+  EXPECT_EQ(store_.Size(kProd).value(), 6u);
+}
+
 TEST_F(LedgerTest, ProofsVerifyAgainstSignedCheckpoints) {
   for (int i = 0; i < 11; ++i) AppendOk(Call("svc-a", i, absl::StrCat("r", i)));
   ASSERT_EQ(ledger_.SignCheckpoints().value(), 1);
@@ -127,14 +148,15 @@ TEST_F(LedgerTest, ProofsVerifyAgainstSignedCheckpoints) {
   for (uint64_t i = 0; i < 11; ++i) {
     absl::StatusOr<InclusionProof> p = ledger_.ProveInclusion(kProd, i, "", 0);
     ASSERT_TRUE(p.ok()) << p.status();
-    EXPECT_EQ(p->entry.entry.index, i);
-    EXPECT_TRUE(VerifyInclusion(EntryLeafHash(p->entry.entry), i, p->checkpoint.tree_size, p->proof,
+    EXPECT_EQ(p->entry.index, i);
+    EXPECT_TRUE(VerifyInclusion(EntryLeafHash(p->entry), i, p->checkpoint.tree_size, p->proof,
                                 p->checkpoint.root))
         << i;
   }
   absl::StatusOr<InclusionProof> by_request = ledger_.ProveInclusion(kProd, std::nullopt, "r5", 0);
   ASSERT_TRUE(by_request.ok());
-  EXPECT_EQ(by_request->entry.entry.index, 5u);
+  EXPECT_EQ(by_request->entry.index, 5u);
+  EXPECT_EQ(by_request->entry.actor.sealed.find("svc-a"), std::string::npos);
 
   for (int i = 0; i < 6; ++i) AppendOk(Call("svc-b", i));
   ASSERT_EQ(ledger_.SignCheckpoints().value(), 1);
@@ -185,7 +207,8 @@ TEST_F(LedgerTest, ForgetSubjectShredsIdentifiersButTheLedgerStillVerifies) {
   EXPECT_FALSE(before->next.has_value());
   EXPECT_EQ(before->entries[0].subject, "carol@example.com");
   EXPECT_EQ(before->entries[1].actor, "carol@example.com");
-  // Page by page, one entry each (the exports' own records name carol too, so pages follow).
+  // Page by page, one entry each: what named carol at the first page, the record of the
+  // export above included, and not the records of these pages.
   absl::StatusOr<SubjectPage> first =
       ledger_.ExportSubject("carol@example.com", "dpo@example.com", std::nullopt, 1);
   ASSERT_TRUE(first.ok() && first->next.has_value());
@@ -201,6 +224,8 @@ TEST_F(LedgerTest, ForgetSubjectShredsIdentifiersButTheLedgerStillVerifies) {
   ASSERT_TRUE(third.ok());
   ASSERT_EQ(third->entries.size(), 1u);
   EXPECT_EQ(third->entries[0].entry.action, Action::kSubjectAccessExported);
+  EXPECT_EQ(third->entries[0].entry.index, 0u);
+  EXPECT_FALSE(third->next.has_value());
   EXPECT_EQ(ledger_.ExportSubject("carol@example.com", "dpo", std::nullopt, 0).status().code(),
             absl::StatusCode::kInvalidArgument);
 
@@ -387,6 +412,63 @@ TEST_F(LedgerTest, SummaryCountsThePeriodAndReportsIntegrity) {
   EXPECT_EQ(s->integrity.entries_checked, 3u);
   // The summary itself was recorded.
   EXPECT_EQ(store_.Size(kProd).value(), 4u);
+}
+
+TEST_F(LedgerTest, SummaryCountsDeniesRefusedByPolicyAsViolations) {
+  auto deny = [&](const std::string& reason) {
+    EntryInput in = Call("svc-a", 10);
+    in.action = Action::kDecisionDeny;
+    in.outcome = Outcome::kBlocked;
+    in.metadata = {{"key_id", "k1"}, {"reason", reason}};
+    AppendOk(in);
+  };
+  for (const char* reason : {"PII_BLOCKED", "MODEL_NOT_ALLOWED", "IP_NOT_ALLOWED",
+                             "PERMISSION_DENIED", "NO_COMPLIANT_REGION", "KEY_SCOPE"}) {
+    deny(reason);
+  }
+  deny("RATE_LIMITED");  // Quota, not policy.
+  EntryInput allow = Call("svc-a", 10);
+  allow.action = Action::kDecisionAllow;
+  AppendOk(allow);
+  EntryInput violation = Call("svc-a", 0);
+  violation.action = Action::kPolicyViolation;
+  AppendOk(violation);
+  absl::StatusOr<ComplianceSummary> s =
+      ledger_.Summarize(kProd, std::nullopt, std::nullopt, "auditor@example.com");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->policy_violations, 7u);
+  EXPECT_EQ(s->action_breakdown.at("decision_deny"), 7u);
+}
+
+TEST_F(LedgerTest, ReadsOfALedgerThatDoesNotExistCreateNothing) {
+  const LedgerRef typo{"proj-prdo", "production"};
+  AppendOk(Call("svc-a", 10));
+  QuerySpec spec;
+  spec.ledger = typo;
+  absl::StatusOr<QueryPage> page = ledger_.Query(spec, "auditor@example.com");
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_THAT(page->entries, IsEmpty());
+  EXPECT_FALSE(page->next_index.has_value());
+  spec.actor = "svc-a";
+  EXPECT_TRUE(ledger_.Query(spec, "auditor@example.com").ok());
+  absl::StatusOr<ComplianceSummary> s =
+      ledger_.Summarize(typo, std::nullopt, std::nullopt, "auditor@example.com");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->total_entries, 0u);
+  EXPECT_TRUE(s->integrity.valid);
+  absl::StatusOr<std::vector<RevealedEntry>> exported =
+      ledger_.Export(typo, 0, 100, "auditor@example.com", /*record=*/true);
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  EXPECT_THAT(*exported, IsEmpty());
+  // Only the ledger written to exists.
+  absl::StatusOr<std::vector<LedgerOverview>> ledgers = ledger_.ListLedgers();
+  ASSERT_TRUE(ledgers.ok());
+  ASSERT_EQ(ledgers->size(), 1u);
+  EXPECT_EQ((*ledgers)[0].ledger, kProd);
+  EXPECT_EQ(store_.Size(typo).value(), 0u);
+  // Reads of a ledger that exists are recorded in it.
+  ASSERT_TRUE(ledger_.Export(kProd, 0, 100, "auditor@example.com", true).ok());
+  EXPECT_EQ(store_.Size(kProd).value(), 2u);
 }
 
 TEST_F(LedgerTest, BatcherCommitsConcurrentAppendsOnceEach) {

@@ -80,11 +80,10 @@ int Main(int argc, char** argv) {
   std::thread signing([&] {
     std::vector<LedgerOverview> ledgers;
     while (!stop_signing.WaitForNotificationWithTimeout(config.checkpoint_interval)) {
-      if (absl::StatusOr<int> n = ledger.SignCheckpoints(&ledgers); !n.ok()) {
-        LogWarning("signing checkpoints failed", {{"status", n.status().ToString()}});
-        continue;
+      if (absl::Status s = SignCheckpointsAndUpdate(ledger, ledger_metrics, ledgers, absl::Now());
+          !s.ok()) {
+        LogWarning("signing checkpoints failed", {{"status", s.ToString()}});
       }
-      ledger_metrics.Update(ledgers, absl::Now());
     }
   });
 

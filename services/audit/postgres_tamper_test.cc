@@ -49,6 +49,7 @@ namespace policy::audit {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // Every ledger: kSize entries, checkpoints signed at kFirstCheckpoint and kLastCheckpoint
 // entries, the entries from kLastCheckpoint on covered by no checkpoint.
@@ -560,6 +561,39 @@ TEST_F(PostgresTamperTest, ATruncatedTailIsFoundWhereItWasCut) {
     EXPECT_EQ(r.entries_checked, cut);
     EXPECT_EQ(r.checkpoints_checked, cut < kFirstCheckpoint ? 0u : 1u);
   }
+}
+
+// A ledger whose rows were damaged cannot be signed; the ledgers after it still are, and the
+// failure names it.
+TEST_F(PostgresTamperTest, ADamagedLedgerDoesNotStopTheOthersCheckpoints) {
+  const LedgerRef damaged = Ledger("a-damaged");
+  const LedgerRef intact = Ledger("b-intact");
+  Build({damaged, intact});
+  // A copy of the last row at index kSize + 5: the ledger's size counts to it, and the
+  // frontier of that size lies in the gap.
+  AsOwner(damaged, [&](pqxx::work& tx, int64_t id) {
+    Exec(tx, id,
+         absl::StrCat("INSERT INTO audit.entries SELECT ledger_id, ", kSize + 5,
+                      ", recorded_at, action, actor_ref, actor_sealed, model, tokens, latency_us, "
+                      "outcome, metadata, content_hash, '', subject_ref, subject_sealed, "
+                      "leaf_hash, completed FROM audit.entries WHERE ledger_id = $1 AND idx = ",
+                      kSize - 1),
+         1);
+  });
+  std::vector<LedgerOverview> overview;
+  const absl::StatusOr<int> signed_count = audit_->SignCheckpoints(&overview);
+  ASSERT_FALSE(signed_count.ok());
+  EXPECT_THAT(signed_count.status().message(), HasSubstr(LedgerName(damaged)));
+  EXPECT_THAT(signed_count.status().message(), Not(HasSubstr(LedgerName(intact))));
+  EXPECT_EQ(store_->GetCheckpoint(intact, 0).value().tree_size, kSize);
+  EXPECT_EQ(store_->GetCheckpoint(damaged, 0).value().tree_size, kLastCheckpoint);
+  // The overview still shows both, as they now stand.
+  ASSERT_EQ(overview.size(), 2u);
+  EXPECT_EQ(overview[0].ledger, damaged);
+  EXPECT_EQ(overview[0].size, kSize + 6);
+  EXPECT_EQ(overview[0].latest_checkpoint->tree_size, kLastCheckpoint);
+  EXPECT_EQ(overview[1].ledger, intact);
+  EXPECT_EQ(overview[1].latest_checkpoint->tree_size, kSize);
 }
 
 // A column changed to something no entry can hold: the store cannot read the row back, and

@@ -174,29 +174,55 @@ absl::StatusOr<Checkpoint> CheckpointFromProto(const v1::Checkpoint& in) {
   return c;
 }
 
-std::string SubjectCursorToken(const SubjectCursor& cursor) {
+std::string SubjectResumeToken(const SubjectResume& resume) {
   // Projects and environments hold no '/' (ValidateLedger).
-  return absl::WebSafeBase64Escape(absl::StrCat(absl::ToUnixMicros(cursor.time), "/",
-                                                cursor.ledger.project, "/",
-                                                cursor.ledger.environment, "/", cursor.index));
+  const SubjectCursor& cursor = resume.after;
+  std::string text = absl::StrCat(absl::ToUnixMicros(cursor.time), "/", cursor.ledger.project, "/",
+                                  cursor.ledger.environment, "/", cursor.index);
+  if (resume.org_end.has_value()) absl::StrAppend(&text, "/", *resume.org_end);
+  return absl::WebSafeBase64Escape(text);
 }
 
-std::optional<SubjectCursor> SubjectCursorFromToken(absl::string_view token) {
+std::optional<SubjectResume> SubjectResumeFromToken(absl::string_view token) {
   std::string text;
   if (!absl::WebSafeBase64Unescape(token, &text)) return std::nullopt;
   std::vector<std::string> parts = absl::StrSplit(text, '/');
   int64_t micros = 0;
-  SubjectCursor cursor;
-  if (parts.size() != 4 || !absl::SimpleAtoi(parts[0], &micros) ||
+  SubjectResume resume;
+  SubjectCursor& cursor = resume.after;
+  if ((parts.size() != 4 && parts.size() != 5) || !absl::SimpleAtoi(parts[0], &micros) ||
       !absl::SimpleAtoi(parts[3], &cursor.index)) {
     return std::nullopt;
+  }
+  if (parts.size() == 5) {
+    uint64_t org_end = 0;
+    if (!absl::SimpleAtoi(parts[4], &org_end)) return std::nullopt;
+    resume.org_end = org_end;
   }
   cursor.time = absl::FromUnixMicros(micros);
   cursor.ledger = LedgerRef{std::move(parts[1]), std::move(parts[2])};
   if (!cursor.ledger.project.empty() && !ValidateLedger(cursor.ledger, "page_token").ok()) {
     return std::nullopt;
   }
-  return cursor;
+  return resume;
+}
+
+std::string QueryPageToken(uint64_t next_index, uint64_t end_index) {
+  return absl::StrCat(next_index, ".", end_index);
+}
+
+std::optional<std::pair<uint64_t, std::optional<uint64_t>>> QueryPageFromToken(
+    absl::string_view token) {
+  std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
+  uint64_t next = 0;
+  if (parts.size() > 2 || !absl::SimpleAtoi(parts[0], &next)) return std::nullopt;
+  std::optional<uint64_t> end;
+  if (parts.size() == 2) {
+    uint64_t value = 0;
+    if (!absl::SimpleAtoi(parts[1], &value)) return std::nullopt;
+    end = value;
+  }
+  return std::make_pair(next, end);
 }
 
 std::string ToJsonLine(const v1::Entry& entry) {

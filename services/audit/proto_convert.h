@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "policy/audit/v1/audit.pb.h"
@@ -29,9 +30,17 @@ absl::StatusOr<Entry> EntryFromProto(const v1::Entry& in);
 absl::StatusOr<Checkpoint> CheckpointFromProto(const v1::Checkpoint& in);
 
 // A page token for where a subject's export resumes, and its inverse (none for a token this
-// service did not issue).
-std::string SubjectCursorToken(const SubjectCursor& cursor);
-std::optional<SubjectCursor> SubjectCursorFromToken(absl::string_view token);
+// service did not issue). A token without the export's end (issued before it was kept)
+// resumes with none.
+std::string SubjectResumeToken(const SubjectResume& resume);
+std::optional<SubjectResume> SubjectResumeFromToken(absl::string_view token);
+
+// A page token for where a query resumes and where it ends ("<next>.<end>"), and its
+// inverse (none for a token this service did not issue). A token of the next index alone
+// (issued before the end was kept) resumes with no end.
+std::string QueryPageToken(uint64_t next_index, uint64_t end_index);
+std::optional<std::pair<uint64_t, std::optional<uint64_t>>> QueryPageFromToken(
+    absl::string_view token);
 
 // One proto3-JSON line (no newline) and its inverse.
 std::string ToJsonLine(const v1::Entry& entry);

@@ -92,6 +92,7 @@ absl::StatusOr<VerifiedKey> KeyVerifier::Verify(absl::string_view secret) const 
   }
   if (key == nullptr) return NotValid(kReasonUnknown);
   if (!matches) return NotValid(kReasonSecretMismatch);
+  if (key->kind != parsed->kind) return NotValid(kReasonKindMismatch);
   const KeyState state = StateAt(*key, now);
   if (state == KeyState::kRevoked) return NotValid(kReasonRevoked);
   if (state == KeyState::kExpired) return NotValid(kReasonExpired);

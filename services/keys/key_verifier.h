@@ -25,6 +25,9 @@ namespace policy::keys {
 inline constexpr absl::string_view kReasonMalformed = "MALFORMED_KEY";
 inline constexpr absl::string_view kReasonUnknown = "UNKNOWN_KEY";
 inline constexpr absl::string_view kReasonSecretMismatch = "SECRET_MISMATCH";
+// The secret matches, but its prefix names another kind than the key's (psk_admin_ on a
+// project key, say): a relabelled secret.
+inline constexpr absl::string_view kReasonKindMismatch = "KEY_KIND_MISMATCH";
 inline constexpr absl::string_view kReasonRevoked = "KEY_REVOKED";
 inline constexpr absl::string_view kReasonExpired = "KEY_EXPIRED";
 inline constexpr absl::string_view kReasonStale = "KEY_CACHE_STALE";
@@ -45,10 +48,12 @@ class KeyVerifier : public KeyStoreObserver {
   KeyVerifier(const Pepper* pepper, Clock* clock, absl::Duration max_staleness);
 
   // OK with the key when the secret is well-formed, known, matches (compared in constant
-  // time), and the key is active or within its rotation overlap at the clock's now.
+  // time), its prefix names the key's kind, and the key is active or within its rotation
+  // overlap at the clock's now.
   //  - INVALID_ARGUMENT (MALFORMED_KEY) for text that cannot be a key, before any lookup;
-  //  - UNAUTHENTICATED "API key is not valid" for unknown, mismatched, revoked and expired
-  //    keys alike, with the reason attached for trusted callers;
+  //  - UNAUTHENTICATED "API key is not valid" for unknown, mismatched (secret or kind),
+  //    revoked and expired keys alike, each decided after the secret was hashed and
+  //    compared, with the reason attached for trusted callers;
   //  - UNAVAILABLE (KEY_CACHE_STALE) while the copy is staler than its bound.
   absl::StatusOr<VerifiedKey> Verify(absl::string_view secret) const;
 

@@ -1,5 +1,10 @@
 #include "services/keys/key_verifier.h"
 
+#include <cstring>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "common/clock/clock.h"
 #include "common/status/status.h"
 #include "gmock/gmock.h"
@@ -97,6 +102,46 @@ TEST_F(KeyVerifierTest, SecretMismatchForAKnownId) {
   record.secret_hash = pepper_->HashSecret("something else");
   verifier_.OnReset({record});
   EXPECT_EQ(FailureReason(issued.secret), "SECRET_MISMATCH");
+}
+
+// CRC-32C as the secret's checksum uses it, in six base62 characters: what anyone relabelling
+// a secret would compute.
+std::string ChecksumOf(absl::string_view body) {
+  uint32_t crc = 0xffffffffu;
+  for (unsigned char c : body) {
+    crc ^= c;
+    for (int bit = 0; bit < 8; ++bit) crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1u)));
+  }
+  crc = ~crc;
+  static constexpr absl::string_view kAlphabet =
+      "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  std::string out(kChecksumChars, '0');
+  for (size_t position = kChecksumChars; position-- > 0;) {
+    out[position] = kAlphabet[crc % 62];
+    crc /= 62;
+  }
+  return out;
+}
+
+TEST_F(KeyVerifierTest, ASecretRelabelledAsAnotherKindIsNotValid) {
+  IssuedKey issued = Create();
+  ASSERT_TRUE(absl::StartsWith(issued.secret, "psk_proj_"));
+  ASSERT_EQ(
+      ChecksumOf(absl::string_view(issued.secret).substr(0, issued.secret.size() - kChecksumChars)),
+      issued.secret.substr(issued.secret.size() - kChecksumChars));
+  const std::string rest = issued.secret.substr(strlen("psk_proj_"));
+  const std::string body = rest.substr(0, rest.size() - kChecksumChars);
+  for (KeyKind kind : {KeyKind::kAdmin, KeyKind::kServiceAccount}) {
+    const std::string relabelled = absl::StrCat(PrefixOf(kind), body);
+    const std::string forged = relabelled + ChecksumOf(relabelled);
+    ASSERT_TRUE(ParseSecret(forged).ok()) << forged;
+    absl::StatusOr<VerifiedKey> verified = verifier_.Verify(forged);
+    ASSERT_FALSE(verified.ok()) << KindName(kind);
+    EXPECT_EQ(verified.status().code(), absl::StatusCode::kUnauthenticated);
+    EXPECT_EQ(verified.status().message(), "API key is not valid");
+    EXPECT_EQ(ReasonOf(verified.status()), "KEY_KIND_MISMATCH");
+  }
+  EXPECT_TRUE(verifier_.Verify(issued.secret).ok());
 }
 
 TEST_F(KeyVerifierTest, MalformedInputIsInvalidArgumentBeforeAnyLookup) {

@@ -27,8 +27,9 @@ KeysService::KeysService(KeyLifecycle* lifecycle, const KeyVerifier* verifier,
                          .Register(*registry)),
       verified_(verifications_.Add({{"result", "ok"}})) {
   // Created up front so that a flood of bad keys never takes the registry's lock.
-  for (absl::string_view reason : {kReasonMalformed, kReasonUnknown, kReasonSecretMismatch,
-                                   kReasonRevoked, kReasonExpired, kReasonStale}) {
+  for (absl::string_view reason :
+       {kReasonMalformed, kReasonUnknown, kReasonSecretMismatch, kReasonKindMismatch,
+        kReasonRevoked, kReasonExpired, kReasonStale}) {
     denials_[reason] = &verifications_.Add({{"result", std::string(reason)}});
   }
   other_failures_ = &verifications_.Add({{"result", "error"}});

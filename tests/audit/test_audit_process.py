@@ -504,6 +504,36 @@ class QueryTest(AuditTestCase):
         # A query of another ledger sees none of these.
         self.assertEqual(list(self.query(aus.ledger(project, "sandbox")).entries), [])
 
+    def test_paging_one_at_a_time_ends_with_the_entries_present_at_the_start(self):
+        project = f"page1-{self.u}"
+        ledger = aus.ledger(project, "production")
+        for i in range(3):
+            self.append(aus.entry_input(project, tokens=i))
+        got, pages = self.query_all(ledger, page_size=1)
+        self.assertEqual([e.index for e in got], [0, 1, 2])
+        self.assertEqual(pages, 3)
+        # Every page was recorded all the same.
+        reads = self.query(ledger, action=A.ACTION_AUDIT_READ).entries
+        self.assertEqual([e.index for e in reads], [3, 4, 5])
+        # Tokens this service did not issue are refused, naming the field.
+        for token in ("1.", ".5", "1.2.3", "x.1"):
+            error = self.assertRpcError(C.INVALID_ARGUMENT, self.audit.QueryEntries,
+                                        A.QueryEntriesRequest(ledger=ledger, requested_by="x",
+                                                              page_token=token))
+            self.assertIn("page_token", error.details())
+
+    def test_reads_of_a_ledger_that_does_not_exist_create_none(self):
+        ledger = aus.ledger(f"typo-{self.u}", "production")
+        self.assertEqual(list(self.query(ledger).entries), [])
+        summary = self.audit.GetComplianceSummary(
+            A.GetComplianceSummaryRequest(ledger=ledger, requested_by="auditor@test"),
+            timeout=10)
+        self.assertEqual(summary.total_entries, 0)
+        self.assertTrue(summary.integrity.valid)
+        self.assertEqual(aus.export_chunks(self.audit, ledger), [])
+        listed = self.audit.ListLedgers(A.ListLedgersRequest(), timeout=10).ledgers
+        self.assertNotIn(ledger, [info.ledger for info in listed])
+
     def test_reads_are_recorded_as_audit_read(self):
         project = f"reads-{self.u}"
         ledger = aus.ledger(project, "production")
@@ -590,7 +620,11 @@ class ProofTest(AuditTestCase):
         by_id = self.audit.GetInclusionProof(A.GetInclusionProofRequest(
             ledger=ledger, request_id="p-7"), timeout=10)
         self.assertEqual((by_id.entry.index, by_id.entry.request_id), (7, "p-7"))
-        self.assertEqual(by_id.entry.actor, f"svc-1-{self.u}")
+        # The proof reveals no identifier, so it is no read to record.
+        self.assertEqual(by_id.entry.actor, "")
+        self.assertEqual(len(by_id.entry.actor_ref), 32)
+        self.assertEqual(self.audit.GetEntry(A.GetEntryRequest(
+            ledger=ledger, request_id="p-7"), timeout=10).entry, by_id.entry)
         self.assertTrue(aus.verify_inclusion(aus.entry_leaf_hash(by_id.entry), 7,
                                              by_id.checkpoint.tree_size, list(by_id.proof),
                                              by_id.checkpoint.root_hash))
@@ -846,6 +880,22 @@ class SubjectTest(AuditTestCase):
         self.assertEqual([(e.ledger.project, e.index) for e in paged[:3]],
                          [(e.ledger.project, e.index) for e in exported])
         self.assertEqual(paged[3].action, A.ACTION_SUBJECT_ACCESS_EXPORTED)
+        self.assertEqual(len(paged), 4)  # Not the records of these pages.
+        # One at a time: the same four and the records of the two pages above, and paging
+        # ends.
+        single, token = [], ""
+        while True:
+            page = self.audit.ExportSubject(A.ExportSubjectRequest(
+                subject=carol, requested_by=dpo, page_size=1, page_token=token), timeout=10)
+            single += page.entries
+            token = page.next_page_token
+            if not token:
+                break
+            self.assertLess(len(single), 10, "paging does not end")
+        self.assertEqual([(e.ledger.project, e.index) for e in single[:4]],
+                         [(e.ledger.project, e.index) for e in paged])
+        self.assertEqual([e.action for e in single[4:]],
+                         [A.ACTION_SUBJECT_ACCESS_EXPORTED] * 2)
         err = pt.call_error(self.audit.ExportSubject, A.ExportSubjectRequest(
             subject=carol, requested_by=dpo, page_token="not-a-token"), timeout=10)
         self.assertEqual(err.code(), grpc.StatusCode.INVALID_ARGUMENT)

@@ -457,5 +457,78 @@ class AuditVerifyToolTest(unittest.TestCase):
             self.assertIn(text, proc.stdout)
 
 
+class LargeEntriesTest(unittest.TestCase):
+    """Entries at the largest metadata allowed (32 pairs of 1024-byte values, ~35 KB each):
+    500 of them would make a 17 MB chunk. The export's chunks stay within gRPC's default
+    4 MiB receive limit, and audit_verify reads even a server that sends more at once."""
+
+    PROJECT = "bigverify"
+    COUNT = 130  # ~4.5 MB of entries: more than one 4 MiB message
+
+    @classmethod
+    def setUpClass(cls):
+        audit = stub(MAIN)
+        for i in range(cls.COUNT):
+            entry = audit_pb2.EntryInput(
+                action=audit_pb2.ACTION_API_CALL, actor="big@example.com",
+                project=cls.PROJECT, environment=ENVIRONMENT,
+                metadata={f"k{k:02d}{'x' * 60}": f"{i}-{k}-" + "v" * 1000 for k in range(32)})
+            audit.Append(audit_pb2.AppendRequest(entry=entry), timeout=10)
+        cls.checkpoint = wait_checkpoint(MAIN, cls.COUNT, project=cls.PROJECT)
+
+    def export(self, from_index=0):
+        return list(stub(MAIN).ExportEntries(audit_pb2.ExportEntriesRequest(
+            ledger=ledger(self.PROJECT), from_index=from_index,
+            requested_by="exporter@example.com"), timeout=30))
+
+    def test_export_chunks_fit_the_default_receive_limit(self):
+        chunks = self.export()  # A default Python client: 4 MiB receive limit.
+        self.assertGreater(len(chunks), 1)
+        indexes = []
+        for chunk in chunks:
+            self.assertLessEqual(len(chunk.jsonl), 1 << 20)
+            lines = chunk.jsonl.decode().splitlines()
+            indexes += [int(json.loads(line).get("index", 0)) for line in lines]
+            self.assertEqual(chunk.next_index, indexes[-1] + 1)
+        self.assertEqual(indexes[:self.COUNT], list(range(self.COUNT)))
+        # Resuming from a chunk's next_index goes on from there.
+        resumed = self.export(chunks[0].next_index)
+        first = json.loads(resumed[0].jsonl.decode().splitlines()[0])
+        self.assertEqual(int(first["index"]), chunks[0].next_index)
+
+    def test_verify_reads_the_ledger(self):
+        report = json.loads(run_verify(project=self.PROJECT, target=MAIN.address,
+                                       requested_by="auditor@example.com").stdout)
+        self.assertTrue(report["valid"], report)
+        self.assertGreaterEqual(report["entries_checked"], self.COUNT)
+
+    def test_verify_reads_a_server_that_sends_everything_at_once(self):
+        jsonl = b"".join(chunk.jsonl for chunk in self.export())
+        self.assertGreater(len(jsonl), 4 << 20)
+        checkpoint = self.checkpoint
+
+        class Whole(audit_pb2_grpc.AuditServiceServicer):
+            def GetCheckpoint(self, request, context):
+                return audit_pb2.GetCheckpointResponse(
+                    checkpoint=checkpoint, public_key=bytes.fromhex(PUBLIC_KEY))
+
+            def ExportEntries(self, request, context):
+                yield audit_pb2.ExportEntriesResponse(
+                    jsonl=jsonl, next_index=int(json.loads(jsonl.splitlines()[-1])["index"]) + 1)
+
+        from concurrent import futures
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(Whole(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        try:
+            proc = run_verify(project=self.PROJECT, target=f"127.0.0.1:{port}",
+                              requested_by="auditor@example.com")
+        finally:
+            server.stop(None)
+        self.assertEqual(proc.returncode, 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        self.assertTrue(json.loads(proc.stdout)["valid"], proc.stdout)
+
+
 if __name__ == "__main__":
     unittest.main()

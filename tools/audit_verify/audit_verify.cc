@@ -341,10 +341,20 @@ class RpcSource : public Source {
         export_timeout_(o.export_timeout),
         ledger_(std::move(ledger)),
         public_key_(std::move(public_key)),
-        channel_(grpc::CreateChannel(o.target, tls::ChannelCredentials(o.tls))),
+        channel_(grpc::CreateCustomChannel(o.target, tls::ChannelCredentials(o.tls),
+                                           ExportChannelArguments())),
         stub_(audit::v1::AuditService::NewStub(channel_)) {}
 
   std::string Describe() const override { return absl::StrCat("server ", target_); }
+
+  // An export chunk up to kMaxReceiveBytes is read: the service sends at most about 1 MiB,
+  // and a server that sends more (an older one: up to 500 entries of any size) is read too.
+  static constexpr int kMaxReceiveBytes = 64 << 20;
+  static grpc::ChannelArguments ExportChannelArguments() {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(kMaxReceiveBytes);
+    return args;
+  }
 
   absl::Status Connect() {
     if (!channel_->WaitForConnected(absl::ToChronoTime(absl::Now() + timeout_))) {
