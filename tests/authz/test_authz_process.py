@@ -36,6 +36,7 @@ projects:
   - id: support
     name: Support
     environment: production
+    key_holders: members
     data_policy: {zero_data_retention: true, retention_days: 0}
     models: [gpt-4o, gpt-4o-mini]
     limits: {rpm: 100000, tpm: 100000000}

@@ -828,8 +828,12 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(len(json.loads(removed.stdout)["revoked_keys"]), 1)
         self.assertEqual(pt.call_code(self.decide, key=secret), C.UNAUTHENTICATED)
         # Another admin removing it again changes nothing, and revokes nothing.
+        other = f"adam-{uuid.uuid4().hex[:6]}"
+        SUITE.admin().AddMember(authz_pb2.AddMemberRequest(member=authz_pb2.Member(
+            id=other, email=f"{other}@acme.example", grants=[authz_pb2.RoleGrant(role="admin")])),
+            metadata=es.bearer(alice), timeout=10)
         again = run_policyctl("service-accounts", "remove", account, "--output=json",
-                              admin_key=SUITE.new_admin_key("dan"))
+                              admin_key=SUITE.new_admin_key(other))
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertEqual(json.loads(again.stdout).get("revoked_keys", []), [])
         archived = policyctl("projects", "archive", project, "--output=json")
