@@ -49,9 +49,34 @@ absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::AppendBatch(
     absl::Span<const EntryInput> inputs) {
   // ABORTED: a subject key was destroyed (the subject forgotten) between being found and
   // being used; sealing again takes the keys as they are now.
-  absl::StatusOr<std::vector<AppendOutcome>> outcomes = SealAndAppend(inputs);
-  if (absl::IsAborted(outcomes.status())) outcomes = SealAndAppend(inputs);
-  return outcomes;
+  auto attempt = [this](absl::Span<const EntryInput> some) {
+    absl::StatusOr<std::vector<AppendOutcome>> outcomes = SealAndAppend(some);
+    if (absl::IsAborted(outcomes.status())) outcomes = SealAndAppend(some);
+    return outcomes;
+  };
+  absl::StatusOr<std::vector<AppendOutcome>> outcomes = attempt(inputs);
+  if (outcomes.ok() || absl::IsUnavailable(outcomes.status()) ||
+      absl::IsDeadlineExceeded(outcomes.status())) {
+    return outcomes;
+  }
+  absl::flat_hash_map<LedgerRef, std::vector<size_t>> by_ledger;
+  for (size_t i = 0; i < inputs.size(); ++i) by_ledger[inputs[i].ledger].push_back(i);
+  if (by_ledger.size() < 2) return outcomes;
+  std::vector<AppendOutcome> each(inputs.size());
+  for (const auto& [ledger, indices] : by_ledger) {
+    std::vector<EntryInput> group;
+    group.reserve(indices.size());
+    for (size_t i : indices) group.push_back(inputs[i]);
+    absl::StatusOr<std::vector<AppendOutcome>> appended = attempt(group);
+    for (size_t k = 0; k < indices.size(); ++k) {
+      if (appended.ok()) {
+        each[indices[k]] = std::move((*appended)[k]);
+      } else {
+        each[indices[k]].status = appended.status();
+      }
+    }
+  }
+  return each;
 }
 
 absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::SealAndAppend(

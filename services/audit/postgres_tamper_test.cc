@@ -596,6 +596,35 @@ TEST_F(PostgresTamperTest, ADamagedLedgerDoesNotStopTheOthersCheckpoints) {
   EXPECT_EQ(overview[1].latest_checkpoint->tree_size, kSize);
 }
 
+// Appends batched with a damaged ledger's go through: the failure is its entries' alone.
+TEST_F(PostgresTamperTest, ADamagedLedgerFailsOnlyItsOwnAppends) {
+  const LedgerRef damaged = Ledger("a-damaged");
+  const LedgerRef intact = Ledger("b-intact");
+  Build({damaged, intact});
+  AsOwner(damaged, [&](pqxx::work& tx, int64_t id) {
+    Exec(tx, id,
+         absl::StrCat("INSERT INTO audit.entries SELECT ledger_id, ", kSize + 5,
+                      ", recorded_at, action, actor_ref, actor_sealed, model, tokens, latency_us, "
+                      "outcome, metadata, content_hash, '', subject_ref, subject_sealed, "
+                      "leaf_hash, completed FROM audit.entries WHERE ledger_id = $1 AND idx = ",
+                      kSize - 1),
+         1);
+  });
+  // A replica that has not seen either ledger yet: it reads their trees from the rows.
+  AuditLedger fresh(store_.get(), subjects_.get(), signer_.get(), &clock_);
+  const std::vector<EntryInput> batch = {Input(damaged, 100), Input(intact, 100),
+                                         Input(intact, 101)};
+  absl::StatusOr<std::vector<AppendOutcome>> outcomes = fresh.AppendBatch(batch);
+  ASSERT_TRUE(outcomes.ok()) << outcomes.status();
+  ASSERT_EQ(outcomes->size(), 3u);
+  EXPECT_FALSE((*outcomes)[0].status.ok());
+  for (size_t i : {1, 2}) {
+    ASSERT_TRUE((*outcomes)[i].status.ok()) << (*outcomes)[i].status;
+    EXPECT_EQ((*outcomes)[i].entry.ledger, intact);
+    EXPECT_EQ((*outcomes)[i].entry.index, kSize + i - 1);
+  }
+}
+
 // A column changed to something no entry can hold: the store cannot read the row back, and
 // Verify names it rather than vouching for the ledger.
 TEST_F(PostgresTamperTest, AnUnreadableRowFailsVerification) {
