@@ -14,8 +14,9 @@ namespace policy::audit {
 namespace {
 
 constexpr size_t kReadChunk = 5000;
-// The metadata key of a subject_forgotten record holding SubjectCipher::RequestBinding of its
-// request id and subject.
+// The metadata key under which subject_forgotten records of earlier releases hold
+// SubjectCipher::RequestBinding of their request id and subject. Records no longer carry it:
+// whoever holds the master key could test guesses of the forgotten subject against it.
 constexpr absl::string_view kForgetBindingKey = "request_binding";
 
 // Whether `e` records a refusal by policy: an explicit policy_violation, or a decision_deny
@@ -381,10 +382,6 @@ absl::StatusOr<ForgetResult> AuditLedger::Forget(const std::string& subject,
   record.action = Action::kSubjectForgotten;
   record.actor = requested_by;
   record.request_id = request_id;
-  if (!request_id.empty()) {
-    record.metadata[std::string(kForgetBindingKey)] =
-        subjects_->RequestBinding(request_id, subject);
-  }
   // The record names the subject only while the key lives: it is shredded with the rest.
   if (key.ok()) record.subject = subject;
   ForgetResult result;
@@ -405,13 +402,21 @@ absl::StatusOr<ForgetResult> AuditLedger::RepeatForget(const std::string& subjec
     return absl::FailedPreconditionError(
         absl::StrCat("request_id: already names a ", ActionName(first.action), " entry"));
   }
-  // Whether the record is this subject's, even when neither subject has a key left. Records
-  // made before the binding was kept are told apart by the pseudonym below, while the key lives.
+  // Whether the record is this subject's: by the pseudonym below while this subject's key
+  // lives (or, for records of earlier releases, by their binding). A subject without a key is
+  // named by nothing in the ledger: the first record answers for it, and nothing is forgotten.
   if (auto binding = first.metadata.find(std::string(kForgetBindingKey));
       binding != first.metadata.end() &&
       binding->second != subjects_->RequestBinding(request_id, subject)) {
     return absl::FailedPreconditionError(
         "request_id: already names the forgetting of another subject");
+  }
+  // The first request found no key, and this subject has one: another subject, or one the
+  // ledger has named since; either way this id cannot forget them.
+  if (first.subject.empty() && key.ok()) {
+    return absl::FailedPreconditionError(
+        "request_id: already names a forgetting that found no key; this subject has one, so "
+        "forget them under a new request id");
   }
   ForgetResult result;
   // The first request found a key: it destroyed the key, or it stopped before and this
@@ -421,7 +426,8 @@ absl::StatusOr<ForgetResult> AuditLedger::RepeatForget(const std::string& subjec
     ASSIGN_OR_RETURN(std::string subject_key, subjects_->UnwrapKey(*key));
     if (SubjectCipher::Pseudonym(subject_key, subject) != first.subject.ref) {
       return absl::FailedPreconditionError(
-          "request_id: already names the forgetting of another subject");
+          "request_id: already names the forgetting of another subject, or of this one before "
+          "entries made since named them again; forget them under a new request id");
     }
     RETURN_IF_ERROR(store_->DeleteSubjectKey(locator).status());
   }

@@ -30,10 +30,9 @@ class SubjectCipher {
 
   std::string Locator(absl::string_view identifier) const;
 
-  // HMAC-SHA-256 under the master key of a request id and a subject identifier, in hex: lets
-  // a retry of a request be told from another subject's request with the same id after both
-  // subjects' keys are gone. It names the subject to no one without the master key, and
-  // differs per request id, so it links no two records.
+  // HMAC-SHA-256 under the master key of a request id and a subject identifier, in hex, as
+  // subject_forgotten records of earlier releases hold it (ledger.cc checks them; new records
+  // do not carry it, as the master key's holder could test guesses of the subject).
   std::string RequestBinding(absl::string_view request_id, absl::string_view identifier) const;
 
   // A fresh key for the subject `identifier`, as stored (ledger_store.h).
