@@ -16,6 +16,7 @@ namespace policy::authz {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 Project MakeProject(const std::string& id) {
   Project p;
@@ -262,6 +263,47 @@ TEST_F(OrgAdminTest, ServiceAccountsAreManagedInTheirProject) {
   absl::StatusOr<Decision> d = Check(*cache_.Current()->snapshot, check, clock_.Now());
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->reason, DenyReason::kPrincipalRemoved);
+}
+
+TEST_F(OrgAdminTest, OnlyLiveServiceAccountsPinTheirProjectsEnvironment) {
+  Project dev = MakeProject("lab");
+  dev.environment = Environment::kDevelopment;
+  ASSERT_TRUE(admin().CreateProject("adam", dev).ok());
+  ServiceAccount sa;
+  sa.id = "sa-lab";
+  sa.project = "lab";
+  sa.environment = Environment::kDevelopment;
+  sa.permissions = {"chat.completions"};
+  ASSERT_TRUE(admin().CreateServiceAccount("adam", sa).ok());
+  sa.id = "sa-lab-2";
+  ASSERT_TRUE(admin().CreateServiceAccount("adam", sa).ok());
+
+  Project prod = dev;
+  prod.environment = Environment::kProduction;
+  absl::Status blocked = admin().UpdateProject("adam", prod).status();
+  EXPECT_EQ(blocked.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(blocked.message(), HasSubstr("'sa-lab', 'sa-lab-2'"));
+  EXPECT_THAT(blocked.message(), HasSubstr("from development to production"));
+
+  ASSERT_TRUE(admin().RemoveServiceAccount("adam", "sa-lab").ok());
+  blocked = admin().UpdateProject("adam", prod).status();
+  EXPECT_EQ(blocked.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(blocked.message(), Not(HasSubstr("'sa-lab',")));
+  EXPECT_THAT(blocked.message(), HasSubstr("'sa-lab-2'"));
+
+  // Removed accounts keep their old environment and no longer hold the project back.
+  ASSERT_TRUE(admin().RemoveServiceAccount("adam", "sa-lab-2").ok());
+  absl::StatusOr<Project> moved = admin().UpdateProject("adam", prod);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->environment, Environment::kProduction);
+  EXPECT_EQ(cache_.Current()->state->FindServiceAccount("sa-lab")->environment,
+            Environment::kDevelopment);
+  // New accounts follow the project's new environment; other changes still validate.
+  sa.id = "sa-lab-3";
+  sa.environment = Environment::kProduction;
+  EXPECT_TRUE(admin().CreateServiceAccount("adam", sa).ok());
+  prod.name = "Lab in production";
+  EXPECT_TRUE(admin().UpdateProject("adam", prod).ok());
 }
 
 TEST_F(OrgAdminTest, NewProjectsFollowTheProjectIdRuleAndTheLimitBounds) {
