@@ -60,10 +60,22 @@ absl::Status OrgAdmin::Authorize(const OrgView& view, absl::string_view actor,
   check.principal_id = std::string(actor);
   check.project = std::string(project);
   check.action = std::string(action);
-  ASSIGN_OR_RETURN(Decision decision, Check(*view.snapshot, check, clock_->Now()));
+  const absl::Time now = clock_->Now();
+  ASSIGN_OR_RETURN(Decision decision, Check(*view.snapshot, check, now));
   if (decision.allowed) return absl::OkStatus();
   // A missing project is the caller's problem to see as such, not a permission question.
   if (decision.reason == DenyReason::kProjectNotFound) return NotFound("project", project);
+  // So is an archived one, to a caller whose roles would allow the action were it active.
+  if (decision.reason == DenyReason::kProjectArchived) {
+    const Member* member = view.snapshot->FindMember(actor);
+    ASSIGN_OR_RETURN(const Action wanted, FindAction(action));
+    if (member != nullptr && GrantsAllow(*member, project, wanted, now)) {
+      return WithReason(absl::FailedPreconditionError(
+                            absl::StrCat("project ", Quoted(project), " is archived; it allows no ",
+                                         action, ", only reading its settings")),
+                        DenyReasonName(decision.reason));
+    }
+  }
   return WithReason(
       absl::PermissionDeniedError(absl::StrCat("member ", Quoted(actor), " may not ", action,
                                                project.empty() ? "" : " in ", project, " (",

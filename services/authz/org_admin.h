@@ -30,7 +30,9 @@ struct IdpSyncResult {
 //
 // `actor` is the acting member's id. The actor's permission is decided by the rules of
 // decision.h on the cached organisation (so the cache's staleness bound applies: UNAVAILABLE
-// when stale); PERMISSION_DENIED names the action the actor lacks. Billing-level settings
+// when stale); PERMISSION_DENIED names the action the actor lacks; NOT_FOUND names a missing
+// project; FAILED_PRECONDITION (reason PROJECT_ARCHIVED) names an archived project to an actor
+// whose roles would allow the action in it were it active. Billing-level settings
 // (project rate limits) and the owner role need an owner (billing.manage, owners.manage).
 // Thread-safe.
 class OrgAdmin {

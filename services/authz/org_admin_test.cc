@@ -113,6 +113,30 @@ TEST_F(OrgAdminTest, ArchivedProjectsAllowNothingButReading) {
                            .status();
   EXPECT_EQ(grant.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(grant.message(), HasSubstr("archived"));
+
+  // A change its owner may make is refused for the project's state, not the owner's rights.
+  Project rename = MakeProject("support");
+  rename.rpm_limit = 100;
+  rename.name = "Support (old)";
+  absl::Status update = admin().UpdateProject("olivia", rename).status();
+  EXPECT_EQ(update.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(update.message(), HasSubstr("project 'support' is archived"));
+  EXPECT_EQ(ReasonOf(update), "PROJECT_ARCHIVED");
+  // One whose roles would not allow it anyway is refused for those.
+  EXPECT_EQ(admin().UpdateProject("rita", rename).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(admin().UpdateProject("mia", rename).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  // A decision in it stays a deny with its reason.
+  CheckRequest check;
+  check.principal_id = "mia";
+  check.project = "support";
+  check.action = "chat.completions";
+  check.model = "gpt-4o";
+  absl::StatusOr<Decision> d = Check(*cache_.Current()->snapshot, check, clock_.Now());
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_FALSE(d->allowed);
+  EXPECT_EQ(d->reason, DenyReason::kProjectArchived);
 }
 
 TEST_F(OrgAdminTest, OnlyOwnersManageOwners) {
