@@ -27,6 +27,10 @@ bool LimitsDiffer(const Project& a, const Project& b) {
          a.member_rpm_limit != b.member_rpm_limit || a.member_tpm_limit != b.member_tpm_limit;
 }
 
+bool LimitsDiffer(const ServiceAccount& a, const ServiceAccount& b) {
+  return a.rpm_limit != b.rpm_limit || a.tpm_limit != b.tpm_limit;
+}
+
 absl::Status NotFound(absl::string_view kind, absl::string_view id) {
   return absl::NotFoundError(absl::StrCat("no ", kind, " ", Quoted(id)));
 }
@@ -292,6 +296,7 @@ absl::StatusOr<Invitation> OrgAdmin::RevokeInvitation(absl::string_view actor,
 absl::StatusOr<ServiceAccount> OrgAdmin::CreateServiceAccount(absl::string_view actor,
                                                               ServiceAccount account) {
   RETURN_IF_ERROR(Authorize(actor, "service-accounts.manage", account.project));
+  if (LimitsDiffer(account, ServiceAccount{})) RETURN_IF_ERROR(Authorize(actor, "billing.manage"));
   account.removed_at.reset();
   ASSIGN_OR_RETURN(Mutated m,
                    store_->Mutate(
@@ -313,6 +318,7 @@ absl::StatusOr<ServiceAccount> OrgAdmin::UpdateServiceAccount(absl::string_view 
   const ServiceAccount* current = view.state->FindServiceAccount(account.id);
   if (current == nullptr) return NotFound("service account", account.id);
   RETURN_IF_ERROR(Authorize(actor, "service-accounts.manage", current->project));
+  if (LimitsDiffer(*current, account)) RETURN_IF_ERROR(Authorize(actor, "billing.manage"));
   ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
                                   [&](OrgState& s) -> absl::Status {
                                     ServiceAccount* a = s.FindServiceAccount(account.id);
@@ -322,6 +328,12 @@ absl::StatusOr<ServiceAccount> OrgAdmin::UpdateServiceAccount(absl::string_view 
                                     if (a->removed_at.has_value()) {
                                       return absl::FailedPreconditionError(absl::StrCat(
                                           "service account ", Quoted(account.id), " was removed"));
+                                    }
+                                    // Authorized against the cached limits: a change of them
+                                    // since would be unauthorized.
+                                    if (LimitsDiffer(*a, account) && LimitsDiffer(*current, *a)) {
+                                      return absl::AbortedError(
+                                          "the service account's limits changed meanwhile; retry");
                                     }
                                     account.project = a->project;
                                     account.environment = a->environment;

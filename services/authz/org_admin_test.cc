@@ -63,6 +63,15 @@ class OrgAdminTest : public ::testing::Test {
     return d.ok() && d->allowed;
   }
 
+  // A cache holding the organisation as it is now and kept so: what another replica, not yet
+  // told of later changes, still decides on within the staleness bound.
+  std::unique_ptr<OrgCache> FrozenCache() {
+    auto frozen = std::make_unique<OrgCache>(&clock_, absl::Seconds(1));
+    frozen->OnState(*store_->Load());
+    frozen->OnInSync(clock_.Now());
+    return frozen;
+  }
+
   FakeClock clock_;
   OrgCache cache_{&clock_, absl::Seconds(1)};
   std::unique_ptr<MemoryOrgStore> store_;
@@ -328,6 +337,40 @@ TEST_F(OrgAdminTest, OnlyLiveServiceAccountsPinTheirProjectsEnvironment) {
   EXPECT_TRUE(admin().CreateServiceAccount("adam", sa).ok());
   prod.name = "Lab in production";
   EXPECT_TRUE(admin().UpdateProject("adam", prod).ok());
+}
+
+TEST_F(OrgAdminTest, OnlyOwnersSetServiceAccountLimits) {
+  ServiceAccount sa;
+  sa.id = "sa-limited";
+  sa.project = "support";
+  sa.environment = Environment::kProduction;
+  sa.permissions = {"chat.completions"};
+  sa.rpm_limit = 10;
+  absl::Status refused = admin().CreateServiceAccount("adam", sa).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.message(), HasSubstr("billing.manage"));
+  sa.rpm_limit = 0;
+  ASSERT_TRUE(admin().CreateServiceAccount("adam", sa).ok());
+
+  sa.tpm_limit = 1000;
+  refused = admin().UpdateServiceAccount("adam", sa).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.message(), HasSubstr("billing.manage"));
+  std::unique_ptr<OrgCache> before_owner_change = FrozenCache();
+  ASSERT_TRUE(admin().UpdateServiceAccount("olivia", sa).ok());
+  // The same limits with other changes are the admin's to make.
+  sa.permissions = {"chat.completions", "embeddings"};
+  EXPECT_TRUE(admin().UpdateServiceAccount("adam", sa).ok());
+  // An admin whose replica has not seen the owner's limits yet would put the old ones back.
+  OrgAdmin lagging(store_.get(), before_owner_change.get(), &clock_);
+  ServiceAccount stale = sa;
+  stale.tpm_limit = 0;
+  EXPECT_EQ(lagging.UpdateServiceAccount("adam", stale).status().code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(cache_.Current()->state->FindServiceAccount("sa-limited")->tpm_limit, 1000);
+
+  sa.id = "sa-limited-2";
+  EXPECT_TRUE(admin().CreateServiceAccount("olivia", sa).ok());
 }
 
 TEST_F(OrgAdminTest, NewProjectsFollowTheProjectIdRuleAndTheLimitBounds) {
