@@ -217,6 +217,12 @@ absl::StatusOr<Invitation> OrgAdmin::CreateInvitation(absl::string_view actor,
   if (invitation.role == Role::kOwner) {
     RETURN_IF_ERROR(Authorize(actor, "owners.manage"));
   }
+  if (valid_for < absl::ZeroDuration() || valid_for > kMaxInvitationLifetime) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "valid_for must be positive and at most ", absl::ToInt64Hours(kMaxInvitationLifetime) / 24,
+        " days, got ", absl::FormatDuration(valid_for), "; unset or 0 means ",
+        absl::ToInt64Hours(kDefaultInvitationLifetime) / 24, " days"));
+  }
   if (valid_for == absl::ZeroDuration()) valid_for = kDefaultInvitationLifetime;
   const absl::Time now = clock_->Now();
   ASSIGN_OR_RETURN(std::string random, crypto::RandomBytes(12));

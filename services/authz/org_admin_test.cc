@@ -259,8 +259,14 @@ TEST_F(OrgAdminTest, InvitationsTurnIntoMembers) {
   invitation.projects.clear();
   EXPECT_EQ(admin().CreateInvitation("adam", invitation, absl::Hours(1)).status().code(),
             absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(admin().CreateInvitation("olivia", invitation, absl::Hours(24 * 60)).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  for (absl::Duration bad : {absl::Hours(24 * 60), absl::Hours(24 * 30) + absl::Seconds(1),
+                             -absl::Hours(1), -absl::Nanoseconds(1)}) {
+    absl::Status s = admin().CreateInvitation("olivia", invitation, bad).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(s.message(), HasSubstr("valid_for must be positive and at most 30 days")) << bad;
+    EXPECT_THAT(s.message(), Not(HasSubstr("expire_time"))) << bad;
+  }
+  EXPECT_TRUE(admin().CreateInvitation("olivia", invitation, absl::Hours(24 * 30)).ok());
 }
 
 TEST_F(OrgAdminTest, ServiceAccountsAreManagedInTheirProject) {
