@@ -198,14 +198,21 @@ absl::StatusOr<Member> OrgAdmin::RemoveMember(absl::string_view actor, absl::str
   if (current == nullptr) return NotFound("member", id);
   if (HoldsOwner(current->grants)) RETURN_IF_ERROR(Authorize(actor, "owners.manage"));
   const absl::Time now = clock_->Now();
-  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
-                                  [&](OrgState& s) -> absl::Status {
-                                    Member* member = s.FindMember(id);
-                                    if (member == nullptr) return NotFound("member", id);
-                                    if (!member->removed_at.has_value()) member->removed_at = now;
-                                    return absl::OkStatus();
-                                  },
-                                  now, OrgChangeSource{std::string(actor)}));
+  ASSIGN_OR_RETURN(Mutated m,
+                   store_->Mutate(
+                       [&](OrgState& s) -> absl::Status {
+                         Member* member = s.FindMember(id);
+                         if (member == nullptr) return NotFound("member", id);
+                         if (member->removed_at.has_value()) return absl::OkStatus();
+                         // Authorized against the cached roles: an owner made
+                         // since needs owners.manage, which was not checked.
+                         if (HoldsOwner(member->grants) && !HoldsOwner(current->grants)) {
+                           return absl::AbortedError("the member's roles changed meanwhile; retry");
+                         }
+                         member->removed_at = now;
+                         return absl::OkStatus();
+                       },
+                       now, OrgChangeSource{std::string(actor)}));
   if (removed_now != nullptr) *removed_now = m.after != m.before;
   return *m.after->FindMember(id);
 }

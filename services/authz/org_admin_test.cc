@@ -176,6 +176,24 @@ TEST_F(OrgAdminTest, TheLastOwnerCannotRemoveItself) {
   EXPECT_TRUE(admin().RemoveMember("olivia", "olivia").ok());
 }
 
+TEST_F(OrgAdminTest, AnOwnerMadeSinceTheCacheWasCurrentIsNotRemovedByAnAdmin) {
+  // adam's replica still sees mia as a member when olivia makes her an owner.
+  std::unique_ptr<OrgCache> before_promotion = FrozenCache();
+  ASSERT_TRUE(admin().SetMemberRoles("olivia", "mia", {{Role::kOwner, "", std::nullopt}}).ok());
+  OrgAdmin lagging(store_.get(), before_promotion.get(), &clock_);
+  absl::Status s = lagging.RemoveMember("adam", "mia").status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted);
+  EXPECT_FALSE(cache_.Current()->state->FindMember("mia")->removed_at.has_value());
+  // Once the replica catches up, the admin is refused for the role; an owner may remove her.
+  EXPECT_EQ(admin().RemoveMember("adam", "mia").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(admin().RemoveMember("olivia", "mia").ok());
+  // A removal retried from the lagging replica finds her removed and changes nothing.
+  bool removed_now = true;
+  EXPECT_TRUE(lagging.RemoveMember("adam", "mia", &removed_now).ok());
+  EXPECT_FALSE(removed_now);
+}
+
 TEST_F(OrgAdminTest, ARemovedMemberIsDeniedAtOnceAndForGood) {
   ASSERT_TRUE(Allowed("mia", "support", "chat.completions"));
   bool removed_now = false;
