@@ -78,6 +78,12 @@ bool GrantLive(const RoleGrant& grant, absl::Time now) {
   return !grant.expires_at.has_value() || now < *grant.expires_at;
 }
 
+// Whether `grant` counts in `project`: organisation roles everywhere, project roles in theirs.
+bool GrantApplies(const RoleGrant& grant, absl::string_view project) {
+  return IsOrgRole(grant.role) ? grant.project.empty()
+                               : grant.project == project && !project.empty();
+}
+
 }  // namespace
 
 const std::vector<Action>& AllActions() { return Actions(); }
@@ -87,6 +93,13 @@ absl::StatusOr<Action> FindAction(absl::string_view name) {
     if (action.name == name) return action;
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown action '", name.substr(0, 64), "'"));
+}
+
+bool GrantsAllow(const Member& member, absl::string_view project, const Action& action,
+                 absl::Time now) {
+  return std::any_of(member.grants.begin(), member.grants.end(), [&](const RoleGrant& grant) {
+    return GrantApplies(grant, project) && RoleAllows(grant.role, action) && GrantLive(grant, now);
+  });
 }
 
 bool RoleAllows(Role role, const Action& action) {
@@ -221,10 +234,7 @@ absl::StatusOr<Decision> Check(const OrgSnapshot& org, const CheckRequest& reque
     // The member's grants that apply here: organisation roles, and roles in this project.
     bool allowed = false, expired_would_allow = false;
     for (const RoleGrant& grant : member->grants) {
-      const bool applies = IsOrgRole(grant.role)
-                               ? grant.project.empty()
-                               : grant.project == request.project && !request.project.empty();
-      if (!applies || !RoleAllows(grant.role, action)) continue;
+      if (!GrantApplies(grant, request.project) || !RoleAllows(grant.role, action)) continue;
       if (GrantLive(grant, now)) {
         allowed = true;
         if (r.explain()) {

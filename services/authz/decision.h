@@ -34,6 +34,11 @@ const std::vector<Action>& AllActions();
 //  reader - settings.read and usage.read in its projects.
 bool RoleAllows(Role role, const Action& action);
 
+// Whether one of `member`'s grants live at `now` allows `action` in `project` (empty: the
+// organisation): Check's grant rule alone, whatever the member's and the project's state.
+bool GrantsAllow(const Member& member, absl::string_view project, const Action& action,
+                 absl::Time now);
+
 enum class PrincipalKind { kMember, kServiceAccount };
 
 struct CheckRequest {

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/text/caller_text.h"
@@ -73,11 +74,16 @@ absl::StatusOr<Cidr> ParseCidr(absl::string_view text) {
   if (text.empty()) return absl::InvalidArgumentError("CIDR is empty");
   if (text.size() > kMaxTextBytes) return absl::InvalidArgumentError("CIDR is too long");
   const size_t slash = text.find('/');
-  absl::StatusOr<IpAddress> address = ParseIpAddress(text.substr(0, slash));
+  const absl::string_view address_text = text.substr(0, slash);
+  absl::StatusOr<IpAddress> address = ParseIpAddress(address_text);
   if (!address.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("CIDR ", Quoted(text), ": ", address.status().message()));
   }
+  // The prefix length counts the bits of the address as written: an IPv4-mapped IPv6
+  // address (::ffff:a.b.c.d), which ParseIpAddress turns into IPv4, has 128.
+  const bool written_v6 = absl::StrContains(address_text, ':');
+  const int written_bits = written_v6 ? 128 : 32;
   Cidr cidr{*address, address->bits()};
   if (slash != absl::string_view::npos) {
     absl::string_view length = text.substr(slash + 1);
@@ -85,9 +91,22 @@ absl::StatusOr<Cidr> ParseCidr(absl::string_view text) {
                         std::all_of(length.begin(), length.end(), absl::ascii_isdigit) &&
                         !(length.size() > 1 && length[0] == '0');
     if (!digits || !absl::SimpleAtoi(length, &cidr.prefix_length) ||
-        cidr.prefix_length > address->bits()) {
+        cidr.prefix_length > written_bits) {
       return absl::InvalidArgumentError(
-          absl::StrCat("CIDR ", Quoted(text), ": prefix length must be 0 to ", address->bits()));
+          absl::StrCat("CIDR ", Quoted(text), ": prefix length must be 0 to ", written_bits,
+                       written_v6 ? " for an IPv6 address" : " for an IPv4 address"));
+    }
+    if (written_v6 && !address->is_v6) {
+      // An IPv4-mapped network: its /96 to /128 are the IPv4 network's /0 to /32; a shorter
+      // prefix would reach past the mapped addresses into other IPv6 ones.
+      constexpr int kMappedPrefixBits = 96;
+      if (cidr.prefix_length < kMappedPrefixBits) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "CIDR ", Quoted(text),
+            ": an IPv4-mapped IPv6 network needs a prefix length of 96 to 128 (IPv4's /0 to "
+            "/32); write IPv4 networks as IPv4"));
+      }
+      cidr.prefix_length -= kMappedPrefixBits;
     }
   }
   const IpAddress masked = Masked(cidr.network, cidr.prefix_length);

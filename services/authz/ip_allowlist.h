@@ -41,7 +41,9 @@ struct Cidr {
 
 // Parses "10.0.0.0/8", "2001:db8::/32", or a bare address (a /32 or /128). INVALID_ARGUMENT
 // naming the problem for a bad address, a prefix length out of range, or host bits set
-// ("10.0.0.1/8": did you mean 10.0.0.0/8?), which is almost always a typo.
+// ("10.0.0.1/8": did you mean 10.0.0.0/8?), which is almost always a typo. An IPv4-mapped
+// IPv6 network ("::ffff:10.0.0.0/104") counts IPv6 bits and is the IPv4 network (10.0.0.0/8);
+// with a prefix length under 96 it would reach past the mapped addresses and is refused.
 absl::StatusOr<Cidr> ParseCidr(absl::string_view text);
 std::string FormatCidr(const Cidr& cidr);
 

@@ -52,6 +52,24 @@ TEST(IpAddressTest, MappedIpv6IsTheIpv4Address) {
   EXPECT_TRUE(Net("192.0.2.0/24").Contains(Ip("::ffff:192.0.2.200")));
 }
 
+TEST(CidrTest, AMappedIpv6NetworkCountsIpv6BitsAndIsTheIpv4Network) {
+  Cidr mapped = Net("::ffff:10.0.0.0/104");
+  EXPECT_EQ(mapped, Net("10.0.0.0/8"));
+  EXPECT_EQ(FormatCidr(mapped), "10.0.0.0/8");
+  EXPECT_TRUE(mapped.Contains(Ip("10.1.2.3")));
+  EXPECT_TRUE(mapped.Contains(Ip("::ffff:10.1.2.3")));
+  EXPECT_FALSE(mapped.Contains(Ip("11.0.0.0")));
+  EXPECT_EQ(Net("::ffff:192.0.2.1/128"), Net("192.0.2.1"));
+  EXPECT_EQ(Net("::ffff:0.0.0.0/96"), Net("0.0.0.0/0"));
+  absl::Status wide = ParseCidr("::ffff:10.0.0.0/80").status();
+  EXPECT_EQ(wide.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(wide.message(), HasSubstr("IPv4-mapped IPv6 network needs a prefix length of 96"));
+  absl::Status past = ParseCidr("::ffff:10.0.0.0/129").status();
+  EXPECT_THAT(past.message(), HasSubstr("prefix length must be 0 to 128 for an IPv6 address"));
+  EXPECT_THAT(ParseCidr("::ffff:10.0.0.0/100").status().message(),
+              HasSubstr("host bits set; did you mean 0.0.0.0/4?"));
+}
+
 TEST(CidrTest, MatchesOnBitsNotOctets) {
   Cidr twelve = Net("10.0.0.0/12");
   EXPECT_TRUE(twelve.Contains(Ip("10.0.0.0")));

@@ -27,6 +27,10 @@ bool LimitsDiffer(const Project& a, const Project& b) {
          a.member_rpm_limit != b.member_rpm_limit || a.member_tpm_limit != b.member_tpm_limit;
 }
 
+bool LimitsDiffer(const ServiceAccount& a, const ServiceAccount& b) {
+  return a.rpm_limit != b.rpm_limit || a.tpm_limit != b.tpm_limit;
+}
+
 absl::Status NotFound(absl::string_view kind, absl::string_view id) {
   return absl::NotFoundError(absl::StrCat("no ", kind, " ", Quoted(id)));
 }
@@ -60,10 +64,22 @@ absl::Status OrgAdmin::Authorize(const OrgView& view, absl::string_view actor,
   check.principal_id = std::string(actor);
   check.project = std::string(project);
   check.action = std::string(action);
-  ASSIGN_OR_RETURN(Decision decision, Check(*view.snapshot, check, clock_->Now()));
+  const absl::Time now = clock_->Now();
+  ASSIGN_OR_RETURN(Decision decision, Check(*view.snapshot, check, now));
   if (decision.allowed) return absl::OkStatus();
   // A missing project is the caller's problem to see as such, not a permission question.
   if (decision.reason == DenyReason::kProjectNotFound) return NotFound("project", project);
+  // So is an archived one, to a caller whose roles would allow the action were it active.
+  if (decision.reason == DenyReason::kProjectArchived) {
+    const Member* member = view.snapshot->FindMember(actor);
+    ASSIGN_OR_RETURN(const Action wanted, FindAction(action));
+    if (member != nullptr && GrantsAllow(*member, project, wanted, now)) {
+      return WithReason(absl::FailedPreconditionError(
+                            absl::StrCat("project ", Quoted(project), " is archived; it allows no ",
+                                         action, ", only reading its settings")),
+                        DenyReasonName(decision.reason));
+    }
+  }
   return WithReason(
       absl::PermissionDeniedError(absl::StrCat("member ", Quoted(actor), " may not ", action,
                                                project.empty() ? "" : " in ", project, " (",
@@ -184,14 +200,21 @@ absl::StatusOr<Member> OrgAdmin::RemoveMember(absl::string_view actor, absl::str
   if (current == nullptr) return NotFound("member", id);
   if (HoldsOwner(current->grants)) RETURN_IF_ERROR(Authorize(actor, "owners.manage"));
   const absl::Time now = clock_->Now();
-  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
-                                  [&](OrgState& s) -> absl::Status {
-                                    Member* member = s.FindMember(id);
-                                    if (member == nullptr) return NotFound("member", id);
-                                    if (!member->removed_at.has_value()) member->removed_at = now;
-                                    return absl::OkStatus();
-                                  },
-                                  now, OrgChangeSource{std::string(actor)}));
+  ASSIGN_OR_RETURN(Mutated m,
+                   store_->Mutate(
+                       [&](OrgState& s) -> absl::Status {
+                         Member* member = s.FindMember(id);
+                         if (member == nullptr) return NotFound("member", id);
+                         if (member->removed_at.has_value()) return absl::OkStatus();
+                         // Authorized against the cached roles: an owner made
+                         // since needs owners.manage, which was not checked.
+                         if (HoldsOwner(member->grants) && !HoldsOwner(current->grants)) {
+                           return absl::AbortedError("the member's roles changed meanwhile; retry");
+                         }
+                         member->removed_at = now;
+                         return absl::OkStatus();
+                       },
+                       now, OrgChangeSource{std::string(actor)}));
   if (removed_now != nullptr) *removed_now = m.after != m.before;
   return *m.after->FindMember(id);
 }
@@ -202,6 +225,12 @@ absl::StatusOr<Invitation> OrgAdmin::CreateInvitation(absl::string_view actor,
   RETURN_IF_ERROR(Authorize(actor, "invitations.manage"));
   if (invitation.role == Role::kOwner) {
     RETURN_IF_ERROR(Authorize(actor, "owners.manage"));
+  }
+  if (valid_for < absl::ZeroDuration() || valid_for > kMaxInvitationLifetime) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "valid_for must be positive and at most ", absl::ToInt64Hours(kMaxInvitationLifetime) / 24,
+        " days, got ", absl::FormatDuration(valid_for), "; unset or 0 means ",
+        absl::ToInt64Hours(kDefaultInvitationLifetime) / 24, " days"));
   }
   if (valid_for == absl::ZeroDuration()) valid_for = kDefaultInvitationLifetime;
   const absl::Time now = clock_->Now();
@@ -282,6 +311,7 @@ absl::StatusOr<Invitation> OrgAdmin::RevokeInvitation(absl::string_view actor,
 absl::StatusOr<ServiceAccount> OrgAdmin::CreateServiceAccount(absl::string_view actor,
                                                               ServiceAccount account) {
   RETURN_IF_ERROR(Authorize(actor, "service-accounts.manage", account.project));
+  if (LimitsDiffer(account, ServiceAccount{})) RETURN_IF_ERROR(Authorize(actor, "billing.manage"));
   account.removed_at.reset();
   ASSIGN_OR_RETURN(Mutated m,
                    store_->Mutate(
@@ -303,6 +333,7 @@ absl::StatusOr<ServiceAccount> OrgAdmin::UpdateServiceAccount(absl::string_view 
   const ServiceAccount* current = view.state->FindServiceAccount(account.id);
   if (current == nullptr) return NotFound("service account", account.id);
   RETURN_IF_ERROR(Authorize(actor, "service-accounts.manage", current->project));
+  if (LimitsDiffer(*current, account)) RETURN_IF_ERROR(Authorize(actor, "billing.manage"));
   ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
                                   [&](OrgState& s) -> absl::Status {
                                     ServiceAccount* a = s.FindServiceAccount(account.id);
@@ -312,6 +343,12 @@ absl::StatusOr<ServiceAccount> OrgAdmin::UpdateServiceAccount(absl::string_view 
                                     if (a->removed_at.has_value()) {
                                       return absl::FailedPreconditionError(absl::StrCat(
                                           "service account ", Quoted(account.id), " was removed"));
+                                    }
+                                    // Authorized against the cached limits: a change of them
+                                    // since would be unauthorized.
+                                    if (LimitsDiffer(*a, account) && LimitsDiffer(*current, *a)) {
+                                      return absl::AbortedError(
+                                          "the service account's limits changed meanwhile; retry");
                                     }
                                     account.project = a->project;
                                     account.environment = a->environment;

@@ -40,8 +40,11 @@ struct IdpSyncResult {
 //
 // `actor` is the acting member's id. The actor's permission is decided by the rules of
 // decision.h on the cached organisation (so the cache's staleness bound applies: UNAVAILABLE
-// when stale); PERMISSION_DENIED names the action the actor lacks. Billing-level settings
-// (project rate limits) and the owner role need an owner (billing.manage, owners.manage).
+// when stale); PERMISSION_DENIED names the action the actor lacks; NOT_FOUND names a missing
+// project; FAILED_PRECONDITION (reason PROJECT_ARCHIVED) names an archived project to an actor
+// whose roles would allow the action in it were it active. Billing-level settings (the rate
+// limits of projects and service accounts, when set or changed) and the owner role need an
+// owner (billing.manage, owners.manage); ABORTED when what was authorized changed meanwhile.
 // Thread-safe.
 class OrgAdmin {
  public:

@@ -16,6 +16,7 @@ namespace policy::authz {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 Project MakeProject(const std::string& id) {
   Project p;
@@ -60,6 +61,15 @@ class OrgAdminTest : public ::testing::Test {
     check.model = "gpt-4o";
     absl::StatusOr<Decision> d = Check(*view->snapshot, check, clock_.Now());
     return d.ok() && d->allowed;
+  }
+
+  // A cache holding the organisation as it is now and kept so: what another replica, not yet
+  // told of later changes, still decides on within the staleness bound.
+  std::unique_ptr<OrgCache> FrozenCache() {
+    auto frozen = std::make_unique<OrgCache>(&clock_, absl::Seconds(1));
+    frozen->OnState(*store_->Load());
+    frozen->OnInSync(clock_.Now());
+    return frozen;
   }
 
   FakeClock clock_;
@@ -112,6 +122,30 @@ TEST_F(OrgAdminTest, ArchivedProjectsAllowNothingButReading) {
                            .status();
   EXPECT_EQ(grant.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(grant.message(), HasSubstr("archived"));
+
+  // A change its owner may make is refused for the project's state, not the owner's rights.
+  Project rename = MakeProject("support");
+  rename.rpm_limit = 100;
+  rename.name = "Support (old)";
+  absl::Status update = admin().UpdateProject("olivia", rename).status();
+  EXPECT_EQ(update.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(update.message(), HasSubstr("project 'support' is archived"));
+  EXPECT_EQ(ReasonOf(update), "PROJECT_ARCHIVED");
+  // One whose roles would not allow it anyway is refused for those.
+  EXPECT_EQ(admin().UpdateProject("rita", rename).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(admin().UpdateProject("mia", rename).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  // A decision in it stays a deny with its reason.
+  CheckRequest check;
+  check.principal_id = "mia";
+  check.project = "support";
+  check.action = "chat.completions";
+  check.model = "gpt-4o";
+  absl::StatusOr<Decision> d = Check(*cache_.Current()->snapshot, check, clock_.Now());
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_FALSE(d->allowed);
+  EXPECT_EQ(d->reason, DenyReason::kProjectArchived);
 }
 
 TEST_F(OrgAdminTest, OnlyOwnersManageOwners) {
@@ -140,6 +174,24 @@ TEST_F(OrgAdminTest, TheLastOwnerCannotRemoveItself) {
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(admin().SetMemberRoles("olivia", "adam", {{Role::kOwner, "", std::nullopt}}).ok());
   EXPECT_TRUE(admin().RemoveMember("olivia", "olivia").ok());
+}
+
+TEST_F(OrgAdminTest, AnOwnerMadeSinceTheCacheWasCurrentIsNotRemovedByAnAdmin) {
+  // adam's replica still sees mia as a member when olivia makes her an owner.
+  std::unique_ptr<OrgCache> before_promotion = FrozenCache();
+  ASSERT_TRUE(admin().SetMemberRoles("olivia", "mia", {{Role::kOwner, "", std::nullopt}}).ok());
+  OrgAdmin lagging(store_.get(), before_promotion.get(), &clock_);
+  absl::Status s = lagging.RemoveMember("adam", "mia").status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted);
+  EXPECT_FALSE(cache_.Current()->state->FindMember("mia")->removed_at.has_value());
+  // Once the replica catches up, the admin is refused for the role; an owner may remove her.
+  EXPECT_EQ(admin().RemoveMember("adam", "mia").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(admin().RemoveMember("olivia", "mia").ok());
+  // A removal retried from the lagging replica finds her removed and changes nothing.
+  bool removed_now = true;
+  EXPECT_TRUE(lagging.RemoveMember("adam", "mia", &removed_now).ok());
+  EXPECT_FALSE(removed_now);
 }
 
 TEST_F(OrgAdminTest, ARemovedMemberIsDeniedAtOnceAndForGood) {
@@ -282,8 +334,14 @@ TEST_F(OrgAdminTest, InvitationsTurnIntoMembers) {
   invitation.projects.clear();
   EXPECT_EQ(admin().CreateInvitation("adam", invitation, absl::Hours(1)).status().code(),
             absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(admin().CreateInvitation("olivia", invitation, absl::Hours(24 * 60)).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  for (absl::Duration bad : {absl::Hours(24 * 60), absl::Hours(24 * 30) + absl::Seconds(1),
+                             -absl::Hours(1), -absl::Nanoseconds(1)}) {
+    absl::Status s = admin().CreateInvitation("olivia", invitation, bad).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(s.message(), HasSubstr("valid_for must be positive and at most 30 days")) << bad;
+    EXPECT_THAT(s.message(), Not(HasSubstr("expire_time"))) << bad;
+  }
+  EXPECT_TRUE(admin().CreateInvitation("olivia", invitation, absl::Hours(24 * 30)).ok());
 }
 
 TEST_F(OrgAdminTest, ServiceAccountsAreManagedInTheirProject) {
@@ -319,6 +377,81 @@ TEST_F(OrgAdminTest, ServiceAccountsAreManagedInTheirProject) {
   absl::StatusOr<Decision> d = Check(*cache_.Current()->snapshot, check, clock_.Now());
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->reason, DenyReason::kPrincipalRemoved);
+}
+
+TEST_F(OrgAdminTest, OnlyLiveServiceAccountsPinTheirProjectsEnvironment) {
+  Project dev = MakeProject("lab");
+  dev.environment = Environment::kDevelopment;
+  ASSERT_TRUE(admin().CreateProject("adam", dev).ok());
+  ServiceAccount sa;
+  sa.id = "sa-lab";
+  sa.project = "lab";
+  sa.environment = Environment::kDevelopment;
+  sa.permissions = {"chat.completions"};
+  ASSERT_TRUE(admin().CreateServiceAccount("adam", sa).ok());
+  sa.id = "sa-lab-2";
+  ASSERT_TRUE(admin().CreateServiceAccount("adam", sa).ok());
+
+  Project prod = dev;
+  prod.environment = Environment::kProduction;
+  absl::Status blocked = admin().UpdateProject("adam", prod).status();
+  EXPECT_EQ(blocked.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(blocked.message(), HasSubstr("'sa-lab', 'sa-lab-2'"));
+  EXPECT_THAT(blocked.message(), HasSubstr("from development to production"));
+
+  ASSERT_TRUE(admin().RemoveServiceAccount("adam", "sa-lab").ok());
+  blocked = admin().UpdateProject("adam", prod).status();
+  EXPECT_EQ(blocked.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(blocked.message(), Not(HasSubstr("'sa-lab',")));
+  EXPECT_THAT(blocked.message(), HasSubstr("'sa-lab-2'"));
+
+  // Removed accounts keep their old environment and no longer hold the project back.
+  ASSERT_TRUE(admin().RemoveServiceAccount("adam", "sa-lab-2").ok());
+  absl::StatusOr<Project> moved = admin().UpdateProject("adam", prod);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->environment, Environment::kProduction);
+  EXPECT_EQ(cache_.Current()->state->FindServiceAccount("sa-lab")->environment,
+            Environment::kDevelopment);
+  // New accounts follow the project's new environment; other changes still validate.
+  sa.id = "sa-lab-3";
+  sa.environment = Environment::kProduction;
+  EXPECT_TRUE(admin().CreateServiceAccount("adam", sa).ok());
+  prod.name = "Lab in production";
+  EXPECT_TRUE(admin().UpdateProject("adam", prod).ok());
+}
+
+TEST_F(OrgAdminTest, OnlyOwnersSetServiceAccountLimits) {
+  ServiceAccount sa;
+  sa.id = "sa-limited";
+  sa.project = "support";
+  sa.environment = Environment::kProduction;
+  sa.permissions = {"chat.completions"};
+  sa.rpm_limit = 10;
+  absl::Status refused = admin().CreateServiceAccount("adam", sa).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.message(), HasSubstr("billing.manage"));
+  sa.rpm_limit = 0;
+  ASSERT_TRUE(admin().CreateServiceAccount("adam", sa).ok());
+
+  sa.tpm_limit = 1000;
+  refused = admin().UpdateServiceAccount("adam", sa).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.message(), HasSubstr("billing.manage"));
+  std::unique_ptr<OrgCache> before_owner_change = FrozenCache();
+  ASSERT_TRUE(admin().UpdateServiceAccount("olivia", sa).ok());
+  // The same limits with other changes are the admin's to make.
+  sa.permissions = {"chat.completions", "embeddings"};
+  EXPECT_TRUE(admin().UpdateServiceAccount("adam", sa).ok());
+  // An admin whose replica has not seen the owner's limits yet would put the old ones back.
+  OrgAdmin lagging(store_.get(), before_owner_change.get(), &clock_);
+  ServiceAccount stale = sa;
+  stale.tpm_limit = 0;
+  EXPECT_EQ(lagging.UpdateServiceAccount("adam", stale).status().code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(cache_.Current()->state->FindServiceAccount("sa-limited")->tpm_limit, 1000);
+
+  sa.id = "sa-limited-2";
+  EXPECT_TRUE(admin().CreateServiceAccount("olivia", sa).ok());
 }
 
 TEST_F(OrgAdminTest, NewProjectsFollowTheProjectIdRuleAndTheLimitBounds) {

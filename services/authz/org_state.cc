@@ -171,6 +171,28 @@ absl::Status CheckProjectExists(const OrgState& state, absl::string_view project
   return absl::InvalidArgumentError(absl::StrCat(who, " names unknown project ", Quoted(project)));
 }
 
+// A project whose environment changes may have no live service account left in the old one.
+absl::Status CheckEnvironmentChanges(const OrgState& before, const OrgState& after) {
+  for (const Project& p : after.projects) {
+    const Project* old = before.FindProject(p.id);
+    if (old == nullptr || old->environment == p.environment) continue;
+    std::vector<std::string> blocking;
+    for (const ServiceAccount& a : after.service_accounts) {
+      if (a.project == p.id && !Removed(a.removed_at) && a.environment != p.environment) {
+        blocking.push_back(Quoted(a.id));
+      }
+    }
+    if (!blocking.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("project ", Quoted(p.id), " cannot change environment from ",
+                       EnvironmentName(old->environment), " to ", EnvironmentName(p.environment),
+                       " while it has live service accounts in ", EnvironmentName(old->environment),
+                       ": ", absl::StrJoin(blocking, ", "), "; remove them first"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 Project* OrgState::FindProject(absl::string_view id) { return FindIn(projects, id); }
@@ -258,7 +280,8 @@ absl::Status ValidateOrgState(const OrgState& state) {
     const std::string who = absl::StrCat("service account ", Quoted(a.id));
     RETURN_IF_ERROR(CheckProjectExists(state, a.project, who));
     const Project* project = state.FindProject(a.project);
-    if (project->environment != a.environment) {
+    // A removed account keeps the environment it had; it does not pin its project's.
+    if (!Removed(a.removed_at) && project->environment != a.environment) {
       return absl::InvalidArgumentError(
           absl::StrCat(who, ": environment ", EnvironmentName(a.environment), " differs from ",
                        EnvironmentName(project->environment), " of project ", a.project));
@@ -398,6 +421,7 @@ absl::StatusOr<OrgState> ApplyMutation(const OrgState& before, const OrgMutation
   after.Sort();
   after.version = before.version;
   if (Diff(before, after).empty()) return after;
+  RETURN_IF_ERROR(CheckEnvironmentChanges(before, after));
   RETURN_IF_ERROR(ValidateOrgState(after));
   RETURN_IF_ERROR(ValidateTransition(before, after, now));
   after.version = before.version + 1;

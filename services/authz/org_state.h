@@ -50,8 +50,9 @@ std::shared_ptr<const OrgSnapshot> SnapshotOf(const OrgState& state, absl::Time 
 
 // Every invariant across entities: each entity valid on its own (org_validation.h); ids
 // unique; e-mails unique among members not removed; grants, service accounts, invitations and
-// groups name existing projects; a service account's environment is its project's; groups
-// grant project roles only. INVALID_ARGUMENT naming the entity.
+// groups name existing projects; a live service account's environment is its project's (a
+// removed one keeps the environment it had); groups grant project roles only.
+// INVALID_ARGUMENT naming the entity.
 absl::Status ValidateOrgState(const OrgState& state);
 
 // Checks that `after` may follow `before` at `now`: nothing but invitations and groups
@@ -66,7 +67,9 @@ using OrgMutation = std::function<absl::Status(OrgState&)>;
 
 // `before` with `mutation` applied, sorted, checked (ValidateOrgState, ValidateTransition at
 // `now`) and one version further on; `before` itself (same version) when the mutation changed
-// nothing. The one way every store turns a mutation into the state it commits.
+// nothing. A project's environment changes only while no live service account of it stays in
+// the old one: FAILED_PRECONDITION naming those accounts otherwise. The one way every store
+// turns a mutation into the state it commits.
 absl::StatusOr<OrgState> ApplyMutation(const OrgState& before, const OrgMutation& mutation,
                                        absl::Time now);
 

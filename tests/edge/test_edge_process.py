@@ -857,6 +857,79 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(refused.returncode, 1)
         self.assertIn("PERMISSION_DENIED", refused.stderr)
 
+    def test_policyctl_keys_in_the_holders_environment_retried_and_listed_whole(self):
+        alice = SUITE.new_admin_key("alice")
+
+        def policyctl(*args):
+            return run_policyctl(*args, admin_key=alice)
+
+        # Without --environment a key lives in its holder's: internal-copilot is development.
+        created = policyctl("keys", "create", "--owner=alice", "--project=internal-copilot")
+        self.assertEqual(created.returncode, 0, created.stderr)
+        self.assertIn("ENVIRONMENT_DEVELOPMENT", created.stdout)
+        key_id = created.stdout.split()[0]
+        request_ids = [line.split()[1] for line in created.stdout.splitlines()
+                       if line.startswith("request ")]
+        self.assertEqual(len(request_ids), 1, created.stdout)
+        # A retry with the printed request id answers with the same key, not a second one.
+        again = policyctl("keys", "create", "--owner=alice", "--project=internal-copilot",
+                          f"--request_id={request_ids[0]}")
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertEqual(again.stdout.split()[0], key_id)
+        rotation = f"rotate-{uuid.uuid4().hex}"
+        rotated = [policyctl("keys", "rotate", key_id, f"--request_id={rotation}",
+                             "--output=json") for _ in range(2)]
+        for r in rotated:
+            self.assertEqual(r.returncode, 0, r.stderr)
+        successor = json.loads(rotated[0].stdout)["new_key"]["key_id"]
+        self.assertEqual(json.loads(rotated[1].stdout)["new_key"]["key_id"], successor)
+        # A failed call names the request id to retry with.
+        failed = policyctl("keys", "create", "--owner=alice", "--project=no-such-project",
+                           "--request_id=retry-me")
+        self.assertEqual(failed.returncode, 1)
+        self.assertIn("--request_id=retry-me", failed.stderr)
+
+        # A service account's key, listed by its owner; one entry a page still lists them all.
+        account = f"sa-{uuid.uuid4().hex[:6]}"
+        sa = policyctl("service-accounts", "create", f"--id={account}",
+                       "--project=internal-copilot", "--environment=development")
+        self.assertEqual(sa.returncode, 0, sa.stderr)
+        sa_key = policyctl("keys", "create", "--kind=service_account",
+                           "--owner_type=service_account", f"--owner={account}",
+                           "--project=internal-copilot", "--output=json")
+        self.assertEqual(sa_key.returncode, 0, sa_key.stderr)
+        sa_key_id = json.loads(sa_key.stdout)["key"]["key_id"]
+        listed = policyctl("keys", "list", f"--owner={account}", "--owner_type=service_account",
+                           "--output=json")
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertEqual([k["key_id"] for k in json.loads(listed.stdout)["keys"]], [sa_key_id])
+        listed = policyctl("keys", "list", "--owner=alice", "--project=internal-copilot",
+                           "--page_size=1", "--output=json")
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        ids = [k["key_id"] for k in json.loads(listed.stdout)["keys"]]
+        self.assertIn(key_id, ids)
+        self.assertIn(successor, ids)
+        self.assertNotIn(sa_key_id, ids)
+        self.assertNotIn("next_page_token", json.loads(listed.stdout))
+
+        for _ in range(2):
+            invited = policyctl("invitations", "create",
+                                f"--email=pager-{uuid.uuid4().hex[:6]}@acme.example",
+                                "--role=member", "--projects=internal-copilot")
+            self.assertEqual(invited.returncode, 0, invited.stderr)
+        for command, field in [(("members", "list", "--include_removed"), "members"),
+                               (("invitations", "list"), "invitations"),
+                               (("projects", "list", "--include_archived"), "projects"),
+                               (("service-accounts", "list", "--include_removed"),
+                                "service_accounts")]:
+            whole = policyctl(*command, "--output=json")
+            paged = policyctl(*command, "--page_size=1", "--output=json")
+            self.assertEqual(whole.returncode, 0, whole.stderr)
+            self.assertEqual(paged.returncode, 0, paged.stderr)
+            entries = [e["id"] for e in json.loads(whole.stdout)[field]]
+            self.assertGreater(len(entries), 1, command)
+            self.assertEqual([e["id"] for e in json.loads(paged.stdout)[field]], entries, command)
+
     def test_onboarding_through_policyctl(self):
         alice = SUITE.new_admin_key("alice")
 

@@ -1,9 +1,9 @@
 // policyctl: the operators' command line, a client of the edge (its Decide and admin APIs).
 //
 //   policyctl [global flags] decide --model=gpt-4o --message="..." [--residency=eu] ...
-//   policyctl keys create --owner=bob --project=support-eu --environment=production
-//   policyctl keys rotate KEY_ID [--overlap=24h] | keys revoke KEY_ID [--reason=...]
-//   policyctl keys list [--project=P] [--owner=ID]
+//   policyctl keys create --owner=bob --project=support-eu [--request_id=R]
+//   policyctl keys rotate KEY_ID [--overlap=24h] [--request_id=R] | keys revoke KEY_ID
+//   policyctl keys list [--project=P] [--owner=ID [--owner_type=service_account]]
 //   policyctl members remove MEMBER_ID [--request_id=R] | members list
 //   policyctl org plan FILE | org apply FILE [--plan_fingerprint=...]
 //   policyctl audit query --project=P --environment=E [--action=decision_deny]
@@ -14,7 +14,8 @@
 //
 // Exit codes scripts can rely on: 0 done (ALLOW; the ledger verifies); 1 the call failed
 // (its gRPC status on stderr); 2 usage; 3 refused by policy (DENY) or the ledger does not
-// verify. With --output=json, stdout holds exactly the response as JSON (proto field names).
+// verify. With --output=json, stdout holds exactly the response as JSON (proto field names);
+// a list's is every page's entries in one response.
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -55,10 +56,12 @@ commands:
   decide            try a request: --model, --message, [--system, --residency=eu|us|apac,
                     --source_ip, --tokens, --request_id, --return_mapping]
   keys create       --owner, [--owner_type=member|service_account, --kind=project|
-                    service_account|admin, --project, --environment, --scopes=a,b, --ttl]
-  keys rotate ID    [--overlap=24h, --ttl]
+                    service_account|admin, --project, --environment (default: the
+                    holder's; production for admin keys), --scopes=a,b, --ttl, --request_id]
+  keys rotate ID    [--overlap=24h, --ttl, --request_id]
+                    (create, rotate: a retry with the printed request id makes no second key)
   keys revoke ID    [--reason]
-  keys list         [--project, --owner]
+  keys list         [--project, --owner, --owner_type=member|service_account]
   keys report       [--project]  (keys expiring soon or expired)
   keys inventory    [--project]  (every key, its age and state)
   members list      [--project, --include_removed]
@@ -100,6 +103,7 @@ global flags (or POLICY_POLICYCTL_<NAME>): --edge=host:port (127.0.0.1:50056), -
   --api_key, --output=text|json, --timeout=10s, --tls_ca_file (TLS to the edge),
   --tls_cert_file and --tls_key_file (a client certificate)
 exit codes: 0 done, 1 the call failed, 2 usage, 3 refused by policy or the ledger is invalid
+every list shows all its entries, asking for --page_size (default 500) per call
 )";
 
 struct Global {
@@ -199,6 +203,44 @@ std::unique_ptr<grpc::ClientContext> Context(const Global& g, bool admin) {
   return context;
 }
 
+// Every page of a list into `all`: `call(request, &page)` asks for one page; the next page
+// token is followed until the last page. `all`'s next_page_token stays empty.
+template <typename Request, typename Response, typename Call>
+grpc::Status ListAll(Request request, Response* all, const Call& call) {
+  for (;;) {
+    Response page;
+    if (grpc::Status s = call(request, &page); !s.ok()) return s;
+    std::string token = page.next_page_token();
+    page.clear_next_page_token();
+    all->MergeFrom(page);
+    if (token.empty()) return grpc::Status::OK;
+    if (token == request.page_token()) {
+      return grpc::Status(grpc::StatusCode::INTERNAL, "the server repeated a page token");
+    }
+    request.set_page_token(std::move(token));
+  }
+}
+
+// Entries a list asks for per call, the most a page holds; lists show every page.
+constexpr int64_t kListPageSize = 500;
+
+void AddPageSize(config::Parser& p, int64_t* page_size) {
+  p.AddInt("page_size", page_size, "list: entries per call (1..500); every page is shown");
+}
+
+// A request id for a call a retry must not repeat: `given`, or a fresh one.
+std::string RequestIdOr(const std::string& given) {
+  return given.empty() ? absl::StrCat("policyctl-", absl::ToUnixNanos(absl::Now())) : given;
+}
+
+// Failed, telling how to retry `request_id`'s call without repeating what it may have done.
+int FailedRetryable(const grpc::Status& s, const std::string& request_id) {
+  const int rc = Failed(s);
+  std::fprintf(stderr, "policyctl: request id %s; retry with --request_id=%s\n", request_id.c_str(),
+               request_id.c_str());
+  return rc;
+}
+
 int NeedAdminKey(const Global& g) {
   return g.admin_key.empty() ? Usage(
                                    "an admin key is needed: POLICY_POLICYCTL_ADMIN_KEY or "
@@ -287,9 +329,10 @@ int Keys(const Invocation& in) {
   if (in.words.empty()) return Usage("keys: create, rotate, revoke or list");
   const std::string& verb = in.words[0];
   Global g;
-  std::string owner, owner_type = "member", kind = "project", project, environment = "production",
-                     scopes = "chat.completions", reason;
+  std::string owner, owner_type = "member", kind = "project", project, environment,
+                     scopes = "chat.completions", reason, request_id;
   absl::Duration ttl = absl::ZeroDuration(), overlap = absl::ZeroDuration();
+  int64_t page_size = kListPageSize;
   if (int rc = ParseFlags(
           in, g,
           [&](config::Parser& p) {
@@ -297,18 +340,30 @@ int Keys(const Invocation& in) {
             p.AddString("owner_type", &owner_type, "member or service_account");
             p.AddString("kind", &kind, "project, service_account or admin");
             p.AddString("project", &project, "the project");
-            p.AddString("environment", &environment, "production, staging, development, sandbox");
+            p.AddString("environment", &environment,
+                        "production, staging, development, sandbox; default: the holder's "
+                        "(production for admin keys)");
             p.AddString("scopes", &scopes, "comma-separated scopes");
             p.AddString("reason", &reason, "why the key is revoked");
             p.AddDuration("ttl", &ttl, "the key's lifetime; 0: the server's default");
             p.AddDuration("overlap", &overlap, "rotate: how long both keys verify; 0: 24h");
+            p.AddString("request_id", &request_id,
+                        "create, rotate: makes a retry return the first call's key");
+            AddPageSize(p, &page_size);
           });
       rc != kOk) {
     return rc;
   }
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   auto stub = edge::v1::AdminService::NewStub(Channel(g));
-  const std::string request_id = absl::StrCat("policyctl-", absl::ToUnixNanos(absl::Now()));
+  keys::v1::PrincipalType owner_principal_type;
+  if (!keys::v1::PrincipalType_Parse(
+          absl::StrCat("PRINCIPAL_TYPE_", absl::AsciiStrToUpper(owner_type)),
+          &owner_principal_type) ||
+      owner_principal_type == keys::v1::PRINCIPAL_TYPE_UNSPECIFIED) {
+    return Usage("--owner_type must be member or service_account");
+  }
+  request_id = RequestIdOr(request_id);
   if (verb == "create") {
     keys::v1::CreateKeyRequest request;
     request.set_request_id(request_id);
@@ -317,17 +372,17 @@ int Keys(const Invocation& in) {
       return Usage("--kind must be project, service_account or admin");
     }
     request.set_kind(k);
-    keys::v1::PrincipalType t;
-    if (!keys::v1::PrincipalType_Parse(
-            absl::StrCat("PRINCIPAL_TYPE_", absl::AsciiStrToUpper(owner_type)), &t)) {
-      return Usage("--owner_type must be member or service_account");
-    }
-    request.mutable_owner()->set_type(t);
+    request.mutable_owner()->set_type(owner_principal_type);
     request.mutable_owner()->set_id(owner);
     request.set_project(project);
-    keys::v1::Environment e;
-    if (!keys::v1::Environment_Parse(
-            absl::StrCat("ENVIRONMENT_", absl::AsciiStrToUpper(environment)), &e)) {
+    // Unset, a project or service-account key gets its holder's environment (the edge fills it
+    // in); an admin key has no holder to take it from.
+    if (environment.empty() && k == keys::v1::KEY_KIND_ADMIN) environment = "production";
+    keys::v1::Environment e = keys::v1::ENVIRONMENT_UNSPECIFIED;
+    if (!environment.empty() &&
+        (!keys::v1::Environment_Parse(
+             absl::StrCat("ENVIRONMENT_", absl::AsciiStrToUpper(environment)), &e) ||
+         e == keys::v1::ENVIRONMENT_UNSPECIFIED)) {
       return Usage("--environment must be production, staging, development or sandbox");
     }
     request.set_environment(e);
@@ -337,11 +392,12 @@ int Keys(const Invocation& in) {
     if (ttl > absl::ZeroDuration()) request.mutable_ttl()->set_seconds(absl::ToInt64Seconds(ttl));
     keys::v1::CreateKeyResponse response;
     if (grpc::Status s = stub->CreateKey(Context(g, true).get(), request, &response); !s.ok()) {
-      return Failed(s);
+      return FailedRetryable(s, request_id);
     }
     return Show(g, response, [&] {
       PrintKey(response.key());
-      std::printf("secret (shown once): %s\n", response.secret().c_str());
+      std::printf("secret (shown once): %s\nrequest %s\n", response.secret().c_str(),
+                  request_id.c_str());
     });
   }
   if (verb == "rotate" || verb == "revoke") {
@@ -356,13 +412,14 @@ int Keys(const Invocation& in) {
       if (ttl > absl::ZeroDuration()) request.mutable_ttl()->set_seconds(absl::ToInt64Seconds(ttl));
       keys::v1::RotateKeyResponse response;
       if (grpc::Status s = stub->RotateKey(Context(g, true).get(), request, &response); !s.ok()) {
-        return Failed(s);
+        return FailedRetryable(s, request_id);
       }
       return Show(g, response, [&] {
         PrintKey(response.old_key());
         PrintKey(response.new_key());
-        std::printf("secret of %s (shown once): %s\n", response.new_key().key_id().c_str(),
-                    response.secret().c_str());
+        std::printf("secret of %s (shown once): %s\nrequest %s\n",
+                    response.new_key().key_id().c_str(), response.secret().c_str(),
+                    request_id.c_str());
       });
     }
     keys::v1::RevokeKeyRequest request;
@@ -377,11 +434,17 @@ int Keys(const Invocation& in) {
   if (verb == "list") {
     keys::v1::ListKeysRequest request;
     request.set_project(project);
+    request.set_page_size(static_cast<int32_t>(page_size));
     if (!owner.empty()) {
+      request.mutable_owner()->set_type(owner_principal_type);
       request.mutable_owner()->set_id(owner);
     }
     keys::v1::ListKeysResponse response;
-    if (grpc::Status s = stub->ListKeys(Context(g, true).get(), request, &response); !s.ok()) {
+    if (grpc::Status s = ListAll(request, &response,
+                                 [&](const auto& r, auto* page) {
+                                   return stub->ListKeys(Context(g, true).get(), r, page);
+                                 });
+        !s.ok()) {
       return Failed(s);
     }
     return Show(g, response, [&] {
@@ -466,12 +529,14 @@ int Members(const Invocation& in) {
   Global g;
   std::string request_id, project, id, email, roles;
   bool include_removed = false;
+  int64_t page_size = kListPageSize;
   if (int rc = ParseFlags(
           in, g,
           [&](config::Parser& p) {
             p.AddString("request_id", &request_id, "remove: makes a retry repeat nothing");
             p.AddString("project", &project, "list: only members with a role in this project");
             p.AddBool("include_removed", &include_removed, "list: removed members too");
+            AddPageSize(p, &page_size);
             p.AddString("id", &id, "add: the member's id");
             p.AddString("email", &email, "add: the member's e-mail");
             p.AddString("roles", &roles,
@@ -506,17 +571,21 @@ int Members(const Invocation& in) {
     edge::v1::ListMembersRequest request;
     request.set_project(project);
     request.set_include_removed(include_removed);
-    request.set_page_size(500);
+    request.set_page_size(static_cast<int32_t>(page_size));
     authz::v1::ListMembersResponse response;
     auto stub = edge::v1::AdminService::NewStub(Channel(g));
-    if (grpc::Status s = stub->ListMembers(Context(g, true).get(), request, &response); !s.ok()) {
+    if (grpc::Status s = ListAll(request, &response,
+                                 [&](const auto& r, auto* page) {
+                                   return stub->ListMembers(Context(g, true).get(), r, page);
+                                 });
+        !s.ok()) {
       return Failed(s);
     }
     return Show(g, response, [&] {
       for (const authz::v1::Member& m : response.members()) PrintMember(m);
     });
   }
-  if (request_id.empty()) request_id = absl::StrCat("policyctl-", absl::ToUnixNanos(absl::Now()));
+  request_id = RequestIdOr(request_id);
   edge::v1::RemoveMemberRequest request;
   request.set_member_id(in.words[1]);
   request.set_request_id(request_id);
@@ -543,6 +612,7 @@ int Invitations(const Invocation& in) {
   Global g;
   std::string email, role = "member", projects, member_id;
   absl::Duration valid_for = absl::ZeroDuration();
+  int64_t page_size = kListPageSize;
   if (int rc = ParseFlags(
           in, g,
           [&](config::Parser& p) {
@@ -551,6 +621,7 @@ int Invitations(const Invocation& in) {
             p.AddString("role", &role, "create: owner, admin, member or reader");
             p.AddString("projects", &projects, "create: comma-separated projects (member, reader)");
             p.AddDuration("valid_for", &valid_for, "create: default 7 days, at most 30");
+            AddPageSize(p, &page_size);
           });
       rc != kOk) {
     return rc;
@@ -575,9 +646,12 @@ int Invitations(const Invocation& in) {
   };
   if (verb == "list") {
     authz::v1::ListInvitationsRequest request;
-    request.set_page_size(500);
+    request.set_page_size(static_cast<int32_t>(page_size));
     authz::v1::ListInvitationsResponse response;
-    if (grpc::Status s = stub->ListInvitations(Context(g, true).get(), request, &response);
+    if (grpc::Status s = ListAll(request, &response,
+                                 [&](const auto& r, auto* page) {
+                                   return stub->ListInvitations(Context(g, true).get(), r, page);
+                                 });
         !s.ok()) {
       return Failed(s);
     }
@@ -789,7 +863,7 @@ int Projects(const Invocation& in) {
   const std::string& verb = in.words[0];
   Global g;
   std::string id, name, environment, models;
-  int64_t rpm = 0, tpm = 0, retention_days = 0;
+  int64_t rpm = 0, tpm = 0, retention_days = 0, page_size = kListPageSize;
   bool zdr = false, include_archived = false;
   if (int rc = ParseFlags(
           in, g,
@@ -803,6 +877,7 @@ int Projects(const Invocation& in) {
             p.AddBool("zdr", &zdr, "zero data retention required");
             p.AddInt("retention_days", &retention_days, "how long data may be kept");
             p.AddBool("include_archived", &include_archived, "list: archived projects too");
+            AddPageSize(p, &page_size);
           });
       rc != kOk) {
     return rc;
@@ -819,9 +894,13 @@ int Projects(const Invocation& in) {
   if (verb == "list") {
     authz::v1::ListProjectsRequest request;
     request.set_include_archived(include_archived);
-    request.set_page_size(500);
+    request.set_page_size(static_cast<int32_t>(page_size));
     authz::v1::ListProjectsResponse response;
-    if (grpc::Status s = stub->ListProjects(Context(g, true).get(), request, &response); !s.ok()) {
+    if (grpc::Status s = ListAll(request, &response,
+                                 [&](const auto& r, auto* page) {
+                                   return stub->ListProjects(Context(g, true).get(), r, page);
+                                 });
+        !s.ok()) {
       return Failed(s);
     }
     return Show(g, response, [&] {
@@ -859,7 +938,7 @@ int ServiceAccounts(const Invocation& in) {
   const std::string& verb = in.words[0];
   Global g;
   std::string id, project, environment, permissions = "chat.completions", ip_allowlist;
-  int64_t rpm = 0, tpm = 0;
+  int64_t rpm = 0, tpm = 0, page_size = kListPageSize;
   bool include_removed = false;
   if (int rc = ParseFlags(in, g,
                           [&](config::Parser& p) {
@@ -872,6 +951,7 @@ int ServiceAccounts(const Invocation& in) {
                             p.AddInt("tpm", &tpm, "tokens per minute (0: the project's)");
                             p.AddBool("include_removed", &include_removed,
                                       "list: removed accounts too");
+                            AddPageSize(p, &page_size);
                           });
       rc != kOk) {
     return rc;
@@ -888,9 +968,13 @@ int ServiceAccounts(const Invocation& in) {
     authz::v1::ListServiceAccountsRequest request;
     request.set_project(project);
     request.set_include_removed(include_removed);
-    request.set_page_size(500);
+    request.set_page_size(static_cast<int32_t>(page_size));
     authz::v1::ListServiceAccountsResponse response;
-    if (grpc::Status s = stub->ListServiceAccounts(Context(g, true).get(), request, &response);
+    if (grpc::Status s = ListAll(request, &response,
+                                 [&](const auto& r, auto* page) {
+                                   return stub->ListServiceAccounts(Context(g, true).get(), r,
+                                                                    page);
+                                 });
         !s.ok()) {
       return Failed(s);
     }
