@@ -730,6 +730,20 @@ class EdgeProcessTest(unittest.TestCase):
         pt.wait_until(lambda: self.decide(key=own, residency=R.RESIDENCY_UNSPECIFIED,
                                           text="Summarise the claim.").verdict == E.VERDICT_ALLOW,
                       timeout=10, message="the owner's key allowed once members hold keys")
+        # policyctl says who holds a project's keys, and sets it.
+        alice_key = SUITE.new_admin_key("alice")
+        for holders, expected in ((None, "KEY_HOLDERS_SERVICE_ACCOUNTS"),
+                                  ("members", "KEY_HOLDERS_MEMBERS")):
+            other = f"prod-{uuid.uuid4().hex[:6]}"
+            created = run_policyctl(
+                "projects", "create", f"--id={other}", "--name=Pilot", "--environment=production",
+                "--models=gpt-4o", "--rpm=10", "--tpm=1000", "--output=json",
+                *([f"--key_holders={holders}"] if holders else []), admin_key=alice_key)
+            self.assertEqual(created.returncode, 0, created.stderr)
+            self.assertEqual(json.loads(created.stdout)["key_holders"], expected)
+        bad = run_policyctl("projects", "create", "--id=x", "--name=x", "--environment=staging",
+                            "--key_holders=everyone", admin_key=alice_key)
+        self.assertEqual(bad.returncode, 2, bad.stderr)
 
     def test_org_apply_retried_after_it_was_cut_short_finishes_the_offboarding(self):
         admin = SUITE.admin()

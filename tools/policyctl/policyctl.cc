@@ -84,7 +84,8 @@ commands:
   audit forget SUBJECT [--request_id]  erase a data subject (GDPR; cannot be undone)
   projects list      [--include_archived]
   projects create   --id, --name, --environment, [--models=a,b, --rpm, --tpm, --zdr,
-                    --retention_days]
+                    --retention_days, --key_holders=service_accounts|members (default:
+                    service accounts only in production, members elsewhere)]
   projects archive ID
   service-accounts list    [--project, --include_removed]
   service-accounts create  --id, --project, --environment, [--permissions=a,b,
@@ -862,7 +863,7 @@ int Projects(const Invocation& in) {
   if (in.words.empty()) return Usage("projects: list, create or archive");
   const std::string& verb = in.words[0];
   Global g;
-  std::string id, name, environment, models;
+  std::string id, name, environment, models, key_holders;
   int64_t rpm = 0, tpm = 0, retention_days = 0, page_size = kListPageSize;
   bool zdr = false, include_archived = false;
   if (int rc = ParseFlags(
@@ -876,6 +877,9 @@ int Projects(const Invocation& in) {
             p.AddInt("tpm", &tpm, "tokens per minute");
             p.AddBool("zdr", &zdr, "zero data retention required");
             p.AddInt("retention_days", &retention_days, "how long data may be kept");
+            p.AddString("key_holders", &key_holders,
+                        "who may hold its keys: service_accounts or members (and service "
+                        "accounts); default by environment");
             p.AddBool("include_archived", &include_archived, "list: archived projects too");
             AddPageSize(p, &page_size);
           });
@@ -885,11 +889,12 @@ int Projects(const Invocation& in) {
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   auto stub = edge::v1::AdminService::NewStub(Channel(g));
   auto print = [&](const authz::v1::Project& p) {
-    std::printf("%s  %s  %s  models [%s]  rpm %lld tpm %lld%s\n", p.id().c_str(),
-                p.environment().c_str(), p.name().c_str(),
-                absl::StrJoin(p.allowed_models(), ",").c_str(),
-                static_cast<long long>(p.limits().rpm()), static_cast<long long>(p.limits().tpm()),
-                p.archived() ? "  (archived)" : "");
+    std::printf(
+        "%s  %s  %s  models [%s]  rpm %lld tpm %lld  key holders: %s%s\n", p.id().c_str(),
+        p.environment().c_str(), p.name().c_str(), absl::StrJoin(p.allowed_models(), ",").c_str(),
+        static_cast<long long>(p.limits().rpm()), static_cast<long long>(p.limits().tpm()),
+        p.key_holders() == authz::v1::KEY_HOLDERS_SERVICE_ACCOUNTS ? "service accounts" : "members",
+        p.archived() ? "  (archived)" : "");
   };
   if (verb == "list") {
     authz::v1::ListProjectsRequest request;
@@ -920,6 +925,13 @@ int Projects(const Invocation& in) {
     p->mutable_limits()->set_tpm(tpm);
     p->mutable_data_policy()->set_zero_data_retention(zdr);
     p->mutable_data_policy()->set_retention_days(static_cast<int32_t>(retention_days));
+    if (key_holders == "service_accounts") {
+      p->set_key_holders(authz::v1::KEY_HOLDERS_SERVICE_ACCOUNTS);
+    } else if (key_holders == "members") {
+      p->set_key_holders(authz::v1::KEY_HOLDERS_MEMBERS);
+    } else if (!key_holders.empty()) {
+      return Usage("--key_holders must be service_accounts or members");
+    }
     status = stub->CreateProject(Context(g, true).get(), request, &project);
   } else if (verb == "archive") {
     if (in.words.size() != 2) return Usage("projects archive ID");
