@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "re2/filtered_re2.h"
 #include "re2/re2.h"
 #include "re2/set.h"
 #include "services/pii/validators.h"
@@ -88,6 +89,19 @@ struct Detector::PatternSet {
   std::vector<size_t> recognizer_of;  // Set index -> index into recognizers_.
 };
 
+// Which custom recognizers may match a text, before their set runs over it: RE2's prefilter
+// of their patterns (the literals a match needs), and the literals found in the text.
+struct Detector::CustomGate {
+  // Over the custom patterns in recognizer order (FilteredRE2 id k: builtin_count_ + k).
+  // Null when some pattern did not fit its share of the budget: every one may match.
+  std::unique_ptr<re2::FilteredRE2> filter;
+  // The prefilter's ASCII atoms, found ignoring case; its atom index per word.
+  ContextWords atoms{{}};
+  std::vector<int> atom_of_word;
+  // Atoms with bytes beyond ASCII (the text is not case-folded beyond ASCII): taken as found.
+  std::vector<int> always_found;
+};
+
 struct Detector::Candidate {
   size_t begin = 0;
   size_t end = 0;
@@ -100,6 +114,10 @@ namespace {
 // Chunks this close are scanned as one region: only neighbours, since every recognizer the
 // set reports then runs over the whole region.
 constexpr size_t kRegionMergeGap = 1;
+
+// The shortest literal a custom pattern's prefilter looks for; a pattern that needs none as
+// long (\b[0-9]{8}\b, say) always runs.
+constexpr int kMinPrefilterAtomBytes = 3;
 
 bool IsWordByte(unsigned char c) { return absl::ascii_isalnum(c) || c == '_'; }
 bool IsDigit(unsigned char c) { return c >= '0' && c <= '9'; }
@@ -241,6 +259,26 @@ bool HasContextWord(absl::string_view text, size_t starts_from, size_t ends_afte
     }
   }
   return false;
+}
+
+// The words of `words` that occur anywhere in `text` (ignoring ASCII case; no word boundary
+// needed), as a bit set.
+uint64_t FoundWords(absl::string_view text, const ContextWords& words) {
+  uint64_t found = 0;
+  const uint64_t all =
+      words.words.size() == 64 ? ~uint64_t{0} : (uint64_t{1} << words.words.size()) - 1;
+  for (size_t at = SkipToContextWord(text, 0, text.size(), words); at < text.size() && found != all;
+       at = SkipToContextWord(text, at + 1, text.size(), words)) {
+    for (uint64_t candidates = words.starting_with[At(text, at)] & ~found; candidates != 0;
+         candidates &= candidates - 1) {
+      const size_t w = static_cast<size_t>(__builtin_ctzll(candidates));
+      const std::string& word = words.words[w];
+      if (at + word.size() <= text.size() && EqualsIgnoreCase(text, at, word)) {
+        found |= uint64_t{1} << w;
+      }
+    }
+  }
+  return found;
 }
 
 // The start of the context window of a match at `begin`.
@@ -579,8 +617,8 @@ absl::StatusOr<std::unique_ptr<Detector>> Detector::Create(std::vector<Recognize
   for (RecognizerSpec& spec : custom) specs.push_back(std::move(spec));
 
   const int64_t set_budget = options.max_regex_memory_bytes / 4;
-  const int64_t regex_budget =
-      options.max_regex_memory_bytes / 2 / static_cast<int64_t>(specs.size());
+  const int64_t regex_budget = options.max_regex_memory_bytes / 2 /
+                               static_cast<int64_t>(specs.size() + (specs.size() - builtin_count));
   absl::flat_hash_set<std::string> names;
   for (size_t i = 0; i < specs.size(); ++i) {
     RecognizerSpec& spec = specs[i];
@@ -654,7 +692,38 @@ absl::StatusOr<std::unique_ptr<Detector>> Detector::Create(std::vector<Recognize
         build_set(builtin_count, specs.size(), "custom");
     if (!custom_set.ok()) return custom_set.status();
     detector->custom_set_ = std::move(*custom_set);
+    // The custom patterns' prefilter: the literals each needs, lower-cased.
+    auto gate = std::make_unique<CustomGate>();
+    gate->filter = std::make_unique<re2::FilteredRE2>(kMinPrefilterAtomBytes);
+    RE2::Options filter_options;
+    filter_options.set_log_errors(false);
+    filter_options.set_max_mem(regex_budget);
+    for (size_t i = builtin_count; i < specs.size() && gate->filter != nullptr; ++i) {
+      int id = 0;
+      if (gate->filter->Add(detector->recognizers_[i].spec.pattern, filter_options, &id) !=
+          RE2::NoError) {
+        gate->filter.reset();
+      }
+    }
+    if (gate->filter != nullptr) {
+      std::vector<std::string> atoms;
+      gate->filter->Compile(&atoms);
+      std::vector<std::string> ascii;
+      for (size_t a = 0; a < atoms.size(); ++a) {
+        const bool is_ascii = std::all_of(atoms[a].begin(), atoms[a].end(),
+                                          [](char c) { return absl::ascii_isascii(c); });
+        if (is_ascii && ascii.size() < 64) {
+          ascii.push_back(atoms[a]);
+          gate->atom_of_word.push_back(static_cast<int>(a));
+        } else {
+          gate->always_found.push_back(static_cast<int>(a));
+        }
+      }
+      gate->atoms = ContextWords(ascii);
+    }
+    detector->custom_gate_ = std::move(gate);
   }
+  detector->builtin_count_ = builtin_count;
 
   for (const Recognizer& r : detector->recognizers_) {
     detector->entity_types_.push_back(r.spec.entity_type);
@@ -798,6 +867,36 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
   }
 }
 
+std::vector<size_t> Detector::LiveCustomRecognizers(absl::string_view text,
+                                                    const std::vector<bool>& wanted) const {
+  std::vector<int> potential;
+  if (trigger_prefilter_ && custom_gate_->filter != nullptr) {
+    std::vector<int> found = custom_gate_->always_found;
+    for (uint64_t words = FoundWords(text, custom_gate_->atoms); words != 0; words &= words - 1) {
+      found.push_back(custom_gate_->atom_of_word[static_cast<size_t>(__builtin_ctzll(words))]);
+    }
+    custom_gate_->filter->AllPotentials(found, &potential);
+  } else {
+    for (size_t i = builtin_count_; i < recognizers_.size(); ++i) {
+      potential.push_back(static_cast<int>(i - builtin_count_));
+    }
+  }
+  std::vector<size_t> live;
+  for (int k : potential) {
+    const size_t r = builtin_count_ + static_cast<size_t>(k);
+    const Recognizer& recognizer = recognizers_[r];
+    if (!wanted[r] || text.size() < recognizer.min_finding_bytes) continue;
+    // No match can have its required context.
+    if (trigger_prefilter_ && recognizer.spec.context_required &&
+        !HasContextWord(text, 0, 0, text.size(), recognizer.context)) {
+      continue;
+    }
+    live.push_back(r);
+  }
+  std::sort(live.begin(), live.end());
+  return live;
+}
+
 std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& options) const {
   std::vector<bool> wanted(recognizers_.size(), options.entity_types.empty());
   if (!options.entity_types.empty()) {
@@ -819,7 +918,8 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
   std::vector<Job> jobs;
   std::vector<int> hits;
   size_t regions = 0;
-  auto scan_set = [&](const PatternSet& set, size_t begin, size_t end) {
+  auto scan_set = [&](const PatternSet& set, size_t begin, size_t end,
+                      const std::vector<bool>& runs) {
     const size_t region = regions++;
     hits.clear();
     RE2::Set::ErrorInfo error{RE2::Set::kNoError};
@@ -836,20 +936,31 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
     for (int hit : hits) {
       const size_t r = set.recognizer_of[static_cast<size_t>(hit)];
       // A region shorter than the recognizer's shortest finding cannot hold one.
-      if (wanted[r] && end - begin >= recognizers_[r].min_finding_bytes) {
+      if (runs[r] && end - begin >= recognizers_[r].min_finding_bytes) {
         jobs.push_back(Job{.recognizer = r, .region = region, .begin = begin, .end = end});
       }
     }
   };
   if (trigger_prefilter_) {
     for (const Region& region : TriggerRegions(text)) {
-      scan_set(*builtin_set_, region.begin, region.end);
+      scan_set(*builtin_set_, region.begin, region.end, wanted);
     }
   } else if (!text.empty()) {
-    scan_set(*builtin_set_, 0, text.size());
+    scan_set(*builtin_set_, 0, text.size(), wanted);
   }
   const size_t builtin_regions = regions;
-  if (custom_set_ != nullptr && !text.empty()) scan_set(*custom_set_, 0, text.size());
+  if (custom_set_ != nullptr && !text.empty()) {
+    const std::vector<size_t> live = LiveCustomRecognizers(text, wanted);
+    if (live.size() == 1) {
+      // One pass of its own regexp instead of the set's and then its own.
+      jobs.push_back(
+          Job{.recognizer = live[0], .region = regions++, .begin = 0, .end = text.size()});
+    } else if (!live.empty()) {
+      std::vector<bool> runs(recognizers_.size(), false);
+      for (size_t r : live) runs[r] = true;
+      scan_set(*custom_set_, 0, text.size(), runs);
+    }
+  }
 
   // The jobs by recognizer (a counting sort), in the order of their regions within each.
   std::vector<size_t> first_job(recognizers_.size() + 1, 0);

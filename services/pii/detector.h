@@ -26,7 +26,11 @@
 // cache, and not in a region shorter than the shortest value its validator accepts), and each
 // match goes through the boundary rules (RecognizerSpec::pattern), excluded prefixes, the
 // validator and context scoring. Custom recognizers, whose matches need no trigger, have a
-// second RE2::Set that runs over the whole text. Findings below the threshold or of types not
+// second RE2::Set that runs over the whole text, for those that may match: a recognizer whose
+// pattern needs some literal (RE2's FilteredRE2 says which: "emp-" for EMP-[0-9]{6}) runs only
+// when the text holds one (ignoring case), one that requires a context word only when the text
+// holds one, and a lone recognizer left runs without the set. Findings below the threshold or
+// of types not
 // asked for are dropped; overlaps are resolved (higher score, then longer, then earlier, then
 // the recognizer listed first) and the result is ordered by begin.
 //
@@ -41,7 +45,8 @@ namespace policy::pii {
 struct DetectorOptions {
   // RE2 memory budget for all compiled patterns together, their DFA caches included: a
   // quarter for the built-in set, a quarter for the custom set, and the other half shared
-  // equally by the per-recognizer regexps.
+  // equally by the per-recognizer regexps and the custom patterns' prefilter copies (a
+  // custom pattern over its share there runs without the prefilter: the same findings).
   int64_t max_regex_memory_bytes = 64 << 20;
   // False runs the built-in set over the whole text instead of the trigger regions (the same
   // findings, slower); tests and benchmarks compare the two.
@@ -84,6 +89,7 @@ class Detector {
  private:
   struct Recognizer;
   struct PatternSet;
+  struct CustomGate;
   struct Candidate;
 
   Detector();
@@ -91,11 +97,17 @@ class Detector {
                size_t region_end, std::vector<Candidate>& out) const;
   bool Accept(const Recognizer& recognizer, absl::string_view text, size_t begin, size_t end,
               double& score) const;
+  // The custom recognizers (indexes into recognizers_) that may find something in `text`
+  // and are `wanted`; see CustomGate.
+  std::vector<size_t> LiveCustomRecognizers(absl::string_view text,
+                                            const std::vector<bool>& wanted) const;
 
   std::vector<Recognizer> recognizers_;  // Built-ins first, in BuiltinRecognizers() order.
   std::unique_ptr<PatternSet> builtin_set_;
-  std::unique_ptr<PatternSet> custom_set_;  // Null without custom recognizers.
-  std::vector<std::string> entity_types_;   // Sorted, unique.
+  std::unique_ptr<PatternSet> custom_set_;   // Null without custom recognizers.
+  std::unique_ptr<CustomGate> custom_gate_;  // Null without custom recognizers.
+  size_t builtin_count_ = 0;
+  std::vector<std::string> entity_types_;  // Sorted, unique.
   bool trigger_prefilter_ = true;
 };
 

@@ -1,8 +1,9 @@
 // Fuzz target for the scanner: arbitrary bytes as a prompt. The first byte picks the
 // threshold; the rest is the text. Checks, on the raw bytes and on them made valid UTF-8:
 // findings are in bounds, non-empty, ordered, disjoint, scored in [min_score, 1]; on valid
-// UTF-8 they start and end on character boundaries, and the trigger prefilter finds exactly
-// what a scan of the whole text with the set finds.
+// UTF-8 they start and end on character boundaries, and the prefilters (the trigger scan, and
+// the custom recognizers' literals and required context) find exactly what scans without them
+// find.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -38,7 +39,13 @@ const Detector& Make(bool prefilter, bool custom) {
     word.entity_type = "WORD";
     word.pattern = "\\pL{3,}";
     word.score = 0.55;
-    specs = {employee, ticket, word};
+    RecognizerSpec record;
+    record.name = "patient_record";
+    record.entity_type = "PATIENT_RECORD";
+    record.pattern = "\\b[0-9]{8}\\b";
+    record.context_words = {"patient", "mrn"};
+    record.context_required = true;
+    specs = {employee, ticket, word, record};
   }
   absl::StatusOr<std::unique_ptr<Detector>> detector = Detector::Create(specs, options);
   if (!detector.ok()) __builtin_trap();
@@ -112,6 +119,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const Detector& prefiltered = Make(true, false);
   static const Detector& whole = Make(false, false);
   static const Detector& custom = Make(true, true);
+  static const Detector& custom_whole = Make(false, true);
   if (size == 0) return 0;
   ScanOptions options;
   options.min_score = static_cast<double>(data[0] % 11) / 10.0;
@@ -124,6 +132,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::vector<Finding> found = prefiltered.Scan(text, options);
   CheckInvariants(text, found, options.min_score, true);
   if (!SameFindings(found, whole.Scan(text, options))) __builtin_trap();
-  CheckInvariants(text, custom.Scan(text, options), options.min_score, true);
+  const std::vector<Finding> custom_found = custom.Scan(text, options);
+  CheckInvariants(text, custom_found, options.min_score, true);
+  // The custom recognizers' prefilter changes only the speed.
+  if (!SameFindings(custom_found, custom_whole.Scan(text, options))) __builtin_trap();
   return 0;
 }

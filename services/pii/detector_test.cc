@@ -633,6 +633,49 @@ TEST(DetectorPropertyTest, PrefilterFindsWhatTheFullSetFinds) {
   }
 }
 
+// Custom recognizers run only where they may match (the literals their patterns need are in
+// the text, their required context is): the same findings as running every one of them.
+TEST(DetectorPropertyTest, CustomRecognizersRunOnlyWhereTheyMayMatchAndFindTheSame) {
+  const std::vector<RecognizerSpec> custom = {
+      Spec("employee_id", "EMPLOYEE_ID", "\\bEMP-[0-9]{6}\\b", 0.8),
+      Spec("codename", "CODENAME", "(?i)\\b(?:bluebird|nightjar)\\b", 0.7),
+      With(Spec("patient_record", "PATIENT_RECORD", "\\b[0-9]{8}\\b", 0.6),
+           [](RecognizerSpec& s) {
+             s.context_words = {"patient", "mrn"};
+             s.context_required = true;
+           }),
+      Spec("cafe", "CAFE", "(?i)café [a-z]+", 0.6),
+      Spec("ticket", "TICKET", "[A-Z]{3}-[0-9]{3}", 0.6)};
+  auto gated = WithCustom(custom);
+  auto full = WithCustom(custom, [] {
+    DetectorOptions options;
+    options.trigger_prefilter = false;
+    return options;
+  }());
+  const std::vector<std::string> extra = {
+      "EMP-123456", "emp-123456", "EMP-",    "Bluebird", "NIGHTJAR", "bluebirds", "patient", "MRN",
+      "12345678",   "CAFÉ noir",  "café au", "ABC-123",  "abc-123",  " ",         " ",       "\n"};
+  std::mt19937 random(31);
+  size_t custom_findings = 0;
+  for (int round = 0; round < 400; ++round) {
+    std::string text = RandomMixedText(random, 3 + random() % 30);
+    for (int k = 0; k < 4; ++k) text += extra[random() % extra.size()] + " ";
+    text += RandomMixedText(random, 3 + random() % 10);
+    const ScanOptions all = MinScore(0);
+    const std::vector<Finding> a = gated->Scan(text, all);
+    EXPECT_EQ(DescribeAll(text, a), DescribeAll(text, full->Scan(text, all))) << text;
+    for (const Finding& f : a) {
+      for (const RecognizerSpec& spec : custom) custom_findings += f.recognizer == spec.name;
+    }
+    // Asked for one custom type only.
+    ScanOptions one = all;
+    one.entity_types = {"CODENAME"};
+    EXPECT_EQ(DescribeAll(text, gated->Scan(text, one)), DescribeAll(text, full->Scan(text, one)))
+        << text;
+  }
+  EXPECT_GT(custom_findings, 100u);  // The texts do hold custom findings.
+}
+
 TEST(DetectorPropertyTest, InvalidUtf8IsSafe) {
   std::mt19937 random(99);
   for (int round = 0; round < 400; ++round) {
