@@ -16,7 +16,9 @@ LedgerMetrics::LedgerMetrics(prometheus::Registry& registry)
                     .Register(registry)),
       checkpoint_age_(prometheus::BuildGauge()
                           .Name("policy_audit_checkpoint_age_seconds")
-                          .Help("Time since the ledger's newest checkpoint was signed.")
+                          .Help("Time since the ledger's newest checkpoint was signed (for "
+                                "a ledger never signed: since it was first seen with "
+                                "entries).")
                           .Register(registry)) {}
 
 void LedgerMetrics::Update(const std::vector<LedgerOverview>& ledgers, absl::Time now) {
@@ -27,7 +29,11 @@ void LedgerMetrics::Update(const std::vector<LedgerOverview>& ledgers, absl::Tim
     const uint64_t covered = l.latest_checkpoint ? l.latest_checkpoint->tree_size : 0;
     unsigned_.Add(labels).Set(static_cast<double>(l.size > covered ? l.size - covered : 0));
     if (l.latest_checkpoint) {
+      unsigned_since_.erase(l.ledger);
       checkpoint_age_.Add(labels).Set(absl::ToDoubleSeconds(now - l.latest_checkpoint->time));
+    } else if (l.size > 0) {
+      const absl::Time since = unsigned_since_.try_emplace(l.ledger, now).first->second;
+      checkpoint_age_.Add(labels).Set(absl::ToDoubleSeconds(now - since));
     }
   }
 }

@@ -3,6 +3,7 @@
 
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -15,8 +16,10 @@ namespace policy::audit {
 // environment; the organisation's ledger has an empty project):
 //   policy_audit_ledger_entries          entries appended;
 //   policy_audit_unsigned_entries        entries no signed checkpoint covers yet;
-//   policy_audit_checkpoint_age_seconds  time since the newest checkpoint was signed (no
-//                                        series before the first).
+//   policy_audit_checkpoint_age_seconds  time since the newest checkpoint was signed; for a
+//                                        ledger never signed, since this updater first saw
+//                                        it holding entries (so that one whose first
+//                                        checkpoint never comes ages too).
 // Updated from the checkpoint signer's overview. Not thread-safe: one updater.
 class LedgerMetrics {
  public:
@@ -28,6 +31,8 @@ class LedgerMetrics {
   prometheus::Family<prometheus::Gauge>& entries_;
   prometheus::Family<prometheus::Gauge>& unsigned_;
   prometheus::Family<prometheus::Gauge>& checkpoint_age_;
+  // Ledgers with entries and no checkpoint yet: when this updater first saw each.
+  absl::flat_hash_map<LedgerRef, absl::Time> unsigned_since_;
 };
 
 // One round of the checkpoint signer: AuditLedger::SignCheckpoints, then `metrics` updated

@@ -44,7 +44,22 @@ TEST(LedgerMetricsTest, ShowsEachLedgersSizeUnsignedEntriesAndCheckpointAge) {
   EXPECT_EQ(Value(registry, "policy_audit_checkpoint_age_seconds", "support-eu"), 3);
   EXPECT_EQ(Value(registry, "policy_audit_ledger_entries", "playground"), 2);
   EXPECT_EQ(Value(registry, "policy_audit_unsigned_entries", "playground"), 2);
-  EXPECT_EQ(Value(registry, "policy_audit_checkpoint_age_seconds", "playground"), -1);
+  // A ledger never signed ages from when it was first seen with entries: one whose first
+  // checkpoint never comes is alerted on like any other.
+  EXPECT_EQ(Value(registry, "policy_audit_checkpoint_age_seconds", "playground"), 0);
+  const LedgerOverview unsigned_playground{
+      .ledger = {"playground", "development"}, .size = 5, .latest_checkpoint = std::nullopt};
+  metrics.Update({unsigned_playground}, now + absl::Seconds(400));
+  EXPECT_EQ(Value(registry, "policy_audit_checkpoint_age_seconds", "playground"), 400);
+  EXPECT_EQ(Value(registry, "policy_audit_unsigned_entries", "playground"), 5);
+  // Once signed, its checkpoint's age.
+  Checkpoint first;
+  first.ledger = unsigned_playground.ledger;
+  first.tree_size = 5;
+  first.time = now + absl::Seconds(410);
+  metrics.Update({LedgerOverview{.ledger = first.ledger, .size = 5, .latest_checkpoint = first}},
+                 now + absl::Seconds(420));
+  EXPECT_EQ(Value(registry, "policy_audit_checkpoint_age_seconds", "playground"), 10);
 }
 
 // A store whose ledger `broken` has lost the hashes its next checkpoint needs.
