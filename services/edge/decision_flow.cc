@@ -248,6 +248,7 @@ class DecideFlow final : public Flow {
   }
 
   void OnRecorded(Status s) {
+    append_status_ = s;
     if (!s.ok()) return Finish(LedgerFailure(s, "request_id", deadline_));
     const std::string audit_id = AuditIdOf(appended_->entry());
     response_->set_audit_id(audit_id);
@@ -271,13 +272,19 @@ class DecideFlow final : public Flow {
   // A decision that authz allowed (reserving its budget) but that is not answered ALLOW, or
   // that the ledger already held (a retry: the first attempt's reservation is the one its
   // usage report settles), gives the estimated tokens back: authz is told the call used
-  // none. Best effort, off the answer's path, under a report id of this attempt's own.
+  // none. Not when the ledger may have recorded it after all (its append failed with an
+  // unknown outcome: a retry would find it, and give its own reservation back). Best effort,
+  // off the answer's path, under a report id of this attempt's own.
   void BeforeAnswer(const Status& status) override {
     const bool reserved =
         check_ != nullptr && check_status_.ok() && check_->verdict() == authz::v1::VERDICT_ALLOW;
     const bool allowed = status.ok() && response_->verdict() == v1::VERDICT_ALLOW;
     const bool retried = status.ok() && appended_ != nullptr && appended_->duplicate();
-    if (!reserved || (allowed && !retried) || request_->estimated_tokens() == 0) return;
+    const bool maybe_recorded =
+        appended_ != nullptr && !append_status_.ok() && !Refused(append_status_.error_code());
+    if (!reserved || (allowed && !retried) || maybe_recorded || request_->estimated_tokens() == 0) {
+      return;
+    }
     absl::StatusOr<std::string> refund_id = ledger::NewRequestId("refund:");
     if (!refund_id.ok()) return;  // No id of its own: the budget comes back as its window ends.
     struct Refund {
@@ -317,6 +324,7 @@ class DecideFlow final : public Flow {
   region::v1::RouteResponse* route_ = nullptr;
   audit::v1::AppendResponse* appended_ = nullptr;
   Status check_status_;
+  Status append_status_;  // Of the append, once it answered.
   Status redact_status_;
   std::atomic<int> pending_{0};
   bool allow_ = false;

@@ -13,6 +13,11 @@ namespace policy::edge {
 // refusing what it was asked.
 bool FailedToAnswer(grpc::StatusCode code);
 
+// Whether a downstream call that failed with `code` was refused: the service answered that
+// it did nothing (a bad or conflicting request, no permission, no room). Any other failure
+// may have happened after the service acted.
+bool Refused(grpc::StatusCode code);
+
 // A dependency that failed, for the edge's caller: UNAVAILABLE naming the service, or
 // DEADLINE_EXCEEDED once `deadline` has passed; never an answer.
 grpc::Status DependencyFailure(absl::string_view service, const grpc::Status& status,
