@@ -100,6 +100,10 @@ struct Detector::CustomGate {
   std::vector<int> atom_of_word;
   // Atoms with bytes beyond ASCII (the text is not case-folded beyond ASCII): taken as found.
   std::vector<int> always_found;
+  // Atoms holding a 'k' or an 's', which (?i) also matches as U+212A KELVIN SIGN and U+017F
+  // LATIN SMALL LETTER LONG S (the only characters beyond ASCII that RE2 folds to ASCII
+  // letters): taken as found in a text holding either.
+  std::vector<int> folds_beyond_ascii;
 };
 
 struct Detector::Candidate {
@@ -715,6 +719,9 @@ absl::StatusOr<std::unique_ptr<Detector>> Detector::Create(std::vector<Recognize
         if (is_ascii && ascii.size() < 64) {
           ascii.push_back(atoms[a]);
           gate->atom_of_word.push_back(static_cast<int>(a));
+          if (atoms[a].find_first_of("ks") != std::string::npos) {
+            gate->folds_beyond_ascii.push_back(static_cast<int>(a));
+          }
         } else {
           gate->always_found.push_back(static_cast<int>(a));
         }
@@ -874,6 +881,14 @@ std::vector<size_t> Detector::LiveCustomRecognizers(absl::string_view text,
     std::vector<int> found = custom_gate_->always_found;
     for (uint64_t words = FoundWords(text, custom_gate_->atoms); words != 0; words &= words - 1) {
       found.push_back(custom_gate_->atom_of_word[static_cast<size_t>(__builtin_ctzll(words))]);
+    }
+    if (!custom_gate_->folds_beyond_ascii.empty() &&
+        (text.find("\xE2\x84\xAA") != absl::string_view::npos ||
+         text.find("\xC5\xBF") != absl::string_view::npos)) {
+      found.insert(found.end(), custom_gate_->folds_beyond_ascii.begin(),
+                   custom_gate_->folds_beyond_ascii.end());
+      std::sort(found.begin(), found.end());
+      found.erase(std::unique(found.begin(), found.end()), found.end());
     }
     custom_gate_->filter->AllPotentials(found, &potential);
   } else {

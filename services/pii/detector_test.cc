@@ -645,16 +645,36 @@ TEST(DetectorPropertyTest, CustomRecognizersRunOnlyWhereTheyMayMatchAndFindTheSa
              s.context_required = true;
            }),
       Spec("cafe", "CAFE", "(?i)café [a-z]+", 0.6),
-      Spec("ticket", "TICKET", "[A-Z]{3}-[0-9]{3}", 0.6)};
+      Spec("ticket", "TICKET", "[A-Z]{3}-[0-9]{3}", 0.6),
+      // (?i) matches 'k' as U+212A KELVIN SIGN and 's' as U+017F LONG S too.
+      Spec("kelvin", "KELVIN", "(?i)kelvin-[0-9]{6}", 0.6),
+      Spec("secret", "SECRET", "(?i)secret-[0-9]{6}", 0.6)};
   auto gated = WithCustom(custom);
   auto full = WithCustom(custom, [] {
     DetectorOptions options;
     options.trigger_prefilter = false;
     return options;
   }());
-  const std::vector<std::string> extra = {
-      "EMP-123456", "emp-123456", "EMP-",    "Bluebird", "NIGHTJAR", "bluebirds", "patient", "MRN",
-      "12345678",   "CAFÉ noir",  "café au", "ABC-123",  "abc-123",  " ",         " ",       "\n"};
+  const std::vector<std::string> extra = {"EMP-123456",
+                                          "emp-123456",
+                                          "EMP-",
+                                          "Bluebird",
+                                          "NIGHTJAR",
+                                          "bluebirds",
+                                          "patient",
+                                          "MRN",
+                                          "12345678",
+                                          "CAFÉ noir",
+                                          "café au",
+                                          "ABC-123",
+                                          "abc-123",
+                                          " ",
+                                          " ",
+                                          "\n",
+                                          "\u212Aelvin-123456",
+                                          "KELVIN-123456",
+                                          "\u017Fecret-123456",
+                                          "SECRET-123456"};
   std::mt19937 random(31);
   size_t custom_findings = 0;
   for (int round = 0; round < 400; ++round) {
