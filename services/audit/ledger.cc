@@ -56,8 +56,14 @@ absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::AppendBatch(
     return outcomes;
   };
   absl::StatusOr<std::vector<AppendOutcome>> outcomes = attempt(inputs);
-  if (outcomes.ok() || absl::IsUnavailable(outcomes.status()) ||
-      absl::IsDeadlineExceeded(outcomes.status())) {
+  // Only a failure of the batch's content, known to have committed nothing, is split: not the
+  // database away or busy, nor a commit whose outcome is unknown (UNKNOWN), which appending
+  // again could record twice.
+  const absl::StatusCode code = outcomes.status().code();
+  if (outcomes.ok() ||
+      (code != absl::StatusCode::kDataLoss && code != absl::StatusCode::kFailedPrecondition &&
+       code != absl::StatusCode::kInvalidArgument && code != absl::StatusCode::kOutOfRange &&
+       code != absl::StatusCode::kNotFound)) {
     return outcomes;
   }
   absl::flat_hash_map<LedgerRef, std::vector<size_t>> by_ledger;

@@ -110,8 +110,9 @@ class AuditLedger {
 
   // Appends validated inputs in one store transaction (AppendBatcher groups callers into
   // these). One outcome per input, in order. When that fails for a batch of several ledgers
-  // (one of them damaged, say) but not for want of the database, each ledger's inputs are
-  // appended on their own: a failure is then the outcome of its ledger's inputs only.
+  // because of what one of them holds (DATA_LOSS, FAILED_PRECONDITION, ...: a damaged ledger,
+  // say; never an unknown commit outcome), each ledger's inputs are appended on their own: a
+  // failure is then the outcome of its ledger's inputs only.
   absl::StatusOr<std::vector<AppendOutcome>> AppendBatch(absl::Span<const EntryInput> inputs);
   // Validates and appends one entry on its own.
   absl::StatusOr<AppendOutcome> Append(const EntryInput& input);

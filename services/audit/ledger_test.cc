@@ -360,6 +360,51 @@ TEST_F(LedgerTest, ARequestIdForgettingOneSubjectForgetsNoOther) {
   EXPECT_TRUE(ledger_.Forget("nobody@example.com", "dpo", "forget-4").ok());
 }
 
+// A store whose appends fail with `status`, counting them.
+class FailingAppendStore : public MemoryLedgerStore {
+ public:
+  explicit FailingAppendStore(absl::Status status) : status_(std::move(status)) {}
+  absl::StatusOr<std::vector<AppendOutcome>> Append(std::vector<Entry>) override {
+    ++appends;
+    return status_;
+  }
+  int appends = 0;
+
+ private:
+  const absl::Status status_;
+};
+
+TEST(AppendBatchTest, OnlyAFailureOfTheBatchsContentIsRetriedLedgerByLedger) {
+  auto signer = CheckpointSigner::Create(std::string(32, '\x07')).value();
+  auto subjects = SubjectCipher::Create(std::string(32, '\x09')).value();
+  FakeClock clock;
+  std::vector<EntryInput> batch(3);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    batch[i].action = Action::kApiCall;
+    batch[i].actor = "alice";
+    batch[i].ledger = LedgerRef{i == 0 ? "proj-a" : "proj-b", "production"};
+  }
+  // A commit whose outcome is unknown, or a database away or busy: appending the ledgers
+  // again could record them twice, or only add load.
+  for (absl::Status failure :
+       {absl::UnknownError("commit outcome unknown"), absl::UnavailableError("down"),
+        absl::ResourceExhaustedError("busy"), absl::DeadlineExceededError("late")}) {
+    FailingAppendStore store(failure);
+    AuditLedger ledger(&store, subjects.get(), signer.get(), &clock);
+    EXPECT_EQ(ledger.AppendBatch(batch).status().code(), failure.code());
+    EXPECT_EQ(store.appends, 1) << failure;
+  }
+  // What one ledger holds: each ledger on its own, the failure its entries' outcome.
+  FailingAppendStore damaged(absl::DataLossError("ledger damaged"));
+  AuditLedger ledger(&damaged, subjects.get(), signer.get(), &clock);
+  absl::StatusOr<std::vector<AppendOutcome>> outcomes = ledger.AppendBatch(batch);
+  ASSERT_TRUE(outcomes.ok()) << outcomes.status();
+  EXPECT_EQ(damaged.appends, 3);  // The batch, then each of the two ledgers.
+  for (const AppendOutcome& outcome : *outcomes) {
+    EXPECT_EQ(outcome.status.code(), absl::StatusCode::kDataLoss);
+  }
+}
+
 TEST_F(LedgerTest, SubjectsAreBoundAsInAppend) {
   const std::string huge(1 << 20, 's');
   for (const std::string& subject :
