@@ -123,6 +123,10 @@ constexpr size_t kRegionMergeGap = 1;
 // long (\b[0-9]{8}\b, say) always runs.
 constexpr int kMinPrefilterAtomBytes = 3;
 
+// A custom pattern's prefilter copy may take this fraction of the pattern's own share of the
+// memory budget (detector.h).
+constexpr int64_t kPrefilterBudgetDivisor = 8;
+
 bool IsWordByte(unsigned char c) { return absl::ascii_isalnum(c) || c == '_'; }
 bool IsDigit(unsigned char c) { return c >= '0' && c <= '9'; }
 bool IsContinuationByte(unsigned char c) { return (c & 0xc0) == 0x80; }
@@ -621,8 +625,8 @@ absl::StatusOr<std::unique_ptr<Detector>> Detector::Create(std::vector<Recognize
   for (RecognizerSpec& spec : custom) specs.push_back(std::move(spec));
 
   const int64_t set_budget = options.max_regex_memory_bytes / 4;
-  const int64_t regex_budget = options.max_regex_memory_bytes / 2 /
-                               static_cast<int64_t>(specs.size() + (specs.size() - builtin_count));
+  const int64_t regex_budget =
+      options.max_regex_memory_bytes / 2 / static_cast<int64_t>(specs.size());
   absl::flat_hash_set<std::string> names;
   for (size_t i = 0; i < specs.size(); ++i) {
     RecognizerSpec& spec = specs[i];
@@ -701,7 +705,8 @@ absl::StatusOr<std::unique_ptr<Detector>> Detector::Create(std::vector<Recognize
     gate->filter = std::make_unique<re2::FilteredRE2>(kMinPrefilterAtomBytes);
     RE2::Options filter_options;
     filter_options.set_log_errors(false);
-    filter_options.set_max_mem(regex_budget);
+    // Compiled, never run: a program, no DFA cache.
+    filter_options.set_max_mem(regex_budget / kPrefilterBudgetDivisor);
     for (size_t i = builtin_count; i < specs.size() && gate->filter != nullptr; ++i) {
       int id = 0;
       if (gate->filter->Add(detector->recognizers_[i].spec.pattern, filter_options, &id) !=

@@ -45,8 +45,9 @@ namespace policy::pii {
 struct DetectorOptions {
   // RE2 memory budget for all compiled patterns together, their DFA caches included: a
   // quarter for the built-in set, a quarter for the custom set, and the other half shared
-  // equally by the per-recognizer regexps and the custom patterns' prefilter copies (a
-  // custom pattern over its share there runs without the prefilter: the same findings).
+  // equally by the per-recognizer regexps. Besides, each custom pattern's prefilter copy
+  // (compiled, never run) may take an eighth of its pattern's share; when one does not fit,
+  // the custom recognizers run without the prefilter (the same findings, slower).
   int64_t max_regex_memory_bytes = 64 << 20;
   // False runs the built-in set over the whole text instead of the trigger regions (the same
   // findings, slower); tests and benchmarks compare the two.

@@ -540,6 +540,21 @@ TEST(DetectorTest, CustomRecognizerErrorsNameTheRecognizer) {
   EXPECT_THAT(CreateError({}, Budget(0)), HasSubstr("max_regex_memory_bytes"));
 }
 
+TEST(DetectorTest, TheCustomPrefilterTakesNoShareOfTheRecognizersBudget) {
+  // Sixty small custom recognizers in a 1 MiB budget: each pattern keeps its share (the
+  // prefilter's copies come on top), so the built-ins still fit.
+  std::vector<RecognizerSpec> custom;
+  for (int i = 0; i < 60; ++i) {
+    custom.push_back(Spec(absl::StrCat("code_", i), absl::StrCat("CODE_", i),
+                          absl::StrCat("\\bC", i, "-[0-9]{4}\\b"), 0.7));
+  }
+  absl::StatusOr<std::unique_ptr<Detector>> detector = Detector::Create(custom, Budget(1 << 20));
+  ASSERT_TRUE(detector.ok()) << detector.status();
+  const std::vector<Finding> found = (*detector)->Scan("ticket C17-2024 and c17-9999 and C5-1");
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].entity_type, "CODE_17");
+}
+
 TEST(DetectorTest, EntityTypesAreTheBuiltinOnes) {
   EXPECT_THAT(
       Default().EntityTypes(),
