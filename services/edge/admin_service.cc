@@ -263,6 +263,17 @@ Status AdminService::AuthorizeKey(const Caller& caller, const std::string& key_i
     if (Status s = ServiceAccountOf(caller, key.owner(), &account); !s.ok()) return s;
     return CapLifetime(account, nullptr, rotate->mutable_ttl());
   }
+  // A member's project key in a project whose keys service accounts hold gets no successor.
+  if (change == KeyChange::kRotate && key.kind() == keys::v1::KEY_KIND_PROJECT) {
+    authz::v1::Project project;
+    if (Status s = ProjectOf(caller, key.project(), &project); !s.ok()) return s;
+    if (project.key_holders() == authz::v1::KEY_HOLDERS_SERVICE_ACCOUNTS) {
+      return Status(StatusCode::FAILED_PRECONDITION,
+                    absl::StrCat("key_id: project ", project.id(),
+                                 "'s keys are held by its service accounts only (key_holders); "
+                                 "a member's key there is revoked, not rotated"));
+    }
+  }
   if (key.owner().id() == caller.member) return Status::OK;
   // Rotating hands the caller a secret that acts as the owner; revoking locks the owner out.
   if (change == KeyChange::kRotate) return Authorize(caller, "owners.manage", "");

@@ -703,8 +703,17 @@ class EdgeProcessTest(unittest.TestCase):
             issue(keys_pb2.PRINCIPAL_TYPE_MEMBER, "alice", keys_pb2.KEY_KIND_PROJECT)
         self.assertEqual(refused.exception.code(), C.FAILED_PRECONDITION)
         self.assertIn("service accounts only", refused.exception.details())
-        # A member key made on the keys service directly is denied at every decision.
+        # A member key made on the keys service directly is denied at every decision, and
+        # gets no successor.
         member_key = new_key("alice", project_id)
+        member_key_id = keys_pb2_grpc.KeyServiceStub(P["keys"].channel).VerifyKey(
+            keys_pb2.VerifyKeyRequest(secret=member_key.encode()), timeout=10).key.key_id
+        with self.assertRaises(grpc.RpcError) as no_successor:
+            admin.RotateKey(keys_pb2.RotateKeyRequest(request_id=uuid.uuid4().hex,
+                                                      key_id=member_key_id),
+                            metadata=alice, timeout=10)
+        self.assertEqual(no_successor.exception.code(), C.FAILED_PRECONDITION)
+        self.assertIn("revoked, not rotated", no_successor.exception.details())
         denied = self.decide(key=member_key, residency=R.RESIDENCY_UNSPECIFIED,
                              text="Summarise the claim.")
         self.assertEqual(denied.verdict, E.VERDICT_DENY)
