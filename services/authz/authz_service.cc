@@ -604,7 +604,7 @@ grpc::ServerUnaryReactor* AuthzService::ApplyOrgFile(grpc::CallbackServerContext
       p->set_id(id);
     }
     bool listed = false;
-    grpc::Status s = ListKeysToRevoke(*context, applied->offboard.members,
+    grpc::Status s = ListKeysToRevoke(*context, applied->removed_members,
                                       response->mutable_keys_to_revoke(), &listed);
     response->set_keys_listed(listed);
     return s;
@@ -642,10 +642,11 @@ grpc::ServerUnaryReactor* AuthzService::SyncIdpGroup(grpc::CallbackServerContext
     if (!result.ok()) return ToGrpc(result.status());
     for (const std::string& id : result->provisioned) response->add_provisioned(id);
     for (const std::string& id : result->deprovisioned) response->add_deprovisioned(id);
+    for (const std::string& id : result->offboard) response->add_offboard(id);
     response->set_org_version(result->org_version);
     bool listed = false;
-    grpc::Status s =
-        ListKeysToRevoke(*context, result->offboard, response->mutable_keys_to_revoke(), &listed);
+    grpc::Status s = ListKeysToRevoke(*context, result->deprovisioned,
+                                      response->mutable_keys_to_revoke(), &listed);
     response->set_keys_listed(listed);
     return s;
   });

@@ -420,6 +420,7 @@ absl::StatusOr<OrgPlan> OrgAdmin::ApplyOrgFile(absl::string_view actor, absl::st
   applied.text = FormatDiff(applied.changes);
   applied.org_version = m.after->version;
   applied.offboard = RemovedSince(*m.after, now - kOffboardingWindow);
+  applied.removed_members = RemovedSince(*m.after, now).members;
   return applied;
 }
 

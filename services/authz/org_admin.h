@@ -26,6 +26,7 @@ struct OrgPlan {
   // Applied only: the principals it removed, and those removed in the kOffboardingWindow
   // before it (by an interrupted attempt of the same apply, say), to offboard.
   RemovedPrincipals offboard;
+  std::vector<std::string> removed_members;  // Applied only: the members it removed itself.
 };
 
 struct IdpSyncResult {

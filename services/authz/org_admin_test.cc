@@ -279,6 +279,7 @@ TEST_F(OrgAdminTest, AnApplyNamesWhomToOffboardForADayAfterTheirRemoval) {
   EXPECT_FALSE(applied->changes.empty());
   EXPECT_THAT(applied->offboard.members, ::testing::ElementsAre("mia"));
   EXPECT_THAT(applied->offboard.service_accounts, ::testing::ElementsAre("sa-bot"));
+  EXPECT_THAT(applied->removed_members, ::testing::ElementsAre("mia"));
 
   // A retry an hour later changes nothing and still names them: it finishes what an
   // interrupted first attempt left undone.
@@ -288,6 +289,7 @@ TEST_F(OrgAdminTest, AnApplyNamesWhomToOffboardForADayAfterTheirRemoval) {
   EXPECT_TRUE(retried->changes.empty());
   EXPECT_THAT(retried->offboard.members, ::testing::ElementsAre("mia"));
   EXPECT_THAT(retried->offboard.service_accounts, ::testing::ElementsAre("sa-bot"));
+  EXPECT_TRUE(retried->removed_members.empty());
 
   clock_.Advance(kOffboardingWindow);
   absl::StatusOr<OrgPlan> later = admin().ApplyOrgFile("olivia", file, "");

@@ -417,8 +417,16 @@ class AdministrationTest(unittest.TestCase):
             actor=actor("adam"), group="support-engineers", emails=["mia@acme.example"]),
             timeout=5)
         self.assertEqual(list(synced.deprovisioned), ["idp:newbie@acme.example"])
+        self.assertIn("idp:newbie@acme.example", synced.offboard)
         self.assertEqual(check(A, "idp:newbie@acme.example", "support").reason,
                          "PRINCIPAL_REMOVED")
+        # The same sync again changes nothing, and still names whom to offboard (a retry of
+        # one cut short after it committed finishes the revocations).
+        again = stub(A).SyncIdpGroup(authz_pb2.SyncIdpGroupRequest(
+            actor=actor("adam"), group="support-engineers", emails=["mia@acme.example"]),
+            timeout=5)
+        self.assertEqual(list(again.deprovisioned), [])
+        self.assertIn("idp:newbie@acme.example", again.offboard)
         # mia has grants of her own: leaving the group does not remove her.
         self.assertEqual(check(A, "mia", "support").verdict, ALLOW)
 
