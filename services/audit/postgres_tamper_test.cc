@@ -150,6 +150,21 @@ class PostgresTamperTest : public ::testing::Test {
 
   // Appends kSize entries to each ledger as the writer role, in step, signing checkpoints when
   // they hold kFirstCheckpoint and kLastCheckpoint entries.
+  // A copy of `ledger`'s last row at index kSize + 5, as the tables' owner: the ledger's size
+  // counts to it, and the frontier of that size lies in the gap.
+  void LeaveAGap(const LedgerRef& ledger) {
+    AsOwner(ledger, [&](pqxx::work& tx, int64_t id) {
+      Exec(tx, id,
+           absl::StrCat("INSERT INTO audit.entries SELECT ledger_id, ", kSize + 5,
+                        ", recorded_at, action, actor_ref, actor_sealed, model, tokens, "
+                        "latency_us, outcome, metadata, content_hash, '', subject_ref, "
+                        "subject_sealed, leaf_hash, completed FROM audit.entries "
+                        "WHERE ledger_id = $1 AND idx = ",
+                        kSize - 1),
+           1);
+    });
+  }
+
   void Build(const std::vector<LedgerRef>& ledgers) {
     auto append = [&](uint64_t from, uint64_t to) {
       for (const LedgerRef& ledger : ledgers) {
@@ -569,17 +584,7 @@ TEST_F(PostgresTamperTest, ADamagedLedgerDoesNotStopTheOthersCheckpoints) {
   const LedgerRef damaged = Ledger("a-damaged");
   const LedgerRef intact = Ledger("b-intact");
   Build({damaged, intact});
-  // A copy of the last row at index kSize + 5: the ledger's size counts to it, and the
-  // frontier of that size lies in the gap.
-  AsOwner(damaged, [&](pqxx::work& tx, int64_t id) {
-    Exec(tx, id,
-         absl::StrCat("INSERT INTO audit.entries SELECT ledger_id, ", kSize + 5,
-                      ", recorded_at, action, actor_ref, actor_sealed, model, tokens, latency_us, "
-                      "outcome, metadata, content_hash, '', subject_ref, subject_sealed, "
-                      "leaf_hash, completed FROM audit.entries WHERE ledger_id = $1 AND idx = ",
-                      kSize - 1),
-         1);
-  });
+  LeaveAGap(damaged);
   std::vector<LedgerOverview> overview;
   const absl::StatusOr<int> signed_count = audit_->SignCheckpoints(&overview);
   ASSERT_FALSE(signed_count.ok());
@@ -601,15 +606,7 @@ TEST_F(PostgresTamperTest, ADamagedLedgerFailsOnlyItsOwnAppends) {
   const LedgerRef damaged = Ledger("a-damaged");
   const LedgerRef intact = Ledger("b-intact");
   Build({damaged, intact});
-  AsOwner(damaged, [&](pqxx::work& tx, int64_t id) {
-    Exec(tx, id,
-         absl::StrCat("INSERT INTO audit.entries SELECT ledger_id, ", kSize + 5,
-                      ", recorded_at, action, actor_ref, actor_sealed, model, tokens, latency_us, "
-                      "outcome, metadata, content_hash, '', subject_ref, subject_sealed, "
-                      "leaf_hash, completed FROM audit.entries WHERE ledger_id = $1 AND idx = ",
-                      kSize - 1),
-         1);
-  });
+  LeaveAGap(damaged);
   // A replica that has not seen either ledger yet: it reads their trees from the rows.
   AuditLedger fresh(store_.get(), subjects_.get(), signer_.get(), &clock_);
   const std::vector<EntryInput> batch = {Input(damaged, 100), Input(intact, 100),
