@@ -173,6 +173,12 @@ Status AdminService::Authorize(const Caller& caller, const std::string& action,
       !s.ok()) {
     return s;
   }
+  if (decision.reason() == "PROJECT_ARCHIVED") {
+    return Status(StatusCode::FAILED_PRECONDITION,
+                  absl::StrCat("project ", project,
+                               " is archived: nothing but reading its "
+                               "settings happens in it"));
+  }
   if (decision.verdict() != authz::v1::VERDICT_ALLOW) {
     return Status(StatusCode::PERMISSION_DENIED,
                   absl::StrCat(caller.member, " may not ", action,

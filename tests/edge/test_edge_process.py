@@ -862,6 +862,11 @@ class EdgeProcessTest(unittest.TestCase):
         archived = policyctl("projects", "archive", project, "--output=json")
         self.assertEqual(archived.returncode, 0, archived.stderr)
         self.assertTrue(json.loads(archived.stdout)["archived"])
+        # Nothing but reading happens in an archived project: a precondition, not a permission.
+        late = policyctl("keys", "create", "--owner=alice", f"--project={project}")
+        self.assertEqual(late.returncode, 1, late.stderr)
+        self.assertIn("FAILED_PRECONDITION", late.stderr)
+        self.assertIn("archived", late.stderr)
         # Each change in the organisation's ledger, alice as the actor.
         entries = org_ledger_once(alice, "ACTION_PROJECT_DELETED", project=project)
         for action, metadata in [
