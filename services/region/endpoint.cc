@@ -214,6 +214,11 @@ absl::Status ValidateEndpoint(const Endpoint& e) {
   return absl::OkStatus();
 }
 
+absl::Status RegistryFull() {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the registry holds ", kMaxEndpoints, " endpoints, the most it takes; delete one first"));
+}
+
 absl::Status ValidateRegistry(absl::Span<const Endpoint> endpoints) {
   if (endpoints.size() > kMaxEndpoints) {
     return absl::InvalidArgumentError(

@@ -66,6 +66,8 @@ std::optional<DataClass> ParseDataClass(absl::string_view name);
 absl::Status ValidateEndpoint(const Endpoint& e);
 // Each endpoint valid, ids unique, at most kMaxEndpoints.
 absl::Status ValidateRegistry(absl::Span<const Endpoint> endpoints);
+// RESOURCE_EXHAUSTED for a creation in a registry of kMaxEndpoints endpoints.
+absl::Status RegistryFull();
 
 // Whether `url` is https://host[:port][/path] with a DNS name, an IPv4 address or a
 // bracketed IPv6 address, no user info, query or fragment.

@@ -25,6 +25,7 @@ namespace policy::region {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::MatchesRegex;
 using ::testing::SizeIs;
@@ -615,6 +616,36 @@ TEST_P(EndpointStoreConformanceTest, AnUpdateThatChangesNothingWritesAndRecordsN
   EXPECT_THAT(MustList().endpoints, ElementsAre(e));
   // An update of nothing is still NOT_FOUND.
   EXPECT_EQ(store_->Update(Azure("b"), "bob").code(), absl::StatusCode::kNotFound);
+}
+
+// Every replica reloads the registry whole (ValidateRegistry): it never holds more than it
+// can reload.
+TEST_P(EndpointStoreConformanceTest, AFullRegistryTakesNoMoreEndpoints) {
+  if (backend_.sql) {
+    ASSERT_TRUE(backend_
+                    .sql(absl::StrCat(
+                        "INSERT INTO region.endpoints (id, region, provider, base_url, "
+                        "deployment, residency, zero_data_retention, private_link, cached, "
+                        "models, priority, weight, enabled) SELECT 'bulk-' || n, 'westeurope', "
+                        "'openai', 'https://api.openai.com', '', 'eu', false, false, false, "
+                        "ARRAY['gpt-4o'], 1, 100, true FROM generate_series(1, ",
+                        kMaxEndpoints, ") AS n"))
+                    .ok());
+  } else {
+    for (size_t n = 1; n <= kMaxEndpoints; ++n) {
+      ASSERT_TRUE(store_->Create(OpenAi(absl::StrCat("bulk-", n)), kActor).ok()) << n;
+    }
+  }
+  const int64_t version = MustVersion();
+  const absl::Status full = store_->Create(Azure("one-more"), kActor);
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted) << full;
+  EXPECT_THAT(std::string(full.message()), HasSubstr("10000"));
+  EXPECT_EQ(MustVersion(), version);
+  EXPECT_TRUE(ValidateRegistry(MustList().endpoints).ok());
+  // A taken id is still ALREADY_EXISTS; a place freed takes one.
+  EXPECT_EQ(store_->Create(OpenAi("bulk-7"), kActor).code(), absl::StatusCode::kAlreadyExists);
+  ASSERT_TRUE(store_->Delete("bulk-7", kActor).ok());
+  EXPECT_TRUE(store_->Create(Azure("one-more"), kActor).ok());
 }
 
 TEST_P(EndpointStoreConformanceTest, ReplicasShareOneOutboxInTheOrderOfTheirChanges) {

@@ -25,6 +25,9 @@ absl::StatusOr<int64_t> MemoryEndpointStore::Version() {
 absl::Status MemoryEndpointStore::Create(const Endpoint& endpoint, const std::string& actor) {
   ASSIGN_OR_RETURN(ledger::LedgerRecord record, EndpointCreatedRecord(endpoint, actor));
   absl::MutexLock lock(&mu_);
+  if (endpoints_.size() >= kMaxEndpoints && !endpoints_.contains(endpoint.id)) {
+    return RegistryFull();
+  }
   if (!endpoints_.emplace(endpoint.id, endpoint).second) {
     return absl::AlreadyExistsError(
         absl::StrCat("endpoint ", Quoted(endpoint.id), " exists already"));

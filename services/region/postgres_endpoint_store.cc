@@ -148,6 +148,14 @@ absl::StatusOr<int64_t> PostgresEndpointStore::Version() {
 absl::Status PostgresEndpointStore::Create(const Endpoint& e, const std::string& actor) {
   ASSIGN_OR_RETURN(ledger::LedgerRecord record, EndpointCreatedRecord(e, actor));
   return Transact(Snapshot::kPerStatement, [&](pqxx::work& tx) -> absl::Status {
+    // Creations take turns on the registry's row, so that two cannot both take the last place.
+    tx.exec("SELECT version FROM region.registry FOR UPDATE");
+    const pqxx::row counted = tx.exec_params1(
+        "SELECT count(*), count(*) FILTER (WHERE id = $1) FROM region.endpoints", e.id);
+    if (counted[0].as<int64_t>() >= static_cast<int64_t>(kMaxEndpoints) &&
+        counted[1].as<int64_t>() == 0) {
+      return RegistryFull();
+    }
     try {
       tx.exec_params(
           absl::StrCat("INSERT INTO region.endpoints (", kEndpointColumns,
