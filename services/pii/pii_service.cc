@@ -61,9 +61,9 @@ class PiiService::DocumentReactor final
       return;
     }
     if (request_.has_options()) {
-      if (chunks_ > 0) {
+      if (messages_ > 0) {
         Answer(Invalid(absl::StrCat("options: only the first message may carry them (message ",
-                                    chunks_, " does)")));
+                                    messages_, " does)")));
         return;
       }
       options_ = std::move(*request_.mutable_options());
@@ -74,7 +74,8 @@ class PiiService::DocumentReactor final
       return;
     }
     document_.append(request_.chunk());
-    ++chunks_;
+    ++messages_;
+    if (!request_.chunk().empty()) ++chunks_;
     request_.Clear();
     StartRead(&request_);
   }
@@ -94,7 +95,8 @@ class PiiService::DocumentReactor final
   v1::RedactDocumentRequest request_;
   v1::RedactDocumentOptions options_;
   std::string document_;
-  uint32_t chunks_ = 0;
+  uint32_t messages_ = 0;
+  uint32_t chunks_ = 0;  // The messages that carried bytes.
 };
 
 PiiService::PiiService(const PiiEngine* engine, prometheus::Registry* registry)

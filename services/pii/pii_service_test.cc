@@ -325,6 +325,11 @@ TEST_F(PiiServiceTest, ADocumentFindsValuesThatStraddleChunks) {
   EXPECT_EQ(chunked.chunks(), 5u);
   EXPECT_EQ(chunked.document_bytes(), document.size());
   EXPECT_EQ(chunked.content(), whole.content());
+  // A first message with the options alone is no chunk.
+  v1::RedactDocumentResponse options_first;
+  ASSERT_TRUE(RedactDocument(document, {0, card + 3}, options, &options_first).ok());
+  EXPECT_EQ(options_first.chunks(), 2u);
+  EXPECT_EQ(options_first.content(), whole.content());
   EXPECT_EQ(chunked.findings_size(), whole.findings_size());
   EXPECT_EQ(chunked.report().counts().at("CREDIT_CARD"), 1);
 
