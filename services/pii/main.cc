@@ -63,7 +63,8 @@ int Main(int argc, char** argv) {
   const PiiLimits limits{.max_request_bytes = static_cast<size_t>(config.max_request_bytes),
                          .max_messages = static_cast<size_t>(config.max_messages),
                          .max_document_bytes = static_cast<size_t>(config.max_document_bytes),
-                         .max_documents = static_cast<size_t>(config.max_documents)};
+                         .max_documents = static_cast<size_t>(config.max_documents),
+                         .max_document_time = config.max_document_time};
   PiiEngine engine(*std::move(detector), std::move(pseudonym_keys), limits);
 
   // A request may hold max_request_bytes of text, and a Restore the same again in its mapping.

@@ -17,6 +17,8 @@ void PiiConfig::Register(config::Parser& p) {
   p.AddInt("max_document_bytes", &max_document_bytes, "largest document RedactDocument accepts");
   p.AddInt("max_documents", &max_documents,
            "RedactDocument streams held at once (more get RESOURCE_EXHAUSTED)");
+  p.AddDuration("max_document_time", &max_document_time,
+                "longest a RedactDocument stream may hold its place (then it is cancelled)");
   p.AddInt("max_regex_memory_bytes", &max_regex_memory_bytes,
            "memory budget of all compiled patterns together");
 }
@@ -36,6 +38,9 @@ absl::Status PiiConfig::Validate() const {
   }
   if (max_messages < 1) return absl::InvalidArgumentError("max_messages must be positive");
   if (max_documents < 1) return absl::InvalidArgumentError("max_documents must be positive");
+  if (max_document_time <= absl::ZeroDuration() || max_document_time > absl::Hours(1)) {
+    return absl::InvalidArgumentError("max_document_time must be between 0 and 1h");
+  }
   if (max_regex_memory_bytes < (1 << 20)) {
     return absl::InvalidArgumentError("max_regex_memory_bytes must be at least 1 MiB");
   }

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "common/config/config.h"
 #include "common/server/server_runner.h"
 
@@ -22,6 +23,7 @@ struct PiiConfig {
   int64_t max_messages = 1024;
   int64_t max_document_bytes = 8 << 20;
   int64_t max_documents = 16;
+  absl::Duration max_document_time = absl::Seconds(60);
   // RE2's memory for all compiled patterns and their DFA caches together.
   int64_t max_regex_memory_bytes = 64 << 20;
 

@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "services/pii/anonymizer.h"
 #include "services/pii/detector.h"
@@ -26,6 +27,9 @@ struct PiiLimits {
   size_t max_document_bytes = 8 << 20;
   // Documents held at once (each up to max_document_bytes while its chunks arrive).
   size_t max_documents = 16;
+  // How long a document's stream may hold its place, from admission to its last chunk; a
+  // stream still open then is cancelled, so that idle clients cannot keep every place.
+  absl::Duration max_document_time = absl::Seconds(60);
 };
 
 // Findings scoring below this are dropped unless a request or a policy says otherwise.

@@ -1,5 +1,8 @@
 #include "services/pii/pii_service.h"
 
+#include <memory>
+#include <optional>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -31,7 +34,21 @@ std::vector<absl::string_view> Contents(
   return texts;
 }
 
+// How often the document streams' deadlines are looked at.
+constexpr absl::Duration kDocumentCheckInterval = absl::Milliseconds(250);
+
 }  // namespace
+
+// An admitted document stream, as the canceller sees it. The reactor clears `context` in
+// OnDone, after which gRPC may free it; a cancel in progress on another thread holds OnDone
+// back until it is over (TryCancel may also run OnDone inline, on the cancelling thread).
+struct PiiService::DocumentWatch {
+  absl::Mutex mu;
+  grpc::CallbackServerContext* context ABSL_GUARDED_BY(mu) = nullptr;
+  std::optional<std::thread::id> cancelling ABSL_GUARDED_BY(mu);
+  bool timed_out ABSL_GUARDED_BY(mu) = false;
+  absl::Time deadline;
+};
 
 // Collects a document's chunks (at most the engine's document limit), then redacts it whole,
 // so that a value split across chunks is found as in one text.
@@ -41,20 +58,33 @@ class PiiService::DocumentReactor final
   // Holds one of the service's document slots until done, and sends the initial metadata
   // once it holds one (a client that waits for it knows its stream was admitted); refuses at
   // once when none is free.
-  DocumentReactor(PiiService* service, v1::RedactDocumentResponse* response)
+  DocumentReactor(PiiService* service, grpc::CallbackServerContext* context,
+                  v1::RedactDocumentResponse* response)
       : service_(service), response_(response) {
-    const size_t limit = service_->engine_->limits().max_documents;
-    if (service_->documents_.fetch_add(1, std::memory_order_relaxed) >= limit) {
+    const PiiLimits& limits = service_->engine_->limits();
+    if (service_->documents_.fetch_add(1, std::memory_order_relaxed) >= limits.max_documents) {
       Answer(ToGrpc(absl::ResourceExhaustedError(
-          absl::StrCat("already ", limit, " documents in progress; retry later"))));
+          absl::StrCat("already ", limits.max_documents, " documents in progress; retry later"))));
       return;
     }
+    watch_ = std::make_shared<DocumentWatch>();
+    {
+      absl::MutexLock lock(&watch_->mu);
+      watch_->context = context;
+    }
+    watch_->deadline = absl::Now() + limits.max_document_time;
+    service_->Watch(watch_);
     StartSendInitialMetadata();
     StartRead(&request_);
   }
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // The client closed the stream (or the call is cancelled: Finish is ignored).
+      if (TimedOut()) {
+        Answer(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                            "document: not received within max_document_time"));
+        return;
+      }
       grpc::Status status = service_->RedactDocumentText(document_, options_, response_);
       response_->set_chunks(chunks_);
       Answer(std::move(status));
@@ -80,9 +110,34 @@ class PiiService::DocumentReactor final
     StartRead(&request_);
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    if (watch_ != nullptr) {
+      {
+        // Not while another thread is cancelling this call (its context must outlive that).
+        struct Waiting {
+          DocumentWatch* watch;
+          std::thread::id self;
+        } waiting{watch_.get(), std::this_thread::get_id()};
+        absl::MutexLock lock(&watch_->mu);
+        watch_->mu.Await(absl::Condition(
+            +[](Waiting* w) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              return !w->watch->cancelling.has_value() || *w->watch->cancelling == w->self;
+            },
+            &waiting));
+        watch_->context = nullptr;
+      }
+      service_->Unwatch(watch_);
+    }
+    delete this;
+  }
 
  private:
+  bool TimedOut() {
+    if (watch_ == nullptr) return false;
+    absl::MutexLock lock(&watch_->mu);
+    return watch_->timed_out;
+  }
+
   // Gives the document slot back, then answers: the next stream may start as soon as the
   // client has this answer.
   void Answer(grpc::Status status) {
@@ -92,6 +147,7 @@ class PiiService::DocumentReactor final
 
   PiiService* const service_;
   v1::RedactDocumentResponse* const response_;
+  std::shared_ptr<DocumentWatch> watch_;  // Null when refused.
   v1::RedactDocumentRequest request_;
   v1::RedactDocumentOptions options_;
   std::string document_;
@@ -117,6 +173,55 @@ PiiService::PiiService(const PiiEngine* engine, prometheus::Registry* registry)
                        .Register(*registry);
   for (const std::string& type : engine_->detector().EntityTypes()) {
     findings_[type] = &findings.Add({{"entity_type", type}});
+  }
+  canceller_ = std::thread([this] { CancelLateDocuments(); });
+}
+
+PiiService::~PiiService() {
+  {
+    absl::MutexLock lock(&watch_mu_);
+    stopping_ = true;
+  }
+  canceller_.join();
+}
+
+void PiiService::Watch(const std::shared_ptr<DocumentWatch>& watch) {
+  absl::MutexLock lock(&watch_mu_);
+  watches_.insert(watch);
+}
+
+void PiiService::Unwatch(const std::shared_ptr<DocumentWatch>& watch) {
+  absl::MutexLock lock(&watch_mu_);
+  watches_.erase(watch);
+}
+
+void PiiService::CancelLateDocuments() {
+  for (;;) {
+    std::vector<std::shared_ptr<DocumentWatch>> late;
+    {
+      absl::MutexLock lock(&watch_mu_);
+      watch_mu_.AwaitWithTimeout(absl::Condition(&stopping_), kDocumentCheckInterval);
+      if (stopping_) return;
+      const absl::Time now = absl::Now();
+      for (const std::shared_ptr<DocumentWatch>& watch : watches_) {
+        if (watch->deadline <= now) late.push_back(watch);
+      }
+    }
+    // No lock held while cancelling: TryCancel may run the reactor's OnDone inline, which
+    // takes both.
+    for (const std::shared_ptr<DocumentWatch>& watch : late) {
+      grpc::CallbackServerContext* context = nullptr;
+      {
+        absl::MutexLock lock(&watch->mu);
+        if (watch->context == nullptr || watch->timed_out) continue;
+        watch->timed_out = true;
+        watch->cancelling = std::this_thread::get_id();
+        context = watch->context;
+      }
+      context->TryCancel();
+      absl::MutexLock lock(&watch->mu);
+      watch->cancelling.reset();
+    }
   }
 }
 
@@ -193,8 +298,8 @@ grpc::ServerUnaryReactor* PiiService::Redact(grpc::CallbackServerContext* contex
 }
 
 grpc::ServerReadReactor<v1::RedactDocumentRequest>* PiiService::RedactDocument(
-    grpc::CallbackServerContext*, v1::RedactDocumentResponse* response) {
-  return new DocumentReactor(this, response);
+    grpc::CallbackServerContext* context, v1::RedactDocumentResponse* response) {
+  return new DocumentReactor(this, context, response);
 }
 
 grpc::Status PiiService::RedactDocumentText(absl::string_view document,

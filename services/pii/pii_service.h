@@ -2,9 +2,13 @@
 #define POLICY_SERVICES_PII_PII_SERVICE_H_
 
 #include <atomic>
+#include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
 #include "policy/pii/v1/pii.grpc.pb.h"
 #include "prometheus/counter.h"
 #include "prometheus/registry.h"
@@ -13,10 +17,13 @@
 namespace policy::pii {
 
 // policy.pii.v1.PiiService over gRPC: translation only. Every RPC is CPU work on memory and
-// runs on the callback thread that received it; nothing waits on another service.
+// runs on the callback thread that received it; nothing waits on another service. A thread
+// of its own cancels the document streams that hold their place longer than
+// PiiLimits::max_document_time.
 class PiiService final : public v1::PiiService::CallbackService {
  public:
   PiiService(const PiiEngine* engine, prometheus::Registry* registry);
+  ~PiiService() override;
 
   grpc::ServerUnaryReactor* Scan(grpc::CallbackServerContext* context,
                                  const v1::ScanRequest* request,
@@ -35,6 +42,12 @@ class PiiService final : public v1::PiiService::CallbackService {
 
  private:
   class DocumentReactor;
+  struct DocumentWatch;
+
+  // Watches an admitted document stream until Unwatch; cancels it past its deadline.
+  void Watch(const std::shared_ptr<DocumentWatch>& watch);
+  void Unwatch(const std::shared_ptr<DocumentWatch>& watch);
+  void CancelLateDocuments();
 
   // Fills `response` from a whole document: RedactDocument once its stream has ended.
   grpc::Status RedactDocumentText(absl::string_view document,
@@ -46,6 +59,10 @@ class PiiService final : public v1::PiiService::CallbackService {
 
   const PiiEngine* const engine_;
   std::atomic<size_t> documents_{0};  // RedactDocument streams held now.
+  absl::Mutex watch_mu_;
+  absl::flat_hash_set<std::shared_ptr<DocumentWatch>> watches_ ABSL_GUARDED_BY(watch_mu_);
+  bool stopping_ ABSL_GUARDED_BY(watch_mu_) = false;
+  std::thread canceller_;  // Started last, joined first.
   prometheus::Counter& scanned_bytes_;
   prometheus::Counter& blocked_;
   // Per entity type; read-only after construction, so the hot path takes no registry lock.

@@ -33,7 +33,8 @@ class PiiServiceTest : public ::testing::Test {
                                           PiiLimits{.max_request_bytes = 4096,
                                                     .max_messages = 8,
                                                     .max_document_bytes = 1 << 16,
-                                                    .max_documents = 2});
+                                                    .max_documents = 2,
+                                                    .max_document_time = absl::Seconds(2)});
     server::ServerOptions options;
     options.listen = "127.0.0.1:0";
     options.metrics_listen = "";
@@ -392,6 +393,32 @@ TEST_F(PiiServiceTest, DocumentsHeldAtOnceAreBounded) {
   ASSERT_TRUE(second->Finish().ok());
   v1::RedactDocumentResponse response;
   status = RedactDocument("call 212-555-0123", {5}, {}, &response);
+  for (int i = 0; i < 100 && status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+    status = RedactDocument("call 212-555-0123", {5}, {}, &response);
+  }
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.chunks(), 2u);
+}
+
+TEST_F(PiiServiceTest, AStreamThatHoldsItsPlaceTooLongIsCancelledAndGivesItBack) {
+  // Both places (the limit here) taken by streams that send nothing.
+  grpc::ClientContext first_context, second_context;
+  v1::RedactDocumentResponse first_response, second_response;
+  auto first = stub_->RedactDocument(&first_context, &first_response);
+  first->WaitForInitialMetadata();
+  auto second = stub_->RedactDocument(&second_context, &second_response);
+  second->WaitForInitialMetadata();
+  const absl::Time start = absl::Now();
+  const grpc::Status ended = first->Finish();  // Returns once the server ends the stream.
+  const absl::Duration held = absl::Now() - start;
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::CANCELLED) << ended.error_message();
+  EXPECT_GE(held, absl::Milliseconds(1500));
+  EXPECT_LT(held, absl::Seconds(10));
+  EXPECT_EQ(second->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  // Their places are back.
+  v1::RedactDocumentResponse response;
+  grpc::Status status = RedactDocument("call 212-555-0123", {5}, {}, &response);
   for (int i = 0; i < 100 && status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED; ++i) {
     absl::SleepFor(absl::Milliseconds(20));
     status = RedactDocument("call 212-555-0123", {5}, {}, &response);
