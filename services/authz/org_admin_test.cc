@@ -35,6 +35,17 @@ Member MakeMember(const std::string& id, std::vector<RoleGrant> grants) {
   return m;
 }
 
+// A service account of `project` in `environment` that may call chat completions.
+ServiceAccount MakeAccount(const std::string& id, const std::string& project,
+                           Environment environment) {
+  ServiceAccount sa;
+  sa.id = id;
+  sa.project = project;
+  sa.environment = environment;
+  sa.permissions = {"chat.completions"};
+  return sa;
+}
+
 class OrgAdminTest : public ::testing::Test {
  protected:
   OrgAdminTest() {
@@ -260,11 +271,7 @@ std::string WithoutItem(const std::string& yaml, const std::string& id) {
 }
 
 TEST_F(OrgAdminTest, AnApplyNamesWhomToOffboardForADayAfterTheirRemoval) {
-  ServiceAccount sa;
-  sa.id = "sa-bot";
-  sa.project = "support";
-  sa.environment = Environment::kProduction;
-  sa.permissions = {"chat.completions"};
+  ServiceAccount sa = MakeAccount("sa-bot", "support", Environment::kProduction);
   ASSERT_TRUE(admin().CreateServiceAccount("adam", sa).ok());
   ASSERT_TRUE(admin().RemoveMember("adam", "rita").ok());  // Removed long before.
   clock_.Advance(kOffboardingWindow + absl::Seconds(1));
@@ -347,11 +354,7 @@ TEST_F(OrgAdminTest, InvitationsTurnIntoMembers) {
 }
 
 TEST_F(OrgAdminTest, ServiceAccountsAreManagedInTheirProject) {
-  ServiceAccount sa;
-  sa.id = "sa-bot";
-  sa.project = "support";
-  sa.environment = Environment::kProduction;
-  sa.permissions = {"chat.completions"};
+  ServiceAccount sa = MakeAccount("sa-bot", "support", Environment::kProduction);
   sa.ip_allowlist = *IpAllowlist::Parse({"10.0.0.0/8"});
   EXPECT_EQ(admin().CreateServiceAccount("mia", sa).status().code(),
             absl::StatusCode::kPermissionDenied);
@@ -385,11 +388,7 @@ TEST_F(OrgAdminTest, OnlyLiveServiceAccountsPinTheirProjectsEnvironment) {
   Project dev = MakeProject("lab");
   dev.environment = Environment::kDevelopment;
   ASSERT_TRUE(admin().CreateProject("adam", dev).ok());
-  ServiceAccount sa;
-  sa.id = "sa-lab";
-  sa.project = "lab";
-  sa.environment = Environment::kDevelopment;
-  sa.permissions = {"chat.completions"};
+  ServiceAccount sa = MakeAccount("sa-lab", "lab", Environment::kDevelopment);
   ASSERT_TRUE(admin().CreateServiceAccount("adam", sa).ok());
   sa.id = "sa-lab-2";
   ASSERT_TRUE(admin().CreateServiceAccount("adam", sa).ok());
@@ -423,11 +422,7 @@ TEST_F(OrgAdminTest, OnlyLiveServiceAccountsPinTheirProjectsEnvironment) {
 }
 
 TEST_F(OrgAdminTest, OnlyOwnersSetServiceAccountLimits) {
-  ServiceAccount sa;
-  sa.id = "sa-limited";
-  sa.project = "support";
-  sa.environment = Environment::kProduction;
-  sa.permissions = {"chat.completions"};
+  ServiceAccount sa = MakeAccount("sa-limited", "support", Environment::kProduction);
   sa.rpm_limit = 10;
   absl::Status refused = admin().CreateServiceAccount("adam", sa).status();
   EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied);
