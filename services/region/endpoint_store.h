@@ -69,6 +69,8 @@ class EndpointStore {
   virtual absl::Status PublishBreaker(const PublishedBreaker& breaker) = 0;
   // The states published at or after `since`, by any replica, for existing endpoints.
   virtual absl::StatusOr<std::vector<PublishedBreaker>> BreakersSince(absl::Time since) = 0;
+  // Removes the states published before `cutoff`, by any replica; returns how many.
+  virtual absl::StatusOr<int64_t> ForgetBreakersPublishedBefore(absl::Time cutoff) = 0;
 };
 
 }  // namespace policy::region

@@ -398,6 +398,27 @@ TEST_P(EndpointStoreConformanceTest, BreakersSinceFiltersByPublicationTime) {
   EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), ElementsAre(before, after, at));
 }
 
+TEST_P(EndpointStoreConformanceTest, ForgetBreakersPublishedBeforeRemovesOnlyOlderStates) {
+  ASSERT_TRUE(store_->Create(Azure("a"), kActor).ok());
+  ASSERT_TRUE(store_->Create(Azure("b"), kActor).ok());
+  const PublishedBreaker before{"a", "r1", BreakerState::kOpen, t0_, t0_ - absl::Microseconds(1)};
+  const PublishedBreaker at{"b", "r1", BreakerState::kOpen, t0_, t0_};
+  const PublishedBreaker after{"a", "r2", BreakerState::kClosed, absl::InfinitePast(),
+                               t0_ + absl::Seconds(1)};
+  for (const PublishedBreaker& b : {before, at, after}) {
+    ASSERT_TRUE(store_->PublishBreaker(b).ok());
+  }
+  EXPECT_EQ(store_->ForgetBreakersPublishedBefore(absl::InfinitePast()).value_or(-1), 0);
+  EXPECT_EQ(store_->ForgetBreakersPublishedBefore(t0_).value_or(-1), 1);
+  EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), ElementsAre(after, at));
+  EXPECT_EQ(store_->ForgetBreakersPublishedBefore(t0_).value_or(-1), 0);
+  // A replica publishing again after its state was forgotten gets its row back.
+  ASSERT_TRUE(store_->PublishBreaker(before).ok());
+  EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), ElementsAre(before, after, at));
+  EXPECT_EQ(store_->ForgetBreakersPublishedBefore(absl::InfiniteFuture()).value_or(-1), 3);
+  EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), IsEmpty());
+}
+
 TEST_P(EndpointStoreConformanceTest, PublishingForAnUnknownEndpointIsNotFound) {
   ASSERT_TRUE(store_->Create(Azure("a"), kActor).ok());
   const int64_t version = MustVersion();

@@ -82,4 +82,10 @@ absl::StatusOr<std::vector<PublishedBreaker>> MemoryEndpointStore::BreakersSince
   return out;
 }
 
+absl::StatusOr<int64_t> MemoryEndpointStore::ForgetBreakersPublishedBefore(absl::Time cutoff) {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(std::erase_if(
+      breakers_, [&](const auto& entry) { return entry.second.published_at < cutoff; }));
+}
+
 }  // namespace policy::region

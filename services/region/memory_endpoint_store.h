@@ -24,6 +24,7 @@ class MemoryEndpointStore : public EndpointStore {
   ledger::Outbox& outbox() override { return outbox_; }
   absl::Status PublishBreaker(const PublishedBreaker& breaker) override;
   absl::StatusOr<std::vector<PublishedBreaker>> BreakersSince(absl::Time since) override;
+  absl::StatusOr<int64_t> ForgetBreakersPublishedBefore(absl::Time cutoff) override;
 
  private:
   absl::Mutex mu_;

@@ -256,4 +256,21 @@ absl::StatusOr<std::vector<PublishedBreaker>> PostgresEndpointStore::BreakersSin
   return breakers;
 }
 
+absl::StatusOr<int64_t> PostgresEndpointStore::ForgetBreakersPublishedBefore(absl::Time cutoff) {
+  if (cutoff == absl::InfinitePast()) return 0;
+  const std::optional<absl::Time> bound =
+      cutoff == absl::InfiniteFuture() ? std::nullopt : std::make_optional(cutoff);
+  int64_t removed = 0;
+  absl::Status status = Transact(Snapshot::kPerStatement, [&](pqxx::work& tx) -> absl::Status {
+    removed = tx.exec_params(absl::StrCat("DELETE FROM region.breakers WHERE $1::bigint IS NULL "
+                                          "OR published_at < ",
+                                          POLICY_PG_TS("$1")),
+                             Micros(bound))
+                  .affected_rows();
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return removed;
+}
+
 }  // namespace policy::region

@@ -29,7 +29,8 @@ namespace policy::region {
 // stored as NULL; PublishBreaker refuses (INVALID_ARGUMENT) an infinite published_at and an
 // opened_at in the infinite future, and finite times outside PostgreSQL's timestamptz range
 // (4713 BC to 294276 AD) fail with INTERNAL. BreakersSince(absl::InfinitePast()) returns
-// every state.
+// every state; ForgetBreakersPublishedBefore(absl::InfinitePast()) removes none, and its
+// cutoff is truncated as BreakersSince's bound is.
 //
 // Errors, besides those of EndpointStore: UNAVAILABLE when the database cannot be reached
 // (nothing happened), UNKNOWN when a commit's outcome is unknown, RESOURCE_EXHAUSTED when
@@ -49,6 +50,7 @@ class PostgresEndpointStore : public EndpointStore {
   ledger::Outbox& outbox() override { return outbox_; }
   absl::Status PublishBreaker(const PublishedBreaker& breaker) override;
   absl::StatusOr<std::vector<PublishedBreaker>> BreakersSince(absl::Time since) override;
+  absl::StatusOr<int64_t> ForgetBreakersPublishedBefore(absl::Time cutoff) override;
 
  private:
   enum class Snapshot {

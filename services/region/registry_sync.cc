@@ -61,10 +61,15 @@ absl::Status RegistrySync::SyncOnce() {
     }
   }
 
+  if (now - last_cleanup_ >= kBreakerCleanupInterval) {
+    RETURN_IF_ERROR(store_->ForgetBreakersPublishedBefore(now - kBreakerRetention).status());
+    last_cleanup_ = now;
+  }
+
   // Adopt what the others opened since the last round (with a margin for clock skew
   // between replicas' publish times).
-  const absl::Time since =
-      last_fetch_ == absl::InfinitePast() ? absl::InfinitePast() : last_fetch_ - absl::Seconds(5);
+  const absl::Time since = last_fetch_ == absl::InfinitePast() ? now - kBreakerRetention
+                                                               : last_fetch_ - absl::Seconds(5);
   ASSIGN_OR_RETURN(std::vector<PublishedBreaker> peers, store_->BreakersSince(since));
   for (const PublishedBreaker& p : peers) {
     if (p.replica == replica_ || p.state == BreakerState::kClosed) continue;

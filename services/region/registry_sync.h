@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/clock/clock.h"
 #include "services/region/endpoint_registry.h"
 #include "services/region/endpoint_store.h"
@@ -19,10 +20,18 @@
 // breakers other replicas published. Run every sync interval, a breaker opened on one
 // replica is open on every replica within two intervals (the opener's next sync publishes
 // it, the others' next sync adopts it).
+//
+// Published states live kBreakerRetention: each replica removes older ones (every replica's,
+// so those of replicas gone for good too) at most once every kBreakerCleanupInterval, and a
+// replica's first round adopts none older. An open period longer than that (a cool-down over
+// a day) is therefore shared only during its first day.
 namespace policy::region {
 
 class RegistrySync {
  public:
+  static constexpr absl::Duration kBreakerRetention = absl::Hours(24);
+  static constexpr absl::Duration kBreakerCleanupInterval = absl::Hours(1);
+
   RegistrySync(EndpointStore* store, EndpointRegistry* registry, std::string replica, Clock* clock);
 
   // One round: reload, publish, adopt. Thread-safe (rounds are serialised).
@@ -54,6 +63,7 @@ class RegistrySync {
   absl::flat_hash_map<std::string, std::pair<BreakerState, absl::Time>> published_
       ABSL_GUARDED_BY(mu_);
   absl::Time last_fetch_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time last_cleanup_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   bool healthy_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> loaded_{false};
   std::atomic<int64_t> synced_at_us_{std::numeric_limits<int64_t>::min()};
