@@ -474,6 +474,14 @@ class SecretsTest(unittest.TestCase):
             self.assertFalse({"PGPASSWORD", f"POLICY_{service.upper()}_DATABASE_URL"} &
                              set(variant("default").env(service)))
 
+    def test_a_database_user_or_name_with_an_at_sign_is_percent_encoded(self):
+        # Managed servers such as Azure's name their roles user@server; libpq decodes %40.
+        env = render("--set", "database.user=policy@db-server,database.name=policy.prod"
+                     ).env("keys")
+        self.assertEqual(env["POLICY_KEYS_DATABASE_URL"]["value"],
+                         "postgresql://policy%40db-server@postgresql:5432/policy.prod"
+                         "?sslmode=require")
+
     def test_database_ca(self):
         m = variant("tls")
         for service in DATABASE_SERVICES:
@@ -796,6 +804,8 @@ class ValuesSchemaTest(unittest.TestCase):
                            message="sweep_interval")
         self.assertRefused("--set", "store=sqlite", message="store")
         self.assertRefused("--set", "database.host=null", message="host")
+        self.assertRefused("--set", "database.user=policy:secret", message="database.user")
+        self.assertRefused("--set-string", "database.name=policy/other", message="database.name")
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=WORK) as f:
             yaml.safe_dump({"keys": {"extraEnv": [{"name": "POLICY_KEYS_PEPPER",
                                                    "value": "plain text"}]}}, f)

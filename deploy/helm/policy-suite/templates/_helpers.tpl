@@ -174,7 +174,7 @@ Secret settings and the database password only ever come from secretKeyRef.
 {{- if include "policy-suite.usesPostgres" . }}
 {{- $db := include "policy-suite.database" . | fromYaml }}
 - name: {{ $prefix }}DATABASE_URL
-  value: {{ printf "postgresql://%s@%s:%d/%s?sslmode=%s" $db.user $db.host (int $db.port) $db.name $db.sslMode | quote }}
+  value: {{ printf "postgresql://%s@%s:%d/%s?sslmode=%s" (urlquery $db.user) $db.host (int $db.port) (urlquery $db.name) $db.sslMode | quote }}
 - name: PGPASSWORD
   valueFrom:
     secretKeyRef:
