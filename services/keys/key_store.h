@@ -102,7 +102,9 @@ class KeyStore {
 
   // Revokes every kActive or kRotating key `owner` holds, records `request` when given, in
   // one step, and returns the keys it revoked. ALREADY_EXISTS (nothing written) when the
-  // request id exists already. Events: RevokedEvent of each, in the order returned.
+  // request id exists already. Events: RevokedEvent of each, in the order returned. Inserts
+  // and rotations of the owner's keys are wholly before or after it, on any replica: none
+  // leaves a live successor of a key it revoked.
   virtual absl::StatusOr<std::vector<KeyRecord>> RevokeOwnedBy(
       const Principal& owner, const std::string& reason, absl::Time at,
       const std::optional<IdempotencyRecord>& request) = 0;

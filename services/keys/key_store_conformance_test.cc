@@ -1,6 +1,7 @@
 // One suite, every KeyStore: the memory store always, PostgreSQL whenever a test database is
 // configured (always in CI: POLICY_TEST_REQUIRE_PG=1 makes a missing one fatal).
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <thread>
 
@@ -270,6 +271,61 @@ TEST_P(KeyStoreConformanceTest, RevokeOwnedByTouchesOnlyThatOwnersLiveKeys) {
           .code(),
       absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(store_->Get(b1.key_id)->state, KeyState::kActive);
+}
+
+// Whether `count` sessions of this test's database wait for a lock, within 10 s.
+bool SessionsWaitForLocks(pqxx::connection& watcher, int count) {
+  for (int i = 0; i < 1000; ++i) {
+    pqxx::nontransaction tx(watcher);
+    const int waiting =
+        tx.exec(
+              "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+              "AND wait_event_type = 'Lock'")[0][0]
+            .as<int>();
+    if (waiting >= count) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+TEST_P(KeyStoreConformanceTest, RevokeOwnedByRacingARotationLeavesNoLiveSuccessor) {
+  if (GetParam().first != "postgres") GTEST_SKIP() << "the memory store is one critical section";
+  KeyRecord old_key = NewKey("1", "alice");
+  ASSERT_TRUE(store_->Insert(old_key, std::nullopt).ok());
+  std::unique_ptr<KeyStore> replica = backend_.replica();
+  KeyRecord successor = NewKey("2", "alice");
+  successor.rotated_from = old_key.key_id;
+
+  // A third session holds the old key's row, so the rotation (on this replica) and then the
+  // revocation (on the other) both queue behind it.
+  pqxx::connection holder(pg::TestDatabase::Get()->url());
+  pqxx::connection watcher(pg::TestDatabase::Get()->url());
+  auto hold = std::make_unique<pqxx::work>(holder);
+  hold->exec_params("SELECT 1 FROM keys.api_keys WHERE key_id = $1 FOR UPDATE", old_key.key_id);
+  absl::Status rotated;
+  std::thread rotation([&] {
+    rotated = store_->Rotate(old_key.key_id, clock_.Now() + absl::Hours(1), successor, std::nullopt)
+                  .status();
+  });
+  ASSERT_TRUE(SessionsWaitForLocks(watcher, 1));
+  absl::StatusOr<std::vector<KeyRecord>> revoked;
+  std::thread revocation([&] {
+    revoked = replica->RevokeOwnedBy({PrincipalType::kMember, "alice"}, "offboarded", clock_.Now(),
+                                     Request("off"));
+  });
+  ASSERT_TRUE(SessionsWaitForLocks(watcher, 2));
+  hold->commit();
+  rotation.join();
+  revocation.join();
+
+  ASSERT_TRUE(rotated.ok()) << rotated;
+  ASSERT_TRUE(revoked.ok()) << revoked.status();
+  std::vector<std::string> ids;
+  for (const KeyRecord& k : *revoked) ids.push_back(k.key_id);
+  EXPECT_THAT(ids, ::testing::UnorderedElementsAre(old_key.key_id, successor.key_id));
+  EXPECT_EQ(store_->Get(successor.key_id)->state, KeyState::kRevoked);
+  EXPECT_THAT((*store_->GetRequest("off"))->key_ids,
+              ::testing::UnorderedElementsAre(old_key.key_id, successor.key_id));
 }
 
 TEST_P(KeyStoreConformanceTest, RevokeEndedOverlapsReturnsEachKeyOnce) {

@@ -75,6 +75,19 @@ void InsertKey(Transaction& tx, const KeyRecord& key) {
       Micros(key.revoked_at.value_or(absl::UnixEpoch())), key.revocation_reason);
 }
 
+// Changes to one owner's keys that must not interleave (a revocation of everything the owner
+// holds, a rotation, an insert) take this transaction-scoped lock on the owner first, so a
+// revocation's UPDATE starts after a concurrent rotation's successor has committed, and sees it.
+// Selected from rows with columns owner_type and owner_id.
+constexpr char kLockOwnerOf[] =
+    "SELECT pg_advisory_xact_lock(hashtextextended('keys.owner/' || owner_type || '/' || "
+    "owner_id, 0)) FROM ";
+
+void LockOwner(pqxx::work& tx, const Principal& owner) {
+  tx.exec_params(absl::StrCat(kLockOwnerOf, "(VALUES ($1, $2)) AS owner(owner_type, owner_id)"),
+                 std::string(PrincipalTypeName(owner.type)), owner.id);
+}
+
 void InsertRequest(pqxx::work& tx, const IdempotencyRecord& r) {
   tx.exec_params(
       "INSERT INTO keys.requests (request_id, operation, fingerprint, key_ids, sealed_secret, "
@@ -120,6 +133,7 @@ PostgresKeyStore::~PostgresKeyStore() { StopWatching(); }
 absl::Status PostgresKeyStore::Insert(const KeyRecord& key,
                                       const std::optional<IdempotencyRecord>& request) {
   absl::Status status = pool_->Transact([&](pqxx::work& tx) {
+    LockOwner(tx, key.owner);
     if (request.has_value()) InsertRequest(tx, *request);
     InsertKey(tx, key);
     outbox_.Write(tx, RecordsOf({CreatedEvent(key)}));
@@ -134,6 +148,8 @@ absl::StatusOr<KeyRecord> PostgresKeyStore::Rotate(
     const std::optional<IdempotencyRecord>& request) {
   KeyRecord updated;
   absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
+    // The stored owner's lock (an owner never changes), before the old key's row lock.
+    tx.exec_params(absl::StrCat(kLockOwnerOf, "keys.api_keys WHERE key_id = $1"), old_key_id);
     pqxx::result rows = tx.exec_params(
         absl::StrCat(
             "UPDATE keys.api_keys SET state = 'rotating', overlap_ends_at = ", POLICY_PG_TS("$2"),
@@ -193,6 +209,7 @@ absl::StatusOr<std::vector<KeyRecord>> PostgresKeyStore::RevokeOwnedBy(
     const std::optional<IdempotencyRecord>& request) {
   std::vector<KeyRecord> revoked;
   absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
+    LockOwner(tx, owner);
     pqxx::result rows = tx.exec_params(
         absl::StrCat(
             "UPDATE keys.api_keys SET state = 'revoked', revoked_at = ", POLICY_PG_TS("$3"),
