@@ -27,6 +27,7 @@
 #include "common/pg/notification_feed.h"
 #include "common/pg/pool.h"
 #include "common/pg/statement.h"
+#include "common/pg/storage_options.h"
 #include "common/pg/test_database.h"
 #include "common/testing/eventually.h"
 #include "common/testing/loopback_listener.h"
@@ -38,6 +39,7 @@ namespace policy::pg {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr absl::Duration kWait = absl::Seconds(5);  // Upper bound for anything to happen.
 
@@ -116,6 +118,19 @@ TEST(ConnectionStringTest, AddsTimeoutAndKeepalives) {
   // libpq takes whole seconds, at least one.
   EXPECT_THAT(ConnectionString("postgresql://u@h/db", absl::Milliseconds(250)),
               HasSubstr("connect_timeout=1&"));
+}
+
+TEST(CheckDatabaseUrlTest, ABadUrlIsRefusedWithoutQuotingIt) {
+  EXPECT_TRUE(CheckDatabaseUrl("postgresql://policy@db.internal:5432/policy?sslmode=require").ok());
+  EXPECT_TRUE(CheckDatabaseUrl("postgresql://policy%40server:p%25w@db/policy").ok());
+  // A raw '%' in the password: libpq's own message quotes the password.
+  for (const std::string url : {"postgresql://policy:Sup3r%zzSecret@db/policy",
+                                "postgresql://policy:Sup3rSecret@db/policy?Sup3rSecret=1"}) {
+    absl::Status s = CheckDatabaseUrl(url);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << url;
+    EXPECT_THAT(s.message(), HasSubstr("database_url is not a valid PostgreSQL URL ("));
+    EXPECT_THAT(s.message(), Not(HasSubstr("Sup3r"))) << s;
+  }
 }
 
 // --- Pool ----------------------------------------------------------------------------------

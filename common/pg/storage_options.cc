@@ -1,10 +1,30 @@
 #include "common/pg/storage_options.h"
 
+#include <libpq-fe.h>
+
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/status/status.h"
 
 namespace policy::pg {
+
+absl::Status CheckDatabaseUrl(const std::string& url) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(url.c_str(), &error);
+  if (options != nullptr) {
+    PQconninfoFree(options);
+    return absl::OkStatus();
+  }
+  // libpq quotes the offending part, which may be (part of) the password: only what comes
+  // before the first quote or colon is told.
+  std::string reason = error != nullptr ? error : "out of memory";
+  PQfreemem(error);
+  reason = std::string(absl::StripAsciiWhitespace(reason.substr(0, reason.find_first_of(":\""))));
+  return absl::InvalidArgumentError(
+      absl::StrCat("database_url is not a valid PostgreSQL URL (", reason, ")"));
+}
 
 PoolOptions StorageOptions::pool_options() const {
   return PoolOptions{.url = database_url, .size = static_cast<int>(database_pool_size)};
@@ -34,6 +54,7 @@ absl::Status StorageOptions::Validate() const {
     return absl::InvalidArgumentError(
         "database_url must be a postgresql:// URL (required with store=postgres)");
   }
+  if (postgres()) RETURN_IF_ERROR(CheckDatabaseUrl(database_url));
   if (database_pool_size < 1) {
     return absl::InvalidArgumentError("database_pool_size must be positive");
   }

@@ -35,6 +35,10 @@ struct StorageOptions {
   absl::Status Validate() const;
 };
 
+// OK when libpq can parse `url`; otherwise INVALID_ARGUMENT saying why without quoting any of
+// it (it may hold a password).
+absl::Status CheckDatabaseUrl(const std::string& url);
+
 // With store=postgres, brings `schema` up to `migrations` (ApplyMigrations), or with
 // apply_migrations=false only checks that it is (CheckMigrations). Returns true when the
 // process has nothing more to do (migrate_only). Does nothing with store=memory.
