@@ -8,6 +8,14 @@
 
 namespace policy::edge {
 
+std::string DecisionEntryId(absl::string_view request_id) {
+  return absl::StrCat(kDecisionEntryPrefix, request_id);
+}
+
+std::string UsageEntryId(absl::string_view request_id) {
+  return absl::StrCat(kUsageEntryPrefix, request_id);
+}
+
 absl::Status CheckRequestId(absl::string_view id, absl::string_view field, size_t max_bytes) {
   if (id.size() > max_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": at most ", max_bytes, " bytes"));

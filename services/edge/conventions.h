@@ -15,9 +15,17 @@ namespace policy::edge {
 // The most tokens one request may be estimated (or reported) to use.
 inline constexpr int64_t kMaxEstimatedTokens = 10'000'000;
 
-// A decision's request id: its usage is recorded in the ledger under "usage:" and the id,
-// within the ledger's 128 bytes.
-inline constexpr size_t kMaxDecisionRequestIdBytes = 128 - 6;
+// The ledger request ids of the decision a caller asked for under `request_id` and of its
+// usage. Every id a caller chooses is recorded behind one of these prefixes, which no
+// service's own records use ("keys:...", "authz:...", ...): a caller cannot take the id
+// under which a key's revocation or a member's removal is to be recorded.
+inline constexpr absl::string_view kDecisionEntryPrefix = "decision:";
+inline constexpr absl::string_view kUsageEntryPrefix = "usage:";
+std::string DecisionEntryId(absl::string_view request_id);
+std::string UsageEntryId(absl::string_view request_id);
+
+// A decision's request id, with the longer prefix, within the ledger's 128 bytes.
+inline constexpr size_t kMaxDecisionRequestIdBytes = 128 - kDecisionEntryPrefix.size();
 
 // A caller's request id: at most `max_bytes` of [A-Za-z0-9_.:-]; INVALID_ARGUMENT naming
 // `field` otherwise.

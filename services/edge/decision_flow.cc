@@ -223,7 +223,7 @@ class DecideFlow final : public Flow {
     entry->set_model(request_->model());
     entry->set_tokens(request_->estimated_tokens());
     entry->set_outcome(allow ? audit::v1::OUTCOME_SUCCESS : audit::v1::OUTCOME_BLOCKED);
-    entry->set_request_id(request_id_);
+    entry->set_request_id(DecisionEntryId(request_id_));
     entry->set_content_hash(ContentHash());
     auto& metadata = *entry->mutable_metadata();
     metadata["key_id"] = key.key_id();
@@ -357,7 +357,7 @@ class ReportUsageFlow final : public Flow {
     auto* get = New<audit::v1::GetEntryRequest>(arena_);
     get->mutable_ledger()->set_project(key.project());
     get->mutable_ledger()->set_environment(EnvironmentName(key.environment()));
-    get->set_request_id(request_->request_id());
+    get->set_request_id(DecisionEntryId(request_->request_id()));
     decision_ = New<audit::v1::GetEntryResponse>(arena_);
     downstream_->GetEntry(NewContext(), get, decision_,
                           [this](Status s) { OnDecision(std::move(s)); });
@@ -404,7 +404,9 @@ class ReportUsageFlow final : public Flow {
     usage->set_project(key.project());
     usage->set_estimated_tokens(decision.tokens());
     usage->set_actual_tokens(request_->actual_tokens());
-    usage->set_request_id(request_->request_id());
+    // Applied once per decision: its ledger entry names it across every project, where a
+    // caller's request id names it only within the project's ledger.
+    usage->set_request_id(AuditIdOf(decision));
     usage_ = New<authz::v1::ReportUsageResponse>(arena_);
 
     auto* append = New<audit::v1::AppendRequest>(arena_);
@@ -419,7 +421,7 @@ class ReportUsageFlow final : public Flow {
     entry->set_outcome(request_->outcome() == v1::UPSTREAM_OUTCOME_SUCCESS
                            ? audit::v1::OUTCOME_SUCCESS
                            : audit::v1::OUTCOME_ERROR);
-    entry->set_request_id(absl::StrCat("usage:", request_->request_id()));
+    entry->set_request_id(UsageEntryId(request_->request_id()));
     auto& metadata = *entry->mutable_metadata();
     metadata["key_id"] = key.key_id();
     if (!endpoint_.empty()) metadata["endpoint"] = endpoint_;

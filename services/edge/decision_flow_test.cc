@@ -220,7 +220,8 @@ TEST_F(DecisionFlowTest, AllowsWithRedactedMessagesEndpointHeadersAndALedgerEntr
   EXPECT_EQ(entry.actor(), "alice@example.com");
   EXPECT_EQ(entry.project(), "support-eu");
   EXPECT_EQ(entry.environment(), "production");
-  EXPECT_EQ(entry.request_id(), "req-1");
+  // Behind "decision:", where no service records its own events (say, "keys:key_revoked:...").
+  EXPECT_EQ(entry.request_id(), "decision:req-1");
   EXPECT_EQ(entry.tokens(), 500);
   EXPECT_EQ(entry.metadata().at("endpoint"), "azure-westeurope");
   EXPECT_EQ(entry.metadata().at("pii_counts"), "EMAIL_ADDRESS=1");
@@ -250,7 +251,7 @@ TEST_F(DecisionFlowTest, DrawsARequestIdWhenNoneIsGiven) {
   Result r = Decide();
   ASSERT_TRUE(r.status.ok());
   EXPECT_THAT(r.response.request_id(), HasSubstr("edge-"));
-  EXPECT_EQ(fake_.append_request.entry().request_id(), r.response.request_id());
+  EXPECT_EQ(fake_.append_request.entry().request_id(), "decision:" + r.response.request_id());
   Result again = Decide();
   EXPECT_NE(again.response.request_id(), r.response.request_id());
 }
@@ -511,10 +512,10 @@ TEST_F(DecisionFlowTest, BadInputNamesTheField) {
   request_.set_request_id("PSK_ADMIN_stolen");
   r = Decide();
   EXPECT_THAT(r.status.error_message(), HasSubstr("request_id: holds what looks like an API key"));
-  // Usage is recorded under "usage:" and the id: a decision's id leaves room for that.
-  request_.set_request_id(std::string(123, 'r'));
+  // Recorded under "decision:" and the id: the id leaves room for that.
+  request_.set_request_id(std::string(120, 'r'));
   r = Decide();
-  EXPECT_THAT(r.status.error_message(), HasSubstr("request_id: at most 122 bytes"));
+  EXPECT_THAT(r.status.error_message(), HasSubstr("request_id: at most 119 bytes"));
   request_.set_request_id("ok");
   request_.mutable_messages(0)->set_role(std::string(65, 'u'));
   r = Decide();
@@ -554,10 +555,13 @@ class ReportUsageFlowTest : public DecisionFlowTest {
     fake_.usage_response.set_adjusted_tokens(-180);
     // The decision, as the ledger holds it.
     audit::v1::Entry* decision = fake_.get_entry_response.mutable_entry();
+    decision->mutable_ledger()->set_project("support-eu");
+    decision->mutable_ledger()->set_environment("production");
+    decision->set_index(40);
     decision->set_action(audit::v1::ACTION_DECISION_ALLOW);
     decision->set_model("gpt-4o");
     decision->set_tokens(500);
-    decision->set_request_id("req-1");
+    decision->set_request_id("decision:req-1");
     (*decision->mutable_metadata())["key_id"] = "key-1";
     (*decision->mutable_metadata())["endpoint"] = "azure-westeurope";
   }
@@ -583,7 +587,9 @@ TEST_F(ReportUsageFlowTest, ReconcilesFeedsHealthAndRecords) {
   EXPECT_EQ(response.adjusted_tokens(), -180);
   EXPECT_EQ(response.audit_id(), "support-eu/production/41");
   EXPECT_EQ(fake_.usage_request.actual_tokens(), 320);
-  EXPECT_EQ(fake_.usage_request.request_id(), "req-1");
+  // authz applies the report once per decision, named by its ledger entry: the same request
+  // id in another project is another decision.
+  EXPECT_EQ(fake_.usage_request.request_id(), "support-eu/production/40");
   EXPECT_EQ(fake_.usage_request.principal().id(), "alice@example.com");
   EXPECT_TRUE(fake_.outcome_request.success());
   EXPECT_EQ(fake_.outcome_request.latency().nanos(), 450'000'000);
@@ -600,7 +606,7 @@ TEST_F(ReportUsageFlowTest, TheDecisionNotTheCallerSaysWhatWasReservedAndWhere) 
   ASSERT_TRUE(Report(&response).ok());
   EXPECT_EQ(fake_.get_entry_request.ledger().project(), "support-eu");
   EXPECT_EQ(fake_.get_entry_request.ledger().environment(), "production");
-  EXPECT_EQ(fake_.get_entry_request.request_id(), "req-1");
+  EXPECT_EQ(fake_.get_entry_request.request_id(), "decision:req-1");
   EXPECT_EQ(fake_.usage_request.estimated_tokens(), 500);
   EXPECT_EQ(fake_.outcome_request.endpoint_id(), "azure-westeurope");
   EXPECT_EQ(fake_.append_request.entry().metadata().at("endpoint"), "azure-westeurope");
@@ -694,11 +700,11 @@ TEST_F(ReportUsageFlowTest, UnknownEndpointAndFailures) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("reported before with other usage"));
   fake_.usage_status = grpc::Status::OK;
-  // Recorded as "usage:" and the id: the id leaves room for the prefix.
-  usage_.set_request_id(std::string(123, 'r'));
+  // A decision's id: no longer than one.
+  usage_.set_request_id(std::string(120, 'r'));
   s = Report(&response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(s.error_message(), HasSubstr("at most 122 bytes"));
+  EXPECT_THAT(s.error_message(), HasSubstr("at most 119 bytes"));
   usage_.clear_request_id();
   s = Report(&response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);

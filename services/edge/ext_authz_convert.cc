@@ -270,11 +270,6 @@ absl::Status DecideRequestFromCheck(const auth::CheckRequest& check, v1::DecideR
   if (const std::string* residency = Header(http, "x-policy-residency")) {
     if (absl::Status s = ReadResidency(*residency, out); !s.ok()) return s;
   }
-  if (const std::string* id = Header(http, "x-request-id");
-      id != nullptr && !id->empty() &&
-      CheckRequestId(*id, "x-request-id", kMaxDecisionRequestIdBytes).ok()) {
-    out->set_request_id(*id);
-  }
   return ReadBody(http.body().empty() ? absl::string_view(http.raw_body()) : http.body(), out);
 }
 

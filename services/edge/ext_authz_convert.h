@@ -17,8 +17,9 @@ namespace policy::edge {
 //    256); every other string in the body (and the keys of objects nested in it) becomes one
 //    more message, role "body", so that what Envoy forwards unchanged is checked for personal data
 //    throughout;
-//  - "x-policy-residency": eu, us, apac or global (absent: none required);
-//  - "x-request-id" when it is a valid request id.
+//  - "x-policy-residency": eu, us, apac or global (absent: none required).
+// Each check is a call of its own, charged and recorded as such: the decision's request id is
+// the edge's, never the client's "x-request-id" (which a client may repeat at will).
 // The estimated tokens are the completion's limit plus a quarter of the prompt's bytes.
 // INVALID_ARGUMENT naming what is wrong with the body or a header.
 absl::Status DecideRequestFromCheck(const envoy::service::auth::v3::CheckRequest& check,

@@ -145,12 +145,16 @@ class EdgeProcessTest(unittest.TestCase):
     def decide(self, key=None, timeout=10, **kw):
         return edge().Decide(es.decide_request(key or self.bob, **kw), timeout=timeout)
 
-    def ledger_entry(self, request_id, project="support-eu", environment="production"):
+    def ledger_entries(self, project="support-eu", environment="production"):
         audit = audit_pb2_grpc.AuditServiceStub(P["audit"].channel)
-        page = audit.QueryEntries(audit_pb2.QueryEntriesRequest(
+        return audit.QueryEntries(audit_pb2.QueryEntriesRequest(
             ledger=audit_pb2.LedgerRef(project=project, environment=environment),
-            page_size=1000, requested_by="e2e-auditor"), timeout=10)
-        found = [e for e in page.entries if e.request_id == request_id]
+            page_size=1000, requested_by="e2e-auditor"), timeout=10).entries
+
+    def ledger_entry(self, request_id, project="support-eu", environment="production"):
+        """The ledger entry of the decision made under `request_id`."""
+        found = [e for e in self.ledger_entries(project, environment)
+                 if e.request_id == "decision:" + request_id]
         self.assertEqual(len(found), 1, f"one ledger entry for {request_id}")
         return found[0]
 
@@ -191,6 +195,30 @@ class EdgeProcessTest(unittest.TestCase):
         # A retry with the same request id is recorded once.
         again = self.decide(request_id=request_id)
         self.assertEqual(again.audit_id, r.audit_id)
+
+    def test_a_callers_request_id_cannot_take_the_id_of_a_keys_revocation(self):
+        # keys records a revocation as "keys:key_revoked:<key id>", and the key id is in the
+        # secret: its holder asks for a decision under that id before the key is revoked.
+        admin = SUITE.admin()
+        alice = es.bearer(SUITE.new_admin_key("alice"))
+        created = admin.CreateKey(keys_pb2.CreateKeyRequest(
+            request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
+            owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id="bob"),
+            project="support-eu", environment=keys_pb2.ENVIRONMENT_PRODUCTION,
+            scopes=["chat.completions"]), metadata=alice, timeout=10)
+        revocation_id = f"keys:key_revoked:{created.key.key_id}"
+        r = self.decide(key=created.secret, request_id=revocation_id)
+        self.assertEqual(r.verdict, E.VERDICT_ALLOW, r.message)
+        admin.RevokeKey(keys_pb2.RevokeKeyRequest(key_id=created.key.key_id, reason="compromised"),
+                        metadata=alice, timeout=10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            actions = {e.request_id: e.action for e in self.ledger_entries()}
+            if revocation_id in actions:
+                break
+            time.sleep(0.2)
+        self.assertEqual(actions.get(revocation_id), audit_pb2.ACTION_KEY_REVOKED)
+        self.assertEqual(actions.get("decision:" + revocation_id), audit_pb2.ACTION_DECISION_ALLOW)
 
     def test_a_key_that_does_not_verify_is_unauthenticated_whatever_the_reason(self):
         forged = "psk_proj_" + "A" * 66
@@ -320,11 +348,14 @@ class EdgeProcessTest(unittest.TestCase):
         started = time.monotonic()
         self.assertEqual(self.envoy_check(deep).denied_response.status.code, 400)
         self.assertLess(time.monotonic() - started, 2)
-        # A request id reused for another body is a conflict, not a failed check.
+        # Each check is a call of its own, charged and recorded, whatever x-request-id the
+        # client repeats (a repeat must not pass as a free retry of the first).
         request_id = str(uuid.uuid4())
-        self.assertEqual(self.envoy_check(clean, request_id=request_id).status.code, 0)
-        conflict = self.envoy_check(clean.replace("refund", "return"), request_id=request_id)
-        self.assertEqual(conflict.denied_response.status.code, 409, conflict)
+        first = self.envoy_check(clean, request_id=request_id)
+        second = self.envoy_check(clean, request_id=request_id)
+        audit_ids = [{h.header.key: h.header.value for h in c.ok_response.headers}
+                     ["x-policy-audit-id"] for c in (first, second)]
+        self.assertNotEqual(audit_ids[0], audit_ids[1])
 
     def test_admin_api_needs_an_admin_key_and_a_role(self):
         admin = SUITE.admin()
@@ -1072,12 +1103,12 @@ class EdgeProcessTest(unittest.TestCase):
         ledger = ("--project=support-eu", "--environment=production")
 
         def proved():
-            r = policyctl("audit", "prove", *ledger, f"--request_id={decision.request_id}",
-                          "--output=json")
+            r = policyctl("audit", "prove", *ledger,
+                          f"--request_id=decision:{decision.request_id}", "--output=json")
             return r if r.returncode == 0 else None
         proof = json.loads(pt.wait_until(proved, timeout=30, message="a checkpoint covers it")
                            .stdout)
-        self.assertEqual(proof["entry"]["request_id"], decision.request_id)
+        self.assertEqual(proof["entry"]["request_id"], "decision:" + decision.request_id)
         checkpoint = policyctl("audit", "checkpoint", *ledger, "--output=json")
         self.assertEqual(checkpoint.returncode, 0, checkpoint.stderr)
         self.assertGreaterEqual(int(json.loads(checkpoint.stdout)["checkpoint"]["tree_size"]),
@@ -1093,7 +1124,7 @@ class EdgeProcessTest(unittest.TestCase):
             return r if {"ACTION_MEMBER_ADDED", "ACTION_KEY_CREATED"} <= actions else None
         mine = pt.wait_until(exported, timeout=15, message="the records naming the subject")
         entries = [json.loads(line) for line in mine.stdout.splitlines()]
-        self.assertIn(decision.request_id, [e.get("request_id") for e in entries])
+        self.assertIn("decision:" + decision.request_id, [e.get("request_id") for e in entries])
         self.assertTrue(all(subject in (e.get("actor"), e.get("subject")) for e in entries))
 
         # Erasure is the owners': a reader may read, not forget.
