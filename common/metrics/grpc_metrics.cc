@@ -3,11 +3,29 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "google/protobuf/descriptor.h"
 
 namespace policy::metrics {
 namespace {
+
+// "<service>/<method>" (from "/<service>/<method>"), split.
+std::pair<absl::string_view, absl::string_view> SplitMethod(absl::string_view full_method) {
+  absl::ConsumePrefix(&full_method, "/");
+  const size_t slash = full_method.find('/');
+  if (slash == absl::string_view::npos) return {full_method, ""};
+  return {full_method.substr(0, slash), full_method.substr(slash + 1)};
+}
+
+bool KnownMethod(absl::string_view service, absl::string_view method) {
+  if (service == "grpc.health.v1.Health") return method == "Check" || method == "Watch";
+  if (service.empty() || method.empty()) return false;
+  return google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(
+             absl::StrCat(service, ".", method)) != nullptr;
+}
 
 constexpr int kCodes = 17;  // grpc::StatusCode OK .. UNAUTHENTICATED
 
@@ -103,7 +121,8 @@ GrpcMethodMetrics::GrpcMethodMetrics(prometheus::Registry& registry, absl::strin
                                "application-level handled by the server."
                              : "Histogram of response latency (seconds) of the gRPC until it is "
                                "finished by the application.")
-                   .Register(registry)) {}
+                   .Register(registry)),
+      only_known_methods_(side == "server") {}
 
 GrpcMethodMetrics::~GrpcMethodMetrics() = default;
 
@@ -119,16 +138,18 @@ GrpcMethodMetrics::Method* GrpcMethodMetrics::ForMethod(const char* full_method,
     auto it = methods_.find(name);
     if (it != methods_.end()) return it->second.get();
   }
+  auto [service, method] = SplitMethod(name);
+  if (only_known_methods_ && !KnownMethod(service, method)) {
+    // One slot per type for every unknown method; its key cannot be a method's ("/a/b").
+    name = type;
+    service = method = "unknown";
+  }
   absl::MutexLock lock(&mu_);
   auto& slot = methods_[name];
   if (slot != nullptr) return slot.get();
-  absl::string_view trimmed = name.empty() || name[0] != '/' ? name : name.substr(1);
-  size_t slash = trimmed.find('/');
-  std::map<std::string, std::string> labels = {
-      {"grpc_type", type},
-      {"grpc_service", std::string(trimmed.substr(0, slash))},
-      {"grpc_method",
-       slash == absl::string_view::npos ? "" : std::string(trimmed.substr(slash + 1))}};
+  std::map<std::string, std::string> labels = {{"grpc_type", type},
+                                               {"grpc_service", std::string(service)},
+                                               {"grpc_method", std::string(method)}};
   slot = std::make_unique<Method>();
   slot->handled_family = &handled_;
   slot->labels = labels;

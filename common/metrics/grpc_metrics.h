@@ -31,7 +31,10 @@ class GrpcMethodMetrics {
 
   struct Method;
   // The metrics of one method, created on first use. `full_method` is "/pkg.Service/Method",
-  // `type` one of unary, client_stream, server_stream, bidi_stream.
+  // `type` one of unary, client_stream, server_stream, bidi_stream. On the server side a
+  // method this binary does not know (no descriptor of it is linked in, and it is not
+  // grpc.health.v1.Health's) is counted as grpc_service="unknown", grpc_method="unknown":
+  // callers naming made-up paths do not add series.
   Method* ForMethod(const char* full_method, const char* type);
   static void Started(Method* method);
   static void Received(Method* method);
@@ -47,6 +50,7 @@ class GrpcMethodMetrics {
   prometheus::Family<prometheus::Counter>& received_;
   prometheus::Family<prometheus::Counter>& sent_;
   prometheus::Family<prometheus::Histogram>& seconds_;
+  const bool only_known_methods_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<Method>> methods_ ABSL_GUARDED_BY(mu_);
 };
