@@ -21,10 +21,10 @@ constexpr size_t kMaxRequestIdBytes = 128;
 // reusing the id.
 std::string UsageFingerprint(const UsageReport& report) {
   const CheckRequest& who = report.who;
-  return absl::BytesToHexString(crypto::Sha256(
-      absl::StrCat(static_cast<int>(who.principal_kind), ":", who.principal_id.size(), ":",
-                   who.principal_id, ":", who.project.size(), ":", who.project, ":",
-                   report.estimated_tokens, ":", report.actual_tokens)));
+  return absl::BytesToHexString(crypto::Sha256(absl::StrCat(
+      static_cast<int>(who.principal_kind), ":", who.principal_id.size(), ":", who.principal_id,
+      ":", who.project.size(), ":", who.project, ":", report.estimated_tokens, ":",
+      report.actual_tokens, report.refund_request ? ":refund_request" : "")));
 }
 
 // The buckets an API request counts against, and the names callers see for them. Bucket keys
@@ -47,7 +47,8 @@ struct Charges {
 int64_t Rpm(int64_t limit) { return std::min(limit, kMaxRpmLimit); }
 int64_t Tpm(int64_t limit) { return std::min(limit, kMaxTpmLimit); }
 
-// `tokens` for the token buckets (0 leaves them out); `requests` for the request buckets.
+// `tokens` for the token buckets, `requests` for the request buckets (0 leaves them out;
+// negative gives units back).
 Charges ChargesFor(const OrgSnapshot& org, const CheckRequest& check, int64_t requests,
                    int64_t tokens) {
   Charges charges;
@@ -178,6 +179,10 @@ absl::StatusOr<UsageReconciliation> Authorizer::ReportUsage(const UsageReport& r
     return absl::InvalidArgumentError(absl::StrCat(
         "estimated_tokens and actual_tokens: more than the maximum of ", kMaxTpmLimit));
   }
+  if (report.refund_request && report.actual_tokens != 0) {
+    return absl::InvalidArgumentError(
+        "actual_tokens must be 0 with refund_request: the request was not sent to the model");
+  }
   const CheckRequest& who = report.who;
   RETURN_IF_ERROR(ids::ValidateProjectId(who.project, "project"));
   ASSIGN_OR_RETURN(OrgView view, cache_->Current());
@@ -185,7 +190,7 @@ absl::StatusOr<UsageReconciliation> Authorizer::ReportUsage(const UsageReport& r
     return absl::NotFoundError(absl::StrCat("no project ", Quoted(who.project)));
   }
   const int64_t delta = report.actual_tokens - report.estimated_tokens;
-  const Charges charges = ChargesFor(*view.snapshot, who, 0, delta);
+  const Charges charges = ChargesFor(*view.snapshot, who, report.refund_request ? -1 : 0, delta);
   ASSIGN_OR_RETURN(BucketStore::ReportOutcome outcome,
                    limiter_->Reconcile(report.request_id, UsageFingerprint(report), charges.buckets,
                                        clock_->Now()));

@@ -43,6 +43,9 @@ struct UsageReport {
   CheckRequest who;  // The principal and project (other fields unused).
   int64_t estimated_tokens = 0;
   int64_t actual_tokens = 0;
+  // The request was never sent to the model: the request unit its check reserved comes back
+  // too. Requires actual_tokens == 0.
+  bool refund_request = false;
 };
 
 struct UsageReconciliation {
@@ -68,7 +71,8 @@ class Authorizer {
   absl::StatusOr<Authorization> Authorize(const AuthorizeRequest& request);
 
   // Reconciles a request's estimated tokens with the actual ones, on the same token buckets
-  // the check charged, once per `request_id` (at most 128 bytes) across every replica for
+  // the check charged, and with refund_request gives back the unit the check took from each
+  // request bucket; once per `request_id` (at most 128 bytes) across every replica for
   // kReportRetention: a retry with the same id changes nothing and says so (duplicate);
   // the same id with other usage is ALREADY_EXISTS.
   absl::StatusOr<UsageReconciliation> ReportUsage(const UsageReport& report);

@@ -182,7 +182,7 @@ grpc::ServerUnaryReactor* AuthzService::ReportUsage(grpc::CallbackServerContext*
     if (!who.ok()) return ToGrpc(who.status());
     absl::StatusOr<UsageReconciliation> reconciled = authorizer_->ReportUsage(
         UsageReport{request->request_id(), *std::move(who), request->estimated_tokens(),
-                    request->actual_tokens()});
+                    request->actual_tokens(), request->refund_request()});
     if (!reconciled.ok()) return ToGrpc(reconciled.status());
     response->set_adjusted_tokens(reconciled->adjusted_tokens);
     response->set_duplicate(reconciled->duplicate);

@@ -369,6 +369,27 @@ TEST_P(BucketStoreConformanceTest, ALimiterAtTheLargestLimitsAdmitsAndDenies) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// A request the model never saw gives back, once, the unit it took from each request bucket
+// and the tokens it reserved: what authz's ReportUsage with refund_request sends.
+TEST_P(BucketStoreConformanceTest, ARequestUnitGivenBackIsAdmittedOnceMore) {
+  RateLimiter limiter(store_);
+  const std::vector<BucketCharge> request = {{"p/r", 2, 1}, {"m/r", 1, 1}, {"p/t", 100, 10}};
+  const std::vector<BucketCharge> refund = {{"p/r", 2, -1}, {"m/r", 1, -1}, {"p/t", 100, -10}};
+  ASSERT_TRUE(limiter.Acquire(request, kT0)->allowed);
+  absl::StatusOr<LimitDecision> denied = limiter.Acquire(request, kT0);
+  ASSERT_TRUE(denied.ok()) << denied.status();
+  EXPECT_FALSE(denied->allowed);
+  EXPECT_EQ(denied->limiting_key, "m/r");
+
+  ASSERT_EQ(*limiter.Reconcile("refund-1", "f", refund, kT0), BucketStore::ReportOutcome::kApplied);
+  EXPECT_EQ(Level("m/r", 1, kT0), 1);
+  EXPECT_TRUE(limiter.Acquire(request, kT0)->allowed);
+  ASSERT_EQ(*limiter.Reconcile("refund-1", "f", refund, kT0),
+            BucketStore::ReportOutcome::kDuplicate);
+  EXPECT_EQ(Level("m/r", 1, kT0), 0);
+  EXPECT_FALSE(limiter.Acquire(request, kT0)->allowed);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Stores, BucketStoreConformanceTest,
     ::testing::Values(std::make_pair(std::string("memory"), BackendFactory(MakeMemory)),

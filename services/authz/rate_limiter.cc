@@ -335,6 +335,8 @@ absl::StatusOr<BucketStore::ReportOutcome> RateLimiter::Reconcile(
   if (outcome == BucketStore::ReportOutcome::kApplied) {
     absl::MutexLock lock(&mu_);
     for (const BucketCharge& d : store_deltas) {
+      // Units given back: the store no longer finds the bucket short on this replica's word.
+      if (d.units > 0) short_until_.erase(d.key);
       auto it = leases_.find(d.key);
       if (it == leases_.end()) continue;
       const double limit = static_cast<double>(d.per_minute);

@@ -140,9 +140,10 @@ class RateLimiter {
   absl::StatusOr<LimitDecision> Acquire(const std::vector<BucketCharge>& charges, absl::Time now);
 
   // After the call: `deltas[i].units` is actual minus estimated for bucket deltas[i].key;
-  // positive charges more (debt), negative refunds. Idempotent on `report_id` (see
-  // BucketStore::AdjustOnce); UNAVAILABLE when the store cannot be reached, and then
-  // nothing was charged, so the caller may retry with the same id.
+  // positive charges more (debt), negative refunds (and ends this replica's denial from
+  // memory of that bucket). Idempotent on `report_id` (see BucketStore::AdjustOnce);
+  // UNAVAILABLE when the store cannot be reached, and then nothing was charged, so the
+  // caller may retry with the same id.
   absl::StatusOr<BucketStore::ReportOutcome> Reconcile(const std::string& report_id,
                                                        const std::string& fingerprint,
                                                        const std::vector<BucketCharge>& deltas,

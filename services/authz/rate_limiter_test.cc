@@ -397,6 +397,20 @@ TEST_F(RateLimiterTest, RefundAllowsMore) {
   EXPECT_EQ(allowed->remaining[0].remaining, 20);
 }
 
+TEST_F(RateLimiterTest, ARefundEndsTheDenialFromMemory) {
+  const BucketCharge member{"member/alice/p1/rpm", 6, 1};  // 1 per 10 seconds.
+  Drain(store_.inner, member.key, 6, 6, kT0);
+  ASSERT_FALSE(limiter_.Acquire({member}, kT0)->allowed);
+  ASSERT_FALSE(Decide(limiter_, {member}, kT0).allowed);  // From memory.
+  // A request unit given back (its request never reached the model): the next decision asks
+  // the store, which has the unit again, instead of denying for the rest of the lease life.
+  ASSERT_EQ(*limiter_.Reconcile("refund-1", "f", {{member.key, 6, -1}}, kT0),
+            BucketStore::ReportOutcome::kApplied);
+  EXPECT_EQ(Level(store_.inner, member.key, 6, kT0), 1);
+  EXPECT_TRUE(Decide(limiter_, {member}, kT0).allowed);
+  EXPECT_FALSE(Decide(limiter_, {member}, kT0).allowed);
+}
+
 TEST_F(RateLimiterTest, AReportIsAppliedOncePerId) {
   const std::vector<BucketCharge> extra = {{"tpm", 1000, 300}, {"p/tpm", 5000, 300}};
   ASSERT_EQ(*limiter_.Reconcile("req-1", "f1", extra, kT0), BucketStore::ReportOutcome::kApplied);

@@ -271,10 +271,11 @@ class DecideFlow final : public Flow {
 
   // A decision that authz allowed (reserving its budget) but that is not answered ALLOW, or
   // that the ledger already held (a retry: the first attempt's reservation is the one its
-  // usage report settles), gives the estimated tokens back: authz is told the call used
-  // none. Not when the ledger may have recorded it after all (its append failed with an
-  // unknown outcome: a retry would find it, and give its own reservation back). Best effort,
-  // off the answer's path, under a report id of this attempt's own.
+  // usage report settles), gives its whole reservation back: authz is told the request never
+  // reached the model (refund_request), so its request unit and its estimated tokens return.
+  // Not when the ledger may have recorded it after all (its append failed with an unknown
+  // outcome: a retry would find it, and give its own reservation back). Best effort, off the
+  // answer's path, under a report id of this attempt's own.
   void BeforeAnswer(const Status& status) override {
     const bool reserved =
         check_ != nullptr && check_status_.ok() && check_->verdict() == authz::v1::VERDICT_ALLOW;
@@ -282,9 +283,7 @@ class DecideFlow final : public Flow {
     const bool retried = status.ok() && appended_ != nullptr && appended_->duplicate();
     const bool maybe_recorded =
         appended_ != nullptr && !append_status_.ok() && !Refused(append_status_.error_code());
-    if (!reserved || (allowed && !retried) || maybe_recorded || request_->estimated_tokens() == 0) {
-      return;
-    }
+    if (!reserved || (allowed && !retried) || maybe_recorded) return;
     absl::StatusOr<std::string> refund_id = ledger::NewRequestId("refund:");
     if (!refund_id.ok()) return;  // No id of its own: the budget comes back as its window ends.
     struct Refund {
@@ -299,6 +298,7 @@ class DecideFlow final : public Flow {
     refund->request.set_project(key.project());
     refund->request.set_estimated_tokens(request_->estimated_tokens());
     refund->request.set_actual_tokens(0);
+    refund->request.set_refund_request(true);
     refund->request.set_request_id(*std::move(refund_id));
     client::SetDeadline(refund->context, absl::Now() + kRefundTimeout);
     downstream_->ReportUsage(&refund->context, &refund->request, &refund->response,

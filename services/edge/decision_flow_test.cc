@@ -381,16 +381,30 @@ TEST_F(DecisionFlowTest, BudgetReservedForARequestNotAllowedIsGivenBack) {
   // Allowed: the budget stays spent, nothing reported.
   ASSERT_TRUE(Decide().status.ok());
   EXPECT_THAT(fake_.calls(), Not(Contains("authz.ReportUsage")));
-  // Allowed by authz, then blocked by the content: the estimate is refunded.
+  // Allowed by authz, then blocked by the content: the request unit and the estimate are
+  // refunded.
   fake_.redact_response.mutable_report()->set_blocked(true);
   ASSERT_EQ(Decide().response.reason(), "PII_BLOCKED");
   EXPECT_THAT(fake_.calls(), Contains("authz.ReportUsage"));
+  EXPECT_TRUE(fake_.usage_request.refund_request());
   EXPECT_EQ(fake_.usage_request.estimated_tokens(), 500);
   EXPECT_EQ(fake_.usage_request.actual_tokens(), 0);
   EXPECT_EQ(fake_.usage_request.principal().id(), "alice@example.com");
   EXPECT_EQ(fake_.usage_request.project(), "support-eu");
   EXPECT_THAT(fake_.usage_request.request_id(), HasSubstr("refund:"));
   EXPECT_LE(fake_.usage_request.request_id().size(), 128u);
+}
+
+TEST_F(DecisionFlowTest, ARequestUnitIsGivenBackWhenNoTokensWereEstimated) {
+  request_.set_estimated_tokens(0);
+  fake_.route_response.Clear();
+  fake_.route_response.set_decision(region::v1::DECISION_BLOCKED);
+  fake_.route_response.set_reason("NO_COMPLIANT_REGION: no healthy endpoint for residency eu");
+  ASSERT_EQ(Decide().response.reason(), "NO_COMPLIANT_REGION");
+  EXPECT_THAT(fake_.calls(), Contains("authz.ReportUsage"));
+  EXPECT_TRUE(fake_.usage_request.refund_request());
+  EXPECT_EQ(fake_.usage_request.estimated_tokens(), 0);
+  EXPECT_EQ(fake_.usage_request.actual_tokens(), 0);
 }
 
 TEST_F(DecisionFlowTest, ARetriedDecisionGivesBackWhatItReservedAgain) {
@@ -402,6 +416,7 @@ TEST_F(DecisionFlowTest, ARetriedDecisionGivesBackWhatItReservedAgain) {
   ASSERT_TRUE(first.status.ok());
   EXPECT_EQ(first.response.verdict(), v1::VERDICT_ALLOW);
   EXPECT_THAT(fake_.calls(), Contains("authz.ReportUsage"));
+  EXPECT_TRUE(fake_.usage_request.refund_request());
   EXPECT_EQ(fake_.usage_request.estimated_tokens(), 500);
   EXPECT_EQ(fake_.usage_request.actual_tokens(), 0);
   const std::string refund_id = fake_.usage_request.request_id();
@@ -587,6 +602,7 @@ TEST_F(ReportUsageFlowTest, ReconcilesFeedsHealthAndRecords) {
   EXPECT_EQ(response.adjusted_tokens(), -180);
   EXPECT_EQ(response.audit_id(), "support-eu/production/41");
   EXPECT_EQ(fake_.usage_request.actual_tokens(), 320);
+  EXPECT_FALSE(fake_.usage_request.refund_request());  // The call reached the model.
   // authz applies the report once per decision, named by its ledger entry: the same request
   // id in another project is another decision.
   EXPECT_EQ(fake_.usage_request.request_id(), "support-eu/production/40");

@@ -512,6 +512,18 @@ class RateLimitTest(unittest.TestCase):
                 actual_tokens=2), timeout=5)
         self.assertEqual(missing.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("request_id", missing.exception.details())
+        # A request given back (refund_request) never reached the model: it used no tokens,
+        # and is other usage than the report of a call.
+        unsent = authz_pb2.ReportUsageRequest(
+            principal=report.principal, project="tokens", estimated_tokens=400,
+            actual_tokens=900, request_id="refund-0001", refund_request=True)
+        e = error_of(stub(A).ReportUsage, unsent, timeout=5)
+        self.assertEqual(e.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("refund_request", e.details())
+        unsent.actual_tokens = 0
+        unsent.request_id = "call-0001"
+        e = error_of(stub(B).ReportUsage, unsent, timeout=5)
+        self.assertEqual(e.code(), grpc.StatusCode.ALREADY_EXISTS)
         too_big = check(A, "mia", "tokens", model="gpt-4o-mini", estimated_tokens=5000)
         self.assertEqual(too_big.reason, "RATE_LIMITED")
         self.assertFalse(too_big.HasField("retry_after"))  # never fits

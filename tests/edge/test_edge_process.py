@@ -1162,6 +1162,34 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(denied[0].reason, "RATE_LIMITED")
         self.assertGreater(denied[0].retry_after.seconds + denied[0].retry_after.nanos, 0)
 
+    def test_retries_and_denials_after_the_check_give_the_request_unit_back(self):
+        # A member of playground of their own: 10 requests a minute.
+        member = f"rita-{uuid.uuid4().hex[:6]}"
+        SUITE.admin().AddMember(authz_pb2.AddMemberRequest(member=authz_pb2.Member(
+            id=member, email=f"{member}@acme.example",
+            grants=[authz_pb2.RoleGrant(role="member", project="playground")])),
+            metadata=es.bearer(SUITE.new_admin_key("alice")), timeout=10)
+        key = new_key(member, "playground", keys_pb2.ENVIRONMENT_SANDBOX)
+
+        def decide(request_id, text="Say hello.", tokens=10):
+            return self.decide(key=key, model="gpt-4o-mini", residency=R.RESIDENCY_UNSPECIFIED,
+                               text=text, tokens=tokens, request_id=request_id)
+
+        # One request retried twice the member's minute over: one decision, one request unit.
+        request_id = f"retry-{uuid.uuid4().hex[:12]}"
+        answers = [decide(request_id) for _ in range(20)]
+        self.assertEqual({(a.verdict, a.audit_id) for a in answers},
+                         {(E.VERDICT_ALLOW, answers[0].audit_id)}, [a.reason for a in answers])
+        # Allowed by authz, then blocked by the content (nothing estimated): never sent to the
+        # model, so the request unit comes back.
+        for i in range(12):
+            blocked = decide(f"blocked-{uuid.uuid4().hex[:12]}", tokens=0,
+                             text="Why does boto reject AKIAIOSFODNN7EXAMPLE in us-east-1?")
+            self.assertEqual(blocked.reason, "PII_BLOCKED", i)
+        # The minute is not used up: a new request is allowed.
+        fresh = decide(f"fresh-{uuid.uuid4().hex[:12]}")
+        self.assertEqual(fresh.verdict, E.VERDICT_ALLOW, (fresh.reason, fresh.message))
+
     def test_usage_reports_feed_health_until_the_eu_fails_over_inside_the_eu(self):
         r = self.decide()
         self.assertEqual(r.endpoint.id, "westeurope")
