@@ -284,6 +284,13 @@ class RegionProcessTest(unittest.TestCase):
                                               state="open") == 1,
                       timeout=5, message="policy_region_breaker_state open = 1")
 
+    def test_a_bad_probe_timeout_stops_the_service_naming_it(self):
+        result = pt.run_binary(pt.service_binary("region"), flags={
+            "probe_timeout": "0s", "store": "memory", "listen": "127.0.0.1:0",
+            "metrics_listen": ""})
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("probe_timeout must be positive and finite", result.stdout + result.stderr)
+
     def test_latency_reports_steer_the_lowest_latency_preference(self):
         ids = self.eu_registry()
         for id_, ms in ((ids["westeurope"], 90), (ids["sweden"], 20)):
