@@ -141,7 +141,7 @@ BreakerState CircuitBreaker::Record(const Outcome& outcome, absl::Time now) {
       break;
     case BreakerState::kHalfOpen:
       if (outcome.success) {
-        Close();
+        Close(now);
       } else {
         ++consecutive_failures_;
         Open(now);
@@ -172,14 +172,26 @@ BreakerSnapshot CircuitBreaker::Snapshot(absl::Time now) const {
     s.half_open_at = opened_at_ + options_.cool_down;
   }
   s.probes_in_flight = ProbesHeld(now);
+  s.closed_at = closed_at_;
   return s;
 }
 
-void CircuitBreaker::Adopt(BreakerState state, absl::Time opened_at, absl::Time now) {
+void CircuitBreaker::Adopt(BreakerState state, absl::Time opened_at, absl::Time closed_at,
+                           absl::Time now) {
   now = Advance(now);
-  if (state == BreakerState::kClosed) return;
+  if (state == BreakerState::kClosed) {
+    closed_at = std::min(closed_at, now);
+    if (closed_at <= closed_at_) return;  // Nothing newer than what is known here.
+    if (state_ != BreakerState::kClosed && opened_at_ < closed_at) {
+      Close(closed_at);
+    } else {
+      closed_at_ = closed_at;
+    }
+    return;
+  }
   opened_at = std::min(opened_at, now);
   if (opened_at + options_.cool_down <= now) return;  // The other's open period has ended.
+  if (opened_at < closed_at_) return;  // A later close (here or adopted) outweighs it.
   // Closed: opened_at_ is InfinitePast. Half-open: its own open period ended before the
   // other's, which therefore wins. Open: the later end wins.
   Open(std::max(opened_at_, opened_at));
@@ -191,9 +203,10 @@ void CircuitBreaker::Open(absl::Time opened_at) {
   probes_.clear();
 }
 
-void CircuitBreaker::Close() {
+void CircuitBreaker::Close(absl::Time closed_at) {
   state_ = BreakerState::kClosed;
   opened_at_ = absl::InfinitePast();
+  closed_at_ = closed_at;
   consecutive_failures_ = 0;
   buckets_.fill(Bucket{});
   probes_.clear();

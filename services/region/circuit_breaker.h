@@ -17,6 +17,7 @@
 //   closed ──(N failures in a row, or failure rate over the window)──▶ open
 //   open ──(cool_down elapsed)──▶ half_open
 //   half_open ──(a success)──▶ closed        half_open ──(a failure)──▶ open (new cool-down)
+//   open or half_open ──(another replica closed after this one last opened; Adopt)──▶ closed
 //
 // Time is never read from a clock: every method takes `now`, so tests drive it by hand. The
 // breaker treats time as non-decreasing: a `now` earlier than the latest `now` passed to a
@@ -89,6 +90,10 @@ struct BreakerSnapshot {
   absl::Time half_open_at = absl::InfinitePast();
   // Half-open: probes admitted and neither reported on nor timed out. 0 otherwise.
   int probes_in_flight = 0;
+  // When the breaker last closed, in any state: the latest of the times a success reported
+  // here closed it and of the peers' closes it adopted (see Adopt). absl::InfinitePast() if it
+  // has never closed.
+  absl::Time closed_at = absl::InfinitePast();
 };
 
 // Not thread-safe by itself (the router's registry guards it); all methods take `now`
@@ -130,17 +135,25 @@ class CircuitBreaker {
   std::optional<absl::Duration> LatencyEwma() const;
 
   // Merges the state another replica (sharing the same database, and so these options)
-  // reported for this endpoint: its breaker is in `state`, last opened at `opened_at`.
+  // reported for this endpoint: its breaker is in `state`, last opened at `opened_at` (when not
+  // closed) and, when closed, closed at `closed_at` (absl::InfinitePast() when unknown). Both
+  // times are taken as at most `now` (a peer's clock running ahead cannot hold this breaker
+  // open for longer than cool_down from now, nor make its close look newer than it can be).
   //
-  // The rule: the more pessimistic of the two wins while the other's open period has not
-  // ended. The other's open period is [opened_at, opened_at + cool_down), with opened_at taken
-  // as at most `now` (a peer's clock running ahead cannot hold this breaker open for longer
-  // than cool_down from now). A closed report, or one whose open period has ended at `now`,
-  // changes nothing: only a success reported to this breaker while half-open closes it.
-  // Otherwise this breaker opens (from closed or half-open, dropping its probes) or stays open,
-  // and turns half-open when the other's open period ends or, if open, at its own period's end
-  // if that is later. Counters, window and latency are kept.
-  void Adopt(BreakerState state, absl::Time opened_at, absl::Time now);
+  // The rule: the latest evidence wins, and between an open and a close at the same time, the
+  // open.
+  //  - A closed report: if this breaker is open or half-open and last opened before
+  //    `closed_at`, it closes as a success reported here would have closed it (resetting
+  //    consecutive failures, window and probes). One that opened at or after `closed_at` is
+  //    left as it is. Either way Snapshot().closed_at becomes at least `closed_at`.
+  //  - An open or half-open report whose open period [opened_at, opened_at + cool_down) has
+  //    ended at `now`, or that opened before the latest close this breaker knows of
+  //    (Snapshot().closed_at: its own or an adopted one), changes nothing. Otherwise the more
+  //    pessimistic of the two wins: this breaker opens (from closed or half-open, dropping
+  //    its probes) or stays open, and turns half-open when the other's open period ends or,
+  //    if open, at its own period's end if that is later. Counters, window and latency are
+  //    kept.
+  void Adopt(BreakerState state, absl::Time opened_at, absl::Time closed_at, absl::Time now);
 
  private:
   // Outcomes recorded in one window bucket: those whose time falls in
@@ -166,7 +179,8 @@ class CircuitBreaker {
   int ProbesHeld(absl::Time now) const;
 
   void Open(absl::Time opened_at);
-  void Close();
+  // REQUIRES: closed_at >= closed_at_.
+  void Close(absl::Time closed_at);
   // Feeds a latency sample to the average when `outcome` carries one.
   void UpdateLatency(const Outcome& outcome);
 
@@ -182,6 +196,8 @@ class CircuitBreaker {
   // Advance makes that explicit.
   BreakerState state_ = BreakerState::kClosed;
   absl::Time opened_at_ = absl::InfinitePast();
+  // The latest close known here, own or adopted; never decreases.
+  absl::Time closed_at_ = absl::InfinitePast();
   absl::Time latest_now_ = absl::InfinitePast();
   int consecutive_failures_ = 0;
   std::array<Bucket, kBreakerWindowBuckets> buckets_;

@@ -371,7 +371,7 @@ TEST(CircuitBreakerTest, TimeEarlierThanTheLatestSeenIsTakenAsTheLatest) {
 TEST(CircuitBreakerAdoptTest, ClosedAdoptsAnOpenPeriodThatHasNotEnded) {
   CircuitBreaker b;
   const absl::Time peer_opened = kT0 - absl::Seconds(10);
-  b.Adopt(BreakerState::kOpen, peer_opened, kT0);
+  b.Adopt(BreakerState::kOpen, peer_opened, absl::InfinitePast(), kT0);
   EXPECT_EQ(b.State(kT0), BreakerState::kOpen);
   EXPECT_FALSE(b.Admit(kT0));
   const BreakerSnapshot s = b.Snapshot(kT0);
@@ -385,32 +385,134 @@ TEST(CircuitBreakerAdoptTest, ClosedAdoptsAnOpenPeriodThatHasNotEnded) {
 
 TEST(CircuitBreakerAdoptTest, IgnoresAnOpenPeriodThatHasEnded) {
   CircuitBreaker b;
-  b.Adopt(BreakerState::kOpen, kT0 - absl::Seconds(30), kT0);
+  b.Adopt(BreakerState::kOpen, kT0 - absl::Seconds(30), absl::InfinitePast(), kT0);
   EXPECT_EQ(b.State(kT0), BreakerState::kClosed);
-  b.Adopt(BreakerState::kHalfOpen, kT0 - absl::Seconds(45), kT0);
+  b.Adopt(BreakerState::kHalfOpen, kT0 - absl::Seconds(45), absl::InfinitePast(), kT0);
   EXPECT_EQ(b.State(kT0), BreakerState::kClosed);
 }
 
-TEST(CircuitBreakerAdoptTest, AClosedPeerNeverClosesThisBreaker) {
+TEST(CircuitBreakerAdoptTest, AClosedPeerThatDoesNotSayWhenItClosedChangesNothing) {
   CircuitBreaker b;
   Trip(b, kT0);
-  b.Adopt(BreakerState::kClosed, absl::InfinitePast(), kT0 + absl::Seconds(1));
+  b.Adopt(BreakerState::kClosed, absl::InfinitePast(), absl::InfinitePast(),
+          kT0 + absl::Seconds(1));
   EXPECT_EQ(b.State(kT0 + absl::Seconds(1)), BreakerState::kOpen);
   ASSERT_TRUE(b.Admit(kT0 + absl::Seconds(30)));
-  b.Adopt(BreakerState::kClosed, absl::InfinitePast(), kT0 + absl::Seconds(31));
+  b.Adopt(BreakerState::kClosed, absl::InfinitePast(), absl::InfinitePast(),
+          kT0 + absl::Seconds(31));
   const BreakerSnapshot s = b.Snapshot(kT0 + absl::Seconds(31));
   EXPECT_EQ(s.state, BreakerState::kHalfOpen);
   EXPECT_EQ(s.probes_in_flight, 1);
+  EXPECT_EQ(s.closed_at, absl::InfinitePast());
+}
+
+// The defect this guards against: this replica admitted the half-open probe, its outcome was
+// reported to another replica, which closed. Without adopting that close, this breaker held
+// its probe slot (excluding the endpoint) until probe_timeout.
+TEST(CircuitBreakerAdoptTest, HalfOpenClosesOnAPeersLaterCloseFreeingItsProbe) {
+  CircuitBreaker b;
+  Trip(b, kT0);
+  const absl::Time half_open = kT0 + absl::Seconds(30);
+  ASSERT_TRUE(b.Admit(half_open));
+  ASSERT_FALSE(b.WouldAdmit(half_open + absl::Seconds(1)));
+  b.Adopt(BreakerState::kClosed, absl::InfinitePast(), half_open + absl::Seconds(1),
+          half_open + absl::Seconds(2));
+  const BreakerSnapshot s = b.Snapshot(half_open + absl::Seconds(2));
+  EXPECT_EQ(s.state, BreakerState::kClosed);
+  EXPECT_EQ(s.probes_in_flight, 0);
+  EXPECT_EQ(s.consecutive_failures, 0);
+  EXPECT_EQ(s.window_failures, 0u);
+  EXPECT_EQ(s.opened_at, absl::InfinitePast());
+  EXPECT_EQ(s.closed_at, half_open + absl::Seconds(1));
+  EXPECT_TRUE(b.Admit(half_open + absl::Seconds(2)));
+}
+
+TEST(CircuitBreakerAdoptTest, OpenClosesOnAPeersLaterClose) {
+  CircuitBreaker b;
+  // Opened by a peer's report, whose own probe later succeeded.
+  b.Adopt(BreakerState::kOpen, kT0, absl::InfinitePast(), kT0 + absl::Seconds(1));
+  ASSERT_EQ(b.State(kT0 + absl::Seconds(10)), BreakerState::kOpen);
+  b.Adopt(BreakerState::kClosed, absl::InfinitePast(), kT0 + absl::Seconds(9),
+          kT0 + absl::Seconds(10));
+  EXPECT_EQ(b.State(kT0 + absl::Seconds(10)), BreakerState::kClosed);
+  EXPECT_TRUE(b.WouldAdmit(kT0 + absl::Seconds(10)));
+}
+
+TEST(CircuitBreakerAdoptTest, ABreakerOpenedAtOrAfterThePeersCloseStaysOpen) {
+  for (const absl::Duration after : {absl::ZeroDuration(), absl::Seconds(1)}) {
+    CircuitBreaker b;
+    Trip(b, kT0 + after);  // Its own failures, reported at or after the peer's close.
+    const absl::Time half_open = kT0 + after + absl::Seconds(30);
+    ASSERT_TRUE(b.Admit(half_open));
+    b.Adopt(BreakerState::kClosed, absl::InfinitePast(), kT0, half_open + absl::Seconds(1));
+    const BreakerSnapshot s = b.Snapshot(half_open + absl::Seconds(1));
+    EXPECT_EQ(s.state, BreakerState::kHalfOpen);
+    EXPECT_EQ(s.opened_at, kT0 + after);
+    EXPECT_EQ(s.probes_in_flight, 1);
+    // Known all the same: older opens reported later are outweighed by it.
+    EXPECT_EQ(s.closed_at, kT0);
+  }
+}
+
+TEST(CircuitBreakerAdoptTest, APeersOpenOlderThanAKnownCloseChangesNothing) {
+  // The close known here is this breaker's own: its probe succeeded after the peer opened.
+  CircuitBreaker own;
+  Trip(own, kT0);
+  ASSERT_TRUE(own.Admit(kT0 + absl::Seconds(30)));
+  ASSERT_EQ(own.Record(kSuccess, kT0 + absl::Seconds(31)), BreakerState::kClosed);
+  own.Adopt(BreakerState::kOpen, kT0 + absl::Seconds(20), absl::InfinitePast(),
+            kT0 + absl::Seconds(32));
+  EXPECT_EQ(own.State(kT0 + absl::Seconds(32)), BreakerState::kClosed);
+  EXPECT_EQ(own.Snapshot(kT0 + absl::Seconds(32)).closed_at, kT0 + absl::Seconds(31));
+
+  // The close known here is another peer's, adopted while closed: the order in which one
+  // round adopts the replicas' states does not matter.
+  CircuitBreaker adopted;
+  adopted.Adopt(BreakerState::kClosed, absl::InfinitePast(), kT0 + absl::Seconds(5),
+                kT0 + absl::Seconds(6));
+  EXPECT_EQ(adopted.Snapshot(kT0 + absl::Seconds(6)).closed_at, kT0 + absl::Seconds(5));
+  adopted.Adopt(BreakerState::kOpen, kT0 + absl::Seconds(4), absl::InfinitePast(),
+                kT0 + absl::Seconds(6));
+  EXPECT_EQ(adopted.State(kT0 + absl::Seconds(6)), BreakerState::kClosed);
+  // An open at the same time as the close wins.
+  adopted.Adopt(BreakerState::kOpen, kT0 + absl::Seconds(5), absl::InfinitePast(),
+                kT0 + absl::Seconds(6));
+  EXPECT_EQ(adopted.State(kT0 + absl::Seconds(6)), BreakerState::kOpen);
+  EXPECT_EQ(adopted.Snapshot(kT0 + absl::Seconds(6)).opened_at, kT0 + absl::Seconds(5));
+}
+
+TEST(CircuitBreakerAdoptTest, APeerClockAheadCannotPostdateItsClose) {
+  CircuitBreaker b;
+  b.Adopt(BreakerState::kClosed, absl::InfinitePast(), kT0 + absl::Hours(1), kT0);
+  EXPECT_EQ(b.Snapshot(kT0).closed_at, kT0);
+  // Another peer's failures a second later are newer than that close.
+  b.Adopt(BreakerState::kOpen, kT0 + absl::Seconds(1), absl::InfinitePast(),
+          kT0 + absl::Seconds(2));
+  EXPECT_EQ(b.State(kT0 + absl::Seconds(2)), BreakerState::kOpen);
+}
+
+TEST(CircuitBreakerTest, ClosedAtIsWhenASuccessLastClosedIt) {
+  CircuitBreaker b;
+  EXPECT_EQ(b.Snapshot(kT0).closed_at, absl::InfinitePast());
+  Trip(b, kT0);
+  EXPECT_EQ(b.Snapshot(kT0).closed_at, absl::InfinitePast());
+  ASSERT_TRUE(b.Admit(kT0 + absl::Seconds(30)));
+  ASSERT_EQ(b.Record(kSuccess, kT0 + absl::Seconds(32)), BreakerState::kClosed);
+  EXPECT_EQ(b.Snapshot(kT0 + absl::Seconds(40)).closed_at, kT0 + absl::Seconds(32));
+  Trip(b, kT0 + absl::Seconds(50));
+  EXPECT_EQ(b.Snapshot(kT0 + absl::Seconds(50)).closed_at, kT0 + absl::Seconds(32));
 }
 
 TEST(CircuitBreakerAdoptTest, OpenKeepsTheLaterEnd) {
   CircuitBreaker b;
   Trip(b, kT0);
   // The peer opened earlier: this breaker's own period ends later and stands.
-  b.Adopt(BreakerState::kOpen, kT0 - absl::Seconds(5), kT0 + absl::Seconds(1));
+  b.Adopt(BreakerState::kOpen, kT0 - absl::Seconds(5), absl::InfinitePast(),
+          kT0 + absl::Seconds(1));
   EXPECT_EQ(b.Snapshot(kT0 + absl::Seconds(1)).half_open_at, kT0 + absl::Seconds(30));
   // The peer opened later: its period stands.
-  b.Adopt(BreakerState::kOpen, kT0 + absl::Seconds(8), kT0 + absl::Seconds(10));
+  b.Adopt(BreakerState::kOpen, kT0 + absl::Seconds(8), absl::InfinitePast(),
+          kT0 + absl::Seconds(10));
   EXPECT_EQ(b.Snapshot(kT0 + absl::Seconds(10)).half_open_at, kT0 + absl::Seconds(38));
   EXPECT_EQ(b.State(kT0 + absl::Seconds(37)), BreakerState::kOpen);
   EXPECT_EQ(b.State(kT0 + absl::Seconds(38)), BreakerState::kHalfOpen);
@@ -422,7 +524,8 @@ TEST(CircuitBreakerAdoptTest, HalfOpenReopensDroppingItsProbes) {
   const absl::Time half_open = kT0 + absl::Seconds(30);
   ASSERT_TRUE(b.Admit(half_open));
   // The peer's probe failed a moment ago.
-  b.Adopt(BreakerState::kOpen, half_open + absl::Seconds(1), half_open + absl::Seconds(2));
+  b.Adopt(BreakerState::kOpen, half_open + absl::Seconds(1), absl::InfinitePast(),
+          half_open + absl::Seconds(2));
   const BreakerSnapshot s = b.Snapshot(half_open + absl::Seconds(2));
   EXPECT_EQ(s.state, BreakerState::kOpen);
   EXPECT_EQ(s.opened_at, half_open + absl::Seconds(1));
@@ -433,7 +536,7 @@ TEST(CircuitBreakerAdoptTest, HalfOpenReopensDroppingItsProbes) {
 
 TEST(CircuitBreakerAdoptTest, APeerClockAheadCannotHoldItOpenLongerThanACoolDown) {
   CircuitBreaker b;
-  b.Adopt(BreakerState::kOpen, kT0 + absl::Hours(1), kT0);
+  b.Adopt(BreakerState::kOpen, kT0 + absl::Hours(1), absl::InfinitePast(), kT0);
   const BreakerSnapshot s = b.Snapshot(kT0);
   EXPECT_EQ(s.state, BreakerState::kOpen);
   EXPECT_EQ(s.opened_at, kT0);
@@ -445,7 +548,7 @@ TEST(CircuitBreakerAdoptTest, KeepsCountersAndWindow) {
   b.Record(kFailure, kT0);
   b.Record(kSuccess, kT0);
   b.Record(kFailure, kT0);
-  b.Adopt(BreakerState::kOpen, kT0, kT0);
+  b.Adopt(BreakerState::kOpen, kT0, absl::InfinitePast(), kT0);
   const BreakerSnapshot s = b.Snapshot(kT0);
   EXPECT_EQ(s.state, BreakerState::kOpen);
   EXPECT_EQ(s.consecutive_failures, 1);
@@ -453,14 +556,15 @@ TEST(CircuitBreakerAdoptTest, KeepsCountersAndWindow) {
   EXPECT_EQ(s.window_successes, 1u);
 }
 
-// Whether a breaker observed in `from` may next be observed in `to`.
-bool AllowedTransition(BreakerState from, BreakerState to) {
+// Whether a breaker observed in `from` may next be observed in `to`, when a peer's close was
+// or was not adopted in between.
+bool AllowedTransition(BreakerState from, BreakerState to, bool adopted_close) {
   if (from == to) return true;
   switch (from) {
     case BreakerState::kClosed:
       return to == BreakerState::kOpen;
     case BreakerState::kOpen:
-      return to == BreakerState::kHalfOpen;
+      return to == BreakerState::kHalfOpen || (adopted_close && to == BreakerState::kClosed);
     case BreakerState::kHalfOpen:
       return true;  // To closed or open.
   }
@@ -480,6 +584,7 @@ TEST(CircuitBreakerRandomTest, InvariantsHold) {
   auto chance = [&](double p) { return std::bernoulli_distribution(p)(rng); };
 
   int opened = 0, half_opened = 0, closed_again = 0, reopened = 0;
+  int closed_by_peer = 0, peer_close_outweighed = 0, peer_open_outweighed = 0;
   for (int trial = 0; trial < 40; ++trial) {
     BreakerOptions o;
     o.consecutive_failures = pick(1, 2, 3, 5, 1000);
@@ -499,9 +604,11 @@ TEST(CircuitBreakerRandomTest, InvariantsHold) {
     std::deque<std::pair<absl::Time, bool>> window_model;  // Recorded while closed.
     double min_sample = std::numeric_limits<double>::infinity(), max_sample = 0;
     BreakerState observed = BreakerState::kClosed;
+    absl::Time known_close = absl::InfinitePast();  // The latest close, own or adopted.
 
     for (int step = 0; step < 5000; ++step) {
       SCOPED_TRACE(absl::StrCat("step ", step));
+      bool adopted_close = false;
       const BreakerState before = b.State(clock);
       const int action = std::uniform_int_distribution<int>(0, 9)(rng);
       if (action <= 2) {  // Time passes, now and then backwards.
@@ -570,6 +677,7 @@ TEST(CircuitBreakerRandomTest, InvariantsHold) {
             EXPECT_EQ(after, success ? BreakerState::kClosed : BreakerState::kOpen);
             if (success) {
               window_model.clear();
+              known_close = effective;
               ++closed_again;
             } else {
               EXPECT_EQ(s.opened_at, effective);
@@ -585,32 +693,60 @@ TEST(CircuitBreakerRandomTest, InvariantsHold) {
             pick(BreakerState::kClosed, BreakerState::kOpen, BreakerState::kHalfOpen);
         const absl::Time peer_opened =
             clock - o.cool_down * std::uniform_real_distribution<double>(-0.5, 2)(rng);
+        // Unknown now and then (a replica that does not say).
+        const absl::Time peer_closed =
+            chance(0.1)
+                ? absl::InfinitePast()
+                : clock - o.cool_down * std::uniform_real_distribution<double>(-0.5, 2)(rng);
         const BreakerSnapshot s0 = b.Snapshot(clock);
-        b.Adopt(peer, peer_opened, clock);
         effective = std::max(effective, clock);
+        b.Adopt(peer, peer == BreakerState::kClosed ? absl::InfinitePast() : peer_opened,
+                peer == BreakerState::kClosed ? peer_closed : absl::InfinitePast(), clock);
         const BreakerSnapshot s = b.Snapshot(clock);
-        const bool peer_period_running = peer != BreakerState::kClosed &&
-                                         std::min(peer_opened, effective) + o.cool_down > effective;
-        if (peer_period_running) {
-          EXPECT_EQ(s.state, BreakerState::kOpen);
-          EXPECT_GE(s.half_open_at, std::min(peer_opened, effective) + o.cool_down);
-          if (s0.state == BreakerState::kOpen) {
-            EXPECT_GE(s.half_open_at, s0.half_open_at);
+        if (peer == BreakerState::kClosed) {
+          const absl::Time closed_at = std::min(peer_closed, effective);
+          if (s0.state != BreakerState::kClosed && s0.opened_at < closed_at) {
+            EXPECT_EQ(s.state, BreakerState::kClosed);
+            EXPECT_EQ(s.consecutive_failures, 0);
+            EXPECT_EQ(s.window_failures + s.window_successes, 0u);
+            window_model.clear();
+            adopted_close = true;
+            ++closed_by_peer;
+          } else {
+            if (s0.state != BreakerState::kClosed) ++peer_close_outweighed;
+            EXPECT_EQ(s.state, s0.state);
+            EXPECT_EQ(s.opened_at, s0.opened_at);
+            EXPECT_EQ(s.probes_in_flight, s0.probes_in_flight);
+            EXPECT_EQ(s.consecutive_failures, s0.consecutive_failures);
+            EXPECT_EQ(s.window_failures, s0.window_failures);
+            EXPECT_EQ(s.window_successes, s0.window_successes);
           }
+          known_close = std::max(known_close, closed_at);
         } else {
-          EXPECT_EQ(s.state, s0.state);
-          EXPECT_EQ(s.opened_at, s0.opened_at);
+          const absl::Time opened_at = std::min(peer_opened, effective);
+          const bool peer_period_running = opened_at + o.cool_down > effective;
+          if (peer_period_running && opened_at < known_close) ++peer_open_outweighed;
+          if (peer_period_running && opened_at >= known_close) {
+            EXPECT_EQ(s.state, BreakerState::kOpen);
+            EXPECT_GE(s.half_open_at, opened_at + o.cool_down);
+            if (s0.state == BreakerState::kOpen) {
+              EXPECT_GE(s.half_open_at, s0.half_open_at);
+            }
+          } else {
+            EXPECT_EQ(s.state, s0.state);
+            EXPECT_EQ(s.opened_at, s0.opened_at);
+          }
+          EXPECT_EQ(s.consecutive_failures, s0.consecutive_failures);
+          EXPECT_EQ(s.window_failures, s0.window_failures);
+          EXPECT_EQ(s.window_successes, s0.window_successes);
         }
-        EXPECT_EQ(s.consecutive_failures, s0.consecutive_failures);
-        EXPECT_EQ(s.window_failures, s0.window_failures);
-        EXPECT_EQ(s.window_successes, s0.window_successes);
       }
 
       // Invariants at every step, at the time the breaker reads `clock` as.
       const absl::Time read_at = std::max(clock, effective);
       const BreakerSnapshot s = b.Snapshot(clock);
       EXPECT_EQ(s.state, b.State(clock));
-      EXPECT_TRUE(AllowedTransition(observed, s.state))
+      EXPECT_TRUE(AllowedTransition(observed, s.state, adopted_close))
           << BreakerStateName(observed) << " -> " << BreakerStateName(s.state);
       if (observed == BreakerState::kOpen && s.state == BreakerState::kHalfOpen) ++half_opened;
       observed = s.state;
@@ -628,6 +764,10 @@ TEST(CircuitBreakerRandomTest, InvariantsHold) {
         EXPECT_EQ(s.state == BreakerState::kOpen, read_at < s.half_open_at);
       }
       EXPECT_LE(s.probes_in_flight, o.half_open_probes);
+      EXPECT_EQ(s.closed_at, known_close);
+      if (s.state != BreakerState::kClosed) {
+        EXPECT_GE(s.opened_at, s.closed_at);
+      }
       EXPECT_EQ(b.WouldAdmit(clock),
                 s.state == BreakerState::kClosed || (s.state == BreakerState::kHalfOpen &&
                                                      s.probes_in_flight < o.half_open_probes));
@@ -661,6 +801,9 @@ TEST(CircuitBreakerRandomTest, InvariantsHold) {
   EXPECT_GT(half_opened, 100);
   EXPECT_GT(closed_again, 100);
   EXPECT_GT(reopened, 100);
+  EXPECT_GT(closed_by_peer, 100);
+  EXPECT_GT(peer_close_outweighed, 100);
+  EXPECT_GT(peer_open_outweighed, 100);
 }
 
 }  // namespace

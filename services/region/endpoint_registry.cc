@@ -73,11 +73,11 @@ absl::StatusOr<BreakerState> EndpointRegistry::ReportOutcome(const std::string& 
 }
 
 void EndpointRegistry::AdoptPeerState(const std::string& id, BreakerState state,
-                                      absl::Time opened_at) {
+                                      absl::Time opened_at, absl::Time closed_at) {
   const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);
   if (auto it = tracked_.find(id); it != tracked_.end()) {
-    it->second->breaker.Adopt(state, opened_at, now);
+    it->second->breaker.Adopt(state, opened_at, closed_at, now);
   }
 }
 

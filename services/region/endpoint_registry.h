@@ -65,7 +65,8 @@ class EndpointRegistry {
 
   // Merges a breaker state another replica reported for `id` (CircuitBreaker::Adopt); unknown
   // ids are ignored.
-  void AdoptPeerState(const std::string& id, BreakerState state, absl::Time opened_at);
+  void AdoptPeerState(const std::string& id, BreakerState state, absl::Time opened_at,
+                      absl::Time closed_at);
 
   HealthReport Health() const;
 

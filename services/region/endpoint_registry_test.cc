@@ -115,8 +115,9 @@ TEST_F(EndpointRegistryTest, ReplaceKeepsTheBreakersOfRemainingEndpoints) {
 }
 
 TEST_F(EndpointRegistryTest, APeersOpenBreakerIsAdopted) {
-  registry_.AdoptPeerState("westeurope", BreakerState::kOpen, clock_.Now());
-  registry_.AdoptPeerState("no-such-endpoint", BreakerState::kOpen, clock_.Now());
+  registry_.AdoptPeerState("westeurope", BreakerState::kOpen, clock_.Now(), absl::InfinitePast());
+  registry_.AdoptPeerState("no-such-endpoint", BreakerState::kOpen, clock_.Now(),
+                           absl::InfinitePast());
   EXPECT_EQ(RouteEu(), "swedencentral");
   clock_.Advance(absl::Seconds(31));
   EXPECT_EQ(RouteEu(), "westeurope");  // Half-open: this replica probes by itself.

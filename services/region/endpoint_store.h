@@ -21,6 +21,9 @@ struct PublishedBreaker {
   BreakerState state = BreakerState::kClosed;
   absl::Time opened_at = absl::InfinitePast();  // When not closed.
   absl::Time published_at;
+  // When it last closed (BreakerSnapshot::closed_at), in any state; absl::InfinitePast() when
+  // it never has, or its replica did not say.
+  absl::Time closed_at = absl::InfinitePast();
   bool operator==(const PublishedBreaker&) const = default;
 };
 

@@ -344,7 +344,8 @@ TEST_P(EndpointStoreConformanceTest, PublishBreakerUpsertsPerEndpointAndReplica)
   ASSERT_TRUE(store_->Create(Azure("a"), kActor).ok());
   ASSERT_TRUE(store_->Create(Azure("b"), kActor).ok());
   const PublishedBreaker a1{"a", "r1", BreakerState::kOpen, t0_, t0_};
-  const PublishedBreaker a2{"a", "r2", BreakerState::kClosed, absl::InfinitePast(), t0_};
+  const PublishedBreaker a2{
+      "a", "r2", BreakerState::kClosed, absl::InfinitePast(), t0_, t0_ - absl::Seconds(1)};
   const PublishedBreaker b1{"b", "r1", BreakerState::kHalfOpen, t0_ - absl::Seconds(30), t0_};
   // Published out of order; listed by (endpoint, replica).
   ASSERT_TRUE(store_->PublishBreaker(b1).ok());
@@ -353,8 +354,12 @@ TEST_P(EndpointStoreConformanceTest, PublishBreakerUpsertsPerEndpointAndReplica)
   EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), ElementsAre(a1, a2, b1));
 
   // The replica's next state replaces its row, and only its row.
-  const PublishedBreaker a1_closed{"a", "r1", BreakerState::kClosed, absl::InfinitePast(),
-                                   t0_ + absl::Seconds(31)};
+  const PublishedBreaker a1_closed{"a",
+                                   "r1",
+                                   BreakerState::kClosed,
+                                   absl::InfinitePast(),
+                                   t0_ + absl::Seconds(31),
+                                   t0_ + absl::Seconds(30)};
   ASSERT_TRUE(store_->PublishBreaker(a1_closed).ok());
   EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), ElementsAre(a1_closed, a2, b1));
   const PublishedBreaker a2_open{"a", "r2", BreakerState::kOpen, t0_ + absl::Seconds(32),
@@ -370,14 +375,19 @@ TEST_P(EndpointStoreConformanceTest, BreakerTimesRoundTripToTheMicrosecond) {
   // Before the Unix epoch, and before PostgreSQL's (2000-01-01).
   const PublishedBreaker early{"a", "r2", BreakerState::kHalfOpen,
                                absl::FromUnixMicros(-123'456'789), absl::FromUnixMicros(1)};
-  const PublishedBreaker closed{"a", "r3", BreakerState::kClosed, absl::InfinitePast(), t0_};
-  for (const PublishedBreaker& b : {open, early, closed}) {
+  const PublishedBreaker closed{
+      "a", "r3", BreakerState::kClosed, absl::InfinitePast(), t0_, t0_ - absl::Microseconds(3)};
+  const PublishedBreaker reopened{"a", "r4", BreakerState::kOpen,
+                                  t0_, t0_,  absl::FromUnixMicros(-987'654'321)};
+  for (const PublishedBreaker& b : {open, early, closed, reopened}) {
     ASSERT_TRUE(store_->PublishBreaker(b).ok());
   }
   std::vector<PublishedBreaker> got = MustBreakersSince(absl::InfinitePast());
-  ASSERT_THAT(got, ElementsAre(open, early, closed));
+  ASSERT_THAT(got, ElementsAre(open, early, closed, reopened));
   EXPECT_EQ(absl::ToUnixMicros(got[0].published_at), 1'800'000'000'123'458);
+  EXPECT_EQ(got[0].closed_at, absl::InfinitePast());
   EXPECT_EQ(got[2].opened_at, absl::InfinitePast());
+  EXPECT_EQ(absl::ToUnixMicros(got[2].closed_at), 1'800'000'000'123'454);
 }
 
 TEST_P(EndpointStoreConformanceTest, BreakersSinceFiltersByPublicationTime) {
@@ -740,6 +750,11 @@ TEST(PostgresEndpointStoreTest, InfiniteBreakerTimesAreInvalid) {
   EXPECT_EQ(
       store.PublishBreaker({"a", "r1", BreakerState::kOpen, absl::InfiniteFuture(), t}).code(),
       absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store
+                .PublishBreaker({"a", "r1", BreakerState::kClosed, absl::InfinitePast(), t,
+                                 absl::InfiniteFuture()})
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

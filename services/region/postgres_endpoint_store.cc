@@ -24,16 +24,19 @@ constexpr char kEndpointColumns[] =
 // What BreakerFromRow reads, in this order, from region.breakers.
 // clang-format off
 constexpr char kBreakerColumns[] =
-    "endpoint_id, replica, state, " POLICY_PG_US("opened_at") ", " POLICY_PG_US("published_at");
+    "endpoint_id, replica, state, " POLICY_PG_US("opened_at") ", " POLICY_PG_US("published_at")
+    ", " POLICY_PG_US("closed_at");
 // clang-format on
 
 // A replica's latest state for an endpoint, replacing the one it published before.
 // clang-format off
 constexpr char kUpsertBreaker[] =
-    "INSERT INTO region.breakers (endpoint_id, replica, state, opened_at, published_at) "
-    "VALUES ($1, $2, $3, " POLICY_PG_TS("$4") ", " POLICY_PG_TS("$5") ") "
+    "INSERT INTO region.breakers (endpoint_id, replica, state, opened_at, published_at, "
+    "closed_at) "
+    "VALUES ($1, $2, $3, " POLICY_PG_TS("$4") ", " POLICY_PG_TS("$5") ", " POLICY_PG_TS("$6") ") "
     "ON CONFLICT (endpoint_id, replica) DO UPDATE SET state = EXCLUDED.state, "
-    "opened_at = EXCLUDED.opened_at, published_at = EXCLUDED.published_at";
+    "opened_at = EXCLUDED.opened_at, published_at = EXCLUDED.published_at, "
+    "closed_at = EXCLUDED.closed_at";
 // clang-format on
 
 absl::Status Unreadable(absl::string_view what, absl::string_view id, absl::string_view problem) {
@@ -91,6 +94,7 @@ absl::StatusOr<PublishedBreaker> BreakerFromRow(const pqxx::row& row) {
   b.state = *parsed;
   b.opened_at = OptionalTime(row[3]).value_or(absl::InfinitePast());
   b.published_at = absl::FromUnixMicros(row[4].as<int64_t>());
+  b.closed_at = OptionalTime(row[5]).value_or(absl::InfinitePast());
   return b;
 }
 
@@ -212,18 +216,19 @@ absl::Status PostgresEndpointStore::Delete(const std::string& id, const std::str
 
 absl::Status PostgresEndpointStore::PublishBreaker(const PublishedBreaker& b) {
   if (b.published_at == absl::InfinitePast() || b.published_at == absl::InfiniteFuture() ||
-      b.opened_at == absl::InfiniteFuture()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("breaker of endpoint ", Quoted(b.endpoint_id),
-                     ": published_at must be finite, and opened_at finite or the infinite past"));
+      b.opened_at == absl::InfiniteFuture() || b.closed_at == absl::InfiniteFuture()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "breaker of endpoint ", Quoted(b.endpoint_id),
+        ": published_at must be finite, and opened_at and closed_at finite or the infinite past"));
   }
-  const std::optional<absl::Time> opened_at =
-      b.opened_at == absl::InfinitePast() ? std::nullopt : std::make_optional(b.opened_at);
+  auto nullable = [](absl::Time t) {
+    return t == absl::InfinitePast() ? std::nullopt : std::make_optional(t);
+  };
   return Transact(Snapshot::kPerStatement, [&](pqxx::work& tx) -> absl::Status {
     try {
       tx.exec_params(kUpsertBreaker, b.endpoint_id, b.replica,
-                     std::string(BreakerStateName(b.state)), Micros(opened_at),
-                     Micros(b.published_at));
+                     std::string(BreakerStateName(b.state)), Micros(nullable(b.opened_at)),
+                     Micros(b.published_at), Micros(nullable(b.closed_at)));
     } catch (const pqxx::foreign_key_violation&) {
       return NoEndpoint(b.endpoint_id);
     }

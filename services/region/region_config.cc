@@ -21,7 +21,10 @@ void RegionConfig::Register(config::Parser& p) {
            "outcomes in the window before the failure rate counts");
   p.AddDuration("breaker_window", &breaker_window, "the failure rate's sliding window");
   p.AddDuration("cool_down", &cool_down, "how long an open breaker waits before probing");
-  p.AddInt("half_open_probes", &half_open_probes, "requests let through while half-open");
+  p.AddInt("half_open_probes", &half_open_probes,
+           "requests this replica lets through while half-open");
+  p.AddDuration("probe_timeout", &probe_timeout,
+                "how long a half-open probe holds its slot without a reported outcome");
   p.AddInt("blocking_threads", &blocking_threads, "threads for calls that wait on PostgreSQL");
   p.AddInt("blocking_queue", &blocking_queue, "calls that may wait for those threads");
 }
@@ -34,6 +37,7 @@ BreakerOptions RegionConfig::breaker() const {
   o.window = breaker_window;
   o.cool_down = cool_down;
   o.half_open_probes = static_cast<int>(half_open_probes);
+  o.probe_timeout = probe_timeout;
   return o;
 }
 

@@ -32,7 +32,9 @@ struct RegionConfig {
   int64_t min_window_outcomes = 20;
   absl::Duration breaker_window = absl::Seconds(60);
   absl::Duration cool_down = absl::Seconds(30);
+  // Per replica: N replicas let up to N times this many probes through (BreakerOptions).
   int64_t half_open_probes = 1;
+  absl::Duration probe_timeout = absl::Seconds(30);
   int64_t blocking_threads = 4;
   int64_t blocking_queue = 256;
 

@@ -1,5 +1,6 @@
 #include "services/region/registry_sync.h"
 
+#include <utility>
 #include <vector>
 
 #include "common/status/status.h"
@@ -42,18 +43,22 @@ absl::Status RegistrySync::SyncOnce() {
   // Publish what changed here.
   const absl::Time now = clock_->Now();
   for (const EndpointHealthReport& e : registry_->Health().endpoints) {
-    const std::pair<BreakerState, absl::Time> mine{e.breaker.state, e.breaker.opened_at};
+    const std::tuple<BreakerState, absl::Time, absl::Time> mine{
+        e.breaker.state, e.breaker.opened_at, e.breaker.closed_at};
     auto it = published_.find(e.endpoint.id);
     if (it != published_.end() && it->second == mine) continue;
-    if (it == published_.end() && mine.first == BreakerState::kClosed) {
+    if (it == published_.end() && e.breaker.state == BreakerState::kClosed &&
+        e.breaker.closed_at == absl::InfinitePast()) {
       published_[e.endpoint.id] = mine;  // Nothing to tell yet.
       continue;
     }
-    const absl::Status s = store_->PublishBreaker(PublishedBreaker{.endpoint_id = e.endpoint.id,
-                                                                   .replica = replica_,
-                                                                   .state = mine.first,
-                                                                   .opened_at = mine.second,
-                                                                   .published_at = now});
+    const absl::Status s =
+        store_->PublishBreaker(PublishedBreaker{.endpoint_id = e.endpoint.id,
+                                                .replica = replica_,
+                                                .state = e.breaker.state,
+                                                .opened_at = e.breaker.opened_at,
+                                                .published_at = now,
+                                                .closed_at = e.breaker.closed_at});
     if (s.ok()) {
       published_[e.endpoint.id] = mine;
     } else if (!absl::IsNotFound(s)) {  // Deleted meanwhile: nothing to publish.
@@ -66,14 +71,14 @@ absl::Status RegistrySync::SyncOnce() {
     last_cleanup_ = now;
   }
 
-  // Adopt what the others opened since the last round (with a margin for clock skew
-  // between replicas' publish times).
+  // Adopt what the others published since the last round (with a margin for clock skew
+  // between replicas' publish times): their opens and their closes.
   const absl::Time since = last_fetch_ == absl::InfinitePast() ? now - kBreakerRetention
                                                                : last_fetch_ - absl::Seconds(5);
   ASSIGN_OR_RETURN(std::vector<PublishedBreaker> peers, store_->BreakersSince(since));
   for (const PublishedBreaker& p : peers) {
-    if (p.replica == replica_ || p.state == BreakerState::kClosed) continue;
-    registry_->AdoptPeerState(p.endpoint_id, p.state, p.opened_at);
+    if (p.replica == replica_) continue;
+    registry_->AdoptPeerState(p.endpoint_id, p.state, p.opened_at, p.closed_at);
   }
   last_fetch_ = now;
   healthy_ = true;

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
-#include <utility>
+#include <tuple>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
@@ -16,10 +16,12 @@
 #include "services/region/endpoint_store.h"
 
 // Keeps a replica's registry in step with the store: reloads the endpoints when the store's
-// version moved, publishes this replica's breaker states that changed, and adopts the open
-// breakers other replicas published. Run every sync interval, a breaker opened on one
-// replica is open on every replica within two intervals (the opener's next sync publishes
-// it, the others' next sync adopts it).
+// version moved, publishes this replica's breaker states that changed, and adopts the states
+// other replicas published (CircuitBreaker::Adopt). Run every sync interval, a breaker opened
+// on one replica is open on every replica within two intervals (the opener's next sync
+// publishes it, the others' next sync adopts it), and so is a close: a breaker closed on one
+// replica (its probe succeeded) closes on every replica where it last opened before that close,
+// freeing their probe slots.
 //
 // Published states live kBreakerRetention: each replica removes older ones (every replica's,
 // so those of replicas gone for good too) at most once every kBreakerCleanupInterval, and a
@@ -59,8 +61,8 @@ class RegistrySync {
   Clock* const clock_;
   mutable absl::Mutex mu_;
   int64_t version_ ABSL_GUARDED_BY(mu_) = -1;
-  // What this replica last published per endpoint: (state, opened_at).
-  absl::flat_hash_map<std::string, std::pair<BreakerState, absl::Time>> published_
+  // What this replica last published per endpoint: (state, opened_at, closed_at).
+  absl::flat_hash_map<std::string, std::tuple<BreakerState, absl::Time, absl::Time>> published_
       ABSL_GUARDED_BY(mu_);
   absl::Time last_fetch_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time last_cleanup_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();

@@ -117,5 +117,148 @@ TEST_F(RegistrySyncTest, ABreakerOpenedHereIsPublishedAndAdoptedByAnotherReplica
   EXPECT_EQ(StateOf(other_registry, "swedencentral"), BreakerState::kClosed);
 }
 
+// Two or three replicas over one store, default breaker options, and westeurope the only
+// endpoint a PII request in the EU may go to.
+class ReplicasTest : public RegistrySyncTest {
+ protected:
+  ReplicasTest() {
+    Endpoint disabled = Eu("swedencentral");
+    disabled.enabled = false;
+    EXPECT_TRUE(store_.Update(disabled, kActor).ok());
+  }
+
+  struct Replica {
+    Replica(MemoryEndpointStore* store, FakeClock* clock, const std::string& name)
+        : registry(clock, BreakerOptions{}), sync(store, &registry, name, clock) {}
+    EndpointRegistry registry;
+    RegistrySync sync;
+  };
+
+  // Where `r` routes a PII request in the EU: the endpoint's id, or "blocked".
+  static std::string RouteOn(Replica& r) {
+    absl::StatusOr<RouteResult> result = r.registry.Route(RouteRequest{
+        .residency = Residency::kEu, .data_class = DataClass::kPii, .model = "gpt-4.1"});
+    if (!result.ok()) return result.status().ToString();
+    return result->chosen() == nullptr ? "blocked" : result->chosen()->id;
+  }
+  static void Fail(Replica& r) {
+    for (int i = 0; i < BreakerOptions{}.consecutive_failures; ++i) {
+      ASSERT_TRUE(r.registry.ReportOutcome("westeurope", {false, absl::ZeroDuration()}).ok());
+    }
+  }
+  static absl::Status Succeed(Replica& r) {
+    return r.registry.ReportOutcome("westeurope", {true, absl::Milliseconds(5)}).status();
+  }
+  static BreakerSnapshot BreakerOf(const Replica& r) {
+    for (const EndpointHealthReport& e : r.registry.Health().endpoints) {
+      if (e.endpoint.id == "westeurope") return e.breaker;
+    }
+    ADD_FAILURE() << "no westeurope";
+    return {};
+  }
+
+  static constexpr absl::Duration kInterval = absl::Milliseconds(200);
+  Replica a_{&store_, &clock_, "a"};
+  Replica b_{&store_, &clock_, "b"};
+};
+
+// The edge's Route and its later ReportOutcome may reach different replicas: B admits the
+// half-open probe, its success is reported to A. B frees its probe slot and routes to the
+// endpoint again after its next round, instead of blocking until probe_timeout.
+TEST_F(ReplicasTest, AProbeHeldHereIsFreedWhenAnotherReplicaCloses) {
+  ASSERT_TRUE(a_.sync.SyncOnce().ok());
+  ASSERT_TRUE(b_.sync.SyncOnce().ok());
+  Fail(a_);
+  ASSERT_TRUE(a_.sync.SyncOnce().ok());
+  ASSERT_TRUE(b_.sync.SyncOnce().ok());
+  ASSERT_EQ(BreakerOf(b_).state, BreakerState::kOpen);
+  EXPECT_EQ(RouteOn(b_), "blocked");
+
+  clock_.Advance(BreakerOptions{}.cool_down);
+  EXPECT_EQ(RouteOn(b_), "westeurope");  // B's probe.
+  EXPECT_EQ(RouteOn(b_), "blocked");     // Its one slot is held.
+  ASSERT_TRUE(Succeed(a_).ok());         // The probe's outcome reaches A.
+  ASSERT_EQ(BreakerOf(a_).state, BreakerState::kClosed);
+  EXPECT_EQ(RouteOn(b_), "blocked");  // B has not heard yet.
+
+  clock_.Advance(kInterval);
+  ASSERT_TRUE(a_.sync.SyncOnce().ok());  // A publishes its close ...
+  EXPECT_EQ(RouteOn(b_), "blocked");
+  ASSERT_TRUE(b_.sync.SyncOnce().ok());  // ... which B adopts.
+  const BreakerSnapshot b = BreakerOf(b_);
+  EXPECT_EQ(b.state, BreakerState::kClosed);
+  EXPECT_EQ(b.probes_in_flight, 0);
+  EXPECT_EQ(b.closed_at, BreakerOf(a_).closed_at);
+  EXPECT_EQ(RouteOn(b_), "westeurope");
+  EXPECT_EQ(RouteOn(b_), "westeurope");
+
+  // Further rounds change nothing on either replica.
+  clock_.Advance(kInterval);
+  ASSERT_TRUE(a_.sync.SyncOnce().ok());
+  ASSERT_TRUE(b_.sync.SyncOnce().ok());
+  EXPECT_EQ(BreakerOf(a_).state, BreakerState::kClosed);
+  EXPECT_EQ(BreakerOf(b_).state, BreakerState::kClosed);
+}
+
+TEST_F(ReplicasTest, ABreakerThatOpenedAfterThePeersCloseStaysOpen) {
+  ASSERT_TRUE(a_.sync.SyncOnce().ok());
+  ASSERT_TRUE(b_.sync.SyncOnce().ok());
+  Fail(a_);
+  ASSERT_TRUE(a_.sync.SyncOnce().ok());
+  ASSERT_TRUE(b_.sync.SyncOnce().ok());
+  clock_.Advance(BreakerOptions{}.cool_down);
+  EXPECT_EQ(RouteOn(a_), "westeurope");
+  ASSERT_TRUE(Succeed(a_).ok());  // A closes ...
+  clock_.Advance(absl::Milliseconds(50));
+  Fail(b_);  // ... and B's probe fails after that: newer evidence.
+  ASSERT_EQ(BreakerOf(b_).state, BreakerState::kOpen);
+  const absl::Time b_opened = BreakerOf(b_).opened_at;
+
+  clock_.Advance(kInterval);
+  ASSERT_TRUE(a_.sync.SyncOnce().ok());
+  ASSERT_TRUE(b_.sync.SyncOnce().ok());
+  EXPECT_EQ(BreakerOf(b_).state, BreakerState::kOpen);
+  EXPECT_EQ(BreakerOf(b_).opened_at, b_opened);
+  EXPECT_EQ(RouteOn(b_), "blocked");
+  // And A adopts B's open, newer than its own close.
+  ASSERT_TRUE(a_.sync.SyncOnce().ok());
+  EXPECT_EQ(BreakerOf(a_).state, BreakerState::kOpen);
+  EXPECT_EQ(BreakerOf(a_).opened_at, b_opened);
+}
+
+// C's probe failed, then B's probe succeeded and was reported to A. B reads A's close and C's
+// older open in one round: the close prevails whichever it reads first, and C follows.
+TEST_F(ReplicasTest, ACloseOutweighsAnOlderOpenOfAnotherReplica) {
+  Replica c{&store_, &clock_, "c"};
+  for (Replica* r : {&a_, &b_, &c}) ASSERT_TRUE(r->sync.SyncOnce().ok());
+  Fail(a_);
+  for (Replica* r : {&a_, &b_, &c}) ASSERT_TRUE(r->sync.SyncOnce().ok());
+  ASSERT_EQ(BreakerOf(c).state, BreakerState::kOpen);
+
+  clock_.Advance(BreakerOptions{}.cool_down);
+  EXPECT_EQ(RouteOn(c), "westeurope");
+  ASSERT_TRUE(c.registry.ReportOutcome("westeurope", {false, absl::ZeroDuration()}).ok());
+  ASSERT_EQ(BreakerOf(c).state, BreakerState::kOpen);
+  clock_.Advance(absl::Milliseconds(50));
+  EXPECT_EQ(RouteOn(b_), "westeurope");
+  ASSERT_TRUE(Succeed(a_).ok());
+
+  clock_.Advance(kInterval);
+  ASSERT_TRUE(c.sync.SyncOnce().ok());   // Publishes its open ...
+  ASSERT_TRUE(a_.sync.SyncOnce().ok());  // ... A its later close.
+  ASSERT_TRUE(b_.sync.SyncOnce().ok());
+  EXPECT_EQ(BreakerOf(b_).state, BreakerState::kClosed);
+  EXPECT_EQ(RouteOn(b_), "westeurope");
+  ASSERT_TRUE(c.sync.SyncOnce().ok());
+  EXPECT_EQ(BreakerOf(c).state, BreakerState::kClosed);
+
+  // And it stays so: every replica's next rounds read the others' closes.
+  for (int round = 0; round < 3; ++round) {
+    clock_.Advance(kInterval);
+    for (Replica* r : {&a_, &b_, &c}) ASSERT_TRUE(r->sync.SyncOnce().ok());
+  }
+  for (Replica* r : {&a_, &b_, &c}) EXPECT_EQ(BreakerOf(*r).state, BreakerState::kClosed);
+}
+
 }  // namespace
 }  // namespace policy::region

@@ -3,7 +3,8 @@ database, driven over gRPC.
 
 Checks the endpoint registry's administration (and its statuses for bad input), routing by
 residency and data class, outcome reports opening a breaker and the failover staying inside
-the residency, the breaker reaching the other replica within the stated convergence bound,
+the residency, the breaker reaching the other replica within the stated convergence bound
+(its opening, and its closing by a probe another replica admitted),
 the regional health report, and the Prometheus metrics.
 
 Needs POLICY_TEST_PG_URL (as tools/dev pg sets up); skips without it, or fails when
@@ -283,6 +284,42 @@ class RegionProcessTest(unittest.TestCase):
                                               "policy_region_breaker_state", endpoint=west,
                                               state="open") == 1,
                       timeout=5, message="policy_region_breaker_state open = 1")
+
+    def test_a_close_reported_to_one_replica_frees_the_probe_another_admitted(self):
+        # The edge's Route and its ReportOutcome may reach different replicas.
+        west = f"westeurope-{self.u}"
+        self.create(endpoint(west, R.RESIDENCY_EU, models=[self.model]))
+        pt.wait_until(lambda: self.route(B).endpoint.id == west, timeout=5,
+                      message="replica B routes to the new endpoint", ignore=(grpc.RpcError,))
+        for i in range(3):
+            stub(A).ReportOutcome(R.ReportOutcomeRequest(endpoint_id=west, success=False),
+                                  timeout=5)
+        pt.wait_until(lambda: self.route(B).decision == R.DECISION_BLOCKED, timeout=5,
+                      message="replica B adopts the open breaker")
+        # After the cool-down (2 s) B admits its one probe; the next request finds it held.
+        pt.wait_until(lambda: self.route(B).decision == R.DECISION_ROUTED, timeout=5,
+                      message="replica B admits a probe")
+        self.assertEqual(self.route(B).decision, R.DECISION_BLOCKED)
+        # The probe's success is reported to A, which closes; B follows within the bound
+        # (not after probe_timeout, 30 s).
+        state = stub(A).ReportOutcome(R.ReportOutcomeRequest(endpoint_id=west, success=True),
+                                      timeout=5).breaker_state
+        self.assertEqual(state, R.BREAKER_STATE_CLOSED)
+        bound = stub(B).GetHealthReport(R.GetHealthReportRequest(), timeout=5).convergence_bound
+        pt.wait_until(lambda: self.route(B).decision == R.DECISION_ROUTED,
+                      timeout=bound.seconds + bound.nanos / 1e9 + 1.0,
+                      message="replica B routes to the endpoint again")
+        self.assertEqual(self.route(B).endpoint.id, west)
+        mine = {e.endpoint.id: e for e in
+                stub(B).GetHealthReport(R.GetHealthReportRequest(), timeout=5).endpoints}
+        self.assertEqual(mine[west].breaker_state, R.BREAKER_STATE_CLOSED)
+
+    def test_a_bad_probe_timeout_stops_the_service_naming_it(self):
+        result = pt.run_binary(pt.service_binary("region"), flags={
+            "probe_timeout": "0s", "store": "memory", "listen": "127.0.0.1:0",
+            "metrics_listen": ""})
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("probe_timeout must be positive and finite", result.stdout + result.stderr)
 
     def test_latency_reports_steer_the_lowest_latency_preference(self):
         ids = self.eu_registry()
