@@ -380,7 +380,11 @@ class ReportUsageFlow final : public Flow {
       return Finish(Status(StatusCode::FAILED_PRECONDITION,
                            "request_id: the decision under this id did not allow the call"));
     }
-    if (recorded("key_id") != key.key_id()) {
+    // The decision's own key, or its successor: usage of a call decided during a rotation's
+    // overlap may be reported with the key that replaced it.
+    const std::string decided_by = recorded("key_id");
+    if (decided_by != key.key_id() &&
+        (key.rotated_from().empty() || decided_by != key.rotated_from())) {
       return Finish(Status(StatusCode::PERMISSION_DENIED,
                            "request_id: the decision under this id was made for another key"));
     }

@@ -645,6 +645,12 @@ TEST_F(ReportUsageFlowTest, TheDecisionNotTheCallerSaysWhatWasReservedAndWhere) 
               (*fake_.get_entry_response.mutable_entry()->mutable_metadata())["key_id"] = "key-2";
             },
             grpc::StatusCode::PERMISSION_DENIED, "another key"},
+           // A successor of some other key is still another key.
+           {[&] {
+              fake_.verify_response.mutable_key()->set_rotated_from("key-0");
+              (*fake_.get_entry_response.mutable_entry()->mutable_metadata())["key_id"] = "key-2";
+            },
+            grpc::StatusCode::PERMISSION_DENIED, "another key"},
            // Another endpoint's health, or a smaller estimate than reserved.
            {[&] { usage_.set_endpoint_id("aws-us-east-1"); }, grpc::StatusCode::INVALID_ARGUMENT,
             "routed to azure-westeurope"},
@@ -668,6 +674,22 @@ TEST_F(ReportUsageFlowTest, TheDecisionNotTheCallerSaysWhatWasReservedAndWhere) 
     fake_.get_entry_status = grpc::Status::OK;
     *fake_.get_entry_response.mutable_entry() = decision;
   }
+}
+
+TEST_F(ReportUsageFlowTest, TheSuccessorOfTheDecisionsKeyMayReportItsUsage) {
+  // The call was decided with key-0 during a rotation's overlap; key-1 replaced it since.
+  (*fake_.get_entry_response.mutable_entry()->mutable_metadata())["key_id"] = "key-0";
+  fake_.verify_response.mutable_key()->set_rotated_from("key-0");
+  v1::ReportUsageResponse response;
+  grpc::Status s = Report(&response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(fake_.usage_request.request_id(), "req-1");
+  EXPECT_EQ(fake_.append_request.entry().metadata().at("key_id"), "key-1");
+  // Not the other way round: the old key reporting its successor's decision.
+  SetUp();
+  (*fake_.get_entry_response.mutable_entry()->mutable_metadata())["key_id"] = "key-2";
+  fake_.verify_response.mutable_key()->set_rotated_from("");
+  EXPECT_EQ(Report(&response).error_code(), grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST_F(ReportUsageFlowTest, AnEndpointsOwnRefusalIsNotItsHealth) {

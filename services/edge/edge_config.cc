@@ -1,6 +1,7 @@
 #include "services/edge/edge_config.h"
 
 #include "absl/strings/str_cat.h"
+#include "services/edge/trusted_proxies.h"
 
 namespace policy::edge {
 
@@ -17,6 +18,9 @@ void EdgeConfig::Register(config::Parser& p) {
               "placeholder, redact, replace, mask or hash: what replaces personal data");
   p.AddList("blocked_entity_types", &blocked_entity_types,
             "comma-separated entity types whose presence refuses the request");
+  p.AddList("trusted_proxies", &trusted_proxies,
+            "comma-separated CIDR blocks of the peers that may state a caller's address "
+            "(Decide's source_ip, ext_authz's source.address); others are judged by their own");
   p.AddDuration("dependency_check_interval", &dependency_check_interval,
                 "how often the five services' health is checked (readiness)");
   p.AddInt("admin_threads", &admin_threads, "threads for the admin API's calls");
@@ -36,6 +40,7 @@ absl::Status EdgeConfig::Validate() const {
   if (max_decision_time < absl::Milliseconds(10) || max_decision_time > absl::Minutes(5)) {
     return absl::InvalidArgumentError("max_decision_time must be between 10ms and 5m");
   }
+  if (absl::Status s = TrustedProxies::Parse(trusted_proxies).status(); !s.ok()) return s;
   if (dependency_check_interval < absl::Milliseconds(50) ||
       dependency_check_interval > absl::Minutes(1)) {
     return absl::InvalidArgumentError("dependency_check_interval must be between 50ms and 1m");

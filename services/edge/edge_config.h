@@ -32,6 +32,13 @@ struct EdgeConfig {
                                                    "OPENAI_API_KEY", "AWS_ACCESS_KEY",
                                                    "GITHUB_TOKEN",   "SLACK_TOKEN"};
 
+  // The peers whose statement of a caller's address (Decide's source_ip, ext_authz's
+  // source.address) is believed: CIDR blocks or addresses of Envoy, gateways and other
+  // proxies. Any other peer is judged by the address its connection comes from, and stating
+  // another is refused (see trusted_proxies.h). By default only this host (loopback; an Istio
+  // sidecar's inbound connections come from 127.0.0.6).
+  std::vector<std::string> trusted_proxies = {"127.0.0.0/8", "::1"};
+
   // How often the five services' health is checked; the edge is ready (grpc.health.v1) while
   // all answer SERVING.
   absl::Duration dependency_check_interval = absl::Milliseconds(500);

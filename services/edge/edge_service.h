@@ -7,6 +7,7 @@
 #include "services/edge/decision_flow.h"
 #include "services/edge/downstream.h"
 #include "services/edge/edge_metrics.h"
+#include "services/edge/trusted_proxies.h"
 
 namespace policy::edge {
 
@@ -14,9 +15,11 @@ namespace policy::edge {
 // downstream calls' callbacks and finishes the call from the last of them.
 class EdgeService final : public v1::EdgeService::CallbackService {
  public:
-  // A call's downstream deadline is the caller's, but at most `max_decision_time` away.
-  EdgeService(Downstream* downstream, FlowOptions options, absl::Duration max_decision_time,
-              EdgeMetrics* metrics);
+  // A call's downstream deadline is the caller's, but at most `max_decision_time` away. A
+  // Decide's source_ip is believed from `trusted_proxies` only; other callers are judged by
+  // the address they call from (TrustedProxies::CallerAddress).
+  EdgeService(Downstream* downstream, FlowOptions options, TrustedProxies trusted_proxies,
+              absl::Duration max_decision_time, EdgeMetrics* metrics);
 
   grpc::ServerUnaryReactor* Decide(grpc::CallbackServerContext* context,
                                    const v1::DecideRequest* request,
@@ -28,6 +31,7 @@ class EdgeService final : public v1::EdgeService::CallbackService {
  private:
   Downstream* const downstream_;
   const FlowOptions options_;
+  const TrustedProxies trusted_proxies_;
   const absl::Duration max_decision_time_;
   EdgeMetrics* const metrics_;
   // A decision's request, response and every downstream message on one arena.

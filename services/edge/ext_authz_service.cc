@@ -1,5 +1,6 @@
 #include "services/edge/ext_authz_service.h"
 
+#include <string>
 #include <utility>
 
 #include "common/client/channel.h"
@@ -10,9 +11,11 @@
 namespace policy::edge {
 
 ExtAuthzService::ExtAuthzService(Downstream* downstream, FlowOptions options,
-                                 absl::Duration max_decision_time, EdgeMetrics* metrics)
+                                 TrustedProxies trusted_proxies, absl::Duration max_decision_time,
+                                 EdgeMetrics* metrics)
     : downstream_(downstream),
       options_(std::move(options)),
+      trusted_proxies_(std::move(trusted_proxies)),
       max_decision_time_(max_decision_time),
       metrics_(metrics) {
   SetMessageAllocatorFor_Check(&allocator_);
@@ -25,7 +28,17 @@ grpc::ServerUnaryReactor* ExtAuthzService::Check(
   google::protobuf::Arena* arena = response->GetArena();
   auto* decide = google::protobuf::Arena::CreateMessage<v1::DecideRequest>(arena);
   auto* decision = google::protobuf::Arena::CreateMessage<v1::DecideResponse>(arena);
-  if (absl::Status s = DecideRequestFromCheck(*request, decide); !s.ok()) {
+  absl::Status s = DecideRequestFromCheck(*request, decide);
+  if (s.ok()) {
+    absl::StatusOr<std::string> source_ip =
+        trusted_proxies_.CallerAddress(context->peer(), decide->source_ip(), "source.address");
+    if (source_ip.ok()) {
+      decide->set_source_ip(*std::move(source_ip));
+    } else {
+      s = source_ip.status();
+    }
+  }
+  if (!s.ok()) {
     const grpc::Status invalid = EdgeStatus(s);
     metrics_->Decided("ext_authz", invalid, false, "");
     reactor->Finish(ToCheckResponse(invalid, *decision, response));

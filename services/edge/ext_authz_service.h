@@ -7,16 +7,19 @@
 #include "services/edge/decision_flow.h"
 #include "services/edge/downstream.h"
 #include "services/edge/edge_metrics.h"
+#include "services/edge/trusted_proxies.h"
 
 namespace policy::edge {
 
 // envoy.service.auth.v3.Authorization over gRPC: each check is one Decide (see
 // ext_authz_convert.h for what is read and answered). Envoy cannot replace the request's body
-// with a redacted one, so `options.redaction` should block what Decide would redact.
+// with a redacted one, so `options.redaction` should block what Decide would redact. The
+// request's source.address is believed from `trusted_proxies` only (Envoy must be one of them);
+// other callers are judged by the address they call from (TrustedProxies::CallerAddress).
 class ExtAuthzService final : public envoy::service::auth::v3::Authorization::CallbackService {
  public:
-  ExtAuthzService(Downstream* downstream, FlowOptions options, absl::Duration max_decision_time,
-                  EdgeMetrics* metrics);
+  ExtAuthzService(Downstream* downstream, FlowOptions options, TrustedProxies trusted_proxies,
+                  absl::Duration max_decision_time, EdgeMetrics* metrics);
 
   grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* context,
                                   const envoy::service::auth::v3::CheckRequest* request,
@@ -25,6 +28,7 @@ class ExtAuthzService final : public envoy::service::auth::v3::Authorization::Ca
  private:
   Downstream* const downstream_;
   const FlowOptions options_;
+  const TrustedProxies trusted_proxies_;
   const absl::Duration max_decision_time_;
   EdgeMetrics* const metrics_;
   // A check's request, response, its Decide and every downstream message on one arena.

@@ -14,6 +14,7 @@
 #include "services/edge/edge_metrics.h"
 #include "services/edge/edge_service.h"
 #include "services/edge/ext_authz_service.h"
+#include "services/edge/trusted_proxies.h"
 
 namespace policy::edge {
 namespace {
@@ -33,6 +34,9 @@ int Main(int argc, char** argv) {
       MakeRedactionPolicy(config.redaction_operator, config.blocked_entity_types);
   if (!redaction.ok()) return Fail(redaction.status());
 
+  absl::StatusOr<TrustedProxies> trusted_proxies = TrustedProxies::Parse(config.trusted_proxies);
+  if (!trusted_proxies.ok()) return Fail(trusted_proxies.status());
+
   FlowOptions options;
   options.redaction = *redaction;
   // Envoy forwards the request as it came: what Decide would redact must block it instead.
@@ -47,10 +51,11 @@ int Main(int argc, char** argv) {
   std::unique_ptr<Downstream> downstream = NewGrpcDownstream(channels, &client_metrics);
   DownstreamHealth health(channels, &metrics, config.dependency_check_interval);
   runner.SetReadinessProbe([&health] { return health.ready(); });
-  EdgeService service(downstream.get(), std::move(options), config.max_decision_time, &metrics);
+  EdgeService service(downstream.get(), std::move(options), *trusted_proxies,
+                      config.max_decision_time, &metrics);
   runner.AddService(&service, v1::EdgeService::service_full_name());
-  ExtAuthzService ext_authz(downstream.get(), std::move(envoy_options), config.max_decision_time,
-                            &metrics);
+  ExtAuthzService ext_authz(downstream.get(), std::move(envoy_options), *trusted_proxies,
+                            config.max_decision_time, &metrics);
   runner.AddService(&ext_authz, envoy::service::auth::v3::Authorization::service_full_name());
   server::BlockingPool admin_pool(static_cast<int>(config.admin_threads),
                                   static_cast<int>(config.admin_queue));

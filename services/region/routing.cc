@@ -1,5 +1,6 @@
 #include "services/region/routing.h"
 
+#include <algorithm>
 #include <limits>
 #include <tuple>
 
@@ -121,14 +122,12 @@ absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
   if (request.model.empty()) return absl::InvalidArgumentError("model: required");
   RouteDecision decision;
   decision.candidates.resize(endpoints.size());
-  bool served = false;
   std::optional<Rank> best_healthy;
   std::optional<Rank> best_unhealthy;
   for (size_t i = 0; i < endpoints.size(); ++i) {
     const Endpoint& e = endpoints[i];
     Candidate& c = decision.candidates[i];
     c.endpoint = i;
-    served = served || e.Serves(request.model);
     c.exclusion = ComplianceOf(request, e);
     if (c.exclusion != Exclusion::kNone) continue;
     const EndpointHealth h = health(i);
@@ -142,10 +141,6 @@ absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
       best_healthy = rank;
       decision.chosen = i;
     }
-  }
-  if (!served) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model: no endpoint serves ", Quoted(request.model)));
   }
   if (!decision.chosen.has_value()) return decision;
 
@@ -189,6 +184,11 @@ std::string Explain(const RouteRequest& request, absl::Span<const Endpoint> endp
     return absl::StrCat("chose ", e.id, " (", e.region, ", ", ResidencyName(e.residency), ") by ",
                         PreferenceName(request.preference), " for ", wanted,
                         decision.failover ? "; a preferred endpoint is unhealthy (failover)" : "");
+  }
+  const bool served = std::any_of(endpoints.begin(), endpoints.end(),
+                                  [&](const Endpoint& e) { return e.Serves(request.model); });
+  if (!served) {
+    return absl::StrCat("NO_COMPLIANT_REGION: no endpoint serves model ", Quoted(request.model));
   }
   std::vector<std::string> why;
   for (const Candidate& c : decision.candidates) {

@@ -70,9 +70,10 @@ struct RouteDecision {
   bool failover = false;
 };
 
-// INVALID_ARGUMENT when no endpoint of the registry serves the model (an unknown model)
-// or the model is empty. `random` in [0, 1) draws the weighted choice. `health(i)` is
-// `endpoints[i]`'s, asked once and only for the endpoints that comply.
+// BLOCKED (nothing chosen) when no endpoint complies, including when none of the registry
+// serves the model at all; INVALID_ARGUMENT when the model is empty. `random` in [0, 1) draws the
+// weighted choice. `health(i)` is `endpoints[i]`'s, asked once and only for the endpoints that
+// comply.
 absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
                                     absl::Span<const Endpoint> endpoints,
                                     absl::FunctionRef<EndpointHealth(size_t)> health,

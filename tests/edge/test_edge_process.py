@@ -287,6 +287,29 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(len(r.messages), 0)
         self.assertEqual(self.ledger_entry(request_id).action, audit_pb2.ACTION_DECISION_DENY)
 
+    def test_an_allowed_model_no_endpoint_serves_is_a_recorded_deny(self):
+        # internal-copilot allows o3-mini; no endpoint of the registry serves it. (erin's key
+        # is revoked afterwards: the offboarding test counts the keys she holds.)
+        erin = new_key("erin", "internal-copilot", keys_pb2.ENVIRONMENT_DEVELOPMENT)
+        self.addCleanup(keys_pb2_grpc.KeyServiceStub(P["keys"].channel).RevokeKey,
+                        keys_pb2.RevokeKeyRequest(key_id="key_" + erin[len("psk_proj_"):][:17],
+                                                  reason="test over"), timeout=10)
+        request_id = f"e2e-{uuid.uuid4().hex[:12]}"
+        r = self.decide(key=erin, model="o3-mini", request_id=request_id,
+                        text="Summarise our refund policy.")
+        self.assertEqual((r.verdict, r.reason), (E.VERDICT_DENY, "NO_COMPLIANT_REGION"))
+        self.assertIn("no endpoint serves model 'o3-mini'", r.message)
+        entry = self.ledger_entry(request_id, project="internal-copilot",
+                                  environment="development")
+        self.assertEqual(entry.action, audit_pb2.ACTION_DECISION_DENY)
+        self.assertEqual(entry.metadata["reason"], "NO_COMPLIANT_REGION")
+        # Through Envoy: a 403 naming the reason, not a 400.
+        body = ('{"model": "o3-mini", "max_tokens": 50, "messages": '
+                '[{"role": "user", "content": "Summarise our refund policy."}]}')
+        denied = self.envoy_check(body, key=erin)
+        self.assertEqual(denied.denied_response.status.code, 403, denied)
+        self.assertIn("NO_COMPLIANT_REGION", denied.denied_response.body)
+
     def test_a_secret_in_the_prompt_is_blocked(self):
         r = self.decide(text="Why does boto reject AKIAIOSFODNN7EXAMPLE in us-east-1?")
         self.assertEqual(r.verdict, E.VERDICT_DENY)

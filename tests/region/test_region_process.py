@@ -145,7 +145,6 @@ class RegionProcessTest(unittest.TestCase):
         self.assertEqual(ctx.exception.code(), C.NOT_FOUND)
         for request, field in [
                 (R.RouteRequest(residency=7, model=self.model), "residency"),
-                (R.RouteRequest(model=f"unknown-{self.u}"), "model"),
                 (R.RouteRequest(model=""), "model"),
                 (R.RouteRequest(model=self.model, preference=9), "preference"),
                 (R.RouteRequest(model=self.model, data_class=42), "data_class")]:
@@ -154,6 +153,11 @@ class RegionProcessTest(unittest.TestCase):
                     stub(A).Route(request, timeout=5)
                 self.assertEqual(ctx.exception.code(), C.INVALID_ARGUMENT)
                 self.assertIn(field, ctx.exception.details())
+        # A model no endpoint serves is no mistake of the request's: nothing complies.
+        unserved = stub(A).Route(R.RouteRequest(model=f"unknown-{self.u}"), timeout=5)
+        self.assertEqual(unserved.decision, R.DECISION_BLOCKED)
+        self.assertEqual(unserved.reason,
+                         f"NO_COMPLIANT_REGION: no endpoint serves model 'unknown-{self.u}'")
         with self.assertRaises(grpc.RpcError) as ctx:
             stub(A).ReportOutcome(R.ReportOutcomeRequest(endpoint_id=f"nope-{self.u}"),
                                   timeout=5)
