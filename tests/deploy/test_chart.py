@@ -61,7 +61,8 @@ POD_NAME = {"region": "replica"}
 # Settings every deployment sets itself, and those that have no place in one.
 CHART_OWNED = {"listen", "metrics_listen", "health_listen", "tls_cert_file", "tls_key_file",
                "tls_ca_file", "tls_require_client_cert", "store", "database_url",
-               "apply_migrations", "max_connection_age", "tls_allowed_clients"}
+               "apply_migrations", "max_connection_age", "tls_allowed_clients",
+               "shutdown_delay"}
 NOT_DEPLOYED = {"ready_file", "migrate_only", "bootstrap_admin"}
 # Environment variables libpq reads itself.
 LIBPQ_ENV = {"PGPASSWORD", "PGSSLROOTCERT"}
@@ -409,6 +410,57 @@ class WorkloadTest(unittest.TestCase):
         env = variant("default").env("region")
         self.assertEqual(env["POLICY_REGION_REPLICA"]["valueFrom"],
                          {"fieldRef": {"fieldPath": "metadata.name"}})
+
+
+class ShutdownTest(unittest.TestCase):
+    """On SIGTERM a pod stays in service for shutdownDelay while it is taken out of the
+    endpoints, then drains for shutdown_grace: terminationGracePeriodSeconds must cover both."""
+
+    def assertRefused(self, *args, message):
+        with self.assertRaises(RenderError) as caught:
+            render_raw(*args)
+        self.assertIn(message, str(caught.exception))
+
+    def test_every_service_serves_on_for_the_shutdown_delay(self):
+        for name in VARIANTS:
+            m = variant(name)
+            for service in SERVICES:
+                with self.subTest(variant=name, service=service):
+                    env = m.env(service)
+                    self.assertEqual(env[f"POLICY_{service.upper()}_SHUTDOWN_DELAY"]["value"], "5s")
+                    pod = m.component("Deployment", service)["spec"]["template"]["spec"]
+                    self.assertGreater(pod["terminationGracePeriodSeconds"], 5 + 10)
+            for job in m.objects("Job"):
+                self.assertFalse(any(e.endswith("_SHUTDOWN_DELAY") for e in
+                                     env_map(job["spec"]["template"]["spec"]["containers"][0])))
+        m = render("--set", "shutdownDelay=1m30s,terminationGracePeriodSeconds=120")
+        self.assertEqual(m.env("edge")["POLICY_EDGE_SHUTDOWN_DELAY"]["value"], "1m30s")
+        self.assertEqual(m.component("Deployment", "edge")["spec"]["template"]["spec"][
+            "terminationGracePeriodSeconds"], 120)
+
+    def test_the_termination_grace_must_cover_delay_and_grace(self):
+        self.assertRefused(
+            "--set", "edge.config.shutdown_grace=60s",
+            message="shutdownDelay (5s) + edge.config.shutdown_grace (60s) must be shorter "
+                    "than terminationGracePeriodSeconds (30)")
+        self.assertRefused("--set", "shutdownDelay=20s",
+                           message="shutdownDelay (20s) + audit.config.shutdown_grace (10s)")
+        self.assertRefused("--set", "shutdownDelay=1m",
+                           message="must be shorter than terminationGracePeriodSeconds (30)")
+        self.assertRefused("--set", "shutdownDelay=0s,terminationGracePeriodSeconds=10",
+                           message="terminationGracePeriodSeconds (10)")
+        self.assertRefused("--set", "keys.config.shutdown_grace=1h,"
+                           "terminationGracePeriodSeconds=3600",
+                           message="keys.config.shutdown_grace (1h)")
+        # Just inside, in the units the binaries read.
+        render_raw("--set", "shutdownDelay=19500ms")
+        render_raw("--set", "shutdownDelay=0s,edge.config.shutdown_grace=29.9s")
+        render_raw("--set", "edge.config.shutdown_grace=60s,terminationGracePeriodSeconds=66")
+        render_raw("--set", "shutdownDelay=1m,keys.config.shutdown_grace=1h,"
+                   "terminationGracePeriodSeconds=3661")
+        self.assertRefused("--set", "shutdownDelay=5 seconds", message="shutdownDelay")
+        self.assertRefused("--set", "shutdownDelay=11m,terminationGracePeriodSeconds=1000",
+                           message="shutdownDelay (11m) must be at most 10m")
 
 
 class SecretsTest(unittest.TestCase):
