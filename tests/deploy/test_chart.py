@@ -462,6 +462,15 @@ class ShutdownTest(unittest.TestCase):
         self.assertRefused("--set", "shutdownDelay=11m,terminationGracePeriodSeconds=1000",
                            message="shutdownDelay (11m) must be at most 10m")
 
+    def test_the_edge_drains_for_at_least_a_decision(self):
+        self.assertRefused("--set", "edge.config.shutdown_grace=1s",
+                           message="edge.config.shutdown_grace (1s) must be at least "
+                                   "edge.config.max_decision_time (5s)")
+        self.assertRefused("--set", "edge.config.max_decision_time=10500ms",
+                           message="edge.config.shutdown_grace (10s) must be at least "
+                                   "edge.config.max_decision_time (10500ms)")
+        render_raw("--set", "edge.config.shutdown_grace=2s,edge.config.max_decision_time=2s")
+
 
 class SecretsTest(unittest.TestCase):
     def test_secret_settings_and_the_password_come_only_from_secrets(self):

@@ -32,4 +32,10 @@ to start (CrashLoopBackOff) or being killed while they drain. Renders nothing.
 {{- fail (printf "shutdownDelay (%s) + %s.config.shutdown_grace (%s) must be shorter than terminationGracePeriodSeconds (%v): Kubernetes kills a pod that is still draining at the end of it" $root.Values.shutdownDelay $name $grace $root.Values.terminationGracePeriodSeconds) }}
 {{- end }}
 {{- end }}
+{{- $edge := $root.Values.edge.config }}
+{{- $edgeGrace := $edge.shutdown_grace | default "10s" }}
+{{- $decision := $edge.max_decision_time | default "5s" }}
+{{- if lt (include "policy-suite.seconds" $edgeGrace | float64) (include "policy-suite.seconds" $decision | float64) }}
+{{- fail (printf "edge.config.shutdown_grace (%s) must be at least edge.config.max_decision_time (%s): the edge refuses to start otherwise, as decisions in flight at shutdown would be cancelled" $edgeGrace $decision) }}
+{{- end }}
 {{- end }}
