@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <fstream>
 
 #include "absl/strings/numbers.h"
@@ -33,6 +34,22 @@ absl::Status ValidateHostPort(absl::string_view value, absl::string_view name) {
   return absl::OkStatus();
 }
 
+const char* SignalName(int signal) { return signal == SIGTERM ? "SIGTERM" : "SIGINT"; }
+
+// Waits up to `timeout` for one of `signals` (blocked in every thread); returns it, or 0 when
+// the time ran out.
+int WaitForSignal(const sigset_t& signals, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return 0;
+    const timespec wait = absl::ToTimespec(left);
+    const int received = sigtimedwait(&signals, nullptr, &wait);
+    if (received > 0) return received;
+    if (errno != EINTR) return 0;  // EAGAIN: the time ran out.
+  }
+}
+
 }  // namespace
 
 void ServerOptions::Register(config::Parser& parser) {
@@ -44,8 +61,11 @@ void ServerOptions::Register(config::Parser& parser) {
   tls.Register(parser);
   parser.AddString("ready_file", &ready_file,
                    "file written with the bound ports once the server serves");
+  parser.AddDuration("shutdown_delay", &shutdown_delay,
+                     "how long after SIGTERM the server goes on serving while not ready "
+                     "(a second signal ends it)");
   parser.AddDuration("shutdown_grace", &shutdown_grace,
-                     "how long in-flight RPCs may finish after SIGTERM");
+                     "how long in-flight RPCs may finish after shutdown_delay");
   parser.AddDuration("max_connection_age", &max_connection_age,
                      "connections older than this are closed gracefully (0: never)");
   parser.AddDuration("health_interval", &health_interval,
@@ -61,6 +81,10 @@ absl::Status ServerOptions::Validate() const {
     if (absl::Status s = ValidateHostPort(health_listen, "health_listen"); !s.ok()) return s;
   }
   if (absl::Status s = tls.Validate(); !s.ok()) return s;
+  if (shutdown_delay < absl::ZeroDuration() || shutdown_delay > absl::Minutes(10)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "shutdown_delay must be between 0s and 10m, got ", absl::FormatDuration(shutdown_delay)));
+  }
   if (shutdown_grace < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("shutdown_grace must not be negative");
   }
@@ -178,7 +202,7 @@ void ServerRunner::PollHealth(bool last) {
   while (!stop_health_.WaitForNotificationWithTimeout(options_.health_interval)) {
     const bool serving = probe_();
     if (serving == last) continue;
-    SetServing(serving);
+    if (!PublishReadiness(serving)) continue;
     if (serving) {
       if (absl::Status s = WriteReadyFile(); !s.ok()) {
         LogError("cannot write the ready file", {{"status", s.ToString()}});
@@ -189,10 +213,33 @@ void ServerRunner::PollHealth(bool last) {
   }
 }
 
+void ServerRunner::StopHealthPolling() {
+  absl::call_once(health_polling_stopped_, [this] {
+    stop_health_.Notify();
+    if (health_thread_.joinable()) health_thread_.join();
+  });
+}
+
+bool ServerRunner::PublishReadiness(bool serving) {
+  absl::MutexLock lock(&readiness_mu_);
+  if (readiness_withdrawn_) return false;
+  SetServing(serving);
+  return true;
+}
+
+void ServerRunner::WithdrawReadiness() {
+  {
+    absl::MutexLock lock(&readiness_mu_);
+    if (readiness_withdrawn_ || server_ == nullptr || stopping_.load()) return;
+    readiness_withdrawn_ = true;
+    SetServing(false);
+  }
+  LogInfo("not ready: health is NOT_SERVING until shutdown");
+}
+
 void ServerRunner::Shutdown() {
   if (stopping_.exchange(true)) return;
-  stop_health_.Notify();
-  if (health_thread_.joinable()) health_thread_.join();
+  StopHealthPolling();
   if (server_ == nullptr) return;
   LogInfo("shutting down: draining in-flight RPCs",
           {{"grace", absl::FormatDuration(options_.shutdown_grace)}});
@@ -245,7 +292,16 @@ absl::Status ServerRunner::RunUntilSignal() {
   sigaddset(&signals, SIGINT);
   int received = 0;
   sigwait(&signals, &received);
-  LogInfo("received signal", {{"signal", received == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  LogInfo("received signal", {{"signal", SignalName(received)}});
+  if (options_.shutdown_delay > absl::ZeroDuration()) {
+    WithdrawReadiness();
+    LogInfo("serving on for the shutdown delay",
+            {{"delay", absl::FormatDuration(options_.shutdown_delay)}});
+    if (int again = WaitForSignal(signals, options_.shutdown_delay); again != 0) {
+      LogInfo("received another signal: ending the shutdown delay",
+              {{"signal", SignalName(again)}});
+    }
+  }
   Shutdown();
   return absl::OkStatus();
 }

@@ -9,8 +9,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/call_once.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/config/config.h"
@@ -42,7 +44,12 @@ struct ServerOptions {
   // "grpc_port=N\nmetrics_port=M\nhealth_port=H\n" (0 for a port not served). Tests and
   // scripts wait for it instead of sleeping.
   std::string ready_file;
-  // How long in-flight RPCs may run on SIGTERM before they are cancelled.
+  // How long, after SIGTERM, the server goes on accepting and serving new RPCs while its
+  // readiness says NOT_SERVING, so that load balancers and kube-proxy stop sending it calls
+  // before its listener closes. A second SIGTERM or SIGINT ends it early. Zero (the binaries'
+  // default, so that tests and tools/dev stop at once): the listener closes at the signal.
+  absl::Duration shutdown_delay = absl::ZeroDuration();
+  // After shutdown_delay, how long in-flight RPCs may run before they are cancelled.
   absl::Duration shutdown_grace = absl::Seconds(10);
   // Connections older than this are asked to go (GOAWAY; in-flight RPCs get shutdown_grace to
   // finish), so that clients re-resolve and spread over replicas added since; zero: never.
@@ -85,16 +92,25 @@ class ServerRunner {
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
   int health_port() const { return health_port_; }
+  // Readiness (health "" and each added service's name, on both ports) says NOT_SERVING from
+  // now on, whatever the probe says (it is still polled, for what it updates besides);
+  // "liveness" stays SERVING and the server goes on accepting and serving RPCs until Shutdown.
+  // Thread-safe; later calls do nothing.
+  void WithdrawReadiness();
   // Reports NOT_SERVING, lets in-flight RPCs finish within shutdown_grace, then stops.
   void Shutdown();
 
-  // Start, then block until SIGTERM or SIGINT, then Shutdown. Requires
+  // Start, then block until SIGTERM or SIGINT; then WithdrawReadiness, serve on for
+  // shutdown_delay (or until a second SIGTERM or SIGINT), then Shutdown. Requires
   // PrepareServerProcess() to have run before any thread was started.
   absl::Status RunUntilSignal();
 
  private:
   // Re-reads readiness until shutdown; `last` is what Start published.
   void PollHealth(bool last);
+  void StopHealthPolling();  // Once; later and concurrent calls wait for the first.
+  // Publishes `serving` unless readiness was withdrawn; true when it did.
+  bool PublishReadiness(bool serving);
   void SetServing(bool serving);
   absl::Status WriteReadyFile();  // Once; later calls do nothing.
   void StopMetrics();
@@ -114,6 +130,9 @@ class ServerRunner {
   int health_port_ = 0;
   std::atomic<bool> stopping_{false};
   absl::Notification stop_health_;
+  absl::once_flag health_polling_stopped_;
+  absl::Mutex readiness_mu_;  // Orders PublishReadiness and WithdrawReadiness.
+  bool readiness_withdrawn_ ABSL_GUARDED_BY(readiness_mu_) = false;
   std::atomic<bool> ready_file_written_{false};
   std::thread health_thread_;
 };

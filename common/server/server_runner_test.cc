@@ -277,15 +277,32 @@ TEST(ServerOptionsTest, RejectsNegativeShutdownGrace) {
   EXPECT_TRUE(options.Validate().ok());
 }
 
+TEST(ServerOptionsTest, ShutdownDelayIsZeroByDefaultAndBounded) {
+  EXPECT_EQ(ServerOptions().shutdown_delay, absl::ZeroDuration());
+  ServerOptions options = LocalOptions();
+  for (absl::Duration bad : {absl::Seconds(-1), absl::Minutes(10) + absl::Seconds(1)}) {
+    options.shutdown_delay = bad;
+    absl::Status status = options.Validate();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(status.message(), HasSubstr("shutdown_delay must be between 0s and 10m"));
+  }
+  for (absl::Duration good : {absl::ZeroDuration(), absl::Seconds(5), absl::Minutes(10)}) {
+    options.shutdown_delay = good;
+    EXPECT_TRUE(options.Validate().ok());
+  }
+}
+
 TEST(ServerOptionsTest, RegistersFlags) {
   ServerOptions options;
   config::Parser parser("keys");
   options.Register(parser);
-  ASSERT_TRUE(
-      parser
-          .Parse({"--listen=127.0.0.1:7000", "--metrics_listen=", "--health_interval=25ms"},
-                 {{"POLICY_KEYS_SHUTDOWN_GRACE", "3s"}, {"POLICY_KEYS_READY_FILE", "/tmp/ready"}})
-          .ok());
+  ASSERT_TRUE(parser
+                  .Parse({"--listen=127.0.0.1:7000", "--metrics_listen=", "--health_interval=25ms"},
+                         {{"POLICY_KEYS_SHUTDOWN_GRACE", "3s"},
+                          {"POLICY_KEYS_SHUTDOWN_DELAY", "4s"},
+                          {"POLICY_KEYS_READY_FILE", "/tmp/ready"}})
+                  .ok());
+  EXPECT_EQ(options.shutdown_delay, absl::Seconds(4));
   EXPECT_EQ(options.listen, "127.0.0.1:7000");
   EXPECT_EQ(options.metrics_listen, "");
   EXPECT_EQ(options.health_interval, absl::Milliseconds(25));
@@ -544,6 +561,48 @@ TEST_F(ServerRunnerTest, ShutdownStopsAcceptingAndIsIdempotent) {
   EXPECT_FALSE(Ping(*channel_).ok());
   runner_->Shutdown();  // Again: returns at once.
   runner_.reset();      // The destructor shuts down once more.
+}
+
+// What the shutdown delay relies on: once readiness is withdrawn, both ports' health says
+// NOT_SERVING (and stays so whatever the probe says), liveness SERVING, and new calls are
+// still accepted and served.
+TEST_F(ServerRunnerTest, WithdrawnReadinessKeepsServing) {
+  UseReadyFlag(true);
+  ServerOptions options = LocalOptions();
+  options.health_listen = "127.0.0.1:0";
+  StartRunner(options);
+  std::shared_ptr<grpc::Channel> health_port = ChannelTo(runner_->health_port());
+  WaitForHealthPolling();
+  ASSERT_EQ(ServingStatus(*channel_), kServing);
+
+  runner_->WithdrawReadiness();
+  for (grpc::Channel* channel : {channel_.get(), health_port.get()}) {
+    EXPECT_EQ(ServingStatus(*channel), kNotServing);
+    EXPECT_EQ(ServingStatus(*channel, "policy.keys.v1.KeyService"), kNotServing);
+    EXPECT_EQ(ServingStatus(*channel, std::string(kLivenessService)), kServing);
+  }
+  // The probe is still polled (services refresh gauges in it), but a flip to not ready and
+  // back changes nothing.
+  ready_ = false;
+  int polled = probe_calls_.load();
+  ASSERT_TRUE(Eventually([&] { return probe_calls_.load() >= polled + 2; }));
+  ready_ = true;
+  polled = probe_calls_.load();
+  ASSERT_TRUE(Eventually([&] { return probe_calls_.load() >= polled + 2; }));
+  EXPECT_EQ(ServingStatus(*channel_), kNotServing);
+  EXPECT_EQ(ServingStatus(*health_port), kNotServing);
+
+  // A new connection, and calls on it, are still served.
+  std::shared_ptr<grpc::Channel> fresh = ChannelTo(runner_->grpc_port());
+  EXPECT_TRUE(Ping(*fresh).ok());
+  keys_.release.Notify();
+  EXPECT_TRUE(CallGetKey(fresh).ok());
+  runner_->WithdrawReadiness();  // Again: nothing changes.
+  EXPECT_TRUE(Ping(*channel_).ok());
+
+  const int port = runner_->grpc_port();
+  runner_->Shutdown();
+  EXPECT_FALSE(Accepts(port));
 }
 
 TEST_F(ServerRunnerTest, ShutdownLetsInFlightRpcsFinish) {

@@ -41,6 +41,14 @@ absl::Status EdgeConfig::Validate() const {
     return absl::InvalidArgumentError("max_decision_time must be between 10ms and 5m");
   }
   if (absl::Status s = TrustedProxies::Parse(trusted_proxies).status(); !s.ok()) return s;
+  if (server.shutdown_grace < max_decision_time) {
+    // Every call's downstream deadline is at most max_decision_time after it started, so a
+    // grace at least that long lets every call in flight at shutdown answer for itself.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "shutdown_grace (", absl::FormatDuration(server.shutdown_grace),
+        ") must be at least max_decision_time (", absl::FormatDuration(max_decision_time),
+        "): calls in flight at shutdown would be cancelled after being recorded"));
+  }
   if (dependency_check_interval < absl::Milliseconds(50) ||
       dependency_check_interval > absl::Minutes(1)) {
     return absl::InvalidArgumentError("dependency_check_interval must be between 50ms and 1m");

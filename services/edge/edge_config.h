@@ -20,7 +20,8 @@ struct EdgeConfig {
                             .pii = "127.0.0.1:50053",
                             .region = "127.0.0.1:50054",
                             .audit = "127.0.0.1:50055"};
-  // The longest a decision may take when the caller allows longer or sets no deadline.
+  // The longest a decision may take when the caller allows longer or sets no deadline; at
+  // most server.shutdown_grace, so that draining never cuts a decision short.
   absl::Duration max_decision_time = absl::Seconds(5);
   // What pii does with what it finds: every type replaced by a numbered placeholder
   // ("placeholder"), by "[TYPE_REDACTED]" ("redact"), by "<TYPE>" ("replace"), masked

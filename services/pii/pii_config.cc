@@ -39,7 +39,7 @@ absl::Status PiiConfig::Validate() const {
   if (max_messages < 1) return absl::InvalidArgumentError("max_messages must be positive");
   if (max_documents < 1) return absl::InvalidArgumentError("max_documents must be positive");
   if (max_document_time <= absl::ZeroDuration() || max_document_time > absl::Hours(1)) {
-    return absl::InvalidArgumentError("max_document_time must be between 0 and 1h");
+    return absl::InvalidArgumentError("max_document_time must be more than 0s and at most 1h");
   }
   if (max_regex_memory_bytes < (1 << 20)) {
     return absl::InvalidArgumentError("max_regex_memory_bytes must be at least 1 MiB");

@@ -61,7 +61,8 @@ POD_NAME = {"region": "replica"}
 # Settings every deployment sets itself, and those that have no place in one.
 CHART_OWNED = {"listen", "metrics_listen", "health_listen", "tls_cert_file", "tls_key_file",
                "tls_ca_file", "tls_require_client_cert", "store", "database_url",
-               "apply_migrations", "max_connection_age", "tls_allowed_clients"}
+               "apply_migrations", "max_connection_age", "tls_allowed_clients",
+               "shutdown_delay"}
 NOT_DEPLOYED = {"ready_file", "migrate_only", "bootstrap_admin"}
 # Environment variables libpq reads itself.
 LIBPQ_ENV = {"PGPASSWORD", "PGSSLROOTCERT"}
@@ -409,6 +410,145 @@ class WorkloadTest(unittest.TestCase):
         env = variant("default").env("region")
         self.assertEqual(env["POLICY_REGION_REPLICA"]["valueFrom"],
                          {"fieldRef": {"fieldPath": "metadata.name"}})
+
+
+class ShutdownTest(unittest.TestCase):
+    """On SIGTERM a pod stays in service for shutdownDelay while it is taken out of the
+    endpoints, then drains for shutdown_grace: terminationGracePeriodSeconds must cover both."""
+
+    def assertRefused(self, *args, message):
+        with self.assertRaises(RenderError) as caught:
+            render_raw(*args)
+        self.assertIn(message, str(caught.exception))
+
+    def test_every_service_serves_on_for_the_shutdown_delay(self):
+        for name in VARIANTS:
+            m = variant(name)
+            for service in SERVICES:
+                with self.subTest(variant=name, service=service):
+                    env = m.env(service)
+                    self.assertEqual(env[f"POLICY_{service.upper()}_SHUTDOWN_DELAY"]["value"], "5s")
+                    pod = m.component("Deployment", service)["spec"]["template"]["spec"]
+                    self.assertGreater(pod["terminationGracePeriodSeconds"], 5 + 10)
+            for job in m.objects("Job"):
+                self.assertFalse(any(e.endswith("_SHUTDOWN_DELAY") for e in
+                                     env_map(job["spec"]["template"]["spec"]["containers"][0])))
+        m = render("--set", "shutdownDelay=1m30s,terminationGracePeriodSeconds=120")
+        self.assertEqual(m.env("edge")["POLICY_EDGE_SHUTDOWN_DELAY"]["value"], "1m30s")
+        self.assertEqual(m.component("Deployment", "edge")["spec"]["template"]["spec"][
+            "terminationGracePeriodSeconds"], 120)
+
+    def test_the_termination_grace_must_cover_delay_and_grace(self):
+        self.assertRefused(
+            "--set", "edge.config.shutdown_grace=60s",
+            message="shutdownDelay (5s) + edge.config.shutdown_grace (60s) must be shorter "
+                    "than terminationGracePeriodSeconds (30)")
+        self.assertRefused("--set", "shutdownDelay=20s",
+                           message="shutdownDelay (20s) + audit.config.shutdown_grace (10s)")
+        self.assertRefused("--set", "shutdownDelay=1m",
+                           message="must be shorter than terminationGracePeriodSeconds (30)")
+        self.assertRefused("--set", "shutdownDelay=0s,terminationGracePeriodSeconds=10",
+                           message="terminationGracePeriodSeconds (10)")
+        self.assertRefused("--set", "keys.config.shutdown_grace=1h,"
+                           "terminationGracePeriodSeconds=3600",
+                           message="keys.config.shutdown_grace (1h)")
+        # Just inside, in the units the binaries read.
+        render_raw("--set", "shutdownDelay=19500ms")
+        render_raw("--set", "shutdownDelay=0s,edge.config.shutdown_grace=29.9s")
+        render_raw("--set", "edge.config.shutdown_grace=60s,terminationGracePeriodSeconds=66")
+        render_raw("--set", "shutdownDelay=1m,keys.config.shutdown_grace=1h,"
+                   "terminationGracePeriodSeconds=3661")
+        self.assertRefused("--set", "shutdownDelay=5 seconds", message="shutdownDelay")
+        self.assertRefused("--set", "shutdownDelay=11m,terminationGracePeriodSeconds=1000",
+                           message="shutdownDelay (11m) must be at most 10m")
+
+    def test_the_edge_drains_for_at_least_a_decision(self):
+        self.assertRefused("--set", "edge.config.shutdown_grace=1s",
+                           message="edge.config.shutdown_grace (1s) must be at least "
+                                   "edge.config.max_decision_time (5s)")
+        self.assertRefused("--set", "edge.config.max_decision_time=10500ms",
+                           message="edge.config.shutdown_grace (10s) must be at least "
+                                   "edge.config.max_decision_time (10500ms)")
+        render_raw("--set", "edge.config.shutdown_grace=2s,edge.config.max_decision_time=2s")
+
+
+class SettingChecksTest(unittest.TestCase):
+    """Settings the binaries would refuse at start (CrashLoopBackOff) are refused at render
+    time: single bounds by values.schema.json, relations and duration ranges by the chart's
+    templates/_checks.tpl, with the binaries' defaults for what is not set."""
+
+    def assertRefused(self, *args, message, schema=False):
+        with self.assertRaises(RenderError) as caught:
+            render_raw(*args)
+        error = str(caught.exception)
+        self.assertIn(message, error)
+        self.assertEqual("values don't meet the specifications of the schema" in error, schema,
+                         error)
+
+    def test_heartbeats_shorter_than_the_staleness_bound(self):
+        self.assertRefused("--set", "keys.config.watch_heartbeat=2s",
+                           message="keys.config.watch_heartbeat (2s) must be shorter than "
+                                   "keys.config.max_staleness (1s)")
+        for service in DATABASE_SERVICES:
+            with self.subTest(service=service):
+                self.assertRefused(
+                    "--set", f"{service}.config.max_staleness=200ms",
+                    message=f"{service}.config.watch_heartbeat (200ms) must be shorter than "
+                            f"{service}.config.max_staleness (200ms)")
+        render_raw("--set", "keys.config.watch_heartbeat=2s,keys.config.max_staleness=2.5s")
+        self.assertRefused("--set", "region.config.sync_interval=1s",
+                           message="region.config.sync_interval (1s) must be shorter than "
+                                   "region.config.max_staleness (1s)")
+        render_raw("--set", "store=memory,region.config.sync_interval=1s")
+        self.assertRefused("--set", "authz.config.watch_heartbeat=0s",
+                           message="watch_heartbeat", schema=True)
+
+    def test_duration_bounds(self):
+        self.assertRefused("--set", "pii.config.max_document_time=0s",
+                           message="pii.config.max_document_time", schema=True)
+        self.assertRefused("--set", "pii.config.max_document_time=0.000s",
+                           message="pii.config.max_document_time", schema=True)
+        self.assertRefused("--set", "pii.config.max_document_time=61m",
+                           message="pii.config.max_document_time (61m) must be more than 0s "
+                                   "and at most 1h")
+        render_raw("--set", "pii.config.max_document_time=1h")
+        render_raw("--set", "pii.config.max_document_time=1ns")
+        self.assertRefused("--set", "edge.config.max_decision_time=5ms",
+                           message="edge.config.max_decision_time (5ms) must be between 10ms "
+                                   "and 5m")
+        self.assertRefused("--set", "region.config.sync_interval=11m,region.config."
+                           "max_staleness=1h", message="region.config.sync_interval (11m) must "
+                                                       "be between 10ms and 10m")
+        self.assertRefused("--set", "audit.config.checkpoint_interval=1ms",
+                           message="audit.config.checkpoint_interval (1ms) must be at least 10ms")
+        self.assertRefused("--set", "pii.config.tls_reload_interval=500ms",
+                           message="pii.config.tls_reload_interval (500ms) must be at least 1s")
+        self.assertRefused("--set", "maxConnectionAge=25h",
+                           message="maxConnectionAge (25h) must be at most 24h")
+        self.assertRefused("--set", "keys.config.sweep_interval=0",
+                           message="sweep_interval", schema=True)
+
+    def test_related_limits(self):
+        self.assertRefused("--set", "keys.config.default_ttl=9000h",
+                           message="keys.config.default_ttl (9000h) must be at most "
+                                   "keys.config.max_ttl (8760h)")
+        self.assertRefused("--set", "keys.config.max_overlap=1h",
+                           message="keys.config.default_overlap (24h) must be at most "
+                                   "keys.config.max_overlap (1h)")
+        render_raw("--set", "keys.config.default_overlap=1h,keys.config.max_overlap=1h")
+        self.assertRefused("--set", "audit.config.max_queued_appends=500",
+                           message="audit.config.max_queued_appends (500) must be at least "
+                                   "audit.config.max_batch (1000)")
+        render_raw("--set", "audit.config.max_queued_appends=500,audit.config.max_batch=500")
+
+    def test_integer_bounds(self):
+        for setting in ("audit.config.max_batch=10001", "audit.config.append_writers=17",
+                        "edge.config.admin_threads=65", "region.config.consecutive_failures=1001",
+                        "pii.config.max_request_bytes=268435457",
+                        "pii.config.max_regex_memory_bytes=1048575"):
+            with self.subTest(setting=setting):
+                self.assertRefused("--set", setting, message=setting.split("=")[0].split(".")[-1],
+                                   schema=True)
 
 
 class SecretsTest(unittest.TestCase):

@@ -1348,5 +1348,19 @@ class MetricsTest(unittest.TestCase):
                                                 project="support-eu"), 1)
 
 
+class ConfigTest(unittest.TestCase):
+    def test_a_shutdown_grace_shorter_than_a_decision_is_refused_at_start(self):
+        # A decision may run max_decision_time; a shorter grace would cancel calls in flight at
+        # shutdown after audit recorded them.
+        flags = {"listen": "127.0.0.1:0", "metrics_listen": ""}
+        result = pt.run_binary(pt.service_binary("edge"), flags={
+            **flags, "shutdown_grace": "1s", "max_decision_time": "5s"}, timeout=30)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("shutdown_grace (1s) must be at least max_decision_time (5s)",
+                      result.stdout + result.stderr)
+        # The defaults (10s, 5s) are what P["edge"] runs with.
+        self.assertIn(r"\nshutdown_grace=10s\n", P["edge"].log_text())
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -14,6 +14,7 @@ POLICY_TEST_REQUIRE_PG=1. Run: /usr/bin/python3 -m unittest -v tests.keys.test_k
 
 import contextlib
 import re
+import signal
 import sys
 import threading
 import time
@@ -768,6 +769,63 @@ class OperationsTest(KeysTestCase):
             self.assertEqual(code, 0, process.log_tail())
             self.assertIn('"received signal"', process.log_text())
             self.assertIn('"stopped"', process.log_text())
+        finally:
+            process.cleanup()
+
+    def test_shutdown_delay_serves_new_calls_while_not_ready(self):
+        # common/server/server_runner.h, shutdown_delay: on SIGTERM readiness goes NOT_SERVING
+        # at once on both ports, yet new connections and calls are served for the delay (while
+        # balancers catch up); then the usual drain, and exit 0.
+        delay = 4.0
+        process = start_serving(DB.url, PEPPER, "keys-delay", shutdown_delay=f"{delay:g}s",
+                                shutdown_grace="2s", health_listen="127.0.0.1:0",
+                                **COMMON_FLAGS)
+        health = grpc.insecure_channel(f"127.0.0.1:{process.health_port}")
+        fresh = None
+        try:
+            secret = ks.stub(process).CreateKey(ks.create_request(f"delay-{uid()}")).secret
+            signalled = time.monotonic()
+            process.proc.send_signal(signal.SIGTERM)
+            pt.wait_until(lambda: pt.health_status(process.channel) == "NOT_SERVING",
+                          timeout=2, interval=0.01, message="main port health NOT_SERVING")
+            self.assertEqual(pt.health_status(health), "NOT_SERVING")
+            self.assertEqual(pt.health_status(health, "policy.keys.v1.KeyService"),
+                             "NOT_SERVING")
+            self.assertEqual(pt.health_status(health, "liveness"), "SERVING")
+            fresh = process.new_channel()  # a new connection, as a late caller makes
+            self.assertEqual(verify(ks.stub(fresh), secret).key.state,
+                             keys_pb2.KEY_STATE_ACTIVE)
+            self.assertLess(time.monotonic() - signalled, delay, "checks ran past the delay")
+            self.assertTrue(process.running())
+
+            process.proc.wait(timeout=delay + 20)
+            exited = time.monotonic() - signalled
+            self.assertEqual(process.proc.returncode, 0, process.log_tail())
+            self.assertGreaterEqual(exited, delay - 0.1)
+            self.assertLess(exited, delay + 2 + 5,
+                            "exit in bounded time after delay and grace\n" + process.log_tail())
+            self.assertIn('"serving on for the shutdown delay"', process.log_text())
+        finally:
+            health.close()
+            if fresh is not None:
+                fresh.close()
+            process.cleanup()
+
+    def test_a_second_signal_ends_the_shutdown_delay(self):
+        process = start_serving(DB.url, PEPPER, "keys-delay-2", shutdown_delay="10m",
+                                **COMMON_FLAGS)
+        try:
+            signalled = time.monotonic()
+            process.proc.send_signal(signal.SIGTERM)
+            pt.wait_until(lambda: pt.health_status(process.channel) == "NOT_SERVING",
+                          timeout=2, interval=0.01, message="health NOT_SERVING")
+            self.assertEqual(verify_code(process, ks.forge_secret()), C.UNAUTHENTICATED)
+            process.proc.send_signal(signal.SIGINT)
+            process.proc.wait(timeout=15)
+            self.assertEqual(process.proc.returncode, 0, process.log_tail())
+            self.assertLess(time.monotonic() - signalled, 15)
+            self.assertIn('"received another signal: ending the shutdown delay"',
+                          process.log_text())
         finally:
             process.cleanup()
 

@@ -211,6 +211,15 @@ class BadInputTest(unittest.TestCase):
         self.assertIn("bad.yaml: line 2: recognizers[0] (ticket): pattern: invalid RE2 pattern",
                       output)
 
+    def test_max_document_time_out_of_bounds_is_refused_naming_the_bounds(self):
+        for value in ("0s", "61m"):
+            with self.subTest(max_document_time=value):
+                result = pt.run_binary(pt.service_binary("pii"), flags={
+                    "max_document_time": value, "listen": "127.0.0.1:0", "metrics_listen": ""})
+                self.assertNotEqual(result.returncode, 0)
+                self.assertIn("max_document_time must be more than 0s and at most 1h",
+                              result.stdout + result.stderr)
+
 
 class ObservabilityTest(unittest.TestCase):
     def test_metrics_and_log_count_findings_without_values(self):

@@ -166,6 +166,8 @@ Secret settings and the database password only ever come from secretKeyRef.
   value: "0.0.0.0:{{ include "policy-suite.metricsPort" . }}"
 - name: {{ $prefix }}MAX_CONNECTION_AGE
   value: {{ $root.Values.maxConnectionAge | quote }}
+- name: {{ $prefix }}SHUTDOWN_DELAY
+  value: {{ $root.Values.shutdownDelay | quote }}
 {{- end }}
 {{- if $facts.database }}
 - name: {{ $prefix }}STORE

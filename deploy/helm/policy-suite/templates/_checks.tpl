@@ -1,0 +1,125 @@
+{{/*
+An absl duration as the binaries read it ("250ms", "1h30m", "0") in seconds, as text:
+`include "policy-suite.seconds" "1m30s" | float64` is 90.
+*/}}
+{{- define "policy-suite.seconds" -}}
+{{- $units := dict "ns" 1e-9 "us" 1e-6 "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 }}
+{{- $total := 0.0 }}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h)" (toString .) -1 }}
+{{- $number := regexFind "^[0-9.]+" . }}
+{{- $total = addf $total (mulf (float64 $number) (index $units (trimPrefix $number .))) }}
+{{- end }}
+{{- $total }}
+{{- end }}
+
+{{/*
+Bounds of duration settings that values.schema.json's pattern cannot state, as the binaries
+check them: service -> setting -> {default, min or above (seconds), max (seconds), bounds}.
+*/}}
+{{- define "policy-suite.durationBounds" -}}
+keys:
+  watch_heartbeat: {default: 200ms}
+  max_staleness: {default: 1s}
+  default_ttl: {default: 2160h}
+  max_ttl: {default: 8760h}
+  default_overlap: {default: 24h}
+  max_overlap: {default: 168h}
+authz:
+  watch_heartbeat: {default: 200ms}
+  max_staleness: {default: 1s}
+pii:
+  max_document_time: {default: 1m, above: 0, max: 3600, bounds: more than 0s and at most 1h}
+region:
+  watch_heartbeat: {default: 200ms}
+  max_staleness: {default: 1s}
+  sync_interval: {default: 200ms, min: 0.01, max: 600, bounds: between 10ms and 10m}
+  breaker_window: {default: 60s, min: 0.01, bounds: at least 10ms}
+audit:
+  watch_heartbeat: {default: 200ms}
+  max_staleness: {default: 1s}
+  checkpoint_interval: {default: 5s, min: 0.01, bounds: at least 10ms}
+edge:
+  max_decision_time: {default: 5s, min: 0.01, max: 300, bounds: between 10ms and 5m}
+  dependency_check_interval: {default: 500ms, min: 0.05, max: 60, bounds: between 50ms and 1m}
+{{- end }}
+
+{{/*
+Checks of values that relate to each other, which values.schema.json (JSON schema draft-07)
+cannot express: rendering fails with a message naming the values, rather than the pods failing
+to start (CrashLoopBackOff) or being killed while they drain. Renders nothing.
+*/}}
+{{- define "policy-suite.checks" -}}
+{{- $root := . }}
+{{- $delay := include "policy-suite.seconds" $root.Values.shutdownDelay | float64 }}
+{{- if gt $delay 600.0 }}
+{{- fail (printf "shutdownDelay (%s) must be at most 10m: the binaries refuse longer" $root.Values.shutdownDelay) }}
+{{- end }}
+{{- range $name, $facts := include "policy-suite.components" $root | fromYaml }}
+{{- $config := (index $root.Values $name).config }}
+{{- /* The binaries' defaults of the settings compared here. */}}
+{{- $grace := $config.shutdown_grace | default "10s" }}
+{{- $total := addf $delay (include "policy-suite.seconds" $grace | float64) }}
+{{- if ge $total (float64 $root.Values.terminationGracePeriodSeconds) }}
+{{- fail (printf "shutdownDelay (%s) + %s.config.shutdown_grace (%s) must be shorter than terminationGracePeriodSeconds (%v): Kubernetes kills a pod that is still draining at the end of it" $root.Values.shutdownDelay $name $grace $root.Values.terminationGracePeriodSeconds) }}
+{{- end }}
+{{- end }}
+{{- /* Each service's duration settings: in bounds, and related ones in order. */}}
+{{- $seconds := dict }}
+{{- range $name, $settings := include "policy-suite.durationBounds" $root | fromYaml }}
+{{- $config := (index $root.Values $name).config }}
+{{- $values := dict }}
+{{- range $setting, $b := $settings }}
+{{- $text := index $config $setting | default $b.default }}
+{{- $value := include "policy-suite.seconds" $text | float64 }}
+{{- if or (and (hasKey $b "min") (lt $value (float64 $b.min))) (and (hasKey $b "above") (le $value (float64 $b.above))) (and (hasKey $b "max") (gt $value (float64 $b.max))) }}
+{{- fail (printf "%s.config.%s (%s) must be %s: the %s binary refuses to start otherwise" $name $setting $text $b.bounds $name) }}
+{{- end }}
+{{- $_ := set $values $setting (list $text $value) }}
+{{- end }}
+{{- $_ := set $seconds $name $values }}
+{{- end }}
+{{- $shorter := list
+  (list "keys" "watch_heartbeat" "max_staleness")
+  (list "authz" "watch_heartbeat" "max_staleness")
+  (list "region" "watch_heartbeat" "max_staleness")
+  (list "audit" "watch_heartbeat" "max_staleness") }}
+{{- if eq $root.Values.store "postgres" }}
+{{- $shorter = append $shorter (list "region" "sync_interval" "max_staleness") }}
+{{- end }}
+{{- range $shorter }}
+{{- $name := index . 0 }}
+{{- $a := index (index $seconds $name) (index . 1) }}
+{{- $b := index (index $seconds $name) (index . 2) }}
+{{- if ge (index $a 1) (index $b 1) }}
+{{- fail (printf "%s.config.%s (%s) must be shorter than %s.config.%s (%s): the %s binary refuses to start otherwise" $name (index . 1) (index $a 0) $name (index . 2) (index $b 0) $name) }}
+{{- end }}
+{{- end }}
+{{- range list (list "default_ttl" "max_ttl") (list "default_overlap" "max_overlap") }}
+{{- $a := index $seconds.keys (index . 0) }}
+{{- $b := index $seconds.keys (index . 1) }}
+{{- if gt (index $a 1) (index $b 1) }}
+{{- fail (printf "keys.config.%s (%s) must be at most keys.config.%s (%s): the keys binary refuses to start otherwise" (index . 0) (index $a 0) (index . 1) (index $b 0)) }}
+{{- end }}
+{{- end }}
+{{- $audit := $root.Values.audit.config }}
+{{- $batch := $audit.max_batch | default 1000 }}
+{{- $queued := $audit.max_queued_appends | default 20000 }}
+{{- if lt (int64 $queued) (int64 $batch) }}
+{{- fail (printf "audit.config.max_queued_appends (%v) must be at least audit.config.max_batch (%v): the audit binary refuses to start otherwise" (int64 $queued) (int64 $batch)) }}
+{{- end }}
+{{- range $name, $_ := include "policy-suite.components" $root | fromYaml }}
+{{- $reload := (index $root.Values $name).config.tls_reload_interval | default "1m" }}
+{{- if lt (include "policy-suite.seconds" $reload | float64) 1.0 }}
+{{- fail (printf "%s.config.tls_reload_interval (%s) must be at least 1s: the %s binary refuses to start otherwise" $name $reload $name) }}
+{{- end }}
+{{- end }}
+{{- if gt (include "policy-suite.seconds" $root.Values.maxConnectionAge | float64) 86400.0 }}
+{{- fail (printf "maxConnectionAge (%s) must be at most 24h: the binaries refuse longer" $root.Values.maxConnectionAge) }}
+{{- end }}
+{{- $edge := $root.Values.edge.config }}
+{{- $edgeGrace := $edge.shutdown_grace | default "10s" }}
+{{- $decision := $edge.max_decision_time | default "5s" }}
+{{- if lt (include "policy-suite.seconds" $edgeGrace | float64) (include "policy-suite.seconds" $decision | float64) }}
+{{- fail (printf "edge.config.shutdown_grace (%s) must be at least edge.config.max_decision_time (%s): the edge refuses to start otherwise, as decisions in flight at shutdown would be cancelled" $edgeGrace $decision) }}
+{{- end }}
+{{- end }}
