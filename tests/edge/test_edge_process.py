@@ -958,6 +958,48 @@ class EdgeProcessTest(unittest.TestCase):
             self.assertGreater(len(entries), 1, command)
             self.assertEqual([e["id"] for e in json.loads(paged.stdout)[field]], entries, command)
 
+    def test_policyctl_help_anywhere_prints_usage_and_runs_nothing(self):
+        alice = SUITE.new_admin_key("alice")
+
+        def policyctl(*args):
+            return run_policyctl(*args, admin_key=alice)
+
+        erin = f"erin-{uuid.uuid4().hex[:6]}"
+        added = policyctl("members", "add", f"--id={erin}", f"--email={erin}@acme.example",
+                          "--roles=member@support-eu")
+        self.assertEqual(added.returncode, 0, added.stderr)
+
+        def keys_of(owner):
+            listed = policyctl("keys", "list", f"--owner={owner}", "--output=json")
+            self.assertEqual(listed.returncode, 0, listed.stderr)
+            return json.loads(listed.stdout).get("keys", [])
+
+        for args in (("members", "remove", erin, "--help"),
+                     ("members", "remove", erin, "-h", "--request_id=r1"),
+                     ("keys", "create", f"--owner={erin}", "--project=support-eu", "--help"),
+                     ("keys", "--help", "create", f"--owner={erin}", "--project=support-eu")):
+            shown = policyctl(*args)
+            self.assertEqual(shown.returncode, 0, (args, shown.stderr))
+            self.assertEqual(shown.stderr, "", args)
+            self.assertIn(f"{args[0]} {args[1] if args[1] != '--help' else args[2]}", shown.stdout)
+            self.assertIn("global flags", shown.stdout)
+        members = policyctl("members", "list", "--include_removed", "--output=json")
+        erins = [m for m in json.loads(members.stdout)["members"] if m["id"] == erin]
+        self.assertEqual(len(erins), 1)
+        self.assertNotIn("removed_at", erins[0])
+        self.assertEqual(keys_of(erin), [])
+        # A plan fingerprint after --help is not skipped into an apply either.
+        applied = policyctl("org", "apply", "/nonexistent/org.yaml", "--help",
+                            "--plan_fingerprint=X")
+        self.assertEqual(applied.returncode, 0, applied.stderr)
+        self.assertIn("org apply", applied.stdout)
+        self.assertNotIn("org plan", applied.stdout)
+        for args in (("--help",), ("-h",), ("help",)):
+            whole = run_policyctl(*args)
+            self.assertEqual(whole.returncode, 0, args)
+            self.assertIn("commands:", whole.stdout)
+        self.assertEqual(run_policyctl().returncode, 2)
+
     def test_onboarding_through_policyctl(self):
         alice = SUITE.new_admin_key("alice")
 

@@ -15,7 +15,8 @@
 // Exit codes scripts can rely on: 0 done (ALLOW; the ledger verifies); 1 the call failed
 // (its gRPC status on stderr); 2 usage; 3 refused by policy (DENY) or the ledger does not
 // verify. With --output=json, stdout holds exactly the response as JSON (proto field names);
-// a list's is every page's entries in one response.
+// a list's is every page's entries in one response. `--help` anywhere prints the command's
+// usage on stdout and exits 0 without calling anything.
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -105,6 +106,8 @@ global flags (or POLICY_POLICYCTL_<NAME>): --edge=host:port (127.0.0.1:50056), -
   --tls_cert_file and --tls_key_file (a client certificate)
 exit codes: 0 done, 1 the call failed, 2 usage, 3 refused by policy or the ledger is invalid
 every list shows all its entries, asking for --page_size (default 500) per call
+--help anywhere (or policyctl help [COMMAND [VERB]]) prints the usage on stdout, exits 0 and
+  runs nothing
 )";
 
 struct Global {
@@ -157,6 +160,8 @@ int ParseFlags(const Invocation& in, Global& global,
   if (absl::Status s = parser.Parse(in.flags, Environment()); !s.ok()) {
     return Usage(std::string(s.message()));
   }
+  // Main answers --help before any command runs; should one reach here, it runs nothing.
+  if (parser.help_requested()) return Usage("--help takes no other action");
   if (global.output != "text" && global.output != "json") {
     return Usage("--output must be text or json");
   }
@@ -1265,12 +1270,60 @@ int Health(const Invocation& in) {
   return all_serving ? kOk : kFailed;
 }
 
+// The usage of `command` (its verb `verb`'s alone when the usage names it) and the global
+// flags; the whole usage when `command` is empty or unknown.
+std::string CommandUsage(const std::string& command, const std::string& verb) {
+  const absl::string_view text = kUsageText;
+  const size_t commands = text.find("\ncommands:\n");
+  const size_t global = text.find("\nglobal flags");
+  if (command.empty() || commands == absl::string_view::npos || global == absl::string_view::npos) {
+    return std::string(text);
+  }
+  // One entry per command line ("  keys create ..."), with its deeper-indented continuations.
+  struct Entry {
+    std::vector<std::string> words;  // the first line's words
+    std::string text;
+  };
+  std::vector<Entry> entries;
+  for (absl::string_view line : absl::StrSplit(text.substr(commands + 11, global - commands - 11),
+                                               '\n', absl::SkipEmpty())) {
+    if (line.size() > 2 && line[2] != ' ') {
+      entries.push_back({absl::StrSplit(line, ' ', absl::SkipEmpty()), ""});
+    }
+    if (!entries.empty()) absl::StrAppend(&entries.back().text, line, "\n");
+  }
+  auto names = [](const Entry& e, const std::string& word, bool anywhere) {
+    if (e.words.empty()) return false;
+    if (!anywhere) return e.words[0] == word;
+    return std::find(e.words.begin() + 1, e.words.end(), word) != e.words.end();
+  };
+  std::vector<const Entry*> shown;
+  for (const Entry& e : entries) {
+    if (names(e, command, false)) shown.push_back(&e);
+  }
+  if (shown.empty()) return std::string(text);
+  if (!verb.empty() && std::any_of(shown.begin(), shown.end(),
+                                   [&](const Entry* e) { return names(*e, verb, true); })) {
+    shown.erase(std::remove_if(shown.begin(), shown.end(),
+                               [&](const Entry* e) { return !names(*e, verb, true); }),
+                shown.end());
+  }
+  std::string out = absl::StrCat("usage: policyctl [global flags] ", command,
+                                 verb.empty() ? "" : " ", verb, " [flags]\n\n");
+  for (const Entry* e : shown) absl::StrAppend(&out, e->text);
+  absl::StrAppend(&out, text.substr(global));
+  return out;
+}
+
 int Main(int argc, char** argv) {
   Invocation in;
   std::string command;
+  bool help = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
-    if (absl::StartsWith(arg, "--")) {
+    if (arg == "--help" || arg == "-h") {
+      help = true;
+    } else if (absl::StartsWith(arg, "--")) {
       in.flags.push_back(std::move(arg));
     } else if (command.empty()) {
       command = std::move(arg);
@@ -1278,9 +1331,19 @@ int Main(int argc, char** argv) {
       in.words.push_back(std::move(arg));
     }
   }
-  if (command.empty() || command == "help") {
-    std::fputs(kUsageText, command.empty() ? stderr : stdout);
-    return command.empty() ? kUsage : kOk;
+  // --help anywhere, or `help [COMMAND [VERB]]`: the usage on stdout, and no call is made.
+  if (help || command == "help") {
+    if (command == "help") {
+      command = in.words.empty() ? "" : in.words[0];
+      in.words.erase(in.words.begin(), in.words.begin() + std::min<size_t>(1, in.words.size()));
+    }
+    const std::string usage = CommandUsage(command, in.words.empty() ? "" : in.words[0]);
+    std::fputs(usage.c_str(), stdout);
+    return kOk;
+  }
+  if (command.empty()) {
+    std::fputs(kUsageText, stderr);
+    return kUsage;
   }
   if (command == "decide") return Decide(in);
   if (command == "health") return Health(in);
