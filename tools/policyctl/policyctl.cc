@@ -119,7 +119,7 @@ struct Global {
   tls::TlsOptions tls;
 
   void Register(config::Parser& p) {
-    tls.Register(p);
+    tls.RegisterClient(p);
     p.AddString("edge", &edge, "the edge, host:port");
     p.AddString("admin_key", &admin_key, "admin key for the admin API",
                 config::Sensitivity::kSecret);
