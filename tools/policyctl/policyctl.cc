@@ -13,8 +13,9 @@
 // environment than the command line), --api_key (decide), --output=text|json, --timeout.
 //
 // Exit codes scripts can rely on: 0 done (ALLOW; the ledger verifies); 1 the call failed
-// (its gRPC status on stderr); 2 usage; 3 refused by policy (DENY) or the ledger does not
-// verify. With --output=json, stdout holds exactly the response as JSON (proto field names);
+// (its gRPC status on stderr; an admin call the caller's role does not allow is one,
+// PERMISSION_DENIED); 2 usage; 3 decide's answer is DENY or audit verify finds the ledger
+// invalid. With --output=json, stdout holds exactly the response as JSON (proto field names);
 // a list's is every page's entries in one response. `--help` anywhere prints the command's
 // usage on stdout and exits 0 without calling anything.
 #include <algorithm>
@@ -104,7 +105,8 @@ commands:
 global flags (or POLICY_POLICYCTL_<NAME>): --edge=host:port (127.0.0.1:50056), --admin_key,
   --api_key, --output=text|json, --timeout=10s, --tls_ca_file (TLS to the edge),
   --tls_cert_file and --tls_key_file (a client certificate)
-exit codes: 0 done, 1 the call failed, 2 usage, 3 refused by policy or the ledger is invalid
+exit codes: 0 done, 1 the call failed (an admin call the caller's role may not make too),
+  2 usage, 3 a decision DENY (decide) or an invalid ledger (audit verify)
 every list shows all its entries, asking for --page_size (default 500) per call
 --help anywhere (or policyctl help [COMMAND [VERB]]) prints the usage on stdout, exits 0 and
   runs nothing
