@@ -994,6 +994,10 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(applied.returncode, 0, applied.stderr)
         self.assertIn("org apply", applied.stdout)
         self.assertNotIn("org plan", applied.stdout)
+        endpoint = policyctl("endpoints", "create", "--help")
+        self.assertEqual(endpoint.returncode, 0, endpoint.stderr)
+        self.assertIn("--deployment (Azure's deployment name: required for azure, the default\n"
+                      "                    provider)", endpoint.stdout)
         for args in (("--help",), ("-h",), ("help",)):
             whole = run_policyctl(*args)
             self.assertEqual(whole.returncode, 0, args)

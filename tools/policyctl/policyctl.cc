@@ -95,7 +95,8 @@ commands:
   service-accounts remove ID   (its keys are revoked)
   endpoints list
   endpoints create  --id, --region, --residency=eu|us|apac|global, --base_url,
-                    [--provider=azure|openai, --deployment, --models=a,b, --zdr,
+                    --deployment (Azure's deployment name: required for azure, the default
+                    provider), [--provider=azure|openai, --models=a,b, --zdr,
                     --private_link, --cached, --priority=1, --weight=100, --disabled]
   endpoints delete ID
   endpoints health  breakers, latency, outcomes and failovers
@@ -769,7 +770,9 @@ int Endpoints(const Invocation& in) {
                             p.AddString("residency", &residency, "eu, us, apac or global");
                             p.AddString("base_url", &base_url, "https://host[:port][/path]");
                             p.AddString("provider", &provider, "azure or openai");
-                            p.AddString("deployment", &deployment, "Azure's deployment name");
+                            p.AddString("deployment", &deployment,
+                                        "Azure's deployment name; required with --provider=azure "
+                                        "(the default)");
                             p.AddString("models", &models, "comma-separated models served");
                             p.AddBool("zdr", &zdr, "zero data retention");
                             p.AddBool("private_link", &private_link, "reached over a private link");
