@@ -554,6 +554,45 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertNotEqual(dans_own.key.key_id, first.key.key_id)
         self.assertNotEqual(dans_own.secret, first.secret)
 
+    def test_a_reused_request_id_is_named_as_the_caller_sent_it(self):
+        admin = SUITE.admin()
+        alice_key = SUITE.new_admin_key("alice")
+        alice = es.bearer(alice_key)
+        member = keys_pb2.PRINCIPAL_TYPE_MEMBER
+
+        def create(owner, project, request_id):
+            return admin.CreateKey(keys_pb2.CreateKeyRequest(
+                request_id=request_id, kind=keys_pb2.KEY_KIND_PROJECT,
+                owner=keys_pb2.Principal(type=member, id=owner), project=project,
+                scopes=["chat.completions"]), metadata=alice, timeout=10)
+
+        def refused_naming(request_id, call, *args):
+            err = pt.call_error(call, *args, metadata=alice, timeout=10)
+            self.assertEqual(err.code(), C.FAILED_PRECONDITION, err.details())
+            self.assertIn(f"request_id {request_id} ", err.details())
+            self.assertNotIn("admin:", err.details())
+
+        request_id = f"reuse-{uuid.uuid4().hex}"
+        created = create("bob", "support-eu", request_id)
+        refused_naming(request_id, admin.CreateKey, keys_pb2.CreateKeyRequest(
+            request_id=request_id, kind=keys_pb2.KEY_KIND_PROJECT,
+            owner=keys_pb2.Principal(type=member, id="dan"), project="internal-copilot",
+            scopes=["chat.completions"]))
+        rotation = f"rotate-{uuid.uuid4().hex}"
+        admin.RotateKey(keys_pb2.RotateKeyRequest(request_id=rotation,
+                                                  key_id=created.key.key_id),
+                        metadata=alice, timeout=10)
+        other = create("bob", "support-eu", uuid.uuid4().hex)
+        refused_naming(rotation, admin.RotateKey,
+                       keys_pb2.RotateKeyRequest(request_id=rotation, key_id=other.key.key_id))
+        # policyctl names it too, and does not advise retrying with it.
+        again = run_policyctl("keys", "create", "--owner=dan", "--project=internal-copilot",
+                              f"--request_id={request_id}", admin_key=alice_key)
+        self.assertEqual(again.returncode, 1, again.stderr)
+        self.assertIn(f"FAILED_PRECONDITION: request_id {request_id} ", again.stderr)
+        self.assertNotIn("retry with", again.stderr)
+        self.assertNotIn("admin:", again.stderr)
+
     def test_policyctl_exit_codes_and_json(self):
         alice = SUITE.new_admin_key("alice")
 
@@ -911,11 +950,18 @@ class EdgeProcessTest(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
         successor = json.loads(rotated[0].stdout)["new_key"]["key_id"]
         self.assertEqual(json.loads(rotated[1].stdout)["new_key"]["key_id"], successor)
-        # A failed call names the request id to retry with.
-        failed = policyctl("keys", "create", "--owner=alice", "--project=no-such-project",
-                           "--request_id=retry-me")
-        self.assertEqual(failed.returncode, 1)
-        self.assertIn("--request_id=retry-me", failed.stderr)
+        # A call that may have happened unanswered names the request id to retry with; a
+        # refusal does not (the same id would be refused again).
+        unanswered = policyctl("keys", "create", "--owner=alice", "--project=internal-copilot",
+                               "--request_id=retry-me", "--edge=127.0.0.1:1", "--timeout=2s")
+        self.assertEqual(unanswered.returncode, 1)
+        self.assertIn("UNAVAILABLE", unanswered.stderr)
+        self.assertIn("--request_id=retry-me", unanswered.stderr)
+        refused = policyctl("keys", "create", "--owner=alice", "--project=no-such-project",
+                            "--request_id=retry-me")
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("PERMISSION_DENIED", refused.stderr)
+        self.assertNotIn("retry with", refused.stderr)
 
         # A service account's key, listed by its owner; one entry a page still lists them all.
         account = f"sa-{uuid.uuid4().hex[:6]}"

@@ -61,7 +61,8 @@ commands:
                     service_account|admin, --project, --environment (default: the
                     holder's; production for admin keys), --scopes=a,b, --ttl, --request_id]
   keys rotate ID    [--overlap=24h, --ttl, --request_id]
-                    (create, rotate: a retry with the printed request id makes no second key)
+                    (create, rotate: a retry with the printed request id makes no second key;
+                    --request_id is 1 to 100 letters, digits and _ . : -, default: a fresh one)
   keys revoke ID    [--reason]
   keys list         [--project, --owner, --owner_type=member|service_account]
   keys report       [--project]  (keys expiring soon or expired)
@@ -242,11 +243,25 @@ std::string RequestIdOr(const std::string& given) {
   return given.empty() ? absl::StrCat("policyctl-", absl::ToUnixNanos(absl::Now())) : given;
 }
 
-// Failed, telling how to retry `request_id`'s call without repeating what it may have done.
+// Failed; when the call may have been done without an answer reaching us (the server did not
+// answer, or failed inside), also how to retry `request_id`'s call without repeating it. A
+// refusal (bad input, a request id used for other parameters, a role's) gets no such advice.
 int FailedRetryable(const grpc::Status& s, const std::string& request_id) {
   const int rc = Failed(s);
-  std::fprintf(stderr, "policyctl: request id %s; retry with --request_id=%s\n", request_id.c_str(),
-               request_id.c_str());
+  switch (s.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::CANCELLED:
+    case grpc::StatusCode::ABORTED:
+    case grpc::StatusCode::UNKNOWN:
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      std::fprintf(stderr, "policyctl: request id %s; retry with --request_id=%s\n",
+                   request_id.c_str(), request_id.c_str());
+      break;
+    default:
+      break;
+  }
   return rc;
 }
 
@@ -357,7 +372,8 @@ int Keys(const Invocation& in) {
             p.AddDuration("ttl", &ttl, "the key's lifetime; 0: the server's default");
             p.AddDuration("overlap", &overlap, "rotate: how long both keys verify; 0: 24h");
             p.AddString("request_id", &request_id,
-                        "create, rotate: makes a retry return the first call's key");
+                        "create, rotate: makes a retry return the first call's key; 1 to 100 "
+                        "letters, digits and _ . : - (default: a fresh one)");
             AddPageSize(p, &page_size);
           });
       rc != kOk) {
