@@ -1004,6 +1004,23 @@ class EdgeProcessTest(unittest.TestCase):
             self.assertGreater(len(entries), 1, command)
             self.assertEqual([e["id"] for e in json.loads(paged.stdout)[field]], entries, command)
 
+        # audit query too: every entry up to the ledger's size at the first page, in order
+        # (keys records the key changes above in the project's ledger through its outbox).
+        ledger = ("--project=internal-copilot", "--environment=development")
+        pt.wait_until(lambda: len(policyctl("audit", "export", *ledger).stdout.splitlines()) >= 3,
+                      timeout=15, message="key changes in internal-copilot's ledger")
+        for output in ("json", "text"):
+            paged = policyctl("audit", "query", *ledger, "--page_size=2", f"--output={output}")
+            self.assertEqual(paged.returncode, 0, paged.stderr)
+            if output == "json":
+                page = json.loads(paged.stdout)
+                self.assertNotIn("next_page_token", page)
+                indexes = [int(e.get("index", 0)) for e in page["entries"]]
+            else:
+                indexes = [int(line.split()[0]) for line in paged.stdout.splitlines()]
+            self.assertGreaterEqual(len(indexes), 3, output)
+            self.assertEqual(indexes, list(range(len(indexes))), output)
+
     def test_policyctl_help_anywhere_prints_usage_and_runs_nothing(self):
         alice = SUITE.new_admin_key("alice")
 

@@ -77,6 +77,7 @@ commands:
   org apply FILE    [--plan_fingerprint]  (removed members' keys are revoked)
   org export        the organisation as it stands, as a declarative file
   audit query       --project, --environment, [--action=decision_deny, --page_size]
+                    (every matching entry, oldest first)
   audit verify      --project, --environment
   audit summary     --project, --environment
   audit export      --project, --environment  (every entry, one JSON object per line)
@@ -1064,14 +1065,15 @@ int Audit(const Invocation& in) {
   }
   Global g;
   std::string project, environment, action, request_id;
-  int64_t page_size = 100, tree_size = 0, index = -1;
+  int64_t page_size = kListPageSize, tree_size = 0, index = -1;
   if (int rc = ParseFlags(
           in, g,
           [&](config::Parser& p) {
             p.AddString("project", &project, "the ledger's project (empty: the organisation's)");
             p.AddString("environment", &environment, "the ledger's environment");
             p.AddString("action", &action, "query: only this action, e.g. decision_deny");
-            p.AddInt("page_size", &page_size, "query: entries (1..1000)");
+            p.AddInt("page_size", &page_size,
+                     "query: entries per call (1..1000); every page is shown");
             p.AddInt("tree_size", &tree_size, "checkpoint, prove: a checkpoint's size; 0: newest");
             p.AddInt("index", &index, "prove: the entry's index");
             p.AddString("request_id", &request_id,
@@ -1097,7 +1099,11 @@ int Audit(const Invocation& in) {
       request.set_action(a);
     }
     audit::v1::QueryEntriesResponse response;
-    if (grpc::Status s = stub->QueryAudit(Context(g, true).get(), request, &response); !s.ok()) {
+    if (grpc::Status s = ListAll(request, &response,
+                                 [&](const auto& r, auto* page) {
+                                   return stub->QueryAudit(Context(g, true).get(), r, page);
+                                 });
+        !s.ok()) {
       return Failed(s);
     }
     return Show(g, response, [&] {
