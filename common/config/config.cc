@@ -89,16 +89,20 @@ absl::Status Parser::Set(const Setting& setting, absl::string_view value,
 
 absl::Status Parser::Parse(const std::vector<std::string>& args,
                            const std::map<std::string, std::string>& environment) {
+  // `--help` anywhere asks for the usage alone: nothing else is parsed or set, so neither a
+  // bad flag nor a bad variable stands in its way.
+  for (const std::string& arg : args) {
+    if (arg == "--help" || arg == "-h") {
+      help_requested_ = true;
+      return absl::OkStatus();
+    }
+  }
   for (const Setting& setting : settings_) {
     auto it = environment.find(EnvironmentName(setting.name));
     if (it == environment.end()) continue;
     if (absl::Status s = Set(setting, it->second, it->first); !s.ok()) return s;
   }
   for (const std::string& arg : args) {
-    if (arg == "--help" || arg == "-h") {
-      help_requested_ = true;
-      return absl::OkStatus();
-    }
     if (!absl::StartsWith(arg, "--")) {
       return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", arg, "'"));
     }

@@ -182,10 +182,16 @@ TEST_F(ParserTest, BadDurationEnvironmentIsNamed) {
   EXPECT_THAT(status.message(), HasSubstr("POLICY_KEYS_TIMEOUT"));
 }
 
-TEST_F(ParserTest, HelpIsRequestedAndStopsParsing) {
-  ASSERT_TRUE(Parse({"--count=3", "--help", "--count=4", "--no_such_flag"}).ok());
+TEST_F(ParserTest, HelpAnywhereIsRequestedAndSetsNothing) {
+  const int64_t count = config_.count;
+  ASSERT_TRUE(Parse({"--no_such_flag", "--count=3", "--help", "--count=4"}).ok());
   EXPECT_TRUE(parser_.help_requested());
-  EXPECT_EQ(config_.count, 3);
+  EXPECT_EQ(config_.count, count);
+}
+
+TEST_F(ParserTest, HelpIsRequestedDespiteABadVariable) {
+  ASSERT_TRUE(Parse({"--count=3", "-h"}, {{"POLICY_KEYS_TIMEOUT", "soon"}}).ok());
+  EXPECT_TRUE(parser_.help_requested());
 }
 
 TEST_F(ParserTest, UsageNamesFlagsAndVariablesButNoSecret) {

@@ -31,16 +31,20 @@ PoolOptions StorageOptions::pool_options() const {
 }
 
 void StorageOptions::Register(config::Parser& p) {
+  RegisterDatabase(p);
+  p.AddDuration("max_staleness", &max_staleness,
+                "answers fail closed when the in-memory state is older than this");
+  p.AddDuration("watch_heartbeat", &watch_heartbeat,
+                "how often the in-memory state proves itself in sync with PostgreSQL");
+}
+
+void StorageOptions::RegisterDatabase(config::Parser& p) {
   p.AddString("store", &store, "postgres or memory");
   p.AddString("database_url", &database_url, "PostgreSQL URL (store=postgres)",
               config::Sensitivity::kUrlWithCredentials);
   p.AddInt("database_pool_size", &database_pool_size, "PostgreSQL connections at most");
   p.AddBool("migrate_only", &migrate_only, "apply migrations and exit");
   p.AddBool("apply_migrations", &apply_migrations, "apply migrations at start-up");
-  p.AddDuration("max_staleness", &max_staleness,
-                "answers fail closed when the in-memory state is older than this");
-  p.AddDuration("watch_heartbeat", &watch_heartbeat,
-                "how often the in-memory state proves itself in sync with PostgreSQL");
 }
 
 absl::Status StorageOptions::Validate() const {

@@ -15,8 +15,9 @@
 namespace policy::pg {
 
 // Where a service keeps its state, the same flags in every service: --store, --database_url,
-// --database_pool_size, --migrate_only, --apply_migrations, --max_staleness and
-// --watch_heartbeat (and POLICY_<SVC>_* for each).
+// --database_pool_size, --migrate_only and --apply_migrations, and in a service that keeps an
+// in-memory copy of PostgreSQL's state --max_staleness and --watch_heartbeat (and
+// POLICY_<SVC>_* for each).
 struct StorageOptions {
   // "postgres" (durable, shared by replicas) or "memory" (one process, lost on exit).
   std::string store = "postgres";
@@ -31,7 +32,12 @@ struct StorageOptions {
 
   bool postgres() const { return store == "postgres"; }
   PoolOptions pool_options() const;
+  // Every setting: a service with an in-memory copy of its state (max_staleness and
+  // watch_heartbeat bound it).
   void Register(config::Parser& parser);
+  // The database settings alone, for a service that keeps no such copy (max_staleness and
+  // watch_heartbeat stay at their defaults, unused).
+  void RegisterDatabase(config::Parser& parser);
   absl::Status Validate() const;
 };
 

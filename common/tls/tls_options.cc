@@ -131,6 +131,15 @@ void TlsOptions::Register(config::Parser& parser) {
                      "how often the certificate, key and CA files are re-read");
 }
 
+void TlsOptions::RegisterClient(config::Parser& parser) {
+  parser.AddString("tls_cert_file", &cert_file,
+                   "PEM certificate chain presented as the client certificate on every call");
+  parser.AddString("tls_key_file", &key_file, "PEM private key of tls_cert_file");
+  parser.AddString("tls_ca_file", &ca_file,
+                   "PEM CA bundle verifying the servers called (alone: TLS without a client "
+                   "certificate); empty: the system's roots when a certificate is set");
+}
+
 absl::Status TlsOptions::Validate() const {
   if (cert_file.empty() != key_file.empty()) {
     return absl::InvalidArgumentError("tls_cert_file and tls_key_file must be set together");

@@ -40,7 +40,11 @@ struct TlsOptions {
   // Whether calls use TLS.
   bool calls_use_tls() const { return !cert_file.empty() || !ca_file.empty(); }
 
+  // A server's settings, all of the above.
   void Register(config::Parser& parser);
+  // A client tool's: tls_cert_file, tls_key_file and tls_ca_file, for the calls it makes
+  // (the other settings are left at their defaults, which Validate accepts).
+  void RegisterClient(config::Parser& parser);
   // Checks the combination and reads the files: each must hold PEM that parses, and the key
   // must belong to the certificate. INVALID_ARGUMENT naming the setting otherwise.
   absl::Status Validate() const;

@@ -229,5 +229,26 @@ TEST_F(TlsTest, ValidateNamesTheProblem) {
   EXPECT_TRUE(TlsOptions{}.Validate().ok());
 }
 
+TEST(TlsRegisterTest, AClientRegistersOnlyTheSettingsOfItsCalls) {
+  TlsOptions options;
+  config::Parser parser("policyctl");
+  options.RegisterClient(parser);
+  const std::string usage = parser.Usage();
+  for (const char* client : {"--tls_cert_file", "--tls_key_file", "--tls_ca_file"}) {
+    EXPECT_NE(usage.find(client), std::string::npos) << client;
+  }
+  for (const char* server :
+       {"tls_require_client_cert", "tls_allowed_clients", "tls_reload_interval", "serve TLS"}) {
+    EXPECT_EQ(usage.find(server), std::string::npos) << server;
+  }
+  for (const char* flag :
+       {"--tls_require_client_cert", "--tls_allowed_clients=a", "--tls_reload_interval=5s"}) {
+    EXPECT_EQ(parser.Parse({flag}, {}).code(), absl::StatusCode::kInvalidArgument) << flag;
+  }
+  ASSERT_TRUE(parser.Parse({"--tls_ca_file=/ca.pem"}, {}).ok());
+  EXPECT_EQ(options.ca_file, "/ca.pem");
+  EXPECT_TRUE(options.calls_use_tls());
+}
+
 }  // namespace
 }  // namespace policy::tls

@@ -6,7 +6,7 @@ namespace policy::audit {
 
 void AuditConfig::Register(config::Parser& p) {
   server.Register(p);
-  storage.Register(p);
+  storage.RegisterDatabase(p);  // Audit keeps no in-memory copy of PostgreSQL's state.
   p.AddString("signing_key", &signing_key,
               "Ed25519 private key seed signing checkpoints, 64 hex digits (openssl rand -hex 32)",
               config::Sensitivity::kSecret);

@@ -23,6 +23,10 @@ constexpr absl::string_view kDomain = "audit.policy-suite";
 // entries' metadata.
 constexpr size_t kExportChunkEntries = 500;
 constexpr size_t kExportChunkBytes = 1 << 20;
+// A QueryEntries page holds at most this many bytes of entries, unless its first entry alone
+// is larger: a page of the most entries, each as large as an entry may be, stays well within
+// gRPC's default 4 MiB receive limit at every hop (the edge passes pages on).
+constexpr size_t kQueryPageBytes = 1 << 20;
 
 grpc::Status ToGrpc(const absl::Status& status) { return ToGrpcStatus(status, kDomain); }
 
@@ -209,9 +213,21 @@ grpc::ServerUnaryReactor* AuditService::QueryEntries(grpc::CallbackServerContext
     }
     absl::StatusOr<QueryPage> page = ledger_->Query(spec, request->requested_by());
     if (!page.ok()) return ToGrpc(page.status());
-    for (const RevealedEntry& e : page->entries) ToProto(e, response->add_entries());
-    if (page->next_index.has_value()) {
-      response->set_next_page_token(QueryPageToken(*page->next_index, page->end_index));
+    std::optional<uint64_t> next_index = page->next_index;
+    size_t bytes = 0;
+    for (const RevealedEntry& e : page->entries) {
+      v1::Entry entry;
+      ToProto(e, &entry);
+      const size_t size = entry.ByteSizeLong();
+      if (response->entries_size() > 0 && bytes + size > kQueryPageBytes) {
+        next_index = e.entry.index;  // The page ends before the entry that would pass the bound.
+        break;
+      }
+      bytes += size;
+      *response->add_entries() = std::move(entry);
+    }
+    if (next_index.has_value()) {
+      response->set_next_page_token(QueryPageToken(*next_index, page->end_index));
     }
     return grpc::Status::OK;
   });

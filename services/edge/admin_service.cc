@@ -5,8 +5,10 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "common/client/channel.h"
 #include "common/ledger/ledger_record.h"
 #include "common/proto/well_known.h"
@@ -43,6 +45,14 @@ Status Call(absl::string_view service, Stub& stub,
 // How long RemoveMember waits for the ledger entry of a removal made before (authz's outbox
 // delivers it, usually within its relay's poll interval).
 constexpr absl::Duration kRemovalEntryWait = absl::Seconds(2);
+
+// `s` with keys' name for a request id (`internal`, CallerRequestId's) replaced by the
+// caller's own (`caller`), so that an error names the id the caller sent.
+Status InCallerTerms(const Status& s, const std::string& internal, const std::string& caller) {
+  if (s.ok() || internal.empty() || !absl::StrContains(s.error_message(), internal)) return s;
+  return Status(s.error_code(), absl::StrReplaceAll(s.error_message(), {{internal, caller}}),
+                s.error_details());
+}
 
 // A request that hands out a secret or changes several services must be safe to retry.
 Status RequireRequestId(const std::string& request_id) {
@@ -675,8 +685,9 @@ grpc::ServerUnaryReactor* AdminService::CreateKey(grpc::CallbackServerContext* c
     keys::v1::CreateKeyRequest create = *request;
     if (Status s = AuthorizeIssue(caller, &create); !s.ok()) return s;
     create.set_request_id(CallerRequestId(caller.member, request->request_id()));
-    return Call("keys", *keys_, &keys::v1::KeyService::Stub::CreateKey, create, response,
-                caller.deadline);
+    return InCallerTerms(Call("keys", *keys_, &keys::v1::KeyService::Stub::CreateKey, create,
+                              response, caller.deadline),
+                         create.request_id(), request->request_id());
   });
 }
 
@@ -690,8 +701,9 @@ grpc::ServerUnaryReactor* AdminService::RotateKey(grpc::CallbackServerContext* c
       return s;
     }
     rotate.set_request_id(CallerRequestId(caller.member, request->request_id()));
-    return Call("keys", *keys_, &keys::v1::KeyService::Stub::RotateKey, rotate, response,
-                caller.deadline);
+    return InCallerTerms(Call("keys", *keys_, &keys::v1::KeyService::Stub::RotateKey, rotate,
+                              response, caller.deadline),
+                         rotate.request_id(), request->request_id());
   });
 }
 

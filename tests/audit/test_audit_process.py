@@ -522,6 +522,25 @@ class QueryTest(AuditTestCase):
                                                               page_token=token))
             self.assertIn("page_token", error.details())
 
+    def test_pages_of_large_entries_end_before_a_mebibyte(self):
+        project = f"big-{self.u}"
+        ledger = aus.ledger(project, "production")
+        metadata = {f"k{i:02d}": "v" * 1024 for i in range(32)}  # an entry's largest metadata
+        n = 130  # over 4 MiB of entries: more than a client takes in one message by default
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: self.append(aus.entry_input(project, tokens=i,
+                                                                metadata=metadata), timeout=30),
+                          range(n)))
+        first = self.query(ledger, page_size=1000)
+        self.assertTrue(first.next_page_token)
+        self.assertGreater(len(first.entries), 1)
+        self.assertLessEqual(first.ByteSize(), (1 << 20) + 1024)
+        got, pages = self.query_all(ledger, page_size=1000)
+        self.assertEqual([e.index for e in got], list(range(n + 1)))  # n: the first read's
+        self.assertGreaterEqual(pages, 5)
+        # The bound counts bytes, not entries: small entries still fill a page of page_size.
+        self.assertEqual(len(self.query(ledger, page_size=3).entries), 3)
+
     def test_reads_of_a_ledger_that_does_not_exist_create_none(self):
         ledger = aus.ledger(f"typo-{self.u}", "production")
         self.assertEqual(list(self.query(ledger).entries), [])

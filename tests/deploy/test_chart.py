@@ -77,9 +77,13 @@ _SETTING_RE = re.compile(
     r'\bAdd(?:String|Int|Bool|Duration|List)\(\s*"([a-z0-9_]+)"((?:"(?:[^"\\]|\\.)*"|[^";])*);')
 
 
-def _settings(path):
-    """{name: is_secret} of the settings a source file registers."""
+def _settings(path, function=None):
+    """{name: is_secret} of the settings a source file registers (in `function` alone, when
+    given: from its definition to the next line that closes a function)."""
     text = (REPO_ROOT / path).read_text()
+    if function is not None:
+        start = text.index(f"::{function}(config::Parser&")
+        text = text[start:text.index("\n}\n", start)]
     return {m.group(1): "Sensitivity::kSecret" in m.group(2) for m in _SETTING_RE.finditer(text)}
 
 
@@ -87,9 +91,14 @@ def registered_settings(service):
     """{name: is_secret} of every setting `service` reads (POLICY_<SVC>_<NAME>)."""
     config = f"services/{service}/{service}_config.cc"
     settings = {**_settings("common/server/server_runner.cc"),
-                **_settings("common/tls/tls_options.cc"), **_settings(config)}
-    if "storage.Register(" in (REPO_ROOT / config).read_text():
-        settings.update(_settings("common/pg/storage_options.cc"))
+                **_settings("common/tls/tls_options.cc", "Register"), **_settings(config)}
+    source = (REPO_ROOT / config).read_text()
+    storage = "common/pg/storage_options.cc"
+    if "storage.Register(" in source:  # RegisterDatabase's settings and the cache's bounds
+        settings.update(_settings(storage, "Register"))
+        settings.update(_settings(storage, "RegisterDatabase"))
+    elif "storage.RegisterDatabase(" in source:
+        settings.update(_settings(storage, "RegisterDatabase"))
     return settings
 
 

@@ -608,6 +608,45 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertNotEqual(dans_own.key.key_id, first.key.key_id)
         self.assertNotEqual(dans_own.secret, first.secret)
 
+    def test_a_reused_request_id_is_named_as_the_caller_sent_it(self):
+        admin = SUITE.admin()
+        alice_key = SUITE.new_admin_key("alice")
+        alice = es.bearer(alice_key)
+        member = keys_pb2.PRINCIPAL_TYPE_MEMBER
+
+        def create(owner, project, request_id):
+            return admin.CreateKey(keys_pb2.CreateKeyRequest(
+                request_id=request_id, kind=keys_pb2.KEY_KIND_PROJECT,
+                owner=keys_pb2.Principal(type=member, id=owner), project=project,
+                scopes=["chat.completions"]), metadata=alice, timeout=10)
+
+        def refused_naming(request_id, call, *args):
+            err = pt.call_error(call, *args, metadata=alice, timeout=10)
+            self.assertEqual(err.code(), C.FAILED_PRECONDITION, err.details())
+            self.assertIn(f"request_id {request_id} ", err.details())
+            self.assertNotIn("admin:", err.details())
+
+        request_id = f"reuse-{uuid.uuid4().hex}"
+        created = create("bob", "support-eu", request_id)
+        refused_naming(request_id, admin.CreateKey, keys_pb2.CreateKeyRequest(
+            request_id=request_id, kind=keys_pb2.KEY_KIND_PROJECT,
+            owner=keys_pb2.Principal(type=member, id="dan"), project="internal-copilot",
+            scopes=["chat.completions"]))
+        rotation = f"rotate-{uuid.uuid4().hex}"
+        admin.RotateKey(keys_pb2.RotateKeyRequest(request_id=rotation,
+                                                  key_id=created.key.key_id),
+                        metadata=alice, timeout=10)
+        other = create("bob", "support-eu", uuid.uuid4().hex)
+        refused_naming(rotation, admin.RotateKey,
+                       keys_pb2.RotateKeyRequest(request_id=rotation, key_id=other.key.key_id))
+        # policyctl names it too, and does not advise retrying with it.
+        again = run_policyctl("keys", "create", "--owner=dan", "--project=internal-copilot",
+                              f"--request_id={request_id}", admin_key=alice_key)
+        self.assertEqual(again.returncode, 1, again.stderr)
+        self.assertIn(f"FAILED_PRECONDITION: request_id {request_id} ", again.stderr)
+        self.assertNotIn("retry with", again.stderr)
+        self.assertNotIn("admin:", again.stderr)
+
     def test_policyctl_exit_codes_and_json(self):
         alice = SUITE.new_admin_key("alice")
 
@@ -965,11 +1004,18 @@ class EdgeProcessTest(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
         successor = json.loads(rotated[0].stdout)["new_key"]["key_id"]
         self.assertEqual(json.loads(rotated[1].stdout)["new_key"]["key_id"], successor)
-        # A failed call names the request id to retry with.
-        failed = policyctl("keys", "create", "--owner=alice", "--project=no-such-project",
-                           "--request_id=retry-me")
-        self.assertEqual(failed.returncode, 1)
-        self.assertIn("--request_id=retry-me", failed.stderr)
+        # A call that may have happened unanswered names the request id to retry with; a
+        # refusal does not (the same id would be refused again).
+        unanswered = policyctl("keys", "create", "--owner=alice", "--project=internal-copilot",
+                               "--request_id=retry-me", "--edge=127.0.0.1:1", "--timeout=2s")
+        self.assertEqual(unanswered.returncode, 1)
+        self.assertIn("UNAVAILABLE", unanswered.stderr)
+        self.assertIn("--request_id=retry-me", unanswered.stderr)
+        refused = policyctl("keys", "create", "--owner=alice", "--project=no-such-project",
+                            "--request_id=retry-me")
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("PERMISSION_DENIED", refused.stderr)
+        self.assertNotIn("retry with", refused.stderr)
 
         # A service account's key, listed by its owner; one entry a page still lists them all.
         account = f"sa-{uuid.uuid4().hex[:6]}"
@@ -1011,6 +1057,69 @@ class EdgeProcessTest(unittest.TestCase):
             entries = [e["id"] for e in json.loads(whole.stdout)[field]]
             self.assertGreater(len(entries), 1, command)
             self.assertEqual([e["id"] for e in json.loads(paged.stdout)[field]], entries, command)
+
+        # audit query too: every entry up to the ledger's size at the first page, in order
+        # (keys records the key changes above in the project's ledger through its outbox).
+        ledger = ("--project=internal-copilot", "--environment=development")
+        pt.wait_until(lambda: len(policyctl("audit", "export", *ledger).stdout.splitlines()) >= 3,
+                      timeout=15, message="key changes in internal-copilot's ledger")
+        for output in ("json", "text"):
+            paged = policyctl("audit", "query", *ledger, "--page_size=2", f"--output={output}")
+            self.assertEqual(paged.returncode, 0, paged.stderr)
+            if output == "json":
+                page = json.loads(paged.stdout)
+                self.assertNotIn("next_page_token", page)
+                indexes = [int(e.get("index", 0)) for e in page["entries"]]
+            else:
+                indexes = [int(line.split()[0]) for line in paged.stdout.splitlines()]
+            self.assertGreaterEqual(len(indexes), 3, output)
+            self.assertEqual(indexes, list(range(len(indexes))), output)
+
+    def test_policyctl_help_anywhere_prints_usage_and_runs_nothing(self):
+        alice = SUITE.new_admin_key("alice")
+
+        def policyctl(*args):
+            return run_policyctl(*args, admin_key=alice)
+
+        erin = f"erin-{uuid.uuid4().hex[:6]}"
+        added = policyctl("members", "add", f"--id={erin}", f"--email={erin}@acme.example",
+                          "--roles=member@support-eu")
+        self.assertEqual(added.returncode, 0, added.stderr)
+
+        def keys_of(owner):
+            listed = policyctl("keys", "list", f"--owner={owner}", "--output=json")
+            self.assertEqual(listed.returncode, 0, listed.stderr)
+            return json.loads(listed.stdout).get("keys", [])
+
+        for args in (("members", "remove", erin, "--help"),
+                     ("members", "remove", erin, "-h", "--request_id=r1"),
+                     ("keys", "create", f"--owner={erin}", "--project=support-eu", "--help"),
+                     ("keys", "--help", "create", f"--owner={erin}", "--project=support-eu")):
+            shown = policyctl(*args)
+            self.assertEqual(shown.returncode, 0, (args, shown.stderr))
+            self.assertEqual(shown.stderr, "", args)
+            self.assertIn(f"{args[0]} {args[1] if args[1] != '--help' else args[2]}", shown.stdout)
+            self.assertIn("global flags", shown.stdout)
+        members = policyctl("members", "list", "--include_removed", "--output=json")
+        erins = [m for m in json.loads(members.stdout)["members"] if m["id"] == erin]
+        self.assertEqual(len(erins), 1)
+        self.assertNotIn("removed_at", erins[0])
+        self.assertEqual(keys_of(erin), [])
+        # A plan fingerprint after --help is not skipped into an apply either.
+        applied = policyctl("org", "apply", "/nonexistent/org.yaml", "--help",
+                            "--plan_fingerprint=X")
+        self.assertEqual(applied.returncode, 0, applied.stderr)
+        self.assertIn("org apply", applied.stdout)
+        self.assertNotIn("org plan", applied.stdout)
+        endpoint = policyctl("endpoints", "create", "--help")
+        self.assertEqual(endpoint.returncode, 0, endpoint.stderr)
+        self.assertIn("--deployment (Azure's deployment name: required for azure, the default\n"
+                      "                    provider)", endpoint.stdout)
+        for args in (("--help",), ("-h",), ("help",)):
+            whole = run_policyctl(*args)
+            self.assertEqual(whole.returncode, 0, args)
+            self.assertIn("commands:", whole.stdout)
+        self.assertEqual(run_policyctl().returncode, 2)
 
     def test_onboarding_through_policyctl(self):
         alice = SUITE.new_admin_key("alice")

@@ -13,8 +13,10 @@ POLICY_TEST_REQUIRE_PG=1. Run: /usr/bin/python3 -m unittest -v tests.keys.test_k
 """
 
 import contextlib
+import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -712,6 +714,20 @@ class ReplicaTest(KeysTestCase):
 
 
 class OperationsTest(KeysTestCase):
+    def test_readme_python_example_runs(self):
+        """README.md's Python example, run as written against a keys process."""
+        readme = (pt.REPO_ROOT / "README.md").read_text()
+        blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+        self.assertEqual(len(blocks), 1)
+        code = blocks[0].replace('"127.0.0.1:50051"', f'"{FOREIGN.address}"')
+        self.assertNotEqual(code, blocks[0], "the example dials keys' default address")
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=30, stdin=subprocess.DEVNULL,
+                             env=dict(os.environ, PYTHONPATH=str(pt.PYTHON_DIR)))
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertIn('key_id: "key_', run.stdout)
+        self.assertIn("alice@company.com", run.stdout)
+
     def test_health_and_metrics(self):
         self.assertEqual(pt.health_status(MAIN.channel), "SERVING")
         self.assertEqual(pt.health_status(REPLICA.channel), "SERVING")

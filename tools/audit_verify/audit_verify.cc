@@ -846,7 +846,7 @@ int Main(int argc, char** argv) {
                      "for connecting to the server or database and for GetCheckpoint");
   parser.AddDuration("export_timeout", &o.export_timeout,
                      "with --target: the whole ExportEntries stream at most");
-  o.tls.Register(parser);
+  o.tls.RegisterClient(parser);
   if (absl::Status s = parser.ParseProcess(argc, argv); !s.ok()) {
     std::fprintf(stderr, "audit_verify: %s (--help lists the flags)\n",
                  std::string(s.message()).c_str());

@@ -583,7 +583,7 @@ int Main(int argc, char** argv) {
   parser.AddInt("rate", &o.rate, "calls per second, open loop; 0: closed loop");
   parser.AddInt("channels", &o.channels, "connections to the server");
   parser.AddInt("rounds", &o.rounds, "ping/RPC phase pairs");
-  o.tls.Register(parser);
+  o.tls.RegisterClient(parser);
   if (absl::Status s = parser.ParseProcess(argc, argv); !s.ok()) {
     std::fprintf(stderr, "%s\n", s.ToString().c_str());
     return 2;

@@ -13,9 +13,11 @@
 // environment than the command line), --api_key (decide), --output=text|json, --timeout.
 //
 // Exit codes scripts can rely on: 0 done (ALLOW; the ledger verifies); 1 the call failed
-// (its gRPC status on stderr); 2 usage; 3 refused by policy (DENY) or the ledger does not
-// verify. With --output=json, stdout holds exactly the response as JSON (proto field names);
-// a list's is every page's entries in one response.
+// (its gRPC status on stderr; an admin call the caller's role does not allow is one,
+// PERMISSION_DENIED); 2 usage; 3 decide's answer is DENY or audit verify finds the ledger
+// invalid. With --output=json, stdout holds exactly the response as JSON (proto field names);
+// a list's is every page's entries in one response. `--help` anywhere prints the command's
+// usage on stdout and exits 0 without calling anything.
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -59,7 +61,8 @@ commands:
                     service_account|admin, --project, --environment (default: the
                     holder's; production for admin keys), --scopes=a,b, --ttl, --request_id]
   keys rotate ID    [--overlap=24h, --ttl, --request_id]
-                    (create, rotate: a retry with the printed request id makes no second key)
+                    (create, rotate: a retry with the printed request id makes no second key;
+                    --request_id is 1 to 100 letters, digits and _ . : -, default: a fresh one)
   keys revoke ID    [--reason]
   keys list         [--project, --owner, --owner_type=member|service_account]
   keys report       [--project]  (keys expiring soon or expired)
@@ -74,6 +77,7 @@ commands:
   org apply FILE    [--plan_fingerprint]  (removed members' keys are revoked)
   org export        the organisation as it stands, as a declarative file
   audit query       --project, --environment, [--action=decision_deny, --page_size]
+                    (every matching entry, oldest first)
   audit verify      --project, --environment
   audit summary     --project, --environment
   audit export      --project, --environment  (every entry, one JSON object per line)
@@ -93,7 +97,8 @@ commands:
   service-accounts remove ID   (its keys are revoked)
   endpoints list
   endpoints create  --id, --region, --residency=eu|us|apac|global, --base_url,
-                    [--provider=azure|openai, --deployment, --models=a,b, --zdr,
+                    --deployment (Azure's deployment name: required for azure, the default
+                    provider), [--provider=azure|openai, --models=a,b, --zdr,
                     --private_link, --cached, --priority=1, --weight=100, --disabled]
   endpoints delete ID
   endpoints health  breakers, latency, outcomes and failovers
@@ -103,8 +108,11 @@ commands:
 global flags (or POLICY_POLICYCTL_<NAME>): --edge=host:port (127.0.0.1:50056), --admin_key,
   --api_key, --output=text|json, --timeout=10s, --tls_ca_file (TLS to the edge),
   --tls_cert_file and --tls_key_file (a client certificate)
-exit codes: 0 done, 1 the call failed, 2 usage, 3 refused by policy or the ledger is invalid
+exit codes: 0 done, 1 the call failed (an admin call the caller's role may not make too),
+  2 usage, 3 a decision DENY (decide) or an invalid ledger (audit verify)
 every list shows all its entries, asking for --page_size (default 500) per call
+--help anywhere (or policyctl help [COMMAND [VERB]]) prints the usage on stdout, exits 0 and
+  runs nothing
 )";
 
 struct Global {
@@ -116,7 +124,7 @@ struct Global {
   tls::TlsOptions tls;
 
   void Register(config::Parser& p) {
-    tls.Register(p);
+    tls.RegisterClient(p);
     p.AddString("edge", &edge, "the edge, host:port");
     p.AddString("admin_key", &admin_key, "admin key for the admin API",
                 config::Sensitivity::kSecret);
@@ -157,6 +165,8 @@ int ParseFlags(const Invocation& in, Global& global,
   if (absl::Status s = parser.Parse(in.flags, Environment()); !s.ok()) {
     return Usage(std::string(s.message()));
   }
+  // Main answers --help before any command runs; should one reach here, it runs nothing.
+  if (parser.help_requested()) return Usage("--help takes no other action");
   if (global.output != "text" && global.output != "json") {
     return Usage("--output must be text or json");
   }
@@ -234,11 +244,25 @@ std::string RequestIdOr(const std::string& given) {
   return given.empty() ? absl::StrCat("policyctl-", absl::ToUnixNanos(absl::Now())) : given;
 }
 
-// Failed, telling how to retry `request_id`'s call without repeating what it may have done.
+// Failed; when the call may have been done without an answer reaching us (the server did not
+// answer, or failed inside), also how to retry `request_id`'s call without repeating it. A
+// refusal (bad input, a request id used for other parameters, a role's) gets no such advice.
 int FailedRetryable(const grpc::Status& s, const std::string& request_id) {
   const int rc = Failed(s);
-  std::fprintf(stderr, "policyctl: request id %s; retry with --request_id=%s\n", request_id.c_str(),
-               request_id.c_str());
+  switch (s.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::CANCELLED:
+    case grpc::StatusCode::ABORTED:
+    case grpc::StatusCode::UNKNOWN:
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      std::fprintf(stderr, "policyctl: request id %s; retry with --request_id=%s\n",
+                   request_id.c_str(), request_id.c_str());
+      break;
+    default:
+      break;
+  }
   return rc;
 }
 
@@ -349,7 +373,8 @@ int Keys(const Invocation& in) {
             p.AddDuration("ttl", &ttl, "the key's lifetime; 0: the server's default");
             p.AddDuration("overlap", &overlap, "rotate: how long both keys verify; 0: 24h");
             p.AddString("request_id", &request_id,
-                        "create, rotate: makes a retry return the first call's key");
+                        "create, rotate: makes a retry return the first call's key; 1 to 100 "
+                        "letters, digits and _ . : - (default: a fresh one)");
             AddPageSize(p, &page_size);
           });
       rc != kOk) {
@@ -762,7 +787,9 @@ int Endpoints(const Invocation& in) {
                             p.AddString("residency", &residency, "eu, us, apac or global");
                             p.AddString("base_url", &base_url, "https://host[:port][/path]");
                             p.AddString("provider", &provider, "azure or openai");
-                            p.AddString("deployment", &deployment, "Azure's deployment name");
+                            p.AddString("deployment", &deployment,
+                                        "Azure's deployment name; required with --provider=azure "
+                                        "(the default)");
                             p.AddString("models", &models, "comma-separated models served");
                             p.AddBool("zdr", &zdr, "zero data retention");
                             p.AddBool("private_link", &private_link, "reached over a private link");
@@ -1038,14 +1065,15 @@ int Audit(const Invocation& in) {
   }
   Global g;
   std::string project, environment, action, request_id;
-  int64_t page_size = 100, tree_size = 0, index = -1;
+  int64_t page_size = kListPageSize, tree_size = 0, index = -1;
   if (int rc = ParseFlags(
           in, g,
           [&](config::Parser& p) {
             p.AddString("project", &project, "the ledger's project (empty: the organisation's)");
             p.AddString("environment", &environment, "the ledger's environment");
             p.AddString("action", &action, "query: only this action, e.g. decision_deny");
-            p.AddInt("page_size", &page_size, "query: entries (1..1000)");
+            p.AddInt("page_size", &page_size,
+                     "query: entries per call (1..1000); every page is shown");
             p.AddInt("tree_size", &tree_size, "checkpoint, prove: a checkpoint's size; 0: newest");
             p.AddInt("index", &index, "prove: the entry's index");
             p.AddString("request_id", &request_id,
@@ -1071,7 +1099,11 @@ int Audit(const Invocation& in) {
       request.set_action(a);
     }
     audit::v1::QueryEntriesResponse response;
-    if (grpc::Status s = stub->QueryAudit(Context(g, true).get(), request, &response); !s.ok()) {
+    if (grpc::Status s = ListAll(request, &response,
+                                 [&](const auto& r, auto* page) {
+                                   return stub->QueryAudit(Context(g, true).get(), r, page);
+                                 });
+        !s.ok()) {
       return Failed(s);
     }
     return Show(g, response, [&] {
@@ -1265,12 +1297,60 @@ int Health(const Invocation& in) {
   return all_serving ? kOk : kFailed;
 }
 
+// The usage of `command` (its verb `verb`'s alone when the usage names it) and the global
+// flags; the whole usage when `command` is empty or unknown.
+std::string CommandUsage(const std::string& command, const std::string& verb) {
+  const absl::string_view text = kUsageText;
+  const size_t commands = text.find("\ncommands:\n");
+  const size_t global = text.find("\nglobal flags");
+  if (command.empty() || commands == absl::string_view::npos || global == absl::string_view::npos) {
+    return std::string(text);
+  }
+  // One entry per command line ("  keys create ..."), with its deeper-indented continuations.
+  struct Entry {
+    std::vector<std::string> words;  // the first line's words
+    std::string text;
+  };
+  std::vector<Entry> entries;
+  for (absl::string_view line : absl::StrSplit(text.substr(commands + 11, global - commands - 11),
+                                               '\n', absl::SkipEmpty())) {
+    if (line.size() > 2 && line[2] != ' ') {
+      entries.push_back({absl::StrSplit(line, ' ', absl::SkipEmpty()), ""});
+    }
+    if (!entries.empty()) absl::StrAppend(&entries.back().text, line, "\n");
+  }
+  auto names = [](const Entry& e, const std::string& word, bool anywhere) {
+    if (e.words.empty()) return false;
+    if (!anywhere) return e.words[0] == word;
+    return std::find(e.words.begin() + 1, e.words.end(), word) != e.words.end();
+  };
+  std::vector<const Entry*> shown;
+  for (const Entry& e : entries) {
+    if (names(e, command, false)) shown.push_back(&e);
+  }
+  if (shown.empty()) return std::string(text);
+  if (!verb.empty() && std::any_of(shown.begin(), shown.end(),
+                                   [&](const Entry* e) { return names(*e, verb, true); })) {
+    shown.erase(std::remove_if(shown.begin(), shown.end(),
+                               [&](const Entry* e) { return !names(*e, verb, true); }),
+                shown.end());
+  }
+  std::string out = absl::StrCat("usage: policyctl [global flags] ", command,
+                                 verb.empty() ? "" : " ", verb, " [flags]\n\n");
+  for (const Entry* e : shown) absl::StrAppend(&out, e->text);
+  absl::StrAppend(&out, text.substr(global));
+  return out;
+}
+
 int Main(int argc, char** argv) {
   Invocation in;
   std::string command;
+  bool help = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
-    if (absl::StartsWith(arg, "--")) {
+    if (arg == "--help" || arg == "-h") {
+      help = true;
+    } else if (absl::StartsWith(arg, "--")) {
       in.flags.push_back(std::move(arg));
     } else if (command.empty()) {
       command = std::move(arg);
@@ -1278,9 +1358,19 @@ int Main(int argc, char** argv) {
       in.words.push_back(std::move(arg));
     }
   }
-  if (command.empty() || command == "help") {
-    std::fputs(kUsageText, command.empty() ? stderr : stdout);
-    return command.empty() ? kUsage : kOk;
+  // --help anywhere, or `help [COMMAND [VERB]]`: the usage on stdout, and no call is made.
+  if (help || command == "help") {
+    if (command == "help") {
+      command = in.words.empty() ? "" : in.words[0];
+      in.words.erase(in.words.begin(), in.words.begin() + std::min<size_t>(1, in.words.size()));
+    }
+    const std::string usage = CommandUsage(command, in.words.empty() ? "" : in.words[0]);
+    std::fputs(usage.c_str(), stdout);
+    return kOk;
+  }
+  if (command.empty()) {
+    std::fputs(kUsageText, stderr);
+    return kUsage;
   }
   if (command == "decide") return Decide(in);
   if (command == "health") return Health(in);

@@ -35,8 +35,6 @@ region:
   sync_interval: {default: 200ms, min: 0.01, max: 600, bounds: between 10ms and 10m}
   breaker_window: {default: 60s, min: 0.01, bounds: at least 10ms}
 audit:
-  watch_heartbeat: {default: 200ms}
-  max_staleness: {default: 1s}
   checkpoint_interval: {default: 5s, min: 0.01, bounds: at least 10ms}
 edge:
   max_decision_time: {default: 5s, min: 0.01, max: 300, bounds: between 10ms and 5m}
@@ -81,8 +79,7 @@ to start (CrashLoopBackOff) or being killed while they drain. Renders nothing.
 {{- $shorter := list
   (list "keys" "watch_heartbeat" "max_staleness")
   (list "authz" "watch_heartbeat" "max_staleness")
-  (list "region" "watch_heartbeat" "max_staleness")
-  (list "audit" "watch_heartbeat" "max_staleness") }}
+  (list "region" "watch_heartbeat" "max_staleness") }}
 {{- if eq $root.Values.store "postgres" }}
 {{- $shorter = append $shorter (list "region" "sync_interval" "max_staleness") }}
 {{- end }}
