@@ -683,7 +683,7 @@ TEST_F(ReportUsageFlowTest, TheSuccessorOfTheDecisionsKeyMayReportItsUsage) {
   v1::ReportUsageResponse response;
   grpc::Status s = Report(&response);
   ASSERT_TRUE(s.ok()) << s.error_message();
-  EXPECT_EQ(fake_.usage_request.request_id(), "req-1");
+  EXPECT_EQ(fake_.usage_request.request_id(), "support-eu/production/40");
   EXPECT_EQ(fake_.append_request.entry().metadata().at("key_id"), "key-1");
   // Not the other way round: the old key reporting its successor's decision.
   SetUp();

@@ -44,7 +44,7 @@ def setUpModule():
         pt.psql(PG.url, "CREATE ROLE policy_audit_writer NOLOGIN")
         db = _stack.enter_context(pt.test_database(PG.url, "edge_fault"))
         SUITE = es.Suite(db.url, flags={name: {"max_staleness": "1s"}
-                                        for name in ("keys", "authz", "region", "audit")})
+                                        for name in ("keys", "authz", "region")})
         _stack.callback(SUITE.cleanup)
         SUITE.start()
     except BaseException:
