@@ -10,7 +10,11 @@ namespace policy::client {
 std::shared_ptr<grpc::Channel> OpenChannel(
     const std::string& address, const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
   grpc::ChannelArguments args;
-  args.SetLoadBalancingPolicyName("round_robin");
+  // Round robin over the addresses whose grpc.health.v1 "" answers SERVING (Health.Watch on
+  // each connection): a replica that is not ready (its database gone, shutting down) gets no
+  // calls while the others serve. A server without the health service counts as serving.
+  args.SetServiceConfigJSON(
+      R"({"loadBalancingConfig": [{"round_robin": {}}], "healthCheckConfig": {"serviceName": ""}})");
   args.SetMaxReceiveMessageSize(kMaxAnswerBytes);
   return grpc::CreateCustomChannel(address, credentials, args);
 }

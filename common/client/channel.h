@@ -22,8 +22,9 @@ inline constexpr int kMaxAnswerBytes = 64 << 20;
 // A channel to the service at `address` ("host:port") with `credentials`: the process's
 // tls::ChannelCredentials, made once and shared by its channels (each makes a watcher of the
 // certificate files). Create one channel per peer per process and share it: it multiplexes
-// every call and reconnects by itself. Calls are spread round robin over every address the name
-// resolves to (a Kubernetes headless Service's pods), re-resolved when a connection ends.
+// every call and reconnects by itself. Calls are spread round robin over the addresses the name
+// resolves to (a Kubernetes headless Service's pods; re-resolved when a connection ends) whose
+// grpc.health.v1 readiness ("") is SERVING.
 std::shared_ptr<grpc::Channel> OpenChannel(
     const std::string& address, const std::shared_ptr<grpc::ChannelCredentials>& credentials);
 

@@ -4,8 +4,15 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/server/server_runner.h"
 #include "common/testing/eventually.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
 #include "policy/diag/v1/diagnostics.grpc.pb.h"
 
@@ -52,6 +59,60 @@ TEST(OpenChannelTest, SpreadsCallsOverEveryAddressTheNameResolvesTo) {
       [&] { return Handled(*replicas[0]) + Handled(*replicas[1]) - before[0] - before[1] == 20; }));
   EXPECT_EQ(Handled(*replicas[0]) - before[0], 10);
   EXPECT_EQ(Handled(*replicas[1]) - before[1], 10);
+}
+
+struct Replica {
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+};
+
+Replica StartReplica() {
+  grpc::EnableDefaultHealthCheckService(true);
+  Replica r;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &r.port);
+  r.server = builder.BuildAndStart();
+  return r;
+}
+
+// The readiness the channel's next call reaches.
+grpc::health::v1::HealthCheckResponse::ServingStatus Readiness(grpc::Channel& channel) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      std::shared_ptr<grpc::Channel>(&channel, [](grpc::Channel*) {}));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  context.set_wait_for_ready(true);
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse response;
+  const grpc::Status s = stub->Check(&context, request, &response);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return response.status();
+}
+
+TEST(OpenChannelTest, CallsGoOnlyToReplicasThatAreReady) {
+  Replica ready = StartReplica();
+  Replica unready = StartReplica();
+  ASSERT_NE(ready.port, 0);
+  ASSERT_NE(unready.port, 0);
+  unready.server->GetHealthCheckService()->SetServingStatus("", false);
+
+  std::shared_ptr<grpc::Channel> channel =
+      OpenChannel(absl::StrCat("ipv4:127.0.0.1:", ready.port, ",127.0.0.1:", unready.port),
+                  grpc::InsecureChannelCredentials());
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(Readiness(*channel), grpc::health::v1::HealthCheckResponse::SERVING) << i;
+  }
+
+  // The other way round: once the first replica stops being ready and the second is, the
+  // calls move (the channel hears of it through Health.Watch).
+  ready.server->GetHealthCheckService()->SetServingStatus("", false);
+  unready.server->GetHealthCheckService()->SetServingStatus("", true);
+  absl::SleepFor(absl::Milliseconds(500));
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(Readiness(*channel), grpc::health::v1::HealthCheckResponse::SERVING) << i;
+  }
+  ready.server->Shutdown();
+  unready.server->Shutdown();
 }
 
 }  // namespace

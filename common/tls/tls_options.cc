@@ -88,7 +88,10 @@ std::shared_ptr<grpc::experimental::CertificateProviderInterface> Provider(const
       o.key_file, o.cert_file, o.ca_file, seconds);
 }
 
-// Admits a call only when the client's certificate names an allowed client. Runs inline on the
+// Admits a call only when the client's certificate names an allowed client, or when it asks
+// for grpc.health.v1 readiness (which the plaintext health port tells anyone): clients watch
+// it to route around replicas that are not ready, and a client that may not call still learns
+// PERMISSION_DENIED from its calls rather than a failed health check. Runs inline on the
 // call's thread (a handful of string comparisons).
 class AllowedClients : public grpc::AuthMetadataProcessor {
  public:
@@ -96,8 +99,14 @@ class AllowedClients : public grpc::AuthMetadataProcessor {
 
   bool IsBlocking() const override { return false; }
 
-  grpc::Status Process(const InputMetadata&, grpc::AuthContext* context, OutputMetadata*,
+  grpc::Status Process(const InputMetadata& metadata, grpc::AuthContext* context, OutputMetadata*,
                        OutputMetadata*) override {
+    auto path = metadata.find(":path");
+    if (path != metadata.end() &&
+        absl::StartsWith(absl::string_view(path->second.data(), path->second.size()),
+                         "/grpc.health.v1.Health/")) {
+      return grpc::Status::OK;
+    }
     std::vector<std::string> names;
     for (const char* property :
          {GRPC_PEER_DNS_PROPERTY_NAME, GRPC_PEER_URI_PROPERTY_NAME, GRPC_X509_CN_PROPERTY_NAME}) {
