@@ -142,7 +142,10 @@ absl::Status RateLimiter::Send(std::vector<Adjustment> adjustments) {
     absl::Status s = store_->Adjust(a.key, a.per_minute, a.delta, a.at);
     if (!s.ok()) {
       if (first_error.ok()) first_error = s;
-      failed.push_back(std::move(a));
+      // Sent again only when nothing happened: one of unknown outcome may have been applied,
+      // and applying it twice would give the units back twice (over the limit), where
+      // dropping it leaves them taken until the bucket refills (under it).
+      if (!absl::IsUnknown(s)) failed.push_back(std::move(a));
     }
   }
   if (!failed.empty()) {

@@ -22,10 +22,12 @@
 // admits a unit it has not taken from the shared bucket: it takes a lease (a few units ahead
 // of need) and spends it locally; unused units go back when the lease expires.
 //
-// Bounds, for any replicas sharing one store:
+// Bounds, for any replicas sharing one store whose clocks agree (each refills up to the `now`
+// it is given: a clock S ahead admits up to per_minute * S / 1 min more):
 //  - overshoot: across all replicas, units admitted in any interval of length T are at most
 //    per_minute + per_minute * T / 1 min, exactly as one bucket; estimates that undershoot the
-//    actual tokens are charged afterwards (Reconcile) as debt that delays later requests.
+//    actual tokens are charged afterwards (Reconcile) as debt that delays later requests. A
+//    lease return of unknown outcome is never sent again (under-use, not overshoot).
 //  - undershoot: at most one lease per bucket per replica is held idle, for at most the lease
 //    lifetime.
 namespace policy::authz {
@@ -183,8 +185,8 @@ class RateLimiter {
   // A denial by charge `limiting`, spending nothing.
   LimitDecision DenyLocked(const std::vector<BucketCharge>& charges, size_t limiting,
                            absl::Duration retry_after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Sends `adjustments` to the store; keeps the ones it fails to take in unsent_ and returns
-  // the first error.
+  // Sends `adjustments` to the store; keeps the ones it fails to take in unsent_ (except those
+  // of unknown outcome, which are dropped) and returns the first error.
   absl::Status Send(std::vector<Adjustment> adjustments) ABSL_LOCKS_EXCLUDED(mu_);
 
   BucketStore* const store_;

@@ -33,6 +33,11 @@ class CountingStore : public BucketStore {
                       absl::Time now) override {
     ++adjust_calls;
     if (offline) return absl::UnavailableError("offline");
+    if (commit_outcome_lost) {
+      // Applied, but the answer is lost (the connection dropped during COMMIT).
+      absl::Status applied = inner.Adjust(key, per_minute, delta, now);
+      return applied.ok() ? absl::UnknownError("database commit outcome unknown") : applied;
+    }
     return inner.Adjust(key, per_minute, delta, now);
   }
   absl::StatusOr<ReportOutcome> AdjustOnce(const std::string& report_id,
@@ -48,7 +53,8 @@ class CountingStore : public BucketStore {
   std::atomic<int> take_calls{0};
   std::atomic<int> adjust_calls{0};
   std::atomic<bool> offline{false};
-  std::function<void()> before_take;  // Runs once, at the next TakeAll.
+  std::atomic<bool> commit_outcome_lost{false};  // Adjust applies, then answers UNKNOWN.
+  std::function<void()> before_take;             // Runs once, at the next TakeAll.
 };
 
 // The bucket's level at `at`, read by taking nothing.
@@ -452,6 +458,37 @@ TEST_F(RateLimiterTest, UnreachableStoreFailsClosedAndAReportCanBeRetried) {
   EXPECT_EQ(Level(store_.inner, "k", 100, kT0), 54);
   ASSERT_TRUE(limiter_.ReturnLeases(kT0).ok());
   EXPECT_EQ(Level(store_.inner, "k", 100, kT0), 54);
+}
+
+TEST_F(RateLimiterTest, AReturnThatCouldNotBeSentGoesAgainButOneOfUnknownOutcomeDoesNot) {
+  const std::vector<BucketCharge> rpm = {{"k", 6000, 1}};
+  const std::vector<BucketCharge> other = {{"o", 6000, 1}};
+  Drain(store_.inner, "k", 6000, 1000, kT0);
+  Drain(store_.inner, "o", 6000, 1000, kT0);
+  ASSERT_TRUE(limiter_.Acquire(rpm, kT0)->allowed);    // Level 4699, lease 300.
+  ASSERT_TRUE(limiter_.Acquire(other, kT0)->allowed);  // The same.
+  const absl::Time expiry = kT0 + absl::Seconds(1);
+
+  // Not sent (nothing happened): kept, and sent with the next round.
+  store_.offline = true;
+  EXPECT_EQ(limiter_.ReturnLeases(expiry).code(), absl::StatusCode::kUnavailable);
+  store_.offline = false;
+  ASSERT_TRUE(limiter_.ReturnLeases(expiry).ok());
+  EXPECT_EQ(Level(store_.inner, "k", 6000, expiry), 4699 + 100 + 300);
+  EXPECT_EQ(Level(store_.inner, "o", 6000, expiry), 4699 + 100 + 300);
+
+  // Applied with its answer lost: never sent again, which would give the units back twice.
+  const absl::Time later = expiry + absl::Seconds(1);
+  ASSERT_TRUE(limiter_.Acquire(rpm, later)->allowed);
+  const double taken = Level(store_.inner, "k", 6000, later);
+  store_.commit_outcome_lost = true;
+  EXPECT_EQ(limiter_.ReturnLeases(later + absl::Seconds(1)).code(), absl::StatusCode::kUnknown);
+  store_.commit_outcome_lost = false;
+  const double returned = Level(store_.inner, "k", 6000, later + absl::Seconds(1));
+  EXPECT_EQ(returned, std::min(6000.0, taken + 100 + 300));
+  ASSERT_TRUE(limiter_.ReturnLeases(later + absl::Seconds(2)).ok());
+  EXPECT_EQ(Level(store_.inner, "k", 6000, later + absl::Seconds(2)),
+            std::min(6000.0, returned + 100));
 }
 
 TEST_F(RateLimiterTest, ConcurrentThreadsNeverAdmitMoreThanTheBucket) {
