@@ -145,6 +145,14 @@ class EdgeProcessTest(unittest.TestCase):
     def decide(self, key=None, timeout=10, **kw):
         return edge().Decide(es.decide_request(key or self.bob, **kw), timeout=timeout)
 
+    def bobs_support_key(self, admin, alice):
+        """A production key of bob's in support-eu, made through the admin API by `alice`."""
+        return admin.CreateKey(keys_pb2.CreateKeyRequest(
+            request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
+            owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id="bob"),
+            project="support-eu", environment=keys_pb2.ENVIRONMENT_PRODUCTION,
+            scopes=["chat.completions"]), metadata=alice, timeout=10)
+
     def ledger_entries(self, project="support-eu", environment="production"):
         audit = audit_pb2_grpc.AuditServiceStub(P["audit"].channel)
         return audit.QueryEntries(audit_pb2.QueryEntriesRequest(
@@ -201,11 +209,7 @@ class EdgeProcessTest(unittest.TestCase):
         # secret: its holder asks for a decision under that id before the key is revoked.
         admin = SUITE.admin()
         alice = es.bearer(SUITE.new_admin_key("alice"))
-        created = admin.CreateKey(keys_pb2.CreateKeyRequest(
-            request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
-            owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id="bob"),
-            project="support-eu", environment=keys_pb2.ENVIRONMENT_PRODUCTION,
-            scopes=["chat.completions"]), metadata=alice, timeout=10)
+        created = self.bobs_support_key(admin, alice)
         revocation_id = f"keys:key_revoked:{created.key.key_id}"
         r = self.decide(key=created.secret, request_id=revocation_id)
         self.assertEqual(r.verdict, E.VERDICT_ALLOW, r.message)
@@ -503,11 +507,7 @@ class EdgeProcessTest(unittest.TestCase):
     def test_key_rotation_with_overlap_through_the_admin_api(self):
         admin = SUITE.admin()
         alice = es.bearer(SUITE.new_admin_key("alice"))
-        old = admin.CreateKey(keys_pb2.CreateKeyRequest(
-            request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
-            owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id="bob"),
-            project="support-eu", environment=keys_pb2.ENVIRONMENT_PRODUCTION,
-            scopes=["chat.completions"]), metadata=alice, timeout=10)
+        old = self.bobs_support_key(admin, alice)
         rotated = admin.RotateKey(keys_pb2.RotateKeyRequest(
             request_id=uuid.uuid4().hex, key_id=old.key.key_id, overlap={"seconds": 3600}),
             metadata=alice, timeout=10)
