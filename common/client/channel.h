@@ -4,6 +4,8 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
@@ -27,6 +29,11 @@ inline constexpr int kMaxAnswerBytes = 64 << 20;
 // grpc.health.v1 readiness ("") is SERVING.
 std::shared_ptr<grpc::Channel> OpenChannel(
     const std::string& address, const std::shared_ptr<grpc::ChannelCredentials>& credentials);
+
+// OK when `target` is one OpenChannel can dial: "host:port" with a port from 1 to 65535
+// ("[v6 address]:port" for IPv6), or a gRPC target naming its scheme ("dns:///host:port",
+// "ipv4:...", "ipv6:...", "unix:..."); INVALID_ARGUMENT naming `setting` otherwise.
+absl::Status CheckTarget(absl::string_view setting, absl::string_view target);
 
 // The deadline of a downstream call made while serving `context`: the caller's deadline, but
 // no later than now + `limit` (also when the caller set none).

@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "common/server/server_runner.h"
 #include "common/testing/eventually.h"
+#include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
@@ -113,6 +114,20 @@ TEST(OpenChannelTest, CallsGoOnlyToReplicasThatAreReady) {
   }
   ready.server->Shutdown();
   unready.server->Shutdown();
+}
+
+TEST(CheckTargetTest, HostAndPortOrASchemedTarget) {
+  for (const char* good :
+       {"127.0.0.1:50051", "keys.policy.svc:443", "[::1]:50051", "dns:///keys:50051",
+        "ipv4:127.0.0.1:1,127.0.0.2:2", "unix:/run/keys.sock", "localhost:65535"}) {
+    EXPECT_TRUE(CheckTarget("keys_target", good).ok()) << good;
+  }
+  for (const char* bad : {"bad::", "127.0.0.1:notaport", "keys", "keys:", ":50051", "keys:0",
+                          "keys:65536", "::1:50051", "http://keys:80", "dns:", "keys:50051 "}) {
+    const absl::Status s = CheckTarget("keys_target", bad);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(s.message()), ::testing::StartsWith("keys_target: '")) << bad;
+  }
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include "services/authz/authz_config.h"
 
 #include "absl/status/status.h"
+#include "common/client/channel.h"
+#include "common/status/status.h"
 
 namespace policy::authz {
 
@@ -23,6 +25,8 @@ void AuthzConfig::Register(config::Parser& p) {
 absl::Status AuthzConfig::Validate() const {
   if (absl::Status s = server.Validate(); !s.ok()) return s;
   if (absl::Status s = storage.Validate(); !s.ok()) return s;
+  if (!keys_address.empty()) RETURN_IF_ERROR(client::CheckTarget("keys_address", keys_address));
+  if (!audit_target.empty()) RETURN_IF_ERROR(client::CheckTarget("audit_target", audit_target));
   if (blocking_threads < 1 || blocking_queue < 1) {
     return absl::InvalidArgumentError("blocking_threads and blocking_queue must be positive");
   }

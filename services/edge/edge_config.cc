@@ -1,6 +1,8 @@
 #include "services/edge/edge_config.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/client/channel.h"
+#include "common/status/status.h"
 #include "services/edge/trusted_proxies.h"
 
 namespace policy::edge {
@@ -36,6 +38,7 @@ absl::Status EdgeConfig::Validate() const {
         {"region_target", targets.region},
         {"audit_target", targets.audit}}) {
     if (target.empty()) return absl::InvalidArgumentError(absl::StrCat(name, ": required"));
+    RETURN_IF_ERROR(client::CheckTarget(name, target));
   }
   if (max_decision_time < absl::Milliseconds(10) || max_decision_time > absl::Minutes(5)) {
     return absl::InvalidArgumentError("max_decision_time must be between 10ms and 5m");

@@ -1,6 +1,8 @@
 #include "services/keys/keys_config.h"
 
 #include "absl/status/status.h"
+#include "common/client/channel.h"
+#include "common/status/status.h"
 
 namespace policy::keys {
 
@@ -39,6 +41,7 @@ absl::Status KeysConfig::Validate() const {
   if (blocking_threads < 1 || blocking_queue < 1) {
     return absl::InvalidArgumentError("blocking_threads and blocking_queue must be positive");
   }
+  if (!audit_target.empty()) RETURN_IF_ERROR(client::CheckTarget("audit_target", audit_target));
   if (sweep_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("sweep_interval must be positive");
   }

@@ -1,6 +1,8 @@
 #include "services/region/region_config.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/client/channel.h"
+#include "common/status/status.h"
 
 namespace policy::region {
 
@@ -44,6 +46,7 @@ BreakerOptions RegionConfig::breaker() const {
 absl::Status RegionConfig::Validate() const {
   if (absl::Status s = server.Validate(); !s.ok()) return s;
   if (absl::Status s = storage.Validate(); !s.ok()) return s;
+  if (!audit_target.empty()) RETURN_IF_ERROR(client::CheckTarget("audit_target", audit_target));
   if (sync_interval < absl::Milliseconds(10) || sync_interval > absl::Minutes(10)) {
     return absl::InvalidArgumentError("sync_interval must be between 10ms and 10m");
   }
