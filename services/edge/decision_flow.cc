@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -170,7 +171,7 @@ class DecideFlow final : public Flow {
   void Joined() {
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     if (!check_status_.ok()) return Finish(DownstreamFailure("authz", check_status_, deadline_));
-    if (!redact_status_.ok()) return Finish(DownstreamFailure("pii", redact_status_, deadline_));
+    if (!redact_status_.ok()) return Finish(RedactFailure(redact_status_, deadline_));
     const pii::v1::ContentReport& report = redaction_->report();
     for (const auto& [type, count] : report.counts())
       (*response_->mutable_pii_counts())[type] = count;
@@ -532,6 +533,32 @@ absl::StatusOr<pii::v1::RedactionPolicy> MakeRedactionPolicy(
     blocked->set_action(pii::v1::ACTION_BLOCK);
   }
   return policy;
+}
+
+absl::Status CheckEntityTypesKnown(const pii::v1::RedactionPolicy& policy,
+                                   const pii::v1::ListEntityTypesResponse& known) {
+  absl::flat_hash_set<absl::string_view> detected;
+  for (const pii::v1::EntityTypeInfo& info : known.entity_types()) {
+    detected.insert(info.entity_type());
+  }
+  std::vector<std::string> problems;
+  auto check = [&](absl::string_view field, const auto& entries) {
+    std::vector<std::string> unknown;
+    for (const auto& entry : entries) {
+      if (!detected.contains(entry.entity_type())) {
+        unknown.push_back(absl::StrCat("'", entry.entity_type(), "'"));
+      }
+    }
+    if (unknown.empty()) return;
+    problems.push_back(absl::StrCat(RedactionSetting(field),
+                                    ": the pii service detects no entity type ",
+                                    absl::StrJoin(unknown, ", ")));
+  };
+  check("policy.rules", policy.rules());
+  check("policy.classes", policy.classes());
+  if (problems.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      absl::StrJoin(problems, "; "), " (pii's ListEntityTypes names the types it detects)"));
 }
 
 absl::Status ValidateDecideRequest(const v1::DecideRequest& r) {

@@ -7,8 +7,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/crypto/crypto.h"
+#include "common/status/grpc_status.h"
+#include "common/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/edge/downstream_status.h"
 
 namespace policy::edge {
 namespace {
@@ -333,6 +336,64 @@ TEST_F(DecisionFlowTest, CallersInputRefusedDownstreamStaysInvalidArgument) {
   Result r = Decide();
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(r.status.error_message(), "source_ip: not an IP");
+}
+
+// pii as it refuses a policy: the field in the message, the reason in the details.
+grpc::Status PolicyRefusal(absl::string_view message) {
+  return ToGrpcStatus(WithReason(absl::InvalidArgumentError(message), "POLICY_INVALID"),
+                      "pii.policy-suite");
+}
+
+TEST_F(DecisionFlowTest, PiiRefusingTheEdgesOwnPolicyIsNotTheCallersMistake) {
+  fake_.redact_status = PolicyRefusal(
+      "policy.rules: unknown entity type 'AWS_ACCESS_KEYS' (ListEntityTypes names the types "
+      "this deployment detects)");
+  Result r = Decide();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(r.status.error_message(),
+              HasSubstr("the edge's redaction policy is refused by the pii service"));
+  EXPECT_THAT(r.status.error_message(), HasSubstr("setting to fix: blocked_entity_types"));
+  EXPECT_THAT(r.status.error_message(), HasSubstr("'AWS_ACCESS_KEYS'"));
+  EXPECT_NE(r.response.verdict(), v1::VERDICT_ALLOW);
+  EXPECT_THAT(fake_.calls(), Not(Contains("audit.Append")));
+}
+
+TEST(RedactFailureTest, ThePolicyIsTheEdgesTheMessagesAreTheCallers) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  // The reason alone says it is the policy; so does a policy field alone (no details).
+  grpc::Status s =
+      RedactFailure(PolicyRefusal("default_rule: operator 9 is out of range"), deadline);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("setting to fix: redaction_operator"));
+  s = RedactFailure(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "policy.default_rule.operator: 42 is not a known operator"),
+                    deadline);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("setting to fix: redaction_operator"));
+  s = RedactFailure(PolicyRefusal("policy.min_score: 2 is outside [0, 1]"), deadline);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("setting to fix: redaction_operator, blocked_entity_types"));
+
+  // The caller's messages refused stay the caller's mistake, word for word.
+  for (const char* message : {"messages[0]: not valid UTF-8 at byte 2",
+                              "messages: 5000 bytes together, more than the limit of 4096",
+                              "messages: 9 texts, more than the limit of 8"}) {
+    s = RedactFailure(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message), deadline);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << message;
+    EXPECT_EQ(s.error_message(), message);
+  }
+  // Anything else is pii failing, as before.
+  s = RedactFailure(grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection refused"), deadline);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("the pii service could not answer"));
+}
+
+TEST(RedactFailureTest, SettingsOfPolicyFields) {
+  EXPECT_EQ(RedactionSetting("policy.rules[3].entity_type"), "blocked_entity_types");
+  EXPECT_EQ(RedactionSetting("policy.rules: unknown entity type 'X'"), "blocked_entity_types");
+  EXPECT_EQ(RedactionSetting("policy.default_rule.operator"), "redaction_operator");
+  EXPECT_EQ(RedactionSetting("policy.classes[0]"), "redaction_operator, blocked_entity_types");
 }
 
 TEST_F(DecisionFlowTest, ARequestIdTheLedgerHoldsForAnotherEntryIsTheCallersMistake) {
@@ -761,6 +822,27 @@ TEST(RedactionPolicyTest, OperatorsAndBlockedTypes) {
               HasSubstr("redaction_operator"));
   EXPECT_THAT(MakeRedactionPolicy("redact", {"us-ssn"}).status().message(),
               HasSubstr("blocked_entity_types"));
+}
+
+TEST(RedactionPolicyTest, EveryTypeMustBeOnePiiDetects) {
+  pii::v1::ListEntityTypesResponse known;
+  for (const char* type : {"PRIVATE_KEY", "AWS_ACCESS_KEY", "EMPLOYEE_ID"}) {
+    known.add_entity_types()->set_entity_type(type);
+  }
+  known.mutable_entity_types(2)->set_custom(true);
+  // Custom recognizers' types count like built-in ones.
+  EXPECT_TRUE(CheckEntityTypesKnown(
+                  *MakeRedactionPolicy("placeholder", {"PRIVATE_KEY", "EMPLOYEE_ID"}), known)
+                  .ok());
+  EXPECT_TRUE(CheckEntityTypesKnown(*MakeRedactionPolicy("placeholder", {}), known).ok());
+
+  absl::Status s = CheckEntityTypesKnown(
+      *MakeRedactionPolicy("placeholder", {"PRIVATE_KEY", "AWS_ACCESS_KEYS", "GITHUB_TOKENS"}),
+      known);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("blocked_entity_types: the pii service detects no entity type "
+                                     "'AWS_ACCESS_KEYS', 'GITHUB_TOKENS'"));
+  EXPECT_THAT(s.message(), Not(HasSubstr("'PRIVATE_KEY'")));
 }
 
 }  // namespace

@@ -1,16 +1,21 @@
 #include "services/edge/downstream_health.h"
 
 #include <string>
+#include <utility>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/log/log.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/support/byte_buffer.h"
+#include "services/edge/decision_flow.h"
 
 namespace policy::edge {
 
 DownstreamHealth::DownstreamHealth(const DownstreamChannels& c, EdgeMetrics* metrics,
-                                   absl::Duration interval)
+                                   absl::Duration interval, pii::v1::RedactionPolicy redaction)
     : services_({{"keys", c.keys},
                  {"authz", c.authz},
                  {"pii", c.pii},
@@ -18,6 +23,9 @@ DownstreamHealth::DownstreamHealth(const DownstreamChannels& c, EdgeMetrics* met
                  {"audit", c.audit}}),
       metrics_(metrics),
       interval_(interval),
+      redaction_(std::move(redaction)),
+      pii_(pii::v1::PiiService::NewStub(c.pii)),
+      redaction_accepted_(redaction_.rules_size() == 0 && redaction_.classes_size() == 0),
       thread_([this] { Loop(); }) {}
 
 DownstreamHealth::~DownstreamHealth() {
@@ -52,6 +60,38 @@ bool DownstreamHealth::Serving(grpc::Channel& channel, absl::Duration timeout) {
   return bytes == std::string("\x08\x01", 2);
 }
 
+void DownstreamHealth::CheckRedaction() {
+  if (redaction_.rules_size() == 0 && redaction_.classes_size() == 0) {
+    if (metrics_ != nullptr) metrics_->SetConfigValid(true);
+    return;
+  }
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + interval_));
+  pii::v1::ListEntityTypesResponse known;
+  const grpc::Status listed = pii_->ListEntityTypes(&context, {}, &known);
+  std::string problem;
+  if (listed.ok()) {
+    const absl::Status checked = CheckEntityTypesKnown(redaction_, known);
+    redaction_accepted_ = checked.ok();
+    if (metrics_ != nullptr) metrics_->SetConfigValid(checked.ok());
+    problem = std::string(checked.message());
+  } else if (!redaction_accepted_ && redaction_problem_.empty()) {
+    // Never judged yet: say why the edge stays unready, once.
+    problem =
+        absl::StrCat("the pii service did not list its entity types: ",
+                     absl::StatusCodeToString(static_cast<absl::StatusCode>(listed.error_code())));
+  } else {
+    return;  // The last verdict stands.
+  }
+  if (problem == redaction_problem_) return;
+  if (problem.empty()) {
+    LogInfo("the pii service detects every entity type the edge's settings name");
+  } else {
+    LogError("the edge is not ready", {{"problem", problem}});
+  }
+  redaction_problem_ = std::move(problem);
+}
+
 void DownstreamHealth::Loop() {
   do {
     bool all = true;
@@ -59,8 +99,9 @@ void DownstreamHealth::Loop() {
       const bool up = Serving(*channel, interval_);
       if (metrics_ != nullptr) metrics_->SetDependencyUp(name, up);
       all = all && up;
+      if (name == "pii" && up) CheckRedaction();
     }
-    ready_.store(all, std::memory_order_release);
+    ready_.store(all && redaction_accepted_, std::memory_order_release);
   } while (!stop_.WaitForNotificationWithTimeout(interval_));
 }
 

@@ -2,6 +2,7 @@
 #define POLICY_SERVICES_EDGE_DOWNSTREAM_HEALTH_H_
 
 #include <atomic>
+#include <memory>
 #include <string>
 #include <thread>
 #include <utility>
@@ -10,18 +11,23 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
+#include "policy/pii/v1/pii.grpc.pb.h"
 #include "services/edge/downstream.h"
 #include "services/edge/edge_metrics.h"
 
 namespace policy::edge {
 
 // Asks each service behind the edge for its grpc.health.v1 status (the whole server's, "")
-// every `interval`, each answer within `interval`. The edge is ready while all five answer
-// SERVING: an edge that cannot decide should not be sent requests. Thread-safe.
+// every `interval`, each answer within `interval`, and pii, while it is SERVING, which entity
+// types it detects (ListEntityTypes). The edge is ready while all five answer SERVING and pii
+// detects every type `redaction` names (CheckEntityTypesKnown): an edge that cannot decide
+// should not be sent requests. A refused policy is logged once per change, naming the types
+// and their setting, and policy_edge_config_valid says it; while pii does not answer
+// ListEntityTypes the last verdict stands (none yet: not ready). Thread-safe.
 class DownstreamHealth {
  public:
   DownstreamHealth(const DownstreamChannels& channels, EdgeMetrics* metrics,
-                   absl::Duration interval);
+                   absl::Duration interval, pii::v1::RedactionPolicy redaction = {});
   ~DownstreamHealth();  // Stops asking.
   DownstreamHealth(const DownstreamHealth&) = delete;
   DownstreamHealth& operator=(const DownstreamHealth&) = delete;
@@ -33,10 +39,18 @@ class DownstreamHealth {
 
  private:
   void Loop();
+  // Asks pii which types it detects and judges `redaction_` by the answer.
+  void CheckRedaction();
 
   const std::vector<std::pair<std::string, std::shared_ptr<grpc::Channel>>> services_;
   EdgeMetrics* const metrics_;
   const absl::Duration interval_;
+  const pii::v1::RedactionPolicy redaction_;
+  const std::unique_ptr<pii::v1::PiiService::Stub> pii_;
+  // Owned by the loop's thread: whether pii detects every type of redaction_, and the
+  // problem last logged ("" when none).
+  bool redaction_accepted_;
+  std::string redaction_problem_;
   std::atomic<bool> ready_{false};
   absl::Notification stop_;
   std::thread thread_;

@@ -1,10 +1,20 @@
 #include "services/edge/downstream_status.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/status/grpc_status.h"
+#include "common/status/status.h"
 
 namespace policy::edge {
+namespace {
+
+// pii's reason for a refusal of the policy a request carries (pii.proto).
+constexpr absl::string_view kPiiReasonPolicyInvalid = "POLICY_INVALID";
+constexpr absl::string_view kPolicyField = "policy.";
+
+}  // namespace
 
 bool FailedToAnswer(grpc::StatusCode code) {
   switch (code) {
@@ -55,6 +65,25 @@ grpc::Status DownstreamFailure(absl::string_view service, const grpc::Status& s,
                                absl::Time deadline) {
   if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) return s;
   return DependencyFailure(service, s, deadline);
+}
+
+absl::string_view RedactionSetting(absl::string_view pii_field) {
+  absl::ConsumePrefix(&pii_field, kPolicyField);
+  if (absl::StartsWith(pii_field, "rules")) return "blocked_entity_types";
+  if (absl::StartsWith(pii_field, "default_rule")) return "redaction_operator";
+  return "redaction_operator, blocked_entity_types";
+}
+
+grpc::Status RedactFailure(const grpc::Status& s, absl::Time deadline) {
+  if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT &&
+      (ReasonOf(FromGrpcStatus(s)) == kPiiReasonPolicyInvalid ||
+       absl::StartsWith(s.error_message(), kPolicyField))) {
+    return grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        absl::StrCat("the edge's redaction policy is refused by the pii service (setting to fix: ",
+                     RedactionSetting(s.error_message()), "): ", s.error_message()));
+  }
+  return DownstreamFailure("pii", s, deadline);
 }
 
 grpc::Status LedgerFailure(const grpc::Status& s, absl::string_view field, absl::Time deadline) {

@@ -28,6 +28,20 @@ grpc::Status DependencyFailure(absl::string_view service, const grpc::Status& st
 grpc::Status DownstreamFailure(absl::string_view service, const grpc::Status& status,
                                absl::Time deadline);
 
+// The edge setting a field of the redaction policy comes from, as pii names the field in a
+// refusal ("policy.rules[0].entity_type", "policy.default_rule.operator"): blocked_entity_types
+// for the rules, redaction_operator for the default rule (MakeRedactionPolicy builds them);
+// both for any other part, which no single setting names.
+absl::string_view RedactionSetting(absl::string_view pii_field);
+
+// What a caller learns when pii did not redact its messages. pii refusing the edge's own
+// redaction policy (INVALID_ARGUMENT with ErrorInfo reason POLICY_INVALID, or naming a
+// "policy." field) is the edge's misconfiguration, not the caller's: UNAVAILABLE, like any
+// dependency the edge cannot use, saying that pii refuses the edge's redaction policy and
+// naming the setting to fix. Input of the caller's that pii refused (its messages: too large,
+// not UTF-8, ...) stays INVALID_ARGUMENT; the rest is a dependency failure.
+grpc::Status RedactFailure(const grpc::Status& status, absl::Time deadline);
+
 // What a caller learns when audit did not record its decision or usage: a request id the
 // ledger already holds for another entry is the caller's mistake (FAILED_PRECONDITION,
 // naming `field`), input audit refused stays INVALID_ARGUMENT, the rest is a dependency

@@ -20,7 +20,12 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
       dependency_up_(prometheus::BuildGauge()
                          .Name("policy_edge_dependency_up")
                          .Help("1 while the service answers its health check SERVING.")
-                         .Register(registry)) {}
+                         .Register(registry)),
+      config_valid_(prometheus::BuildGauge()
+                        .Name("policy_edge_config_valid")
+                        .Help("1 while pii detects every entity type the edge's settings name "
+                              "(blocked_entity_types); 0: the edge is not ready.")
+                        .Register(registry)) {}
 
 void EdgeMetrics::Decided(const std::string& api, const grpc::Status& status, bool allowed,
                           const std::string& deny_reason) {
@@ -39,5 +44,7 @@ void EdgeMetrics::Decided(const std::string& api, const grpc::Status& status, bo
 void EdgeMetrics::SetDependencyUp(const std::string& service, bool up) {
   dependency_up_.Add({{"service", service}}).Set(up ? 1 : 0);
 }
+
+void EdgeMetrics::SetConfigValid(bool valid) { config_valid_.Add({}).Set(valid ? 1 : 0); }
 
 }  // namespace policy::edge

@@ -14,6 +14,9 @@
 //       allow, deny or error; reason: the DENY reason, or the gRPC code of an error
 //   policy_edge_dependency_up{service}                 1 while the service answers its
 //       health check SERVING (see DownstreamHealth)
+//   policy_edge_config_valid                           1 while pii detects every entity type
+//       the edge's settings name (blocked_entity_types), 0 while it does not: the edge is
+//       then not ready and the log names the types; absent until pii first answered
 // Thread-safe.
 namespace policy::edge {
 
@@ -25,10 +28,12 @@ class EdgeMetrics {
   void Decided(const std::string& api, const grpc::Status& status, bool allowed,
                const std::string& deny_reason);
   void SetDependencyUp(const std::string& service, bool up);
+  void SetConfigValid(bool valid);
 
  private:
   prometheus::Family<prometheus::Counter>& decisions_;
   prometheus::Family<prometheus::Gauge>& dependency_up_;
+  prometheus::Family<prometheus::Gauge>& config_valid_;
 };
 
 }  // namespace policy::edge

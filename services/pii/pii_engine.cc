@@ -5,6 +5,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "common/status/status.h"
 #include "common/text/utf8.h"
 
 namespace policy::pii {
@@ -16,6 +17,11 @@ absl::Status UnknownType(absl::string_view field, absl::string_view type) {
   return absl::InvalidArgumentError(
       absl::StrCat(field, ": unknown entity type '", type,
                    "' (ListEntityTypes names the types this deployment detects)"));
+}
+
+// A refusal of the policy itself, `message` naming its field ("policy.rules: ...").
+absl::Status PolicyInvalid(absl::string_view message) {
+  return WithReason(absl::InvalidArgumentError(message), kReasonPolicyInvalid);
 }
 
 }  // namespace
@@ -73,16 +79,22 @@ absl::Status PiiEngine::CheckScanOptions(const ScanOptions& options,
 }
 
 absl::Status PiiEngine::CheckRedaction(const RedactionParams& params) const {
-  if (absl::Status s = ValidatePolicy(params.policy); !s.ok()) return s;
+  if (absl::Status s = ValidatePolicy(params.policy); !s.ok()) {
+    return PolicyInvalid(absl::StrCat("policy.", s.message()));
+  }
   if (!IsScore(params.min_score)) {
-    return absl::InvalidArgumentError(
+    return PolicyInvalid(
         absl::StrCat("policy.min_score: ", params.min_score, " is outside [0, 1]"));
   }
   for (const auto& [type, rule] : params.policy.rules) {
-    if (!detector_->KnowsEntityType(type)) return UnknownType("policy.rules", type);
+    if (!detector_->KnowsEntityType(type)) {
+      return PolicyInvalid(UnknownType("policy.rules", type).message());
+    }
   }
   for (const auto& [type, data_class] : params.policy.classes) {
-    if (!detector_->KnowsEntityType(type)) return UnknownType("policy.classes", type);
+    if (!detector_->KnowsEntityType(type)) {
+      return PolicyInvalid(UnknownType("policy.classes", type).message());
+    }
   }
   if (PolicyHashes(params.policy)) {
     if (pseudonym_keys_ == nullptr) {

@@ -35,6 +35,12 @@ struct PiiLimits {
 // Findings scoring below this are dropped unless a request or a policy says otherwise.
 inline constexpr double kDefaultMinScore = 0.5;
 
+// The reason (common/status WithReason) of every refusal of a request's redaction policy
+// itself (RedactRequest.policy, RedactDocumentOptions.policy), whatever its field: a caller
+// that sends a policy of its own configuration (the edge) tells its own misconfiguration from
+// a refusal of the texts it passes on.
+inline constexpr absl::string_view kReasonPolicyInvalid = "POLICY_INVALID";
+
 // What one request asks to be done to its texts.
 struct RedactionParams {
   AnonymizationPolicy policy;
@@ -74,9 +80,9 @@ class PiiEngine {
   absl::Status CheckScanOptions(const ScanOptions& options, absl::string_view field) const;
 
   // OK, or INVALID_ARGUMENT naming the problem: ValidatePolicy's, a rule or class for an
-  // entity type the detector does not know, min_score outside [0, 1], a policy that hashes
-  // without a project id; FAILED_PRECONDITION for a policy that hashes when the engine has
-  // no pseudonym keys.
+  // entity type the detector does not know, min_score outside [0, 1] (these name a "policy."
+  // field and carry kReasonPolicyInvalid), a policy that hashes without a project id;
+  // FAILED_PRECONDITION for a policy that hashes when the engine has no pseudonym keys.
   absl::Status CheckRedaction(const RedactionParams& params) const;
 
   // The findings of each text. REQUIRES CheckTexts and CheckScanOptions are OK.

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -117,6 +118,7 @@ TEST(PiiEngineTest, PolicyTypesMustBeKnown) {
   absl::Status s = engine->CheckRedaction(params);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("unknown entity type 'PASSPORT_NUMBER'"));
+  EXPECT_EQ(ReasonOf(s), std::string(kReasonPolicyInvalid));
 
   params.policy.rules.clear();
   params.policy.classes["NOT_A_TYPE"] = DataClass::kPhi;
@@ -125,6 +127,7 @@ TEST(PiiEngineTest, PolicyTypesMustBeKnown) {
   params.policy.classes.clear();
   params.min_score = -0.1;
   EXPECT_THAT(engine->CheckRedaction(params).message(), HasSubstr("policy.min_score"));
+  EXPECT_EQ(ReasonOf(engine->CheckRedaction(params)), std::string(kReasonPolicyInvalid));
 }
 
 TEST(PiiEngineTest, TheThresholdFiltersFindings) {

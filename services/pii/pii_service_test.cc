@@ -5,8 +5,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "common/server/server_runner.h"
+#include "common/status/grpc_status.h"
+#include "common/status/status.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -257,6 +260,12 @@ TEST_F(PiiServiceTest, BadInputIsInvalidArgumentNamingTheProblem) {
     grpc::Status status = Redact(request, &response);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.name;
     EXPECT_THAT(status.error_message(), HasSubstr(c.message)) << c.name;
+    // Only a refusal of the policy itself says so, and names a policy field.
+    const bool of_policy = absl::StartsWith(status.error_message(), "policy.");
+    EXPECT_EQ(
+        ReasonOf(FromGrpcStatus(status)),
+        of_policy ? std::optional<std::string>(std::string(kReasonPolicyInvalid)) : std::nullopt)
+        << c.name;
   }
 
   v1::ScanRequest scan;

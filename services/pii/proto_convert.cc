@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/status.h"
 
 namespace policy::pii {
 namespace {
@@ -97,8 +98,10 @@ absl::StatusOr<ScanOptions> FromProto(const pb::ScanOptions& options) {
   return out;
 }
 
-absl::StatusOr<RedactionParams> FromProto(const pb::RedactionPolicy& policy,
-                                          absl::string_view project_id) {
+namespace {
+
+absl::StatusOr<RedactionParams> PolicyFromProto(const pb::RedactionPolicy& policy,
+                                                absl::string_view project_id) {
   RedactionParams params;
   params.project_id = std::string(project_id);
   params.min_score = policy.has_min_score() ? policy.min_score() : kDefaultMinScore;
@@ -141,6 +144,15 @@ absl::StatusOr<RedactionParams> FromProto(const pb::RedactionPolicy& policy,
     if (!base.ok()) return base.status();
     params.policy.base_class = *base;
   }
+  return params;
+}
+
+}  // namespace
+
+absl::StatusOr<RedactionParams> FromProto(const pb::RedactionPolicy& policy,
+                                          absl::string_view project_id) {
+  absl::StatusOr<RedactionParams> params = PolicyFromProto(policy, project_id);
+  if (!params.ok()) return WithReason(params.status(), kReasonPolicyInvalid);
   return params;
 }
 

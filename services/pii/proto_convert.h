@@ -19,7 +19,8 @@ namespace policy::pii {
 namespace pb = ::policy::pii::v1;
 
 absl::StatusOr<ScanOptions> FromProto(const pb::ScanOptions& options);
-// The policy and project of a Redact or RedactDocument request.
+// The policy and project of a Redact or RedactDocument request; a refusal carries
+// kReasonPolicyInvalid.
 absl::StatusOr<RedactionParams> FromProto(const pb::RedactionPolicy& policy,
                                           absl::string_view project_id);
 // INVALID_ARGUMENT naming the entry for a malformed mapping.

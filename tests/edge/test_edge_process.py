@@ -320,6 +320,50 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(r.reason, "PII_BLOCKED")
         self.assertIn("AWS_ACCESS_KEY", r.message)
 
+    def test_an_entity_type_pii_does_not_detect_keeps_the_edge_unready_and_not_the_callers(self):
+        """A misspelt --blocked_entity_types: with all five services up, the edge stays
+        NOT_SERVING, says why once and exports it, and a Decide sent to it anyway is
+        UNAVAILABLE naming the setting, never INVALID_ARGUMENT about a field callers never
+        send."""
+        flags = {"keys_target": P["keys"].address, "authz_target": P["authz"].address,
+                 "pii_target": f"127.0.0.1:{SUITE.pii_port}",
+                 "region_target": P["region"].address, "audit_target": P["audit"].address,
+                 "blocked_entity_types": "PRIVATE_KEY,AWS_ACCESS_KEYS",
+                 "dependency_check_interval": "100ms",
+                 # It never becomes ready, so it writes no ready file naming its ports.
+                 "listen": f"127.0.0.1:{pt.stable_port()}",
+                 "metrics_listen": f"127.0.0.1:{pt.stable_port()}"}
+        typo = pt.ServiceProcess(pt.service_binary("edge"), flags=flags, name="edge-typo")
+        typo.start(wait_ready=False)
+        try:
+            def metric(name, **labels):
+                return pt.metric_value(pt.scrape_metrics(typo.metrics_port), name, **labels)
+
+            pt.wait_until(lambda: metric("policy_edge_config_valid") == 0, timeout=10,
+                          message="policy_edge_config_valid 0")
+            for service in ("keys", "authz", "pii", "region", "audit"):
+                self.assertEqual(metric("policy_edge_dependency_up", service=service), 1, service)
+            self.assertEqual(pt.health_status(typo.channel), "NOT_SERVING")
+
+            with self.assertRaises(grpc.RpcError) as raised:
+                es.edge_pb2_grpc.EdgeServiceStub(typo.channel).Decide(
+                    es.decide_request(self.bob), timeout=10)
+            self.assertEqual(raised.exception.code(), C.UNAVAILABLE, raised.exception.details())
+            details = raised.exception.details()
+            self.assertIn("the edge's redaction policy is refused by the pii service", details)
+            self.assertIn("blocked_entity_types", details)
+            self.assertIn("'AWS_ACCESS_KEYS'", details)
+
+            # Checked every 100 ms, said once: the log line names the type and the setting.
+            time.sleep(0.5)
+            said = [line for line in typo.log_text().splitlines()
+                    if "AWS_ACCESS_KEYS" in line and "not ready" in line]
+            self.assertEqual(len(said), 1, typo.log_tail())
+            self.assertIn("blocked_entity_types", said[0])
+            self.assertEqual(pt.health_status(typo.channel), "NOT_SERVING")
+        finally:
+            typo.cleanup()
+
     def envoy_check(self, body, key=None, residency="eu", request_id=None):
         headers = {"authorization": f"Bearer {key or self.bob}", "content-type": "application/json",
                    "x-request-id": request_id or str(uuid.uuid4())}
@@ -1422,6 +1466,7 @@ class MetricsTest(unittest.TestCase):
         "audit": ["policy_audit_ledger_entries", "policy_audit_unsigned_entries",
                   "policy_audit_checkpoint_age_seconds"],
         "edge": ["policy_edge_decisions_total", "policy_edge_dependency_up",
+                 "policy_edge_config_valid",
                  "grpc_client_handled_total", "grpc_client_handling_seconds_bucket"],
     }
 

@@ -421,7 +421,11 @@ class ServiceProcess:
 
     # -- lifecycle -----------------------------------------------------------
 
-    def start(self):
+    def start(self, wait_ready=True):
+        """Starts the process and waits for its ready file. wait_ready=False: for a service
+        that may never become ready, whose listen and metrics_listen flags then name fixed
+        ports (stable_port()); returns once its gRPC port answers health checks, whatever
+        they say."""
         self.dir = Path(tempfile.mkdtemp(prefix=f"policy-{_identifier(self.name)}-"))
         self.log_path = self.dir / "service.log"
         self.ready_file = self.dir / "ready"
@@ -435,11 +439,29 @@ class ServiceProcess:
         _live_processes.add(self)
         self.started_at = time.monotonic()
         try:
-            self._wait_ready()
+            if wait_ready:
+                self._wait_ready()
+            else:
+                self._wait_listening()
         except BaseException:
             self.kill()
             raise
         return self
+
+    def _wait_listening(self):
+        self.grpc_port = int(self.flags["listen"].rpartition(":")[2])
+        self.metrics_port = int(self.flags["metrics_listen"].rpartition(":")[2])
+        if not self.grpc_port or not self.metrics_port:
+            raise AssertionError("start(wait_ready=False) needs fixed listen and metrics_listen")
+
+        def answering():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited with code {self.proc.returncode}\n"
+                                     f"{self.log_tail()}")
+            return health_status(self.channel, timeout=1) is not None
+
+        wait_until(answering, timeout=self.ready_timeout, ignore=(grpc.RpcError,),
+                   message=f"{self.name} answering health checks")
 
     def _wait_ready(self):
         deadline = time.monotonic() + self.ready_timeout
