@@ -428,7 +428,9 @@ class ReportUsageFlow final : public Flow {
                            : audit::v1::OUTCOME_ERROR);
     entry->set_request_id(UsageEntryId(request_->request_id()));
     auto& metadata = *entry->mutable_metadata();
-    metadata["key_id"] = key.key_id();
+    // The decision's key, whichever of it and its successor reports: a retry with the other
+    // one is the same entry.
+    metadata["key_id"] = decided_by;
     if (!endpoint_.empty()) metadata["endpoint"] = endpoint_;
     if (request_->http_status() != 0)
       metadata["http_status"] = absl::StrCat(request_->http_status());

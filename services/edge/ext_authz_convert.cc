@@ -290,6 +290,13 @@ grpc::Status ToCheckResponse(const grpc::Status& status, const v1::DecideRespons
          status.error_message(), "", out);
     return grpc::Status::OK;
   }
+  if (status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+    // The caller's connection is refused as it is (say, an address stated by a peer that is
+    // not a trusted proxy): a denial, so that no Envoy setting lets the request through.
+    Deny(grpc::StatusCode::PERMISSION_DENIED, envoy::type::v3::Forbidden, "PERMISSION_DENIED",
+         status.error_message(), "", out);
+    return grpc::Status::OK;
+  }
   if (!status.ok()) return status;  // The check failed: not a denial.
   if (decision.verdict() != v1::VERDICT_ALLOW) {
     const bool limited = decision.reason() == "RATE_LIMITED";

@@ -29,9 +29,10 @@ absl::Status DecideRequestFromCheck(const envoy::service::auth::v3::CheckRequest
 // ALLOW: OK with the decision's headers and the endpoint to add upstream (overwriting any the
 // client sent) and the client's credentials removed; DENY: 429 with retry-after for rate
 // limits, 403 otherwise, with a JSON body naming the reason and the audit id; a key that does
-// not verify: 401; the caller's bad input: 400; a request id already used for another
-// request: 409. Any other status is the check failing: it is
-// returned, to end the RPC with, and `check` is left empty.
+// not verify: 401; the caller's bad input: 400; a caller refused as it calls (its stated
+// address from a peer that is not a trusted proxy): 403; a conflict with what is recorded:
+// 409. Any other status is the check failing: it is returned, to end the RPC with, and
+// `check` is left empty.
 grpc::Status ToCheckResponse(const grpc::Status& status, const v1::DecideResponse& decision,
                              envoy::service::auth::v3::CheckResponse* check);
 

@@ -239,6 +239,14 @@ TEST(ExtAuthzConvertTest, DenialsCarryTheHttpStatusAndAJsonBody) {
                               v1::DecideResponse(), &check)
                   .ok());
   EXPECT_EQ(check.denied_response().status().code(), envoy::type::v3::BadRequest);
+  // A caller refused as it calls is denied, never a failed check that Envoy may let through.
+  check.Clear();
+  ASSERT_TRUE(ToCheckResponse(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                           "source.address: stated by an untrusted peer"),
+                              v1::DecideResponse(), &check)
+                  .ok());
+  EXPECT_EQ(check.denied_response().status().code(), envoy::type::v3::Forbidden);
+  EXPECT_THAT(check.denied_response().body(), HasSubstr("untrusted peer"));
   check.Clear();
   ASSERT_TRUE(ToCheckResponse(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                                            "request_id: already used for a different request"),

@@ -133,9 +133,12 @@ class SourceAddressTest(unittest.TestCase):
                              stated)
 
     def test_an_untrusted_envoy_cannot_state_an_allowed_address(self):
-        err = pt.call_error(check, STRICT.channel, self.key, INSIDE)
-        self.assertEqual(err.code(), C.PERMISSION_DENIED, err.details())
-        self.assertIn("source.address: 10.20.1.7", err.details())
+        # A denial (403), not a failed check, which an Envoy with failure_mode_allow would let
+        # through unchecked.
+        refused = check(STRICT.channel, self.key, INSIDE)
+        self.assertEqual(refused.denied_response.status.code, 403, refused)
+        self.assertEqual(refused.status.code, C.PERMISSION_DENIED.value[0])
+        self.assertIn("source.address: 10.20.1.7", refused.denied_response.body)
 
 
 if __name__ == "__main__":
