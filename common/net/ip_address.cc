@@ -122,4 +122,27 @@ std::string FormatCidr(const Cidr& cidr) {
   return absl::StrCat(FormatIpAddress(cidr.network), "/", cidr.prefix_length);
 }
 
+absl::StatusOr<std::vector<Cidr>> ParseCidrList(const std::vector<std::string>& entries,
+                                                absl::string_view field, size_t max_entries) {
+  if (entries.size() > max_entries) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", entries.size(), " entries; at most ", max_entries));
+  }
+  std::vector<Cidr> cidrs;
+  cidrs.reserve(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    absl::StatusOr<Cidr> cidr = ParseCidr(entries[i]);
+    if (!cidr.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, "[", i, "]: ", cidr.status().message()));
+    }
+    if (std::find(cidrs.begin(), cidrs.end(), *cidr) != cidrs.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, "[", i, "]: ", FormatCidr(*cidr), " is listed twice"));
+    }
+    cidrs.push_back(*cidr);
+  }
+  return cidrs;
+}
+
 }  // namespace policy::net

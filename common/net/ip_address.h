@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -46,6 +47,11 @@ struct Cidr {
 // with a prefix length under 96 it would reach past the mapped addresses and is refused.
 absl::StatusOr<Cidr> ParseCidr(absl::string_view text);
 std::string FormatCidr(const Cidr& cidr);
+
+// `entries` parsed by ParseCidr, in order. INVALID_ARGUMENT naming `field` and the index of the
+// first bad or repeated entry ("ip_allowlist[2]: ..."), or more than `max_entries` entries.
+absl::StatusOr<std::vector<Cidr>> ParseCidrList(const std::vector<std::string>& entries,
+                                                absl::string_view field, size_t max_entries);
 
 }  // namespace policy::net
 

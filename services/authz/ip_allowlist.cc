@@ -4,28 +4,13 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/status/status.h"
 
 namespace policy::authz {
 
 absl::StatusOr<IpAllowlist> IpAllowlist::Parse(const std::vector<std::string>& entries) {
-  if (entries.size() > kMaxEntries) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("IP allowlist has ", entries.size(), " entries; at most ", kMaxEntries));
-  }
-  std::vector<Cidr> cidrs;
-  cidrs.reserve(entries.size());
-  for (size_t i = 0; i < entries.size(); ++i) {
-    absl::StatusOr<Cidr> cidr = ParseCidr(entries[i]);
-    if (!cidr.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("ip_allowlist[", i, "]: ", cidr.status().message()));
-    }
-    if (std::find(cidrs.begin(), cidrs.end(), *cidr) != cidrs.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("ip_allowlist[", i, "]: ", FormatCidr(*cidr), " is listed twice"));
-    }
-    cidrs.push_back(*cidr);
-  }
+  ASSIGN_OR_RETURN(std::vector<Cidr> cidrs,
+                   net::ParseCidrList(entries, "ip_allowlist", kMaxEntries));
   return IpAllowlist(std::move(cidrs));
 }
 

@@ -7,25 +7,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
+#include "common/status/status.h"
 #include "common/text/caller_text.h"
 
 namespace policy::edge {
 
 absl::StatusOr<TrustedProxies> TrustedProxies::Parse(const std::vector<std::string>& entries) {
-  if (entries.size() > kMaxEntries) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("trusted_proxies: ", entries.size(), " entries; at most ", kMaxEntries));
-  }
-  std::vector<net::Cidr> cidrs;
-  cidrs.reserve(entries.size());
-  for (size_t i = 0; i < entries.size(); ++i) {
-    absl::StatusOr<net::Cidr> cidr = net::ParseCidr(entries[i]);
-    if (!cidr.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("trusted_proxies[", i, "]: ", cidr.status().message()));
-    }
-    cidrs.push_back(*cidr);
-  }
+  ASSIGN_OR_RETURN(std::vector<net::Cidr> cidrs,
+                   net::ParseCidrList(entries, "trusted_proxies", kMaxEntries));
   return TrustedProxies(std::move(cidrs));
 }
 
