@@ -550,6 +550,55 @@ class SettingChecksTest(unittest.TestCase):
                                    "audit.config.max_batch (1000)")
         render_raw("--set", "audit.config.max_queued_appends=500,audit.config.max_batch=500")
 
+    def test_region_probe_timeout_is_positive(self):
+        for zero in ("0", "0s", "0.0ms"):
+            self.assertRefused("--set", f"region.config.probe_timeout={zero}",
+                               message="probe_timeout", schema=True)
+        render_raw("--set", "region.config.probe_timeout=1ms")
+
+    def trusted_proxies(self, value):
+        """Renders with edge.config.trusted_proxies=`value` (a values file: --set splits at
+        commas); the edge's environment."""
+        f = tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=WORK, delete=False)
+        self.addCleanup(os.unlink, f.name)
+        with f:
+            yaml.safe_dump({"edge": {"config": {"trusted_proxies": value}}}, f)
+        return f.name
+
+    def test_trusted_proxies_are_networks_the_edge_reads(self):
+        for bad in ("10.0.0.0/33", "10.0.0.256", "10.0.0", "010.0.0.0/8", "10.0.0.0/08",
+                    "10.0.0.0/", "1.2.3.4:80", "localhost", "1::2::3", "1:2:3:4:5:6:7:8:9",
+                    "12345::", "::1/129", "10.0.0.0/8,", ",10.0.0.0/8", "10.0.0.0/8;::1"):
+            with self.subTest(value=bad):
+                self.assertRefused("-f", self.trusted_proxies(bad), message="trusted_proxies",
+                                   schema=True)
+        for value, message in [
+                ("10.0.0.1/8", "edge.config.trusted_proxies[0]: CIDR '10.0.0.1/8' has host bits "
+                               "set past its prefix length: the edge refuses to start otherwise"),
+                ("127.0.0.0/8, 192.168.1.0/16", "trusted_proxies[1]: CIDR '192.168.1.0/16' has "
+                                                "host bits set"),
+                ("0.0.0.1/0", "trusted_proxies[0]: CIDR '0.0.0.1/0' has host bits set"),
+                ("fd00::1/8", "trusted_proxies[0]: CIDR 'fd00::1/8' has host bits set"),
+                ("2001:db8::/28", "trusted_proxies[0]: CIDR '2001:db8::/28' has host bits set"),
+                ("::1, 1:2:3:4:5:6:7:9/127", "trusted_proxies[1]: CIDR '1:2:3:4:5:6:7:9/127' has "
+                                             "host bits set"),
+                ("::ffff:10.0.0.1/104", "trusted_proxies[0]: CIDR '::ffff:10.0.0.1/104' has host "
+                                        "bits set"),
+                ("::ffff:0:0/64", "trusted_proxies[0]: CIDR '::ffff:0:0/64' is an IPv4-mapped "
+                                  "IPv6 network, which needs a prefix length of 96 to 128"),
+                (",".join(["10.0.0.1"] * 257), "edge.config.trusted_proxies has 257 entries; the "
+                                               "edge refuses more than 256")]:
+            with self.subTest(value=value):
+                self.assertRefused("-f", self.trusted_proxies(value), message=message)
+        for good in ("", "127.0.0.0/8,::1", "127.0.0.6", "0.0.0.0/0, ::/0",
+                     "10.0.0.0/8 , 192.168.0.0/16,fd00::/8", "2001:db8::/29", "2001:DB8::/32",
+                     "::ffff:10.0.0.0/104", "::ffff:0:0/96", "1:2:3:4:5:6:7:8/128",
+                     "1:2:3:4:5:6:7:0/112", "1:2:3:4:5:6:7:8/127", "1:2:3:4:5:6:1.2.3.0/120", "fe80::/10",
+                     "10.1.2.3/32", "10.1.2.2/31", ",".join(["10.0.0.1"] * 256)):
+            with self.subTest(value=good):
+                env = render("-f", self.trusted_proxies(good)).env("edge")
+                self.assertEqual(env["POLICY_EDGE_TRUSTED_PROXIES"]["value"], good)
+
     def test_integer_bounds(self):
         for setting in ("audit.config.max_batch=10001", "audit.config.append_writers=17",
                         "edge.config.admin_threads=65", "region.config.consecutive_failures=1001",
