@@ -64,6 +64,8 @@ CHART_OWNED = {"listen", "metrics_listen", "health_listen", "tls_cert_file", "tl
                "apply_migrations", "max_connection_age", "tls_allowed_clients",
                "shutdown_delay"}
 NOT_DEPLOYED = {"ready_file", "migrate_only", "bootstrap_admin"}
+# Settings a binary no longer has that config still accepts, ignored, for one release.
+DEPRECATED = {"audit": {"max_staleness", "watch_heartbeat"}}
 # Environment variables libpq reads itself.
 LIBPQ_ENV = {"PGPASSWORD", "PGSSLROOTCERT"}
 
@@ -378,7 +380,9 @@ class WorkloadTest(unittest.TestCase):
                          set(CALLS.get(service, {}).values()) | FILES.get(service, set()) |
                          {POD_NAME.get(service)}) & settings
                 config = set(schema["properties"][service]["properties"]["config"]["properties"])
-                self.assertEqual(config, settings - owned)
+                deprecated = DEPRECATED.get(service, set())
+                self.assertFalse(deprecated & settings)
+                self.assertEqual(config, (settings - owned) | deprecated)
 
     def test_integer_settings_render_as_integers(self):
         m = render("--set", "pii.config.max_document_bytes=16777216",
@@ -598,6 +602,30 @@ class SettingChecksTest(unittest.TestCase):
             with self.subTest(value=good):
                 env = render("-f", self.trusted_proxies(good)).env("edge")
                 self.assertEqual(env["POLICY_EDGE_TRUSTED_PROXIES"]["value"], good)
+
+    def test_settings_audit_no_longer_has_are_accepted_and_ignored(self):
+        m = render("--set", "audit.config.max_staleness=2s,audit.config.watch_heartbeat=500ms")
+        env = m.env("audit")
+        self.assertNotIn("POLICY_AUDIT_MAX_STALENESS", env)
+        self.assertNotIn("POLICY_AUDIT_WATCH_HEARTBEAT", env)
+        self.assertIn("POLICY_AUDIT_STORE", env)
+        for job in m.objects("Job"):
+            names = [v["name"] for c in job["spec"]["template"]["spec"]["containers"]
+                     for v in c.get("env", [])]
+            self.assertFalse({"POLICY_AUDIT_MAX_STALENESS", "POLICY_AUDIT_WATCH_HEARTBEAT"}
+                             & set(names))
+        # Other services keep theirs.
+        env = render("--set", "region.config.max_staleness=2s").env("region")
+        self.assertEqual(env["POLICY_REGION_MAX_STALENESS"]["value"], "2s")
+        schema = json.loads((CHART / "values.schema.json").read_text())
+        config = schema["properties"]["audit"]["properties"]["config"]["properties"]
+        for setting in ("max_staleness", "watch_heartbeat"):
+            self.assertTrue(config[setting]["description"].startswith("deprecated"))
+        self.assertRefused("--set", "audit.config.max_staleness=soon", message="max_staleness",
+                           schema=True)
+        readme = (CHART / "README.md").read_text()
+        self.assertIn("`audit.config.max_staleness` or\n`audit.config.watch_heartbeat` still "
+                      "render, and the settings are ignored", readme)
 
     def test_integer_bounds(self):
         for setting in ("audit.config.max_batch=10001", "audit.config.append_writers=17",
