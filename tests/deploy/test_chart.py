@@ -64,6 +64,8 @@ CHART_OWNED = {"listen", "metrics_listen", "health_listen", "tls_cert_file", "tl
                "apply_migrations", "max_connection_age", "tls_allowed_clients",
                "shutdown_delay"}
 NOT_DEPLOYED = {"ready_file", "migrate_only", "bootstrap_admin"}
+# Settings a binary no longer has that config still accepts, ignored, for one release.
+DEPRECATED = {"audit": {"max_staleness", "watch_heartbeat"}}
 # Environment variables libpq reads itself.
 LIBPQ_ENV = {"PGPASSWORD", "PGSSLROOTCERT"}
 
@@ -378,7 +380,9 @@ class WorkloadTest(unittest.TestCase):
                          set(CALLS.get(service, {}).values()) | FILES.get(service, set()) |
                          {POD_NAME.get(service)}) & settings
                 config = set(schema["properties"][service]["properties"]["config"]["properties"])
-                self.assertEqual(config, settings - owned)
+                deprecated = DEPRECATED.get(service, set())
+                self.assertFalse(deprecated & settings)
+                self.assertEqual(config, (settings - owned) | deprecated)
 
     def test_integer_settings_render_as_integers(self):
         m = render("--set", "pii.config.max_document_bytes=16777216",
@@ -549,6 +553,79 @@ class SettingChecksTest(unittest.TestCase):
                            message="audit.config.max_queued_appends (500) must be at least "
                                    "audit.config.max_batch (1000)")
         render_raw("--set", "audit.config.max_queued_appends=500,audit.config.max_batch=500")
+
+    def test_region_probe_timeout_is_positive(self):
+        for zero in ("0", "0s", "0.0ms"):
+            self.assertRefused("--set", f"region.config.probe_timeout={zero}",
+                               message="probe_timeout", schema=True)
+        render_raw("--set", "region.config.probe_timeout=1ms")
+
+    def trusted_proxies(self, value):
+        """Renders with edge.config.trusted_proxies=`value` (a values file: --set splits at
+        commas); the edge's environment."""
+        f = tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=WORK, delete=False)
+        self.addCleanup(os.unlink, f.name)
+        with f:
+            yaml.safe_dump({"edge": {"config": {"trusted_proxies": value}}}, f)
+        return f.name
+
+    def test_trusted_proxies_are_networks_the_edge_reads(self):
+        for bad in ("10.0.0.0/33", "10.0.0.256", "10.0.0", "010.0.0.0/8", "10.0.0.0/08",
+                    "10.0.0.0/", "1.2.3.4:80", "localhost", "1::2::3", "1:2:3:4:5:6:7:8:9",
+                    "12345::", "::1/129", "10.0.0.0/8,", ",10.0.0.0/8", "10.0.0.0/8;::1"):
+            with self.subTest(value=bad):
+                self.assertRefused("-f", self.trusted_proxies(bad), message="trusted_proxies",
+                                   schema=True)
+        for value, message in [
+                ("10.0.0.1/8", "edge.config.trusted_proxies[0]: CIDR '10.0.0.1/8' has host bits "
+                               "set past its prefix length: the edge refuses to start otherwise"),
+                ("127.0.0.0/8, 192.168.1.0/16", "trusted_proxies[1]: CIDR '192.168.1.0/16' has "
+                                                "host bits set"),
+                ("0.0.0.1/0", "trusted_proxies[0]: CIDR '0.0.0.1/0' has host bits set"),
+                ("fd00::1/8", "trusted_proxies[0]: CIDR 'fd00::1/8' has host bits set"),
+                ("2001:db8::/28", "trusted_proxies[0]: CIDR '2001:db8::/28' has host bits set"),
+                ("::1, 1:2:3:4:5:6:7:9/127", "trusted_proxies[1]: CIDR '1:2:3:4:5:6:7:9/127' has "
+                                             "host bits set"),
+                ("::ffff:10.0.0.1/104", "trusted_proxies[0]: CIDR '::ffff:10.0.0.1/104' has host "
+                                        "bits set"),
+                ("::ffff:0:0/64", "trusted_proxies[0]: CIDR '::ffff:0:0/64' is an IPv4-mapped "
+                                  "IPv6 network, which needs a prefix length of 96 to 128"),
+                (",".join(["10.0.0.1"] * 257), "edge.config.trusted_proxies has 257 entries; the "
+                                               "edge refuses more than 256")]:
+            with self.subTest(value=value):
+                self.assertRefused("-f", self.trusted_proxies(value), message=message)
+        for good in ("", "127.0.0.0/8,::1", "127.0.0.6", "0.0.0.0/0, ::/0",
+                     "10.0.0.0/8 , 192.168.0.0/16,fd00::/8", "2001:db8::/29", "2001:DB8::/32",
+                     "::ffff:10.0.0.0/104", "::ffff:0:0/96", "1:2:3:4:5:6:7:8/128",
+                     "1:2:3:4:5:6:7:0/112", "1:2:3:4:5:6:7:8/127", "1:2:3:4:5:6:1.2.3.0/120", "fe80::/10",
+                     "10.1.2.3/32", "10.1.2.2/31", ",".join(["10.0.0.1"] * 256)):
+            with self.subTest(value=good):
+                env = render("-f", self.trusted_proxies(good)).env("edge")
+                self.assertEqual(env["POLICY_EDGE_TRUSTED_PROXIES"]["value"], good)
+
+    def test_settings_audit_no_longer_has_are_accepted_and_ignored(self):
+        m = render("--set", "audit.config.max_staleness=2s,audit.config.watch_heartbeat=500ms")
+        env = m.env("audit")
+        self.assertNotIn("POLICY_AUDIT_MAX_STALENESS", env)
+        self.assertNotIn("POLICY_AUDIT_WATCH_HEARTBEAT", env)
+        self.assertIn("POLICY_AUDIT_STORE", env)
+        for job in m.objects("Job"):
+            names = [v["name"] for c in job["spec"]["template"]["spec"]["containers"]
+                     for v in c.get("env", [])]
+            self.assertFalse({"POLICY_AUDIT_MAX_STALENESS", "POLICY_AUDIT_WATCH_HEARTBEAT"}
+                             & set(names))
+        # Other services keep theirs.
+        env = render("--set", "region.config.max_staleness=2s").env("region")
+        self.assertEqual(env["POLICY_REGION_MAX_STALENESS"]["value"], "2s")
+        schema = json.loads((CHART / "values.schema.json").read_text())
+        config = schema["properties"]["audit"]["properties"]["config"]["properties"]
+        for setting in ("max_staleness", "watch_heartbeat"):
+            self.assertTrue(config[setting]["description"].startswith("deprecated"))
+        self.assertRefused("--set", "audit.config.max_staleness=soon", message="max_staleness",
+                           schema=True)
+        readme = (CHART / "README.md").read_text()
+        self.assertIn("`audit.config.max_staleness` or\n`audit.config.watch_heartbeat` still "
+                      "render, and the settings are ignored", readme)
 
     def test_integer_bounds(self):
         for setting in ("audit.config.max_batch=10001", "audit.config.append_writers=17",

@@ -1119,6 +1119,70 @@ class EdgeProcessTest(unittest.TestCase):
             self.assertGreaterEqual(len(indexes), 3, output)
             self.assertEqual(indexes, list(range(len(indexes))), output)
 
+    def test_policyctl_audit_query_stops_at_its_limit_and_resumes_from_its_token(self):
+        alice = SUITE.new_admin_key("alice")
+
+        def policyctl(*args):
+            return run_policyctl(*args, admin_key=alice)
+
+        # A ledger of this test's own: five entries, then only the reads the queries record.
+        project = f"limit-{uuid.uuid4().hex[:8]}"
+        audit = audit_pb2_grpc.AuditServiceStub(P["audit"].channel)
+        for i in range(5):
+            audit.Append(audit_pb2.AppendRequest(entry=audit_pb2.EntryInput(
+                action=audit_pb2.ACTION_API_CALL, actor="e2e@example.com", project=project,
+                environment="development", model="gpt-4o", request_id=f"{project}-{i}")),
+                timeout=10)
+        ledger = (f"--project={project}", "--environment=development")
+
+        def reads_by_alice():
+            entries = audit.QueryEntries(audit_pb2.QueryEntriesRequest(
+                ledger=audit_pb2.LedgerRef(project=project, environment="development"),
+                page_size=1000, requested_by="e2e-auditor"), timeout=10).entries
+            return sum(1 for e in entries
+                       if e.action == audit_pb2.ACTION_AUDIT_READ and e.actor == "alice")
+
+        def indexes(listed):
+            return [int(e.get("index", 0)) for e in json.loads(listed.stdout).get("entries", [])]
+
+        # --limit stops after that many entries, one call per --page_size entries: a busy
+        # ledger is neither read whole nor recorded as one read per entry.
+        before = reads_by_alice()
+        first = policyctl("audit", "query", *ledger, "--action=api_call", "--limit=2",
+                          "--page_size=1", "--output=json")
+        self.assertEqual(first.returncode, 0, first.stderr)
+        self.assertEqual(indexes(first), [0, 1])
+        token = json.loads(first.stdout)["next_page_token"]
+        self.assertIn(f"--page_token={token}", first.stderr)
+        self.assertEqual(reads_by_alice(), before + 2)
+        # The token continues where the limit stopped.
+        rest = policyctl("audit", "query", *ledger, "--action=api_call", f"--page_token={token}",
+                         "--limit=0", "--output=json")
+        self.assertEqual(rest.returncode, 0, rest.stderr)
+        self.assertEqual(indexes(rest), [2, 3, 4])
+        self.assertNotIn("next_page_token", json.loads(rest.stdout))
+        self.assertEqual(rest.stderr, "")
+        text = policyctl("audit", "query", *ledger, "--action=api_call", "--limit=3")
+        self.assertEqual(text.returncode, 0, text.stderr)
+        self.assertEqual([int(line.split()[0]) for line in text.stdout.splitlines()], [0, 1, 2])
+        self.assertIn("--page_token=", text.stderr)
+        # By default a query shows up to 1000 entries, asking for 1000 a call: one read here.
+        before = reads_by_alice()
+        whole = policyctl("audit", "query", *ledger, "--output=json")
+        self.assertEqual(whole.returncode, 0, whole.stderr)
+        self.assertEqual(indexes(whole), list(range(len(indexes(whole)))))
+        self.assertGreaterEqual(len(indexes(whole)), 9)  # five entries and four reads
+        self.assertNotIn("next_page_token", json.loads(whole.stdout))
+        self.assertEqual(reads_by_alice(), before + 1)
+        # Nothing matched: an empty response, still JSON.
+        none = policyctl("audit", "query", *ledger, "--action=decision_deny", "--output=json")
+        self.assertEqual(none.returncode, 0, none.stderr)
+        self.assertEqual(json.loads(none.stdout), {})
+        for bad in ("--limit=-1", "--page_size=0", "--page_size=1001"):
+            refused = policyctl("audit", "query", *ledger, bad)
+            self.assertEqual(refused.returncode, 2, bad)
+            self.assertIn(bad.split("=")[0], refused.stderr)
+
     def test_policyctl_help_anywhere_prints_usage_and_runs_nothing(self):
         alice = SUITE.new_admin_key("alice")
 

@@ -6,7 +6,7 @@
 //   policyctl keys list [--project=P] [--owner=ID [--owner_type=service_account]]
 //   policyctl members remove MEMBER_ID [--request_id=R] | members list
 //   policyctl org plan FILE | org apply FILE [--plan_fingerprint=...]
-//   policyctl audit query --project=P --environment=E [--action=decision_deny]
+//   policyctl audit query --project=P --environment=E [--action=decision_deny] [--limit=1000]
 //   policyctl audit verify --project=P --environment=E
 //
 // Global flags (or POLICY_POLICYCTL_<NAME>): --edge=host:port, --admin_key (better from the
@@ -16,8 +16,11 @@
 // (its gRPC status on stderr; an admin call the caller's role does not allow is one,
 // PERMISSION_DENIED); 2 usage; 3 decide's answer is DENY or audit verify finds the ledger
 // invalid. With --output=json, stdout holds exactly the response as JSON (proto field names);
-// a list's is every page's entries in one response. `--help` anywhere prints the command's
-// usage on stdout and exits 0 without calling anything.
+// a list's is every page's entries in one response. audit query prints each page as it
+// arrives, in that same one-response shape ({"entries":[...]}, with next_page_token when
+// --limit stopped it); should a later page fail, stdout holds the earlier pages unfinished (not
+// valid JSON) and the exit code is 1. audit export and subject-export print JSON lines.
+// `--help` anywhere prints the command's usage on stdout and exits 0 without calling anything.
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -76,8 +79,10 @@ commands:
   org plan FILE     what applying the declarative organisation file would change
   org apply FILE    [--plan_fingerprint]  (removed members' keys are revoked)
   org export        the organisation as it stands, as a declarative file
-  audit query       --project, --environment, [--action=decision_deny, --page_size]
-                    (every matching entry, oldest first)
+  audit query       --project, --environment, [--action=decision_deny, --limit=1000,
+                    --page_size=1000, --page_token]  (matching entries, oldest first, each
+                    page printed as it arrives; at most --limit, 0: all; when the limit
+                    stops the query, stderr names the --page_token that continues it)
   audit verify      --project, --environment
   audit summary     --project, --environment
   audit export      --project, --environment  (every entry, one JSON object per line)
@@ -110,7 +115,8 @@ global flags (or POLICY_POLICYCTL_<NAME>): --edge=host:port (127.0.0.1:50056), -
   --tls_cert_file and --tls_key_file (a client certificate)
 exit codes: 0 done, 1 the call failed (an admin call the caller's role may not make too),
   2 usage, 3 a decision DENY (decide) or an invalid ledger (audit verify)
-every list shows all its entries, asking for --page_size (default 500) per call
+every list shows all its entries, asking for --page_size (default 500) per call; audit query
+  shows at most --limit (default 1000) entries, asking for --page_size (default 1000) per call
 --help anywhere (or policyctl help [COMMAND [VERB]]) prints the usage on stdout, exits 0 and
   runs nothing
 )";
@@ -1055,6 +1061,13 @@ int ServiceAccounts(const Invocation& in) {
   return Usage(absl::StrCat("service-accounts: unknown verb '", verb, "'"));
 }
 
+// Entries audit query and export ask for per call: the most the audit service's page holds
+// (each query call is recorded in the ledger as one read).
+constexpr int64_t kAuditPageSize = 1000;
+// Entries audit query shows unless --limit says otherwise: enough to read, bounded for a
+// ledger of millions.
+constexpr int64_t kAuditQueryLimit = 1000;
+
 int Audit(const Invocation& in) {
   const bool about_subject =
       !in.words.empty() && (in.words[0] == "subject-export" || in.words[0] == "forget");
@@ -1065,15 +1078,18 @@ int Audit(const Invocation& in) {
   }
   Global g;
   std::string project, environment, action, request_id;
-  int64_t page_size = kListPageSize, tree_size = 0, index = -1;
+  std::string page_token;
+  int64_t page_size = kAuditPageSize, limit = kAuditQueryLimit, tree_size = 0, index = -1;
   if (int rc = ParseFlags(
           in, g,
           [&](config::Parser& p) {
             p.AddString("project", &project, "the ledger's project (empty: the organisation's)");
             p.AddString("environment", &environment, "the ledger's environment");
             p.AddString("action", &action, "query: only this action, e.g. decision_deny");
-            p.AddInt("page_size", &page_size,
-                     "query: entries per call (1..1000); every page is shown");
+            p.AddInt("page_size", &page_size, "query: entries per call (1..1000)");
+            p.AddInt("limit", &limit, "query: stop after this many entries; 0: every entry");
+            p.AddString("page_token", &page_token,
+                        "query: continue a query --limit stopped, from the token it printed");
             p.AddInt("tree_size", &tree_size, "checkpoint, prove: a checkpoint's size; 0: newest");
             p.AddInt("index", &index, "prove: the entry's index");
             p.AddString("request_id", &request_id,
@@ -1088,9 +1104,13 @@ int Audit(const Invocation& in) {
   ledger.set_project(project);
   ledger.set_environment(environment);
   if (in.words[0] == "query") {
+    if (page_size < 1 || page_size > kAuditPageSize) {
+      return Usage(absl::StrCat("--page_size: 1 to ", kAuditPageSize, ", not ", page_size));
+    }
+    if (limit < 0) return Usage(absl::StrCat("--limit: 0 (every entry) or more, not ", limit));
     audit::v1::QueryEntriesRequest request;
     *request.mutable_ledger() = ledger;
-    request.set_page_size(static_cast<int32_t>(page_size));
+    request.set_page_token(page_token);
     if (!action.empty()) {
       audit::v1::Action a;
       if (!audit::v1::Action_Parse(absl::StrCat("ACTION_", absl::AsciiStrToUpper(action)), &a)) {
@@ -1098,21 +1118,63 @@ int Audit(const Invocation& in) {
       }
       request.set_action(a);
     }
-    audit::v1::QueryEntriesResponse response;
-    if (grpc::Status s = ListAll(request, &response,
-                                 [&](const auto& r, auto* page) {
-                                   return stub->QueryAudit(Context(g, true).get(), r, page);
-                                 });
-        !s.ok()) {
-      return Failed(s);
-    }
-    return Show(g, response, [&] {
-      for (const audit::v1::Entry& e : response.entries()) {
-        std::printf("%llu  %s  %s  %s  %s\n", static_cast<unsigned long long>(e.index()),
-                    audit::v1::Action_Name(e.action()).c_str(), e.actor().c_str(),
-                    e.model().c_str(), e.request_id().c_str());
+    // Each page is printed as it arrives. No page asks for more than the limit leaves, so a
+    // query stopped by --limit ends on a page boundary and the server's token resumes it.
+    google::protobuf::util::JsonPrintOptions options;
+    options.preserve_proto_field_names = true;
+    int64_t shown = 0;
+    std::string next_page_token;
+    for (;;) {
+      request.set_page_size(
+          static_cast<int32_t>(limit == 0 ? page_size : std::min(page_size, limit - shown)));
+      audit::v1::QueryEntriesResponse page;
+      if (grpc::Status s = stub->QueryAudit(Context(g, true).get(), request, &page); !s.ok()) {
+        std::fflush(stdout);
+        return Failed(s);
       }
-    });
+      for (const audit::v1::Entry& e : page.entries()) {
+        if (g.json()) {
+          std::string json;
+          (void)google::protobuf::util::MessageToJsonString(e, &json, options);
+          std::printf("%s%s", shown == 0 ? "{\"entries\":[" : ",", json.c_str());
+        } else {
+          std::printf("%llu  %s  %s  %s  %s\n", static_cast<unsigned long long>(e.index()),
+                      audit::v1::Action_Name(e.action()).c_str(), e.actor().c_str(),
+                      e.model().c_str(), e.request_id().c_str());
+        }
+        ++shown;
+      }
+      std::fflush(stdout);
+      if (page.next_page_token().empty()) break;
+      if (page.next_page_token() == request.page_token()) {
+        return Failed(grpc::Status(grpc::StatusCode::INTERNAL, "the server repeated a page token"));
+      }
+      request.set_page_token(page.next_page_token());
+      if (limit != 0 && shown >= limit) {
+        next_page_token = page.next_page_token();
+        break;
+      }
+    }
+    if (g.json()) {
+      // The whole is one QueryEntriesResponse as JSON: {} when nothing matched, and a
+      // next_page_token only when --limit stopped the query before the last entry.
+      audit::v1::QueryEntriesResponse tail;
+      tail.set_next_page_token(next_page_token);
+      std::string json;
+      (void)google::protobuf::util::MessageToJsonString(tail, &json, options);
+      if (shown == 0) {
+        std::printf("%s\n", json.c_str());
+      } else {
+        std::printf("]%s%s\n", json == "{}" ? "" : ",", json.substr(1).c_str());
+      }
+    }
+    if (!next_page_token.empty()) {
+      std::fprintf(stderr,
+                   "policyctl: stopped at --limit=%lld entries; more match: --page_token=%s "
+                   "continues, --limit=0 shows every entry\n",
+                   static_cast<long long>(limit), next_page_token.c_str());
+    }
+    return kOk;
   }
   if (in.words[0] == "verify") {
     audit::v1::VerifyLedgerRequest request;
@@ -1139,7 +1201,7 @@ int Audit(const Invocation& in) {
     // service's export and tools/audit_verify use.
     audit::v1::QueryEntriesRequest request;
     *request.mutable_ledger() = ledger;
-    request.set_page_size(1000);
+    request.set_page_size(kAuditPageSize);
     google::protobuf::util::JsonPrintOptions options;
     options.preserve_proto_field_names = true;
     for (;;) {

@@ -42,6 +42,64 @@ edge:
 {{- end }}
 
 {{/*
+Whether a trusted_proxies entry (an IPv4 or IPv6 address with an optional prefix length, as
+values.schema.json's pattern admits it) is a network as the edge reads it: the problem as text,
+or nothing. The address is taken as 16-bit groups (IPv4's two, IPv6's eight, a dotted IPv4
+tail as two); the bits past the prefix length must be zero, and an IPv4-mapped IPv6 network
+(::ffff:a.b.c.d, however written) needs a prefix length of 96 or more.
+*/}}
+{{- define "policy-suite.cidrProblem" -}}
+{{- $entry := . }}
+{{- $parts := splitList "/" $entry }}
+{{- $address := lower (index $parts 0) }}
+{{- $digits := dict "0" 0 "1" 1 "2" 2 "3" 3 "4" 4 "5" 5 "6" 6 "7" 7 "8" 8 "9" 9 "a" 10 "b" 11 "c" 12 "d" 13 "e" 14 "f" 15 }}
+{{- $tail := list }}
+{{- $dotted := regexFind "[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$" $address }}
+{{- if $dotted }}
+{{- $o := splitList "." $dotted }}
+{{- $tail = list (add (mul (atoi (index $o 0)) 256) (atoi (index $o 1))) (add (mul (atoi (index $o 2)) 256) (atoi (index $o 3))) }}
+{{- $address = trimSuffix $dotted $address }}
+{{- if not (hasSuffix "::" $address) }}{{ $address = trimSuffix ":" $address }}{{ end }}
+{{- end }}
+{{- $groups := list }}
+{{- if contains ":" $entry }}
+{{- $halves := list }}
+{{- range splitList "::" $address }}
+{{- $half := list }}
+{{- range splitList ":" . | compact }}
+{{- $value := 0 }}
+{{- range splitList "" . }}{{ $value = add (mul $value 16) (index $digits .) }}{{ end }}
+{{- $half = append $half $value }}
+{{- end }}
+{{- $halves = append $halves $half }}
+{{- end }}
+{{- $groups = index $halves 0 }}
+{{- if gt (len $halves) 1 }}
+{{- range until (int (sub (sub (sub 8 (len $tail)) (len $groups)) (len (index $halves 1)))) }}
+{{- $groups = append $groups 0 }}
+{{- end }}
+{{- $groups = concat $groups (index $halves 1) }}
+{{- end }}
+{{- end }}
+{{- $groups = concat $groups $tail }}
+{{- $bits := mul 16 (len $groups) }}
+{{- $prefix := $bits }}
+{{- if gt (len $parts) 1 }}{{ $prefix = atoi (index $parts 1) }}{{ end }}
+{{- $mapped := and (eq (len $groups) 8) (eq (index $groups 5) 65535) (eq (add (index $groups 0) (index $groups 1) (index $groups 2) (index $groups 3) (index $groups 4)) 0) }}
+{{- if and $mapped (lt (int $prefix) 96) }}
+{{- print "is an IPv4-mapped IPv6 network, which needs a prefix length of 96 to 128 (IPv4's /0 to /32): write IPv4 networks as IPv4" }}
+{{- else }}
+{{- $powers := list 1 2 4 8 16 32 64 128 256 512 1024 2048 4096 8192 16384 32768 65536 }}
+{{- $set := false }}
+{{- range $i, $group := $groups }}
+{{- $network := min 16 (max 0 (sub $prefix (mul 16 $i))) }}
+{{- if ne (mod $group (index $powers (int (sub 16 $network)))) 0 }}{{ $set = true }}{{ end }}
+{{- end }}
+{{- if $set }}has host bits set past its prefix length{{ end }}
+{{- end }}
+{{- end }}
+
+{{/*
 Checks of values that relate to each other, which values.schema.json (JSON schema draft-07)
 cannot express: rendering fails with a message naming the values, rather than the pods failing
 to start (CrashLoopBackOff) or being killed while they drain. Renders nothing.
@@ -118,5 +176,18 @@ to start (CrashLoopBackOff) or being killed while they drain. Renders nothing.
 {{- $decision := $edge.max_decision_time | default "5s" }}
 {{- if lt (include "policy-suite.seconds" $edgeGrace | float64) (include "policy-suite.seconds" $decision | float64) }}
 {{- fail (printf "edge.config.shutdown_grace (%s) must be at least edge.config.max_decision_time (%s): the edge refuses to start otherwise, as decisions in flight at shutdown would be cancelled" $edgeGrace $decision) }}
+{{- end }}
+{{- /* trusted_proxies as the edge splits it: at commas, blanks trimmed, empty entries left out. */}}
+{{- $proxies := list }}
+{{- range splitList "," (toString ($edge.trusted_proxies | default "")) }}
+{{- with trim . }}{{ $proxies = append $proxies . }}{{ end }}
+{{- end }}
+{{- if gt (len $proxies) 256 }}
+{{- fail (printf "edge.config.trusted_proxies has %d entries; the edge refuses more than 256" (len $proxies)) }}
+{{- end }}
+{{- range $i, $entry := $proxies }}
+{{- with include "policy-suite.cidrProblem" $entry }}
+{{- fail (printf "edge.config.trusted_proxies[%d]: CIDR '%s' %s: the edge refuses to start otherwise" $i $entry .) }}
+{{- end }}
 {{- end }}
 {{- end }}

@@ -10,6 +10,8 @@ What the chart knows about the six binaries, in one table (as tools/dev's SERVIC
   files     settings naming a file: setting -> the value holding the file's content (mounted
             from the service's ConfigMap at /etc/policy-suite/config/<file>).
   podName   a setting that gets the pod's name.
+  ignored   deprecated settings the binary no longer has: values.schema.json accepts them
+            under config and they are not passed on (the binary would refuse them).
 Callers of a service (for its NetworkPolicy) are those whose `calls` name it.
 */}}
 {{- define "policy-suite.components" -}}
@@ -31,6 +33,7 @@ region:
 audit:
   database: true
   secrets: {signing_key: true, subject_key: true}
+  ignored: [max_staleness, watch_heartbeat]
 edge:
   calls:
     keys: keys_target
@@ -243,8 +246,10 @@ Secret settings and the database password only ever come from secretKeyRef.
 {{- end }}
 {{- end }}
 {{- range $setting, $value := $values.config }}
+{{- if not (has $setting ($facts.ignored | default list)) }}
 - name: {{ $prefix }}{{ upper $setting }}
   value: {{ include "policy-suite.settingValue" $value | quote }}
+{{- end }}
 {{- end }}
 {{- with $values.extraEnv }}
 {{ toYaml . }}
