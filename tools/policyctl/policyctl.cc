@@ -88,7 +88,8 @@ commands:
   audit export      --project, --environment  (every entry, one JSON object per line)
   audit checkpoint  --project, --environment, [--tree_size]  (a signed tree head)
   audit prove       --project, --environment, --index or --request_id, [--tree_size]
-                    (the entry's inclusion proof against a signed checkpoint)
+                    (the entry's inclusion proof against a signed checkpoint; a decision's
+                    request id is recorded as decision:<id>)
   audit subject-export SUBJECT   every entry naming a data subject (GDPR access)
   audit forget SUBJECT [--request_id]  erase a data subject (GDPR; cannot be undone)
   projects list      [--include_archived]
@@ -1093,7 +1094,8 @@ int Audit(const Invocation& in) {
             p.AddInt("tree_size", &tree_size, "checkpoint, prove: a checkpoint's size; 0: newest");
             p.AddInt("index", &index, "prove: the entry's index");
             p.AddString("request_id", &request_id,
-                        "prove: the entry's request id; forget: this erasure's request id");
+                        "prove: the entry's request id (a decision's is decision:<its request "
+                        "id>); forget: this erasure's request id");
           });
       rc != kOk) {
     return rc;
