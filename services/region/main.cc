@@ -115,6 +115,9 @@ int Main(int argc, char** argv) {
 
   absl::Status served = runner.RunUntilSignal();
   stop_syncing.Notify();
+  // A round blocked on the database (a table lock) fails at once rather than hold up the
+  // exit; the outbox keeps whatever the relay had not yet sent.
+  if (pool != nullptr) pool->Close();
   syncer.join();
   // PostgreSQL keeps undelivered records for the next relay; memory loses them with the
   // process.
