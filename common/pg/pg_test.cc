@@ -120,6 +120,23 @@ TEST(ConnectionStringTest, AddsTimeoutAndKeepalives) {
               HasSubstr("connect_timeout=1&"));
 }
 
+TEST(ConnectionStringTest, SessionTimeoutsGoInTheOptionsBeforeTheUrlsOwn) {
+  const SessionTimeouts timeouts{.statement = absl::Seconds(30), .lock = absl::Milliseconds(1500)};
+  EXPECT_THAT(ConnectionString("postgresql://u@h/db", absl::Seconds(3), timeouts),
+              HasSubstr("&options=-c%20statement_timeout%3D30000%20-c%20lock_timeout%3D1500"));
+  // The URL's own options come after ours (the last setting of a name wins) and only once.
+  const std::string merged =
+      ConnectionString("postgresql://u@h/db?options=-c%20statement_timeout%3D0&sslmode=disable",
+                       absl::Seconds(3), timeouts);
+  EXPECT_THAT(merged, HasSubstr("postgresql://u@h/db?sslmode=disable&connect_timeout=3&"));
+  EXPECT_THAT(merged, HasSubstr("&options=-c%20statement_timeout%3D30000%20-c%20lock_timeout%"
+                                "3D1500%20-c%20statement_timeout%3D0"));
+  EXPECT_EQ(merged.find("options="), merged.rfind("options="));
+  // None by default.
+  EXPECT_THAT(ConnectionString("postgresql://u@h/db", absl::Seconds(3)),
+              Not(HasSubstr("options=")));
+}
+
 TEST(CheckDatabaseUrlTest, ABadUrlIsRefusedWithoutQuotingIt) {
   EXPECT_TRUE(CheckDatabaseUrl("postgresql://policy@db.internal:5432/policy?sslmode=require").ok());
   EXPECT_TRUE(CheckDatabaseUrl("postgresql://policy%40server:p%25w@db/policy").ok());
@@ -287,6 +304,82 @@ TEST_F(PgTest, BusyPoolIsResourceExhaustedAfterAcquireTimeout) {
   holder.join();
   EXPECT_TRUE(holder_status.ok()) << holder_status;
   EXPECT_TRUE(pool.Ping().ok());  // The connection came back.
+}
+
+// Holds an ACCESS EXCLUSIVE lock on `table` (as a migration or VACUUM FULL does) until
+// destroyed.
+class TableLock {
+ public:
+  TableLock(const std::string& url, const std::string& table)
+      : connection_(ConnectionString(url, absl::Seconds(5))), tx_(connection_) {
+    tx_.exec("LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE");
+  }
+
+ private:
+  pqxx::connection connection_;
+  pqxx::work tx_;
+};
+
+TEST_F(PgTest, AStatementWaitingForALockFailsAfterTheLockTimeoutAndKeepsItsConnection) {
+  Query(url_, "CREATE TABLE pool_locked (id int)");
+  Pool pool({.url = url_, .size = 1, .lock_timeout = absl::Milliseconds(300)});
+  std::string pid;
+  auto read = [&] {
+    return pool.Transact([&](pqxx::work& tx) {
+      pid = tx.exec("SELECT pg_backend_pid()")[0][0].as<std::string>();
+      tx.exec("SELECT count(*) FROM pool_locked");
+      return absl::OkStatus();
+    });
+  };
+  ASSERT_TRUE(read().ok());
+  const std::string first_pid = pid;
+  {
+    TableLock lock(url_, "pool_locked");
+    const absl::Time start = absl::Now();
+    absl::Status status = read();
+    EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+    EXPECT_THAT(status.message(), HasSubstr("timed out"));
+    EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  }
+  EXPECT_TRUE(read().ok());
+  EXPECT_EQ(pid, first_pid);  // The connection was kept.
+}
+
+TEST_F(PgTest, AStatementRunningLongerThanTheStatementTimeoutFails) {
+  Pool pool({.url = url_, .size = 1, .statement_timeout = absl::Milliseconds(200)});
+  absl::Status status = pool.Autocommit([](pqxx::nontransaction& tx) {
+    tx.exec("SELECT pg_sleep(5)");
+    return absl::OkStatus();
+  });
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_TRUE(pool.Ping().ok());
+}
+
+TEST_F(PgTest, CloseWakesAStatementBlockedOnTheDatabaseAndRefusesNewOnes) {
+  Query(url_, "CREATE TABLE pool_closed (id int)");
+  Pool pool({.url = url_, .size = 2, .lock_timeout = absl::ZeroDuration()});
+  TableLock lock(url_, "pool_closed");
+  absl::Notification done;
+  absl::Status blocked_status;
+  std::thread blocked([&] {
+    blocked_status = pool.Transact([](pqxx::work& tx) {
+      tx.exec("SELECT count(*) FROM pool_closed");
+      return absl::OkStatus();
+    });
+    done.Notify();
+  });
+  ASSERT_TRUE(Eventually([&] {
+    return Count(url_,
+                 "pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE "
+                 "'%pool_closed%'") == 1;
+  }));
+  EXPECT_FALSE(done.HasBeenNotified());
+  pool.Close();
+  EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(2)));
+  blocked.join();
+  EXPECT_EQ(blocked_status.code(), absl::StatusCode::kUnavailable) << blocked_status;
+  EXPECT_EQ(pool.Ping().code(), absl::StatusCode::kUnavailable);
+  pool.Close();  // Again: nothing more happens.
 }
 
 TEST_F(PgTest, PoolRecoversWhenItsConnectionIsKilled) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -25,11 +26,26 @@ struct PoolOptions {
   absl::Duration acquire_timeout = absl::Seconds(2);
   // libpq connect_timeout (whole seconds, at least 1).
   absl::Duration connect_timeout = absl::Seconds(2);
+  // PostgreSQL's statement_timeout and lock_timeout for the pool's sessions: a statement that
+  // runs, or waits for a lock, longer than this fails with UNAVAILABLE (its connection stays
+  // in the pool), so that a statement stuck behind a migration's or VACUUM FULL's lock frees
+  // its connection and its thread. Zero: no bound. Every statement the services run through a
+  // pool is short (reads come in chunks); migrations and LISTEN connections do not use a pool.
+  absl::Duration statement_timeout = absl::Seconds(30);
+  absl::Duration lock_timeout = absl::Seconds(10);
+};
+
+// Session settings sent in a connection's startup options; zero leaves one unset.
+struct SessionTimeouts {
+  absl::Duration statement = absl::ZeroDuration();
+  absl::Duration lock = absl::ZeroDuration();
 };
 
 // A libpq connection string for `url` with the connect timeout and TCP keepalives set, so a
-// vanished server is noticed in seconds rather than minutes.
-std::string ConnectionString(absl::string_view url, absl::Duration connect_timeout);
+// vanished server is noticed in seconds rather than minutes, and `timeouts` as `-c` settings
+// of libpq's `options`, before any the URL's own `options` holds (those take precedence).
+std::string ConnectionString(absl::string_view url, absl::Duration connect_timeout,
+                             SessionTimeouts timeouts = {});
 
 // Turns a libpqxx exception into a status: lost connections are UNAVAILABLE (nothing was
 // committed), a commit whose outcome is unknown UNKNOWN, unique violations ALREADY_EXISTS,
@@ -63,6 +79,11 @@ class Pool {
   // OK when a connection can run `SELECT 1`.
   absl::Status Ping();
 
+  // For shutdown: from now on Transact, Autocommit and Ping fail at once with UNAVAILABLE,
+  // and the statements in progress fail at once too (their sockets are shut under them), so
+  // that threads blocked on the database return. Never waits for the server. Idempotent.
+  void Close();
+
   const PoolOptions& options() const { return options_; }
 
  private:
@@ -73,13 +94,17 @@ class Pool {
   template <typename Tx>
   absl::Status Run(const std::function<absl::Status(Tx&)>& body);
   absl::StatusOr<Lease> Acquire();
+  static absl::Status Closed();
   void Release(std::unique_ptr<pqxx::connection> connection, bool healthy);
 
   const PoolOptions options_;
   const std::string connection_string_;
   absl::Mutex mu_;
   std::vector<std::unique_ptr<pqxx::connection>> idle_ ABSL_GUARDED_BY(mu_);
+  // The leased connections, alive while listed (Release unlists them first).
+  absl::flat_hash_set<pqxx::connection*> leased_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace policy::pg

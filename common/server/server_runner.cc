@@ -213,16 +213,15 @@ void ServerRunner::PollHealth(bool last) {
   }
 }
 
-void ServerRunner::StopHealthPolling() {
+void ServerRunner::JoinHealthPolling() {
   absl::call_once(health_polling_stopped_, [this] {
-    stop_health_.Notify();
     if (health_thread_.joinable()) health_thread_.join();
   });
 }
 
 bool ServerRunner::PublishReadiness(bool serving) {
   absl::MutexLock lock(&readiness_mu_);
-  if (readiness_withdrawn_) return false;
+  if (readiness_withdrawn_ || stopping_.load()) return false;
   SetServing(serving);
   return true;
 }
@@ -239,8 +238,13 @@ void ServerRunner::WithdrawReadiness() {
 
 void ServerRunner::Shutdown() {
   if (stopping_.exchange(true)) return;
-  StopHealthPolling();
-  if (server_ == nullptr) return;
+  // The poller publishes nothing from now on (PublishReadiness); it is joined only once the
+  // servers stopped, so a probe call that hangs delays nothing but Shutdown's return.
+  stop_health_.Notify();
+  if (server_ == nullptr) {
+    JoinHealthPolling();
+    return;
+  }
   LogInfo("shutting down: draining in-flight RPCs",
           {{"grace", absl::FormatDuration(options_.shutdown_grace)}});
   for (grpc::Server* server : {server_.get(), health_server_.get()}) {
@@ -255,6 +259,7 @@ void ServerRunner::Shutdown() {
     health_server_->Wait();
   }
   StopMetrics();
+  JoinHealthPolling();
   LogInfo("stopped");
 }
 

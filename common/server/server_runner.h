@@ -97,7 +97,9 @@ class ServerRunner {
   // "liveness" stays SERVING and the server goes on accepting and serving RPCs until Shutdown.
   // Thread-safe; later calls do nothing.
   void WithdrawReadiness();
-  // Reports NOT_SERVING, lets in-flight RPCs finish within shutdown_grace, then stops.
+  // Reports NOT_SERVING, lets in-flight RPCs finish within shutdown_grace, then stops. The
+  // readiness probe is not waited for until the servers and /metrics have stopped: a probe
+  // call in progress then delays only Shutdown's return, never the stop.
   void Shutdown();
 
   // Start, then block until SIGTERM or SIGINT; then WithdrawReadiness, serve on for
@@ -108,8 +110,10 @@ class ServerRunner {
  private:
   // Re-reads readiness until shutdown; `last` is what Start published.
   void PollHealth(bool last);
-  void StopHealthPolling();  // Once; later and concurrent calls wait for the first.
-  // Publishes `serving` unless readiness was withdrawn; true when it did.
+  // Waits for the poller to end (stop_health_ notified first). Once; later and concurrent
+  // calls wait for the first.
+  void JoinHealthPolling();
+  // Publishes `serving` unless readiness was withdrawn or Shutdown began; true when it did.
   bool PublishReadiness(bool serving);
   void SetServing(bool serving);
   absl::Status WriteReadyFile();  // Once; later calls do nothing.

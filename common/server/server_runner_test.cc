@@ -605,6 +605,44 @@ TEST_F(ServerRunnerTest, WithdrawnReadinessKeepsServing) {
   EXPECT_FALSE(Accepts(port));
 }
 
+// A probe call that hangs (a dependency that stalls) does not hold up the stop: the gRPC,
+// health and metrics ports close while it is still blocked, and Shutdown returns once it does.
+TEST_F(ServerRunnerTest, ShutdownStopsTheServersWhileTheProbeIsBlocked) {
+  std::atomic<bool> block{false};
+  absl::Notification blocked, release;
+  probe_ = [&] {
+    probe_calls_++;
+    if (block.load()) {
+      if (!blocked.HasBeenNotified()) blocked.Notify();
+      release.WaitForNotification();
+    }
+    return true;
+  };
+  ServerOptions options = LocalOptions(/*metrics=*/true);
+  options.health_listen = "127.0.0.1:0";
+  StartRunner(options);
+  WaitForHealthPolling();
+  block = true;
+  ASSERT_TRUE(blocked.WaitForNotificationWithTimeout(absl::Seconds(5)));
+
+  const int ports[] = {runner_->grpc_port(), runner_->health_port(), runner_->metrics_port()};
+  absl::Notification returned;
+  std::thread shutdown([&] {
+    runner_->Shutdown();
+    returned.Notify();
+  });
+  EXPECT_TRUE(Eventually([&] {
+    for (int port : ports) {
+      if (Accepts(port)) return false;
+    }
+    return true;
+  }));
+  EXPECT_FALSE(returned.HasBeenNotified());  // It waits for the probe call to return...
+  release.Notify();
+  shutdown.join();  // ...and then returns.
+  EXPECT_TRUE(returned.HasBeenNotified());
+}
+
 TEST_F(ServerRunnerTest, ShutdownLetsInFlightRpcsFinish) {
   StartRunner();
   grpc::Status in_flight;

@@ -11,6 +11,7 @@
 #include "common/log/log.h"
 #include "common/pg/pool.h"
 #include "common/pg/storage_options.h"
+#include "common/server/background_check.h"
 #include "common/server/blocking_pool.h"
 #include "common/server/server_runner.h"
 #include "services/audit/append_batcher.h"
@@ -73,7 +74,21 @@ int Main(int argc, char** argv) {
   server::ServerRunner runner(config.server);
   AuditService service(&ledger, &batcher, &blocking, &runner.metrics_registry());
   runner.AddService(&service, v1::AuditService::service_full_name());
-  runner.SetReadinessProbe([&] { return pool == nullptr || pool->Ping().ok(); });
+  // Readiness reads what a background ping found and never waits on the database: pings run
+  // on a connection of their own every 250 ms, and a ping that hangs (a stopped server) turns
+  // readiness NOT_SERVING 5 s after the last successful one began.
+  std::unique_ptr<pg::Pool> ping_pool;
+  std::unique_ptr<server::BackgroundCheck> reachable;
+  if (pool != nullptr) {
+    pg::PoolOptions ping_options = config.storage.pool_options();
+    ping_options.size = 1;
+    ping_pool = std::make_unique<pg::Pool>(ping_options);
+    reachable =
+        std::make_unique<server::BackgroundCheck>([&] { return ping_pool->Ping(); }, Clock::Real(),
+                                                  absl::Milliseconds(250), absl::Seconds(5));
+    reachable->Start();
+  }
+  runner.SetReadinessProbe([&] { return reachable == nullptr || reachable->Ready(); });
 
   LedgerMetrics ledger_metrics(runner.metrics_registry());
   absl::Notification stop_signing;
@@ -88,6 +103,10 @@ int Main(int argc, char** argv) {
   });
 
   absl::Status served = runner.RunUntilSignal();
+  if (reachable != nullptr) {
+    ping_pool->Close();  // A ping blocked on the database returns at once.
+    reachable->Stop();
+  }
   stop_signing.Notify();
   signing.join();
   if (!served.ok()) return Fail(served);

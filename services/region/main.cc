@@ -94,10 +94,13 @@ int Main(int argc, char** argv) {
                                     "policy_region_registry_staleness_seconds",
                                     "Time since the endpoint registry last synced with "
                                     "PostgreSQL; -1 before the first sync.");
+  // Reads only what the last finished round left (atomics): never waits for a round, so a
+  // round stuck on the database turns readiness NOT_SERVING once max_staleness has passed.
+  const absl::Duration ready_within =
+      config.storage.postgres() ? config.storage.max_staleness : absl::InfiniteDuration();
   runner.SetReadinessProbe([&] {
-    const absl::Duration behind = clock->Now() - sync.synced_at();
-    staleness.Set(sync.loaded() ? behind : absl::InfiniteDuration());
-    return sync.healthy() && (!config.storage.postgres() || behind <= config.storage.max_staleness);
+    staleness.Set(sync.loaded() ? clock->Now() - sync.synced_at() : absl::InfiniteDuration());
+    return sync.Ready(ready_within);
   });
 
   absl::Notification stop_syncing;
@@ -112,6 +115,9 @@ int Main(int argc, char** argv) {
 
   absl::Status served = runner.RunUntilSignal();
   stop_syncing.Notify();
+  // A round blocked on the database (a table lock) fails at once rather than hold up the
+  // exit; the outbox keeps whatever the relay had not yet sent.
+  if (pool != nullptr) pool->Close();
   syncer.join();
   // PostgreSQL keeps undelivered records for the next relay; memory loses them with the
   // process.

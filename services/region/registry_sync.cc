@@ -11,9 +11,8 @@ RegistrySync::RegistrySync(EndpointStore* store, EndpointRegistry* registry, std
                            Clock* clock)
     : store_(store), registry_(registry), replica_(std::move(replica)), clock_(clock) {}
 
-bool RegistrySync::healthy() const {
-  absl::MutexLock lock(&mu_);
-  return healthy_;
+bool RegistrySync::Ready(absl::Duration max_staleness) const {
+  return healthy() && clock_->Now() - synced_at() <= max_staleness;
 }
 
 absl::Status RegistrySync::Reload() {
@@ -36,7 +35,14 @@ absl::Status RegistrySync::ReloadLocked() {
 absl::Status RegistrySync::SyncOnce() {
   absl::MutexLock lock(&mu_);
   const absl::Time started = clock_->Now();
-  healthy_ = false;
+  absl::Status status = SyncLocked();
+  // synced_at first: Ready never sees healthy_ beside an older round's time.
+  if (status.ok()) MarkSynced(started);
+  healthy_.store(status.ok(), std::memory_order_release);
+  return status;
+}
+
+absl::Status RegistrySync::SyncLocked() {
   ASSIGN_OR_RETURN(int64_t version, store_->Version());
   if (version != version_) RETURN_IF_ERROR(ReloadLocked());
 
@@ -81,8 +87,6 @@ absl::Status RegistrySync::SyncOnce() {
     registry_->AdoptPeerState(p.endpoint_id, p.state, p.opened_at, p.closed_at);
   }
   last_fetch_ = now;
-  healthy_ = true;
-  MarkSynced(started);
   return absl::OkStatus();
 }
 

@@ -36,13 +36,20 @@ class RegistrySync {
 
   RegistrySync(EndpointStore* store, EndpointRegistry* registry, std::string replica, Clock* clock);
 
-  // One round: reload, publish, adopt. Thread-safe (rounds are serialised).
+  // One round: reload, publish, adopt. Thread-safe: rounds and reloads are serialised among
+  // themselves; the readers below never wait for one (a round that hangs on the database
+  // leaves them answering from the last round's outcome).
   absl::Status SyncOnce();
   // Reloads the endpoints now, whatever the version (after this replica changed them).
   absl::Status Reload();
 
-  // Whether the last round succeeded; false before the first.
-  bool healthy() const;
+  // Whether the last finished round succeeded; false before the first. A round in progress
+  // does not change it. Never waits for a round.
+  bool healthy() const { return healthy_.load(std::memory_order_acquire); }
+  // Readiness: the last finished round succeeded and the last successful one began at most
+  // `max_staleness` ago. A round that hangs therefore turns it false once its predecessor's
+  // start is `max_staleness` old. Never waits for a round.
+  bool Ready(absl::Duration max_staleness) const;
   // Whether the endpoints were loaded at least once (never waits for a round).
   bool loaded() const { return loaded_.load(std::memory_order_acquire); }
   // When the last successful round (or reload) began: the registry reflects the store as of
@@ -53,20 +60,24 @@ class RegistrySync {
 
  private:
   absl::Status ReloadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The round's store work: reload, publish, adopt.
+  absl::Status SyncLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MarkSynced(absl::Time started);
 
   EndpointStore* const store_;
   EndpointRegistry* const registry_;
   const std::string replica_;
   Clock* const clock_;
-  mutable absl::Mutex mu_;
+  // Serialises rounds and reloads, and is held across their store round trips: nothing a
+  // reader needs is guarded by it.
+  absl::Mutex mu_;
   int64_t version_ ABSL_GUARDED_BY(mu_) = -1;
   // What this replica last published per endpoint: (state, opened_at, closed_at).
   absl::flat_hash_map<std::string, std::tuple<BreakerState, absl::Time, absl::Time>> published_
       ABSL_GUARDED_BY(mu_);
   absl::Time last_fetch_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time last_cleanup_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  bool healthy_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> healthy_{false};
   std::atomic<bool> loaded_{false};
   std::atomic<int64_t> synced_at_us_{std::numeric_limits<int64_t>::min()};
 };

@@ -2,9 +2,13 @@
 // others, and how long published breaker states are kept.
 #include "services/region/registry_sync.h"
 
+#include <functional>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/region/memory_endpoint_store.h"
@@ -73,6 +77,91 @@ class RegistrySyncTest : public ::testing::Test {
   EndpointRegistry registry_{&clock_, LongCoolDown()};
   RegistrySync sync_{&store_, &registry_, "new", &clock_};
 };
+
+// The in-memory store whose Version() hangs while the gate is shut, as a query waiting on a
+// table lock does, or fails while failing is set.
+class GatedStore : public MemoryEndpointStore {
+ public:
+  absl::StatusOr<int64_t> Version() override {
+    if (failing_) return absl::UnavailableError("database connection lost");
+    if (shut_) {
+      entered_.Notify();
+      open_.WaitForNotification();
+    }
+    return MemoryEndpointStore::Version();
+  }
+  void Shut() { shut_ = true; }
+  void WaitUntilHanging() { entered_.WaitForNotification(); }
+  void Open() { open_.Notify(); }
+  void SetFailing(bool failing) { failing_ = failing; }
+
+ private:
+  std::atomic<bool> failing_{false};
+  std::atomic<bool> shut_{false};
+  absl::Notification entered_;
+  absl::Notification open_;
+};
+
+// Runs `f` on its own thread; false when it has not returned within five seconds (the
+// thread is then left behind, and the test fails rather than hangs).
+bool ReturnsPromptly(std::function<void()> f) {
+  auto done = std::make_shared<absl::Notification>();
+  std::thread([f = std::move(f), done] {
+    f();
+    done->Notify();
+  }).detach();
+  return done->WaitForNotificationWithTimeout(absl::Seconds(5));
+}
+
+TEST(RegistrySyncHangTest, ReadinessNeverWaitsForAHungRoundAndLapsesAfterMaxStaleness) {
+  FakeClock clock;
+  GatedStore store;
+  ASSERT_TRUE(store.Create(Eu("westeurope"), kActor).ok());
+  EndpointRegistry registry(&clock, BreakerOptions{});
+  RegistrySync sync(&store, &registry, "r1", &clock);
+  ASSERT_TRUE(sync.SyncOnce().ok());
+  const absl::Time synced = sync.synced_at();
+  const absl::Duration max_staleness = absl::Seconds(10);
+  EXPECT_TRUE(sync.Ready(max_staleness));
+
+  store.Shut();
+  clock.Advance(absl::Seconds(2));
+  std::thread round([&] { EXPECT_TRUE(sync.SyncOnce().ok()); });
+  store.WaitUntilHanging();
+
+  bool healthy = false, ready = false;
+  EXPECT_TRUE(ReturnsPromptly([&] { healthy = sync.healthy(); }));
+  EXPECT_TRUE(healthy);  // The last finished round succeeded.
+  EXPECT_TRUE(ReturnsPromptly([&] { ready = sync.Ready(max_staleness); }));
+  EXPECT_TRUE(ready);  // 2 s since the last successful round began.
+  clock.Advance(max_staleness);
+  EXPECT_TRUE(ReturnsPromptly([&] { ready = sync.Ready(max_staleness); }));
+  EXPECT_FALSE(ready);  // 12 s: the hung round turns readiness off.
+  EXPECT_EQ(sync.synced_at(), synced);
+
+  store.Open();
+  round.join();
+  EXPECT_TRUE(sync.Ready(max_staleness));
+  EXPECT_EQ(sync.synced_at(), synced + absl::Seconds(2));
+}
+
+TEST(RegistrySyncHangTest, AFailedRoundTurnsReadinessOffAtOnce) {
+  FakeClock clock;
+  GatedStore store;
+  EndpointRegistry registry(&clock, BreakerOptions{});
+  RegistrySync sync(&store, &registry, "r1", &clock);
+  EXPECT_FALSE(sync.healthy());
+  EXPECT_FALSE(sync.Ready(absl::InfiniteDuration()));
+  ASSERT_TRUE(sync.SyncOnce().ok());
+  EXPECT_TRUE(sync.Ready(absl::InfiniteDuration()));
+  store.SetFailing(true);
+  EXPECT_FALSE(sync.SyncOnce().ok());
+  EXPECT_FALSE(sync.healthy());
+  EXPECT_FALSE(sync.Ready(absl::InfiniteDuration()));
+  store.SetFailing(false);
+  EXPECT_TRUE(sync.SyncOnce().ok());
+  EXPECT_TRUE(sync.Ready(absl::InfiniteDuration()));
+}
 
 TEST_F(RegistrySyncTest, AFirstRoundAdoptsOpenBreakersPublishedWithinTheRetentionOnly) {
   PublishOpen("westeurope", "peer", RegistrySync::kBreakerRetention - absl::Minutes(1));
