@@ -541,6 +541,9 @@ class EdgeProcessTest(unittest.TestCase):
                           message="policy_authz_audit_events_pending at least 1")
         finally:
             P["audit"].resume()
+        # Its readiness lapsed while it stood still; callers route to it once it is back.
+        pt.wait_until(lambda: pt.health_status(P["audit"].channel) == "SERVING", timeout=10,
+                      message="audit SERVING again", ignore=(grpc.RpcError,))
         entries = org_ledger_once(alice_key, "ACTION_MEMBER_ADDED", roles="reader@support-eu")
         added = [e for e in recorded(entries, "ACTION_MEMBER_ADDED") if e.get("subject") == newcomer]
         self.assertEqual(len(added), 1)
