@@ -480,10 +480,20 @@ absl::StatusOr<SubjectPage> AuditLedger::ExportSubject(const std::string& subjec
       }
       if (batch.size() < wanted || entries.size() > page_size) break;
     }
-    if (entries.size() > page_size) {
-      entries.resize(page_size);
-      page.next = SubjectResume{.after = CursorOf(entries.back()), .org_end = org_end};
+    const bool over_page = entries.size() > page_size;
+    if (over_page) entries.resize(page_size);
+    // The page also ends before the entry that would take it past kSubjectPageBytes.
+    size_t bytes = 0, kept = 0;
+    for (; kept < entries.size(); ++kept) {
+      const Entry& e = entries[kept];
+      const size_t size = EncodeLeafData(e).size() + e.actor.sealed.size() +
+                          e.subject.sealed.size() + sizeof(Hash) * (e.completed.size() + 1);
+      if (kept > 0 && bytes + size > kSubjectPageBytes) break;
+      bytes += size;
     }
+    const bool more = over_page || kept < entries.size();
+    entries.resize(kept);
+    if (more) page.next = SubjectResume{.after = CursorOf(entries.back()), .org_end = org_end};
     ASSIGN_OR_RETURN(page.entries, Reveal(std::move(entries)));
     record.subject = subject;
     record.metadata["entries"] = absl::StrCat(page.entries.size());

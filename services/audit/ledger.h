@@ -61,6 +61,10 @@ struct SubjectResume {
   std::optional<uint64_t> org_end;
 };
 
+// An ExportSubject page holds about this many bytes of entries at most (their encoded
+// fields, identifiers and hashes), unless its first entry alone is larger.
+inline constexpr size_t kSubjectPageBytes = 1 << 20;
+
 struct SubjectPage {
   std::vector<RevealedEntry> entries;
   std::optional<SubjectResume> next;  // Where the next page starts; none on the last page.
@@ -158,7 +162,9 @@ class AuditLedger {
                                       const std::string& request_id);
   // One page of the entries naming `subject` (as actor or subject), across ledgers, in
   // SubjectOrder after `after` (none: from the first), at most `page_size` (1 to
-  // kMaxPageSize); none once the subject's key is destroyed. Each page is recorded as a
+  // kMaxPageSize) and ending before kSubjectPageBytes of entries (its first always there, so
+  // that a page stays within gRPC's 4 MiB receive limit at every hop); none once the
+  // subject's key is destroyed. Each page is recorded as a
   // subject_access_exported entry in the organisation's ledger; the entries that ledger
   // gained since the first page (those records among them) are not part of the export, so
   // paging ends whatever the page size.

@@ -190,6 +190,39 @@ TEST_F(LedgerTest, SigningReportsEveryLedgerWithItsNewestCheckpoint) {
   EXPECT_EQ(ledgers[0].latest_checkpoint->tree_size, 4u);
 }
 
+TEST_F(LedgerTest, ASubjectsPageEndsBeforeItsBytesPassTheBound) {
+  // Entries as large as entries may be: 32 metadata values of 1 KiB each.
+  EntryInput big = Call("dora@example.com", 1);
+  for (size_t i = 0; i < kMaxMetadataPairs; ++i) {
+    big.metadata[absl::StrCat("k", i)] = std::string(kMaxMetadataValueBytes, 'v');
+  }
+  const int kEntries = 70;  // About 2.3 MB in all.
+  for (int i = 0; i < kEntries; ++i) AppendOk(big);
+
+  std::vector<uint64_t> seen;
+  std::optional<SubjectResume> next;
+  int pages = 0;
+  do {
+    absl::StatusOr<SubjectPage> page =
+        ledger_.ExportSubject("dora@example.com", "dpo@example.com", next, kMaxPageSize);
+    ASSERT_TRUE(page.ok()) << page.status();
+    ASSERT_FALSE(page->entries.empty());
+    size_t bytes = 0;
+    for (const RevealedEntry& e : page->entries) {
+      seen.push_back(e.entry.index);
+      for (const auto& [key, value] : e.entry.metadata) bytes += key.size() + value.size();
+    }
+    EXPECT_LE(bytes, kSubjectPageBytes);
+    next = page->next;
+    ++pages;
+  } while (next.has_value() && pages < 10);
+  EXPECT_GE(pages, 3);
+  // Every entry once, in order (each page's record of the export comes after them and is
+  // not part of it).
+  ASSERT_EQ(seen.size(), static_cast<size_t>(kEntries));
+  for (size_t i = 1; i < seen.size(); ++i) EXPECT_LT(seen[i - 1], seen[i]);
+}
+
 TEST_F(LedgerTest, ForgetSubjectShredsIdentifiersButTheLedgerStillVerifies) {
   EntryInput removal;
   removal.action = Action::kMemberRemoved;
