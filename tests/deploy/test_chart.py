@@ -590,15 +590,18 @@ class SettingChecksTest(unittest.TestCase):
                                         "bits set"),
                 ("::ffff:0:0/64", "trusted_proxies[0]: CIDR '::ffff:0:0/64' is an IPv4-mapped "
                                   "IPv6 network, which needs a prefix length of 96 to 128"),
-                (",".join(["10.0.0.1"] * 257), "edge.config.trusted_proxies has 257 entries; the "
-                                               "edge refuses more than 256")]:
+                (",".join(f"10.0.{i // 256}.{i % 256}" for i in range(257)),
+                 "edge.config.trusted_proxies has 257 entries; the edge refuses more than 256"),
+                ("10.0.0.1,10.0.0.1", "trusted_proxies[1]: '10.0.0.1' is listed twice"),
+                ("10.0.0.1, 10.0.0.1/32", "trusted_proxies[1]: '10.0.0.1/32' is listed twice"),
+                ("fd00::/8,FD00::/8", "trusted_proxies[1]: 'FD00::/8' is listed twice")]:
             with self.subTest(value=value):
                 self.assertRefused("-f", self.trusted_proxies(value), message=message)
         for good in ("", "127.0.0.0/8,::1", "127.0.0.6", "0.0.0.0/0, ::/0",
                      "10.0.0.0/8 , 192.168.0.0/16,fd00::/8", "2001:db8::/29", "2001:DB8::/32",
                      "::ffff:10.0.0.0/104", "::ffff:0:0/96", "1:2:3:4:5:6:7:8/128",
                      "1:2:3:4:5:6:7:0/112", "1:2:3:4:5:6:7:8/127", "1:2:3:4:5:6:1.2.3.0/120", "fe80::/10",
-                     "10.1.2.3/32", "10.1.2.2/31", ",".join(["10.0.0.1"] * 256)):
+                     "10.1.2.3/32", "10.1.2.2/31", ",".join(f"10.0.0.{i}" for i in range(256))):
             with self.subTest(value=good):
                 env = render("-f", self.trusted_proxies(good)).env("edge")
                 self.assertEqual(env["POLICY_EDGE_TRUSTED_PROXIES"]["value"], good)

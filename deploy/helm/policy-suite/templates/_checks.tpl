@@ -185,9 +185,18 @@ to start (CrashLoopBackOff) or being killed while they drain. Renders nothing.
 {{- if gt (len $proxies) 256 }}
 {{- fail (printf "edge.config.trusted_proxies has %d entries; the edge refuses more than 256" (len $proxies)) }}
 {{- end }}
+{{- $seen := dict }}
 {{- range $i, $entry := $proxies }}
 {{- with include "policy-suite.cidrProblem" $entry }}
 {{- fail (printf "edge.config.trusted_proxies[%d]: CIDR '%s' %s: the edge refuses to start otherwise" $i $entry .) }}
 {{- end }}
+{{- /* Repeats as written (a bare address is its /32 or /128); the edge also finds one network
+       written two ways, which this does not. */}}
+{{- $key := lower $entry }}
+{{- if not (contains "/" $key) }}{{ $key = printf "%s/%s" $key (ternary "128" "32" (contains ":" $key)) }}{{ end }}
+{{- if hasKey $seen $key }}
+{{- fail (printf "edge.config.trusted_proxies[%d]: '%s' is listed twice: the edge refuses to start otherwise" $i $entry) }}
+{{- end }}
+{{- $_ := set $seen $key true }}
 {{- end }}
 {{- end }}
