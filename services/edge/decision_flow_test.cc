@@ -375,6 +375,19 @@ TEST(RedactFailureTest, ThePolicyIsTheEdgesTheMessagesAreTheCallers) {
   EXPECT_THAT(s.error_message(),
               HasSubstr("setting to fix: redaction_operator, blocked_entity_types"));
 
+  // A policy that hashes where pii has no pseudonym key: the deployment's state, the setting
+  // that asks for it named.
+  s = RedactFailure(
+      ToGrpcStatus(WithReason(absl::FailedPreconditionError(
+                                  "policy.default_rule.operator: OPERATOR_HASH, but this "
+                                  "deployment has no pseudonym key configured"),
+                              "POLICY_INVALID"),
+                   "pii.policy-suite"),
+      deadline);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("setting to fix: redaction_operator"));
+  EXPECT_THAT(s.error_message(), HasSubstr("no pseudonym key"));
+
   // The caller's messages refused stay the caller's mistake, word for word.
   for (const char* message : {"messages[0]: not valid UTF-8 at byte 2",
                               "messages: 5000 bytes together, more than the limit of 4096",

@@ -75,9 +75,11 @@ absl::string_view RedactionSetting(absl::string_view pii_field) {
 }
 
 grpc::Status RedactFailure(const grpc::Status& s, absl::Time deadline) {
-  if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT &&
-      (ReasonOf(FromGrpcStatus(s)) == kPiiReasonPolicyInvalid ||
-       absl::StartsWith(s.error_message(), kPolicyField))) {
+  const bool policy_refused = ReasonOf(FromGrpcStatus(s)) == kPiiReasonPolicyInvalid ||
+                              (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT &&
+                               absl::StartsWith(s.error_message(), kPolicyField));
+  if (policy_refused && (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+                         s.error_code() == grpc::StatusCode::FAILED_PRECONDITION)) {
     return grpc::Status(
         grpc::StatusCode::UNAVAILABLE,
         absl::StrCat("the edge's redaction policy is refused by the pii service (setting to fix: ",

@@ -98,8 +98,14 @@ absl::Status PiiEngine::CheckRedaction(const RedactionParams& params) const {
   }
   if (PolicyHashes(params.policy)) {
     if (pseudonym_keys_ == nullptr) {
-      return absl::FailedPreconditionError(
-          "the policy hashes values, but this deployment has no pseudonym key configured");
+      // A refusal of the policy (it names the field that hashes), in this deployment's state.
+      const bool by_default = params.policy.default_rule.action == Action::kRedact &&
+                              params.policy.default_rule.op == Operator::kKeyedHash;
+      return WithReason(
+          absl::FailedPreconditionError(
+              absl::StrCat(by_default ? "policy.default_rule.operator" : "policy.rules",
+                           ": OPERATOR_HASH, but this deployment has no pseudonym key configured")),
+          kReasonPolicyInvalid);
     }
     if (params.project_id.empty()) {
       return absl::InvalidArgumentError(

@@ -118,6 +118,7 @@ class RedactTest(unittest.TestCase):
                     default_rule=pii_pb2.EntityRule(operator=pii_pb2.OPERATOR_HASH))),
                 timeout=TIMEOUT)
             self.assertEqual(error.code(), pt.grpc.StatusCode.FAILED_PRECONDITION)
+            self.assertIn("policy.default_rule.operator: OPERATOR_HASH", error.details())
             self.assertIn("pseudonym key", error.details())
 
 
