@@ -14,17 +14,7 @@ namespace policy::server {
 namespace {
 
 using ::policy::testing::Eventually;
-
-// Runs `f` on its own thread; false when it has not returned within five seconds (the
-// thread is then left behind, and the test fails rather than hangs).
-bool ReturnsPromptly(std::function<void()> f) {
-  auto done = std::make_shared<absl::Notification>();
-  std::thread([f = std::move(f), done] {
-    f();
-    done->Notify();
-  }).detach();
-  return done->WaitForNotificationWithTimeout(absl::Seconds(5));
-}
+using ::policy::testing::ReturnsPromptly;
 
 class BackgroundCheckTest : public ::testing::Test {
  protected:

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "common/testing/eventually.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/region/memory_endpoint_store.h"
@@ -16,6 +17,7 @@
 namespace policy::region {
 namespace {
 
+using ::policy::testing::ReturnsPromptly;
 using ::testing::ElementsAre;
 using ::testing::Field;
 
@@ -101,17 +103,6 @@ class GatedStore : public MemoryEndpointStore {
   absl::Notification entered_;
   absl::Notification open_;
 };
-
-// Runs `f` on its own thread; false when it has not returned within five seconds (the
-// thread is then left behind, and the test fails rather than hangs).
-bool ReturnsPromptly(std::function<void()> f) {
-  auto done = std::make_shared<absl::Notification>();
-  std::thread([f = std::move(f), done] {
-    f();
-    done->Notify();
-  }).detach();
-  return done->WaitForNotificationWithTimeout(absl::Seconds(5));
-}
 
 TEST(RegistrySyncHangTest, ReadinessNeverWaitsForAHungRoundAndLapsesAfterMaxStaleness) {
   FakeClock clock;
