@@ -537,8 +537,8 @@ absl::StatusOr<pii::v1::RedactionPolicy> MakeRedactionPolicy(
   return policy;
 }
 
-absl::Status CheckEntityTypesKnown(const pii::v1::RedactionPolicy& policy,
-                                   const pii::v1::ListEntityTypesResponse& known) {
+absl::Status CheckRedactionServable(const pii::v1::RedactionPolicy& policy,
+                                    const pii::v1::ListEntityTypesResponse& known) {
   absl::flat_hash_set<absl::string_view> detected;
   for (const pii::v1::EntityTypeInfo& info : known.entity_types()) {
     detected.insert(info.entity_type());
@@ -558,9 +558,21 @@ absl::Status CheckEntityTypesKnown(const pii::v1::RedactionPolicy& policy,
   };
   check("policy.rules", policy.rules());
   check("policy.classes", policy.classes());
+  auto hashes = [](const pii::v1::EntityRule& rule) {
+    return rule.operator_() == pii::v1::OPERATOR_HASH &&
+           (rule.action() == pii::v1::ACTION_REDACT ||
+            rule.action() == pii::v1::ACTION_UNSPECIFIED);
+  };
+  bool hashing = hashes(policy.default_rule());
+  for (const auto& rule : policy.rules()) hashing = hashing || hashes(rule);
+  if (hashing && !known.keyed_hashing()) {
+    problems.push_back(
+        "redaction_operator: hash, but the pii service has no pseudonym key "
+        "(POLICY_PII_PSEUDONYM_KEY)");
+  }
   if (problems.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
-      absl::StrJoin(problems, "; "), " (pii's ListEntityTypes names the types it detects)"));
+      absl::StrJoin(problems, "; "), " (as pii's ListEntityTypes describes what it can do)"));
 }
 
 absl::Status ValidateDecideRequest(const v1::DecideRequest& r) {

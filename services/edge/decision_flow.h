@@ -35,16 +35,17 @@ struct FlowOptions {
 // The policy of FlowOptions::redaction: every entity type replaced by `op` ("placeholder",
 // "redact", "replace", "mask" or "hash") except `blocked_types`, which refuse the request.
 // INVALID_ARGUMENT for an unknown operator or a malformed type name; whether pii detects the
-// types is CheckEntityTypesKnown's to say.
+// types is CheckRedactionServable's to say.
 absl::StatusOr<pii::v1::RedactionPolicy> MakeRedactionPolicy(
     absl::string_view op, const std::vector<std::string>& blocked_types);
 
-// OK when pii detects every entity type `policy` names (its rules' and classes'), as `known`
-// (pii's ListEntityTypes answer, custom recognizers' types included) lists them; else
-// FAILED_PRECONDITION naming each unknown type and the setting it comes from
-// ("blocked_entity_types: the pii service detects no entity type 'AWS_ACCESS_KEYS'").
-absl::Status CheckEntityTypesKnown(const pii::v1::RedactionPolicy& policy,
-                                   const pii::v1::ListEntityTypesResponse& known);
+// OK when pii can apply `policy` as `known` (pii's ListEntityTypes answer) describes it: it
+// detects every entity type the policy names (its rules' and classes', custom recognizers'
+// types included), and it has a pseudonym key when a rule hashes. Else FAILED_PRECONDITION
+// naming each problem and the setting it comes from ("blocked_entity_types: the pii service
+// detects no entity type 'AWS_ACCESS_KEYS'"; "redaction_operator: hash, but ...").
+absl::Status CheckRedactionServable(const pii::v1::RedactionPolicy& policy,
+                                    const pii::v1::ListEntityTypesResponse& known);
 
 // Checks what the edge can check itself: INVALID_ARGUMENT naming the field, UNAUTHENTICATED
 // for a missing key.

@@ -845,18 +845,32 @@ TEST(RedactionPolicyTest, EveryTypeMustBeOnePiiDetects) {
   }
   known.mutable_entity_types(2)->set_custom(true);
   // Custom recognizers' types count like built-in ones.
-  EXPECT_TRUE(CheckEntityTypesKnown(
+  EXPECT_TRUE(CheckRedactionServable(
                   *MakeRedactionPolicy("placeholder", {"PRIVATE_KEY", "EMPLOYEE_ID"}), known)
                   .ok());
-  EXPECT_TRUE(CheckEntityTypesKnown(*MakeRedactionPolicy("placeholder", {}), known).ok());
+  EXPECT_TRUE(CheckRedactionServable(*MakeRedactionPolicy("placeholder", {}), known).ok());
 
-  absl::Status s = CheckEntityTypesKnown(
+  absl::Status s = CheckRedactionServable(
       *MakeRedactionPolicy("placeholder", {"PRIVATE_KEY", "AWS_ACCESS_KEYS", "GITHUB_TOKENS"}),
       known);
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(s.message(), HasSubstr("blocked_entity_types: the pii service detects no entity type "
                                      "'AWS_ACCESS_KEYS', 'GITHUB_TOKENS'"));
   EXPECT_THAT(s.message(), Not(HasSubstr("'PRIVATE_KEY'")));
+}
+
+TEST(RedactionPolicyTest, HashingNeedsAPiiWithAPseudonymKey) {
+  pii::v1::ListEntityTypesResponse known;
+  known.add_entity_types()->set_entity_type("PRIVATE_KEY");
+  const pii::v1::RedactionPolicy hashing = *MakeRedactionPolicy("hash", {"PRIVATE_KEY"});
+  absl::Status s = CheckRedactionServable(hashing, known);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("redaction_operator: hash, but the pii service has no "
+                                     "pseudonym key"));
+  EXPECT_TRUE(
+      CheckRedactionServable(*MakeRedactionPolicy("placeholder", {"PRIVATE_KEY"}), known).ok());
+  known.set_keyed_hashing(true);
+  EXPECT_TRUE(CheckRedactionServable(hashing, known).ok());
 }
 
 }  // namespace

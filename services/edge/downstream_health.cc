@@ -61,7 +61,8 @@ bool DownstreamHealth::Serving(grpc::Channel& channel, absl::Duration timeout) {
 }
 
 void DownstreamHealth::CheckRedaction() {
-  if (redaction_.rules_size() == 0 && redaction_.classes_size() == 0) {
+  if (redaction_.rules_size() == 0 && redaction_.classes_size() == 0 &&
+      redaction_.default_rule().operator_() != pii::v1::OPERATOR_HASH) {
     if (metrics_ != nullptr) metrics_->SetConfigValid(true);
     return;
   }
@@ -71,7 +72,7 @@ void DownstreamHealth::CheckRedaction() {
   const grpc::Status listed = pii_->ListEntityTypes(&context, {}, &known);
   std::string problem;
   if (listed.ok()) {
-    const absl::Status checked = CheckEntityTypesKnown(redaction_, known);
+    const absl::Status checked = CheckRedactionServable(redaction_, known);
     redaction_accepted_ = checked.ok();
     if (metrics_ != nullptr) metrics_->SetConfigValid(checked.ok());
     problem = std::string(checked.message());

@@ -20,7 +20,7 @@ namespace policy::edge {
 // Asks each service behind the edge for its grpc.health.v1 status (the whole server's, "")
 // every `interval`, each answer within `interval`, and pii, while it is SERVING, which entity
 // types it detects (ListEntityTypes). The edge is ready while all five answer SERVING and pii
-// detects every type `redaction` names (CheckEntityTypesKnown): an edge that cannot decide
+// detects every type `redaction` names (CheckRedactionServable): an edge that cannot decide
 // should not be sent requests. A refused policy is logged once per change, naming the types
 // and their setting, and policy_edge_config_valid says it; while pii does not answer
 // ListEntityTypes the last verdict stands (none yet: not ready). Thread-safe.

@@ -67,6 +67,8 @@ class PiiEngine {
             PiiLimits limits);
 
   const Detector& detector() const { return *detector_; }
+  // Whether policies may hash (a pseudonym key is configured).
+  bool keyed_hashing() const { return pseudonym_keys_ != nullptr; }
   const PiiLimits& limits() const { return limits_; }
 
   // OK, or INVALID_ARGUMENT naming the problem, with `field` naming the texts ("messages"):

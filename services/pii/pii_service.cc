@@ -373,6 +373,7 @@ grpc::ServerUnaryReactor* PiiService::ListEntityTypes(grpc::CallbackServerContex
     info->set_default_class(ToProto(DefaultDataClass(type)));
     info->set_custom(!builtin.contains(type));
   }
+  response->set_keyed_hashing(engine_->keyed_hashing());
   return server::FinishNow(context, grpc::Status::OK);
 }
 
