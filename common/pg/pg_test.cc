@@ -150,6 +150,44 @@ TEST(CheckDatabaseUrlTest, ABadUrlIsRefusedWithoutQuotingIt) {
   }
 }
 
+TEST(RetryWhileUnavailableTest, RetriesUntilTheDatabaseAnswers) {
+  int calls = 0;
+  absl::Status s = RetryWhileUnavailable(
+      [&] {
+        return ++calls < 3 ? absl::UnavailableError("database connection failed")
+                           : absl::OkStatus();
+      },
+      absl::Seconds(10), absl::Milliseconds(1));
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(calls, 3);
+}
+
+TEST(RetryWhileUnavailableTest, AnyOtherErrorEndsAtOnce) {
+  int calls = 0;
+  absl::Status s = RetryWhileUnavailable(
+      [&] {
+        ++calls;
+        return absl::FailedPreconditionError("schema keys has migration 2 changed");
+      },
+      absl::Seconds(10), absl::Milliseconds(1));
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(PrepareSchemaTest, GivesUpOnAnUnreachableDatabaseAfterTheStartWaitNamingIt) {
+  StorageOptions options;
+  options.database_url = "postgresql://policy@127.0.0.1:1/policy";
+  options.database_start_wait = absl::Milliseconds(1500);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<bool> done = PrepareSchema(options, "start_wait", {});
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(done.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(done.status().message(), HasSubstr("database connection failed"));
+  EXPECT_THAT(done.status().message(), HasSubstr("database_start_wait=1.5s"));
+  EXPECT_GE(took, absl::Milliseconds(1500));
+  EXPECT_LT(took, absl::Seconds(10));
+}
+
 // --- Pool ----------------------------------------------------------------------------------
 
 TEST_F(PgTest, PingSucceeds) {

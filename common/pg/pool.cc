@@ -59,7 +59,7 @@ bool IsTimeout(const std::string& sqlstate) { return sqlstate == "57014" || sqls
 
 absl::Status StatusFromException(const std::exception& e) {
   if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
-    return absl::UnavailableError(absl::StrCat("database connection lost: ", e.what()));
+    return absl::UnavailableError(absl::StrCat("database connection failed: ", e.what()));
   }
   if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
     // Not UNAVAILABLE, which promises that nothing happened.

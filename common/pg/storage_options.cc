@@ -2,10 +2,13 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
+
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/log/log.h"
 #include "common/status/status.h"
 
 namespace policy::pg {
@@ -45,6 +48,8 @@ void StorageOptions::RegisterDatabase(config::Parser& p) {
   p.AddInt("database_pool_size", &database_pool_size, "PostgreSQL connections at most");
   p.AddBool("migrate_only", &migrate_only, "apply migrations and exit");
   p.AddBool("apply_migrations", &apply_migrations, "apply migrations at start-up");
+  p.AddDuration("database_start_wait", &database_start_wait,
+                "how long start-up waits for PostgreSQL to accept connections");
 }
 
 absl::Status StorageOptions::Validate() const {
@@ -59,6 +64,9 @@ absl::Status StorageOptions::Validate() const {
         "database_url must be a postgresql:// URL (required with store=postgres)");
   }
   if (postgres()) RETURN_IF_ERROR(CheckDatabaseUrl(database_url));
+  if (database_start_wait < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("database_start_wait must not be negative");
+  }
   if (database_pool_size < 1) {
     return absl::InvalidArgumentError("database_pool_size must be positive");
   }
@@ -70,19 +78,38 @@ absl::Status StorageOptions::Validate() const {
   return absl::OkStatus();
 }
 
+absl::Status RetryWhileUnavailable(absl::FunctionRef<absl::Status()> attempt, absl::Duration wait,
+                                   absl::Duration pause) {
+  const absl::Time start = absl::Now();
+  absl::Time next_log = start;
+  while (true) {
+    absl::Status status = attempt();
+    if (!absl::IsUnavailable(status)) return status;
+    const absl::Time now = absl::Now();
+    if (now - start >= wait) {
+      return absl::UnavailableError(
+          absl::StrCat(status.message(),
+                       " (gave up after database_start_wait=", absl::FormatDuration(wait), ")"));
+    }
+    if (now >= next_log) {
+      LogWarning("waiting for PostgreSQL", {{"error", status.message()}});
+      next_log = now + absl::Seconds(10);
+    }
+    absl::SleepFor(std::min(pause, wait - (now - start)));
+  }
+}
+
 absl::StatusOr<bool> PrepareSchema(const StorageOptions& options, absl::string_view schema,
                                    const std::vector<Migration>& migrations) {
   if (!options.postgres()) return false;
-  if (options.migrate_only || options.apply_migrations) {
-    if (absl::Status s = ApplyMigrations(options.database_url, schema, migrations); !s.ok()) {
-      return s;
-    }
-    return options.migrate_only;
-  }
-  if (absl::Status s = CheckMigrations(options.database_url, schema, migrations); !s.ok()) {
-    return s;
-  }
-  return false;
+  const bool apply = options.migrate_only || options.apply_migrations;
+  RETURN_IF_ERROR(RetryWhileUnavailable(
+      [&] {
+        return apply ? ApplyMigrations(options.database_url, schema, migrations)
+                     : CheckMigrations(options.database_url, schema, migrations);
+      },
+      options.database_start_wait));
+  return options.migrate_only;
 }
 
 }  // namespace policy::pg

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -25,6 +26,8 @@ struct StorageOptions {
   int64_t database_pool_size = 8;
   bool migrate_only = false;     // Apply the service's migrations, then exit.
   bool apply_migrations = true;  // Otherwise refuse to start unless they are applied.
+  // How long start-up waits for PostgreSQL to accept connections before it gives up.
+  absl::Duration database_start_wait = absl::Seconds(60);
   // The in-memory state answers fail closed once it is this much older than the database.
   absl::Duration max_staleness = absl::Seconds(1);
   // How often the in-memory state proves itself in sync with PostgreSQL.
@@ -45,9 +48,16 @@ struct StorageOptions {
 // it (it may hold a password).
 absl::Status CheckDatabaseUrl(const std::string& url);
 
+// Calls `attempt` until it returns anything but UNAVAILABLE or `wait` has passed since the first
+// call, pausing `pause` between calls and logging while it waits; the last status is returned,
+// an UNAVAILABLE one naming database_start_wait.
+absl::Status RetryWhileUnavailable(absl::FunctionRef<absl::Status()> attempt, absl::Duration wait,
+                                   absl::Duration pause = absl::Seconds(1));
+
 // With store=postgres, brings `schema` up to `migrations` (ApplyMigrations), or with
-// apply_migrations=false only checks that it is (CheckMigrations). Returns true when the
-// process has nothing more to do (migrate_only). Does nothing with store=memory.
+// apply_migrations=false only checks that it is (CheckMigrations), waiting up to
+// database_start_wait for PostgreSQL to accept connections. Returns true when the process has
+// nothing more to do (migrate_only). Does nothing with store=memory.
 absl::StatusOr<bool> PrepareSchema(const StorageOptions& options, absl::string_view schema,
                                    const std::vector<Migration>& migrations);
 
