@@ -50,6 +50,25 @@ int WaitForSignal(const sigset_t& signals, absl::Duration timeout) {
   }
 }
 
+// What every listener of the process applies to its connections (see ServerOptions).
+void ApplyConnectionLimits(const ServerOptions& options, grpc::ResourceQuota& quota,
+                           grpc::ServerBuilder& builder) {
+  builder.SetResourceQuota(quota);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(options.max_concurrent_streams));
+  if (options.max_connection_idle > absl::ZeroDuration()) {
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+        static_cast<int>(absl::ToInt64Milliseconds(options.max_connection_idle)));
+  }
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_min_ping_interval)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+                             options.keepalive_permit_without_calls ? 1 : 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+}
+
 }  // namespace
 
 void ServerOptions::Register(config::Parser& parser) {
@@ -68,6 +87,16 @@ void ServerOptions::Register(config::Parser& parser) {
                      "how long in-flight RPCs may finish after shutdown_delay");
   parser.AddDuration("max_connection_age", &max_connection_age,
                      "connections older than this are closed gracefully (0: never)");
+  parser.AddInt("max_concurrent_streams", &max_concurrent_streams,
+                "calls one connection may carry at once; clients queue further ones");
+  parser.AddInt("grpc_memory_quota", &grpc_memory_quota,
+                "bytes gRPC may hold for all connections and calls (buffers, call state)");
+  parser.AddDuration("max_connection_idle", &max_connection_idle,
+                     "connections with no call in progress this long are closed (0: never)");
+  parser.AddDuration("keepalive_min_ping_interval", &keepalive_min_ping_interval,
+                     "clients pinging more often than this are disconnected (too_many_pings)");
+  parser.AddBool("keepalive_permit_without_calls", &keepalive_permit_without_calls,
+                 "whether clients may ping at keepalive_min_ping_interval with no call open");
   parser.AddDuration("health_interval", &health_interval,
                      "how often the health service re-reads readiness");
 }
@@ -91,6 +120,22 @@ absl::Status ServerOptions::Validate() const {
   if (max_connection_age < absl::ZeroDuration() || max_connection_age > absl::Hours(24)) {
     return absl::InvalidArgumentError("max_connection_age must be between 0 and 24h");
   }
+  if (max_concurrent_streams < 2 || max_concurrent_streams > 100000) {
+    // 2: the health Watch stream and at least one call.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_concurrent_streams must be between 2 and 100000, got ", max_concurrent_streams));
+  }
+  if (grpc_memory_quota < (16 << 20) || grpc_memory_quota > (int64_t{64} << 30)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "grpc_memory_quota must be between 16 MiB and 64 GiB, got ", grpc_memory_quota));
+  }
+  if (max_connection_idle < absl::ZeroDuration() || max_connection_idle > absl::Hours(24)) {
+    return absl::InvalidArgumentError("max_connection_idle must be between 0 and 24h");
+  }
+  if (keepalive_min_ping_interval < absl::Seconds(1) ||
+      keepalive_min_ping_interval > absl::Hours(24)) {
+    return absl::InvalidArgumentError("keepalive_min_ping_interval must be between 1s and 24h");
+  }
   if (health_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("health_interval must be positive");
   }
@@ -104,7 +149,10 @@ ServerRunner::ServerRunner(ServerOptions options)
     : options_(std::move(options)),
       registry_(std::make_shared<prometheus::Registry>()),
       grpc_metrics_(*registry_),
-      diagnostics_(NewDiagnosticsService()) {}
+      diagnostics_(NewDiagnosticsService()),
+      resource_quota_(std::make_unique<grpc::ResourceQuota>("policy-server")) {
+  resource_quota_->Resize(static_cast<size_t>(options_.grpc_memory_quota));
+}
 
 ServerRunner::~ServerRunner() { Shutdown(); }
 
@@ -120,6 +168,7 @@ absl::Status ServerRunner::Start() {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen, tls::ServerCredentials(options_.tls), &grpc_port_);
+  ApplyConnectionLimits(options_, *resource_quota_, builder);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_receive_message_bytes));
   if (options_.max_connection_age > absl::ZeroDuration()) {
     builder.AddChannelArgument(
@@ -142,6 +191,7 @@ absl::Status ServerRunner::Start() {
     grpc::ServerBuilder health_builder;  // The default health service is its only service.
     health_builder.AddListeningPort(options_.health_listen, grpc::InsecureServerCredentials(),
                                     &health_port_);
+    ApplyConnectionLimits(options_, *resource_quota_, health_builder);
     health_server_ = health_builder.BuildAndStart();
     if (health_server_ == nullptr || health_port_ == 0) {
       return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.health_listen));

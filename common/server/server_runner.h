@@ -20,6 +20,7 @@
 #include "common/tls/tls_options.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/impl/service_type.h"
+#include "grpcpp/resource_quota.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
 
@@ -54,6 +55,28 @@ struct ServerOptions {
   // Connections older than this are asked to go (GOAWAY; in-flight RPCs get shutdown_grace to
   // finish), so that clients re-resolve and spread over replicas added since; zero: never.
   absl::Duration max_connection_age = absl::ZeroDuration();
+  // Streams (calls in progress) one connection may carry at once, announced to the client as
+  // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: a conforming client queues its further calls until
+  // one ends, and the server refuses (REFUSED_STREAM) a stream beyond it. Room is left for the
+  // one grpc.health.v1.Health/Watch stream that client-side health checking keeps open on
+  // each connection (common/client/channel.cc), which never ends by itself.
+  int64_t max_concurrent_streams = 256;
+  // Bytes gRPC itself may hold for all connections and calls together (its transport buffers
+  // and per-call arenas; grpc::ResourceQuota). Near it, gRPC shrinks its buffers and then
+  // cancels streams (RESOURCE_EXHAUSTED) rather than grow. Keep it well under the process's
+  // memory limit: the services' own work comes on top.
+  int64_t grpc_memory_quota = 256 << 20;
+  // A connection with no call in progress for this long is closed (GOAWAY); clients connect
+  // again on their next call. Zero: never.
+  absl::Duration max_connection_idle = absl::Minutes(5);
+  // Keepalive enforcement: a client that pings more often than this while it sends nothing is
+  // struck; after two strikes its connection is closed with GOAWAY "too_many_pings". Clients'
+  // keepalive time must be at least this long.
+  absl::Duration keepalive_min_ping_interval = absl::Minutes(1);
+  // Whether clients may send keepalive pings on a connection with no call in progress (at
+  // keepalive_min_ping_interval); if not, such pings are allowed once per two hours. An idle
+  // connection is closed after max_connection_idle either way.
+  bool keepalive_permit_without_calls = true;
   // How often the health service re-reads the service's readiness.
   absl::Duration health_interval = absl::Milliseconds(100);
   // The largest request message the server accepts (gRPC's default); a service whose
@@ -125,6 +148,8 @@ class ServerRunner {
   std::vector<grpc::Service*> services_;
   std::vector<std::string> service_names_;
   std::unique_ptr<grpc::Service> diagnostics_;
+  // Shared by the gRPC port and the health port: grpc_memory_quota bounds them together.
+  std::unique_ptr<grpc::ResourceQuota> resource_quota_;
   std::function<bool()> probe_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> health_server_;  // Health only, plaintext; may be null.

@@ -193,7 +193,8 @@ class TestKeyService : public policy::keys::v1::KeyService::Service {
  public:
   grpc::Status GetKey(grpc::ServerContext* context, const policy::keys::v1::GetKeyRequest*,
                       policy::keys::v1::GetKeyResponse*) override {
-    entered.Notify();
+    calls.fetch_add(1);
+    if (!entered.HasBeenNotified()) entered.Notify();
     const absl::Time deadline = absl::Now() + kWait;
     while (!release.HasBeenNotified() && absl::Now() < deadline) {
       if (wait_for_cancel && context->IsCancelled()) {
@@ -205,6 +206,7 @@ class TestKeyService : public policy::keys::v1::KeyService::Service {
   }
 
   bool wait_for_cancel = false;
+  std::atomic<int> calls{0};  // GetKey calls that reached the handler.
   absl::Notification entered;
   absl::Notification release;
 };
@@ -292,6 +294,36 @@ TEST(ServerOptionsTest, ShutdownDelayIsZeroByDefaultAndBounded) {
   }
 }
 
+TEST(ServerOptionsTest, ConnectionLimitsHaveBoundedDefaults) {
+  const ServerOptions defaults;
+  EXPECT_EQ(defaults.max_concurrent_streams, 256);
+  EXPECT_EQ(defaults.grpc_memory_quota, 256 << 20);
+  EXPECT_EQ(defaults.max_connection_idle, absl::Minutes(5));
+  EXPECT_EQ(defaults.keepalive_min_ping_interval, absl::Minutes(1));
+  EXPECT_TRUE(defaults.keepalive_permit_without_calls);
+  struct Case {
+    std::function<void(ServerOptions&)> set;
+    const char* message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {[](ServerOptions& o) { o.max_concurrent_streams = 1; }, "max_concurrent_streams"},
+           {[](ServerOptions& o) { o.max_concurrent_streams = 100001; }, "max_concurrent_streams"},
+           {[](ServerOptions& o) { o.grpc_memory_quota = 1 << 20; }, "grpc_memory_quota"},
+           {[](ServerOptions& o) { o.max_connection_idle = absl::Seconds(-1); },
+            "max_connection_idle"},
+           {[](ServerOptions& o) { o.keepalive_min_ping_interval = absl::Milliseconds(10); },
+            "keepalive_min_ping_interval"}}) {
+    ServerOptions options = LocalOptions();
+    c.set(options);
+    absl::Status status = options.Validate();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.message;
+    EXPECT_THAT(status.message(), HasSubstr(c.message));
+  }
+  ServerOptions never_idle = LocalOptions();
+  never_idle.max_connection_idle = absl::ZeroDuration();
+  EXPECT_TRUE(never_idle.Validate().ok());
+}
+
 TEST(ServerOptionsTest, RegistersFlags) {
   ServerOptions options;
   config::Parser parser("keys");
@@ -300,8 +332,18 @@ TEST(ServerOptionsTest, RegistersFlags) {
                   .Parse({"--listen=127.0.0.1:7000", "--metrics_listen=", "--health_interval=25ms"},
                          {{"POLICY_KEYS_SHUTDOWN_GRACE", "3s"},
                           {"POLICY_KEYS_SHUTDOWN_DELAY", "4s"},
-                          {"POLICY_KEYS_READY_FILE", "/tmp/ready"}})
+                          {"POLICY_KEYS_READY_FILE", "/tmp/ready"},
+                          {"POLICY_KEYS_MAX_CONCURRENT_STREAMS", "64"},
+                          {"POLICY_KEYS_GRPC_MEMORY_QUOTA", "134217728"},
+                          {"POLICY_KEYS_MAX_CONNECTION_IDLE", "2m"},
+                          {"POLICY_KEYS_KEEPALIVE_MIN_PING_INTERVAL", "30s"},
+                          {"POLICY_KEYS_KEEPALIVE_PERMIT_WITHOUT_CALLS", "false"}})
                   .ok());
+  EXPECT_EQ(options.max_concurrent_streams, 64);
+  EXPECT_EQ(options.grpc_memory_quota, 128 << 20);
+  EXPECT_EQ(options.max_connection_idle, absl::Minutes(2));
+  EXPECT_EQ(options.keepalive_min_ping_interval, absl::Seconds(30));
+  EXPECT_FALSE(options.keepalive_permit_without_calls);
   EXPECT_EQ(options.shutdown_delay, absl::Seconds(4));
   EXPECT_EQ(options.listen, "127.0.0.1:7000");
   EXPECT_EQ(options.metrics_listen, "");
@@ -398,6 +440,51 @@ TEST_F(ServerRunnerTest, ConnectionsOlderThanTheMaximumAgeAreAskedToGo) {
   // the next call connects again.
   EXPECT_TRUE(Eventually([&] { return channel_->GetState(false) == GRPC_CHANNEL_IDLE; }));
   EXPECT_TRUE(Ping(*channel_).ok());
+}
+
+TEST_F(ServerRunnerTest, CallsBeyondTheStreamBoundOfAConnectionWaitForOneToEnd) {
+  ServerOptions options = LocalOptions();
+  options.max_concurrent_streams = 3;
+  StartRunner(options);
+  ASSERT_TRUE(Ping(*channel_).ok());  // Connected: the client has the server's SETTINGS.
+  std::vector<std::thread> callers;
+  std::vector<grpc::Status> statuses(7);
+  for (grpc::Status& status : statuses) {
+    callers.emplace_back([&] { status = CallGetKey(channel_); });
+  }
+  ASSERT_TRUE(Eventually([&] { return keys_.calls.load() == 3; })) << keys_.calls.load();
+  // The other four wait in the client for a stream; none reaches the server meanwhile.
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(keys_.calls.load(), 3);
+  keys_.release.Notify();
+  for (std::thread& caller : callers) caller.join();
+  for (const grpc::Status& status : statuses) EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(keys_.calls.load(), 7);
+}
+
+TEST_F(ServerRunnerTest, ConnectionsIdleLongerThanTheLimitAreClosed) {
+  ServerOptions options = LocalOptions();
+  options.max_connection_idle = absl::Milliseconds(300);
+  StartRunner(options);
+  ASSERT_TRUE(Ping(*channel_).ok());
+  // The server's GOAWAY leaves the channel idle (the client's own idle timeout is 30 min);
+  // the next call connects again.
+  EXPECT_TRUE(Eventually([&] { return channel_->GetState(false) == GRPC_CHANNEL_IDLE; }));
+  EXPECT_TRUE(Ping(*channel_).ok());
+}
+
+TEST_F(ServerRunnerTest, AConnectionWithACallInProgressIsNotIdle) {
+  ServerOptions options = LocalOptions();
+  options.max_connection_idle = absl::Milliseconds(100);
+  StartRunner(options);
+  grpc::Status status;
+  std::thread caller([&] { status = CallGetKey(channel_); });
+  ASSERT_TRUE(keys_.entered.WaitForNotificationWithTimeout(kWait));
+  absl::SleepFor(absl::Milliseconds(500));  // Five idle limits while the call runs.
+  EXPECT_EQ(channel_->GetState(false), GRPC_CHANNEL_READY);
+  keys_.release.Notify();
+  caller.join();
+  EXPECT_TRUE(status.ok()) << status.error_message();
 }
 
 TEST_F(ServerRunnerTest, AddedServiceIsServed) {

@@ -21,6 +21,8 @@ void AuditConfig::Register(config::Parser& p) {
            "appends waiting for a batch before RESOURCE_EXHAUSTED");
   p.AddInt("blocking_threads", &blocking_threads, "threads serving reads from PostgreSQL");
   p.AddInt("blocking_queue", &blocking_queue, "reads waiting for a thread at most");
+  p.AddDuration("max_export_write_time", &max_export_write_time,
+                "how long an export waits for its reader to take a chunk before it is stopped");
 }
 
 absl::Status AuditConfig::Validate() const {
@@ -50,6 +52,9 @@ absl::Status AuditConfig::Validate() const {
   }
   if (blocking_threads < 1 || blocking_queue < 1) {
     return absl::InvalidArgumentError("blocking_threads and blocking_queue must be positive");
+  }
+  if (max_export_write_time < absl::Milliseconds(100) || max_export_write_time > absl::Hours(1)) {
+    return absl::InvalidArgumentError("max_export_write_time must be between 100ms and 1h");
   }
   return absl::OkStatus();
 }

@@ -29,6 +29,10 @@ struct AuditConfig {
   int64_t append_writers = 2;
   int64_t blocking_threads = 4;
   int64_t blocking_queue = 256;
+  // How long an export stream may wait for its reader to take one chunk (at most 1 MiB)
+  // before it is stopped (ABORTED, resumable from the index the message names): a reader
+  // that stops reading must not hold one of the few export slots.
+  absl::Duration max_export_write_time = absl::Seconds(30);
 
   void Register(config::Parser& parser);
   absl::Status Validate() const;

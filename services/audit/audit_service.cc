@@ -1,5 +1,6 @@
 #include "services/audit/audit_service.h"
 
+#include <mutex>
 #include <thread>
 #include <tuple>
 #include <utility>
@@ -42,13 +43,17 @@ absl::StatusOr<std::optional<absl::Time>> OptionalTime(bool present,
 }  // namespace
 
 // Streams a ledger's entries from a thread of its own, one chunk at a time: the next chunk
-// is read only once the previous one was sent, so a slow reader holds back only itself.
+// is read only once the previous one was sent, so a slow reader holds back only itself. A
+// chunk the reader has not taken within max_write_time ends the export: ABORTED naming the
+// setting and the index to resume from, sent after what the reader has not read yet; if the
+// reader takes nothing for another max_write_time, the stream is cancelled. The export's slot
+// (kMaxExports) is given back as soon as the thread stops.
 class AuditService::ExportReactor final
     : public grpc::ServerWriteReactor<v1::ExportEntriesResponse> {
  public:
   ExportReactor(AuditService* service, grpc::CallbackServerContext* context,
-                const v1::ExportEntriesRequest* request)
-      : service_(service), context_(context), request_(*request) {
+                const v1::ExportEntriesRequest* request, absl::Duration max_write_time)
+      : service_(service), context_(context), request_(*request), max_write_time_(max_write_time) {
     std::thread([this] { Work(); }).detach();
   }
 
@@ -59,12 +64,33 @@ class AuditService::ExportReactor final
   }
 
   void OnDone() override {
-    service_->exports_.fetch_sub(1);
-    delete this;
+    bool last;
+    {
+      // Waits for a TryCancel in progress on the thread (context_ ends when OnDone returns);
+      // recursive, as gRPC may run OnDone inside that TryCancel.
+      std::lock_guard<std::recursive_mutex> cancel(cancel_mu_);
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      last = stopped_;
+    }
+    if (last) delete this;
   }
 
  private:
   void Work() {
+    Export();
+    service_->exports_.fetch_sub(1);
+    bool last;
+    {
+      absl::MutexLock lock(&mu_);
+      stopped_ = true;
+      last = done_;
+    }
+    if (last) delete this;
+  }
+
+  // Sends the chunks, then finishes the call.
+  void Export() {
     const LedgerRef ledger = FromProto(request_.ledger());
     uint64_t next = request_.from_index();
     bool first = true;
@@ -117,11 +143,22 @@ class AuditService::ExportReactor final
         write_done_ = false;
       }
       StartWrite(&response_);
+      bool written = false;
       bool sent = false;
       {
         absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(&write_done_));
+        written = mu_.AwaitWithTimeout(absl::Condition(&write_done_), max_write_time_);
         sent = write_ok_;
+      }
+      if (!written) {
+        // The status follows the chunk waiting: a reader that gets it has that chunk too.
+        Finish(ToGrpc(absl::AbortedError(absl::StrCat(
+            "the reader took no chunk for ", absl::FormatDuration(max_write_time_),
+            " (the audit service's max_export_write_time): the export was stopped after this "
+            "chunk; resume it with from_index ",
+            next, ", the last chunk's next_index"))));
+        CancelUnlessDone();
+        return;
       }
       if (!sent) {
         Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client stopped reading"));
@@ -130,20 +167,44 @@ class AuditService::ExportReactor final
     }
   }
 
+  // After a Finish behind a write the reader does not take: cancels the stream unless it
+  // ends within another max_write_time, so that a reader that never reads again holds no
+  // stream (nor the chunk queued in it).
+  void CancelUnlessDone() {
+    bool done;
+    {
+      absl::MutexLock lock(&mu_);
+      done = mu_.AwaitWithTimeout(absl::Condition(&done_), max_write_time_);
+    }
+    if (done) return;
+    std::lock_guard<std::recursive_mutex> cancel(cancel_mu_);
+    bool ended;
+    {
+      absl::MutexLock lock(&mu_);
+      ended = done_;
+    }
+    if (!ended) context_->TryCancel();
+  }
+
   AuditService* const service_;
   grpc::CallbackServerContext* const context_;
   const v1::ExportEntriesRequest request_;
+  const absl::Duration max_write_time_;
   v1::ExportEntriesResponse response_;
+  std::recursive_mutex cancel_mu_;  // Held by TryCancel's caller and by OnDone.
   absl::Mutex mu_;
   bool write_done_ ABSL_GUARDED_BY(mu_) = false;
   bool write_ok_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;     // OnDone ran: the call is over.
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;  // The thread is done with the reactor.
 };
 
 AuditService::AuditService(AuditLedger* ledger, AppendBatcher* batcher, server::BlockingPool* pool,
-                           prometheus::Registry* registry)
+                           prometheus::Registry* registry, absl::Duration max_export_write_time)
     : ledger_(ledger),
       batcher_(batcher),
       pool_(pool),
+      max_export_write_time_(max_export_write_time),
       appended_(prometheus::BuildCounter()
                     .Name("policy_audit_appended_entries_total")
                     .Help("Entries appended to the ledgers (durable when counted).")
@@ -341,7 +402,7 @@ grpc::ServerWriteReactor<v1::ExportEntriesResponse>* AuditService::ExportEntries
     };
     return new Refused();
   }
-  return new ExportReactor(this, context, request);
+  return new ExportReactor(this, context, request, max_export_write_time_);
 }
 
 grpc::ServerUnaryReactor* AuditService::ForgetSubject(grpc::CallbackServerContext* context,

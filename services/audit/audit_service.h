@@ -3,6 +3,7 @@
 
 #include <atomic>
 
+#include "absl/time/time.h"
 #include "common/server/blocking_pool.h"
 #include "policy/audit/v1/audit.grpc.pb.h"
 #include "prometheus/counter.h"
@@ -14,13 +15,15 @@ namespace policy::audit {
 
 // policy.audit.v1.AuditService over gRPC: translation only. Appends go to the batcher (the
 // reply is sent once the batch committed); reads run on the blocking pool; each export stream
-// has a thread of its own (at most kMaxExports at once, RESOURCE_EXHAUSTED beyond).
+// has a thread of its own (at most kMaxExports at once, RESOURCE_EXHAUSTED beyond) and ends
+// ABORTED, naming max_export_write_time and the index to resume from, when its reader takes
+// no chunk for `max_export_write_time`.
 class AuditService final : public v1::AuditService::CallbackService {
  public:
   static constexpr int kMaxExports = 4;
 
   AuditService(AuditLedger* ledger, AppendBatcher* batcher, server::BlockingPool* pool,
-               prometheus::Registry* registry);
+               prometheus::Registry* registry, absl::Duration max_export_write_time);
 
   grpc::ServerUnaryReactor* Append(grpc::CallbackServerContext* context,
                                    const v1::AppendRequest* request,
@@ -64,6 +67,7 @@ class AuditService final : public v1::AuditService::CallbackService {
   AuditLedger* const ledger_;
   AppendBatcher* const batcher_;
   server::BlockingPool* const pool_;
+  const absl::Duration max_export_write_time_;
   prometheus::Counter& appended_;
   prometheus::Counter& duplicates_;
   std::atomic<int> exports_{0};

@@ -72,7 +72,8 @@ int Main(int argc, char** argv) {
   server::BlockingPool blocking(static_cast<int>(config.blocking_threads),
                                 static_cast<int>(config.blocking_queue));
   server::ServerRunner runner(config.server);
-  AuditService service(&ledger, &batcher, &blocking, &runner.metrics_registry());
+  AuditService service(&ledger, &batcher, &blocking, &runner.metrics_registry(),
+                       config.max_export_write_time);
   runner.AddService(&service, v1::AuditService::service_full_name());
   // Readiness reads what a background ping found and never waits on the database: pings run
   // on a connection of their own every 250 ms, and a ping that hangs (a stopped server) turns

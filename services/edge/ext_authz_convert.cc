@@ -257,14 +257,21 @@ void Deny(int rpc_code, envoy::type::v3::StatusCode http, absl::string_view code
 
 }  // namespace
 
+std::string ApiKeyFromCheck(const auth::CheckRequest& check) {
+  const auth::AttributeContext::HttpRequest& http = check.attributes().request().http();
+  std::string key;
+  if (const std::string* authorization = Header(http, "authorization")) {
+    key = BearerToken(*authorization);
+  }
+  if (key.empty()) {
+    if (const std::string* api_key = Header(http, "x-api-key")) key = *api_key;
+  }
+  return key;
+}
+
 absl::Status DecideRequestFromCheck(const auth::CheckRequest& check, v1::DecideRequest* out) {
   const auth::AttributeContext::HttpRequest& http = check.attributes().request().http();
-  if (const std::string* authorization = Header(http, "authorization")) {
-    out->set_api_key(BearerToken(*authorization));
-  }
-  if (out->api_key().empty()) {
-    if (const std::string* key = Header(http, "x-api-key")) out->set_api_key(*key);
-  }
+  out->set_api_key(ApiKeyFromCheck(check));
   const core::Address& source = check.attributes().source().address();
   if (source.has_socket_address()) out->set_source_ip(source.socket_address().address());
   if (const std::string* residency = Header(http, "x-policy-residency")) {

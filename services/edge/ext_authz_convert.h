@@ -1,6 +1,8 @@
 #ifndef POLICY_SERVICES_EDGE_EXT_AUTHZ_CONVERT_H_
 #define POLICY_SERVICES_EDGE_EXT_AUTHZ_CONVERT_H_
 
+#include <string>
+
 #include "absl/status/status.h"
 #include "envoy/service/auth/v3/external_auth.pb.h"
 #include "grpcpp/support/status.h"
@@ -8,6 +10,10 @@
 
 // Envoy's ext_authz check as a Decide, and a decision as Envoy's answer.
 namespace policy::edge {
+
+// The API key of an HTTP request Envoy forwards: "authorization: Bearer <key>", else
+// "x-api-key"; empty when it carries neither. Reads the headers only, never the body.
+std::string ApiKeyFromCheck(const envoy::service::auth::v3::CheckRequest& check);
 
 // Reads from an HTTP request Envoy forwards (the filter needs with_request_body):
 //  - the API key: "authorization: Bearer <key>", or "x-api-key";

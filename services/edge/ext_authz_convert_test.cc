@@ -49,6 +49,18 @@ TEST(ExtAuthzConvertTest, ReadsKeySourceBodyAndResidency) {
   EXPECT_EQ(decide.estimated_tokens(), 100 + 36 / 4);
 }
 
+TEST(ExtAuthzConvertTest, TheKeyIsReadFromTheHeadersAlone) {
+  EXPECT_EQ(ApiKeyFromCheck(Check("not json")), "psk_proj_abc");
+  auth::CheckRequest x_api_key = Check("not json");
+  auto& headers =
+      *x_api_key.mutable_attributes()->mutable_request()->mutable_http()->mutable_headers();
+  headers.erase("authorization");
+  headers["x-api-key"] = "psk_proj_xyz";
+  EXPECT_EQ(ApiKeyFromCheck(x_api_key), "psk_proj_xyz");
+  headers.erase("x-api-key");
+  EXPECT_EQ(ApiKeyFromCheck(x_api_key), "");
+}
+
 TEST(ExtAuthzConvertTest, EveryOtherStringInTheBodyIsCheckedAsOneMoreMessage) {
   // Envoy forwards the body as it came: personal data anywhere in it must be seen.
   constexpr char kBodyWithMore[] = R"({"model": "gpt-4o", "user": "u-7", "temperature": 0.2,

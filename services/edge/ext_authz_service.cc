@@ -26,12 +26,45 @@ grpc::ServerUnaryReactor* ExtAuthzService::Check(
     envoy::service::auth::v3::CheckResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   google::protobuf::Arena* arena = response->GetArena();
-  auto* decide = google::protobuf::Arena::CreateMessage<v1::DecideRequest>(arena);
   auto* decision = google::protobuf::Arena::CreateMessage<v1::DecideResponse>(arena);
-  absl::Status s = DecideRequestFromCheck(*request, decide);
+  // The key is looked at, and verified, before the body is read: a caller without a valid
+  // key costs a header lookup and a key verification, never the parsing of its body.
+  std::string api_key = ApiKeyFromCheck(*request);
+  if (api_key.empty()) {
+    Answer(reactor,
+           grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "no API key: send authorization: Bearer <key> or x-api-key"),
+           *decision, response);
+    return reactor;
+  }
+  const absl::Time deadline = client::DownstreamDeadline(*context, max_decision_time_);
+  auto* verify = google::protobuf::Arena::CreateMessage<keys::v1::VerifyKeyRequest>(arena);
+  verify->set_secret(std::move(api_key));
+  auto* verified = google::protobuf::Arena::CreateMessage<keys::v1::VerifyKeyResponse>(arena);
+  auto* call = google::protobuf::Arena::Create<grpc::ClientContext>(arena);
+  client::SetDeadline(*call, deadline);
+  const std::string peer = context->peer();
+  downstream_->VerifyKey(
+      call, verify, verified,
+      [this, reactor, request, response, decision, deadline, peer](grpc::Status status) {
+        if (!status.ok()) {
+          Answer(reactor, KeyFailure(status, deadline), *decision, response);
+          return;
+        }
+        Decide(reactor, peer, *request, deadline, decision, response);
+      });
+  return reactor;
+}
+
+void ExtAuthzService::Decide(grpc::ServerUnaryReactor* reactor, const std::string& peer,
+                             const envoy::service::auth::v3::CheckRequest& request,
+                             absl::Time deadline, v1::DecideResponse* decision,
+                             envoy::service::auth::v3::CheckResponse* response) {
+  auto* decide = google::protobuf::Arena::CreateMessage<v1::DecideRequest>(response->GetArena());
+  absl::Status s = DecideRequestFromCheck(request, decide);
   if (s.ok()) {
     absl::StatusOr<std::string> source_ip =
-        trusted_proxies_.CallerAddress(context->peer(), decide->source_ip(), "source.address");
+        trusted_proxies_.CallerAddress(peer, decide->source_ip(), "source.address");
     if (source_ip.ok()) {
       decide->set_source_ip(*std::move(source_ip));
     } else {
@@ -39,19 +72,21 @@ grpc::ServerUnaryReactor* ExtAuthzService::Check(
     }
   }
   if (!s.ok()) {
-    const grpc::Status invalid = EdgeStatus(s);
-    metrics_->Decided("ext_authz", invalid, false, "");
-    reactor->Finish(ToCheckResponse(invalid, *decision, response));
-    return reactor;
+    Answer(reactor, EdgeStatus(s), *decision, response);
+    return;
   }
-  StartDecide(downstream_, &options_, decide, decision,
-              client::DownstreamDeadline(*context, max_decision_time_),
+  StartDecide(downstream_, &options_, decide, decision, deadline,
               [this, reactor, decision, response](grpc::Status status) {
-                metrics_->Decided("ext_authz", status, decision->verdict() == v1::VERDICT_ALLOW,
-                                  decision->reason());
-                reactor->Finish(ToCheckResponse(status, *decision, response));
+                Answer(reactor, std::move(status), *decision, response);
               });
-  return reactor;
+}
+
+void ExtAuthzService::Answer(grpc::ServerUnaryReactor* reactor, const grpc::Status& status,
+                             const v1::DecideResponse& decision,
+                             envoy::service::auth::v3::CheckResponse* response) {
+  const bool allowed = status.ok() && decision.verdict() == v1::VERDICT_ALLOW;
+  metrics_->Decided("ext_authz", status, allowed, status.ok() ? decision.reason() : "");
+  reactor->Finish(ToCheckResponse(status, decision, response));
 }
 
 }  // namespace policy::edge

@@ -1,6 +1,8 @@
 #ifndef POLICY_SERVICES_EDGE_EXT_AUTHZ_SERVICE_H_
 #define POLICY_SERVICES_EDGE_EXT_AUTHZ_SERVICE_H_
 
+#include <string>
+
 #include "absl/time/time.h"
 #include "common/server/arena_allocator.h"
 #include "envoy/service/auth/v3/external_auth.grpc.pb.h"
@@ -12,10 +14,12 @@
 namespace policy::edge {
 
 // envoy.service.auth.v3.Authorization over gRPC: each check is one Decide (see
-// ext_authz_convert.h for what is read and answered). Envoy cannot replace the request's body
-// with a redacted one, so `options.redaction` should block what Decide would redact. The
-// request's source.address is believed from `trusted_proxies` only (Envoy must be one of them);
-// other callers are judged by the address they call from (TrustedProxies::CallerAddress).
+// ext_authz_convert.h for what is read and answered). The API key is read first and verified
+// with keys before the body is parsed: no key is a 401 at once, a key keys does not verify a
+// 401 after that one call (then Decide verifies it again, as for any caller). Envoy cannot replace
+// the request's body with a redacted one, so `options.redaction` should block what Decide would
+// redact. The request's source.address is believed from `trusted_proxies` only (Envoy must be one
+// of them); other callers are judged by the address they call from (TrustedProxies::CallerAddress).
 class ExtAuthzService final : public envoy::service::auth::v3::Authorization::CallbackService {
  public:
   ExtAuthzService(Downstream* downstream, FlowOptions options, TrustedProxies trusted_proxies,
@@ -26,6 +30,15 @@ class ExtAuthzService final : public envoy::service::auth::v3::Authorization::Ca
                                   envoy::service::auth::v3::CheckResponse* response) override;
 
  private:
+  // With the key verified: reads the body and the caller's address, then decides.
+  void Decide(grpc::ServerUnaryReactor* reactor, const std::string& peer,
+              const envoy::service::auth::v3::CheckRequest& request, absl::Time deadline,
+              v1::DecideResponse* decision, envoy::service::auth::v3::CheckResponse* response);
+  // Counts the check in the metrics and answers it.
+  void Answer(grpc::ServerUnaryReactor* reactor, const grpc::Status& status,
+              const v1::DecideResponse& decision,
+              envoy::service::auth::v3::CheckResponse* response);
+
   Downstream* const downstream_;
   const FlowOptions options_;
   const TrustedProxies trusted_proxies_;

@@ -586,4 +586,17 @@ absl::StatusOr<AnonymizedText> Anonymize(absl::string_view text, absl::Span<cons
   return result;
 }
 
+size_t MaxRestoreRequestBytes(size_t max_request_bytes, size_t entity_types,
+                              size_t longest_entity_type) {
+  constexpr size_t kTagAndLength = 1 + 5;  // A field's tag and (at most) a varint32 length.
+  const size_t entries = 256 * entity_types + max_request_bytes / 2;
+  const size_t number_digits = absl::StrCat(entries).size();
+  // The entry's own framing in the mapping; "<TYPE_N>" in its placeholder; the type name;
+  // the value's framing (the value's bytes are counted with max_request_bytes).
+  const size_t per_entry = kTagAndLength + (2 + 3 + longest_entity_type + number_digits) +
+                           (2 + longest_entity_type) + kTagAndLength;
+  return kTagAndLength + max_request_bytes +  // The text.
+         max_request_bytes + entries * per_entry;
+}
+
 }  // namespace policy::pii

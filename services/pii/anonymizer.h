@@ -215,6 +215,18 @@ class PlaceholderMapping {
 absl::StatusOr<std::string> Restore(absl::string_view text, const PlaceholderMapping& mapping,
                                     size_t max_bytes);
 
+// The largest RestoreRequest on the wire that carries a text of at most `max_request_bytes`
+// and a mapping Redact issued for a request of at most `max_request_bytes`, when the
+// detector knows `entity_types` types, the longest `longest_entity_type` bytes long: the
+// text, the values (at most max_request_bytes together, as Restore checks) and, per entry,
+// its placeholder, its type name and their proto framing. A mapping holds one entry per
+// distinct (type, value); a value takes at least one byte of the request, and at most 256
+// values of a type are one byte long, so there are at most 256 * entity_types +
+// max_request_bytes / 2 entries. What a server must be able to receive for Restore to admit
+// every mapping of its own Redact (pii's receive limit).
+size_t MaxRestoreRequestBytes(size_t max_request_bytes, size_t entity_types,
+                              size_t longest_entity_type);
+
 // What a text, or a whole request, holds, without the values.
 struct ContentReport {
   // Whether a finding's rule is kBlock, and the types whose rule it is (sorted, unique).

@@ -3,12 +3,15 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/config/config.h"
 #include "common/log/log.h"
 #include "common/server/server_runner.h"
+#include "services/pii/anonymizer.h"
 #include "services/pii/detector.h"
 #include "services/pii/pii_config.h"
 #include "services/pii/pii_engine.h"
@@ -67,9 +70,18 @@ int Main(int argc, char** argv) {
                          .max_document_time = config.max_document_time};
   PiiEngine engine(*std::move(detector), std::move(pseudonym_keys), limits);
 
-  // A request may hold max_request_bytes of text, and a Restore the same again in its mapping.
-  config.server.max_receive_message_bytes = std::max<int64_t>(
-      config.server.max_receive_message_bytes, 2 * config.max_request_bytes + (64 << 10));
+  // A Restore may carry, besides its text, the mapping pii's own Redact issued for a request
+  // of max_request_bytes: its worst case, plus room for the rest of a message. gRPC refuses a
+  // larger message itself, naming only the sizes: this limit follows max_request_bytes (up to
+  // ServerOptions' bound of 1 GiB).
+  size_t longest_type = 0;
+  const std::vector<std::string> entity_types = engine.detector().EntityTypes();
+  for (const std::string& type : entity_types) longest_type = std::max(longest_type, type.size());
+  const int64_t restore_bytes = static_cast<int64_t>(MaxRestoreRequestBytes(
+      static_cast<size_t>(config.max_request_bytes), entity_types.size(), longest_type));
+  config.server.max_receive_message_bytes = std::min<int64_t>(
+      int64_t{1} << 30,
+      std::max<int64_t>(config.server.max_receive_message_bytes, restore_bytes + (64 << 10)));
   server::ServerRunner runner(config.server);
   PiiService service(&engine, &runner.metrics_registry());
   runner.AddService(&service, v1::PiiService::service_full_name());

@@ -851,6 +851,66 @@ class ExportTest(AuditTestCase):
         self.assertLedgerValid(ledger)
 
 
+class StalledExportTest(unittest.TestCase):
+    """An audit process of its own (memory store) with a short max_export_write_time."""
+
+    def test_a_reader_that_stops_reading_gives_its_export_slot_back(self):
+        audit = aus.start_serving(None, aus.new_keys(), "audit-stalled",
+                                  max_export_write_time="2s")
+        self.addCleanup(audit.cleanup)
+        stub = aus.stub(audit)
+        project = f"stall-{uid()}"
+        ledger = aus.ledger(project, "production")
+        # About 16 MB of JSON lines: far more than a reader's transport takes in unread.
+        metadata = {f"k{i}": "x" * 1000 for i in range(8)}
+
+        def add(i):
+            return aus.append(stub, aus.entry_input(project, request_id=f"s-{i}",
+                                                    metadata=metadata), timeout=30)
+
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(add, range(2000)))
+
+        # Four readers (every export slot) read one chunk each, then stop reading.
+        stalled = []
+        for _ in range(4):
+            channel = grpc.insecure_channel(audit.address,
+                                            options=[("grpc.use_local_subchannel_pool", 1)])
+            self.addCleanup(channel.close)
+            stream = aus.stub(channel).ExportEntries(A.ExportEntriesRequest(
+                ledger=ledger, requested_by="slow-reader"), timeout=120)
+            next(stream)
+            stalled.append(stream)
+        err = pt.call_error(aus.export_chunks, stub, ledger, requested_by="siem")
+        self.assertEqual(err.code(), C.RESOURCE_EXHAUSTED)
+
+        # A stalled reader that reads on after max_export_write_time gets the chunks sent,
+        # then ABORTED naming the setting and where to resume (within another
+        # max_export_write_time: after that the stream is cancelled).
+        time.sleep(2.5)
+        received = []
+        with self.assertRaises(grpc.RpcError) as caught:
+            for chunk in stalled[0]:
+                received.append(chunk)
+        self.assertEqual(caught.exception.code(), C.ABORTED, caught.exception.details())
+        self.assertIn("max_export_write_time", caught.exception.details())
+        self.assertIn(f"from_index {received[-1].next_index}", caught.exception.details())
+
+        # The export slots are free again: a fifth export runs whole, and one resumes.
+        whole = aus.export_chunks(stub, ledger, requested_by="siem")
+        self.assertGreater(sum(c.jsonl.count(b"\n") for c in whole), 2000)
+        resumed = aus.export_chunks(stub, ledger, from_index=received[-1].next_index,
+                                    requested_by="siem")
+        self.assertEqual(aus.parse_jsonl(resumed[0].jsonl)[0][1].index, received[-1].next_index)
+        # The other stalled readers' streams are cancelled once they took nothing for another
+        # max_export_write_time.
+        for stream in stalled[1:]:
+            with self.assertRaises(grpc.RpcError) as caught:
+                for _ in stream:
+                    pass
+            self.assertIn(caught.exception.code(), (C.ABORTED, C.CANCELLED))
+
+
 # ---------------------------------------------------------------------------
 # GDPR: subject access and erasure.
 # ---------------------------------------------------------------------------

@@ -62,6 +62,8 @@ POD_NAME = {"region": "replica"}
 CHART_OWNED = {"listen", "metrics_listen", "health_listen", "tls_cert_file", "tls_key_file",
                "tls_ca_file", "tls_require_client_cert", "store", "database_url",
                "apply_migrations", "max_connection_age", "tls_allowed_clients",
+               "max_concurrent_streams", "max_connection_idle", "keepalive_min_ping_interval",
+               "keepalive_permit_without_calls",
                "shutdown_delay"}
 NOT_DEPLOYED = {"ready_file", "migrate_only", "bootstrap_admin"}
 # Settings a binary no longer has that config still accepts, ignored, for one release.

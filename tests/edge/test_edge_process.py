@@ -364,9 +364,11 @@ class EdgeProcessTest(unittest.TestCase):
         finally:
             typo.cleanup()
 
-    def envoy_check(self, body, key=None, residency="eu", request_id=None):
+    def envoy_check(self, body, key=None, residency="eu", request_id=None, no_key=False):
         headers = {"authorization": f"Bearer {key or self.bob}", "content-type": "application/json",
                    "x-request-id": request_id or str(uuid.uuid4())}
+        if no_key:
+            del headers["authorization"]
         if residency:
             headers["x-policy-residency"] = residency
         attributes = X.AttributeContext(
@@ -377,6 +379,22 @@ class EdgeProcessTest(unittest.TestCase):
                 headers=headers, body=body)))
         return external_auth_pb2_grpc.AuthorizationStub(P["edge"].channel).Check(
             X.CheckRequest(attributes=attributes), timeout=10)
+
+    def test_envoy_ext_authz_looks_at_the_key_before_the_body(self):
+        # Neither a missing key nor one keys does not verify gets the body read: both are 401,
+        # however malformed or large the body, and without its parsing's cost.
+        for body in ("not json", "{}", "[" * 40 + "]" * 40, "{" + '"a": {},' * 150000 + "}"):
+            with self.subTest(body=body[:20]):
+                missing = self.envoy_check(body, no_key=True)
+                self.assertEqual(missing.denied_response.status.code, 401, missing)
+                self.assertIn("no API key", missing.denied_response.body)
+                forged = self.envoy_check(body, key="psk_proj_forged")
+                self.assertEqual(forged.denied_response.status.code, 401, forged)
+                self.assertIn("API key is not valid", forged.denied_response.body)
+        # A key that verifies has its body read: a bad body is then the caller's 400.
+        bad = self.envoy_check("not json")
+        self.assertEqual(bad.denied_response.status.code, 400, bad)
+        self.assertIn("not a JSON object", bad.denied_response.body)
 
     def test_envoy_ext_authz_allows_with_headers_and_denies_with_http_statuses(self):
         clean = ('{"model": "gpt-4o", "max_tokens": 50, "messages": '

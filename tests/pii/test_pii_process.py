@@ -14,6 +14,8 @@ from pathlib import Path
 
 from tests.support import policy_testing as pt
 
+import grpc  # noqa: E402
+
 from policy.pii.v1 import pii_pb2, pii_pb2_grpc  # noqa: E402  (path set by policy_testing)
 
 RECOGNIZERS = """\
@@ -65,6 +67,36 @@ def placeholders():
 
 
 class RedactTest(unittest.TestCase):
+    def test_the_mapping_of_a_request_at_the_limit_dense_with_values_is_restorable(self):
+        # pii's receive limit follows from max_request_bytes: a Restore carrying the whole
+        # mapping its Redact issued for the largest request (one entry per e-mail address,
+        # each with its placeholder and type name) is received.
+        limit = 1 << 20
+        pii = start_pii(name="pii-dense", max_request_bytes=limit)
+        self.addCleanup(pii.cleanup)
+        channel = grpc.insecure_channel(pii.address, options=[
+            ("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)])
+        self.addCleanup(channel.close)
+        client = pii_pb2_grpc.PiiServiceStub(channel)
+        words, size, i = [], 0, 0
+        while True:
+            word = f"u{i}@x.io"
+            if size + len(word) + 1 > limit:
+                break
+            words.append(word)
+            size += len(word) + 1
+            i += 1
+        redacted = client.Redact(pii_pb2.RedactRequest(
+            messages=[message(" ".join(words))], policy=placeholders(), return_mapping=True),
+            timeout=60)
+        self.assertEqual(len(redacted.mapping), len(words))
+        request = pii_pb2.RestoreRequest(
+            text=b"First <EMAIL_ADDRESS_1>, last <EMAIL_ADDRESS_%d>." % len(words),
+            mapping=redacted.mapping)
+        self.assertGreater(request.ByteSize(), 4 << 20)  # Past gRPC's default limit.
+        restored = client.Restore(request, timeout=60)
+        self.assertEqual(restored.text, f"First u0@x.io, last {words[-1]}.".encode())
+
     def test_chat_messages_are_redacted_and_the_answer_restored(self):
         response = stub().Redact(pii_pb2.RedactRequest(
             messages=[message("You are a support assistant.", "system"),

@@ -171,6 +171,13 @@ to start (CrashLoopBackOff) or being killed while they drain. Renders nothing.
 {{- if gt (include "policy-suite.seconds" $root.Values.maxConnectionAge | float64) 86400.0 }}
 {{- fail (printf "maxConnectionAge (%s) must be at most 24h: the binaries refuse longer" $root.Values.maxConnectionAge) }}
 {{- end }}
+{{- if gt (include "policy-suite.seconds" $root.Values.maxConnectionIdle | float64) 86400.0 }}
+{{- fail (printf "maxConnectionIdle (%s) must be at most 24h: the binaries refuse longer" $root.Values.maxConnectionIdle) }}
+{{- end }}
+{{- $ping := include "policy-suite.seconds" $root.Values.keepalive.minPingInterval | float64 }}
+{{- if or (lt $ping 1.0) (gt $ping 86400.0) }}
+{{- fail (printf "keepalive.minPingInterval (%s) must be between 1s and 24h: the binaries refuse it otherwise" $root.Values.keepalive.minPingInterval) }}
+{{- end }}
 {{- $edge := $root.Values.edge.config }}
 {{- $edgeGrace := $edge.shutdown_grace | default "10s" }}
 {{- $decision := $edge.max_decision_time | default "5s" }}

@@ -169,6 +169,14 @@ Secret settings and the database password only ever come from secretKeyRef.
   value: "0.0.0.0:{{ include "policy-suite.metricsPort" . }}"
 - name: {{ $prefix }}MAX_CONNECTION_AGE
   value: {{ $root.Values.maxConnectionAge | quote }}
+- name: {{ $prefix }}MAX_CONCURRENT_STREAMS
+  value: {{ include "policy-suite.settingValue" $root.Values.maxConcurrentStreams | quote }}
+- name: {{ $prefix }}MAX_CONNECTION_IDLE
+  value: {{ $root.Values.maxConnectionIdle | quote }}
+- name: {{ $prefix }}KEEPALIVE_MIN_PING_INTERVAL
+  value: {{ $root.Values.keepalive.minPingInterval | quote }}
+- name: {{ $prefix }}KEEPALIVE_PERMIT_WITHOUT_CALLS
+  value: {{ $root.Values.keepalive.permitWithoutCalls | quote }}
 - name: {{ $prefix }}SHUTDOWN_DELAY
   value: {{ $root.Values.shutdownDelay | quote }}
 {{- end }}
