@@ -25,6 +25,8 @@ void EdgeConfig::Register(config::Parser& p) {
             "(Decide's source_ip, ext_authz's source.address); others are judged by their own");
   p.AddDuration("dependency_check_interval", &dependency_check_interval,
                 "how often the five services' health is checked (readiness)");
+  p.AddInt("dependency_failures", &dependency_failures,
+           "checks of one service in a row that must fail before the edge is unready");
   p.AddInt("admin_threads", &admin_threads, "threads for the admin API's calls");
   p.AddInt("admin_queue", &admin_queue, "admin calls that may wait for those threads");
 }
@@ -55,6 +57,9 @@ absl::Status EdgeConfig::Validate() const {
   if (dependency_check_interval < absl::Milliseconds(50) ||
       dependency_check_interval > absl::Minutes(1)) {
     return absl::InvalidArgumentError("dependency_check_interval must be between 50ms and 1m");
+  }
+  if (dependency_failures < 1 || dependency_failures > 100) {
+    return absl::InvalidArgumentError("dependency_failures must be between 1 and 100");
   }
   if (admin_threads < 1 || admin_threads > 64 || admin_queue < 1) {
     return absl::InvalidArgumentError(

@@ -43,6 +43,9 @@ struct EdgeConfig {
   // How often the five services' health is checked; the edge is ready (grpc.health.v1) while
   // all answer SERVING.
   absl::Duration dependency_check_interval = absl::Milliseconds(500);
+  // How many checks of one service in a row must fail (not answer SERVING within the
+  // interval) before the edge is unready: one slow answer under load is no outage.
+  int64_t dependency_failures = 3;
   // Threads for the admin API's calls, which wait on several services in turn, and how many
   // calls may wait for them.
   int64_t admin_threads = 4;

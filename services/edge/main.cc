@@ -49,7 +49,8 @@ int Main(int argc, char** argv) {
   const DownstreamChannels channels =
       DownstreamChannels::Open(config.targets, tls::ChannelCredentials(config.server.tls));
   std::unique_ptr<Downstream> downstream = NewGrpcDownstream(channels, &client_metrics);
-  DownstreamHealth health(channels, &metrics, config.dependency_check_interval, options.redaction);
+  DownstreamHealth health(channels, &metrics, config.dependency_check_interval, options.redaction,
+                          static_cast<int>(config.dependency_failures));
   runner.SetReadinessProbe([&health] { return health.ready(); });
   EdgeService service(downstream.get(), std::move(options), *trusted_proxies,
                       config.max_decision_time, &metrics);

@@ -245,14 +245,32 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertIn("messages", err.details())
 
     def test_a_prompt_at_the_size_limit_dense_with_personal_data_is_decided(self):
-        # pii's answer (the redacted text with a finding per address) is larger than gRPC's
-        # default 4 MiB; the edge's own answer is not.
+        # The edge asks pii for counts, not for a finding per address (which would make
+        # pii's answer several times the text). The prompt counts against the tokens-per-minute
+        # limits as a token per 4 bytes, whatever its estimate: more than bob's minute holds.
         text = " ".join(f"u{i:05d}@x.io" for i in range(75000))
         self.assertLess(len(text), 1 << 20)
         r = self.decide(text=text, tokens=1, timeout=60)
-        self.assertEqual(r.verdict, E.VERDICT_ALLOW, r.reason)
+        self.assertEqual((r.verdict, r.reason), (E.VERDICT_DENY, "RATE_LIMITED"), r.message)
+        self.assertEqual(r.pii_counts["EMAIL_ADDRESS"], 75000)
+        self.assertGreaterEqual(r.estimated_tokens, len(text) // 4)
+
+        # In a project whose minute holds it, it is allowed, and recorded with the tokens
+        # charged.
+        alice = es.bearer(SUITE.new_admin_key("alice"))
+        project_id = f"bulk-{uuid.uuid4().hex[:6]}"
+        SUITE.admin().CreateProject(authz_pb2.CreateProjectRequest(project=authz_pb2.Project(
+            id=project_id, name="Bulk redaction", environment="development",
+            allowed_models=["gpt-4o"], limits=authz_pb2.RateLimits(rpm=100, tpm=10000000))),
+            metadata=alice, timeout=10)
+        key = new_key("alice", project_id, keys_pb2.ENVIRONMENT_DEVELOPMENT)
+        request_id = f"bulk-{uuid.uuid4().hex[:12]}"
+        r = self.decide(key=key, text=text, tokens=1, request_id=request_id, timeout=60)
+        self.assertEqual(r.verdict, E.VERDICT_ALLOW, (r.reason, r.message))
         self.assertEqual(r.pii_counts["EMAIL_ADDRESS"], 75000)
         self.assertTrue(r.messages[1].content.startswith(b"<EMAIL_ADDRESS_1> <EMAIL_ADDRESS_2> "))
+        self.assertEqual(self.ledger_entry(request_id, project_id, "development").tokens,
+                         r.estimated_tokens)
 
     def test_a_project_that_keeps_no_data_is_routed_only_where_nothing_is_kept(self):
         # APAC's one endpoint keeps data (no zero data retention).
