@@ -446,6 +446,47 @@ class EdgeProcessTest(unittest.TestCase):
                      ["x-policy-audit-id"] for c in (first, second)]
         self.assertNotEqual(audit_ids[0], audit_ids[1])
 
+    def test_callers_without_a_valid_key_do_not_crowd_out_an_owners_admin_calls(self):
+        admin = SUITE.admin()
+        alice = es.bearer(SUITE.new_admin_key("alice"))
+        forged = es.bearer("psk_admin_" + "x" * 40)
+        flood, owners = [], []
+        try:
+            # Acceptances of invitations that do not exist (each one makes authz take the
+            # organisation's lock), calls with a forged key and with none, 600 in flight, and
+            # among them 20 calls of an owner.
+            for i in range(200):
+                flood.append(admin.AcceptInvitation.future(authz_pb2.AcceptInvitationRequest(
+                    id=uuid.uuid4().hex, email=f"x{i}@acme.example"), timeout=20))
+                flood.append(admin.ListMembers.future(admin_pb2.ListMembersRequest(),
+                                                      metadata=forged, timeout=20))
+                flood.append(admin.ListMembers.future(admin_pb2.ListMembersRequest(),
+                                                      timeout=20))
+                if i % 10 == 9:
+                    owners.append(admin.ListMembers.future(admin_pb2.ListMembersRequest(),
+                                                           metadata=alice, timeout=20))
+            failed = []
+            for call in owners:
+                try:
+                    call.result()
+                except grpc.RpcError as e:
+                    failed.append((e.code(), e.details()))
+            self.assertEqual(failed, [])
+        finally:
+            codes = {}
+            for call in flood:
+                try:
+                    call.result()
+                    code = C.OK
+                except grpc.RpcError as e:
+                    code = e.code()
+                codes[code] = codes.get(code, 0) + 1
+        # The keyless and forged calls were refused for their key, never queued; acceptances
+        # beyond their own bound were told to retry.
+        self.assertEqual(codes.get(C.UNAUTHENTICATED), 400, codes)
+        self.assertEqual(set(codes) - {C.UNAUTHENTICATED, C.NOT_FOUND, C.RESOURCE_EXHAUSTED},
+                         set(), codes)
+
     def test_admin_api_needs_an_admin_key_and_a_role(self):
         admin = SUITE.admin()
         query = audit_pb2.QueryEntriesRequest(
