@@ -193,6 +193,7 @@ class DecideFlow final : public Flow {
       return Deny("PII_BLOCKED", absl::StrCat("the messages hold data the policy blocks: ",
                                               absl::StrJoin(report.blocking_types(), ", ")));
     }
+    if (Status s = CheckAnswerSize(); !s.ok()) return Finish(std::move(s));
     auto* route = New<region::v1::RouteRequest>(arena_);
     route->set_residency(request_->residency());
     route->set_data_class(report.data_class());
@@ -202,6 +203,41 @@ class DecideFlow final : public Flow {
     route->set_request_id(request_id_);
     route_ = New<region::v1::RouteResponse>(arena_);
     downstream_->Route(NewContext(), route, route_, [this](Status s) { OnRoute(std::move(s)); });
+  }
+
+  // OK when an ALLOW would fit FlowOptions::max_answer_bytes; else INVALID_ARGUMENT naming
+  // return_mapping when the mapping is asked for, messages otherwise.
+  Status CheckAnswerSize() const {
+    // Each element's tag and length at most, and what else an ALLOW carries (endpoint,
+    // headers, ids, counts) at most.
+    constexpr size_t kFieldOverhead = 6;
+    constexpr size_t kRestOfAnswer = 16 << 10;
+    size_t messages = 0;
+    for (const pii::v1::ChatMessage& m : redaction_->messages()) {
+      messages += m.ByteSizeLong() + kFieldOverhead;
+    }
+    size_t mapping = 0;
+    if (request_->return_mapping()) {
+      for (const pii::v1::PlaceholderEntry& e : redaction_->mapping()) {
+        mapping += e.ByteSizeLong() + kFieldOverhead;
+      }
+    }
+    const size_t answer = messages + mapping + kRestOfAnswer;
+    const size_t limit = options_->max_answer_bytes;
+    if (answer <= limit) return Status::OK;
+    if (request_->return_mapping() && messages + kRestOfAnswer <= limit) {
+      return Status(
+          StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("return_mapping: the answer would be about ", answer,
+                       " bytes with the placeholder mapping (", mapping,
+                       "), more than the edge's max_answer_bytes (", limit,
+                       "), gRPC clients' default receive limit; ask without return_mapping or "
+                       "send fewer values at once"));
+    }
+    return Status(StatusCode::INVALID_ARGUMENT,
+                  absl::StrCat("messages: the redacted messages would make an answer of about ",
+                               answer, " bytes, more than the edge's max_answer_bytes (", limit,
+                               "), gRPC clients' default receive limit; send a shorter prompt"));
   }
 
   void OnRoute(Status s) {

@@ -660,6 +660,37 @@ TEST_F(DecisionFlowTest, TheEstimateIsNeverLessThanThePromptsSize) {
   EXPECT_EQ(r.response.estimated_tokens(), 7);
 }
 
+TEST_F(DecisionFlowTest, AnAnswerTooLargeForClientsIsRefusedBeforeItIsRecorded) {
+  // A prompt dense with values: its mapping would make the answer pass the limit.
+  options_.max_answer_bytes = 64 << 10;
+  for (int i = 0; i < 3000; ++i) {
+    pii::v1::PlaceholderEntry* entry = fake_.redact_response.add_mapping();
+    entry->set_placeholder(absl::StrCat("<EMAIL_ADDRESS_", i + 2, ">"));
+    entry->set_entity_type("EMAIL_ADDRESS");
+    entry->set_value(absl::StrCat("user", i, "@example.com"));
+  }
+  request_.set_return_mapping(true);
+  Result r = Decide();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("return_mapping"));
+  EXPECT_THAT(r.status.error_message(), HasSubstr("max_answer_bytes (65536)"));
+  // Nothing recorded, nothing routed, the reservation given back.
+  EXPECT_THAT(fake_.calls(), Not(Contains("audit.Append")));
+  EXPECT_THAT(fake_.calls(), Not(Contains("region.Route")));
+  EXPECT_THAT(fake_.calls(), Contains("authz.ReportUsage"));
+  EXPECT_TRUE(fake_.usage_request.refund_request());
+  // Without the mapping the same decision fits, and is allowed.
+  request_.set_return_mapping(false);
+  r = Decide();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.response.verdict(), v1::VERDICT_ALLOW);
+  // Redacted messages too large on their own name the messages.
+  fake_.redact_response.mutable_messages(0)->set_content(std::string(70 << 10, 'x'));
+  r = Decide();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("messages: "));
+}
+
 class ReportUsageFlowTest : public DecisionFlowTest {
  protected:
   void SetUp() override {

@@ -40,6 +40,12 @@ struct EdgeConfig {
   // sidecar's inbound connections come from 127.0.0.6).
   std::vector<std::string> trusted_proxies = {"127.0.0.0/8", "::1"};
 
+  // The largest Decide answer the edge gives (gRPC clients' default receive limit): an ALLOW
+  // that would be larger (a long prompt dense with values, its placeholder mapping asked
+  // for) is refused with INVALID_ARGUMENT naming return_mapping before it is recorded. Raise
+  // it only with the clients' receive limit.
+  int64_t max_answer_bytes = 4 << 20;
+
   // How often the five services' health is checked; the edge is ready (grpc.health.v1) while
   // all answer SERVING.
   absl::Duration dependency_check_interval = absl::Milliseconds(500);

@@ -39,9 +39,11 @@ int Main(int argc, char** argv) {
 
   FlowOptions options;
   options.redaction = *redaction;
+  options.max_answer_bytes = static_cast<size_t>(config.max_answer_bytes);
   // Envoy forwards the request as it came: what Decide would redact must block it instead.
   FlowOptions envoy_options;
   envoy_options.redaction = *std::move(redaction);
+  envoy_options.max_answer_bytes = options.max_answer_bytes;
   envoy_options.redaction.mutable_default_rule()->set_action(pii::v1::ACTION_BLOCK);
   server::ServerRunner runner(config.server);
   EdgeMetrics metrics(runner.metrics_registry());

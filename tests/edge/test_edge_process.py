@@ -255,8 +255,9 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(r.pii_counts["EMAIL_ADDRESS"], 75000)
         self.assertGreaterEqual(r.estimated_tokens, len(text) // 4)
 
-        # In a project whose minute holds it, it is allowed, and recorded with the tokens
-        # charged.
+        # In a project whose minute holds it, it is allowed; with its placeholder mapping the
+        # answer would pass gRPC clients' default 4 MiB, and it is refused before anything is
+        # recorded.
         alice = es.bearer(SUITE.new_admin_key("alice"))
         project_id = f"bulk-{uuid.uuid4().hex[:6]}"
         SUITE.admin().CreateProject(authz_pb2.CreateProjectRequest(project=authz_pb2.Project(
@@ -265,6 +266,13 @@ class EdgeProcessTest(unittest.TestCase):
             metadata=alice, timeout=10)
         key = new_key("alice", project_id, keys_pb2.ENVIRONMENT_DEVELOPMENT)
         request_id = f"bulk-{uuid.uuid4().hex[:12]}"
+        err = pt.call_error(edge().Decide, es.decide_request(
+            key, text=text, tokens=1, return_mapping=True, request_id=request_id), timeout=60)
+        self.assertEqual(err.code(), C.INVALID_ARGUMENT, err.details())
+        self.assertIn("return_mapping", err.details())
+        self.assertIn("max_answer_bytes", err.details())
+        self.assertEqual([e for e in self.ledger_entries(project_id, "development")
+                          if e.request_id == "decision:" + request_id], [])
         r = self.decide(key=key, text=text, tokens=1, request_id=request_id, timeout=60)
         self.assertEqual(r.verdict, E.VERDICT_ALLOW, (r.reason, r.message))
         self.assertEqual(r.pii_counts["EMAIL_ADDRESS"], 75000)
