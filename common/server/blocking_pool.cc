@@ -19,6 +19,12 @@ BlockingPool::~BlockingPool() {
 grpc::ServerUnaryReactor* BlockingPool::Run(grpc::CallbackServerContext* context,
                                             std::function<grpc::Status()> work) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  RunFor(context, reactor, std::move(work));
+  return reactor;
+}
+
+void BlockingPool::RunFor(grpc::CallbackServerContext* context, grpc::ServerUnaryReactor* reactor,
+                          std::function<grpc::Status()> work) {
   auto task = [context, reactor, work = std::move(work)] {
     if (context->IsCancelled()) {
       reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the caller"));
@@ -35,12 +41,11 @@ grpc::ServerUnaryReactor* BlockingPool::Run(grpc::CallbackServerContext* context
     absl::MutexLock lock(&mu_);
     if (queue_.size() < max_queued_ && !stopping_) {
       queue_.push_back(std::move(task));
-      return reactor;
+      return;
     }
   }
   reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                "server is overloaded: too many requests waiting; retry later"));
-  return reactor;
 }
 
 void BlockingPool::Loop() {

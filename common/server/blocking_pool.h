@@ -38,6 +38,10 @@ class BlockingPool {
   // Returns a reactor that finishes with `work`'s status once a pool thread has run it.
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
                                 std::function<grpc::Status()> work);
+  // Run for a call whose handler has already returned `reactor` (its DefaultReactor), say
+  // after an asynchronous step of its own: finishes it as Run does. Any thread.
+  void RunFor(grpc::CallbackServerContext* context, grpc::ServerUnaryReactor* reactor,
+              std::function<grpc::Status()> work);
 
  private:
   void Loop();

@@ -1,6 +1,7 @@
 #include "services/edge/admin_service.h"
 
 #include <algorithm>
+#include <memory>
 #include <set>
 #include <utility>
 
@@ -145,28 +146,20 @@ AdminService::AdminService(const DownstreamChannels& channels, server::BlockingP
       pool_(pool),
       max_call_time_(max_call_time) {}
 
-Status AdminService::Authenticate(const grpc::CallbackServerContext& context, Caller* caller) {
-  caller->deadline = client::DownstreamDeadline(context, max_call_time_);
+std::string AdminService::AdminKeyOf(const grpc::CallbackServerContext& context) {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
-  keys::v1::VerifyKeyRequest verify;
-  if (it != metadata.end()) {
-    verify.set_secret(BearerToken(absl::string_view(it->second.data(), it->second.size())));
-  }
-  if (verify.secret().empty()) {
-    return Status(StatusCode::UNAUTHENTICATED,
-                  "an admin key is required in the metadata: authorization: Bearer psk_admin_...");
-  }
-  keys::v1::VerifyKeyResponse verified;
-  grpc::ClientContext call;
-  client::SetDeadline(call, caller->deadline);
-  if (Status s = keys_->VerifyKey(&call, verify, &verified); !s.ok()) {
-    return KeyFailure(s, caller->deadline);
-  }
-  if (verified.key().kind() != keys::v1::KEY_KIND_ADMIN) {
+  if (it == metadata.end()) return "";
+  return BearerToken(absl::string_view(it->second.data(), it->second.size()));
+}
+
+Status AdminService::Authenticated(const Status& verify, const keys::v1::VerifyKeyResponse& key,
+                                   Caller* caller) {
+  if (!verify.ok()) return KeyFailure(verify, caller->deadline);
+  if (key.key().kind() != keys::v1::KEY_KIND_ADMIN) {
     return Status(StatusCode::PERMISSION_DENIED, "administration needs an admin key");
   }
-  caller->member = verified.key().owner().id();
+  caller->member = key.key().owner().id();
   return Status::OK;
 }
 
@@ -345,11 +338,43 @@ Status AdminService::ServiceAccountOf(const Caller& caller, const keys::v1::Prin
 
 grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context,
                                             std::function<Status(const Caller&)> work) {
-  return pool_->Run(context, [this, context, work = std::move(work)]() -> Status {
+  // Refused before the pool without a key, and its key verified (asynchronously, on no
+  // thread of the pool) before it takes a place there: callers without a valid admin key
+  // cannot crowd out those with one.
+  std::string secret = AdminKeyOf(*context);
+  if (secret.empty()) {
+    return server::FinishNow(
+        context,
+        Status(StatusCode::UNAUTHENTICATED,
+               "an admin key is required in the metadata: authorization: Bearer psk_admin_..."));
+  }
+  struct Verification {
+    grpc::ClientContext call;
+    keys::v1::VerifyKeyRequest request;
+    keys::v1::VerifyKeyResponse response;
     Caller caller;
-    if (Status s = Authenticate(*context, &caller); !s.ok()) return s;
-    return work(caller);
-  });
+    std::function<Status(const Caller&)> work;
+  };
+  auto* verification = new Verification;
+  verification->caller.deadline = client::DownstreamDeadline(*context, max_call_time_);
+  client::SetDeadline(verification->call, verification->caller.deadline);
+  verification->request.set_secret(std::move(secret));
+  verification->work = std::move(work);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  keys_->async()->VerifyKey(
+      &verification->call, &verification->request, &verification->response,
+      [this, context, reactor, verification](Status verified) {
+        std::unique_ptr<Verification> done(verification);
+        if (Status s = Authenticated(verified, done->response, &done->caller); !s.ok()) {
+          reactor->Finish(std::move(s));
+          return;
+        }
+        pool_->RunFor(context, reactor,
+                      [caller = std::move(done->caller), work = std::move(done->work)] {
+                        return work(caller);
+                      });
+      });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* AdminService::RemoveMember(grpc::CallbackServerContext* context,
@@ -607,11 +632,30 @@ grpc::ServerUnaryReactor* AdminService::RevokeInvitation(
 grpc::ServerUnaryReactor* AdminService::AcceptInvitation(
     grpc::CallbackServerContext* context, const authz::v1::AcceptInvitationRequest* request,
     authz::v1::Member* response) {
-  return pool_->Run(context, [this, context, request, response]() -> Status {
-    const absl::Time deadline = client::DownstreamDeadline(*context, max_call_time_);
-    return Call("authz", *authz_, &authz::v1::AuthzService::Stub::AcceptInvitation, *request,
-                response, deadline);
-  });
+  // Needs no key, so it has a bound of its own and takes no place in the pool: one
+  // asynchronous call to authz, at most kMaxAcceptsInFlight at once.
+  if (accepting_.fetch_add(1, std::memory_order_relaxed) >= kMaxAcceptsInFlight) {
+    accepting_.fetch_sub(1, std::memory_order_relaxed);
+    return server::FinishNow(
+        context, Status(StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("already ", kMaxAcceptsInFlight,
+                                     " invitations being accepted; retry in a moment")));
+  }
+  struct Acceptance {
+    grpc::ClientContext call;
+    absl::Time deadline;
+  };
+  auto* acceptance = new Acceptance;
+  acceptance->deadline = client::DownstreamDeadline(*context, max_call_time_);
+  client::SetDeadline(acceptance->call, acceptance->deadline);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  authz_->async()->AcceptInvitation(&acceptance->call, request, response,
+                                    [this, reactor, acceptance](Status s) {
+                                      std::unique_ptr<Acceptance> done(acceptance);
+                                      accepting_.fetch_sub(1, std::memory_order_relaxed);
+                                      reactor->Finish(Forwarded("authz", s, done->deadline));
+                                    });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* AdminService::ListInvitations(

@@ -1,6 +1,7 @@
 #ifndef POLICY_SERVICES_EDGE_ADMIN_SERVICE_H_
 #define POLICY_SERVICES_EDGE_ADMIN_SERVICE_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,7 +21,10 @@ namespace policy::edge {
 // policy.edge.v1.AdminService: authenticates the admin key, has authz authorise the acting
 // member, then calls the services (see admin.proto). Administration is rare and waits on
 // several services in turn, so each call runs on the blocking pool with blocking stubs, every
-// downstream call carrying the caller's deadline (at most `max_call_time`).
+// downstream call carrying the caller's deadline (at most `max_call_time`). The key is
+// verified before a call takes a place in the pool's queue (none: refused at once);
+// AcceptInvitation, which needs no key, is one asynchronous call to authz with a bound of its
+// own instead.
 class AdminService final : public v1::AdminService::CallbackService {
  public:
   AdminService(const DownstreamChannels& channels, server::BlockingPool* pool,
@@ -145,9 +149,12 @@ class AdminService final : public v1::AdminService::CallbackService {
     absl::Time deadline;
   };
 
-  // Fills `caller` with the owner of the admin key in `context`'s "authorization: Bearer"
-  // metadata.
-  grpc::Status Authenticate(const grpc::CallbackServerContext& context, Caller* caller);
+  // The admin key in `context`'s "authorization: Bearer" metadata; empty when there is none.
+  static std::string AdminKeyOf(const grpc::CallbackServerContext& context);
+  // Given keys' answer to verifying the caller's key (`verify`, `key`): fills `caller`'s
+  // member with the key's owner, or says why the key does not authenticate an administrator.
+  static grpc::Status Authenticated(const grpc::Status& verify,
+                                    const keys::v1::VerifyKeyResponse& key, Caller* caller);
   // OK when authz lets `caller` do `action` (in `project`, when not empty);
   // PERMISSION_DENIED naming the action otherwise.
   grpc::Status Authorize(const Caller& caller, const std::string& action,
@@ -203,7 +210,8 @@ class AdminService final : public v1::AdminService::CallbackService {
                                        Response* response,
                                        grpc::Status (audit::v1::AuditService::Stub::*method)(
                                            grpc::ClientContext*, const Request&, Response*));
-  // Runs `work` on the pool for an authenticated caller.
+  // Runs `work` on the pool for an authenticated caller: a call without a key is refused at
+  // once, and its key verified before it takes a place in the pool's queue.
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
                                 std::function<grpc::Status(const Caller&)> work);
 
@@ -213,6 +221,9 @@ class AdminService final : public v1::AdminService::CallbackService {
   std::unique_ptr<audit::v1::AuditService::Stub> audit_;
   server::BlockingPool* const pool_;
   const absl::Duration max_call_time_;
+  // AcceptInvitation calls in progress (they need no key): at most kMaxAcceptsInFlight.
+  static constexpr int kMaxAcceptsInFlight = 4;
+  std::atomic<int> accepting_{0};
 };
 
 }  // namespace policy::edge

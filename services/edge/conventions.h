@@ -1,6 +1,8 @@
 #ifndef POLICY_SERVICES_EDGE_CONVENTIONS_H_
 #define POLICY_SERVICES_EDGE_CONVENTIONS_H_
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -14,6 +16,15 @@ namespace policy::edge {
 
 // The most tokens one request may be estimated (or reported) to use.
 inline constexpr int64_t kMaxEstimatedTokens = 10'000'000;
+
+// The tokens a prompt of `prompt_bytes` (its messages' contents together) is counted as at
+// least: one per 4 bytes (tokenizers average about that on English text, more tokens on
+// most other text), at most kMaxEstimatedTokens. A request's estimate is never less, so that
+// tokens-per-minute limits count a large prompt whatever its caller estimates.
+inline int64_t PromptTokens(size_t prompt_bytes) {
+  return static_cast<int64_t>(
+      std::min<size_t>(prompt_bytes / 4, static_cast<size_t>(kMaxEstimatedTokens)));
+}
 
 // The ledger request ids of the decision a caller asked for under `request_id` and of its
 // usage. Every id a caller chooses is recorded behind one of these prefixes, which no

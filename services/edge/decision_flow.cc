@@ -29,6 +29,9 @@ using grpc::StatusCode;
 constexpr size_t kMaxModelBytes = 128;
 constexpr absl::Duration kRefundTimeout = absl::Seconds(2);
 
+// A decision entry's metadata: the caller's estimate, when the prompt's size raised it.
+constexpr char kRequestedTokens[] = "requested_tokens";
+
 constexpr char kHeaderAuditId[] = "x-policy-audit-id";
 constexpr char kHeaderRequestId[] = "x-policy-request-id";
 constexpr char kHeaderZeroDataRetention[] = "x-policy-zero-data-retention";
@@ -124,6 +127,10 @@ class DecideFlow final : public Flow {
       request_id_ = absl::StrCat("edge-", absl::BytesToHexString(*random));
     }
     response_->set_request_id(request_id_);
+    size_t prompt_bytes = 0;
+    for (const pii::v1::ChatMessage& m : request_->messages()) prompt_bytes += m.content().size();
+    estimated_tokens_ = std::max(request_->estimated_tokens(), PromptTokens(prompt_bytes));
+    response_->set_estimated_tokens(estimated_tokens_);
     VerifyKey(request_->api_key());
   }
 
@@ -146,7 +153,7 @@ class DecideFlow final : public Flow {
     check->set_action(options_->action);
     check->set_model(request_->model());
     check->set_source_ip(request_->source_ip());
-    check->set_estimated_tokens(request_->estimated_tokens());
+    check->set_estimated_tokens(estimated_tokens_);
     check_ = New<authz::v1::CheckResponse>(arena_);
 
     auto* redact = New<pii::v1::RedactRequest>(arena_);
@@ -154,6 +161,7 @@ class DecideFlow final : public Flow {
     *redact->mutable_policy() = options_->redaction;
     redact->set_project_id(key.project());
     redact->set_return_mapping(request_->return_mapping());
+    redact->set_omit_findings(true);  // Only the report's counts are used.
     redaction_ = New<pii::v1::RedactResponse>(arena_);
 
     pending_.store(2, std::memory_order_relaxed);
@@ -185,6 +193,7 @@ class DecideFlow final : public Flow {
       return Deny("PII_BLOCKED", absl::StrCat("the messages hold data the policy blocks: ",
                                               absl::StrJoin(report.blocking_types(), ", ")));
     }
+    if (Status s = CheckAnswerSize(); !s.ok()) return Finish(std::move(s));
     auto* route = New<region::v1::RouteRequest>(arena_);
     route->set_residency(request_->residency());
     route->set_data_class(report.data_class());
@@ -194,6 +203,41 @@ class DecideFlow final : public Flow {
     route->set_request_id(request_id_);
     route_ = New<region::v1::RouteResponse>(arena_);
     downstream_->Route(NewContext(), route, route_, [this](Status s) { OnRoute(std::move(s)); });
+  }
+
+  // OK when an ALLOW would fit FlowOptions::max_answer_bytes; else INVALID_ARGUMENT naming
+  // return_mapping when the mapping is asked for, messages otherwise.
+  Status CheckAnswerSize() const {
+    // Each element's tag and length at most, and what else an ALLOW carries (endpoint,
+    // headers, ids, counts) at most.
+    constexpr size_t kFieldOverhead = 6;
+    constexpr size_t kRestOfAnswer = 16 << 10;
+    size_t messages = 0;
+    for (const pii::v1::ChatMessage& m : redaction_->messages()) {
+      messages += m.ByteSizeLong() + kFieldOverhead;
+    }
+    size_t mapping = 0;
+    if (request_->return_mapping()) {
+      for (const pii::v1::PlaceholderEntry& e : redaction_->mapping()) {
+        mapping += e.ByteSizeLong() + kFieldOverhead;
+      }
+    }
+    const size_t answer = messages + mapping + kRestOfAnswer;
+    const size_t limit = options_->max_answer_bytes;
+    if (answer <= limit) return Status::OK;
+    if (request_->return_mapping() && messages + kRestOfAnswer <= limit) {
+      return Status(
+          StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("return_mapping: the answer would be about ", answer,
+                       " bytes with the placeholder mapping (", mapping,
+                       "), more than the edge's max_answer_bytes (", limit,
+                       "), gRPC clients' default receive limit; ask without return_mapping or "
+                       "send fewer values at once"));
+    }
+    return Status(StatusCode::INVALID_ARGUMENT,
+                  absl::StrCat("messages: the redacted messages would make an answer of about ",
+                               answer, " bytes, more than the edge's max_answer_bytes (", limit,
+                               "), gRPC clients' default receive limit; send a shorter prompt"));
   }
 
   void OnRoute(Status s) {
@@ -222,12 +266,16 @@ class DecideFlow final : public Flow {
     entry->set_project(key.project());
     if (!key.project().empty()) entry->set_environment(EnvironmentName(key.environment()));
     entry->set_model(request_->model());
-    entry->set_tokens(request_->estimated_tokens());
+    entry->set_tokens(estimated_tokens_);
     entry->set_outcome(allow ? audit::v1::OUTCOME_SUCCESS : audit::v1::OUTCOME_BLOCKED);
     entry->set_request_id(DecisionEntryId(request_id_));
     entry->set_content_hash(ContentHash());
     auto& metadata = *entry->mutable_metadata();
     metadata["key_id"] = key.key_id();
+    // The caller's own estimate, when the prompt's size raised it: a usage report may name it.
+    if (estimated_tokens_ != request_->estimated_tokens()) {
+      metadata[kRequestedTokens] = absl::StrCat(request_->estimated_tokens());
+    }
     if (!allow) metadata["reason"] = response_->reason();
     if (allow) {
       metadata["endpoint"] = route_->endpoint().id();
@@ -297,7 +345,7 @@ class DecideFlow final : public Flow {
     refund->request.mutable_principal()->set_kind(PrincipalKindOf(key.owner()));
     refund->request.mutable_principal()->set_id(key.owner().id());
     refund->request.set_project(key.project());
-    refund->request.set_estimated_tokens(request_->estimated_tokens());
+    refund->request.set_estimated_tokens(estimated_tokens_);
     refund->request.set_actual_tokens(0);
     refund->request.set_refund_request(true);
     refund->request.set_request_id(*std::move(refund_id));
@@ -320,6 +368,8 @@ class DecideFlow final : public Flow {
   const v1::DecideRequest* const request_;
   v1::DecideResponse* const response_;
   std::string request_id_;
+  // The caller's estimate, raised to the prompt's PromptTokens: what is reserved and recorded.
+  int64_t estimated_tokens_ = 0;
   authz::v1::CheckResponse* check_ = nullptr;
   pii::v1::RedactResponse* redaction_ = nullptr;
   region::v1::RouteResponse* route_ = nullptr;
@@ -398,7 +448,8 @@ class ReportUsageFlow final : public Flow {
       return Finish(Status(StatusCode::INVALID_ARGUMENT,
                            absl::StrCat("model: the decision was for ", decision.model())));
     }
-    if (request_->estimated_tokens() != 0 && request_->estimated_tokens() != decision.tokens()) {
+    if (request_->estimated_tokens() != 0 && request_->estimated_tokens() != decision.tokens() &&
+        absl::StrCat(request_->estimated_tokens()) != recorded(kRequestedTokens)) {
       return Finish(
           Status(StatusCode::INVALID_ARGUMENT,
                  absl::StrCat("estimated_tokens: the decision estimated ", decision.tokens())));

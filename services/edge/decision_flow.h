@@ -30,6 +30,11 @@ struct FlowOptions {
   std::string action = "chat.completions";
   // What pii does with each entity type found in the messages.
   pii::v1::RedactionPolicy redaction;
+  // The largest answer an ALLOW may make (gRPC clients' default receive limit): one that
+  // would be larger (its redacted messages and, when asked for, the placeholder mapping) is
+  // refused with INVALID_ARGUMENT naming return_mapping (or messages), before the decision is
+  // recorded, and its reservation given back.
+  size_t max_answer_bytes = 4 << 20;
 };
 
 // The policy of FlowOptions::redaction: every entity type replaced by `op` ("placeholder",

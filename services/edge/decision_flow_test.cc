@@ -4,6 +4,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/crypto/crypto.h"
@@ -213,6 +214,8 @@ TEST_F(DecisionFlowTest, AllowsWithRedactedMessagesEndpointHeadersAndALedgerEntr
   EXPECT_EQ(fake_.redact_request.project_id(), "support-eu");
   EXPECT_EQ(fake_.redact_request.messages(0).content(), "Mail jane@example.com please");
   EXPECT_EQ(fake_.redact_request.policy().rules(0).entity_type(), "PRIVATE_KEY");
+  // The edge uses pii's counts, not its list of findings (as large as many times the text).
+  EXPECT_TRUE(fake_.redact_request.omit_findings());
   // Region routes by the class pii found, in the residency asked for.
   EXPECT_EQ(fake_.route_request.data_class(), pii::v1::DATA_CLASS_PII);
   EXPECT_EQ(fake_.route_request.residency(), region::v1::RESIDENCY_EU);
@@ -471,6 +474,7 @@ TEST_F(DecisionFlowTest, BudgetReservedForARequestNotAllowedIsGivenBack) {
 
 TEST_F(DecisionFlowTest, ARequestUnitIsGivenBackWhenNoTokensWereEstimated) {
   request_.set_estimated_tokens(0);
+  request_.mutable_messages(0)->set_content("Hi");  // Too short to count as a token.
   fake_.route_response.Clear();
   fake_.route_response.set_decision(region::v1::DECISION_BLOCKED);
   fake_.route_response.set_reason("NO_COMPLIANT_REGION: no healthy endpoint for residency eu");
@@ -628,6 +632,65 @@ TEST_F(DecisionFlowTest, ConcurrentAnswersFromOtherThreads) {
   }
 }
 
+TEST_F(DecisionFlowTest, TheEstimateIsNeverLessThanThePromptsSize) {
+  // 1 MiB of prompt estimated at 1 token: counted, reserved, recorded and given back as
+  // 262144 (a token per 4 bytes), so that tokens-per-minute limits count it.
+  request_.mutable_messages(0)->set_content(std::string(1 << 20, 'x'));
+  request_.set_estimated_tokens(1);
+  Result r = Decide();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.response.estimated_tokens(), 262144);
+  EXPECT_EQ(fake_.check_request.estimated_tokens(), 262144);
+  EXPECT_EQ(fake_.append_request.entry().tokens(), 262144);
+  EXPECT_EQ(fake_.append_request.entry().metadata().at("requested_tokens"), "1");
+  fake_.redact_response.mutable_report()->set_blocked(true);
+  ASSERT_EQ(Decide().response.reason(), "PII_BLOCKED");
+  EXPECT_EQ(fake_.usage_request.estimated_tokens(), 262144);
+  // A larger estimate stands as given.
+  request_.set_estimated_tokens(300000);
+  fake_.redact_response.mutable_report()->set_blocked(false);
+  r = Decide();
+  EXPECT_EQ(r.response.estimated_tokens(), 300000);
+  EXPECT_EQ(fake_.check_request.estimated_tokens(), 300000);
+  EXPECT_FALSE(fake_.append_request.entry().metadata().contains("requested_tokens"));
+  // A small prompt keeps a small estimate (the fixture's 28 bytes, 500 tokens).
+  request_.mutable_messages(0)->set_content("Mail jane@example.com please");
+  request_.set_estimated_tokens(0);
+  r = Decide();
+  EXPECT_EQ(r.response.estimated_tokens(), 7);
+}
+
+TEST_F(DecisionFlowTest, AnAnswerTooLargeForClientsIsRefusedBeforeItIsRecorded) {
+  // A prompt dense with values: its mapping would make the answer pass the limit.
+  options_.max_answer_bytes = 64 << 10;
+  for (int i = 0; i < 3000; ++i) {
+    pii::v1::PlaceholderEntry* entry = fake_.redact_response.add_mapping();
+    entry->set_placeholder(absl::StrCat("<EMAIL_ADDRESS_", i + 2, ">"));
+    entry->set_entity_type("EMAIL_ADDRESS");
+    entry->set_value(absl::StrCat("user", i, "@example.com"));
+  }
+  request_.set_return_mapping(true);
+  Result r = Decide();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("return_mapping"));
+  EXPECT_THAT(r.status.error_message(), HasSubstr("max_answer_bytes (65536)"));
+  // Nothing recorded, nothing routed, the reservation given back.
+  EXPECT_THAT(fake_.calls(), Not(Contains("audit.Append")));
+  EXPECT_THAT(fake_.calls(), Not(Contains("region.Route")));
+  EXPECT_THAT(fake_.calls(), Contains("authz.ReportUsage"));
+  EXPECT_TRUE(fake_.usage_request.refund_request());
+  // Without the mapping the same decision fits, and is allowed.
+  request_.set_return_mapping(false);
+  r = Decide();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.response.verdict(), v1::VERDICT_ALLOW);
+  // Redacted messages too large on their own name the messages.
+  fake_.redact_response.mutable_messages(0)->set_content(std::string(70 << 10, 'x'));
+  r = Decide();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("messages: "));
+}
+
 class ReportUsageFlowTest : public DecisionFlowTest {
  protected:
   void SetUp() override {
@@ -686,6 +749,21 @@ TEST_F(ReportUsageFlowTest, ReconcilesFeedsHealthAndRecords) {
   EXPECT_EQ(fake_.append_request.entry().action(), audit::v1::ACTION_API_CALL);
   EXPECT_EQ(fake_.append_request.entry().tokens(), 320);
   EXPECT_EQ(fake_.append_request.entry().request_id(), "usage:req-1");
+}
+
+TEST_F(ReportUsageFlowTest, UsageMayNameTheEstimateTheCallerGaveOrTheOneCharged) {
+  // The prompt's size raised the decision's estimate from 40 to 500.
+  (*fake_.get_entry_response.mutable_entry()->mutable_metadata())["requested_tokens"] = "40";
+  v1::ReportUsageResponse response;
+  usage_.set_estimated_tokens(40);
+  ASSERT_TRUE(Report(&response).ok());
+  EXPECT_EQ(fake_.usage_request.estimated_tokens(), 500);
+  usage_.set_estimated_tokens(500);
+  ASSERT_TRUE(Report(&response).ok());
+  usage_.set_estimated_tokens(41);
+  grpc::Status status = Report(&response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("estimated 500"));
 }
 
 TEST_F(ReportUsageFlowTest, TheDecisionNotTheCallerSaysWhatWasReservedAndWhere) {

@@ -14,13 +14,25 @@
 
 namespace policy::edge {
 
+bool DependencyVerdict::Observe(bool serving) {
+  if (serving) {
+    missed_ = 0;
+    up_ = true;
+  } else if (++missed_ >= failures_) {
+    up_ = false;
+  }
+  return up_;
+}
+
 DownstreamHealth::DownstreamHealth(const DownstreamChannels& c, EdgeMetrics* metrics,
-                                   absl::Duration interval, pii::v1::RedactionPolicy redaction)
+                                   absl::Duration interval, pii::v1::RedactionPolicy redaction,
+                                   int failures)
     : services_({{"keys", c.keys},
                  {"authz", c.authz},
                  {"pii", c.pii},
                  {"region", c.region},
                  {"audit", c.audit}}),
+      verdicts_(services_.size(), DependencyVerdict(failures)),
       metrics_(metrics),
       interval_(interval),
       redaction_(std::move(redaction)),
@@ -96,11 +108,13 @@ void DownstreamHealth::CheckRedaction() {
 void DownstreamHealth::Loop() {
   do {
     bool all = true;
-    for (const auto& [name, channel] : services_) {
-      const bool up = Serving(*channel, interval_);
+    for (size_t i = 0; i < services_.size(); ++i) {
+      const auto& [name, channel] = services_[i];
+      const bool serving = Serving(*channel, interval_);
+      const bool up = verdicts_[i].Observe(serving);
       if (metrics_ != nullptr) metrics_->SetDependencyUp(name, up);
       all = all && up;
-      if (name == "pii" && up) CheckRedaction();
+      if (name == "pii" && serving) CheckRedaction();
     }
     ready_.store(all && redaction_accepted_, std::memory_order_release);
   } while (!stop_.WaitForNotificationWithTimeout(interval_));

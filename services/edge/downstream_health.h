@@ -17,9 +17,28 @@
 
 namespace policy::edge {
 
+// One service's health as the edge's readiness counts it: up from its first check answered
+// SERVING until `failures` checks in a row have not been (a single slow answer, as under a
+// burst of large prompts, does not take the edge out of service), and down until the next
+// check that is. Not thread-safe.
+class DependencyVerdict {
+ public:
+  explicit DependencyVerdict(int failures) : failures_(failures) {}
+  // Counts one check's outcome; returns up().
+  bool Observe(bool serving);
+  bool up() const { return up_; }
+
+ private:
+  const int failures_;
+  int missed_ = 0;  // Checks in a row not answered SERVING.
+  bool up_ = false;
+};
+
 // Asks each service behind the edge for its grpc.health.v1 status (the whole server's, "")
 // every `interval`, each answer within `interval`, and pii, while it is SERVING, which entity
-// types it detects (ListEntityTypes). The edge is ready while all five answer SERVING and pii
+// types it detects (ListEntityTypes). The edge is ready while all five count as up
+// (DependencyVerdict: `failures` checks in a row not answered SERVING take a service down)
+// and pii
 // detects every type `redaction` names (CheckRedactionServable): an edge that cannot decide
 // should not be sent requests. A refused policy is logged once per change, naming the types
 // and their setting, and policy_edge_config_valid says it; while pii does not answer
@@ -27,7 +46,8 @@ namespace policy::edge {
 class DownstreamHealth {
  public:
   DownstreamHealth(const DownstreamChannels& channels, EdgeMetrics* metrics,
-                   absl::Duration interval, pii::v1::RedactionPolicy redaction = {});
+                   absl::Duration interval, pii::v1::RedactionPolicy redaction = {},
+                   int failures = 3);
   ~DownstreamHealth();  // Stops asking.
   DownstreamHealth(const DownstreamHealth&) = delete;
   DownstreamHealth& operator=(const DownstreamHealth&) = delete;
@@ -43,6 +63,7 @@ class DownstreamHealth {
   void CheckRedaction();
 
   const std::vector<std::pair<std::string, std::shared_ptr<grpc::Channel>>> services_;
+  std::vector<DependencyVerdict> verdicts_;  // Per service; owned by the loop's thread.
   EdgeMetrics* const metrics_;
   const absl::Duration interval_;
   const pii::v1::RedactionPolicy redaction_;

@@ -6,6 +6,12 @@
 #include "services/edge/trusted_proxies.h"
 
 namespace policy::edge {
+namespace {
+
+// The most max_answer_bytes may be: what the edge's own channels receive from pii.
+constexpr int64_t kMaxAnswerBytes = client::kMaxAnswerBytes;
+
+}  // namespace
 
 void EdgeConfig::Register(config::Parser& p) {
   server.Register(p);
@@ -23,8 +29,12 @@ void EdgeConfig::Register(config::Parser& p) {
   p.AddList("trusted_proxies", &trusted_proxies,
             "comma-separated CIDR blocks of the peers that may state a caller's address "
             "(Decide's source_ip, ext_authz's source.address); others are judged by their own");
+  p.AddInt("max_answer_bytes", &max_answer_bytes,
+           "largest Decide answer (clients' receive limit); larger: INVALID_ARGUMENT");
   p.AddDuration("dependency_check_interval", &dependency_check_interval,
                 "how often the five services' health is checked (readiness)");
+  p.AddInt("dependency_failures", &dependency_failures,
+           "checks of one service in a row that must fail before the edge is unready");
   p.AddInt("admin_threads", &admin_threads, "threads for the admin API's calls");
   p.AddInt("admin_queue", &admin_queue, "admin calls that may wait for those threads");
 }
@@ -55,6 +65,13 @@ absl::Status EdgeConfig::Validate() const {
   if (dependency_check_interval < absl::Milliseconds(50) ||
       dependency_check_interval > absl::Minutes(1)) {
     return absl::InvalidArgumentError("dependency_check_interval must be between 50ms and 1m");
+  }
+  if (max_answer_bytes < (64 << 10) || max_answer_bytes > kMaxAnswerBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_answer_bytes must be between 65536 and ", kMaxAnswerBytes, " (64 MiB)"));
+  }
+  if (dependency_failures < 1 || dependency_failures > 100) {
+    return absl::InvalidArgumentError("dependency_failures must be between 1 and 100");
   }
   if (admin_threads < 1 || admin_threads > 64 || admin_queue < 1) {
     return absl::InvalidArgumentError(

@@ -40,9 +40,18 @@ struct EdgeConfig {
   // sidecar's inbound connections come from 127.0.0.6).
   std::vector<std::string> trusted_proxies = {"127.0.0.0/8", "::1"};
 
+  // The largest Decide answer the edge gives (gRPC clients' default receive limit): an ALLOW
+  // that would be larger (a long prompt dense with values, its placeholder mapping asked
+  // for) is refused with INVALID_ARGUMENT naming return_mapping before it is recorded. Raise
+  // it only with the clients' receive limit.
+  int64_t max_answer_bytes = 4 << 20;
+
   // How often the five services' health is checked; the edge is ready (grpc.health.v1) while
   // all answer SERVING.
   absl::Duration dependency_check_interval = absl::Milliseconds(500);
+  // How many checks of one service in a row must fail (not answer SERVING within the
+  // interval) before the edge is unready: one slow answer under load is no outage.
+  int64_t dependency_failures = 3;
   // Threads for the admin API's calls, which wait on several services in turn, and how many
   // calls may wait for them.
   int64_t admin_threads = 4;

@@ -225,7 +225,7 @@ absl::Status ReadBody(absl::string_view body, v1::DecideRequest* out) {
     break;
   }
   out->set_estimated_tokens(
-      std::min<int64_t>(kMaxEstimatedTokens, completion + static_cast<int64_t>(prompt_bytes / 4)));
+      std::min<int64_t>(kMaxEstimatedTokens, completion + PromptTokens(prompt_bytes)));
   return absl::OkStatus();
 }
 

@@ -39,9 +39,11 @@ int Main(int argc, char** argv) {
 
   FlowOptions options;
   options.redaction = *redaction;
+  options.max_answer_bytes = static_cast<size_t>(config.max_answer_bytes);
   // Envoy forwards the request as it came: what Decide would redact must block it instead.
   FlowOptions envoy_options;
   envoy_options.redaction = *std::move(redaction);
+  envoy_options.max_answer_bytes = options.max_answer_bytes;
   envoy_options.redaction.mutable_default_rule()->set_action(pii::v1::ACTION_BLOCK);
   server::ServerRunner runner(config.server);
   EdgeMetrics metrics(runner.metrics_registry());
@@ -49,7 +51,8 @@ int Main(int argc, char** argv) {
   const DownstreamChannels channels =
       DownstreamChannels::Open(config.targets, tls::ChannelCredentials(config.server.tls));
   std::unique_ptr<Downstream> downstream = NewGrpcDownstream(channels, &client_metrics);
-  DownstreamHealth health(channels, &metrics, config.dependency_check_interval, options.redaction);
+  DownstreamHealth health(channels, &metrics, config.dependency_check_interval, options.redaction,
+                          static_cast<int>(config.dependency_failures));
   runner.SetReadinessProbe([&health] { return health.ready(); });
   EdgeService service(downstream.get(), std::move(options), *trusted_proxies,
                       config.max_decision_time, &metrics);

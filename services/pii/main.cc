@@ -63,11 +63,14 @@ int Main(int argc, char** argv) {
   LogInfo("recognizers loaded", {{"custom", absl::StrCat(custom_count)},
                                  {"entity_types", absl::StrCat((*detector)->EntityTypes().size())},
                                  {"keyed_hash", pseudonym_keys ? "enabled" : "disabled"}});
-  const PiiLimits limits{.max_request_bytes = static_cast<size_t>(config.max_request_bytes),
-                         .max_messages = static_cast<size_t>(config.max_messages),
-                         .max_document_bytes = static_cast<size_t>(config.max_document_bytes),
-                         .max_documents = static_cast<size_t>(config.max_documents),
-                         .max_document_time = config.max_document_time};
+  const PiiLimits limits{
+      .max_request_bytes = static_cast<size_t>(config.max_request_bytes),
+      .max_messages = static_cast<size_t>(config.max_messages),
+      .max_document_bytes = static_cast<size_t>(config.max_document_bytes),
+      .max_documents = static_cast<size_t>(config.max_documents),
+      .max_document_time = config.max_document_time,
+      .max_scan_bytes_in_flight = static_cast<size_t>(config.ScanBytesInFlight()),
+      .scan_threads = static_cast<size_t>(config.scan_threads)};
   PiiEngine engine(*std::move(detector), std::move(pseudonym_keys), limits);
 
   // A Restore may carry, besides its text, the mapping pii's own Redact issued for a request

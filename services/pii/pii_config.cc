@@ -1,9 +1,16 @@
 #include "services/pii/pii_config.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "services/pii/anonymizer.h"
 
 namespace policy::pii {
+
+int64_t PiiConfig::ScanBytesInFlight() const {
+  if (max_scan_bytes_in_flight != 0) return max_scan_bytes_in_flight;
+  return std::max({int64_t{8} << 20, max_request_bytes, max_document_bytes});
+}
 
 void PiiConfig::Register(config::Parser& p) {
   server.Register(p);
@@ -19,6 +26,10 @@ void PiiConfig::Register(config::Parser& p) {
            "RedactDocument streams held at once (more get RESOURCE_EXHAUSTED)");
   p.AddDuration("max_document_time", &max_document_time,
                 "longest a RedactDocument stream may hold its place (then it is cancelled)");
+  p.AddInt(
+      "max_scan_bytes_in_flight", &max_scan_bytes_in_flight,
+      "text scanned at once by Scan, Redact, RedactDocument (more: RESOURCE_EXHAUSTED; 0: auto)");
+  p.AddInt("scan_threads", &scan_threads, "threads that scan Scan's and Redact's texts (0: cores)");
   p.AddInt("max_regex_memory_bytes", &max_regex_memory_bytes,
            "memory budget of all compiled patterns together");
 }
@@ -40,6 +51,16 @@ absl::Status PiiConfig::Validate() const {
   if (max_documents < 1) return absl::InvalidArgumentError("max_documents must be positive");
   if (max_document_time <= absl::ZeroDuration() || max_document_time > absl::Hours(1)) {
     return absl::InvalidArgumentError("max_document_time must be more than 0s and at most 1h");
+  }
+  if (max_scan_bytes_in_flight != 0 &&
+      (max_scan_bytes_in_flight < std::max(max_request_bytes, max_document_bytes) ||
+       max_scan_bytes_in_flight > kMaxBytes * 16)) {
+    return absl::InvalidArgumentError(
+        "max_scan_bytes_in_flight must be 0 (automatic) or at least max_request_bytes and "
+        "max_document_bytes (else such a request could never be scanned), and at most 4 GiB");
+  }
+  if (scan_threads < 0 || scan_threads > 256) {
+    return absl::InvalidArgumentError("scan_threads must be in [0, 256] (0: one per core)");
   }
   if (max_regex_memory_bytes < (1 << 20)) {
     return absl::InvalidArgumentError("max_regex_memory_bytes must be at least 1 MiB");

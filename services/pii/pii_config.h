@@ -24,8 +24,18 @@ struct PiiConfig {
   int64_t max_document_bytes = 8 << 20;
   int64_t max_documents = 16;
   absl::Duration max_document_time = absl::Seconds(60);
+  // The text Scan, Redact and RedactDocument scan at once (each request at least 1 KiB);
+  // beyond it RESOURCE_EXHAUSTED. Scanning a text dense with values holds tens of times its
+  // size, so this bounds most of pii's memory. At least max_request_bytes and
+  // max_document_bytes; 0: the larger of those and 8 MiB (ScanBytesInFlight).
+  int64_t max_scan_bytes_in_flight = 0;
+  // Threads that scan Scan's and Redact's texts, apart from gRPC's; 0: one per core.
+  int64_t scan_threads = 0;
   // RE2's memory for all compiled patterns and their DFA caches together.
   int64_t max_regex_memory_bytes = 64 << 20;
+
+  // max_scan_bytes_in_flight, or what 0 stands for.
+  int64_t ScanBytesInFlight() const;
 
   void Register(config::Parser& parser);
   absl::Status Validate() const;

@@ -30,6 +30,13 @@ struct PiiLimits {
   // How long a document's stream may hold its place, from admission to its last chunk; a
   // stream still open then is cancelled, so that idle clients cannot keep every place.
   absl::Duration max_document_time = absl::Seconds(60);
+  // The text being scanned at once by Scan, Redact and RedactDocument together (ScanBudget):
+  // a request beyond it is refused with RESOURCE_EXHAUSTED. At least max_request_bytes and
+  // max_document_bytes, so that every request the other limits accept can be scanned alone.
+  size_t max_scan_bytes_in_flight = 8 << 20;
+  // Threads that scan Scan's and Redact's texts, off gRPC's threads (which keep answering
+  // health checks and refusals while texts are scanned); 0: one per core.
+  size_t scan_threads = 0;
 };
 
 // Findings scoring below this are dropped unless a request or a policy says otherwise.

@@ -1,5 +1,7 @@
 #include "services/pii/pii_service.h"
 
+#include <algorithm>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -32,6 +34,18 @@ std::vector<absl::string_view> Contents(
   texts.reserve(messages.size());
   for (const v1::ChatMessage& message : messages) texts.push_back(message.content());
   return texts;
+}
+
+size_t TextBytes(absl::Span<const absl::string_view> texts) {
+  size_t bytes = 0;
+  for (absl::string_view text : texts) bytes += text.size();
+  return bytes;
+}
+
+// Scan threads when PiiLimits::scan_threads is 0: one per core.
+int ScanThreads(size_t configured) {
+  if (configured > 0) return static_cast<int>(configured);
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 // How often the document streams' deadlines are looked at.
@@ -83,6 +97,11 @@ class PiiService::DocumentReactor final
       if (TimedOut()) {
         Answer(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
                             "document: not received within max_document_time"));
+        return;
+      }
+      absl::StatusOr<ScanBudget::Ticket> ticket = service_->budget_.Admit(document_.size());
+      if (!ticket.ok()) {
+        Answer(ToGrpc(ticket.status()));
         return;
       }
       grpc::Status status = service_->RedactDocumentText(document_, options_, response_);
@@ -157,6 +176,13 @@ class PiiService::DocumentReactor final
 
 PiiService::PiiService(const PiiEngine* engine, prometheus::Registry* registry)
     : engine_(engine),
+      budget_(engine->limits().max_scan_bytes_in_flight),
+      // The budget bounds what waits: every admitted request counts kMinCharge at least.
+      scan_pool_(std::make_unique<server::BlockingPool>(
+          ScanThreads(engine->limits().scan_threads),
+          static_cast<int>(std::min<size_t>(
+              engine->limits().max_scan_bytes_in_flight / ScanBudget::kMinCharge + 1,
+              std::numeric_limits<int>::max())))),
       scanned_bytes_(prometheus::BuildCounter()
                          .Name("policy_pii_scanned_bytes_total")
                          .Help("Bytes of text scanned for personal data and secrets.")
@@ -178,6 +204,7 @@ PiiService::PiiService(const PiiEngine* engine, prometheus::Registry* registry)
 }
 
 PiiService::~PiiService() {
+  scan_pool_.reset();  // Its queued scans count into the metrics below.
   {
     absl::MutexLock lock(&watch_mu_);
     stopping_ = true;
@@ -250,18 +277,23 @@ grpc::ServerUnaryReactor* PiiService::Scan(grpc::CallbackServerContext* context,
   if (absl::Status s = engine_->CheckScanOptions(*options, "options"); !s.ok()) {
     return server::FinishNow(context, ToGrpc(s));
   }
-  const std::vector<std::vector<Finding>> found = engine_->Scan(texts, *options);
-  size_t bytes = 0;
-  for (size_t i = 0; i < found.size(); ++i) {
-    bytes += texts[i].size();
-    for (const Finding& finding : found[i]) {
-      ToProto(finding, static_cast<uint32_t>(i), response->add_findings());
-      ++(*response->mutable_counts())[finding.entity_type];
+  absl::StatusOr<ScanBudget::Ticket> ticket = budget_.Admit(TextBytes(texts));
+  if (!ticket.ok()) return server::FinishNow(context, ToGrpc(ticket.status()));
+  auto held = std::make_shared<ScanBudget::Ticket>(*std::move(ticket));
+  return scan_pool_->Run(context, [this, texts, options = *std::move(options), response, held] {
+    const std::vector<std::vector<Finding>> found = engine_->Scan(texts, options);
+    size_t bytes = 0;
+    for (size_t i = 0; i < found.size(); ++i) {
+      bytes += texts[i].size();
+      for (const Finding& finding : found[i]) {
+        ToProto(finding, static_cast<uint32_t>(i), response->add_findings());
+        ++(*response->mutable_counts())[finding.entity_type];
+      }
     }
-  }
-  response->set_data_class(ToProto(PiiEngine::ClassOf(found, AnonymizationPolicy{})));
-  Record(found, bytes, /*blocked=*/false);
-  return server::FinishNow(context, grpc::Status::OK);
+    response->set_data_class(ToProto(PiiEngine::ClassOf(found, AnonymizationPolicy{})));
+    Record(found, bytes, /*blocked=*/false);
+    return grpc::Status::OK;
+  });
 }
 
 grpc::ServerUnaryReactor* PiiService::Redact(grpc::CallbackServerContext* context,
@@ -274,27 +306,38 @@ grpc::ServerUnaryReactor* PiiService::Redact(grpc::CallbackServerContext* contex
   }
   absl::StatusOr<RedactionParams> params = FromProto(request->policy(), request->project_id());
   if (!params.ok()) return server::FinishNow(context, ToGrpc(params.status()));
-  absl::StatusOr<Redaction> redaction = engine_->Redact(texts, *params);
-  if (!redaction.ok()) return server::FinishNow(context, ToGrpc(redaction.status()));
-  size_t bytes = 0;
-  for (size_t i = 0; i < texts.size(); ++i) {
-    bytes += texts[i].size();
-    const uint32_t index = static_cast<uint32_t>(i);
-    v1::ChatMessage* message = response->add_messages();
-    message->set_role(request->messages(index).role());
-    AnonymizedText& text = redaction->texts[i];
-    for (size_t j = 0; j < text.findings.size(); ++j) {
-      ToProto(redaction->found[i][j], text.findings[j], index, response->add_findings());
-    }
-    message->set_content(std::move(text.text));
+  if (absl::Status s = engine_->CheckRedaction(*params); !s.ok()) {
+    return server::FinishNow(context, ToGrpc(s));
   }
-  const ContentReport& report = redaction->context.report();
-  ToProto(report, response->mutable_report());
-  if (request->return_mapping()) {
-    ToProto(redaction->context.placeholders(), response->mutable_mapping());
-  }
-  Record(redaction->found, bytes, report.blocked);
-  return server::FinishNow(context, grpc::Status::OK);
+  absl::StatusOr<ScanBudget::Ticket> ticket = budget_.Admit(TextBytes(texts));
+  if (!ticket.ok()) return server::FinishNow(context, ToGrpc(ticket.status()));
+  auto held = std::make_shared<ScanBudget::Ticket>(*std::move(ticket));
+  return scan_pool_->Run(
+      context, [this, texts, params = *std::move(params), request, response, held] {
+        absl::StatusOr<Redaction> redaction = engine_->Redact(texts, params);
+        if (!redaction.ok()) return ToGrpc(redaction.status());
+        size_t bytes = 0;
+        for (size_t i = 0; i < texts.size(); ++i) {
+          bytes += texts[i].size();
+          const uint32_t index = static_cast<uint32_t>(i);
+          v1::ChatMessage* message = response->add_messages();
+          message->set_role(request->messages(index).role());
+          AnonymizedText& text = redaction->texts[i];
+          if (!request->omit_findings()) {
+            for (size_t j = 0; j < text.findings.size(); ++j) {
+              ToProto(redaction->found[i][j], text.findings[j], index, response->add_findings());
+            }
+          }
+          message->set_content(std::move(text.text));
+        }
+        const ContentReport& report = redaction->context.report();
+        ToProto(report, response->mutable_report());
+        if (request->return_mapping()) {
+          ToProto(redaction->context.placeholders(), response->mutable_mapping());
+        }
+        Record(redaction->found, bytes, report.blocked);
+        return grpc::Status::OK;
+      });
 }
 
 grpc::ServerReadReactor<v1::RedactDocumentRequest>* PiiService::RedactDocument(

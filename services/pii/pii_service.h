@@ -9,17 +9,22 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
+#include "common/server/blocking_pool.h"
 #include "policy/pii/v1/pii.grpc.pb.h"
 #include "prometheus/counter.h"
 #include "prometheus/registry.h"
 #include "services/pii/pii_engine.h"
+#include "services/pii/scan_budget.h"
 
 namespace policy::pii {
 
-// policy.pii.v1.PiiService over gRPC: translation only. Every RPC is CPU work on memory and
-// runs on the callback thread that received it; nothing waits on another service. A thread
-// of its own cancels the document streams that hold their place longer than
-// PiiLimits::max_document_time.
+// policy.pii.v1.PiiService over gRPC: translation only. Every RPC is CPU work on memory;
+// nothing waits on another service. Scan and Redact are checked on the callback thread that
+// received them, then scanned on a pool of PiiLimits::scan_threads, so that gRPC's threads
+// stay free for health checks and refusals; the other RPCs run on the callback thread. The
+// text being scanned at once is bounded by PiiLimits::max_scan_bytes_in_flight (ScanBudget),
+// RESOURCE_EXHAUSTED beyond. A thread of its own cancels the document streams that hold their
+// place longer than PiiLimits::max_document_time.
 class PiiService final : public v1::PiiService::CallbackService {
  public:
   PiiService(const PiiEngine* engine, prometheus::Registry* registry);
@@ -58,6 +63,9 @@ class PiiService final : public v1::PiiService::CallbackService {
   void Record(absl::Span<const std::vector<Finding>> found, size_t bytes, bool blocked);
 
   const PiiEngine* const engine_;
+  ScanBudget budget_;
+  // Scan's and Redact's scans; destroyed (its queue run) before the budget.
+  std::unique_ptr<server::BlockingPool> scan_pool_;
   std::atomic<size_t> documents_{0};  // RedactDocument streams held now.
   absl::Mutex watch_mu_;
   absl::flat_hash_set<std::shared_ptr<DocumentWatch>> watches_ ABSL_GUARDED_BY(watch_mu_);

@@ -1,8 +1,10 @@
 // The gRPC surface in process: a real server and channel on 127.0.0.1.
 #include "services/pii/pii_service.h"
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -13,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "services/pii/scan_budget.h"
 
 namespace policy::pii {
 namespace {
@@ -22,6 +25,20 @@ using ::testing::HasSubstr;
 class PiiServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    StartWith(PiiLimits{.max_request_bytes = 4096,
+                        .max_messages = 8,
+                        .max_document_bytes = 1 << 16,
+                        .max_documents = 2,
+                        .max_document_time = absl::Seconds(2)});
+  }
+  void TearDown() override { runner_->Shutdown(); }
+
+  // (Re)starts the service with `limits`.
+  void StartWith(const PiiLimits& limits) {
+    if (runner_ != nullptr) runner_->Shutdown();
+    stub_.reset();
+    service_.reset();
+    runner_.reset();
     absl::StatusOr<std::vector<RecognizerSpec>> custom = ParseRecognizersYaml(
         "recognizers:\n"
         "  - name: employee_id\n"
@@ -32,12 +49,7 @@ class PiiServiceTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<Detector>> detector = Detector::Create(*custom);
     ASSERT_TRUE(detector.ok()) << detector.status();
     engine_ = std::make_unique<PiiEngine>(*std::move(detector),
-                                          *PseudonymKeys::Create(std::string(32, 'm')),
-                                          PiiLimits{.max_request_bytes = 4096,
-                                                    .max_messages = 8,
-                                                    .max_document_bytes = 1 << 16,
-                                                    .max_documents = 2,
-                                                    .max_document_time = absl::Seconds(2)});
+                                          *PseudonymKeys::Create(std::string(32, 'm')), limits);
     server::ServerOptions options;
     options.listen = "127.0.0.1:0";
     options.metrics_listen = "";
@@ -48,7 +60,6 @@ class PiiServiceTest : public ::testing::Test {
     stub_ = v1::PiiService::NewStub(grpc::CreateChannel(
         "127.0.0.1:" + std::to_string(runner_->grpc_port()), grpc::InsecureChannelCredentials()));
   }
-  void TearDown() override { runner_->Shutdown(); }
 
   static v1::ChatMessage* Add(google::protobuf::RepeatedPtrField<v1::ChatMessage>* messages,
                               const std::string& role, const std::string& content) {
@@ -166,6 +177,120 @@ TEST_F(PiiServiceTest, AMappingIsReturnedOnlyWhenAskedFor) {
   ASSERT_TRUE(Redact(request, &response).ok());
   EXPECT_EQ(response.messages(0).content(), "<EMAIL_ADDRESS_1>");
   EXPECT_EQ(response.mapping_size(), 0);
+}
+
+TEST_F(PiiServiceTest, FindingsAreLeftOutWhenOnlyTheCountsAreWanted) {
+  v1::RedactRequest request;
+  Add(request.mutable_messages(), "user", "jane@example.com, joe@example.com");
+  request.mutable_policy()->mutable_default_rule()->set_operator_(v1::OPERATOR_PLACEHOLDER);
+  request.set_omit_findings(true);
+  v1::RedactResponse response;
+  ASSERT_TRUE(Redact(request, &response).ok());
+  EXPECT_EQ(response.messages(0).content(), "<EMAIL_ADDRESS_1>, <EMAIL_ADDRESS_2>");
+  EXPECT_EQ(response.findings_size(), 0);
+  EXPECT_EQ(response.report().counts().at("EMAIL_ADDRESS"), 2);
+  request.set_omit_findings(false);
+  response.Clear();
+  ASSERT_TRUE(Redact(request, &response).ok());
+  EXPECT_EQ(response.findings_size(), 2);
+}
+
+TEST(ScanBudgetTest, AdmitsUpToItsBytesAndTakesBackWhatTicketsHeld) {
+  ScanBudget budget(4096);
+  absl::StatusOr<ScanBudget::Ticket> first = budget.Admit(3000);
+  ASSERT_TRUE(first.ok());
+  // An empty request counts ScanBudget::kMinCharge.
+  absl::StatusOr<ScanBudget::Ticket> second = budget.Admit(0);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(budget.in_flight(), 3000 + ScanBudget::kMinCharge);
+  absl::StatusOr<ScanBudget::Ticket> refused = budget.Admit(100);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.status().message(), HasSubstr("max_scan_bytes_in_flight (4096)"));
+  { ScanBudget::Ticket moved = *std::move(first); }
+  EXPECT_EQ(budget.in_flight(), ScanBudget::kMinCharge);
+  EXPECT_TRUE(budget.Admit(3000).ok());
+  EXPECT_EQ(budget.in_flight(), ScanBudget::kMinCharge);
+  EXPECT_EQ(budget.Admit(5000).status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST(ScanBudgetTest, ConcurrentAdmissionsNeverPassTheBudget) {
+  ScanBudget budget(10 * ScanBudget::kMinCharge);
+  std::atomic<size_t> most{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 2000; ++i) {
+        absl::StatusOr<ScanBudget::Ticket> ticket = budget.Admit(3 * ScanBudget::kMinCharge);
+        const size_t now = budget.in_flight();
+        size_t seen = most.load();
+        while (now > seen && !most.compare_exchange_weak(seen, now)) {
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_LE(most.load(), 10 * ScanBudget::kMinCharge);
+  EXPECT_EQ(budget.in_flight(), 0u);
+}
+
+TEST_F(PiiServiceTest, ScansBeyondTheBytesInFlightAreRefusedNamingTheSetting) {
+  // A budget smaller than one request: every scan is refused, before any work.
+  StartWith(PiiLimits{.max_request_bytes = 1 << 16, .max_scan_bytes_in_flight = 2048});
+  v1::RedactRequest redact;
+  Add(redact.mutable_messages(), "user", std::string(4096, 'a') + " jane@example.com");
+  v1::RedactResponse redacted;
+  grpc::Status status = Redact(redact, &redacted);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("max_scan_bytes_in_flight (2048)"));
+  v1::ScanRequest scan;
+  *scan.mutable_messages() = redact.messages();
+  v1::ScanResponse scanned;
+  grpc::ClientContext context;
+  status = stub_->Scan(&context, scan, &scanned);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("max_scan_bytes_in_flight"));
+  v1::RedactDocumentResponse document;
+  status = RedactDocument(redact.messages(0).content(), {100}, {}, &document);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("max_scan_bytes_in_flight"));
+  // Within the budget, the same service scans; refusals held nothing.
+  redact.mutable_messages(0)->set_content("jane@example.com");
+  EXPECT_TRUE(Redact(redact, &redacted).ok());
+  EXPECT_EQ(redacted.report().counts().at("EMAIL_ADDRESS"), 1);
+}
+
+TEST_F(PiiServiceTest, ManyConcurrentScansAllAnswerAndTheBudgetIsGivenBack) {
+  StartWith(PiiLimits{
+      .max_request_bytes = 1 << 16, .max_scan_bytes_in_flight = 1 << 17, .scan_threads = 2});
+  std::string dense;
+  for (int i = 0; dense.size() < 60000; ++i) absl::StrAppend(&dense, "u", i, "@example.com ");
+  std::vector<std::thread> callers;
+  std::atomic<int> ok{0}, exhausted{0}, other{0};
+  for (int t = 0; t < 8; ++t) {
+    callers.emplace_back([&] {
+      v1::RedactRequest request;
+      Add(request.mutable_messages(), "user", dense);
+      request.set_omit_findings(true);
+      v1::RedactResponse response;
+      grpc::Status status = Redact(request, &response);
+      if (status.ok()) {
+        ++ok;
+      } else if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+        ++exhausted;
+      } else {
+        ++other;
+      }
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_GE(ok.load(), 1);
+  EXPECT_EQ(ok.load() + exhausted.load(), 8);
+  // The service scans on afterwards.
+  v1::RedactRequest request;
+  Add(request.mutable_messages(), "user", dense);
+  v1::RedactResponse response;
+  EXPECT_TRUE(Redact(request, &response).ok());
 }
 
 TEST_F(PiiServiceTest, ABlockingTypeBlocksTheRequestAndRedactsEverything) {

@@ -245,14 +245,40 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertIn("messages", err.details())
 
     def test_a_prompt_at_the_size_limit_dense_with_personal_data_is_decided(self):
-        # pii's answer (the redacted text with a finding per address) is larger than gRPC's
-        # default 4 MiB; the edge's own answer is not.
+        # The edge asks pii for counts, not for a finding per address (which would make
+        # pii's answer several times the text). The prompt counts against the tokens-per-minute
+        # limits as a token per 4 bytes, whatever its estimate: more than bob's minute holds.
         text = " ".join(f"u{i:05d}@x.io" for i in range(75000))
         self.assertLess(len(text), 1 << 20)
         r = self.decide(text=text, tokens=1, timeout=60)
-        self.assertEqual(r.verdict, E.VERDICT_ALLOW, r.reason)
+        self.assertEqual((r.verdict, r.reason), (E.VERDICT_DENY, "RATE_LIMITED"), r.message)
+        self.assertEqual(r.pii_counts["EMAIL_ADDRESS"], 75000)
+        self.assertGreaterEqual(r.estimated_tokens, len(text) // 4)
+
+        # In a project whose minute holds it, it is allowed; with its placeholder mapping the
+        # answer would pass gRPC clients' default 4 MiB, and it is refused before anything is
+        # recorded.
+        alice = es.bearer(SUITE.new_admin_key("alice"))
+        project_id = f"bulk-{uuid.uuid4().hex[:6]}"
+        SUITE.admin().CreateProject(authz_pb2.CreateProjectRequest(project=authz_pb2.Project(
+            id=project_id, name="Bulk redaction", environment="development",
+            allowed_models=["gpt-4o"], limits=authz_pb2.RateLimits(rpm=100, tpm=10000000))),
+            metadata=alice, timeout=10)
+        key = new_key("alice", project_id, keys_pb2.ENVIRONMENT_DEVELOPMENT)
+        request_id = f"bulk-{uuid.uuid4().hex[:12]}"
+        err = pt.call_error(edge().Decide, es.decide_request(
+            key, text=text, tokens=1, return_mapping=True, request_id=request_id), timeout=60)
+        self.assertEqual(err.code(), C.INVALID_ARGUMENT, err.details())
+        self.assertIn("return_mapping", err.details())
+        self.assertIn("max_answer_bytes", err.details())
+        self.assertEqual([e for e in self.ledger_entries(project_id, "development")
+                          if e.request_id == "decision:" + request_id], [])
+        r = self.decide(key=key, text=text, tokens=1, request_id=request_id, timeout=60)
+        self.assertEqual(r.verdict, E.VERDICT_ALLOW, (r.reason, r.message))
         self.assertEqual(r.pii_counts["EMAIL_ADDRESS"], 75000)
         self.assertTrue(r.messages[1].content.startswith(b"<EMAIL_ADDRESS_1> <EMAIL_ADDRESS_2> "))
+        self.assertEqual(self.ledger_entry(request_id, project_id, "development").tokens,
+                         r.estimated_tokens)
 
     def test_a_project_that_keeps_no_data_is_routed_only_where_nothing_is_kept(self):
         # APAC's one endpoint keeps data (no zero data retention).
@@ -445,6 +471,47 @@ class EdgeProcessTest(unittest.TestCase):
         audit_ids = [{h.header.key: h.header.value for h in c.ok_response.headers}
                      ["x-policy-audit-id"] for c in (first, second)]
         self.assertNotEqual(audit_ids[0], audit_ids[1])
+
+    def test_callers_without_a_valid_key_do_not_crowd_out_an_owners_admin_calls(self):
+        admin = SUITE.admin()
+        alice = es.bearer(SUITE.new_admin_key("alice"))
+        forged = es.bearer("psk_admin_" + "x" * 40)
+        flood, owners = [], []
+        try:
+            # Acceptances of invitations that do not exist (each one makes authz take the
+            # organisation's lock), calls with a forged key and with none, 600 in flight, and
+            # among them 20 calls of an owner.
+            for i in range(200):
+                flood.append(admin.AcceptInvitation.future(authz_pb2.AcceptInvitationRequest(
+                    id=uuid.uuid4().hex, email=f"x{i}@acme.example"), timeout=20))
+                flood.append(admin.ListMembers.future(admin_pb2.ListMembersRequest(),
+                                                      metadata=forged, timeout=20))
+                flood.append(admin.ListMembers.future(admin_pb2.ListMembersRequest(),
+                                                      timeout=20))
+                if i % 10 == 9:
+                    owners.append(admin.ListMembers.future(admin_pb2.ListMembersRequest(),
+                                                           metadata=alice, timeout=20))
+            failed = []
+            for call in owners:
+                try:
+                    call.result()
+                except grpc.RpcError as e:
+                    failed.append((e.code(), e.details()))
+            self.assertEqual(failed, [])
+        finally:
+            codes = {}
+            for call in flood:
+                try:
+                    call.result()
+                    code = C.OK
+                except grpc.RpcError as e:
+                    code = e.code()
+                codes[code] = codes.get(code, 0) + 1
+        # The keyless and forged calls were refused for their key, never queued; acceptances
+        # beyond their own bound were told to retry.
+        self.assertEqual(codes.get(C.UNAUTHENTICATED), 400, codes)
+        self.assertEqual(set(codes) - {C.UNAUTHENTICATED, C.NOT_FOUND, C.RESOURCE_EXHAUSTED},
+                         set(), codes)
 
     def test_admin_api_needs_an_admin_key_and_a_role(self):
         admin = SUITE.admin()
