@@ -371,10 +371,18 @@ grpc::ServerUnaryReactor* AdminService::RemoveMember(grpc::CallbackServerContext
         !s.ok()) {
       return s;
     }
-    // 2. Their keys (keys records each revocation).
-    if (Status s = RevokeKeysOf(caller, keys::v1::PRINCIPAL_TYPE_MEMBER, request->member_id(),
-                                absl::StrCat("remove-member:", request->request_id()),
-                                response->mutable_revoked_keys());
+    // 2. Their keys (keys records each revocation), under a request id of the caller's, the
+    //    member's and the caller's request id: the caller's retry repeats nothing, and the same
+    //    id sent for another member (or by another admin) is another revocation.
+    const std::string revocation_id = absl::StrCat(
+        "remove-member:",
+        ledger::ShortDigest(absl::StrCat(caller.member.size(), ":", caller.member, "\n",
+                                         request->member_id().size(), ":", request->member_id(),
+                                         "\n", request->request_id())));
+    if (Status s = InCallerTerms(
+            RevokeKeysOf(caller, keys::v1::PRINCIPAL_TYPE_MEMBER, request->member_id(),
+                         revocation_id, response->mutable_revoked_keys()),
+            revocation_id, request->request_id());
         !s.ok()) {
       return s;
     }

@@ -519,6 +519,48 @@ class EdgeProcessTest(unittest.TestCase):
         pt.wait_until(lambda: {k.key.key_id for k in keys} <= revocations(), timeout=10,
                       message="keys recorded each revocation in the project's ledger")
 
+    def test_one_request_id_for_two_removals_revokes_the_keys_of_each(self):
+        admin = SUITE.admin()
+        alice_key = SUITE.new_admin_key("alice")
+        alice = es.bearer(alice_key)
+        suffix = uuid.uuid4().hex[:6]
+        members = [f"rq1-{suffix}", f"rq2-{suffix}", f"rq3-{suffix}"]
+        keys = {}
+        for member in members:
+            admin.AddMember(authz_pb2.AddMemberRequest(member=authz_pb2.Member(
+                id=member, email=f"{member}@acme.example",
+                grants=[authz_pb2.RoleGrant(role="member", project="internal-copilot")])),
+                metadata=alice, timeout=10)
+            keys[member] = admin.CreateKey(keys_pb2.CreateKeyRequest(
+                request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
+                owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id=member),
+                project="internal-copilot", environment=keys_pb2.ENVIRONMENT_DEVELOPMENT,
+                scopes=["chat.completions"]), metadata=alice, timeout=10).key.key_id
+        request_id = f"offboard-{suffix}"
+        # alice sends one id for two members; through policyctl too.
+        first = admin.RemoveMember(es.admin_pb2.RemoveMemberRequest(
+            member_id=members[0], request_id=request_id), metadata=alice, timeout=10)
+        self.assertEqual([k.key_id for k in first.revoked_keys], [keys[members[0]]])
+        second = run_policyctl("members", "remove", members[1], f"--request_id={request_id}",
+                               "--output=json", admin_key=alice_key)
+        self.assertEqual(second.returncode, 0, second.stderr)
+        self.assertEqual([k["key_id"] for k in json.loads(second.stdout)["revoked_keys"]],
+                         [keys[members[1]]])
+        # Another admin picking the same id revokes the keys of the member they remove.
+        dan = es.bearer(SUITE.new_admin_key("dan"))
+        third = admin.RemoveMember(es.admin_pb2.RemoveMemberRequest(
+            member_id=members[2], request_id=request_id), metadata=dan, timeout=10)
+        self.assertEqual([k.key_id for k in third.revoked_keys], [keys[members[2]]])
+        for member in members:
+            listed = admin.ListKeys(keys_pb2.ListKeysRequest(owner=keys_pb2.Principal(
+                type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id=member)), metadata=alice, timeout=10)
+            self.assertEqual({(k.key_id, k.state) for k in listed.keys},
+                             {(keys[member], keys_pb2.KEY_STATE_REVOKED)})
+        # alice's retry of her first removal repeats it.
+        again = admin.RemoveMember(es.admin_pb2.RemoveMemberRequest(
+            member_id=members[0], request_id=request_id), metadata=alice, timeout=10)
+        self.assertEqual([k.key_id for k in again.revoked_keys], [keys[members[0]]])
+
     def test_an_admin_change_made_while_audit_is_stopped_reaches_the_ledger(self):
         admin = SUITE.admin()
         alice_key = SUITE.new_admin_key("alice")
