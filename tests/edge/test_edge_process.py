@@ -561,6 +561,46 @@ class EdgeProcessTest(unittest.TestCase):
             member_id=members[0], request_id=request_id), metadata=alice, timeout=10)
         self.assertEqual([k.key_id for k in again.revoked_keys], [keys[members[0]]])
 
+    def test_policyctl_names_the_request_id_it_made_up_when_a_removal_is_cut_short(self):
+        admin = SUITE.admin()
+        alice_key = SUITE.new_admin_key("alice")
+        alice = es.bearer(alice_key)
+        member = f"cut-{uuid.uuid4().hex[:6]}"
+        admin.AddMember(authz_pb2.AddMemberRequest(member=authz_pb2.Member(
+            id=member, email=f"{member}@acme.example",
+            grants=[authz_pb2.RoleGrant(role="member", project="internal-copilot")])),
+            metadata=alice, timeout=10)
+        key_id = admin.CreateKey(keys_pb2.CreateKeyRequest(
+            request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
+            owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id=member),
+            project="internal-copilot", environment=keys_pb2.ENVIRONMENT_DEVELOPMENT,
+            scopes=["chat.completions"]), metadata=alice, timeout=10).key.key_id
+        # The removal commits in authz, then cannot revoke the keys: their table is locked
+        # past the call's deadline.
+        locker = subprocess.Popen(
+            [pt.PSQL, SUITE.url, "-c", "BEGIN; LOCK TABLE keys.api_keys IN ACCESS EXCLUSIVE "
+             "MODE; SELECT pg_sleep(5); COMMIT;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(locker.kill)
+        pt.wait_until(lambda: pt.psql(SUITE.url, "SELECT count(*) FROM pg_locks WHERE "
+                                      "mode = 'AccessExclusiveLock' AND relation = "
+                                      "'keys.api_keys'::regclass").strip() != "0",
+                      timeout=10, message="the lock on keys.api_keys")
+        cut_short = run_policyctl("members", "remove", member, "--timeout=2s",
+                                  admin_key=alice_key)
+        self.assertEqual(cut_short.returncode, 1, cut_short.stderr)
+        advice = [line for line in cut_short.stderr.splitlines() if "retry with" in line]
+        self.assertEqual(len(advice), 1, cut_short.stderr)
+        request_id = advice[0].rsplit("--request_id=", 1)[1]
+        self.assertTrue(request_id.startswith("policyctl-"), advice[0])
+        locker.wait(timeout=15)
+        # The retry the advice names finishes the removal: the member's key is revoked.
+        retried = run_policyctl("members", "remove", member, f"--request_id={request_id}",
+                                "--output=json", admin_key=alice_key)
+        self.assertEqual(retried.returncode, 0, retried.stderr)
+        self.assertEqual([k["key_id"] for k in json.loads(retried.stdout)["revoked_keys"]],
+                         [key_id])
+
     def test_an_admin_change_made_while_audit_is_stopped_reaches_the_ledger(self):
         admin = SUITE.admin()
         alice_key = SUITE.new_admin_key("alice")

@@ -625,7 +625,7 @@ int Members(const Invocation& in) {
   edge::v1::RemoveMemberResponse response;
   auto stub = edge::v1::AdminService::NewStub(Channel(g));
   if (grpc::Status s = stub->RemoveMember(Context(g, true).get(), request, &response); !s.ok()) {
-    return Failed(s);
+    return FailedRetryable(s, request_id);
   }
   return Show(g, response, [&] {
     std::printf("removed %s (request %s, ledger %s); revoked %d keys\n",
