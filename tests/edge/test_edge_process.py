@@ -822,7 +822,8 @@ class EdgeProcessTest(unittest.TestCase):
         exported = policyctl("audit", "export", "--project=support-eu",
                              "--environment=production")
         self.assertEqual(exported.returncode, 0, exported.stderr)
-        indexes = [int(json.loads(line).get("index", 0)) for line in exported.stdout.splitlines()]
+        # Every key is there whatever its value, entry 0's index too.
+        indexes = [int(json.loads(line)["index"]) for line in exported.stdout.splitlines()]
         self.assertEqual(indexes, list(range(len(indexes))))
         created = policyctl("endpoints", "create", "--id=francecentral", "--region=francecentral",
                             "--residency=eu", "--base_url=https://acme-fr.openai.azure.com",
@@ -883,17 +884,22 @@ class EdgeProcessTest(unittest.TestCase):
                                 f"--plan_fingerprint={planned['plan_fingerprint']}",
                                 "--output=json", admin_key=alice_key)
         self.assertEqual(applied.returncode, 0, applied.stderr)
-        revoked = [k["key_id"] for k in json.loads(applied.stdout).get("revoked_keys", [])]
+        revoked = [k["key_id"] for k in json.loads(applied.stdout)["revoked_keys"]]
         self.assertIn(dans.key.key_id, revoked)
         self.assertEqual(pt.call_code(self.decide, key=dans.secret), C.UNAUTHENTICATED)
         version = str(json.loads(applied.stdout)["org_version"])
         entries = org_ledger_once(alice_key, "ACTION_ORG_FILE_APPLIED", org_version=version)
         self.assertIn("dan", [e.get("subject") for e in entries
                               if e["action"] == "ACTION_MEMBER_REMOVED"])
-        # Applying the same file again changes nothing and revokes nothing.
+        # Planning and applying the same file again changes nothing and revokes nothing, and
+        # the JSON says so with every key.
+        replan = run_policyctl("org", "plan", str(org_file), "--output=json", admin_key=alice_key)
+        self.assertEqual(replan.returncode, 0, replan.stderr)
+        self.assertEqual(json.loads(replan.stdout)["changes"], [])
         again = run_policyctl("org", "apply", str(org_file), "--output=json", admin_key=alice_key)
         self.assertEqual(again.returncode, 0, again.stderr)
-        self.assertEqual(json.loads(again.stdout).get("revoked_keys", []), [])
+        self.assertEqual(json.loads(again.stdout)["revoked_keys"], [])
+        self.assertEqual(json.loads(again.stdout)["changes"], [])
         # The apply recorded once, under the organisation version it made.
         found = recorded(org_ledger(alice_key), "ACTION_ORG_FILE_APPLIED", org_version=version)
         self.assertEqual(len(found), 1)
@@ -1167,7 +1173,7 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertIn(key_id, ids)
         self.assertIn(successor, ids)
         self.assertNotIn(sa_key_id, ids)
-        self.assertNotIn("next_page_token", json.loads(listed.stdout))
+        self.assertEqual(json.loads(listed.stdout)["next_page_token"], "")
 
         for _ in range(2):
             invited = policyctl("invitations", "create",
@@ -1197,8 +1203,8 @@ class EdgeProcessTest(unittest.TestCase):
             self.assertEqual(paged.returncode, 0, paged.stderr)
             if output == "json":
                 page = json.loads(paged.stdout)
-                self.assertNotIn("next_page_token", page)
-                indexes = [int(e.get("index", 0)) for e in page["entries"]]
+                self.assertEqual(page["next_page_token"], "")
+                indexes = [int(e["index"]) for e in page["entries"]]
             else:
                 indexes = [int(line.split()[0]) for line in paged.stdout.splitlines()]
             self.assertGreaterEqual(len(indexes), 3, output)
@@ -1228,7 +1234,7 @@ class EdgeProcessTest(unittest.TestCase):
                        if e.action == audit_pb2.ACTION_AUDIT_READ and e.actor == "alice")
 
         def indexes(listed):
-            return [int(e.get("index", 0)) for e in json.loads(listed.stdout).get("entries", [])]
+            return [int(e["index"]) for e in json.loads(listed.stdout)["entries"]]
 
         # --limit stops after that many entries, one call per --page_size entries: a busy
         # ledger is neither read whole nor recorded as one read per entry.
@@ -1245,7 +1251,7 @@ class EdgeProcessTest(unittest.TestCase):
                          "--limit=0", "--output=json")
         self.assertEqual(rest.returncode, 0, rest.stderr)
         self.assertEqual(indexes(rest), [2, 3, 4])
-        self.assertNotIn("next_page_token", json.loads(rest.stdout))
+        self.assertEqual(json.loads(rest.stdout)["next_page_token"], "")
         self.assertEqual(rest.stderr, "")
         text = policyctl("audit", "query", *ledger, "--action=api_call", "--limit=3")
         self.assertEqual(text.returncode, 0, text.stderr)
@@ -1257,12 +1263,12 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(whole.returncode, 0, whole.stderr)
         self.assertEqual(indexes(whole), list(range(len(indexes(whole)))))
         self.assertGreaterEqual(len(indexes(whole)), 9)  # five entries and four reads
-        self.assertNotIn("next_page_token", json.loads(whole.stdout))
+        self.assertEqual(json.loads(whole.stdout)["next_page_token"], "")
         self.assertEqual(reads_by_alice(), before + 1)
-        # Nothing matched: an empty response, still JSON.
+        # Nothing matched: an empty response, still JSON, every key there.
         none = policyctl("audit", "query", *ledger, "--action=decision_deny", "--output=json")
         self.assertEqual(none.returncode, 0, none.stderr)
-        self.assertEqual(json.loads(none.stdout), {})
+        self.assertEqual(json.loads(none.stdout), {"entries": [], "next_page_token": ""})
         for bad in ("--limit=-1", "--page_size=0", "--page_size=1001"):
             refused = policyctl("audit", "query", *ledger, bad)
             self.assertEqual(refused.returncode, 2, bad)
