@@ -403,6 +403,7 @@ Status AdminService::RevokeKeysOf(const Caller& caller, keys::v1::PrincipalType 
   // Every key they hold; a retry returns the keys the first call revoked.
   keys::v1::RevokePrincipalKeysRequest revoke;
   revoke.set_request_id(request_id);
+  revoke.set_actor(caller.member);
   revoke.mutable_owner()->set_type(type);
   revoke.mutable_owner()->set_id(id);
   revoke.set_reason(
@@ -693,6 +694,7 @@ grpc::ServerUnaryReactor* AdminService::CreateKey(grpc::CallbackServerContext* c
     keys::v1::CreateKeyRequest create = *request;
     if (Status s = AuthorizeIssue(caller, &create); !s.ok()) return s;
     create.set_request_id(CallerRequestId(caller.member, request->request_id()));
+    create.set_actor(caller.member);
     return InCallerTerms(Call("keys", *keys_, &keys::v1::KeyService::Stub::CreateKey, create,
                               response, caller.deadline),
                          create.request_id(), request->request_id());
@@ -709,6 +711,7 @@ grpc::ServerUnaryReactor* AdminService::RotateKey(grpc::CallbackServerContext* c
       return s;
     }
     rotate.set_request_id(CallerRequestId(caller.member, request->request_id()));
+    rotate.set_actor(caller.member);
     return InCallerTerms(Call("keys", *keys_, &keys::v1::KeyService::Stub::RotateKey, rotate,
                               response, caller.deadline),
                          rotate.request_id(), request->request_id());
@@ -724,7 +727,9 @@ grpc::ServerUnaryReactor* AdminService::RevokeKey(grpc::CallbackServerContext* c
     if (Status s = AuthorizeKey(caller, request->key_id(), KeyChange::kRevoke, nullptr); !s.ok()) {
       return s;
     }
-    return Call("keys", *keys_, &keys::v1::KeyService::Stub::RevokeKey, *request, response,
+    keys::v1::RevokeKeyRequest revoke = *request;
+    revoke.set_actor(caller.member);
+    return Call("keys", *keys_, &keys::v1::KeyService::Stub::RevokeKey, revoke, response,
                 caller.deadline);
   });
 }

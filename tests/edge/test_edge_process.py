@@ -653,6 +653,64 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(states[old.key.key_id], keys_pb2.KEY_STATE_REVOKED)
         self.assertEqual(states[rotated.new_key.key_id], keys_pb2.KEY_STATE_ACTIVE)
 
+    def test_the_ledger_names_the_administrator_who_changed_a_key(self):
+        admin = SUITE.admin()
+        alice = es.bearer(SUITE.new_admin_key("alice"))
+        suffix = uuid.uuid4().hex[:6]
+        adam, account, member = f"adam-{suffix}", f"sa-actor-{suffix}", f"leaver-{suffix}"
+        admin.AddMember(authz_pb2.AddMemberRequest(member=authz_pb2.Member(
+            id=adam, email=f"{adam}@acme.example", grants=[authz_pb2.RoleGrant(role="admin")])),
+            metadata=alice, timeout=10)
+        by_adam = es.bearer(SUITE.new_admin_key(adam))
+        admin.CreateServiceAccount(authz_pb2.CreateServiceAccountRequest(
+            service_account=authz_pb2.ServiceAccount(
+                id=account, project="internal-copilot", environment="development",
+                permissions=["chat.completions"], ip_allowlist=["10.0.0.0/8"])),
+            metadata=alice, timeout=10)
+        admin.AddMember(authz_pb2.AddMemberRequest(member=authz_pb2.Member(
+            id=member, email=f"{member}@acme.example",
+            grants=[authz_pb2.RoleGrant(role="member", project="internal-copilot")])),
+            metadata=alice, timeout=10)
+        # adam creates a key (naming someone else as actor: the edge names him), alice rotates
+        # it, adam revokes the new key, then offboards a member holding a key alice created.
+        created = admin.CreateKey(keys_pb2.CreateKeyRequest(
+            request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_SERVICE_ACCOUNT,
+            owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_SERVICE_ACCOUNT, id=account),
+            project="internal-copilot", environment=keys_pb2.ENVIRONMENT_DEVELOPMENT,
+            scopes=["chat.completions"], actor="mallory"), metadata=by_adam, timeout=10)
+        rotated = admin.RotateKey(keys_pb2.RotateKeyRequest(
+            request_id=uuid.uuid4().hex, key_id=created.key.key_id, actor="mallory"),
+            metadata=alice, timeout=10)
+        admin.RevokeKey(keys_pb2.RevokeKeyRequest(key_id=rotated.new_key.key_id, reason="test",
+                                                  actor="mallory"),
+                        metadata=by_adam, timeout=10)
+        leavers = admin.CreateKey(keys_pb2.CreateKeyRequest(
+            request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
+            owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id=member),
+            project="internal-copilot", environment=keys_pb2.ENVIRONMENT_DEVELOPMENT,
+            scopes=["chat.completions"]), metadata=alice, timeout=10).key.key_id
+        admin.RemoveMember(es.admin_pb2.RemoveMemberRequest(
+            member_id=member, request_id=uuid.uuid4().hex), metadata=by_adam, timeout=10)
+
+        def actors(action, key_id):
+            page = admin.QueryAudit(audit_pb2.QueryEntriesRequest(
+                ledger=audit_pb2.LedgerRef(project="internal-copilot", environment="development"),
+                action=action, page_size=1000), metadata=alice, timeout=10)
+            return [e.actor for e in page.entries if e.metadata.get("key_id") == key_id]
+
+        expected = [
+            (audit_pb2.ACTION_KEY_CREATED, created.key.key_id, adam),
+            (audit_pb2.ACTION_KEY_ROTATED, created.key.key_id, "alice"),
+            (audit_pb2.ACTION_KEY_CREATED, rotated.new_key.key_id, "alice"),
+            (audit_pb2.ACTION_KEY_REVOKED, rotated.new_key.key_id, adam),
+            (audit_pb2.ACTION_KEY_CREATED, leavers, "alice"),
+            (audit_pb2.ACTION_KEY_REVOKED, leavers, adam),
+        ]
+        for action, key_id, actor in expected:
+            found = pt.wait_until(lambda: actors(action, key_id), timeout=15,
+                                  message=f"{action} of {key_id} in the ledger")
+            self.assertEqual(found, [actor], (action, key_id))
+
     def test_issuing_keys_cannot_lift_a_caller_above_their_role(self):
         admin = SUITE.admin()
         alice = es.bearer(SUITE.new_admin_key("alice"))  # the owner
