@@ -187,6 +187,37 @@ TEST_F(OrgAdminTest, TheLastOwnerCannotRemoveItself) {
   EXPECT_TRUE(admin().RemoveMember("olivia", "olivia").ok());
 }
 
+TEST_F(OrgAdminTest, SomeOwnerGrantNeverExpires) {
+  // olivia, the only owner, cannot give her owner grant an end: once it lapsed nobody could
+  // grant owner again.
+  const absl::Time soon = clock_.Now() + absl::Seconds(10);
+  absl::Status s = admin().SetMemberRoles("olivia", "olivia", {{Role::kOwner, "", soon}}).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("without an owner whose owner grant never expires"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("the owner grant of member 'olivia' expires"));
+  // Nor can the organisation file.
+  absl::StatusOr<std::string> yaml = admin().ExportOrgFile("olivia");
+  ASSERT_TRUE(yaml.ok()) << yaml.status();
+  const size_t owner = yaml->find("role: owner");
+  ASSERT_NE(owner, std::string::npos) << *yaml;
+  std::string expiring = *yaml;
+  expiring.insert(owner + std::string("role: owner").size(), ", expires: 2030-01-01T00:00:00Z");
+  s = admin().ApplyOrgFile("olivia", expiring, "").status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("never expires"));
+  s = admin().PlanOrgFile("olivia", expiring).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  // With another owner for good, hers may end; then his may not.
+  ASSERT_TRUE(admin().SetMemberRoles("olivia", "adam", {{Role::kOwner, "", std::nullopt}}).ok());
+  ASSERT_TRUE(admin().SetMemberRoles("olivia", "olivia", {{Role::kOwner, "", soon}}).ok());
+  EXPECT_EQ(admin().SetMemberRoles("adam", "adam", {{Role::kOwner, "", soon}}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // Once hers lapsed, adam still manages owners.
+  clock_.Advance(absl::Seconds(11));
+  EXPECT_FALSE(Allowed("olivia", "", "owners.manage"));
+  EXPECT_TRUE(admin().SetMemberRoles("adam", "olivia", {{Role::kOwner, "", std::nullopt}}).ok());
+}
+
 TEST_F(OrgAdminTest, AnOwnerMadeSinceTheCacheWasCurrentIsNotRemovedByAnAdmin) {
   // adam's replica still sees mia as a member when olivia makes her an owner.
   std::unique_ptr<OrgCache> before_promotion = FrozenCache();

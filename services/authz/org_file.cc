@@ -24,7 +24,8 @@
 //                                      # member | reader need a project; expires: RFC 3339
 //       provisioned_by: idp            # optional: only "idp", for a member the identity
 //                                      # provider created (FormatOrgFile writes it); members
-//                                      # without it are managed by the file
+//                                      # without it are managed by the file; with it, an entry
+//                                      # for a member the group sync removed changes nothing
 //   service_accounts:                  # list
 //     - id: sa-support-prod            # required
 //       project: support-eu            # required, a project of this file
@@ -649,14 +650,15 @@ absl::StatusOr<OrgFile> ParseDocument(const Node& root) {
   }
   if (const Node* members = top.Find("members")) {
     UniqueKeys ids("member id"), emails("e-mail");
-    RETURN_IF_ERROR(ForEach(*members, "members", kUnbounded, true,
-                            [&](const Node& item, const std::string& path) {
-                              ASSIGN_OR_RETURN(Member member, ReadMember(item, path, context));
-                              RETURN_IF_ERROR(ids.Add(member.id, item, Child(path, "id")));
-                              RETURN_IF_ERROR(emails.Add(member.email, item, Child(path, "email")));
-                              file.members.push_back(std::move(member));
-                              return absl::OkStatus();
-                            }));
+    RETURN_IF_ERROR(ForEach(
+        *members, "members", kUnbounded, true, [&](const Node& item, const std::string& path) {
+          ASSIGN_OR_RETURN(Member member, ReadMember(item, path, context));
+          RETURN_IF_ERROR(ids.Add(member.id, item, Child(path, "id")));
+          RETURN_IF_ERROR(emails.Add(member.email, item, Child(path, "email")));
+          file.members.push_back(std::move(member));
+          file.member_places.push_back(absl::StrCat(LinePrefix(MarkOf(item)), path));
+          return absl::OkStatus();
+        }));
   }
   if (const Node* accounts = top.Find("service_accounts")) {
     UniqueKeys ids("service account id");
@@ -898,11 +900,23 @@ std::string FormatOrgFile(const OrgState& state) {
 }
 
 absl::Status ApplyOrgFile(const OrgFile& file, absl::Time now, OrgState& state) {
-  for (const Member& m : file.members) {
+  const auto place = [&](size_t i) {
+    return i < file.member_places.size() ? file.member_places[i] : absl::StrCat("members[", i, "]");
+  };
+  // The members the file declares; an IdP-provisioned entry for a member the group sync has
+  // removed is only a description, and declares nothing.
+  absl::flat_hash_map<absl::string_view, const Member*> members;
+  for (size_t i = 0; i < file.members.size(); ++i) {
+    const Member& m = file.members[i];
     const Member* old = state.FindMember(m.id);
     if (old != nullptr && old->removed_at.has_value()) {
-      return absl::FailedPreconditionError(FormatRemoval("member", m.id, *old->removed_at));
+      if (m.provisioned_by == kProvisionedByIdp && old->provisioned_by == kProvisionedByIdp) {
+        continue;
+      }
+      return absl::FailedPreconditionError(
+          absl::StrCat(place(i), ": ", FormatRemoval("member", m.id, *old->removed_at)));
     }
+    members[m.id] = &m;
   }
   for (const ServiceAccount& a : file.service_accounts) {
     const ServiceAccount* old = state.FindServiceAccount(a.id);
@@ -927,8 +941,6 @@ absl::Status ApplyOrgFile(const OrgFile& file, absl::Time now, OrgState& state) 
     if (state.FindProject(p.id) == nullptr) next.projects.push_back(p);
   }
 
-  absl::flat_hash_map<absl::string_view, const Member*> members;
-  for (const Member& m : file.members) members[m.id] = &m;
   for (Member& m : next.members) {
     auto it = members.find(m.id);
     if (it != members.end()) {
@@ -963,6 +975,19 @@ absl::Status ApplyOrgFile(const OrgFile& file, absl::Time now, OrgState& state) 
 
   next.idp_groups = file.idp_groups;
   RETURN_IF_ERROR(ReconcileGroups(next, now));
+  // The file's members stand after the reconciliation, or the file is refused whole.
+  for (size_t i = 0; i < file.members.size(); ++i) {
+    const Member& m = file.members[i];
+    if (!members.contains(m.id)) continue;
+    const Member* after = next.FindMember(m.id);
+    if (after != nullptr && after->removed_at.has_value()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          place(i), ": member ", Quoted(m.id), " was provisioned by the identity provider and ",
+          "holds no grants of its own, and no group of this file lists ", m.email,
+          " (or a member this file manages has that e-mail), so the group sync would remove it; "
+          "leave it out of the file, or list its e-mail in a group"));
+    }
+  }
   state = std::move(next);
   return absl::OkStatus();
 }

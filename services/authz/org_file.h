@@ -21,6 +21,9 @@ struct OrgFile {
   std::vector<Member> members;
   std::vector<ServiceAccount> service_accounts;
   std::vector<IdpGroup> idp_groups;
+  // Where each member stands in the file, parallel to `members`: "line N: members[i]" (the
+  // line when known); empty for a file not read by ParseOrgFile.
+  std::vector<std::string> member_places;
 };
 
 inline constexpr size_t kMaxOrgFileBytes = 4 << 20;
@@ -38,9 +41,12 @@ std::string FormatOrgFile(const OrgState& state);
 // Makes `state` what `file` declares, as of `now`: creates and updates what the file lists,
 // archives projects and removes (removed_at = now) members and service accounts it does not
 // list, replaces the groups and then reconciles group members as SyncIdpGroup does.
-// Invitations are untouched. FAILED_PRECONDITION when the file lists a removed member or
-// service account (removal is final). Does not validate the result: the caller runs
-// ValidateOrgState.
+// Invitations are untouched. A member listed with `provisioned_by: idp` that the identity
+// provider's group sync has removed is left removed (such entries, as FormatOrgFile writes
+// them, describe the group sync's members). FAILED_PRECONDITION naming the entry when the file
+// lists any other removed member or service account (removal is final), or a member the
+// reconciliation would remove (an IdP-provisioned member without grants of its own that no
+// group of the file lists). Does not validate the result: the caller runs ValidateOrgState.
 absl::Status ApplyOrgFile(const OrgFile& file, absl::Time now, OrgState& state);
 
 // The identity provider's view of group `name` replaces its member list: every e-mail

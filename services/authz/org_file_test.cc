@@ -603,8 +603,10 @@ TEST(ApplyOrgFileTest, RefusesARemovedId) {
   const OrgState before = state;
   absl::Status status = ApplyOrgFile(ParseOrDie(ReadExample()), kLater, state);
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(status.message(),
-            "member 'carol' was removed at 2026-03-01T09:00:00Z; removal is final, use a new id");
+  EXPECT_THAT(std::string(status.message()), StartsWith("line "));
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr(": members[3]: member 'carol' was removed at 2026-03-01T09:00:00Z; removal "
+                        "is final, use a new id"));
   EXPECT_EQ(Diff(before, state).size(), 0u);
 
   state.FindMember("carol")->removed_at = std::nullopt;
@@ -613,6 +615,57 @@ TEST(ApplyOrgFileTest, RefusesARemovedId) {
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(status.message()),
               StartsWith("service account 'sa-copilot-ci' was removed at "));
+}
+
+TEST(ApplyOrgFileTest, AnExportStillAppliesOnceTheGroupSyncRemovedAMemberItLists) {
+  OrgState state = ExampleState();
+  const std::string exported = FormatOrgFile(state);
+  ASSERT_THAT(exported, HasSubstr("id: idp:grace@acme.example"));
+  // The identity provider drops grace from her group: the sync removes her.
+  ASSERT_TRUE(
+      SyncIdpGroup("support-engineers", {"bob@acme.example", "frank@acme.example"}, kNow, state)
+          .ok());
+  ASSERT_EQ(state.FindMember("idp:grace@acme.example")->removed_at, kNow);
+  // The file exported before still applies, and leaves her removed (its groups list her, so a
+  // new member is provisioned for her e-mail); applied again it changes nothing.
+  const OrgFile file = ParseOrDie(exported);
+  absl::Status applied = ApplyOrgFile(file, kLater, state);
+  ASSERT_TRUE(applied.ok()) << applied;
+  EXPECT_EQ(state.FindMember("idp:grace@acme.example")->removed_at, kNow);
+  EXPECT_EQ(state.FindMember("idp:grace@acme.example:2")->removed_at, std::nullopt);
+  EXPECT_TRUE(ValidateOrgState(state).ok()) << ValidateOrgState(state);
+  const OrgState once = state;
+  applied = ApplyOrgFile(file, kLater + absl::Hours(1), state);
+  ASSERT_TRUE(applied.ok()) << applied;
+  EXPECT_EQ(Diff(once, state).size(), 0u);
+}
+
+TEST(ApplyOrgFileTest, AFileListingMembersItsGroupsWouldRemoveIsRefusedWhole) {
+  OrgState state = ExampleState();
+  OrgFile file = ParseOrDie(FormatOrgFile(state));
+  // The file drops data-science but still lists heidi and ivan, whom only that group provisioned.
+  file.idp_groups.erase(std::remove_if(file.idp_groups.begin(), file.idp_groups.end(),
+                                       [](const IdpGroup& g) { return g.name == "data-science"; }),
+                        file.idp_groups.end());
+  const OrgState before = state;
+  absl::Status status = ApplyOrgFile(file, kLater, state);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(status.message()), StartsWith("line "));
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("]: member 'idp:heidi@acme.example' was provisioned by the identity "
+                        "provider"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("no group of this file lists"));
+  EXPECT_EQ(Diff(before, state).size(), 0u);
+  // Without them the file applies, and the reconciliation removes them.
+  file.members.erase(std::remove_if(file.members.begin(), file.members.end(),
+                                    [](const Member& m) {
+                                      return m.id == "idp:heidi@acme.example" ||
+                                             m.id == "idp:ivan@acme.example";
+                                    }),
+                     file.members.end());
+  file.member_places.clear();
+  ASSERT_TRUE(ApplyOrgFile(file, kLater, state).ok());
+  EXPECT_EQ(state.FindMember("idp:heidi@acme.example")->removed_at, kLater);
 }
 
 TEST(ApplyOrgFileTest, AFileListedMemberIsFileManaged) {

@@ -58,6 +58,14 @@ bool LiveOwner(const Member& member, absl::Time now) {
   });
 }
 
+// A member who stays owner for good: not removed, with an owner grant that never expires.
+bool StandingOwner(const Member& member) {
+  if (Removed(member.removed_at)) return false;
+  return std::any_of(member.grants.begin(), member.grants.end(), [](const RoleGrant& g) {
+    return g.role == Role::kOwner && !g.expires_at.has_value();
+  });
+}
+
 std::string FormatOptionalTime(const std::optional<absl::Time>& t) {
   return t.has_value() ? FormatTimeText(*t) : "";
 }
@@ -404,9 +412,33 @@ absl::Status ValidateTransition(const OrgState& before, const OrgState& after, a
       }
     }
   }
+  // Owners: the organisation keeps one whose owner grant never expires, since an owner grant
+  // that lapses with no owner left could not be given again by anyone. An organisation stored
+  // before this rule without such an owner keeps at least one live owner until it has one.
   const auto live_owner = [&](const Member& m) { return LiveOwner(m, now); };
-  if (std::any_of(before.members.begin(), before.members.end(), live_owner) &&
-      std::none_of(after.members.begin(), after.members.end(), live_owner)) {
+  const bool standing_before =
+      std::any_of(before.members.begin(), before.members.end(), StandingOwner);
+  const bool live_before = std::any_of(before.members.begin(), before.members.end(), live_owner);
+  const bool live_after = std::any_of(after.members.begin(), after.members.end(), live_owner);
+  if ((standing_before || (!live_before && live_after)) &&
+      std::none_of(after.members.begin(), after.members.end(), StandingOwner)) {
+    std::vector<std::string> expiring;
+    for (const Member& m : after.members) {
+      if (!live_owner(m)) continue;
+      for (const RoleGrant& g : m.grants) {
+        if (g.role == Role::kOwner && g.expires_at.has_value() && now < *g.expires_at) {
+          expiring.push_back(absl::StrCat("the owner grant of member ", Quoted(m.id), " expires ",
+                                          FormatTimeText(*g.expires_at)));
+        }
+      }
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "this change would leave the organisation without an owner whose owner grant never "
+        "expires",
+        expiring.empty() ? "" : absl::StrCat(" (", absl::StrJoin(expiring, "; "), ")"),
+        "; make someone owner without an expiry first"));
+  }
+  if (live_before && !live_after) {
     return absl::FailedPreconditionError(
         "this change would leave the organisation without an owner; make someone else owner "
         "first");

@@ -58,7 +58,9 @@ absl::Status ValidateOrgState(const OrgState& state);
 // Checks that `after` may follow `before` at `now`: nothing but invitations and groups
 // disappears; removal is final (a removed member or service account stays removed with its
 // removal time); no grant, service account or invitation newly names an archived project;
-// and an organisation that had an owner with a live grant still has one.
+// an organisation that had an owner whose owner grant never expires still has one, and one
+// that gains its first owners gains such an owner (else no owner grant could be given once
+// the others lapsed); and an organisation that had an owner with a live grant still has one.
 // FAILED_PRECONDITION naming the entity otherwise.
 absl::Status ValidateTransition(const OrgState& before, const OrgState& after, absl::Time now);
 

@@ -396,10 +396,18 @@ grpc::ServerUnaryReactor* AdminService::RemoveMember(grpc::CallbackServerContext
         !s.ok()) {
       return s;
     }
-    // 2. Their keys (keys records each revocation).
-    if (Status s = RevokeKeysOf(caller, keys::v1::PRINCIPAL_TYPE_MEMBER, request->member_id(),
-                                absl::StrCat("remove-member:", request->request_id()),
-                                response->mutable_revoked_keys());
+    // 2. Their keys (keys records each revocation), under a request id of the caller's, the
+    //    member's and the caller's request id: the caller's retry repeats nothing, and the same
+    //    id sent for another member (or by another admin) is another revocation.
+    const std::string revocation_id = absl::StrCat(
+        "remove-member:",
+        ledger::ShortDigest(absl::StrCat(caller.member.size(), ":", caller.member, "\n",
+                                         request->member_id().size(), ":", request->member_id(),
+                                         "\n", request->request_id())));
+    if (Status s = InCallerTerms(
+            RevokeKeysOf(caller, keys::v1::PRINCIPAL_TYPE_MEMBER, request->member_id(),
+                         revocation_id, response->mutable_revoked_keys()),
+            revocation_id, request->request_id());
         !s.ok()) {
       return s;
     }
@@ -420,6 +428,7 @@ Status AdminService::RevokeKeysOf(const Caller& caller, keys::v1::PrincipalType 
   // Every key they hold; a retry returns the keys the first call revoked.
   keys::v1::RevokePrincipalKeysRequest revoke;
   revoke.set_request_id(request_id);
+  revoke.set_actor(caller.member);
   revoke.mutable_owner()->set_type(type);
   revoke.mutable_owner()->set_id(id);
   revoke.set_reason(
@@ -729,6 +738,7 @@ grpc::ServerUnaryReactor* AdminService::CreateKey(grpc::CallbackServerContext* c
     keys::v1::CreateKeyRequest create = *request;
     if (Status s = AuthorizeIssue(caller, &create); !s.ok()) return s;
     create.set_request_id(CallerRequestId(caller.member, request->request_id()));
+    create.set_actor(caller.member);
     return InCallerTerms(Call("keys", *keys_, &keys::v1::KeyService::Stub::CreateKey, create,
                               response, caller.deadline),
                          create.request_id(), request->request_id());
@@ -745,6 +755,7 @@ grpc::ServerUnaryReactor* AdminService::RotateKey(grpc::CallbackServerContext* c
       return s;
     }
     rotate.set_request_id(CallerRequestId(caller.member, request->request_id()));
+    rotate.set_actor(caller.member);
     return InCallerTerms(Call("keys", *keys_, &keys::v1::KeyService::Stub::RotateKey, rotate,
                               response, caller.deadline),
                          rotate.request_id(), request->request_id());
@@ -760,7 +771,9 @@ grpc::ServerUnaryReactor* AdminService::RevokeKey(grpc::CallbackServerContext* c
     if (Status s = AuthorizeKey(caller, request->key_id(), KeyChange::kRevoke, nullptr); !s.ok()) {
       return s;
     }
-    return Call("keys", *keys_, &keys::v1::KeyService::Stub::RevokeKey, *request, response,
+    keys::v1::RevokeKeyRequest revoke = *request;
+    revoke.set_actor(caller.member);
+    return Call("keys", *keys_, &keys::v1::KeyService::Stub::RevokeKey, revoke, response,
                 caller.deadline);
   });
 }

@@ -6,14 +6,18 @@ namespace policy::keys {
 namespace {
 
 KeyEvent EventOf(KeyEvent::Type type, const KeyRecord& key, absl::Time at, std::string related,
-                 std::string reason) {
-  return KeyEvent{type,      key.key_id,         key.kind,
-                  key.owner, key.project,        key.environment,
-                  at,        std::move(related), std::move(reason)};
+                 std::string reason, absl::string_view actor) {
+  return KeyEvent{type,
+                  key.key_id,
+                  key.kind,
+                  key.owner,
+                  key.project,
+                  key.environment,
+                  at,
+                  std::move(related),
+                  std::move(reason),
+                  std::string(actor.empty() ? kKeysServiceActor : actor)};
 }
-
-// Who the ledger names as acting: key events are the keys service's own records.
-constexpr char kActor[] = "keys-service";
 
 // audit.v1.Action's name without "ACTION_".
 std::string ActionOf(KeyEvent::Type type) {
@@ -46,28 +50,28 @@ absl::string_view EventTypeName(KeyEvent::Type type) {
   return "unknown";
 }
 
-KeyEvent CreatedEvent(const KeyRecord& key) {
-  return EventOf(KeyEvent::Type::kCreated, key, key.created_at, key.rotated_from, "");
+KeyEvent CreatedEvent(const KeyRecord& key, absl::string_view actor) {
+  return EventOf(KeyEvent::Type::kCreated, key, key.created_at, key.rotated_from, "", actor);
 }
 
-KeyEvent RotatedEvent(const KeyRecord& old_key, absl::Time at) {
-  return EventOf(KeyEvent::Type::kRotated, old_key, at, old_key.rotated_to, "");
+KeyEvent RotatedEvent(const KeyRecord& old_key, absl::Time at, absl::string_view actor) {
+  return EventOf(KeyEvent::Type::kRotated, old_key, at, old_key.rotated_to, "", actor);
 }
 
-KeyEvent RevokedEvent(const KeyRecord& key) {
+KeyEvent RevokedEvent(const KeyRecord& key, absl::string_view actor) {
   return EventOf(KeyEvent::Type::kRevoked, key, key.revoked_at.value_or(absl::UnixEpoch()), "",
-                 key.revocation_reason);
+                 key.revocation_reason, actor);
 }
 
 KeyEvent OverlapEndedEvent(const KeyRecord& key) {
   return EventOf(KeyEvent::Type::kOverlapEnded, key, key.revoked_at.value_or(absl::UnixEpoch()),
-                 key.rotated_to, key.revocation_reason);
+                 key.rotated_to, key.revocation_reason, kKeysServiceActor);
 }
 
 ledger::LedgerRecord LedgerRecordOf(const KeyEvent& event) {
   ledger::LedgerRecord record;
   record.action = ActionOf(event.type);
-  record.actor = kActor;
+  record.actor = event.actor.empty() ? std::string(kKeysServiceActor) : event.actor;
   if (!event.project.empty()) {
     record.project = event.project;
     record.environment = std::string(EnvironmentName(event.environment));

@@ -55,6 +55,12 @@ TEST(LedgerRecordOfTest, NamesTheKeyTheOwnerAndTheLedger) {
                                                {"at", "2023-11-14T22:13:20.12+00:00"}}}));
 
   EXPECT_EQ(LedgerRecordOf(Event(KeyEvent::Type::kCreated, "key_D")).action, "KEY_CREATED");
+  // A change made on a member's behalf names them as the actor.
+  KeyEvent revoked = Event(KeyEvent::Type::kRevoked, "key_E");
+  revoked.actor = "dan";
+  EXPECT_EQ(LedgerRecordOf(revoked).actor, "dan");
+  EXPECT_EQ(RevokedEvent(KeyRecord{}, "dan").actor, "dan");
+  EXPECT_EQ(RevokedEvent(KeyRecord{}, "").actor, "keys-service");
   EXPECT_EQ(LedgerRecordOf(Event(KeyEvent::Type::kRevoked, "key_D")).request_id,
             "keys:key_revoked:key_D");
 }

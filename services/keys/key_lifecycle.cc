@@ -44,6 +44,11 @@ absl::Status ValidateId(absl::string_view value, absl::string_view field) {
   return absl::OkStatus();
 }
 
+// A change's actor: empty (the keys service), or a member's id.
+absl::Status ValidateActor(absl::string_view actor) {
+  return actor.empty() ? absl::OkStatus() : ValidateId(actor, "actor");
+}
+
 absl::Status ValidateRequestId(absl::string_view value) {
   if (value.size() > kMaxIdBytes) {
     return absl::InvalidArgumentError("request_id is longer than 128 bytes");
@@ -211,6 +216,7 @@ absl::StatusOr<IssuedKey> KeyLifecycle::ReplayCreate(const IdempotencyRecord& re
 absl::StatusOr<IssuedKey> KeyLifecycle::Create(const CreateKeyParams& input) {
   CreateKeyParams params = input;
   RETURN_IF_ERROR(ValidateRequestId(params.request_id));
+  RETURN_IF_ERROR(ValidateActor(params.actor));
   RETURN_IF_ERROR(ValidateOwner(params.kind, params.owner));
   if (params.kind == KeyKind::kAdmin) {
     if (!params.project.empty()) {
@@ -262,7 +268,7 @@ absl::StatusOr<IssuedKey> KeyLifecycle::Create(const CreateKeyParams& input) {
     ASSIGN_OR_RETURN(
         request, NewRequest(params.request_id, std::string(kOpCreate), fingerprint, &issued, now));
   }
-  absl::Status inserted = store_->Insert(issued.key, request);
+  absl::Status inserted = store_->Insert(issued.key, request, params.actor);
   if (absl::IsAlreadyExists(inserted) && request.has_value()) {
     // A concurrent retry with the same request id won the race: return its result.
     ASSIGN_OR_RETURN(earlier, FindRequest(params.request_id, std::string(kOpCreate), fingerprint));
@@ -284,6 +290,7 @@ absl::StatusOr<RotatedKey> KeyLifecycle::ReplayRotate(const IdempotencyRecord& r
 absl::StatusOr<RotatedKey> KeyLifecycle::Rotate(const RotateKeyParams& params) {
   RETURN_IF_ERROR(ValidateRequestId(params.request_id));
   RETURN_IF_ERROR(ValidateKeyId(params.key_id));
+  RETURN_IF_ERROR(ValidateActor(params.actor));
   const absl::Duration overlap = params.overlap.value_or(policy_.default_overlap);
   if (overlap < absl::ZeroDuration() || overlap > policy_.max_overlap) {
     return absl::InvalidArgumentError(
@@ -330,7 +337,7 @@ absl::StatusOr<RotatedKey> KeyLifecycle::Rotate(const RotateKeyParams& params) {
     request->key_ids.insert(request->key_ids.begin(), old_key.key_id);
   }
   absl::StatusOr<KeyRecord> rotated =
-      store_->Rotate(old_key.key_id, overlap_ends_at, successor.key, request);
+      store_->Rotate(old_key.key_id, overlap_ends_at, successor.key, request, params.actor);
   // A concurrent twin with the same request id may have rotated the key first: replay it.
   if ((absl::IsAlreadyExists(rotated.status()) || absl::IsFailedPrecondition(rotated.status())) &&
       request.has_value()) {
@@ -342,12 +349,14 @@ absl::StatusOr<RotatedKey> KeyLifecycle::Rotate(const RotateKeyParams& params) {
 }
 
 absl::StatusOr<std::pair<KeyRecord, bool>> KeyLifecycle::Revoke(const std::string& key_id,
-                                                                const std::string& reason) {
+                                                                const std::string& reason,
+                                                                const std::string& actor) {
   RETURN_IF_ERROR(ValidateKeyId(key_id));
   RETURN_IF_ERROR(ValidateReason(reason));
+  RETURN_IF_ERROR(ValidateActor(actor));
   const absl::Time now = clock_->Now();
   const std::string why = reason.empty() ? "revoked" : reason;
-  return store_->Revoke(key_id, why, now);
+  return store_->Revoke(key_id, why, now, actor);
 }
 
 absl::StatusOr<std::vector<KeyRecord>> KeyLifecycle::ReplayRevokePrincipal(
@@ -362,10 +371,12 @@ absl::StatusOr<std::vector<KeyRecord>> KeyLifecycle::ReplayRevokePrincipal(
 
 absl::StatusOr<std::vector<KeyRecord>> KeyLifecycle::RevokePrincipal(const std::string& request_id,
                                                                      const Principal& owner,
-                                                                     const std::string& reason) {
+                                                                     const std::string& reason,
+                                                                     const std::string& actor) {
   RETURN_IF_ERROR(ValidateRequestId(request_id));
   RETURN_IF_ERROR(ValidateId(owner.id, "owner.id"));
   RETURN_IF_ERROR(ValidateReason(reason));
+  RETURN_IF_ERROR(ValidateActor(actor));
   const std::string why = reason.empty() ? "principal's keys revoked" : reason;
   const std::string fingerprint =
       Fingerprint({kOpRevokePrincipal, PrincipalTypeName(owner.type), owner.id, why});
@@ -378,7 +389,8 @@ absl::StatusOr<std::vector<KeyRecord>> KeyLifecycle::RevokePrincipal(const std::
     ASSIGN_OR_RETURN(request, NewRequest(request_id, std::string(kOpRevokePrincipal), fingerprint,
                                          nullptr, now));
   }
-  absl::StatusOr<std::vector<KeyRecord>> revoked = store_->RevokeOwnedBy(owner, why, now, request);
+  absl::StatusOr<std::vector<KeyRecord>> revoked =
+      store_->RevokeOwnedBy(owner, why, now, request, actor);
   if (absl::IsAlreadyExists(revoked.status()) && request.has_value()) {
     ASSIGN_OR_RETURN(earlier,
                      FindRequest(request_id, std::string(kOpRevokePrincipal), fingerprint));

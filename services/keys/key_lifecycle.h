@@ -36,6 +36,8 @@ struct CreateKeyParams {
   std::vector<std::string> scopes;
   std::optional<absl::Time> expires_at;  // At most one of expires_at and ttl.
   std::optional<absl::Duration> ttl;
+  // Who asks: the member recorded as the change's actor; empty: the keys service.
+  std::string actor = "";
 };
 
 struct IssuedKey {
@@ -48,6 +50,7 @@ struct RotateKeyParams {
   std::string key_id;
   std::optional<absl::Duration> overlap;
   std::optional<absl::Duration> ttl;
+  std::string actor = "";  // As CreateKeyParams.actor.
 };
 
 struct RotatedKey {
@@ -102,12 +105,14 @@ class KeyLifecycle {
 
   absl::StatusOr<IssuedKey> Create(const CreateKeyParams& params);
   absl::StatusOr<RotatedKey> Rotate(const RotateKeyParams& params);
-  // Returns the key and whether this call revoked it.
+  // Returns the key and whether this call revoked it. `actor` as CreateKeyParams.actor.
   absl::StatusOr<std::pair<KeyRecord, bool>> Revoke(const std::string& key_id,
-                                                    const std::string& reason);
+                                                    const std::string& reason,
+                                                    const std::string& actor = "");
   absl::StatusOr<std::vector<KeyRecord>> RevokePrincipal(const std::string& request_id,
                                                          const Principal& owner,
-                                                         const std::string& reason);
+                                                         const std::string& reason,
+                                                         const std::string& actor = "");
   absl::StatusOr<KeyRecord> Get(const std::string& key_id);
   absl::StatusOr<KeyListing> List(const ListKeysParams& params);
   absl::StatusOr<RotationReport> GetRotationReport(const std::optional<std::string>& project);

@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/clock/clock.h"
@@ -61,6 +62,33 @@ TEST_F(KeyLifecycleTest, CreateStoresOnlyAHashAndARedactedForm) {
   EXPECT_THAT(stored->scopes, ElementsAre("chat.completions", "embeddings"));  // Sorted.
   EXPECT_EQ(stored->expires_at, clock_.Now() + KeyPolicy{}.default_ttl);
   EXPECT_THAT(OutboxActions(store_), ElementsAre("KEY_CREATED"));
+}
+
+TEST_F(KeyLifecycleTest, EachChangeRecordsWhoMadeIt) {
+  CreateKeyParams params = Params();
+  params.actor = "alice";
+  IssuedKey created = MustCreate(params);
+  RotateKeyParams rotation{"", created.key.key_id, {}, {}};
+  rotation.actor = "dan";
+  absl::StatusOr<RotatedKey> rotated = lifecycle_.Rotate(rotation);
+  ASSERT_TRUE(rotated.ok()) << rotated.status();
+  ASSERT_TRUE(lifecycle_.Revoke(rotated->new_key.key.key_id, "lost", "erin").ok());
+  ASSERT_TRUE(lifecycle_.RevokePrincipal("off", {PrincipalType::kMember, "alice"}, "", "dan").ok());
+  MustCreate(Params());  // Nobody named: the service.
+  std::vector<std::string> actors;
+  for (const ledger::LedgerRecord& r : OutboxRecords(store_)) {
+    actors.push_back(absl::StrCat(r.action, " ", r.actor));
+  }
+  EXPECT_THAT(actors,
+              ElementsAre("KEY_CREATED alice", "KEY_ROTATED dan", "KEY_CREATED dan",
+                          "KEY_REVOKED erin", "KEY_REVOKED dan", "KEY_CREATED keys-service"));
+  // An actor is a member's id.
+  params.actor = "has space";
+  absl::Status status = lifecycle_.Create(params).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("actor"));
+  EXPECT_EQ(lifecycle_.Revoke(created.key.key_id, "", std::string(200, 'a')).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(KeyLifecycleTest, CreateValidatesEveryField) {

@@ -79,10 +79,13 @@ class KeyStore {
  public:
   virtual ~KeyStore() = default;
 
-  // Inserts `key` and, when given, `request` in one step; event: CreatedEvent(key).
+  // Insert, Rotate, Revoke and RevokeOwnedBy record their events as made by `actor` (a
+  // member's id; empty: kKeysServiceActor).
+
+  // Inserts `key` and, when given, `request` in one step; event: CreatedEvent(key, actor).
   // ALREADY_EXISTS when the key id or the request id exists already; then nothing is written.
-  virtual absl::Status Insert(const KeyRecord& key,
-                              const std::optional<IdempotencyRecord>& request) = 0;
+  virtual absl::Status Insert(const KeyRecord& key, const std::optional<IdempotencyRecord>& request,
+                              absl::string_view actor) = 0;
 
   // Marks `old_key_id` rotating until `overlap_ends_at` with successor `successor.key_id`,
   // and inserts `successor` (and `request`), in one step. FAILED_PRECONDITION, with nothing
@@ -91,14 +94,16 @@ class KeyStore {
   // RotatedEvent(old key, successor.created_at), then CreatedEvent(successor).
   virtual absl::StatusOr<KeyRecord> Rotate(const std::string& old_key_id,
                                            absl::Time overlap_ends_at, const KeyRecord& successor,
-                                           const std::optional<IdempotencyRecord>& request) = 0;
+                                           const std::optional<IdempotencyRecord>& request,
+                                           absl::string_view actor) = 0;
 
   // Marks the key revoked at `at` for `reason`. Returns the key and whether it changed (false
   // when it was revoked already; the first revocation's time and reason are kept). Event, when
   // it changed: RevokedEvent(key).
   virtual absl::StatusOr<std::pair<KeyRecord, bool>> Revoke(const std::string& key_id,
                                                             const std::string& reason,
-                                                            absl::Time at) = 0;
+                                                            absl::Time at,
+                                                            absl::string_view actor) = 0;
 
   // Revokes every kActive or kRotating key `owner` holds, records `request` when given, in
   // one step, and returns the keys it revoked. ALREADY_EXISTS (nothing written) when the
@@ -107,7 +112,7 @@ class KeyStore {
   // leaves a live successor of a key it revoked.
   virtual absl::StatusOr<std::vector<KeyRecord>> RevokeOwnedBy(
       const Principal& owner, const std::string& reason, absl::Time at,
-      const std::optional<IdempotencyRecord>& request) = 0;
+      const std::optional<IdempotencyRecord>& request, absl::string_view actor) = 0;
 
   // Revokes, with reason kReasonOverlapEnded, every kRotating key whose overlap ended at or
   // before `at` and before the key's expiry (a key whose overlap ran to its expiry simply

@@ -146,7 +146,7 @@ TEST_P(KeyStoreConformanceTest, InsertThenGetRoundTripsEveryField) {
   key.state = KeyState::kRotating;
   key.rotated_from = "key_00000000000000009";
   key.rotated_to = "key_00000000000000008";
-  ASSERT_TRUE(store_->Insert(key, std::nullopt).ok());
+  ASSERT_TRUE(store_->Insert(key, std::nullopt, "").ok());
   absl::StatusOr<KeyRecord> got = store_->Get(key.key_id);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(*got, key);
@@ -158,7 +158,7 @@ TEST_P(KeyStoreConformanceTest, InsertThenGetRoundTripsEveryField) {
   revoked.kind = KeyKind::kAdmin;
   revoked.project = "";
   revoked.scopes = {};
-  ASSERT_TRUE(store_->Insert(revoked, std::nullopt).ok());
+  ASSERT_TRUE(store_->Insert(revoked, std::nullopt, "").ok());
   EXPECT_EQ(*store_->Get(revoked.key_id), revoked);
 }
 
@@ -168,10 +168,10 @@ TEST_P(KeyStoreConformanceTest, GetUnknownIsNotFound) {
 
 TEST_P(KeyStoreConformanceTest, DuplicatesAreRefusedAndWriteNothing) {
   KeyRecord key = NewKey("1");
-  ASSERT_TRUE(store_->Insert(key, Request("r1", {key.key_id})).ok());
-  EXPECT_EQ(store_->Insert(key, std::nullopt).code(), absl::StatusCode::kAlreadyExists);
+  ASSERT_TRUE(store_->Insert(key, Request("r1", {key.key_id}), "").ok());
+  EXPECT_EQ(store_->Insert(key, std::nullopt, "").code(), absl::StatusCode::kAlreadyExists);
   KeyRecord other = NewKey("2");
-  EXPECT_EQ(store_->Insert(other, Request("r1", {other.key_id})).code(),
+  EXPECT_EQ(store_->Insert(other, Request("r1", {other.key_id}), "").code(),
             absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(store_->Get(other.key_id).status().code(), absl::StatusCode::kNotFound);
   absl::StatusOr<std::optional<IdempotencyRecord>> request = store_->GetRequest("r1");
@@ -183,12 +183,12 @@ TEST_P(KeyStoreConformanceTest, DuplicatesAreRefusedAndWriteNothing) {
 
 TEST_P(KeyStoreConformanceTest, RotateMovesTheOldKeyAndInsertsTheSuccessor) {
   KeyRecord old_key = NewKey("1");
-  ASSERT_TRUE(store_->Insert(old_key, std::nullopt).ok());
+  ASSERT_TRUE(store_->Insert(old_key, std::nullopt, "").ok());
   KeyRecord successor = NewKey("2");
   successor.rotated_from = old_key.key_id;
   const absl::Time overlap_end = clock_.Now() + absl::Hours(24);
   absl::StatusOr<KeyRecord> updated =
-      store_->Rotate(old_key.key_id, overlap_end, successor, Request("rot", {"a", "b"}));
+      store_->Rotate(old_key.key_id, overlap_end, successor, Request("rot", {"a", "b"}), "");
   ASSERT_TRUE(updated.ok()) << updated.status();
   EXPECT_EQ(updated->state, KeyState::kRotating);
   EXPECT_EQ(updated->overlap_ends_at, overlap_end);
@@ -199,26 +199,28 @@ TEST_P(KeyStoreConformanceTest, RotateMovesTheOldKeyAndInsertsTheSuccessor) {
 
   // A rotating key does not rotate again, and nothing is written.
   KeyRecord third = NewKey("3");
-  absl::Status again = store_->Rotate(old_key.key_id, overlap_end, third, std::nullopt).status();
+  absl::Status again =
+      store_->Rotate(old_key.key_id, overlap_end, third, std::nullopt, "").status();
   EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(store_->Get(third.key_id).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(
-      store_->Rotate("key_0000000000000000x", overlap_end, third, std::nullopt).status().code(),
+      store_->Rotate("key_0000000000000000x", overlap_end, third, std::nullopt, "").status().code(),
       absl::StatusCode::kNotFound);
 }
 
 TEST_P(KeyStoreConformanceTest, ConcurrentRotationsExactlyOneWins) {
   KeyRecord old_key = NewKey("1");
-  ASSERT_TRUE(store_->Insert(old_key, std::nullopt).ok());
+  ASSERT_TRUE(store_->Insert(old_key, std::nullopt, "").ok());
   std::vector<KeyRecord> successors;
   for (int i = 0; i < 8; ++i) successors.push_back(NewKey("s" + std::to_string(i)));
   std::atomic<int> won{0}, refused{0};
   std::vector<std::thread> threads;
   for (int i = 0; i < 8; ++i) {
     threads.emplace_back([&, i] {
-      absl::Status s =
-          store_->Rotate(old_key.key_id, clock_.Now() + absl::Hours(1), successors[i], std::nullopt)
-              .status();
+      absl::Status s = store_
+                           ->Rotate(old_key.key_id, clock_.Now() + absl::Hours(1), successors[i],
+                                    std::nullopt, "")
+                           .status();
       if (s.ok()) ++won;
       if (s.code() == absl::StatusCode::kFailedPrecondition) ++refused;
     });
@@ -233,17 +235,17 @@ TEST_P(KeyStoreConformanceTest, ConcurrentRotationsExactlyOneWins) {
 
 TEST_P(KeyStoreConformanceTest, RevokeKeepsTheFirstRevocation) {
   KeyRecord key = NewKey("1");
-  ASSERT_TRUE(store_->Insert(key, std::nullopt).ok());
-  auto first = store_->Revoke(key.key_id, "compromised", clock_.Now());
+  ASSERT_TRUE(store_->Insert(key, std::nullopt, "").ok());
+  auto first = store_->Revoke(key.key_id, "compromised", clock_.Now(), "");
   ASSERT_TRUE(first.ok());
   EXPECT_TRUE(first->second);
   EXPECT_EQ(first->first.state, KeyState::kRevoked);
-  auto second = store_->Revoke(key.key_id, "later", clock_.Now() + absl::Hours(1));
+  auto second = store_->Revoke(key.key_id, "later", clock_.Now() + absl::Hours(1), "");
   ASSERT_TRUE(second.ok());
   EXPECT_FALSE(second->second);
   EXPECT_EQ(second->first.revocation_reason, "compromised");
   EXPECT_EQ(second->first.revoked_at, clock_.Now());
-  EXPECT_EQ(store_->Revoke("key_0000000000000000x", "", clock_.Now()).status().code(),
+  EXPECT_EQ(store_->Revoke("key_0000000000000000x", "", clock_.Now(), "").status().code(),
             absl::StatusCode::kNotFound);
 }
 
@@ -251,11 +253,11 @@ TEST_P(KeyStoreConformanceTest, RevokeOwnedByTouchesOnlyThatOwnersLiveKeys) {
   KeyRecord a1 = NewKey("1", "alice"), a2 = NewKey("2", "alice"), b1 = NewKey("3", "bob");
   KeyRecord sa = NewKey("4", "alice");
   sa.owner.type = PrincipalType::kServiceAccount;  // Same id, other principal type.
-  for (const KeyRecord& k : {a1, a2, b1, sa}) ASSERT_TRUE(store_->Insert(k, std::nullopt).ok());
-  ASSERT_TRUE(store_->Revoke(a2.key_id, "earlier", clock_.Now()).ok());
+  for (const KeyRecord& k : {a1, a2, b1, sa}) ASSERT_TRUE(store_->Insert(k, std::nullopt, "").ok());
+  ASSERT_TRUE(store_->Revoke(a2.key_id, "earlier", clock_.Now(), "").ok());
 
   auto revoked = store_->RevokeOwnedBy({PrincipalType::kMember, "alice"}, "offboarded",
-                                       clock_.Now(), Request("off"));
+                                       clock_.Now(), Request("off"), "");
   ASSERT_TRUE(revoked.ok()) << revoked.status();
   ASSERT_THAT(*revoked, SizeIs(1));
   EXPECT_EQ((*revoked)[0].key_id, a1.key_id);
@@ -266,7 +268,7 @@ TEST_P(KeyStoreConformanceTest, RevokeOwnedByTouchesOnlyThatOwnersLiveKeys) {
   EXPECT_THAT((*store_->GetRequest("off"))->key_ids, ElementsAre(a1.key_id));
 
   EXPECT_EQ(
-      store_->RevokeOwnedBy({PrincipalType::kMember, "bob"}, "x", clock_.Now(), Request("off"))
+      store_->RevokeOwnedBy({PrincipalType::kMember, "bob"}, "x", clock_.Now(), Request("off"), "")
           .status()
           .code(),
       absl::StatusCode::kAlreadyExists);
@@ -291,7 +293,7 @@ bool SessionsWaitForLocks(pqxx::connection& watcher, int count) {
 TEST_P(KeyStoreConformanceTest, RevokeOwnedByRacingARotationLeavesNoLiveSuccessor) {
   if (GetParam().first != "postgres") GTEST_SKIP() << "the memory store is one critical section";
   KeyRecord old_key = NewKey("1", "alice");
-  ASSERT_TRUE(store_->Insert(old_key, std::nullopt).ok());
+  ASSERT_TRUE(store_->Insert(old_key, std::nullopt, "").ok());
   std::unique_ptr<KeyStore> replica = backend_.replica();
   KeyRecord successor = NewKey("2", "alice");
   successor.rotated_from = old_key.key_id;
@@ -304,14 +306,15 @@ TEST_P(KeyStoreConformanceTest, RevokeOwnedByRacingARotationLeavesNoLiveSuccesso
   hold->exec_params("SELECT 1 FROM keys.api_keys WHERE key_id = $1 FOR UPDATE", old_key.key_id);
   absl::Status rotated;
   std::thread rotation([&] {
-    rotated = store_->Rotate(old_key.key_id, clock_.Now() + absl::Hours(1), successor, std::nullopt)
-                  .status();
+    rotated =
+        store_->Rotate(old_key.key_id, clock_.Now() + absl::Hours(1), successor, std::nullopt, "")
+            .status();
   });
   ASSERT_TRUE(SessionsWaitForLocks(watcher, 1));
   absl::StatusOr<std::vector<KeyRecord>> revoked;
   std::thread revocation([&] {
     revoked = replica->RevokeOwnedBy({PrincipalType::kMember, "alice"}, "offboarded", clock_.Now(),
-                                     Request("off"));
+                                     Request("off"), "");
   });
   ASSERT_TRUE(SessionsWaitForLocks(watcher, 2));
   hold->commit();
@@ -331,11 +334,12 @@ TEST_P(KeyStoreConformanceTest, RevokeOwnedByRacingARotationLeavesNoLiveSuccesso
 TEST_P(KeyStoreConformanceTest, RevokeEndedOverlapsReturnsEachKeyOnce) {
   KeyRecord ends_now = NewKey("1"), ends_later = NewKey("2"), active = NewKey("3");
   for (const KeyRecord& k : {ends_now, ends_later, active}) {
-    ASSERT_TRUE(store_->Insert(k, std::nullopt).ok());
+    ASSERT_TRUE(store_->Insert(k, std::nullopt, "").ok());
   }
-  ASSERT_TRUE(store_->Rotate(ends_now.key_id, clock_.Now(), NewKey("4"), std::nullopt).ok());
+  ASSERT_TRUE(store_->Rotate(ends_now.key_id, clock_.Now(), NewKey("4"), std::nullopt, "").ok());
   ASSERT_TRUE(
-      store_->Rotate(ends_later.key_id, clock_.Now() + absl::Hours(1), NewKey("5"), std::nullopt)
+      store_
+          ->Rotate(ends_later.key_id, clock_.Now() + absl::Hours(1), NewKey("5"), std::nullopt, "")
           .ok());
   auto swept = store_->RevokeEndedOverlaps(clock_.Now());
   ASSERT_TRUE(swept.ok()) << swept.status();
@@ -349,8 +353,8 @@ TEST_P(KeyStoreConformanceTest, RevokeEndedOverlapsReturnsEachKeyOnce) {
 
 TEST_P(KeyStoreConformanceTest, AnOverlapThatRanToExpiryIsNotRevoked) {
   KeyRecord key = NewKey("1");
-  ASSERT_TRUE(store_->Insert(key, std::nullopt).ok());
-  ASSERT_TRUE(store_->Rotate(key.key_id, key.expires_at, NewKey("2"), std::nullopt).ok());
+  ASSERT_TRUE(store_->Insert(key, std::nullopt, "").ok());
+  ASSERT_TRUE(store_->Rotate(key.key_id, key.expires_at, NewKey("2"), std::nullopt, "").ok());
   auto swept = store_->RevokeEndedOverlaps(key.expires_at + absl::Hours(1));
   ASSERT_TRUE(swept.ok()) << swept.status();
   EXPECT_THAT(*swept, IsEmpty());
@@ -367,15 +371,15 @@ TEST_P(KeyStoreConformanceTest, ListFiltersByDerivedStateAndPaginatesNewestFirst
   KeyRecord admin = NewKey("6", "carol", "");
   admin.kind = KeyKind::kAdmin;
   for (const KeyRecord& k : {active, expired, revoked, rotating, overlap_over, admin}) {
-    ASSERT_TRUE(store_->Insert(k, std::nullopt).ok());
+    ASSERT_TRUE(store_->Insert(k, std::nullopt, "").ok());
   }
-  ASSERT_TRUE(store_->Revoke(revoked.key_id, "x", clock_.Now()).ok());
+  ASSERT_TRUE(store_->Revoke(revoked.key_id, "x", clock_.Now(), "").ok());
   ASSERT_TRUE(store_
                   ->Rotate(rotating.key_id, clock_.Now() + absl::Hours(1), NewKey("7", "bob", "p2"),
-                           std::nullopt)
+                           std::nullopt, "")
                   .ok());
   ASSERT_TRUE(
-      store_->Rotate(overlap_over.key_id, clock_.Now(), NewKey("8", "bob", "p2"), std::nullopt)
+      store_->Rotate(overlap_over.key_id, clock_.Now(), NewKey("8", "bob", "p2"), std::nullopt, "")
           .ok());
 
   auto ids = [&](KeyFilter filter) {
@@ -416,9 +420,9 @@ TEST_P(KeyStoreConformanceTest, ListFiltersByDerivedStateAndPaginatesNewestFirst
 }
 
 TEST_P(KeyStoreConformanceTest, ForgetRequestsBefore) {
-  ASSERT_TRUE(store_->Insert(NewKey("1"), Request("old")).ok());
+  ASSERT_TRUE(store_->Insert(NewKey("1"), Request("old"), "").ok());
   clock_.Advance(absl::Hours(2));
-  ASSERT_TRUE(store_->Insert(NewKey("2"), Request("new")).ok());
+  ASSERT_TRUE(store_->Insert(NewKey("2"), Request("new"), "").ok());
   absl::StatusOr<int> forgotten = store_->ForgetRequestsBefore(clock_.Now() - absl::Hours(1));
   ASSERT_TRUE(forgotten.ok());
   EXPECT_EQ(*forgotten, 1);
@@ -428,7 +432,7 @@ TEST_P(KeyStoreConformanceTest, ForgetRequestsBefore) {
 
 TEST_P(KeyStoreConformanceTest, WatchDeliversTheStoreThenEveryChange) {
   KeyRecord before = NewKey("1");
-  ASSERT_TRUE(store_->Insert(before, std::nullopt).ok());
+  ASSERT_TRUE(store_->Insert(before, std::nullopt, "").ok());
   RecordingObserver& observer = observer_;
   store_->Watch(&observer);
   ASSERT_TRUE(observer.WaitFor([&](const auto& m) { return m.contains(before.key_id); }));
@@ -436,8 +440,8 @@ TEST_P(KeyStoreConformanceTest, WatchDeliversTheStoreThenEveryChange) {
 
   // Own changes arrive before the call returns.
   KeyRecord created = NewKey("2");
-  ASSERT_TRUE(store_->Insert(created, std::nullopt).ok());
-  ASSERT_TRUE(store_->Revoke(before.key_id, "x", clock_.Now()).ok());
+  ASSERT_TRUE(store_->Insert(created, std::nullopt, "").ok());
+  ASSERT_TRUE(store_->Revoke(before.key_id, "x", clock_.Now(), "").ok());
   EXPECT_TRUE(observer.WaitFor(
       [&](const auto& m) {
         return m.contains(created.key_id) && m.at(before.key_id).state == KeyState::kRevoked;
@@ -454,8 +458,8 @@ TEST_P(KeyStoreConformanceTest, ReplicasHearOfEachOthersChanges) {
   ASSERT_TRUE(observer.WaitFor([](const auto&) { return true; }));
   const absl::Time start = absl::Now();
   KeyRecord key = NewKey("1");
-  ASSERT_TRUE(replica->Insert(key, std::nullopt).ok());
-  ASSERT_TRUE(replica->Revoke(key.key_id, "x", clock_.Now()).ok());
+  ASSERT_TRUE(replica->Insert(key, std::nullopt, "").ok());
+  ASSERT_TRUE(replica->Revoke(key.key_id, "x", clock_.Now(), "").ok());
   ASSERT_TRUE(observer.WaitFor([&](const auto& m) {
     return m.contains(key.key_id) && m.at(key.key_id).state == KeyState::kRevoked;
   }));
@@ -488,15 +492,15 @@ ledger::Delivery Recorded() { return ledger::Delivery{ledger::Delivery::Result::
 TEST_P(KeyStoreConformanceTest, EveryChangeWritesItsRecordsInTheOrderOfTheChanges) {
   KeyRecord a = NewKey("1"), b = NewKey("2"), c = NewKey("3", "bob");
   b.rotated_from = a.key_id;
-  ASSERT_TRUE(store_->Insert(a, std::nullopt).ok());
-  ASSERT_TRUE(store_->Insert(c, Request("rc", {c.key_id})).ok());
+  ASSERT_TRUE(store_->Insert(a, std::nullopt, "").ok());
+  ASSERT_TRUE(store_->Insert(c, Request("rc", {c.key_id}), "dan").ok());
   absl::StatusOr<KeyRecord> rotated =
-      store_->Rotate(a.key_id, clock_.Now() + absl::Seconds(1), b, std::nullopt);
+      store_->Rotate(a.key_id, clock_.Now() + absl::Seconds(1), b, std::nullopt, "dan");
   ASSERT_TRUE(rotated.ok()) << rotated.status();
-  ASSERT_TRUE(store_->Revoke(b.key_id, "laptop lost", clock_.Now()).ok());
-  ASSERT_TRUE(store_->Revoke(b.key_id, "again", clock_.Now()).ok());  // No change, no record.
+  ASSERT_TRUE(store_->Revoke(b.key_id, "laptop lost", clock_.Now(), "erin").ok());
+  ASSERT_TRUE(store_->Revoke(b.key_id, "again", clock_.Now(), "").ok());  // No change, no record.
   auto offboarded = store_->RevokeOwnedBy({PrincipalType::kMember, "bob"}, "offboarded",
-                                          clock_.Now() + absl::Seconds(2), std::nullopt);
+                                          clock_.Now() + absl::Seconds(2), std::nullopt, "alice");
   ASSERT_TRUE(offboarded.ok()) << offboarded.status();
   auto swept = store_->RevokeEndedOverlaps(clock_.Now() + absl::Seconds(3));
   ASSERT_TRUE(swept.ok()) << swept.status();
@@ -505,10 +509,11 @@ TEST_P(KeyStoreConformanceTest, EveryChangeWritesItsRecordsInTheOrderOfTheChange
   KeyRecord b_revoked = *store_->Get(b.key_id);
   KeyRecord c_revoked = *store_->Get(c.key_id);
   EXPECT_THAT(RecordsIn(store_),
-              ElementsAre(LedgerRecordOf(CreatedEvent(a)), LedgerRecordOf(CreatedEvent(c)),
-                          LedgerRecordOf(RotatedEvent(*rotated, b.created_at)),
-                          LedgerRecordOf(CreatedEvent(b)), LedgerRecordOf(RevokedEvent(b_revoked)),
-                          LedgerRecordOf(RevokedEvent(c_revoked)),
+              ElementsAre(LedgerRecordOf(CreatedEvent(a)), LedgerRecordOf(CreatedEvent(c, "dan")),
+                          LedgerRecordOf(RotatedEvent(*rotated, b.created_at, "dan")),
+                          LedgerRecordOf(CreatedEvent(b, "dan")),
+                          LedgerRecordOf(RevokedEvent(b_revoked, "erin")),
+                          LedgerRecordOf(RevokedEvent(c_revoked, "alice")),
                           LedgerRecordOf(OverlapEndedEvent((*swept)[0]))));
   // What those events say, spelled out for two of them.
   const KeyEvent rotation = RotatedEvent(*rotated, b.created_at);
@@ -519,36 +524,43 @@ TEST_P(KeyStoreConformanceTest, EveryChangeWritesItsRecordsInTheOrderOfTheChange
   EXPECT_EQ(revocation.reason, "laptop lost");
   EXPECT_EQ(revocation.project, "proj-dev");
   EXPECT_EQ(revocation.environment, Environment::kStaging);
+  // Each record names who made the change; the service itself where no one was named.
+  const std::vector<ledger::LedgerRecord> records = RecordsIn(store_);
+  ASSERT_THAT(records, SizeIs(7));
+  std::vector<std::string> actors;
+  for (const ledger::LedgerRecord& r : records) actors.push_back(r.actor);
+  EXPECT_THAT(actors,
+              ElementsAre("keys-service", "dan", "dan", "dan", "erin", "alice", "keys-service"));
   EXPECT_EQ(OverlapEndedEvent((*swept)[0]).at, clock_.Now() + absl::Seconds(1));
 }
 
 TEST_P(KeyStoreConformanceTest, AChangeThatFailsWritesNoRecord) {
   KeyRecord a = NewKey("1"), b = NewKey("2");
-  ASSERT_TRUE(store_->Insert(a, Request("ra", {a.key_id})).ok());
-  ASSERT_TRUE(store_->Insert(b, std::nullopt).ok());
+  ASSERT_TRUE(store_->Insert(a, Request("ra", {a.key_id}), "").ok());
+  ASSERT_TRUE(store_->Insert(b, std::nullopt, "").ok());
   const std::vector<ledger::LedgerRecord> before = RecordsIn(store_);
   ASSERT_THAT(before, SizeIs(2));
 
-  EXPECT_FALSE(store_->Insert(a, std::nullopt).ok());             // Key id taken.
-  EXPECT_FALSE(store_->Insert(NewKey("3"), Request("ra")).ok());  // Request id taken.
+  EXPECT_FALSE(store_->Insert(a, std::nullopt, "").ok());             // Key id taken.
+  EXPECT_FALSE(store_->Insert(NewKey("3"), Request("ra"), "").ok());  // Request id taken.
   // The old key is updated first, then the successor's id turns out taken: all undone.
-  EXPECT_EQ(store_->Rotate(a.key_id, clock_.Now(), b, std::nullopt).status().code(),
+  EXPECT_EQ(store_->Rotate(a.key_id, clock_.Now(), b, std::nullopt, "").status().code(),
             absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(store_->Get(a.key_id)->state, KeyState::kActive);
-  EXPECT_EQ(store_->Rotate("key_0000000000000000x", clock_.Now(), NewKey("4"), std::nullopt)
+  EXPECT_EQ(store_->Rotate("key_0000000000000000x", clock_.Now(), NewKey("4"), std::nullopt, "")
                 .status()
                 .code(),
             absl::StatusCode::kNotFound);
-  EXPECT_FALSE(store_->Revoke("key_0000000000000000x", "", clock_.Now()).ok());
+  EXPECT_FALSE(store_->Revoke("key_0000000000000000x", "", clock_.Now(), "").ok());
   EXPECT_FALSE(
-      store_->RevokeOwnedBy({PrincipalType::kMember, "alice"}, "x", clock_.Now(), Request("ra"))
+      store_->RevokeOwnedBy({PrincipalType::kMember, "alice"}, "x", clock_.Now(), Request("ra"), "")
           .ok());
   EXPECT_EQ(store_->Get(b.key_id)->state, KeyState::kActive);
   EXPECT_EQ(RecordsIn(store_), before);
 }
 
 TEST_P(KeyStoreConformanceTest, OneDrainAtATime) {
-  ASSERT_TRUE(store_->Insert(NewKey("1"), std::nullopt).ok());
+  ASSERT_TRUE(store_->Insert(NewKey("1"), std::nullopt, "").ok());
   std::unique_ptr<KeyStore> replica = backend_.replica ? backend_.replica() : nullptr;
   KeyStore* other = replica != nullptr ? replica.get() : store_;
   absl::Notification handling, release;

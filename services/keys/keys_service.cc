@@ -101,7 +101,7 @@ grpc::ServerUnaryReactor* KeysService::RevokeKey(grpc::CallbackServerContext* co
                                                  v1::RevokeKeyResponse* response) {
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<std::pair<KeyRecord, bool>> revoked =
-        lifecycle_->Revoke(request->key_id(), request->reason());
+        lifecycle_->Revoke(request->key_id(), request->reason(), request->actor());
     if (!revoked.ok()) return ToGrpc(revoked.status());
     ToProto(revoked->first, clock_->Now(), response->mutable_key());
     response->set_changed(revoked->second);
@@ -116,8 +116,8 @@ grpc::ServerUnaryReactor* KeysService::RevokePrincipalKeys(
     if (!request->has_owner()) return ToGrpc(absl::InvalidArgumentError("owner is required"));
     absl::StatusOr<Principal> owner = PrincipalFromProto(request->owner(), "owner");
     if (!owner.ok()) return ToGrpc(owner.status());
-    absl::StatusOr<std::vector<KeyRecord>> revoked =
-        lifecycle_->RevokePrincipal(request->request_id(), *owner, request->reason());
+    absl::StatusOr<std::vector<KeyRecord>> revoked = lifecycle_->RevokePrincipal(
+        request->request_id(), *owner, request->reason(), request->actor());
     if (!revoked.ok()) return ToGrpc(revoked.status());
     const absl::Time now = clock_->Now();
     for (const KeyRecord& key : *revoked) ToProto(key, now, response->add_keys());

@@ -197,7 +197,7 @@ class KeysLedgerRelayTest
   // A created key: one KEY_CREATED record in the outbox.
   std::string CreateKey(int i) {
     const KeyRecord key = NewKey(i);
-    EXPECT_TRUE(store().Insert(key, std::nullopt).ok());
+    EXPECT_TRUE(store().Insert(key, std::nullopt, "").ok());
     return key.key_id;
   }
 
@@ -233,8 +233,8 @@ TEST_P(KeysLedgerRelayTest, EveryChangeReachesTheLedgerInOrderRetriedUntilAccept
   KeyRecord successor = NewKey(2);
   successor.rotated_from = key;
   const absl::Time overlap_end = successor.created_at + absl::Hours(1);
-  ASSERT_TRUE(store().Rotate(key, overlap_end, successor, std::nullopt).ok());
-  ASSERT_TRUE(store().Revoke(successor.key_id, "lost", overlap_end).ok());
+  ASSERT_TRUE(store().Rotate(key, overlap_end, successor, std::nullopt, "").ok());
+  ASSERT_TRUE(store().Revoke(successor.key_id, "lost", overlap_end, "").ok());
   ASSERT_THAT(*store().RevokeEndedOverlaps(overlap_end), SizeIs(1));
   auto client = NewClient();
   auto relay = NewRelay(client.get());

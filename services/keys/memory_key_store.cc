@@ -34,7 +34,8 @@ void MemoryKeyStore::Record(const std::vector<KeyEvent>& events) {
 }
 
 absl::Status MemoryKeyStore::Insert(const KeyRecord& key,
-                                    const std::optional<IdempotencyRecord>& request) {
+                                    const std::optional<IdempotencyRecord>& request,
+                                    absl::string_view actor) {
   absl::MutexLock lock(&mu_);
   if (keys_.contains(key.key_id)) {
     return absl::AlreadyExistsError(absl::StrCat("key ", key.key_id, " exists already"));
@@ -42,7 +43,7 @@ absl::Status MemoryKeyStore::Insert(const KeyRecord& key,
   if (absl::Status s = CheckRequestFree(request); !s.ok()) return s;
   keys_[key.key_id] = key;
   if (request.has_value()) requests_[request->request_id] = *request;
-  Record({CreatedEvent(key)});
+  Record({CreatedEvent(key, actor)});
   Notify({key});
   return absl::OkStatus();
 }
@@ -50,7 +51,8 @@ absl::Status MemoryKeyStore::Insert(const KeyRecord& key,
 absl::StatusOr<KeyRecord> MemoryKeyStore::Rotate(const std::string& old_key_id,
                                                  absl::Time overlap_ends_at,
                                                  const KeyRecord& successor,
-                                                 const std::optional<IdempotencyRecord>& request) {
+                                                 const std::optional<IdempotencyRecord>& request,
+                                                 absl::string_view actor) {
   absl::MutexLock lock(&mu_);
   auto it = keys_.find(old_key_id);
   if (it == keys_.end()) return absl::NotFoundError(absl::StrCat("no key ", old_key_id));
@@ -69,14 +71,15 @@ absl::StatusOr<KeyRecord> MemoryKeyStore::Rotate(const std::string& old_key_id,
   keys_[successor.key_id] = successor;
   if (request.has_value()) requests_[request->request_id] = *request;
   KeyRecord updated = old;
-  Record({RotatedEvent(updated, successor.created_at), CreatedEvent(successor)});
+  Record({RotatedEvent(updated, successor.created_at, actor), CreatedEvent(successor, actor)});
   Notify({updated, successor});
   return updated;
 }
 
 absl::StatusOr<std::pair<KeyRecord, bool>> MemoryKeyStore::Revoke(const std::string& key_id,
                                                                   const std::string& reason,
-                                                                  absl::Time at) {
+                                                                  absl::Time at,
+                                                                  absl::string_view actor) {
   absl::MutexLock lock(&mu_);
   auto it = keys_.find(key_id);
   if (it == keys_.end()) return absl::NotFoundError(absl::StrCat("no key ", key_id));
@@ -85,14 +88,14 @@ absl::StatusOr<std::pair<KeyRecord, bool>> MemoryKeyStore::Revoke(const std::str
   key.state = KeyState::kRevoked;
   key.revoked_at = at;
   key.revocation_reason = reason;
-  Record({RevokedEvent(key)});
+  Record({RevokedEvent(key, actor)});
   Notify({key});
   return std::make_pair(key, true);
 }
 
 absl::StatusOr<std::vector<KeyRecord>> MemoryKeyStore::RevokeOwnedBy(
     const Principal& owner, const std::string& reason, absl::Time at,
-    const std::optional<IdempotencyRecord>& request) {
+    const std::optional<IdempotencyRecord>& request, absl::string_view actor) {
   absl::MutexLock lock(&mu_);
   if (absl::Status s = CheckRequestFree(request); !s.ok()) return s;
   std::vector<KeyRecord> revoked;
@@ -109,7 +112,7 @@ absl::StatusOr<std::vector<KeyRecord>> MemoryKeyStore::RevokeOwnedBy(
     requests_[record.request_id] = record;
   }
   std::vector<KeyEvent> events;
-  for (const KeyRecord& key : revoked) events.push_back(RevokedEvent(key));
+  for (const KeyRecord& key : revoked) events.push_back(RevokedEvent(key, actor));
   Record(events);
   Notify(revoked);
   return revoked;

@@ -14,17 +14,18 @@ namespace policy::keys {
 // with the process, like the keys.
 class MemoryKeyStore : public KeyStore {
  public:
-  absl::Status Insert(const KeyRecord& key,
-                      const std::optional<IdempotencyRecord>& request) override;
+  absl::Status Insert(const KeyRecord& key, const std::optional<IdempotencyRecord>& request,
+                      absl::string_view actor) override;
   absl::StatusOr<KeyRecord> Rotate(const std::string& old_key_id, absl::Time overlap_ends_at,
                                    const KeyRecord& successor,
-                                   const std::optional<IdempotencyRecord>& request) override;
+                                   const std::optional<IdempotencyRecord>& request,
+                                   absl::string_view actor) override;
   absl::StatusOr<std::pair<KeyRecord, bool>> Revoke(const std::string& key_id,
-                                                    const std::string& reason,
-                                                    absl::Time at) override;
+                                                    const std::string& reason, absl::Time at,
+                                                    absl::string_view actor) override;
   absl::StatusOr<std::vector<KeyRecord>> RevokeOwnedBy(
       const Principal& owner, const std::string& reason, absl::Time at,
-      const std::optional<IdempotencyRecord>& request) override;
+      const std::optional<IdempotencyRecord>& request, absl::string_view actor) override;
   absl::StatusOr<std::vector<KeyRecord>> RevokeEndedOverlaps(absl::Time at) override;
   absl::StatusOr<KeyRecord> Get(const std::string& key_id) override;
   absl::StatusOr<KeyPage> List(const KeyFilter& filter, int limit,

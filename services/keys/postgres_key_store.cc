@@ -1,5 +1,7 @@
 #include "services/keys/postgres_key_store.h"
 
+#include <functional>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -109,8 +111,8 @@ std::vector<ledger::LedgerRecord> RecordsOf(std::vector<KeyEvent> events) {
   return records;
 }
 
-std::vector<ledger::LedgerRecord> RecordsOf(const std::vector<KeyRecord>& keys,
-                                            KeyEvent (*event_of)(const KeyRecord&)) {
+std::vector<ledger::LedgerRecord> RecordsOf(
+    const std::vector<KeyRecord>& keys, const std::function<KeyEvent(const KeyRecord&)>& event_of) {
   std::vector<KeyEvent> events;
   events.reserve(keys.size());
   for (const KeyRecord& key : keys) events.push_back(event_of(key));
@@ -131,21 +133,24 @@ PostgresKeyStore::PostgresKeyStore(pg::Pool* pool, Clock* clock, absl::Duration 
 PostgresKeyStore::~PostgresKeyStore() { StopWatching(); }
 
 absl::Status PostgresKeyStore::Insert(const KeyRecord& key,
-                                      const std::optional<IdempotencyRecord>& request) {
+                                      const std::optional<IdempotencyRecord>& request,
+                                      absl::string_view actor) {
   absl::Status status = pool_->Transact([&](pqxx::work& tx) {
     LockOwner(tx, key.owner);
     if (request.has_value()) InsertRequest(tx, *request);
     InsertKey(tx, key);
-    outbox_.Write(tx, RecordsOf({CreatedEvent(key)}));
+    outbox_.Write(tx, RecordsOf({CreatedEvent(key, actor)}));
     return absl::OkStatus();
   });
   if (status.ok()) NotifyLocal({key});
   return status;
 }
 
-absl::StatusOr<KeyRecord> PostgresKeyStore::Rotate(
-    const std::string& old_key_id, absl::Time overlap_ends_at, const KeyRecord& successor,
-    const std::optional<IdempotencyRecord>& request) {
+absl::StatusOr<KeyRecord> PostgresKeyStore::Rotate(const std::string& old_key_id,
+                                                   absl::Time overlap_ends_at,
+                                                   const KeyRecord& successor,
+                                                   const std::optional<IdempotencyRecord>& request,
+                                                   absl::string_view actor) {
   KeyRecord updated;
   absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
     // The stored owner's lock (an owner never changes), before the old key's row lock.
@@ -168,8 +173,8 @@ absl::StatusOr<KeyRecord> PostgresKeyStore::Rotate(
     ASSIGN_OR_RETURN(updated, FromRow(rows[0]));
     if (request.has_value()) InsertRequest(tx, *request);
     InsertKey(tx, successor);
-    outbox_.Write(
-        tx, RecordsOf({RotatedEvent(updated, successor.created_at), CreatedEvent(successor)}));
+    outbox_.Write(tx, RecordsOf({RotatedEvent(updated, successor.created_at, actor),
+                                 CreatedEvent(successor, actor)}));
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -179,7 +184,8 @@ absl::StatusOr<KeyRecord> PostgresKeyStore::Rotate(
 
 absl::StatusOr<std::pair<KeyRecord, bool>> PostgresKeyStore::Revoke(const std::string& key_id,
                                                                     const std::string& reason,
-                                                                    absl::Time at) {
+                                                                    absl::Time at,
+                                                                    absl::string_view actor) {
   std::pair<KeyRecord, bool> result;
   absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
     pqxx::result rows = tx.exec_params(
@@ -196,7 +202,7 @@ absl::StatusOr<std::pair<KeyRecord, bool>> PostgresKeyStore::Revoke(const std::s
       if (rows.empty()) return absl::NotFoundError(absl::StrCat("no key ", key_id));
     }
     ASSIGN_OR_RETURN(result.first, FromRow(rows[0]));
-    if (result.second) outbox_.Write(tx, RecordsOf({RevokedEvent(result.first)}));
+    if (result.second) outbox_.Write(tx, RecordsOf({RevokedEvent(result.first, actor)}));
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -206,7 +212,7 @@ absl::StatusOr<std::pair<KeyRecord, bool>> PostgresKeyStore::Revoke(const std::s
 
 absl::StatusOr<std::vector<KeyRecord>> PostgresKeyStore::RevokeOwnedBy(
     const Principal& owner, const std::string& reason, absl::Time at,
-    const std::optional<IdempotencyRecord>& request) {
+    const std::optional<IdempotencyRecord>& request, absl::string_view actor) {
   std::vector<KeyRecord> revoked;
   absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
     LockOwner(tx, owner);
@@ -223,7 +229,8 @@ absl::StatusOr<std::vector<KeyRecord>> PostgresKeyStore::RevokeOwnedBy(
       for (const KeyRecord& key : revoked) record.key_ids.push_back(key.key_id);
       InsertRequest(tx, record);
     }
-    outbox_.Write(tx, RecordsOf(revoked, &RevokedEvent));
+    outbox_.Write(
+        tx, RecordsOf(revoked, [&](const KeyRecord& key) { return RevokedEvent(key, actor); }));
     return absl::OkStatus();
   });
   if (!status.ok()) return status;

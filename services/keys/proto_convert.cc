@@ -161,6 +161,7 @@ absl::StatusOr<CreateKeyParams> FromProto(const pb::CreateKeyRequest& request) {
   params.project = request.project();
   ASSIGN_OR_RETURN(params.environment, EnvironmentFromProto(request.environment()));
   params.scopes.assign(request.scopes().begin(), request.scopes().end());
+  params.actor = request.actor();
   if (request.has_expire_time()) {
     ASSIGN_OR_RETURN(params.expires_at, TimeFromProto(request.expire_time(), "expire_time"));
   }
@@ -174,6 +175,7 @@ absl::StatusOr<RotateKeyParams> FromProto(const pb::RotateKeyRequest& request) {
   RotateKeyParams params;
   params.request_id = request.request_id();
   params.key_id = request.key_id();
+  params.actor = request.actor();
   if (request.has_overlap()) {
     ASSIGN_OR_RETURN(params.overlap, DurationFromProto(request.overlap(), "overlap"));
   }

@@ -604,6 +604,88 @@ class EdgeProcessTest(unittest.TestCase):
         pt.wait_until(lambda: {k.key.key_id for k in keys} <= revocations(), timeout=10,
                       message="keys recorded each revocation in the project's ledger")
 
+    def test_one_request_id_for_two_removals_revokes_the_keys_of_each(self):
+        admin = SUITE.admin()
+        alice_key = SUITE.new_admin_key("alice")
+        alice = es.bearer(alice_key)
+        suffix = uuid.uuid4().hex[:6]
+        members = [f"rq1-{suffix}", f"rq2-{suffix}", f"rq3-{suffix}"]
+        keys = {}
+        for member in members:
+            admin.AddMember(authz_pb2.AddMemberRequest(member=authz_pb2.Member(
+                id=member, email=f"{member}@acme.example",
+                grants=[authz_pb2.RoleGrant(role="member", project="internal-copilot")])),
+                metadata=alice, timeout=10)
+            keys[member] = admin.CreateKey(keys_pb2.CreateKeyRequest(
+                request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
+                owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id=member),
+                project="internal-copilot", environment=keys_pb2.ENVIRONMENT_DEVELOPMENT,
+                scopes=["chat.completions"]), metadata=alice, timeout=10).key.key_id
+        request_id = f"offboard-{suffix}"
+        # alice sends one id for two members; through policyctl too.
+        first = admin.RemoveMember(es.admin_pb2.RemoveMemberRequest(
+            member_id=members[0], request_id=request_id), metadata=alice, timeout=10)
+        self.assertEqual([k.key_id for k in first.revoked_keys], [keys[members[0]]])
+        second = run_policyctl("members", "remove", members[1], f"--request_id={request_id}",
+                               "--output=json", admin_key=alice_key)
+        self.assertEqual(second.returncode, 0, second.stderr)
+        self.assertEqual([k["key_id"] for k in json.loads(second.stdout)["revoked_keys"]],
+                         [keys[members[1]]])
+        # Another admin picking the same id revokes the keys of the member they remove.
+        dan = es.bearer(SUITE.new_admin_key("dan"))
+        third = admin.RemoveMember(es.admin_pb2.RemoveMemberRequest(
+            member_id=members[2], request_id=request_id), metadata=dan, timeout=10)
+        self.assertEqual([k.key_id for k in third.revoked_keys], [keys[members[2]]])
+        for member in members:
+            listed = admin.ListKeys(keys_pb2.ListKeysRequest(owner=keys_pb2.Principal(
+                type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id=member)), metadata=alice, timeout=10)
+            self.assertEqual({(k.key_id, k.state) for k in listed.keys},
+                             {(keys[member], keys_pb2.KEY_STATE_REVOKED)})
+        # alice's retry of her first removal repeats it.
+        again = admin.RemoveMember(es.admin_pb2.RemoveMemberRequest(
+            member_id=members[0], request_id=request_id), metadata=alice, timeout=10)
+        self.assertEqual([k.key_id for k in again.revoked_keys], [keys[members[0]]])
+
+    def test_policyctl_names_the_request_id_it_made_up_when_a_removal_is_cut_short(self):
+        admin = SUITE.admin()
+        alice_key = SUITE.new_admin_key("alice")
+        alice = es.bearer(alice_key)
+        member = f"cut-{uuid.uuid4().hex[:6]}"
+        admin.AddMember(authz_pb2.AddMemberRequest(member=authz_pb2.Member(
+            id=member, email=f"{member}@acme.example",
+            grants=[authz_pb2.RoleGrant(role="member", project="internal-copilot")])),
+            metadata=alice, timeout=10)
+        key_id = admin.CreateKey(keys_pb2.CreateKeyRequest(
+            request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
+            owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id=member),
+            project="internal-copilot", environment=keys_pb2.ENVIRONMENT_DEVELOPMENT,
+            scopes=["chat.completions"]), metadata=alice, timeout=10).key.key_id
+        # The removal commits in authz, then cannot revoke the keys: their table is locked
+        # past the call's deadline.
+        locker = subprocess.Popen(
+            [pt.PSQL, SUITE.url, "-c", "BEGIN; LOCK TABLE keys.api_keys IN ACCESS EXCLUSIVE "
+             "MODE; SELECT pg_sleep(5); COMMIT;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(locker.kill)
+        pt.wait_until(lambda: pt.psql(SUITE.url, "SELECT count(*) FROM pg_locks WHERE "
+                                      "mode = 'AccessExclusiveLock' AND relation = "
+                                      "'keys.api_keys'::regclass").strip() != "0",
+                      timeout=10, message="the lock on keys.api_keys")
+        cut_short = run_policyctl("members", "remove", member, "--timeout=2s",
+                                  admin_key=alice_key)
+        self.assertEqual(cut_short.returncode, 1, cut_short.stderr)
+        advice = [line for line in cut_short.stderr.splitlines() if "retry with" in line]
+        self.assertEqual(len(advice), 1, cut_short.stderr)
+        request_id = advice[0].rsplit("--request_id=", 1)[1]
+        self.assertTrue(request_id.startswith("policyctl-"), advice[0])
+        locker.wait(timeout=15)
+        # The retry the advice names finishes the removal: the member's key is revoked.
+        retried = run_policyctl("members", "remove", member, f"--request_id={request_id}",
+                                "--output=json", admin_key=alice_key)
+        self.assertEqual(retried.returncode, 0, retried.stderr)
+        self.assertEqual([k["key_id"] for k in json.loads(retried.stdout)["revoked_keys"]],
+                         [key_id])
+
     def test_an_admin_change_made_while_audit_is_stopped_reaches_the_ledger(self):
         admin = SUITE.admin()
         alice_key = SUITE.new_admin_key("alice")
@@ -655,6 +737,64 @@ class EdgeProcessTest(unittest.TestCase):
         states = {k.key_id: k.state for k in listed.keys}
         self.assertEqual(states[old.key.key_id], keys_pb2.KEY_STATE_REVOKED)
         self.assertEqual(states[rotated.new_key.key_id], keys_pb2.KEY_STATE_ACTIVE)
+
+    def test_the_ledger_names_the_administrator_who_changed_a_key(self):
+        admin = SUITE.admin()
+        alice = es.bearer(SUITE.new_admin_key("alice"))
+        suffix = uuid.uuid4().hex[:6]
+        adam, account, member = f"adam-{suffix}", f"sa-actor-{suffix}", f"leaver-{suffix}"
+        admin.AddMember(authz_pb2.AddMemberRequest(member=authz_pb2.Member(
+            id=adam, email=f"{adam}@acme.example", grants=[authz_pb2.RoleGrant(role="admin")])),
+            metadata=alice, timeout=10)
+        by_adam = es.bearer(SUITE.new_admin_key(adam))
+        admin.CreateServiceAccount(authz_pb2.CreateServiceAccountRequest(
+            service_account=authz_pb2.ServiceAccount(
+                id=account, project="internal-copilot", environment="development",
+                permissions=["chat.completions"], ip_allowlist=["10.0.0.0/8"])),
+            metadata=alice, timeout=10)
+        admin.AddMember(authz_pb2.AddMemberRequest(member=authz_pb2.Member(
+            id=member, email=f"{member}@acme.example",
+            grants=[authz_pb2.RoleGrant(role="member", project="internal-copilot")])),
+            metadata=alice, timeout=10)
+        # adam creates a key (naming someone else as actor: the edge names him), alice rotates
+        # it, adam revokes the new key, then offboards a member holding a key alice created.
+        created = admin.CreateKey(keys_pb2.CreateKeyRequest(
+            request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_SERVICE_ACCOUNT,
+            owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_SERVICE_ACCOUNT, id=account),
+            project="internal-copilot", environment=keys_pb2.ENVIRONMENT_DEVELOPMENT,
+            scopes=["chat.completions"], actor="mallory"), metadata=by_adam, timeout=10)
+        rotated = admin.RotateKey(keys_pb2.RotateKeyRequest(
+            request_id=uuid.uuid4().hex, key_id=created.key.key_id, actor="mallory"),
+            metadata=alice, timeout=10)
+        admin.RevokeKey(keys_pb2.RevokeKeyRequest(key_id=rotated.new_key.key_id, reason="test",
+                                                  actor="mallory"),
+                        metadata=by_adam, timeout=10)
+        leavers = admin.CreateKey(keys_pb2.CreateKeyRequest(
+            request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
+            owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id=member),
+            project="internal-copilot", environment=keys_pb2.ENVIRONMENT_DEVELOPMENT,
+            scopes=["chat.completions"]), metadata=alice, timeout=10).key.key_id
+        admin.RemoveMember(es.admin_pb2.RemoveMemberRequest(
+            member_id=member, request_id=uuid.uuid4().hex), metadata=by_adam, timeout=10)
+
+        def actors(action, key_id):
+            page = admin.QueryAudit(audit_pb2.QueryEntriesRequest(
+                ledger=audit_pb2.LedgerRef(project="internal-copilot", environment="development"),
+                action=action, page_size=1000), metadata=alice, timeout=10)
+            return [e.actor for e in page.entries if e.metadata.get("key_id") == key_id]
+
+        expected = [
+            (audit_pb2.ACTION_KEY_CREATED, created.key.key_id, adam),
+            (audit_pb2.ACTION_KEY_ROTATED, created.key.key_id, "alice"),
+            (audit_pb2.ACTION_KEY_CREATED, rotated.new_key.key_id, "alice"),
+            (audit_pb2.ACTION_KEY_REVOKED, rotated.new_key.key_id, adam),
+            (audit_pb2.ACTION_KEY_CREATED, leavers, "alice"),
+            (audit_pb2.ACTION_KEY_REVOKED, leavers, adam),
+        ]
+        for action, key_id, actor in expected:
+            found = pt.wait_until(lambda: actors(action, key_id), timeout=15,
+                                  message=f"{action} of {key_id} in the ledger")
+            self.assertEqual(found, [actor], (action, key_id))
 
     def test_issuing_keys_cannot_lift_a_caller_above_their_role(self):
         admin = SUITE.admin()
@@ -825,7 +965,8 @@ class EdgeProcessTest(unittest.TestCase):
         exported = policyctl("audit", "export", "--project=support-eu",
                              "--environment=production")
         self.assertEqual(exported.returncode, 0, exported.stderr)
-        indexes = [int(json.loads(line).get("index", 0)) for line in exported.stdout.splitlines()]
+        # Every key is there whatever its value, entry 0's index too.
+        indexes = [int(json.loads(line)["index"]) for line in exported.stdout.splitlines()]
         self.assertEqual(indexes, list(range(len(indexes))))
         created = policyctl("endpoints", "create", "--id=francecentral", "--region=francecentral",
                             "--residency=eu", "--base_url=https://acme-fr.openai.azure.com",
@@ -886,17 +1027,22 @@ class EdgeProcessTest(unittest.TestCase):
                                 f"--plan_fingerprint={planned['plan_fingerprint']}",
                                 "--output=json", admin_key=alice_key)
         self.assertEqual(applied.returncode, 0, applied.stderr)
-        revoked = [k["key_id"] for k in json.loads(applied.stdout).get("revoked_keys", [])]
+        revoked = [k["key_id"] for k in json.loads(applied.stdout)["revoked_keys"]]
         self.assertIn(dans.key.key_id, revoked)
         self.assertEqual(pt.call_code(self.decide, key=dans.secret), C.UNAUTHENTICATED)
         version = str(json.loads(applied.stdout)["org_version"])
         entries = org_ledger_once(alice_key, "ACTION_ORG_FILE_APPLIED", org_version=version)
         self.assertIn("dan", [e.get("subject") for e in entries
                               if e["action"] == "ACTION_MEMBER_REMOVED"])
-        # Applying the same file again changes nothing and revokes nothing.
+        # Planning and applying the same file again changes nothing and revokes nothing, and
+        # the JSON says so with every key.
+        replan = run_policyctl("org", "plan", str(org_file), "--output=json", admin_key=alice_key)
+        self.assertEqual(replan.returncode, 0, replan.stderr)
+        self.assertEqual(json.loads(replan.stdout)["changes"], [])
         again = run_policyctl("org", "apply", str(org_file), "--output=json", admin_key=alice_key)
         self.assertEqual(again.returncode, 0, again.stderr)
-        self.assertEqual(json.loads(again.stdout).get("revoked_keys", []), [])
+        self.assertEqual(json.loads(again.stdout)["revoked_keys"], [])
+        self.assertEqual(json.loads(again.stdout)["changes"], [])
         # The apply recorded once, under the organisation version it made.
         found = recorded(org_ledger(alice_key), "ACTION_ORG_FILE_APPLIED", org_version=version)
         self.assertEqual(len(found), 1)
@@ -1170,7 +1316,7 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertIn(key_id, ids)
         self.assertIn(successor, ids)
         self.assertNotIn(sa_key_id, ids)
-        self.assertNotIn("next_page_token", json.loads(listed.stdout))
+        self.assertEqual(json.loads(listed.stdout)["next_page_token"], "")
 
         for _ in range(2):
             invited = policyctl("invitations", "create",
@@ -1200,8 +1346,8 @@ class EdgeProcessTest(unittest.TestCase):
             self.assertEqual(paged.returncode, 0, paged.stderr)
             if output == "json":
                 page = json.loads(paged.stdout)
-                self.assertNotIn("next_page_token", page)
-                indexes = [int(e.get("index", 0)) for e in page["entries"]]
+                self.assertEqual(page["next_page_token"], "")
+                indexes = [int(e["index"]) for e in page["entries"]]
             else:
                 indexes = [int(line.split()[0]) for line in paged.stdout.splitlines()]
             self.assertGreaterEqual(len(indexes), 3, output)
@@ -1231,7 +1377,7 @@ class EdgeProcessTest(unittest.TestCase):
                        if e.action == audit_pb2.ACTION_AUDIT_READ and e.actor == "alice")
 
         def indexes(listed):
-            return [int(e.get("index", 0)) for e in json.loads(listed.stdout).get("entries", [])]
+            return [int(e["index"]) for e in json.loads(listed.stdout)["entries"]]
 
         # --limit stops after that many entries, one call per --page_size entries: a busy
         # ledger is neither read whole nor recorded as one read per entry.
@@ -1248,7 +1394,7 @@ class EdgeProcessTest(unittest.TestCase):
                          "--limit=0", "--output=json")
         self.assertEqual(rest.returncode, 0, rest.stderr)
         self.assertEqual(indexes(rest), [2, 3, 4])
-        self.assertNotIn("next_page_token", json.loads(rest.stdout))
+        self.assertEqual(json.loads(rest.stdout)["next_page_token"], "")
         self.assertEqual(rest.stderr, "")
         text = policyctl("audit", "query", *ledger, "--action=api_call", "--limit=3")
         self.assertEqual(text.returncode, 0, text.stderr)
@@ -1260,12 +1406,12 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(whole.returncode, 0, whole.stderr)
         self.assertEqual(indexes(whole), list(range(len(indexes(whole)))))
         self.assertGreaterEqual(len(indexes(whole)), 9)  # five entries and four reads
-        self.assertNotIn("next_page_token", json.loads(whole.stdout))
+        self.assertEqual(json.loads(whole.stdout)["next_page_token"], "")
         self.assertEqual(reads_by_alice(), before + 1)
-        # Nothing matched: an empty response, still JSON.
+        # Nothing matched: an empty response, still JSON, every key there.
         none = policyctl("audit", "query", *ledger, "--action=decision_deny", "--output=json")
         self.assertEqual(none.returncode, 0, none.stderr)
-        self.assertEqual(json.loads(none.stdout), {})
+        self.assertEqual(json.loads(none.stdout), {"entries": [], "next_page_token": ""})
         for bad in ("--limit=-1", "--page_size=0", "--page_size=1001"):
             refused = policyctl("audit", "query", *ledger, bad)
             self.assertEqual(refused.returncode, 2, bad)

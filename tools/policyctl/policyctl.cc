@@ -15,11 +15,13 @@
 // Exit codes scripts can rely on: 0 done (ALLOW; the ledger verifies); 1 the call failed
 // (its gRPC status on stderr; an admin call the caller's role does not allow is one,
 // PERMISSION_DENIED); 2 usage; 3 decide's answer is DENY or audit verify finds the ledger
-// invalid. With --output=json, stdout holds exactly the response as JSON (proto field names);
+// invalid. With --output=json, stdout holds exactly the response as JSON (proto field names,
+// every field without presence printed even at its default);
 // a list's is every page's entries in one response. audit query prints each page as it
-// arrives, in that same one-response shape ({"entries":[...]}, with next_page_token when
-// --limit stopped it); should a later page fail, stdout holds the earlier pages unfinished (not
-// valid JSON) and the exit code is 1. audit export and subject-export print JSON lines.
+// arrives, in that same one-response shape ({"entries":[...],"next_page_token":...}, the token
+// empty unless --limit stopped it); should a later page fail, stdout holds the earlier pages
+// unfinished (not valid JSON) and the exit code is 1. audit export and subject-export print JSON
+// lines.
 // `--help` anywhere prints the command's usage on stdout and exits 0 without calling anything.
 #include <algorithm>
 #include <cstdio>
@@ -188,11 +190,19 @@ int Failed(const grpc::Status& s) {
   return kFailed;
 }
 
-void PrintJson(const google::protobuf::Message& m) {
+// How every --output=json answer and JSON line is printed: proto field names, and every
+// field without presence even at its default (0, false, "", [] and the zero enum), so that a
+// script finds each key whatever its value.
+google::protobuf::util::JsonPrintOptions JsonOptions() {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  return options;
+}
+
+void PrintJson(const google::protobuf::Message& m) {
   std::string json;
-  (void)google::protobuf::util::MessageToJsonString(m, &json, options);
+  (void)google::protobuf::util::MessageToJsonString(m, &json, JsonOptions());
   std::printf("%s\n", json.c_str());
 }
 
@@ -625,7 +635,7 @@ int Members(const Invocation& in) {
   edge::v1::RemoveMemberResponse response;
   auto stub = edge::v1::AdminService::NewStub(Channel(g));
   if (grpc::Status s = stub->RemoveMember(Context(g, true).get(), request, &response); !s.ok()) {
-    return Failed(s);
+    return FailedRetryable(s, request_id);
   }
   return Show(g, response, [&] {
     std::printf("removed %s (request %s, ledger %s); revoked %d keys\n",
@@ -1122,8 +1132,7 @@ int Audit(const Invocation& in) {
     }
     // Each page is printed as it arrives. No page asks for more than the limit leaves, so a
     // query stopped by --limit ends on a page boundary and the server's token resumes it.
-    google::protobuf::util::JsonPrintOptions options;
-    options.preserve_proto_field_names = true;
+    const google::protobuf::util::JsonPrintOptions options = JsonOptions();
     int64_t shown = 0;
     std::string next_page_token;
     for (;;) {
@@ -1158,16 +1167,22 @@ int Audit(const Invocation& in) {
       }
     }
     if (g.json()) {
-      // The whole is one QueryEntriesResponse as JSON: {} when nothing matched, and a
-      // next_page_token only when --limit stopped the query before the last entry.
+      // The whole is one QueryEntriesResponse as JSON, every field printed: entries ([] when
+      // nothing matched), then next_page_token, empty unless --limit stopped the query before
+      // the last entry. After printed entries, the tail is that response's JSON without its
+      // leading empty entries (fields print in field-number order; entries is 1).
       audit::v1::QueryEntriesResponse tail;
       tail.set_next_page_token(next_page_token);
       std::string json;
       (void)google::protobuf::util::MessageToJsonString(tail, &json, options);
+      constexpr absl::string_view kNoEntries = "{\"entries\":[],";
       if (shown == 0) {
         std::printf("%s\n", json.c_str());
+      } else if (absl::StartsWith(json, kNoEntries)) {
+        std::printf("],%s\n", json.substr(kNoEntries.size()).c_str());
       } else {
-        std::printf("]%s%s\n", json == "{}" ? "" : ",", json.substr(1).c_str());
+        return Failed(grpc::Status(grpc::StatusCode::INTERNAL,
+                                   absl::StrCat("unexpected JSON of a page's end: ", json)));
       }
     }
     if (!next_page_token.empty()) {
@@ -1204,8 +1219,7 @@ int Audit(const Invocation& in) {
     audit::v1::QueryEntriesRequest request;
     *request.mutable_ledger() = ledger;
     request.set_page_size(kAuditPageSize);
-    google::protobuf::util::JsonPrintOptions options;
-    options.preserve_proto_field_names = true;
+    const google::protobuf::util::JsonPrintOptions options = JsonOptions();
     for (;;) {
       audit::v1::QueryEntriesResponse response;
       if (grpc::Status s = stub->QueryAudit(Context(g, true).get(), request, &response); !s.ok()) {
@@ -1284,8 +1298,7 @@ int Audit(const Invocation& in) {
     audit::v1::ExportSubjectRequest request;
     request.set_subject(in.words[1]);
     request.set_page_size(1000);
-    google::protobuf::util::JsonPrintOptions options;
-    options.preserve_proto_field_names = true;
+    const google::protobuf::util::JsonPrintOptions options = JsonOptions();
     do {
       audit::v1::ExportSubjectResponse response;
       if (grpc::Status s = stub->ExportSubject(Context(g, true).get(), request, &response);
