@@ -171,21 +171,43 @@ bool IsDigitGroup(absl::string_view text, size_t begin, size_t end) {
   return begin < end && digit;
 }
 
+// Whether the byte at `joint`, between a group and its neighbour, joins them as a date or a
+// time does: '/', or ':' or '.' between digits ("12/26", "12:30", "1.5").
+bool IsDateJoint(absl::string_view text, size_t joint) {
+  if (joint >= text.size()) return false;
+  const unsigned char c = At(text, joint);
+  if (c == '/') return true;
+  return (c == ':' || c == '.') && joint > 0 && joint + 1 < text.size() &&
+         IsDigit(At(text, joint - 1)) && IsDigit(At(text, joint + 1));
+}
+
 // Whether the value [begin, end), written in space-separated groups, continues a longer
-// grouped number: the groups of 1-4 [A-Z0-9] before it, each one space from the next, hold a
-// digit ("GB31 WEMF 4832 6768 0889 4" holds no card starting at 4832, "VISA 4111 1111 1111
-// 1111" does), or the group right after it holds one ("LB91 2161 UK8L X2JD 9BNQ BC0S OOXG 7"
-// holds no 28-character IBAN).
+// grouped number. Groups are runs of 1-4 [A-Z0-9]; a group with a digit continues the value
+// when it is one space away and:
+//  * before the value: it is at least as long as the value's first group, and no group
+//    between it and the value is lowercase, longer than four or joined to what precedes it
+//    as a date is ("GB31 WEMF 4832 6768 0889 4" holds no card starting at 4832, "6887 4111
+//    1111 1111 1111" none at 4111; "VISA 4111 1111 1111 1111", "Card 1 4111 1111 1111 1111"
+//    and "EXP 03/30 4111 1111 1111 1111" hold one);
+//  * after the value: the group right after it is not joined to what follows as a date is,
+//    the value's last group is not shorter than the one before it (its grouping has ended:
+//    "DE89 3704 0044 0532 0130 00 5000 EUR"), and the group has four characters or more or
+//    the value holds a letter (an IBAN's short last group: "BE68 5390 0754 7034 5" holds no
+//    IBAN, but "4111 1111 1111 1111 123" holds a card followed by its CVV).
 bool ContinuesGroups(absl::string_view text, size_t begin, size_t end) {
   constexpr size_t kLongestGroup = 4;
   constexpr int kMostGroups = 8;
-  if (text.substr(begin, end - begin).find(' ') == absl::string_view::npos) return false;
+  const absl::string_view value = text.substr(begin, end - begin);
+  const size_t first_space = value.find(' ');
+  if (first_space == absl::string_view::npos) return false;
   if (IsUpperOrDigit(At(text, begin))) {
     size_t group_end = begin;  // Groups before the value, from the nearest.
     for (int n = 0; n < kMostGroups && group_end >= 2 && text[group_end - 1] == ' '; ++n) {
       size_t group = group_end - 1;
       while (group > 0 && absl::ascii_isalnum(At(text, group - 1))) --group;
-      if (group_end - 1 - group > kLongestGroup || !IsUpperOrDigit(At(text, group_end - 2))) {
+      const size_t length = group_end - 1 - group;
+      if (length > kLongestGroup || !IsUpperOrDigit(At(text, group_end - 2)) ||
+          length < first_space || (group > 0 && IsDateJoint(text, group - 1))) {
         break;
       }
       if (IsDigitGroup(text, group, group_end - 1)) return true;
@@ -198,7 +220,17 @@ bool ContinuesGroups(absl::string_view text, size_t begin, size_t end) {
   if (end + 1 < text.size() && text[end] == ' ' && IsUpperOrDigit(At(text, end - 1))) {
     size_t group = end + 1;
     while (group < text.size() && absl::ascii_isalnum(At(text, group))) ++group;
-    if (IsDigitGroup(text, end + 1, group)) return true;
+    if (!IsDigitGroup(text, end + 1, group) || IsDateJoint(text, group)) return false;
+    const size_t last_space = value.rfind(' ');
+    const size_t before_last_space =
+        last_space == 0 ? absl::string_view::npos : value.rfind(' ', last_space - 1);
+    const size_t last_group = value.size() - last_space - 1;
+    const size_t group_before_last =
+        last_space - (before_last_space == absl::string_view::npos ? 0 : before_last_space + 1);
+    if (last_group < group_before_last) return false;
+    const bool has_letter =
+        std::any_of(value.begin(), value.end(), [](char c) { return absl::ascii_isalpha(c); });
+    return group - (end + 1) >= kLongestGroup || has_letter;
   }
   return false;
 }

@@ -398,6 +398,37 @@ TEST(DetectorTest, BoundaryRules) {
               ElementsAre(std::make_pair("PHONE_NUMBER", "943 476 5919")));
 }
 
+TEST(DetectorTest, ShortNumbersBesideAGroupedValueAreNotPartOfIt) {
+  // An expiry date, a CVV, a count or an amount one space away.
+  EXPECT_THAT(Found("Card: 4111 1111 1111 1111 12/26 123"),
+              ElementsAre(std::make_pair("CREDIT_CARD", "4111 1111 1111 1111")));
+  EXPECT_THAT(Found("Card 1 4111 1111 1111 1111"),
+              ElementsAre(std::make_pair("CREDIT_CARD", "4111 1111 1111 1111")));
+  EXPECT_THAT(Found("CVV 737 EXP 03/30 4111 1111 1111 1111"),
+              ElementsAre(std::make_pair("CREDIT_CARD", "4111 1111 1111 1111")));
+  EXPECT_THAT(Found("John Smith 4111 1111 1111 1111 12/26"),
+              ElementsAre(std::make_pair("CREDIT_CARD", "4111 1111 1111 1111")));
+  EXPECT_THAT(Found("4111 1111 1111 1111 123"),
+              ElementsAre(std::make_pair("CREDIT_CARD", "4111 1111 1111 1111")));
+  EXPECT_THAT(Found("4111 1111 1111 1111 12:30"),
+              ElementsAre(std::make_pair("CREDIT_CARD", "4111 1111 1111 1111")));
+  EXPECT_THAT(Found("amex 3782 822463 10005 04/27"),
+              ElementsAre(std::make_pair("CREDIT_CARD", "3782 822463 10005")));
+  EXPECT_THAT(Found("Account 2 DE89 3704 0044 0532 0130 00"),
+              ElementsAre(std::make_pair("IBAN_CODE", "DE89 3704 0044 0532 0130 00")));
+  EXPECT_THAT(Found("IBAN DE89 3704 0044 0532 0130 00 5000 EUR"),
+              ElementsAre(std::make_pair("IBAN_CODE", "DE89 3704 0044 0532 0130 00")));
+  EXPECT_THAT(Found("SSN 123 45 6789 01/02/1980"),
+              ElementsAre(std::make_pair("US_SSN", "123 45 6789")));
+  // Groups as long as the value's that continue the grouping still make a longer number.
+  EXPECT_THAT(Found("4111 1111 1111 1111 2024."), IsEmpty());
+  EXPECT_THAT(Found("1234 4111 1111 1111 1111 12/26"), IsEmpty());
+  EXPECT_THAT(Found("12/26 6887 4111 1111 1111 1111"), IsEmpty());
+  EXPECT_THAT(Found("DE89 3704 0044 0532 0130 0012 5000"), IsEmpty());
+  EXPECT_THAT(Found("BE68 5390 0754 7034 5 EUR"), IsEmpty());
+  EXPECT_THAT(Found("123 123 45 6789"), IsEmpty());
+}
+
 TEST(DetectorTest, ContextWordsMustBeNearAndStartAWord) {
   const std::string far = absl::StrCat("SSN ", std::string(40, '.'), " 123456789");
   EXPECT_THAT(Found(far), IsEmpty());

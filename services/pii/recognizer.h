@@ -37,8 +37,14 @@ struct RecognizerSpec {
   // (after) it must not be one, and a match starting (ending) with a digit must not be
   // preceded (followed) by '.' or '-' and another digit ("1.2.3.4.5" holds no IPv4
   // address), and a value written in space-separated groups must not be preceded or
-  // followed by a space and another group of [A-Z0-9] with a digit (then it is part of a
-  // longer grouped number: "6887 4913 3610 2041 4516" holds no card starting at 4913).
+  // followed by a space and another group of [A-Z0-9] with a digit that continues its
+  // grouping (then it is part of a longer grouped number: "6887 4913 3610 2041 4516" holds
+  // no card starting at 4913). A group before it continues it when at least as long as its
+  // first group; one after it when the value's last group is not shorter than the one before
+  // it and the group has four characters or more (or the value holds a letter, as an IBAN
+  // does); a group joined to its other neighbour by '/' (or ':' or '.' between digits) never
+  // does. So "Card 1 4111 1111 1111 1111 12/26 123" holds the card, and "IBAN DE89 3704 0044
+  // 0532 0130 00 5000 EUR" the IBAN.
   std::string pattern;
   // The score of a match the validator accepts, in [0, 1].
   double score = 0.5;
