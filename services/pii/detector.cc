@@ -278,9 +278,22 @@ size_t SkipToContextWord(absl::string_view text, size_t at, size_t end,
   return at;
 }
 
-// Whether a context word starts a word (is not right after a letter, when it starts with one),
-// starts at or after `starts_from` and ends in (ends_after, end_limit]; ends_after 0 admits
-// words ending anywhere up to the limit.
+// Whether the context word `word` at `at` is a whole word: not right after a letter when it
+// starts with one, not right before a letter when it ends with one, but for a plural 's'
+// ("phones", but not "telemetry", "cellar" or "callback").
+bool IsWholeContextWord(absl::string_view text, size_t at, absl::string_view word) {
+  if (at > 0 && IsLetterAt(text, at - 1) && absl::ascii_isalpha(word.front())) return false;
+  size_t end = at + word.size();
+  if (!absl::ascii_isalpha(word.back()) || end >= text.size() || !IsLetterAt(text, end)) {
+    return true;
+  }
+  if (absl::ascii_tolower(At(text, end)) != 's') return false;
+  ++end;
+  return end >= text.size() || !IsLetterAt(text, end);
+}
+
+// Whether a whole context word (IsWholeContextWord) starts at or after `starts_from` and ends
+// in (ends_after, end_limit]; ends_after 0 admits words ending anywhere up to the limit.
 bool HasContextWord(absl::string_view text, size_t starts_from, size_t ends_after, size_t end_limit,
                     const ContextWords& context) {
   const size_t from = std::max(
@@ -292,10 +305,7 @@ bool HasContextWord(absl::string_view text, size_t starts_from, size_t ends_afte
       const std::string& word = context.words[static_cast<size_t>(__builtin_ctzll(candidates))];
       const size_t end = at + word.size();
       if (end > end_limit || (end <= ends_after && ends_after > 0)) continue;
-      if (EqualsIgnoreCase(text, at, word) &&
-          (at == 0 || !IsLetterAt(text, at - 1) || !absl::ascii_isalpha(word[0]))) {
-        return true;
-      }
+      if (EqualsIgnoreCase(text, at, word) && IsWholeContextWord(text, at, word)) return true;
     }
   }
   return false;

@@ -441,6 +441,22 @@ TEST(DetectorTest, ContextWordsMustBeNearAndStartAWord) {
   EXPECT_THAT(Found("itin 123456789"), IsEmpty());          // Not a valid ITIN, not SSN context.
 }
 
+TEST(DetectorTest, ContextWordsMustBeWholeWords) {
+  for (const char* prefix :
+       {"telemetry id ", "callback ", "cellar ", "cellular ", "faxed ", "mobiles2 ", "phoned "}) {
+    EXPECT_THAT(Found(absl::StrCat(prefix, "2125551234")), IsEmpty()) << prefix;
+  }
+  EXPECT_THAT(Found("itinerary 912345678"), IsEmpty());
+  EXPECT_THAT(Found("ssnx 123456789"), IsEmpty());
+  for (const char* prefix :
+       {"tel ", "Tel.: ", "calls: ", "cells ", "telephone ", "cellphone ", "phones: ", "PHONE#"}) {
+    EXPECT_THAT(Found(absl::StrCat(prefix, "2125551234")),
+                ElementsAre(std::make_pair("PHONE_NUMBER", "2125551234")))
+        << prefix;
+  }
+  EXPECT_THAT(Found("SSNs: 123456789"), ElementsAre(std::make_pair("US_SSN", "123456789")));
+}
+
 TEST(DetectorTest, ContextRaisesTheScore) {
   const std::vector<Finding> plain_findings = Default().Scan("AB1234563");
   const std::vector<Finding> context_findings = Default().Scan("DEA number AB1234563");

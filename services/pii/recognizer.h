@@ -13,9 +13,10 @@
 // match more certain (or, for bare numbers, are required).
 namespace policy::pii {
 
-// Context words count when they occur (ASCII case-insensitively, starting a word: not right
-// after a letter) in the kContextWindowBytes bytes before a match with no digit between the
-// word and the match (then the word is about that other number); a word that ends inside the
+// Context words count when they occur (ASCII case-insensitively, as a whole word: not right
+// after a letter, nor right before one but for a plural 's', so "tel" is not in "telemetry"
+// and "cell" is in "cells") in the kContextWindowBytes bytes before a match with no digit between
+// the word and the match (then the word is about that other number); a word that ends inside the
 // window counts even if it starts a little before it.
 inline constexpr size_t kContextWindowBytes = 40;
 // The longest context word, and the most context words a recognizer may have.

@@ -97,7 +97,8 @@ ENTITY_TYPES = (
 CONTEXT_WORDS = {
     "US_SSN": ("ssn", "social security", "social-security", "ss#"),
     "US_ITIN": ("itin",),
-    "PHONE_NUMBER": ("phone", "tel", "call", "mobile", "cell", "fax", "whatsapp"),
+    "PHONE_NUMBER": ("phone", "telephone", "cellphone", "tel", "call", "mobile", "cell", "fax",
+                     "whatsapp"),
     "UK_NHS": ("nhs",),
 }
 ALL_CONTEXT_WORDS = tuple(word for words in CONTEXT_WORDS.values() for word in words)
