@@ -15,10 +15,19 @@ namespace policy::pii {
 
 // Context words count when they occur (ASCII case-insensitively, as a whole word: not right
 // after a letter, nor right before one but for a plural 's', so "tel" is not in "telemetry"
-// and "cell" is in "cells") in the kContextWindowBytes bytes before a match with no digit between
-// the word and the match (then the word is about that other number); a word that ends inside the
-// window counts even if it starts a little before it.
-inline constexpr size_t kContextWindowBytes = 40;
+// and "cell" is in "cells") in one of three places:
+//  * in the kContextWindowBytes bytes before a match (a word that ends inside the window
+//    counts even if it starts a little before it);
+//  * in the kContextAfterBytes bytes after it, on its line ("2125551234 is my mobile");
+//  * in its column's header, when the match is a whole field (spaces and '"' aside) of a row
+//    of a table: a block of lines that each hold the first line's delimiter ('|', then tab,
+//    ',', ';': the first a line holds), the first line being the header, whose field with as
+//    many delimiters before it holds the word ("name,ssn\nJohn,123456789\nJane,234567890").
+// A word before or after the match does not count with a number between them of at least as
+// many digits as the match (then the word is about that other number); a shorter number
+// ("Phone 2: ...", "employee 42: ...") does not matter.
+inline constexpr size_t kContextWindowBytes = 64;
+inline constexpr size_t kContextAfterBytes = 32;
 // The longest context word, and the most context words a recognizer may have.
 inline constexpr size_t kMaxContextWordBytes = 32;
 inline constexpr size_t kMaxContextWords = 64;
@@ -51,10 +60,10 @@ struct RecognizerSpec {
   double score = 0.5;
   // "" (any match counts) or one of ValidatorNames().
   std::string validator;
-  // At most kMaxContextWords, lowercase, of 1 to kMaxContextWordBytes bytes. One in the
-  // context window before a match adds kContextBoost to its score.
+  // At most kMaxContextWords, lowercase, of 1 to kMaxContextWordBytes bytes. One where it
+  // counts (above) adds kContextBoost to a match's score.
   std::vector<std::string> context_words;
-  // When true a match with none of context_words in the window is dropped, and the context
+  // When true a match with none of context_words where they count is dropped, and the context
   // does not add to the score (bare numbers: nine digits are an SSN only when the text says
   // so).
   bool context_required = false;

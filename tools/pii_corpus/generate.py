@@ -38,9 +38,10 @@ record and its problems.
     the neighbour records can put expiry dates, CVVs, counts and amounts there).
     Offsets are on UTF-8 character boundaries, sorted and non-overlapping.
   * Nothing else is an entity: a deliberately generous scanner (every candidate shape of
-    every type, context words matched as substrings anywhere in the 64 bytes before a
-    number) finds no valid entity in the text other than the labels themselves, an IPv4
-    address embedded in a labelled IPv6 address, and the phone-number reading of a
+    every type, context words matched as substrings anywhere in the 96 bytes before a
+    number or after its start; no record is laid out as a table, whose column headers the
+    engine also takes for context) finds no valid entity in the text other than the labels
+    themselves, an IPv4 address embedded in a labelled IPv6 address, and the phone-number reading of a
     labelled NHS number. No label has a rival context word near it (an NHS number with a
     phone word, a bare SSN with "itin", ...), so every label has one right answer.
   * Hard negatives (cards failing Luhn or without an issuer prefix, IBANs with a wrong
@@ -78,7 +79,7 @@ DEFAULT_PER_FORMAT = 60
 # per format, so that every type has at least MIN_FORMATS_PER_TYPE * N primary labels.
 MIN_FORMATS_PER_TYPE = 4
 CONTEXT_WINDOW = 40
-LIBERAL_CONTEXT_WINDOW = 64
+LIBERAL_CONTEXT_WINDOW = 96
 MAX_DRAWS_PER_RECORD = 50
 PEM_MAX_BYTES = 16 * 1024
 
@@ -514,11 +515,12 @@ def whole_word_pattern(words: tuple[str, ...]) -> re.Pattern:
 def has_context_word(data: bytes, begin: int, words: tuple[str, ...], strict: bool) -> bool:
     """Strict: a whole context word lies within the CONTEXT_WINDOW bytes before begin.
     Liberal: a context word occurs, even inside another word, in the LIBERAL_CONTEXT_WINDOW
-    bytes before begin (what a generous engine could take for context)."""
+    bytes before or from begin (what a generous engine could take for context)."""
     if strict:
         return bool(whole_word_pattern(words).search(data, max(0, begin - CONTEXT_WINDOW), begin))
     window = data[max(0, begin - LIBERAL_CONTEXT_WINDOW):begin].lower()
-    return any(word.encode() in window for word in words)
+    after = data[begin:begin + LIBERAL_CONTEXT_WINDOW].lower()  # from begin: the value's own end is unknown here
+    return any(word.encode() in window or word.encode() in after for word in words)
 
 
 def is_part_of_version_or_longer_number(data: bytes, begin: int, end: int) -> bool:
