@@ -419,7 +419,8 @@ bool HasContextWordBefore(absl::string_view text, size_t begin, size_t digits,
 }
 
 // Whether a match ending at `end` has one of the context words within the kContextAfterBytes
-// after it, on its line, with no number of `digits` digits or more between.
+// after it, on its line, with no number of `digits` digits or more and no "no" or "not"
+// between.
 bool HasContextWordAfter(absl::string_view text, size_t end, size_t digits,
                          const ContextWords& context) {
   size_t limit = std::min(text.size(), end + kContextAfterBytes);
@@ -429,8 +430,19 @@ bool HasContextWordAfter(absl::string_view text, size_t end, size_t digits,
       break;
     }
   }
-  return HasContextWord(text, end, 0, limit, context) &&
-         HasContextWord(text, end, 0, FirstNumber(text, end, limit, digits), context);
+  if (!HasContextWord(text, end, 0, limit, context)) return false;
+  // A word after a negation does not count: "123456789 is not an SSN".
+  for (size_t i = end; i + 3 <= limit; ++i) {
+    if ((i == 0 || !IsLetterAt(text, i - 1)) &&
+        (EqualsIgnoreCase(text, i, "no") &&
+         (i + 2 == text.size() || !IsLetterAt(text, i + 2) ||
+          (EqualsIgnoreCase(text, i, "not") &&
+           (i + 3 == text.size() || !IsLetterAt(text, i + 3)))))) {
+      limit = i;
+      break;
+    }
+  }
+  return HasContextWord(text, end, 0, FirstNumber(text, end, limit, digits), context);
 }
 
 // Field delimiters of tables (CSV, TSV, markdown), by precedence: a line's delimiter is the

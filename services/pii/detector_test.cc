@@ -446,6 +446,8 @@ TEST(DetectorTest, ContextWordsAfterTheValueCountOnItsLine) {
   EXPECT_THAT(Found("123456789 is her SSN."), ElementsAre(std::make_pair("US_SSN", "123456789")));
   // Not on the next line, not beyond the window, not past another number as long.
   EXPECT_THAT(Found("2125551234\nmobile: none"), IsEmpty());
+  EXPECT_THAT(Found("123456789 is not an SSN"), IsEmpty());
+  EXPECT_THAT(Found("2125551234: no phone, an order number"), IsEmpty());
   EXPECT_THAT(Found(absl::StrCat("2125551234 ", std::string(32, '.'), " mobile")), IsEmpty());
   EXPECT_THAT(Found("2125551234 and 3125551234 are mobiles"),
               ElementsAre(std::make_pair("PHONE_NUMBER", "3125551234")));

@@ -18,7 +18,8 @@ namespace policy::pii {
 // and "cell" is in "cells") in one of three places:
 //  * in the kContextWindowBytes bytes before a match (a word that ends inside the window
 //    counts even if it starts a little before it);
-//  * in the kContextAfterBytes bytes after it, on its line ("2125551234 is my mobile");
+//  * in the kContextAfterBytes bytes after it, on its line, with no "no" or "not" between
+//    ("2125551234 is my mobile", but not "123456789 is not an SSN");
 //  * in its column's header, when the match is a whole field (spaces and '"' aside) of a row
 //    of a table: a block of lines that each hold the first line's delimiter ('|', then tab,
 //    ',', ';': the first a line holds), the first line being the header, whose field with as
