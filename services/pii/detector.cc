@@ -171,21 +171,43 @@ bool IsDigitGroup(absl::string_view text, size_t begin, size_t end) {
   return begin < end && digit;
 }
 
+// Whether the byte at `joint`, between a group and its neighbour, joins them as a date or a
+// time does: '/', or ':' or '.' between digits ("12/26", "12:30", "1.5").
+bool IsDateJoint(absl::string_view text, size_t joint) {
+  if (joint >= text.size()) return false;
+  const unsigned char c = At(text, joint);
+  if (c == '/') return true;
+  return (c == ':' || c == '.') && joint > 0 && joint + 1 < text.size() &&
+         IsDigit(At(text, joint - 1)) && IsDigit(At(text, joint + 1));
+}
+
 // Whether the value [begin, end), written in space-separated groups, continues a longer
-// grouped number: the groups of 1-4 [A-Z0-9] before it, each one space from the next, hold a
-// digit ("GB31 WEMF 4832 6768 0889 4" holds no card starting at 4832, "VISA 4111 1111 1111
-// 1111" does), or the group right after it holds one ("LB91 2161 UK8L X2JD 9BNQ BC0S OOXG 7"
-// holds no 28-character IBAN).
+// grouped number. Groups are runs of 1-4 [A-Z0-9]; a group with a digit continues the value
+// when it is one space away and:
+//  * before the value: it is at least as long as the value's first group, and no group
+//    between it and the value is lowercase, longer than four or joined to what precedes it
+//    as a date is ("GB31 WEMF 4832 6768 0889 4" holds no card starting at 4832, "6887 4111
+//    1111 1111 1111" none at 4111; "VISA 4111 1111 1111 1111", "Card 1 4111 1111 1111 1111"
+//    and "EXP 03/30 4111 1111 1111 1111" hold one);
+//  * after the value: the group right after it is not joined to what follows as a date is,
+//    the value's last group is not shorter than the one before it (its grouping has ended:
+//    "DE89 3704 0044 0532 0130 00 5000 EUR"), and the group has four characters or more or
+//    the value holds a letter (an IBAN's short last group: "BE68 5390 0754 7034 5" holds no
+//    IBAN, but "4111 1111 1111 1111 123" holds a card followed by its CVV).
 bool ContinuesGroups(absl::string_view text, size_t begin, size_t end) {
   constexpr size_t kLongestGroup = 4;
   constexpr int kMostGroups = 8;
-  if (text.substr(begin, end - begin).find(' ') == absl::string_view::npos) return false;
+  const absl::string_view value = text.substr(begin, end - begin);
+  const size_t first_space = value.find(' ');
+  if (first_space == absl::string_view::npos) return false;
   if (IsUpperOrDigit(At(text, begin))) {
     size_t group_end = begin;  // Groups before the value, from the nearest.
     for (int n = 0; n < kMostGroups && group_end >= 2 && text[group_end - 1] == ' '; ++n) {
       size_t group = group_end - 1;
       while (group > 0 && absl::ascii_isalnum(At(text, group - 1))) --group;
-      if (group_end - 1 - group > kLongestGroup || !IsUpperOrDigit(At(text, group_end - 2))) {
+      const size_t length = group_end - 1 - group;
+      if (length > kLongestGroup || !IsUpperOrDigit(At(text, group_end - 2)) ||
+          length < first_space || (group > 0 && IsDateJoint(text, group - 1))) {
         break;
       }
       if (IsDigitGroup(text, group, group_end - 1)) return true;
@@ -198,7 +220,17 @@ bool ContinuesGroups(absl::string_view text, size_t begin, size_t end) {
   if (end + 1 < text.size() && text[end] == ' ' && IsUpperOrDigit(At(text, end - 1))) {
     size_t group = end + 1;
     while (group < text.size() && absl::ascii_isalnum(At(text, group))) ++group;
-    if (IsDigitGroup(text, end + 1, group)) return true;
+    if (!IsDigitGroup(text, end + 1, group) || IsDateJoint(text, group)) return false;
+    const size_t last_space = value.rfind(' ');
+    const size_t before_last_space =
+        last_space == 0 ? absl::string_view::npos : value.rfind(' ', last_space - 1);
+    const size_t last_group = value.size() - last_space - 1;
+    const size_t group_before_last =
+        last_space - (before_last_space == absl::string_view::npos ? 0 : before_last_space + 1);
+    if (last_group < group_before_last) return false;
+    const bool has_letter =
+        std::any_of(value.begin(), value.end(), [](char c) { return absl::ascii_isalpha(c); });
+    return group - (end + 1) >= kLongestGroup || has_letter;
   }
   return false;
 }
@@ -246,11 +278,25 @@ size_t SkipToContextWord(absl::string_view text, size_t at, size_t end,
   return at;
 }
 
-// Whether a context word starts a word (is not right after a letter, when it starts with one),
-// starts at or after `starts_from` and ends in (ends_after, end_limit]; ends_after 0 admits
-// words ending anywhere up to the limit.
-bool HasContextWord(absl::string_view text, size_t starts_from, size_t ends_after, size_t end_limit,
-                    const ContextWords& context) {
+// Whether the context word `word` at `at` is a whole word: not right after a letter when it
+// starts with one, not right before a letter when it ends with one, but for a plural 's'
+// ("phones", but not "telemetry", "cellar" or "callback").
+bool IsWholeContextWord(absl::string_view text, size_t at, absl::string_view word) {
+  if (at > 0 && IsLetterAt(text, at - 1) && absl::ascii_isalpha(word.front())) return false;
+  size_t end = at + word.size();
+  if (!absl::ascii_isalpha(word.back()) || end >= text.size() || !IsLetterAt(text, end)) {
+    return true;
+  }
+  if (absl::ascii_tolower(At(text, end)) != 's') return false;
+  ++end;
+  return end >= text.size() || !IsLetterAt(text, end);
+}
+
+// The end of the first whole context word (IsWholeContextWord) that starts at or after
+// `starts_from` and ends in (ends_after, end_limit], or npos; ends_after 0 admits words ending
+// anywhere up to the limit.
+size_t FindContextWord(absl::string_view text, size_t starts_from, size_t ends_after,
+                       size_t end_limit, const ContextWords& context) {
   const size_t from = std::max(
       starts_from, ends_after >= context.longest ? ends_after + 1 - context.longest : size_t{0});
   for (size_t at = SkipToContextWord(text, from, end_limit, context); at < end_limit;
@@ -260,13 +306,16 @@ bool HasContextWord(absl::string_view text, size_t starts_from, size_t ends_afte
       const std::string& word = context.words[static_cast<size_t>(__builtin_ctzll(candidates))];
       const size_t end = at + word.size();
       if (end > end_limit || (end <= ends_after && ends_after > 0)) continue;
-      if (EqualsIgnoreCase(text, at, word) &&
-          (at == 0 || !IsLetterAt(text, at - 1) || !absl::ascii_isalpha(word[0]))) {
-        return true;
-      }
+      if (EqualsIgnoreCase(text, at, word) && IsWholeContextWord(text, at, word)) return end;
     }
   }
-  return false;
+  return absl::string_view::npos;
+}
+
+bool HasContextWord(absl::string_view text, size_t starts_from, size_t ends_after, size_t end_limit,
+                    const ContextWords& context) {
+  return FindContextWord(text, starts_from, ends_after, end_limit, context) !=
+         absl::string_view::npos;
 }
 
 // The words of `words` that occur anywhere in `text` (ignoring ASCII case; no word boundary
@@ -294,32 +343,252 @@ size_t ContextWindowBegin(size_t begin) {
   return begin > kContextWindowBytes ? begin - kContextWindowBytes : 0;
 }
 
-// The position after the last digit in [from, to), or `from` when there is none.
-size_t AfterLastDigit(absl::string_view text, size_t from, size_t to) {
-#if defined(__SSE2__)
-  while (to >= from + 16) {
-    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(text.data() + to - 16));
-    const __m128i shifted = _mm_sub_epi8(bytes, _mm_set1_epi8('0'));
-    const unsigned mask = static_cast<unsigned>(
-        _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(shifted, _mm_set1_epi8(9)), shifted)));
-    if (mask != 0) return to - 16 + static_cast<size_t>(32 - __builtin_clz(mask));
-    to -= 16;
-  }
-#endif
-  for (; to > from; --to) {
-    if (IsDigit(At(text, to - 1))) return to;
-  }
-  return from;
+// The bytes that join the digits of one number, at most two in a row: "(415) 555-2671" and
+// "123 45 6789" are each one number.
+bool IsNumberJoiner(unsigned char c) {
+  return c == ' ' || c == '-' || c == '.' || c == '/' || c == '(' || c == ')';
 }
 
-// Whether a match at `begin` has one of the context words in its window, with no digit
-// between the word and the match (the word belongs to that other number).
-bool HasContextWordFor(absl::string_view text, size_t begin, const ContextWords& context) {
+// Calls visit(begin, end, digits) for each number in [from, to), in order, until it returns
+// true.
+template <typename Visit>
+void ForEachNumber(absl::string_view text, size_t from, size_t to, Visit visit) {
+  size_t i = from;
+  while (i < to) {
+    if (!IsDigit(At(text, i))) {
+      ++i;
+      continue;
+    }
+    const size_t begin = i;
+    size_t digits = 0;
+    size_t last = i;
+    while (i < to) {
+      if (IsDigit(At(text, i))) {
+        ++digits;
+        last = ++i;
+        continue;
+      }
+      size_t j = i;
+      while (j < to && j < i + 2 && IsNumberJoiner(At(text, j))) ++j;
+      if (j == i || j >= to || !IsDigit(At(text, j))) break;
+      i = j;
+    }
+    if (visit(begin, last, digits)) return;
+  }
+}
+
+// The end of the last number in [from, to) with at least `digits` digits, or `from`.
+size_t AfterLastNumber(absl::string_view text, size_t from, size_t to, size_t digits) {
+  size_t after = from;
+  ForEachNumber(text, from, to, [&](size_t, size_t end, size_t count) {
+    if (count >= digits) after = end;
+    return false;
+  });
+  return after;
+}
+
+// The start of the first number in [from, to) with at least `digits` digits, or `to`.
+size_t FirstNumber(absl::string_view text, size_t from, size_t to, size_t digits) {
+  size_t first = to;
+  ForEachNumber(text, from, to, [&](size_t begin, size_t, size_t count) {
+    if (count < digits) return false;
+    first = begin;
+    return true;
+  });
+  return first;
+}
+
+size_t DigitsIn(absl::string_view text, size_t begin, size_t end) {
+  size_t digits = 0;
+  for (size_t i = begin; i < end; ++i) digits += IsDigit(At(text, i));
+  return std::max<size_t>(digits, 1);
+}
+
+// Whether a match at `begin` has one of the context words in the window before it, with no
+// number of `digits` digits or more between the word and the match (the word is about that
+// other number).
+bool HasContextWordBefore(absl::string_view text, size_t begin, size_t digits,
+                          const ContextWords& context) {
   const size_t window_begin = ContextWindowBegin(begin);
   const size_t search_begin =
       window_begin >= context.longest ? window_begin + 1 - context.longest : 0;
-  return HasContextWord(text, AfterLastDigit(text, search_begin, begin), window_begin, begin,
-                        context);
+  // Most matches have no word at all: the numbers are looked at only when there is one.
+  return HasContextWord(text, search_begin, window_begin, begin, context) &&
+         HasContextWord(text, AfterLastNumber(text, search_begin, begin, digits), window_begin,
+                        begin, context);
+}
+
+// Whether a match ending at `end` has one of the context words within the kContextAfterBytes
+// after it, on its line, with no number of `digits` digits or more and no "no" or "not"
+// between.
+bool HasContextWordAfter(absl::string_view text, size_t end, size_t digits,
+                         const ContextWords& context) {
+  size_t limit = std::min(text.size(), end + kContextAfterBytes);
+  for (size_t i = end; i < limit; ++i) {
+    if (text[i] == '\n' || text[i] == '\r') {
+      limit = i;
+      break;
+    }
+  }
+  if (!HasContextWord(text, end, 0, limit, context)) return false;
+  // A word after a negation does not count: "123456789 is not an SSN".
+  for (size_t i = end; i + 3 <= limit; ++i) {
+    if ((i == 0 || !IsLetterAt(text, i - 1)) &&
+        (EqualsIgnoreCase(text, i, "no") &&
+         (i + 2 == text.size() || !IsLetterAt(text, i + 2) ||
+          (EqualsIgnoreCase(text, i, "not") &&
+           (i + 3 == text.size() || !IsLetterAt(text, i + 3)))))) {
+      limit = i;
+      break;
+    }
+  }
+  return HasContextWord(text, end, 0, FirstNumber(text, end, limit, digits), context);
+}
+
+// Field delimiters of tables (CSV, TSV, markdown), by precedence: a line's delimiter is the
+// first of these it holds.
+constexpr absl::string_view kFieldDelimiters = "|\t,;";
+// The header field of a table is looked for in its first kMaxHeaderBytes bytes.
+constexpr size_t kMaxHeaderBytes = 1024;
+
+bool IsFieldEdge(unsigned char c) {
+  return c == '\n' || c == '\r' ||
+         kFieldDelimiters.find(static_cast<char>(c)) != absl::string_view::npos;
+}
+
+unsigned char LineDelimiter(absl::string_view text, size_t begin, size_t end) {
+  const absl::string_view line = text.substr(begin, end - begin);
+  for (char d : kFieldDelimiters) {
+    if (line.find(d) != absl::string_view::npos) return static_cast<unsigned char>(d);
+  }
+  return 0;
+}
+
+// Whether the region [begin, end) may hold a whole field of a table row (HeaderField): it
+// holds a field delimiter or starts one.
+bool MayHoldField(absl::string_view text, size_t begin, size_t end) {
+  size_t before = begin;
+  while (before > 0 && (text[before - 1] == ' ' || text[before - 1] == '"')) --before;
+  if (before > 0 && IsFieldEdge(At(text, before - 1)) && At(text, before - 1) != '\n') return true;
+  for (size_t i = begin; i < end; ++i) {
+    const unsigned char c = At(text, i);
+    if (c == '|' || c == '\t' || c == ',' || c == ';') return true;
+  }
+  return false;
+}
+
+// What the scan has learnt of the lines and tables around the values it looked at, so that
+// finding a value's column header costs, over all values in order, one pass over the text.
+struct TableMemo {
+  static constexpr size_t kNone = absl::string_view::npos;
+  // The line last looked at, its delimiter (0: none), and its delimiters before counted_to.
+  size_t line_begin = kNone;
+  size_t line_end = 0;
+  unsigned char delimiter = 0;
+  size_t counted_to = 0;
+  size_t fields_before = 0;
+  // The table last found: its header line, the end of the last line known to be one of its
+  // rows (every line from the header to there holds the delimiter), and its delimiter.
+  size_t header_begin = kNone;
+  size_t header_end = 0;
+  size_t rows_end = 0;
+  unsigned char table_delimiter = 0;
+};
+
+// The end of the line holding `at`, without a trailing '\r'.
+size_t LineEnd(absl::string_view text, size_t at) {
+  size_t end = text.find('\n', at);
+  if (end == absl::string_view::npos) end = text.size();
+  return end > at && text[end - 1] == '\r' ? end - 1 : end;
+}
+
+size_t LineBegin(absl::string_view text, size_t at) {
+  if (at == 0) return 0;
+  const size_t newline = text.rfind('\n', at - 1);
+  return newline == absl::string_view::npos ? 0 : newline + 1;
+}
+
+// Whether the line [begin, end) is a row of a table delimited by `delimiter`.
+bool IsRow(absl::string_view text, size_t begin, size_t end, unsigned char delimiter) {
+  return end > begin && text.substr(begin, end - begin).find(static_cast<char>(delimiter)) !=
+                            absl::string_view::npos;
+}
+
+// When the value [begin, end) is a whole field (spaces and '"' aside) of a row of a table (a
+// block of lines that each hold the first line's delimiter, the first line its header), sets
+// [field_begin, field_end) to the header field in its column and returns true.
+bool HeaderField(absl::string_view text, size_t begin, size_t end, TableMemo& memo,
+                 size_t& field_begin, size_t& field_end) {
+  size_t before = begin;
+  while (before > 0 && (text[before - 1] == ' ' || text[before - 1] == '"')) --before;
+  size_t after = end;
+  while (after < text.size() && (text[after] == ' ' || text[after] == '"')) ++after;
+  if ((before > 0 && !IsFieldEdge(At(text, before - 1))) ||
+      (after < text.size() && !IsFieldEdge(At(text, after)))) {
+    return false;
+  }
+  if (memo.line_begin == TableMemo::kNone || begin < memo.line_begin || begin >= memo.line_end) {
+    memo.line_begin = LineBegin(text, begin);
+    memo.line_end = LineEnd(text, end);
+    memo.delimiter = LineDelimiter(text, memo.line_begin, memo.line_end);
+    memo.counted_to = memo.line_begin;
+    memo.fields_before = 0;
+  }
+  const size_t line_begin = memo.line_begin;
+  const size_t line_end = memo.line_end;
+  const unsigned char d = memo.delimiter;
+  if (d == 0 || (before > line_begin && At(text, before - 1) != d) ||
+      (after < line_end && At(text, after) != d)) {
+    return false;
+  }
+  if (before < memo.counted_to) {
+    memo.counted_to = line_begin;
+    memo.fields_before = 0;
+  }
+  for (size_t i = memo.counted_to; i < before; ++i) memo.fields_before += At(text, i) == d;
+  memo.counted_to = before;
+
+  // The table holding the line: the one known, extended to it, or found anew.
+  const bool known = memo.header_begin != TableMemo::kNone && memo.table_delimiter == d &&
+                     memo.header_begin <= line_begin;
+  if (known && line_begin > memo.rows_end) {
+    size_t row = memo.rows_end + 1;
+    while (row < line_begin) {
+      const size_t row_end = LineEnd(text, row);
+      if (!IsRow(text, row, row_end, d)) break;
+      row = text.find('\n', row_end);
+      row = row == absl::string_view::npos ? text.size() : row + 1;
+    }
+    if (row >= line_begin) memo.rows_end = line_end;
+  }
+  if (!known || line_begin > memo.rows_end) {
+    size_t header = line_begin;
+    while (header > 0) {
+      const size_t previous = LineBegin(text, header - 1);
+      if (!IsRow(text, previous, LineEnd(text, previous), d)) break;
+      header = previous;
+    }
+    memo.header_begin = header;
+    memo.header_end = LineEnd(text, header);
+    memo.table_delimiter = d;
+  }
+  memo.rows_end = std::max(memo.rows_end, line_end);
+  if (line_begin == memo.header_begin) return false;  // The value is in the header.
+
+  size_t field = 0;
+  const size_t header_end = std::min(memo.header_end, memo.header_begin + kMaxHeaderBytes);
+  field_begin = memo.header_begin;
+  for (size_t i = memo.header_begin; i < header_end; ++i) {
+    if (At(text, i) != d) continue;
+    if (field == memo.fields_before) {
+      field_end = i;
+      return true;
+    }
+    ++field;
+    field_begin = i + 1;
+  }
+  field_end = header_end;
+  return field == memo.fields_before;
 }
 
 // `prefixes` are lowercase.
@@ -610,6 +879,14 @@ enum class Verdict { kAccepted, kGluedLeft, kRejected };
 
 }  // namespace
 
+struct Detector::ScanScratch {
+  TableMemo table;
+  // Per recognizer: the end of the first whole context word in the text; kUnknown until
+  // looked for, npos when there is none.
+  static constexpr size_t kUnknown = absl::string_view::npos - 1;
+  std::vector<size_t> first_context_end;
+};
+
 Detector::Detector() = default;
 Detector::~Detector() = default;
 
@@ -754,8 +1031,21 @@ bool Detector::KnowsEntityType(absl::string_view type) const {
 }
 
 // Whether the value [begin, end) of a match of `recognizer` is a finding, and its score.
+bool Detector::HasContext(const Recognizer& recognizer, absl::string_view text, size_t begin,
+                          size_t end, ScanScratch& scratch) const {
+  const ContextWords& context = recognizer.context;
+  const size_t digits = DigitsIn(text, begin, end);
+  if (HasContextWordBefore(text, begin, digits, context) ||
+      HasContextWordAfter(text, end, digits, context)) {
+    return true;
+  }
+  size_t field_begin = 0, field_end = 0;
+  return HeaderField(text, begin, end, scratch.table, field_begin, field_end) &&
+         HasContextWord(text, field_begin, 0, field_end, context);
+}
+
 bool Detector::Accept(const Recognizer& recognizer, absl::string_view text, size_t begin,
-                      size_t end, double& score) const {
+                      size_t end, ScanScratch& scratch, double& score) const {
   const RecognizerSpec& spec = recognizer.spec;
   if (!spec.excluded_prefixes.empty() && HasExcludedPrefix(text, begin, spec.excluded_prefixes)) {
     return false;
@@ -765,7 +1055,7 @@ bool Detector::Accept(const Recognizer& recognizer, absl::string_view text, size
   }
   score = spec.score;
   if (!spec.context_words.empty()) {
-    const bool context = HasContextWordFor(text, begin, recognizer.context);
+    const bool context = HasContext(recognizer, text, begin, end, scratch);
     if (spec.context_required) {
       if (!context) return false;
     } else if (context) {
@@ -776,15 +1066,22 @@ bool Detector::Accept(const Recognizer& recognizer, absl::string_view text, size
 }
 
 void Detector::Extract(const Recognizer& recognizer, absl::string_view text, size_t region_begin,
-                       size_t region_end, std::vector<Candidate>& out) const {
-  // No match in the region can have its required context: save the searches.
+                       size_t region_end, ScanScratch& scratch, std::vector<Candidate>& out) const {
+  // No match in the region can have its required context: save the searches. The context
+  // lies in the windows around the region, or in a table header before its end.
+  const size_t index = static_cast<size_t>(&recognizer - recognizers_.data());
   if (recognizer.spec.context_required &&
-      !HasContextWord(text, 0, ContextWindowBegin(region_begin), region_end, recognizer.context)) {
-    return;
+      !HasContextWord(text, 0, ContextWindowBegin(region_begin),
+                      std::min(text.size(), region_end + kContextAfterBytes), recognizer.context)) {
+    if (!MayHoldField(text, region_begin, region_end)) return;
+    size_t& first = scratch.first_context_end[index];
+    if (first == ScanScratch::kUnknown) {
+      first = FindContextWord(text, 0, 0, text.size(), recognizer.context);
+    }
+    if (first == absl::string_view::npos || first >= region_end) return;
   }
   const re2::StringPiece input(text.data(), text.size());
   const int groups = recognizer.has_group ? 2 : 1;
-  const size_t index = static_cast<size_t>(&recognizer - recognizers_.data());
   re2::StringPiece match[2];
 
   // The verdict on the match in `match`; on acceptance, adds the candidate.
@@ -800,7 +1097,7 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
     if (GluedLeft(text, begin)) return Verdict::kGluedLeft;
     if (GluedRight(text, end) || ContinuesGroups(text, begin, end)) return Verdict::kRejected;
     double score = 0;
-    if (!Accept(recognizer, text, begin, end, score)) return Verdict::kRejected;
+    if (!Accept(recognizer, text, begin, end, scratch, score)) return Verdict::kRejected;
     out.push_back(Candidate{.begin = begin, .end = end, .score = score, .recognizer = index});
     return Verdict::kAccepted;
   };
@@ -991,9 +1288,11 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
   std::vector<Candidate> extracted;
   extracted.reserve(jobs.size());
   std::vector<size_t> extracted_end(by_recognizer.size());  // Of each job's candidates.
+  ScanScratch scratch;
+  scratch.first_context_end.assign(recognizers_.size(), ScanScratch::kUnknown);
   for (size_t k = 0; k < by_recognizer.size(); ++k) {
     const Job& job = by_recognizer[k];
-    Extract(recognizers_[job.recognizer], text, job.begin, job.end, extracted);
+    Extract(recognizers_[job.recognizer], text, job.begin, job.end, scratch, extracted);
     extracted_end[k] = extracted.size();
   }
 

@@ -92,12 +92,16 @@ class Detector {
   struct PatternSet;
   struct CustomGate;
   struct Candidate;
+  struct ScanScratch;  // One scan's memo of the text's tables and context words.
 
   Detector();
   void Extract(const Recognizer& recognizer, absl::string_view text, size_t region_begin,
-               size_t region_end, std::vector<Candidate>& out) const;
+               size_t region_end, ScanScratch& scratch, std::vector<Candidate>& out) const;
   bool Accept(const Recognizer& recognizer, absl::string_view text, size_t begin, size_t end,
-              double& score) const;
+              ScanScratch& scratch, double& score) const;
+  // Whether the value [begin, end) of a match of `recognizer` has context (see recognizer.h).
+  bool HasContext(const Recognizer& recognizer, absl::string_view text, size_t begin, size_t end,
+                  ScanScratch& scratch) const;
   // The custom recognizers (indexes into recognizers_) that may find something in `text`
   // and are `wanted`; see CustomGate.
   std::vector<size_t> LiveCustomRecognizers(absl::string_view text,

@@ -393,21 +393,136 @@ TEST(DetectorTest, BoundaryRules) {
   EXPECT_THAT(Found("123-45-6789 234-56-7890"),
               ElementsAre(std::make_pair("US_SSN", "123-45-6789"),
                           std::make_pair("US_SSN", "234-56-7890")));
-  // Context after a number does not count: this is a phone number.
+  // Context after a number counts: this is an NHS number.
   EXPECT_THAT(Found("943 476 5919 (NHS number)"),
-              ElementsAre(std::make_pair("PHONE_NUMBER", "943 476 5919")));
+              ElementsAre(std::make_pair("UK_NHS", "943 476 5919")));
+}
+
+TEST(DetectorTest, ShortNumbersBesideAGroupedValueAreNotPartOfIt) {
+  // An expiry date, a CVV, a count or an amount one space away.
+  EXPECT_THAT(Found("Card: 4111 1111 1111 1111 12/26 123"),
+              ElementsAre(std::make_pair("CREDIT_CARD", "4111 1111 1111 1111")));
+  EXPECT_THAT(Found("Card 1 4111 1111 1111 1111"),
+              ElementsAre(std::make_pair("CREDIT_CARD", "4111 1111 1111 1111")));
+  EXPECT_THAT(Found("CVV 737 EXP 03/30 4111 1111 1111 1111"),
+              ElementsAre(std::make_pair("CREDIT_CARD", "4111 1111 1111 1111")));
+  EXPECT_THAT(Found("John Smith 4111 1111 1111 1111 12/26"),
+              ElementsAre(std::make_pair("CREDIT_CARD", "4111 1111 1111 1111")));
+  EXPECT_THAT(Found("4111 1111 1111 1111 123"),
+              ElementsAre(std::make_pair("CREDIT_CARD", "4111 1111 1111 1111")));
+  EXPECT_THAT(Found("4111 1111 1111 1111 12:30"),
+              ElementsAre(std::make_pair("CREDIT_CARD", "4111 1111 1111 1111")));
+  EXPECT_THAT(Found("amex 3782 822463 10005 04/27"),
+              ElementsAre(std::make_pair("CREDIT_CARD", "3782 822463 10005")));
+  EXPECT_THAT(Found("Account 2 DE89 3704 0044 0532 0130 00"),
+              ElementsAre(std::make_pair("IBAN_CODE", "DE89 3704 0044 0532 0130 00")));
+  EXPECT_THAT(Found("IBAN DE89 3704 0044 0532 0130 00 5000 EUR"),
+              ElementsAre(std::make_pair("IBAN_CODE", "DE89 3704 0044 0532 0130 00")));
+  EXPECT_THAT(Found("SSN 123 45 6789 01/02/1980"),
+              ElementsAre(std::make_pair("US_SSN", "123 45 6789")));
+  // Groups as long as the value's that continue the grouping still make a longer number.
+  EXPECT_THAT(Found("4111 1111 1111 1111 2024."), IsEmpty());
+  EXPECT_THAT(Found("1234 4111 1111 1111 1111 12/26"), IsEmpty());
+  EXPECT_THAT(Found("12/26 6887 4111 1111 1111 1111"), IsEmpty());
+  EXPECT_THAT(Found("DE89 3704 0044 0532 0130 0012 5000"), IsEmpty());
+  EXPECT_THAT(Found("BE68 5390 0754 7034 5 EUR"), IsEmpty());
+  EXPECT_THAT(Found("123 123 45 6789"), IsEmpty());
 }
 
 TEST(DetectorTest, ContextWordsMustBeNearAndStartAWord) {
-  const std::string far = absl::StrCat("SSN ", std::string(40, '.'), " 123456789");
+  const std::string far = absl::StrCat("SSN ", std::string(64, '.'), " 123456789");
   EXPECT_THAT(Found(far), IsEmpty());
-  const std::string near = absl::StrCat("SSN ", std::string(30, '.'), " 123456789");
+  const std::string near = absl::StrCat("SSN ", std::string(54, '.'), " 123456789");
   EXPECT_THAT(Found(near), ElementsAre(std::make_pair("US_SSN", "123456789")));
   EXPECT_THAT(Found("the hotel 4155552671"), IsEmpty());  // "tel" inside a word.
   EXPECT_THAT(Found("telephone 4155552671"),
               ElementsAre(std::make_pair("PHONE_NUMBER", "4155552671")));
-  EXPECT_THAT(Found("4155552671 is my phone"), IsEmpty());  // Only words before count.
-  EXPECT_THAT(Found("itin 123456789"), IsEmpty());          // Not a valid ITIN, not SSN context.
+  EXPECT_THAT(Found("itin 123456789"), IsEmpty());  // Not a valid ITIN, not SSN context.
+}
+
+TEST(DetectorTest, ContextWordsAfterTheValueCountOnItsLine) {
+  EXPECT_THAT(Found("2125551234 is my mobile"),
+              ElementsAre(std::make_pair("PHONE_NUMBER", "2125551234")));
+  EXPECT_THAT(Found("123456789 is her SSN."), ElementsAre(std::make_pair("US_SSN", "123456789")));
+  // Not on the next line, not beyond the window, not past another number as long.
+  EXPECT_THAT(Found("2125551234\nmobile: none"), IsEmpty());
+  EXPECT_THAT(Found("123456789 is not an SSN"), IsEmpty());
+  EXPECT_THAT(Found("2125551234: no phone, an order number"), IsEmpty());
+  EXPECT_THAT(Found(absl::StrCat("2125551234 ", std::string(32, '.'), " mobile")), IsEmpty());
+  EXPECT_THAT(Found("2125551234 and 3125551234 are mobiles"),
+              ElementsAre(std::make_pair("PHONE_NUMBER", "3125551234")));
+}
+
+TEST(DetectorTest, OnlyANumberAsLongCancelsAContextWord) {
+  EXPECT_THAT(Found("Phone 1: 2125551234, Phone 2: 3125551234"),
+              ElementsAre(std::make_pair("PHONE_NUMBER", "2125551234"),
+                          std::make_pair("PHONE_NUMBER", "3125551234")));
+  EXPECT_THAT(Found("SSN for employee 42: 123456789"),
+              ElementsAre(std::make_pair("US_SSN", "123456789")));
+  EXPECT_THAT(
+      Found("Customer's social security number, as recorded in our HR system, is 123456789."),
+      ElementsAre(std::make_pair("US_SSN", "123456789")));
+  // The word is about the number right after it.
+  EXPECT_THAT(Found("SSN 123-45-6789, ref 234567890"),
+              ElementsAre(std::make_pair("US_SSN", "123-45-6789")));
+  EXPECT_THAT(Found("phone (415) 555-2671 then 2125551234"),
+              ElementsAre(std::make_pair("PHONE_NUMBER", "(415) 555-2671")));
+}
+
+TEST(DetectorTest, TableColumnHeadersAreContext) {
+  EXPECT_THAT(
+      Found("name,ssn\nJohn,123456789\nJane,234567890\nBob,345678901"),
+      ElementsAre(std::make_pair("US_SSN", "123456789"), std::make_pair("US_SSN", "234567890"),
+                  std::make_pair("US_SSN", "345678901")));
+  const std::string csv =
+      "name,ssn,phone\nJohn Smith,123456789,2125551234\nJane Doe,234567890,3125551234\n"
+      "Bob Roe,345678901,4155552671\n";
+  EXPECT_THAT(Found(csv), ElementsAre(std::make_pair("US_SSN", "123456789"),
+                                      std::make_pair("PHONE_NUMBER", "2125551234"),
+                                      std::make_pair("US_SSN", "234567890"),
+                                      std::make_pair("PHONE_NUMBER", "3125551234"),
+                                      std::make_pair("US_SSN", "345678901"),
+                                      std::make_pair("PHONE_NUMBER", "4155552671")));
+  const std::string markdown =
+      "| Name | SSN | Phone |\n|------|-----|-------|\n| John | 123456789 | 2125551234 |\n"
+      "| Jane | 234567890 | 3125551234 |\n";
+  EXPECT_THAT(Found(markdown), ElementsAre(std::make_pair("US_SSN", "123456789"),
+                                           std::make_pair("PHONE_NUMBER", "2125551234"),
+                                           std::make_pair("US_SSN", "234567890"),
+                                           std::make_pair("PHONE_NUMBER", "3125551234")));
+  EXPECT_THAT(
+      Found("id;ssn\r\n1;\"123456789\"\r\n2;\"234567890\"\r\n"),
+      ElementsAre(std::make_pair("US_SSN", "123456789"), std::make_pair("US_SSN", "234567890")));
+  // Another column, a value that is not a whole field, a line that is not a row, a header
+  // that is the value's own line, or a table that ended: no context.
+  const std::string padding = std::string(64, 'x') + ",x\n";  // Beyond the window.
+  EXPECT_THAT(Found(absl::StrCat("name,id,ssn\n", padding, "John,123456789,\n")), IsEmpty());
+  EXPECT_THAT(Found(absl::StrCat("name,ssn\n", padding, "John,id 123456789\nJo,234567890 x")),
+              IsEmpty());
+  EXPECT_THAT(Found(absl::StrCat("ssn,name\n", padding, "\n123456789,John")), IsEmpty());
+  EXPECT_THAT(Found(absl::StrCat("name;ssn\n", padding, "John,123456789")), IsEmpty());
+  EXPECT_THAT(Found("name,ssn\nJohn,123456789\nno rows here\nJane,234567890"),
+              ElementsAre(std::make_pair("US_SSN", "123456789")));
+  // Long tables keep their header.
+  std::string rows = "name,phone\n";
+  for (int i = 0; i < 2000; ++i) absl::StrAppend(&rows, "n", i, ",2125551234\n");
+  EXPECT_EQ(Default().Scan(rows).size(), 2000u);
+}
+
+TEST(DetectorTest, ContextWordsMustBeWholeWords) {
+  for (const char* prefix :
+       {"telemetry id ", "callback ", "cellar ", "cellular ", "faxed ", "mobility ", "phoned "}) {
+    EXPECT_THAT(Found(absl::StrCat(prefix, "2125551234")), IsEmpty()) << prefix;
+  }
+  EXPECT_THAT(Found("itinerary 912345678"), IsEmpty());
+  EXPECT_THAT(Found("ssnx 123456789"), IsEmpty());
+  for (const char* prefix :
+       {"tel ", "Tel.: ", "calls: ", "cells ", "telephone ", "cellphone ", "phones: ", "PHONE#"}) {
+    EXPECT_THAT(Found(absl::StrCat(prefix, "2125551234")),
+                ElementsAre(std::make_pair("PHONE_NUMBER", "2125551234")))
+        << prefix;
+  }
+  EXPECT_THAT(Found("SSNs: 123456789"), ElementsAre(std::make_pair("US_SSN", "123456789")));
 }
 
 TEST(DetectorTest, ContextRaisesTheScore) {

@@ -18,8 +18,8 @@ namespace {
 
 constexpr size_t kMaxNameBytes = 64;
 
-const std::vector<std::string> kPhoneContext = {"phone", "tel", "call",    "mobile",
-                                                "cell",  "fax", "whatsapp"};
+const std::vector<std::string> kPhoneContext = {
+    "phone", "telephone", "cellphone", "tel", "call", "mobile", "cell", "fax", "whatsapp"};
 const std::vector<std::string> kSsnContext = {"ssn", "social security", "social-security", "ss#"};
 
 bool IsEntityTypeName(absl::string_view type) {

@@ -13,11 +13,22 @@
 // match more certain (or, for bare numbers, are required).
 namespace policy::pii {
 
-// Context words count when they occur (ASCII case-insensitively, starting a word: not right
-// after a letter) in the kContextWindowBytes bytes before a match with no digit between the
-// word and the match (then the word is about that other number); a word that ends inside the
-// window counts even if it starts a little before it.
-inline constexpr size_t kContextWindowBytes = 40;
+// Context words count when they occur (ASCII case-insensitively, as a whole word: not right
+// after a letter, nor right before one but for a plural 's', so "tel" is not in "telemetry"
+// and "cell" is in "cells") in one of three places:
+//  * in the kContextWindowBytes bytes before a match (a word that ends inside the window
+//    counts even if it starts a little before it);
+//  * in the kContextAfterBytes bytes after it, on its line, with no "no" or "not" between
+//    ("2125551234 is my mobile", but not "123456789 is not an SSN");
+//  * in its column's header, when the match is a whole field (spaces and '"' aside) of a row
+//    of a table: a block of lines that each hold the first line's delimiter ('|', then tab,
+//    ',', ';': the first a line holds), the first line being the header, whose field with as
+//    many delimiters before it holds the word ("name,ssn\nJohn,123456789\nJane,234567890").
+// A word before or after the match does not count with a number between them of at least as
+// many digits as the match (then the word is about that other number); a shorter number
+// ("Phone 2: ...", "employee 42: ...") does not matter.
+inline constexpr size_t kContextWindowBytes = 64;
+inline constexpr size_t kContextAfterBytes = 32;
 // The longest context word, and the most context words a recognizer may have.
 inline constexpr size_t kMaxContextWordBytes = 32;
 inline constexpr size_t kMaxContextWords = 64;
@@ -37,17 +48,23 @@ struct RecognizerSpec {
   // (after) it must not be one, and a match starting (ending) with a digit must not be
   // preceded (followed) by '.' or '-' and another digit ("1.2.3.4.5" holds no IPv4
   // address), and a value written in space-separated groups must not be preceded or
-  // followed by a space and another group of [A-Z0-9] with a digit (then it is part of a
-  // longer grouped number: "6887 4913 3610 2041 4516" holds no card starting at 4913).
+  // followed by a space and another group of [A-Z0-9] with a digit that continues its
+  // grouping (then it is part of a longer grouped number: "6887 4913 3610 2041 4516" holds
+  // no card starting at 4913). A group before it continues it when at least as long as its
+  // first group; one after it when the value's last group is not shorter than the one before
+  // it and the group has four characters or more (or the value holds a letter, as an IBAN
+  // does); a group joined to its other neighbour by '/' (or ':' or '.' between digits) never
+  // does. So "Card 1 4111 1111 1111 1111 12/26 123" holds the card, and "IBAN DE89 3704 0044
+  // 0532 0130 00 5000 EUR" the IBAN.
   std::string pattern;
   // The score of a match the validator accepts, in [0, 1].
   double score = 0.5;
   // "" (any match counts) or one of ValidatorNames().
   std::string validator;
-  // At most kMaxContextWords, lowercase, of 1 to kMaxContextWordBytes bytes. One in the
-  // context window before a match adds kContextBoost to its score.
+  // At most kMaxContextWords, lowercase, of 1 to kMaxContextWordBytes bytes. One where it
+  // counts (above) adds kContextBoost to a match's score.
   std::vector<std::string> context_words;
-  // When true a match with none of context_words in the window is dropped, and the context
+  // When true a match with none of context_words where they count is dropped, and the context
   // does not add to the score (bare numbers: nine digits are an SSN only when the text says
   // so).
   bool context_required = false;

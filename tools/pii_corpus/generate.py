@@ -33,12 +33,15 @@ record and its problems.
   * Labels are exact: the span is the value itself, it passes this module's validator for
     its type, a context word lies within the 40 bytes before it when its format needs one
     (bare SSN/ITIN/NANP numbers, NHS numbers), and neither neighbouring byte continues it
-    (no adjacent digit, letter or group separator that would make a longer candidate).
+    (no adjacent digit, letter or group separator that would make a longer candidate; beside
+    a value written in space-separated groups, the engine's grouping rule decides, so that
+    the neighbour records can put expiry dates, CVVs, counts and amounts there).
     Offsets are on UTF-8 character boundaries, sorted and non-overlapping.
   * Nothing else is an entity: a deliberately generous scanner (every candidate shape of
-    every type, context words matched as substrings anywhere in the 64 bytes before a
-    number) finds no valid entity in the text other than the labels themselves, an IPv4
-    address embedded in a labelled IPv6 address, and the phone-number reading of a
+    every type, context words matched as substrings anywhere in the 96 bytes before a
+    number or after its start; no record is laid out as a table, whose column headers the
+    engine also takes for context) finds no valid entity in the text other than the labels
+    themselves, an IPv4 address embedded in a labelled IPv6 address, and the phone-number reading of a
     labelled NHS number. No label has a rival context word near it (an NHS number with a
     phone word, a bare SSN with "itin", ...), so every label has one right answer.
   * Hard negatives (cards failing Luhn or without an issuer prefix, IBANs with a wrong
@@ -49,7 +52,8 @@ record and its problems.
   * Texts mix English with German, French and Japanese words and emoji, so byte offsets
     differ from character offsets; values appear at the start and end of texts, in quotes
     and parentheses and before . , ) : and several entities of different types share
-    records.
+    records. Neighbour records (neighbour_records, a random stream of their own) put values
+    beside the short numbers and in the layouts of real prompts.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ DEFAULT_PER_FORMAT = 60
 # per format, so that every type has at least MIN_FORMATS_PER_TYPE * N primary labels.
 MIN_FORMATS_PER_TYPE = 4
 CONTEXT_WINDOW = 40
-LIBERAL_CONTEXT_WINDOW = 64
+LIBERAL_CONTEXT_WINDOW = 96
 MAX_DRAWS_PER_RECORD = 50
 PEM_MAX_BYTES = 16 * 1024
 
@@ -94,7 +98,8 @@ ENTITY_TYPES = (
 CONTEXT_WORDS = {
     "US_SSN": ("ssn", "social security", "social-security", "ss#"),
     "US_ITIN": ("itin",),
-    "PHONE_NUMBER": ("phone", "tel", "call", "mobile", "cell", "fax", "whatsapp"),
+    "PHONE_NUMBER": ("phone", "telephone", "cellphone", "tel", "call", "mobile", "cell", "fax",
+                     "whatsapp"),
     "UK_NHS": ("nhs",),
 }
 ALL_CONTEXT_WORDS = tuple(word for words in CONTEXT_WORDS.values() for word in words)
@@ -510,11 +515,12 @@ def whole_word_pattern(words: tuple[str, ...]) -> re.Pattern:
 def has_context_word(data: bytes, begin: int, words: tuple[str, ...], strict: bool) -> bool:
     """Strict: a whole context word lies within the CONTEXT_WINDOW bytes before begin.
     Liberal: a context word occurs, even inside another word, in the LIBERAL_CONTEXT_WINDOW
-    bytes before begin (what a generous engine could take for context)."""
+    bytes before or from begin (what a generous engine could take for context)."""
     if strict:
         return bool(whole_word_pattern(words).search(data, max(0, begin - CONTEXT_WINDOW), begin))
     window = data[max(0, begin - LIBERAL_CONTEXT_WINDOW):begin].lower()
-    return any(word.encode() in window for word in words)
+    after = data[begin:begin + LIBERAL_CONTEXT_WINDOW].lower()  # from begin: the value's own end is unknown here
+    return any(word.encode() in window or word.encode() in after for word in words)
 
 
 def is_part_of_version_or_longer_number(data: bytes, begin: int, end: int) -> bool:
@@ -586,8 +592,61 @@ def findings(data: bytes, spans: list[Span], strict: bool) -> set[Finding]:
             for types, begin, end in spans for t in types if accepts(t, data, begin, end, strict)}
 
 
-# Bytes before / after a label that would continue its value into a longer candidate.
+# Bytes before / after a label that would continue its value into a longer candidate. A
+# space and a group beside a value written in space-separated groups are judged by
+# continues_groups instead.
 DIGIT_BOUNDARY = (re.compile(rb"(?:[0-9A-Za-z+]|[0-9][ .-])\Z"), re.compile(rb"(?:[0-9A-Za-z]|[ .-][0-9])"))
+GROUPED_DIGIT_BOUNDARY = (re.compile(rb"(?:[0-9A-Za-z+]|[0-9][.-])\Z"), re.compile(rb"(?:[0-9A-Za-z]|[.-][0-9])"))
+GROUPED_IBAN_BOUNDARY = (re.compile(rb"[0-9A-Za-z]\Z"), re.compile(rb"[0-9A-Za-z]"))
+
+
+def is_date_joint(data: bytes, joint: int) -> bool:
+    """'/', or ':' or '.' between digits: the byte joins two groups as a date or time does."""
+    if not 0 <= joint < len(data):
+        return False
+    if data[joint:joint + 1] == b"/":
+        return True
+    return (data[joint:joint + 1] in (b":", b".") and 0 < joint < len(data) - 1
+            and data[joint - 1:joint].isdigit() and data[joint + 1:joint + 2].isdigit())
+
+
+def continues_groups(data: bytes, begin: int, end: int) -> bool:
+    """The engine's rule for a value written in space-separated groups (RecognizerSpec::pattern):
+    whether a group of 1-4 [A-Z0-9] with a digit one space away makes it part of a longer number."""
+    value = data[begin:end]
+    if b" " not in value:
+        return False
+    upper_or_digit = re.compile(rb"[A-Z0-9]+")
+    first_group = value.index(b" ")
+    group_end = begin
+    if upper_or_digit.fullmatch(data[begin:begin + 1]):
+        for _ in range(8):
+            if group_end < 2 or data[group_end - 1:group_end] != b" ":
+                break
+            group = group_end - 1
+            while group > 0 and data[group - 1:group].isalnum():
+                group -= 1
+            text = data[group:group_end - 1]
+            if (len(text) > 4 or not upper_or_digit.fullmatch(data[group_end - 2:group_end - 1])
+                    or len(text) < first_group or (group > 0 and is_date_joint(data, group - 1))):
+                break
+            if upper_or_digit.fullmatch(text) and re.search(rb"[0-9]", text):
+                return True
+            if not upper_or_digit.fullmatch(text):
+                break
+            group_end = group
+    if data[end:end + 1] == b" " and upper_or_digit.fullmatch(data[end - 1:end]):
+        group = end + 1
+        while group < len(data) and data[group:group + 1].isalnum():
+            group += 1
+        text = data[end + 1:group]
+        if not (upper_or_digit.fullmatch(text) and re.search(rb"[0-9]", text)) or is_date_joint(data, group):
+            return False
+        groups = value.split(b" ")
+        if len(groups[-1]) < len(groups[-2]):
+            return False
+        return len(text) >= 4 or bool(re.search(rb"[A-Za-z]", value))
+    return False
 TOKEN_BOUNDARY = (re.compile(rb"[0-9A-Za-z_-]\Z"), re.compile(rb"[0-9A-Za-z_-]"))
 LABEL_BOUNDARY = {
     **{t: DIGIT_BOUNDARY for t in ("US_SSN", "US_ITIN", "CREDIT_CARD", "PHONE_NUMBER", "UK_NHS")},
@@ -1606,6 +1665,11 @@ def label_problems(data: bytes, label: Label, strict_findings: set[Finding]) -> 
     elif (label.entity_type, label.begin, label.end) not in strict_findings:
         problems.append("%s %r is not found where it stands (context?)" % (label.entity_type, value))
     before_pattern, after_pattern = LABEL_BOUNDARY[label.entity_type]
+    if b" " in data[label.begin:label.end] and before_pattern in (DIGIT_BOUNDARY[0], LABEL_BOUNDARY["IBAN_CODE"][0]):
+        before_pattern, after_pattern = (GROUPED_IBAN_BOUNDARY if label.entity_type == "IBAN_CODE"
+                                         else GROUPED_DIGIT_BOUNDARY)
+        if continues_groups(data, label.begin, label.end):
+            problems.append("%s %r continues a longer grouped number" % (label.entity_type, value))
     continued_before = before_pattern.search(data[max(0, label.begin - 2):label.begin])
     if continued_before or after_pattern.match(data, label.end):
         problems.append("%s %r is continued by its neighbours" % (label.entity_type, value))
@@ -1675,6 +1739,106 @@ def checked(draw: Callable[[], Record], counters: Counter) -> Record:
 
 
 # ---------------------------------------------------------------------------------------
+# Neighbours: values beside the short numbers and table layouts of real prompts
+# ---------------------------------------------------------------------------------------
+
+def spaced_card(rng: Random) -> str:
+    issuer = rng.choice(("visa", "mastercard", "discover", "jcb", "unionpay"))
+    return grouped(card_number(rng, issuer, 16), CARD_GROUPINGS[16], " ")
+
+
+def short_tail_iban(rng: Random) -> str:
+    """A grouped IBAN whose last group is shorter than four."""
+    while True:
+        country = rng.choice(IBAN_COUNTRIES)
+        iban = iban_from_bban(country, random_bban(rng, country))
+        if len(iban) % 4:
+            return group_in_fours(iban)
+
+
+def expiry(rng: Random) -> str:
+    return "%02d/%02d" % (rng.randint(1, 12), rng.randint(24, 35))
+
+
+def cvv(rng: Random) -> str:
+    return random_string(rng, DIGITS, 3)
+
+
+def neighbour_card_expiry_cvv(rng: Random, b: TextBuilder) -> None:
+    b.text(rng.choice(("Card: ", "card ", "Karte: ")))
+    b.entity("CREDIT_CARD", "card-expiry-cvv", spaced_card(rng))
+    b.text(" %s %s" % (expiry(rng), cvv(rng)))
+
+
+def neighbour_card_after_count(rng: Random, b: TextBuilder) -> None:
+    b.text("%s %d " % (rng.choice(("Card", "Karte", "carte")), rng.randint(1, 9)))
+    b.entity("CREDIT_CARD", "card-after-count", spaced_card(rng))
+
+
+def neighbour_card_after_expiry(rng: Random, b: TextBuilder) -> None:
+    b.text("CVV %s EXP %s " % (cvv(rng), expiry(rng)))
+    b.entity("CREDIT_CARD", "card-after-expiry", spaced_card(rng))
+
+
+def neighbour_card_cvv(rng: Random, b: TextBuilder) -> None:
+    while True:  # card and CVV must not read as one valid 19-digit card
+        card, code = spaced_card(rng), cvv(rng)
+        if not is_valid_card(card + code):
+            break
+    b.text("%s %s " % (rng.choice(FIRST_NAMES).capitalize(), rng.choice(LAST_NAMES).capitalize()))
+    b.entity("CREDIT_CARD", "card-cvv", card)
+    b.text(" %s" % code)
+
+
+def neighbour_amex_expiry(rng: Random, b: TextBuilder) -> None:
+    b.text("amex ")
+    b.entity("CREDIT_CARD", "amex-expiry", grouped(card_number(rng, "amex", 15), CARD_GROUPINGS[15], " "))
+    b.text(" %s" % expiry(rng))
+
+
+def neighbour_iban_after_count(rng: Random, b: TextBuilder) -> None:
+    b.text("Account %d " % rng.randint(1, 9))
+    b.entity("IBAN_CODE", "iban-after-count", group_in_fours(iban_format(False)(rng, rng.randrange(99))))
+
+
+def neighbour_iban_amount(rng: Random, b: TextBuilder) -> None:
+    b.text("IBAN ")
+    b.entity("IBAN_CODE", "iban-amount", short_tail_iban(rng))
+    b.text(" %d EUR" % rng.randint(1000, 9999))
+
+
+def neighbour_ssn_date(rng: Random, b: TextBuilder) -> None:
+    b.text("SSN ")
+    b.entity("US_SSN", "ssn-date", " ".join(valid_ssn_parts(rng)))
+    b.text(" %02d/%02d/%d" % (rng.randint(1, 12), rng.randint(1, 28), rng.randint(1940, 2005)))
+
+
+NEIGHBOUR_LAYOUTS: tuple[Callable[[Random, TextBuilder], None], ...] = (
+    neighbour_card_expiry_cvv, neighbour_card_after_count, neighbour_card_after_expiry,
+    neighbour_card_cvv, neighbour_amex_expiry, neighbour_iban_after_count, neighbour_iban_amount,
+    neighbour_ssn_date,
+)
+
+
+def neighbour_records(seed: int, per_format: int, counters: Counter) -> list[Record]:
+    """Records whose values stand beside short numbers (expiry dates, CVVs, counts, amounts,
+    dates) and in tables, per_format of each layout; a random stream of their own, so the
+    other records do not change."""
+    rng = Random("neighbours-%d" % seed)
+    records = []
+    for layout in NEIGHBOUR_LAYOUTS:
+        name = layout.__name__.removeprefix("neighbour_").replace("_", "-")
+        for ordinal in range(per_format):
+            def draw() -> Record:
+                builder = TextBuilder()
+                layout(rng, builder)
+                return Record("neighbour-%s-%04d" % (name, ordinal), "positive",
+                              "".join(builder.parts), builder.labels, builder.negatives)
+            records.append(checked(draw, counters))
+    return records
+
+
+# ---------------------------------------------------------------------------------------
 # Corpus
 # ---------------------------------------------------------------------------------------
 
@@ -1696,6 +1860,7 @@ def generate_corpus(seed: int, per_format: int, counters: Counter | None = None)
         for ordinal in range(per_format):
             record_id = "negative-%s-%s-%04d" % (variant.category, variant.name, ordinal)
             records.append(checked(lambda: draw_hard_negative(rng, variant, ordinal, record_id), counters))
+    records += neighbour_records(seed, per_format, counters)
     return records
 
 

@@ -299,8 +299,13 @@ class CorpusTest(unittest.TestCase):
                       for r in self.parsed if r["kind"] == "hard_negative"}
         self.assertTrue(set(REQUIRED_NEGATIVE_CATEGORIES) <= categories,
                         set(REQUIRED_NEGATIVE_CATEGORIES) - categories)
-        formats = {(label.entity_type, label.format_name) for r in self.records for label in r.labels}
+        formats = {(label.entity_type, label.format_name) for r in self.records for label in r.labels
+                   if not r.record_id.startswith("neighbour-")}
         self.assertEqual(formats, {(f.entity_type, f.name) for f in gen.POSITIVE_FORMATS})
+        layouts = {re.match(r"neighbour-([a-z0-9-]+)-[0-9]+$", r.record_id)[1]
+                   for r in self.records if r.record_id.startswith("neighbour-")}
+        self.assertEqual(layouts, {layout.__name__.removeprefix("neighbour_").replace("_", "-")
+                                   for layout in gen.NEIGHBOUR_LAYOUTS})
 
     def test_variety(self):
         entities = [(r, e) for r in self.parsed for e in r["entities"]]
