@@ -213,6 +213,18 @@ std::vector<Sample> Positives() {
       {"PRIVATE_KEY", "",
        absl::StrCat("-----BEGIN PRIVATE KEY-----\n", RandomOf(kBase62, 64, 13), "\n",
                     RandomOf(kBase62, 64, 14), "\n-----END PRIVATE KEY-----")},
+      {"PRIVATE_KEY", "",
+       absl::StrCat("-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\n\n",
+                    RandomOf(kBase62, 64, 15), "\n=Xy7a\n-----END PGP PRIVATE KEY BLOCK-----")},
+      {"OPENAI_API_KEY", "",
+       "sk-ant-api03-nUA7OHp4UC-mq-ZIhqmWaSvIJv5WlXvkGPkKp2UMr7OBUi6LnjpYk8wZbyRnH4ciCUfJWnZbnm7Y3c"
+       "XXBRz7ZQ-4IrmBwAA"},
+      {"OPENAI_API_KEY", "", "sk-or-v1-" + RandomOf("0123456789abcdef", 64, 16)},
+      {"OPENAI_API_KEY", "", "sk-0123456789abcdef0123456789abcdef"},
+      {"OPENAI_API_KEY", "", "sk-None-" + RandomOf(kBase62, 47, 17) + "7"},
+      {"AWS_ACCESS_KEY", "aws_secret_access_key = ", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
+      {"AWS_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY=", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
+      {"AWS_ACCESS_KEY", "\"SecretAccessKey\": ", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
   };
 }
 
@@ -244,6 +256,16 @@ TEST(DetectorTest, FindsEachFormatWithExactOffsets) {
       }
     }
   }
+}
+
+TEST(DetectorTest, KeyWithoutItsEndLineIsRedactedToTheEndOfItsBase64) {
+  const std::string header = "-----BEGIN RSA PRIVATE KEY-----";
+  const std::string body =
+      "\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu"
+      "\nKUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQJAIJLixBy2qpFoS4DSmoEm";
+  const std::string text = absl::StrCat("my key:\n", header, body, "\n\nwhy does it fail?");
+  EXPECT_THAT(Found(text), ElementsAre(std::make_pair("PRIVATE_KEY", header + body)))
+      << DescribeAll(text, Default().Scan(text));
 }
 
 TEST(DetectorTest, FindsSeveralEntitiesInOneText) {
@@ -335,6 +357,9 @@ std::vector<std::string> HardNegatives() {
       "jane@example",
       "task-force",
       "sk-short",
+      "sk-learn-compatible-estimator-api-v2",
+      "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",  // No context word.
+      "-----BEGIN PRIVATE KEY----- and then the base64 lines",
       "AKIA-not-a-key",
       "ghp_short",
       "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",

@@ -70,15 +70,23 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   };
   // Secrets: distinctive prefixes, format only. Patterns that repeat a large class use `+`
   // and leave the exact lengths to the validator (see validators.h).
+  // A whole block, or (no END line follows) the header, armour headers ("Version: ..."), one
+  // blank line and the lines of base64 after them: a blank line ends the run.
   add("private_key", "PRIVATE_KEY",
-      "-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----(?s:.)*?"
-      "-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----",
+      "-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"
+      "(?:(?s:.)*?-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"
+      "|(?:\\r?\\n[A-Za-z][A-Za-z-]*: [^\\r\\n]*)*(?:\\r?\\n)?(?:\\r?\\n[A-Za-z0-9+/=]+)+)",
       1.0, "pem_private_key");
   add("policy_suite_key", "POLICY_SUITE_KEY", "psk_(?:proj|svc|admin)_[0-9A-Za-z]+", 1.0,
       "policy_suite_key");
-  add("openai_api_key", "OPENAI_API_KEY",
-      "sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]+|sk-[A-Za-z0-9]+", 1.0, "openai_api_key");
+  add("openai_api_key", "OPENAI_API_KEY", "sk-[A-Za-z0-9_-]+", 1.0, "openai_api_key");
   add("aws_access_key", "AWS_ACCESS_KEY", "(?:AKIA|ASIA)[A-Z2-7]+", 1.0, "aws_access_key");
+  // A secret access key is 40 characters of base64 that only the context tells from a hash.
+  // Counted, unlike the others: `+` would match in every region and cost each an extraction.
+  add("aws_secret_access_key", "AWS_ACCESS_KEY", "[A-Za-z0-9/+]{40}", 1.0, "aws_secret_access_key",
+      {"aws_secret", "aws secret", "secret_access_key", "secretaccesskey", "secret access key",
+       "secret-access-key"},
+      true);
   add("github_token", "GITHUB_TOKEN", "gh[pousr]_[0-9A-Za-z]+|github_pat_[0-9A-Za-z_]+", 1.0,
       "github_token");
   add("slack_token", "SLACK_TOKEN", "xox[bpars]-[0-9]+(?:-[0-9]+)*-[0-9A-Za-z]+", 1.0,

@@ -278,6 +278,26 @@ TEST(PemTest, BeginAndEndLabelsMatch) {
   EXPECT_FALSE(IsValidPemPrivateKey(huge));
 }
 
+TEST(PemTest, PgpBlocksAndKeysWithoutTheirEndLine) {
+  const std::string body =
+      "\nlQOYBF3iL9IBCAC7k8ZcX2b9V4Xm1oQ0yJtH+5OeRV1be+N4cDYJKffGzDa88vQ\n=Xy7a\n";
+  EXPECT_TRUE(IsValidPemPrivateKey("-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\n" +
+                                   body + "-----END PGP PRIVATE KEY BLOCK-----"));
+  EXPECT_FALSE(IsValidPemPrivateKey("-----BEGIN PGP PUBLIC KEY BLOCK-----" + body +
+                                    "-----END PGP PUBLIC KEY BLOCK-----"));
+  EXPECT_FALSE(IsValidPemPrivateKey("-----BEGIN PGP PRIVATE KEY BLOCK-----" + body +
+                                    "-----END PGP PRIVATE KEY-----"));
+  // Without an END line: the base64 run after the header.
+  EXPECT_TRUE(IsValidPemPrivateKey(
+      "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4"));
+  EXPECT_TRUE(IsValidPemPrivateKey(
+      "-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\n\nlQOYBF3iL9IBCAC7k8ZcX2b9"));
+  EXPECT_FALSE(IsValidPemPrivateKey("-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj"));  // 15.
+  EXPECT_FALSE(IsValidPemPrivateKey("-----BEGIN RSA PRIVATE KEY-----\nnot a key at all, no"));
+  EXPECT_FALSE(IsValidPemPrivateKey(
+      "-----BEGIN CERTIFICATE-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4"));
+}
+
 TEST(SecretFormatTest, ExactLengthsAndAlphabets) {
   const std::string b62_66(66, 'a');
   EXPECT_TRUE(IsValidPolicySuiteKey("psk_proj_" + b62_66));
@@ -298,6 +318,25 @@ TEST(SecretFormatTest, ExactLengthsAndAlphabets) {
   EXPECT_FALSE(IsValidOpenAiApiKey("sk-proj-" + std::string(201, 'a')));
   EXPECT_FALSE(IsValidOpenAiApiKey("sk-proj-" + std::string(50, 'a') + "."));
   EXPECT_FALSE(IsValidOpenAiApiKey("sk-user-" + std::string(50, 'a')));
+  // Other providers' "sk-" keys: a long part with a digit and a letter.
+  EXPECT_TRUE(IsValidOpenAiApiKey(
+      "sk-ant-api03-nUA7OHp4UC-mq-ZIhqmWaSvIJv5WlXvkGPkKp2UMr7OBUi6LnjpYk8wZbyRnH4ciCUfJWnZbnm7Y3c"
+      "XXBRz7ZQ-4IrmBwAA"));
+  EXPECT_TRUE(IsValidOpenAiApiKey(
+      "sk-or-v1-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"));
+  EXPECT_TRUE(IsValidOpenAiApiKey("sk-0123456789abcdef0123456789abcdef"));
+  EXPECT_TRUE(IsValidOpenAiApiKey("sk-None-" + std::string(24, 'a') + std::string(24, '7')));
+  EXPECT_FALSE(IsValidOpenAiApiKey("sk-learn-compatible-estimator-api-v2"));  // No long part.
+  EXPECT_FALSE(IsValidOpenAiApiKey("sk-abcdefghijklmnopqrstuvwxyz"));         // No digit.
+  EXPECT_FALSE(IsValidOpenAiApiKey("sk-0123456789012345678901"));             // No letter.
+  EXPECT_FALSE(IsValidOpenAiApiKey("sk-a1b2c3d4e5f6a7b8c"));                  // 19 bytes.
+
+  EXPECT_TRUE(IsValidAwsSecretAccessKey("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"));
+  EXPECT_TRUE(IsValidAwsSecretAccessKey("je7MtGbClwBF+2Zp9Utk/h3yCo8nvbEXAMPLEKEY"));
+  EXPECT_FALSE(IsValidAwsSecretAccessKey("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKE"));
+  EXPECT_FALSE(IsValidAwsSecretAccessKey("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEYY"));
+  EXPECT_FALSE(IsValidAwsSecretAccessKey("3f786850e387550fdab836ed7e6dc881de23001b"));  // SHA.
+  EXPECT_FALSE(IsValidAwsSecretAccessKey("wJalrXUtnFEMI_K7MDENG/bPxRfiCYEXAMPLEKEY"));
 
   EXPECT_TRUE(IsValidAwsAccessKey("AKIAIOSFODNN7EXAMPLE"));
   EXPECT_TRUE(IsValidAwsAccessKey("ASIA234567ABCDEFGHIJ"));
