@@ -331,6 +331,18 @@ std::vector<std::string> HardNegatives() {
       "V1.2.3.4",
       "4.18.0-305.el8",
       "1.2.3.4.5",
+      "System.Runtime, Version=4.0.0.0, Culture=neutral",
+      "[assembly: AssemblyVersion(\"1.0.0.0\")]",
+      "<bindingRedirect oldVersion=\"0.0.0.0-13.0.0.0\" newVersion=\"13.0.0.0\"/>",
+      "FileVersion: 1.2.3.4",
+      "## 1.2.3.4",
+      "protobuf==3.20.3.1",
+      "Released 2.0.0.1",
+      "section 3.1.4.1",
+      "Upgrade to version 10.2.1.4 then 10.2.1.5",
+      "listen on 0.0.0.0:8080",
+      "curl http://127.0.0.1:9000/health",
+      "netmask 255.255.255.0",
       // Identifiers.
       "123e4567-e89b-12d3-a456-426614174000",
       "3f786850e387550fdab836ed7e6dc881de23001b",
@@ -412,6 +424,11 @@ TEST(DetectorTest, BoundaryRules) {
   EXPECT_THAT(Found("IP=10.0.0.1/24, mail:jo@ex.com"),
               ElementsAre(std::make_pair("IP_ADDRESS", "10.0.0.1"),
                           std::make_pair("EMAIL_ADDRESS", "jo@ex.com")));
+  // A version word after the address, or further than the window before it, does not count.
+  EXPECT_THAT(Found("server 10.2.1.5 runs version 2"),
+              ElementsAre(std::make_pair("IP_ADDRESS", "10.2.1.5")));
+  EXPECT_THAT(Found("version 2 is out. Our gateway, long since moved: 10.2.1.5"),
+              ElementsAre(std::make_pair("IP_ADDRESS", "10.2.1.5")));
   // The server word before an address is not the excluded "ver ".
   EXPECT_THAT(Found("observer 10.0.0.1"), ElementsAre(std::make_pair("IP_ADDRESS", "10.0.0.1")));
   // Two entities separated by one space stay two.

@@ -58,7 +58,8 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   std::vector<RecognizerSpec> r;
   auto add = [&r](std::string name, std::string type, std::string pattern, double score,
                   std::string validator, std::vector<std::string> context = {},
-                  bool context_required = false, std::vector<std::string> excluded = {}) {
+                  bool context_required = false, std::vector<std::string> excluded = {},
+                  std::vector<std::string> excluded_context = {}) {
     r.push_back(RecognizerSpec{.name = std::move(name),
                                .entity_type = std::move(type),
                                .pattern = std::move(pattern),
@@ -66,7 +67,8 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
                                .validator = std::move(validator),
                                .context_words = std::move(context),
                                .context_required = context_required,
-                               .excluded_prefixes = std::move(excluded)});
+                               .excluded_prefixes = std::move(excluded),
+                               .excluded_context = std::move(excluded_context)});
   };
   // Secrets: distinctive prefixes, format only. Patterns that repeat a large class use `+`
   // and leave the exact lengths to the validator (see validators.h).
@@ -118,9 +120,12 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   add("us_itin", "US_ITIN", "9[0-9]{2}-[0-9]{2}-[0-9]{4}|9[0-9]{2} [0-9]{2} [0-9]{4}", 0.85,
       "us_itin", {"itin"});
   add("us_itin_bare", "US_ITIN", "9[0-9]{8}", 0.85, "us_itin", {"itin"}, true);
+  // Four-part version numbers are dotted quads too: not after a version word or a heading.
   add("ipv4_address", "IP_ADDRESS", "[0-9]{1,3}(?:\\.[0-9]{1,3}){3}", 0.85, "ipv4",
       {"ip", "address", "server", "host"}, false,
-      {"version ", "version: ", "ver ", "ver. ", "v", "v.", "v "});
+      {"version ", "version: ", "ver ", "ver. ", "v", "v.", "v ", "release ", "released ",
+       "section ", "build ", "# ", "==", "~=", ">=", "<="},
+      {"version"});
   add("ipv6_address", "IP_ADDRESS",
       "[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){1,6}:[0-9]{1,3}(?:\\.[0-9]{1,3}){3}"
       "|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}",
@@ -170,6 +175,17 @@ absl::Status CheckRecognizerSpec(const RecognizerSpec& spec) {
   }
   for (const std::string& prefix : spec.excluded_prefixes) {
     if (prefix.empty()) return absl::InvalidArgumentError("excluded_prefixes: an empty prefix");
+  }
+  if (spec.excluded_context.size() > kMaxContextWords) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("excluded_context: more than ", kMaxContextWords, " words"));
+  }
+  for (const std::string& word : spec.excluded_context) {
+    if (word.empty() || word.size() > kMaxContextWordBytes || HasUpper(word)) {
+      return absl::InvalidArgumentError(absl::StrCat("excluded_context: '", word, "' is not 1 to ",
+                                                     kMaxContextWordBytes,
+                                                     " bytes of lowercase text"));
+    }
   }
   if (spec.pattern.empty()) return absl::InvalidArgumentError("pattern: empty");
   RE2::Options options;

@@ -54,6 +54,11 @@ struct RecognizerSpec {
   // A match directly preceded by one of these (ASCII case-insensitively) is dropped, e.g.
   // "version " before a dotted quad. A prefix starting with a letter must start a word.
   std::vector<std::string> excluded_prefixes;
+  // A match with one of these (lowercase, at most kMaxContextWords) anywhere in the
+  // kContextWindowBytes before it, ASCII case-insensitively, even inside a word and with
+  // digits between, is dropped: "version" before "Upgrade to version 10.2.1.4 then 10.2.1.5"
+  // and "AssemblyVersion(\"1.0.0.0\")".
+  std::vector<std::string> excluded_context;
 };
 
 // The names a RecognizerSpec::validator may take, sorted.

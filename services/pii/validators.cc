@@ -303,7 +303,17 @@ bool IsValidIpv4(absl::string_view value) {
     if (value[i] != '.' || parts == 4) return false;
     ++i;
   }
-  return parts == 4;
+  if (parts != 4) return false;
+  // Not a host's address: unspecified, loopback, or a netmask (ones, then zeros).
+  uint32_t address = 0;
+  for (absl::string_view part : absl::StrSplit(value, '.')) {
+    int n = 0;
+    for (char c : part) n = n * 10 + (c - '0');
+    address = (address << 8) | static_cast<uint32_t>(n);
+  }
+  if (address == 0 || (address >> 24) == 127) return false;
+  const uint32_t zeros = ~address;
+  return (address >> 24) != 255 || (zeros & (zeros + 1)) != 0;
 }
 
 bool IsValidIpv6(absl::string_view value) {

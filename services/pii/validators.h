@@ -48,7 +48,8 @@ bool IsValidNanpPhone(absl::string_view value);
 // number.
 bool IsValidInternationalPhone(absl::string_view value);
 
-// A dotted-quad IPv4 address: four decimal parts 0-255 without leading zeros.
+// A dotted-quad IPv4 address: four decimal parts 0-255 without leading zeros, other than
+// 0.0.0.0, loopback 127.0.0.0/8 and netmasks 255.x.x.x (ones, then zeros: 255.255.255.0).
 bool IsValidIpv4(absl::string_view value);
 
 // An IPv6 address as inet_pton(AF_INET6) accepts it (full, compressed, embedded IPv4, either

@@ -178,11 +178,17 @@ TEST(InternationalPhoneTest, AcceptsKnownCountriesAndLengths) {
 }
 
 TEST(IpTest, Ipv4IsStrict) {
-  for (const char* ip : {"192.0.2.1", "0.0.0.0", "255.255.255.255", "10.0.0.1"}) {
+  for (const char* ip : {"192.0.2.1", "10.0.0.1", "126.255.255.255", "128.0.0.1", "255.255.255.1",
+                         "255.0.255.0", "1.0.0.0"}) {
     EXPECT_TRUE(IsValidIpv4(ip)) << ip;
   }
   for (const char* ip : {"256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.5", "1.2.3.", ".1.2.3",
                          "1..2.3", "1.2.3.4 ", "1234.1.1.1", "a.b.c.d", ""}) {
+    EXPECT_FALSE(IsValidIpv4(ip)) << ip;
+  }
+  // No one's address: unspecified, loopback, netmasks.
+  for (const char* ip : {"0.0.0.0", "127.0.0.1", "127.255.0.9", "255.255.255.0", "255.255.0.0",
+                         "255.0.0.0", "255.255.255.255", "255.255.255.252"}) {
     EXPECT_FALSE(IsValidIpv4(ip)) << ip;
   }
 }
