@@ -110,7 +110,7 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   add("email_address", "EMAIL_ADDRESS",
       "[A-Za-z0-9_%+-]+(?:\\.[A-Za-z0-9_%+-]+)*"
       "@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\\.)+[A-Za-z]{2,}",
-      1.0, "", {}, false, {"."});
+      1.0, "email", {}, false, {"."});
   add("dea_number", "MEDICAL_LICENSE", "[ABCDEFGHJKLMPRSTX][A-Z9][0-9]{7}", 0.85, "dea",
       {"dea", "prescriber", "registration", "license", "licence"});
   // Ranges only: formatted numbers score below the check-digit types.

@@ -241,6 +241,25 @@ bool IsValidIban(absl::string_view value) {
   return number % 97 == 1;
 }
 
+bool IsValidEmail(absl::string_view value) {
+  // File extensions that are no top-level domain: "icon@2x.png", "react@next.js".
+  static constexpr absl::string_view kExtensions[] = {
+      "7z",   "apk",  "avi",   "avif", "bak",  "bin",  "bmp",  "bz2",  "cfg",   "cjs",  "conf",
+      "cpp",  "css",  "csv",   "deb",  "dll",  "dmg",  "doc",  "docx", "dylib", "egg",  "eot",
+      "exe",  "flac", "gif",   "gz",   "h",    "heic", "hpp",  "htm",  "html",  "ico",  "ini",
+      "jar",  "java", "jpeg",  "jpg",  "js",   "json", "jsx",  "kt",   "less",  "lock", "log",
+      "m4a",  "map",  "mjs",   "mkv",  "mp3",  "mp4",  "mpeg", "ogg",  "otf",   "pdf",  "php",
+      "png",  "ppt",  "pptx",  "rar",  "rpm",  "sass", "scss", "svg",  "tar",   "tgz",  "tif",
+      "tiff", "toml", "ts",    "tsx",  "ttf",  "txt",  "vue",  "wasm", "wav",   "webm", "webp",
+      "whl",  "woff", "woff2", "xls",  "xlsx", "xz",   "yaml", "yml"};
+  const size_t dot = value.rfind('.');
+  const size_t at = value.rfind('@');
+  if (dot == absl::string_view::npos || at == absl::string_view::npos || dot < at) return false;
+  const std::string tld = absl::AsciiStrToLower(value.substr(dot + 1));
+  return std::none_of(std::begin(kExtensions), std::end(kExtensions),
+                      [&](absl::string_view extension) { return tld == extension; });
+}
+
 bool IsValidUsSsn(absl::string_view value) {
   const Digits d = CollectDigits(value, " -");
   if (d.size != 9) return false;
@@ -546,6 +565,7 @@ constexpr NamedValidator kValidators[] = {
     {"bitcoin_bech32", IsValidBitcoinBech32, 42},
     {"credit_card", IsValidCreditCard, 13},  // Digits.
     {"dea", IsValidDeaNumber, 9},
+    {"email", IsValidEmail, 6},                             // "a@b.cd".
     {"github_token", IsValidGithubToken, 4 + 36},           // "ghp_" + 36.
     {"iban", IsValidIban, ShortestIban()},                  // Spaces aside.
     {"international_phone", IsValidInternationalPhone, 9},  // '+', code, 7 national digits.

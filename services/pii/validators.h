@@ -27,6 +27,11 @@ bool IsValidCreditCard(absl::string_view value);
 // country's exact length, uppercase letters and digits only, then ISO 7064 mod-97 == 1.
 bool IsValidIban(absl::string_view value);
 
+// An e-mail address as the built-in pattern matches it, whose top-level domain is not a
+// common file extension that is no top-level domain (png, jpg, webp, tgz, js, ...): asset and
+// package names such as "icon@2x.png", "pkg@1.2.3.tgz" and "react@next.js" are not addresses.
+bool IsValidEmail(absl::string_view value);
+
 // A US Social Security number (9 digits; spaces and dashes ignored): area 001-899 except 666,
 // group 01-99, serial 0001-9999, and not one of the numbers published in advertising
 // (078-05-1120, 219-09-9999).
@@ -114,7 +119,7 @@ using Validator = bool (*)(absl::string_view value);
 
 // The validator called `name` ("luhn", "credit_card", "iban", "us_ssn", "us_itin",
 // "nanp_phone", "international_phone", "ipv4", "ipv6", "uk_nhs", "bitcoin_base58check",
-// "bitcoin_bech32", "dea", "pem_private_key", "policy_suite_key", "openai_api_key",
+// "bitcoin_bech32", "dea", "email", "pem_private_key", "policy_suite_key", "openai_api_key",
 // "aws_access_key", "aws_secret_access_key", "github_token", "slack_token"), or nullptr for
 // an unknown name.
 Validator FindValidator(absl::string_view name);

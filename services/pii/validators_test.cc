@@ -116,6 +116,17 @@ TEST(IbanTest, RejectsWrongCheckLengthOrCountry) {
   }
 }
 
+TEST(EmailTest, FileExtensionsAreNoTopLevelDomain) {
+  for (const char* email : {"jane@acme.com", "a@b.io", "x@mail.example.co.uk", "jo@ex.PNGX",
+                            "dev@python.py", "me@site.md"}) {
+    EXPECT_TRUE(IsValidEmail(email)) << email;
+  }
+  for (const char* email : {"icon@2x.png", "logo@3x.jpg", "bg@2x.webp", "pkg@1.2.3.tgz",
+                            "react@next.js", "Icon@2X.PNG", "nodot@host", ""}) {
+    EXPECT_FALSE(IsValidEmail(email)) << email;
+  }
+}
+
 TEST(UsSsnTest, ChecksRanges) {
   for (const char* ssn : {"123-45-6789", "123 45 6789", "123456789", "001-01-0001", "899-99-9999",
                           "665-12-3456", "667-12-3456"}) {
