@@ -181,7 +181,7 @@ std::vector<Sample> Positives() {
       {"IP_ADDRESS", "", "10.0.0.255"},
       {"IP_ADDRESS", "", "2001:0db8:85a3:0000:0000:8a2e:0370:7334"},
       {"IP_ADDRESS", "", "2001:db8::1"},
-      {"IP_ADDRESS", "", "::1"},
+      {"IP_ADDRESS", "", "fe80::1"},
       {"IP_ADDRESS", "", "::ffff:192.0.2.1"},
       {"IP_ADDRESS", "", "2001:DB8:0:0:8:800:200C:417A"},
       {"IP_ADDRESS", "", "fe80::"},
@@ -361,6 +361,7 @@ std::vector<std::string> HardNegatives() {
       "9434765919",
       // Words that look like other things.
       "std::vector",
+      "x = arr[::2]; a[1::3]; b[10::20]",
       "a::b",
       "cafe::beef",
       "ratio 1:2:3",

@@ -342,7 +342,17 @@ bool IsValidIpv6(absl::string_view value) {
   std::memcpy(buffer, value.data(), value.size());
   buffer[value.size()] = '\0';
   in6_addr address;
-  return inet_pton(AF_INET6, buffer, &address) == 1;
+  if (inet_pton(AF_INET6, buffer, &address) != 1) return false;
+  // "::2", "1::3", "10::20": Python slices and the loopback "::1" rather than addresses.
+  if (value.find("::") == absl::string_view::npos) return true;
+  int groups = 0;
+  bool short_decimal = true;
+  for (absl::string_view group : absl::StrSplit(value, ':', absl::SkipEmpty())) {
+    ++groups;
+    short_decimal =
+        short_decimal && group.size() <= 3 && std::all_of(group.begin(), group.end(), IsDigit);
+  }
+  return !(groups <= 2 && short_decimal);
 }
 
 bool IsValidUkNhs(absl::string_view value) {

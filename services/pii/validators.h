@@ -59,7 +59,8 @@ bool IsValidIpv4(absl::string_view value);
 
 // An IPv6 address as inet_pton(AF_INET6) accepts it (full, compressed, embedded IPv4, either
 // case) that has at least one decimal digit, so that C++ scopes and words such as "a::b" or
-// "cafe::beef" in prose are not taken for addresses.
+// "cafe::beef" in prose are not taken for addresses; and not "::" with at most two groups of
+// at most three decimal digits ("::1", "::2", "1::3": loopback and Python slices).
 bool IsValidIpv6(absl::string_view value);
 
 // A UK NHS number (10 digits; spaces and dashes ignored) with its mod-11 check digit:
