@@ -192,8 +192,8 @@ std::vector<Sample> Positives() {
       {"CRYPTO", "", "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy"},
       {"CRYPTO", "", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"},
       {"CRYPTO", "", "bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqzk5jj0"},
-      {"MEDICAL_LICENSE", "", "AB1234563"},
-      {"MEDICAL_LICENSE", "", "F97654329"},
+      {"MEDICAL_LICENSE", "DEA ", "AB1234563"},
+      {"MEDICAL_LICENSE", "prescriber registration: ", "F97654329"},
       {"POLICY_SUITE_KEY", "", "psk_proj_" + RandomOf(kBase62, 66, 1)},
       {"POLICY_SUITE_KEY", "", "psk_svc_" + RandomOf(kBase62, 66, 2)},
       {"POLICY_SUITE_KEY", "", "psk_admin_" + RandomOf(kBase62, 66, 3)},
@@ -382,6 +382,8 @@ std::vector<std::string> HardNegatives() {
       "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
       "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END EC PRIVATE KEY-----",
       "AB1234564",
+      "part AB1234563, qty 4",
+      "F97654329",
       "+28 20 7946 0958",
       "+44 20 794",
   };
@@ -458,8 +460,8 @@ TEST(DetectorTest, ContextWordsMustBeNearAndStartAWord) {
 }
 
 TEST(DetectorTest, ContextRaisesTheScore) {
-  const std::vector<Finding> plain_findings = Default().Scan("AB1234563");
-  const std::vector<Finding> context_findings = Default().Scan("DEA number AB1234563");
+  const std::vector<Finding> plain_findings = Default().Scan("10.1.2.3");
+  const std::vector<Finding> context_findings = Default().Scan("host 10.1.2.3");
   ASSERT_EQ(plain_findings.size(), 1u);
   ASSERT_EQ(context_findings.size(), 1u);
   const Finding& plain = plain_findings[0];
@@ -467,8 +469,12 @@ TEST(DetectorTest, ContextRaisesTheScore) {
   EXPECT_LT(plain.score, 0.9);
   EXPECT_DOUBLE_EQ(with_context.score, std::min(1.0, plain.score + kContextBoost));
   const ScanOptions strict = MinScore(0.9);
-  EXPECT_THAT(Found("AB1234563", strict), IsEmpty());
-  EXPECT_THAT(Found("DEA number AB1234563", strict),
+  EXPECT_THAT(Found("10.1.2.3", strict), IsEmpty());
+  EXPECT_THAT(Found("host 10.1.2.3", strict),
+              ElementsAre(std::make_pair("IP_ADDRESS", "10.1.2.3")));
+  // A DEA number needs its context: two letters and seven digits alone are part numbers.
+  EXPECT_THAT(Found("AB1234563", MinScore(0.0)), IsEmpty());
+  EXPECT_THAT(Found("DEA number AB1234563"),
               ElementsAre(std::make_pair("MEDICAL_LICENSE", "AB1234563")));
   EXPECT_THAT(Found("415-555-2671", strict), IsEmpty());
   EXPECT_THAT(Found("Mobile: 415-555-2671", strict),

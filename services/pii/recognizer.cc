@@ -111,8 +111,10 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
       "[A-Za-z0-9_%+-]+(?:\\.[A-Za-z0-9_%+-]+)*"
       "@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\\.)+[A-Za-z]{2,}",
       1.0, "email", {}, false, {"."});
+  // Two letters and seven digits with a check digit: one part number in ten passes, so only
+  // with a context word (as UK_NHS).
   add("dea_number", "MEDICAL_LICENSE", "[ABCDEFGHJKLMPRSTX][A-Z9][0-9]{7}", 0.85, "dea",
-      {"dea", "prescriber", "registration", "license", "licence"});
+      {"dea", "prescriber", "registration", "license", "licence"}, true);
   // Ranges only: formatted numbers score below the check-digit types.
   add("us_ssn", "US_SSN", "[0-9]{3}-[0-9]{2}-[0-9]{4}|[0-9]{3} [0-9]{2} [0-9]{4}", 0.85, "us_ssn",
       kSsnContext);

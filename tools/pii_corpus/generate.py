@@ -96,6 +96,7 @@ CONTEXT_WORDS = {
     "US_ITIN": ("itin",),
     "PHONE_NUMBER": ("phone", "tel", "call", "mobile", "cell", "fax", "whatsapp"),
     "UK_NHS": ("nhs",),
+    "MEDICAL_LICENSE": ("dea", "prescriber", "registration", "license", "licence"),
 }
 ALL_CONTEXT_WORDS = tuple(word for words in CONTEXT_WORDS.values() for word in words)
 # Two types whose bare numbers the context word alone tells apart: no label of one may have
@@ -495,7 +496,7 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
 
 def needs_context(entity_type: str, value: str) -> bool:
     """Whether the value counts only with a context word of its type before it."""
-    if entity_type == "UK_NHS":
+    if entity_type in ("UK_NHS", "MEDICAL_LICENSE"):
         return True
     return (entity_type in ("US_SSN", "US_ITIN", "PHONE_NUMBER")
             and bool(BARE_9_OR_10_DIGITS.fullmatch(value)))
@@ -1376,6 +1377,7 @@ CONTEXT_FRAMES = {
     "PHONE_NUMBER": ("Call me at {v} after 5pm.", "Text my cell {v} if the delivery is late 📦",
                      "WhatsApp: {v}", "fax {v} (office)"),
     "UK_NHS": ("Patient NHS number {v} — please anonymize.", "NHS No. {v}"),
+    "MEDICAL_LICENSE": ("Prescriber DEA {v} on the Rx.", "DEA registration: {v}"),
 }
 # Noun phrases with a whole context word, for formats that need one.
 CONTEXT_NOUNS = {
@@ -1383,6 +1385,7 @@ CONTEXT_NOUNS = {
     "US_ITIN": ("ITIN", "itin", "taxpayer ITIN", "ITIN number"),
     "PHONE_NUMBER": ("phone number", "phone", "mobile", "cell", "tel.", "fax", "WhatsApp", "Tel"),
     "UK_NHS": ("NHS number", "NHS no.", "NHS", "nhs number"),
+    "MEDICAL_LICENSE": ("DEA number", "DEA registration", "prescriber DEA", "DEA#"),
 }
 NOUNS = {
     "US_SSN": CONTEXT_NOUNS["US_SSN"] + ("Sozialversicherungsnummer (US)", "numéro de sécurité sociale"),
@@ -1395,7 +1398,7 @@ NOUNS = {
     "PHONE_NUMBER": CONTEXT_NOUNS["PHONE_NUMBER"] + ("Telefonnummer", "numéro", "電話番号", "number"),
     "IP_ADDRESS": ("IP", "server address", "IP address", "IP-Adresse", "adresse IP", "host"),
     "CRYPTO": ("bitcoin address", "BTC wallet", "Wallet-Adresse", "adresse bitcoin", "wallet"),
-    "MEDICAL_LICENSE": ("DEA number", "DEA registration", "prescriber DEA", "DEA#"),
+    "MEDICAL_LICENSE": CONTEXT_NOUNS["MEDICAL_LICENSE"],
     "POLICY_SUITE_KEY": ("policy-suite key", "psk", "service key", "API key"),
     "OPENAI_API_KEY": ("OpenAI key", "API key", "OPENAI_API_KEY", "token"),
     "AWS_ACCESS_KEY": ("AWS access key", "access key id", "AWS_ACCESS_KEY_ID", "key"),
