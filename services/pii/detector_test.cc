@@ -436,6 +436,15 @@ TEST(DetectorTest, BoundaryRules) {
               ElementsAre(std::make_pair("IP_ADDRESS", "10.2.1.5")));
   EXPECT_THAT(Found("version 2 is out. Our gateway, long since moved: 10.2.1.5"),
               ElementsAre(std::make_pair("IP_ADDRESS", "10.2.1.5")));
+  // Dots before an address are punctuation, not part of it.
+  EXPECT_THAT(Found("Reach out to...jane@acme.com"),
+              ElementsAre(std::make_pair("EMAIL_ADDRESS", "jane@acme.com")));
+  EXPECT_THAT(Found("email me at..jane@acme.com"),
+              ElementsAre(std::make_pair("EMAIL_ADDRESS", "jane@acme.com")));
+  EXPECT_THAT(Found(".jane@acme.com"),
+              ElementsAre(std::make_pair("EMAIL_ADDRESS", "jane@acme.com")));
+  EXPECT_THAT(Found("to john.doe@acme.com"),
+              ElementsAre(std::make_pair("EMAIL_ADDRESS", "john.doe@acme.com")));
   // The server word before an address is not the excluded "ver ".
   EXPECT_THAT(Found("observer 10.0.0.1"), ElementsAre(std::make_pair("IP_ADDRESS", "10.0.0.1")));
   // Two entities separated by one space stay two.

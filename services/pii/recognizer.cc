@@ -110,7 +110,7 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   add("email_address", "EMAIL_ADDRESS",
       "[A-Za-z0-9_%+-]+(?:\\.[A-Za-z0-9_%+-]+)*"
       "@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\\.)+[A-Za-z]{2,}",
-      1.0, "email", {}, false, {"."});
+      1.0, "email");
   // Two letters and seven digits with a check digit: one part number in ten passes, so only
   // with a context word (as UK_NHS).
   add("dea_number", "MEDICAL_LICENSE", "[ABCDEFGHJKLMPRSTX][A-Z9][0-9]{7}", 0.85, "dea",
