@@ -151,6 +151,9 @@ std::vector<Sample> Positives() {
       {"IBAN_CODE", "", "BE68 5390 0754 7034"},
       {"IBAN_CODE", "", "NO93 8601 1117 947"},
       {"IBAN_CODE", "", "MT84MALT011000012345MTLCAST001S"},
+      {"IBAN_CODE", "", "de89370400440532013000"},
+      {"IBAN_CODE", "IBAN ", "de89 3704 0044 0532 0130 00"},
+      {"IBAN_CODE", "", "GB82-WEST-1234-5698-7654-32"},
       {"EMAIL_ADDRESS", "", "jane.doe+tag@mail.example.co.uk"},
       {"EMAIL_ADDRESS", "", "a_b%c-d@sub-domain.example.org"},
       {"EMAIL_ADDRESS", "", "X9@ex.io"},
@@ -293,6 +296,8 @@ std::vector<std::string> HardNegatives() {
       "3782 822463 10006",
       // IBAN-shaped with a wrong check or length.
       "DE89370400440532013001",
+      "de89370400440532013001",
+      "GB82-WEST-1234-5698-7654-33",
       "DE8937040044053201300",
       "GB82 WEST 1234 5698 7654 33",
       "DE89 3704 0044 0532 0130 001",

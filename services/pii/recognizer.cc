@@ -100,7 +100,9 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
       "|[0-9]{4} [0-9]{6} [0-9]{4,5}|[0-9]{4}-[0-9]{6}-[0-9]{4,5}",
       1.0, "credit_card");
   add("iban", "IBAN_CODE",
-      "[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)", 1.0, "iban");
+      "[A-Za-z]{2}[0-9]{2}(?:[A-Za-z0-9]{11,30}|(?: [A-Za-z0-9]{4}){2,7}(?: [A-Za-z0-9]{1,3})?"
+      "|(?:-[A-Za-z0-9]{4}){2,7}(?:-[A-Za-z0-9]{1,3})?)",
+      1.0, "iban");
   add("bitcoin_base58", "CRYPTO", "[13][1-9A-HJ-NP-Za-km-z]+", 1.0, "bitcoin_base58check");
   add("bitcoin_bech32", "CRYPTO", "bc1[02-9ac-hj-np-z]+", 1.0, "bitcoin_bech32");
   // A bare NHS number is a phone number unless the text says NHS; the check digit and the

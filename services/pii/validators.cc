@@ -215,8 +215,10 @@ bool IsValidCreditCard(absl::string_view value) {
 bool IsValidIban(absl::string_view value) {
   std::array<char, 40> iban{};
   size_t size = 0;
+  const char separator = value.find('-') != absl::string_view::npos ? '-' : ' ';
   for (char c : value) {
-    if (c == ' ') continue;
+    if (c == separator) continue;
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
     if (!IsDigit(c) && !IsUpper(c)) return false;
     if (size == iban.size()) return false;
     iban[size++] = c;

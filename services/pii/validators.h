@@ -23,8 +23,9 @@ bool PassesLuhn(absl::string_view value);
 // 300-305, 36, 38, 39 (14-19); UnionPay 62 (16-19).
 bool IsValidCreditCard(absl::string_view value);
 
-// An IBAN, ungrouped or grouped with spaces: a country of the SWIFT IBAN registry, that
-// country's exact length, uppercase letters and digits only, then ISO 7064 mod-97 == 1.
+// An IBAN, ungrouped or grouped with spaces or with dashes (not both): a country of the SWIFT
+// IBAN registry, that country's exact length, letters (either case) and digits only, then
+// ISO 7064 mod-97 == 1.
 bool IsValidIban(absl::string_view value);
 
 // An e-mail address as the built-in pattern matches it, whose top-level domain is not a

@@ -97,15 +97,25 @@ TEST(IbanTest, AcceptsRegistryExamples) {
   }
 }
 
+TEST(IbanTest, AcceptsLowercaseAndDashes) {
+  for (const char* iban : {"de89370400440532013000", "de89 3704 0044 0532 0130 00",
+                           "GB82-WEST-1234-5698-7654-32", "gb82-west-1234-5698-7654-32"}) {
+    EXPECT_TRUE(IsValidIban(iban)) << iban;
+  }
+  for (const char* iban : {"de89370400440532013001", "GB82-WEST 1234-5698-7654-32",
+                           "GB82--WEST-1234-5698-7654-32x", "GB82_WEST_1234_5698_7654_32"}) {
+    EXPECT_FALSE(IsValidIban(iban)) << iban;
+  }
+}
+
 TEST(IbanTest, RejectsWrongCheckLengthOrCountry) {
   for (const char* iban : {
-           "DE89370400440532013001",   // Check.
-           "DE88370400440532013000",   // Check digits.
-           "DE8937040044053201300",    // One short for DE.
-           "DE893704004405320130000",  // One long.
-           "XX89370400440532013000",   // No such country.
-           "de89370400440532013000",   // Lowercase.
-           "DE89-3704-0044-0532-0130-00",
+           "DE89370400440532013001",       // Check.
+           "DE88370400440532013000",       // Check digits.
+           "DE8937040044053201300",        // One short for DE.
+           "DE893704004405320130000",      // One long.
+           "XX89370400440532013000",       // No such country.
+           "DE89 3704-0044-0532-0130-00",  // Mixed separators.
            "",
            "DE89",
        }) {
