@@ -157,6 +157,11 @@ std::vector<Sample> Positives() {
       {"EMAIL_ADDRESS", "", "jane.doe+tag@mail.example.co.uk"},
       {"EMAIL_ADDRESS", "", "a_b%c-d@sub-domain.example.org"},
       {"EMAIL_ADDRESS", "", "X9@ex.io"},
+      {"EMAIL_ADDRESS", "", "josé@example.com"},
+      {"EMAIL_ADDRESS", "", "jürgen.weiß@bank.de"},
+      {"EMAIL_ADDRESS", "", "müller@example.de"},
+      {"EMAIL_ADDRESS", "", "ёлка@пример.рф"},
+      {"EMAIL_ADDRESS", "", "info@bücher.de"},
       {"PHONE_NUMBER", "", "(415) 555-2671"},
       {"PHONE_NUMBER", "", "415-555-2671"},
       {"PHONE_NUMBER", "", "415.555.2671"},
@@ -441,6 +446,9 @@ TEST(DetectorTest, BoundaryRules) {
               ElementsAre(std::make_pair("IP_ADDRESS", "10.2.1.5")));
   EXPECT_THAT(Found("version 2 is out. Our gateway, long since moved: 10.2.1.5"),
               ElementsAre(std::make_pair("IP_ADDRESS", "10.2.1.5")));
+  // Han and Kana before an address are the words before it, not its local part.
+  EXPECT_THAT(Found("请发邮件到jane@acme.com"),
+              ElementsAre(std::make_pair("EMAIL_ADDRESS", "jane@acme.com")));
   // Dots before an address are punctuation, not part of it.
   EXPECT_THAT(Found("Reach out to...jane@acme.com"),
               ElementsAre(std::make_pair("EMAIL_ADDRESS", "jane@acme.com")));

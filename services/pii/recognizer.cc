@@ -109,10 +109,18 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   // required context make it win over the phone reading.
   add("uk_nhs", "UK_NHS", "[0-9]{3} [0-9]{3} [0-9]{4}|[0-9]{3}-[0-9]{3}-[0-9]{4}|[0-9]{10}", 1.0,
       "uk_nhs", {"nhs"}, true, {"+", "+1 ", "+1-", "1-"});
+  // Letters beyond ASCII: Latin-1 and Latin Extended letters, combining marks, Greek and
+  // Cyrillic (not Han, Kana..., which run into the words before an address in text without
+  // spaces).
+  const std::string letters =
+      "A-Za-z\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{24F}\\x{300}-\\x{36F}"
+      "\\x{370}-\\x{3FF}\\x{400}-\\x{4FF}";
+  const std::string local = absl::StrCat("[0-9_%+", letters, "-]+");
+  const std::string label =
+      absl::StrCat("[0-9", letters, "](?:[0-9", letters, "-]*[0-9", letters, "])?");
   add("email_address", "EMAIL_ADDRESS",
-      "[A-Za-z0-9_%+-]+(?:\\.[A-Za-z0-9_%+-]+)*"
-      "@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\\.)+[A-Za-z]{2,}",
-      1.0, "email");
+      absl::StrCat(local, "(?:\\.", local, ")*@(?:", label, "\\.)+[", letters, "]{2,}"), 1.0,
+      "email");
   // Two letters and seven digits with a check digit: one part number in ten passes, so only
   // with a context word (as UK_NHS).
   add("dea_number", "MEDICAL_LICENSE", "[ABCDEFGHJKLMPRSTX][A-Z9][0-9]{7}", 0.85, "dea",
