@@ -326,7 +326,9 @@ BASE58_ADDRESS_SHAPE = re.compile(r"[13][1-9A-HJ-NP-Za-km-z]{25,34}")
 BECH32_ADDRESS_SHAPE = re.compile(r"bc1[qp][%s]+" % BECH32_CHARSET)
 DEA_SHAPE = re.compile(r"[%s][A-Z9][0-9]{7}" % DEA_FIRST_LETTERS)
 POLICY_SUITE_KEY_SHAPE = re.compile(r"psk_(?:proj|svc|admin)_[0-9A-Za-z]{66}")
-OPENAI_KEY_SHAPE = re.compile(r"sk-[0-9A-Za-z]{48}|sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,200}")
+OPENAI_KEY_SHAPE = re.compile(r"sk-[0-9A-Za-z]{48}|sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,200}"
+                              # Other providers' sk- keys (see provider_key_formats).
+                              r"|sk-ant-api03-[A-Za-z0-9_-]{93}AA|sk-or-v1-[0-9a-f]{64}|sk-[0-9a-f]{32}")
 AWS_KEY_SHAPE = re.compile(r"(?:AKIA|ASIA)[A-Z2-7]{16}")
 GITHUB_TOKEN_SHAPE = re.compile(r"gh[pousr]_[0-9A-Za-z]{36}|github_pat_[0-9A-Za-z_]{82}")
 SLACK_TOKEN_SHAPE = re.compile(r"xox[bpars]-(?:[0-9]+-)+[0-9A-Za-z]*[A-Za-z][0-9A-Za-z]*")
@@ -953,6 +955,23 @@ def card_formats() -> list[PositiveFormat]:
             for style, separator in (("plain", None), ("spaced", " "), ("dashed", "-"))]
 
 
+def provider_key_formats() -> list[PositiveFormat]:
+    """Other providers' sk- keys, reported as OPENAI_API_KEY: Anthropic, OpenRouter, DeepSeek."""
+    def anthropic(rng: Random, ordinal: int) -> str:
+        body = random_string(rng, DIGITS, 1) + random_string(rng, BASE62 + "_-", 91) + random_string(rng, BASE62, 1)
+        return "sk-ant-api03-" + body + "AA"
+
+    def openrouter(rng: Random, ordinal: int) -> str:
+        return "sk-or-v1-" + random_string(rng, HEX, 62) + rng.choice(DIGITS) + rng.choice("abcdef")
+
+    def deepseek(rng: Random, ordinal: int) -> str:
+        return "sk-" + random_string(rng, HEX, 30) + rng.choice(DIGITS) + rng.choice("abcdef")
+
+    return [PositiveFormat("OPENAI_API_KEY", "anthropic", anthropic),
+            PositiveFormat("OPENAI_API_KEY", "openrouter", openrouter),
+            PositiveFormat("OPENAI_API_KEY", "deepseek", deepseek)]
+
+
 POSITIVE_FORMATS = (
     PositiveFormat("US_SSN", "dashed", joined_parts(valid_ssn_parts, "-")),
     PositiveFormat("US_SSN", "spaced", joined_parts(valid_ssn_parts, " ")),
@@ -1008,6 +1027,7 @@ POSITIVE_FORMATS = (
     PositiveFormat("OPENAI_API_KEY", "proj", openai_scoped_key_format("proj")),
     PositiveFormat("OPENAI_API_KEY", "svcacct", openai_scoped_key_format("svcacct")),
     PositiveFormat("OPENAI_API_KEY", "admin", openai_scoped_key_format("admin")),
+    *provider_key_formats(),
     PositiveFormat("AWS_ACCESS_KEY", "akia", aws_key_format("AKIA")),
     PositiveFormat("AWS_ACCESS_KEY", "asia", aws_key_format("ASIA")),
     *(PositiveFormat("GITHUB_TOKEN", prefix, github_token_format(prefix))
