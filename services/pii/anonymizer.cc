@@ -428,6 +428,25 @@ const std::string& PlaceholderMapping::PlaceholderFor(absl::string_view entity_t
   return entry.placeholder;
 }
 
+void PlaceholderMapping::SkipNumbersUsedIn(absl::string_view text) {
+  for (size_t open = text.find('<'); open != absl::string_view::npos;
+       open = text.find('<', open + 1)) {
+    const size_t limit = std::min(text.size(), open + kMaxPlaceholderBytes);
+    size_t close = open + 1;
+    while (close < limit &&
+           (absl::ascii_isupper(static_cast<unsigned char>(text[close])) ||
+            absl::ascii_isdigit(static_cast<unsigned char>(text[close])) || text[close] == '_')) {
+      ++close;
+    }
+    if (close >= limit || text[close] != '>') continue;
+    absl::string_view type;
+    int64_t number = 0;
+    if (!ParsePlaceholder(text.substr(open, close + 1 - open), type, number)) continue;
+    int64_t& last = last_number_[std::string(type)];
+    last = std::max(last, number);
+  }
+}
+
 const std::string* PlaceholderMapping::ValueOf(absl::string_view placeholder) const {
   auto it = by_placeholder_.find(placeholder);
   return it != by_placeholder_.end() ? &it->second->value : nullptr;
@@ -513,6 +532,7 @@ absl::StatusOr<AnonymizedText> Anonymize(absl::string_view text, absl::Span<cons
     }
   }
 
+  context.placeholders_.SkipNumbersUsedIn(text);
   AnonymizedText result;
   std::string& out = result.text;
   out.reserve(text.size() + findings.size() * 24);

@@ -186,6 +186,11 @@ class PlaceholderMapping {
   // long as the mapping. REQUIRES IsValidEntityType(entity_type).
   const std::string& PlaceholderFor(absl::string_view entity_type, absl::string_view value);
 
+  // Numbers new placeholders of each type past every placeholder-shaped "<TYPE_n>" in `text`
+  // (already redacted history a chat sends again), so that no new placeholder repeats one
+  // standing for another value there.
+  void SkipNumbersUsedIn(absl::string_view text);
+
   // The value `placeholder` stands for, or null when this mapping did not issue it.
   const std::string* ValueOf(absl::string_view placeholder) const;
 
@@ -272,6 +277,14 @@ class RequestContext {
   int64_t texts() const { return texts_; }
   const ContentReport& report() const { return report_; }
   const PlaceholderMapping& placeholders() const { return placeholders_; }
+
+  // New placeholders are numbered past those in `text` (PlaceholderMapping::SkipNumbersUsedIn).
+  // Anonymize does this for the text it is given; a caller holding all of a request's texts
+  // calls it for each before the first Anonymize, so that a placeholder in a later text is
+  // not issued again for another value in an earlier one.
+  void SkipPlaceholderNumbersUsedIn(absl::string_view text) {
+    placeholders_.SkipNumbersUsedIn(text);
+  }
 
  private:
   friend absl::StatusOr<AnonymizedText> Anonymize(absl::string_view text,

@@ -487,6 +487,31 @@ TEST(PlaceholderTest, SharedAcrossTheMessagesOfARequestNotAcrossRequests) {
   EXPECT_EQ(Restored("to <EMAIL_ADDRESS_2>", other.placeholders()), "to <EMAIL_ADDRESS_2>");
 }
 
+TEST(PlaceholderTest, NumberedPastThePlaceholdersAlreadyInTheText) {
+  const AnonymizationPolicy policy = PolicyWith(Operator::kPlaceholder);
+  // Redacted history sent again: <EMAIL_ADDRESS_1> stands for someone else.
+  const std::string text =
+      "Earlier: mail <EMAIL_ADDRESS_1>, <PHONE_NUMBER_7>. Also cc bob@example.com";
+  RequestContext context;
+  AnonymizedText result =
+      AnonymizeChecked(text, {At(text, "bob@example.com", "EMAIL_ADDRESS")}, policy, context);
+  EXPECT_EQ(result.text,
+            "Earlier: mail <EMAIL_ADDRESS_1>, <PHONE_NUMBER_7>. Also cc <EMAIL_ADDRESS_2>");
+  EXPECT_EQ(Restored("<EMAIL_ADDRESS_1> and <EMAIL_ADDRESS_2>", context.placeholders()),
+            "<EMAIL_ADDRESS_1> and bob@example.com");
+
+  // A later text of the request, announced before the first is anonymized.
+  const std::string first = "cc bob@example.com";
+  const std::string later = "history: <EMAIL_ADDRESS_1> <EMAIL_ADDRESS_3> <EMAIL_ADDRESS_01> <x_9>";
+  RequestContext request;
+  request.SkipPlaceholderNumbersUsedIn(first);
+  request.SkipPlaceholderNumbersUsedIn(later);
+  EXPECT_EQ(
+      AnonymizeChecked(first, {At(first, "bob@example.com", "EMAIL_ADDRESS")}, policy, request)
+          .text,
+      "cc <EMAIL_ADDRESS_4>");
+}
+
 TEST(PlaceholderTest, SameValueOfTwoTypesGetsTwoPlaceholders) {
   const std::string text = "123456789 and 123456789";
   AnonymizationPolicy policy = PolicyWith(Operator::kPlaceholder);

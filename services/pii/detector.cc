@@ -71,6 +71,7 @@ struct ContextWords {
 struct Detector::Recognizer {
   RecognizerSpec spec;
   ContextWords context{{}};
+  ContextWords excluded_context{{}};
   std::unique_ptr<RE2> regex;
   Validator validator = nullptr;  // Null: any match counts.
   // No finding is shorter (MinAcceptedBytes of the validator), so no shorter text holds one.
@@ -934,6 +935,7 @@ absl::StatusOr<std::unique_ptr<Detector>> Detector::Create(std::vector<Recognize
     recognizer.min_finding_bytes = MinAcceptedBytes(recognizer.validator);
     recognizer.has_group = regex->NumberOfCapturingGroups() >= 1;
     recognizer.context = ContextWords(spec.context_words);
+    recognizer.excluded_context = ContextWords(spec.excluded_context);
     if (std::string min, max;
         regex->PossibleMatchRange(&min, &max, 1) && !min.empty() && !max.empty()) {
       recognizer.first_byte_low = static_cast<unsigned char>(min[0]);
@@ -1049,6 +1051,12 @@ bool Detector::Accept(const Recognizer& recognizer, absl::string_view text, size
   const RecognizerSpec& spec = recognizer.spec;
   if (!spec.excluded_prefixes.empty() && HasExcludedPrefix(text, begin, spec.excluded_prefixes)) {
     return false;
+  }
+  if (!spec.excluded_context.empty()) {
+    const size_t window = ContextWindowBegin(begin);
+    if (FoundWords(text.substr(window, begin - window), recognizer.excluded_context) != 0) {
+      return false;
+    }
   }
   if (recognizer.validator != nullptr && !recognizer.validator(text.substr(begin, end - begin))) {
     return false;

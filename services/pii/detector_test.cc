@@ -151,9 +151,17 @@ std::vector<Sample> Positives() {
       {"IBAN_CODE", "", "BE68 5390 0754 7034"},
       {"IBAN_CODE", "", "NO93 8601 1117 947"},
       {"IBAN_CODE", "", "MT84MALT011000012345MTLCAST001S"},
+      {"IBAN_CODE", "", "de89370400440532013000"},
+      {"IBAN_CODE", "IBAN ", "de89 3704 0044 0532 0130 00"},
+      {"IBAN_CODE", "", "GB82-WEST-1234-5698-7654-32"},
       {"EMAIL_ADDRESS", "", "jane.doe+tag@mail.example.co.uk"},
       {"EMAIL_ADDRESS", "", "a_b%c-d@sub-domain.example.org"},
       {"EMAIL_ADDRESS", "", "X9@ex.io"},
+      {"EMAIL_ADDRESS", "", "josé@example.com"},
+      {"EMAIL_ADDRESS", "", "jürgen.weiß@bank.de"},
+      {"EMAIL_ADDRESS", "", "müller@example.de"},
+      {"EMAIL_ADDRESS", "", "ёлка@пример.рф"},
+      {"EMAIL_ADDRESS", "", "info@bücher.de"},
       {"PHONE_NUMBER", "", "(415) 555-2671"},
       {"PHONE_NUMBER", "", "415-555-2671"},
       {"PHONE_NUMBER", "", "415.555.2671"},
@@ -181,7 +189,7 @@ std::vector<Sample> Positives() {
       {"IP_ADDRESS", "", "10.0.0.255"},
       {"IP_ADDRESS", "", "2001:0db8:85a3:0000:0000:8a2e:0370:7334"},
       {"IP_ADDRESS", "", "2001:db8::1"},
-      {"IP_ADDRESS", "", "::1"},
+      {"IP_ADDRESS", "", "fe80::1"},
       {"IP_ADDRESS", "", "::ffff:192.0.2.1"},
       {"IP_ADDRESS", "", "2001:DB8:0:0:8:800:200C:417A"},
       {"IP_ADDRESS", "", "fe80::"},
@@ -192,8 +200,8 @@ std::vector<Sample> Positives() {
       {"CRYPTO", "", "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy"},
       {"CRYPTO", "", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"},
       {"CRYPTO", "", "bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqzk5jj0"},
-      {"MEDICAL_LICENSE", "", "AB1234563"},
-      {"MEDICAL_LICENSE", "", "F97654329"},
+      {"MEDICAL_LICENSE", "DEA ", "AB1234563"},
+      {"MEDICAL_LICENSE", "prescriber registration: ", "F97654329"},
       {"POLICY_SUITE_KEY", "", "psk_proj_" + RandomOf(kBase62, 66, 1)},
       {"POLICY_SUITE_KEY", "", "psk_svc_" + RandomOf(kBase62, 66, 2)},
       {"POLICY_SUITE_KEY", "", "psk_admin_" + RandomOf(kBase62, 66, 3)},
@@ -213,6 +221,18 @@ std::vector<Sample> Positives() {
       {"PRIVATE_KEY", "",
        absl::StrCat("-----BEGIN PRIVATE KEY-----\n", RandomOf(kBase62, 64, 13), "\n",
                     RandomOf(kBase62, 64, 14), "\n-----END PRIVATE KEY-----")},
+      {"PRIVATE_KEY", "",
+       absl::StrCat("-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\n\n",
+                    RandomOf(kBase62, 64, 15), "\n=Xy7a\n-----END PGP PRIVATE KEY BLOCK-----")},
+      {"OPENAI_API_KEY", "",
+       "sk-ant-api03-nUA7OHp4UC-mq-ZIhqmWaSvIJv5WlXvkGPkKp2UMr7OBUi6LnjpYk8wZbyRnH4ciCUfJWnZbnm7Y3c"
+       "XXBRz7ZQ-4IrmBwAA"},
+      {"OPENAI_API_KEY", "", "sk-or-v1-" + RandomOf("0123456789abcdef", 64, 16)},
+      {"OPENAI_API_KEY", "", "sk-0123456789abcdef0123456789abcdef"},
+      {"OPENAI_API_KEY", "", "sk-None-" + RandomOf(kBase62, 47, 17) + "7"},
+      {"AWS_ACCESS_KEY", "aws_secret_access_key = ", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
+      {"AWS_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY=", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
+      {"AWS_ACCESS_KEY", "\"SecretAccessKey\": ", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
   };
 }
 
@@ -246,6 +266,16 @@ TEST(DetectorTest, FindsEachFormatWithExactOffsets) {
   }
 }
 
+TEST(DetectorTest, KeyWithoutItsEndLineIsRedactedToTheEndOfItsBase64) {
+  const std::string header = "-----BEGIN RSA PRIVATE KEY-----";
+  const std::string body =
+      "\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu"
+      "\nKUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQJAIJLixBy2qpFoS4DSmoEm";
+  const std::string text = absl::StrCat("my key:\n", header, body, "\n\nwhy does it fail?");
+  EXPECT_THAT(Found(text), ElementsAre(std::make_pair("PRIVATE_KEY", header + body)))
+      << DescribeAll(text, Default().Scan(text));
+}
+
 TEST(DetectorTest, FindsSeveralEntitiesInOneText) {
   const std::string text =
       "Hi, I'm Zoë. Card 4111 1111 1111 1111, e-mail zoe.x@example.com; "
@@ -271,6 +301,8 @@ std::vector<std::string> HardNegatives() {
       "3782 822463 10006",
       // IBAN-shaped with a wrong check or length.
       "DE89370400440532013001",
+      "de89370400440532013001",
+      "GB82-WEST-1234-5698-7654-33",
       "DE8937040044053201300",
       "GB82 WEST 1234 5698 7654 33",
       "DE89 3704 0044 0532 0130 001",
@@ -309,6 +341,18 @@ std::vector<std::string> HardNegatives() {
       "V1.2.3.4",
       "4.18.0-305.el8",
       "1.2.3.4.5",
+      "System.Runtime, Version=4.0.0.0, Culture=neutral",
+      "[assembly: AssemblyVersion(\"1.0.0.0\")]",
+      "<bindingRedirect oldVersion=\"0.0.0.0-13.0.0.0\" newVersion=\"13.0.0.0\"/>",
+      "FileVersion: 1.2.3.4",
+      "## 1.2.3.4",
+      "protobuf==3.20.3.1",
+      "Released 2.0.0.1",
+      "section 3.1.4.1",
+      "Upgrade to version 10.2.1.4 then 10.2.1.5",
+      "listen on 0.0.0.0:8080",
+      "curl http://127.0.0.1:9000/health",
+      "netmask 255.255.255.0",
       // Identifiers.
       "123e4567-e89b-12d3-a456-426614174000",
       "3f786850e387550fdab836ed7e6dc881de23001b",
@@ -327,19 +371,29 @@ std::vector<std::string> HardNegatives() {
       "9434765919",
       // Words that look like other things.
       "std::vector",
+      "x = arr[::2]; a[1::3]; b[10::20]",
       "a::b",
       "cafe::beef",
       "ratio 1:2:3",
       "00:1A:2B:3C:4D:5E",
       "user@localhost",
+      "icon@2x.png",
+      "see logo@3x.jpg and bg@2x.webp",
+      "npm pack gives pkg@1.2.3.tgz",
+      "built with react@next.js",
       "jane@example",
       "task-force",
       "sk-short",
+      "sk-learn-compatible-estimator-api-v2",
+      "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",  // No context word.
+      "-----BEGIN PRIVATE KEY----- and then the base64 lines",
       "AKIA-not-a-key",
       "ghp_short",
       "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
       "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END EC PRIVATE KEY-----",
       "AB1234564",
+      "part AB1234563, qty 4",
+      "F97654329",
       "+28 20 7946 0958",
       "+44 20 794",
   };
@@ -387,6 +441,23 @@ TEST(DetectorTest, BoundaryRules) {
   EXPECT_THAT(Found("IP=10.0.0.1/24, mail:jo@ex.com"),
               ElementsAre(std::make_pair("IP_ADDRESS", "10.0.0.1"),
                           std::make_pair("EMAIL_ADDRESS", "jo@ex.com")));
+  // A version word after the address, or further than the window before it, does not count.
+  EXPECT_THAT(Found("server 10.2.1.5 runs version 2"),
+              ElementsAre(std::make_pair("IP_ADDRESS", "10.2.1.5")));
+  EXPECT_THAT(Found("version 2 is out. Our gateway, long since moved: 10.2.1.5"),
+              ElementsAre(std::make_pair("IP_ADDRESS", "10.2.1.5")));
+  // Han and Kana before an address are the words before it, not its local part.
+  EXPECT_THAT(Found("请发邮件到jane@acme.com"),
+              ElementsAre(std::make_pair("EMAIL_ADDRESS", "jane@acme.com")));
+  // Dots before an address are punctuation, not part of it.
+  EXPECT_THAT(Found("Reach out to...jane@acme.com"),
+              ElementsAre(std::make_pair("EMAIL_ADDRESS", "jane@acme.com")));
+  EXPECT_THAT(Found("email me at..jane@acme.com"),
+              ElementsAre(std::make_pair("EMAIL_ADDRESS", "jane@acme.com")));
+  EXPECT_THAT(Found(".jane@acme.com"),
+              ElementsAre(std::make_pair("EMAIL_ADDRESS", "jane@acme.com")));
+  EXPECT_THAT(Found("to john.doe@acme.com"),
+              ElementsAre(std::make_pair("EMAIL_ADDRESS", "john.doe@acme.com")));
   // The server word before an address is not the excluded "ver ".
   EXPECT_THAT(Found("observer 10.0.0.1"), ElementsAre(std::make_pair("IP_ADDRESS", "10.0.0.1")));
   // Two entities separated by one space stay two.
@@ -526,8 +597,8 @@ TEST(DetectorTest, ContextWordsMustBeWholeWords) {
 }
 
 TEST(DetectorTest, ContextRaisesTheScore) {
-  const std::vector<Finding> plain_findings = Default().Scan("AB1234563");
-  const std::vector<Finding> context_findings = Default().Scan("DEA number AB1234563");
+  const std::vector<Finding> plain_findings = Default().Scan("10.1.2.3");
+  const std::vector<Finding> context_findings = Default().Scan("host 10.1.2.3");
   ASSERT_EQ(plain_findings.size(), 1u);
   ASSERT_EQ(context_findings.size(), 1u);
   const Finding& plain = plain_findings[0];
@@ -535,8 +606,12 @@ TEST(DetectorTest, ContextRaisesTheScore) {
   EXPECT_LT(plain.score, 0.9);
   EXPECT_DOUBLE_EQ(with_context.score, std::min(1.0, plain.score + kContextBoost));
   const ScanOptions strict = MinScore(0.9);
-  EXPECT_THAT(Found("AB1234563", strict), IsEmpty());
-  EXPECT_THAT(Found("DEA number AB1234563", strict),
+  EXPECT_THAT(Found("10.1.2.3", strict), IsEmpty());
+  EXPECT_THAT(Found("host 10.1.2.3", strict),
+              ElementsAre(std::make_pair("IP_ADDRESS", "10.1.2.3")));
+  // A DEA number needs its context: two letters and seven digits alone are part numbers.
+  EXPECT_THAT(Found("AB1234563", MinScore(0.0)), IsEmpty());
+  EXPECT_THAT(Found("DEA number AB1234563"),
               ElementsAre(std::make_pair("MEDICAL_LICENSE", "AB1234563")));
   EXPECT_THAT(Found("415-555-2671", strict), IsEmpty());
   EXPECT_THAT(Found("Mobile: 415-555-2671", strict),

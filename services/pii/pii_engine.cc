@@ -137,6 +137,7 @@ absl::StatusOr<Redaction> PiiEngine::Redact(absl::Span<const absl::string_view> 
   options.min_score = params.min_score;
   Redaction redaction{.found = Scan(texts, options), .texts = {}, .context = RequestContext(key)};
   redaction.texts.reserve(texts.size());
+  for (absl::string_view text : texts) redaction.context.SkipPlaceholderNumbersUsedIn(text);
   for (size_t i = 0; i < texts.size(); ++i) {
     absl::StatusOr<AnonymizedText> anonymized =
         Anonymize(texts[i], redaction.found[i], params.policy, redaction.context);

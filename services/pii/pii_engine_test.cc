@@ -83,6 +83,20 @@ TEST(PiiEngineTest, PlaceholdersAreSharedAcrossTheMessagesOfARequest) {
   EXPECT_EQ(redaction->context.placeholders().entries().size(), 3u);
 }
 
+TEST(PiiEngineTest, PlaceholdersAreNumberedPastThoseInAnyMessage) {
+  auto engine = MakeEngine();
+  RedactionParams params;
+  params.policy.default_rule = EntityRule{.action = Action::kRedact, .op = Operator::kPlaceholder};
+  const std::vector<absl::string_view> texts = {
+      "Also cc bob@example.com",
+      "(history) I wrote to <EMAIL_ADDRESS_1> yesterday.",
+  };
+  absl::StatusOr<Redaction> redaction = engine->Redact(texts, params);
+  ASSERT_TRUE(redaction.ok()) << redaction.status();
+  EXPECT_EQ(redaction->texts[0].text, "Also cc <EMAIL_ADDRESS_2>");
+  EXPECT_EQ(redaction->texts[1].text, "(history) I wrote to <EMAIL_ADDRESS_1> yesterday.");
+}
+
 TEST(PiiEngineTest, HashingNeedsAProjectAndAKey) {
   RedactionParams params;
   params.policy.rules["EMAIL_ADDRESS"] =

@@ -58,7 +58,8 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   std::vector<RecognizerSpec> r;
   auto add = [&r](std::string name, std::string type, std::string pattern, double score,
                   std::string validator, std::vector<std::string> context = {},
-                  bool context_required = false, std::vector<std::string> excluded = {}) {
+                  bool context_required = false, std::vector<std::string> excluded = {},
+                  std::vector<std::string> excluded_context = {}) {
     r.push_back(RecognizerSpec{.name = std::move(name),
                                .entity_type = std::move(type),
                                .pattern = std::move(pattern),
@@ -66,19 +67,28 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
                                .validator = std::move(validator),
                                .context_words = std::move(context),
                                .context_required = context_required,
-                               .excluded_prefixes = std::move(excluded)});
+                               .excluded_prefixes = std::move(excluded),
+                               .excluded_context = std::move(excluded_context)});
   };
   // Secrets: distinctive prefixes, format only. Patterns that repeat a large class use `+`
   // and leave the exact lengths to the validator (see validators.h).
+  // A whole block, or (no END line follows) the header, armour headers ("Version: ..."), one
+  // blank line and the lines of base64 after them: a blank line ends the run.
   add("private_key", "PRIVATE_KEY",
-      "-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----(?s:.)*?"
-      "-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----",
+      "-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"
+      "(?:(?s:.)*?-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"
+      "|(?:\\r?\\n[A-Za-z][A-Za-z-]*: [^\\r\\n]*)*(?:\\r?\\n)?(?:\\r?\\n[A-Za-z0-9+/=]+)+)",
       1.0, "pem_private_key");
   add("policy_suite_key", "POLICY_SUITE_KEY", "psk_(?:proj|svc|admin)_[0-9A-Za-z]+", 1.0,
       "policy_suite_key");
-  add("openai_api_key", "OPENAI_API_KEY",
-      "sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]+|sk-[A-Za-z0-9]+", 1.0, "openai_api_key");
+  add("openai_api_key", "OPENAI_API_KEY", "sk-[A-Za-z0-9_-]+", 1.0, "openai_api_key");
   add("aws_access_key", "AWS_ACCESS_KEY", "(?:AKIA|ASIA)[A-Z2-7]+", 1.0, "aws_access_key");
+  // A secret access key is 40 characters of base64 that only the context tells from a hash.
+  // Counted, unlike the others: `+` would match in every region and cost each an extraction.
+  add("aws_secret_access_key", "AWS_ACCESS_KEY", "[A-Za-z0-9/+]{40}", 1.0, "aws_secret_access_key",
+      {"aws_secret", "aws secret", "secret_access_key", "secretaccesskey", "secret access key",
+       "secret-access-key"},
+      true);
   add("github_token", "GITHUB_TOKEN", "gh[pousr]_[0-9A-Za-z]+|github_pat_[0-9A-Za-z_]+", 1.0,
       "github_token");
   add("slack_token", "SLACK_TOKEN", "xox[bpars]-[0-9]+(?:-[0-9]+)*-[0-9A-Za-z]+", 1.0,
@@ -90,19 +100,31 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
       "|[0-9]{4} [0-9]{6} [0-9]{4,5}|[0-9]{4}-[0-9]{6}-[0-9]{4,5}",
       1.0, "credit_card");
   add("iban", "IBAN_CODE",
-      "[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)", 1.0, "iban");
+      "[A-Za-z]{2}[0-9]{2}(?:[A-Za-z0-9]{11,30}|(?: [A-Za-z0-9]{4}){2,7}(?: [A-Za-z0-9]{1,3})?"
+      "|(?:-[A-Za-z0-9]{4}){2,7}(?:-[A-Za-z0-9]{1,3})?)",
+      1.0, "iban");
   add("bitcoin_base58", "CRYPTO", "[13][1-9A-HJ-NP-Za-km-z]+", 1.0, "bitcoin_base58check");
   add("bitcoin_bech32", "CRYPTO", "bc1[02-9ac-hj-np-z]+", 1.0, "bitcoin_bech32");
   // A bare NHS number is a phone number unless the text says NHS; the check digit and the
   // required context make it win over the phone reading.
   add("uk_nhs", "UK_NHS", "[0-9]{3} [0-9]{3} [0-9]{4}|[0-9]{3}-[0-9]{3}-[0-9]{4}|[0-9]{10}", 1.0,
       "uk_nhs", {"nhs"}, true, {"+", "+1 ", "+1-", "1-"});
+  // Letters beyond ASCII: Latin-1 and Latin Extended letters, combining marks, Greek and
+  // Cyrillic (not Han, Kana..., which run into the words before an address in text without
+  // spaces).
+  const std::string letters =
+      "A-Za-z\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{24F}\\x{300}-\\x{36F}"
+      "\\x{370}-\\x{3FF}\\x{400}-\\x{4FF}";
+  const std::string local = absl::StrCat("[0-9_%+", letters, "-]+");
+  const std::string label =
+      absl::StrCat("[0-9", letters, "](?:[0-9", letters, "-]*[0-9", letters, "])?");
   add("email_address", "EMAIL_ADDRESS",
-      "[A-Za-z0-9_%+-]+(?:\\.[A-Za-z0-9_%+-]+)*"
-      "@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\\.)+[A-Za-z]{2,}",
-      1.0, "", {}, false, {"."});
+      absl::StrCat(local, "(?:\\.", local, ")*@(?:", label, "\\.)+[", letters, "]{2,}"), 1.0,
+      "email");
+  // Two letters and seven digits with a check digit: one part number in ten passes, so only
+  // with a context word (as UK_NHS).
   add("dea_number", "MEDICAL_LICENSE", "[ABCDEFGHJKLMPRSTX][A-Z9][0-9]{7}", 0.85, "dea",
-      {"dea", "prescriber", "registration", "license", "licence"});
+      {"dea", "prescriber", "registration", "license", "licence"}, true);
   // Ranges only: formatted numbers score below the check-digit types.
   add("us_ssn", "US_SSN", "[0-9]{3}-[0-9]{2}-[0-9]{4}|[0-9]{3} [0-9]{2} [0-9]{4}", 0.85, "us_ssn",
       kSsnContext);
@@ -110,9 +132,12 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   add("us_itin", "US_ITIN", "9[0-9]{2}-[0-9]{2}-[0-9]{4}|9[0-9]{2} [0-9]{2} [0-9]{4}", 0.85,
       "us_itin", {"itin"});
   add("us_itin_bare", "US_ITIN", "9[0-9]{8}", 0.85, "us_itin", {"itin"}, true);
+  // Four-part version numbers are dotted quads too: not after a version word or a heading.
   add("ipv4_address", "IP_ADDRESS", "[0-9]{1,3}(?:\\.[0-9]{1,3}){3}", 0.85, "ipv4",
       {"ip", "address", "server", "host"}, false,
-      {"version ", "version: ", "ver ", "ver. ", "v", "v.", "v "});
+      {"version ", "version: ", "ver ", "ver. ", "v", "v.", "v ", "release ", "released ",
+       "section ", "build ", "# ", "==", "~=", ">=", "<="},
+      {"version"});
   add("ipv6_address", "IP_ADDRESS",
       "[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){1,6}:[0-9]{1,3}(?:\\.[0-9]{1,3}){3}"
       "|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}",
@@ -162,6 +187,17 @@ absl::Status CheckRecognizerSpec(const RecognizerSpec& spec) {
   }
   for (const std::string& prefix : spec.excluded_prefixes) {
     if (prefix.empty()) return absl::InvalidArgumentError("excluded_prefixes: an empty prefix");
+  }
+  if (spec.excluded_context.size() > kMaxContextWords) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("excluded_context: more than ", kMaxContextWords, " words"));
+  }
+  for (const std::string& word : spec.excluded_context) {
+    if (word.empty() || word.size() > kMaxContextWordBytes || HasUpper(word)) {
+      return absl::InvalidArgumentError(absl::StrCat("excluded_context: '", word, "' is not 1 to ",
+                                                     kMaxContextWordBytes,
+                                                     " bytes of lowercase text"));
+    }
   }
   if (spec.pattern.empty()) return absl::InvalidArgumentError("pattern: empty");
   RE2::Options options;

@@ -71,6 +71,11 @@ struct RecognizerSpec {
   // A match directly preceded by one of these (ASCII case-insensitively) is dropped, e.g.
   // "version " before a dotted quad. A prefix starting with a letter must start a word.
   std::vector<std::string> excluded_prefixes;
+  // A match with one of these (lowercase, at most kMaxContextWords) anywhere in the
+  // kContextWindowBytes before it, ASCII case-insensitively, even inside a word and with
+  // digits between, is dropped: "version" before "Upgrade to version 10.2.1.4 then 10.2.1.5"
+  // and "AssemblyVersion(\"1.0.0.0\")".
+  std::vector<std::string> excluded_context;
 };
 
 // The names a RecognizerSpec::validator may take, sorted.
@@ -78,7 +83,10 @@ std::vector<std::string> ValidatorNames();
 
 // The built-in recognizers, one or more per entity type: US_SSN, US_ITIN, CREDIT_CARD,
 // IBAN_CODE, EMAIL_ADDRESS, PHONE_NUMBER, IP_ADDRESS, UK_NHS, CRYPTO, MEDICAL_LICENSE,
-// POLICY_SUITE_KEY, OPENAI_API_KEY, AWS_ACCESS_KEY, GITHUB_TOKEN, SLACK_TOKEN, PRIVATE_KEY.
+// POLICY_SUITE_KEY, OPENAI_API_KEY (every provider's "sk-" keys), AWS_ACCESS_KEY (access key
+// ids, and secret access keys after a context word), GITHUB_TOKEN, SLACK_TOKEN, PRIVATE_KEY
+// (PEM and OpenPGP blocks, and a block's start up to the end of its base64 when the END
+// line is missing).
 // The detector's prefilter relies on two properties of their findings: each but a PEM block
 // holds whitespace only as single spaces after [A-Z0-9)], and has '@' or '_', "sk-", "AKIA"
 // or "ASIA", two colons, seven digits, four digits and three dots, or a digit and at least 15

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -214,8 +215,10 @@ bool IsValidCreditCard(absl::string_view value) {
 bool IsValidIban(absl::string_view value) {
   std::array<char, 40> iban{};
   size_t size = 0;
+  const char separator = value.find('-') != absl::string_view::npos ? '-' : ' ';
   for (char c : value) {
-    if (c == ' ') continue;
+    if (c == separator) continue;
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
     if (!IsDigit(c) && !IsUpper(c)) return false;
     if (size == iban.size()) return false;
     iban[size++] = c;
@@ -238,6 +241,25 @@ bool IsValidIban(absl::string_view value) {
     }
   }
   return number % 97 == 1;
+}
+
+bool IsValidEmail(absl::string_view value) {
+  // File extensions that are no top-level domain: "icon@2x.png", "react@next.js".
+  static constexpr absl::string_view kExtensions[] = {
+      "7z",   "apk",  "avi",   "avif", "bak",  "bin",  "bmp",  "bz2",  "cfg",   "cjs",  "conf",
+      "cpp",  "css",  "csv",   "deb",  "dll",  "dmg",  "doc",  "docx", "dylib", "egg",  "eot",
+      "exe",  "flac", "gif",   "gz",   "h",    "heic", "hpp",  "htm",  "html",  "ico",  "ini",
+      "jar",  "java", "jpeg",  "jpg",  "js",   "json", "jsx",  "kt",   "less",  "lock", "log",
+      "m4a",  "map",  "mjs",   "mkv",  "mp3",  "mp4",  "mpeg", "ogg",  "otf",   "pdf",  "php",
+      "png",  "ppt",  "pptx",  "rar",  "rpm",  "sass", "scss", "svg",  "tar",   "tgz",  "tif",
+      "tiff", "toml", "ts",    "tsx",  "ttf",  "txt",  "vue",  "wasm", "wav",   "webm", "webp",
+      "whl",  "woff", "woff2", "xls",  "xlsx", "xz",   "yaml", "yml"};
+  const size_t dot = value.rfind('.');
+  const size_t at = value.rfind('@');
+  if (dot == absl::string_view::npos || at == absl::string_view::npos || dot < at) return false;
+  const std::string tld = absl::AsciiStrToLower(value.substr(dot + 1));
+  return std::none_of(std::begin(kExtensions), std::end(kExtensions),
+                      [&](absl::string_view extension) { return tld == extension; });
 }
 
 bool IsValidUsSsn(absl::string_view value) {
@@ -302,7 +324,17 @@ bool IsValidIpv4(absl::string_view value) {
     if (value[i] != '.' || parts == 4) return false;
     ++i;
   }
-  return parts == 4;
+  if (parts != 4) return false;
+  // Not a host's address: unspecified, loopback, or a netmask (ones, then zeros).
+  uint32_t address = 0;
+  for (absl::string_view part : absl::StrSplit(value, '.')) {
+    int n = 0;
+    for (char c : part) n = n * 10 + (c - '0');
+    address = (address << 8) | static_cast<uint32_t>(n);
+  }
+  if (address == 0 || (address >> 24) == 127) return false;
+  const uint32_t zeros = ~address;
+  return (address >> 24) != 255 || (zeros & (zeros + 1)) != 0;
 }
 
 bool IsValidIpv6(absl::string_view value) {
@@ -312,7 +344,17 @@ bool IsValidIpv6(absl::string_view value) {
   std::memcpy(buffer, value.data(), value.size());
   buffer[value.size()] = '\0';
   in6_addr address;
-  return inet_pton(AF_INET6, buffer, &address) == 1;
+  if (inet_pton(AF_INET6, buffer, &address) != 1) return false;
+  // "::2", "1::3", "10::20": Python slices and the loopback "::1" rather than addresses.
+  if (value.find("::") == absl::string_view::npos) return true;
+  int groups = 0;
+  bool short_decimal = true;
+  for (absl::string_view group : absl::StrSplit(value, ':', absl::SkipEmpty())) {
+    ++groups;
+    short_decimal =
+        short_decimal && group.size() <= 3 && std::all_of(group.begin(), group.end(), IsDigit);
+  }
+  return !(groups <= 2 && short_decimal);
 }
 
 bool IsValidUkNhs(absl::string_view value) {
@@ -396,18 +438,32 @@ bool IsValidPemPrivateKey(absl::string_view value) {
   constexpr absl::string_view kBegin = "-----BEGIN ";
   constexpr absl::string_view kEnd = "-----END ";
   constexpr absl::string_view kDashes = "-----";
-  constexpr absl::string_view kPrivateKey = "PRIVATE KEY";
-  if (value.size() > kMaxPemBlockBytes || !absl::StartsWith(value, kBegin) ||
-      !absl::EndsWith(value, kDashes)) {
-    return false;
-  }
+  if (value.size() > kMaxPemBlockBytes || !absl::StartsWith(value, kBegin)) return false;
   const size_t label_end = value.find(kDashes, kBegin.size());
   if (label_end == absl::string_view::npos) return false;
   const absl::string_view label = value.substr(kBegin.size(), label_end - kBegin.size());
-  if (!absl::EndsWith(label, kPrivateKey)) return false;
-  const std::string tail = absl::StrCat(kEnd, label, kDashes);
+  if (!absl::EndsWith(label, "PRIVATE KEY") && !absl::EndsWith(label, "PRIVATE KEY BLOCK")) {
+    return false;
+  }
   const size_t header_size = label_end + kDashes.size();
-  return value.size() >= header_size + tail.size() && absl::EndsWith(value, tail);
+  const absl::string_view rest = value.substr(header_size);
+  if (absl::StrContains(rest, kEnd)) {
+    const std::string tail = absl::StrCat(kEnd, label, kDashes);
+    return rest.size() >= tail.size() && absl::EndsWith(rest, tail);
+  }
+  // No END line: the header, armour headers ("Version: ...") and the base64 run after them.
+  size_t base64 = 0;
+  for (absl::string_view line : absl::StrSplit(rest, absl::ByAnyChar("\r\n"))) {
+    if (line.find(": ") != absl::string_view::npos && base64 == 0) continue;
+    for (char c : line) {
+      if (!IsDigit(c) && !IsUpper(c) && !(c >= 'a' && c <= 'z') && c != '+' && c != '/' &&
+          c != '=') {
+        return false;
+      }
+    }
+    base64 += line.size();
+  }
+  return base64 >= kMinTruncatedPemBase64;
 }
 
 namespace {
@@ -439,7 +495,34 @@ bool IsValidOpenAiApiKey(absl::string_view value) {
   for (absl::string_view prefix : {"sk-proj-", "sk-svcacct-", "sk-admin-"}) {
     if (IsPrefixedRun(value, prefix, 40, 200, allowed)) return true;
   }
+  // Other providers' "sk-" keys (Anthropic "sk-ant-api03-...", OpenRouter "sk-or-v1-...",
+  // DeepSeek "sk-" + 32 hex, "sk-None-..."): a dash-separated part of 16 or more bytes
+  // holding a digit and a letter, which hyphenated words do not have.
+  if (!IsPrefixedRun(value, "sk-", 20, 250, allowed)) return false;
+  for (absl::string_view part : absl::StrSplit(value.substr(3), '-')) {
+    if (part.size() >= 16 && std::any_of(part.begin(), part.end(), IsDigit) &&
+        std::any_of(part.begin(), part.end(), [](char c) { return absl::ascii_isalpha(c); })) {
+      return true;
+    }
+  }
   return false;
+}
+
+bool IsValidAwsSecretAccessKey(absl::string_view value) {
+  if (value.size() != 40) return false;
+  bool digit = false, upper = false, lower = false;
+  for (char c : value) {
+    if (IsDigit(c)) {
+      digit = true;
+    } else if (IsUpper(c)) {
+      upper = true;
+    } else if (c >= 'a' && c <= 'z') {
+      lower = true;
+    } else if (c != '/' && c != '+') {
+      return false;
+    }
+  }
+  return digit && upper && lower;
 }
 
 bool IsValidAwsAccessKey(absl::string_view value) {
@@ -489,10 +572,12 @@ struct NamedValidator {
 
 constexpr NamedValidator kValidators[] = {
     {"aws_access_key", IsValidAwsAccessKey, 4 + 16},
+    {"aws_secret_access_key", IsValidAwsSecretAccessKey, 40},
     {"bitcoin_base58check", IsValidBitcoinBase58Check, 26},
     {"bitcoin_bech32", IsValidBitcoinBech32, 42},
     {"credit_card", IsValidCreditCard, 13},  // Digits.
     {"dea", IsValidDeaNumber, 9},
+    {"email", IsValidEmail, 6},                             // "a@b.cd".
     {"github_token", IsValidGithubToken, 4 + 36},           // "ghp_" + 36.
     {"iban", IsValidIban, ShortestIban()},                  // Spaces aside.
     {"international_phone", IsValidInternationalPhone, 9},  // '+', code, 7 national digits.
@@ -500,13 +585,14 @@ constexpr NamedValidator kValidators[] = {
     {"ipv6", IsValidIpv6, 3},                               // "::" and a digit.
     {"luhn", PassesLuhn, 2},                                // Digits.
     {"nanp_phone", IsValidNanpPhone, 10},                   // Digits.
-    {"openai_api_key", IsValidOpenAiApiKey, 8 + 40},        // "sk-proj-" + 40.
-    {"pem_private_key", IsValidPemPrivateKey, 11 + 11 + 5 + 9 + 11 + 5},  // No label.
-    {"policy_suite_key", IsValidPolicySuiteKey, 8 + 66},                  // "psk_svc_" + 66.
-    {"slack_token", IsValidSlackToken, 5 + 2 + 8},  // "xoxb-", a digit and '-', 8.
-    {"uk_nhs", IsValidUkNhs, 10},                   // Digits.
-    {"us_itin", IsValidUsItin, 9},                  // Digits.
-    {"us_ssn", IsValidUsSsn, 9},                    // Digits.
+    {"openai_api_key", IsValidOpenAiApiKey, 3 + 20},        // "sk-" + 20.
+    // No label, no END line.
+    {"pem_private_key", IsValidPemPrivateKey, 11 + 11 + 5 + 1 + kMinTruncatedPemBase64},
+    {"policy_suite_key", IsValidPolicySuiteKey, 8 + 66},  // "psk_svc_" + 66.
+    {"slack_token", IsValidSlackToken, 5 + 2 + 8},        // "xoxb-", a digit and '-', 8.
+    {"uk_nhs", IsValidUkNhs, 10},                         // Digits.
+    {"us_itin", IsValidUsItin, 9},                        // Digits.
+    {"us_ssn", IsValidUsSsn, 9},                          // Digits.
 };
 
 }  // namespace

@@ -23,9 +23,15 @@ bool PassesLuhn(absl::string_view value);
 // 300-305, 36, 38, 39 (14-19); UnionPay 62 (16-19).
 bool IsValidCreditCard(absl::string_view value);
 
-// An IBAN, ungrouped or grouped with spaces: a country of the SWIFT IBAN registry, that
-// country's exact length, uppercase letters and digits only, then ISO 7064 mod-97 == 1.
+// An IBAN, ungrouped or grouped with spaces or with dashes (not both): a country of the SWIFT
+// IBAN registry, that country's exact length, letters (either case) and digits only, then
+// ISO 7064 mod-97 == 1.
 bool IsValidIban(absl::string_view value);
+
+// An e-mail address as the built-in pattern matches it, whose top-level domain is not a
+// common file extension that is no top-level domain (png, jpg, webp, tgz, js, ...): asset and
+// package names such as "icon@2x.png", "pkg@1.2.3.tgz" and "react@next.js" are not addresses.
+bool IsValidEmail(absl::string_view value);
 
 // A US Social Security number (9 digits; spaces and dashes ignored): area 001-899 except 666,
 // group 01-99, serial 0001-9999, and not one of the numbers published in advertising
@@ -48,12 +54,14 @@ bool IsValidNanpPhone(absl::string_view value);
 // number.
 bool IsValidInternationalPhone(absl::string_view value);
 
-// A dotted-quad IPv4 address: four decimal parts 0-255 without leading zeros.
+// A dotted-quad IPv4 address: four decimal parts 0-255 without leading zeros, other than
+// 0.0.0.0, loopback 127.0.0.0/8 and netmasks 255.x.x.x (ones, then zeros: 255.255.255.0).
 bool IsValidIpv4(absl::string_view value);
 
 // An IPv6 address as inet_pton(AF_INET6) accepts it (full, compressed, embedded IPv4, either
 // case) that has at least one decimal digit, so that C++ scopes and words such as "a::b" or
-// "cafe::beef" in prose are not taken for addresses.
+// "cafe::beef" in prose are not taken for addresses; and not "::" with at most two groups of
+// at most three decimal digits ("::1", "::2", "1::3": loopback and Python slices).
 bool IsValidIpv6(absl::string_view value);
 
 // A UK NHS number (10 digits; spaces and dashes ignored) with its mod-11 check digit:
@@ -75,8 +83,14 @@ bool IsValidDeaNumber(absl::string_view value);
 // The largest PEM block IsValidPemPrivateKey accepts.
 inline constexpr size_t kMaxPemBlockBytes = 16 * 1024 + 128;
 
+// The fewest base64 characters a private key without its END line must show.
+inline constexpr size_t kMinTruncatedPemBase64 = 16;
+
 // A PEM private-key block "-----BEGIN <L>PRIVATE KEY-----" ... "-----END <L>PRIVATE
-// KEY-----" whose BEGIN and END labels are equal, of at most kMaxPemBlockBytes.
+// KEY-----" whose BEGIN and END labels are equal (an OpenPGP "PRIVATE KEY BLOCK" too), of at
+// most kMaxPemBlockBytes; or, pasted without its END line, the BEGIN line followed by
+// optional armour headers ("Version: ...") and lines of base64 holding at least
+// kMinTruncatedPemBase64 characters, with no "-----END " anywhere.
 bool IsValidPemPrivateKey(absl::string_view value);
 
 // Secrets in their exact formats. The built-in patterns are looser (`+` where the format has
@@ -84,11 +98,17 @@ bool IsValidPemPrivateKey(absl::string_view value);
 // multiply on text full of random characters; these check the lengths.
 //   POLICY_SUITE_KEY: "psk_proj_", "psk_svc_" or "psk_admin_" + 66 of [0-9A-Za-z].
 bool IsValidPolicySuiteKey(absl::string_view value);
-//   OPENAI_API_KEY: "sk-" + 48 of [0-9A-Za-z], or "sk-proj-", "sk-svcacct-" or "sk-admin-" +
-//   40 to 200 of [A-Za-z0-9_-].
+//   OPENAI_API_KEY (any provider's "sk-" key): "sk-" + 48 of [0-9A-Za-z]; "sk-proj-",
+//   "sk-svcacct-" or "sk-admin-" + 40 to 200 of [A-Za-z0-9_-]; or "sk-" + 20 to 250 of
+//   [A-Za-z0-9_-] of which a dash-separated part has 16 or more bytes with a digit and a
+//   letter (Anthropic "sk-ant-api03-...", OpenRouter "sk-or-v1-" + 64 hex, DeepSeek "sk-" +
+//   32 hex, "sk-None-" + 48).
 bool IsValidOpenAiApiKey(absl::string_view value);
 //   AWS_ACCESS_KEY: "AKIA" or "ASIA" + 16 of [A-Z2-7].
 bool IsValidAwsAccessKey(absl::string_view value);
+//   An AWS secret access key: 40 of [A-Za-z0-9/+] with a digit, an uppercase and a lowercase
+//   letter (the recognizer also requires a context word such as "aws_secret_access_key").
+bool IsValidAwsSecretAccessKey(absl::string_view value);
 //   GITHUB_TOKEN: "ghp_", "gho_", "ghu_", "ghs_" or "ghr_" + 36 of [0-9A-Za-z], or
 //   "github_pat_" + 82 of [0-9A-Za-z_].
 bool IsValidGithubToken(absl::string_view value);
@@ -101,8 +121,9 @@ using Validator = bool (*)(absl::string_view value);
 
 // The validator called `name` ("luhn", "credit_card", "iban", "us_ssn", "us_itin",
 // "nanp_phone", "international_phone", "ipv4", "ipv6", "uk_nhs", "bitcoin_base58check",
-// "bitcoin_bech32", "dea", "pem_private_key", "policy_suite_key", "openai_api_key",
-// "aws_access_key", "github_token", "slack_token"), or nullptr for an unknown name.
+// "bitcoin_bech32", "dea", "email", "pem_private_key", "policy_suite_key", "openai_api_key",
+// "aws_access_key", "aws_secret_access_key", "github_token", "slack_token"), or nullptr for
+// an unknown name.
 Validator FindValidator(absl::string_view name);
 
 // The fewest bytes a value `validator` accepts can have: it rejects every shorter value.

@@ -97,15 +97,25 @@ TEST(IbanTest, AcceptsRegistryExamples) {
   }
 }
 
+TEST(IbanTest, AcceptsLowercaseAndDashes) {
+  for (const char* iban : {"de89370400440532013000", "de89 3704 0044 0532 0130 00",
+                           "GB82-WEST-1234-5698-7654-32", "gb82-west-1234-5698-7654-32"}) {
+    EXPECT_TRUE(IsValidIban(iban)) << iban;
+  }
+  for (const char* iban : {"de89370400440532013001", "GB82-WEST 1234-5698-7654-32",
+                           "GB82--WEST-1234-5698-7654-32x", "GB82_WEST_1234_5698_7654_32"}) {
+    EXPECT_FALSE(IsValidIban(iban)) << iban;
+  }
+}
+
 TEST(IbanTest, RejectsWrongCheckLengthOrCountry) {
   for (const char* iban : {
-           "DE89370400440532013001",   // Check.
-           "DE88370400440532013000",   // Check digits.
-           "DE8937040044053201300",    // One short for DE.
-           "DE893704004405320130000",  // One long.
-           "XX89370400440532013000",   // No such country.
-           "de89370400440532013000",   // Lowercase.
-           "DE89-3704-0044-0532-0130-00",
+           "DE89370400440532013001",       // Check.
+           "DE88370400440532013000",       // Check digits.
+           "DE8937040044053201300",        // One short for DE.
+           "DE893704004405320130000",      // One long.
+           "XX89370400440532013000",       // No such country.
+           "DE89 3704-0044-0532-0130-00",  // Mixed separators.
            "",
            "DE89",
        }) {
@@ -113,6 +123,17 @@ TEST(IbanTest, RejectsWrongCheckLengthOrCountry) {
   }
   for (const std::string& wrong : SingleDigitChanges("GB82WEST12345698765432")) {
     EXPECT_FALSE(IsValidIban(wrong)) << wrong;
+  }
+}
+
+TEST(EmailTest, FileExtensionsAreNoTopLevelDomain) {
+  for (const char* email : {"jane@acme.com", "a@b.io", "x@mail.example.co.uk", "jo@ex.PNGX",
+                            "dev@python.py", "me@site.md"}) {
+    EXPECT_TRUE(IsValidEmail(email)) << email;
+  }
+  for (const char* email : {"icon@2x.png", "logo@3x.jpg", "bg@2x.webp", "pkg@1.2.3.tgz",
+                            "react@next.js", "Icon@2X.PNG", "nodot@host", ""}) {
+    EXPECT_FALSE(IsValidEmail(email)) << email;
   }
 }
 
@@ -178,24 +199,30 @@ TEST(InternationalPhoneTest, AcceptsKnownCountriesAndLengths) {
 }
 
 TEST(IpTest, Ipv4IsStrict) {
-  for (const char* ip : {"192.0.2.1", "0.0.0.0", "255.255.255.255", "10.0.0.1"}) {
+  for (const char* ip : {"192.0.2.1", "10.0.0.1", "126.255.255.255", "128.0.0.1", "255.255.255.1",
+                         "255.0.255.0", "1.0.0.0"}) {
     EXPECT_TRUE(IsValidIpv4(ip)) << ip;
   }
   for (const char* ip : {"256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.5", "1.2.3.", ".1.2.3",
                          "1..2.3", "1.2.3.4 ", "1234.1.1.1", "a.b.c.d", ""}) {
     EXPECT_FALSE(IsValidIpv4(ip)) << ip;
   }
+  // No one's address: unspecified, loopback, netmasks.
+  for (const char* ip : {"0.0.0.0", "127.0.0.1", "127.255.0.9", "255.255.255.0", "255.255.0.0",
+                         "255.0.0.0", "255.255.255.255", "255.255.255.252"}) {
+    EXPECT_FALSE(IsValidIpv4(ip)) << ip;
+  }
 }
 
 TEST(IpTest, Ipv6ParsesEveryFormWithADigit) {
   for (const char* ip :
-       {"2001:0db8:85a3:0000:0000:8a2e:0370:7334", "2001:db8::1", "::1", "fe80::1",
-        "::ffff:192.0.2.1", "2001:DB8:0:0:8:800:200C:417A", "64:ff9b::192.0.2.33"}) {
+       {"2001:0db8:85a3:0000:0000:8a2e:0370:7334", "2001:db8::1", "2001::1", "fe80::1", "::a1",
+        "1::2:3", "::ffff:192.0.2.1", "2001:DB8:0:0:8:800:200C:417A", "64:ff9b::192.0.2.33"}) {
     EXPECT_TRUE(IsValidIpv6(ip)) << ip;
   }
-  for (const char* ip :
-       {"2001:db8::1::2", "12345::1", "1:2:3:4:5:6:7", "1:2:3:4:5:6:7:8:9", "14:05:33",
-        "::", "a::b", "cafe::beef", "2001:db8::g", ":::1", "00:1A:2B:3C:4D:5E"}) {
+  for (const char* ip : {"2001:db8::1::2", "12345::1", "1:2:3:4:5:6:7", "1:2:3:4:5:6:7:8:9",
+                         "14:05:33", "::", "a::b", "cafe::beef", "2001:db8::g", ":::1",
+                         "00:1A:2B:3C:4D:5E", "::1", "::2", "1::3", "10::200"}) {
     EXPECT_FALSE(IsValidIpv6(ip)) << ip;
   }
 }
@@ -278,6 +305,26 @@ TEST(PemTest, BeginAndEndLabelsMatch) {
   EXPECT_FALSE(IsValidPemPrivateKey(huge));
 }
 
+TEST(PemTest, PgpBlocksAndKeysWithoutTheirEndLine) {
+  const std::string body =
+      "\nlQOYBF3iL9IBCAC7k8ZcX2b9V4Xm1oQ0yJtH+5OeRV1be+N4cDYJKffGzDa88vQ\n=Xy7a\n";
+  EXPECT_TRUE(IsValidPemPrivateKey("-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\n" +
+                                   body + "-----END PGP PRIVATE KEY BLOCK-----"));
+  EXPECT_FALSE(IsValidPemPrivateKey("-----BEGIN PGP PUBLIC KEY BLOCK-----" + body +
+                                    "-----END PGP PUBLIC KEY BLOCK-----"));
+  EXPECT_FALSE(IsValidPemPrivateKey("-----BEGIN PGP PRIVATE KEY BLOCK-----" + body +
+                                    "-----END PGP PRIVATE KEY-----"));
+  // Without an END line: the base64 run after the header.
+  EXPECT_TRUE(IsValidPemPrivateKey(
+      "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4"));
+  EXPECT_TRUE(IsValidPemPrivateKey(
+      "-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\n\nlQOYBF3iL9IBCAC7k8ZcX2b9"));
+  EXPECT_FALSE(IsValidPemPrivateKey("-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj"));  // 15.
+  EXPECT_FALSE(IsValidPemPrivateKey("-----BEGIN RSA PRIVATE KEY-----\nnot a key at all, no"));
+  EXPECT_FALSE(IsValidPemPrivateKey(
+      "-----BEGIN CERTIFICATE-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4"));
+}
+
 TEST(SecretFormatTest, ExactLengthsAndAlphabets) {
   const std::string b62_66(66, 'a');
   EXPECT_TRUE(IsValidPolicySuiteKey("psk_proj_" + b62_66));
@@ -298,6 +345,25 @@ TEST(SecretFormatTest, ExactLengthsAndAlphabets) {
   EXPECT_FALSE(IsValidOpenAiApiKey("sk-proj-" + std::string(201, 'a')));
   EXPECT_FALSE(IsValidOpenAiApiKey("sk-proj-" + std::string(50, 'a') + "."));
   EXPECT_FALSE(IsValidOpenAiApiKey("sk-user-" + std::string(50, 'a')));
+  // Other providers' "sk-" keys: a long part with a digit and a letter.
+  EXPECT_TRUE(IsValidOpenAiApiKey(
+      "sk-ant-api03-nUA7OHp4UC-mq-ZIhqmWaSvIJv5WlXvkGPkKp2UMr7OBUi6LnjpYk8wZbyRnH4ciCUfJWnZbnm7Y3c"
+      "XXBRz7ZQ-4IrmBwAA"));
+  EXPECT_TRUE(IsValidOpenAiApiKey(
+      "sk-or-v1-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"));
+  EXPECT_TRUE(IsValidOpenAiApiKey("sk-0123456789abcdef0123456789abcdef"));
+  EXPECT_TRUE(IsValidOpenAiApiKey("sk-None-" + std::string(24, 'a') + std::string(24, '7')));
+  EXPECT_FALSE(IsValidOpenAiApiKey("sk-learn-compatible-estimator-api-v2"));  // No long part.
+  EXPECT_FALSE(IsValidOpenAiApiKey("sk-abcdefghijklmnopqrstuvwxyz"));         // No digit.
+  EXPECT_FALSE(IsValidOpenAiApiKey("sk-0123456789012345678901"));             // No letter.
+  EXPECT_FALSE(IsValidOpenAiApiKey("sk-a1b2c3d4e5f6a7b8c"));                  // 19 bytes.
+
+  EXPECT_TRUE(IsValidAwsSecretAccessKey("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"));
+  EXPECT_TRUE(IsValidAwsSecretAccessKey("je7MtGbClwBF+2Zp9Utk/h3yCo8nvbEXAMPLEKEY"));
+  EXPECT_FALSE(IsValidAwsSecretAccessKey("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKE"));
+  EXPECT_FALSE(IsValidAwsSecretAccessKey("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEYY"));
+  EXPECT_FALSE(IsValidAwsSecretAccessKey("3f786850e387550fdab836ed7e6dc881de23001b"));  // SHA.
+  EXPECT_FALSE(IsValidAwsSecretAccessKey("wJalrXUtnFEMI_K7MDENG/bPxRfiCYEXAMPLEKEY"));
 
   EXPECT_TRUE(IsValidAwsAccessKey("AKIAIOSFODNN7EXAMPLE"));
   EXPECT_TRUE(IsValidAwsAccessKey("ASIA234567ABCDEFGHIJ"));

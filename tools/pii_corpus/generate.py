@@ -101,6 +101,7 @@ CONTEXT_WORDS = {
     "PHONE_NUMBER": ("phone", "telephone", "cellphone", "tel", "call", "mobile", "cell", "fax",
                      "whatsapp"),
     "UK_NHS": ("nhs",),
+    "MEDICAL_LICENSE": ("dea", "prescriber", "registration", "license", "licence"),
 }
 ALL_CONTEXT_WORDS = tuple(word for words in CONTEXT_WORDS.values() for word in words)
 # Two types whose bare numbers the context word alone tells apart: no label of one may have
@@ -330,7 +331,9 @@ BASE58_ADDRESS_SHAPE = re.compile(r"[13][1-9A-HJ-NP-Za-km-z]{25,34}")
 BECH32_ADDRESS_SHAPE = re.compile(r"bc1[qp][%s]+" % BECH32_CHARSET)
 DEA_SHAPE = re.compile(r"[%s][A-Z9][0-9]{7}" % DEA_FIRST_LETTERS)
 POLICY_SUITE_KEY_SHAPE = re.compile(r"psk_(?:proj|svc|admin)_[0-9A-Za-z]{66}")
-OPENAI_KEY_SHAPE = re.compile(r"sk-[0-9A-Za-z]{48}|sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,200}")
+OPENAI_KEY_SHAPE = re.compile(r"sk-[0-9A-Za-z]{48}|sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,200}"
+                              # Other providers' sk- keys (see provider_key_formats).
+                              r"|sk-ant-api03-[A-Za-z0-9_-]{93}AA|sk-or-v1-[0-9a-f]{64}|sk-[0-9a-f]{32}")
 AWS_KEY_SHAPE = re.compile(r"(?:AKIA|ASIA)[A-Z2-7]{16}")
 GITHUB_TOKEN_SHAPE = re.compile(r"gh[pousr]_[0-9A-Za-z]{36}|github_pat_[0-9A-Za-z_]{82}")
 SLACK_TOKEN_SHAPE = re.compile(r"xox[bpars]-(?:[0-9]+-)+[0-9A-Za-z]*[A-Za-z][0-9A-Za-z]*")
@@ -500,7 +503,7 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
 
 def needs_context(entity_type: str, value: str) -> bool:
     """Whether the value counts only with a context word of its type before it."""
-    if entity_type == "UK_NHS":
+    if entity_type in ("UK_NHS", "MEDICAL_LICENSE"):
         return True
     return (entity_type in ("US_SSN", "US_ITIN", "PHONE_NUMBER")
             and bool(BARE_9_OR_10_DIGITS.fullmatch(value)))
@@ -1011,6 +1014,23 @@ def card_formats() -> list[PositiveFormat]:
             for style, separator in (("plain", None), ("spaced", " "), ("dashed", "-"))]
 
 
+def provider_key_formats() -> list[PositiveFormat]:
+    """Other providers' sk- keys, reported as OPENAI_API_KEY: Anthropic, OpenRouter, DeepSeek."""
+    def anthropic(rng: Random, ordinal: int) -> str:
+        body = random_string(rng, DIGITS, 1) + random_string(rng, BASE62 + "_-", 91) + random_string(rng, BASE62, 1)
+        return "sk-ant-api03-" + body + "AA"
+
+    def openrouter(rng: Random, ordinal: int) -> str:
+        return "sk-or-v1-" + random_string(rng, HEX, 62) + rng.choice(DIGITS) + rng.choice("abcdef")
+
+    def deepseek(rng: Random, ordinal: int) -> str:
+        return "sk-" + random_string(rng, HEX, 30) + rng.choice(DIGITS) + rng.choice("abcdef")
+
+    return [PositiveFormat("OPENAI_API_KEY", "anthropic", anthropic),
+            PositiveFormat("OPENAI_API_KEY", "openrouter", openrouter),
+            PositiveFormat("OPENAI_API_KEY", "deepseek", deepseek)]
+
+
 POSITIVE_FORMATS = (
     PositiveFormat("US_SSN", "dashed", joined_parts(valid_ssn_parts, "-")),
     PositiveFormat("US_SSN", "spaced", joined_parts(valid_ssn_parts, " ")),
@@ -1066,6 +1086,7 @@ POSITIVE_FORMATS = (
     PositiveFormat("OPENAI_API_KEY", "proj", openai_scoped_key_format("proj")),
     PositiveFormat("OPENAI_API_KEY", "svcacct", openai_scoped_key_format("svcacct")),
     PositiveFormat("OPENAI_API_KEY", "admin", openai_scoped_key_format("admin")),
+    *provider_key_formats(),
     PositiveFormat("AWS_ACCESS_KEY", "akia", aws_key_format("AKIA")),
     PositiveFormat("AWS_ACCESS_KEY", "asia", aws_key_format("ASIA")),
     *(PositiveFormat("GITHUB_TOKEN", prefix, github_token_format(prefix))
@@ -1435,6 +1456,7 @@ CONTEXT_FRAMES = {
     "PHONE_NUMBER": ("Call me at {v} after 5pm.", "Text my cell {v} if the delivery is late 📦",
                      "WhatsApp: {v}", "fax {v} (office)"),
     "UK_NHS": ("Patient NHS number {v} — please anonymize.", "NHS No. {v}"),
+    "MEDICAL_LICENSE": ("Prescriber DEA {v} on the Rx.", "DEA registration: {v}"),
 }
 # Noun phrases with a whole context word, for formats that need one.
 CONTEXT_NOUNS = {
@@ -1442,6 +1464,7 @@ CONTEXT_NOUNS = {
     "US_ITIN": ("ITIN", "itin", "taxpayer ITIN", "ITIN number"),
     "PHONE_NUMBER": ("phone number", "phone", "mobile", "cell", "tel.", "fax", "WhatsApp", "Tel"),
     "UK_NHS": ("NHS number", "NHS no.", "NHS", "nhs number"),
+    "MEDICAL_LICENSE": ("DEA number", "DEA registration", "prescriber DEA", "DEA#"),
 }
 NOUNS = {
     "US_SSN": CONTEXT_NOUNS["US_SSN"] + ("Sozialversicherungsnummer (US)", "numéro de sécurité sociale"),
@@ -1454,7 +1477,7 @@ NOUNS = {
     "PHONE_NUMBER": CONTEXT_NOUNS["PHONE_NUMBER"] + ("Telefonnummer", "numéro", "電話番号", "number"),
     "IP_ADDRESS": ("IP", "server address", "IP address", "IP-Adresse", "adresse IP", "host"),
     "CRYPTO": ("bitcoin address", "BTC wallet", "Wallet-Adresse", "adresse bitcoin", "wallet"),
-    "MEDICAL_LICENSE": ("DEA number", "DEA registration", "prescriber DEA", "DEA#"),
+    "MEDICAL_LICENSE": CONTEXT_NOUNS["MEDICAL_LICENSE"],
     "POLICY_SUITE_KEY": ("policy-suite key", "psk", "service key", "API key"),
     "OPENAI_API_KEY": ("OpenAI key", "API key", "OPENAI_API_KEY", "token"),
     "AWS_ACCESS_KEY": ("AWS access key", "access key id", "AWS_ACCESS_KEY_ID", "key"),

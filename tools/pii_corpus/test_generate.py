@@ -257,8 +257,9 @@ class SelfCheckTest(unittest.TestCase):
         for value in TABLE_HARD_NEGATIVES:
             self.assertEqual(problems(value), [], value)
         for value in ("4111111111111111", "DE89370400440532013000", "123-45-6789", "a@example.com",
-                      "10.0.0.1", "AKIAIOSFODNN7EXAMPLE", "+44 20 7946 0958", "AB1234563"):
+                      "10.0.0.1", "AKIAIOSFODNN7EXAMPLE", "+44 20 7946 0958", "DEA AB1234563"):
             self.assertNotEqual(problems(value), [], value)
+        self.assertEqual(problems("part AB1234563"), [])  # A DEA number needs its context.
         self.assertNotEqual(gen.self_check(hard_negative_record("Hotel booking 2024-01-15")), [])  # "tel"
 
 
