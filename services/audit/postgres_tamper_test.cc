@@ -881,5 +881,31 @@ TEST_F(PostgresTamperTest, EntriesWithoutAMacAreAcceptedOnlyBeforeTheFirstWithOn
   EXPECT_EQ(r.first_bad_index, 15u);
 }
 
+// GetInclusionProof never vouches for what does not check: an entry whose fields do not give
+// its leaf hash, or stored hashes that do not fold to the checkpoint's root.
+TEST_F(PostgresTamperTest, AnInclusionProofOfAChangedEntryIsRefused) {
+  const LedgerRef fields = Ledger("fields");
+  const LedgerRef hashes = Ledger("hashes");
+  Build({fields, hashes});
+  ASSERT_TRUE(audit_->ProveInclusion(fields, 2, "", 0).ok());
+  AsOwner(fields, [&](pqxx::work& tx, int64_t id) {
+    Exec(tx, id, "UPDATE audit.entries SET tokens = tokens + 1 WHERE ledger_id = $1 AND idx = 2",
+         1);
+  });
+  absl::StatusOr<InclusionProof> proof = audit_->ProveInclusion(fields, 2, "", 0);
+  EXPECT_EQ(proof.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(proof.status().message(), HasSubstr("its fields do not match its leaf hash"));
+  // Entry 3 stores the subtree {0 ... 3}, part of entry 5's proof.
+  AsOwner(hashes, [&](pqxx::work& tx, int64_t id) {
+    Exec(tx, id,
+         "UPDATE audit.entries SET completed = substring(completed for 32) || sha256(completed) "
+         "WHERE ledger_id = $1 AND idx = 3",
+         1);
+  });
+  proof = audit_->ProveInclusion(hashes, 5, "", 0);
+  EXPECT_EQ(proof.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(proof.status().message(), HasSubstr("the stored hashes do not prove it"));
+}
+
 }  // namespace
 }  // namespace policy::audit
