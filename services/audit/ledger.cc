@@ -628,7 +628,8 @@ absl::StatusOr<bool> AuditLedger::SignCheckpoint(const LedgerSize& l, LedgerOver
       return refuse(absl::StrCat("its newest stored checkpoint has size ", base, ", less than ",
                                  remembered, ": checkpoints were removed"));
     }
-    absl::StatusOr<Checkpoint> same = store_->GetCheckpoint(l.ledger, head->tree_size);
+    absl::StatusOr<Checkpoint> same =
+        base == head->tree_size ? *newest : store_->GetCheckpoint(l.ledger, head->tree_size);
     if (!same.ok() && !absl::IsNotFound(same.status())) return same.status();
     if (!same.ok()) {
       return refuse(absl::StrCat("the checkpoint of ", remembered, " is no longer stored"));
@@ -638,6 +639,8 @@ absl::StatusOr<bool> AuditLedger::SignCheckpoint(const LedgerSize& l, LedgerOver
                                  root_hex(same->root), ", not that of ", remembered));
     }
   }
+  // Nothing new since the remembered head, which was checked when it was remembered.
+  if (head.has_value() && base == head->tree_size && l.size == base) return false;
   CompactTree tree;
   if (newest.ok()) {
     if (!VerifyCheckpoint(*newest, signer_->public_key())) {
