@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/log/log.h"
 #include "common/proto/well_known.h"
 #include "common/status/grpc_status.h"
 #include "services/audit/proto_convert.h"
@@ -328,6 +329,12 @@ grpc::ServerUnaryReactor* AuditService::GetInclusionProof(
     if (request->entry_case() == v1::GetInclusionProofRequest::kIndex) index = request->index();
     absl::StatusOr<InclusionProof> proof = ledger_->ProveInclusion(
         FromProto(request->ledger()), index, request->request_id(), request->tree_size());
+    // DATA_LOSS: the stored entry or hashes do not check (AuditLedger::ProveInclusion), a
+    // verdict on the ledger the caller needs to read, naming the entry and nothing secret.
+    if (absl::IsDataLoss(proof.status())) {
+      LogWarning("an inclusion proof was refused", {{"status", proof.status().ToString()}});
+      return grpc::Status(grpc::StatusCode::DATA_LOSS, std::string(proof.status().message()));
+    }
     if (!proof.ok()) return ToGrpc(proof.status());
     ToProto(RevealedEntry{.entry = std::move(proof->entry), .actor = "", .subject = ""},
             response->mutable_entry());

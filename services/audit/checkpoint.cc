@@ -1,5 +1,6 @@
 #include "services/audit/checkpoint.h"
 
+#include <array>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -29,6 +30,38 @@ std::string KeyIdOf(absl::string_view public_key) {
 
 bool VerifyCheckpoint(const Checkpoint& checkpoint, absl::string_view public_key) {
   return crypto::Ed25519Verify(public_key, CheckpointNote(checkpoint), checkpoint.signature);
+}
+
+namespace {
+
+void AppendLengthPrefixed(std::string& out, absl::string_view bytes) {
+  const uint32_t n = static_cast<uint32_t>(bytes.size());
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>(n >> shift));
+  out.append(bytes.data(), bytes.size());
+}
+
+}  // namespace
+
+std::string EntryAuthenticator::Mac(const Entry& entry) const {
+  std::string message;
+  message.reserve(64 + entry.ledger.project.size() + entry.ledger.environment.size());
+  AppendLengthPrefixed(message, entry.ledger.project);
+  AppendLengthPrefixed(message, entry.ledger.environment);
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    message.push_back(static_cast<char>(entry.index >> shift));
+  }
+  message.append(entry.leaf_hash.data(), entry.leaf_hash.size());
+  const std::array<char, crypto::kSha256Size> tag = mac_.MacDigest(message);
+  return std::string(tag.data(), tag.size());
+}
+
+bool EntryAuthenticator::Check(const Entry& entry) const {
+  return entry.mac.size() == crypto::kSha256Size &&
+         crypto::ConstantTimeEquals(entry.mac, Mac(entry));
+}
+
+std::string CheckpointSigner::DeriveKey(absl::string_view label) const {
+  return crypto::HmacSha256(seed_).Mac(label);
 }
 
 absl::StatusOr<std::unique_ptr<CheckpointSigner>> CheckpointSigner::Create(absl::string_view seed) {

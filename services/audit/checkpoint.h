@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/crypto/crypto.h"
 #include "services/audit/entry.h"
 #include "services/audit/merkle.h"
 
@@ -42,6 +43,28 @@ std::string KeyIdOf(absl::string_view public_key);
 // True when the checkpoint's signature is valid for its note under `public_key`.
 bool VerifyCheckpoint(const Checkpoint& checkpoint, absl::string_view public_key);
 
+// Authenticates stored entries: HMAC-SHA-256 under a key derived from the checkpoint
+// signing key (CheckpointSigner::DeriveKey(kEntryMacLabel)) over the entry's ledger, index
+// and leaf hash. A row written by anyone but the audit service (a forged row, or one whose
+// fields were changed and its hashes recomputed) carries no valid MAC, so the service refuses
+// to sign a checkpoint over it and its Verify names it. Whoever holds only the public key
+// cannot check MACs. Thread-safe.
+inline constexpr absl::string_view kEntryMacLabel = "policy-suite audit entry mac v1";
+
+class EntryAuthenticator {
+ public:
+  explicit EntryAuthenticator(absl::string_view key) : mac_(key) {}
+
+  // The 32-byte MAC of `entry`'s ledger, index and leaf hash (the fields it holds as
+  // stored: call after the index and leaf hash are set).
+  std::string Mac(const Entry& entry) const;
+  // Whether `entry.mac` is Mac(entry); false for an empty one.
+  bool Check(const Entry& entry) const;
+
+ private:
+  crypto::HmacSha256 mac_;
+};
+
 class CheckpointSigner {
  public:
   // INVALID_ARGUMENT unless `seed` is a 32-byte Ed25519 private key seed.
@@ -52,6 +75,9 @@ class CheckpointSigner {
                                   absl::Time time) const;
   const std::string& public_key() const { return public_key_; }
   const std::string& key_id() const { return key_id_; }
+  // A 32-byte key for another use of the signing key, separated by `label`:
+  // HMAC-SHA-256(seed, label).
+  std::string DeriveKey(absl::string_view label) const;
 
  private:
   CheckpointSigner(std::string seed, std::string public_key);

@@ -136,6 +136,10 @@ struct Entry {
   // The hashes of the perfect subtrees this entry completes, level 1 upward
   // (CompletedLevels(index) of them).
   std::vector<Hash> completed;
+  // EntryAuthenticator::Mac of the entry (checkpoint.h): 32 bytes, written by the audit
+  // service, which alone holds its key; empty for entries stored before entries carried one
+  // (migration 004) or by a store no AuditLedger authenticates. Not part of the leaf.
+  std::string mac;
 
   bool operator==(const Entry&) const = default;
 };

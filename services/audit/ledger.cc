@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/log/log.h"
@@ -44,7 +45,27 @@ absl::Status CheckRequester(const std::string& requested_by) {
 
 AuditLedger::AuditLedger(LedgerStore* store, const SubjectCipher* subjects,
                          const CheckpointSigner* signer, Clock* clock)
-    : store_(store), subjects_(subjects), signer_(signer), clock_(clock) {}
+    : store_(store),
+      subjects_(subjects),
+      signer_(signer),
+      clock_(clock),
+      authenticator_(
+          std::make_shared<const EntryAuthenticator>(signer->DeriveKey(kEntryMacLabel))) {
+  store_->AuthenticateWith(authenticator_);
+}
+
+std::optional<Checkpoint> AuditLedger::RememberedHead(const LedgerRef& ledger) {
+  absl::MutexLock lock(&heads_mu_);
+  auto it = heads_.find(ledger);
+  if (it == heads_.end()) return std::nullopt;
+  return it->second;
+}
+
+void AuditLedger::Remember(const Checkpoint& checkpoint) {
+  absl::MutexLock lock(&heads_mu_);
+  auto [it, inserted] = heads_.try_emplace(checkpoint.ledger, checkpoint);
+  if (!inserted && it->second.tree_size < checkpoint.tree_size) it->second = checkpoint;
+}
 
 absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::AppendBatch(
     absl::Span<const EntryInput> inputs) {
@@ -257,9 +278,32 @@ absl::StatusOr<InclusionProof> AuditLedger::ProveInclusion(const LedgerRef& ledg
         absl::StrCat("entry ", entry->index, " is newer than the checkpoint of size ",
                      checkpoint.tree_size, "; ask again once a newer checkpoint is signed"));
   }
+  // Nothing stored is vouched for unchecked: the entry's fields must give its leaf hash, its
+  // MAC (when it has one) must be the service's, and the stored hashes must fold to the
+  // checkpoint's root.
+  const std::string damaged =
+      absl::StrCat("entry ", entry->index, " of ledger ", LedgerName(ledger), ": ");
+  if (EntryLeafHash(*entry) != entry->leaf_hash) {
+    return absl::DataLossError(
+        absl::StrCat(damaged,
+                     "its fields do not match its leaf hash; the ledger was changed after it was "
+                     "written (VerifyLedger names the first bad index)"));
+  }
+  if (!entry->mac.empty() && !authenticator_->Check(*entry)) {
+    return absl::DataLossError(
+        absl::StrCat(damaged,
+                     "its MAC is not the audit service's; the audit service did not "
+                     "write it as it stands (VerifyLedger names the first bad index)"));
+  }
   ASSIGN_OR_RETURN(ProofPlan plan, PlanInclusionProof(entry->index, checkpoint.tree_size));
   ASSIGN_OR_RETURN(auto hashes, store_->NodeHashes(ledger, NodesOf(plan)));
   ASSIGN_OR_RETURN(std::vector<Hash> proof, AssembleProof(plan, hashes));
+  if (!VerifyInclusion(entry->leaf_hash, entry->index, checkpoint.tree_size, proof,
+                       checkpoint.root)) {
+    return absl::DataLossError(absl::StrCat(
+        damaged, "the stored hashes do not prove it in the checkpoint of size ",
+        checkpoint.tree_size, "; the ledger was changed (VerifyLedger names the first bad index)"));
+  }
   return InclusionProof{*std::move(entry), std::move(checkpoint), std::move(proof)};
 }
 
@@ -297,7 +341,13 @@ absl::StatusOr<ConsistencyProof> AuditLedger::ProveConsistency(const LedgerRef& 
 absl::StatusOr<IntegrityReport> AuditLedger::Verify(const LedgerRef& ledger) {
   RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
   ASSIGN_OR_RETURN(std::vector<Checkpoint> checkpoints, store_->ListCheckpoints(ledger));
-  LedgerVerifier verifier(ledger, signer_->public_key(), std::move(checkpoints));
+  std::optional<Checkpoint> newest;
+  for (const Checkpoint& c : checkpoints) {
+    if (!newest.has_value() || c.tree_size > newest->tree_size) newest = c;
+  }
+  LedgerVerifier verifier(ledger, signer_->public_key(), std::move(checkpoints),
+                          RememberedHead(ledger), authenticator_.get(),
+                          "the head this audit process signed or saw signed");
   const absl::Status walked =
       store_->ForEachEntry(ledger, 0, [&](const Entry& e) { return verifier.Add(e); });
   if (absl::IsDataLoss(walked)) {
@@ -305,7 +355,9 @@ absl::StatusOr<IntegrityReport> AuditLedger::Verify(const LedgerRef& ledger) {
   } else if (!walked.ok()) {
     return walked;
   }
-  return verifier.Finish();
+  IntegrityReport report = verifier.Finish();
+  if (report.valid && newest.has_value()) Remember(*newest);
+  return report;
 }
 
 absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger,
@@ -508,15 +560,32 @@ absl::StatusOr<SubjectPage> AuditLedger::ExportSubject(const std::string& subjec
 absl::StatusOr<int> AuditLedger::SignCheckpoints(std::vector<LedgerOverview>* overviews) {
   ASSIGN_OR_RETURN(std::vector<LedgerSize> ledgers, store_->ListLedgers());
   if (overviews != nullptr) overviews->clear();
+  // A ledger this process remembers a head of and the store no longer lists was deleted:
+  // SignCheckpoint refuses it as one that shrank to nothing.
+  {
+    absl::flat_hash_map<LedgerRef, bool> listed;
+    for (const LedgerSize& l : ledgers) listed[l.ledger] = true;
+    absl::MutexLock lock(&heads_mu_);
+    for (const auto& [ref, head] : heads_) {
+      if (!listed.contains(ref)) ledgers.push_back(LedgerSize{ref, 0});
+    }
+  }
   int signed_count = 0;
   std::vector<std::string> failed;
   absl::Status first_failure;
   for (const LedgerSize& l : ledgers) {
-    LedgerOverview overview{.ledger = l.ledger, .size = l.size, .latest_checkpoint = {}};
+    LedgerOverview overview{
+        .ledger = l.ledger, .size = l.size, .latest_checkpoint = {}, .refused = {}};
     absl::StatusOr<bool> signed_one = SignCheckpoint(l, overview);
     if (!signed_one.ok()) {
-      LogWarning("signing a checkpoint failed",
-                 {{"ledger", LedgerName(l.ledger)}, {"status", signed_one.status().ToString()}});
+      if (absl::IsDataLoss(signed_one.status())) {
+        overview.refused = std::string(signed_one.status().message());
+        LogError("refusing to sign a checkpoint: the ledger is not what was signed",
+                 {{"ledger", LedgerName(l.ledger)}, {"problem", overview.refused}});
+      } else {
+        LogWarning("signing a checkpoint failed",
+                   {{"ledger", LedgerName(l.ledger)}, {"status", signed_one.status().ToString()}});
+      }
       failed.push_back(LedgerName(l.ledger));
       if (first_failure.ok()) first_failure = signed_one.status();
     } else if (*signed_one) {
@@ -535,19 +604,143 @@ absl::StatusOr<int> AuditLedger::SignCheckpoints(std::vector<LedgerOverview>* ov
 }
 
 absl::StatusOr<bool> AuditLedger::SignCheckpoint(const LedgerSize& l, LedgerOverview& overview) {
-  if (l.size == 0) return false;
+  const std::string name = LedgerName(l.ledger);
+  auto refuse = [&](absl::string_view why) {
+    return absl::DataLossError(absl::StrCat("ledger ", name, ": ", why));
+  };
+  auto root_hex = [](const Hash& root) { return absl::BytesToHexString(AsBytes(root)); };
+  const std::optional<Checkpoint> head = RememberedHead(l.ledger);
   absl::StatusOr<Checkpoint> newest = store_->GetCheckpoint(l.ledger, 0);
   if (!newest.ok() && !absl::IsNotFound(newest.status())) return newest.status();
   if (newest.ok()) overview.latest_checkpoint = *newest;
-  if (newest.ok() && newest->tree_size >= l.size) return false;
-  // The root of exactly l.size entries: the frontier of that size, stored with its leaves.
-  ASSIGN_OR_RETURN(auto hashes, store_->NodeHashes(l.ledger, FrontierNodes(l.size)));
-  std::vector<Hash> frontier;
-  for (const NodeId& node : FrontierNodes(l.size)) frontier.push_back(hashes.at(node));
-  ASSIGN_OR_RETURN(CompactTree tree, CompactTree::FromFrontier(l.size, std::move(frontier)));
+  const uint64_t base = newest.ok() ? newest->tree_size : 0;
+
+  // What was signed is still there: the remembered head, and the newest stored checkpoint.
+  if (head.has_value()) {
+    const std::string remembered =
+        absl::StrCat("the head this audit process signed or saw signed (size ", head->tree_size,
+                     ", root ", root_hex(head->root), ")");
+    if (l.size < head->tree_size) {
+      return refuse(absl::StrCat("it holds ", l.size, " entries, fewer than ", remembered,
+                                 ": entries were removed"));
+    }
+    if (base < head->tree_size) {
+      return refuse(absl::StrCat("its newest stored checkpoint has size ", base, ", less than ",
+                                 remembered, ": checkpoints were removed"));
+    }
+    absl::StatusOr<Checkpoint> same =
+        base == head->tree_size ? *newest : store_->GetCheckpoint(l.ledger, head->tree_size);
+    if (!same.ok() && !absl::IsNotFound(same.status())) return same.status();
+    if (!same.ok()) {
+      return refuse(absl::StrCat("the checkpoint of ", remembered, " is no longer stored"));
+    }
+    if (same->root != head->root) {
+      return refuse(absl::StrCat("its stored checkpoint of size ", head->tree_size, " has root ",
+                                 root_hex(same->root), ", not that of ", remembered));
+    }
+  }
+  // Nothing new since the remembered head, which was checked when it was remembered.
+  if (head.has_value() && base == head->tree_size && l.size == base) return false;
+  CompactTree tree;
+  if (newest.ok()) {
+    if (!VerifyCheckpoint(*newest, signer_->public_key())) {
+      return refuse(absl::StrCat("its newest checkpoint (size ", base,
+                                 ") does not carry a valid signature of this service's key"));
+    }
+    if (l.size < base) {
+      return refuse(absl::StrCat("it holds ", l.size, " entries, but a checkpoint of size ", base,
+                                 " was signed: entries were removed"));
+    }
+    // The stored hashes of its first `base` entries give the checkpoint's root.
+    const std::vector<NodeId> nodes = FrontierNodes(base);
+    ASSIGN_OR_RETURN(auto hashes, store_->NodeHashes(l.ledger, nodes));
+    std::vector<Hash> frontier;
+    for (const NodeId& node : nodes) frontier.push_back(hashes.at(node));
+    ASSIGN_OR_RETURN(tree, CompactTree::FromFrontier(base, std::move(frontier)));
+    if (tree.Root() != newest->root) {
+      return refuse(absl::StrCat("the stored hashes of its first ", base,
+                                 " entries do not give the root of its checkpoint of that size"));
+    }
+    if (head.has_value() && head->tree_size < base) {
+      ASSIGN_OR_RETURN(ProofPlan plan, PlanConsistencyProof(head->tree_size, base));
+      ASSIGN_OR_RETURN(auto nodes_of_plan, store_->NodeHashes(l.ledger, NodesOf(plan)));
+      ASSIGN_OR_RETURN(std::vector<Hash> proof, AssembleProof(plan, nodes_of_plan));
+      if (!VerifyConsistency(head->tree_size, base, head->root, newest->root, proof)) {
+        return refuse(absl::StrCat("its checkpoint of size ", base,
+                                   " does not extend the head this audit process signed or saw "
+                                   "signed (size ",
+                                   head->tree_size, "): its entries were rewritten"));
+      }
+    }
+    Remember(*newest);
+  }
+  if (l.size == base) return false;
+
+  // The entries since: recomputed from their fields, checked against their stored hashes and
+  // their MACs. Entries without a MAC (stored before entries carried one) are accepted only
+  // before the ledger's first entry with one.
+  bool seen_mac = false;
+  if (base > 0) {
+    ASSIGN_OR_RETURN(std::vector<Entry> before, store_->ReadRange(l.ledger, base - 1, 1));
+    seen_mac = !before.empty() && !before[0].mac.empty();
+  }
+  uint64_t unauthenticated = 0;
+  std::string problem;
+  std::vector<Hash> completed;
+  const absl::Status walked = store_->ForEachEntry(l.ledger, base, [&](const Entry& e) {
+    const uint64_t expected = tree.size();
+    if (e.index != expected) {
+      problem = absl::StrCat("entry ", expected, " is missing (the next one is ", e.index, ")");
+      return false;
+    }
+    const Hash leaf = EntryLeafHash(e);
+    if (leaf != e.leaf_hash) {
+      problem = absl::StrCat("entry ", expected, ": its fields do not match its leaf hash");
+      return false;
+    }
+    tree.Append(leaf, &completed);
+    if (completed != e.completed) {
+      problem = absl::StrCat("entry ", expected,
+                             ": its stored subtree hashes differ from the recomputed ones");
+      return false;
+    }
+    if (e.mac.empty()) {
+      if (seen_mac) {
+        problem = absl::StrCat("entry ", expected,
+                               " carries no MAC, but an entry before it does: the audit service "
+                               "did not write it");
+        return false;
+      }
+      ++unauthenticated;
+    } else if (!authenticator_->Check(e)) {
+      problem = absl::StrCat("entry ", expected,
+                             ": its MAC is not the audit service's: the service did not write it "
+                             "as it stands");
+      return false;
+    } else {
+      seen_mac = true;
+    }
+    return tree.size() < l.size;
+  });
+  if (absl::IsDataLoss(walked)) return refuse(walked.message());
+  if (!walked.ok()) return walked;
+  if (!problem.empty()) return refuse(problem);
+  if (tree.size() < l.size) {
+    return refuse(
+        absl::StrCat("entry ", tree.size(), " is missing (the ledger's size is ", l.size, ")"));
+  }
+  if (unauthenticated > 0) {
+    LogWarning("signing over entries without a MAC, stored before entries carried one",
+               {{"ledger", name}, {"entries", absl::StrCat(unauthenticated)}});
+  }
   ASSIGN_OR_RETURN(Checkpoint checkpoint,
                    signer_->Sign(l.ledger, l.size, tree.Root(), clock_->Now()));
   RETURN_IF_ERROR(store_->AddCheckpoint(checkpoint));
+  Remember(checkpoint);
+  // A record of every signed head outside the database.
+  LogInfo("checkpoint signed", {{"ledger", name},
+                                {"size", absl::StrCat(checkpoint.tree_size)},
+                                {"root", root_hex(checkpoint.root)}});
   overview.latest_checkpoint = std::move(checkpoint);
   return true;
 }
@@ -556,7 +749,8 @@ absl::StatusOr<std::vector<LedgerOverview>> AuditLedger::ListLedgers() {
   ASSIGN_OR_RETURN(std::vector<LedgerSize> ledgers, store_->ListLedgers());
   std::vector<LedgerOverview> out;
   for (LedgerSize& l : ledgers) {
-    LedgerOverview o{.ledger = std::move(l.ledger), .size = l.size, .latest_checkpoint = {}};
+    LedgerOverview o{
+        .ledger = std::move(l.ledger), .size = l.size, .latest_checkpoint = {}, .refused = {}};
     absl::StatusOr<Checkpoint> newest = store_->GetCheckpoint(o.ledger, 0);
     if (newest.ok()) o.latest_checkpoint = *std::move(newest);
     out.push_back(std::move(o));

@@ -3,11 +3,14 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "common/clock/clock.h"
@@ -103,10 +106,19 @@ struct LedgerOverview {
   LedgerRef ledger;
   uint64_t size = 0;
   std::optional<Checkpoint> latest_checkpoint;
+  // Why SignCheckpoints refused to sign the ledger (AuditLedger::SignCheckpoints); empty when
+  // it did not.
+  std::string refused;
 };
 
 inline constexpr size_t kMaxPageSize = 1000;
 
+// Tamper evidence beyond the stored rows. Each entry carries a MAC under a key derived from
+// the signing key (EntryAuthenticator), which AuditLedger installs in `store` on construction:
+// entries appended through the store from then on carry it. Each AuditLedger also remembers,
+// per ledger, the newest checkpoint it signed or saw signed (the head; kept in memory only,
+// so lost on restart); every checkpoint it signs is logged (ledger, size, root), a record
+// outside the database.
 class AuditLedger {
  public:
   AuditLedger(LedgerStore* store, const SubjectCipher* subjects, const CheckpointSigner* signer,
@@ -141,6 +153,13 @@ class AuditLedger {
   absl::StatusOr<ConsistencyProof> ProveConsistency(const LedgerRef& ledger, uint64_t from_size,
                                                     uint64_t to_size);
 
+  // LedgerVerifier over the stored entries and checkpoints, checking every entry's MAC and,
+  // when this process remembers a head of the ledger, that the ledger still holds it (INVALID
+  // naming that head otherwise: a truncation, a rewrite or the ledger's deletion, even with
+  // the checkpoints covering it deleted too). A valid ledger's newest checkpoint becomes the
+  // remembered head. Without a remembered head (a process just started), a ledger rewritten
+  // together with its checkpoints still verifies from its signed checkpoints alone: only a
+  // checkpoint kept outside the database (audit_verify --trusted_checkpoint) catches that.
   absl::StatusOr<IntegrityReport> Verify(const LedgerRef& ledger);
   absl::StatusOr<ComplianceSummary> Summarize(const LedgerRef& ledger,
                                               std::optional<absl::Time> start,
@@ -174,11 +193,17 @@ class AuditLedger {
                                             size_t page_size);
 
   // Signs a checkpoint of every ledger that grew since its newest one; returns how many.
-  // A ledger that cannot be signed (its rows damaged, say) is logged by name and skipped:
-  // the others are still signed, and the result is then an error naming every ledger that
-  // failed. Fills `ledgers`, if given, with every ledger, its size and its newest checkpoint
-  // after signing (what the service's ledger metrics show), whether or not some failed;
-  // left as it was when the ledgers could not be listed.
+  // Before signing, the entries since the newest stored checkpoint are recomputed from their
+  // fields and checked against their stored hashes and MACs, and that checkpoint against its
+  // signature, the stored hashes and the remembered head. It refuses (DATA_LOSS, logged as an
+  // error, LedgerOverview::refused set) when any check fails, when the ledger holds fewer
+  // entries than the remembered head or a stored checkpoint, when the checkpoint of the
+  // remembered head is gone or holds another root, or when a remembered ledger is gone
+  // altogether (shown with size 0). A ledger that cannot be signed is skipped: the others are
+  // still signed, and the result is then an error naming every ledger that failed. Fills `ledgers`,
+  // if given, with every ledger, its size and its newest checkpoint after signing (what the
+  // service's ledger metrics show), whether or not some failed; left as it was when the ledgers
+  // could not be listed.
   absl::StatusOr<int> SignCheckpoints(std::vector<LedgerOverview>* ledgers = nullptr);
   absl::StatusOr<std::vector<LedgerOverview>> ListLedgers();
 
@@ -193,6 +218,10 @@ class AuditLedger {
   // Signs a checkpoint of `ledger` if it grew since its newest one (true when it did),
   // setting the overview's newest checkpoint.
   absl::StatusOr<bool> SignCheckpoint(const LedgerSize& ledger, LedgerOverview& overview);
+  // The remembered head of `ledger`; none before this process signed or saw one signed.
+  std::optional<Checkpoint> RememberedHead(const LedgerRef& ledger) ABSL_LOCKS_EXCLUDED(heads_mu_);
+  // Remembers `checkpoint` as the ledger's head unless a larger one is remembered.
+  void Remember(const Checkpoint& checkpoint) ABSL_LOCKS_EXCLUDED(heads_mu_);
   // Whether the ledger exists: it does from its first entry on.
   absl::StatusOr<bool> Exists(const LedgerRef& ledger);
   // Appends an audit_read of `ledger` by `requested_by`. Callers first check that the ledger
@@ -204,6 +233,9 @@ class AuditLedger {
   const SubjectCipher* const subjects_;
   const CheckpointSigner* const signer_;
   Clock* const clock_;
+  const std::shared_ptr<const EntryAuthenticator> authenticator_;
+  absl::Mutex heads_mu_;
+  absl::flat_hash_map<LedgerRef, Checkpoint> heads_ ABSL_GUARDED_BY(heads_mu_);
 };
 
 }  // namespace policy::audit

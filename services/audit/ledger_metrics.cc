@@ -19,13 +19,19 @@ LedgerMetrics::LedgerMetrics(prometheus::Registry& registry)
                           .Help("Time since the ledger's newest checkpoint was signed (for "
                                 "a ledger never signed: since it was first seen with "
                                 "entries).")
-                          .Register(registry)) {}
+                          .Register(registry)),
+      refusals_(prometheus::BuildCounter()
+                    .Name("policy_audit_checkpoint_refusals_total")
+                    .Help("Rounds in which the checkpoint signer refused to sign the ledger: "
+                          "its entries or checkpoints are not what was signed.")
+                    .Register(registry)) {}
 
 void LedgerMetrics::Update(const std::vector<LedgerOverview>& ledgers, absl::Time now) {
   for (const LedgerOverview& l : ledgers) {
     const std::map<std::string, std::string> labels = {{"project", l.ledger.project},
                                                        {"environment", l.ledger.environment}};
     entries_.Add(labels).Set(static_cast<double>(l.size));
+    if (!l.refused.empty()) refusals_.Add(labels).Increment();
     const uint64_t covered = l.latest_checkpoint ? l.latest_checkpoint->tree_size : 0;
     unsigned_.Add(labels).Set(static_cast<double>(l.size > covered ? l.size - covered : 0));
     if (l.latest_checkpoint) {

@@ -5,6 +5,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
+#include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
@@ -19,7 +20,11 @@ namespace policy::audit {
 //   policy_audit_checkpoint_age_seconds  time since the newest checkpoint was signed; for a
 //                                        ledger never signed, since this updater first saw
 //                                        it holding entries (so that one whose first
-//                                        checkpoint never comes ages too).
+//                                        checkpoint never comes ages too);
+//   policy_audit_checkpoint_refusals_total  rounds in which the signer refused to sign the
+//                                        ledger because it is not what was signed
+//                                        (LedgerOverview::refused): tampering, to be alerted on.
+// A ledger deleted while this process remembered it is shown with 0 entries.
 // Updated from the checkpoint signer's overview. Not thread-safe: one updater.
 class LedgerMetrics {
  public:
@@ -31,6 +36,7 @@ class LedgerMetrics {
   prometheus::Family<prometheus::Gauge>& entries_;
   prometheus::Family<prometheus::Gauge>& unsigned_;
   prometheus::Family<prometheus::Gauge>& checkpoint_age_;
+  prometheus::Family<prometheus::Counter>& refusals_;
   // Ledgers with entries and no checkpoint yet: when this updater first saw each.
   absl::flat_hash_map<LedgerRef, absl::Time> unsigned_since_;
 };

@@ -19,7 +19,9 @@ double Value(prometheus::Registry& registry, const std::string& name, const std:
     if (family.name != name) continue;
     for (const prometheus::ClientMetric& metric : family.metric) {
       for (const prometheus::ClientMetric::Label& label : metric.label) {
-        if (label.name == "project" && label.value == project) return metric.gauge.value;
+        if (label.name == "project" && label.value == project)
+          return family.type == prometheus::MetricType::Counter ? metric.counter.value
+                                                                : metric.gauge.value;
       }
     }
   }
@@ -35,9 +37,12 @@ TEST(LedgerMetricsTest, ShowsEachLedgersSizeUnsignedEntriesAndCheckpointAge) {
   checkpoint.tree_size = 7;
   checkpoint.time = now - absl::Seconds(3);
   metrics.Update(
-      {LedgerOverview{.ledger = checkpoint.ledger, .size = 10, .latest_checkpoint = checkpoint},
-       LedgerOverview{
-           .ledger = {"playground", "development"}, .size = 2, .latest_checkpoint = std::nullopt}},
+      {LedgerOverview{
+           .ledger = checkpoint.ledger, .size = 10, .latest_checkpoint = checkpoint, .refused = {}},
+       LedgerOverview{.ledger = {"playground", "development"},
+                      .size = 2,
+                      .latest_checkpoint = std::nullopt,
+                      .refused = {}}},
       now);
   EXPECT_EQ(Value(registry, "policy_audit_ledger_entries", "support-eu"), 10);
   EXPECT_EQ(Value(registry, "policy_audit_unsigned_entries", "support-eu"), 3);
@@ -47,8 +52,10 @@ TEST(LedgerMetricsTest, ShowsEachLedgersSizeUnsignedEntriesAndCheckpointAge) {
   // A ledger never signed ages from when it was first seen with entries: one whose first
   // checkpoint never comes is alerted on like any other.
   EXPECT_EQ(Value(registry, "policy_audit_checkpoint_age_seconds", "playground"), 0);
-  const LedgerOverview unsigned_playground{
-      .ledger = {"playground", "development"}, .size = 5, .latest_checkpoint = std::nullopt};
+  const LedgerOverview unsigned_playground{.ledger = {"playground", "development"},
+                                           .size = 5,
+                                           .latest_checkpoint = std::nullopt,
+                                           .refused = {}};
   metrics.Update({unsigned_playground}, now + absl::Seconds(400));
   EXPECT_EQ(Value(registry, "policy_audit_checkpoint_age_seconds", "playground"), 400);
   EXPECT_EQ(Value(registry, "policy_audit_unsigned_entries", "playground"), 5);
@@ -57,7 +64,8 @@ TEST(LedgerMetricsTest, ShowsEachLedgersSizeUnsignedEntriesAndCheckpointAge) {
   first.ledger = unsigned_playground.ledger;
   first.tree_size = 5;
   first.time = now + absl::Seconds(410);
-  metrics.Update({LedgerOverview{.ledger = first.ledger, .size = 5, .latest_checkpoint = first}},
+  metrics.Update({LedgerOverview{
+                     .ledger = first.ledger, .size = 5, .latest_checkpoint = first, .refused = {}}},
                  now + absl::Seconds(420));
   EXPECT_EQ(Value(registry, "policy_audit_checkpoint_age_seconds", "playground"), 10);
 }
@@ -104,7 +112,11 @@ TEST(LedgerMetricsTest, ALedgerThatCannotBeSignedStillShowsItsGrowthAndAge) {
                   ->Sign(broken, 1, store.ReadRange(broken, 0, 1).value()[0].leaf_hash, clock.Now())
                   .value())
           .ok());
-  ASSERT_TRUE(SignCheckpointsAndUpdate(ledger, metrics, overview, clock.Now()).ok());
+  // The broken ledger's checkpoint cannot be checked against its stored hashes: refused,
+  // and counted, from the first round on.
+  EXPECT_EQ(SignCheckpointsAndUpdate(ledger, metrics, overview, clock.Now()).code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(Value(registry, "policy_audit_checkpoint_refusals_total", "aaa-broken"), 1);
   EXPECT_EQ(Value(registry, "policy_audit_unsigned_entries", "zzz-fine"), 0);
   EXPECT_EQ(Value(registry, "policy_audit_unsigned_entries", "aaa-broken"), 0);
 
@@ -127,6 +139,7 @@ TEST(LedgerMetricsTest, ALedgerThatCannotBeSignedStillShowsItsGrowthAndAge) {
   clock.Advance(absl::Minutes(5));
   EXPECT_FALSE(SignCheckpointsAndUpdate(ledger, metrics, overview, clock.Now()).ok());
   EXPECT_EQ(Value(registry, "policy_audit_checkpoint_age_seconds", "aaa-broken"), 900);
+  EXPECT_EQ(Value(registry, "policy_audit_checkpoint_refusals_total", "aaa-broken"), 3);
 }
 
 }  // namespace

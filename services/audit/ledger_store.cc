@@ -1,6 +1,7 @@
 #include "services/audit/ledger_store.h"
 
 #include <tuple>
+#include <utility>
 
 namespace policy::audit {
 
@@ -28,11 +29,27 @@ bool SubjectOrder(const SubjectCursor& a, const SubjectCursor& b) {
          std::tie(b.time, b.ledger.project, b.ledger.environment, b.index);
 }
 
-void SealEntries(CompactTree& tree, absl::Span<Entry> entries) {
+void LedgerStore::AuthenticateWith(std::shared_ptr<const EntryAuthenticator> authenticator) {
+  absl::MutexLock lock(&authenticator_mu_);
+  authenticator_ = std::move(authenticator);
+}
+
+std::shared_ptr<const EntryAuthenticator> LedgerStore::authenticator() const {
+  absl::MutexLock lock(&authenticator_mu_);
+  return authenticator_;
+}
+
+void SealEntries(CompactTree& tree, absl::Span<Entry> entries,
+                 const EntryAuthenticator* authenticator) {
   for (Entry& entry : entries) {
     entry.index = tree.size();
     entry.leaf_hash = EntryLeafHash(entry);
     tree.Append(entry.leaf_hash, &entry.completed);
+    if (authenticator != nullptr) {
+      entry.mac = authenticator->Mac(entry);
+    } else {
+      entry.mac.clear();
+    }
   }
 }
 

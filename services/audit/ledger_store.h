@@ -3,12 +3,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "services/audit/checkpoint.h"
@@ -121,11 +123,26 @@ class LedgerStore {
       const std::vector<std::string>& refs) = 0;
   // Destroys the key; false when there was none.
   virtual absl::StatusOr<bool> DeleteSubjectKey(const std::string& locator) = 0;
+
+  // Entries appended from now on carry `authenticator`'s MAC (Entry::mac); null: none.
+  // AuditLedger installs its own on construction.
+  void AuthenticateWith(std::shared_ptr<const EntryAuthenticator> authenticator)
+      ABSL_LOCKS_EXCLUDED(authenticator_mu_);
+
+ protected:
+  // What AuthenticateWith installed; null when nothing was.
+  std::shared_ptr<const EntryAuthenticator> authenticator() const
+      ABSL_LOCKS_EXCLUDED(authenticator_mu_);
+
+ private:
+  mutable absl::Mutex authenticator_mu_;
+  std::shared_ptr<const EntryAuthenticator> authenticator_ ABSL_GUARDED_BY(authenticator_mu_);
 };
 
-// Sets the index, leaf hash and completed hashes of entries appended after a tree (the
-// stores' shared step): the tree grows by them.
-void SealEntries(CompactTree& tree, absl::Span<Entry> entries);
+// Sets the index, leaf hash, completed hashes and (when `authenticator` is not null) MAC of
+// entries appended after a tree (the stores' shared step): the tree grows by them.
+void SealEntries(CompactTree& tree, absl::Span<Entry> entries,
+                 const EntryAuthenticator* authenticator = nullptr);
 
 }  // namespace policy::audit
 

@@ -656,8 +656,8 @@ TEST_P(LedgerStoreConformanceTest, AppendIsAllOrNothing) {
 }
 
 // The statement a store appends with when it holds the ledger's tree
-// (migrations/003_one_round_trip.sql), called directly: each of its answers, and what each
-// leaves stored.
+// (migrations/003_one_round_trip.sql, with the MAC since 004_entry_mac.sql), called directly: each
+// of its answers, and what each leaves stored.
 TEST_P(LedgerStoreConformanceTest, OneStatementAppend) {
   if (!postgres()) GTEST_SKIP() << "a PostgreSQL function";
   ASSERT_THAT(AppendAll({NewEntry(ledger_, 0, "r0")}), SizeIs(1));
@@ -676,7 +676,7 @@ TEST_P(LedgerStoreConformanceTest, OneStatementAppend) {
                          "ARRAY['api_call'], ARRAY[''::bytea], ARRAY[''::bytea], ARRAY['m'], "
                          "ARRAY[1::bigint], ARRAY[1::bigint], ARRAY['success'], ARRAY[''::bytea], "
                          "ARRAY[''::bytea], ARRAY[$3::text], ARRAY[''::bytea], ARRAY[''::bytea], "
-                         "ARRAY[$2::bytea], ARRAY[''::bytea])"),
+                         "ARRAY[$2::bytea], ARRAY[''::bytea], ARRAY[sha256($2::bytea)])"),
                      size, pqxx::binarystring(leaf), request_id, retry, pqxx::binarystring(ref))[0]
                    .as<std::string>();
       return absl::OkStatus();
@@ -692,6 +692,18 @@ TEST_P(LedgerStoreConformanceTest, OneStatementAppend) {
   EXPECT_EQ(store_->Size(ledger_).value(), 1u);
   EXPECT_EQ(append(1, leaf, "r1"), "appended");
   EXPECT_EQ(store_->Size(ledger_).value(), 2u);
+  std::string mac;
+  ASSERT_TRUE(pool->Autocommit([&](pqxx::nontransaction& tx) {
+                    mac = pqxx::binarystring(
+                              tx.exec1(absl::StrCat("SELECT mac FROM audit.entries WHERE idx = 1 "
+                                                    "AND ledger_id = (SELECT id FROM audit.ledgers "
+                                                    "WHERE project = '",
+                                                    ledger_.project, "')"))[0])
+                              .str();
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  EXPECT_EQ(mac, crypto::Sha256(leaf));  // The MAC array, stored.
   // The same statement once more, retried (its connection broke before the answer came back),
   // and not: another writer's identical entry.
   EXPECT_EQ(append(1, leaf, "r1", /*retry=*/true), "appended before");

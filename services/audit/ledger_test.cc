@@ -1,14 +1,18 @@
 #include "services/audit/ledger.h"
 
+#include <algorithm>
 #include <atomic>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "common/clock/clock.h"
+#include "common/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/audit/append_batcher.h"
@@ -601,6 +605,106 @@ TEST_F(LedgerTest, BatcherRefusesWhenItsQueueIsFull) {
   done.Wait();
   EXPECT_GT(refused.load(), 0);
   EXPECT_EQ(store_.Size(kProd).value(), static_cast<uint64_t>(200 - refused.load()));
+}
+
+// A store whose entries and checkpoints past a size can be hidden, as a database restored from
+// an older backup (or truncated together with its checkpoints) would show them.
+class RollbackStore : public MemoryLedgerStore {
+ public:
+  void RollBackTo(uint64_t size) { visible_ = size; }
+
+  absl::StatusOr<uint64_t> Size(const LedgerRef& ledger) override {
+    ASSIGN_OR_RETURN(uint64_t size, MemoryLedgerStore::Size(ledger));
+    return std::min(size, visible_);
+  }
+  absl::StatusOr<std::vector<LedgerSize>> ListLedgers() override {
+    ASSIGN_OR_RETURN(std::vector<LedgerSize> ledgers, MemoryLedgerStore::ListLedgers());
+    for (LedgerSize& l : ledgers) l.size = std::min(l.size, visible_);
+    return ledgers;
+  }
+  absl::StatusOr<std::vector<Entry>> ReadRange(const LedgerRef& ledger, uint64_t from,
+                                               size_t limit) override {
+    if (from >= visible_) return std::vector<Entry>{};
+    return MemoryLedgerStore::ReadRange(ledger, from, std::min<uint64_t>(limit, visible_ - from));
+  }
+  absl::Status ForEachEntry(const LedgerRef& ledger, uint64_t from,
+                            const std::function<bool(const Entry&)>& visit) override {
+    return LedgerStore::ForEachEntry(ledger, from, visit);  // Through ReadRange.
+  }
+  absl::StatusOr<Checkpoint> GetCheckpoint(const LedgerRef& ledger, uint64_t tree_size) override {
+    if (tree_size > visible_) return absl::NotFoundError("rolled back");
+    if (tree_size == 0) {
+      ASSIGN_OR_RETURN(std::vector<Checkpoint> all, ListCheckpoints(ledger));
+      if (all.empty()) return absl::NotFoundError("no checkpoint");
+      return all.back();
+    }
+    return MemoryLedgerStore::GetCheckpoint(ledger, tree_size);
+  }
+  absl::StatusOr<std::vector<Checkpoint>> ListCheckpoints(const LedgerRef& ledger) override {
+    ASSIGN_OR_RETURN(std::vector<Checkpoint> all, MemoryLedgerStore::ListCheckpoints(ledger));
+    std::erase_if(all, [&](const Checkpoint& c) { return c.tree_size > visible_; });
+    return all;
+  }
+
+ private:
+  uint64_t visible_ = std::numeric_limits<uint64_t>::max();
+};
+
+TEST(LedgerRollbackTest, TheSignerRemembersWhatItSignedAcrossARollback) {
+  auto signer = CheckpointSigner::Create(std::string(32, '\x07')).value();
+  auto subjects = SubjectCipher::Create(std::string(32, '\x09')).value();
+  FakeClock clock;
+  RollbackStore store;
+  AuditLedger ledger(&store, subjects.get(), signer.get(), &clock);
+  auto append = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      EntryInput in;
+      in.actor = "svc-a";
+      in.ledger = kProd;
+      in.request_id = absl::StrCat("req-", store.Size(kProd).value());
+      ASSERT_TRUE(ledger.Append(in).ok());
+    }
+  };
+  append(10);
+  ASSERT_EQ(ledger.SignCheckpoints().value(), 1);
+  append(5);
+  ASSERT_EQ(ledger.SignCheckpoints().value(), 1);
+  store.RollBackTo(10);
+  // Every row and checkpoint left agrees with every other: only the remembered head differs.
+  std::vector<LedgerOverview> overview;
+  const absl::StatusOr<int> signed_count = ledger.SignCheckpoints(&overview);
+  EXPECT_EQ(signed_count.status().code(), absl::StatusCode::kDataLoss);
+  ASSERT_EQ(overview.size(), 1u);
+  EXPECT_THAT(overview[0].refused,
+              HasSubstr("it holds 10 entries, fewer than the head this audit process signed or "
+                        "saw signed (size 15"));
+  const IntegrityReport r = ledger.Verify(kProd).value();
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 10u);
+  EXPECT_THAT(r.problem, HasSubstr("the head this audit process signed or saw signed"));
+  // A process that remembers nothing cannot tell (README: what the ledger guarantees).
+  AuditLedger restarted(&store, subjects.get(), signer.get(), &clock);
+  EXPECT_TRUE(restarted.Verify(kProd).value().valid);
+}
+
+TEST_F(LedgerTest, AnEntryWithoutTheServicesMacIsNotSigned) {
+  AppendOk(Call("alice@example.com", 1));
+  ASSERT_EQ(ledger_.SignCheckpoints().value(), 1);
+  AppendOk(Call("alice@example.com", 2));
+  // Written by someone without the key.
+  store_.AuthenticateWith(std::make_shared<const EntryAuthenticator>(std::string(32, '\x01')));
+  AppendOk(Call("mallory@example.com", 3));
+  std::vector<LedgerOverview> overview;
+  EXPECT_EQ(ledger_.SignCheckpoints(&overview).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(overview[0].refused, HasSubstr("entry 2: its MAC is not the audit service's"));
+  EXPECT_EQ(store_.GetCheckpoint(kProd, 0).value().tree_size, 1u);
+  IntegrityReport r = ledger_.Verify(kProd).value();
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 2u);
+  store_.AuthenticateWith(nullptr);
+  AppendOk(Call("mallory@example.com", 4));
+  r = ledger_.Verify(kProd).value();
+  EXPECT_EQ(r.first_bad_index, 2u);
 }
 
 }  // namespace

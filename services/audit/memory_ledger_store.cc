@@ -20,6 +20,7 @@ bool Matches(const EntryFilter& f, const Entry& e) {
 }  // namespace
 
 absl::StatusOr<std::vector<AppendOutcome>> MemoryLedgerStore::Append(std::vector<Entry> entries) {
+  const std::shared_ptr<const EntryAuthenticator> authenticator = this->authenticator();
   absl::MutexLock lock(&mu_);
   std::vector<AppendOutcome> outcomes(entries.size());
   for (size_t i = 0; i < entries.size(); ++i) {
@@ -38,7 +39,7 @@ absl::StatusOr<std::vector<AppendOutcome>> MemoryLedgerStore::Append(std::vector
         continue;
       }
     }
-    SealEntries(ledger.tree, absl::MakeSpan(&entry, 1));
+    SealEntries(ledger.tree, absl::MakeSpan(&entry, 1), authenticator.get());
     if (!entry.request_id.empty()) ledger.requests[entry.request_id] = entry.index;
     ledger.entries.push_back(entry);
     outcomes[i] = AppendOutcome{absl::OkStatus(), std::move(entry), false};

@@ -33,7 +33,7 @@ constexpr size_t kMaxCachedSubjectKeys = 100'000;
 constexpr char kEntryColumns[] =
     "e.idx, " POLICY_PG_US("e.recorded_at") ", e.action, e.actor_ref, e.actor_sealed, "
     "e.model, e.tokens, e.latency_us, e.outcome, e.metadata, e.content_hash, e.request_id, "
-    "e.subject_ref, e.subject_sealed, e.leaf_hash, e.completed";
+    "e.subject_ref, e.subject_sealed, e.leaf_hash, e.completed, e.mac";
 // clang-format on
 
 // The entries of ledger $1 (`audit.entries e`) with a request id, found through the index
@@ -94,6 +94,7 @@ absl::Status DecodeRow(const pqxx::row& row, int first, Entry& e) {
   e.subject.sealed = Bytes(row[first + 13]);
   ASSIGN_OR_RETURN(e.leaf_hash, HashOf(row[first + 14]));
   ASSIGN_OR_RETURN(e.completed, DecodeHashes(Bytes(row[first + 15])));
+  e.mac = Bytes(row[first + 16]);
   return absl::OkStatus();
 }
 
@@ -208,7 +209,7 @@ std::vector<pg::BinaryArray> EntryArrays(absl::Span<const Entry> entries) {
   std::vector<pg::BinaryArray> c;
   for (T type : {T::kBigint, T::kTimestamptz, T::kText, T::kBytea, T::kBytea, T::kText, T::kBigint,
                  T::kBigint, T::kText, T::kBytea, T::kBytea, T::kText, T::kBytea, T::kBytea,
-                 T::kBytea, T::kBytea}) {
+                 T::kBytea, T::kBytea, T::kBytea}) {
     c.emplace_back(type);
   }
   for (const Entry& e : entries) {
@@ -228,6 +229,7 @@ std::vector<pg::BinaryArray> EntryArrays(absl::Span<const Entry> entries) {
     c[13].Add(e.subject.sealed);
     c[14].Add(AsBytes(e.leaf_hash));
     c[15].Add(EncodeHashes(e.completed));
+    c[16].Add(e.mac);
   }
   return c;
 }
@@ -246,7 +248,7 @@ void InsertEntries(pqxx::work& tx, int64_t ledger_id, absl::Span<const Entry> en
   Statement s(
       "INSERT INTO audit.entries (ledger_id, idx, recorded_at, action, actor_ref, actor_sealed, "
       "model, tokens, latency_us, outcome, metadata, content_hash, request_id, subject_ref, "
-      "subject_sealed, leaf_hash, completed) SELECT ");
+      "subject_sealed, leaf_hash, completed, mac) SELECT ");
   s.Int(ledger_id).Sql(", u.* FROM unnest(");
   AddArrays(s, EntryArrays(entries));
   s.Sql(") AS u").Exec(tx);
@@ -267,8 +269,8 @@ absl::Status DifferentRequest(const Entry& entry, const Entry& first) {
 // of the fresh ones, whose outcomes the caller sets once they are stored.
 std::vector<size_t> SealFresh(const std::vector<Entry>& entries, absl::Span<const size_t> positions,
                               const absl::flat_hash_map<std::string, Entry>& stored,
-                              CompactTree& tree, std::vector<Entry>& fresh,
-                              std::vector<AppendOutcome>& outcomes) {
+                              CompactTree& tree, const EntryAuthenticator* authenticator,
+                              std::vector<Entry>& fresh, std::vector<AppendOutcome>& outcomes) {
   std::vector<size_t> fresh_positions;
   absl::flat_hash_map<absl::string_view, size_t> first_in_batch;  // request id -> fresh
   std::vector<std::pair<size_t, size_t>> repeats;                 // (position, index into fresh)
@@ -293,7 +295,7 @@ std::vector<size_t> SealFresh(const std::vector<Entry>& entries, absl::Span<cons
     fresh.push_back(entry);  // A copy: `entries` must survive a retry.
     fresh_positions.push_back(p);
   }
-  SealEntries(tree, absl::MakeSpan(fresh));
+  SealEntries(tree, absl::MakeSpan(fresh), authenticator);
   for (const auto& [p, f] : repeats) {
     outcomes[p] = SameRequest(fresh[f], entries[p])
                       ? AppendOutcome{absl::OkStatus(), fresh[f], true}
@@ -476,7 +478,7 @@ std::optional<absl::StatusOr<std::vector<AppendOutcome>>> PostgresLedgerStore::A
   std::vector<AppendOutcome> outcomes(entries.size());
   std::vector<Entry> fresh;
   const std::vector<size_t> fresh_positions =
-      SealFresh(entries, positions, /*stored=*/{}, *tree, fresh, outcomes);
+      SealFresh(entries, positions, /*stored=*/{}, *tree, authenticator().get(), fresh, outcomes);
 
   pg::BinaryArray request_ids(pg::BinaryArray::Type::kText);
   for (const Entry& e : fresh) {
@@ -528,6 +530,7 @@ absl::StatusOr<std::vector<AppendOutcome>> PostgresLedgerStore::Append(std::vect
   const std::vector<std::string> keyed_refs = KeyedRefs(entries);
   for (const std::string& ref : keyed_refs) refs.Add(ref);
   bool key_destroyed = false;
+  const std::shared_ptr<const EntryAuthenticator> authenticator = this->authenticator();
   absl::Status status = Transact([&](pqxx::work& tx) -> absl::Status {
     // The body runs again when a pooled connection turns out dead: start afresh.
     appended.clear();
@@ -571,7 +574,7 @@ absl::StatusOr<std::vector<AppendOutcome>> PostgresLedgerStore::Append(std::vect
       }
       std::vector<Entry> fresh;
       const std::vector<size_t> fresh_positions =
-          SealFresh(entries, positions, stored, *tree, fresh, outcomes);
+          SealFresh(entries, positions, stored, *tree, authenticator.get(), fresh, outcomes);
       InsertEntries(tx, id, fresh);
       for (size_t i = 0; i < fresh.size(); ++i) {
         outcomes[fresh_positions[i]] = AppendOutcome{absl::OkStatus(), std::move(fresh[i]), false};

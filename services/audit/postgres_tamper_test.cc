@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -65,19 +66,19 @@ pqxx::binarystring Bin(const std::string& bytes) { return pqxx::binarystring(byt
 
 Hash Sha256Hash(const std::string& data) { return HashFromBytes(crypto::Sha256(data)).value(); }
 
-// Inserts `e` as a row of the ledger `ledger_id`, its hashes as given.
+// Inserts `e` as a row of the ledger `ledger_id`, its hashes and MAC as given.
 void InsertRow(pqxx::work& tx, int64_t ledger_id, const Entry& e) {
   const pqxx::result r = tx.exec_params(
       "INSERT INTO audit.entries (ledger_id, idx, recorded_at, action, actor_ref, actor_sealed, "
       "model, tokens, latency_us, outcome, metadata, content_hash, request_id, subject_ref, "
-      "subject_sealed, leaf_hash, completed) VALUES ($1, $2, " POLICY_PG_TS(
-          "$3") ", $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+      "subject_sealed, leaf_hash, completed, mac) VALUES ($1, $2, " POLICY_PG_TS(
+          "$3") ", $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
       ledger_id, static_cast<int64_t>(e.index), absl::ToUnixMicros(e.time),
       std::string(ActionName(e.action)), Bin(e.actor.ref), Bin(e.actor.sealed), e.model, e.tokens,
       absl::ToInt64Microseconds(e.latency), std::string(OutcomeName(e.outcome)),
       Bin(EncodeMetadata(e.metadata)), Bin(e.content_hash), e.request_id, Bin(e.subject.ref),
-      Bin(e.subject.sealed), Bin(std::string(AsBytes(e.leaf_hash))),
-      Bin(EncodeHashes(e.completed)));
+      Bin(e.subject.sealed), Bin(std::string(AsBytes(e.leaf_hash))), Bin(EncodeHashes(e.completed)),
+      Bin(e.mac));
   EXPECT_EQ(r.affected_rows(), 1u) << "entry " << e.index;
 }
 
@@ -216,6 +217,19 @@ class PostgresTamperTest : public ::testing::Test {
                        "AND NOT tgisinternal AND tgenabled = 'O'")[0]
                   .as<int>(),
               2);
+  }
+
+  // Deletes the ledger's checkpoints larger than `size`, as the tables' owner.
+  void DeleteCheckpointsAbove(const LedgerRef& ledger, uint64_t size) {
+    pqxx::connection c(pg::ConnectionString(url_, absl::Seconds(5)));
+    pqxx::work tx(c);
+    tx.exec("ALTER TABLE audit.checkpoints DISABLE TRIGGER USER");
+    tx.exec_params(
+        "DELETE FROM audit.checkpoints WHERE tree_size > $2 AND ledger_id = (SELECT id FROM "
+        "audit.ledgers WHERE project = $1)",
+        ledger.project, static_cast<int64_t>(size));
+    tx.exec("ALTER TABLE audit.checkpoints ENABLE TRIGGER USER");
+    tx.commit();
   }
 
   // Replaces the rows from index `from` on by `entries[from...]`.
@@ -371,18 +385,19 @@ TEST_F(PostgresTamperTest, AnEditWithRecomputedHashesIsFound) {
   EXPECT_EQ(r.first_bad_index, 23u);
   EXPECT_EQ(r.problem, "entry 23: its stored subtree hashes differ from the recomputed ones");
 
-  // Entry 22 completes no subtree: its leaf is first covered by the subtree {22, 23} stored
-  // with entry 23, which is the entry the verifier names (verifier.h: the entry whose stored
-  // subtree hashes differ). Nothing stored can tell an edit of 22 from one of 23.
+  // Entry 22 completes no subtree, so no stored hash covers its old leaf; its MAC does, which
+  // only the audit service can recompute.
   edit_with_leaf_hash(even, 22);
   r = Verify(even);
   EXPECT_FALSE(r.valid);
-  EXPECT_EQ(r.first_bad_index, 23u);
-  EXPECT_EQ(r.problem, "entry 23: its stored subtree hashes differ from the recomputed ones");
-  EXPECT_EQ(r.entries_checked, 23u);
+  EXPECT_EQ(r.first_bad_index, 22u);
+  EXPECT_EQ(r.problem,
+            "entry 22: its MAC is not the audit service's: the service did not write it as it "
+            "stands");
+  EXPECT_EQ(r.entries_checked, 22u);
 
-  // With every stored hash from entry 20 on recomputed, only the checkpoint of size 32 differs:
-  // the ledger is intact up to the checkpoint of size 16.
+  // With every stored hash from entry 20 on recomputed (by a forger without the MAC key), entry
+  // 20 carries no MAC after entries that do.
   std::vector<Entry> entries = ReadAll(all);
   entries[20].tokens = 1;
   CompactTree tree;
@@ -390,10 +405,10 @@ TEST_F(PostgresTamperTest, AnEditWithRecomputedHashesIsFound) {
   ReplaceFrom(all, 20, entries);
   r = Verify(all);
   EXPECT_FALSE(r.valid);
-  EXPECT_EQ(r.first_bad_index, kFirstCheckpoint);
-  EXPECT_EQ(r.problem,
-            "the tree of size 32 differs from its signed checkpoint; the ledger is intact up to "
-            "index 16");
+  EXPECT_EQ(r.first_bad_index, 20u);
+  EXPECT_EQ(
+      r.problem,
+      "entry 20 carries no MAC, but an entry before it does: the audit service did not write it");
   EXPECT_EQ(r.checkpoints_checked, 1u);
 }
 
@@ -489,8 +504,9 @@ TEST_F(PostgresTamperTest, AnInsertedRowIsFound) {
   }
 
   // A row built to look right at 11: its leaf hash is its own, and its subtree hashes are
-  // computed from the stored leaf hashes of 0 to 10. Every stored hash agrees with it; the
-  // first disagreement is the renumbered row 12, whose leaf hash covers its old index 11.
+  // computed from the stored leaf hashes of 0 to 10. Every stored hash agrees with it (the
+  // first disagreement would be the renumbered row 12, whose leaf hash covers its old index
+  // 11), but its forger could not give it a MAC.
   {
     const std::vector<Entry> stored = ReadAll(sealed);
     CompactTree tree;
@@ -508,13 +524,15 @@ TEST_F(PostgresTamperTest, AnInsertedRowIsFound) {
     });
     const IntegrityReport r = Verify(sealed);
     EXPECT_FALSE(r.valid);
-    EXPECT_EQ(r.first_bad_index, 12u);
-    EXPECT_EQ(r.problem, "entry 12: its fields do not match its leaf hash");
-    EXPECT_EQ(r.entries_checked, 12u);
+    EXPECT_EQ(r.first_bad_index, 11u);
+    EXPECT_EQ(
+        r.problem,
+        "entry 11 carries no MAC, but an entry before it does: the audit service did not write it");
+    EXPECT_EQ(r.entries_checked, 11u);
   }
 
-  // Inserted at 20 with every stored hash from there on recomputed: only the checkpoint of
-  // size 32 differs, so the ledger is intact up to the checkpoint of size 16.
+  // Inserted at 20 with every stored hash from there on recomputed: the forged row (and every
+  // row after it, its MAC dropped) carries no MAC.
   {
     std::vector<Entry> entries = ReadAll(resealed);
     Entry forged = entries[20];
@@ -527,10 +545,10 @@ TEST_F(PostgresTamperTest, AnInsertedRowIsFound) {
     ASSERT_EQ(store_->Size(resealed).value(), kSize + 1);
     const IntegrityReport r = Verify(resealed);
     EXPECT_FALSE(r.valid);
-    EXPECT_EQ(r.first_bad_index, kFirstCheckpoint);
-    EXPECT_EQ(r.problem,
-              "the tree of size 32 differs from its signed checkpoint; the ledger is intact up to "
-              "index 16");
+    EXPECT_EQ(r.first_bad_index, 20u);
+    EXPECT_EQ(
+        r.problem,
+        "entry 20 carries no MAC, but an entry before it does: the audit service did not write it");
     EXPECT_EQ(r.checkpoints_checked, 1u);
   }
 
@@ -566,7 +584,9 @@ TEST_F(PostgresTamperTest, ATruncatedTailIsFoundWhereItWasCut) {
            kSize - cut);
     });
     ASSERT_EQ(store_->Size(ledgers[i]).value(), cut);
-    const IntegrityReport r = Verify(ledgers[i]);
+    // A process that remembers no head (just started) goes by the stored checkpoints.
+    AuditLedger fresh(store_.get(), subjects_.get(), signer_.get(), &clock_);
+    IntegrityReport r = fresh.Verify(ledgers[i]).value();
     EXPECT_FALSE(r.valid);
     EXPECT_EQ(r.first_bad_index, cut);
     const uint64_t missed = cut < kFirstCheckpoint ? kFirstCheckpoint : kLastCheckpoint;
@@ -575,6 +595,19 @@ TEST_F(PostgresTamperTest, ATruncatedTailIsFoundWhereItWasCut) {
                            " was signed: entries from index ", cut, " on are missing"));
     EXPECT_EQ(r.entries_checked, cut);
     EXPECT_EQ(r.checkpoints_checked, cut < kFirstCheckpoint ? 0u : 1u);
+    // The one that signed them names the head it remembers when that is what is missing.
+    r = Verify(ledgers[i]);
+    EXPECT_FALSE(r.valid);
+    EXPECT_EQ(r.first_bad_index, cut);
+    if (cut >= kFirstCheckpoint) {
+      EXPECT_EQ(r.problem,
+                absl::StrCat("the ledger has ", cut,
+                             " entries, but the head this audit process signed or saw signed "
+                             "(root ",
+                             absl::BytesToHexString(AsBytes(
+                                 store_->GetCheckpoint(ledgers[i], kLastCheckpoint).value().root)),
+                             ") has size 32: entries from index ", cut, " on are missing"));
+    }
   }
 }
 
@@ -647,6 +680,231 @@ TEST_F(PostgresTamperTest, AnUnreadableRowFailsVerification) {
     EXPECT_THAT(r->problem, HasSubstr("entry 14 of ledger"));
     EXPECT_THAT(r->problem, HasSubstr(message));
   }
+}
+
+// The reviewer's attacks on the signer: each leaves rows and checkpoints that agree with each
+// other, so only what the service keeps outside the rows (the entries' MACs, the head it
+// remembers) tells them apart. The service refuses to sign, and its Verify is INVALID.
+
+// A tail row inserted by the writer role itself (no trigger touched), its hashes computed
+// as the service would: no MAC.
+TEST_F(PostgresTamperTest, AForgedTailRowIsNotSigned) {
+  const LedgerRef ledger = Ledger("forged-tail");
+  Build({ledger});
+  std::vector<Entry> entries = ReadAll(ledger);
+  CompactTree tree;
+  for (const Entry& e : entries) tree.Append(e.leaf_hash);
+  std::vector<Entry> forged = {entries[3]};
+  forged[0].action = Action::kMemberRoleChanged;
+  forged[0].request_id = "forged-w";
+  forged[0].time = entries.back().time + absl::Seconds(5);
+  SealEntries(tree, absl::MakeSpan(forged));
+  ASSERT_EQ(forged[0].index, kSize);
+  {
+    pqxx::connection c(pg::ConnectionString(url_, absl::Seconds(5)));
+    pqxx::work tx(c);
+    tx.exec(absl::StrCat("SET LOCAL ROLE ", kWriterRole));
+    const int64_t id =
+        tx.exec_params1("SELECT id FROM audit.ledgers WHERE project = $1", ledger.project)[0]
+            .as<int64_t>();
+    InsertRow(tx, id, forged[0]);
+    tx.commit();
+  }
+  for (AuditLedger* audit : {audit_.get()}) {
+    const absl::StatusOr<int> signed_count = audit->SignCheckpoints();
+    EXPECT_EQ(signed_count.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(signed_count.status().message(),
+                HasSubstr("entry 40 carries no MAC, but an entry before it does"));
+  }
+  // Neither does a process that just started and remembers nothing.
+  AuditLedger fresh(store_.get(), subjects_.get(), signer_.get(), &clock_);
+  EXPECT_EQ(fresh.SignCheckpoints().status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store_->GetCheckpoint(ledger, 0).value().tree_size, kLastCheckpoint);
+  const IntegrityReport r = fresh.Verify(ledger).value();
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, kSize);
+  // A forged MAC is refused too.
+  AsOwner(ledger, [&](pqxx::work& tx, int64_t id) {
+    Exec(tx, id,
+         absl::StrCat("UPDATE audit.entries SET mac = sha256(leaf_hash) WHERE ledger_id = $1 "
+                      "AND idx = ",
+                      kSize),
+         1);
+  });
+  EXPECT_THAT(fresh.SignCheckpoints().status().message(),
+              HasSubstr("entry 40: its MAC is not the audit service's"));
+  EXPECT_THAT(fresh.Verify(ledger).value().problem,
+              HasSubstr("entry 40: its MAC is not the audit service's"));
+}
+
+// An entry edited, every hash from it on recomputed, and the checkpoints covering it deleted.
+TEST_F(PostgresTamperTest, AnEditRehashedWithItsCheckpointsDeletedIsNotSigned) {
+  const LedgerRef ledger = Ledger("rehashed");
+  Build({ledger});
+  std::vector<Entry> entries = ReadAll(ledger);
+  entries[20].tokens = 1;
+  CompactTree tree;
+  SealEntries(tree, absl::MakeSpan(entries));
+  ReplaceFrom(ledger, 20, entries);
+  DeleteCheckpointsAbove(ledger, kFirstCheckpoint);
+  // This process remembers the checkpoint of size 32.
+  absl::StatusOr<int> signed_count = audit_->SignCheckpoints();
+  EXPECT_EQ(signed_count.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(signed_count.status().message(),
+              HasSubstr("its newest stored checkpoint has size 16, less than the head this "
+                        "audit process signed or saw signed (size 32"));
+  IntegrityReport r = Verify(ledger);
+  EXPECT_FALSE(r.valid);
+  // One that remembers nothing: the rows carry no MAC.
+  AuditLedger fresh(store_.get(), subjects_.get(), signer_.get(), &clock_);
+  signed_count = fresh.SignCheckpoints();
+  EXPECT_EQ(signed_count.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(signed_count.status().message(), HasSubstr("entry 20 carries no MAC"));
+  r = fresh.Verify(ledger).value();
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 20u);
+  EXPECT_EQ(store_->GetCheckpoint(ledger, 0).value().tree_size, kFirstCheckpoint);
+}
+
+// The tail deleted together with the checkpoints covering it: every row left agrees with
+// every checkpoint left.
+TEST_F(PostgresTamperTest, ATruncationWithItsCheckpointsDeletedIsNotSigned) {
+  const LedgerRef ledger = Ledger("truncated");
+  Build({ledger});
+  ASSERT_EQ(audit_->SignCheckpoints().value(), 1);  // Signs 40.
+  AsOwner(ledger, [&](pqxx::work& tx, int64_t id) {
+    Exec(tx, id, "DELETE FROM audit.entries WHERE ledger_id = $1 AND idx >= 20", kSize - 20);
+  });
+  DeleteCheckpointsAbove(ledger, kFirstCheckpoint);
+  ASSERT_EQ(store_->Size(ledger).value(), 20u);
+  std::vector<LedgerOverview> overview;
+  const absl::StatusOr<int> signed_count = audit_->SignCheckpoints(&overview);
+  EXPECT_EQ(signed_count.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(signed_count.status().message(),
+              HasSubstr("it holds 20 entries, fewer than the head this audit process signed or "
+                        "saw signed (size 40"));
+  ASSERT_EQ(overview.size(), 1u);
+  EXPECT_EQ(overview[0].size, 20u);
+  EXPECT_THAT(overview[0].refused, HasSubstr("entries were removed"));
+  EXPECT_EQ(store_->GetCheckpoint(ledger, 0).value().tree_size, kFirstCheckpoint);
+  const IntegrityReport r = Verify(ledger);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 20u);
+  EXPECT_THAT(r.problem, HasSubstr("the head this audit process signed or saw signed"));
+  EXPECT_THAT(r.problem, HasSubstr("has size 40: entries from index 20 on are missing"));
+}
+
+// A process that only verified the ledger (another replica signed it) remembers it too.
+TEST_F(PostgresTamperTest, AHeadSeenByVerifyIsRemembered) {
+  const LedgerRef ledger = Ledger("seen");
+  Build({ledger});
+  AuditLedger other(store_.get(), subjects_.get(), signer_.get(), &clock_);
+  ASSERT_TRUE(other.Verify(ledger).value().valid);  // Sees the checkpoint of size 32.
+  AsOwner(ledger, [&](pqxx::work& tx, int64_t id) {
+    Exec(tx, id, "DELETE FROM audit.entries WHERE ledger_id = $1 AND idx >= 20", kSize - 20);
+  });
+  DeleteCheckpointsAbove(ledger, kFirstCheckpoint);
+  const IntegrityReport r = other.Verify(ledger).value();
+  EXPECT_FALSE(r.valid);
+  EXPECT_THAT(r.problem, HasSubstr("has size 32: entries from index 20 on are missing"));
+  EXPECT_EQ(other.SignCheckpoints().status().code(), absl::StatusCode::kDataLoss);
+}
+
+// Entries, checkpoints and the ledger's row all deleted: the ledger is gone from the store's
+// list, but not from the signer's memory.
+TEST_F(PostgresTamperTest, ADeletedLedgerIsMissed) {
+  const LedgerRef ledger = Ledger("deleted");
+  Build({ledger});
+  ASSERT_EQ(audit_->SignCheckpoints().value(), 1);
+  AsOwner(ledger, [&](pqxx::work& tx, int64_t id) {
+    Exec(tx, id, "DELETE FROM audit.entries WHERE ledger_id = $1", kSize);
+  });
+  DeleteCheckpointsAbove(ledger, 0);
+  {
+    pqxx::connection c(pg::ConnectionString(url_, absl::Seconds(5)));
+    pqxx::work tx(c);
+    tx.exec("ALTER TABLE audit.ledgers DISABLE TRIGGER USER");
+    EXPECT_EQ(tx.exec_params("DELETE FROM audit.ledgers WHERE project = $1", ledger.project)
+                  .affected_rows(),
+              1u);
+    tx.exec("ALTER TABLE audit.ledgers ENABLE TRIGGER USER");
+    tx.commit();
+  }
+  std::vector<LedgerOverview> overview;
+  const absl::StatusOr<int> signed_count = audit_->SignCheckpoints(&overview);
+  EXPECT_EQ(signed_count.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(signed_count.status().message(), HasSubstr(LedgerName(ledger)));
+  ASSERT_EQ(overview.size(), 1u);
+  EXPECT_EQ(overview[0].ledger, ledger);
+  EXPECT_EQ(overview[0].size, 0u);  // policy_audit_ledger_entries drops to 0.
+  EXPECT_THAT(overview[0].refused, HasSubstr("it holds 0 entries, fewer than the head"));
+  const IntegrityReport r = Verify(ledger);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 0u);
+  EXPECT_THAT(r.problem, HasSubstr("the ledger has 0 entries, but the head this audit process"));
+}
+
+// Entries stored before entries carried MACs (migration 004) are accepted before the first
+// entry with one, and only there.
+TEST_F(PostgresTamperTest, EntriesWithoutAMacAreAcceptedOnlyBeforeTheFirstWithOne) {
+  const LedgerRef ledger = Ledger("legacy");
+  // As a release before 004 wrote them: no MAC (a store nothing authenticates).
+  PostgresLedgerStore legacy_store(pool_.get(), kWriterRole);
+  for (int n = 0; n < 10; ++n) {
+    Entry e;
+    e.ledger = ledger;
+    e.time = clock_.Now() + absl::Seconds(n);
+    e.actor.ref = std::string(32, 'a');
+    e.actor.sealed = "sealed";
+    e.tokens = n;
+    ASSERT_TRUE(legacy_store.Append({e}).ok());
+  }
+  ASSERT_TRUE(ReadAll(ledger).back().mac.empty());
+  AuditLedger upgraded(store_.get(), subjects_.get(), signer_.get(), &clock_);
+  ASSERT_EQ(upgraded.SignCheckpoints().value(), 1);  // The unsigned legacy tail too.
+  for (int n = 0; n < 5; ++n) ASSERT_TRUE(upgraded.Append(Input(ledger, n)).ok());
+  ASSERT_FALSE(ReadAll(ledger).back().mac.empty());
+  ASSERT_EQ(upgraded.SignCheckpoints().value(), 1);
+  IntegrityReport r = upgraded.Verify(ledger).value();
+  EXPECT_TRUE(r.valid) << r.problem;
+  EXPECT_EQ(r.unauthenticated_entries, 10u);
+  // After that, an entry without a MAC is a forgery.
+  Entry late;
+  late.ledger = ledger;
+  late.time = clock_.Now() + absl::Hours(1);
+  late.actor.ref = std::string(32, 'a');
+  ASSERT_TRUE(PostgresLedgerStore(pool_.get(), kWriterRole).Append({late}).ok());
+  EXPECT_THAT(upgraded.SignCheckpoints().status().message(),
+              HasSubstr("entry 15 carries no MAC, but an entry before it does"));
+  r = upgraded.Verify(ledger).value();
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 15u);
+}
+
+// GetInclusionProof never vouches for what does not check: an entry whose fields do not give
+// its leaf hash, or stored hashes that do not fold to the checkpoint's root.
+TEST_F(PostgresTamperTest, AnInclusionProofOfAChangedEntryIsRefused) {
+  const LedgerRef fields = Ledger("fields");
+  const LedgerRef hashes = Ledger("hashes");
+  Build({fields, hashes});
+  ASSERT_TRUE(audit_->ProveInclusion(fields, 2, "", 0).ok());
+  AsOwner(fields, [&](pqxx::work& tx, int64_t id) {
+    Exec(tx, id, "UPDATE audit.entries SET tokens = tokens + 1 WHERE ledger_id = $1 AND idx = 2",
+         1);
+  });
+  absl::StatusOr<InclusionProof> proof = audit_->ProveInclusion(fields, 2, "", 0);
+  EXPECT_EQ(proof.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(proof.status().message(), HasSubstr("its fields do not match its leaf hash"));
+  // Entry 3 stores the subtree {0 ... 3}, part of entry 5's proof.
+  AsOwner(hashes, [&](pqxx::work& tx, int64_t id) {
+    Exec(tx, id,
+         "UPDATE audit.entries SET completed = substring(completed for 32) || sha256(completed) "
+         "WHERE ledger_id = $1 AND idx = 3",
+         1);
+  });
+  proof = audit_->ProveInclusion(hashes, 5, "", 0);
+  EXPECT_EQ(proof.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(proof.status().message(), HasSubstr("the stored hashes do not prove it"));
 }
 
 }  // namespace

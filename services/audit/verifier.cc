@@ -3,25 +3,42 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 
 namespace policy::audit {
 
 LedgerVerifier::LedgerVerifier(LedgerRef ledger, std::string public_key,
                                std::vector<Checkpoint> checkpoints,
-                               std::optional<Checkpoint> trusted)
-    : ledger_(std::move(ledger)), public_key_(std::move(public_key)) {
-  if (trusted.has_value()) checkpoints.push_back(*std::move(trusted));
-  std::sort(checkpoints.begin(), checkpoints.end(),
-            [](const Checkpoint& a, const Checkpoint& b) { return a.tree_size < b.tree_size; });
+                               std::optional<Checkpoint> trusted,
+                               const EntryAuthenticator* authenticator, std::string trusted_name)
+    : ledger_(std::move(ledger)),
+      public_key_(std::move(public_key)),
+      authenticator_(authenticator),
+      trusted_name_(std::move(trusted_name)),
+      trusted_(trusted) {
+  // A trusted checkpoint also stored is checked (and counted) once.
+  if (trusted.has_value() &&
+      std::none_of(checkpoints.begin(), checkpoints.end(), [&](const Checkpoint& c) {
+        return c.ledger == trusted->ledger && c.tree_size == trusted->tree_size &&
+               c.root == trusted->root;
+      })) {
+    checkpoints.push_back(*std::move(trusted));
+  }
+  std::stable_sort(
+      checkpoints.begin(), checkpoints.end(),
+      [](const Checkpoint& a, const Checkpoint& b) { return a.tree_size < b.tree_size; });
   for (Checkpoint& c : checkpoints) {
     if (!report_.valid) break;
     if (c.ledger != ledger_) {
       Fail(0, absl::StrCat("a checkpoint of size ", c.tree_size, " is for ledger ",
                            LedgerName(c.ledger), ", not ", LedgerName(ledger_)));
     } else if (!VerifyCheckpoint(c, public_key_)) {
-      Fail(0, absl::StrCat("the checkpoint of size ", c.tree_size,
-                           " does not carry a valid signature of the trusted key"));
+      Fail(0, trusted_.has_value() && c == *trusted_
+                  ? absl::StrCat(trusted_name_, " of size ", c.tree_size,
+                                 " does not carry a valid signature of the trusted key")
+                  : absl::StrCat("the checkpoint of size ", c.tree_size,
+                                 " does not carry a valid signature of the trusted key"));
     } else if (c.tree_size > 0) {
       checkpoints_.push_back(std::move(c));
     }
@@ -35,14 +52,21 @@ void LedgerVerifier::Fail(uint64_t index, std::string problem) {
   report_.problem = std::move(problem);
 }
 
+std::string LedgerVerifier::NameOf(const Checkpoint& c) const {
+  if (trusted_.has_value() && c == *trusted_) {
+    return absl::StrCat(trusted_name_, " (root ", absl::BytesToHexString(AsBytes(c.root)), ")");
+  }
+  return "its signed checkpoint";
+}
+
 void LedgerVerifier::CheckCheckpointsAt(uint64_t size) {
   while (report_.valid && next_checkpoint_ < checkpoints_.size() &&
          checkpoints_[next_checkpoint_].tree_size == size) {
     if (checkpoints_[next_checkpoint_].root != tree_.Root()) {
       Fail(last_matched_size_,
-           absl::StrCat("the tree of size ", size,
-                        " differs from its signed checkpoint; the ledger is intact up to index ",
-                        last_matched_size_));
+           absl::StrCat("the tree of size ", size, " differs from ",
+                        NameOf(checkpoints_[next_checkpoint_]),
+                        "; the ledger is intact up to index ", last_matched_size_));
       return;
     }
     ++report_.checkpoints_checked;
@@ -77,6 +101,24 @@ bool LedgerVerifier::Add(const Entry& entry) {
                                 ": its stored subtree hashes differ from the recomputed ones"));
     return false;
   }
+  if (authenticator_ == nullptr) {
+    ++report_.unauthenticated_entries;
+  } else if (entry.mac.empty()) {
+    if (seen_mac_) {
+      Fail(expected, absl::StrCat("entry ", expected,
+                                  " carries no MAC, but an entry before it does: the audit "
+                                  "service did not write it"));
+      return false;
+    }
+    ++report_.unauthenticated_entries;
+  } else if (!authenticator_->Check(entry)) {
+    Fail(expected, absl::StrCat("entry ", expected,
+                                ": its MAC is not the audit service's: the service did not "
+                                "write it as it stands"));
+    return false;
+  } else {
+    seen_mac_ = true;
+  }
   ++report_.entries_checked;
   CheckCheckpointsAt(tree_.size());
   return report_.valid;
@@ -88,10 +130,15 @@ void LedgerVerifier::Unreadable(absl::string_view why) {
 
 IntegrityReport LedgerVerifier::Finish() {
   if (report_.valid && next_checkpoint_ < checkpoints_.size()) {
+    const Checkpoint& c = checkpoints_[next_checkpoint_];
     Fail(tree_.size(),
-         absl::StrCat("the ledger has ", tree_.size(), " entries, but a checkpoint of size ",
-                      checkpoints_[next_checkpoint_].tree_size, " was signed: entries from index ",
-                      tree_.size(), " on are missing"));
+         trusted_.has_value() && c == *trusted_
+             ? absl::StrCat("the ledger has ", tree_.size(), " entries, but ", NameOf(c),
+                            " has size ", c.tree_size, ": entries from index ", tree_.size(),
+                            " on are missing")
+             : absl::StrCat("the ledger has ", tree_.size(), " entries, but a checkpoint of size ",
+                            c.tree_size, " was signed: entries from index ", tree_.size(),
+                            " on are missing"));
   }
   report_.root = tree_.Root();
   return report_;

@@ -25,7 +25,12 @@
 //  - a checkpoint whose signed root differs from the recomputed tree of its size: the first
 //    index after the last checkpoint that matched;
 //  - a checkpoint larger than the ledger (the tail truncated): the ledger's size;
-//  - a stored entry that cannot be read back at all (Unreadable): its index.
+//  - a stored entry that cannot be read back at all (Unreadable): its index;
+//  - given the entries' authenticator (only the audit service holds its key): an entry whose
+//    MAC is not the authenticator's, or one without a MAC after an entry with one (entries
+//    stored before entries carried MACs come first in their ledger). Without it (a verifier
+//    holding only the public key), a row written with recomputed hashes after the newest
+//    checkpoint cannot be told from one the service wrote.
 namespace policy::audit {
 
 struct IntegrityReport {
@@ -35,13 +40,20 @@ struct IntegrityReport {
   uint64_t first_bad_index = 0;  // Meaningful when !valid.
   std::string problem;
   Hash root{};  // The recomputed root over the entries checked.
+  // Entries checked without a MAC (stored before entries carried one); with no authenticator,
+  // every entry checked.
+  uint64_t unauthenticated_entries = 0;
 };
 
 class LedgerVerifier {
  public:
-  // `checkpoints` in any order; each must be signed by `public_key` for `ledger`.
+  // `checkpoints` in any order; each must be signed by `public_key` for `ledger`. A problem
+  // with `trusted` calls it `trusted_name` ("the trusted checkpoint" unless given).
+  // `authenticator`, when not null, checks each entry's MAC; it must outlive the verifier.
   LedgerVerifier(LedgerRef ledger, std::string public_key, std::vector<Checkpoint> checkpoints,
-                 std::optional<Checkpoint> trusted = std::nullopt);
+                 std::optional<Checkpoint> trusted = std::nullopt,
+                 const EntryAuthenticator* authenticator = nullptr,
+                 std::string trusted_name = "the trusted checkpoint");
 
   // Feeds the next stored entry. Returns false once a problem is found (further entries are
   // ignored).
@@ -56,9 +68,15 @@ class LedgerVerifier {
  private:
   void Fail(uint64_t index, std::string problem);
   void CheckCheckpointsAt(uint64_t size);
+  // How a problem names `c`: "its signed checkpoint", or the trusted one by its name.
+  std::string NameOf(const Checkpoint& c) const;
 
   const LedgerRef ledger_;
   const std::string public_key_;
+  const EntryAuthenticator* const authenticator_;
+  const std::string trusted_name_;
+  std::optional<Checkpoint> trusted_;
+  bool seen_mac_ = false;                // An entry with a MAC was checked.
   std::vector<Checkpoint> checkpoints_;  // Sorted by size; signatures already checked.
   size_t next_checkpoint_ = 0;
   uint64_t last_matched_size_ = 0;

@@ -1621,6 +1621,65 @@ class EdgeProcessTest(unittest.TestCase):
         verified = policyctl("audit", "verify", *ledger)
         self.assertEqual(verified.returncode, 0, verified.stdout + verified.stderr)
 
+    def test_policyctl_audit_prove_checks_the_proof_and_the_signature_itself(self):
+        alice = SUITE.new_admin_key("alice")
+
+        def policyctl(*args):
+            return run_policyctl(*args, admin_key=alice)
+        decision = self.decide()
+        self.assertEqual(decision.verdict, E.VERDICT_ALLOW)
+        ledger = ("--project=support-eu", "--environment=production")
+        request_id = "decision:" + decision.request_id
+        public_key = audit_pb2_grpc.AuditServiceStub(P["audit"].channel).GetCheckpoint(
+            audit_pb2.GetCheckpointRequest(ledger=audit_pb2.LedgerRef(
+                project="support-eu", environment="production")), timeout=10).public_key.hex()
+
+        def proved():
+            r = policyctl("audit", "prove", *ledger, f"--request_id={request_id}")
+            return r if r.returncode == 0 else None
+        unsigned = pt.wait_until(proved, timeout=30, message="a checkpoint covers it")
+        self.assertIn("proof of", unsigned.stdout)
+        self.assertIn("root NOT verified against a signature", unsigned.stdout)
+        signed = policyctl("audit", "prove", *ledger, f"--request_id={request_id}",
+                           f"--public_key={public_key}")
+        self.assertEqual(signed.returncode, 0, signed.stderr)
+        self.assertIn("signed by --public_key", signed.stdout)
+        other_key = policyctl("audit", "prove", *ledger, f"--request_id={request_id}",
+                              "--public_key=" + "ab" * 32)
+        self.assertEqual(other_key.returncode, 3, other_key.stdout)
+        self.assertIn("NOT PROVEN", other_key.stderr)
+        self.assertIn("does NOT carry a valid signature", other_key.stderr)
+        self.assertEqual(policyctl("audit", "prove", *ledger, f"--request_id={request_id}",
+                                   "--public_key=xyz").returncode, 2)
+        # audit checkpoint calls nothing signed it did not check.
+        checkpoint = policyctl("audit", "checkpoint", *ledger)
+        self.assertEqual(checkpoint.returncode, 0, checkpoint.stderr)
+        self.assertIn("NOT verified", checkpoint.stdout)
+        self.assertNotIn("signed by", checkpoint.stdout)
+        checkpoint = policyctl("audit", "checkpoint", *ledger, f"--public_key={public_key}")
+        self.assertEqual(checkpoint.returncode, 0, checkpoint.stderr)
+        self.assertIn("signed by --public_key", checkpoint.stdout)
+
+        # The entry changed in the database: the service does not prove it. (Changed back
+        # after, so that the ledger verifies for the other tests.)
+        def tamper(delta):
+            pt.psql(SUITE.url,
+                    "BEGIN; ALTER TABLE audit.entries DISABLE TRIGGER USER; "
+                    f"UPDATE audit.entries SET tokens = tokens + ({delta}) "
+                    f"WHERE request_id = '{request_id}'; "
+                    "ALTER TABLE audit.entries ENABLE TRIGGER USER; COMMIT;")
+        tamper(1)
+        try:
+            changed = policyctl("audit", "prove", *ledger, f"--request_id={request_id}",
+                                f"--public_key={public_key}")
+        finally:
+            tamper(-1)
+        self.assertEqual(changed.returncode, 1, changed.stdout)
+        self.assertIn("DATA_LOSS", changed.stderr)
+        self.assertIn("its fields do not match its leaf hash", changed.stderr)
+        self.assertEqual(policyctl("audit", "prove", *ledger, f"--request_id={request_id}",
+                                   f"--public_key={public_key}").returncode, 0)
+
     def test_no_compliant_region_is_a_deny(self):
         r = self.decide(residency=R.RESIDENCY_APAC)
         self.assertEqual(r.verdict, E.VERDICT_DENY)

@@ -14,14 +14,14 @@
 //
 // Exit codes scripts can rely on: 0 done (ALLOW; the ledger verifies); 1 the call failed
 // (its gRPC status on stderr; an admin call the caller's role does not allow is one,
-// PERMISSION_DENIED); 2 usage; 3 decide's answer is DENY or audit verify finds the ledger
-// invalid. With --output=json, stdout holds exactly the response as JSON (proto field names,
-// every field without presence printed even at its default);
-// a list's is every page's entries in one response. audit query prints each page as it
-// arrives, in that same one-response shape ({"entries":[...],"next_page_token":...}, the token
-// empty unless --limit stopped it); should a later page fail, stdout holds the earlier pages
-// unfinished (not valid JSON) and the exit code is 1. audit export and subject-export print JSON
-// lines.
+// PERMISSION_DENIED); 2 usage; 3 decide's answer is DENY, audit verify finds the ledger
+// invalid, or audit prove / checkpoint finds a proof or signature that does not check. With
+// --output=json, stdout holds exactly the response as JSON (proto field names, every field
+// without presence printed even at its default); a list's is every page's entries in one
+// response. audit query prints each page as it arrives, in that same one-response shape
+// ({"entries":[...],"next_page_token":...}, the token empty unless --limit stopped it); should
+// a later page fail, stdout holds the earlier pages unfinished (not valid JSON) and the exit
+// code is 1. audit export and subject-export print JSON lines.
 // `--help` anywhere prints the command's usage on stdout and exits 0 without calling anything.
 #include <algorithm>
 #include <cstdio>
@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -49,6 +50,10 @@
 #include "grpcpp/grpcpp.h"
 #include "policy/edge/v1/admin.grpc.pb.h"
 #include "policy/edge/v1/edge.grpc.pb.h"
+#include "services/audit/checkpoint.h"
+#include "services/audit/entry.h"
+#include "services/audit/merkle.h"
+#include "services/audit/proto_convert.h"
 
 extern char** environ;
 
@@ -88,8 +93,10 @@ commands:
   audit verify      --project, --environment
   audit summary     --project, --environment
   audit export      --project, --environment  (every entry, one JSON object per line)
-  audit checkpoint  --project, --environment, [--tree_size]  (a signed tree head)
-  audit prove       --project, --environment, --index or --request_id, [--tree_size]
+  audit checkpoint  --project, --environment, [--tree_size, --public_key]  (a signed tree
+                    head; its signature checked against --public_key, else said unchecked)
+  audit prove       --project, --environment, --index or --request_id, [--tree_size,
+                    --public_key]  (the proof checked here; the root against --public_key)
                     (the entry's inclusion proof against a signed checkpoint; a decision's
                     request id is recorded as decision:<id>)
   audit subject-export SUBJECT   every entry naming a data subject (GDPR access)
@@ -117,7 +124,8 @@ global flags (or POLICY_POLICYCTL_<NAME>): --edge=host:port (127.0.0.1:50056), -
   --api_key, --output=text|json, --timeout=10s, --tls_ca_file (TLS to the edge),
   --tls_cert_file and --tls_key_file (a client certificate)
 exit codes: 0 done, 1 the call failed (an admin call the caller's role may not make too),
-  2 usage, 3 a decision DENY (decide) or an invalid ledger (audit verify)
+  2 usage, 3 a decision DENY (decide), an invalid ledger (audit verify), a proof or
+    signature that does not check (audit prove, audit checkpoint)
 every list shows all its entries, asking for --page_size (default 500) per call; audit query
   shows at most --limit (default 1000) entries, asking for --page_size (default 1000) per call
 --help anywhere (or policyctl help [COMMAND [VERB]]) prints the usage on stdout, exits 0 and
@@ -1089,7 +1097,7 @@ int Audit(const Invocation& in) {
   }
   Global g;
   std::string project, environment, action, request_id;
-  std::string page_token;
+  std::string page_token, public_key_hex;
   int64_t page_size = kAuditPageSize, limit = kAuditQueryLimit, tree_size = 0, index = -1;
   if (int rc = ParseFlags(
           in, g,
@@ -1103,6 +1111,10 @@ int Audit(const Invocation& in) {
                         "query: continue a query --limit stopped, from the token it printed");
             p.AddInt("tree_size", &tree_size, "checkpoint, prove: a checkpoint's size; 0: newest");
             p.AddInt("index", &index, "prove: the entry's index");
+            p.AddString("public_key", &public_key_hex,
+                        "checkpoint, prove: the audit service's Ed25519 public key (64 hex "
+                        "digits, from its operator, never from the server) to check the "
+                        "checkpoint's signature against; without it the root is not verified");
             p.AddString("request_id", &request_id,
                         "prove: the entry's request id (a decision's is decision:<its request "
                         "id>); forget: this erasure's request id");
@@ -1110,6 +1122,28 @@ int Audit(const Invocation& in) {
       rc != kOk) {
     return rc;
   }
+  std::string public_key;
+  if (!public_key_hex.empty()) {
+    if (public_key_hex.size() != 64 ||
+        !std::all_of(public_key_hex.begin(), public_key_hex.end(), absl::ascii_isxdigit)) {
+      return Usage("--public_key: the audit service's Ed25519 public key, 64 hex digits");
+    }
+    public_key = absl::HexStringToBytes(public_key_hex);
+  }
+  // What the checkpoint's signature says, checked here against --public_key only.
+  auto signature_verdict = [&](const audit::v1::Checkpoint& c) -> std::pair<bool, std::string> {
+    if (public_key.empty()) {
+      return {true,
+              "root NOT verified against a signature (give --public_key to check it); the "
+              "stored key_id " +
+                  c.key_id() + " is not signed"};
+    }
+    absl::StatusOr<audit::Checkpoint> checkpoint = audit::CheckpointFromProto(c);
+    if (!checkpoint.ok() || !audit::VerifyCheckpoint(*checkpoint, public_key)) {
+      return {false, "the checkpoint does NOT carry a valid signature of --public_key"};
+    }
+    return {true, absl::StrCat("signed by --public_key (key ", audit::KeyIdOf(public_key), ")")};
+  };
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   auto stub = edge::v1::AdminService::NewStub(Channel(g));
   audit::v1::LedgerRef ledger;
@@ -1263,12 +1297,17 @@ int Audit(const Invocation& in) {
     if (grpc::Status s = stub->GetCheckpoint(Context(g, true).get(), request, &response); !s.ok()) {
       return Failed(s);
     }
-    return Show(g, response, [&] {
+    const auto [signature_ok, verdict] = signature_verdict(response.checkpoint());
+    const int shown = Show(g, response, [&] {
       const audit::v1::Checkpoint& c = response.checkpoint();
-      std::printf("tree size %llu  root %s  signed by %s\n",
-                  static_cast<unsigned long long>(c.tree_size()),
-                  absl::BytesToHexString(c.root_hash()).c_str(), c.key_id().c_str());
+      std::printf("tree size %llu  root %s  %s\n", static_cast<unsigned long long>(c.tree_size()),
+                  absl::BytesToHexString(c.root_hash()).c_str(), verdict.c_str());
     });
+    if (!signature_ok) {
+      std::fprintf(stderr, "policyctl: %s\n", verdict.c_str());
+      return kRefused;
+    }
+    return shown;
   }
   if (in.words[0] == "prove") {
     audit::v1::GetInclusionProofRequest request;
@@ -1285,12 +1324,48 @@ int Audit(const Invocation& in) {
         !s.ok()) {
       return Failed(s);
     }
+    // Nothing the server says is taken on trust: the leaf is recomputed from the entry's
+    // fields and the proof folded to the checkpoint's root here; the root is checked against
+    // --public_key when given.
+    std::string failure;
+    absl::StatusOr<audit::Entry> entry = audit::EntryFromProto(response.entry());
+    absl::StatusOr<audit::Checkpoint> checkpoint =
+        audit::CheckpointFromProto(response.checkpoint());
+    std::vector<audit::Hash> proof;
+    for (const std::string& h : response.proof()) {
+      absl::StatusOr<audit::Hash> hash = audit::HashFromBytes(h);
+      if (!hash.ok()) {
+        failure = "a proof hash is not 32 bytes";
+        break;
+      }
+      proof.push_back(*hash);
+    }
+    if (!entry.ok()) {
+      failure = absl::StrCat("the entry is malformed: ", entry.status().message());
+    } else if (!checkpoint.ok()) {
+      failure = absl::StrCat("the checkpoint is malformed: ", checkpoint.status().message());
+    } else if (failure.empty() &&
+               !audit::VerifyInclusion(audit::EntryLeafHash(*entry), entry->index,
+                                       checkpoint->tree_size, proof, checkpoint->root)) {
+      failure = "the proof does not fold the entry's recomputed leaf hash to the checkpoint's root";
+    }
+    if (!failure.empty()) {
+      std::fprintf(stderr, "policyctl: NOT PROVEN: entry %llu: %s\n",
+                   static_cast<unsigned long long>(response.entry().index()), failure.c_str());
+      return kRefused;
+    }
+    const auto [signature_ok, verdict] = signature_verdict(response.checkpoint());
+    if (!signature_ok) {
+      std::fprintf(stderr, "policyctl: NOT PROVEN: entry %llu: %s\n",
+                   static_cast<unsigned long long>(response.entry().index()), verdict.c_str());
+      return kRefused;
+    }
     return Show(g, response, [&] {
-      std::printf("entry %llu is in the tree of %llu (root %s): %d hashes of proof\n",
+      std::printf("entry %llu is in the tree of %llu (root %s): proof of %d hashes checked; %s\n",
                   static_cast<unsigned long long>(response.entry().index()),
                   static_cast<unsigned long long>(response.checkpoint().tree_size()),
                   absl::BytesToHexString(response.checkpoint().root_hash()).c_str(),
-                  response.proof_size());
+                  response.proof_size(), verdict.c_str());
     });
   }
   if (in.words[0] == "subject-export") {
