@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -92,6 +93,9 @@ struct ComplianceSummary {
   uint64_t policy_violations = 0;
   std::map<std::string, uint64_t> action_breakdown;
   IntegrityReport integrity;
+  // Pseudonyms the period's entries name with neither a subject key nor a subject_forgotten
+  // record (GetComplianceSummaryResponse.unaccounted_subjects).
+  uint64_t unaccounted_subjects = 0;
 };
 
 struct ForgetResult {
@@ -193,6 +197,9 @@ class AuditLedger {
   // Signs a checkpoint of `ledger` if it grew since its newest one (true when it did),
   // setting the overview's newest checkpoint.
   absl::StatusOr<bool> SignCheckpoint(const LedgerSize& ledger, LedgerOverview& overview);
+  // How many of `refs` (pseudonyms) have neither a subject key nor a subject_forgotten record
+  // naming them in the organisation's ledger.
+  absl::StatusOr<uint64_t> CountUnaccounted(absl::flat_hash_set<std::string> refs);
   // Whether the ledger exists: it does from its first entry on.
   absl::StatusOr<bool> Exists(const LedgerRef& ledger);
   // Appends an audit_read of `ledger` by `requested_by`. Callers first check that the ledger

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -647,6 +648,74 @@ TEST_F(PostgresTamperTest, AnUnreadableRowFailsVerification) {
     EXPECT_THAT(r->problem, HasSubstr("entry 14 of ledger"));
     EXPECT_THAT(r->problem, HasSubstr(message));
   }
+}
+
+// A subject key row moved to another subject's pseudonym (audit.subject_keys.ref is not
+// covered by the key's wrapping): reading a subject's entries by it is refused with
+// DATA_LOSS naming the row's locator, never the identifier, so a subject access request
+// never returns another person's entries. A row deleted without a subject_forgotten record
+// shows in the compliance summary.
+TEST_F(PostgresTamperTest, ASubjectKeyRowMovedToAnotherPseudonymIsRefused) {
+  const LedgerRef ledger = Ledger("subjects");
+  for (int n = 0; n < 6; ++n) {
+    EntryInput in;
+    in.action = Action::kApiCall;
+    in.actor = n % 2 == 0 ? "alice0@example.com" : "carol0@example.com";
+    in.ledger = ledger;
+    in.model = "gpt-4.1";
+    in.request_id = absl::StrCat("subjects-", n);
+    ASSERT_TRUE(audit_->Append(in).ok());
+  }
+  const std::string alice = subjects_->Locator("alice0@example.com");
+  const std::string carol = subjects_->Locator("carol0@example.com");
+  absl::StatusOr<SubjectPage> before =
+      audit_->ExportSubject("alice0@example.com", "dpo@example.com", std::nullopt, 100);
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_EQ(before->entries.size(), 3u);
+  absl::StatusOr<ComplianceSummary> sound =
+      audit_->Summarize(ledger, std::nullopt, std::nullopt, "dpo@example.com");
+  ASSERT_TRUE(sound.ok()) << sound.status();
+  EXPECT_EQ(sound->unaccounted_subjects, 0u);
+  {
+    pqxx::connection c(pg::ConnectionString(url_, absl::Seconds(5)));
+    pqxx::work tx(c);
+    EXPECT_EQ(tx.exec_params("UPDATE audit.subject_keys SET ref = (SELECT ref FROM "
+                             "audit.subject_keys WHERE locator = $2) WHERE locator = $1",
+                             Bin(alice), Bin(carol))
+                  .affected_rows(),
+              1u);
+    tx.commit();
+  }
+  absl::StatusOr<SubjectPage> page =
+      audit_->ExportSubject("alice0@example.com", "dpo@example.com", std::nullopt, 100);
+  EXPECT_EQ(page.status().code(), absl::StatusCode::kDataLoss) << page.status();
+  EXPECT_THAT(page.status().message(), HasSubstr(absl::BytesToHexString(alice)));
+  EXPECT_THAT(page.status().message(), Not(HasSubstr("alice0")));
+  QuerySpec spec;
+  spec.ledger = ledger;
+  spec.actor = "alice0@example.com";
+  EXPECT_EQ(audit_->Query(spec, "dpo@example.com").status().code(), absl::StatusCode::kDataLoss);
+  // Carol's own row is untouched: her export still works and holds only her entries.
+  absl::StatusOr<SubjectPage> theirs =
+      audit_->ExportSubject("carol0@example.com", "dpo@example.com", std::nullopt, 100);
+  ASSERT_TRUE(theirs.ok()) << theirs.status();
+  EXPECT_EQ(theirs->entries.size(), 3u);
+  for (const RevealedEntry& e : theirs->entries) EXPECT_EQ(e.actor, "carol0@example.com");
+
+  // Forgotten through the service: accounted for. Deleted behind its back: not.
+  ASSERT_TRUE(audit_->Forget("carol0@example.com", "dpo@example.com", "forget-carol").ok());
+  {
+    pqxx::connection c(pg::ConnectionString(url_, absl::Seconds(5)));
+    pqxx::work tx(c);
+    EXPECT_EQ(tx.exec_params("DELETE FROM audit.subject_keys WHERE locator = $1", Bin(alice))
+                  .affected_rows(),
+              1u);
+    tx.commit();
+  }
+  absl::StatusOr<ComplianceSummary> summary =
+      audit_->Summarize(ledger, std::nullopt, std::nullopt, "dpo@example.com");
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->unaccounted_subjects, 1u);
 }
 
 }  // namespace
