@@ -330,6 +330,22 @@ std::string GrantsSql(pqxx::work& tx, const std::string& role) {
 PostgresLedgerStore::PostgresLedgerStore(pg::Pool* pool, std::string role)
     : pool_(pool), role_(std::move(role)) {}
 
+absl::StatusOr<std::string> PostgresLedgerStore::TransactionRole(pg::Pool* pool) {
+  std::string role = kWriterRole;
+  RETURN_IF_ERROR(pool->Transact([&](pqxx::work& tx) -> absl::Status {
+    const bool runtime = tx.exec_params1(
+                               "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) "
+                               "AND pg_has_role(current_user, $1, 'USAGE') "
+                               "AND NOT (EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $2) "
+                               "         AND pg_has_role(current_user, $2, 'MEMBER'))",
+                               std::string(kRuntimeRole), std::string(kWriterRole))[0]
+                             .as<bool>();
+    if (runtime) role.clear();
+    return absl::OkStatus();
+  }));
+  return role;
+}
+
 absl::Status PostgresLedgerStore::CheckRole(pg::Pool* pool, const std::string& role) {
   if (role.empty()) return absl::OkStatus();
   return pool->Transact([&](pqxx::work& tx) -> absl::Status {
@@ -488,8 +504,9 @@ std::optional<absl::StatusOr<std::vector<AppendOutcome>>> PostgresLedgerStore::A
   std::string result;
   bool retry = false;
   absl::Status status = pool_->Autocommit([&](pqxx::nontransaction& tx) {
+    // The function runs as its owner (SECURITY DEFINER, 005_runtime_role.sql): no role.
     Statement s("SELECT audit.append_entries(");
-    s.Text(role_).Sql(", ").Int(kAppendLockNamespace).Sql("::integer, ").Int(AppendLock(id));
+    s.Text("").Sql(", ").Int(kAppendLockNamespace).Sql("::integer, ").Int(AppendLock(id));
     s.Sql("::integer, ").Int(id).Sql(", ").Int(ClampToInt64(size)).Sql(", ");
     s.Bytes(AsBytes(fresh[0].leaf_hash)).Sql(retry ? ", true, " : ", false, ");
     s.Array(request_ids).Sql(", ").Array(refs).Sql(", ");
@@ -745,13 +762,12 @@ absl::Status PostgresLedgerStore::AddCheckpoint(const Checkpoint& checkpoint) {
   int64_t id = 0;
   RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
     id = EnsureLedgerId(tx, checkpoint.ledger);
-    Statement s(
-        "INSERT INTO audit.checkpoints (ledger_id, tree_size, root_hash, signed_at, signature, "
-        "key_id) VALUES (");
+    // Through the SECURITY DEFINER function: a runtime login role may not insert checkpoints.
+    Statement s("SELECT audit.add_checkpoint(");
     s.Int(id).Sql(",").Int(ClampToInt64(checkpoint.tree_size));
     s.Sql(",").Bytes(AsBytes(checkpoint.root)).Sql(",").Time(checkpoint.time);
     s.Sql(",").Bytes(checkpoint.signature).Sql(",").Text(checkpoint.key_id);
-    s.Sql(") ON CONFLICT (ledger_id, tree_size) DO NOTHING");
+    s.Sql(")");
     s.Exec(tx);
     return absl::OkStatus();
   }));
@@ -834,7 +850,7 @@ absl::StatusOr<std::vector<SubjectKey>> PostgresLedgerStore::GetOrAddSubjectKeys
     wrapped.Add(key->wrapped);
   }
   Statement s("SELECT locator, ref, wrapped_key FROM audit.get_or_add_subject_keys(");
-  s.Text(role_).Sql(", ").Array(locators).Sql(", ").Array(refs).Sql(", ").Array(wrapped).Sql(")");
+  s.Text("").Sql(", ").Array(locators).Sql(", ").Array(refs).Sql(", ").Array(wrapped).Sql(")");
   absl::flat_hash_map<std::string, SubjectKey> keys;  // by locator
   RETURN_IF_ERROR(pool_->Autocommit([&](pqxx::nontransaction& tx) -> absl::Status {
     keys.clear();

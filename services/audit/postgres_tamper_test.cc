@@ -15,6 +15,7 @@
 // grew since its newest checkpoint, so in a shared database it would sign, or fail on, the
 // ledgers other tests tampered with. Within a test, each ledger is named after the test.
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
@@ -716,6 +717,61 @@ TEST_F(PostgresTamperTest, ASubjectKeyRowMovedToAnotherPseudonymIsRefused) {
       audit_->Summarize(ledger, std::nullopt, std::nullopt, "dpo@example.com");
   ASSERT_TRUE(summary.ok()) << summary.status();
   EXPECT_EQ(summary->unaccounted_subjects, 1u);
+}
+
+// The audit service logged in as a member of policy_audit_runtime only
+// (POLICY_TEST_PG_AUDIT_RUNTIME_URL; tools/dev creates such a role; 005_runtime_role.sql):
+// it appends, signs, exports and forgets through the store, but cannot change, delete or
+// insert ledger rows itself, nor become policy_audit_writer.
+TEST_F(PostgresTamperTest, TheRuntimeLoginRoleCannotRewriteTheLedger) {
+  const char* runtime = std::getenv("POLICY_TEST_PG_AUDIT_RUNTIME_URL");
+  if (runtime == nullptr || *runtime == '\0') {
+    GTEST_SKIP() << "POLICY_TEST_PG_AUDIT_RUNTIME_URL is not set";
+  }
+  std::string database;
+  {
+    pqxx::connection c(pg::ConnectionString(url_, absl::Seconds(5)));
+    pqxx::work tx(c);
+    database = tx.exec1("SELECT current_database()")[0].as<std::string>();
+  }
+  const std::string url = pg::WithDatabase(runtime, database);
+  pg::Pool pool(pg::PoolOptions{.url = url, .size = 2});
+  absl::StatusOr<std::string> role = PostgresLedgerStore::TransactionRole(&pool);
+  ASSERT_TRUE(role.ok()) << role.status();
+  EXPECT_EQ(*role, "");
+  ASSERT_TRUE(PostgresLedgerStore::CheckRole(&pool, *role).ok());
+  PostgresLedgerStore store(&pool, *role);
+  AuditLedger audit(&store, subjects_.get(), signer_.get(), &clock_);
+  const LedgerRef ledger = Ledger("runtime");
+  for (int n = 0; n < 4; ++n) {
+    absl::StatusOr<AppendOutcome> out = audit.Append(Input(ledger, n));
+    ASSERT_TRUE(out.ok()) << out.status();
+  }
+  absl::StatusOr<int> signed_count = audit.SignCheckpoints();
+  ASSERT_TRUE(signed_count.ok()) << signed_count.status();
+  EXPECT_EQ(*signed_count, 1);
+  ASSERT_TRUE(audit.ExportSubject("carol@example.com", "dpo@example.com", std::nullopt, 10).ok());
+  ASSERT_TRUE(audit.Forget("carol@example.com", "dpo@example.com", "forget-carol-rt").ok());
+  const IntegrityReport report = audit.Verify(ledger).value();
+  EXPECT_TRUE(report.valid) << report.problem;
+  EXPECT_EQ(report.entries_checked, 4u);
+
+  for (const std::string sql : {
+           "UPDATE audit.entries SET model = 'forged'",
+           "DELETE FROM audit.entries",
+           "INSERT INTO audit.entries SELECT * FROM audit.entries LIMIT 1",
+           "UPDATE audit.checkpoints SET key_id = 'deadbeefdeadbeef'",
+           "DELETE FROM audit.checkpoints",
+           "INSERT INTO audit.checkpoints SELECT * FROM audit.checkpoints LIMIT 1",
+           "UPDATE audit.subject_keys SET ref = ref",
+           "ALTER TABLE audit.entries DISABLE TRIGGER USER",
+           "SET ROLE policy_audit_writer",
+       }) {
+    SCOPED_TRACE(sql);
+    pqxx::connection c(pg::ConnectionString(url, absl::Seconds(5)));
+    pqxx::work tx(c);
+    EXPECT_ANY_THROW(tx.exec(sql));
+  }
 }
 
 }  // namespace
