@@ -377,12 +377,13 @@ TEST_P(OrgStoreConformanceTest, ACacheServesTheLatestSnapshot) {
 TEST(PostgresInvitationsTest, TheTableHoldsNoSecretIdAndOldInvitationsStillWork) {
   const pg::TestDatabase* db = pg::TestDatabase::Get();
   if (db == nullptr) GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
-  const std::string url = pg::WithDatabase(db->url(), db->CreateDatabase("invitations"));
+  const std::string url = db->CreateDatabase("invitations");
   const std::vector<pg::Migration>& all = Migrations();
   ASSERT_GE(all.size(), 6u);
   ASSERT_EQ(std::string(all[5].name), "invitation_digests");
   const std::vector<pg::Migration> before_digests(all.begin(), all.begin() + 5);
-  ASSERT_TRUE(pg::ApplyMigrations(url, "authz", before_digests).ok());
+  const absl::Status migrated = pg::ApplyMigrations(url, "authz", before_digests);
+  ASSERT_TRUE(migrated.ok()) << migrated;
   {
     pqxx::connection c(url);
     pqxx::work tx(c);
