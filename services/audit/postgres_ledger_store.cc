@@ -241,15 +241,33 @@ void AddArrays(Statement& s, const std::vector<pg::BinaryArray>& arrays) {
   }
 }
 
-// Inserts sealed entries of one ledger: one statement, one array parameter per column.
-void InsertEntries(pqxx::work& tx, int64_t ledger_id, absl::Span<const Entry> entries) {
-  Statement s(
-      "INSERT INTO audit.entries (ledger_id, idx, recorded_at, action, actor_ref, actor_sealed, "
-      "model, tokens, latency_us, outcome, metadata, content_hash, request_id, subject_ref, "
-      "subject_sealed, leaf_hash, completed) SELECT ");
-  s.Int(ledger_id).Sql(", u.* FROM unnest(");
+int32_t AppendLock(int64_t ledger_id);
+
+// Inserts sealed entries of one ledger, the first at index `entries[0].index` (its size), in
+// a transaction holding the ledger's append lock that found none of their request ids and
+// every subject key (`refs`, the pseudonyms with keys the entries name): through the SECURITY
+// DEFINER function append_entries (a runtime login role may not insert entries itself), one
+// array parameter per column.
+absl::Status InsertEntries(pqxx::work& tx, int64_t ledger_id, absl::Span<const Entry> entries,
+                           const pg::BinaryArray& refs) {
+  if (entries.empty()) return absl::OkStatus();
+  pg::BinaryArray request_ids(pg::BinaryArray::Type::kText);
+  for (const Entry& e : entries) {
+    if (!e.request_id.empty()) request_ids.Add(e.request_id);
+  }
+  Statement s("SELECT audit.append_entries('', ");
+  s.Int(kAppendLockNamespace).Sql("::integer, ").Int(AppendLock(ledger_id));
+  s.Sql("::integer, ").Int(ledger_id).Sql(", ").Int(ClampToInt64(entries[0].index)).Sql(", ");
+  s.Bytes(AsBytes(entries[0].leaf_hash)).Sql(", false, ");
+  s.Array(request_ids).Sql(", ").Array(refs).Sql(", ");
   AddArrays(s, EntryArrays(entries));
-  s.Sql(") AS u").Exec(tx);
+  s.Sql(")");
+  const std::string result = Text(s.Exec(tx)[0][0]);
+  if (result != "appended") {
+    return absl::InternalError(
+        absl::StrCat("append_entries answered '", result, "' under the ledger's lock"));
+  }
+  return absl::OkStatus();
 }
 
 int32_t AppendLock(int64_t ledger_id) {
@@ -589,7 +607,7 @@ absl::StatusOr<std::vector<AppendOutcome>> PostgresLedgerStore::Append(std::vect
       std::vector<Entry> fresh;
       const std::vector<size_t> fresh_positions =
           SealFresh(entries, positions, stored, *tree, fresh, outcomes);
-      InsertEntries(tx, id, fresh);
+      RETURN_IF_ERROR(InsertEntries(tx, id, fresh, refs));
       for (size_t i = 0; i < fresh.size(); ++i) {
         outcomes[fresh_positions[i]] = AppendOutcome{absl::OkStatus(), std::move(fresh[i]), false};
       }
