@@ -391,6 +391,7 @@ grpc::ServerUnaryReactor* AuditService::GetComplianceSummary(
       (*response->mutable_action_breakdown())[action] = count;
     }
     ToProto(s->integrity, response->mutable_integrity());
+    response->set_unaccounted_subjects(s->unaccounted_subjects);
     return grpc::Status::OK;
   });
 }

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -236,6 +237,7 @@ absl::StatusOr<QueryPage> AuditLedger::Query(const QuerySpec& spec,
       return page;  // Nothing was ever recorded about this actor, or they were forgotten.
     }
     if (!key.ok()) return key.status();
+    RETURN_IF_ERROR(subjects_->UnwrapKeyOf(*key, spec.actor).status());
     filter.actor_ref = key->ref;
   }
   ASSIGN_OR_RETURN(std::vector<Entry> entries, store_->Query(filter));
@@ -338,6 +340,33 @@ absl::StatusOr<ConsistencyProof> AuditLedger::ProveConsistency(const LedgerRef& 
   return result;
 }
 
+absl::StatusOr<uint64_t> AuditLedger::CountUnaccounted(absl::flat_hash_set<std::string> refs) {
+  // Those with a key are accounted for.
+  std::vector<std::string> all(refs.begin(), refs.end());
+  for (size_t from = 0; from < all.size(); from += kReadChunk) {
+    const size_t to = std::min(all.size(), from + kReadChunk);
+    ASSIGN_OR_RETURN(auto keys, store_->SubjectKeysByRef(std::vector<std::string>(
+                                    all.begin() + from, all.begin() + to)));
+    for (const auto& [ref, key] : keys) refs.erase(ref);
+  }
+  if (refs.empty()) return 0;
+  // So are the forgotten: a subject_forgotten record's subject is the subject's pseudonym.
+  EntryFilter filter{.ledger = LedgerRef{},
+                     .action = Action::kSubjectForgotten,
+                     .actor_ref = "",
+                     .start = std::nullopt,
+                     .end = std::nullopt,
+                     .after_index = 0,
+                     .limit = kReadChunk};
+  for (;;) {
+    ASSIGN_OR_RETURN(std::vector<Entry> forgotten, store_->Query(filter));
+    for (const Entry& e : forgotten) refs.erase(e.subject.ref);
+    if (forgotten.size() < kReadChunk || refs.empty()) break;
+    filter.after_index = forgotten.back().index + 1;
+  }
+  return refs.size();
+}
+
 absl::StatusOr<IntegrityReport> AuditLedger::Verify(const LedgerRef& ledger) {
   RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
   ASSIGN_OR_RETURN(std::vector<Checkpoint> checkpoints, store_->ListCheckpoints(ledger));
@@ -382,6 +411,7 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
                      .end = end,
                      .after_index = 0,
                      .limit = kReadChunk};
+  absl::flat_hash_set<std::string> refs;  // The pseudonyms the entries name.
   for (;;) {
     ASSIGN_OR_RETURN(std::vector<Entry> entries, store_->Query(filter));
     for (const Entry& e : entries) {
@@ -394,10 +424,13 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
                                  : summary.total_tokens + std::max<int64_t>(e.tokens, 0);
       if (IsPolicyViolation(e)) ++summary.policy_violations;
       ++summary.action_breakdown[std::string(ActionName(e.action))];
+      refs.insert(e.actor.ref);
+      if (!e.subject.empty()) refs.insert(e.subject.ref);
     }
     if (entries.size() < kReadChunk) break;
     filter.after_index = entries.back().index + 1;
   }
+  ASSIGN_OR_RETURN(summary.unaccounted_subjects, CountUnaccounted(std::move(refs)));
   ASSIGN_OR_RETURN(summary.integrity, Verify(ledger));
   RETURN_IF_ERROR(RecordRead(ledger, requested_by, "compliance_summary"));
   return summary;
@@ -505,6 +538,9 @@ absl::StatusOr<SubjectPage> AuditLedger::ExportSubject(const std::string& subjec
         absl::StrCat("page_size: must be between 1 and ", kMaxPageSize));
   }
   absl::StatusOr<SubjectKey> key = store_->GetSubjectKey(subjects_->Locator(subject));
+  if (!key.ok() && !absl::IsNotFound(key.status())) return key.status();
+  // Never another subject's entries: the row must be this subject's.
+  if (key.ok()) RETURN_IF_ERROR(subjects_->UnwrapKeyOf(*key, subject).status());
   SubjectPage page;
   EntryInput record;
   record.action = Action::kSubjectAccessExported;
@@ -550,8 +586,6 @@ absl::StatusOr<SubjectPage> AuditLedger::ExportSubject(const std::string& subjec
     record.subject = subject;
     record.metadata["entries"] = absl::StrCat(page.entries.size());
     if (after.has_value()) record.metadata["page"] = "next";
-  } else if (!absl::IsNotFound(key.status())) {
-    return key.status();
   }
   RETURN_IF_ERROR(Append(record).status());
   return page;

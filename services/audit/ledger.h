@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -95,6 +96,9 @@ struct ComplianceSummary {
   uint64_t policy_violations = 0;
   std::map<std::string, uint64_t> action_breakdown;
   IntegrityReport integrity;
+  // Pseudonyms the period's entries name with neither a subject key nor a subject_forgotten
+  // record (GetComplianceSummaryResponse.unaccounted_subjects).
+  uint64_t unaccounted_subjects = 0;
 };
 
 struct ForgetResult {
@@ -222,6 +226,9 @@ class AuditLedger {
   std::optional<Checkpoint> RememberedHead(const LedgerRef& ledger) ABSL_LOCKS_EXCLUDED(heads_mu_);
   // Remembers `checkpoint` as the ledger's head unless a larger one is remembered.
   void Remember(const Checkpoint& checkpoint) ABSL_LOCKS_EXCLUDED(heads_mu_);
+  // How many of `refs` (pseudonyms) have neither a subject key nor a subject_forgotten record
+  // naming them in the organisation's ledger.
+  absl::StatusOr<uint64_t> CountUnaccounted(absl::flat_hash_set<std::string> refs);
   // Whether the ledger exists: it does from its first entry on.
   absl::StatusOr<bool> Exists(const LedgerRef& ledger);
   // Appends an audit_read of `ledger` by `requested_by`. Callers first check that the ledger

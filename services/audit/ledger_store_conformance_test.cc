@@ -670,7 +670,7 @@ TEST_P(LedgerStoreConformanceTest, OneStatementAppend) {
           absl::StrCat("(SELECT id FROM audit.ledgers WHERE project = '", ledger_.project, "')");
       result = tx.exec_params1(
                      absl::StrCat(
-                         "SELECT audit.append_entries('policy_audit_writer', 1, 2, ", ledger,
+                         "SELECT audit.append_entries('', 1, 2, ", ledger,
                          ", $1::bigint, $2::bytea, $4::boolean, ARRAY[$3::text], "
                          "array_remove(ARRAY[$5::bytea], ''), ARRAY[$1::bigint], ARRAY[now()], "
                          "ARRAY['api_call'], ARRAY[''::bytea], ARRAY[''::bytea], ARRAY['m'], "

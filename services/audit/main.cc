@@ -47,10 +47,16 @@ int Main(int argc, char** argv) {
   std::unique_ptr<LedgerStore> store;
   if (config.storage.postgres()) {
     pool = std::make_unique<pg::Pool>(config.storage.pool_options());
-    if (absl::Status s = PostgresLedgerStore::CheckRole(pool.get(), kWriterRole); !s.ok()) {
+    absl::StatusOr<std::string> role = PostgresLedgerStore::TransactionRole(pool.get());
+    if (!role.ok()) return Fail(role.status());
+    if (absl::Status s = PostgresLedgerStore::CheckRole(pool.get(), *role); !s.ok()) {
       return Fail(s);
     }
-    store = std::make_unique<PostgresLedgerStore>(pool.get(), kWriterRole);
+    if (!role->empty()) {
+      LogWarning("the audit service's login role can write ledger rows directly",
+                 {{"role", *role}, {"instead", "log in as a member of policy_audit_runtime"}});
+    }
+    store = std::make_unique<PostgresLedgerStore>(pool.get(), *role);
   } else {
     store = std::make_unique<MemoryLedgerStore>();
   }

@@ -243,15 +243,33 @@ void AddArrays(Statement& s, const std::vector<pg::BinaryArray>& arrays) {
   }
 }
 
-// Inserts sealed entries of one ledger: one statement, one array parameter per column.
-void InsertEntries(pqxx::work& tx, int64_t ledger_id, absl::Span<const Entry> entries) {
-  Statement s(
-      "INSERT INTO audit.entries (ledger_id, idx, recorded_at, action, actor_ref, actor_sealed, "
-      "model, tokens, latency_us, outcome, metadata, content_hash, request_id, subject_ref, "
-      "subject_sealed, leaf_hash, completed, mac) SELECT ");
-  s.Int(ledger_id).Sql(", u.* FROM unnest(");
+int32_t AppendLock(int64_t ledger_id);
+
+// Inserts sealed entries of one ledger, the first at index `entries[0].index` (its size), in
+// a transaction holding the ledger's append lock that found none of their request ids and
+// every subject key (`refs`, the pseudonyms with keys the entries name): through the SECURITY
+// DEFINER function append_entries (a runtime login role may not insert entries itself), one
+// array parameter per column.
+absl::Status InsertEntries(pqxx::work& tx, int64_t ledger_id, absl::Span<const Entry> entries,
+                           const pg::BinaryArray& refs) {
+  if (entries.empty()) return absl::OkStatus();
+  pg::BinaryArray request_ids(pg::BinaryArray::Type::kText);
+  for (const Entry& e : entries) {
+    if (!e.request_id.empty()) request_ids.Add(e.request_id);
+  }
+  Statement s("SELECT audit.append_entries('', ");
+  s.Int(kAppendLockNamespace).Sql("::integer, ").Int(AppendLock(ledger_id));
+  s.Sql("::integer, ").Int(ledger_id).Sql(", ").Int(ClampToInt64(entries[0].index)).Sql(", ");
+  s.Bytes(AsBytes(entries[0].leaf_hash)).Sql(", false, ");
+  s.Array(request_ids).Sql(", ").Array(refs).Sql(", ");
   AddArrays(s, EntryArrays(entries));
-  s.Sql(") AS u").Exec(tx);
+  s.Sql(")");
+  const std::string result = Text(s.Exec(tx)[0][0]);
+  if (result != "appended") {
+    return absl::InternalError(
+        absl::StrCat("append_entries answered '", result, "' under the ledger's lock"));
+  }
+  return absl::OkStatus();
 }
 
 int32_t AppendLock(int64_t ledger_id) {
@@ -331,6 +349,22 @@ std::string GrantsSql(pqxx::work& tx, const std::string& role) {
 
 PostgresLedgerStore::PostgresLedgerStore(pg::Pool* pool, std::string role)
     : pool_(pool), role_(std::move(role)) {}
+
+absl::StatusOr<std::string> PostgresLedgerStore::TransactionRole(pg::Pool* pool) {
+  std::string role = kWriterRole;
+  RETURN_IF_ERROR(pool->Transact([&](pqxx::work& tx) -> absl::Status {
+    const bool runtime = tx.exec_params1(
+                               "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) "
+                               "AND pg_has_role(current_user, $1, 'USAGE') "
+                               "AND NOT (EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $2) "
+                               "         AND pg_has_role(current_user, $2, 'MEMBER'))",
+                               std::string(kRuntimeRole), std::string(kWriterRole))[0]
+                             .as<bool>();
+    if (runtime) role.clear();
+    return absl::OkStatus();
+  }));
+  return role;
+}
 
 absl::Status PostgresLedgerStore::CheckRole(pg::Pool* pool, const std::string& role) {
   if (role.empty()) return absl::OkStatus();
@@ -490,8 +524,9 @@ std::optional<absl::StatusOr<std::vector<AppendOutcome>>> PostgresLedgerStore::A
   std::string result;
   bool retry = false;
   absl::Status status = pool_->Autocommit([&](pqxx::nontransaction& tx) {
+    // The function runs as its owner (SECURITY DEFINER, 005_runtime_role.sql): no role.
     Statement s("SELECT audit.append_entries(");
-    s.Text(role_).Sql(", ").Int(kAppendLockNamespace).Sql("::integer, ").Int(AppendLock(id));
+    s.Text("").Sql(", ").Int(kAppendLockNamespace).Sql("::integer, ").Int(AppendLock(id));
     s.Sql("::integer, ").Int(id).Sql(", ").Int(ClampToInt64(size)).Sql(", ");
     s.Bytes(AsBytes(fresh[0].leaf_hash)).Sql(retry ? ", true, " : ", false, ");
     s.Array(request_ids).Sql(", ").Array(refs).Sql(", ");
@@ -575,7 +610,7 @@ absl::StatusOr<std::vector<AppendOutcome>> PostgresLedgerStore::Append(std::vect
       std::vector<Entry> fresh;
       const std::vector<size_t> fresh_positions =
           SealFresh(entries, positions, stored, *tree, authenticator.get(), fresh, outcomes);
-      InsertEntries(tx, id, fresh);
+      RETURN_IF_ERROR(InsertEntries(tx, id, fresh, refs));
       for (size_t i = 0; i < fresh.size(); ++i) {
         outcomes[fresh_positions[i]] = AppendOutcome{absl::OkStatus(), std::move(fresh[i]), false};
       }
@@ -748,13 +783,12 @@ absl::Status PostgresLedgerStore::AddCheckpoint(const Checkpoint& checkpoint) {
   int64_t id = 0;
   RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
     id = EnsureLedgerId(tx, checkpoint.ledger);
-    Statement s(
-        "INSERT INTO audit.checkpoints (ledger_id, tree_size, root_hash, signed_at, signature, "
-        "key_id) VALUES (");
+    // Through the SECURITY DEFINER function: a runtime login role may not insert checkpoints.
+    Statement s("SELECT audit.add_checkpoint(");
     s.Int(id).Sql(",").Int(ClampToInt64(checkpoint.tree_size));
     s.Sql(",").Bytes(AsBytes(checkpoint.root)).Sql(",").Time(checkpoint.time);
     s.Sql(",").Bytes(checkpoint.signature).Sql(",").Text(checkpoint.key_id);
-    s.Sql(") ON CONFLICT (ledger_id, tree_size) DO NOTHING");
+    s.Sql(")");
     s.Exec(tx);
     return absl::OkStatus();
   }));
@@ -837,7 +871,7 @@ absl::StatusOr<std::vector<SubjectKey>> PostgresLedgerStore::GetOrAddSubjectKeys
     wrapped.Add(key->wrapped);
   }
   Statement s("SELECT locator, ref, wrapped_key FROM audit.get_or_add_subject_keys(");
-  s.Text(role_).Sql(", ").Array(locators).Sql(", ").Array(refs).Sql(", ").Array(wrapped).Sql(")");
+  s.Text("").Sql(", ").Array(locators).Sql(", ").Array(refs).Sql(", ").Array(wrapped).Sql(")");
   absl::flat_hash_map<std::string, SubjectKey> keys;  // by locator
   RETURN_IF_ERROR(pool_->Autocommit([&](pqxx::nontransaction& tx) -> absl::Status {
     keys.clear();

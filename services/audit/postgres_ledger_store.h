@@ -28,6 +28,10 @@ namespace policy::audit {
 // store; the cache changes only once a transaction has committed.
 // The role migrations/001_audit.sql grants INSERT and SELECT on the ledger tables.
 inline constexpr char kWriterRole[] = "policy_audit_writer";
+// The NOLOGIN group role of a login role that may not rewrite the ledger
+// (migrations/005_runtime_role.sql): it reads, and writes only through the SECURITY DEFINER
+// functions (and creates ledgers, destroys subject keys).
+inline constexpr char kRuntimeRole[] = "policy_audit_runtime";
 
 class PostgresLedgerStore : public LedgerStore {
  public:
@@ -37,6 +41,12 @@ class PostgresLedgerStore : public LedgerStore {
   // OK when the pool's login role can SET ROLE `role` and `role` holds the migration's
   // grants; FAILED_PRECONDITION giving the SQL an administrator must run otherwise.
   static absl::Status CheckRole(pg::Pool* pool, const std::string& role);
+
+  // The role the store's transactions should switch to: "" when the login role is a member
+  // of kRuntimeRole and may not become kWriterRole (it runs as itself, with the runtime
+  // role's privileges); kWriterRole otherwise (the login role owns the tables: a
+  // single-user set-up, which a compromised process can rewrite).
+  static absl::StatusOr<std::string> TransactionRole(pg::Pool* pool);
 
   absl::StatusOr<std::vector<AppendOutcome>> Append(std::vector<Entry> entries) override;
   absl::StatusOr<uint64_t> Size(const LedgerRef& ledger) override;

@@ -15,6 +15,7 @@
 // grew since its newest checkpoint, so in a shared database it would sign, or fail on, the
 // ledgers other tests tampered with. Within a test, each ledger is named after the test.
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
@@ -905,6 +906,133 @@ TEST_F(PostgresTamperTest, AnInclusionProofOfAChangedEntryIsRefused) {
   proof = audit_->ProveInclusion(hashes, 5, "", 0);
   EXPECT_EQ(proof.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(proof.status().message(), HasSubstr("the stored hashes do not prove it"));
+}
+
+// A subject key row moved to another subject's pseudonym (audit.subject_keys.ref is not
+// covered by the key's wrapping): reading a subject's entries by it is refused with
+// DATA_LOSS naming the row's locator, never the identifier, so a subject access request
+// never returns another person's entries. A row deleted without a subject_forgotten record
+// shows in the compliance summary.
+TEST_F(PostgresTamperTest, ASubjectKeyRowMovedToAnotherPseudonymIsRefused) {
+  const LedgerRef ledger = Ledger("subjects");
+  for (int n = 0; n < 6; ++n) {
+    EntryInput in;
+    in.action = Action::kApiCall;
+    in.actor = n % 2 == 0 ? "alice0@example.com" : "carol0@example.com";
+    in.ledger = ledger;
+    in.model = "gpt-4.1";
+    in.request_id = absl::StrCat("subjects-", n);
+    ASSERT_TRUE(audit_->Append(in).ok());
+  }
+  const std::string alice = subjects_->Locator("alice0@example.com");
+  const std::string carol = subjects_->Locator("carol0@example.com");
+  absl::StatusOr<SubjectPage> before =
+      audit_->ExportSubject("alice0@example.com", "dpo@example.com", std::nullopt, 100);
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_EQ(before->entries.size(), 3u);
+  absl::StatusOr<ComplianceSummary> sound =
+      audit_->Summarize(ledger, std::nullopt, std::nullopt, "dpo@example.com");
+  ASSERT_TRUE(sound.ok()) << sound.status();
+  EXPECT_EQ(sound->unaccounted_subjects, 0u);
+  {
+    pqxx::connection c(pg::ConnectionString(url_, absl::Seconds(5)));
+    pqxx::work tx(c);
+    EXPECT_EQ(tx.exec_params("UPDATE audit.subject_keys SET ref = (SELECT ref FROM "
+                             "audit.subject_keys WHERE locator = $2) WHERE locator = $1",
+                             Bin(alice), Bin(carol))
+                  .affected_rows(),
+              1u);
+    tx.commit();
+  }
+  absl::StatusOr<SubjectPage> page =
+      audit_->ExportSubject("alice0@example.com", "dpo@example.com", std::nullopt, 100);
+  EXPECT_EQ(page.status().code(), absl::StatusCode::kDataLoss) << page.status();
+  EXPECT_THAT(page.status().message(), HasSubstr(absl::BytesToHexString(alice)));
+  EXPECT_THAT(page.status().message(), Not(HasSubstr("alice0")));
+  QuerySpec spec;
+  spec.ledger = ledger;
+  spec.actor = "alice0@example.com";
+  EXPECT_EQ(audit_->Query(spec, "dpo@example.com").status().code(), absl::StatusCode::kDataLoss);
+  // Carol's own row is untouched: her export still works and holds only her entries (their
+  // identifiers may not open while another row claims her pseudonym; never as alice's).
+  absl::StatusOr<SubjectPage> theirs =
+      audit_->ExportSubject("carol0@example.com", "dpo@example.com", std::nullopt, 100);
+  ASSERT_TRUE(theirs.ok()) << theirs.status();
+  ASSERT_EQ(theirs->entries.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(theirs->entries[i].entry.request_id, absl::StrCat("subjects-", 2 * i + 1));
+    EXPECT_NE(theirs->entries[i].actor, "alice0@example.com");
+  }
+
+  // Forgotten through the service: accounted for. Deleted behind its back: not.
+  ASSERT_TRUE(audit_->Forget("carol0@example.com", "dpo@example.com", "forget-carol").ok());
+  {
+    pqxx::connection c(pg::ConnectionString(url_, absl::Seconds(5)));
+    pqxx::work tx(c);
+    EXPECT_EQ(tx.exec_params("DELETE FROM audit.subject_keys WHERE locator = $1", Bin(alice))
+                  .affected_rows(),
+              1u);
+    tx.commit();
+  }
+  absl::StatusOr<ComplianceSummary> summary =
+      audit_->Summarize(ledger, std::nullopt, std::nullopt, "dpo@example.com");
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->unaccounted_subjects, 1u);
+}
+
+// The audit service logged in as a member of policy_audit_runtime only
+// (POLICY_TEST_PG_AUDIT_RUNTIME_URL; tools/dev creates such a role; 005_runtime_role.sql):
+// it appends, signs, exports and forgets through the store, but cannot change, delete or
+// insert ledger rows itself, nor become policy_audit_writer.
+TEST_F(PostgresTamperTest, TheRuntimeLoginRoleCannotRewriteTheLedger) {
+  const char* runtime = std::getenv("POLICY_TEST_PG_AUDIT_RUNTIME_URL");
+  if (runtime == nullptr || *runtime == '\0') {
+    GTEST_SKIP() << "POLICY_TEST_PG_AUDIT_RUNTIME_URL is not set";
+  }
+  std::string database;
+  {
+    pqxx::connection c(pg::ConnectionString(url_, absl::Seconds(5)));
+    pqxx::work tx(c);
+    database = tx.exec1("SELECT current_database()")[0].as<std::string>();
+  }
+  const std::string url = pg::WithDatabase(runtime, database);
+  pg::Pool pool(pg::PoolOptions{.url = url, .size = 2});
+  absl::StatusOr<std::string> role = PostgresLedgerStore::TransactionRole(&pool);
+  ASSERT_TRUE(role.ok()) << role.status();
+  EXPECT_EQ(*role, "");
+  ASSERT_TRUE(PostgresLedgerStore::CheckRole(&pool, *role).ok());
+  PostgresLedgerStore store(&pool, *role);
+  AuditLedger audit(&store, subjects_.get(), signer_.get(), &clock_);
+  const LedgerRef ledger = Ledger("runtime");
+  for (int n = 0; n < 4; ++n) {
+    absl::StatusOr<AppendOutcome> out = audit.Append(Input(ledger, n));
+    ASSERT_TRUE(out.ok()) << out.status();
+  }
+  absl::StatusOr<int> signed_count = audit.SignCheckpoints();
+  ASSERT_TRUE(signed_count.ok()) << signed_count.status();
+  EXPECT_EQ(*signed_count, 1);
+  ASSERT_TRUE(audit.ExportSubject("carol@example.com", "dpo@example.com", std::nullopt, 10).ok());
+  ASSERT_TRUE(audit.Forget("carol@example.com", "dpo@example.com", "forget-carol-rt").ok());
+  const IntegrityReport report = audit.Verify(ledger).value();
+  EXPECT_TRUE(report.valid) << report.problem;
+  EXPECT_EQ(report.entries_checked, 4u);
+
+  for (const std::string sql : {
+           "UPDATE audit.entries SET model = 'forged'",
+           "DELETE FROM audit.entries",
+           "INSERT INTO audit.entries SELECT * FROM audit.entries LIMIT 1",
+           "UPDATE audit.checkpoints SET key_id = 'deadbeefdeadbeef'",
+           "DELETE FROM audit.checkpoints",
+           "INSERT INTO audit.checkpoints SELECT * FROM audit.checkpoints LIMIT 1",
+           "UPDATE audit.subject_keys SET ref = ref",
+           "ALTER TABLE audit.entries DISABLE TRIGGER USER",
+           "SET ROLE policy_audit_writer",
+       }) {
+    SCOPED_TRACE(sql);
+    pqxx::connection c(pg::ConnectionString(url, absl::Seconds(5)));
+    pqxx::work tx(c);
+    EXPECT_ANY_THROW(tx.exec(sql));
+  }
 }
 
 }  // namespace

@@ -48,6 +48,20 @@ absl::StatusOr<std::string> SubjectCipher::UnwrapKey(const SubjectKey& key) cons
   return crypto::AeadOpen(wrapping_key_, key.wrapped, key.locator);
 }
 
+absl::StatusOr<std::string> SubjectCipher::UnwrapKeyOf(const SubjectKey& key,
+                                                       absl::string_view identifier) const {
+  const std::string locator = Locator(identifier);
+  absl::StatusOr<std::string> subject_key = UnwrapKey(key);
+  if (!crypto::ConstantTimeEquals(key.locator, locator) || !subject_key.ok() ||
+      !crypto::ConstantTimeEquals(Pseudonym(*subject_key, identifier), key.ref)) {
+    return absl::DataLossError(absl::StrCat(
+        "the stored key of the subject with locator ", absl::BytesToHexString(key.locator),
+        " does not belong to its pseudonym (audit.subject_keys was altered); "
+        "refusing to read entries by it"));
+  }
+  return subject_key;
+}
+
 std::string SubjectCipher::Pseudonym(absl::string_view subject_key, absl::string_view identifier) {
   return crypto::HmacSha256(subject_key).Mac(identifier);
 }

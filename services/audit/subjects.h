@@ -39,6 +39,13 @@ class SubjectCipher {
   absl::StatusOr<SubjectKey> NewKey(absl::string_view identifier) const;
   // The key itself; DATA_LOSS when `key` was not made by this master key.
   absl::StatusOr<std::string> UnwrapKey(const SubjectKey& key) const;
+  // The key of the subject `identifier` whose stored row `key` is: DATA_LOSS, naming the
+  // row's locator (in hex; never the identifier), when it was not made by this master key
+  // for this identifier, or its pseudonym (`key.ref`, which the wrapping does not cover) is
+  // not the one the key and the identifier give: a row whose ref was changed must not lead
+  // to another subject's entries.
+  absl::StatusOr<std::string> UnwrapKeyOf(const SubjectKey& key,
+                                          absl::string_view identifier) const;
 
   static std::string Pseudonym(absl::string_view subject_key, absl::string_view identifier);
   static absl::StatusOr<SealedSubject> Seal(absl::string_view subject_key,

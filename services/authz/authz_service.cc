@@ -398,10 +398,12 @@ grpc::ServerUnaryReactor* AuthzService::CreateInvitation(grpc::CallbackServerCon
       if (!d.ok()) return ToGrpc(d.status());
       valid_for = *d;
     }
-    absl::StatusOr<Invitation> created =
+    absl::StatusOr<OrgAdmin::CreatedInvitation> created =
         admin_->CreateInvitation(request->actor().member_id(), invitation, valid_for);
-    return Reply(created,
-                 [&](const Invitation& value) { ToProto(value, clock_->Now(), response); });
+    return Reply(created, [&](const OrgAdmin::CreatedInvitation& value) {
+      ToProto(value.invitation, clock_->Now(), response);
+      response->set_id(value.secret_id);
+    });
   });
 }
 

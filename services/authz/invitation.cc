@@ -3,7 +3,9 @@
 #include <set>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
 #include "common/ids/project_id.h"
 #include "services/authz/org_validation.h"
 
@@ -21,6 +23,14 @@ absl::string_view InvitationStateName(InvitationState state) {
       return "revoked";
   }
   return "unknown";
+}
+
+std::string InvitationDigest(absl::string_view secret_id) {
+  return absl::BytesToHexString(crypto::Sha256(secret_id));
+}
+
+std::string InvitationRef(const Invitation& invitation) {
+  return absl::StrCat("sha256:", absl::string_view(invitation.id).substr(0, 32));
 }
 
 InvitationState InvitationStateAt(const Invitation& invitation, absl::Time now) {
@@ -76,7 +86,7 @@ absl::StatusOr<std::vector<RoleGrant>> Accept(Invitation& invitation, absl::Time
   const InvitationState state = InvitationStateAt(invitation, now);
   if (state != InvitationState::kPending) {
     return absl::FailedPreconditionError(
-        absl::StrCat("invitation ", invitation.id, " is ", InvitationStateName(state)));
+        absl::StrCat("invitation ", InvitationRef(invitation), " is ", InvitationStateName(state)));
   }
   std::vector<RoleGrant> grants;
   if (IsOrgRole(invitation.role)) {
@@ -96,7 +106,7 @@ absl::StatusOr<bool> Revoke(Invitation& invitation, absl::Time now) {
   if (state == InvitationState::kRevoked) return false;
   if (state != InvitationState::kPending) {
     return absl::FailedPreconditionError(
-        absl::StrCat("invitation ", invitation.id, " is ", InvitationStateName(state)));
+        absl::StrCat("invitation ", InvitationRef(invitation), " is ", InvitationStateName(state)));
   }
   invitation.state = InvitationState::kRevoked;
   invitation.closed_at = now;

@@ -16,8 +16,11 @@ enum class InvitationState { kPending, kAccepted, kExpired, kRevoked };
 absl::string_view InvitationStateName(InvitationState state);
 
 // An invitation to join the organisation with a role, in some projects for project roles.
+// Its secret id ("inv_" and 96 random bits in hex) is a bearer credential: the invitee
+// accepts with it and their e-mail. It is shown once, to the creator, and never stored:
+// `id` is its InvitationDigest.
 struct Invitation {
-  std::string id;
+  std::string id;  // InvitationDigest of the secret id: the key it is stored and found under.
   std::string email;
   Role role = Role::kMember;
   std::vector<std::string> projects;  // Required for member and reader, empty for org roles.
@@ -27,6 +30,14 @@ struct Invitation {
   std::optional<absl::Time> closed_at;  // When accepted or revoked.
   bool operator==(const Invitation&) const = default;
 };
+
+// The SHA-256 of an invitation's secret id, in lowercase hex (64 digits). The secret has 96
+// random bits, so an unsalted digest is enough to keep it from anyone reading the store.
+std::string InvitationDigest(absl::string_view secret_id);
+
+// How lists, revocations, messages and the audit ledger name an invitation: "sha256:" and the
+// first 32 hex digits of its digest (`invitation.id`). It never accepts the invitation.
+std::string InvitationRef(const Invitation& invitation);
 
 // The state a caller sees at `now`: a pending invitation past its expiry is expired.
 InvitationState InvitationStateAt(const Invitation& invitation, absl::Time now);

@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/crypto/crypto.h"
@@ -219,9 +220,9 @@ absl::StatusOr<Member> OrgAdmin::RemoveMember(absl::string_view actor, absl::str
   return *m.after->FindMember(id);
 }
 
-absl::StatusOr<Invitation> OrgAdmin::CreateInvitation(absl::string_view actor,
-                                                      Invitation invitation,
-                                                      absl::Duration valid_for) {
+absl::StatusOr<OrgAdmin::CreatedInvitation> OrgAdmin::CreateInvitation(absl::string_view actor,
+                                                                       Invitation invitation,
+                                                                       absl::Duration valid_for) {
   RETURN_IF_ERROR(Authorize(actor, "invitations.manage"));
   if (invitation.role == Role::kOwner) {
     RETURN_IF_ERROR(Authorize(actor, "owners.manage"));
@@ -235,7 +236,8 @@ absl::StatusOr<Invitation> OrgAdmin::CreateInvitation(absl::string_view actor,
   if (valid_for == absl::ZeroDuration()) valid_for = kDefaultInvitationLifetime;
   const absl::Time now = clock_->Now();
   ASSIGN_OR_RETURN(std::string random, crypto::RandomBytes(12));
-  invitation.id = absl::StrCat("inv_", absl::BytesToHexString(random));
+  std::string secret_id = absl::StrCat("inv_", absl::BytesToHexString(random));
+  invitation.id = InvitationDigest(secret_id);
   invitation.email = absl::AsciiStrToLower(invitation.email);
   invitation.created_at = now;
   invitation.expires_at = now + valid_for;
@@ -248,12 +250,14 @@ absl::StatusOr<Invitation> OrgAdmin::CreateInvitation(absl::string_view actor,
                                     return absl::OkStatus();
                                   },
                                   now, OrgChangeSource{std::string(actor)}));
-  return *m.after->FindInvitation(invitation.id);
+  return CreatedInvitation{*m.after->FindInvitation(invitation.id), std::move(secret_id)};
 }
 
-absl::StatusOr<Member> OrgAdmin::AcceptInvitation(absl::string_view id, absl::string_view email,
+absl::StatusOr<Member> OrgAdmin::AcceptInvitation(absl::string_view secret_id,
+                                                  absl::string_view email,
                                                   absl::string_view member_id) {
   const absl::Time now = clock_->Now();
+  const std::string digest = InvitationDigest(secret_id);
   std::string accepted_id;
   // The member the invitation makes (or gives roles to) is the change's actor; the mutation
   // names them before the store computes the change's records.
@@ -262,10 +266,10 @@ absl::StatusOr<Member> OrgAdmin::AcceptInvitation(absl::string_view id, absl::st
       Mutated m,
       store_->Mutate(
           [&](OrgState& s) -> absl::Status {
-            Invitation* invitation = s.FindInvitation(id);
+            Invitation* invitation = s.FindInvitation(digest);
             // The same answer for an unknown id and a wrong e-mail: ids are not enumerable.
             if (invitation == nullptr || invitation->email != absl::AsciiStrToLower(email)) {
-              return NotFound("invitation", id);
+              return absl::NotFoundError("no invitation with this id for this e-mail address");
             }
             ASSIGN_OR_RETURN(std::vector<RoleGrant> grants, Accept(*invitation, now));
             Member* member = s.FindActiveMemberByEmail(invitation->email);
@@ -295,16 +299,32 @@ absl::StatusOr<Member> OrgAdmin::AcceptInvitation(absl::string_view id, absl::st
 }
 
 absl::StatusOr<Invitation> OrgAdmin::RevokeInvitation(absl::string_view actor,
-                                                      absl::string_view id) {
+                                                      absl::string_view invitation) {
   RETURN_IF_ERROR(Authorize(actor, "invitations.manage"));
   const absl::Time now = clock_->Now();
-  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
-                                  [&](OrgState& s) -> absl::Status {
-                                    Invitation* invitation = s.FindInvitation(id);
-                                    if (invitation == nullptr) return NotFound("invitation", id);
-                                    return Revoke(*invitation, now).status();
-                                  },
-                                  now, OrgChangeSource{std::string(actor)}));
+  // A ref names the invitation whose digest it begins; anything else is taken for a secret id.
+  const bool is_ref = absl::StartsWith(invitation, "sha256:");
+  const std::string digest = is_ref ? "" : InvitationDigest(invitation);
+  auto find = [&](OrgState& s) -> Invitation* {
+    if (!is_ref) return s.FindInvitation(digest);
+    for (Invitation& i : s.invitations) {
+      if (InvitationRef(i) == invitation) return &i;
+    }
+    return nullptr;
+  };
+  std::string id;
+  ASSIGN_OR_RETURN(Mutated m,
+                   store_->Mutate(
+                       [&](OrgState& s) -> absl::Status {
+                         Invitation* found = find(s);
+                         if (found == nullptr) {
+                           return is_ref ? NotFound("invitation", invitation)
+                                         : absl::NotFoundError("no invitation with this secret id");
+                         }
+                         id = found->id;
+                         return Revoke(*found, now).status();
+                       },
+                       now, OrgChangeSource{std::string(actor)}));
   return *m.after->FindInvitation(id);
 }
 

@@ -73,14 +73,22 @@ class OrgAdmin {
   absl::StatusOr<Member> RemoveMember(absl::string_view actor, absl::string_view id,
                                       bool* removed_now = nullptr);
 
-  absl::StatusOr<Invitation> CreateInvitation(absl::string_view actor, Invitation invitation,
-                                              absl::Duration valid_for);
-  // The invitee (no actor): the caller has checked that `email` is theirs. The member gets
-  // id `member_id`, or the e-mail when empty; an active member with that e-mail gains the
-  // invited roles instead.
-  absl::StatusOr<Member> AcceptInvitation(absl::string_view id, absl::string_view email,
+  // The invitation as stored and its secret id, which this answer alone ever holds.
+  struct CreatedInvitation {
+    Invitation invitation;
+    std::string secret_id;
+  };
+  absl::StatusOr<CreatedInvitation> CreateInvitation(absl::string_view actor, Invitation invitation,
+                                                     absl::Duration valid_for);
+  // The invitee (no actor), with the invitation's secret id: the caller has checked that
+  // `email` is theirs. The member gets id `member_id`, or the e-mail when empty; an active
+  // member with that e-mail gains the invited roles instead. NOT_FOUND, without echoing the
+  // secret, for an unknown secret id and a wrong e-mail alike.
+  absl::StatusOr<Member> AcceptInvitation(absl::string_view secret_id, absl::string_view email,
                                           absl::string_view member_id);
-  absl::StatusOr<Invitation> RevokeInvitation(absl::string_view actor, absl::string_view id);
+  // `invitation` is its InvitationRef ("sha256:...") or its secret id.
+  absl::StatusOr<Invitation> RevokeInvitation(absl::string_view actor,
+                                              absl::string_view invitation);
 
   absl::StatusOr<ServiceAccount> CreateServiceAccount(absl::string_view actor,
                                                       ServiceAccount account);

@@ -353,22 +353,35 @@ TEST_F(OrgAdminTest, InvitationsTurnIntoMembers) {
   invitation.projects = {"support"};
   EXPECT_EQ(admin().CreateInvitation("mia", invitation, absl::Hours(1)).status().code(),
             absl::StatusCode::kPermissionDenied);
-  absl::StatusOr<Invitation> created = admin().CreateInvitation("adam", invitation, absl::Hours(1));
+  absl::StatusOr<OrgAdmin::CreatedInvitation> created =
+      admin().CreateInvitation("adam", invitation, absl::Hours(1));
   ASSERT_TRUE(created.ok()) << created.status();
-  EXPECT_EQ(created->email, "nora@acme.example");
+  EXPECT_EQ(created->invitation.email, "nora@acme.example");
   // A wrong e-mail looks like an unknown invitation.
-  EXPECT_EQ(admin().AcceptInvitation(created->id, "eve@acme.example", "").status().code(),
+  EXPECT_EQ(admin().AcceptInvitation(created->secret_id, "eve@acme.example", "").status().code(),
             absl::StatusCode::kNotFound);
-  absl::StatusOr<Member> nora = admin().AcceptInvitation(created->id, "nora@acme.example", "nora");
+  // Neither the stored invitation nor its ref accepts it.
+  EXPECT_EQ(
+      admin().AcceptInvitation(created->invitation.id, "nora@acme.example", "").status().code(),
+      absl::StatusCode::kNotFound);
+  EXPECT_EQ(admin()
+                .AcceptInvitation(InvitationRef(created->invitation), "nora@acme.example", "")
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
+  absl::StatusOr<Member> nora =
+      admin().AcceptInvitation(created->secret_id, "nora@acme.example", "nora");
   ASSERT_TRUE(nora.ok()) << nora.status();
   EXPECT_TRUE(Allowed("nora", "support", "settings.read"));
-  EXPECT_EQ(admin().AcceptInvitation(created->id, "nora@acme.example", "nora").status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      admin().AcceptInvitation(created->secret_id, "nora@acme.example", "nora").status().code(),
+      absl::StatusCode::kFailedPrecondition);
 
-  absl::StatusOr<Invitation> late = admin().CreateInvitation("adam", invitation, absl::Hours(1));
+  absl::StatusOr<OrgAdmin::CreatedInvitation> late =
+      admin().CreateInvitation("adam", invitation, absl::Hours(1));
   ASSERT_TRUE(late.ok());
   clock_.Advance(absl::Hours(2));
-  EXPECT_EQ(admin().AcceptInvitation(late->id, "nora@acme.example", "").status().code(),
+  EXPECT_EQ(admin().AcceptInvitation(late->secret_id, "nora@acme.example", "").status().code(),
             absl::StatusCode::kFailedPrecondition);
   invitation.role = Role::kOwner;
   invitation.projects.clear();
@@ -382,6 +395,30 @@ TEST_F(OrgAdminTest, InvitationsTurnIntoMembers) {
     EXPECT_THAT(s.message(), Not(HasSubstr("expire_time"))) << bad;
   }
   EXPECT_TRUE(admin().CreateInvitation("olivia", invitation, absl::Hours(24 * 30)).ok());
+}
+
+TEST_F(OrgAdminTest, AnInvitationIsKeptAndNamedByDigestsOfItsSecretId) {
+  Invitation invitation;
+  invitation.email = "nora@acme.example";
+  invitation.role = Role::kReader;
+  invitation.projects = {"support"};
+  absl::StatusOr<OrgAdmin::CreatedInvitation> created =
+      admin().CreateInvitation("adam", invitation, absl::Hours(1));
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_THAT(created->secret_id, testing::StartsWith("inv_"));
+  EXPECT_EQ(created->invitation.id, InvitationDigest(created->secret_id));
+  EXPECT_THAT(InvitationRef(created->invitation), testing::StartsWith("sha256:"));
+  absl::StatusOr<std::shared_ptr<const OrgState>> stored = store_->Load();
+  ASSERT_TRUE(stored.ok());
+  for (const Invitation& i : (*stored)->invitations) EXPECT_NE(i.id, created->secret_id);
+  // Revoked by its ref, or by its secret id.
+  absl::StatusOr<Invitation> revoked =
+      admin().RevokeInvitation("adam", InvitationRef(created->invitation));
+  ASSERT_TRUE(revoked.ok()) << revoked.status();
+  EXPECT_EQ(revoked->state, InvitationState::kRevoked);
+  EXPECT_TRUE(admin().RevokeInvitation("adam", created->secret_id).ok());
+  EXPECT_EQ(admin().RevokeInvitation("adam", "sha256:0123").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(OrgAdminTest, ServiceAccountsAreManagedInTheirProject) {

@@ -105,7 +105,7 @@ void RecordServiceAccount(const EntityChange& c, const ServiceAccount& a, Record
 }
 
 void RecordInvitation(const EntityChange& c, const Invitation& i, Recorder& out) {
-  std::map<std::string, std::string> metadata = {{"invitation", InvitationRef(i.id)}};
+  std::map<std::string, std::string> metadata = {{"invitation", InvitationRef(i)}};
   if (c.op == EntityChange::Op::kCreate) {
     metadata["change"] = "created";
     metadata["role"] = std::string(RoleName(i.role));
@@ -133,10 +133,6 @@ void RecordGroup(const EntityChange& c, const IdpGroup* g, Recorder& out) {
 }
 
 }  // namespace
-
-std::string InvitationRef(absl::string_view invitation_id) {
-  return absl::StrCat("sha256:", ledger::ShortDigest(invitation_id));
-}
 
 std::string GrantsText(const std::vector<RoleGrant>& grants) {
   // The ledger takes metadata values of up to 1 KiB: a longer list keeps its first grants

@@ -25,15 +25,12 @@ inline constexpr absl::string_view kServiceActor = "authz-service";
 // The records of the change from `before` to `after` (one version on), for the organisation's
 // ledger: one per entity created, updated or removed, in Diff's order (projects, members,
 // service accounts, invitations, groups), then ORG_FILE_APPLIED for an org file. Ledger
-// records never hold an invitation's id (it accepts the invitation): they name it by
+// records never hold an invitation's secret id (it accepts the invitation): they name it by
 // InvitationRef. Removals carry the request id ledger::RemovalRequestId("authz", kind, id)
 // names (kind "member" or "service-account"); every other record gets a random request id.
 absl::StatusOr<std::vector<ledger::LedgerRecord>> LedgerRecordsOf(const OrgChangeSource& source,
                                                                   const OrgState& before,
                                                                   const OrgState& after);
-
-// "sha256:" and the ledger::ShortDigest of `invitation_id`.
-std::string InvitationRef(absl::string_view invitation_id);
 
 // A member's grants as the ledger names them: "owner", "member@support-eu", comma-separated;
 // past about 1,000 bytes the rest are counted ("...,reader@p9,... 12 more").

@@ -1,5 +1,6 @@
 #include "services/authz/org_ledger.h"
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -30,7 +31,7 @@ OrgState Base() {
   bob.grants = {{Role::kMember, "support", std::nullopt}};
   s.members = {alice, bob};
   Invitation inv;
-  inv.id = "inv_secret";
+  inv.id = InvitationDigest("inv_secret");
   inv.email = "carol@acme.example";
   inv.role = Role::kReader;
   inv.projects = {"support"};
@@ -82,7 +83,7 @@ TEST(OrgLedgerTest, ARemovalIsNamedByItsEntitySoAnOrchestratorCanWriteItToo) {
 TEST(OrgLedgerTest, AnInvitationIsNamedByADigestNeverItsId) {
   const OrgState before = Base();
   OrgState after = before;
-  after.FindInvitation("inv_secret")->state = InvitationState::kAccepted;
+  after.FindInvitation(InvitationDigest("inv_secret"))->state = InvitationState::kAccepted;
   Member carol;
   carol.id = "carol";
   carol.email = "carol@acme.example";
@@ -96,7 +97,9 @@ TEST(OrgLedgerTest, AnInvitationIsNamedByADigestNeverItsId) {
   EXPECT_EQ(records[1].action, "INVITATION_CHANGED");
   EXPECT_EQ(records[1].subject, "carol@acme.example");
   EXPECT_EQ(records[1].metadata.at("change"), "accepted");
-  EXPECT_EQ(records[1].metadata.at("invitation"), InvitationRef("inv_secret"));
+  // The same digest as before invitations were stored by it: "sha256:" and 32 hex digits.
+  EXPECT_EQ(records[1].metadata.at("invitation"),
+            absl::StrCat("sha256:", ledger::ShortDigest("inv_secret")));
   for (const ledger::LedgerRecord& r : records) {
     EXPECT_EQ(r.actor, "carol");
     for (const auto& [key, value] : r.metadata) EXPECT_THAT(value, Not(HasSubstr("inv_secret")));

@@ -6,8 +6,10 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/crypto/crypto.h"
 #include "common/status/status.h"
 #include "common/text/caller_text.h"
 #include "services/authz/org_validation.h"
@@ -296,6 +298,13 @@ absl::Status ValidateOrgState(const OrgState& state) {
     }
   }
   for (const Invitation& i : state.invitations) {
+    // The secret id is never kept: only its digest.
+    if (i.id.size() != 2 * crypto::kSha256Size ||
+        !std::all_of(i.id.begin(), i.id.end(),
+                     [](char c) { return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'f'); })) {
+      return absl::InvalidArgumentError(
+          "an invitation's id must be the SHA-256 of its secret id in lowercase hex");
+    }
     for (const std::string& p : i.projects) {
       RETURN_IF_ERROR(CheckProjectExists(state, p, absl::StrCat("invitation ", Quoted(i.id))));
     }

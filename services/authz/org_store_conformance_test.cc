@@ -2,6 +2,7 @@
 // configured (always in CI: POLICY_TEST_REQUIRE_PG=1 makes a missing one fatal).
 #include <atomic>
 #include <functional>
+#include <pqxx/pqxx>
 #include <thread>
 
 #include "absl/cleanup/cleanup.h"
@@ -15,6 +16,7 @@
 #include "services/authz/authz_migrations.h"
 #include "services/authz/decision.h"
 #include "services/authz/memory_org_store.h"
+#include "services/authz/org_admin.h"
 #include "services/authz/org_cache.h"
 #include "services/authz/postgres_org_store.h"
 
@@ -105,7 +107,7 @@ OrgMutation SeedOrg() {
     sa.max_key_lifetime = absl::Hours(24 * 30);
     s.service_accounts = {sa};
     Invitation inv;
-    inv.id = "inv-1";
+    inv.id = InvitationDigest("inv_1");
     inv.email = "carol@acme.example";
     inv.role = Role::kReader;
     inv.projects = {"support"};
@@ -334,7 +336,7 @@ TEST_P(OrgStoreConformanceTest, ObserversSeeEveryReplicasChanges) {
       },
       kNow, kSource);
   ASSERT_TRUE(remote.ok()) << remote.status();
-  ASSERT_TRUE(testing::Eventually([&] { return local.version() == 2; }));
+  ASSERT_TRUE(policy::testing::Eventually([&] { return local.version() == 2; }));
   EXPECT_TRUE(local.latest()->FindProject("support")->archived);
 }
 
@@ -344,7 +346,7 @@ TEST_P(OrgStoreConformanceTest, ACacheServesTheLatestSnapshot) {
   store_->Watch(&cache);
   absl::Cleanup stop = [&] { store_->StopWatching(); };
   ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow, kSource).ok());
-  ASSERT_TRUE(testing::Eventually([&] { return cache.InSync(); }));
+  ASSERT_TRUE(policy::testing::Eventually([&] { return cache.InSync(); }));
   absl::StatusOr<OrgView> view = cache.Current();
   ASSERT_TRUE(view.ok()) << view.status();
   EXPECT_EQ(view->state->version, 1);
@@ -368,6 +370,78 @@ TEST_P(OrgStoreConformanceTest, ACacheServesTheLatestSnapshot) {
   absl::StatusOr<Decision> decision = Check(*view->snapshot, request, kNow);
   ASSERT_TRUE(decision.ok());
   EXPECT_TRUE(decision->allowed) << DenyReasonName(decision->reason);
+}
+
+// Invitations are stored by the digest of their secret id; one stored with its plain id
+// before migration 006 is rewritten to its digest and still accepted with that id.
+TEST(PostgresInvitationsTest, TheTableHoldsNoSecretIdAndOldInvitationsStillWork) {
+  const pg::TestDatabase* db = pg::TestDatabase::Get();
+  if (db == nullptr) GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+  const std::string url = db->CreateDatabase("invitations");
+  const std::vector<pg::Migration>& all = Migrations();
+  ASSERT_GE(all.size(), 6u);
+  ASSERT_EQ(std::string(all[5].name), "invitation_digests");
+  const std::vector<pg::Migration> before_digests(all.begin(), all.begin() + 5);
+  const absl::Status migrated = pg::ApplyMigrations(url, "authz", before_digests);
+  ASSERT_TRUE(migrated.ok()) << migrated;
+  {
+    pqxx::connection c(url);
+    pqxx::work tx(c);
+    tx.exec(
+        "INSERT INTO authz.projects (id, name, environment, archived, zero_data_retention, "
+        "retention_days, allowed_models, rpm_limit, tpm_limit, member_rpm_limit, "
+        "member_tpm_limit) VALUES ('support', 'Support', 'production', false, true, 0, '{}', 0, "
+        "0, 0, 0)");
+    tx.exec(
+        "INSERT INTO authz.members (id, email, provisioned_by) "
+        "VALUES ('olivia', 'olivia@acme.example', '')");
+    tx.exec(
+        "INSERT INTO authz.role_grants (member_id, role, project) VALUES ('olivia', 'owner', '')");
+    tx.exec(
+        "INSERT INTO authz.invitations (id, email, role, projects, created_at, expires_at, state) "
+        "VALUES ('inv_0123456789abcdef01234567', 'nora@acme.example', 'reader', '{support}', "
+        "now(), now() + interval '1 day', 'pending')");
+    tx.commit();
+  }
+  ASSERT_TRUE(pg::ApplyMigrations(url, "authz", all).ok());
+  auto count = [&](const std::string& where) {
+    pqxx::connection c(url);
+    pqxx::work tx(c);
+    return tx.exec1("SELECT count(*) FROM authz.invitations WHERE " + where)[0].as<int>();
+  };
+  EXPECT_EQ(count("id LIKE 'inv\\_%'"), 0);
+  EXPECT_EQ(count("id = '" + InvitationDigest("inv_0123456789abcdef01234567") + "'"), 1);
+
+  pg::Pool pool(pg::PoolOptions{.url = url, .size = 2});
+  Clock& clock = *Clock::Real();
+  PostgresOrgStore store(&pool, &clock, absl::Milliseconds(50));
+  OrgCache cache(&clock, absl::Seconds(1));
+  store.Watch(&cache);
+  absl::Cleanup stop = [&] { store.StopWatching(); };
+  OrgAdmin admin(&store, &cache, &clock);
+  ASSERT_TRUE(policy::testing::Eventually([&] { return cache.Current().ok(); }));
+  absl::StatusOr<Member> nora =
+      admin.AcceptInvitation("inv_0123456789abcdef01234567", "nora@acme.example", "nora");
+  ASSERT_TRUE(nora.ok()) << nora.status();
+
+  Invitation invitation;
+  invitation.email = "omar@acme.example";
+  invitation.role = Role::kReader;
+  invitation.projects = {"support"};
+  absl::StatusOr<OrgAdmin::CreatedInvitation> created =
+      admin.CreateInvitation("olivia", invitation, absl::Hours(1));
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(count("strpos(id, '" + created->secret_id + "') > 0"), 0);
+  EXPECT_EQ(count("id = '" + InvitationDigest(created->secret_id) + "'"), 1);
+  absl::StatusOr<Member> omar = admin.AcceptInvitation(created->secret_id, "omar@acme.example", "");
+  EXPECT_TRUE(omar.ok()) << omar.status();
+  // The database refuses a plain id, whoever writes it.
+  pqxx::connection c(url);
+  pqxx::work tx(c);
+  EXPECT_THROW(tx.exec("INSERT INTO authz.invitations (id, email, role, projects, created_at, "
+                       "expires_at, state) VALUES ('inv_plain', 'x@acme.example', 'admin', '{}', "
+                       "now(), now(), 'pending')"),
+               pqxx::check_violation);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -239,7 +239,7 @@ void ToProto(const ServiceAccount& a, pb::ServiceAccount* out) {
 }
 
 void ToProto(const Invitation& i, absl::Time now, pb::Invitation* out) {
-  out->set_id(i.id);
+  out->set_ref(InvitationRef(i));
   out->set_email(i.email);
   out->set_role(std::string(RoleName(i.role)));
   for (const std::string& p : i.projects) out->add_projects(p);

@@ -1488,10 +1488,14 @@ class EdgeProcessTest(unittest.TestCase):
                             "--role=member", "--projects=support-eu", "--output=json")
         self.assertEqual(invited.returncode, 0, invited.stderr)
         invitation = json.loads(invited.stdout)
+        # Lists name an invitation by its ref; the secret id is shown once, at creation.
+        self.assertTrue(invitation["ref"].startswith("sha256:"), invitation)
         listed = policyctl("invitations", "list", "--output=json")
-        self.assertIn(invitation["id"],
-                      [i["id"] for i in json.loads(listed.stdout)["invitations"]])
-        revoked = policyctl("invitations", "revoke", invitation["id"], "--output=json")
+        listed_invitations = json.loads(listed.stdout)["invitations"]
+        self.assertIn(invitation["ref"], [i["ref"] for i in listed_invitations])
+        self.assertNotIn(invitation["id"], listed.stdout)
+        self.assertTrue(all("id" not in i for i in listed_invitations), listed_invitations)
+        revoked = policyctl("invitations", "revoke", invitation["ref"], "--output=json")
         self.assertEqual(revoked.returncode, 0, revoked.stderr)
         self.assertEqual(json.loads(revoked.stdout)["state"], "revoked")
         # Each change in the organisation's ledger: the newcomer and the invitee as subjects.

@@ -81,8 +81,9 @@ commands:
   members add       --id, --email, --roles=member@support-eu,reader@playground
   members set-roles ID --roles=...
   members remove ID [--request_id]  (a retry with the same id repeats nothing)
-  invitations list | create --email, --role, [--projects, --valid_for] | revoke ID
-  invitations accept ID --email [--member_id]  (the invitee's call: no admin key)
+  invitations list | create --email, --role, [--projects, --valid_for] | revoke REF|ID
+  invitations accept ID --email [--member_id]  (the invitee's call: no admin key; ID is the
+      secret id create shows once; lists and the ledger name invitations by REF, sha256:...)
   org plan FILE     what applying the declarative organisation file would change
   org apply FILE    [--plan_fingerprint]  (removed members' keys are revoked)
   org export        the organisation as it stands, as a declarative file
@@ -658,7 +659,7 @@ int Invitations(const Invocation& in) {
   if (!(in.words.size() == 1 && (verb == "list" || verb == "create")) &&
       !(in.words.size() == 2 && (verb == "revoke" || verb == "accept"))) {
     return Usage(
-        "invitations list, invitations create, invitations revoke ID or invitations accept ID");
+        "invitations list, invitations create, invitations revoke REF|ID or invitations accept ID");
   }
   Global g;
   std::string email, role = "member", projects, member_id;
@@ -692,8 +693,10 @@ int Invitations(const Invocation& in) {
   }
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   auto print = [](const authz::v1::Invitation& i) {
-    std::printf("%s  %s  %s [%s]  %s\n", i.id().c_str(), i.email().c_str(), i.role().c_str(),
+    std::printf("%s  %s  %s [%s]  %s\n", i.ref().c_str(), i.email().c_str(), i.role().c_str(),
                 absl::StrJoin(i.projects(), ",").c_str(), i.state().c_str());
+    // Only CreateInvitation's answer carries the secret id; it is never shown again.
+    if (!i.id().empty()) std::printf("secret id (send it to the invitee): %s\n", i.id().c_str());
   };
   if (verb == "list") {
     authz::v1::ListInvitationsRequest request;
