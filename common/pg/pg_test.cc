@@ -99,6 +99,10 @@ TEST(StatusFromExceptionTest, MapsDriverErrors) {
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(StatusFromException(pqxx::sql_error("connection failure", "", "08006")).code(),
             absl::StatusCode::kUnavailable);
+  absl::Status read_only = StatusFromException(
+      pqxx::sql_error("cannot execute INSERT in a read-only transaction", "INSERT", "25006"));
+  EXPECT_EQ(read_only.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(read_only.message(), HasSubstr("read-only"));
   absl::Status missing =
       StatusFromException(pqxx::sql_error("relation \"x\" does not exist", "SELECT", "42P01"));
   EXPECT_EQ(missing.code(), absl::StatusCode::kInternal);
@@ -402,6 +406,34 @@ TEST_F(PgTest, PoolRecoversWhenItsConnectionIsKilled) {
   EXPECT_TRUE(status.ok()) << status;
   EXPECT_NE(new_pid, pid);
   EXPECT_TRUE(pool.Ping().ok());
+}
+
+// As after a failover: the sessions the pool holds reach a server that turned read-only,
+// while new sessions reach a writable one.
+TEST_F(PgTest, AWriteOnAReadOnlyServerIsUnavailableAndItsConnectionIsDropped) {
+  const std::string url = db_->CreateDatabase("read_only");
+  const std::string name = Query(url, "SELECT current_database()");
+  Exec(url, "CREATE TABLE t (id integer)");
+  Exec(db_->admin_url(), "ALTER DATABASE " + name + " SET default_transaction_read_only = on");
+  Pool pool({.url = url, .size = 2});
+  auto insert = [&](std::string* pid) {
+    return pool.Transact([&](pqxx::work& tx) {
+      *pid = tx.exec("SELECT pg_backend_pid()")[0][0].as<std::string>();
+      tx.exec("INSERT INTO t VALUES (1)");
+      return absl::OkStatus();
+    });
+  };
+  std::string read_only_pid;
+  absl::Status status = insert(&read_only_pid);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_THAT(status.message(), HasSubstr("read-only"));
+
+  Exec(db_->admin_url(), "ALTER DATABASE " + name + " RESET default_transaction_read_only");
+  std::string pid;
+  status = insert(&pid);
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_NE(pid, read_only_pid);  // Not the read-only session again.
+  EXPECT_EQ(Count(url, "t"), 1);
 }
 
 TEST_F(PgTest, PreparedStatementsRunWithEachRunsValuesAndSurviveANewConnection) {
