@@ -1,6 +1,7 @@
 #include "common/pg/migrations.h"
 
 #include <map>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -56,6 +57,16 @@ absl::Status Compare(const std::map<int, std::string>& applied,
   return absl::OkStatus();
 }
 
+// This binary's migrations that `applied` lacks, in order.
+std::vector<const Migration*> Pending(const std::map<int, std::string>& applied,
+                                      const std::vector<Migration>& migrations) {
+  std::vector<const Migration*> pending;
+  for (const Migration& m : migrations) {
+    if (!applied.contains(m.version)) pending.push_back(&m);
+  }
+  return pending;
+}
+
 absl::Status CheckArgs(absl::string_view schema, const std::vector<Migration>& migrations) {
   if (!ValidSchemaName(schema)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid schema name '", schema, "'"));
@@ -75,6 +86,12 @@ absl::Status ApplyMigrations(const std::string& url, absl::string_view schema,
   if (absl::Status s = CheckArgs(schema, migrations); !s.ok()) return s;
   try {
     pqxx::connection c(ConnectionString(url, absl::Seconds(5)));
+    // Reads first: on a schema already up to date nothing below runs, so a runtime role with
+    // no privilege to create anything starts as well as the owner.
+    std::map<int, std::string> applied = Applied(c, schema);
+    if (absl::Status s = Compare(applied, migrations, schema); !s.ok()) return s;
+    if (Pending(applied, migrations).empty()) return absl::OkStatus();
+
     const std::string lock_key = absl::StrCat("policy-suite migrations ", schema);
     {
       pqxx::nontransaction tx(c);
@@ -85,20 +102,20 @@ absl::Status ApplyMigrations(const std::string& url, absl::string_view schema,
                            "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT "
                            "now())"));
     }
-    std::map<int, std::string> applied = Applied(c, schema);
+    // Again under the lock: another replica may have applied some meanwhile.
+    applied = Applied(c, schema);
     if (absl::Status s = Compare(applied, migrations, schema); !s.ok()) return s;
-    for (const Migration& m : migrations) {
-      if (applied.contains(m.version)) continue;
+    for (const Migration* m : Pending(applied, migrations)) {
       pqxx::work tx(c);
       tx.exec(absl::StrCat("SET LOCAL search_path TO ", schema));
-      tx.exec(m.sql);
+      tx.exec(m->sql);
       tx.exec_params(absl::StrCat("INSERT INTO ", schema,
                                   ".schema_migrations (version, name, checksum) "
                                   "VALUES ($1, $2, $3)"),
-                     m.version, std::string(m.name), Checksum(m));
+                     m->version, std::string(m->name), Checksum(*m));
       tx.commit();
       LogInfo("applied migration",
-              {{"schema", schema}, {"version", absl::StrCat(m.version)}, {"name", m.name}});
+              {{"schema", schema}, {"version", absl::StrCat(m->version)}, {"name", m->name}});
     }
     pqxx::nontransaction tx(c);
     tx.exec_params("SELECT pg_advisory_unlock(hashtext($1))", lock_key);

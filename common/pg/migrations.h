@@ -16,11 +16,13 @@ struct Migration {
   const char* sql;
 };
 
-// Brings `schema` up to the newest migration. Holds a session advisory lock for the schema
-// meanwhile, so concurrent replicas apply each migration once; each migration runs in its
-// own transaction together with its row in <schema>.schema_migrations. Running it again
-// changes nothing. FAILED_PRECONDITION when an applied migration's SQL differs from this
-// binary's (by SHA-256) or the database is ahead of the binary.
+// Brings `schema` up to the newest migration. Reads <schema>.schema_migrations first and,
+// when every migration is applied, returns without taking a lock or running any DDL, so a
+// runtime role with DML privileges only may call it on a migrated schema. Otherwise holds
+// a session advisory lock for the schema meanwhile, so concurrent replicas apply each
+// migration once; each migration runs in its own transaction together with its row in
+// <schema>.schema_migrations. Running it again changes nothing. FAILED_PRECONDITION when an applied
+// migration's SQL differs from this binary's (by SHA-256) or the database is ahead of the binary.
 absl::Status ApplyMigrations(const std::string& url, absl::string_view schema,
                              const std::vector<Migration>& migrations);
 

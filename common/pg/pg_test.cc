@@ -575,6 +575,26 @@ TEST_F(MigrationsTest, ConcurrentRunsApplyEachMigrationOnce) {
   EXPECT_EQ(Count(url_, "mig_test_concurrent.items"), 1);  // The seed ran once.
 }
 
+// A runtime role may read and write the tables but create nothing: starting with
+// apply_migrations on a schema already migrated must need no more.
+TEST_F(MigrationsTest, AnUpToDateSchemaNeedsNoPrivilegeToCreate) {
+  const std::string url = db_->CreateDatabase("no_create");
+  ASSERT_TRUE(ApplyMigrations(url, "mig_test_runtime", TestMigrations()).ok());
+  const std::string name = Query(url, "SELECT current_database()");
+  Exec(url, "REVOKE CREATE ON DATABASE " + name + " FROM CURRENT_USER, PUBLIC");
+  Exec(url, "REVOKE CREATE ON SCHEMA mig_test_runtime FROM CURRENT_USER, PUBLIC");
+  ASSERT_EQ(Query(url, "SELECT has_database_privilege(current_database(), 'CREATE')"), "f");
+
+  absl::Status status = ApplyMigrations(url, "mig_test_runtime", TestMigrations());
+  EXPECT_TRUE(status.ok()) << status;
+  // A pending migration still needs them, and says so.
+  std::vector<Migration> more = TestMigrations();
+  more.push_back({4, "more_items", "CREATE TABLE more_items (id integer)"});
+  status = ApplyMigrations(url, "mig_test_runtime", more);
+  EXPECT_FALSE(status.ok());
+  EXPECT_THAT(status.message(), HasSubstr("permission denied"));
+}
+
 TEST_F(MigrationsTest, EditedMigrationIsFailedPrecondition) {
   ASSERT_TRUE(ApplyMigrations(url_, "mig_test_edited", TestMigrations()).ok());
   const std::string before = AppliedRows("mig_test_edited");
