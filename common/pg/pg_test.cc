@@ -691,6 +691,10 @@ class Recorder {
               absl::MutexLock lock(&mu_);
               ++resyncs_;
               backend_pid_ = c.backendpid();
+              if (unlisten_in_resync_) {
+                pqxx::nontransaction tx(c);
+                tx.exec("UNLISTEN *");
+              }
               return absl::OkStatus();
             },
         .changed =
@@ -745,12 +749,18 @@ class Recorder {
     absl::MutexLock lock(&mu_);
     fail_next_changed_ = true;
   }
+  // Each resync ends its session's LISTEN, as when statements reach another server session.
+  void UnlistenInResync() {
+    absl::MutexLock lock(&mu_);
+    unlisten_in_resync_ = true;
+  }
 
  private:
   absl::Mutex mu_;
   int resyncs_ ABSL_GUARDED_BY(mu_) = 0;
   int backend_pid_ ABSL_GUARDED_BY(mu_) = 0;
   bool fail_next_changed_ ABSL_GUARDED_BY(mu_) = false;
+  bool unlisten_in_resync_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::string> payloads_ ABSL_GUARDED_BY(mu_);
   std::vector<std::vector<std::string>> batches_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<absl::Time, size_t>> in_sync_ ABSL_GUARDED_BY(mu_);
@@ -880,6 +890,31 @@ TEST_F(NotificationFeedTest, ReconnectsAndResyncsWhenItsConnectionIsKilled) {
   Notify("feed_chan_f", "after-reconnect");
   EXPECT_TRUE(Eventually([&] { return recorder_.Received("after-reconnect"); }));
   feed.Stop();
+}
+
+TEST_F(NotificationFeedTest, AHeartbeatFromASessionThatDoesNotListenNeverCallsInSync) {
+  recorder_.UnlistenInResync();
+  NotificationFeed feed(url_, "feed_chan_j", recorder_.Callbacks(), Clock::Real(),
+                        absl::Milliseconds(50));
+  feed.Start();
+  ASSERT_TRUE(Eventually([&] { return recorder_.resyncs() >= 2; }));  // It starts over.
+  feed.Stop();
+  EXPECT_EQ(recorder_.in_sync_count(), 0u);
+}
+
+TEST(CheckListenerSessionTest, OnlyTheListeningSessionProvesTheFeedFresh) {
+  EXPECT_TRUE(CheckListenerSession("chan", 41, {.backend_pid = 41, .listening = true}).ok());
+  // Behind a pooler in transaction mode: another server session answered.
+  absl::Status other = CheckListenerSession("chan", 41, {.backend_pid = 42, .listening = false});
+  EXPECT_EQ(other.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(other.message(), HasSubstr("LISTEN needs a direct or session-pooled connection"));
+  EXPECT_THAT(other.message(), HasSubstr("backend 41"));
+  EXPECT_THAT(other.message(), HasSubstr("backend 42"));
+  // Another session that happens to listen on the channel too is still another session.
+  EXPECT_EQ(CheckListenerSession("chan", 41, {.backend_pid = 42, .listening = true}).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(CheckListenerSession("chan", 41, {.backend_pid = 41, .listening = false}).code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 // A TCP listener that accepts connections and closes them at once: a "database" that never
