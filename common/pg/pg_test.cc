@@ -609,13 +609,34 @@ TEST_F(MigrationsTest, EditedMigrationIsFailedPrecondition) {
   EXPECT_EQ(AppliedRows("mig_test_edited"), before);
 }
 
-TEST_F(MigrationsTest, DatabaseAheadOfBinaryIsFailedPrecondition) {
+// The previous release during a rollout, or after a rollback.
+TEST_F(MigrationsTest, DatabaseAheadOfBinaryIsAcceptedWhenTheBinarysMigrationsMatch) {
   ASSERT_TRUE(ApplyMigrations(url_, "mig_test_ahead", TestMigrations()).ok());
+  const std::string before = AppliedRows("mig_test_ahead");
   std::vector<Migration> older = TestMigrations();
   older.pop_back();
-  EXPECT_EQ(ApplyMigrations(url_, "mig_test_ahead", older).code(),
-            absl::StatusCode::kFailedPrecondition);
+  absl::Status status = ApplyMigrations(url_, "mig_test_ahead", older);
+  EXPECT_TRUE(status.ok()) << status;
+  status = CheckMigrations(url_, "mig_test_ahead", older);
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_EQ(AppliedRows("mig_test_ahead"), before);
+
+  // Not when one of its own was edited.
+  older[1].sql = "CREATE INDEX items_name ON items (name, id)";
+  status = ApplyMigrations(url_, "mig_test_ahead", older);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(status.message(), HasSubstr("index_items"));
   EXPECT_EQ(CheckMigrations(url_, "mig_test_ahead", older).code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // Nor when one of its own is missing under the newer ones.
+  Exec(url_, "DELETE FROM mig_test_ahead.schema_migrations WHERE version = 2");
+  std::vector<Migration> first_two = TestMigrations();
+  first_two.pop_back();
+  status = ApplyMigrations(url_, "mig_test_ahead", first_two);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(status.message(), HasSubstr("3 (seed_items)"));
+  EXPECT_EQ(CheckMigrations(url_, "mig_test_ahead", first_two).code(),
             absl::StatusCode::kFailedPrecondition);
 }
 
