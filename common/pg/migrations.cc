@@ -1,9 +1,11 @@
 #include "common/pg/migrations.h"
 
 #include <map>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/crypto/crypto.h"
 #include "common/log/log.h"
 #include "common/pg/pool.h"
@@ -22,38 +24,71 @@ bool ValidSchemaName(absl::string_view schema) {
   return true;
 }
 
-// version -> checksum of what the database has applied; empty when nothing is.
-std::map<int, std::string> Applied(pqxx::connection& c, absl::string_view schema) {
-  std::map<int, std::string> applied;
+struct AppliedMigration {
+  std::string name;
+  std::string checksum;
+};
+
+// version -> what the database has applied; empty when nothing is.
+std::map<int, AppliedMigration> Applied(pqxx::connection& c, absl::string_view schema) {
+  std::map<int, AppliedMigration> applied;
   pqxx::nontransaction tx(c);
   pqxx::result exists = tx.exec_params(
       "SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = "
       "'schema_migrations'",
       std::string(schema));
   if (exists.empty()) return applied;
-  for (const auto& row : tx.exec(absl::StrCat("SELECT version, checksum FROM ", schema,
+  for (const auto& row : tx.exec(absl::StrCat("SELECT version, name, checksum FROM ", schema,
                                               ".schema_migrations ORDER BY version"))) {
-    applied[row[0].as<int>()] = row[1].as<std::string>();
+    applied[row[0].as<int>()] = {row[1].as<std::string>(), row[2].as<std::string>()};
   }
   return applied;
 }
 
-absl::Status Compare(const std::map<int, std::string>& applied,
+// OK when every migration of this binary that the database has applied was applied with
+// the same SQL. Migrations newer than this binary's (a newer release migrated the schema,
+// and this one runs during a rollout or after a rollback) are accepted with a warning naming
+// them, provided every migration this binary knows was applied before them: releases keep
+// their migrations working for the release before (expand, then contract a release later).
+absl::Status Compare(const std::map<int, AppliedMigration>& applied,
                      const std::vector<Migration>& migrations, absl::string_view schema) {
-  for (const auto& [version, checksum] : applied) {
-    if (version > static_cast<int>(migrations.size())) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("schema ", schema, " has migration ", version,
-                       " which this binary does not know; deploy a newer binary"));
+  const int known = static_cast<int>(migrations.size());
+  std::vector<std::string> newer;
+  for (const auto& [version, row] : applied) {
+    if (version > known) {
+      newer.push_back(absl::StrCat(version, " (", row.name, ")"));
+      continue;
     }
     const Migration& m = migrations[version - 1];
-    if (Checksum(m) != checksum) {
+    if (Checksum(m) != row.checksum) {
       return absl::FailedPreconditionError(absl::StrCat(
           "schema ", schema, " migration ", version, " (", m.name,
           ") was applied with different SQL; migrations must never be edited once released"));
     }
   }
+  if (newer.empty()) return absl::OkStatus();
+  for (const Migration& m : migrations) {
+    if (!applied.contains(m.version)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "schema ", schema, " has migrations newer than this binary's (",
+          absl::StrJoin(newer, ", "), ") but not its migration ", m.version, " (", m.name, ")"));
+    }
+  }
+  LogWarning(
+      "schema has migrations this binary does not know; running on it as the release "
+      "before the one that applied them",
+      {{"schema", schema}, {"unknown_migrations", absl::StrJoin(newer, ", ")}});
   return absl::OkStatus();
+}
+
+// This binary's migrations that `applied` lacks, in order.
+std::vector<const Migration*> Pending(const std::map<int, AppliedMigration>& applied,
+                                      const std::vector<Migration>& migrations) {
+  std::vector<const Migration*> pending;
+  for (const Migration& m : migrations) {
+    if (!applied.contains(m.version)) pending.push_back(&m);
+  }
+  return pending;
 }
 
 absl::Status CheckArgs(absl::string_view schema, const std::vector<Migration>& migrations) {
@@ -75,6 +110,12 @@ absl::Status ApplyMigrations(const std::string& url, absl::string_view schema,
   if (absl::Status s = CheckArgs(schema, migrations); !s.ok()) return s;
   try {
     pqxx::connection c(ConnectionString(url, absl::Seconds(5)));
+    // Reads first: on a schema already up to date nothing below runs, so a runtime role with
+    // no privilege to create anything starts as well as the owner.
+    std::map<int, AppliedMigration> applied = Applied(c, schema);
+    if (absl::Status s = Compare(applied, migrations, schema); !s.ok()) return s;
+    if (Pending(applied, migrations).empty()) return absl::OkStatus();
+
     const std::string lock_key = absl::StrCat("policy-suite migrations ", schema);
     {
       pqxx::nontransaction tx(c);
@@ -85,20 +126,20 @@ absl::Status ApplyMigrations(const std::string& url, absl::string_view schema,
                            "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT "
                            "now())"));
     }
-    std::map<int, std::string> applied = Applied(c, schema);
+    // Again under the lock: another replica may have applied some meanwhile.
+    applied = Applied(c, schema);
     if (absl::Status s = Compare(applied, migrations, schema); !s.ok()) return s;
-    for (const Migration& m : migrations) {
-      if (applied.contains(m.version)) continue;
+    for (const Migration* m : Pending(applied, migrations)) {
       pqxx::work tx(c);
       tx.exec(absl::StrCat("SET LOCAL search_path TO ", schema));
-      tx.exec(m.sql);
+      tx.exec(m->sql);
       tx.exec_params(absl::StrCat("INSERT INTO ", schema,
                                   ".schema_migrations (version, name, checksum) "
                                   "VALUES ($1, $2, $3)"),
-                     m.version, std::string(m.name), Checksum(m));
+                     m->version, std::string(m->name), Checksum(*m));
       tx.commit();
       LogInfo("applied migration",
-              {{"schema", schema}, {"version", absl::StrCat(m.version)}, {"name", m.name}});
+              {{"schema", schema}, {"version", absl::StrCat(m->version)}, {"name", m->name}});
     }
     pqxx::nontransaction tx(c);
     tx.exec_params("SELECT pg_advisory_unlock(hashtext($1))", lock_key);
@@ -113,12 +154,12 @@ absl::Status CheckMigrations(const std::string& url, absl::string_view schema,
   if (absl::Status s = CheckArgs(schema, migrations); !s.ok()) return s;
   try {
     pqxx::connection c(ConnectionString(url, absl::Seconds(5)));
-    std::map<int, std::string> applied = Applied(c, schema);
+    std::map<int, AppliedMigration> applied = Applied(c, schema);
     if (absl::Status s = Compare(applied, migrations, schema); !s.ok()) return s;
-    if (applied.size() != migrations.size()) {
+    if (const size_t pending = Pending(applied, migrations).size(); pending > 0) {
       return absl::FailedPreconditionError(
-          absl::StrCat("schema ", schema, " has ", applied.size(), " of ", migrations.size(),
-                       " migrations applied; run with --migrate_only first"));
+          absl::StrCat("schema ", schema, " has ", migrations.size() - pending, " of ",
+                       migrations.size(), " migrations applied; run with --migrate_only first"));
     }
   } catch (const std::exception& e) {
     return StatusFromException(e);

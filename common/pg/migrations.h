@@ -16,16 +16,25 @@ struct Migration {
   const char* sql;
 };
 
-// Brings `schema` up to the newest migration. Holds a session advisory lock for the schema
-// meanwhile, so concurrent replicas apply each migration once; each migration runs in its
-// own transaction together with its row in <schema>.schema_migrations. Running it again
-// changes nothing. FAILED_PRECONDITION when an applied migration's SQL differs from this
-// binary's (by SHA-256) or the database is ahead of the binary.
+// Brings `schema` up to the newest migration. Reads <schema>.schema_migrations first and,
+// when every migration is applied, returns without taking a lock or running any DDL, so a
+// runtime role with DML privileges only may call it on a migrated schema. Otherwise holds
+// a session advisory lock for the schema meanwhile, so concurrent replicas apply each
+// migration once; each migration runs in its own transaction together with its row in
+// <schema>.schema_migrations. Running it again changes nothing.
+//
+// A schema with migrations newer than this binary's (applied by a newer release; this one
+// runs during a rollout or after a rollback) is accepted as up to date, with a warning naming
+// them, provided this binary's own migrations are all applied: each release's migrations
+// keep the release before it working. FAILED_PRECONDITION when an applied migration's SQL
+// differs from this binary's (by SHA-256), or when newer migrations are applied but one of
+// this binary's is not.
 absl::Status ApplyMigrations(const std::string& url, absl::string_view schema,
                              const std::vector<Migration>& migrations);
 
-// OK when `schema` holds exactly this binary's migrations; FAILED_PRECONDITION naming the
-// difference otherwise. Changes nothing.
+// OK when `schema` holds every migration of this binary, with the same SQL, and perhaps newer
+// ones (accepted as ApplyMigrations accepts them); FAILED_PRECONDITION naming the difference
+// otherwise. Changes nothing.
 absl::Status CheckMigrations(const std::string& url, absl::string_view schema,
                              const std::vector<Migration>& migrations);
 

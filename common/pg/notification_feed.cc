@@ -19,7 +19,28 @@ class Collector : public pqxx::notification_receiver {
   std::vector<std::string> payloads;
 };
 
+// The backend answering on `c` and whether it LISTENs on `channel`.
+ListenerSession QueryListenerSession(pqxx::connection& c, const std::string& channel) {
+  pqxx::nontransaction tx(c);
+  pqxx::row row = tx.exec_params1(
+      "SELECT pg_backend_pid(), $1 = ANY (ARRAY(SELECT pg_listening_channels()))", channel);
+  return {.backend_pid = row[0].as<int>(), .listening = row[1].as<bool>()};
+}
+
 }  // namespace
+
+absl::Status CheckListenerSession(const std::string& channel, int listener_pid,
+                                  const ListenerSession& answering) {
+  if (answering.backend_pid == listener_pid && answering.listening) return absl::OkStatus();
+  const std::string what =
+      answering.backend_pid == listener_pid
+          ? absl::StrCat("backend ", listener_pid, " no longer listens on ", channel)
+          : absl::StrCat("the LISTEN on ", channel, " went to backend ", listener_pid,
+                         " but backend ", answering.backend_pid, " answered the heartbeat");
+  return absl::FailedPreconditionError(
+      absl::StrCat("LISTEN needs a direct or session-pooled connection: ", what,
+                   " (behind a pooler in transaction or statement mode notifications are lost)"));
+}
 
 NotificationFeed::NotificationFeed(std::string url, std::string channel, Callbacks callbacks,
                                    Clock* clock, absl::Duration heartbeat)
@@ -55,8 +76,13 @@ void NotificationFeed::Run() {
     absl::Status ended = Session(&synced);
     if (Stopping()) break;
     if (synced) backoff = heartbeat_;  // A healthy session resets the backoff.
-    LogWarning("notification feed lost its connection; retrying",
+    if (absl::IsFailedPrecondition(ended)) {
+      LogError("notification feed cannot keep its session; retrying",
                {{"channel", channel_}, {"status", ended.ToString()}});
+    } else {
+      LogWarning("notification feed session ended; retrying",
+                 {{"channel", channel_}, {"status", ended.ToString()}});
+    }
     absl::MutexLock lock(&mu_);
     mu_.AwaitWithTimeout(absl::Condition(&stop_), backoff);
     backoff = std::min(backoff * 2, absl::Seconds(2));
@@ -67,10 +93,23 @@ absl::Status NotificationFeed::Session(bool* synced) {
   try {
     pqxx::connection c(connection_string_);
     Collector collector(c, channel_);
+    // The backend that took the LISTEN. Every heartbeat must be answered by that backend,
+    // still listening: behind a pooler in transaction mode statements land on whichever
+    // server session is free, notifications go to a session nobody reads, and a plain
+    // SELECT 1 would still succeed.
+    const ListenerSession listener = QueryListenerSession(c, channel_);
+    if (absl::Status s = CheckListenerSession(channel_, listener.backend_pid, listener); !s.ok()) {
+      return s;
+    }
     // LISTEN is active before the resync reads, so nothing committed after that read is
     // missed; a change seen twice is harmless.
     absl::Time as_of = clock_->Now();
     if (absl::Status s = callbacks_.resync(c); !s.ok()) return s;
+    if (absl::Status s =
+            CheckListenerSession(channel_, listener.backend_pid, QueryListenerSession(c, channel_));
+        !s.ok()) {
+      return s;
+    }
     callbacks_.in_sync(as_of);
     *synced = true;
     LogInfo("notification feed in sync", {{"channel", channel_}});
@@ -80,9 +119,10 @@ absl::Status NotificationFeed::Session(bool* synced) {
       // A round trip proves the connection alive; the server sends every notification
       // committed before it started ahead of its reply.
       as_of = clock_->Now();
-      {
-        pqxx::nontransaction tx(c);
-        tx.exec("SELECT 1");
+      if (absl::Status s = CheckListenerSession(channel_, listener.backend_pid,
+                                                QueryListenerSession(c, channel_));
+          !s.ok()) {
+        return s;
       }
       c.get_notifs();
       if (!collector.payloads.empty()) {

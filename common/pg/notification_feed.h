@@ -16,6 +16,11 @@ namespace policy::pg {
 
 // Keeps a cache of PostgreSQL state current: one connection LISTENs on a channel that the
 // tables' triggers NOTIFY with the changed row's key, and a heartbeat proves the view fresh.
+// The heartbeat also proves that it reached the very server session that LISTENs (by
+// pg_backend_pid() and pg_listening_channels()); when not, as behind a pooler in transaction
+// or statement mode, the session ends with FAILED_PRECONDITION ("LISTEN needs a direct or
+// session-pooled connection"), logged, and in_sync is not called, so the consumer turns
+// stale rather than serve a view that misses changes.
 //
 // Contract with the consumer, all calls made from the feed's own thread:
 //  - resync(connection): after every (re)connect, once LISTEN is active; reload everything.
@@ -24,6 +29,17 @@ namespace policy::pg {
 //    Called at least every `heartbeat` while the database answers, and never while it does
 //    not, so `now - as_of` bounds the cache's staleness.
 // A callback returning an error drops the connection and starts over with a resync.
+// Which server session answered a heartbeat.
+struct ListenerSession {
+  int backend_pid = 0;     // pg_backend_pid()
+  bool listening = false;  // Whether that session LISTENs on the feed's channel.
+};
+
+// OK when `answering` is the session that took the LISTEN (`listener_pid`) and it still
+// listens on `channel`; FAILED_PRECONDITION naming both sessions otherwise.
+absl::Status CheckListenerSession(const std::string& channel, int listener_pid,
+                                  const ListenerSession& answering);
+
 class NotificationFeed {
  public:
   struct Callbacks {

@@ -99,6 +99,10 @@ TEST(StatusFromExceptionTest, MapsDriverErrors) {
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(StatusFromException(pqxx::sql_error("connection failure", "", "08006")).code(),
             absl::StatusCode::kUnavailable);
+  absl::Status read_only = StatusFromException(
+      pqxx::sql_error("cannot execute INSERT in a read-only transaction", "INSERT", "25006"));
+  EXPECT_EQ(read_only.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(read_only.message(), HasSubstr("read-only"));
   absl::Status missing =
       StatusFromException(pqxx::sql_error("relation \"x\" does not exist", "SELECT", "42P01"));
   EXPECT_EQ(missing.code(), absl::StatusCode::kInternal);
@@ -442,6 +446,34 @@ TEST_F(PgTest, PoolRecoversWhenItsConnectionIsKilled) {
   EXPECT_TRUE(pool.Ping().ok());
 }
 
+// As after a failover: the sessions the pool holds reach a server that turned read-only,
+// while new sessions reach a writable one.
+TEST_F(PgTest, AWriteOnAReadOnlyServerIsUnavailableAndItsConnectionIsDropped) {
+  const std::string url = db_->CreateDatabase("read_only");
+  const std::string name = Query(url, "SELECT current_database()");
+  Exec(url, "CREATE TABLE t (id integer)");
+  Exec(db_->admin_url(), "ALTER DATABASE " + name + " SET default_transaction_read_only = on");
+  Pool pool({.url = url, .size = 2});
+  auto insert = [&](std::string* pid) {
+    return pool.Transact([&](pqxx::work& tx) {
+      *pid = tx.exec("SELECT pg_backend_pid()")[0][0].as<std::string>();
+      tx.exec("INSERT INTO t VALUES (1)");
+      return absl::OkStatus();
+    });
+  };
+  std::string read_only_pid;
+  absl::Status status = insert(&read_only_pid);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_THAT(status.message(), HasSubstr("read-only"));
+
+  Exec(db_->admin_url(), "ALTER DATABASE " + name + " RESET default_transaction_read_only");
+  std::string pid;
+  status = insert(&pid);
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_NE(pid, read_only_pid);  // Not the read-only session again.
+  EXPECT_EQ(Count(url, "t"), 1);
+}
+
 TEST_F(PgTest, PreparedStatementsRunWithEachRunsValuesAndSurviveANewConnection) {
   Pool pool({.url = url_, .size = 1});
   auto sum = [&](int64_t a, int64_t b) -> absl::StatusOr<int64_t> {
@@ -581,6 +613,26 @@ TEST_F(MigrationsTest, ConcurrentRunsApplyEachMigrationOnce) {
   EXPECT_EQ(Count(url_, "mig_test_concurrent.items"), 1);  // The seed ran once.
 }
 
+// A runtime role may read and write the tables but create nothing: starting with
+// apply_migrations on a schema already migrated must need no more.
+TEST_F(MigrationsTest, AnUpToDateSchemaNeedsNoPrivilegeToCreate) {
+  const std::string url = db_->CreateDatabase("no_create");
+  ASSERT_TRUE(ApplyMigrations(url, "mig_test_runtime", TestMigrations()).ok());
+  const std::string name = Query(url, "SELECT current_database()");
+  Exec(url, "REVOKE CREATE ON DATABASE " + name + " FROM CURRENT_USER, PUBLIC");
+  Exec(url, "REVOKE CREATE ON SCHEMA mig_test_runtime FROM CURRENT_USER, PUBLIC");
+  ASSERT_EQ(Query(url, "SELECT has_database_privilege(current_database(), 'CREATE')"), "f");
+
+  absl::Status status = ApplyMigrations(url, "mig_test_runtime", TestMigrations());
+  EXPECT_TRUE(status.ok()) << status;
+  // A pending migration still needs them, and says so.
+  std::vector<Migration> more = TestMigrations();
+  more.push_back({4, "more_items", "CREATE TABLE more_items (id integer)"});
+  status = ApplyMigrations(url, "mig_test_runtime", more);
+  EXPECT_FALSE(status.ok());
+  EXPECT_THAT(status.message(), HasSubstr("permission denied"));
+}
+
 TEST_F(MigrationsTest, EditedMigrationIsFailedPrecondition) {
   ASSERT_TRUE(ApplyMigrations(url_, "mig_test_edited", TestMigrations()).ok());
   const std::string before = AppliedRows("mig_test_edited");
@@ -595,13 +647,34 @@ TEST_F(MigrationsTest, EditedMigrationIsFailedPrecondition) {
   EXPECT_EQ(AppliedRows("mig_test_edited"), before);
 }
 
-TEST_F(MigrationsTest, DatabaseAheadOfBinaryIsFailedPrecondition) {
+// The previous release during a rollout, or after a rollback.
+TEST_F(MigrationsTest, DatabaseAheadOfBinaryIsAcceptedWhenTheBinarysMigrationsMatch) {
   ASSERT_TRUE(ApplyMigrations(url_, "mig_test_ahead", TestMigrations()).ok());
+  const std::string before = AppliedRows("mig_test_ahead");
   std::vector<Migration> older = TestMigrations();
   older.pop_back();
-  EXPECT_EQ(ApplyMigrations(url_, "mig_test_ahead", older).code(),
-            absl::StatusCode::kFailedPrecondition);
+  absl::Status status = ApplyMigrations(url_, "mig_test_ahead", older);
+  EXPECT_TRUE(status.ok()) << status;
+  status = CheckMigrations(url_, "mig_test_ahead", older);
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_EQ(AppliedRows("mig_test_ahead"), before);
+
+  // Not when one of its own was edited.
+  older[1].sql = "CREATE INDEX items_name ON items (name, id)";
+  status = ApplyMigrations(url_, "mig_test_ahead", older);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(status.message(), HasSubstr("index_items"));
   EXPECT_EQ(CheckMigrations(url_, "mig_test_ahead", older).code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // Nor when one of its own is missing under the newer ones.
+  Exec(url_, "DELETE FROM mig_test_ahead.schema_migrations WHERE version = 2");
+  std::vector<Migration> first_two = TestMigrations();
+  first_two.pop_back();
+  status = ApplyMigrations(url_, "mig_test_ahead", first_two);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(status.message(), HasSubstr("3 (seed_items)"));
+  EXPECT_EQ(CheckMigrations(url_, "mig_test_ahead", first_two).code(),
             absl::StatusCode::kFailedPrecondition);
 }
 
@@ -677,6 +750,10 @@ class Recorder {
               absl::MutexLock lock(&mu_);
               ++resyncs_;
               backend_pid_ = c.backendpid();
+              if (unlisten_in_resync_) {
+                pqxx::nontransaction tx(c);
+                tx.exec("UNLISTEN *");
+              }
               return absl::OkStatus();
             },
         .changed =
@@ -731,12 +808,18 @@ class Recorder {
     absl::MutexLock lock(&mu_);
     fail_next_changed_ = true;
   }
+  // Each resync ends its session's LISTEN, as when statements reach another server session.
+  void UnlistenInResync() {
+    absl::MutexLock lock(&mu_);
+    unlisten_in_resync_ = true;
+  }
 
  private:
   absl::Mutex mu_;
   int resyncs_ ABSL_GUARDED_BY(mu_) = 0;
   int backend_pid_ ABSL_GUARDED_BY(mu_) = 0;
   bool fail_next_changed_ ABSL_GUARDED_BY(mu_) = false;
+  bool unlisten_in_resync_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::string> payloads_ ABSL_GUARDED_BY(mu_);
   std::vector<std::vector<std::string>> batches_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<absl::Time, size_t>> in_sync_ ABSL_GUARDED_BY(mu_);
@@ -866,6 +949,31 @@ TEST_F(NotificationFeedTest, ReconnectsAndResyncsWhenItsConnectionIsKilled) {
   Notify("feed_chan_f", "after-reconnect");
   EXPECT_TRUE(Eventually([&] { return recorder_.Received("after-reconnect"); }));
   feed.Stop();
+}
+
+TEST_F(NotificationFeedTest, AHeartbeatFromASessionThatDoesNotListenNeverCallsInSync) {
+  recorder_.UnlistenInResync();
+  NotificationFeed feed(url_, "feed_chan_j", recorder_.Callbacks(), Clock::Real(),
+                        absl::Milliseconds(50));
+  feed.Start();
+  ASSERT_TRUE(Eventually([&] { return recorder_.resyncs() >= 2; }));  // It starts over.
+  feed.Stop();
+  EXPECT_EQ(recorder_.in_sync_count(), 0u);
+}
+
+TEST(CheckListenerSessionTest, OnlyTheListeningSessionProvesTheFeedFresh) {
+  EXPECT_TRUE(CheckListenerSession("chan", 41, {.backend_pid = 41, .listening = true}).ok());
+  // Behind a pooler in transaction mode: another server session answered.
+  absl::Status other = CheckListenerSession("chan", 41, {.backend_pid = 42, .listening = false});
+  EXPECT_EQ(other.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(other.message(), HasSubstr("LISTEN needs a direct or session-pooled connection"));
+  EXPECT_THAT(other.message(), HasSubstr("backend 41"));
+  EXPECT_THAT(other.message(), HasSubstr("backend 42"));
+  // Another session that happens to listen on the channel too is still another session.
+  EXPECT_EQ(CheckListenerSession("chan", 41, {.backend_pid = 42, .listening = true}).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(CheckListenerSession("chan", 41, {.backend_pid = 41, .listening = false}).code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 // A TCP listener that accepts connections and closes them at once: a "database" that never

@@ -81,6 +81,11 @@ absl::Status StatusFromException(const std::exception& e) {
     if (absl::StartsWith(state, "57") || absl::StartsWith(state, "08")) {
       return absl::UnavailableError(absl::StrCat("database unavailable: ", e.what()));
     }
+    // read_only_sql_transaction: the session is on a standby, or on a primary being demoted
+    // or made read-only; a session opened later (after a failover) may be writable.
+    if (state == "25006") {
+      return absl::UnavailableError(absl::StrCat("database is read-only: ", e.what()));
+    }
     return absl::InternalError(absl::StrCat("database error ", state, ": ", e.what()));
   }
   return absl::InternalError(absl::StrCat("database error: ", e.what()));

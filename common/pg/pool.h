@@ -47,15 +47,18 @@ struct SessionTimeouts {
 std::string ConnectionString(absl::string_view url, absl::Duration connect_timeout,
                              SessionTimeouts timeouts = {});
 
-// Turns a libpqxx exception into a status: lost connections are UNAVAILABLE (nothing was
-// committed), a commit whose outcome is unknown UNKNOWN, unique violations ALREADY_EXISTS,
-// serialization failures ABORTED, the rest INTERNAL. The message
+// Turns a libpqxx exception into a status: lost connections, SQLSTATE classes 08 (connection
+// exception) and 57 (operator intervention: admin shutdown, statement or lock timeout) and
+// 25006 (a write on a read-only server) are UNAVAILABLE (nothing was committed), a commit
+// whose outcome is unknown UNKNOWN, unique violations ALREADY_EXISTS, serialization failures
+// ABORTED, the rest INTERNAL. The message
 // keeps the driver's text; the gRPC translation hides INTERNAL messages from callers.
 absl::Status StatusFromException(const std::exception& e);
 
-// A bounded pool of connections to one database. Connections open lazily; when one breaks,
-// it and every idle one are dropped, so the pool recovers by itself when the server comes
-// back.
+// A bounded pool of connections to one database. Connections open lazily; when one breaks or
+// fails with UNAVAILABLE (other than a statement or lock timeout; say, it reached a server
+// that turned read-only), it and every idle one are dropped, so the pool recovers by itself
+// when the server comes back or a failover promotes another.
 // Thread-safe.
 class Pool {
  public:

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/pg/pool.h"
 #include "common/pg/test_database.h"
+#include "common/testing/eventually.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/authz/authz_migrations.h"
@@ -52,7 +53,9 @@ Backend MakeMemory() { return Backend{std::make_unique<MemoryBucketStore>(), nul
 
 Backend MakePostgres() {
   std::shared_ptr<pg::Pool> pool = EmptyDatabase();
-  return Backend{std::make_unique<PostgresBucketStore>(pool.get()), pool};
+  return Backend{
+      std::make_unique<PostgresBucketStore>(pool.get(), PostgresBucketStore::RefillClock::kCaller),
+      pool};
 }
 
 MATCHER_P2(TakenIs, granted, level, "") {
@@ -399,7 +402,9 @@ INSTANTIATE_TEST_SUITE_P(
 // A replica: its own pool, store and limiter.
 struct Replica {
   explicit Replica(const std::string& url)
-      : pool(pg::PoolOptions{.url = url, .size = 4}), store(&pool), limiter(&store) {}
+      : pool(pg::PoolOptions{.url = url, .size = 4}),
+        store(&pool, PostgresBucketStore::RefillClock::kCaller),
+        limiter(&store) {}
   pg::Pool pool;
   PostgresBucketStore store;
   RateLimiter limiter;
@@ -444,10 +449,60 @@ std::vector<int> Hammer(std::vector<Replica*> replicas, const std::vector<Bucket
   return counts;
 }
 
+// With the database's clock a replica's own clock does not matter, and a bucket stamped in the
+// future (by a replica whose clock ran ahead, through an older release) refills from now on.
+TEST(DatabaseClockTest, ABucketStampedInTheFutureRefillsFromNow) {
+  if (pg::TestDatabase::Get() == nullptr) GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+  std::shared_ptr<pg::Pool> pool = EmptyDatabase();
+  PostgresBucketStore store(pool.get(), PostgresBucketStore::RefillClock::kDatabase);
+  auto sql = [&](const std::string& statement) {
+    std::string result;
+    EXPECT_TRUE(pool->Transact([&](pqxx::work& tx) {
+                      pqxx::result r = tx.exec(statement);
+                      if (!r.empty()) result = r[0][0].as<std::string>();
+                      return absl::OkStatus();
+                    })
+                    .ok());
+    return result;
+  };
+  // 60000 a minute: one unit a millisecond. Empty, and stamped five minutes ahead.
+  sql("INSERT INTO authz.rate_buckets VALUES ('limited', 0, clock_timestamp() + interval "
+      "'5 minutes', 60000)");
+  BucketCharge charge{"limited", 60000, 1};
+  // A replica whose clock is right is not held back until then.
+  EXPECT_TRUE(policy::testing::Eventually([&] {
+    absl::StatusOr<std::vector<Taken>> taken = store.TakeAll({{&charge, 1}}, absl::Now());
+    EXPECT_TRUE(taken.ok()) << taken.status();
+    return taken.ok() && (*taken)[0].granted == 1;
+  }));
+  // A replica whose clock runs ahead stamps nothing in the future.
+  const absl::Time skewed = absl::Now() + absl::Minutes(5);
+  ASSERT_TRUE(store.TakeAll({{&charge, 1}}, skewed).ok());
+  EXPECT_EQ(sql("SELECT updated_at <= clock_timestamp() FROM authz.rate_buckets WHERE key = "
+                "'limited'"),
+            "t");
+  ASSERT_TRUE(store.Adjust("limited", 60000, -1, skewed).ok());
+  EXPECT_EQ(sql("SELECT updated_at <= clock_timestamp() FROM authz.rate_buckets WHERE key = "
+                "'limited'"),
+            "t");
+
+  // Adjust refills a bucket stamped in the future from now on too.
+  sql("UPDATE authz.rate_buckets SET level = 0, updated_at = clock_timestamp() + interval "
+      "'5 minutes' WHERE key = 'limited'");
+  ASSERT_TRUE(store.Adjust("limited", 60000, 0, absl::Now()).ok());
+  EXPECT_EQ(sql("SELECT updated_at <= clock_timestamp() FROM authz.rate_buckets WHERE key = "
+                "'limited'"),
+            "t");
+  EXPECT_TRUE(policy::testing::Eventually([&] {
+    absl::StatusOr<std::vector<Taken>> taken = store.TakeAll({{&charge, 1}}, absl::Now());
+    return taken.ok() && (*taken)[0].granted == 1;
+  }));
+}
+
 TEST(TwoReplicasTest, AdmitNoMoreThanTheSmallerBucketBetweenThem) {
   if (pg::TestDatabase::Get() == nullptr) GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
   std::shared_ptr<pg::Pool> pool = EmptyDatabase();
-  PostgresBucketStore observer(pool.get());
+  PostgresBucketStore observer(pool.get(), PostgresBucketStore::RefillClock::kCaller);
   auto level = [&](const std::string& key, int64_t per_minute, absl::Time at) {
     BucketCharge probe{key, per_minute, 0};
     absl::StatusOr<std::vector<Taken>> taken = observer.TakeAll({{&probe, 0}}, at);

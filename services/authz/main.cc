@@ -78,7 +78,8 @@ int Main(int argc, char** argv) {
   if (config.storage.postgres()) {
     pool = std::make_unique<pg::Pool>(config.storage.pool_options());
     store = std::make_unique<PostgresOrgStore>(pool.get(), clock, config.storage.watch_heartbeat);
-    buckets = std::make_unique<PostgresBucketStore>(pool.get());
+    buckets = std::make_unique<PostgresBucketStore>(pool.get(),
+                                                    PostgresBucketStore::RefillClock::kDatabase);
   } else {
     store = std::make_unique<MemoryOrgStore>();
     buckets = std::make_unique<MemoryBucketStore>();

@@ -1,6 +1,7 @@
 #include "services/authz/postgres_bucket_store.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -9,7 +10,23 @@
 
 namespace policy::authz {
 
-PostgresBucketStore::PostgresBucketStore(pg::Pool* pool) : pool_(pool) {}
+PostgresBucketStore::PostgresBucketStore(pg::Pool* pool, RefillClock clock)
+    : pool_(pool), clock_(clock) {}
+
+namespace {
+
+// Runs `sql`, whose last parameter is the refill time in Unix microseconds: `now`, or NULL
+// (the database's clock) with RefillClock::kDatabase.
+template <typename... Args>
+pqxx::result ExecAt(pqxx::transaction_base& tx, PostgresBucketStore::RefillClock clock,
+                    const std::string& sql, absl::Time now, Args&&... args) {
+  if (clock == PostgresBucketStore::RefillClock::kDatabase) {
+    return tx.exec_params(sql, std::forward<Args>(args)..., nullptr);
+  }
+  return tx.exec_params(sql, std::forward<Args>(args)..., pg::Micros(now));
+}
+
+}  // namespace
 
 absl::StatusOr<std::vector<BucketStore::Taken>> PostgresBucketStore::TakeAll(
     const std::vector<Take>& takes, absl::Time now) {
@@ -34,11 +51,12 @@ absl::StatusOr<std::vector<BucketStore::Taken>> PostgresBucketStore::TakeAll(
   std::vector<Taken> taken;
   taken.reserve(takes.size());
   absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
-    pqxx::result rows = tx.exec_params(
+    pqxx::result rows = ExecAt(
+        tx, clock_,
         "SELECT granted, level FROM authz.take_buckets($1::text[], $2::bigint[], $3::bigint[], "
         "$4::bigint[], " POLICY_PG_TS("$5") ")",
-        pg::FormatTextArray(keys), bigint_array(per_minute), bigint_array(units),
-        bigint_array(want), pg::Micros(now));
+        now, pg::FormatTextArray(keys), bigint_array(per_minute), bigint_array(units),
+        bigint_array(want));
     if (rows.size() != takes.size()) {
       return absl::InternalError(absl::StrCat("authz.take_buckets returned ", rows.size(),
                                               " rows for ", takes.size(), " takes"));
@@ -57,8 +75,9 @@ absl::Status PostgresBucketStore::Adjust(const std::string& key, int64_t per_min
                                          absl::Time now) {
   if (absl::Status s = ValidateAdjustment(key, per_minute, delta); !s.ok()) return s;
   return pool_->Transact([&](pqxx::work& tx) {
-    tx.exec_params("SELECT authz.adjust_bucket($1, $2::bigint, $3::bigint, " POLICY_PG_TS("$4") ")",
-                   key, per_minute, delta, pg::Micros(now));
+    ExecAt(tx, clock_,
+           "SELECT authz.adjust_bucket($1, $2::bigint, $3::bigint, " POLICY_PG_TS("$4") ")", now,
+           key, per_minute, delta);
     return absl::OkStatus();
   });
 }
@@ -94,9 +113,9 @@ absl::StatusOr<BucketStore::ReportOutcome> PostgresBucketStore::AdjustOnce(
     }
     outcome = ReportOutcome::kApplied;
     for (const BucketCharge* d : in_key_order) {
-      tx.exec_params(
-          "SELECT authz.adjust_bucket($1, $2::bigint, $3::bigint, " POLICY_PG_TS("$4") ")", d->key,
-          d->per_minute, d->units, pg::Micros(now));
+      ExecAt(tx, clock_,
+             "SELECT authz.adjust_bucket($1, $2::bigint, $3::bigint, " POLICY_PG_TS("$4") ")", now,
+             d->key, d->per_minute, d->units);
     }
     return absl::OkStatus();
   });

@@ -20,7 +20,17 @@ namespace policy::authz {
 // Thread-safe.
 class PostgresBucketStore : public BucketStore {
  public:
-  explicit PostgresBucketStore(pg::Pool* pool);
+  // Whose clock refills the buckets and stamps them.
+  enum class RefillClock {
+    // The database's (migration 007), for every replica alike: the `now` of TakeAll, Adjust
+    // and AdjustOnce's adjustments is not used, so a replica whose clock is off can neither
+    // freeze the buckets for the others (by stamping them in the future) nor refill them
+    // early; a bucket stamped in the future (by an older release) counts as stamped now.
+    kDatabase,
+    // The callers' `now` (tests with injected time).
+    kCaller,
+  };
+  PostgresBucketStore(pg::Pool* pool, RefillClock clock);
 
   absl::StatusOr<std::vector<Taken>> TakeAll(const std::vector<Take>& takes,
                                              absl::Time now) override;
@@ -36,6 +46,7 @@ class PostgresBucketStore : public BucketStore {
 
  private:
   pg::Pool* const pool_;
+  const RefillClock clock_;
 };
 
 }  // namespace policy::authz

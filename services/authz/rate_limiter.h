@@ -77,7 +77,8 @@ class BucketStore {
   };
 
   // Refills each bucket to `now` (per_minute / 60 per second, capped at per_minute; a clock
-  // behind the bucket's last update refills nothing), then, all or nothing: when every bucket
+  // behind the bucket's last update refills nothing; PostgresBucketStore may use the
+  // database's clock instead of `now`), then, all or nothing: when every bucket
   // holds its charge's units, takes min(want, level) from each; otherwise takes nothing.
   // One round trip for all buckets. Unknown buckets start full.
   virtual absl::StatusOr<std::vector<Taken>> TakeAll(const std::vector<Take>& takes,
