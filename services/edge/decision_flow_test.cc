@@ -433,7 +433,7 @@ TEST_F(DecisionFlowTest, AuthzDenialIsAnAuditedDenyWithRetryAfter) {
   EXPECT_EQ(r.response.verdict(), v1::VERDICT_DENY);
   EXPECT_EQ(r.response.reason(), "RATE_LIMITED");
   EXPECT_EQ(r.response.retry_after().seconds(), 12);
-  EXPECT_THAT(r.response.messages(), IsEmpty());
+  EXPECT_EQ(r.response.messages_size(), 0);
   EXPECT_FALSE(r.response.has_endpoint());
   EXPECT_EQ(r.response.audit_id(), "support-eu/production/41");
   EXPECT_EQ(fake_.append_request.entry().action(), audit::v1::ACTION_DECISION_DENY);
@@ -450,7 +450,7 @@ TEST_F(DecisionFlowTest, BlockedContentIsADeny) {
   EXPECT_EQ(r.response.verdict(), v1::VERDICT_DENY);
   EXPECT_EQ(r.response.reason(), "PII_BLOCKED");
   EXPECT_THAT(r.response.message(), HasSubstr("PRIVATE_KEY"));
-  EXPECT_THAT(r.response.messages(), IsEmpty());
+  EXPECT_EQ(r.response.messages_size(), 0);
   EXPECT_EQ(fake_.append_request.entry().action(), audit::v1::ACTION_DECISION_DENY);
 }
 
