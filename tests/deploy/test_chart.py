@@ -963,6 +963,83 @@ class MigrationTest(unittest.TestCase):
         self.assertNotIn("Job", kinds[:first_hook])
         self.assertEqual(variant("no-migration-jobs").objects("Job"), [])
 
+    def job_env(self, m, service):
+        job = m.named("Job")[f"{m.component('Deployment', service)['metadata']['name']}-migrate"]
+        return env_map(job["spec"]["template"]["spec"]["containers"][0])
+
+    def test_migrations_may_run_as_another_role_than_the_services(self):
+        # The owner migrates; audit serves as a role of its own (a member of
+        # policy_audit_runtime), keys, authz and region as the shared `database.user`.
+        m = render("--set", "migrations.database.user=policy_owner,"
+                   "migrations.database.existingSecret=pg-owner,migrations.database.passwordKey=pw,"
+                   "audit.database.user=policy_audit,audit.database.existingSecret=pg-audit,"
+                   "database.caSecret=pg-ca")
+        for service in DATABASE_SERVICES:
+            with self.subTest(service=service):
+                url = f"POLICY_{service.upper()}_DATABASE_URL"
+                job, served = self.job_env(m, service), m.env(service)
+                self.assertEqual(job[url]["value"],
+                                 "postgresql://policy_owner@postgresql:5432/policy?sslmode=require")
+                self.assertEqual(job["PGPASSWORD"]["valueFrom"],
+                                 {"secretKeyRef": {"name": "pg-owner", "key": "pw"}})
+                user, secret = (("policy_audit", "pg-audit") if service == "audit" else
+                                ("policy", "demo-policy-suite-database"))
+                self.assertEqual(served[url]["value"],
+                                 f"postgresql://{user}@postgresql:5432/policy?sslmode=require")
+                self.assertEqual(served["PGPASSWORD"]["valueFrom"],
+                                 {"secretKeyRef": {"name": secret, "key": "password"}})
+                # Everything else as the service's: the server's CA, its secrets.
+                for var, entry in job.items():
+                    if var not in (url, "PGPASSWORD"):
+                        self.assertEqual(entry, served[var])
+                self.assertEqual(job["PGSSLROOTCERT"]["value"],
+                                 "/etc/policy-suite/database/ca.crt")
+        notes = render_raw("--notes", "--set", "migrations.database.user=policy_owner,"
+                           "migrations.database.existingSecret=pg-owner")
+        self.assertIn("pg-owner: key password (password of the PostgreSQL role policy_owner, "
+                      "the migration Jobs')", notes)
+        # The production example: the owner migrates, audit serves as policy_audit.
+        prod = variant("production")
+        self.assertEqual(
+            self.job_env(prod, "audit")["POLICY_AUDIT_DATABASE_URL"]["value"],
+            "postgresql://policy@db.internal.example.com:5432/policy?sslmode=verify-full")
+        self.assertEqual(self.job_env(prod, "audit")["PGPASSWORD"]["valueFrom"],
+                         {"secretKeyRef": {"name": "policy-suite-database", "key": "password"}})
+        self.assertEqual(prod.env("audit")["PGPASSWORD"]["valueFrom"],
+                         {"secretKeyRef": {"name": "policy-suite-database-audit",
+                                           "key": "password"}})
+
+    def test_by_default_each_job_migrates_as_its_service(self):
+        m = render("--set", "audit.database.user=policy_audit,audit.database.existingSecret=pg-audit")
+        for service in DATABASE_SERVICES:
+            with self.subTest(service=service):
+                job, served = self.job_env(m, service), m.env(service)
+                for var in (f"POLICY_{service.upper()}_DATABASE_URL", "PGPASSWORD"):
+                    self.assertEqual(job[var], served[var])
+        self.assertEqual(self.job_env(m, "audit")["POLICY_AUDIT_DATABASE_URL"]["value"],
+                         "postgresql://policy_audit@postgresql:5432/policy?sslmode=require")
+
+    def test_a_migration_role_needs_its_secret_and_the_jobs(self):
+        def refused(settings, message):
+            with self.assertRaises(RenderError) as caught:
+                render_raw("--set", settings)
+            self.assertIn(message, str(caught.exception))
+        refused("migrations.database.user=policy_owner",
+                "migrations.database.user (policy_owner) needs migrations.database.existingSecret")
+        refused("migrations.database.existingSecret=pg-owner",
+                "migrations.database.existingSecret (pg-owner) is set without "
+                "migrations.database.user")
+        refused("migrations.database.user=policy_owner,migrations.database.existingSecret=pg-owner,"
+                "migrations.enabled=false",
+                "migrations.database.user (policy_owner) is set with migrations.enabled=false")
+        # The store=memory trial of production values has no database at all.
+        render_raw("--set", "migrations.database.user=policy_owner,"
+                   "migrations.database.existingSecret=pg-owner,migrations.enabled=false,"
+                   "store=memory")
+        with self.assertRaises(RenderError) as caught:
+            render_raw("--set", "migrations.database.user=policy:owner")
+        self.assertIn("values don't meet the specifications of the schema", str(caught.exception))
+
     def test_the_choice_is_explained(self):
         template = (CHART / "templates" / "job-migrate.yaml").read_text()
         readme = (CHART / "README.md").read_text()

@@ -156,6 +156,16 @@ to start (CrashLoopBackOff) or being killed while they drain. Renders nothing.
 {{- fail (printf "keys.config.%s (%s) must be at most keys.config.%s (%s): the keys binary refuses to start otherwise" (index . 0) (index $a 0) (index . 1) (index $b 0)) }}
 {{- end }}
 {{- end }}
+{{- $migrator := $root.Values.migrations.database }}
+{{- if and $migrator.existingSecret (not $migrator.user) }}
+{{- fail (printf "migrations.database.existingSecret (%s) is set without migrations.database.user: name the role the migration Jobs run as, or leave both empty for each service's own" $migrator.existingSecret) }}
+{{- end }}
+{{- if and $migrator.user (not $migrator.existingSecret) }}
+{{- fail (printf "migrations.database.user (%s) needs migrations.database.existingSecret, the Secret holding that role's password" $migrator.user) }}
+{{- end }}
+{{- if and $migrator.user (eq $root.Values.store "postgres") (not $root.Values.migrations.enabled) }}
+{{- fail (printf "migrations.database.user (%s) is set with migrations.enabled=false: there are no migration Jobs, each service would migrate as its own role. Set migrations.enabled=true, or leave migrations.database.user empty" $migrator.user) }}
+{{- end }}
 {{- $audit := $root.Values.audit.config }}
 {{- $batch := $audit.max_batch | default 1000 }}
 {{- $queued := $audit.max_queued_appends | default 20000 }}

@@ -122,11 +122,19 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end }}
 
 {{/* The database settings of a component: `database` with the component's own `database`
-overrides, and existingSecret defaulted. YAML; read with fromYaml. */}}
+overrides, and existingSecret defaulted; with "mode" "migrate" (its migration Job) and
+migrations.database.user set, that role's user, existingSecret and passwordKey instead (the
+rest stays the component's). YAML; read with fromYaml. */}}
 {{- define "policy-suite.database" -}}
 {{- $db := mergeOverwrite (deepCopy .root.Values.database) (deepCopy ((index .root.Values .name).database | default dict)) }}
 {{- if not $db.existingSecret }}
 {{- $_ := set $db "existingSecret" (printf "%s-database" (include "policy-suite.fullname" .root)) }}
+{{- end }}
+{{- $migrator := .root.Values.migrations.database }}
+{{- if and (eq (.mode | default "") "migrate") $migrator.user }}
+{{- $_ := set $db "user" $migrator.user }}
+{{- $_ := set $db "existingSecret" $migrator.existingSecret }}
+{{- $_ := set $db "passwordKey" $migrator.passwordKey }}
 {{- end }}
 {{- toYaml $db }}
 {{- end }}
