@@ -444,7 +444,8 @@ TEST(DetectorTest, BoundaryRules) {
   // A version word after the address, or further than the window before it, does not count.
   EXPECT_THAT(Found("server 10.2.1.5 runs version 2"),
               ElementsAre(std::make_pair("IP_ADDRESS", "10.2.1.5")));
-  EXPECT_THAT(Found("version 2 is out. Our gateway, long since moved: 10.2.1.5"),
+  EXPECT_THAT(Found("version 2 is out. Our office gateway, which has long since moved to the new "
+                    "building: 10.2.1.5"),
               ElementsAre(std::make_pair("IP_ADDRESS", "10.2.1.5")));
   // Han and Kana before an address are the words before it, not its local part.
   EXPECT_THAT(Found("请发邮件到jane@acme.com"),
