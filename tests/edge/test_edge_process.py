@@ -1494,7 +1494,7 @@ class EdgeProcessTest(unittest.TestCase):
         listed_invitations = json.loads(listed.stdout)["invitations"]
         self.assertIn(invitation["ref"], [i["ref"] for i in listed_invitations])
         self.assertNotIn(invitation["id"], listed.stdout)
-        self.assertTrue(all("id" not in i for i in listed_invitations), listed_invitations)
+        self.assertTrue(all(not i.get("id") for i in listed_invitations), listed_invitations)
         revoked = policyctl("invitations", "revoke", invitation["ref"], "--output=json")
         self.assertEqual(revoked.returncode, 0, revoked.stderr)
         self.assertEqual(json.loads(revoked.stdout)["state"], "revoked")
