@@ -93,6 +93,16 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
       "github_token");
   add("slack_token", "SLACK_TOKEN", "xox[bpars]-[0-9]+(?:-[0-9]+)*-[0-9A-Za-z]+", 1.0,
       "slack_token");
+  // The credentials in a URL's authority: "user:password@host" after "scheme://" (the
+  // password non-empty, the user possibly empty; the last '@' before the path ends the
+  // password, so an unencoded '@' stays inside it). The host is part of the finding so that
+  // the finding holds any e-mail reading of "password@host" and wins over it (the longer at
+  // equal scores); the scheme, port and path are left. No '@' or no ':' before it ("ssh://
+  // git@host", "http://host:8080/") is no credential.
+  add("url_credentials", "URL_CREDENTIALS",
+      "[A-Za-z][A-Za-z0-9+.-]*://"
+      "([^\\s/?#@:]*:[^\\s/?#]+@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\\[[0-9A-Fa-f:.]+\\]))",
+      1.0, "");
   // Check digits: a random string passes with a probability of 1/97 or less.
   add("credit_card", "CREDIT_CARD",
       "[0-9]{13,19}"

@@ -41,8 +41,9 @@ record and its problems.
     every type, context words matched as substrings anywhere in the 96 bytes before a
     number or after its start; no record is laid out as a table, whose column headers the
     engine also takes for context) finds no valid entity in the text other than the labels
-    themselves, an IPv4 address embedded in a labelled IPv6 address, and the phone-number reading of a
-    labelled NHS number. No label has a rival context word near it (an NHS number with a
+    themselves, an IPv4 address embedded in a labelled IPv6 address, the phone-number reading of a
+    labelled NHS number, and whatever lies inside a labelled URL_CREDENTIALS value (the e-mail
+    reading of its "password@host"). No label has a rival context word near it (an NHS number with a
     phone word, a bare SSN with "itin", ...), so every label has one right answer.
   * Hard negatives (cards failing Luhn or without an issuer prefix, IBANs with a wrong
     check or length, SSNs out of range, dates, times, order and invoice numbers, version
@@ -53,7 +54,9 @@ record and its problems.
     differ from character offsets; values appear at the start and end of texts, in quotes
     and parentheses and before . , ) : and several entities of different types share
     records. Neighbour records (neighbour_records, a random stream of their own) put values
-    beside the short numbers and in the layouts of real prompts.
+    beside the short numbers and in the layouts of real prompts; connection-string records
+    (url_credential_records, a stream of their own too) put credentials in URLs beside URLs
+    that hold none.
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ HEX = "0123456789abcdef"
 ENTITY_TYPES = (
     "US_SSN", "US_ITIN", "CREDIT_CARD", "IBAN_CODE", "EMAIL_ADDRESS", "PHONE_NUMBER",
     "IP_ADDRESS", "UK_NHS", "CRYPTO", "MEDICAL_LICENSE", "POLICY_SUITE_KEY", "OPENAI_API_KEY",
-    "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY",
+    "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY", "URL_CREDENTIALS",
 )
 
 CONTEXT_WORDS = {
@@ -337,6 +340,9 @@ OPENAI_KEY_SHAPE = re.compile(r"sk-[0-9A-Za-z]{48}|sk-(?:proj|svcacct|admin)-[A-
 AWS_KEY_SHAPE = re.compile(r"(?:AKIA|ASIA)[A-Z2-7]{16}")
 GITHUB_TOKEN_SHAPE = re.compile(r"gh[pousr]_[0-9A-Za-z]{36}|github_pat_[0-9A-Za-z_]{82}")
 SLACK_TOKEN_SHAPE = re.compile(r"xox[bpars]-(?:[0-9]+-)+[0-9A-Za-z]*[A-Za-z][0-9A-Za-z]*")
+# "user:password@host" after "scheme://": the password non-empty, up to the last '@'.
+URL_CREDENTIALS_SHAPE = re.compile(
+    r"[^\s/?#@:]*:[^\s/?#]+@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\[[0-9A-Fa-f:.]+\])")
 PEM_SHAPE = re.compile(
     r"-----BEGIN ((?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?)PRIVATE KEY-----\n"
     r"(?:[A-Za-z0-9+/]+=*\n)+"
@@ -494,6 +500,7 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
     "GITHUB_TOKEN": shape_validator(GITHUB_TOKEN_SHAPE),
     "SLACK_TOKEN": shape_validator(SLACK_TOKEN_SHAPE),
     "PRIVATE_KEY": is_valid_private_key,
+    "URL_CREDENTIALS": shape_validator(URL_CREDENTIALS_SHAPE),
 }
 
 
@@ -575,6 +582,8 @@ CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags
     (("AWS_ACCESS_KEY",), rb"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z2-7]{16}(?![A-Z0-9])", 0),
     (("GITHUB_TOKEN",), rb"(?<![A-Za-z0-9_])(?:gh[pousr]_[0-9A-Za-z]+|github_pat_[0-9A-Za-z_]+)", 0),
     (("SLACK_TOKEN",), rb"(?<![A-Za-z0-9])xox[bpars]-[A-Za-z0-9-]+", 0),
+    (("URL_CREDENTIALS",),
+     rb"(?<=[A-Za-z0-9+.-]://)[^\s/?#@:]*:[^\s/?#]+@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\[[0-9A-Fa-f:.]+\])", 0),
     (("PRIVATE_KEY",), rb"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
 ))
 
@@ -658,6 +667,8 @@ LABEL_BOUNDARY = {
                       re.compile(rb"(?:[0-9A-Za-z_%+-]|\.[0-9A-Za-z])")),
     "IP_ADDRESS": (re.compile(rb"[0-9A-Za-z:.]\Z"), re.compile(rb"(?:[0-9A-Za-z:]|\.[0-9])")),
     "PRIVATE_KEY": (re.compile(rb"-\Z"), re.compile(rb"-")),
+    # Right after "://"; not followed by more of a host name.
+    "URL_CREDENTIALS": (re.compile(rb"(?<!//)\Z"), re.compile(rb"[A-Za-z0-9_]|[._~%-]+[A-Za-z0-9_]")),
     **{t: TOKEN_BOUNDARY for t in ("CRYPTO", "MEDICAL_LICENSE", "POLICY_SUITE_KEY", "OPENAI_API_KEY",
                                    "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN")},
 }
@@ -1668,9 +1679,13 @@ def is_char_boundary(data: bytes, offset: int) -> bool:
 
 def allowed_extra_finding(finding: Finding, labels: list[Label]) -> bool:
     """A finding other than a label that is still right: an IPv4 address inside a labelled
-    IPv6 address, or the phone reading of a labelled NHS number (the context decides)."""
+    IPv6 address, the phone reading of a labelled NHS number (the context decides), or
+    anything inside a labelled URL_CREDENTIALS value (which scores 1.0 and is longer, so it
+    wins the overlap)."""
     entity_type, begin, end = finding
     for label in labels:
+        if label.entity_type == "URL_CREDENTIALS" and label.begin <= begin and end <= label.end:
+            return True
         if (entity_type == "IP_ADDRESS" and label.entity_type == "IP_ADDRESS"
                 and label.begin <= begin and end <= label.end):
             return True
@@ -1862,6 +1877,82 @@ def neighbour_records(seed: int, per_format: int, counters: Counter) -> list[Rec
 
 
 # ---------------------------------------------------------------------------------------
+# Connection strings: credentials in URLs, beside URLs that hold none
+# ---------------------------------------------------------------------------------------
+
+URL_PASSWORD_ALPHABET = BASE62 + "!$&*+-_.~"
+URL_HOSTS = ("db.internal", "10.0.4.17", "pg-primary.prod.svc.cluster.local", "localhost",
+             "cache_1", "cluster0.ab1cd.mongodb.net", "api.example.com", "[2001:db8::7]")
+# URLs that hold no credentials: no userinfo, a user without a password, a port.
+URLS_WITHOUT_CREDENTIALS = ("http://localhost:8080/", "https://example.com:443/health",
+                            "ssh://deploy@build.internal/srv", "https://status.example.org/",
+                            "ftp://mirror.example.net:21/pub/")
+
+
+def url_password(rng: Random) -> str:
+    """A password of 6-20 characters, now and then with an unencoded '@' inside."""
+    password = random_string(rng, URL_PASSWORD_ALPHABET, rng.randint(6, 20))
+    if rng.random() < 0.3:
+        cut = rng.randint(1, len(password) - 1)
+        password = password[:cut] + "@" + password[cut:]
+    return password
+
+
+def url_credentials(rng: Random, user: bool) -> str:
+    name = rng.choice(FIRST_NAMES) + rng.choice(("", "_admin", ".ro", "42")) if user else ""
+    return "%s:%s@%s" % (name, url_password(rng), rng.choice(URL_HOSTS))
+
+
+def connection_postgres(rng: Random, b: TextBuilder) -> None:
+    b.text(rng.choice(("DATABASE_URL=", "Verbinde mit ", "connexion : ", "dsn: '")))
+    b.text(rng.choice(("postgres://", "postgresql://", "mysql://")))
+    b.entity("URL_CREDENTIALS", "postgres", url_credentials(rng, user=True))
+    b.text(":%d/%s%s" % (rng.choice((5432, 3306, 6432)), rng.choice(LAST_NAMES),
+                         rng.choice(("", "?sslmode=require", "'", "."))))
+
+
+def connection_https(rng: Random, b: TextBuilder) -> None:
+    b.text("curl %s " % rng.choice(URLS_WITHOUT_CREDENTIALS))
+    b.text("&& curl \"https://")
+    b.entity("URL_CREDENTIALS", "https", url_credentials(rng, user=True))
+    b.text("/v1/%s\" 🙂" % rng.choice(("items", "export?format=csv", "#top", "")))
+
+
+def connection_mongodb(rng: Random, b: TextBuilder) -> None:
+    b.text("MONGO_URI (%s): mongodb+srv://" % rng.choice(("prod", "テスト", "staging")))
+    b.entity("URL_CREDENTIALS", "mongodb", url_credentials(rng, user=True))
+    b.text("/?retryWrites=true&w=majority, see %s" % rng.choice(URLS_WITHOUT_CREDENTIALS))
+
+
+def connection_redis(rng: Random, b: TextBuilder) -> None:
+    b.text("Cache: redis://")
+    b.entity("URL_CREDENTIALS", "redis", url_credentials(rng, user=rng.random() < 0.5))
+    b.text(":6379/%d (nicht %s)" % (rng.randint(0, 15), rng.choice(URLS_WITHOUT_CREDENTIALS)))
+
+
+CONNECTION_LAYOUTS: tuple[Callable[[Random, TextBuilder], None], ...] = (
+    connection_postgres, connection_https, connection_mongodb, connection_redis,
+)
+
+
+def url_credential_records(seed: int, per_format: int, counters: Counter) -> list[Record]:
+    """Records with credentials in URLs (a password with an unencoded '@', an empty user)
+    beside URLs without any, per_format of each layout; a random stream of their own."""
+    rng = Random("connections-%d" % seed)
+    records = []
+    for layout in CONNECTION_LAYOUTS:
+        name = layout.__name__.removeprefix("connection_")
+        for ordinal in range(per_format):
+            def draw() -> Record:
+                builder = TextBuilder()
+                layout(rng, builder)
+                return Record("connection-%s-%04d" % (name, ordinal), "positive",
+                              "".join(builder.parts), builder.labels, builder.negatives)
+            records.append(checked(draw, counters))
+    return records
+
+
+# ---------------------------------------------------------------------------------------
 # Corpus
 # ---------------------------------------------------------------------------------------
 
@@ -1884,6 +1975,7 @@ def generate_corpus(seed: int, per_format: int, counters: Counter | None = None)
             record_id = "negative-%s-%s-%04d" % (variant.category, variant.name, ordinal)
             records.append(checked(lambda: draw_hard_negative(rng, variant, ordinal, record_id), counters))
     records += neighbour_records(seed, per_format, counters)
+    records += url_credential_records(seed, per_format, counters)
     return records
 
 
