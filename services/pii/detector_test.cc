@@ -753,6 +753,31 @@ TEST(DetectorTest, EntityTypesAreTheBuiltinOnes) {
                           "SLACK_TOKEN", "UK_NHS", "URL_CREDENTIALS", "US_ITIN", "US_SSN"));
 }
 
+TEST(DetectorTest, FindsWrittenInternationalAndNationalPhoneNumbers) {
+  using Found_ = std::vector<std::pair<std::string, std::string>>;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"Office: +44 (0)20 7946 0958.", "+44 (0)20 7946 0958"},
+      {"+33.6.12.34.56.78", "+33.6.12.34.56.78"},
+      {"Tel. 020 7946 0958", "020 7946 0958"},
+      {"Handy 0171 2345678", "0171 2345678"},
+      {"appelez 06 12 34 56 78 demain", "06 12 34 56 78"},
+      {"phone: 030 1234567", "030 1234567"},
+      {"Téléphone : 06.12.34.56.78", "06.12.34.56.78"},
+      {"0171 2345678 (Handy)", "0171 2345678"},
+  };
+  for (const auto& [text, phone] : cases) {
+    EXPECT_EQ(Found(text), (Found_{{"PHONE_NUMBER", phone}})) << text;
+  }
+  // Without a phone word a national number is an order or account number; dates, versions,
+  // amounts and short runs are none even with one.
+  for (const char* text :
+       {"020 7946 0958", "Order 0171 2345678 shipped", "Ref 06 12 34 56 78", "Konto 030 1234567",
+        "call on 01-15-2024", "phone 01.02.2024", "tel: v0.12.3.4", "call 0,99 EUR 0171",
+        "phone 02134-1234", "call 0 800 12", "Handy 0171 234", "tel 1.2.3.4.5.6"}) {
+    EXPECT_THAT(Default().Scan(text, MinScore(0.0)), IsEmpty()) << text;
+  }
+}
+
 TEST(DetectorTest, FindsTheCredentialsOfAUrl) {
   using Found_ = std::vector<std::pair<std::string, std::string>>;
   const std::vector<std::pair<std::string, std::string>> cases = {

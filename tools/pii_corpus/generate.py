@@ -56,7 +56,8 @@ record and its problems.
     records. Neighbour records (neighbour_records, a random stream of their own) put values
     beside the short numbers and in the layouts of real prompts; connection-string records
     (url_credential_records, a stream of their own too) put credentials in URLs beside URLs
-    that hold none.
+    that hold none; written-phone records (written_phone_records, likewise) phone numbers
+    with a trunk prefix in parentheses, dots, or as national numbers after a phone word.
 """
 
 from __future__ import annotations
@@ -106,7 +107,12 @@ CONTEXT_WORDS = {
     "UK_NHS": ("nhs",),
     "MEDICAL_LICENSE": ("dea", "prescriber", "registration", "license", "licence"),
 }
-ALL_CONTEXT_WORDS = tuple(word for words in CONTEXT_WORDS.values() for word in words)
+# A national number ("020 7946 0958") counts after any of these.
+NATIONAL_PHONE_CONTEXT_WORDS = CONTEXT_WORDS["PHONE_NUMBER"] + (
+    "handy", "telefon", "telefonnummer", "rufnummer", "mobil", "festnetz", "appelez", "appeler",
+    "appelle", "portable", "tél", "téléphone", "telefono", "teléfono", "móvil", "cellulare")
+ALL_CONTEXT_WORDS = tuple(dict.fromkeys(
+    [word for words in CONTEXT_WORDS.values() for word in words] + list(NATIONAL_PHONE_CONTEXT_WORDS)))
 # Two types whose bare numbers the context word alone tells apart: no label of one may have
 # a context word of the other near it.
 RIVAL_TYPE = {"US_SSN": "US_ITIN", "US_ITIN": "US_SSN", "PHONE_NUMBER": "UK_NHS", "UK_NHS": "PHONE_NUMBER"}
@@ -325,7 +331,10 @@ NANP_SHAPES = tuple(re.compile(p) for p in (
     r"\+1([0-9]{3})([0-9]{3})[0-9]{4}",
     r"([0-9]{3})([0-9]{3})[0-9]{4}",
 ))
-INTERNATIONAL_PHONE_SHAPE = re.compile(r"\+([0-9]+(?:[ -][0-9]+)*)")
+INTERNATIONAL_PHONE_SHAPE = re.compile(
+    r"\+([0-9]+(?:[ -][0-9]+)*|[0-9]+(?:\.[0-9]+)+|[0-9]+ \(0\) ?[0-9]+(?:[ -][0-9]+)*)")
+NATIONAL_PHONE_SHAPE = re.compile(
+    r"0[1-9][0-9]{0,4}(?:[ /-][0-9]{2,8}){1,4}|0[1-9](?:\.[0-9]{2}){4}|0[1-9][0-9]{8,10}")
 IPV4_SHAPE = re.compile(r"(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,2})){3}")
 IPV6_CHARS = re.compile(r"[0-9A-Fa-f:.]+")
 EMAIL_SHAPE = re.compile(r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}")
@@ -414,15 +423,23 @@ def calling_code(digits: str) -> str | None:
     return next((digits[:n] for n in (1, 2, 3) if digits[:n] in COUNTRY_CALLING_CODES), None)
 
 
+def is_national_phone(value: str) -> bool:
+    """A national number with its trunk prefix, 10-12 digits: counts only after a word of
+    NATIONAL_PHONE_CONTEXT_WORDS."""
+    return bool(NATIONAL_PHONE_SHAPE.fullmatch(value)) and 10 <= sum(c.isdigit() for c in value) <= 12
+
+
 def is_valid_phone(value: str) -> bool:
     for shape in NANP_SHAPES:
         match = shape.fullmatch(value)
-        if match:
-            return nanp_parts_valid(match[1], match[2])
+        if match and nanp_parts_valid(match[1], match[2]):
+            return True
+    if is_national_phone(value):
+        return True
     match = INTERNATIONAL_PHONE_SHAPE.fullmatch(value)
     if not match:
         return False
-    digits = match[1].replace(" ", "").replace("-", "")
+    digits = re.sub(r"[ .-]", "", match[1].replace(" (0)", " ", 1))
     code = calling_code(digits)
     return code is not None and code != "1" and 7 <= len(digits) - len(code) <= 12
 
@@ -543,7 +560,10 @@ def accepts(entity_type: str, data: bytes, begin: int, end: int, strict: bool) -
     value = data[begin:end].decode("utf-8", "replace")
     if not VALIDATORS[entity_type](value):
         return False
-    if needs_context(entity_type, value) and not has_context_word(
+    if entity_type == "PHONE_NUMBER" and is_national_phone(value):
+        if not has_context_word(data, begin, NATIONAL_PHONE_CONTEXT_WORDS, strict):
+            return False
+    elif needs_context(entity_type, value) and not has_context_word(
             data, begin, CONTEXT_WORDS[entity_type], strict):
         return False
     if (entity_type == "IP_ADDRESS" and ":" not in value
@@ -561,6 +581,9 @@ CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags
     (("PHONE_NUMBER",),
      rb"(?<![0-9+])(?:\+1[ -]?|1-)?(?:\([0-9]{3}\) ?|[0-9]{3}[-. ]?)[0-9]{3}[-. ]?[0-9]{4}(?![0-9])", 0),
     (("PHONE_NUMBER",), rb"(?<![0-9+])\+[0-9]+(?:[ -][0-9]+)*", 0),
+    (("PHONE_NUMBER",), rb"(?<![0-9+.])\+[0-9]+(?:\.[0-9]+)+(?![0-9])", 0),
+    (("PHONE_NUMBER",), rb"(?<![0-9+])\+[0-9]+ \(0\) ?[0-9]+(?:[ -][0-9]+)*", 0),
+    (("PHONE_NUMBER",), rb"(?<![0-9A-Za-z.+-])0[1-9][0-9]*(?:[ /.-][0-9]+)*(?![0-9])", 0),
     (("UK_NHS",), rb"(?<![0-9])[0-9]{3}([ -]?)[0-9]{3}\1[0-9]{4}(?![0-9])", 0),
     (("CREDIT_CARD",), rb"(?<![0-9])[0-9]{13,19}(?![0-9])", 0),
     (("CREDIT_CARD",), rb"(?<![0-9])[0-9]{4}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{4}(?![0-9])", 0),
@@ -1692,6 +1715,9 @@ def allowed_extra_finding(finding: Finding, labels: list[Label]) -> bool:
         if (entity_type == "PHONE_NUMBER" and label.entity_type == "UK_NHS"
                 and (label.begin, label.end) == (begin, end)):
             return True
+        if (entity_type == "PHONE_NUMBER" and label.entity_type == "PHONE_NUMBER"
+                and label.begin <= begin and end <= label.end):
+            return True  # the national reading of an international number's tail
     return False
 
 
@@ -1953,6 +1979,62 @@ def url_credential_records(seed: int, per_format: int, counters: Counter) -> lis
 
 
 # ---------------------------------------------------------------------------------------
+# Written phone numbers: a trunk prefix in parentheses, dots, national numbers after a word
+# ---------------------------------------------------------------------------------------
+
+def digits_of(rng: Random, template: str) -> str:
+    """The template with each 'd' a random digit."""
+    return "".join(rng.choice(DIGITS) if c == "d" else c for c in template)
+
+
+def written_phone_trunk(rng: Random, b: TextBuilder) -> None:
+    b.text(rng.choice(("Office: ", "Zentrale ", "Büro — ", "Standard : ")))
+    b.entity("PHONE_NUMBER", "intl-trunk", digits_of(rng, rng.choice((
+        "+44 (0)20 dddd dddd", "+44 (0)161 ddd dddd", "+49 (0)30 ddddddd", "+41 (0)44 ddd dd dd",
+        "+43 (0)1 ddd dddd", "+44 (0) 20 dddd dddd"))))
+    b.text(rng.choice((".", ", merci.", " 🙂", "")))
+
+
+def written_phone_dotted(rng: Random, b: TextBuilder) -> None:
+    b.text(rng.choice(("Contact ", "Joignable au ", "Kontakt: ")))
+    b.entity("PHONE_NUMBER", "intl-dotted", digits_of(rng, rng.choice((
+        "+33.6.dd.dd.dd.dd", "+33.1.dd.dd.dd.dd", "+49.30.dddddddd", "+32.2.ddd.dd.dd"))))
+    b.text(rng.choice((" (bureau).", ", danke.", "")))
+
+
+def written_phone_national(rng: Random, b: TextBuilder) -> None:
+    b.text(rng.choice(("Tel. ", "Handy ", "appelez le ", "phone: ", "Téléphone : ", "Rufnummer ",
+                       "mobile ", "Festnetz: ")))
+    b.entity("PHONE_NUMBER", "national", digits_of(rng, rng.choice((
+        "020 dddd dddd", "0161 ddd dddd", "07700 9ddddd", "0171 ddddddd", "030 ddddddd",
+        "089/ddddddd", "0151-dddddddd", "06 dd dd dd dd", "01.dd.dd.dd.dd"))))
+    b.text(rng.choice((" demain.", ", danke.", " (abends)", ".")))
+
+
+WRITTEN_PHONE_LAYOUTS: tuple[Callable[[Random, TextBuilder], None], ...] = (
+    written_phone_trunk, written_phone_dotted, written_phone_national,
+)
+
+
+def written_phone_records(seed: int, per_format: int, counters: Counter) -> list[Record]:
+    """Phone numbers as people write them: "+44 (0)20 7946 0958", "+33.6.12.34.56.78", and
+    national numbers after a phone word ("Tel. 020 7946 0958"), per_format of each layout;
+    a random stream of their own."""
+    rng = Random("written-phones-%d" % seed)
+    records = []
+    for layout in WRITTEN_PHONE_LAYOUTS:
+        name = layout.__name__.removeprefix("written_phone_")
+        for ordinal in range(per_format):
+            def draw() -> Record:
+                builder = TextBuilder()
+                layout(rng, builder)
+                return Record("written-phone-%s-%04d" % (name, ordinal), "positive",
+                              "".join(builder.parts), builder.labels, builder.negatives)
+            records.append(checked(draw, counters))
+    return records
+
+
+# ---------------------------------------------------------------------------------------
 # Corpus
 # ---------------------------------------------------------------------------------------
 
@@ -1976,6 +2058,7 @@ def generate_corpus(seed: int, per_format: int, counters: Counter | None = None)
             records.append(checked(lambda: draw_hard_negative(rng, variant, ordinal, record_id), counters))
     records += neighbour_records(seed, per_format, counters)
     records += url_credential_records(seed, per_format, counters)
+    records += written_phone_records(seed, per_format, counters)
     return records
 
 
