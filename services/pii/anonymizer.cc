@@ -261,6 +261,7 @@ DataClass DefaultDataClass(absl::string_view entity_type) {
       {"GITHUB_TOKEN", DataClass::kInternal},
       {"SLACK_TOKEN", DataClass::kInternal},
       {"PRIVATE_KEY", DataClass::kInternal},
+      {"URL_CREDENTIALS", DataClass::kInternal},
   };
   auto it = kClasses->find(entity_type);
   return it != kClasses->end() ? it->second : DataClass::kPii;

@@ -68,8 +68,8 @@ bool IsValidEntityType(absl::string_view entity_type);
 // The class of an entity type when the policy does not set one: personal data (US_SSN,
 // US_ITIN, CREDIT_CARD, IBAN_CODE, EMAIL_ADDRESS, PHONE_NUMBER, IP_ADDRESS, UK_NHS, CRYPTO) is
 // kPii, MEDICAL_LICENSE is kPhi, secrets (POLICY_SUITE_KEY, OPENAI_API_KEY, AWS_ACCESS_KEY,
-// GITHUB_TOKEN, SLACK_TOKEN, PRIVATE_KEY) are kInternal, and any other (custom) type is kPii,
-// since a type someone bothered to configure is most likely personal.
+// GITHUB_TOKEN, SLACK_TOKEN, PRIVATE_KEY, URL_CREDENTIALS) are kInternal, and any other (custom)
+// type is kPii, since a type someone bothered to configure is most likely personal.
 DataClass DefaultDataClass(absl::string_view entity_type);
 
 struct EntityRule {

@@ -233,7 +233,7 @@ TEST(AnonymizationPolicyTest, DefaultClasses) {
   }
   EXPECT_EQ(DefaultDataClass("MEDICAL_LICENSE"), DataClass::kPhi);
   for (absl::string_view type : {"POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY",
-                                 "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY"}) {
+                                 "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY", "URL_CREDENTIALS"}) {
     EXPECT_EQ(DefaultDataClass(type), DataClass::kInternal) << type;
   }
   EXPECT_EQ(DefaultDataClass("EMPLOYEE_ID"), DataClass::kPii);

@@ -747,11 +747,64 @@ TEST(DetectorTest, TheCustomPrefilterTakesNoShareOfTheRecognizersBudget) {
 }
 
 TEST(DetectorTest, EntityTypesAreTheBuiltinOnes) {
-  EXPECT_THAT(
-      Default().EntityTypes(),
-      ElementsAre("AWS_ACCESS_KEY", "CREDIT_CARD", "CRYPTO", "EMAIL_ADDRESS", "GITHUB_TOKEN",
-                  "IBAN_CODE", "IP_ADDRESS", "MEDICAL_LICENSE", "OPENAI_API_KEY", "PHONE_NUMBER",
-                  "POLICY_SUITE_KEY", "PRIVATE_KEY", "SLACK_TOKEN", "UK_NHS", "US_ITIN", "US_SSN"));
+  EXPECT_THAT(Default().EntityTypes(),
+              ElementsAre("AWS_ACCESS_KEY", "CREDIT_CARD", "CRYPTO", "EMAIL_ADDRESS",
+                          "GITHUB_TOKEN", "IBAN_CODE", "IP_ADDRESS", "MEDICAL_LICENSE",
+                          "OPENAI_API_KEY", "PHONE_NUMBER", "POLICY_SUITE_KEY", "PRIVATE_KEY",
+                          "SLACK_TOKEN", "UK_NHS", "URL_CREDENTIALS", "US_ITIN", "US_SSN"));
+}
+
+TEST(DetectorTest, FindsWrittenInternationalAndNationalPhoneNumbers) {
+  using Found_ = std::vector<std::pair<std::string, std::string>>;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"Office: +44 (0)20 7946 0958.", "+44 (0)20 7946 0958"},
+      {"+33.6.12.34.56.78", "+33.6.12.34.56.78"},
+      {"Tel. 020 7946 0958", "020 7946 0958"},
+      {"Handy 0171 2345678", "0171 2345678"},
+      {"appelez 06 12 34 56 78 demain", "06 12 34 56 78"},
+      {"phone: 030 1234567", "030 1234567"},
+      {"Téléphone : 06.12.34.56.78", "06.12.34.56.78"},
+      {"0171 2345678 (Handy)", "0171 2345678"},
+  };
+  for (const auto& [text, phone] : cases) {
+    EXPECT_EQ(Found(text), (Found_{{"PHONE_NUMBER", phone}})) << text;
+  }
+  // Without a phone word a national number is an order or account number; dates, versions,
+  // amounts and short runs are none even with one.
+  for (const char* text :
+       {"020 7946 0958", "Order 0171 2345678 shipped", "Ref 06 12 34 56 78", "Konto 030 1234567",
+        "call on 01-15-2024", "phone 01.02.2024", "tel: v0.12.3.4", "call 0,99 EUR 0171",
+        "phone 02134-1234", "call 0 800 12", "Handy 0171 234", "tel 1.2.3.4.5.6"}) {
+    EXPECT_THAT(Default().Scan(text, MinScore(0.0)), IsEmpty()) << text;
+  }
+}
+
+TEST(DetectorTest, FindsTheCredentialsOfAUrl) {
+  using Found_ = std::vector<std::pair<std::string, std::string>>;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"postgres://admin:S3cr3tP@ss@db.internal:5432/app", "admin:S3cr3tP@ss@db.internal"},
+      {"see https://user:pass@host/ for it", "user:pass@host"},
+      {"https://user:pass@example.com/x", "user:pass@example.com"},
+      {"mongodb+srv://u:p@cluster0.mongodb.net/?retryWrites=true", "u:p@cluster0.mongodb.net"},
+      {"REDIS_URL=redis://:password@host:6379", ":password@host"},
+      {"amqp://guest:gu3st@[2001:db8::1]:5672.", "guest:gu3st@[2001:db8::1]"},
+      {"\"mysql://root:hunter2@db_1\",", "root:hunter2@db_1"},
+  };
+  for (const auto& [text, credentials] : cases) {
+    EXPECT_EQ(Found(text), (Found_{{"URL_CREDENTIALS", credentials}})) << text;
+  }
+  for (const char* text :
+       {"http://host:8080/", "https://example.com:443/path?q=1#top", "git@github.com:org/repo.git",
+        "ssh://git@github.com:22/org/repo", "https://user@host/", "https://user:@host/",
+        "meet at 12:30@cafe", "10:30@ home", "http://host:8080/path/a:b@c",
+        "ftp://files.example.org/pub/x:y"}) {
+    ScanOptions options = OnlyTypes({"URL_CREDENTIALS"});
+    options.min_score = 0.0;
+    EXPECT_THAT(Default().Scan(text, options), IsEmpty()) << text;
+  }
+  // An address after mailto: is an e-mail address, not a credential.
+  EXPECT_EQ(Found("mailto:jane.doe@example.com"),
+            (Found_{{"EMAIL_ADDRESS", "jane.doe@example.com"}}));
 }
 
 TEST(DetectorTest, EmptyAndTinyTexts) {

@@ -20,6 +20,13 @@ constexpr size_t kMaxNameBytes = 64;
 
 const std::vector<std::string> kPhoneContext = {
     "phone", "telephone", "cellphone", "tel", "call", "mobile", "cell", "fax", "whatsapp"};
+// National numbers are digit runs that only a word tells from an order number: the phone
+// words and their German, French, Spanish and Italian forms.
+const std::vector<std::string> kNationalPhoneContext = {
+    "phone",    "telephone", "cellphone", "tel",      "call",          "mobile",    "cell",
+    "fax",      "whatsapp",  "handy",     "telefon",  "telefonnummer", "rufnummer", "mobil",
+    "festnetz", "appelez",   "appeler",   "appelle",  "portable",      "tél",       "téléphone",
+    "telefono", "teléfono",  "móvil",     "cellulare"};
 const std::vector<std::string> kSsnContext = {"ssn", "social security", "social-security", "ss#"};
 
 bool IsEntityTypeName(absl::string_view type) {
@@ -93,6 +100,16 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
       "github_token");
   add("slack_token", "SLACK_TOKEN", "xox[bpars]-[0-9]+(?:-[0-9]+)*-[0-9A-Za-z]+", 1.0,
       "slack_token");
+  // The credentials in a URL's authority: "user:password@host" after "scheme://" (the
+  // password non-empty, the user possibly empty; the last '@' before the path ends the
+  // password, so an unencoded '@' stays inside it). The host is part of the finding so that
+  // the finding holds any e-mail reading of "password@host" and wins over it (the longer at
+  // equal scores); the scheme, port and path are left. No '@' or no ':' before it ("ssh://
+  // git@host", "http://host:8080/") is no credential.
+  add("url_credentials", "URL_CREDENTIALS",
+      "[A-Za-z][A-Za-z0-9+.-]*://"
+      "([^\\s/?#@:]*:[^\\s/?#]+@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\\[[0-9A-Fa-f:.]+\\]))",
+      1.0, "");
   // Check digits: a random string passes with a probability of 1/97 or less.
   add("credit_card", "CREDIT_CARD",
       "[0-9]{13,19}"
@@ -152,6 +169,17 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   add("phone_number_international", "PHONE_NUMBER",
       "\\+[0-9]{1,3}(?:[ -][0-9]{1,12}){1,6}|\\+[0-9]{8,15}", 0.75, "international_phone",
       kPhoneContext);
+  // Groups apart by dots, or after a written trunk prefix ("+44 (0)20 7946 0958"); a
+  // recognizer of its own, since each pattern has its share of the memory budget.
+  add("phone_number_international_written", "PHONE_NUMBER",
+      "\\+[0-9]{1,3}(?:\\.[0-9]{1,12}){1,6}|\\+[0-9]{1,3} \\(0\\) ?[0-9]{1,12}(?:[ "
+      "-][0-9]{1,12}){0,5}",
+      0.75, "international_phone", kPhoneContext);
+  // With the trunk prefix and no country code ("020 7946 0958", "0171 2345678", "06 12 34 56
+  // 78"): only after a phone word, since order and account numbers look the same.
+  add("phone_number_national", "PHONE_NUMBER",
+      "0[1-9][0-9]{0,4}(?:[ /-][0-9]{2,8}){1,4}|0[1-9](?:\\.[0-9]{2}){4}|0[1-9][0-9]{8,10}", 0.75,
+      "national_phone", kNationalPhoneContext, true);
   return r;
 }
 

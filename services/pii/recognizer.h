@@ -86,7 +86,7 @@ std::vector<std::string> ValidatorNames();
 // POLICY_SUITE_KEY, OPENAI_API_KEY (every provider's "sk-" keys), AWS_ACCESS_KEY (access key
 // ids, and secret access keys after a context word), GITHUB_TOKEN, SLACK_TOKEN, PRIVATE_KEY
 // (PEM and OpenPGP blocks, and a block's start up to the end of its base64 when the END
-// line is missing).
+// line is missing), URL_CREDENTIALS ("user:password@host" in "scheme://user:password@host").
 // The detector's prefilter relies on two properties of their findings: each but a PEM block
 // holds whitespace only as single spaces after [A-Z0-9)], and has '@' or '_', "sk-", "AKIA"
 // or "ASIA", two colons, seven digits, four digits and three dots, or a digit and at least 15

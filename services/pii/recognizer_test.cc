@@ -32,10 +32,11 @@ TEST(BuiltinRecognizersTest, AreWellFormedAndCoverEveryType) {
     EXPECT_GE(spec.score, 0.5) << spec.name << " would be under the default threshold";
     types.insert(spec.entity_type);
   }
-  EXPECT_THAT(types, ElementsAre("AWS_ACCESS_KEY", "CREDIT_CARD", "CRYPTO", "EMAIL_ADDRESS",
-                                 "GITHUB_TOKEN", "IBAN_CODE", "IP_ADDRESS", "MEDICAL_LICENSE",
-                                 "OPENAI_API_KEY", "PHONE_NUMBER", "POLICY_SUITE_KEY",
-                                 "PRIVATE_KEY", "SLACK_TOKEN", "UK_NHS", "US_ITIN", "US_SSN"));
+  EXPECT_THAT(
+      types, ElementsAre("AWS_ACCESS_KEY", "CREDIT_CARD", "CRYPTO", "EMAIL_ADDRESS", "GITHUB_TOKEN",
+                         "IBAN_CODE", "IP_ADDRESS", "MEDICAL_LICENSE", "OPENAI_API_KEY",
+                         "PHONE_NUMBER", "POLICY_SUITE_KEY", "PRIVATE_KEY", "SLACK_TOKEN", "UK_NHS",
+                         "URL_CREDENTIALS", "US_ITIN", "US_SSN"));
 }
 
 TEST(ValidatorNamesTest, EveryNameHasAValidator) {

@@ -289,8 +289,15 @@ bool IsValidNanpPhone(absl::string_view value) {
 bool IsValidInternationalPhone(absl::string_view value) {
   if (value.size() < 2 || value[0] != '+') return false;
   value.remove_prefix(1);
-  const size_t first_separator = value.find_first_of(" -");
-  const Digits d = CollectDigits(value, " -");
+  const size_t first_separator = value.find_first_of(" -.");
+  // "+44 (0)20 ...": the trunk prefix is dialled only from inside the country.
+  std::string without_trunk;
+  if (const size_t trunk = value.find(" (0)");
+      trunk != absl::string_view::npos && trunk == first_separator) {
+    without_trunk = absl::StrCat(value.substr(0, trunk + 1), value.substr(trunk + 4));
+    value = without_trunk;
+  }
+  const Digits d = CollectDigits(value, " -.");
   if (d.size == 0 || d.size > 15) return false;
   size_t code_size = 0;
   if (first_separator != absl::string_view::npos) {
@@ -305,6 +312,11 @@ bool IsValidInternationalPhone(absl::string_view value) {
   const absl::string_view national = d.View().substr(code_size);
   if (national.size() < 7 || national.size() > 12) return false;
   return d.View().substr(0, code_size) != "1" || IsNanpOfDigits(national);
+}
+
+bool IsValidNationalPhone(absl::string_view value) {
+  const Digits d = CollectDigits(value, " -./");
+  return d.size >= 10 && d.size <= 12 && d.At(0) == 0 && d.At(1) != 0 && IsDigit(value[0]);
 }
 
 bool IsValidIpv4(absl::string_view value) {
@@ -585,6 +597,7 @@ constexpr NamedValidator kValidators[] = {
     {"ipv6", IsValidIpv6, 3},                               // "::" and a digit.
     {"luhn", PassesLuhn, 2},                                // Digits.
     {"nanp_phone", IsValidNanpPhone, 10},                   // Digits.
+    {"national_phone", IsValidNationalPhone, 10},           // Digits.
     {"openai_api_key", IsValidOpenAiApiKey, 3 + 20},        // "sk-" + 20.
     // No label, no END line.
     {"pem_private_key", IsValidPemPrivateKey, 11 + 11 + 5 + 1 + kMinTruncatedPemBase64},

@@ -48,11 +48,17 @@ bool IsValidUsItin(absl::string_view value);
 bool IsValidNanpPhone(absl::string_view value);
 
 // An international number in E.164 form: '+', a known country calling code, then 7-12
-// national digits (spaces and dashes between groups). When a separator follows the first
-// group, that group is the whole country code; in the compact form the code is the
-// (prefix-free) known code the digits start with. Country code 1 also needs a valid NANP
-// number.
+// national digits (spaces, dashes or dots between groups; a trunk prefix written "(0)"
+// after the code and a space, as in "+44 (0)20 7946 0958", is not one of them). When a
+// separator follows the first group, that group is the whole country code; in the compact
+// form the code is the (prefix-free) known code the digits start with. Country code 1 also
+// needs a valid NANP number.
 bool IsValidInternationalPhone(absl::string_view value);
+
+// A national number written with its trunk prefix: '0', a digit 1-9, then 10-12 digits in
+// all (spaces, dashes, dots and '/' between groups): "020 7946 0958", "0171 2345678",
+// "06 12 34 56 78". Shorter runs are dates and postcodes ("01-15-2024", "02134-1234").
+bool IsValidNationalPhone(absl::string_view value);
 
 // A dotted-quad IPv4 address: four decimal parts 0-255 without leading zeros, other than
 // 0.0.0.0, loopback 127.0.0.0/8 and netmasks 255.x.x.x (ones, then zeros: 255.255.255.0).
@@ -120,10 +126,10 @@ bool IsValidSlackToken(absl::string_view value);
 using Validator = bool (*)(absl::string_view value);
 
 // The validator called `name` ("luhn", "credit_card", "iban", "us_ssn", "us_itin",
-// "nanp_phone", "international_phone", "ipv4", "ipv6", "uk_nhs", "bitcoin_base58check",
-// "bitcoin_bech32", "dea", "email", "pem_private_key", "policy_suite_key", "openai_api_key",
-// "aws_access_key", "aws_secret_access_key", "github_token", "slack_token"), or nullptr for
-// an unknown name.
+// "nanp_phone", "international_phone", "national_phone", "ipv4", "ipv6", "uk_nhs",
+// "bitcoin_base58check", "bitcoin_bech32", "dea", "email", "pem_private_key", "policy_suite_key",
+// "openai_api_key", "aws_access_key", "aws_secret_access_key", "github_token", "slack_token"), or
+// nullptr for an unknown name.
 Validator FindValidator(absl::string_view name);
 
 // The fewest bytes a value `validator` accepts can have: it rejects every shorter value.

@@ -176,11 +176,12 @@ TEST(NanpPhoneTest, ChecksAreaAndExchange) {
 
 TEST(InternationalPhoneTest, AcceptsKnownCountriesAndLengths) {
   for (const char* phone :
-       {"+44 20 7946 0958", "+49 30 12345678", "+33 1 23 45 67 89", "+81 3-1234-5678",
-        "+91 98765 43210", "+61 2 9876 5432", "+34 912 345 678", "+39 06 1234 5678",
-        "+31 20 123 4567", "+46 8 123 456 78", "+353 1 234 5678", "+55 11 91234-5678",
-        "+442079460958", "+35312345678", "+1 415 555 2671", "+14155552671", "+7 495 123 4567",
-        "+971 4 123 4567"}) {
+       {"+44 20 7946 0958",  "+49 30 12345678",  "+33 1 23 45 67 89",   "+81 3-1234-5678",
+        "+91 98765 43210",   "+61 2 9876 5432",  "+34 912 345 678",     "+39 06 1234 5678",
+        "+31 20 123 4567",   "+46 8 123 456 78", "+353 1 234 5678",     "+55 11 91234-5678",
+        "+442079460958",     "+35312345678",     "+1 415 555 2671",     "+14155552671",
+        "+7 495 123 4567",   "+971 4 123 4567",  "+44 (0)20 7946 0958", "+44 (0) 20 7946 0958",
+        "+33.6.12.34.56.78", "+49.30.12345678"}) {
     EXPECT_TRUE(IsValidInternationalPhone(phone)) << phone;
   }
   for (const char* phone : {
@@ -193,8 +194,22 @@ TEST(InternationalPhoneTest, AcceptsKnownCountriesAndLengths) {
            "44 20 7946 0958",
            "+",
            "+44 20 7946 095x",
+           "+44 (1)20 7946 0958",  // Only a trunk 0 is written in parentheses.
+           "+44 20 (0)7946 0958",  // ...and only right after the code.
+           "+28.20.7946.0958",
        }) {
     EXPECT_FALSE(IsValidInternationalPhone(phone)) << phone;
+  }
+}
+
+TEST(NationalPhoneTest, NeedsTheTrunkPrefixAndTenToTwelveDigits) {
+  for (const char* phone : {"020 7946 0958", "0171 2345678", "06 12 34 56 78", "030 1234567",
+                            "06.12.34.56.78", "030/12345678", "0171-2345678", "02079460958"}) {
+    EXPECT_TRUE(IsValidNationalPhone(phone)) << phone;
+  }
+  for (const char* phone : {"01-15-2024", "02134-1234", "0012 3456 7890", "20 7946 0958",
+                            "0171 234567891234", "030 12345x"}) {
+    EXPECT_FALSE(IsValidNationalPhone(phone)) << phone;
   }
 }
 

@@ -41,8 +41,9 @@ record and its problems.
     every type, context words matched as substrings anywhere in the 96 bytes before a
     number or after its start; no record is laid out as a table, whose column headers the
     engine also takes for context) finds no valid entity in the text other than the labels
-    themselves, an IPv4 address embedded in a labelled IPv6 address, and the phone-number reading of a
-    labelled NHS number. No label has a rival context word near it (an NHS number with a
+    themselves, an IPv4 address embedded in a labelled IPv6 address, the phone-number reading of a
+    labelled NHS number, and whatever lies inside a labelled URL_CREDENTIALS value (the e-mail
+    reading of its "password@host"). No label has a rival context word near it (an NHS number with a
     phone word, a bare SSN with "itin", ...), so every label has one right answer.
   * Hard negatives (cards failing Luhn or without an issuer prefix, IBANs with a wrong
     check or length, SSNs out of range, dates, times, order and invoice numbers, version
@@ -53,7 +54,10 @@ record and its problems.
     differ from character offsets; values appear at the start and end of texts, in quotes
     and parentheses and before . , ) : and several entities of different types share
     records. Neighbour records (neighbour_records, a random stream of their own) put values
-    beside the short numbers and in the layouts of real prompts.
+    beside the short numbers and in the layouts of real prompts; connection-string records
+    (url_credential_records, a stream of their own too) put credentials in URLs beside URLs
+    that hold none; written-phone records (written_phone_records, likewise) phone numbers
+    with a trunk prefix in parentheses, dots, or as national numbers after a phone word.
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ HEX = "0123456789abcdef"
 ENTITY_TYPES = (
     "US_SSN", "US_ITIN", "CREDIT_CARD", "IBAN_CODE", "EMAIL_ADDRESS", "PHONE_NUMBER",
     "IP_ADDRESS", "UK_NHS", "CRYPTO", "MEDICAL_LICENSE", "POLICY_SUITE_KEY", "OPENAI_API_KEY",
-    "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY",
+    "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY", "URL_CREDENTIALS",
 )
 
 CONTEXT_WORDS = {
@@ -103,7 +107,12 @@ CONTEXT_WORDS = {
     "UK_NHS": ("nhs",),
     "MEDICAL_LICENSE": ("dea", "prescriber", "registration", "license", "licence"),
 }
-ALL_CONTEXT_WORDS = tuple(word for words in CONTEXT_WORDS.values() for word in words)
+# A national number ("020 7946 0958") counts after any of these.
+NATIONAL_PHONE_CONTEXT_WORDS = CONTEXT_WORDS["PHONE_NUMBER"] + (
+    "handy", "telefon", "telefonnummer", "rufnummer", "mobil", "festnetz", "appelez", "appeler",
+    "appelle", "portable", "tél", "téléphone", "telefono", "teléfono", "móvil", "cellulare")
+ALL_CONTEXT_WORDS = tuple(dict.fromkeys(
+    [word for words in CONTEXT_WORDS.values() for word in words] + list(NATIONAL_PHONE_CONTEXT_WORDS)))
 # Two types whose bare numbers the context word alone tells apart: no label of one may have
 # a context word of the other near it.
 RIVAL_TYPE = {"US_SSN": "US_ITIN", "US_ITIN": "US_SSN", "PHONE_NUMBER": "UK_NHS", "UK_NHS": "PHONE_NUMBER"}
@@ -322,7 +331,10 @@ NANP_SHAPES = tuple(re.compile(p) for p in (
     r"\+1([0-9]{3})([0-9]{3})[0-9]{4}",
     r"([0-9]{3})([0-9]{3})[0-9]{4}",
 ))
-INTERNATIONAL_PHONE_SHAPE = re.compile(r"\+([0-9]+(?:[ -][0-9]+)*)")
+INTERNATIONAL_PHONE_SHAPE = re.compile(
+    r"\+([0-9]+(?:[ -][0-9]+)*|[0-9]+(?:\.[0-9]+)+|[0-9]+ \(0\) ?[0-9]+(?:[ -][0-9]+)*)")
+NATIONAL_PHONE_SHAPE = re.compile(
+    r"0[1-9][0-9]{0,4}(?:[ /-][0-9]{2,8}){1,4}|0[1-9](?:\.[0-9]{2}){4}|0[1-9][0-9]{8,10}")
 IPV4_SHAPE = re.compile(r"(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,2})){3}")
 IPV6_CHARS = re.compile(r"[0-9A-Fa-f:.]+")
 EMAIL_SHAPE = re.compile(r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}")
@@ -337,6 +349,9 @@ OPENAI_KEY_SHAPE = re.compile(r"sk-[0-9A-Za-z]{48}|sk-(?:proj|svcacct|admin)-[A-
 AWS_KEY_SHAPE = re.compile(r"(?:AKIA|ASIA)[A-Z2-7]{16}")
 GITHUB_TOKEN_SHAPE = re.compile(r"gh[pousr]_[0-9A-Za-z]{36}|github_pat_[0-9A-Za-z_]{82}")
 SLACK_TOKEN_SHAPE = re.compile(r"xox[bpars]-(?:[0-9]+-)+[0-9A-Za-z]*[A-Za-z][0-9A-Za-z]*")
+# "user:password@host" after "scheme://": the password non-empty, up to the last '@'.
+URL_CREDENTIALS_SHAPE = re.compile(
+    r"[^\s/?#@:]*:[^\s/?#]+@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\[[0-9A-Fa-f:.]+\])")
 PEM_SHAPE = re.compile(
     r"-----BEGIN ((?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?)PRIVATE KEY-----\n"
     r"(?:[A-Za-z0-9+/]+=*\n)+"
@@ -408,15 +423,23 @@ def calling_code(digits: str) -> str | None:
     return next((digits[:n] for n in (1, 2, 3) if digits[:n] in COUNTRY_CALLING_CODES), None)
 
 
+def is_national_phone(value: str) -> bool:
+    """A national number with its trunk prefix, 10-12 digits: counts only after a word of
+    NATIONAL_PHONE_CONTEXT_WORDS."""
+    return bool(NATIONAL_PHONE_SHAPE.fullmatch(value)) and 10 <= sum(c.isdigit() for c in value) <= 12
+
+
 def is_valid_phone(value: str) -> bool:
     for shape in NANP_SHAPES:
         match = shape.fullmatch(value)
-        if match:
-            return nanp_parts_valid(match[1], match[2])
+        if match and nanp_parts_valid(match[1], match[2]):
+            return True
+    if is_national_phone(value):
+        return True
     match = INTERNATIONAL_PHONE_SHAPE.fullmatch(value)
     if not match:
         return False
-    digits = match[1].replace(" ", "").replace("-", "")
+    digits = re.sub(r"[ .-]", "", match[1].replace(" (0)", " ", 1))
     code = calling_code(digits)
     return code is not None and code != "1" and 7 <= len(digits) - len(code) <= 12
 
@@ -494,6 +517,7 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
     "GITHUB_TOKEN": shape_validator(GITHUB_TOKEN_SHAPE),
     "SLACK_TOKEN": shape_validator(SLACK_TOKEN_SHAPE),
     "PRIVATE_KEY": is_valid_private_key,
+    "URL_CREDENTIALS": shape_validator(URL_CREDENTIALS_SHAPE),
 }
 
 
@@ -536,7 +560,10 @@ def accepts(entity_type: str, data: bytes, begin: int, end: int, strict: bool) -
     value = data[begin:end].decode("utf-8", "replace")
     if not VALIDATORS[entity_type](value):
         return False
-    if needs_context(entity_type, value) and not has_context_word(
+    if entity_type == "PHONE_NUMBER" and is_national_phone(value):
+        if not has_context_word(data, begin, NATIONAL_PHONE_CONTEXT_WORDS, strict):
+            return False
+    elif needs_context(entity_type, value) and not has_context_word(
             data, begin, CONTEXT_WORDS[entity_type], strict):
         return False
     if (entity_type == "IP_ADDRESS" and ":" not in value
@@ -554,6 +581,9 @@ CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags
     (("PHONE_NUMBER",),
      rb"(?<![0-9+])(?:\+1[ -]?|1-)?(?:\([0-9]{3}\) ?|[0-9]{3}[-. ]?)[0-9]{3}[-. ]?[0-9]{4}(?![0-9])", 0),
     (("PHONE_NUMBER",), rb"(?<![0-9+])\+[0-9]+(?:[ -][0-9]+)*", 0),
+    (("PHONE_NUMBER",), rb"(?<![0-9+.])\+[0-9]+(?:\.[0-9]+)+(?![0-9])", 0),
+    (("PHONE_NUMBER",), rb"(?<![0-9+])\+[0-9]+ \(0\) ?[0-9]+(?:[ -][0-9]+)*", 0),
+    (("PHONE_NUMBER",), rb"(?<![0-9A-Za-z.+-])0[1-9][0-9]*(?:[ /.-][0-9]+)*(?![0-9])", 0),
     (("UK_NHS",), rb"(?<![0-9])[0-9]{3}([ -]?)[0-9]{3}\1[0-9]{4}(?![0-9])", 0),
     (("CREDIT_CARD",), rb"(?<![0-9])[0-9]{13,19}(?![0-9])", 0),
     (("CREDIT_CARD",), rb"(?<![0-9])[0-9]{4}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{4}(?![0-9])", 0),
@@ -575,6 +605,8 @@ CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags
     (("AWS_ACCESS_KEY",), rb"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z2-7]{16}(?![A-Z0-9])", 0),
     (("GITHUB_TOKEN",), rb"(?<![A-Za-z0-9_])(?:gh[pousr]_[0-9A-Za-z]+|github_pat_[0-9A-Za-z_]+)", 0),
     (("SLACK_TOKEN",), rb"(?<![A-Za-z0-9])xox[bpars]-[A-Za-z0-9-]+", 0),
+    (("URL_CREDENTIALS",),
+     rb"(?<=[A-Za-z0-9+.-]://)[^\s/?#@:]*:[^\s/?#]+@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\[[0-9A-Fa-f:.]+\])", 0),
     (("PRIVATE_KEY",), rb"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
 ))
 
@@ -658,6 +690,8 @@ LABEL_BOUNDARY = {
                       re.compile(rb"(?:[0-9A-Za-z_%+-]|\.[0-9A-Za-z])")),
     "IP_ADDRESS": (re.compile(rb"[0-9A-Za-z:.]\Z"), re.compile(rb"(?:[0-9A-Za-z:]|\.[0-9])")),
     "PRIVATE_KEY": (re.compile(rb"-\Z"), re.compile(rb"-")),
+    # Right after "://"; not followed by more of a host name.
+    "URL_CREDENTIALS": (re.compile(rb"(?<!//)\Z"), re.compile(rb"[A-Za-z0-9_]|[._~%-]+[A-Za-z0-9_]")),
     **{t: TOKEN_BOUNDARY for t in ("CRYPTO", "MEDICAL_LICENSE", "POLICY_SUITE_KEY", "OPENAI_API_KEY",
                                    "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN")},
 }
@@ -1668,15 +1702,22 @@ def is_char_boundary(data: bytes, offset: int) -> bool:
 
 def allowed_extra_finding(finding: Finding, labels: list[Label]) -> bool:
     """A finding other than a label that is still right: an IPv4 address inside a labelled
-    IPv6 address, or the phone reading of a labelled NHS number (the context decides)."""
+    IPv6 address, the phone reading of a labelled NHS number (the context decides), or
+    anything inside a labelled URL_CREDENTIALS value (which scores 1.0 and is longer, so it
+    wins the overlap)."""
     entity_type, begin, end = finding
     for label in labels:
+        if label.entity_type == "URL_CREDENTIALS" and label.begin <= begin and end <= label.end:
+            return True
         if (entity_type == "IP_ADDRESS" and label.entity_type == "IP_ADDRESS"
                 and label.begin <= begin and end <= label.end):
             return True
         if (entity_type == "PHONE_NUMBER" and label.entity_type == "UK_NHS"
                 and (label.begin, label.end) == (begin, end)):
             return True
+        if (entity_type == "PHONE_NUMBER" and label.entity_type == "PHONE_NUMBER"
+                and label.begin <= begin and end <= label.end):
+            return True  # the national reading of an international number's tail
     return False
 
 
@@ -1862,6 +1903,138 @@ def neighbour_records(seed: int, per_format: int, counters: Counter) -> list[Rec
 
 
 # ---------------------------------------------------------------------------------------
+# Connection strings: credentials in URLs, beside URLs that hold none
+# ---------------------------------------------------------------------------------------
+
+URL_PASSWORD_ALPHABET = BASE62 + "!$&*+-_.~"
+URL_HOSTS = ("db.internal", "10.0.4.17", "pg-primary.prod.svc.cluster.local", "localhost",
+             "cache_1", "cluster0.ab1cd.mongodb.net", "api.example.com", "[2001:db8::7]")
+# URLs that hold no credentials: no userinfo, a user without a password, a port.
+URLS_WITHOUT_CREDENTIALS = ("http://localhost:8080/", "https://example.com:443/health",
+                            "ssh://deploy@build.internal/srv", "https://status.example.org/",
+                            "ftp://mirror.example.net:21/pub/")
+
+
+def url_password(rng: Random) -> str:
+    """A password of 6-20 characters, now and then with an unencoded '@' inside."""
+    password = random_string(rng, URL_PASSWORD_ALPHABET, rng.randint(6, 20))
+    if rng.random() < 0.3:
+        cut = rng.randint(1, len(password) - 1)
+        password = password[:cut] + "@" + password[cut:]
+    return password
+
+
+def url_credentials(rng: Random, user: bool) -> str:
+    name = rng.choice(FIRST_NAMES) + rng.choice(("", "_admin", ".ro", "42")) if user else ""
+    return "%s:%s@%s" % (name, url_password(rng), rng.choice(URL_HOSTS))
+
+
+def connection_postgres(rng: Random, b: TextBuilder) -> None:
+    b.text(rng.choice(("DATABASE_URL=", "Verbinde mit ", "connexion : ", "dsn: '")))
+    b.text(rng.choice(("postgres://", "postgresql://", "mysql://")))
+    b.entity("URL_CREDENTIALS", "postgres", url_credentials(rng, user=True))
+    b.text(":%d/%s%s" % (rng.choice((5432, 3306, 6432)), rng.choice(LAST_NAMES),
+                         rng.choice(("", "?sslmode=require", "'", "."))))
+
+
+def connection_https(rng: Random, b: TextBuilder) -> None:
+    b.text("curl %s " % rng.choice(URLS_WITHOUT_CREDENTIALS))
+    b.text("&& curl \"https://")
+    b.entity("URL_CREDENTIALS", "https", url_credentials(rng, user=True))
+    b.text("/v1/%s\" 🙂" % rng.choice(("items", "export?format=csv", "#top", "")))
+
+
+def connection_mongodb(rng: Random, b: TextBuilder) -> None:
+    b.text("MONGO_URI (%s): mongodb+srv://" % rng.choice(("prod", "テスト", "staging")))
+    b.entity("URL_CREDENTIALS", "mongodb", url_credentials(rng, user=True))
+    b.text("/?retryWrites=true&w=majority, see %s" % rng.choice(URLS_WITHOUT_CREDENTIALS))
+
+
+def connection_redis(rng: Random, b: TextBuilder) -> None:
+    b.text("Cache: redis://")
+    b.entity("URL_CREDENTIALS", "redis", url_credentials(rng, user=rng.random() < 0.5))
+    b.text(":6379/%d (nicht %s)" % (rng.randint(0, 15), rng.choice(URLS_WITHOUT_CREDENTIALS)))
+
+
+CONNECTION_LAYOUTS: tuple[Callable[[Random, TextBuilder], None], ...] = (
+    connection_postgres, connection_https, connection_mongodb, connection_redis,
+)
+
+
+def url_credential_records(seed: int, per_format: int, counters: Counter) -> list[Record]:
+    """Records with credentials in URLs (a password with an unencoded '@', an empty user)
+    beside URLs without any, per_format of each layout; a random stream of their own."""
+    rng = Random("connections-%d" % seed)
+    records = []
+    for layout in CONNECTION_LAYOUTS:
+        name = layout.__name__.removeprefix("connection_")
+        for ordinal in range(per_format):
+            def draw() -> Record:
+                builder = TextBuilder()
+                layout(rng, builder)
+                return Record("connection-%s-%04d" % (name, ordinal), "positive",
+                              "".join(builder.parts), builder.labels, builder.negatives)
+            records.append(checked(draw, counters))
+    return records
+
+
+# ---------------------------------------------------------------------------------------
+# Written phone numbers: a trunk prefix in parentheses, dots, national numbers after a word
+# ---------------------------------------------------------------------------------------
+
+def digits_of(rng: Random, template: str) -> str:
+    """The template with each 'd' a random digit."""
+    return "".join(rng.choice(DIGITS) if c == "d" else c for c in template)
+
+
+def written_phone_trunk(rng: Random, b: TextBuilder) -> None:
+    b.text(rng.choice(("Office: ", "Zentrale ", "Büro — ", "Standard : ")))
+    b.entity("PHONE_NUMBER", "intl-trunk", digits_of(rng, rng.choice((
+        "+44 (0)20 dddd dddd", "+44 (0)161 ddd dddd", "+49 (0)30 ddddddd", "+41 (0)44 ddd dd dd",
+        "+43 (0)1 ddd dddd", "+44 (0) 20 dddd dddd"))))
+    b.text(rng.choice((".", ", merci.", " 🙂", "")))
+
+
+def written_phone_dotted(rng: Random, b: TextBuilder) -> None:
+    b.text(rng.choice(("Contact ", "Joignable au ", "Kontakt: ")))
+    b.entity("PHONE_NUMBER", "intl-dotted", digits_of(rng, rng.choice((
+        "+33.6.dd.dd.dd.dd", "+33.1.dd.dd.dd.dd", "+49.30.dddddddd", "+32.2.ddd.dd.dd"))))
+    b.text(rng.choice((" (bureau).", ", danke.", "")))
+
+
+def written_phone_national(rng: Random, b: TextBuilder) -> None:
+    b.text(rng.choice(("Tel. ", "Handy ", "appelez le ", "phone: ", "Téléphone : ", "Rufnummer ",
+                       "mobile ", "Festnetz: ")))
+    b.entity("PHONE_NUMBER", "national", digits_of(rng, rng.choice((
+        "020 dddd dddd", "0161 ddd dddd", "07700 9ddddd", "0171 ddddddd", "030 ddddddd",
+        "089/ddddddd", "0151-dddddddd", "06 dd dd dd dd", "01.dd.dd.dd.dd"))))
+    b.text(rng.choice((" demain.", ", danke.", " (abends)", ".")))
+
+
+WRITTEN_PHONE_LAYOUTS: tuple[Callable[[Random, TextBuilder], None], ...] = (
+    written_phone_trunk, written_phone_dotted, written_phone_national,
+)
+
+
+def written_phone_records(seed: int, per_format: int, counters: Counter) -> list[Record]:
+    """Phone numbers as people write them: "+44 (0)20 7946 0958", "+33.6.12.34.56.78", and
+    national numbers after a phone word ("Tel. 020 7946 0958"), per_format of each layout;
+    a random stream of their own."""
+    rng = Random("written-phones-%d" % seed)
+    records = []
+    for layout in WRITTEN_PHONE_LAYOUTS:
+        name = layout.__name__.removeprefix("written_phone_")
+        for ordinal in range(per_format):
+            def draw() -> Record:
+                builder = TextBuilder()
+                layout(rng, builder)
+                return Record("written-phone-%s-%04d" % (name, ordinal), "positive",
+                              "".join(builder.parts), builder.labels, builder.negatives)
+            records.append(checked(draw, counters))
+    return records
+
+
+# ---------------------------------------------------------------------------------------
 # Corpus
 # ---------------------------------------------------------------------------------------
 
@@ -1884,6 +2057,8 @@ def generate_corpus(seed: int, per_format: int, counters: Counter | None = None)
             record_id = "negative-%s-%s-%04d" % (variant.category, variant.name, ordinal)
             records.append(checked(lambda: draw_hard_negative(rng, variant, ordinal, record_id), counters))
     records += neighbour_records(seed, per_format, counters)
+    records += url_credential_records(seed, per_format, counters)
+    records += written_phone_records(seed, per_format, counters)
     return records
 
 

@@ -27,7 +27,7 @@ REQUIRED_NEGATIVE_CATEGORIES = (
 ALL_TYPES = (
     "US_SSN", "US_ITIN", "CREDIT_CARD", "IBAN_CODE", "EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS",
     "UK_NHS", "CRYPTO", "MEDICAL_LICENSE", "POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY",
-    "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY",
+    "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY", "URL_CREDENTIALS",
 )
 
 # Example IBANs of the SWIFT IBAN registry, one per country the corpus uses.
@@ -184,12 +184,38 @@ class ChecksumTest(unittest.TestCase):
                       "+44 123", "+1 123 555 2671", "415-555 2671"):
             self.assertFalse(gen.is_valid_phone(phone), phone)
 
+    def test_written_phone_numbers(self):
+        for phone in ("+44 (0)20 7946 0958", "+33.6.12.34.56.78", "020 7946 0958", "0171 2345678",
+                      "06 12 34 56 78", "030 1234567"):
+            self.assertTrue(gen.is_valid_phone(phone), phone)
+        for phone in ("01-15-2024", "02134-1234", "0171 234", "+28.20.7946.0958"):
+            self.assertFalse(gen.is_valid_phone(phone), phone)
+        for text, found in ((b"Handy 0171 2345678", True), (b"Order 0171 2345678", False),
+                            (b"Tel. 020 7946 0958", True), (b"Ref 06 12 34 56 78", False)):
+            self.assertEqual(bool(gen.findings(text, gen.candidates(text), strict=True)), found, text)
+
     def test_ip_addresses(self):
         for ip in ("192.168.1.1", "0.0.0.0", "255.255.255.255", "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
                    "2001:db8::1", "::ffff:192.0.2.1", "FE80::1FF:FE23:4567:890A"):
             self.assertTrue(gen.is_valid_ip(ip), ip)
         for ip in ("192.168.01.1", "256.1.1.1", "1.2.3", "14:05:33", "2001:db8:::1", "fe80::1%eth0"):
             self.assertFalse(gen.is_valid_ip(ip), ip)
+
+    def test_url_credentials(self):
+        validator = gen.VALIDATORS["URL_CREDENTIALS"]
+        for value in ("admin:S3cr3tP@ss@db.internal", ":password@host", "u:p@[2001:db8::1]"):
+            self.assertTrue(validator(value), value)
+        for value in ("user@host", "user:@host", "host:8080", "a:b@c/d"):
+            self.assertFalse(validator(value), value)
+        found = gen.findings(b"postgres://admin:S3cr3tP@ss@db.internal:5432/app", gen.candidates(
+            b"postgres://admin:S3cr3tP@ss@db.internal:5432/app"), strict=True)
+        self.assertIn(("URL_CREDENTIALS", 11, 39), found)
+        for text in (b"http://host:8080/", b"ssh://git@host/x", b"meet at 12:30@cafe"):
+            self.assertFalse({f for f in gen.findings(text, gen.candidates(text), strict=False)
+                              if f[0] == "URL_CREDENTIALS"}, text)
+        record = positive_record("DSN postgres://admin:S3cr3t@example.com:5432/app",
+                                 ("URL_CREDENTIALS", "admin:S3cr3t@example.com"))
+        self.assertEqual(gen.self_check(record), [])  # the e-mail reading inside is no extra
 
     def test_secrets(self):
         cases = {
@@ -301,8 +327,14 @@ class CorpusTest(unittest.TestCase):
         self.assertTrue(set(REQUIRED_NEGATIVE_CATEGORIES) <= categories,
                         set(REQUIRED_NEGATIVE_CATEGORIES) - categories)
         formats = {(label.entity_type, label.format_name) for r in self.records for label in r.labels
-                   if not r.record_id.startswith("neighbour-")}
+                   if not r.record_id.startswith(("neighbour-", "connection-", "written-phone-"))}
         self.assertEqual(formats, {(f.entity_type, f.name) for f in gen.POSITIVE_FORMATS})
+        connections = {re.match(r"connection-([a-z0-9-]+)-[0-9]+$", r.record_id)[1]
+                       for r in self.records if r.record_id.startswith("connection-")}
+        self.assertEqual(connections, {"postgres", "https", "mongodb", "redis"})
+        written = {re.match(r"written-phone-([a-z]+)-[0-9]+$", r.record_id)[1]
+                   for r in self.records if r.record_id.startswith("written-phone-")}
+        self.assertEqual(written, {"trunk", "dotted", "national"})
         layouts = {re.match(r"neighbour-([a-z0-9-]+)-[0-9]+$", r.record_id)[1]
                    for r in self.records if r.record_id.startswith("neighbour-")}
         self.assertEqual(layouts, {layout.__name__.removeprefix("neighbour_").replace("_", "-")
