@@ -80,13 +80,21 @@ class Flow {
     return context;
   }
 
-  // Asks keys about `secret`; OnKey follows with key_ filled when OK.
-  void VerifyKey(const std::string& secret) {
+  // Asks keys about `secret`; OnKey follows with key_ filled when OK. With `verified` (keys'
+  // VerifyKey answer about `secret`, obtained by the caller under the same deadline), keys is
+  // not asked again: OnKey follows at once with key_ = `verified`.
+  void VerifyKey(const std::string& secret, const keys::v1::VerifyKeyResponse* verified) {
+    if (verified != nullptr) {
+      key_ = verified;
+      return OnKey(Status::OK);
+    }
     auto* verify = New<keys::v1::VerifyKeyRequest>(arena_);
     verify->set_secret(secret);
-    key_ = New<keys::v1::VerifyKeyResponse>(arena_);
-    downstream_->VerifyKey(NewContext(), verify, key_, [this](Status s) { OnKey(std::move(s)); });
+    auto* answer = New<keys::v1::VerifyKeyResponse>(arena_);
+    key_ = answer;
+    downstream_->VerifyKey(NewContext(), verify, answer, [this](Status s) { OnKey(std::move(s)); });
   }
+  // The key's checks and what follows them, whoever verified it.
   virtual void OnKey(Status status) = 0;
 
   // Runs once, just before the flow answers with `status`.
@@ -103,7 +111,7 @@ class Flow {
   google::protobuf::Arena own_arena_;  // When the response has no arena.
   google::protobuf::Arena* const arena_;
   const absl::Time deadline_;
-  keys::v1::VerifyKeyResponse* key_ = nullptr;
+  const keys::v1::VerifyKeyResponse* key_ = nullptr;
 
  private:
   Downstream::Done done_;
@@ -112,11 +120,13 @@ class Flow {
 class DecideFlow final : public Flow {
  public:
   DecideFlow(Downstream* downstream, const FlowOptions* options, const v1::DecideRequest* request,
-             v1::DecideResponse* response, absl::Time deadline, Downstream::Done done)
+             v1::DecideResponse* response, absl::Time deadline, Downstream::Done done,
+             const keys::v1::VerifyKeyResponse* verified_key)
       : Flow(downstream, response->GetArena(), deadline, std::move(done)),
         options_(options),
         request_(request),
-        response_(response) {}
+        response_(response),
+        verified_key_(verified_key) {}
 
   void Start() {
     if (absl::Status s = ValidateDecideRequest(*request_); !s.ok()) return Finish(EdgeStatus(s));
@@ -131,7 +141,7 @@ class DecideFlow final : public Flow {
     for (const pii::v1::ChatMessage& m : request_->messages()) prompt_bytes += m.content().size();
     estimated_tokens_ = std::max(request_->estimated_tokens(), PromptTokens(prompt_bytes));
     response_->set_estimated_tokens(estimated_tokens_);
-    VerifyKey(request_->api_key());
+    VerifyKey(request_->api_key(), verified_key_);
   }
 
  private:
@@ -367,6 +377,8 @@ class DecideFlow final : public Flow {
   const FlowOptions* const options_;
   const v1::DecideRequest* const request_;
   v1::DecideResponse* const response_;
+  // keys' answer about request_->api_key() when the caller verified it; else null.
+  const keys::v1::VerifyKeyResponse* const verified_key_;
   std::string request_id_;
   // The caller's estimate, raised to the prompt's PromptTokens: what is reserved and recorded.
   int64_t estimated_tokens_ = 0;
@@ -393,7 +405,7 @@ class ReportUsageFlow final : public Flow {
     if (absl::Status s = ValidateReportUsageRequest(*request_); !s.ok()) {
       return Finish(EdgeStatus(s));
     }
-    VerifyKey(request_->api_key());
+    VerifyKey(request_->api_key(), /*verified=*/nullptr);
   }
 
  private:
@@ -682,8 +694,10 @@ absl::Status ValidateReportUsageRequest(const v1::ReportUsageRequest& r) {
 
 void StartDecide(Downstream* downstream, const FlowOptions* options,
                  const v1::DecideRequest* request, v1::DecideResponse* response,
-                 absl::Time deadline, Downstream::Done done) {
-  (new DecideFlow(downstream, options, request, response, deadline, std::move(done)))->Start();
+                 absl::Time deadline, Downstream::Done done,
+                 const keys::v1::VerifyKeyResponse* verified_key) {
+  (new DecideFlow(downstream, options, request, response, deadline, std::move(done), verified_key))
+      ->Start();
 }
 
 void StartReportUsage(Downstream* downstream, const v1::ReportUsageRequest* request,

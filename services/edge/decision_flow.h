@@ -60,9 +60,15 @@ absl::Status ValidateReportUsageRequest(const v1::ReportUsageRequest& request);
 // Runs one Decide: fills `response`, then calls `done` once, on any thread. `request`,
 // `response`, `options` and `downstream` must outlive `done`; every downstream call carries
 // `deadline`. Downstream messages live on `response`'s arena when it has one.
+// `verified_key`, when not null, is keys' OK VerifyKey answer about `request->api_key()`,
+// obtained by the caller under `deadline` (ext_authz verifies the key before it reads the
+// body): keys is then not asked again, and everything that follows a verification (the key's
+// kind, project and scope, authz, pii, region, audit) runs as it does after the flow's own.
+// It must outlive `done`. Decide over gRPC passes none: the flow verifies the key itself.
 void StartDecide(Downstream* downstream, const FlowOptions* options,
                  const v1::DecideRequest* request, v1::DecideResponse* response,
-                 absl::Time deadline, Downstream::Done done);
+                 absl::Time deadline, Downstream::Done done,
+                 const keys::v1::VerifyKeyResponse* verified_key = nullptr);
 
 // Runs one ReportUsage, with the same contract.
 void StartReportUsage(Downstream* downstream, const v1::ReportUsageRequest* request,

@@ -46,19 +46,20 @@ grpc::ServerUnaryReactor* ExtAuthzService::Check(
   const std::string peer = context->peer();
   downstream_->VerifyKey(
       call, verify, verified,
-      [this, reactor, request, response, decision, deadline, peer](grpc::Status status) {
+      [this, reactor, request, response, decision, deadline, peer, verified](grpc::Status status) {
         if (!status.ok()) {
           Answer(reactor, KeyFailure(status, deadline), *decision, response);
           return;
         }
-        Decide(reactor, peer, *request, deadline, decision, response);
+        Decide(reactor, peer, *request, *verified, deadline, decision, response);
       });
   return reactor;
 }
 
 void ExtAuthzService::Decide(grpc::ServerUnaryReactor* reactor, const std::string& peer,
                              const envoy::service::auth::v3::CheckRequest& request,
-                             absl::Time deadline, v1::DecideResponse* decision,
+                             const keys::v1::VerifyKeyResponse& verified, absl::Time deadline,
+                             v1::DecideResponse* decision,
                              envoy::service::auth::v3::CheckResponse* response) {
   auto* decide = google::protobuf::Arena::CreateMessage<v1::DecideRequest>(response->GetArena());
   absl::Status s = DecideRequestFromCheck(request, decide);
@@ -75,10 +76,14 @@ void ExtAuthzService::Decide(grpc::ServerUnaryReactor* reactor, const std::strin
     Answer(reactor, EdgeStatus(s), *decision, response);
     return;
   }
-  StartDecide(downstream_, &options_, decide, decision, deadline,
-              [this, reactor, decision, response](grpc::Status status) {
-                Answer(reactor, std::move(status), *decision, response);
-              });
+  // The flow takes the key as verified above (DecideRequestFromCheck reads the same headers)
+  // rather than asking keys about it a second time.
+  StartDecide(
+      downstream_, &options_, decide, decision, deadline,
+      [this, reactor, decision, response](grpc::Status status) {
+        Answer(reactor, std::move(status), *decision, response);
+      },
+      &verified);
 }
 
 void ExtAuthzService::Answer(grpc::ServerUnaryReactor* reactor, const grpc::Status& status,

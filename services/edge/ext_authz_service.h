@@ -16,7 +16,8 @@ namespace policy::edge {
 // envoy.service.auth.v3.Authorization over gRPC: each check is one Decide (see
 // ext_authz_convert.h for what is read and answered). The API key is read first and verified
 // with keys before the body is parsed: no key is a 401 at once, a key keys does not verify a
-// 401 after that one call (then Decide verifies it again, as for any caller). Envoy cannot replace
+// 401 after that one call, and a verified key goes on to the decision flow with keys' answer
+// (see StartDecide), so a check asks keys once. Envoy cannot replace
 // the request's body with a redacted one, so `options.redaction` should block what Decide would
 // redact. The request's source.address is believed from `trusted_proxies` only (Envoy must be one
 // of them); other callers are judged by the address they call from (TrustedProxies::CallerAddress).
@@ -30,9 +31,11 @@ class ExtAuthzService final : public envoy::service::auth::v3::Authorization::Ca
                                   envoy::service::auth::v3::CheckResponse* response) override;
 
  private:
-  // With the key verified: reads the body and the caller's address, then decides.
+  // With the key verified (`verified`, keys' answer, on `response`'s arena): reads the body and
+  // the caller's address, then decides.
   void Decide(grpc::ServerUnaryReactor* reactor, const std::string& peer,
-              const envoy::service::auth::v3::CheckRequest& request, absl::Time deadline,
+              const envoy::service::auth::v3::CheckRequest& request,
+              const keys::v1::VerifyKeyResponse& verified, absl::Time deadline,
               v1::DecideResponse* decision, envoy::service::auth::v3::CheckResponse* response);
   // Counts the check in the metrics and answers it.
   void Answer(grpc::ServerUnaryReactor* reactor, const grpc::Status& status,

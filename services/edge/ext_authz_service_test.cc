@@ -1,0 +1,144 @@
+// Envoy's ext_authz Check against the scripted services, through a real gRPC server: what is
+// asked of keys, and what is refused before the body is read.
+#include "services/edge/ext_authz_service.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "envoy/service/auth/v3/external_auth.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "prometheus/registry.h"
+#include "services/edge/fake_downstream.h"
+
+namespace policy::edge {
+namespace {
+
+namespace auth = envoy::service::auth::v3;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr char kBody[] =
+    R"({"model": "gpt-4o", "messages": [{"role": "user", "content": "Mail jane@example.com"}]})";
+
+class ExtAuthzServiceTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    fake_.async = GetParam();
+    keys::v1::Key* key = fake_.verify_response.mutable_key();
+    key->set_key_id("key-1");
+    key->set_kind(keys::v1::KEY_KIND_PROJECT);
+    key->mutable_owner()->set_type(keys::v1::PRINCIPAL_TYPE_MEMBER);
+    key->mutable_owner()->set_id("alice@example.com");
+    key->set_project("support-eu");
+    key->set_environment(keys::v1::ENVIRONMENT_PRODUCTION);
+    key->add_scopes("chat.completions");
+    fake_.check_response.set_verdict(authz::v1::VERDICT_ALLOW);
+    pii::v1::ChatMessage* redacted = fake_.redact_response.add_messages();
+    redacted->set_role("user");
+    redacted->set_content("Mail <EMAIL_ADDRESS_1>");
+    fake_.route_response.set_decision(region::v1::DECISION_ROUTED);
+    fake_.route_response.mutable_endpoint()->set_id("azure-westeurope");
+    fake_.append_response.mutable_entry()->mutable_ledger()->set_project("support-eu");
+    fake_.append_response.mutable_entry()->mutable_ledger()->set_environment("production");
+
+    FlowOptions options;
+    options.redaction = *MakeRedactionPolicy("placeholder", {});
+    service_ = std::make_unique<ExtAuthzService>(&fake_, std::move(options),
+                                                 *TrustedProxies::Parse({"127.0.0.1/32"}),
+                                                 absl::Seconds(10), &metrics_);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    stub_ = auth::Authorization::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                                             grpc::InsecureChannelCredentials()));
+  }
+  void TearDown() override { server_->Shutdown(); }
+
+  static auth::CheckRequest Request(const std::string& body) {
+    auth::CheckRequest check;
+    auth::AttributeContext* a = check.mutable_attributes();
+    a->mutable_source()->mutable_address()->mutable_socket_address()->set_address("10.20.1.7");
+    auth::AttributeContext::HttpRequest* http = a->mutable_request()->mutable_http();
+    http->set_method("POST");
+    http->set_path("/v1/chat/completions");
+    (*http->mutable_headers())["authorization"] = "Bearer psk_proj_abc";
+    http->set_body(body);
+    return check;
+  }
+
+  auth::CheckResponse Check(const auth::CheckRequest& request) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    auth::CheckResponse response;
+    grpc::Status status = stub_->Check(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response;
+  }
+
+  int VerifyKeyCalls() {
+    int n = 0;
+    for (const std::string& call : fake_.calls()) n += call == "keys.VerifyKey";
+    return n;
+  }
+
+  FakeDownstream fake_;
+  prometheus::Registry registry_;
+  EdgeMetrics metrics_{registry_};
+  std::unique_ptr<ExtAuthzService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<auth::Authorization::Stub> stub_;
+};
+
+TEST_P(ExtAuthzServiceTest, AnAllowedCheckAsksKeysOnce) {
+  auth::CheckResponse r = Check(Request(kBody));
+  EXPECT_EQ(r.status().code(), grpc::StatusCode::OK) << r.status().message();
+  EXPECT_TRUE(r.has_ok_response());
+  EXPECT_EQ(VerifyKeyCalls(), 1);
+  EXPECT_EQ(fake_.verify_request.secret(), "psk_proj_abc");
+  // What follows the verification runs on keys' answer as it does after the flow's own.
+  EXPECT_EQ(fake_.check_request.project(), "support-eu");
+  EXPECT_EQ(fake_.check_request.principal().id(), "alice@example.com");
+  EXPECT_EQ(fake_.redact_request.project_id(), "support-eu");
+  EXPECT_EQ(fake_.append_request.entry().project(), "support-eu");
+  EXPECT_EQ(fake_.append_request.entry().metadata().at("key_id"), "key-1");
+  EXPECT_EQ(fake_.append_request.entry().action(), audit::v1::ACTION_DECISION_ALLOW);
+}
+
+TEST_P(ExtAuthzServiceTest, TheKeysOwnChecksStillRunOnTheVerifiedKey) {
+  // A key keys verifies but that may not make model calls: denied by the flow, recorded, and
+  // keys still asked once.
+  fake_.verify_response.mutable_key()->set_kind(keys::v1::KEY_KIND_ADMIN);
+  auth::CheckResponse r = Check(Request(kBody));
+  EXPECT_EQ(r.denied_response().status().code(), envoy::type::v3::Forbidden);
+  EXPECT_THAT(r.denied_response().body(), HasSubstr("KEY_SCOPE"));
+  EXPECT_THAT(fake_.calls(), ElementsAre("keys.VerifyKey", "audit.Append"));
+
+  fake_.verify_response.mutable_key()->set_kind(keys::v1::KEY_KIND_PROJECT);
+  fake_.verify_response.mutable_key()->clear_scopes();
+  r = Check(Request(kBody));
+  EXPECT_THAT(r.denied_response().body(), HasSubstr("KEY_SCOPE"));
+  EXPECT_EQ(VerifyKeyCalls(), 2);  // One per check.
+}
+
+TEST_P(ExtAuthzServiceTest, AnUnknownOrRevokedKeyIs401BeforeTheBodyIsRead) {
+  for (grpc::StatusCode code : {grpc::StatusCode::UNAUTHENTICATED, grpc::StatusCode::NOT_FOUND,
+                                grpc::StatusCode::FAILED_PRECONDITION}) {
+    fake_.verify_status = grpc::Status(code, "key revoked");
+    // A body that reading would refuse with 400: the 401 shows it was never read.
+    auth::CheckResponse r = Check(Request("not json"));
+    EXPECT_EQ(r.status().code(), grpc::StatusCode::UNAUTHENTICATED) << code;
+    EXPECT_EQ(r.denied_response().status().code(), envoy::type::v3::Unauthorized) << code;
+  }
+  EXPECT_THAT(fake_.calls(), ElementsAre("keys.VerifyKey", "keys.VerifyKey", "keys.VerifyKey"));
+}
+
+INSTANTIATE_TEST_SUITE_P(InlineAndFromOtherThreads, ExtAuthzServiceTest, ::testing::Bool());
+
+}  // namespace
+}  // namespace policy::edge

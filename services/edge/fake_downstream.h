@@ -1,0 +1,114 @@
+#ifndef POLICY_SERVICES_EDGE_FAKE_DOWNSTREAM_H_
+#define POLICY_SERVICES_EDGE_FAKE_DOWNSTREAM_H_
+
+// For tests only: the edge's downstream services as a script.
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "services/edge/downstream.h"
+
+namespace policy::edge {
+
+// The five services scripted: each method records its request, then answers with its
+// status and, when OK, its response; inline, or from a thread of its own when `async`.
+class FakeDownstream final : public Downstream {
+ public:
+  ~FakeDownstream() override {
+    for (std::thread& t : threads_) t.join();
+  }
+
+  void VerifyKey(grpc::ClientContext*, const keys::v1::VerifyKeyRequest* request,
+                 keys::v1::VerifyKeyResponse* response, Done done) override {
+    Answer("keys.VerifyKey", *request, &verify_request, response, verify_response, verify_status,
+           std::move(done));
+  }
+  void Check(grpc::ClientContext*, const authz::v1::CheckRequest* request,
+             authz::v1::CheckResponse* response, Done done) override {
+    Answer("authz.Check", *request, &check_request, response, check_response, check_status,
+           std::move(done));
+  }
+  void ReportUsage(grpc::ClientContext*, const authz::v1::ReportUsageRequest* request,
+                   authz::v1::ReportUsageResponse* response, Done done) override {
+    Answer("authz.ReportUsage", *request, &usage_request, response, usage_response, usage_status,
+           std::move(done));
+  }
+  void Redact(grpc::ClientContext*, const pii::v1::RedactRequest* request,
+              pii::v1::RedactResponse* response, Done done) override {
+    Answer("pii.Redact", *request, &redact_request, response, redact_response, redact_status,
+           std::move(done));
+  }
+  void Route(grpc::ClientContext*, const region::v1::RouteRequest* request,
+             region::v1::RouteResponse* response, Done done) override {
+    Answer("region.Route", *request, &route_request, response, route_response, route_status,
+           std::move(done));
+  }
+  void ReportOutcome(grpc::ClientContext*, const region::v1::ReportOutcomeRequest* request,
+                     region::v1::ReportOutcomeResponse* response, Done done) override {
+    Answer("region.ReportOutcome", *request, &outcome_request, response,
+           region::v1::ReportOutcomeResponse(), outcome_status, std::move(done));
+  }
+  void Append(grpc::ClientContext*, const audit::v1::AppendRequest* request,
+              audit::v1::AppendResponse* response, Done done) override {
+    Answer("audit.Append", *request, &append_request, response, append_response, append_status,
+           std::move(done));
+  }
+  void GetEntry(grpc::ClientContext*, const audit::v1::GetEntryRequest* request,
+                audit::v1::GetEntryResponse* response, Done done) override {
+    Answer("audit.GetEntry", *request, &get_entry_request, response, get_entry_response,
+           get_entry_status, std::move(done));
+  }
+
+  // The calls made so far, in order.
+  std::vector<std::string> calls() {
+    absl::MutexLock lock(&mu_);
+    return calls_;
+  }
+
+  bool async = false;
+  grpc::Status verify_status, check_status, usage_status, redact_status, route_status,
+      outcome_status, append_status, get_entry_status;
+  keys::v1::VerifyKeyResponse verify_response;
+  authz::v1::CheckResponse check_response;
+  authz::v1::ReportUsageResponse usage_response;
+  pii::v1::RedactResponse redact_response;
+  region::v1::RouteResponse route_response;
+  audit::v1::AppendResponse append_response;
+  audit::v1::GetEntryResponse get_entry_response;
+  keys::v1::VerifyKeyRequest verify_request;
+  authz::v1::CheckRequest check_request;
+  authz::v1::ReportUsageRequest usage_request;
+  pii::v1::RedactRequest redact_request;
+  region::v1::RouteRequest route_request;
+  region::v1::ReportOutcomeRequest outcome_request;
+  audit::v1::AppendRequest append_request;
+  audit::v1::GetEntryRequest get_entry_request;
+
+ private:
+  template <typename Request, typename Response>
+  void Answer(const char* name, const Request& request, Request* seen, Response* response,
+              const Response& scripted, const grpc::Status& status, Done done) {
+    {
+      absl::MutexLock lock(&mu_);
+      calls_.push_back(name);
+      *seen = request;
+    }
+    auto run = [response, scripted, status, done = std::move(done)] {
+      if (status.ok()) *response = scripted;
+      done(status);
+    };
+    if (!async) return run();
+    absl::MutexLock lock(&mu_);
+    threads_.emplace_back(std::move(run));
+  }
+
+  absl::Mutex mu_;
+  std::vector<std::string> calls_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace policy::edge
+
+#endif  // POLICY_SERVICES_EDGE_FAKE_DOWNSTREAM_H_
