@@ -2,6 +2,7 @@
 #define POLICY_SERVICES_PII_PII_SERVICE_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -58,6 +59,12 @@ class PiiService final : public v1::PiiService::CallbackService {
   grpc::Status RedactDocumentText(absl::string_view document,
                                   const v1::RedactDocumentOptions& options,
                                   v1::RedactDocumentResponse* response);
+
+  // Runs a Scan's or Redact's `work` over `bytes` of text: on gRPC's thread when they are at
+  // most kInlineScanBytes (microseconds of work, less than a hand-off to another thread costs),
+  // otherwise on the scan threads, so that gRPC's threads keep answering health checks.
+  grpc::ServerUnaryReactor* RunScan(grpc::CallbackServerContext* context, size_t bytes,
+                                    std::function<grpc::Status()> work);
 
   // Counts a request's findings per type and its scanned bytes.
   void Record(absl::Span<const std::vector<Finding>> found, size_t bytes, bool blocked);
