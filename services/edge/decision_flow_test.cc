@@ -27,14 +27,7 @@ class DecisionFlowTest : public ::testing::Test {
  protected:
   void SetUp() override {
     options_.redaction = *MakeRedactionPolicy("placeholder", {"PRIVATE_KEY"});
-    keys::v1::Key* key = fake_.verify_response.mutable_key();
-    key->set_key_id("key-1");
-    key->set_kind(keys::v1::KEY_KIND_PROJECT);
-    key->mutable_owner()->set_type(keys::v1::PRINCIPAL_TYPE_MEMBER);
-    key->mutable_owner()->set_id("alice@example.com");
-    key->set_project("support-eu");
-    key->set_environment(keys::v1::ENVIRONMENT_PRODUCTION);
-    key->add_scopes("chat.completions");
+    fake_.VerifyAsAlicesProjectKey();
     fake_.check_response.set_verdict(authz::v1::VERDICT_ALLOW);
     pii::v1::ChatMessage* redacted = fake_.redact_response.add_messages();
     redacted->set_role("user");

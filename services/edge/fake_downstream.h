@@ -71,6 +71,17 @@ class FakeDownstream final : public Downstream {
   grpc::Status verify_status, check_status, usage_status, redact_status, route_status,
       outcome_status, append_status, get_entry_status;
   keys::v1::VerifyKeyResponse verify_response;
+  // keys answers for alice's project key in support-eu/production, scoped to chat completions.
+  void VerifyAsAlicesProjectKey() {
+    keys::v1::Key* key = verify_response.mutable_key();
+    key->set_key_id("key-1");
+    key->set_kind(keys::v1::KEY_KIND_PROJECT);
+    key->mutable_owner()->set_type(keys::v1::PRINCIPAL_TYPE_MEMBER);
+    key->mutable_owner()->set_id("alice@example.com");
+    key->set_project("support-eu");
+    key->set_environment(keys::v1::ENVIRONMENT_PRODUCTION);
+    key->add_scopes("chat.completions");
+  }
   authz::v1::CheckResponse check_response;
   authz::v1::ReportUsageResponse usage_response;
   pii::v1::RedactResponse redact_response;
