@@ -34,6 +34,12 @@ absl::StatusOr<OutboxEntry> EntryFromRow(const pqxx::row& row) {
 PostgresOutbox::PostgresOutbox(pg::Pool* pool, std::string table)
     : pool_(pool), table_(std::move(table)) {}
 
+std::vector<pg::Privilege> PostgresOutbox::Privileges(const std::string& table) {
+  std::vector<pg::Privilege> privileges;
+  pg::AddTablePrivileges(table, {"SELECT", "INSERT", "UPDATE", "DELETE"}, &privileges);
+  return privileges;
+}
+
 void PostgresOutbox::Write(pqxx::work& tx, const std::vector<LedgerRecord>& records) const {
   for (const LedgerRecord& r : records) {
     tx.exec_params(absl::StrCat("INSERT INTO ", table_,

@@ -6,6 +6,7 @@
 
 #include "common/ledger/outbox.h"
 #include "common/pg/pool.h"
+#include "common/pg/privileges.h"
 #include "pqxx/pqxx"
 
 namespace policy::ledger {
@@ -36,6 +37,10 @@ class PostgresOutbox : public Outbox {
  public:
   // `table` is schema-qualified ("authz.ledger_outbox"); `pool` must outlive the outbox.
   PostgresOutbox(pg::Pool* pool, std::string table);
+
+  // What the outbox's statements need of `table` (a store using one lists them with its own;
+  // the identity column draws its numbers without a privilege on its sequence).
+  static std::vector<pg::Privilege> Privileges(const std::string& table);
 
   // Inserts `records`, in order, in `tx`.
   void Write(pqxx::work& tx, const std::vector<LedgerRecord>& records) const;

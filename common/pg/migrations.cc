@@ -3,12 +3,14 @@
 #include <map>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/crypto/crypto.h"
 #include "common/log/log.h"
 #include "common/pg/pool.h"
+#include "common/pg/privileges.h"
 #include "pqxx/pqxx"
 
 namespace policy::pg {
@@ -33,9 +35,11 @@ struct AppliedMigration {
 std::map<int, AppliedMigration> Applied(pqxx::connection& c, absl::string_view schema) {
   std::map<int, AppliedMigration> applied;
   pqxx::nontransaction tx(c);
+  // From the catalogs, which every role may read: information_schema.tables would hide the
+  // table from a role without privileges on it, which would then seem to have nothing applied.
   pqxx::result exists = tx.exec_params(
-      "SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = "
-      "'schema_migrations'",
+      "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+      "ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = 'schema_migrations'",
       std::string(schema));
   if (exists.empty()) return applied;
   for (const auto& row : tx.exec(absl::StrCat("SELECT version, name, checksum FROM ", schema,
@@ -91,6 +95,18 @@ std::vector<const Migration*> Pending(const std::map<int, AppliedMigration>& app
   return pending;
 }
 
+// A login role that may not read <schema>.schema_migrations, or may not apply a pending
+// migration: a runtime role (policy_<schema>_runtime) starting before the owner migrated, or
+// a role with no grants at all.
+absl::Status NotPermitted(absl::string_view schema, const pqxx::insufficient_privilege& e) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("the database login role may not check or apply the migrations of schema ",
+                   schema, " (", absl::StripAsciiWhitespace(e.what()),
+                   "): apply them as the schema's owner (--migrate_only with the owner's URL), and "
+                   "run the service as the owner or as a member of ",
+                   RuntimeRoleName(schema)));
+}
+
 absl::Status CheckArgs(absl::string_view schema, const std::vector<Migration>& migrations) {
   if (!ValidSchemaName(schema)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid schema name '", schema, "'"));
@@ -143,6 +159,8 @@ absl::Status ApplyMigrations(const std::string& url, absl::string_view schema,
     }
     pqxx::nontransaction tx(c);
     tx.exec_params("SELECT pg_advisory_unlock(hashtext($1))", lock_key);
+  } catch (const pqxx::insufficient_privilege& e) {
+    return NotPermitted(schema, e);
   } catch (const std::exception& e) {
     return StatusFromException(e);
   }
@@ -161,6 +179,8 @@ absl::Status CheckMigrations(const std::string& url, absl::string_view schema,
           absl::StrCat("schema ", schema, " has ", migrations.size() - pending, " of ",
                        migrations.size(), " migrations applied; run with --migrate_only first"));
     }
+  } catch (const pqxx::insufficient_privilege& e) {
+    return NotPermitted(schema, e);
   } catch (const std::exception& e) {
     return StatusFromException(e);
   }

@@ -27,14 +27,17 @@ struct Migration {
 // runs during a rollout or after a rollback) is accepted as up to date, with a warning naming
 // them, provided this binary's own migrations are all applied: each release's migrations
 // keep the release before it working. FAILED_PRECONDITION when an applied migration's SQL
-// differs from this binary's (by SHA-256), or when newer migrations are applied but one of
-// this binary's is not.
+// differs from this binary's (by SHA-256), when newer migrations are applied but one of
+// this binary's is not, or when the login role may not read <schema>.schema_migrations or
+// apply a pending migration (a runtime role, policy_<schema>_runtime, before the owner ran
+// them).
 absl::Status ApplyMigrations(const std::string& url, absl::string_view schema,
                              const std::vector<Migration>& migrations);
 
 // OK when `schema` holds every migration of this binary, with the same SQL, and perhaps newer
-// ones (accepted as ApplyMigrations accepts them); FAILED_PRECONDITION naming the difference
-// otherwise. Changes nothing.
+// ones (accepted as ApplyMigrations accepts them); FAILED_PRECONDITION naming the difference,
+// or saying that the login role may not read <schema>.schema_migrations, otherwise. Changes
+// nothing.
 absl::Status CheckMigrations(const std::string& url, absl::string_view schema,
                              const std::vector<Migration>& migrations);
 

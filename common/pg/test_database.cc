@@ -12,10 +12,14 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/pg/pool.h"
+#include "common/pg/privileges.h"
 #include "pqxx/pqxx"
 
 namespace policy::pg {
 namespace {
+
+// The process's own database is <base name>_main (url()).
+constexpr char kMainSuffix[] = "main";
 
 std::mutex created_mu;
 std::vector<std::pair<std::string, std::string>>* created = nullptr;  // (admin url, name)
@@ -61,7 +65,7 @@ std::string WithDatabase(const std::string& url, const std::string& database) {
 
 TestDatabase::TestDatabase(std::string admin_url, std::string base_name)
     : admin_url_(std::move(admin_url)), base_name_(std::move(base_name)) {
-  url_ = CreateDatabase("main");
+  url_ = CreateDatabase(kMainSuffix);
 }
 
 std::string TestDatabase::CreateDatabase(const std::string& suffix) const {
@@ -116,6 +120,34 @@ absl::StatusOr<std::shared_ptr<Pool>> TestDatabase::Reset(absl::string_view sche
   });
   if (!reset.ok()) return reset;
   return pool;
+}
+
+std::string TestDatabase::RuntimeUrl(absl::string_view schema) const {
+  const std::string variable =
+      absl::StrCat("POLICY_TEST_PG_", absl::AsciiStrToUpper(schema), "_RUNTIME_URL");
+  const char* url = std::getenv(variable.c_str());
+  if (url == nullptr || *url == '\0') {
+    const char* required = std::getenv("POLICY_TEST_REQUIRE_PG");
+    if (required != nullptr && std::string(required) == "1") {
+      Die(absl::StrCat("POLICY_TEST_REQUIRE_PG=1 but ", variable,
+                       " is not set (tools/dev test sets it to the URL of a member of ",
+                       RuntimeRoleName(schema), ")"));
+    }
+    return "";
+  }
+  return WithDatabase(url, absl::StrCat(base_name_, "_", kMainSuffix));  // url_'s database.
+}
+
+absl::StatusOr<std::shared_ptr<Pool>> TestDatabase::ResetAsRuntime(
+    absl::string_view schema, const std::vector<Migration>& migrations,
+    const std::string& reset_sql) const {
+  const std::string runtime = RuntimeUrl(schema);
+  if (runtime.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("no runtime role URL for schema ", schema));
+  }
+  absl::StatusOr<std::shared_ptr<Pool>> owner = Reset(schema, migrations, reset_sql);
+  if (!owner.ok()) return owner.status();
+  return std::make_shared<Pool>(PoolOptions{.url = runtime, .size = 8});
 }
 
 }  // namespace policy::pg

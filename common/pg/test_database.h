@@ -36,6 +36,20 @@ class TestDatabase {
                                               const std::vector<Migration>& migrations,
                                               const std::string& reset_sql) const;
 
+  // URL of the login role that `schema`'s service runs as in production, a member of
+  // policy_<schema>_runtime only (tools/dev creates policy_keys, policy_authz, policy_region
+  // and policy_audit), on url()'s database, from POLICY_TEST_PG_<SCHEMA>_RUNTIME_URL. Empty
+  // when that is unset (tests then skip), unless POLICY_TEST_REQUIRE_PG=1, in which case an
+  // unset one aborts the process: CI must never pass by skipping the runtime roles' tests.
+  std::string RuntimeUrl(absl::string_view schema) const;
+
+  // As Reset, but the pool logs in as RuntimeUrl(schema): the migrations and `reset_sql` run
+  // as the owner, the store under test as the runtime role. FAILED_PRECONDITION when
+  // RuntimeUrl(schema) is empty.
+  absl::StatusOr<std::shared_ptr<Pool>> ResetAsRuntime(absl::string_view schema,
+                                                       const std::vector<Migration>& migrations,
+                                                       const std::string& reset_sql) const;
+
  private:
   TestDatabase(std::string admin_url, std::string base_name);
   std::string admin_url_;

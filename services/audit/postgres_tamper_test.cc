@@ -985,10 +985,8 @@ TEST_F(PostgresTamperTest, ASubjectKeyRowMovedToAnotherPseudonymIsRefused) {
 // it appends, signs, exports and forgets through the store, but cannot change, delete or
 // insert ledger rows itself, nor become policy_audit_writer.
 TEST_F(PostgresTamperTest, TheRuntimeLoginRoleCannotRewriteTheLedger) {
-  const char* runtime = std::getenv("POLICY_TEST_PG_AUDIT_RUNTIME_URL");
-  if (runtime == nullptr || *runtime == '\0') {
-    GTEST_SKIP() << "POLICY_TEST_PG_AUDIT_RUNTIME_URL is not set";
-  }
+  const std::string runtime = pg::TestDatabase::Get()->RuntimeUrl("audit");
+  if (runtime.empty()) GTEST_SKIP() << "POLICY_TEST_PG_AUDIT_RUNTIME_URL is not set";
   std::string database;
   {
     pqxx::connection c(pg::ConnectionString(url_, absl::Seconds(5)));

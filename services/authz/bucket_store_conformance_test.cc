@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/pg/pool.h"
 #include "common/pg/test_database.h"
@@ -58,6 +59,19 @@ Backend MakePostgres() {
       pool};
 }
 
+// The store logged in as the service's runtime role (migration 008), whose take_buckets and
+// adjust_bucket run with its privileges.
+Backend MakePostgresRuntime() {
+  std::shared_ptr<pg::Pool> pool =
+      pg::TestDatabase::Get()
+          ->ResetAsRuntime("authz", Migrations(),
+                           "TRUNCATE authz.rate_buckets, authz.usage_reports")
+          .value();
+  return Backend{
+      std::make_unique<PostgresBucketStore>(pool.get(), PostgresBucketStore::RefillClock::kCaller),
+      pool};
+}
+
 MATCHER_P2(TakenIs, granted, level, "") {
   return arg.granted == granted && std::abs(arg.level - level) < 1e-6;
 }
@@ -66,8 +80,12 @@ class BucketStoreConformanceTest
     : public ::testing::TestWithParam<std::pair<std::string, BackendFactory>> {
  protected:
   void SetUp() override {
-    if (GetParam().first == "postgres" && pg::TestDatabase::Get() == nullptr) {
+    if (absl::StartsWith(GetParam().first, "postgres") && pg::TestDatabase::Get() == nullptr) {
       GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+    }
+    if (GetParam().first == "postgres_runtime" &&
+        pg::TestDatabase::Get()->RuntimeUrl("authz").empty()) {
+      GTEST_SKIP() << "POLICY_TEST_PG_AUTHZ_RUNTIME_URL is not set";
     }
     backend_ = GetParam().second();
     store_ = backend_.store.get();
@@ -396,7 +414,9 @@ TEST_P(BucketStoreConformanceTest, ARequestUnitGivenBackIsAdmittedOnceMore) {
 INSTANTIATE_TEST_SUITE_P(
     Stores, BucketStoreConformanceTest,
     ::testing::Values(std::make_pair(std::string("memory"), BackendFactory(MakeMemory)),
-                      std::make_pair(std::string("postgres"), BackendFactory(MakePostgres))),
+                      std::make_pair(std::string("postgres"), BackendFactory(MakePostgres)),
+                      std::make_pair(std::string("postgres_runtime"),
+                                     BackendFactory(MakePostgresRuntime))),
     [](const auto& info) { return info.param.first; });
 
 // A replica: its own pool, store and limiter.

@@ -13,6 +13,7 @@
 #include "common/log/log.h"
 #include "common/metrics/staleness_gauge.h"
 #include "common/pg/pool.h"
+#include "common/pg/privileges.h"
 #include "common/pg/storage_options.h"
 #include "common/server/blocking_pool.h"
 #include "common/server/server_runner.h"
@@ -77,6 +78,14 @@ int Main(int argc, char** argv) {
   if (*done) return 0;
   if (config.storage.postgres()) {
     pool = std::make_unique<pg::Pool>(config.storage.pool_options());
+    std::vector<pg::Privilege> privileges = PostgresOrgStore::Privileges();
+    for (pg::Privilege& p : PostgresBucketStore::Privileges()) privileges.push_back(std::move(p));
+    if (absl::Status s = pg::RetryWhileUnavailable(
+            [&] { return pg::CheckPrivileges(pool.get(), "authz", privileges); },
+            config.storage.database_start_wait);
+        !s.ok()) {
+      return Fail(s);
+    }
     store = std::make_unique<PostgresOrgStore>(pool.get(), clock, config.storage.watch_heartbeat);
     buckets = std::make_unique<PostgresBucketStore>(pool.get(),
                                                     PostgresBucketStore::RefillClock::kDatabase);

@@ -6,9 +6,11 @@
 #include <thread>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock/clock.h"
 #include "common/pg/pool.h"
+#include "common/pg/runtime_role_testing.h"
 #include "common/pg/test_database.h"
 #include "common/testing/eventually.h"
 #include "gmock/gmock.h"
@@ -18,6 +20,7 @@
 #include "services/authz/memory_org_store.h"
 #include "services/authz/org_admin.h"
 #include "services/authz/org_cache.h"
+#include "services/authz/postgres_bucket_store.h"
 #include "services/authz/postgres_org_store.h"
 
 namespace policy::authz {
@@ -38,20 +41,17 @@ using BackendFactory = std::function<Backend(Clock*)>;
 
 Backend MakeMemory(Clock*) { return Backend{std::make_unique<MemoryOrgStore>(), nullptr, {}}; }
 
-Backend MakePostgres(Clock* clock) {
-  const pg::TestDatabase* db = pg::TestDatabase::Get();
-  // value() throws on failure, which fails the test with the status.
-  std::shared_ptr<pg::Pool> pool =
-      db->Reset("authz", Migrations(),
-                "TRUNCATE authz.role_grants, authz.members, authz.service_accounts, "
-                "authz.invitations, authz.idp_groups, authz.projects, authz.ledger_outbox; "
-                "UPDATE authz.org SET version = 0")
-          .value();
+constexpr char kResetSql[] =
+    "TRUNCATE authz.role_grants, authz.members, authz.service_accounts, authz.invitations, "
+    "authz.idp_groups, authz.projects, authz.ledger_outbox; UPDATE authz.org SET version = 0";
+
+// Stores on `pool`, whose replicas log in with `url`.
+Backend PostgresBackend(std::shared_ptr<pg::Pool> pool, std::string url, Clock* clock) {
   Backend backend;
   backend.store = std::make_unique<PostgresOrgStore>(pool.get(), clock, absl::Milliseconds(50));
-  backend.replica = [db, clock, pool] {
+  backend.replica = [url, clock, pool] {
     // Its own pool: a replica shares nothing but the database.
-    auto own = std::make_shared<pg::Pool>(pg::PoolOptions{.url = db->url(), .size = 4});
+    auto own = std::make_shared<pg::Pool>(pg::PoolOptions{.url = url, .size = 4});
     struct Replica : PostgresOrgStore {
       Replica(std::shared_ptr<pg::Pool> p, Clock* c)
           : PostgresOrgStore(p.get(), c, absl::Milliseconds(50)), pool(std::move(p)) {}
@@ -62,6 +62,20 @@ Backend MakePostgres(Clock* clock) {
   };
   backend.keep_alive.push_back(pool);
   return backend;
+}
+
+Backend MakePostgres(Clock* clock) {
+  const pg::TestDatabase* db = pg::TestDatabase::Get();
+  // value() throws on failure, which fails the test with the status.
+  return PostgresBackend(db->Reset("authz", Migrations(), kResetSql).value(), db->url(), clock);
+}
+
+// The stores logged in as the service's runtime role (migration 008), as tools/dev and the
+// chart's production example run them.
+Backend MakePostgresRuntime(Clock* clock) {
+  const pg::TestDatabase* db = pg::TestDatabase::Get();
+  return PostgresBackend(db->ResetAsRuntime("authz", Migrations(), kResetSql).value(),
+                         db->RuntimeUrl("authz"), clock);
 }
 
 Project MakeProject(const std::string& id) {
@@ -149,8 +163,12 @@ class OrgStoreConformanceTest
     : public ::testing::TestWithParam<std::pair<std::string, BackendFactory>> {
  protected:
   void SetUp() override {
-    if (GetParam().first == "postgres" && pg::TestDatabase::Get() == nullptr) {
+    if (absl::StartsWith(GetParam().first, "postgres") && pg::TestDatabase::Get() == nullptr) {
       GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+    }
+    if (GetParam().first == "postgres_runtime" &&
+        pg::TestDatabase::Get()->RuntimeUrl("authz").empty()) {
+      GTEST_SKIP() << "POLICY_TEST_PG_AUTHZ_RUNTIME_URL is not set";
     }
     backend_ = GetParam().second(Clock::Real());
     store_ = backend_.store.get();
@@ -444,10 +462,26 @@ TEST(PostgresInvitationsTest, TheTableHoldsNoSecretIdAndOldInvitationsStillWork)
                pqxx::check_violation);
 }
 
+// Migration 008 grants policy_authz_runtime what PostgresOrgStore's and PostgresBucketStore's
+// statements need and no more: the runtime login role passes the start-up checks and cannot
+// change the schema.
+TEST(AuthzRuntimeRoleTest, HoldsWhatTheStoresNeedAndNothingMore) {
+  const pg::TestDatabase* db = pg::TestDatabase::Get();
+  if (db == nullptr) GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+  const std::string runtime = db->RuntimeUrl("authz");
+  if (runtime.empty()) GTEST_SKIP() << "POLICY_TEST_PG_AUTHZ_RUNTIME_URL is not set";
+  ASSERT_TRUE(db->Reset("authz", Migrations(), kResetSql).ok());
+  std::vector<pg::Privilege> needed = PostgresOrgStore::Privileges();
+  for (pg::Privilege& p : PostgresBucketStore::Privileges()) needed.push_back(std::move(p));
+  pg::ExpectLeastPrivilegedRuntimeRole(*db, runtime, "authz", Migrations(), needed);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Stores, OrgStoreConformanceTest,
     ::testing::Values(std::make_pair(std::string("memory"), BackendFactory(MakeMemory)),
-                      std::make_pair(std::string("postgres"), BackendFactory(MakePostgres))),
+                      std::make_pair(std::string("postgres"), BackendFactory(MakePostgres)),
+                      std::make_pair(std::string("postgres_runtime"),
+                                     BackendFactory(MakePostgresRuntime))),
     [](const auto& info) { return info.param.first; });
 
 }  // namespace

@@ -13,6 +13,22 @@ namespace policy::authz {
 PostgresBucketStore::PostgresBucketStore(pg::Pool* pool, RefillClock clock)
     : pool_(pool), clock_(clock) {}
 
+std::vector<pg::Privilege> PostgresBucketStore::Privileges() {
+  std::vector<pg::Privilege> privileges;
+  // take_buckets and adjust_bucket insert, lock (FOR UPDATE) and update buckets.
+  pg::AddTablePrivileges("authz.rate_buckets", {"SELECT", "INSERT", "UPDATE"}, &privileges);
+  pg::AddTablePrivileges("authz.usage_reports", {"SELECT", "INSERT", "DELETE"}, &privileges);
+  for (const char* function : {
+           "authz.take_buckets(text[], bigint[], bigint[], bigint[], timestamp with time zone)",
+           "authz.adjust_bucket(text, bigint, bigint, timestamp with time zone)",
+           "authz.refilled_level(double precision, timestamp with time zone, bigint, "
+           "timestamp with time zone)",
+       }) {
+    privileges.push_back({pg::Privilege::On::kFunction, function, "EXECUTE"});
+  }
+  return privileges;
+}
+
 namespace {
 
 // Runs `sql`, whose last parameter is the refill time in Unix microseconds: `now`, or NULL

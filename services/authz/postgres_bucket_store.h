@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/pg/pool.h"
+#include "common/pg/privileges.h"
 #include "services/authz/rate_limiter.h"
 
 namespace policy::authz {
@@ -31,6 +32,11 @@ class PostgresBucketStore : public BucketStore {
     kCaller,
   };
   PostgresBucketStore(pg::Pool* pool, RefillClock clock);
+
+  // What the store's statements need of schema `authz`, which migration 008 grants
+  // policy_authz_runtime with PostgresOrgStore's. The functions run as their caller: their
+  // statements on authz.rate_buckets need the caller's privileges too.
+  static std::vector<pg::Privilege> Privileges();
 
   absl::StatusOr<std::vector<Taken>> TakeAll(const std::vector<Take>& takes,
                                              absl::Time now) override;

@@ -259,6 +259,21 @@ PostgresOrgStore::PostgresOrgStore(pg::Pool* pool, Clock* clock, absl::Duration 
       watch_heartbeat_(watch_heartbeat),
       outbox_(pool, "authz.ledger_outbox") {}
 
+std::vector<pg::Privilege> PostgresOrgStore::Privileges() {
+  std::vector<pg::Privilege> privileges = ledger::PostgresOutbox::Privileges("authz.ledger_outbox");
+  // SELECT ... FOR UPDATE of the one row, then the version's bump.
+  pg::AddTablePrivileges("authz.org", {"SELECT", "UPDATE"}, &privileges);
+  for (const char* table : {"authz.projects", "authz.members", "authz.service_accounts"}) {
+    pg::AddTablePrivileges(table, {"SELECT", "INSERT", "UPDATE"}, &privileges);
+  }
+  // A member's grants are rewritten whole.
+  pg::AddTablePrivileges("authz.role_grants", {"SELECT", "INSERT", "DELETE"}, &privileges);
+  for (const char* table : {"authz.invitations", "authz.idp_groups"}) {
+    pg::AddTablePrivileges(table, {"SELECT", "INSERT", "UPDATE", "DELETE"}, &privileges);
+  }
+  return privileges;
+}
+
 PostgresOrgStore::~PostgresOrgStore() { StopWatching(); }
 
 std::shared_ptr<const OrgState> PostgresOrgStore::Latest() {

@@ -8,6 +8,7 @@
 #include "common/ledger/postgres_outbox.h"
 #include "common/pg/notification_feed.h"
 #include "common/pg/pool.h"
+#include "common/pg/privileges.h"
 #include "services/authz/org_store.h"
 
 namespace policy::authz {
@@ -26,6 +27,11 @@ class PostgresOrgStore : public OrgStore {
   PostgresOrgStore(pg::Pool* pool, Clock* clock,
                    absl::Duration watch_heartbeat = absl::Milliseconds(200));
   ~PostgresOrgStore() override;
+
+  // What the store's statements need of schema `authz`, which migration 008 grants
+  // policy_authz_runtime with PostgresBucketStore's (pg::CheckPrivileges checks the login
+  // role at start-up). Projects, members and service accounts are never deleted.
+  static std::vector<pg::Privilege> Privileges();
 
   absl::StatusOr<Mutated> Mutate(const OrgMutation& mutation, absl::Time now,
                                  const OrgChangeSource& source) override;

@@ -5,11 +5,13 @@
 #include <functional>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/synchronization/notification.h"
 #include "common/clock/clock.h"
 #include "common/ledger/postgres_outbox.h"
 #include "common/pg/migrations.h"
 #include "common/pg/pool.h"
+#include "common/pg/runtime_role_testing.h"
 #include "common/pg/test_database.h"
 #include "common/pg/values.h"
 #include "gmock/gmock.h"
@@ -38,12 +40,9 @@ using BackendFactory = std::function<Backend(Clock*)>;
 
 Backend MakeMemory(Clock*) { return Backend{std::make_unique<MemoryKeyStore>(), nullptr, {}}; }
 
-Backend MakePostgres(Clock* clock) {
-  const pg::TestDatabase* db = pg::TestDatabase::Get();
-  // value() throws on failure, which fails the test with the status.
-  std::shared_ptr<pg::Pool> pool =
-      db->Reset("keys", Migrations(), "TRUNCATE keys.api_keys, keys.requests, keys.ledger_outbox")
-          .value();
+constexpr char kResetSql[] = "TRUNCATE keys.api_keys, keys.requests, keys.ledger_outbox";
+
+Backend PostgresBackend(std::shared_ptr<pg::Pool> pool, Clock* clock) {
   Backend backend;
   backend.store = std::make_unique<PostgresKeyStore>(pool.get(), clock, absl::Milliseconds(50));
   backend.replica = [pool, clock] {
@@ -51,6 +50,19 @@ Backend MakePostgres(Clock* clock) {
   };
   backend.keep_alive.push_back(pool);
   return backend;
+}
+
+Backend MakePostgres(Clock* clock) {
+  // value() throws on failure, which fails the test with the status.
+  return PostgresBackend(pg::TestDatabase::Get()->Reset("keys", Migrations(), kResetSql).value(),
+                         clock);
+}
+
+// The store logged in as the service's runtime role (migration 004), as tools/dev and the
+// chart's production example run it.
+Backend MakePostgresRuntime(Clock* clock) {
+  return PostgresBackend(
+      pg::TestDatabase::Get()->ResetAsRuntime("keys", Migrations(), kResetSql).value(), clock);
 }
 
 class RecordingObserver : public KeyStoreObserver {
@@ -96,8 +108,12 @@ class KeyStoreConformanceTest
     : public ::testing::TestWithParam<std::pair<std::string, BackendFactory>> {
  protected:
   void SetUp() override {
-    if (GetParam().first == "postgres" && pg::TestDatabase::Get() == nullptr) {
+    if (postgres() && pg::TestDatabase::Get() == nullptr) {
       GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+    }
+    if (GetParam().first == "postgres_runtime" &&
+        pg::TestDatabase::Get()->RuntimeUrl("keys").empty()) {
+      GTEST_SKIP() << "POLICY_TEST_PG_KEYS_RUNTIME_URL is not set";
     }
     backend_ = GetParam().second(&clock_);
     store_ = backend_.store.get();
@@ -105,6 +121,7 @@ class KeyStoreConformanceTest
   void TearDown() override {
     if (store_ != nullptr) store_->StopWatching();
   }
+  bool postgres() const { return absl::StartsWith(GetParam().first, "postgres"); }
 
   KeyRecord NewKey(const std::string& suffix, const std::string& owner = "alice",
                    const std::string& project = "proj-dev") {
@@ -275,14 +292,16 @@ TEST_P(KeyStoreConformanceTest, RevokeOwnedByTouchesOnlyThatOwnersLiveKeys) {
   EXPECT_EQ(store_->Get(b1.key_id)->state, KeyState::kActive);
 }
 
-// Whether `count` sessions of this test's database wait for a lock, within 10 s.
+// Whether `count` sessions of this test's database wait for a lock, within 10 s. From
+// pg_locks, which shows every role's sessions' locks (pg_stat_activity hides the wait events
+// of the store's sessions when it logs in as another role than the watcher).
 bool SessionsWaitForLocks(pqxx::connection& watcher, int count) {
   for (int i = 0; i < 1000; ++i) {
     pqxx::nontransaction tx(watcher);
     const int waiting =
         tx.exec(
-              "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-              "AND wait_event_type = 'Lock'")[0][0]
+              "SELECT count(DISTINCT l.pid) FROM pg_locks l JOIN pg_stat_activity a "
+              "ON a.pid = l.pid WHERE a.datname = current_database() AND NOT l.granted")[0][0]
             .as<int>();
     if (waiting >= count) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -291,7 +310,7 @@ bool SessionsWaitForLocks(pqxx::connection& watcher, int count) {
 }
 
 TEST_P(KeyStoreConformanceTest, RevokeOwnedByRacingARotationLeavesNoLiveSuccessor) {
-  if (GetParam().first != "postgres") GTEST_SKIP() << "the memory store is one critical section";
+  if (!postgres()) GTEST_SKIP() << "the memory store is one critical section";
   KeyRecord old_key = NewKey("1", "alice");
   ASSERT_TRUE(store_->Insert(old_key, std::nullopt, "").ok());
   std::unique_ptr<KeyStore> replica = backend_.replica();
@@ -589,8 +608,22 @@ TEST_P(KeyStoreConformanceTest, OneDrainAtATime) {
 INSTANTIATE_TEST_SUITE_P(
     Stores, KeyStoreConformanceTest,
     ::testing::Values(std::make_pair(std::string("memory"), BackendFactory(MakeMemory)),
-                      std::make_pair(std::string("postgres"), BackendFactory(MakePostgres))),
+                      std::make_pair(std::string("postgres"), BackendFactory(MakePostgres)),
+                      std::make_pair(std::string("postgres_runtime"),
+                                     BackendFactory(MakePostgresRuntime))),
     [](const auto& info) { return info.param.first; });
+
+// Migration 004 grants policy_keys_runtime what PostgresKeyStore's statements need and no
+// more: the runtime login role passes the start-up checks and cannot change the schema.
+TEST(KeysRuntimeRoleTest, HoldsWhatTheStoreNeedsAndNothingMore) {
+  const pg::TestDatabase* db = pg::TestDatabase::Get();
+  if (db == nullptr) GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+  const std::string runtime = db->RuntimeUrl("keys");
+  if (runtime.empty()) GTEST_SKIP() << "POLICY_TEST_PG_KEYS_RUNTIME_URL is not set";
+  ASSERT_TRUE(db->Reset("keys", Migrations(), kResetSql).ok());
+  pg::ExpectLeastPrivilegedRuntimeRole(*db, runtime, "keys", Migrations(),
+                                       PostgresKeyStore::Privileges());
+}
 
 // Migration 003 moves keys' own outbox (audit_outbox, one typed row per event) into the
 // shared ledger_outbox: each event still waiting comes out as the record LedgerRecordOf makes

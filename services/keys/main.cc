@@ -12,6 +12,7 @@
 #include "common/log/log.h"
 #include "common/metrics/staleness_gauge.h"
 #include "common/pg/pool.h"
+#include "common/pg/privileges.h"
 #include "common/pg/storage_options.h"
 #include "common/server/blocking_pool.h"
 #include "common/server/server_runner.h"
@@ -48,6 +49,12 @@ int Main(int argc, char** argv) {
   if (*done) return 0;
   if (config.storage.postgres()) {
     pool = std::make_unique<pg::Pool>(config.storage.pool_options());
+    if (absl::Status s = pg::RetryWhileUnavailable(
+            [&] { return pg::CheckPrivileges(pool.get(), "keys", PostgresKeyStore::Privileges()); },
+            config.storage.database_start_wait);
+        !s.ok()) {
+      return Fail(s);
+    }
     store = std::make_unique<PostgresKeyStore>(pool.get(), clock, config.storage.watch_heartbeat);
   } else {
     store = std::make_unique<MemoryKeyStore>();

@@ -130,6 +130,13 @@ PostgresKeyStore::PostgresKeyStore(pg::Pool* pool, Clock* clock, absl::Duration 
       watch_heartbeat_(watch_heartbeat),
       outbox_(pool, "keys.ledger_outbox") {}
 
+std::vector<pg::Privilege> PostgresKeyStore::Privileges() {
+  std::vector<pg::Privilege> privileges = ledger::PostgresOutbox::Privileges("keys.ledger_outbox");
+  pg::AddTablePrivileges("keys.api_keys", {"SELECT", "INSERT", "UPDATE"}, &privileges);
+  pg::AddTablePrivileges("keys.requests", {"SELECT", "INSERT", "DELETE"}, &privileges);
+  return privileges;
+}
+
 PostgresKeyStore::~PostgresKeyStore() { StopWatching(); }
 
 absl::Status PostgresKeyStore::Insert(const KeyRecord& key,

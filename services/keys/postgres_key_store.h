@@ -9,6 +9,7 @@
 #include "common/ledger/postgres_outbox.h"
 #include "common/pg/notification_feed.h"
 #include "common/pg/pool.h"
+#include "common/pg/privileges.h"
 #include "services/keys/key_store.h"
 
 namespace policy::keys {
@@ -24,6 +25,11 @@ class PostgresKeyStore : public KeyStore {
   PostgresKeyStore(pg::Pool* pool, Clock* clock,
                    absl::Duration watch_heartbeat = absl::Milliseconds(200));
   ~PostgresKeyStore() override;
+
+  // What the store's statements need of schema `keys`, which migration 004 grants
+  // policy_keys_runtime (pg::CheckPrivileges checks the login role at start-up). The store
+  // never deletes a key; keys.audit_outbox is left to the release before migration 003.
+  static std::vector<pg::Privilege> Privileges();
 
   absl::Status Insert(const KeyRecord& key, const std::optional<IdempotencyRecord>& request,
                       absl::string_view actor) override;

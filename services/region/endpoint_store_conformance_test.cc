@@ -11,9 +11,11 @@
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/ledger/outbox.h"
 #include "common/pg/pool.h"
+#include "common/pg/runtime_role_testing.h"
 #include "common/pg/test_database.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -48,25 +50,39 @@ Backend MakeMemory() {
   return Backend{std::make_unique<MemoryEndpointStore>(), nullptr, {}, nullptr};
 }
 
-Backend MakePostgres() {
-  const pg::TestDatabase* db = pg::TestDatabase::Get();
-  // value() throws on failure, which fails the test with the status.
-  std::shared_ptr<pg::Pool> pool =
-      db->Reset("region", Migrations(),
-                "TRUNCATE region.breakers, region.endpoints, region.ledger_outbox; "
-                "UPDATE region.registry SET version = 0")
-          .value();
+constexpr char kResetSql[] =
+    "TRUNCATE region.breakers, region.endpoints, region.ledger_outbox; "
+    "UPDATE region.registry SET version = 0";
+
+// Stores on `pool`; `sql` runs on `owner`, as the owner of the tables.
+Backend PostgresBackend(std::shared_ptr<pg::Pool> pool, std::shared_ptr<pg::Pool> owner) {
   Backend backend;
   backend.store = std::make_unique<PostgresEndpointStore>(pool.get());
   backend.replica = [pool] { return std::make_unique<PostgresEndpointStore>(pool.get()); };
   backend.keep_alive.push_back(pool);
-  backend.sql = [pool](const std::string& sql) {
-    return pool->Transact([&](pqxx::work& tx) {
+  backend.keep_alive.push_back(owner);
+  backend.sql = [owner](const std::string& sql) {
+    return owner->Transact([&](pqxx::work& tx) {
       tx.exec(sql);
       return absl::OkStatus();
     });
   };
   return backend;
+}
+
+Backend MakePostgres() {
+  // value() throws on failure, which fails the test with the status.
+  std::shared_ptr<pg::Pool> pool =
+      pg::TestDatabase::Get()->Reset("region", Migrations(), kResetSql).value();
+  return PostgresBackend(pool, pool);
+}
+
+// The store logged in as the service's runtime role (migration 004), as tools/dev and the
+// chart's production example run it.
+Backend MakePostgresRuntime() {
+  const pg::TestDatabase* db = pg::TestDatabase::Get();
+  return PostgresBackend(db->ResetAsRuntime("region", Migrations(), kResetSql).value(),
+                         std::make_shared<pg::Pool>(pg::PoolOptions{.url = db->url(), .size = 2}));
 }
 
 // An Azure endpoint with every capability, models out of order and non-default numbers.
@@ -160,8 +176,12 @@ class EndpointStoreConformanceTest
     : public ::testing::TestWithParam<std::pair<std::string, BackendFactory>> {
  protected:
   void SetUp() override {
-    if (GetParam().first == "postgres" && pg::TestDatabase::Get() == nullptr) {
+    if (absl::StartsWith(GetParam().first, "postgres") && pg::TestDatabase::Get() == nullptr) {
       GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+    }
+    if (GetParam().first == "postgres_runtime" &&
+        pg::TestDatabase::Get()->RuntimeUrl("region").empty()) {
+      GTEST_SKIP() << "POLICY_TEST_PG_REGION_RUNTIME_URL is not set";
     }
     backend_ = GetParam().second();
     store_ = backend_.store.get();
@@ -717,8 +737,22 @@ TEST_P(EndpointStoreConformanceTest, AChangeWhoseRecordCannotBeWrittenIsNotMade)
 INSTANTIATE_TEST_SUITE_P(
     Stores, EndpointStoreConformanceTest,
     ::testing::Values(std::make_pair(std::string("memory"), BackendFactory(MakeMemory)),
-                      std::make_pair(std::string("postgres"), BackendFactory(MakePostgres))),
+                      std::make_pair(std::string("postgres"), BackendFactory(MakePostgres)),
+                      std::make_pair(std::string("postgres_runtime"),
+                                     BackendFactory(MakePostgresRuntime))),
     [](const auto& info) { return info.param.first; });
+
+// Migration 004 grants policy_region_runtime what PostgresEndpointStore's statements need and
+// no more: the runtime login role passes the start-up checks and cannot change the schema.
+TEST(RegionRuntimeRoleTest, HoldsWhatTheStoreNeedsAndNothingMore) {
+  const pg::TestDatabase* db = pg::TestDatabase::Get();
+  if (db == nullptr) GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+  const std::string runtime = db->RuntimeUrl("region");
+  if (runtime.empty()) GTEST_SKIP() << "POLICY_TEST_PG_REGION_RUNTIME_URL is not set";
+  ASSERT_TRUE(db->Reset("region", Migrations(), kResetSql).ok());
+  pg::ExpectLeastPrivilegedRuntimeRole(*db, runtime, "region", Migrations(),
+                                       PostgresEndpointStore::Privileges());
+}
 
 // Not part of the conformance suite: needs no server.
 TEST(PostgresEndpointStoreTest, AnUnreachableDatabaseIsUnavailable) {

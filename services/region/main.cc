@@ -15,6 +15,7 @@
 #include "common/log/log.h"
 #include "common/metrics/staleness_gauge.h"
 #include "common/pg/pool.h"
+#include "common/pg/privileges.h"
 #include "common/pg/storage_options.h"
 #include "common/server/blocking_pool.h"
 #include "common/server/server_runner.h"
@@ -56,6 +57,14 @@ int Main(int argc, char** argv) {
   std::unique_ptr<EndpointStore> store;
   if (config.storage.postgres()) {
     pool = std::make_unique<pg::Pool>(config.storage.pool_options());
+    if (absl::Status s = pg::RetryWhileUnavailable(
+            [&] {
+              return pg::CheckPrivileges(pool.get(), "region", PostgresEndpointStore::Privileges());
+            },
+            config.storage.database_start_wait);
+        !s.ok()) {
+      return Fail(s);
+    }
     store = std::make_unique<PostgresEndpointStore>(pool.get());
   } else {
     store = std::make_unique<MemoryEndpointStore>();

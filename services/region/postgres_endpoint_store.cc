@@ -107,6 +107,17 @@ absl::Status NoEndpoint(absl::string_view id) {
 PostgresEndpointStore::PostgresEndpointStore(pg::Pool* pool)
     : pool_(pool), outbox_(pool, "region.ledger_outbox") {}
 
+std::vector<pg::Privilege> PostgresEndpointStore::Privileges() {
+  std::vector<pg::Privilege> privileges =
+      ledger::PostgresOutbox::Privileges("region.ledger_outbox");
+  // Writers lock the one row (FOR UPDATE); the endpoints' trigger bumps it.
+  pg::AddTablePrivileges("region.registry", {"SELECT", "UPDATE"}, &privileges);
+  for (const char* table : {"region.endpoints", "region.breakers"}) {
+    pg::AddTablePrivileges(table, {"SELECT", "INSERT", "UPDATE", "DELETE"}, &privileges);
+  }
+  return privileges;
+}
+
 absl::Status PostgresEndpointStore::Transact(Snapshot snapshot,
                                              const std::function<absl::Status(pqxx::work&)>& body) {
   return pool_->Transact([&](pqxx::work& tx) -> absl::Status {

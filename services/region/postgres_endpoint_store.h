@@ -7,6 +7,7 @@
 
 #include "common/ledger/postgres_outbox.h"
 #include "common/pg/pool.h"
+#include "common/pg/privileges.h"
 #include "services/region/endpoint_store.h"
 
 namespace policy::region {
@@ -41,6 +42,11 @@ class PostgresEndpointStore : public EndpointStore {
  public:
   // `pool` must outlive the store.
   explicit PostgresEndpointStore(pg::Pool* pool);
+
+  // What the store's statements need of schema `region`, which migration 004 grants
+  // policy_region_runtime (pg::CheckPrivileges checks the login role at start-up). An
+  // endpoint's write also bumps region.registry through its trigger, which runs as the writer.
+  static std::vector<pg::Privilege> Privileges();
 
   absl::StatusOr<Listing> List() override;
   absl::StatusOr<int64_t> Version() override;

@@ -675,14 +675,16 @@ class SecretsTest(unittest.TestCase):
                          {"name": "policy-suite-audit", "key": "signing_key"})
         self.assertEqual(audit["POLICY_AUDIT_SUBJECT_KEY"]["valueFrom"]["secretKeyRef"],
                          {"name": "policy-suite-audit", "key": "subject_key"})
-        # The audit service's own database role and Secret, the others' shared one.
-        self.assertEqual(audit["PGPASSWORD"]["valueFrom"]["secretKeyRef"],
-                         {"name": "policy-suite-database-audit", "key": "password"})
-        self.assertEqual(
-            audit["POLICY_AUDIT_DATABASE_URL"]["value"],
-            "postgresql://policy_audit@db.internal.example.com:5432/policy?sslmode=verify-full")
-        self.assertEqual(variant("production").env("keys")["PGPASSWORD"]["valueFrom"],
-                         {"secretKeyRef": {"name": "policy-suite-database", "key": "password"}})
+        # Each database service's own role and Secret.
+        for service in DATABASE_SERVICES:
+            with self.subTest(service=service):
+                env = variant("production").env(service)
+                self.assertEqual(env["PGPASSWORD"]["valueFrom"]["secretKeyRef"],
+                                 {"name": f"policy-suite-database-{service}", "key": "password"})
+                self.assertEqual(
+                    env[f"POLICY_{service.upper()}_DATABASE_URL"]["value"],
+                    f"postgresql://policy_{service}@db.internal.example.com:5432/policy"
+                    "?sslmode=verify-full")
         # The pseudonym key is optional: pii runs without it.
         self.assertEqual(variant("default").env("pii")["POLICY_PII_PSEUDONYM_KEY"]["valueFrom"],
                          {"secretKeyRef": {"name": "demo-policy-suite-pii",
@@ -968,10 +970,12 @@ class MigrationTest(unittest.TestCase):
         return env_map(job["spec"]["template"]["spec"]["containers"][0])
 
     def test_migrations_may_run_as_another_role_than_the_services(self):
-        # The owner migrates; audit serves as a role of its own (a member of
-        # policy_audit_runtime), keys, authz and region as the shared `database.user`.
+        # The owner migrates; keys, authz and audit serve as roles of their own (members of
+        # policy_<svc>_runtime), region as the shared `database.user`.
         m = render("--set", "migrations.database.user=policy_owner,"
                    "migrations.database.existingSecret=pg-owner,migrations.database.passwordKey=pw,"
+                   "keys.database.user=policy_keys,keys.database.existingSecret=pg-keys,"
+                   "authz.database.user=policy_authz,authz.database.existingSecret=pg-authz,"
                    "audit.database.user=policy_audit,audit.database.existingSecret=pg-audit,"
                    "database.caSecret=pg-ca")
         for service in DATABASE_SERVICES:
@@ -982,7 +986,7 @@ class MigrationTest(unittest.TestCase):
                                  "postgresql://policy_owner@postgresql:5432/policy?sslmode=require")
                 self.assertEqual(job["PGPASSWORD"]["valueFrom"],
                                  {"secretKeyRef": {"name": "pg-owner", "key": "pw"}})
-                user, secret = (("policy_audit", "pg-audit") if service == "audit" else
+                user, secret = ((f"policy_{service}", f"pg-{service}") if service != "region" else
                                 ("policy", "demo-policy-suite-database"))
                 self.assertEqual(served[url]["value"],
                                  f"postgresql://{user}@postgresql:5432/policy?sslmode=require")
@@ -998,16 +1002,38 @@ class MigrationTest(unittest.TestCase):
                            "migrations.database.existingSecret=pg-owner")
         self.assertIn("pg-owner: key password (password of the PostgreSQL role policy_owner, "
                       "the migration Jobs')", notes)
-        # The production example: the owner migrates, audit serves as policy_audit.
+        # The production example: the owner migrates, each service serves as policy_<svc>.
         prod = variant("production")
-        self.assertEqual(
-            self.job_env(prod, "audit")["POLICY_AUDIT_DATABASE_URL"]["value"],
-            "postgresql://policy@db.internal.example.com:5432/policy?sslmode=verify-full")
-        self.assertEqual(self.job_env(prod, "audit")["PGPASSWORD"]["valueFrom"],
-                         {"secretKeyRef": {"name": "policy-suite-database", "key": "password"}})
-        self.assertEqual(prod.env("audit")["PGPASSWORD"]["valueFrom"],
-                         {"secretKeyRef": {"name": "policy-suite-database-audit",
-                                           "key": "password"}})
+        for service in DATABASE_SERVICES:
+            with self.subTest(example="production", service=service):
+                url = f"POLICY_{service.upper()}_DATABASE_URL"
+                self.assertEqual(
+                    self.job_env(prod, service)[url]["value"],
+                    "postgresql://policy@db.internal.example.com:5432/policy?sslmode=verify-full")
+                self.assertEqual(self.job_env(prod, service)["PGPASSWORD"]["valueFrom"],
+                                 {"secretKeyRef": {"name": "policy-suite-database",
+                                                   "key": "password"}})
+                self.assertEqual(
+                    prod.env(service)[url]["value"],
+                    f"postgresql://policy_{service}@db.internal.example.com:5432/policy"
+                    "?sslmode=verify-full")
+                self.assertEqual(prod.env(service)["PGPASSWORD"]["valueFrom"],
+                                 {"secretKeyRef": {"name": f"policy-suite-database-{service}",
+                                                   "key": "password"}})
+
+    def test_notes_name_the_services_that_log_in_as_the_migrating_owner(self):
+        # region and audit log in as the role the Jobs migrate as, keys and authz as their own.
+        notes = render_raw("--notes", "--set", "migrations.database.user=policy,"
+                           "migrations.database.existingSecret=pg-owner,"
+                           "keys.database.user=policy_keys,authz.database.user=policy_authz")
+        for service in ("region", "audit"):
+            self.assertIn(f"Note: {service} logs in as policy, the role that runs the migrations "
+                          "and owns its\ntables", notes)
+            self.assertIn(f"a member of\npolicy_{service}_runtime ({service}.database;", notes)
+        for service in ("keys", "authz"):
+            self.assertNotIn(f"Note: {service} logs in as", notes)
+        for values in (("-f", PRODUCTION), ()):  # Every role its own; no migration role.
+            self.assertNotIn("the role that runs the migrations", render_raw("--notes", *values))
 
     def test_by_default_each_job_migrates_as_its_service(self):
         m = render("--set", "audit.database.user=policy_audit,audit.database.existingSecret=pg-audit")

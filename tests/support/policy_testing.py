@@ -143,6 +143,23 @@ def require_pg_url():
     raise unittest.SkipTest("POLICY_TEST_PG_URL is not set (export POLICY_TEST_PG_URL=$(tools/dev pg))")
 
 
+def require_runtime_url(service, database):
+    """POLICY_TEST_PG_<SERVICE>_RUNTIME_URL on `database`: the login role `service` runs as in
+    production, a member of policy_<service>_runtime only (tools/dev test sets it).
+
+    Missing: skips, or fails when POLICY_TEST_REQUIRE_PG=1, as require_pg_url does.
+    """
+    variable = f"POLICY_TEST_PG_{service.upper()}_RUNTIME_URL"
+    url = os.environ.get(variable, "").strip()
+    if url:
+        return url_with_database(url, database)
+    if os.environ.get("POLICY_TEST_REQUIRE_PG", "") not in ("", "0"):
+        raise AssertionError(
+            f"{variable} is not set but POLICY_TEST_REQUIRE_PG=1: tools/dev test sets it to the "
+            f"URL of a member of policy_{service}_runtime")
+    raise unittest.SkipTest(f"{variable} is not set")
+
+
 def url_with_database(url, database):
     """`url` with its database (the path) replaced by `database`."""
     parts = urllib.parse.urlsplit(url)
