@@ -47,7 +47,7 @@ struct ContextWords {
     for (size_t i = 0; i < words.size(); ++i) {
       const unsigned char c = static_cast<unsigned char>(words[i][0]);
       starting_with[c] |= uint64_t{1} << i;
-      starting_with[absl::ascii_toupper(c)] |= uint64_t{1} << i;
+      starting_with[static_cast<unsigned char>(absl::ascii_toupper(c))] |= uint64_t{1} << i;
       longest = std::max(longest, words[i].size());
       const unsigned char next = words[i].size() >= 2 ? static_cast<unsigned char>(words[i][1]) : 0;
       const unsigned char next_fold = words[i].size() >= 2 ? fold(next) : 0xff;
@@ -904,24 +904,29 @@ std::vector<Region> TriggerRegions(absl::string_view text) {
     ChunkCounts counts;
     size_t end = CountChunkFrom(text, begin, counts);
     pem_begin = pem_begin || counts.pem_begin;
-    if (MayHoldFinding(end - begin, counts)) {
-      // A grouped IBAN in lowercase is cut where a group ends in a letter ("gb82 west 1234
-      // 5698 7654 32"): the chunks of its other groups join the region of a kept chunk.
+    bool keep = MayHoldFinding(end - begin, counts);
+    // A grouped IBAN in lowercase is cut where a group ends in a letter ("gb82 west 1234
+    // 5698 7654 32"): a chunk inside one takes in the chunks of its groups, before and after.
+    if (JoinsGroups(text, end)) {
+      const size_t start = GroupedIbanStart(text, end);
+      if (start != absl::string_view::npos) {
+        while (end < start + kLongestGroupedIban && JoinsGroups(text, end)) {
+          ++end;
+          while (end < n && !IsCut(text, end)) {
+            pem_begin = pem_begin || IsPemBeginAt(text, end);
+            ++end;
+          }
+        }
+        keep = true;
+      }
+    }
+    if (keep) {
       const size_t floor = regions.empty() ? 0 : regions.back().end;
       if (begin > floor && JoinsGroups(text, begin - 1)) {
         const size_t start = GroupedIbanStart(text, begin - 1);
         if (start != absl::string_view::npos) {
           begin = std::max(floor, start);
           while (begin > floor && !IsCut(text, begin - 1)) --begin;
-        }
-      }
-      if (JoinsGroups(text, end)) {
-        const size_t start = GroupedIbanStart(text, end);
-        while (start != absl::string_view::npos && end < start + kLongestGroupedIban &&
-               JoinsGroups(text, end)) {
-          ++end;
-          for (; end < n && !IsCut(text, end); ++end)
-            pem_begin = pem_begin || IsPemBeginAt(text, end);
         }
       }
       AddRegion(regions, begin, end);

@@ -261,6 +261,8 @@ std::vector<Sample> TypographicPositives() {
       {"IBAN_CODE", "", "gb82 west 1234 5698 7654 32"},
       {"IBAN_CODE", "", "nl91 abna 0417 1643 00"},
       {"IBAN_CODE", "", "mt84 malt 0110 0001 2345 mtlc ast0 01s"},
+      {"IBAN_CODE", "", "qa58 dohb 0000 1234 5678 90ab cdef g"},
+      {"IBAN_CODE", "", "ps82 hwuc yi5s rpqg 5mok 9z24 irst q"},
       {"IBAN_CODE", "", "gb82\u202Fwest\u202F1234\u202F5698\u202F7654\u202F32"},
       {"US_SSN", "", "123\u201145\u20116789"},
       {"US_SSN", "", "123\u201045\u20106789"},
@@ -964,6 +966,22 @@ TEST(DetectorTest, TypographicValuesMapBackToTheirOriginalBytes) {
             "Karte\u00A0: <CREDIT_CARD> — SSN\u00A0<US_SSN>, 電話\uFF1A<PHONE_NUMBER>、"
             "mail <EMAIL_ADDRESS>, prix 1\u202F234,56\u00A0€ (2019\u20132023).")
       << DescribeAll(text, findings);
+}
+
+// Context words may hold bytes beyond ASCII, first or later: "móvil", "電話", "ñandú".
+TEST(DetectorTest, ContextWordsBeyondAscii) {
+  using Found_ = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(Found("móvil 0171 2345678"), (Found_{{"PHONE_NUMBER", "0171 2345678"}}));
+  EXPECT_EQ(Found("Tél. 06 12 34 56 78"), (Found_{{"PHONE_NUMBER", "06 12 34 56 78"}}));
+  EXPECT_EQ(Found("電話 03-1234-5678"), (Found_{{"PHONE_NUMBER", "03-1234-5678"}}));
+  auto detector = WithCustom({With(Spec("record", "PATIENT_RECORD", "[0-9]{8}", 0.9), [](auto& s) {
+    s.context_words = {"患者", "ñandú", "éé"};
+    s.context_required = true;
+  })});
+  for (const char* text : {"患者 12345678", "ñandú: 12345678", "x éé 12345678"}) {
+    EXPECT_EQ(Found(text, {}, *detector).size(), 1u) << text;
+  }
+  EXPECT_THAT(Found("nandu 12345678", {}, *detector), IsEmpty());
 }
 
 // Custom recognizers read the text as it is: a pattern may name the characters the built-in
