@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <map>
+#include <optional>
 #include <tuple>
 #include <utility>
 
@@ -17,6 +18,7 @@
 #include "re2/filtered_re2.h"
 #include "re2/re2.h"
 #include "re2/set.h"
+#include "services/pii/folded_text.h"
 #include "services/pii/validators.h"
 
 namespace policy::pii {
@@ -45,7 +47,7 @@ struct ContextWords {
     for (size_t i = 0; i < words.size(); ++i) {
       const unsigned char c = static_cast<unsigned char>(words[i][0]);
       starting_with[c] |= uint64_t{1} << i;
-      starting_with[absl::ascii_toupper(c)] |= uint64_t{1} << i;
+      starting_with[static_cast<unsigned char>(absl::ascii_toupper(c))] |= uint64_t{1} << i;
       longest = std::max(longest, words[i].size());
       const unsigned char next = words[i].size() >= 2 ? static_cast<unsigned char>(words[i][1]) : 0;
       const unsigned char next_fold = words[i].size() >= 2 ? fold(next) : 0xff;
@@ -238,7 +240,7 @@ bool ContinuesGroups(absl::string_view text, size_t begin, size_t end) {
 
 bool EqualsIgnoreCase(absl::string_view text, size_t at, absl::string_view lower) {
   for (size_t k = 0; k < lower.size(); ++k) {
-    if (absl::ascii_tolower(At(text, at + k)) != static_cast<unsigned char>(lower[k])) {
+    if (absl::ascii_tolower(At(text, at + k)) != lower[k]) {
       return false;
     }
   }
@@ -649,7 +651,8 @@ struct ChunkCounts {
   size_t digits = 0;
   size_t dots = 0;
   size_t colons = 0;
-  bool special = false;  // '@', '_', "sk-", "AKIA" or "ASIA".
+  bool special = false;    // '@', '_', "sk-", "AKIA" or "ASIA".
+  bool pem_begin = false;  // "-----BEGIN " starts in the chunk.
 };
 
 // Whether a chunk of `length` bytes can hold a finding of a built-in recognizer other than
@@ -719,6 +722,13 @@ size_t SkipToTrigger(const unsigned char* data, size_t i, size_t n) {
   return i;
 }
 
+constexpr absl::string_view kPemBegin = "-----BEGIN ";
+
+bool IsPemBeginAt(absl::string_view text, size_t dash) {
+  return text.size() - dash >= kPemBegin.size() && text[dash + 4] == '-' &&
+         text.substr(dash, kPemBegin.size()) == kPemBegin;
+}
+
 bool IsOpenAiPrefixAt(absl::string_view text, size_t dash) {
   return dash >= 2 && text[dash - 2] == 's' && text[dash - 1] == 'k';
 }
@@ -738,6 +748,7 @@ inline void CountByte(absl::string_view text, size_t i, uint8_t k, ChunkCounts& 
     counts.special = true;
   } else if (k == kDash) {
     counts.special = counts.special || IsOpenAiPrefixAt(text, i);
+    counts.pem_begin = counts.pem_begin || IsPemBeginAt(text, i);
   } else if (k == kCapitalA) {
     counts.special = counts.special || IsAwsPrefixAt(text, i);
   }
@@ -824,13 +835,57 @@ size_t CountChunkFrom(absl::string_view text, size_t begin, ChunkCounts& counts)
   return n;
 }
 
+// The most groups of an IBAN written in groups of four (34 characters at most), and the
+// most bytes it takes so written.
+constexpr int kMostIbanGroups = 9;
+constexpr size_t kLongestGroupedIban = 34 + 8;
+
+// Whether the byte at `space` is a space between a group of four [A-Za-z0-9] (a whole word)
+// and a character of [A-Za-z0-9]: it may be inside a grouped IBAN.
+bool JoinsGroups(absl::string_view text, size_t space) {
+  if (space < 4 || space + 1 >= text.size() || text[space] != ' ' ||
+      !absl::ascii_isalnum(At(text, space + 1)) ||
+      (space >= 5 && absl::ascii_isalnum(At(text, space - 5)))) {
+    return false;
+  }
+  for (size_t k = 1; k <= 4; ++k) {
+    if (!absl::ascii_isalnum(At(text, space - k))) return false;
+  }
+  return true;
+}
+
+// The start of the grouped IBAN that the space at `space` (JoinsGroups) may be inside: going
+// back over groups of four [A-Za-z0-9], one space apart, the first that is a whole word of
+// two letters and two digits (a country code and check digits), at most kMostIbanGroups
+// groups back; npos when there is none.
+size_t GroupedIbanStart(absl::string_view text, size_t space) {
+  for (int g = 0; g < kMostIbanGroups && space >= 4 && text[space] == ' '; ++g) {
+    const size_t group = space - 4;
+    for (size_t k = group; k < space; ++k) {
+      if (!absl::ascii_isalnum(At(text, k))) return absl::string_view::npos;
+    }
+    if (group > 0 && absl::ascii_isalnum(At(text, group - 1))) return absl::string_view::npos;
+    if (absl::ascii_isalpha(At(text, group)) && absl::ascii_isalpha(At(text, group + 1)) &&
+        IsDigit(At(text, group + 2)) && IsDigit(At(text, group + 3))) {
+      return group;
+    }
+    if (group == 0) break;
+    space = group - 1;
+  }
+  return absl::string_view::npos;
+}
+
 // The chunks that can hold a built-in finding, merged into regions made of whole chunks, in
 // order. The scan skips to the next trigger byte and looks only at the chunk around it, and
-// never goes back before a chunk it has decided, so it reads each byte a few times at most.
+// never goes back before a chunk it has decided (but for the groups of a lowercase IBAN,
+// never before the last region), so it reads each byte a few times at most.
 std::vector<Region> TriggerRegions(absl::string_view text) {
   const size_t n = text.size();
   std::vector<Region> regions;
   size_t done = 0;  // Chunks before this are decided; it starts a chunk.
+  // Whether "-----BEGIN " occurs: the scan looks at every '-' (a trigger byte, or counted in
+  // its chunk).
+  bool pem_begin = false;
   const unsigned char* const data = reinterpret_cast<const unsigned char*>(text.data());
   size_t i = 0;
   while (true) {
@@ -839,6 +894,7 @@ std::vector<Region> TriggerRegions(absl::string_view text) {
     // A dash or an 'A' matters only as "sk-" or "AKIA"/"ASIA".
     if ((data[i] == '-' && !IsOpenAiPrefixAt(text, i)) ||
         (data[i] == 'A' && !IsAwsPrefixAt(text, i))) {
+      pem_begin = pem_begin || (data[i] == '-' && IsPemBeginAt(text, i));
       ++i;
       continue;
     }
@@ -846,14 +902,41 @@ std::vector<Region> TriggerRegions(absl::string_view text) {
     while (begin > done && !IsCut(text, begin - 1)) --begin;
     // No byte in [begin, i] is a cut, so the chunk's end is the first cut from there.
     ChunkCounts counts;
-    const size_t end = CountChunkFrom(text, begin, counts);
-    if (MayHoldFinding(end - begin, counts)) AddRegion(regions, begin, end);
+    size_t end = CountChunkFrom(text, begin, counts);
+    pem_begin = pem_begin || counts.pem_begin;
+    bool keep = MayHoldFinding(end - begin, counts);
+    // A grouped IBAN in lowercase is cut where a group ends in a letter ("gb82 west 1234
+    // 5698 7654 32"): a chunk inside one takes in the chunks of its groups, before and after.
+    if (JoinsGroups(text, end)) {
+      const size_t start = GroupedIbanStart(text, end);
+      if (start != absl::string_view::npos) {
+        while (end < start + kLongestGroupedIban && JoinsGroups(text, end)) {
+          ++end;
+          while (end < n && !IsCut(text, end)) {
+            pem_begin = pem_begin || IsPemBeginAt(text, end);
+            ++end;
+          }
+        }
+        keep = true;
+      }
+    }
+    if (keep) {
+      const size_t floor = regions.empty() ? 0 : regions.back().end;
+      if (begin > floor && JoinsGroups(text, begin - 1)) {
+        const size_t start = GroupedIbanStart(text, begin - 1);
+        if (start != absl::string_view::npos) {
+          begin = std::max(floor, start);
+          while (begin > floor && !IsCut(text, begin - 1)) --begin;
+        }
+      }
+      AddRegion(regions, begin, end);
+    }
     done = i = end + 1;
   }
 
   // A PEM block crosses chunks: from its "-----BEGIN " over the next kMaxPemBlockBytes,
   // widened to whole chunks.
-  constexpr absl::string_view kPemBegin = "-----BEGIN ";
+  if (!pem_begin) return regions;
   std::vector<Region> pem;
   for (size_t at = text.find(kPemBegin); at != absl::string_view::npos;
        at = text.find(kPemBegin, at + 1)) {
@@ -1243,13 +1326,19 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
   std::vector<Job> jobs;
   std::vector<int> hits;
   size_t regions = 0;
-  auto scan_set = [&](const PatternSet& set, size_t begin, size_t end,
+  // The built-in recognizers read the text with its typographic spaces and dashes and its
+  // full-width digits folded to ASCII (see folded_text.h), and their findings are mapped back;
+  // custom recognizers read the text as it is.
+  std::optional<FoldedText> folded;
+  if (FoldedText::HoldsFoldable(text)) folded.emplace(text);
+  const absl::string_view builtin_text = folded.has_value() ? folded->text() : text;
+  auto scan_set = [&](const PatternSet& set, absl::string_view scanned, size_t begin, size_t end,
                       const std::vector<bool>& runs) {
     const size_t region = regions++;
     hits.clear();
     RE2::Set::ErrorInfo error{RE2::Set::kNoError};
     const bool matched =
-        set.set->Match(re2::StringPiece(text.data() + begin, end - begin), &hits, &error);
+        set.set->Match(re2::StringPiece(scanned.data() + begin, end - begin), &hits, &error);
     if (!matched) {
       hits.clear();
       // The DFA ran out of memory: every recognizer runs on its own (RE2 falls back to
@@ -1267,11 +1356,11 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
     }
   };
   if (trigger_prefilter_) {
-    for (const Region& region : TriggerRegions(text)) {
-      scan_set(*builtin_set_, region.begin, region.end, wanted);
+    for (const Region& region : TriggerRegions(builtin_text)) {
+      scan_set(*builtin_set_, builtin_text, region.begin, region.end, wanted);
     }
-  } else if (!text.empty()) {
-    scan_set(*builtin_set_, 0, text.size(), wanted);
+  } else if (!builtin_text.empty()) {
+    scan_set(*builtin_set_, builtin_text, 0, builtin_text.size(), wanted);
   }
   const size_t builtin_regions = regions;
   if (custom_set_ != nullptr && !text.empty()) {
@@ -1283,7 +1372,7 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
     } else if (!live.empty()) {
       std::vector<bool> runs(recognizers_.size(), false);
       for (size_t r : live) runs[r] = true;
-      scan_set(*custom_set_, 0, text.size(), runs);
+      scan_set(*custom_set_, text, 0, text.size(), runs);
     }
   }
 
@@ -1298,9 +1387,21 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
   std::vector<size_t> extracted_end(by_recognizer.size());  // Of each job's candidates.
   ScanScratch scratch;
   scratch.first_context_end.assign(recognizers_.size(), ScanScratch::kUnknown);
+  ScanScratch folded_scratch;  // The memo of the folded text, when there is one.
+  if (folded.has_value()) folded_scratch.first_context_end = scratch.first_context_end;
   for (size_t k = 0; k < by_recognizer.size(); ++k) {
     const Job& job = by_recognizer[k];
-    Extract(recognizers_[job.recognizer], text, job.begin, job.end, scratch, extracted);
+    const size_t first = extracted.size();
+    if (folded.has_value() && job.recognizer < builtin_count_) {
+      Extract(recognizers_[job.recognizer], builtin_text, job.begin, job.end, folded_scratch,
+              extracted);
+      for (size_t c = first; c < extracted.size(); ++c) {
+        extracted[c].begin = folded->OriginalOffset(extracted[c].begin);
+        extracted[c].end = folded->OriginalOffset(extracted[c].end);
+      }
+    } else {
+      Extract(recognizers_[job.recognizer], text, job.begin, job.end, scratch, extracted);
+    }
     extracted_end[k] = extracted.size();
   }
 

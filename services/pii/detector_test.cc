@@ -236,9 +236,67 @@ std::vector<Sample> Positives() {
   };
 }
 
-// Each value alone, between multi-byte UTF-8 text and after each kind of punctuation: found
+// Values as word processors, PDFs, French and German locales and Japanese input methods
+// write them: no-break, narrow no-break, thin and figure spaces between groups, hyphens,
+// dashes and minus signs other than '-', full-width digits and signs, lowercase IBANs in
+// groups, and nine-digit national numbers after a phone word.
+std::vector<Sample> TypographicPositives() {
+  return {
+      {"CREDIT_CARD", "", "4111\u00A01111\u00A01111\u00A01111"},
+      {"CREDIT_CARD", "", "4111\u202F1111\u202F1111\u202F1111"},
+      {"CREDIT_CARD", "", "4111\u20091111\u20091111\u20091111"},
+      {"CREDIT_CARD", "", "4111\u20071111\u20071111\u20071111"},
+      {"CREDIT_CARD", "", "4111\u20131111\u20131111\u20131111"},
+      {"CREDIT_CARD", "", "4111\u20111111\u20111111\u20111111"},
+      {"CREDIT_CARD", "", "3782\u00A0822463\u00A010005"},
+      {"CREDIT_CARD", "",
+       "\uFF14\uFF11\uFF11\uFF11\uFF11\uFF11\uFF11\uFF11\uFF11\uFF11\uFF11\uFF11"
+       "\uFF11\uFF11\uFF11\uFF11"},
+      {"CREDIT_CARD", "",
+       "\uFF14\uFF11\uFF11\uFF11 \uFF11\uFF11\uFF11\uFF11 \uFF11\uFF11\uFF11\uFF11 "
+       "\uFF11\uFF11\uFF11\uFF11"},
+      {"IBAN_CODE", "", "DE89\u00A03704\u00A00044\u00A00532\u00A00130\u00A000"},
+      {"IBAN_CODE", "", "FR14\u202F2004\u202F1010\u202F0505\u202F0001\u202F3M02\u202F606"},
+      {"IBAN_CODE", "", "de89\u00A03704\u00A00044\u00A00532\u00A00130\u00A000"},
+      {"IBAN_CODE", "", "gb82 west 1234 5698 7654 32"},
+      {"IBAN_CODE", "", "nl91 abna 0417 1643 00"},
+      {"IBAN_CODE", "", "mt84 malt 0110 0001 2345 mtlc ast0 01s"},
+      {"IBAN_CODE", "", "qa58 dohb 0000 1234 5678 90ab cdef g"},
+      {"IBAN_CODE", "", "ps82 hwuc yi5s rpqg 5mok 9z24 irst q"},
+      {"IBAN_CODE", "", "gb82\u202Fwest\u202F1234\u202F5698\u202F7654\u202F32"},
+      {"US_SSN", "", "123\u201145\u20116789"},
+      {"US_SSN", "", "123\u201045\u20106789"},
+      {"US_SSN", "", "123\u201245\u20126789"},
+      {"US_SSN", "", "123\u201345\u20136789"},
+      {"US_SSN", "", "123\u221245\u22126789"},
+      {"US_SSN", "", "123\u00A045\u00A06789"},
+      {"US_SSN", "SSN ", "\uFF11\uFF12\uFF13\uFF0D\uFF14\uFF15\uFF0D\uFF16\uFF17\uFF18\uFF19"},
+      {"US_SSN", "SSN ", "\uFF11\uFF12\uFF13\uFF14\uFF15\uFF16\uFF17\uFF18\uFF19"},
+      {"PHONE_NUMBER", "", "(415)\u00A0555\u20132671"},
+      {"PHONE_NUMBER", "", "415\u2011555\u20112671"},
+      {"PHONE_NUMBER", "", "+1\u00A0415\u00A0555\u00A02671"},
+      {"PHONE_NUMBER", "", "+33\u202F6\u202F12\u202F34\u202F56\u202F78"},
+      {"PHONE_NUMBER", "", "+49\u00A030\u00A012345678"},
+      {"PHONE_NUMBER", "",
+       "\uFF0B\uFF18\uFF11 \uFF19\uFF10 \uFF11\uFF12\uFF13\uFF14 \uFF15\uFF16\uFF17\uFF18"},
+      {"PHONE_NUMBER", "電話：",
+       "\uFF10\uFF19\uFF10\uFF0D\uFF11\uFF12\uFF13\uFF14\uFF0D\uFF15\uFF16\uFF17\uFF18"},
+      {"PHONE_NUMBER", "携帯 ", "090\u20131234\u20135678"},
+      {"PHONE_NUMBER", "Tél. ", "06\u00A012\u00A034\u00A056\u00A078"},
+      {"PHONE_NUMBER", "teléfono ", "612 345 678"},
+      {"PHONE_NUMBER", "Telefone: ", "912 345 678"},
+      {"PHONE_NUMBER", "móvil ", "612-345-678"},
+      {"PHONE_NUMBER", "tel ", "912 34 56 78"},
+      {"PHONE_NUMBER", "telemóvel ", "912\u00A0345\u00A0678"},
+      {"EMAIL_ADDRESS", "", "jane\uFF20example.com"},
+      {"EMAIL_ADDRESS", "", "jane.doe\uFF20example\uFF0Ecom"},
+      {"IP_ADDRESS", "", "\uFF11\uFF19\uFF12\uFF0E\uFF10\uFF0E\uFF12\uFF0E\uFF11"},
+  };
+}
+
+// `sample` alone, between multi-byte UTF-8 text and after each kind of punctuation: found
 // once, with its exact byte offsets, and nothing else.
-TEST(DetectorTest, FindsEachFormatWithExactOffsets) {
+void ExpectFoundAloneWithExactOffsets(const Sample& sample) {
   const std::vector<std::pair<std::string, std::string>> wrappers = {
       {"", ""},  {"", "."},  {"(", ")"}, {"\"", "\","}, {"«", "»"},
       {"", ":"}, {"„", "“"}, {"", "!"},  {"", "\n"},    {"'", "';"}};
@@ -246,24 +304,30 @@ TEST(DetectorTest, FindsEachFormatWithExactOffsets) {
       {"", ""},
       {"Grüße aus München — 日本語のテキスト 🙂 ", " ✓ merci beaucoup, ça va."},
       {"Bitte prüfen:\n", "\nDanke 👍"}};
-  for (const Sample& sample : Positives()) {
-    for (const auto& [open, close] : wrappers) {
-      for (const auto& [before, after] : surroundings) {
-        const std::string prefix = absl::StrCat(before, sample.context, open);
-        const std::string text = absl::StrCat(prefix, sample.value, close, after);
-        const std::vector<Finding> findings = Default().Scan(text);
-        ASSERT_EQ(findings.size(), 1u)
-            << sample.value << " in '" << text << "': " << DescribeAll(text, findings);
-        EXPECT_EQ(findings[0].entity_type, sample.type) << text;
-        EXPECT_EQ(findings[0].begin, prefix.size()) << text << ": " << Describe(text, findings[0]);
-        EXPECT_EQ(findings[0].end, prefix.size() + sample.value.size())
-            << text << ": " << Describe(text, findings[0]);
-        EXPECT_GE(findings[0].score, 0.5);
-        EXPECT_LE(findings[0].score, 1.0);
-        EXPECT_FALSE(findings[0].recognizer.empty());
-      }
+  for (const auto& [open, close] : wrappers) {
+    for (const auto& [before, after] : surroundings) {
+      const std::string prefix = absl::StrCat(before, sample.context, open);
+      const std::string text = absl::StrCat(prefix, sample.value, close, after);
+      const std::vector<Finding> findings = Default().Scan(text);
+      ASSERT_EQ(findings.size(), 1u)
+          << sample.value << " in '" << text << "': " << DescribeAll(text, findings);
+      EXPECT_EQ(findings[0].entity_type, sample.type) << text;
+      EXPECT_EQ(findings[0].begin, prefix.size()) << text << ": " << Describe(text, findings[0]);
+      EXPECT_EQ(findings[0].end, prefix.size() + sample.value.size())
+          << text << ": " << Describe(text, findings[0]);
+      EXPECT_GE(findings[0].score, 0.5);
+      EXPECT_LE(findings[0].score, 1.0);
+      EXPECT_FALSE(findings[0].recognizer.empty());
     }
   }
+}
+
+TEST(DetectorTest, FindsEachFormatWithExactOffsets) {
+  for (const Sample& sample : Positives()) ExpectFoundAloneWithExactOffsets(sample);
+}
+
+TEST(DetectorTest, FindsValuesWrittenWithTypographicCharactersWithExactOffsets) {
+  for (const Sample& sample : TypographicPositives()) ExpectFoundAloneWithExactOffsets(sample);
 }
 
 TEST(DetectorTest, KeyWithoutItsEndLineIsRedactedToTheEndOfItsBase64) {
@@ -396,6 +460,22 @@ std::vector<std::string> HardNegatives() {
       "F97654329",
       "+28 20 7946 0958",
       "+44 20 794",
+      // Typographic characters in what holds no value: date ranges, amounts and order numbers
+      // with en dashes, narrow no-break spaces and full-width digits, and nine-digit numbers
+      // without a phone word.
+      "2019\u20132023",
+      "pages 123\u2013456",
+      "2024\u201101\u201115",
+      "1\u202F234,56\u00A0€",
+      "12\u202F345\u202F678,90 €",
+      "4111\u00A01111\u00A01111\u00A01112",
+      "注文番号：\uFF11\uFF12\uFF13\uFF14\uFF15\uFF16\uFF17\uFF18\uFF19",
+      "\uFF11\uFF12\uFF13\uFF14\uFF15\uFF16\uFF17\uFF18\uFF19\uFF10",
+      "\uFF10\uFF11\uFF17\uFF11 \uFF12\uFF13\uFF14\uFF15\uFF16\uFF17\uFF18",
+      "Order 612 345 678",
+      "Invoice 912-345-678",
+      "Pedido 912 34 56 78",
+      "de89 3704 0044 0532 0130 01",
   };
 }
 
@@ -832,8 +912,12 @@ std::string RandomMixedText(std::mt19937& random, size_t pieces) {
                                   "DEA",      "version ",    "v",         "sk-",
                                   "AKIA",     "-----BEGIN ", "-----END ", "PRIVATE KEY-----",
                                   "RSA ",     "::",          "ffff",      "x@y",
-                                  ".com",     "A",           "Z",         "9"};
+                                  ".com",     "A",           "Z",         "9",
+                                  "\u00A0",   "\u202F",      "\u2013",    "\u2011",
+                                  "\uFF11",   "\uFF10",      "\uFF0D",    "\uFF20",
+                                  "abcd ",    "west "};
     for (const Sample& s : Positives()) p.push_back(s.value);
+    for (const Sample& s : TypographicPositives()) p.push_back(s.value);
     for (const std::string& n : HardNegatives()) p.push_back(n);
     return p;
   }();
@@ -860,6 +944,56 @@ void ExpectInvariants(absl::string_view text, const std::vector<Finding>& findin
       EXPECT_LE(findings[i - 1].end, f.begin) << DescribeAll(text, findings);
     }
   }
+}
+
+// The findings cover the original characters, whole, and the text around them is untouched:
+// replacing each finding's bytes leaves valid UTF-8 with every other character in place.
+TEST(DetectorTest, TypographicValuesMapBackToTheirOriginalBytes) {
+  const std::string text =
+      "Karte\u00A0: 4111\u202F1111\u202F1111\u202F1111 — SSN\u00A0123\u201145\u20116789, "
+      "電話\uFF1A\uFF10\uFF19\uFF10\uFF0D\uFF11\uFF12\uFF13\uFF14\uFF0D\uFF15\uFF16\uFF17\uFF18、"
+      "mail jane\uFF20example.com, prix 1\u202F234,56\u00A0€ (2019\u20132023).";
+  const std::vector<Finding> findings = Default().Scan(text);
+  ExpectInvariants(text, findings, 0.5);
+  std::string redacted;
+  size_t at = 0;
+  for (const Finding& f : findings) {
+    absl::StrAppend(&redacted, text.substr(at, f.begin - at), "<", f.entity_type, ">");
+    at = f.end;
+  }
+  redacted += text.substr(at);
+  EXPECT_EQ(redacted,
+            "Karte\u00A0: <CREDIT_CARD> — SSN\u00A0<US_SSN>, 電話\uFF1A<PHONE_NUMBER>、"
+            "mail <EMAIL_ADDRESS>, prix 1\u202F234,56\u00A0€ (2019\u20132023).")
+      << DescribeAll(text, findings);
+}
+
+// Context words may hold bytes beyond ASCII, first or later: "móvil", "電話", "ñandú".
+TEST(DetectorTest, ContextWordsBeyondAscii) {
+  using Found_ = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(Found("móvil 0171 2345678"), (Found_{{"PHONE_NUMBER", "0171 2345678"}}));
+  EXPECT_EQ(Found("Tél. 06 12 34 56 78"), (Found_{{"PHONE_NUMBER", "06 12 34 56 78"}}));
+  EXPECT_EQ(Found("電話 03-1234-5678"), (Found_{{"PHONE_NUMBER", "03-1234-5678"}}));
+  auto detector = WithCustom({With(Spec("record", "PATIENT_RECORD", "[0-9]{8}", 0.9), [](auto& s) {
+    s.context_words = {"患者", "ñandú", "éé"};
+    s.context_required = true;
+  })});
+  for (const char* text : {"患者 12345678", "ñandú: 12345678", "x éé 12345678"}) {
+    EXPECT_EQ(Found(text, {}, *detector).size(), 1u) << text;
+  }
+  EXPECT_THAT(Found("nandu 12345678", {}, *detector), IsEmpty());
+}
+
+// Custom recognizers read the text as it is: a pattern may name the characters the built-in
+// recognizers fold.
+TEST(DetectorTest, CustomRecognizersReadTheTextUnfolded) {
+  auto detector = WithCustom({Spec("ref", "REFERENCE", "REF\\x{2013}[0-9]{4}", 0.9),
+                              Spec("emp", "EMPLOYEE_ID", "EMP-[0-9]{6}", 0.9)});
+  const std::string text = "REF\u20131234 EMP\u2011123456 card 4111\u00A01111\u00A01111\u00A01111";
+  EXPECT_EQ(
+      Found(text, {}, *detector),
+      (std::vector<std::pair<std::string, std::string>>{
+          {"REFERENCE", "REF\u20131234"}, {"CREDIT_CARD", "4111\u00A01111\u00A01111\u00A01111"}}));
 }
 
 TEST(DetectorPropertyTest, OffsetsNeverSplitAUtf8Character) {
@@ -1018,6 +1152,16 @@ TEST(DetectorTest, LargeAdversarialInputsStayLinear) {
         [] {
           std::string s;
           while (s.size() < 200000) s += "4111 ";
+          return s;
+        }(),
+        [] {
+          std::string s;
+          while (s.size() < 200000) s += "abcd 1234567 ";
+          return s;
+        }(),
+        [] {
+          std::string s;
+          while (s.size() < 200000) s += "4111\u00A0\uFF11\u2013";
           return s;
         }()}) {
     const std::vector<Finding> findings = Default().Scan(text);

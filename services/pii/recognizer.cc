@@ -21,12 +21,13 @@ constexpr size_t kMaxNameBytes = 64;
 const std::vector<std::string> kPhoneContext = {
     "phone", "telephone", "cellphone", "tel", "call", "mobile", "cell", "fax", "whatsapp"};
 // National numbers are digit runs that only a word tells from an order number: the phone
-// words and their German, French, Spanish and Italian forms.
+// words and their German, French, Spanish, Italian, Portuguese and Japanese forms.
 const std::vector<std::string> kNationalPhoneContext = {
-    "phone",    "telephone", "cellphone", "tel",      "call",          "mobile",    "cell",
-    "fax",      "whatsapp",  "handy",     "telefon",  "telefonnummer", "rufnummer", "mobil",
-    "festnetz", "appelez",   "appeler",   "appelle",  "portable",      "tél",       "téléphone",
-    "telefono", "teléfono",  "móvil",     "cellulare"};
+    "phone",     "telephone", "cellphone", "tel",       "call",     "mobile",
+    "cell",      "fax",       "whatsapp",  "handy",     "telefon",  "telefonnummer",
+    "rufnummer", "mobil",     "festnetz",  "appelez",   "appeler",  "appelle",
+    "portable",  "tél",       "téléphone", "telefono",  "teléfono", "móvil",
+    "cellulare", "telefone",  "telemóvel", "telemovel", "電話",     "携帯"};
 const std::vector<std::string> kSsnContext = {"ssn", "social security", "social-security", "ss#"};
 
 bool IsEntityTypeName(absl::string_view type) {
@@ -180,6 +181,14 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   add("phone_number_national", "PHONE_NUMBER",
       "0[1-9][0-9]{0,4}(?:[ /-][0-9]{2,8}){1,4}|0[1-9](?:\\.[0-9]{2}){4}|0[1-9][0-9]{8,10}", 0.75,
       "national_phone", kNationalPhoneContext, true);
+  // Nine digits without a trunk prefix, in groups, as Spain and Portugal write them ("612 345
+  // 678", "912 34 56 78"): only after a phone word, as above. The \b keeps the set from
+  // reporting the start of a longer number ("212-555-0123"), whose extraction would look for
+  // the context word in the whole text.
+  add("phone_number_national_nine_digits", "PHONE_NUMBER",
+      "[2-9][0-9]{2}(?: [0-9]{3} [0-9]{3}|-[0-9]{3}-[0-9]{3}| [0-9]{2} [0-9]{2} [0-9]{2}"
+      "|-[0-9]{2}-[0-9]{2}-[0-9]{2})\\b",
+      0.75, "nine_digit_phone", kNationalPhoneContext, true);
   return r;
 }
 

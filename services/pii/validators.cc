@@ -319,6 +319,11 @@ bool IsValidNationalPhone(absl::string_view value) {
   return d.size >= 10 && d.size <= 12 && d.At(0) == 0 && d.At(1) != 0 && IsDigit(value[0]);
 }
 
+bool IsValidNineDigitPhone(absl::string_view value) {
+  const Digits d = CollectDigits(value, " -");
+  return d.size == 9 && d.At(0) >= 2 && IsDigit(value[0]);
+}
+
 bool IsValidIpv4(absl::string_view value) {
   int parts = 0;
   size_t i = 0;
@@ -598,6 +603,7 @@ constexpr NamedValidator kValidators[] = {
     {"luhn", PassesLuhn, 2},                                // Digits.
     {"nanp_phone", IsValidNanpPhone, 10},                   // Digits.
     {"national_phone", IsValidNationalPhone, 10},           // Digits.
+    {"nine_digit_phone", IsValidNineDigitPhone, 9},         // Digits.
     {"openai_api_key", IsValidOpenAiApiKey, 3 + 20},        // "sk-" + 20.
     // No label, no END line.
     {"pem_private_key", IsValidPemPrivateKey, 11 + 11 + 5 + 1 + kMinTruncatedPemBase64},

@@ -60,6 +60,10 @@ bool IsValidInternationalPhone(absl::string_view value);
 // "06 12 34 56 78". Shorter runs are dates and postcodes ("01-15-2024", "02134-1234").
 bool IsValidNationalPhone(absl::string_view value);
 
+// A national number of nine digits without a trunk prefix, as Spain and Portugal write it:
+// first digit 2-9, groups apart by spaces or dashes ("612 345 678", "912 34 56 78").
+bool IsValidNineDigitPhone(absl::string_view value);
+
 // A dotted-quad IPv4 address: four decimal parts 0-255 without leading zeros, other than
 // 0.0.0.0, loopback 127.0.0.0/8 and netmasks 255.x.x.x (ones, then zeros: 255.255.255.0).
 bool IsValidIpv4(absl::string_view value);
@@ -126,10 +130,10 @@ bool IsValidSlackToken(absl::string_view value);
 using Validator = bool (*)(absl::string_view value);
 
 // The validator called `name` ("luhn", "credit_card", "iban", "us_ssn", "us_itin",
-// "nanp_phone", "international_phone", "national_phone", "ipv4", "ipv6", "uk_nhs",
-// "bitcoin_base58check", "bitcoin_bech32", "dea", "email", "pem_private_key", "policy_suite_key",
-// "openai_api_key", "aws_access_key", "aws_secret_access_key", "github_token", "slack_token"), or
-// nullptr for an unknown name.
+// "nanp_phone", "international_phone", "national_phone", "nine_digit_phone", "ipv4", "ipv6",
+// "uk_nhs", "bitcoin_base58check", "bitcoin_bech32", "dea", "email", "pem_private_key",
+// "policy_suite_key", "openai_api_key", "aws_access_key", "aws_secret_access_key", "github_token",
+// "slack_token"), or nullptr for an unknown name.
 Validator FindValidator(absl::string_view name);
 
 // The fewest bytes a value `validator` accepts can have: it rejects every shorter value.

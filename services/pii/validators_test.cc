@@ -213,6 +213,17 @@ TEST(NationalPhoneTest, NeedsTheTrunkPrefixAndTenToTwelveDigits) {
   }
 }
 
+TEST(NineDigitPhoneTest, NeedsNineDigitsWithoutATrunkPrefix) {
+  for (const char* phone :
+       {"612 345 678", "912 345 678", "612-345-678", "912 34 56 78", "212345678", "712-34-56-78"}) {
+    EXPECT_TRUE(IsValidNineDigitPhone(phone)) << phone;
+  }
+  for (const char* phone : {"012 345 678", "112 345 678", "612 345 67", "612 345 6789",
+                            "612.345.678", "612 345 67x", "-612 345 678", ""}) {
+    EXPECT_FALSE(IsValidNineDigitPhone(phone)) << phone;
+  }
+}
+
 TEST(IpTest, Ipv4IsStrict) {
   for (const char* ip : {"192.0.2.1", "10.0.0.1", "126.255.255.255", "128.0.0.1", "255.255.255.1",
                          "255.0.255.0", "1.0.0.0"}) {

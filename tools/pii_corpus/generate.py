@@ -57,7 +57,13 @@ record and its problems.
     beside the short numbers and in the layouts of real prompts; connection-string records
     (url_credential_records, a stream of their own too) put credentials in URLs beside URLs
     that hold none; written-phone records (written_phone_records, likewise) phone numbers
-    with a trunk prefix in parentheses, dots, or as national numbers after a phone word.
+    with a trunk prefix in parentheses, dots, or as national numbers after a phone word;
+    typographic records (typographic_records, likewise) values written with no-break, narrow
+    no-break, thin and figure spaces, hyphens, en dashes and minus signs, full-width digits
+    and signs, lowercase IBANs in groups and nine-digit national numbers ("612 345 678"), and
+    hard negatives so written (en-dash ranges, "1 234,56 €" amounts, full-width order numbers,
+    nine-digit numbers without a phone word). The scanner reads every text folded as the
+    engine's built-in recognizers read it (fold: those characters as ASCII).
 """
 
 from __future__ import annotations
@@ -110,7 +116,8 @@ CONTEXT_WORDS = {
 # A national number ("020 7946 0958") counts after any of these.
 NATIONAL_PHONE_CONTEXT_WORDS = CONTEXT_WORDS["PHONE_NUMBER"] + (
     "handy", "telefon", "telefonnummer", "rufnummer", "mobil", "festnetz", "appelez", "appeler",
-    "appelle", "portable", "tél", "téléphone", "telefono", "teléfono", "móvil", "cellulare")
+    "appelle", "portable", "tél", "téléphone", "telefono", "teléfono", "móvil", "cellulare",
+    "telefone", "telemóvel", "telemovel", "電話", "携帯")
 ALL_CONTEXT_WORDS = tuple(dict.fromkeys(
     [word for words in CONTEXT_WORDS.values() for word in words] + list(NATIONAL_PHONE_CONTEXT_WORDS)))
 # Two types whose bare numbers the context word alone tells apart: no label of one may have
@@ -335,10 +342,13 @@ INTERNATIONAL_PHONE_SHAPE = re.compile(
     r"\+([0-9]+(?:[ -][0-9]+)*|[0-9]+(?:\.[0-9]+)+|[0-9]+ \(0\) ?[0-9]+(?:[ -][0-9]+)*)")
 NATIONAL_PHONE_SHAPE = re.compile(
     r"0[1-9][0-9]{0,4}(?:[ /-][0-9]{2,8}){1,4}|0[1-9](?:\.[0-9]{2}){4}|0[1-9][0-9]{8,10}")
+NINE_DIGIT_PHONE_SHAPE = re.compile(
+    r"[2-9][0-9]{2}(?: [0-9]{3} [0-9]{3}|-[0-9]{3}-[0-9]{3}| [0-9]{2} [0-9]{2} [0-9]{2}"
+    r"|-[0-9]{2}-[0-9]{2}-[0-9]{2})")
 IPV4_SHAPE = re.compile(r"(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,2})){3}")
 IPV6_CHARS = re.compile(r"[0-9A-Fa-f:.]+")
 EMAIL_SHAPE = re.compile(r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}")
-IBAN_SHAPE = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]+")
+IBAN_SHAPE = re.compile(r"[A-Za-z]{2}[0-9]{2}[A-Za-z0-9]+")
 BASE58_ADDRESS_SHAPE = re.compile(r"[13][1-9A-HJ-NP-Za-km-z]{25,34}")
 BECH32_ADDRESS_SHAPE = re.compile(r"bc1[qp][%s]+" % BECH32_CHARSET)
 DEA_SHAPE = re.compile(r"[%s][A-Z9][0-9]{7}" % DEA_FIRST_LETTERS)
@@ -406,9 +416,10 @@ def iban_compact(value: str) -> str | None:
 
 
 def is_valid_iban(value: str) -> bool:
+    """Upper- or lowercase letters, as the engine accepts them."""
     compact = iban_compact(value)
     return (compact is not None and bool(IBAN_SHAPE.fullmatch(compact))
-            and IBAN_LENGTH.get(compact[:2]) == len(compact) and iban_checksum_ok(compact))
+            and IBAN_LENGTH.get(compact[:2].upper()) == len(compact) and iban_checksum_ok(compact.upper()))
 
 
 def is_valid_email(value: str) -> bool:
@@ -424,8 +435,10 @@ def calling_code(digits: str) -> str | None:
 
 
 def is_national_phone(value: str) -> bool:
-    """A national number with its trunk prefix, 10-12 digits: counts only after a word of
-    NATIONAL_PHONE_CONTEXT_WORDS."""
+    """A national number with its trunk prefix, 10-12 digits, or of nine digits in groups
+    without one ("612 345 678"): counts only after a word of NATIONAL_PHONE_CONTEXT_WORDS."""
+    if NINE_DIGIT_PHONE_SHAPE.fullmatch(value):
+        return True
     return bool(NATIONAL_PHONE_SHAPE.fullmatch(value)) and 10 <= sum(c.isdigit() for c in value) <= 12
 
 
@@ -522,6 +535,49 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
 
 
 # ---------------------------------------------------------------------------------------
+# Folding: the engine's built-in recognizers read typographic spaces and dashes and
+# full-width digits and signs as ASCII (services/pii/folded_text.h)
+# ---------------------------------------------------------------------------------------
+
+TYPOGRAPHIC_SPACES = ("\u00a0", "\u202f", "\u2009", "\u2007")  # no-break, narrow no-break, thin, figure
+TYPOGRAPHIC_DASHES = ("\u2010", "\u2011", "\u2012", "\u2013", "\u2212")  # hyphens, figure/en dash, minus
+FULL_WIDTH = {**{str(d): chr(0xFF10 + d) for d in range(10)},
+              "+": "\uff0b", "-": "\uff0d", ".": "\uff0e", "@": "\uff20"}
+FOLDED = {**{c: " " for c in TYPOGRAPHIC_SPACES}, **{c: "-" for c in TYPOGRAPHIC_DASHES},
+          **{wide: ascii for ascii, wide in FULL_WIDTH.items()}}
+FOLDABLE = re.compile("[%s]" % "".join(FOLDED))
+
+
+def full_width(value: str) -> str:
+    """The value as a Japanese or Chinese input method types it: full-width digits and signs."""
+    return "".join(FULL_WIDTH.get(c, c) for c in value)
+
+
+def fold_text(text: str) -> str:
+    return FOLDABLE.sub(lambda match: FOLDED[match[0]], text)
+
+
+def fold(data: bytes) -> tuple[bytes, list[int] | None]:
+    """The text as the built-in recognizers read it, and the offset in data of each of its
+    bytes and of its end (None when nothing is folded: the offsets are the same)."""
+    text = data.decode()
+    if not FOLDABLE.search(text):
+        return data, None
+    folded, offsets, at = bytearray(), [], 0
+    for char in text:
+        size = len(char.encode())
+        if char in FOLDED:
+            folded += FOLDED[char].encode()
+            offsets.append(at)
+        else:
+            folded += char.encode()
+            offsets.extend(range(at, at + size))
+        at += size
+    offsets.append(at)
+    return bytes(folded), offsets
+
+
+# ---------------------------------------------------------------------------------------
 # Scanner: the entities a text contains, with the table's context rules
 # ---------------------------------------------------------------------------------------
 
@@ -584,14 +640,16 @@ CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags
     (("PHONE_NUMBER",), rb"(?<![0-9+.])\+[0-9]+(?:\.[0-9]+)+(?![0-9])", 0),
     (("PHONE_NUMBER",), rb"(?<![0-9+])\+[0-9]+ \(0\) ?[0-9]+(?:[ -][0-9]+)*", 0),
     (("PHONE_NUMBER",), rb"(?<![0-9A-Za-z.+-])0[1-9][0-9]*(?:[ /.-][0-9]+)*(?![0-9])", 0),
+    (("PHONE_NUMBER",), rb"(?<![0-9])[0-9]{3}([ -])[0-9]{3}\1[0-9]{3}(?![0-9])", 0),
+    (("PHONE_NUMBER",), rb"(?<![0-9])[0-9]{3}([ -])[0-9]{2}\1[0-9]{2}\1[0-9]{2}(?![0-9])", 0),
     (("UK_NHS",), rb"(?<![0-9])[0-9]{3}([ -]?)[0-9]{3}\1[0-9]{4}(?![0-9])", 0),
     (("CREDIT_CARD",), rb"(?<![0-9])[0-9]{13,19}(?![0-9])", 0),
     (("CREDIT_CARD",), rb"(?<![0-9])[0-9]{4}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{4}(?![0-9])", 0),
     (("CREDIT_CARD",), rb"(?<![0-9])[0-9]{4}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{4}\1[0-9]{3}(?![0-9])", 0),
     (("CREDIT_CARD",), rb"(?<![0-9])[0-9]{4}([ -])[0-9]{6}\1[0-9]{4,5}(?![0-9])", 0),
-    (("IBAN_CODE",), rb"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}(?![A-Za-z0-9])", 0),
+    (("IBAN_CODE",), rb"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}[A-Za-z0-9]{10,30}(?![A-Za-z0-9])", 0),
     (("IBAN_CODE",),
-     rb"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{4})+(?: [A-Z0-9]{1,3})?(?![A-Za-z0-9])", 0),
+     rb"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}(?: [A-Za-z0-9]{4})+(?: [A-Za-z0-9]{1,3})?(?![A-Za-z0-9])", 0),
     (("EMAIL_ADDRESS",),
      rb"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", 0),
     (("IP_ADDRESS",), rb"(?<![0-9])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?![0-9])", 0),
@@ -1746,7 +1804,9 @@ def label_problems(data: bytes, label: Label, strict_findings: set[Finding]) -> 
 
 
 def self_check(record: Record) -> list[str]:
-    """The problems of a record; empty when it keeps every guarantee of the module docstring."""
+    """The problems of a record; empty when it keeps every guarantee of the module docstring.
+    The scanner reads the text folded as the engine reads it (fold), with the labels and
+    negative spans moved onto it."""
     data = record.text.encode()
     problems = []
     if not record.record_id or " " in record.record_id:
@@ -1766,6 +1826,14 @@ def self_check(record: Record) -> list[str]:
         previous_end = label.end
     if problems:
         return problems
+    data, offsets = fold(data)
+    if offsets is not None:
+        folded_offset = {original: folded for folded, original in enumerate(offsets)}
+        labels = [Label(label.entity_type, folded_offset[label.begin], folded_offset[label.end],
+                        label.format_name) for label in record.labels]
+        negatives = [NegativeSpan(n.category, n.variant, folded_offset[n.begin], folded_offset[n.end])
+                     for n in record.negatives]
+        record = Record(record.record_id, record.kind, data.decode(), labels, negatives)
     spans = candidates(data)
     strict_findings = findings(data, spans, strict=True)
     for label in record.labels:
@@ -2035,6 +2103,204 @@ def written_phone_records(seed: int, per_format: int, counters: Counter) -> list
 
 
 # ---------------------------------------------------------------------------------------
+# Typography: values as word processors, PDFs, French and German locales and Japanese input
+# methods write them, and numbers so written that are none
+# ---------------------------------------------------------------------------------------
+
+def typographic_card_space(rng: Random, b: TextBuilder) -> None:
+    space = rng.choice(TYPOGRAPHIC_SPACES)
+    b.text(rng.choice(("Carte\u00a0: ", "Karte: ", "card ", "N° de carte ")))
+    if rng.random() < 0.2:
+        card = grouped(card_number(rng, "amex", 15), CARD_GROUPINGS[15], space)
+    else:
+        card = spaced_card(rng).replace(" ", space)
+    b.entity("CREDIT_CARD", "card-typographic-space", card)
+    b.text(rng.choice((".", "\u00a0; merci.", "", " 🙂")))
+
+
+def typographic_card_dash(rng: Random, b: TextBuilder) -> None:
+    b.text(rng.choice(("Kartennummer ", "card: ", "")))
+    b.entity("CREDIT_CARD", "card-typographic-dash", spaced_card(rng).replace(" ", rng.choice(TYPOGRAPHIC_DASHES)))
+    b.text(rng.choice((" (Visa?)", ".", "")))
+
+
+def typographic_card_full_width(rng: Random, b: TextBuilder) -> None:
+    b.text(rng.choice(("カード番号：", "クレジットカード ", "")))
+    card = spaced_card(rng) if rng.random() < 0.5 else card_number(rng, rng.choice(("visa", "mastercard")), 16)
+    b.entity("CREDIT_CARD", "card-full-width", full_width(card))
+    b.text(rng.choice(("。", "です。", "")))
+
+
+def typographic_iban_space(rng: Random, b: TextBuilder) -> None:
+    iban = group_in_fours(iban_format(False)(rng, rng.randrange(99)))
+    if rng.random() < 0.3:
+        iban = iban.lower()
+    b.text(rng.choice(("IBAN\u00a0: ", "IBAN ", "Kontonummer ", "compte ")))
+    b.entity("IBAN_CODE", "iban-typographic-space", iban.replace(" ", rng.choice(TYPOGRAPHIC_SPACES)))
+    b.text(rng.choice((".", ", merci.", " (compte joint)", "")))
+
+
+def typographic_iban_lowercase(rng: Random, b: TextBuilder) -> None:
+    """Grouped in lowercase, its groups of letters too ("gb82 west 1234 5698 7654 32")."""
+    b.text(rng.choice(("iban: ", "Bitte überweisen an ", "virement vers ", "send it to ")))
+    b.entity("IBAN_CODE", "iban-lowercase-grouped", group_in_fours(iban_format(False)(rng, rng.randrange(99))).lower())
+    b.text(rng.choice((".", ", danke.", " (Girokonto)", " — thanks")))
+
+
+def typographic_ssn(rng: Random, b: TextBuilder) -> None:
+    b.text(rng.choice(("SSN\u00a0: ", "social security number ", "Please mask ", "")))
+    separator = rng.choice(TYPOGRAPHIC_DASHES + ("\u00a0",))
+    b.entity("US_SSN", "ssn-typographic", separator.join(valid_ssn_parts(rng)))
+    b.text(rng.choice((".", " please.", "")))
+
+
+def typographic_ssn_full_width(rng: Random, b: TextBuilder) -> None:
+    b.text(rng.choice(("SSN ", "SSN：", "social security ")))
+    b.entity("US_SSN", "ssn-full-width", full_width(rng.choice(("-", "")).join(valid_ssn_parts(rng))))
+    b.text(rng.choice(("。", "")))
+
+
+def typographic_phone(rng: Random, b: TextBuilder) -> None:
+    """NANP numbers with a no-break space or dashes other than '-', international numbers with
+    narrow no-break spaces (French grouping), a French national number after "Tél."."""
+    kind = rng.randrange(3)
+    if kind == 0:
+        area, exchange, line = nanp_parts(rng)
+        dash = rng.choice(TYPOGRAPHIC_DASHES)
+        b.text(rng.choice(("Call ", "Office: ", "")))
+        b.entity("PHONE_NUMBER", "nanp-typographic", rng.choice((
+            "(%s)\u00a0%s%s%s" % (area, exchange, dash, line), "%s%s%s%s%s" % (area, dash, exchange, dash, line),
+            "+1\u00a0%s\u00a0%s\u00a0%s" % (area, exchange, line))))
+    elif kind == 1:
+        b.text(rng.choice(("Joignable au ", "Contact ", "Bureau\u00a0: ")))
+        phone = international_format(ALL_INTERNATIONAL_PHONES, compact=False)(rng, rng.randrange(99))
+        b.entity("PHONE_NUMBER", "intl-typographic", phone.replace(" ", rng.choice(TYPOGRAPHIC_SPACES)))
+    else:
+        b.text(rng.choice(("Tél.\u00a0: ", "Téléphone ", "portable ")))
+        b.entity("PHONE_NUMBER", "national-typographic",
+                 digits_of(rng, "0d dd dd dd dd").replace(" ", rng.choice(TYPOGRAPHIC_SPACES)))
+    b.text(rng.choice((".", ", merci.", " (bureau)", "")))
+
+
+def typographic_phone_full_width(rng: Random, b: TextBuilder) -> None:
+    if rng.random() < 0.3:
+        b.text(rng.choice(("連絡先 ", "Office ", "")))
+        b.entity("PHONE_NUMBER", "intl-full-width", full_width(digits_of(rng, rng.choice((
+            "+81 90-dddd-dddd", "+81 3-dddd-dddd", "+86 138 dddd dddd")))))
+    else:
+        b.text(rng.choice(("電話：", "携帯 ", "TEL：", "電話番号 ")))
+        b.entity("PHONE_NUMBER", "national-full-width", full_width(digits_of(rng, rng.choice((
+            "090-dddd-dddd", "080-dddd-dddd", "03-dddd-dddd", "06-dddd-dddd")))))
+    b.text(rng.choice(("。", "（平日）", "")))
+
+
+def typographic_phone_nine_digits(rng: Random, b: TextBuilder) -> None:
+    """Spanish and Portuguese numbers of nine digits without a trunk prefix, after a phone word."""
+    b.text(rng.choice(("teléfono ", "Telefone: ", "móvil ", "tel. ", "telemóvel ", "Llámame al móvil ",
+                       "Teléfono\u00a0: ")))
+    phone = digits_of(rng, rng.choice(("6dd ddd ddd", "7dd ddd ddd", "9dd ddd ddd", "9dd dd dd dd",
+                                       "6dd-ddd-ddd", "2dd ddd ddd")))
+    if rng.random() < 0.2:
+        phone = phone.replace(" ", rng.choice(TYPOGRAPHIC_SPACES))
+    b.entity("PHONE_NUMBER", "nine-digits", phone)
+    b.text(rng.choice((".", ", gracias.", " (casa)", ", obrigado.", "")))
+
+
+def typographic_email_full_width(rng: Random, b: TextBuilder) -> None:
+    b.text(rng.choice(("メールアドレス：", "mail ", "連絡先 ")))
+    email = email_dotted(rng, rng.randrange(99)).replace("@", FULL_WIDTH["@"])
+    if rng.random() < 0.3:
+        email = email.replace(".", FULL_WIDTH["."])
+    b.entity("EMAIL_ADDRESS", "email-full-width", email)
+    b.text(rng.choice(("。", " まで", "")))
+
+
+TYPOGRAPHIC_LAYOUTS: tuple[Callable[[Random, TextBuilder], None], ...] = (
+    typographic_card_space, typographic_card_dash, typographic_card_full_width, typographic_iban_space,
+    typographic_iban_lowercase, typographic_ssn, typographic_ssn_full_width, typographic_phone,
+    typographic_phone_full_width, typographic_phone_nine_digits, typographic_email_full_width,
+)
+
+
+def date_range(rng: Random, ordinal: int) -> str:
+    start = rng.randint(1990, 2020)
+    return "%d\u2013%d" % (start, start + rng.randint(1, 9))
+
+
+def day_range(rng: Random, ordinal: int) -> str:
+    first = rng.randint(1, 20)
+    return "%d\u2013%d %s" % (first, first + rng.randint(1, 8), rng.choice(("mars", "Mai", "June")))
+
+
+def date_with_dashes(rng: Random, ordinal: int) -> str:
+    return "%d%s%02d%s%02d" % (rng.randint(1990, 2030), "\u2011", rng.randint(1, 12), "\u2011", rng.randint(1, 28))
+
+
+def french_amount(rng: Random, ordinal: int) -> str:
+    """"1 234,56 €" with a narrow no-break space between the thousands."""
+    amount = "{:,}".format(rng.randint(1000, 99999999)).replace(",", rng.choice(("\u202f", "\u00a0")))
+    return "%s,%02d\u00a0€" % (amount, rng.randint(0, 99))
+
+
+def full_width_order_number(rng: Random, ordinal: int) -> str:
+    return full_width(random_string(rng, "123456789", 1) + random_string(rng, DIGITS, rng.choice((8, 9, 10))))
+
+
+def grouped_nine_digits(rng: Random, ordinal: int) -> str:
+    number = digits_of(rng, rng.choice(("6dd ddd ddd", "9dd-ddd-ddd", "7dd dd dd dd", "9dd ddd ddd")))
+    return full_width(number) if rng.random() < 0.3 else number
+
+
+def typographic_card_failing_luhn(rng: Random, ordinal: int) -> str:
+    return card_failing_luhn(" ")(rng, ordinal).replace(" ", rng.choice(TYPOGRAPHIC_SPACES))
+
+
+TYPOGRAPHIC_NEGATIVE_VARIANTS = (
+    NegativeVariant("typographic_range", "years-en-dash", date_range),
+    NegativeVariant("typographic_range", "days-en-dash", day_range),
+    NegativeVariant("typographic_date", "non-breaking-hyphens", date_with_dashes),
+    NegativeVariant("typographic_price", "french-amount", french_amount),
+    NegativeVariant("full_width_number", "order-number", full_width_order_number),
+    NegativeVariant("grouped_nine_digits", "no-phone-word", grouped_nine_digits),
+    NegativeVariant("typographic_card_luhn_fail", "no-break-space", typographic_card_failing_luhn),
+)
+TYPOGRAPHIC_NEGATIVE_FRAMES = (
+    "Contrat {v}, renouvelé.", "Pedido {v} enviado.", "Summe: {v}", "注文番号：{v}", "Référence {v} 📦",
+    "Factura {v} pagada.", "Zeitraum {v}.",
+)
+
+
+def typographic_records(seed: int, per_format: int, counters: Counter) -> list[Record]:
+    """Values written with no-break and thin spaces, typographic dashes and full-width digits,
+    lowercase IBANs in groups and nine-digit national numbers, per_format of each layout; and
+    hard negatives so written (date ranges, amounts, order numbers), per_format of each variant;
+    a random stream of their own."""
+    rng = Random("typography-%d" % seed)
+    records = []
+    for layout in TYPOGRAPHIC_LAYOUTS:
+        name = layout.__name__.removeprefix("typographic_").replace("_", "-")
+        for ordinal in range(per_format):
+            def draw() -> Record:
+                builder = TextBuilder()
+                layout(rng, builder)
+                return Record("typographic-%s-%04d" % (name, ordinal), "positive",
+                              "".join(builder.parts), builder.labels, builder.negatives)
+            records.append(checked(draw, counters))
+    for variant in TYPOGRAPHIC_NEGATIVE_VARIANTS:
+        for ordinal in range(per_format):
+            def draw() -> Record:
+                before, after = split_frame(rng.choice(TYPOGRAPHIC_NEGATIVE_FRAMES), "")
+                builder = TextBuilder()
+                builder.text(before)
+                builder.negative(variant, variant.generate(rng, ordinal))
+                builder.text(after)
+                return Record("negative-%s-%s-%04d" % (variant.category, variant.name, ordinal),
+                              "hard_negative", "".join(builder.parts), [], builder.negatives)
+            records.append(checked(draw, counters))
+    return records
+
+
+# ---------------------------------------------------------------------------------------
 # Corpus
 # ---------------------------------------------------------------------------------------
 
@@ -2059,6 +2325,7 @@ def generate_corpus(seed: int, per_format: int, counters: Counter | None = None)
     records += neighbour_records(seed, per_format, counters)
     records += url_credential_records(seed, per_format, counters)
     records += written_phone_records(seed, per_format, counters)
+    records += typographic_records(seed, per_format, counters)
     return records
 
 
@@ -2097,9 +2364,10 @@ def stats_report(records: list[Record], counters: Counter, seconds: float) -> st
     lines += ["  %-40s %6d" % ("%s/%s" % (t, f.name), per_format[(t, f.name)])
               for t in ENTITY_TYPES for f in POSITIVE_FORMATS if f.entity_type == t]
     lines += ["", "hard negatives per category (variant counts):"]
-    for category in NEGATIVE_CATEGORIES:
+    all_variants = NEGATIVE_VARIANTS + TYPOGRAPHIC_NEGATIVE_VARIANTS
+    for category in dict.fromkeys(v.category for v in all_variants):
         variants = ", ".join("%s %d" % (v.name, per_variant[(category, v.name)])
-                             for v in NEGATIVE_VARIANTS if v.category == category)
+                             for v in all_variants if v.category == category)
         lines.append("  %-20s %6d  (%s)" % (category, per_category[category], variants))
     return "\n".join(lines)
 

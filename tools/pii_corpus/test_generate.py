@@ -63,6 +63,12 @@ TABLE_PHONE_EXAMPLES = (
     "+34 912 345 678", "+39 06 1234 5678", "+31 20 123 4567", "+46 8 123 456 78", "+353 1 234 5678",
     "+55 11 91234-5678", "+442079460958",
 )
+# Typographic characters in numbers that hold no value (none needs a context word).
+TYPOGRAPHIC_HARD_NEGATIVES = (
+    "2019\u20132023", "12\u201315 mars", "2024\u201101\u201115", "1\u202f234,56\u00a0€",
+    "12\u202f345\u202f678,90 €", "4111\u00a01111\u00a01111\u00a01112",
+    "\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19", "612 345 678", "912-34-56-78",
+)
 TABLE_HARD_NEGATIVES = (
     "2024-01-15", "15/01/2024", "01-15-2024", "15.01.2024", "Jan 15, 2024", "14:05:33", "ORD-88412-A",
     "#100234", "order 4471-22", "INV-2023-0042", "Invoice 2024/118", "v1.2.3", "2.14.0",
@@ -194,6 +200,34 @@ class ChecksumTest(unittest.TestCase):
                             (b"Tel. 020 7946 0958", True), (b"Ref 06 12 34 56 78", False)):
             self.assertEqual(bool(gen.findings(text, gen.candidates(text), strict=True)), found, text)
 
+    def test_typographic_values_fold_to_valid_ones(self):
+        nbsp, nnbsp, en_dash, nb_hyphen = "\u00a0", "\u202f", "\u2013", "\u2011"
+        self.assertEqual(gen.fold_text("4111%s1111%s1111%s1111" % (nbsp, nnbsp, en_dash)), "4111 1111 1111-1111")
+        self.assertEqual(gen.fold_text(gen.full_width("+81 90-1234-5678 a@b.jp")), "+81 90-1234-5678 a@b.jp")
+        self.assertEqual(gen.fold_text("— \u2003 \u3000 Ａ"), "— \u2003 \u3000 Ａ")  # not folded
+        for entity_type, value in (("CREDIT_CARD", "4111%s1111%s1111%s1111" % ((nnbsp,) * 3)),
+                                   ("US_SSN", "123%s45%s6789" % (nb_hyphen, nb_hyphen)),
+                                   ("IBAN_CODE", "gb82 west 1234 5698 7654 32"),
+                                   ("IBAN_CODE", "de89%s3704%s0044%s0532%s0130%s00" % ((nbsp,) * 5)),
+                                   ("PHONE_NUMBER", gen.full_width("090-1234-5678")),
+                                   ("EMAIL_ADDRESS", "jane\uff20example.com")):
+            self.assertTrue(gen.VALIDATORS[entity_type](gen.fold_text(value)), value)
+        data = "é ４１\u00a0x".encode()
+        folded, offsets = gen.fold(data)
+        self.assertEqual(folded, "é 41 x".encode())
+        self.assertEqual(offsets, [0, 1, 2, 3, 6, 9, 11, 12])
+        self.assertEqual(gen.fold(b"plain"), (b"plain", None))
+
+    def test_nine_digit_phone_numbers(self):
+        for phone in ("612 345 678", "912 34 56 78", "612-345-678"):
+            self.assertTrue(gen.is_valid_phone(phone), phone)
+        for phone in ("012 345 678", "612 345 67", "612 345 678 9", "612.345.678"):
+            self.assertFalse(gen.is_valid_phone(phone), phone)
+        for text, found in (("teléfono 612 345 678", True), ("Telefone: 912 345 678", True),
+                            ("Pedido 612 345 678", False), ("Factura 912-345-678", False)):
+            data = text.encode()
+            self.assertEqual(bool(gen.findings(data, gen.candidates(data), strict=True)), found, text)
+
     def test_ip_addresses(self):
         for ip in ("192.168.1.1", "0.0.0.0", "255.255.255.255", "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
                    "2001:db8::1", "::ffff:192.0.2.1", "FE80::1FF:FE23:4567:890A"):
@@ -280,10 +314,12 @@ class SelfCheckTest(unittest.TestCase):
     def test_table_hard_negatives_pass_and_entities_fail(self):
         def problems(value: str) -> list[str]:
             return gen.self_check(hard_negative_record("Please ignore %s in the log." % value))
-        for value in TABLE_HARD_NEGATIVES:
+        for value in TABLE_HARD_NEGATIVES + TYPOGRAPHIC_HARD_NEGATIVES:
             self.assertEqual(problems(value), [], value)
         for value in ("4111111111111111", "DE89370400440532013000", "123-45-6789", "a@example.com",
-                      "10.0.0.1", "AKIAIOSFODNN7EXAMPLE", "+44 20 7946 0958", "DEA AB1234563"):
+                      "10.0.0.1", "AKIAIOSFODNN7EXAMPLE", "+44 20 7946 0958", "DEA AB1234563",
+                      "4111\u00a01111\u00a01111\u00a01111", "123\u201145\u20116789",
+                      gen.full_width("4111111111111111"), "gb82 west 1234 5698 7654 32"):
             self.assertNotEqual(problems(value), [], value)
         self.assertEqual(problems("part AB1234563"), [])  # A DEA number needs its context.
         self.assertNotEqual(gen.self_check(hard_negative_record("Hotel booking 2024-01-15")), [])  # "tel"
@@ -312,7 +348,7 @@ class CorpusTest(unittest.TestCase):
                 self.assertTrue(previous_end <= begin < end <= len(text), record["id"])
                 value = text[begin:end].decode("utf-8")  # raises unless on character boundaries
                 self.assertEqual(value, value.strip())
-                self.assertTrue(gen.VALIDATORS[entity_type](value), (record["id"], value))
+                self.assertTrue(gen.VALIDATORS[entity_type](gen.fold_text(value)), (record["id"], value))
                 previous_end = end
 
     def test_deterministic(self):
@@ -327,7 +363,8 @@ class CorpusTest(unittest.TestCase):
         self.assertTrue(set(REQUIRED_NEGATIVE_CATEGORIES) <= categories,
                         set(REQUIRED_NEGATIVE_CATEGORIES) - categories)
         formats = {(label.entity_type, label.format_name) for r in self.records for label in r.labels
-                   if not r.record_id.startswith(("neighbour-", "connection-", "written-phone-"))}
+                   if not r.record_id.startswith(("neighbour-", "connection-", "written-phone-",
+                                                  "typographic-"))}
         self.assertEqual(formats, {(f.entity_type, f.name) for f in gen.POSITIVE_FORMATS})
         connections = {re.match(r"connection-([a-z0-9-]+)-[0-9]+$", r.record_id)[1]
                        for r in self.records if r.record_id.startswith("connection-")}
@@ -335,6 +372,11 @@ class CorpusTest(unittest.TestCase):
         written = {re.match(r"written-phone-([a-z]+)-[0-9]+$", r.record_id)[1]
                    for r in self.records if r.record_id.startswith("written-phone-")}
         self.assertEqual(written, {"trunk", "dotted", "national"})
+        typographic = {re.match(r"typographic-([a-z0-9-]+)-[0-9]+$", r.record_id)[1]
+                       for r in self.records if r.record_id.startswith("typographic-")}
+        self.assertEqual(typographic, {layout.__name__.removeprefix("typographic_").replace("_", "-")
+                                       for layout in gen.TYPOGRAPHIC_LAYOUTS})
+        self.assertTrue({v.category for v in gen.TYPOGRAPHIC_NEGATIVE_VARIANTS} <= categories)
         layouts = {re.match(r"neighbour-([a-z0-9-]+)-[0-9]+$", r.record_id)[1]
                    for r in self.records if r.record_id.startswith("neighbour-")}
         self.assertEqual(layouts, {layout.__name__.removeprefix("neighbour_").replace("_", "-")
