@@ -42,10 +42,7 @@ absl::Status CheckRequester(const std::string& requested_by) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-namespace {
-
+// `current`, then `earlier`: CheckpointKeys' order.
 std::vector<std::string> CurrentThen(std::string current, std::vector<std::string> earlier) {
   earlier.insert(earlier.begin(), std::move(current));
   return earlier;
