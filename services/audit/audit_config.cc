@@ -1,6 +1,7 @@
 #include "services/audit/audit_config.h"
 
 #include "absl/strings/ascii.h"
+#include "services/audit/checkpoint.h"
 
 namespace policy::audit {
 
@@ -10,6 +11,9 @@ void AuditConfig::Register(config::Parser& p) {
   p.AddString("signing_key", &signing_key,
               "Ed25519 private key seed signing checkpoints, 64 hex digits (openssl rand -hex 32)",
               config::Sensitivity::kSecret);
+  p.AddString("previous_public_keys", &previous_public_keys,
+              "public keys of earlier signing keys whose checkpoints still verify, 64 hex digits "
+              "each, comma-separated (as logged at start-up: \"checkpoint signing key\")");
   p.AddString("subject_key", &subject_key,
               "master key (>= 32 bytes) finding and wrapping subjects' keys",
               config::Sensitivity::kSecret);
@@ -28,15 +32,26 @@ void AuditConfig::Register(config::Parser& p) {
 absl::Status AuditConfig::Validate() const {
   if (absl::Status s = server.Validate(); !s.ok()) return s;
   if (absl::Status s = storage.Validate(); !s.ok()) return s;
-  bool hex = signing_key.size() == 64;
-  for (char c : signing_key) hex = hex && absl::ascii_isxdigit(c);
-  if (!hex) {
-    return absl::InvalidArgumentError(
-        "signing_key must be 64 hex digits (POLICY_AUDIT_SIGNING_KEY; openssl rand -hex 32)");
+  if (absl::Status s =
+          CheckpointKeys::ParseHexList(previous_public_keys,
+                                       "previous_public_keys (POLICY_AUDIT_PREVIOUS_PUBLIC_KEYS)")
+              .status();
+      !s.ok()) {
+    return s;
   }
-  if (subject_key.size() < 32) {
-    return absl::InvalidArgumentError(
-        "subject_key must be at least 32 bytes (POLICY_AUDIT_SUBJECT_KEY; openssl rand -hex 32)");
+  // Migrating touches no ledger: the keys are the service's only.
+  if (!storage.migrate_only) {
+    bool hex = signing_key.size() == 64;
+    for (char c : signing_key) hex = hex && absl::ascii_isxdigit(c);
+    if (!hex) {
+      return absl::InvalidArgumentError(
+          "signing_key must be 64 hex digits (POLICY_AUDIT_SIGNING_KEY; openssl rand -hex 32)");
+    }
+    if (subject_key.size() < 32) {
+      return absl::InvalidArgumentError(
+          "subject_key must be at least 32 bytes (POLICY_AUDIT_SUBJECT_KEY; openssl rand -hex "
+          "32)");
+    }
   }
   if (checkpoint_interval < absl::Milliseconds(10)) {
     return absl::InvalidArgumentError("checkpoint_interval must be at least 10ms");

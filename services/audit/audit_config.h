@@ -16,10 +16,16 @@ namespace policy::audit {
 struct AuditConfig {
   server::ServerOptions server;
   pg::StorageOptions storage;
-  // 64 hex digits: the Ed25519 private key seed that signs checkpoints.
+  // 64 hex digits: the Ed25519 private key seed that signs checkpoints. Not needed with
+  // --migrate_only.
   std::string signing_key;
+  // The public keys of earlier signing keys (64 hex digits each, comma-separated): checkpoints
+  // they signed still verify, and ledgers they signed are continued under signing_key. Empty:
+  // only signing_key's checkpoints are accepted.
+  std::string previous_public_keys;
   // At least 32 bytes: the master key that finds and wraps the subjects' keys. Changing it
-  // orphans every subject key (as if every subject were forgotten).
+  // orphans every subject key (as if every subject were forgotten). Not needed with
+  // --migrate_only.
   std::string subject_key;
   // How often tree heads of grown ledgers are signed.
   absl::Duration checkpoint_interval = absl::Seconds(5);

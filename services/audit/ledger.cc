@@ -42,16 +42,24 @@ absl::Status CheckRequester(const std::string& requested_by) {
   return absl::OkStatus();
 }
 
+// `current`, then `earlier`: CheckpointKeys' order.
+std::vector<std::string> CurrentThen(std::string current, std::vector<std::string> earlier) {
+  earlier.insert(earlier.begin(), std::move(current));
+  return earlier;
+}
+
 }  // namespace
 
 AuditLedger::AuditLedger(LedgerStore* store, const SubjectCipher* subjects,
-                         const CheckpointSigner* signer, Clock* clock)
+                         const CheckpointSigner* signer, Clock* clock,
+                         std::vector<std::string> previous_public_keys)
     : store_(store),
       subjects_(subjects),
       signer_(signer),
+      keys_(CurrentThen(signer->public_key(), std::move(previous_public_keys))),
       clock_(clock),
-      authenticator_(
-          std::make_shared<const EntryAuthenticator>(signer->DeriveKey(kEntryMacLabel))) {
+      authenticator_(std::make_shared<const EntryAuthenticator>(
+          subjects->EntryMacKey(), signer->DeriveKey(kLegacyEntryMacLabel))) {
   store_->AuthenticateWith(authenticator_);
 }
 
@@ -291,7 +299,7 @@ absl::StatusOr<InclusionProof> AuditLedger::ProveInclusion(const LedgerRef& ledg
                      "its fields do not match its leaf hash; the ledger was changed after it was "
                      "written (VerifyLedger names the first bad index)"));
   }
-  if (!entry->mac.empty() && !authenticator_->Check(*entry)) {
+  if (!entry->mac.empty() && !authenticator_->Check(*entry) && !keys_.SignerOf(checkpoint).ok()) {
     return absl::DataLossError(
         absl::StrCat(damaged,
                      "its MAC is not the audit service's; the audit service did not "
@@ -374,9 +382,8 @@ absl::StatusOr<IntegrityReport> AuditLedger::Verify(const LedgerRef& ledger) {
   for (const Checkpoint& c : checkpoints) {
     if (!newest.has_value() || c.tree_size > newest->tree_size) newest = c;
   }
-  LedgerVerifier verifier(ledger, signer_->public_key(), std::move(checkpoints),
-                          RememberedHead(ledger), authenticator_.get(),
-                          "the head this audit process signed or saw signed");
+  LedgerVerifier verifier(ledger, keys_, std::move(checkpoints), RememberedHead(ledger),
+                          authenticator_.get(), "the head this audit process signed or saw signed");
   const absl::Status walked =
       store_->ForEachEntry(ledger, 0, [&](const Entry& e) { return verifier.Add(e); });
   if (absl::IsDataLoss(walked)) {
@@ -676,11 +683,13 @@ absl::StatusOr<bool> AuditLedger::SignCheckpoint(const LedgerSize& l, LedgerOver
   // Nothing new since the remembered head, which was checked when it was remembered.
   if (head.has_value() && base == head->tree_size && l.size == base) return false;
   CompactTree tree;
+  std::string newest_signer;
   if (newest.ok()) {
-    if (!VerifyCheckpoint(*newest, signer_->public_key())) {
-      return refuse(absl::StrCat("its newest checkpoint (size ", base,
-                                 ") does not carry a valid signature of this service's key"));
+    absl::StatusOr<std::string> signer = keys_.SignerOf(*newest);
+    if (!signer.ok()) {
+      return refuse(absl::StrCat(signer.status().message(), "; it is the newest checkpoint"));
     }
+    newest_signer = *std::move(signer);
     if (l.size < base) {
       return refuse(absl::StrCat("it holds ", l.size, " entries, but a checkpoint of size ", base,
                                  " was signed: entries were removed"));
@@ -774,7 +783,15 @@ absl::StatusOr<bool> AuditLedger::SignCheckpoint(const LedgerSize& l, LedgerOver
   // A record of every signed head outside the database.
   LogInfo("checkpoint signed", {{"ledger", name},
                                 {"size", absl::StrCat(checkpoint.tree_size)},
-                                {"root", root_hex(checkpoint.root)}});
+                                {"root", root_hex(checkpoint.root)},
+                                {"key_id", checkpoint.key_id}});
+  if (!newest_signer.empty() && newest_signer != checkpoint.key_id) {
+    LogInfo("the ledger's checkpoints continue under the current signing key",
+            {{"ledger", name},
+             {"earlier_key_id", newest_signer},
+             {"key_id", checkpoint.key_id},
+             {"from_size", absl::StrCat(base)}});
+  }
   overview.latest_checkpoint = std::move(checkpoint);
   return true;
 }

@@ -118,15 +118,21 @@ struct LedgerOverview {
 inline constexpr size_t kMaxPageSize = 1000;
 
 // Tamper evidence beyond the stored rows. Each entry carries a MAC under a key derived from
-// the signing key (EntryAuthenticator), which AuditLedger installs in `store` on construction:
-// entries appended through the store from then on carry it. Each AuditLedger also remembers,
+// the subject master key (EntryAuthenticator, SubjectCipher::EntryMacKey), which AuditLedger
+// installs in `store` on construction: entries appended through the store from then on carry
+// it.
+//
+// Checkpoints are signed by `signer`; those signed by any of `previous_public_keys` (32 bytes
+// each: the keys a rotation retired) are accepted as well, by Verify and by SignCheckpoints,
+// which continues a ledger whose newest checkpoint an earlier key signed with checkpoints of
+// the current key. Each AuditLedger also remembers,
 // per ledger, the newest checkpoint it signed or saw signed (the head; kept in memory only,
 // so lost on restart); every checkpoint it signs is logged (ledger, size, root), a record
 // outside the database.
 class AuditLedger {
  public:
   AuditLedger(LedgerStore* store, const SubjectCipher* subjects, const CheckpointSigner* signer,
-              Clock* clock);
+              Clock* clock, std::vector<std::string> previous_public_keys = {});
 
   // Appends validated inputs in one store transaction (AppendBatcher groups callers into
   // these). One outcome per input, in order. When that fails for a batch of several ledgers
@@ -141,7 +147,10 @@ class AuditLedger {
   // it exists).
   absl::StatusOr<QueryPage> Query(const QuerySpec& spec, const std::string& requested_by);
 
+  // The current signing key's public key.
   const std::string& public_key() const { return signer_->public_key(); }
+  // The keys whose checkpoints are accepted: the current one first.
+  const CheckpointKeys& checkpoint_keys() const { return keys_; }
   absl::StatusOr<Checkpoint> GetCheckpoint(const LedgerRef& ledger, uint64_t tree_size);
   // The entry recorded under `request_id` in `ledger`, its identifiers not revealed;
   // NOT_FOUND when there is none.
@@ -149,7 +158,9 @@ class AuditLedger {
   // The entry at `index` (or with `request_id`), its identifiers not revealed (the leaf hash
   // does not cover them, so the proof needs none; not recorded as a read, like FindRequest),
   // and its proof against the checkpoint of `tree_size` (0: the newest). FAILED_PRECONDITION when
-  // the entry is newer than the checkpoint (ask again after the next one is signed).
+  // the entry is newer than the checkpoint (ask again after the next one is signed). An entry
+  // whose MAC is not the service's is proved only against a checkpoint signed by a trusted key
+  // (its MAC may be under the key of an earlier release; the signed root vouches for it).
   absl::StatusOr<InclusionProof> ProveInclusion(const LedgerRef& ledger,
                                                 std::optional<uint64_t> index,
                                                 const std::string& request_id, uint64_t tree_size);
@@ -200,7 +211,8 @@ class AuditLedger {
   // Before signing, the entries since the newest stored checkpoint are recomputed from their
   // fields and checked against their stored hashes and MACs, and that checkpoint against its
   // signature, the stored hashes and the remembered head. It refuses (DATA_LOSS, logged as an
-  // error, LedgerOverview::refused set) when any check fails, when the ledger holds fewer
+  // error, LedgerOverview::refused set) when any check fails (a newest checkpoint signed by an
+  // earlier trusted key passes; one signed by no trusted key does not), when the ledger holds fewer
   // entries than the remembered head or a stored checkpoint, when the checkpoint of the
   // remembered head is gone or holds another root, or when a remembered ledger is gone
   // altogether (shown with size 0). A ledger that cannot be signed is skipped: the others are
@@ -239,6 +251,7 @@ class AuditLedger {
   LedgerStore* const store_;
   const SubjectCipher* const subjects_;
   const CheckpointSigner* const signer_;
+  const CheckpointKeys keys_;
   Clock* const clock_;
   const std::shared_ptr<const EntryAuthenticator> authenticator_;
   absl::Mutex heads_mu_;

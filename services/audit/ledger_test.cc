@@ -4,6 +4,7 @@
 #include <atomic>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -705,6 +706,172 @@ TEST_F(LedgerTest, AnEntryWithoutTheServicesMacIsNotSigned) {
   AppendOk(Call("mallory@example.com", 4));
   r = ledger_.Verify(kProd).value();
   EXPECT_EQ(r.first_bad_index, 2u);
+}
+
+// Signing-key rotation: a ledger signed under key A is continued under key B, with A's public
+// key among the previous keys.
+class RotationTest : public ::testing::Test {
+ protected:
+  RotationTest()
+      : a_(CheckpointSigner::Create(std::string(32, '\x07')).value()),
+        b_(CheckpointSigner::Create(std::string(32, '\x08')).value()),
+        subjects_(SubjectCipher::Create(std::string(32, '\x09')).value()) {}
+
+  void Append(AuditLedger& ledger, int n) {
+    for (int i = 0; i < n; ++i) {
+      EntryInput in;
+      in.action = Action::kApiCall;
+      in.actor = "svc-a";
+      in.ledger = kProd;
+      in.request_id = absl::StrCat("req-", store_.Size(kProd).value());
+      ASSERT_TRUE(ledger.Append(in).ok());
+    }
+  }
+
+  FakeClock clock_;
+  MemoryLedgerStore store_;
+  std::unique_ptr<CheckpointSigner> a_, b_;
+  std::unique_ptr<SubjectCipher> subjects_;
+};
+
+TEST_F(RotationTest, ALedgerSignedUnderAnEarlierKeyIsContinuedAndVerifies) {
+  {
+    AuditLedger under_a(&store_, subjects_.get(), a_.get(), &clock_);
+    Append(under_a, 5);
+    ASSERT_EQ(under_a.SignCheckpoints().value(), 1);
+    Append(under_a, 3);  // Not signed before the rotation.
+  }
+  AuditLedger under_b(&store_, subjects_.get(), b_.get(), &clock_, {a_->public_key()});
+  IntegrityReport r = under_b.Verify(kProd).value();
+  EXPECT_TRUE(r.valid) << r.problem;
+  EXPECT_EQ(r.checkpoints_by_key, (std::map<std::string, uint64_t>{{a_->key_id(), 1}}));
+  // B signs over what A signed, and goes on.
+  ASSERT_EQ(under_b.SignCheckpoints().value(), 1);
+  EXPECT_EQ(store_.GetCheckpoint(kProd, 0).value().key_id, b_->key_id());
+  Append(under_b, 2);
+  ASSERT_EQ(under_b.SignCheckpoints().value(), 1);
+  r = under_b.Verify(kProd).value();
+  EXPECT_TRUE(r.valid) << r.problem;
+  EXPECT_EQ(r.entries_checked, 10u);
+  EXPECT_EQ(r.checkpoints_by_key,
+            (std::map<std::string, uint64_t>{{a_->key_id(), 1}, {b_->key_id(), 2}}));
+  // Proofs across the rotation: an entry A signed, against B's newest checkpoint, and B's tree
+  // consistent with A's.
+  absl::StatusOr<InclusionProof> p = under_b.ProveInclusion(kProd, 2, "", 0);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_TRUE(VerifyInclusion(EntryLeafHash(p->entry), 2, 10, p->proof, p->checkpoint.root));
+  absl::StatusOr<ConsistencyProof> c = under_b.ProveConsistency(kProd, 5, 0);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(c->from.has_value());
+  EXPECT_TRUE(VerifyCheckpoint(*c->from, a_->public_key()));
+  EXPECT_TRUE(VerifyCheckpoint(c->to, b_->public_key()));
+  EXPECT_TRUE(VerifyConsistency(5, 10, c->from->root, c->to.root, c->proof));
+  // A process that does not trust A any more: INVALID, naming A's key id.
+  AuditLedger b_only(&store_, subjects_.get(), b_.get(), &clock_);
+  r = b_only.Verify(kProd).value();
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 0u);
+  EXPECT_THAT(r.problem, HasSubstr(absl::StrCat("the checkpoint of size 5 does not carry a valid "
+                                                "signature of a trusted key: it names signing key ",
+                                                a_->key_id(), ", an unknown key")));
+}
+
+TEST_F(RotationTest, WithoutTheEarlierKeyTheLedgerIsInvalidAndNotContinued) {
+  {
+    AuditLedger under_a(&store_, subjects_.get(), a_.get(), &clock_);
+    Append(under_a, 5);
+    ASSERT_EQ(under_a.SignCheckpoints().value(), 1);
+  }
+  AuditLedger under_b(&store_, subjects_.get(), b_.get(), &clock_);
+  Append(under_b, 1);
+  const IntegrityReport r = under_b.Verify(kProd).value();
+  EXPECT_FALSE(r.valid);
+  EXPECT_THAT(r.problem,
+              HasSubstr(absl::StrCat("it names signing key ", a_->key_id(),
+                                     ", an unknown key (trusted: ", b_->key_id(), " (current))")));
+  std::vector<LedgerOverview> overview;
+  EXPECT_EQ(under_b.SignCheckpoints(&overview).status().code(), absl::StatusCode::kDataLoss);
+  ASSERT_EQ(overview.size(), 1u);
+  EXPECT_THAT(overview[0].refused, HasSubstr(a_->key_id()));
+  EXPECT_EQ(store_.GetCheckpoint(kProd, 0).value().key_id, a_->key_id());
+}
+
+TEST_F(RotationTest, ACheckpointForgedWithAnUnknownKeyIsInvalid) {
+  AuditLedger under_b(&store_, subjects_.get(), b_.get(), &clock_, {a_->public_key()});
+  Append(under_b, 4);
+  ASSERT_EQ(under_b.SignCheckpoints().value(), 1);
+  Append(under_b, 2);
+  // Someone holding neither key signs the true root of 6 entries.
+  auto forger = CheckpointSigner::Create(std::string(32, '\x0f')).value();
+  std::vector<Hash> leaves;
+  const std::vector<Entry> stored = store_.ReadRange(kProd, 0, 6).value();
+  for (const Entry& e : stored) leaves.push_back(e.leaf_hash);
+  ASSERT_TRUE(
+      store_.AddCheckpoint(forger->Sign(kProd, 6, RootOf(leaves), clock_.Now()).value()).ok());
+  AuditLedger restarted(&store_, subjects_.get(), b_.get(), &clock_, {a_->public_key()});
+  const IntegrityReport r = restarted.Verify(kProd).value();
+  EXPECT_FALSE(r.valid);
+  EXPECT_THAT(r.problem, HasSubstr(absl::StrCat("the checkpoint of size 6 does not carry a valid "
+                                                "signature of a trusted key: it names signing key ",
+                                                forger->key_id(), ", an unknown key")));
+  Append(restarted, 1);
+  std::vector<LedgerOverview> overview;
+  EXPECT_EQ(restarted.SignCheckpoints(&overview).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(overview[0].refused, HasSubstr(forger->key_id()));
+}
+
+// Entries of earlier releases carry MACs under a key derived from the signing key: after a
+// rotation the service cannot check them, and accepts them where a checkpoint of the earlier
+// key covers them.
+TEST_F(RotationTest, EntriesWithMacsOfTheEarlierSigningKeyVerifyWhereItsCheckpointsCoverThem) {
+  {
+    AuditLedger under_a(&store_, subjects_.get(), a_.get(), &clock_);
+    store_.AuthenticateWith(
+        std::make_shared<const EntryAuthenticator>(a_->DeriveKey(kLegacyEntryMacLabel)));
+    Append(under_a, 5);
+    ASSERT_EQ(under_a.SignCheckpoints().value(), 1);  // A still checks its own legacy MACs.
+    Append(under_a, 1);                               // Not covered at the rotation.
+  }
+  AuditLedger under_b(&store_, subjects_.get(), b_.get(), &clock_, {a_->public_key()});
+  IntegrityReport r = under_b.Verify(kProd).value();
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 5u);
+  EXPECT_THAT(r.problem, HasSubstr("entry 5: its MAC is not the audit service's"));
+  std::vector<LedgerOverview> overview;
+  EXPECT_EQ(under_b.SignCheckpoints(&overview).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(overview[0].refused, HasSubstr("entry 5: its MAC is not the audit service's"));
+  // A ledger whose whole history A signed is sound, and continued.
+  MemoryLedgerStore signed_by_a;
+  {
+    AuditLedger under_a(&signed_by_a, subjects_.get(), a_.get(), &clock_);
+    signed_by_a.AuthenticateWith(
+        std::make_shared<const EntryAuthenticator>(a_->DeriveKey(kLegacyEntryMacLabel)));
+    for (int i = 0; i < 5; ++i) {
+      EntryInput in;
+      in.actor = "svc-a";
+      in.ledger = kProd;
+      ASSERT_TRUE(under_a.Append(in).ok());
+    }
+    ASSERT_EQ(under_a.SignCheckpoints().value(), 1);
+  }
+  AuditLedger again(&signed_by_a, subjects_.get(), b_.get(), &clock_, {a_->public_key()});
+  r = again.Verify(kProd).value();
+  EXPECT_TRUE(r.valid) << r.problem;
+  EXPECT_EQ(r.entries_checked, 5u);
+  EXPECT_TRUE(again.ProveInclusion(kProd, 3, "", 0).ok());
+  EntryInput in;
+  in.actor = "svc-b";
+  in.ledger = kProd;
+  ASSERT_TRUE(again.Append(in).ok());
+  ASSERT_EQ(again.SignCheckpoints().value(), 1);
+  r = again.Verify(kProd).value();
+  EXPECT_TRUE(r.valid) << r.problem;
+  EXPECT_EQ(r.checkpoints_by_key,
+            (std::map<std::string, uint64_t>{{a_->key_id(), 1}, {b_->key_id(), 1}}));
+  // The same ledger without A trusted: its MACs cannot vouch for it either.
+  AuditLedger b_only(&signed_by_a, subjects_.get(), b_.get(), &clock_);
+  EXPECT_FALSE(b_only.Verify(kProd).value().valid);
+  EXPECT_EQ(b_only.ProveInclusion(kProd, 3, "", 5).status().code(), absl::StatusCode::kDataLoss);
 }
 
 }  // namespace

@@ -70,8 +70,15 @@ int Main(int argc, char** argv) {
   LogInfo("checkpoint signing key",
           {{"key_id", (*signer)->key_id()},
            {"public_key", absl::BytesToHexString((*signer)->public_key())}});
+  // Validated with the configuration.
+  absl::StatusOr<std::vector<std::string>> previous_keys =
+      CheckpointKeys::ParseHexList(config.previous_public_keys, "previous_public_keys");
+  if (!previous_keys.ok()) return Fail(previous_keys.status());
 
-  AuditLedger ledger(store.get(), subjects->get(), signer->get(), Clock::Real());
+  AuditLedger ledger(store.get(), subjects->get(), signer->get(), Clock::Real(),
+                     *std::move(previous_keys));
+  LogInfo("checkpoints accepted from signing keys",
+          {{"key_ids", ledger.checkpoint_keys().Describe()}});
   AppendBatcher batcher(&ledger, static_cast<size_t>(config.max_batch),
                         static_cast<size_t>(config.max_queued_appends),
                         static_cast<int>(config.append_writers));

@@ -131,6 +131,9 @@ void ToProto(const IntegrityReport& r, v1::IntegrityReport* out) {
   out->set_checkpoints_checked(r.checkpoints_checked);
   out->set_first_bad_index(r.first_bad_index);
   out->set_problem(r.problem);
+  for (const auto& [key_id, count] : r.checkpoints_by_key) {
+    (*out->mutable_checkpoints_by_key())[key_id] = count;
+  }
 }
 
 absl::StatusOr<Entry> EntryFromProto(const v1::Entry& in) {

@@ -12,6 +12,8 @@ namespace {
 constexpr absl::string_view kLocatorLabel = "policy-suite/audit/subject-locator/v1:";
 constexpr absl::string_view kRequestBindingLabel = "policy-suite/audit/request-binding/v1:";
 constexpr absl::string_view kWrapLabel = "policy-suite/audit/subject-key-wrap/v1";
+// Neither this nor kWrapLabel begins with another label: no locator or binding equals them.
+constexpr absl::string_view kEntryMacKeyLabel = "policy-suite/audit/entry-mac/v1";
 
 }  // namespace
 
@@ -24,7 +26,11 @@ absl::StatusOr<std::unique_ptr<SubjectCipher>> SubjectCipher::Create(absl::strin
 }
 
 SubjectCipher::SubjectCipher(absl::string_view master_key)
-    : locator_mac_(master_key), wrapping_key_(crypto::HmacSha256(master_key).Mac(kWrapLabel)) {}
+    : locator_mac_(master_key),
+      wrapping_key_(crypto::HmacSha256(master_key).Mac(kWrapLabel)),
+      entry_mac_key_(crypto::HmacSha256(master_key).Mac(kEntryMacKeyLabel)) {}
+
+std::string SubjectCipher::EntryMacKey() const { return entry_mac_key_; }
 
 std::string SubjectCipher::Locator(absl::string_view identifier) const {
   return locator_mac_.Mac(absl::StrCat(kLocatorLabel, identifier));

@@ -35,6 +35,10 @@ class SubjectCipher {
   // do not carry it, as the master key's holder could test guesses of the subject).
   std::string RequestBinding(absl::string_view request_id, absl::string_view identifier) const;
 
+  // The 32-byte key of the entries' MACs (EntryAuthenticator): derived from the master key,
+  // which outlives any rotation of the checkpoint signing key.
+  std::string EntryMacKey() const;
+
   // A fresh key for the subject `identifier`, as stored (ledger_store.h).
   absl::StatusOr<SubjectKey> NewKey(absl::string_view identifier) const;
   // The key itself; DATA_LOSS when `key` was not made by this master key.
@@ -58,6 +62,7 @@ class SubjectCipher {
   explicit SubjectCipher(absl::string_view master_key);
   crypto::HmacSha256 locator_mac_;
   std::string wrapping_key_;
+  std::string entry_mac_key_;
 };
 
 }  // namespace policy::audit

@@ -8,12 +8,12 @@
 
 namespace policy::audit {
 
-LedgerVerifier::LedgerVerifier(LedgerRef ledger, std::string public_key,
+LedgerVerifier::LedgerVerifier(LedgerRef ledger, CheckpointKeys keys,
                                std::vector<Checkpoint> checkpoints,
                                std::optional<Checkpoint> trusted,
                                const EntryAuthenticator* authenticator, std::string trusted_name)
     : ledger_(std::move(ledger)),
-      public_key_(std::move(public_key)),
+      keys_(std::move(keys)),
       authenticator_(authenticator),
       trusted_name_(std::move(trusted_name)),
       trusted_(trusted) {
@@ -33,14 +33,19 @@ LedgerVerifier::LedgerVerifier(LedgerRef ledger, std::string public_key,
     if (c.ledger != ledger_) {
       Fail(0, absl::StrCat("a checkpoint of size ", c.tree_size, " is for ledger ",
                            LedgerName(c.ledger), ", not ", LedgerName(ledger_)));
-    } else if (!VerifyCheckpoint(c, public_key_)) {
+      break;
+    }
+    absl::StatusOr<std::string> signer = keys_.SignerOf(c);
+    if (!signer.ok()) {
       Fail(0, trusted_.has_value() && c == *trusted_
-                  ? absl::StrCat(trusted_name_, " of size ", c.tree_size,
-                                 " does not carry a valid signature of the trusted key")
-                  : absl::StrCat("the checkpoint of size ", c.tree_size,
-                                 " does not carry a valid signature of the trusted key"));
+                  ? absl::StrCat(trusted_name_, ": ", signer.status().message())
+                  : std::string(signer.status().message()));
     } else if (c.tree_size > 0) {
+      if (*signer != keys_.current_key_id()) {
+        earlier_key_signed_size_ = std::max(earlier_key_signed_size_, c.tree_size);
+      }
       checkpoints_.push_back(std::move(c));
+      signers_.push_back(*std::move(signer));
     }
   }
 }
@@ -70,6 +75,7 @@ void LedgerVerifier::CheckCheckpointsAt(uint64_t size) {
       return;
     }
     ++report_.checkpoints_checked;
+    ++report_.checkpoints_by_key[signers_[next_checkpoint_]];
     ++next_checkpoint_;
     last_matched_size_ = size;
   }
@@ -111,7 +117,7 @@ bool LedgerVerifier::Add(const Entry& entry) {
       return false;
     }
     ++report_.unauthenticated_entries;
-  } else if (!authenticator_->Check(entry)) {
+  } else if (!authenticator_->Check(entry) && expected >= earlier_key_signed_size_) {
     Fail(expected, absl::StrCat("entry ", expected,
                                 ": its MAC is not the audit service's: the service did not "
                                 "write it as it stands"));

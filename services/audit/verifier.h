@@ -2,6 +2,7 @@
 #define POLICY_SERVICES_AUDIT_VERIFIER_H_
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,7 +13,8 @@
 #include "services/audit/merkle.h"
 
 // Checks a ledger without trusting whoever stored it: given the entries in index order, the
-// signed checkpoints and the public key, it recomputes every leaf hash and the tree, and
+// signed checkpoints and the trusted public keys (the current signing key and the earlier ones
+// a rotation retired: CheckpointKeys), it recomputes every leaf hash and the tree, and
 // compares them with the stored hashes and with each checkpoint's signed root. A verifier
 // that remembers a checkpoint from an earlier run passes it as `trusted`: then a ledger whose
 // checkpoints were deleted or rewritten along with its entries is still caught.
@@ -28,9 +30,14 @@
 //  - a stored entry that cannot be read back at all (Unreadable): its index;
 //  - given the entries' authenticator (only the audit service holds its key): an entry whose
 //    MAC is not the authenticator's, or one without a MAC after an entry with one (entries
-//    stored before entries carried MACs come first in their ledger). Without it (a verifier
-//    holding only the public key), a row written with recomputed hashes after the newest
-//    checkpoint cannot be told from one the service wrote.
+//    stored before entries carried MACs come first in their ledger). An entry whose MAC is not
+//    the authenticator's is accepted when a checkpoint signed by an earlier key (not the
+//    current one) covers it: releases before this one derived the MAC key from the signing key,
+//    which a rotation retired, and that checkpoint's signed root vouches for the entry (a
+//    changed one fails at that checkpoint). Without an authenticator (a verifier holding only
+//    the public keys), a row written with recomputed hashes after the newest checkpoint cannot
+//    be told from one the service wrote.
+// A checkpoint not signed by a trusted key is a problem at index 0, naming the key id it names.
 namespace policy::audit {
 
 struct IntegrityReport {
@@ -43,14 +50,16 @@ struct IntegrityReport {
   // Entries checked without a MAC (stored before entries carried one); with no authenticator,
   // every entry checked.
   uint64_t unauthenticated_entries = 0;
+  // Key id -> how many of the checkpoints checked it signed.
+  std::map<std::string, uint64_t> checkpoints_by_key;
 };
 
 class LedgerVerifier {
  public:
-  // `checkpoints` in any order; each must be signed by `public_key` for `ledger`. A problem
+  // `checkpoints` in any order; each must be signed by one of `keys` for `ledger`. A problem
   // with `trusted` calls it `trusted_name` ("the trusted checkpoint" unless given).
   // `authenticator`, when not null, checks each entry's MAC; it must outlive the verifier.
-  LedgerVerifier(LedgerRef ledger, std::string public_key, std::vector<Checkpoint> checkpoints,
+  LedgerVerifier(LedgerRef ledger, CheckpointKeys keys, std::vector<Checkpoint> checkpoints,
                  std::optional<Checkpoint> trusted = std::nullopt,
                  const EntryAuthenticator* authenticator = nullptr,
                  std::string trusted_name = "the trusted checkpoint");
@@ -72,12 +81,16 @@ class LedgerVerifier {
   std::string NameOf(const Checkpoint& c) const;
 
   const LedgerRef ledger_;
-  const std::string public_key_;
+  const CheckpointKeys keys_;
   const EntryAuthenticator* const authenticator_;
   const std::string trusted_name_;
   std::optional<Checkpoint> trusted_;
   bool seen_mac_ = false;                // An entry with a MAC was checked.
   std::vector<Checkpoint> checkpoints_;  // Sorted by size; signatures already checked.
+  std::vector<std::string> signers_;     // The key id that signed each of checkpoints_.
+  // The largest checkpoint signed by an earlier key than the current one: entries below it
+  // need no MAC of the authenticator's.
+  uint64_t earlier_key_signed_size_ = 0;
   size_t next_checkpoint_ = 0;
   uint64_t last_matched_size_ = 0;
   CompactTree tree_;

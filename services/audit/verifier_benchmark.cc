@@ -73,7 +73,7 @@ const Fixture& LedgerOf(size_t size) {
 void BM_VerifyEntries(benchmark::State& state) {
   const Fixture& f = LedgerOf(static_cast<size_t>(state.range(0)));
   for (auto _ : state) {
-    LedgerVerifier verifier(kLedger, f.signer->public_key(), f.checkpoints);
+    LedgerVerifier verifier(kLedger, CheckpointKeys({f.signer->public_key()}), f.checkpoints);
     for (const Entry& e : f.entries) verifier.Add(e);
     IntegrityReport report = verifier.Finish();
     if (!report.valid) state.SkipWithError(report.problem.c_str());

@@ -1,5 +1,6 @@
 #include "services/audit/verifier.h"
 
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -59,9 +60,11 @@ class VerifierTest : public ::testing::Test {
   }
 
   IntegrityReport VerifyWith(const std::vector<Entry>& entries, std::vector<Checkpoint> checkpoints,
-                             std::optional<Checkpoint> trusted = std::nullopt) {
-    LedgerVerifier verifier(kLedger, signer_->public_key(), std::move(checkpoints),
-                            std::move(trusted));
+                             std::optional<Checkpoint> trusted = std::nullopt,
+                             std::vector<std::string> previous_public_keys = {}) {
+    previous_public_keys.insert(previous_public_keys.begin(), signer_->public_key());
+    LedgerVerifier verifier(kLedger, CheckpointKeys(std::move(previous_public_keys)),
+                            std::move(checkpoints), std::move(trusted));
     for (const Entry& e : entries) {
       if (!verifier.Add(e)) break;
     }
@@ -181,6 +184,48 @@ TEST_F(VerifierTest, ForgedOrForeignCheckpointsAreRejected) {
       signer_->Sign(LedgerRef{"proj-dev", "development"}, 16, checkpoints_[0].root, absl::Now())
           .value();
   EXPECT_FALSE(VerifyWith(entries_, misplaced).valid);
+}
+
+// A rotation: the checkpoint of 16 signed by an earlier key, that of 40 by the current one.
+TEST_F(VerifierTest, CheckpointsOfAnEarlierKeyVerifyOnlyWhenItIsTrusted) {
+  auto earlier = CheckpointSigner::Create(std::string(32, '\x06')).value();
+  std::vector<Checkpoint> rotated = checkpoints_;
+  rotated[0] = earlier->Sign(kLedger, 16, rotated[0].root, rotated[0].time).value();
+  IntegrityReport r = VerifyWith(entries_, rotated, std::nullopt, {earlier->public_key()});
+  EXPECT_TRUE(r.valid) << r.problem;
+  EXPECT_EQ(r.checkpoints_checked, 2u);
+  EXPECT_EQ(r.checkpoints_by_key,
+            (std::map<std::string, uint64_t>{{earlier->key_id(), 1}, {signer_->key_id(), 1}}));
+  // Without the earlier key: INVALID, naming the key the checkpoint names.
+  r = VerifyWith(entries_, rotated);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 0u);
+  EXPECT_THAT(r.problem, HasSubstr(absl::StrCat("the checkpoint of size 16 does not carry a valid "
+                                                "signature of a trusted key: it names signing key ",
+                                                earlier->key_id(), ", an unknown key")));
+  // A key id changed to a trusted key's: the signature still decides.
+  rotated[0].key_id = signer_->key_id();
+  r = VerifyWith(entries_, rotated);
+  EXPECT_FALSE(r.valid);
+  EXPECT_THAT(r.problem, HasSubstr(absl::StrCat("does not carry a valid signature of key ",
+                                                signer_->key_id(), ", the trusted key it names")));
+  r = VerifyWith(entries_, rotated, std::nullopt, {earlier->public_key()});
+  EXPECT_TRUE(r.valid) << r.problem;
+  EXPECT_EQ(r.checkpoints_by_key.at(earlier->key_id()), 1u);
+}
+
+TEST(CheckpointKeysTest, ParsesHexListsAndNamesTheBadEntry) {
+  const std::string a(64, 'a'), b = std::string(63, '0') + "F";
+  EXPECT_THAT(CheckpointKeys::ParseHexList("", "keys").value(), ::testing::IsEmpty());
+  EXPECT_EQ(CheckpointKeys::ParseHexList(absl::StrCat(" ", a, " , ", b), "keys").value(),
+            (std::vector<std::string>{std::string(32, '\xaa'),
+                                      std::string(31, '\0') + std::string(1, '\x0f')}));
+  for (const std::string& bad : {absl::StrCat(a, ",", a.substr(1)), absl::StrCat(a, ","),
+                                 absl::StrCat(a, ",", std::string(64, 'g'))}) {
+    absl::Status s = CheckpointKeys::ParseHexList(bad, "previous_public_keys").status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(s.message(), HasSubstr("previous_public_keys: entry 2 (")) << bad;
+  }
 }
 
 TEST(CheckpointTest, NoteNamesEveryFieldAndSignaturesCoverIt) {

@@ -18,6 +18,7 @@ does); skips without it, or fails when POLICY_TEST_REQUIRE_PG=1. Run:
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -62,10 +63,10 @@ def verify_binary():
     return path
 
 
-def start_audit(database_url, signing_key, name, **flags):
+def start_audit(database_url, signing_key, name, subject_key=None, **flags):
     """A ready audit process; store=memory when `database_url` is None."""
     env = {"POLICY_AUDIT_SIGNING_KEY": signing_key,
-           "POLICY_AUDIT_SUBJECT_KEY": secrets.token_hex(32)}
+           "POLICY_AUDIT_SUBJECT_KEY": subject_key or secrets.token_hex(32)}
     if database_url is None:
         flags.setdefault("store", "memory")
     else:
@@ -85,6 +86,11 @@ def logged_public_key(process):
                     return record["public_key"]
         return None
     return pt.wait_until(find, timeout=10, message="the checkpoint signing key log line")
+
+
+def key_id(public_key):
+    """The key id (KeyIdOf in services/audit/checkpoint.h) of a public key in hex."""
+    return hashlib.sha256(bytes.fromhex(public_key)).hexdigest()[:16]
 
 
 def stub(process):
@@ -378,6 +384,58 @@ class AuditVerifyToolTest(unittest.TestCase):
                                         requested_by="auditor@example.com"), 1)
         self.assertIn(f"the server reports the public key {PUBLIC_KEY}", " ".join(report["notes"]))
 
+    def test_a_rotated_signing_key(self):
+        """Key A signs a ledger; the service goes on with key B, A among its previous keys."""
+        project, environment = "rotation", "staging"
+        subject_key = secrets.token_hex(32)
+        key_a, key_b = secrets.token_hex(32), secrets.token_hex(32)
+        with pt.test_database(PG_URL, "audit_rotation") as db:
+            # The migration needs neither the signing key nor the subject key.
+            migrated = pt.run_binary(pt.service_binary("audit"), {"migrate_only": True},
+                                     env={"POLICY_AUDIT_DATABASE_URL": db.url})
+            self.assertEqual(migrated.returncode, 0, migrated.stderr)
+            with start_audit(db.url, key_a, "audit-key-a", subject_key=subject_key,
+                             apply_migrations=False) as a:
+                public_a = logged_public_key(a)
+                append(a, 6, "rot-a", project, environment)
+                wait_checkpoint(a, 6, project, environment)
+                append(a, 2, "rot-a2", project, environment)  # Not signed by A.
+            id_a = key_id(public_a)
+            with start_audit(db.url, key_b, "audit-key-b-alone", subject_key=subject_key) as alone:
+                report = stub(alone).VerifyLedger(audit_pb2.VerifyLedgerRequest(
+                    ledger=ledger(project, environment)), timeout=30).report
+                self.assertFalse(report.valid)
+                self.assertIn(f"it names signing key {id_a}, an unknown key", report.problem)
+            with start_audit(db.url, key_b, "audit-key-b", subject_key=subject_key,
+                             previous_public_keys=public_a) as b:
+                public_b = logged_public_key(b)
+                append(b, 3, "rot-b", project, environment)
+                newest = wait_checkpoint(b, 11, project, environment)
+                self.assertEqual(newest.key_id, key_id(public_b))
+                report = stub(b).VerifyLedger(audit_pb2.VerifyLedgerRequest(
+                    ledger=ledger(project, environment)), timeout=30).report
+                self.assertTrue(report.valid, report.problem)
+                self.assertEqual(report.entries_checked, 11)
+                self.assertEqual(set(report.checkpoints_by_key), {id_a, key_id(public_b)})
+            # Offline, from the database: both keys given.
+            both = self.report(run_verify(database=db.url, project=project,
+                                          environment=environment,
+                                          public_key=f"{public_b},{public_a}"), 0)
+            self.assertEqual(both["key_ids"], [key_id(public_b), id_a])
+            self.assertEqual(set(both["checkpoints_by_key"]), {id_a, key_id(public_b)})
+            self.assertEqual(both["newest_checkpoint"]["key_id"], key_id(public_b))
+            self.assertTrue(both["newest_checkpoint"]["signed_by_given_key"])
+            text = run_verify(database=db.url, project=project, environment=environment,
+                              public_key=f"{public_b},{public_a}", output="text")
+            self.assertEqual(text.returncode, 0, text.stdout + text.stderr)
+            self.assertIn(f"checkpoints by key:  {min(id_a, key_id(public_b))} ", text.stdout)
+            self.assertIn(f"by key {key_id(public_b)}, root", text.stdout)
+            # Only the current key: A's checkpoints are those of an unknown key.
+            alone = self.report(run_verify(database=db.url, project=project,
+                                           environment=environment, public_key=public_b), 1)
+            self.assertIn(f"it names signing key {id_a}, an unknown key", alone["problem"])
+            self.assertIn("give the earlier keys too", " ".join(alone["notes"]))
+
     def test_trusted_checkpoint_signed_by_another_key_is_refused(self):
         with start_audit(None, secrets.token_hex(32), "audit-forger") as forger:
             append(forger, ENTRIES + 5, "forged")
@@ -421,6 +479,8 @@ class AuditVerifyToolTest(unittest.TestCase):
             "no source": dict(),
             "two sources": dict(input=EXPORT, database=DB.url),
             "short key": dict(input=EXPORT, checkpoint=CHECKPOINT, public_key="abcd"),
+            "short second key": dict(input=EXPORT, checkpoint=CHECKPOINT,
+                                     public_key=f"{PUBLIC_KEY},abcd"),
             "no requester": dict(target=MAIN.address),
             "bad ledger": dict(input=EXPORT, checkpoint=CHECKPOINT, environment="moon"),
             "no checkpoint": dict(input=EXPORT),
@@ -433,6 +493,9 @@ class AuditVerifyToolTest(unittest.TestCase):
                 proc = run_verify(**flags)
                 self.assertExit(proc, 2)
                 self.assertTrue(proc.stderr.strip(), "no message on stderr")
+        self.assertIn("--public_key: entry 2 (\"abcd\")",
+                      run_verify(input=EXPORT, checkpoint=CHECKPOINT,
+                                 public_key=f"{PUBLIC_KEY},abcd").stderr)
 
     def test_malformed_json_names_the_line(self):
         lines = list(EXPORT_LINES)

@@ -632,6 +632,15 @@ class SettingChecksTest(unittest.TestCase):
         self.assertIn("`audit.config.max_staleness` or\n`audit.config.watch_heartbeat` still "
                       "render, and the settings are ignored", readme)
 
+    def test_audits_previous_public_keys_are_hex_keys(self):
+        a, b = "ab" * 32, "CD" * 32
+        m = render("--set", f"audit.config.previous_public_keys={a}\\,{b}")
+        self.assertEqual(m.env("audit")["POLICY_AUDIT_PREVIOUS_PUBLIC_KEYS"]["value"], f"{a},{b}")
+        for bad in ("ab" * 31, f"{a}\\,", "zz" * 32):
+            with self.subTest(bad=bad):
+                self.assertRefused("--set", f"audit.config.previous_public_keys={bad}",
+                                   message="previous_public_keys", schema=True)
+
     def test_integer_bounds(self):
         for setting in ("audit.config.max_batch=10001", "audit.config.append_writers=17",
                         "edge.config.admin_threads=65", "region.config.consecutive_failures=1001",
@@ -964,6 +973,25 @@ class MigrationTest(unittest.TestCase):
                          if "helm.sh/hook" in o["metadata"].get("annotations", {}))
         self.assertNotIn("Job", kinds[:first_hook])
         self.assertEqual(variant("no-migration-jobs").objects("Job"), [])
+
+    def test_audits_job_gets_no_key(self):
+        """audit --migrate_only needs neither the signing key nor the subject key: its Job is
+        given no Secret but the database password."""
+        for name in ("default", "production"):
+            with self.subTest(variant=name):
+                m = variant(name)
+                job = self.job_env(m, "audit")
+                self.assertIn("POLICY_AUDIT_DATABASE_URL", job)
+                self.assertNotIn("POLICY_AUDIT_SIGNING_KEY", job)
+                self.assertNotIn("POLICY_AUDIT_SUBJECT_KEY", job)
+                refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in job.values()
+                        if "secretKeyRef" in e.get("valueFrom", {})}
+                self.assertEqual(refs, {job["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"]})
+                self.assertNotIn(fullname(name) + "-audit", refs)
+                # The service itself still reads both.
+                served = m.env("audit")
+                self.assertIn("POLICY_AUDIT_SIGNING_KEY", served)
+                self.assertIn("POLICY_AUDIT_SUBJECT_KEY", served)
 
     def job_env(self, m, service):
         job = m.named("Job")[f"{m.component('Deployment', service)['metadata']['name']}-migrate"]

@@ -1,5 +1,6 @@
 // Offline verifier of one audit ledger: checks it without trusting the server that keeps it,
-// given the service's Ed25519 public key (and, optionally, a checkpoint seen earlier).
+// given the service's Ed25519 public keys (the current one and those a rotation retired) and,
+// optionally, a checkpoint seen earlier.
 //
 //   audit_verify --target=127.0.0.1:50055 --requested_by=auditor@example.com
 //                --public_key=<64 hex digits> --project=support-eu --environment=production
@@ -9,7 +10,7 @@
 //
 // The entries are read one at a time, in index order, and fed to LedgerVerifier
 // (services/audit/verifier.h), which recomputes every leaf hash and the Merkle tree and
-// compares them with the stored hashes and with every checkpoint signed by the given key.
+// compares them with the stored hashes and with every checkpoint signed by a given key.
 // kDescription and the flags' help (--help) state the sources, flags and exit codes.
 #include <chrono>
 #include <cstdio>
@@ -30,6 +31,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -68,7 +70,7 @@ constexpr char kDescription[] =
 
 Every entry's leaf hash and the Merkle tree are recomputed and compared with the stored
 hashes and with each checkpoint (signed tree head), whose signature is checked against the
-public key given here, never against a key the server supplies. Entries are streamed, one at
+public keys given here, never against a key the server supplies. Entries are streamed, one at
 a time, in index order.
 
 Source of the ledger (exactly one):
@@ -81,8 +83,11 @@ Source of the ledger (exactly one):
   --database=URL       the service's PostgreSQL tables (schema audit) in a read-only
                        session, with every stored checkpoint (they are held in memory)
 The ledger: --project and --environment; both empty for the organisation's ledger.
-The key: --public_key=<64 hex digits> or --public_key_file=FILE (hex, or the 32 raw bytes),
-as the audit service logs it at start-up ("checkpoint signing key").
+The keys: --public_key=<64 hex digits>[,<64 hex digits>...] or --public_key_file=FILE (hex keys
+separated by commas or line breaks, or one key's 32 raw bytes), as the audit service logs them
+at start-up ("checkpoint signing key"). After a signing-key rotation, give the current key and
+the earlier ones: a checkpoint signed by any of them verifies, and the output says which key
+signed the newest one and how many each signed.
 
 --trusted_checkpoint=FILE is a checkpoint saved earlier (for instance by --save_checkpoint):
 the ledger must extend it. This catches a ledger rewritten together with its checkpoints.
@@ -92,18 +97,19 @@ Only entries up to the newest checkpoint's size are vouched for by a signature; 
 it are checked for consistency alone (reported as unsigned). The revealed identifiers of an
 export (`actor`, `subject`) are not covered by the leaf hash, their pseudonyms are.
 
-Output: the entries and checkpoints checked, the recomputed root, the rate (entries/s), then
-"VALID: ..." or "INVALID: first bad index N: <problem>", and notes that explain a failure.
---output=json prints one object instead: result (valid, invalid or error), entries_checked,
-checkpoints_checked, root, newest_checkpoint, entries_per_second, first_bad_index and problem
-when invalid, error when the run failed, notes.
+Output: the entries and checkpoints checked (per signing key id), the recomputed root, the
+rate (entries/s), then "VALID: ..." or "INVALID: first bad index N: <problem>", and notes that
+explain a failure. --output=json prints one object instead: result (valid, invalid or error),
+key_id (the first key given), key_ids, entries_checked, checkpoints_checked,
+checkpoints_by_key, root, newest_checkpoint (with the key_id of its signer), entries_per_second,
+first_bad_index and problem when invalid, error when the run failed, notes.
 
 Exit codes:
-  0  valid: every entry matches its hashes and every checkpoint signed by the key
-  1  invalid: tampered, or not signed by this key; prints the first bad index and the problem.
-     A wrong public key exits 1 too: checkpoints that do not verify under the key you trust
-     are indistinguishable from forged ones. When the checkpoints name another key id than
-     the given key's, the output says so.
+  0  valid: every entry matches its hashes and every checkpoint is signed by a given key
+  1  invalid: tampered, or not signed by these keys; prints the first bad index and the
+     problem. A wrong public key exits 1 too: checkpoints that do not verify under the keys you
+     trust are indistinguishable from forged ones. The problem names the key id a checkpoint
+     names when it is none of the given keys'.
   2  usage or input error: bad flag, unreadable file, malformed JSON (with its line number),
      an unknown ledger, or no signed checkpoint at all to verify against
   3  unavailable: the server or the database cannot be reached
@@ -168,30 +174,29 @@ bool IsHex(absl::string_view s) {
   return true;
 }
 
-// The 32-byte Ed25519 public key from --public_key or --public_key_file.
-absl::StatusOr<std::string> LoadPublicKey(const Options& o) {
+// The 32-byte Ed25519 public keys from --public_key or --public_key_file, the first given
+// first.
+absl::StatusOr<std::vector<std::string>> LoadPublicKeys(const Options& o) {
   if (o.public_key_hex.empty() == o.public_key_file.empty()) {
     return absl::InvalidArgumentError(
-        "give the audit service's public key: --public_key=<64 hex digits> or "
+        "give the audit service's public keys: --public_key=<64 hex digits>[,...] or "
         "--public_key_file=FILE (exactly one)");
   }
+  absl::StatusOr<std::vector<std::string>> keys;
   if (!o.public_key_hex.empty()) {
-    absl::string_view hex = absl::StripAsciiWhitespace(o.public_key_hex);
-    if (hex.size() != 64 || !IsHex(hex)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--public_key: must be 64 hex digits (32 bytes), got ", hex.size(), " characters"));
-    }
-    return absl::HexStringToBytes(hex);
+    keys = audit::CheckpointKeys::ParseHexList(o.public_key_hex, "--public_key");
+  } else {
+    absl::StatusOr<std::string> content = ReadFile(o.public_key_file);
+    if (!content.ok()) return content.status();
+    if (content->size() == 32 && !IsHex(*content)) return std::vector<std::string>{*content};
+    keys = audit::CheckpointKeys::ParseHexList(
+        absl::StrReplaceAll(*content, {{"\r\n", ","}, {"\n", ","}}),
+        absl::StrCat(o.public_key_file, " (64 hex digits per key, or one key's 32 raw bytes)"));
   }
-  absl::StatusOr<std::string> content = ReadFile(o.public_key_file);
-  if (!content.ok()) return content.status();
-  if (content->size() == 32 && !IsHex(*content)) return *content;
-  absl::string_view hex = absl::StripAsciiWhitespace(*content);
-  if (hex.size() != 64 || !IsHex(hex)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        o.public_key_file, ": must hold the public key as 64 hex digits or 32 raw bytes"));
+  if (keys.ok() && keys->empty()) {
+    return absl::InvalidArgumentError("give at least one public key (64 hex digits)");
   }
-  return absl::HexStringToBytes(hex);
+  return keys;
 }
 
 // A v1.Checkpoint in proto3 JSON from `path`; `flag` names it in errors.
@@ -334,13 +339,13 @@ class FileSource : public Source {
 
 class RpcSource : public Source {
  public:
-  RpcSource(const Options& o, LedgerRef ledger, std::string public_key)
+  RpcSource(const Options& o, LedgerRef ledger, audit::CheckpointKeys keys)
       : target_(o.target),
         requested_by_(o.requested_by),
         timeout_(o.timeout),
         export_timeout_(o.export_timeout),
         ledger_(std::move(ledger)),
-        public_key_(std::move(public_key)),
+        keys_(std::move(keys)),
         channel_(grpc::CreateCustomChannel(o.target, tls::ChannelCredentials(o.tls),
                                            ExportChannelArguments())),
         stub_(audit::v1::AuditService::NewStub(channel_)) {}
@@ -382,11 +387,11 @@ class RpcSource : public Source {
       return out;
     }
     if (!status.ok()) return FromGrpc(status, "GetCheckpoint");
-    if (response.public_key() != public_key_) {
+    if (!keys_.Has(audit::KeyIdOf(response.public_key()))) {
       notes_.push_back(absl::StrCat(
           "the server reports the public key ", absl::BytesToHexString(response.public_key()),
-          " (key id ", audit::KeyIdOf(response.public_key()), "), not the given one (key id ",
-          audit::KeyIdOf(public_key_), "); only the given key is used"));
+          " (key id ", audit::KeyIdOf(response.public_key()), "), none of the given ones (key ids ",
+          keys_.Describe(), "); only the given keys are used"));
     }
     absl::StatusOr<Checkpoint> checkpoint = audit::CheckpointFromProto(response.checkpoint());
     if (!checkpoint.ok()) {
@@ -444,7 +449,7 @@ class RpcSource : public Source {
   const absl::Duration timeout_;
   const absl::Duration export_timeout_;
   const LedgerRef ledger_;
-  const std::string public_key_;
+  const audit::CheckpointKeys keys_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<audit::v1::AuditService::Stub> stub_;
 };
@@ -540,43 +545,45 @@ struct Result {
   audit::IntegrityReport report;
   std::string source;
   LedgerRef ledger;
-  std::string key_id;
+  std::string key_id;                // The first key given.
+  std::vector<std::string> key_ids;  // Every key given, the first first.
   std::optional<Checkpoint> newest;  // The largest checkpoint given to the verifier.
+  std::string newest_signer;         // The given key that signed it; empty when none did.
   absl::Duration elapsed;
   std::vector<std::string> notes;
   std::string saved_to;
 };
 
 // Explains a failed verdict where the inputs tell more than the verifier's problem: which
-// checkpoint failed, and whether the key is probably the wrong one.
+// checkpoint failed, and whether the keys are probably the wrong ones.
 void ExplainFailure(const Result& r, const std::vector<Checkpoint>& from_source,
-                    const std::optional<Checkpoint>& trusted, const std::string& public_key,
+                    const std::optional<Checkpoint>& trusted, const audit::CheckpointKeys& keys,
                     std::vector<std::string>* notes) {
   for (const Checkpoint& c : from_source) {
-    if (c.key_id != r.key_id && !audit::VerifyCheckpoint(c, public_key)) {
+    if (!keys.Has(c.key_id) && !keys.SignerOf(c).ok()) {
       notes->push_back(absl::StrCat(
           "the ledger's checkpoint of size ", c.tree_size, " names signing key id ",
-          c.key_id.empty() ? "(none)" : c.key_id, ", the given key's id is ", r.key_id,
-          ": either the public key given is not this service's, or the checkpoint is forged"));
+          c.key_id.empty() ? "(none)" : c.key_id, ", the given keys' ids are ", keys.Describe(),
+          ": either the public keys given are not this service's (after a signing-key rotation, "
+          "give the earlier keys too), or the checkpoint is forged"));
       break;
     }
   }
   if (!trusted.has_value()) return;
-  if (!audit::VerifyCheckpoint(*trusted, public_key)) {
-    notes->push_back(
-        absl::StrCat("the trusted checkpoint (size ", trusted->tree_size, ", key id ",
-                     trusted->key_id.empty() ? "(none)" : trusted->key_id,
-                     ") is not signed by the given key: it cannot vouch for anything"));
+  if (!keys.SignerOf(*trusted).ok()) {
+    notes->push_back(absl::StrCat("the trusted checkpoint (size ", trusted->tree_size, ", key id ",
+                                  trusted->key_id.empty() ? "(none)" : trusted->key_id,
+                                  ") is not signed by a given key: it cannot vouch for anything"));
   } else if (trusted->ledger == r.ledger &&
              absl::StrContains(r.report.problem,
                                absl::StrCat("the tree of size ", trusted->tree_size, " differs"))) {
     bool split = false;
     for (const Checkpoint& c : from_source) {
       split = split || (c.tree_size == trusted->tree_size && c.root != trusted->root &&
-                        audit::VerifyCheckpoint(c, public_key));
+                        keys.SignerOf(c).ok());
     }
     notes->push_back(
-        split ? absl::StrCat("the key signed two different trees of size ", trusted->tree_size,
+        split ? absl::StrCat("the keys signed two different trees of size ", trusted->tree_size,
                              ": the trusted checkpoint and the ledger's (a split view)")
               : absl::StrCat("the trusted checkpoint of size ", trusted->tree_size,
                              " does not match this ledger: the ledger does not extend the "
@@ -601,19 +608,38 @@ double Rate(const Result& r) {
 
 uint64_t SignedSize(const Result& r) { return r.newest.has_value() ? r.newest->tree_size : 0; }
 
+// "id 3, id 1": how many of the checkpoints checked each key signed.
+std::string ByKey(const audit::IntegrityReport& report) {
+  std::string out;
+  for (const auto& [key_id, count] : report.checkpoints_by_key) {
+    absl::StrAppend(&out, out.empty() ? "" : ", ", key_id, " ", count);
+  }
+  return out;
+}
+
+// Who signed the newest checkpoint, for the output.
+std::string NewestSigner(const Result& r) {
+  return r.newest_signer.empty() ? absl::StrCat(r.newest->key_id, " (no given key)")
+                                 : r.newest_signer;
+}
+
 void PrintText(const Result& r) {
   const audit::IntegrityReport& report = r.report;
   std::printf("ledger:              %s\n", audit::LedgerName(r.ledger).c_str());
   std::printf("source:              %s\n", r.source.c_str());
-  std::printf("public key id:       %s\n", r.key_id.c_str());
+  std::printf("public key ids:      %s\n", absl::StrJoin(r.key_ids, ", ").c_str());
   std::printf("entries checked:     %llu\n",
               static_cast<unsigned long long>(report.entries_checked));
   std::printf("checkpoints checked: %llu\n",
               static_cast<unsigned long long>(report.checkpoints_checked));
+  if (!report.checkpoints_by_key.empty()) {
+    std::printf("checkpoints by key:  %s\n", ByKey(report).c_str());
+  }
   if (r.newest.has_value()) {
-    std::printf("newest checkpoint:   size %llu, signed %s, root %s\n",
+    std::printf("newest checkpoint:   size %llu, signed %s by key %s, root %s\n",
                 static_cast<unsigned long long>(r.newest->tree_size),
-                UtcTime(r.newest->time).c_str(), Hex(r.newest->root).c_str());
+                UtcTime(r.newest->time).c_str(), NewestSigner(r).c_str(),
+                Hex(r.newest->root).c_str());
   }
   std::printf("root:                %s (of the %llu entries checked)\n", Hex(report.root).c_str(),
               static_cast<unsigned long long>(report.entries_checked));
@@ -624,10 +650,10 @@ void PrintText(const Result& r) {
     const uint64_t unsigned_entries = report.entries_checked - SignedSize(r);
     if (SignedSize(r) == 0) {
       std::printf("VALID: consistent, but no checkpoint signed by key %s covers an entry",
-                  r.key_id.c_str());
+                  absl::StrJoin(r.key_ids, " or ").c_str());
     } else {
       std::printf("VALID: entries 0 to %llu match the checkpoint signed by key %s",
-                  static_cast<unsigned long long>(SignedSize(r) - 1), r.key_id.c_str());
+                  static_cast<unsigned long long>(SignedSize(r) - 1), NewestSigner(r).c_str());
     }
     if (unsigned_entries > 0) {
       std::printf("; %llu %s after it %s consistent but not signed yet",
@@ -653,13 +679,22 @@ void PrintJson(const Result& r) {
       ",\"valid\":", report.valid ? "true" : "false",
       ",\"ledger\":{\"project\":", JsonQuote(r.ledger.project),
       ",\"environment\":", JsonQuote(r.ledger.environment), "},\"source\":", JsonQuote(r.source),
-      ",\"key_id\":", JsonQuote(r.key_id), ",\"entries_checked\":", report.entries_checked,
-      ",\"checkpoints_checked\":", report.checkpoints_checked,
-      ",\"root\":", JsonQuote(Hex(report.root)));
+      ",\"key_id\":", JsonQuote(r.key_id), ",\"key_ids\":[",
+      absl::StrJoin(r.key_ids, ",",
+                    [](std::string* out, const std::string& id) { out->append(JsonQuote(id)); }),
+      "],\"entries_checked\":", report.entries_checked,
+      ",\"checkpoints_checked\":", report.checkpoints_checked, ",\"checkpoints_by_key\":{",
+      absl::StrJoin(report.checkpoints_by_key, ",",
+                    [](std::string* out, const std::pair<const std::string, uint64_t>& kv) {
+                      absl::StrAppend(out, JsonQuote(kv.first), ":", kv.second);
+                    }),
+      "}", ",\"root\":", JsonQuote(Hex(report.root)));
   if (r.newest.has_value()) {
     absl::StrAppend(&out, ",\"newest_checkpoint\":{\"tree_size\":", r.newest->tree_size,
                     ",\"root\":", JsonQuote(Hex(r.newest->root)),
-                    ",\"time\":", JsonQuote(UtcTime(r.newest->time)), "}");
+                    ",\"time\":", JsonQuote(UtcTime(r.newest->time)), ",\"key_id\":",
+                    JsonQuote(r.newest_signer.empty() ? r.newest->key_id : r.newest_signer),
+                    ",\"signed_by_given_key\":", r.newest_signer.empty() ? "false" : "true", "}");
   }
   if (report.valid) {
     absl::StrAppend(&out, ",\"unsigned_entries\":", report.entries_checked - SignedSize(r));
@@ -707,12 +742,16 @@ int Run(const Options& o) {
   if (absl::Status s = audit::ValidateLedger(ledger, "--project/--environment"); !s.ok()) {
     return Report(o, {kExitUsage, std::string(s.message())});
   }
-  absl::StatusOr<std::string> public_key = LoadPublicKey(o);
-  if (!public_key.ok()) return Report(o, {kExitUsage, std::string(public_key.status().message())});
+  absl::StatusOr<std::vector<std::string>> public_keys = LoadPublicKeys(o);
+  if (!public_keys.ok()) {
+    return Report(o, {kExitUsage, std::string(public_keys.status().message())});
+  }
+  const audit::CheckpointKeys keys(*public_keys);
 
   Result result;
   result.ledger = ledger;
-  result.key_id = audit::KeyIdOf(*public_key);
+  result.key_id = keys.current_key_id();
+  result.key_ids = keys.key_ids();
   std::optional<Checkpoint> trusted;
   if (!o.trusted_checkpoint.empty()) {
     absl::StatusOr<Checkpoint> c =
@@ -723,7 +762,7 @@ int Run(const Options& o) {
 
   std::unique_ptr<Source> source;
   if (!o.target.empty()) {
-    source = std::make_unique<RpcSource>(o, ledger, *public_key);
+    source = std::make_unique<RpcSource>(o, ledger, keys);
   } else if (!o.input.empty()) {
     source = std::make_unique<FileSource>(o.input, o.checkpoint);
   } else {
@@ -768,7 +807,11 @@ int Run(const Options& o) {
     result.newest = trusted;
   }
 
-  audit::LedgerVerifier verifier(ledger, *public_key, *std::move(checkpoints), trusted);
+  if (result.newest.has_value()) {
+    absl::StatusOr<std::string> signer = keys.SignerOf(*result.newest);
+    if (signer.ok()) result.newest_signer = *std::move(signer);
+  }
+  audit::LedgerVerifier verifier(ledger, keys, *std::move(checkpoints), trusted);
   uint64_t accepted = 0;  // Entries the verifier took: the next index it expects.
   absl::Status read = source->ForEachEntry([&](const Entry& e) {
     if (!verifier.Add(e)) return false;
@@ -794,7 +837,7 @@ int Run(const Options& o) {
     }
   }
   if (!result.report.valid) {
-    ExplainFailure(result, from_source, trusted, *public_key, &result.notes);
+    ExplainFailure(result, from_source, trusted, keys, &result.notes);
   }
 
   if (result.report.valid && !o.save_checkpoint.empty() && result.newest.has_value()) {
@@ -834,9 +877,11 @@ int Main(int argc, char** argv) {
                    "the ledger's environment: production, staging, development or sandbox "
                    "(empty with an empty project)");
   parser.AddString("public_key", &o.public_key_hex,
-                   "the audit service's Ed25519 public key, 64 hex digits");
+                   "the audit service's Ed25519 public keys, 64 hex digits each, comma-separated: "
+                   "the current one and those a rotation retired");
   parser.AddString("public_key_file", &o.public_key_file,
-                   "a file holding the public key (64 hex digits or 32 raw bytes)");
+                   "a file holding the public keys (64 hex digits each, separated by commas or "
+                   "line breaks; or one key's 32 raw bytes)");
   parser.AddString("trusted_checkpoint", &o.trusted_checkpoint,
                    "a checkpoint (proto3 JSON) seen earlier that the ledger must extend");
   parser.AddString("save_checkpoint", &o.save_checkpoint,

@@ -95,7 +95,8 @@ commands:
   audit summary     --project, --environment
   audit export      --project, --environment  (every entry, one JSON object per line)
   audit checkpoint  --project, --environment, [--tree_size, --public_key]  (a signed tree
-                    head; its signature checked against --public_key, else said unchecked)
+                    head; its signature checked against --public_key, else said unchecked;
+                    --public_key takes several keys, comma-separated, after a rotation)
   audit prove       --project, --environment, --index or --request_id, [--tree_size,
                     --public_key]  (the proof checked here; the root against --public_key)
                     (the entry's inclusion proof against a signed checkpoint; a decision's
@@ -1115,8 +1116,9 @@ int Audit(const Invocation& in) {
             p.AddInt("tree_size", &tree_size, "checkpoint, prove: a checkpoint's size; 0: newest");
             p.AddInt("index", &index, "prove: the entry's index");
             p.AddString("public_key", &public_key_hex,
-                        "checkpoint, prove: the audit service's Ed25519 public key (64 hex "
-                        "digits, from its operator, never from the server) to check the "
+                        "checkpoint, prove: the audit service's Ed25519 public keys (64 hex "
+                        "digits each, comma-separated: the current one and those a rotation "
+                        "retired; from its operator, never from the server) to check the "
                         "checkpoint's signature against; without it the root is not verified");
             p.AddString("request_id", &request_id,
                         "prove: the entry's request id (a decision's is decision:<its request "
@@ -1125,27 +1127,30 @@ int Audit(const Invocation& in) {
       rc != kOk) {
     return rc;
   }
-  std::string public_key;
-  if (!public_key_hex.empty()) {
-    if (public_key_hex.size() != 64 ||
-        !std::all_of(public_key_hex.begin(), public_key_hex.end(), absl::ascii_isxdigit)) {
-      return Usage("--public_key: the audit service's Ed25519 public key, 64 hex digits");
-    }
-    public_key = absl::HexStringToBytes(public_key_hex);
-  }
+  absl::StatusOr<std::vector<std::string>> public_keys =
+      audit::CheckpointKeys::ParseHexList(public_key_hex, "--public_key");
+  if (!public_keys.ok()) return Usage(std::string(public_keys.status().message()));
   // What the checkpoint's signature says, checked here against --public_key only.
   auto signature_verdict = [&](const audit::v1::Checkpoint& c) -> std::pair<bool, std::string> {
-    if (public_key.empty()) {
+    if (public_keys->empty()) {
       return {true,
               "root NOT verified against a signature (give --public_key to check it); the "
               "stored key_id " +
                   c.key_id() + " is not signed"};
     }
     absl::StatusOr<audit::Checkpoint> checkpoint = audit::CheckpointFromProto(c);
-    if (!checkpoint.ok() || !audit::VerifyCheckpoint(*checkpoint, public_key)) {
-      return {false, "the checkpoint does NOT carry a valid signature of --public_key"};
+    if (!checkpoint.ok()) {
+      return {false,
+              absl::StrCat("the checkpoint does NOT carry a valid signature of --public_key: ",
+                           checkpoint.status().message())};
     }
-    return {true, absl::StrCat("signed by --public_key (key ", audit::KeyIdOf(public_key), ")")};
+    absl::StatusOr<std::string> signer = audit::CheckpointKeys(*public_keys).SignerOf(*checkpoint);
+    if (!signer.ok()) {
+      return {false,
+              absl::StrCat("the checkpoint does NOT carry a valid signature of --public_key: ",
+                           signer.status().message())};
+    }
+    return {true, absl::StrCat("signed by --public_key (key ", *signer, ")")};
   };
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   auto stub = edge::v1::AdminService::NewStub(Channel(g));
@@ -1241,9 +1246,17 @@ int Audit(const Invocation& in) {
     if (g.json()) {
       PrintJson(response);
     } else if (r.valid()) {
-      std::printf("valid: %llu entries, %llu checkpoints\n",
+      // The signing keys' ids, sorted, each with the checkpoints it signed.
+      std::map<std::string, uint64_t> by_key(r.checkpoints_by_key().begin(),
+                                             r.checkpoints_by_key().end());
+      std::string keys;
+      for (const auto& [key_id, count] : by_key) {
+        absl::StrAppend(&keys, keys.empty() ? " (signed by key " : ", key ", key_id, ": ", count);
+      }
+      if (!keys.empty()) keys += ")";
+      std::printf("valid: %llu entries, %llu checkpoints%s\n",
                   static_cast<unsigned long long>(r.entries_checked()),
-                  static_cast<unsigned long long>(r.checkpoints_checked()));
+                  static_cast<unsigned long long>(r.checkpoints_checked()), keys.c_str());
     } else {
       std::printf("INVALID at index %llu: %s\n",
                   static_cast<unsigned long long>(r.first_bad_index()), r.problem().c_str());

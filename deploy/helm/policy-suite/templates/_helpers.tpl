@@ -6,6 +6,8 @@ What the chart knows about the six binaries, in one table (as tools/dev's SERVIC
   secrets   its settings registered with config::Sensitivity::kSecret, each read from key
             <setting> of the service's Secret: true = required (the binary refuses to start
             without it), false = optional (secretKeyRef optional: the setting stays unset).
+  migratesWithoutSecrets  its --migrate_only needs none of its secrets: its migration Job
+            gets none.
   calls     the services it calls: peer -> the setting holding the peer's host:port.
   files     settings naming a file: setting -> the value holding the file's content (mounted
             from the service's ConfigMap at /etc/policy-suite/config/<file>).
@@ -33,6 +35,7 @@ region:
 audit:
   database: true
   secrets: {signing_key: true, subject_key: true}
+  migratesWithoutSecrets: true
   ignored: [max_staleness, watch_heartbeat]
 edge:
   calls:
@@ -158,7 +161,8 @@ print as 1e+06; settings take integers. */}}
 {{/*
 The environment of a component's container: (dict "root" $ "name" "keys" "mode" "serve") for
 the service, "migrate" for its migration Job (the binaries validate their whole configuration,
-secrets included, before migrating; a migration needs no ports, peers, files or certificates).
+secrets included, before migrating, except those that migratesWithoutSecrets; a migration needs
+no ports, peers, files or certificates).
 Secret settings and the database password only ever come from secretKeyRef.
 */}}
 {{- define "policy-suite.env" -}}
@@ -210,6 +214,7 @@ Secret settings and the database password only ever come from secretKeyRef.
   value: {{ ternary "false" "true" $root.Values.migrations.enabled | quote }}
 {{- end }}
 {{- end }}
+{{- if or $serve (not $facts.migratesWithoutSecrets) }}
 {{- range $setting, $required := $facts.secrets }}
 - name: {{ $prefix }}{{ upper $setting }}
   valueFrom:
@@ -219,6 +224,7 @@ Secret settings and the database password only ever come from secretKeyRef.
       {{- if not $required }}
       optional: true
       {{- end }}
+{{- end }}
 {{- end }}
 {{- if $serve }}
 {{- range $peer, $setting := $facts.calls }}
