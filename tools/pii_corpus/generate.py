@@ -1952,22 +1952,29 @@ NEIGHBOUR_LAYOUTS: tuple[Callable[[Random, TextBuilder], None], ...] = (
 )
 
 
+def layout_records(rng: Random, layouts, function_prefix: str, record_prefix: str,
+                   per_format: int, counters: Counter) -> list[Record]:
+    """per_format positive records of each layout, drawn from rng in order; each named
+    "<record_prefix>-<the layout's function name without function_prefix>-<ordinal>"."""
+    records = []
+    for layout in layouts:
+        name = layout.__name__.removeprefix(function_prefix).replace("_", "-")
+        for ordinal in range(per_format):
+            def draw() -> Record:
+                builder = TextBuilder()
+                layout(rng, builder)
+                return Record("%s-%s-%04d" % (record_prefix, name, ordinal), "positive",
+                              "".join(builder.parts), builder.labels, builder.negatives)
+            records.append(checked(draw, counters))
+    return records
+
+
 def neighbour_records(seed: int, per_format: int, counters: Counter) -> list[Record]:
     """Records whose values stand beside short numbers (expiry dates, CVVs, counts, amounts,
     dates) and in tables, per_format of each layout; a random stream of their own, so the
     other records do not change."""
     rng = Random("neighbours-%d" % seed)
-    records = []
-    for layout in NEIGHBOUR_LAYOUTS:
-        name = layout.__name__.removeprefix("neighbour_").replace("_", "-")
-        for ordinal in range(per_format):
-            def draw() -> Record:
-                builder = TextBuilder()
-                layout(rng, builder)
-                return Record("neighbour-%s-%04d" % (name, ordinal), "positive",
-                              "".join(builder.parts), builder.labels, builder.negatives)
-            records.append(checked(draw, counters))
-    return records
+    return layout_records(rng, NEIGHBOUR_LAYOUTS, "neighbour_", "neighbour", per_format, counters)
 
 
 # ---------------------------------------------------------------------------------------
@@ -2033,17 +2040,8 @@ def url_credential_records(seed: int, per_format: int, counters: Counter) -> lis
     """Records with credentials in URLs (a password with an unencoded '@', an empty user)
     beside URLs without any, per_format of each layout; a random stream of their own."""
     rng = Random("connections-%d" % seed)
-    records = []
-    for layout in CONNECTION_LAYOUTS:
-        name = layout.__name__.removeprefix("connection_")
-        for ordinal in range(per_format):
-            def draw() -> Record:
-                builder = TextBuilder()
-                layout(rng, builder)
-                return Record("connection-%s-%04d" % (name, ordinal), "positive",
-                              "".join(builder.parts), builder.labels, builder.negatives)
-            records.append(checked(draw, counters))
-    return records
+    return layout_records(rng, CONNECTION_LAYOUTS,
+                          "connection_", "connection", per_format, counters)
 
 
 # ---------------------------------------------------------------------------------------
@@ -2089,17 +2087,8 @@ def written_phone_records(seed: int, per_format: int, counters: Counter) -> list
     national numbers after a phone word ("Tel. 020 7946 0958"), per_format of each layout;
     a random stream of their own."""
     rng = Random("written-phones-%d" % seed)
-    records = []
-    for layout in WRITTEN_PHONE_LAYOUTS:
-        name = layout.__name__.removeprefix("written_phone_")
-        for ordinal in range(per_format):
-            def draw() -> Record:
-                builder = TextBuilder()
-                layout(rng, builder)
-                return Record("written-phone-%s-%04d" % (name, ordinal), "positive",
-                              "".join(builder.parts), builder.labels, builder.negatives)
-            records.append(checked(draw, counters))
-    return records
+    return layout_records(rng, WRITTEN_PHONE_LAYOUTS,
+                          "written_phone_", "written-phone", per_format, counters)
 
 
 # ---------------------------------------------------------------------------------------
@@ -2276,16 +2265,8 @@ def typographic_records(seed: int, per_format: int, counters: Counter) -> list[R
     hard negatives so written (date ranges, amounts, order numbers), per_format of each variant;
     a random stream of their own."""
     rng = Random("typography-%d" % seed)
-    records = []
-    for layout in TYPOGRAPHIC_LAYOUTS:
-        name = layout.__name__.removeprefix("typographic_").replace("_", "-")
-        for ordinal in range(per_format):
-            def draw() -> Record:
-                builder = TextBuilder()
-                layout(rng, builder)
-                return Record("typographic-%s-%04d" % (name, ordinal), "positive",
-                              "".join(builder.parts), builder.labels, builder.negatives)
-            records.append(checked(draw, counters))
+    records = layout_records(rng, TYPOGRAPHIC_LAYOUTS,
+                             "typographic_", "typographic", per_format, counters)
     for variant in TYPOGRAPHIC_NEGATIVE_VARIANTS:
         for ordinal in range(per_format):
             def draw() -> Record:
