@@ -32,15 +32,15 @@
 // Clocks: replicas' clocks need not agree. Every published time is on the store's clock
 // (EndpointStore::Now(), the database's): each round reads it once and estimates this
 // replica's offset from it (the store's time minus the midpoint of the replica's times before
-// and after the read, kept from the previous round while that still lies between those two
-// bounds, so that a steady clock does not make it jitter). The round publishes its breaker
-// times plus the offset and adopts peers' times minus it, so a breaker compares opens and
-// closes on its own clock. The fetch window, publication times and the retention's cutoff
-// are store times read in the round. What is assumed: the store's clock does not step back
-// by more than the fetch margin (kFetchMargin) between rounds, and neither the store's clock
-// nor the replica's steps between two rounds by more than a small part of the cool-down (a
-// step is corrected at the next round; times converted across it are off by the step). The
-// offset's error is at most half the read's round trip.
+// and after the read; the previous round's estimate is kept while it still lies between the
+// store's time minus those two, so that round-trip jitter does not move it). The round publishes
+// its breaker times plus the offset and adopts peers' times minus it, so a breaker compares opens
+// and closes on its own clock. The fetch window, publication times and the retention's cutoff are
+// store times read in the round. The offset's error is at most the read's round trip (half of it
+// when estimated anew). What is assumed: the store's clock does not step back by more than
+// kFetchMargin between rounds, and neither the store's clock nor the replica's steps by a sizeable
+// part of the cool-down while a breaker is open (the next round measures the offset anew, but the
+// breaker times a replica already holds were taken before the step and are off by it).
 namespace policy::region {
 
 class RegistrySync {

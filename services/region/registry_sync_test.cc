@@ -25,26 +25,6 @@ using ::testing::Field;
 
 constexpr char kActor[] = "member:alice";
 
-// A replica's clock: `base` (the store's clock) off by a skew that the test sets.
-class SkewedClock : public Clock {
- public:
-  explicit SkewedClock(const Clock* base) : base_(base) {}
-  absl::Time Now() const override { return base_->Now() + skew(); }
-  absl::Duration skew() const {
-    absl::MutexLock lock(&mu_);
-    return skew_;
-  }
-  void set_skew(absl::Duration skew) {
-    absl::MutexLock lock(&mu_);
-    skew_ = skew;
-  }
-
- private:
-  const Clock* const base_;
-  mutable absl::Mutex mu_;
-  absl::Duration skew_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
-};
-
 // Far more than a cool-down or a sync interval: a clock off by this much breaks any
 // comparison of times taken on two clocks.
 constexpr absl::Duration kSkew = absl::Hours(3);
@@ -139,6 +119,52 @@ class GatedStore : public MemoryEndpointStore {
   absl::Notification entered_;
   absl::Notification open_;
 };
+
+// The in-memory store whose Now() takes kRoundTrip on `clock` (the store's clock, which the
+// replica's follows) and reads the store's clock `read_at` after the call's midpoint.
+class RoundTripStore : public MemoryEndpointStore {
+ public:
+  static constexpr absl::Duration kRoundTrip = absl::Milliseconds(4);
+
+  explicit RoundTripStore(FakeClock* clock) : MemoryEndpointStore(clock), clock_(clock) {}
+  absl::StatusOr<absl::Time> Now() override {
+    clock_->Advance(kRoundTrip / 2);
+    const absl::Time now = clock_->Now() + read_at_;
+    clock_->Advance(kRoundTrip / 2);
+    return now;
+  }
+  // Beyond half the round trip either way, the store's clock stepped during the call.
+  void set_read_at(absl::Duration read_at) { read_at_ = read_at; }
+
+ private:
+  FakeClock* const clock_;
+  absl::Duration read_at_ = absl::ZeroDuration();
+};
+
+TEST(RegistrySyncOffsetTest, MeasuredEachRoundAndKeptWhileTheReadStillBoundsIt) {
+  FakeClock clock;
+  RoundTripStore store(&clock);
+  SkewedClock replica_clock(&clock, kSkew);
+  EndpointRegistry registry(&replica_clock, BreakerOptions{});
+  RegistrySync sync(&store, &registry, "r1", &replica_clock);
+  EXPECT_EQ(sync.clock_offset(), absl::ZeroDuration());  // None measured yet.
+  ASSERT_TRUE(sync.SyncOnce().ok());
+  EXPECT_EQ(sync.clock_offset(), -kSkew);  // From the midpoint of the read.
+
+  // A read later in the call is as consistent with the offset measured before: kept, so that
+  // round-trip jitter does not move the times this replica publishes.
+  store.set_read_at(RoundTripStore::kRoundTrip / 4);
+  ASSERT_TRUE(sync.SyncOnce().ok());
+  EXPECT_EQ(sync.clock_offset(), -kSkew);
+  store.set_read_at(-RoundTripStore::kRoundTrip / 2);
+  ASSERT_TRUE(sync.SyncOnce().ok());
+  EXPECT_EQ(sync.clock_offset(), -kSkew);
+
+  // The store's clock stepped a second ahead: measured anew.
+  store.set_read_at(absl::Seconds(1));
+  ASSERT_TRUE(sync.SyncOnce().ok());
+  EXPECT_EQ(sync.clock_offset(), absl::Seconds(1) - kSkew);
+}
 
 TEST(RegistrySyncHangTest, ReadinessNeverWaitsForAHungRoundAndLapsesAfterMaxStaleness) {
   FakeClock clock;
