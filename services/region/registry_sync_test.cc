@@ -337,7 +337,9 @@ class SkewedReplicasTest : public ReplicasTest, public ::testing::WithParamInter
 
 // The edge's Route and its later ReportOutcome may reach different replicas: B admits the
 // half-open probe, its success is reported to A. B frees its probe slot and routes to the
-// endpoint again after its next round, instead of blocking until probe_timeout.
+// endpoint again after its next round, instead of blocking until probe_timeout. A replica
+// whose clock ran ahead once fetched nothing published after its first round (its fetch
+// window was hours ahead of its peers' publication times), and so never saw A open.
 TEST_P(SkewedReplicasTest, AProbeHeldHereIsFreedWhenAnotherReplicaCloses) {
   ASSERT_TRUE(a_.sync.SyncOnce().ok());
   ASSERT_TRUE(b_.sync.SyncOnce().ok());
