@@ -40,6 +40,29 @@ class FakeClock : public Clock {
   absl::Time now_;
 };
 
+// Another clock off by a skew that can be changed: a host whose clock disagrees with `base`'s.
+class SkewedClock : public Clock {
+ public:
+  // `base` must outlive this clock.
+  explicit SkewedClock(const Clock* base, absl::Duration skew = absl::ZeroDuration())
+      : base_(base), skew_(skew) {}
+
+  absl::Time Now() const override { return base_->Now() + skew(); }
+  absl::Duration skew() const {
+    absl::MutexLock lock(&mu_);
+    return skew_;
+  }
+  void set_skew(absl::Duration skew) {
+    absl::MutexLock lock(&mu_);
+    skew_ = skew;
+  }
+
+ private:
+  const Clock* const base_;
+  mutable absl::Mutex mu_;
+  absl::Duration skew_ ABSL_GUARDED_BY(mu_);
+};
+
 }  // namespace policy
 
 #endif  // POLICY_COMMON_CLOCK_CLOCK_H_

@@ -136,9 +136,10 @@ class CircuitBreaker {
 
   // Merges the state another replica (sharing the same database, and so these options)
   // reported for this endpoint: its breaker is in `state`, last opened at `opened_at` (when not
-  // closed) and, when closed, closed at `closed_at` (absl::InfinitePast() when unknown). Both
-  // times are taken as at most `now` (a peer's clock running ahead cannot hold this breaker
-  // open for longer than cool_down from now, nor make its close look newer than it can be).
+  // closed) and, when closed, closed at `closed_at` (absl::InfinitePast() when unknown), both
+  // on the clock `now` is read from (RegistrySync converts peers' times to it). Both are
+  // taken as at most `now` (an error in that conversion cannot hold this breaker open for
+  // longer than cool_down from now, nor make a close look newer than it can be).
   //
   // The rule: the latest evidence wins, and between an open and a close at the same time, the
   // open.

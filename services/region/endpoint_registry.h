@@ -63,8 +63,8 @@ class EndpointRegistry {
   // breaker's state after it.
   absl::StatusOr<BreakerState> ReportOutcome(const std::string& id, const Outcome& outcome);
 
-  // Merges a breaker state another replica reported for `id` (CircuitBreaker::Adopt); unknown
-  // ids are ignored.
+  // Merges a breaker state another replica reported for `id` (CircuitBreaker::Adopt), its
+  // times on this registry's clock; unknown ids are ignored.
   void AdoptPeerState(const std::string& id, BreakerState state, absl::Time opened_at,
                       absl::Time closed_at);
 

@@ -67,6 +67,15 @@ class EndpointStore {
   // The records of the changes above, waiting for the audit ledger.
   virtual ledger::Outbox& outbox() = 0;
 
+  // The store's clock, read now: the one clock every replica sharing the store can read, and
+  // so the one their published breaker times are on (RegistrySync converts between it and each
+  // replica's own clock). One round trip where the store is remote; the time may be read at
+  // any moment during the call.
+  virtual absl::StatusOr<absl::Time> Now() = 0;
+
+  // Breaker times are on the store's clock (Now()), as RegistrySync publishes them; the store
+  // keeps and compares them as given.
+  //
   // Records `breaker` as its replica's latest state for its endpoint (one row per endpoint
   // and replica, replaced). NOT_FOUND when the endpoint does not exist.
   virtual absl::Status PublishBreaker(const PublishedBreaker& breaker) = 0;

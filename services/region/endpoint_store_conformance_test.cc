@@ -449,6 +449,24 @@ TEST_P(EndpointStoreConformanceTest, ForgetBreakersPublishedBeforeRemovesOnlyOld
   EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), IsEmpty());
 }
 
+// The store's clock: the memory store's is the real clock here, PostgreSQL's the server's,
+// the same for every store on the database.
+TEST_P(EndpointStoreConformanceTest, NowReadsTheStoresClock) {
+  absl::StatusOr<absl::Time> first = store_->Now();
+  ASSERT_TRUE(first.ok()) << first.status();
+  if (backend_.replica) {
+    std::unique_ptr<EndpointStore> replica = backend_.replica();
+    absl::StatusOr<absl::Time> between = replica->Now();
+    ASSERT_TRUE(between.ok()) << between.status();
+    EXPECT_LE(*first, *between);
+    first = between;
+  }
+  absl::StatusOr<absl::Time> second = store_->Now();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_LE(*first, *second);
+  EXPECT_LT(*second - *first, absl::Minutes(1));
+}
+
 TEST_P(EndpointStoreConformanceTest, PublishingForAnUnknownEndpointIsNotFound) {
   ASSERT_TRUE(store_->Create(Azure("a"), kActor).ok());
   const int64_t version = MustVersion();
@@ -768,6 +786,7 @@ TEST(PostgresEndpointStoreTest, AnUnreachableDatabaseIsUnavailable) {
   EXPECT_EQ(store.PublishBreaker({"a", "r1", BreakerState::kOpen, t, t}).code(),
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(store.BreakersSince(t).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store.Now().status().code(), absl::StatusCode::kUnavailable);
 }
 
 // Times PostgreSQL cannot store are refused before anything is sent (the memory store

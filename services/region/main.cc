@@ -53,6 +53,7 @@ int Main(int argc, char** argv) {
   absl::StatusOr<bool> done = pg::PrepareSchema(config.storage, "region", Migrations());
   if (!done.ok()) return Fail(done.status());
   if (*done) return 0;
+  Clock* clock = Clock::Real();
   std::unique_ptr<pg::Pool> pool;
   std::unique_ptr<EndpointStore> store;
   if (config.storage.postgres()) {
@@ -67,10 +68,9 @@ int Main(int argc, char** argv) {
     }
     store = std::make_unique<PostgresEndpointStore>(pool.get());
   } else {
-    store = std::make_unique<MemoryEndpointStore>();
+    store = std::make_unique<MemoryEndpointStore>(clock);
   }
 
-  Clock* clock = Clock::Real();
   EndpointRegistry registry(clock, config.breaker());
   const std::string replica = config.replica.empty() ? DefaultReplica() : config.replica;
   RegistrySync sync(store.get(), &registry, replica, clock);

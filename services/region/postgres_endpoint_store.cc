@@ -225,6 +225,18 @@ absl::Status PostgresEndpointStore::Delete(const std::string& id, const std::str
   });
 }
 
+absl::StatusOr<absl::Time> PostgresEndpointStore::Now() {
+  absl::Time now;
+  // clock_timestamp(), not now(): the time the statement runs, not the transaction's start.
+  absl::Status status = pool_->Autocommit([&](pqxx::nontransaction& tx) {
+    now = absl::FromUnixMicros(
+        tx.exec1("SELECT " POLICY_PG_US("clock_timestamp()"))[0].as<int64_t>());
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return now;
+}
+
 absl::Status PostgresEndpointStore::PublishBreaker(const PublishedBreaker& b) {
   if (b.published_at == absl::InfinitePast() || b.published_at == absl::InfiniteFuture() ||
       b.opened_at == absl::InfiniteFuture() || b.closed_at == absl::InfiniteFuture()) {

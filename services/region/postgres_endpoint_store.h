@@ -54,6 +54,9 @@ class PostgresEndpointStore : public EndpointStore {
   absl::Status Update(const Endpoint& endpoint, const std::string& actor) override;
   absl::Status Delete(const std::string& id, const std::string& actor) override;
   ledger::Outbox& outbox() override { return outbox_; }
+  // The server's clock_timestamp(), to the microsecond, in one statement outside any
+  // transaction (one round trip).
+  absl::StatusOr<absl::Time> Now() override;
   absl::Status PublishBreaker(const PublishedBreaker& breaker) override;
   absl::StatusOr<std::vector<PublishedBreaker>> BreakersSince(absl::Time since) override;
   absl::StatusOr<int64_t> ForgetBreakersPublishedBefore(absl::Time cutoff) override;

@@ -80,7 +80,7 @@ class RegionServiceTest : public ::testing::Test {
   std::vector<ledger::OutboxEntry> Outbox() { return store_.outbox().Read(100).value(); }
 
   FakeClock clock_;
-  MemoryEndpointStore store_;
+  MemoryEndpointStore store_{&clock_};
   EndpointRegistry registry_{&clock_, BreakerOptions{}};
   RegistrySync sync_{&store_, &registry_, "test", &clock_};
   server::BlockingPool pool_{2, 16};

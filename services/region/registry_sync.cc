@@ -42,12 +42,28 @@ absl::Status RegistrySync::SyncOnce() {
   return status;
 }
 
+void RegistrySync::MeasureOffset(absl::Time before, absl::Time store_now, absl::Time after) {
+  // The store read its clock at some moment between `before` and `after` on this clock.
+  const absl::Duration lowest = store_now - after;
+  const absl::Duration highest = store_now - before;
+  if (!offset_.has_value() || *offset_ < lowest || *offset_ > highest) {
+    offset_ = store_now - (before + (after - before) / 2);
+    clock_offset_ns_.store(absl::ToInt64Nanoseconds(*offset_), std::memory_order_release);
+  }
+}
+
 absl::Status RegistrySync::SyncLocked() {
   ASSIGN_OR_RETURN(int64_t version, store_->Version());
   if (version != version_) RETURN_IF_ERROR(ReloadLocked());
 
+  // Times go to the store on its clock and come back on this replica's (infinite times stay
+  // infinite).
+  const absl::Time before = clock_->Now();
+  ASSIGN_OR_RETURN(const absl::Time store_now, store_->Now());
+  MeasureOffset(before, store_now, clock_->Now());
+  const absl::Duration offset = *offset_;
+
   // Publish what changed here.
-  const absl::Time now = clock_->Now();
   for (const EndpointHealthReport& e : registry_->Health().endpoints) {
     const std::tuple<BreakerState, absl::Time, absl::Time> mine{
         e.breaker.state, e.breaker.opened_at, e.breaker.closed_at};
@@ -62,9 +78,9 @@ absl::Status RegistrySync::SyncLocked() {
         store_->PublishBreaker(PublishedBreaker{.endpoint_id = e.endpoint.id,
                                                 .replica = replica_,
                                                 .state = e.breaker.state,
-                                                .opened_at = e.breaker.opened_at,
-                                                .published_at = now,
-                                                .closed_at = e.breaker.closed_at});
+                                                .opened_at = e.breaker.opened_at + offset,
+                                                .published_at = store_now,
+                                                .closed_at = e.breaker.closed_at + offset});
     if (s.ok()) {
       published_[e.endpoint.id] = mine;
     } else if (!absl::IsNotFound(s)) {  // Deleted meanwhile: nothing to publish.
@@ -72,21 +88,20 @@ absl::Status RegistrySync::SyncLocked() {
     }
   }
 
-  if (now - last_cleanup_ >= kBreakerCleanupInterval) {
-    RETURN_IF_ERROR(store_->ForgetBreakersPublishedBefore(now - kBreakerRetention).status());
-    last_cleanup_ = now;
+  if (store_now - last_cleanup_ >= kBreakerCleanupInterval) {
+    RETURN_IF_ERROR(store_->ForgetBreakersPublishedBefore(store_now - kBreakerRetention).status());
+    last_cleanup_ = store_now;
   }
 
-  // Adopt what the others published since the last round (with a margin for clock skew
-  // between replicas' publish times): their opens and their closes.
-  const absl::Time since = last_fetch_ == absl::InfinitePast() ? now - kBreakerRetention
-                                                               : last_fetch_ - absl::Seconds(5);
+  // Adopt what the others published since the last round: their opens and their closes.
+  const absl::Time since = last_fetch_ == absl::InfinitePast() ? store_now - kBreakerRetention
+                                                               : last_fetch_ - kFetchMargin;
   ASSIGN_OR_RETURN(std::vector<PublishedBreaker> peers, store_->BreakersSince(since));
   for (const PublishedBreaker& p : peers) {
     if (p.replica == replica_) continue;
-    registry_->AdoptPeerState(p.endpoint_id, p.state, p.opened_at, p.closed_at);
+    registry_->AdoptPeerState(p.endpoint_id, p.state, p.opened_at - offset, p.closed_at - offset);
   }
-  last_fetch_ = now;
+  last_fetch_ = store_now;
   return absl::OkStatus();
 }
 

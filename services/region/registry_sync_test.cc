@@ -1,9 +1,11 @@
 // RegistrySync over the in-memory store on a fake clock: what a replica adopts from the
-// others, and how long published breaker states are kept.
+// others, and how long published breaker states are kept, whether or not the replicas' clocks
+// agree with the store's (the database's) and with each other.
 #include "services/region/registry_sync.h"
 
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,6 +24,10 @@ using ::testing::ElementsAre;
 using ::testing::Field;
 
 constexpr char kActor[] = "member:alice";
+
+// Far more than a cool-down or a sync interval: a clock off by this much breaks any
+// comparison of times taken on two clocks.
+constexpr absl::Duration kSkew = absl::Hours(3);
 
 Endpoint Eu(const std::string& id) {
   Endpoint e;
@@ -51,7 +57,7 @@ class RegistrySyncTest : public ::testing::Test {
     EXPECT_TRUE(store_.Create(Eu("swedencentral"), kActor).ok());
   }
 
-  // A state replica `replica` published `age` ago, open since then.
+  // A state replica `replica` published `age` ago (by the store's clock), open since then.
   void PublishOpen(const std::string& endpoint, const std::string& replica, absl::Duration age) {
     const absl::Time at = clock_.Now() - age;
     ASSERT_TRUE(store_.PublishBreaker({endpoint, replica, BreakerState::kOpen, at, at}).ok());
@@ -74,16 +80,26 @@ class RegistrySyncTest : public ::testing::Test {
     return BreakerState::kClosed;
   }
 
-  FakeClock clock_;
-  MemoryEndpointStore store_;
-  EndpointRegistry registry_{&clock_, LongCoolDown()};
-  RegistrySync sync_{&store_, &registry_, "new", &clock_};
+  FakeClock clock_;  // The store's (the database's).
+  MemoryEndpointStore store_{&clock_};
+  // The replica under test's: the store's unless a test skews it.
+  SkewedClock replica_clock_{&clock_};
+  EndpointRegistry registry_{&replica_clock_, LongCoolDown()};
+  RegistrySync sync_{&store_, &registry_, "new", &replica_clock_};
+};
+
+// The replica under test's clock off by GetParam() from the store's.
+class SkewedReplicaTest : public RegistrySyncTest,
+                          public ::testing::WithParamInterface<absl::Duration> {
+ protected:
+  SkewedReplicaTest() { replica_clock_.set_skew(GetParam()); }
 };
 
 // The in-memory store whose Version() hangs while the gate is shut, as a query waiting on a
 // table lock does, or fails while failing is set.
 class GatedStore : public MemoryEndpointStore {
  public:
+  explicit GatedStore(Clock* clock) : MemoryEndpointStore(clock) {}
   absl::StatusOr<int64_t> Version() override {
     if (failing_) return absl::UnavailableError("database connection lost");
     if (shut_) {
@@ -104,9 +120,55 @@ class GatedStore : public MemoryEndpointStore {
   absl::Notification open_;
 };
 
+// The in-memory store whose Now() takes kRoundTrip on `clock` (the store's clock, which the
+// replica's follows) and reads the store's clock `read_at` after the call's midpoint.
+class RoundTripStore : public MemoryEndpointStore {
+ public:
+  static constexpr absl::Duration kRoundTrip = absl::Milliseconds(4);
+
+  explicit RoundTripStore(FakeClock* clock) : MemoryEndpointStore(clock), clock_(clock) {}
+  absl::StatusOr<absl::Time> Now() override {
+    clock_->Advance(kRoundTrip / 2);
+    const absl::Time now = clock_->Now() + read_at_;
+    clock_->Advance(kRoundTrip / 2);
+    return now;
+  }
+  // Beyond half the round trip either way, the store's clock stepped during the call.
+  void set_read_at(absl::Duration read_at) { read_at_ = read_at; }
+
+ private:
+  FakeClock* const clock_;
+  absl::Duration read_at_ = absl::ZeroDuration();
+};
+
+TEST(RegistrySyncOffsetTest, MeasuredEachRoundAndKeptWhileTheReadStillBoundsIt) {
+  FakeClock clock;
+  RoundTripStore store(&clock);
+  SkewedClock replica_clock(&clock, kSkew);
+  EndpointRegistry registry(&replica_clock, BreakerOptions{});
+  RegistrySync sync(&store, &registry, "r1", &replica_clock);
+  EXPECT_EQ(sync.clock_offset(), absl::ZeroDuration());  // None measured yet.
+  ASSERT_TRUE(sync.SyncOnce().ok());
+  EXPECT_EQ(sync.clock_offset(), -kSkew);  // From the midpoint of the read.
+
+  // A read later in the call is as consistent with the offset measured before: kept, so that
+  // round-trip jitter does not move the times this replica publishes.
+  store.set_read_at(RoundTripStore::kRoundTrip / 4);
+  ASSERT_TRUE(sync.SyncOnce().ok());
+  EXPECT_EQ(sync.clock_offset(), -kSkew);
+  store.set_read_at(-RoundTripStore::kRoundTrip / 2);
+  ASSERT_TRUE(sync.SyncOnce().ok());
+  EXPECT_EQ(sync.clock_offset(), -kSkew);
+
+  // The store's clock stepped a second ahead: measured anew.
+  store.set_read_at(absl::Seconds(1));
+  ASSERT_TRUE(sync.SyncOnce().ok());
+  EXPECT_EQ(sync.clock_offset(), absl::Seconds(1) - kSkew);
+}
+
 TEST(RegistrySyncHangTest, ReadinessNeverWaitsForAHungRoundAndLapsesAfterMaxStaleness) {
   FakeClock clock;
-  GatedStore store;
+  GatedStore store(&clock);
   ASSERT_TRUE(store.Create(Eu("westeurope"), kActor).ok());
   EndpointRegistry registry(&clock, BreakerOptions{});
   RegistrySync sync(&store, &registry, "r1", &clock);
@@ -138,7 +200,7 @@ TEST(RegistrySyncHangTest, ReadinessNeverWaitsForAHungRoundAndLapsesAfterMaxStal
 
 TEST(RegistrySyncHangTest, AFailedRoundTurnsReadinessOffAtOnce) {
   FakeClock clock;
-  GatedStore store;
+  GatedStore store(&clock);
   EndpointRegistry registry(&clock, BreakerOptions{});
   RegistrySync sync(&store, &registry, "r1", &clock);
   EXPECT_FALSE(sync.healthy());
@@ -154,7 +216,8 @@ TEST(RegistrySyncHangTest, AFailedRoundTurnsReadinessOffAtOnce) {
   EXPECT_TRUE(sync.Ready(absl::InfiniteDuration()));
 }
 
-TEST_F(RegistrySyncTest, AFirstRoundAdoptsOpenBreakersPublishedWithinTheRetentionOnly) {
+// The retention is counted on the store's clock, whatever the replica's says.
+TEST_P(SkewedReplicaTest, AFirstRoundAdoptsOpenBreakersPublishedWithinTheRetentionOnly) {
   PublishOpen("westeurope", "peer", RegistrySync::kBreakerRetention - absl::Minutes(1));
   PublishOpen("swedencentral", "peer", RegistrySync::kBreakerRetention + absl::Minutes(1));
   ASSERT_TRUE(sync_.SyncOnce().ok());
@@ -162,7 +225,7 @@ TEST_F(RegistrySyncTest, AFirstRoundAdoptsOpenBreakersPublishedWithinTheRetentio
   EXPECT_EQ(StateOf(registry_, "swedencentral"), BreakerState::kClosed);
 }
 
-TEST_F(RegistrySyncTest, StatesOlderThanTheRetentionAreRemovedAtMostOncePerInterval) {
+TEST_P(SkewedReplicaTest, StatesOlderThanTheRetentionAreRemovedAtMostOncePerInterval) {
   // A replica gone for good published these; the store keeps them until someone removes them.
   PublishOpen("westeurope", "gone", RegistrySync::kBreakerRetention + absl::Seconds(1));
   PublishOpen("swedencentral", "gone", RegistrySync::kBreakerRetention - absl::Minutes(30));
@@ -171,7 +234,7 @@ TEST_F(RegistrySyncTest, StatesOlderThanTheRetentionAreRemovedAtMostOncePerInter
   EXPECT_THAT(PublishedByOthers(), ElementsAre("swedencentral/gone", "swedencentral/peer"));
 
   // 45 minutes later the second one is past the retention, but the interval has not passed.
-  clock_.Advance(absl::Minutes(45));
+  clock_.Advance(absl::Minutes(45));  // The replica's clock too.
   ASSERT_TRUE(sync_.SyncOnce().ok());
   EXPECT_THAT(PublishedByOthers(), ElementsAre("swedencentral/gone", "swedencentral/peer"));
 
@@ -179,6 +242,13 @@ TEST_F(RegistrySyncTest, StatesOlderThanTheRetentionAreRemovedAtMostOncePerInter
   ASSERT_TRUE(sync_.SyncOnce().ok());
   EXPECT_THAT(PublishedByOthers(), ElementsAre("swedencentral/peer"));
 }
+
+INSTANTIATE_TEST_SUITE_P(Skews, SkewedReplicaTest,
+                         ::testing::Values(absl::ZeroDuration(), -kSkew, kSkew),
+                         [](const auto& info) -> std::string {
+                           if (info.param == absl::ZeroDuration()) return "agrees";
+                           return info.param < absl::ZeroDuration() ? "lags" : "ahead";
+                         });
 
 TEST_F(RegistrySyncTest, ABreakerOpenedHereIsPublishedAndAdoptedByAnotherReplica) {
   ASSERT_TRUE(sync_.SyncOnce().ok());  // Loads the endpoints.
@@ -208,7 +278,7 @@ class ReplicasTest : public RegistrySyncTest {
   }
 
   struct Replica {
-    Replica(MemoryEndpointStore* store, FakeClock* clock, const std::string& name)
+    Replica(MemoryEndpointStore* store, Clock* clock, const std::string& name)
         : registry(clock, BreakerOptions{}), sync(store, &registry, name, clock) {}
     EndpointRegistry registry;
     RegistrySync sync;
@@ -238,14 +308,39 @@ class ReplicasTest : public RegistrySyncTest {
   }
 
   static constexpr absl::Duration kInterval = absl::Milliseconds(200);
-  Replica a_{&store_, &clock_, "a"};
-  Replica b_{&store_, &clock_, "b"};
+  // The store's clock unless a test skews them.
+  SkewedClock a_clock_{&clock_};
+  SkewedClock b_clock_{&clock_};
+  Replica a_{&store_, &a_clock_, "a"};
+  Replica b_{&store_, &b_clock_, "b"};
+};
+
+// A's and B's clocks off from the store's (and so from each other) by the skews of GetParam():
+// whatever they are, the replicas behave as they do when the clocks agree.
+struct Skews {
+  absl::Duration a;
+  absl::Duration b;
+  std::string name;
+};
+void PrintTo(const Skews& skews, std::ostream* os) { *os << skews.name; }
+
+class SkewedReplicasTest : public ReplicasTest, public ::testing::WithParamInterface<Skews> {
+ protected:
+  SkewedReplicasTest() {
+    a_clock_.set_skew(GetParam().a);
+    b_clock_.set_skew(GetParam().b);
+  }
+  // A time on A's clock, on B's, and the other way round.
+  static absl::Time OnB(absl::Time on_a) { return on_a - GetParam().a + GetParam().b; }
+  static absl::Time OnA(absl::Time on_b) { return on_b - GetParam().b + GetParam().a; }
 };
 
 // The edge's Route and its later ReportOutcome may reach different replicas: B admits the
 // half-open probe, its success is reported to A. B frees its probe slot and routes to the
-// endpoint again after its next round, instead of blocking until probe_timeout.
-TEST_F(ReplicasTest, AProbeHeldHereIsFreedWhenAnotherReplicaCloses) {
+// endpoint again after its next round, instead of blocking until probe_timeout. A replica
+// whose clock ran ahead once fetched nothing published after its first round (its fetch
+// window was hours ahead of its peers' publication times), and so never saw A open.
+TEST_P(SkewedReplicasTest, AProbeHeldHereIsFreedWhenAnotherReplicaCloses) {
   ASSERT_TRUE(a_.sync.SyncOnce().ok());
   ASSERT_TRUE(b_.sync.SyncOnce().ok());
   Fail(a_);
@@ -268,7 +363,7 @@ TEST_F(ReplicasTest, AProbeHeldHereIsFreedWhenAnotherReplicaCloses) {
   const BreakerSnapshot b = BreakerOf(b_);
   EXPECT_EQ(b.state, BreakerState::kClosed);
   EXPECT_EQ(b.probes_in_flight, 0);
-  EXPECT_EQ(b.closed_at, BreakerOf(a_).closed_at);
+  EXPECT_EQ(b.closed_at, OnB(BreakerOf(a_).closed_at));
   EXPECT_EQ(RouteOn(b_), "westeurope");
   EXPECT_EQ(RouteOn(b_), "westeurope");
 
@@ -280,7 +375,10 @@ TEST_F(ReplicasTest, AProbeHeldHereIsFreedWhenAnotherReplicaCloses) {
   EXPECT_EQ(BreakerOf(b_).state, BreakerState::kClosed);
 }
 
-TEST_F(ReplicasTest, ABreakerThatOpenedAfterThePeersCloseStaysOpen) {
+// A closes, then B sees a failure: B stays open, and A adopts B's open. A replica whose clock
+// lags once adopted every close of a peer as if it had just happened (B closed here), and a
+// peer's close came out newer than B's open when the peer's clock ran ahead.
+TEST_P(SkewedReplicasTest, ABreakerThatOpenedAfterThePeersCloseStaysOpen) {
   ASSERT_TRUE(a_.sync.SyncOnce().ok());
   ASSERT_TRUE(b_.sync.SyncOnce().ok());
   Fail(a_);
@@ -303,8 +401,19 @@ TEST_F(ReplicasTest, ABreakerThatOpenedAfterThePeersCloseStaysOpen) {
   // And A adopts B's open, newer than its own close.
   ASSERT_TRUE(a_.sync.SyncOnce().ok());
   EXPECT_EQ(BreakerOf(a_).state, BreakerState::kOpen);
-  EXPECT_EQ(BreakerOf(a_).opened_at, b_opened);
+  EXPECT_EQ(BreakerOf(a_).opened_at, OnA(b_opened));
 }
+
+INSTANTIATE_TEST_SUITE_P(Clocks, SkewedReplicasTest,
+                         ::testing::Values(Skews{absl::ZeroDuration(), absl::ZeroDuration(),
+                                                 "agree"},
+                                           Skews{absl::ZeroDuration(), -kSkew, "b_lags"},
+                                           Skews{absl::ZeroDuration(), kSkew, "b_ahead"},
+                                           Skews{-kSkew, absl::ZeroDuration(), "a_lags"},
+                                           Skews{kSkew, absl::ZeroDuration(), "a_ahead"},
+                                           Skews{kSkew, -kSkew, "a_ahead_b_lags"},
+                                           Skews{-kSkew, kSkew, "a_lags_b_ahead"}),
+                         [](const auto& info) { return info.param.name; });
 
 // C's probe failed, then B's probe succeeded and was reported to A. B reads A's close and C's
 // older open in one round: the close prevails whichever it reads first, and C follows.
