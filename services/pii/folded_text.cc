@@ -135,16 +135,19 @@ FoldedText::FoldedText(absl::string_view text) {
   size_t copied = 0;  // text[0, copied) is in folded_.
   for (size_t at = NextFoldCandidate(text, 0); at < text.size(); at = NextFoldCandidate(text, at)) {
     char ascii = 0;
-    const size_t length = FoldableAt(text, at, ascii);
+    size_t length = FoldableAt(text, at, ascii);
     if (length == 0) {
       ++at;
       continue;
     }
     folded_.append(text.data() + copied, at - copied);
-    removed += length - 1;
-    shifts_.emplace_back(folded_.size(), removed);
-    folded_ += ascii;
-    at += length;
+    // A run of such characters (a value typed full-width) folds without searching again.
+    do {
+      removed += length - 1;
+      shifts_.emplace_back(folded_.size(), removed);
+      folded_ += ascii;
+      at += length;
+    } while (at < text.size() && (length = FoldableAt(text, at, ascii)) != 0);
     copied = at;
   }
   folded_.append(text.data() + copied, text.size() - copied);
