@@ -1327,8 +1327,8 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
   std::vector<int> hits;
   size_t regions = 0;
   // The built-in recognizers read the text with its typographic spaces and dashes and its
-  // full-width digits folded to ASCII (see folded_text.h), and their findings are mapped back;
-  // custom recognizers read the text as it is.
+  // full-width characters folded to ASCII (see folded_text.h), and their findings are mapped
+  // back; custom recognizers read the text as it is.
   std::optional<FoldedText> folded;
   if (FoldedText::HoldsFoldable(text)) folded.emplace(text);
   const absl::string_view builtin_text = folded.has_value() ? folded->text() : text;

@@ -39,11 +39,13 @@
 // "BE68 5390 0754 7034 EUR" still yields the IBAN and "2001:db8::1:" the address.
 //
 // The built-in recognizers read the text with the spaces, dashes and full-width characters
-// real documents write in numbers folded to ASCII (no-break and thin spaces, en dashes and
-// minus signs, full-width digits: see folded_text.h), so that "4111 1111 1111 1111" with
-// U+202F between its groups is a card; a finding is mapped back to the original bytes it
-// covers, whole characters. Texts without any such character (one vector pass tells) are
-// scanned as they are. Custom recognizers always read the text as it is.
+// real documents write folded to ASCII (no-break, thin and ideographic spaces, en dashes and
+// minus signs, the full-width forms of ASCII: see folded_text.h), so that "4111 1111 1111
+// 1111" with U+202F between its groups is a card and "ｊｏｈｎ＠ｅｘａｍｐｌｅ．ｃｏｍ" an e-mail
+// address; context words are looked for in the folded text too ("ｐｈｏｎｅ" counts). A finding
+// is mapped back to the original bytes it covers, whole characters. Texts without any such
+// character (one vector pass tells) are scanned as they are. Custom recognizers always read
+// the text as it is.
 //
 // A grouped IBAN in lowercase ("gb82 west 1234 5698 7654 32") holds spaces after lowercase
 // letters, which end chunks: a kept chunk's region takes in the groups of four around it.

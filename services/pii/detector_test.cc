@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -104,6 +105,27 @@ std::string RandomOf(absl::string_view alphabet, size_t n, uint32_t seed) {
   std::string out;
   for (size_t i = 0; i < n; ++i) out += alphabet[random() % alphabet.size()];
   return out;
+}
+
+// `ascii` as a Japanese input method types it: each of '!' to '~' as its full-width form
+// (U+FF01-U+FF5E); spaces and other bytes as they are.
+std::string FullWidth(absl::string_view ascii) {
+  std::string out;
+  for (const char c : ascii) {
+    if (c < '!' || c > '~') {
+      out += c;
+      continue;
+    }
+    const char32_t wide = static_cast<char32_t>(c) + 0xFEE0;
+    out += {static_cast<char>(0xE0 | (wide >> 12)), static_cast<char>(0x80 | ((wide >> 6) & 0x3F)),
+            static_cast<char>(0x80 | (wide & 0x3F))};
+  }
+  return out;
+}
+
+// `text` with each space an U+3000 IDEOGRAPHIC SPACE.
+std::string IdeographicSpaces(absl::string_view text) {
+  return absl::StrReplaceAll(text, {{" ", "\u3000"}});
 }
 
 constexpr absl::string_view kBase62 =
@@ -291,6 +313,27 @@ std::vector<Sample> TypographicPositives() {
       {"EMAIL_ADDRESS", "", "jane\uFF20example.com"},
       {"EMAIL_ADDRESS", "", "jane.doe\uFF20example\uFF0Ecom"},
       {"IP_ADDRESS", "", "\uFF11\uFF19\uFF12\uFF0E\uFF10\uFF0E\uFF12\uFF0E\uFF11"},
+      // Full-width letters and punctuation, ideographic spaces.
+      {"EMAIL_ADDRESS", "", FullWidth("john.smith@example.com")},
+      {"EMAIL_ADDRESS", "メール\u3000", FullWidth("ops+alerts@mail.example.co.uk")},
+      {"IBAN_CODE", "", FullWidth("DE89 3704 0044 0532 0130 00")},
+      {"IBAN_CODE", "", IdeographicSpaces(FullWidth("DE89 3704 0044 0532 0130 00"))},
+      {"IBAN_CODE", "", IdeographicSpaces(FullWidth("GB82 WEST 1234 5698 7654 32"))},
+      {"IBAN_CODE", "", FullWidth("GB82WEST12345698765432")},
+      {"IBAN_CODE", "", FullWidth("fr14 2004 1010 0505 0001 3m02 606")},
+      {"AWS_ACCESS_KEY", "", FullWidth("AKIAIOSFODNN7EXAMPLE")},
+      {"AWS_ACCESS_KEY", "キー\u3000", FullWidth("AKIAIOSFODNN7EXAMPLE")},
+      {"GITHUB_TOKEN", "", FullWidth("ghp_" + RandomOf(kBase62, 36, 9))},
+      {"PHONE_NUMBER", "電話\u3000", "03-1234-5678"},
+      {"PHONE_NUMBER", "TEL\u3000", FullWidth("090-1234-5678")},
+      {"PHONE_NUMBER", "\u3000", "+81 90 1234 5678"},
+      {"PHONE_NUMBER", "", "+81\u300090\u30001234\u30005678"},
+      {"PHONE_NUMBER", "電話\u3000", "090\u30001234\u30005678"},
+      {"PHONE_NUMBER", "phone\u3000", "(415)\u3000555-2671"},
+      {"PHONE_NUMBER", FullWidth("phone") + " ", "020 7946 0958"},
+      {"US_SSN", FullWidth("SSN:") + "\u3000", FullWidth("123456789")},
+      {"CREDIT_CARD", "カード番号\u3000", IdeographicSpaces(FullWidth("4111 1111 1111 1111"))},
+      {"IP_ADDRESS", "", FullWidth("2001:db8::8a2e:370:7334")},
   };
 }
 
@@ -328,6 +371,18 @@ TEST(DetectorTest, FindsEachFormatWithExactOffsets) {
 
 TEST(DetectorTest, FindsValuesWrittenWithTypographicCharactersWithExactOffsets) {
   for (const Sample& sample : TypographicPositives()) ExpectFoundAloneWithExactOffsets(sample);
+}
+
+// Every one-line format typed with full-width characters (its context words too), its spaces
+// as they are or ideographic: found as its ASCII form is.
+TEST(DetectorTest, FindsEachFormatWrittenInFullWidthCharacters) {
+  for (const Sample& sample : Positives()) {
+    if (sample.value.find('\n') != std::string::npos) continue;
+    ExpectFoundAloneWithExactOffsets(
+        {sample.type, FullWidth(sample.context), FullWidth(sample.value)});
+    ExpectFoundAloneWithExactOffsets({sample.type, IdeographicSpaces(FullWidth(sample.context)),
+                                      IdeographicSpaces(FullWidth(sample.value))});
+  }
 }
 
 TEST(DetectorTest, KeyWithoutItsEndLineIsRedactedToTheEndOfItsBase64) {
@@ -476,6 +531,27 @@ std::vector<std::string> HardNegatives() {
       "Invoice 912-345-678",
       "Pedido 912 34 56 78",
       "de89 3704 0044 0532 0130 01",
+      // The same in full-width characters and ideographic spaces: dates, times, versions,
+      // order numbers, identifiers, values failing their checks.
+      FullWidth("2024/01/15"),
+      FullWidth("2024-01-15"),
+      FullWidth("15.01.2024"),
+      "２０２４年１月１５日",
+      FullWidth("14:05:33"),
+      FullWidth("v2.14.0"),
+      FullWidth("Version 1.2.3.4"),
+      IdeographicSpaces(FullWidth("version 10.0.19045.2965")),
+      FullWidth("ORD-88412-A"),
+      FullWidth("INV-2023-0042"),
+      FullWidth("123e4567-e89b-12d3-a456-426614174000"),
+      FullWidth("AKIA-not-a-key"),
+      FullWidth("icon@2x.png"),
+      FullWidth("std::vector"),
+      IdeographicSpaces(FullWidth("4111 1111 1111 1112")),
+      IdeographicSpaces(FullWidth("DE89 3704 0044 0532 0130 01")),
+      FullWidth("GB82WEST12345698765433"),
+      FullWidth("666-12-3456"),
+      "注文番号\u3000" + FullWidth("612 345 678"),
   };
 }
 
@@ -900,21 +976,23 @@ TEST(DetectorTest, EmptyAndTinyTexts) {
 // Random text mixing words, digits, punctuation, multi-byte characters and PII values.
 std::string RandomMixedText(std::mt19937& random, size_t pieces) {
   static const std::vector<std::string> kPieces = [] {
-    std::vector<std::string> p = {"the",      "Straße",      "naïve",     "日本語",
-                                  "テキスト", "🙂",        "—",         "€",
-                                  "ü",        "ß",           " ",         " ",
-                                  " ",        "\n",          ".",         ",",
-                                  ":",        "-",           "(",         ")",
-                                  "@",        "+",           "#",         "/",
-                                  "_",        "0",           "1",         "7",
-                                  "42",       "2024",        "123",       "4567",
-                                  "ssn",      "phone",       "NHS",       "itin",
-                                  "DEA",      "version ",    "v",         "sk-",
-                                  "AKIA",     "-----BEGIN ", "-----END ", "PRIVATE KEY-----",
-                                  "RSA ",     "::",          "ffff",      "x@y",
-                                  ".com",     "A",           "Z",         "9",
-                                  "\u00A0",   "\u202F",      "\u2013",    "\u2011",
-                                  "\uFF11",   "\uFF10",      "\uFF0D",    "\uFF20",
+    std::vector<std::string> p = {"the",      "Straße",      "naïve",      "日本語",
+                                  "テキスト", "🙂",        "—",          "€",
+                                  "ü",        "ß",           " ",          " ",
+                                  " ",        "\n",          ".",          ",",
+                                  ":",        "-",           "(",          ")",
+                                  "@",        "+",           "#",          "/",
+                                  "_",        "0",           "1",          "7",
+                                  "42",       "2024",        "123",        "4567",
+                                  "ssn",      "phone",       "NHS",        "itin",
+                                  "DEA",      "version ",    "v",          "sk-",
+                                  "AKIA",     "-----BEGIN ", "-----END ",  "PRIVATE KEY-----",
+                                  "RSA ",     "::",          "ffff",       "x@y",
+                                  ".com",     "A",           "Z",          "9",
+                                  "\u00A0",   "\u202F",      "\u2013",     "\u2011",
+                                  "\uFF11",   "\uFF10",      "\uFF0D",     "\uFF20",
+                                  "\u3000",   "\uFF21",      "\uFF4B",     "\uFF3F",
+                                  "\uFF1A",   "\uFF0F",      "ｐｈｏｎｅ", "ＳＳＮ",
                                   "abcd ",    "west "};
     for (const Sample& s : Positives()) p.push_back(s.value);
     for (const Sample& s : TypographicPositives()) p.push_back(s.value);
@@ -952,7 +1030,10 @@ TEST(DetectorTest, TypographicValuesMapBackToTheirOriginalBytes) {
   const std::string text =
       "Karte\u00A0: 4111\u202F1111\u202F1111\u202F1111 — SSN\u00A0123\u201145\u20116789, "
       "電話\uFF1A\uFF10\uFF19\uFF10\uFF0D\uFF11\uFF12\uFF13\uFF14\uFF0D\uFF15\uFF16\uFF17\uFF18、"
-      "mail jane\uFF20example.com, prix 1\u202F234,56\u00A0€ (2019\u20132023).";
+      "mail jane\uFF20example.com, prix 1\u202F234,56\u00A0€ (2019\u20132023). メール\uFF1A" +
+      FullWidth("john.smith@example.com") + "\u3000口座\u3000" +
+      IdeographicSpaces(FullWidth("DE89 3704 0044 0532 0130 00")) + "、キー\uFF1A" +
+      FullWidth("AKIAIOSFODNN7EXAMPLE") + "\u3000（" + FullWidth("v2.14.0") + "）";
   const std::vector<Finding> findings = Default().Scan(text);
   ExpectInvariants(text, findings, 0.5);
   std::string redacted;
@@ -964,7 +1045,9 @@ TEST(DetectorTest, TypographicValuesMapBackToTheirOriginalBytes) {
   redacted += text.substr(at);
   EXPECT_EQ(redacted,
             "Karte\u00A0: <CREDIT_CARD> — SSN\u00A0<US_SSN>, 電話\uFF1A<PHONE_NUMBER>、"
-            "mail <EMAIL_ADDRESS>, prix 1\u202F234,56\u00A0€ (2019\u20132023).")
+            "mail <EMAIL_ADDRESS>, prix 1\u202F234,56\u00A0€ (2019\u20132023). メール\uFF1A"
+            "<EMAIL_ADDRESS>\u3000口座\u3000<IBAN_CODE>、キー\uFF1A<AWS_ACCESS_KEY>\u3000（" +
+                FullWidth("v2.14.0") + "）")
       << DescribeAll(text, findings);
 }
 
@@ -989,7 +1072,8 @@ TEST(DetectorTest, ContextWordsBeyondAscii) {
 TEST(DetectorTest, CustomRecognizersReadTheTextUnfolded) {
   auto detector = WithCustom({Spec("ref", "REFERENCE", "REF\\x{2013}[0-9]{4}", 0.9),
                               Spec("emp", "EMPLOYEE_ID", "EMP-[0-9]{6}", 0.9)});
-  const std::string text = "REF\u20131234 EMP\u2011123456 card 4111\u00A01111\u00A01111\u00A01111";
+  const std::string text = "REF\u20131234 EMP\u2011123456 " + FullWidth("EMP-123456") +
+                           " card 4111\u00A01111\u00A01111\u00A01111";
   EXPECT_EQ(
       Found(text, {}, *detector),
       (std::vector<std::pair<std::string, std::string>>{

@@ -11,9 +11,22 @@ namespace {
 
 unsigned char At(absl::string_view text, size_t i) { return static_cast<unsigned char>(text[i]); }
 
-// Whether `c` leads a character Fold replaces (U+00A0: C2; U+2007-U+2212: E2; U+FF0B-U+FF20:
-// EF).
-bool IsFoldLead(unsigned char c) { return c == 0xC2 || c == 0xE2 || c == 0xEF; }
+// Whether the bytes `lead`, `second` may start a character Fold replaces: U+00A0 (C2 A0),
+// U+2007-U+2013 (E2 80), U+2212 (E2 88), U+3000 (E3 80), U+FF01-U+FF5E (EF BC, EF BD).
+bool IsFoldPrefix(unsigned char lead, unsigned char second) {
+  switch (lead) {
+    case 0xC2:
+      return second == 0xA0;
+    case 0xE2:
+      return second == 0x80 || second == 0x88;
+    case 0xE3:
+      return second == 0x80;
+    case 0xEF:
+      return second == 0xBC || second == 0xBD;
+    default:
+      return false;
+  }
+}
 
 // The length of the foldable character at `i`, with its ASCII byte in `ascii`; 0 when none
 // starts there.
@@ -49,33 +62,26 @@ size_t FoldableAt(absl::string_view text, size_t i, char& ascii) {
     ascii = '-';
     return 3;
   }
-  if (lead == 0xEF && second == 0xBC) {
-    if (third >= 0x90 && third <= 0x99) {  // U+FF10-U+FF19 FULLWIDTH DIGIT ZERO-NINE.
-      ascii = static_cast<char>('0' + (third - 0x90));
-      return 3;
-    }
-    switch (third) {
-      case 0x8B:  // U+FF0B FULLWIDTH PLUS SIGN.
-        ascii = '+';
-        return 3;
-      case 0x8D:  // U+FF0D FULLWIDTH HYPHEN-MINUS.
-        ascii = '-';
-        return 3;
-      case 0x8E:  // U+FF0E FULLWIDTH FULL STOP.
-        ascii = '.';
-        return 3;
-      case 0xA0:  // U+FF20 FULLWIDTH COMMERCIAL AT.
-        ascii = '@';
-        return 3;
-      default:
-        return 0;
-    }
+  if (lead == 0xE3 && second == 0x80 && third == 0x80) {  // U+3000 IDEOGRAPHIC SPACE.
+    ascii = ' ';
+    return 3;
+  }
+  // U+FF01-U+FF5E, the full-width forms of '!' to '~': EF BC 81-BF are U+FF01-U+FF3F, EF BD
+  // 80-9E are U+FF40-U+FF5E.
+  if (lead == 0xEF && second == 0xBC && third >= 0x81 && third <= 0xBF) {
+    ascii = static_cast<char>('!' + (third - 0x81));
+    return 3;
+  }
+  if (lead == 0xEF && second == 0xBD && third >= 0x80 && third <= 0x9E) {
+    ascii = static_cast<char>('`' + (third - 0x80));
+    return 3;
   }
   return 0;
 }
 
-// The first byte at or after `i` that may lead a foldable character (IsFoldLead), or the end.
-size_t NextFoldLead(absl::string_view text, size_t i) {
+// The first position at or after `i` where a foldable character may start (IsFoldPrefix), or
+// the end.
+size_t NextFoldCandidate(absl::string_view text, size_t i) {
   const size_t n = text.size();
 #if defined(__SSE2__)
   const char* const data = text.data();
@@ -88,19 +94,27 @@ size_t NextFoldLead(absl::string_view text, size_t i) {
                                         _mm_or_si128(load(i + 32), load(i + 48)))) == 0) {
     i += 64;
   }
-  const __m128i c2 = _mm_set1_epi8(static_cast<char>(0xC2));
-  const __m128i e2 = _mm_set1_epi8(static_cast<char>(0xE2));
-  const __m128i ef = _mm_set1_epi8(static_cast<char>(0xEF));
-  while (i + 16 <= n) {
-    const __m128i bytes = load(i);
-    const int mask = _mm_movemask_epi8(
-        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(bytes, c2), _mm_cmpeq_epi8(bytes, e2)),
-                     _mm_cmpeq_epi8(bytes, ef)));
+  auto bytes_of = [](unsigned char c) { return _mm_set1_epi8(static_cast<char>(c)); };
+  // Sixteen positions at a time, each with the byte after it: kana, hangul and most other
+  // text beyond ASCII hold no candidate.
+  while (i + 17 <= n) {
+    const __m128i lead = load(i);
+    const __m128i second = load(i + 1);
+    auto is = [](__m128i bytes, __m128i c) { return _mm_cmpeq_epi8(bytes, c); };
+    const __m128i e2 = is(lead, bytes_of(0xE2));
+    const __m128i candidates = _mm_or_si128(
+        _mm_or_si128(
+            _mm_and_si128(_mm_or_si128(e2, is(lead, bytes_of(0xE3))), is(second, bytes_of(0x80))),
+            _mm_and_si128(e2, is(second, bytes_of(0x88)))),
+        _mm_or_si128(_mm_and_si128(is(lead, bytes_of(0xC2)), is(second, bytes_of(0xA0))),
+                     _mm_and_si128(is(lead, bytes_of(0xEF)),
+                                   is(_mm_or_si128(second, bytes_of(0x01)), bytes_of(0xBD)))));
+    const int mask = _mm_movemask_epi8(candidates);
     if (mask != 0) return i + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
     i += 16;
   }
 #endif
-  while (i < n && !IsFoldLead(At(text, i))) ++i;
+  while (i < n && !(i + 1 < n && IsFoldPrefix(At(text, i), At(text, i + 1)))) ++i;
   return i;
 }
 
@@ -108,7 +122,8 @@ size_t NextFoldLead(absl::string_view text, size_t i) {
 
 bool FoldedText::HoldsFoldable(absl::string_view text) {
   char ascii = 0;
-  for (size_t at = NextFoldLead(text, 0); at < text.size(); at = NextFoldLead(text, at + 1)) {
+  for (size_t at = NextFoldCandidate(text, 0); at < text.size();
+       at = NextFoldCandidate(text, at + 1)) {
     if (FoldableAt(text, at, ascii) != 0) return true;
   }
   return false;
@@ -118,18 +133,21 @@ FoldedText::FoldedText(absl::string_view text) {
   folded_.reserve(text.size());
   size_t removed = 0;
   size_t copied = 0;  // text[0, copied) is in folded_.
-  for (size_t at = NextFoldLead(text, 0); at < text.size(); at = NextFoldLead(text, at)) {
+  for (size_t at = NextFoldCandidate(text, 0); at < text.size(); at = NextFoldCandidate(text, at)) {
     char ascii = 0;
-    const size_t length = FoldableAt(text, at, ascii);
+    size_t length = FoldableAt(text, at, ascii);
     if (length == 0) {
       ++at;
       continue;
     }
     folded_.append(text.data() + copied, at - copied);
-    removed += length - 1;
-    shifts_.emplace_back(folded_.size(), removed);
-    folded_ += ascii;
-    at += length;
+    // A run of such characters (a value typed full-width) folds without searching again.
+    do {
+      removed += length - 1;
+      shifts_.emplace_back(folded_.size(), removed);
+      folded_ += ascii;
+      at += length;
+    } while (at < text.size() && (length = FoldableAt(text, at, ascii)) != 0);
     copied = at;
   }
   folded_.append(text.data() + copied, text.size() - copied);

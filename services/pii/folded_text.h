@@ -8,22 +8,23 @@
 
 #include "absl/strings/string_view.h"
 
-// Numbers as word processors, PDFs, French and German locales and Japanese input methods
-// write them: digit groups apart by a no-break, narrow no-break, thin or figure space (U+00A0,
-// U+202F, U+2009, U+2007), dashes other than '-' (U+2010 hyphen, U+2011 non-breaking hyphen,
-// U+2012 figure dash, U+2013 en dash, U+2212 minus sign), full-width digits U+FF10-U+FF19 and
-// the full-width '+', '-', '.' and '@' (U+FF0B, U+FF0D, U+FF0E, U+FF20). The built-in
-// recognizers are written for ASCII; the detector scans the text with each of these
-// characters folded to its ASCII byte, and maps the findings back to the original bytes.
+// Values as word processors, PDFs, French and German locales and Japanese input methods
+// write them: digit groups apart by a no-break, narrow no-break, thin, figure or ideographic
+// space (U+00A0, U+202F, U+2009, U+2007, U+3000), dashes other than '-' (U+2010 hyphen, U+2011
+// non-breaking hyphen, U+2012 figure dash, U+2013 en dash, U+2212 minus sign), and the
+// full-width forms U+FF01-U+FF5E of '!' to '~' (digits, letters, '@', '.', '-', '+', '_',
+// ':', '/', ...). The built-in recognizers are written for ASCII; the detector scans the text
+// with each of these characters folded to its ASCII byte, and maps the findings back to the
+// original bytes.
 namespace policy::pii {
 
 class FoldedText {
  public:
-  // Whether `text` holds a character Fold replaces. Costs one vector pass over ASCII text.
+  // Whether `text` holds a character folded. Costs one vector pass over ASCII text.
   static bool HoldsFoldable(absl::string_view text);
 
-  // `text` with each character above replaced by its ASCII byte (space, '-', digit, '+',
-  // '.', '@'); every other byte kept, invalid UTF-8 included.
+  // `text` with each character above replaced by its ASCII byte (a space, '-', or the
+  // full-width form's ASCII character); every other byte kept, invalid UTF-8 included.
   explicit FoldedText(absl::string_view text);
 
   absl::string_view text() const { return folded_; }

@@ -2,7 +2,9 @@
 // on the load generator's 4 KiB support ticket, next to one combined RE2 alternation of the
 // built-in patterns over the same texts; and a scan followed by the anonymizer (every type
 // redacted, or replaced by placeholders as for a chat request), the whole of what a request
-// costs.
+// costs. The dense text and the prompt also come with their values written with typographic
+// spaces, dashes and full-width characters (the detector folds them: folded_text.h), and
+// BM_Fold is the folding alone.
 //
 //   build-*/services/pii/pii_scan_benchmark --benchmark_min_time=1
 #include <memory>
@@ -16,6 +18,7 @@
 #include "re2/re2.h"
 #include "services/pii/anonymizer.h"
 #include "services/pii/detector.h"
+#include "services/pii/folded_text.h"
 #include "services/pii/recognizer.h"
 
 namespace policy::pii {
@@ -101,41 +104,88 @@ const std::vector<std::string>& PiiValues() {
   return values;
 }
 
-// About one finding every 100 bytes.
-std::string PiiDense(size_t size) {
+// Values of most built-in types as word processors, French and German locales and Japanese
+// input methods write them: no-break, narrow no-break and ideographic spaces, en dashes and
+// minus signs, full-width digits, letters and signs.
+const std::vector<std::string>& TypographicPiiValues() {
+  static const std::vector<std::string> values = {
+      "123\u201345\u20136789",
+      "\uFF11\uFF12\uFF13\uFF0D\uFF14\uFF15\uFF0D\uFF16\uFF17\uFF18\uFF19",
+      "4111\u00A01111\u00A01111\u00A01111",
+      "\uFF14\uFF11\uFF11\uFF11 \uFF11\uFF11\uFF11\uFF11 \uFF11\uFF11\uFF11\uFF11 "
+      "\uFF11\uFF11\uFF11\uFF11",
+      "DE89\u202F3704\u202F0044\u202F0532\u202F0130\u202F00",
+      "\uFF24\uFF25\uFF18\uFF19\u3000\uFF13\uFF17\uFF10\uFF14\u3000\uFF10\uFF10\uFF14\uFF14"
+      "\u3000\uFF10\uFF15\uFF13\uFF12\u3000\uFF10\uFF11\uFF13\uFF10\u3000\uFF10\uFF10",
+      "\uFF4A\uFF41\uFF4E\uFF45\uFF0E\uFF44\uFF4F\uFF45\uFF20\uFF45\uFF58\uFF41\uFF4D"
+      "\uFF50\uFF4C\uFF45\uFF0E\uFF43\uFF4F\uFF4D",
+      "jane.doe\uFF20example.com",
+      "(415)\u00A0555\u20132671",
+      "+44\u00A020\u00A07946\u00A00958",
+      "\uFF10\uFF19\uFF10\uFF0D\uFF11\uFF12\uFF13\uFF14\uFF0D\uFF15\uFF16\uFF17\uFF18",
+      "\uFF11\uFF10\uFF0E\uFF12\uFF10\uFF0E\uFF13\uFF10\uFF0E\uFF14\uFF10",
+      "\uFF21\uFF2B\uFF29\uFF21\uFF29\uFF2F\uFF33\uFF26\uFF2F\uFF24\uFF2E\uFF2E\uFF17"
+      "\uFF25\uFF38\uFF21\uFF2D\uFF30\uFF2C\uFF25",
+      "NHS\u00A0943\u00A0476\u00A05919"};
+  return values;
+}
+
+// About one finding every 100 bytes; `size` bytes, less the last character when it would be
+// cut.
+std::string PiiDense(size_t size, const std::vector<std::string>& values,
+                     const std::vector<std::string>& frames) {
   std::mt19937 random(2);
-  const std::vector<std::string>& values = PiiValues();
-  static const std::vector<std::string> frames = {
-      "Please update the record, the value is ", "Customer wrote to us and gave ",
-      "Forward this to the team together with ", "The ticket says the reference is "};
   std::string text;
   while (text.size() < size) {
     absl::StrAppend(&text, frames[random() % frames.size()], values[random() % values.size()],
                     ". Thanks a lot for the quick help with it. ");
   }
+  while ((static_cast<unsigned char>(text[size]) & 0xc0) == 0x80) --size;
   text.resize(size);
   return text;
 }
 
-std::string Prompt4k() {
+std::string PiiDense(size_t size) {
+  static const std::vector<std::string> frames = {
+      "Please update the record, the value is ", "Customer wrote to us and gave ",
+      "Forward this to the team together with ", "The ticket says the reference is "};
+  return PiiDense(size, PiiValues(), frames);
+}
+
+std::string TypographicPiiDense(size_t size) {
+  static const std::vector<std::string> frames = {
+      "Please update the record, the value is\u00A0: ", "お客様の登録情報\uFF1A",
+      "Forward this to the team together with ", "参照番号は\u3000"};
+  return PiiDense(size, TypographicPiiValues(), frames);
+}
+
+// Clean prose with five of `values`, `stride` apart in the list.
+std::string Prompt4k(const std::vector<std::string>& values, size_t stride) {
   std::string text = CleanProse(4096 - 200);
-  const std::vector<std::string>& values = PiiValues();
   for (size_t i = 0; i < 5; ++i) {
     const size_t at = text.find(". ", (i + 1) * 600) + 2;
-    text.insert(at, absl::StrCat("Contact ", values[(i * 7) % values.size()], " today. "));
+    text.insert(at, absl::StrCat("Contact ", values[(i * stride) % values.size()], " today. "));
   }
   return text;
 }
 
 const std::string& TextOf(int kind) {
-  static const std::string* const texts[] = {
-      new std::string(CleanProse(64 * 1024)), new std::string(PiiDense(64 * 1024)),
-      new std::string(Prompt4k()), new std::string(testing::SupportTicket4k())};
+  static const std::string* const texts[] = {new std::string(CleanProse(64 * 1024)),
+                                             new std::string(PiiDense(64 * 1024)),
+                                             new std::string(Prompt4k(PiiValues(), 7)),
+                                             new std::string(testing::SupportTicket4k()),
+                                             new std::string(TypographicPiiDense(64 * 1024)),
+                                             new std::string(Prompt4k(TypographicPiiValues(), 3))};
   return *texts[kind];
 }
 
 const char* NameOf(int kind) {
-  static const char* const names[] = {"clean_64k", "dense_64k", "prompt_4k", "ticket_4k"};
+  static const char* const names[] = {"clean_64k",
+                                      "dense_64k",
+                                      "prompt_4k",
+                                      "ticket_4k",
+                                      "typographic_dense_64k",
+                                      "typographic_prompt_4k"};
   return names[kind];
 }
 
@@ -172,6 +222,17 @@ void BM_Scan(benchmark::State& state, bool prefilter, bool custom) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * text.size()));
   state.SetLabel(
       absl::StrCat(NameOf(static_cast<int>(state.range(0))), ", ", findings, " findings"));
+}
+
+// FoldedText alone: the copy of the text the built-in recognizers read.
+void BM_Fold(benchmark::State& state) {
+  const std::string& text = TextOf(static_cast<int>(state.range(0)));
+  for (auto _ : state) {
+    const FoldedText folded(text);
+    benchmark::DoNotOptimize(folded.text().data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * text.size()));
+  state.SetLabel(NameOf(static_cast<int>(state.range(0))));
 }
 
 // Scan, then Anonymize with every type redacted by `op`, one request per iteration.
@@ -234,11 +295,12 @@ void BM_CombinedAlternation(benchmark::State& state, bool which) {
       absl::StrCat(NameOf(static_cast<int>(state.range(0))), ", ", matches, " raw matches"));
 }
 
-BENCHMARK_CAPTURE(BM_Scan, detector, true, false)->DenseRange(0, 3);
-BENCHMARK_CAPTURE(BM_Scan, detector_with_3_custom, true, true)->DenseRange(0, 3);
-BENCHMARK_CAPTURE(BM_Scan, detector_without_prefilter, false, false)->DenseRange(0, 3);
-BENCHMARK_CAPTURE(BM_ScanAndRedact, redact, Operator::kRedact)->DenseRange(0, 3);
-BENCHMARK_CAPTURE(BM_ScanAndRedact, placeholder, Operator::kPlaceholder)->DenseRange(0, 3);
+BENCHMARK_CAPTURE(BM_Scan, detector, true, false)->DenseRange(0, 5);
+BENCHMARK_CAPTURE(BM_Scan, detector_with_3_custom, true, true)->DenseRange(0, 5);
+BENCHMARK_CAPTURE(BM_Scan, detector_without_prefilter, false, false)->DenseRange(0, 5);
+BENCHMARK(BM_Fold)->DenseRange(4, 5);
+BENCHMARK_CAPTURE(BM_ScanAndRedact, redact, Operator::kRedact)->DenseRange(0, 5);
+BENCHMARK_CAPTURE(BM_ScanAndRedact, placeholder, Operator::kPlaceholder)->DenseRange(0, 5);
 BENCHMARK_CAPTURE(BM_CombinedAlternation, find_only, false)->DenseRange(0, 3);
 BENCHMARK_CAPTURE(BM_CombinedAlternation, with_groups, true)->DenseRange(0, 3);
 

@@ -59,11 +59,14 @@ record and its problems.
     that hold none; written-phone records (written_phone_records, likewise) phone numbers
     with a trunk prefix in parentheses, dots, or as national numbers after a phone word;
     typographic records (typographic_records, likewise) values written with no-break, narrow
-    no-break, thin and figure spaces, hyphens, en dashes and minus signs, full-width digits
-    and signs, lowercase IBANs in groups and nine-digit national numbers ("612 345 678"), and
-    hard negatives so written (en-dash ranges, "1 234,56 €" amounts, full-width order numbers,
-    nine-digit numbers without a phone word). The scanner reads every text folded as the
-    engine's built-in recognizers read it (fold: those characters as ASCII).
+    no-break, thin, figure and ideographic spaces, hyphens, en dashes and minus signs,
+    full-width digits, letters and signs (e-mail addresses, IBANs, AWS key ids and GitHub
+    tokens typed full-width, phone words such as "ＴＥＬ："), lowercase IBANs in groups and
+    nine-digit national numbers ("612 345 678"), and hard negatives so written (en-dash
+    ranges, "1 234,56 €" amounts, full-width order numbers, dates, times, versions such as
+    "Ｖｅｒｓｉｏｎ　１．２．３．４", cards failing Luhn and IBANs failing their check, nine-digit
+    numbers without a phone word). The scanner reads every text folded as the engine's
+    built-in recognizers read it (fold: those characters as ASCII, '：' as ':').
 """
 
 from __future__ import annotations
@@ -535,22 +538,25 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
 
 
 # ---------------------------------------------------------------------------------------
-# Folding: the engine's built-in recognizers read typographic spaces and dashes and
-# full-width digits and signs as ASCII (services/pii/folded_text.h)
+# Folding: the engine's built-in recognizers read typographic and ideographic spaces,
+# typographic dashes and the full-width forms of '!' to '~' as ASCII
+# (services/pii/folded_text.h)
 # ---------------------------------------------------------------------------------------
 
 TYPOGRAPHIC_SPACES = ("\u00a0", "\u202f", "\u2009", "\u2007")  # no-break, narrow no-break, thin, figure
+IDEOGRAPHIC_SPACE = "\u3000"  # what a Japanese or Chinese input method types for a space
 TYPOGRAPHIC_DASHES = ("\u2010", "\u2011", "\u2012", "\u2013", "\u2212")  # hyphens, figure/en dash, minus
-FULL_WIDTH = {**{str(d): chr(0xFF10 + d) for d in range(10)},
-              "+": "\uff0b", "-": "\uff0d", ".": "\uff0e", "@": "\uff20"}
-FOLDED = {**{c: " " for c in TYPOGRAPHIC_SPACES}, **{c: "-" for c in TYPOGRAPHIC_DASHES},
-          **{wide: ascii for ascii, wide in FULL_WIDTH.items()}}
-FOLDABLE = re.compile("[%s]" % "".join(FOLDED))
+# U+FF01-U+FF5E: '！' to '～', digits, letters, '@', '.', '-', '+', '_', ':', '/', ... all full-width.
+FULL_WIDTH = {chr(ascii): chr(ascii + 0xFEE0) for ascii in range(0x21, 0x7F)}
+FOLDED = {**{c: " " for c in TYPOGRAPHIC_SPACES + (IDEOGRAPHIC_SPACE,)},
+          **{c: "-" for c in TYPOGRAPHIC_DASHES}, **{wide: ascii for ascii, wide in FULL_WIDTH.items()}}
+FOLDABLE = re.compile("[%s]" % "".join(map(re.escape, FOLDED)))
 
 
-def full_width(value: str) -> str:
-    """The value as a Japanese or Chinese input method types it: full-width digits and signs."""
-    return "".join(FULL_WIDTH.get(c, c) for c in value)
+def full_width(value: str, space: str = " ") -> str:
+    """The value as a Japanese or Chinese input method types it: full-width digits, letters and
+    signs, each space written as `space` (an ASCII or an ideographic space)."""
+    return "".join(FULL_WIDTH.get(c, c) for c in value).replace(" ", space)
 
 
 def fold_text(text: str) -> str:
@@ -1681,8 +1687,10 @@ def split_frame(frame: str, noun: str) -> tuple[str, str]:
 
 
 def frame_allows(entity_type: str, frame: str) -> bool:
-    """IP addresses never stand right before a colon (an IPv6 address would run on)."""
-    return not (entity_type == "IP_ADDRESS" and frame.split("{v}")[1].startswith(":"))
+    """IP addresses never stand right beside a colon, a full-width one included (an IPv6
+    address would run on)."""
+    before, after = fold_text(frame).split("{v}")
+    return not (entity_type == "IP_ADDRESS" and (before.endswith(":") or after.startswith(":")))
 
 
 def positive_sentence(rng: Random, fmt: PositiveFormat, ordinal: int) -> Sentence:
@@ -2114,9 +2122,9 @@ def typographic_card_dash(rng: Random, b: TextBuilder) -> None:
 
 
 def typographic_card_full_width(rng: Random, b: TextBuilder) -> None:
-    b.text(rng.choice(("カード番号：", "クレジットカード ", "")))
+    b.text(rng.choice(("カード番号：", "クレジットカード ", "カード番号　", "")))
     card = spaced_card(rng) if rng.random() < 0.5 else card_number(rng, rng.choice(("visa", "mastercard")), 16)
-    b.entity("CREDIT_CARD", "card-full-width", full_width(card))
+    b.entity("CREDIT_CARD", "card-full-width", full_width(card, rng.choice((" ", IDEOGRAPHIC_SPACE))))
     b.text(rng.choice(("。", "です。", "")))
 
 
@@ -2144,7 +2152,7 @@ def typographic_ssn(rng: Random, b: TextBuilder) -> None:
 
 
 def typographic_ssn_full_width(rng: Random, b: TextBuilder) -> None:
-    b.text(rng.choice(("SSN ", "SSN：", "social security ")))
+    b.text(rng.choice(("SSN ", "SSN：", "social security ", "ＳＳＮ：", "ＳＳＮ　")))
     b.entity("US_SSN", "ssn-full-width", full_width(rng.choice(("-", "")).join(valid_ssn_parts(rng))))
     b.text(rng.choice(("。", "")))
 
@@ -2204,10 +2212,56 @@ def typographic_email_full_width(rng: Random, b: TextBuilder) -> None:
     b.text(rng.choice(("。", " まで", "")))
 
 
+def typographic_email_typed_full_width(rng: Random, b: TextBuilder) -> None:
+    """Every character full-width, letters too, as an input method left in full-width mode
+    types it."""
+    b.text(rng.choice(("メールアドレス：", "Ｅメール：", "連絡先　", "ｍａｉｌ：")))
+    email = rng.choice((email_dotted, email_plus_tag, email_subdomain))(rng, rng.randrange(99))
+    b.entity("EMAIL_ADDRESS", "email-typed-full-width", full_width(email))
+    b.text(rng.choice(("。", "　まで", "（仕事用）", "")))
+
+
+def typographic_iban_full_width(rng: Random, b: TextBuilder) -> None:
+    """Typed full-width, compact or in groups of four apart by ideographic or ASCII spaces."""
+    b.text(rng.choice(("ＩＢＡＮ：", "振込先 IBAN ", "口座番号：", "ＩＢＡＮ　")))
+    iban = iban_format(False)(rng, rng.randrange(99))
+    if rng.random() < 0.6:
+        iban = full_width(group_in_fours(iban), rng.choice((IDEOGRAPHIC_SPACE, " ")))
+    else:
+        iban = full_width(iban)
+    b.entity("IBAN_CODE", "iban-full-width", iban)
+    b.text(rng.choice(("。", "（普通預金）", " まで", "")))
+
+
+def typographic_phone_ideographic_space(rng: Random, b: TextBuilder) -> None:
+    """Digit groups apart by ideographic spaces, the digits ASCII or full-width, after a phone
+    word in kanji or typed full-width ("ＴＥＬ", "Ｐｈｏｎｅ")."""
+    b.text(rng.choice(("電話：", "携帯　", "ＴＥＬ：", "Ｐｈｏｎｅ：", "電話番号　")))
+    phone = digits_of(rng, rng.choice(("090 dddd dddd", "080 dddd dddd", "03 dddd dddd", "+81 90 dddd dddd",
+                                       "+81 3 dddd dddd")))
+    b.entity("PHONE_NUMBER", "ideographic-space",
+             full_width(phone, IDEOGRAPHIC_SPACE) if rng.random() < 0.5 else phone.replace(" ", IDEOGRAPHIC_SPACE))
+    b.text(rng.choice(("。", "（平日）", "")))
+
+
+def typographic_secret_full_width(rng: Random, b: TextBuilder) -> None:
+    """An AWS access key id or a GitHub token pasted from a full-width input field."""
+    b.text(rng.choice(("キー：", "アクセスキーＩＤ：", "トークン　", "token：")))
+    if rng.random() < 0.5:
+        b.entity("AWS_ACCESS_KEY", "aws-full-width",
+                 full_width(aws_key_format(rng.choice(("AKIA", "ASIA")))(rng, 0)))
+    else:
+        b.entity("GITHUB_TOKEN", "github-full-width",
+                 full_width(github_token_format(rng.choice(("ghp", "gho", "ghs")))(rng, 0)))
+    b.text(rng.choice(("。", "（削除してください）", "")))
+
+
 TYPOGRAPHIC_LAYOUTS: tuple[Callable[[Random, TextBuilder], None], ...] = (
     typographic_card_space, typographic_card_dash, typographic_card_full_width, typographic_iban_space,
     typographic_iban_lowercase, typographic_ssn, typographic_ssn_full_width, typographic_phone,
     typographic_phone_full_width, typographic_phone_nine_digits, typographic_email_full_width,
+    typographic_email_typed_full_width, typographic_iban_full_width, typographic_phone_ideographic_space,
+    typographic_secret_full_width,
 )
 
 
@@ -2244,6 +2298,31 @@ def typographic_card_failing_luhn(rng: Random, ordinal: int) -> str:
     return card_failing_luhn(" ")(rng, ordinal).replace(" ", rng.choice(TYPOGRAPHIC_SPACES))
 
 
+def full_width_card_failing_luhn(rng: Random, ordinal: int) -> str:
+    return full_width(card_failing_luhn(" ")(rng, ordinal), rng.choice((" ", IDEOGRAPHIC_SPACE)))
+
+
+def full_width_iban_failing_check(rng: Random, ordinal: int) -> str:
+    return full_width(iban_with_wrong_check(ordinal % 2 == 0)(rng, ordinal), IDEOGRAPHIC_SPACE)
+
+
+def full_width_version_quad(rng: Random, ordinal: int) -> str:
+    """'Ｖｅｒｓｉｏｎ　１．２．３．４': a dotted quad made a version by the word before it, typed
+    full-width."""
+    word = ("Version", "version", "ver", "v")[ordinal % 4]
+    space = "" if word == "v" else rng.choice((" ", IDEOGRAPHIC_SPACE))
+    return full_width(word) + space + full_width(dotted_quad_within_ip_range(rng))
+
+
+def full_width_date(rng: Random, ordinal: int) -> str:
+    year, month, day = rng.randint(1990, 2030), rng.randint(1, 12), rng.randint(1, 28)
+    return full_width(("%d-%02d-%02d", "%d/%02d/%02d", "%d.%02d.%02d")[ordinal % 3] % (year, month, day))
+
+
+def full_width_time(rng: Random, ordinal: int) -> str:
+    return full_width(clock_time(rng, ordinal))
+
+
 TYPOGRAPHIC_NEGATIVE_VARIANTS = (
     NegativeVariant("typographic_range", "years-en-dash", date_range),
     NegativeVariant("typographic_range", "days-en-dash", day_range),
@@ -2252,18 +2331,24 @@ TYPOGRAPHIC_NEGATIVE_VARIANTS = (
     NegativeVariant("full_width_number", "order-number", full_width_order_number),
     NegativeVariant("grouped_nine_digits", "no-phone-word", grouped_nine_digits),
     NegativeVariant("typographic_card_luhn_fail", "no-break-space", typographic_card_failing_luhn),
+    NegativeVariant("typographic_card_luhn_fail", "full-width", full_width_card_failing_luhn),
+    NegativeVariant("iban_bad_check", "full-width", full_width_iban_failing_check),
+    NegativeVariant("version_string", "full-width", full_width_version_quad),
+    NegativeVariant("date", "full-width", full_width_date),
+    NegativeVariant("time", "full-width", full_width_time),
 )
 TYPOGRAPHIC_NEGATIVE_FRAMES = (
     "Contrat {v}, renouvelé.", "Pedido {v} enviado.", "Summe: {v}", "注文番号：{v}", "Référence {v} 📦",
-    "Factura {v} pagada.", "Zeitraum {v}.",
+    "Factura {v} pagada.", "Zeitraum {v}.", "備考：{v}　以上です。", "（{v}）",
 )
 
 
 def typographic_records(seed: int, per_format: int, counters: Counter) -> list[Record]:
-    """Values written with no-break and thin spaces, typographic dashes and full-width digits,
-    lowercase IBANs in groups and nine-digit national numbers, per_format of each layout; and
-    hard negatives so written (date ranges, amounts, order numbers), per_format of each variant;
-    a random stream of their own."""
+    """Values written with no-break, thin and ideographic spaces, typographic dashes and
+    full-width characters, lowercase IBANs in groups and nine-digit national numbers,
+    per_format of each layout; and hard negatives so written (date ranges, amounts, order
+    numbers, full-width dates, times and versions), per_format of each variant; a random
+    stream of their own."""
     rng = Random("typography-%d" % seed)
     records = layout_records(rng, TYPOGRAPHIC_LAYOUTS,
                              "typographic_", "typographic", per_format, counters)

@@ -204,19 +204,33 @@ class ChecksumTest(unittest.TestCase):
         nbsp, nnbsp, en_dash, nb_hyphen = "\u00a0", "\u202f", "\u2013", "\u2011"
         self.assertEqual(gen.fold_text("4111%s1111%s1111%s1111" % (nbsp, nnbsp, en_dash)), "4111 1111 1111-1111")
         self.assertEqual(gen.fold_text(gen.full_width("+81 90-1234-5678 a@b.jp")), "+81 90-1234-5678 a@b.jp")
-        self.assertEqual(gen.fold_text("— \u2003 \u3000 Ａ"), "— \u2003 \u3000 Ａ")  # not folded
+        self.assertEqual(gen.fold_text("\u3000ＡＢ＿ｚ：／／！～"), " AB_z://!~")  # the whole block U+FF01-U+FF5E
+        # em dash, em space, U+FF00, U+FF5F, U+FF61 (half-width ideographic full stop), U+FFE0, U+3001: kept
+        self.assertEqual(gen.fold_text("— \u2003 \uff00\uff5f｡￠、"), "— \u2003 \uff00\uff5f｡￠、")
+        self.assertEqual(gen.full_width("ab 12", gen.IDEOGRAPHIC_SPACE), "ａｂ\u3000１２")
         for entity_type, value in (("CREDIT_CARD", "4111%s1111%s1111%s1111" % ((nnbsp,) * 3)),
                                    ("US_SSN", "123%s45%s6789" % (nb_hyphen, nb_hyphen)),
                                    ("IBAN_CODE", "gb82 west 1234 5698 7654 32"),
                                    ("IBAN_CODE", "de89%s3704%s0044%s0532%s0130%s00" % ((nbsp,) * 5)),
                                    ("PHONE_NUMBER", gen.full_width("090-1234-5678")),
-                                   ("EMAIL_ADDRESS", "jane\uff20example.com")):
+                                   ("EMAIL_ADDRESS", "jane\uff20example.com"),
+                                   ("EMAIL_ADDRESS", gen.full_width("jane.doe@example.co.jp")),
+                                   ("IBAN_CODE", gen.full_width("DE89 3704 0044 0532 0130 00", gen.IDEOGRAPHIC_SPACE)),
+                                   ("AWS_ACCESS_KEY", gen.full_width("AKIAIOSFODNN7EXAMPLE")),
+                                   ("PHONE_NUMBER", gen.full_width("090 1234 5678", gen.IDEOGRAPHIC_SPACE))):
             self.assertTrue(gen.VALIDATORS[entity_type](gen.fold_text(value)), value)
         data = "é ４１\u00a0x".encode()
         folded, offsets = gen.fold(data)
         self.assertEqual(folded, "é 41 x".encode())
         self.assertEqual(offsets, [0, 1, 2, 3, 6, 9, 11, 12])
         self.assertEqual(gen.fold(b"plain"), (b"plain", None))
+        self.assertEqual(gen.fold("Ｉ\u3000é".encode()), ("I é".encode(), [0, 3, 6, 7, 8]))
+        for text in ("Ｖｅｒｓｉｏｎ\u3000１．２．３．４", "ｖ１．２．３．４", "注文番号：１４：０５：３３",
+                     "（２０２４／０１／１５）"):
+            data, _ = gen.fold(text.encode())
+            self.assertEqual(gen.findings(data, gen.candidates(data), strict=False), set(), text)
+        self.assertFalse(gen.frame_allows("IP_ADDRESS", "host：{v}"))  # an IPv6 address would run on
+        self.assertTrue(gen.frame_allows("EMAIL_ADDRESS", "メール：{v}"))
 
     def test_nine_digit_phone_numbers(self):
         for phone in ("612 345 678", "912 34 56 78", "612-345-678"):
