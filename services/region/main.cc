@@ -20,6 +20,7 @@
 #include "common/server/blocking_pool.h"
 #include "common/server/server_runner.h"
 #include "common/tls/tls_options.h"
+#include "prometheus/gauge.h"
 #include "services/region/endpoint_registry.h"
 #include "services/region/memory_endpoint_store.h"
 #include "services/region/postgres_endpoint_store.h"
@@ -107,6 +108,14 @@ int Main(int argc, char** argv) {
   // round stuck on the database turns readiness NOT_SERVING once max_staleness has passed.
   const absl::Duration ready_within =
       config.storage.postgres() ? config.storage.max_staleness : absl::InfiniteDuration();
+  prometheus::Gauge& clock_offset =
+      prometheus::BuildGauge()
+          .Name("policy_region_clock_offset_seconds")
+          .Help(
+              "PostgreSQL's clock minus this replica's, as the last sync round measured it; "
+              "breaker times are shared on the database's clock.")
+          .Register(runner.metrics_registry())
+          .Add({});
   runner.SetReadinessProbe([&] {
     staleness.Set(sync.loaded() ? clock->Now() - sync.synced_at() : absl::InfiniteDuration());
     return sync.Ready(ready_within);
@@ -119,6 +128,7 @@ int Main(int argc, char** argv) {
         LogWarning("registry sync failed", {{"status", s.ToString()}});
       }
       metrics.Update(registry.Health());
+      clock_offset.Set(absl::ToDoubleSeconds(sync.clock_offset()));
     }
   });
 

@@ -40,6 +40,11 @@ class RegistryLockTest(unittest.TestCase):
         self.addCleanup(health.close)
         pt.wait_until(lambda: pt.health_status(health) == "SERVING", timeout=15,
                       message="SERVING", ignore=(grpc.RpcError,))
+        # Breaker times are shared on the database's clock; here both clocks are this host's.
+        offset = pt.metric_value(pt.scrape_metrics(region.metrics_port),
+                                 "policy_region_clock_offset_seconds")
+        self.assertIsNotNone(offset, "policy_region_clock_offset_seconds is exported")
+        self.assertLess(abs(offset), 0.5)
 
         locker = subprocess.Popen(
             [pt.PSQL, "-X", "-q", "-d", db.url, "-c",
