@@ -252,6 +252,25 @@ TEST_F(VerifierTest, ACheckpointOfARetiredKeyPastTheCurrentKeysIsInvalid) {
   EXPECT_TRUE(r.valid) << r.problem;
 }
 
+// A private seed given where a public key belongs: the problem says so, and how to fix it.
+TEST(CheckpointKeysTest, ASeedGivenAsAPublicKeyIsNamed) {
+  auto current = CheckpointSigner::Create(std::string(32, '\x05')).value();
+  auto earlier = CheckpointSigner::Create(std::string(32, '\x06')).value();
+  const Checkpoint c = earlier->Sign(kLedger, 3, Hash{}, absl::FromUnixSeconds(5)).value();
+  const std::string seed(32, '\x06');
+  absl::Status s = CheckpointKeys({current->public_key(), seed}).SignerOf(c).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(s.message(),
+              HasSubstr(absl::StrCat("trusted key ", KeyIdOf(seed), " is the private seed of key ",
+                                     earlier->key_id(), ", not its public key")));
+  // Any unknown key: the keys are public keys, and where to find one.
+  s = CheckpointKeys({current->public_key()}).SignerOf(c).status();
+  EXPECT_THAT(s.message(),
+              HasSubstr("are Ed25519 public keys of 64 hex digits, not private seeds"));
+  EXPECT_THAT(s.message(), HasSubstr("checkpoint signing key"));
+  EXPECT_TRUE(CheckpointKeys({current->public_key(), earlier->public_key()}).SignerOf(c).ok());
+}
+
 TEST(CheckpointKeysTest, ParsesHexListsAndNamesTheBadEntry) {
   const std::string a(64, 'a'), b = std::string(63, '0') + "F";
   EXPECT_THAT(CheckpointKeys::ParseHexList("", "keys").value(), ::testing::IsEmpty());
@@ -263,6 +282,9 @@ TEST(CheckpointKeysTest, ParsesHexListsAndNamesTheBadEntry) {
     absl::Status s = CheckpointKeys::ParseHexList(bad, "previous_public_keys").status();
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_THAT(s.message(), HasSubstr("previous_public_keys: entry 2 (")) << bad;
+    if (bad.size() > 65) {
+      EXPECT_THAT(s.message(), ::testing::Not(HasSubstr(bad.substr(65))));
+    }
   }
 }
 

@@ -409,6 +409,12 @@ class AuditVerifyToolTest(unittest.TestCase):
             with start_audit(db.url, key_b, "audit-key-b", subject_key=subject_key,
                              previous_public_keys=public_a) as b:
                 public_b = logged_public_key(b)
+                # The configured keys are logged by key id only.
+                settings = [line for line in b.log_text().splitlines()
+                            if '"msg":"configuration"' in line]
+                self.assertEqual(len(settings), 1, b.log_text())
+                self.assertIn(f"previous_public_keys=key ids {id_a}", settings[0])
+                self.assertNotIn(public_a, settings[0])
                 append(b, 3, "rot-b", project, environment)
                 newest = wait_checkpoint(b, 11, project, environment)
                 self.assertEqual(newest.key_id, key_id(public_b))
@@ -493,7 +499,7 @@ class AuditVerifyToolTest(unittest.TestCase):
                 proc = run_verify(**flags)
                 self.assertExit(proc, 2)
                 self.assertTrue(proc.stderr.strip(), "no message on stderr")
-        self.assertIn("--public_key: entry 2 (\"abcd\")",
+        self.assertIn("--public_key: entry 2 (4 characters, not shown)",
                       run_verify(input=EXPORT, checkpoint=CHECKPOINT,
                                  public_key=f"{PUBLIC_KEY},abcd").stderr)
 

@@ -85,9 +85,13 @@ Source of the ledger (exactly one):
 The ledger: --project and --environment; both empty for the organisation's ledger.
 The keys: --public_key=<64 hex digits>[,<64 hex digits>...] or --public_key_file=FILE (hex keys
 separated by commas or line breaks, or one key's 32 raw bytes), as the audit service logs them
-at start-up ("checkpoint signing key"). After a signing-key rotation, give the current key and
-the earlier ones: a checkpoint signed by any of them verifies, and the output says which key
-signed the newest one and how many each signed.
+at start-up ("checkpoint signing key"); public keys, never private seeds. After a signing-key
+rotation, give the current key FIRST, then the earlier ones: a checkpoint signed by any of them
+verifies, and the output says which key signed the newest one and how many each signed. The
+first key given is taken as the current one: a checkpoint of another key larger than the first
+key's smallest was signed after the rotation (late) and vouches only for what a checkpoint of
+the first key also covers; one past every checkpoint of the first key is INVALID (a retired key
+signed it: whoever holds a leaked copy may have forged it).
 
 --trusted_checkpoint=FILE is a checkpoint saved earlier (for instance by --save_checkpoint):
 the ledger must extend it. This catches a ledger rewritten together with its checkpoints.
@@ -877,8 +881,9 @@ int Main(int argc, char** argv) {
                    "the ledger's environment: production, staging, development or sandbox "
                    "(empty with an empty project)");
   parser.AddString("public_key", &o.public_key_hex,
-                   "the audit service's Ed25519 public keys, 64 hex digits each, comma-separated: "
-                   "the current one and those a rotation retired");
+                   "the audit service's Ed25519 public keys (not private seeds), 64 hex digits "
+                   "each, comma-separated: the current one FIRST (the first key given is taken "
+                   "as the current one), then those a rotation retired");
   parser.AddString("public_key_file", &o.public_key_file,
                    "a file holding the public keys (64 hex digits each, separated by commas or "
                    "line breaks; or one key's 32 raw bytes)");
