@@ -265,6 +265,14 @@ absl::StatusOr<Checkpoint> AuditLedger::GetCheckpoint(const LedgerRef& ledger, u
   return store_->GetCheckpoint(ledger, tree_size);
 }
 
+absl::StatusOr<std::vector<Checkpoint>> AuditLedger::ListCheckpoints(const LedgerRef& ledger) {
+  RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
+  ASSIGN_OR_RETURN(std::vector<Checkpoint> all, store_->ListCheckpoints(ledger));
+  std::sort(all.begin(), all.end(),
+            [](const Checkpoint& a, const Checkpoint& b) { return a.tree_size < b.tree_size; });
+  return all;
+}
+
 absl::StatusOr<InclusionProof> AuditLedger::ProveInclusion(const LedgerRef& ledger,
                                                            std::optional<uint64_t> index,
                                                            const std::string& request_id,

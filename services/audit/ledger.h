@@ -155,6 +155,9 @@ class AuditLedger {
   // The keys whose checkpoints are accepted: the current one first.
   const CheckpointKeys& checkpoint_keys() const { return keys_; }
   absl::StatusOr<Checkpoint> GetCheckpoint(const LedgerRef& ledger, uint64_t tree_size);
+  // Every stored checkpoint of `ledger`, by tree size, smallest first (none for a ledger that
+  // does not exist).
+  absl::StatusOr<std::vector<Checkpoint>> ListCheckpoints(const LedgerRef& ledger);
   // The entry recorded under `request_id` in `ledger`, its identifiers not revealed;
   // NOT_FOUND when there is none.
   absl::StatusOr<Entry> FindRequest(const LedgerRef& ledger, const std::string& request_id);
