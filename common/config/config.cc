@@ -31,6 +31,16 @@ void Parser::AddString(absl::string_view name, std::string* field, absl::string_
        [field] { return *field; }});
 }
 
+void Parser::AddString(absl::string_view name, std::string* field, absl::string_view help,
+                       std::function<std::string(const std::string&)> shown) {
+  Add({std::string(name), std::string(help), Sensitivity::kPublic, false,
+       [field](absl::string_view v) {
+         *field = std::string(v);
+         return absl::OkStatus();
+       },
+       [field, shown = std::move(shown)] { return shown(*field); }});
+}
+
 void Parser::AddList(absl::string_view name, std::vector<std::string>* field,
                      absl::string_view help) {
   Add({std::string(name), std::string(help), Sensitivity::kPublic, false,

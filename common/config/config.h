@@ -34,6 +34,10 @@ class Parser {
 
   void AddString(absl::string_view name, std::string* field, absl::string_view help,
                  Sensitivity sensitivity = Sensitivity::kPublic);
+  // A string shown (by Describe and Usage) only as `shown` gives it, never as it is: for a
+  // value that must not be logged but whose fingerprint helps, such as keys.
+  void AddString(absl::string_view name, std::string* field, absl::string_view help,
+                 std::function<std::string(const std::string&)> shown);
   void AddInt(absl::string_view name, int64_t* field, absl::string_view help);
   void AddBool(absl::string_view name, bool* field, absl::string_view help);
   // Comma-separated: "a, b,c" is {"a", "b", "c"} (spaces around items and empty items dropped).

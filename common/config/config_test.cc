@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -225,6 +226,19 @@ TEST_F(ParserTest, DescribeRedactsSecretsAndUrlPasswords) {
               HasSubstr("database_url=postgresql://policy:<redacted>@db.internal:5432/policy\n"));
   EXPECT_THAT(described, Not(HasSubstr(kSecretText)));
   EXPECT_THAT(described, Not(HasSubstr(kDbPassword)));
+}
+
+TEST(ParserShownTest, AStringWithADisplayFunctionIsShownOnlyThroughIt) {
+  Parser parser("audit");
+  std::string keys;
+  parser.AddString("keys", &keys, "the keys",
+                   [](const std::string& v) { return absl::StrCat(v.size(), " characters"); });
+  ASSERT_TRUE(parser.Parse({}, {{"POLICY_AUDIT_KEYS", kSecretText}}).ok());
+  EXPECT_EQ(keys, kSecretText);
+  EXPECT_THAT(parser.Describe(),
+              HasSubstr(absl::StrCat("keys=", std::string(kSecretText).size(), " characters\n")));
+  EXPECT_THAT(parser.Describe(), Not(HasSubstr(kSecretText)));
+  EXPECT_THAT(parser.Usage(), Not(HasSubstr(kSecretText)));
 }
 
 TEST(RedactUrlPasswordTest, NoCredentialsIsUnchanged) {

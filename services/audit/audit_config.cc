@@ -1,6 +1,12 @@
 #include "services/audit/audit_config.h"
 
+#include <string>
+#include <vector>
+
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "services/audit/checkpoint.h"
 
 namespace policy::audit {
@@ -11,9 +17,13 @@ void AuditConfig::Register(config::Parser& p) {
   p.AddString("signing_key", &signing_key,
               "Ed25519 private key seed signing checkpoints, 64 hex digits (openssl rand -hex 32)",
               config::Sensitivity::kSecret);
-  p.AddString("previous_public_keys", &previous_public_keys,
-              "public keys of earlier signing keys whose checkpoints still verify, 64 hex digits "
-              "each, comma-separated (as logged at start-up: \"checkpoint signing key\")");
+  // Shown by key id only: a private seed given here by mistake must not reach the logs.
+  p.AddString(
+      "previous_public_keys", &previous_public_keys,
+      "PUBLIC keys (not private seeds) of earlier signing keys whose checkpoints still verify, "
+      "64 hex digits each, comma-separated (a key's public_key as logged at start-up: "
+      "\"checkpoint signing key\"; shown in logs by key id)",
+      [](const std::string& value) { return DescribeKeyList(value); });
   p.AddString("subject_key", &subject_key,
               "master key (>= 32 bytes) finding and wrapping subjects' keys",
               config::Sensitivity::kSecret);
@@ -27,6 +37,16 @@ void AuditConfig::Register(config::Parser& p) {
   p.AddInt("blocking_queue", &blocking_queue, "reads waiting for a thread at most");
   p.AddDuration("max_export_write_time", &max_export_write_time,
                 "how long an export waits for its reader to take a chunk before it is stopped");
+}
+
+std::string DescribeKeyList(absl::string_view hex_list) {
+  if (absl::StripAsciiWhitespace(hex_list).empty()) return "";
+  absl::StatusOr<std::vector<std::string>> keys =
+      CheckpointKeys::ParseHexList(hex_list, "previous_public_keys");
+  if (!keys.ok()) return "<not shown: not a list of 64-hex-digit keys>";
+  std::vector<std::string> ids;
+  for (const std::string& key : *keys) ids.push_back(KeyIdOf(key));
+  return absl::StrCat("key ids ", absl::StrJoin(ids, ","));
 }
 
 absl::Status AuditConfig::Validate() const {
@@ -46,6 +66,19 @@ absl::Status AuditConfig::Validate() const {
     if (!hex) {
       return absl::InvalidArgumentError(
           "signing_key must be 64 hex digits (POLICY_AUDIT_SIGNING_KEY; openssl rand -hex 32)");
+    }
+    // A private seed where a public key belongs is a leaked secret and verifies nothing.
+    absl::StatusOr<std::vector<std::string>> previous =
+        CheckpointKeys::ParseHexList(previous_public_keys, "previous_public_keys");
+    const std::string seed = absl::HexStringToBytes(signing_key);
+    for (size_t i = 0; previous.ok() && i < previous->size(); ++i) {
+      if ((*previous)[i] == seed) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "previous_public_keys (POLICY_AUDIT_PREVIOUS_PUBLIC_KEYS): entry ", i + 1,
+            " is signing_key itself, the private seed, not a public key: list public keys only "
+            "(the public_key the audit service logs at start-up as \"checkpoint signing key\"), "
+            "and treat this seed as exposed wherever the setting was stored"));
+      }
     }
     if (subject_key.size() < 32) {
       return absl::InvalidArgumentError(

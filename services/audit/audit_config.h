@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/config/config.h"
 #include "common/pg/storage_options.h"
@@ -21,7 +22,8 @@ struct AuditConfig {
   std::string signing_key;
   // The public keys of earlier signing keys (64 hex digits each, comma-separated): checkpoints
   // they signed still verify, and ledgers they signed are continued under signing_key. Empty:
-  // only signing_key's checkpoints are accepted.
+  // only signing_key's checkpoints are accepted. signing_key's own seed is refused here; its
+  // public key is ignored (listed during a rotation). Logged by key id only.
   std::string previous_public_keys;
   // At least 32 bytes: the master key that finds and wraps the subjects' keys. Changing it
   // orphans every subject key (as if every subject were forgotten). Not needed with
@@ -43,6 +45,10 @@ struct AuditConfig {
   void Register(config::Parser& parser);
   absl::Status Validate() const;
 };
+
+// How previous_public_keys is shown (the configuration log line, --help): by key id (KeyIdOf,
+// a fingerprint), never the keys themselves.
+std::string DescribeKeyList(absl::string_view hex_list);
 
 }  // namespace policy::audit
 

@@ -2,13 +2,19 @@
 
 #include <string>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/config/config.h"
+#include "common/crypto/crypto.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/audit/checkpoint.h"
 
 namespace policy::audit {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 AuditConfig Serving() {
   AuditConfig c;
@@ -48,8 +54,49 @@ TEST(AuditConfigTest, PreviousPublicKeysAreHexKeysAndABadOneIsNamed) {
   const absl::Status s = c.Validate();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("previous_public_keys (POLICY_AUDIT_PREVIOUS_PUBLIC_KEYS): "
-                                     "entry 2 (\"" +
-                                     std::string(62, 'd') + "\")"));
+                                     "entry 2 (62 characters, not shown)"));
+  // What was given is not repeated: it may be a secret pasted into the wrong place.
+  EXPECT_THAT(s.message(), Not(HasSubstr(std::string(62, 'd'))));
+}
+
+// The signing key's own seed among the previous keys is a secret in a setting that is logged.
+TEST(AuditConfigTest, TheSigningSeedAmongThePreviousKeysIsRefused) {
+  AuditConfig c = Serving();
+  c.previous_public_keys = std::string(64, 'c') + "," + std::string(64, 'A');
+  const absl::Status s = c.Validate();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("entry 2 is signing_key itself, the private seed, not a "
+                                     "public key"));
+  EXPECT_THAT(s.message(), Not(HasSubstr(std::string(64, 'a'))));
+  // Its public key is what a rotation lists (and the service ignores).
+  c.previous_public_keys = absl::BytesToHexString(
+      crypto::Ed25519PublicKey(absl::HexStringToBytes(c.signing_key)).value());
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+}
+
+// The configuration log line names the previous keys by key id, never the keys.
+TEST(AuditConfigTest, ThePreviousKeysAreShownByKeyIdOnly) {
+  const std::string first(64, 'c'), second = std::string(63, '0') + "1";
+  AuditConfig c;
+  config::Parser parser("audit");
+  c.Register(parser);
+  ASSERT_TRUE(parser
+                  .Parse({"--previous_public_keys=" + first + "," + second},
+                         {{"POLICY_AUDIT_SIGNING_KEY", std::string(64, 'a')}})
+                  .ok());
+  ASSERT_EQ(c.previous_public_keys, first + "," + second);
+  const std::string described = parser.Describe();
+  EXPECT_THAT(described, HasSubstr(absl::StrCat("previous_public_keys=key ids ",
+                                                KeyIdOf(absl::HexStringToBytes(first)), ",",
+                                                KeyIdOf(absl::HexStringToBytes(second)), "\n")));
+  EXPECT_THAT(described, Not(HasSubstr(first)));
+  EXPECT_THAT(described, Not(HasSubstr(second)));
+  EXPECT_THAT(described, Not(HasSubstr(std::string(64, 'a'))));
+  // Something else given there (a seed with a typo, say) is not shown either.
+  c.previous_public_keys = "0x" + first;
+  EXPECT_THAT(parser.Describe(), HasSubstr("previous_public_keys=<not shown: "));
+  EXPECT_THAT(parser.Describe(), Not(HasSubstr(first)));
+  EXPECT_THAT(parser.Usage(), Not(HasSubstr(first)));
 }
 
 }  // namespace

@@ -308,6 +308,32 @@ grpc::ServerUnaryReactor* AuditService::GetCheckpoint(grpc::CallbackServerContex
   });
 }
 
+grpc::ServerUnaryReactor* AuditService::ListCheckpoints(grpc::CallbackServerContext* context,
+                                                        const v1::ListCheckpointsRequest* request,
+                                                        v1::ListCheckpointsResponse* response) {
+  return pool_->Run(context, [this, request, response] {
+    if (request->page_size() > kMaxPageSize) {
+      return ToGrpc(absl::InvalidArgumentError(absl::StrCat(
+          "page_size: must be between 1 and ", kMaxPageSize, " (0: ", kMaxPageSize, ")")));
+    }
+    const size_t page_size = request->page_size() == 0 ? kMaxPageSize : request->page_size();
+    absl::StatusOr<std::vector<Checkpoint>> checkpoints =
+        ledger_->ListCheckpoints(FromProto(request->ledger()));
+    if (!checkpoints.ok()) return ToGrpc(checkpoints.status());
+    size_t listed = 0;
+    for (const Checkpoint& c : *checkpoints) {
+      if (c.tree_size <= request->after_size()) continue;
+      if (listed == page_size) {
+        response->set_next_after_size(response->checkpoints().rbegin()->tree_size());
+        break;
+      }
+      ToProto(c, response->add_checkpoints());
+      ++listed;
+    }
+    return grpc::Status::OK;
+  });
+}
+
 grpc::ServerUnaryReactor* AuditService::GetEntry(grpc::CallbackServerContext* context,
                                                  const v1::GetEntryRequest* request,
                                                  v1::GetEntryResponse* response) {

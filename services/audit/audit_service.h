@@ -57,6 +57,9 @@ class AuditService final : public v1::AuditService::CallbackService {
   grpc::ServerUnaryReactor* ExportSubject(grpc::CallbackServerContext* context,
                                           const v1::ExportSubjectRequest* request,
                                           v1::ExportSubjectResponse* response) override;
+  grpc::ServerUnaryReactor* ListCheckpoints(grpc::CallbackServerContext* context,
+                                            const v1::ListCheckpointsRequest* request,
+                                            v1::ListCheckpointsResponse* response) override;
   grpc::ServerUnaryReactor* ListLedgers(grpc::CallbackServerContext* context,
                                         const v1::ListLedgersRequest* request,
                                         v1::ListLedgersResponse* response) override;

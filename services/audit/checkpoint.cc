@@ -57,11 +57,11 @@ absl::StatusOr<std::vector<std::string>> CheckpointKeys::ParseHexList(absl::stri
                        return absl::ascii_isxdigit(static_cast<unsigned char>(c));
                      });
     if (!hex) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(setting, ": entry ", position, " (\"", absl::CHexEscape(entry.substr(0, 80)),
-                       entry.size() > 80 ? "..." : "",
-                       "\") is not an Ed25519 public key of 64 hex digits; give ",
-                       "the keys as 64 hex digits each, separated by commas"));
+      // The entry is not shown: it may be a secret pasted into the wrong place.
+      return absl::InvalidArgumentError(absl::StrCat(
+          setting, ": entry ", position, " (", entry.size(),
+          " characters, not shown) is not an Ed25519 public key of 64 hex digits; give the "
+          "public keys (not private seeds) as 64 hex digits each, separated by commas"));
     }
     keys.push_back(absl::HexStringToBytes(entry));
   }
@@ -85,11 +85,26 @@ absl::StatusOr<std::string> CheckpointKeys::SignerOf(const Checkpoint& checkpoin
   if (named == keys_.end()) {
     return absl::UnauthenticatedError(absl::StrCat(
         size, " does not carry a valid signature of a trusted key: it names signing key ",
-        checkpoint.key_id, ", an unknown key (trusted: ", Describe(), ")"));
+        checkpoint.key_id, ", an unknown key (trusted: ", Describe(), ")", SeedHint(checkpoint)));
   }
   return absl::UnauthenticatedError(
       absl::StrCat(size, " does not carry a valid signature of key ", checkpoint.key_id,
                    ", the trusted key it names, nor of another trusted key (", Describe(), ")"));
+}
+
+std::string CheckpointKeys::SeedHint(const Checkpoint& checkpoint) const {
+  for (const Key& k : keys_) {
+    absl::StatusOr<std::string> derived = crypto::Ed25519PublicKey(k.public_key);
+    if (derived.ok() && KeyIdOf(*derived) == checkpoint.key_id) {
+      return absl::StrCat("; trusted key ", k.id, " is the private seed of key ", checkpoint.key_id,
+                          ", not its public key: give its public key instead (the public_key "
+                          "the audit service logs at start-up as \"checkpoint signing key\"), "
+                          "and treat that seed as exposed");
+    }
+  }
+  return "; the trusted keys (previous_public_keys, --public_key) are Ed25519 public keys of 64 "
+         "hex digits, not private seeds: an audit service logs its key's public_key at start-up "
+         "(\"checkpoint signing key\"), and the chart README shows how to derive one from a seed";
 }
 
 bool CheckpointKeys::Has(absl::string_view key_id) const {

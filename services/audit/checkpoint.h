@@ -75,6 +75,10 @@ class CheckpointKeys {
   std::string Describe() const;
 
  private:
+  // What a problem with `checkpoint`, naming an unknown key, adds: that a trusted key is that
+  // key's private seed given as a public key, if one is; else that keys are public keys.
+  std::string SeedHint(const Checkpoint& checkpoint) const;
+
   struct Key {
     std::string id;
     std::string public_key;

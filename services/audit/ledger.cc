@@ -265,6 +265,14 @@ absl::StatusOr<Checkpoint> AuditLedger::GetCheckpoint(const LedgerRef& ledger, u
   return store_->GetCheckpoint(ledger, tree_size);
 }
 
+absl::StatusOr<std::vector<Checkpoint>> AuditLedger::ListCheckpoints(const LedgerRef& ledger) {
+  RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
+  ASSIGN_OR_RETURN(std::vector<Checkpoint> all, store_->ListCheckpoints(ledger));
+  std::sort(all.begin(), all.end(),
+            [](const Checkpoint& a, const Checkpoint& b) { return a.tree_size < b.tree_size; });
+  return all;
+}
+
 absl::StatusOr<InclusionProof> AuditLedger::ProveInclusion(const LedgerRef& ledger,
                                                            std::optional<uint64_t> index,
                                                            const std::string& request_id,
@@ -299,11 +307,19 @@ absl::StatusOr<InclusionProof> AuditLedger::ProveInclusion(const LedgerRef& ledg
                      "its fields do not match its leaf hash; the ledger was changed after it was "
                      "written (VerifyLedger names the first bad index)"));
   }
-  if (!entry->mac.empty() && !authenticator_->Check(*entry) && !keys_.SignerOf(checkpoint).ok()) {
-    return absl::DataLossError(
-        absl::StrCat(damaged,
-                     "its MAC is not the audit service's; the audit service did not "
-                     "write it as it stands (VerifyLedger names the first bad index)"));
+  if (!entry->mac.empty() && !authenticator_->Check(*entry)) {
+    // Only a checkpoint an earlier key signed in its time vouches for such an entry (its MAC
+    // may be under the key of an earlier release), not one it signed after a later key took
+    // over (LedgerVerifier: key order).
+    ASSIGN_OR_RETURN(std::vector<Checkpoint> all, store_->ListCheckpoints(ledger));
+    if (!keys_.SignerOf(checkpoint).ok() ||
+        entry->index >= LedgerVerifier(ledger, keys_, std::move(all)).earlier_key_vouched_size()) {
+      return absl::DataLossError(
+          absl::StrCat(damaged,
+                       "its MAC is not the audit service's, and no checkpoint of an earlier "
+                       "signing key vouches for it; the audit service did not write it as it "
+                       "stands (VerifyLedger names the first bad index)"));
+    }
   }
   ASSIGN_OR_RETURN(ProofPlan plan, PlanInclusionProof(entry->index, checkpoint.tree_size));
   ASSIGN_OR_RETURN(auto hashes, store_->NodeHashes(ledger, NodesOf(plan)));
@@ -695,11 +711,7 @@ absl::StatusOr<bool> AuditLedger::SignCheckpoint(const LedgerSize& l, LedgerOver
                                  " was signed: entries were removed"));
     }
     // The stored hashes of its first `base` entries give the checkpoint's root.
-    const std::vector<NodeId> nodes = FrontierNodes(base);
-    ASSIGN_OR_RETURN(auto hashes, store_->NodeHashes(l.ledger, nodes));
-    std::vector<Hash> frontier;
-    for (const NodeId& node : nodes) frontier.push_back(hashes.at(node));
-    ASSIGN_OR_RETURN(tree, CompactTree::FromFrontier(base, std::move(frontier)));
+    ASSIGN_OR_RETURN(tree, StoredTree(l.ledger, base));
     if (tree.Root() != newest->root) {
       return refuse(absl::StrCat("the stored hashes of its first ", base,
                                  " entries do not give the root of its checkpoint of that size"));
@@ -719,18 +731,41 @@ absl::StatusOr<bool> AuditLedger::SignCheckpoint(const LedgerSize& l, LedgerOver
   }
   if (l.size == base) return false;
 
+  // The walk below starts at the newest checkpoint, unless an earlier key signed it after this
+  // key took over (a late checkpoint, which a leaked retired key could sign: it vouches for
+  // nothing): then at this key's newest checkpoint, and the entries since are checked up to
+  // the late one's size too, which the tree must give.
+  uint64_t from = base;
+  std::string late;  // Why the walk starts before the newest checkpoint.
+  if (!newest_signer.empty() && newest_signer != signer_->key_id()) {
+    ASSIGN_OR_RETURN(std::optional<Checkpoint> resume, OwnNewestBefore(l.ledger, base));
+    if (resume.has_value()) {
+      from = resume->tree_size;
+      late = absl::StrCat(" (the newest checkpoint, of size ", base, ", was signed by key ",
+                          newest_signer, " after this key signed one of size ", from,
+                          ": it vouches for nothing; whoever holds key ", newest_signer,
+                          " may have made it)");
+      ASSIGN_OR_RETURN(tree, StoredTree(l.ledger, from));
+      if (tree.Root() != resume->root) {
+        return refuse(absl::StrCat("the stored hashes of its first ", from,
+                                   " entries do not give the root of its checkpoint of that "
+                                   "size"));
+      }
+    }
+  }
+
   // The entries since: recomputed from their fields, checked against their stored hashes and
   // their MACs. Entries without a MAC (stored before entries carried one) are accepted only
   // before the ledger's first entry with one.
   bool seen_mac = false;
-  if (base > 0) {
-    ASSIGN_OR_RETURN(std::vector<Entry> before, store_->ReadRange(l.ledger, base - 1, 1));
+  if (from > 0) {
+    ASSIGN_OR_RETURN(std::vector<Entry> before, store_->ReadRange(l.ledger, from - 1, 1));
     seen_mac = !before.empty() && !before[0].mac.empty();
   }
   uint64_t unauthenticated = 0;
   std::string problem;
   std::vector<Hash> completed;
-  const absl::Status walked = store_->ForEachEntry(l.ledger, base, [&](const Entry& e) {
+  const absl::Status walked = store_->ForEachEntry(l.ledger, from, [&](const Entry& e) {
     const uint64_t expected = tree.size();
     if (e.index != expected) {
       problem = absl::StrCat("entry ", expected, " is missing (the next one is ", e.index, ")");
@@ -763,11 +798,16 @@ absl::StatusOr<bool> AuditLedger::SignCheckpoint(const LedgerSize& l, LedgerOver
     } else {
       seen_mac = true;
     }
+    if (tree.size() == base && from < base && tree.Root() != newest->root) {
+      problem = absl::StrCat("the tree of its first ", base,
+                             " entries does not give the root of its checkpoint of that size");
+      return false;
+    }
     return tree.size() < l.size;
   });
   if (absl::IsDataLoss(walked)) return refuse(walked.message());
   if (!walked.ok()) return walked;
-  if (!problem.empty()) return refuse(problem);
+  if (!problem.empty()) return refuse(absl::StrCat(problem, late));
   if (tree.size() < l.size) {
     return refuse(
         absl::StrCat("entry ", tree.size(), " is missing (the ledger's size is ", l.size, ")"));
@@ -794,6 +834,29 @@ absl::StatusOr<bool> AuditLedger::SignCheckpoint(const LedgerSize& l, LedgerOver
   }
   overview.latest_checkpoint = std::move(checkpoint);
   return true;
+}
+
+absl::StatusOr<CompactTree> AuditLedger::StoredTree(const LedgerRef& ledger, uint64_t size) {
+  const std::vector<NodeId> nodes = FrontierNodes(size);
+  ASSIGN_OR_RETURN(auto hashes, store_->NodeHashes(ledger, nodes));
+  std::vector<Hash> frontier;
+  for (const NodeId& node : nodes) frontier.push_back(hashes.at(node));
+  return CompactTree::FromFrontier(size, std::move(frontier));
+}
+
+absl::StatusOr<std::optional<Checkpoint>> AuditLedger::OwnNewestBefore(const LedgerRef& ledger,
+                                                                       uint64_t size) {
+  ASSIGN_OR_RETURN(std::vector<Checkpoint> all, store_->ListCheckpoints(ledger));
+  std::sort(all.begin(), all.end(),
+            [](const Checkpoint& a, const Checkpoint& b) { return a.tree_size > b.tree_size; });
+  for (Checkpoint& c : all) {
+    // The signature decides, not the key id it names.
+    if (c.tree_size > 0 && c.tree_size < size && c.key_id == signer_->key_id() &&
+        VerifyCheckpoint(c, signer_->public_key())) {
+      return std::move(c);
+    }
+  }
+  return std::nullopt;
 }
 
 absl::StatusOr<std::vector<LedgerOverview>> AuditLedger::ListLedgers() {

@@ -125,7 +125,10 @@ inline constexpr size_t kMaxPageSize = 1000;
 // Checkpoints are signed by `signer`; those signed by any of `previous_public_keys` (32 bytes
 // each: the keys a rotation retired) are accepted as well, by Verify and by SignCheckpoints,
 // which continues a ledger whose newest checkpoint an earlier key signed with checkpoints of
-// the current key. Each AuditLedger also remembers,
+// the current key. A checkpoint an earlier key signed after the current key's first one is
+// late (LedgerVerifier: key order) and vouches for nothing: SignCheckpoints then checks the
+// entries from the current key's newest checkpoint on, MACs included, and refuses (DATA_LOSS)
+// when one is not the service's. Each AuditLedger also remembers,
 // per ledger, the newest checkpoint it signed or saw signed (the head; kept in memory only,
 // so lost on restart); every checkpoint it signs is logged (ledger, size, root), a record
 // outside the database.
@@ -152,6 +155,9 @@ class AuditLedger {
   // The keys whose checkpoints are accepted: the current one first.
   const CheckpointKeys& checkpoint_keys() const { return keys_; }
   absl::StatusOr<Checkpoint> GetCheckpoint(const LedgerRef& ledger, uint64_t tree_size);
+  // Every stored checkpoint of `ledger`, by tree size, smallest first (none for a ledger that
+  // does not exist).
+  absl::StatusOr<std::vector<Checkpoint>> ListCheckpoints(const LedgerRef& ledger);
   // The entry recorded under `request_id` in `ledger`, its identifiers not revealed;
   // NOT_FOUND when there is none.
   absl::StatusOr<Entry> FindRequest(const LedgerRef& ledger, const std::string& request_id);
@@ -234,6 +240,10 @@ class AuditLedger {
   // Signs a checkpoint of `ledger` if it grew since its newest one (true when it did),
   // setting the overview's newest checkpoint.
   absl::StatusOr<bool> SignCheckpoint(const LedgerSize& ledger, LedgerOverview& overview);
+  // The tree of `ledger`'s first `size` entries, from their stored hashes.
+  absl::StatusOr<CompactTree> StoredTree(const LedgerRef& ledger, uint64_t size);
+  // This key's largest checkpoint of `ledger` smaller than `size`; none when there is none.
+  absl::StatusOr<std::optional<Checkpoint>> OwnNewestBefore(const LedgerRef& ledger, uint64_t size);
   // The remembered head of `ledger`; none before this process signed or saw one signed.
   std::optional<Checkpoint> RememberedHead(const LedgerRef& ledger) ABSL_LOCKS_EXCLUDED(heads_mu_);
   // Remembers `checkpoint` as the ledger's head unless a larger one is remembered.

@@ -820,6 +820,91 @@ TEST_F(RotationTest, ACheckpointForgedWithAnUnknownKeyIsInvalid) {
   EXPECT_THAT(overview[0].refused, HasSubstr(forger->key_id()));
 }
 
+// Someone holding the retired key A and write access to the database appends entries with
+// MACs of their own (under the MAC key releases before rotation derived from A) and signs a
+// checkpoint of A past B's: neither the verifier nor the signer takes it as vouching for them.
+TEST_F(RotationTest, ACheckpointOfTheRetiredKeyPastTheCurrentKeysVouchesForNothing) {
+  {
+    AuditLedger under_a(&store_, subjects_.get(), a_.get(), &clock_);
+    Append(under_a, 5);
+    ASSERT_EQ(under_a.SignCheckpoints().value(), 1);
+  }
+  {
+    AuditLedger under_b(&store_, subjects_.get(), b_.get(), &clock_, {a_->public_key()});
+    Append(under_b, 3);
+    ASSERT_EQ(under_b.SignCheckpoints().value(), 1);
+  }
+  AuditLedger forger(&store_, subjects_.get(), b_.get(), &clock_, {a_->public_key()});
+  store_.AuthenticateWith(
+      std::make_shared<const EntryAuthenticator>(a_->DeriveKey(kLegacyEntryMacLabel)));
+  Append(forger, 4);
+  std::vector<Hash> leaves;
+  const std::vector<Entry> stored = store_.ReadRange(kProd, 0, 12).value();
+  for (const Entry& e : stored) leaves.push_back(e.leaf_hash);
+  ASSERT_TRUE(store_.AddCheckpoint(a_->Sign(kProd, 12, RootOf(leaves), clock_.Now()).value()).ok());
+
+  AuditLedger restarted(&store_, subjects_.get(), b_.get(), &clock_, {a_->public_key()});
+  const IntegrityReport r = restarted.Verify(kProd).value();
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 8u);
+  EXPECT_THAT(r.problem, HasSubstr(absl::StrCat("the checkpoint of size 12 was signed by earlier "
+                                                "key ",
+                                                a_->key_id(), " after the current key ",
+                                                b_->key_id(), " took over")));
+  // The service's own entry after them: the signer does not continue from A's checkpoint.
+  Append(restarted, 1);  // Still under the forger's MAC key: append through the service.
+  store_.AuthenticateWith(nullptr);
+  AuditLedger service(&store_, subjects_.get(), b_.get(), &clock_, {a_->public_key()});
+  Append(service, 1);
+  std::vector<LedgerOverview> overview;
+  EXPECT_EQ(service.SignCheckpoints(&overview).status().code(), absl::StatusCode::kDataLoss);
+  ASSERT_EQ(overview.size(), 1u);
+  EXPECT_THAT(overview[0].refused, HasSubstr("entry 8: its MAC is not the audit service's"));
+  EXPECT_THAT(overview[0].refused, HasSubstr(absl::StrCat("was signed by key ", a_->key_id(),
+                                                          " after this key signed one of size 8")));
+  EXPECT_EQ(store_.GetCheckpoint(kProd, 0).value().tree_size, 12u);
+  // Nor does it prove a forged entry against A's checkpoint.
+  EXPECT_EQ(service.ProveInclusion(kProd, 9, "", 12).status().code(), absl::StatusCode::kDataLoss);
+}
+
+// The rollout that switches A for B: replicas of either configuration run side by side and
+// sign in turn. Each checks the entries since its own newest checkpoint when the other's is
+// newer, and the ledger verifies once B's checkpoint is the largest.
+TEST_F(RotationTest, ReplicasOfBothKeysDuringTheRolloutSignInTurn) {
+  AuditLedger old_replica(&store_, subjects_.get(), a_.get(), &clock_,
+                          {a_->public_key(), b_->public_key()});
+  AuditLedger new_replica(&store_, subjects_.get(), b_.get(), &clock_, {a_->public_key()});
+  Append(old_replica, 5);
+  ASSERT_EQ(old_replica.SignCheckpoints().value(), 1);
+  Append(new_replica, 1);
+  ASSERT_EQ(new_replica.SignCheckpoints().value(), 1);
+  Append(old_replica, 2);
+  ASSERT_EQ(old_replica.SignCheckpoints().value(), 1);  // A signs after B took over: late.
+  Append(new_replica, 1);
+  ASSERT_EQ(new_replica.SignCheckpoints().value(), 1);
+  IntegrityReport r = new_replica.Verify(kProd).value();
+  EXPECT_TRUE(r.valid) << r.problem;
+  EXPECT_EQ(r.checkpoints_by_key,
+            (std::map<std::string, uint64_t>{{a_->key_id(), 2}, {b_->key_id(), 2}}));
+  // A's late checkpoint over an entry that is not the service's: the signer refuses.
+  store_.AuthenticateWith(
+      std::make_shared<const EntryAuthenticator>(a_->DeriveKey(kLegacyEntryMacLabel)));
+  Append(new_replica, 1);
+  store_.AuthenticateWith(nullptr);
+  std::vector<Hash> leaves;
+  const std::vector<Entry> stored = store_.ReadRange(kProd, 0, 10).value();
+  for (const Entry& e : stored) leaves.push_back(e.leaf_hash);
+  ASSERT_TRUE(store_.AddCheckpoint(a_->Sign(kProd, 10, RootOf(leaves), clock_.Now()).value()).ok());
+  AuditLedger restarted(&store_, subjects_.get(), b_.get(), &clock_, {a_->public_key()});
+  Append(restarted, 1);
+  std::vector<LedgerOverview> overview;
+  EXPECT_EQ(restarted.SignCheckpoints(&overview).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(overview[0].refused, HasSubstr("entry 9: its MAC is not the audit service's"));
+  r = restarted.Verify(kProd).value();
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 9u);
+}
+
 // Entries of earlier releases carry MACs under a key derived from the signing key: after a
 // rotation the service cannot check them, and accepts them where a checkpoint of the earlier
 // key covers them.

@@ -67,13 +67,23 @@ int Main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<SubjectCipher>> subjects =
       SubjectCipher::Create(crypto::Sha256(config.subject_key));
   if (!subjects.ok()) return Fail(subjects.status());
+  // The public key, derived here from the seed (never a configured value): what operators
+  // copy into previous_public_keys and the verifiers' --public_key.
   LogInfo("checkpoint signing key",
           {{"key_id", (*signer)->key_id()},
            {"public_key", absl::BytesToHexString((*signer)->public_key())}});
-  // Validated with the configuration.
+  // Validated with the configuration (signing_key's own seed among them refused).
   absl::StatusOr<std::vector<std::string>> previous_keys =
       CheckpointKeys::ParseHexList(config.previous_public_keys, "previous_public_keys");
   if (!previous_keys.ok()) return Fail(previous_keys.status());
+  for (const std::string& key : *previous_keys) {
+    if (key == (*signer)->public_key()) {
+      LogInfo(
+          "previous_public_keys lists the current signing key's public key: it is the "
+          "current key (as during a rotation's rollout), not an earlier one",
+          {{"key_id", (*signer)->key_id()}});
+    }
+  }
 
   AuditLedger ledger(store.get(), subjects->get(), signer->get(), Clock::Real(),
                      *std::move(previous_keys));

@@ -738,6 +738,54 @@ TEST_F(PostgresTamperTest, AForgedTailRowIsNotSigned) {
               HasSubstr("entry 40: its MAC is not the audit service's"));
 }
 
+// Someone holding a retired signing key R (still among the previous keys) and the writer role
+// appends rows with MACs under the key releases before rotation derived from R, and signs a
+// checkpoint of R over them, past the current key's checkpoints.
+TEST_F(PostgresTamperTest, ACheckpointOfARetiredKeyPastTheCurrentKeysVouchesForNothing) {
+  const LedgerRef ledger = Ledger("retired-key");
+  Build({ledger});
+  auto retired = CheckpointSigner::Create(std::string(32, '\x33')).value();
+  const EntryAuthenticator retired_macs(retired->DeriveKey(kLegacyEntryMacLabel));
+  std::vector<Entry> entries = ReadAll(ledger);
+  CompactTree tree;
+  for (const Entry& e : entries) tree.Append(e.leaf_hash);
+  std::vector<Entry> forged = {entries[3], entries[4]};
+  for (size_t i = 0; i < forged.size(); ++i) {
+    forged[i].request_id = absl::StrCat("forged-", i);
+    forged[i].time = entries.back().time + absl::Seconds(5);
+  }
+  SealEntries(tree, absl::MakeSpan(forged), &retired_macs);
+  {
+    pqxx::connection c(pg::ConnectionString(url_, absl::Seconds(5)));
+    pqxx::work tx(c);
+    tx.exec(absl::StrCat("SET LOCAL ROLE ", kWriterRole));
+    const int64_t id =
+        tx.exec_params1("SELECT id FROM audit.ledgers WHERE project = $1", ledger.project)[0]
+            .as<int64_t>();
+    for (const Entry& e : forged) InsertRow(tx, id, e);
+    tx.commit();
+  }
+  ASSERT_TRUE(
+      store_->AddCheckpoint(retired->Sign(ledger, kSize + 2, tree.Root(), clock_.Now()).value())
+          .ok());
+  // A process that trusts R (it signed this deployment's ledgers before the rotation).
+  AuditLedger fresh(store_.get(), subjects_.get(), signer_.get(), &clock_, {retired->public_key()});
+  const IntegrityReport r = fresh.Verify(ledger).value();
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, kLastCheckpoint);
+  EXPECT_THAT(r.problem, HasSubstr(absl::StrCat("the checkpoint of size ", kSize + 2,
+                                                " was signed by earlier key ", retired->key_id())));
+  // The signer does not go on from R's checkpoint: it checks the entries since its own.
+  ASSERT_TRUE(fresh.Append(Input(ledger, 50)).ok());
+  const absl::StatusOr<int> signed_count = fresh.SignCheckpoints();
+  EXPECT_EQ(signed_count.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(signed_count.status().message(),
+              HasSubstr(absl::StrCat("entry ", kSize, ": its MAC is not the audit service's")));
+  EXPECT_EQ(store_->GetCheckpoint(ledger, 0).value().tree_size, kSize + 2);
+  EXPECT_EQ(fresh.ProveInclusion(ledger, kSize, "", 0).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
 // An entry edited, every hash from it on recomputed, and the checkpoints covering it deleted.
 TEST_F(PostgresTamperTest, AnEditRehashedWithItsCheckpointsDeletedIsNotSigned) {
   const LedgerRef ledger = Ledger("rehashed");

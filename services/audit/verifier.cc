@@ -41,11 +41,46 @@ LedgerVerifier::LedgerVerifier(LedgerRef ledger, CheckpointKeys keys,
                   ? absl::StrCat(trusted_name_, ": ", signer.status().message())
                   : std::string(signer.status().message()));
     } else if (c.tree_size > 0) {
-      if (*signer != keys_.current_key_id()) {
-        earlier_key_signed_size_ = std::max(earlier_key_signed_size_, c.tree_size);
-      }
       checkpoints_.push_back(std::move(c));
       signers_.push_back(*std::move(signer));
+    }
+  }
+  CheckKeyOrder();
+}
+
+void LedgerVerifier::CheckKeyOrder() {
+  // The current key's smallest and largest checkpoints (checkpoints_ is sorted by size).
+  std::optional<uint64_t> current_first;
+  uint64_t current_largest = 0;
+  for (size_t i = 0; i < checkpoints_.size(); ++i) {
+    if (signers_[i] != keys_.current_key_id()) continue;
+    if (!current_first.has_value()) current_first = checkpoints_[i].tree_size;
+    current_largest = checkpoints_[i].tree_size;
+  }
+  for (size_t i = 0; i < checkpoints_.size(); ++i) {
+    const std::string& key = signers_[i];
+    const uint64_t size = checkpoints_[i].tree_size;
+    if (key == keys_.current_key_id()) continue;
+    if (!current_first.has_value() || size <= *current_first) {
+      // Signed in its key's time: it vouches for the entries below it whose MAC the
+      // authenticator cannot check (an earlier release's, under an earlier key).
+      earlier_key_signed_size_ = std::max(earlier_key_signed_size_, size);
+      continue;
+    }
+    const std::string why =
+        absl::StrCat("the checkpoint of size ", size, " was signed by earlier key ", key,
+                     " after the current key ", keys_.current_key_id(),
+                     " took over (its smallest checkpoint has size ", *current_first, ")");
+    late_.push_back(LateCheckpoint{size, why});
+    if (size > current_largest && !late_failure_.has_value()) {
+      // It vouches alone for entries the current key never signed: a retired key signed them,
+      // which only whoever holds a leaked copy of it would do.
+      late_failure_ = LateCheckpoint{
+          current_largest,
+          absl::StrCat(why, " and goes beyond the current key's largest (size ", current_largest,
+                       "): a retired key signed it, so it vouches for nothing; whoever holds key ",
+                       key, " may have forged it and the entries from index ", current_largest,
+                       " on (treat that key as compromised)")};
     }
   }
 }
@@ -84,6 +119,10 @@ void LedgerVerifier::CheckCheckpointsAt(uint64_t size) {
 bool LedgerVerifier::Add(const Entry& entry) {
   if (!report_.valid) return false;
   const uint64_t expected = tree_.size();
+  if (late_failure_.has_value() && expected >= late_failure_->size) {
+    Fail(late_failure_->size, late_failure_->why);
+    return false;
+  }
   if (entry.ledger != ledger_) {
     Fail(expected,
          absl::StrCat("entry ", entry.index, " belongs to ledger ", LedgerName(entry.ledger)));
@@ -118,9 +157,17 @@ bool LedgerVerifier::Add(const Entry& entry) {
     }
     ++report_.unauthenticated_entries;
   } else if (!authenticator_->Check(entry) && expected >= earlier_key_signed_size_) {
+    std::string late;
+    for (const LateCheckpoint& c : late_) {
+      if (c.size > expected) {
+        late = absl::StrCat("; ", c.why, ", so it does not vouch for the entry");
+        break;
+      }
+    }
     Fail(expected, absl::StrCat("entry ", expected,
                                 ": its MAC is not the audit service's: the service did not "
-                                "write it as it stands"));
+                                "write it as it stands",
+                                late));
     return false;
   } else {
     seen_mac_ = true;
@@ -135,6 +182,9 @@ void LedgerVerifier::Unreadable(absl::string_view why) {
 }
 
 IntegrityReport LedgerVerifier::Finish() {
+  if (report_.valid && late_failure_.has_value()) {
+    Fail(std::min(late_failure_->size, tree_.size()), late_failure_->why);
+  }
   if (report_.valid && next_checkpoint_ < checkpoints_.size()) {
     const Checkpoint& c = checkpoints_[next_checkpoint_];
     Fail(tree_.size(),

@@ -32,12 +32,23 @@
 //    MAC is not the authenticator's, or one without a MAC after an entry with one (entries
 //    stored before entries carried MACs come first in their ledger). An entry whose MAC is not
 //    the authenticator's is accepted when a checkpoint signed by an earlier key (not the
-//    current one) covers it: releases before this one derived the MAC key from the signing key,
-//    which a rotation retired, and that checkpoint's signed root vouches for the entry (a
-//    changed one fails at that checkpoint). Without an authenticator (a verifier holding only
-//    the public keys), a row written with recomputed hashes after the newest checkpoint cannot
-//    be told from one the service wrote.
+//    current one) in its key's time covers it: releases before this one derived the MAC key
+//    from the signing key, which a rotation retired, and that checkpoint's signed root vouches
+//    for the entry (a changed one fails at that checkpoint). Without an authenticator (a
+//    verifier holding only the public keys), a row written with recomputed hashes after the
+//    newest checkpoint cannot be told from one the service wrote.
 // A checkpoint not signed by a trusted key is a problem at index 0, naming the key id it names.
+//
+// Key order: a checkpoint signed by an earlier key (not the current one) larger than the
+// current key's smallest is late: it was signed after the current key took over, by a retired
+// key. It must still match the tree, but vouches for no entry's MAC (an entry that needs it is
+// named with the reason), and a late checkpoint larger than the current key's largest makes
+// the ledger INVALID from that largest size on: whoever holds a leaked retired key and can
+// write the database could otherwise extend or rewrite the ledger past the current key's
+// checkpoints. (A late checkpoint the current key's next one covers is what a replica still on
+// the old key leaves when it signs during the rollout that switches keys; it does no harm.
+// During that rollout, a verifier configured as such a replica, the old key current, sees the
+// new key's checkpoints as late: it may report INVALID until the old replicas are gone.)
 namespace policy::audit {
 
 struct IntegrityReport {
@@ -74,6 +85,10 @@ class LedgerVerifier {
   // The verdict over the entries fed so far.
   IntegrityReport Finish();
 
+  // Entries below this index need no MAC of the authenticator's: the largest checkpoint an
+  // earlier key signed in its key's time (not late; see Key order above); 0 when none.
+  uint64_t earlier_key_vouched_size() const { return earlier_key_signed_size_; }
+
  private:
   void Fail(uint64_t index, std::string problem);
   void CheckCheckpointsAt(uint64_t size);
@@ -88,9 +103,22 @@ class LedgerVerifier {
   bool seen_mac_ = false;                // An entry with a MAC was checked.
   std::vector<Checkpoint> checkpoints_;  // Sorted by size; signatures already checked.
   std::vector<std::string> signers_;     // The key id that signed each of checkpoints_.
-  // The largest checkpoint signed by an earlier key than the current one: entries below it
-  // need no MAC of the authenticator's.
+  // Finds the checkpoints an earlier key signed after the current key took over (late_,
+  // late_failure_) and sets earlier_key_signed_size_.
+  void CheckKeyOrder();
+
+  // The largest checkpoint signed by an earlier key than the current one, in its key's time
+  // (not late): entries below it need no MAC of the authenticator's.
   uint64_t earlier_key_signed_size_ = 0;
+  struct LateCheckpoint {
+    uint64_t size = 0;  // Of the checkpoint; in late_failure_, the first index it alone covers.
+    std::string why;
+  };
+  // The checkpoints an earlier key signed after the current key took over, by size.
+  std::vector<LateCheckpoint> late_;
+  // The first such checkpoint beyond the current key's largest: the ledger is INVALID from the
+  // index it names.
+  std::optional<LateCheckpoint> late_failure_;
   size_t next_checkpoint_ = 0;
   uint64_t last_matched_size_ = 0;
   CompactTree tree_;

@@ -287,7 +287,14 @@ class AuditVerifyToolTest(unittest.TestCase):
         report = self.report(run_verify(target=MAIN.address, requested_by="auditor@example.com",
                                         trusted_checkpoint=saved, save_checkpoint=saved), 0)
         self.assertValid(report, last + 1)
-        self.assertEqual(report["checkpoints_checked"], 2)  # the trusted one and the newest
+        # Every stored checkpoint up to the newest (the trusted one among them), as from the
+        # database; the service may have signed more since (the export is recorded).
+        newest = report["newest_checkpoint"]["tree_size"]
+        stored = DB.sql("SELECT count(*) FROM audit.checkpoints c JOIN audit.ledgers l "
+                        f"ON l.id = c.ledger_id WHERE l.project = '{PROJECT}' "
+                        f"AND c.tree_size <= {newest}").strip()
+        self.assertGreater(int(stored), 2)
+        self.assertEqual(report["checkpoints_checked"], int(stored))
         self.assertGreater(int(json.loads(saved.read_text())["tree_size"]),
                            int(first["tree_size"]))
 
@@ -409,6 +416,12 @@ class AuditVerifyToolTest(unittest.TestCase):
             with start_audit(db.url, key_b, "audit-key-b", subject_key=subject_key,
                              previous_public_keys=public_a) as b:
                 public_b = logged_public_key(b)
+                # The configured keys are logged by key id only.
+                settings = [line for line in b.log_text().splitlines()
+                            if '"msg":"configuration"' in line]
+                self.assertEqual(len(settings), 1, b.log_text())
+                self.assertIn(f"previous_public_keys=key ids {id_a}", settings[0])
+                self.assertNotIn(public_a, settings[0])
                 append(b, 3, "rot-b", project, environment)
                 newest = wait_checkpoint(b, 11, project, environment)
                 self.assertEqual(newest.key_id, key_id(public_b))
@@ -417,6 +430,32 @@ class AuditVerifyToolTest(unittest.TestCase):
                 self.assertTrue(report.valid, report.problem)
                 self.assertEqual(report.entries_checked, 11)
                 self.assertEqual(set(report.checkpoints_by_key), {id_a, key_id(public_b)})
+                # Over RPC, every checkpoint is checked, as from the database: with B alone,
+                # A's are those of an unknown key, though B signed the newest.
+                rpc = dict(target=b.address, requested_by="auditor@example.com",
+                           project=project, environment=environment)
+                rpc_alone = self.report(run_verify(public_key=public_b, **rpc), 1)
+                self.assertIn(f"it names signing key {id_a}, an unknown key",
+                              rpc_alone["problem"])
+                rpc_both = self.report(run_verify(public_key=f"{public_b},{public_a}", **rpc), 0)
+                self.assertEqual(set(rpc_both["checkpoints_by_key"]), {id_a, key_id(public_b)})
+                self.assertGreaterEqual(rpc_both["checkpoints_checked"], 2)
+                # ListCheckpoints pages, smallest first.
+                sizes, after = [], 0
+                while True:
+                    page = stub(b).ListCheckpoints(audit_pb2.ListCheckpointsRequest(
+                        ledger=ledger(project, environment), after_size=after, page_size=1),
+                        timeout=10)
+                    sizes += [c.tree_size for c in page.checkpoints]
+                    if not page.next_after_size:
+                        break
+                    after = page.next_after_size
+                self.assertEqual(sizes, sorted(set(sizes)))
+                # The service may have signed more since (the exports are recorded).
+                newest = rpc_both["newest_checkpoint"]["tree_size"]
+                self.assertIn(newest, sizes)
+                self.assertEqual(rpc_both["checkpoints_checked"],
+                                 len([size for size in sizes if size <= newest]))
             # Offline, from the database: both keys given.
             both = self.report(run_verify(database=db.url, project=project,
                                           environment=environment,
@@ -493,7 +532,7 @@ class AuditVerifyToolTest(unittest.TestCase):
                 proc = run_verify(**flags)
                 self.assertExit(proc, 2)
                 self.assertTrue(proc.stderr.strip(), "no message on stderr")
-        self.assertIn("--public_key: entry 2 (\"abcd\")",
+        self.assertIn("--public_key: entry 2 (4 characters, not shown)",
                       run_verify(input=EXPORT, checkpoint=CHECKPOINT,
                                  public_key=f"{PUBLIC_KEY},abcd").stderr)
 

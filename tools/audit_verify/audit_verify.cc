@@ -74,9 +74,10 @@ public keys given here, never against a key the server supplies. Entries are str
 a time, in index order.
 
 Source of the ledger (exactly one):
-  --target=HOST:PORT   the audit service over gRPC: GetCheckpoint (the newest), then
-                       ExportEntries from index 0 (needs --requested_by; the export is itself
-                       recorded in the ledger as an audit_read entry)
+  --target=HOST:PORT   the audit service over gRPC: GetCheckpoint (the newest) and
+                       ListCheckpoints (every one; a server without it: the newest only, with
+                       a note), then ExportEntries from index 0 (needs --requested_by; the
+                       export is itself recorded in the ledger as an audit_read entry)
   --input=FILE         JSON lines as ExportEntries writes them (one policy.audit.v1.Entry in
                        proto3 JSON per line; "-" reads stdin), with --checkpoint=FILE (a
                        policy.audit.v1.Checkpoint in proto3 JSON: the newest signed head)
@@ -85,9 +86,13 @@ Source of the ledger (exactly one):
 The ledger: --project and --environment; both empty for the organisation's ledger.
 The keys: --public_key=<64 hex digits>[,<64 hex digits>...] or --public_key_file=FILE (hex keys
 separated by commas or line breaks, or one key's 32 raw bytes), as the audit service logs them
-at start-up ("checkpoint signing key"). After a signing-key rotation, give the current key and
-the earlier ones: a checkpoint signed by any of them verifies, and the output says which key
-signed the newest one and how many each signed.
+at start-up ("checkpoint signing key"); public keys, never private seeds. After a signing-key
+rotation, give the current key FIRST, then the earlier ones: a checkpoint signed by any of them
+verifies, and the output says which key signed the newest one and how many each signed. The
+first key given is taken as the current one: a checkpoint of another key larger than the first
+key's smallest was signed after the rotation (late) and vouches only for what a checkpoint of
+the first key also covers; one past every checkpoint of the first key is INVALID (a retired key
+signed it: whoever holds a leaked copy may have forged it).
 
 --trusted_checkpoint=FILE is a checkpoint saved earlier (for instance by --save_checkpoint):
 the ledger must extend it. This catches a ledger rewritten together with its checkpoints.
@@ -369,8 +374,9 @@ class RpcSource : public Source {
     return absl::OkStatus();
   }
 
-  // The newest checkpoint. Asked for before the export, so that the entries read afterwards
-  // cover it even while the ledger grows.
+  // Every checkpoint the server lists (ListCheckpoints), else the newest (a server of an
+  // earlier release, with a note). Asked for before the export, so that the entries read
+  // afterwards cover them even while the ledger grows.
   absl::StatusOr<std::vector<Checkpoint>> Checkpoints() override {
     if (absl::Status s = Connect(); !s.ok()) return s;
     audit::v1::GetCheckpointRequest request;
@@ -398,8 +404,47 @@ class RpcSource : public Source {
       return absl::DataLossError(
           absl::StrCat("the server's checkpoint is malformed: ", checkpoint.status().message()));
     }
-    out.push_back(*std::move(checkpoint));
-    return out;
+    absl::StatusOr<std::vector<Checkpoint>> all = ListAll();
+    if (absl::IsUnimplemented(all.status())) {
+      notes_.push_back(
+          "the server cannot list its checkpoints (a release before ListCheckpoints): only the "
+          "newest was checked; verify from the database (--database) to check every one");
+      out.push_back(*std::move(checkpoint));
+      return out;
+    }
+    if (!all.ok()) return all.status();
+    // The newest, if signed after the list was read, is checked too.
+    if (all->empty() || all->back().tree_size < checkpoint->tree_size) {
+      all->push_back(*std::move(checkpoint));
+    }
+    return all;
+  }
+
+  // Every checkpoint of the ledger, page by page.
+  absl::StatusOr<std::vector<Checkpoint>> ListAll() {
+    std::vector<Checkpoint> out;
+    for (uint64_t after = 0;;) {
+      audit::v1::ListCheckpointsRequest request;
+      audit::ToProto(ledger_, request.mutable_ledger());
+      request.set_after_size(after);
+      audit::v1::ListCheckpointsResponse response;
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+      grpc::Status status = stub_->ListCheckpoints(&context, request, &response);
+      if (!status.ok()) return FromGrpc(status, "ListCheckpoints");
+      for (const audit::v1::Checkpoint& proto : response.checkpoints()) {
+        absl::StatusOr<Checkpoint> c = audit::CheckpointFromProto(proto);
+        if (!c.ok()) {
+          return absl::DataLossError(absl::StrCat("the server's checkpoint of size ",
+                                                  proto.tree_size(),
+                                                  " is malformed: ", c.status().message()));
+        }
+        out.push_back(*std::move(c));
+      }
+      // A server that does not move on would keep this loop going.
+      if (response.next_after_size() == 0 || response.next_after_size() <= after) return out;
+      after = response.next_after_size();
+    }
   }
 
   absl::Status ForEachEntry(const Sink& sink) override {
@@ -877,8 +922,9 @@ int Main(int argc, char** argv) {
                    "the ledger's environment: production, staging, development or sandbox "
                    "(empty with an empty project)");
   parser.AddString("public_key", &o.public_key_hex,
-                   "the audit service's Ed25519 public keys, 64 hex digits each, comma-separated: "
-                   "the current one and those a rotation retired");
+                   "the audit service's Ed25519 public keys (not private seeds), 64 hex digits "
+                   "each, comma-separated: the current one FIRST (the first key given is taken "
+                   "as the current one), then those a rotation retired");
   parser.AddString("public_key_file", &o.public_key_file,
                    "a file holding the public keys (64 hex digits each, separated by commas or "
                    "line breaks; or one key's 32 raw bytes)");

@@ -96,7 +96,8 @@ commands:
   audit export      --project, --environment  (every entry, one JSON object per line)
   audit checkpoint  --project, --environment, [--tree_size, --public_key]  (a signed tree
                     head; its signature checked against --public_key, else said unchecked;
-                    --public_key takes several keys, comma-separated, after a rotation)
+                    --public_key takes several keys, comma-separated, after a rotation,
+                    the current one first)
   audit prove       --project, --environment, --index or --request_id, [--tree_size,
                     --public_key]  (the proof checked here; the root against --public_key)
                     (the entry's inclusion proof against a signed checkpoint; a decision's
@@ -1116,10 +1117,11 @@ int Audit(const Invocation& in) {
             p.AddInt("tree_size", &tree_size, "checkpoint, prove: a checkpoint's size; 0: newest");
             p.AddInt("index", &index, "prove: the entry's index");
             p.AddString("public_key", &public_key_hex,
-                        "checkpoint, prove: the audit service's Ed25519 public keys (64 hex "
-                        "digits each, comma-separated: the current one and those a rotation "
-                        "retired; from its operator, never from the server) to check the "
-                        "checkpoint's signature against; without it the root is not verified");
+                        "checkpoint, prove: the audit service's Ed25519 public keys (not "
+                        "private seeds; 64 hex digits each, comma-separated: the current one "
+                        "first, then those a rotation retired; from its operator, never from "
+                        "the server) to check the checkpoint's signature against; without it "
+                        "the root is not verified");
             p.AddString("request_id", &request_id,
                         "prove: the entry's request id (a decision's is decision:<its request "
                         "id>); forget: this erasure's request id");
