@@ -3,12 +3,16 @@
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "common/status/grpc_status.h"
+#include "common/status/status.h"
 #include "common/text/caller_text.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -302,6 +306,19 @@ grpc::Status ToCheckResponse(const grpc::Status& status, const v1::DecideRespons
     // not a trusted proxy): a denial, so that no Envoy setting lets the request through.
     Deny(grpc::StatusCode::PERMISSION_DENIED, envoy::type::v3::Forbidden, "PERMISSION_DENIED",
          status.error_message(), "", out);
+    return grpc::Status::OK;
+  }
+  if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+    // The edge refused the key at the door (too many of its requests denied of late): no
+    // decision was made, and the client is told when to retry, as for a rate limit.
+    const std::string reason = ReasonOf(FromGrpcStatus(status)).value_or("RESOURCE_EXHAUSTED");
+    Deny(grpc::StatusCode::RESOURCE_EXHAUSTED, envoy::type::v3::TooManyRequests, reason,
+         status.error_message(), "", out);
+    if (std::optional<absl::Duration> delay = RetryDelayOf(status); delay.has_value()) {
+      AddHeader(out->mutable_denied_response()->mutable_headers(), "retry-after",
+                absl::StrCat(std::max<int64_t>(
+                    1, absl::ToInt64Seconds(absl::Ceil(*delay, absl::Seconds(1))))));
+    }
     return grpc::Status::OK;
   }
   if (!status.ok()) return status;  // The check failed: not a denial.
