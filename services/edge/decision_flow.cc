@@ -54,13 +54,11 @@ absl::Status CheckModel(absl::string_view model) {
 
 // The refusal of a key whose denial budget is spent, `retry_after` before it holds a unit.
 Status TooManyDenials(absl::Duration retry_after) {
-  const int64_t seconds =
-      std::max<int64_t>(1, absl::ToInt64Seconds(absl::Ceil(retry_after, absl::Seconds(1))));
   return WithRetryDelay(
-      EdgeStatus(
-          WithReason(absl::ResourceExhaustedError(absl::StrCat(
-                         "too many denied requests for this key; retry after ", seconds, " s")),
-                     kTooManyDenials)),
+      EdgeStatus(WithReason(absl::ResourceExhaustedError(
+                                absl::StrCat("too many denied requests for this key; retry after ",
+                                             RetryAfterSeconds(retry_after), " s")),
+                            kTooManyDenials)),
       retry_after);
 }
 

@@ -316,8 +316,7 @@ grpc::Status ToCheckResponse(const grpc::Status& status, const v1::DecideRespons
          status.error_message(), "", out);
     if (std::optional<absl::Duration> delay = RetryDelayOf(status); delay.has_value()) {
       AddHeader(out->mutable_denied_response()->mutable_headers(), "retry-after",
-                absl::StrCat(std::max<int64_t>(
-                    1, absl::ToInt64Seconds(absl::Ceil(*delay, absl::Seconds(1))))));
+                absl::StrCat(RetryAfterSeconds(*delay)));
     }
     return grpc::Status::OK;
   }
@@ -328,10 +327,9 @@ grpc::Status ToCheckResponse(const grpc::Status& status, const v1::DecideRespons
          limited ? envoy::type::v3::TooManyRequests : envoy::type::v3::Forbidden, decision.reason(),
          decision.message(), decision.audit_id(), out);
     if (limited && decision.has_retry_after()) {
-      const int64_t seconds =
-          decision.retry_after().seconds() + (decision.retry_after().nanos() > 0 ? 1 : 0);
       AddHeader(out->mutable_denied_response()->mutable_headers(), "retry-after",
-                absl::StrCat(std::max<int64_t>(seconds, 1)));
+                absl::StrCat(RetryAfterSeconds(absl::Seconds(decision.retry_after().seconds()) +
+                                               absl::Nanoseconds(decision.retry_after().nanos()))));
     }
     return grpc::Status::OK;
   }
