@@ -10,6 +10,7 @@ namespace policy {
 namespace {
 
 constexpr absl::string_view kErrorInfoType = "type.googleapis.com/google.rpc.ErrorInfo";
+constexpr absl::string_view kRetryInfoType = "type.googleapis.com/google.rpc.RetryInfo";
 
 bool IsServerFault(absl::StatusCode code) {
   return code == absl::StatusCode::kInternal || code == absl::StatusCode::kUnknown ||
@@ -55,6 +56,40 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
     }
   }
   return result;
+}
+
+grpc::Status WithRetryDelay(const grpc::Status& status, absl::Duration delay) {
+  if (status.ok()) return status;
+  google::rpc::Status details;
+  if (status.error_details().empty() || !details.ParseFromString(status.error_details())) {
+    details.Clear();
+    details.set_code(static_cast<int>(status.error_code()));
+    details.set_message(status.error_message());
+  }
+  google::rpc::RetryInfo info;
+  const int64_t seconds = absl::ToInt64Seconds(delay);
+  info.mutable_retry_delay()->set_seconds(seconds);
+  info.mutable_retry_delay()->set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(delay - absl::Seconds(seconds))));
+  auto* any = details.add_details();
+  any->set_type_url(std::string(kRetryInfoType));
+  any->set_value(info.SerializeAsString());
+  return grpc::Status(status.error_code(), status.error_message(), details.SerializeAsString());
+}
+
+std::optional<absl::Duration> RetryDelayOf(const grpc::Status& status) {
+  google::rpc::Status details;
+  if (status.error_details().empty() || !details.ParseFromString(status.error_details())) {
+    return std::nullopt;
+  }
+  for (const auto& any : details.details()) {
+    google::rpc::RetryInfo info;
+    if (any.type_url() == kRetryInfoType && info.ParseFromString(any.value())) {
+      return absl::Seconds(info.retry_delay().seconds()) +
+             absl::Nanoseconds(info.retry_delay().nanos());
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace policy

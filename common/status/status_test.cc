@@ -197,6 +197,30 @@ TEST(GrpcStatusTest, ReasonTravelsAsErrorInfo) {
   EXPECT_EQ(info.domain(), "keys.policy-suite");
 }
 
+TEST(GrpcStatusTest, RetryDelayTravelsAsRetryInfoBesideTheReason) {
+  grpc::Status out = WithRetryDelay(
+      ToGrpcStatus(WithReason(absl::ResourceExhaustedError("slow down"), "SLOW_DOWN"),
+                   "edge.policy-suite"),
+      absl::Milliseconds(2500));
+  EXPECT_EQ(out.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(out.error_message(), "slow down");
+  google::rpc::Status details;
+  ASSERT_TRUE(details.ParseFromString(out.error_details()));
+  ASSERT_EQ(details.details_size(), 2);
+  google::rpc::RetryInfo info;
+  ASSERT_TRUE(details.details(1).UnpackTo(&info));
+  EXPECT_EQ(info.retry_delay().seconds(), 2);
+  EXPECT_EQ(info.retry_delay().nanos(), 500'000'000);
+  EXPECT_EQ(RetryDelayOf(out), absl::Milliseconds(2500));
+  EXPECT_EQ(ReasonOf(FromGrpcStatus(out)), "SLOW_DOWN");
+
+  // A status without details gets some; one without RetryInfo has no delay.
+  grpc::Status plain(grpc::StatusCode::UNAVAILABLE, "away");
+  EXPECT_EQ(RetryDelayOf(plain), std::nullopt);
+  EXPECT_EQ(RetryDelayOf(WithRetryDelay(plain, absl::Seconds(3))), absl::Seconds(3));
+  EXPECT_EQ(WithRetryDelay(plain, absl::Seconds(3)).error_message(), "away");
+}
+
 TEST(GrpcStatusTest, FromGrpcStatusRoundTripsCodeMessageAndReason) {
   absl::Status in = WithReason(absl::NotFoundError("key k9 not found"), "KEY_NOT_FOUND");
   absl::Status back = FromGrpcStatus(ToGrpcStatus(in, "keys.policy-suite"));

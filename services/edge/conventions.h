@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 // The conventions the edge's APIs share: their limits and how they read credentials and
 // request ids. Free of wire types; the conversions between services' messages are in
@@ -24,6 +25,12 @@ inline constexpr int64_t kMaxEstimatedTokens = 10'000'000;
 inline int64_t PromptTokens(size_t prompt_bytes) {
   return static_cast<int64_t>(
       std::min<size_t>(prompt_bytes / 4, static_cast<size_t>(kMaxEstimatedTokens)));
+}
+
+// How long to wait before retrying, as callers are told it ("retry after N s", an HTTP
+// retry-after header): whole seconds, rounded up, at least 1.
+inline int64_t RetryAfterSeconds(absl::Duration wait) {
+  return std::max<int64_t>(1, absl::ToInt64Seconds(absl::Ceil(wait, absl::Seconds(1))));
 }
 
 // The ledger request ids of the decision a caller asked for under `request_id` and of its

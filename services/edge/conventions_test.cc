@@ -43,6 +43,13 @@ TEST(ConventionsTest, BearerTokensInAnyCaseWithBlanksTrimmed) {
   EXPECT_EQ(BearerToken("psk_abc"), "");
 }
 
+TEST(ConventionsTest, RetryAfterIsWholeSecondsRoundedUpAtLeastOne) {
+  EXPECT_EQ(RetryAfterSeconds(absl::Seconds(4)), 4);
+  EXPECT_EQ(RetryAfterSeconds(absl::Milliseconds(4200)), 5);
+  EXPECT_EQ(RetryAfterSeconds(absl::Milliseconds(1)), 1);
+  EXPECT_EQ(RetryAfterSeconds(absl::ZeroDuration()), 1);
+}
+
 TEST(ProtoConvertTest, AuditIdsNameTheLedgerAndTheIndex) {
   audit::v1::Entry entry;
   entry.mutable_ledger()->set_project("support-eu");

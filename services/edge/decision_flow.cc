@@ -15,6 +15,8 @@
 #include "common/client/channel.h"
 #include "common/crypto/crypto.h"
 #include "common/ledger/ledger_record.h"
+#include "common/status/grpc_status.h"
+#include "common/status/status.h"
 #include "google/protobuf/arena.h"
 #include "services/edge/conventions.h"
 #include "services/edge/downstream_status.h"
@@ -48,6 +50,16 @@ absl::Status CheckModel(absl::string_view model) {
     }
   }
   return CheckNoSecret(model, "model");
+}
+
+// The refusal of a key whose denial budget is spent, `retry_after` before it holds a unit.
+Status TooManyDenials(absl::Duration retry_after) {
+  return WithRetryDelay(
+      EdgeStatus(WithReason(absl::ResourceExhaustedError(
+                                absl::StrCat("too many denied requests for this key; retry after ",
+                                             RetryAfterSeconds(retry_after), " s")),
+                            kTooManyDenials)),
+      retry_after);
 }
 
 authz::v1::PrincipalKind PrincipalKindOf(const keys::v1::Principal& owner) {
@@ -148,6 +160,10 @@ class DecideFlow final : public Flow {
   void OnKey(Status s) override {
     if (!s.ok()) return Finish(KeyFailure(s, deadline_));
     const keys::v1::Key& key = key_->key();
+    // Refused at the door: no decision, so nothing reserved and nothing recorded.
+    if (Status refused = CheckDenialBudget(*options_, key); !refused.ok()) {
+      return Finish(std::move(refused));
+    }
     if (key.kind() == keys::v1::KEY_KIND_ADMIN || key.project().empty()) {
       return Deny("KEY_SCOPE", "admin keys cannot be used for model calls");
     }
@@ -328,6 +344,8 @@ class DecideFlow final : public Flow {
     Finish(Status::OK);
   }
 
+  // A DENY answered (recorded in the ledger) takes one unit of the key's denial budget.
+  //
   // A decision that authz allowed (reserving its budget) but that is not answered ALLOW, or
   // that the ledger already held (a retry: the first attempt's reservation is the one its
   // usage report settles), gives its whole reservation back: authz is told the request never
@@ -336,6 +354,10 @@ class DecideFlow final : public Flow {
   // outcome: a retry would find it, and give its own reservation back). Best effort, off the
   // answer's path, under a report id of this attempt's own.
   void BeforeAnswer(const Status& status) override {
+    if (status.ok() && response_->verdict() == v1::VERDICT_DENY &&
+        options_->denial_budget != nullptr) {
+      options_->denial_budget->Denied(key_->key().key_id());
+    }
     const bool reserved =
         check_ != nullptr && check_status_.ok() && check_->verdict() == authz::v1::VERDICT_ALLOW;
     const bool allowed = status.ok() && response_->verdict() == v1::VERDICT_ALLOW;
@@ -636,6 +658,13 @@ absl::Status CheckRedactionServable(const pii::v1::RedactionPolicy& policy,
   if (problems.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
       absl::StrJoin(problems, "; "), " (as pii's ListEntityTypes describes what it can do)"));
+}
+
+grpc::Status CheckDenialBudget(const FlowOptions& options, const keys::v1::Key& key) {
+  if (options.denial_budget == nullptr) return grpc::Status::OK;
+  const absl::Duration wait = options.denial_budget->RetryAfter(key.key_id());
+  if (wait <= absl::ZeroDuration()) return grpc::Status::OK;
+  return TooManyDenials(wait);
 }
 
 absl::Status ValidateDecideRequest(const v1::DecideRequest& r) {

@@ -8,7 +8,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "grpcpp/support/status.h"
 #include "policy/edge/v1/edge.pb.h"
+#include "services/edge/denial_budget.h"
 #include "services/edge/downstream.h"
 
 // The edge's two flows, over the other services' wire types: the edge holds no domain of its
@@ -35,6 +37,13 @@ struct FlowOptions {
   // refused with INVALID_ARGUMENT naming return_mapping (or messages), before the decision is
   // recorded, and its reservation given back.
   size_t max_answer_bytes = 4 << 20;
+  // Each key's denials (see denial_budget.h), shared by every flow of the process; null: no
+  // limit. A key whose budget is spent is refused as soon as it is verified, before authz,
+  // pii, region or audit is asked: RESOURCE_EXHAUSTED "too many denied requests for this key;
+  // retry after N s" with ErrorInfo reason TOO_MANY_DENIALS and a google.rpc.RetryInfo.
+  // Such a refusal is no decision: nothing is reserved or recorded. Every DENY answered takes
+  // one unit of the key's budget; an ALLOW takes none. Must outlive the flows.
+  DenialBudget* denial_budget = nullptr;
 };
 
 // The policy of FlowOptions::redaction: every entity type replaced by `op` ("placeholder",
@@ -51,6 +60,11 @@ absl::StatusOr<pii::v1::RedactionPolicy> MakeRedactionPolicy(
 // detects no entity type 'AWS_ACCESS_KEYS'"; "redaction_operator: hash, but ...").
 absl::Status CheckRedactionServable(const pii::v1::RedactionPolicy& policy,
                                     const pii::v1::ListEntityTypesResponse& known);
+
+// OK when a request of `key` (verified) may be decided on now; else the refusal at the door
+// that FlowOptions::denial_budget describes. StartDecide checks it as soon as the key is
+// verified; a caller that verifies the key itself may check it sooner, before reading more.
+grpc::Status CheckDenialBudget(const FlowOptions& options, const keys::v1::Key& key);
 
 // Checks what the edge can check itself: INVALID_ARGUMENT naming the field, UNAUTHENTICATED
 // for a missing key.

@@ -5,11 +5,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/clock/clock.h"
 #include "common/crypto/crypto.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/edge/denial_budget.h"
 #include "services/edge/downstream_status.h"
 #include "services/edge/fake_downstream.h"
 
@@ -335,6 +337,139 @@ TEST_F(DecisionFlowTest, AuthzDenialIsAnAuditedDenyWithRetryAfter) {
   EXPECT_EQ(fake_.append_request.entry().outcome(), audit::v1::OUTCOME_BLOCKED);
   EXPECT_EQ(fake_.append_request.entry().metadata().at("reason"), "RATE_LIMITED");
   EXPECT_THAT(fake_.calls(), Not(Contains("region.Route")));
+}
+
+// A key that has had its burst of denials recorded is refused at the door until its budget
+// refills: no authz, pii, region or audit call, so nothing reserved and nothing recorded.
+class DenialBudgetFlowTest : public DecisionFlowTest {
+ protected:
+  void SetUp() override {
+    DecisionFlowTest::SetUp();
+    options_.denial_budget = &budget_;
+    // A blocked model: every request of the key is denied by authz.
+    fake_.check_response.set_verdict(authz::v1::VERDICT_DENY);
+    fake_.check_response.set_reason("MODEL_NOT_ALLOWED");
+  }
+
+  int Calls(const std::string& name) {
+    int n = 0;
+    for (const std::string& call : fake_.calls()) n += call == name;
+    return n;
+  }
+
+  FakeClock clock_;
+  // 3 denials in a row, then one a second.
+  DenialBudget budget_{DenialBudgetOptions{.per_minute = 60, .burst = 3, .max_keys = 100}, &clock_};
+};
+
+TEST_F(DenialBudgetFlowTest, AfterItsBurstOfDenialsAKeyIsRefusedBeforeAnythingIsAskedOrRecorded) {
+  for (int i = 0; i < 3; ++i) {
+    Result r = Decide();
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.response.verdict(), v1::VERDICT_DENY);
+    EXPECT_EQ(r.response.reason(), "MODEL_NOT_ALLOWED");
+  }
+  EXPECT_EQ(Calls("audit.Append"), 3);
+  const std::vector<std::string> before = fake_.calls();
+
+  Result refused = Decide();
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(refused.status.error_message(),
+            "too many denied requests for this key; retry after 1 s");
+  EXPECT_EQ(ReasonOf(FromGrpcStatus(refused.status)), "TOO_MANY_DENIALS");
+  EXPECT_EQ(RetryDelayOf(refused.status), absl::Seconds(1));
+  EXPECT_EQ(refused.response.verdict(), v1::VERDICT_UNSPECIFIED);
+  EXPECT_TRUE(refused.response.audit_id().empty());
+  // Only the key was verified: authz (no reservation, no refund), pii, region and audit were
+  // not asked.
+  std::vector<std::string> after = fake_.calls();
+  ASSERT_EQ(after.size(), before.size() + 1);
+  EXPECT_EQ(after.back(), "keys.VerifyKey");
+  EXPECT_EQ(Calls("audit.Append"), 3);
+
+  // A request that would be allowed is refused too: the key is refused, not the request.
+  fake_.check_response.set_verdict(authz::v1::VERDICT_ALLOW);
+  fake_.check_response.clear_reason();
+  EXPECT_EQ(Decide().status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(Calls("authz.Check"), 3);
+  EXPECT_EQ(Calls("pii.Redact"), 3);
+}
+
+TEST_F(DenialBudgetFlowTest, AnotherKeyIsUnaffected) {
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Decide().status.ok());
+  ASSERT_EQ(Decide().status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  fake_.verify_response.mutable_key()->set_key_id("key-2");
+  for (int i = 0; i < 3; ++i) {
+    Result r = Decide();
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.response.verdict(), v1::VERDICT_DENY);
+  }
+  EXPECT_EQ(Decide().status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  fake_.verify_response.mutable_key()->set_key_id("key-1");
+  EXPECT_EQ(Decide().status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(Calls("audit.Append"), 6);
+}
+
+TEST_F(DenialBudgetFlowTest, AllowsTakeNothingFromTheBudget) {
+  fake_.check_response.set_verdict(authz::v1::VERDICT_ALLOW);
+  fake_.check_response.clear_reason();
+  for (int i = 0; i < 10; ++i) {
+    Result r = Decide();
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.response.verdict(), v1::VERDICT_ALLOW);
+  }
+  // The whole burst of denials is still there.
+  fake_.check_response.set_verdict(authz::v1::VERDICT_DENY);
+  fake_.check_response.set_reason("MODEL_NOT_ALLOWED");
+  for (int i = 0; i < 3; ++i) {
+    Result r = Decide();
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.response.verdict(), v1::VERDICT_DENY);
+  }
+  EXPECT_EQ(Decide().status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+TEST_F(DenialBudgetFlowTest, EveryKindOfDenyCountsAndNoFailureDoes) {
+  // A rate limit, blocked content and the key's own scope are denials like any other.
+  fake_.check_response.set_reason("RATE_LIMITED");
+  ASSERT_EQ(Decide().response.reason(), "RATE_LIMITED");
+  fake_.check_response.set_verdict(authz::v1::VERDICT_ALLOW);
+  fake_.redact_response.mutable_report()->set_blocked(true);
+  ASSERT_EQ(Decide().response.reason(), "PII_BLOCKED");
+  // A failure to record is no DENY recorded: it takes nothing.
+  fake_.append_status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "audit away");
+  ASSERT_EQ(Decide().status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  fake_.append_status = grpc::Status::OK;
+  fake_.verify_response.mutable_key()->clear_scopes();
+  ASSERT_EQ(Decide().response.reason(), "KEY_SCOPE");
+  EXPECT_EQ(Decide().status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+TEST_F(DenialBudgetFlowTest, TheBudgetRefillsWithTheClock) {
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Decide().status.ok());
+  ASSERT_EQ(Decide().status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  clock_.Advance(absl::Milliseconds(400));
+  Result r = Decide();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(RetryDelayOf(r.status), absl::Milliseconds(600));
+  EXPECT_THAT(r.status.error_message(), HasSubstr("retry after 1 s"));
+
+  clock_.Advance(absl::Milliseconds(600));  // One unit back: one more decision.
+  r = Decide();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.response.verdict(), v1::VERDICT_DENY);
+  EXPECT_EQ(Decide().status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  clock_.Advance(absl::Minutes(5));  // Full again: the burst, and no more.
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(Decide().status.ok());
+  EXPECT_EQ(Decide().status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(Calls("audit.Append"), 7);
+}
+
+TEST_F(DenialBudgetFlowTest, NoBudgetNoLimit) {
+  options_.denial_budget = nullptr;
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(Decide().status.ok());
+  EXPECT_EQ(Calls("audit.Append"), 10);
 }
 
 TEST_F(DecisionFlowTest, BlockedContentIsADeny) {

@@ -10,6 +10,10 @@ namespace {
 
 // The most max_answer_bytes may be: what the edge's own channels receive from pii.
 constexpr int64_t kMaxAnswerBytes = client::kMaxAnswerBytes;
+// The most denials_per_key_per_minute and denial_burst may be: past a thousand a second a key
+// is not limited in any way that spares the ledger.
+constexpr int64_t kMaxDenialsPerMinute = 60'000;
+constexpr int64_t kMaxDenialBurst = 10'000;
 
 }  // namespace
 
@@ -31,6 +35,12 @@ void EdgeConfig::Register(config::Parser& p) {
             "(Decide's source_ip, ext_authz's source.address); others are judged by their own");
   p.AddInt("max_answer_bytes", &max_answer_bytes,
            "largest Decide answer (clients' receive limit); larger: INVALID_ARGUMENT");
+  p.AddInt("denials_per_key_per_minute", &denials_per_key_per_minute,
+           "DENY decisions recorded per key per minute before its requests are refused "
+           "(RESOURCE_EXHAUSTED, not recorded); 0: no limit");
+  p.AddInt("denial_burst", &denial_burst,
+           "DENY decisions one key may have recorded in a row (denials_per_key_per_minute's "
+           "bucket)");
   p.AddDuration("dependency_check_interval", &dependency_check_interval,
                 "how often the five services' health is checked (readiness)");
   p.AddInt("dependency_failures", &dependency_failures,
@@ -69,6 +79,15 @@ absl::Status EdgeConfig::Validate() const {
   if (max_answer_bytes < (64 << 10) || max_answer_bytes > kMaxAnswerBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_answer_bytes must be between 65536 and ", kMaxAnswerBytes, " (64 MiB)"));
+  }
+  if (denials_per_key_per_minute < 0 || denials_per_key_per_minute > kMaxDenialsPerMinute) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("denials_per_key_per_minute must be between 0 (no limit) and ",
+                     kMaxDenialsPerMinute, ", not ", denials_per_key_per_minute));
+  }
+  if (denial_burst < 1 || denial_burst > kMaxDenialBurst) {
+    return absl::InvalidArgumentError(absl::StrCat("denial_burst must be between 1 and ",
+                                                   kMaxDenialBurst, ", not ", denial_burst));
   }
   if (dependency_failures < 1 || dependency_failures > 100) {
     return absl::InvalidArgumentError("dependency_failures must be between 1 and 100");

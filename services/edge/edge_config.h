@@ -46,6 +46,13 @@ struct EdgeConfig {
   // it only with the clients' receive limit.
   int64_t max_answer_bytes = 4 << 20;
 
+  // Each key's denial budget (denial_budget.h): the DENY decisions recorded for one key
+  // refill at this rate per minute, at most denial_burst in a row; a key that has spent it is
+  // refused at the door (RESOURCE_EXHAUSTED, nothing recorded) until a unit is back. 0 turns
+  // the budget off. Per replica.
+  int64_t denials_per_key_per_minute = 60;
+  int64_t denial_burst = 20;
+
   // How often the five services' health is checked; the edge is ready (grpc.health.v1) while
   // all answer SERVING.
   absl::Duration dependency_check_interval = absl::Milliseconds(500);

@@ -1,6 +1,9 @@
 #include "services/edge/edge_metrics.h"
 
 #include "absl/status/status.h"
+#include "common/status/grpc_status.h"
+#include "common/status/status.h"
+#include "services/edge/denial_budget.h"
 
 namespace policy::edge {
 namespace {
@@ -17,6 +20,12 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
                      .Help("Decisions by API, verdict (allow, deny, error) and reason (the DENY "
                            "reason, or the gRPC code of an error).")
                      .Register(registry)),
+      denial_budget_refusals_(
+          prometheus::BuildCounter()
+              .Name("policy_edge_denial_budget_refusals_total")
+              .Help("Requests refused before any decision because their key had too many "
+                    "requests denied of late (denials_per_key_per_minute), by API.")
+              .Register(registry)),
       dependency_up_(prometheus::BuildGauge()
                          .Name("policy_edge_dependency_up")
                          .Help("1 while the service answers its health check SERVING.")
@@ -29,6 +38,11 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
 
 void EdgeMetrics::Decided(const std::string& api, const grpc::Status& status, bool allowed,
                           const std::string& deny_reason) {
+  if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+      ReasonOf(FromGrpcStatus(status)) == kTooManyDenials) {
+    denial_budget_refusals_.Add({{"api", api}}).Increment();
+    return;
+  }
   if (!status.ok()) {
     decisions_.Add({{"api", api}, {"verdict", "error"}, {"reason", CodeName(status.error_code())}})
         .Increment();

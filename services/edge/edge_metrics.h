@@ -12,6 +12,9 @@
 // The edge's Prometheus metrics, beside the standard gRPC server metrics:
 //   policy_edge_decisions_total{api, verdict, reason}  api: decide or ext_authz; verdict:
 //       allow, deny or error; reason: the DENY reason, or the gRPC code of an error
+//   policy_edge_denial_budget_refusals_total{api}      requests refused at the door because
+//       their key's denial budget was spent (FlowOptions::denial_budget): no decision, so not
+//       in policy_edge_decisions_total
 //   policy_edge_dependency_up{service}                 1 while the service answers its
 //       health check SERVING (see DownstreamHealth)
 //   policy_edge_config_valid                           1 while pii detects every entity type
@@ -25,6 +28,7 @@ class EdgeMetrics {
   explicit EdgeMetrics(prometheus::Registry& registry);
 
   // One decision's end: `status` and, when OK, whether it allowed and else the DENY reason.
+  // A refusal at the door (RESOURCE_EXHAUSTED, reason TOO_MANY_DENIALS) is counted as such.
   void Decided(const std::string& api, const grpc::Status& status, bool allowed,
                const std::string& deny_reason);
   void SetDependencyUp(const std::string& service, bool up);
@@ -32,6 +36,7 @@ class EdgeMetrics {
 
  private:
   prometheus::Family<prometheus::Counter>& decisions_;
+  prometheus::Family<prometheus::Counter>& denial_budget_refusals_;
   prometheus::Family<prometheus::Gauge>& dependency_up_;
   prometheus::Family<prometheus::Gauge>& config_valid_;
 };

@@ -3,12 +3,16 @@
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "common/status/grpc_status.h"
+#include "common/status/status.h"
 #include "common/text/caller_text.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -304,6 +308,18 @@ grpc::Status ToCheckResponse(const grpc::Status& status, const v1::DecideRespons
          status.error_message(), "", out);
     return grpc::Status::OK;
   }
+  if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+    // The edge refused the key at the door (too many of its requests denied of late): no
+    // decision was made, and the client is told when to retry, as for a rate limit.
+    const std::string reason = ReasonOf(FromGrpcStatus(status)).value_or("RESOURCE_EXHAUSTED");
+    Deny(grpc::StatusCode::RESOURCE_EXHAUSTED, envoy::type::v3::TooManyRequests, reason,
+         status.error_message(), "", out);
+    if (std::optional<absl::Duration> delay = RetryDelayOf(status); delay.has_value()) {
+      AddHeader(out->mutable_denied_response()->mutable_headers(), "retry-after",
+                absl::StrCat(RetryAfterSeconds(*delay)));
+    }
+    return grpc::Status::OK;
+  }
   if (!status.ok()) return status;  // The check failed: not a denial.
   if (decision.verdict() != v1::VERDICT_ALLOW) {
     const bool limited = decision.reason() == "RATE_LIMITED";
@@ -311,10 +327,9 @@ grpc::Status ToCheckResponse(const grpc::Status& status, const v1::DecideRespons
          limited ? envoy::type::v3::TooManyRequests : envoy::type::v3::Forbidden, decision.reason(),
          decision.message(), decision.audit_id(), out);
     if (limited && decision.has_retry_after()) {
-      const int64_t seconds =
-          decision.retry_after().seconds() + (decision.retry_after().nanos() > 0 ? 1 : 0);
       AddHeader(out->mutable_denied_response()->mutable_headers(), "retry-after",
-                absl::StrCat(std::max<int64_t>(seconds, 1)));
+                absl::StrCat(RetryAfterSeconds(absl::Seconds(decision.retry_after().seconds()) +
+                                               absl::Nanoseconds(decision.retry_after().nanos()))));
     }
     return grpc::Status::OK;
   }

@@ -37,8 +37,10 @@ absl::Status DecideRequestFromCheck(const envoy::service::auth::v3::CheckRequest
 // limits, 403 otherwise, with a JSON body naming the reason and the audit id; a key that does
 // not verify: 401; the caller's bad input: 400; a caller refused as it calls (its stated
 // address from a peer that is not a trusted proxy): 403; a conflict with what is recorded:
-// 409. Any other status is the check failing: it is returned, to end the RPC with, and
-// `check` is left empty.
+// 409; a key refused at the door (RESOURCE_EXHAUSTED: too many of its requests denied, see
+// FlowOptions::denial_budget): 429 with retry-after from the status's RetryInfo and a JSON
+// body naming its ErrorInfo reason. Any other status is the check failing: it is returned, to
+// end the RPC with, and `check` is left empty.
 grpc::Status ToCheckResponse(const grpc::Status& status, const v1::DecideResponse& decision,
                              envoy::service::auth::v3::CheckResponse* check);
 

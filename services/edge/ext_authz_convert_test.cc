@@ -3,6 +3,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/grpc_status.h"
+#include "common/status/status.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -266,6 +268,28 @@ TEST(ExtAuthzConvertTest, DenialsCarryTheHttpStatusAndAJsonBody) {
                   .ok());
   EXPECT_EQ(check.denied_response().status().code(), envoy::type::v3::Conflict);
   EXPECT_THAT(check.denied_response().body(), HasSubstr("already used"));
+}
+
+TEST(ExtAuthzConvertTest, AKeyRefusedAtTheDoorIs429WithRetryAfterAndABody) {
+  const grpc::Status refused = WithRetryDelay(
+      ToGrpcStatus(WithReason(absl::ResourceExhaustedError(
+                                  "too many denied requests for this key; retry after 3 s"),
+                              "TOO_MANY_DENIALS"),
+                   "edge.policy-suite"),
+      absl::Milliseconds(2100));
+  auth::CheckResponse check;
+  ASSERT_TRUE(ToCheckResponse(refused, v1::DecideResponse(), &check).ok());
+  EXPECT_EQ(check.status().code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(check.denied_response().status().code(), envoy::type::v3::TooManyRequests);
+  EXPECT_EQ(HeaderOf(check.denied_response().headers(), "retry-after"), "3");
+  google::protobuf::Struct body;
+  ASSERT_TRUE(
+      google::protobuf::util::JsonStringToMessage(check.denied_response().body(), &body).ok());
+  const auto& error = body.fields().at("error").struct_value().fields();
+  EXPECT_EQ(error.at("code").string_value(), "TOO_MANY_DENIALS");
+  EXPECT_EQ(error.at("message").string_value(),
+            "too many denied requests for this key; retry after 3 s");
+  EXPECT_FALSE(error.contains("audit_id"));  // Nothing was recorded.
 }
 
 TEST(ExtAuthzConvertTest, AFailedCheckIsAnRpcErrorNotADenial) {

@@ -51,6 +51,11 @@ grpc::ServerUnaryReactor* ExtAuthzService::Check(
           Answer(reactor, KeyFailure(status, deadline), *decision, response);
           return;
         }
+        // A key with too many denials of late is refused before its body is read too.
+        if (grpc::Status refused = CheckDenialBudget(options_, verified->key()); !refused.ok()) {
+          Answer(reactor, refused, *decision, response);
+          return;
+        }
         Decide(reactor, peer, *request, *verified, deadline, decision, response);
       });
   return reactor;

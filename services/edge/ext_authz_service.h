@@ -17,10 +17,12 @@ namespace policy::edge {
 // ext_authz_convert.h for what is read and answered). The API key is read first and verified
 // with keys before the body is parsed: no key is a 401 at once, a key keys does not verify a
 // 401 after that one call, and a verified key goes on to the decision flow with keys' answer
-// (see StartDecide), so a check asks keys once. Envoy cannot replace
-// the request's body with a redacted one, so `options.redaction` should block what Decide would
-// redact. The request's source.address is believed from `trusted_proxies` only (Envoy must be one
-// of them); other callers are judged by the address they call from (TrustedProxies::CallerAddress).
+// (see StartDecide), so a check asks keys once. A verified key whose denial budget is spent
+// (FlowOptions::denial_budget) is refused with 429 before the body is read either. Envoy cannot
+// replace the request's body with a redacted one, so `options.redaction` should block what Decide
+// would redact. The request's source.address is believed from `trusted_proxies` only (Envoy must be
+// one of them); other callers are judged by the address they call from
+// (TrustedProxies::CallerAddress).
 class ExtAuthzService final : public envoy::service::auth::v3::Authorization::CallbackService {
  public:
   ExtAuthzService(Downstream* downstream, FlowOptions options, TrustedProxies trusted_proxies,

@@ -6,11 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "common/clock/clock.h"
 #include "envoy/service/auth/v3/external_auth.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
+#include "services/edge/denial_budget.h"
 #include "services/edge/fake_downstream.h"
 
 namespace policy::edge {
@@ -39,6 +41,7 @@ class ExtAuthzServiceTest : public ::testing::TestWithParam<bool> {
 
     FlowOptions options;
     options.redaction = *MakeRedactionPolicy("placeholder", {});
+    options.denial_budget = &budget_;
     service_ = std::make_unique<ExtAuthzService>(&fake_, std::move(options),
                                                  *TrustedProxies::Parse({"127.0.0.1/32"}),
                                                  absl::Seconds(10), &metrics_);
@@ -80,7 +83,23 @@ class ExtAuthzServiceTest : public ::testing::TestWithParam<bool> {
     return n;
   }
 
+  // Counts the metric `name` with label api="ext_authz"; 0 when absent.
+  double Metric(const std::string& name) {
+    for (const prometheus::MetricFamily& family : registry_.Collect()) {
+      if (family.name != name) continue;
+      for (const prometheus::ClientMetric& m : family.metric) {
+        for (const prometheus::ClientMetric::Label& label : m.label) {
+          if (label.name == "api" && label.value == "ext_authz") return m.counter.value;
+        }
+      }
+    }
+    return 0;
+  }
+
   FakeDownstream fake_;
+  FakeClock clock_;
+  // 3 denials in a row, then one a minute.
+  DenialBudget budget_{DenialBudgetOptions{.per_minute = 1, .burst = 3, .max_keys = 100}, &clock_};
   prometheus::Registry registry_;
   EdgeMetrics metrics_{registry_};
   std::unique_ptr<ExtAuthzService> service_;
@@ -129,6 +148,36 @@ TEST_P(ExtAuthzServiceTest, AnUnknownOrRevokedKeyIs401BeforeTheBodyIsRead) {
     EXPECT_EQ(r.denied_response().status().code(), envoy::type::v3::Unauthorized) << code;
   }
   EXPECT_THAT(fake_.calls(), ElementsAre("keys.VerifyKey", "keys.VerifyKey", "keys.VerifyKey"));
+}
+
+TEST_P(ExtAuthzServiceTest, AKeyWithTooManyDenialsIs429BeforeTheBodyIsRead) {
+  fake_.check_response.set_verdict(authz::v1::VERDICT_DENY);
+  fake_.check_response.set_reason("MODEL_NOT_ALLOWED");
+  for (int i = 0; i < 3; ++i) {
+    auth::CheckResponse r = Check(Request(kBody));
+    EXPECT_EQ(r.denied_response().status().code(), envoy::type::v3::Forbidden);
+    EXPECT_THAT(r.denied_response().body(), HasSubstr("MODEL_NOT_ALLOWED"));
+  }
+  const size_t calls = fake_.calls().size();
+
+  // A body that reading would refuse with 400: the 429 shows it was never read.
+  auth::CheckResponse r = Check(Request("not json"));
+  EXPECT_EQ(r.status().code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(r.denied_response().status().code(), envoy::type::v3::TooManyRequests);
+  EXPECT_THAT(r.denied_response().body(), HasSubstr("\"code\":\"TOO_MANY_DENIALS\""));
+  EXPECT_THAT(r.denied_response().body(),
+              HasSubstr("too many denied requests for this key; retry after 60 s"));
+  std::string retry_after;
+  for (const auto& h : r.denied_response().headers()) {
+    if (h.header().key() == "retry-after") retry_after = h.header().value();
+  }
+  EXPECT_EQ(retry_after, "60");
+  // Keys alone was asked: nothing reserved, nothing recorded.
+  std::vector<std::string> after = fake_.calls();
+  ASSERT_EQ(after.size(), calls + 1);
+  EXPECT_EQ(after.back(), "keys.VerifyKey");
+  // Counted as a refusal, not as a decision.
+  EXPECT_EQ(Metric("policy_edge_denial_budget_refusals_total"), 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(InlineAndFromOtherThreads, ExtAuthzServiceTest, ::testing::Bool());

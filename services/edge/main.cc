@@ -1,6 +1,7 @@
 // The edge binary: configuration, the downstream channels, the server.
 #include <memory>
 
+#include "common/clock/clock.h"
 #include "common/config/config.h"
 #include "common/log/log.h"
 #include "common/server/blocking_pool.h"
@@ -8,6 +9,7 @@
 #include "common/tls/tls_options.h"
 #include "services/edge/admin_service.h"
 #include "services/edge/decision_flow.h"
+#include "services/edge/denial_budget.h"
 #include "services/edge/downstream.h"
 #include "services/edge/downstream_health.h"
 #include "services/edge/edge_config.h"
@@ -37,13 +39,20 @@ int Main(int argc, char** argv) {
   absl::StatusOr<TrustedProxies> trusted_proxies = TrustedProxies::Parse(config.trusted_proxies);
   if (!trusted_proxies.ok()) return Fail(trusted_proxies.status());
 
+  // One budget for both APIs: a key's denials count alike through Decide and Envoy.
+  DenialBudgetOptions denials;
+  denials.per_minute = config.denials_per_key_per_minute;
+  denials.burst = config.denial_burst;
+  DenialBudget denial_budget(denials, Clock::Real());
   FlowOptions options;
   options.redaction = *redaction;
   options.max_answer_bytes = static_cast<size_t>(config.max_answer_bytes);
+  options.denial_budget = &denial_budget;
   // Envoy forwards the request as it came: what Decide would redact must block it instead.
   FlowOptions envoy_options;
   envoy_options.redaction = *std::move(redaction);
   envoy_options.max_answer_bytes = options.max_answer_bytes;
+  envoy_options.denial_budget = &denial_budget;
   envoy_options.redaction.mutable_default_rule()->set_action(pii::v1::ACTION_BLOCK);
   server::ServerRunner runner(config.server);
   EdgeMetrics metrics(runner.metrics_registry());

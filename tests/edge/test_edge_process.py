@@ -1727,6 +1727,54 @@ class EdgeProcessTest(unittest.TestCase):
         fresh = decide(f"fresh-{uuid.uuid4().hex[:12]}")
         self.assertEqual(fresh.verdict, E.VERDICT_ALLOW, (fresh.reason, fresh.message))
 
+    def test_a_key_denied_in_a_loop_is_refused_at_the_door_unrecorded(self):
+        # The edge runs with the default denial budget: 20 denials in a row, then one a second.
+        key = new_key("bob", "support-eu")
+        key_id = "key_" + key[len("psk_proj_"):][:17]
+        denied, refused = 0, None
+        for _ in range(60):
+            try:
+                r = self.decide(key=key, model="o3-mini")  # Off support-eu's allowlist.
+            except grpc.RpcError as e:
+                refused = e
+                break
+            self.assertEqual(r.reason, "MODEL_NOT_ALLOWED")
+            denied += 1
+        self.assertIsNotNone(refused, "60 denials of one key and no refusal")
+        self.assertGreaterEqual(denied, 20)
+        self.assertEqual(refused.code(), C.RESOURCE_EXHAUSTED, refused.details())
+        self.assertRegex(refused.details(),
+                         r"^too many denied requests for this key; retry after \d+ s$")
+        self.assertEqual(pt.error_reason(refused), ("TOO_MANY_DENIALS", "edge.policy-suite"))
+        from google.rpc import status_pb2
+        retry = [d for d in pt.error_status(refused).details
+                 if d.type_url == "type.googleapis.com/google.rpc.RetryInfo"]
+        self.assertEqual(len(retry), 1)
+        info = status_pb2.RetryInfo()
+        info.ParseFromString(retry[0].value)
+        self.assertGreater(info.retry_delay.seconds * 10**9 + info.retry_delay.nanos, 0)
+        # Even a request that would be allowed, and through Envoy too (429, before the body).
+        with self.assertRaises(grpc.RpcError) as allowed:
+            self.decide(key=key)
+        self.assertEqual(allowed.exception.code(), C.RESOURCE_EXHAUSTED)
+        throttled = self.envoy_check("not json", key=key)
+        self.assertEqual(throttled.denied_response.status.code, 429, throttled)
+        self.assertIn("TOO_MANY_DENIALS", throttled.denied_response.body)
+        self.assertTrue(any(h.header.key == "retry-after"
+                            for h in throttled.denied_response.headers), throttled)
+        # The ledger holds the denials and nothing of the refusals (besides the key's creation).
+        entries = [e for e in self.ledger_entries() if e.metadata["key_id"] == key_id
+                   and e.request_id.startswith("decision:")]
+        self.assertEqual(len(entries), denied)
+        self.assertTrue(all(e.action == audit_pb2.ACTION_DECISION_DENY for e in entries))
+        metrics = pt.scrape_metrics(P["edge"].metrics_port)
+        self.assertGreaterEqual(pt.metric_value(
+            metrics, "policy_edge_denial_budget_refusals_total", api="decide"), 2)
+        self.assertGreaterEqual(pt.metric_value(
+            metrics, "policy_edge_denial_budget_refusals_total", api="ext_authz"), 1)
+        # Another key of the same member is unaffected.
+        self.assertEqual(self.decide(key=new_key("bob", "support-eu")).verdict, E.VERDICT_ALLOW)
+
     def test_usage_reports_feed_health_until_the_eu_fails_over_inside_the_eu(self):
         r = self.decide()
         self.assertEqual(r.endpoint.id, "westeurope")
