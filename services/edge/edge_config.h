@@ -50,8 +50,8 @@ struct EdgeConfig {
   // refill at this rate per minute, at most denial_burst in a row; a key that has spent it is
   // refused at the door (RESOURCE_EXHAUSTED, nothing recorded) until a unit is back. 0 turns
   // the budget off. Per replica.
-  int64_t denials_per_key_per_minute = 60;
-  int64_t denial_burst = 20;
+  int64_t denials_per_key_per_minute = 600;
+  int64_t denial_burst = 100;
 
   // How often the five services' health is checked; the edge is ready (grpc.health.v1) while
   // all answer SERVING.

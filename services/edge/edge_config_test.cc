@@ -22,8 +22,8 @@ absl::Status Parsed(EdgeConfig& config, const std::vector<std::string>& args,
 TEST(EdgeConfigTest, TheDenialBudgetIsOnByDefaultAndSetByFlagOrEnvironment) {
   EdgeConfig config;
   ASSERT_TRUE(Parsed(config, {}).ok()) << Parsed(config, {});
-  EXPECT_EQ(config.denials_per_key_per_minute, 60);
-  EXPECT_EQ(config.denial_burst, 20);
+  EXPECT_EQ(config.denials_per_key_per_minute, 600);
+  EXPECT_EQ(config.denial_burst, 100);
 
   config = EdgeConfig();
   ASSERT_TRUE(
