@@ -1686,11 +1686,16 @@ def split_frame(frame: str, noun: str) -> tuple[str, str]:
     return before, after
 
 
-def frame_allows(entity_type: str, frame: str) -> bool:
-    """IP addresses never stand right beside a colon, a full-width one included (an IPv6
-    address would run on)."""
+def frame_allows(entity_type: str, frame: str, value: str) -> bool:
+    """An IPv6 address never stands right beside a colon, a full-width one included (it would
+    run on); an IPv4 address may follow one (`IPアドレス：192.168.1.10`) but not precede one
+    (a port)."""
+    if entity_type != "IP_ADDRESS":
+        return True
     before, after = fold_text(frame).split("{v}")
-    return not (entity_type == "IP_ADDRESS" and (before.endswith(":") or after.startswith(":")))
+    if after.startswith(":"):
+        return False
+    return not before.endswith(":") or ":" not in value
 
 
 def positive_sentence(rng: Random, fmt: PositiveFormat, ordinal: int) -> Sentence:
@@ -1703,7 +1708,7 @@ def positive_sentence(rng: Random, fmt: PositiveFormat, ordinal: int) -> Sentenc
         noun = rng.choice(CONTEXT_NOUNS[entity_type])
     else:
         frames = FRAMES_NOUN_BEFORE + FRAMES_ANY + (SECRET_FRAMES if entity_type in SECRET_TYPES else ())
-        frame = rng.choice([f for f in frames if frame_allows(entity_type, f)])
+        frame = rng.choice([f for f in frames if frame_allows(entity_type, f, value)])
         noun = rng.choice(NOUNS[entity_type])
     before, after = split_frame(frame, noun)
     return Sentence(before, after, lambda builder: builder.entity(entity_type, fmt.name, value))

@@ -229,8 +229,10 @@ class ChecksumTest(unittest.TestCase):
                      "（２０２４／０１／１５）"):
             data, _ = gen.fold(text.encode())
             self.assertEqual(gen.findings(data, gen.candidates(data), strict=False), set(), text)
-        self.assertFalse(gen.frame_allows("IP_ADDRESS", "host：{v}"))  # an IPv6 address would run on
-        self.assertTrue(gen.frame_allows("EMAIL_ADDRESS", "メール：{v}"))
+        self.assertFalse(gen.frame_allows("IP_ADDRESS", "host：{v}", "2001:db8::1"))  # runs on
+        self.assertTrue(gen.frame_allows("IP_ADDRESS", "IPアドレス：{v}", "192.168.1.10"))
+        self.assertFalse(gen.frame_allows("IP_ADDRESS", "{v}:8080", "192.168.1.10"))  # a port
+        self.assertTrue(gen.frame_allows("EMAIL_ADDRESS", "メール：{v}", "a@b.example"))
 
     def test_nine_digit_phone_numbers(self):
         for phone in ("612 345 678", "912 34 56 78", "612-345-678"):
