@@ -768,15 +768,70 @@ class PeersTest(unittest.TestCase):
                     self.assertEqual(s["spec"]["type"], "ClusterIP")
                     self.assertEqual(s["spec"]["clusterIP"], "None")
                     self.assertNotIn("annotations", s["metadata"])
-        edge = variant("production").component("Service", "edge")
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=WORK) as f:
+            yaml.safe_dump({"edge": {"service": {
+                "type": "LoadBalancer", "port": 443, "externalTrafficPolicy": "Local",
+                "annotations": {"service.beta.kubernetes.io/aws-load-balancer-internal": "true"},
+                "loadBalancerSourceRanges": ["10.0.0.0/8"]}}}, f)
+            f.flush()
+            edge = render("-f", f.name).component("Service", "edge")
         self.assertEqual(edge["spec"]["type"], "LoadBalancer")
+        self.assertEqual(edge["spec"]["externalTrafficPolicy"], "Local")
+        self.assertEqual(edge["spec"]["loadBalancerSourceRanges"], ["10.0.0.0/8"])
         self.assertEqual(edge["spec"]["ports"][0], {"name": "grpc", "port": 443,
                                                    "targetPort": "grpc", "protocol": "TCP"})
         self.assertIn("service.beta.kubernetes.io/aws-load-balancer-internal",
                       edge["metadata"]["annotations"])
-        default_edge = variant("default").component("Service", "edge")["spec"]
-        self.assertEqual(default_edge["type"], "ClusterIP")
-        self.assertNotIn("clusterIP", default_edge)
+        self.assertEqual(
+            render("--set", "edge.service.type=NodePort").component("Service", "edge")["spec"][
+                "externalTrafficPolicy"], "Cluster")
+        for name in ("default", "production"):
+            spec = variant(name).component("Service", "edge")["spec"]
+            self.assertEqual(spec["type"], "ClusterIP")
+            self.assertNotIn("clusterIP", spec)
+            # Kubernetes refuses externalTrafficPolicy on a ClusterIP Service.
+            self.assertNotIn("externalTrafficPolicy", spec)
+        with self.assertRaises(RenderError) as caught:
+            render_raw("--set", "edge.service.externalTrafficPolicy=local")
+        self.assertIn("externalTrafficPolicy", str(caught.exception))
+
+    def test_production_callers_reach_the_edge_with_their_own_addresses(self):
+        # The production example puts a gateway (pods of namespace `gateway`) in front of the
+        # edge. The NetworkPolicy must let through whatever path the edge's Service offers, and
+        # the edge must believe the addresses the gateway states for its callers: with the
+        # default trusted_proxies (loopback), every Decide through the gateway that names a
+        # source_ip is refused and the others are judged by the gateway's address.
+        values = yaml.safe_load(PRODUCTION.read_text())
+        edge_from = values["networkPolicy"]["edgeFrom"]
+        service = variant("production").component("Service", "edge")["spec"]
+        if service["type"] != "ClusterIP":
+            self.assertEqual(service["externalTrafficPolicy"], "Local")
+            blocks = {peer["ipBlock"]["cidr"] for peer in edge_from if "ipBlock" in peer}
+            self.assertTrue(set(service.get("loadBalancerSourceRanges", [])) <= blocks and blocks,
+                            "the edge's NetworkPolicy drops what its load balancer lets in")
+        proxies = [peer for peer in edge_from if "ipBlock" not in peer]
+        self.assertTrue(proxies, "the example no longer has a gateway in front of the edge")
+        env = variant("production").env("edge")
+        self.assertIn("POLICY_EDGE_TRUSTED_PROXIES", env,
+                      "the edge behind a gateway trusts loopback only: the gateway's calls that "
+                      "state a caller's address are refused")
+        trusted = [e.strip() for e in env["POLICY_EDGE_TRUSTED_PROXIES"]["value"].split(",")]
+        self.assertFalse(set(trusted) <= {"127.0.0.0/8", "::1", ""}, trusted)
+        notes = render_raw("--notes", "-f", PRODUCTION)
+        self.assertNotIn("trusted_proxies is the edge's default", notes)
+        self.assertNotIn("the edge's Service is a", notes)
+
+    def test_notes_say_what_keeps_callers_addresses_from_the_edge(self):
+        notes = render_raw("--notes", "--set", "edge.service.type=LoadBalancer")
+        self.assertIn("trusted_proxies is the edge's default, loopback only", notes)
+        self.assertIn("externalTrafficPolicy Cluster: calls\nthrough it may arrive with a node's "
+                      "address", notes)
+        self.assertNotIn("admits pods only", notes)  # edgeFrom empty: anyone.
+        notes = render_raw("--notes", "-f", PRODUCTION, "--set",
+                           "edge.service.type=LoadBalancer,edge.service.externalTrafficPolicy=Local")
+        self.assertIn("Note: the edge's Service is a LoadBalancer, but networkPolicy.edgeFrom "
+                      "admits pods only", notes)
+        self.assertNotIn("externalTrafficPolicy Cluster", notes)
 
     def test_network_policies(self):
         callers = {s: {c for c, callees in CALLS.items() if s in callees} for s in SERVICES}
