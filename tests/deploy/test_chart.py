@@ -556,6 +556,52 @@ class SettingChecksTest(unittest.TestCase):
                                    "audit.config.max_batch (1000)")
         render_raw("--set", "audit.config.max_queued_appends=500,audit.config.max_batch=500")
 
+    def test_audit_export_write_time_and_pii_scan_budget(self):
+        self.assertRefused("--set", "audit.config.max_export_write_time=2h",
+                           message="audit.config.max_export_write_time (2h) must be between "
+                                   "100ms and 1h")
+        self.assertRefused("--set", "audit.config.max_export_write_time=50ms",
+                           message="audit.config.max_export_write_time (50ms) must be between")
+        render_raw("--set", "audit.config.max_export_write_time=1h")
+        render_raw("--set", "audit.config.max_export_write_time=100ms")
+        self.assertRefused("--set", "pii.config.max_scan_bytes_in_flight=4194304",
+                           message="pii.config.max_scan_bytes_in_flight (4194304) must be 0 "
+                                   "(automatic) or at least pii.config.max_request_bytes and "
+                                   "pii.config.max_document_bytes (8388608)")
+        self.assertRefused("--set", "pii.config.max_scan_bytes_in_flight=8388608,"
+                           "pii.config.max_request_bytes=16777216",
+                           message="max_scan_bytes_in_flight (8388608) must be 0")
+        render_raw("--set", "pii.config.max_scan_bytes_in_flight=8388608")
+        render_raw("--set", "pii.config.max_scan_bytes_in_flight=0,"
+                   "pii.config.max_request_bytes=16777216")
+
+    def test_verifying_the_database_server_needs_its_ca(self):
+        # libpq's verify-ca/verify-full without a root certificate refuse every connection.
+        for mode in ("verify-ca", "verify-full"):
+            with self.subTest(mode=mode):
+                self.assertRefused("--set", f"database.sslMode={mode}",
+                                   message=f"database.sslMode {mode} verifies the server against "
+                                           "a CA that audit does not have: set database.caSecret")
+                env = render("--set", f"database.sslMode={mode},database.caSecret=pg-ca").env(
+                    "keys")
+                self.assertEqual(env["PGSSLROOTCERT"]["value"],
+                                 "/etc/policy-suite/database/ca.crt")
+        system = {"name": "PGSSLROOTCERT", "value": "/etc/ssl/certs/ca-certificates.crt"}
+        values = {s: {"extraEnv": [system]} for s in DATABASE_SERVICES}
+        values["database"] = {"sslMode": "verify-full"}
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=WORK) as f:
+            yaml.safe_dump(values, f)
+            f.flush()
+            self.assertEqual(render("-f", f.name).env("region")["PGSSLROOTCERT"], system)
+            values["keys"]["extraEnv"] = []
+            f.seek(0)
+            f.truncate()
+            yaml.safe_dump(values, f)
+            f.flush()
+            self.assertRefused("-f", f.name, message="a CA that keys does not have")
+        render_raw("--set", "database.sslMode=verify-full,store=memory")
+        render_raw("--set", "database.sslMode=require")
+
     def test_region_probe_timeout_is_positive(self):
         for zero in ("0", "0s", "0.0ms"):
             self.assertRefused("--set", f"region.config.probe_timeout={zero}",
