@@ -1044,6 +1044,21 @@ class MonitoringTest(unittest.TestCase):
             tested = _run([promtool, "test", "rules", str(cases)], timeout=60)
             self.assertEqual(tested.returncode, 0, tested.stdout + tested.stderr)
 
+    def test_every_alert_is_documented_and_has_promtool_cases(self):
+        [rule] = variant("tls").objects("PrometheusRule")
+        alerts = {(r["alert"], r["labels"]["severity"]) for g in rule["spec"]["groups"]
+                  for r in g["rules"] if "alert" in r}
+        readme = (CHART / "README.md").read_text()
+        documented = set(re.findall(r"(?m)^\| `(PolicySuite\w+)` \| (\w+) \|", readme))
+        self.assertEqual(documented, alerts, "README.md's alert table and the PrometheusRule")
+        cases = yaml.safe_load((Path(__file__).parent / "alerts_test.yaml").read_text())
+        for name, _ in alerts:
+            with self.subTest(alert=name):
+                evaluations = [t for case in cases["tests"] for t in case["alert_rule_test"]
+                               if t["alertname"] == name]
+                self.assertTrue(any(t["exp_alerts"] for t in evaluations),
+                                "no promtool case shows it firing")
+
 
 class MigrationTest(unittest.TestCase):
     def test_a_hook_job_migrates_each_database_service_before_the_services(self):
