@@ -239,7 +239,10 @@ VARIANTS = {
     "production": ("-f", PRODUCTION),
     "tls": ("--set", "tls.enabled=true,metrics.serviceMonitor.enabled=true,"
                      "keys.tls.secretName=keys-cert,database.caSecret=pg-ca,"
-                     "tls.restrictToCallers=true,metrics.prometheusRule.enabled=true"),
+                     "tls.restrictToCallers=true,metrics.prometheusRule.enabled=true,"
+                     # The edge behind a load balancer (the production example's is not).
+                     "edge.service.type=LoadBalancer,edge.service.externalTrafficPolicy=Local,"
+                     "edge.service.loadBalancerSourceRanges={10.0.0.0/8}"),
     "memory": ("--set", "store=memory,keys.autoscaling.enabled=true,pii.autoscaling.enabled=true"),
     "no-migration-jobs": ("--set", "migrations.enabled=false"),
 }
