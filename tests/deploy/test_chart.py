@@ -950,6 +950,18 @@ class ScalingTest(unittest.TestCase):
                     self.assertTrue(matches(pdb["spec"]["selector"], m.component(
                         "Deployment", service)["spec"]["template"]["metadata"]["labels"]))
 
+    def test_an_autoscaler_needs_min_replicas_at_most_max(self):
+        # Kubernetes would refuse the HorizontalPodAutoscaler in the middle of the install,
+        # after the pre-install migrations ran: the chart refuses it before anything is applied.
+        with self.assertRaises(RenderError) as caught:
+            render_raw("--set", "edge.autoscaling.enabled=true,edge.autoscaling.minReplicas=12")
+        self.assertIn("edge.autoscaling.minReplicas (12) must be at most "
+                      "edge.autoscaling.maxReplicas (10)", str(caught.exception))
+        render_raw("--set", "edge.autoscaling.enabled=true,edge.autoscaling.minReplicas=10")
+        render_raw("--set", "edge.autoscaling.minReplicas=12")  # No autoscaler: no matter.
+        render_raw("--set", "store=memory,keys.autoscaling.enabled=true,"
+                   "keys.autoscaling.minReplicas=12")  # Never autoscaled on the memory store.
+
     def test_memory_store_keeps_one_replica_of_the_database_services(self):
         m = variant("memory")
         for service in DATABASE_SERVICES:

@@ -182,6 +182,12 @@ to start (CrashLoopBackOff) or being killed while they drain. Renders nothing.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- range $name, $_ := include "policy-suite.components" $root | fromYaml }}
+{{- $autoscaling := (index $root.Values $name).autoscaling }}
+{{- if and (include "policy-suite.autoscaled" (dict "root" $root "name" $name)) (gt (int64 $autoscaling.minReplicas) (int64 $autoscaling.maxReplicas)) }}
+{{- fail (printf "%s.autoscaling.minReplicas (%d) must be at most %s.autoscaling.maxReplicas (%d): Kubernetes refuses the HorizontalPodAutoscaler otherwise, after the migrations ran" $name (int64 $autoscaling.minReplicas) $name (int64 $autoscaling.maxReplicas)) }}
+{{- end }}
+{{- end }}
 {{- $pii := $root.Values.pii.config }}
 {{- $inFlight := int64 ($pii.max_scan_bytes_in_flight | default 0) }}
 {{- $largest := max (int64 ($pii.max_request_bytes | default 1048576)) (int64 ($pii.max_document_bytes | default 8388608)) }}
