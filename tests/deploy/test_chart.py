@@ -1225,6 +1225,26 @@ class MigrationTest(unittest.TestCase):
             render_raw("--set", "migrations.database.user=policy:owner")
         self.assertIn("values don't meet the specifications of the schema", str(caught.exception))
 
+    def test_helm_waits_for_the_migrations_longer_than_they_may_run(self):
+        # Helm waits for hooks only --timeout (5m by default): a Job allowed 10 or 15 minutes
+        # would fail the release while it still migrates. Every install in README.md says how
+        # long to wait, and it is longer than the Job's deadline of the values it uses.
+        readme = (CHART / "README.md").read_text()
+        commands = re.findall(r"helm install policy [^\n`]*(?:\\\n[^\n`]*)*", readme)
+        self.assertEqual(len(commands), 2, commands)
+        deadline = {
+            "default": yaml.safe_load((CHART / "values.yaml").read_text())["migrations"][
+                "activeDeadlineSeconds"],
+            "production": yaml.safe_load(PRODUCTION.read_text())["migrations"][
+                "activeDeadlineSeconds"]}
+        for command in commands:
+            with self.subTest(command=command):
+                timeout = re.search(r"--timeout[ =](\d+)m\b", command)
+                self.assertIsNotNone(timeout, "Helm's default --timeout is 5m")
+                values = "production" if "-f my-values.yaml" in command else "default"
+                self.assertGreater(int(timeout.group(1)) * 60, deadline[values])
+        self.assertIn("`--timeout` (`helm install` and `helm upgrade` alike)", readme)
+
     def test_the_choice_is_explained(self):
         template = (CHART / "templates" / "job-migrate.yaml").read_text()
         readme = (CHART / "README.md").read_text()
