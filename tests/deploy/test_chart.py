@@ -748,6 +748,23 @@ class SecretsTest(unittest.TestCase):
                          {"secretKeyRef": {"name": "demo-policy-suite-pii",
                                            "key": "pseudonym_key", "optional": True}})
 
+    def test_an_edge_that_hashes_needs_pii_to_have_its_pseudonym_key(self):
+        # edge.config.redaction_operator=hash: the edge refuses to serve (stays unready, every
+        # Decide UNAVAILABLE) while pii has no pseudonym key. pii's pod then rather does not
+        # start, its event naming the missing Secret key, and the notes call it required.
+        hashing = ("--set", "edge.config.redaction_operator=hash")
+        self.assertEqual(render(*hashing).env("pii")["POLICY_PII_PSEUDONYM_KEY"]["valueFrom"],
+                         {"secretKeyRef": {"name": "demo-policy-suite-pii",
+                                           "key": "pseudonym_key"}})
+        notes = render_raw("--notes", *hashing)
+        self.assertIn("-pii: key pseudonym_key\n", notes)
+        self.assertNotIn("pseudonym_key (optional)", notes)
+        self.assertIn("-pii: key pseudonym_key (optional)\n", render_raw("--notes"))
+        for operator in ("mask", "placeholder"):
+            env = render("--set", f"edge.config.redaction_operator={operator}").env("pii")
+            self.assertIs(env["POLICY_PII_PSEUDONYM_KEY"]["valueFrom"]["secretKeyRef"][
+                "optional"], True)
+
     def test_database_url_and_migrations_setting(self):
         for service in DATABASE_SERVICES:
             p = f"POLICY_{service.upper()}_"

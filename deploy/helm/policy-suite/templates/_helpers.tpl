@@ -142,6 +142,14 @@ rest stays the component's). YAML; read with fromYaml. */}}
 {{- toYaml $db }}
 {{- end }}
 
+{{/* "true" when a component's secret setting must be in its Secret: (dict "root" $ "name"
+"pii" "setting" "pseudonym_key" "required" <components' secrets value>). pii's optional
+pseudonym_key is required while the edge's redaction_operator is hash: the edge refuses to
+serve (unready) without it, so pii's pod is rather not started, naming the missing key. */}}
+{{- define "policy-suite.secretRequired" -}}
+{{- if or .required (and (eq .name "pii") (eq .setting "pseudonym_key") (eq (toString (.root.Values.edge.config.redaction_operator | default "")) "hash")) }}true{{ end }}
+{{- end }}
+
 {{/* The Secret holding a component's secret settings. */}}
 {{- define "policy-suite.secretName" -}}
 {{- (index .root.Values .name).existingSecret | default (include "policy-suite.componentName" .) }}
@@ -221,7 +229,7 @@ Secret settings and the database password only ever come from secretKeyRef.
     secretKeyRef:
       name: {{ include "policy-suite.secretName" (dict "root" $root "name" $name) }}
       key: {{ $setting }}
-      {{- if not $required }}
+      {{- if not (include "policy-suite.secretRequired" (dict "root" $root "name" $name "setting" $setting "required" $required)) }}
       optional: true
       {{- end }}
 {{- end }}
