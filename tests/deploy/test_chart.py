@@ -1076,6 +1076,46 @@ class MonitoringTest(unittest.TestCase):
             tested = _run([promtool, "test", "rules", str(cases)], timeout=60)
             self.assertEqual(tested.returncode, 0, tested.stdout + tested.stderr)
 
+    def test_alerts_watch_metrics_the_services_export(self):
+        # Each metric an alert reads is registered by the C++ sources (services/, common/; not
+        # their tests): a renamed metric would leave its alert silent for ever.
+        [rule] = variant("tls").objects("PrometheusRule")
+        exprs = " ".join(r["expr"] for g in rule["spec"]["groups"] for r in g["rules"])
+        names = set()
+        for m in re.finditer(r"\b((?:policy|grpc)_[a-z_]*(?:\([a-z_|]+\)[a-z_]*)*)", exprs):
+            pattern = m.group(1)
+            alternatives = [""]
+            for part in re.split(r"(\([a-z_|]+\))", pattern):
+                choices = part[1:-1].split("|") if part.startswith("(") else [part]
+                alternatives = [a + c for a in alternatives for c in choices]
+            names.update(alternatives)
+        names = {n for n in names if not n.endswith("_") and n != "grpc_code"}
+        self.assertIn("policy_edge_denial_budget_refusals_total", names)
+        self.assertIn("policy_region_audit_outbox_failed", names)
+        sources = "\n".join(p.read_text() for d in ("services", "common")
+                             for p in (REPO_ROOT / d).rglob("*.cc")
+                             if not p.name.endswith(("_test.cc", "_fuzzer.cc")))
+        for name in sorted(names - {"up"}):
+            with self.subTest(metric=name):
+                if f'"{name}"' in sources:
+                    continue
+                # grpc_server_<what>, built as StrCat("grpc_", side, "_<what>") by the metrics
+                # every server runner has; policy_<svc>_<what> as StrCat("policy_", service,
+                # "_<what>"), with the service's name given where it is built.
+                m = re.fullmatch(r"(policy|grpc)_([a-z]+)(_[a-z_]+)", name)
+                self.assertIsNotNone(m, f"{name} is registered nowhere")
+                prefix, part, rest = m.groups()
+                variable = "side" if prefix == "grpc" else "service"
+                self.assertTrue(f'"{prefix}_", {variable}, "{rest}"' in sources,
+                                f"{name} is registered nowhere")
+                if prefix == "grpc":
+                    self.assertEqual(part, "server")
+                    self.assertIn("metrics::GrpcServerMetrics grpc_metrics_;",
+                                  (REPO_ROOT / "common/server/server_runner.h").read_text())
+                else:
+                    main = (REPO_ROOT / "services" / part / "main.cc").read_text()
+                    self.assertIn(f'"{part}"', main, f"{part} never names its {name}")
+
     def test_every_alert_is_documented_and_has_promtool_cases(self):
         [rule] = variant("tls").objects("PrometheusRule")
         alerts = {(r["alert"], r["labels"]["severity"]) for g in rule["spec"]["groups"]
