@@ -1251,6 +1251,22 @@ class MigrationTest(unittest.TestCase):
         for values in (("-f", PRODUCTION), ()):  # Every role its own; no migration role.
             self.assertNotIn("the role that runs the migrations", render_raw("--notes", *values))
 
+    def test_notes_say_when_every_service_owns_its_tables(self):
+        # The default values: each Job migrates as its service, so each service logs in as the
+        # owner of its tables (and audit could rewrite its ledger). The operator is told.
+        for values in ((), ("--set", "migrations.enabled=false")):
+            with self.subTest(values=values):
+                notes = render_raw("--notes", *values)
+                self.assertIn("Note: these services log in as the role that applies their "
+                              "migrations", notes)
+                self.assertIn("audit (as policy), authz (as policy), keys (as policy), "
+                              "region (as policy).", notes)
+        notes = render_raw("--notes", "--set", "keys.database.user=policy_keys")
+        self.assertIn("keys (as policy_keys)", notes)
+        for values in (("-f", PRODUCTION), ("--set", "store=memory")):
+            with self.subTest(values=values):
+                self.assertNotIn("these services log in as", render_raw("--notes", *values))
+
     def test_by_default_each_job_migrates_as_its_service(self):
         m = render("--set", "audit.database.user=policy_audit,audit.database.existingSecret=pg-audit")
         for service in DATABASE_SERVICES:
