@@ -605,6 +605,18 @@ class SettingChecksTest(unittest.TestCase):
         render_raw("--set", "database.sslMode=verify-full,store=memory")
         render_raw("--set", "database.sslMode=require")
 
+    def test_the_startup_probe_outlasts_the_wait_for_postgresql(self):
+        self.assertRefused("--set", "audit.config.database_start_wait=5m",
+                           message="audit.config.database_start_wait (5m) must be shorter than "
+                                   "the startup probe's window, probes.startup.periodSeconds x "
+                                   "failureThreshold (120s)")
+        self.assertRefused("--set", "probes.startup.failureThreshold=30",
+                           message="database_start_wait (60s) must be shorter than the startup "
+                                   "probe's window, probes.startup.periodSeconds x "
+                                   "failureThreshold (60s)")
+        render_raw("--set", "audit.config.database_start_wait=5m,probes.startup.failureThreshold=160")
+        render_raw("--set", "store=memory,keys.config.database_start_wait=5m")
+
     def test_region_probe_timeout_is_positive(self):
         for zero in ("0", "0s", "0.0ms"):
             self.assertRefused("--set", f"region.config.probe_timeout={zero}",

@@ -188,6 +188,19 @@ to start (CrashLoopBackOff) or being killed while they drain. Renders nothing.
 {{- fail (printf "%s.autoscaling.minReplicas (%d) must be at most %s.autoscaling.maxReplicas (%d): Kubernetes refuses the HorizontalPodAutoscaler otherwise, after the migrations ran" $name (int64 $autoscaling.minReplicas) $name (int64 $autoscaling.maxReplicas)) }}
 {{- end }}
 {{- end }}
+{{- /* A database service waits up to database_start_wait for PostgreSQL before it serves
+       health at all: the startup probe must give it longer, or the kubelet restarts it while
+       it waits (a longer wait set to ride out a database failover would never be had). */}}
+{{- $startup := $root.Values.probes.startup }}
+{{- $window := mul (int64 $startup.periodSeconds) (int64 $startup.failureThreshold) }}
+{{- range $name, $facts := include "policy-suite.components" $root | fromYaml }}
+{{- if include "policy-suite.usesPostgres" (dict "root" $root "name" $name) }}
+{{- $wait := (index $root.Values $name).config.database_start_wait | default "60s" }}
+{{- if ge (include "policy-suite.seconds" $wait | float64) (float64 $window) }}
+{{- fail (printf "%s.config.database_start_wait (%s) must be shorter than the startup probe's window, probes.startup.periodSeconds x failureThreshold (%ds): the kubelet restarts a pod that waits for PostgreSQL longer" $name $wait $window) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- $pii := $root.Values.pii.config }}
 {{- $inFlight := int64 ($pii.max_scan_bytes_in_flight | default 0) }}
 {{- $largest := max (int64 ($pii.max_request_bytes | default 1048576)) (int64 ($pii.max_document_bytes | default 8388608)) }}
