@@ -405,6 +405,25 @@ class WorkloadTest(unittest.TestCase):
             yaml.safe_dump(values, f)
         return f.name
 
+    def test_pii_scans_on_as_many_threads_as_its_cpu_limit(self):
+        # pii's scan_threads default (0) is one per core of the node: on a 64-core node a pod
+        # limited to 1 CPU would scan on 64 threads, throttled. The chart passes the limit.
+        def threads(cpu):
+            values = {"pii": {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                            "limits": {"cpu": cpu, "memory": "512Mi"}}}}
+            return render("-f", self.values_file(values)).env("pii")[
+                "POLICY_PII_SCAN_THREADS"]["value"]
+        self.assertEqual(variant("default").env("pii")["POLICY_PII_SCAN_THREADS"]["value"], "1")
+        self.assertEqual(variant("production").env("pii")["POLICY_PII_SCAN_THREADS"]["value"],
+                         "2")
+        for cpu, expected in (("1", "1"), (4, "4"), ("1.5", "2"), ("500m", "1"),
+                              ("2500m", "3")):
+            with self.subTest(cpu=cpu):
+                self.assertEqual(threads(cpu), expected)
+        self.assertEqual(render("--set", "pii.config.scan_threads=0").env("pii")[
+            "POLICY_PII_SCAN_THREADS"]["value"], "0")
+        self.assertNotIn("POLICY_KEYS_SCAN_THREADS", variant("default").env("keys"))
+
     def test_files_are_mounted_from_configmaps_and_roll_the_pods(self):
         org = "members:\n  - {id: owner, email: owner@example.com, roles: [{role: owner}]}\n"
         m = render("-f", self.values_file({"authz": {"bootstrapOrg": org}}))

@@ -160,6 +160,18 @@ serve (unready) without it, so pii's pod is rather not started, naming the missi
 {{- (index .root.Values .name).tls.secretName | default .root.Values.tls.secretName | default (printf "%s-tls" (include "policy-suite.fullname" .root)) }}
 {{- end }}
 
+{{/* A CPU quantity ("2", 2, "1.5", "500m") as whole cores, rounded up, at least 1. */}}
+{{- define "policy-suite.cpuCores" -}}
+{{- $text := toString . }}
+{{- $cores := 0.0 }}
+{{- if hasSuffix "m" $text }}
+{{- $cores = divf (float64 (trimSuffix "m" $text)) 1000.0 }}
+{{- else }}
+{{- $cores = float64 $text }}
+{{- end }}
+{{- max 1 (int64 (ceil $cores)) }}
+{{- end }}
+
 {{/* A setting's value as the binaries parse it: YAML numbers arrive as float64, which would
 print as 1e+06; settings take integers. */}}
 {{- define "policy-suite.settingValue" -}}
@@ -274,6 +286,12 @@ Secret settings and the database password only ever come from secretKeyRef.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- if and $serve (eq $name "pii") (not (hasKey $values.config "scan_threads")) }}
+{{- /* pii's default (0) is a thread per core the node has, not per core the container may
+       use: on a large node, far more threads than the CPU limit lets run (throttling). */}}
+- name: {{ $prefix }}SCAN_THREADS
+  value: {{ include "policy-suite.cpuCores" $values.resources.limits.cpu | quote }}
 {{- end }}
 {{- range $setting, $value := $values.config }}
 {{- if not (has $setting ($facts.ignored | default list)) }}
