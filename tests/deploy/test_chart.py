@@ -1282,6 +1282,20 @@ class MigrationTest(unittest.TestCase):
         for values in (("-f", PRODUCTION), ()):  # Every role its own; no migration role.
             self.assertNotIn("the role that runs the migrations", render_raw("--notes", *values))
 
+    def test_notes_count_the_postgresql_connections(self):
+        # Pools (database_pool_size, 8) per pod and a LISTEN session per keys and authz pod, at
+        # the most pods (maxReplicas when autoscaled): what PostgreSQL's max_connections must
+        # allow, or pods that scale out cannot connect.
+        self.assertIn("PostgreSQL connections: up to 68 from the services",
+                      render_raw("--notes"))  # 2 x (8 + 1) x 2 + 2 x 8 x 2
+        # keys 9 x (16 + 1), authz 9 x (16 + 1), region 6 x 8, audit 6 x 16.
+        self.assertIn("PostgreSQL connections: up to 450 from the services",
+                      render_raw("--notes", "-f", PRODUCTION))
+        self.assertIn("max_connections at least 500", PRODUCTION.read_text())
+        self.assertIn("PostgreSQL connections: up to 72 from the services", render_raw(
+            "--notes", "--set", "audit.config.database_pool_size=10"))
+        self.assertNotIn("PostgreSQL connections", render_raw("--notes", "--set", "store=memory"))
+
     def test_notes_say_when_every_service_owns_its_tables(self):
         # The default values: each Job migrates as its service, so each service logs in as the
         # owner of its tables (and audit could rewrite its ledger). The operator is told.
