@@ -995,6 +995,9 @@ class ScalingTest(unittest.TestCase):
                 for m in (default, production):
                     pdb = m.component("PodDisruptionBudget", service)
                     self.assertEqual(pdb["spec"]["maxUnavailable"], 1)
+                    # Unready pods (every pod of a service whose database is down) do not
+                    # hold up node drains.
+                    self.assertEqual(pdb["spec"]["unhealthyPodEvictionPolicy"], "AlwaysAllow")
                     self.assertTrue(matches(pdb["spec"]["selector"], m.component(
                         "Deployment", service)["spec"]["template"]["metadata"]["labels"]))
 
