@@ -1110,6 +1110,16 @@ class MonitoringTest(unittest.TestCase):
             tested = _run([promtool, "test", "rules", str(cases)], timeout=60)
             self.assertEqual(tested.returncode, 0, tested.stdout + tested.stderr)
 
+    def test_production_scrapes_and_alerts(self):
+        # The production starting point has the suite's alerts, selected by the Prometheus
+        # that scrapes it.
+        m = variant("production")
+        [monitor] = m.objects("ServiceMonitor")
+        [rule] = m.objects("PrometheusRule")
+        self.assertEqual(rule["metadata"]["labels"]["release"],
+                         monitor["metadata"]["labels"]["release"])
+        self.assertIn("kube-prometheus-stack", PRODUCTION.read_text().split("fullnameOverride")[0])
+
     def test_alerts_watch_metrics_the_services_export(self):
         # Each metric an alert reads is registered by the C++ sources (services/, common/; not
         # their tests): a renamed metric would leave its alert silent for ever.
