@@ -1206,6 +1206,27 @@ class MigrationTest(unittest.TestCase):
         self.assertNotIn("Job", kinds[:first_hook])
         self.assertEqual(variant("no-migration-jobs").objects("Job"), [])
 
+    def test_the_jobs_network_policy_exists_before_they_run(self):
+        # In a namespace whose policies deny egress by default, the Jobs reach PostgreSQL only
+        # through their own NetworkPolicy: on the first install it must exist before the
+        # pre-install Jobs run, so it is a hook of the same events with a lower weight.
+        for name in ("default", "production"):
+            m = variant(name)
+            policy = m.component("NetworkPolicy", "migrate")
+            annotations = policy["metadata"]["annotations"]
+            for job in m.objects("Job"):
+                with self.subTest(variant=name, job=job["metadata"]["name"]):
+                    job_annotations = job["metadata"]["annotations"]
+                    self.assertEqual(annotations["helm.sh/hook"], job_annotations["helm.sh/hook"])
+                    self.assertLess(int(annotations["helm.sh/hook-weight"]),
+                                    int(job_annotations["helm.sh/hook-weight"]))
+                    self.assertEqual(annotations["helm.sh/hook-delete-policy"],
+                                     "before-hook-creation")
+        # The services' own policies stay release objects.
+        for service in SERVICES:
+            self.assertNotIn("annotations",
+                             variant("default").component("NetworkPolicy", service)["metadata"])
+
     def test_audits_job_gets_no_key(self):
         """audit --migrate_only needs neither the signing key nor the subject key: its Job is
         given no Secret but the database password."""
