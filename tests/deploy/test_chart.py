@@ -1431,6 +1431,37 @@ class HelmTestPodTest(unittest.TestCase):
             self.assertEqual(container["image"], m.container("edge")["image"])
         self.assertEqual(render("--skip-tests").objects("Pod"), [])
 
+    def test_the_test_pod_may_reach_the_health_ports_under_default_deny(self):
+        # A namespace whose policies deny egress by default would fail every `helm test`: the
+        # pod gets its own policy (a test hook before it) letting it out to DNS and to the
+        # health port of this release's pods, and to nothing else.
+        for name in ("default", "production"):
+            m = variant(name)
+            [pod] = m.objects("Pod")
+            [policy] = [p for p in m.objects("NetworkPolicy")
+                        if matches(p["spec"]["podSelector"], pod["metadata"]["labels"])]
+            annotations = policy["metadata"]["annotations"]
+            self.assertEqual(annotations["helm.sh/hook"], "test")
+            self.assertLess(int(annotations["helm.sh/hook-weight"]),
+                            int(pod["metadata"]["annotations"].get("helm.sh/hook-weight", 0)))
+            egress = {tuple(p["port"] for p in rule["ports"]): rule.get("to")
+                      for rule in policy["spec"]["egress"]}
+            values = yaml.safe_load((CHART / "values.yaml").read_text())["networkPolicy"]
+            if name == "production":
+                values.update(yaml.safe_load(PRODUCTION.read_text())["networkPolicy"])
+            self.assertEqual(egress[(53, 53)], values["dnsTo"] or None)
+            [peer] = egress[(HEALTH,)]
+            reached = {s for s in SERVICES if matches(peer["podSelector"], m.component(
+                "Deployment", s)["spec"]["template"]["metadata"]["labels"])}
+            self.assertEqual(reached, set(SERVICES))
+            self.assertEqual(set(egress), {(53, 53), (HEALTH,)})
+            self.assertNotIn("ingress", policy["spec"])
+        self.assertEqual([p for p in render("--skip-tests").objects("NetworkPolicy")
+                          if p["metadata"]["labels"]["app.kubernetes.io/component"] == "test"],
+                         [])
+        self.assertEqual(render("--set", "networkPolicy.enabled=false").objects("NetworkPolicy"),
+                         [])
+
 
 class LabelsAndNotesTest(unittest.TestCase):
     def test_recommended_labels_on_every_object(self):
