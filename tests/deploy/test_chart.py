@@ -636,6 +636,26 @@ class SettingChecksTest(unittest.TestCase):
         render_raw("--set", "audit.config.database_start_wait=5m,probes.startup.failureThreshold=160")
         render_raw("--set", "store=memory,keys.config.database_start_wait=5m")
 
+    def test_grpc_memory_quota_is_below_the_memory_limit(self):
+        self.assertRefused("--set", "edge.config.grpc_memory_quota=536870912",
+                           message="edge.config.grpc_memory_quota (536870912) must be below "
+                                   "edge.resources.limits.memory (512Mi)")
+        render_raw("--set", "edge.config.grpc_memory_quota=536870911")
+        for limit, refused in (("256Mi", True), (268435456, True), ("300M", False),
+                               ("1Gi", False), ("250000k", True)):
+            with self.subTest(limit=limit):
+                values = {"keys": {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                                 "limits": {"cpu": "1", "memory": limit}}}}
+                with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=WORK) as f:
+                    yaml.safe_dump(values, f)
+                    f.flush()
+                    if refused:
+                        self.assertRefused("-f", f.name, message="keys.config.grpc_memory_quota "
+                                           "(268435456) must be below keys.resources.limits."
+                                           f"memory ({limit})")
+                    else:
+                        render_raw("-f", f.name)
+
     def test_region_probe_timeout_is_positive(self):
         for zero in ("0", "0s", "0.0ms"):
             self.assertRefused("--set", f"region.config.probe_timeout={zero}",

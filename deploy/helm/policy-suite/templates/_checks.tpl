@@ -201,6 +201,19 @@ to start (CrashLoopBackOff) or being killed while they drain. Renders nothing.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- /* gRPC may hold grpc_memory_quota bytes of its own: at or past the container's memory
+       limit, the kernel kills the pod (OOMKilled) before gRPC pushes back on its callers. */}}
+{{- $units := dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 }}
+{{- range $name, $_ := include "policy-suite.components" $root | fromYaml }}
+{{- $values := index $root.Values $name }}
+{{- $limit := include "policy-suite.settingValue" $values.resources.limits.memory }}
+{{- $unit := regexFind "[A-Za-z]+$" $limit }}
+{{- $bytes := mulf (float64 (trimSuffix $unit $limit)) (float64 (index $units $unit | default 1)) }}
+{{- $quota := $values.config.grpc_memory_quota | default 268435456 }}
+{{- if ge (float64 $quota) $bytes }}
+{{- fail (printf "%s.config.grpc_memory_quota (%d) must be below %s.resources.limits.memory (%s), well below: gRPC may hold that much on its own, and the pod is OOM-killed at its limit" $name (int64 $quota) $name $limit) }}
+{{- end }}
+{{- end }}
 {{- $pii := $root.Values.pii.config }}
 {{- $inFlight := int64 ($pii.max_scan_bytes_in_flight | default 0) }}
 {{- $largest := max (int64 ($pii.max_request_bytes | default 1048576)) (int64 ($pii.max_document_bytes | default 8388608)) }}
