@@ -239,7 +239,10 @@ VARIANTS = {
     "production": ("-f", PRODUCTION),
     "tls": ("--set", "tls.enabled=true,metrics.serviceMonitor.enabled=true,"
                      "keys.tls.secretName=keys-cert,database.caSecret=pg-ca,"
-                     "tls.restrictToCallers=true,metrics.prometheusRule.enabled=true"),
+                     "tls.restrictToCallers=true,metrics.prometheusRule.enabled=true,"
+                     # The edge behind a load balancer (the production example's is not).
+                     "edge.service.type=LoadBalancer,edge.service.externalTrafficPolicy=Local,"
+                     "edge.service.loadBalancerSourceRanges={10.0.0.0/8}"),
     "memory": ("--set", "store=memory,keys.autoscaling.enabled=true,pii.autoscaling.enabled=true"),
     "no-migration-jobs": ("--set", "migrations.enabled=false"),
 }
@@ -402,6 +405,25 @@ class WorkloadTest(unittest.TestCase):
             yaml.safe_dump(values, f)
         return f.name
 
+    def test_pii_scans_on_as_many_threads_as_its_cpu_limit(self):
+        # pii's scan_threads default (0) is one per core of the node: on a 64-core node a pod
+        # limited to 1 CPU would scan on 64 threads, throttled. The chart passes the limit.
+        def threads(cpu):
+            values = {"pii": {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                            "limits": {"cpu": cpu, "memory": "512Mi"}}}}
+            return render("-f", self.values_file(values)).env("pii")[
+                "POLICY_PII_SCAN_THREADS"]["value"]
+        self.assertEqual(variant("default").env("pii")["POLICY_PII_SCAN_THREADS"]["value"], "1")
+        self.assertEqual(variant("production").env("pii")["POLICY_PII_SCAN_THREADS"]["value"],
+                         "2")
+        for cpu, expected in (("1", "1"), (4, "4"), ("1.5", "2"), ("500m", "1"),
+                              ("2500m", "3")):
+            with self.subTest(cpu=cpu):
+                self.assertEqual(threads(cpu), expected)
+        self.assertEqual(render("--set", "pii.config.scan_threads=0").env("pii")[
+            "POLICY_PII_SCAN_THREADS"]["value"], "0")
+        self.assertNotIn("POLICY_KEYS_SCAN_THREADS", variant("default").env("keys"))
+
     def test_files_are_mounted_from_configmaps_and_roll_the_pods(self):
         org = "members:\n  - {id: owner, email: owner@example.com, roles: [{role: owner}]}\n"
         m = render("-f", self.values_file({"authz": {"bootstrapOrg": org}}))
@@ -556,6 +578,84 @@ class SettingChecksTest(unittest.TestCase):
                                    "audit.config.max_batch (1000)")
         render_raw("--set", "audit.config.max_queued_appends=500,audit.config.max_batch=500")
 
+    def test_audit_export_write_time_and_pii_scan_budget(self):
+        self.assertRefused("--set", "audit.config.max_export_write_time=2h",
+                           message="audit.config.max_export_write_time (2h) must be between "
+                                   "100ms and 1h")
+        self.assertRefused("--set", "audit.config.max_export_write_time=50ms",
+                           message="audit.config.max_export_write_time (50ms) must be between")
+        render_raw("--set", "audit.config.max_export_write_time=1h")
+        render_raw("--set", "audit.config.max_export_write_time=100ms")
+        self.assertRefused("--set", "pii.config.max_scan_bytes_in_flight=4194304",
+                           message="pii.config.max_scan_bytes_in_flight (4194304) must be 0 "
+                                   "(automatic) or at least pii.config.max_request_bytes and "
+                                   "pii.config.max_document_bytes (8388608)")
+        self.assertRefused("--set", "pii.config.max_scan_bytes_in_flight=8388608,"
+                           "pii.config.max_request_bytes=16777216",
+                           message="max_scan_bytes_in_flight (8388608) must be 0")
+        render_raw("--set", "pii.config.max_scan_bytes_in_flight=8388608")
+        render_raw("--set", "pii.config.max_scan_bytes_in_flight=0,"
+                   "pii.config.max_request_bytes=16777216")
+
+    def test_verifying_the_database_server_needs_its_ca(self):
+        # libpq's verify-ca/verify-full without a root certificate refuse every connection.
+        for mode in ("verify-ca", "verify-full"):
+            with self.subTest(mode=mode):
+                self.assertRefused("--set", f"database.sslMode={mode}",
+                                   message=f"database.sslMode {mode} verifies the server against "
+                                           "a CA that audit does not have: set database.caSecret")
+                env = render("--set", f"database.sslMode={mode},database.caSecret=pg-ca").env(
+                    "keys")
+                self.assertEqual(env["PGSSLROOTCERT"]["value"],
+                                 "/etc/policy-suite/database/ca.crt")
+        system = {"name": "PGSSLROOTCERT", "value": "/etc/ssl/certs/ca-certificates.crt"}
+        values = {s: {"extraEnv": [system]} for s in DATABASE_SERVICES}
+        values["database"] = {"sslMode": "verify-full"}
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=WORK) as f:
+            yaml.safe_dump(values, f)
+            f.flush()
+            self.assertEqual(render("-f", f.name).env("region")["PGSSLROOTCERT"], system)
+            values["keys"]["extraEnv"] = []
+            f.seek(0)
+            f.truncate()
+            yaml.safe_dump(values, f)
+            f.flush()
+            self.assertRefused("-f", f.name, message="a CA that keys does not have")
+        render_raw("--set", "database.sslMode=verify-full,store=memory")
+        render_raw("--set", "database.sslMode=require")
+
+    def test_the_startup_probe_outlasts_the_wait_for_postgresql(self):
+        self.assertRefused("--set", "audit.config.database_start_wait=5m",
+                           message="audit.config.database_start_wait (5m) must be shorter than "
+                                   "the startup probe's window, probes.startup.periodSeconds x "
+                                   "failureThreshold (120s)")
+        self.assertRefused("--set", "probes.startup.failureThreshold=30",
+                           message="database_start_wait (60s) must be shorter than the startup "
+                                   "probe's window, probes.startup.periodSeconds x "
+                                   "failureThreshold (60s)")
+        render_raw("--set", "audit.config.database_start_wait=5m,probes.startup.failureThreshold=160")
+        render_raw("--set", "store=memory,keys.config.database_start_wait=5m")
+
+    def test_grpc_memory_quota_is_below_the_memory_limit(self):
+        self.assertRefused("--set", "edge.config.grpc_memory_quota=536870912",
+                           message="edge.config.grpc_memory_quota (536870912) must be below "
+                                   "edge.resources.limits.memory (512Mi)")
+        render_raw("--set", "edge.config.grpc_memory_quota=536870911")
+        for limit, refused in (("256Mi", True), (268435456, True), ("300M", False),
+                               ("1Gi", False), ("250000k", True)):
+            with self.subTest(limit=limit):
+                values = {"keys": {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                                 "limits": {"cpu": "1", "memory": limit}}}}
+                with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=WORK) as f:
+                    yaml.safe_dump(values, f)
+                    f.flush()
+                    if refused:
+                        self.assertRefused("-f", f.name, message="keys.config.grpc_memory_quota "
+                                           "(268435456) must be below keys.resources.limits."
+                                           f"memory ({limit})")
+                    else:
+                        render_raw("-f", f.name)
+
     def test_region_probe_timeout_is_positive(self):
         for zero in ("0", "0s", "0.0ms"):
             self.assertRefused("--set", f"region.config.probe_timeout={zero}",
@@ -699,6 +799,23 @@ class SecretsTest(unittest.TestCase):
                          {"secretKeyRef": {"name": "demo-policy-suite-pii",
                                            "key": "pseudonym_key", "optional": True}})
 
+    def test_an_edge_that_hashes_needs_pii_to_have_its_pseudonym_key(self):
+        # edge.config.redaction_operator=hash: the edge refuses to serve (stays unready, every
+        # Decide UNAVAILABLE) while pii has no pseudonym key. pii's pod then rather does not
+        # start, its event naming the missing Secret key, and the notes call it required.
+        hashing = ("--set", "edge.config.redaction_operator=hash")
+        self.assertEqual(render(*hashing).env("pii")["POLICY_PII_PSEUDONYM_KEY"]["valueFrom"],
+                         {"secretKeyRef": {"name": "demo-policy-suite-pii",
+                                           "key": "pseudonym_key"}})
+        notes = render_raw("--notes", *hashing)
+        self.assertIn("-pii: key pseudonym_key\n", notes)
+        self.assertNotIn("pseudonym_key (optional)", notes)
+        self.assertIn("-pii: key pseudonym_key (optional)\n", render_raw("--notes"))
+        for operator in ("mask", "placeholder"):
+            env = render("--set", f"edge.config.redaction_operator={operator}").env("pii")
+            self.assertIs(env["POLICY_PII_PSEUDONYM_KEY"]["valueFrom"]["secretKeyRef"][
+                "optional"], True)
+
     def test_database_url_and_migrations_setting(self):
         for service in DATABASE_SERVICES:
             p = f"POLICY_{service.upper()}_"
@@ -768,15 +885,70 @@ class PeersTest(unittest.TestCase):
                     self.assertEqual(s["spec"]["type"], "ClusterIP")
                     self.assertEqual(s["spec"]["clusterIP"], "None")
                     self.assertNotIn("annotations", s["metadata"])
-        edge = variant("production").component("Service", "edge")
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=WORK) as f:
+            yaml.safe_dump({"edge": {"service": {
+                "type": "LoadBalancer", "port": 443, "externalTrafficPolicy": "Local",
+                "annotations": {"service.beta.kubernetes.io/aws-load-balancer-internal": "true"},
+                "loadBalancerSourceRanges": ["10.0.0.0/8"]}}}, f)
+            f.flush()
+            edge = render("-f", f.name).component("Service", "edge")
         self.assertEqual(edge["spec"]["type"], "LoadBalancer")
+        self.assertEqual(edge["spec"]["externalTrafficPolicy"], "Local")
+        self.assertEqual(edge["spec"]["loadBalancerSourceRanges"], ["10.0.0.0/8"])
         self.assertEqual(edge["spec"]["ports"][0], {"name": "grpc", "port": 443,
                                                    "targetPort": "grpc", "protocol": "TCP"})
         self.assertIn("service.beta.kubernetes.io/aws-load-balancer-internal",
                       edge["metadata"]["annotations"])
-        default_edge = variant("default").component("Service", "edge")["spec"]
-        self.assertEqual(default_edge["type"], "ClusterIP")
-        self.assertNotIn("clusterIP", default_edge)
+        self.assertEqual(
+            render("--set", "edge.service.type=NodePort").component("Service", "edge")["spec"][
+                "externalTrafficPolicy"], "Cluster")
+        for name in ("default", "production"):
+            spec = variant(name).component("Service", "edge")["spec"]
+            self.assertEqual(spec["type"], "ClusterIP")
+            self.assertNotIn("clusterIP", spec)
+            # Kubernetes refuses externalTrafficPolicy on a ClusterIP Service.
+            self.assertNotIn("externalTrafficPolicy", spec)
+        with self.assertRaises(RenderError) as caught:
+            render_raw("--set", "edge.service.externalTrafficPolicy=local")
+        self.assertIn("externalTrafficPolicy", str(caught.exception))
+
+    def test_production_callers_reach_the_edge_with_their_own_addresses(self):
+        # The production example puts a gateway (pods of namespace `gateway`) in front of the
+        # edge. The NetworkPolicy must let through whatever path the edge's Service offers, and
+        # the edge must believe the addresses the gateway states for its callers: with the
+        # default trusted_proxies (loopback), every Decide through the gateway that names a
+        # source_ip is refused and the others are judged by the gateway's address.
+        values = yaml.safe_load(PRODUCTION.read_text())
+        edge_from = values["networkPolicy"]["edgeFrom"]
+        service = variant("production").component("Service", "edge")["spec"]
+        if service["type"] != "ClusterIP":
+            self.assertEqual(service["externalTrafficPolicy"], "Local")
+            blocks = {peer["ipBlock"]["cidr"] for peer in edge_from if "ipBlock" in peer}
+            self.assertTrue(set(service.get("loadBalancerSourceRanges", [])) <= blocks and blocks,
+                            "the edge's NetworkPolicy drops what its load balancer lets in")
+        proxies = [peer for peer in edge_from if "ipBlock" not in peer]
+        self.assertTrue(proxies, "the example no longer has a gateway in front of the edge")
+        env = variant("production").env("edge")
+        self.assertIn("POLICY_EDGE_TRUSTED_PROXIES", env,
+                      "the edge behind a gateway trusts loopback only: the gateway's calls that "
+                      "state a caller's address are refused")
+        trusted = [e.strip() for e in env["POLICY_EDGE_TRUSTED_PROXIES"]["value"].split(",")]
+        self.assertFalse(set(trusted) <= {"127.0.0.0/8", "::1", ""}, trusted)
+        notes = render_raw("--notes", "-f", PRODUCTION)
+        self.assertNotIn("trusted_proxies is the edge's default", notes)
+        self.assertNotIn("the edge's Service is a", notes)
+
+    def test_notes_say_what_keeps_callers_addresses_from_the_edge(self):
+        notes = render_raw("--notes", "--set", "edge.service.type=LoadBalancer")
+        self.assertIn("trusted_proxies is the edge's default, loopback only", notes)
+        self.assertIn("externalTrafficPolicy Cluster: calls\nthrough it may arrive with a node's "
+                      "address", notes)
+        self.assertNotIn("admits pods only", notes)  # edgeFrom empty: anyone.
+        notes = render_raw("--notes", "-f", PRODUCTION, "--set",
+                           "edge.service.type=LoadBalancer,edge.service.externalTrafficPolicy=Local")
+        self.assertIn("Note: the edge's Service is a LoadBalancer, but networkPolicy.edgeFrom "
+                      "admits pods only", notes)
+        self.assertNotIn("externalTrafficPolicy Cluster", notes)
 
     def test_network_policies(self):
         callers = {s: {c for c, callees in CALLS.items() if s in callees} for s in SERVICES}
@@ -843,8 +1015,23 @@ class ScalingTest(unittest.TestCase):
                 for m in (default, production):
                     pdb = m.component("PodDisruptionBudget", service)
                     self.assertEqual(pdb["spec"]["maxUnavailable"], 1)
+                    # Unready pods (every pod of a service whose database is down) do not
+                    # hold up node drains.
+                    self.assertEqual(pdb["spec"]["unhealthyPodEvictionPolicy"], "AlwaysAllow")
                     self.assertTrue(matches(pdb["spec"]["selector"], m.component(
                         "Deployment", service)["spec"]["template"]["metadata"]["labels"]))
+
+    def test_an_autoscaler_needs_min_replicas_at_most_max(self):
+        # Kubernetes would refuse the HorizontalPodAutoscaler in the middle of the install,
+        # after the pre-install migrations ran: the chart refuses it before anything is applied.
+        with self.assertRaises(RenderError) as caught:
+            render_raw("--set", "edge.autoscaling.enabled=true,edge.autoscaling.minReplicas=12")
+        self.assertIn("edge.autoscaling.minReplicas (12) must be at most "
+                      "edge.autoscaling.maxReplicas (10)", str(caught.exception))
+        render_raw("--set", "edge.autoscaling.enabled=true,edge.autoscaling.minReplicas=10")
+        render_raw("--set", "edge.autoscaling.minReplicas=12")  # No autoscaler: no matter.
+        render_raw("--set", "store=memory,keys.autoscaling.enabled=true,"
+                   "keys.autoscaling.minReplicas=12")  # Never autoscaled on the memory store.
 
     def test_memory_store_keeps_one_replica_of_the_database_services(self):
         m = variant("memory")
@@ -943,6 +1130,71 @@ class MonitoringTest(unittest.TestCase):
             tested = _run([promtool, "test", "rules", str(cases)], timeout=60)
             self.assertEqual(tested.returncode, 0, tested.stdout + tested.stderr)
 
+    def test_production_scrapes_and_alerts(self):
+        # The production starting point has the suite's alerts, selected by the Prometheus
+        # that scrapes it.
+        m = variant("production")
+        [monitor] = m.objects("ServiceMonitor")
+        [rule] = m.objects("PrometheusRule")
+        self.assertEqual(rule["metadata"]["labels"]["release"],
+                         monitor["metadata"]["labels"]["release"])
+        self.assertIn("kube-prometheus-stack", PRODUCTION.read_text().split("fullnameOverride")[0])
+
+    def test_alerts_watch_metrics_the_services_export(self):
+        # Each metric an alert reads is registered by the C++ sources (services/, common/; not
+        # their tests): a renamed metric would leave its alert silent for ever.
+        [rule] = variant("tls").objects("PrometheusRule")
+        exprs = " ".join(r["expr"] for g in rule["spec"]["groups"] for r in g["rules"])
+        names = set()
+        for m in re.finditer(r"\b((?:policy|grpc)_[a-z_]*(?:\([a-z_|]+\)[a-z_]*)*)", exprs):
+            pattern = m.group(1)
+            alternatives = [""]
+            for part in re.split(r"(\([a-z_|]+\))", pattern):
+                choices = part[1:-1].split("|") if part.startswith("(") else [part]
+                alternatives = [a + c for a in alternatives for c in choices]
+            names.update(alternatives)
+        names = {n for n in names if not n.endswith("_") and n != "grpc_code"}
+        self.assertIn("policy_edge_denial_budget_refusals_total", names)
+        self.assertIn("policy_region_audit_outbox_failed", names)
+        sources = "\n".join(p.read_text() for d in ("services", "common")
+                             for p in (REPO_ROOT / d).rglob("*.cc")
+                             if not p.name.endswith(("_test.cc", "_fuzzer.cc")))
+        for name in sorted(names - {"up"}):
+            with self.subTest(metric=name):
+                if f'"{name}"' in sources:
+                    continue
+                # grpc_server_<what>, built as StrCat("grpc_", side, "_<what>") by the metrics
+                # every server runner has; policy_<svc>_<what> as StrCat("policy_", service,
+                # "_<what>"), with the service's name given where it is built.
+                m = re.fullmatch(r"(policy|grpc)_([a-z]+)(_[a-z_]+)", name)
+                self.assertIsNotNone(m, f"{name} is registered nowhere")
+                prefix, part, rest = m.groups()
+                variable = "side" if prefix == "grpc" else "service"
+                self.assertTrue(f'"{prefix}_", {variable}, "{rest}"' in sources,
+                                f"{name} is registered nowhere")
+                if prefix == "grpc":
+                    self.assertEqual(part, "server")
+                    self.assertIn("metrics::GrpcServerMetrics grpc_metrics_;",
+                                  (REPO_ROOT / "common/server/server_runner.h").read_text())
+                else:
+                    main = (REPO_ROOT / "services" / part / "main.cc").read_text()
+                    self.assertIn(f'"{part}"', main, f"{part} never names its {name}")
+
+    def test_every_alert_is_documented_and_has_promtool_cases(self):
+        [rule] = variant("tls").objects("PrometheusRule")
+        alerts = {(r["alert"], r["labels"]["severity"]) for g in rule["spec"]["groups"]
+                  for r in g["rules"] if "alert" in r}
+        readme = (CHART / "README.md").read_text()
+        documented = set(re.findall(r"(?m)^\| `(PolicySuite\w+)` \| (\w+) \|", readme))
+        self.assertEqual(documented, alerts, "README.md's alert table and the PrometheusRule")
+        cases = yaml.safe_load((Path(__file__).parent / "alerts_test.yaml").read_text())
+        for name, _ in alerts:
+            with self.subTest(alert=name):
+                evaluations = [t for case in cases["tests"] for t in case["alert_rule_test"]
+                               if t["alertname"] == name]
+                self.assertTrue(any(t["exp_alerts"] for t in evaluations),
+                                "no promtool case shows it firing")
+
 
 class MigrationTest(unittest.TestCase):
     def test_a_hook_job_migrates_each_database_service_before_the_services(self):
@@ -973,6 +1225,27 @@ class MigrationTest(unittest.TestCase):
                          if "helm.sh/hook" in o["metadata"].get("annotations", {}))
         self.assertNotIn("Job", kinds[:first_hook])
         self.assertEqual(variant("no-migration-jobs").objects("Job"), [])
+
+    def test_the_jobs_network_policy_exists_before_they_run(self):
+        # In a namespace whose policies deny egress by default, the Jobs reach PostgreSQL only
+        # through their own NetworkPolicy: on the first install it must exist before the
+        # pre-install Jobs run, so it is a hook of the same events with a lower weight.
+        for name in ("default", "production"):
+            m = variant(name)
+            policy = m.component("NetworkPolicy", "migrate")
+            annotations = policy["metadata"]["annotations"]
+            for job in m.objects("Job"):
+                with self.subTest(variant=name, job=job["metadata"]["name"]):
+                    job_annotations = job["metadata"]["annotations"]
+                    self.assertEqual(annotations["helm.sh/hook"], job_annotations["helm.sh/hook"])
+                    self.assertLess(int(annotations["helm.sh/hook-weight"]),
+                                    int(job_annotations["helm.sh/hook-weight"]))
+                    self.assertEqual(annotations["helm.sh/hook-delete-policy"],
+                                     "before-hook-creation")
+        # The services' own policies stay release objects.
+        for service in SERVICES:
+            self.assertNotIn("annotations",
+                             variant("default").component("NetworkPolicy", service)["metadata"])
 
     def test_audits_job_gets_no_key(self):
         """audit --migrate_only needs neither the signing key nor the subject key: its Job is
@@ -1063,6 +1336,36 @@ class MigrationTest(unittest.TestCase):
         for values in (("-f", PRODUCTION), ()):  # Every role its own; no migration role.
             self.assertNotIn("the role that runs the migrations", render_raw("--notes", *values))
 
+    def test_notes_count_the_postgresql_connections(self):
+        # Pools (database_pool_size, 8) per pod and a LISTEN session per keys and authz pod, at
+        # the most pods (maxReplicas when autoscaled): what PostgreSQL's max_connections must
+        # allow, or pods that scale out cannot connect.
+        self.assertIn("PostgreSQL connections: up to 68 from the services",
+                      render_raw("--notes"))  # 2 x (8 + 1) x 2 + 2 x 8 x 2
+        # keys 9 x (16 + 1), authz 9 x (16 + 1), region 6 x 8, audit 6 x 16.
+        self.assertIn("PostgreSQL connections: up to 450 from the services",
+                      render_raw("--notes", "-f", PRODUCTION))
+        self.assertIn("max_connections at least 500", PRODUCTION.read_text())
+        self.assertIn("PostgreSQL connections: up to 72 from the services", render_raw(
+            "--notes", "--set", "audit.config.database_pool_size=10"))
+        self.assertNotIn("PostgreSQL connections", render_raw("--notes", "--set", "store=memory"))
+
+    def test_notes_say_when_every_service_owns_its_tables(self):
+        # The default values: each Job migrates as its service, so each service logs in as the
+        # owner of its tables (and audit could rewrite its ledger). The operator is told.
+        for values in ((), ("--set", "migrations.enabled=false")):
+            with self.subTest(values=values):
+                notes = render_raw("--notes", *values)
+                self.assertIn("Note: these services log in as the role that applies their "
+                              "migrations", notes)
+                self.assertIn("audit (as policy), authz (as policy), keys (as policy), "
+                              "region (as policy).", notes)
+        notes = render_raw("--notes", "--set", "keys.database.user=policy_keys")
+        self.assertIn("keys (as policy_keys)", notes)
+        for values in (("-f", PRODUCTION), ("--set", "store=memory")):
+            with self.subTest(values=values):
+                self.assertNotIn("these services log in as", render_raw("--notes", *values))
+
     def test_by_default_each_job_migrates_as_its_service(self):
         m = render("--set", "audit.database.user=policy_audit,audit.database.existingSecret=pg-audit")
         for service in DATABASE_SERVICES:
@@ -1093,6 +1396,26 @@ class MigrationTest(unittest.TestCase):
         with self.assertRaises(RenderError) as caught:
             render_raw("--set", "migrations.database.user=policy:owner")
         self.assertIn("values don't meet the specifications of the schema", str(caught.exception))
+
+    def test_helm_waits_for_the_migrations_longer_than_they_may_run(self):
+        # Helm waits for hooks only --timeout (5m by default): a Job allowed 10 or 15 minutes
+        # would fail the release while it still migrates. Every install in README.md says how
+        # long to wait, and it is longer than the Job's deadline of the values it uses.
+        readme = (CHART / "README.md").read_text()
+        commands = re.findall(r"helm install policy [^\n`]*(?:\\\n[^\n`]*)*", readme)
+        self.assertEqual(len(commands), 2, commands)
+        deadline = {
+            "default": yaml.safe_load((CHART / "values.yaml").read_text())["migrations"][
+                "activeDeadlineSeconds"],
+            "production": yaml.safe_load(PRODUCTION.read_text())["migrations"][
+                "activeDeadlineSeconds"]}
+        for command in commands:
+            with self.subTest(command=command):
+                timeout = re.search(r"--timeout[ =](\d+)m\b", command)
+                self.assertIsNotNone(timeout, "Helm's default --timeout is 5m")
+                values = "production" if "-f my-values.yaml" in command else "default"
+                self.assertGreater(int(timeout.group(1)) * 60, deadline[values])
+        self.assertIn("`--timeout` (`helm install` and `helm upgrade` alike)", readme)
 
     def test_the_choice_is_explained(self):
         template = (CHART / "templates" / "job-migrate.yaml").read_text()
@@ -1127,6 +1450,37 @@ class HelmTestPodTest(unittest.TestCase):
             self.assertEqual(checked, set(SERVICES))
             self.assertEqual(container["image"], m.container("edge")["image"])
         self.assertEqual(render("--skip-tests").objects("Pod"), [])
+
+    def test_the_test_pod_may_reach_the_health_ports_under_default_deny(self):
+        # A namespace whose policies deny egress by default would fail every `helm test`: the
+        # pod gets its own policy (a test hook before it) letting it out to DNS and to the
+        # health port of this release's pods, and to nothing else.
+        for name in ("default", "production"):
+            m = variant(name)
+            [pod] = m.objects("Pod")
+            [policy] = [p for p in m.objects("NetworkPolicy")
+                        if matches(p["spec"]["podSelector"], pod["metadata"]["labels"])]
+            annotations = policy["metadata"]["annotations"]
+            self.assertEqual(annotations["helm.sh/hook"], "test")
+            self.assertLess(int(annotations["helm.sh/hook-weight"]),
+                            int(pod["metadata"]["annotations"].get("helm.sh/hook-weight", 0)))
+            egress = {tuple(p["port"] for p in rule["ports"]): rule.get("to")
+                      for rule in policy["spec"]["egress"]}
+            values = yaml.safe_load((CHART / "values.yaml").read_text())["networkPolicy"]
+            if name == "production":
+                values.update(yaml.safe_load(PRODUCTION.read_text())["networkPolicy"])
+            self.assertEqual(egress[(53, 53)], values["dnsTo"] or None)
+            [peer] = egress[(HEALTH,)]
+            reached = {s for s in SERVICES if matches(peer["podSelector"], m.component(
+                "Deployment", s)["spec"]["template"]["metadata"]["labels"])}
+            self.assertEqual(reached, set(SERVICES))
+            self.assertEqual(set(egress), {(53, 53), (HEALTH,)})
+            self.assertNotIn("ingress", policy["spec"])
+        self.assertEqual([p for p in render("--skip-tests").objects("NetworkPolicy")
+                          if p["metadata"]["labels"]["app.kubernetes.io/component"] == "test"],
+                         [])
+        self.assertEqual(render("--set", "networkPolicy.enabled=false").objects("NetworkPolicy"),
+                         [])
 
 
 class LabelsAndNotesTest(unittest.TestCase):

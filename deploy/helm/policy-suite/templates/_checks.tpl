@@ -36,6 +36,7 @@ region:
   breaker_window: {default: 60s, min: 0.01, bounds: at least 10ms}
 audit:
   checkpoint_interval: {default: 5s, min: 0.01, bounds: at least 10ms}
+  max_export_write_time: {default: 30s, min: 0.1, max: 3600, bounds: between 100ms and 1h}
 edge:
   max_decision_time: {default: 5s, min: 0.01, max: 300, bounds: between 10ms and 5m}
   dependency_check_interval: {default: 500ms, min: 0.05, max: 60, bounds: between 50ms and 1m}
@@ -165,6 +166,59 @@ to start (CrashLoopBackOff) or being killed while they drain. Renders nothing.
 {{- end }}
 {{- if and $migrator.user (eq $root.Values.store "postgres") (not $root.Values.migrations.enabled) }}
 {{- fail (printf "migrations.database.user (%s) is set with migrations.enabled=false: there are no migration Jobs, each service would migrate as its own role. Set migrations.enabled=true, or leave migrations.database.user empty" $migrator.user) }}
+{{- end }}
+{{- /* libpq's verify-ca and verify-full need a root certificate: without database.caSecret
+       (PGSSLROOTCERT) it looks for ~/.postgresql/root.crt, which the image does not have, and
+       every connection fails. A service's extraEnv may name a CA file itself. */}}
+{{- $db := $root.Values.database }}
+{{- if and (eq $root.Values.store "postgres") (has $db.sslMode (list "verify-ca" "verify-full")) (not $db.caSecret) }}
+{{- range $name, $facts := include "policy-suite.components" $root | fromYaml }}
+{{- if $facts.database }}
+{{- $own := false }}
+{{- range (index $root.Values $name).extraEnv }}{{ if eq .name "PGSSLROOTCERT" }}{{ $own = true }}{{ end }}{{ end }}
+{{- if not $own }}
+{{- fail (printf "database.sslMode %s verifies the server against a CA that %s does not have: set database.caSecret (a Secret whose ca.crt is the server's CA), or PGSSLROOTCERT in %s.extraEnv (e.g. /etc/ssl/certs/ca-certificates.crt for a public CA); libpq refuses every connection otherwise" $db.sslMode $name $name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $name, $_ := include "policy-suite.components" $root | fromYaml }}
+{{- $autoscaling := (index $root.Values $name).autoscaling }}
+{{- if and (include "policy-suite.autoscaled" (dict "root" $root "name" $name)) (gt (int64 $autoscaling.minReplicas) (int64 $autoscaling.maxReplicas)) }}
+{{- fail (printf "%s.autoscaling.minReplicas (%d) must be at most %s.autoscaling.maxReplicas (%d): Kubernetes refuses the HorizontalPodAutoscaler otherwise, after the migrations ran" $name (int64 $autoscaling.minReplicas) $name (int64 $autoscaling.maxReplicas)) }}
+{{- end }}
+{{- end }}
+{{- /* A database service waits up to database_start_wait for PostgreSQL before it serves
+       health at all: the startup probe must give it longer, or the kubelet restarts it while
+       it waits (a longer wait set to ride out a database failover would never be had). */}}
+{{- $startup := $root.Values.probes.startup }}
+{{- $window := mul (int64 $startup.periodSeconds) (int64 $startup.failureThreshold) }}
+{{- range $name, $facts := include "policy-suite.components" $root | fromYaml }}
+{{- if include "policy-suite.usesPostgres" (dict "root" $root "name" $name) }}
+{{- $wait := (index $root.Values $name).config.database_start_wait | default "60s" }}
+{{- if ge (include "policy-suite.seconds" $wait | float64) (float64 $window) }}
+{{- fail (printf "%s.config.database_start_wait (%s) must be shorter than the startup probe's window, probes.startup.periodSeconds x failureThreshold (%ds): the kubelet restarts a pod that waits for PostgreSQL longer" $name $wait $window) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- /* gRPC may hold grpc_memory_quota bytes of its own: at or past the container's memory
+       limit, the kernel kills the pod (OOMKilled) before gRPC pushes back on its callers. */}}
+{{- $units := dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 }}
+{{- range $name, $_ := include "policy-suite.components" $root | fromYaml }}
+{{- $values := index $root.Values $name }}
+{{- $limit := include "policy-suite.settingValue" $values.resources.limits.memory }}
+{{- $unit := regexFind "[A-Za-z]+$" $limit }}
+{{- $bytes := mulf (float64 (trimSuffix $unit $limit)) (float64 (index $units $unit | default 1)) }}
+{{- $quota := $values.config.grpc_memory_quota | default 268435456 }}
+{{- if ge (float64 $quota) $bytes }}
+{{- fail (printf "%s.config.grpc_memory_quota (%d) must be below %s.resources.limits.memory (%s), well below: gRPC may hold that much on its own, and the pod is OOM-killed at its limit" $name (int64 $quota) $name $limit) }}
+{{- end }}
+{{- end }}
+{{- $pii := $root.Values.pii.config }}
+{{- $inFlight := int64 ($pii.max_scan_bytes_in_flight | default 0) }}
+{{- $largest := max (int64 ($pii.max_request_bytes | default 1048576)) (int64 ($pii.max_document_bytes | default 8388608)) }}
+{{- if and (ne $inFlight 0) (lt $inFlight $largest) }}
+{{- fail (printf "pii.config.max_scan_bytes_in_flight (%d) must be 0 (automatic) or at least pii.config.max_request_bytes and pii.config.max_document_bytes (%d), else such a request could never be scanned: the pii binary refuses to start otherwise" $inFlight $largest) }}
 {{- end }}
 {{- $audit := $root.Values.audit.config }}
 {{- $batch := $audit.max_batch | default 1000 }}

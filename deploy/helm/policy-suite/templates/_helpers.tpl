@@ -142,6 +142,14 @@ rest stays the component's). YAML; read with fromYaml. */}}
 {{- toYaml $db }}
 {{- end }}
 
+{{/* "true" when a component's secret setting must be in its Secret: (dict "root" $ "name"
+"pii" "setting" "pseudonym_key" "required" <components' secrets value>). pii's optional
+pseudonym_key is required while the edge's redaction_operator is hash: the edge refuses to
+serve (unready) without it, so pii's pod is rather not started, naming the missing key. */}}
+{{- define "policy-suite.secretRequired" -}}
+{{- if or .required (and (eq .name "pii") (eq .setting "pseudonym_key") (eq (toString (.root.Values.edge.config.redaction_operator | default "")) "hash")) }}true{{ end }}
+{{- end }}
+
 {{/* The Secret holding a component's secret settings. */}}
 {{- define "policy-suite.secretName" -}}
 {{- (index .root.Values .name).existingSecret | default (include "policy-suite.componentName" .) }}
@@ -150,6 +158,18 @@ rest stays the component's). YAML; read with fromYaml. */}}
 {{/* The Secret holding a component's certificate (tls.crt, tls.key, ca.crt). */}}
 {{- define "policy-suite.tlsSecretName" -}}
 {{- (index .root.Values .name).tls.secretName | default .root.Values.tls.secretName | default (printf "%s-tls" (include "policy-suite.fullname" .root)) }}
+{{- end }}
+
+{{/* A CPU quantity ("2", 2, "1.5", "500m") as whole cores, rounded up, at least 1. */}}
+{{- define "policy-suite.cpuCores" -}}
+{{- $text := toString . }}
+{{- $cores := 0.0 }}
+{{- if hasSuffix "m" $text }}
+{{- $cores = divf (float64 (trimSuffix "m" $text)) 1000.0 }}
+{{- else }}
+{{- $cores = float64 $text }}
+{{- end }}
+{{- max 1 (int64 (ceil $cores)) }}
 {{- end }}
 
 {{/* A setting's value as the binaries parse it: YAML numbers arrive as float64, which would
@@ -221,7 +241,7 @@ Secret settings and the database password only ever come from secretKeyRef.
     secretKeyRef:
       name: {{ include "policy-suite.secretName" (dict "root" $root "name" $name) }}
       key: {{ $setting }}
-      {{- if not $required }}
+      {{- if not (include "policy-suite.secretRequired" (dict "root" $root "name" $name "setting" $setting "required" $required)) }}
       optional: true
       {{- end }}
 {{- end }}
@@ -266,6 +286,12 @@ Secret settings and the database password only ever come from secretKeyRef.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- if and $serve (eq $name "pii") (not (hasKey $values.config "scan_threads")) }}
+{{- /* pii's default (0) is a thread per core the node has, not per core the container may
+       use: on a large node, far more threads than the CPU limit lets run (throttling). */}}
+- name: {{ $prefix }}SCAN_THREADS
+  value: {{ include "policy-suite.cpuCores" $values.resources.limits.cpu | quote }}
 {{- end }}
 {{- range $setting, $value := $values.config }}
 {{- if not (has $setting ($facts.ignored | default list)) }}
