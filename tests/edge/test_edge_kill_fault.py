@@ -11,12 +11,10 @@ Skips without POLICY_TEST_PG_URL unless POLICY_TEST_REQUIRE_PG=1.
 Run: /usr/bin/python3 -m unittest -v tests.edge.test_edge_kill_fault
 """
 
-import collections
 import contextlib
 import signal
 import subprocess
 import sys
-import threading
 import time
 import unittest
 import uuid
@@ -33,12 +31,7 @@ from policy.audit.v1 import audit_pb2, audit_pb2_grpc  # noqa: E402
 from policy.edge.v1 import edge_pb2 as E  # noqa: E402
 
 C = grpc.StatusCode
-CLIENTS = 8
-DEADLINE_S = 3.0
 PROJECT, ENVIRONMENT = "support-eu", "production"
-CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 50),
-                   ("grpc.min_reconnect_backoff_ms", 50),
-                   ("grpc.max_reconnect_backoff_ms", 250)]
 SUITE = DB = None
 _stack = None
 
@@ -64,55 +57,6 @@ def setUpModule():
 
 def tearDownModule():
     _stack.close()
-
-
-class Clients:
-    """CLIENTS threads deciding with `keys` in turn; every answer kept with its time."""
-
-    def __init__(self, keys):
-        self.keys = keys
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.answered = []  # (request id, monotonic time, DecideResponse)
-        self.failed = collections.Counter()
-        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True)
-                        for i in range(CLIENTS)]
-
-    def run(self, number):
-        channel = grpc.insecure_channel(SUITE.p["edge"].address, options=CHANNEL_OPTIONS)
-        stub = es.edge_pb2_grpc.EdgeServiceStub(channel)
-        seq = 0
-        try:
-            while not self.stop.is_set():
-                key = self.keys[seq % len(self.keys)]
-                request_id = f"kill-{number}-{seq}-{uuid.uuid4().hex[:6]}"
-                seq += 1
-                try:
-                    answer = stub.Decide(es.decide_request(key, request_id=request_id),
-                                         timeout=DEADLINE_S)
-                except grpc.RpcError as e:
-                    with self.lock:
-                        self.failed[e.code().name] += 1
-                    time.sleep(0.01)
-                    continue
-                with self.lock:
-                    self.answered.append((request_id, time.monotonic(), answer))
-        finally:
-            channel.close()
-
-    def count(self, verdict=None):
-        with self.lock:
-            return sum(1 for _, _, a in self.answered if verdict is None or a.verdict == verdict)
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(DEADLINE_S + 10)
 
 
 class EdgeKillFaultTest(unittest.TestCase):
@@ -184,7 +128,7 @@ class EdgeKillFaultTest(unittest.TestCase):
         SUITE.register_seed_endpoints_once()
         keys = [SUITE.new_key("bob", PROJECT) for _ in range(2)]
         began = time.monotonic()
-        with Clients(keys) as clients:
+        with es.DecideClients(SUITE, keys) as clients:
             for name in ("audit", "audit", "edge"):
                 floor = clients.count()
                 pt.wait_until(lambda: clients.count() >= floor + 30, timeout=30,
@@ -197,33 +141,8 @@ class EdgeKillFaultTest(unittest.TestCase):
         answered = list(clients.answered)
 
         # No ALLOW went out unrecorded: an ALLOW answered while audit was down would be
-        # missing from the ledger, which the check below, of every answered decision, finds.
-        # Every answered decision is in the ledger once, as it was answered.
-        rows = DB.rows(
-            "SELECT e.request_id, e.idx, e.action, e.model, e.tokens FROM audit.entries e "
-            "JOIN audit.ledgers l ON l.id = e.ledger_id "
-            f"WHERE l.project = '{PROJECT}' AND l.environment = '{ENVIRONMENT}' "
-            "AND e.request_id LIKE 'decision:kill-%'")
-        stored = collections.defaultdict(list)
-        for request_id, idx, action, model, tokens in rows:
-            stored[request_id].append((int(idx), action, model, int(tokens)))
-        twice = {k: v for k, v in stored.items() if len(v) > 1}
-        self.assertEqual(twice, {}, "decisions recorded more than once")
-        problems = []
-        for request_id, _, answer in answered:
-            entries = stored.get(f"decision:{request_id}")
-            if not entries:
-                problems.append((request_id, "missing", E.Verdict.Name(answer.verdict)))
-                continue
-            idx, action, model, tokens = entries[0]
-            if answer.audit_id.rsplit("/", 1)[1] != str(idx):
-                problems.append((request_id, "index", answer.audit_id, idx))
-            want = "decision_allow" if answer.verdict == E.VERDICT_ALLOW else "decision_deny"
-            if action != want:
-                problems.append((request_id, "action", action, want))
-            if (model, tokens) != ("gpt-4o", answer.estimated_tokens):
-                problems.append((request_id, "fields", model, tokens))
-        self.assertEqual(problems, [], f"{len(answered)} answered")
+        # missing from the ledger, which this check of every answered decision finds.
+        es.check_answered_decisions(self, DB, PROJECT, ENVIRONMENT, answered)
 
         report = audit_pb2_grpc.AuditServiceStub(SUITE.p["audit"].channel).VerifyLedger(
             audit_pb2.VerifyLedgerRequest(ledger=audit_pb2.LedgerRef(
