@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -197,6 +198,33 @@ TEST(PrepareSchemaTest, GivesUpOnAnUnreachableDatabaseAfterTheStartWaitNamingIt)
 TEST_F(PgTest, PingSucceeds) {
   Pool pool({.url = url_});
   EXPECT_TRUE(pool.Ping().ok());
+}
+
+// A database (or server, or role) committing asynchronously would acknowledge commits that a
+// crash of the server takes back: the pool's sessions commit durably all the same, unless the
+// URL's own options say otherwise.
+TEST_F(PgTest, PooledSessionsCommitDurablyWhateverTheDatabasesDefault) {
+  const std::string url = db_->CreateDatabase("async_commit");
+  const std::string name = Query(url, "SELECT current_database()");
+  Exec(db_->admin_url(), "ALTER DATABASE \"" + name + "\" SET synchronous_commit = off");
+  ASSERT_EQ(Query(url, "SHOW synchronous_commit"), "off");
+  auto setting = [](Pool& pool) {
+    std::string value;
+    absl::Status status = pool.Transact([&](pqxx::work& tx) {
+      value = tx.exec1("SHOW synchronous_commit")[0].as<std::string>();
+      return absl::OkStatus();
+    });
+    EXPECT_TRUE(status.ok()) << status;
+    return value;
+  };
+  Pool pool({.url = url});
+  EXPECT_EQ(setting(pool), "on");
+  Exec(db_->admin_url(), "ALTER DATABASE \"" + name + "\" SET synchronous_commit = remote_apply");
+  Pool stronger({.url = url});
+  EXPECT_EQ(setting(stronger), "remote_apply");  // A stronger one is kept.
+  Pool chosen({.url = url + (absl::StrContains(url, "?") ? "&" : "?") +
+                      "options=-c%20synchronous_commit%3Doff"});
+  EXPECT_EQ(setting(chosen), "off");  // The URL's own choice.
 }
 
 TEST_F(PgTest, TransactCommitsOnOk) {

@@ -91,8 +91,16 @@ absl::Status StatusFromException(const std::exception& e) {
   return absl::InternalError(absl::StrCat("database error: ", e.what()));
 }
 
+void RaiseCommitDurability(pqxx::connection& connection) {
+  pqxx::nontransaction tx(connection);
+  tx.exec(
+      "SELECT set_config('synchronous_commit', 'on', false) "
+      "WHERE current_setting('synchronous_commit') = 'off'");
+}
+
 Pool::Pool(PoolOptions options)
     : options_(std::move(options)),
+      raise_commit_durability_(!absl::StrContains(options_.url, "synchronous_commit")),
       connection_string_(ConnectionString(options_.url, options_.connect_timeout,
                                           SessionTimeouts{.statement = options_.statement_timeout,
                                                           .lock = options_.lock_timeout})) {}
@@ -121,6 +129,7 @@ absl::StatusOr<Pool::Lease> Pool::Acquire() {
   }
   try {
     Lease lease{std::make_unique<pqxx::connection>(connection_string_), /*reused=*/false};
+    if (raise_commit_durability_) RaiseCommitDurability(*lease.connection);
     absl::MutexLock lock(&mu_);
     if (closed_) {
       --open_;

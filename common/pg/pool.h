@@ -35,6 +35,13 @@ struct PoolOptions {
   absl::Duration lock_timeout = absl::Seconds(10);
 };
 
+// Makes `connection`'s commits durable once acknowledged: a session whose synchronous_commit
+// is off (the server's, database's or role's default) has it set to on, so that COMMIT
+// returns only once the transaction's WAL is flushed; a server that crashes then (an
+// immediate shutdown, a killed postmaster, a lost host) cannot take back a commit the service
+// has acknowledged. Any other setting (local, remote_write, on, remote_apply) stays.
+void RaiseCommitDurability(pqxx::connection& connection);
+
 // Session settings sent in a connection's startup options; zero leaves one unset.
 struct SessionTimeouts {
   absl::Duration statement = absl::ZeroDuration();
@@ -101,6 +108,8 @@ class Pool {
   void Release(std::unique_ptr<pqxx::connection> connection, bool healthy);
 
   const PoolOptions options_;
+  // Unless the URL itself sets synchronous_commit (its options win, as with the timeouts).
+  const bool raise_commit_durability_;
   const std::string connection_string_;
   absl::Mutex mu_;
   std::vector<std::unique_ptr<pqxx::connection>> idle_ ABSL_GUARDED_BY(mu_);

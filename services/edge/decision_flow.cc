@@ -215,6 +215,12 @@ class DecideFlow final : public Flow {
       return Deny(check_->reason().empty() ? "PERMISSION_DENIED" : check_->reason(),
                   absl::StrCat("refused by rule ", check_->rule()));
     }
+    Admitted();
+  }
+
+  // What follows authz's ALLOW (or, for a retry, an earlier attempt's recorded ALLOW).
+  void Admitted() {
+    const pii::v1::ContentReport& report = redaction_->report();
     if (report.blocked()) {
       return Deny("PII_BLOCKED", absl::StrCat("the messages hold data the policy blocks: ",
                                               absl::StrJoin(report.blocking_types(), ", ")));
@@ -324,6 +330,14 @@ class DecideFlow final : public Flow {
 
   void OnRecorded(Status s) {
     append_status_ = s;
+    // A retry that authz refused for the rate limit while the ledger holds this request id
+    // for another entry: the earlier attempt's ALLOW may be that entry (its append's outcome
+    // was unknown to the caller, and its reservation, kept for it, is what limits the retry).
+    if (s.error_code() == StatusCode::FAILED_PRECONDITION && !allow_ && !rechecked_ &&
+        check_ != nullptr && check_->verdict() != authz::v1::VERDICT_ALLOW &&
+        response_->reason() == "RATE_LIMITED") {
+      return LookUpEarlierDecision();
+    }
     if (!s.ok()) return Finish(LedgerFailure(s, "request_id", deadline_));
     const std::string audit_id = AuditIdOf(appended_->entry());
     response_->set_audit_id(audit_id);
@@ -342,6 +356,42 @@ class DecideFlow final : public Flow {
           response_->endpoint().capabilities().zero_data_retention() ? "true" : "false";
     }
     Finish(Status::OK);
+  }
+
+  // Reads the entry the ledger holds under this request id. When it is this key's ALLOW of
+  // these messages, model and tokens, the decision was made before: it goes on as allowed
+  // (region routes it, and recording it again must find the same entry, which answers it as a
+  // retry), rather than telling the caller its own retry is another request. Anything else
+  // stays the caller's reuse of an id.
+  void LookUpEarlierDecision() {
+    rechecked_ = true;
+    const keys::v1::Key& key = key_->key();
+    auto* get = New<audit::v1::GetEntryRequest>(arena_);
+    get->mutable_ledger()->set_project(key.project());
+    get->mutable_ledger()->set_environment(EnvironmentName(key.environment()));
+    get->set_request_id(DecisionEntryId(request_id_));
+    earlier_ = New<audit::v1::GetEntryResponse>(arena_);
+    downstream_->GetEntry(NewContext(), get, earlier_,
+                          [this](Status s) { OnEarlierDecision(std::move(s)); });
+  }
+
+  void OnEarlierDecision(Status s) {
+    if (!s.ok()) return Finish(LedgerFailure(append_status_, "request_id", deadline_));
+    const audit::v1::Entry& earlier = earlier_->entry();
+    auto key_id = earlier.metadata().find("key_id");
+    const bool same_decision =
+        earlier.action() == audit::v1::ACTION_DECISION_ALLOW &&
+        key_id != earlier.metadata().end() && key_id->second == key_->key().key_id() &&
+        earlier.model() == request_->model() && earlier.tokens() == estimated_tokens_ &&
+        earlier.content_hash() == ContentHash();
+    if (!same_decision) return Finish(LedgerFailure(append_status_, "request_id", deadline_));
+    response_->set_verdict(v1::VERDICT_UNSPECIFIED);
+    response_->clear_reason();
+    response_->clear_message();
+    response_->clear_retry_after();
+    appended_ = nullptr;
+    append_status_ = Status::OK;
+    Admitted();
   }
 
   // A DENY answered (recorded in the ledger) takes one unit of the key's denial budget.
@@ -408,6 +458,8 @@ class DecideFlow final : public Flow {
   pii::v1::RedactResponse* redaction_ = nullptr;
   region::v1::RouteResponse* route_ = nullptr;
   audit::v1::AppendResponse* appended_ = nullptr;
+  audit::v1::GetEntryResponse* earlier_ = nullptr;  // The entry a retry's id names.
+  bool rechecked_ = false;                          // LookUpEarlierDecision ran.
   Status check_status_;
   Status append_status_;  // Of the append, once it answered.
   Status redact_status_;

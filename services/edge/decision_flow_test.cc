@@ -320,6 +320,87 @@ TEST_F(DecisionFlowTest, ARequestIdTheLedgerHoldsForAnotherEntryIsTheCallersMist
   EXPECT_EQ(Decide().status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+// A decision whose ALLOW the ledger recorded although its answer was lost (audit crashed, or
+// the deadline passed, after the append committed) is retried under its request id; its
+// reservation, kept because the ledger may hold it, makes authz refuse the retry for the
+// rate limit. The retry is answered with the recorded ALLOW (routed, and recorded again as a
+// duplicate of the same entry), not told that its own id belongs to another request.
+TEST_F(DecisionFlowTest, ARetryRateLimitedByItsOwnRecordedAllowIsAnsweredWithThatAllow) {
+  ASSERT_TRUE(Decide().status.ok());  // The first attempt, whose entry the ledger holds.
+  audit::v1::Entry* earlier = fake_.get_entry_response.mutable_entry();
+  *earlier->mutable_ledger() = fake_.append_response.entry().ledger();
+  earlier->set_index(41);
+  earlier->set_action(fake_.append_request.entry().action());
+  earlier->set_model(fake_.append_request.entry().model());
+  earlier->set_tokens(fake_.append_request.entry().tokens());
+  earlier->set_content_hash(fake_.append_request.entry().content_hash());
+  *earlier->mutable_metadata() = fake_.append_request.entry().metadata();
+  earlier->set_request_id("decision:req-1");
+
+  FakeDownstream retry;
+  retry.VerifyAsAlicesProjectKey();
+  retry.check_response.set_verdict(authz::v1::VERDICT_DENY);
+  retry.check_response.set_reason("RATE_LIMITED");
+  retry.check_response.mutable_retry_after()->set_seconds(50);
+  retry.redact_response = fake_.redact_response;
+  retry.route_response = fake_.route_response;
+  retry.get_entry_response = fake_.get_entry_response;
+  retry.append_response = fake_.append_response;
+  retry.append_response.set_duplicate(true);
+  retry.append_statuses = {grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                        "request_id decision:req-1 was already used for a "
+                                        "different entry (index 41)"),
+                           grpc::Status::OK};
+  v1::DecideResponse response;
+  grpc::Status status;
+  absl::Notification done;
+  StartDecide(&retry, &options_, &request_, &response, absl::Now() + absl::Seconds(10),
+              [&](grpc::Status s) {
+                status = std::move(s);
+                done.Notify();
+              });
+  done.WaitForNotification();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.verdict(), v1::VERDICT_ALLOW);
+  EXPECT_EQ(response.reason(), "");
+  EXPECT_FALSE(response.has_retry_after());
+  EXPECT_EQ(response.audit_id(), "support-eu/production/41");
+  EXPECT_EQ(response.endpoint().id(), "azure-westeurope");
+  EXPECT_EQ(response.messages(0).content(), "Mail <EMAIL_ADDRESS_1> please");
+  EXPECT_EQ(retry.get_entry_request.request_id(), "decision:req-1");
+  EXPECT_EQ(retry.get_entry_request.ledger().project(), "support-eu");
+  EXPECT_EQ(retry.append_request.entry().action(), audit::v1::ACTION_DECISION_ALLOW);
+  // The DENY reserved nothing: nothing is given back.
+  EXPECT_THAT(retry.calls(), Not(Contains("authz.ReportUsage")));
+  EXPECT_THAT(retry.calls(), Contains("region.Route"));
+
+  // The entry is another key's, or another request's: the caller reused an id.
+  for (int variant = 0; variant < 3; ++variant) {
+    FakeDownstream other;
+    other.VerifyAsAlicesProjectKey();
+    other.check_response = retry.check_response;
+    other.redact_response = fake_.redact_response;
+    other.route_response = fake_.route_response;
+    other.get_entry_response = fake_.get_entry_response;
+    audit::v1::Entry* e = other.get_entry_response.mutable_entry();
+    if (variant == 0) (*e->mutable_metadata())["key_id"] = "key-2";
+    if (variant == 1) e->set_content_hash("other");
+    if (variant == 2) e->set_action(audit::v1::ACTION_DECISION_DENY);
+    other.append_status = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "used");
+    v1::DecideResponse refused;
+    absl::Notification finished;
+    StartDecide(&other, &options_, &request_, &refused, absl::Now() + absl::Seconds(10),
+                [&](grpc::Status s) {
+                  status = std::move(s);
+                  finished.Notify();
+                });
+    finished.WaitForNotification();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << variant;
+    EXPECT_THAT(status.error_message(), HasSubstr("request_id: already used")) << variant;
+    EXPECT_THAT(other.calls(), Not(Contains("region.Route"))) << variant;
+  }
+}
+
 TEST_F(DecisionFlowTest, AuthzDenialIsAnAuditedDenyWithRetryAfter) {
   fake_.check_response.set_verdict(authz::v1::VERDICT_DENY);
   fake_.check_response.set_reason("RATE_LIMITED");

@@ -2,6 +2,7 @@
 #define POLICY_SERVICES_EDGE_FAKE_DOWNSTREAM_H_
 
 // For tests only: the edge's downstream services as a script.
+#include <deque>
 #include <string>
 #include <thread>
 #include <utility>
@@ -52,7 +53,15 @@ class FakeDownstream final : public Downstream {
   }
   void Append(grpc::ClientContext*, const audit::v1::AppendRequest* request,
               audit::v1::AppendResponse* response, Done done) override {
-    Answer("audit.Append", *request, &append_request, response, append_response, append_status,
+    grpc::Status status = append_status;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!append_statuses.empty()) {
+        status = append_statuses.front();
+        append_statuses.pop_front();
+      }
+    }
+    Answer("audit.Append", *request, &append_request, response, append_response, status,
            std::move(done));
   }
   void GetEntry(grpc::ClientContext*, const audit::v1::GetEntryRequest* request,
@@ -70,6 +79,9 @@ class FakeDownstream final : public Downstream {
   bool async = false;
   grpc::Status verify_status, check_status, usage_status, redact_status, route_status,
       outcome_status, append_status, get_entry_status;
+  // When not empty, audit.Append answers with the first of these (taken off), not
+  // append_status.
+  std::deque<grpc::Status> append_statuses;
   keys::v1::VerifyKeyResponse verify_response;
   // keys answers for alice's project key in support-eu/production, scoped to chat completions.
   void VerifyAsAlicesProjectKey() {

@@ -2,7 +2,10 @@
 authz (the demo organisation), pii, region, audit on one PostgreSQL database, and the edge
 calling them. Also the seed's endpoints, keys, and a Decide request."""
 
+import collections
 import secrets
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -179,3 +182,94 @@ def decide_request(key, text=TICKET, model="gpt-4o", residency=R.RESIDENCY_EU, t
         api_key=key.encode(), source_ip="10.20.1.7", model=model,
         messages=[message("You are a support assistant.", "system"), message(text)],
         estimated_tokens=tokens, residency=residency, **kw)
+
+
+# Reconnect at once after a restart instead of gRPC's default backoff (1 s, growing).
+FAST_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 50),
+                  ("grpc.min_reconnect_backoff_ms", 50),
+                  ("grpc.max_reconnect_backoff_ms", 250)]
+
+
+class DecideClients:
+    """`clients` threads sending Decide to `suite`'s edge as fast as it answers, with `keys` in
+    turn and a request id of their own each (decision:kill-...); every answer is kept with
+    its time, failures counted by code. A context manager: the threads run inside it."""
+
+    def __init__(self, suite, keys, clients=8, deadline_s=3.0):
+        self.suite = suite
+        self.keys = keys
+        self.deadline_s = deadline_s
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.answered = []  # (request id, monotonic time, DecideResponse)
+        self.failed = collections.Counter()
+        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True)
+                        for i in range(clients)]
+
+    def run(self, number):
+        channel = grpc.insecure_channel(self.suite.p["edge"].address, options=FAST_RECONNECT)
+        stub = edge_pb2_grpc.EdgeServiceStub(channel)
+        seq = 0
+        try:
+            while not self.stop.is_set():
+                key = self.keys[seq % len(self.keys)]
+                request_id = f"kill-{number}-{seq}-{uuid.uuid4().hex[:6]}"
+                seq += 1
+                try:
+                    answer = stub.Decide(decide_request(key, request_id=request_id),
+                                         timeout=self.deadline_s)
+                except grpc.RpcError as e:
+                    with self.lock:
+                        self.failed[e.code().name] += 1
+                    time.sleep(0.01)
+                    continue
+                with self.lock:
+                    self.answered.append((request_id, time.monotonic(), answer))
+        finally:
+            channel.close()
+
+    def count(self, verdict=None):
+        with self.lock:
+            return sum(1 for _, _, a in self.answered if verdict is None or a.verdict == verdict)
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(self.deadline_s + 10)
+
+
+def check_answered_decisions(test, db, project, environment, answered):
+    """Every decision in `answered` (DecideClients.answered), ALLOW or DENY, is in the ledger
+    of `project`/`environment` once, at the index of its audit id, with its verdict, model
+    and tokens; none is recorded twice."""
+    rows = db.rows(
+        "SELECT e.request_id, e.idx, e.action, e.model, e.tokens FROM audit.entries e "
+        "JOIN audit.ledgers l ON l.id = e.ledger_id "
+        f"WHERE l.project = '{project}' AND l.environment = '{environment}' "
+        "AND e.request_id LIKE 'decision:kill-%'")
+    stored = collections.defaultdict(list)
+    for request_id, idx, action, model, tokens in rows:
+        stored[request_id].append((int(idx), action, model, int(tokens)))
+    twice = {k: v for k, v in stored.items() if len(v) > 1}
+    test.assertEqual(twice, {}, "decisions recorded more than once")
+    problems = []
+    for request_id, _, answer in answered:
+        entries = stored.get(f"decision:{request_id}")
+        if not entries:
+            problems.append((request_id, "missing", E.Verdict.Name(answer.verdict)))
+            continue
+        idx, action, model, tokens = entries[0]
+        if answer.audit_id != f"{project}/{environment}/{idx}":
+            problems.append((request_id, "index", answer.audit_id, idx))
+        want = "decision_allow" if answer.verdict == E.VERDICT_ALLOW else "decision_deny"
+        if action != want:
+            problems.append((request_id, "action", action, want))
+        if (model, tokens) != ("gpt-4o", answer.estimated_tokens):
+            problems.append((request_id, "fields", model, tokens))
+    test.assertEqual(problems, [], f"answered decisions not in the ledger as answered "
+                                   f"({len(problems)} of {len(answered)})")
