@@ -191,6 +191,19 @@ int ParseFlags(const Invocation& in, Global& global,
     return Usage("--output must be text or json");
   }
   if (absl::Status s = global.tls.Validate(); !s.ok()) return Usage(std::string(s.message()));
+  // A key read from a file or a Kubernetes secret often ends in a newline: keys never hold
+  // white space, so it is dropped. Any other byte a key never holds is refused here, without
+  // showing the key: sent as metadata, gRPC would abort the process and print it whole.
+  for (auto [name, key] : {std::pair<const char*, std::string*>{"admin_key", &global.admin_key},
+                           {"api_key", &global.api_key}}) {
+    absl::StripAsciiWhitespace(key);
+    if (std::any_of(key->begin(), key->end(),
+                    [](char c) { return !absl::ascii_isgraph(static_cast<unsigned char>(c)); })) {
+      return Usage(absl::StrCat("--", name, " (or POLICY_POLICYCTL_", absl::AsciiStrToUpper(name),
+                                ") holds a character no key has: a space, a control character "
+                                "or a non-ASCII byte (the key is not shown)"));
+    }
+  }
   return kOk;
 }
 
