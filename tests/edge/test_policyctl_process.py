@@ -81,6 +81,41 @@ class PolicyctlProcessTest(unittest.TestCase):
                 self.assertNotIn(self.alice[10:30], shown)
                 self.assertNotIn(self.alice[10:30].encode().hex(" "), shown)
 
+    def test_numbers_out_of_range_and_negative_durations_are_usage_errors(self):
+        """An int32 field's flag is never wrapped round into range (4294967326 days would be
+        sent as 30), nor a negative duration taken for the server's default: nothing is
+        made."""
+        refused = [
+            ("retention_days", ("projects", "create", "--id=wrapped", "--name=Wrapped",
+                                "--environment=staging", "--models=gpt-4o",
+                                "--retention_days=4294967326")),
+            ("priority", ("endpoints", "create", "--id=wrapped", "--region=westeurope",
+                          "--residency=eu", "--base_url=https://wrapped.example",
+                          "--deployment=d", "--models=gpt-4o", "--priority=4294967297")),
+            ("weight", ("endpoints", "create", "--id=wrapped", "--region=westeurope",
+                        "--residency=eu", "--base_url=https://wrapped.example",
+                        "--deployment=d", "--models=gpt-4o", "--weight=4294967396")),
+            ("page_size", ("members", "list", "--page_size=4294967297")),
+            ("ttl", ("keys", "create", "--owner=alice", "--project=support-eu",
+                     "--ttl=-24h")),
+            ("valid_for", ("invitations", "create", "--email=wrapped@acme.example",
+                           "--role=member", "--projects=support-eu", "--valid_for=-1h")),
+        ]
+        for flag, args in refused:
+            with self.subTest(flag=flag):
+                run = run_policyctl(*args, admin_key=self.alice)
+                self.assertEqual(run.returncode, 2, run.stdout + run.stderr)
+                self.assertIn(f"--{flag}", run.stderr.splitlines()[0])
+        projects = run_policyctl("projects", "list", "--include_archived", "--output=json",
+                                 admin_key=self.alice)
+        self.assertNotIn("wrapped", [p["id"] for p in json.loads(projects.stdout)["projects"]])
+        endpoints = run_policyctl("endpoints", "list", "--output=json", admin_key=self.alice)
+        self.assertNotIn("wrapped", [e["id"] for e in json.loads(endpoints.stdout)["endpoints"]])
+        invitations = run_policyctl("invitations", "list", "--output=json",
+                                    admin_key=self.alice)
+        self.assertNotIn("wrapped@acme.example",
+                         [i["email"] for i in json.loads(invitations.stdout)["invitations"]])
+
 
 if __name__ == "__main__":
     unittest.main()

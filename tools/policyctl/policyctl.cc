@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -307,6 +308,30 @@ int FailedRetryable(const grpc::Status& s, const std::string& request_id) {
   return rc;
 }
 
+// Flags bound for int32 fields: a number out of int32's range is refused, never wrapped round
+// into it (--retention_days=4294967297 would be sent as 1); 0 or the usage exit code.
+int Int32Flags(std::initializer_list<std::pair<const char*, int64_t>> flags) {
+  for (const auto& [name, value] : flags) {
+    if (value < std::numeric_limits<int32_t>::min() ||
+        value > std::numeric_limits<int32_t>::max()) {
+      return Usage(absl::StrCat("--", name, ": ", value, " is out of range"));
+    }
+  }
+  return kOk;
+}
+
+// Duration flags whose 0 means the server's default: a negative one is refused rather than
+// taken for that default.
+int NonNegativeFlags(std::initializer_list<std::pair<const char*, absl::Duration>> flags) {
+  for (const auto& [name, value] : flags) {
+    if (value < absl::ZeroDuration()) {
+      return Usage(
+          absl::StrCat("--", name, ": must not be negative, not ", absl::FormatDuration(value)));
+    }
+  }
+  return kOk;
+}
+
 int NeedAdminKey(const Global& g) {
   return g.admin_key.empty() ? Usage(
                                    "an admin key is needed: POLICY_POLICYCTL_ADMIN_KEY or "
@@ -421,6 +446,8 @@ int Keys(const Invocation& in) {
       rc != kOk) {
     return rc;
   }
+  if (int rc = Int32Flags({{"page_size", page_size}}); rc != kOk) return rc;
+  if (int rc = NonNegativeFlags({{"ttl", ttl}, {"overlap", overlap}}); rc != kOk) return rc;
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   auto stub = edge::v1::AdminService::NewStub(Channel(g));
   keys::v1::PrincipalType owner_principal_type;
@@ -612,6 +639,7 @@ int Members(const Invocation& in) {
       rc != kOk) {
     return rc;
   }
+  if (int rc = Int32Flags({{"page_size", page_size}}); rc != kOk) return rc;
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   if (add || verb == "set-roles") {
     auto stub = edge::v1::AdminService::NewStub(Channel(g));
@@ -693,6 +721,8 @@ int Invitations(const Invocation& in) {
       rc != kOk) {
     return rc;
   }
+  if (int rc = Int32Flags({{"page_size", page_size}}); rc != kOk) return rc;
+  if (int rc = NonNegativeFlags({{"valid_for", valid_for}}); rc != kOk) return rc;
   auto stub = edge::v1::AdminService::NewStub(Channel(g));
   if (verb == "accept") {  // The invitee's call: no admin key, the invitation's id.
     authz::v1::AcceptInvitationRequest request;
@@ -844,6 +874,7 @@ int Endpoints(const Invocation& in) {
       rc != kOk) {
     return rc;
   }
+  if (int rc = Int32Flags({{"priority", priority}, {"weight", weight}}); rc != kOk) return rc;
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   auto stub = edge::v1::AdminService::NewStub(Channel(g));
   if (verb == "list") {
@@ -956,6 +987,9 @@ int Projects(const Invocation& in) {
       rc != kOk) {
     return rc;
   }
+  if (int rc = Int32Flags({{"page_size", page_size}, {"retention_days", retention_days}});
+      rc != kOk)
+    return rc;
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   auto stub = edge::v1::AdminService::NewStub(Channel(g));
   auto print = [&](const authz::v1::Project& p) {
@@ -1038,6 +1072,7 @@ int ServiceAccounts(const Invocation& in) {
       rc != kOk) {
     return rc;
   }
+  if (int rc = Int32Flags({{"page_size", page_size}}); rc != kOk) return rc;
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   auto stub = edge::v1::AdminService::NewStub(Channel(g));
   auto print = [&](const authz::v1::ServiceAccount& a) {
