@@ -10,6 +10,7 @@ Run: /usr/bin/python3 -m unittest -v tests.edge.test_policyctl_process
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import unittest
@@ -115,6 +116,48 @@ class PolicyctlProcessTest(unittest.TestCase):
                                     admin_key=self.alice)
         self.assertNotIn("wrapped@acme.example",
                          [i["email"] for i in json.loads(invitations.stdout)["invitations"]])
+
+    def test_json_output_names_the_request_id_policyctl_made_up_so_a_retry_repeats_nothing(self):
+        """With --output=json stdout is the response alone, which holds no request id; stderr
+        names the one policyctl made up, and a retry under it answers with the same key."""
+        def made_up(run):
+            self.assertEqual(run.returncode, 0, run.stderr)
+            ids = re.findall(r"request id (\S+)", run.stderr)
+            self.assertEqual(len(ids), 1, run.stderr)
+            return ids[0]
+
+        created = run_policyctl("keys", "create", "--owner=alice", "--project=support-eu",
+                                "--output=json", admin_key=self.alice)
+        request_id = made_up(created)
+        key = json.loads(created.stdout)
+        self.assertNotIn(key["secret"], created.stderr)
+        retried = run_policyctl("keys", "create", "--owner=alice", "--project=support-eu",
+                                f"--request_id={request_id}", "--output=json",
+                                admin_key=self.alice)
+        self.assertEqual(retried.returncode, 0, retried.stderr)
+        self.assertEqual(json.loads(retried.stdout)["key"]["key_id"], key["key"]["key_id"])
+
+        rotated = run_policyctl("keys", "rotate", key["key"]["key_id"], "--output=json",
+                                admin_key=self.alice)
+        request_id = made_up(rotated)
+        new_key = json.loads(rotated.stdout)["new_key"]["key_id"]
+        again = run_policyctl("keys", "rotate", key["key"]["key_id"],
+                              f"--request_id={request_id}", "--output=json",
+                              admin_key=self.alice)
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertEqual(json.loads(again.stdout)["new_key"]["key_id"], new_key)
+
+        added = run_policyctl("members", "add", "--id=leaver", "--email=leaver@acme.example",
+                              "--roles=member@playground", admin_key=self.alice)
+        self.assertEqual(added.returncode, 0, added.stderr)
+        removed = run_policyctl("members", "remove", "leaver", "--output=json",
+                                admin_key=self.alice)
+        request_id = made_up(removed)
+        audit_id = json.loads(removed.stdout)["audit_id"]
+        again = run_policyctl("members", "remove", "leaver", f"--request_id={request_id}",
+                              "--output=json", admin_key=self.alice)
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertEqual(json.loads(again.stdout)["audit_id"], audit_id)
 
 
 if __name__ == "__main__":

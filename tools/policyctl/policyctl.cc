@@ -18,8 +18,10 @@
 // invalid, or audit prove / checkpoint finds a proof or signature that does not check. With
 // --output=json, stdout holds exactly the response as JSON (proto field names, every field
 // without presence printed even at its default); a list's is every page's entries in one
-// response. audit query prints each page as it arrives, in that same one-response shape
-// ({"entries":[...],"next_page_token":...}, the token empty unless --limit stopped it); should
+// response; keys create, keys rotate and members remove name their request id on stderr (the
+// response holds none), for a retry. audit query prints each page as it arrives, in that same
+// one-response shape ({"entries":[...],"next_page_token":...}, the token empty unless --limit
+// stopped it); should
 // a later page fail, stdout holds the earlier pages unfinished (not valid JSON) and the exit
 // code is 1. audit export and subject-export print JSON lines.
 // `--help` anywhere prints the command's usage on stdout and exits 0 without calling anything.
@@ -240,6 +242,15 @@ int Show(const Global& g, const google::protobuf::Message& response,
     text();
   }
   return kOk;
+}
+
+// Show for a call made under `request_id` (keys create, rotate, members remove): the text names
+// it; with --output=json, whose stdout is only the response (which does not hold it), stderr
+// does, so that a script that let policyctl make one up can still retry without repeating.
+int ShowWithRequestId(const Global& g, const google::protobuf::Message& response,
+                      const std::string& request_id, const std::function<void()>& text) {
+  if (g.json()) std::fprintf(stderr, "policyctl: request id %s\n", request_id.c_str());
+  return Show(g, response, text);
 }
 
 std::shared_ptr<grpc::Channel> Channel(const Global& g, const std::string& target) {
@@ -488,7 +499,7 @@ int Keys(const Invocation& in) {
     if (grpc::Status s = stub->CreateKey(Context(g, true).get(), request, &response); !s.ok()) {
       return FailedRetryable(s, request_id);
     }
-    return Show(g, response, [&] {
+    return ShowWithRequestId(g, response, request_id, [&] {
       PrintKey(response.key());
       std::printf("secret (shown once): %s\nrequest %s\n", response.secret().c_str(),
                   request_id.c_str());
@@ -508,7 +519,7 @@ int Keys(const Invocation& in) {
       if (grpc::Status s = stub->RotateKey(Context(g, true).get(), request, &response); !s.ok()) {
         return FailedRetryable(s, request_id);
       }
-      return Show(g, response, [&] {
+      return ShowWithRequestId(g, response, request_id, [&] {
         PrintKey(response.old_key());
         PrintKey(response.new_key());
         std::printf("secret of %s (shown once): %s\nrequest %s\n",
@@ -689,7 +700,7 @@ int Members(const Invocation& in) {
   if (grpc::Status s = stub->RemoveMember(Context(g, true).get(), request, &response); !s.ok()) {
     return FailedRetryable(s, request_id);
   }
-  return Show(g, response, [&] {
+  return ShowWithRequestId(g, response, request_id, [&] {
     std::printf("removed %s (request %s, ledger %s); revoked %d keys\n",
                 response.member().id().c_str(), request_id.c_str(), response.audit_id().c_str(),
                 response.revoked_keys_size());
