@@ -48,15 +48,16 @@ def tearDownModule():
         _stack.close()
 
 
-def run_policyctl(*args, admin_key=None, api_key=None):
+def run_policyctl(*args, admin_key=None, api_key=None, stdout=subprocess.PIPE):
     env = {k: v for k, v in os.environ.items() if not k.startswith("POLICY_POLICYCTL_")}
     env["POLICY_POLICYCTL_EDGE"] = SUITE.p["edge"].address
     if admin_key is not None:
         env["POLICY_POLICYCTL_ADMIN_KEY"] = admin_key
     if api_key is not None:
         env["POLICY_POLICYCTL_API_KEY"] = api_key
-    return subprocess.run([str(pt.BUILD_DIR / "tools" / "policyctl"), *args], capture_output=True,
-                          text=True, timeout=30, env=env, stdin=subprocess.DEVNULL)
+    return subprocess.run([str(pt.BUILD_DIR / "tools" / "policyctl"), *args], stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, timeout=30, env=env,
+                          stdin=subprocess.DEVNULL)
 
 
 class PolicyctlProcessTest(unittest.TestCase):
@@ -158,6 +159,30 @@ class PolicyctlProcessTest(unittest.TestCase):
                               "--output=json", admin_key=self.alice)
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertEqual(json.loads(again.stdout)["audit_id"], audit_id)
+
+    def test_an_answer_that_cannot_be_written_is_a_failure_and_names_the_retry(self):
+        """stdout on a full disk: the key is made, but its secret (shown once) never reaches
+        the operator, so the exit code says so, and stderr names the request id under which a
+        retry shows the same key again."""
+        with open("/dev/full", "w") as full:
+            created = run_policyctl("keys", "create", "--owner=alice", "--project=playground",
+                                    admin_key=self.alice, stdout=full)
+            self.assertEqual(created.returncode, 1, created.stderr)
+            self.assertIn("could not be written", created.stderr)
+            request_id = re.search(r"--request_id=(\S+)", created.stderr).group(1)
+            listed = run_policyctl("members", "list", "--output=json", admin_key=self.alice,
+                                   stdout=full)
+            self.assertEqual(listed.returncode, 1, listed.stderr)
+        shown = run_policyctl("keys", "create", "--owner=alice", "--project=playground",
+                              f"--request_id={request_id}", "--output=json",
+                              admin_key=self.alice)
+        self.assertEqual(shown.returncode, 0, shown.stderr)
+        key = json.loads(shown.stdout)
+        self.assertTrue(key["secret"].startswith("psk_proj_"))
+        keys = run_policyctl("keys", "list", "--owner=alice", "--project=playground",
+                             "--output=json", admin_key=self.alice)
+        self.assertEqual([k["key_id"] for k in json.loads(keys.stdout)["keys"]],
+                         [key["key"]["key_id"]])
 
 
 if __name__ == "__main__":

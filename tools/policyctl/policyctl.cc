@@ -14,8 +14,9 @@
 //
 // Exit codes scripts can rely on: 0 done (ALLOW; the ledger verifies); 1 the call failed
 // (its gRPC status on stderr; an admin call the caller's role does not allow is one,
-// PERMISSION_DENIED); 2 usage; 3 decide's answer is DENY, audit verify finds the ledger
-// invalid, or audit prove / checkpoint finds a proof or signature that does not check. With
+// PERMISSION_DENIED), or its answer could not be written to stdout; 2 usage; 3 decide's answer is
+// DENY, audit verify finds the ledger invalid, or audit prove / checkpoint finds a proof or
+// signature that does not check. With
 // --output=json, stdout holds exactly the response as JSON (proto field names, every field
 // without presence printed even at its default); a list's is every page's entries in one
 // response; keys create, keys rotate and members remove name their request id on stderr (the
@@ -26,7 +27,9 @@
 // code is 1. audit export and subject-export print JSON lines.
 // `--help` anywhere prints the command's usage on stdout and exits 0 without calling anything.
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -129,7 +132,8 @@ commands:
 global flags (or POLICY_POLICYCTL_<NAME>): --edge=host:port (127.0.0.1:50056), --admin_key,
   --api_key, --output=text|json, --timeout=10s, --tls_ca_file (TLS to the edge),
   --tls_cert_file and --tls_key_file (a client certificate)
-exit codes: 0 done, 1 the call failed (an admin call the caller's role may not make too),
+exit codes: 0 done, 1 the call failed (an admin call the caller's role may not make too; an
+  answer that could not be written to stdout too),
   2 usage, 3 a decision DENY (decide), an invalid ledger (audit verify), a proof or
     signature that does not check (audit prove, audit checkpoint)
 every list shows all its entries, asking for --page_size (default 500) per call; audit query
@@ -247,9 +251,17 @@ int Show(const Global& g, const google::protobuf::Message& response,
 // Show for a call made under `request_id` (keys create, rotate, members remove): the text names
 // it; with --output=json, whose stdout is only the response (which does not hold it), stderr
 // does, so that a script that let policyctl make one up can still retry without repeating.
+// The request id of the call whose answer is being shown, for Main's advice should that answer
+// not reach stdout.
+std::string& ShownRequestId() {
+  static auto* id = new std::string;
+  return *id;
+}
+
 int ShowWithRequestId(const Global& g, const google::protobuf::Message& response,
                       const std::string& request_id, const std::function<void()>& text) {
   if (g.json()) std::fprintf(stderr, "policyctl: request id %s\n", request_id.c_str());
+  ShownRequestId() = request_id;
   return Show(g, response, text);
 }
 
@@ -1571,7 +1583,7 @@ std::string CommandUsage(const std::string& command, const std::string& verb) {
   return out;
 }
 
-int Main(int argc, char** argv) {
+int Run(int argc, char** argv) {
   Invocation in;
   std::string command;
   bool help = false;
@@ -1612,6 +1624,25 @@ int Main(int argc, char** argv) {
   if (command == "invitations") return Invitations(in);
   if (command == "service-accounts") return ServiceAccounts(in);
   return Usage(absl::StrCat("unknown command '", command, "'"));
+}
+
+// Runs the command; an answer that could not be written whole (a full disk, a closed pipe) is
+// a failure, never exit 0: a created key's secret, shown once, would be lost without a word.
+// A call made under a request id can be asked again under it to be shown its answer.
+int Main(int argc, char** argv) {
+  const int rc = Run(argc, argv);
+  errno = 0;
+  if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return rc;
+  const int error = errno;
+  std::fprintf(stderr, "policyctl: the answer could not be written to stdout: %s\n",
+               error != 0 ? std::strerror(error) : "write error");
+  if (!ShownRequestId().empty()) {
+    std::fprintf(stderr,
+                 "policyctl: request id %s; retry with --request_id=%s to be shown the answer "
+                 "again\n",
+                 ShownRequestId().c_str(), ShownRequestId().c_str());
+  }
+  return kFailed;
 }
 
 }  // namespace
