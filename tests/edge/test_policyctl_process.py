@@ -184,6 +184,37 @@ class PolicyctlProcessTest(unittest.TestCase):
         self.assertEqual([k["key_id"] for k in json.loads(keys.stdout)["keys"]],
                          [key["key"]["key_id"]])
 
+    def test_text_that_is_not_utf8_is_a_usage_error_naming_it(self):
+        """Typed in a Latin-1 terminal: refused before any call, naming the flag or argument,
+        never sent on to fail UNIMPLEMENTED with an empty message."""
+        latin1 = "M\xfcller".encode("latin-1")
+        binary = str(pt.BUILD_DIR / "tools" / "policyctl").encode()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POLICY_POLICYCTL_")}
+        env.update(POLICY_POLICYCTL_EDGE=SUITE.p["edge"].address,
+                   POLICY_POLICYCTL_ADMIN_KEY=self.alice)
+        for args, named in (
+                ([b"keys", b"revoke", b"key_AAAAAAAAAAAAAAAAA", b"--reason=" + latin1],
+                 "--reason"),
+                ([b"projects", b"create", b"--id=latin", b"--name=" + latin1,
+                  b"--environment=staging"], "--name"),
+                ([b"audit", b"subject-export", latin1], "argument 2")):
+            with self.subTest(named=named):
+                run = subprocess.run([binary, *args], capture_output=True, timeout=30, env=env,
+                                     stdin=subprocess.DEVNULL)
+                stderr = run.stderr.decode(errors="replace")
+                self.assertEqual(run.returncode, 2, stderr)
+                self.assertIn(f"{named}", stderr.splitlines()[0])
+                self.assertIn("not UTF-8", stderr.splitlines()[0])
+                self.assertNotIn("UNIMPLEMENTED", stderr)
+        # Decide's messages are bytes: pii judges them, and says which field is wrong.
+        key = SUITE.new_key("bob", "support-eu")
+        decided = subprocess.run([binary, b"decide", b"--model=gpt-4o", b"--message=" + latin1],
+                                 capture_output=True, timeout=30,
+                                 env=dict(env, POLICY_POLICYCTL_API_KEY=key),
+                                 stdin=subprocess.DEVNULL)
+        self.assertEqual(decided.returncode, 1, decided.stderr)
+        self.assertIn(b"INVALID_ARGUMENT", decided.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -49,6 +49,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/config/config.h"
+#include "common/text/utf8.h"
 #include "common/tls/tls_options.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -1612,6 +1613,22 @@ int Run(int argc, char** argv) {
   if (command.empty()) {
     std::fputs(kUsageText, stderr);
     return kUsage;
+  }
+  // Every text the services take is UTF-8: a flag or an argument that is not (typed in a
+  // Latin-1 terminal, say) would reach them as a message protobuf refuses to serialise, and
+  // the call fail UNIMPLEMENTED naming nothing. Decide's messages are bytes (pii judges them)
+  // and file names the file system's, so those are let through.
+  for (const std::string& flag : in.flags) {
+    const std::string name = flag.substr(2, flag.find('=') - 2);
+    if (name == "message" || name == "system" || absl::StartsWith(name, "tls_")) continue;
+    if (!IsUtf8(flag)) return Usage(absl::StrCat("--", name, ": not UTF-8"));
+  }
+  if (command != "org") {
+    for (size_t i = 0; i < in.words.size(); ++i) {
+      if (!IsUtf8(in.words[i])) {
+        return Usage(absl::StrCat(command, ": argument ", i + 1, " is not UTF-8"));
+      }
+    }
   }
   if (command == "decide") return Decide(in);
   if (command == "health") return Health(in);
