@@ -215,6 +215,15 @@ class PolicyctlProcessTest(unittest.TestCase):
         self.assertEqual(decided.returncode, 1, decided.stderr)
         self.assertIn(b"INVALID_ARGUMENT", decided.stderr)
 
+    def test_a_timeout_that_is_not_positive_or_an_empty_edge_is_a_usage_error(self):
+        for args, named in ((("--timeout=0s", "members", "list"), "--timeout"),
+                            (("--timeout=-5s", "members", "list"), "--timeout"),
+                            (("--edge=", "members", "list"), "--edge")):
+            with self.subTest(args=args):
+                run = run_policyctl(*args, admin_key=self.alice)
+                self.assertEqual(run.returncode, 2, run.stderr)
+                self.assertIn(named, run.stderr.splitlines()[0])
+
 
 if __name__ == "__main__":
     unittest.main()

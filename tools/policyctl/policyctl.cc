@@ -198,6 +198,13 @@ int ParseFlags(const Invocation& in, Global& global,
   if (global.output != "text" && global.output != "json") {
     return Usage("--output must be text or json");
   }
+  // Every call would fail DEADLINE_EXCEEDED, or on a channel that cannot be made, naming
+  // neither setting.
+  if (global.timeout <= absl::ZeroDuration()) {
+    return Usage(
+        absl::StrCat("--timeout must be positive, not ", absl::FormatDuration(global.timeout)));
+  }
+  if (global.edge.empty()) return Usage("--edge (or POLICY_POLICYCTL_EDGE) is empty");
   if (absl::Status s = global.tls.Validate(); !s.ok()) return Usage(std::string(s.message()));
   // A key read from a file or a Kubernetes secret often ends in a newline: keys never hold
   // white space, so it is dropped. Any other byte a key never holds is refused here, without
