@@ -98,6 +98,8 @@ class PolicyctlProcessTest(unittest.TestCase):
                         "--residency=eu", "--base_url=https://wrapped.example",
                         "--deployment=d", "--models=gpt-4o", "--weight=4294967396")),
             ("page_size", ("members", "list", "--page_size=4294967297")),
+            ("tree_size", ("audit", "checkpoint", "--project=", "--environment=",
+                           "--tree_size=-1")),
             ("ttl", ("keys", "create", "--owner=alice", "--project=support-eu",
                      "--ttl=-24h")),
             ("valid_for", ("invitations", "create", "--email=wrapped@acme.example",

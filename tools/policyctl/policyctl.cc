@@ -1208,6 +1208,9 @@ int Audit(const Invocation& in) {
       rc != kOk) {
     return rc;
   }
+  // A negative size would be taken for 0, the newest checkpoint: not the one asked for.
+  if (tree_size < 0)
+    return Usage(absl::StrCat("--tree_size: 0 (the newest) or more, not ", tree_size));
   absl::StatusOr<std::vector<std::string>> public_keys =
       audit::CheckpointKeys::ParseHexList(public_key_hex, "--public_key");
   if (!public_keys.ok()) return Usage(std::string(public_keys.status().message()));
