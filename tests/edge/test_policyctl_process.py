@@ -226,6 +226,21 @@ class PolicyctlProcessTest(unittest.TestCase):
                 self.assertEqual(run.returncode, 2, run.stderr)
                 self.assertIn(named, run.stderr.splitlines()[0])
 
+    def test_a_project_that_does_not_exist_is_not_found_not_a_permission(self):
+        """An owner mistyping a project is told it does not exist, as authz's own calls say,
+        not PERMISSION_DENIED, which a script takes for a role the caller lacks."""
+        for args in (("keys", "list", "--project=no-such-project"),
+                     ("keys", "report", "--project=no-such-project"),
+                     ("keys", "inventory", "--project=no-such-project"),
+                     ("keys", "create", "--owner=alice", "--project=no-such-project"),
+                     ("service-accounts", "list", "--project=no-such-project")):
+            with self.subTest(args=args):
+                run = run_policyctl(*args, admin_key=self.alice)
+                self.assertEqual(run.returncode, 1, run.stderr)
+                self.assertIn("NOT_FOUND", run.stderr)
+                self.assertIn("no-such-project", run.stderr)
+                self.assertNotIn("PERMISSION_DENIED", run.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
