@@ -241,6 +241,26 @@ class PolicyctlProcessTest(unittest.TestCase):
                 self.assertIn("no-such-project", run.stderr)
                 self.assertNotIn("PERMISSION_DENIED", run.stderr)
 
+    def test_set_roles_without_roles_is_a_usage_error_and_takes_nothing_away(self):
+        def grants():
+            listed = run_policyctl("members", "list", "--output=json", admin_key=self.alice)
+            self.assertEqual(listed.returncode, 0, listed.stderr)
+            return [m["grants"] for m in json.loads(listed.stdout)["members"]
+                    if m["id"] == "keeper"][0]
+
+        added = run_policyctl("members", "add", "--id=keeper", "--email=keeper@acme.example",
+                              "--roles=member@playground", admin_key=self.alice)
+        self.assertEqual(added.returncode, 0, added.stderr)
+        forgot = run_policyctl("members", "set-roles", "keeper", admin_key=self.alice)
+        self.assertEqual(forgot.returncode, 2, forgot.stderr)
+        self.assertIn("--roles", forgot.stderr.splitlines()[0])
+        self.assertEqual(grants(), [{"role": "member", "project": "playground"}])
+        # On purpose, it is done.
+        emptied = run_policyctl("members", "set-roles", "keeper", "--roles=",
+                                admin_key=self.alice)
+        self.assertEqual(emptied.returncode, 0, emptied.stderr)
+        self.assertEqual(grants(), [])
+
 
 if __name__ == "__main__":
     unittest.main()

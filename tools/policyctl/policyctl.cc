@@ -86,7 +86,7 @@ commands:
   keys inventory    [--project]  (every key, its age and state)
   members list      [--project, --include_removed]
   members add       --id, --email, --roles=member@support-eu,reader@playground
-  members set-roles ID --roles=...
+  members set-roles ID --roles=...  (every grant the member is to hold; --roles= none)
   members remove ID [--request_id]  (a retry with the same id repeats nothing)
   invitations list | create --email, --role, [--projects, --valid_for] | revoke REF|ID
   invitations accept ID --email [--member_id]  (the invitee's call: no admin key; ID is the
@@ -671,6 +671,17 @@ int Members(const Invocation& in) {
     return rc;
   }
   if (int rc = Int32Flags({{"page_size", page_size}}); rc != kOk) return rc;
+  // set-roles replaces every grant: without --roles it would take them all away, which a
+  // script that lost the flag must not do by accident; --roles= says so on purpose.
+  if (verb == "set-roles" &&
+      std::none_of(
+          in.flags.begin(), in.flags.end(),
+          [](const std::string& f) { return f == "--roles" || absl::StartsWith(f, "--roles="); }) &&
+      Environment().count("POLICY_POLICYCTL_ROLES") == 0) {
+    return Usage(
+        "members set-roles needs --roles, the member's every grant (--roles= takes them all "
+        "away)");
+  }
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   if (add || verb == "set-roles") {
     auto stub = edge::v1::AdminService::NewStub(Channel(g));
