@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import unittest
 from pathlib import Path
 
@@ -208,6 +209,15 @@ class PolicyctlProcessTest(unittest.TestCase):
                 self.assertIn(f"{named}", stderr.splitlines()[0])
                 self.assertIn("not UTF-8", stderr.splitlines()[0])
                 self.assertNotIn("UNIMPLEMENTED", stderr)
+        # An organisation file saved in Latin-1: named, with the offending byte.
+        org_file = Path(tempfile.mkdtemp()) / "org.yaml"
+        org_file.write_bytes(b"members:\n  - id: mueller\n    email: m@acme.example\n"
+                             b"    # " + latin1 + b"\n")
+        for verb in ("plan", "apply"):
+            run = run_policyctl("org", verb, str(org_file), admin_key=self.alice)
+            self.assertEqual(run.returncode, 2, run.stderr)
+            self.assertIn(f"{org_file}: not UTF-8", run.stderr.splitlines()[0])
+            self.assertNotIn("UNIMPLEMENTED", run.stderr)
         # Decide's messages are bytes: pii judges them, and says which field is wrong.
         key = SUITE.new_key("bob", "support-eu")
         decided = subprocess.run([binary, b"decide", b"--model=gpt-4o", b"--message=" + latin1],

@@ -849,6 +849,12 @@ int Org(const Invocation& in) {
   if (!file) return Usage(absl::StrCat("cannot read ", in.words[1]));
   std::stringstream yaml;
   yaml << file.rdbuf();
+  // Sent as text: a file saved in Latin-1 or Windows-1252 would otherwise fail UNIMPLEMENTED
+  // naming nothing.
+  if (const size_t bad = FindInvalidUtf8(yaml.str()); bad != absl::string_view::npos) {
+    return Usage(
+        absl::StrCat(in.words[1], ": not UTF-8 (byte ", bad, " is not); save the file as UTF-8"));
+  }
   if (in.words[0] == "plan") {
     edge::v1::PlanOrgFileRequest request;
     request.set_yaml(yaml.str());
