@@ -105,6 +105,10 @@ class PolicyctlProcessTest(unittest.TestCase):
                      "--ttl=-24h")),
             ("valid_for", ("invitations", "create", "--email=wrapped@acme.example",
                            "--role=member", "--projects=support-eu", "--valid_for=-1h")),
+            # Sent in whole seconds, 500ms would be 0: the default of seven days.
+            ("valid_for", ("invitations", "create", "--email=wrapped@acme.example",
+                           "--role=member", "--projects=support-eu", "--valid_for=500ms")),
+            ("overlap", ("keys", "rotate", "key_AAAAAAAAAAAAAAAAA", "--overlap=1500ms")),
         ]
         for flag, args in refused:
             with self.subTest(flag=flag):

@@ -351,13 +351,17 @@ int Int32Flags(std::initializer_list<std::pair<const char*, int64_t>> flags) {
   return kOk;
 }
 
-// Duration flags whose 0 means the server's default: a negative one is refused rather than
-// taken for that default.
+// Duration flags whose 0 means the server's default, sent in whole seconds: a negative one,
+// or one with a fraction of a second (500ms would be sent as 0), is refused rather than taken
+// for that default.
 int NonNegativeFlags(std::initializer_list<std::pair<const char*, absl::Duration>> flags) {
   for (const auto& [name, value] : flags) {
     if (value < absl::ZeroDuration()) {
       return Usage(
           absl::StrCat("--", name, ": must not be negative, not ", absl::FormatDuration(value)));
+    }
+    if (value % absl::Seconds(1) != absl::ZeroDuration()) {
+      return Usage(absl::StrCat("--", name, ": whole seconds, not ", absl::FormatDuration(value)));
     }
   }
   return kOk;
