@@ -176,6 +176,11 @@ Status AdminService::Authorize(const Caller& caller, const std::string& action,
       !s.ok()) {
     return s;
   }
+  // As authz answers its own administration calls: a project that does not exist is not
+  // found (a typo), not a role the caller lacks.
+  if (decision.reason() == "PROJECT_NOT_FOUND") {
+    return Status(StatusCode::NOT_FOUND, absl::StrCat("no project '", project, "'"));
+  }
   if (decision.reason() == "PROJECT_ARCHIVED") {
     return Status(StatusCode::FAILED_PRECONDITION,
                   absl::StrCat("project ", project,

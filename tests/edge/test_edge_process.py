@@ -1292,7 +1292,7 @@ class EdgeProcessTest(unittest.TestCase):
         refused = policyctl("keys", "create", "--owner=alice", "--project=no-such-project",
                             "--request_id=retry-me")
         self.assertEqual(refused.returncode, 1)
-        self.assertIn("PERMISSION_DENIED", refused.stderr)
+        self.assertIn("NOT_FOUND: no project 'no-such-project'", refused.stderr)
         self.assertNotIn("retry with", refused.stderr)
 
         # A service account's key, listed by its owner; one entry a page still lists them all.

@@ -14,19 +14,25 @@
 //
 // Exit codes scripts can rely on: 0 done (ALLOW; the ledger verifies); 1 the call failed
 // (its gRPC status on stderr; an admin call the caller's role does not allow is one,
-// PERMISSION_DENIED); 2 usage; 3 decide's answer is DENY, audit verify finds the ledger
-// invalid, or audit prove / checkpoint finds a proof or signature that does not check. With
+// PERMISSION_DENIED), or its answer could not be written to stdout; 2 usage; 3 decide's answer is
+// DENY, audit verify finds the ledger invalid, or audit prove / checkpoint finds a proof or
+// signature that does not check. With
 // --output=json, stdout holds exactly the response as JSON (proto field names, every field
 // without presence printed even at its default); a list's is every page's entries in one
-// response. audit query prints each page as it arrives, in that same one-response shape
-// ({"entries":[...],"next_page_token":...}, the token empty unless --limit stopped it); should
+// response; keys create, keys rotate and members remove name their request id on stderr (the
+// response holds none), for a retry. audit query prints each page as it arrives, in that same
+// one-response shape ({"entries":[...],"next_page_token":...}, the token empty unless --limit
+// stopped it); should
 // a later page fail, stdout holds the earlier pages unfinished (not valid JSON) and the exit
 // code is 1. audit export and subject-export print JSON lines.
 // `--help` anywhere prints the command's usage on stdout and exits 0 without calling anything.
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -43,6 +49,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/config/config.h"
+#include "common/text/utf8.h"
 #include "common/tls/tls_options.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -79,7 +86,7 @@ commands:
   keys inventory    [--project]  (every key, its age and state)
   members list      [--project, --include_removed]
   members add       --id, --email, --roles=member@support-eu,reader@playground
-  members set-roles ID --roles=...
+  members set-roles ID --roles=...  (every grant the member is to hold; --roles= none)
   members remove ID [--request_id]  (a retry with the same id repeats nothing)
   invitations list | create --email, --role, [--projects, --valid_for] | revoke REF|ID
   invitations accept ID --email [--member_id]  (the invitee's call: no admin key; ID is the
@@ -126,7 +133,8 @@ commands:
 global flags (or POLICY_POLICYCTL_<NAME>): --edge=host:port (127.0.0.1:50056), --admin_key,
   --api_key, --output=text|json, --timeout=10s, --tls_ca_file (TLS to the edge),
   --tls_cert_file and --tls_key_file (a client certificate)
-exit codes: 0 done, 1 the call failed (an admin call the caller's role may not make too),
+exit codes: 0 done, 1 the call failed (an admin call the caller's role may not make too; an
+  answer that could not be written to stdout too),
   2 usage, 3 a decision DENY (decide), an invalid ledger (audit verify), a proof or
     signature that does not check (audit prove, audit checkpoint)
 every list shows all its entries, asking for --page_size (default 500) per call; audit query
@@ -190,7 +198,27 @@ int ParseFlags(const Invocation& in, Global& global,
   if (global.output != "text" && global.output != "json") {
     return Usage("--output must be text or json");
   }
+  // Every call would fail DEADLINE_EXCEEDED, or on a channel that cannot be made, naming
+  // neither setting.
+  if (global.timeout <= absl::ZeroDuration()) {
+    return Usage(
+        absl::StrCat("--timeout must be positive, not ", absl::FormatDuration(global.timeout)));
+  }
+  if (global.edge.empty()) return Usage("--edge (or POLICY_POLICYCTL_EDGE) is empty");
   if (absl::Status s = global.tls.Validate(); !s.ok()) return Usage(std::string(s.message()));
+  // A key read from a file or a Kubernetes secret often ends in a newline: keys never hold
+  // white space, so it is dropped. Any other byte a key never holds is refused here, without
+  // showing the key: sent as metadata, gRPC would abort the process and print it whole.
+  for (auto [name, key] : {std::pair<const char*, std::string*>{"admin_key", &global.admin_key},
+                           {"api_key", &global.api_key}}) {
+    absl::StripAsciiWhitespace(key);
+    if (std::any_of(key->begin(), key->end(),
+                    [](char c) { return !absl::ascii_isgraph(static_cast<unsigned char>(c)); })) {
+      return Usage(absl::StrCat("--", name, " (or POLICY_POLICYCTL_", absl::AsciiStrToUpper(name),
+                                ") holds a character no key has: a space, a control character "
+                                "or a non-ASCII byte (the key is not shown)"));
+    }
+  }
   return kOk;
 }
 
@@ -226,6 +254,23 @@ int Show(const Global& g, const google::protobuf::Message& response,
     text();
   }
   return kOk;
+}
+
+// Show for a call made under `request_id` (keys create, rotate, members remove): the text names
+// it; with --output=json, whose stdout is only the response (which does not hold it), stderr
+// does, so that a script that let policyctl make one up can still retry without repeating.
+// The request id of the call whose answer is being shown, for Main's advice should that answer
+// not reach stdout.
+std::string& ShownRequestId() {
+  static auto* id = new std::string;
+  return *id;
+}
+
+int ShowWithRequestId(const Global& g, const google::protobuf::Message& response,
+                      const std::string& request_id, const std::function<void()>& text) {
+  if (g.json()) std::fprintf(stderr, "policyctl: request id %s\n", request_id.c_str());
+  ShownRequestId() = request_id;
+  return Show(g, response, text);
 }
 
 std::shared_ptr<grpc::Channel> Channel(const Global& g, const std::string& target) {
@@ -292,6 +337,34 @@ int FailedRetryable(const grpc::Status& s, const std::string& request_id) {
       break;
   }
   return rc;
+}
+
+// Flags bound for int32 fields: a number out of int32's range is refused, never wrapped round
+// into it (--retention_days=4294967297 would be sent as 1); 0 or the usage exit code.
+int Int32Flags(std::initializer_list<std::pair<const char*, int64_t>> flags) {
+  for (const auto& [name, value] : flags) {
+    if (value < std::numeric_limits<int32_t>::min() ||
+        value > std::numeric_limits<int32_t>::max()) {
+      return Usage(absl::StrCat("--", name, ": ", value, " is out of range"));
+    }
+  }
+  return kOk;
+}
+
+// Duration flags whose 0 means the server's default, sent in whole seconds: a negative one,
+// or one with a fraction of a second (500ms would be sent as 0), is refused rather than taken
+// for that default.
+int NonNegativeFlags(std::initializer_list<std::pair<const char*, absl::Duration>> flags) {
+  for (const auto& [name, value] : flags) {
+    if (value < absl::ZeroDuration()) {
+      return Usage(
+          absl::StrCat("--", name, ": must not be negative, not ", absl::FormatDuration(value)));
+    }
+    if (value % absl::Seconds(1) != absl::ZeroDuration()) {
+      return Usage(absl::StrCat("--", name, ": whole seconds, not ", absl::FormatDuration(value)));
+    }
+  }
+  return kOk;
 }
 
 int NeedAdminKey(const Global& g) {
@@ -408,6 +481,8 @@ int Keys(const Invocation& in) {
       rc != kOk) {
     return rc;
   }
+  if (int rc = Int32Flags({{"page_size", page_size}}); rc != kOk) return rc;
+  if (int rc = NonNegativeFlags({{"ttl", ttl}, {"overlap", overlap}}); rc != kOk) return rc;
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   auto stub = edge::v1::AdminService::NewStub(Channel(g));
   keys::v1::PrincipalType owner_principal_type;
@@ -448,7 +523,7 @@ int Keys(const Invocation& in) {
     if (grpc::Status s = stub->CreateKey(Context(g, true).get(), request, &response); !s.ok()) {
       return FailedRetryable(s, request_id);
     }
-    return Show(g, response, [&] {
+    return ShowWithRequestId(g, response, request_id, [&] {
       PrintKey(response.key());
       std::printf("secret (shown once): %s\nrequest %s\n", response.secret().c_str(),
                   request_id.c_str());
@@ -468,7 +543,7 @@ int Keys(const Invocation& in) {
       if (grpc::Status s = stub->RotateKey(Context(g, true).get(), request, &response); !s.ok()) {
         return FailedRetryable(s, request_id);
       }
-      return Show(g, response, [&] {
+      return ShowWithRequestId(g, response, request_id, [&] {
         PrintKey(response.old_key());
         PrintKey(response.new_key());
         std::printf("secret of %s (shown once): %s\nrequest %s\n",
@@ -599,6 +674,18 @@ int Members(const Invocation& in) {
       rc != kOk) {
     return rc;
   }
+  if (int rc = Int32Flags({{"page_size", page_size}}); rc != kOk) return rc;
+  // set-roles replaces every grant: without --roles it would take them all away, which a
+  // script that lost the flag must not do by accident; --roles= says so on purpose.
+  if (verb == "set-roles" &&
+      std::none_of(
+          in.flags.begin(), in.flags.end(),
+          [](const std::string& f) { return f == "--roles" || absl::StartsWith(f, "--roles="); }) &&
+      Environment().count("POLICY_POLICYCTL_ROLES") == 0) {
+    return Usage(
+        "members set-roles needs --roles, the member's every grant (--roles= takes them all "
+        "away)");
+  }
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   if (add || verb == "set-roles") {
     auto stub = edge::v1::AdminService::NewStub(Channel(g));
@@ -648,7 +735,7 @@ int Members(const Invocation& in) {
   if (grpc::Status s = stub->RemoveMember(Context(g, true).get(), request, &response); !s.ok()) {
     return FailedRetryable(s, request_id);
   }
-  return Show(g, response, [&] {
+  return ShowWithRequestId(g, response, request_id, [&] {
     std::printf("removed %s (request %s, ledger %s); revoked %d keys\n",
                 response.member().id().c_str(), request_id.c_str(), response.audit_id().c_str(),
                 response.revoked_keys_size());
@@ -680,6 +767,8 @@ int Invitations(const Invocation& in) {
       rc != kOk) {
     return rc;
   }
+  if (int rc = Int32Flags({{"page_size", page_size}}); rc != kOk) return rc;
+  if (int rc = NonNegativeFlags({{"valid_for", valid_for}}); rc != kOk) return rc;
   auto stub = edge::v1::AdminService::NewStub(Channel(g));
   if (verb == "accept") {  // The invitee's call: no admin key, the invitation's id.
     authz::v1::AcceptInvitationRequest request;
@@ -764,6 +853,12 @@ int Org(const Invocation& in) {
   if (!file) return Usage(absl::StrCat("cannot read ", in.words[1]));
   std::stringstream yaml;
   yaml << file.rdbuf();
+  // Sent as text: a file saved in Latin-1 or Windows-1252 would otherwise fail UNIMPLEMENTED
+  // naming nothing.
+  if (const size_t bad = FindInvalidUtf8(yaml.str()); bad != absl::string_view::npos) {
+    return Usage(
+        absl::StrCat(in.words[1], ": not UTF-8 (byte ", bad, " is not); save the file as UTF-8"));
+  }
   if (in.words[0] == "plan") {
     edge::v1::PlanOrgFileRequest request;
     request.set_yaml(yaml.str());
@@ -831,6 +926,7 @@ int Endpoints(const Invocation& in) {
       rc != kOk) {
     return rc;
   }
+  if (int rc = Int32Flags({{"priority", priority}, {"weight", weight}}); rc != kOk) return rc;
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   auto stub = edge::v1::AdminService::NewStub(Channel(g));
   if (verb == "list") {
@@ -943,6 +1039,9 @@ int Projects(const Invocation& in) {
       rc != kOk) {
     return rc;
   }
+  if (int rc = Int32Flags({{"page_size", page_size}, {"retention_days", retention_days}});
+      rc != kOk)
+    return rc;
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   auto stub = edge::v1::AdminService::NewStub(Channel(g));
   auto print = [&](const authz::v1::Project& p) {
@@ -1025,6 +1124,7 @@ int ServiceAccounts(const Invocation& in) {
       rc != kOk) {
     return rc;
   }
+  if (int rc = Int32Flags({{"page_size", page_size}}); rc != kOk) return rc;
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   auto stub = edge::v1::AdminService::NewStub(Channel(g));
   auto print = [&](const authz::v1::ServiceAccount& a) {
@@ -1129,6 +1229,9 @@ int Audit(const Invocation& in) {
       rc != kOk) {
     return rc;
   }
+  // A negative size would be taken for 0, the newest checkpoint: not the one asked for.
+  if (tree_size < 0)
+    return Usage(absl::StrCat("--tree_size: 0 (the newest) or more, not ", tree_size));
   absl::StatusOr<std::vector<std::string>> public_keys =
       audit::CheckpointKeys::ParseHexList(public_key_hex, "--public_key");
   if (!public_keys.ok()) return Usage(std::string(public_keys.status().message()));
@@ -1512,7 +1615,7 @@ std::string CommandUsage(const std::string& command, const std::string& verb) {
   return out;
 }
 
-int Main(int argc, char** argv) {
+int Run(int argc, char** argv) {
   Invocation in;
   std::string command;
   bool help = false;
@@ -1542,6 +1645,22 @@ int Main(int argc, char** argv) {
     std::fputs(kUsageText, stderr);
     return kUsage;
   }
+  // Every text the services take is UTF-8: a flag or an argument that is not (typed in a
+  // Latin-1 terminal, say) would reach them as a message protobuf refuses to serialise, and
+  // the call fail UNIMPLEMENTED naming nothing. Decide's messages are bytes (pii judges them)
+  // and file names the file system's, so those are let through.
+  for (const std::string& flag : in.flags) {
+    const std::string name = flag.substr(2, flag.find('=') - 2);
+    if (name == "message" || name == "system" || absl::StartsWith(name, "tls_")) continue;
+    if (!IsUtf8(flag)) return Usage(absl::StrCat("--", name, ": not UTF-8"));
+  }
+  if (command != "org") {
+    for (size_t i = 0; i < in.words.size(); ++i) {
+      if (!IsUtf8(in.words[i])) {
+        return Usage(absl::StrCat(command, ": argument ", i + 1, " is not UTF-8"));
+      }
+    }
+  }
   if (command == "decide") return Decide(in);
   if (command == "health") return Health(in);
   if (command == "keys") return Keys(in);
@@ -1553,6 +1672,25 @@ int Main(int argc, char** argv) {
   if (command == "invitations") return Invitations(in);
   if (command == "service-accounts") return ServiceAccounts(in);
   return Usage(absl::StrCat("unknown command '", command, "'"));
+}
+
+// Runs the command; an answer that could not be written whole (a full disk, a closed pipe) is
+// a failure, never exit 0: a created key's secret, shown once, would be lost without a word.
+// A call made under a request id can be asked again under it to be shown its answer.
+int Main(int argc, char** argv) {
+  const int rc = Run(argc, argv);
+  errno = 0;
+  if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return rc;
+  const int error = errno;
+  std::fprintf(stderr, "policyctl: the answer could not be written to stdout: %s\n",
+               error != 0 ? std::strerror(error) : "write error");
+  if (!ShownRequestId().empty()) {
+    std::fprintf(stderr,
+                 "policyctl: request id %s; retry with --request_id=%s to be shown the answer "
+                 "again\n",
+                 ShownRequestId().c_str(), ShownRequestId().c_str());
+  }
+  return kFailed;
 }
 
 }  // namespace

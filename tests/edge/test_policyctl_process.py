@@ -1,0 +1,280 @@
+"""policyctl as an operator's script drives it: the whole suite as separate processes (keys,
+authz, pii, region, audit, edge on one PostgreSQL database) and policyctl run as a subprocess,
+its exit code, stdout and stderr checked.
+
+Needs POLICY_TEST_PG_URL (as tools/dev pg sets up); skips without it, or fails when
+POLICY_TEST_REQUIRE_PG=1.
+Run: /usr/bin/python3 -m unittest -v tests.edge.test_policyctl_process
+"""
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.edge import edge_support as es  # noqa: E402
+from tests.support import policy_testing as pt  # noqa: E402
+
+SUITE = None
+_stack = None
+
+
+def setUpModule():
+    global SUITE, _stack
+    url = pt.require_pg_url()
+    es.require_binaries()
+    _stack = contextlib.ExitStack()
+    try:
+        db = _stack.enter_context(pt.test_database(url, "policyctl_process"))
+        SUITE = es.Suite(db.url)
+        _stack.callback(SUITE.cleanup)
+        SUITE.start()
+    except BaseException:
+        _stack.close()
+        raise
+
+
+def tearDownModule():
+    try:
+        SUITE.terminate()
+    finally:
+        _stack.close()
+
+
+def run_policyctl(*args, admin_key=None, api_key=None, stdout=subprocess.PIPE):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLICY_POLICYCTL_")}
+    env["POLICY_POLICYCTL_EDGE"] = SUITE.p["edge"].address
+    if admin_key is not None:
+        env["POLICY_POLICYCTL_ADMIN_KEY"] = admin_key
+    if api_key is not None:
+        env["POLICY_POLICYCTL_API_KEY"] = api_key
+    return subprocess.run([str(pt.BUILD_DIR / "tools" / "policyctl"), *args], stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, timeout=30, env=env,
+                          stdin=subprocess.DEVNULL)
+
+
+class PolicyctlProcessTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.alice = SUITE.new_admin_key("alice")
+
+    def test_a_key_read_with_its_newline_works_and_a_bad_byte_is_refused_unshown(self):
+        # A Kubernetes secret or a file read whole ends the key in a newline (CRLF on Windows).
+        for ending in ("\n", "\r\n", " "):
+            listed = run_policyctl("members", "list", "--output=json",
+                                   admin_key=self.alice + ending)
+            self.assertEqual(listed.returncode, 0, listed.stderr)
+            self.assertIn("alice", [m["id"] for m in json.loads(listed.stdout)["members"]])
+        # A byte no key holds is a usage error naming the setting: no crash, and the key is
+        # never printed (gRPC would abort, printing the metadata whole).
+        for bad in (self.alice + "\rX", self.alice[:20] + "\n" + self.alice[20:],
+                    self.alice + "\u00e9"):
+            refused = run_policyctl("members", "list", admin_key=bad)
+            self.assertEqual(refused.returncode, 2, refused.stderr)
+            self.assertIn("POLICY_POLICYCTL_ADMIN_KEY", refused.stderr)
+            for shown in (refused.stdout, refused.stderr):
+                self.assertNotIn(self.alice[10:30], shown)
+                self.assertNotIn(self.alice[10:30].encode().hex(" "), shown)
+
+    def test_numbers_out_of_range_and_negative_durations_are_usage_errors(self):
+        """An int32 field's flag is never wrapped round into range (4294967326 days would be
+        sent as 30), nor a negative duration taken for the server's default: nothing is
+        made."""
+        refused = [
+            ("retention_days", ("projects", "create", "--id=wrapped", "--name=Wrapped",
+                                "--environment=staging", "--models=gpt-4o",
+                                "--retention_days=4294967326")),
+            ("priority", ("endpoints", "create", "--id=wrapped", "--region=westeurope",
+                          "--residency=eu", "--base_url=https://wrapped.example",
+                          "--deployment=d", "--models=gpt-4o", "--priority=4294967297")),
+            ("weight", ("endpoints", "create", "--id=wrapped", "--region=westeurope",
+                        "--residency=eu", "--base_url=https://wrapped.example",
+                        "--deployment=d", "--models=gpt-4o", "--weight=4294967396")),
+            ("page_size", ("members", "list", "--page_size=4294967297")),
+            ("tree_size", ("audit", "checkpoint", "--project=", "--environment=",
+                           "--tree_size=-1")),
+            ("ttl", ("keys", "create", "--owner=alice", "--project=support-eu",
+                     "--ttl=-24h")),
+            ("valid_for", ("invitations", "create", "--email=wrapped@acme.example",
+                           "--role=member", "--projects=support-eu", "--valid_for=-1h")),
+            # Sent in whole seconds, 500ms would be 0: the default of seven days.
+            ("valid_for", ("invitations", "create", "--email=wrapped@acme.example",
+                           "--role=member", "--projects=support-eu", "--valid_for=500ms")),
+            ("overlap", ("keys", "rotate", "key_AAAAAAAAAAAAAAAAA", "--overlap=1500ms")),
+        ]
+        for flag, args in refused:
+            with self.subTest(flag=flag):
+                run = run_policyctl(*args, admin_key=self.alice)
+                self.assertEqual(run.returncode, 2, run.stdout + run.stderr)
+                self.assertIn(f"--{flag}", run.stderr.splitlines()[0])
+        projects = run_policyctl("projects", "list", "--include_archived", "--output=json",
+                                 admin_key=self.alice)
+        self.assertNotIn("wrapped", [p["id"] for p in json.loads(projects.stdout)["projects"]])
+        endpoints = run_policyctl("endpoints", "list", "--output=json", admin_key=self.alice)
+        self.assertNotIn("wrapped", [e["id"] for e in json.loads(endpoints.stdout)["endpoints"]])
+        invitations = run_policyctl("invitations", "list", "--output=json",
+                                    admin_key=self.alice)
+        self.assertNotIn("wrapped@acme.example",
+                         [i["email"] for i in json.loads(invitations.stdout)["invitations"]])
+
+    def test_json_output_names_the_request_id_policyctl_made_up_so_a_retry_repeats_nothing(self):
+        """With --output=json stdout is the response alone, which holds no request id; stderr
+        names the one policyctl made up, and a retry under it answers with the same key."""
+        def made_up(run):
+            self.assertEqual(run.returncode, 0, run.stderr)
+            ids = re.findall(r"request id (\S+)", run.stderr)
+            self.assertEqual(len(ids), 1, run.stderr)
+            return ids[0]
+
+        created = run_policyctl("keys", "create", "--owner=alice", "--project=support-eu",
+                                "--output=json", admin_key=self.alice)
+        request_id = made_up(created)
+        key = json.loads(created.stdout)
+        self.assertNotIn(key["secret"], created.stderr)
+        retried = run_policyctl("keys", "create", "--owner=alice", "--project=support-eu",
+                                f"--request_id={request_id}", "--output=json",
+                                admin_key=self.alice)
+        self.assertEqual(retried.returncode, 0, retried.stderr)
+        self.assertEqual(json.loads(retried.stdout)["key"]["key_id"], key["key"]["key_id"])
+
+        rotated = run_policyctl("keys", "rotate", key["key"]["key_id"], "--output=json",
+                                admin_key=self.alice)
+        request_id = made_up(rotated)
+        new_key = json.loads(rotated.stdout)["new_key"]["key_id"]
+        again = run_policyctl("keys", "rotate", key["key"]["key_id"],
+                              f"--request_id={request_id}", "--output=json",
+                              admin_key=self.alice)
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertEqual(json.loads(again.stdout)["new_key"]["key_id"], new_key)
+
+        added = run_policyctl("members", "add", "--id=leaver", "--email=leaver@acme.example",
+                              "--roles=member@playground", admin_key=self.alice)
+        self.assertEqual(added.returncode, 0, added.stderr)
+        removed = run_policyctl("members", "remove", "leaver", "--output=json",
+                                admin_key=self.alice)
+        request_id = made_up(removed)
+        audit_id = json.loads(removed.stdout)["audit_id"]
+        again = run_policyctl("members", "remove", "leaver", f"--request_id={request_id}",
+                              "--output=json", admin_key=self.alice)
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertEqual(json.loads(again.stdout)["audit_id"], audit_id)
+
+    def test_an_answer_that_cannot_be_written_is_a_failure_and_names_the_retry(self):
+        """stdout on a full disk: the key is made, but its secret (shown once) never reaches
+        the operator, so the exit code says so, and stderr names the request id under which a
+        retry shows the same key again."""
+        with open("/dev/full", "w") as full:
+            created = run_policyctl("keys", "create", "--owner=alice", "--project=playground",
+                                    admin_key=self.alice, stdout=full)
+            self.assertEqual(created.returncode, 1, created.stderr)
+            self.assertIn("could not be written", created.stderr)
+            request_id = re.search(r"--request_id=(\S+)", created.stderr).group(1)
+            listed = run_policyctl("members", "list", "--output=json", admin_key=self.alice,
+                                   stdout=full)
+            self.assertEqual(listed.returncode, 1, listed.stderr)
+        shown = run_policyctl("keys", "create", "--owner=alice", "--project=playground",
+                              f"--request_id={request_id}", "--output=json",
+                              admin_key=self.alice)
+        self.assertEqual(shown.returncode, 0, shown.stderr)
+        key = json.loads(shown.stdout)
+        self.assertTrue(key["secret"].startswith("psk_proj_"))
+        keys = run_policyctl("keys", "list", "--owner=alice", "--project=playground",
+                             "--output=json", admin_key=self.alice)
+        self.assertEqual([k["key_id"] for k in json.loads(keys.stdout)["keys"]],
+                         [key["key"]["key_id"]])
+
+    def test_text_that_is_not_utf8_is_a_usage_error_naming_it(self):
+        """Typed in a Latin-1 terminal: refused before any call, naming the flag or argument,
+        never sent on to fail UNIMPLEMENTED with an empty message."""
+        latin1 = "M\xfcller".encode("latin-1")
+        binary = str(pt.BUILD_DIR / "tools" / "policyctl").encode()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POLICY_POLICYCTL_")}
+        env.update(POLICY_POLICYCTL_EDGE=SUITE.p["edge"].address,
+                   POLICY_POLICYCTL_ADMIN_KEY=self.alice)
+        for args, named in (
+                ([b"keys", b"revoke", b"key_AAAAAAAAAAAAAAAAA", b"--reason=" + latin1],
+                 "--reason"),
+                ([b"projects", b"create", b"--id=latin", b"--name=" + latin1,
+                  b"--environment=staging"], "--name"),
+                ([b"audit", b"subject-export", latin1], "argument 2")):
+            with self.subTest(named=named):
+                run = subprocess.run([binary, *args], capture_output=True, timeout=30, env=env,
+                                     stdin=subprocess.DEVNULL)
+                stderr = run.stderr.decode(errors="replace")
+                self.assertEqual(run.returncode, 2, stderr)
+                self.assertIn(f"{named}", stderr.splitlines()[0])
+                self.assertIn("not UTF-8", stderr.splitlines()[0])
+                self.assertNotIn("UNIMPLEMENTED", stderr)
+        # An organisation file saved in Latin-1: named, with the offending byte.
+        org_file = Path(tempfile.mkdtemp()) / "org.yaml"
+        org_file.write_bytes(b"members:\n  - id: mueller\n    email: m@acme.example\n"
+                             b"    # " + latin1 + b"\n")
+        for verb in ("plan", "apply"):
+            run = run_policyctl("org", verb, str(org_file), admin_key=self.alice)
+            self.assertEqual(run.returncode, 2, run.stderr)
+            self.assertIn(f"{org_file}: not UTF-8", run.stderr.splitlines()[0])
+            self.assertNotIn("UNIMPLEMENTED", run.stderr)
+        # Decide's messages are bytes: pii judges them, and says which field is wrong.
+        key = SUITE.new_key("bob", "support-eu")
+        decided = subprocess.run([binary, b"decide", b"--model=gpt-4o", b"--message=" + latin1],
+                                 capture_output=True, timeout=30,
+                                 env=dict(env, POLICY_POLICYCTL_API_KEY=key),
+                                 stdin=subprocess.DEVNULL)
+        self.assertEqual(decided.returncode, 1, decided.stderr)
+        self.assertIn(b"INVALID_ARGUMENT", decided.stderr)
+
+    def test_a_timeout_that_is_not_positive_or_an_empty_edge_is_a_usage_error(self):
+        for args, named in ((("--timeout=0s", "members", "list"), "--timeout"),
+                            (("--timeout=-5s", "members", "list"), "--timeout"),
+                            (("--edge=", "members", "list"), "--edge")):
+            with self.subTest(args=args):
+                run = run_policyctl(*args, admin_key=self.alice)
+                self.assertEqual(run.returncode, 2, run.stderr)
+                self.assertIn(named, run.stderr.splitlines()[0])
+
+    def test_a_project_that_does_not_exist_is_not_found_not_a_permission(self):
+        """An owner mistyping a project is told it does not exist, as authz's own calls say,
+        not PERMISSION_DENIED, which a script takes for a role the caller lacks."""
+        for args in (("keys", "list", "--project=no-such-project"),
+                     ("keys", "report", "--project=no-such-project"),
+                     ("keys", "inventory", "--project=no-such-project"),
+                     ("keys", "create", "--owner=alice", "--project=no-such-project"),
+                     ("service-accounts", "list", "--project=no-such-project")):
+            with self.subTest(args=args):
+                run = run_policyctl(*args, admin_key=self.alice)
+                self.assertEqual(run.returncode, 1, run.stderr)
+                self.assertIn("NOT_FOUND", run.stderr)
+                self.assertIn("no-such-project", run.stderr)
+                self.assertNotIn("PERMISSION_DENIED", run.stderr)
+
+    def test_set_roles_without_roles_is_a_usage_error_and_takes_nothing_away(self):
+        def grants():
+            listed = run_policyctl("members", "list", "--output=json", admin_key=self.alice)
+            self.assertEqual(listed.returncode, 0, listed.stderr)
+            return [m["grants"] for m in json.loads(listed.stdout)["members"]
+                    if m["id"] == "keeper"][0]
+
+        added = run_policyctl("members", "add", "--id=keeper", "--email=keeper@acme.example",
+                              "--roles=member@playground", admin_key=self.alice)
+        self.assertEqual(added.returncode, 0, added.stderr)
+        forgot = run_policyctl("members", "set-roles", "keeper", admin_key=self.alice)
+        self.assertEqual(forgot.returncode, 2, forgot.stderr)
+        self.assertIn("--roles", forgot.stderr.splitlines()[0])
+        self.assertEqual(grants(), [{"role": "member", "project": "playground"}])
+        # On purpose, it is done.
+        emptied = run_policyctl("members", "set-roles", "keeper", "--roles=",
+                                admin_key=self.alice)
+        self.assertEqual(emptied.returncode, 0, emptied.stderr)
+        self.assertEqual(grants(), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
