@@ -673,11 +673,11 @@ class EdgeProcessTest(unittest.TestCase):
                       timeout=10, message="the lock on keys.api_keys")
         cut_short = run_policyctl("members", "remove", member, "--timeout=2s",
                                   admin_key=alice_key)
-        self.assertEqual(cut_short.returncode, 1, cut_short.stderr)
+        self.assertEqual(cut_short.returncode, 4, cut_short.stderr)  # Failed for now.
         advice = [line for line in cut_short.stderr.splitlines() if "retry with" in line]
         self.assertEqual(len(advice), 1, cut_short.stderr)
         request_id = advice[0].rsplit("--request_id=", 1)[1]
-        self.assertTrue(request_id.startswith("policyctl-"), advice[0])
+        self.assertRegex(request_id, r"^policyctl-\d+-[0-9a-f]{8}$", advice[0])
         locker.wait(timeout=15)
         # The retry the advice names finishes the removal: the member's key is revoked.
         retried = run_policyctl("members", "remove", member, f"--request_id={request_id}",
@@ -1286,7 +1286,7 @@ class EdgeProcessTest(unittest.TestCase):
         # refusal does not (the same id would be refused again).
         unanswered = policyctl("keys", "create", "--owner=alice", "--project=internal-copilot",
                                "--request_id=retry-me", "--edge=127.0.0.1:1", "--timeout=2s")
-        self.assertEqual(unanswered.returncode, 1)
+        self.assertEqual(unanswered.returncode, 4)  # Failed for now: a retry may succeed.
         self.assertIn("UNAVAILABLE", unanswered.stderr)
         self.assertIn("--request_id=retry-me", unanswered.stderr)
         refused = policyctl("keys", "create", "--owner=alice", "--project=no-such-project",

@@ -16,7 +16,9 @@
 // (its gRPC status on stderr; an admin call the caller's role does not allow is one,
 // PERMISSION_DENIED), or its answer could not be written to stdout; 2 usage; 3 decide's answer is
 // DENY, audit verify finds the ledger invalid, or audit prove / checkpoint finds a proof or
-// signature that does not check. With
+// signature that does not check; 4 the call failed for now (UNAVAILABLE, DEADLINE_EXCEEDED,
+// RESOURCE_EXHAUSTED, ABORTED): the same call may succeed later, under the same --request_id
+// where it takes one. With
 // --output=json, stdout holds exactly the response as JSON (proto field names, every field
 // without presence printed even at its default); a list's is every page's entries in one
 // response; keys create, keys rotate and members remove name their request id on stderr (the
@@ -49,6 +51,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/config/config.h"
+#include "common/crypto/crypto.h"
 #include "common/text/utf8.h"
 #include "common/tls/tls_options.h"
 #include "google/protobuf/struct.pb.h"
@@ -67,7 +70,7 @@ extern char** environ;
 namespace policy::policyctl {
 namespace {
 
-constexpr int kOk = 0, kFailed = 1, kUsage = 2, kRefused = 3;
+constexpr int kOk = 0, kFailed = 1, kUsage = 2, kRefused = 3, kTransient = 4;
 
 constexpr char kUsageText[] = R"(usage: policyctl [global flags] COMMAND [flags]
 
@@ -136,7 +139,9 @@ global flags (or POLICY_POLICYCTL_<NAME>): --edge=host:port (127.0.0.1:50056), -
 exit codes: 0 done, 1 the call failed (an admin call the caller's role may not make too; an
   answer that could not be written to stdout too),
   2 usage, 3 a decision DENY (decide), an invalid ledger (audit verify), a proof or
-    signature that does not check (audit prove, audit checkpoint)
+    signature that does not check (audit prove, audit checkpoint),
+  4 failed for now (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED): the same
+    call may succeed later (under the same --request_id where it takes one)
 every list shows all its entries, asking for --page_size (default 500) per call; audit query
   shows at most --limit (default 1000) entries, asking for --page_size (default 1000) per call
 --help anywhere (or policyctl help [COMMAND [VERB]]) prints the usage on stdout, exits 0 and
@@ -226,7 +231,15 @@ int Failed(const grpc::Status& s) {
   std::fprintf(stderr, "policyctl: %s: %s\n",
                absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())).c_str(),
                s.error_message().c_str());
-  return kFailed;
+  switch (s.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+    case grpc::StatusCode::ABORTED:
+      return kTransient;  // The same call may succeed later.
+    default:
+      return kFailed;
+  }
 }
 
 // How every --output=json answer and JSON line is printed: proto field names, and every
@@ -314,7 +327,11 @@ void AddPageSize(config::Parser& p, int64_t* page_size) {
 
 // A request id for a call a retry must not repeat: `given`, or a fresh one.
 std::string RequestIdOr(const std::string& given) {
-  return given.empty() ? absl::StrCat("policyctl-", absl::ToUnixNanos(absl::Now())) : given;
+  if (!given.empty()) return given;
+  // The time for whoever reads it, random bits so that two runs at once still differ.
+  absl::StatusOr<std::string> random = crypto::RandomBytes(4);
+  return absl::StrCat("policyctl-", absl::ToUnixNanos(absl::Now()), "-",
+                      random.ok() ? absl::BytesToHexString(*random) : "00000000");
 }
 
 // Failed; when the call may have been done without an answer reaching us (the server did not
