@@ -167,4 +167,27 @@ std::string RedactSecret(absl::string_view secret) {
   return "...";
 }
 
+std::string RedactSecretsIn(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    absl::string_view prefix;
+    for (const auto& [kind, p] : kPrefixes) {
+      if (absl::StartsWith(text.substr(i), p)) prefix = p;
+    }
+    if (prefix.empty()) {
+      out.push_back(text[i++]);
+      continue;
+    }
+    size_t end = i + prefix.size();
+    while (end < text.size() && kIsBase62[static_cast<unsigned char>(text[end])]) ++end;
+    const absl::string_view run = text.substr(i + prefix.size(), end - i - prefix.size());
+    // The last four characters are what listings show; anything shorter shows nothing.
+    absl::StrAppend(&out, prefix, "...", run.size() > 4 ? run.substr(run.size() - 4) : "");
+    i = end;
+  }
+  return out;
+}
+
 }  // namespace policy::keys

@@ -111,5 +111,17 @@ TEST(ApiKeyTest, RedactionKeepsPrefixAndLastFour) {
   EXPECT_EQ(RedactSecret("garbage"), "...");
 }
 
+TEST(ApiKeyTest, RedactsEverySecretInFreeText) {
+  absl::StatusOr<NewSecret> a = GenerateSecret(KeyKind::kProject);
+  absl::StatusOr<NewSecret> b = GenerateSecret(KeyKind::kAdmin);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(RedactSecretsIn(absl::StrCat("leaked ", a->secret, ", ", b->secret, ".")),
+            absl::StrCat("leaked ", RedactSecret(a->secret), ", ", RedactSecret(b->secret), "."));
+  EXPECT_EQ(RedactSecretsIn("truncated psk_svc_ab and psk_proj_"),
+            "truncated psk_svc_... and psk_proj_...");
+  EXPECT_EQ(RedactSecretsIn("nothing to hide"), "nothing to hide");
+  EXPECT_EQ(RedactSecretsIn(""), "");
+}
+
 }  // namespace
 }  // namespace policy::keys
