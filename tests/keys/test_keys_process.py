@@ -515,6 +515,21 @@ class RotationTest(KeysTestCase):
                             keys_pb2.RotateKeyRequest(key_id=other,
                                                       overlap=ks.duration(169 * 3600)))
 
+    def test_a_reason_quoting_the_secret_is_kept_redacted(self):
+        u = uid()
+        created = self.create(f"quote-{u}", f"proj-{u}")
+        revoked = self.keys.RevokeKey(keys_pb2.RevokeKeyRequest(
+            key_id=created.key.key_id, reason=f"pasted {created.secret} in a ticket"))
+        self.assertEqual(revoked.key.revocation_reason,
+                         f"pasted {created.key.redacted} in a ticket")
+        self.assertNoSecret(revoked, created.secret)
+        stored = DB.rows(f"SELECT revocation_reason FROM keys.api_keys "
+                         f"WHERE key_id = '{created.key.key_id}'")
+        self.assertNotIn(secret_middle(created.secret), str(stored))
+        # Without --audit_target the relay logs the events: not the secret either.
+        time.sleep(0.5)
+        self.assertNotIn(secret_middle(created.secret), MAIN.log_text())
+
     def test_revoke_principal_keys(self):
         u = uid()
         person, other = f"leaver-{u}@company.com", f"stayer-{u}@company.com"
