@@ -120,6 +120,15 @@ TEST(ApiKeyTest, RedactsEverySecretInFreeText) {
   EXPECT_EQ(RedactSecretsIn("truncated psk_svc_ab and psk_proj_"),
             "truncated psk_svc_... and psk_proj_...");
   EXPECT_EQ(RedactSecretsIn("nothing to hide"), "nothing to hide");
+  // Pasted without the prefix, or only the secret part.
+  const std::string bare = a->secret.substr(PrefixOf(KeyKind::kProject).size());
+  const std::string middle(ParseSecret(a->secret)->random_part);
+  EXPECT_EQ(RedactSecretsIn(absl::StrCat("saw ", bare, " in a log")),
+            absl::StrCat("saw ...", bare.substr(bare.size() - 4), " in a log"));
+  EXPECT_EQ(RedactSecretsIn(absl::StrCat("(", middle, ")")),
+            absl::StrCat("(...", middle.substr(middle.size() - 4), ")"));
+  EXPECT_EQ(RedactSecretsIn("ticket INC-2024-0042 by alice@example.com"),
+            "ticket INC-2024-0042 by alice@example.com");
   EXPECT_EQ(RedactSecretsIn(""), "");
 }
 
