@@ -19,11 +19,16 @@ class Collector : public pqxx::notification_receiver {
   std::vector<std::string> payloads;
 };
 
-// The backend answering on `c` and whether it LISTENs on `channel`.
-ListenerSession QueryListenerSession(pqxx::connection& c, const std::string& channel) {
+// The backend answering on `c` and whether it LISTENs on `channel`; `*server_time`: the
+// server's clock_timestamp() as it answered.
+ListenerSession QueryListenerSession(pqxx::connection& c, const std::string& channel,
+                                     absl::Time* server_time) {
   pqxx::nontransaction tx(c);
   pqxx::row row = tx.exec_params1(
-      "SELECT pg_backend_pid(), $1 = ANY (ARRAY(SELECT pg_listening_channels()))", channel);
+      "SELECT pg_backend_pid(), $1 = ANY (ARRAY(SELECT pg_listening_channels())), "
+      "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
+      channel);
+  *server_time = absl::FromUnixMicros(row[2].as<int64_t>());
   return {.backend_pid = row[0].as<int>(), .listening = row[1].as<bool>()};
 }
 
@@ -42,13 +47,39 @@ absl::Status CheckListenerSession(const std::string& channel, int listener_pid,
                    " (behind a pooler in transaction or statement mode notifications are lost)"));
 }
 
+absl::Status CheckClockSkew(absl::Time sent, absl::Time received, absl::Time server_time,
+                            absl::Duration max_skew) {
+  if (server_time >= sent - max_skew && server_time <= received + max_skew) {
+    return absl::OkStatus();
+  }
+  const absl::Duration skew = server_time < sent ? server_time - sent : server_time - received;
+  return absl::FailedPreconditionError(
+      absl::StrCat("the database server's clock is ", absl::FormatDuration(skew),
+                   " off this host's (allowed: ", absl::FormatDuration(max_skew), ")"));
+}
+
 NotificationFeed::NotificationFeed(std::string url, std::string channel, Callbacks callbacks,
-                                   Clock* clock, absl::Duration heartbeat)
+                                   Clock* clock, absl::Duration heartbeat,
+                                   absl::Duration max_clock_skew)
     : connection_string_(ConnectionString(url, heartbeat * 5)),
       channel_(std::move(channel)),
       callbacks_(std::move(callbacks)),
       clock_(clock),
-      heartbeat_(heartbeat) {}
+      heartbeat_(heartbeat),
+      max_clock_skew_(max_clock_skew) {}
+
+bool NotificationFeed::ClocksAgree(absl::Time sent, absl::Time received, absl::Time server_time) {
+  if (max_clock_skew_ == absl::InfiniteDuration()) return true;
+  absl::Status s = CheckClockSkew(sent, received, server_time, max_clock_skew_);
+  if (!s.ok() && !skewed_) {
+    LogError("host and database clocks disagree; not in sync until they agree",
+             {{"channel", channel_}, {"status", s.ToString()}});
+  } else if (s.ok() && skewed_) {
+    LogInfo("host and database clocks agree again", {{"channel", channel_}});
+  }
+  skewed_ = !s.ok();
+  return s.ok();
+}
 
 NotificationFeed::~NotificationFeed() { Stop(); }
 
@@ -97,7 +128,8 @@ absl::Status NotificationFeed::Session(bool* synced) {
     // still listening: behind a pooler in transaction mode statements land on whichever
     // server session is free, notifications go to a session nobody reads, and a plain
     // SELECT 1 would still succeed.
-    const ListenerSession listener = QueryListenerSession(c, channel_);
+    absl::Time server_time;
+    const ListenerSession listener = QueryListenerSession(c, channel_, &server_time);
     if (absl::Status s = CheckListenerSession(channel_, listener.backend_pid, listener); !s.ok()) {
       return s;
     }
@@ -105,12 +137,12 @@ absl::Status NotificationFeed::Session(bool* synced) {
     // missed; a change seen twice is harmless.
     absl::Time as_of = clock_->Now();
     if (absl::Status s = callbacks_.resync(c); !s.ok()) return s;
-    if (absl::Status s =
-            CheckListenerSession(channel_, listener.backend_pid, QueryListenerSession(c, channel_));
-        !s.ok()) {
+    absl::Time sent = clock_->Now();
+    ListenerSession answering = QueryListenerSession(c, channel_, &server_time);
+    if (absl::Status s = CheckListenerSession(channel_, listener.backend_pid, answering); !s.ok()) {
       return s;
     }
-    callbacks_.in_sync(as_of);
+    if (ClocksAgree(sent, clock_->Now(), server_time)) callbacks_.in_sync(as_of);
     *synced = true;
     LogInfo("notification feed in sync", {{"channel", channel_}});
     while (!Stopping()) {
@@ -119,8 +151,9 @@ absl::Status NotificationFeed::Session(bool* synced) {
       // A round trip proves the connection alive; the server sends every notification
       // committed before it started ahead of its reply.
       as_of = clock_->Now();
-      if (absl::Status s = CheckListenerSession(channel_, listener.backend_pid,
-                                                QueryListenerSession(c, channel_));
+      answering = QueryListenerSession(c, channel_, &server_time);
+      const absl::Time received = clock_->Now();
+      if (absl::Status s = CheckListenerSession(channel_, listener.backend_pid, answering);
           !s.ok()) {
         return s;
       }
@@ -132,7 +165,7 @@ absl::Status NotificationFeed::Session(bool* synced) {
         payloads.erase(std::unique(payloads.begin(), payloads.end()), payloads.end());
         if (absl::Status s = callbacks_.changed(c, payloads); !s.ok()) return s;
       }
-      callbacks_.in_sync(as_of);
+      if (ClocksAgree(as_of, received, server_time)) callbacks_.in_sync(as_of);
     }
     return absl::OkStatus();
   } catch (const std::exception& e) {

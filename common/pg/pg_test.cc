@@ -948,6 +948,41 @@ TEST_F(NotificationFeedTest, InSyncCoversEveryEarlierCommit) {
   }
 }
 
+TEST(CheckClockSkewTest, AllowsTheRoundTripAndTheBoundEitherWay) {
+  const absl::Time sent = absl::FromUnixSeconds(1'800'000'000);
+  const absl::Time received = sent + absl::Milliseconds(30);
+  const absl::Duration bound = absl::Seconds(1);
+  EXPECT_TRUE(CheckClockSkew(sent, received, sent + absl::Milliseconds(10), bound).ok());
+  EXPECT_TRUE(CheckClockSkew(sent, received, sent - bound, bound).ok());
+  EXPECT_TRUE(CheckClockSkew(sent, received, received + bound, bound).ok());
+  absl::Status behind = CheckClockSkew(sent, received, sent - absl::Seconds(5), bound);
+  EXPECT_EQ(behind.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(behind.message(), ::testing::HasSubstr("-5s"));
+  EXPECT_EQ(CheckClockSkew(sent, received, received + absl::Seconds(2), bound).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(NotificationFeedTest, NoHeartbeatWhileTheHostsClockDisagreesWithTheDatabases) {
+  // A consumer judging expiry by a clock minutes off would honour expired keys (or refuse
+  // valid ones) for minutes: it must turn stale instead, and recover once the clocks agree.
+  SkewedClock clock(Clock::Real(), absl::Minutes(-5));
+  NotificationFeed feed(url_, "feed_chan_skew", recorder_.Callbacks(), &clock,
+                        absl::Milliseconds(50), absl::Seconds(1));
+  feed.Start();
+  ASSERT_TRUE(Eventually([&] { return recorder_.resyncs() == 1; }));
+  Notify("feed_chan_skew", "still-delivered");
+  ASSERT_TRUE(Eventually([&] { return recorder_.Received("still-delivered"); }));
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(recorder_.in_sync_count(), 0u);
+  clock.set_skew(absl::Minutes(5));
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(recorder_.in_sync_count(), 0u);
+  clock.set_skew(absl::ZeroDuration());
+  ASSERT_TRUE(Eventually([&] { return recorder_.in_sync_count() >= 2; }));
+  feed.Stop();
+  EXPECT_EQ(recorder_.resyncs(), 1);  // The session was kept throughout.
+}
+
 TEST_F(NotificationFeedTest, FailingCallbackResyncs) {
   NotificationFeed feed(url_, "feed_chan_e", recorder_.Callbacks(), Clock::Real(),
                         absl::Milliseconds(50));

@@ -167,4 +167,40 @@ std::string RedactSecret(absl::string_view secret) {
   return "...";
 }
 
+// No word in a reason is this long a base62 run, but a secret's random part is (43).
+constexpr size_t kBareSecretRun = 32;
+
+std::string RedactSecretsIn(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    absl::string_view prefix;
+    for (const auto& [kind, p] : kPrefixes) {
+      if (absl::StartsWith(text.substr(i), p)) prefix = p;
+    }
+    if (prefix.empty()) {
+      // A secret pasted without its prefix (or only its secret part): a long base62 run at
+      // the start of a word.
+      size_t end = i;
+      while (end < text.size() && kIsBase62[static_cast<unsigned char>(text[end])]) ++end;
+      const bool word_start = i == 0 || !kIsBase62[static_cast<unsigned char>(text[i - 1])];
+      if (word_start && end - i >= kBareSecretRun) {
+        absl::StrAppend(&out, "...", text.substr(end - 4, 4));
+        i = end;
+      } else {
+        out.push_back(text[i++]);
+      }
+      continue;
+    }
+    size_t end = i + prefix.size();
+    while (end < text.size() && kIsBase62[static_cast<unsigned char>(text[end])]) ++end;
+    const absl::string_view run = text.substr(i + prefix.size(), end - i - prefix.size());
+    // The last four characters are what listings show; anything shorter shows nothing.
+    absl::StrAppend(&out, prefix, "...", run.size() > 4 ? run.substr(run.size() - 4) : "");
+    i = end;
+  }
+  return out;
+}
+
 }  // namespace policy::keys

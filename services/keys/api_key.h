@@ -55,6 +55,12 @@ absl::StatusOr<NewSecret> GenerateSecret(KeyKind kind);
 // The prefix, an ellipsis and the last four characters: "psk_proj_...k9Qa".
 std::string RedactSecret(absl::string_view secret);
 
+// `text` with everything that looks like a secret (a key prefix and the base62 run after it;
+// a base62 run of 32 or more characters without one) redacted as RedactSecret does, so that free
+// text a caller supplies (a revocation reason: "leaked: psk_proj_...") never carries key material
+// into the database, the ledger or logs.
+std::string RedactSecretsIn(absl::string_view text);
+
 }  // namespace policy::keys
 
 #endif  // POLICY_SERVICES_KEYS_API_KEY_H_

@@ -111,5 +111,26 @@ TEST(ApiKeyTest, RedactionKeepsPrefixAndLastFour) {
   EXPECT_EQ(RedactSecret("garbage"), "...");
 }
 
+TEST(ApiKeyTest, RedactsEverySecretInFreeText) {
+  absl::StatusOr<NewSecret> a = GenerateSecret(KeyKind::kProject);
+  absl::StatusOr<NewSecret> b = GenerateSecret(KeyKind::kAdmin);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(RedactSecretsIn(absl::StrCat("leaked ", a->secret, ", ", b->secret, ".")),
+            absl::StrCat("leaked ", RedactSecret(a->secret), ", ", RedactSecret(b->secret), "."));
+  EXPECT_EQ(RedactSecretsIn("truncated psk_svc_ab and psk_proj_"),
+            "truncated psk_svc_... and psk_proj_...");
+  EXPECT_EQ(RedactSecretsIn("nothing to hide"), "nothing to hide");
+  // Pasted without the prefix, or only the secret part.
+  const std::string bare = a->secret.substr(PrefixOf(KeyKind::kProject).size());
+  const std::string middle(ParseSecret(a->secret)->random_part);
+  EXPECT_EQ(RedactSecretsIn(absl::StrCat("saw ", bare, " in a log")),
+            absl::StrCat("saw ...", bare.substr(bare.size() - 4), " in a log"));
+  EXPECT_EQ(RedactSecretsIn(absl::StrCat("(", middle, ")")),
+            absl::StrCat("(...", middle.substr(middle.size() - 4), ")"));
+  EXPECT_EQ(RedactSecretsIn("ticket INC-2024-0042 by alice@example.com"),
+            "ticket INC-2024-0042 by alice@example.com");
+  EXPECT_EQ(RedactSecretsIn(""), "");
+}
+
 }  // namespace
 }  // namespace policy::keys

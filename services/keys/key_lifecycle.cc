@@ -355,7 +355,8 @@ absl::StatusOr<std::pair<KeyRecord, bool>> KeyLifecycle::Revoke(const std::strin
   RETURN_IF_ERROR(ValidateReason(reason));
   RETURN_IF_ERROR(ValidateActor(actor));
   const absl::Time now = clock_->Now();
-  const std::string why = reason.empty() ? "revoked" : reason;
+  // A reason may quote the leaked key itself: never store, record or log its secret.
+  const std::string why = reason.empty() ? "revoked" : RedactSecretsIn(reason);
   return store_->Revoke(key_id, why, now, actor);
 }
 
@@ -377,7 +378,7 @@ absl::StatusOr<std::vector<KeyRecord>> KeyLifecycle::RevokePrincipal(const std::
   RETURN_IF_ERROR(ValidateId(owner.id, "owner.id"));
   RETURN_IF_ERROR(ValidateReason(reason));
   RETURN_IF_ERROR(ValidateActor(actor));
-  const std::string why = reason.empty() ? "principal's keys revoked" : reason;
+  const std::string why = reason.empty() ? "principal's keys revoked" : RedactSecretsIn(reason);
   const std::string fingerprint =
       Fingerprint({kOpRevokePrincipal, PrincipalTypeName(owner.type), owner.id, why});
   ASSIGN_OR_RETURN(std::optional<IdempotencyRecord> earlier,

@@ -353,6 +353,32 @@ TEST_F(KeyLifecycleTest, RevokeIsIdempotentAndKeepsTheFirstReason) {
   EXPECT_EQ(std::count(actions.begin(), actions.end(), "KEY_REVOKED"), 1);
 }
 
+TEST_F(KeyLifecycleTest, AReasonQuotingTheSecretNeverStoresOrRecordsIt) {
+  IssuedKey leaked = MustCreate(Params("alice"));
+  IssuedKey other = MustCreate(Params("bob"));
+  const std::string middle(ParseSecret(leaked.secret)->random_part);
+  auto revoked = lifecycle_.Revoke(leaked.key.key_id, absl::StrCat("leaked: ", leaked.secret, "!"));
+  ASSERT_TRUE(revoked.ok()) << revoked.status();
+  EXPECT_EQ(revoked->first.revocation_reason,
+            absl::StrCat("leaked: ", RedactSecret(leaked.secret), "!"));
+  auto by_owner = lifecycle_.RevokePrincipal(
+      "off-leak", {PrincipalType::kMember, "bob"},
+      absl::StrCat("posted ", other.secret, " and ", leaked.secret, " in chat"));
+  ASSERT_TRUE(by_owner.ok()) << by_owner.status();
+  ASSERT_THAT(*by_owner, SizeIs(1));
+  for (const std::string& reason :
+       {store_.Get(leaked.key.key_id)->revocation_reason, (*by_owner)[0].revocation_reason}) {
+    EXPECT_THAT(reason, ::testing::Not(HasSubstr(middle)));
+    EXPECT_THAT(reason, ::testing::Not(HasSubstr(ParseSecret(other.secret)->random_part)));
+  }
+  for (const ledger::LedgerRecord& r : OutboxRecords(store_)) {
+    for (const auto& [name, value] : r.metadata) {
+      EXPECT_THAT(value, ::testing::Not(HasSubstr(middle))) << name;
+      EXPECT_THAT(value, ::testing::Not(HasSubstr(ParseSecret(other.secret)->random_part)));
+    }
+  }
+}
+
 TEST_F(KeyLifecycleTest, RevokePrincipalRevokesOnlyTheirLiveKeys) {
   IssuedKey a1 = MustCreate(Params("alice"));
   IssuedKey a2 = MustCreate(Params("alice", "proj-prod"));

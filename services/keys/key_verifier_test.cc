@@ -187,6 +187,26 @@ TEST_F(KeyVerifierTest, StaleCacheFailsClosed) {
   EXPECT_TRUE(verifier.Verify(issued.secret).ok());
 }
 
+TEST_F(KeyVerifierTest, AClockSteppedBackProvesNothingAndFailsClosedUntilTheNextProof) {
+  // The last proof was taken at T; the host's clock then steps back an hour (NTP, a VM
+  // restore). The proof says nothing about "now": were the lag counted as zero, the replica
+  // would verify from memory for an hour without a single heartbeat from the database.
+  KeyVerifier verifier(pepper_.get(), &clock_, absl::Seconds(1));
+  IssuedKey issued = Create();
+  verifier.OnReset({issued.key});
+  verifier.OnInSync(clock_.Now());
+  ASSERT_TRUE(verifier.Verify(issued.secret).ok());
+  clock_.Advance(absl::Hours(-1));
+  EXPECT_FALSE(verifier.InSync());
+  EXPECT_EQ(verifier.Verify(issued.secret).status().code(), absl::StatusCode::kUnavailable);
+  clock_.Advance(absl::Minutes(30));  // Still before the last proof: still nothing proven.
+  EXPECT_EQ(verifier.Verify(issued.secret).status().code(), absl::StatusCode::kUnavailable);
+  verifier.OnInSync(clock_.Now());  // The feed's next heartbeat, on the stepped-back clock.
+  EXPECT_TRUE(verifier.Verify(issued.secret).ok());
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_EQ(verifier.Verify(issued.secret).status().code(), absl::StatusCode::kUnavailable);
+}
+
 TEST_F(KeyVerifierTest, AResyncSnapshotOlderThanALocalChangeDoesNotUndoIt) {
   IssuedKey revoked = Create();
   KeyRecord before = *store_.Get(revoked.key.key_id);           // Read by a "resync" ...

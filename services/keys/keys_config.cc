@@ -13,6 +13,8 @@ void KeysConfig::Register(config::Parser& p) {
               config::Sensitivity::kSecret);
   p.AddString("bootstrap_admin", &bootstrap_admin,
               "issue the first admin key for this member id, print it once, and exit");
+  p.AddDuration("max_clock_skew", &max_clock_skew,
+                "fail closed while this host's clock and PostgreSQL's disagree by more than this");
   p.AddDuration("sweep_interval", &sweep_interval, "how often ended rotation overlaps are revoked");
   p.AddBool("reveal_denial_reasons", &reveal_denial_reasons,
             "tell callers why verification failed (trusted callers only)");
@@ -42,6 +44,9 @@ absl::Status KeysConfig::Validate() const {
     return absl::InvalidArgumentError("blocking_threads and blocking_queue must be positive");
   }
   if (!audit_target.empty()) RETURN_IF_ERROR(client::CheckTarget("audit_target", audit_target));
+  if (max_clock_skew <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("max_clock_skew must be positive");
+  }
   if (sweep_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("sweep_interval must be positive");
   }

@@ -19,6 +19,10 @@ struct KeysConfig {
   std::string pepper;
   // Issue the first admin key for this member id, print its secret once, and exit.
   std::string bootstrap_admin;
+  // Verification judges expiry and overlap ends by this host's clock: while it and the
+  // database server's disagree by more than this, the cache counts as out of sync (fails
+  // closed). Infinite: not checked.
+  absl::Duration max_clock_skew = absl::Seconds(1);
   // How often overlaps ending and old request ids are swept.
   absl::Duration sweep_interval = absl::Seconds(1);
   // Tell callers why a verification failed; only where callers are trusted (the edge).

@@ -55,7 +55,8 @@ int Main(int argc, char** argv) {
         !s.ok()) {
       return Fail(s);
     }
-    store = std::make_unique<PostgresKeyStore>(pool.get(), clock, config.storage.watch_heartbeat);
+    store = std::make_unique<PostgresKeyStore>(pool.get(), clock, config.storage.watch_heartbeat,
+                                               config.max_clock_skew);
   } else {
     store = std::make_unique<MemoryKeyStore>();
   }

@@ -124,10 +124,12 @@ std::vector<ledger::LedgerRecord> RecordsOf(
 
 }  // namespace
 
-PostgresKeyStore::PostgresKeyStore(pg::Pool* pool, Clock* clock, absl::Duration watch_heartbeat)
+PostgresKeyStore::PostgresKeyStore(pg::Pool* pool, Clock* clock, absl::Duration watch_heartbeat,
+                                   absl::Duration max_clock_skew)
     : pool_(pool),
       clock_(clock),
       watch_heartbeat_(watch_heartbeat),
+      max_clock_skew_(max_clock_skew),
       outbox_(pool, "keys.ledger_outbox") {}
 
 std::vector<pg::Privilege> PostgresKeyStore::Privileges() {
@@ -375,7 +377,8 @@ void PostgresKeyStore::Watch(KeyStoreObserver* observer) {
   };
   callbacks.in_sync = [observer](absl::Time as_of) { observer->OnInSync(as_of); };
   feed_ = std::make_unique<pg::NotificationFeed>(pool_->options().url, "policy_keys_changed",
-                                                 std::move(callbacks), clock_, watch_heartbeat_);
+                                                 std::move(callbacks), clock_, watch_heartbeat_,
+                                                 max_clock_skew_);
   feed_->Start();
 }
 

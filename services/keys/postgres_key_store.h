@@ -22,8 +22,11 @@ namespace policy::keys {
 // (ledger::PostgresOutbox), written in each change's transaction.
 class PostgresKeyStore : public KeyStore {
  public:
+  // `max_clock_skew`: the watch reports no heartbeats (the observer turns stale) while this
+  // host's clock and the database server's disagree by more than this; see NotificationFeed.
   PostgresKeyStore(pg::Pool* pool, Clock* clock,
-                   absl::Duration watch_heartbeat = absl::Milliseconds(200));
+                   absl::Duration watch_heartbeat = absl::Milliseconds(200),
+                   absl::Duration max_clock_skew = absl::InfiniteDuration());
   ~PostgresKeyStore() override;
 
   // What the store's statements need of schema `keys`, which migration 004 grants
@@ -58,6 +61,7 @@ class PostgresKeyStore : public KeyStore {
   pg::Pool* const pool_;
   Clock* const clock_;
   const absl::Duration watch_heartbeat_;
+  const absl::Duration max_clock_skew_;
   ledger::PostgresOutbox outbox_;
   // Tells the observer about this process's own changes at once, ahead of the notification.
   void NotifyLocal(std::vector<KeyRecord> keys);
