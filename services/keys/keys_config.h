@@ -22,7 +22,7 @@ struct KeysConfig {
   // Verification judges expiry and overlap ends by this host's clock: while it and the
   // database server's disagree by more than this, the cache counts as out of sync (fails
   // closed). Infinite: not checked.
-  absl::Duration max_clock_skew = absl::Seconds(1);
+  absl::Duration max_clock_skew = absl::Seconds(5);
   // How often overlaps ending and old request ids are swept.
   absl::Duration sweep_interval = absl::Seconds(1);
   // Tell callers why a verification failed; only where callers are trusted (the edge).
