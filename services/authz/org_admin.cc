@@ -1,6 +1,8 @@
 #include "services/authz/org_admin.h"
 
 #include <algorithm>
+#include <initializer_list>
+#include <type_traits>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -34,6 +36,81 @@ bool LimitsDiffer(const ServiceAccount& a, const ServiceAccount& b) {
 
 absl::Status NotFound(absl::string_view kind, absl::string_view id) {
   return absl::NotFoundError(absl::StrCat("no ", kind, " ", Quoted(id)));
+}
+
+// A creation where `stored` holds the id already: OK when `wanted` asks for exactly what is
+// stored (a retried creation, which then changes and records nothing), else ALREADY_EXISTS
+// naming the first field, as the proto names it, in which they differ. A removed member or
+// service account, or an archived project, differs in removed_at or archived: never revived.
+absl::Status ExistsAlready(absl::string_view kind, absl::string_view id,
+                           std::initializer_list<std::pair<bool, absl::string_view>> differs) {
+  for (const auto& [differ, field] : differs) {
+    if (differ) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(kind, " ", Quoted(id), " exists already, with a different ", field));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Compared as stored: lists sorted as OrgState::Sort sorts them.
+template <typename T>
+T Normalized(T entity) {
+  OrgState state;
+  if constexpr (std::is_same_v<T, Project>) {
+    state.projects.push_back(std::move(entity));
+    state.Sort();
+    return std::move(state.projects.front());
+  } else if constexpr (std::is_same_v<T, Member>) {
+    state.members.push_back(std::move(entity));
+    state.Sort();
+    return std::move(state.members.front());
+  } else {
+    state.service_accounts.push_back(std::move(entity));
+    state.Sort();
+    return std::move(state.service_accounts.front());
+  }
+}
+
+absl::Status CreationOver(const Project& stored, const Project& wanted) {
+  const Project w = Normalized(wanted);
+  return ExistsAlready(
+      "project", stored.id,
+      {{stored.name != w.name, "name"},
+       {stored.environment != w.environment, "environment"},
+       {stored.archived != w.archived, "archived"},
+       {stored.data_policy != w.data_policy, "data_policy"},
+       {stored.allowed_models != w.allowed_models, "allowed_models"},
+       {stored.rpm_limit != w.rpm_limit || stored.tpm_limit != w.tpm_limit, "limits"},
+       {stored.member_rpm_limit != w.member_rpm_limit ||
+            stored.member_tpm_limit != w.member_tpm_limit,
+        "member_limits"},
+       {stored.key_holders != w.key_holders, "key_holders"},
+       {stored != w, "setting"}});
+}
+
+absl::Status CreationOver(const Member& stored, const Member& wanted) {
+  const Member w = Normalized(wanted);
+  return ExistsAlready("member", stored.id,
+                       {{stored.email != w.email, "email"},
+                        {stored.grants != w.grants, "grants"},
+                        {stored.removed_at != w.removed_at, "removed_at"},
+                        {stored.provisioned_by != w.provisioned_by, "provisioned_by"},
+                        {stored != w, "setting"}});
+}
+
+absl::Status CreationOver(const ServiceAccount& stored, const ServiceAccount& wanted) {
+  const ServiceAccount w = Normalized(wanted);
+  return ExistsAlready(
+      "service account", stored.id,
+      {{stored.project != w.project, "project"},
+       {stored.environment != w.environment, "environment"},
+       {stored.permissions != w.permissions, "permissions"},
+       {stored.ip_allowlist != w.ip_allowlist, "ip_allowlist"},
+       {stored.rpm_limit != w.rpm_limit || stored.tpm_limit != w.tpm_limit, "limits"},
+       {stored.max_key_lifetime != w.max_key_lifetime, "max_key_lifetime"},
+       {stored.removed_at != w.removed_at, "removed_at"},
+       {stored != w, "setting"}});
 }
 
 // What a plan would do to organisation `version`. The changes stamp the time they are made
@@ -94,9 +171,8 @@ absl::StatusOr<Project> OrgAdmin::CreateProject(absl::string_view actor, Project
   project.archived = false;
   ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
                                   [&](OrgState& s) -> absl::Status {
-                                    if (s.FindProject(project.id) != nullptr) {
-                                      return absl::AlreadyExistsError(absl::StrCat(
-                                          "project ", Quoted(project.id), " exists already"));
+                                    if (const Project* p = s.FindProject(project.id)) {
+                                      return CreationOver(*p, project);
                                     }
                                     s.projects.push_back(project);
                                     return absl::OkStatus();
@@ -150,9 +226,8 @@ absl::StatusOr<Member> OrgAdmin::AddMember(absl::string_view actor, Member membe
   member.provisioned_by.clear();
   ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
                                   [&](OrgState& s) -> absl::Status {
-                                    if (s.FindMember(member.id) != nullptr) {
-                                      return absl::AlreadyExistsError(absl::StrCat(
-                                          "member ", Quoted(member.id), " exists already"));
+                                    if (const Member* m = s.FindMember(member.id)) {
+                                      return CreationOver(*m, member);
                                     }
                                     if (s.FindActiveMemberByEmail(member.email) != nullptr) {
                                       return absl::AlreadyExistsError(absl::StrCat(
@@ -336,9 +411,8 @@ absl::StatusOr<ServiceAccount> OrgAdmin::CreateServiceAccount(absl::string_view 
   ASSIGN_OR_RETURN(Mutated m,
                    store_->Mutate(
                        [&](OrgState& s) -> absl::Status {
-                         if (s.FindServiceAccount(account.id) != nullptr) {
-                           return absl::AlreadyExistsError(absl::StrCat(
-                               "service account ", Quoted(account.id), " exists already"));
+                         if (const ServiceAccount* a = s.FindServiceAccount(account.id)) {
+                           return CreationOver(*a, account);
                          }
                          s.service_accounts.push_back(account);
                          return absl::OkStatus();

@@ -1,5 +1,6 @@
 // One suite, every OrgStore: the memory store always, PostgreSQL whenever a test database is
 // configured (always in CI: POLICY_TEST_REQUIRE_PG=1 makes a missing one fatal).
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <pqxx/pqxx>
@@ -388,6 +389,89 @@ TEST_P(OrgStoreConformanceTest, ACacheServesTheLatestSnapshot) {
   absl::StatusOr<Decision> decision = Check(*view->snapshot, request, kNow);
   ASSERT_TRUE(decision.ok());
   EXPECT_TRUE(decision->allowed) << DenyReasonName(decision->reason);
+}
+
+// A create retried after its answer was lost (the deadline passed after the commit) finds what
+// it made: the same content is OK with the stored object, changing and recording nothing;
+// other content under the id is ALREADY_EXISTS naming the first differing field.
+TEST_P(OrgStoreConformanceTest, CreatesAreIdempotentOnContent) {
+  OrgCache cache(Clock::Real(), absl::Seconds(5));
+  store_->Watch(&cache);
+  absl::Cleanup stop = [&] { store_->StopWatching(); };
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow, kSource).ok());
+  ASSERT_TRUE(policy::testing::Eventually([&] { return cache.InSync(); }));
+  OrgAdmin admin(store_, &cache, Clock::Real());
+
+  Project project = MakeProject("billing");
+  Member member = MakeMember("erin", {{Role::kMember, "support", std::nullopt},
+                                      {Role::kReader, "research", std::nullopt}});
+  ServiceAccount account;
+  account.id = "sa-billing";
+  account.project = "support";
+  account.environment = Environment::kProduction;
+  account.permissions = {"embeddings", "chat.completions"};
+  account.rpm_limit = 10;
+  absl::StatusOr<Project> created_project = admin.CreateProject("alice", project);
+  ASSERT_TRUE(created_project.ok()) << created_project.status();
+  absl::StatusOr<Member> created_member = admin.AddMember("alice", member);
+  ASSERT_TRUE(created_member.ok()) << created_member.status();
+  absl::StatusOr<ServiceAccount> created_account = admin.CreateServiceAccount("alice", account);
+  ASSERT_TRUE(created_account.ok()) << created_account.status();
+  ASSERT_TRUE(policy::testing::Eventually([&] { return cache.InSync(); }));
+  const int64_t version = store_->Load().value()->version;
+  const size_t records = Actions(store_->outbox()).size();
+
+  // The same requests again, lists in another order, by another administrator.
+  std::reverse(project.allowed_models.begin(), project.allowed_models.end());
+  std::reverse(member.grants.begin(), member.grants.end());
+  absl::StatusOr<Project> again_project = admin.CreateProject("alice", project);
+  ASSERT_TRUE(again_project.ok()) << again_project.status();
+  EXPECT_EQ(*again_project, *created_project);
+  absl::StatusOr<Member> again_member = admin.AddMember("alice", member);
+  ASSERT_TRUE(again_member.ok()) << again_member.status();
+  EXPECT_EQ(*again_member, *created_member);
+  absl::StatusOr<ServiceAccount> again_account = admin.CreateServiceAccount("alice", account);
+  ASSERT_TRUE(again_account.ok()) << again_account.status();
+  EXPECT_EQ(*again_account, *created_account);
+  EXPECT_EQ(store_->Load().value()->version, version);
+  EXPECT_EQ(Actions(store_->outbox()).size(), records);
+
+  // Other content: refused, naming the first field that differs.
+  Project renamed = project;
+  renamed.name = "Billing";
+  renamed.rpm_limit = 1;
+  absl::Status refused = admin.CreateProject("alice", renamed).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kAlreadyExists) << refused;
+  EXPECT_EQ(refused.message(), "project 'billing' exists already, with a different name");
+  Project limited = project;
+  limited.member_tpm_limit = 1;
+  refused = admin.CreateProject("alice", limited).status();
+  EXPECT_EQ(refused.message(), "project 'billing' exists already, with a different member_limits");
+  Member moved = member;
+  moved.email = "erin@other.example";
+  refused = admin.AddMember("alice", moved).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kAlreadyExists) << refused;
+  EXPECT_EQ(refused.message(), "member 'erin' exists already, with a different email");
+  Member fewer = member;
+  fewer.grants.pop_back();
+  refused = admin.AddMember("alice", fewer).status();
+  EXPECT_EQ(refused.message(), "member 'erin' exists already, with a different grants");
+  ServiceAccount wider = account;
+  wider.permissions.pop_back();
+  wider.max_key_lifetime = absl::Hours(1);
+  refused = admin.CreateServiceAccount("alice", wider).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kAlreadyExists) << refused;
+  EXPECT_EQ(refused.message(),
+            "service account 'sa-billing' exists already, with a different permissions");
+  EXPECT_EQ(store_->Load().value()->version, version);
+  EXPECT_EQ(Actions(store_->outbox()).size(), records);
+
+  // A removed member keeps its id for good: the same request does not bring them back.
+  ASSERT_TRUE(admin.RemoveMember("alice", "erin").ok());
+  ASSERT_TRUE(policy::testing::Eventually([&] { return cache.InSync(); }));
+  refused = admin.AddMember("alice", member).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kAlreadyExists) << refused;
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("removed_at"));
 }
 
 // Invitations are stored by the digest of their secret id; one stored with its plain id

@@ -91,6 +91,14 @@ std::string ChangedEndpointFields(const Endpoint& before, const Endpoint& after)
   return absl::StrJoin(fields, ",");
 }
 
+absl::Status CreationOverExisting(const Endpoint& stored, const Endpoint& wanted) {
+  const std::string fields = ChangedEndpointFields(stored, wanted);
+  if (fields.empty()) return absl::OkStatus();
+  const absl::string_view first = absl::string_view(fields).substr(0, fields.find(','));
+  return absl::AlreadyExistsError(
+      absl::StrCat("endpoint ", Quoted(stored.id), " exists already, with a different ", first));
+}
+
 absl::StatusOr<ledger::LedgerRecord> EndpointUpdatedRecord(const Endpoint& before,
                                                            const Endpoint& after,
                                                            absl::string_view actor) {

@@ -31,6 +31,11 @@ absl::string_view LedgerResidencyName(Residency r);
 // write nothing for it, and record nothing, so that a retried update is recorded once.
 std::string ChangedEndpointFields(const Endpoint& before, const Endpoint& after);
 
+// A creation of `wanted` where `stored` has its id already: OK when they are equal (a retried
+// creation, which changes and records nothing), else ALREADY_EXISTS naming the first field in
+// which they differ.
+absl::Status CreationOverExisting(const Endpoint& stored, const Endpoint& wanted);
+
 // The records of the three changes, in the organisation's ledger (no project, no subject),
 // action ENDPOINT_CHANGED by `actor`, with metadata "change" ("created", "updated",
 // "deleted") and "endpoint" (its id); a creation and an update add the endpoint's "region",

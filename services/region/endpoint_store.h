@@ -54,9 +54,11 @@ class EndpointStore {
   // Each change is made by `actor`, which is valid (ValidateActor); the store does not check.
   // INTERNAL when the record's request id cannot be drawn (nothing happened).
   //
-  // ALREADY_EXISTS when the id is taken, RESOURCE_EXHAUSTED when the registry holds
-  // kMaxEndpoints endpoints (nothing written either way). The endpoint is valid
-  // (ValidateEndpoint); the store does not check.
+  // An endpoint equal to the stored one of its id is no change (a retried creation): OK, and
+  // nothing is written or recorded. ALREADY_EXISTS naming the first differing field when the
+  // id is taken by another, RESOURCE_EXHAUSTED when the registry holds kMaxEndpoints endpoints
+  // (nothing written either way). The endpoint is valid (ValidateEndpoint); the store does not
+  // check.
   virtual absl::Status Create(const Endpoint& endpoint, const std::string& actor) = 0;
   // Replaces the endpoint of the same id; NOT_FOUND when there is none. An endpoint equal to
   // the stored one is no change: OK, and nothing is written or recorded.

@@ -298,10 +298,34 @@ TEST_P(EndpointStoreConformanceTest, DuplicateCreateIsAlreadyExistsAndChangesNot
   Endpoint second = OpenAi("dup");
   absl::Status status = store_->Create(second, kActor);
   EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
-  EXPECT_EQ(status.message(), "endpoint 'dup' exists already");
+  EXPECT_EQ(status.message(), "endpoint 'dup' exists already, with a different region");
   EndpointStore::Listing listing = MustList();
   EXPECT_THAT(listing.endpoints, ElementsAre(first));
   EXPECT_EQ(listing.version, version);
+
+  // The first field that differs is named, in the proto's order.
+  Endpoint heavier = first;
+  heavier.weight = first.weight + 1;
+  heavier.enabled = !first.enabled;
+  status = store_->Create(heavier, kActor);
+  EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
+  EXPECT_EQ(status.message(), "endpoint 'dup' exists already, with a different weight");
+  EXPECT_THAT(MustList().endpoints, ElementsAre(first));
+  EXPECT_THAT(MustReadOutbox(), SizeIs(1));
+}
+
+TEST_P(EndpointStoreConformanceTest, RetriedCreateOfTheSameEndpointIsOkAndRecordedOnce) {
+  const Endpoint first = Azure("retried");
+  ASSERT_TRUE(store_->Create(first, kActor).ok());
+  const int64_t version = MustVersion();
+
+  // Its answer lost, the caller sends the same creation again (another actor: the same change).
+  absl::Status status = store_->Create(first, "bob");
+  EXPECT_TRUE(status.ok()) << status;
+  EndpointStore::Listing listing = MustList();
+  EXPECT_THAT(listing.endpoints, ElementsAre(first));
+  EXPECT_EQ(listing.version, version);
+  EXPECT_THAT(WithoutIds(MustReadOutbox()), ElementsAre(Expected("created", first)));
 }
 
 TEST_P(EndpointStoreConformanceTest, UpdateAndDeleteOfAMissingIdAreNotFound) {
@@ -640,7 +664,9 @@ TEST_P(EndpointStoreConformanceTest, ConcurrentChangesEachWriteOneRecordInTheirO
       if (!store_->Create(Azure(id), absl::StrCat("actor-", i)).ok()) ++failed;
       if (!store_->Update(OpenAi(id), absl::StrCat("actor-", i)).ok()) ++failed;
       if (!store_->Delete(id, absl::StrCat("actor-", i)).ok()) ++failed;
-      if (store_->Create(Azure("contended"), absl::StrCat("actor-", i)).ok()) ++contended;
+      Endpoint mine = Azure("contended");  // Each its own, so that one alone is created.
+      mine.weight = i;
+      if (store_->Create(mine, absl::StrCat("actor-", i)).ok()) ++contended;
     });
   }
   for (std::thread& t : threads) t.join();
@@ -712,7 +738,7 @@ TEST_P(EndpointStoreConformanceTest, AFullRegistryTakesNoMoreEndpoints) {
   EXPECT_EQ(MustVersion(), version);
   EXPECT_TRUE(ValidateRegistry(MustList().endpoints).ok());
   // A taken id is still ALREADY_EXISTS; a place freed takes one.
-  EXPECT_EQ(store_->Create(OpenAi("bulk-7"), kActor).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->Create(Azure("bulk-7"), kActor).code(), absl::StatusCode::kAlreadyExists);
   ASSERT_TRUE(store_->Delete("bulk-7", kActor).ok());
   EXPECT_TRUE(store_->Create(Azure("one-more"), kActor).ok());
 }

@@ -28,10 +28,10 @@ absl::Status MemoryEndpointStore::Create(const Endpoint& endpoint, const std::st
   if (endpoints_.size() >= kMaxEndpoints && !endpoints_.contains(endpoint.id)) {
     return RegistryFull();
   }
-  if (!endpoints_.emplace(endpoint.id, endpoint).second) {
-    return absl::AlreadyExistsError(
-        absl::StrCat("endpoint ", Quoted(endpoint.id), " exists already"));
+  if (auto it = endpoints_.find(endpoint.id); it != endpoints_.end()) {
+    return CreationOverExisting(it->second, endpoint);
   }
+  endpoints_.emplace(endpoint.id, endpoint);
   ++version_;
   outbox_.Add({std::move(record)});
   return absl::OkStatus();

@@ -165,6 +165,15 @@ absl::Status PostgresEndpointStore::Create(const Endpoint& e, const std::string&
   return Transact(Snapshot::kPerStatement, [&](pqxx::work& tx) -> absl::Status {
     // Creations take turns on the registry's row, so that two cannot both take the last place.
     tx.exec("SELECT version FROM region.registry FOR UPDATE");
+    // A retried creation finds the endpoint it made: the same one is no change.
+    pqxx::result stored =
+        tx.exec_params(absl::StrCat("SELECT ", kEndpointColumns,
+                                    " FROM region.endpoints WHERE id = $1 FOR UPDATE"),
+                       e.id);
+    if (!stored.empty()) {
+      ASSIGN_OR_RETURN(Endpoint before, EndpointFromRow(stored[0]));
+      return CreationOverExisting(before, e);
+    }
     const pqxx::row counted = tx.exec_params1(
         "SELECT count(*), count(*) FILTER (WHERE id = $1) FROM region.endpoints", e.id);
     if (counted[0].as<int64_t>() >= static_cast<int64_t>(kMaxEndpoints) &&

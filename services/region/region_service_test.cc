@@ -110,6 +110,25 @@ TEST_F(RegionServiceTest, AChangeWithoutAValidActorIsInvalidArgumentNamingItAndC
   EXPECT_THAT(ids, ElementsAre("kept"));
 }
 
+// A creation retried after its answer was lost finds what it made: OK, nothing new recorded;
+// another endpoint under the id is ALREADY_EXISTS naming the first field that differs.
+TEST_F(RegionServiceTest, ARetriedCreationIsOkAndRecordedOnceAndOtherContentIsRefused) {
+  ASSERT_TRUE(Create(Eu("retried"), "alice").ok());
+  const std::vector<ledger::OutboxEntry> before = Outbox();
+  ASSERT_THAT(before, SizeIs(1));
+  const int64_t version = store_.Version().value();
+  grpc::Status again = Create(Eu("retried"), "alice");
+  EXPECT_TRUE(again.ok()) << again.error_message();
+  v1::Endpoint other = Eu("retried");
+  other.set_base_url("https://elsewhere.openai.azure.com");
+  grpc::Status refused = Create(other, "alice");
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(refused.error_message(),
+            "endpoint 'retried' exists already, with a different base_url");
+  EXPECT_EQ(Outbox(), before);
+  EXPECT_EQ(store_.Version().value(), version);
+}
+
 TEST_F(RegionServiceTest, EachChangeIsRecordedAsTheEdgeRecordedItByTheRequestsActor) {
   v1::Endpoint e = Eu("ep");
   ASSERT_TRUE(Create(e, "alice").ok());

@@ -229,9 +229,15 @@ class AdministrationTest(unittest.TestCase):
         updated = stub(A).UpdateProject(authz_pb2.UpdateProjectRequest(
             actor=actor("olivia"), project=project), timeout=5)
         self.assertEqual(updated.limits.rpm, 10)
+        # A retried creation of what is stored changes nothing; other content is refused.
+        again = stub(A).CreateProject(authz_pb2.CreateProjectRequest(
+            actor=actor("olivia"), project=project), timeout=5)
+        self.assertEqual(again, updated)
+        project.name = "Another name"
         e = error_of(stub(A).CreateProject, authz_pb2.CreateProjectRequest(
             actor=actor("olivia"), project=project), timeout=5)
         self.assertEqual(e.code(), C.ALREADY_EXISTS)
+        self.assertIn("different name", e.details())
 
     def test_project_ids_follow_the_rule_every_service_shares(self):
         # keys and the audit ledger take only these ids: a project authz created with another

@@ -275,6 +275,24 @@ class PolicyctlProcessTest(unittest.TestCase):
         self.assertEqual(emptied.returncode, 0, emptied.stderr)
         self.assertEqual(grants(), [])
 
+    def test_a_retried_add_of_the_same_member_is_done_and_other_content_is_refused(self):
+        # A retry after an answer that never came (exit 4) finds the member it added: done.
+        flags = ("--id=twice", "--email=twice@acme.example", "--roles=member@playground")
+        first = run_policyctl("members", "add", *flags, admin_key=self.alice)
+        self.assertEqual(first.returncode, 0, first.stderr)
+        again = run_policyctl("members", "add", *flags, admin_key=self.alice)
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertEqual(again.stdout, first.stdout)
+        other = run_policyctl("members", "add", "--id=twice", "--email=other@acme.example",
+                              "--roles=member@playground", admin_key=self.alice)
+        self.assertEqual(other.returncode, 1, other.stderr)
+        self.assertIn("ALREADY_EXISTS", other.stderr)
+        self.assertIn("email", other.stderr)
+        listed = run_policyctl("members", "list", "--output=json", admin_key=self.alice)
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertEqual([m["email"] for m in json.loads(listed.stdout)["members"]
+                          if m["id"] == "twice"], ["twice@acme.example"])
+
 
 if __name__ == "__main__":
     unittest.main()

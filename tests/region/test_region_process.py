@@ -136,9 +136,14 @@ class RegionProcessTest(unittest.TestCase):
                 self.assertEqual(ctx.exception.code(), C.INVALID_ARGUMENT)
                 self.assertIn(field, ctx.exception.details())
         self.create(good)
+        self.create(good)  # A retried creation of the same endpoint: OK, nothing changed.
+        other = R.Endpoint()
+        other.CopyFrom(good)
+        other.weight = good.weight + 1
         with self.assertRaises(grpc.RpcError) as ctx:
-            self.create(good)
+            self.create(other)
         self.assertEqual(ctx.exception.code(), C.ALREADY_EXISTS)
+        self.assertIn("different weight", ctx.exception.details())
         with self.assertRaises(grpc.RpcError) as ctx:
             stub(A).UpdateEndpoint(R.UpdateEndpointRequest(
                 endpoint=endpoint(f"missing-{self.u}", R.RESIDENCY_EU), actor=ACTOR), timeout=5)
