@@ -35,10 +35,10 @@ inline constexpr char kTooManyDenials[] = "TOO_MANY_DENIALS";
 
 struct DenialBudgetOptions {
   // Units returned to a key's bucket per minute; 0: no budget, nothing is ever refused.
-  int64_t per_minute = 60;
+  int64_t per_minute = 600;
   // The most a bucket holds: the denials a key may have recorded in a row before its
   // requests are refused. At least 1 when per_minute is not 0.
-  int64_t burst = 20;
+  int64_t burst = 100;
   // The most keys whose buckets are remembered; beyond, those refilled to full are dropped
   // (a full bucket is the same as none), then the ones idle longest.
   size_t max_keys = 100'000;
