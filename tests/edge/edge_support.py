@@ -4,6 +4,7 @@ calling them. Also the seed's endpoints, keys, and a Decide request."""
 
 import collections
 import secrets
+import sys
 import threading
 import time
 import uuid
@@ -232,6 +233,11 @@ class DecideClients:
         with self.lock:
             return sum(1 for _, _, a in self.answered if verdict is None or a.verdict == verdict)
 
+    def wait_for_more(self, more, timeout, message):
+        """Waits until `more` decisions beyond those answered so far are answered."""
+        floor = self.count()
+        pt.wait_until(lambda: self.count() >= floor + more, timeout=timeout, message=message)
+
     def __enter__(self):
         for t in self.threads:
             t.start()
@@ -273,3 +279,21 @@ def check_answered_decisions(test, db, project, environment, answered):
             problems.append((request_id, "fields", model, tokens))
     test.assertEqual(problems, [], f"answered decisions not in the ledger as answered "
                                    f"({len(problems)} of {len(answered)})")
+
+
+def check_after_faults(test, suite, db, project, environment, clients, began):
+    """After faults under load: every decision `clients` were answered is in the ledger as
+    answered (check_answered_decisions), the ledger verifies, and every service runs again."""
+    from policy.audit.v1 import audit_pb2, audit_pb2_grpc
+
+    answered = list(clients.answered)
+    check_answered_decisions(test, db, project, environment, answered)
+    report = audit_pb2_grpc.AuditServiceStub(suite.p["audit"].channel).VerifyLedger(
+        audit_pb2.VerifyLedgerRequest(ledger=audit_pb2.LedgerRef(
+            project=project, environment=environment)), timeout=30).report
+    test.assertTrue(report.valid, report)
+    for name in SERVICES:
+        test.assertTrue(suite.p[name].running(), f"{name} is not running")
+    print(f"\n  {len(answered)} answered ({clients.count(E.VERDICT_ALLOW)} ALLOW), "
+          f"failures {dict(clients.failed)}, {time.monotonic() - began:.1f} s",
+          file=sys.stderr)

@@ -27,7 +27,6 @@ from tests.edge import edge_support as es  # noqa: E402
 from tests.support import policy_testing as pt  # noqa: E402
 
 import grpc  # noqa: E402
-from policy.audit.v1 import audit_pb2, audit_pb2_grpc  # noqa: E402
 from policy.edge.v1 import edge_pb2 as E  # noqa: E402
 
 C = grpc.StatusCode
@@ -130,29 +129,14 @@ class EdgeKillFaultTest(unittest.TestCase):
         began = time.monotonic()
         with es.DecideClients(SUITE, keys) as clients:
             for name in ("audit", "audit", "edge"):
-                floor = clients.count()
-                pt.wait_until(lambda: clients.count() >= floor + 30, timeout=30,
-                              message="decisions answered")
+                clients.wait_for_more(30, timeout=30, message="decisions answered")
                 time.sleep(0.3)
                 self.restart(name)
-            floor = clients.count()
-            pt.wait_until(lambda: clients.count() >= floor + 30, timeout=30,
-                          message="decisions answered after the last restart")
-        answered = list(clients.answered)
-
+            clients.wait_for_more(30, timeout=30,
+                                  message="decisions answered after the last restart")
         # No ALLOW went out unrecorded: an ALLOW answered while audit was down would be
         # missing from the ledger, which this check of every answered decision finds.
-        es.check_answered_decisions(self, DB, PROJECT, ENVIRONMENT, answered)
-
-        report = audit_pb2_grpc.AuditServiceStub(SUITE.p["audit"].channel).VerifyLedger(
-            audit_pb2.VerifyLedgerRequest(ledger=audit_pb2.LedgerRef(
-                project=PROJECT, environment=ENVIRONMENT)), timeout=30).report
-        self.assertTrue(report.valid, report)
-        for name in es.SERVICES:
-            self.assertTrue(SUITE.p[name].running(), name)
-        print(f"\n  {len(answered)} answered ({clients.count(E.VERDICT_ALLOW)} ALLOW), "
-              f"failures {dict(clients.failed)}, {time.monotonic() - began:.1f} s",
-              file=sys.stderr)
+        es.check_after_faults(self, SUITE, DB, PROJECT, ENVIRONMENT, clients, began)
 
 
 if __name__ == "__main__":
