@@ -16,38 +16,21 @@
 #include "services/region/postgres_endpoint_store.h"
 #include "services/region/region_migrations.h"
 #include "services/region/registry_sync.h"
+#include "services/region/registry_sync_testing.h"
 
 namespace policy::region {
 namespace {
 
 using ::testing::UnorderedElementsAre;
 
-constexpr char kActor[] = "member:alice";
+using ::policy::region::testing::Eu;
+using ::policy::region::testing::kActor;
+using ::policy::region::testing::kSkew;
+using ::policy::region::testing::LongCoolDown;
+
 constexpr char kResetSql[] =
     "TRUNCATE region.breakers, region.endpoints, region.ledger_outbox; "
     "UPDATE region.registry SET version = 0";
-constexpr absl::Duration kSkew = absl::Hours(3);
-
-Endpoint Eu(const std::string& id) {
-  Endpoint e;
-  e.id = id;
-  e.region = id;
-  e.base_url = "https://" + id + ".example.com";
-  e.deployment = "gpt-4-1";
-  e.residency = Residency::kEu;
-  e.capabilities = {.zero_data_retention = true, .private_link = true, .cached = false};
-  e.models = {"gpt-4.1"};
-  e.priority = 1;
-  return e;
-}
-
-// A cool-down longer than the retention, so that a state's age, not its open period's end,
-// decides whether it is adopted.
-BreakerOptions LongCoolDown() {
-  BreakerOptions options;
-  options.cool_down = absl::Hours(72);
-  return options;
-}
 
 // A replica: its own clock, `skew` off this host's (the database's, which runs here or agrees
 // with it closely enough for a 3 h skew to dominate), its own store on the shared pool.

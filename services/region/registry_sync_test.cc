@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/region/memory_endpoint_store.h"
+#include "services/region/registry_sync_testing.h"
 
 namespace policy::region {
 namespace {
@@ -23,32 +24,10 @@ using ::policy::testing::ReturnsPromptly;
 using ::testing::ElementsAre;
 using ::testing::Field;
 
-constexpr char kActor[] = "member:alice";
-
-// Far more than a cool-down or a sync interval: a clock off by this much breaks any
-// comparison of times taken on two clocks.
-constexpr absl::Duration kSkew = absl::Hours(3);
-
-Endpoint Eu(const std::string& id) {
-  Endpoint e;
-  e.id = id;
-  e.region = id;
-  e.base_url = "https://" + id + ".example.com";
-  e.deployment = "gpt-4-1";
-  e.residency = Residency::kEu;
-  e.capabilities = {.zero_data_retention = true, .private_link = true, .cached = false};
-  e.models = {"gpt-4.1"};
-  e.priority = 1;
-  return e;
-}
-
-// A cool-down longer than the retention, so that a state's age, not its open period's end,
-// decides whether it is adopted.
-BreakerOptions LongCoolDown() {
-  BreakerOptions options;
-  options.cool_down = absl::Hours(72);
-  return options;
-}
+using ::policy::region::testing::Eu;
+using ::policy::region::testing::kActor;
+using ::policy::region::testing::kSkew;
+using ::policy::region::testing::LongCoolDown;
 
 class RegistrySyncTest : public ::testing::Test {
  protected:
