@@ -158,11 +158,19 @@ absl::StatusOr<NewSecret> GenerateSecret(KeyKind kind) {
   return NewSecret{absl::StrCat(kKeyIdPrefix, id), absl::StrCat(body, View(Checksum(body)))};
 }
 
+namespace {
+
+// How a secret is shown: its prefix (possibly empty), an ellipsis and the last four characters
+// of the rest, which listings show; a rest of four characters or fewer shows nothing.
+std::string Shortened(absl::string_view prefix, absl::string_view rest) {
+  return absl::StrCat(prefix, "...", rest.size() > 4 ? rest.substr(rest.size() - 4) : "");
+}
+
+}  // namespace
+
 std::string RedactSecret(absl::string_view secret) {
   for (const auto& [kind, prefix] : kPrefixes) {
-    if (absl::StartsWith(secret, prefix) && secret.size() >= prefix.size() + 4) {
-      return absl::StrCat(prefix, "...", secret.substr(secret.size() - 4));
-    }
+    if (absl::StartsWith(secret, prefix)) return Shortened(prefix, secret.substr(prefix.size()));
   }
   return "...";
 }
@@ -186,7 +194,7 @@ std::string RedactSecretsIn(absl::string_view text) {
       while (end < text.size() && kIsBase62[static_cast<unsigned char>(text[end])]) ++end;
       const bool word_start = i == 0 || !kIsBase62[static_cast<unsigned char>(text[i - 1])];
       if (word_start && end - i >= kBareSecretRun) {
-        absl::StrAppend(&out, "...", text.substr(end - 4, 4));
+        out += Shortened("", text.substr(i, end - i));
         i = end;
       } else {
         out.push_back(text[i++]);
@@ -195,9 +203,7 @@ std::string RedactSecretsIn(absl::string_view text) {
     }
     size_t end = i + prefix.size();
     while (end < text.size() && kIsBase62[static_cast<unsigned char>(text[end])]) ++end;
-    const absl::string_view run = text.substr(i + prefix.size(), end - i - prefix.size());
-    // The last four characters are what listings show; anything shorter shows nothing.
-    absl::StrAppend(&out, prefix, "...", run.size() > 4 ? run.substr(run.size() - 4) : "");
+    out += Shortened(prefix, text.substr(i + prefix.size(), end - i - prefix.size()));
     i = end;
   }
   return out;
