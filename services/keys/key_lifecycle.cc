@@ -468,9 +468,8 @@ absl::StatusOr<InventoryReport> KeyLifecycle::GetInventoryReport(
 }
 
 absl::Status KeyLifecycle::Sweep() {
-  const absl::Time now = clock_->Now();
-  RETURN_IF_ERROR(store_->RevokeEndedOverlaps(now).status());
-  return store_->ForgetRequestsBefore(now - policy_.idempotency_window).status();
+  RETURN_IF_ERROR(store_->RevokeEndedOverlaps().status());
+  return store_->ForgetRequestsBefore(clock_->Now() - policy_.idempotency_window).status();
 }
 
 absl::StatusOr<IssuedKey> KeyLifecycle::BootstrapAdmin(const Principal& owner) {

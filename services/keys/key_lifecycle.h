@@ -118,9 +118,9 @@ class KeyLifecycle {
   absl::StatusOr<RotationReport> GetRotationReport(const std::optional<std::string>& project);
   absl::StatusOr<InventoryReport> GetInventoryReport(const std::optional<std::string>& project);
 
-  // Revokes keys whose rotation overlap ended (recording kOverlapEnded) and forgets request
-  // ids older than the idempotency window. Run periodically by every replica; safe
-  // concurrently.
+  // Revokes keys whose rotation overlap ended by the store's clock (KeyStore::
+  // RevokeEndedOverlaps: the database server's, not this replica's) and forgets request ids
+  // older than the idempotency window. Run periodically by every replica; safe concurrently.
   absl::Status Sweep();
 
   // Issues an admin key for `owner` when no active or rotating admin key exists: the way into

@@ -47,7 +47,7 @@ class KeyLifecycleTest : public ::testing::Test {
   }
 
   FakeClock clock_;
-  MemoryKeyStore store_;
+  MemoryKeyStore store_{&clock_};
   std::unique_ptr<Pepper> pepper_;
   KeyLifecycle lifecycle_;
 };

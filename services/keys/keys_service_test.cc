@@ -64,7 +64,7 @@ class KeysServiceTest : public ::testing::TestWithParam<bool> {
   }
 
   FakeClock clock_;
-  MemoryKeyStore store_;
+  MemoryKeyStore store_{&clock_};
   std::unique_ptr<Pepper> pepper_;
   std::unique_ptr<KeyLifecycle> lifecycle_;
   std::unique_ptr<KeyVerifier> verifier_;

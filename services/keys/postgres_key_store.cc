@@ -247,16 +247,16 @@ absl::StatusOr<std::vector<KeyRecord>> PostgresKeyStore::RevokeOwnedBy(
   return revoked;
 }
 
-absl::StatusOr<std::vector<KeyRecord>> PostgresKeyStore::RevokeEndedOverlaps(absl::Time at) {
+absl::StatusOr<std::vector<KeyRecord>> PostgresKeyStore::RevokeEndedOverlaps() {
   std::vector<KeyRecord> revoked;
   absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
     pqxx::result rows = tx.exec_params(
         absl::StrCat(
             "UPDATE keys.api_keys SET state = 'revoked', revoked_at = overlap_ends_at, "
-            "revocation_reason = $2 WHERE state = 'rotating' AND overlap_ends_at < expires_at "
-            "AND overlap_ends_at <= ",
-            POLICY_PG_TS("$1"), " RETURNING ", kColumns),
-        Micros(at), std::string(kReasonOverlapEnded));
+            "revocation_reason = $1 WHERE state = 'rotating' AND overlap_ends_at < expires_at "
+            "AND overlap_ends_at <= now() RETURNING ",
+            kColumns),
+        std::string(kReasonOverlapEnded));
     ASSIGN_OR_RETURN(revoked, FromResult(rows));
     outbox_.Write(tx, RecordsOf(revoked, &OverlapEndedEvent));
     return absl::OkStatus();
