@@ -19,7 +19,7 @@ CREATE TRIGGER api_keys_never_truncated BEFORE TRUNCATE ON api_keys
 
 -- A key's state at `as_of`, as the service derives it (StateAt in services/keys/key.cc; keep in
 -- step): a rotating key past the end of an overlap that ended before its expiry is revoked,
--- any other key past its expiry expired.
+-- any other key past its expiry expired. PostgresKeyStore::List filters by it too.
 CREATE FUNCTION api_key_state_at(k api_keys, as_of timestamptz) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
   SELECT CASE WHEN k.state = 'revoked' THEN 'revoked'
