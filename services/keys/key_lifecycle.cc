@@ -240,8 +240,9 @@ absl::StatusOr<IssuedKey> KeyLifecycle::Create(const CreateKeyParams& input) {
   if (params.expires_at.has_value() && params.ttl.has_value()) {
     return absl::InvalidArgumentError("give at most one of expire_time and ttl");
   }
-  if (params.ttl.has_value() && *params.ttl <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("ttl must be positive");
+  if (params.ttl.has_value() && *params.ttl < kMinKeyLifetime) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ttl must be at least ", absl::FormatDuration(kMinKeyLifetime)));
   }
 
   const std::string fingerprint = Fingerprint(
@@ -256,7 +257,10 @@ absl::StatusOr<IssuedKey> KeyLifecycle::Create(const CreateKeyParams& input) {
   const absl::Time now = clock_->Now();
   const absl::Time expires_at =
       params.expires_at.value_or(now + params.ttl.value_or(policy_.default_ttl));
-  if (expires_at <= now) return absl::InvalidArgumentError("expire_time is not in the future");
+  if (expires_at - now < kMinKeyLifetime) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "expire_time must be at least ", absl::FormatDuration(kMinKeyLifetime), " from now"));
+  }
   if (expires_at - now > policy_.max_ttl) {
     return absl::InvalidArgumentError(absl::StrCat("key lifetime exceeds the maximum of ",
                                                    absl::FormatDuration(policy_.max_ttl)));
@@ -296,10 +300,10 @@ absl::StatusOr<RotatedKey> KeyLifecycle::Rotate(const RotateKeyParams& params) {
     return absl::InvalidArgumentError(
         absl::StrCat("overlap must be between 0 and ", absl::FormatDuration(policy_.max_overlap)));
   }
-  if (params.ttl.has_value() &&
-      (*params.ttl <= absl::ZeroDuration() || *params.ttl > policy_.max_ttl)) {
+  if (params.ttl.has_value() && (*params.ttl < kMinKeyLifetime || *params.ttl > policy_.max_ttl)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("ttl must be positive and at most ", absl::FormatDuration(policy_.max_ttl)));
+        absl::StrCat("ttl must be at least ", absl::FormatDuration(kMinKeyLifetime),
+                     " and at most ", absl::FormatDuration(policy_.max_ttl)));
   }
   const std::string fingerprint = Fingerprint(
       {kOpRotate, params.key_id, DurationText(params.overlap), DurationText(params.ttl)});
@@ -468,9 +472,8 @@ absl::StatusOr<InventoryReport> KeyLifecycle::GetInventoryReport(
 }
 
 absl::Status KeyLifecycle::Sweep() {
-  const absl::Time now = clock_->Now();
-  RETURN_IF_ERROR(store_->RevokeEndedOverlaps(now).status());
-  return store_->ForgetRequestsBefore(now - policy_.idempotency_window).status();
+  RETURN_IF_ERROR(store_->RevokeEndedOverlaps().status());
+  return store_->ForgetRequestsBefore(clock_->Now() - policy_.idempotency_window).status();
 }
 
 absl::StatusOr<IssuedKey> KeyLifecycle::BootstrapAdmin(const Principal& owner) {

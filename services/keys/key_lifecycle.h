@@ -15,6 +15,10 @@
 
 namespace policy::keys {
 
+// The shortest lifetime a key may be given (ttl, or expire_time less now): a shorter one
+// expires before its holder could use it, which is a mistake (a unit dropped), never a key.
+inline constexpr absl::Duration kMinKeyLifetime = absl::Seconds(1);
+
 // Limits the service enforces; defaults follow the seed's policy (rotate every 30-90 days,
 // 24 h overlap, warn a week ahead).
 struct KeyPolicy {
@@ -34,7 +38,8 @@ struct CreateKeyParams {
   std::string project;
   Environment environment = Environment::kDevelopment;
   std::vector<std::string> scopes;
-  std::optional<absl::Time> expires_at;  // At most one of expires_at and ttl.
+  // At most one of expires_at and ttl; at least kMinKeyLifetime from now, at most max_ttl.
+  std::optional<absl::Time> expires_at;
   std::optional<absl::Duration> ttl;
   // Who asks: the member recorded as the change's actor; empty: the keys service.
   std::string actor = "";
@@ -49,8 +54,8 @@ struct RotateKeyParams {
   std::string request_id;
   std::string key_id;
   std::optional<absl::Duration> overlap;
-  std::optional<absl::Duration> ttl;
-  std::string actor = "";  // As CreateKeyParams.actor.
+  std::optional<absl::Duration> ttl;  // Between kMinKeyLifetime and max_ttl.
+  std::string actor = "";             // As CreateKeyParams.actor.
 };
 
 struct RotatedKey {
@@ -118,9 +123,9 @@ class KeyLifecycle {
   absl::StatusOr<RotationReport> GetRotationReport(const std::optional<std::string>& project);
   absl::StatusOr<InventoryReport> GetInventoryReport(const std::optional<std::string>& project);
 
-  // Revokes keys whose rotation overlap ended (recording kOverlapEnded) and forgets request
-  // ids older than the idempotency window. Run periodically by every replica; safe
-  // concurrently.
+  // Revokes keys whose rotation overlap ended by the store's clock (KeyStore::
+  // RevokeEndedOverlaps: the database server's, not this replica's) and forgets request ids
+  // older than the idempotency window. Run periodically by every replica; safe concurrently.
   absl::Status Sweep();
 
   // Issues an admin key for `owner` when no active or rotating admin key exists: the way into

@@ -47,7 +47,7 @@ class KeyLifecycleTest : public ::testing::Test {
   }
 
   FakeClock clock_;
-  MemoryKeyStore store_;
+  MemoryKeyStore store_{&clock_};
   std::unique_ptr<Pepper> pepper_;
   KeyLifecycle lifecycle_;
 };
@@ -138,6 +138,45 @@ TEST_F(KeyLifecycleTest, CreateValidatesEveryField) {
   p.ttl = absl::ZeroDuration();
   expect_invalid(p, "ttl");
   EXPECT_THAT(OutboxRecords(store_), IsEmpty());
+}
+
+// A lifetime under a second is a mistake (a unit dropped: 1 ns, 500 ms), never a key: refused
+// on create and rotate, naming the field and the minimum; one second is the shortest key.
+TEST_F(KeyLifecycleTest, LifetimesUnderASecondAreRefused) {
+  for (absl::Duration ttl : {absl::Nanoseconds(1), absl::Microseconds(1), absl::Milliseconds(999),
+                             absl::Seconds(1) - absl::Nanoseconds(1)}) {
+    CreateKeyParams p = Params();
+    p.ttl = ttl;
+    absl::Status status = lifecycle_.Create(p).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << ttl;
+    EXPECT_EQ(status.message(), "ttl must be at least 1s") << ttl;
+
+    p = Params();
+    p.expires_at = clock_.Now() + ttl;
+    status = lifecycle_.Create(p).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << ttl;
+    EXPECT_EQ(status.message(), "expire_time must be at least 1s from now") << ttl;
+  }
+  EXPECT_THAT(OutboxRecords(store_), IsEmpty());
+
+  CreateKeyParams one_second = Params();
+  one_second.ttl = absl::Seconds(1);
+  IssuedKey shortest = MustCreate(one_second);
+  EXPECT_EQ(shortest.key.expires_at - shortest.key.created_at, absl::Seconds(1));
+  one_second = Params();
+  one_second.expires_at = clock_.Now() + absl::Seconds(1);
+  MustCreate(one_second);
+
+  IssuedKey key = MustCreate(Params());
+  for (absl::Duration ttl : {absl::Nanoseconds(1), absl::Milliseconds(500)}) {
+    absl::Status status = lifecycle_.Rotate({"", key.key.key_id, {}, ttl}).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << ttl;
+    EXPECT_EQ(status.message(), "ttl must be at least 1s and at most 8760h") << ttl;
+  }
+  absl::StatusOr<RotatedKey> rotated =
+      lifecycle_.Rotate({"", key.key.key_id, {}, absl::Seconds(1)});
+  ASSERT_TRUE(rotated.ok()) << rotated.status();
+  EXPECT_EQ(rotated->new_key.key.expires_at - rotated->new_key.key.created_at, absl::Seconds(1));
 }
 
 TEST_F(KeyLifecycleTest, ExpiryAtTheMaximumIsAccepted) {

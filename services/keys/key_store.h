@@ -114,11 +114,14 @@ class KeyStore {
       const Principal& owner, const std::string& reason, absl::Time at,
       const std::optional<IdempotencyRecord>& request, absl::string_view actor) = 0;
 
-  // Revokes, with reason kReasonOverlapEnded, every kRotating key whose overlap ended at or
-  // before `at` and before the key's expiry (a key whose overlap ran to its expiry simply
-  // expired), and returns them. Of replicas sweeping at once each key is returned once.
-  // Events: OverlapEndedEvent of each, in the order returned.
-  virtual absl::StatusOr<std::vector<KeyRecord>> RevokeEndedOverlaps(absl::Time at) = 0;
+  // Revokes, with reason kReasonOverlapEnded and revoked_at its overlap's end, every kRotating
+  // key whose overlap ended at or before the store's now and before the key's expiry (a key
+  // whose overlap ran to its expiry simply expired), and returns them. The store's now is the
+  // clock of the data, not the caller's: the database server's for a store replicas share, so
+  // that replicas whose clocks disagree sweep alike; the store's injected clock for one in
+  // process memory. Of replicas sweeping at once each key is returned once. Events:
+  // OverlapEndedEvent of each, in the order returned.
+  virtual absl::StatusOr<std::vector<KeyRecord>> RevokeEndedOverlaps() = 0;
 
   virtual absl::StatusOr<KeyRecord> Get(const std::string& key_id) = 0;
 

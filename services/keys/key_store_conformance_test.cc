@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/clock/clock.h"
 #include "common/ledger/postgres_outbox.h"
@@ -17,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/keys/keys_migrations.h"
+#include "services/keys/keys_test_util.h"
 #include "services/keys/memory_key_store.h"
 #include "services/keys/postgres_key_store.h"
 
@@ -24,6 +26,7 @@ namespace policy::keys {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
 using ::testing::UnorderedElementsAre;
@@ -38,9 +41,9 @@ struct Backend {
 
 using BackendFactory = std::function<Backend(Clock*)>;
 
-Backend MakeMemory(Clock*) { return Backend{std::make_unique<MemoryKeyStore>(), nullptr, {}}; }
-
-constexpr char kResetSql[] = "TRUNCATE keys.api_keys, keys.requests, keys.ledger_outbox";
+Backend MakeMemory(Clock* clock) {
+  return Backend{std::make_unique<MemoryKeyStore>(clock), nullptr, {}};
+}
 
 Backend PostgresBackend(std::shared_ptr<pg::Pool> pool, Clock* clock) {
   Backend backend;
@@ -54,15 +57,15 @@ Backend PostgresBackend(std::shared_ptr<pg::Pool> pool, Clock* clock) {
 
 Backend MakePostgres(Clock* clock) {
   // value() throws on failure, which fails the test with the status.
-  return PostgresBackend(pg::TestDatabase::Get()->Reset("keys", Migrations(), kResetSql).value(),
-                         clock);
+  return PostgresBackend(
+      pg::TestDatabase::Get()->Reset("keys", Migrations(), kResetKeysSql).value(), clock);
 }
 
 // The store logged in as the service's runtime role (migration 004), as tools/dev and the
 // chart's production example run it.
 Backend MakePostgresRuntime(Clock* clock) {
   return PostgresBackend(
-      pg::TestDatabase::Get()->ResetAsRuntime("keys", Migrations(), kResetSql).value(), clock);
+      pg::TestDatabase::Get()->ResetAsRuntime("keys", Migrations(), kResetKeysSql).value(), clock);
 }
 
 class RecordingObserver : public KeyStoreObserver {
@@ -110,6 +113,14 @@ class RecordingObserver : public KeyStoreObserver {
   int resets_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// The database server's clock_timestamp(), to the microsecond.
+absl::Time DatabaseNow() {
+  pqxx::connection c(pg::TestDatabase::Get()->url());
+  pqxx::nontransaction tx(c);
+  return absl::FromUnixMicros(
+      tx.exec1("SELECT " POLICY_PG_US("clock_timestamp()"))[0].as<int64_t>());
+}
+
 class KeyStoreConformanceTest
     : public ::testing::TestWithParam<std::pair<std::string, BackendFactory>> {
  protected:
@@ -128,6 +139,13 @@ class KeyStoreConformanceTest
     if (store_ != nullptr) store_->StopWatching();
   }
   bool postgres() const { return absl::StartsWith(GetParam().first, "postgres"); }
+
+  // Sets the test's clock to the store's, by which RevokeEndedOverlaps judges: the database
+  // server's for PostgreSQL; the memory store reads clock_ itself.
+  void SetClockToTheStores() {
+    if (!postgres()) return;
+    clock_.Set(DatabaseNow());
+  }
 
   KeyRecord NewKey(const std::string& suffix, const std::string& owner = "alice",
                    const std::string& project = "proj-dev") {
@@ -235,7 +253,7 @@ TEST_P(KeyStoreConformanceTest, ConcurrentRotationsExactlyOneWins) {
   KeyRecord old_key = NewKey("1");
   ASSERT_TRUE(store_->Insert(old_key, std::nullopt, "").ok());
   std::vector<KeyRecord> successors;
-  for (int i = 0; i < 8; ++i) successors.push_back(NewKey("s" + std::to_string(i)));
+  for (int i = 0; i < 8; ++i) successors.push_back(NewKey(absl::StrCat("s", i)));
   std::atomic<int> won{0}, refused{0};
   std::vector<std::thread> threads;
   for (int i = 0; i < 8; ++i) {
@@ -357,6 +375,7 @@ TEST_P(KeyStoreConformanceTest, RevokeOwnedByRacingARotationLeavesNoLiveSuccesso
 }
 
 TEST_P(KeyStoreConformanceTest, RevokeEndedOverlapsReturnsEachKeyOnce) {
+  SetClockToTheStores();
   KeyRecord ends_now = NewKey("1"), ends_later = NewKey("2"), active = NewKey("3");
   for (const KeyRecord& k : {ends_now, ends_later, active}) {
     ASSERT_TRUE(store_->Insert(k, std::nullopt, "").ok());
@@ -366,24 +385,156 @@ TEST_P(KeyStoreConformanceTest, RevokeEndedOverlapsReturnsEachKeyOnce) {
       store_
           ->Rotate(ends_later.key_id, clock_.Now() + absl::Hours(1), NewKey("5"), std::nullopt, "")
           .ok());
-  auto swept = store_->RevokeEndedOverlaps(clock_.Now());
+  auto swept = store_->RevokeEndedOverlaps();
   ASSERT_TRUE(swept.ok()) << swept.status();
   ASSERT_THAT(*swept, SizeIs(1));
   EXPECT_EQ((*swept)[0].key_id, ends_now.key_id);
   EXPECT_EQ((*swept)[0].revoked_at, clock_.Now());
   EXPECT_EQ((*swept)[0].revocation_reason, kReasonOverlapEnded);
-  EXPECT_THAT(*store_->RevokeEndedOverlaps(clock_.Now()), IsEmpty());
+  EXPECT_THAT(*store_->RevokeEndedOverlaps(), IsEmpty());
   EXPECT_EQ(store_->Get(ends_later.key_id)->state, KeyState::kRotating);
 }
 
 TEST_P(KeyStoreConformanceTest, AnOverlapThatRanToExpiryIsNotRevoked) {
+  SetClockToTheStores();
   KeyRecord key = NewKey("1");
+  key.expires_at = clock_.Now() - absl::Hours(1);  // Both the expiry and the overlap passed.
   ASSERT_TRUE(store_->Insert(key, std::nullopt, "").ok());
   ASSERT_TRUE(store_->Rotate(key.key_id, key.expires_at, NewKey("2"), std::nullopt, "").ok());
-  auto swept = store_->RevokeEndedOverlaps(key.expires_at + absl::Hours(1));
+  auto swept = store_->RevokeEndedOverlaps();
   ASSERT_TRUE(swept.ok()) << swept.status();
   EXPECT_THAT(*swept, IsEmpty());
   EXPECT_EQ(store_->Get(key.key_id)->state, KeyState::kRotating);
+}
+
+// Replicas whose clocks disagree with the store's sweep alike: one running an hour ahead
+// does not cut a running overlap short, one running an hour behind still ends an ended one.
+TEST_P(KeyStoreConformanceTest, SweepsJudgeByTheStoresClockNotTheReplicas) {
+  SetClockToTheStores();
+  const std::unique_ptr<Pepper> pepper = TestPepper();
+  SkewedClock replica_clock(&clock_);
+  KeyLifecycle replica(store_, pepper.get(), &replica_clock, KeyPolicy{});
+  KeyRecord running = NewKey("1"), ended = NewKey("2"), just_ended = NewKey("3");
+  for (const KeyRecord& k : {running, ended, just_ended}) {
+    ASSERT_TRUE(store_->Insert(k, std::nullopt, "").ok());
+  }
+  ASSERT_TRUE(
+      store_
+          ->Rotate(running.key_id, clock_.Now() + absl::Minutes(30), NewKey("4"), std::nullopt, "")
+          .ok());
+  ASSERT_TRUE(
+      store_->Rotate(ended.key_id, clock_.Now() - absl::Minutes(30), NewKey("5"), std::nullopt, "")
+          .ok());
+  ASSERT_TRUE(store_
+                  ->Rotate(just_ended.key_id, clock_.Now() - absl::Seconds(1), NewKey("6"),
+                           std::nullopt, "")
+                  .ok());
+
+  // An hour behind the database: the ended overlaps end all the same.
+  replica_clock.set_skew(-absl::Hours(1));
+  ASSERT_TRUE(replica.Sweep().ok());
+  EXPECT_EQ(store_->Get(ended.key_id)->state, KeyState::kRevoked);
+  EXPECT_EQ(store_->Get(just_ended.key_id)->state, KeyState::kRevoked);
+  EXPECT_EQ(store_->Get(running.key_id)->state, KeyState::kRotating);
+  // An hour ahead: the running overlap is not cut short. (So far ahead, the replica's verifier
+  // fails closed meanwhile, --max_clock_skew; its sweep must not act on its clock either.)
+  replica_clock.set_skew(absl::Hours(1));
+  ASSERT_TRUE(replica.Sweep().ok());
+  EXPECT_EQ(store_->Get(running.key_id)->state, KeyState::kRotating);
+}
+
+// Migration 006: keys.api_keys is never truncated, not even by its owner (the runtime role may
+// not truncate at all): every replica's cache would go on verifying the removed keys.
+TEST_P(KeyStoreConformanceTest, TruncatingTheKeysIsRefused) {
+  if (GetParam().first != "postgres")
+    GTEST_SKIP() << "by hand, as the tables' owner: one backend is enough";
+  KeyRecord key = NewKey("1");
+  ASSERT_TRUE(store_->Insert(key, std::nullopt, "").ok());
+  pqxx::connection owner(pg::TestDatabase::Get()->url());
+  for (const char* sql :
+       {"TRUNCATE keys.api_keys", "TRUNCATE keys.requests, keys.api_keys, keys.ledger_outbox",
+        "TRUNCATE TABLE ONLY keys.api_keys RESTART IDENTITY CASCADE"}) {
+    pqxx::work tx(owner);
+    try {
+      tx.exec(sql);
+      tx.commit();
+      ADD_FAILURE() << sql << " was not refused";
+    } catch (const pqxx::sql_error& e) {
+      EXPECT_EQ(e.sqlstate(), "23001") << sql << ": " << e.what();
+      EXPECT_THAT(e.what(), HasSubstr("keys.api_keys is never truncated")) << sql;
+      EXPECT_THAT(e.what(), HasSubstr("revoke keys instead")) << sql;
+    }
+  }
+  absl::StatusOr<KeyRecord> kept = store_->Get(key.key_id);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(*kept, key);
+}
+
+// Migration 006: a key only moves forward (active, rotating, then expired or revoked), as
+// every replica's cache assumes, which ignores a key going back. An UPDATE by hand that would
+// move one back is refused, in its stored state or in the state derived from it on the
+// database's clock; forward changes by hand still go through.
+TEST_P(KeyStoreConformanceTest, AKeyNeverGoesBack) {
+  if (GetParam().first != "postgres")
+    GTEST_SKIP() << "by hand, as the tables' owner: one backend is enough";
+  SetClockToTheStores();
+  KeyRecord revoked = NewKey("1"), rotating = NewKey("2"), expired = NewKey("3"),
+            overlap_ended = NewKey("4"), live = NewKey("5");
+  expired.expires_at = clock_.Now() - absl::Minutes(1);
+  for (const KeyRecord& k : {revoked, rotating, expired, overlap_ended, live}) {
+    ASSERT_TRUE(store_->Insert(k, std::nullopt, "").ok());
+  }
+  ASSERT_TRUE(store_->Revoke(revoked.key_id, "leaked", clock_.Now(), "").ok());
+  ASSERT_TRUE(
+      store_->Rotate(rotating.key_id, clock_.Now() + absl::Hours(1), NewKey("6"), std::nullopt, "")
+          .ok());
+  ASSERT_TRUE(store_
+                  ->Rotate(overlap_ended.key_id, clock_.Now() - absl::Minutes(1), NewKey("7"),
+                           std::nullopt, "")
+                  .ok());
+
+  const std::vector<std::pair<std::string, std::string>> going_back = {
+      {revoked.key_id,
+       "SET state = 'active', revoked_at = NULL, revocation_reason = '' WHERE key_id = $1"},
+      {revoked.key_id,
+       "SET state = 'rotating', revoked_at = NULL, overlap_ends_at = now() + interval '1 hour' "
+       "WHERE key_id = $1"},
+      {rotating.key_id,
+       "SET state = 'active', overlap_ends_at = NULL, rotated_to = '' WHERE key_id = $1"},
+      {expired.key_id, "SET expires_at = now() + interval '1 day' WHERE key_id = $1"},
+      {overlap_ended.key_id, "SET overlap_ends_at = now() + interval '1 hour' WHERE key_id = $1"},
+      {overlap_ended.key_id,
+       "SET state = 'active', overlap_ends_at = NULL, rotated_to = '' WHERE key_id = $1"},
+  };
+  pqxx::connection owner(pg::TestDatabase::Get()->url());
+  for (const auto& [key_id, set] : going_back) {
+    const KeyRecord before = *store_->Get(key_id);
+    pqxx::work tx(owner);
+    try {
+      tx.exec_params("UPDATE keys.api_keys " + set, key_id);
+      tx.commit();
+      ADD_FAILURE() << set << " was not refused";
+    } catch (const pqxx::sql_error& e) {
+      EXPECT_EQ(e.sqlstate(), "23001") << set << ": " << e.what();
+      EXPECT_THAT(e.what(), HasSubstr("key " + key_id + " would go back")) << set;
+      EXPECT_THAT(e.what(), HasSubstr("create a new key instead")) << set;
+    }
+    EXPECT_EQ(*store_->Get(key_id), before) << set;
+  }
+
+  pqxx::work tx(owner);
+  EXPECT_EQ(tx.exec_params("UPDATE keys.api_keys SET state = 'revoked', revoked_at = now(), "
+                           "revocation_reason = 'by hand' WHERE key_id IN ($1, $2, $3)",
+                           rotating.key_id, expired.key_id, overlap_ended.key_id)
+                .affected_rows(),
+            3u);
+  EXPECT_EQ(tx.exec_params("UPDATE keys.api_keys SET expires_at = now() + interval '1 hour' "
+                           "WHERE key_id = $1",
+                           live.key_id)
+                .affected_rows(),
+            1u);
+  tx.commit();
+  EXPECT_EQ(store_->Get(expired.key_id)->state, KeyState::kRevoked);
 }
 
 TEST_P(KeyStoreConformanceTest, ListFiltersByDerivedStateAndPaginatesNewestFirst) {
@@ -516,19 +667,20 @@ std::vector<ledger::LedgerRecord> RecordsIn(KeyStore* store) {
 ledger::Delivery Recorded() { return ledger::Delivery{ledger::Delivery::Result::kRecorded, ""}; }
 
 TEST_P(KeyStoreConformanceTest, EveryChangeWritesItsRecordsInTheOrderOfTheChanges) {
+  SetClockToTheStores();
   KeyRecord a = NewKey("1"), b = NewKey("2"), c = NewKey("3", "bob");
   b.rotated_from = a.key_id;
   ASSERT_TRUE(store_->Insert(a, std::nullopt, "").ok());
   ASSERT_TRUE(store_->Insert(c, Request("rc", {c.key_id}), "dan").ok());
   absl::StatusOr<KeyRecord> rotated =
-      store_->Rotate(a.key_id, clock_.Now() + absl::Seconds(1), b, std::nullopt, "dan");
+      store_->Rotate(a.key_id, clock_.Now() - absl::Seconds(1), b, std::nullopt, "dan");
   ASSERT_TRUE(rotated.ok()) << rotated.status();
   ASSERT_TRUE(store_->Revoke(b.key_id, "laptop lost", clock_.Now(), "erin").ok());
   ASSERT_TRUE(store_->Revoke(b.key_id, "again", clock_.Now(), "").ok());  // No change, no record.
   auto offboarded = store_->RevokeOwnedBy({PrincipalType::kMember, "bob"}, "offboarded",
                                           clock_.Now() + absl::Seconds(2), std::nullopt, "alice");
   ASSERT_TRUE(offboarded.ok()) << offboarded.status();
-  auto swept = store_->RevokeEndedOverlaps(clock_.Now() + absl::Seconds(3));
+  auto swept = store_->RevokeEndedOverlaps();
   ASSERT_TRUE(swept.ok()) << swept.status();
   ASSERT_THAT(*swept, SizeIs(1));
 
@@ -557,7 +709,7 @@ TEST_P(KeyStoreConformanceTest, EveryChangeWritesItsRecordsInTheOrderOfTheChange
   for (const ledger::LedgerRecord& r : records) actors.push_back(r.actor);
   EXPECT_THAT(actors,
               ElementsAre("keys-service", "dan", "dan", "dan", "erin", "alice", "keys-service"));
-  EXPECT_EQ(OverlapEndedEvent((*swept)[0]).at, clock_.Now() + absl::Seconds(1));
+  EXPECT_EQ(OverlapEndedEvent((*swept)[0]).at, clock_.Now() - absl::Seconds(1));
 }
 
 TEST_P(KeyStoreConformanceTest, AChangeThatFailsWritesNoRecord) {
@@ -627,7 +779,7 @@ TEST(KeysRuntimeRoleTest, HoldsWhatTheStoreNeedsAndNothingMore) {
   if (db == nullptr) GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
   const std::string runtime = db->RuntimeUrl("keys");
   if (runtime.empty()) GTEST_SKIP() << "POLICY_TEST_PG_KEYS_RUNTIME_URL is not set";
-  ASSERT_TRUE(db->Reset("keys", Migrations(), kResetSql).ok());
+  ASSERT_TRUE(db->Reset("keys", Migrations(), kResetKeysSql).ok());
   pg::ExpectLeastPrivilegedRuntimeRole(*db, runtime, "keys", Migrations(),
                                        PostgresKeyStore::Privileges());
 }

@@ -46,7 +46,7 @@ class KeyVerifierTest : public ::testing::Test {
   }
 
   FakeClock clock_;
-  MemoryKeyStore store_;
+  MemoryKeyStore store_{&clock_};
   std::unique_ptr<Pepper> pepper_;
   KeyLifecycle lifecycle_;
   KeyVerifier verifier_;

@@ -1,6 +1,7 @@
 #include "services/keys/keys_config.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "common/client/channel.h"
 #include "common/status/status.h"
 
@@ -50,8 +51,10 @@ absl::Status KeysConfig::Validate() const {
   if (sweep_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("sweep_interval must be positive");
   }
-  if (policy.default_ttl <= absl::ZeroDuration() || policy.default_ttl > policy.max_ttl) {
-    return absl::InvalidArgumentError("default_ttl must be positive and at most max_ttl");
+  if (policy.default_ttl < kMinKeyLifetime || policy.default_ttl > policy.max_ttl) {
+    return absl::InvalidArgumentError(absl::StrCat("default_ttl must be at least ",
+                                                   absl::FormatDuration(kMinKeyLifetime),
+                                                   " and at most max_ttl"));
   }
   if (policy.default_overlap < absl::ZeroDuration() ||
       policy.default_overlap > policy.max_overlap) {

@@ -64,7 +64,7 @@ class KeysServiceTest : public ::testing::TestWithParam<bool> {
   }
 
   FakeClock clock_;
-  MemoryKeyStore store_;
+  MemoryKeyStore store_{&clock_};
   std::unique_ptr<Pepper> pepper_;
   std::unique_ptr<KeyLifecycle> lifecycle_;
   std::unique_ptr<KeyVerifier> verifier_;
@@ -137,6 +137,15 @@ TEST_P(KeysServiceTest, BadRequestsNameTheField) {
   status = Create(request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("ttl"));
+
+  // A lifetime under a second, however the wire spells it, names the field and the minimum.
+  for (int32_t nanos : {1, 999'999'999}) {
+    request = CreateRequest();
+    request.mutable_ttl()->set_nanos(nanos);
+    status = Create(request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << nanos;
+    EXPECT_EQ(status.error_message(), "ttl must be at least 1s") << nanos;
+  }
 
   v1::VerifyKeyResponse verified;
   status = Verify(std::string(1000, 'x'), &verified);

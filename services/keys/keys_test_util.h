@@ -19,6 +19,14 @@ inline std::unique_ptr<Pepper> TestPepper() {
   return *Pepper::Create("test-pepper-0123456789abcdef0123456789abcdef");
 }
 
+// Empties schema `keys` between PostgreSQL tests (pg::TestDatabase::Reset). Migration 006
+// refuses TRUNCATE of keys.api_keys; the tables' owner turns that trigger off for this one
+// transaction, so no other session ever sees it off.
+inline constexpr char kResetKeysSql[] =
+    "ALTER TABLE keys.api_keys DISABLE TRIGGER api_keys_never_truncated; "
+    "TRUNCATE keys.api_keys, keys.requests, keys.ledger_outbox; "
+    "ALTER TABLE keys.api_keys ENABLE TRIGGER api_keys_never_truncated";
+
 // The records in `store`'s outbox, oldest first.
 inline std::vector<ledger::LedgerRecord> OutboxRecords(KeyStore& store) {
   std::vector<ledger::LedgerRecord> records;
@@ -39,7 +47,8 @@ inline std::vector<std::string> OutboxActions(KeyStore& store) {
 // with `keys` project keys issued up front (their secrets in `secrets`).
 struct InMemoryKeys {
   InMemoryKeys(Clock* clock, int keys, absl::Duration max_staleness = absl::InfiniteDuration())
-      : pepper(TestPepper()),
+      : store(clock),
+        pepper(TestPepper()),
         lifecycle(&store, pepper.get(), clock, KeyPolicy{}),
         verifier(pepper.get(), clock, max_staleness) {
     store.Watch(&verifier);

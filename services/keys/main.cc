@@ -58,7 +58,7 @@ int Main(int argc, char** argv) {
     store = std::make_unique<PostgresKeyStore>(pool.get(), clock, config.storage.watch_heartbeat,
                                                config.max_clock_skew);
   } else {
-    store = std::make_unique<MemoryKeyStore>();
+    store = std::make_unique<MemoryKeyStore>(clock);
   }
 
   absl::StatusOr<std::unique_ptr<Pepper>> pepper = Pepper::Create(config.pepper);

@@ -118,7 +118,8 @@ absl::StatusOr<std::vector<KeyRecord>> MemoryKeyStore::RevokeOwnedBy(
   return revoked;
 }
 
-absl::StatusOr<std::vector<KeyRecord>> MemoryKeyStore::RevokeEndedOverlaps(absl::Time at) {
+absl::StatusOr<std::vector<KeyRecord>> MemoryKeyStore::RevokeEndedOverlaps() {
+  const absl::Time at = clock_->Now();
   absl::MutexLock lock(&mu_);
   std::vector<KeyRecord> revoked;
   for (auto& [id, key] : keys_) {

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "absl/synchronization/mutex.h"
+#include "common/clock/clock.h"
 #include "common/ledger/memory_outbox.h"
 #include "services/keys/key_store.h"
 
@@ -11,9 +12,12 @@ namespace policy::keys {
 
 // KeyStore in process memory, for unit tests and --store=memory. Its observer is always in
 // sync and hears of each change before the mutating call returns. Its outbox lives and dies
-// with the process, like the keys.
+// with the process, like the keys. RevokeEndedOverlaps judges by `clock`, which must outlive
+// the store.
 class MemoryKeyStore : public KeyStore {
  public:
+  explicit MemoryKeyStore(Clock* clock) : clock_(clock) {}
+
   absl::Status Insert(const KeyRecord& key, const std::optional<IdempotencyRecord>& request,
                       absl::string_view actor) override;
   absl::StatusOr<KeyRecord> Rotate(const std::string& old_key_id, absl::Time overlap_ends_at,
@@ -26,7 +30,7 @@ class MemoryKeyStore : public KeyStore {
   absl::StatusOr<std::vector<KeyRecord>> RevokeOwnedBy(
       const Principal& owner, const std::string& reason, absl::Time at,
       const std::optional<IdempotencyRecord>& request, absl::string_view actor) override;
-  absl::StatusOr<std::vector<KeyRecord>> RevokeEndedOverlaps(absl::Time at) override;
+  absl::StatusOr<std::vector<KeyRecord>> RevokeEndedOverlaps() override;
   absl::StatusOr<KeyRecord> Get(const std::string& key_id) override;
   absl::StatusOr<KeyPage> List(const KeyFilter& filter, int limit,
                                const std::optional<ListCursor>& after) override;
@@ -44,6 +48,7 @@ class MemoryKeyStore : public KeyStore {
   // Adds the events' records to the outbox; under mu_, so that they are there with the change.
   void Record(const std::vector<KeyEvent>& events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  Clock* const clock_;
   ledger::MemoryOutbox outbox_;  // Added to under mu_ (its own lock nests inside).
   absl::Mutex mu_;
   std::map<std::string, KeyRecord> keys_ ABSL_GUARDED_BY(mu_);

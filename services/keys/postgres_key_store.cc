@@ -20,12 +20,8 @@ constexpr char kColumns[] =
     "encode(secret_hash, 'hex'), redacted, state, " POLICY_PG_US("created_at") ", " POLICY_PG_US(
         "expires_at") ", " POLICY_PG_US("overlap_ends_at") ", rotated_from, rotated_to, " POLICY_PG_US("revoked_at") ", revocation_reason";
 
-// StateAt(key, $1) in SQL; keep in step with key.cc.
-constexpr char kStateAt[] =
-    "CASE WHEN state = 'revoked' THEN 'revoked' "
-    "WHEN state = 'rotating' AND " POLICY_PG_TS("$1") " >= overlap_ends_at "
-    "AND overlap_ends_at < expires_at THEN 'revoked' "
-    "WHEN " POLICY_PG_TS("$1") " >= expires_at THEN 'expired' ELSE state END";
+// StateAt(key, $1) in SQL, from a statement reading keys.api_keys (migration 006).
+constexpr char kStateAt[] = "keys.api_key_state_at(api_keys, " POLICY_PG_TS("$1") ")";
 
 absl::StatusOr<KeyRecord> FromRow(const pqxx::row& row) {
   KeyRecord key;
@@ -247,16 +243,16 @@ absl::StatusOr<std::vector<KeyRecord>> PostgresKeyStore::RevokeOwnedBy(
   return revoked;
 }
 
-absl::StatusOr<std::vector<KeyRecord>> PostgresKeyStore::RevokeEndedOverlaps(absl::Time at) {
+absl::StatusOr<std::vector<KeyRecord>> PostgresKeyStore::RevokeEndedOverlaps() {
   std::vector<KeyRecord> revoked;
   absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
     pqxx::result rows = tx.exec_params(
         absl::StrCat(
             "UPDATE keys.api_keys SET state = 'revoked', revoked_at = overlap_ends_at, "
-            "revocation_reason = $2 WHERE state = 'rotating' AND overlap_ends_at < expires_at "
-            "AND overlap_ends_at <= ",
-            POLICY_PG_TS("$1"), " RETURNING ", kColumns),
-        Micros(at), std::string(kReasonOverlapEnded));
+            "revocation_reason = $1 WHERE state = 'rotating' AND overlap_ends_at < expires_at "
+            "AND overlap_ends_at <= now() RETURNING ",
+            kColumns),
+        std::string(kReasonOverlapEnded));
     ASSIGN_OR_RETURN(revoked, FromResult(rows));
     outbox_.Write(tx, RecordsOf(revoked, &OverlapEndedEvent));
     return absl::OkStatus();

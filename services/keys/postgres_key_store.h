@@ -19,7 +19,8 @@ namespace policy::keys {
 // notifies on every insert and update, and reports in-sync heartbeats every
 // `watch_heartbeat`; its view is therefore never staler than a heartbeat plus one round
 // trip while the database answers. The outbox is table keys.ledger_outbox
-// (ledger::PostgresOutbox), written in each change's transaction.
+// (ledger::PostgresOutbox), written in each change's transaction. RevokeEndedOverlaps judges
+// by the database server's clock (now()), never this host's.
 class PostgresKeyStore : public KeyStore {
  public:
   // `max_clock_skew`: the watch reports no heartbeats (the observer turns stale) while this
@@ -46,7 +47,7 @@ class PostgresKeyStore : public KeyStore {
   absl::StatusOr<std::vector<KeyRecord>> RevokeOwnedBy(
       const Principal& owner, const std::string& reason, absl::Time at,
       const std::optional<IdempotencyRecord>& request, absl::string_view actor) override;
-  absl::StatusOr<std::vector<KeyRecord>> RevokeEndedOverlaps(absl::Time at) override;
+  absl::StatusOr<std::vector<KeyRecord>> RevokeEndedOverlaps() override;
   absl::StatusOr<KeyRecord> Get(const std::string& key_id) override;
   absl::StatusOr<KeyPage> List(const KeyFilter& filter, int limit,
                                const std::optional<ListCursor>& after) override;

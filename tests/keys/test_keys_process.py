@@ -515,7 +515,7 @@ class RotationTest(KeysTestCase):
                             keys_pb2.RotateKeyRequest(key_id=other,
                                                       overlap=ks.duration(169 * 3600)))
 
-    def test_a_key_cannot_be_deleted_by_hand_only_revoked(self):
+    def test_a_key_cannot_be_deleted_or_brought_back_by_hand_only_revoked(self):
         # Replicas learn of changes from the INSERT/UPDATE trigger: a row deleted (or renamed)
         # by hand would go on verifying from every replica's cache. The database refuses both
         # and points at revocation, which reaches every replica.
@@ -534,6 +534,18 @@ class RotationTest(KeysTestCase):
         for process in (MAIN, REPLICA):
             pt.wait_until(lambda: verify_code(process, created.secret) == C.UNAUTHENTICATED,
                           timeout=2, message=f"{process.name} honours the revocation")
+        # Nor are the keys emptied (TRUNCATE fires no row trigger) or a revocation undone by
+        # hand (the caches ignore a key going back): the database refuses both.
+        with self.assertRaisesRegex(AssertionError, "keys.api_keys is never truncated"):
+            pt.psql(DB.url, "BEGIN; TRUNCATE keys.api_keys; ROLLBACK")
+        with self.assertRaisesRegex(AssertionError, f"key {key_id} would go back"):
+            pt.psql(DB.url, f"UPDATE keys.api_keys SET state = 'active', revoked_at = NULL, "
+                            f"revocation_reason = '' WHERE key_id = '{key_id}'")
+        self.assertEqual(DB.rows(f"SELECT state FROM keys.api_keys WHERE key_id = '{key_id}'"),
+                         [["revoked"]])
+        for process in (MAIN, REPLICA):
+            self.assertEqual(verify_code(process, created.secret), C.UNAUTHENTICATED,
+                             process.name)
 
     def test_a_reason_quoting_the_secret_is_kept_redacted(self):
         u = uid()
