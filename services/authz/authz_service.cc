@@ -359,7 +359,12 @@ grpc::ServerUnaryReactor* AuthzService::ListMembers(grpc::CallbackServerContext*
       !s.ok()) {
     return Finish(context, s);
   }
-  absl::Status allowed = admin_->Authorize(request->actor().member_id(), "org.read");
+  // Every member needs org.read; those of one project, reading its settings (readers and
+  // members of the project too).
+  absl::Status allowed =
+      request->project().empty()
+          ? admin_->Authorize(request->actor().member_id(), "org.read")
+          : admin_->Authorize(request->actor().member_id(), "settings.read", request->project());
   if (!allowed.ok()) return Finish(context, allowed);
   absl::StatusOr<OrgView> view = cache_->Current();
   if (!view.ok()) return Finish(context, view.status());

@@ -60,7 +60,8 @@ class OrgAdmin {
 
   absl::StatusOr<Project> CreateProject(absl::string_view actor, Project project);
   // Replaces the project's settings but `archived`; without `key_holders_given`, its key
-  // holders stay as they were.
+  // holders stay as they were. FAILED_PRECONDITION naming `environment` when `project` names
+  // another environment than the project's (ApplyMutation).
   absl::StatusOr<Project> UpdateProject(absl::string_view actor, Project project,
                                         bool key_holders_given = true);
   absl::StatusOr<Project> ArchiveProject(absl::string_view actor, absl::string_view id);

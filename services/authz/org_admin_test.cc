@@ -3,6 +3,7 @@
 
 #include <limits>
 
+#include "absl/strings/str_replace.h"
 #include "common/clock/clock.h"
 #include "common/status/status.h"
 #include "gmock/gmock.h"
@@ -10,6 +11,7 @@
 #include "services/authz/decision.h"
 #include "services/authz/memory_org_store.h"
 #include "services/authz/org_cache.h"
+#include "services/authz/org_file.h"
 #include "services/authz/org_validation.h"
 
 namespace policy::authz {
@@ -452,41 +454,61 @@ TEST_F(OrgAdminTest, ServiceAccountsAreManagedInTheirProject) {
   EXPECT_EQ(d->reason, DenyReason::kPrincipalRemoved);
 }
 
-TEST_F(OrgAdminTest, OnlyLiveServiceAccountsPinTheirProjectsEnvironment) {
+TEST_F(OrgAdminTest, AProjectsEnvironmentNeverChanges) {
   Project dev = MakeProject("lab");
   dev.environment = Environment::kDevelopment;
   ASSERT_TRUE(admin().CreateProject("adam", dev).ok());
-  ServiceAccount sa = MakeAccount("sa-lab", "lab", Environment::kDevelopment);
-  ASSERT_TRUE(admin().CreateServiceAccount("adam", sa).ok());
-  sa.id = "sa-lab-2";
-  ASSERT_TRUE(admin().CreateServiceAccount("adam", sa).ok());
+  const int64_t version = cache_.Current()->state->version;
 
+  // Not by an owner, with or without service accounts: production would silently take the
+  // members' keys away (service accounts only), development would let members hold keys.
   Project prod = dev;
   prod.environment = Environment::kProduction;
-  absl::Status blocked = admin().UpdateProject("adam", prod).status();
-  EXPECT_EQ(blocked.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(blocked.message(), HasSubstr("'sa-lab', 'sa-lab-2'"));
-  EXPECT_THAT(blocked.message(), HasSubstr("from development to production"));
-
+  for (const char* actor : {"adam", "olivia"}) {
+    absl::Status refused = admin().UpdateProject(actor, prod).status();
+    EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << actor;
+    EXPECT_THAT(refused.message(), HasSubstr("project 'lab': environment: development cannot "
+                                             "change to production"));
+  }
+  ASSERT_TRUE(
+      admin().CreateServiceAccount("adam", MakeAccount("sa-lab", "lab", dev.environment)).ok());
+  absl::Status refused = admin().UpdateProject("olivia", prod).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("environment"));
   ASSERT_TRUE(admin().RemoveServiceAccount("adam", "sa-lab").ok());
-  blocked = admin().UpdateProject("adam", prod).status();
-  EXPECT_EQ(blocked.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(blocked.message(), Not(HasSubstr("'sa-lab',")));
-  EXPECT_THAT(blocked.message(), HasSubstr("'sa-lab-2'"));
+  EXPECT_EQ(admin().UpdateProject("olivia", prod).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(cache_.Current()->state->FindProject("lab")->environment, Environment::kDevelopment);
+  EXPECT_EQ(cache_.Current()->state->version, version + 2);  // The account's two changes.
 
-  // Removed accounts keep their old environment and no longer hold the project back.
-  ASSERT_TRUE(admin().RemoveServiceAccount("adam", "sa-lab-2").ok());
-  absl::StatusOr<Project> moved = admin().UpdateProject("adam", prod);
-  ASSERT_TRUE(moved.ok()) << moved.status();
-  EXPECT_EQ(moved->environment, Environment::kProduction);
-  EXPECT_EQ(cache_.Current()->state->FindServiceAccount("sa-lab")->environment,
-            Environment::kDevelopment);
-  // New accounts follow the project's new environment; other changes still validate.
-  sa.id = "sa-lab-3";
-  sa.environment = Environment::kProduction;
-  EXPECT_TRUE(admin().CreateServiceAccount("adam", sa).ok());
-  prod.name = "Lab in production";
-  EXPECT_TRUE(admin().UpdateProject("adam", prod).ok());
+  // Restating the environment it has is an update like any other.
+  dev.name = "Lab renamed";
+  absl::StatusOr<Project> renamed = admin().UpdateProject("adam", dev);
+  ASSERT_TRUE(renamed.ok()) << renamed.status();
+  EXPECT_EQ(renamed->name, "Lab renamed");
+  EXPECT_EQ(renamed->environment, Environment::kDevelopment);
+
+  // Nor by the organisation file: its plan and its apply are refused, and nothing changes.
+  const std::string file = FormatOrgFile(*cache_.Current()->state);
+  // lab is the one project in development.
+  std::string moved = file;
+  ASSERT_EQ(absl::StrReplaceAll({{"environment: development", "environment: production"}}, &moved),
+            1)
+      << file;
+  absl::Status planned = admin().PlanOrgFile("olivia", moved).status();
+  EXPECT_EQ(planned.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(planned.message(), HasSubstr("project 'lab': environment: development cannot "
+                                           "change to production"));
+  const int64_t before_apply = cache_.Current()->state->version;
+  absl::Status applied = admin().ApplyOrgFile("olivia", moved, "").status();
+  EXPECT_EQ(applied.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(applied.message(), HasSubstr("environment"));
+  EXPECT_EQ(cache_.Current()->state->version, before_apply);
+  EXPECT_EQ(cache_.Current()->state->FindProject("lab")->environment, Environment::kDevelopment);
+  // The file as it stands still plans to nothing.
+  absl::StatusOr<OrgPlan> plan = admin().PlanOrgFile("olivia", file);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_TRUE(plan->changes.empty()) << plan->text;
 }
 
 TEST_F(OrgAdminTest, OnlyOwnersSetServiceAccountLimits) {

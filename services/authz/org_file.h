@@ -46,7 +46,8 @@ std::string FormatOrgFile(const OrgState& state);
 // them, describe the group sync's members). FAILED_PRECONDITION naming the entry when the file
 // lists any other removed member or service account (removal is final), or a member the
 // reconciliation would remove (an IdP-provisioned member without grants of its own that no
-// group of the file lists). Does not validate the result: the caller runs ValidateOrgState.
+// group of the file lists). Does not validate the result: the caller runs ValidateOrgState
+// (through ApplyMutation, which also refuses a listed project's change of environment).
 absl::Status ApplyOrgFile(const OrgFile& file, absl::Time now, OrgState& state);
 
 // The identity provider's view of group `name` replaces its member list: every e-mail

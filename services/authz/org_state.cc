@@ -181,24 +181,18 @@ absl::Status CheckProjectExists(const OrgState& state, absl::string_view project
   return absl::InvalidArgumentError(absl::StrCat(who, " names unknown project ", Quoted(project)));
 }
 
-// A project whose environment changes may have no live service account left in the old one.
-absl::Status CheckEnvironmentChanges(const OrgState& before, const OrgState& after) {
+// A project's environment is its own for good: it decides who may hold the project's keys (by
+// default service accounts only in production) and the environment its keys and service
+// accounts live in.
+absl::Status CheckEnvironmentsKept(const OrgState& before, const OrgState& after) {
   for (const Project& p : after.projects) {
     const Project* old = before.FindProject(p.id);
     if (old == nullptr || old->environment == p.environment) continue;
-    std::vector<std::string> blocking;
-    for (const ServiceAccount& a : after.service_accounts) {
-      if (a.project == p.id && !Removed(a.removed_at) && a.environment != p.environment) {
-        blocking.push_back(Quoted(a.id));
-      }
-    }
-    if (!blocking.empty()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("project ", Quoted(p.id), " cannot change environment from ",
-                       EnvironmentName(old->environment), " to ", EnvironmentName(p.environment),
-                       " while it has live service accounts in ", EnvironmentName(old->environment),
-                       ": ", absl::StrJoin(blocking, ", "), "; remove them first"));
-    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("project ", Quoted(p.id), ": environment: ", EnvironmentName(old->environment),
+                     " cannot change to ", EnvironmentName(p.environment),
+                     " (it decides who may hold the project's keys); create a project in ",
+                     EnvironmentName(p.environment), " instead"));
   }
   return absl::OkStatus();
 }
@@ -462,7 +456,7 @@ absl::StatusOr<OrgState> ApplyMutation(const OrgState& before, const OrgMutation
   after.Sort();
   after.version = before.version;
   if (Diff(before, after).empty()) return after;
-  RETURN_IF_ERROR(CheckEnvironmentChanges(before, after));
+  RETURN_IF_ERROR(CheckEnvironmentsKept(before, after));
   RETURN_IF_ERROR(ValidateOrgState(after));
   RETURN_IF_ERROR(ValidateTransition(before, after, now));
   after.version = before.version + 1;

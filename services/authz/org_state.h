@@ -69,9 +69,9 @@ using OrgMutation = std::function<absl::Status(OrgState&)>;
 
 // `before` with `mutation` applied, sorted, checked (ValidateOrgState, ValidateTransition at
 // `now`) and one version further on; `before` itself (same version) when the mutation changed
-// nothing. A project's environment changes only while no live service account of it stays in
-// the old one: FAILED_PRECONDITION naming those accounts otherwise. The one way every store
-// turns a mutation into the state it commits.
+// nothing. A project's environment never changes: FAILED_PRECONDITION naming the project and
+// `environment` otherwise. The one way every store turns a mutation into the state it
+// commits.
 absl::StatusOr<OrgState> ApplyMutation(const OrgState& before, const OrgMutation& mutation,
                                        absl::Time now);
 

@@ -285,6 +285,37 @@ TEST_P(OrgStoreConformanceTest, ARefusedMutationWritesNothing) {
   EXPECT_EQ(own.status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_P(OrgStoreConformanceTest, AProjectsEnvironmentNeverChanges) {
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow, kSource).ok());
+  // research has no service account holding it to development; it stays there all the same.
+  absl::StatusOr<Mutated> refused = store_->Mutate(
+      [](OrgState& s) {
+        s.FindProject("research")->environment = Environment::kProduction;
+        return absl::OkStatus();
+      },
+      kNow, kSource);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("project 'research': environment: development cannot change to "
+                        "production"));
+  absl::StatusOr<std::shared_ptr<const OrgState>> loaded = store_->Load();
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ((*loaded)->version, 1);
+  EXPECT_EQ((*loaded)->FindProject("research")->environment, Environment::kDevelopment);
+  EXPECT_EQ(Actions(store_->outbox()).size(), 7u);
+  // Its other settings change, the environment restated.
+  absl::StatusOr<Mutated> renamed = store_->Mutate(
+      [](OrgState& s) {
+        Project* p = s.FindProject("research");
+        p->name = "Research, renamed";
+        p->environment = Environment::kDevelopment;
+        return absl::OkStatus();
+      },
+      kNow, kSource);
+  ASSERT_TRUE(renamed.ok()) << renamed.status();
+  EXPECT_EQ(renamed->after->FindProject("research")->name, "Research, renamed");
+}
+
 TEST_P(OrgStoreConformanceTest, AnEmailFreedByARemovalCanBeTakenInTheSameChange) {
   ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow, kSource).ok());
   absl::StatusOr<Mutated> swapped = store_->Mutate(

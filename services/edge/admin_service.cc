@@ -264,6 +264,11 @@ Status AdminService::AuthorizeKey(const Caller& caller, const std::string& key_i
     return s;
   }
   const keys::v1::Key& key = got.key();
+  // Self-service: whoever holds a key may kill it (a leaked key must not wait for an admin).
+  if (change == KeyChange::kRevoke && key.owner().type() == keys::v1::PRINCIPAL_TYPE_MEMBER &&
+      key.owner().id() == caller.member) {
+    return Status::OK;
+  }
   const bool admin_key = key.kind() == keys::v1::KEY_KIND_ADMIN;
   if (Status s = admin_key ? Authorize(caller, "members.manage", "")
                            : Authorize(caller, "keys.manage", key.project());

@@ -170,10 +170,11 @@ class AdminService final : public v1::AdminService::CallbackService {
   // An unspecified environment becomes the holder's.
   grpc::Status AuthorizeIssue(const Caller& caller, keys::v1::CreateKeyRequest* request);
   enum class KeyChange { kRotate, kRevoke };
-  // Authorises `change` of an existing key: keys.manage in its project (members.manage for
-  // admin keys); rotating another member's key (which hands the caller a secret acting as
-  // them) needs owners.manage, and so does revoking an owner's key. Rotating a
-  // service-account key caps its successor's lifetime in `rotate` as AuthorizeIssue does.
+  // Authorises `change` of an existing key. A member may revoke a key they hold themselves
+  // whatever their roles. Otherwise: keys.manage in its project (members.manage for admin
+  // keys); rotating another member's key (which hands the caller a secret acting as them)
+  // needs owners.manage, and so does revoking an owner's key. Rotating a service-account key
+  // caps its successor's lifetime in `rotate` as AuthorizeIssue does.
   grpc::Status AuthorizeKey(const Caller& caller, const std::string& key_id, KeyChange change,
                             keys::v1::RotateKeyRequest* rotate);
   // Member `id`, read as the caller.

@@ -239,6 +239,56 @@ class AdministrationTest(unittest.TestCase):
         self.assertEqual(e.code(), C.ALREADY_EXISTS)
         self.assertIn("different name", e.details())
 
+    def test_a_reader_lists_the_members_of_a_project_it_reads_and_changes_nothing(self):
+        # rita reads support: its members (mia, rita), not the organisation's nor limited's.
+        listed = stub(A).ListMembers(authz_pb2.ListMembersRequest(
+            actor=actor("rita"), project="support"), timeout=5)
+        ids = {m.id for m in listed.members}
+        self.assertTrue({"mia", "rita"} <= ids, ids)
+        self.assertNotIn("olivia", ids)
+        for project in ("", "limited"):
+            with self.subTest(project=project):
+                e = error_of(stub(A).ListMembers, authz_pb2.ListMembersRequest(
+                    actor=actor("rita"), project=project), timeout=5)
+                self.assertEqual(e.code(), C.PERMISSION_DENIED)
+        e = error_of(stub(A).ListMembers, authz_pb2.ListMembersRequest(
+            actor=actor("rita"), project="no-such-project"), timeout=5)
+        self.assertEqual(e.code(), C.NOT_FOUND)
+        # Still read-only.
+        e = error_of(stub(A).AddMember, authz_pb2.AddMemberRequest(
+            actor=actor("rita"), member=authz_pb2.Member(
+                id="rita-friend", email="rita-friend@acme.example",
+                grants=[authz_pb2.RoleGrant(role="reader", project="support")])), timeout=5)
+        self.assertEqual(e.code(), C.PERMISSION_DENIED)
+        e = error_of(stub(A).SetMemberRoles, authz_pb2.SetMemberRolesRequest(
+            actor=actor("rita"), id="rita",
+            grants=[authz_pb2.RoleGrant(role="admin")]), timeout=5)
+        self.assertEqual(e.code(), C.PERMISSION_DENIED)
+        e = error_of(stub(A).RemoveMember, authz_pb2.RemoveMemberRequest(
+            actor=actor("rita"), id="mia"), timeout=5)
+        self.assertEqual(e.code(), C.PERMISSION_DENIED)
+
+    def test_a_projects_environment_is_refused_a_change(self):
+        project = authz_pb2.Project(id="env-1", name="Env test", environment="development",
+                                    allowed_models=["gpt-4o"])
+        stub(A).CreateProject(authz_pb2.CreateProjectRequest(
+            actor=actor("adam"), project=project), timeout=5)
+        moved = authz_pb2.Project()
+        moved.CopyFrom(project)
+        moved.environment = "production"
+        e = error_of(stub(A).UpdateProject, authz_pb2.UpdateProjectRequest(
+            actor=actor("olivia"), project=moved), timeout=5)
+        self.assertEqual(e.code(), C.FAILED_PRECONDITION)
+        self.assertIn("environment: development cannot change to production", e.details())
+        got = stub(A).GetProject(authz_pb2.GetProjectRequest(actor=actor("adam"), id="env-1"),
+                                 timeout=5)
+        self.assertEqual((got.environment, got.key_holders),
+                         ("development", authz_pb2.KEY_HOLDERS_MEMBERS))
+        project.name = "Env test, renamed"
+        renamed = stub(A).UpdateProject(authz_pb2.UpdateProjectRequest(
+            actor=actor("adam"), project=project), timeout=5)
+        self.assertEqual((renamed.name, renamed.environment), ("Env test, renamed", "development"))
+
     def test_project_ids_follow_the_rule_every_service_shares(self):
         # keys and the audit ledger take only these ids: a project authz created with another
         # shape could never record a decision.

@@ -1048,6 +1048,95 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(len(found), 1)
         self.assertEqual(found[0]["actor"], "alice")
 
+    def test_a_member_revokes_a_key_of_their_own_and_no_one_elses(self):
+        """Self-service: a member who leaked a key kills it without an admin, whatever their
+        roles, recorded as their act; others' keys stay keys.manage's."""
+        admin = SUITE.admin()
+        alice = es.bearer(SUITE.new_admin_key("alice"))
+        leaky = f"leaky-{uuid.uuid4().hex[:6]}"
+        admin.AddMember(authz_pb2.AddMemberRequest(member=authz_pb2.Member(
+            id=leaky, email=f"{leaky}@acme.example",
+            grants=[authz_pb2.RoleGrant(role="member", project="internal-copilot")])),
+            metadata=alice, timeout=10)
+        leaky_admin_key = SUITE.new_admin_key(leaky)
+        by_leaky = es.bearer(leaky_admin_key)
+
+        def project_key(owner):
+            return admin.CreateKey(keys_pb2.CreateKeyRequest(
+                request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
+                owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id=owner),
+                project="internal-copilot", scopes=["chat.completions"]),
+                metadata=alice, timeout=10).key
+
+        own, others = project_key(leaky), project_key("dan")
+        keys = keys_pb2_grpc.KeyServiceStub(P["keys"].channel)
+
+        def state(key_id):
+            return keys.GetKey(keys_pb2.GetKeyRequest(key_id=key_id), timeout=10).key.state
+
+        # Someone else's key is not theirs to revoke, nor is rotating their own (it hands
+        # out a new secret) self-service.
+        err = pt.call_error(admin.RevokeKey, keys_pb2.RevokeKeyRequest(
+            key_id=others.key_id, reason="not mine"), metadata=by_leaky, timeout=10)
+        self.assertEqual(err.code(), C.PERMISSION_DENIED, err.details())
+        self.assertIn("keys.manage", err.details())
+        self.assertEqual(state(others.key_id), keys_pb2.KEY_STATE_ACTIVE)
+        err = pt.call_error(admin.RotateKey, keys_pb2.RotateKeyRequest(
+            request_id=uuid.uuid4().hex, key_id=own.key_id), metadata=by_leaky, timeout=10)
+        self.assertEqual(err.code(), C.PERMISSION_DENIED, err.details())
+
+        revoked = admin.RevokeKey(keys_pb2.RevokeKeyRequest(
+            key_id=own.key_id, reason="pasted into a public gist", actor="mallory"),
+            metadata=by_leaky, timeout=10)
+        self.assertTrue(revoked.changed)
+        self.assertEqual(revoked.key.state, keys_pb2.KEY_STATE_REVOKED)
+        self.assertEqual(state(own.key_id), keys_pb2.KEY_STATE_REVOKED)
+
+        def revocations():
+            page = admin.QueryAudit(audit_pb2.QueryEntriesRequest(
+                ledger=audit_pb2.LedgerRef(project="internal-copilot", environment="development"),
+                action=audit_pb2.ACTION_KEY_REVOKED, page_size=1000), metadata=alice, timeout=10)
+            return [e.actor for e in page.entries if e.metadata.get("key_id") == own.key_id]
+
+        self.assertEqual(pt.wait_until(revocations, timeout=15,
+                                       message="the revocation in the ledger"), [leaky])
+
+        # Their admin key too: from then on it authenticates nothing.
+        admin_key_id = keys.VerifyKey(keys_pb2.VerifyKeyRequest(
+            secret=leaky_admin_key.encode()), timeout=10).key.key_id
+        admin.RevokeKey(keys_pb2.RevokeKeyRequest(key_id=admin_key_id, reason="leaked"),
+                        metadata=by_leaky, timeout=10)
+        self.assertEqual(state(admin_key_id), keys_pb2.KEY_STATE_REVOKED)
+        pt.wait_until(lambda: pt.call_code(admin.ListMembers, admin_pb2.ListMembersRequest(
+            project="internal-copilot"), metadata=by_leaky, timeout=10) == C.UNAUTHENTICATED,
+            timeout=10, message="the revoked admin key refused")
+
+    def test_a_projects_environment_cannot_change_through_the_admin_api(self):
+        admin = SUITE.admin()
+        alice = es.bearer(SUITE.new_admin_key("alice"))
+        project = admin.CreateProject(authz_pb2.CreateProjectRequest(project=authz_pb2.Project(
+            id=f"env-{uuid.uuid4().hex[:6]}", name="Env", environment="development",
+            allowed_models=["gpt-4o"])), metadata=alice, timeout=10)
+        self.assertEqual(project.key_holders, authz_pb2.KEY_HOLDERS_MEMBERS)
+        moved = authz_pb2.Project()
+        moved.CopyFrom(project)
+        moved.environment = "production"
+        moved.key_holders = authz_pb2.KEY_HOLDERS_UNSPECIFIED
+        err = pt.call_error(admin.UpdateProject, authz_pb2.UpdateProjectRequest(project=moved),
+                            metadata=alice, timeout=10)
+        self.assertEqual(err.code(), C.FAILED_PRECONDITION, err.details())
+        self.assertIn("environment: development cannot change to production", err.details())
+        listed = admin.ListProjects(authz_pb2.ListProjectsRequest(page_size=500),
+                                    metadata=alice, timeout=10)
+        stored = [p for p in listed.projects if p.id == project.id]
+        self.assertEqual([(p.environment, p.key_holders) for p in stored],
+                         [("development", authz_pb2.KEY_HOLDERS_MEMBERS)])
+        # The same environment restated: an update like any other.
+        project.name = "Env, renamed"
+        updated = admin.UpdateProject(authz_pb2.UpdateProjectRequest(project=project),
+                                      metadata=alice, timeout=10)
+        self.assertEqual((updated.name, updated.environment), ("Env, renamed", "development"))
+
     def test_a_production_projects_keys_are_held_by_service_accounts_only(self):
         admin = SUITE.admin()
         alice = es.bearer(SUITE.new_admin_key("alice"))

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import unittest
+import uuid
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file: make `tests` importable
@@ -166,6 +167,115 @@ class PolicyctlProcessTest(unittest.TestCase):
                               "--output=json", admin_key=self.alice)
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertEqual(json.loads(again.stdout)["audit_id"], audit_id)
+
+    def test_audit_forget_names_the_request_id_it_made_up_so_a_retry_repeats_nothing(self):
+        """An erasure is a change a retry must not repeat: like keys create, rotate and
+        members remove, policyctl makes up a request id when none is given, and shows it (on
+        stderr with --output=json, in the answer's text otherwise)."""
+        subject = f"forget-{uuid.uuid4().hex[:8]}@example.com"
+        first = run_policyctl("audit", "forget", subject, "--output=json", admin_key=self.alice)
+        self.assertEqual(first.returncode, 0, first.stderr)
+        ids = re.findall(r"request id (\S+)", first.stderr)
+        self.assertEqual(len(ids), 1, first.stderr)
+        self.assertRegex(ids[0], r"^policyctl-\d+-[0-9a-f]{8}$")
+        entry = json.loads(first.stdout)["entry"]
+        again = run_policyctl("audit", "forget", subject, f"--request_id={ids[0]}",
+                              "--output=json", admin_key=self.alice)
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertEqual(json.loads(again.stdout)["entry"]["index"], entry["index"])
+        text = run_policyctl("audit", "forget", f"forget-{uuid.uuid4().hex[:8]}@example.com",
+                             admin_key=self.alice)
+        self.assertEqual(text.returncode, 0, text.stderr)
+        self.assertRegex(text.stdout, r"\(request policyctl-\d+-[0-9a-f]{8}\)")
+
+    def test_decide_takes_every_residency_the_product_knows(self):
+        """global (any region) is a residency like eu, us and apac; others are usage
+        errors naming the four."""
+        SUITE.register_seed_endpoints_once()  # EU and US endpoints, none in APAC.
+        key = SUITE.new_key("bob", "support-eu")
+
+        def decide(residency):
+            return run_policyctl("decide", "--model=gpt-4o", "--message=Summarise the ticket.",
+                                 f"--residency={residency}", "--output=json", api_key=key)
+
+        for residency in ("global", "GLOBAL", "eu"):
+            with self.subTest(residency=residency):
+                run = decide(residency)
+                self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+                self.assertEqual(json.loads(run.stdout)["verdict"], "VERDICT_ALLOW")
+        apac = decide("apac")  # Sent as a requirement nothing meets.
+        self.assertEqual(apac.returncode, 3, apac.stdout + apac.stderr)
+        self.assertEqual(json.loads(apac.stdout)["reason"], "NO_COMPLIANT_REGION")
+        for bad in ("mars", "unspecified"):
+            with self.subTest(residency=bad):
+                run = decide(bad)
+                self.assertEqual(run.returncode, 2, run.stderr)
+                self.assertIn("--residency must be eu, us, apac or global",
+                              run.stderr.splitlines()[0])
+
+    def test_a_reader_lists_the_members_of_a_project_it_reads_and_changes_nothing(self):
+        carol = SUITE.new_admin_key("carol")  # A reader in support-eu, a member in playground.
+        listed = run_policyctl("members", "list", "--project=support-eu", "--output=json",
+                               admin_key=carol)
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        ids = {m["id"] for m in json.loads(listed.stdout)["members"]}
+        self.assertTrue({"bob", "carol"} <= ids, ids)
+        self.assertNotIn("dan", ids)
+        for args, action in ((("members", "list"), "org.read"),
+                             (("members", "list", "--project=internal-copilot"), "settings.read"),
+                             (("members", "add", "--id=carols-friend",
+                               "--email=carols-friend@acme.example",
+                               "--roles=reader@support-eu"), "members.manage"),
+                             (("members", "set-roles", "carol", "--roles=admin"),
+                              "members.manage"),
+                             (("members", "remove", "bob"), "members.manage")):
+            with self.subTest(args=args):
+                run = run_policyctl(*args, admin_key=carol)
+                self.assertEqual(run.returncode, 1, run.stdout + run.stderr)
+                self.assertIn("PERMISSION_DENIED", run.stderr)
+                self.assertIn(action, run.stderr)
+        everyone = run_policyctl("members", "list", "--output=json", admin_key=self.alice)
+        self.assertEqual(everyone.returncode, 0, everyone.stderr)
+        members = {m["id"]: m for m in json.loads(everyone.stdout)["members"]}
+        self.assertNotIn("carols-friend", members)
+        self.assertNotIn("removed_at", members["bob"])
+        self.assertEqual([g["role"] for g in members["carol"]["grants"]], ["member", "reader"])
+
+    def test_an_organisation_file_changing_a_projects_environment_is_refused(self):
+        """Moving the playground (no service accounts to hold it back) from sandbox to
+        production would silently take its keys from its members (production: service
+        accounts only): plan and apply refuse it, naming the environment, and nothing
+        changes."""
+        exported = run_policyctl("org", "export", admin_key=self.alice)
+        self.assertEqual(exported.returncode, 0, exported.stderr)
+        text = exported.stdout
+        # Within the playground's entry (projects come first, each from its "- id:").
+        start = text.index("- id: playground\n")
+        end = text.find("- id:", start + 1)
+        entry = text[start:end]
+        self.assertEqual(entry.count("environment: sandbox"), 1, entry)
+        moved = text[:start] + entry.replace("environment: sandbox",
+                                             "environment: production") + text[end:]
+        org_file = Path(tempfile.mkdtemp()) / "org.yaml"
+        org_file.write_text(moved)
+        for verb in ("plan", "apply"):
+            with self.subTest(verb=verb):
+                run = run_policyctl("org", verb, str(org_file), admin_key=self.alice)
+                self.assertEqual(run.returncode, 1, run.stdout + run.stderr)
+                self.assertIn("FAILED_PRECONDITION", run.stderr)
+                self.assertIn("project 'playground': environment: sandbox cannot change to "
+                              "production", run.stderr)
+        projects = run_policyctl("projects", "list", "--output=json", admin_key=self.alice)
+        self.assertEqual(projects.returncode, 0, projects.stderr)
+        playground = [p for p in json.loads(projects.stdout)["projects"]
+                      if p["id"] == "playground"]
+        self.assertEqual([(p["environment"], p["key_holders"]) for p in playground],
+                         [("sandbox", "KEY_HOLDERS_MEMBERS")])
+        # The file as exported still plans to nothing.
+        org_file.write_text(text)
+        plan = run_policyctl("org", "plan", str(org_file), "--output=json", admin_key=self.alice)
+        self.assertEqual(plan.returncode, 0, plan.stderr)
+        self.assertEqual(json.loads(plan.stdout)["changes"], [])
 
     def test_an_answer_that_cannot_be_written_is_a_failure_and_names_the_retry(self):
         """stdout on a full disk: the key is made, but its secret (shown once) never reaches

@@ -21,8 +21,9 @@
 // where it takes one. With
 // --output=json, stdout holds exactly the response as JSON (proto field names, every field
 // without presence printed even at its default); a list's is every page's entries in one
-// response; keys create, keys rotate and members remove name their request id on stderr (the
-// response holds none), for a retry. audit query prints each page as it arrives, in that same
+// response; keys create, keys rotate, members remove and audit forget name their request id on
+// stderr (the response holds none), for a retry. audit query prints each page as it arrives, in
+// that same
 // one-response shape ({"entries":[...],"next_page_token":...}, the token empty unless --limit
 // stopped it); should
 // a later page fail, stdout holds the earlier pages unfinished (not valid JSON) and the exit
@@ -75,8 +76,9 @@ constexpr int kOk = 0, kFailed = 1, kUsage = 2, kRefused = 3, kTransient = 4;
 constexpr char kUsageText[] = R"(usage: policyctl [global flags] COMMAND [flags]
 
 commands:
-  decide            try a request: --model, --message, [--system, --residency=eu|us|apac,
-                    --source_ip, --tokens, --request_id, --return_mapping]
+  decide            try a request: --model, --message, [--system,
+                    --residency=eu|us|apac|global (global: any region), --source_ip,
+                    --tokens, --request_id, --return_mapping]
   keys create       --owner, [--owner_type=member|service_account, --kind=project|
                     service_account|admin, --project, --environment (default: the
                     holder's; production for admin keys), --scopes=a,b, --ttl, --request_id]
@@ -113,7 +115,8 @@ commands:
                     (the entry's inclusion proof against a signed checkpoint; a decision's
                     request id is recorded as decision:<id>)
   audit subject-export SUBJECT   every entry naming a data subject (GDPR access)
-  audit forget SUBJECT [--request_id]  erase a data subject (GDPR; cannot be undone)
+  audit forget SUBJECT [--request_id]  erase a data subject (GDPR; cannot be undone; a
+                    retry with the printed request id repeats nothing; default: a fresh one)
   projects list      [--include_archived]
   projects create   --id, --name, --environment, [--models=a,b, --rpm, --tpm, --zdr,
                     --retention_days, --key_holders=service_accounts|members (default:
@@ -269,9 +272,10 @@ int Show(const Global& g, const google::protobuf::Message& response,
   return kOk;
 }
 
-// Show for a call made under `request_id` (keys create, rotate, members remove): the text names
-// it; with --output=json, whose stdout is only the response (which does not hold it), stderr
-// does, so that a script that let policyctl make one up can still retry without repeating.
+// Show for a call made under `request_id` (keys create, rotate, members remove, audit forget):
+// the text names it; with --output=json, whose stdout is only the response (which does not hold
+// it), stderr does, so that a script that let policyctl make one up can still retry without
+// repeating.
 // The request id of the call whose answer is being shown, for Main's advice should that answer
 // not reach stdout.
 std::string& ShownRequestId() {
@@ -391,6 +395,19 @@ int NeedAdminKey(const Global& g) {
                              : kOk;
 }
 
+// The residency `name` names, in any case: eu, us, apac or global (none required of a
+// request, none promised by an endpoint); false for anything else.
+bool ParseResidency(const std::string& name, region::v1::Residency* residency) {
+  region::v1::Residency parsed;
+  if (!region::v1::Residency_Parse(absl::StrCat("RESIDENCY_", absl::AsciiStrToUpper(name)),
+                                   &parsed) ||
+      parsed == region::v1::RESIDENCY_UNSPECIFIED) {
+    return false;
+  }
+  *residency = parsed;
+  return true;
+}
+
 int Decide(const Invocation& in) {
   Global g;
   std::string model, message, system, residency, source_ip, request_id;
@@ -401,7 +418,8 @@ int Decide(const Invocation& in) {
                             p.AddString("model", &model, "the model");
                             p.AddString("message", &message, "the user message");
                             p.AddString("system", &system, "a system message before it");
-                            p.AddString("residency", &residency, "eu, us, apac or empty");
+                            p.AddString("residency", &residency,
+                                        "eu, us, apac, global (any region) or empty (none)");
                             p.AddString("source_ip", &source_ip, "the caller's address");
                             p.AddInt("tokens", &tokens, "estimated tokens");
                             p.AddString("request_id", &request_id, "the decision's request id");
@@ -429,15 +447,10 @@ int Decide(const Invocation& in) {
   auto* m = request.add_messages();
   m->set_role("user");
   m->set_content(message);
-  const std::string r = absl::AsciiStrToLower(residency);
-  if (r == "eu") {
-    request.set_residency(region::v1::RESIDENCY_EU);
-  } else if (r == "us") {
-    request.set_residency(region::v1::RESIDENCY_US);
-  } else if (r == "apac") {
-    request.set_residency(region::v1::RESIDENCY_APAC);
-  } else if (!r.empty()) {
-    return Usage("--residency must be eu, us or apac");
+  if (!residency.empty()) {
+    region::v1::Residency r;
+    if (!ParseResidency(residency, &r)) return Usage("--residency must be eu, us, apac or global");
+    request.set_residency(r);
   }
   edge::v1::DecideResponse response;
   auto stub = edge::v1::EdgeService::NewStub(Channel(g));
@@ -963,10 +976,7 @@ int Endpoints(const Invocation& in) {
     e->set_id(id);
     e->set_region(region_name);
     region::v1::Residency r;
-    if (!region::v1::Residency_Parse(absl::StrCat("RESIDENCY_", absl::AsciiStrToUpper(residency)),
-                                     &r)) {
-      return Usage("--residency must be eu, us, apac or global");
-    }
+    if (!ParseResidency(residency, &r)) return Usage("--residency must be eu, us, apac or global");
     e->set_residency(r);
     region::v1::Provider pr;
     if (!region::v1::Provider_Parse(absl::StrCat("PROVIDER_", absl::AsciiStrToUpper(provider)),
@@ -1241,7 +1251,7 @@ int Audit(const Invocation& in) {
                         "the root is not verified");
             p.AddString("request_id", &request_id,
                         "prove: the entry's request id (a decision's is decision:<its request "
-                        "id>); forget: this erasure's request id");
+                        "id>); forget: this erasure's request id (default: a fresh one)");
           });
       rc != kOk) {
     return rc;
@@ -1528,17 +1538,18 @@ int Audit(const Invocation& in) {
     return kOk;
   }
   if (in.words[0] == "forget") {
+    request_id = RequestIdOr(request_id);
     audit::v1::ForgetSubjectRequest request;
     request.set_subject(in.words[1]);
     request.set_request_id(request_id);
     audit::v1::ForgetSubjectResponse response;
     if (grpc::Status s = stub->ForgetSubject(Context(g, true).get(), request, &response); !s.ok()) {
-      return Failed(s);
+      return FailedRetryable(s, request_id);
     }
-    return Show(g, response, [&] {
-      std::printf("%s; recorded as entry %llu\n",
+    return ShowWithRequestId(g, response, request_id, [&] {
+      std::printf("%s; recorded as entry %llu (request %s)\n",
                   response.forgotten() ? "forgotten" : "nothing was recorded about them",
-                  static_cast<unsigned long long>(response.entry().index()));
+                  static_cast<unsigned long long>(response.entry().index()), request_id.c_str());
     });
   }
   return Usage(absl::StrCat("audit: unknown verb '", in.words[0], "'"));
