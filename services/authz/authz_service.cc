@@ -369,13 +369,20 @@ grpc::ServerUnaryReactor* AuthzService::ListMembers(grpc::CallbackServerContext*
   absl::StatusOr<OrgView> view = cache_->Current();
   if (!view.ok()) return Finish(context, view.status());
   const OrgState& state = *view->state;
+  // A caller who may read the one project but not the organisation sees the members' roles in
+  // it, not where else they work.
+  std::optional<absl::string_view> only_project;
+  if (!request->project().empty() &&
+      !admin_->Authorize(*view, request->actor().member_id(), "org.read").ok()) {
+    only_project = request->project();
+  }
   absl::StatusOr<std::string> next = Page(
       state.members, request->page_size(), request->page_token(),
       [&](const Member& m) {
         if (m.removed_at.has_value() && !request->include_removed()) return false;
         return request->project().empty() || HasRoleIn(m, state, request->project());
       },
-      [&](const Member& m) { ToProto(m, state, response->add_members()); });
+      [&](const Member& m) { ToProto(m, state, response->add_members(), only_project); });
   if (!next.ok()) return Finish(context, next.status());
   response->set_next_page_token(*next);
   return Finish(context, absl::OkStatus());

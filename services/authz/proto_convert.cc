@@ -212,15 +212,23 @@ void ToProto(const Project& p, pb::Project* out) {
                            : pb::KEY_HOLDERS_MEMBERS);
 }
 
-void ToProto(const Member& m, const OrgState& state, pb::Member* out) {
+void ToProto(const Member& m, const OrgState& state, pb::Member* out,
+             std::optional<absl::string_view> only_project) {
+  auto shown = [&](const RoleGrant& g) {
+    return !only_project.has_value() || g.project.empty() || g.project == *only_project;
+  };
   out->set_id(m.id);
   out->set_email(m.email);
-  for (const RoleGrant& g : m.grants) ToProto(g, out->add_grants());
+  for (const RoleGrant& g : m.grants) {
+    if (shown(g)) ToProto(g, out->add_grants());
+  }
   for (const IdpGroup& group : state.idp_groups) {
     if (std::find(group.members.begin(), group.members.end(), m.email) == group.members.end()) {
       continue;
     }
-    for (const RoleGrant& g : group.grants) ToProto(g, out->add_group_grants());
+    for (const RoleGrant& g : group.grants) {
+      if (shown(g)) ToProto(g, out->add_group_grants());
+    }
   }
   if (m.removed_at.has_value()) SetTime(*m.removed_at, out->mutable_removed_at());
   out->set_provisioned_by(m.provisioned_by);

@@ -1,7 +1,10 @@
 #ifndef POLICY_SERVICES_AUTHZ_PROTO_CONVERT_H_
 #define POLICY_SERVICES_AUTHZ_PROTO_CONVERT_H_
 
+#include <optional>
+
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "policy/authz/v1/authz.pb.h"
 #include "services/authz/authorizer.h"
 #include "services/authz/org_admin.h"
@@ -29,8 +32,11 @@ absl::StatusOr<ServiceAccount> FromProto(const pb::ServiceAccount& account,
                                          EnvironmentField environment);
 
 void ToProto(const Project& project, pb::Project* out);
-// `state` supplies the member's group grants.
-void ToProto(const Member& member, const OrgState& state, pb::Member* out);
+// `state` supplies the member's group grants. With `only_project`, only the grants in that
+// project and the organisation's roles are shown, own and group grants alike: what a caller
+// who may read that project but not the whole organisation may see.
+void ToProto(const Member& member, const OrgState& state, pb::Member* out,
+             std::optional<absl::string_view> only_project = std::nullopt);
 void ToProto(const ServiceAccount& account, pb::ServiceAccount* out);
 void ToProto(const Invitation& invitation, absl::Time now, pb::Invitation* out);
 void ToProto(const OrgPlan& plan, google::protobuf::RepeatedPtrField<pb::EntityChange>* out);

@@ -246,6 +246,14 @@ class AdministrationTest(unittest.TestCase):
         ids = {m.id for m in listed.members}
         self.assertTrue({"mia", "rita"} <= ids, ids)
         self.assertNotIn("olivia", ids)
+        # ... and their roles in support, not where else they work (mia is in three projects).
+        mia = next(m for m in listed.members if m.id == "mia")
+        self.assertEqual([(g.role, g.project) for g in mia.grants], [("member", "support")])
+        # Whoever reads the organisation sees all of them in the same listing.
+        by_admin = stub(A).ListMembers(authz_pb2.ListMembersRequest(
+            actor=actor("adam"), project="support"), timeout=5)
+        mia = next(m for m in by_admin.members if m.id == "mia")
+        self.assertEqual(sorted(g.project for g in mia.grants), ["limited", "support", "tokens"])
         for project in ("", "limited"):
             with self.subTest(project=project):
                 e = error_of(stub(A).ListMembers, authz_pb2.ListMembersRequest(
