@@ -603,6 +603,19 @@ class EdgeProcessTest(unittest.TestCase):
             return {e.metadata.get("key_id", "") for e in page.entries}
         pt.wait_until(lambda: {k.key.key_id for k in keys} <= revocations(), timeout=10,
                       message="keys recorded each revocation in the project's ledger")
+        # The acting admin is named as the actor (sealed, shredded when alice is forgotten),
+        # never in plain text: no metadata value names her.
+        page = admin.QueryAudit(audit_pb2.QueryEntriesRequest(
+            ledger=audit_pb2.LedgerRef(project="internal-copilot", environment="development"),
+            action=audit_pb2.ACTION_KEY_REVOKED), metadata=alice, timeout=10)
+        mine = [e for e in page.entries
+                if e.metadata.get("key_id") in {k.key.key_id for k in keys}]
+        self.assertEqual(len(mine), len(keys))
+        for e in mine:
+            self.assertEqual(e.actor, "alice")
+            self.assertEqual(e.subject, "erin")
+            self.assertEqual([v for v in e.metadata.values() if "alice" in v or "erin" in v],
+                             [], dict(e.metadata))
 
     def test_one_request_id_for_two_removals_revokes_the_keys_of_each(self):
         admin = SUITE.admin()
