@@ -418,6 +418,16 @@ TEST_P(LedgerStoreConformanceTest, ReadRangeAndQueryFilter) {
   filter.start = all[3].time;  // Inclusive.
   filter.end = all[9].time;    // Exclusive.
   EXPECT_EQ(expect_query(filter), 6u);
+  // Bounds finer than the entries' whole microseconds compare exactly, not truncated: an
+  // entry just before the start is out, one just before the end is in.
+  filter.start = all[3].time + absl::Nanoseconds(1);
+  filter.end = all[9].time + absl::Nanoseconds(1);
+  EXPECT_EQ(expect_query(filter), 6u);
+  filter.start = all[3].time - absl::Nanoseconds(1);
+  filter.end = all[9].time - absl::Nanoseconds(1);
+  EXPECT_EQ(expect_query(filter), 6u);
+  filter.start = all[3].time;
+  filter.end = all[9].time;
   filter.after_index = 5;
   EXPECT_EQ(expect_query(filter), 4u);
   filter.action = Action::kKeyCreated;
