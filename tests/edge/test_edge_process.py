@@ -975,6 +975,31 @@ class EdgeProcessTest(unittest.TestCase):
                             "--environment=production", "--output=json")
         self.assertEqual(summary.returncode, 0, summary.stderr)
         self.assertGreater(int(json.loads(summary.stdout)["action_breakdown"]["decision_allow"]), 0)
+        # A period: the text shows it with the unaccounted subjects; a period before the ledger
+        # holds nothing; a time that is not RFC 3339 is a usage error.
+        text = policyctl("audit", "summary", "--project=support-eu", "--environment=production",
+                         "--start=2000-01-01T00:00:00Z")
+        self.assertEqual(text.returncode, 0, text.stderr)
+        self.assertRegex(text.stdout, r"^from 20\d\d-.* to 20\d\d-.*: \d+ entries, .* "
+                                      r"0 unaccounted subjects, integrity valid\n")
+        past = ("--start=2000-01-01T00:00:00Z", "--end=2000-01-02T00:00:00.5+01:00")
+        before = policyctl("audit", "summary", "--project=support-eu",
+                           "--environment=production", *past, "--output=json")
+        self.assertEqual(before.returncode, 0, before.stderr)
+        self.assertEqual(json.loads(before.stdout)["total_entries"], "0")
+        queried = policyctl("audit", "query", "--project=support-eu", "--environment=production",
+                            *past, "--output=json")
+        self.assertEqual(queried.returncode, 0, queried.stderr)
+        self.assertEqual(json.loads(queried.stdout)["entries"], [])
+        queried = policyctl("audit", "query", "--project=support-eu", "--environment=production",
+                            "--start=2000-01-01T00:00:00Z", "--limit=1", "--output=json")
+        self.assertEqual(queried.returncode, 0, queried.stderr)
+        self.assertEqual(len(json.loads(queried.stdout)["entries"]), 1)
+        for flag in ("--start=yesterday", "--end=2026-13-01T00:00:00Z"):
+            bad = policyctl("audit", "summary", "--project=support-eu",
+                            "--environment=production", flag)
+            self.assertEqual(bad.returncode, 2, bad.stderr)
+            self.assertIn(flag.split("=")[0], bad.stderr)
         exported = policyctl("audit", "export", "--project=support-eu",
                              "--environment=production")
         self.assertEqual(exported.returncode, 0, exported.stderr)
@@ -1778,8 +1803,12 @@ class EdgeProcessTest(unittest.TestCase):
         try:
             changed = policyctl("audit", "prove", *ledger, f"--request_id={request_id}",
                                 f"--public_key={public_key}")
+            summary = policyctl("audit", "summary", *ledger)
         finally:
             tamper(-1)
+        # The summary's totals come with the verdict, and its exit code says it as verify's.
+        self.assertEqual(summary.returncode, 3, summary.stdout + summary.stderr)
+        self.assertIn("integrity INVALID at index", summary.stdout)
         self.assertEqual(changed.returncode, 1, changed.stdout)
         self.assertIn("DATA_LOSS", changed.stderr)
         self.assertIn("its fields do not match its leaf hash", changed.stderr)
