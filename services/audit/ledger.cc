@@ -265,12 +265,22 @@ absl::StatusOr<Checkpoint> AuditLedger::GetCheckpoint(const LedgerRef& ledger, u
   return store_->GetCheckpoint(ledger, tree_size);
 }
 
-absl::StatusOr<std::vector<Checkpoint>> AuditLedger::ListCheckpoints(const LedgerRef& ledger) {
+absl::StatusOr<CheckpointPage> AuditLedger::ListCheckpoints(const LedgerRef& ledger,
+                                                            uint64_t after_size, size_t page_size) {
   RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
-  ASSIGN_OR_RETURN(std::vector<Checkpoint> all, store_->ListCheckpoints(ledger));
-  std::sort(all.begin(), all.end(),
-            [](const Checkpoint& a, const Checkpoint& b) { return a.tree_size < b.tree_size; });
-  return all;
+  if (page_size < 1 || page_size > kMaxPageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size: must be between 1 and ", kMaxPageSize, ", not ", page_size));
+  }
+  CheckpointPage page;
+  // One more than a page says whether another follows.
+  ASSIGN_OR_RETURN(page.checkpoints,
+                   store_->ListCheckpointsAfter(ledger, after_size, page_size + 1));
+  if (page.checkpoints.size() > page_size) {
+    page.checkpoints.resize(page_size);
+    page.next_after_size = page.checkpoints.back().tree_size;
+  }
+  return page;
 }
 
 absl::StatusOr<InclusionProof> AuditLedger::ProveInclusion(const LedgerRef& ledger,

@@ -80,6 +80,11 @@ struct InclusionProof {
   std::vector<Hash> proof;
 };
 
+struct CheckpointPage {
+  std::vector<Checkpoint> checkpoints;
+  uint64_t next_after_size = 0;  // The after_size of the next page; 0 on the last page.
+};
+
 struct ConsistencyProof {
   std::optional<Checkpoint> from;
   Checkpoint to;
@@ -155,9 +160,11 @@ class AuditLedger {
   // The keys whose checkpoints are accepted: the current one first.
   const CheckpointKeys& checkpoint_keys() const { return keys_; }
   absl::StatusOr<Checkpoint> GetCheckpoint(const LedgerRef& ledger, uint64_t tree_size);
-  // Every stored checkpoint of `ledger`, by tree size, smallest first (none for a ledger that
-  // does not exist).
-  absl::StatusOr<std::vector<Checkpoint>> ListCheckpoints(const LedgerRef& ledger);
+  // A page of the stored checkpoints of `ledger` of trees larger than `after_size`, by tree
+  // size, smallest first: at most `page_size` (1 to kMaxPageSize), read without reading the
+  // others (none for a ledger that does not exist).
+  absl::StatusOr<CheckpointPage> ListCheckpoints(const LedgerRef& ledger, uint64_t after_size,
+                                                 size_t page_size);
   // The entry recorded under `request_id` in `ledger`, its identifiers not revealed;
   // NOT_FOUND when there is none.
   absl::StatusOr<Entry> FindRequest(const LedgerRef& ledger, const std::string& request_id);

@@ -175,6 +175,52 @@ TEST_F(LedgerTest, ProofsVerifyAgainstSignedCheckpoints) {
   EXPECT_EQ(ledger_.ProveInclusion(kProd, 500, "", 0).status().code(), absl::StatusCode::kNotFound);
 }
 
+// A store whose whole list of checkpoints is refused: what reads a page must not need it.
+class PagedCheckpointsStore : public MemoryLedgerStore {
+ public:
+  bool refuse_whole_list = false;
+  absl::StatusOr<std::vector<Checkpoint>> ListCheckpoints(const LedgerRef& ledger) override {
+    if (refuse_whole_list) return absl::InternalError("the whole list was read");
+    return MemoryLedgerStore::ListCheckpoints(ledger);
+  }
+};
+
+TEST(LedgerCheckpointsTest, APageOfCheckpointsReadsThatPageOnly) {
+  auto signer = CheckpointSigner::Create(std::string(32, '\x07')).value();
+  auto subjects = SubjectCipher::Create(std::string(32, '\x09')).value();
+  FakeClock clock;
+  PagedCheckpointsStore store;
+  AuditLedger ledger(&store, subjects.get(), signer.get(), &clock);
+  EntryInput in;
+  in.action = Action::kApiCall;
+  in.actor = "svc-a";
+  in.ledger = kProd;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(ledger.Append(in).ok());
+    ASSERT_TRUE(ledger.SignCheckpoints().ok());
+  }
+  store.refuse_whole_list = true;
+  std::vector<uint64_t> sizes;
+  uint64_t after = 0;
+  for (int pages = 0;; ++pages) {
+    ASSERT_LT(pages, 5) << "paging does not end";
+    absl::StatusOr<CheckpointPage> page = ledger.ListCheckpoints(kProd, after, 2);
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const Checkpoint& c : page->checkpoints) sizes.push_back(c.tree_size);
+    if (page->next_after_size == 0) break;
+    after = page->next_after_size;
+  }
+  EXPECT_THAT(sizes, ElementsAre(1, 2, 3));
+  EXPECT_THAT(ledger.ListCheckpoints(kProd, 3, 2).value().checkpoints, IsEmpty());
+  EXPECT_THAT(ledger.ListCheckpoints(kProd, 1, 2).value().checkpoints, testing::SizeIs(2));
+  EXPECT_EQ(ledger.ListCheckpoints(kProd, 0, 2).value().next_after_size, 2u);
+  EXPECT_EQ(ledger.ListCheckpoints(kProd, 1, 2).value().next_after_size, 0u);
+  EXPECT_EQ(ledger.ListCheckpoints(kProd, 0, 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ledger.ListCheckpoints(kProd, 0, kMaxPageSize + 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(LedgerTest, SigningReportsEveryLedgerWithItsNewestCheckpoint) {
   for (int i = 0; i < 3; ++i) AppendOk(Call("svc-a", i));
   std::vector<LedgerOverview> ledgers;
@@ -645,6 +691,14 @@ class RollbackStore : public MemoryLedgerStore {
     ASSIGN_OR_RETURN(std::vector<Checkpoint> all, MemoryLedgerStore::ListCheckpoints(ledger));
     std::erase_if(all, [&](const Checkpoint& c) { return c.tree_size > visible_; });
     return all;
+  }
+  absl::StatusOr<std::vector<Checkpoint>> ListCheckpointsAfter(const LedgerRef& ledger,
+                                                               uint64_t after_size,
+                                                               size_t limit) override {
+    ASSIGN_OR_RETURN(std::vector<Checkpoint> page,
+                     MemoryLedgerStore::ListCheckpointsAfter(ledger, after_size, limit));
+    std::erase_if(page, [&](const Checkpoint& c) { return c.tree_size > visible_; });
+    return page;
   }
 
  private:

@@ -857,6 +857,31 @@ absl::StatusOr<std::vector<Checkpoint>> PostgresLedgerStore::ListCheckpoints(
   return out;
 }
 
+absl::StatusOr<std::vector<Checkpoint>> PostgresLedgerStore::ListCheckpointsAfter(
+    const LedgerRef& ledger, uint64_t after_size, size_t limit) {
+  std::vector<Checkpoint> out;
+  // Sizes past the largest a bigint holds have no checkpoint.
+  if (limit == 0 || after_size >= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return out;
+  }
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    out.clear();
+    std::optional<int64_t> id = FindLedgerId(tx, ledger);
+    if (!id.has_value()) return absl::OkStatus();
+    pqxx::result rows = tx.exec_params(
+        absl::StrCat("SELECT ", kCheckpointColumns,
+                     " FROM audit.checkpoints WHERE ledger_id = $1 AND tree_size > $2 "
+                     "ORDER BY tree_size LIMIT $3"),
+        *id, ClampToInt64(after_size), ClampToInt64(limit));
+    for (const pqxx::row& row : rows) {
+      ASSIGN_OR_RETURN(Checkpoint c, CheckpointFromRow(row, ledger));
+      out.push_back(std::move(c));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
 absl::StatusOr<std::vector<SubjectKey>> PostgresLedgerStore::GetOrAddSubjectKeys(
     const std::vector<SubjectKey>& candidates) {
   using T = pg::BinaryArray::Type;
