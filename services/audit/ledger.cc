@@ -490,22 +490,25 @@ absl::StatusOr<ForgetResult> AuditLedger::Forget(const std::string& subject,
   if (subject.empty()) return absl::InvalidArgumentError("subject: required");
   RETURN_IF_ERROR(ValidateIdentifier(subject, "subject"));
   RETURN_IF_ERROR(CheckRequester(requested_by));
-  if (request_id.size() > kMaxRequestIdBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request_id: more than ", kMaxRequestIdBytes, " bytes"));
-  }
+  RETURN_IF_ERROR(ValidateRequestId(request_id, "request_id"));
+  // The record keeps the id's digest, never the id (SubjectCipher::ForgetRequestId); records
+  // of earlier releases kept the id itself, and any other entry of the organisation's ledger
+  // under it makes it another request's.
+  const std::string recorded_id = request_id.empty() ? "" : subjects_->ForgetRequestId(request_id);
   const std::string locator = subjects_->Locator(subject);
   absl::StatusOr<SubjectKey> key = store_->GetSubjectKey(locator);
   if (!key.ok() && !absl::IsNotFound(key.status())) return key.status();
   if (!request_id.empty()) {
-    absl::StatusOr<Entry> first = store_->FindRequest(LedgerRef{}, request_id);
-    if (first.ok()) return RepeatForget(subject, request_id, locator, key, *std::move(first));
-    if (!absl::IsNotFound(first.status())) return first.status();
+    for (const std::string* id : {&recorded_id, &request_id}) {
+      absl::StatusOr<Entry> first = store_->FindRequest(LedgerRef{}, *id);
+      if (first.ok()) return RepeatForget(subject, request_id, locator, key, *std::move(first));
+      if (!absl::IsNotFound(first.status())) return first.status();
+    }
   }
   EntryInput record;
   record.action = Action::kSubjectForgotten;
   record.actor = requested_by;
-  record.request_id = request_id;
+  record.request_id = recorded_id;
   // The record names the subject only while the key lives: it is shredded with the rest.
   if (key.ok()) record.subject = subject;
   ForgetResult result;

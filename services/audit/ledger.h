@@ -203,8 +203,8 @@ class AuditLedger {
   // Idempotent on `request_id`: a retry returns the first record (finishing the key's
   // destruction if the first attempt stopped short); FAILED_PRECONDITION when the id names
   // another request, the forgetting of another subject included (whether or not either
-  // subject still has a key). The record keeps SubjectCipher::RequestBinding of the id and
-  // the subject for that check.
+  // subject still has a key). The record keeps SubjectCipher::ForgetRequestId of the id, never
+  // the id, which may name the subject.
   absl::StatusOr<ForgetResult> Forget(const std::string& subject, const std::string& requested_by,
                                       const std::string& request_id);
   // One page of the entries naming `subject` (as actor or subject), across ledgers, in

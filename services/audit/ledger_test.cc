@@ -381,6 +381,33 @@ TEST_F(LedgerTest, ARetriedForgetReturnsTheFirstRecord) {
   EXPECT_THAT(reused.status().message(), HasSubstr("api_call"));
 }
 
+TEST_F(LedgerTest, TheRecordOfAForgettingKeepsNoRequestIdNamingTheSubject) {
+  AppendOk(Call("carol@example.com", 5));
+  // A request id a person chose may name the subject; the record must not.
+  absl::StatusOr<ForgetResult> first =
+      ledger_.Forget("carol@example.com", "dpo@example.com", "erase-carol.example.com");
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(first->forgotten);
+  EXPECT_THAT(first->entry.request_id, Not(HasSubstr("carol")));
+  EXPECT_FALSE(first->entry.request_id.empty());
+  absl::StatusOr<std::vector<RevealedEntry>> org = ledger_.Export(kOrg, 0, 100, "dpo", false);
+  ASSERT_TRUE(org.ok());
+  for (const RevealedEntry& e : *org) {
+    EXPECT_THAT(e.entry.request_id, Not(HasSubstr("carol")));
+    EXPECT_EQ(EncodeLeafData(e.entry).find("carol"), std::string::npos);
+  }
+  // Still idempotent on the caller's id.
+  absl::StatusOr<ForgetResult> retry =
+      ledger_.Forget("carol@example.com", "dpo@example.com", "erase-carol.example.com");
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->forgotten);
+  EXPECT_EQ(retry->entry.index, first->entry.index);
+  EXPECT_EQ(store_.Size(kOrg).value(), first->entry.index + 1);
+  // The caller's id is checked as Append checks one.
+  EXPECT_EQ(ledger_.Forget("dave@example.com", "dpo", "erase dave").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(LedgerTest, ARetriedForgetFinishesWhatTheFirstAttemptStarted) {
   AppendOk(Call("carol@example.com", 5));
   // The first attempt recorded the request, then stopped before destroying the key.
@@ -424,7 +451,7 @@ TEST_F(LedgerTest, ARequestIdForgettingOneSubjectForgetsNoOther) {
   // Dave; the first record answers, and nothing more is forgotten or recorded.
   absl::StatusOr<ForgetResult> dave = ledger_.Forget("dave@example.com", "dpo", "forget-3");
   ASSERT_TRUE(dave.ok()) << dave.status();
-  EXPECT_EQ(dave->entry.request_id, "forget-3");
+  EXPECT_EQ(dave->entry.request_id, subjects_->ForgetRequestId("forget-3"));
   EXPECT_EQ(dave->entry.subject.ref.size(), 32u);  // Carol's pseudonym, opened by no key.
   EXPECT_FALSE(dave->entry.metadata.contains("request_binding"));
   absl::StatusOr<ForgetResult> erin = ledger_.Forget("erin@example.com", "dpo", "forget-3");

@@ -1742,6 +1742,8 @@ class EdgeProcessTest(unittest.TestCase):
                               "--output=json")
         self.assertEqual(forgotten.returncode, 0, forgotten.stderr)
         self.assertTrue(json.loads(forgotten.stdout)["forgotten"])
+        # The erasure's id names them; its record does not.
+        self.assertNotIn(subject, json.loads(forgotten.stdout)["entry"]["request_id"])
         again = policyctl("audit", "forget", subject, f"--request_id={erasure}", "--output=json")
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertEqual(json.loads(again.stdout)["entry"]["index"],
