@@ -1535,6 +1535,14 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertGreaterEqual(len(indexes(whole)), 9)  # five entries and four reads
         self.assertEqual(json.loads(whole.stdout)["next_page_token"], "")
         self.assertEqual(reads_by_alice(), before + 1)
+        # By actor: the five calls are e2e's, the reads alice's.
+        by_actor = policyctl("audit", "query", *ledger, "--actor=e2e@example.com", "--output=json")
+        self.assertEqual(by_actor.returncode, 0, by_actor.stderr)
+        self.assertEqual(indexes(by_actor), [0, 1, 2, 3, 4])
+        by_actor = policyctl("audit", "query", *ledger, "--actor=alice", "--output=json")
+        self.assertEqual(by_actor.returncode, 0, by_actor.stderr)
+        self.assertGreaterEqual(len(indexes(by_actor)), 4)
+        self.assertNotIn(0, indexes(by_actor))
         # Nothing matched: an empty response, still JSON, every key there.
         none = policyctl("audit", "query", *ledger, "--action=decision_deny", "--output=json")
         self.assertEqual(none.returncode, 0, none.stderr)

@@ -100,8 +100,8 @@ commands:
   org plan FILE     what applying the declarative organisation file would change
   org apply FILE    [--plan_fingerprint]  (removed members' keys are revoked)
   org export        the organisation as it stands, as a declarative file
-  audit query       --project, --environment, [--action=decision_deny, --start, --end (RFC
-                    3339), --limit=1000, --page_size=1000, --page_token]  (matching entries,
+  audit query       --project, --environment, [--action=decision_deny, --actor, --start, --end
+                    (RFC 3339), --limit=1000, --page_size=1000, --page_token]  (matching entries,
                     oldest first, each page printed as it arrives; at most --limit, 0: all;
                     when the limit stops the query, stderr names the --page_token that
                     continues it)
@@ -1245,7 +1245,7 @@ int Audit(const Invocation& in) {
   }
   Global g;
   std::string project, environment, action, request_id;
-  std::string page_token, public_key_hex, start, end;
+  std::string page_token, public_key_hex, start, end, actor;
   int64_t page_size = kAuditPageSize, limit = kAuditQueryLimit, tree_size = 0, index = -1;
   if (int rc = ParseFlags(
           in, g,
@@ -1253,6 +1253,7 @@ int Audit(const Invocation& in) {
             p.AddString("project", &project, "the ledger's project (empty: the organisation's)");
             p.AddString("environment", &environment, "the ledger's environment");
             p.AddString("action", &action, "query: only this action, e.g. decision_deny");
+            p.AddString("actor", &actor, "query: only entries of this actor (a member, ...)");
             p.AddString("start", &start,
                         "query, summary: entries from this time on (RFC 3339, inclusive)");
             p.AddString("end", &end, "query, summary: entries before this time (RFC 3339)");
@@ -1325,6 +1326,7 @@ int Audit(const Invocation& in) {
     request.set_page_token(page_token);
     if (!start.empty()) *request.mutable_start_time() = start_time;
     if (!end.empty()) *request.mutable_end_time() = end_time;
+    request.set_actor(actor);
     if (!action.empty()) {
       audit::v1::Action a;
       if (!audit::v1::Action_Parse(absl::StrCat("ACTION_", absl::AsciiStrToUpper(action)), &a)) {
