@@ -31,6 +31,13 @@ bool IsPolicyViolation(const Entry& e) {
   return reason == e.metadata.end() || reason->second != "RATE_LIMITED";
 }
 
+// Whether `e`'s tokens were used: not a decision's, which are the estimate the decision was
+// asked about (the call's usage is recorded after it, as an api_call with the tokens used; a
+// refused request used none).
+bool CountsTokensUsed(const Entry& e) {
+  return e.action != Action::kDecisionAllow && e.action != Action::kDecisionDeny;
+}
+
 absl::Time WholeMicros(absl::Time t) { return absl::FromUnixMicros(absl::ToUnixMicros(t)); }
 
 absl::Status CheckRequester(const std::string& requested_by) {
@@ -452,9 +459,11 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
       summary.period_end = e.time;
       ++summary.total_entries;
       // Saturates: entries appended before kMaxTokens may hold up to INT64_MAX each.
-      summary.total_tokens = e.tokens > std::numeric_limits<int64_t>::max() - summary.total_tokens
-                                 ? std::numeric_limits<int64_t>::max()
-                                 : summary.total_tokens + std::max<int64_t>(e.tokens, 0);
+      if (CountsTokensUsed(e)) {
+        summary.total_tokens = e.tokens > std::numeric_limits<int64_t>::max() - summary.total_tokens
+                                   ? std::numeric_limits<int64_t>::max()
+                                   : summary.total_tokens + std::max<int64_t>(e.tokens, 0);
+      }
       if (IsPolicyViolation(e)) ++summary.policy_violations;
       ++summary.action_breakdown[std::string(ActionName(e.action))];
       refs.insert(e.actor.ref);

@@ -95,6 +95,8 @@ struct ComplianceSummary {
   std::optional<absl::Time> period_start;
   std::optional<absl::Time> period_end;
   uint64_t total_entries = 0;
+  // Tokens used: of every entry but the decisions, whose tokens are estimates
+  // (GetComplianceSummaryResponse.total_tokens).
   int64_t total_tokens = 0;
   // policy_violation entries, and decision_deny entries refused by policy: every reason but
   // RATE_LIMITED (GetComplianceSummaryResponse.policy_violations).

@@ -575,6 +575,25 @@ TEST_F(LedgerTest, SummaryCountsThePeriodAndReportsIntegrity) {
   EXPECT_EQ(store_.Size(kProd).value(), 4u);
 }
 
+TEST_F(LedgerTest, SummaryTokensAreTheTokensUsedNotTheEstimatesDecisionsWereAskedAbout) {
+  // The edge records a decision with the caller's estimate, then the call's usage (api_call)
+  // with the tokens it used: one request, counted once.
+  EntryInput allow = Call("svc-a", 100);
+  allow.action = Action::kDecisionAllow;
+  AppendOk(allow);
+  AppendOk(Call("svc-a", 80));
+  EntryInput deny = Call("svc-a", 50);
+  deny.action = Action::kDecisionDeny;
+  deny.outcome = Outcome::kBlocked;
+  deny.metadata = {{"reason", "MODEL_NOT_ALLOWED"}};
+  AppendOk(deny);  // Refused: nothing was used.
+  absl::StatusOr<ComplianceSummary> s =
+      ledger_.Summarize(kProd, std::nullopt, std::nullopt, "auditor@example.com");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->total_tokens, 80);
+  EXPECT_EQ(s->total_entries, 3u);
+}
+
 TEST_F(LedgerTest, SummaryCountsDeniesRefusedByPolicyAsViolations) {
   auto deny = [&](const std::string& reason) {
     EntryInput in = Call("svc-a", 10);
