@@ -17,6 +17,7 @@ it, as `tools/dev pg` sets up); skips without it, or fails when POLICY_TEST_REQU
 Run: /usr/bin/python3 -m unittest -v tests.audit.test_audit_process
 """
 
+import base64
 import contextlib
 import sys
 import threading
@@ -982,6 +983,14 @@ class SubjectTest(AuditTestCase):
             subject=carol, requested_by=dpo, page_token="not-a-token"), timeout=10)
         self.assertEqual(err.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("page_token", err.details())
+        # Forged: a cursor no entry has (a time before the year 1, an index past a bigint's).
+        for cursor in (f"{-2**63}/{p1.project}/production/0",
+                       f"0/{p1.project}/production/{2**64 - 1}"):
+            forged = base64.urlsafe_b64encode(cursor.encode()).decode().rstrip("=")
+            err = pt.call_error(self.audit.ExportSubject, A.ExportSubjectRequest(
+                subject=carol, requested_by=dpo, page_token=forged), timeout=10)
+            self.assertEqual(err.code(), grpc.StatusCode.INVALID_ARGUMENT, cursor)
+            self.assertIn("page_token", err.details())
 
         forgotten = self.audit.ForgetSubject(A.ForgetSubjectRequest(
             subject=carol, requested_by=dpo, request_id=f"forget-{u}"), timeout=10)
