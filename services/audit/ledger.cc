@@ -628,6 +628,12 @@ absl::StatusOr<SubjectPage> AuditLedger::ExportSubject(const std::string& subjec
     entries.resize(kept);
     if (more) page.next = SubjectResume{.after = CursorOf(entries.back()), .org_end = org_end};
     ASSIGN_OR_RETURN(page.entries, Reveal(std::move(entries)));
+    // The subject's copy names the subject alone: whoever else an entry names (who removed
+    // them, whom they acted on) is another person, left unopened.
+    for (RevealedEntry& e : page.entries) {
+      if (e.actor != subject) e.actor.clear();
+      if (e.subject != subject) e.subject.clear();
+    }
     record.subject = subject;
     record.metadata["entries"] = absl::StrCat(page.entries.size());
     if (after.has_value()) record.metadata["page"] = "next";

@@ -209,7 +209,8 @@ class AuditLedger {
   // the id, which may name the subject.
   absl::StatusOr<ForgetResult> Forget(const std::string& subject, const std::string& requested_by,
                                       const std::string& request_id);
-  // One page of the entries naming `subject` (as actor or subject), across ledgers, in
+  // One page of the entries naming `subject` (as actor or subject), revealing that identifier
+  // only (another person an entry names is left unopened), across ledgers, in
   // SubjectOrder after `after` (none: from the first), at most `page_size` (1 to
   // kMaxPageSize) and ending before kSubjectPageBytes of entries (its first always there, so
   // that a page stays within gRPC's 4 MiB receive limit at every hop); none once the

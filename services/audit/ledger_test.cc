@@ -291,6 +291,10 @@ TEST_F(LedgerTest, ForgetSubjectShredsIdentifiersButTheLedgerStillVerifies) {
   EXPECT_FALSE(before->next.has_value());
   EXPECT_EQ(before->entries[0].subject, "carol@example.com");
   EXPECT_EQ(before->entries[1].actor, "carol@example.com");
+  // Her copy names her alone: the owner who removed her is another person, left unopened (his
+  // pseudonym and sealed identifier are there, as in every entry).
+  EXPECT_EQ(before->entries[0].actor, "");
+  EXPECT_EQ(before->entries[0].entry.actor.ref.size(), 32u);
   // Page by page, one entry each: what named carol at the first page, the record of the
   // export above included, and not the records of these pages.
   absl::StatusOr<SubjectPage> first =
