@@ -455,8 +455,14 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
   for (;;) {
     ASSIGN_OR_RETURN(std::vector<Entry> entries, store_->Query(filter));
     for (const Entry& e : entries) {
-      if (!summary.period_start.has_value()) summary.period_start = e.time;
-      summary.period_end = e.time;
+      // Entries are in index order, which is not time order when the appending replicas'
+      // clocks differ: the earliest and the latest time.
+      if (!summary.period_start.has_value() || e.time < *summary.period_start) {
+        summary.period_start = e.time;
+      }
+      if (!summary.period_end.has_value() || e.time > *summary.period_end) {
+        summary.period_end = e.time;
+      }
       ++summary.total_entries;
       // Saturates: entries appended before kMaxTokens may hold up to INT64_MAX each.
       if (CountsTokensUsed(e)) {

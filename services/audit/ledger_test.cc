@@ -598,6 +598,24 @@ TEST_F(LedgerTest, SummaryTokensAreTheTokensUsedNotTheEstimatesDecisionsWereAske
   EXPECT_EQ(s->total_entries, 3u);
 }
 
+TEST_F(LedgerTest, SummaryPeriodIsTheEarliestAndLatestTimeWhateverTheOrderOfIndexes) {
+  // Two replicas whose clocks differ a little append to one ledger: index order is not time
+  // order.
+  const absl::Time t = clock_.Now();
+  AppendOk(Call("svc-a", 1));  // t
+  clock_.Set(t + absl::Seconds(5));
+  AppendOk(Call("svc-a", 1));  // t + 5 s
+  clock_.Set(t - absl::Seconds(2));
+  AppendOk(Call("svc-a", 1));  // t - 2 s
+  clock_.Set(t + absl::Seconds(1));
+  AppendOk(Call("svc-a", 1));  // t + 1 s
+  absl::StatusOr<ComplianceSummary> s =
+      ledger_.Summarize(kProd, std::nullopt, std::nullopt, "auditor@example.com");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->period_start, t - absl::Seconds(2));
+  EXPECT_EQ(s->period_end, t + absl::Seconds(5));
+}
+
 TEST_F(LedgerTest, SummaryCountsDeniesRefusedByPolicyAsViolations) {
   auto deny = [&](const std::string& reason) {
     EntryInput in = Call("svc-a", 10);
