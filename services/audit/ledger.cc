@@ -553,6 +553,16 @@ absl::StatusOr<ForgetResult> AuditLedger::RepeatForget(const std::string& subjec
     return absl::FailedPreconditionError(
         "request_id: already names the forgetting of another subject");
   }
+  // A key that names nothing is as good as none: one made again by a record naming the
+  // subject delivered twice (the duplicate appends nothing), say. It is destroyed, and the
+  // first record answers. (A key the first record was sealed with names that record.)
+  if (key.ok()) {
+    ASSIGN_OR_RETURN(std::vector<Entry> named, store_->EntriesOfSubject(key->ref, std::nullopt, 1));
+    if (named.empty()) {
+      RETURN_IF_ERROR(store_->DeleteSubjectKey(locator).status());
+      return ForgetResult{.forgotten = !first.subject.empty(), .entry = std::move(first)};
+    }
+  }
   // The first request found no key, and this subject has one: another subject, or one the
   // ledger has named since; either way this id cannot forget them.
   if (first.subject.empty() && key.ok()) {

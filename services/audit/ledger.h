@@ -203,7 +203,8 @@ class AuditLedger {
 
   // Destroys the subject's key and records the request in the organisation's ledger.
   // Idempotent on `request_id`: a retry returns the first record (finishing the key's
-  // destruction if the first attempt stopped short); FAILED_PRECONDITION when the id names
+  // destruction if the first attempt stopped short, destroying a key made since that names
+  // nothing); FAILED_PRECONDITION when the id names
   // another request, the forgetting of another subject included (whether or not either
   // subject still has a key). The record keeps SubjectCipher::ForgetRequestId of the id, never
   // the id, which may name the subject.

@@ -412,6 +412,25 @@ TEST_F(LedgerTest, TheRecordOfAForgettingKeepsNoRequestIdNamingTheSubject) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(LedgerTest, AKeyThatNamesNothingDoesNotStopARetriedForget) {
+  AppendOk(Call("carol@example.com", 5));
+  absl::StatusOr<ForgetResult> first = ledger_.Forget("carol@example.com", "dpo", "erase-1");
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(first->forgotten);
+  // A record naming her delivered again (a duplicate: nothing appended) made her a key again.
+  ASSERT_TRUE(store_.GetOrAddSubjectKeys({subjects_->NewKey("carol@example.com").value()}).ok());
+  absl::StatusOr<ForgetResult> retry = ledger_.Forget("carol@example.com", "dpo", "erase-1");
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->forgotten);
+  EXPECT_EQ(retry->entry.index, first->entry.index);
+  EXPECT_TRUE(
+      absl::IsNotFound(store_.GetSubjectKey(subjects_->Locator("carol@example.com")).status()));
+  // Once an entry names her again, that id no longer forgets her.
+  AppendOk(Call("carol@example.com", 6));
+  EXPECT_EQ(ledger_.Forget("carol@example.com", "dpo", "erase-1").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(LedgerTest, ARetriedForgetFinishesWhatTheFirstAttemptStarted) {
   AppendOk(Call("carol@example.com", 5));
   // The first attempt recorded the request, then stopped before destroying the key.
