@@ -234,6 +234,7 @@ absl::StatusOr<QueryPage> AuditLedger::Query(const QuerySpec& spec,
   if (spec.start.has_value() && spec.end.has_value() && *spec.end < *spec.start) {
     return absl::InvalidArgumentError("end_time: before start_time");
   }
+  RETURN_IF_ERROR(ValidateIdentifier(spec.actor, "actor"));
   QueryPage page;
   ASSIGN_OR_RETURN(const uint64_t size, store_->Size(spec.ledger));
   if (size == 0) return page;  // No such ledger: nothing to read, record or create.

@@ -114,6 +114,15 @@ TEST_F(LedgerTest, QueryRevealsIdentifiersFiltersAndPagesAndIsRecorded) {
   EXPECT_EQ(ledger_.Query(spec, "").status().code(), absl::StatusCode::kInvalidArgument);
   spec.page_size = 5000;
   EXPECT_EQ(ledger_.Query(spec, "a").status().code(), absl::StatusCode::kInvalidArgument);
+  // An actor no entry can name (longer than an identifier, not UTF-8) is a mistake, named.
+  spec.page_size = 10;
+  for (const std::string& actor :
+       {std::string(kMaxIdentifierBytes + 1, 'a'), std::string("\xff")}) {
+    spec.actor = actor;
+    absl::StatusOr<QueryPage> bad = ledger_.Query(spec, "a");
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << bad.status();
+    EXPECT_THAT(bad.status().message(), HasSubstr("actor"));
+  }
 }
 
 TEST_F(LedgerTest, PagingOneAtATimeEndsWithTheEntriesPresentAtTheFirstPage) {
