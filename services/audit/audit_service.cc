@@ -317,19 +317,11 @@ grpc::ServerUnaryReactor* AuditService::ListCheckpoints(grpc::CallbackServerCont
           "page_size: must be between 1 and ", kMaxPageSize, " (0: ", kMaxPageSize, ")")));
     }
     const size_t page_size = request->page_size() == 0 ? kMaxPageSize : request->page_size();
-    absl::StatusOr<std::vector<Checkpoint>> checkpoints =
-        ledger_->ListCheckpoints(FromProto(request->ledger()));
-    if (!checkpoints.ok()) return ToGrpc(checkpoints.status());
-    size_t listed = 0;
-    for (const Checkpoint& c : *checkpoints) {
-      if (c.tree_size <= request->after_size()) continue;
-      if (listed == page_size) {
-        response->set_next_after_size(response->checkpoints().rbegin()->tree_size());
-        break;
-      }
-      ToProto(c, response->add_checkpoints());
-      ++listed;
-    }
+    absl::StatusOr<CheckpointPage> page =
+        ledger_->ListCheckpoints(FromProto(request->ledger()), request->after_size(), page_size);
+    if (!page.ok()) return ToGrpc(page.status());
+    for (const Checkpoint& c : page->checkpoints) ToProto(c, response->add_checkpoints());
+    response->set_next_after_size(page->next_after_size);
     return grpc::Status::OK;
   });
 }

@@ -188,12 +188,16 @@ absl::Status ValidateEntryInput(const EntryInput& input) {
     return Invalid("entry.content_hash",
                    absl::StrCat(input.content_hash.size(), " bytes; a SHA-256 hash is 32"));
   }
-  if (input.request_id.size() > kMaxRequestIdBytes) {
-    return Invalid("entry.request_id", absl::StrCat("more than ", kMaxRequestIdBytes, " bytes"));
+  return ValidateRequestId(input.request_id, "entry.request_id");
+}
+
+absl::Status ValidateRequestId(absl::string_view request_id, absl::string_view field) {
+  if (request_id.size() > kMaxRequestIdBytes) {
+    return Invalid(field, absl::StrCat("more than ", kMaxRequestIdBytes, " bytes"));
   }
-  for (char c : input.request_id) {
+  for (char c : request_id) {
     if (!IsTokenChar(c, true) && c != '.' && c != ':') {
-      return Invalid("entry.request_id", "only [A-Za-z0-9_.:-] is allowed");
+      return Invalid(field, "only [A-Za-z0-9_.:-] is allowed");
     }
   }
   return absl::OkStatus();

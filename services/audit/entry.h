@@ -103,6 +103,9 @@ inline constexpr absl::Duration kMaxLatency = absl::Hours(24);
 // INVALID_ARGUMENT naming the field ("entry.metadata[\"k\"]: ...") for anything outside the
 // bounds above, non-UTF-8 text, tokens outside 0..kMaxTokens, latency outside 0..kMaxLatency.
 absl::Status ValidateEntryInput(const EntryInput& input);
+// INVALID_ARGUMENT naming `field` unless `request_id` is at most kMaxRequestIdBytes of
+// [A-Za-z0-9_.:-] (empty passes).
+absl::Status ValidateRequestId(absl::string_view request_id, absl::string_view field);
 
 // INVALID_ARGUMENT naming `field` unless `identifier` (an actor or a subject) is at most
 // kMaxIdentifierBytes of UTF-8 without NUL bytes.

@@ -31,6 +31,13 @@ bool IsPolicyViolation(const Entry& e) {
   return reason == e.metadata.end() || reason->second != "RATE_LIMITED";
 }
 
+// Whether `e`'s tokens were used: not a decision's, which are the estimate the decision was
+// asked about (the call's usage is recorded after it, as an api_call with the tokens used; a
+// refused request used none).
+bool CountsTokensUsed(const Entry& e) {
+  return e.action != Action::kDecisionAllow && e.action != Action::kDecisionDeny;
+}
+
 absl::Time WholeMicros(absl::Time t) { return absl::FromUnixMicros(absl::ToUnixMicros(t)); }
 
 absl::Status CheckRequester(const std::string& requested_by) {
@@ -227,6 +234,7 @@ absl::StatusOr<QueryPage> AuditLedger::Query(const QuerySpec& spec,
   if (spec.start.has_value() && spec.end.has_value() && *spec.end < *spec.start) {
     return absl::InvalidArgumentError("end_time: before start_time");
   }
+  RETURN_IF_ERROR(ValidateIdentifier(spec.actor, "actor"));
   QueryPage page;
   ASSIGN_OR_RETURN(const uint64_t size, store_->Size(spec.ledger));
   if (size == 0) return page;  // No such ledger: nothing to read, record or create.
@@ -265,12 +273,22 @@ absl::StatusOr<Checkpoint> AuditLedger::GetCheckpoint(const LedgerRef& ledger, u
   return store_->GetCheckpoint(ledger, tree_size);
 }
 
-absl::StatusOr<std::vector<Checkpoint>> AuditLedger::ListCheckpoints(const LedgerRef& ledger) {
+absl::StatusOr<CheckpointPage> AuditLedger::ListCheckpoints(const LedgerRef& ledger,
+                                                            uint64_t after_size, size_t page_size) {
   RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
-  ASSIGN_OR_RETURN(std::vector<Checkpoint> all, store_->ListCheckpoints(ledger));
-  std::sort(all.begin(), all.end(),
-            [](const Checkpoint& a, const Checkpoint& b) { return a.tree_size < b.tree_size; });
-  return all;
+  if (page_size < 1 || page_size > kMaxPageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size: must be between 1 and ", kMaxPageSize, ", not ", page_size));
+  }
+  CheckpointPage page;
+  // One more than a page says whether another follows.
+  ASSIGN_OR_RETURN(page.checkpoints,
+                   store_->ListCheckpointsAfter(ledger, after_size, page_size + 1));
+  if (page.checkpoints.size() > page_size) {
+    page.checkpoints.resize(page_size);
+    page.next_after_size = page.checkpoints.back().tree_size;
+  }
+  return page;
 }
 
 absl::StatusOr<InclusionProof> AuditLedger::ProveInclusion(const LedgerRef& ledger,
@@ -438,13 +456,21 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
   for (;;) {
     ASSIGN_OR_RETURN(std::vector<Entry> entries, store_->Query(filter));
     for (const Entry& e : entries) {
-      if (!summary.period_start.has_value()) summary.period_start = e.time;
-      summary.period_end = e.time;
+      // Entries are in index order, which is not time order when the appending replicas'
+      // clocks differ: the earliest and the latest time.
+      if (!summary.period_start.has_value() || e.time < *summary.period_start) {
+        summary.period_start = e.time;
+      }
+      if (!summary.period_end.has_value() || e.time > *summary.period_end) {
+        summary.period_end = e.time;
+      }
       ++summary.total_entries;
       // Saturates: entries appended before kMaxTokens may hold up to INT64_MAX each.
-      summary.total_tokens = e.tokens > std::numeric_limits<int64_t>::max() - summary.total_tokens
-                                 ? std::numeric_limits<int64_t>::max()
-                                 : summary.total_tokens + std::max<int64_t>(e.tokens, 0);
+      if (CountsTokensUsed(e)) {
+        summary.total_tokens = e.tokens > std::numeric_limits<int64_t>::max() - summary.total_tokens
+                                   ? std::numeric_limits<int64_t>::max()
+                                   : summary.total_tokens + std::max<int64_t>(e.tokens, 0);
+      }
       if (IsPolicyViolation(e)) ++summary.policy_violations;
       ++summary.action_breakdown[std::string(ActionName(e.action))];
       refs.insert(e.actor.ref);
@@ -480,22 +506,25 @@ absl::StatusOr<ForgetResult> AuditLedger::Forget(const std::string& subject,
   if (subject.empty()) return absl::InvalidArgumentError("subject: required");
   RETURN_IF_ERROR(ValidateIdentifier(subject, "subject"));
   RETURN_IF_ERROR(CheckRequester(requested_by));
-  if (request_id.size() > kMaxRequestIdBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request_id: more than ", kMaxRequestIdBytes, " bytes"));
-  }
+  RETURN_IF_ERROR(ValidateRequestId(request_id, "request_id"));
+  // The record keeps the id's digest, never the id (SubjectCipher::ForgetRequestId); records
+  // of earlier releases kept the id itself, and any other entry of the organisation's ledger
+  // under it makes it another request's.
+  const std::string recorded_id = request_id.empty() ? "" : subjects_->ForgetRequestId(request_id);
   const std::string locator = subjects_->Locator(subject);
   absl::StatusOr<SubjectKey> key = store_->GetSubjectKey(locator);
   if (!key.ok() && !absl::IsNotFound(key.status())) return key.status();
   if (!request_id.empty()) {
-    absl::StatusOr<Entry> first = store_->FindRequest(LedgerRef{}, request_id);
-    if (first.ok()) return RepeatForget(subject, request_id, locator, key, *std::move(first));
-    if (!absl::IsNotFound(first.status())) return first.status();
+    for (const std::string* id : {&recorded_id, &request_id}) {
+      absl::StatusOr<Entry> first = store_->FindRequest(LedgerRef{}, *id);
+      if (first.ok()) return RepeatForget(subject, request_id, locator, key, *std::move(first));
+      if (!absl::IsNotFound(first.status())) return first.status();
+    }
   }
   EntryInput record;
   record.action = Action::kSubjectForgotten;
   record.actor = requested_by;
-  record.request_id = request_id;
+  record.request_id = recorded_id;
   // The record names the subject only while the key lives: it is shredded with the rest.
   if (key.ok()) record.subject = subject;
   ForgetResult result;
@@ -524,6 +553,16 @@ absl::StatusOr<ForgetResult> AuditLedger::RepeatForget(const std::string& subjec
       binding->second != subjects_->RequestBinding(request_id, subject)) {
     return absl::FailedPreconditionError(
         "request_id: already names the forgetting of another subject");
+  }
+  // A key that names nothing is as good as none: one made again by a record naming the
+  // subject delivered twice (the duplicate appends nothing), say. It is destroyed, and the
+  // first record answers. (A key the first record was sealed with names that record.)
+  if (key.ok()) {
+    ASSIGN_OR_RETURN(std::vector<Entry> named, store_->EntriesOfSubject(key->ref, std::nullopt, 1));
+    if (named.empty()) {
+      RETURN_IF_ERROR(store_->DeleteSubjectKey(locator).status());
+      return ForgetResult{.forgotten = !first.subject.empty(), .entry = std::move(first)};
+    }
   }
   // The first request found no key, and this subject has one: another subject, or one the
   // ledger has named since; either way this id cannot forget them.
@@ -606,6 +645,12 @@ absl::StatusOr<SubjectPage> AuditLedger::ExportSubject(const std::string& subjec
     entries.resize(kept);
     if (more) page.next = SubjectResume{.after = CursorOf(entries.back()), .org_end = org_end};
     ASSIGN_OR_RETURN(page.entries, Reveal(std::move(entries)));
+    // The subject's copy names the subject alone: whoever else an entry names (who removed
+    // them, whom they acted on) is another person, left unopened.
+    for (RevealedEntry& e : page.entries) {
+      if (e.actor != subject) e.actor.clear();
+      if (e.subject != subject) e.subject.clear();
+    }
     record.subject = subject;
     record.metadata["entries"] = absl::StrCat(page.entries.size());
     if (after.has_value()) record.metadata["page"] = "next";

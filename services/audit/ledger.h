@@ -80,6 +80,11 @@ struct InclusionProof {
   std::vector<Hash> proof;
 };
 
+struct CheckpointPage {
+  std::vector<Checkpoint> checkpoints;
+  uint64_t next_after_size = 0;  // The after_size of the next page; 0 on the last page.
+};
+
 struct ConsistencyProof {
   std::optional<Checkpoint> from;
   Checkpoint to;
@@ -90,6 +95,8 @@ struct ComplianceSummary {
   std::optional<absl::Time> period_start;
   std::optional<absl::Time> period_end;
   uint64_t total_entries = 0;
+  // Tokens used: of every entry but the decisions, whose tokens are estimates
+  // (GetComplianceSummaryResponse.total_tokens).
   int64_t total_tokens = 0;
   // policy_violation entries, and decision_deny entries refused by policy: every reason but
   // RATE_LIMITED (GetComplianceSummaryResponse.policy_violations).
@@ -155,9 +162,11 @@ class AuditLedger {
   // The keys whose checkpoints are accepted: the current one first.
   const CheckpointKeys& checkpoint_keys() const { return keys_; }
   absl::StatusOr<Checkpoint> GetCheckpoint(const LedgerRef& ledger, uint64_t tree_size);
-  // Every stored checkpoint of `ledger`, by tree size, smallest first (none for a ledger that
-  // does not exist).
-  absl::StatusOr<std::vector<Checkpoint>> ListCheckpoints(const LedgerRef& ledger);
+  // A page of the stored checkpoints of `ledger` of trees larger than `after_size`, by tree
+  // size, smallest first: at most `page_size` (1 to kMaxPageSize), read without reading the
+  // others (none for a ledger that does not exist).
+  absl::StatusOr<CheckpointPage> ListCheckpoints(const LedgerRef& ledger, uint64_t after_size,
+                                                 size_t page_size);
   // The entry recorded under `request_id` in `ledger`, its identifiers not revealed;
   // NOT_FOUND when there is none.
   absl::StatusOr<Entry> FindRequest(const LedgerRef& ledger, const std::string& request_id);
@@ -194,13 +203,15 @@ class AuditLedger {
 
   // Destroys the subject's key and records the request in the organisation's ledger.
   // Idempotent on `request_id`: a retry returns the first record (finishing the key's
-  // destruction if the first attempt stopped short); FAILED_PRECONDITION when the id names
+  // destruction if the first attempt stopped short, destroying a key made since that names
+  // nothing); FAILED_PRECONDITION when the id names
   // another request, the forgetting of another subject included (whether or not either
-  // subject still has a key). The record keeps SubjectCipher::RequestBinding of the id and
-  // the subject for that check.
+  // subject still has a key). The record keeps SubjectCipher::ForgetRequestId of the id, never
+  // the id, which may name the subject.
   absl::StatusOr<ForgetResult> Forget(const std::string& subject, const std::string& requested_by,
                                       const std::string& request_id);
-  // One page of the entries naming `subject` (as actor or subject), across ledgers, in
+  // One page of the entries naming `subject` (as actor or subject), revealing that identifier
+  // only (another person an entry names is left unopened), across ledgers, in
   // SubjectOrder after `after` (none: from the first), at most `page_size` (1 to
   // kMaxPageSize) and ending before kSubjectPageBytes of entries (its first always there, so
   // that a page stays within gRPC's 4 MiB receive limit at every hop); none once the

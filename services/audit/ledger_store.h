@@ -110,7 +110,13 @@ class LedgerStore {
   virtual absl::Status AddCheckpoint(const Checkpoint& checkpoint) = 0;
   // The checkpoint of `tree_size`, or the newest when 0; NOT_FOUND when there is none.
   virtual absl::StatusOr<Checkpoint> GetCheckpoint(const LedgerRef& ledger, uint64_t tree_size) = 0;
+  // Every checkpoint of `ledger`, by tree size, smallest first.
   virtual absl::StatusOr<std::vector<Checkpoint>> ListCheckpoints(const LedgerRef& ledger) = 0;
+  // At most `limit` checkpoints of `ledger` of tree sizes above `after_size`, smallest first:
+  // a page, read without reading the others.
+  virtual absl::StatusOr<std::vector<Checkpoint>> ListCheckpointsAfter(const LedgerRef& ledger,
+                                                                       uint64_t after_size,
+                                                                       size_t limit) = 0;
 
   // Subject keys (subjects.h). Returns the stored key of each candidate's locator, storing
   // the candidate when the locator has none; concurrent callers end up with the same key.

@@ -5,6 +5,7 @@
 // named after itself.
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <ostream>
 #include <set>
@@ -418,6 +419,16 @@ TEST_P(LedgerStoreConformanceTest, ReadRangeAndQueryFilter) {
   filter.start = all[3].time;  // Inclusive.
   filter.end = all[9].time;    // Exclusive.
   EXPECT_EQ(expect_query(filter), 6u);
+  // Bounds finer than the entries' whole microseconds compare exactly, not truncated: an
+  // entry just before the start is out, one just before the end is in.
+  filter.start = all[3].time + absl::Nanoseconds(1);
+  filter.end = all[9].time + absl::Nanoseconds(1);
+  EXPECT_EQ(expect_query(filter), 6u);
+  filter.start = all[3].time - absl::Nanoseconds(1);
+  filter.end = all[9].time - absl::Nanoseconds(1);
+  EXPECT_EQ(expect_query(filter), 6u);
+  filter.start = all[3].time;
+  filter.end = all[9].time;
   filter.after_index = 5;
   EXPECT_EQ(expect_query(filter), 4u);
   filter.action = Action::kKeyCreated;
@@ -540,6 +551,17 @@ TEST_P(LedgerStoreConformanceTest, Checkpoints) {
   EXPECT_EQ(store_->GetCheckpoint(ledger_, 7).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(store_->GetCheckpoint(Ledger("-none"), 0).status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(store_->ListCheckpoints(ledger_).value(), ElementsAre(c5, c10));
+  // A page: sizes above after_size, smallest first, at most limit.
+  EXPECT_THAT(store_->ListCheckpointsAfter(ledger_, 0, 1).value(), ElementsAre(c5));
+  EXPECT_THAT(store_->ListCheckpointsAfter(ledger_, 0, 10).value(), ElementsAre(c5, c10));
+  EXPECT_THAT(store_->ListCheckpointsAfter(ledger_, 5, 10).value(), ElementsAre(c10));
+  EXPECT_THAT(store_->ListCheckpointsAfter(ledger_, 7, 1).value(), ElementsAre(c10));
+  EXPECT_THAT(store_->ListCheckpointsAfter(ledger_, 10, 10).value(), IsEmpty());
+  EXPECT_THAT(store_->ListCheckpointsAfter(ledger_, 0, 0).value(), IsEmpty());
+  EXPECT_THAT(
+      store_->ListCheckpointsAfter(ledger_, std::numeric_limits<uint64_t>::max(), 10).value(),
+      IsEmpty());
+  EXPECT_THAT(store_->ListCheckpointsAfter(Ledger("-none"), 0, 10).value(), IsEmpty());
   // A checkpoint makes its ledger known (empty).
   bool listed = false;
   const std::vector<LedgerSize> ledgers = store_->ListLedgers().value();

@@ -114,6 +114,15 @@ TEST_F(LedgerTest, QueryRevealsIdentifiersFiltersAndPagesAndIsRecorded) {
   EXPECT_EQ(ledger_.Query(spec, "").status().code(), absl::StatusCode::kInvalidArgument);
   spec.page_size = 5000;
   EXPECT_EQ(ledger_.Query(spec, "a").status().code(), absl::StatusCode::kInvalidArgument);
+  // An actor no entry can name (longer than an identifier, not UTF-8) is a mistake, named.
+  spec.page_size = 10;
+  for (const std::string& actor :
+       {std::string(kMaxIdentifierBytes + 1, 'a'), std::string("\xff")}) {
+    spec.actor = actor;
+    absl::StatusOr<QueryPage> bad = ledger_.Query(spec, "a");
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << bad.status();
+    EXPECT_THAT(bad.status().message(), HasSubstr("actor"));
+  }
 }
 
 TEST_F(LedgerTest, PagingOneAtATimeEndsWithTheEntriesPresentAtTheFirstPage) {
@@ -173,6 +182,52 @@ TEST_F(LedgerTest, ProofsVerifyAgainstSignedCheckpoints) {
   EXPECT_EQ(ledger_.ProveConsistency(kProd, 19, 0).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ledger_.ProveInclusion(kProd, 500, "", 0).status().code(), absl::StatusCode::kNotFound);
+}
+
+// A store whose whole list of checkpoints is refused: what reads a page must not need it.
+class PagedCheckpointsStore : public MemoryLedgerStore {
+ public:
+  bool refuse_whole_list = false;
+  absl::StatusOr<std::vector<Checkpoint>> ListCheckpoints(const LedgerRef& ledger) override {
+    if (refuse_whole_list) return absl::InternalError("the whole list was read");
+    return MemoryLedgerStore::ListCheckpoints(ledger);
+  }
+};
+
+TEST(LedgerCheckpointsTest, APageOfCheckpointsReadsThatPageOnly) {
+  auto signer = CheckpointSigner::Create(std::string(32, '\x07')).value();
+  auto subjects = SubjectCipher::Create(std::string(32, '\x09')).value();
+  FakeClock clock;
+  PagedCheckpointsStore store;
+  AuditLedger ledger(&store, subjects.get(), signer.get(), &clock);
+  EntryInput in;
+  in.action = Action::kApiCall;
+  in.actor = "svc-a";
+  in.ledger = kProd;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(ledger.Append(in).ok());
+    ASSERT_TRUE(ledger.SignCheckpoints().ok());
+  }
+  store.refuse_whole_list = true;
+  std::vector<uint64_t> sizes;
+  uint64_t after = 0;
+  for (int pages = 0;; ++pages) {
+    ASSERT_LT(pages, 5) << "paging does not end";
+    absl::StatusOr<CheckpointPage> page = ledger.ListCheckpoints(kProd, after, 2);
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const Checkpoint& c : page->checkpoints) sizes.push_back(c.tree_size);
+    if (page->next_after_size == 0) break;
+    after = page->next_after_size;
+  }
+  EXPECT_THAT(sizes, ElementsAre(1, 2, 3));
+  EXPECT_THAT(ledger.ListCheckpoints(kProd, 3, 2).value().checkpoints, IsEmpty());
+  EXPECT_THAT(ledger.ListCheckpoints(kProd, 1, 2).value().checkpoints, testing::SizeIs(2));
+  EXPECT_EQ(ledger.ListCheckpoints(kProd, 0, 2).value().next_after_size, 2u);
+  EXPECT_EQ(ledger.ListCheckpoints(kProd, 1, 2).value().next_after_size, 0u);
+  EXPECT_EQ(ledger.ListCheckpoints(kProd, 0, 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ledger.ListCheckpoints(kProd, 0, kMaxPageSize + 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(LedgerTest, SigningReportsEveryLedgerWithItsNewestCheckpoint) {
@@ -245,6 +300,10 @@ TEST_F(LedgerTest, ForgetSubjectShredsIdentifiersButTheLedgerStillVerifies) {
   EXPECT_FALSE(before->next.has_value());
   EXPECT_EQ(before->entries[0].subject, "carol@example.com");
   EXPECT_EQ(before->entries[1].actor, "carol@example.com");
+  // Her copy names her alone: the owner who removed her is another person, left unopened (his
+  // pseudonym and sealed identifier are there, as in every entry).
+  EXPECT_EQ(before->entries[0].actor, "");
+  EXPECT_EQ(before->entries[0].entry.actor.ref.size(), 32u);
   // Page by page, one entry each: what named carol at the first page, the record of the
   // export above included, and not the records of these pages.
   absl::StatusOr<SubjectPage> first =
@@ -335,6 +394,52 @@ TEST_F(LedgerTest, ARetriedForgetReturnsTheFirstRecord) {
   EXPECT_THAT(reused.status().message(), HasSubstr("api_call"));
 }
 
+TEST_F(LedgerTest, TheRecordOfAForgettingKeepsNoRequestIdNamingTheSubject) {
+  AppendOk(Call("carol@example.com", 5));
+  // A request id a person chose may name the subject; the record must not.
+  absl::StatusOr<ForgetResult> first =
+      ledger_.Forget("carol@example.com", "dpo@example.com", "erase-carol.example.com");
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(first->forgotten);
+  EXPECT_THAT(first->entry.request_id, Not(HasSubstr("carol")));
+  EXPECT_FALSE(first->entry.request_id.empty());
+  absl::StatusOr<std::vector<RevealedEntry>> org = ledger_.Export(kOrg, 0, 100, "dpo", false);
+  ASSERT_TRUE(org.ok());
+  for (const RevealedEntry& e : *org) {
+    EXPECT_THAT(e.entry.request_id, Not(HasSubstr("carol")));
+    EXPECT_EQ(EncodeLeafData(e.entry).find("carol"), std::string::npos);
+  }
+  // Still idempotent on the caller's id.
+  absl::StatusOr<ForgetResult> retry =
+      ledger_.Forget("carol@example.com", "dpo@example.com", "erase-carol.example.com");
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->forgotten);
+  EXPECT_EQ(retry->entry.index, first->entry.index);
+  EXPECT_EQ(store_.Size(kOrg).value(), first->entry.index + 1);
+  // The caller's id is checked as Append checks one.
+  EXPECT_EQ(ledger_.Forget("dave@example.com", "dpo", "erase dave").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(LedgerTest, AKeyThatNamesNothingDoesNotStopARetriedForget) {
+  AppendOk(Call("carol@example.com", 5));
+  absl::StatusOr<ForgetResult> first = ledger_.Forget("carol@example.com", "dpo", "erase-1");
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(first->forgotten);
+  // A record naming her delivered again (a duplicate: nothing appended) made her a key again.
+  ASSERT_TRUE(store_.GetOrAddSubjectKeys({subjects_->NewKey("carol@example.com").value()}).ok());
+  absl::StatusOr<ForgetResult> retry = ledger_.Forget("carol@example.com", "dpo", "erase-1");
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->forgotten);
+  EXPECT_EQ(retry->entry.index, first->entry.index);
+  EXPECT_TRUE(
+      absl::IsNotFound(store_.GetSubjectKey(subjects_->Locator("carol@example.com")).status()));
+  // Once an entry names her again, that id no longer forgets her.
+  AppendOk(Call("carol@example.com", 6));
+  EXPECT_EQ(ledger_.Forget("carol@example.com", "dpo", "erase-1").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(LedgerTest, ARetriedForgetFinishesWhatTheFirstAttemptStarted) {
   AppendOk(Call("carol@example.com", 5));
   // The first attempt recorded the request, then stopped before destroying the key.
@@ -378,7 +483,7 @@ TEST_F(LedgerTest, ARequestIdForgettingOneSubjectForgetsNoOther) {
   // Dave; the first record answers, and nothing more is forgotten or recorded.
   absl::StatusOr<ForgetResult> dave = ledger_.Forget("dave@example.com", "dpo", "forget-3");
   ASSERT_TRUE(dave.ok()) << dave.status();
-  EXPECT_EQ(dave->entry.request_id, "forget-3");
+  EXPECT_EQ(dave->entry.request_id, subjects_->ForgetRequestId("forget-3"));
   EXPECT_EQ(dave->entry.subject.ref.size(), 32u);  // Carol's pseudonym, opened by no key.
   EXPECT_FALSE(dave->entry.metadata.contains("request_binding"));
   absl::StatusOr<ForgetResult> erin = ledger_.Forget("erin@example.com", "dpo", "forget-3");
@@ -500,6 +605,43 @@ TEST_F(LedgerTest, SummaryCountsThePeriodAndReportsIntegrity) {
   EXPECT_EQ(s->integrity.entries_checked, 3u);
   // The summary itself was recorded.
   EXPECT_EQ(store_.Size(kProd).value(), 4u);
+}
+
+TEST_F(LedgerTest, SummaryTokensAreTheTokensUsedNotTheEstimatesDecisionsWereAskedAbout) {
+  // The edge records a decision with the caller's estimate, then the call's usage (api_call)
+  // with the tokens it used: one request, counted once.
+  EntryInput allow = Call("svc-a", 100);
+  allow.action = Action::kDecisionAllow;
+  AppendOk(allow);
+  AppendOk(Call("svc-a", 80));
+  EntryInput deny = Call("svc-a", 50);
+  deny.action = Action::kDecisionDeny;
+  deny.outcome = Outcome::kBlocked;
+  deny.metadata = {{"reason", "MODEL_NOT_ALLOWED"}};
+  AppendOk(deny);  // Refused: nothing was used.
+  absl::StatusOr<ComplianceSummary> s =
+      ledger_.Summarize(kProd, std::nullopt, std::nullopt, "auditor@example.com");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->total_tokens, 80);
+  EXPECT_EQ(s->total_entries, 3u);
+}
+
+TEST_F(LedgerTest, SummaryPeriodIsTheEarliestAndLatestTimeWhateverTheOrderOfIndexes) {
+  // Two replicas whose clocks differ a little append to one ledger: index order is not time
+  // order.
+  const absl::Time t = clock_.Now();
+  AppendOk(Call("svc-a", 1));  // t
+  clock_.Set(t + absl::Seconds(5));
+  AppendOk(Call("svc-a", 1));  // t + 5 s
+  clock_.Set(t - absl::Seconds(2));
+  AppendOk(Call("svc-a", 1));  // t - 2 s
+  clock_.Set(t + absl::Seconds(1));
+  AppendOk(Call("svc-a", 1));  // t + 1 s
+  absl::StatusOr<ComplianceSummary> s =
+      ledger_.Summarize(kProd, std::nullopt, std::nullopt, "auditor@example.com");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->period_start, t - absl::Seconds(2));
+  EXPECT_EQ(s->period_end, t + absl::Seconds(5));
 }
 
 TEST_F(LedgerTest, SummaryCountsDeniesRefusedByPolicyAsViolations) {
@@ -645,6 +787,14 @@ class RollbackStore : public MemoryLedgerStore {
     ASSIGN_OR_RETURN(std::vector<Checkpoint> all, MemoryLedgerStore::ListCheckpoints(ledger));
     std::erase_if(all, [&](const Checkpoint& c) { return c.tree_size > visible_; });
     return all;
+  }
+  absl::StatusOr<std::vector<Checkpoint>> ListCheckpointsAfter(const LedgerRef& ledger,
+                                                               uint64_t after_size,
+                                                               size_t limit) override {
+    ASSIGN_OR_RETURN(std::vector<Checkpoint> page,
+                     MemoryLedgerStore::ListCheckpointsAfter(ledger, after_size, limit));
+    std::erase_if(page, [&](const Checkpoint& c) { return c.tree_size > visible_; });
+    return page;
   }
 
  private:

@@ -187,6 +187,20 @@ absl::StatusOr<std::vector<Checkpoint>> MemoryLedgerStore::ListCheckpoints(
   return out;
 }
 
+absl::StatusOr<std::vector<Checkpoint>> MemoryLedgerStore::ListCheckpointsAfter(
+    const LedgerRef& ledger, uint64_t after_size, size_t limit) {
+  absl::MutexLock lock(&mu_);
+  std::vector<Checkpoint> out;
+  auto it = ledgers_.find(ledger);
+  if (it == ledgers_.end()) return out;
+  const auto& checkpoints = it->second.checkpoints;
+  for (auto c = checkpoints.upper_bound(after_size); c != checkpoints.end() && out.size() < limit;
+       ++c) {
+    out.push_back(c->second);
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<SubjectKey>> MemoryLedgerStore::GetOrAddSubjectKeys(
     const std::vector<SubjectKey>& candidates) {
   absl::MutexLock lock(&mu_);

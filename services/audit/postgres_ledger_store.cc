@@ -54,6 +54,15 @@ int64_t ClampToInt64(uint64_t v) {
   return static_cast<int64_t>(std::min<uint64_t>(v, std::numeric_limits<int64_t>::max()));
 }
 
+// `t` rounded up to a whole microsecond, PostgreSQL's resolution. Entry times are whole
+// microseconds, so `time >= t` and `time < t` hold exactly when they hold for the rounded
+// bound (the binary parameter would truncate it, taking in or leaving out the entry at the
+// microsecond below a finer bound).
+absl::Time CeilMicros(absl::Time t) {
+  const absl::Time floor = absl::FromUnixMicros(absl::ToUnixMicros(t));
+  return floor < t ? floor + absl::Microseconds(1) : floor;
+}
+
 std::string Bytes(const pqxx::field& f) { return pqxx::binarystring(f).str(); }
 std::string Text(const pqxx::field& f) { return std::string(f.c_str(), f.size()); }
 
@@ -718,8 +727,10 @@ absl::StatusOr<std::vector<Entry>> PostgresLedgerStore::Query(const EntryFilter&
     s.Int(*id).Sql(" AND e.idx >= ").Int(ClampToInt64(filter.after_index));
     if (filter.action.has_value()) s.Sql(" AND e.action = ").Text(ActionName(*filter.action));
     if (!filter.actor_ref.empty()) s.Sql(" AND e.actor_ref = ").Bytes(filter.actor_ref);
-    if (filter.start.has_value()) s.Sql(" AND e.recorded_at >= ").Time(*filter.start);
-    if (filter.end.has_value()) s.Sql(" AND e.recorded_at < ").Time(*filter.end);
+    if (filter.start.has_value()) {
+      s.Sql(" AND e.recorded_at >= ").Time(CeilMicros(*filter.start));
+    }
+    if (filter.end.has_value()) s.Sql(" AND e.recorded_at < ").Time(CeilMicros(*filter.end));
     s.Sql(" ORDER BY e.idx LIMIT ").Int(ClampToInt64(filter.limit));
     ASSIGN_OR_RETURN(out, FromResult(s.Exec(tx), filter.ledger));
     return absl::OkStatus();
@@ -837,6 +848,31 @@ absl::StatusOr<std::vector<Checkpoint>> PostgresLedgerStore::ListCheckpoints(
                                                     " FROM audit.checkpoints WHERE ledger_id = "
                                                     "$1 ORDER BY tree_size"),
                                        *id);
+    for (const pqxx::row& row : rows) {
+      ASSIGN_OR_RETURN(Checkpoint c, CheckpointFromRow(row, ledger));
+      out.push_back(std::move(c));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<Checkpoint>> PostgresLedgerStore::ListCheckpointsAfter(
+    const LedgerRef& ledger, uint64_t after_size, size_t limit) {
+  std::vector<Checkpoint> out;
+  // Sizes past the largest a bigint holds have no checkpoint.
+  if (limit == 0 || after_size >= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return out;
+  }
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    out.clear();
+    std::optional<int64_t> id = FindLedgerId(tx, ledger);
+    if (!id.has_value()) return absl::OkStatus();
+    pqxx::result rows = tx.exec_params(
+        absl::StrCat("SELECT ", kCheckpointColumns,
+                     " FROM audit.checkpoints WHERE ledger_id = $1 AND tree_size > $2 "
+                     "ORDER BY tree_size LIMIT $3"),
+        *id, ClampToInt64(after_size), ClampToInt64(limit));
     for (const pqxx::row& row : rows) {
       ASSIGN_OR_RETURN(Checkpoint c, CheckpointFromRow(row, ledger));
       out.push_back(std::move(c));

@@ -1,5 +1,6 @@
 #include "services/audit/proto_convert.h"
 
+#include <limits>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -193,8 +194,13 @@ std::optional<SubjectResume> SubjectResumeFromToken(absl::string_view token) {
   int64_t micros = 0;
   SubjectResume resume;
   SubjectCursor& cursor = resume.after;
+  // An entry's time lies within google.protobuf.Timestamp's range (0001 to 9999), its index
+  // within a bigint's: a cursor outside them was not an entry's.
+  constexpr int64_t kFirstMicros = -62'135'596'800'000'000;
+  constexpr int64_t kLastMicros = 253'402'300'799'999'999;
   if ((parts.size() != 4 && parts.size() != 5) || !absl::SimpleAtoi(parts[0], &micros) ||
-      !absl::SimpleAtoi(parts[3], &cursor.index)) {
+      !absl::SimpleAtoi(parts[3], &cursor.index) || micros < kFirstMicros || micros > kLastMicros ||
+      cursor.index > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
     return std::nullopt;
   }
   if (parts.size() == 5) {

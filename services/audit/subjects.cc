@@ -11,6 +11,7 @@ namespace {
 
 constexpr absl::string_view kLocatorLabel = "policy-suite/audit/subject-locator/v1:";
 constexpr absl::string_view kRequestBindingLabel = "policy-suite/audit/request-binding/v1:";
+constexpr absl::string_view kForgetRequestLabel = "policy-suite/audit/forget-request/v1:";
 constexpr absl::string_view kWrapLabel = "policy-suite/audit/subject-key-wrap/v1";
 // Neither this nor kWrapLabel begins with another label: no locator or binding equals them.
 constexpr absl::string_view kEntryMacKeyLabel = "policy-suite/audit/entry-mac/v1";
@@ -40,6 +41,13 @@ std::string SubjectCipher::RequestBinding(absl::string_view request_id,
                                           absl::string_view identifier) const {
   return absl::BytesToHexString(locator_mac_.Mac(
       absl::StrCat(kRequestBindingLabel, request_id.size(), ":", request_id, ":", identifier)));
+}
+
+std::string SubjectCipher::ForgetRequestId(absl::string_view request_id) const {
+  return absl::StrCat(
+      "forget:",
+      absl::BytesToHexString(locator_mac_.Mac(absl::StrCat(kForgetRequestLabel, request_id)))
+          .substr(0, 32));
 }
 
 absl::StatusOr<SubjectKey> SubjectCipher::NewKey(absl::string_view identifier) const {

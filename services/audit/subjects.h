@@ -35,6 +35,11 @@ class SubjectCipher {
   // do not carry it, as the master key's holder could test guesses of the subject).
   std::string RequestBinding(absl::string_view request_id, absl::string_view identifier) const;
 
+  // The request id a subject_forgotten record keeps for a caller's `request_id`: "forget:" and
+  // the first 32 hex digits of an HMAC-SHA-256 under the master key. The caller's id may name
+  // the subject ("erase-carol"); the record, which outlives the subject's key, must not.
+  std::string ForgetRequestId(absl::string_view request_id) const;
+
   // The 32-byte key of the entries' MACs (EntryAuthenticator): derived from the master key,
   // which outlives any rotation of the checkpoint signing key.
   std::string EntryMacKey() const;

@@ -441,9 +441,11 @@ Status AdminService::RevokeKeysOf(const Caller& caller, keys::v1::PrincipalType 
   revoke.set_actor(caller.member);
   revoke.mutable_owner()->set_type(type);
   revoke.mutable_owner()->set_id(id);
-  revoke.set_reason(
-      absl::StrCat(type == keys::v1::PRINCIPAL_TYPE_MEMBER ? "member" : "service account",
-                   " removed by ", caller.member));
+  // The reason is recorded in plain text (the key store, the ledger's metadata): it names no
+  // one. Who removed them is the revocation's actor, sealed in the ledger like every identifier
+  // (and shredded with it when they are forgotten).
+  revoke.set_reason(type == keys::v1::PRINCIPAL_TYPE_MEMBER ? "member removed"
+                                                            : "service account removed");
   keys::v1::RevokePrincipalKeysResponse revoked_now;
   if (Status s = Call("keys", *keys_, &keys::v1::KeyService::Stub::RevokePrincipalKeys, revoke,
                       &revoked_now, caller.deadline);

@@ -17,6 +17,7 @@ it, as `tools/dev pg` sets up); skips without it, or fails when POLICY_TEST_REQU
 Run: /usr/bin/python3 -m unittest -v tests.audit.test_audit_process
 """
 
+import base64
 import contextlib
 import sys
 import threading
@@ -982,6 +983,14 @@ class SubjectTest(AuditTestCase):
             subject=carol, requested_by=dpo, page_token="not-a-token"), timeout=10)
         self.assertEqual(err.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("page_token", err.details())
+        # Forged: a cursor no entry has (a time before the year 1, an index past a bigint's).
+        for cursor in (f"{-2**63}/{p1.project}/production/0",
+                       f"0/{p1.project}/production/{2**64 - 1}"):
+            forged = base64.urlsafe_b64encode(cursor.encode()).decode().rstrip("=")
+            err = pt.call_error(self.audit.ExportSubject, A.ExportSubjectRequest(
+                subject=carol, requested_by=dpo, page_token=forged), timeout=10)
+            self.assertEqual(err.code(), grpc.StatusCode.INVALID_ARGUMENT, cursor)
+            self.assertIn("page_token", err.details())
 
         forgotten = self.audit.ForgetSubject(A.ForgetSubjectRequest(
             subject=carol, requested_by=dpo, request_id=f"forget-{u}"), timeout=10)
@@ -989,7 +998,8 @@ class SubjectTest(AuditTestCase):
         record = forgotten.entry
         self.assertEqual(record.action, A.ACTION_SUBJECT_FORGOTTEN)
         self.assertEqual((record.ledger.project, record.ledger.environment), ("", ""))
-        self.assertEqual(record.request_id, f"forget-{u}")
+        # The record keeps a keyed digest of the caller's id, which might name the subject.
+        self.assertRegex(record.request_id, r"^forget:[0-9a-f]{32}$")
         self.assertEqual(len(record.subject_ref), 32)
         # A retry of the same request returns the first record (the query of the records
         # below finds only one).
@@ -1029,7 +1039,7 @@ class SubjectTest(AuditTestCase):
         records = self.query(ORG, requested_by=dpo, actor=dpo,
                              action=A.ACTION_SUBJECT_FORGOTTEN).entries
         self.assertEqual([(e.index, e.actor, e.subject, e.request_id) for e in records],
-                         [(record.index, dpo, "", f"forget-{u}")])
+                         [(record.index, dpo, "", record.request_id)])
         org_entries = aus.export_entries(self.audit, ORG, from_index=record.index,
                                          requested_by=dpo)
         self.assertEqual(org_entries[0].action, A.ACTION_SUBJECT_FORGOTTEN)

@@ -603,6 +603,19 @@ class EdgeProcessTest(unittest.TestCase):
             return {e.metadata.get("key_id", "") for e in page.entries}
         pt.wait_until(lambda: {k.key.key_id for k in keys} <= revocations(), timeout=10,
                       message="keys recorded each revocation in the project's ledger")
+        # The acting admin is named as the actor (sealed, shredded when alice is forgotten),
+        # never in plain text: no metadata value names her.
+        page = admin.QueryAudit(audit_pb2.QueryEntriesRequest(
+            ledger=audit_pb2.LedgerRef(project="internal-copilot", environment="development"),
+            action=audit_pb2.ACTION_KEY_REVOKED), metadata=alice, timeout=10)
+        mine = [e for e in page.entries
+                if e.metadata.get("key_id") in {k.key.key_id for k in keys}]
+        self.assertEqual(len(mine), len(keys))
+        for e in mine:
+            self.assertEqual(e.actor, "alice")
+            self.assertEqual(e.subject, "erin")
+            self.assertEqual([v for v in e.metadata.values() if "alice" in v or "erin" in v],
+                             [], dict(e.metadata))
 
     def test_one_request_id_for_two_removals_revokes_the_keys_of_each(self):
         admin = SUITE.admin()
@@ -962,6 +975,31 @@ class EdgeProcessTest(unittest.TestCase):
                             "--environment=production", "--output=json")
         self.assertEqual(summary.returncode, 0, summary.stderr)
         self.assertGreater(int(json.loads(summary.stdout)["action_breakdown"]["decision_allow"]), 0)
+        # A period: the text shows it with the unaccounted subjects; a period before the ledger
+        # holds nothing; a time that is not RFC 3339 is a usage error.
+        text = policyctl("audit", "summary", "--project=support-eu", "--environment=production",
+                         "--start=2000-01-01T00:00:00Z")
+        self.assertEqual(text.returncode, 0, text.stderr)
+        self.assertRegex(text.stdout, r"^from 20\d\d-.* to 20\d\d-.*: \d+ entries, .* "
+                                      r"0 unaccounted subjects, integrity valid\n")
+        past = ("--start=2000-01-01T00:00:00Z", "--end=2000-01-02T00:00:00.5+01:00")
+        before = policyctl("audit", "summary", "--project=support-eu",
+                           "--environment=production", *past, "--output=json")
+        self.assertEqual(before.returncode, 0, before.stderr)
+        self.assertEqual(json.loads(before.stdout)["total_entries"], "0")
+        queried = policyctl("audit", "query", "--project=support-eu", "--environment=production",
+                            *past, "--output=json")
+        self.assertEqual(queried.returncode, 0, queried.stderr)
+        self.assertEqual(json.loads(queried.stdout)["entries"], [])
+        queried = policyctl("audit", "query", "--project=support-eu", "--environment=production",
+                            "--start=2000-01-01T00:00:00Z", "--limit=1", "--output=json")
+        self.assertEqual(queried.returncode, 0, queried.stderr)
+        self.assertEqual(len(json.loads(queried.stdout)["entries"]), 1)
+        for flag in ("--start=yesterday", "--end=2026-13-01T00:00:00Z"):
+            bad = policyctl("audit", "summary", "--project=support-eu",
+                            "--environment=production", flag)
+            self.assertEqual(bad.returncode, 2, bad.stderr)
+            self.assertIn(flag.split("=")[0], bad.stderr)
         exported = policyctl("audit", "export", "--project=support-eu",
                              "--environment=production")
         self.assertEqual(exported.returncode, 0, exported.stderr)
@@ -1497,6 +1535,14 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertGreaterEqual(len(indexes(whole)), 9)  # five entries and four reads
         self.assertEqual(json.loads(whole.stdout)["next_page_token"], "")
         self.assertEqual(reads_by_alice(), before + 1)
+        # By actor: the five calls are e2e's, the reads alice's.
+        by_actor = policyctl("audit", "query", *ledger, "--actor=e2e@example.com", "--output=json")
+        self.assertEqual(by_actor.returncode, 0, by_actor.stderr)
+        self.assertEqual(indexes(by_actor), [0, 1, 2, 3, 4])
+        by_actor = policyctl("audit", "query", *ledger, "--actor=alice", "--output=json")
+        self.assertEqual(by_actor.returncode, 0, by_actor.stderr)
+        self.assertGreaterEqual(len(indexes(by_actor)), 4)
+        self.assertNotIn(0, indexes(by_actor))
         # Nothing matched: an empty response, still JSON, every key there.
         none = policyctl("audit", "query", *ledger, "--action=decision_deny", "--output=json")
         self.assertEqual(none.returncode, 0, none.stderr)
@@ -1704,6 +1750,8 @@ class EdgeProcessTest(unittest.TestCase):
                               "--output=json")
         self.assertEqual(forgotten.returncode, 0, forgotten.stderr)
         self.assertTrue(json.loads(forgotten.stdout)["forgotten"])
+        # The erasure's id names them; its record does not.
+        self.assertNotIn(subject, json.loads(forgotten.stdout)["entry"]["request_id"])
         again = policyctl("audit", "forget", subject, f"--request_id={erasure}", "--output=json")
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertEqual(json.loads(again.stdout)["entry"]["index"],
@@ -1765,8 +1813,12 @@ class EdgeProcessTest(unittest.TestCase):
         try:
             changed = policyctl("audit", "prove", *ledger, f"--request_id={request_id}",
                                 f"--public_key={public_key}")
+            summary = policyctl("audit", "summary", *ledger)
         finally:
             tamper(-1)
+        # The summary's totals come with the verdict, and its exit code says it as verify's.
+        self.assertEqual(summary.returncode, 3, summary.stdout + summary.stderr)
+        self.assertIn("integrity INVALID at index", summary.stdout)
         self.assertEqual(changed.returncode, 1, changed.stdout)
         self.assertIn("DATA_LOSS", changed.stderr)
         self.assertIn("its fields do not match its leaf hash", changed.stderr)

@@ -15,10 +15,10 @@
 // Exit codes scripts can rely on: 0 done (ALLOW; the ledger verifies); 1 the call failed
 // (its gRPC status on stderr; an admin call the caller's role does not allow is one,
 // PERMISSION_DENIED), or its answer could not be written to stdout; 2 usage; 3 decide's answer is
-// DENY, audit verify finds the ledger invalid, or audit prove / checkpoint finds a proof or
-// signature that does not check; 4 the call failed for now (UNAVAILABLE, DEADLINE_EXCEEDED,
-// RESOURCE_EXHAUSTED, ABORTED): the same call may succeed later, under the same --request_id
-// where it takes one. With
+// DENY, audit verify (or summary) finds the ledger invalid, or audit prove / checkpoint finds a
+// proof or signature that does not check; 4 the call failed for now (UNAVAILABLE,
+// DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED): the same call may succeed later, under the
+// same --request_id where it takes one. With
 // --output=json, stdout holds exactly the response as JSON (proto field names, every field
 // without presence printed even at its default); a list's is every page's entries in one
 // response; keys create, keys rotate, members remove and audit forget name their request id on
@@ -53,6 +53,7 @@
 #include "absl/time/clock.h"
 #include "common/config/config.h"
 #include "common/crypto/crypto.h"
+#include "common/proto/well_known.h"
 #include "common/text/utf8.h"
 #include "common/tls/tls_options.h"
 #include "google/protobuf/struct.pb.h"
@@ -99,12 +100,13 @@ commands:
   org plan FILE     what applying the declarative organisation file would change
   org apply FILE    [--plan_fingerprint]  (removed members' keys are revoked)
   org export        the organisation as it stands, as a declarative file
-  audit query       --project, --environment, [--action=decision_deny, --limit=1000,
-                    --page_size=1000, --page_token]  (matching entries, oldest first, each
-                    page printed as it arrives; at most --limit, 0: all; when the limit
-                    stops the query, stderr names the --page_token that continues it)
+  audit query       --project, --environment, [--action=decision_deny, --actor, --start, --end
+                    (RFC 3339), --limit=1000, --page_size=1000, --page_token]  (matching entries,
+                    oldest first, each page printed as it arrives; at most --limit, 0: all;
+                    when the limit stops the query, stderr names the --page_token that
+                    continues it)
   audit verify      --project, --environment
-  audit summary     --project, --environment
+  audit summary     --project, --environment, [--start, --end]  (exit 3: integrity INVALID)
   audit export      --project, --environment  (every entry, one JSON object per line)
   audit checkpoint  --project, --environment, [--tree_size, --public_key]  (a signed tree
                     head; its signature checked against --public_key, else said unchecked;
@@ -141,7 +143,7 @@ global flags (or POLICY_POLICYCTL_<NAME>): --edge=host:port (127.0.0.1:50056), -
   --tls_cert_file and --tls_key_file (a client certificate)
 exit codes: 0 done, 1 the call failed (an admin call the caller's role may not make too; an
   answer that could not be written to stdout too),
-  2 usage, 3 a decision DENY (decide), an invalid ledger (audit verify), a proof or
+  2 usage, 3 a decision DENY (decide), an invalid ledger (audit verify, summary), a proof or
     signature that does not check (audit prove, audit checkpoint),
   4 failed for now (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED): the same
     call may succeed later (under the same --request_id where it takes one)
@@ -1219,6 +1221,20 @@ constexpr int64_t kAuditPageSize = 1000;
 // ledger of millions.
 constexpr int64_t kAuditQueryLimit = 1000;
 
+// `text` (RFC 3339, "2026-01-31T00:00:00Z") into `out`; left unset when empty.
+absl::Status TimeFlag(const std::string& text, absl::string_view flag,
+                      google::protobuf::Timestamp* out) {
+  if (text.empty()) return absl::OkStatus();
+  absl::Time t;
+  std::string error;
+  if (!absl::ParseTime(absl::RFC3339_full, text, &t, &error)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--", flag, ": not an RFC 3339 time such as 2026-01-31T00:00:00Z (", error, ")"));
+  }
+  proto::SetTime(t, out);
+  return absl::OkStatus();
+}
+
 int Audit(const Invocation& in) {
   const bool about_subject =
       !in.words.empty() && (in.words[0] == "subject-export" || in.words[0] == "forget");
@@ -1229,7 +1245,7 @@ int Audit(const Invocation& in) {
   }
   Global g;
   std::string project, environment, action, request_id;
-  std::string page_token, public_key_hex;
+  std::string page_token, public_key_hex, start, end, actor;
   int64_t page_size = kAuditPageSize, limit = kAuditQueryLimit, tree_size = 0, index = -1;
   if (int rc = ParseFlags(
           in, g,
@@ -1237,6 +1253,10 @@ int Audit(const Invocation& in) {
             p.AddString("project", &project, "the ledger's project (empty: the organisation's)");
             p.AddString("environment", &environment, "the ledger's environment");
             p.AddString("action", &action, "query: only this action, e.g. decision_deny");
+            p.AddString("actor", &actor, "query: only entries of this actor (a member, ...)");
+            p.AddString("start", &start,
+                        "query, summary: entries from this time on (RFC 3339, inclusive)");
+            p.AddString("end", &end, "query, summary: entries before this time (RFC 3339)");
             p.AddInt("page_size", &page_size, "query: entries per call (1..1000)");
             p.AddInt("limit", &limit, "query: stop after this many entries; 0: every entry");
             p.AddString("page_token", &page_token,
@@ -1289,6 +1309,13 @@ int Audit(const Invocation& in) {
   audit::v1::LedgerRef ledger;
   ledger.set_project(project);
   ledger.set_environment(environment);
+  google::protobuf::Timestamp start_time, end_time;
+  if (absl::Status s = TimeFlag(start, "start", &start_time); !s.ok()) {
+    return Usage(std::string(s.message()));
+  }
+  if (absl::Status s = TimeFlag(end, "end", &end_time); !s.ok()) {
+    return Usage(std::string(s.message()));
+  }
   if (in.words[0] == "query") {
     if (page_size < 1 || page_size > kAuditPageSize) {
       return Usage(absl::StrCat("--page_size: 1 to ", kAuditPageSize, ", not ", page_size));
@@ -1297,6 +1324,9 @@ int Audit(const Invocation& in) {
     audit::v1::QueryEntriesRequest request;
     *request.mutable_ledger() = ledger;
     request.set_page_token(page_token);
+    if (!start.empty()) *request.mutable_start_time() = start_time;
+    if (!end.empty()) *request.mutable_end_time() = end_time;
+    request.set_actor(actor);
     if (!action.empty()) {
       audit::v1::Action a;
       if (!audit::v1::Action_Parse(absl::StrCat("ACTION_", absl::AsciiStrToUpper(action)), &a)) {
@@ -1419,23 +1449,42 @@ int Audit(const Invocation& in) {
   if (in.words[0] == "summary") {
     audit::v1::GetComplianceSummaryRequest request;
     *request.mutable_ledger() = ledger;
+    if (!start.empty()) *request.mutable_start_time() = start_time;
+    if (!end.empty()) *request.mutable_end_time() = end_time;
     audit::v1::GetComplianceSummaryResponse response;
     if (grpc::Status s = stub->GetComplianceSummary(Context(g, true).get(), request, &response);
         !s.ok()) {
       return Failed(s);
     }
-    return Show(g, response, [&] {
-      std::printf("%llu entries, %lld tokens, %llu policy violations, integrity %s\n",
-                  static_cast<unsigned long long>(response.total_entries()),
-                  static_cast<long long>(response.total_tokens()),
-                  static_cast<unsigned long long>(response.policy_violations()),
-                  response.integrity().valid() ? "valid" : "INVALID");
+    const audit::v1::IntegrityReport& integrity = response.integrity();
+    const int shown = Show(g, response, [&] {
+      auto time_of = [](const google::protobuf::Timestamp& t) {
+        absl::StatusOr<absl::Time> time = proto::TimeFromProto(t, "");
+        return time.ok() ? absl::FormatTime(absl::RFC3339_full, *time, absl::UTCTimeZone()) : "?";
+      };
+      if (response.total_entries() > 0) {
+        std::printf("from %s to %s: ", time_of(response.period_start()).c_str(),
+                    time_of(response.period_end()).c_str());
+      }
+      const std::string verdict =
+          integrity.valid() ? "valid"
+                            : absl::StrCat("INVALID at index ", integrity.first_bad_index(), ": ",
+                                           integrity.problem());
+      std::printf(
+          "%llu entries, %lld tokens, %llu policy violations, %llu unaccounted subjects, "
+          "integrity %s\n",
+          static_cast<unsigned long long>(response.total_entries()),
+          static_cast<long long>(response.total_tokens()),
+          static_cast<unsigned long long>(response.policy_violations()),
+          static_cast<unsigned long long>(response.unaccounted_subjects()), verdict.c_str());
       std::map<std::string, uint64_t> sorted(response.action_breakdown().begin(),
                                              response.action_breakdown().end());
       for (const auto& [action, count] : sorted) {
         std::printf("  %-24s %llu\n", action.c_str(), static_cast<unsigned long long>(count));
       }
     });
+    // As audit verify: a script must not take an invalid ledger's totals for an answer.
+    return shown == kOk && !integrity.valid() ? kRefused : shown;
   }
   if (in.words[0] == "checkpoint") {
     audit::v1::GetCheckpointRequest request;
