@@ -92,7 +92,10 @@ Exclusion ComplianceOf(const RouteRequest& request, const Endpoint& endpoint) {
   switch (request.data_class) {
     case DataClass::kPhi:
     case DataClass::kPii:
-      if (!c.zero_data_retention || !c.private_link) return Exclusion::kClassification;
+      // A cache keeps prompts and answers whatever the provider promises of its own storage.
+      if (!c.zero_data_retention || !c.private_link || c.cached) {
+        return Exclusion::kClassification;
+      }
       break;
     case DataClass::kInternal:
       if (c.cached) return Exclusion::kClassification;
@@ -100,7 +103,9 @@ Exclusion ComplianceOf(const RouteRequest& request, const Endpoint& endpoint) {
     case DataClass::kPublic:
       break;
   }
-  if (request.zero_data_retention && !c.zero_data_retention) return Exclusion::kRetention;
+  if (request.zero_data_retention && (!c.zero_data_retention || c.cached)) {
+    return Exclusion::kRetention;
+  }
   if (!endpoint.Serves(request.model)) return Exclusion::kModel;
   return Exclusion::kNone;
 }

@@ -18,8 +18,11 @@
 // Compliance comes first and health never overrides it. An endpoint is compliant when it is
 // enabled, serves the model, keeps data where the request requires (a required residency is
 // met only by endpoints of exactly that residency; none required: any), and suits the data's
-// class: PHI and PII only to endpoints with zero data retention and a private link; internal
-// data to standard endpoints (not cached); public data anywhere, cached endpoints included.
+// class: PHI and PII only to endpoints with zero data retention and a private link that are
+// not cached; internal data to standard endpoints (not cached); public data anywhere, cached
+// endpoints included. A request that requires zero data retention goes only to endpoints
+// with zero data retention that are not cached (a cache keeps prompts and answers whatever
+// the provider promises of its own storage).
 // Of the compliant endpoints, those whose breaker admits requests are healthy; the
 // preference picks one of them. No healthy compliant endpoint: BLOCKED, with why each
 // endpoint was excluded.
@@ -35,7 +38,7 @@ struct RouteRequest {
   DataClass data_class = DataClass::kInternal;
   std::string model;
   Preference preference = Preference::kPriority;
-  // The caller's project keeps no data: only endpoints with zero data retention.
+  // The caller's project keeps no data: only endpoints with zero data retention, not cached.
   bool zero_data_retention = false;
 };
 
