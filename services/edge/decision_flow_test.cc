@@ -825,6 +825,7 @@ class ReportUsageFlowTest : public DecisionFlowTest {
     decision->set_model("gpt-4o");
     decision->set_tokens(500);
     decision->set_request_id("decision:req-1");
+    decision->mutable_time()->set_seconds(1'800'000'000);
     (*decision->mutable_metadata())["key_id"] = "key-1";
     (*decision->mutable_metadata())["endpoint"] = "azure-westeurope";
   }
@@ -857,6 +858,9 @@ TEST_F(ReportUsageFlowTest, ReconcilesFeedsHealthAndRecords) {
   EXPECT_EQ(fake_.usage_request.principal().id(), "alice@example.com");
   EXPECT_TRUE(fake_.outcome_request.success());
   EXPECT_EQ(fake_.outcome_request.latency().nanos(), 450'000'000);
+  // When the call was routed, from the decision's time: a late report cannot close or re-open
+  // a breaker that changed since.
+  EXPECT_EQ(fake_.outcome_request.routed_at().seconds(), 1'800'000'000);
   EXPECT_EQ(fake_.append_request.entry().action(), audit::v1::ACTION_API_CALL);
   EXPECT_EQ(fake_.append_request.entry().tokens(), 320);
   EXPECT_EQ(fake_.append_request.entry().request_id(), "usage:req-1");

@@ -80,6 +80,11 @@ grpc::ServerUnaryReactor* RegionService::ReportOutcome(grpc::CallbackServerConte
     }
     outcome.latency = *latency;
   }
+  if (request->has_routed_at()) {
+    absl::StatusOr<absl::Time> routed_at = proto::TimeFromProto(request->routed_at(), "routed_at");
+    if (!routed_at.ok()) return server::FinishNow(context, ToGrpc(routed_at.status()));
+    outcome.routed_at = *routed_at;
+  }
   absl::StatusOr<BreakerState> state = registry_->ReportOutcome(request->endpoint_id(), outcome);
   if (!state.ok()) return server::FinishNow(context, ToGrpc(state.status()));
   response->set_breaker_state(ToProto(*state));

@@ -2,11 +2,13 @@
 #include "services/region/region_service.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/clock/clock.h"
 #include "common/ledger/outbox.h"
+#include "common/proto/well_known.h"
 #include "common/server/server_runner.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
@@ -164,6 +166,41 @@ TEST_F(RegionServiceTest, EachChangeIsRecordedAsTheEdgeRecordedItByTheRequestsAc
                   Pair("enabled", "false"), Pair("fields", "region,residency,enabled")));
   EXPECT_THAT(entries[2].record.metadata,
               UnorderedElementsAre(Pair("change", "deleted"), Pair("endpoint", "ep")));
+}
+
+TEST_F(RegionServiceTest, ReportOutcomeTellsLateRepliesApartByRoutedAt) {
+  ASSERT_TRUE(Create(Eu("ep"), "alice").ok());
+  auto report = [&](bool success, std::optional<absl::Time> routed_at,
+                    v1::ReportOutcomeResponse* response) {
+    v1::ReportOutcomeRequest request;
+    request.set_endpoint_id("ep");
+    request.set_success(success);
+    if (routed_at.has_value()) proto::SetTime(*routed_at, request.mutable_routed_at());
+    grpc::ClientContext context;
+    return stub_->ReportOutcome(&context, request, response);
+  };
+  const absl::Time before_outage = clock_.Now();
+  clock_.Advance(absl::Seconds(1));
+  v1::ReportOutcomeResponse response;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(report(false, std::nullopt, &response).ok());
+  EXPECT_EQ(response.breaker_state(), v1::BREAKER_STATE_OPEN);
+  clock_.Advance(absl::Seconds(30));
+  // A success of a request routed before the outage does not close the half-open breaker.
+  ASSERT_TRUE(report(true, before_outage, &response).ok());
+  EXPECT_EQ(response.breaker_state(), v1::BREAKER_STATE_HALF_OPEN);
+  ASSERT_TRUE(report(true, clock_.Now(), &response).ok());
+  EXPECT_EQ(response.breaker_state(), v1::BREAKER_STATE_CLOSED);
+  // Nor do failures of requests caught in the outage re-open it.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(report(false, before_outage, &response).ok());
+  EXPECT_EQ(response.breaker_state(), v1::BREAKER_STATE_CLOSED);
+  // A malformed time is the caller's mistake, named.
+  v1::ReportOutcomeRequest bad;
+  bad.set_endpoint_id("ep");
+  bad.mutable_routed_at()->set_nanos(-1);
+  grpc::ClientContext context;
+  const grpc::Status s = stub_->ReportOutcome(&context, bad, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("routed_at"));
 }
 
 TEST(LedgerResidencyNameTest, IsTheProtoValueName) {
