@@ -114,6 +114,37 @@ TEST_F(EndpointRegistryTest, ReplaceKeepsTheBreakersOfRemainingEndpoints) {
   EXPECT_EQ(registry_.Health().endpoints.size(), 2u);
 }
 
+// An endpoint repointed (another base URL, provider, deployment or region) is another
+// target: what its breaker learnt of the previous one no longer holds, and replies of requests
+// routed to the previous one do not count against it.
+TEST_F(EndpointRegistryTest, AnEndpointRepointedElsewhereStartsAfresh) {
+  const absl::Time before = clock_.Now();
+  ASSERT_TRUE(registry_.ReportOutcome("westeurope", {true, absl::Milliseconds(900)}).ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(registry_.ReportOutcome("westeurope", kFailure).ok());
+  ASSERT_EQ(RouteEu(), "swedencentral");
+  clock_.Advance(absl::Seconds(1));
+  Endpoint moved = Make("westeurope", Residency::kEu, 1);
+  moved.base_url = "https://westeurope-2.example.com";
+  ASSERT_TRUE(registry_.Replace({moved, Make("swedencentral", Residency::kEu, 2)}).ok());
+  EXPECT_EQ(RouteEu(), "westeurope");
+  HealthReport health = registry_.Health();
+  EXPECT_EQ(health.endpoints[0].breaker.state, BreakerState::kClosed);
+  EXPECT_EQ(health.endpoints[0].breaker.latency_ewma, std::nullopt);
+  EXPECT_EQ(health.endpoints[0].failures, 0u);
+  // Late failures of requests sent to the old base URL.
+  Outcome old = kFailure;
+  old.routed_at = before;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(registry_.ReportOutcome("westeurope", old).value(), BreakerState::kClosed);
+  }
+  EXPECT_EQ(RouteEu(), "westeurope");
+  // Another priority is the same target: the breaker is kept.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(registry_.ReportOutcome("westeurope", kFailure).ok());
+  moved.priority = 3;
+  ASSERT_TRUE(registry_.Replace({moved, Make("swedencentral", Residency::kEu, 2)}).ok());
+  EXPECT_EQ(RouteEu(), "swedencentral");
+}
+
 TEST_F(EndpointRegistryTest, APeersOpenBreakerIsAdopted) {
   registry_.AdoptPeerState("westeurope", BreakerState::kOpen, clock_.Now(), absl::InfinitePast());
   registry_.AdoptPeerState("no-such-endpoint", BreakerState::kOpen, clock_.Now(),
