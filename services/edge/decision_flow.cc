@@ -15,6 +15,7 @@
 #include "common/client/channel.h"
 #include "common/crypto/crypto.h"
 #include "common/ledger/ledger_record.h"
+#include "common/proto/well_known.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status.h"
 #include "google/protobuf/arena.h"
@@ -765,9 +766,14 @@ absl::Status ValidateReportUsageRequest(const v1::ReportUsageRequest& r) {
       !v1::UpstreamOutcome_IsValid(r.outcome())) {
     return absl::InvalidArgumentError("outcome: SUCCESS, ERROR or REJECTED");
   }
-  if (r.has_latency() &&
-      (r.latency().seconds() < 0 || r.latency().nanos() < 0 || r.latency().seconds() > 3600)) {
-    return absl::InvalidArgumentError("latency: must be between 0 and 1 hour");
+  if (r.has_latency()) {
+    // As region's ReportOutcome checks it, so that a report is refused before any of it is
+    // applied.
+    ASSIGN_OR_RETURN(const absl::Duration latency,
+                     proto::DurationFromProto(r.latency(), "latency"));
+    if (latency < absl::ZeroDuration() || latency > absl::Hours(1)) {
+      return absl::InvalidArgumentError("latency: must be between 0 and 1 hour");
+    }
   }
   if (r.http_status() < 0 || r.http_status() > 599) {
     return absl::InvalidArgumentError("http_status: must be between 0 and 599");

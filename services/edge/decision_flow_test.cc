@@ -960,6 +960,28 @@ TEST_F(ReportUsageFlowTest, TheSuccessorOfTheDecisionsKeyMayReportItsUsage) {
   EXPECT_EQ(Report(&response).error_code(), grpc::StatusCode::PERMISSION_DENIED);
 }
 
+// A latency region would refuse is refused before anything is reconciled or recorded: the
+// report is not half applied.
+TEST_F(ReportUsageFlowTest, ALatencyRegionWouldRefuseIsRefusedFirst) {
+  for (auto [seconds, nanos] :
+       {std::pair<int64_t, int32_t>{3600, 1}, {0, 1'000'000'000}, {1, -1}, {-1, 0}}) {
+    SCOPED_TRACE(absl::StrCat(seconds, "s ", nanos, "ns"));
+    SetUp();
+    usage_.mutable_latency()->set_seconds(seconds);
+    usage_.mutable_latency()->set_nanos(nanos);
+    v1::ReportUsageResponse response;
+    const grpc::Status s = Report(&response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("latency"));
+    EXPECT_THAT(fake_.calls(), IsEmpty());
+  }
+  SetUp();
+  usage_.mutable_latency()->set_seconds(3600);
+  usage_.mutable_latency()->set_nanos(0);
+  v1::ReportUsageResponse response;
+  EXPECT_TRUE(Report(&response).ok());
+}
+
 TEST_F(ReportUsageFlowTest, AnEndpointsOwnRefusalIsNotItsHealth) {
   usage_.set_outcome(v1::UPSTREAM_OUTCOME_REJECTED);
   v1::ReportUsageResponse response;
