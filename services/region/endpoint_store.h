@@ -27,6 +27,10 @@ struct PublishedBreaker {
   bool operator==(const PublishedBreaker&) const = default;
 };
 
+// OK, or INVALID_ARGUMENT unless `breaker.published_at` is finite and its opened_at and
+// closed_at are finite or the infinite past (what a store can keep).
+absl::Status ValidatePublishedBreaker(const PublishedBreaker& breaker);
+
 // The endpoint registry, stored, and the breaker states replicas share through it.
 // Implementations are thread-safe; each method is atomic. UNAVAILABLE when the backing
 // database cannot be reached (nothing happened).
@@ -79,7 +83,8 @@ class EndpointStore {
   // keeps and compares them as given.
   //
   // Records `breaker` as its replica's latest state for its endpoint (one row per endpoint
-  // and replica, replaced). NOT_FOUND when the endpoint does not exist.
+  // and replica, replaced). NOT_FOUND when the endpoint does not exist; INVALID_ARGUMENT
+  // (nothing written) when ValidatePublishedBreaker refuses it.
   virtual absl::Status PublishBreaker(const PublishedBreaker& breaker) = 0;
   // The states published at or after `since`, by any replica, for existing endpoints.
   virtual absl::StatusOr<std::vector<PublishedBreaker>> BreakersSince(absl::Time since) = 0;

@@ -434,6 +434,21 @@ TEST_P(EndpointStoreConformanceTest, BreakerTimesRoundTripToTheMicrosecond) {
   EXPECT_EQ(absl::ToUnixMicros(got[2].closed_at), 1'800'000'000'123'454);
 }
 
+TEST_P(EndpointStoreConformanceTest, BreakerTimesThatCannotBeStoredAreInvalidArgument) {
+  ASSERT_TRUE(store_->Create(Azure("a"), kActor).ok());
+  const absl::Time past = absl::InfinitePast(), future = absl::InfiniteFuture();
+  for (const PublishedBreaker& b :
+       {PublishedBreaker{"a", "r1", BreakerState::kOpen, t0_, past},
+        PublishedBreaker{"a", "r1", BreakerState::kOpen, t0_, future},
+        PublishedBreaker{"a", "r1", BreakerState::kOpen, future, t0_},
+        PublishedBreaker{"a", "r1", BreakerState::kClosed, past, t0_, future}}) {
+    const absl::Status status = store_->PublishBreaker(b);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(status.message(), HasSubstr("published_at must be finite"));
+  }
+  EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), IsEmpty());
+}
+
 TEST_P(EndpointStoreConformanceTest, BreakersSinceFiltersByPublicationTime) {
   ASSERT_TRUE(store_->Create(Azure("a"), kActor).ok());
   ASSERT_TRUE(store_->Create(Azure("b"), kActor).ok());

@@ -65,6 +65,7 @@ absl::Status MemoryEndpointStore::Delete(const std::string& id, const std::strin
 }
 
 absl::Status MemoryEndpointStore::PublishBreaker(const PublishedBreaker& breaker) {
+  RETURN_IF_ERROR(ValidatePublishedBreaker(breaker));
   absl::MutexLock lock(&mu_);
   if (!endpoints_.contains(breaker.endpoint_id)) {
     return absl::NotFoundError(absl::StrCat("no endpoint ", Quoted(breaker.endpoint_id)));

@@ -247,12 +247,7 @@ absl::StatusOr<absl::Time> PostgresEndpointStore::Now() {
 }
 
 absl::Status PostgresEndpointStore::PublishBreaker(const PublishedBreaker& b) {
-  if (b.published_at == absl::InfinitePast() || b.published_at == absl::InfiniteFuture() ||
-      b.opened_at == absl::InfiniteFuture() || b.closed_at == absl::InfiniteFuture()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "breaker of endpoint ", Quoted(b.endpoint_id),
-        ": published_at must be finite, and opened_at and closed_at finite or the infinite past"));
-  }
+  RETURN_IF_ERROR(ValidatePublishedBreaker(b));
   auto nullable = [](absl::Time t) {
     return t == absl::InfinitePast() ? std::nullopt : std::make_optional(t);
   };
