@@ -69,6 +69,11 @@ grpc::ServerUnaryReactor* RegionService::ReportOutcome(grpc::CallbackServerConte
       !s.ok()) {
     return server::FinishNow(context, ToGrpc(s));
   }
+  if (request->status() < 0 || request->status() > 599) {
+    return server::FinishNow(
+        context, ToGrpc(absl::InvalidArgumentError(absl::StrCat(
+                     "status: ", request->status(), " is not an HTTP status (0: none, to 599)"))));
+  }
   Outcome outcome{request->success(), absl::ZeroDuration()};
   if (request->has_latency()) {
     absl::StatusOr<absl::Duration> latency =

@@ -203,6 +203,21 @@ TEST_F(RegionServiceTest, ReportOutcomeTellsLateRepliesApartByRoutedAt) {
   EXPECT_THAT(s.error_message(), HasSubstr("routed_at"));
 }
 
+TEST_F(RegionServiceTest, ReportOutcomeRefusesAStatusThatIsNoHttpStatusNamingIt) {
+  ASSERT_TRUE(Create(Eu("ep"), "alice").ok());
+  for (int status : {-1, 600, 1 << 30}) {
+    v1::ReportOutcomeRequest request;
+    request.set_endpoint_id("ep");
+    request.set_status(status);
+    v1::ReportOutcomeResponse response;
+    grpc::ClientContext context;
+    const grpc::Status s = stub_->ReportOutcome(&context, request, &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status;
+    EXPECT_THAT(s.error_message(), HasSubstr("status: "));
+  }
+  EXPECT_EQ(registry_.Health().endpoints.at(0).failures, 0u);  // Nothing was recorded.
+}
+
 TEST(LedgerResidencyNameTest, IsTheProtoValueName) {
   for (Residency r : {Residency::kEu, Residency::kUs, Residency::kApac, Residency::kGlobal}) {
     Endpoint e;
