@@ -58,8 +58,9 @@ absl::StatusOr<RouteResult> EndpointRegistry::Route(const RouteRequest& request)
       return EndpointHealth{.admits = b.WouldAdmit(now), .latency = b.LatencyEwma()};
     };
     result.endpoints = endpoints_;
-    ASSIGN_OR_RETURN(result.decision,
-                     region::Route(request, *endpoints_, health, absl::Uniform(random_, 0.0, 1.0)));
+    const double draw = request.request_id.empty() ? absl::Uniform(random_, 0.0, 1.0)
+                                                   : WeightedDraw(request.request_id);
+    ASSIGN_OR_RETURN(result.decision, region::Route(request, *endpoints_, health, draw));
     ++requests_;
     if (result.decision.chosen.has_value()) {
       Tracked& t = *by_index_[*result.decision.chosen];

@@ -63,7 +63,8 @@ class EndpointRegistry {
   absl::Status Replace(std::vector<Endpoint> endpoints);
 
   // Decides, counts the request (and the failover), and takes a probe slot of the chosen
-  // endpoint's breaker when it is half-open. INVALID_ARGUMENT as Route() says.
+  // endpoint's breaker when it is half-open. INVALID_ARGUMENT as Route() says. The weighted
+  // draw is WeightedDraw(request.request_id) when the request names itself, random otherwise.
   absl::StatusOr<RouteResult> Route(const RouteRequest& request);
 
   // An outcome of a request sent to endpoint `id`; NOT_FOUND for an unknown id. Returns the

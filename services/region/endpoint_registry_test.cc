@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -152,6 +153,39 @@ TEST_F(EndpointRegistryTest, APeersOpenBreakerIsAdopted) {
   EXPECT_EQ(RouteEu(), "swedencentral");
   clock_.Advance(absl::Seconds(31));
   EXPECT_EQ(RouteEu(), "westeurope");  // Half-open: this replica probes by itself.
+}
+
+// A retried decision (the same request id) is drawn the same way, on any replica, so that it
+// lands where the first attempt did while the registry and health are unchanged; different
+// requests still spread by weight.
+TEST_F(EndpointRegistryTest, TheWeightedDrawIsAFunctionOfTheRequestId) {
+  ASSERT_TRUE(registry_
+                  .Replace({Make("westeurope", Residency::kEu, 1),
+                            Make("swedencentral", Residency::kEu, 1)})
+                  .ok());
+  EndpointRegistry other_replica(&clock_, BreakerOptions{});
+  ASSERT_TRUE(other_replica
+                  .Replace({Make("westeurope", Residency::kEu, 1),
+                            Make("swedencentral", Residency::kEu, 1)})
+                  .ok());
+  RouteRequest weighted = kEu;
+  weighted.preference = Preference::kWeighted;
+  int westeurope = 0;
+  for (int i = 0; i < 1000; ++i) {
+    weighted.request_id = absl::StrCat("req-", i);
+    absl::StatusOr<RouteResult> first = registry_.Route(weighted);
+    ASSERT_TRUE(first.ok());
+    const std::string id = first->chosen()->id;
+    westeurope += id == "westeurope" ? 1 : 0;
+    if (i < 50) {
+      for (int retry = 0; retry < 5; ++retry) {
+        ASSERT_EQ(registry_.Route(weighted)->chosen()->id, id) << weighted.request_id;
+        ASSERT_EQ(other_replica.Route(weighted)->chosen()->id, id) << weighted.request_id;
+      }
+    }
+  }
+  EXPECT_GT(westeurope, 400);
+  EXPECT_LT(westeurope, 600);
 }
 
 TEST_F(EndpointRegistryTest, LatencyPreferenceFollowsReportedLatencies) {

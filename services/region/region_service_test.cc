@@ -218,6 +218,26 @@ TEST_F(RegionServiceTest, ReportOutcomeRefusesAStatusThatIsNoHttpStatusNamingIt)
   EXPECT_EQ(registry_.Health().endpoints.at(0).failures, 0u);  // Nothing was recorded.
 }
 
+TEST_F(RegionServiceTest, ARouteRequestIdLongerThan128BytesIsInvalidArgumentNamingIt) {
+  ASSERT_TRUE(Create(Eu("ep"), "alice").ok());
+  v1::RouteRequest request;
+  request.set_residency(v1::RESIDENCY_EU);
+  request.set_model("gpt-4o");
+  request.set_preference(v1::PREFERENCE_WEIGHTED);
+  request.set_request_id(std::string(128, 'r'));
+  v1::RouteResponse response;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->Route(&context, request, &response).ok());
+    EXPECT_EQ(response.endpoint().id(), "ep");
+  }
+  request.set_request_id(std::string(129, 'r'));
+  grpc::ClientContext context;
+  const grpc::Status s = stub_->Route(&context, request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), ::testing::StartsWith("request_id: "));
+}
+
 TEST(LedgerResidencyNameTest, IsTheProtoValueName) {
   for (Residency r : {Residency::kEu, Residency::kUs, Residency::kApac, Residency::kGlobal}) {
     Endpoint e;

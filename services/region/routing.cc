@@ -42,6 +42,21 @@ Rank RankOf(Preference preference, const Endpoint& e, const EndpointHealth& h, s
 
 }  // namespace
 
+double WeightedDraw(absl::string_view key) {
+  // FNV-1a, then SplitMix64's finaliser to spread its bits; the top 53 bits make the double.
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebull;
+  h ^= h >> 31;
+  return static_cast<double>(h >> 11) * 0x1.0p-53;
+}
+
 absl::string_view PreferenceName(Preference p) {
   switch (p) {
     case Preference::kPriority:

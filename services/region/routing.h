@@ -33,6 +33,8 @@ enum class Preference { kPriority, kLowestLatency, kWeighted };
 absl::string_view PreferenceName(Preference p);  // "priority", "lowest_latency", "weighted"
 std::optional<Preference> ParsePreference(absl::string_view name);
 
+inline constexpr size_t kMaxRequestIdBytes = 128;
+
 struct RouteRequest {
   std::optional<Residency> residency;  // Required; none (or kGlobal): any.
   DataClass data_class = DataClass::kInternal;
@@ -40,6 +42,10 @@ struct RouteRequest {
   Preference preference = Preference::kPriority;
   // The caller's project keeps no data: only endpoints with zero data retention, not cached.
   bool zero_data_retention = false;
+  // The caller's id of the request (at most kMaxRequestIdBytes); when set, EndpointRegistry draws
+  // the weighted choice from it (WeightedDraw), so that a retried request is routed where its first
+  // attempt was.
+  std::string request_id{};
 };
 
 // What the router knows of an endpoint's health.
@@ -85,6 +91,10 @@ absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
 absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
                                     absl::Span<const Endpoint> endpoints,
                                     absl::Span<const EndpointHealth> health, double random);
+
+// A number in [0, 1) that is a fixed function of `key`, the same on every replica and build:
+// the weighted draw of a request that names itself (RouteRequest::request_id).
+double WeightedDraw(absl::string_view key);
 
 // Why `endpoint` cannot take the request, compliance only (health aside); the first reason
 // in the order disabled, residency, classification, model.
