@@ -65,8 +65,16 @@ class EndpointStore {
   // check.
   virtual absl::Status Create(const Endpoint& endpoint, const std::string& actor) = 0;
   // Replaces the endpoint of the same id; NOT_FOUND when there is none. An endpoint equal to
-  // the stored one is no change: OK, and nothing is written or recorded.
-  virtual absl::Status Update(const Endpoint& endpoint, const std::string& actor) = 0;
+  // the stored one is no change: OK, and nothing is written or recorded. With `expected`
+  // (what the caller read before changing it), a stored endpoint that differs from both it
+  // and `endpoint` is FAILED_PRECONDITION naming the first differing field
+  // (UpdateOverChanged), and nothing is written or recorded.
+  virtual absl::Status Update(const Endpoint& endpoint, const std::string& actor,
+                              const Endpoint* expected) = 0;
+  // Update with no expectation.
+  absl::Status Update(const Endpoint& endpoint, const std::string& actor) {
+    return Update(endpoint, actor, nullptr);
+  }
   // NOT_FOUND when there is none. Its published breaker states go with it.
   virtual absl::Status Delete(const std::string& id, const std::string& actor) = 0;
 

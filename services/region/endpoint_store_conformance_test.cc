@@ -707,6 +707,33 @@ TEST_P(EndpointStoreConformanceTest, ConcurrentChangesEachWriteOneRecordInTheirO
   EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), ids.size());
 }
 
+// A read-modify-write names what it read: an update over a change made meanwhile (another
+// admin turning zero data retention off, say) is refused rather than silently undoing it.
+TEST_P(EndpointStoreConformanceTest, AnUpdateExpectingWhatIsNoLongerStoredChangesNothing) {
+  const Endpoint read = Azure("a");
+  ASSERT_TRUE(store_->Create(read, kActor).ok());
+  Endpoint retaining = read;
+  retaining.capabilities.zero_data_retention = false;
+  ASSERT_TRUE(store_->Update(retaining, "alice", &read).ok());  // What was read is stored.
+  const int64_t version = MustVersion();
+  const std::vector<ledger::OutboxEntry> before = MustReadOutbox();
+
+  Endpoint reprioritised = read;  // Made from the stale read: zero data retention again.
+  reprioritised.priority = 8;
+  const absl::Status stale = store_->Update(reprioritised, "bob", &read);
+  EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition) << stale;
+  EXPECT_THAT(stale.message(), HasSubstr("capabilities.zero_data_retention"));
+  EXPECT_THAT(MustList().endpoints, ElementsAre(retaining));
+  EXPECT_EQ(MustVersion(), version);
+  EXPECT_EQ(MustReadOutbox(), before);
+
+  // A retry of an update that was made finds it made, whatever it expected.
+  EXPECT_TRUE(store_->Update(retaining, "alice", &read).ok());
+  EXPECT_EQ(MustVersion(), version);
+  // An endpoint that is gone is NOT_FOUND, as without an expectation.
+  EXPECT_EQ(store_->Update(Azure("b"), "bob", &read).code(), absl::StatusCode::kNotFound);
+}
+
 TEST_P(EndpointStoreConformanceTest, AnUpdateThatChangesNothingWritesAndRecordsNothing) {
   Endpoint e = Azure("a");
   ASSERT_TRUE(store_->Create(e, kActor).ok());

@@ -1,5 +1,6 @@
 #include "services/region/region_service.h"
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -128,8 +129,28 @@ grpc::ServerUnaryReactor* RegionService::UpdateEndpoint(grpc::CallbackServerCont
   if (absl::Status s = ValidateActor(request->actor()); !s.ok()) {
     return server::FinishNow(context, ToGrpc(s));
   }
-  return pool_->Run(context, [this, e = *std::move(endpoint), actor = request->actor(), response] {
-    if (absl::Status s = store_->Update(e, actor); !s.ok()) return ToGrpc(s);
+  std::optional<Endpoint> expected;
+  if (request->has_expected()) {
+    absl::StatusOr<Endpoint> read = EndpointFromProto(request->expected());
+    if (!read.ok()) {
+      return server::FinishNow(context,
+                               ToGrpc(absl::InvalidArgumentError(absl::StrCat(
+                                   "expected: ", read.status().message(),
+                                   " (expected holds the endpoint as read, from ListEndpoints)"))));
+    }
+    if (read->id != endpoint->id) {
+      return server::FinishNow(context, ToGrpc(absl::InvalidArgumentError(absl::StrCat(
+                                            "expected.id: ", Quoted(read->id),
+                                            " is not the endpoint's id ", Quoted(endpoint->id)))));
+    }
+    expected = *std::move(read);
+  }
+  return pool_->Run(context, [this, e = *std::move(endpoint), expected = std::move(expected),
+                              actor = request->actor(), response] {
+    if (absl::Status s = store_->Update(e, actor, expected.has_value() ? &*expected : nullptr);
+        !s.ok()) {
+      return ToGrpc(s);
+    }
     (void)sync_->Reload();
     ToProto(e, response->mutable_endpoint());
     return grpc::Status::OK;

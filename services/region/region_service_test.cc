@@ -238,6 +238,41 @@ TEST_F(RegionServiceTest, ARouteRequestIdLongerThan128BytesIsInvalidArgumentNami
   EXPECT_THAT(s.error_message(), ::testing::StartsWith("request_id: "));
 }
 
+TEST_F(RegionServiceTest, AnUpdateOverAChangeMadeSinceItWasReadIsRefused) {
+  ASSERT_TRUE(Create(Eu("ep"), "alice").ok());
+  v1::Endpoint read = Eu("ep");
+  read.set_priority(1);  // As ListEndpoints shows it.
+  v1::Endpoint private_only = read;
+  private_only.mutable_capabilities()->set_zero_data_retention(true);
+  auto update = [&](const v1::Endpoint& e, const v1::Endpoint& expected) {
+    v1::UpdateEndpointRequest request;
+    *request.mutable_endpoint() = e;
+    *request.mutable_expected() = expected;
+    request.set_actor("bob");
+    v1::UpdateEndpointResponse response;
+    grpc::ClientContext context;
+    return stub_->UpdateEndpoint(&context, request, &response);
+  };
+  ASSERT_TRUE(update(private_only, read).ok());
+  v1::Endpoint reprioritised = read;
+  reprioritised.set_priority(5);
+  grpc::Status s = update(reprioritised, read);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("capabilities.zero_data_retention"));
+  EXPECT_TRUE(store_.List()->endpoints.at(0).capabilities.zero_data_retention);
+  // What was read must be an endpoint of the same id.
+  v1::Endpoint other = read;
+  other.set_id("other");
+  s = update(reprioritised, other);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), ::testing::StartsWith("expected.id: "));
+  other = read;
+  other.set_base_url("http://plain");
+  s = update(reprioritised, other);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), ::testing::StartsWith("expected: endpoint.base_url"));
+}
+
 TEST(LedgerResidencyNameTest, IsTheProtoValueName) {
   for (Residency r : {Residency::kEu, Residency::kUs, Residency::kApac, Residency::kGlobal}) {
     Endpoint e;
