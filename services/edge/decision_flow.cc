@@ -353,8 +353,10 @@ class DecideFlow final : public Flow {
       auto& headers = *response_->mutable_headers();
       headers[kHeaderAuditId] = audit_id;
       headers[kHeaderRequestId] = request_id_;
+      // A cache keeps prompts and answers, whatever the provider promises of its storage.
+      const region::v1::Capabilities& capabilities = response_->endpoint().capabilities();
       headers[kHeaderZeroDataRetention] =
-          response_->endpoint().capabilities().zero_data_retention() ? "true" : "false";
+          capabilities.zero_data_retention() && !capabilities.cached() ? "true" : "false";
     }
     Finish(Status::OK);
   }

@@ -83,6 +83,17 @@ class DecisionFlowTest : public ::testing::Test {
   v1::DecideRequest request_;
 };
 
+// A cache keeps prompts and answers: a call routed to a cached endpoint (public data) is not
+// one with zero data retention, whatever the provider promises of its own storage.
+TEST_F(DecisionFlowTest, ACachedEndpointIsNoZeroDataRetentionInTheHeaders) {
+  fake_.redact_response.mutable_report()->set_data_class(pii::v1::DATA_CLASS_PUBLIC);
+  fake_.route_response.mutable_endpoint()->mutable_capabilities()->set_cached(true);
+  Result r = Decide();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  ASSERT_EQ(r.response.verdict(), v1::VERDICT_ALLOW);
+  EXPECT_EQ(r.response.headers().at("x-policy-zero-data-retention"), "false");
+}
+
 TEST_F(DecisionFlowTest, AllowsWithRedactedMessagesEndpointHeadersAndALedgerEntry) {
   request_.set_return_mapping(true);
   Result r = Decide();
