@@ -412,6 +412,59 @@ TEST_F(DecisionFlowTest, ARetryRateLimitedByItsOwnRecordedAllowIsAnsweredWithTha
   }
 }
 
+// A retry of an ALLOW whose answer was lost, which region would now route elsewhere (another
+// replica's latencies, a draw, a failover since): the ledger holds the first attempt under the
+// request id, so the retry goes where that attempt went (region told so) and is answered with
+// the recorded decision, not refused as another request under a used id.
+TEST_F(DecisionFlowTest, ARetryRoutedElsewhereNowGoesWhereItsRecordedAllowWent) {
+  ASSERT_TRUE(Decide().status.ok());  // The first attempt, routed to azure-westeurope.
+  audit::v1::Entry* earlier = fake_.get_entry_response.mutable_entry();
+  *earlier->mutable_ledger() = fake_.append_response.entry().ledger();
+  earlier->set_index(41);
+  earlier->set_action(fake_.append_request.entry().action());
+  earlier->set_model(fake_.append_request.entry().model());
+  earlier->set_tokens(fake_.append_request.entry().tokens());
+  earlier->set_content_hash(fake_.append_request.entry().content_hash());
+  *earlier->mutable_metadata() = fake_.append_request.entry().metadata();
+  (*earlier->mutable_metadata())["failover"] = "true";
+  earlier->set_request_id("decision:req-1");
+
+  FakeDownstream retry;
+  retry.VerifyAsAlicesProjectKey();
+  retry.check_response = fake_.check_response;  // ALLOW: a reservation of its own.
+  retry.redact_response = fake_.redact_response;
+  retry.route_response = fake_.route_response;  // Where region routes it when told where.
+  retry.get_entry_response = fake_.get_entry_response;
+  retry.append_response = fake_.append_response;
+  retry.append_response.set_duplicate(true);
+  // The first append is of the route the preference chose now (another endpoint): refused.
+  retry.append_statuses = {grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                        "request_id decision:req-1 was already used for a "
+                                        "different entry (index 41)"),
+                           grpc::Status::OK};
+  v1::DecideResponse response;
+  grpc::Status status;
+  absl::Notification done;
+  StartDecide(&retry, &options_, &request_, &response, absl::Now() + absl::Seconds(10),
+              [&](grpc::Status s) {
+                status = std::move(s);
+                done.Notify();
+              });
+  done.WaitForNotification();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.verdict(), v1::VERDICT_ALLOW);
+  EXPECT_EQ(response.audit_id(), "support-eu/production/41");
+  EXPECT_EQ(response.endpoint().id(), "azure-westeurope");
+  EXPECT_TRUE(response.failover());  // As recorded.
+  // Region was told where the first attempt went; the record is the recorded one's.
+  EXPECT_EQ(retry.route_request.endpoint_id(), "azure-westeurope");
+  EXPECT_EQ(retry.append_request.entry().metadata().at("failover"), "true");
+  EXPECT_EQ(retry.append_request.entry().metadata().at("endpoint"), "azure-westeurope");
+  // The retry's own reservation is given back, as for any retry the ledger knew.
+  EXPECT_THAT(retry.calls(), Contains("authz.ReportUsage"));
+  EXPECT_TRUE(retry.usage_request.refund_request());
+}
+
 TEST_F(DecisionFlowTest, AuthzDenialIsAnAuditedDenyWithRetryAfter) {
   fake_.check_response.set_verdict(authz::v1::VERDICT_DENY);
   fake_.check_response.set_reason("RATE_LIMITED");

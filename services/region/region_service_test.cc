@@ -218,7 +218,7 @@ TEST_F(RegionServiceTest, ReportOutcomeRefusesAStatusThatIsNoHttpStatusNamingIt)
   EXPECT_EQ(registry_.Health().endpoints.at(0).failures, 0u);  // Nothing was recorded.
 }
 
-TEST_F(RegionServiceTest, ARouteRequestIdLongerThan128BytesIsInvalidArgumentNamingIt) {
+TEST_F(RegionServiceTest, RouteRequestIdAndEndpointIdAreCheckedAndNamed) {
   ASSERT_TRUE(Create(Eu("ep"), "alice").ok());
   v1::RouteRequest request;
   request.set_residency(v1::RESIDENCY_EU);
@@ -232,10 +232,26 @@ TEST_F(RegionServiceTest, ARouteRequestIdLongerThan128BytesIsInvalidArgumentNami
     EXPECT_EQ(response.endpoint().id(), "ep");
   }
   request.set_request_id(std::string(129, 'r'));
+  {
+    grpc::ClientContext context;
+    const grpc::Status s = stub_->Route(&context, request, &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), ::testing::StartsWith("request_id: "));
+  }
+  // A retry naming where its first attempt went: there, or blocked.
+  request.set_request_id("r");
+  request.set_endpoint_id("gone");
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->Route(&context, request, &response).ok());
+    EXPECT_EQ(response.decision(), v1::DECISION_BLOCKED);
+    EXPECT_THAT(response.reason(), HasSubstr("'gone', where the request was first routed"));
+  }
+  request.set_endpoint_id(std::string(65, 'e'));
   grpc::ClientContext context;
   const grpc::Status s = stub_->Route(&context, request, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(s.error_message(), ::testing::StartsWith("request_id: "));
+  EXPECT_THAT(s.error_message(), ::testing::StartsWith("endpoint_id: "));
 }
 
 TEST_F(RegionServiceTest, AnUpdateOverAChangeMadeSinceItWasReadIsRefused) {

@@ -150,6 +150,7 @@ absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
     c.endpoint = i;
     c.exclusion = ComplianceOf(request, e);
     if (c.exclusion != Exclusion::kNone) continue;
+    if (!request.endpoint_id.empty() && e.id != request.endpoint_id) continue;
     const EndpointHealth h = health(i);
     const Rank rank = RankOf(request.preference, e, h, i);
     if (!h.admits) {
@@ -162,7 +163,7 @@ absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
       decision.chosen = i;
     }
   }
-  if (!decision.chosen.has_value()) return decision;
+  if (!decision.chosen.has_value() || !request.endpoint_id.empty()) return decision;
 
   if (request.preference == Preference::kWeighted) {
     // The draw among the healthy compliant endpoints of the best tier, by weight.
@@ -204,6 +205,17 @@ std::string Explain(const RouteRequest& request, absl::Span<const Endpoint> endp
     return absl::StrCat("chose ", e.id, " (", e.region, ", ", ResidencyName(e.residency), ") by ",
                         PreferenceName(request.preference), " for ", wanted,
                         decision.failover ? "; a preferred endpoint is unhealthy (failover)" : "");
+  }
+  if (!request.endpoint_id.empty()) {
+    const auto named = std::find_if(endpoints.begin(), endpoints.end(), [&](const Endpoint& e) {
+      return e.id == request.endpoint_id;
+    });
+    const absl::string_view why =
+        named == endpoints.end()
+            ? absl::string_view("not in the registry")
+            : ExclusionName(decision.candidates[named - endpoints.begin()].exclusion);
+    return absl::StrCat("NO_COMPLIANT_REGION: endpoint ", Quoted(request.endpoint_id),
+                        ", where the request was first routed, no longer takes it (", why, ")");
   }
   const bool served = std::any_of(endpoints.begin(), endpoints.end(),
                                   [&](const Endpoint& e) { return e.Serves(request.model); });

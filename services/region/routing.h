@@ -46,6 +46,10 @@ struct RouteRequest {
   // the weighted choice from it (WeightedDraw), so that a retried request is routed where its first
   // attempt was.
   std::string request_id{};
+  // A retried decision: the endpoint its first attempt was routed to. When set, only that
+  // endpoint may be chosen (if it complies and admits the request; else BLOCKED), whatever
+  // the preference, and failover is false.
+  std::string endpoint_id{};
 };
 
 // What the router knows of an endpoint's health.

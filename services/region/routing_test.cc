@@ -145,6 +145,36 @@ TEST(RoutingTest, SensitiveDataAndZeroRetentionNeverGoToACache) {
   EXPECT_EQ(ChosenId(endpoints, *pub), "eu-cache");
 }
 
+// A retried decision names the endpoint its first attempt was routed to: it goes there while
+// that endpoint still takes it, whatever the preference would choose now, and is blocked,
+// saying so, when it no longer does.
+TEST(RoutingTest, ARetryGoesWhereItsFirstAttemptWentOrNowhere) {
+  const auto endpoints = Registry();
+  auto health = Healthy(endpoints.size());
+  RouteRequest retry = Request(Residency::kEu, DataClass::kPii);
+  retry.endpoint_id = "swedencentral";  // Priority 2: the preference would choose westeurope.
+  auto d = Route(retry, endpoints, health, 0);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(ChosenId(endpoints, *d), "swedencentral");
+  EXPECT_FALSE(d->failover);
+  health[1].admits = false;
+  d = Route(retry, endpoints, health, 0);
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(d->chosen.has_value());  // Not westeurope, which the retry never went to.
+  EXPECT_THAT(Explain(retry, endpoints, *d),
+              HasSubstr("NO_COMPLIANT_REGION: endpoint 'swedencentral', where the request was "
+                        "first routed, no longer takes it (unhealthy)"));
+  // Compliance first: an endpoint of another residency is never chosen, named or not.
+  retry.endpoint_id = "eastus";
+  d = Route(retry, endpoints, health, 0);
+  EXPECT_FALSE(d->chosen.has_value());
+  EXPECT_THAT(Explain(retry, endpoints, *d), HasSubstr("(residency)"));
+  retry.endpoint_id = "gone";
+  d = Route(retry, endpoints, health, 0);
+  EXPECT_FALSE(d->chosen.has_value());
+  EXPECT_THAT(Explain(retry, endpoints, *d), HasSubstr("(not in the registry)"));
+}
+
 TEST(RoutingTest, PreferencesOrderTheEligibleEndpoints) {
   auto endpoints = Registry();
   auto health = Healthy(endpoints.size());
