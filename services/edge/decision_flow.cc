@@ -15,6 +15,7 @@
 #include "common/client/channel.h"
 #include "common/crypto/crypto.h"
 #include "common/ledger/ledger_record.h"
+#include "common/proto/well_known.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status.h"
 #include "google/protobuf/arena.h"
@@ -50,6 +51,12 @@ absl::Status CheckModel(absl::string_view model) {
     }
   }
   return CheckNoSecret(model, "model");
+}
+
+// A decision entry's metadata value `name`; empty when it has none.
+std::string Recorded(const audit::v1::Entry& entry, const char* name) {
+  auto it = entry.metadata().find(name);
+  return it == entry.metadata().end() ? "" : it->second;
 }
 
 // The refusal of a key whose denial budget is spent, `retry_after` before it holds a unit.
@@ -233,6 +240,8 @@ class DecideFlow final : public Flow {
     route->set_preference(request_->preference());
     route->set_require_zero_data_retention(check_->zero_data_retention());
     route->set_request_id(request_id_);
+    // A retry of a recorded ALLOW goes where it went, or nowhere.
+    route->set_endpoint_id(recorded_endpoint_);
     route_ = New<region::v1::RouteResponse>(arena_);
     downstream_->Route(NewContext(), route, route_, [this](Status s) { OnRoute(std::move(s)); });
   }
@@ -274,7 +283,17 @@ class DecideFlow final : public Flow {
 
   void OnRoute(Status s) {
     if (!s.ok()) return Finish(DownstreamFailure("region", s, deadline_));
-    if (route_->decision() != region::v1::DECISION_ROUTED) {
+    if (!recorded_endpoint_.empty()) {
+      // The ledger holds this request's ALLOW: it cannot be denied, nor routed elsewhere.
+      if (route_->decision() != region::v1::DECISION_ROUTED) {
+        return Finish(Status(
+            StatusCode::FAILED_PRECONDITION,
+            absl::StrCat("request_id: the decision under this id routed to ", recorded_endpoint_,
+                         ", which no longer takes the request; a new request "
+                         "needs a new id")));
+      }
+      route_->set_failover(Recorded(earlier_->entry(), "failover") == "true");
+    } else if (route_->decision() != region::v1::DECISION_ROUTED) {
       return Deny("NO_COMPLIANT_REGION", route_->reason());
     }
     Record(/*allow=*/true);
@@ -309,7 +328,14 @@ class DecideFlow final : public Flow {
       metadata[kRequestedTokens] = absl::StrCat(request_->estimated_tokens());
     }
     if (!allow) metadata["reason"] = response_->reason();
-    if (allow) {
+    if (allow && !recorded_endpoint_.empty()) {
+      // A retry of a recorded ALLOW, routed where it went: recorded as it was.
+      for (const char* name : {"endpoint", "region", "failover"}) {
+        if (std::string value = Recorded(earlier_->entry(), name); !value.empty()) {
+          metadata[name] = std::move(value);
+        }
+      }
+    } else if (allow) {
       metadata["endpoint"] = route_->endpoint().id();
       metadata["region"] = route_->endpoint().region();
       if (route_->failover()) metadata["failover"] = "true";
@@ -338,6 +364,11 @@ class DecideFlow final : public Flow {
         response_->reason() == "RATE_LIMITED") {
       return LookUpEarlierDecision();
     }
+    // An ALLOW the ledger holds for another entry: the earlier attempt's ALLOW, routed
+    // elsewhere than this attempt (region's choice may change between attempts), may be it.
+    if (s.error_code() == StatusCode::FAILED_PRECONDITION && allow_ && !rechecked_) {
+      return LookUpEarlierDecision();
+    }
     if (!s.ok()) return Finish(LedgerFailure(s, "request_id", deadline_));
     const std::string audit_id = AuditIdOf(appended_->entry());
     response_->set_audit_id(audit_id);
@@ -352,8 +383,10 @@ class DecideFlow final : public Flow {
       auto& headers = *response_->mutable_headers();
       headers[kHeaderAuditId] = audit_id;
       headers[kHeaderRequestId] = request_id_;
+      // A cache keeps prompts and answers, whatever the provider promises of its storage.
+      const region::v1::Capabilities& capabilities = response_->endpoint().capabilities();
       headers[kHeaderZeroDataRetention] =
-          response_->endpoint().capabilities().zero_data_retention() ? "true" : "false";
+          capabilities.zero_data_retention() && !capabilities.cached() ? "true" : "false";
     }
     Finish(Status::OK);
   }
@@ -385,6 +418,7 @@ class DecideFlow final : public Flow {
         earlier.model() == request_->model() && earlier.tokens() == estimated_tokens_ &&
         earlier.content_hash() == ContentHash();
     if (!same_decision) return Finish(LedgerFailure(append_status_, "request_id", deadline_));
+    recorded_endpoint_ = Recorded(earlier, "endpoint");
     response_->set_verdict(v1::VERDICT_UNSPECIFIED);
     response_->clear_reason();
     response_->clear_message();
@@ -460,6 +494,9 @@ class DecideFlow final : public Flow {
   audit::v1::AppendResponse* appended_ = nullptr;
   audit::v1::GetEntryResponse* earlier_ = nullptr;  // The entry a retry's id names.
   bool rechecked_ = false;                          // LookUpEarlierDecision ran.
+  // The endpoint of the earlier ALLOW recorded under this request id, once
+  // LookUpEarlierDecision found it the same decision; empty otherwise.
+  std::string recorded_endpoint_;
   Status check_status_;
   Status append_status_;  // Of the append, once it answered.
   Status redact_status_;
@@ -509,10 +546,7 @@ class ReportUsageFlow final : public Flow {
     if (!s.ok()) return Finish(DependencyFailure("audit", s, deadline_));
     const keys::v1::Key& key = key_->key();
     const audit::v1::Entry& decision = decision_->entry();
-    auto recorded = [&decision](const char* name) -> std::string {
-      auto it = decision.metadata().find(name);
-      return it == decision.metadata().end() ? "" : it->second;
-    };
+    auto recorded = [&decision](const char* name) { return Recorded(decision, name); };
     if (decision.action() != audit::v1::ACTION_DECISION_ALLOW) {
       return Finish(Status(StatusCode::FAILED_PRECONDITION,
                            "request_id: the decision under this id did not allow the call"));
@@ -597,6 +631,8 @@ class ReportUsageFlow final : public Flow {
     outcome->set_success(request_->outcome() == v1::UPSTREAM_OUTCOME_SUCCESS);
     if (request_->has_latency()) *outcome->mutable_latency() = request_->latency();
     outcome->set_status(request_->http_status());
+    // A late report of a call routed before its endpoint's breaker last changed is told apart.
+    if (decision_->entry().has_time()) *outcome->mutable_routed_at() = decision_->entry().time();
     downstream_->ReportOutcome(NewContext(), outcome,
                                New<region::v1::ReportOutcomeResponse>(arena_), [this](Status s) {
                                  outcome_status_ = std::move(s);
@@ -763,9 +799,14 @@ absl::Status ValidateReportUsageRequest(const v1::ReportUsageRequest& r) {
       !v1::UpstreamOutcome_IsValid(r.outcome())) {
     return absl::InvalidArgumentError("outcome: SUCCESS, ERROR or REJECTED");
   }
-  if (r.has_latency() &&
-      (r.latency().seconds() < 0 || r.latency().nanos() < 0 || r.latency().seconds() > 3600)) {
-    return absl::InvalidArgumentError("latency: must be between 0 and 1 hour");
+  if (r.has_latency()) {
+    // As region's ReportOutcome checks it, so that a report is refused before any of it is
+    // applied.
+    ASSIGN_OR_RETURN(const absl::Duration latency,
+                     proto::DurationFromProto(r.latency(), "latency"));
+    if (latency < absl::ZeroDuration() || latency > absl::Hours(1)) {
+      return absl::InvalidArgumentError("latency: must be between 0 and 1 hour");
+    }
   }
   if (r.http_status() < 0 || r.http_status() > 599) {
     return absl::InvalidArgumentError("http_status: must be between 0 and 599");

@@ -83,6 +83,17 @@ class DecisionFlowTest : public ::testing::Test {
   v1::DecideRequest request_;
 };
 
+// A cache keeps prompts and answers: a call routed to a cached endpoint (public data) is not
+// one with zero data retention, whatever the provider promises of its own storage.
+TEST_F(DecisionFlowTest, ACachedEndpointIsNoZeroDataRetentionInTheHeaders) {
+  fake_.redact_response.mutable_report()->set_data_class(pii::v1::DATA_CLASS_PUBLIC);
+  fake_.route_response.mutable_endpoint()->mutable_capabilities()->set_cached(true);
+  Result r = Decide();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  ASSERT_EQ(r.response.verdict(), v1::VERDICT_ALLOW);
+  EXPECT_EQ(r.response.headers().at("x-policy-zero-data-retention"), "false");
+}
+
 TEST_F(DecisionFlowTest, AllowsWithRedactedMessagesEndpointHeadersAndALedgerEntry) {
   request_.set_return_mapping(true);
   Result r = Decide();
@@ -399,6 +410,59 @@ TEST_F(DecisionFlowTest, ARetryRateLimitedByItsOwnRecordedAllowIsAnsweredWithTha
     EXPECT_THAT(status.error_message(), HasSubstr("request_id: already used")) << variant;
     EXPECT_THAT(other.calls(), Not(Contains("region.Route"))) << variant;
   }
+}
+
+// A retry of an ALLOW whose answer was lost, which region would now route elsewhere (another
+// replica's latencies, a draw, a failover since): the ledger holds the first attempt under the
+// request id, so the retry goes where that attempt went (region told so) and is answered with
+// the recorded decision, not refused as another request under a used id.
+TEST_F(DecisionFlowTest, ARetryRoutedElsewhereNowGoesWhereItsRecordedAllowWent) {
+  ASSERT_TRUE(Decide().status.ok());  // The first attempt, routed to azure-westeurope.
+  audit::v1::Entry* earlier = fake_.get_entry_response.mutable_entry();
+  *earlier->mutable_ledger() = fake_.append_response.entry().ledger();
+  earlier->set_index(41);
+  earlier->set_action(fake_.append_request.entry().action());
+  earlier->set_model(fake_.append_request.entry().model());
+  earlier->set_tokens(fake_.append_request.entry().tokens());
+  earlier->set_content_hash(fake_.append_request.entry().content_hash());
+  *earlier->mutable_metadata() = fake_.append_request.entry().metadata();
+  (*earlier->mutable_metadata())["failover"] = "true";
+  earlier->set_request_id("decision:req-1");
+
+  FakeDownstream retry;
+  retry.VerifyAsAlicesProjectKey();
+  retry.check_response = fake_.check_response;  // ALLOW: a reservation of its own.
+  retry.redact_response = fake_.redact_response;
+  retry.route_response = fake_.route_response;  // Where region routes it when told where.
+  retry.get_entry_response = fake_.get_entry_response;
+  retry.append_response = fake_.append_response;
+  retry.append_response.set_duplicate(true);
+  // The first append is of the route the preference chose now (another endpoint): refused.
+  retry.append_statuses = {grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                        "request_id decision:req-1 was already used for a "
+                                        "different entry (index 41)"),
+                           grpc::Status::OK};
+  v1::DecideResponse response;
+  grpc::Status status;
+  absl::Notification done;
+  StartDecide(&retry, &options_, &request_, &response, absl::Now() + absl::Seconds(10),
+              [&](grpc::Status s) {
+                status = std::move(s);
+                done.Notify();
+              });
+  done.WaitForNotification();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.verdict(), v1::VERDICT_ALLOW);
+  EXPECT_EQ(response.audit_id(), "support-eu/production/41");
+  EXPECT_EQ(response.endpoint().id(), "azure-westeurope");
+  EXPECT_TRUE(response.failover());  // As recorded.
+  // Region was told where the first attempt went; the record is the recorded one's.
+  EXPECT_EQ(retry.route_request.endpoint_id(), "azure-westeurope");
+  EXPECT_EQ(retry.append_request.entry().metadata().at("failover"), "true");
+  EXPECT_EQ(retry.append_request.entry().metadata().at("endpoint"), "azure-westeurope");
+  // The retry's own reservation is given back, as for any retry the ledger knew.
+  EXPECT_THAT(retry.calls(), Contains("authz.ReportUsage"));
+  EXPECT_TRUE(retry.usage_request.refund_request());
 }
 
 TEST_F(DecisionFlowTest, AuthzDenialIsAnAuditedDenyWithRetryAfter) {
@@ -825,6 +889,7 @@ class ReportUsageFlowTest : public DecisionFlowTest {
     decision->set_model("gpt-4o");
     decision->set_tokens(500);
     decision->set_request_id("decision:req-1");
+    decision->mutable_time()->set_seconds(1'800'000'000);
     (*decision->mutable_metadata())["key_id"] = "key-1";
     (*decision->mutable_metadata())["endpoint"] = "azure-westeurope";
   }
@@ -857,6 +922,9 @@ TEST_F(ReportUsageFlowTest, ReconcilesFeedsHealthAndRecords) {
   EXPECT_EQ(fake_.usage_request.principal().id(), "alice@example.com");
   EXPECT_TRUE(fake_.outcome_request.success());
   EXPECT_EQ(fake_.outcome_request.latency().nanos(), 450'000'000);
+  // When the call was routed, from the decision's time: a late report cannot close or re-open
+  // a breaker that changed since.
+  EXPECT_EQ(fake_.outcome_request.routed_at().seconds(), 1'800'000'000);
   EXPECT_EQ(fake_.append_request.entry().action(), audit::v1::ACTION_API_CALL);
   EXPECT_EQ(fake_.append_request.entry().tokens(), 320);
   EXPECT_EQ(fake_.append_request.entry().request_id(), "usage:req-1");
@@ -954,6 +1022,28 @@ TEST_F(ReportUsageFlowTest, TheSuccessorOfTheDecisionsKeyMayReportItsUsage) {
   (*fake_.get_entry_response.mutable_entry()->mutable_metadata())["key_id"] = "key-2";
   fake_.verify_response.mutable_key()->set_rotated_from("");
   EXPECT_EQ(Report(&response).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+// A latency region would refuse is refused before anything is reconciled or recorded: the
+// report is not half applied.
+TEST_F(ReportUsageFlowTest, ALatencyRegionWouldRefuseIsRefusedFirst) {
+  for (auto [seconds, nanos] :
+       {std::pair<int64_t, int32_t>{3600, 1}, {0, 1'000'000'000}, {1, -1}, {-1, 0}}) {
+    SCOPED_TRACE(absl::StrCat(seconds, "s ", nanos, "ns"));
+    SetUp();
+    usage_.mutable_latency()->set_seconds(seconds);
+    usage_.mutable_latency()->set_nanos(nanos);
+    v1::ReportUsageResponse response;
+    const grpc::Status s = Report(&response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("latency"));
+    EXPECT_THAT(fake_.calls(), IsEmpty());
+  }
+  SetUp();
+  usage_.mutable_latency()->set_seconds(3600);
+  usage_.mutable_latency()->set_nanos(0);
+  v1::ReportUsageResponse response;
+  EXPECT_TRUE(Report(&response).ok());
 }
 
 TEST_F(ReportUsageFlowTest, AnEndpointsOwnRefusalIsNotItsHealth) {

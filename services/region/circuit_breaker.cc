@@ -127,8 +127,10 @@ bool CircuitBreaker::WouldAdmit(absl::Time now) const {
 BreakerState CircuitBreaker::Record(const Outcome& outcome, absl::Time now) {
   now = Advance(now);
   UpdateLatency(outcome);
+  const absl::Time routed_at = std::min(outcome.routed_at, now);
   switch (state_) {
     case BreakerState::kClosed:
+      if (routed_at < closed_at_) break;  // A late reply from before the close.
       AddToWindow(outcome.success, now);
       if (outcome.success) {
         consecutive_failures_ = 0;
@@ -140,6 +142,7 @@ BreakerState CircuitBreaker::Record(const Outcome& outcome, absl::Time now) {
       }
       break;
     case BreakerState::kHalfOpen:
+      if (routed_at < opened_at_) break;  // A late reply from before the open.
       if (outcome.success) {
         Close(now);
       } else {

@@ -70,12 +70,18 @@ struct Outcome {
   // means "not measured". Failures are never latency samples: they end either fast (refused
   // connections) or at the deadline, which says nothing about how fast the endpoint serves.
   absl::Duration latency;
+  // When the request was routed, on the clock `now` is read from; absl::InfiniteFuture() when
+  // unknown. A time after the outcome's `now` is taken as that `now`. An outcome of a request
+  // routed before the breaker last opened (half-open) or last closed (closed) is a late reply
+  // about the period that change ended: it feeds the latency average and nothing else.
+  absl::Time routed_at = absl::InfiniteFuture();
 };
 
 struct BreakerSnapshot {
   BreakerState state = BreakerState::kClosed;
   // Failures reported in closed or half-open state since the latest success reported in those
-  // states (outcomes reported while open do not count); 0 after the breaker closes.
+  // states (outcomes reported while open, and late replies, do not count; see Record); 0 after
+  // the breaker closes.
   int consecutive_failures = 0;
   // Outcomes in the window at `now`. The window is emptied when the breaker closes and takes
   // only outcomes reported while closed.
@@ -122,11 +128,15 @@ class CircuitBreaker {
   //    triggers, and opens the breaker (cool-down from `now`) when either fires. The rate is
   //    checked on failures only: old successes leaving the window never open a breaker alone.
   //  - half-open: a success closes it (resetting consecutive failures, window and probes); a
-  //    failure re-opens it with a new cool-down from `now`. Any outcome reported while
-  //    half-open decides, whether or not its request was admitted as a probe (a late reply of
-  //    a request sent before the breaker opened is evidence about the endpoint all the same).
+  //    failure re-opens it with a new cool-down from `now`. Any outcome of a request routed
+  //    since the breaker opened decides, whether or not it was admitted here as a probe (another
+  //    replica may have admitted it).
   //  - open: outcomes are late replies; a success updates the latency average, and nothing
   //    else changes.
+  // An outcome of a request routed before the breaker last opened (half-open) or closed
+  // (closed) changes nothing but the latency average (see Outcome::routed_at): replies to
+  // requests caught in an outage, arriving after the close, do not re-open the breaker, and a
+  // late success of a request sent before the outage does not close it.
   // In every state a success with a latency sample updates the latency average.
   BreakerState Record(const Outcome& outcome, absl::Time now);
 

@@ -282,6 +282,57 @@ TEST(CircuitBreakerTest, AnyOutcomeReportedWhileHalfOpenDecides) {
   EXPECT_EQ(b.Record(kSuccess, kT0 + absl::Seconds(31)), BreakerState::kClosed);
 }
 
+// Outcomes reported late, of requests routed before the breaker last opened or closed, tell
+// of the period that change ended: they neither decide a half-open breaker nor re-open a
+// closed one, and they feed the latency average all the same.
+TEST(CircuitBreakerTest, ALateReplyRoutedBeforeTheOpenDoesNotDecideHalfOpen) {
+  CircuitBreaker b;
+  Trip(b, kT0);
+  const absl::Time half_open = kT0 + absl::Seconds(30);
+  ASSERT_TRUE(b.Admit(half_open));
+  Outcome late = kSuccess;
+  late.routed_at = kT0 - absl::Seconds(5);
+  late.latency = absl::Milliseconds(70);
+  EXPECT_EQ(b.Record(late, half_open + absl::Seconds(1)), BreakerState::kHalfOpen);
+  Outcome late_failure = kFailure;
+  late_failure.routed_at = kT0 - absl::Seconds(1);
+  EXPECT_EQ(b.Record(late_failure, half_open + absl::Seconds(1)), BreakerState::kHalfOpen);
+  BreakerSnapshot s = b.Snapshot(half_open + absl::Seconds(1));
+  EXPECT_EQ(s.probes_in_flight, 1);  // The probe still holds its slot.
+  EXPECT_THAT(s.latency_ewma, Optional(absl::Milliseconds(70)));
+  // The probe, routed after the open, decides.
+  Outcome probe = kSuccess;
+  probe.routed_at = half_open;
+  EXPECT_EQ(b.Record(probe, half_open + absl::Seconds(2)), BreakerState::kClosed);
+}
+
+TEST(CircuitBreakerTest, LateFailuresRoutedBeforeTheCloseDoNotReopenIt) {
+  CircuitBreaker b;
+  Trip(b, kT0);
+  const absl::Time half_open = kT0 + absl::Seconds(30);
+  ASSERT_TRUE(b.Admit(half_open));
+  const absl::Time closed = half_open + absl::Seconds(1);
+  ASSERT_EQ(b.Record(kSuccess, closed), BreakerState::kClosed);
+  // Requests caught in the outage time out after the close.
+  Outcome stuck = kFailure;
+  stuck.routed_at = kT0 - absl::Seconds(1);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(b.Record(stuck, closed + absl::Seconds(30)), BreakerState::kClosed);
+  }
+  BreakerSnapshot s = b.Snapshot(closed + absl::Seconds(30));
+  EXPECT_EQ(s.consecutive_failures, 0);
+  EXPECT_EQ(s.window_failures, 0u);
+  // Failures of requests routed after the close count as ever, and so does a time in the
+  // future (taken as now).
+  Outcome fresh = kFailure;
+  fresh.routed_at = closed;
+  EXPECT_EQ(b.Record(fresh, closed + absl::Seconds(31)), BreakerState::kClosed);
+  fresh.routed_at = absl::InfiniteFuture();
+  EXPECT_EQ(b.Record(fresh, closed + absl::Seconds(31)), BreakerState::kClosed);
+  fresh.routed_at = closed + absl::Hours(1);
+  EXPECT_EQ(b.Record(fresh, closed + absl::Seconds(31)), BreakerState::kOpen);
+}
+
 TEST(CircuitBreakerTest, LostProbeFreesItsSlotAfterProbeTimeout) {
   BreakerOptions o;
   o.probe_timeout = absl::Seconds(5);

@@ -99,6 +99,16 @@ absl::Status CreationOverExisting(const Endpoint& stored, const Endpoint& wanted
       absl::StrCat("endpoint ", Quoted(stored.id), " exists already, with a different ", first));
 }
 
+absl::Status UpdateOverChanged(const Endpoint& stored, const Endpoint* expected) {
+  if (expected == nullptr) return absl::OkStatus();
+  const std::string fields = ChangedEndpointFields(*expected, stored);
+  if (fields.empty()) return absl::OkStatus();
+  const absl::string_view first = absl::string_view(fields).substr(0, fields.find(','));
+  return absl::FailedPreconditionError(absl::StrCat("endpoint ", Quoted(stored.id),
+                                                    " changed since it was read: its ", first,
+                                                    " is not the expected one; read it again"));
+}
+
 absl::StatusOr<ledger::LedgerRecord> EndpointUpdatedRecord(const Endpoint& before,
                                                            const Endpoint& after,
                                                            absl::string_view actor) {

@@ -36,6 +36,11 @@ std::string ChangedEndpointFields(const Endpoint& before, const Endpoint& after)
 // which they differ.
 absl::Status CreationOverExisting(const Endpoint& stored, const Endpoint& wanted);
 
+// An update of `stored` made by a caller who read `expected` before changing it: OK when
+// `expected` is null or equal to `stored`, else FAILED_PRECONDITION naming the first field in
+// which they differ (the endpoint changed since it was read).
+absl::Status UpdateOverChanged(const Endpoint& stored, const Endpoint* expected);
+
 // The records of the three changes, in the organisation's ledger (no project, no subject),
 // action ENDPOINT_CHANGED by `actor`, with metadata "change" ("created", "updated",
 // "deleted") and "endpoint" (its id); a creation and an update add the endpoint's "region",

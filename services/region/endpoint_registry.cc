@@ -1,5 +1,6 @@
 #include "services/region/endpoint_registry.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -13,16 +14,31 @@ EndpointRegistry::EndpointRegistry(Clock* clock, BreakerOptions options)
       options_(options),
       endpoints_(std::make_shared<const std::vector<Endpoint>>()) {}
 
+bool SameTarget(const Endpoint& a, const Endpoint& b) {
+  return a.provider == b.provider && a.base_url == b.base_url && a.deployment == b.deployment &&
+         a.region == b.region;
+}
+
 absl::Status EndpointRegistry::Replace(std::vector<Endpoint> endpoints) {
   if (absl::Status s = ValidateRegistry(endpoints); !s.ok()) return s;
   auto snapshot = std::make_shared<const std::vector<Endpoint>>(std::move(endpoints));
+  const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);
+  absl::flat_hash_map<absl::string_view, const Endpoint*> previous;
+  for (const Endpoint& e : *endpoints_) previous.emplace(e.id, &e);
   absl::flat_hash_map<std::string, std::unique_ptr<Tracked>> tracked;
   std::vector<Tracked*> by_index;
   for (const Endpoint& e : *snapshot) {
     auto it = tracked_.find(e.id);
-    std::unique_ptr<Tracked> t =
-        it != tracked_.end() ? std::move(it->second) : std::make_unique<Tracked>(options_);
+    std::unique_ptr<Tracked> t;
+    if (it == tracked_.end()) {
+      t = std::make_unique<Tracked>(options_);
+    } else if (!SameTarget(*previous.at(e.id), e)) {
+      t = std::make_unique<Tracked>(options_);
+      t->target_since = now;
+    } else {
+      t = std::move(it->second);
+    }
     by_index.push_back(t.get());
     tracked.emplace(e.id, std::move(t));
   }
@@ -42,8 +58,9 @@ absl::StatusOr<RouteResult> EndpointRegistry::Route(const RouteRequest& request)
       return EndpointHealth{.admits = b.WouldAdmit(now), .latency = b.LatencyEwma()};
     };
     result.endpoints = endpoints_;
-    ASSIGN_OR_RETURN(result.decision,
-                     region::Route(request, *endpoints_, health, absl::Uniform(random_, 0.0, 1.0)));
+    const double draw = request.request_id.empty() ? absl::Uniform(random_, 0.0, 1.0)
+                                                   : WeightedDraw(request.request_id);
+    ASSIGN_OR_RETURN(result.decision, region::Route(request, *endpoints_, health, draw));
     ++requests_;
     if (result.decision.chosen.has_value()) {
       Tracked& t = *by_index_[*result.decision.chosen];
@@ -68,6 +85,8 @@ absl::StatusOr<BreakerState> EndpointRegistry::ReportOutcome(const std::string& 
     return absl::NotFoundError(absl::StrCat("endpoint ", Quoted(id), " is not in the registry"));
   }
   Tracked& t = *it->second;
+  // A reply of a request sent to the endpoint's previous target.
+  if (std::min(outcome.routed_at, now) < t.target_since) return t.breaker.State(now);
   ++(outcome.success ? t.successes : t.failures);
   return t.breaker.Record(outcome, now);
 }

@@ -46,21 +46,30 @@ struct HealthReport {
   std::vector<EndpointHealthReport> endpoints;
 };
 
+// Whether `a` and `b` send requests to the same place: the same provider, base URL,
+// deployment and region.
+bool SameTarget(const Endpoint& a, const Endpoint& b);
+
 class EndpointRegistry {
  public:
   // REQUIRES: ValidateBreakerOptions(options) is OK.
   EndpointRegistry(Clock* clock, BreakerOptions options);
 
   // Replaces the endpoints (ValidateRegistry first). Breakers and counters of the ids that
-  // remain are kept; those of removed ids are dropped.
+  // remain are kept, unless the endpoint was repointed (another provider, base URL,
+  // deployment or region: another target, see SameTarget): its breaker, latency and counters
+  // start afresh, and outcomes of requests routed before this call (Outcome::routed_at) no
+  // longer count. Those of removed ids are dropped.
   absl::Status Replace(std::vector<Endpoint> endpoints);
 
   // Decides, counts the request (and the failover), and takes a probe slot of the chosen
-  // endpoint's breaker when it is half-open. INVALID_ARGUMENT as Route() says.
+  // endpoint's breaker when it is half-open. INVALID_ARGUMENT as Route() says. The weighted
+  // draw is WeightedDraw(request.request_id) when the request names itself, random otherwise.
   absl::StatusOr<RouteResult> Route(const RouteRequest& request);
 
   // An outcome of a request sent to endpoint `id`; NOT_FOUND for an unknown id. Returns the
-  // breaker's state after it.
+  // breaker's state after it. An outcome of a request routed before the endpoint was
+  // repointed (see Replace) changes nothing.
   absl::StatusOr<BreakerState> ReportOutcome(const std::string& id, const Outcome& outcome);
 
   // Merges a breaker state another replica reported for `id` (CircuitBreaker::Adopt), its
@@ -74,6 +83,9 @@ class EndpointRegistry {
   struct Tracked {
     explicit Tracked(const BreakerOptions& options) : breaker(options) {}
     CircuitBreaker breaker;
+    // When this replica learnt of the endpoint's current target (after a repointing);
+    // InfinitePast otherwise. Outcomes of requests routed before it are of another target.
+    absl::Time target_since = absl::InfinitePast();
     uint64_t routed = 0;
     uint64_t successes = 0;
     uint64_t failures = 0;

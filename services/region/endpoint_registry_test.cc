@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -114,6 +115,37 @@ TEST_F(EndpointRegistryTest, ReplaceKeepsTheBreakersOfRemainingEndpoints) {
   EXPECT_EQ(registry_.Health().endpoints.size(), 2u);
 }
 
+// An endpoint repointed (another base URL, provider, deployment or region) is another
+// target: what its breaker learnt of the previous one no longer holds, and replies of requests
+// routed to the previous one do not count against it.
+TEST_F(EndpointRegistryTest, AnEndpointRepointedElsewhereStartsAfresh) {
+  const absl::Time before = clock_.Now();
+  ASSERT_TRUE(registry_.ReportOutcome("westeurope", {true, absl::Milliseconds(900)}).ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(registry_.ReportOutcome("westeurope", kFailure).ok());
+  ASSERT_EQ(RouteEu(), "swedencentral");
+  clock_.Advance(absl::Seconds(1));
+  Endpoint moved = Make("westeurope", Residency::kEu, 1);
+  moved.base_url = "https://westeurope-2.example.com";
+  ASSERT_TRUE(registry_.Replace({moved, Make("swedencentral", Residency::kEu, 2)}).ok());
+  EXPECT_EQ(RouteEu(), "westeurope");
+  HealthReport health = registry_.Health();
+  EXPECT_EQ(health.endpoints[0].breaker.state, BreakerState::kClosed);
+  EXPECT_EQ(health.endpoints[0].breaker.latency_ewma, std::nullopt);
+  EXPECT_EQ(health.endpoints[0].failures, 0u);
+  // Late failures of requests sent to the old base URL.
+  Outcome old = kFailure;
+  old.routed_at = before;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(registry_.ReportOutcome("westeurope", old).value(), BreakerState::kClosed);
+  }
+  EXPECT_EQ(RouteEu(), "westeurope");
+  // Another priority is the same target: the breaker is kept.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(registry_.ReportOutcome("westeurope", kFailure).ok());
+  moved.priority = 3;
+  ASSERT_TRUE(registry_.Replace({moved, Make("swedencentral", Residency::kEu, 2)}).ok());
+  EXPECT_EQ(RouteEu(), "swedencentral");
+}
+
 TEST_F(EndpointRegistryTest, APeersOpenBreakerIsAdopted) {
   registry_.AdoptPeerState("westeurope", BreakerState::kOpen, clock_.Now(), absl::InfinitePast());
   registry_.AdoptPeerState("no-such-endpoint", BreakerState::kOpen, clock_.Now(),
@@ -121,6 +153,39 @@ TEST_F(EndpointRegistryTest, APeersOpenBreakerIsAdopted) {
   EXPECT_EQ(RouteEu(), "swedencentral");
   clock_.Advance(absl::Seconds(31));
   EXPECT_EQ(RouteEu(), "westeurope");  // Half-open: this replica probes by itself.
+}
+
+// A retried decision (the same request id) is drawn the same way, on any replica, so that it
+// lands where the first attempt did while the registry and health are unchanged; different
+// requests still spread by weight.
+TEST_F(EndpointRegistryTest, TheWeightedDrawIsAFunctionOfTheRequestId) {
+  ASSERT_TRUE(registry_
+                  .Replace({Make("westeurope", Residency::kEu, 1),
+                            Make("swedencentral", Residency::kEu, 1)})
+                  .ok());
+  EndpointRegistry other_replica(&clock_, BreakerOptions{});
+  ASSERT_TRUE(other_replica
+                  .Replace({Make("westeurope", Residency::kEu, 1),
+                            Make("swedencentral", Residency::kEu, 1)})
+                  .ok());
+  RouteRequest weighted = kEu;
+  weighted.preference = Preference::kWeighted;
+  int westeurope = 0;
+  for (int i = 0; i < 1000; ++i) {
+    weighted.request_id = absl::StrCat("req-", i);
+    absl::StatusOr<RouteResult> first = registry_.Route(weighted);
+    ASSERT_TRUE(first.ok());
+    const std::string id = first->chosen()->id;
+    westeurope += id == "westeurope" ? 1 : 0;
+    if (i < 50) {
+      for (int retry = 0; retry < 5; ++retry) {
+        ASSERT_EQ(registry_.Route(weighted)->chosen()->id, id) << weighted.request_id;
+        ASSERT_EQ(other_replica.Route(weighted)->chosen()->id, id) << weighted.request_id;
+      }
+    }
+  }
+  EXPECT_GT(westeurope, 400);
+  EXPECT_LT(westeurope, 600);
 }
 
 TEST_F(EndpointRegistryTest, LatencyPreferenceFollowsReportedLatencies) {

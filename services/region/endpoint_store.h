@@ -27,6 +27,10 @@ struct PublishedBreaker {
   bool operator==(const PublishedBreaker&) const = default;
 };
 
+// OK, or INVALID_ARGUMENT unless `breaker.published_at` is finite and its opened_at and
+// closed_at are finite or the infinite past (what a store can keep).
+absl::Status ValidatePublishedBreaker(const PublishedBreaker& breaker);
+
 // The endpoint registry, stored, and the breaker states replicas share through it.
 // Implementations are thread-safe; each method is atomic. UNAVAILABLE when the backing
 // database cannot be reached (nothing happened).
@@ -61,8 +65,16 @@ class EndpointStore {
   // check.
   virtual absl::Status Create(const Endpoint& endpoint, const std::string& actor) = 0;
   // Replaces the endpoint of the same id; NOT_FOUND when there is none. An endpoint equal to
-  // the stored one is no change: OK, and nothing is written or recorded.
-  virtual absl::Status Update(const Endpoint& endpoint, const std::string& actor) = 0;
+  // the stored one is no change: OK, and nothing is written or recorded. With `expected`
+  // (what the caller read before changing it), a stored endpoint that differs from both it
+  // and `endpoint` is FAILED_PRECONDITION naming the first differing field
+  // (UpdateOverChanged), and nothing is written or recorded.
+  virtual absl::Status Update(const Endpoint& endpoint, const std::string& actor,
+                              const Endpoint* expected) = 0;
+  // Update with no expectation.
+  absl::Status Update(const Endpoint& endpoint, const std::string& actor) {
+    return Update(endpoint, actor, nullptr);
+  }
   // NOT_FOUND when there is none. Its published breaker states go with it.
   virtual absl::Status Delete(const std::string& id, const std::string& actor) = 0;
 
@@ -79,7 +91,8 @@ class EndpointStore {
   // keeps and compares them as given.
   //
   // Records `breaker` as its replica's latest state for its endpoint (one row per endpoint
-  // and replica, replaced). NOT_FOUND when the endpoint does not exist.
+  // and replica, replaced). NOT_FOUND when the endpoint does not exist; INVALID_ARGUMENT
+  // (nothing written) when ValidatePublishedBreaker refuses it.
   virtual absl::Status PublishBreaker(const PublishedBreaker& breaker) = 0;
   // The states published at or after `since`, by any replica, for existing endpoints.
   virtual absl::StatusOr<std::vector<PublishedBreaker>> BreakersSince(absl::Time since) = 0;

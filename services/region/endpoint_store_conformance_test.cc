@@ -434,6 +434,21 @@ TEST_P(EndpointStoreConformanceTest, BreakerTimesRoundTripToTheMicrosecond) {
   EXPECT_EQ(absl::ToUnixMicros(got[2].closed_at), 1'800'000'000'123'454);
 }
 
+TEST_P(EndpointStoreConformanceTest, BreakerTimesThatCannotBeStoredAreInvalidArgument) {
+  ASSERT_TRUE(store_->Create(Azure("a"), kActor).ok());
+  const absl::Time past = absl::InfinitePast(), future = absl::InfiniteFuture();
+  for (const PublishedBreaker& b :
+       {PublishedBreaker{"a", "r1", BreakerState::kOpen, t0_, past},
+        PublishedBreaker{"a", "r1", BreakerState::kOpen, t0_, future},
+        PublishedBreaker{"a", "r1", BreakerState::kOpen, future, t0_},
+        PublishedBreaker{"a", "r1", BreakerState::kClosed, past, t0_, future}}) {
+    const absl::Status status = store_->PublishBreaker(b);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(status.message(), HasSubstr("published_at must be finite"));
+  }
+  EXPECT_THAT(MustBreakersSince(absl::InfinitePast()), IsEmpty());
+}
+
 TEST_P(EndpointStoreConformanceTest, BreakersSinceFiltersByPublicationTime) {
   ASSERT_TRUE(store_->Create(Azure("a"), kActor).ok());
   ASSERT_TRUE(store_->Create(Azure("b"), kActor).ok());
@@ -690,6 +705,33 @@ TEST_P(EndpointStoreConformanceTest, ConcurrentChangesEachWriteOneRecordInTheirO
   EXPECT_THAT(changes["contended"], ElementsAre("created"));
   const std::vector<std::string> ids = RequestIds(entries);
   EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), ids.size());
+}
+
+// A read-modify-write names what it read: an update over a change made meanwhile (another
+// admin turning zero data retention off, say) is refused rather than silently undoing it.
+TEST_P(EndpointStoreConformanceTest, AnUpdateExpectingWhatIsNoLongerStoredChangesNothing) {
+  const Endpoint read = Azure("a");
+  ASSERT_TRUE(store_->Create(read, kActor).ok());
+  Endpoint retaining = read;
+  retaining.capabilities.zero_data_retention = false;
+  ASSERT_TRUE(store_->Update(retaining, "alice", &read).ok());  // What was read is stored.
+  const int64_t version = MustVersion();
+  const std::vector<ledger::OutboxEntry> before = MustReadOutbox();
+
+  Endpoint reprioritised = read;  // Made from the stale read: zero data retention again.
+  reprioritised.priority = 8;
+  const absl::Status stale = store_->Update(reprioritised, "bob", &read);
+  EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition) << stale;
+  EXPECT_THAT(stale.message(), HasSubstr("capabilities.zero_data_retention"));
+  EXPECT_THAT(MustList().endpoints, ElementsAre(retaining));
+  EXPECT_EQ(MustVersion(), version);
+  EXPECT_EQ(MustReadOutbox(), before);
+
+  // A retry of an update that was made finds it made, whatever it expected.
+  EXPECT_TRUE(store_->Update(retaining, "alice", &read).ok());
+  EXPECT_EQ(MustVersion(), version);
+  // An endpoint that is gone is NOT_FOUND, as without an expectation.
+  EXPECT_EQ(store_->Update(Azure("b"), "bob", &read).code(), absl::StatusCode::kNotFound);
 }
 
 TEST_P(EndpointStoreConformanceTest, AnUpdateThatChangesNothingWritesAndRecordsNothing) {

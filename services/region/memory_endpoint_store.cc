@@ -37,13 +37,15 @@ absl::Status MemoryEndpointStore::Create(const Endpoint& endpoint, const std::st
   return absl::OkStatus();
 }
 
-absl::Status MemoryEndpointStore::Update(const Endpoint& endpoint, const std::string& actor) {
+absl::Status MemoryEndpointStore::Update(const Endpoint& endpoint, const std::string& actor,
+                                         const Endpoint* expected) {
   absl::MutexLock lock(&mu_);
   auto it = endpoints_.find(endpoint.id);
   if (it == endpoints_.end()) {
     return absl::NotFoundError(absl::StrCat("no endpoint ", Quoted(endpoint.id)));
   }
   if (it->second == endpoint) return absl::OkStatus();
+  RETURN_IF_ERROR(UpdateOverChanged(it->second, expected));
   ASSIGN_OR_RETURN(ledger::LedgerRecord record, EndpointUpdatedRecord(it->second, endpoint, actor));
   it->second = endpoint;
   ++version_;
@@ -65,6 +67,7 @@ absl::Status MemoryEndpointStore::Delete(const std::string& id, const std::strin
 }
 
 absl::Status MemoryEndpointStore::PublishBreaker(const PublishedBreaker& breaker) {
+  RETURN_IF_ERROR(ValidatePublishedBreaker(breaker));
   absl::MutexLock lock(&mu_);
   if (!endpoints_.contains(breaker.endpoint_id)) {
     return absl::NotFoundError(absl::StrCat("no endpoint ", Quoted(breaker.endpoint_id)));

@@ -25,7 +25,9 @@ class MemoryEndpointStore : public EndpointStore {
   absl::StatusOr<Listing> List() override;
   absl::StatusOr<int64_t> Version() override;
   absl::Status Create(const Endpoint& endpoint, const std::string& actor) override;
-  absl::Status Update(const Endpoint& endpoint, const std::string& actor) override;
+  using EndpointStore::Update;
+  absl::Status Update(const Endpoint& endpoint, const std::string& actor,
+                      const Endpoint* expected) override;
   absl::Status Delete(const std::string& id, const std::string& actor) override;
   ledger::Outbox& outbox() override { return outbox_; }
   absl::StatusOr<absl::Time> Now() override { return clock_->Now(); }

@@ -198,7 +198,8 @@ absl::Status PostgresEndpointStore::Create(const Endpoint& e, const std::string&
   });
 }
 
-absl::Status PostgresEndpointStore::Update(const Endpoint& e, const std::string& actor) {
+absl::Status PostgresEndpointStore::Update(const Endpoint& e, const std::string& actor,
+                                           const Endpoint* expected) {
   return Transact(Snapshot::kPerStatement, [&](pqxx::work& tx) -> absl::Status {
     pqxx::result stored =
         tx.exec_params(absl::StrCat("SELECT ", kEndpointColumns,
@@ -207,6 +208,7 @@ absl::Status PostgresEndpointStore::Update(const Endpoint& e, const std::string&
     if (stored.empty()) return NoEndpoint(e.id);
     ASSIGN_OR_RETURN(Endpoint before, EndpointFromRow(stored[0]));
     if (before == e) return absl::OkStatus();
+    RETURN_IF_ERROR(UpdateOverChanged(before, expected));
     ASSIGN_OR_RETURN(ledger::LedgerRecord record, EndpointUpdatedRecord(before, e, actor));
     pqxx::result rows = tx.exec_params(
         "UPDATE region.endpoints SET region = $2, provider = $3, base_url = $4, "
@@ -247,12 +249,7 @@ absl::StatusOr<absl::Time> PostgresEndpointStore::Now() {
 }
 
 absl::Status PostgresEndpointStore::PublishBreaker(const PublishedBreaker& b) {
-  if (b.published_at == absl::InfinitePast() || b.published_at == absl::InfiniteFuture() ||
-      b.opened_at == absl::InfiniteFuture() || b.closed_at == absl::InfiniteFuture()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "breaker of endpoint ", Quoted(b.endpoint_id),
-        ": published_at must be finite, and opened_at and closed_at finite or the infinite past"));
-  }
+  RETURN_IF_ERROR(ValidatePublishedBreaker(b));
   auto nullable = [](absl::Time t) {
     return t == absl::InfinitePast() ? std::nullopt : std::make_optional(t);
   };

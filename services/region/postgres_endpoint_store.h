@@ -51,7 +51,9 @@ class PostgresEndpointStore : public EndpointStore {
   absl::StatusOr<Listing> List() override;
   absl::StatusOr<int64_t> Version() override;
   absl::Status Create(const Endpoint& endpoint, const std::string& actor) override;
-  absl::Status Update(const Endpoint& endpoint, const std::string& actor) override;
+  using EndpointStore::Update;
+  absl::Status Update(const Endpoint& endpoint, const std::string& actor,
+                      const Endpoint* expected) override;
   absl::Status Delete(const std::string& id, const std::string& actor) override;
   ledger::Outbox& outbox() override { return outbox_; }
   // The server's clock_timestamp(), to the microsecond, in one statement outside any

@@ -139,6 +139,10 @@ absl::StatusOr<RouteRequest> RouteRequestFromProto(const v1::RouteRequest& in) {
   RETURN_IF_ERROR(CheckMaxBytes({{"model", in.model(), kMaxModelBytes}}));
   r.model = in.model();
   r.zero_data_retention = in.require_zero_data_retention();
+  RETURN_IF_ERROR(CheckMaxBytes({{"request_id", in.request_id(), kMaxRequestIdBytes}}));
+  r.request_id = in.request_id();
+  RETURN_IF_ERROR(CheckMaxBytes({{"endpoint_id", in.endpoint_id(), kMaxEndpointIdBytes}}));
+  r.endpoint_id = in.endpoint_id();
   switch (in.preference()) {
     case v1::PREFERENCE_UNSPECIFIED:
     case v1::PREFERENCE_PRIORITY:

@@ -1,5 +1,6 @@
 #include "services/region/region_service.h"
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -69,6 +70,11 @@ grpc::ServerUnaryReactor* RegionService::ReportOutcome(grpc::CallbackServerConte
       !s.ok()) {
     return server::FinishNow(context, ToGrpc(s));
   }
+  if (request->status() < 0 || request->status() > 599) {
+    return server::FinishNow(
+        context, ToGrpc(absl::InvalidArgumentError(absl::StrCat(
+                     "status: ", request->status(), " is not an HTTP status (0: none, to 599)"))));
+  }
   Outcome outcome{request->success(), absl::ZeroDuration()};
   if (request->has_latency()) {
     absl::StatusOr<absl::Duration> latency =
@@ -79,6 +85,11 @@ grpc::ServerUnaryReactor* RegionService::ReportOutcome(grpc::CallbackServerConte
           context, ToGrpc(absl::InvalidArgumentError("latency: must be between 0 and 1 hour")));
     }
     outcome.latency = *latency;
+  }
+  if (request->has_routed_at()) {
+    absl::StatusOr<absl::Time> routed_at = proto::TimeFromProto(request->routed_at(), "routed_at");
+    if (!routed_at.ok()) return server::FinishNow(context, ToGrpc(routed_at.status()));
+    outcome.routed_at = *routed_at;
   }
   absl::StatusOr<BreakerState> state = registry_->ReportOutcome(request->endpoint_id(), outcome);
   if (!state.ok()) return server::FinishNow(context, ToGrpc(state.status()));
@@ -118,8 +129,28 @@ grpc::ServerUnaryReactor* RegionService::UpdateEndpoint(grpc::CallbackServerCont
   if (absl::Status s = ValidateActor(request->actor()); !s.ok()) {
     return server::FinishNow(context, ToGrpc(s));
   }
-  return pool_->Run(context, [this, e = *std::move(endpoint), actor = request->actor(), response] {
-    if (absl::Status s = store_->Update(e, actor); !s.ok()) return ToGrpc(s);
+  std::optional<Endpoint> expected;
+  if (request->has_expected()) {
+    absl::StatusOr<Endpoint> read = EndpointFromProto(request->expected());
+    if (!read.ok()) {
+      return server::FinishNow(context,
+                               ToGrpc(absl::InvalidArgumentError(absl::StrCat(
+                                   "expected: ", read.status().message(),
+                                   " (expected holds the endpoint as read, from ListEndpoints)"))));
+    }
+    if (read->id != endpoint->id) {
+      return server::FinishNow(context, ToGrpc(absl::InvalidArgumentError(absl::StrCat(
+                                            "expected.id: ", Quoted(read->id),
+                                            " is not the endpoint's id ", Quoted(endpoint->id)))));
+    }
+    expected = *std::move(read);
+  }
+  return pool_->Run(context, [this, e = *std::move(endpoint), expected = std::move(expected),
+                              actor = request->actor(), response] {
+    if (absl::Status s = store_->Update(e, actor, expected.has_value() ? &*expected : nullptr);
+        !s.ok()) {
+      return ToGrpc(s);
+    }
     (void)sync_->Reload();
     ToProto(e, response->mutable_endpoint());
     return grpc::Status::OK;

@@ -2,11 +2,13 @@
 #include "services/region/region_service.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/clock/clock.h"
 #include "common/ledger/outbox.h"
+#include "common/proto/well_known.h"
 #include "common/server/server_runner.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
@@ -164,6 +166,127 @@ TEST_F(RegionServiceTest, EachChangeIsRecordedAsTheEdgeRecordedItByTheRequestsAc
                   Pair("enabled", "false"), Pair("fields", "region,residency,enabled")));
   EXPECT_THAT(entries[2].record.metadata,
               UnorderedElementsAre(Pair("change", "deleted"), Pair("endpoint", "ep")));
+}
+
+TEST_F(RegionServiceTest, ReportOutcomeTellsLateRepliesApartByRoutedAt) {
+  ASSERT_TRUE(Create(Eu("ep"), "alice").ok());
+  auto report = [&](bool success, std::optional<absl::Time> routed_at,
+                    v1::ReportOutcomeResponse* response) {
+    v1::ReportOutcomeRequest request;
+    request.set_endpoint_id("ep");
+    request.set_success(success);
+    if (routed_at.has_value()) proto::SetTime(*routed_at, request.mutable_routed_at());
+    grpc::ClientContext context;
+    return stub_->ReportOutcome(&context, request, response);
+  };
+  const absl::Time before_outage = clock_.Now();
+  clock_.Advance(absl::Seconds(1));
+  v1::ReportOutcomeResponse response;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(report(false, std::nullopt, &response).ok());
+  EXPECT_EQ(response.breaker_state(), v1::BREAKER_STATE_OPEN);
+  clock_.Advance(absl::Seconds(30));
+  // A success of a request routed before the outage does not close the half-open breaker.
+  ASSERT_TRUE(report(true, before_outage, &response).ok());
+  EXPECT_EQ(response.breaker_state(), v1::BREAKER_STATE_HALF_OPEN);
+  ASSERT_TRUE(report(true, clock_.Now(), &response).ok());
+  EXPECT_EQ(response.breaker_state(), v1::BREAKER_STATE_CLOSED);
+  // Nor do failures of requests caught in the outage re-open it.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(report(false, before_outage, &response).ok());
+  EXPECT_EQ(response.breaker_state(), v1::BREAKER_STATE_CLOSED);
+  // A malformed time is the caller's mistake, named.
+  v1::ReportOutcomeRequest bad;
+  bad.set_endpoint_id("ep");
+  bad.mutable_routed_at()->set_nanos(-1);
+  grpc::ClientContext context;
+  const grpc::Status s = stub_->ReportOutcome(&context, bad, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("routed_at"));
+}
+
+TEST_F(RegionServiceTest, ReportOutcomeRefusesAStatusThatIsNoHttpStatusNamingIt) {
+  ASSERT_TRUE(Create(Eu("ep"), "alice").ok());
+  for (int status : {-1, 600, 1 << 30}) {
+    v1::ReportOutcomeRequest request;
+    request.set_endpoint_id("ep");
+    request.set_status(status);
+    v1::ReportOutcomeResponse response;
+    grpc::ClientContext context;
+    const grpc::Status s = stub_->ReportOutcome(&context, request, &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status;
+    EXPECT_THAT(s.error_message(), HasSubstr("status: "));
+  }
+  EXPECT_EQ(registry_.Health().endpoints.at(0).failures, 0u);  // Nothing was recorded.
+}
+
+TEST_F(RegionServiceTest, RouteRequestIdAndEndpointIdAreCheckedAndNamed) {
+  ASSERT_TRUE(Create(Eu("ep"), "alice").ok());
+  v1::RouteRequest request;
+  request.set_residency(v1::RESIDENCY_EU);
+  request.set_model("gpt-4o");
+  request.set_preference(v1::PREFERENCE_WEIGHTED);
+  request.set_request_id(std::string(128, 'r'));
+  v1::RouteResponse response;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->Route(&context, request, &response).ok());
+    EXPECT_EQ(response.endpoint().id(), "ep");
+  }
+  request.set_request_id(std::string(129, 'r'));
+  {
+    grpc::ClientContext context;
+    const grpc::Status s = stub_->Route(&context, request, &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), ::testing::StartsWith("request_id: "));
+  }
+  // A retry naming where its first attempt went: there, or blocked.
+  request.set_request_id("r");
+  request.set_endpoint_id("gone");
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->Route(&context, request, &response).ok());
+    EXPECT_EQ(response.decision(), v1::DECISION_BLOCKED);
+    EXPECT_THAT(response.reason(), HasSubstr("'gone', where the request was first routed"));
+  }
+  request.set_endpoint_id(std::string(65, 'e'));
+  grpc::ClientContext context;
+  const grpc::Status s = stub_->Route(&context, request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), ::testing::StartsWith("endpoint_id: "));
+}
+
+TEST_F(RegionServiceTest, AnUpdateOverAChangeMadeSinceItWasReadIsRefused) {
+  ASSERT_TRUE(Create(Eu("ep"), "alice").ok());
+  v1::Endpoint read = Eu("ep");
+  read.set_priority(1);  // As ListEndpoints shows it.
+  v1::Endpoint private_only = read;
+  private_only.mutable_capabilities()->set_zero_data_retention(true);
+  auto update = [&](const v1::Endpoint& e, const v1::Endpoint& expected) {
+    v1::UpdateEndpointRequest request;
+    *request.mutable_endpoint() = e;
+    *request.mutable_expected() = expected;
+    request.set_actor("bob");
+    v1::UpdateEndpointResponse response;
+    grpc::ClientContext context;
+    return stub_->UpdateEndpoint(&context, request, &response);
+  };
+  ASSERT_TRUE(update(private_only, read).ok());
+  v1::Endpoint reprioritised = read;
+  reprioritised.set_priority(5);
+  grpc::Status s = update(reprioritised, read);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("capabilities.zero_data_retention"));
+  EXPECT_TRUE(store_.List()->endpoints.at(0).capabilities.zero_data_retention);
+  // What was read must be an endpoint of the same id.
+  v1::Endpoint other = read;
+  other.set_id("other");
+  s = update(reprioritised, other);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), ::testing::StartsWith("expected.id: "));
+  other = read;
+  other.set_base_url("http://plain");
+  s = update(reprioritised, other);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), ::testing::StartsWith("expected: endpoint.base_url"));
 }
 
 TEST(LedgerResidencyNameTest, IsTheProtoValueName) {

@@ -42,6 +42,21 @@ Rank RankOf(Preference preference, const Endpoint& e, const EndpointHealth& h, s
 
 }  // namespace
 
+double WeightedDraw(absl::string_view key) {
+  // FNV-1a, then SplitMix64's finaliser to spread its bits; the top 53 bits make the double.
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebull;
+  h ^= h >> 31;
+  return static_cast<double>(h >> 11) * 0x1.0p-53;
+}
+
 absl::string_view PreferenceName(Preference p) {
   switch (p) {
     case Preference::kPriority:
@@ -92,7 +107,10 @@ Exclusion ComplianceOf(const RouteRequest& request, const Endpoint& endpoint) {
   switch (request.data_class) {
     case DataClass::kPhi:
     case DataClass::kPii:
-      if (!c.zero_data_retention || !c.private_link) return Exclusion::kClassification;
+      // A cache keeps prompts and answers whatever the provider promises of its own storage.
+      if (!c.zero_data_retention || !c.private_link || c.cached) {
+        return Exclusion::kClassification;
+      }
       break;
     case DataClass::kInternal:
       if (c.cached) return Exclusion::kClassification;
@@ -100,7 +118,9 @@ Exclusion ComplianceOf(const RouteRequest& request, const Endpoint& endpoint) {
     case DataClass::kPublic:
       break;
   }
-  if (request.zero_data_retention && !c.zero_data_retention) return Exclusion::kRetention;
+  if (request.zero_data_retention && (!c.zero_data_retention || c.cached)) {
+    return Exclusion::kRetention;
+  }
   if (!endpoint.Serves(request.model)) return Exclusion::kModel;
   return Exclusion::kNone;
 }
@@ -130,6 +150,7 @@ absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
     c.endpoint = i;
     c.exclusion = ComplianceOf(request, e);
     if (c.exclusion != Exclusion::kNone) continue;
+    if (!request.endpoint_id.empty() && e.id != request.endpoint_id) continue;
     const EndpointHealth h = health(i);
     const Rank rank = RankOf(request.preference, e, h, i);
     if (!h.admits) {
@@ -142,7 +163,7 @@ absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
       decision.chosen = i;
     }
   }
-  if (!decision.chosen.has_value()) return decision;
+  if (!decision.chosen.has_value() || !request.endpoint_id.empty()) return decision;
 
   if (request.preference == Preference::kWeighted) {
     // The draw among the healthy compliant endpoints of the best tier, by weight.
@@ -184,6 +205,17 @@ std::string Explain(const RouteRequest& request, absl::Span<const Endpoint> endp
     return absl::StrCat("chose ", e.id, " (", e.region, ", ", ResidencyName(e.residency), ") by ",
                         PreferenceName(request.preference), " for ", wanted,
                         decision.failover ? "; a preferred endpoint is unhealthy (failover)" : "");
+  }
+  if (!request.endpoint_id.empty()) {
+    const auto named = std::find_if(endpoints.begin(), endpoints.end(), [&](const Endpoint& e) {
+      return e.id == request.endpoint_id;
+    });
+    const absl::string_view why =
+        named == endpoints.end()
+            ? absl::string_view("not in the registry")
+            : ExclusionName(decision.candidates[named - endpoints.begin()].exclusion);
+    return absl::StrCat("NO_COMPLIANT_REGION: endpoint ", Quoted(request.endpoint_id),
+                        ", where the request was first routed, no longer takes it (", why, ")");
   }
   const bool served = std::any_of(endpoints.begin(), endpoints.end(),
                                   [&](const Endpoint& e) { return e.Serves(request.model); });

@@ -18,8 +18,11 @@
 // Compliance comes first and health never overrides it. An endpoint is compliant when it is
 // enabled, serves the model, keeps data where the request requires (a required residency is
 // met only by endpoints of exactly that residency; none required: any), and suits the data's
-// class: PHI and PII only to endpoints with zero data retention and a private link; internal
-// data to standard endpoints (not cached); public data anywhere, cached endpoints included.
+// class: PHI and PII only to endpoints with zero data retention and a private link that are
+// not cached; internal data to standard endpoints (not cached); public data anywhere, cached
+// endpoints included. A request that requires zero data retention goes only to endpoints
+// with zero data retention that are not cached (a cache keeps prompts and answers whatever
+// the provider promises of its own storage).
 // Of the compliant endpoints, those whose breaker admits requests are healthy; the
 // preference picks one of them. No healthy compliant endpoint: BLOCKED, with why each
 // endpoint was excluded.
@@ -30,13 +33,23 @@ enum class Preference { kPriority, kLowestLatency, kWeighted };
 absl::string_view PreferenceName(Preference p);  // "priority", "lowest_latency", "weighted"
 std::optional<Preference> ParsePreference(absl::string_view name);
 
+inline constexpr size_t kMaxRequestIdBytes = 128;
+
 struct RouteRequest {
   std::optional<Residency> residency;  // Required; none (or kGlobal): any.
   DataClass data_class = DataClass::kInternal;
   std::string model;
   Preference preference = Preference::kPriority;
-  // The caller's project keeps no data: only endpoints with zero data retention.
+  // The caller's project keeps no data: only endpoints with zero data retention, not cached.
   bool zero_data_retention = false;
+  // The caller's id of the request (at most kMaxRequestIdBytes); when set, EndpointRegistry draws
+  // the weighted choice from it (WeightedDraw), so that a retried request is routed where its first
+  // attempt was.
+  std::string request_id{};
+  // A retried decision: the endpoint its first attempt was routed to. When set, only that
+  // endpoint may be chosen (if it complies and admits the request; else BLOCKED), whatever
+  // the preference, and failover is false.
+  std::string endpoint_id{};
 };
 
 // What the router knows of an endpoint's health.
@@ -82,6 +95,10 @@ absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
 absl::StatusOr<RouteDecision> Route(const RouteRequest& request,
                                     absl::Span<const Endpoint> endpoints,
                                     absl::Span<const EndpointHealth> health, double random);
+
+// A number in [0, 1) that is a fixed function of `key`, the same on every replica and build:
+// the weighted draw of a request that names itself (RouteRequest::request_id).
+double WeightedDraw(absl::string_view key);
 
 // Why `endpoint` cannot take the request, compliance only (health aside); the first reason
 // in the order disabled, residency, classification, model.

@@ -112,6 +112,69 @@ TEST(RoutingTest, ClassificationDecidesWhichEndpointsQualify) {
   EXPECT_EQ(ChosenId(global, *pub), "global-cache");
 }
 
+// A cache keeps prompts and answers, whatever else the endpoint promises: PII and PHI, and
+// every request of a project that keeps no data, never go to one, even one that also claims
+// zero data retention and a private link.
+TEST(RoutingTest, SensitiveDataAndZeroRetentionNeverGoToACache) {
+  constexpr Capabilities kPrivateCache{
+      .zero_data_retention = true, .private_link = true, .cached = true};
+  std::vector<Endpoint> endpoints = {Make("eu-cache", Residency::kEu, 1, kPrivateCache),
+                                     Make("eu-private", Residency::kEu, 2, kPrivate)};
+  for (DataClass c : {DataClass::kPii, DataClass::kPhi}) {
+    auto d = Route(Request(Residency::kEu, c), endpoints, Healthy(2), 0);
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(ChosenId(endpoints, *d), "eu-private") << DataClassName(c);
+    EXPECT_EQ(d->candidates[0].exclusion, Exclusion::kClassification) << DataClassName(c);
+    EXPECT_FALSE(d->failover);
+  }
+  RouteRequest no_retention = Request(Residency::kEu, DataClass::kPublic);
+  no_retention.zero_data_retention = true;
+  auto d = Route(no_retention, endpoints, Healthy(2), 0);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(ChosenId(endpoints, *d), "eu-private");
+  EXPECT_EQ(d->candidates[0].exclusion, Exclusion::kRetention);
+  // Only the cache left: blocked, saying why.
+  endpoints.pop_back();
+  auto blocked = Route(Request(Residency::kEu, DataClass::kPii), endpoints, Healthy(1), 0);
+  ASSERT_TRUE(blocked.ok());
+  EXPECT_FALSE(blocked->chosen.has_value());
+  EXPECT_THAT(Explain(Request(Residency::kEu, DataClass::kPii), endpoints, *blocked),
+              HasSubstr("eu-cache: classification"));
+  // Public data of a project that keeps data may still use it.
+  auto pub = Route(Request(Residency::kEu, DataClass::kPublic), endpoints, Healthy(1), 0);
+  EXPECT_EQ(ChosenId(endpoints, *pub), "eu-cache");
+}
+
+// A retried decision names the endpoint its first attempt was routed to: it goes there while
+// that endpoint still takes it, whatever the preference would choose now, and is blocked,
+// saying so, when it no longer does.
+TEST(RoutingTest, ARetryGoesWhereItsFirstAttemptWentOrNowhere) {
+  const auto endpoints = Registry();
+  auto health = Healthy(endpoints.size());
+  RouteRequest retry = Request(Residency::kEu, DataClass::kPii);
+  retry.endpoint_id = "swedencentral";  // Priority 2: the preference would choose westeurope.
+  auto d = Route(retry, endpoints, health, 0);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(ChosenId(endpoints, *d), "swedencentral");
+  EXPECT_FALSE(d->failover);
+  health[1].admits = false;
+  d = Route(retry, endpoints, health, 0);
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(d->chosen.has_value());  // Not westeurope, which the retry never went to.
+  EXPECT_THAT(Explain(retry, endpoints, *d),
+              HasSubstr("NO_COMPLIANT_REGION: endpoint 'swedencentral', where the request was "
+                        "first routed, no longer takes it (unhealthy)"));
+  // Compliance first: an endpoint of another residency is never chosen, named or not.
+  retry.endpoint_id = "eastus";
+  d = Route(retry, endpoints, health, 0);
+  EXPECT_FALSE(d->chosen.has_value());
+  EXPECT_THAT(Explain(retry, endpoints, *d), HasSubstr("(residency)"));
+  retry.endpoint_id = "gone";
+  d = Route(retry, endpoints, health, 0);
+  EXPECT_FALSE(d->chosen.has_value());
+  EXPECT_THAT(Explain(retry, endpoints, *d), HasSubstr("(not in the registry)"));
+}
+
 TEST(RoutingTest, PreferencesOrderTheEligibleEndpoints) {
   auto endpoints = Registry();
   auto health = Healthy(endpoints.size());
@@ -256,6 +319,7 @@ TEST(RoutingPropertyTest, ComplianceHoldsWhateverTheHealth) {
     request.data_class = static_cast<DataClass>(pick(4));
     request.model = models[pick(models.size())];
     request.preference = static_cast<Preference>(pick(3));
+    request.zero_data_retention = coin(0.2);
     const double random = std::uniform_real_distribution<double>(0, 1)(rng);
 
     absl::StatusOr<RouteDecision> d = Route(request, endpoints, health, random);
@@ -267,11 +331,14 @@ TEST(RoutingPropertyTest, ComplianceHoldsWhateverTheHealth) {
                                 e.residency == *request.residency;
       bool class_ok = true;
       if (request.data_class == DataClass::kPii || request.data_class == DataClass::kPhi) {
-        class_ok = e.capabilities.zero_data_retention && e.capabilities.private_link;
+        class_ok = e.capabilities.zero_data_retention && e.capabilities.private_link &&
+                   !e.capabilities.cached;
       } else if (request.data_class == DataClass::kInternal) {
         class_ok = !e.capabilities.cached;
       }
-      return e.enabled && e.Serves(request.model) && residency_ok && class_ok;
+      const bool retention_ok = !request.zero_data_retention ||
+                                (e.capabilities.zero_data_retention && !e.capabilities.cached);
+      return e.enabled && e.Serves(request.model) && residency_ok && class_ok && retention_ok;
     };
     std::vector<size_t> eligible;
     for (size_t i = 0; i < n; ++i) {
