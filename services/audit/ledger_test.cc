@@ -833,7 +833,7 @@ TEST(LedgerRollbackTest, TheSignerRemembersWhatItSignedAcrossARollback) {
   EXPECT_FALSE(r.valid);
   EXPECT_EQ(r.first_bad_index, 10u);
   EXPECT_THAT(r.problem, HasSubstr("the head this audit process signed or saw signed"));
-  // A process that remembers nothing cannot tell (README: what the ledger guarantees).
+  // A process that remembers nothing cannot tell (docs/audit.md: what the ledger guarantees).
   AuditLedger restarted(&store, subjects.get(), signer.get(), &clock);
   EXPECT_TRUE(restarted.Verify(kProd).value().valid);
 }

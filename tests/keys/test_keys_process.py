@@ -762,8 +762,8 @@ class ReplicaTest(KeysTestCase):
 
 class OperationsTest(KeysTestCase):
     def test_readme_python_example_runs(self):
-        """README.md's Python example, run as written against a keys process."""
-        readme = (pt.REPO_ROOT / "README.md").read_text()
+        """docs/keys.md's Python example, run as written against a keys process."""
+        readme = (pt.REPO_ROOT / "docs" / "keys.md").read_text()
         blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
         self.assertEqual(len(blocks), 1)
         code = blocks[0].replace('"127.0.0.1:50051"', f'"{FOREIGN.address}"')
