@@ -207,9 +207,8 @@ std::string Explain(const RouteRequest& request, absl::Span<const Endpoint> endp
                         decision.failover ? "; a preferred endpoint is unhealthy (failover)" : "");
   }
   if (!request.endpoint_id.empty()) {
-    const auto named = std::find_if(endpoints.begin(), endpoints.end(), [&](const Endpoint& e) {
-      return e.id == request.endpoint_id;
-    });
+    const auto named = std::find_if(endpoints.begin(), endpoints.end(),
+                                    [&](const Endpoint& e) { return e.id == request.endpoint_id; });
     const absl::string_view why =
         named == endpoints.end()
             ? absl::string_view("not in the registry")
