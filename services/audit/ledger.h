@@ -243,6 +243,17 @@ class AuditLedger {
  private:
   // AppendBatch's one attempt: seals the inputs with their subjects' keys and appends them.
   absl::StatusOr<std::vector<AppendOutcome>> SealAndAppend(absl::Span<const EntryInput> inputs);
+  // The entry `input` makes at `time` with these sealed identifiers.
+  static Entry EntryOf(const EntryInput& input, absl::Time time, SealedSubject actor,
+                       SealedSubject subject);
+  // The outcome of `input`, whose request id its ledger holds for `stored`: `stored`, as a
+  // duplicate, when `input` is the same request (SameRequest) with each identifier the one
+  // `stored` names (by its key in `keys`, by identifier) or one nobody can tell any more
+  // (`stored` names a pseudonym whose key was destroyed: someone forgotten since);
+  // FAILED_PRECONDITION (RequestIdUsed) otherwise.
+  absl::StatusOr<AppendOutcome> AnswerRepeat(
+      Entry stored, const EntryInput& input,
+      const absl::flat_hash_map<std::string, SubjectKey>& keys);
   absl::StatusOr<std::vector<RevealedEntry>> Reveal(std::vector<Entry> entries);
   absl::StatusOr<ForgetResult> RepeatForget(const std::string& subject,
                                             const std::string& request_id,
