@@ -652,9 +652,9 @@ absl::StatusOr<ForgetResult> AuditLedger::RepeatForget(const std::string& subjec
     return absl::FailedPreconditionError(
         "request_id: already names the forgetting of another subject");
   }
-  // A key that names nothing is as good as none: one made again by a record naming the
-  // subject delivered twice (the duplicate appends nothing), say. It is destroyed, and the
-  // first record answers. (A key the first record was sealed with names that record.)
+  // A key that names nothing is as good as none: one made for a new record naming the
+  // subject whose append then failed, say. It is destroyed, and the first record answers. (A
+  // key the first record was sealed with names that record.)
   if (key.ok()) {
     ASSIGN_OR_RETURN(std::vector<Entry> named, store_->EntriesOfSubject(key->ref, std::nullopt, 1));
     if (named.empty()) {
