@@ -151,10 +151,10 @@ class AuditLedger {
   // failure is then the outcome of its ledger's inputs only.
   //
   // An input whose request id its ledger holds is answered with the stored entry (duplicate)
-  // when it is that request again (SameRequest) naming the people the entry names, or people
-  // nobody can tell any more: an entry whose subject (or actor) was forgotten since, her key
-  // destroyed, is answered so whoever the input names there (a record delivered again after
-  // the erasure). Otherwise its outcome is FAILED_PRECONDITION. Neither answer makes a key.
+  // when it is that request again (SameRequest) naming the people the entry names; where the
+  // entry names someone forgotten since (their key destroyed: a record delivered again after
+  // the erasure), nobody can tell whom, and the input may name anyone there. Otherwise its
+  // outcome is FAILED_PRECONDITION. Neither answer makes a key.
   // An input under a new request id naming someone forgotten is appended under a fresh key
   // (a change made since the erasure, readable until they are forgotten again); the entries
   // of before stay sealed under the destroyed key.
