@@ -14,7 +14,8 @@
 namespace policy::ledger {
 
 // Delivers records to the audit service's Append RPC, each under its own request id, so that
-// a record delivered twice is recorded once (the second time kDuplicate). INVALID_ARGUMENT (a
+// a record delivered twice is recorded once (the second time kDuplicate, also after a person
+// it names was forgotten: audit.proto, Append). INVALID_ARGUMENT (a
 // malformed record, an unknown action) and FAILED_PRECONDITION (the request id records
 // something else) are kRefused; every other failure is kRetry. Thread-safe.
 class AuditLedgerClient : public LedgerDestination {

@@ -125,7 +125,6 @@ absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::AppendBatch(
 
 absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::SealAndAppend(
     absl::Span<const EntryInput> inputs) {
-  // One key per identifier in the batch, created on first sight.
   std::vector<std::string> identifiers;
   for (const EntryInput& input : inputs) {
     identifiers.push_back(input.actor);
@@ -133,40 +132,139 @@ absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::SealAndAppend(
   }
   std::sort(identifiers.begin(), identifiers.end());
   identifiers.erase(std::unique(identifiers.begin(), identifiers.end()), identifiers.end());
-  std::vector<SubjectKey> candidates;
-  candidates.reserve(identifiers.size());
+  std::vector<std::string> locators;
+  locators.reserve(identifiers.size());
   for (const std::string& identifier : identifiers) {
-    ASSIGN_OR_RETURN(SubjectKey key, subjects_->NewKey(identifier));
-    candidates.push_back(std::move(key));
+    locators.push_back(subjects_->Locator(identifier));
   }
-  ASSIGN_OR_RETURN(std::vector<SubjectKey> stored, store_->GetOrAddSubjectKeys(candidates));
+  // The keys as they are; none is made before the entries that need it are known to be new.
+  ASSIGN_OR_RETURN(const auto found, store_->FindSubjectKeys(locators));
+  absl::flat_hash_map<std::string, SubjectKey> keys;  // by identifier
+  for (size_t i = 0; i < identifiers.size(); ++i) {
+    if (auto it = found.find(locators[i]); it != found.end()) keys[identifiers[i]] = it->second;
+  }
+  auto keyed = [&](const EntryInput& input) {
+    return keys.contains(input.actor) && (input.subject.empty() || keys.contains(input.subject));
+  };
+
+  // An input naming someone without a key, under a request id its ledger holds already, is
+  // answered from the ledger, and makes no key: it is that request delivered again after they
+  // were forgotten, or another request, refused.
+  std::vector<AppendOutcome> outcomes(inputs.size());
+  std::vector<size_t> fresh;  // The inputs to append.
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const EntryInput& input = inputs[i];
+    if (!input.request_id.empty() && !keyed(input)) {
+      absl::StatusOr<Entry> stored = store_->FindRequest(input.ledger, input.request_id);
+      if (stored.ok()) {
+        ASSIGN_OR_RETURN(outcomes[i], AnswerRepeat(*std::move(stored), input, keys));
+        continue;
+      }
+      if (!absl::IsNotFound(stored.status())) return stored.status();
+    }
+    fresh.push_back(i);
+  }
+
+  // One key per identifier without one, created on first sight.
+  std::vector<std::string> unkeyed;
+  for (size_t i : fresh) {
+    for (const std::string* identifier : {&inputs[i].actor, &inputs[i].subject}) {
+      if (!identifier->empty() && !keys.contains(*identifier)) unkeyed.push_back(*identifier);
+    }
+  }
+  std::sort(unkeyed.begin(), unkeyed.end());
+  unkeyed.erase(std::unique(unkeyed.begin(), unkeyed.end()), unkeyed.end());
+  if (!unkeyed.empty()) {
+    std::vector<SubjectKey> candidates;
+    candidates.reserve(unkeyed.size());
+    for (const std::string& identifier : unkeyed) {
+      ASSIGN_OR_RETURN(SubjectKey key, subjects_->NewKey(identifier));
+      candidates.push_back(std::move(key));
+    }
+    ASSIGN_OR_RETURN(std::vector<SubjectKey> stored, store_->GetOrAddSubjectKeys(candidates));
+    for (size_t i = 0; i < unkeyed.size(); ++i) keys[unkeyed[i]] = std::move(stored[i]);
+  }
   // Each identifier is sealed once per batch; its entries share the sealed form.
   absl::flat_hash_map<std::string, SealedSubject> sealed;
-  for (size_t i = 0; i < identifiers.size(); ++i) {
-    ASSIGN_OR_RETURN(std::string key, subjects_->UnwrapKey(stored[i]));
-    ASSIGN_OR_RETURN(sealed[identifiers[i]], SubjectCipher::Seal(key, identifiers[i]));
-  }
+  auto seal = [&](const std::string& identifier) -> absl::StatusOr<SealedSubject> {
+    if (auto it = sealed.find(identifier); it != sealed.end()) return it->second;
+    ASSIGN_OR_RETURN(std::string key, subjects_->UnwrapKey(keys.at(identifier)));
+    ASSIGN_OR_RETURN(SealedSubject s, SubjectCipher::Seal(key, identifier));
+    return sealed[identifier] = std::move(s);
+  };
 
   const absl::Time now = WholeMicros(clock_->Now());
   std::vector<Entry> entries;
-  entries.reserve(inputs.size());
-  for (const EntryInput& input : inputs) {
-    Entry e;
-    e.ledger = input.ledger;
-    e.time = now;
-    e.action = input.action;
-    e.actor = sealed.at(input.actor);
-    e.model = input.model;
-    e.tokens = input.tokens;
-    e.latency = absl::Microseconds(absl::ToInt64Microseconds(input.latency));
-    e.outcome = input.outcome;
-    e.metadata = input.metadata;
-    e.content_hash = input.content_hash;
-    e.request_id = input.request_id;
-    if (!input.subject.empty()) e.subject = sealed.at(input.subject);
-    entries.push_back(std::move(e));
+  entries.reserve(fresh.size());
+  for (size_t i : fresh) {
+    const EntryInput& input = inputs[i];
+    ASSIGN_OR_RETURN(SealedSubject actor, seal(input.actor));
+    SealedSubject subject;
+    if (!input.subject.empty()) {
+      ASSIGN_OR_RETURN(subject, seal(input.subject));
+    }
+    entries.push_back(EntryOf(input, now, std::move(actor), std::move(subject)));
   }
-  return store_->Append(std::move(entries));
+  ASSIGN_OR_RETURN(std::vector<AppendOutcome> appended, store_->Append(std::move(entries)));
+  for (size_t k = 0; k < fresh.size(); ++k) {
+    const size_t i = fresh[k];
+    outcomes[i] = std::move(appended[k]);
+    // Its request id records an entry under other pseudonyms: that entry's subject may have
+    // been forgotten since (and named again, under a new key).
+    if (absl::IsFailedPrecondition(outcomes[i].status) && !inputs[i].request_id.empty()) {
+      absl::StatusOr<Entry> stored = store_->FindRequest(inputs[i].ledger, inputs[i].request_id);
+      if (stored.ok()) {
+        ASSIGN_OR_RETURN(outcomes[i], AnswerRepeat(*std::move(stored), inputs[i], keys));
+      } else if (!absl::IsNotFound(stored.status())) {
+        return stored.status();
+      }
+    }
+  }
+  return outcomes;
+}
+
+Entry AuditLedger::EntryOf(const EntryInput& input, absl::Time time, SealedSubject actor,
+                           SealedSubject subject) {
+  Entry e;
+  e.ledger = input.ledger;
+  e.time = time;
+  e.action = input.action;
+  e.actor = std::move(actor);
+  e.model = input.model;
+  e.tokens = input.tokens;
+  e.latency = absl::Microseconds(absl::ToInt64Microseconds(input.latency));
+  e.outcome = input.outcome;
+  e.metadata = input.metadata;
+  e.content_hash = input.content_hash;
+  e.request_id = input.request_id;
+  e.subject = std::move(subject);
+  return e;
+}
+
+absl::StatusOr<AppendOutcome> AuditLedger::AnswerRepeat(
+    Entry stored, const EntryInput& input,
+    const absl::flat_hash_map<std::string, SubjectKey>& keys) {
+  // Each identifier either has the pseudonym `stored` names, under its key, or `stored` names
+  // a pseudonym whose key is gone, which nobody can tell from theirs any more.
+  std::vector<std::string> unmatched;
+  bool same = input.subject.empty() == stored.subject.empty();
+  for (const auto& [identifier, named] :
+       {std::pair(&input.actor, &stored.actor), std::pair(&input.subject, &stored.subject)}) {
+    if (identifier->empty() || named->empty()) continue;
+    if (auto key = keys.find(*identifier); key != keys.end()) {
+      ASSIGN_OR_RETURN(std::string subject_key, subjects_->UnwrapKey(key->second));
+      if (SubjectCipher::Pseudonym(subject_key, *identifier) == named->ref) continue;
+    }
+    unmatched.push_back(named->ref);
+  }
+  if (!unmatched.empty()) {
+    ASSIGN_OR_RETURN(auto live, store_->SubjectKeysByRef(unmatched));
+    same = same && live.empty();
+  }
+  if (same && SameRequest(stored, EntryOf(input, stored.time, stored.actor, stored.subject))) {
+    return AppendOutcome{absl::OkStatus(), std::move(stored), true};
+  }
+  return AppendOutcome{RequestIdUsed(input.request_id, stored.index), Entry{}, false};
 }
 
 absl::StatusOr<AppendOutcome> AuditLedger::Append(const EntryInput& input) {
@@ -554,9 +652,9 @@ absl::StatusOr<ForgetResult> AuditLedger::RepeatForget(const std::string& subjec
     return absl::FailedPreconditionError(
         "request_id: already names the forgetting of another subject");
   }
-  // A key that names nothing is as good as none: one made again by a record naming the
-  // subject delivered twice (the duplicate appends nothing), say. It is destroyed, and the
-  // first record answers. (A key the first record was sealed with names that record.)
+  // A key that names nothing is as good as none: one made for a new record naming the
+  // subject whose append then failed, say. It is destroyed, and the first record answers. (A
+  // key the first record was sealed with names that record.)
   if (key.ok()) {
     ASSIGN_OR_RETURN(std::vector<Entry> named, store_->EntriesOfSubject(key->ref, std::nullopt, 1));
     if (named.empty()) {

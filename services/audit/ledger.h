@@ -149,6 +149,15 @@ class AuditLedger {
   // because of what one of them holds (DATA_LOSS, FAILED_PRECONDITION, ...: a damaged ledger,
   // say; never an unknown commit outcome), each ledger's inputs are appended on their own: a
   // failure is then the outcome of its ledger's inputs only.
+  //
+  // An input whose request id its ledger holds is answered with the stored entry (duplicate)
+  // when it is that request again (SameRequest) naming the people the entry names; where the
+  // entry names someone forgotten since (their key destroyed: a record delivered again after
+  // the erasure), nobody can tell whom, and the input may name anyone there. Otherwise its
+  // outcome is FAILED_PRECONDITION. Neither answer makes a key.
+  // An input under a new request id naming someone forgotten is appended under a fresh key
+  // (a change made since the erasure, readable until they are forgotten again); the entries
+  // of before stay sealed under the destroyed key.
   absl::StatusOr<std::vector<AppendOutcome>> AppendBatch(absl::Span<const EntryInput> inputs);
   // Validates and appends one entry on its own.
   absl::StatusOr<AppendOutcome> Append(const EntryInput& input);
@@ -243,6 +252,17 @@ class AuditLedger {
  private:
   // AppendBatch's one attempt: seals the inputs with their subjects' keys and appends them.
   absl::StatusOr<std::vector<AppendOutcome>> SealAndAppend(absl::Span<const EntryInput> inputs);
+  // The entry `input` makes at `time` with these sealed identifiers.
+  static Entry EntryOf(const EntryInput& input, absl::Time time, SealedSubject actor,
+                       SealedSubject subject);
+  // The outcome of `input`, whose request id its ledger holds for `stored`: `stored`, as a
+  // duplicate, when `input` is the same request (SameRequest) with each identifier the one
+  // `stored` names (by its key in `keys`, by identifier) or one nobody can tell any more
+  // (`stored` names a pseudonym whose key was destroyed: someone forgotten since);
+  // FAILED_PRECONDITION (RequestIdUsed) otherwise.
+  absl::StatusOr<AppendOutcome> AnswerRepeat(
+      Entry stored, const EntryInput& input,
+      const absl::flat_hash_map<std::string, SubjectKey>& keys);
   absl::StatusOr<std::vector<RevealedEntry>> Reveal(std::vector<Entry> entries);
   absl::StatusOr<ForgetResult> RepeatForget(const std::string& subject,
                                             const std::string& request_id,

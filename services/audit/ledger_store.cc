@@ -3,6 +3,8 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 namespace policy::audit {
 
 absl::Status LedgerStore::ForEachEntry(const LedgerRef& ledger, uint64_t from,
@@ -37,6 +39,11 @@ void LedgerStore::AuthenticateWith(std::shared_ptr<const EntryAuthenticator> aut
 std::shared_ptr<const EntryAuthenticator> LedgerStore::authenticator() const {
   absl::MutexLock lock(&authenticator_mu_);
   return authenticator_;
+}
+
+absl::Status RequestIdUsed(const std::string& request_id, uint64_t index) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "request_id ", request_id, " was already used for a different entry (index ", index, ")"));
 }
 
 void SealEntries(CompactTree& tree, absl::Span<Entry> entries,

@@ -122,6 +122,11 @@ class LedgerStore {
   // the candidate when the locator has none; concurrent callers end up with the same key.
   virtual absl::StatusOr<std::vector<SubjectKey>> GetOrAddSubjectKeys(
       const std::vector<SubjectKey>& candidates) = 0;
+  // The stored keys of those of `locators` that have one, by locator; none is made. A store
+  // may answer from the keys it holds (as GetOrAddSubjectKeys found them), so a key destroyed
+  // meanwhile may be among them: an Append sealed with it answers ABORTED.
+  virtual absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> FindSubjectKeys(
+      const std::vector<std::string>& locators) = 0;
   // NOT_FOUND when the locator has no key (never had one, or it was destroyed).
   virtual absl::StatusOr<SubjectKey> GetSubjectKey(const std::string& locator) = 0;
   // The keys of these pseudonyms that still exist.
@@ -144,6 +149,10 @@ class LedgerStore {
   mutable absl::Mutex authenticator_mu_;
   std::shared_ptr<const EntryAuthenticator> authenticator_ ABSL_GUARDED_BY(authenticator_mu_);
 };
+
+// The outcome status of an entry whose request id its ledger holds for the different entry at
+// `index`: FAILED_PRECONDITION naming both.
+absl::Status RequestIdUsed(const std::string& request_id, uint64_t index);
 
 // Sets the index, leaf hash, completed hashes and (when `authenticator` is not null) MAC of
 // entries appended after a tree (the stores' shared step): the tree grows by them.

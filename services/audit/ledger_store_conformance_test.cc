@@ -18,6 +18,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/clock/clock.h"
 #include "common/crypto/crypto.h"
 #include "common/pg/migrations.h"
 #include "common/pg/pool.h"
@@ -25,6 +26,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/audit/audit_migrations.h"
+#include "services/audit/ledger.h"
 #include "services/audit/memory_ledger_store.h"
 #include "services/audit/postgres_ledger_store.h"
 
@@ -586,6 +588,17 @@ TEST_P(LedgerStoreConformanceTest, SubjectKeys) {
               ElementsAre(k2, k1));
   EXPECT_THAT(store_->GetOrAddSubjectKeys({}).value(), IsEmpty());
   EXPECT_EQ(store_->GetSubjectKey(k1.locator).value(), k1);
+  absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> by_locator =
+      store_->FindSubjectKeys({k1.locator, Ref("no such locator"), k2.locator});
+  ASSERT_TRUE(by_locator.ok()) << by_locator.status();
+  EXPECT_THAT(*by_locator, SizeIs(2));
+  EXPECT_EQ(by_locator->at(k1.locator), k1);
+  EXPECT_EQ(by_locator->at(k2.locator), k2);
+  EXPECT_THAT(store_->FindSubjectKeys({}).value(), IsEmpty());
+  // Looking makes nothing.
+  EXPECT_THAT(store_->FindSubjectKeys({Ref("no such locator")}).value(), IsEmpty());
+  EXPECT_EQ(store_->GetSubjectKey(Ref("no such locator")).status().code(),
+            absl::StatusCode::kNotFound);
 
   absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> by_ref =
       store_->SubjectKeysByRef({k1.ref, k2.ref, Ref("nobody")});
@@ -599,6 +612,7 @@ TEST_P(LedgerStoreConformanceTest, SubjectKeys) {
   EXPECT_EQ(store_->DeleteSubjectKey(k2.locator).value(), false);
   EXPECT_EQ(store_->GetSubjectKey(k2.locator).status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(store_->SubjectKeysByRef({k1.ref, k2.ref}).value(), SizeIs(1));
+  EXPECT_THAT(store_->FindSubjectKeys({k1.locator, k2.locator}).value(), SizeIs(1));
   EXPECT_EQ(store_->GetSubjectKey(k1.locator).value(), k1);
   const SubjectKey renewed = key("two", "new key");
   EXPECT_THAT(store_->GetOrAddSubjectKeys({renewed}).value(), ElementsAre(renewed));
@@ -616,6 +630,144 @@ TEST_P(LedgerStoreConformanceTest, SubjectKeys) {
   for (std::thread& t : threads) t.join();
   for (const std::string& k : got) EXPECT_EQ(k, got[0]);
   EXPECT_TRUE(absl::StartsWith(got[0], "candidate ")) << got[0];
+}
+
+// --- The ledger over each store: records delivered again after their subject was forgotten.
+
+// An AuditLedger over a store, with a master key of its own: its subjects' keys are its own,
+// whatever other tests stored.
+struct LedgerOver {
+  explicit LedgerOver(LedgerStore* store)
+      : signer(CheckpointSigner::Create(crypto::RandomBytes(32).value()).value()),
+        subjects(SubjectCipher::Create(crypto::RandomBytes(32).value()).value()),
+        ledger(store, subjects.get(), signer.get(), &clock) {}
+  FakeClock clock;
+  std::unique_ptr<CheckpointSigner> signer;
+  std::unique_ptr<SubjectCipher> subjects;
+  AuditLedger ledger;
+};
+
+// A record another service's outbox delivers (and may deliver again).
+EntryInput Record(const LedgerRef& ledger, Action action, const std::string& actor,
+                  const std::string& subject, const std::string& request_id) {
+  EntryInput in;
+  in.action = action;
+  in.actor = actor;
+  in.ledger = ledger;
+  in.subject = subject;
+  in.request_id = request_id;
+  in.metadata = {{"role", "viewer"}};
+  return in;
+}
+
+TEST_P(LedgerStoreConformanceTest,
+       ARecordDeliveredAgainAfterItsSubjectWasForgottenIsTheFirstEntry) {
+  LedgerOver audit(store_);
+  const std::string carol = "carol@example.com";
+  const EntryInput removal =
+      Record(ledger_, Action::kMemberRemoved, "owner@example.com", carol, "keys:member-removed:1");
+  const EntryInput call = Record(ledger_, Action::kApiCall, carol, "", "edge:call:1");
+  const Entry removed = audit.ledger.Append(removal).value().entry;
+  const Entry called = audit.ledger.Append(call).value().entry;
+  ASSERT_TRUE(audit.ledger.Forget(carol, "dpo@example.com", "erase-carol").value().forgotten);
+  const std::string locator = audit.subjects->Locator(carol);
+  ASSERT_TRUE(absl::IsNotFound(store_->GetSubjectKey(locator).status()));
+
+  // Delivered again, as subject and as actor: the first entries, and no key for her.
+  for (const auto& [record, first] : {std::pair(&removal, &removed), std::pair(&call, &called)}) {
+    absl::StatusOr<AppendOutcome> again = audit.ledger.Append(*record);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_TRUE(again->duplicate);
+    EXPECT_EQ(again->entry, *first);
+    EXPECT_TRUE(absl::IsNotFound(store_->GetSubjectKey(locator).status()));
+  }
+  // In a batch with a new entry naming someone else, the same.
+  absl::StatusOr<std::vector<AppendOutcome>> batch =
+      audit.ledger.AppendBatch({removal, Record(ledger_, Action::kMemberAdded, "owner@example.com",
+                                                "dave@example.com", "keys:member-added:2")});
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  ASSERT_THAT(*batch, SizeIs(2));
+  EXPECT_TRUE((*batch)[0].status.ok()) << (*batch)[0].status;
+  EXPECT_TRUE((*batch)[0].duplicate);
+  EXPECT_EQ((*batch)[0].entry, removed);
+  EXPECT_TRUE((*batch)[1].status.ok()) << (*batch)[1].status;
+  EXPECT_FALSE((*batch)[1].duplicate);
+  EXPECT_EQ(store_->Size(ledger_).value(), 3u);
+  EXPECT_TRUE(absl::IsNotFound(store_->GetSubjectKey(locator).status()));
+
+  // Another request under the id is refused, and makes no key for her either.
+  EntryInput changed = removal;
+  changed.metadata["role"] = "owner";
+  absl::StatusOr<AppendOutcome> refused = audit.ledger.Append(changed);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr("keys:member-removed:1"));
+  EXPECT_TRUE(absl::IsNotFound(store_->GetSubjectKey(locator).status()));
+  EXPECT_EQ(store_->Size(ledger_).value(), 3u);
+  // Her entries still reveal no one.
+  std::vector<RevealedEntry> entries =
+      audit.ledger.Export(ledger_, 0, 10, "auditor@example.com", false).value();
+  ASSERT_THAT(entries, SizeIs(3));
+  EXPECT_EQ(entries[0].subject, "");
+  EXPECT_EQ(entries[1].actor, "");
+}
+
+TEST_P(LedgerStoreConformanceTest, ARefusedAppendMakesNoKey) {
+  LedgerOver audit(store_);
+  const EntryInput dave = Record(ledger_, Action::kMemberAdded, "owner@example.com",
+                                 "dave@example.com", "keys:member-added:1");
+  const Entry first = audit.ledger.Append(dave).value().entry;
+  // The id records Dave's addition: Erin's, under it, is another request.
+  for (const EntryInput& other : {Record(ledger_, Action::kMemberAdded, "owner@example.com",
+                                         "erin@example.com", "keys:member-added:1"),
+                                  Record(ledger_, Action::kMemberAdded, "erin@example.com",
+                                         "dave@example.com", "keys:member-added:1")}) {
+    absl::StatusOr<AppendOutcome> refused = audit.ledger.Append(other);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  }
+  EXPECT_TRUE(absl::IsNotFound(
+      store_->GetSubjectKey(audit.subjects->Locator("erin@example.com")).status()));
+  EXPECT_EQ(audit.ledger.Append(dave).value().entry, first);
+  EXPECT_EQ(store_->Size(ledger_).value(), 1u);
+}
+
+TEST_P(LedgerStoreConformanceTest, ANewRecordNamingAForgottenSubjectGetsAFreshKeyOfItsOwn) {
+  LedgerOver audit(store_);
+  const std::string carol = "carol@example.com";
+  const EntryInput added =
+      Record(ledger_, Action::kMemberAdded, "owner@example.com", carol, "keys:member-added:1");
+  const Entry first = audit.ledger.Append(added).value().entry;
+  ASSERT_TRUE(audit.ledger.Forget(carol, "dpo@example.com", "erase-carol").value().forgotten);
+
+  // A change made after the erasure is recorded, readable until she is forgotten again.
+  absl::StatusOr<AppendOutcome> later = audit.ledger.Append(
+      Record(ledger_, Action::kMemberRemoved, "owner@example.com", carol, "keys:member-removed:2"));
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_FALSE(later->duplicate);
+  const absl::StatusOr<SubjectKey> key = store_->GetSubjectKey(audit.subjects->Locator(carol));
+  ASSERT_TRUE(key.ok()) << key.status();
+  EXPECT_EQ(key->ref, later->entry.subject.ref);
+  EXPECT_NE(key->ref, first.subject.ref);
+  std::vector<RevealedEntry> entries =
+      audit.ledger.Export(ledger_, 0, 10, "auditor@example.com", false).value();
+  ASSERT_THAT(entries, SizeIs(2));
+  EXPECT_EQ(entries[0].subject, "");  // Erased, and stays so.
+  EXPECT_EQ(entries[1].subject, carol);
+  SubjectPage page =
+      audit.ledger.ExportSubject(carol, "dpo@example.com", std::nullopt, kMaxPageSize).value();
+  ASSERT_THAT(page.entries, SizeIs(1));
+  EXPECT_EQ(page.entries[0].entry.index, later->entry.index);
+
+  // The record from before the erasure delivered again: still its first entry, whose
+  // pseudonym is not hers any more; her new key stays as it is.
+  absl::StatusOr<AppendOutcome> again = audit.ledger.Append(added);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(again->entry, first);
+  EXPECT_EQ(store_->GetSubjectKey(audit.subjects->Locator(carol)).value(), *key);
+  EntryInput changed = added;
+  changed.metadata["role"] = "owner";
+  EXPECT_EQ(audit.ledger.Append(changed).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->Size(ledger_).value(), 2u);
 }
 
 // --- PostgreSQL only: what the database itself enforces. ---

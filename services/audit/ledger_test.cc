@@ -426,7 +426,7 @@ TEST_F(LedgerTest, AKeyThatNamesNothingDoesNotStopARetriedForget) {
   absl::StatusOr<ForgetResult> first = ledger_.Forget("carol@example.com", "dpo", "erase-1");
   ASSERT_TRUE(first.ok()) << first.status();
   ASSERT_TRUE(first->forgotten);
-  // A record naming her delivered again (a duplicate: nothing appended) made her a key again.
+  // A new record naming her made her a key again, and its append then failed.
   ASSERT_TRUE(store_.GetOrAddSubjectKeys({subjects_->NewKey("carol@example.com").value()}).ok());
   absl::StatusOr<ForgetResult> retry = ledger_.Forget("carol@example.com", "dpo", "erase-1");
   ASSERT_TRUE(retry.ok()) << retry.status();

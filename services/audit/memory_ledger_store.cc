@@ -32,9 +32,7 @@ absl::StatusOr<std::vector<AppendOutcome>> MemoryLedgerStore::Append(std::vector
         if (SameRequest(first, entry)) {
           outcomes[i] = AppendOutcome{absl::OkStatus(), first, true};
         } else {
-          outcomes[i].status = absl::FailedPreconditionError(
-              absl::StrCat("request_id ", entry.request_id,
-                           " was already used for a different entry (index ", first.index, ")"));
+          outcomes[i].status = RequestIdUsed(entry.request_id, first.index);
         }
         continue;
       }
@@ -207,6 +205,16 @@ absl::StatusOr<std::vector<SubjectKey>> MemoryLedgerStore::GetOrAddSubjectKeys(
   std::vector<SubjectKey> out;
   for (const SubjectKey& candidate : candidates) {
     out.push_back(subject_keys_.try_emplace(candidate.locator, candidate).first->second);
+  }
+  return out;
+}
+
+absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> MemoryLedgerStore::FindSubjectKeys(
+    const std::vector<std::string>& locators) {
+  absl::MutexLock lock(&mu_);
+  absl::flat_hash_map<std::string, SubjectKey> out;
+  for (const std::string& locator : locators) {
+    if (auto it = subject_keys_.find(locator); it != subject_keys_.end()) out[locator] = it->second;
   }
   return out;
 }

@@ -39,6 +39,8 @@ class MemoryLedgerStore : public LedgerStore {
                                                                size_t limit) override;
   absl::StatusOr<std::vector<SubjectKey>> GetOrAddSubjectKeys(
       const std::vector<SubjectKey>& candidates) override;
+  absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> FindSubjectKeys(
+      const std::vector<std::string>& locators) override;
   absl::StatusOr<SubjectKey> GetSubjectKey(const std::string& locator) override;
   absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> SubjectKeysByRef(
       const std::vector<std::string>& refs) override;

@@ -286,9 +286,7 @@ int32_t AppendLock(int64_t ledger_id) {
 }
 
 absl::Status DifferentRequest(const Entry& entry, const Entry& first) {
-  return absl::FailedPreconditionError(
-      absl::StrCat("request_id ", entry.request_id,
-                   " was already used for a different entry (index ", first.index, ")"));
+  return RequestIdUsed(entry.request_id, first.index);
 }
 
 // Sorts entries[positions] of one ledger into outcomes (a request stored, per `stored`, or
@@ -927,6 +925,40 @@ absl::StatusOr<std::vector<SubjectKey>> PostgresLedgerStore::GetOrAddSubjectKeys
     }
     out.push_back(it->second);
   }
+  HoldSubjectKeys(std::move(keys));
+  return out;
+}
+
+absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> PostgresLedgerStore::FindSubjectKeys(
+    const std::vector<std::string>& locators) {
+  absl::flat_hash_map<std::string, SubjectKey> found;  // by locator
+  {
+    absl::MutexLock lock(&mu_);
+    for (const std::string& locator : locators) {
+      auto it = subject_keys_.find(locator);
+      if (it == subject_keys_.end()) break;
+      found.insert_or_assign(locator, it->second);
+    }
+    if (found.size() == locators.size()) return found;  // Append checks they still exist.
+  }
+  pg::BinaryArray wanted(pg::BinaryArray::Type::kBytea);
+  for (const std::string& locator : locators) wanted.Add(locator);
+  Statement s("SELECT locator, ref, wrapped_key FROM audit.subject_keys WHERE locator = ANY (");
+  s.Array(wanted).Sql(")");
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    found.clear();
+    for (const pqxx::row& row : s.Exec(tx)) {
+      SubjectKey key = SubjectKeyFromRow(row);
+      std::string locator = key.locator;
+      found.insert_or_assign(std::move(locator), std::move(key));
+    }
+    return absl::OkStatus();
+  }));
+  HoldSubjectKeys(found);
+  return found;
+}
+
+void PostgresLedgerStore::HoldSubjectKeys(absl::flat_hash_map<std::string, SubjectKey> keys) {
   absl::MutexLock lock(&mu_);
   if (subject_keys_.size() + keys.size() > kMaxCachedSubjectKeys) {
     subject_keys_.clear();
@@ -936,7 +968,6 @@ absl::StatusOr<std::vector<SubjectKey>> PostgresLedgerStore::GetOrAddSubjectKeys
     subject_refs_.insert(key.ref);
     subject_keys_.insert_or_assign(locator, std::move(key));
   }
-  return out;
 }
 
 std::vector<std::string> PostgresLedgerStore::KeyedRefs(absl::Span<const Entry> entries) {

@@ -73,6 +73,8 @@ class PostgresLedgerStore : public LedgerStore {
                                                                size_t limit) override;
   absl::StatusOr<std::vector<SubjectKey>> GetOrAddSubjectKeys(
       const std::vector<SubjectKey>& candidates) override;
+  absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> FindSubjectKeys(
+      const std::vector<std::string>& locators) override;
   absl::StatusOr<SubjectKey> GetSubjectKey(const std::string& locator) override;
   absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> SubjectKeysByRef(
       const std::vector<std::string>& refs) override;
@@ -89,6 +91,8 @@ class PostgresLedgerStore : public LedgerStore {
   // done, the ledger having moved on or a request id being taken, and nothing was written.
   std::optional<absl::StatusOr<std::vector<AppendOutcome>>> AppendInOneStatement(
       const std::vector<Entry>& entries);
+  // Holds `keys` (by locator) as found in the database: Append checks they still exist.
+  void HoldSubjectKeys(absl::flat_hash_map<std::string, SubjectKey> keys) ABSL_LOCKS_EXCLUDED(mu_);
   // The distinct pseudonyms in `entries` whose keys this store handed out.
   std::vector<std::string> KeyedRefs(absl::Span<const Entry> entries);
   // Drops every subject key this store holds, and returns the error Append gives when one
@@ -114,9 +118,9 @@ class PostgresLedgerStore : public LedgerStore {
   absl::Mutex mu_;
   absl::flat_hash_map<LedgerRef, CachedLedger> ledgers_ ABSL_GUARDED_BY(mu_);
   absl::node_hash_map<LedgerRef, absl::Mutex> ledger_mutexes_ ABSL_GUARDED_BY(mu_);
-  // The subject keys GetOrAddSubjectKeys found, by locator, and their pseudonyms. Append
-  // checks that the keys of the pseudonyms it writes are still stored, so that an entry is
-  // never sealed with a key another replica destroyed.
+  // The subject keys GetOrAddSubjectKeys and FindSubjectKeys found, by locator, and their
+  // pseudonyms. Append checks that the keys of the pseudonyms it writes are still stored, so that
+  // an entry is never sealed with a key another replica destroyed.
   absl::flat_hash_map<std::string, SubjectKey> subject_keys_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> subject_refs_ ABSL_GUARDED_BY(mu_);
 };

@@ -1064,6 +1064,53 @@ class SubjectTest(AuditTestCase):
         self.assertEqual(len(self.audit.ExportSubject(A.ExportSubjectRequest(
             subject=dave, requested_by=dpo), timeout=10).entries), 2)
 
+    def test_a_record_delivered_again_after_forgetting_is_the_first_entry(self):
+        u = self.u
+        carol, admin, dpo = (f"carol-{u}@example.com", f"admin-{u}@example.com",
+                             f"dpo-{u}@example.com")
+        ledger = aus.ledger(f"redeliver-{u}", "production")
+        removal = aus.entry_input(ledger.project, action=A.ACTION_MEMBER_REMOVED, actor=admin,
+                                  subject=carol, metadata={"role": "viewer"},
+                                  request_id=f"keys:member-removed:{u}")
+        first = self.append(removal).entry
+        # The other replica holds her key from here on.
+        self.assertTrue(self.append(removal, stub=aus.stub(REPLICA)).duplicate)
+        self.assertTrue(self.audit.ForgetSubject(A.ForgetSubjectRequest(
+            subject=carol, requested_by=dpo, request_id=f"forget-{u}"), timeout=10).forgotten)
+        keys = DB.sql("SELECT count(*) FROM audit.subject_keys")
+
+        # Delivered again by an outbox, to either replica: the first entry, a duplicate (which
+        # the relay deletes from its outbox).
+        for stub in (self.audit, aus.stub(REPLICA)):
+            again = self.append(removal, stub=stub)
+            self.assertTrue(again.duplicate)
+            self.assertEqual(again.entry, first)
+        # Another record under its id: refused (the relay marks it failed).
+        changed = A.EntryInput()
+        changed.CopyFrom(removal)
+        changed.metadata["role"] = "owner"
+        error = self.assertRpcError(C.FAILED_PRECONDITION, self.append, changed)
+        self.assertIn(f"keys:member-removed:{u}", error.details())
+        # Neither gave her a key again: there is nothing to forget.
+        self.assertEqual(DB.sql("SELECT count(*) FROM audit.subject_keys"), keys)
+        self.assertFalse(self.audit.ForgetSubject(A.ForgetSubjectRequest(
+            subject=carol, requested_by=dpo), timeout=10).forgotten)
+
+        # A change made since is recorded under a fresh key, and names her until she is
+        # forgotten again; the entry of before stays shredded.
+        later = self.append(aus.entry_input(
+            ledger.project, action=A.ACTION_MEMBER_ADDED, actor=admin, subject=carol,
+            request_id=f"keys:member-added:{u}")).entry
+        self.assertNotEqual(later.subject_ref, first.subject_ref)
+        entries = aus.export_entries(self.audit, ledger, requested_by=dpo)
+        self.assertEqual([(e.index, e.subject) for e in entries],
+                         [(first.index, ""), (later.index, carol)])
+        # The record of before, delivered once more, is still the first entry.
+        again = self.append(removal, stub=aus.stub(REPLICA))
+        self.assertTrue(again.duplicate)
+        self.assertEqual(again.entry, first)
+        self.assertLedgerValid(ledger)
+
 
 # ---------------------------------------------------------------------------
 # Replicas.
