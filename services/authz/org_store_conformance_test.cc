@@ -28,6 +28,8 @@ namespace policy::authz {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+using ::testing::Not;
 
 const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
 const OrgChangeSource kSource{"alice"};
@@ -232,10 +234,60 @@ TEST_P(OrgStoreConformanceTest, EachCommittedChangeWritesItsRecordsAndNothingEls
   EXPECT_EQ(removal.action, "MEMBER_REMOVED");
   EXPECT_EQ(removal.actor, "carol");
   EXPECT_EQ(removal.subject, "bob");
-  EXPECT_EQ(removal.request_id, ledger::RemovalRequestId("authz", "member", "bob"));
+  // Named by the removal's own random id, kept with the member: never by a digest of the
+  // member's id, which anyone reading the ledger could test a guessed id against.
+  const Member bob = *store_->Load().value()->FindMember("bob");
+  EXPECT_THAT(bob.removal_id, MatchesRegex("[0-9a-f]{32}"));
+  EXPECT_EQ(removal.request_id, absl::StrCat("authz:member-removed:", bob.removal_id));
+  EXPECT_EQ(removal.request_id, MemberRemovalRequestId(bob));
+  EXPECT_THAT(removal.request_id, Not(HasSubstr(ledger::ShortDigest("bob"))));
   for (size_t i = 1; i < entries.size(); ++i) {
     EXPECT_LT(entries[i - 1].sequence, entries[i].sequence);
   }
+}
+
+TEST_P(OrgStoreConformanceTest, ARemovalIdIsDrawnOnceAndKeptWhateverMutationsDo) {
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow, kSource).ok());
+  ASSERT_TRUE(
+      store_
+          ->Mutate(
+              [](OrgState& s) {
+                s.members.push_back(MakeMember("dora", {{Role::kReader, "support", std::nullopt}}));
+                return absl::OkStatus();
+              },
+              kNow, kSource)
+          .ok());
+  auto remove = [&](const std::string& id) {
+    return store_->Mutate(
+        [&](OrgState& s) {
+          s.FindMember(id)->removed_at = kNow;
+          s.FindMember(id)->removal_id = "chosen-by-the-mutation";
+          return absl::OkStatus();
+        },
+        kNow, kSource);
+  };
+  ASSERT_TRUE(remove("bob").ok());
+  const std::string drawn = store_->Load().value()->FindMember("bob")->removal_id;
+  EXPECT_THAT(drawn, MatchesRegex("[0-9a-f]{32}"));
+  // A later change cannot replace it; an active member has none.
+  ASSERT_TRUE(store_
+                  ->Mutate(
+                      [](OrgState& s) {
+                        s.FindMember("bob")->removal_id = "replaced";
+                        s.FindMember("dora")->removal_id = "0123456789abcdef0123456789abcdef";
+                        s.FindMember("dora")->grants.clear();
+                        return absl::OkStatus();
+                      },
+                      kNow, kSource)
+                  .ok());
+  std::shared_ptr<const OrgState> loaded = store_->Load().value();
+  EXPECT_EQ(loaded->FindMember("bob")->removal_id, drawn);
+  EXPECT_EQ(loaded->FindMember("dora")->removal_id, "");
+  // Another removal draws another id.
+  ASSERT_TRUE(remove("dora").ok());
+  const std::string doras = store_->Load().value()->FindMember("dora")->removal_id;
+  EXPECT_THAT(doras, MatchesRegex("[0-9a-f]{32}"));
+  EXPECT_NE(doras, drawn);
 }
 
 TEST_P(OrgStoreConformanceTest, EverythingRoundTrips) {
