@@ -629,6 +629,63 @@ TEST(PostgresInvitationsTest, TheTableHoldsNoSecretIdAndOldInvitationsStillWork)
                pqxx::check_violation);
 }
 
+// A member removed by the release before removal ids (migration 009) keeps the request id
+// their record was written under, the digest of their id, wherever the service names it; a
+// member removed now gets a drawn one.
+TEST(PostgresRemovalIdsTest, AMemberRemovedBeforeTheMigrationKeepsTheirRecordsName) {
+  const pg::TestDatabase* db = pg::TestDatabase::Get();
+  if (db == nullptr) GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+  const std::string url = db->CreateDatabase("removal_ids");
+  const std::vector<pg::Migration>& all = Migrations();
+  ASSERT_GE(all.size(), 9u);
+  ASSERT_EQ(std::string(all[8].name), "member_removal_ids");
+  const std::vector<pg::Migration> before_removal_ids(all.begin(), all.begin() + 8);
+  const absl::Status migrated = pg::ApplyMigrations(url, "authz", before_removal_ids);
+  ASSERT_TRUE(migrated.ok()) << migrated;
+  {
+    pqxx::connection c(url);
+    pqxx::work tx(c);
+    tx.exec(
+        "INSERT INTO authz.members (id, email, removed_at, provisioned_by) VALUES "
+        "('olivia', 'olivia@acme.example', NULL, ''), "
+        "('rita', 'rita@acme.example', now() - interval '1 day', ''), "
+        "('mia', 'mia@acme.example', NULL, '')");
+    tx.exec(
+        "INSERT INTO authz.role_grants (member_id, role, project) VALUES ('olivia', 'owner', '')");
+    tx.commit();
+  }
+  ASSERT_TRUE(pg::ApplyMigrations(url, "authz", all).ok());
+
+  pg::Pool pool(pg::PoolOptions{.url = url, .size = 2});
+  Clock& clock = *Clock::Real();
+  PostgresOrgStore store(&pool, &clock, absl::Milliseconds(50));
+  OrgCache cache(&clock, absl::Seconds(1));
+  store.Watch(&cache);
+  absl::Cleanup stop = [&] { store.StopWatching(); };
+  OrgAdmin admin(&store, &cache, &clock);
+  ASSERT_TRUE(policy::testing::Eventually([&] { return cache.Current().ok(); }));
+  bool removed_now = true;
+  absl::StatusOr<Member> rita = admin.RemoveMember("olivia", "rita", &removed_now);
+  ASSERT_TRUE(rita.ok()) << rita.status();
+  EXPECT_FALSE(removed_now);
+  EXPECT_EQ(rita->removal_id, "");
+  EXPECT_EQ(MemberRemovalRequestId(*rita),
+            absl::StrCat("authz:member-removed:", ledger::ShortDigest("rita")));
+  absl::StatusOr<Member> mia = admin.RemoveMember("olivia", "mia", &removed_now);
+  ASSERT_TRUE(mia.ok()) << mia.status();
+  EXPECT_TRUE(removed_now);
+  EXPECT_THAT(mia->removal_id, MatchesRegex("[0-9a-f]{32}"));
+  // Still as drawn after a change that reads the state back from the database.
+  ASSERT_TRUE(admin.AddMember("olivia", MakeMember("zoe", {})).ok());
+  EXPECT_EQ(store.Load().value()->FindMember("mia")->removal_id, mia->removal_id);
+  EXPECT_EQ(store.Load().value()->FindMember("rita")->removal_id, "");
+  // The database refuses a removal id that is not 32 hex digits, whoever writes it.
+  pqxx::connection c(url);
+  pqxx::work tx(c);
+  EXPECT_THROW(tx.exec("UPDATE authz.members SET removal_id = 'rita' WHERE id = 'rita'"),
+               pqxx::check_violation);
+}
+
 // Migration 008 grants policy_authz_runtime what PostgresOrgStore's and PostgresBucketStore's
 // statements need and no more: the runtime login role passes the start-up checks and cannot
 // change the schema.
