@@ -21,8 +21,8 @@ std::string ShortDigest(absl::string_view text) {
 }
 
 std::string RemovalRequestId(absl::string_view service, absl::string_view kind,
-                             absl::string_view id) {
-  return absl::StrCat(service, ":", kind, "-removed:", ShortDigest(id));
+                             absl::string_view removal) {
+  return absl::StrCat(service, ":", kind, "-removed:", removal);
 }
 
 std::string EncodeMetadata(const std::map<std::string, std::string>& metadata) {

@@ -32,12 +32,15 @@ std::string ShortDigest(absl::string_view text);
 // when it writes the record, so the id stays the record's however often it is delivered.
 absl::StatusOr<std::string> NewRequestId(absl::string_view prefix);
 
-// The request id of the record of an entity's removal, "<service>:<kind>-removed:" and the
-// ShortDigest of `id`. Removal is final for an id, so the id
-// names one change forever, and a caller that orchestrates a removal across services can
-// write the same record itself, to learn its ledger entry at once.
+// The request id of the record of an entity's removal: "<service>:<kind>-removed:" and
+// `removal`, the name the removal keeps for good (so that the record is one entry however often
+// it is written, and a caller that orchestrates a removal across services can write the same
+// record itself, to learn its entry at once). `removal` must reveal nothing the record does not
+// show already: for a person, 128 random bits (NewRequestId("")) drawn when they are removed and
+// kept with them, never a digest of their id, which anyone could test a guessed id against
+// after the ledger forgot them.
 std::string RemovalRequestId(absl::string_view service, absl::string_view kind,
-                             absl::string_view id);
+                             absl::string_view removal);
 
 // The metadata as one text (each key and value C-escaped, a tab between them, a line each),
 // and back; for stores that keep a record in columns.

@@ -36,7 +36,7 @@ class AuthorizerTest : public ::testing::Test {
     p.key_holders = KeyHolders::kMembers;
     state->projects.push_back(p);
     state->members.push_back(
-        Member{"carol", "carol@company.com", {{Role::kMember, "proj", std::nullopt}}, {}, ""});
+        Member{"carol", "carol@company.com", {{Role::kMember, "proj", std::nullopt}}, {}, "", ""});
     ServiceAccount ci;
     ci.id = "sa-ci";
     ci.project = "proj";

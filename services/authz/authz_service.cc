@@ -11,6 +11,7 @@
 #include "common/status/grpc_status.h"
 #include "common/status/status.h"
 #include "common/text/caller_text.h"
+#include "services/authz/org_ledger.h"
 #include "services/authz/org_validation.h"
 #include "services/authz/proto_convert.h"
 
@@ -339,6 +340,7 @@ grpc::ServerUnaryReactor* AuthzService::RemoveMember(grpc::CallbackServerContext
         admin_->RemoveMember(request->actor().member_id(), request->id(), &removed_now);
     if (!member.ok()) return ToGrpc(member.status());
     response->set_removed_now(removed_now);
+    response->set_removal_request_id(MemberRemovalRequestId(*member));
     response->mutable_revoke_keys_of()->set_kind(v1::PRINCIPAL_KIND_MEMBER);
     response->mutable_revoke_keys_of()->set_id(member->id);
     bool listed = false;

@@ -75,6 +75,11 @@ struct Member {
   // kProvisionedByIdp for members an identity-provider group sync created; they are removed
   // once no group holds them and they have no grants of their own.
   std::string provisioned_by;
+  // What the ledger's record of the removal is named by (MemberRemovalRequestId): 32 random hex
+  // digits ApplyMutation draws when the member is removed, and which nothing can change
+  // afterwards. Empty while the member is active, and for a member removed before removals drew
+  // one (their record is named by the digest of their id).
+  std::string removal_id;
   bool operator==(const Member&) const = default;
 };
 

@@ -18,6 +18,7 @@ namespace policy::authz {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
 using ::testing::Not;
 
 Project MakeProject(const std::string& id) {
@@ -83,6 +84,17 @@ class OrgAdminTest : public ::testing::Test {
     frozen->OnState(*store_->Load());
     frozen->OnInSync(clock_.Now());
     return frozen;
+  }
+
+  // The request ids of the MEMBER_REMOVED records written so far.
+  std::vector<std::string> RemovalRequestIds() {
+    absl::StatusOr<std::vector<ledger::OutboxEntry>> entries = store_->outbox().Read(1000);
+    std::vector<std::string> ids;
+    if (!entries.ok()) return {entries.status().ToString()};
+    for (const ledger::OutboxEntry& e : *entries) {
+      if (e.record.action == "MEMBER_REMOVED") ids.push_back(e.record.request_id);
+    }
+    return ids;
   }
 
   FakeClock clock_;
@@ -258,6 +270,10 @@ TEST_F(OrgAdminTest, ARemovedMemberIsDeniedAtOnceAndForGood) {
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(removed_now);
   EXPECT_EQ(again->removed_at, removed->removed_at);
+  // And answers the removal's own id, which the ledger's one record of it carries.
+  EXPECT_THAT(removed->removal_id, MatchesRegex("[0-9a-f]{32}"));
+  EXPECT_EQ(again->removal_id, removed->removal_id);
+  EXPECT_EQ(RemovalRequestIds(), std::vector<std::string>{MemberRemovalRequestId(*removed)});
 }
 
 TEST_F(OrgAdminTest, APlanAppliesLaterThanItWasMade) {
@@ -277,6 +293,12 @@ TEST_F(OrgAdminTest, APlanAppliesLaterThanItWasMade) {
   absl::StatusOr<OrgPlan> applied = admin().ApplyOrgFile("olivia", without_mia, plan->fingerprint);
   ASSERT_TRUE(applied.ok()) << applied.status();
   EXPECT_FALSE(Allowed("mia", "support", "chat.completions"));
+  // Removed by the file as by RemoveMember: under a removal id of her own, which RemoveMember
+  // answers from then on.
+  absl::StatusOr<Member> mia = admin().RemoveMember("adam", "mia");
+  ASSERT_TRUE(mia.ok()) << mia.status();
+  EXPECT_THAT(mia->removal_id, MatchesRegex("[0-9a-f]{32}"));
+  EXPECT_EQ(RemovalRequestIds(), std::vector<std::string>{MemberRemovalRequestId(*mia)});
   // The same apply again (a retry whose first attempt committed) has nothing left to change,
   // and goes through whatever its fingerprint.
   absl::StatusOr<OrgPlan> retried = admin().ApplyOrgFile("olivia", without_mia, plan->fingerprint);

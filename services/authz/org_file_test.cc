@@ -725,7 +725,8 @@ TEST(SyncIdpGroupTest, ProvisionsNewcomersAndDeprovisionsLeavers) {
                            "judy@acme.example",
                            {},
                            std::nullopt,
-                           std::string(kProvisionedByIdp)}));
+                           std::string(kProvisionedByIdp),
+                           ""}));
   EXPECT_EQ(state.FindMember("idp:grace@acme.example")->removed_at, kLater);
   EXPECT_EQ(state.FindMember("idp:frank@acme.example")->removed_at, std::nullopt);
   // bob is managed by the file, not provisioned.

@@ -84,7 +84,7 @@ void RecordMember(const EntityChange& c, const Member& m, Recorder& out) {
   if (c.op == EntityChange::Op::kCreate) {
     out.Add("MEMBER_ADDED", m.id, {{"roles", GrantsText(m.grants)}});
   } else if (Sets(c, "removed_at")) {
-    out.Add("MEMBER_REMOVED", m.id, {}, ledger::RemovalRequestId("authz", "member", m.id));
+    out.Add("MEMBER_REMOVED", m.id, {}, MemberRemovalRequestId(m));
   } else {
     out.Add("MEMBER_ROLE_CHANGED", m.id,
             {{"roles", GrantsText(m.grants)}, {"fields", ChangedFields(c)}});
@@ -97,7 +97,7 @@ void RecordServiceAccount(const EntityChange& c, const ServiceAccount& a, Record
     out.Add("SERVICE_ACCOUNT_CREATED", "", std::move(metadata));
   } else if (Sets(c, "removed_at")) {
     out.Add("SERVICE_ACCOUNT_REMOVED", "", std::move(metadata),
-            ledger::RemovalRequestId("authz", "service-account", a.id));
+            ledger::RemovalRequestId("authz", "service-account", ledger::ShortDigest(a.id)));
   } else {
     metadata["fields"] = ChangedFields(c);
     out.Add("SERVICE_ACCOUNT_CHANGED", "", std::move(metadata));
@@ -133,6 +133,12 @@ void RecordGroup(const EntityChange& c, const IdpGroup* g, Recorder& out) {
 }
 
 }  // namespace
+
+std::string MemberRemovalRequestId(const Member& member) {
+  return ledger::RemovalRequestId(
+      "authz", "member",
+      member.removal_id.empty() ? ledger::ShortDigest(member.id) : member.removal_id);
+}
 
 std::string GrantsText(const std::vector<RoleGrant>& grants) {
   // The ledger takes metadata values of up to 1 KiB: a longer list keeps its first grants

@@ -26,11 +26,18 @@ inline constexpr absl::string_view kServiceActor = "authz-service";
 // ledger: one per entity created, updated or removed, in Diff's order (projects, members,
 // service accounts, invitations, groups), then ORG_FILE_APPLIED for an org file. Ledger
 // records never hold an invitation's secret id (it accepts the invitation): they name it by
-// InvitationRef. Removals carry the request id ledger::RemovalRequestId("authz", kind, id)
-// names (kind "member" or "service-account"); every other record gets a random request id.
+// InvitationRef. A member's removal carries MemberRemovalRequestId, a service account's
+// ledger::RemovalRequestId("authz", "service-account", ShortDigest of its id) (which the
+// record's metadata names anyway); every other record gets a random request id.
 absl::StatusOr<std::vector<ledger::LedgerRecord>> LedgerRecordsOf(const OrgChangeSource& source,
                                                                   const OrgState& before,
                                                                   const OrgState& after);
+
+// The request id of the ledger's record of removed `member`'s removal, the same for every
+// writer and every retry: ledger::RemovalRequestId("authz", "member", removal_id), which says
+// nothing of the member. For a member removed before removals drew an id (an empty
+// removal_id), the ShortDigest of their id, as their record was then named.
+std::string MemberRemovalRequestId(const Member& member);
 
 // A member's grants as the ledger names them: "owner", "member@support-eu", comma-separated;
 // past about 1,000 bytes the rest are counted ("...,reader@p9,... 12 more").

@@ -66,18 +66,27 @@ TEST(OrgLedgerTest, EachChangedEntityIsOneRecordByTheActor) {
   EXPECT_NE(records[0].request_id, records[1].request_id);
 }
 
-TEST(OrgLedgerTest, ARemovalIsNamedByItsEntitySoAnOrchestratorCanWriteItToo) {
+TEST(OrgLedgerTest, AMemberRemovalIsNamedByItsRemovalIdSoAnOrchestratorCanWriteItToo) {
   const OrgState before = Base();
   OrgState after = before;
   after.FindMember("bob")->removed_at = kNow;
+  after.FindMember("bob")->removal_id = "0123456789abcdef0123456789abcdef";
   std::vector<ledger::LedgerRecord> records = Records({"alice"}, before, after);
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0].action, "MEMBER_REMOVED");
   EXPECT_EQ(records[0].subject, "bob");
   EXPECT_TRUE(records[0].metadata.empty());
-  EXPECT_EQ(records[0].request_id, ledger::RemovalRequestId("authz", "member", "bob"));
+  EXPECT_EQ(records[0].request_id, "authz:member-removed:0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(records[0].request_id, MemberRemovalRequestId(*after.FindMember("bob")));
   // The same removal recorded again (say, by a replica that read the change) is the same id.
   EXPECT_EQ(Records({"alice"}, before, after)[0].request_id, records[0].request_id);
+}
+
+TEST(OrgLedgerTest, AMemberRemovedBeforeRemovalIdsIsNamedAsTheirRecordWas) {
+  Member bob = *Base().FindMember("bob");
+  bob.removed_at = kNow;
+  EXPECT_EQ(MemberRemovalRequestId(bob),
+            absl::StrCat("authz:member-removed:", ledger::ShortDigest("bob")));
 }
 
 TEST(OrgLedgerTest, AnInvitationIsNamedByADigestNeverItsId) {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/crypto/crypto.h"
+#include "common/ledger/ledger_record.h"
 #include "common/status/status.h"
 #include "common/text/caller_text.h"
 #include "services/authz/org_validation.h"
@@ -459,6 +460,18 @@ absl::StatusOr<OrgState> ApplyMutation(const OrgState& before, const OrgMutation
   RETURN_IF_ERROR(CheckEnvironmentsKept(before, after));
   RETURN_IF_ERROR(ValidateOrgState(after));
   RETURN_IF_ERROR(ValidateTransition(before, after, now));
+  // Each member's removal id: kept once drawn, drawn for a member removed now, none for an
+  // active member; whatever the mutation did to it.
+  for (Member& m : after.members) {
+    const Member* old = before.FindMember(m.id);
+    if (old != nullptr && old->removed_at.has_value()) {
+      m.removal_id = old->removal_id;
+    } else if (m.removed_at.has_value()) {
+      ASSIGN_OR_RETURN(m.removal_id, ledger::NewRequestId(""));
+    } else {
+      m.removal_id.clear();
+    }
+  }
   after.version = before.version + 1;
   return after;
 }

@@ -70,8 +70,9 @@ using OrgMutation = std::function<absl::Status(OrgState&)>;
 // `before` with `mutation` applied, sorted, checked (ValidateOrgState, ValidateTransition at
 // `now`) and one version further on; `before` itself (same version) when the mutation changed
 // nothing. A project's environment never changes: FAILED_PRECONDITION naming the project and
-// `environment` otherwise. The one way every store turns a mutation into the state it
-// commits.
+// `environment` otherwise. A member removed by the change gets a fresh removal_id (128 random
+// bits in hex); a removed member keeps theirs and an active member has none, whatever the
+// mutation set. The one way every store turns a mutation into the state it commits.
 absl::StatusOr<OrgState> ApplyMutation(const OrgState& before, const OrgMutation& mutation,
                                        absl::Time now);
 

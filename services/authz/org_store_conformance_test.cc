@@ -28,6 +28,8 @@ namespace policy::authz {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+using ::testing::Not;
 
 const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
 const OrgChangeSource kSource{"alice"};
@@ -232,10 +234,60 @@ TEST_P(OrgStoreConformanceTest, EachCommittedChangeWritesItsRecordsAndNothingEls
   EXPECT_EQ(removal.action, "MEMBER_REMOVED");
   EXPECT_EQ(removal.actor, "carol");
   EXPECT_EQ(removal.subject, "bob");
-  EXPECT_EQ(removal.request_id, ledger::RemovalRequestId("authz", "member", "bob"));
+  // Named by the removal's own random id, kept with the member: never by a digest of the
+  // member's id, which anyone reading the ledger could test a guessed id against.
+  const Member bob = *store_->Load().value()->FindMember("bob");
+  EXPECT_THAT(bob.removal_id, MatchesRegex("[0-9a-f]{32}"));
+  EXPECT_EQ(removal.request_id, absl::StrCat("authz:member-removed:", bob.removal_id));
+  EXPECT_EQ(removal.request_id, MemberRemovalRequestId(bob));
+  EXPECT_THAT(removal.request_id, Not(HasSubstr(ledger::ShortDigest("bob"))));
   for (size_t i = 1; i < entries.size(); ++i) {
     EXPECT_LT(entries[i - 1].sequence, entries[i].sequence);
   }
+}
+
+TEST_P(OrgStoreConformanceTest, ARemovalIdIsDrawnOnceAndKeptWhateverMutationsDo) {
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow, kSource).ok());
+  ASSERT_TRUE(
+      store_
+          ->Mutate(
+              [](OrgState& s) {
+                s.members.push_back(MakeMember("dora", {{Role::kReader, "support", std::nullopt}}));
+                return absl::OkStatus();
+              },
+              kNow, kSource)
+          .ok());
+  auto remove = [&](const std::string& id) {
+    return store_->Mutate(
+        [&](OrgState& s) {
+          s.FindMember(id)->removed_at = kNow;
+          s.FindMember(id)->removal_id = "chosen-by-the-mutation";
+          return absl::OkStatus();
+        },
+        kNow, kSource);
+  };
+  ASSERT_TRUE(remove("bob").ok());
+  const std::string drawn = store_->Load().value()->FindMember("bob")->removal_id;
+  EXPECT_THAT(drawn, MatchesRegex("[0-9a-f]{32}"));
+  // A later change cannot replace it; an active member has none.
+  ASSERT_TRUE(store_
+                  ->Mutate(
+                      [](OrgState& s) {
+                        s.FindMember("bob")->removal_id = "replaced";
+                        s.FindMember("dora")->removal_id = "0123456789abcdef0123456789abcdef";
+                        s.FindMember("dora")->grants.clear();
+                        return absl::OkStatus();
+                      },
+                      kNow, kSource)
+                  .ok());
+  std::shared_ptr<const OrgState> loaded = store_->Load().value();
+  EXPECT_EQ(loaded->FindMember("bob")->removal_id, drawn);
+  EXPECT_EQ(loaded->FindMember("dora")->removal_id, "");
+  // Another removal draws another id.
+  ASSERT_TRUE(remove("dora").ok());
+  const std::string doras = store_->Load().value()->FindMember("dora")->removal_id;
+  EXPECT_THAT(doras, MatchesRegex("[0-9a-f]{32}"));
+  EXPECT_NE(doras, drawn);
 }
 
 TEST_P(OrgStoreConformanceTest, EverythingRoundTrips) {
@@ -574,6 +626,63 @@ TEST(PostgresInvitationsTest, TheTableHoldsNoSecretIdAndOldInvitationsStillWork)
   EXPECT_THROW(tx.exec("INSERT INTO authz.invitations (id, email, role, projects, created_at, "
                        "expires_at, state) VALUES ('inv_plain', 'x@acme.example', 'admin', '{}', "
                        "now(), now(), 'pending')"),
+               pqxx::check_violation);
+}
+
+// A member removed by the release before removal ids (migration 009) keeps the request id
+// their record was written under, the digest of their id, wherever the service names it; a
+// member removed now gets a drawn one.
+TEST(PostgresRemovalIdsTest, AMemberRemovedBeforeTheMigrationKeepsTheirRecordsName) {
+  const pg::TestDatabase* db = pg::TestDatabase::Get();
+  if (db == nullptr) GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+  const std::string url = db->CreateDatabase("removal_ids");
+  const std::vector<pg::Migration>& all = Migrations();
+  ASSERT_GE(all.size(), 9u);
+  ASSERT_EQ(std::string(all[8].name), "member_removal_ids");
+  const std::vector<pg::Migration> before_removal_ids(all.begin(), all.begin() + 8);
+  const absl::Status migrated = pg::ApplyMigrations(url, "authz", before_removal_ids);
+  ASSERT_TRUE(migrated.ok()) << migrated;
+  {
+    pqxx::connection c(url);
+    pqxx::work tx(c);
+    tx.exec(
+        "INSERT INTO authz.members (id, email, removed_at, provisioned_by) VALUES "
+        "('olivia', 'olivia@acme.example', NULL, ''), "
+        "('rita', 'rita@acme.example', now() - interval '1 day', ''), "
+        "('mia', 'mia@acme.example', NULL, '')");
+    tx.exec(
+        "INSERT INTO authz.role_grants (member_id, role, project) VALUES ('olivia', 'owner', '')");
+    tx.commit();
+  }
+  ASSERT_TRUE(pg::ApplyMigrations(url, "authz", all).ok());
+
+  pg::Pool pool(pg::PoolOptions{.url = url, .size = 2});
+  Clock& clock = *Clock::Real();
+  PostgresOrgStore store(&pool, &clock, absl::Milliseconds(50));
+  OrgCache cache(&clock, absl::Seconds(1));
+  store.Watch(&cache);
+  absl::Cleanup stop = [&] { store.StopWatching(); };
+  OrgAdmin admin(&store, &cache, &clock);
+  ASSERT_TRUE(policy::testing::Eventually([&] { return cache.Current().ok(); }));
+  bool removed_now = true;
+  absl::StatusOr<Member> rita = admin.RemoveMember("olivia", "rita", &removed_now);
+  ASSERT_TRUE(rita.ok()) << rita.status();
+  EXPECT_FALSE(removed_now);
+  EXPECT_EQ(rita->removal_id, "");
+  EXPECT_EQ(MemberRemovalRequestId(*rita),
+            absl::StrCat("authz:member-removed:", ledger::ShortDigest("rita")));
+  absl::StatusOr<Member> mia = admin.RemoveMember("olivia", "mia", &removed_now);
+  ASSERT_TRUE(mia.ok()) << mia.status();
+  EXPECT_TRUE(removed_now);
+  EXPECT_THAT(mia->removal_id, MatchesRegex("[0-9a-f]{32}"));
+  // Still as drawn after a change that reads the state back from the database.
+  ASSERT_TRUE(admin.AddMember("olivia", MakeMember("zoe", {})).ok());
+  EXPECT_EQ(store.Load().value()->FindMember("mia")->removal_id, mia->removal_id);
+  EXPECT_EQ(store.Load().value()->FindMember("rita")->removal_id, "");
+  // The database refuses a removal id that is not 32 hex digits, whoever writes it.
+  pqxx::connection c(url);
+  pqxx::work tx(c);
+  EXPECT_THROW(tx.exec("UPDATE authz.members SET removal_id = 'rita' WHERE id = 'rita'"),
                pqxx::check_violation);
 }
 

@@ -90,7 +90,7 @@ TEST(OrgValidationTest, LimitsAreBoundedSoThatRateLimitingCannotOverflow) {
 }
 
 TEST(OrgValidationTest, Members) {
-  Member m{"user-1", "alice@company.com", {{Role::kOwner, "", std::nullopt}}, {}, ""};
+  Member m{"user-1", "alice@company.com", {{Role::kOwner, "", std::nullopt}}, {}, "", ""};
   EXPECT_TRUE(ValidateMember(m).ok());
   Member bad = m;
   bad.email = "alice";
@@ -141,8 +141,8 @@ TEST(OrgValidationTest, ServiceAccounts) {
 }
 
 TEST(OrgValidationTest, TheLastOwnerCannotLeave) {
-  Member alice{"alice", "alice@company.com", {{Role::kOwner, "", std::nullopt}}, {}, ""};
-  Member bob{"bob", "bob@company.com", {{Role::kAdmin, "", std::nullopt}}, {}, ""};
+  Member alice{"alice", "alice@company.com", {{Role::kOwner, "", std::nullopt}}, {}, "", ""};
+  Member bob{"bob", "bob@company.com", {{Role::kAdmin, "", std::nullopt}}, {}, "", ""};
   Member alice_gone = alice;
   alice_gone.removed_at = kNow;
   absl::Status status = CheckOwnersRemain({alice, bob}, alice_gone, kNow);

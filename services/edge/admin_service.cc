@@ -422,8 +422,8 @@ grpc::ServerUnaryReactor* AdminService::RemoveMember(grpc::CallbackServerContext
       return s;
     }
     // 3. The removal's ledger entry.
-    if (Status s = RemovalEntry(caller, request->member_id(), removed.removed_now(),
-                                response->mutable_audit_id());
+    if (Status s =
+            RemovalEntry(caller, request->member_id(), removed, response->mutable_audit_id());
         !s.ok()) {
       return s;
     }
@@ -457,9 +457,15 @@ Status AdminService::RevokeKeysOf(const Caller& caller, keys::v1::PrincipalType 
 }
 
 Status AdminService::RemovalEntry(const Caller& caller, const std::string& member_id,
-                                  bool removed_now, std::string* audit_id) {
-  const std::string request_id = ledger::RemovalRequestId("authz", "member", member_id);
-  if (removed_now) {
+                                  const authz::v1::RemoveMemberResponse& removed,
+                                  std::string* audit_id) {
+  // An authz of a release before removals drew their ids answers none: its record is named by
+  // the digest of the member's id.
+  const std::string request_id =
+      !removed.removal_request_id().empty()
+          ? removed.removal_request_id()
+          : ledger::RemovalRequestId("authz", "member", ledger::ShortDigest(member_id));
+  if (removed.removed_now()) {
     // authz recorded this caller's removal with the change, to reach the ledger through its
     // outbox; the same record is written here under the same request id (a duplicate to
     // whichever comes second), so that the answer names its entry at once.

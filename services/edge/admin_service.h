@@ -184,11 +184,12 @@ class AdminService final : public v1::AdminService::CallbackService {
   // The live service account `owner` names, read as the caller.
   grpc::Status ServiceAccountOf(const Caller& caller, const keys::v1::Principal& owner,
                                 authz::v1::ServiceAccount* account);
-  // The id of the organisation's ledger entry of member `member_id`'s removal, in
-  // `audit_id`: written as the caller's when this call removed them (`removed_now`), read
-  // otherwise, and left empty when it has not reached the ledger within a short wait.
-  grpc::Status RemovalEntry(const Caller& caller, const std::string& member_id, bool removed_now,
-                            std::string* audit_id);
+  // The id of the organisation's ledger entry of member `member_id`'s removal, which authz
+  // `removed` answered, in `audit_id`: written as the caller's, under authz's request id for it,
+  // when this call removed them (removed_now), read by that request id otherwise, and left empty
+  // when it has not reached the ledger within a short wait.
+  grpc::Status RemovalEntry(const Caller& caller, const std::string& member_id,
+                            const authz::v1::RemoveMemberResponse& removed, std::string* audit_id);
   // Revokes every key of removed principal `id` (a member or a service account, by `type`),
   // idempotent on `request_id`; appends the revoked keys to `revoked`.
   grpc::Status RevokeKeysOf(const Caller& caller, keys::v1::PrincipalType type,

@@ -7,6 +7,7 @@ POLICY_TEST_REQUIRE_PG=1. Run: /usr/bin/python3 -m unittest -v tests.authz.test_
 """
 
 import contextlib
+import hashlib
 import sys
 import tempfile
 import time
@@ -409,6 +410,16 @@ class AdministrationTest(unittest.TestCase):
         pt.wait_until(lambda: check(B, "leaver", "support").reason == "PRINCIPAL_REMOVED",
                       timeout=STALENESS_S + 1, message="B denies the removed member")
         self.assertLess(time.monotonic() - removed_at, STALENESS_S + 1)
+        # The removal's ledger record is named by an id drawn for it, never by a digest of the
+        # member's id (which would let anyone reading the ledger test a guess); removing again
+        # answers the same one.
+        self.assertRegex(removed.removal_request_id, r"^authz:member-removed:[0-9a-f]{32}$")
+        self.assertNotIn(hashlib.sha256(b"leaver").hexdigest()[:32], removed.removal_request_id)
+        self.assertTrue(removed.removed_now)
+        again = stub(A).RemoveMember(authz_pb2.RemoveMemberRequest(
+            actor=actor("adam"), id="leaver"), timeout=5)
+        self.assertFalse(again.removed_now)
+        self.assertEqual(again.removal_request_id, removed.removal_request_id)
 
     def test_removing_a_member_lists_the_keys_to_revoke(self):
         stub(A).AddMember(authz_pb2.AddMemberRequest(actor=actor("adam"), member=authz_pb2.Member(
