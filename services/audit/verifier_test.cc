@@ -68,7 +68,7 @@ class VerifierTest : public ::testing::Test {
     for (const Entry& e : entries) {
       if (!verifier.Add(e)) break;
     }
-    return verifier.Finish();
+    return verifier.Finish().value();
   }
 
   MemoryLedgerStore store_;
