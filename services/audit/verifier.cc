@@ -29,7 +29,7 @@ class VectorSource : public CheckpointSource {
                   : checkpoints_.begin();
     std::vector<Checkpoint> out;
     for (; it != checkpoints_.end(); ++it) {
-      if (out.size() >= limit && it->tree_size != out.back().tree_size) break;
+      if (out.size() >= limit && !out.empty() && it->tree_size != out.back().tree_size) break;
       out.push_back(*it);
     }
     return out;
