@@ -278,7 +278,7 @@ void LedgerVerifier::CheckCheckpointsAt(uint64_t size) {
 }
 
 bool LedgerVerifier::Add(const Entry& entry) {
-  if (!StartWalk()) return false;
+  if (walk_ == nullptr ? !StartWalk() : !report_.valid || !read_status_.ok()) return false;
   const uint64_t expected = tree_.size();
   if (late_failure_.has_value() && expected >= late_failure_->size) {
     Fail(late_failure_->size, late_failure_->why);
