@@ -16,6 +16,25 @@ namespace policy::audit {
 namespace {
 
 constexpr size_t kReadChunk = 5000;
+// How many entries a compliance summary reads at a time.
+constexpr size_t kSummaryChunk = 500;
+
+// The stored checkpoints of a ledger, read a page at a time.
+class StoredCheckpoints : public CheckpointSource {
+ public:
+  StoredCheckpoints(LedgerStore* store, LedgerRef ledger)
+      : store_(store), ledger_(std::move(ledger)) {}
+
+  // A store holds no checkpoint of size 0 worth reading: it would vouch for nothing.
+  absl::StatusOr<std::vector<Checkpoint>> Page(std::optional<uint64_t> after_size,
+                                               size_t limit) override {
+    return store_->ListCheckpointsAfter(ledger_, after_size.value_or(0), limit);
+  }
+
+ private:
+  LedgerStore* const store_;
+  const LedgerRef ledger_;
+};
 // The metadata key under which subject_forgotten records of earlier releases hold
 // SubjectCipher::RequestBinding of their request id and subject. Records no longer carry it:
 // whoever holds the master key could test guesses of the forgotten subject against it.
@@ -427,9 +446,10 @@ absl::StatusOr<InclusionProof> AuditLedger::ProveInclusion(const LedgerRef& ledg
     // Only a checkpoint an earlier key signed in its time vouches for such an entry (its MAC
     // may be under the key of an earlier release), not one it signed after a later key took
     // over (LedgerVerifier: key order).
-    ASSIGN_OR_RETURN(std::vector<Checkpoint> all, store_->ListCheckpoints(ledger));
-    if (!keys_.SignerOf(checkpoint).ok() ||
-        entry->index >= LedgerVerifier(ledger, keys_, std::move(all)).earlier_key_vouched_size()) {
+    StoredCheckpoints all(store_, ledger);
+    ASSIGN_OR_RETURN(const uint64_t vouched,
+                     LedgerVerifier(ledger, keys_, &all).earlier_key_vouched_size());
+    if (!keys_.SignerOf(checkpoint).ok() || entry->index >= vouched) {
       return absl::DataLossError(
           absl::StrCat(damaged,
                        "its MAC is not the audit service's, and no checkpoint of an earlier "
@@ -509,13 +529,9 @@ absl::StatusOr<uint64_t> AuditLedger::CountUnaccounted(absl::flat_hash_set<std::
 
 absl::StatusOr<IntegrityReport> AuditLedger::Verify(const LedgerRef& ledger) {
   RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
-  ASSIGN_OR_RETURN(std::vector<Checkpoint> checkpoints, store_->ListCheckpoints(ledger));
-  std::optional<Checkpoint> newest;
-  for (const Checkpoint& c : checkpoints) {
-    if (!newest.has_value() || c.tree_size > newest->tree_size) newest = c;
-  }
-  LedgerVerifier verifier(ledger, keys_, std::move(checkpoints), RememberedHead(ledger),
-                          authenticator_.get(), "the head this audit process signed or saw signed");
+  StoredCheckpoints checkpoints(store_, ledger);
+  LedgerVerifier verifier(ledger, keys_, &checkpoints, RememberedHead(ledger), authenticator_.get(),
+                          "the head this audit process signed or saw signed");
   const absl::Status walked =
       store_->ForEachEntry(ledger, 0, [&](const Entry& e) { return verifier.Add(e); });
   if (absl::IsDataLoss(walked)) {
@@ -523,8 +539,8 @@ absl::StatusOr<IntegrityReport> AuditLedger::Verify(const LedgerRef& ledger) {
   } else if (!walked.ok()) {
     return walked;
   }
-  IntegrityReport report = verifier.Finish();
-  if (report.valid && newest.has_value()) Remember(*newest);
+  ASSIGN_OR_RETURN(IntegrityReport report, verifier.Finish());
+  if (report.valid && verifier.newest_checked().has_value()) Remember(*verifier.newest_checked());
   return report;
 }
 
@@ -549,7 +565,7 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
                      .start = start,
                      .end = end,
                      .after_index = 0,
-                     .limit = kReadChunk};
+                     .limit = kSummaryChunk};
   absl::flat_hash_set<std::string> refs;  // The pseudonyms the entries name.
   for (;;) {
     ASSIGN_OR_RETURN(std::vector<Entry> entries, store_->Query(filter));
@@ -574,7 +590,7 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
       refs.insert(e.actor.ref);
       if (!e.subject.empty()) refs.insert(e.subject.ref);
     }
-    if (entries.size() < kReadChunk) break;
+    if (entries.size() < kSummaryChunk) break;
     filter.after_index = entries.back().index + 1;
   }
   ASSIGN_OR_RETURN(summary.unaccounted_subjects, CountUnaccounted(std::move(refs)));

@@ -1109,5 +1109,149 @@ TEST_F(RotationTest, EntriesWithMacsOfTheEarlierSigningKeyVerifyWhereItsCheckpoi
   EXPECT_EQ(b_only.ProveInclusion(kProd, 3, "", 5).status().code(), absl::StatusCode::kDataLoss);
 }
 
+// A memory store that counts the checkpoints and entries each read hands out.
+class CountingStore : public MemoryLedgerStore {
+ public:
+  absl::StatusOr<std::vector<Checkpoint>> ListCheckpoints(const LedgerRef& ledger) override {
+    absl::StatusOr<std::vector<Checkpoint>> out = MemoryLedgerStore::ListCheckpoints(ledger);
+    if (out.ok()) Note(max_checkpoints_read, out->size());
+    return out;
+  }
+  absl::StatusOr<std::vector<Checkpoint>> ListCheckpointsAfter(const LedgerRef& ledger,
+                                                               uint64_t after_size,
+                                                               size_t limit) override {
+    absl::StatusOr<std::vector<Checkpoint>> out =
+        MemoryLedgerStore::ListCheckpointsAfter(ledger, after_size, limit);
+    if (out.ok()) Note(max_checkpoints_read, out->size());
+    return out;
+  }
+  absl::StatusOr<std::vector<Entry>> Query(const EntryFilter& filter) override {
+    absl::StatusOr<std::vector<Entry>> out = MemoryLedgerStore::Query(filter);
+    if (out.ok()) Note(max_entries_queried, out->size());
+    return out;
+  }
+  absl::StatusOr<std::vector<Entry>> ReadRange(const LedgerRef& ledger, uint64_t from,
+                                               size_t limit) override {
+    absl::StatusOr<std::vector<Entry>> out = MemoryLedgerStore::ReadRange(ledger, from, limit);
+    if (out.ok()) Note(max_entries_read, out->size());
+    return out;
+  }
+
+  std::atomic<size_t> max_checkpoints_read{0};
+  std::atomic<size_t> max_entries_read{0};     // By ReadRange.
+  std::atomic<size_t> max_entries_queried{0};  // By Query.
+
+ private:
+  static void Note(std::atomic<size_t>& max, size_t n) {
+    size_t seen = max.load();
+    while (n > seen && !max.compare_exchange_weak(seen, n)) {
+    }
+  }
+};
+
+// A ledger of many checkpoints (one per entry, as a busy ledger gathers them): verification
+// and summaries hold a bounded page of them at a time, whatever their number.
+class ManyCheckpointsTest : public ::testing::Test {
+ protected:
+  static constexpr uint64_t kEntries = 2500;
+
+  ManyCheckpointsTest()
+      : a_(CheckpointSigner::Create(std::string(32, '\x07')).value()),
+        b_(CheckpointSigner::Create(std::string(32, '\x08')).value()),
+        subjects_(SubjectCipher::Create(std::string(32, '\x09')).value()) {}
+
+  // Appends kEntries entries through `ledger`, then stores a checkpoint of each size for which
+  // `signer_of` names a signer.
+  void Fill(AuditLedger& ledger,
+            const std::function<const CheckpointSigner*(uint64_t)>& signer_of) {
+    std::vector<EntryInput> inputs;
+    for (uint64_t i = 0; i < kEntries; ++i) {
+      EntryInput in;
+      in.action = Action::kApiCall;
+      in.actor = absl::StrCat("svc-", i % 7);
+      in.ledger = kProd;
+      in.tokens = 1;
+      in.request_id = absl::StrCat("req-", i);
+      inputs.push_back(std::move(in));
+    }
+    for (size_t from = 0; from < inputs.size(); from += 500) {
+      const size_t n = std::min<size_t>(500, inputs.size() - from);
+      ASSERT_TRUE(ledger.AppendBatch(absl::MakeConstSpan(inputs).subspan(from, n)).ok());
+    }
+    const std::vector<Entry> entries = store_.ReadRange(kProd, 0, kEntries).value();
+    ASSERT_EQ(entries.size(), kEntries);
+    CompactTree tree;
+    for (const Entry& e : entries) {
+      tree.Append(e.leaf_hash);
+      if (const CheckpointSigner* signer = signer_of(tree.size()); signer != nullptr) {
+        ASSERT_TRUE(
+            store_
+                .AddCheckpoint(signer->Sign(kProd, tree.size(), tree.Root(), clock_.Now()).value())
+                .ok());
+      }
+    }
+    store_.max_checkpoints_read = 0;
+    store_.max_entries_read = 0;
+  }
+
+  FakeClock clock_;
+  CountingStore store_;
+  std::unique_ptr<CheckpointSigner> a_, b_;
+  std::unique_ptr<SubjectCipher> subjects_;
+};
+
+TEST_F(ManyCheckpointsTest, VerifyAndSummaryReadABoundedPageOfCheckpointsAndEntries) {
+  AuditLedger ledger(&store_, subjects_.get(), a_.get(), &clock_);
+  Fill(ledger, [&](uint64_t) { return a_.get(); });
+  IntegrityReport r = ledger.Verify(kProd).value();
+  EXPECT_TRUE(r.valid) << r.problem;
+  EXPECT_EQ(r.entries_checked, kEntries);
+  EXPECT_EQ(r.checkpoints_checked, kEntries);
+  // Again, the newest checkpoint now the remembered head.
+  r = ledger.Verify(kProd).value();
+  EXPECT_TRUE(r.valid) << r.problem;
+  EXPECT_EQ(r.checkpoints_checked, kEntries);
+  EXPECT_LE(store_.max_checkpoints_read, LedgerVerifier::kCheckpointPage);
+  EXPECT_LE(store_.max_entries_read, 5000u);
+
+  store_.max_checkpoints_read = 0;
+  store_.max_entries_read = 0;
+  absl::StatusOr<ComplianceSummary> s = ledger.Summarize(kProd, std::nullopt, std::nullopt, "a");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->total_entries, kEntries);
+  EXPECT_EQ(s->total_tokens, static_cast<int64_t>(kEntries));
+  EXPECT_TRUE(s->integrity.valid) << s->integrity.problem;
+  EXPECT_EQ(s->integrity.checkpoints_checked, kEntries);
+  EXPECT_LE(store_.max_checkpoints_read, LedgerVerifier::kCheckpointPage);
+  EXPECT_LE(store_.max_entries_read, 5000u);
+  EXPECT_LE(store_.max_entries_queried, kMaxPageSize);
+}
+
+TEST_F(ManyCheckpointsTest, KeyOrderIsCheckedAcrossPages) {
+  // Key A signs up to 1200, then B (current) up to 2300, with A's late checkpoints among B's
+  // (harmless: B's next one covers them) and one past B's largest: the ledger is INVALID
+  // from 2300 on.
+  AuditLedger under_b(&store_, subjects_.get(), b_.get(), &clock_, {a_->public_key()});
+  Fill(under_b, [&](uint64_t size) -> const CheckpointSigner* {
+    if (size <= 1200) return a_.get();
+    if (size <= 2300) return size % 100 == 50 ? a_.get() : b_.get();
+    return size == 2400 ? a_.get() : nullptr;
+  });
+  IntegrityReport r = under_b.Verify(kProd).value();
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 2300u);
+  EXPECT_THAT(r.problem,
+              HasSubstr(absl::StrCat("the checkpoint of size 2400 was signed by earlier "
+                                     "key ",
+                                     a_->key_id(), " after the current key ", b_->key_id(),
+                                     " took over (its smallest "
+                                     "checkpoint has size 1201) and goes "
+                                     "beyond the current key's largest "
+                                     "(size 2300)")));
+  EXPECT_EQ(r.checkpoints_by_key[a_->key_id()], 1200u + 11u);
+  EXPECT_EQ(r.checkpoints_by_key[b_->key_id()], 1100u - 11u);
+  EXPECT_LE(store_.max_checkpoints_read, LedgerVerifier::kCheckpointPage);
+}
+
 }  // namespace
 }  // namespace policy::audit

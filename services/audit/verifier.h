@@ -3,10 +3,12 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "services/audit/checkpoint.h"
 #include "services/audit/entry.h"
@@ -65,8 +67,23 @@ struct IntegrityReport {
   std::map<std::string, uint64_t> checkpoints_by_key;
 };
 
+// Where a verifier reads the signed checkpoints of its ledger, a page at a time, so that it
+// holds a bounded number of them whatever the ledger's size.
+class CheckpointSource {
+ public:
+  virtual ~CheckpointSource() = default;
+  // About `limit` checkpoints of tree sizes above `after_size` (none: from the smallest),
+  // smallest first (any order among equal sizes); a page holds every checkpoint of its last
+  // size, so it may exceed `limit` by those.
+  virtual absl::StatusOr<std::vector<Checkpoint>> Page(std::optional<uint64_t> after_size,
+                                                       size_t limit) = 0;
+};
+
 class LedgerVerifier {
  public:
+  // How many checkpoints the verifier asks its source for at a time.
+  static constexpr size_t kCheckpointPage = 1000;
+
   // `checkpoints` in any order; each must be signed by one of `keys` for `ledger`. A problem
   // with `trusted` calls it `trusted_name` ("the trusted checkpoint" unless given).
   // `authenticator`, when not null, checks each entry's MAC; it must outlive the verifier.
@@ -74,52 +91,91 @@ class LedgerVerifier {
                  std::optional<Checkpoint> trusted = std::nullopt,
                  const EntryAuthenticator* authenticator = nullptr,
                  std::string trusted_name = "the trusted checkpoint");
+  // The checkpoints read from `source` (which must outlive the verifier), in pages of
+  // kCheckpointPage: once through all of them on construction (signatures, ledger, key
+  // order), then alongside the entries. Checkpoints stored after the first read, larger than
+  // every checkpoint it saw, are not checked. A failure to read them is the status of Add
+  // (false) and Finish.
+  LedgerVerifier(LedgerRef ledger, CheckpointKeys keys, CheckpointSource* source,
+                 std::optional<Checkpoint> trusted = std::nullopt,
+                 const EntryAuthenticator* authenticator = nullptr,
+                 std::string trusted_name = "the trusted checkpoint");
+  ~LedgerVerifier();
 
-  // Feeds the next stored entry. Returns false once a problem is found (further entries are
-  // ignored).
+  // Feeds the next stored entry. Returns false once a problem is found or the checkpoints
+  // could not be read (further entries are ignored).
   bool Add(const Entry& entry);
 
   // The next stored entry could not be read back (`why`): the ledger is bad from there.
   void Unreadable(absl::string_view why);
 
-  // The verdict over the entries fed so far.
-  IntegrityReport Finish();
+  // The verdict over the entries fed so far; the source's error when it failed.
+  absl::StatusOr<IntegrityReport> Finish();
 
   // Entries below this index need no MAC of the authenticator's: the largest checkpoint an
-  // earlier key signed in its key's time (not late; see Key order above); 0 when none.
-  uint64_t earlier_key_vouched_size() const { return earlier_key_signed_size_; }
+  // earlier key signed in its key's time (not late; see Key order above); 0 when none. The
+  // source's error when it failed.
+  absl::StatusOr<uint64_t> earlier_key_vouched_size() const;
+
+  // The largest checkpoint that matched the tree of its size; none before one did.
+  const std::optional<Checkpoint>& newest_checked() const { return newest_checked_; }
 
  private:
+  class Walk;
   void Fail(uint64_t index, std::string problem);
+  // Reads every checkpoint once: checks its ledger and signature, and finds the key order
+  // (earlier_key_signed_size_, current_first_, late_failure_).
+  void Survey();
   void CheckCheckpointsAt(uint64_t size);
+  // Why the first late checkpoint larger than `index` does not vouch for an entry; empty when
+  // there is none.
+  std::string LateNoteAfter(uint64_t index);
   // How a problem names `c`: "its signed checkpoint", or the trusted one by its name.
   std::string NameOf(const Checkpoint& c) const;
+  // Whether a checkpoint signed by `key` of `size` is late (key order).
+  bool IsLate(const std::string& key, uint64_t size) const;
+  // Why the late checkpoint of `size` signed by `key` is late.
+  std::string LateWhy(uint64_t size, const std::string& key) const;
+  // The key id that signed `c`; none, the report failed naming why, when `c` is for another
+  // ledger or not signed by a trusted key.
+  std::optional<std::string> SignerOf(const Checkpoint& c);
+  // Starts the walk of checkpoints alongside the entries, once; whether the verifier may go
+  // on (no problem found, no read error).
+  bool StartWalk();
 
   const LedgerRef ledger_;
   const CheckpointKeys keys_;
   const EntryAuthenticator* const authenticator_;
   const std::string trusted_name_;
   std::optional<Checkpoint> trusted_;
-  bool seen_mac_ = false;                // An entry with a MAC was checked.
-  std::vector<Checkpoint> checkpoints_;  // Sorted by size; signatures already checked.
-  std::vector<std::string> signers_;     // The key id that signed each of checkpoints_.
-  // Finds the checkpoints an earlier key signed after the current key took over (late_,
-  // late_failure_) and sets earlier_key_signed_size_.
-  void CheckKeyOrder();
+  // Owns the source of the vector constructor; null otherwise.
+  std::unique_ptr<CheckpointSource> owned_source_;
+  CheckpointSource* source_;
+  absl::Status read_status_;  // The source's first error.
+  bool seen_mac_ = false;     // An entry with a MAC was checked.
+  // The largest checkpoint size the survey saw: the walk alongside the entries stops there.
+  uint64_t surveyed_size_ = 0;
+  // The current key's smallest checkpoint; none when it signed none.
+  std::optional<uint64_t> current_first_;
 
   // The largest checkpoint signed by an earlier key than the current one, in its key's time
   // (not late): entries below it need no MAC of the authenticator's.
   uint64_t earlier_key_signed_size_ = 0;
   struct LateCheckpoint {
-    uint64_t size = 0;  // Of the checkpoint; in late_failure_, the first index it alone covers.
+    uint64_t size = 0;  // In late_failure_, the first index it alone covers.
     std::string why;
   };
-  // The checkpoints an earlier key signed after the current key took over, by size.
-  std::vector<LateCheckpoint> late_;
-  // The first such checkpoint beyond the current key's largest: the ledger is INVALID from the
-  // index it names.
+  // The first checkpoint an earlier key signed after the current key took over beyond the
+  // current key's largest: the ledger is INVALID from the index it names.
   std::optional<LateCheckpoint> late_failure_;
-  size_t next_checkpoint_ = 0;
+  // The checkpoints alongside the entries, the next one first; null until the first entry.
+  std::unique_ptr<Walk> walk_;
+  // Reads the next checkpoint of walk_ into next_ and its signer into next_signer_ (none at
+  // the walk's end).
+  void Advance();
+  std::optional<Checkpoint> next_;
+  std::string next_signer_;
+  std::optional<Checkpoint> newest_checked_;
   uint64_t last_matched_size_ = 0;
   CompactTree tree_;
   std::vector<Hash> completed_;

@@ -75,7 +75,7 @@ void BM_VerifyEntries(benchmark::State& state) {
   for (auto _ : state) {
     LedgerVerifier verifier(kLedger, CheckpointKeys({f.signer->public_key()}), f.checkpoints);
     for (const Entry& e : f.entries) verifier.Add(e);
-    IntegrityReport report = verifier.Finish();
+    IntegrityReport report = verifier.Finish().value();
     if (!report.valid) state.SkipWithError(report.problem.c_str());
     benchmark::DoNotOptimize(report);
   }

@@ -68,7 +68,7 @@ class VerifierTest : public ::testing::Test {
     for (const Entry& e : entries) {
       if (!verifier.Add(e)) break;
     }
-    return verifier.Finish();
+    return verifier.Finish().value();
   }
 
   MemoryLedgerStore store_;
@@ -253,6 +253,113 @@ TEST_F(VerifierTest, ACheckpointOfARetiredKeyPastTheCurrentKeysIsInvalid) {
 }
 
 // A private seed given where a public key belongs: the problem says so, and how to fix it.
+// The checkpoints of a vector; from the `tamper_from`-th walk over them on (each walk starts
+// from the smallest), the first one's signature broken.
+class ChangingSource : public CheckpointSource {
+ public:
+  ChangingSource(std::vector<Checkpoint> checkpoints, int tamper_from)
+      : checkpoints_(std::move(checkpoints)), tamper_from_(tamper_from) {}
+
+  absl::StatusOr<std::vector<Checkpoint>> Page(std::optional<uint64_t> after_size,
+                                               size_t limit) override {
+    if (!error_.ok()) return error_;
+    if (!after_size.has_value()) ++walks_;
+    std::vector<Checkpoint> out;
+    for (const Checkpoint& c : checkpoints_) {
+      if (out.size() < limit && (!after_size.has_value() || c.tree_size > *after_size)) {
+        out.push_back(c);
+      }
+    }
+    if (walks_ >= tamper_from_ && !out.empty() && out[0].tree_size == checkpoints_[0].tree_size) {
+      out[0].signature[0] ^= 1;
+    }
+    return out;
+  }
+
+  absl::Status error_;
+
+ private:
+  std::vector<Checkpoint> checkpoints_;
+  const int tamper_from_;
+  int walks_ = 0;
+};
+
+TEST_F(VerifierTest, ACheckpointChangedAfterItWasFirstReadIsCheckedAgain) {
+  ChangingSource source(checkpoints_, 2);
+  LedgerVerifier verifier(kLedger, CheckpointKeys({signer_->public_key()}), &source);
+  for (const Entry& e : entries_) {
+    if (!verifier.Add(e)) break;
+  }
+  IntegrityReport r = verifier.Finish().value();
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 0u);
+  EXPECT_THAT(r.problem, HasSubstr("the checkpoint of size 16 does not carry a valid signature"));
+
+  ChangingSource intact(checkpoints_, 1'000);
+  LedgerVerifier again(kLedger, CheckpointKeys({signer_->public_key()}), &intact);
+  for (const Entry& e : entries_) ASSERT_TRUE(again.Add(e));
+  r = again.Finish().value();
+  EXPECT_TRUE(r.valid) << r.problem;
+  EXPECT_EQ(r.checkpoints_checked, 2u);
+}
+
+TEST_F(VerifierTest, ASourceThatCannotBeReadIsTheVerdictsStatus) {
+  ChangingSource source(checkpoints_, 1'000);
+  LedgerVerifier verifier(kLedger, CheckpointKeys({signer_->public_key()}), &source);
+  // Read once through on construction; then alongside the entries, from the first.
+  source.error_ = absl::UnavailableError("database down");
+  EXPECT_FALSE(verifier.Add(entries_[0]));
+  EXPECT_EQ(verifier.Finish().status().code(), absl::StatusCode::kUnavailable);
+}
+
+// More checkpoints than a page: each is checked once, a trusted one among them too.
+TEST(VerifierPagesTest, CheckpointsBeyondAPageAreEachCheckedOnce) {
+  const LedgerRef ledger{"proj-prod", "production"};
+  std::unique_ptr<CheckpointSigner> signer =
+      CheckpointSigner::Create(std::string(32, '\x05')).value();
+  const uint64_t n = 2 * LedgerVerifier::kCheckpointPage + 100;
+  std::vector<Entry> entries;
+  std::vector<Checkpoint> checkpoints;
+  CompactTree tree;
+  for (uint64_t i = 0; i < n; ++i) {
+    Entry e;
+    e.ledger = ledger;
+    e.index = i;
+    e.time = absl::FromUnixSeconds(1'800'000'000);
+    e.action = Action::kApiCall;
+    e.actor = SealedSubject{std::string(32, 'a'), "sealed"};
+    e.request_id = absl::StrCat("r", i);
+    e.leaf_hash = EntryLeafHash(e);
+    tree.Append(e.leaf_hash, &e.completed);
+    entries.push_back(std::move(e));
+    checkpoints.push_back(signer->Sign(ledger, tree.size(), tree.Root(), absl::Now()).value());
+  }
+  const Checkpoint stored = checkpoints[1500 - 1];
+  Checkpoint other = signer->Sign(ledger, 1500, tree.Root(), absl::Now()).value();
+  auto verify = [&](std::optional<Checkpoint> trusted) {
+    LedgerVerifier verifier(ledger, CheckpointKeys({signer->public_key()}), checkpoints,
+                            std::move(trusted));
+    for (const Entry& e : entries) {
+      if (!verifier.Add(e)) break;
+    }
+    return verifier.Finish().value();
+  };
+  IntegrityReport r = verify(stored);
+  EXPECT_TRUE(r.valid) << r.problem;
+  EXPECT_EQ(r.checkpoints_checked, n);
+  // A trusted checkpoint of a size stored with another root: checked after the stored one.
+  r = verify(other);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 1500u);
+  EXPECT_THAT(r.problem, HasSubstr("differs from the trusted checkpoint"));
+  // Entries missing past a page: named by the next checkpoint.
+  entries.resize(1200);
+  r = verify(std::nullopt);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 1200u);
+  EXPECT_THAT(r.problem, HasSubstr("a checkpoint of size 1201 was signed"));
+}
+
 TEST(CheckpointKeysTest, ASeedGivenAsAPublicKeyIsNamed) {
   auto current = CheckpointSigner::Create(std::string(32, '\x05')).value();
   auto earlier = CheckpointSigner::Create(std::string(32, '\x06')).value();

@@ -863,7 +863,11 @@ int Run(const Options& o) {
     ++accepted;
     return true;
   });
-  result.report = verifier.Finish();
+  absl::StatusOr<audit::IntegrityReport> report = verifier.Finish();
+  if (!report.ok()) {
+    return Report(o, {ExitCodeOf(report.status()), std::string(report.status().message())});
+  }
+  result.report = *std::move(report);
   result.elapsed = absl::Now() - start;
   result.notes.insert(result.notes.end(), source->notes().begin(), source->notes().end());
   if (!read.ok()) {
