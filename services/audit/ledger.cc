@@ -1005,17 +1005,24 @@ absl::StatusOr<CompactTree> AuditLedger::StoredTree(const LedgerRef& ledger, uin
 
 absl::StatusOr<std::optional<Checkpoint>> AuditLedger::OwnNewestBefore(const LedgerRef& ledger,
                                                                        uint64_t size) {
-  ASSIGN_OR_RETURN(std::vector<Checkpoint> all, store_->ListCheckpoints(ledger));
-  std::sort(all.begin(), all.end(),
-            [](const Checkpoint& a, const Checkpoint& b) { return a.tree_size > b.tree_size; });
-  for (Checkpoint& c : all) {
-    // The signature decides, not the key id it names.
-    if (c.tree_size > 0 && c.tree_size < size && c.key_id == signer_->key_id() &&
-        VerifyCheckpoint(c, signer_->public_key())) {
-      return std::move(c);
+  // A page at a time, smallest first, keeping the largest of this key's below `size`.
+  std::optional<Checkpoint> newest;
+  uint64_t after = 0;
+  while (after + 1 < size) {
+    ASSIGN_OR_RETURN(std::vector<Checkpoint> page,
+                     store_->ListCheckpointsAfter(ledger, after, LedgerVerifier::kCheckpointPage));
+    if (page.empty()) break;
+    after = page.back().tree_size;
+    for (Checkpoint& c : page) {
+      if (c.tree_size >= size) return newest;
+      // The signature decides, not the key id it names.
+      if (c.key_id == signer_->key_id() && VerifyCheckpoint(c, signer_->public_key())) {
+        newest = std::move(c);
+      }
     }
+    if (page.size() < LedgerVerifier::kCheckpointPage) break;
   }
-  return std::nullopt;
+  return newest;
 }
 
 absl::StatusOr<std::vector<LedgerOverview>> AuditLedger::ListLedgers() {

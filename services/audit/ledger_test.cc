@@ -1253,5 +1253,23 @@ TEST_F(ManyCheckpointsTest, KeyOrderIsCheckedAcrossPages) {
   EXPECT_LE(store_.max_checkpoints_read, LedgerVerifier::kCheckpointPage);
 }
 
+TEST_F(ManyCheckpointsTest, SigningAfterALateCheckpointReadsABoundedPageToo) {
+  // The newest checkpoint (2450) is a late one of the retired key A: the signer resumes from
+  // B's own largest below it (2300), found a page at a time, and signs the entries since.
+  AuditLedger under_b(&store_, subjects_.get(), b_.get(), &clock_, {a_->public_key()});
+  Fill(under_b, [&](uint64_t size) -> const CheckpointSigner* {
+    if (size <= 1200) return a_.get();
+    if (size <= 2300) return b_.get();
+    return size == 2450 ? a_.get() : nullptr;
+  });
+  std::vector<LedgerOverview> signed_ledgers;
+  ASSERT_TRUE(under_b.SignCheckpoints(&signed_ledgers).ok());
+  ASSERT_EQ(signed_ledgers.size(), 1u);
+  ASSERT_TRUE(signed_ledgers[0].latest_checkpoint.has_value());
+  EXPECT_EQ(signed_ledgers[0].latest_checkpoint->tree_size, kEntries);
+  EXPECT_EQ(signed_ledgers[0].latest_checkpoint->key_id, b_->key_id());
+  EXPECT_LE(store_.max_checkpoints_read, LedgerVerifier::kCheckpointPage);
+}
+
 }  // namespace
 }  // namespace policy::audit
