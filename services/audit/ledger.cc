@@ -25,10 +25,11 @@ class StoredCheckpoints : public CheckpointSource {
   StoredCheckpoints(LedgerStore* store, LedgerRef ledger)
       : store_(store), ledger_(std::move(ledger)) {}
 
-  // A store holds no checkpoint of size 0 worth reading: it would vouch for nothing.
+  // From the smallest, size 0 included: the service never signs one, so a stored one is forged
+  // and the verifier must see it.
   absl::StatusOr<std::vector<Checkpoint>> Page(std::optional<uint64_t> after_size,
                                                size_t limit) override {
-    return store_->ListCheckpointsAfter(ledger_, after_size.value_or(0), limit);
+    return store_->ListCheckpointsAfter(ledger_, after_size, limit);
   }
 
  private:
