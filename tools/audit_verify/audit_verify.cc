@@ -46,6 +46,7 @@
 #include "policy/audit/v1/audit.grpc.pb.h"
 #include "services/audit/checkpoint.h"
 #include "services/audit/entry.h"
+#include "services/audit/ledger.h"
 #include "services/audit/postgres_ledger_store.h"
 #include "services/audit/proto_convert.h"
 #include "services/audit/verifier.h"
@@ -71,18 +72,20 @@ constexpr char kDescription[] =
 Every entry's leaf hash and the Merkle tree are recomputed and compared with the stored
 hashes and with each checkpoint (signed tree head), whose signature is checked against the
 public keys given here, never against a key the server supplies. Entries are streamed, one at
-a time, in index order.
+a time, in index order, and checkpoints read a page (1000) at a time: memory stays bounded
+however long the ledger.
 
 Source of the ledger (exactly one):
   --target=HOST:PORT   the audit service over gRPC: GetCheckpoint (the newest) and
-                       ListCheckpoints (every one; a server without it: the newest only, with
-                       a note), then ExportEntries from index 0 (needs --requested_by; the
-                       export is itself recorded in the ledger as an audit_read entry)
+                       ListCheckpoints (every one, a page at a time, before and alongside the
+                       export; a server without it: the newest only, with a note), then
+                       ExportEntries from index 0 (needs --requested_by; the export is itself
+                       recorded in the ledger as an audit_read entry)
   --input=FILE         JSON lines as ExportEntries writes them (one policy.audit.v1.Entry in
                        proto3 JSON per line; "-" reads stdin), with --checkpoint=FILE (a
                        policy.audit.v1.Checkpoint in proto3 JSON: the newest signed head)
   --database=URL       the service's PostgreSQL tables (schema audit) in a read-only
-                       session, with every stored checkpoint (they are held in memory)
+                       session, with every stored checkpoint (a page at a time)
 The ledger: --project and --environment; both empty for the organisation's ledger.
 The keys: --public_key=<64 hex digits>[,<64 hex digits>...] or --public_key_file=FILE (hex keys
 separated by commas or line breaks, or one key's 32 raw bytes), as the audit service logs them
@@ -560,15 +563,12 @@ class DatabaseSource : public Source {
   absl::StatusOr<audit::CheckpointSource*> Checkpoints() override {
     absl::StatusOr<uint64_t> size = store_.Size(ledger_);
     if (!size.ok()) return Explain(size.status());
-    absl::StatusOr<std::vector<Checkpoint>> checkpoints = store_.ListCheckpoints(ledger_);
-    if (!checkpoints.ok()) return Explain(checkpoints.status());
     if (*size == 0) {
       notes_.push_back(absl::StrCat("the database holds no entry of ledger ",
                                     audit::LedgerName(ledger_),
                                     " (check --project and --environment)"));
     }
-    checkpoints_ = std::make_unique<audit::VectorCheckpointSource>(*std::move(checkpoints));
-    return checkpoints_.get();
+    return &checkpoints_;
   }
 
   absl::Status ForEachEntry(const Sink& sink) override {
@@ -628,7 +628,24 @@ class DatabaseSource : public Source {
   pg::Pool pool_;
   audit::PostgresLedgerStore store_;
   const LedgerRef ledger_;
-  std::unique_ptr<audit::CheckpointSource> checkpoints_;
+
+  // The stored checkpoints, a page at a time, their errors explained.
+  class ExplainedCheckpoints : public audit::CheckpointSource {
+   public:
+    explicit ExplainedCheckpoints(DatabaseSource* source)
+        : source_(source), stored_(&source->store_, source->ledger_) {}
+    absl::StatusOr<std::vector<Checkpoint>> Page(std::optional<uint64_t> after_size,
+                                                 size_t limit) override {
+      absl::StatusOr<std::vector<Checkpoint>> page = stored_.Page(after_size, limit);
+      if (!page.ok()) return source_->Explain(page.status());
+      return page;
+    }
+
+   private:
+    DatabaseSource* const source_;
+    audit::StoredCheckpoints stored_;
+  };
+  ExplainedCheckpoints checkpoints_{this};
 };
 
 // The checkpoints of a source, remembering the largest of the first read through all of them
