@@ -19,22 +19,6 @@ constexpr size_t kReadChunk = 5000;
 // How many entries a compliance summary reads at a time.
 constexpr size_t kSummaryChunk = 500;
 
-// The stored checkpoints of a ledger, read a page at a time.
-class StoredCheckpoints : public CheckpointSource {
- public:
-  StoredCheckpoints(LedgerStore* store, LedgerRef ledger)
-      : store_(store), ledger_(std::move(ledger)) {}
-
-  // A store holds no checkpoint of size 0 worth reading: it would vouch for nothing.
-  absl::StatusOr<std::vector<Checkpoint>> Page(std::optional<uint64_t> after_size,
-                                               size_t limit) override {
-    return store_->ListCheckpointsAfter(ledger_, after_size.value_or(0), limit);
-  }
-
- private:
-  LedgerStore* const store_;
-  const LedgerRef ledger_;
-};
 // The metadata key under which subject_forgotten records of earlier releases hold
 // SubjectCipher::RequestBinding of their request id and subject. Records no longer carry it:
 // whoever holds the master key could test guesses of the forgotten subject against it.
@@ -75,6 +59,14 @@ std::vector<std::string> CurrentThen(std::string current, std::vector<std::strin
 }
 
 }  // namespace
+
+StoredCheckpoints::StoredCheckpoints(LedgerStore* store, LedgerRef ledger)
+    : store_(store), ledger_(std::move(ledger)) {}
+
+absl::StatusOr<std::vector<Checkpoint>> StoredCheckpoints::Page(std::optional<uint64_t> after_size,
+                                                                size_t limit) {
+  return store_->ListCheckpointsAfter(ledger_, after_size, limit);
+}
 
 AuditLedger::AuditLedger(LedgerStore* store, const SubjectCipher* subjects,
                          const CheckpointSigner* signer, Clock* clock,

@@ -30,6 +30,20 @@
 // creates nothing. Thread-safe.
 namespace policy::audit {
 
+// The checkpoints `store` (which must outlive it) holds of `ledger`, read a page at a time,
+// from the smallest, size 0 included: the service never signs one, so a stored one is forged
+// and a verifier must see it.
+class StoredCheckpoints : public CheckpointSource {
+ public:
+  StoredCheckpoints(LedgerStore* store, LedgerRef ledger);
+  absl::StatusOr<std::vector<Checkpoint>> Page(std::optional<uint64_t> after_size,
+                                               size_t limit) override;
+
+ private:
+  LedgerStore* const store_;
+  const LedgerRef ledger_;
+};
+
 // An entry with its identifiers opened; empty once the subject was forgotten.
 struct RevealedEntry {
   Entry entry;

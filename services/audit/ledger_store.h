@@ -112,11 +112,10 @@ class LedgerStore {
   virtual absl::StatusOr<Checkpoint> GetCheckpoint(const LedgerRef& ledger, uint64_t tree_size) = 0;
   // Every checkpoint of `ledger`, by tree size, smallest first.
   virtual absl::StatusOr<std::vector<Checkpoint>> ListCheckpoints(const LedgerRef& ledger) = 0;
-  // At most `limit` checkpoints of `ledger` of tree sizes above `after_size`, smallest first:
-  // a page, read without reading the others.
-  virtual absl::StatusOr<std::vector<Checkpoint>> ListCheckpointsAfter(const LedgerRef& ledger,
-                                                                       uint64_t after_size,
-                                                                       size_t limit) = 0;
+  // At most `limit` checkpoints of `ledger` of tree sizes above `after_size` (none: every
+  // size, 0 included), smallest first: a page, read without reading the others.
+  virtual absl::StatusOr<std::vector<Checkpoint>> ListCheckpointsAfter(
+      const LedgerRef& ledger, std::optional<uint64_t> after_size, size_t limit) = 0;
 
   // Subject keys (subjects.h). Returns the stored key of each candidate's locator, storing
   // the candidate when the locator has none; concurrent callers end up with the same key.

@@ -564,6 +564,15 @@ TEST_P(LedgerStoreConformanceTest, Checkpoints) {
       store_->ListCheckpointsAfter(ledger_, std::numeric_limits<uint64_t>::max(), 10).value(),
       IsEmpty());
   EXPECT_THAT(store_->ListCheckpointsAfter(Ledger("-none"), 0, 10).value(), IsEmpty());
+  // No bound: size 0 too (the service never signs one; verification must see a forged one).
+  EXPECT_THAT(store_->ListCheckpointsAfter(ledger_, std::nullopt, 10).value(),
+              ElementsAre(c5, c10));
+  const Checkpoint c0 = checkpoint(0, std::string(64, '\x01'));
+  ASSERT_TRUE(store_->AddCheckpoint(c0).ok());
+  EXPECT_THAT(store_->ListCheckpointsAfter(ledger_, std::nullopt, 1).value(), ElementsAre(c0));
+  EXPECT_THAT(store_->ListCheckpointsAfter(ledger_, std::nullopt, 10).value(),
+              ElementsAre(c0, c5, c10));
+  EXPECT_THAT(store_->ListCheckpointsAfter(ledger_, 0, 10).value(), ElementsAre(c5, c10));
   // A checkpoint makes its ledger known (empty).
   bool listed = false;
   const std::vector<LedgerSize> ledgers = store_->ListLedgers().value();

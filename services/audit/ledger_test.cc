@@ -789,7 +789,7 @@ class RollbackStore : public MemoryLedgerStore {
     return all;
   }
   absl::StatusOr<std::vector<Checkpoint>> ListCheckpointsAfter(const LedgerRef& ledger,
-                                                               uint64_t after_size,
+                                                               std::optional<uint64_t> after_size,
                                                                size_t limit) override {
     ASSIGN_OR_RETURN(std::vector<Checkpoint> page,
                      MemoryLedgerStore::ListCheckpointsAfter(ledger, after_size, limit));
@@ -1118,7 +1118,7 @@ class CountingStore : public MemoryLedgerStore {
     return out;
   }
   absl::StatusOr<std::vector<Checkpoint>> ListCheckpointsAfter(const LedgerRef& ledger,
-                                                               uint64_t after_size,
+                                                               std::optional<uint64_t> after_size,
                                                                size_t limit) override {
     absl::StatusOr<std::vector<Checkpoint>> out =
         MemoryLedgerStore::ListCheckpointsAfter(ledger, after_size, limit);

@@ -186,14 +186,14 @@ absl::StatusOr<std::vector<Checkpoint>> MemoryLedgerStore::ListCheckpoints(
 }
 
 absl::StatusOr<std::vector<Checkpoint>> MemoryLedgerStore::ListCheckpointsAfter(
-    const LedgerRef& ledger, uint64_t after_size, size_t limit) {
+    const LedgerRef& ledger, std::optional<uint64_t> after_size, size_t limit) {
   absl::MutexLock lock(&mu_);
   std::vector<Checkpoint> out;
   auto it = ledgers_.find(ledger);
   if (it == ledgers_.end()) return out;
   const auto& checkpoints = it->second.checkpoints;
-  for (auto c = checkpoints.upper_bound(after_size); c != checkpoints.end() && out.size() < limit;
-       ++c) {
+  for (auto c = after_size.has_value() ? checkpoints.upper_bound(*after_size) : checkpoints.begin();
+       c != checkpoints.end() && out.size() < limit; ++c) {
     out.push_back(c->second);
   }
   return out;

@@ -3,6 +3,7 @@
 
 #include <deque>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,7 +36,7 @@ class MemoryLedgerStore : public LedgerStore {
   absl::StatusOr<Checkpoint> GetCheckpoint(const LedgerRef& ledger, uint64_t tree_size) override;
   absl::StatusOr<std::vector<Checkpoint>> ListCheckpoints(const LedgerRef& ledger) override;
   absl::StatusOr<std::vector<Checkpoint>> ListCheckpointsAfter(const LedgerRef& ledger,
-                                                               uint64_t after_size,
+                                                               std::optional<uint64_t> after_size,
                                                                size_t limit) override;
   absl::StatusOr<std::vector<SubjectKey>> GetOrAddSubjectKeys(
       const std::vector<SubjectKey>& candidates) override;

@@ -856,10 +856,11 @@ absl::StatusOr<std::vector<Checkpoint>> PostgresLedgerStore::ListCheckpoints(
 }
 
 absl::StatusOr<std::vector<Checkpoint>> PostgresLedgerStore::ListCheckpointsAfter(
-    const LedgerRef& ledger, uint64_t after_size, size_t limit) {
+    const LedgerRef& ledger, std::optional<uint64_t> after_size, size_t limit) {
   std::vector<Checkpoint> out;
   // Sizes past the largest a bigint holds have no checkpoint.
-  if (limit == 0 || after_size >= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+  if (limit == 0 ||
+      after_size.value_or(0) >= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
     return out;
   }
   RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
@@ -870,7 +871,7 @@ absl::StatusOr<std::vector<Checkpoint>> PostgresLedgerStore::ListCheckpointsAfte
         absl::StrCat("SELECT ", kCheckpointColumns,
                      " FROM audit.checkpoints WHERE ledger_id = $1 AND tree_size > $2 "
                      "ORDER BY tree_size LIMIT $3"),
-        *id, ClampToInt64(after_size), ClampToInt64(limit));
+        *id, after_size.has_value() ? ClampToInt64(*after_size) : int64_t{-1}, ClampToInt64(limit));
     for (const pqxx::row& row : rows) {
       ASSIGN_OR_RETURN(Checkpoint c, CheckpointFromRow(row, ledger));
       out.push_back(std::move(c));

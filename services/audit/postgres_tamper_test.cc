@@ -683,6 +683,30 @@ TEST_F(PostgresTamperTest, AnUnreadableRowFailsVerification) {
   }
 }
 
+// A checkpoint row of tree size 0, which the service never signs, inserted by the tables'
+// owner: verification reads it (it is no checkpoint of the service's) and the ledger is
+// INVALID.
+TEST_F(PostgresTamperTest, AForgedCheckpointOfSizeZeroIsFound) {
+  const LedgerRef ledger = Ledger("forged-size-0");
+  Build({ledger});
+  ASSERT_TRUE(audit_->Verify(ledger).value().valid);
+  {
+    pqxx::connection c(pg::ConnectionString(url_, absl::Seconds(5)));
+    pqxx::work tx(c);
+    tx.exec_params(
+        "INSERT INTO audit.checkpoints (ledger_id, tree_size, root_hash, signed_at, signature, "
+        "key_id) SELECT ledger_id, 0, root_hash, signed_at, signature, key_id FROM "
+        "audit.checkpoints WHERE tree_size = $2 AND ledger_id = (SELECT id FROM audit.ledgers "
+        "WHERE project = $1)",
+        ledger.project, static_cast<int64_t>(kFirstCheckpoint));
+    tx.commit();
+  }
+  const IntegrityReport r = audit_->Verify(ledger).value();
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.first_bad_index, 0u);
+  EXPECT_THAT(r.problem, HasSubstr("size 0"));
+}
+
 // The reviewer's attacks on the signer: each leaves rows and checkpoints that agree with each
 // other, so only what the service keeps outside the rows (the entries' MACs, the head it
 // remembers) tells them apart. The service refuses to sign, and its Verify is INVALID.

@@ -8,38 +8,28 @@
 #include "absl/strings/str_cat.h"
 
 namespace policy::audit {
-namespace {
 
-// Checkpoints already in memory, sorted by size (stably).
-class VectorSource : public CheckpointSource {
- public:
-  explicit VectorSource(std::vector<Checkpoint> checkpoints)
-      : checkpoints_(std::move(checkpoints)) {
-    std::stable_sort(
-        checkpoints_.begin(), checkpoints_.end(),
-        [](const Checkpoint& a, const Checkpoint& b) { return a.tree_size < b.tree_size; });
+VectorCheckpointSource::VectorCheckpointSource(std::vector<Checkpoint> checkpoints)
+    : checkpoints_(std::move(checkpoints)) {
+  std::stable_sort(
+      checkpoints_.begin(), checkpoints_.end(),
+      [](const Checkpoint& a, const Checkpoint& b) { return a.tree_size < b.tree_size; });
+}
+
+absl::StatusOr<std::vector<Checkpoint>> VectorCheckpointSource::Page(
+    std::optional<uint64_t> after_size, size_t limit) {
+  auto it =
+      after_size.has_value()
+          ? std::upper_bound(checkpoints_.begin(), checkpoints_.end(), *after_size,
+                             [](uint64_t size, const Checkpoint& c) { return size < c.tree_size; })
+          : checkpoints_.begin();
+  std::vector<Checkpoint> out;
+  for (; it != checkpoints_.end(); ++it) {
+    if (out.size() >= limit && !out.empty() && it->tree_size != out.back().tree_size) break;
+    out.push_back(*it);
   }
-
-  absl::StatusOr<std::vector<Checkpoint>> Page(std::optional<uint64_t> after_size,
-                                               size_t limit) override {
-    auto it = after_size.has_value()
-                  ? std::upper_bound(
-                        checkpoints_.begin(), checkpoints_.end(), *after_size,
-                        [](uint64_t size, const Checkpoint& c) { return size < c.tree_size; })
-                  : checkpoints_.begin();
-    std::vector<Checkpoint> out;
-    for (; it != checkpoints_.end(); ++it) {
-      if (out.size() >= limit && !out.empty() && it->tree_size != out.back().tree_size) break;
-      out.push_back(*it);
-    }
-    return out;
-  }
-
- private:
-  std::vector<Checkpoint> checkpoints_;
-};
-
-}  // namespace
+  return out;
+}
 
 // The checkpoints of a source of sizes above `after_size` (none: from the smallest) up to
 // `last_size`, by size, a page at a time, with `trusted` among them (after the stored ones of
@@ -113,7 +103,7 @@ LedgerVerifier::LedgerVerifier(LedgerRef ledger, CheckpointKeys keys,
                                const EntryAuthenticator* authenticator, std::string trusted_name)
     : LedgerVerifier(std::move(ledger), std::move(keys), static_cast<CheckpointSource*>(nullptr),
                      std::move(trusted), authenticator, std::move(trusted_name)) {
-  owned_source_ = std::make_unique<VectorSource>(std::move(checkpoints));
+  owned_source_ = std::make_unique<VectorCheckpointSource>(std::move(checkpoints));
   source_ = owned_source_.get();
   Survey();
 }

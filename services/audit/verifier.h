@@ -79,6 +79,17 @@ class CheckpointSource {
                                                        size_t limit) = 0;
 };
 
+// Checkpoints already in memory (in any order).
+class VectorCheckpointSource : public CheckpointSource {
+ public:
+  explicit VectorCheckpointSource(std::vector<Checkpoint> checkpoints);
+  absl::StatusOr<std::vector<Checkpoint>> Page(std::optional<uint64_t> after_size,
+                                               size_t limit) override;
+
+ private:
+  std::vector<Checkpoint> checkpoints_;  // By size, stably.
+};
+
 class LedgerVerifier {
  public:
   // How many checkpoints the verifier asks its source for at a time.

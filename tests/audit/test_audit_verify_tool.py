@@ -113,7 +113,7 @@ def append(process, count, tag, project=PROJECT, environment=ENVIRONMENT):
             model="gpt-4o", tokens=100 + i, latency=duration_pb2.Duration(nanos=1000 * i),
             outcome=audit_pb2.OUTCOME_BLOCKED if i % 4 == 0 else audit_pb2.OUTCOME_SUCCESS,
             metadata={"route": f"/v1/chat/{i}", "tag": tag},
-            content_hash=bytes([i]) * 32, request_id=f"{tag}-{i}",
+            content_hash=bytes([i % 256]) * 32, request_id=f"{tag}-{i}",
             subject=f"{tag}-subject{i}@example.com" if i % 3 == 2 else "")
         last = audit.Append(audit_pb2.AppendRequest(entry=entry), timeout=10).entry.index
     return last
@@ -634,6 +634,134 @@ class LargeEntriesTest(unittest.TestCase):
         self.assertEqual(proc.returncode, 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
         self.assertTrue(json.loads(proc.stdout)["valid"], proc.stdout)
 
+
+def merkle_root(leaves):
+    """The Merkle root (services/audit/merkle.h) over leaf hashes (bytes), at least one."""
+    if len(leaves) == 1:
+        return leaves[0]
+    split = 1
+    while split * 2 < len(leaves):
+        split *= 2
+    return hashlib.sha256(b"\x01" + merkle_root(leaves[:split]) +
+                          merkle_root(leaves[split:])).digest()
+
+
+def sign_checkpoint(project, environment, size, root, micros, seed_hex):
+    """A v1.Checkpoint of `size` signed as CheckpointSigner signs (checkpoint.h)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(seed_hex))
+    note = (f"policy-suite audit checkpoint v1\nledger {project or '-'} {environment or '-'}\n"
+            f"size {size}\nroot {root.hex()}\ntime {micros}\n")
+    checkpoint = audit_pb2.Checkpoint(
+        ledger=ledger(project, environment), tree_size=size, root_hash=root, note=note,
+        signature=key.sign(note.encode()), key_id=key_id(PUBLIC_KEY))
+    checkpoint.time.FromMicroseconds(micros)
+    return checkpoint
+
+
+class ManyCheckpointsTest(unittest.TestCase):
+    """A ledger signed at every size, more checkpoints than the verifier reads at a time
+    (LedgerVerifier::kCheckpointPage, 1000), served by a fake server that lists at most
+    SERVER_PAGE a call: audit_verify reads them a page at a time alongside the export, not
+    every one before it, and checks every one as strictly."""
+
+    PROJECT = "manycheckpoints"
+    COUNT = 2100
+    SERVER_PAGE = 300
+
+    @classmethod
+    def setUpClass(cls):
+        append(MAIN, cls.COUNT, "many", project=cls.PROJECT)
+        chunks = list(stub(MAIN).ExportEntries(audit_pb2.ExportEntriesRequest(
+            ledger=ledger(cls.PROJECT), requested_by="exporter@example.com"), timeout=60))
+        cls.lines = [line for c in chunks for line in c.jsonl.decode().splitlines()]
+        leaves = [base64.b64decode(json.loads(line)["leaf_hash"]) for line in cls.lines]
+        cls.size = len(leaves)
+        assert cls.size >= cls.COUNT, cls.size
+        # Each size's root from the tree of the size before it would be quadratic: fold a
+        # frontier of perfect subtrees instead.
+        cls.roots, frontier = [], []  # frontier: (height, hash), the tallest first
+        for leaf in leaves:
+            node = (0, leaf)
+            while frontier and frontier[-1][0] == node[0]:
+                height, left = frontier.pop()
+                node = (height + 1, hashlib.sha256(b"\x01" + left + node[1]).digest())
+            frontier.append(node)
+            root = frontier[-1][1]
+            for _, left in reversed(frontier[:-1]):
+                root = hashlib.sha256(b"\x01" + left + root).digest()
+            cls.roots.append(root)
+        assert cls.roots[-1] == merkle_root(leaves)
+
+    def serve(self, roots):
+        """Runs audit_verify against a fake server of the ledger's export and a checkpoint of
+        every size (of root roots[size - 1]); returns the process and, per ListCheckpoints
+        call, its after_size and how many entries the export had sent."""
+        project, lines = self.PROJECT, self.lines
+        checkpoints = [sign_checkpoint(project, ENVIRONMENT, size, root, 1_700_000_000_000_000
+                                       + size, SIGNING_KEY)
+                       for size, root in enumerate(roots, start=1)]
+        calls, sent = [], [0]
+        server_page = self.SERVER_PAGE
+
+        class Fake(audit_pb2_grpc.AuditServiceServicer):
+            def GetCheckpoint(self, request, context):
+                return audit_pb2.GetCheckpointResponse(
+                    checkpoint=checkpoints[-1], public_key=bytes.fromhex(PUBLIC_KEY))
+
+            def ListCheckpoints(self, request, context):
+                calls.append((request.after_size, sent[0]))
+                after = [c for c in checkpoints if c.tree_size > request.after_size]
+                page = after[:min(request.page_size or 1000, server_page)]
+                return audit_pb2.ListCheckpointsResponse(
+                    checkpoints=page,
+                    next_after_size=page[-1].tree_size if len(after) > len(page) else 0)
+
+            def ExportEntries(self, request, context):
+                for i in range(0, len(lines), 50):
+                    sent[0] = i
+                    yield audit_pb2.ExportEntriesResponse(
+                        jsonl="".join(line + "\n" for line in lines[i:i + 50]).encode(),
+                        next_index=min(i + 50, len(lines)))
+                sent[0] = len(lines)
+
+        from concurrent import futures
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(Fake(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        try:
+            proc = run_verify(project=self.PROJECT, target=f"127.0.0.1:{port}",
+                              requested_by="auditor@example.com")
+        finally:
+            server.stop(None)
+        return proc, calls
+
+    def test_every_checkpoint_is_checked_a_page_at_a_time(self):
+        proc, calls = self.serve(self.roots)
+        self.assertEqual(proc.returncode, 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        report = json.loads(proc.stdout)
+        self.assertTrue(report["valid"], report)
+        self.assertEqual(report["entries_checked"], self.size)
+        self.assertEqual(report["checkpoints_checked"], self.size)
+        self.assertEqual(report["checkpoints_by_key"], {key_id(PUBLIC_KEY): self.size})
+        self.assertEqual(report["newest_checkpoint"]["tree_size"], self.size)
+        self.assertEqual(report["root"], self.roots[-1].hex())
+        self.assertEqual(report["unsigned_entries"], 0)
+        # The checkpoints past the first 1000 are read again once the export has passed them:
+        # they are not all held from before the export.
+        self.assertTrue(any(after >= 1000 and sent >= 1000 for after, sent in calls), calls)
+
+    def test_a_checkpoint_past_the_first_page_that_differs_is_found(self):
+        roots = list(self.roots)
+        roots[1499] = hashlib.sha256(b"another tree").digest()  # the checkpoint of size 1500
+        proc, _ = self.serve(roots)
+        self.assertEqual(proc.returncode, 1, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        report = json.loads(proc.stdout)
+        self.assertFalse(report["valid"], report)
+        self.assertEqual(report["first_bad_index"], 1499)
+        self.assertIn("the tree of size 1500 differs from its signed checkpoint", report["problem"])
+        self.assertEqual(report["checkpoints_checked"], 1499)
 
 if __name__ == "__main__":
     unittest.main()

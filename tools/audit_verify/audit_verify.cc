@@ -46,6 +46,7 @@
 #include "policy/audit/v1/audit.grpc.pb.h"
 #include "services/audit/checkpoint.h"
 #include "services/audit/entry.h"
+#include "services/audit/ledger.h"
 #include "services/audit/postgres_ledger_store.h"
 #include "services/audit/proto_convert.h"
 #include "services/audit/verifier.h"
@@ -71,18 +72,20 @@ constexpr char kDescription[] =
 Every entry's leaf hash and the Merkle tree are recomputed and compared with the stored
 hashes and with each checkpoint (signed tree head), whose signature is checked against the
 public keys given here, never against a key the server supplies. Entries are streamed, one at
-a time, in index order.
+a time, in index order, and checkpoints read a page (1000) at a time: memory stays bounded
+however long the ledger.
 
 Source of the ledger (exactly one):
   --target=HOST:PORT   the audit service over gRPC: GetCheckpoint (the newest) and
-                       ListCheckpoints (every one; a server without it: the newest only, with
-                       a note), then ExportEntries from index 0 (needs --requested_by; the
-                       export is itself recorded in the ledger as an audit_read entry)
+                       ListCheckpoints (every one, a page at a time, before and alongside the
+                       export; a server without it: the newest only, with a note), then
+                       ExportEntries from index 0 (needs --requested_by; the export is itself
+                       recorded in the ledger as an audit_read entry)
   --input=FILE         JSON lines as ExportEntries writes them (one policy.audit.v1.Entry in
                        proto3 JSON per line; "-" reads stdin), with --checkpoint=FILE (a
                        policy.audit.v1.Checkpoint in proto3 JSON: the newest signed head)
   --database=URL       the service's PostgreSQL tables (schema audit) in a read-only
-                       session, with every stored checkpoint (they are held in memory)
+                       session, with every stored checkpoint (a page at a time)
 The ledger: --project and --environment; both empty for the organisation's ledger.
 The keys: --public_key=<64 hex digits>[,<64 hex digits>...] or --public_key_file=FILE (hex keys
 separated by commas or line breaks, or one key's 32 raw bytes), as the audit service logs them
@@ -263,6 +266,22 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
 // Receives the stored entries in the order read; returns false to stop reading.
 using Sink = std::function<bool(const Entry&)>;
 
+// Calls `visit` on every checkpoint of `source`, smallest first, a page at a time, until it
+// returns false; the source's error when it fails.
+absl::Status ForEachCheckpoint(audit::CheckpointSource* source,
+                               const std::function<bool(const Checkpoint&)>& visit) {
+  for (std::optional<uint64_t> after;;) {
+    absl::StatusOr<std::vector<Checkpoint>> page =
+        source->Page(after, audit::LedgerVerifier::kCheckpointPage);
+    if (!page.ok()) return page.status();
+    for (const Checkpoint& c : *page) {
+      if (!visit(c)) return absl::OkStatus();
+    }
+    if (page->size() < audit::LedgerVerifier::kCheckpointPage) return absl::OkStatus();
+    after = page->back().tree_size;
+  }
+}
+
 // Where a ledger is read from. Checkpoints() is called once, before ForEachEntry().
 //
 // ForEachEntry's errors: DATA_LOSS when the source holds something that is not a valid entry
@@ -272,8 +291,10 @@ class Source {
  public:
   virtual ~Source() = default;
   virtual std::string Describe() const = 0;
-  // The signed checkpoints the source holds for the ledger (none is not an error).
-  virtual absl::StatusOr<std::vector<Checkpoint>> Checkpoints() = 0;
+  // The signed checkpoints the source holds for the ledger (none is not an error), read a page
+  // at a time; the source owns them. Errors: as ForEachEntry's, DATA_LOSS for a malformed
+  // checkpoint (from Checkpoints() or from a page).
+  virtual absl::StatusOr<audit::CheckpointSource*> Checkpoints() = 0;
   virtual absl::Status ForEachEntry(const Sink& sink) = 0;
   // Remarks found while reading (say, a public key the server reports).
   const std::vector<std::string>& notes() const { return notes_; }
@@ -308,13 +329,15 @@ class FileSource : public Source {
     return absl::StrCat("file ", path_ == "-" ? "<stdin>" : path_);
   }
 
-  absl::StatusOr<std::vector<Checkpoint>> Checkpoints() override {
+  absl::StatusOr<audit::CheckpointSource*> Checkpoints() override {
     std::vector<Checkpoint> out;
-    if (checkpoint_path_.empty()) return out;
-    absl::StatusOr<Checkpoint> c = LoadCheckpoint(checkpoint_path_, "--checkpoint", &notes_);
-    if (!c.ok()) return c.status();
-    out.push_back(*std::move(c));
-    return out;
+    if (!checkpoint_path_.empty()) {
+      absl::StatusOr<Checkpoint> c = LoadCheckpoint(checkpoint_path_, "--checkpoint", &notes_);
+      if (!c.ok()) return c.status();
+      out.push_back(*std::move(c));
+    }
+    checkpoints_ = std::make_unique<audit::VectorCheckpointSource>(std::move(out));
+    return checkpoints_.get();
   }
 
   absl::Status ForEachEntry(const Sink& sink) override {
@@ -340,6 +363,7 @@ class FileSource : public Source {
  private:
   const std::string path_;
   const std::string checkpoint_path_;
+  std::unique_ptr<audit::CheckpointSource> checkpoints_;
 };
 
 class RpcSource : public Source {
@@ -374,10 +398,11 @@ class RpcSource : public Source {
     return absl::OkStatus();
   }
 
-  // Every checkpoint the server lists (ListCheckpoints), else the newest (a server of an
-  // earlier release, with a note). Asked for before the export, so that the entries read
-  // afterwards cover them even while the ledger grows.
-  absl::StatusOr<std::vector<Checkpoint>> Checkpoints() override {
+  // The checkpoints the server lists (ListCheckpoints), read a page at a time, and the newest
+  // (GetCheckpoint) when it is larger than every one listed; the newest alone from a server
+  // of an earlier release (with a note). The newest is asked for before the export, so that
+  // the entries read afterwards cover it even while the ledger grows.
+  absl::StatusOr<audit::CheckpointSource*> Checkpoints() override {
     if (absl::Status s = Connect(); !s.ok()) return s;
     audit::v1::GetCheckpointRequest request;
     audit::ToProto(ledger_, request.mutable_ledger());
@@ -386,11 +411,10 @@ class RpcSource : public Source {
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
     grpc::Status status = stub_->GetCheckpoint(&context, request, &response);
-    std::vector<Checkpoint> out;
     if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
       notes_.push_back(absl::StrCat("the server has no signed checkpoint of ledger ",
                                     audit::LedgerName(ledger_), ": ", status.error_message()));
-      return out;
+      return &pages_;
     }
     if (!status.ok()) return FromGrpc(status, "GetCheckpoint");
     if (!keys_.Has(audit::KeyIdOf(response.public_key()))) {
@@ -404,47 +428,8 @@ class RpcSource : public Source {
       return absl::DataLossError(
           absl::StrCat("the server's checkpoint is malformed: ", checkpoint.status().message()));
     }
-    absl::StatusOr<std::vector<Checkpoint>> all = ListAll();
-    if (absl::IsUnimplemented(all.status())) {
-      notes_.push_back(
-          "the server cannot list its checkpoints (a release before ListCheckpoints): only the "
-          "newest was checked; verify from the database (--database) to check every one");
-      out.push_back(*std::move(checkpoint));
-      return out;
-    }
-    if (!all.ok()) return all.status();
-    // The newest, if signed after the list was read, is checked too.
-    if (all->empty() || all->back().tree_size < checkpoint->tree_size) {
-      all->push_back(*std::move(checkpoint));
-    }
-    return all;
-  }
-
-  // Every checkpoint of the ledger, page by page.
-  absl::StatusOr<std::vector<Checkpoint>> ListAll() {
-    std::vector<Checkpoint> out;
-    for (uint64_t after = 0;;) {
-      audit::v1::ListCheckpointsRequest request;
-      audit::ToProto(ledger_, request.mutable_ledger());
-      request.set_after_size(after);
-      audit::v1::ListCheckpointsResponse response;
-      grpc::ClientContext context;
-      context.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
-      grpc::Status status = stub_->ListCheckpoints(&context, request, &response);
-      if (!status.ok()) return FromGrpc(status, "ListCheckpoints");
-      for (const audit::v1::Checkpoint& proto : response.checkpoints()) {
-        absl::StatusOr<Checkpoint> c = audit::CheckpointFromProto(proto);
-        if (!c.ok()) {
-          return absl::DataLossError(absl::StrCat("the server's checkpoint of size ",
-                                                  proto.tree_size(),
-                                                  " is malformed: ", c.status().message()));
-        }
-        out.push_back(*std::move(c));
-      }
-      // A server that does not move on would keep this loop going.
-      if (response.next_after_size() == 0 || response.next_after_size() <= after) return out;
-      after = response.next_after_size();
-    }
+    pages_.newest = *std::move(checkpoint);
+    return &pages_;
   }
 
   absl::Status ForEachEntry(const Sink& sink) override {
@@ -497,6 +482,67 @@ class RpcSource : public Source {
   const audit::CheckpointKeys keys_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<audit::v1::AuditService::Stub> stub_;
+
+  // The pages of ListCheckpoints, ending with the newest when it is larger than every one
+  // listed; nothing when the server has no newest.
+  class Pages : public audit::CheckpointSource {
+   public:
+    explicit Pages(RpcSource* source) : source_(source) {}
+
+    absl::StatusOr<std::vector<Checkpoint>> Page(std::optional<uint64_t> after_size,
+                                                 size_t limit) override {
+      std::vector<Checkpoint> out;
+      if (!newest.has_value()) return out;
+      uint64_t after = after_size.value_or(0);
+      bool end = unimplemented_;
+      while (!end && out.size() < limit) {
+        audit::v1::ListCheckpointsRequest request;
+        audit::ToProto(source_->ledger_, request.mutable_ledger());
+        request.set_after_size(after);
+        request.set_page_size(
+            static_cast<uint32_t>(std::min(limit - out.size(), audit::kMaxPageSize)));
+        audit::v1::ListCheckpointsResponse response;
+        grpc::ClientContext context;
+        context.set_deadline(absl::ToChronoTime(absl::Now() + source_->timeout_));
+        grpc::Status status = source_->stub_->ListCheckpoints(&context, request, &response);
+        if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+          unimplemented_ = true;
+          source_->notes_.push_back(
+              "the server cannot list its checkpoints (a release before ListCheckpoints): only "
+              "the newest was checked; verify from the database (--database) to check every one");
+          break;
+        }
+        if (!status.ok()) return FromGrpc(status, "ListCheckpoints");
+        for (const audit::v1::Checkpoint& proto : response.checkpoints()) {
+          absl::StatusOr<Checkpoint> c = audit::CheckpointFromProto(proto);
+          if (!c.ok()) {
+            return absl::DataLossError(absl::StrCat("the server's checkpoint of size ",
+                                                    proto.tree_size(),
+                                                    " is malformed: ", c.status().message()));
+          }
+          out.push_back(*std::move(c));
+        }
+        // A server that does not move on would keep this loop going.
+        end = response.next_after_size() == 0 || response.next_after_size() <= after;
+        after = response.next_after_size();
+      }
+      // The newest, if signed after the list was read, is checked too.
+      const std::optional<uint64_t> largest =
+          out.empty() ? after_size : std::optional<uint64_t>(out.back().tree_size);
+      if ((end || unimplemented_) && out.size() < limit &&
+          (!largest.has_value() || newest->tree_size > *largest)) {
+        out.push_back(*newest);
+      }
+      return out;
+    }
+
+    std::optional<Checkpoint> newest;  // The server's, from GetCheckpoint.
+
+   private:
+    RpcSource* const source_;
+    bool unimplemented_ = false;
+  };
+  Pages pages_{this};
 };
 
 class DatabaseSource : public Source {
@@ -514,17 +560,15 @@ class DatabaseSource : public Source {
     return absl::StrCat("database ", config::RedactUrlPassword(url_));
   }
 
-  absl::StatusOr<std::vector<Checkpoint>> Checkpoints() override {
+  absl::StatusOr<audit::CheckpointSource*> Checkpoints() override {
     absl::StatusOr<uint64_t> size = store_.Size(ledger_);
     if (!size.ok()) return Explain(size.status());
-    absl::StatusOr<std::vector<Checkpoint>> checkpoints = store_.ListCheckpoints(ledger_);
-    if (!checkpoints.ok()) return Explain(checkpoints.status());
     if (*size == 0) {
       notes_.push_back(absl::StrCat("the database holds no entry of ledger ",
                                     audit::LedgerName(ledger_),
                                     " (check --project and --environment)"));
     }
-    return checkpoints;
+    return &checkpoints_;
   }
 
   absl::Status ForEachEntry(const Sink& sink) override {
@@ -584,6 +628,50 @@ class DatabaseSource : public Source {
   pg::Pool pool_;
   audit::PostgresLedgerStore store_;
   const LedgerRef ledger_;
+
+  // The stored checkpoints, a page at a time, their errors explained.
+  class ExplainedCheckpoints : public audit::CheckpointSource {
+   public:
+    explicit ExplainedCheckpoints(DatabaseSource* source)
+        : source_(source), stored_(&source->store_, source->ledger_) {}
+    absl::StatusOr<std::vector<Checkpoint>> Page(std::optional<uint64_t> after_size,
+                                                 size_t limit) override {
+      absl::StatusOr<std::vector<Checkpoint>> page = stored_.Page(after_size, limit);
+      if (!page.ok()) return source_->Explain(page.status());
+      return page;
+    }
+
+   private:
+    DatabaseSource* const source_;
+    audit::StoredCheckpoints stored_;
+  };
+  ExplainedCheckpoints checkpoints_{this};
+};
+
+// The checkpoints of a source, remembering the largest of the first read through all of them
+// (the verifier's, unless it stopped early: then the next one's).
+class NewestSeen : public audit::CheckpointSource {
+ public:
+  explicit NewestSeen(audit::CheckpointSource* source) : source_(source) {}
+
+  absl::StatusOr<std::vector<Checkpoint>> Page(std::optional<uint64_t> after_size,
+                                               size_t limit) override {
+    absl::StatusOr<std::vector<Checkpoint>> page = source_->Page(after_size, limit);
+    if (!page.ok() || read_through_) return page;
+    for (const Checkpoint& c : *page) {
+      if (!newest_.has_value() || c.tree_size > newest_->tree_size) newest_ = c;
+    }
+    read_through_ = page->size() < limit;
+    return page;
+  }
+
+  // The largest checkpoint read; none before one was.
+  const std::optional<Checkpoint>& newest() const { return newest_; }
+
+ private:
+  audit::CheckpointSource* const source_;
+  std::optional<Checkpoint> newest_;
+  bool read_through_ = false;
 };
 
 struct Result {
@@ -601,19 +689,25 @@ struct Result {
 
 // Explains a failed verdict where the inputs tell more than the verifier's problem: which
 // checkpoint failed, and whether the keys are probably the wrong ones.
-void ExplainFailure(const Result& r, const std::vector<Checkpoint>& from_source,
+// `from_source` is read through once more (a failed read ends the explanation).
+void ExplainFailure(const Result& r, audit::CheckpointSource* from_source,
                     const std::optional<Checkpoint>& trusted, const audit::CheckpointKeys& keys,
                     std::vector<std::string>* notes) {
-  for (const Checkpoint& c : from_source) {
-    if (!keys.Has(c.key_id) && !keys.SignerOf(c).ok()) {
-      notes->push_back(absl::StrCat(
+  std::optional<std::string> unknown_key;
+  bool split = false;  // The keys signed a tree of the trusted checkpoint's size but another.
+  (void)ForEachCheckpoint(from_source, [&](const Checkpoint& c) {
+    if (!unknown_key.has_value() && !keys.Has(c.key_id) && !keys.SignerOf(c).ok()) {
+      unknown_key = absl::StrCat(
           "the ledger's checkpoint of size ", c.tree_size, " names signing key id ",
           c.key_id.empty() ? "(none)" : c.key_id, ", the given keys' ids are ", keys.Describe(),
           ": either the public keys given are not this service's (after a signing-key rotation, "
-          "give the earlier keys too), or the checkpoint is forged"));
-      break;
+          "give the earlier keys too), or the checkpoint is forged");
     }
-  }
+    split = split || (trusted.has_value() && c.tree_size == trusted->tree_size &&
+                      c.root != trusted->root && keys.SignerOf(c).ok());
+    return true;
+  });
+  if (unknown_key.has_value()) notes->push_back(*std::move(unknown_key));
   if (!trusted.has_value()) return;
   if (!keys.SignerOf(*trusted).ok()) {
     notes->push_back(absl::StrCat("the trusted checkpoint (size ", trusted->tree_size, ", key id ",
@@ -622,11 +716,6 @@ void ExplainFailure(const Result& r, const std::vector<Checkpoint>& from_source,
   } else if (trusted->ledger == r.ledger &&
              absl::StrContains(r.report.problem,
                                absl::StrCat("the tree of size ", trusted->tree_size, " differs"))) {
-    bool split = false;
-    for (const Checkpoint& c : from_source) {
-      split = split || (c.tree_size == trusted->tree_size && c.root != trusted->root &&
-                        keys.SignerOf(c).ok());
-    }
     notes->push_back(
         split ? absl::StrCat("the keys signed two different trees of size ", trusted->tree_size,
                              ": the trusted checkpoint and the ledger's (a split view)")
@@ -816,12 +905,21 @@ int Run(const Options& o) {
   result.source = source->Describe();
 
   const absl::Time start = absl::Now();
-  absl::StatusOr<std::vector<Checkpoint>> checkpoints = source->Checkpoints();
-  if (!checkpoints.ok()) {
-    if (absl::IsDataLoss(checkpoints.status())) {
+  absl::StatusOr<audit::CheckpointSource*> checkpoints = source->Checkpoints();
+  std::optional<NewestSeen> from_source;
+  std::optional<audit::LedgerVerifier> verifier;
+  absl::Status read = checkpoints.status();
+  if (read.ok()) {
+    from_source.emplace(*checkpoints);
+    // Reads every checkpoint once (a page at a time) before any entry.
+    verifier.emplace(ledger, keys, &*from_source, trusted);
+    read = verifier->earlier_key_vouched_size().status();
+  }
+  if (!read.ok()) {
+    if (absl::IsDataLoss(read)) {
       // A malformed signed head from the source: nothing it says can be verified.
       result.report.valid = false;
-      result.report.problem = std::string(checkpoints.status().message());
+      result.report.problem = std::string(read.message());
       result.elapsed = absl::Now() - start;
       result.notes.insert(result.notes.end(), source->notes().begin(), source->notes().end());
       if (o.output == "json") {
@@ -831,10 +929,9 @@ int Run(const Options& o) {
       }
       return kExitTampered;
     }
-    return Report(o,
-                  {ExitCodeOf(checkpoints.status()), std::string(checkpoints.status().message())});
+    return Report(o, {ExitCodeOf(read), std::string(read.message())});
   }
-  if (checkpoints->empty() && !trusted.has_value()) {
+  if (!from_source->newest().has_value() && !trusted.has_value()) {
     std::string message = absl::StrCat(
         "no signed checkpoint of ledger ", audit::LedgerName(ledger), " from ", result.source,
         ": nothing to verify the entries against; ",
@@ -843,27 +940,13 @@ int Run(const Options& o) {
     for (const std::string& note : source->notes()) absl::StrAppend(&message, "; ", note);
     return Report(o, {kExitUsage, std::move(message)});
   }
-  const std::vector<Checkpoint> from_source = *checkpoints;
-  for (const Checkpoint& c : from_source) {
-    if (!result.newest.has_value() || c.tree_size > result.newest->tree_size) result.newest = c;
-  }
-  if (trusted.has_value() &&
-      (!result.newest.has_value() || trusted->tree_size > result.newest->tree_size)) {
-    result.newest = trusted;
-  }
-
-  if (result.newest.has_value()) {
-    absl::StatusOr<std::string> signer = keys.SignerOf(*result.newest);
-    if (signer.ok()) result.newest_signer = *std::move(signer);
-  }
-  audit::LedgerVerifier verifier(ledger, keys, *std::move(checkpoints), trusted);
   uint64_t accepted = 0;  // Entries the verifier took: the next index it expects.
-  absl::Status read = source->ForEachEntry([&](const Entry& e) {
-    if (!verifier.Add(e)) return false;
+  read = source->ForEachEntry([&](const Entry& e) {
+    if (!verifier->Add(e)) return false;
     ++accepted;
     return true;
   });
-  absl::StatusOr<audit::IntegrityReport> report = verifier.Finish();
+  absl::StatusOr<audit::IntegrityReport> report = verifier->Finish();
   if (!report.ok()) {
     return Report(o, {ExitCodeOf(report.status()), std::string(report.status().message())});
   }
@@ -886,7 +969,16 @@ int Run(const Options& o) {
     }
   }
   if (!result.report.valid) {
-    ExplainFailure(result, from_source, trusted, keys, &result.notes);
+    ExplainFailure(result, &*from_source, trusted, keys, &result.notes);
+  }
+  result.newest = from_source->newest();
+  if (trusted.has_value() &&
+      (!result.newest.has_value() || trusted->tree_size > result.newest->tree_size)) {
+    result.newest = trusted;
+  }
+  if (result.newest.has_value()) {
+    absl::StatusOr<std::string> signer = keys.SignerOf(*result.newest);
+    if (signer.ok()) result.newest_signer = *std::move(signer);
   }
 
   if (result.report.valid && !o.save_checkpoint.empty() && result.newest.has_value()) {
