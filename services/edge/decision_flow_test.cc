@@ -68,9 +68,15 @@ class DecisionFlowTest : public ::testing::Test {
   };
 
   Result Decide(absl::Time deadline = absl::Now() + absl::Seconds(10)) {
+    return DecideThrough(fake_, deadline);
+  }
+
+  // request_ decided with `downstream` instead of fake_.
+  Result DecideThrough(FakeDownstream& downstream,
+                       absl::Time deadline = absl::Now() + absl::Seconds(10)) {
     Result result;
     absl::Notification done;
-    StartDecide(&fake_, &options_, &request_, &result.response, deadline, [&](grpc::Status s) {
+    StartDecide(&downstream, &options_, &request_, &result.response, deadline, [&](grpc::Status s) {
       result.status = std::move(s);
       done.Notify();
     });
@@ -216,15 +222,7 @@ TEST_F(DecisionFlowTest, EachDependencyDownFailsClosedWithoutAnAllow) {
     fake.route_response = fake_.route_response;
     fake.append_response = fake_.append_response;
     fake.*c.status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection refused");
-    v1::DecideResponse response;
-    grpc::Status status;
-    absl::Notification done;
-    StartDecide(&fake, &options_, &request_, &response, absl::Now() + absl::Seconds(10),
-                [&](grpc::Status s) {
-                  status = std::move(s);
-                  done.Notify();
-                });
-    done.WaitForNotification();
+    auto [status, response] = DecideThrough(fake);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << c.service;
     EXPECT_THAT(status.error_message(), HasSubstr(c.service));
     EXPECT_NE(response.verdict(), v1::VERDICT_ALLOW) << c.service;
@@ -362,15 +360,7 @@ TEST_F(DecisionFlowTest, ARetryRateLimitedByItsOwnRecordedAllowIsAnsweredWithTha
                                         "request_id decision:req-1 was already used for a "
                                         "different entry (index 41)"),
                            grpc::Status::OK};
-  v1::DecideResponse response;
-  grpc::Status status;
-  absl::Notification done;
-  StartDecide(&retry, &options_, &request_, &response, absl::Now() + absl::Seconds(10),
-              [&](grpc::Status s) {
-                status = std::move(s);
-                done.Notify();
-              });
-  done.WaitForNotification();
+  auto [status, response] = DecideThrough(retry);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.verdict(), v1::VERDICT_ALLOW);
   EXPECT_EQ(response.reason(), "");
@@ -398,16 +388,9 @@ TEST_F(DecisionFlowTest, ARetryRateLimitedByItsOwnRecordedAllowIsAnsweredWithTha
     if (variant == 1) e->set_content_hash("other");
     if (variant == 2) e->set_action(audit::v1::ACTION_DECISION_DENY);
     other.append_status = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "used");
-    v1::DecideResponse refused;
-    absl::Notification finished;
-    StartDecide(&other, &options_, &request_, &refused, absl::Now() + absl::Seconds(10),
-                [&](grpc::Status s) {
-                  status = std::move(s);
-                  finished.Notify();
-                });
-    finished.WaitForNotification();
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << variant;
-    EXPECT_THAT(status.error_message(), HasSubstr("request_id: already used")) << variant;
+    const grpc::Status refused = DecideThrough(other).status;
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << variant;
+    EXPECT_THAT(refused.error_message(), HasSubstr("request_id: already used")) << variant;
     EXPECT_THAT(other.calls(), Not(Contains("region.Route"))) << variant;
   }
 }
@@ -442,15 +425,7 @@ TEST_F(DecisionFlowTest, ARetryRoutedElsewhereNowGoesWhereItsRecordedAllowWent) 
                                         "request_id decision:req-1 was already used for a "
                                         "different entry (index 41)"),
                            grpc::Status::OK};
-  v1::DecideResponse response;
-  grpc::Status status;
-  absl::Notification done;
-  StartDecide(&retry, &options_, &request_, &response, absl::Now() + absl::Seconds(10),
-              [&](grpc::Status s) {
-                status = std::move(s);
-                done.Notify();
-              });
-  done.WaitForNotification();
+  auto [status, response] = DecideThrough(retry);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.verdict(), v1::VERDICT_ALLOW);
   EXPECT_EQ(response.audit_id(), "support-eu/production/41");
@@ -710,11 +685,7 @@ TEST_F(DecisionFlowTest, AFailureAfterTheReservationRefundsAndAnAuthzDenialDoesN
   denied.check_response.set_reason("RATE_LIMITED");
   denied.redact_response = fake_.redact_response;
   denied.append_response = fake_.append_response;
-  absl::Notification done;
-  v1::DecideResponse response;
-  StartDecide(&denied, &options_, &request_, &response, absl::Now() + absl::Seconds(10),
-              [&](grpc::Status) { done.Notify(); });
-  done.WaitForNotification();
+  const v1::DecideResponse response = DecideThrough(denied).response;
   EXPECT_EQ(response.reason(), "RATE_LIMITED");
   EXPECT_THAT(denied.calls(), Not(Contains("authz.ReportUsage")));
 }
