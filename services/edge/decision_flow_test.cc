@@ -84,6 +84,20 @@ class DecisionFlowTest : public ::testing::Test {
     return result;
   }
 
+  // `retry` answers as fake_ did for the first attempt, but its first append is refused as
+  // another entry's under the request id (index 41), and its second is the duplicate.
+  void AsRetryOfTheFirstAttempt(FakeDownstream& retry) {
+    retry.redact_response = fake_.redact_response;
+    retry.route_response = fake_.route_response;
+    retry.get_entry_response = fake_.get_entry_response;
+    retry.append_response = fake_.append_response;
+    retry.append_response.set_duplicate(true);
+    retry.append_statuses = {grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                          "request_id decision:req-1 was already used for a "
+                                          "different entry (index 41)"),
+                             grpc::Status::OK};
+  }
+
   FakeDownstream fake_;
   FlowOptions options_;
   v1::DecideRequest request_;
@@ -351,15 +365,7 @@ TEST_F(DecisionFlowTest, ARetryRateLimitedByItsOwnRecordedAllowIsAnsweredWithTha
   retry.check_response.set_verdict(authz::v1::VERDICT_DENY);
   retry.check_response.set_reason("RATE_LIMITED");
   retry.check_response.mutable_retry_after()->set_seconds(50);
-  retry.redact_response = fake_.redact_response;
-  retry.route_response = fake_.route_response;
-  retry.get_entry_response = fake_.get_entry_response;
-  retry.append_response = fake_.append_response;
-  retry.append_response.set_duplicate(true);
-  retry.append_statuses = {grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                        "request_id decision:req-1 was already used for a "
-                                        "different entry (index 41)"),
-                           grpc::Status::OK};
+  AsRetryOfTheFirstAttempt(retry);
   auto [status, response] = DecideThrough(retry);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.verdict(), v1::VERDICT_ALLOW);
@@ -415,16 +421,8 @@ TEST_F(DecisionFlowTest, ARetryRoutedElsewhereNowGoesWhereItsRecordedAllowWent) 
   FakeDownstream retry;
   retry.VerifyAsAlicesProjectKey();
   retry.check_response = fake_.check_response;  // ALLOW: a reservation of its own.
-  retry.redact_response = fake_.redact_response;
-  retry.route_response = fake_.route_response;  // Where region routes it when told where.
-  retry.get_entry_response = fake_.get_entry_response;
-  retry.append_response = fake_.append_response;
-  retry.append_response.set_duplicate(true);
-  // The first append is of the route the preference chose now (another endpoint): refused.
-  retry.append_statuses = {grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                        "request_id decision:req-1 was already used for a "
-                                        "different entry (index 41)"),
-                           grpc::Status::OK};
+  // The first append (of the route the preference chose now, another endpoint) is refused.
+  AsRetryOfTheFirstAttempt(retry);
   auto [status, response] = DecideThrough(retry);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.verdict(), v1::VERDICT_ALLOW);

@@ -43,10 +43,8 @@ def setUpModule():
     es.require_binaries()
     _stack = contextlib.ExitStack()
     try:
-        DB = _stack.enter_context(pt.test_database(url, "outbox_kill"))
-        SUITE = es.Suite(DB.url, flags={"audit": {"listen": f"127.0.0.1:{pt.stable_port()}"}})
-        _stack.callback(SUITE.cleanup)
-        SUITE.start()
+        DB, SUITE = es.start_suite(_stack, url, "outbox_kill", flags={
+            "audit": {"listen": f"127.0.0.1:{pt.stable_port()}"}})
     except BaseException:
         _stack.close()
         raise

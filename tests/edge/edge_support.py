@@ -162,6 +162,16 @@ class Suite:
                                   timeout=10)
 
 
+def start_suite(stack, url, database_name, flags=None):
+    """A test database named after `database_name` on `url`, and the six services on it,
+    started: `stack` (a contextlib.ExitStack) stops the services, then drops the database."""
+    db = stack.enter_context(pt.test_database(url, database_name))
+    suite = Suite(db.url, flags=flags)
+    stack.callback(suite.cleanup)
+    suite.start()
+    return db, suite
+
+
 def endpoint(id_, residency, priority, models=MODELS):
     return R.Endpoint(id=id_, region=id_, provider=R.PROVIDER_AZURE,
                       base_url=f"https://{id_}.openai.azure.com", deployment="gpt-4o",

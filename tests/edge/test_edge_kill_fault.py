@@ -41,14 +41,11 @@ def setUpModule():
     es.require_binaries()
     _stack = contextlib.ExitStack()
     try:
-        DB = _stack.enter_context(pt.test_database(url, "edge_kill"))
-        SUITE = es.Suite(DB.url, flags={
+        DB, SUITE = es.start_suite(_stack, url, "edge_kill", flags={
             "audit": {"listen": f"127.0.0.1:{pt.stable_port()}"},
             "edge": {"listen": f"127.0.0.1:{pt.stable_port()}",
                      # Every answer is a decision: no key is refused at the door.
                      "denials_per_key_per_minute": "0"}})
-        _stack.callback(SUITE.cleanup)
-        SUITE.start()
     except BaseException:
         _stack.close()
         raise

@@ -41,13 +41,10 @@ def setUpModule():
         PG = _stack.enter_context(pt.PrivatePostgres())
         # The role audit's transactions run as (tools/dev pg creates it in its cluster).
         pt.psql(PG.url, "CREATE ROLE policy_audit_writer NOLOGIN")
-        DB = _stack.enter_context(pt.test_database(PG.url, "edge_pg_kill"))
-        SUITE = es.Suite(DB.url, flags={
+        DB, SUITE = es.start_suite(_stack, PG.url, "edge_pg_kill", flags={
             **{name: {"max_staleness": "1s"} for name in ("keys", "authz", "region")},
             # Every answer is a decision: no key is refused at the door.
             "edge": {"denials_per_key_per_minute": "0"}})
-        _stack.callback(SUITE.cleanup)
-        SUITE.start()
     except BaseException:
         _stack.close()
         raise
