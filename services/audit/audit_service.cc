@@ -267,11 +267,8 @@ grpc::ServerUnaryReactor* AuditService::QueryEntries(grpc::CallbackServerContext
     }
     spec.page_size = request->page_size() == 0 ? 100 : static_cast<size_t>(request->page_size());
     if (!request->page_token().empty()) {
-      auto token = QueryPageFromToken(request->page_token());
-      if (!token.has_value()) {
-        return ToGrpc(absl::InvalidArgumentError("page_token: not a token this service issued"));
-      }
-      std::tie(spec.after_index, spec.end_index) = *token;
+      absl::Status resumed = ResumeQueryFromToken(request->page_token(), &spec);
+      if (!resumed.ok()) return ToGrpc(resumed);
     }
     absl::StatusOr<QueryPage> page = ledger_->Query(spec, request->requested_by());
     if (!page.ok()) return ToGrpc(page.status());
@@ -289,7 +286,7 @@ grpc::ServerUnaryReactor* AuditService::QueryEntries(grpc::CallbackServerContext
       *response->add_entries() = std::move(entry);
     }
     if (next_index.has_value()) {
-      response->set_next_page_token(QueryPageToken(*next_index, page->end_index));
+      response->set_next_page_token(QueryPageToken(spec, *next_index, page->end_index));
     }
     return grpc::Status::OK;
   });
@@ -450,10 +447,10 @@ grpc::ServerUnaryReactor* AuditService::ExportSubject(grpc::CallbackServerContex
   return pool_->Run(context, [this, request, response] {
     std::optional<SubjectResume> after;
     if (!request->page_token().empty()) {
-      after = SubjectResumeFromToken(request->page_token());
-      if (!after.has_value()) {
-        return ToGrpc(absl::InvalidArgumentError("page_token: not a token this service issued"));
-      }
+      absl::StatusOr<SubjectResume> resume =
+          SubjectResumeFromToken(request->page_token(), request->subject());
+      if (!resume.ok()) return ToGrpc(resume.status());
+      after = *std::move(resume);
     }
     if (request->page_size() < 0) {
       return ToGrpc(absl::InvalidArgumentError("page_size: must not be negative"));
@@ -463,7 +460,8 @@ grpc::ServerUnaryReactor* AuditService::ExportSubject(grpc::CallbackServerContex
         ledger_->ExportSubject(request->subject(), request->requested_by(), after, page_size);
     if (!page.ok()) return ToGrpc(page.status());
     for (const RevealedEntry& e : page->entries) ToProto(e, response->add_entries());
-    if (page->next.has_value()) response->set_next_page_token(SubjectResumeToken(*page->next));
+    if (page->next.has_value())
+      response->set_next_page_token(SubjectResumeToken(request->subject(), *page->next));
     return grpc::Status::OK;
   });
 }

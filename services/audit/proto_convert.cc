@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/paging/page_token.h"
 #include "common/proto/well_known.h"
 #include "common/status/status.h"
 #include "google/protobuf/util/json_util.h"
@@ -178,18 +179,18 @@ absl::StatusOr<Checkpoint> CheckpointFromProto(const v1::Checkpoint& in) {
   return c;
 }
 
-std::string SubjectResumeToken(const SubjectResume& resume) {
+std::string SubjectResumeToken(absl::string_view subject, const SubjectResume& resume) {
   // Projects and environments hold no '/' (ValidateLedger).
   const SubjectCursor& cursor = resume.after;
   std::string text = absl::StrCat(absl::ToUnixMicros(cursor.time), "/", cursor.ledger.project, "/",
                                   cursor.ledger.environment, "/", cursor.index);
   if (resume.org_end.has_value()) absl::StrAppend(&text, "/", *resume.org_end);
-  return absl::WebSafeBase64Escape(text);
+  return paging::EncodePageToken(text, {subject});
 }
 
-std::optional<SubjectResume> SubjectResumeFromToken(absl::string_view token) {
-  std::string text;
-  if (!absl::WebSafeBase64Unescape(token, &text)) return std::nullopt;
+absl::StatusOr<SubjectResume> SubjectResumeFromToken(absl::string_view token,
+                                                     absl::string_view subject) {
+  ASSIGN_OR_RETURN(std::string text, paging::DecodePageToken(token, {subject}));
   std::vector<std::string> parts = absl::StrSplit(text, '/');
   int64_t micros = 0;
   SubjectResume resume;
@@ -201,37 +202,52 @@ std::optional<SubjectResume> SubjectResumeFromToken(absl::string_view token) {
   if ((parts.size() != 4 && parts.size() != 5) || !absl::SimpleAtoi(parts[0], &micros) ||
       !absl::SimpleAtoi(parts[3], &cursor.index) || micros < kFirstMicros || micros > kLastMicros ||
       cursor.index > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-    return std::nullopt;
+    return paging::InvalidPageToken();
   }
   if (parts.size() == 5) {
     uint64_t org_end = 0;
-    if (!absl::SimpleAtoi(parts[4], &org_end)) return std::nullopt;
+    if (!absl::SimpleAtoi(parts[4], &org_end)) return paging::InvalidPageToken();
     resume.org_end = org_end;
   }
   cursor.time = absl::FromUnixMicros(micros);
   cursor.ledger = LedgerRef{std::move(parts[1]), std::move(parts[2])};
   if (!cursor.ledger.project.empty() && !ValidateLedger(cursor.ledger, "page_token").ok()) {
-    return std::nullopt;
+    return paging::InvalidPageToken();
   }
   return resume;
 }
 
-std::string QueryPageToken(uint64_t next_index, uint64_t end_index) {
-  return absl::StrCat(next_index, ".", end_index);
+namespace {
+
+// The filters a query's page token is bound to, as one value: the actor (any bytes) last, after
+// fields that cannot hold the separator.
+std::string QueryFilters(const QuerySpec& spec) {
+  auto time = [](const std::optional<absl::Time>& t) {
+    return t.has_value() ? absl::StrCat(absl::ToUnixMicros(*t)) : "";
+  };
+  return absl::StrCat(spec.ledger.project, "\x1f", spec.ledger.environment, "\x1f",
+                      spec.action.has_value() ? ActionName(*spec.action) : "", "\x1f",
+                      time(spec.start), "\x1f", time(spec.end), "\x1f", spec.actor);
 }
 
-std::optional<std::pair<uint64_t, std::optional<uint64_t>>> QueryPageFromToken(
-    absl::string_view token) {
-  std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
+}  // namespace
+
+std::string QueryPageToken(const QuerySpec& spec, uint64_t next_index, uint64_t end_index) {
+  return paging::EncodePageToken(absl::StrCat(next_index, ".", end_index), {QueryFilters(spec)});
+}
+
+absl::Status ResumeQueryFromToken(absl::string_view token, QuerySpec* spec) {
+  ASSIGN_OR_RETURN(std::string position, paging::DecodePageToken(token, {QueryFilters(*spec)}));
+  std::vector<absl::string_view> parts = absl::StrSplit(position, '.');
   uint64_t next = 0;
-  if (parts.size() > 2 || !absl::SimpleAtoi(parts[0], &next)) return std::nullopt;
-  std::optional<uint64_t> end;
-  if (parts.size() == 2) {
-    uint64_t value = 0;
-    if (!absl::SimpleAtoi(parts[1], &value)) return std::nullopt;
-    end = value;
+  uint64_t end = 0;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &next) ||
+      !absl::SimpleAtoi(parts[1], &end)) {
+    return paging::InvalidPageToken();
   }
-  return std::make_pair(next, end);
+  spec->after_index = next;
+  spec->end_index = end;
+  return absl::OkStatus();
 }
 
 std::string ToJsonLine(const v1::Entry& entry) {

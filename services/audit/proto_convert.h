@@ -29,18 +29,18 @@ void ToProto(const IntegrityReport& report, v1::IntegrityReport* out);
 absl::StatusOr<Entry> EntryFromProto(const v1::Entry& in);
 absl::StatusOr<Checkpoint> CheckpointFromProto(const v1::Checkpoint& in);
 
-// A page token for where a subject's export resumes, and its inverse (none for a token this
-// service did not issue). A token without the export's end (issued before it was kept)
-// resumes with none.
-std::string SubjectResumeToken(const SubjectResume& resume);
-std::optional<SubjectResume> SubjectResumeFromToken(absl::string_view token);
+// The page token for where an export of `subject` resumes, and its inverse
+// (INVALID_ARGUMENT naming page_token for a token this service did not issue for `subject`).
+std::string SubjectResumeToken(absl::string_view subject, const SubjectResume& resume);
+absl::StatusOr<SubjectResume> SubjectResumeFromToken(absl::string_view token,
+                                                     absl::string_view subject);
 
-// A page token for where a query resumes and where it ends ("<next>.<end>"), and its
-// inverse (none for a token this service did not issue). A token of the next index alone
-// (issued before the end was kept) resumes with no end.
-std::string QueryPageToken(uint64_t next_index, uint64_t end_index);
-std::optional<std::pair<uint64_t, std::optional<uint64_t>>> QueryPageFromToken(
-    absl::string_view token);
+// The page token for where the query `spec` resumes and where it ends, bound to the query's
+// ledger, action, actor and time range; and its inverse, which sets spec->after_index and
+// spec->end_index (INVALID_ARGUMENT naming page_token for a token this service did not issue,
+// or issued for another query).
+std::string QueryPageToken(const QuerySpec& spec, uint64_t next_index, uint64_t end_index);
+absl::Status ResumeQueryFromToken(absl::string_view token, QuerySpec* spec);
 
 // One proto3-JSON line (no newline) and its inverse.
 std::string ToJsonLine(const v1::Entry& entry);

@@ -2,11 +2,11 @@
 
 #include <algorithm>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/client/channel.h"
 #include "common/ids/project_id.h"
+#include "common/paging/page_token.h"
 #include "common/proto/well_known.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status.h"
@@ -21,7 +21,7 @@ namespace {
 constexpr absl::string_view kDomain = "authz.policy-suite";
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 500;
-constexpr size_t kMaxPageTokenBytes = 512;    // Tokens are "v1:" and an id, in base64.
+constexpr size_t kMaxPageTokenBytes = 512;    // Tokens hold an id (paging::EncodePageToken).
 constexpr size_t kMaxFingerprintBytes = 128;  // A plan's fingerprint is 64 hex digits.
 // The longest a removal waits for the keys service to list the keys to revoke.
 constexpr absl::Duration kKeyListingLimit = absl::Seconds(5);
@@ -45,19 +45,18 @@ absl::Status CheckListing(const v1::Actor& actor, const std::string& page_token,
 }
 
 // Pages over `items` (sorted by id) in id order: those `keep` accepts, after the token's id.
-// Returns the next page's token ("" on the last page).
+// `filters` are the request's filters (paging::EncodePageToken). Returns the next page's token
+// ("" on the last page).
 template <typename T, typename Keep, typename Emit>
 absl::StatusOr<std::string> Page(const std::vector<T>& items, int32_t page_size,
-                                 const std::string& token, Keep keep, Emit emit) {
+                                 const std::string& token,
+                                 std::initializer_list<absl::string_view> filters, Keep keep,
+                                 Emit emit) {
   if (page_size < 0) return absl::InvalidArgumentError("page_size must not be negative");
   const size_t limit = page_size == 0 ? kDefaultPageSize : std::min(page_size, kMaxPageSize);
   std::string after;
   if (!token.empty()) {
-    std::string decoded;
-    if (!absl::WebSafeBase64Unescape(token, &decoded) || !absl::StartsWith(decoded, "v1:")) {
-      return absl::InvalidArgumentError("page_token is not valid");
-    }
-    after = decoded.substr(3);
+    ASSIGN_OR_RETURN(after, paging::DecodePageToken(token, filters));
   }
   auto it = std::upper_bound(items.begin(), items.end(), after,
                              [](const std::string& a, const T& item) { return a < item.id; });
@@ -65,7 +64,7 @@ absl::StatusOr<std::string> Page(const std::vector<T>& items, int32_t page_size,
   size_t emitted = 0;
   for (; it != items.end(); ++it) {
     if (!keep(*it)) continue;
-    if (emitted == limit) return absl::WebSafeBase64Escape(absl::StrCat("v1:", (it - 1)->id));
+    if (emitted == limit) return paging::EncodePageToken((it - 1)->id, filters);
     emit(*it);
     ++emitted;
   }
@@ -271,6 +270,7 @@ grpc::ServerUnaryReactor* AuthzService::ListProjects(grpc::CallbackServerContext
   }
   absl::StatusOr<std::string> next = Page(
       view->state->projects, request->page_size(), request->page_token(),
+      {request->include_archived() ? "archived" : ""},
       [&](const Project& p) {
         if (p.archived && !request->include_archived()) return false;
         return sees_all || admin_->Authorize(*view, actor, "settings.read", p.id).ok();
@@ -380,6 +380,7 @@ grpc::ServerUnaryReactor* AuthzService::ListMembers(grpc::CallbackServerContext*
   }
   absl::StatusOr<std::string> next = Page(
       state.members, request->page_size(), request->page_token(),
+      {request->project(), request->include_removed() ? "removed" : ""},
       [&](const Member& m) {
         if (m.removed_at.has_value() && !request->include_removed()) return false;
         return request->project().empty() || HasRoleIn(m, state, request->project());
@@ -463,7 +464,7 @@ grpc::ServerUnaryReactor* AuthzService::ListInvitations(grpc::CallbackServerCont
   if (!view.ok()) return Finish(context, view.status());
   const absl::Time now = clock_->Now();
   absl::StatusOr<std::string> next = Page(
-      view->state->invitations, request->page_size(), request->page_token(),
+      view->state->invitations, request->page_size(), request->page_token(), {},
       [](const Invitation&) { return true; },
       [&](const Invitation& i) { ToProto(i, now, response->add_invitations()); });
   if (!next.ok()) return Finish(context, next.status());
@@ -548,6 +549,7 @@ grpc::ServerUnaryReactor* AuthzService::ListServiceAccounts(
   if (!view.ok()) return Finish(context, view.status());
   absl::StatusOr<std::string> next = Page(
       view->state->service_accounts, request->page_size(), request->page_token(),
+      {request->project(), request->include_removed() ? "removed" : ""},
       [&](const ServiceAccount& a) {
         if (a.removed_at.has_value() && !request->include_removed()) return false;
         return request->project().empty() || a.project == request->project();

@@ -1,6 +1,7 @@
 #include "services/keys/key_lifecycle.h"
 
 #include <algorithm>
+#include <array>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -11,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "common/crypto/crypto.h"
 #include "common/ids/project_id.h"
+#include "common/paging/page_token.h"
 #include "common/status/status.h"
 #include "services/keys/api_key.h"
 
@@ -118,39 +120,35 @@ absl::Status MismatchedRequest(absl::string_view request_id) {
       absl::StrCat("request_id ", request_id, " was already used for a different request"));
 }
 
-// Page tokens are opaque to callers: the position after the last key and a digest of the
-// filters, so that a token cannot be replayed against other filters.
-std::string FilterDigest(const ListKeysParams& p) {
-  return absl::BytesToHexString(
-      Fingerprint({p.owner ? PrincipalTypeName(p.owner->type) : "", p.owner ? p.owner->id : "",
-                   p.project ? "p" : "", p.project.value_or(""), p.kind ? KindName(*p.kind) : "",
-                   p.state ? StateName(*p.state) : ""})
-          .substr(0, 8));
+// The filters a listing's page token is bound to (paging::EncodePageToken).
+std::array<absl::string_view, 6> ListFilters(const ListKeysParams& p) {
+  return {p.owner ? PrincipalTypeName(p.owner->type) : "",
+          p.owner ? absl::string_view(p.owner->id) : "",
+          p.project ? "p" : "",
+          p.project ? absl::string_view(*p.project) : "",
+          p.kind ? KindName(*p.kind) : "",
+          p.state ? StateName(*p.state) : ""};
 }
 
+// A listing's page token: the position after the last key ("<created_at µs>:<key id>").
 std::string EncodePageToken(const ListCursor& cursor, const ListKeysParams& p) {
-  return absl::WebSafeBase64Escape(absl::StrCat("v1:", absl::ToUnixMicros(cursor.created_at), ":",
-                                                cursor.key_id, ":", FilterDigest(p)));
+  return paging::EncodePageToken(
+      absl::StrCat(absl::ToUnixMicros(cursor.created_at), ":", cursor.key_id), ListFilters(p));
 }
 
 absl::StatusOr<std::optional<ListCursor>> DecodePageToken(const ListKeysParams& p) {
   if (p.page_token.empty()) return std::optional<ListCursor>();
-  std::string raw;
-  const absl::Status bad = absl::InvalidArgumentError("page_token is not a valid page token");
-  if (!absl::WebSafeBase64Unescape(p.page_token, &raw)) return bad;
-  std::vector<std::string> parts = absl::StrSplit(raw, ':');
+  ASSIGN_OR_RETURN(std::string position, paging::DecodePageToken(p.page_token, ListFilters(p)));
+  std::vector<std::string> parts = absl::StrSplit(position, absl::MaxSplits(':', 1));
   int64_t micros = 0;
   // Timestamps a database can hold: years 0001 to 9999.
   constexpr int64_t kMinMicros = -62135596800LL * 1'000'000;
   constexpr int64_t kMaxMicros = 253402300799LL * 1'000'000;
-  if (parts.size() != 4 || parts[0] != "v1" || !absl::SimpleAtoi(parts[1], &micros) ||
-      micros < kMinMicros || micros > kMaxMicros || !ValidateKeyId(parts[2]).ok()) {
-    return bad;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &micros) || micros < kMinMicros ||
+      micros > kMaxMicros || !ValidateKeyId(parts[1]).ok()) {
+    return paging::InvalidPageToken();
   }
-  if (parts[3] != FilterDigest(p)) {
-    return absl::InvalidArgumentError("page_token was issued for different filters");
-  }
-  return std::optional<ListCursor>(ListCursor{absl::FromUnixMicros(micros), parts[2]});
+  return std::optional<ListCursor>(ListCursor{absl::FromUnixMicros(micros), parts[1]});
 }
 
 }  // namespace

@@ -19,6 +19,7 @@ Run: /usr/bin/python3 -m unittest -v tests.audit.test_audit_process
 
 import base64
 import contextlib
+import hashlib
 import sys
 import threading
 import time
@@ -469,6 +470,14 @@ class QueryTest(AuditTestCase):
                                page_token=first_page.next_page_token)
         self.assertEqual(indices(last_page.entries), api[4:])
         self.assertEqual(last_page.next_page_token, "")
+        # A token continues the query it was issued for, not another one.
+        for other in ({"action": A.ACTION_POLICY_VIOLATION}, {"actor": alice},
+                      {"start_time": ts(times[0])}, {}):
+            error = self.assertRpcError(
+                C.INVALID_ARGUMENT, self.audit.QueryEntries,
+                A.QueryEntriesRequest(ledger=ledger, requested_by="x", page_size=4,
+                                      page_token=first_page.next_page_token, **other))
+            self.assertIn("page_token: issued for other filters", error.details())
 
         of_alice = [e.index for e, (_, who) in zip(appended, plan) if who == alice]
         got, pages = self.query_all(ledger, page_size=3, actor=alice)
@@ -983,10 +992,19 @@ class SubjectTest(AuditTestCase):
             subject=carol, requested_by=dpo, page_token="not-a-token"), timeout=10)
         self.assertEqual(err.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("page_token", err.details())
-        # Forged: a cursor no entry has (a time before the year 1, an index past a bigint's).
+        # A token continues the export of the subject it was issued for, not another's.
+        first = self.audit.ExportSubject(A.ExportSubjectRequest(
+            subject=carol, requested_by=dpo, page_size=1), timeout=10)
+        err = pt.call_error(self.audit.ExportSubject, A.ExportSubjectRequest(
+            subject=dave, requested_by=dpo, page_token=first.next_page_token), timeout=10)
+        self.assertEqual(err.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("page_token: issued for other filters", err.details())
+        # Forged in the tokens' format (common/paging/page_token.h) for carol: a cursor no
+        # entry has (a time before the year 1, an index past a bigint's).
+        bound = hashlib.sha256(f"{len(carol.encode())}:{carol}".encode()).digest()[:8]
         for cursor in (f"{-2**63}/{p1.project}/production/0",
                        f"0/{p1.project}/production/{2**64 - 1}"):
-            forged = base64.urlsafe_b64encode(cursor.encode()).decode().rstrip("=")
+            forged = base64.urlsafe_b64encode(b"p1" + bound + cursor.encode()).decode().rstrip("=")
             err = pt.call_error(self.audit.ExportSubject, A.ExportSubjectRequest(
                 subject=carol, requested_by=dpo, page_token=forged), timeout=10)
             self.assertEqual(err.code(), grpc.StatusCode.INVALID_ARGUMENT, cursor)

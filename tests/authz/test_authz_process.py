@@ -470,6 +470,15 @@ class AdministrationTest(unittest.TestCase):
         e = error_of(stub(A).ListMembers, authz_pb2.ListMembersRequest(
             actor=actor("adam"), page_token="not-a-token"), timeout=5)
         self.assertEqual(e.code(), C.INVALID_ARGUMENT)
+        # A token continues the listing it was issued for, not one with other filters.
+        first = stub(A).ListMembers(authz_pb2.ListMembersRequest(
+            actor=actor("adam"), page_size=3), timeout=5)
+        self.assertNotEqual(first.next_page_token, "")
+        e = error_of(stub(A).ListMembers, authz_pb2.ListMembersRequest(
+            actor=actor("adam"), include_removed=True, page_token=first.next_page_token),
+            timeout=5)
+        self.assertEqual(e.code(), C.INVALID_ARGUMENT)
+        self.assertIn("page_token: issued for other filters", e.details())
         e = error_of(stub(A).ListMembers, authz_pb2.ListMembersRequest(actor=actor("rita")),
                      timeout=5)
         self.assertEqual(e.code(), C.PERMISSION_DENIED)
