@@ -15,8 +15,6 @@
 namespace policy::authz {
 namespace {
 
-constexpr size_t kMaxRequestIdBytes = 128;
-
 // A digest of what a usage report says, so that a retry can be told from another report
 // reusing the id.
 std::string UsageFingerprint(const UsageReport& report) {
@@ -167,11 +165,7 @@ absl::Status Authorizer::Evaluate(const AuthorizeRequest& request, bool may_bloc
 }
 
 absl::StatusOr<UsageReconciliation> Authorizer::ReportUsage(const UsageReport& report) {
-  if (report.request_id.empty()) return absl::InvalidArgumentError("request_id is required");
-  if (report.request_id.size() > kMaxRequestIdBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request_id is longer than ", kMaxRequestIdBytes, " bytes"));
-  }
+  RETURN_IF_ERROR(ValidateRequestId(report.request_id, /*required=*/true));
   if (report.estimated_tokens < 0 || report.actual_tokens < 0) {
     return absl::InvalidArgumentError("token counts must not be negative");
   }

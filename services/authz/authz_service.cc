@@ -413,8 +413,8 @@ grpc::ServerUnaryReactor* AuthzService::CreateInvitation(grpc::CallbackServerCon
       if (!d.ok()) return ToGrpc(d.status());
       valid_for = *d;
     }
-    absl::StatusOr<OrgAdmin::CreatedInvitation> created =
-        admin_->CreateInvitation(request->actor().member_id(), invitation, valid_for);
+    absl::StatusOr<OrgAdmin::CreatedInvitation> created = admin_->CreateInvitation(
+        request->actor().member_id(), invitation, valid_for, request->request_id());
     return Reply(created, [&](const OrgAdmin::CreatedInvitation& value) {
       ToProto(value.invitation, clock_->Now(), response);
       response->set_id(value.secret_id);

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 #include "common/ids/project_id.h"
+#include "common/ledger/ledger_record.h"
 #include "services/authz/org_validation.h"
 
 namespace policy::authz {
@@ -27,6 +28,14 @@ absl::string_view InvitationStateName(InvitationState state) {
 
 std::string InvitationDigest(absl::string_view secret_id) {
   return absl::BytesToHexString(crypto::Sha256(secret_id));
+}
+
+const std::string& SecretDigestOf(const Invitation& invitation) {
+  return invitation.secret_digest.empty() ? invitation.id : invitation.secret_digest;
+}
+
+std::string InvitationRequestDigest(absl::string_view request_id) {
+  return ledger::ShortDigest(absl::StrCat("authz:invitation-request:", request_id));
 }
 
 std::string InvitationRef(const Invitation& invitation) {

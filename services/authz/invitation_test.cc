@@ -21,7 +21,10 @@ Invitation Pending(Role role = Role::kMember, std::vector<std::string> projects 
                     kNow,
                     kNow + absl::Hours(24 * 7),
                     InvitationState::kPending,
-                    std::nullopt};
+                    std::nullopt,
+                    "",
+                    "",
+                    ""};
 }
 
 TEST(InvitationTest, ValidatesEveryField) {

@@ -16,6 +16,7 @@
 #include "common/text/caller_text.h"
 #include "services/authz/decision.h"
 #include "services/authz/org_file.h"
+#include "services/authz/org_validation.h"
 
 namespace policy::authz {
 namespace {
@@ -295,9 +296,10 @@ absl::StatusOr<Member> OrgAdmin::RemoveMember(absl::string_view actor, absl::str
   return *m.after->FindMember(id);
 }
 
-absl::StatusOr<OrgAdmin::CreatedInvitation> OrgAdmin::CreateInvitation(absl::string_view actor,
-                                                                       Invitation invitation,
-                                                                       absl::Duration valid_for) {
+absl::StatusOr<OrgAdmin::CreatedInvitation> OrgAdmin::CreateInvitation(
+    absl::string_view actor, Invitation invitation, absl::Duration valid_for,
+    absl::string_view request_id) {
+  RETURN_IF_ERROR(ValidateRequestId(request_id, /*required=*/false));
   RETURN_IF_ERROR(Authorize(actor, "invitations.manage"));
   if (invitation.role == Role::kOwner) {
     RETURN_IF_ERROR(Authorize(actor, "owners.manage"));
@@ -309,7 +311,10 @@ absl::StatusOr<OrgAdmin::CreatedInvitation> OrgAdmin::CreateInvitation(absl::str
         absl::ToInt64Hours(kDefaultInvitationLifetime) / 24, " days"));
   }
   if (valid_for == absl::ZeroDuration()) valid_for = kDefaultInvitationLifetime;
-  const absl::Time now = clock_->Now();
+  // Times to the microsecond, as every store keeps them: a retry compares its valid_for with
+  // the stored lifetime.
+  valid_for = absl::Trunc(valid_for, absl::Microseconds(1));
+  const absl::Time now = absl::FromUnixMicros(absl::ToUnixMicros(clock_->Now()));
   ASSIGN_OR_RETURN(std::string random, crypto::RandomBytes(12));
   std::string secret_id = absl::StrCat("inv_", absl::BytesToHexString(random));
   invitation.id = InvitationDigest(secret_id);
@@ -318,14 +323,54 @@ absl::StatusOr<OrgAdmin::CreatedInvitation> OrgAdmin::CreateInvitation(absl::str
   invitation.expires_at = now + valid_for;
   invitation.state = InvitationState::kPending;
   invitation.closed_at.reset();
+  invitation.secret_digest.clear();
+  invitation.request_digest = request_id.empty() ? "" : InvitationRequestDigest(request_id);
+  invitation.created_by = std::string(actor);
   RETURN_IF_ERROR(ValidateInvitation(invitation, now, kMaxInvitationLifetime));
-  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
-                                  [&](OrgState& s) -> absl::Status {
-                                    s.invitations.push_back(invitation);
-                                    return absl::OkStatus();
-                                  },
-                                  now, OrgChangeSource{std::string(actor)}));
-  return CreatedInvitation{*m.after->FindInvitation(invitation.id), std::move(secret_id)};
+  // The projects as stored, to compare a retry's with.
+  std::vector<std::string> projects = invitation.projects;
+  std::sort(projects.begin(), projects.end());
+  // The invitation answered, and whether the answer holds `secret_id` (not for a retry of a
+  // creation whose invitation is no longer pending).
+  std::string id;
+  bool answer_secret = true;
+  ASSIGN_OR_RETURN(Mutated m,
+                   store_->Mutate(
+                       [&](OrgState& s) -> absl::Status {
+                         Invitation* earlier = s.FindInvitationByRequest(invitation.request_digest);
+                         if (earlier == nullptr) {
+                           id = invitation.id;
+                           answer_secret = true;
+                           s.invitations.push_back(invitation);
+                           return absl::OkStatus();
+                         }
+                         // A retry: the same request from the same member, or ALREADY_EXISTS naming
+                         // the first field (as the request names it) that differs. The member
+                         // first, so that another member learns nothing of what was asked.
+                         const char* differs =
+                             earlier->created_by != invitation.created_by             ? "actor"
+                             : earlier->email != invitation.email                     ? "email"
+                             : earlier->role != invitation.role                       ? "role"
+                             : earlier->projects != projects                          ? "projects"
+                             : earlier->expires_at - earlier->created_at != valid_for ? "valid_for"
+                                                                                      : nullptr;
+                         if (differs != nullptr) {
+                           return absl::AlreadyExistsError(absl::StrCat(
+                               "request_id ", Quoted(request_id),
+                               " created an invitation already, with a different ", differs));
+                         }
+                         id = earlier->id;
+                         // Only digests of secret ids are kept, so a pending invitation's answer
+                         // holds a fresh one, which replaces the earlier; a closed one has none to
+                         // give.
+                         answer_secret =
+                             InvitationStateAt(*earlier, now) == InvitationState::kPending;
+                         if (answer_secret) earlier->secret_digest = InvitationDigest(secret_id);
+                         return absl::OkStatus();
+                       },
+                       now, OrgChangeSource{std::string(actor)}));
+  if (!answer_secret) secret_id.clear();
+  return CreatedInvitation{*m.after->FindInvitation(id), std::move(secret_id)};
 }
 
 absl::StatusOr<Member> OrgAdmin::AcceptInvitation(absl::string_view secret_id,
@@ -341,8 +386,9 @@ absl::StatusOr<Member> OrgAdmin::AcceptInvitation(absl::string_view secret_id,
       Mutated m,
       store_->Mutate(
           [&](OrgState& s) -> absl::Status {
-            Invitation* invitation = s.FindInvitation(digest);
-            // The same answer for an unknown id and a wrong e-mail: ids are not enumerable.
+            Invitation* invitation = s.FindInvitationBySecret(digest);
+            // The same answer for an unknown id (a replaced one included) and a wrong
+            // e-mail: ids are not enumerable.
             if (invitation == nullptr || invitation->email != absl::AsciiStrToLower(email)) {
               return absl::NotFoundError("no invitation with this id for this e-mail address");
             }
@@ -381,7 +427,7 @@ absl::StatusOr<Invitation> OrgAdmin::RevokeInvitation(absl::string_view actor,
   const bool is_ref = absl::StartsWith(invitation, "sha256:");
   const std::string digest = is_ref ? "" : InvitationDigest(invitation);
   auto find = [&](OrgState& s) -> Invitation* {
-    if (!is_ref) return s.FindInvitation(digest);
+    if (!is_ref) return s.FindInvitationBySecret(digest);
     for (Invitation& i : s.invitations) {
       if (InvitationRef(i) == invitation) return &i;
     }

@@ -74,14 +74,25 @@ class OrgAdmin {
   absl::StatusOr<Member> RemoveMember(absl::string_view actor, absl::string_view id,
                                       bool* removed_now = nullptr);
 
-  // The invitation as stored and its secret id, which this answer alone ever holds.
+  // The invitation as stored and its secret id, which this answer alone ever holds (empty
+  // for a retry whose invitation is no longer pending).
   struct CreatedInvitation {
     Invitation invitation;
     std::string secret_id;
   };
+  // A new pending invitation, its times to the microsecond. With a `request_id`
+  // (ValidateRequestId; kept only as its InvitationRequestDigest) the creation is idempotent:
+  // a retry by the same actor with the same e-mail, role, projects and valid_for answers the
+  // invitation the first call made, with the same id and expiry, and records nothing more.
+  // While that invitation is pending, the answer holds a fresh secret id, which replaces the
+  // earlier one (that one then finds nothing, as an unknown id); once accepted, revoked or
+  // expired, the answer holds none. The same request id with another actor or content is
+  // ALREADY_EXISTS naming the first field that differs (actor, email, role, projects,
+  // valid_for). Without a request id every call makes a new invitation.
   absl::StatusOr<CreatedInvitation> CreateInvitation(absl::string_view actor, Invitation invitation,
-                                                     absl::Duration valid_for);
-  // The invitee (no actor), with the invitation's secret id: the caller has checked that
+                                                     absl::Duration valid_for,
+                                                     absl::string_view request_id = "");
+  // The invitee (no actor), with the invitation's newest secret id: the caller has checked that
   // `email` is theirs. The member gets id `member_id`, or the e-mail when empty; an active
   // member with that e-mail gains the invited roles instead. NOT_FOUND, without echoing the
   // secret, for an unknown secret id and a wrong e-mail alike.

@@ -445,6 +445,160 @@ TEST_F(OrgAdminTest, AnInvitationIsKeptAndNamedByDigestsOfItsSecretId) {
             absl::StatusCode::kNotFound);
 }
 
+// A creation retried under its request id answers the invitation the first call made: with a
+// fresh secret id that replaces the earlier one while it is pending, as it stands once it is
+// accepted, revoked or expired; other content under the id is refused naming the field.
+TEST_F(OrgAdminTest, ARetriedInvitationUnderItsRequestIdIsTheSameInvitation) {
+  // The INVITATION_CHANGED records written so far.
+  auto invitation_records = [&] {
+    absl::StatusOr<std::vector<ledger::OutboxEntry>> entries = store_->outbox().Read(1000);
+    std::vector<std::string> changes;
+    if (!entries.ok()) return std::vector<std::string>{entries.status().ToString()};
+    for (const ledger::OutboxEntry& e : *entries) {
+      if (e.record.action == "INVITATION_CHANGED") {
+        changes.push_back(e.record.metadata.at("invitation") + " " +
+                          e.record.metadata.at("change"));
+      }
+    }
+    return changes;
+  };
+  auto make = [](const std::string& email) {
+    Invitation invitation;
+    invitation.email = email;
+    invitation.role = Role::kMember;
+    invitation.projects = {"support"};
+    return invitation;
+  };
+  // Times to the microsecond: a valid_for with nanoseconds is the same on a retry.
+  const absl::Duration valid_for = absl::Hours(1) + absl::Nanoseconds(1'500);
+  clock_.Advance(absl::Nanoseconds(789));
+
+  // Pending: the same invitation, a fresh secret id each time, the earlier ones dead.
+  absl::StatusOr<OrgAdmin::CreatedInvitation> first =
+      admin().CreateInvitation("adam", make("Nora@acme.example"), valid_for, "req-pending");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->invitation.created_at, absl::FromUnixMicros(absl::ToUnixMicros(clock_.Now())));
+  EXPECT_EQ(first->invitation.expires_at - first->invitation.created_at,
+            absl::Microseconds(3'600'000'001));
+  clock_.Advance(absl::Minutes(5));
+  absl::StatusOr<OrgAdmin::CreatedInvitation> second =
+      admin().CreateInvitation("adam", make("nora@ACME.example"), valid_for, "req-pending");
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->invitation.id, first->invitation.id);
+  EXPECT_EQ(InvitationRef(second->invitation), InvitationRef(first->invitation));
+  EXPECT_EQ(second->invitation.created_at, first->invitation.created_at);
+  EXPECT_EQ(second->invitation.expires_at, first->invitation.expires_at);
+  EXPECT_THAT(second->secret_id, MatchesRegex("inv_[0-9a-f]{24}"));
+  EXPECT_NE(second->secret_id, first->secret_id);
+  EXPECT_EQ(second->invitation.secret_digest, InvitationDigest(second->secret_id));
+  EXPECT_EQ(second->invitation.request_digest, InvitationRequestDigest("req-pending"));
+  EXPECT_EQ(store_->Load().value()->invitations.size(), 1u);
+  // The replaced secret id fails exactly as an unknown one does, accepting and revoking.
+  const absl::Status unknown =
+      admin().AcceptInvitation("inv_000000000000000000000000", "nora@acme.example", "").status();
+  const absl::Status stale =
+      admin().AcceptInvitation(first->secret_id, "nora@acme.example", "").status();
+  EXPECT_EQ(stale.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(stale, unknown);
+  EXPECT_EQ(admin().RevokeInvitation("adam", first->secret_id).status(),
+            admin().RevokeInvitation("adam", "inv_000000000000000000000000").status());
+  // Other content, or another member, under the request id: refused naming the field.
+  auto refused = [&](absl::string_view actor, Invitation invitation, absl::Duration d) {
+    absl::Status s = admin().CreateInvitation(actor, invitation, d, "req-pending").status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists) << s;
+    return std::string(s.message());
+  };
+  EXPECT_THAT(refused("olivia", make("nora@acme.example"), valid_for),
+              HasSubstr("different actor"));
+  EXPECT_THAT(refused("adam", make("eve@acme.example"), valid_for), HasSubstr("different email"));
+  Invitation reader = make("nora@acme.example");
+  reader.role = Role::kReader;
+  EXPECT_THAT(refused("adam", reader, valid_for), HasSubstr("different role"));
+  Invitation admin_role = make("nora@acme.example");
+  admin_role.role = Role::kAdmin;
+  admin_role.projects.clear();
+  EXPECT_THAT(refused("adam", admin_role, valid_for), HasSubstr("different role"));
+  EXPECT_THAT(refused("adam", make("nora@acme.example"), absl::Hours(2)),
+              HasSubstr("different valid_for"));
+  ASSERT_TRUE(admin().CreateProject("olivia", MakeProject("research")).ok());
+  Invitation more = make("nora@acme.example");
+  more.projects = {"support", "research"};
+  EXPECT_THAT(refused("adam", more, valid_for), HasSubstr("different projects"));
+  EXPECT_THAT(refused("adam", more, valid_for), HasSubstr("'req-pending'"));
+  // Nothing the refusals or the retries did is recorded: one creation.
+  EXPECT_EQ(invitation_records(),
+            std::vector<std::string>{InvitationRef(first->invitation) + " created"});
+  // The newest secret id accepts it; a retry then shows it accepted, without a secret id.
+  absl::StatusOr<OrgAdmin::CreatedInvitation> third =
+      admin().CreateInvitation("adam", make("nora@acme.example"), valid_for, "req-pending");
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(admin().AcceptInvitation(second->secret_id, "nora@acme.example", "").status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(admin().AcceptInvitation(third->secret_id, "nora@acme.example", "nora").ok());
+  absl::StatusOr<OrgAdmin::CreatedInvitation> after_accept =
+      admin().CreateInvitation("adam", make("nora@acme.example"), valid_for, "req-pending");
+  ASSERT_TRUE(after_accept.ok()) << after_accept.status();
+  EXPECT_EQ(after_accept->secret_id, "");
+  EXPECT_EQ(after_accept->invitation.id, first->invitation.id);
+  EXPECT_EQ(after_accept->invitation.state, InvitationState::kAccepted);
+  EXPECT_THAT(refused("adam", make("eve@acme.example"), valid_for), HasSubstr("different email"));
+
+  // Revoked: as it stands, no secret id.
+  absl::StatusOr<OrgAdmin::CreatedInvitation> revoked_first =
+      admin().CreateInvitation("adam", make("eve@acme.example"), valid_for, "req-revoked");
+  ASSERT_TRUE(revoked_first.ok()) << revoked_first.status();
+  ASSERT_TRUE(admin().RevokeInvitation("adam", InvitationRef(revoked_first->invitation)).ok());
+  absl::StatusOr<OrgAdmin::CreatedInvitation> revoked_retry =
+      admin().CreateInvitation("adam", make("eve@acme.example"), valid_for, "req-revoked");
+  ASSERT_TRUE(revoked_retry.ok()) << revoked_retry.status();
+  EXPECT_EQ(revoked_retry->secret_id, "");
+  EXPECT_EQ(revoked_retry->invitation.id, revoked_first->invitation.id);
+  EXPECT_EQ(revoked_retry->invitation.state, InvitationState::kRevoked);
+
+  // Expired: as it stands, no secret id, its expiry unchanged.
+  absl::StatusOr<OrgAdmin::CreatedInvitation> expiring =
+      admin().CreateInvitation("adam", make("finn@acme.example"), valid_for, "req-expired");
+  ASSERT_TRUE(expiring.ok()) << expiring.status();
+  clock_.Advance(absl::Hours(2));
+  absl::StatusOr<OrgAdmin::CreatedInvitation> expired_retry =
+      admin().CreateInvitation("adam", make("finn@acme.example"), valid_for, "req-expired");
+  ASSERT_TRUE(expired_retry.ok()) << expired_retry.status();
+  EXPECT_EQ(expired_retry->secret_id, "");
+  EXPECT_EQ(expired_retry->invitation.expires_at, expiring->invitation.expires_at);
+  EXPECT_EQ(InvitationStateAt(expired_retry->invitation, clock_.Now()), InvitationState::kExpired);
+  EXPECT_EQ(admin().AcceptInvitation(expiring->secret_id, "finn@acme.example", "").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // One record per invitation's creation, and those of its acceptance and revocation.
+  EXPECT_EQ(invitation_records(),
+            (std::vector<std::string>{InvitationRef(first->invitation) + " created",
+                                      InvitationRef(first->invitation) + " accepted",
+                                      InvitationRef(revoked_first->invitation) + " created",
+                                      InvitationRef(revoked_first->invitation) + " revoked",
+                                      InvitationRef(expiring->invitation) + " created"}));
+  // Without a request id, every call is a new invitation; a request id is at most 128 bytes.
+  ASSERT_TRUE(admin().CreateInvitation("adam", make("gus@acme.example"), valid_for).ok());
+  ASSERT_TRUE(admin().CreateInvitation("adam", make("gus@acme.example"), valid_for).ok());
+  const absl::Status too_long =
+      admin()
+          .CreateInvitation("adam", make("gus@acme.example"), valid_for, std::string(129, 'r'))
+          .status();
+  EXPECT_EQ(too_long.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(too_long.message(), HasSubstr("request_id"));
+  EXPECT_TRUE(
+      admin()
+          .CreateInvitation("adam", make("gus@acme.example"), valid_for, std::string(128, 'r'))
+          .ok());
+  EXPECT_EQ(store_->Load().value()->invitations.size(), 6u);
+  // Neither the request ids nor any secret id is kept as it is.
+  for (const Invitation& i : store_->Load().value()->invitations) {
+    for (const std::string& kept : {i.id, i.secret_digest, i.request_digest}) {
+      EXPECT_THAT(kept, Not(HasSubstr("req-")));
+      EXPECT_THAT(kept, Not(HasSubstr("inv_")));
+    }
+  }
+}
+
 TEST_F(OrgAdminTest, ServiceAccountsAreManagedInTheirProject) {
   ServiceAccount sa = MakeAccount("sa-bot", "support", Environment::kProduction);
   sa.ip_allowlist = *IpAllowlist::Parse({"10.0.0.0/8"});

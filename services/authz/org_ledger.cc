@@ -105,6 +105,9 @@ void RecordServiceAccount(const EntityChange& c, const ServiceAccount& a, Record
 }
 
 void RecordInvitation(const EntityChange& c, const Invitation& i, Recorder& out) {
+  // An update no field of Diff names replaced only the secret id (a retried creation): the
+  // invitation the ledger knows is unchanged, and the creation's record stays its only one.
+  if (c.op == EntityChange::Op::kUpdate && c.fields.empty()) return;
   std::map<std::string, std::string> metadata = {{"invitation", InvitationRef(i)}};
   if (c.op == EntityChange::Op::kCreate) {
     metadata["change"] = "created";

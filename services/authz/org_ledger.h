@@ -24,7 +24,9 @@ inline constexpr absl::string_view kServiceActor = "authz-service";
 
 // The records of the change from `before` to `after` (one version on), for the organisation's
 // ledger: one per entity created, updated or removed, in Diff's order (projects, members,
-// service accounts, invitations, groups), then ORG_FILE_APPLIED for an org file. Ledger
+// service accounts, invitations, groups), then ORG_FILE_APPLIED for an org file; none for an
+// invitation whose secret id alone was replaced (a retried creation, which Diff shows with
+// no field). Ledger
 // records never hold an invitation's secret id (it accepts the invitation): they name it by
 // InvitationRef. A member's removal carries MemberRemovalRequestId, a service account's
 // ledger::RemovalRequestId("authz", "service-account", ShortDigest of its id) (which the

@@ -52,6 +52,12 @@ absl::Status CheckUnique(const std::vector<T>& entities, absl::string_view kind)
   return absl::OkStatus();
 }
 
+bool IsLowerHex(absl::string_view text, size_t digits) {
+  return text.size() == digits && std::all_of(text.begin(), text.end(), [](char c) {
+           return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'f');
+         });
+}
+
 bool Removed(const std::optional<absl::Time>& removed_at) { return removed_at.has_value(); }
 
 bool LiveOwner(const Member& member, absl::Time now) {
@@ -128,6 +134,8 @@ Fields FieldsOf(const ServiceAccount& a) {
           {"removed_at", FormatOptionalTime(a.removed_at)}};
 }
 
+// What a diff shows of an invitation: not its digests nor its creator, so that replacing its
+// secret id is an update without fields.
 Fields FieldsOf(const Invitation& i) {
   return {{"email", i.email},
           {"role", std::string(RoleName(i.role))},
@@ -219,6 +227,21 @@ const IdpGroup* OrgState::FindIdpGroup(absl::string_view name) const {
   return FindIn(idp_groups, name);
 }
 
+Invitation* OrgState::FindInvitationBySecret(absl::string_view secret_digest) {
+  for (Invitation& i : invitations) {
+    if (SecretDigestOf(i) == secret_digest) return &i;
+  }
+  return nullptr;
+}
+
+Invitation* OrgState::FindInvitationByRequest(absl::string_view request_digest) {
+  if (request_digest.empty()) return nullptr;
+  for (Invitation& i : invitations) {
+    if (i.request_digest == request_digest) return &i;
+  }
+  return nullptr;
+}
+
 Member* OrgState::FindActiveMemberByEmail(absl::string_view email) {
   for (Member& m : members) {
     if (!Removed(m.removed_at) && m.email == email) return &m;
@@ -292,13 +315,24 @@ absl::Status ValidateOrgState(const OrgState& state) {
                        EnvironmentName(project->environment), " of project ", a.project));
     }
   }
+  absl::flat_hash_set<absl::string_view> request_digests;
   for (const Invitation& i : state.invitations) {
     // The secret id is never kept: only its digest.
-    if (i.id.size() != 2 * crypto::kSha256Size ||
-        !std::all_of(i.id.begin(), i.id.end(),
-                     [](char c) { return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'f'); })) {
+    if (!IsLowerHex(i.id, 2 * crypto::kSha256Size) ||
+        (!i.secret_digest.empty() && !IsLowerHex(i.secret_digest, 2 * crypto::kSha256Size))) {
       return absl::InvalidArgumentError(
           "an invitation's id must be the SHA-256 of its secret id in lowercase hex");
+    }
+    // Nor the request id: only its InvitationRequestDigest.
+    if (!i.request_digest.empty()) {
+      if (!IsLowerHex(i.request_digest, 32)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "invitation ", Quoted(i.id), ": the request digest must be 32 lowercase hex digits"));
+      }
+      if (!request_digests.insert(i.request_digest).second) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "invitation ", Quoted(i.id), ": another invitation has the same request id"));
+      }
     }
     for (const std::string& p : i.projects) {
       RETURN_IF_ERROR(CheckProjectExists(state, p, absl::StrCat("invitation ", Quoted(i.id))));

@@ -33,6 +33,11 @@ struct OrgState {
   ServiceAccount* FindServiceAccount(absl::string_view id);
   Invitation* FindInvitation(absl::string_view id);
   IdpGroup* FindIdpGroup(absl::string_view name);
+  // The invitation that the secret id with this InvitationDigest accepts now (SecretDigestOf),
+  // or null: an earlier secret id of an invitation whose secret was replaced finds nothing.
+  Invitation* FindInvitationBySecret(absl::string_view secret_digest);
+  // The invitation created under the request id with this InvitationRequestDigest, or null.
+  Invitation* FindInvitationByRequest(absl::string_view request_digest);
   const Project* FindProject(absl::string_view id) const;
   const Member* FindMember(absl::string_view id) const;
   const ServiceAccount* FindServiceAccount(absl::string_view id) const;
@@ -49,8 +54,9 @@ struct OrgState {
 std::shared_ptr<const OrgSnapshot> SnapshotOf(const OrgState& state, absl::Time as_of);
 
 // Every invariant across entities: each entity valid on its own (org_validation.h); ids
-// unique; e-mails unique among members not removed; grants, service accounts, invitations and
-// groups name existing projects; a live service account's environment is its project's (a
+// unique; invitations keep digests only (of their secret ids and request ids), request
+// digests unique; e-mails unique among members not removed; grants, service accounts, invitations
+// and groups name existing projects; a live service account's environment is its project's (a
 // removed one keeps the environment it had); groups grant project roles only.
 // INVALID_ARGUMENT naming the entity.
 absl::Status ValidateOrgState(const OrgState& state);
@@ -96,7 +102,8 @@ struct EntityChange {
 absl::string_view OpName(EntityChange::Op op);  // "create", "update", "delete".
 
 // What turns `before` into `after`, entity by entity, in a stable order (kind, then id).
-// Versions are ignored.
+// Versions are ignored. An invitation whose secret id alone was replaced is an update with
+// no fields.
 std::vector<EntityChange> Diff(const OrgState& before, const OrgState& after);
 
 // The members and service accounts of `state` removed at or after `since`, each in id order.

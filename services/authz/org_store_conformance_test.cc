@@ -557,6 +557,93 @@ TEST_P(OrgStoreConformanceTest, CreatesAreIdempotentOnContent) {
   EXPECT_THAT(std::string(refused.message()), HasSubstr("removed_at"));
 }
 
+// A creation under a request id is one invitation with one ledger record however often it is
+// retried, through this replica or another that reads it back from the store; each retry of
+// the pending invitation replaces its secret id, and other content under the id is refused.
+TEST_P(OrgStoreConformanceTest, AnInvitationRetriedUnderItsRequestIdIsOneInvitation) {
+  OrgCache cache(Clock::Real(), absl::Seconds(5));
+  store_->Watch(&cache);
+  absl::Cleanup stop = [&] { store_->StopWatching(); };
+  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow, kSource).ok());
+  ASSERT_TRUE(policy::testing::Eventually([&] { return cache.InSync(); }));
+  OrgAdmin admin(store_, &cache, Clock::Real());
+  // Another replica where the store has them: it knows the invitation only from the store.
+  std::unique_ptr<OrgStore> replica = backend_.replica ? backend_.replica() : nullptr;
+  OrgCache replica_cache(Clock::Real(), absl::Seconds(5));
+  std::unique_ptr<OrgAdmin> replica_admin;
+  if (replica != nullptr) {
+    replica->Watch(&replica_cache);
+    ASSERT_TRUE(policy::testing::Eventually([&] { return replica_cache.InSync(); }));
+    replica_admin = std::make_unique<OrgAdmin>(replica.get(), &replica_cache, Clock::Real());
+  }
+  absl::Cleanup stop_replica = [&] {
+    if (replica != nullptr) replica->StopWatching();
+  };
+  OrgAdmin& other = replica_admin != nullptr ? *replica_admin : admin;
+
+  Invitation invitation;
+  invitation.email = "erin@acme.example";
+  invitation.role = Role::kMember;
+  invitation.projects = {"support", "research"};
+  // Nanoseconds a store may not keep: the invitation's times are cut to microseconds.
+  const absl::Duration valid_for = absl::Hours(3) + absl::Nanoseconds(2'500);
+  absl::StatusOr<OrgAdmin::CreatedInvitation> first =
+      admin.CreateInvitation("alice", invitation, valid_for, "retry-1");
+  ASSERT_TRUE(first.ok()) << first.status();
+  std::reverse(invitation.projects.begin(), invitation.projects.end());
+  absl::StatusOr<OrgAdmin::CreatedInvitation> second =
+      other.CreateInvitation("alice", invitation, valid_for, "retry-1");
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->invitation.id, first->invitation.id);
+  EXPECT_EQ(second->invitation.created_at, first->invitation.created_at);
+  EXPECT_EQ(second->invitation.expires_at, first->invitation.expires_at);
+  EXPECT_NE(second->secret_id, first->secret_id);
+  absl::StatusOr<OrgAdmin::CreatedInvitation> third =
+      admin.CreateInvitation("alice", invitation, valid_for, "retry-1");
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(third->invitation.id, first->invitation.id);
+  EXPECT_EQ(third->invitation, *store_->Load().value()->FindInvitation(first->invitation.id));
+  invitation.role = Role::kReader;
+  const absl::Status refused =
+      other.CreateInvitation("alice", invitation, valid_for, "retry-1").status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kAlreadyExists) << refused;
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("role"));
+
+  // As the store keeps it: digests only, and the same from every replica.
+  std::shared_ptr<const OrgState> stored = store_->Load().value();
+  const Invitation* kept = stored->FindInvitation(first->invitation.id);
+  ASSERT_NE(kept, nullptr);
+  EXPECT_EQ(kept->secret_digest, InvitationDigest(third->secret_id));
+  EXPECT_EQ(kept->request_digest, InvitationRequestDigest("retry-1"));
+  EXPECT_EQ(kept->created_by, "alice");
+  if (replica != nullptr) {
+    EXPECT_EQ(*replica->Load().value()->FindInvitation(first->invitation.id), *kept);
+  }
+  // Only the newest secret id accepts it; the others are unknown ids.
+  for (const std::string& replaced : {first->secret_id, second->secret_id}) {
+    EXPECT_EQ(other.AcceptInvitation(replaced, "erin@acme.example", "").status().code(),
+              absl::StatusCode::kNotFound);
+  }
+  ASSERT_TRUE(other.AcceptInvitation(third->secret_id, "erin@acme.example", "erin").ok());
+  invitation.role = Role::kMember;
+  absl::StatusOr<OrgAdmin::CreatedInvitation> accepted =
+      admin.CreateInvitation("alice", invitation, valid_for, "retry-1");
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  EXPECT_EQ(accepted->secret_id, "");
+  EXPECT_EQ(accepted->invitation.state, InvitationState::kAccepted);
+
+  // One record of the creation, one of the acceptance: the retries recorded nothing.
+  std::vector<std::string> changes;
+  absl::StatusOr<std::vector<ledger::OutboxEntry>> entries = store_->outbox().Read(1000);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  for (const ledger::OutboxEntry& e : *entries) {
+    if (e.record.action != "INVITATION_CHANGED") continue;
+    if (e.record.metadata.at("invitation") != InvitationRef(first->invitation)) continue;
+    changes.push_back(e.record.metadata.at("change"));
+  }
+  EXPECT_EQ(changes, (std::vector<std::string>{"created", "accepted"}));
+}
+
 // A new database named after `label` with authz's migrations applied up to, not including,
 // the one named `migration`, as a release before it left the schema; empty when there is no
 // test database. Fails the test when `migration` is not one of authz's.
@@ -639,6 +726,83 @@ TEST(PostgresInvitationsTest, TheTableHoldsNoSecretIdAndOldInvitationsStillWork)
   EXPECT_THROW(tx.exec("INSERT INTO authz.invitations (id, email, role, projects, created_at, "
                        "expires_at, state) VALUES ('inv_plain', 'x@acme.example', 'admin', '{}', "
                        "now(), now(), 'pending')"),
+               pqxx::check_violation);
+}
+
+// Invitations stored before migration 010 keep working: accepted with the secret id their key
+// digests, never the answer to a retry; creations from then on keep their request id and
+// newest secret id as digests, which the database checks whoever writes them.
+TEST(PostgresInvitationsTest, InvitationsFromBeforeRequestIdsStillWork) {
+  const std::string url = DatabaseBefore("invitation_requests", "invitation_requests");
+  if (url.empty()) GTEST_SKIP() << "POLICY_TEST_PG_URL is not set";
+  ASSERT_FALSE(HasFailure());
+  {
+    pqxx::connection c(url);
+    pqxx::work tx(c);
+    tx.exec(
+        "INSERT INTO authz.projects (id, name, environment, archived, zero_data_retention, "
+        "retention_days, allowed_models, rpm_limit, tpm_limit, member_rpm_limit, "
+        "member_tpm_limit) VALUES ('support', 'Support', 'production', false, false, 0, "
+        "'{gpt-4o}', 0, 0, 0, 0)");
+    tx.exec(
+        "INSERT INTO authz.members (id, email, removed_at, provisioned_by) VALUES "
+        "('olivia', 'olivia@acme.example', NULL, '')");
+    tx.exec(
+        "INSERT INTO authz.role_grants (member_id, role, project) VALUES ('olivia', 'owner', '')");
+    tx.exec_params(
+        "INSERT INTO authz.invitations (id, email, role, projects, created_at, expires_at, "
+        "state) VALUES ($1, 'nora@acme.example', 'reader', '{support}', now(), "
+        "now() + interval '1 day', 'pending')",
+        InvitationDigest("inv_0123456789abcdef01234567"));
+    tx.commit();
+  }
+  ASSERT_TRUE(pg::ApplyMigrations(url, "authz", Migrations()).ok());
+
+  pg::Pool pool(pg::PoolOptions{.url = url, .size = 2});
+  Clock& clock = *Clock::Real();
+  PostgresOrgStore store(&pool, &clock, absl::Milliseconds(50));
+  OrgCache cache(&clock, absl::Seconds(1));
+  store.Watch(&cache);
+  absl::Cleanup stop = [&] { store.StopWatching(); };
+  OrgAdmin admin(&store, &cache, &clock);
+  ASSERT_TRUE(policy::testing::Eventually([&] { return cache.Current().ok(); }));
+  const Invitation* old =
+      store.Load().value()->FindInvitation(InvitationDigest("inv_0123456789abcdef01234567"));
+  ASSERT_NE(old, nullptr);
+  EXPECT_EQ(old->secret_digest, "");
+  EXPECT_EQ(old->request_digest, "");
+  EXPECT_EQ(old->created_by, "");
+
+  Invitation invitation;
+  invitation.email = "omar@acme.example";
+  invitation.role = Role::kReader;
+  invitation.projects = {"support"};
+  absl::StatusOr<OrgAdmin::CreatedInvitation> created =
+      admin.CreateInvitation("olivia", invitation, absl::Hours(1), "upgrade-1");
+  ASSERT_TRUE(created.ok()) << created.status();
+  absl::StatusOr<OrgAdmin::CreatedInvitation> retried =
+      admin.CreateInvitation("olivia", invitation, absl::Hours(1), "upgrade-1");
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->invitation.id, created->invitation.id);
+  EXPECT_EQ(store.Load().value()->invitations.size(), 2u);
+  EXPECT_TRUE(
+      admin.AcceptInvitation("inv_0123456789abcdef01234567", "nora@acme.example", "nora").ok());
+  EXPECT_EQ(admin.AcceptInvitation(created->secret_id, "omar@acme.example", "").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(admin.AcceptInvitation(retried->secret_id, "omar@acme.example", "").ok());
+
+  pqxx::connection c(url);
+  auto count = [&](const std::string& where) {
+    pqxx::work tx(c);
+    return tx.exec1("SELECT count(*) FROM authz.invitations WHERE " + where)[0].as<int>();
+  };
+  EXPECT_EQ(count("request_digest = '" + InvitationRequestDigest("upgrade-1") + "'"), 1);
+  EXPECT_EQ(count("secret_digest = '" + InvitationDigest(retried->secret_id) + "'"), 1);
+  EXPECT_EQ(count("strpos(request_digest || secret_digest || id, 'upgrade-1') > 0"), 0);
+  EXPECT_EQ(count("strpos(request_digest || secret_digest || id, 'inv_') > 0"), 0);
+  // The database refuses a plain request id, whoever writes it.
+  pqxx::work tx(c);
+  EXPECT_THROW(tx.exec("UPDATE authz.invitations SET request_digest = 'upgrade-1'"),
                pqxx::check_violation);
 }
 

@@ -34,6 +34,17 @@ bool LiveOwner(const Member& member, absl::Time now) {
 
 }  // namespace
 
+absl::Status ValidateRequestId(absl::string_view request_id, bool required) {
+  if (required && request_id.empty()) {
+    return absl::InvalidArgumentError("request_id is required");
+  }
+  if (request_id.size() > kMaxRequestIdBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request_id is longer than ", kMaxRequestIdBytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateId(absl::string_view id, absl::string_view field) {
   if (id.empty()) return absl::InvalidArgumentError(absl::StrCat(field, " is required"));
   if (id.size() > kMaxIdBytes) {

@@ -20,11 +20,17 @@ inline constexpr size_t kMaxModelBytes = 128;
 inline constexpr size_t kMaxModels = 64;
 inline constexpr size_t kMaxPermissions = 32;
 inline constexpr size_t kMaxGrants = 256;
+inline constexpr size_t kMaxRequestIdBytes = 128;
 // The largest rate limits (projects, their members, service accounts), and so the largest
 // estimated or actual tokens of one request: bounds under which the rate limiter's
 // arithmetic cannot overflow (kMaxPerMinute, rate_limiter.h).
 inline constexpr int64_t kMaxRpmLimit = 10'000'000;
 inline constexpr int64_t kMaxTpmLimit = 10'000'000'000;
+
+// A caller's request id, which makes a retry of the request safe (ReportUsage,
+// CreateInvitation): any bytes, at most kMaxRequestIdBytes. INVALID_ARGUMENT naming
+// `request_id` when it is longer, or empty and `required`.
+absl::Status ValidateRequestId(absl::string_view request_id, bool required);
 
 // Ids of members and service accounts: 1 to 128 of [A-Za-z0-9._@+:-]. Project ids follow
 // ids::ValidateProjectId (common/ids/project_id.h).

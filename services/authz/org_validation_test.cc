@@ -31,6 +31,17 @@ Project GoodProject() {
   return p;
 }
 
+TEST(OrgValidationTest, RequestIds) {
+  EXPECT_TRUE(ValidateRequestId("", /*required=*/false).ok());
+  EXPECT_TRUE(ValidateRequestId(std::string(kMaxRequestIdBytes, 'r'), true).ok());
+  EXPECT_TRUE(ValidateRequestId("any bytes: \xff\n", true).ok());
+  ExpectInvalid(ValidateRequestId("", /*required=*/true), "request_id is required");
+  for (bool required : {false, true}) {
+    ExpectInvalid(ValidateRequestId(std::string(kMaxRequestIdBytes + 1, 'r'), required),
+                  "request_id is longer than 128 bytes");
+  }
+}
+
 TEST(OrgValidationTest, Projects) {
   EXPECT_TRUE(ValidateProject(GoodProject()).ok());
   Project p = GoodProject();

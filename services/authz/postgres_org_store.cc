@@ -112,7 +112,9 @@ absl::StatusOr<OrgState> ReadState(pqxx::transaction_base& tx) {
   }
   for (const pqxx::row& r :
        tx.exec("SELECT id, email, role, projects, " POLICY_PG_US("created_at") ", " POLICY_PG_US(
-           "expires_at") ", state, " POLICY_PG_US("closed_at") " FROM authz.invitations")) {
+           "expires_at") ", state, " POLICY_PG_US("closed_at") ", secret_digest, request_digest, "
+                                                               "created_by FROM "
+                                                               "authz.invitations")) {
     Invitation i;
     i.id = r[0].as<std::string>();
     i.email = r[1].as<std::string>();
@@ -122,6 +124,9 @@ absl::StatusOr<OrgState> ReadState(pqxx::transaction_base& tx) {
     i.expires_at = absl::FromUnixMicros(r[5].as<int64_t>());
     ASSIGN_OR_RETURN(i.state, ParseStoredInvitationState(r[6].as<std::string>()));
     i.closed_at = OptionalTime(r[7]);
+    i.secret_digest = r[8].as<std::string>();
+    i.request_digest = r[9].as<std::string>();
+    i.created_by = r[10].as<std::string>();
     state.invitations.push_back(std::move(i));
   }
   for (const pqxx::row& r : tx.exec("SELECT name, grants, members FROM authz.idp_groups")) {
@@ -190,16 +195,15 @@ void WriteServiceAccount(pqxx::work& tx, const ServiceAccount& a) {
 void WriteInvitation(pqxx::work& tx, const Invitation& i) {
   tx.exec_params(
       "INSERT INTO authz.invitations (id, email, role, projects, created_at, expires_at, "
-      "state, closed_at) VALUES ($1, $2, $3, $4::text[], " POLICY_PG_TS("$5") ", " POLICY_PG_TS(
-          "$6") ", $7, " POLICY_PG_TS("$8") ") ON CONFLICT (id) DO UPDATE SET "
-                                            "email = EXCLUDED.email, role = EXCLUDED.role, "
-                                            "projects = EXCLUDED.projects, "
-                                            "expires_at = EXCLUDED.expires_at, "
-                                            "state = EXCLUDED.state, "
-                                            "closed_at = EXCLUDED.closed_at",
+      "state, closed_at, secret_digest, request_digest, created_by) VALUES ($1, $2, $3, "
+      "$4::text[], " POLICY_PG_TS("$5") ", " POLICY_PG_TS("$6") ", $7, " POLICY_PG_TS(
+          "$8") ", $9, $10, $11) ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, "
+                "role = EXCLUDED.role, projects = EXCLUDED.projects, "
+                "expires_at = EXCLUDED.expires_at, state = EXCLUDED.state, "
+                "closed_at = EXCLUDED.closed_at, secret_digest = EXCLUDED.secret_digest",
       i.id, i.email, std::string(RoleName(i.role)), FormatTextArray(i.projects),
       Micros(i.created_at), Micros(i.expires_at), std::string(InvitationStateName(i.state)),
-      Micros(i.closed_at));
+      Micros(i.closed_at), i.secret_digest, i.request_digest, i.created_by);
 }
 
 void WriteIdpGroup(pqxx::work& tx, const IdpGroup& g) {

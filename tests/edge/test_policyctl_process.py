@@ -168,6 +168,51 @@ class PolicyctlProcessTest(unittest.TestCase):
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertEqual(json.loads(again.stdout)["audit_id"], audit_id)
 
+    def test_invitations_create_names_its_request_id_and_a_retry_answers_the_same_invitation(
+            self):
+        """invitations create hands out a secret id: policyctl makes up a request id when none
+        is given and shows it, and a retry under it answers the same invitation with a fresh
+        secret id that replaces the first; other content under it is refused."""
+        invite = ("invitations", "create", "--email=retried@acme.example", "--role=member",
+                  "--projects=support-eu")
+        created = run_policyctl(*invite, "--output=json", admin_key=self.alice)
+        self.assertEqual(created.returncode, 0, created.stderr)
+        ids = re.findall(r"request id (\S+)", created.stderr)
+        self.assertEqual(len(ids), 1, created.stderr)
+        first = json.loads(created.stdout)
+        self.assertNotIn(first["id"], created.stderr)
+        retried = run_policyctl(*invite, f"--request_id={ids[0]}", "--output=json",
+                                admin_key=self.alice)
+        self.assertEqual(retried.returncode, 0, retried.stderr)
+        again = json.loads(retried.stdout)
+        self.assertEqual((again["ref"], again["expires_at"]), (first["ref"], first["expires_at"]))
+        self.assertTrue(again["id"].startswith("inv_"), again)
+        self.assertNotEqual(again["id"], first["id"])
+        listed = run_policyctl("invitations", "list", "--output=json", admin_key=self.alice)
+        self.assertEqual([i["ref"] for i in json.loads(listed.stdout)["invitations"]
+                          if i["email"] == "retried@acme.example"], [first["ref"]])
+        # The first secret id accepts nothing any more: the same NOT_FOUND as an unknown one.
+        stale = run_policyctl("invitations", "accept", first["id"],
+                              "--email=retried@acme.example")
+        self.assertEqual(stale.returncode, 1, stale.stderr)
+        self.assertIn("NOT_FOUND", stale.stderr)
+        # Text output names the request id too.
+        text = run_policyctl(*invite, f"--request_id={ids[0]}", admin_key=self.alice)
+        self.assertEqual(text.returncode, 0, text.stderr)
+        self.assertIn(f"request {ids[0]}", text.stdout)
+        other = run_policyctl("invitations", "create", "--email=other@acme.example",
+                              "--role=member", "--projects=support-eu",
+                              f"--request_id={ids[0]}", admin_key=self.alice)
+        self.assertEqual(other.returncode, 1, other.stderr)
+        self.assertIn("ALREADY_EXISTS", other.stderr)
+        self.assertIn("email", other.stderr)
+        # Only the newest secret id, the text retry's, accepts the invitation.
+        newest = re.search(r"secret id \(send it to the invitee\): (\S+)", text.stdout)
+        self.assertIsNotNone(newest, text.stdout)
+        accepted = run_policyctl("invitations", "accept", newest.group(1),
+                                 "--email=retried@acme.example", "--member_id=retried")
+        self.assertEqual(accepted.returncode, 0, accepted.stderr)
+
     def test_audit_forget_names_the_request_id_it_made_up_so_a_retry_repeats_nothing(self):
         """An erasure is a change a retry must not repeat: like keys create, rotate and
         members remove, policyctl makes up a request id when none is given, and shows it (on

@@ -5,6 +5,7 @@
 //   policyctl keys rotate KEY_ID [--overlap=24h] [--request_id=R] | keys revoke KEY_ID
 //   policyctl keys list [--project=P] [--owner=ID [--owner_type=service_account]]
 //   policyctl members remove MEMBER_ID [--request_id=R] | members list
+//   policyctl invitations create --email=E --role=R [--projects=P] [--request_id=R]
 //   policyctl org plan FILE | org apply FILE [--plan_fingerprint=...]
 //   policyctl audit query --project=P --environment=E [--action=decision_deny] [--limit=1000]
 //   policyctl audit verify --project=P --environment=E
@@ -21,13 +22,12 @@
 // same --request_id where it takes one. With
 // --output=json, stdout holds exactly the response as JSON (proto field names, every field
 // without presence printed even at its default); a list's is every page's entries in one
-// response; keys create, keys rotate, members remove and audit forget name their request id on
-// stderr (the response holds none), for a retry. audit query prints each page as it arrives, in
-// that same
-// one-response shape ({"entries":[...],"next_page_token":...}, the token empty unless --limit
-// stopped it); should
-// a later page fail, stdout holds the earlier pages unfinished (not valid JSON) and the exit
-// code is 1. audit export and subject-export print JSON lines.
+// response; keys create, keys rotate, members remove, invitations create and audit forget name
+// their request id on stderr (the response holds none), for a retry. audit query prints each page
+// as it arrives, in that same one-response shape ({"entries":[...],"next_page_token":...}, the
+// token empty unless --limit stopped it); should a later page fail, stdout holds the earlier pages
+// unfinished (not valid JSON) and the exit code is 1. audit export and subject-export print JSON
+// lines.
 // `--help` anywhere prints the command's usage on stdout and exits 0 without calling anything.
 #include <algorithm>
 #include <cerrno>
@@ -94,7 +94,11 @@ commands:
   members add       --id, --email, --roles=member@support-eu,reader@playground
   members set-roles ID --roles=...  (every grant the member is to hold; --roles= none)
   members remove ID [--request_id]  (a retry with the same id repeats nothing)
-  invitations list | create --email, --role, [--projects, --valid_for] | revoke REF|ID
+  invitations list | create --email, --role, [--projects, --valid_for, --request_id]
+                    | revoke REF|ID  (create: a retry with the printed request id makes no
+                    second invitation; it shows a fresh secret id, which replaces the first,
+                    while the invitation is pending; --request_id is at most 128 bytes,
+                    default: a fresh one)
   invitations accept ID --email [--member_id]  (the invitee's call: no admin key; ID is the
       secret id create shows once; lists and the ledger name invitations by REF, sha256:...)
   org plan FILE     what applying the declarative organisation file would change
@@ -274,7 +278,8 @@ int Show(const Global& g, const google::protobuf::Message& response,
   return kOk;
 }
 
-// Show for a call made under `request_id` (keys create, rotate, members remove, audit forget):
+// Show for a call made under `request_id` (keys create, rotate, members remove, invitations
+// create, audit forget):
 // the text names it; with --output=json, whose stdout is only the response (which does not hold
 // it), stderr does, so that a script that let policyctl make one up can still retry without
 // repeating.
@@ -783,7 +788,7 @@ int Invitations(const Invocation& in) {
         "invitations list, invitations create, invitations revoke REF|ID or invitations accept ID");
   }
   Global g;
-  std::string email, role = "member", projects, member_id;
+  std::string email, role = "member", projects, member_id, request_id;
   absl::Duration valid_for = absl::ZeroDuration();
   int64_t page_size = kListPageSize;
   if (int rc = ParseFlags(
@@ -794,6 +799,9 @@ int Invitations(const Invocation& in) {
             p.AddString("role", &role, "create: owner, admin, member or reader");
             p.AddString("projects", &projects, "create: comma-separated projects (member, reader)");
             p.AddDuration("valid_for", &valid_for, "create: default 7 days, at most 30");
+            p.AddString("request_id", &request_id,
+                        "create: makes a retry answer the first call's invitation; at most 128 "
+                        "bytes (default: a fresh one)");
             AddPageSize(p, &page_size);
           });
       rc != kOk) {
@@ -818,7 +826,8 @@ int Invitations(const Invocation& in) {
   auto print = [](const authz::v1::Invitation& i) {
     std::printf("%s  %s  %s [%s]  %s\n", i.ref().c_str(), i.email().c_str(), i.role().c_str(),
                 absl::StrJoin(i.projects(), ",").c_str(), i.state().c_str());
-    // Only CreateInvitation's answer carries the secret id; it is never shown again.
+    // Only CreateInvitation's answer carries the secret id (a retry's a fresh one, which
+    // replaces it); it is never shown again.
     if (!i.id().empty()) std::printf("secret id (send it to the invitee): %s\n", i.id().c_str());
   };
   if (verb == "list") {
@@ -837,7 +846,6 @@ int Invitations(const Invocation& in) {
     });
   }
   authz::v1::Invitation invitation;
-  grpc::Status status;
   if (verb == "create") {
     authz::v1::CreateInvitationRequest request;
     request.set_email(email);
@@ -846,13 +854,23 @@ int Invitations(const Invocation& in) {
     if (valid_for > absl::ZeroDuration()) {
       request.mutable_valid_for()->set_seconds(absl::ToInt64Seconds(valid_for));
     }
-    status = stub->CreateInvitation(Context(g, true).get(), request, &invitation);
-  } else {
-    authz::v1::RevokeInvitationRequest request;
-    request.set_id(in.words[1]);
-    status = stub->RevokeInvitation(Context(g, true).get(), request, &invitation);
+    request_id = RequestIdOr(request_id);
+    request.set_request_id(request_id);
+    if (grpc::Status s = stub->CreateInvitation(Context(g, true).get(), request, &invitation);
+        !s.ok()) {
+      return FailedRetryable(s, request_id);
+    }
+    return ShowWithRequestId(g, invitation, request_id, [&] {
+      print(invitation);
+      std::printf("request %s\n", request_id.c_str());
+    });
   }
-  if (!status.ok()) return Failed(status);
+  authz::v1::RevokeInvitationRequest request;
+  request.set_id(in.words[1]);
+  if (grpc::Status s = stub->RevokeInvitation(Context(g, true).get(), request, &invitation);
+      !s.ok()) {
+    return Failed(s);
+  }
   return Show(g, invitation, [&] { print(invitation); });
 }
 
