@@ -267,7 +267,10 @@ void CircuitBreaker::AddToWindow(bool success, uint64_t reporter, absl::Time now
   Bucket& bucket = buckets_[static_cast<size_t>(
       ((index % kBreakerWindowBuckets) + kBreakerWindowBuckets) % kBreakerWindowBuckets)];
   // `now` never decreases (Advance), so a bucket never holds a later index than `now`'s.
-  if (bucket.index != index) bucket = Bucket{.index = index};
+  if (bucket.index != index) {
+    bucket = Bucket{};
+    bucket.index = index;
+  }
   ++(success ? bucket.successes : bucket.failures);
   bucket.reporters.Add(reporter);
   if (!success) bucket.failing.Add(reporter);

@@ -38,9 +38,9 @@ TEST(RegionConfigTest, BreakerMinReportersIsTwoByDefaultAndSetByFlagOrEnvironmen
 }
 
 TEST(RegionConfigTest, BreakerMinReportersOutOfRangeIsRefusedNamingIt) {
-  for (const std::string& value : {"0", "-1", "9", "100", "two"}) {
+  for (const char* value : {"0", "-1", "9", "100", "two"}) {
     RegionConfig config;
-    const absl::Status s = Parsed(config, {"--breaker_min_reporters=" + value});
+    const absl::Status s = Parsed(config, {std::string("--breaker_min_reporters=") + value});
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << value;
     EXPECT_THAT(s.message(), HasSubstr("breaker_min_reporters")) << value;
   }
