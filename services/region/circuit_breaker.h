@@ -16,7 +16,7 @@
 // The circuit breaker of one endpoint: whether requests may be routed to it, learned from the
 // outcomes of the requests sent there.
 //
-//   closed ──(N failures in a row, or failure rate over the window, from enough reporters)──▶ open
+//   closed ──(N failures in a row, or failure rate over the window; enough reporters)──▶ open
 //   open ──(cool_down elapsed)──▶ half_open
 //   half_open ──(a success)──▶ closed        half_open ──(a failure)──▶ open (new cool-down)
 //   open or half_open ──(another replica closed after this one last opened; Adopt)──▶ closed
