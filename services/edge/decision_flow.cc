@@ -631,6 +631,8 @@ class ReportUsageFlow final : public Flow {
     outcome->set_success(request_->outcome() == v1::UPSTREAM_OUTCOME_SUCCESS);
     if (request_->has_latency()) *outcome->mutable_latency() = request_->latency();
     outcome->set_status(request_->http_status());
+    // The tenant: one project's failures alone do not open a breaker other projects use.
+    outcome->set_reporter(key_->key().project());
     // A late report of a call routed before its endpoint's breaker last changed is told apart.
     if (decision_->entry().has_time()) *outcome->mutable_routed_at() = decision_->entry().time();
     downstream_->ReportOutcome(NewContext(), outcome,

@@ -894,9 +894,26 @@ TEST_F(ReportUsageFlowTest, ReconcilesFeedsHealthAndRecords) {
   // When the call was routed, from the decision's time: a late report cannot close or re-open
   // a breaker that changed since.
   EXPECT_EQ(fake_.outcome_request.routed_at().seconds(), 1'800'000'000);
+  // Reported as the key's project, the tenant: region's breakers open only on failures from
+  // enough of them.
+  EXPECT_EQ(fake_.outcome_request.reporter(), "support-eu");
   EXPECT_EQ(fake_.append_request.entry().action(), audit::v1::ACTION_API_CALL);
   EXPECT_EQ(fake_.append_request.entry().tokens(), 320);
   EXPECT_EQ(fake_.append_request.entry().request_id(), "usage:req-1");
+}
+
+// Each tenant reports as itself: the breaker of an endpoint several projects use opens only
+// on failures from enough of them.
+TEST_F(ReportUsageFlowTest, TheOutcomeIsReportedAsTheCallingKeysProject) {
+  fake_.verify_response.mutable_key()->set_project("billing-us");
+  usage_.set_outcome(v1::UPSTREAM_OUTCOME_ERROR);
+  usage_.set_http_status(503);
+  v1::ReportUsageResponse response;
+  const grpc::Status s = Report(&response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_FALSE(fake_.outcome_request.success());
+  EXPECT_EQ(fake_.outcome_request.reporter(), "billing-us");
+  EXPECT_EQ(fake_.usage_request.project(), "billing-us");
 }
 
 TEST_F(ReportUsageFlowTest, UsageMayNameTheEstimateTheCallerGaveOrTheOneCharged) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 
 namespace policy::region {
@@ -18,6 +19,11 @@ absl::Status FieldError(absl::string_view field, absl::string_view requirement,
                         absl::string_view got) {
   return absl::InvalidArgumentError(
       absl::StrCat("BreakerOptions.", field, " must be ", requirement, ", got ", got));
+}
+
+// Reporters are told apart within this process only: a per-process hash suffices.
+uint64_t ReporterHash(absl::string_view reporter) {
+  return absl::Hash<absl::string_view>{}(reporter);
 }
 
 }  // namespace
@@ -59,6 +65,10 @@ absl::Status ValidateBreakerOptions(const BreakerOptions& o) {
   }
   if (!(o.latency_smoothing > 0 && o.latency_smoothing <= 1)) {  // Also rejects NaN.
     return FieldError("latency_smoothing", "in (0, 1]", absl::StrCat(o.latency_smoothing));
+  }
+  if (o.min_reporters < 1 || o.min_reporters > kBreakerMaxReporters) {
+    return FieldError("min_reporters", absl::StrCat("between 1 and ", kBreakerMaxReporters),
+                      absl::StrCat(o.min_reporters));
   }
   return absl::OkStatus();
 }
@@ -129,18 +139,20 @@ BreakerState CircuitBreaker::Record(const Outcome& outcome, absl::Time now) {
   UpdateLatency(outcome);
   const absl::Time routed_at = std::min(outcome.routed_at, now);
   switch (state_) {
-    case BreakerState::kClosed:
+    case BreakerState::kClosed: {
       if (routed_at < closed_at_) break;  // A late reply from before the close.
-      AddToWindow(outcome.success, now);
+      const uint64_t reporter = ReporterHash(outcome.reporter);
+      AddToWindow(outcome.success, reporter, now);
       if (outcome.success) {
         consecutive_failures_ = 0;
+        run_reporters_.Clear();
       } else {
         ++consecutive_failures_;
-        if (consecutive_failures_ >= options_.consecutive_failures || RateTripped(now)) {
-          Open(now);
-        }
+        run_reporters_.Add(reporter);
+        OpenIfTripped(now);
       }
       break;
+    }
     case BreakerState::kHalfOpen:
       if (routed_at < opened_at_) break;  // A late reply from before the open.
       if (outcome.success) {
@@ -176,6 +188,7 @@ BreakerSnapshot CircuitBreaker::Snapshot(absl::Time now) const {
   }
   s.probes_in_flight = ProbesHeld(now);
   s.closed_at = closed_at_;
+  s.trips_withheld = trips_withheld_;
   return s;
 }
 
@@ -211,6 +224,7 @@ void CircuitBreaker::Close(absl::Time closed_at) {
   opened_at_ = absl::InfinitePast();
   closed_at_ = closed_at;
   consecutive_failures_ = 0;
+  run_reporters_.Clear();
   buckets_.fill(Bucket{});
   probes_.clear();
 }
@@ -236,13 +250,30 @@ int64_t CircuitBreaker::BucketIndex(absl::Time t) const {
   return index;
 }
 
-void CircuitBreaker::AddToWindow(bool success, absl::Time now) {
+void CircuitBreaker::ReporterSet::Add(uint64_t hash) {
+  if (size_ == kBreakerMaxReporters) return;
+  for (int i = 0; i < size_; ++i) {
+    if (hashes_[static_cast<size_t>(i)] == hash) return;
+  }
+  hashes_[static_cast<size_t>(size_++)] = hash;
+}
+
+void CircuitBreaker::ReporterSet::Merge(const ReporterSet& other) {
+  for (int i = 0; i < other.size_; ++i) Add(other.hashes_[static_cast<size_t>(i)]);
+}
+
+void CircuitBreaker::AddToWindow(bool success, uint64_t reporter, absl::Time now) {
   const int64_t index = BucketIndex(now);
   Bucket& bucket = buckets_[static_cast<size_t>(
       ((index % kBreakerWindowBuckets) + kBreakerWindowBuckets) % kBreakerWindowBuckets)];
   // `now` never decreases (Advance), so a bucket never holds a later index than `now`'s.
-  if (bucket.index != index) bucket = Bucket{.index = index};
+  if (bucket.index != index) {
+    bucket = Bucket{};
+    bucket.index = index;
+  }
   ++(success ? bucket.successes : bucket.failures);
+  bucket.reporters.Add(reporter);
+  if (!success) bucket.failing.Add(reporter);
 }
 
 CircuitBreaker::WindowCounts CircuitBreaker::CountWindow(absl::Time now) const {
@@ -257,11 +288,37 @@ CircuitBreaker::WindowCounts CircuitBreaker::CountWindow(absl::Time now) const {
   return counts;
 }
 
+CircuitBreaker::WindowReporters CircuitBreaker::ReportersInWindow(absl::Time now) const {
+  const int64_t index = BucketIndex(now);
+  WindowReporters reporters;
+  for (const Bucket& bucket : buckets_) {
+    if (bucket.index > index - kBreakerWindowBuckets && bucket.index <= index) {
+      reporters.reporters.Merge(bucket.reporters);
+      reporters.failing.Merge(bucket.failing);
+    }
+  }
+  return reporters;
+}
+
 bool CircuitBreaker::RateTripped(absl::Time now) const {
   const WindowCounts counts = CountWindow(now);
   const uint64_t total = counts.successes + counts.failures;
   if (total < static_cast<uint64_t>(options_.min_window_outcomes)) return false;
   return static_cast<double>(counts.failures) / static_cast<double>(total) > options_.failure_rate;
+}
+
+void CircuitBreaker::OpenIfTripped(absl::Time now) {
+  const bool run = consecutive_failures_ >= options_.consecutive_failures;
+  const bool rate = RateTripped(now);
+  if (!run && !rate) return;
+  const WindowReporters window = ReportersInWindow(now);
+  // The failure just recorded is in the window: at least one reporter is needed.
+  const int needed = std::max(1, std::min(options_.min_reporters, window.reporters.size()));
+  if ((run && run_reporters_.size() >= needed) || (rate && window.failing.size() >= needed)) {
+    Open(now);
+  } else {
+    ++trips_withheld_;
+  }
 }
 
 }  // namespace policy::region

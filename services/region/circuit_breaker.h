@@ -2,9 +2,11 @@
 #define POLICY_SERVICES_REGION_CIRCUIT_BREAKER_H_
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -14,7 +16,7 @@
 // The circuit breaker of one endpoint: whether requests may be routed to it, learned from the
 // outcomes of the requests sent there.
 //
-//   closed ──(N failures in a row, or failure rate over the window)──▶ open
+//   closed ──(N failures in a row, or failure rate over the window; enough reporters)──▶ open
 //   open ──(cool_down elapsed)──▶ half_open
 //   half_open ──(a success)──▶ closed        half_open ──(a failure)──▶ open (new cool-down)
 //   open or half_open ──(another replica closed after this one last opened; Adopt)──▶ closed
@@ -24,6 +26,17 @@
 // mutating method (Admit, Record, Adopt) is taken as that latest time, so callers that read
 // the clock before taking the lock that guards the breaker need not order their calls.
 // REQUIRES: every `now` is finite.
+//
+// Reporters: each outcome names who reported it (the edge sends the calling key's project, the
+// tenant). Either trigger opens the breaker only when the failures it counts (the run of
+// failures in a row, or the failures in the window) come from at least min(min_reporters, R)
+// distinct reporters, where R is the number of distinct reporters of any outcome in the window:
+// one tenant alone cannot open an endpoint others use, while an endpoint only one reporter
+// uses (R = 1) still opens. A trip withheld for lack of reporters is counted
+// (BreakerSnapshot::trips_withheld). Reporters are hashed, never kept, and at most
+// kBreakerMaxReporters of them are tracked per window bucket and per run, so memory is bounded
+// however many report; since min_reporters is at most that many, the counts compared are exact
+// up to it.
 namespace policy::region {
 
 enum class BreakerState { kClosed, kOpen, kHalfOpen };
@@ -54,10 +67,19 @@ struct BreakerOptions {
   absl::Duration probe_timeout = absl::Seconds(30);
   // The weight of a new latency sample in the exponentially weighted average (0 < a <= 1).
   double latency_smoothing = 0.2;
+  // Q: either trigger opens the breaker only when its failures come from at least min(Q, R)
+  // distinct reporters, R being the distinct reporters of the outcomes in the window (1 to
+  // kBreakerMaxReporters; 1: any reporter alone may open it).
+  int min_reporters = 2;
 };
 
 // The number of time buckets in BreakerOptions::window.
 inline constexpr int kBreakerWindowBuckets = 10;
+// The longest Outcome::reporter a caller may name (ReportOutcome refuses longer ones).
+inline constexpr size_t kMaxReporterBytes = 256;
+// The most distinct reporters tracked per window bucket and per run of failures, and so the
+// largest BreakerOptions::min_reporters.
+inline constexpr int kBreakerMaxReporters = 8;
 
 // OK, or INVALID_ARGUMENT whose message names the first field out of range (as documented on
 // BreakerOptions).
@@ -75,6 +97,9 @@ struct Outcome {
   // routed before the breaker last opened (half-open) or last closed (closed) is a late reply
   // about the period that change ended: it feeds the latency average and nothing else.
   absl::Time routed_at = absl::InfiniteFuture();
+  // Who reported it (the edge: the calling key's project); empty is one reporter like any
+  // other. Only its hash is kept.
+  std::string reporter = {};
 };
 
 struct BreakerSnapshot {
@@ -100,6 +125,10 @@ struct BreakerSnapshot {
   // here closed it and of the peers' closes it adopted (see Adopt). absl::InfinitePast() if it
   // has never closed.
   absl::Time closed_at = absl::InfinitePast();
+  // Failures, since the breaker was made, on which a trigger fired but the breaker stayed
+  // closed because the failures came from too few reporters (see BreakerOptions::
+  // min_reporters). Kept across state changes.
+  uint64_t trips_withheld = 0;
 };
 
 // Not thread-safe by itself (the router's registry guards it); all methods take `now`
@@ -125,12 +154,14 @@ class CircuitBreaker {
 
   // Reports an outcome observed at `now` and returns the state after the report.
   //  - closed: a success resets the consecutive failures; a failure counts toward both
-  //    triggers, and opens the breaker (cool-down from `now`) when either fires. The rate is
-  //    checked on failures only: old successes leaving the window never open a breaker alone.
+  //    triggers, and opens the breaker (cool-down from `now`) when either fires with the
+  //    failures it counts coming from enough reporters (BreakerOptions::min_reporters;
+  //    otherwise trips_withheld grows by one). The rate is checked on failures only: old
+  //    successes leaving the window never open a breaker alone.
   //  - half-open: a success closes it (resetting consecutive failures, window and probes); a
-  //    failure re-opens it with a new cool-down from `now`. Any outcome of a request routed
-  //    since the breaker opened decides, whether or not it was admitted here as a probe (another
-  //    replica may have admitted it).
+  //    failure, whoever reports it, re-opens it with a new cool-down from `now`. Any outcome of a
+  //    request routed since the breaker opened decides, whether or not it was admitted here as a
+  //    probe (another replica may have admitted it).
   //  - open: outcomes are late replies; a success updates the latency average, and nothing
   //    else changes.
   // An outcome of a request routed before the breaker last opened (half-open) or closed
@@ -167,16 +198,36 @@ class CircuitBreaker {
   void Adopt(BreakerState state, absl::Time opened_at, absl::Time closed_at, absl::Time now);
 
  private:
+  // Distinct reporters, by hash: the first kBreakerMaxReporters added; others are not kept.
+  class ReporterSet {
+   public:
+    void Add(uint64_t hash);
+    void Merge(const ReporterSet& other);
+    int size() const { return size_; }
+    void Clear() { size_ = 0; }
+
+   private:
+    std::array<uint64_t, kBreakerMaxReporters> hashes_{};
+    int size_ = 0;
+  };
   // Outcomes recorded in one window bucket: those whose time falls in
   // [index * bucket width, (index + 1) * bucket width) since the Unix epoch.
   struct Bucket {
     int64_t index = std::numeric_limits<int64_t>::min();
     uint64_t successes = 0;
     uint64_t failures = 0;
+    ReporterSet reporters;  // Of any outcome.
+    ReporterSet failing;    // Of failures.
   };
   struct WindowCounts {
     uint64_t successes = 0;
     uint64_t failures = 0;
+  };
+  // The distinct reporters in the window, each count exact up to kBreakerMaxReporters (the
+  // union of per-bucket sets that each keep the first kBreakerMaxReporters).
+  struct WindowReporters {
+    ReporterSet reporters;
+    ReporterSet failing;
   };
 
   // max(now, latest_now_), without updating latest_now_.
@@ -196,9 +247,13 @@ class CircuitBreaker {
   void UpdateLatency(const Outcome& outcome);
 
   int64_t BucketIndex(absl::Time t) const;
-  void AddToWindow(bool success, absl::Time now);
+  void AddToWindow(bool success, uint64_t reporter, absl::Time now);
   WindowCounts CountWindow(absl::Time now) const;
+  WindowReporters ReportersInWindow(absl::Time now) const;
   bool RateTripped(absl::Time now) const;
+  // Closed, after a failure: opens the breaker at `now` when a trigger fires with enough
+  // reporters, counts a withheld trip when one fires without.
+  void OpenIfTripped(absl::Time now);
 
   const BreakerOptions options_;
   const absl::Duration bucket_width_;
@@ -211,6 +266,9 @@ class CircuitBreaker {
   absl::Time closed_at_ = absl::InfinitePast();
   absl::Time latest_now_ = absl::InfinitePast();
   int consecutive_failures_ = 0;
+  // The reporters of the current run of consecutive failures (while closed).
+  ReporterSet run_reporters_;
+  uint64_t trips_withheld_ = 0;
   std::array<Bucket, kBreakerWindowBuckets> buckets_;
   // Half-open: when each probe holding a slot was admitted (at most half_open_probes).
   std::vector<absl::Time> probes_;

@@ -76,6 +76,8 @@ TEST(ValidateBreakerOptionsTest, RejectsEachBadFieldNamingIt) {
       {"latency_smoothing", [](BreakerOptions& o) { o.latency_smoothing = 0; }},
       {"latency_smoothing", [](BreakerOptions& o) { o.latency_smoothing = 1.5; }},
       {"latency_smoothing", [&](BreakerOptions& o) { o.latency_smoothing = nan; }},
+      {"min_reporters", [](BreakerOptions& o) { o.min_reporters = 0; }},
+      {"min_reporters", [](BreakerOptions& o) { o.min_reporters = kBreakerMaxReporters + 1; }},
   };
   for (const Case& c : cases) {
     BreakerOptions o;
@@ -96,8 +98,10 @@ TEST(ValidateBreakerOptionsTest, AcceptsBoundaryValues) {
   o.window = absl::Milliseconds(10);
   o.half_open_probes = 1;
   o.latency_smoothing = 1;
+  o.min_reporters = 1;
   EXPECT_TRUE(ValidateBreakerOptions(o).ok());
   o.failure_rate = 1;
+  o.min_reporters = kBreakerMaxReporters;
   EXPECT_TRUE(ValidateBreakerOptions(o).ok());
 }
 
@@ -605,6 +609,178 @@ TEST(CircuitBreakerAdoptTest, KeepsCountersAndWindow) {
   EXPECT_EQ(s.consecutive_failures, 1);
   EXPECT_EQ(s.window_failures, 2u);
   EXPECT_EQ(s.window_successes, 1u);
+}
+
+// Reporters: one tenant's failures alone do not open an endpoint other tenants use.
+
+Outcome From(const Outcome& outcome, const std::string& reporter) {
+  Outcome o = outcome;
+  o.reporter = reporter;
+  return o;
+}
+
+TEST(CircuitBreakerReportersTest, OneReporterCannotTripAnEndpointOthersUse) {
+  CircuitBreaker b;  // min_reporters 2.
+  EXPECT_EQ(b.Record(From(kSuccess, "tenant-b"), kT0), BreakerState::kClosed);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(b.Record(From(kFailure, "tenant-a"), kT0), BreakerState::kClosed) << i;
+  }
+  BreakerSnapshot s = b.Snapshot(kT0);
+  EXPECT_EQ(s.consecutive_failures, 10);
+  // The third failure in a row and each after it would have opened it.
+  EXPECT_EQ(s.trips_withheld, 8u);
+
+  // Nor by the failure rate: 40 failures of 41 outcomes, all but one success from one tenant.
+  CircuitBreaker rate(RateOnly());
+  rate.Record(From(kSuccess, "tenant-b"), kT0);
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(rate.Record(From(kFailure, "tenant-a"), kT0), BreakerState::kClosed) << i;
+  }
+  EXPECT_EQ(rate.Snapshot(kT0).window_failures, 40u);
+  // From the 19th failure on (20 outcomes, min_window_outcomes).
+  EXPECT_EQ(rate.Snapshot(kT0).trips_withheld, 22u);
+}
+
+TEST(CircuitBreakerReportersTest, FailuresFromTwoReportersTrip) {
+  CircuitBreaker b;
+  b.Record(From(kSuccess, "tenant-c"), kT0);
+  b.Record(From(kFailure, "tenant-a"), kT0);
+  b.Record(From(kFailure, "tenant-a"), kT0);
+  EXPECT_EQ(b.Record(From(kFailure, "tenant-b"), kT0), BreakerState::kOpen);
+  EXPECT_EQ(b.Snapshot(kT0).trips_withheld, 0u);
+
+  // A flood from one tenant and a single failure from another trip the rate trigger.
+  CircuitBreaker rate(RateOnly());
+  rate.Record(From(kSuccess, "tenant-c"), kT0);
+  for (int i = 0; i < 30; ++i) rate.Record(From(kFailure, "tenant-a"), kT0);
+  ASSERT_EQ(rate.State(kT0), BreakerState::kClosed);
+  EXPECT_EQ(rate.Record(From(kFailure, "tenant-b"), kT0 + absl::Seconds(1)), BreakerState::kOpen);
+  EXPECT_EQ(rate.Snapshot(kT0 + absl::Seconds(1)).opened_at, kT0 + absl::Seconds(1));
+
+  // The run of failures must hold both: a success in between starts a new run.
+  CircuitBreaker run;
+  run.Record(From(kFailure, "tenant-b"), kT0);
+  run.Record(From(kSuccess, "tenant-c"), kT0);
+  run.Record(From(kFailure, "tenant-a"), kT0);
+  run.Record(From(kFailure, "tenant-a"), kT0);
+  EXPECT_EQ(run.Record(From(kFailure, "tenant-a"), kT0), BreakerState::kClosed);
+  EXPECT_EQ(run.Record(From(kFailure, "tenant-b"), kT0), BreakerState::kOpen);
+}
+
+TEST(CircuitBreakerReportersTest, MinReportersOneIsTheBehaviourWithoutReporters) {
+  BreakerOptions o;
+  o.min_reporters = 1;
+  CircuitBreaker b(o);
+  b.Record(From(kSuccess, "tenant-b"), kT0);
+  b.Record(From(kFailure, "tenant-a"), kT0);
+  b.Record(From(kFailure, "tenant-a"), kT0);
+  EXPECT_EQ(b.Record(From(kFailure, "tenant-a"), kT0), BreakerState::kOpen);
+
+  BreakerOptions rate_options = RateOnly();
+  rate_options.min_reporters = 1;
+  CircuitBreaker rate(rate_options);
+  for (int i = 0; i < 10; ++i) rate.Record(From(kSuccess, "tenant-b"), kT0);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(rate.Record(From(kFailure, "tenant-a"), kT0), BreakerState::kClosed) << i;
+  }
+  EXPECT_EQ(rate.Record(From(kFailure, "tenant-a"), kT0), BreakerState::kOpen);  // 11 / 21.
+  EXPECT_EQ(rate.Snapshot(kT0).trips_withheld, 0u);
+}
+
+TEST(CircuitBreakerReportersTest, AnEndpointOneReporterUsesStillTrips) {
+  CircuitBreaker b;
+  b.Record(From(kSuccess, "tenant-a"), kT0);
+  b.Record(From(kFailure, "tenant-a"), kT0);
+  b.Record(From(kFailure, "tenant-a"), kT0);
+  EXPECT_EQ(b.Record(From(kFailure, "tenant-a"), kT0), BreakerState::kOpen);
+
+  CircuitBreaker rate(RateOnly());
+  for (int i = 0; i < 20; ++i) rate.Record(From(kFailure, "tenant-a"), kT0);
+  EXPECT_EQ(rate.State(kT0), BreakerState::kOpen);
+
+  // R counts the reporters in the window: once another tenant's outcomes have left it, the one
+  // left reporting is alone again.
+  CircuitBreaker alone;
+  alone.Record(From(kSuccess, "tenant-b"), kT0);
+  alone.Record(From(kFailure, "tenant-a"), kT0 + absl::Seconds(60));
+  alone.Record(From(kFailure, "tenant-a"), kT0 + absl::Seconds(60));
+  EXPECT_EQ(alone.Record(From(kFailure, "tenant-a"), kT0 + absl::Seconds(60)), BreakerState::kOpen);
+}
+
+TEST(CircuitBreakerReportersTest, TheEmptyReporterIsOneReporter) {
+  CircuitBreaker b;
+  b.Record(From(kSuccess, "tenant-a"), kT0);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(b.Record(kFailure, kT0), BreakerState::kClosed) << i;
+  EXPECT_EQ(b.Snapshot(kT0).trips_withheld, 1u);
+  EXPECT_EQ(b.Record(From(kFailure, "tenant-a"), kT0), BreakerState::kOpen);
+
+  // Callers that name no reporter are one reporter together: they trip alone.
+  CircuitBreaker unnamed;
+  for (int i = 0; i < 2; ++i) unnamed.Record(kFailure, kT0);
+  EXPECT_EQ(unnamed.Record(kFailure, kT0), BreakerState::kOpen);
+}
+
+TEST(CircuitBreakerReportersTest, ManyReportersAreCountedUpToTheMostTracked) {
+  BreakerOptions o;
+  o.min_reporters = kBreakerMaxReporters;
+  o.consecutive_failures = 1000;
+  o.min_window_outcomes = 1;
+  o.failure_rate = 0;  // Any failure is over the rate: the reporters alone decide.
+  CircuitBreaker b(o);
+  // A thousand reporters in one bucket, more than are tracked.
+  for (int i = 0; i < 1000; ++i) b.Record(From(kSuccess, absl::StrCat("tenant-", i)), kT0);
+  // Failures from one reporter fewer than min_reporters do not open it, the next does:
+  // R is counted as at least min_reporters, however many more reported.
+  for (int i = 0; i < kBreakerMaxReporters - 1; ++i) {
+    EXPECT_EQ(b.Record(From(kFailure, absl::StrCat("failing-", i)), kT0), BreakerState::kClosed)
+        << i;
+    EXPECT_EQ(b.Record(From(kFailure, absl::StrCat("failing-", i)), kT0), BreakerState::kClosed)
+        << i;
+  }
+  EXPECT_EQ(b.Snapshot(kT0).trips_withheld, 2u * (kBreakerMaxReporters - 1));
+  EXPECT_EQ(b.Record(From(kFailure, "failing-last"), kT0), BreakerState::kOpen);
+
+  // The same with the run of failures, and with the reporters spread over every bucket.
+  o = BreakerOptions{};
+  o.min_reporters = kBreakerMaxReporters;
+  o.consecutive_failures = kBreakerMaxReporters;
+  CircuitBreaker run(o);
+  absl::Time now = kT0;
+  for (int i = 0; i < 1000; ++i) {
+    now = kT0 + absl::Milliseconds(59) * i;
+    run.Record(From(kSuccess, absl::StrCat("tenant-", i)), now);
+  }
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(
+        run.Record(From(kFailure, absl::StrCat("failing-", i % (kBreakerMaxReporters - 1))), now),
+        BreakerState::kClosed)
+        << i;
+  }
+  EXPECT_EQ(run.Record(From(kFailure, "failing-last"), now), BreakerState::kOpen);
+}
+
+TEST(CircuitBreakerReportersTest, HalfOpenIsDecidedByTheFirstOutcomeWhoeverReportsIt) {
+  CircuitBreaker b;
+  b.Record(From(kSuccess, "tenant-c"), kT0);
+  b.Record(From(kFailure, "tenant-a"), kT0);
+  b.Record(From(kFailure, "tenant-a"), kT0);
+  ASSERT_EQ(b.Record(From(kFailure, "tenant-b"), kT0), BreakerState::kOpen);
+  const absl::Time half_open = kT0 + absl::Seconds(30);
+  ASSERT_TRUE(b.Admit(half_open));
+  // One tenant's failure re-opens it.
+  EXPECT_EQ(b.Record(From(kFailure, "tenant-a"), half_open), BreakerState::kOpen);
+  const absl::Time again = half_open + absl::Seconds(30);
+  ASSERT_EQ(b.State(again), BreakerState::kHalfOpen);
+  // And one tenant's success closes it, with its run's reporters forgotten.
+  EXPECT_EQ(b.Record(From(kSuccess, "tenant-a"), again), BreakerState::kClosed);
+  b.Record(From(kSuccess, "tenant-c"), again);
+  b.Record(From(kFailure, "tenant-b"), again);
+  b.Record(From(kFailure, "tenant-a"), again);
+  b.Record(From(kSuccess, "tenant-c"), again);
+  b.Record(From(kFailure, "tenant-a"), again);
+  b.Record(From(kFailure, "tenant-a"), again);
+  EXPECT_EQ(b.Record(From(kFailure, "tenant-a"), again), BreakerState::kClosed);
+  EXPECT_EQ(b.Snapshot(again).trips_withheld, 1u);
 }
 
 // Whether a breaker observed in `from` may next be observed in `to`, when a peer's close was

@@ -206,6 +206,7 @@ void ToProto(const HealthReport& in, v1::GetHealthReportResponse* out) {
     h->set_routed(e.routed);
     h->set_successes(e.successes);
     h->set_failures(e.failures);
+    h->set_trips_withheld(e.breaker.trips_withheld);
     if (e.breaker.state != BreakerState::kClosed) {
       proto::SetTime(e.breaker.opened_at, h->mutable_opened_at());
       proto::SetTime(e.breaker.half_open_at, h->mutable_half_open_at());

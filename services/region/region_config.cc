@@ -27,6 +27,9 @@ void RegionConfig::Register(config::Parser& p) {
            "requests this replica lets through while half-open");
   p.AddDuration("probe_timeout", &probe_timeout,
                 "how long a half-open probe holds its slot without a reported outcome");
+  p.AddInt("breaker_min_reporters", &breaker_min_reporters,
+           "distinct reporters (tenants) whose failures open a breaker, of those reporting to it "
+           "(1 to 8; 1: any one of them)");
   p.AddInt("blocking_threads", &blocking_threads, "threads for calls that wait on PostgreSQL");
   p.AddInt("blocking_queue", &blocking_queue, "calls that may wait for those threads");
 }
@@ -40,6 +43,7 @@ BreakerOptions RegionConfig::breaker() const {
   o.cool_down = cool_down;
   o.half_open_probes = static_cast<int>(half_open_probes);
   o.probe_timeout = probe_timeout;
+  o.min_reporters = static_cast<int>(breaker_min_reporters);
   return o;
 }
 
@@ -60,6 +64,11 @@ absl::Status RegionConfig::Validate() const {
   }
   if (failure_rate_percent < 1 || failure_rate_percent > 100) {
     return absl::InvalidArgumentError("failure_rate_percent must be between 1 and 100");
+  }
+  if (breaker_min_reporters < 1 || breaker_min_reporters > kBreakerMaxReporters) {
+    return absl::InvalidArgumentError(absl::StrCat("breaker_min_reporters must be between 1 and ",
+                                                   kBreakerMaxReporters, ", not ",
+                                                   breaker_min_reporters));
   }
   if (blocking_threads < 1 || blocking_queue < 1) {
     return absl::InvalidArgumentError("blocking_threads and blocking_queue must be positive");

@@ -35,6 +35,9 @@ struct RegionConfig {
   // Per replica: N replicas let up to N times this many probes through (BreakerOptions).
   int64_t half_open_probes = 1;
   absl::Duration probe_timeout = absl::Seconds(30);
+  // BreakerOptions::min_reporters: distinct reporters whose failures it takes to open a
+  // breaker (at most as many as report to it), 1 to kBreakerMaxReporters.
+  int64_t breaker_min_reporters = 2;
   int64_t blocking_threads = 4;
   int64_t blocking_queue = 256;
 

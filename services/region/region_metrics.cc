@@ -23,7 +23,12 @@ RegionMetrics::RegionMetrics(prometheus::Registry& registry)
                      .Name("policy_region_failovers_total")
                      .Help("Requests routed past an unhealthy preferred endpoint.")
                      .Register(registry)
-                     .Add({})) {}
+                     .Add({})),
+      trips_withheld_(prometheus::BuildCounter()
+                          .Name("policy_region_breaker_trips_withheld_total")
+                          .Help("Failures that would have opened each endpoint's breaker but "
+                                "came from too few distinct reporters.")
+                          .Register(registry)) {}
 
 void RegionMetrics::Update(const HealthReport& report) {
   const uint64_t routed = report.requests - report.blocked;
@@ -50,6 +55,8 @@ void RegionMetrics::Update(const HealthReport& report) {
             {{"endpoint", e.endpoint.id}, {"state", std::string(BreakerStateName(states[s]))}});
       }
       g.latency = &latency_.Add({{"endpoint", e.endpoint.id}});
+      g.trips_withheld = &trips_withheld_.Add({{"endpoint", e.endpoint.id}});
+      g.seen_trips_withheld = 0;
     }
     g.present = true;
     g.states[0]->Set(e.breaker.state == BreakerState::kClosed ? 1 : 0);
@@ -57,6 +64,12 @@ void RegionMetrics::Update(const HealthReport& report) {
     g.states[2]->Set(e.breaker.state == BreakerState::kHalfOpen ? 1 : 0);
     g.latency->Set(
         e.breaker.latency_ewma.has_value() ? absl::ToDoubleSeconds(*e.breaker.latency_ewma) : 0);
+    const uint64_t withheld = e.breaker.trips_withheld;
+    // Fewer than last seen: the breaker started afresh (a repointed endpoint).
+    const uint64_t added =
+        withheld >= g.seen_trips_withheld ? withheld - g.seen_trips_withheld : withheld;
+    if (added > 0) g.trips_withheld->Increment(static_cast<double>(added));
+    g.seen_trips_withheld = withheld;
   }
   for (auto it = gauges_.begin(); it != gauges_.end();) {
     if (it->second.present) {
@@ -65,6 +78,7 @@ void RegionMetrics::Update(const HealthReport& report) {
     }
     for (prometheus::Gauge* s : it->second.states) breaker_state_.Remove(s);
     latency_.Remove(it->second.latency);
+    trips_withheld_.Remove(it->second.trips_withheld);
     gauges_.erase(it++);
   }
 }

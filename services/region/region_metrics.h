@@ -16,6 +16,7 @@
 //   policy_region_endpoint_latency_seconds{endpoint} smoothed latency of measured successes
 //   policy_region_routes_total{result}               routed / blocked
 //   policy_region_failovers_total                    routed past an unhealthy preferred one
+//   policy_region_breaker_trips_withheld_total{endpoint}  trips withheld for lack of reporters
 // Not thread-safe: one caller (the sync loop).
 namespace policy::region {
 
@@ -31,11 +32,16 @@ class RegionMetrics {
   prometheus::Counter& routed_;
   prometheus::Counter& blocked_;
   prometheus::Counter& failovers_;
+  prometheus::Family<prometheus::Counter>& trips_withheld_;
   uint64_t seen_routed_ = 0, seen_blocked_ = 0, seen_failovers_ = 0;
-  // Endpoint id -> its gauges, to remove those of deleted endpoints.
+  // Endpoint id -> its series, to remove those of deleted endpoints.
   struct Gauges {
     prometheus::Gauge* states[3];
     prometheus::Gauge* latency;
+    prometheus::Counter* trips_withheld;
+    // The report's trips_withheld when last seen (it restarts from 0 when the endpoint is
+    // repointed, while the counter goes on).
+    uint64_t seen_trips_withheld;
     bool present;
   };
   absl::flat_hash_map<std::string, Gauges> gauges_;

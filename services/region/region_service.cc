@@ -65,8 +65,8 @@ grpc::ServerUnaryReactor* RegionService::ReportOutcome(grpc::CallbackServerConte
   if (request->endpoint_id().empty()) {
     return server::FinishNow(context, ToGrpc(absl::InvalidArgumentError("endpoint_id: required")));
   }
-  if (absl::Status s =
-          CheckMaxBytes({{"endpoint_id", request->endpoint_id(), kMaxEndpointIdBytes}});
+  if (absl::Status s = CheckMaxBytes({{"endpoint_id", request->endpoint_id(), kMaxEndpointIdBytes},
+                                      {"reporter", request->reporter(), kMaxReporterBytes}});
       !s.ok()) {
     return server::FinishNow(context, ToGrpc(s));
   }
@@ -76,6 +76,7 @@ grpc::ServerUnaryReactor* RegionService::ReportOutcome(grpc::CallbackServerConte
                      "status: ", request->status(), " is not an HTTP status (0: none, to 599)"))));
   }
   Outcome outcome{request->success(), absl::ZeroDuration()};
+  outcome.reporter = request->reporter();
   if (request->has_latency()) {
     absl::StatusOr<absl::Duration> latency =
         proto::DurationFromProto(request->latency(), "latency");

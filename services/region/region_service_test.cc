@@ -203,6 +203,50 @@ TEST_F(RegionServiceTest, ReportOutcomeTellsLateRepliesApartByRoutedAt) {
   EXPECT_THAT(s.error_message(), HasSubstr("routed_at"));
 }
 
+// One tenant's failures alone do not open an endpoint another tenant uses; a second tenant's
+// failure in the run does. Withheld trips are counted in the health report.
+TEST_F(RegionServiceTest, ReportOutcomeCountsDistinctReporters) {
+  ASSERT_TRUE(Create(Eu("ep"), "alice").ok());
+  auto report = [&](bool success, const std::string& reporter) {
+    v1::ReportOutcomeRequest request;
+    request.set_endpoint_id("ep");
+    request.set_success(success);
+    request.set_reporter(reporter);
+    v1::ReportOutcomeResponse response;
+    grpc::ClientContext context;
+    const grpc::Status s = stub_->ReportOutcome(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response.breaker_state();
+  };
+  auto health = [&] {
+    v1::GetHealthReportResponse response;
+    grpc::ClientContext context;
+    EXPECT_TRUE(stub_->GetHealthReport(&context, {}, &response).ok());
+    return response.endpoints(0);
+  };
+  EXPECT_EQ(report(true, "support-eu"), v1::BREAKER_STATE_CLOSED);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(report(false, "billing-us"), v1::BREAKER_STATE_CLOSED);
+  EXPECT_EQ(health().trips_withheld(), 3u);
+  EXPECT_EQ(health().consecutive_failures(), 5);
+  EXPECT_EQ(report(false, "support-eu"), v1::BREAKER_STATE_OPEN);
+  EXPECT_EQ(health().trips_withheld(), 3u);
+
+  // A reporter is at most 256 bytes; longer is the caller's mistake, named.
+  v1::ReportOutcomeRequest request;
+  request.set_endpoint_id("ep");
+  request.set_reporter(std::string(kMaxReporterBytes + 1, 'r'));
+  v1::ReportOutcomeResponse response;
+  grpc::ClientContext context;
+  const grpc::Status s = stub_->ReportOutcome(&context, request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), ::testing::StartsWith("reporter: "));
+  EXPECT_EQ(registry_.Health().endpoints.at(0).failures, 6u);  // Not recorded.
+  EXPECT_EQ(kMaxReporterBytes, 256u);
+  request.set_reporter(std::string(kMaxReporterBytes, 'r'));
+  grpc::ClientContext at_bound;
+  EXPECT_TRUE(stub_->ReportOutcome(&at_bound, request, &response).ok());
+}
+
 TEST_F(RegionServiceTest, ReportOutcomeRefusesAStatusThatIsNoHttpStatusNamingIt) {
   ASSERT_TRUE(Create(Eu("ep"), "alice").ok());
   for (int status : {-1, 600, 1 << 30}) {

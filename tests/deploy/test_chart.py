@@ -656,6 +656,16 @@ class SettingChecksTest(unittest.TestCase):
                     else:
                         render_raw("-f", f.name)
 
+    def test_region_breaker_min_reporters_is_1_to_8(self):
+        for bad in (0, 9):
+            with self.subTest(value=bad):
+                self.assertRefused("--set", f"region.config.breaker_min_reporters={bad}",
+                                   message="breaker_min_reporters", schema=True)
+        for good in (1, 8):
+            with self.subTest(value=good):
+                env = render("--set", f"region.config.breaker_min_reporters={good}").env("region")
+                self.assertEqual(env["POLICY_REGION_BREAKER_MIN_REPORTERS"]["value"], str(good))
+
     def test_region_probe_timeout_is_positive(self):
         for zero in ("0", "0s", "0.0ms"):
             self.assertRefused("--set", f"region.config.probe_timeout={zero}",

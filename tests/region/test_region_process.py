@@ -208,6 +208,9 @@ class RegionProcessTest(unittest.TestCase):
                      R.CreateEndpointRequest(endpoint=good, actor=huge), timeout=10)),
                  ("endpoint_id", lambda: stub(A).ReportOutcome(
                      R.ReportOutcomeRequest(endpoint_id=huge), timeout=10)),
+                 ("reporter", lambda: stub(A).ReportOutcome(
+                     R.ReportOutcomeRequest(endpoint_id=f"huge-{self.u}", reporter=huge),
+                     timeout=10)),
                  ("model", lambda: stub(A).Route(R.RouteRequest(model=huge), timeout=10))]
         for field, value in [("base_url", "https://" + huge), ("region", huge),
                              ("deployment", huge), ("id", huge), ("models[0]", huge)]:
@@ -322,6 +325,38 @@ class RegionProcessTest(unittest.TestCase):
         mine = {e.endpoint.id: e for e in
                 stub(B).GetHealthReport(R.GetHealthReportRequest(), timeout=5).endpoints}
         self.assertEqual(mine[west].breaker_state, R.BREAKER_STATE_CLOSED)
+
+    def test_one_tenant_alone_cannot_open_an_endpoint_another_uses(self):
+        ids = self.eu_registry()
+        west = ids["westeurope"]
+
+        def report(success, reporter):
+            return stub(A).ReportOutcome(R.ReportOutcomeRequest(
+                endpoint_id=west, success=success, reporter=reporter), timeout=5).breaker_state
+
+        self.assertEqual(report(True, "support-eu"), R.BREAKER_STATE_CLOSED)
+        for _ in range(5):
+            self.assertEqual(report(False, "billing-us"), R.BREAKER_STATE_CLOSED)
+        self.assertEqual(self.route(A).endpoint.id, west)
+        mine = {e.endpoint.id: e for e in stub(A).GetHealthReport(
+            R.GetHealthReportRequest(), timeout=5).endpoints}
+        self.assertEqual(mine[west].trips_withheld, 3)
+        pt.wait_until(lambda: pt.metric_value(pt.scrape_metrics(A.metrics_port),
+                                              "policy_region_breaker_trips_withheld_total",
+                                              endpoint=west) == 3,
+                      timeout=5, message="policy_region_breaker_trips_withheld_total = 3")
+        # A second tenant's failure in the run opens it.
+        self.assertEqual(report(False, "support-eu"), R.BREAKER_STATE_OPEN)
+
+    def test_a_bad_breaker_min_reporters_stops_the_service_naming_it(self):
+        for value in ("0", "9"):
+            with self.subTest(value=value):
+                result = pt.run_binary(pt.service_binary("region"), flags={
+                    "breaker_min_reporters": value, "store": "memory",
+                    "listen": "127.0.0.1:0", "metrics_listen": ""})
+                self.assertNotEqual(result.returncode, 0)
+                self.assertIn(f"breaker_min_reporters must be between 1 and 8, not {value}",
+                              result.stdout + result.stderr)
 
     def test_a_bad_probe_timeout_stops_the_service_naming_it(self):
         result = pt.run_binary(pt.service_binary("region"), flags={
