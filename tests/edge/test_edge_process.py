@@ -1700,6 +1700,10 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(health.returncode, 0, health.stderr)
         self.assertIn("westeurope", [h["endpoint"]["id"]
                                      for h in json.loads(health.stdout)["endpoints"]])
+        health = policyctl("endpoints", "health")
+        self.assertEqual(health.returncode, 0, health.stderr)
+        self.assertRegex(health.stdout, r"(?m)^westeurope  [A-Z_]+  latency \d+ us  \d+ routed, "
+                                        r"\d+ ok, \d+ failed, \d+ trips withheld$")
         inventory = policyctl("keys", "inventory", "--project=support-eu", "--output=json")
         self.assertEqual(inventory.returncode, 0, inventory.stderr)
         self.assertGreater(len(json.loads(inventory.stdout)["entries"]), 0)

@@ -1047,12 +1047,13 @@ int Endpoints(const Invocation& in) {
                   static_cast<unsigned long long>(response.failovers()), response.failover_rate());
       for (const region::v1::EndpointHealth& h : response.endpoints()) {
         std::printf(
-            "%s  %s  latency %lld us  %llu routed, %llu ok, %llu failed\n",
+            "%s  %s  latency %lld us  %llu routed, %llu ok, %llu failed, %llu trips withheld\n",
             h.endpoint().id().c_str(), region::v1::BreakerState_Name(h.breaker_state()).c_str(),
             static_cast<long long>(h.latency().seconds() * 1'000'000 + h.latency().nanos() / 1000),
             static_cast<unsigned long long>(h.routed()),
             static_cast<unsigned long long>(h.successes()),
-            static_cast<unsigned long long>(h.failures()));
+            static_cast<unsigned long long>(h.failures()),
+            static_cast<unsigned long long>(h.trips_withheld()));
       }
     });
   }
