@@ -1005,16 +1005,15 @@ TEST_P(LedgerStoreConformanceTest,
   ASSERT_TRUE(first->forgotten);
   // An earlier release's replica made her a key again for a new record, whose append failed.
   const SubjectKey key = audit.subjects->NewKey(carol).value();
-  ASSERT_TRUE(backend_.pool
-                  ->Autocommit([&](pqxx::nontransaction& tx) {
-                    tx.exec_params(
-                        "SELECT * FROM audit.get_or_add_subject_keys('', ARRAY[$1], "
-                        "ARRAY[$2], ARRAY[$3])",
-                        pqxx::binarystring(key.locator), pqxx::binarystring(key.ref),
-                        pqxx::binarystring(key.wrapped));
-                    return absl::OkStatus();
-                  })
-                  .ok());
+  const absl::Status made = backend_.pool->Autocommit([&](pqxx::nontransaction& tx) {
+    tx.exec_params(
+        "SELECT * FROM audit.get_or_add_subject_keys('', ARRAY[$1::bytea], ARRAY[$2::bytea], "
+        "ARRAY[$3::bytea])",
+        pqxx::binarystring(key.locator), pqxx::binarystring(key.ref),
+        pqxx::binarystring(key.wrapped));
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(made.ok()) << made;
   ASSERT_EQ(store_->GetSubjectKey(key.locator).value(), key);
   absl::StatusOr<ForgetResult> retry = audit.ledger.Forget(carol, "dpo", "erase-1");
   ASSERT_TRUE(retry.ok()) << retry.status();

@@ -958,8 +958,11 @@ absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> PostgresLedgerStore
 
 void PostgresLedgerStore::HoldSubjectKeys(absl::flat_hash_map<std::string, SubjectKey> keys) {
   absl::MutexLock lock(&mu_);
-  if (subject_keys_.size() + keys.size() > kMaxCachedSubjectKeys) {
-    subject_keys_.clear();
+  if (subject_keys_.size() + keys.size() > kMaxCachedSubjectKeys) subject_keys_.clear();
+  // A pseudonym is forgotten only a generation later: a batch sealed with its key a moment
+  // before is still checked.
+  if (subject_refs_.size() + keys.size() > kMaxCachedSubjectKeys) {
+    older_subject_refs_ = std::move(subject_refs_);
     subject_refs_.clear();
   }
   for (auto& [locator, key] : keys) {
@@ -973,7 +976,9 @@ std::vector<std::string> PostgresLedgerStore::KeyedRefs(absl::Span<const Entry> 
   absl::MutexLock lock(&mu_);
   for (const Entry& e : entries) {
     for (const std::string* ref : {&e.actor.ref, &e.subject.ref}) {
-      if (!ref->empty() && subject_refs_.contains(*ref)) refs.insert(*ref);
+      if (!ref->empty() && (subject_refs_.contains(*ref) || older_subject_refs_.contains(*ref))) {
+        refs.insert(*ref);
+      }
     }
   }
   return std::vector<std::string>(refs.begin(), refs.end());
@@ -991,8 +996,7 @@ void PostgresLedgerStore::HoldStoredKeys(
 
 absl::Status PostgresLedgerStore::KeyDestroyed() {
   absl::MutexLock lock(&mu_);
-  subject_keys_.clear();
-  subject_refs_.clear();
+  subject_keys_.clear();  // Looked up again; their pseudonyms are still checked.
   return SubjectKeyDestroyed();
 }
 
@@ -1036,10 +1040,8 @@ absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> PostgresLedgerStore
 absl::StatusOr<bool> PostgresLedgerStore::DeleteSubjectKey(const std::string& locator) {
   {
     absl::MutexLock lock(&mu_);
-    if (auto it = subject_keys_.find(locator); it != subject_keys_.end()) {
-      subject_refs_.erase(it->second.ref);
-      subject_keys_.erase(it);
-    }
+    // Its pseudonym stays: an append sealed with the key is still checked, and refused.
+    subject_keys_.erase(locator);
   }
   bool deleted = false;
   RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {

@@ -101,8 +101,8 @@ class PostgresLedgerStore : public LedgerStore {
       ABSL_LOCKS_EXCLUDED(mu_);
   // The distinct pseudonyms in `entries` whose keys this store handed out.
   std::vector<std::string> KeyedRefs(absl::Span<const Entry> entries);
-  // Drops every subject key this store holds, and returns the error Append gives when one
-  // of them turned out destroyed.
+  // Drops every subject key this store holds (not their pseudonyms), and returns the error
+  // Append gives when one of them turned out destroyed.
   absl::Status KeyDestroyed();
   // Runs `body` in a transaction under role_.
   absl::Status Transact(const std::function<absl::Status(pqxx::work&)>& body);
@@ -124,11 +124,14 @@ class PostgresLedgerStore : public LedgerStore {
   absl::Mutex mu_;
   absl::flat_hash_map<LedgerRef, CachedLedger> ledgers_ ABSL_GUARDED_BY(mu_);
   absl::node_hash_map<LedgerRef, absl::Mutex> ledger_mutexes_ ABSL_GUARDED_BY(mu_);
-  // The subject keys FindSubjectKeys found and Append stored, by locator, and their
-  // pseudonyms. Append checks that the keys of the pseudonyms it writes are still stored, so that
-  // an entry is never sealed with a key another replica destroyed.
+  // The subject keys FindSubjectKeys found and Append stored, by locator (dropped once one
+  // turns out destroyed), and the pseudonyms of every key it handed out (kept after: each key's
+  // pseudonym is its own), in two generations of bounded size. Append checks that the keys of
+  // the pseudonyms it writes are still stored, so that an entry is never stored under a key
+  // destroyed (by any replica) before it committed.
   absl::flat_hash_map<std::string, SubjectKey> subject_keys_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> subject_refs_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> older_subject_refs_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace policy::audit
