@@ -936,7 +936,7 @@ TEST_P(LedgerStoreConformanceTest, AppendsAndTheDestructionOfSubjectKeysAreOrder
   std::unique_ptr<LedgerStore> replica = backend_.replica();
   const std::string carol = "carol@example.com";
   const std::string locator = audit.subjects->Locator(carol);
-  constexpr int kAppenders = 2, kBatches = 40, kBatchSize = 200;
+  constexpr int kAppenders = 2, kBatches = 25, kBatchSize = 200;
   std::atomic<int> appenders_left{kAppenders};
   std::atomic<int> batches_appended{0};
   std::vector<std::thread> appenders;
