@@ -224,13 +224,14 @@ class AuditLedger {
                                                     size_t limit, const std::string& requested_by,
                                                     bool record);
 
-  // Destroys the subject's key and records the request in the organisation's ledger.
-  // Idempotent on `request_id`: a retry returns the first record (finishing the key's
-  // destruction if the first attempt stopped short, destroying a key made since that names
-  // nothing); FAILED_PRECONDITION when the id names
-  // another request, the forgetting of another subject included (whether or not either
-  // subject still has a key). The record keeps SubjectCipher::ForgetRequestId of the id, never
-  // the id, which may name the subject.
+  // Destroys the subject's key and records the request in the organisation's ledger. The
+  // destruction waits for the appends sealed with the key that are in progress; appends after
+  // it seal their entries under a fresh key (LedgerStore::DeleteSubjectKey). Idempotent on
+  // `request_id`: a retry returns the first record (finishing the key's destruction if the
+  // first attempt stopped short, destroying a key made since that names nothing);
+  // FAILED_PRECONDITION when the id names another request, the forgetting of another subject
+  // included (whether or not either subject still has a key). The record keeps
+  // SubjectCipher::ForgetRequestId of the id, never the id, which may name the subject.
   absl::StatusOr<ForgetResult> Forget(const std::string& subject, const std::string& requested_by,
                                       const std::string& request_id);
   // One page of the entries naming `subject` (as actor or subject), revealing that identifier
