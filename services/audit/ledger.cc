@@ -136,7 +136,7 @@ absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::AppendBatch(
 }
 
 absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::SealAndAppend(
-    absl::Span<const EntryInput> inputs) {
+    absl::Span<const EntryInput> inputs, bool making_keys) {
   std::vector<std::string> identifiers;
   for (const EntryInput& input : inputs) {
     identifiers.push_back(input.actor);
@@ -154,6 +154,13 @@ absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::SealAndAppend(
   absl::flat_hash_map<std::string, SubjectKey> keys;  // by identifier
   for (size_t i = 0; i < identifiers.size(); ++i) {
     if (auto it = found.find(locators[i]); it != found.end()) keys[identifiers[i]] = it->second;
+  }
+  // Someone without a key: this process's batches that may make keys go one at a time, each
+  // looking the keys up once the one before is stored, so that they never make two keys for
+  // one person (which the store would refuse, ABORTED).
+  if (!making_keys && keys.size() < identifiers.size()) {
+    absl::MutexLock lock(&making_keys_mu_);
+    return SealAndAppend(inputs, /*making_keys=*/true);
   }
   auto keyed = [&](const EntryInput& input) {
     return keys.contains(input.actor) && (input.subject.empty() || keys.contains(input.subject));

@@ -265,8 +265,10 @@ class AuditLedger {
   absl::StatusOr<std::vector<LedgerOverview>> ListLedgers();
 
  private:
-  // AppendBatch's one attempt: seals the inputs with their subjects' keys and appends them.
-  absl::StatusOr<std::vector<AppendOutcome>> SealAndAppend(absl::Span<const EntryInput> inputs);
+  // AppendBatch's one attempt: seals the inputs with their subjects' keys, making the keys of
+  // those without one (`making_keys`: holding making_keys_mu_), and appends them.
+  absl::StatusOr<std::vector<AppendOutcome>> SealAndAppend(absl::Span<const EntryInput> inputs,
+                                                           bool making_keys = false);
   // The entry `input` makes at `time` with these sealed identifiers.
   static Entry EntryOf(const EntryInput& input, absl::Time time, SealedSubject actor,
                        SealedSubject subject);
@@ -310,6 +312,9 @@ class AuditLedger {
   const CheckpointKeys keys_;
   Clock* const clock_;
   const std::shared_ptr<const EntryAuthenticator> authenticator_;
+  // Held by a SealAndAppend that may make subject keys, from looking them up until its append
+  // returned.
+  absl::Mutex making_keys_mu_;
   absl::Mutex heads_mu_;
   absl::flat_hash_map<LedgerRef, Checkpoint> heads_ ABSL_GUARDED_BY(heads_mu_);
 };

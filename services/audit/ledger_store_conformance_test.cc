@@ -870,6 +870,43 @@ TEST_P(LedgerStoreConformanceTest, AnEntryRefusedInABatchMakesNoKey) {
   EXPECT_TRUE(store_->GetSubjectKey(audit.subjects->Locator("dave@example.com")).ok());
 }
 
+// Batches appended at once that name the same new people all succeed, and each person gets
+// one key: an AuditLedger makes one batch's new keys at a time (a store refuses a second key
+// for one person, ABORTED, and a batch is sealed again only once).
+TEST_P(LedgerStoreConformanceTest, ConcurrentBatchesNamingNewPeopleMakeOneKeyEach) {
+  LedgerOver audit(store_);
+  constexpr int kThreads = 8, kBatches = 10;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int b = 0; b < kBatches; ++b) {
+        std::vector<EntryInput> batch;
+        // Each batch names people other batches name too, most of them new to the ledger.
+        for (int p = 0; p < 10; ++p) {
+          const int who = b * 5 + t + p;
+          batch.push_back(Record(ledger_, Action::kApiCall,
+                                 absl::StrCat("user-", who, "@example.com"), "",
+                                 absl::StrCat("edge:call:", t, "-", b, "-", p)));
+        }
+        absl::StatusOr<std::vector<AppendOutcome>> outcomes = audit.ledger.AppendBatch(batch);
+        EXPECT_TRUE(outcomes.ok()) << outcomes.status();
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const std::vector<Entry> entries = ReadAll(ledger_);
+  EXPECT_EQ(entries.size(), static_cast<size_t>(kThreads * kBatches * 10));
+  std::set<std::string> refs;
+  for (const Entry& e : entries) refs.insert(e.actor.ref);
+  std::set<std::string> named;
+  for (int t = 0; t < kThreads; ++t) {
+    for (int b = 0; b < kBatches; ++b) {
+      for (int p = 0; p < 10; ++p) named.insert(absl::StrCat(b * 5 + t + p));
+    }
+  }
+  EXPECT_EQ(refs.size(), named.size());  // One pseudonym per person.
+}
+
 // A store may keep the subject keys it found or stored; another replica destroying one (the
 // subject forgotten) makes the next append sealed with it fail, and the key is looked up
 // afresh after. (The memory store has no replicas: it destroys the key itself.)
