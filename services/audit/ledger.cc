@@ -97,7 +97,8 @@ void AuditLedger::Remember(const Checkpoint& checkpoint) {
 absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::AppendBatch(
     absl::Span<const EntryInput> inputs) {
   // ABORTED: a subject key was destroyed (the subject forgotten) between being found and
-  // being used; sealing again takes the keys as they are now.
+  // being used, or a concurrent batch stored a key for someone this one made a key for;
+  // sealing again takes the keys as they are now.
   auto attempt = [this](absl::Span<const EntryInput> some) {
     absl::StatusOr<std::vector<AppendOutcome>> outcomes = SealAndAppend(some);
     if (absl::IsAborted(outcomes.status())) outcomes = SealAndAppend(some);
@@ -135,7 +136,7 @@ absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::AppendBatch(
 }
 
 absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::SealAndAppend(
-    absl::Span<const EntryInput> inputs) {
+    absl::Span<const EntryInput> inputs, bool making_keys) {
   std::vector<std::string> identifiers;
   for (const EntryInput& input : inputs) {
     identifiers.push_back(input.actor);
@@ -153,6 +154,13 @@ absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::SealAndAppend(
   absl::flat_hash_map<std::string, SubjectKey> keys;  // by identifier
   for (size_t i = 0; i < identifiers.size(); ++i) {
     if (auto it = found.find(locators[i]); it != found.end()) keys[identifiers[i]] = it->second;
+  }
+  // Someone without a key: this process's batches that may make keys go one at a time, each
+  // looking the keys up once the one before is stored, so that they never make two keys for
+  // one person (which the store would refuse, ABORTED).
+  if (!making_keys && keys.size() < identifiers.size()) {
+    absl::MutexLock lock(&making_keys_mu_);
+    return SealAndAppend(inputs, /*making_keys=*/true);
   }
   auto keyed = [&](const EntryInput& input) {
     return keys.contains(input.actor) && (input.subject.empty() || keys.contains(input.subject));
@@ -176,24 +184,16 @@ absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::SealAndAppend(
     fresh.push_back(i);
   }
 
-  // One key per identifier without one, created on first sight.
-  std::vector<std::string> unkeyed;
+  // One key per identifier without one, made on first sight and stored by the append, with
+  // the entries naming it (none when none of them is appended).
+  std::vector<SubjectKey> new_keys;
   for (size_t i : fresh) {
     for (const std::string* identifier : {&inputs[i].actor, &inputs[i].subject}) {
-      if (!identifier->empty() && !keys.contains(*identifier)) unkeyed.push_back(*identifier);
+      if (identifier->empty() || keys.contains(*identifier)) continue;
+      ASSIGN_OR_RETURN(SubjectKey key, subjects_->NewKey(*identifier));
+      new_keys.push_back(key);
+      keys.emplace(*identifier, std::move(key));
     }
-  }
-  std::sort(unkeyed.begin(), unkeyed.end());
-  unkeyed.erase(std::unique(unkeyed.begin(), unkeyed.end()), unkeyed.end());
-  if (!unkeyed.empty()) {
-    std::vector<SubjectKey> candidates;
-    candidates.reserve(unkeyed.size());
-    for (const std::string& identifier : unkeyed) {
-      ASSIGN_OR_RETURN(SubjectKey key, subjects_->NewKey(identifier));
-      candidates.push_back(std::move(key));
-    }
-    ASSIGN_OR_RETURN(std::vector<SubjectKey> stored, store_->GetOrAddSubjectKeys(candidates));
-    for (size_t i = 0; i < unkeyed.size(); ++i) keys[unkeyed[i]] = std::move(stored[i]);
   }
   // Each identifier is sealed once per batch; its entries share the sealed form.
   absl::flat_hash_map<std::string, SealedSubject> sealed;
@@ -216,7 +216,8 @@ absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::SealAndAppend(
     }
     entries.push_back(EntryOf(input, now, std::move(actor), std::move(subject)));
   }
-  ASSIGN_OR_RETURN(std::vector<AppendOutcome> appended, store_->Append(std::move(entries)));
+  ASSIGN_OR_RETURN(std::vector<AppendOutcome> appended,
+                   store_->Append(std::move(entries), std::move(new_keys)));
   for (size_t k = 0; k < fresh.size(); ++k) {
     const size_t i = fresh[k];
     outcomes[i] = std::move(appended[k]);

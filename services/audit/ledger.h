@@ -224,13 +224,14 @@ class AuditLedger {
                                                     size_t limit, const std::string& requested_by,
                                                     bool record);
 
-  // Destroys the subject's key and records the request in the organisation's ledger.
-  // Idempotent on `request_id`: a retry returns the first record (finishing the key's
-  // destruction if the first attempt stopped short, destroying a key made since that names
-  // nothing); FAILED_PRECONDITION when the id names
-  // another request, the forgetting of another subject included (whether or not either
-  // subject still has a key). The record keeps SubjectCipher::ForgetRequestId of the id, never
-  // the id, which may name the subject.
+  // Destroys the subject's key and records the request in the organisation's ledger. The
+  // destruction waits for the appends sealed with the key that are in progress; appends after
+  // it seal their entries under a fresh key (LedgerStore::DeleteSubjectKey). Idempotent on
+  // `request_id`: a retry returns the first record (finishing the key's destruction if the
+  // first attempt stopped short, destroying a key made since that names nothing);
+  // FAILED_PRECONDITION when the id names another request, the forgetting of another subject
+  // included (whether or not either subject still has a key). The record keeps
+  // SubjectCipher::ForgetRequestId of the id, never the id, which may name the subject.
   absl::StatusOr<ForgetResult> Forget(const std::string& subject, const std::string& requested_by,
                                       const std::string& request_id);
   // One page of the entries naming `subject` (as actor or subject), revealing that identifier
@@ -264,8 +265,10 @@ class AuditLedger {
   absl::StatusOr<std::vector<LedgerOverview>> ListLedgers();
 
  private:
-  // AppendBatch's one attempt: seals the inputs with their subjects' keys and appends them.
-  absl::StatusOr<std::vector<AppendOutcome>> SealAndAppend(absl::Span<const EntryInput> inputs);
+  // AppendBatch's one attempt: seals the inputs with their subjects' keys, making the keys of
+  // those without one (`making_keys`: holding making_keys_mu_), and appends them.
+  absl::StatusOr<std::vector<AppendOutcome>> SealAndAppend(absl::Span<const EntryInput> inputs,
+                                                           bool making_keys = false);
   // The entry `input` makes at `time` with these sealed identifiers.
   static Entry EntryOf(const EntryInput& input, absl::Time time, SealedSubject actor,
                        SealedSubject subject);
@@ -309,6 +312,9 @@ class AuditLedger {
   const CheckpointKeys keys_;
   Clock* const clock_;
   const std::shared_ptr<const EntryAuthenticator> authenticator_;
+  // Held by a SealAndAppend that may make subject keys, from looking them up until its append
+  // returned.
+  absl::Mutex making_keys_mu_;
   absl::Mutex heads_mu_;
   absl::flat_hash_map<LedgerRef, Checkpoint> heads_ ABSL_GUARDED_BY(heads_mu_);
 };

@@ -46,6 +46,17 @@ absl::Status RequestIdUsed(const std::string& request_id, uint64_t index) {
       "request_id ", request_id, " was already used for a different entry (index ", index, ")"));
 }
 
+absl::Status SubjectKeyAdded() {
+  return absl::AbortedError(
+      "a subject key the entries were sealed with was added meanwhile by another batch; seal "
+      "them again");
+}
+
+absl::Status SubjectKeyDestroyed() {
+  return absl::AbortedError(
+      "a subject key the entries were sealed with was destroyed meanwhile; seal them again");
+}
+
 void SealEntries(CompactTree& tree, absl::Span<Entry> entries,
                  const EntryAuthenticator* authenticator) {
   for (Entry& entry : entries) {

@@ -71,14 +71,23 @@ class LedgerStore {
   virtual ~LedgerStore() = default;
 
   // Appends `entries` (their index and hashes are set here; the rest as given) all or
-  // nothing, in order within each ledger. Appends to one ledger are serialised across every
-  // process sharing the store. An entry whose request id its ledger already holds is not
-  // appended: its outcome is the stored entry with duplicate set, or FAILED_PRECONDITION when
-  // the stored entry records a different request (SameRequest). When this returns OK, every
-  // appended entry is durable. ABORTED, nothing appended, when a subject key the entries were
-  // sealed with was destroyed meanwhile (a store that keeps keys it handed out checks): seal
-  // them again with the keys GetOrAddSubjectKeys gives now.
-  virtual absl::StatusOr<std::vector<AppendOutcome>> Append(std::vector<Entry> entries) = 0;
+  // nothing, in order within each ledger, together with the subject keys of `new_keys` that
+  // an appended entry names (by pseudonym, SubjectKey::ref): in the same transaction, so that a
+  // batch that fails, or whose entries naming a key are all refused, stores no key. Appends to
+  // one ledger are serialised across every process sharing the store. An entry whose request
+  // id its ledger already holds is not appended: its outcome is the stored entry with
+  // duplicate set, or FAILED_PRECONDITION when the stored entry records a different request
+  // (SameRequest). When this returns OK, every appended entry and stored key is durable.
+  //
+  // ABORTED, nothing appended or stored, when a key of `new_keys` (distinct locators) has a
+  // locator the store holds a key for (a concurrent batch added it), or when a subject key the
+  // entries were sealed with was destroyed meanwhile (a store that keeps keys it handed out
+  // checks): look the keys up again (FindSubjectKeys) and seal the entries again. Appends and
+  // DeleteSubjectKey are ordered: an append sealed with a key either commits before the key is
+  // destroyed or answers ABORTED, never stores entries under a key destroyed before it
+  // committed.
+  virtual absl::StatusOr<std::vector<AppendOutcome>> Append(std::vector<Entry> entries,
+                                                            std::vector<SubjectKey> new_keys) = 0;
 
   virtual absl::StatusOr<uint64_t> Size(const LedgerRef& ledger) = 0;
   virtual absl::StatusOr<std::vector<LedgerSize>> ListLedgers() = 0;
@@ -117,12 +126,9 @@ class LedgerStore {
   virtual absl::StatusOr<std::vector<Checkpoint>> ListCheckpointsAfter(
       const LedgerRef& ledger, std::optional<uint64_t> after_size, size_t limit) = 0;
 
-  // Subject keys (subjects.h). Returns the stored key of each candidate's locator, storing
-  // the candidate when the locator has none; concurrent callers end up with the same key.
-  virtual absl::StatusOr<std::vector<SubjectKey>> GetOrAddSubjectKeys(
-      const std::vector<SubjectKey>& candidates) = 0;
+  // Subject keys (subjects.h); new ones are stored by Append, with the entries naming them.
   // The stored keys of those of `locators` that have one, by locator; none is made. A store
-  // may answer from the keys it holds (as GetOrAddSubjectKeys found them), so a key destroyed
+  // may answer from the keys it holds (as it found or stored them), so a key destroyed
   // meanwhile may be among them: an Append sealed with it answers ABORTED.
   virtual absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> FindSubjectKeys(
       const std::vector<std::string>& locators) = 0;
@@ -131,7 +137,8 @@ class LedgerStore {
   // The keys of these pseudonyms that still exist.
   virtual absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> SubjectKeysByRef(
       const std::vector<std::string>& refs) = 0;
-  // Destroys the key; false when there was none.
+  // Destroys the key; false when there was none. Waits for the appends in progress (which may
+  // be storing entries sealed with it) to commit, and appends after it see it gone (Append).
   virtual absl::StatusOr<bool> DeleteSubjectKey(const std::string& locator) = 0;
 
   // Entries appended from now on carry `authenticator`'s MAC (Entry::mac); null: none.
@@ -152,6 +159,12 @@ class LedgerStore {
 // The outcome status of an entry whose request id its ledger holds for the different entry at
 // `index`: FAILED_PRECONDITION naming both.
 absl::Status RequestIdUsed(const std::string& request_id, uint64_t index);
+
+// Append's ABORTED answers (seal the entries again with the keys as they are now): a key of its
+// `new_keys` is stored already, a concurrent batch having added it; a key its entries were
+// sealed with was destroyed meanwhile.
+absl::Status SubjectKeyAdded();
+absl::Status SubjectKeyDestroyed();
 
 // Sets the index, leaf hash, completed hashes and (when `authenticator` is not null) MAC of
 // entries appended after a tree (the stores' shared step): the tree grows by them.

@@ -4,6 +4,8 @@
 // The ledgers' tables refuse TRUNCATE, so tests never reset them: each test works on ledgers
 // named after itself.
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -146,10 +148,11 @@ class LedgerStoreConformanceTest
     return e;
   }
 
-  // Appends and expects every outcome OK and new.
-  std::vector<Entry> AppendAll(std::vector<Entry> entries, LedgerStore* store = nullptr) {
+  // Appends (with `new_keys`) and expects every outcome OK and new.
+  std::vector<Entry> AppendAll(std::vector<Entry> entries, LedgerStore* store = nullptr,
+                               std::vector<SubjectKey> new_keys = {}) {
     absl::StatusOr<std::vector<AppendOutcome>> outcomes =
-        (store != nullptr ? store : store_)->Append(std::move(entries));
+        (store != nullptr ? store : store_)->Append(std::move(entries), std::move(new_keys));
     EXPECT_TRUE(outcomes.ok()) << outcomes.status();
     std::vector<Entry> out;
     if (!outcomes.ok()) return out;
@@ -218,7 +221,7 @@ TEST_P(LedgerStoreConformanceTest, AppendAssignsConsecutiveIndexesAndHashes) {
 }
 
 TEST_P(LedgerStoreConformanceTest, EmptyAppendAndOrganisationLedger) {
-  absl::StatusOr<std::vector<AppendOutcome>> none = store_->Append({});
+  absl::StatusOr<std::vector<AppendOutcome>> none = store_->Append({}, {});
   ASSERT_TRUE(none.ok()) << none.status();
   EXPECT_THAT(*none, IsEmpty());
   // The organisation's ledger (empty project and environment) is shared by every test: only
@@ -249,7 +252,7 @@ TEST_P(LedgerStoreConformanceTest, RequestIdsMakeAppendsIdempotent) {
   fresh_different.tokens = 1;
   Entry plain = NewEntry(ledger_, 3);
   absl::StatusOr<std::vector<AppendOutcome>> outcomes =
-      store_->Append({retry, different, fresh, fresh_again, fresh_different, plain});
+      store_->Append({retry, different, fresh, fresh_again, fresh_different, plain}, {});
   ASSERT_TRUE(outcomes.ok()) << outcomes.status();
   ASSERT_THAT(*outcomes, SizeIs(6));
   const std::vector<AppendOutcome>& o = *outcomes;
@@ -313,7 +316,7 @@ TEST_P(LedgerStoreConformanceTest, ConcurrentAppendsFromTwoStoresStayConsecutive
           const int n = 1000 * (t + 1) + b * kBatch + i;
           batch.push_back(NewEntry(ledger_, n, absl::StrCat("t", t, "-", n)));
         }
-        absl::StatusOr<std::vector<AppendOutcome>> outcomes = stores[t % 2]->Append(batch);
+        absl::StatusOr<std::vector<AppendOutcome>> outcomes = stores[t % 2]->Append(batch, {});
         if (!outcomes.ok()) {
           failures[t] = outcomes.status();
           return;
@@ -584,19 +587,26 @@ TEST_P(LedgerStoreConformanceTest, Checkpoints) {
 
 TEST_P(LedgerStoreConformanceTest, SubjectKeys) {
   auto key = [&](const std::string& locator, const std::string& wrapped) {
-    return SubjectKey{Ref(locator), Ref(absl::StrCat("pseudonym of ", locator)), wrapped};
+    return SubjectKey{Ref(locator), Ref(absl::StrCat("pseudonym of ", locator, " ", wrapped)),
+                      wrapped};
+  };
+  // An entry naming `actor` (and `subject`) by their pseudonyms.
+  auto naming = [&](int n, const SubjectKey& actor, const SubjectKey* subject = nullptr) {
+    Entry e = NewEntry(ledger_, n);
+    e.actor = SealedSubject{actor.ref, "sealed actor"};
+    e.subject =
+        subject != nullptr ? SealedSubject{subject->ref, "sealed subject"} : SealedSubject{};
+    return e;
   };
   const SubjectKey k1 = key("one", std::string("\0wrapped one", 12));
   const SubjectKey k2 = key("two", "wrapped two");
+  const SubjectKey unnamed = key("three", "named by no entry");
   EXPECT_EQ(store_->GetSubjectKey(k1.locator).status().code(), absl::StatusCode::kNotFound);
-  absl::StatusOr<std::vector<SubjectKey>> keys =
-      store_->GetOrAddSubjectKeys({k1, k2, key("one", "ignored")});
-  ASSERT_TRUE(keys.ok()) << keys.status();
-  EXPECT_THAT(*keys, ElementsAre(k1, k2, k1));
-  EXPECT_THAT(store_->GetOrAddSubjectKeys({key("two", "other"), key("one", "other")}).value(),
-              ElementsAre(k2, k1));
-  EXPECT_THAT(store_->GetOrAddSubjectKeys({}).value(), IsEmpty());
+  // Stored by the append whose entries name them; a key no appended entry names is not.
+  ASSERT_THAT(AppendAll({naming(0, k1, &k2)}, store_, {k1, unnamed, k2}), SizeIs(1));
   EXPECT_EQ(store_->GetSubjectKey(k1.locator).value(), k1);
+  EXPECT_EQ(store_->GetSubjectKey(k2.locator).value(), k2);
+  EXPECT_EQ(store_->GetSubjectKey(unnamed.locator).status().code(), absl::StatusCode::kNotFound);
   absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> by_locator =
       store_->FindSubjectKeys({k1.locator, Ref("no such locator"), k2.locator});
   ASSERT_TRUE(by_locator.ok()) << by_locator.status();
@@ -624,21 +634,84 @@ TEST_P(LedgerStoreConformanceTest, SubjectKeys) {
   EXPECT_THAT(store_->FindSubjectKeys({k1.locator, k2.locator}).value(), SizeIs(1));
   EXPECT_EQ(store_->GetSubjectKey(k1.locator).value(), k1);
   const SubjectKey renewed = key("two", "new key");
-  EXPECT_THAT(store_->GetOrAddSubjectKeys({renewed}).value(), ElementsAre(renewed));
+  ASSERT_THAT(AppendAll({naming(1, renewed)}, store_, {renewed}), SizeIs(1));
+  EXPECT_EQ(store_->GetSubjectKey(k2.locator).value(), renewed);
+  EXPECT_EQ(store_->Size(ledger_).value(), 2u);
+}
 
-  // Concurrent callers end up with the same key.
-  std::vector<std::string> got(8);
+// A batch adding a key for a locator that has one (a concurrent batch added it) is refused
+// whole, ABORTED: nothing appended, none of its keys stored.
+TEST_P(LedgerStoreConformanceTest, AnAppendAddingAKeyStoredMeanwhileIsRefusedWhole) {
+  auto key = [&](const std::string& locator, const std::string& wrapped) {
+    return SubjectKey{Ref(locator), Ref(absl::StrCat("pseudonym of ", locator, " ", wrapped)),
+                      wrapped};
+  };
+  auto naming = [&](int n, const SubjectKey& actor) {
+    Entry e = NewEntry(ledger_, n);
+    e.actor = SealedSubject{actor.ref, "sealed actor"};
+    return e;
+  };
+  const SubjectKey first = key("erin", "first");
+  ASSERT_THAT(AppendAll({naming(0, first)}, store_, {first}), SizeIs(1));
+  const SubjectKey frank = key("frank", "only key");
+  const SubjectKey second = key("erin", "second");
+  absl::StatusOr<std::vector<AppendOutcome>> refused =
+      store_->Append({naming(1, frank), naming(2, second)}, {frank, second});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kAborted) << refused.status();
+  EXPECT_EQ(store_->Size(ledger_).value(), 1u);
+  EXPECT_EQ(store_->GetSubjectKey(first.locator).value(), first);
+  EXPECT_EQ(store_->GetSubjectKey(frank.locator).status().code(), absl::StatusCode::kNotFound);
+  // The same through a store whose tree is stale (a transaction rather than one statement).
+  if (backend_.replica) {
+    const SubjectKey third = key("erin", "third");
+    EXPECT_EQ(backend_.replica()->Append({naming(1, third)}, {third}).status().code(),
+              absl::StatusCode::kAborted);
+    EXPECT_EQ(store_->Size(ledger_).value(), 1u);
+    EXPECT_EQ(store_->GetSubjectKey(first.locator).value(), first);
+  }
+  // Sealed again with the stored key, it is appended.
+  ASSERT_THAT(AppendAll({naming(1, frank), naming(2, first)}, store_, {frank}), SizeIs(2));
+  EXPECT_EQ(store_->GetSubjectKey(frank.locator).value(), frank);
+
+  // Of concurrent batches each adding a key for one new subject, one stores its key; the
+  // others are refused and append nothing.
+  constexpr int kThreads = 8;
+  std::vector<absl::Status> statuses(kThreads);
   std::vector<std::thread> threads;
-  for (int t = 0; t < 8; ++t) {
+  for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
-      absl::StatusOr<std::vector<SubjectKey>> k = store_->GetOrAddSubjectKeys(
-          {key("three", absl::StrCat("candidate ", t)), key("one", "x")});
-      got[t] = k.ok() ? (*k)[0].wrapped : k.status().ToString();
+      const SubjectKey candidate = key("gina", absl::StrCat("candidate ", t));
+      statuses[t] = store_->Append({naming(10 + t, candidate)}, {candidate}).status();
     });
   }
   for (std::thread& t : threads) t.join();
-  for (const std::string& k : got) EXPECT_EQ(k, got[0]);
-  EXPECT_TRUE(absl::StartsWith(got[0], "candidate ")) << got[0];
+  int stored = -1;
+  for (int t = 0; t < kThreads; ++t) {
+    if (statuses[t].ok()) {
+      EXPECT_EQ(stored, -1) << "two batches stored a key for one subject";
+      stored = t;
+    } else {
+      EXPECT_EQ(statuses[t].code(), absl::StatusCode::kAborted) << statuses[t];
+    }
+  }
+  ASSERT_NE(stored, -1);
+  EXPECT_EQ(store_->GetSubjectKey(Ref("gina")).value().wrapped, absl::StrCat("candidate ", stored));
+  EXPECT_EQ(store_->Size(ledger_).value(), 4u);
+}
+
+// A key the batch's refused entries alone name (their request id records another entry) is
+// not stored.
+TEST_P(LedgerStoreConformanceTest, AKeyOnlyRefusedEntriesNameIsNotStored) {
+  ASSERT_THAT(AppendAll({NewEntry(ledger_, 0, "r0")}), SizeIs(1));
+  const SubjectKey hal{Ref("hal"), Ref("pseudonym of hal"), "wrapped hal"};
+  Entry e = NewEntry(ledger_, 1, "r0");
+  e.actor = SealedSubject{hal.ref, "sealed hal"};
+  absl::StatusOr<std::vector<AppendOutcome>> outcomes = store_->Append({e}, {hal});
+  ASSERT_TRUE(outcomes.ok()) << outcomes.status();
+  ASSERT_THAT(*outcomes, SizeIs(1));
+  EXPECT_EQ((*outcomes)[0].status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->GetSubjectKey(hal.locator).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Size(ledger_).value(), 1u);
 }
 
 // --- The ledger over each store: records delivered again after their subject was forgotten.
@@ -779,57 +852,232 @@ TEST_P(LedgerStoreConformanceTest, ANewRecordNamingAForgottenSubjectGetsAFreshKe
   EXPECT_EQ(store_->Size(ledger_).value(), 2u);
 }
 
-// --- PostgreSQL only: what the database itself enforces. ---
+// A batch's new subject keys are stored with its entries: someone only its refused entries
+// name (here, an entry the batch repeats the request id of, with other content) gets no key.
+TEST_P(LedgerStoreConformanceTest, AnEntryRefusedInABatchMakesNoKey) {
+  LedgerOver audit(store_);
+  const std::string erin = "erin@example.com";
+  absl::StatusOr<std::vector<AppendOutcome>> outcomes = audit.ledger.AppendBatch(
+      {Record(ledger_, Action::kMemberAdded, "owner@example.com", "dave@example.com",
+              "keys:member-added:1"),
+       Record(ledger_, Action::kMemberAdded, "owner@example.com", erin, "keys:member-added:1")});
+  ASSERT_TRUE(outcomes.ok()) << outcomes.status();
+  ASSERT_THAT(*outcomes, SizeIs(2));
+  EXPECT_TRUE((*outcomes)[0].status.ok()) << (*outcomes)[0].status;
+  EXPECT_EQ((*outcomes)[1].status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->Size(ledger_).value(), 1u);
+  EXPECT_TRUE(absl::IsNotFound(store_->GetSubjectKey(audit.subjects->Locator(erin)).status()));
+  EXPECT_TRUE(store_->GetSubjectKey(audit.subjects->Locator("dave@example.com")).ok());
+}
 
-// A store keeps the subject keys it found; a replica destroying one (the subject forgotten)
-// makes the next append sealed with it fail, and the key is looked up afresh after.
+// Batches appended at once that name the same new people all succeed, and each person gets
+// one key: an AuditLedger makes one batch's new keys at a time (a store refuses a second key
+// for one person, ABORTED, and a batch is sealed again only once).
+TEST_P(LedgerStoreConformanceTest, ConcurrentBatchesNamingNewPeopleMakeOneKeyEach) {
+  LedgerOver audit(store_);
+  constexpr int kThreads = 8, kBatches = 10;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int b = 0; b < kBatches; ++b) {
+        std::vector<EntryInput> batch;
+        // Each batch names people other batches name too, most of them new to the ledger.
+        for (int p = 0; p < 10; ++p) {
+          const int who = b * 5 + t + p;
+          batch.push_back(Record(ledger_, Action::kApiCall,
+                                 absl::StrCat("user-", who, "@example.com"), "",
+                                 absl::StrCat("edge:call:", t, "-", b, "-", p)));
+        }
+        absl::StatusOr<std::vector<AppendOutcome>> outcomes = audit.ledger.AppendBatch(batch);
+        EXPECT_TRUE(outcomes.ok()) << outcomes.status();
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const std::vector<Entry> entries = ReadAll(ledger_);
+  EXPECT_EQ(entries.size(), static_cast<size_t>(kThreads * kBatches * 10));
+  std::set<std::string> refs;
+  for (const Entry& e : entries) refs.insert(e.actor.ref);
+  std::set<std::string> named;
+  for (int t = 0; t < kThreads; ++t) {
+    for (int b = 0; b < kBatches; ++b) {
+      for (int p = 0; p < 10; ++p) named.insert(absl::StrCat(b * 5 + t + p));
+    }
+  }
+  EXPECT_EQ(refs.size(), named.size());  // One pseudonym per person.
+}
+
+// A store may keep the subject keys it found or stored; another replica destroying one (the
+// subject forgotten) makes the next append sealed with it fail, and the key is looked up
+// afresh after. (The memory store has no replicas: it destroys the key itself.)
 TEST_P(LedgerStoreConformanceTest, AppendRefusesAKeyAReplicaDestroyed) {
-  if (!postgres()) GTEST_SKIP() << "replicas";
-  std::unique_ptr<LedgerStore> replica = backend_.replica();
+  std::unique_ptr<LedgerStore> replica_store =
+      backend_.replica ? backend_.replica() : std::unique_ptr<LedgerStore>();
+  LedgerStore* replica = replica_store != nullptr ? replica_store.get() : store_;
   auto key = [&](const std::string& wrapped) {
     return SubjectKey{Ref("locator of erin"), Ref(absl::StrCat("pseudonym under ", wrapped)),
                       wrapped};
   };
-  const SubjectKey first = store_->GetOrAddSubjectKeys({key("first")}).value()[0];
-  ASSERT_EQ(first.wrapped, "first");
+  const SubjectKey first = key("first");
   Entry e = NewEntry(ledger_, 0);
   e.actor = SealedSubject{first.ref, "sealed erin"};
-  ASSERT_THAT(AppendAll({e}), SizeIs(1));  // The transaction, then the one statement:
+  // The transaction, then the one statement:
+  ASSERT_THAT(AppendAll({e}, store_, {first}), SizeIs(1));
   e = NewEntry(ledger_, 1);
   e.actor = SealedSubject{first.ref, "sealed erin"};
   ASSERT_THAT(AppendAll({e}), SizeIs(1));
 
   ASSERT_TRUE(replica->DeleteSubjectKey(first.locator).value());
-  // Still held here, without a round trip; the append finds the key gone.
-  EXPECT_EQ(store_->GetOrAddSubjectKeys({key("second")}).value()[0], first);
   e = NewEntry(ledger_, 2);
   e.actor = SealedSubject{first.ref, "sealed erin"};
-  absl::StatusOr<std::vector<AppendOutcome>> refused = store_->Append({e});
+  absl::StatusOr<std::vector<AppendOutcome>> refused = store_->Append({e}, {});
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kAborted) << refused.status();
   EXPECT_EQ(store_->Size(ledger_).value(), 2u);
-  // Looked up again: the new key.
-  const SubjectKey second = store_->GetOrAddSubjectKeys({key("second")}).value()[0];
-  EXPECT_EQ(second.wrapped, "second");
+  // Looked up again: none; a new key, stored with the entry sealed again.
+  EXPECT_THAT(store_->FindSubjectKeys({first.locator}).value(), IsEmpty());
+  const SubjectKey second = key("second");
   e.actor = SealedSubject{second.ref, "sealed erin again"};
-  std::vector<Entry> appended = AppendAll({e});
+  std::vector<Entry> appended = AppendAll({e}, store_, {second});
   ASSERT_THAT(appended, SizeIs(1));
   EXPECT_EQ(appended[0].index, 2u);
+  EXPECT_EQ(store_->GetSubjectKey(first.locator).value(), second);
 
   // The transaction path (a store whose tree is stale) checks as well.
   ASSERT_TRUE(replica->DeleteSubjectKey(second.locator).value());
-  ASSERT_THAT(AppendAll({NewEntry(ledger_, 3)}, replica.get()), SizeIs(1));
+  ASSERT_THAT(AppendAll({NewEntry(ledger_, 3)}, replica), SizeIs(1));
   e = NewEntry(ledger_, 4);
   e.actor = SealedSubject{second.ref, "sealed"};
-  EXPECT_EQ(store_->Append({e}).status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(store_->Append({e}, {}).status().code(), absl::StatusCode::kAborted);
   EXPECT_EQ(store_->Size(ledger_).value(), 4u);
+}
+
+// --- PostgreSQL only: what the database itself enforces. ---
+
+// A batch that fails stores none of the subject keys it made.
+TEST_P(LedgerStoreConformanceTest, AFailedBatchMakesNoKey) {
+  if (!postgres()) GTEST_SKIP() << "the memory store does not validate ledgers";
+  LedgerOver audit(store_);
+  const std::string frank = "frank@example.com";
+  // The second ledger violates the table's CHECK.
+  absl::StatusOr<std::vector<AppendOutcome>> failed = audit.ledger.AppendBatch(
+      {Record(ledger_, Action::kMemberAdded, "owner@example.com", frank, "keys:member-added:1"),
+       Record(Ledger("", "zzz"), Action::kApiCall, "svc", "", "")});
+  EXPECT_FALSE(failed.ok());
+  EXPECT_EQ(store_->Size(ledger_).value(), 0u);
+  for (const std::string& who : {frank, std::string("owner@example.com")}) {
+    EXPECT_TRUE(absl::IsNotFound(store_->GetSubjectKey(audit.subjects->Locator(who)).status()))
+        << who;
+  }
+}
+
+// Appends and the destruction of subject keys are ordered: once a key's destruction has
+// committed, no entry under it is committed after (an append then seals its entries under a
+// fresh key). Appenders keep naming one subject while another replica destroys each key she
+// gets; every key destroyed must be absent from the entries past the ledger's size read after
+// its destruction.
+TEST_P(LedgerStoreConformanceTest, AppendsAndTheDestructionOfSubjectKeysAreOrdered) {
+  if (!postgres()) GTEST_SKIP() << "replicas";
+  LedgerOver audit(store_);
+  std::unique_ptr<LedgerStore> replica = backend_.replica();
+  const std::string carol = "carol@example.com";
+  const std::string locator = audit.subjects->Locator(carol);
+  constexpr int kAppenders = 2, kBatches = 25, kBatchSize = 200;
+  std::atomic<int> appenders_left{kAppenders};
+  std::atomic<int> batches_appended{0};
+  std::vector<std::thread> appenders;
+  for (int t = 0; t < kAppenders; ++t) {
+    appenders.emplace_back([&, t] {
+      for (int b = 0; b < kBatches; ++b) {
+        std::vector<EntryInput> batch;
+        for (int i = 0; i < kBatchSize; ++i) {
+          batch.push_back(Record(ledger_, Action::kApiCall, carol, "",
+                                 absl::StrCat("edge:call:", t, "-", b, "-", i)));
+        }
+        // ABORTED too when both attempts met a destruction (or a concurrent new key).
+        absl::StatusOr<std::vector<AppendOutcome>> outcomes = audit.ledger.AppendBatch(batch);
+        if (outcomes.ok()) {
+          ++batches_appended;
+        } else {
+          EXPECT_EQ(outcomes.status().code(), absl::StatusCode::kAborted) << outcomes.status();
+        }
+      }
+      --appenders_left;
+    });
+  }
+  struct Destroyed {
+    std::string ref;
+    uint64_t size_after = 0;  // The ledger's size read once the destruction committed.
+  };
+  std::vector<Destroyed> destroyed;
+  while (appenders_left > 0) {
+    absl::StatusOr<SubjectKey> key = replica->GetSubjectKey(locator);
+    if (!key.ok()) {
+      ASSERT_TRUE(absl::IsNotFound(key.status())) << key.status();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      continue;
+    }
+    ASSERT_TRUE(replica->DeleteSubjectKey(locator).value());
+    destroyed.push_back(Destroyed{key->ref, replica->Size(ledger_).value()});
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  for (std::thread& t : appenders) t.join();
+  EXPECT_GT(batches_appended.load(), 0);
+  EXPECT_GT(destroyed.size(), 2u);
+  const std::vector<Entry> entries = ReadAll(ledger_);
+  int late = 0;
+  for (const Destroyed& d : destroyed) {
+    for (uint64_t i = d.size_after; i < entries.size(); ++i) {
+      if (entries[i].actor.ref == d.ref) ++late;
+    }
+  }
+  EXPECT_EQ(late, 0) << "entries committed under a key after its destruction had committed";
+  VerifyLedger(entries);
+}
+
+// A key that names nothing does not stop a retried forget. This release stores a key only with
+// an entry naming it; a replica of an earlier release (during a rolling upgrade) made keys on
+// their own, through get_or_add_subject_keys (003_one_round_trip.sql, kept for it), and one
+// whose append then failed names nothing.
+TEST_P(LedgerStoreConformanceTest,
+       AKeyAnEarlierReleaseMadeThatNamesNothingDoesNotStopARetriedForget) {
+  if (!postgres()) GTEST_SKIP() << "a function for replicas of an earlier release";
+  LedgerOver audit(store_);
+  const std::string carol = "carol@example.com";
+  ASSERT_TRUE(
+      audit.ledger.Append(Record(ledger_, Action::kApiCall, carol, "", "edge:call:5")).ok());
+  absl::StatusOr<ForgetResult> first = audit.ledger.Forget(carol, "dpo", "erase-1");
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(first->forgotten);
+  // An earlier release's replica made her a key again for a new record, whose append failed.
+  const SubjectKey key = audit.subjects->NewKey(carol).value();
+  const absl::Status made = backend_.pool->Autocommit([&](pqxx::nontransaction& tx) {
+    tx.exec_params(
+        "SELECT * FROM audit.get_or_add_subject_keys('', ARRAY[$1::bytea], ARRAY[$2::bytea], "
+        "ARRAY[$3::bytea])",
+        pqxx::binarystring(key.locator), pqxx::binarystring(key.ref),
+        pqxx::binarystring(key.wrapped));
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(made.ok()) << made;
+  ASSERT_EQ(store_->GetSubjectKey(key.locator).value(), key);
+  absl::StatusOr<ForgetResult> retry = audit.ledger.Forget(carol, "dpo", "erase-1");
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->forgotten);
+  EXPECT_EQ(retry->entry.index, first->entry.index);
+  EXPECT_TRUE(absl::IsNotFound(store_->GetSubjectKey(key.locator).status()));
+  // Once an entry names her again, that id no longer forgets her.
+  ASSERT_TRUE(
+      audit.ledger.Append(Record(ledger_, Action::kApiCall, carol, "", "edge:call:6")).ok());
+  EXPECT_EQ(audit.ledger.Forget(carol, "dpo", "erase-1").status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_P(LedgerStoreConformanceTest, AppendIsAllOrNothing) {
   if (!postgres()) GTEST_SKIP() << "the memory store does not validate ledgers";
   AppendAll({NewEntry(ledger_, 0)});
   // The second ledger violates the table's CHECK after the first one's rows are inserted.
-  absl::StatusOr<std::vector<AppendOutcome>> failed =
-      store_->Append({NewEntry(ledger_, 1), NewEntry(ledger_, 2), NewEntry(Ledger("", "zzz"), 3)});
+  absl::StatusOr<std::vector<AppendOutcome>> failed = store_->Append(
+      {NewEntry(ledger_, 1), NewEntry(ledger_, 2), NewEntry(Ledger("", "zzz"), 3)}, {});
   EXPECT_FALSE(failed.ok());
   EXPECT_EQ(store_->Size(ledger_).value(), 1u);
   std::vector<Entry> next = AppendAll({NewEntry(ledger_, 4)});
@@ -838,8 +1086,9 @@ TEST_P(LedgerStoreConformanceTest, AppendIsAllOrNothing) {
   VerifyLedger(ReadAll(ledger_));
 }
 
-// The statement a store appends with when it holds the ledger's tree
-// (migrations/003_one_round_trip.sql, with the MAC since 004_entry_mac.sql), called directly: each
+// The statement a store of an earlier release appends with when it holds the ledger's tree
+// (migrations/003_one_round_trip.sql, with the MAC since 004_entry_mac.sql; kept for such
+// replicas during a rolling upgrade, 006_subject_keys_with_entries.sql), called directly: each
 // of its answers, and what each leaves stored.
 TEST_P(LedgerStoreConformanceTest, OneStatementAppend) {
   if (!postgres()) GTEST_SKIP() << "a PostgreSQL function";
@@ -975,7 +1224,7 @@ TEST_P(LedgerStoreConformanceTest, CheckRole) {
                                            "GRANT policy_audit_no_such_role TO "));
   // A store whose role is missing fails every transaction, and changes nothing.
   PostgresLedgerStore broken(pool, "policy_audit_no_such_role");
-  EXPECT_FALSE(broken.Append({NewEntry(ledger_, 0)}).ok());
+  EXPECT_FALSE(broken.Append({NewEntry(ledger_, 0)}, {}).ok());
   EXPECT_EQ(store_->Size(ledger_).value(), 0u);
 }
 

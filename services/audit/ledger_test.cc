@@ -421,25 +421,6 @@ TEST_F(LedgerTest, TheRecordOfAForgettingKeepsNoRequestIdNamingTheSubject) {
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(LedgerTest, AKeyThatNamesNothingDoesNotStopARetriedForget) {
-  AppendOk(Call("carol@example.com", 5));
-  absl::StatusOr<ForgetResult> first = ledger_.Forget("carol@example.com", "dpo", "erase-1");
-  ASSERT_TRUE(first.ok()) << first.status();
-  ASSERT_TRUE(first->forgotten);
-  // A new record naming her made her a key again, and its append then failed.
-  ASSERT_TRUE(store_.GetOrAddSubjectKeys({subjects_->NewKey("carol@example.com").value()}).ok());
-  absl::StatusOr<ForgetResult> retry = ledger_.Forget("carol@example.com", "dpo", "erase-1");
-  ASSERT_TRUE(retry.ok()) << retry.status();
-  EXPECT_TRUE(retry->forgotten);
-  EXPECT_EQ(retry->entry.index, first->entry.index);
-  EXPECT_TRUE(
-      absl::IsNotFound(store_.GetSubjectKey(subjects_->Locator("carol@example.com")).status()));
-  // Once an entry names her again, that id no longer forgets her.
-  AppendOk(Call("carol@example.com", 6));
-  EXPECT_EQ(ledger_.Forget("carol@example.com", "dpo", "erase-1").status().code(),
-            absl::StatusCode::kFailedPrecondition);
-}
-
 TEST_F(LedgerTest, ARetriedForgetFinishesWhatTheFirstAttemptStarted) {
   AppendOk(Call("carol@example.com", 5));
   // The first attempt recorded the request, then stopped before destroying the key.
@@ -507,7 +488,8 @@ TEST_F(LedgerTest, ARequestIdForgettingOneSubjectForgetsNoOther) {
 class FailingAppendStore : public MemoryLedgerStore {
  public:
   explicit FailingAppendStore(absl::Status status) : status_(std::move(status)) {}
-  absl::StatusOr<std::vector<AppendOutcome>> Append(std::vector<Entry>) override {
+  absl::StatusOr<std::vector<AppendOutcome>> Append(std::vector<Entry>,
+                                                    std::vector<SubjectKey>) override {
     ++appends;
     return status_;
   }
@@ -545,6 +527,30 @@ TEST(AppendBatchTest, OnlyAFailureOfTheBatchsContentIsRetriedLedgerByLedger) {
   EXPECT_EQ(damaged.appends, 3);  // The batch, then each of the two ledgers.
   for (const AppendOutcome& outcome : *outcomes) {
     EXPECT_EQ(outcome.status.code(), absl::StatusCode::kDataLoss);
+  }
+}
+
+// The subject keys a batch makes are the store's to keep with its entries: a batch whose
+// append fails leaves none, whatever the failure.
+TEST(AppendBatchTest, AFailedAppendLeavesNoSubjectKey) {
+  auto signer = CheckpointSigner::Create(std::string(32, '\x07')).value();
+  auto subjects = SubjectCipher::Create(std::string(32, '\x09')).value();
+  FakeClock clock;
+  EntryInput in;
+  in.action = Action::kMemberAdded;
+  in.actor = "owner@example.com";
+  in.subject = "dave@example.com";
+  in.ledger = LedgerRef{"proj-a", "production"};
+  for (absl::Status failure :
+       {absl::UnavailableError("down"), absl::DataLossError("ledger damaged"),
+        absl::AbortedError("a key was destroyed meanwhile")}) {
+    FailingAppendStore store(failure);
+    AuditLedger ledger(&store, subjects.get(), signer.get(), &clock);
+    EXPECT_EQ(ledger.Append(in).status().code(), failure.code());
+    for (const std::string& who : {in.actor, in.subject}) {
+      EXPECT_TRUE(absl::IsNotFound(store.GetSubjectKey(subjects->Locator(who)).status()))
+          << failure << ": " << who;
+    }
   }
 }
 

@@ -19,9 +19,20 @@ bool Matches(const EntryFilter& f, const Entry& e) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<AppendOutcome>> MemoryLedgerStore::Append(std::vector<Entry> entries) {
+absl::StatusOr<std::vector<AppendOutcome>> MemoryLedgerStore::Append(
+    std::vector<Entry> entries, std::vector<SubjectKey> new_keys) {
   const std::shared_ptr<const EntryAuthenticator> authenticator = this->authenticator();
   absl::MutexLock lock(&mu_);
+  // Everything that refuses the batch is checked before anything changes.
+  for (const SubjectKey& key : new_keys) {
+    if (subject_keys_.contains(key.locator)) return SubjectKeyAdded();
+  }
+  for (const Entry& entry : entries) {
+    if (destroyed_refs_.contains(entry.actor.ref) || destroyed_refs_.contains(entry.subject.ref)) {
+      return SubjectKeyDestroyed();
+    }
+  }
+  absl::flat_hash_set<std::string> named;  // The pseudonyms the appended entries name.
   std::vector<AppendOutcome> outcomes(entries.size());
   for (size_t i = 0; i < entries.size(); ++i) {
     Entry& entry = entries[i];
@@ -39,8 +50,13 @@ absl::StatusOr<std::vector<AppendOutcome>> MemoryLedgerStore::Append(std::vector
     }
     SealEntries(ledger.tree, absl::MakeSpan(&entry, 1), authenticator.get());
     if (!entry.request_id.empty()) ledger.requests[entry.request_id] = entry.index;
+    named.insert(entry.actor.ref);
+    if (!entry.subject.ref.empty()) named.insert(entry.subject.ref);
     ledger.entries.push_back(entry);
     outcomes[i] = AppendOutcome{absl::OkStatus(), std::move(entry), false};
+  }
+  for (SubjectKey& key : new_keys) {
+    if (named.contains(key.ref)) subject_keys_.emplace(key.locator, std::move(key));
   }
   return outcomes;
 }
@@ -199,16 +215,6 @@ absl::StatusOr<std::vector<Checkpoint>> MemoryLedgerStore::ListCheckpointsAfter(
   return out;
 }
 
-absl::StatusOr<std::vector<SubjectKey>> MemoryLedgerStore::GetOrAddSubjectKeys(
-    const std::vector<SubjectKey>& candidates) {
-  absl::MutexLock lock(&mu_);
-  std::vector<SubjectKey> out;
-  for (const SubjectKey& candidate : candidates) {
-    out.push_back(subject_keys_.try_emplace(candidate.locator, candidate).first->second);
-  }
-  return out;
-}
-
 absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> MemoryLedgerStore::FindSubjectKeys(
     const std::vector<std::string>& locators) {
   absl::MutexLock lock(&mu_);
@@ -238,7 +244,11 @@ absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> MemoryLedgerStore::
 
 absl::StatusOr<bool> MemoryLedgerStore::DeleteSubjectKey(const std::string& locator) {
   absl::MutexLock lock(&mu_);
-  return subject_keys_.erase(locator) > 0;
+  auto it = subject_keys_.find(locator);
+  if (it == subject_keys_.end()) return false;
+  destroyed_refs_.insert(it->second.ref);
+  subject_keys_.erase(it);
+  return true;
 }
 
 }  // namespace policy::audit

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "services/audit/ledger_store.h"
 
@@ -16,7 +17,8 @@ namespace policy::audit {
 // The ledgers in one process's memory: for tests and --store=memory.
 class MemoryLedgerStore : public LedgerStore {
  public:
-  absl::StatusOr<std::vector<AppendOutcome>> Append(std::vector<Entry> entries) override;
+  absl::StatusOr<std::vector<AppendOutcome>> Append(std::vector<Entry> entries,
+                                                    std::vector<SubjectKey> new_keys) override;
   absl::StatusOr<uint64_t> Size(const LedgerRef& ledger) override;
   absl::StatusOr<std::vector<LedgerSize>> ListLedgers() override;
   absl::StatusOr<std::vector<Entry>> ReadRange(const LedgerRef& ledger, uint64_t from,
@@ -38,8 +40,6 @@ class MemoryLedgerStore : public LedgerStore {
   absl::StatusOr<std::vector<Checkpoint>> ListCheckpointsAfter(const LedgerRef& ledger,
                                                                std::optional<uint64_t> after_size,
                                                                size_t limit) override;
-  absl::StatusOr<std::vector<SubjectKey>> GetOrAddSubjectKeys(
-      const std::vector<SubjectKey>& candidates) override;
   absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> FindSubjectKeys(
       const std::vector<std::string>& locators) override;
   absl::StatusOr<SubjectKey> GetSubjectKey(const std::string& locator) override;
@@ -58,6 +58,8 @@ class MemoryLedgerStore : public LedgerStore {
   absl::Mutex mu_;
   std::map<LedgerRef, Ledger> ledgers_ ABSL_GUARDED_BY(mu_);  // Nodes never move either.
   absl::flat_hash_map<std::string, SubjectKey> subject_keys_ ABSL_GUARDED_BY(mu_);  // by locator
+  // The pseudonyms of destroyed keys (each key's is its own): Append refuses entries naming one.
+  absl::flat_hash_set<std::string> destroyed_refs_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace policy::audit

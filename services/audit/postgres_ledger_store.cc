@@ -22,6 +22,11 @@ using pg::Statement;
 // The first key of the advisory locks serialising appends (the second is the ledger id):
 // "AUDT". The migrations' locks use the one-bigint form, a separate key space.
 constexpr int32_t kAppendLockNamespace = 0x41554454;
+// The advisory lock that orders appends against the destruction of subject keys: appends take
+// it shared, DeleteSubjectKey exclusively (migrations/006_subject_keys_with_entries.sql). Its
+// namespace, "AUKY", is not the appends' one, whose second keys are ledger ids.
+constexpr int32_t kSubjectKeysLockNamespace = 0x41554b59;
+constexpr int32_t kSubjectKeysLock = 0;
 
 constexpr size_t kMaxKeysPerStatement = 1000;
 
@@ -254,26 +259,67 @@ void AddArrays(Statement& s, const std::vector<pg::BinaryArray>& arrays) {
 
 int32_t AppendLock(int64_t ledger_id);
 
-// Inserts sealed entries of one ledger, the first at index `entries[0].index` (its size), in
-// a transaction holding the ledger's append lock that found none of their request ids and
-// every subject key (`refs`, the pseudonyms with keys the entries name): through the SECURITY
-// DEFINER function append_entries (a runtime login role may not insert entries itself), one
-// array parameter per column.
-absl::Status InsertEntries(pqxx::work& tx, int64_t ledger_id, absl::Span<const Entry> entries,
-                           const pg::BinaryArray& refs) {
-  if (entries.empty()) return absl::OkStatus();
+// `keys` by pseudonym.
+absl::flat_hash_map<std::string, SubjectKey> KeysByRef(const std::vector<SubjectKey>& keys) {
+  absl::flat_hash_map<std::string, SubjectKey> out;
+  for (const SubjectKey& key : keys) out.insert_or_assign(key.ref, key);
+  return out;
+}
+
+// The keys of `pending` (by pseudonym) that `entries` name, as the three key arrays of
+// append_entries (locators, pseudonyms, wrapped keys), taken out of `pending`: each key is
+// stored with the first entries naming it.
+std::vector<pg::BinaryArray> TakeNamedKeys(absl::Span<const Entry> entries,
+                                           absl::flat_hash_map<std::string, SubjectKey>& pending) {
+  std::vector<pg::BinaryArray> keys(3, pg::BinaryArray(pg::BinaryArray::Type::kBytea));
+  if (pending.empty()) return keys;
+  for (const Entry& e : entries) {
+    for (const std::string* ref : {&e.actor.ref, &e.subject.ref}) {
+      auto it = pending.find(*ref);
+      if (it == pending.end()) continue;
+      keys[0].Add(it->second.locator);
+      keys[1].Add(it->second.ref);
+      keys[2].Add(it->second.wrapped);
+      pending.erase(it);
+    }
+  }
+  return keys;
+}
+
+// The statement appending sealed `entries` of ledger `ledger_id` whose first entry is at index
+// `size`, with `keys` (TakeNamedKeys), through the SECURITY DEFINER function append_entries of
+// migrations/006_subject_keys_with_entries.sql (a runtime login role may not insert entries or
+// keys itself), one array parameter per column. `refs`: the pseudonyms with keys the store
+// handed out that the entries name.
+Statement AppendStatement(int64_t ledger_id, uint64_t size, absl::Span<const Entry> entries,
+                          const pg::BinaryArray& refs, const std::vector<pg::BinaryArray>& keys,
+                          const std::vector<pg::BinaryArray>& columns, bool retry) {
   pg::BinaryArray request_ids(pg::BinaryArray::Type::kText);
   for (const Entry& e : entries) {
     if (!e.request_id.empty()) request_ids.Add(e.request_id);
   }
-  Statement s("SELECT audit.append_entries('', ");
-  s.Int(kAppendLockNamespace).Sql("::integer, ").Int(AppendLock(ledger_id));
-  s.Sql("::integer, ").Int(ledger_id).Sql(", ").Int(ClampToInt64(entries[0].index)).Sql(", ");
-  s.Bytes(AsBytes(entries[0].leaf_hash)).Sql(", false, ");
+  Statement s("SELECT audit.append_entries(");
+  s.Int(kAppendLockNamespace).Sql("::integer, ").Int(AppendLock(ledger_id)).Sql("::integer, ");
+  s.Int(kSubjectKeysLockNamespace).Sql("::integer, ").Int(kSubjectKeysLock).Sql("::integer, ");
+  s.Int(ledger_id).Sql(", ").Int(ClampToInt64(size)).Sql(", ");
+  s.Bytes(AsBytes(entries[0].leaf_hash)).Sql(retry ? ", true, " : ", false, ");
   s.Array(request_ids).Sql(", ").Array(refs).Sql(", ");
-  AddArrays(s, EntryArrays(entries));
+  AddArrays(s, keys);
+  s.Sql(", ");
+  AddArrays(s, columns);
   s.Sql(")");
-  const std::string result = Text(s.Exec(tx)[0][0]);
+  return s;
+}
+
+// Inserts sealed entries of one ledger, the first at index `entries[0].index` (its size), and
+// `keys`, in a transaction holding the subject keys' lock shared and the ledger's append lock
+// that found none of their request ids and every subject key of `refs` (AppendStatement).
+absl::Status InsertEntries(pqxx::work& tx, int64_t ledger_id, absl::Span<const Entry> entries,
+                           const pg::BinaryArray& refs, const std::vector<pg::BinaryArray>& keys) {
+  if (entries.empty()) return absl::OkStatus();
+  const std::string result = Text(AppendStatement(ledger_id, entries[0].index, entries, refs, keys,
+                                                  EntryArrays(entries), /*retry=*/false)
+                                      .Exec(tx)[0][0]);
   if (result != "appended") {
     return absl::InternalError(
         absl::StrCat("append_entries answered '", result, "' under the ledger's lock"));
@@ -497,7 +543,7 @@ absl::Mutex& PostgresLedgerStore::LedgerMutex(const LedgerRef& ledger) {
 }
 
 std::optional<absl::StatusOr<std::vector<AppendOutcome>>> PostgresLedgerStore::AppendInOneStatement(
-    const std::vector<Entry>& entries) {
+    const std::vector<Entry>& entries, const std::vector<SubjectKey>& new_keys) {
   if (entries.empty()) return std::nullopt;
   const LedgerRef& ledger = entries[0].ledger;
   for (const Entry& e : entries) {
@@ -521,24 +567,15 @@ std::optional<absl::StatusOr<std::vector<AppendOutcome>>> PostgresLedgerStore::A
   const std::vector<size_t> fresh_positions =
       SealFresh(entries, positions, /*stored=*/{}, *tree, authenticator().get(), fresh, outcomes);
 
-  pg::BinaryArray request_ids(pg::BinaryArray::Type::kText);
-  for (const Entry& e : fresh) {
-    if (!e.request_id.empty()) request_ids.Add(e.request_id);
-  }
   pg::BinaryArray refs(pg::BinaryArray::Type::kBytea);
   for (const std::string& ref : KeyedRefs(fresh)) refs.Add(ref);
+  absl::flat_hash_map<std::string, SubjectKey> pending = KeysByRef(new_keys);
+  const std::vector<pg::BinaryArray> keys = TakeNamedKeys(fresh, pending);
   const std::vector<pg::BinaryArray> columns = EntryArrays(fresh);
   std::string result;
   bool retry = false;
   absl::Status status = pool_->Autocommit([&](pqxx::nontransaction& tx) {
-    // The function runs as its owner (SECURITY DEFINER, 005_runtime_role.sql): no role.
-    Statement s("SELECT audit.append_entries(");
-    s.Text("").Sql(", ").Int(kAppendLockNamespace).Sql("::integer, ").Int(AppendLock(id));
-    s.Sql("::integer, ").Int(id).Sql(", ").Int(ClampToInt64(size)).Sql(", ");
-    s.Bytes(AsBytes(fresh[0].leaf_hash)).Sql(retry ? ", true, " : ", false, ");
-    s.Array(request_ids).Sql(", ").Array(refs).Sql(", ");
-    AddArrays(s, columns);
-    s.Sql(")");
+    Statement s = AppendStatement(id, size, fresh, refs, keys, columns, retry);
     retry = true;  // Should this run's connection break, the next run asks what it did.
     result = Text(s.ExecPrepared(tx)[0][0]);
     return absl::OkStatus();
@@ -547,14 +584,16 @@ std::optional<absl::StatusOr<std::vector<AppendOutcome>>> PostgresLedgerStore::A
   if (result == "key destroyed") return KeyDestroyed();
   if (result != "appended" && result != "appended before") return std::nullopt;
   CacheLedger(ledger, id, &*tree);
+  HoldStoredKeys(new_keys, pending);
   for (size_t i = 0; i < fresh.size(); ++i) {
     outcomes[fresh_positions[i]] = AppendOutcome{absl::OkStatus(), std::move(fresh[i]), false};
   }
   return outcomes;
 }
 
-absl::StatusOr<std::vector<AppendOutcome>> PostgresLedgerStore::Append(std::vector<Entry> entries) {
-  if (auto appended = AppendInOneStatement(entries); appended.has_value()) {
+absl::StatusOr<std::vector<AppendOutcome>> PostgresLedgerStore::Append(
+    std::vector<Entry> entries, std::vector<SubjectKey> new_keys) {
+  if (auto appended = AppendInOneStatement(entries, new_keys); appended.has_value()) {
     return *std::move(appended);
   }
   // Ledgers in a fixed order, so that replicas appending to several never deadlock.
@@ -568,6 +607,7 @@ absl::StatusOr<std::vector<AppendOutcome>> PostgresLedgerStore::Append(std::vect
   };
   std::vector<Appended> appended;
   std::vector<AppendOutcome> outcomes;
+  absl::flat_hash_map<std::string, SubjectKey> pending;  // New keys not yet inserted, by ref.
   pg::BinaryArray refs(pg::BinaryArray::Type::kBytea);
   const std::vector<std::string> keyed_refs = KeyedRefs(entries);
   for (const std::string& ref : keyed_refs) refs.Add(ref);
@@ -577,6 +617,11 @@ absl::StatusOr<std::vector<AppendOutcome>> PostgresLedgerStore::Append(std::vect
     // The body runs again when a pooled connection turns out dead: start afresh.
     appended.clear();
     outcomes.assign(entries.size(), AppendOutcome{});
+    pending = KeysByRef(new_keys);
+    // Held until the commit: no subject key is destroyed from the check below on
+    // (migrations/006_subject_keys_with_entries.sql).
+    tx.exec_params("SELECT pg_advisory_xact_lock_shared($1::integer, $2::integer)",
+                   kSubjectKeysLockNamespace, kSubjectKeysLock);
     if (!keyed_refs.empty()) {
       Statement check("SELECT count(*) FROM audit.subject_keys WHERE ref = ANY (");
       key_destroyed = check.Array(refs).Sql(")").Exec(tx)[0][0].as<size_t>() < keyed_refs.size();
@@ -617,7 +662,7 @@ absl::StatusOr<std::vector<AppendOutcome>> PostgresLedgerStore::Append(std::vect
       std::vector<Entry> fresh;
       const std::vector<size_t> fresh_positions =
           SealFresh(entries, positions, stored, *tree, authenticator.get(), fresh, outcomes);
-      RETURN_IF_ERROR(InsertEntries(tx, id, fresh, refs));
+      RETURN_IF_ERROR(InsertEntries(tx, id, fresh, refs, TakeNamedKeys(fresh, pending)));
       for (size_t i = 0; i < fresh.size(); ++i) {
         outcomes[fresh_positions[i]] = AppendOutcome{absl::OkStatus(), std::move(fresh[i]), false};
       }
@@ -629,6 +674,7 @@ absl::StatusOr<std::vector<AppendOutcome>> PostgresLedgerStore::Append(std::vect
   if (!status.ok()) return status;
   // Committed: the trees are now the ledgers' own.
   for (const Appended& a : appended) CacheLedger(*a.ledger, a.id, &a.tree);
+  HoldStoredKeys(new_keys, pending);
   return outcomes;
 }
 
@@ -881,55 +927,6 @@ absl::StatusOr<std::vector<Checkpoint>> PostgresLedgerStore::ListCheckpointsAfte
   return out;
 }
 
-absl::StatusOr<std::vector<SubjectKey>> PostgresLedgerStore::GetOrAddSubjectKeys(
-    const std::vector<SubjectKey>& candidates) {
-  using T = pg::BinaryArray::Type;
-  // Each locator once, with its first candidate, in a fixed order
-  // (migrations/003_one_round_trip.sql).
-  std::map<absl::string_view, const SubjectKey*> wanted;
-  for (const SubjectKey& candidate : candidates) wanted.try_emplace(candidate.locator, &candidate);
-  {
-    absl::MutexLock lock(&mu_);
-    std::vector<SubjectKey> out;
-    out.reserve(candidates.size());
-    for (const SubjectKey& candidate : candidates) {
-      auto it = subject_keys_.find(candidate.locator);
-      if (it == subject_keys_.end()) break;
-      out.push_back(it->second);
-    }
-    if (out.size() == candidates.size()) return out;  // Append checks they still exist.
-  }
-  pg::BinaryArray locators(T::kBytea), refs(T::kBytea), wrapped(T::kBytea);
-  for (const auto& [locator, key] : wanted) {
-    locators.Add(key->locator);
-    refs.Add(key->ref);
-    wrapped.Add(key->wrapped);
-  }
-  Statement s("SELECT locator, ref, wrapped_key FROM audit.get_or_add_subject_keys(");
-  s.Text("").Sql(", ").Array(locators).Sql(", ").Array(refs).Sql(", ").Array(wrapped).Sql(")");
-  absl::flat_hash_map<std::string, SubjectKey> keys;  // by locator
-  RETURN_IF_ERROR(pool_->Autocommit([&](pqxx::nontransaction& tx) -> absl::Status {
-    keys.clear();
-    for (const pqxx::row& row : s.Exec(tx)) {
-      SubjectKey key = SubjectKeyFromRow(row);
-      std::string locator = key.locator;
-      keys.insert_or_assign(std::move(locator), std::move(key));
-    }
-    return absl::OkStatus();
-  }));
-  std::vector<SubjectKey> out;
-  out.reserve(candidates.size());
-  for (const SubjectKey& candidate : candidates) {
-    auto it = keys.find(candidate.locator);
-    if (it == keys.end()) {
-      return absl::AbortedError("a subject key was destroyed while being looked up; retry");
-    }
-    out.push_back(it->second);
-  }
-  HoldSubjectKeys(std::move(keys));
-  return out;
-}
-
 absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> PostgresLedgerStore::FindSubjectKeys(
     const std::vector<std::string>& locators) {
   absl::flat_hash_map<std::string, SubjectKey> found;  // by locator
@@ -961,8 +958,11 @@ absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> PostgresLedgerStore
 
 void PostgresLedgerStore::HoldSubjectKeys(absl::flat_hash_map<std::string, SubjectKey> keys) {
   absl::MutexLock lock(&mu_);
-  if (subject_keys_.size() + keys.size() > kMaxCachedSubjectKeys) {
-    subject_keys_.clear();
+  if (subject_keys_.size() + keys.size() > kMaxCachedSubjectKeys) subject_keys_.clear();
+  // A pseudonym is forgotten only a generation later: a batch sealed with its key a moment
+  // before is still checked.
+  if (subject_refs_.size() + keys.size() > kMaxCachedSubjectKeys) {
+    older_subject_refs_ = std::move(subject_refs_);
     subject_refs_.clear();
   }
   for (auto& [locator, key] : keys) {
@@ -976,18 +976,28 @@ std::vector<std::string> PostgresLedgerStore::KeyedRefs(absl::Span<const Entry> 
   absl::MutexLock lock(&mu_);
   for (const Entry& e : entries) {
     for (const std::string* ref : {&e.actor.ref, &e.subject.ref}) {
-      if (!ref->empty() && subject_refs_.contains(*ref)) refs.insert(*ref);
+      if (!ref->empty() && (subject_refs_.contains(*ref) || older_subject_refs_.contains(*ref))) {
+        refs.insert(*ref);
+      }
     }
   }
   return std::vector<std::string>(refs.begin(), refs.end());
 }
 
+void PostgresLedgerStore::HoldStoredKeys(
+    const std::vector<SubjectKey>& new_keys,
+    const absl::flat_hash_map<std::string, SubjectKey>& not_stored) {
+  absl::flat_hash_map<std::string, SubjectKey> stored;
+  for (const SubjectKey& key : new_keys) {
+    if (!not_stored.contains(key.ref)) stored.insert_or_assign(key.locator, key);
+  }
+  if (!stored.empty()) HoldSubjectKeys(std::move(stored));
+}
+
 absl::Status PostgresLedgerStore::KeyDestroyed() {
   absl::MutexLock lock(&mu_);
-  subject_keys_.clear();
-  subject_refs_.clear();
-  return absl::AbortedError(
-      "a subject key the entries were sealed with was destroyed meanwhile; seal them again");
+  subject_keys_.clear();  // Looked up again; their pseudonyms are still checked.
+  return SubjectKeyDestroyed();
 }
 
 absl::StatusOr<SubjectKey> PostgresLedgerStore::GetSubjectKey(const std::string& locator) {
@@ -1030,13 +1040,15 @@ absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> PostgresLedgerStore
 absl::StatusOr<bool> PostgresLedgerStore::DeleteSubjectKey(const std::string& locator) {
   {
     absl::MutexLock lock(&mu_);
-    if (auto it = subject_keys_.find(locator); it != subject_keys_.end()) {
-      subject_refs_.erase(it->second.ref);
-      subject_keys_.erase(it);
-    }
+    // Its pseudonym stays: an append sealed with the key is still checked, and refused.
+    subject_keys_.erase(locator);
   }
   bool deleted = false;
   RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    // Waits for the appends in progress, and holds back those after, until the commit
+    // (migrations/006_subject_keys_with_entries.sql).
+    tx.exec_params("SELECT pg_advisory_xact_lock($1::integer, $2::integer)",
+                   kSubjectKeysLockNamespace, kSubjectKeysLock);
     deleted = Statement("DELETE FROM audit.subject_keys WHERE locator = ")
                   .Bytes(locator)
                   .Exec(tx)

@@ -23,9 +23,10 @@ namespace policy::audit {
 // UPDATE, DELETE and TRUNCATE of them even to the tables' owner.
 //
 // Appends to a ledger are serialised across replicas by a transaction-scoped advisory lock
-// on the ledger. Each store keeps every ledger's compact tree (merkle.h) in memory and
-// reloads it (one query for the frontier's hashes) only when the ledger grew through another
-// store; the cache changes only once a transaction has committed.
+// on the ledger, and ordered against DeleteSubjectKey by another (shared by appends, exclusive
+// for the deletion; migrations/006_subject_keys_with_entries.sql). Each store keeps every ledger's
+// compact tree (merkle.h) in memory and reloads it (one query for the frontier's hashes) only when
+// the ledger grew through another store; the cache changes only once a transaction has committed.
 // The role migrations/001_audit.sql grants INSERT and SELECT on the ledger tables.
 inline constexpr char kWriterRole[] = "policy_audit_writer";
 // The NOLOGIN group role of a login role that may not rewrite the ledger
@@ -48,7 +49,8 @@ class PostgresLedgerStore : public LedgerStore {
   // single-user set-up, which a compromised process can rewrite).
   static absl::StatusOr<std::string> TransactionRole(pg::Pool* pool);
 
-  absl::StatusOr<std::vector<AppendOutcome>> Append(std::vector<Entry> entries) override;
+  absl::StatusOr<std::vector<AppendOutcome>> Append(std::vector<Entry> entries,
+                                                    std::vector<SubjectKey> new_keys) override;
   absl::StatusOr<uint64_t> Size(const LedgerRef& ledger) override;
   absl::StatusOr<std::vector<LedgerSize>> ListLedgers() override;
   absl::StatusOr<std::vector<Entry>> ReadRange(const LedgerRef& ledger, uint64_t from,
@@ -71,8 +73,6 @@ class PostgresLedgerStore : public LedgerStore {
   absl::StatusOr<std::vector<Checkpoint>> ListCheckpointsAfter(const LedgerRef& ledger,
                                                                std::optional<uint64_t> after_size,
                                                                size_t limit) override;
-  absl::StatusOr<std::vector<SubjectKey>> GetOrAddSubjectKeys(
-      const std::vector<SubjectKey>& candidates) override;
   absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> FindSubjectKeys(
       const std::vector<std::string>& locators) override;
   absl::StatusOr<SubjectKey> GetSubjectKey(const std::string& locator) override;
@@ -86,17 +86,23 @@ class PostgresLedgerStore : public LedgerStore {
     std::optional<CompactTree> tree;  // As committed, at some size; absent until loaded.
   };
 
-  // Appends `entries` in one statement (migrations/003_one_round_trip.sql) when they all go
-  // to one ledger whose id and committed tree this store holds; nullopt when that cannot be
-  // done, the ledger having moved on or a request id being taken, and nothing was written.
+  // Appends `entries`, and the keys of `new_keys` they name, in one statement
+  // (migrations/006_subject_keys_with_entries.sql) when they all go to one ledger whose id and
+  // committed tree this store holds; nullopt when that cannot be done, the ledger having moved
+  // on or a request id being taken, and nothing was written.
   std::optional<absl::StatusOr<std::vector<AppendOutcome>>> AppendInOneStatement(
-      const std::vector<Entry>& entries);
+      const std::vector<Entry>& entries, const std::vector<SubjectKey>& new_keys);
   // Holds `keys` (by locator) as found in the database: Append checks they still exist.
   void HoldSubjectKeys(absl::flat_hash_map<std::string, SubjectKey> keys) ABSL_LOCKS_EXCLUDED(mu_);
+  // Holds the keys of `new_keys` a committed Append stored: all but those of `not_stored` (by
+  // pseudonym), which no appended entry named.
+  void HoldStoredKeys(const std::vector<SubjectKey>& new_keys,
+                      const absl::flat_hash_map<std::string, SubjectKey>& not_stored)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // The distinct pseudonyms in `entries` whose keys this store handed out.
   std::vector<std::string> KeyedRefs(absl::Span<const Entry> entries);
-  // Drops every subject key this store holds, and returns the error Append gives when one
-  // of them turned out destroyed.
+  // Drops every subject key this store holds (not their pseudonyms), and returns the error
+  // Append gives when one of them turned out destroyed.
   absl::Status KeyDestroyed();
   // Runs `body` in a transaction under role_.
   absl::Status Transact(const std::function<absl::Status(pqxx::work&)>& body);
@@ -118,11 +124,14 @@ class PostgresLedgerStore : public LedgerStore {
   absl::Mutex mu_;
   absl::flat_hash_map<LedgerRef, CachedLedger> ledgers_ ABSL_GUARDED_BY(mu_);
   absl::node_hash_map<LedgerRef, absl::Mutex> ledger_mutexes_ ABSL_GUARDED_BY(mu_);
-  // The subject keys GetOrAddSubjectKeys and FindSubjectKeys found, by locator, and their
-  // pseudonyms. Append checks that the keys of the pseudonyms it writes are still stored, so that
-  // an entry is never sealed with a key another replica destroyed.
+  // The subject keys FindSubjectKeys found and Append stored, by locator (dropped once one
+  // turns out destroyed), and the pseudonyms of every key it handed out (kept after: each key's
+  // pseudonym is its own), in two generations of bounded size. Append checks that the keys of
+  // the pseudonyms it writes are still stored, so that an entry is never stored under a key
+  // destroyed (by any replica) before it committed.
   absl::flat_hash_map<std::string, SubjectKey> subject_keys_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> subject_refs_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> older_subject_refs_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace policy::audit

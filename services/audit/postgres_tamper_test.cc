@@ -930,7 +930,7 @@ TEST_F(PostgresTamperTest, EntriesWithoutAMacAreAcceptedOnlyBeforeTheFirstWithOn
     e.actor.ref = std::string(32, 'a');
     e.actor.sealed = "sealed";
     e.tokens = n;
-    ASSERT_TRUE(legacy_store.Append({e}).ok());
+    ASSERT_TRUE(legacy_store.Append({e}, {}).ok());
   }
   ASSERT_TRUE(ReadAll(ledger).back().mac.empty());
   AuditLedger upgraded(store_.get(), subjects_.get(), signer_.get(), &clock_);
@@ -946,7 +946,7 @@ TEST_F(PostgresTamperTest, EntriesWithoutAMacAreAcceptedOnlyBeforeTheFirstWithOn
   late.ledger = ledger;
   late.time = clock_.Now() + absl::Hours(1);
   late.actor.ref = std::string(32, 'a');
-  ASSERT_TRUE(PostgresLedgerStore(pool_.get(), kWriterRole).Append({late}).ok());
+  ASSERT_TRUE(PostgresLedgerStore(pool_.get(), kWriterRole).Append({late}, {}).ok());
   EXPECT_THAT(upgraded.SignCheckpoints().status().message(),
               HasSubstr("entry 15 carries no MAC, but an entry before it does"));
   r = upgraded.Verify(ledger).value();

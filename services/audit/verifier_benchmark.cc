@@ -92,7 +92,7 @@ void BM_AuditLedgerVerify(benchmark::State& state) {
   for (size_t done = 0; done < size; done += 100'000) {
     std::vector<Entry> batch(f.entries.begin() + done,
                              f.entries.begin() + std::min(size, done + 100'000));
-    if (!store.Append(std::move(batch)).ok()) state.SkipWithError("append failed");
+    if (!store.Append(std::move(batch), {}).ok()) state.SkipWithError("append failed");
   }
   for (const Checkpoint& c : f.checkpoints) {
     if (!store.AddCheckpoint(c).ok()) state.SkipWithError("checkpoint failed");

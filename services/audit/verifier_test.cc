@@ -35,9 +35,9 @@ class VerifierTest : public ::testing::Test {
     }
     std::vector<Entry> first(entries.begin(), entries.begin() + 16);
     std::vector<Entry> rest(entries.begin() + 16, entries.end());
-    ASSERT_TRUE(store_.Append(std::move(first)).ok());
+    ASSERT_TRUE(store_.Append(std::move(first), {}).ok());
     Sign();
-    ASSERT_TRUE(store_.Append(std::move(rest)).ok());
+    ASSERT_TRUE(store_.Append(std::move(rest), {}).ok());
     Sign();
     entries_ = store_.ReadRange(kLedger, 0, 100).value();
     checkpoints_ = store_.ListCheckpoints(kLedger).value();
