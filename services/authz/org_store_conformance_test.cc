@@ -662,6 +662,28 @@ std::string DatabaseBefore(absl::string_view label, absl::string_view migration)
   return url;
 }
 
+// An OrgAdmin over a PostgresOrgStore on `url`, its cache following the store's changes, as a
+// replica runs them. Ready() once the cache holds the database's state.
+struct AdminOverDatabase {
+  explicit AdminOverDatabase(const std::string& url)
+      : pool(pg::PoolOptions{.url = url, .size = 2}),
+        store(&pool, &clock, absl::Milliseconds(50)),
+        cache(&clock, absl::Seconds(1)),
+        admin(&store, &cache, &clock) {
+    store.Watch(&cache);
+  }
+  ~AdminOverDatabase() { store.StopWatching(); }
+  bool Ready() {
+    return policy::testing::Eventually([&] { return cache.Current().ok(); });
+  }
+
+  Clock& clock = *Clock::Real();
+  pg::Pool pool;
+  PostgresOrgStore store;
+  OrgCache cache;
+  OrgAdmin admin;
+};
+
 // Invitations are stored by the digest of their secret id; one stored with its plain id
 // before migration 006 is rewritten to its digest and still accepted with that id.
 TEST(PostgresInvitationsTest, TheTableHoldsNoSecretIdAndOldInvitationsStillWork) {
@@ -697,14 +719,9 @@ TEST(PostgresInvitationsTest, TheTableHoldsNoSecretIdAndOldInvitationsStillWork)
   EXPECT_EQ(count("id LIKE 'inv\\_%'"), 0);
   EXPECT_EQ(count("id = '" + InvitationDigest("inv_0123456789abcdef01234567") + "'"), 1);
 
-  pg::Pool pool(pg::PoolOptions{.url = url, .size = 2});
-  Clock& clock = *Clock::Real();
-  PostgresOrgStore store(&pool, &clock, absl::Milliseconds(50));
-  OrgCache cache(&clock, absl::Seconds(1));
-  store.Watch(&cache);
-  absl::Cleanup stop = [&] { store.StopWatching(); };
-  OrgAdmin admin(&store, &cache, &clock);
-  ASSERT_TRUE(policy::testing::Eventually([&] { return cache.Current().ok(); }));
+  AdminOverDatabase database(url);
+  ASSERT_TRUE(database.Ready());
+  OrgAdmin& admin = database.admin;
   absl::StatusOr<Member> nora =
       admin.AcceptInvitation("inv_0123456789abcdef01234567", "nora@acme.example", "nora");
   ASSERT_TRUE(nora.ok()) << nora.status();
@@ -758,14 +775,10 @@ TEST(PostgresInvitationsTest, InvitationsFromBeforeRequestIdsStillWork) {
   }
   ASSERT_TRUE(pg::ApplyMigrations(url, "authz", Migrations()).ok());
 
-  pg::Pool pool(pg::PoolOptions{.url = url, .size = 2});
-  Clock& clock = *Clock::Real();
-  PostgresOrgStore store(&pool, &clock, absl::Milliseconds(50));
-  OrgCache cache(&clock, absl::Seconds(1));
-  store.Watch(&cache);
-  absl::Cleanup stop = [&] { store.StopWatching(); };
-  OrgAdmin admin(&store, &cache, &clock);
-  ASSERT_TRUE(policy::testing::Eventually([&] { return cache.Current().ok(); }));
+  AdminOverDatabase database(url);
+  ASSERT_TRUE(database.Ready());
+  PostgresOrgStore& store = database.store;
+  OrgAdmin& admin = database.admin;
   const Invitation* old =
       store.Load().value()->FindInvitation(InvitationDigest("inv_0123456789abcdef01234567"));
   ASSERT_NE(old, nullptr);
@@ -828,14 +841,10 @@ TEST(PostgresRemovalIdsTest, AMemberRemovedBeforeTheMigrationKeepsTheirRecordsNa
   }
   ASSERT_TRUE(pg::ApplyMigrations(url, "authz", all).ok());
 
-  pg::Pool pool(pg::PoolOptions{.url = url, .size = 2});
-  Clock& clock = *Clock::Real();
-  PostgresOrgStore store(&pool, &clock, absl::Milliseconds(50));
-  OrgCache cache(&clock, absl::Seconds(1));
-  store.Watch(&cache);
-  absl::Cleanup stop = [&] { store.StopWatching(); };
-  OrgAdmin admin(&store, &cache, &clock);
-  ASSERT_TRUE(policy::testing::Eventually([&] { return cache.Current().ok(); }));
+  AdminOverDatabase database(url);
+  ASSERT_TRUE(database.Ready());
+  PostgresOrgStore& store = database.store;
+  OrgAdmin& admin = database.admin;
   bool removed_now = true;
   absl::StatusOr<Member> rita = admin.RemoveMember("olivia", "rita", &removed_now);
   ASSERT_TRUE(rita.ok()) << rita.status();
