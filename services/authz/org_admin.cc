@@ -114,6 +114,30 @@ absl::Status CreationOver(const ServiceAccount& stored, const ServiceAccount& wa
        {stored != w, "setting"}});
 }
 
+// A creation retried under the request id that created `earlier`: OK when `asked` (with
+// `projects`, its projects sorted as stored, and `valid_for`) asks for what `earlier` holds,
+// else ALREADY_EXISTS naming the first field, as the request names it, that differs. The
+// member first, so that another member learns nothing of what was asked.
+absl::Status RetriedInvitation(const Invitation& earlier, const Invitation& asked,
+                               const std::vector<std::string>& projects, absl::Duration valid_for,
+                               absl::string_view request_id) {
+  const std::pair<bool, absl::string_view> differs[] = {
+      {earlier.created_by != asked.created_by, "actor"},
+      {earlier.email != asked.email, "email"},
+      {earlier.role != asked.role, "role"},
+      {earlier.projects != projects, "projects"},
+      {earlier.expires_at - earlier.created_at != valid_for, "valid_for"},
+  };
+  for (const auto& [differ, field] : differs) {
+    if (differ) {
+      return absl::AlreadyExistsError(absl::StrCat("request_id ", Quoted(request_id),
+                                                   " created an invitation already,",
+                                                   " with a different ", field));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // What a plan would do to organisation `version`. The changes stamp the time they are made
 // (a removal's removed_at is `now`); the fingerprint names that time "(now)", so that applying
 // a plan later matches it.
@@ -334,41 +358,24 @@ absl::StatusOr<OrgAdmin::CreatedInvitation> OrgAdmin::CreateInvitation(
   // creation whose invitation is no longer pending).
   std::string id;
   bool answer_secret = true;
+  auto create_or_retry = [&](OrgState& s) -> absl::Status {
+    Invitation* earlier = s.FindInvitationByRequest(invitation.request_digest);
+    if (earlier == nullptr) {
+      id = invitation.id;
+      answer_secret = true;
+      s.invitations.push_back(invitation);
+      return absl::OkStatus();
+    }
+    RETURN_IF_ERROR(RetriedInvitation(*earlier, invitation, projects, valid_for, request_id));
+    id = earlier->id;
+    // Only digests of secret ids are kept, so a pending invitation's answer holds a fresh one,
+    // which replaces the earlier; a closed one has none to give.
+    answer_secret = InvitationStateAt(*earlier, now) == InvitationState::kPending;
+    if (answer_secret) earlier->secret_digest = InvitationDigest(secret_id);
+    return absl::OkStatus();
+  };
   ASSIGN_OR_RETURN(Mutated m,
-                   store_->Mutate(
-                       [&](OrgState& s) -> absl::Status {
-                         Invitation* earlier = s.FindInvitationByRequest(invitation.request_digest);
-                         if (earlier == nullptr) {
-                           id = invitation.id;
-                           answer_secret = true;
-                           s.invitations.push_back(invitation);
-                           return absl::OkStatus();
-                         }
-                         // A retry: the same request from the same member, or ALREADY_EXISTS naming
-                         // the first field (as the request names it) that differs. The member
-                         // first, so that another member learns nothing of what was asked.
-                         const char* differs =
-                             earlier->created_by != invitation.created_by             ? "actor"
-                             : earlier->email != invitation.email                     ? "email"
-                             : earlier->role != invitation.role                       ? "role"
-                             : earlier->projects != projects                          ? "projects"
-                             : earlier->expires_at - earlier->created_at != valid_for ? "valid_for"
-                                                                                      : nullptr;
-                         if (differs != nullptr) {
-                           return absl::AlreadyExistsError(absl::StrCat(
-                               "request_id ", Quoted(request_id),
-                               " created an invitation already, with a different ", differs));
-                         }
-                         id = earlier->id;
-                         // Only digests of secret ids are kept, so a pending invitation's answer
-                         // holds a fresh one, which replaces the earlier; a closed one has none to
-                         // give.
-                         answer_secret =
-                             InvitationStateAt(*earlier, now) == InvitationState::kPending;
-                         if (answer_secret) earlier->secret_digest = InvitationDigest(secret_id);
-                         return absl::OkStatus();
-                       },
-                       now, OrgChangeSource{std::string(actor)}));
+                   store_->Mutate(create_or_retry, now, OrgChangeSource{std::string(actor)}));
   if (!answer_secret) secret_id.clear();
   return CreatedInvitation{*m.after->FindInvitation(id), std::move(secret_id)};
 }

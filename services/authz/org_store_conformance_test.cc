@@ -179,8 +179,22 @@ class OrgStoreConformanceTest
   void TearDown() override {
     if (store_ != nullptr) store_->StopWatching();
   }
+  // Seeds store_ with SeedOrg() and makes admin_ over it, its cache_ watching store_ (until
+  // TearDown) and in sync.
+  void SeedWithAdmin() {
+    cache_ = std::make_unique<OrgCache>(Clock::Real(), absl::Seconds(5));
+    store_->Watch(cache_.get());
+    ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow, kSource).ok());
+    ASSERT_TRUE(CacheInSync());
+    admin_ = std::make_unique<OrgAdmin>(store_, cache_.get(), Clock::Real());
+  }
+  bool CacheInSync() {
+    return policy::testing::Eventually([&] { return cache_->InSync(); });
+  }
   Backend backend_;
   OrgStore* store_ = nullptr;
+  std::unique_ptr<OrgCache> cache_;
+  std::unique_ptr<OrgAdmin> admin_;
 };
 
 // The request ids and actions of the outbox's records, in order.
@@ -478,12 +492,8 @@ TEST_P(OrgStoreConformanceTest, ACacheServesTheLatestSnapshot) {
 // it made: the same content is OK with the stored object, changing and recording nothing;
 // other content under the id is ALREADY_EXISTS naming the first differing field.
 TEST_P(OrgStoreConformanceTest, CreatesAreIdempotentOnContent) {
-  OrgCache cache(Clock::Real(), absl::Seconds(5));
-  store_->Watch(&cache);
-  absl::Cleanup stop = [&] { store_->StopWatching(); };
-  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow, kSource).ok());
-  ASSERT_TRUE(policy::testing::Eventually([&] { return cache.InSync(); }));
-  OrgAdmin admin(store_, &cache, Clock::Real());
+  ASSERT_NO_FATAL_FAILURE(SeedWithAdmin());
+  OrgAdmin& admin = *admin_;
 
   Project project = MakeProject("billing");
   Member member = MakeMember("erin", {{Role::kMember, "support", std::nullopt},
@@ -500,7 +510,7 @@ TEST_P(OrgStoreConformanceTest, CreatesAreIdempotentOnContent) {
   ASSERT_TRUE(created_member.ok()) << created_member.status();
   absl::StatusOr<ServiceAccount> created_account = admin.CreateServiceAccount("alice", account);
   ASSERT_TRUE(created_account.ok()) << created_account.status();
-  ASSERT_TRUE(policy::testing::Eventually([&] { return cache.InSync(); }));
+  ASSERT_TRUE(CacheInSync());
   const int64_t version = store_->Load().value()->version;
   const size_t records = Actions(store_->outbox()).size();
 
@@ -551,7 +561,7 @@ TEST_P(OrgStoreConformanceTest, CreatesAreIdempotentOnContent) {
 
   // A removed member keeps its id for good: the same request does not bring them back.
   ASSERT_TRUE(admin.RemoveMember("alice", "erin").ok());
-  ASSERT_TRUE(policy::testing::Eventually([&] { return cache.InSync(); }));
+  ASSERT_TRUE(CacheInSync());
   refused = admin.AddMember("alice", member).status();
   EXPECT_EQ(refused.code(), absl::StatusCode::kAlreadyExists) << refused;
   EXPECT_THAT(std::string(refused.message()), HasSubstr("removed_at"));
@@ -561,12 +571,8 @@ TEST_P(OrgStoreConformanceTest, CreatesAreIdempotentOnContent) {
 // retried, through this replica or another that reads it back from the store; each retry of
 // the pending invitation replaces its secret id, and other content under the id is refused.
 TEST_P(OrgStoreConformanceTest, AnInvitationRetriedUnderItsRequestIdIsOneInvitation) {
-  OrgCache cache(Clock::Real(), absl::Seconds(5));
-  store_->Watch(&cache);
-  absl::Cleanup stop = [&] { store_->StopWatching(); };
-  ASSERT_TRUE(store_->Mutate(SeedOrg(), kNow, kSource).ok());
-  ASSERT_TRUE(policy::testing::Eventually([&] { return cache.InSync(); }));
-  OrgAdmin admin(store_, &cache, Clock::Real());
+  ASSERT_NO_FATAL_FAILURE(SeedWithAdmin());
+  OrgAdmin& admin = *admin_;
   // Another replica where the store has them: it knows the invitation only from the store.
   std::unique_ptr<OrgStore> replica = backend_.replica ? backend_.replica() : nullptr;
   OrgCache replica_cache(Clock::Real(), absl::Seconds(5));

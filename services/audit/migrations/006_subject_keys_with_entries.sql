@@ -16,12 +16,14 @@
 -- 'key destroyed', and the caller seals its entries under a fresh key) or after the append
 -- committed: never while entries sealed with it are being stored.
 --
--- append_entries of 004_entry_mac.sql and get_or_add_subject_keys of 003_one_round_trip.sql
--- stay, for replicas of earlier releases during a rolling upgrade; they take no lock, so the
--- ordering holds once every replica runs this release.
+-- append_entries of 004_entry_mac.sql (which the function below calls) and
+-- get_or_add_subject_keys of 003_one_round_trip.sql stay callable, for replicas of earlier
+-- releases during a rolling upgrade; called directly they take no keys' lock, so the ordering
+-- holds once every replica runs this release.
 
--- As in 004_entry_mac.sql, without `p_role` (it runs as its owner, SECURITY DEFINER, see
--- 005_runtime_role.sql) and with the lock and the keys above. Returns what that one returns.
+-- The entries are appended by append_entries of 004_entry_mac.sql (as its owner: `p_role` '',
+-- see 005_runtime_role.sql), under the keys' lock taken first; only when it answers 'appended'
+-- are the keys inserted, in the same statement. Returns what that one returns.
 CREATE FUNCTION append_entries(
     p_lock_namespace integer, p_lock integer, p_keys_lock_namespace integer, p_keys_lock integer,
     p_ledger bigint, p_size bigint, p_first_leaf bytea, p_retry boolean, p_request_ids text[],
@@ -36,32 +38,16 @@ CREATE FUNCTION append_entries(
   SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off
 AS $$
 DECLARE
-  stored bigint;
+  result text;
   added bigint;
 BEGIN
   PERFORM pg_advisory_xact_lock_shared(p_keys_lock_namespace, p_keys_lock);
-  PERFORM pg_advisory_xact_lock(p_lock_namespace, p_lock);
-  SELECT e.idx + 1 INTO stored FROM entries e WHERE e.ledger_id = p_ledger
-    ORDER BY e.idx DESC LIMIT 1;
-  stored := coalesce(stored, 0);
-  IF stored <> p_size THEN
-    IF p_retry AND stored > p_size AND EXISTS (SELECT 1 FROM entries e WHERE e.ledger_id = p_ledger
-                                   AND e.idx = p_size AND e.leaf_hash = p_first_leaf) THEN
-      RETURN 'appended before';
-    END IF;
-    RETURN 'moved';
-  END IF;
-  -- One probe of the index entries_request per id (`e.ledger_id + 0`: see
-  -- 002_append_path.sql; the LIMIT keeps the plan a loop over the ids).
-  IF EXISTS (SELECT 1 FROM unnest(p_request_ids) AS r (request_id) CROSS JOIN LATERAL
-               (SELECT 1 FROM entries e WHERE e.ledger_id + 0 = p_ledger
-                AND e.request_id <> '' AND e.request_id = r.request_id LIMIT 1) AS e) THEN
-    RETURN 'request used';
-  END IF;
-  IF (SELECT count(*) FROM subject_keys k WHERE k.ref = ANY (p_refs)) < cardinality(p_refs) THEN
-    RETURN 'key destroyed';
-  END IF;
-  IF cardinality(p_key_locators) > 0 THEN
+  result := append_entries(''::text, p_lock_namespace, p_lock, p_ledger, p_size, p_first_leaf,
+                           p_retry, p_request_ids, p_refs, p_idx, p_recorded_at, p_action,
+                           p_actor_ref, p_actor_sealed, p_model, p_tokens, p_latency_us,
+                           p_outcome, p_metadata, p_content_hash, p_request_id, p_subject_ref,
+                           p_subject_sealed, p_leaf_hash, p_completed, p_mac);
+  IF result = 'appended' AND cardinality(p_key_locators) > 0 THEN
     -- ON CONFLICT waits for a concurrent inserter of the same locator, then skips the row.
     INSERT INTO subject_keys (locator, ref, wrapped_key)
       SELECT * FROM unnest(p_key_locators, p_key_refs, p_key_wrapped)
@@ -73,14 +59,7 @@ BEGIN
               HINT = 'Look the subject keys up again and seal the entries again.';
     END IF;
   END IF;
-  INSERT INTO entries (ledger_id, idx, recorded_at, action, actor_ref, actor_sealed, model,
-                       tokens, latency_us, outcome, metadata, content_hash, request_id,
-                       subject_ref, subject_sealed, leaf_hash, completed, mac)
-    SELECT p_ledger, u.*
-    FROM unnest(p_idx, p_recorded_at, p_action, p_actor_ref, p_actor_sealed, p_model, p_tokens,
-                p_latency_us, p_outcome, p_metadata, p_content_hash, p_request_id,
-                p_subject_ref, p_subject_sealed, p_leaf_hash, p_completed, p_mac) AS u;
-  RETURN 'appended';
+  RETURN result;
 END;
 $$;
 
