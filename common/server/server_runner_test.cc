@@ -194,7 +194,8 @@ class TestKeyService : public policy::keys::v1::KeyService::Service {
   grpc::Status GetKey(grpc::ServerContext* context, const policy::keys::v1::GetKeyRequest*,
                       policy::keys::v1::GetKeyResponse*) override {
     calls.fetch_add(1);
-    if (!entered.HasBeenNotified()) entered.Notify();
+    // Calls run at once: only the first may notify (a second Notify() aborts).
+    if (!entering.exchange(true)) entered.Notify();
     const absl::Time deadline = absl::Now() + kWait;
     while (!release.HasBeenNotified() && absl::Now() < deadline) {
       if (wait_for_cancel && context->IsCancelled()) {
@@ -207,6 +208,7 @@ class TestKeyService : public policy::keys::v1::KeyService::Service {
 
   bool wait_for_cancel = false;
   std::atomic<int> calls{0};  // GetKey calls that reached the handler.
+  std::atomic<bool> entering{false};
   absl::Notification entered;
   absl::Notification release;
 };
@@ -932,8 +934,10 @@ TEST_F(BlockingPoolTest, WorkWhoseDeadlinePassedWhileQueuedIsNotStarted) {
   Start(1, 4);
   grpc::Status blocked_status;
   std::thread blocked = BlockTheThread(&blocked_status);
-  grpc::Status expired = Call("ok", std::chrono::milliseconds(100));  // Queued, then expires.
+  // Queued, then expires (a second: time enough to reach the server on a busy machine).
+  grpc::Status expired = Call("ok", std::chrono::seconds(1));
   EXPECT_EQ(expired.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  ASSERT_TRUE(Eventually([&] { return service_->dispatched.load() == 2; }));
   // The server computes its deadline from the grpc-timeout header on arrival, so it may lag
   // the client's by a little; wait until it has passed on the server too.
   grpc::CallbackServerContext* server_context = service_->last_context.load();
