@@ -108,7 +108,8 @@ TEST(OpenChannelTest, CallsGoOnlyToReplicasThatAreReady) {
   // calls move (the channel hears of it through Health.Watch).
   ready.server->GetHealthCheckService()->SetServingStatus("", false);
   unready.server->GetHealthCheckService()->SetServingStatus("", true);
-  absl::SleepFor(absl::Milliseconds(500));
+  ASSERT_TRUE(testing::Eventually(
+      [&] { return Readiness(*channel) == grpc::health::v1::HealthCheckResponse::SERVING; }));
   for (int i = 0; i < 20; ++i) {
     EXPECT_EQ(Readiness(*channel), grpc::health::v1::HealthCheckResponse::SERVING) << i;
   }

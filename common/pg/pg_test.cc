@@ -962,25 +962,33 @@ TEST(CheckClockSkewTest, AllowsTheRoundTripAndTheBoundEitherWay) {
             absl::StatusCode::kFailedPrecondition);
 }
 
-TEST_F(NotificationFeedTest, NoHeartbeatWhileTheHostsClockDisagreesWithTheDatabases) {
-  // A consumer judging expiry by a clock minutes off would honour expired keys (or refuse
-  // valid ones) for minutes: it must turn stale instead, and recover once the clocks agree.
-  SkewedClock clock(Clock::Real(), absl::Minutes(-5));
-  NotificationFeed feed(url_, "feed_chan_skew", recorder_.Callbacks(), &clock,
-                        absl::Milliseconds(50), absl::Seconds(1));
+// A consumer judging expiry by a clock minutes off would honour expired keys (or refuse
+// valid ones) for minutes: it must turn stale instead, and recover once the clocks agree. The
+// skew is set before the feed starts (a change while a heartbeat is in flight would put its
+// two readings on both sides of the database's time).
+void ExpectNoHeartbeatWhileSkewed(absl::Duration skew, const std::string& url,
+                                  const std::string& channel, Recorder& recorder) {
+  SkewedClock clock(Clock::Real(), skew);
+  NotificationFeed feed(url, channel, recorder.Callbacks(), &clock, absl::Milliseconds(50),
+                        absl::Seconds(1));
   feed.Start();
-  ASSERT_TRUE(Eventually([&] { return recorder_.resyncs() == 1; }));
-  Notify("feed_chan_skew", "still-delivered");
-  ASSERT_TRUE(Eventually([&] { return recorder_.Received("still-delivered"); }));
-  absl::SleepFor(absl::Milliseconds(300));
-  EXPECT_EQ(recorder_.in_sync_count(), 0u);
-  clock.set_skew(absl::Minutes(5));
-  absl::SleepFor(absl::Milliseconds(300));
-  EXPECT_EQ(recorder_.in_sync_count(), 0u);
+  ASSERT_TRUE(Eventually([&] { return recorder.resyncs() == 1; }));
+  Exec(url, "SELECT pg_notify('" + channel + "', 'still-delivered')");
+  ASSERT_TRUE(Eventually([&] { return recorder.Received("still-delivered"); }));
+  absl::SleepFor(absl::Milliseconds(300));  // Six heartbeats.
+  EXPECT_EQ(recorder.in_sync_count(), 0u);
   clock.set_skew(absl::ZeroDuration());
-  ASSERT_TRUE(Eventually([&] { return recorder_.in_sync_count() >= 2; }));
+  ASSERT_TRUE(Eventually([&] { return recorder.in_sync_count() >= 2; }));
   feed.Stop();
-  EXPECT_EQ(recorder_.resyncs(), 1);  // The session was kept throughout.
+  EXPECT_EQ(recorder.resyncs(), 1);  // The session was kept throughout.
+}
+
+TEST_F(NotificationFeedTest, NoHeartbeatWhileTheHostsClockIsBehindTheDatabases) {
+  ExpectNoHeartbeatWhileSkewed(absl::Minutes(-5), url_, "feed_chan_behind", recorder_);
+}
+
+TEST_F(NotificationFeedTest, NoHeartbeatWhileTheHostsClockIsAheadOfTheDatabases) {
+  ExpectNoHeartbeatWhileSkewed(absl::Minutes(5), url_, "feed_chan_ahead", recorder_);
 }
 
 TEST_F(NotificationFeedTest, FailingCallbackResyncs) {

@@ -24,12 +24,16 @@ using ::testing::HasSubstr;
 
 class PiiServiceTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    StartWith(PiiLimits{.max_request_bytes = 4096,
-                        .max_messages = 8,
-                        .max_document_bytes = 1 << 16,
-                        .max_documents = 2,
-                        .max_document_time = absl::Seconds(2)});
+  void SetUp() override { StartWith(Limits(absl::Seconds(30))); }
+
+  // Small limits, with `max_document_time` long enough (30 s) for any document a test
+  // streams, or short (2 s) for the test of a stream that holds its place.
+  static PiiLimits Limits(absl::Duration max_document_time) {
+    return PiiLimits{.max_request_bytes = 4096,
+                     .max_messages = 8,
+                     .max_document_bytes = 1 << 16,
+                     .max_documents = 2,
+                     .max_document_time = max_document_time};
   }
   void TearDown() override { runner_->Shutdown(); }
 
@@ -536,6 +540,7 @@ TEST_F(PiiServiceTest, DocumentsHeldAtOnceAreBounded) {
 }
 
 TEST_F(PiiServiceTest, AStreamThatHoldsItsPlaceTooLongIsCancelledAndGivesItBack) {
+  StartWith(Limits(absl::Seconds(2)));
   // Both places (the limit here) taken by streams that send nothing.
   grpc::ClientContext first_context, second_context;
   v1::RedactDocumentResponse first_response, second_response;

@@ -891,13 +891,16 @@ class StalledExportTest(unittest.TestCase):
                 ledger=ledger, requested_by="slow-reader"), timeout=120)
             next(stream)
             stalled.append(stream)
+            if len(stalled) == 1:
+                first_stalled_at = time.monotonic()
         err = pt.call_error(aus.export_chunks, stub, ledger, requested_by="siem")
         self.assertEqual(err.code(), C.RESOURCE_EXHAUSTED)
 
         # A stalled reader that reads on after max_export_write_time gets the chunks sent,
         # then ABORTED naming the setting and where to resume (within another
-        # max_export_write_time: after that the stream is cancelled).
-        time.sleep(2.5)
+        # max_export_write_time: after that the stream is cancelled). The first reader is
+        # 2.5 s behind when it reads on, however long opening the others took.
+        time.sleep(max(0.0, first_stalled_at + 2.5 - time.monotonic()))
         received = []
         with self.assertRaises(grpc.RpcError) as caught:
             for chunk in stalled[0]:

@@ -70,7 +70,7 @@ class OutboxKillFaultTest(unittest.TestCase):
                             owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER,
                                                      id="bob"),
                             project=PROJECT, environment=keys_pb2.ENVIRONMENT_PRODUCTION,
-                            scopes=["chat.completions"]), timeout=5).key
+                            scopes=["chat.completions"]), timeout=20).key
                     except grpc.RpcError as e:
                         with lock:
                             failed[f"keys {e.code().name}"] += 1
@@ -88,7 +88,7 @@ class OutboxKillFaultTest(unittest.TestCase):
                     try:
                         stub.CreateEndpoint(R.CreateEndpointRequest(
                             endpoint=es.endpoint(endpoint_id, R.RESIDENCY_EU, 9),
-                            actor=es.OPERATOR), timeout=5)
+                            actor=es.OPERATOR), timeout=20)
                     except grpc.RpcError as e:
                         with lock:
                             failed[f"region {e.code().name}"] += 1
@@ -114,7 +114,7 @@ class OutboxKillFaultTest(unittest.TestCase):
         finally:
             stop.set()
             for t in threads:
-                t.join(15)
+                t.join(30)
         # The changes themselves never waited for the ledger.
         self.assertEqual(dict(failed), {})
         self.assertGreater(len(keys), 0)

@@ -398,8 +398,8 @@ class AdministrationTest(unittest.TestCase):
         stub(A).AddMember(authz_pb2.AddMemberRequest(actor=actor("adam"), member=authz_pb2.Member(
             id="leaver", email="leaver@acme.example",
             grants=[authz_pb2.RoleGrant(role="member", project="support")])), timeout=5)
-        pt.wait_until(lambda: check(B, "leaver", "support").verdict == ALLOW, timeout=3,
-                      message="B sees the new member")
+        pt.wait_until(lambda: check(B, "leaver", "support").verdict == ALLOW, timeout=10,
+                      message="B sees the new member", ignore=(grpc.RpcError,))
         removed = stub(A).RemoveMember(authz_pb2.RemoveMemberRequest(
             actor=actor("adam"), id="leaver"), timeout=5)
         removed_at = time.monotonic()
@@ -407,9 +407,21 @@ class AdministrationTest(unittest.TestCase):
         self.assertEqual(removed.revoke_keys_of.kind, MEMBER)
         # On the replica that removed it, at once.
         self.assertEqual(check(A, "leaver", "support").reason, "PRINCIPAL_REMOVED")
-        pt.wait_until(lambda: check(B, "leaver", "support").reason == "PRINCIPAL_REMOVED",
-                      timeout=STALENESS_S + 1, message="B denies the removed member")
-        self.assertLess(time.monotonic() - removed_at, STALENESS_S + 1)
+        # On B, once it heard of it; until then B may allow it only within the bound, after
+        # which it refuses (UNAVAILABLE, stale) rather than allow. A slow machine may stall B
+        # past the bound: that is a refusal, never an ALLOW.
+        def b_denies():
+            asked_at = time.monotonic()
+            try:
+                answer = check(B, "leaver", "support")
+            except grpc.RpcError as e:
+                self.assertEqual(e.code(), C.UNAVAILABLE, e)
+                return False
+            if answer.verdict == ALLOW:
+                self.assertLess(asked_at - removed_at, STALENESS_S + 0.2,
+                                "B allowed a removed member past the staleness bound")
+            return answer.reason == "PRINCIPAL_REMOVED"
+        pt.wait_until(b_denies, timeout=10, interval=0.02, message="B denies the removed member")
         # The removal's ledger record is named by an id drawn for it, never by a digest of the
         # member's id (which would let anyone reading the ledger test a guess); removing again
         # answers the same one.
@@ -436,7 +448,7 @@ class AdministrationTest(unittest.TestCase):
         # B cannot reach the keys service: the member is removed all the same, and denied.
         # (First B learns of the member, which A added: replicas follow within the bound.)
         pt.wait_until(lambda: check(B, "keyholder", "support").verdict == ALLOW,
-                      timeout=STALENESS_S + 1, message="B knows the new member")
+                      timeout=10, message="B knows the new member", ignore=(grpc.RpcError,))
         e = error_of(stub(B).RemoveMember, authz_pb2.RemoveMemberRequest(
             actor=actor("adam"), id="keyholder"), timeout=5)
         self.assertEqual(e.code(), C.UNAVAILABLE, e)

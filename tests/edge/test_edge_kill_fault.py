@@ -84,20 +84,27 @@ class EdgeKillFaultTest(unittest.TestCase):
         ledger_id = int(DB.sql(f"SELECT id FROM audit.ledgers WHERE project = '{PROJECT}' "
                                f"AND environment = '{ENVIRONMENT}'").strip())
         self.assertTrue(warm.audit_id)
-        # Holds the ledger's append lock (postgres_ledger_store.cc, kAppendLockNamespace)
-        # for 2.5 s: the append waits, the edge answers DEADLINE_EXCEEDED, then it commits.
-        holder = subprocess.Popen(
-            ["psql", "-q", DB.url, "-c", f"SELECT pg_advisory_lock({0x41554454}, {ledger_id}); "
-             "SELECT pg_sleep(2.5)"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Holds the ledger's append lock (postgres_ledger_store.cc, kAppendLockNamespace) in a
+        # session of its own until the edge has answered DEADLINE_EXCEEDED: the append waits
+        # for it, then commits once it is released.
+        lock_rows = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND {} AND "
+                     "database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                     f"AND classid = {0x41554454} AND objid = {ledger_id}")
+        holder = subprocess.Popen(["psql", "-q", DB.url], stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
         try:
-            pt.wait_until(lambda: DB.rows(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                f"AND classid = {0x41554454} AND objid = {ledger_id}")[0][0] != "0", timeout=10,
-                message="the append lock held")
-            code = pt.call_code(SUITE.edge().Decide, request, timeout=1)
-            self.assertEqual(code, C.DEADLINE_EXCEEDED)
+            holder.stdin.write(f"SELECT pg_advisory_lock({0x41554454}, {ledger_id});\n")
+            holder.stdin.flush()
+            pt.wait_until(lambda: DB.rows(lock_rows.format("granted"))[0][0] != "0", timeout=10,
+                          message="the append lock held")
+            call = SUITE.edge().Decide.future(request, timeout=3)
+            pt.wait_until(lambda: DB.rows(lock_rows.format("NOT granted"))[0][0] != "0",
+                          timeout=10, message="the decision's append waiting for the lock")
+            error = call.exception(timeout=10)
+            self.assertIsNotNone(error, "the decision was answered while its append waited")
+            self.assertEqual(error.code(), C.DEADLINE_EXCEEDED, error)
         finally:
+            holder.stdin.close()  # psql ends its session, which releases the lock
             holder.wait(30)
         pt.wait_until(lambda: DB.rows(
             f"SELECT count(*) FROM audit.entries WHERE request_id = '{entry_id}'")[0][0] == "1",
