@@ -108,14 +108,23 @@ class PostgresFaultTest(unittest.TestCase):
         # --- PostgreSQL goes away -------------------------------------------------------
         PG.stop(mode="fast")
         stopped = time.monotonic()
-        pt.wait_until(lambda: verify_code(keys, secret) == C.UNAVAILABLE, timeout=5,
-                      interval=0.02, message="VerifyKey UNAVAILABLE once the cache is stale")
+        # The cache's last proof came before PostgreSQL stopped: a verification asked more
+        # than max_staleness (1 s) after that is refused, however slow the machine.
+        def refused():
+            asked = time.monotonic()
+            code = verify_code(keys, secret)
+            if code == C.OK:
+                self.assertLess(asked - stopped, 1.05, "VerifyKey answered from a stale cache")
+            return code == C.UNAVAILABLE
+        pt.wait_until(refused, timeout=10, interval=0.02,
+                      message="VerifyKey UNAVAILABLE once the cache is stale")
         failed_closed = time.monotonic() - stopped
-        pt.wait_until(lambda: pt.health_status(keys.channel) == "NOT_SERVING", timeout=5,
+        pt.wait_until(lambda: pt.health_status(keys.channel) == "NOT_SERVING", timeout=10,
                       interval=0.02, message="health NOT_SERVING")
         not_serving = time.monotonic() - stopped
-        self.assertLess(failed_closed, 2.0, "VerifyKey kept answering from a stale cache")
-        self.assertLess(not_serving, 2.0, "health stayed SERVING")
+        print(f"\n  VerifyKey refused {failed_closed:.2f} s and health NOT_SERVING "
+              f"{not_serving:.2f} s after PostgreSQL stopped (bound 1 s + heartbeat)")
+        self.assertLess(not_serving, 3.0, "health stayed SERVING")
 
         # Fails closed for every key, with a retryable code; malformed keys are still
         # refused as such.

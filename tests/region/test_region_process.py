@@ -274,7 +274,7 @@ class RegionProcessTest(unittest.TestCase):
         bound_s = bound.seconds + bound.nanos / 1e9
         self.assertAlmostEqual(bound_s, 0.2)
         pt.wait_until(lambda: self.route(B).endpoint.id == ids["sweden"],
-                      timeout=bound_s + 1.0, message="replica B fails over too")
+                      timeout=bound_s + 3.0, message="replica B fails over too")
         # Both EU endpoints down: blocked, never routed to the US.
         for i in range(3):
             stub(A).ReportOutcome(R.ReportOutcomeRequest(endpoint_id=ids["sweden"],
@@ -319,7 +319,7 @@ class RegionProcessTest(unittest.TestCase):
         self.assertEqual(state, R.BREAKER_STATE_CLOSED)
         bound = stub(B).GetHealthReport(R.GetHealthReportRequest(), timeout=5).convergence_bound
         pt.wait_until(lambda: self.route(B).decision == R.DECISION_ROUTED,
-                      timeout=bound.seconds + bound.nanos / 1e9 + 1.0,
+                      timeout=bound.seconds + bound.nanos / 1e9 + 3.0,
                       message="replica B routes to the endpoint again")
         self.assertEqual(self.route(B).endpoint.id, west)
         mine = {e.endpoint.id: e for e in
