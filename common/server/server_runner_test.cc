@@ -390,9 +390,8 @@ class ServerRunnerTest : public ::testing::Test {
     };
   }
 
-  // Waits until the health thread polls: the probe has been asked by Start(), by the thread
-  // for its initial state, and once more. Flipping ready_ before the thread's initial read is
-  // the race of HealthNoticesAFlipRightAfterStart.
+  // Waits until the health thread polls: the probe has been asked by Start() and twice by
+  // the thread, so a flip of ready_ from now on is a change the thread reports.
   void WaitForHealthPolling() {
     ASSERT_TRUE(Eventually([&] { return probe_calls_.load() >= 3; }));
   }
@@ -537,10 +536,8 @@ TEST_F(ServerRunnerTest, HealthStartsNotServingWhenNotReady) {
   EXPECT_TRUE(Eventually([&] { return ServingStatus(*channel_) == kServing; }));
 }
 
-// The probe reads true when Start() asks it and false from then on. The health service must
-// end up NOT_SERVING. DISABLED: ServerRunner::PollHealth takes its initial `last` from a second
-// probe call instead of the value Start() published, so a flip between the two calls is never
-// reported (see the report).
+// The probe reads true when Start() asks it and false from then on: the health thread starts
+// from the value Start() published, so the flip is reported and health ends up NOT_SERVING.
 TEST_F(ServerRunnerTest, HealthNoticesAFlipRightAfterStart) {
   std::atomic<int> calls{0};
   probe_ = [&calls] { return calls.fetch_add(1) == 0; };
