@@ -974,8 +974,46 @@ grpc::ServerUnaryReactor* AdminService::ExportSubject(
 grpc::ServerUnaryReactor* AdminService::ForgetSubject(
     grpc::CallbackServerContext* context, const audit::v1::ForgetSubjectRequest* request,
     audit::v1::ForgetSubjectResponse* response) {
-  return ForAuditor(context, "owners.manage", request, response,
-                    &audit::v1::AuditService::Stub::ForgetSubject);
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    if (Status allowed = Authorize(caller, "owners.manage", ""); !allowed.ok()) return allowed;
+    audit::v1::ForgetSubjectRequest forget = *request;
+    forget.set_requested_by(caller.member);
+    // A member is also named by their e-mail address (invitations are recorded under it).
+    // Whether the subject is one must be known before anything is forgotten; a subject that
+    // cannot be a member id is none.
+    authz::v1::Member member;
+    const Status lookup = MemberOf(caller, request->subject(), &member);
+    if (!lookup.ok() && lookup.error_code() != StatusCode::NOT_FOUND &&
+        lookup.error_code() != StatusCode::INVALID_ARGUMENT) {
+      return lookup;
+    }
+    const std::string email = absl::AsciiStrToLower(member.email());
+    if (lookup.ok() && !email.empty() && email != request->subject()) {
+      audit::v1::ForgetSubjectRequest by_email = forget;
+      by_email.set_subject(email);
+      // Its own request id, drawn from the caller's: a retry repeats this erasure too.
+      if (!request->request_id().empty()) {
+        by_email.set_request_id(absl::StrCat("email:", ledger::ShortDigest(request->request_id())));
+      }
+      audit::v1::ForgetSubjectResponse email_forgotten;
+      if (Status s = Call("audit", *audit_, &audit::v1::AuditService::Stub::ForgetSubject, by_email,
+                          &email_forgotten, caller.deadline);
+          !s.ok()) {
+        return s;
+      }
+      response->set_email_forgotten(email_forgotten.forgotten());
+      *response->mutable_email_entry() = std::move(*email_forgotten.mutable_entry());
+    }
+    audit::v1::ForgetSubjectResponse forgotten;
+    if (Status s = Call("audit", *audit_, &audit::v1::AuditService::Stub::ForgetSubject, forget,
+                        &forgotten, caller.deadline);
+        !s.ok()) {
+      return s;
+    }
+    response->set_forgotten(forgotten.forgotten());
+    *response->mutable_entry() = std::move(*forgotten.mutable_entry());
+    return Status::OK;
+  });
 }
 
 }  // namespace policy::edge

@@ -1711,9 +1711,14 @@ class EdgeProcessTest(unittest.TestCase):
         # A data subject: a member who made a decision, asks for their entries, then to be
         # forgotten.
         subject = f"dora-{uuid.uuid4().hex[:6]}"
-        added = policyctl("members", "add", f"--id={subject}", f"--email={subject}@acme.example",
+        email = f"{subject}@acme.example"
+        added = policyctl("members", "add", f"--id={subject}", f"--email={email}",
                           "--roles=member@support-eu")
         self.assertEqual(added.returncode, 0, added.stderr)
+        # Invited to another project: the ledger names her by her e-mail address there.
+        invited = policyctl("invitations", "create", f"--email={email}", "--role=reader",
+                            "--projects=support-eu")
+        self.assertEqual(invited.returncode, 0, invited.stderr)
         key = policyctl("keys", "create", f"--owner={subject}", "--project=support-eu",
                         "--environment=production", "--output=json")
         self.assertEqual(key.returncode, 0, key.stderr)
@@ -1744,6 +1749,12 @@ class EdgeProcessTest(unittest.TestCase):
             actions = {json.loads(line)["action"] for line in r.stdout.splitlines()}
             return r if {"ACTION_MEMBER_ADDED", "ACTION_KEY_CREATED"} <= actions else None
         mine = pt.wait_until(exported, timeout=15, message="the records naming the subject")
+
+        def exported_by_email():
+            r = policyctl("audit", "subject-export", email)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return "ACTION_INVITATION_CHANGED" in r.stdout
+        pt.wait_until(exported_by_email, timeout=15, message="the invitation naming her e-mail")
         entries = [json.loads(line) for line in mine.stdout.splitlines()]
         self.assertIn("decision:" + decision.request_id, [e.get("request_id") for e in entries])
         self.assertTrue(all(subject in (e.get("actor"), e.get("subject")) for e in entries))
@@ -1758,15 +1769,21 @@ class EdgeProcessTest(unittest.TestCase):
                               "--output=json")
         self.assertEqual(forgotten.returncode, 0, forgotten.stderr)
         self.assertTrue(json.loads(forgotten.stdout)["forgotten"])
+        # She is a member: forgotten under her e-mail address too, in one request.
+        self.assertTrue(json.loads(forgotten.stdout)["email_forgotten"])
+        self.assertNotIn(email, forgotten.stdout)
         # The erasure's id names them; its record does not.
         self.assertNotIn(subject, json.loads(forgotten.stdout)["entry"]["request_id"])
         again = policyctl("audit", "forget", subject, f"--request_id={erasure}", "--output=json")
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertEqual(json.loads(again.stdout)["entry"]["index"],
                          json.loads(forgotten.stdout)["entry"]["index"])
-        after = policyctl("audit", "subject-export", subject)
-        self.assertEqual(after.returncode, 0, after.stderr)
-        self.assertNotIn(subject, after.stdout)
+        self.assertEqual(json.loads(again.stdout)["email_entry"]["index"],
+                         json.loads(forgotten.stdout)["email_entry"]["index"])
+        for name in (subject, email):
+            after = policyctl("audit", "subject-export", name)
+            self.assertEqual(after.returncode, 0, after.stderr)
+            self.assertNotIn(subject, after.stdout)
         verified = policyctl("audit", "verify", *ledger)
         self.assertEqual(verified.returncode, 0, verified.stdout + verified.stderr)
 

@@ -122,7 +122,8 @@ commands:
                     request id is recorded as decision:<id>)
   audit subject-export SUBJECT   every entry naming a data subject (GDPR access)
   audit forget SUBJECT [--request_id]  erase a data subject (GDPR; cannot be undone; a
-                    retry with the printed request id repeats nothing; default: a fresh one)
+                    member under their e-mail address too; a retry with the printed
+                    request id repeats nothing; default: a fresh one)
   projects list      [--include_archived]
   projects create   --id, --name, --environment, [--models=a,b, --rpm, --tpm, --zdr,
                     --retention_days, --key_holders=service_accounts|members (default:
@@ -1618,6 +1619,11 @@ int Audit(const Invocation& in) {
       std::printf("%s; recorded as entry %llu (request %s)\n",
                   response.forgotten() ? "forgotten" : "nothing was recorded about them",
                   static_cast<unsigned long long>(response.entry().index()), request_id.c_str());
+      if (response.has_email_entry()) {
+        std::printf("their e-mail address: %s; recorded as entry %llu\n",
+                    response.email_forgotten() ? "forgotten" : "nothing was recorded about it",
+                    static_cast<unsigned long long>(response.email_entry().index()));
+      }
     });
   }
   return Usage(absl::StrCat("audit: unknown verb '", in.words[0], "'"));
