@@ -40,7 +40,8 @@ constexpr std::array<absl::string_view, kActionCount> kActionNames = {"api_call"
                                                                       "invitation_changed",
                                                                       "org_file_applied",
                                                                       "service_account_changed",
-                                                                      "idp_group_changed"};
+                                                                      "idp_group_changed",
+                                                                      "member_erased"};
 
 constexpr absl::string_view kLeafTag = "policy-suite/audit/entry/v1";
 

@@ -44,8 +44,9 @@ enum class Action {
   kOrgFileApplied,
   kServiceAccountChanged,
   kIdpGroupChanged,
+  kMemberErased,
 };
-inline constexpr int kActionCount = 28;
+inline constexpr int kActionCount = 29;
 
 enum class Outcome { kSuccess, kError, kBlocked };
 

@@ -35,8 +35,8 @@ class AuthorizerTest : public ::testing::Test {
     p.member_rpm_limit = 3;
     p.key_holders = KeyHolders::kMembers;
     state->projects.push_back(p);
-    state->members.push_back(
-        Member{"carol", "carol@company.com", {{Role::kMember, "proj", std::nullopt}}, {}, "", ""});
+    state->members.push_back(Member{
+        "carol", "carol@company.com", {{Role::kMember, "proj", std::nullopt}}, {}, "", "", {}});
     ServiceAccount ci;
     ci.id = "sa-ci";
     ci.project = "proj";

@@ -354,6 +354,17 @@ grpc::ServerUnaryReactor* AuthzService::RemoveMember(grpc::CallbackServerContext
   });
 }
 
+grpc::ServerUnaryReactor* AuthzService::EraseMember(grpc::CallbackServerContext* context,
+                                                    const v1::EraseMemberRequest* request,
+                                                    v1::Member* response) {
+  if (absl::Status s = CheckIds(request->actor(), request->id()); !s.ok()) {
+    return Finish(context, s);
+  }
+  return pool_->Run(context, [this, request, response] {
+    return ReplyMember(admin_->EraseMember(request->actor().member_id(), request->id()), response);
+  });
+}
+
 grpc::ServerUnaryReactor* AuthzService::ListMembers(grpc::CallbackServerContext* context,
                                                     const v1::ListMembersRequest* request,
                                                     v1::ListMembersResponse* response) {

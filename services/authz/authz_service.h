@@ -37,6 +37,7 @@ class AuthzService final : public v1::AuthzService::CallbackService {
   POLICY_AUTHZ_RPC(GetMember, GetMemberRequest, Member)
   POLICY_AUTHZ_RPC(SetMemberRoles, SetMemberRolesRequest, Member)
   POLICY_AUTHZ_RPC(RemoveMember, RemoveMemberRequest, RemoveMemberResponse)
+  POLICY_AUTHZ_RPC(EraseMember, EraseMemberRequest, Member)
   POLICY_AUTHZ_RPC(ListMembers, ListMembersRequest, ListMembersResponse)
   POLICY_AUTHZ_RPC(CreateInvitation, CreateInvitationRequest, Invitation)
   POLICY_AUTHZ_RPC(AcceptInvitation, AcceptInvitationRequest, Member)

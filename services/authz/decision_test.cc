@@ -37,23 +37,25 @@ class DecisionTest : public ::testing::Test {
     ServiceAccount removed = ci;
     removed.id = "sa-old";
     removed.removed_at = kNow - absl::Hours(1);
-    Member carol{"carol", "carol@company.com", {{Role::kMember, "proj-prod", std::nullopt}}, {}, "",
-                 ""};
-    Member dave{"dave", "dave@company.com", {{Role::kReader, "proj-prod", std::nullopt}}, {}, "",
-                ""};
+    Member carol{
+        "carol", "carol@company.com", {{Role::kMember, "proj-prod", std::nullopt}}, {}, "", "", {}};
+    Member dave{
+        "dave", "dave@company.com", {{Role::kReader, "proj-prod", std::nullopt}}, {}, "", "", {}};
     Member erin{"erin",
                 "erin@company.com",
                 {{Role::kMember, "proj-prod", kNow - absl::Minutes(1)},
                  {Role::kReader, "proj-prod", std::nullopt}},
                 {},
                 "",
-                ""};
+                "",
+                {}};
     Member frank{"frank",
                  "frank@company.com",
                  {{Role::kMember, "proj-prod", std::nullopt}},
                  kNow - absl::Seconds(1),
                  "",
-                 ""};
+                 "",
+                 {}};
     org_ = OrgSnapshot::Build({MakeProject("proj-prod"), MakeProject("proj-old", true)},
                               {carol, dave, erin, frank}, {ci, removed}, kNow);
   }
@@ -127,7 +129,8 @@ TEST(RoleMatrixTest, CheckHonoursTheMatrixAtEachScope) {
                        {{role, IsOrgRole(role) ? "" : "p", std::nullopt}},
                        {},
                        "",
-                       ""});
+                       "",
+                       {}});
   }
   Project p = MakeProject("p");
   p.allowed_models = {"m"};
@@ -214,9 +217,9 @@ TEST(KeyHoldersTest, AProjectWhoseKeysServiceAccountsHoldTakesNoMemberCall) {
   ci.project = "proj-prod";
   ci.permissions = {"chat.completions"};
   ci.ip_allowlist = *IpAllowlist::Parse({"10.0.0.0/8"});
-  Member owner{"olivia", "olivia@company.com", {{Role::kOwner, "", std::nullopt}}, {}, "", ""};
-  Member carol{"carol", "carol@company.com", {{Role::kMember, "proj-prod", std::nullopt}}, {}, "",
-               ""};
+  Member owner{"olivia", "olivia@company.com", {{Role::kOwner, "", std::nullopt}}, {}, "", "", {}};
+  Member carol{
+      "carol", "carol@company.com", {{Role::kMember, "proj-prod", std::nullopt}}, {}, "", "", {}};
   auto decide = [&](const Project& project, CheckRequest request) {
     absl::StatusOr<Decision> d =
         Check(*OrgSnapshot::Build({project}, {owner, carol}, {ci}, kNow), request, kNow);

@@ -80,6 +80,9 @@ struct Member {
   // afterwards. Empty while the member is active, and for a member removed before removals drew
   // one (their record is named by the digest of their id).
   std::string removal_id;
+  // Set when the removed member's personal data was erased (OrgAdmin::EraseMember): `email`
+  // is then empty, for good. The id stays reserved.
+  std::optional<absl::Time> erased_at;
   bool operator==(const Member&) const = default;
 };
 

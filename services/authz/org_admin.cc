@@ -320,6 +320,35 @@ absl::StatusOr<Member> OrgAdmin::RemoveMember(absl::string_view actor, absl::str
   return *m.after->FindMember(id);
 }
 
+absl::StatusOr<Member> OrgAdmin::EraseMember(absl::string_view actor, absl::string_view id) {
+  RETURN_IF_ERROR(Authorize(actor, "owners.manage"));
+  const absl::Time now = clock_->Now();
+  const auto erase = [&](OrgState& s) -> absl::Status {
+    Member* member = s.FindMember(id);
+    if (member == nullptr) return NotFound("member", id);
+    if (member->erased_at.has_value()) return absl::OkStatus();
+    if (!member->removed_at.has_value()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("member ", Quoted(id), " is not removed; only a removed member is erased"));
+    }
+    const std::string email = std::exchange(member->email, "");
+    member->erased_at = now;
+    const auto same_address = [&](absl::string_view other) {
+      return absl::EqualsIgnoreCase(other, email);
+    };
+    if (std::any_of(s.members.begin(), s.members.end(), [&](const Member& m) {
+          return !m.removed_at.has_value() && same_address(m.email);
+        })) {
+      return absl::OkStatus();
+    }
+    std::erase_if(s.invitations, [&](const Invitation& i) { return same_address(i.email); });
+    for (IdpGroup& group : s.idp_groups) std::erase_if(group.members, same_address);
+    return absl::OkStatus();
+  };
+  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(erase, now, OrgChangeSource{std::string(actor)}));
+  return *m.after->FindMember(id);
+}
+
 absl::StatusOr<OrgAdmin::CreatedInvitation> OrgAdmin::CreateInvitation(
     absl::string_view actor, Invitation invitation, absl::Duration valid_for,
     absl::string_view request_id) {

@@ -73,6 +73,12 @@ class OrgAdmin {
   // null, says whether this call removed them (false: they were removed before).
   absl::StatusOr<Member> RemoveMember(absl::string_view actor, absl::string_view id,
                                       bool* removed_now = nullptr);
+  // Erases removed member `id`'s personal data for good (owners.manage): their e-mail
+  // address, the invitations addressed to it and its place in identity-provider groups, those
+  // two unless an active member has the same address (compared without case), whose they then
+  // are too. The member as erased; FAILED_PRECONDITION for a member not removed; an erased
+  // member as they are, changing nothing.
+  absl::StatusOr<Member> EraseMember(absl::string_view actor, absl::string_view id);
 
   // The invitation as stored and its secret id, which this answer alone ever holds (empty
   // for a retry whose invitation is no longer pending).

@@ -276,6 +276,102 @@ TEST_F(OrgAdminTest, ARemovedMemberIsDeniedAtOnceAndForGood) {
   EXPECT_EQ(RemovalRequestIds(), std::vector<std::string>{MemberRemovalRequestId(*removed)});
 }
 
+TEST_F(OrgAdminTest, ErasingARemovedMemberLeavesNoAddressOfTheirsBehind) {
+  Invitation invitation;
+  invitation.email = "MIA@acme.example";
+  invitation.role = Role::kReader;
+  invitation.projects = {"support"};
+  ASSERT_TRUE(admin().CreateInvitation("adam", invitation, absl::Hours(1)).ok());
+  invitation.email = "nora@acme.example";
+  ASSERT_TRUE(admin().CreateInvitation("adam", invitation, absl::Hours(1)).ok());
+  ASSERT_TRUE(store_
+                  ->Mutate(
+                      [](OrgState& s) {
+                        s.idp_groups.push_back({"support-engineers",
+                                                {{Role::kReader, "support", std::nullopt}},
+                                                {"Mia@acme.example", "nora@acme.example"}});
+                        return absl::OkStatus();
+                      },
+                      clock_.Now(), OrgChangeSource{"olivia"})
+                  .ok());
+  // Only a removed member is erased, and only by an owner.
+  EXPECT_EQ(admin().EraseMember("olivia", "mia").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  absl::StatusOr<Member> removed = admin().RemoveMember("adam", "mia");
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(admin().EraseMember("adam", "mia").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(admin().EraseMember("olivia", "nobody").status().code(), absl::StatusCode::kNotFound);
+
+  clock_.Advance(absl::Minutes(1));
+  absl::StatusOr<Member> erased = admin().EraseMember("olivia", "mia");
+  ASSERT_TRUE(erased.ok()) << erased.status();
+  EXPECT_EQ(erased->email, "");
+  EXPECT_EQ(erased->erased_at, clock_.Now());
+  EXPECT_EQ(erased->removed_at, removed->removed_at);
+  EXPECT_EQ(erased->removal_id, removed->removal_id);
+  EXPECT_FALSE(Allowed("mia", "support", "chat.completions"));
+  absl::StatusOr<std::shared_ptr<const OrgState>> state = store_->Load();
+  ASSERT_TRUE(state.ok());
+  ASSERT_EQ((*state)->invitations.size(), 1u);
+  EXPECT_EQ((*state)->invitations[0].email, "nora@acme.example");
+  ASSERT_EQ((*state)->idp_groups.size(), 1u);
+  EXPECT_EQ((*state)->idp_groups[0].members, std::vector<std::string>{"nora@acme.example"});
+
+  // The ledger learns of it under no name: one record, tied to the removal's.
+  absl::StatusOr<std::vector<ledger::OutboxEntry>> records = store_->outbox().Read(1000);
+  ASSERT_TRUE(records.ok());
+  const ledger::LedgerRecord& last = records->back().record;
+  EXPECT_EQ(last.action, "MEMBER_ERASED");
+  EXPECT_EQ(last.actor, "olivia");
+  EXPECT_EQ(last.subject, "");
+  EXPECT_EQ(last.metadata,
+            (std::map<std::string, std::string>{{"removal", MemberRemovalRequestId(*removed)},
+                                                {"invitations_deleted", "1"},
+                                                {"idp_groups_changed", "1"}}));
+  EXPECT_EQ(records->end()[-2].record.action, "MEMBER_REMOVED");
+
+  // Again: nothing changes. And no change can give the address back.
+  clock_.Advance(absl::Minutes(1));
+  absl::StatusOr<Member> again = admin().EraseMember("olivia", "mia");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->erased_at, erased->erased_at);
+  EXPECT_EQ((*store_->Load())->version, (*state)->version);
+  absl::Status restored = store_
+                              ->Mutate(
+                                  [](OrgState& s) {
+                                    s.FindMember("mia")->email = "mia@acme.example";
+                                    s.FindMember("mia")->erased_at.reset();
+                                    return absl::OkStatus();
+                                  },
+                                  clock_.Now(), OrgChangeSource{"olivia"})
+                              .status();
+  EXPECT_EQ(restored.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(restored.message(), HasSubstr("erasure is final"));
+}
+
+TEST_F(OrgAdminTest, AnAddressAnActiveMemberHoldsKeepsItsInvitations) {
+  // Rita left and came back under a new id.
+  ASSERT_TRUE(admin().RemoveMember("adam", "rita").ok());
+  Member back = MakeMember("rita-2", {{Role::kReader, "support", std::nullopt}});
+  back.email = "Rita@acme.example";
+  ASSERT_TRUE(admin().AddMember("adam", back).ok());
+  Invitation invitation;
+  invitation.email = "rita@acme.example";
+  invitation.role = Role::kMember;
+  invitation.projects = {"support"};
+  ASSERT_TRUE(admin().CreateInvitation("adam", invitation, absl::Hours(1)).ok());
+
+  absl::StatusOr<Member> erased = admin().EraseMember("olivia", "rita");
+  ASSERT_TRUE(erased.ok()) << erased.status();
+  EXPECT_EQ(erased->email, "");
+  absl::StatusOr<std::shared_ptr<const OrgState>> state = store_->Load();
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ((*state)->invitations.size(), 1u);
+  EXPECT_EQ((*state)->FindMember("rita-2")->email, "rita@acme.example");
+  EXPECT_TRUE(Allowed("rita-2", "support", "settings.read"));
+}
+
 TEST_F(OrgAdminTest, APlanAppliesLaterThanItWasMade) {
   // The organisation as a file, without mia: applying it removes her, stamped with the
   // apply's time, not the plan's.

@@ -726,7 +726,8 @@ TEST(SyncIdpGroupTest, ProvisionsNewcomersAndDeprovisionsLeavers) {
                            {},
                            std::nullopt,
                            std::string(kProvisionedByIdp),
-                           ""}));
+                           "",
+                           {}}));
   EXPECT_EQ(state.FindMember("idp:grace@acme.example")->removed_at, kLater);
   EXPECT_EQ(state.FindMember("idp:frank@acme.example")->removed_at, std::nullopt);
   // bob is managed by the file, not provisioned.

@@ -165,9 +165,29 @@ absl::StatusOr<std::vector<LedgerRecord>> LedgerRecordsOf(const OrgChangeSource&
                                                           const OrgState& before,
                                                           const OrgState& after) {
   Recorder out(source);
+  const std::vector<EntityChange> changes = Diff(before, after);
+  // An erasure names nobody: its invitations and groups are counted, not recorded (their
+  // records would name the address).
+  std::vector<const Member*> erased;
+  for (const EntityChange& c : changes) {
+    if (c.kind == "member" && Sets(c, "erased_at")) erased.push_back(after.FindMember(c.id));
+  }
+  if (!erased.empty()) {
+    const auto count = [&](absl::string_view kind) {
+      return absl::StrCat(std::count_if(changes.begin(), changes.end(),
+                                        [&](const EntityChange& c) { return c.kind == kind; }));
+    };
+    for (const Member* m : erased) {
+      out.Add("MEMBER_ERASED", "",
+              {{"removal", MemberRemovalRequestId(*m)},
+               {"invitations_deleted", count("invitation")},
+               {"idp_groups_changed", count("idp_group")}});
+    }
+    return std::move(out).Finish();
+  }
   // A record describes the entity as the change left it, or as it was when deleted (only
   // invitations and groups are ever deleted).
-  for (const EntityChange& c : Diff(before, after)) {
+  for (const EntityChange& c : changes) {
     const OrgState& state = c.op == EntityChange::Op::kDelete ? before : after;
     if (c.kind == "project") {
       RecordProject(c, *state.FindProject(c.id), out);

@@ -30,7 +30,10 @@ inline constexpr absl::string_view kServiceActor = "authz-service";
 // records never hold an invitation's secret id (it accepts the invitation): they name it by
 // InvitationRef. A member's removal carries MemberRemovalRequestId, a service account's
 // ledger::RemovalRequestId("authz", "service-account", ShortDigest of its id) (which the
-// record's metadata names anyway); every other record gets a random request id.
+// record's metadata names anyway); every other record gets a random request id. A change that
+// erases a member (sets erased_at) is recorded by one MEMBER_ERASED record alone, with no
+// subject: metadata "removal" (MemberRemovalRequestId), "invitations_deleted" and
+// "idp_groups_changed" (counts).
 absl::StatusOr<std::vector<ledger::LedgerRecord>> LedgerRecordsOf(const OrgChangeSource& source,
                                                                   const OrgState& before,
                                                                   const OrgState& after);

@@ -118,7 +118,8 @@ Fields FieldsOf(const Member& m) {
   return {{"email", m.email},
           {"grants", FormatGrants(m.grants)},
           {"provisioned_by", m.provisioned_by},
-          {"removed_at", FormatOptionalTime(m.removed_at)}};
+          {"removed_at", FormatOptionalTime(m.removed_at)},
+          {"erased_at", FormatOptionalTime(m.erased_at)}};
 }
 
 Fields FieldsOf(const ServiceAccount& a) {
@@ -407,6 +408,10 @@ absl::Status ValidateTransition(const OrgState& before, const OrgState& after, a
       return absl::FailedPreconditionError(absl::StrCat("member ", Quoted(m.id), " was removed at ",
                                                         FormatTimeText(*m.removed_at),
                                                         "; removal is final, use a new id"));
+    }
+    if (m.erased_at.has_value() && (next->erased_at != m.erased_at || next->email != m.email)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("member ", Quoted(m.id), " was erased; erasure is final"));
     }
   }
   for (const Member& m : after.members) {

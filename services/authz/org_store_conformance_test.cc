@@ -567,6 +567,32 @@ TEST_P(OrgStoreConformanceTest, CreatesAreIdempotentOnContent) {
   EXPECT_THAT(std::string(refused.message()), HasSubstr("removed_at"));
 }
 
+TEST_P(OrgStoreConformanceTest, AnErasedMemberIsStoredWithoutTheirAddressForGood) {
+  ASSERT_NO_FATAL_FAILURE(SeedWithAdmin());
+  Invitation invitation;
+  invitation.email = "bob@acme.example";
+  invitation.role = Role::kReader;
+  invitation.projects = {"support"};
+  ASSERT_TRUE(admin_->CreateInvitation("alice", invitation, absl::Hours(1)).ok());
+  ASSERT_TRUE(admin_->RemoveMember("alice", "bob").ok());
+  absl::StatusOr<Member> erased = admin_->EraseMember("alice", "bob");
+  ASSERT_TRUE(erased.ok()) << erased.status();
+
+  std::vector<std::shared_ptr<const OrgState>> readers = {store_->Load().value()};
+  if (backend_.replica) readers.push_back(backend_.replica()->Load().value());
+  for (const std::shared_ptr<const OrgState>& state : readers) {
+    const Member* bob = state->FindMember("bob");
+    ASSERT_NE(bob, nullptr);
+    EXPECT_EQ(bob->email, "");
+    ASSERT_TRUE(bob->erased_at.has_value());
+    EXPECT_EQ(absl::ToUnixMicros(*bob->erased_at), absl::ToUnixMicros(*erased->erased_at));
+    // Only the seed's invitation to carol is left.
+    ASSERT_EQ(state->invitations.size(), 1u);
+    EXPECT_EQ(state->invitations[0].email, "carol@acme.example");
+  }
+  EXPECT_EQ(Actions(store_->outbox()).back(), "MEMBER_ERASED");
+}
+
 // A creation under a request id is one invitation with one ledger record however often it is
 // retried, through this replica or another that reads it back from the store; each retry of
 // the pending invitation replaces its secret id, and other content under the id is refused.

@@ -101,6 +101,13 @@ absl::Status ValidateProjectSettings(const Project& project) {
   return absl::OkStatus();
 }
 
+bool IsEmailAddress(absl::string_view email) {
+  const size_t at = email.find('@');
+  return email.size() <= kMaxEmailBytes && at != absl::string_view::npos && at != 0 &&
+         at + 1 < email.size() && email.find('@', at + 1) == absl::string_view::npos &&
+         email.find_first_of(" \t\r\n<>") == absl::string_view::npos;
+}
+
 }  // namespace
 
 absl::Status ValidateProject(const Project& project) {
@@ -122,10 +129,12 @@ absl::Status ValidateStoredProject(const Project& project) {
 
 absl::Status ValidateMember(const Member& member) {
   if (absl::Status s = ValidateId(member.id, "member.id"); !s.ok()) return s;
-  const size_t at = member.email.find('@');
-  if (member.email.size() > kMaxEmailBytes || at == std::string::npos || at == 0 ||
-      at + 1 >= member.email.size() || member.email.find('@', at + 1) != std::string::npos ||
-      member.email.find_first_of(" \t\r\n<>") != std::string::npos) {
+  if (member.erased_at.has_value()) {
+    if (!member.removed_at.has_value() || !member.email.empty()) {
+      return absl::InvalidArgumentError(
+          "member.erased_at: only a removed member is erased, and keeps no e-mail");
+    }
+  } else if (!IsEmailAddress(member.email)) {
     return absl::InvalidArgumentError("member.email is not an e-mail address");
   }
   if (member.grants.size() > kMaxGrants) {

@@ -48,8 +48,8 @@ absl::Status ValidateProject(const Project& project);
 // valid, so that other changes to their organisation are not refused).
 absl::Status ValidateStoredProject(const Project& project);
 
-// A plausible e-mail address; grants distinct, org roles without a project and project roles
-// with one.
+// A plausible e-mail address (none, for an erased member, who must be removed); grants
+// distinct, org roles without a project and project roles with one.
 absl::Status ValidateMember(const Member& member);
 
 // Permissions are known API permissions (no administrative actions), distinct; the project

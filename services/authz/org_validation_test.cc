@@ -101,7 +101,7 @@ TEST(OrgValidationTest, LimitsAreBoundedSoThatRateLimitingCannotOverflow) {
 }
 
 TEST(OrgValidationTest, Members) {
-  Member m{"user-1", "alice@company.com", {{Role::kOwner, "", std::nullopt}}, {}, "", ""};
+  Member m{"user-1", "alice@company.com", {{Role::kOwner, "", std::nullopt}}, {}, "", "", {}};
   EXPECT_TRUE(ValidateMember(m).ok());
   Member bad = m;
   bad.email = "alice";
@@ -109,6 +109,21 @@ TEST(OrgValidationTest, Members) {
   bad = m;
   bad.email = "a@b@c";
   ExpectInvalid(ValidateMember(bad), "member.email");
+  // An erased member keeps no address, and only a removed one is erased.
+  Member erased = m;
+  erased.removed_at = absl::UnixEpoch();
+  erased.erased_at = absl::UnixEpoch() + absl::Hours(1);
+  erased.email = "";
+  EXPECT_TRUE(ValidateMember(erased).ok());
+  bad = m;
+  bad.email = "";
+  ExpectInvalid(ValidateMember(bad), "member.email");
+  bad = erased;
+  bad.email = "alice@company.com";
+  ExpectInvalid(ValidateMember(bad), "member.erased_at");
+  bad = erased;
+  bad.removed_at.reset();
+  ExpectInvalid(ValidateMember(bad), "member.erased_at");
   bad = m;
   bad.grants = {{Role::kAdmin, "proj-prod", std::nullopt}};
   ExpectInvalid(ValidateMember(bad), "organisation role");
@@ -152,8 +167,8 @@ TEST(OrgValidationTest, ServiceAccounts) {
 }
 
 TEST(OrgValidationTest, TheLastOwnerCannotLeave) {
-  Member alice{"alice", "alice@company.com", {{Role::kOwner, "", std::nullopt}}, {}, "", ""};
-  Member bob{"bob", "bob@company.com", {{Role::kAdmin, "", std::nullopt}}, {}, "", ""};
+  Member alice{"alice", "alice@company.com", {{Role::kOwner, "", std::nullopt}}, {}, "", "", {}};
+  Member bob{"bob", "bob@company.com", {{Role::kAdmin, "", std::nullopt}}, {}, "", "", {}};
   Member alice_gone = alice;
   alice_gone.removed_at = kNow;
   absl::Status status = CheckOwnersRemain({alice, bob}, alice_gone, kNow);

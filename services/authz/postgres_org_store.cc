@@ -69,15 +69,17 @@ absl::StatusOr<OrgState> ReadState(pqxx::transaction_base& tx) {
     state.projects.push_back(std::move(p));
   }
   absl::flat_hash_map<std::string, size_t> member_index;
-  for (const pqxx::row& r :
-       tx.exec("SELECT id, email, " POLICY_PG_US("removed_at") ", provisioned_by, removal_id "
-                                                               "FROM authz.members")) {
+  for (const pqxx::row& r : tx.exec("SELECT id, email, " POLICY_PG_US(
+           "removed_at") ", provisioned_by, removal_id, " POLICY_PG_US("erased_at") " FROM "
+                                                                                    "authz."
+                                                                                    "members")) {
     Member m;
     m.id = r[0].as<std::string>();
     m.email = r[1].as<std::string>();
     m.removed_at = OptionalTime(r[2]);
     m.provisioned_by = r[3].as<std::string>();
     m.removal_id = r[4].as<std::string>();
+    m.erased_at = OptionalTime(r[5]);
     member_index[m.id] = state.members.size();
     state.members.push_back(std::move(m));
   }
@@ -160,11 +162,14 @@ void WriteProject(pqxx::work& tx, const Project& p) {
 }
 
 void WriteMember(pqxx::work& tx, const Member& m) {
-  tx.exec_params("INSERT INTO authz.members (id, email, removed_at, provisioned_by, removal_id) "
-                 "VALUES ($1, $2, " POLICY_PG_TS("$3") ", $4, $5) ON CONFLICT (id) DO UPDATE SET "
-                 "email = EXCLUDED.email, removed_at = EXCLUDED.removed_at, "
-                 "provisioned_by = EXCLUDED.provisioned_by, removal_id = EXCLUDED.removal_id",
-                 m.id, m.email, Micros(m.removed_at), m.provisioned_by, m.removal_id);
+  tx.exec_params("INSERT INTO authz.members (id, email, removed_at, provisioned_by, removal_id, "
+                 "erased_at) VALUES ($1, $2, " POLICY_PG_TS("$3") ", $4, $5, " POLICY_PG_TS(
+                     "$6") ") ON CONFLICT (id) DO UPDATE SET "
+                           "email = EXCLUDED.email, removed_at = EXCLUDED.removed_at, "
+                           "provisioned_by = EXCLUDED.provisioned_by, "
+                           "removal_id = EXCLUDED.removal_id, erased_at = EXCLUDED.erased_at",
+                 m.id, m.email, Micros(m.removed_at), m.provisioned_by, m.removal_id,
+                 Micros(m.erased_at));
   tx.exec_params("DELETE FROM authz.role_grants WHERE member_id = $1", m.id);
   for (const RoleGrant& g : m.grants) {
     tx.exec_params(

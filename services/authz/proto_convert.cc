@@ -231,6 +231,7 @@ void ToProto(const Member& m, const OrgState& state, pb::Member* out,
     }
   }
   if (m.removed_at.has_value()) SetTime(*m.removed_at, out->mutable_removed_at());
+  if (m.erased_at.has_value()) SetTime(*m.erased_at, out->mutable_erased_at());
   out->set_provisioned_by(m.provisioned_by);
 }
 

@@ -980,7 +980,8 @@ grpc::ServerUnaryReactor* AdminService::ForgetSubject(
     forget.set_requested_by(caller.member);
     // A member is also named by their e-mail address (invitations are recorded under it).
     // Whether the subject is one must be known before anything is forgotten; a subject that
-    // cannot be a member id is none.
+    // cannot be a member id is none. A removed member's personal data is then erased in the
+    // organisation too.
     authz::v1::Member member;
     const Status lookup = MemberOf(caller, request->subject(), &member);
     if (!lookup.ok() && lookup.error_code() != StatusCode::NOT_FOUND &&
@@ -1012,6 +1013,19 @@ grpc::ServerUnaryReactor* AdminService::ForgetSubject(
     }
     response->set_forgotten(forgotten.forgotten());
     *response->mutable_entry() = std::move(*forgotten.mutable_entry());
+    // Last, as the address is known no more once the organisation has erased it.
+    if (lookup.ok() && member.has_removed_at()) {
+      authz::v1::EraseMemberRequest erase;
+      erase.mutable_actor()->set_member_id(caller.member);
+      erase.set_id(member.id());
+      authz::v1::Member erased;
+      if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::EraseMember, erase,
+                          &erased, caller.deadline);
+          !s.ok()) {
+        return s;
+      }
+      response->set_member_erased(erased.has_erased_at());
+    }
     return Status::OK;
   });
 }

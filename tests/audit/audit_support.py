@@ -38,7 +38,7 @@ ACTION_NAMES = [
     "key_overlap_ended", "audit_read", "subject_forgotten", "subject_access_exported",
     "service_account_created", "service_account_removed", "endpoint_changed",
     "invitation_changed", "org_file_applied", "service_account_changed",
-    "idp_group_changed",
+    "idp_group_changed", "member_erased",
 ]
 OUTCOME_NAMES = {audit_pb2.OUTCOME_SUCCESS: "success", audit_pb2.OUTCOME_ERROR: "error",
                  audit_pb2.OUTCOME_BLOCKED: "blocked"}
