@@ -1786,6 +1786,41 @@ class EdgeProcessTest(unittest.TestCase):
             self.assertNotIn(subject, after.stdout)
         verified = policyctl("audit", "verify", *ledger)
         self.assertEqual(verified.returncode, 0, verified.stdout + verified.stderr)
+        # Still a member: the organisation keeps her address.
+        self.assertFalse(json.loads(forgotten.stdout)["member_erased"])
+
+        # Once removed, her erasure erases her address in the organisation too: the invitation
+        # to it goes, and the ledger records the erasure under no name.
+        removed = policyctl("members", "remove", subject, "--output=json")
+        self.assertEqual(removed.returncode, 0, removed.stderr)
+        removal_index = json.loads(removed.stdout)["audit_id"].rsplit("/", 1)[1]
+        erasure = f"erase-again-{subject}"
+        erased = policyctl("audit", "forget", subject, f"--request_id={erasure}", "--output=json")
+        self.assertEqual(erased.returncode, 0, erased.stderr)
+        self.assertTrue(json.loads(erased.stdout)["member_erased"])
+        members = policyctl("members", "list", "--include_removed", "--output=json")
+        self.assertEqual(members.returncode, 0, members.stderr)
+        doras = [m for m in json.loads(members.stdout)["members"] if m["id"] == subject]
+        self.assertEqual(len(doras), 1)
+        self.assertEqual(doras[0]["email"], "")
+        self.assertIn("erased_at", doras[0])
+        invitations = policyctl("invitations", "list", "--output=json")
+        self.assertEqual(invitations.returncode, 0, invitations.stderr)
+        self.assertNotIn(email, invitations.stdout)
+        entries = org_ledger_once(alice, "ACTION_MEMBER_ERASED", invitations_deleted="1")
+        removal = [e for e in entries if str(e["index"]) == removal_index]
+        self.assertEqual(len(removal), 1)
+        erasures = recorded(entries, "ACTION_MEMBER_ERASED", removal=removal[0]["request_id"])
+        self.assertEqual(len(erasures), 1)
+        self.assertEqual(erasures[0]["subject"], "")
+        self.assertNotIn(email, json.dumps(entries))
+        # A retry repeats nothing; the address is known no more, so it is not named again.
+        again = policyctl("audit", "forget", subject, f"--request_id={erasure}", "--output=json")
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertTrue(json.loads(again.stdout)["member_erased"])
+        self.assertEqual(json.loads(again.stdout)["entry"]["index"],
+                         json.loads(erased.stdout)["entry"]["index"])
+        self.assertNotIn("email_entry", json.loads(again.stdout))
 
     def test_policyctl_audit_prove_checks_the_proof_and_the_signature_itself(self):
         alice = SUITE.new_admin_key("alice")

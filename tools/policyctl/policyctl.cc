@@ -122,7 +122,8 @@ commands:
                     request id is recorded as decision:<id>)
   audit subject-export SUBJECT   every entry naming a data subject (GDPR access)
   audit forget SUBJECT [--request_id]  erase a data subject (GDPR; cannot be undone; a
-                    member under their e-mail address too; a retry with the printed
+                    member under their e-mail address too, and a removed member's address
+                    and invitations in the organisation; a retry with the printed
                     request id repeats nothing; default: a fresh one)
   projects list      [--include_archived]
   projects create   --id, --name, --environment, [--models=a,b, --rpm, --tpm, --zdr,
@@ -1623,6 +1624,9 @@ int Audit(const Invocation& in) {
         std::printf("their e-mail address: %s; recorded as entry %llu\n",
                     response.email_forgotten() ? "forgotten" : "nothing was recorded about it",
                     static_cast<unsigned long long>(response.email_entry().index()));
+      }
+      if (response.member_erased()) {
+        std::printf("erased from the organisation: their e-mail address and invitations\n");
       }
     });
   }
