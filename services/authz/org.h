@@ -87,6 +87,10 @@ struct Member {
 };
 
 inline constexpr absl::string_view kProvisionedByIdp = "idp";
+// The ids of members an identity-provider group sync provisions: "idp:1", "idp:2", ...
+inline constexpr absl::string_view kIdpMemberIdPrefix = "idp:";
+// The ids of members an accepted invitation makes when the invitee names none.
+inline constexpr absl::string_view kInvitedMemberIdPrefix = "member:";
 
 struct ServiceAccount {
   std::string id;

@@ -432,7 +432,10 @@ absl::StatusOr<Member> OrgAdmin::AcceptInvitation(absl::string_view secret_id,
             Member* member = s.FindActiveMemberByEmail(invitation->email);
             if (member == nullptr) {
               Member fresh;
-              fresh.id = member_id.empty() ? invitation->email : std::string(member_id);
+              fresh.id = member_id.empty()
+                             ? absl::StrCat(kInvitedMemberIdPrefix,
+                                            s.NextMemberNumber(kInvitedMemberIdPrefix))
+                             : std::string(member_id);
               fresh.email = invitation->email;
               if (s.FindMember(fresh.id) != nullptr) {
                 return absl::AlreadyExistsError(

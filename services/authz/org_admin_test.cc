@@ -517,6 +517,33 @@ TEST_F(OrgAdminTest, InvitationsTurnIntoMembers) {
   EXPECT_TRUE(admin().CreateInvitation("olivia", invitation, absl::Hours(24 * 30)).ok());
 }
 
+TEST_F(OrgAdminTest, AnInviteeWhoNamesNoIdIsNumberedNotNamedByTheirAddress) {
+  Invitation invitation;
+  invitation.role = Role::kReader;
+  invitation.projects = {"support"};
+  std::vector<std::string> ids;
+  for (const std::string email : {"nora@acme.example", "omar@acme.example"}) {
+    invitation.email = email;
+    absl::StatusOr<OrgAdmin::CreatedInvitation> created =
+        admin().CreateInvitation("adam", invitation, absl::Hours(1));
+    ASSERT_TRUE(created.ok()) << created.status();
+    absl::StatusOr<Member> member = admin().AcceptInvitation(created->secret_id, email, "");
+    ASSERT_TRUE(member.ok()) << member.status();
+    EXPECT_EQ(member->email, email);
+    ids.push_back(member->id);
+  }
+  EXPECT_EQ(ids, (std::vector<std::string>{"member:1", "member:2"}));
+  // Removed, the number stays taken.
+  ASSERT_TRUE(admin().RemoveMember("adam", "member:2").ok());
+  invitation.email = "pia@acme.example";
+  absl::StatusOr<OrgAdmin::CreatedInvitation> created =
+      admin().CreateInvitation("adam", invitation, absl::Hours(1));
+  ASSERT_TRUE(created.ok());
+  absl::StatusOr<Member> pia = admin().AcceptInvitation(created->secret_id, "pia@acme.example", "");
+  ASSERT_TRUE(pia.ok()) << pia.status();
+  EXPECT_EQ(pia->id, "member:3");
+}
+
 TEST_F(OrgAdminTest, AnInvitationIsKeptAndNamedByDigestsOfItsSecretId) {
   Invitation invitation;
   invitation.email = "nora@acme.example";

@@ -833,20 +833,14 @@ absl::Status ReconcileGroups(OrgState& state, absl::Time now) {
     }
     active_emails.insert(m.email);
   }
+  // Newcomers in the order of their groups and addresses, each under the next free id.
   std::vector<Member> provisioned;
-  absl::flat_hash_set<std::string> new_ids;
+  uint64_t next = state.NextMemberNumber(kIdpMemberIdPrefix);
   for (const IdpGroup& group : state.idp_groups) {
     for (const std::string& email : group.members) {
       if (!active_emails.insert(email).second) continue;
-      const std::string base = absl::StrCat("idp:", email);
-      std::string id = base;
-      for (int n = 2; state.FindMember(id) != nullptr || new_ids.contains(id); ++n) {
-        id = absl::StrCat(base, ":", n);
-      }
-      RETURN_IF_ERROR(ValidateId(id, absl::StrCat("member id for ", email)));
-      new_ids.insert(id);
       Member member;
-      member.id = id;
+      member.id = absl::StrCat(kIdpMemberIdPrefix, next++);
       member.email = email;
       member.provisioned_by = std::string(kProvisionedByIdp);
       provisioned.push_back(std::move(member));

@@ -44,6 +44,18 @@ OrgState ExampleState() {
   return state;
 }
 
+// The `nth` member the identity provider provisioned for `email` (0: the first), in id order,
+// or null.
+Member* Provisioned(OrgState& state, absl::string_view email, size_t nth = 0) {
+  for (Member& m : state.members) {
+    if (m.provisioned_by == kProvisionedByIdp && m.email == email && nth-- == 0) return &m;
+  }
+  return nullptr;
+}
+const Member* Provisioned(const OrgState& state, absl::string_view email, size_t nth = 0) {
+  return Provisioned(const_cast<OrgState&>(state), email, nth);
+}
+
 // The error message ParseOrgFile gives for `yaml`, or "" when it parses.
 std::string ParseError(absl::string_view yaml) {
   absl::StatusOr<OrgFile> file = ParseOrgFile(yaml);
@@ -118,10 +130,17 @@ TEST(ParseOrgFileTest, ExampleAppliedToAnEmptyStateIsValid) {
   // Group members without a member of their own are provisioned; bob has one.
   std::vector<std::string> ids;
   for (const Member& m : state.members) ids.push_back(m.id);
-  EXPECT_THAT(ids, ElementsAre("alice", "bob", "carol", "dan", "erin", "idp:frank@acme.example",
-                               "idp:grace@acme.example", "idp:heidi@acme.example",
-                               "idp:ivan@acme.example"));
-  const Member* frank = state.FindMember("idp:frank@acme.example");
+  // Under the next numbers, group by group in name order, address by address; never under
+  // their address.
+  EXPECT_THAT(ids, ElementsAre("alice", "bob", "carol", "dan", "erin", "idp:1", "idp:2", "idp:3",
+                               "idp:4"));
+  std::vector<std::string> provisioned;
+  for (const Member& m : state.members) {
+    if (m.provisioned_by == kProvisionedByIdp) provisioned.push_back(m.email);
+  }
+  EXPECT_THAT(provisioned, ElementsAre("heidi@acme.example", "ivan@acme.example",
+                                       "frank@acme.example", "grace@acme.example"));
+  const Member* frank = Provisioned(state, "frank@acme.example");
   EXPECT_EQ(frank->provisioned_by, kProvisionedByIdp);
   EXPECT_TRUE(frank->grants.empty());
   EXPECT_EQ(frank->removed_at, std::nullopt);
@@ -563,8 +582,8 @@ TEST(ApplyOrgFileTest, UpdatesArchivesAndRemoves) {
   EXPECT_EQ(after.FindMember("zoe")->grants,
             (std::vector<RoleGrant>{{Role::kAdmin, "", std::nullopt}}));
   // Identity-provider members are the group sync's business, not the file's.
-  EXPECT_EQ(*after.FindMember("idp:heidi@acme.example"),
-            *before.FindMember("idp:heidi@acme.example"));
+  EXPECT_EQ(*Provisioned(after, "heidi@acme.example"),
+            *Provisioned(before, "heidi@acme.example"));
   EXPECT_EQ(after.FindServiceAccount("sa-copilot-ci")->removed_at, kLater);
   EXPECT_EQ(after.FindServiceAccount("sa-support-prod")->removed_at, std::nullopt);
   EXPECT_EQ(after.invitations, before.invitations);
@@ -620,19 +639,19 @@ TEST(ApplyOrgFileTest, RefusesARemovedId) {
 TEST(ApplyOrgFileTest, AnExportStillAppliesOnceTheGroupSyncRemovedAMemberItLists) {
   OrgState state = ExampleState();
   const std::string exported = FormatOrgFile(state);
-  ASSERT_THAT(exported, HasSubstr("id: idp:grace@acme.example"));
+  ASSERT_THAT(exported, HasSubstr("id: idp:4\n    email: grace@acme.example"));
   // The identity provider drops grace from her group: the sync removes her.
   ASSERT_TRUE(
       SyncIdpGroup("support-engineers", {"bob@acme.example", "frank@acme.example"}, kNow, state)
           .ok());
-  ASSERT_EQ(state.FindMember("idp:grace@acme.example")->removed_at, kNow);
+  ASSERT_EQ(Provisioned(state, "grace@acme.example")->removed_at, kNow);
   // The file exported before still applies, and leaves her removed (its groups list her, so a
   // new member is provisioned for her e-mail); applied again it changes nothing.
   const OrgFile file = ParseOrDie(exported);
   absl::Status applied = ApplyOrgFile(file, kLater, state);
   ASSERT_TRUE(applied.ok()) << applied;
-  EXPECT_EQ(state.FindMember("idp:grace@acme.example")->removed_at, kNow);
-  EXPECT_EQ(state.FindMember("idp:grace@acme.example:2")->removed_at, std::nullopt);
+  EXPECT_EQ(Provisioned(state, "grace@acme.example")->removed_at, kNow);
+  EXPECT_EQ(Provisioned(state, "grace@acme.example", 1)->removed_at, std::nullopt);
   EXPECT_TRUE(ValidateOrgState(state).ok()) << ValidateOrgState(state);
   const OrgState once = state;
   applied = ApplyOrgFile(file, kLater + absl::Hours(1), state);
@@ -652,32 +671,32 @@ TEST(ApplyOrgFileTest, AFileListingMembersItsGroupsWouldRemoveIsRefusedWhole) {
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(status.message()), StartsWith("line "));
   EXPECT_THAT(std::string(status.message()),
-              HasSubstr("]: member 'idp:heidi@acme.example' was provisioned by the identity "
+              HasSubstr("]: member 'idp:1' was provisioned by the identity "
                         "provider"));
   EXPECT_THAT(std::string(status.message()), HasSubstr("no group of this file lists"));
   EXPECT_EQ(Diff(before, state).size(), 0u);
   // Without them the file applies, and the reconciliation removes them.
   file.members.erase(std::remove_if(file.members.begin(), file.members.end(),
                                     [](const Member& m) {
-                                      return m.id == "idp:heidi@acme.example" ||
-                                             m.id == "idp:ivan@acme.example";
+                                      return m.email == "heidi@acme.example" ||
+                                             m.email == "ivan@acme.example";
                                     }),
                      file.members.end());
   file.member_places.clear();
   ASSERT_TRUE(ApplyOrgFile(file, kLater, state).ok());
-  EXPECT_EQ(state.FindMember("idp:heidi@acme.example")->removed_at, kLater);
+  EXPECT_EQ(Provisioned(state, "heidi@acme.example")->removed_at, kLater);
 }
 
 TEST(ApplyOrgFileTest, AFileListedMemberIsFileManaged) {
   OrgState state = ExampleState();
   OrgFile file = ParseOrDie(ReadExample());
   Member frank;
-  frank.id = "idp:frank@acme.example";
+  frank.id = Provisioned(state, "frank@acme.example")->id;
   frank.email = "frank@acme.example";
   frank.grants = {{Role::kReader, "playground", std::nullopt}};
   file.members.push_back(frank);
   ASSERT_TRUE(ApplyOrgFile(file, kLater, state).ok());
-  EXPECT_EQ(*state.FindMember("idp:frank@acme.example"), frank);
+  EXPECT_EQ(*state.FindMember(frank.id), frank);
   EXPECT_TRUE(ValidateOrgState(state).ok());
 }
 
@@ -688,10 +707,10 @@ TEST(ApplyOrgFileTest, GroupsAreReplacedAndReconciled) {
   file.idp_groups[0].members.push_back("judy@acme.example");  // support-engineers gains judy.
   ASSERT_TRUE(ApplyOrgFile(file, kLater, state).ok());
   EXPECT_EQ(state.FindIdpGroup("data-science"), nullptr);
-  EXPECT_EQ(state.FindMember("idp:heidi@acme.example")->removed_at, kLater);
-  EXPECT_EQ(state.FindMember("idp:ivan@acme.example")->removed_at, kLater);
-  EXPECT_EQ(state.FindMember("idp:judy@acme.example")->provisioned_by, kProvisionedByIdp);
-  EXPECT_EQ(state.FindMember("idp:frank@acme.example")->removed_at, std::nullopt);
+  EXPECT_EQ(Provisioned(state, "heidi@acme.example")->removed_at, kLater);
+  EXPECT_EQ(Provisioned(state, "ivan@acme.example")->removed_at, kLater);
+  EXPECT_EQ(Provisioned(state, "judy@acme.example")->provisioned_by, kProvisionedByIdp);
+  EXPECT_EQ(Provisioned(state, "frank@acme.example")->removed_at, std::nullopt);
   EXPECT_TRUE(ValidateOrgState(state).ok());
 }
 
@@ -702,7 +721,7 @@ TEST(ApplyOrgFileTest, AFileMemberTakesOverFromTheIdentityProvider) {
       text, {{"members:\n  - id: alice",
               "members:\n  - {id: frank, email: frank@acme.example}\n  - id: alice"}});
   ASSERT_TRUE(ApplyOrgFile(ParseOrDie(text), kLater, state).ok());
-  EXPECT_EQ(state.FindMember("idp:frank@acme.example")->removed_at, kLater);
+  EXPECT_EQ(Provisioned(state, "frank@acme.example")->removed_at, kLater);
   EXPECT_EQ(state.FindMember("frank")->removed_at, std::nullopt);
   EXPECT_TRUE(ValidateOrgState(state).ok()) << ValidateOrgState(state);
 }
@@ -719,19 +738,19 @@ TEST(SyncIdpGroupTest, ProvisionsNewcomersAndDeprovisionsLeavers) {
                   .ok());
   EXPECT_THAT(state.FindIdpGroup("support-engineers")->members,
               ElementsAre("bob@acme.example", "frank@acme.example", "judy@acme.example"));
-  const Member* judy = state.FindMember("idp:judy@acme.example");
+  const Member* judy = Provisioned(state, "judy@acme.example");
   ASSERT_NE(judy, nullptr);
-  EXPECT_EQ(*judy, (Member{"idp:judy@acme.example",
+  EXPECT_EQ(*judy, (Member{"idp:5",
                            "judy@acme.example",
                            {},
                            std::nullopt,
                            std::string(kProvisionedByIdp),
                            "",
                            {}}));
-  EXPECT_EQ(state.FindMember("idp:grace@acme.example")->removed_at, kLater);
-  EXPECT_EQ(state.FindMember("idp:frank@acme.example")->removed_at, std::nullopt);
+  EXPECT_EQ(Provisioned(state, "grace@acme.example")->removed_at, kLater);
+  EXPECT_EQ(Provisioned(state, "frank@acme.example")->removed_at, std::nullopt);
   // bob is managed by the file, not provisioned.
-  EXPECT_EQ(state.FindMember("idp:bob@acme.example"), nullptr);
+  EXPECT_EQ(Provisioned(state, "bob@acme.example"), nullptr);
   EXPECT_EQ(state.FindMember("bob")->removed_at, std::nullopt);
   EXPECT_TRUE(std::is_sorted(state.members.begin(), state.members.end(),
                              [](const Member& a, const Member& b) { return a.id < b.id; }));
@@ -740,15 +759,15 @@ TEST(SyncIdpGroupTest, ProvisionsNewcomersAndDeprovisionsLeavers) {
 
 TEST(SyncIdpGroupTest, KeepsLeaversWithOwnGrantsOrAnotherGroup) {
   OrgState state = ExampleState();
-  state.FindMember("idp:frank@acme.example")->grants = {
+  Provisioned(state, "frank@acme.example")->grants = {
       {Role::kReader, "playground", std::nullopt}};
   ASSERT_TRUE(
       SyncIdpGroup("data-science", {"heidi@acme.example", "grace@acme.example"}, kLater, state)
           .ok());
   ASSERT_TRUE(SyncIdpGroup("support-engineers", {"bob@acme.example"}, kLater, state).ok());
-  EXPECT_EQ(state.FindMember("idp:frank@acme.example")->removed_at, std::nullopt);  // Own grant.
-  EXPECT_EQ(state.FindMember("idp:grace@acme.example")->removed_at, std::nullopt);  // Other group.
-  EXPECT_EQ(state.FindMember("idp:ivan@acme.example")->removed_at, kLater);
+  EXPECT_EQ(Provisioned(state, "frank@acme.example")->removed_at, std::nullopt);  // Own grant.
+  EXPECT_EQ(Provisioned(state, "grace@acme.example")->removed_at, std::nullopt);  // Other group.
+  EXPECT_EQ(Provisioned(state, "ivan@acme.example")->removed_at, kLater);
   // A file-managed member is never removed by the sync.
   ASSERT_TRUE(SyncIdpGroup("support-engineers", {}, kLater, state).ok());
   EXPECT_EQ(state.FindMember("bob")->removed_at, std::nullopt);
@@ -761,15 +780,15 @@ TEST(SyncIdpGroupTest, ARejoinAfterRemovalGetsANewId) {
                                                "grace@acme.example"};
   ASSERT_TRUE(SyncIdpGroup("support-engineers", without_grace, kLater, state).ok());
   ASSERT_TRUE(SyncIdpGroup("support-engineers", with_grace, kLater + absl::Hours(1), state).ok());
-  EXPECT_EQ(state.FindMember("idp:grace@acme.example")->removed_at, kLater);
-  const Member* second = state.FindMember("idp:grace@acme.example:2");
+  EXPECT_EQ(Provisioned(state, "grace@acme.example")->removed_at, kLater);
+  const Member* second = Provisioned(state, "grace@acme.example", 1);
   ASSERT_NE(second, nullptr);
   EXPECT_EQ(second->removed_at, std::nullopt);
   EXPECT_EQ(second->email, "grace@acme.example");
   ASSERT_TRUE(
       SyncIdpGroup("support-engineers", without_grace, kLater + absl::Hours(2), state).ok());
   ASSERT_TRUE(SyncIdpGroup("support-engineers", with_grace, kLater + absl::Hours(3), state).ok());
-  EXPECT_NE(state.FindMember("idp:grace@acme.example:3"), nullptr);
+  EXPECT_NE(Provisioned(state, "grace@acme.example", 2), nullptr);
   EXPECT_TRUE(ValidateOrgState(state).ok());
   // Re-syncing the same list changes nothing.
   const OrgState settled = state;
@@ -804,23 +823,23 @@ TEST(SyncIdpGroupTest, GroupMembersHoldTheGroupsRolesInDecisions) {
     EXPECT_TRUE(decision.ok()) << decision.status();
     return decision.value_or(Decision{});
   };
-  EXPECT_TRUE(decide("idp:frank@acme.example", "support-eu").allowed);
+  EXPECT_TRUE(decide(Provisioned(state, "frank@acme.example")->id, "support-eu").allowed);
   // The group makes frank a reader of staging: no API calls there.
-  EXPECT_EQ(decide("idp:frank@acme.example", "support-eu-staging").reason,
+  EXPECT_EQ(decide(Provisioned(state, "frank@acme.example")->id, "support-eu-staging").reason,
             DenyReason::kPermissionDenied);
-  EXPECT_EQ(decide("idp:heidi@acme.example", "support-eu").reason, DenyReason::kPermissionDenied);
-  EXPECT_TRUE(decide("idp:heidi@acme.example", "internal-copilot").allowed);
+  EXPECT_EQ(decide(Provisioned(state, "heidi@acme.example")->id, "support-eu").reason, DenyReason::kPermissionDenied);
+  EXPECT_TRUE(decide(Provisioned(state, "heidi@acme.example")->id, "internal-copilot").allowed);
   // A file-managed member holds a group's grants through their e-mail.
   EXPECT_EQ(decide("carol", "internal-copilot").reason, DenyReason::kPermissionDenied);
   ASSERT_TRUE(SyncIdpGroup("data-science",
                            {"heidi@acme.example", "ivan@acme.example", "carol@acme.example"},
                            kLater, state)
                   .ok());
-  EXPECT_EQ(state.FindMember("idp:carol@acme.example"), nullptr);
+  EXPECT_EQ(Provisioned(state, "carol@acme.example"), nullptr);
   EXPECT_TRUE(decide("carol", "internal-copilot").allowed);
 
   ASSERT_TRUE(SyncIdpGroup("support-engineers", {"bob@acme.example"}, kLater, state).ok());
-  EXPECT_EQ(decide("idp:frank@acme.example", "support-eu").reason, DenyReason::kPrincipalRemoved);
+  EXPECT_EQ(decide(Provisioned(state, "frank@acme.example")->id, "support-eu").reason, DenyReason::kPrincipalRemoved);
 }
 
 }  // namespace

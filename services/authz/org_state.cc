@@ -7,6 +7,8 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/crypto/crypto.h"
@@ -248,6 +250,21 @@ Member* OrgState::FindActiveMemberByEmail(absl::string_view email) {
     if (!Removed(m.removed_at) && m.email == email) return &m;
   }
   return nullptr;
+}
+
+uint64_t OrgState::NextMemberNumber(absl::string_view prefix) const {
+  uint64_t highest = 0;
+  for (const Member& m : members) {
+    if (!absl::StartsWith(m.id, prefix)) continue;
+    const absl::string_view number = absl::string_view(m.id).substr(prefix.size());
+    uint64_t n = 0;
+    if (!number.empty() && number.size() < 20 &&
+        std::all_of(number.begin(), number.end(), absl::ascii_isdigit) &&
+        absl::SimpleAtoi(number, &n)) {
+      highest = std::max(highest, n);
+    }
+  }
+  return highest + 1;
 }
 
 void OrgState::Sort() {

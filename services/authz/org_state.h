@@ -43,6 +43,11 @@ struct OrgState {
   const ServiceAccount* FindServiceAccount(absl::string_view id) const;
   const Invitation* FindInvitation(absl::string_view id) const;
   const IdpGroup* FindIdpGroup(absl::string_view name) const;
+  // The number after the highest that follows `prefix` in a member id ("idp:" for "idp:7"):
+  // `prefix` and it, or any number after it, is an id no member has had. New members' ids are
+  // made so, the same for the same state (a plan and its apply agree), never from their
+  // e-mail, which erasure removes while ids stay.
+  uint64_t NextMemberNumber(absl::string_view prefix) const;
 
   // Restores the canonical order after entries were appended: lists by id, and set-like
   // fields (models, grants, permissions, group members) sorted, so that equal organisations

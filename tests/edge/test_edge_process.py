@@ -1794,6 +1794,15 @@ class EdgeProcessTest(unittest.TestCase):
         removed = policyctl("members", "remove", subject, "--output=json")
         self.assertEqual(removed.returncode, 0, removed.stderr)
         removal_index = json.loads(removed.stdout)["audit_id"].rsplit("/", 1)[1]
+
+        # As before: the records of her removal are in first (keys records the revocation of
+        # her key a moment after), or a retry of the erasure would find her named again.
+        def removal_exported():
+            r = policyctl("audit", "subject-export", subject)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            actions = {json.loads(line)["action"] for line in r.stdout.splitlines()}
+            return {"ACTION_MEMBER_REMOVED", "ACTION_KEY_REVOKED"} <= actions
+        pt.wait_until(removal_exported, timeout=15, message="the records of her removal")
         erasure = f"erase-again-{subject}"
         erased = policyctl("audit", "forget", subject, f"--request_id={erasure}", "--output=json")
         self.assertEqual(erased.returncode, 0, erased.stderr)
