@@ -99,8 +99,8 @@ class OrgAdmin {
                                                      absl::Duration valid_for,
                                                      absl::string_view request_id = "");
   // The invitee (no actor), with the invitation's newest secret id: the caller has checked that
-  // `email` is theirs. The member gets id `member_id`, or the next "member:<n>" when empty; an active
-  // member with that e-mail gains the invited roles instead. NOT_FOUND, without echoing the
+  // `email` is theirs. The member gets id `member_id`, or the next "member:<n>" when empty; an
+  // active member with that e-mail gains the invited roles instead. NOT_FOUND, without echoing the
   // secret, for an unknown secret id and a wrong e-mail alike.
   absl::StatusOr<Member> AcceptInvitation(absl::string_view secret_id, absl::string_view email,
                                           absl::string_view member_id);
