@@ -132,8 +132,8 @@ TEST(ParseOrgFileTest, ExampleAppliedToAnEmptyStateIsValid) {
   for (const Member& m : state.members) ids.push_back(m.id);
   // Under the next numbers, group by group in name order, address by address; never under
   // their address.
-  EXPECT_THAT(ids, ElementsAre("alice", "bob", "carol", "dan", "erin", "idp:1", "idp:2", "idp:3",
-                               "idp:4"));
+  EXPECT_THAT(
+      ids, ElementsAre("alice", "bob", "carol", "dan", "erin", "idp:1", "idp:2", "idp:3", "idp:4"));
   std::vector<std::string> provisioned;
   for (const Member& m : state.members) {
     if (m.provisioned_by == kProvisionedByIdp) provisioned.push_back(m.email);
@@ -582,8 +582,7 @@ TEST(ApplyOrgFileTest, UpdatesArchivesAndRemoves) {
   EXPECT_EQ(after.FindMember("zoe")->grants,
             (std::vector<RoleGrant>{{Role::kAdmin, "", std::nullopt}}));
   // Identity-provider members are the group sync's business, not the file's.
-  EXPECT_EQ(*Provisioned(after, "heidi@acme.example"),
-            *Provisioned(before, "heidi@acme.example"));
+  EXPECT_EQ(*Provisioned(after, "heidi@acme.example"), *Provisioned(before, "heidi@acme.example"));
   EXPECT_EQ(after.FindServiceAccount("sa-copilot-ci")->removed_at, kLater);
   EXPECT_EQ(after.FindServiceAccount("sa-support-prod")->removed_at, std::nullopt);
   EXPECT_EQ(after.invitations, before.invitations);
@@ -740,13 +739,10 @@ TEST(SyncIdpGroupTest, ProvisionsNewcomersAndDeprovisionsLeavers) {
               ElementsAre("bob@acme.example", "frank@acme.example", "judy@acme.example"));
   const Member* judy = Provisioned(state, "judy@acme.example");
   ASSERT_NE(judy, nullptr);
-  EXPECT_EQ(*judy, (Member{"idp:5",
-                           "judy@acme.example",
-                           {},
-                           std::nullopt,
-                           std::string(kProvisionedByIdp),
-                           "",
-                           {}}));
+  EXPECT_EQ(
+      *judy,
+      (Member{
+          "idp:5", "judy@acme.example", {}, std::nullopt, std::string(kProvisionedByIdp), "", {}}));
   EXPECT_EQ(Provisioned(state, "grace@acme.example")->removed_at, kLater);
   EXPECT_EQ(Provisioned(state, "frank@acme.example")->removed_at, std::nullopt);
   // bob is managed by the file, not provisioned.
@@ -759,8 +755,7 @@ TEST(SyncIdpGroupTest, ProvisionsNewcomersAndDeprovisionsLeavers) {
 
 TEST(SyncIdpGroupTest, KeepsLeaversWithOwnGrantsOrAnotherGroup) {
   OrgState state = ExampleState();
-  Provisioned(state, "frank@acme.example")->grants = {
-      {Role::kReader, "playground", std::nullopt}};
+  Provisioned(state, "frank@acme.example")->grants = {{Role::kReader, "playground", std::nullopt}};
   ASSERT_TRUE(
       SyncIdpGroup("data-science", {"heidi@acme.example", "grace@acme.example"}, kLater, state)
           .ok());
@@ -827,7 +822,8 @@ TEST(SyncIdpGroupTest, GroupMembersHoldTheGroupsRolesInDecisions) {
   // The group makes frank a reader of staging: no API calls there.
   EXPECT_EQ(decide(Provisioned(state, "frank@acme.example")->id, "support-eu-staging").reason,
             DenyReason::kPermissionDenied);
-  EXPECT_EQ(decide(Provisioned(state, "heidi@acme.example")->id, "support-eu").reason, DenyReason::kPermissionDenied);
+  EXPECT_EQ(decide(Provisioned(state, "heidi@acme.example")->id, "support-eu").reason,
+            DenyReason::kPermissionDenied);
   EXPECT_TRUE(decide(Provisioned(state, "heidi@acme.example")->id, "internal-copilot").allowed);
   // A file-managed member holds a group's grants through their e-mail.
   EXPECT_EQ(decide("carol", "internal-copilot").reason, DenyReason::kPermissionDenied);
@@ -839,7 +835,8 @@ TEST(SyncIdpGroupTest, GroupMembersHoldTheGroupsRolesInDecisions) {
   EXPECT_TRUE(decide("carol", "internal-copilot").allowed);
 
   ASSERT_TRUE(SyncIdpGroup("support-engineers", {"bob@acme.example"}, kLater, state).ok());
-  EXPECT_EQ(decide(Provisioned(state, "frank@acme.example")->id, "support-eu").reason, DenyReason::kPrincipalRemoved);
+  EXPECT_EQ(decide(Provisioned(state, "frank@acme.example")->id, "support-eu").reason,
+            DenyReason::kPrincipalRemoved);
 }
 
 }  // namespace

@@ -797,7 +797,8 @@ int Invitations(const Invocation& in) {
           in, g,
           [&](config::Parser& p) {
             p.AddString("email", &email, "create: whom to invite; accept: the invitee's e-mail");
-            p.AddString("member_id", &member_id, "accept: the new member's id (default: member:<next number>)");
+            p.AddString("member_id", &member_id,
+                        "accept: the new member's id (default: member:<next number>)");
             p.AddString("role", &role, "create: owner, admin, member or reader");
             p.AddString("projects", &projects, "create: comma-separated projects (member, reader)");
             p.AddDuration("valid_for", &valid_for, "create: default 7 days, at most 30");
