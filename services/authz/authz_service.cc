@@ -50,7 +50,7 @@ absl::Status CheckListing(const v1::Actor& actor, const std::string& page_token,
 template <typename T, typename Keep, typename Emit>
 absl::StatusOr<std::string> Page(const std::vector<T>& items, int32_t page_size,
                                  const std::string& token,
-                                 std::initializer_list<absl::string_view> filters, Keep keep,
+                                 absl::Span<const absl::string_view> filters, Keep keep,
                                  Emit emit) {
   if (page_size < 0) return absl::InvalidArgumentError("page_size must not be negative");
   const size_t limit = page_size == 0 ? kDefaultPageSize : std::min(page_size, kMaxPageSize);
@@ -372,6 +372,9 @@ grpc::ServerUnaryReactor* AuthzService::ListMembers(grpc::CallbackServerContext*
       !s.ok()) {
     return Finish(context, s);
   }
+  if (absl::Status s = CheckMaxBytes({{"email", request->email(), kMaxEmailBytes}}); !s.ok()) {
+    return Finish(context, s);
+  }
   // Every member needs org.read; those of one project, reading its settings (readers and
   // members of the project too).
   absl::Status allowed =
@@ -389,11 +392,18 @@ grpc::ServerUnaryReactor* AuthzService::ListMembers(grpc::CallbackServerContext*
       !admin_->Authorize(*view, request->actor().member_id(), "org.read").ok()) {
     only_project = request->project();
   }
+  // The e-mail filter joins the token's filters only when given, so that tokens of listings
+  // without it stay as they were.
+  std::vector<absl::string_view> filters = {request->project(),
+                                            request->include_removed() ? "removed" : ""};
+  if (!request->email().empty()) filters.push_back(request->email());
   absl::StatusOr<std::string> next = Page(
-      state.members, request->page_size(), request->page_token(),
-      {request->project(), request->include_removed() ? "removed" : ""},
+      state.members, request->page_size(), request->page_token(), filters,
       [&](const Member& m) {
         if (m.removed_at.has_value() && !request->include_removed()) return false;
+        if (!request->email().empty() && !absl::EqualsIgnoreCase(m.email, request->email())) {
+          return false;
+        }
         return request->project().empty() || HasRoleIn(m, state, request->project());
       },
       [&](const Member& m) { ToProto(m, state, response->add_members(), only_project); });

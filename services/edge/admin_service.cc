@@ -615,6 +615,7 @@ grpc::ServerUnaryReactor* AdminService::ListMembers(grpc::CallbackServerContext*
     list.set_page_token(request->page_token());
     list.set_include_removed(request->include_removed());
     list.set_project(request->project());
+    list.set_email(request->email());
     return Call("authz", *authz_, &authz::v1::AuthzService::Stub::ListMembers, list, response,
                 caller.deadline);
   });
@@ -971,60 +972,111 @@ grpc::ServerUnaryReactor* AdminService::ExportSubject(
                     &audit::v1::AuditService::Stub::ExportSubject);
 }
 
+Status AdminService::MembersWithEmail(const Caller& caller, const std::string& email,
+                                      std::vector<authz::v1::Member>* members) {
+  authz::v1::ListMembersRequest list;
+  list.mutable_actor()->set_member_id(caller.member);
+  list.set_include_removed(true);
+  list.set_email(email);
+  for (;;) {
+    authz::v1::ListMembersResponse page;
+    if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::ListMembers, list, &page,
+                        caller.deadline);
+        !s.ok()) {
+      return s;
+    }
+    for (authz::v1::Member& m : *page.mutable_members()) members->push_back(std::move(m));
+    if (page.next_page_token().empty()) return Status::OK;
+    list.set_page_token(page.next_page_token());
+  }
+}
+
+Status AdminService::Forget(const Caller& caller, const audit::v1::ForgetSubjectRequest& request,
+                            const std::string& subject, absl::string_view derived_id_kind,
+                            absl::string_view derived_id_of,
+                            audit::v1::ForgetSubjectResponse* forgotten) {
+  audit::v1::ForgetSubjectRequest forget = request;
+  forget.set_subject(subject);
+  forget.set_requested_by(caller.member);
+  if (!derived_id_kind.empty() && !request.request_id().empty()) {
+    forget.set_request_id(
+        absl::StrCat(derived_id_kind, ":",
+                     ledger::ShortDigest(absl::StrCat(request.request_id(), derived_id_of))));
+  }
+  return Call("audit", *audit_, &audit::v1::AuditService::Stub::ForgetSubject, forget, forgotten,
+              caller.deadline);
+}
+
+Status AdminService::EraseMember(const Caller& caller, const authz::v1::Member& member,
+                                 bool* erased) {
+  *erased = member.has_erased_at();
+  if (!member.has_removed_at() || member.has_erased_at()) return Status::OK;
+  authz::v1::EraseMemberRequest erase;
+  erase.mutable_actor()->set_member_id(caller.member);
+  erase.set_id(member.id());
+  authz::v1::Member after;
+  if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::EraseMember, erase, &after,
+                      caller.deadline);
+      !s.ok()) {
+    return s;
+  }
+  *erased = after.has_erased_at();
+  return Status::OK;
+}
+
 grpc::ServerUnaryReactor* AdminService::ForgetSubject(
     grpc::CallbackServerContext* context, const audit::v1::ForgetSubjectRequest* request,
     audit::v1::ForgetSubjectResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
     if (Status allowed = Authorize(caller, "owners.manage", ""); !allowed.ok()) return allowed;
-    audit::v1::ForgetSubjectRequest forget = *request;
-    forget.set_requested_by(caller.member);
-    // A member is also named by their e-mail address (invitations are recorded under it).
-    // Whether the subject is one must be known before anything is forgotten; a subject that
-    // cannot be a member id is none. A removed member's personal data is then erased in the
-    // organisation too.
+    const std::string& subject = request->subject();
+    // Whom the subject names in the organisation must be known before anything is forgotten:
+    // the member with that id (a subject that cannot be one is none), or, for an e-mail
+    // address, every member with it, removed or not. Each is forgotten under the other name
+    // too (invitations are recorded under the address), and a removed one is then erased in
+    // the organisation, last, as the address is known no more once it is.
     authz::v1::Member member;
-    const Status lookup = MemberOf(caller, request->subject(), &member);
+    const Status lookup = MemberOf(caller, subject, &member);
     if (!lookup.ok() && lookup.error_code() != StatusCode::NOT_FOUND &&
         lookup.error_code() != StatusCode::INVALID_ARGUMENT) {
       return lookup;
     }
+    std::vector<authz::v1::Member> by_email;
+    if (!lookup.ok() && absl::StrContains(subject, '@')) {
+      if (Status s = MembersWithEmail(caller, subject, &by_email); !s.ok()) return s;
+    }
     const std::string email = absl::AsciiStrToLower(member.email());
-    if (lookup.ok() && !email.empty() && email != request->subject()) {
-      audit::v1::ForgetSubjectRequest by_email = forget;
-      by_email.set_subject(email);
-      // Its own request id, drawn from the caller's: a retry repeats this erasure too.
-      if (!request->request_id().empty()) {
-        by_email.set_request_id(absl::StrCat("email:", ledger::ShortDigest(request->request_id())));
-      }
-      audit::v1::ForgetSubjectResponse email_forgotten;
-      if (Status s = Call("audit", *audit_, &audit::v1::AuditService::Stub::ForgetSubject, by_email,
-                          &email_forgotten, caller.deadline);
-          !s.ok()) {
-        return s;
-      }
-      response->set_email_forgotten(email_forgotten.forgotten());
-      *response->mutable_email_entry() = std::move(*email_forgotten.mutable_entry());
+    if (lookup.ok() && !email.empty() && email != subject) {
+      audit::v1::ForgetSubjectResponse forgotten;
+      if (Status s = Forget(caller, *request, email, "email", "", &forgotten); !s.ok()) return s;
+      response->set_email_forgotten(forgotten.forgotten());
+      *response->mutable_email_entry() = std::move(*forgotten.mutable_entry());
     }
     audit::v1::ForgetSubjectResponse forgotten;
-    if (Status s = Call("audit", *audit_, &audit::v1::AuditService::Stub::ForgetSubject, forget,
-                        &forgotten, caller.deadline);
-        !s.ok()) {
-      return s;
-    }
+    if (Status s = Forget(caller, *request, subject, "", "", &forgotten); !s.ok()) return s;
     response->set_forgotten(forgotten.forgotten());
     *response->mutable_entry() = std::move(*forgotten.mutable_entry());
-    // Last, as the address is known no more once the organisation has erased it.
-    if (lookup.ok() && member.has_removed_at()) {
-      authz::v1::EraseMemberRequest erase;
-      erase.mutable_actor()->set_member_id(caller.member);
-      erase.set_id(member.id());
-      authz::v1::Member erased;
-      if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::EraseMember, erase,
-                          &erased, caller.deadline);
+    for (const authz::v1::Member& m : by_email) {
+      audit::v1::ForgottenMember* out = response->add_members();
+      out->set_id(m.id());
+      audit::v1::ForgetSubjectResponse as_member;
+      if (Status s =
+              Forget(caller, *request, m.id(), "member", absl::StrCat("\n", m.id()), &as_member);
           !s.ok()) {
         return s;
       }
-      response->set_member_erased(erased.has_erased_at());
+      out->set_forgotten(as_member.forgotten());
+      *out->mutable_entry() = std::move(*as_member.mutable_entry());
+    }
+    if (lookup.ok()) {
+      bool erased = false;
+      if (Status s = EraseMember(caller, member, &erased); !s.ok()) return s;
+      response->set_member_erased(erased);
+    }
+    for (int i = 0; i < response->members_size(); ++i) {
+      bool erased = false;
+      if (Status s = EraseMember(caller, by_email[i], &erased); !s.ok()) return s;
+      response->mutable_members(i)->set_erased(erased);
     }
     return Status::OK;
   });

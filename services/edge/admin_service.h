@@ -179,6 +179,19 @@ class AdminService final : public v1::AdminService::CallbackService {
                             keys::v1::RotateKeyRequest* rotate);
   // Member `id`, read as the caller.
   grpc::Status MemberOf(const Caller& caller, const std::string& id, authz::v1::Member* member);
+  // Every member, removed or not, with e-mail address `email` (compared without case), read as
+  // the caller, appended to `members`.
+  grpc::Status MembersWithEmail(const Caller& caller, const std::string& email,
+                                std::vector<authz::v1::Member>* members);
+  // audit's ForgetSubject of `subject` for the caller's `request`: under the request's id when
+  // `derived_id_kind` is empty, else under "<kind>:" and the ShortDigest of the request's id
+  // followed by `derived_id_of`, so that a retry repeats this erasure too.
+  grpc::Status Forget(const Caller& caller, const audit::v1::ForgetSubjectRequest& request,
+                      const std::string& subject, absl::string_view derived_id_kind,
+                      absl::string_view derived_id_of, audit::v1::ForgetSubjectResponse* forgotten);
+  // Erases removed `member`'s personal data in the organisation (authz EraseMember); `erased`
+  // says whether it is erased (now or before). An active member is left as they are.
+  grpc::Status EraseMember(const Caller& caller, const authz::v1::Member& member, bool* erased);
   // Project `id`, read as the caller.
   grpc::Status ProjectOf(const Caller& caller, const std::string& id, authz::v1::Project* project);
   // The live service account `owner` names, read as the caller.

@@ -1831,6 +1831,63 @@ class EdgeProcessTest(unittest.TestCase):
                          json.loads(erased.stdout)["entry"]["index"])
         self.assertNotIn("email_entry", json.loads(again.stdout))
 
+    def test_an_erasure_by_e_mail_address_forgets_every_member_with_it(self):
+        alice = SUITE.new_admin_key("alice")
+
+        def policyctl(*args):
+            return run_policyctl(*args, admin_key=alice)
+        # Eve left once and came back under a new id: two members with her address.
+        old = f"eve-{uuid.uuid4().hex[:6]}"
+        new = f"{old}-again"
+        email = f"{old}@acme.example"
+        for member in (old, new):
+            added = policyctl("members", "add", f"--id={member}", f"--email={email}",
+                              "--roles=member@support-eu")
+            self.assertEqual(added.returncode, 0, added.stderr)
+            if member == old:
+                removed = policyctl("members", "remove", old)
+                self.assertEqual(removed.returncode, 0, removed.stderr)
+        listed = policyctl("members", "list", "--include_removed", f"--email={email.upper()}",
+                           "--output=json")
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertEqual(sorted(m["id"] for m in json.loads(listed.stdout)["members"]),
+                         sorted([old, new]))
+
+        # The records naming them are in before they are forgotten.
+        def named(member, action):
+            r = policyctl("audit", "subject-export", member)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return action in r.stdout
+        pt.wait_until(lambda: named(old, "ACTION_MEMBER_REMOVED") and
+                      named(new, "ACTION_MEMBER_ADDED"), timeout=15,
+                      message="the records naming both members")
+
+        erasure = f"erase-{old}"
+        forgotten = policyctl("audit", "forget", email, f"--request_id={erasure}", "--output=json")
+        self.assertEqual(forgotten.returncode, 0, forgotten.stderr)
+        members = {m["id"]: m for m in json.loads(forgotten.stdout)["members"]}
+        self.assertEqual(set(members), {old, new})
+        self.assertTrue(members[old]["forgotten"])
+        self.assertTrue(members[new]["forgotten"])
+        # The removed membership is erased in the organisation; the active one keeps it.
+        self.assertTrue(members[old]["erased"])
+        self.assertFalse(members[new]["erased"])
+        for member in (old, new):
+            after = policyctl("audit", "subject-export", member)
+            self.assertEqual(after.returncode, 0, after.stderr)
+            self.assertNotIn(member, after.stdout)
+        listed = policyctl("members", "list", "--include_removed", f"--email={email}",
+                           "--output=json")
+        self.assertEqual([m["id"] for m in json.loads(listed.stdout)["members"]], [new])
+        text = policyctl("members", "list", "--include_removed")
+        self.assertRegex(text.stdout, rf"(?m)^{old}  \(address erased\)  .*\(removed\)$")
+        # A retry repeats nothing; it finds only the member who still has the address.
+        again = policyctl("audit", "forget", email, f"--request_id={erasure}", "--output=json")
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertEqual([(m["id"], m["entry"]["index"])
+                          for m in json.loads(again.stdout)["members"]],
+                         [(new, members[new]["entry"]["index"])])
+
     def test_policyctl_audit_prove_checks_the_proof_and_the_signature_itself(self):
         alice = SUITE.new_admin_key("alice")
 

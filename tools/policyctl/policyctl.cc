@@ -90,7 +90,7 @@ commands:
   keys list         [--project, --owner, --owner_type=member|service_account]
   keys report       [--project]  (keys expiring soon or expired)
   keys inventory    [--project]  (every key, its age and state)
-  members list      [--project, --include_removed]
+  members list      [--project, --include_removed, --email]
   members add       --id, --email, --roles=member@support-eu,reader@playground
   members set-roles ID --roles=...  (every grant the member is to hold; --roles= none)
   members remove ID [--request_id]  (a retry with the same id repeats nothing)
@@ -123,8 +123,9 @@ commands:
   audit subject-export SUBJECT   every entry naming a data subject (GDPR access)
   audit forget SUBJECT [--request_id]  erase a data subject (GDPR; cannot be undone; a
                     member under their e-mail address too, and a removed member's address
-                    and invitations in the organisation; a retry with the printed
-                    request id repeats nothing; default: a fresh one)
+                    and invitations in the organisation; an address forgets its members;
+                    a retry with the printed request id repeats nothing; default: a fresh
+                    one)
   projects list      [--include_archived]
   projects create   --id, --name, --environment, [--models=a,b, --rpm, --tpm, --zdr,
                     --retention_days, --key_holders=service_accounts|members (default:
@@ -682,7 +683,8 @@ void PrintMember(const authz::v1::Member& m) {
     roles.push_back(
         absl::StrCat(grant.role(), grant.project().empty() ? "" : "@", grant.project()));
   }
-  std::printf("%s  %s  %s%s\n", m.id().c_str(), m.email().c_str(),
+  std::printf("%s  %s  %s%s\n", m.id().c_str(),
+              m.has_erased_at() ? "(address erased)" : m.email().c_str(),
               absl::StrJoin(roles, " ").c_str(), m.has_removed_at() ? "  (removed)" : "");
 }
 
@@ -706,7 +708,8 @@ int Members(const Invocation& in) {
             p.AddBool("include_removed", &include_removed, "list: removed members too");
             AddPageSize(p, &page_size);
             p.AddString("id", &id, "add: the member's id");
-            p.AddString("email", &email, "add: the member's e-mail");
+            p.AddString("email", &email,
+                        "add: the member's e-mail; list: only members with this e-mail");
             p.AddString("roles", &roles,
                         "add, set-roles: e.g. member@support-eu,reader@playground");
           });
@@ -751,6 +754,7 @@ int Members(const Invocation& in) {
     edge::v1::ListMembersRequest request;
     request.set_project(project);
     request.set_include_removed(include_removed);
+    request.set_email(email);
     request.set_page_size(static_cast<int32_t>(page_size));
     authz::v1::ListMembersResponse response;
     auto stub = edge::v1::AdminService::NewStub(Channel(g));
@@ -1628,6 +1632,12 @@ int Audit(const Invocation& in) {
       }
       if (response.member_erased()) {
         std::printf("erased from the organisation: their e-mail address and invitations\n");
+      }
+      for (const audit::v1::ForgottenMember& m : response.members()) {
+        std::printf("member %s with this address: %s; recorded as entry %llu%s\n", m.id().c_str(),
+                    m.forgotten() ? "forgotten" : "nothing was recorded about them",
+                    static_cast<unsigned long long>(m.entry().index()),
+                    m.erased() ? "; erased from the organisation" : "");
       }
     });
   }
