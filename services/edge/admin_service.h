@@ -180,7 +180,7 @@ class AdminService final : public v1::AdminService::CallbackService {
   // Member `id`, read as the caller.
   grpc::Status MemberOf(const Caller& caller, const std::string& id, authz::v1::Member* member);
   // Every member, removed or not, with e-mail address `email` (compared without case), read as
-  // the caller, appended to `members`.
+  // the caller, appended to `members`; never another, whatever authz answers.
   grpc::Status MembersWithEmail(const Caller& caller, const std::string& email,
                                 std::vector<authz::v1::Member>* members);
   // audit's ForgetSubject of `subject` for the caller's `request`: under the request's id when
@@ -190,7 +190,8 @@ class AdminService final : public v1::AdminService::CallbackService {
                       const std::string& subject, absl::string_view derived_id_kind,
                       absl::string_view derived_id_of, audit::v1::ForgetSubjectResponse* forgotten);
   // Erases removed `member`'s personal data in the organisation (authz EraseMember); `erased`
-  // says whether it is erased (now or before). An active member is left as they are.
+  // says whether it is erased (now or before). An active member is left as they are, and so is
+  // everyone while authz runs a release without EraseMember.
   grpc::Status EraseMember(const Caller& caller, const authz::v1::Member& member, bool* erased);
   // Project `id`, read as the caller.
   grpc::Status ProjectOf(const Caller& caller, const std::string& id, authz::v1::Project* project);
