@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/client/channel.h"
+#include "common/proto/well_known.h"
 #include "policy/audit/v1/audit.grpc.pb.h"
 
 namespace policy::ledger {
@@ -29,7 +30,7 @@ void AuditLedgerClient::Cancel() {
   if (in_flight_ != nullptr) in_flight_->TryCancel();
 }
 
-Delivery AuditLedgerClient::Deliver(const LedgerRecord& record) {
+Delivery AuditLedgerClient::Deliver(const LedgerRecord& record, absl::Time occurred_at) {
   av1::Action action = av1::ACTION_UNSPECIFIED;
   if (!av1::Action_Parse(absl::StrCat("ACTION_", record.action), &action) ||
       action == av1::ACTION_UNSPECIFIED) {
@@ -45,6 +46,7 @@ Delivery AuditLedgerClient::Deliver(const LedgerRecord& record) {
   entry.set_outcome(av1::OUTCOME_SUCCESS);
   entry.set_subject(record.subject);
   entry.set_request_id(record.request_id);
+  proto::SetTime(occurred_at, entry.mutable_occurred_at());
   entry.mutable_metadata()->insert(record.metadata.begin(), record.metadata.end());
 
   grpc::ClientContext call;

@@ -17,14 +17,16 @@ namespace policy::ledger {
 // a record delivered twice is recorded once (the second time kDuplicate, also after a person
 // it names was forgotten: audit.proto, Append). INVALID_ARGUMENT (a
 // malformed record, an unknown action) and FAILED_PRECONDITION (the request id records
-// something else) are kRefused; every other failure is kRetry. Thread-safe.
+// something else) are kRefused; every other failure is kRetry. The time the change occurred
+// goes with it (EntryInput.occurred_at): a person forgotten before a record arrives but after
+// its change is not named by it. Thread-safe.
 class AuditLedgerClient : public LedgerDestination {
  public:
   AuditLedgerClient(std::shared_ptr<grpc::Channel> channel,
                     absl::Duration call_timeout = absl::Seconds(5));
   ~AuditLedgerClient() override;
 
-  Delivery Deliver(const LedgerRecord& record) override;
+  Delivery Deliver(const LedgerRecord& record, absl::Time occurred_at) override;
   void Cancel() override;
 
  private:

@@ -6,11 +6,13 @@
 namespace policy::ledger {
 
 void MemoryOutbox::Add(std::vector<LedgerRecord> records) {
+  const absl::Time now = absl::FromUnixMicros(absl::ToUnixMicros(absl::Now()));
   absl::MutexLock lock(&mu_);
   for (LedgerRecord& record : records) {
     OutboxEntry entry;
     entry.sequence = next_sequence_++;
     entry.record = std::move(record);
+    entry.occurred_at = now;
     entries_.push_back(std::move(entry));
   }
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/ledger/ledger_record.h"
 
 namespace policy::ledger {
@@ -27,9 +28,10 @@ struct Delivery {
 class LedgerDestination {
  public:
   virtual ~LedgerDestination() = default;
-  // Delivers `record`, blocking for at most the destination's own timeout. Safe to call
-  // again with the same record: a destination records each request id once.
-  virtual Delivery Deliver(const LedgerRecord& record) = 0;
+  // Delivers `record` of a change made at `occurred_at` (when its store wrote it), blocking
+  // for at most the destination's own timeout. Safe to call again with the same record: a
+  // destination records each request id once.
+  virtual Delivery Deliver(const LedgerRecord& record, absl::Time occurred_at) = 0;
   // From any thread: the Deliver in progress and every later one return kRetry promptly.
   virtual void Cancel() {}
 };
@@ -37,7 +39,7 @@ class LedgerDestination {
 // Writes each record as a structured log line; always kRecorded.
 class LogLedgerDestination : public LedgerDestination {
  public:
-  Delivery Deliver(const LedgerRecord& record) override;
+  Delivery Deliver(const LedgerRecord& record, absl::Time occurred_at) override;
 };
 
 // A record in an outbox.
@@ -46,6 +48,8 @@ struct OutboxEntry {
   // committed one after the other, are numbered in that order.
   int64_t sequence = 0;
   LedgerRecord record;
+  // When the store wrote the record, with its change.
+  absl::Time occurred_at;
   int attempts = 0;        // Deliveries tried and not taken.
   std::string last_error;  // Why the last one was not taken.
   bool failed = false;     // Refused for good: kept, never handed out again.

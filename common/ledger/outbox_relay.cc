@@ -57,7 +57,7 @@ bool OutboxRelay::Wait(absl::Duration d) {
 }
 
 Delivery OutboxRelay::Handle(const OutboxEntry& entry) {
-  Delivery delivery = destination_->Deliver(entry.record);
+  Delivery delivery = destination_->Deliver(entry.record, entry.occurred_at);
   const std::string sequence = absl::StrCat(entry.sequence);
   const LogFields fields = {{"service", service_},
                             {"sequence", sequence},

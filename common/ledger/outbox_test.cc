@@ -131,6 +131,31 @@ TEST_P(OutboxTest, RecordsComeOutInOrderAsWrittenAndLeaveOnceTaken) {
   EXPECT_THAT(backend_.outbox->Read(10).value(), IsEmpty());
 }
 
+// Each record carries the time its change was written, however much later it is delivered:
+// the audit ledger decides from it whether a person forgotten in between is named.
+TEST_P(OutboxTest, EachRecordKeepsTheTimeItWasWritten) {
+  const absl::Time before = absl::Now() - absl::Microseconds(1);
+  backend_.commit({Record(1)});
+  const absl::Time between = absl::Now();
+  absl::SleepFor(absl::Milliseconds(20));
+  backend_.commit({Record(2)});
+  const absl::Time after = absl::Now() + absl::Microseconds(1);
+  absl::SleepFor(absl::Milliseconds(20));
+  std::vector<absl::Time> times;
+  ASSERT_TRUE(backend_.outbox
+                  ->Drain(10,
+                          [&](const OutboxEntry& e) {
+                            times.push_back(e.occurred_at);
+                            return Taken();
+                          })
+                  .ok());
+  ASSERT_EQ(times.size(), 2u);
+  EXPECT_GE(times[0], before);
+  EXPECT_LE(times[0], between);
+  EXPECT_GT(times[1], between);
+  EXPECT_LE(times[1], after);
+}
+
 TEST_P(OutboxTest, ARetryStopsTheDrainAndNothingOvertakesIt) {
   backend_.commit({Record(1), Record(2)});
   int calls = 0;
@@ -236,9 +261,10 @@ TEST(LedgerRecordTest, MetadataSurvivesEncoding) {
 class ScriptedDestination : public LedgerDestination {
  public:
   explicit ScriptedDestination(std::vector<Delivery::Result> script) : script_(script) {}
-  Delivery Deliver(const LedgerRecord& record) override {
+  Delivery Deliver(const LedgerRecord& record, absl::Time occurred_at) override {
     absl::MutexLock lock(&mu_);
     delivered_.push_back(record.request_id);
+    occurred_at_.push_back(occurred_at);
     Delivery::Result r = Delivery::Result::kRecorded;
     if (!script_.empty()) {
       r = script_.front();
@@ -250,11 +276,16 @@ class ScriptedDestination : public LedgerDestination {
     absl::MutexLock lock(&mu_);
     return delivered_;
   }
+  std::vector<absl::Time> occurred_at() {
+    absl::MutexLock lock(&mu_);
+    return occurred_at_;
+  }
 
  private:
   absl::Mutex mu_;
   std::vector<Delivery::Result> script_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> delivered_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::Time> occurred_at_ ABSL_GUARDED_BY(mu_);
 };
 
 OutboxRelayOptions Fast() {
@@ -266,7 +297,12 @@ OutboxRelayOptions Fast() {
 
 TEST(OutboxRelayTest, RetriesUntilTakenKeepsOrderAndCounts) {
   MemoryOutbox outbox;
-  outbox.Add({Record(1), Record(2), Record(3)});
+  outbox.Add({Record(1), Record(2)});
+  absl::SleepFor(absl::Milliseconds(2));
+  outbox.Add({Record(3)});
+  const std::vector<OutboxEntry> written = outbox.Read(10).value();
+  ASSERT_THAT(written, SizeIs(3));
+  ASSERT_LT(written[1].occurred_at, written[2].occurred_at);
   ScriptedDestination destination({Delivery::Result::kRetry, Delivery::Result::kRetry,
                                    Delivery::Result::kRecorded, Delivery::Result::kRefused});
   prometheus::Registry registry;
@@ -274,6 +310,9 @@ TEST(OutboxRelayTest, RetriesUntilTakenKeepsOrderAndCounts) {
   ASSERT_TRUE(relay.Flush(absl::Seconds(5)));
   EXPECT_THAT(destination.delivered(),
               ElementsAre("test:1", "test:1", "test:1", "test:2", "test:3"));
+  EXPECT_THAT(destination.occurred_at(),
+              ElementsAre(written[0].occurred_at, written[0].occurred_at, written[0].occurred_at,
+                          written[1].occurred_at, written[2].occurred_at));
   std::vector<OutboxEntry> left = outbox.Read(10).value();
   ASSERT_THAT(left, SizeIs(1));
   EXPECT_EQ(left[0].record.request_id, "test:2");

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/pg/values.h"
 #include "common/status/status.h"
 
 namespace policy::ledger {
@@ -10,7 +11,7 @@ namespace {
 
 constexpr char kColumns[] =
     "seq, action, actor, project, environment, subject, request_id, metadata, attempts, "
-    "last_error, failed";
+    "last_error, failed, " POLICY_PG_US("created_at");
 
 absl::StatusOr<OutboxEntry> EntryFromRow(const pqxx::row& row) {
   OutboxEntry entry;
@@ -26,6 +27,7 @@ absl::StatusOr<OutboxEntry> EntryFromRow(const pqxx::row& row) {
   entry.attempts = row[8].as<int>();
   entry.last_error = row[9].as<std::string>();
   entry.failed = row[10].as<bool>();
+  entry.occurred_at = absl::FromUnixMicros(row[11].as<int64_t>());
   return entry;
 }
 

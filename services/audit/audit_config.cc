@@ -37,6 +37,8 @@ void AuditConfig::Register(config::Parser& p) {
   p.AddInt("blocking_queue", &blocking_queue, "reads waiting for a thread at most");
   p.AddDuration("max_export_write_time", &max_export_write_time,
                 "how long an export waits for its reader to take a chunk before it is stopped");
+  p.AddDuration("forgotten_retention", &forgotten_retention,
+                "how long a forgetting also covers records of earlier changes delivered late");
 }
 
 std::string DescribeKeyList(absl::string_view hex_list) {
@@ -88,6 +90,9 @@ absl::Status AuditConfig::Validate() const {
   }
   if (checkpoint_interval < absl::Milliseconds(10)) {
     return absl::InvalidArgumentError("checkpoint_interval must be at least 10ms");
+  }
+  if (forgotten_retention < absl::Hours(1)) {
+    return absl::InvalidArgumentError("forgotten_retention must be at least 1h");
   }
   if (max_batch < 1 || max_batch > 10000) {
     return absl::InvalidArgumentError("max_batch must be in [1, 10000]");

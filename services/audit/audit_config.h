@@ -41,6 +41,10 @@ struct AuditConfig {
   // before it is stopped (ABORTED, resumable from the index the message names): a reader
   // that stops reading must not hold one of the few export slots.
   absl::Duration max_export_write_time = absl::Seconds(30);
+  // How long the time a subject was forgotten is kept (LedgerStore::RecordForgotten): records
+  // of changes made before a forgetting that arrive later than this after it name the person
+  // again under a new key. Kept no longer because it holds a keyed digest of their identifier.
+  absl::Duration forgotten_retention = absl::Hours(24 * 30);
 
   void Register(config::Parser& parser);
   absl::Status Validate() const;

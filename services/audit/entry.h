@@ -89,6 +89,11 @@ struct EntryInput {
   std::string content_hash;  // Empty or 32 bytes.
   std::string request_id;    // Empty: not idempotent.
   std::string subject;       // Empty: none.
+  // When the change happened where it was made, when that may be earlier than the append
+  // (a record another service's outbox delivers): decides whether a person forgotten in
+  // between is named (AuditLedger::Append). None, or later than the ledger's clock: the time
+  // of the append. Not stored.
+  std::optional<absl::Time> occurred_at;
 };
 
 inline constexpr size_t kMaxIdentifierBytes = 256;

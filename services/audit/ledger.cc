@@ -9,6 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/crypto/crypto.h"
 #include "common/log/log.h"
 #include "common/status/status.h"
 
@@ -162,6 +163,40 @@ absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::SealAndAppend(
     absl::MutexLock lock(&making_keys_mu_);
     return SealAndAppend(inputs, /*making_keys=*/true);
   }
+  // When each identifier was last forgotten, for those of inputs that occurred before their
+  // append (records of other services, delivered late) and those without a key (whose new
+  // key the store refuses should they be forgotten meanwhile, LedgerStore::Append).
+  const absl::Time now = WholeMicros(clock_->Now());
+  absl::flat_hash_map<std::string, absl::Time> forgotten;  // by identifier
+  {
+    absl::flat_hash_set<std::string> asked;
+    for (const EntryInput& input : inputs) {
+      if (!input.occurred_at.has_value() || *input.occurred_at >= now) continue;
+      asked.insert(input.actor);
+      if (!input.subject.empty()) asked.insert(input.subject);
+    }
+    std::vector<std::string> asked_locators;
+    for (size_t i = 0; i < identifiers.size(); ++i) {
+      if (asked.contains(identifiers[i]) || !keys.contains(identifiers[i])) {
+        asked_locators.push_back(locators[i]);
+      }
+    }
+    if (!asked_locators.empty()) {
+      ASSIGN_OR_RETURN(const auto times, store_->FindForgotten(asked_locators));
+      for (size_t i = 0; i < identifiers.size(); ++i) {
+        if (auto it = times.find(locators[i]); it != times.end()) {
+          forgotten[identifiers[i]] = it->second;
+        }
+      }
+    }
+  }
+  // Whether `input` names `identifier` sealed for nobody: it occurred no later than they were
+  // forgotten, so that no key, old or new, ever opens it.
+  auto for_nobody = [&](const EntryInput& input, const std::string& identifier) {
+    if (!input.occurred_at.has_value()) return false;
+    auto it = forgotten.find(identifier);
+    return it != forgotten.end() && *input.occurred_at <= it->second;
+  };
   auto keyed = [&](const EntryInput& input) {
     return keys.contains(input.actor) && (input.subject.empty() || keys.contains(input.subject));
   };
@@ -189,30 +224,40 @@ absl::StatusOr<std::vector<AppendOutcome>> AuditLedger::SealAndAppend(
   std::vector<SubjectKey> new_keys;
   for (size_t i : fresh) {
     for (const std::string* identifier : {&inputs[i].actor, &inputs[i].subject}) {
-      if (identifier->empty() || keys.contains(*identifier)) continue;
+      if (identifier->empty() || keys.contains(*identifier) || for_nobody(inputs[i], *identifier)) {
+        continue;
+      }
       ASSIGN_OR_RETURN(SubjectKey key, subjects_->NewKey(*identifier));
+      if (auto it = forgotten.find(*identifier); it != forgotten.end()) {
+        key.forgotten_at = it->second;
+      }
       new_keys.push_back(key);
       keys.emplace(*identifier, std::move(key));
     }
   }
-  // Each identifier is sealed once per batch; its entries share the sealed form.
+  // Each identifier is sealed once per batch; its entries share the sealed form. Sealed for
+  // nobody, it gets a random pseudonym per entry, which links it to nothing.
   absl::flat_hash_map<std::string, SealedSubject> sealed;
-  auto seal = [&](const std::string& identifier) -> absl::StatusOr<SealedSubject> {
+  auto seal = [&](const EntryInput& input,
+                  const std::string& identifier) -> absl::StatusOr<SealedSubject> {
+    if (for_nobody(input, identifier)) {
+      ASSIGN_OR_RETURN(std::string ref, crypto::RandomBytes(crypto::kSha256Size));
+      return SealedSubject{.ref = std::move(ref), .sealed = ""};
+    }
     if (auto it = sealed.find(identifier); it != sealed.end()) return it->second;
     ASSIGN_OR_RETURN(std::string key, subjects_->UnwrapKey(keys.at(identifier)));
     ASSIGN_OR_RETURN(SealedSubject s, SubjectCipher::Seal(key, identifier));
     return sealed[identifier] = std::move(s);
   };
 
-  const absl::Time now = WholeMicros(clock_->Now());
   std::vector<Entry> entries;
   entries.reserve(fresh.size());
   for (size_t i : fresh) {
     const EntryInput& input = inputs[i];
-    ASSIGN_OR_RETURN(SealedSubject actor, seal(input.actor));
+    ASSIGN_OR_RETURN(SealedSubject actor, seal(input, input.actor));
     SealedSubject subject;
     if (!input.subject.empty()) {
-      ASSIGN_OR_RETURN(subject, seal(input.subject));
+      ASSIGN_OR_RETURN(subject, seal(input, input.subject));
     }
     entries.push_back(EntryOf(input, now, std::move(actor), std::move(subject)));
   }
@@ -580,8 +625,10 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
       }
       if (IsPolicyViolation(e)) ++summary.policy_violations;
       ++summary.action_breakdown[std::string(ActionName(e.action))];
-      refs.insert(e.actor.ref);
-      if (!e.subject.empty()) refs.insert(e.subject.ref);
+      // An identifier sealed for nobody (no sealed form) is accounted for: nobody can open it.
+      for (const SealedSubject* named : {&e.actor, &e.subject}) {
+        if (!named->sealed.empty()) refs.insert(named->ref);
+      }
     }
     if (entries.size() < kSummaryChunk) break;
     filter.after_index = entries.back().index + 1;
@@ -619,15 +666,22 @@ absl::StatusOr<ForgetResult> AuditLedger::Forget(const std::string& subject,
   // under it makes it another request's.
   const std::string recorded_id = request_id.empty() ? "" : subjects_->ForgetRequestId(request_id);
   const std::string locator = subjects_->Locator(subject);
-  absl::StatusOr<SubjectKey> key = store_->GetSubjectKey(locator);
-  if (!key.ok() && !absl::IsNotFound(key.status())) return key.status();
   if (!request_id.empty()) {
+    absl::StatusOr<SubjectKey> key = store_->GetSubjectKey(locator);
+    if (!key.ok() && !absl::IsNotFound(key.status())) return key.status();
     for (const std::string* id : {&recorded_id, &request_id}) {
       absl::StatusOr<Entry> first = store_->FindRequest(LedgerRef{}, *id);
       if (first.ok()) return RepeatForget(subject, request_id, locator, key, *std::move(first));
       if (!absl::IsNotFound(first.status())) return first.status();
     }
   }
+  // First the forgetting, which waits for the appends storing keys in progress: from then on
+  // no new key is made for the subject by a record of a change made before it, delivered
+  // late, and the key found below is the only one (any made after it names entries of
+  // requests made after the forgetting).
+  RETURN_IF_ERROR(store_->RecordForgotten(locator, WholeMicros(clock_->Now())));
+  absl::StatusOr<SubjectKey> key = store_->GetSubjectKey(locator);
+  if (!key.ok() && !absl::IsNotFound(key.status())) return key.status();
   EntryInput record;
   record.action = Action::kSubjectForgotten;
   record.actor = requested_by;
@@ -641,6 +695,10 @@ absl::StatusOr<ForgetResult> AuditLedger::Forget(const std::string& subject,
     ASSIGN_OR_RETURN(result.forgotten, store_->DeleteSubjectKey(locator));
   }
   return result;
+}
+
+absl::StatusOr<int64_t> AuditLedger::PurgeForgotten(absl::Duration retention) {
+  return store_->PurgeForgotten(clock_->Now() - retention);
 }
 
 absl::StatusOr<ForgetResult> AuditLedger::RepeatForget(const std::string& subject,

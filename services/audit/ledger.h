@@ -224,9 +224,12 @@ class AuditLedger {
                                                     size_t limit, const std::string& requested_by,
                                                     bool record);
 
-  // Destroys the subject's key and records the request in the organisation's ledger. The
-  // destruction waits for the appends sealed with the key that are in progress; appends after
-  // it seal their entries under a fresh key (LedgerStore::DeleteSubjectKey). Idempotent on
+  // Records when the subject was forgotten (LedgerStore::RecordForgotten), destroys their key
+  // and records the request in the organisation's ledger. The destruction waits for the
+  // appends sealed with the key that are in progress; appends after it seal their entries
+  // under a fresh key (LedgerStore::DeleteSubjectKey), except those that occurred no later
+  // than the forgetting (EntryInput::occurred_at: records delivered late), sealed for nobody
+  // (SealAndAppend). Idempotent on
   // `request_id`: a retry returns the first record (finishing the key's destruction if the
   // first attempt stopped short, destroying a key made since that names nothing);
   // FAILED_PRECONDITION when the id names another request, the forgetting of another subject
@@ -263,10 +266,15 @@ class AuditLedger {
   // could not be listed.
   absl::StatusOr<int> SignCheckpoints(std::vector<LedgerOverview>* ledgers = nullptr);
   absl::StatusOr<std::vector<LedgerOverview>> ListLedgers();
+  // Removes the times of forgettings older than `retention` (LedgerStore::PurgeForgotten);
+  // returns how many.
+  absl::StatusOr<int64_t> PurgeForgotten(absl::Duration retention);
 
  private:
   // AppendBatch's one attempt: seals the inputs with their subjects' keys, making the keys of
-  // those without one (`making_keys`: holding making_keys_mu_), and appends them.
+  // those without one (`making_keys`: holding making_keys_mu_), and appends them. An
+  // identifier of an input that occurred no later than they were last forgotten is sealed
+  // for nobody: under a random pseudonym of its own, with no sealed form and no key.
   absl::StatusOr<std::vector<AppendOutcome>> SealAndAppend(absl::Span<const EntryInput> inputs,
                                                            bool making_keys = false);
   // The entry `input` makes at `time` with these sealed identifiers.

@@ -57,6 +57,12 @@ absl::Status SubjectKeyDestroyed() {
       "a subject key the entries were sealed with was destroyed meanwhile; seal them again");
 }
 
+absl::Status SubjectForgottenMeanwhile() {
+  return absl::AbortedError(
+      "a subject the entries name was forgotten meanwhile; look their forgetting up and seal "
+      "them again");
+}
+
 void SealEntries(CompactTree& tree, absl::Span<Entry> entries,
                  const EntryAuthenticator* authenticator) {
   for (Entry& entry : entries) {

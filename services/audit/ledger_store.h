@@ -42,6 +42,9 @@ struct SubjectKey {
   std::string locator;
   std::string ref;
   std::string wrapped;
+  // A new key given to Append: when its subject was last forgotten as the batch found it
+  // (FindForgotten), none when never. Not stored.
+  std::optional<absl::Time> forgotten_at;
   bool operator==(const SubjectKey&) const = default;
 };
 
@@ -80,8 +83,9 @@ class LedgerStore {
   // (SameRequest). When this returns OK, every appended entry and stored key is durable.
   //
   // ABORTED, nothing appended or stored, when a key of `new_keys` (distinct locators) has a
-  // locator the store holds a key for (a concurrent batch added it), or when a subject key the
-  // entries were sealed with was destroyed meanwhile (a store that keeps keys it handed out
+  // locator the store holds a key for (a concurrent batch added it) or a forgetting later
+  // than its SubjectKey::forgotten_at (the subject was forgotten meanwhile), or when a subject key
+  // the entries were sealed with was destroyed meanwhile (a store that keeps keys it handed out
   // checks): look the keys up again (FindSubjectKeys) and seal the entries again. Appends and
   // DeleteSubjectKey are ordered: an append sealed with a key either commits before the key is
   // destroyed or answers ABORTED, never stores entries under a key destroyed before it
@@ -141,6 +145,19 @@ class LedgerStore {
   // be storing entries sealed with it) to commit, and appends after it see it gone (Append).
   virtual absl::StatusOr<bool> DeleteSubjectKey(const std::string& locator) = 0;
 
+  // When subjects were forgotten (tombstones): kept for a while after their keys are
+  // destroyed, so that a record of a change made before a forgetting, delivered after it, is
+  // not sealed for them under a new key (AuditLedger::Append). Keyed by locator.
+  // Records that `locator`'s subject was forgotten at `at`; a later forgetting already
+  // recorded is kept. As DeleteSubjectKey, waits for the appends in progress to commit, and
+  // appends after it see the forgetting (Append).
+  virtual absl::Status RecordForgotten(const std::string& locator, absl::Time at) = 0;
+  // The forgetting times of those of `locators` that have one, by locator.
+  virtual absl::StatusOr<absl::flat_hash_map<std::string, absl::Time>> FindForgotten(
+      const std::vector<std::string>& locators) = 0;
+  // Removes the forgettings recorded before `before`; returns how many.
+  virtual absl::StatusOr<int64_t> PurgeForgotten(absl::Time before) = 0;
+
   // Entries appended from now on carry `authenticator`'s MAC (Entry::mac); null: none.
   // AuditLedger installs its own on construction.
   void AuthenticateWith(std::shared_ptr<const EntryAuthenticator> authenticator)
@@ -162,9 +179,10 @@ absl::Status RequestIdUsed(const std::string& request_id, uint64_t index);
 
 // Append's ABORTED answers (seal the entries again with the keys as they are now): a key of its
 // `new_keys` is stored already, a concurrent batch having added it; a key its entries were
-// sealed with was destroyed meanwhile.
+// sealed with was destroyed meanwhile; a subject of `new_keys` was forgotten meanwhile.
 absl::Status SubjectKeyAdded();
 absl::Status SubjectKeyDestroyed();
+absl::Status SubjectForgottenMeanwhile();
 
 // Sets the index, leaf hash, completed hashes and (when `authenticator` is not null) MAC of
 // entries appended after a tree (the stores' shared step): the tree grows by them.

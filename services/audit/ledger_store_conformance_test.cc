@@ -588,7 +588,7 @@ TEST_P(LedgerStoreConformanceTest, Checkpoints) {
 TEST_P(LedgerStoreConformanceTest, SubjectKeys) {
   auto key = [&](const std::string& locator, const std::string& wrapped) {
     return SubjectKey{Ref(locator), Ref(absl::StrCat("pseudonym of ", locator, " ", wrapped)),
-                      wrapped};
+                      wrapped, std::nullopt};
   };
   // An entry naming `actor` (and `subject`) by their pseudonyms.
   auto naming = [&](int n, const SubjectKey& actor, const SubjectKey* subject = nullptr) {
@@ -644,7 +644,7 @@ TEST_P(LedgerStoreConformanceTest, SubjectKeys) {
 TEST_P(LedgerStoreConformanceTest, AnAppendAddingAKeyStoredMeanwhileIsRefusedWhole) {
   auto key = [&](const std::string& locator, const std::string& wrapped) {
     return SubjectKey{Ref(locator), Ref(absl::StrCat("pseudonym of ", locator, " ", wrapped)),
-                      wrapped};
+                      wrapped, std::nullopt};
   };
   auto naming = [&](int n, const SubjectKey& actor) {
     Entry e = NewEntry(ledger_, n);
@@ -703,7 +703,7 @@ TEST_P(LedgerStoreConformanceTest, AnAppendAddingAKeyStoredMeanwhileIsRefusedWho
 // not stored.
 TEST_P(LedgerStoreConformanceTest, AKeyOnlyRefusedEntriesNameIsNotStored) {
   ASSERT_THAT(AppendAll({NewEntry(ledger_, 0, "r0")}), SizeIs(1));
-  const SubjectKey hal{Ref("hal"), Ref("pseudonym of hal"), "wrapped hal"};
+  const SubjectKey hal{Ref("hal"), Ref("pseudonym of hal"), "wrapped hal", std::nullopt};
   Entry e = NewEntry(ledger_, 1, "r0");
   e.actor = SealedSubject{hal.ref, "sealed hal"};
   absl::StatusOr<std::vector<AppendOutcome>> outcomes = store_->Append({e}, {hal});
@@ -916,7 +916,7 @@ TEST_P(LedgerStoreConformanceTest, AppendRefusesAKeyAReplicaDestroyed) {
   LedgerStore* replica = replica_store != nullptr ? replica_store.get() : store_;
   auto key = [&](const std::string& wrapped) {
     return SubjectKey{Ref("locator of erin"), Ref(absl::StrCat("pseudonym under ", wrapped)),
-                      wrapped};
+                      wrapped, std::nullopt};
   };
   const SubjectKey first = key("first");
   Entry e = NewEntry(ledger_, 0);
@@ -949,6 +949,62 @@ TEST_P(LedgerStoreConformanceTest, AppendRefusesAKeyAReplicaDestroyed) {
   e.actor = SealedSubject{second.ref, "sealed"};
   EXPECT_EQ(store_->Append({e}, {}).status().code(), absl::StatusCode::kAborted);
   EXPECT_EQ(store_->Size(ledger_).value(), 4u);
+}
+
+// A forgetting is kept (the latest), found by locator, and refuses a new key made for the
+// subject by a batch that had not seen it, on either append path; purged, it is gone.
+TEST_P(LedgerStoreConformanceTest, AForgettingRefusesNewKeysOfBatchesThatHadNotSeenIt) {
+  const std::string erin = Ref("locator of erin");
+  const std::string other = Ref("locator of nobody forgotten");
+  // Long ago, so that purging below removes no forgetting of another test sharing the store.
+  const absl::Time t1 = absl::FromUnixMicros(40'000'000'123'456);
+  ASSERT_TRUE(store_->RecordForgotten(erin, t1).ok());
+  ASSERT_TRUE(store_->RecordForgotten(erin, t1 - absl::Minutes(5)).ok());  // Earlier: kept t1.
+  absl::flat_hash_map<std::string, absl::Time> found = store_->FindForgotten({erin, other}).value();
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found.at(erin), t1);
+  EXPECT_THAT(store_->FindForgotten({}).value(), IsEmpty());
+
+  auto naming = [&](int n, const SubjectKey& key) {
+    Entry e = NewEntry(ledger_, n);
+    e.actor = SealedSubject{key.ref, "sealed erin"};
+    return e;
+  };
+  SubjectKey unseen{erin, Ref("pseudonym under unseen"), "unseen", std::nullopt};
+  SubjectKey stale{erin, Ref("pseudonym under stale"), "stale", t1 - absl::Minutes(5)};
+  for (const SubjectKey& refused : {unseen, stale}) {
+    absl::StatusOr<std::vector<AppendOutcome>> appended =
+        store_->Append({naming(0, refused)}, {refused});
+    EXPECT_EQ(appended.status().code(), absl::StatusCode::kAborted) << appended.status();
+    EXPECT_THAT(appended.status().message(), HasSubstr("forgotten meanwhile"));
+    // The transaction path (a store whose tree is stale) checks as well.
+    if (backend_.replica) {
+      EXPECT_EQ(backend_.replica()->Append({naming(0, refused)}, {refused}).status().code(),
+                absl::StatusCode::kAborted);
+    }
+  }
+  EXPECT_EQ(store_->Size(ledger_).value(), 0u);
+  EXPECT_EQ(store_->GetSubjectKey(erin).status().code(), absl::StatusCode::kNotFound);
+
+  // A batch that saw the forgetting stores its key (without the time it saw).
+  const SubjectKey seen{erin, Ref("pseudonym under seen"), "seen", t1};
+  ASSERT_THAT(AppendAll({naming(0, seen)}, store_, {seen}), SizeIs(1));
+  SubjectKey stored = seen;
+  stored.forgotten_at.reset();
+  EXPECT_EQ(store_->GetSubjectKey(erin).value(), stored);
+  EXPECT_EQ(store_->FindSubjectKeys({erin}).value().at(erin), stored);
+
+  // A later forgetting replaces t1; purging what is older than it removes nothing, purging
+  // past it removes it.
+  const absl::Time t2 = t1 + absl::Hours(1);
+  ASSERT_TRUE(store_->RecordForgotten(erin, t2).ok());
+  EXPECT_EQ(store_->FindForgotten({erin}).value().at(erin), t2);
+  ASSERT_TRUE(store_->PurgeForgotten(t2).ok());
+  EXPECT_EQ(store_->FindForgotten({erin}).value().size(), 1u);
+  absl::StatusOr<int64_t> purged = store_->PurgeForgotten(t2 + absl::Microseconds(1));
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_GE(*purged, 1);
+  EXPECT_THAT(store_->FindForgotten({erin}).value(), IsEmpty());
 }
 
 // --- PostgreSQL only: what the database itself enforces. ---

@@ -484,6 +484,123 @@ TEST_F(LedgerTest, ARequestIdForgettingOneSubjectForgetsNoOther) {
   EXPECT_TRUE(ledger_.Forget("nobody@example.com", "dpo", "forget-4").ok());
 }
 
+// Records of changes made before a forgetting that arrive after it (another service's outbox
+// delivering late) name the person for nobody: no key, old or new, opens them, and none is
+// made for them; a change made after the forgetting names them under a new key.
+TEST_F(LedgerTest, LateRecordsOfChangesBeforeAForgettingNameNobody) {
+  AppendOk(Call("carol@example.com", 5));
+  const absl::Time removed = clock_.Now();  // When authz removed her, say.
+  clock_.Advance(absl::Seconds(3));
+  ASSERT_TRUE(ledger_.Forget("carol@example.com", "dpo", "forget-carol").value().forgotten);
+  clock_.Advance(absl::Seconds(3));
+
+  EntryInput removal;
+  removal.action = Action::kMemberRemoved;
+  removal.actor = "owner@example.com";
+  removal.subject = "carol@example.com";
+  removal.ledger = kProd;
+  removal.request_id = "authz:member-removed:1";
+  removal.occurred_at = removed;
+  const Entry late = AppendOk(removal);
+  EXPECT_EQ(late.subject.ref.size(), 32u);
+  EXPECT_EQ(late.subject.sealed, "");
+  EXPECT_FALSE(late.actor.sealed.empty());  // The owner, not forgotten, is named as ever.
+  const std::string locator = subjects_->Locator("carol@example.com");
+  EXPECT_EQ(store_.GetSubjectKey(locator).status().code(), absl::StatusCode::kNotFound);
+  // Delivered again, it is the same entry.
+  absl::StatusOr<AppendOutcome> again = ledger_.Append(removal);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(again->entry.index, late.index);
+  // Each such entry has a pseudonym of its own: nothing links them to each other.
+  EntryInput call = Call("carol@example.com", 7, "keys:used:1");
+  call.occurred_at = removed - absl::Seconds(1);
+  const Entry late_call = AppendOk(call);
+  EXPECT_EQ(late_call.actor.sealed, "");
+  EXPECT_NE(late_call.actor.ref, late.subject.ref);
+  EXPECT_EQ(store_.GetSubjectKey(locator).status().code(), absl::StatusCode::kNotFound);
+
+  // A change made after the forgetting names her again, under a new key; a late record of
+  // before still names nobody, and leaves that key alone.
+  EntryInput rejoined = removal;
+  rejoined.action = Action::kMemberAdded;
+  rejoined.request_id = "authz:member-added:2";
+  rejoined.occurred_at = clock_.Now() - absl::Seconds(1);
+  const Entry named = AppendOk(rejoined);
+  EXPECT_FALSE(named.subject.sealed.empty());
+  const SubjectKey key = store_.GetSubjectKey(locator).value();
+  EntryInput later = removal;
+  later.request_id = "authz:member-removed:0";
+  const Entry late_again = AppendOk(later);
+  EXPECT_EQ(late_again.subject.sealed, "");
+  EXPECT_NE(late_again.subject.ref, named.subject.ref);
+  EXPECT_EQ(store_.GetSubjectKey(locator).value(), key);
+
+  absl::StatusOr<std::vector<RevealedEntry>> all = ledger_.Export(kProd, 0, 10, "dpo", false);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 5u);
+  EXPECT_EQ((*all)[1].actor, "owner@example.com");
+  EXPECT_EQ((*all)[1].subject, "");
+  EXPECT_EQ((*all)[2].actor, "");
+  EXPECT_EQ((*all)[3].subject, "carol@example.com");
+  EXPECT_EQ((*all)[4].subject, "");
+  EXPECT_THAT(
+      ledger_.ExportSubject("carol@example.com", "dpo", std::nullopt, kMaxPageSize).value().entries,
+      ElementsAre(
+          ::testing::Field(&RevealedEntry::entry, ::testing::Field(&Entry::index, named.index))));
+  // Sealed for nobody is accounted for; the ledger verifies.
+  absl::StatusOr<ComplianceSummary> summary =
+      ledger_.Summarize(kProd, std::nullopt, std::nullopt, "auditor");
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->unaccounted_subjects, 0u);
+  EXPECT_TRUE(summary->integrity.valid) << summary->integrity.problem;
+
+  // Once the forgetting expires, a record that late names her again.
+  clock_.Advance(absl::Hours(2));
+  EXPECT_EQ(ledger_.PurgeForgotten(absl::Hours(1)).value(), 1);
+  later.request_id = "authz:member-removed:-1";
+  EXPECT_FALSE(AppendOk(later).subject.sealed.empty());
+}
+
+// A record delivered late names nobody for a forgetting that happened while it was being
+// sealed: the key made for it without seeing the forgetting is refused, and the batch sealed
+// again.
+TEST(ForgettingRaceTest, AKeyMadeBeforeAForgettingItDidNotSeeIsNotStored) {
+  // A store that forgets the subject between the batch's look-up and its append, once.
+  class ForgettingStore : public MemoryLedgerStore {
+   public:
+    std::string locator;
+    absl::Time at;
+    int appends = 0;
+    absl::StatusOr<std::vector<AppendOutcome>> Append(std::vector<Entry> entries,
+                                                      std::vector<SubjectKey> new_keys) override {
+      if (appends++ == 0) RETURN_IF_ERROR(RecordForgotten(locator, at));
+      return MemoryLedgerStore::Append(std::move(entries), std::move(new_keys));
+    }
+  };
+  ForgettingStore store;
+  FakeClock clock;
+  auto signer = CheckpointSigner::Create(std::string(32, '\x07')).value();
+  auto subjects = SubjectCipher::Create(std::string(32, '\x09')).value();
+  AuditLedger ledger(&store, subjects.get(), signer.get(), &clock);
+  store.locator = subjects->Locator("carol@example.com");
+  store.at = clock.Now();
+  EntryInput in;
+  in.action = Action::kMemberRemoved;
+  in.actor = "owner@example.com";
+  in.subject = "carol@example.com";
+  in.request_id = "authz:member-removed:1";
+  in.occurred_at = clock.Now() - absl::Seconds(1);
+  clock.Advance(absl::Seconds(1));
+  absl::StatusOr<AppendOutcome> out = ledger.Append(in);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(store.appends, 2);
+  EXPECT_EQ(out->entry.subject.sealed, "");
+  EXPECT_EQ(store.GetSubjectKey(store.locator).status().code(), absl::StatusCode::kNotFound);
+  // The owner's key was made again, with the second sealing.
+  EXPECT_TRUE(store.GetSubjectKey(subjects->Locator("owner@example.com")).ok());
+}
+
 // A store whose appends fail with `status`, counting them.
 class FailingAppendStore : public MemoryLedgerStore {
  public:

@@ -116,12 +116,20 @@ int Main(int argc, char** argv) {
 
   LedgerMetrics ledger_metrics(runner.metrics_registry());
   absl::Notification stop_signing;
+  // Signs checkpoints, and removes expired forgettings (at most once a minute).
   std::thread signing([&] {
     std::vector<LedgerOverview> ledgers;
+    absl::Time next_purge = absl::InfinitePast();
     while (!stop_signing.WaitForNotificationWithTimeout(config.checkpoint_interval)) {
       if (absl::Status s = SignCheckpointsAndUpdate(ledger, ledger_metrics, ledgers, absl::Now());
           !s.ok()) {
         LogWarning("signing checkpoints failed", {{"status", s.ToString()}});
+      }
+      if (absl::Now() < next_purge) continue;
+      next_purge = absl::Now() + absl::Minutes(1);
+      if (absl::StatusOr<int64_t> purged = ledger.PurgeForgotten(config.forgotten_retention);
+          !purged.ok()) {
+        LogWarning("removing expired forgettings failed", {{"status", purged.status().ToString()}});
       }
     }
   });

@@ -26,6 +26,11 @@ absl::StatusOr<std::vector<AppendOutcome>> MemoryLedgerStore::Append(
   // Everything that refuses the batch is checked before anything changes.
   for (const SubjectKey& key : new_keys) {
     if (subject_keys_.contains(key.locator)) return SubjectKeyAdded();
+    if (auto it = forgotten_.find(key.locator);
+        it != forgotten_.end() &&
+        (!key.forgotten_at.has_value() || *key.forgotten_at < it->second)) {
+      return SubjectForgottenMeanwhile();
+    }
   }
   for (const Entry& entry : entries) {
     if (destroyed_refs_.contains(entry.actor.ref) || destroyed_refs_.contains(entry.subject.ref)) {
@@ -56,6 +61,7 @@ absl::StatusOr<std::vector<AppendOutcome>> MemoryLedgerStore::Append(
     outcomes[i] = AppendOutcome{absl::OkStatus(), std::move(entry), false};
   }
   for (SubjectKey& key : new_keys) {
+    key.forgotten_at.reset();
     if (named.contains(key.ref)) subject_keys_.emplace(key.locator, std::move(key));
   }
   return outcomes;
@@ -249,6 +255,28 @@ absl::StatusOr<bool> MemoryLedgerStore::DeleteSubjectKey(const std::string& loca
   destroyed_refs_.insert(it->second.ref);
   subject_keys_.erase(it);
   return true;
+}
+
+absl::Status MemoryLedgerStore::RecordForgotten(const std::string& locator, absl::Time at) {
+  absl::MutexLock lock(&mu_);
+  auto [it, inserted] = forgotten_.try_emplace(locator, at);
+  if (!inserted) it->second = std::max(it->second, at);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<absl::flat_hash_map<std::string, absl::Time>> MemoryLedgerStore::FindForgotten(
+    const std::vector<std::string>& locators) {
+  absl::MutexLock lock(&mu_);
+  absl::flat_hash_map<std::string, absl::Time> out;
+  for (const std::string& locator : locators) {
+    if (auto it = forgotten_.find(locator); it != forgotten_.end()) out.insert(*it);
+  }
+  return out;
+}
+
+absl::StatusOr<int64_t> MemoryLedgerStore::PurgeForgotten(absl::Time before) {
+  absl::MutexLock lock(&mu_);
+  return absl::erase_if(forgotten_, [&](const auto& f) { return f.second < before; });
 }
 
 }  // namespace policy::audit

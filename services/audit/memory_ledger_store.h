@@ -46,6 +46,10 @@ class MemoryLedgerStore : public LedgerStore {
   absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> SubjectKeysByRef(
       const std::vector<std::string>& refs) override;
   absl::StatusOr<bool> DeleteSubjectKey(const std::string& locator) override;
+  absl::Status RecordForgotten(const std::string& locator, absl::Time at) override;
+  absl::StatusOr<absl::flat_hash_map<std::string, absl::Time>> FindForgotten(
+      const std::vector<std::string>& locators) override;
+  absl::StatusOr<int64_t> PurgeForgotten(absl::Time before) override;
 
  private:
   struct Ledger {
@@ -60,6 +64,7 @@ class MemoryLedgerStore : public LedgerStore {
   absl::flat_hash_map<std::string, SubjectKey> subject_keys_ ABSL_GUARDED_BY(mu_);  // by locator
   // The pseudonyms of destroyed keys (each key's is its own): Append refuses entries naming one.
   absl::flat_hash_set<std::string> destroyed_refs_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, absl::Time> forgotten_ ABSL_GUARDED_BY(mu_);  // by locator
 };
 
 }  // namespace policy::audit

@@ -154,7 +154,7 @@ absl::StatusOr<Checkpoint> CheckpointFromRow(const pqxx::row& row, const LedgerR
 }
 
 SubjectKey SubjectKeyFromRow(const pqxx::row& row) {
-  return SubjectKey{Bytes(row[0]), Bytes(row[1]), Bytes(row[2])};
+  return SubjectKey{Bytes(row[0]), Bytes(row[1]), Bytes(row[2]), std::nullopt};
 }
 
 constexpr char kCheckpointColumns[] =
@@ -266,12 +266,13 @@ absl::flat_hash_map<std::string, SubjectKey> KeysByRef(const std::vector<Subject
   return out;
 }
 
-// The keys of `pending` (by pseudonym) that `entries` name, as the three key arrays of
-// append_entries (locators, pseudonyms, wrapped keys), taken out of `pending`: each key is
-// stored with the first entries naming it.
+// The keys of `pending` (by pseudonym) that `entries` name, as the four key arrays of
+// append_entries (locators, pseudonyms, wrapped keys, forgettings seen: '-infinity' for
+// none), taken out of `pending`: each key is stored with the first entries naming it.
 std::vector<pg::BinaryArray> TakeNamedKeys(absl::Span<const Entry> entries,
                                            absl::flat_hash_map<std::string, SubjectKey>& pending) {
   std::vector<pg::BinaryArray> keys(3, pg::BinaryArray(pg::BinaryArray::Type::kBytea));
+  keys.emplace_back(pg::BinaryArray::Type::kTimestamptz);
   if (pending.empty()) return keys;
   for (const Entry& e : entries) {
     for (const std::string* ref : {&e.actor.ref, &e.subject.ref}) {
@@ -280,6 +281,12 @@ std::vector<pg::BinaryArray> TakeNamedKeys(absl::Span<const Entry> entries,
       keys[0].Add(it->second.locator);
       keys[1].Add(it->second.ref);
       keys[2].Add(it->second.wrapped);
+      const std::optional<absl::Time>& seen = it->second.forgotten_at;
+      if (seen.has_value()) {
+        keys[3].AddTime(*seen);
+      } else {
+        keys[3].AddInt(std::numeric_limits<int64_t>::min());  // -infinity
+      }
       pending.erase(it);
     }
   }
@@ -288,7 +295,7 @@ std::vector<pg::BinaryArray> TakeNamedKeys(absl::Span<const Entry> entries,
 
 // The statement appending sealed `entries` of ledger `ledger_id` whose first entry is at index
 // `size`, with `keys` (TakeNamedKeys), through the SECURITY DEFINER function append_entries of
-// migrations/006_subject_keys_with_entries.sql (a runtime login role may not insert entries or
+// migrations/007_forgotten_subjects.sql (a runtime login role may not insert entries or
 // keys itself), one array parameter per column. `refs`: the pseudonyms with keys the store
 // handed out that the entries name.
 Statement AppendStatement(int64_t ledger_id, uint64_t size, absl::Span<const Entry> entries,
@@ -989,7 +996,10 @@ void PostgresLedgerStore::HoldStoredKeys(
     const absl::flat_hash_map<std::string, SubjectKey>& not_stored) {
   absl::flat_hash_map<std::string, SubjectKey> stored;
   for (const SubjectKey& key : new_keys) {
-    if (!not_stored.contains(key.ref)) stored.insert_or_assign(key.locator, key);
+    if (not_stored.contains(key.ref)) continue;
+    SubjectKey held = key;
+    held.forgotten_at.reset();
+    stored.insert_or_assign(held.locator, std::move(held));
   }
   if (!stored.empty()) HoldSubjectKeys(std::move(stored));
 }
@@ -1035,6 +1045,58 @@ absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> PostgresLedgerStore
     return absl::OkStatus();
   }));
   return out;
+}
+
+absl::Status PostgresLedgerStore::RecordForgotten(const std::string& locator, absl::Time at) {
+  return Transact([&](pqxx::work& tx) -> absl::Status {
+    // As DeleteSubjectKey: the appends storing keys in progress commit first, those after see
+    // the forgetting (migrations/007_forgotten_subjects.sql).
+    tx.exec_params("SELECT pg_advisory_xact_lock($1::integer, $2::integer)",
+                   kSubjectKeysLockNamespace, kSubjectKeysLock);
+    Statement("INSERT INTO audit.forgotten_subjects (locator, forgotten_at) VALUES (")
+        .Bytes(locator)
+        .Sql(", ")
+        .Time(at)
+        .Sql(
+            ") ON CONFLICT (locator) DO UPDATE SET forgotten_at = "
+            "greatest(forgotten_subjects.forgotten_at, excluded.forgotten_at)")
+        .Exec(tx);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<absl::flat_hash_map<std::string, absl::Time>> PostgresLedgerStore::FindForgotten(
+    const std::vector<std::string>& locators) {
+  absl::flat_hash_map<std::string, absl::Time> out;
+  if (locators.empty()) return out;
+  pg::BinaryArray wanted(pg::BinaryArray::Type::kBytea);
+  for (const std::string& locator : locators) wanted.Add(locator);
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    out.clear();
+    pqxx::result rows = Statement("SELECT locator, " POLICY_PG_US(
+                                      "forgotten_at") " FROM audit.forgotten_subjects "
+                                                      "WHERE locator = ANY (")
+                            .Array(wanted)
+                            .Sql(")")
+                            .Exec(tx);
+    for (const pqxx::row& row : rows) {
+      out.emplace(Bytes(row[0]), absl::FromUnixMicros(row[1].as<int64_t>()));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<int64_t> PostgresLedgerStore::PurgeForgotten(absl::Time before) {
+  int64_t purged = 0;
+  RETURN_IF_ERROR(Transact([&](pqxx::work& tx) -> absl::Status {
+    purged = Statement("DELETE FROM audit.forgotten_subjects WHERE forgotten_at < ")
+                 .Time(before)
+                 .Exec(tx)
+                 .affected_rows();
+    return absl::OkStatus();
+  }));
+  return purged;
 }
 
 absl::StatusOr<bool> PostgresLedgerStore::DeleteSubjectKey(const std::string& locator) {

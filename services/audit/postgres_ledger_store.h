@@ -79,6 +79,10 @@ class PostgresLedgerStore : public LedgerStore {
   absl::StatusOr<absl::flat_hash_map<std::string, SubjectKey>> SubjectKeysByRef(
       const std::vector<std::string>& refs) override;
   absl::StatusOr<bool> DeleteSubjectKey(const std::string& locator) override;
+  absl::Status RecordForgotten(const std::string& locator, absl::Time at) override;
+  absl::StatusOr<absl::flat_hash_map<std::string, absl::Time>> FindForgotten(
+      const std::vector<std::string>& locators) override;
+  absl::StatusOr<int64_t> PurgeForgotten(absl::Time before) override;
 
  private:
   struct CachedLedger {

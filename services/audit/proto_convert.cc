@@ -84,6 +84,9 @@ absl::StatusOr<EntryInput> FromProto(const v1::EntryInput& in) {
   out.content_hash = in.content_hash();
   out.request_id = in.request_id();
   out.subject = in.subject();
+  if (in.has_occurred_at()) {
+    ASSIGN_OR_RETURN(out.occurred_at, TimeFromProto(in.occurred_at(), "entry.occurred_at"));
+  }
   return out;
 }
 

@@ -52,8 +52,10 @@ std::string SubjectCipher::ForgetRequestId(absl::string_view request_id) const {
 
 absl::StatusOr<SubjectKey> SubjectCipher::NewKey(absl::string_view identifier) const {
   ASSIGN_OR_RETURN(std::string key, crypto::RandomBytes(32));
-  SubjectKey stored{
-      .locator = Locator(identifier), .ref = Pseudonym(key, identifier), .wrapped = ""};
+  SubjectKey stored{.locator = Locator(identifier),
+                    .ref = Pseudonym(key, identifier),
+                    .wrapped = "",
+                    .forgotten_at = std::nullopt};
   ASSIGN_OR_RETURN(stored.wrapped, crypto::AeadSeal(wrapping_key_, key, stored.locator));
   return stored;
 }

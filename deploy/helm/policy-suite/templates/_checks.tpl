@@ -36,6 +36,7 @@ region:
   breaker_window: {default: 60s, min: 0.01, bounds: at least 10ms}
 audit:
   checkpoint_interval: {default: 5s, min: 0.01, bounds: at least 10ms}
+  forgotten_retention: {default: 720h, min: 3600, bounds: at least 1h}
   max_export_write_time: {default: 30s, min: 0.1, max: 3600, bounds: between 100ms and 1h}
 edge:
   max_decision_time: {default: 5s, min: 0.01, max: 300, bounds: between 10ms and 5m}
