@@ -296,8 +296,10 @@ TEST_P(KeysLedgerRelayTest, ARefusedRecordStaysInTheOutboxMarkedFailedAndIsNotRe
 TEST_P(KeysLedgerRelayTest, RecordsWaitInTheOutboxWhileAuditIsDownAndSurviveARestart) {
   // Nothing listens at this address: the records wait, however many there are.
   runner_->Shutdown();
+  const absl::Time before = absl::Now() - absl::Milliseconds(1);
   std::vector<std::string> keys;
   for (int i = 0; i < 5; ++i) keys.push_back(CreateKey(i));
+  const absl::Time written = absl::Now() + absl::Milliseconds(1);
   {
     auto client = NewClient();
     auto relay = NewRelay(client.get());
@@ -327,6 +329,15 @@ TEST_P(KeysLedgerRelayTest, RecordsWaitInTheOutboxWhileAuditIsDownAndSurviveARes
   for (const std::string& key : keys) expected.push_back("keys:key_created:" + key);
   EXPECT_THAT(RequestIds(audit_.requests()), ElementsAreArray(expected));
   EXPECT_THAT(Outbox(), IsEmpty());
+  // Each says when its change was made, not when it was delivered: the ledger does not name a
+  // person forgotten in between (audit.proto, Append).
+  for (const av1::AppendRequest& r : audit_.requests()) {
+    ASSERT_TRUE(r.entry().has_occurred_at()) << r.entry().request_id();
+    const absl::Time occurred = absl::FromUnixSeconds(r.entry().occurred_at().seconds()) +
+                                absl::Nanoseconds(r.entry().occurred_at().nanos());
+    EXPECT_GE(occurred, before);
+    EXPECT_LE(occurred, written);
+  }
 }
 
 TEST_P(KeysLedgerRelayTest, ARecordDeliveredButNotDeletedIsRecordedOnce) {

@@ -1132,6 +1132,41 @@ class SubjectTest(AuditTestCase):
         self.assertEqual(again.entry, first)
         self.assertLedgerValid(ledger)
 
+    def test_a_record_of_a_change_before_a_forgetting_delivered_after_it_names_nobody(self):
+        u = self.u
+        carol, admin, dpo = (f"carol-{u}@example.com", f"admin-{u}@example.com",
+                             f"dpo-{u}@example.com")
+        ledger = aus.ledger(f"late-{u}", "production")
+        added = self.append(aus.entry_input(
+            ledger.project, action=A.ACTION_MEMBER_ADDED, actor=admin, subject=carol,
+            request_id=f"authz:member-added:{u}")).entry
+        # authz removes her; its outbox takes the record now and delivers it after she is
+        # forgotten (audit was away, say).
+        removed_at = timestamp_pb2.Timestamp()
+        removed_at.GetCurrentTime()
+        time.sleep(0.01)
+        self.assertTrue(self.audit.ForgetSubject(A.ForgetSubjectRequest(
+            subject=carol, requested_by=dpo, request_id=f"forget-{u}"), timeout=10).forgotten)
+        keys = DB.sql("SELECT count(*) FROM audit.subject_keys")
+        removal = aus.entry_input(ledger.project, action=A.ACTION_MEMBER_REMOVED, actor=admin,
+                                  subject=carol, request_id=f"authz:member-removed:{u}")
+        removal.occurred_at.CopyFrom(removed_at)
+        # To the other replica, which held her key before it was destroyed.
+        late = self.append(removal, stub=aus.stub(REPLICA)).entry
+        self.assertEqual(late.subject_sealed, b"")
+        self.assertEqual(len(late.subject_ref), 32)
+        self.assertNotEqual(late.subject_ref, added.subject_ref)
+        self.assertNotEqual(late.actor_sealed, b"")
+        # No key was made for her, and the record delivered again is that entry.
+        self.assertEqual(DB.sql("SELECT count(*) FROM audit.subject_keys"), keys)
+        again = self.append(removal)
+        self.assertTrue(again.duplicate)
+        self.assertEqual(again.entry, late)
+        entries = aus.export_entries(self.audit, ledger, requested_by=dpo)
+        self.assertEqual([(e.index, e.actor, e.subject) for e in entries],
+                         [(added.index, admin, ""), (late.index, admin, "")])
+        self.assertLedgerValid(ledger)
+
 
 # ---------------------------------------------------------------------------
 # Replicas.
