@@ -25,6 +25,7 @@
 #include "common/pg/migrations.h"
 #include "common/pg/pool.h"
 #include "common/pg/test_database.h"
+#include "common/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/audit/audit_migrations.h"
@@ -1205,6 +1206,58 @@ TEST_P(LedgerStoreConformanceTest, OneStatementAppend) {
     return absl::InternalError("the role switch outlived the statement");
   });
   EXPECT_TRUE(role.ok()) << role;
+}
+
+// The one statement of an append making a key checks the subject's forgettings once the batch
+// is appended (refusing it whole when one came after what the batch saw); a retried statement
+// whose batch was appended before is answered as such, whatever was forgotten since.
+TEST_P(LedgerStoreConformanceTest, OneStatementAppendChecksNewKeysAgainstForgettings) {
+  if (!postgres()) GTEST_SKIP() << "a PostgreSQL function";
+  ASSERT_THAT(AppendAll({NewEntry(ledger_, 0, "r0")}), SizeIs(1));
+  const std::string locator = Ref("locator of ivy"), ref = Ref("pseudonym of ivy");
+  const absl::Time forgotten = absl::FromUnixSeconds(50'000'000);
+  ASSERT_TRUE(store_->RecordForgotten(locator, forgotten).ok());
+  pg::Pool* pool = backend_.pool.get();
+  const std::string leaf(32, 'i');
+  auto append = [&](const std::optional<absl::Time>& seen,
+                    bool retry) -> absl::StatusOr<std::string> {
+    std::string result;
+    RETURN_IF_ERROR(pool->Autocommit([&](pqxx::nontransaction& tx) {
+      result =
+          tx.exec_params1(
+                absl::StrCat(
+                    "SELECT audit.append_entries(1, 2, 3, 4, (SELECT id FROM audit.ledgers "
+                    "WHERE project = '",
+                    ledger_.project,
+                    "'), 1::bigint, $1::bytea, $5::boolean, ARRAY['r1'], '{}'::bytea[], "
+                    "ARRAY[$2::bytea], ARRAY[$3::bytea], ARRAY['wrapped'::bytea], "
+                    "ARRAY[$4::timestamptz], ARRAY[1::bigint], ARRAY[now()], ARRAY['api_call'], "
+                    "ARRAY[$3::bytea], ARRAY['sealed'::bytea], ARRAY['m'], ARRAY[1::bigint], "
+                    "ARRAY[1::bigint], ARRAY['success'], ARRAY[''::bytea], ARRAY[''::bytea], "
+                    "ARRAY['r1'], ARRAY[''::bytea], ARRAY[''::bytea], ARRAY[$1::bytea], "
+                    "ARRAY[''::bytea], ARRAY[sha256($1::bytea)])"),
+                pqxx::binarystring(leaf), pqxx::binarystring(locator), pqxx::binarystring(ref),
+                seen.has_value() ? absl::FormatTime(absl::RFC3339_full, *seen, absl::UTCTimeZone())
+                                 : std::string("-infinity"),
+                retry)[0]
+              .as<std::string>();
+      return absl::OkStatus();
+    }));
+    return result;
+  };
+  absl::StatusOr<std::string> unseen = append(std::nullopt, false);
+  EXPECT_EQ(unseen.status().code(), absl::StatusCode::kAborted) << unseen.status();
+  EXPECT_THAT(unseen.status().message(), HasSubstr("forgotten meanwhile"));
+  EXPECT_EQ(store_->Size(ledger_).value(), 1u);
+  EXPECT_EQ(store_->GetSubjectKey(locator).status().code(), absl::StatusCode::kNotFound);
+
+  EXPECT_EQ(append(forgotten, false).value_or("failed"), "appended");
+  EXPECT_EQ(store_->Size(ledger_).value(), 2u);
+  EXPECT_EQ(store_->GetSubjectKey(locator).value().ref, ref);
+  ASSERT_TRUE(store_->RecordForgotten(locator, forgotten + absl::Hours(1)).ok());
+  EXPECT_EQ(append(forgotten, /*retry=*/true).value_or("failed"), "appended before");
+  EXPECT_EQ(store_->Size(ledger_).value(), 2u);
+  ASSERT_TRUE(store_->PurgeForgotten(forgotten + absl::Hours(2)).ok());
 }
 
 TEST_P(LedgerStoreConformanceTest, LedgerTablesAreAppendOnly) {

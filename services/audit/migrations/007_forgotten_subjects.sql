@@ -14,12 +14,14 @@ CREATE INDEX forgotten_subjects_at ON forgotten_subjects (forgotten_at);
 
 -- The overload of append_entries below adds `p_key_forgotten` to that of
 -- 006_subject_keys_with_entries.sql: for each new key, in the position of its locator, when its
--- subject was last forgotten as the batch found it ('-infinity': never). Under the keys' lock,
--- a new key whose subject has a later forgetting fails the statement with a serialization
--- failure (SQLSTATE 40001), nothing written: the caller looks the forgettings up again and
--- seals the batch again. A forgetting is recorded before its key is destroyed, and the
--- destruction waits for the appends holding the lock: so a new key either is refused here or
--- was stored before the destruction, which removes it.
+-- subject was last forgotten as the batch found it ('-infinity': never). It appends through
+-- that one (which takes the keys' lock shared first); when that one answers 'appended' and a
+-- new key's subject has a later forgetting, the statement fails with a serialization failure
+-- (SQLSTATE 40001), nothing written: the caller looks the forgettings up again and seals the
+-- batch again. A retry that finds its batch 'appended before' is answered as such, whatever
+-- was forgotten since. A forgetting is recorded under the keys' lock held exclusively, before
+-- the subject's key is destroyed: so a new key either is refused here or was stored before the
+-- forgetting, whose destruction of the key then removes it.
 CREATE FUNCTION append_entries(
     p_lock_namespace integer, p_lock integer, p_keys_lock_namespace integer, p_keys_lock integer,
     p_ledger bigint, p_size bigint, p_first_leaf bytea, p_retry boolean, p_request_ids text[],
@@ -34,22 +36,23 @@ CREATE FUNCTION append_entries(
   LANGUAGE plpgsql VOLATILE
   SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off
 AS $$
+DECLARE
+  result text;
 BEGIN
-  IF cardinality(p_key_locators) > 0 THEN
-    PERFORM pg_advisory_xact_lock_shared(p_keys_lock_namespace, p_keys_lock);
-    IF EXISTS (SELECT 1 FROM unnest(p_key_locators, p_key_forgotten) AS k (locator, seen)
-               JOIN forgotten_subjects f USING (locator) WHERE f.forgotten_at > k.seen) THEN
-      RAISE EXCEPTION 'a subject this batch makes a key for was forgotten meanwhile'
-        USING ERRCODE = 'serialization_failure',
-              HINT = 'Look the forgettings up again and seal the entries again.';
-    END IF;
+  result := append_entries(p_lock_namespace, p_lock, p_keys_lock_namespace, p_keys_lock,
+                           p_ledger, p_size, p_first_leaf, p_retry, p_request_ids, p_refs,
+                           p_key_locators, p_key_refs, p_key_wrapped, p_idx, p_recorded_at,
+                           p_action, p_actor_ref, p_actor_sealed, p_model, p_tokens,
+                           p_latency_us, p_outcome, p_metadata, p_content_hash, p_request_id,
+                           p_subject_ref, p_subject_sealed, p_leaf_hash, p_completed, p_mac);
+  IF result = 'appended' AND cardinality(p_key_locators) > 0 AND
+     EXISTS (SELECT 1 FROM unnest(p_key_locators, p_key_forgotten) AS k (locator, seen)
+             JOIN forgotten_subjects f USING (locator) WHERE f.forgotten_at > k.seen) THEN
+    RAISE EXCEPTION 'a subject this batch makes a key for was forgotten meanwhile'
+      USING ERRCODE = 'serialization_failure',
+            HINT = 'Look the forgettings up again and seal the entries again.';
   END IF;
-  RETURN append_entries(p_lock_namespace, p_lock, p_keys_lock_namespace, p_keys_lock, p_ledger,
-                        p_size, p_first_leaf, p_retry, p_request_ids, p_refs, p_key_locators,
-                        p_key_refs, p_key_wrapped, p_idx, p_recorded_at, p_action, p_actor_ref,
-                        p_actor_sealed, p_model, p_tokens, p_latency_us, p_outcome, p_metadata,
-                        p_content_hash, p_request_id, p_subject_ref, p_subject_sealed,
-                        p_leaf_hash, p_completed, p_mac);
+  RETURN result;
 END;
 $$;
 
