@@ -127,9 +127,13 @@ int Main(int argc, char** argv) {
       }
       if (absl::Now() < next_purge) continue;
       next_purge = absl::Now() + absl::Minutes(1);
-      if (absl::StatusOr<int64_t> purged = ledger.PurgeForgotten(config.forgotten_retention);
-          !purged.ok()) {
+      absl::StatusOr<int64_t> purged = ledger.PurgeForgotten(config.forgotten_retention);
+      if (!purged.ok()) {
         LogWarning("removing expired forgettings failed", {{"status", purged.status().ToString()}});
+      } else if (*purged > 0) {
+        LogInfo("removed expired forgettings",
+                {{"count", absl::StrCat(*purged)},
+                 {"older_than", absl::FormatDuration(config.forgotten_retention)}});
       }
     }
   });
