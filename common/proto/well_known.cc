@@ -28,7 +28,8 @@ absl::StatusOr<absl::Time> TimeFromProto(const google::protobuf::Timestamp& t,
   // The range google.protobuf.Timestamp allows: 0001-01-01 to 9999-12-31.
   if (t.seconds() < -62135596800 || t.seconds() > 253402300799 || t.nanos() < 0 ||
       t.nanos() > 999'999'999) {
-    return absl::InvalidArgumentError(absl::StrCat(field, " is not a valid timestamp"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": not a valid timestamp (0001-01-01 to 9999-12-31, nanos 0 to 999999999)"));
   }
   return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
 }
@@ -38,7 +39,9 @@ absl::StatusOr<absl::Duration> DurationFromProto(const google::protobuf::Duratio
   if (d.seconds() < -315576000000 || d.seconds() > 315576000000 || d.nanos() < -999'999'999 ||
       d.nanos() > 999'999'999 || (d.seconds() > 0 && d.nanos() < 0) ||
       (d.seconds() < 0 && d.nanos() > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(field, " is not a valid duration"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        field,
+        ": not a valid duration (at most 10,000 years either way, nanos of the seconds' sign)"));
   }
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }

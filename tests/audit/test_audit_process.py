@@ -361,6 +361,10 @@ class AppendTest(AuditTestCase):
             ("request id with a slash", e(request_id="a/b"), "entry.request_id"),
             ("request id not ASCII", e(request_id="réq"), "entry.request_id"),
             ("request id too long", e(request_id="r" * 129), "entry.request_id"),
+            ("occurred_at past year 9999", e(occurred_at=ts(253402300800 * 10**6)),
+             "entry.occurred_at"),
+            ("occurred_at with nanos out of range",
+             e(occurred_at=timestamp_pb2.Timestamp(seconds=1, nanos=10**9)), "entry.occurred_at"),
         ]
         for name, entry, field in cases:
             with self.subTest(name):
