@@ -666,12 +666,18 @@ absl::StatusOr<ForgetResult> AuditLedger::Forget(const std::string& subject,
   // under it makes it another request's.
   const std::string recorded_id = request_id.empty() ? "" : subjects_->ForgetRequestId(request_id);
   const std::string locator = subjects_->Locator(subject);
-  if (!request_id.empty()) {
+  auto find_key = [&]() -> absl::StatusOr<absl::StatusOr<SubjectKey>> {
     absl::StatusOr<SubjectKey> key = store_->GetSubjectKey(locator);
     if (!key.ok() && !absl::IsNotFound(key.status())) return key.status();
+    return key;
+  };
+  if (!request_id.empty()) {
     for (const std::string* id : {&recorded_id, &request_id}) {
       absl::StatusOr<Entry> first = store_->FindRequest(LedgerRef{}, *id);
-      if (first.ok()) return RepeatForget(subject, request_id, locator, key, *std::move(first));
+      if (first.ok()) {
+        ASSIGN_OR_RETURN(absl::StatusOr<SubjectKey> key, find_key());
+        return RepeatForget(subject, request_id, locator, key, *std::move(first));
+      }
       if (!absl::IsNotFound(first.status())) return first.status();
     }
   }
@@ -680,8 +686,7 @@ absl::StatusOr<ForgetResult> AuditLedger::Forget(const std::string& subject,
   // late, and the key found below is the only one (any made after it names entries of
   // requests made after the forgetting).
   RETURN_IF_ERROR(store_->RecordForgotten(locator, WholeMicros(clock_->Now())));
-  absl::StatusOr<SubjectKey> key = store_->GetSubjectKey(locator);
-  if (!key.ok() && !absl::IsNotFound(key.status())) return key.status();
+  ASSIGN_OR_RETURN(absl::StatusOr<SubjectKey> key, find_key());
   EntryInput record;
   record.action = Action::kSubjectForgotten;
   record.actor = requested_by;
