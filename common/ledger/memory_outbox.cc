@@ -17,6 +17,23 @@ void MemoryOutbox::Add(std::vector<LedgerRecord> records) {
   }
 }
 
+int MemoryOutbox::EraseFromFailed(absl::FunctionRef<bool(absl::string_view)> erased) {
+  absl::MutexLock drain_lock(&drain_mu_);
+  absl::MutexLock lock(&mu_);
+  int changed = 0;
+  for (OutboxEntry& e : entries_) {
+    if (!e.failed) continue;
+    const bool actor = !e.record.actor.empty() && erased(e.record.actor);
+    const bool subject = !e.record.subject.empty() && erased(e.record.subject);
+    if (!actor && !subject) continue;
+    if (actor) e.record.actor.clear();
+    if (subject) e.record.subject.clear();
+    e.last_error = ErasedNote(e.last_error, actor, subject);
+    ++changed;
+  }
+  return changed;
+}
+
 void MemoryOutbox::Count(OutboxDrain& drain) {
   drain.failed = std::count_if(entries_.begin(), entries_.end(),
                                [](const OutboxEntry& e) { return e.failed; });

@@ -4,6 +4,8 @@
 #include <deque>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "common/ledger/outbox.h"
 
@@ -14,6 +16,11 @@ namespace policy::ledger {
 class MemoryOutbox : public Outbox {
  public:
   void Add(std::vector<LedgerRecord> records);
+
+  // Empties the actor and subject of every entry marked failed for which `erased` holds, and
+  // notes it in the entry's last_error; waits for the drain in progress, so that an entry it
+  // is about to mark failed is seen. The number of entries changed.
+  int EraseFromFailed(absl::FunctionRef<bool(absl::string_view)> erased);
 
   absl::StatusOr<OutboxDrain> Drain(int limit, const OutboxHandler& handle) override;
   absl::StatusOr<std::vector<OutboxEntry>> Read(int limit) override;

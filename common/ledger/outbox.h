@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/ledger/ledger_record.h"
 
@@ -55,6 +56,10 @@ struct OutboxEntry {
   bool failed = false;     // Refused for good: kept, never handed out again.
   bool operator==(const OutboxEntry&) const = default;
 };
+
+// The last_error of a failed entry whose actor, subject or both were erased (a store's
+// EraseFromFailed): `last_error` with a note of which.
+std::string ErasedNote(absl::string_view last_error, bool actor, bool subject);
 
 // Decides what becomes of one entry (see Outbox::Drain).
 using OutboxHandler = std::function<Delivery(const OutboxEntry&)>;

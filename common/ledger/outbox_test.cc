@@ -4,10 +4,12 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "common/ledger/memory_outbox.h"
 #include "common/ledger/outbox_relay.h"
 #include "common/ledger/postgres_outbox.h"
@@ -57,6 +59,8 @@ LedgerRecord Record(int n) {
 struct Backend {
   std::unique_ptr<Outbox> outbox;
   std::function<void(std::vector<LedgerRecord>)> commit;
+  // The outbox's EraseFromFailed, in a change of its own.
+  std::function<int(std::function<bool(absl::string_view)>)> erase_from_failed;
   // A second outbox on the same records (another replica), when the backend has replicas.
   std::function<std::unique_ptr<Outbox>()> replica;
   // Runs SQL on the outbox's database, when it has one.
@@ -70,6 +74,9 @@ Backend MakeMemory() {
   Backend b;
   b.outbox = std::move(outbox);
   b.commit = [raw](std::vector<LedgerRecord> r) { raw->Add(std::move(r)); };
+  b.erase_from_failed = [raw](std::function<bool(absl::string_view)> erased) {
+    return raw->EraseFromFailed(erased);
+  };
   return b;
 }
 
@@ -90,6 +97,15 @@ Backend MakePostgres() {
                       return absl::OkStatus();
                     })
                     .ok());
+  };
+  b.erase_from_failed = [pool, raw](std::function<bool(absl::string_view)> erased) {
+    int changed = -1;
+    EXPECT_TRUE(pool->Transact([&](pqxx::work& tx) {
+                      changed = raw->EraseFromFailed(tx, erased);
+                      return absl::OkStatus();
+                    })
+                    .ok());
+    return changed;
   };
   b.replica = [pool] {
     return std::make_unique<PostgresOutbox>(pool.get(), "ledger_test.ledger_outbox");
@@ -194,6 +210,70 @@ TEST_P(OutboxTest, ARefusedRecordStaysMarkedFailedAndIsNotHandedOutAgain) {
   ASSERT_THAT(left, SizeIs(1));
   EXPECT_TRUE(left[0].failed);
   EXPECT_EQ(left[0].last_error, "bad action");
+}
+
+// An erasure reaches the identifiers of entries refused for good, which are never delivered
+// (and so never sealed by the ledger); entries still to deliver keep theirs.
+TEST_P(OutboxTest, ErasingReachesFailedEntriesOnly) {
+  backend_.commit({Record(1), Record(2), Record(3)});
+  absl::StatusOr<OutboxDrain> drain = backend_.outbox->Drain(10, [](const OutboxEntry& e) {
+    if (e.record.request_id == "test:1") return Delivery{Delivery::Result::kRefused, "bad action"};
+    if (e.record.request_id == "test:2") return Delivery{Delivery::Result::kRefused, ""};
+    return Delivery{Delivery::Result::kRetry, "unreachable"};
+  });
+  ASSERT_TRUE(drain.ok()) << drain.status();
+  ASSERT_EQ(drain->failed, 2);
+
+  // m1 names a failed entry, m3 the one still to deliver.
+  EXPECT_EQ(
+      backend_.erase_from_failed([](absl::string_view id) { return id == "m1" || id == "m3"; }), 1);
+  EXPECT_EQ(backend_.erase_from_failed([](absl::string_view id) { return id == "alice"; }), 2);
+  EXPECT_EQ(backend_.erase_from_failed([](absl::string_view id) { return id == "alice"; }), 0);
+
+  std::vector<OutboxEntry> left = backend_.outbox->Read(10).value();
+  ASSERT_THAT(left, SizeIs(3));
+  EXPECT_EQ(left[0].record.actor, "");
+  EXPECT_EQ(left[0].record.subject, "");
+  EXPECT_EQ(left[0].last_error, "bad action (subject erased) (actor erased)");
+  EXPECT_EQ(left[0].record.metadata, Record(1).metadata);
+  EXPECT_EQ(left[1].record.actor, "");
+  EXPECT_EQ(left[1].record.subject, "m2");
+  EXPECT_EQ(left[1].last_error, "(actor erased)");
+  EXPECT_FALSE(left[2].failed);
+  EXPECT_EQ(left[2].record, Record(3));
+  EXPECT_EQ(left[2].last_error, "unreachable");
+}
+
+// An entry a drain marks failed while an erasure runs is erased too: the erasure waits for the
+// drain.
+TEST_P(OutboxTest, ErasingWaitsForTheDrainInProgress) {
+  backend_.commit({Record(1)});
+  absl::Notification inside, release;
+  std::thread drain([&] {
+    ASSERT_TRUE(backend_.outbox
+                    ->Drain(10,
+                            [&](const OutboxEntry&) {
+                              inside.Notify();
+                              release.WaitForNotification();
+                              return Delivery{Delivery::Result::kRefused, "bad action"};
+                            })
+                    .ok());
+  });
+  inside.WaitForNotification();
+  int erased = -1;
+  std::thread erase([&] {
+    erased = backend_.erase_from_failed([](absl::string_view id) { return id == "m1"; });
+  });
+  // Time for an erasure that did not wait to find nothing failed yet.
+  absl::SleepFor(absl::Milliseconds(100));
+  release.Notify();
+  drain.join();
+  erase.join();
+  EXPECT_EQ(erased, 1);
+  std::vector<OutboxEntry> left = backend_.outbox->Read(10).value();
+  ASSERT_THAT(left, SizeIs(1));
+  EXPECT_TRUE(left[0].failed);
+  EXPECT_EQ(left[0].record.subject, "");
 }
 
 TEST_P(OutboxTest, ADamagedRowIsSetAsideWithoutBlockingTheRest) {

@@ -52,6 +52,27 @@ void PostgresOutbox::Write(pqxx::work& tx, const std::vector<LedgerRecord>& reco
   }
 }
 
+int PostgresOutbox::EraseFromFailed(pqxx::work& tx,
+                                    absl::FunctionRef<bool(absl::string_view)> erased) const {
+  tx.exec_params("SELECT pg_advisory_xact_lock(hashtext($1)::bigint)", table_);
+  const pqxx::result rows = tx.exec(
+      absl::StrCat("SELECT seq, actor, subject, last_error FROM ", table_, " WHERE failed"));
+  int changed = 0;
+  for (const pqxx::row& row : rows) {
+    const std::string actor = row[1].as<std::string>();
+    const std::string subject = row[2].as<std::string>();
+    const bool erase_actor = !actor.empty() && erased(actor);
+    const bool erase_subject = !subject.empty() && erased(subject);
+    if (!erase_actor && !erase_subject) continue;
+    tx.exec_params(absl::StrCat("UPDATE ", table_,
+                                " SET actor = $2, subject = $3, last_error = $4 WHERE seq = $1"),
+                   row[0].as<int64_t>(), erase_actor ? "" : actor, erase_subject ? "" : subject,
+                   ErasedNote(row[3].as<std::string>(), erase_actor, erase_subject));
+    ++changed;
+  }
+  return changed;
+}
+
 absl::StatusOr<OutboxDrain> PostgresOutbox::Drain(int limit, const OutboxHandler& handle) {
   OutboxDrain drain;
   absl::Status status = pool_->Transact([&](pqxx::work& tx) -> absl::Status {

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
+#include "absl/strings/string_view.h"
 #include "common/ledger/outbox.h"
 #include "common/pg/pool.h"
 #include "common/pg/privileges.h"
@@ -31,8 +33,8 @@ namespace policy::ledger {
 //
 // A store writes a change's records with Write in the change's own transaction. A drain
 // holds one pooled connection and a transaction-scoped advisory lock named after the table
-// while it hands entries out. A row that does not decode (edited by hand) is marked failed
-// with the error, as a refused record is, and the drain goes on.
+// while it hands entries out (EraseFromFailed takes the same lock). A row that does not decode
+// (edited by hand) is marked failed with the error, as a refused record is, and the drain goes on.
 class PostgresOutbox : public Outbox {
  public:
   // `table` is schema-qualified ("authz.ledger_outbox"); `pool` must outlive the outbox.
@@ -44,6 +46,11 @@ class PostgresOutbox : public Outbox {
 
   // Inserts `records`, in order, in `tx`.
   void Write(pqxx::work& tx, const std::vector<LedgerRecord>& records) const;
+
+  // In `tx`: empties the actor and subject of every row marked failed for which `erased`
+  // holds, and notes it in the row's last_error. Takes the drains' lock until `tx` ends, so
+  // that a row a drain is about to mark failed is seen. The number of rows changed.
+  int EraseFromFailed(pqxx::work& tx, absl::FunctionRef<bool(absl::string_view)> erased) const;
 
   absl::StatusOr<OutboxDrain> Drain(int limit, const OutboxHandler& handle) override;
   absl::StatusOr<std::vector<OutboxEntry>> Read(int limit) override;

@@ -20,6 +20,9 @@ absl::StatusOr<Mutated> MemoryOrgStore::Mutate(const OrgMutation& mutation, absl
   ASSIGN_OR_RETURN(std::vector<ledger::LedgerRecord> records,
                    LedgerRecordsOf(source, *state_, after));
   outbox_.Add(std::move(records));
+  if (const ErasedAddresses erased(*state_, after); !erased.empty()) {
+    outbox_.EraseFromFailed([&](absl::string_view id) { return erased.Names(id); });
+  }
   state_ = std::make_shared<const OrgState>(std::move(after));
   result.after = state_;
   if (observer_ != nullptr) observer_->OnState(state_);

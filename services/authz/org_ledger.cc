@@ -4,6 +4,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status/status.h"
@@ -136,6 +137,24 @@ void RecordGroup(const EntityChange& c, const IdpGroup* g, Recorder& out) {
 }
 
 }  // namespace
+
+ErasedAddresses::ErasedAddresses(const OrgState& before, const OrgState& after) {
+  for (const Member& m : after.members) {
+    if (!m.erased_at.has_value()) continue;
+    const Member* was = before.FindMember(m.id);
+    if (was == nullptr || was->erased_at.has_value() || was->email.empty()) continue;
+    const bool still_held =
+        std::any_of(after.members.begin(), after.members.end(), [&](const Member& other) {
+          return !other.removed_at.has_value() && absl::EqualsIgnoreCase(other.email, was->email);
+        });
+    if (!still_held) addresses_.push_back(was->email);
+  }
+}
+
+bool ErasedAddresses::Names(absl::string_view identifier) const {
+  return std::any_of(addresses_.begin(), addresses_.end(),
+                     [&](const std::string& a) { return absl::EqualsIgnoreCase(a, identifier); });
+}
 
 std::string MemberRemovalRequestId(const Member& member) {
   return ledger::RemovalRequestId(

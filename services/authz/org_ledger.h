@@ -38,6 +38,21 @@ absl::StatusOr<std::vector<ledger::LedgerRecord>> LedgerRecordsOf(const OrgChang
                                                                   const OrgState& before,
                                                                   const OrgState& after);
 
+// The e-mail addresses a change erased from the organisation: the address of each member it
+// erased (set erased_at) that no member left after it holds (ignoring case), as EraseMember
+// deletes the invitations to it. A store erases them from the records it holds that the
+// ledger refused (they would name the address).
+class ErasedAddresses {
+ public:
+  ErasedAddresses(const OrgState& before, const OrgState& after);
+  bool empty() const { return addresses_.empty(); }
+  // Whether `identifier` is one of the addresses, ignoring case.
+  bool Names(absl::string_view identifier) const;
+
+ private:
+  std::vector<std::string> addresses_;
+};
+
 // The request id of the ledger's record of removed `member`'s removal, the same for every
 // writer and every retry: ledger::RemovalRequestId("authz", "member", removal_id), which says
 // nothing of the member. For a member removed before removals drew an id (an empty

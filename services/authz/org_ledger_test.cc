@@ -66,6 +66,35 @@ TEST(OrgLedgerTest, EachChangedEntityIsOneRecordByTheActor) {
   EXPECT_NE(records[0].request_id, records[1].request_id);
 }
 
+TEST(OrgLedgerTest, AnErasureErasesTheAddressUnlessAMemberStillHoldsIt) {
+  OrgState before = Base();
+  before.FindMember("bob")->removed_at = kNow;
+  OrgState after = before;
+  Member* bob = after.FindMember("bob");
+  bob->email = "";
+  bob->erased_at = kNow;
+  const ErasedAddresses erased(before, after);
+  EXPECT_FALSE(erased.empty());
+  EXPECT_TRUE(erased.Names("bob@acme.example"));
+  EXPECT_TRUE(erased.Names("Bob@ACME.example"));
+  EXPECT_FALSE(erased.Names("bob"));
+  EXPECT_FALSE(erased.Names("alice@acme.example"));
+  // Nothing newly erased: a later change, or one erasing a member erased before.
+  EXPECT_TRUE(ErasedAddresses(after, after).empty());
+  EXPECT_TRUE(ErasedAddresses(before, before).empty());
+
+  // A member still in the organisation holds the address (ignoring case): it stays.
+  Member again;
+  again.id = "bob2";
+  again.email = "BOB@acme.example";
+  before.members.push_back(again);
+  after.members.push_back(again);
+  EXPECT_TRUE(ErasedAddresses(before, after).empty());
+  // Unless that member is removed too.
+  after.FindMember("bob2")->removed_at = kNow;
+  EXPECT_TRUE(ErasedAddresses(before, after).Names("bob@acme.example"));
+}
+
 TEST(OrgLedgerTest, AMemberRemovalIsNamedByItsRemovalIdSoAnOrchestratorCanWriteItToo) {
   const OrgState before = Base();
   OrgState after = before;

@@ -41,7 +41,9 @@ class OrgStore {
   // Applies `mutation` to the latest state with ApplyMutation and commits the result with
   // its ledger records (LedgerRecordsOf `source`) in outbox(), all at once: concurrent
   // mutations, from any replica, apply one after the other, each to the state the previous
-  // one committed. A mutation that changes nothing records nothing.
+  // one committed. A mutation that changes nothing records nothing. A mutation that erases
+  // addresses (ErasedAddresses) erases them, in the same commit, from the outbox's records
+  // that the ledger refused, once a drain in progress is done.
   virtual absl::StatusOr<Mutated> Mutate(const OrgMutation& mutation, absl::Time now,
                                          const OrgChangeSource& source) = 0;
 

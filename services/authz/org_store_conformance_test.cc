@@ -30,6 +30,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 using ::testing::Not;
+using ::testing::UnorderedElementsAre;
 
 const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
 const OrgChangeSource kSource{"alice"};
@@ -574,6 +575,15 @@ TEST_P(OrgStoreConformanceTest, AnErasedMemberIsStoredWithoutTheirAddressForGood
   invitation.role = Role::kReader;
   invitation.projects = {"support"};
   ASSERT_TRUE(admin_->CreateInvitation("alice", invitation, absl::Hours(1)).ok());
+  // The ledger refuses the invitations' records for good (to bob and to the seed's carol).
+  absl::StatusOr<ledger::OutboxDrain> drain =
+      store_->outbox().Drain(1000, [](const ledger::OutboxEntry& e) {
+        return e.record.action == "INVITATION_CHANGED"
+                   ? ledger::Delivery{ledger::Delivery::Result::kRefused, "refused"}
+                   : ledger::Delivery{ledger::Delivery::Result::kRecorded, ""};
+      });
+  ASSERT_TRUE(drain.ok()) << drain.status();
+  ASSERT_EQ(drain->failed, 2);
   ASSERT_TRUE(admin_->RemoveMember("alice", "bob").ok());
   absl::StatusOr<Member> erased = admin_->EraseMember("alice", "bob");
   ASSERT_TRUE(erased.ok()) << erased.status();
@@ -591,6 +601,14 @@ TEST_P(OrgStoreConformanceTest, AnErasedMemberIsStoredWithoutTheirAddressForGood
     EXPECT_EQ(state->invitations[0].email, "carol@acme.example");
   }
   EXPECT_EQ(Actions(store_->outbox()).back(), "MEMBER_ERASED");
+  // The refused record of bob's invitation no longer names the address; carol's does.
+  std::vector<std::string> refused;
+  const std::vector<ledger::OutboxEntry> entries = store_->outbox().Read(1000).value();
+  for (const ledger::OutboxEntry& e : entries) {
+    if (e.failed) refused.push_back(absl::StrCat(e.record.subject, " ", e.last_error));
+  }
+  EXPECT_THAT(refused,
+              UnorderedElementsAre(" refused (subject erased)", "carol@acme.example refused"));
 }
 
 // A creation under a request id is one invitation with one ledger record however often it is

@@ -318,6 +318,9 @@ absl::StatusOr<Mutated> PostgresOrgStore::Mutate(const OrgMutation& mutation, ab
     ASSIGN_OR_RETURN(std::vector<ledger::LedgerRecord> records,
                      LedgerRecordsOf(source, *base, after));
     outbox_.Write(tx, records);
+    if (const ErasedAddresses erased(*base, after); !erased.empty()) {
+      outbox_.EraseFromFailed(tx, [&](absl::string_view id) { return erased.Names(id); });
+    }
     result.after = std::make_shared<const OrgState>(std::move(after));
     return absl::OkStatus();
   });
