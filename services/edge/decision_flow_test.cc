@@ -767,6 +767,42 @@ TEST_F(DecisionFlowTest, BadInputNamesTheField) {
   EXPECT_THAT(fake_.calls(), IsEmpty());
 }
 
+// authz and pii are asked together: each is asked before the other has answered.
+TEST_F(DecisionFlowTest, AuthzAndPiiAreAskedConcurrently) {
+  for (const char* first : {"authz.Check", "pii.Redact"}) {
+    FakeDownstream fake;
+    fake.VerifyAsAlicesProjectKey();
+    fake.check_response = fake_.check_response;
+    fake.redact_response = fake_.redact_response;
+    fake.route_response = fake_.route_response;
+    fake.append_response = fake_.append_response;
+    fake.held = {first};
+    Result result;
+    absl::Notification done;
+    StartDecide(&fake, &options_, &request_, &result.response, absl::Now() + absl::Seconds(10),
+                [&](grpc::Status s) {
+                  result.status = std::move(s);
+                  done.Notify();
+                });
+    // `first` has not answered, yet the other was asked (and answered) too.
+    EXPECT_THAT(fake.calls(), ElementsAre("keys.VerifyKey", "authz.Check", "pii.Redact")) << first;
+    EXPECT_FALSE(done.HasBeenNotified());
+    fake.ReleaseHeld();
+    done.WaitForNotification();
+    ASSERT_TRUE(result.status.ok()) << first << " " << result.status.error_message();
+    EXPECT_EQ(result.response.verdict(), v1::VERDICT_ALLOW) << first;
+  }
+}
+
+TEST_F(DecisionFlowTest, EveryDownstreamCallCarriesTheDecisionsDeadline) {
+  const absl::Time deadline = absl::Now() + absl::Milliseconds(7'321);
+  Result r = Decide(deadline);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  const auto deadlines = fake_.deadlines();
+  ASSERT_EQ(deadlines.size(), 5u);
+  for (const auto& [call, d] : deadlines) EXPECT_EQ(d, absl::ToChronoTime(deadline)) << call;
+}
+
 TEST_F(DecisionFlowTest, ConcurrentAnswersFromOtherThreads) {
   fake_.async = true;
   for (int i = 0; i < 200; ++i) {
@@ -863,14 +899,14 @@ class ReportUsageFlowTest : public DecisionFlowTest {
     (*decision->mutable_metadata())["endpoint"] = "azure-westeurope";
   }
 
-  grpc::Status Report(v1::ReportUsageResponse* response) {
+  grpc::Status Report(v1::ReportUsageResponse* response,
+                      absl::Time deadline = absl::Now() + absl::Seconds(10)) {
     grpc::Status status;
     absl::Notification done;
-    StartReportUsage(&fake_, &usage_, response, absl::Now() + absl::Seconds(10),
-                     [&](grpc::Status s) {
-                       status = std::move(s);
-                       done.Notify();
-                     });
+    StartReportUsage(&fake_, &usage_, response, deadline, [&](grpc::Status s) {
+      status = std::move(s);
+      done.Notify();
+    });
     done.WaitForNotification();
     return status;
   }
@@ -900,6 +936,16 @@ TEST_F(ReportUsageFlowTest, ReconcilesFeedsHealthAndRecords) {
   EXPECT_EQ(fake_.append_request.entry().action(), audit::v1::ACTION_API_CALL);
   EXPECT_EQ(fake_.append_request.entry().tokens(), 320);
   EXPECT_EQ(fake_.append_request.entry().request_id(), "usage:req-1");
+}
+
+TEST_F(ReportUsageFlowTest, EveryDownstreamCallCarriesTheReportsDeadline) {
+  const absl::Time deadline = absl::Now() + absl::Milliseconds(6'543);
+  v1::ReportUsageResponse response;
+  ASSERT_TRUE(Report(&response, deadline).ok());
+  const auto deadlines = fake_.deadlines();
+  // keys, the decision's entry, authz, region and audit.
+  ASSERT_EQ(deadlines.size(), 5u);
+  for (const auto& [call, d] : deadlines) EXPECT_EQ(d, absl::ToChronoTime(deadline)) << call;
 }
 
 // Each tenant reports as itself: the breaker of an endpoint several projects use opens only

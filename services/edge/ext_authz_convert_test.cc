@@ -35,6 +35,60 @@ auth::CheckRequest Check(std::string body = kBody) {
   return check;
 }
 
+// Envoy's messages as bytes written by hand from upstream's field numbers
+// (envoy/service/auth/v3/{external_auth,attribute_context}.proto, envoy/config/core/v3,
+// envoy/type/v3/http_status.proto): the messages here are wire-compatible with them.
+std::string Varint(uint64_t v) {
+  std::string out;
+  for (; v >= 0x80; v >>= 7) out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+  out.push_back(static_cast<char>(v));
+  return out;
+}
+// A length-delimited field (a string, bytes, a message or a map entry).
+std::string Field(int number, const std::string& bytes) {
+  return absl::StrCat(Varint((number << 3) | 2), Varint(bytes.size()), bytes);
+}
+
+TEST(ExtAuthzWireTest, ACheckRequestAsEnvoyWritesIt) {
+  const std::string http =
+      absl::StrCat(Field(2, "POST"),                                            // method
+                   Field(3, Field(1, "authorization") + Field(2, "Bearer k")),  // headers
+                   Field(4, "/v1/chat/completions"),                            // path
+                   Field(11, "{}"),                                             // body
+                   Field(12, "raw"));                                           // raw_body
+  const std::string source = Field(1, Field(1, Field(2, "10.20.1.7")));  // address.socket_address
+  const std::string attributes = Field(1, source) + Field(4, Field(2, http));  // request.http
+  auth::CheckRequest check;
+  ASSERT_TRUE(check.ParseFromString(Field(1, attributes)));
+  const auth::AttributeContext::HttpRequest& h = check.attributes().request().http();
+  EXPECT_EQ(h.method(), "POST");
+  EXPECT_EQ(h.headers().at("authorization"), "Bearer k");
+  EXPECT_EQ(h.path(), "/v1/chat/completions");
+  EXPECT_EQ(h.body(), "{}");
+  EXPECT_EQ(h.raw_body(), "raw");
+  EXPECT_EQ(check.attributes().source().address().socket_address().address(), "10.20.1.7");
+}
+
+TEST(ExtAuthzWireTest, ACheckResponseAsEnvoyReadsIt) {
+  auth::CheckResponse denied;
+  denied.mutable_status()->set_code(7);
+  denied.mutable_denied_response()->mutable_status()->set_code(envoy::type::v3::Forbidden);
+  denied.mutable_denied_response()->set_body("no");
+  // status{code: 7}, denied_response{status{code: 403}, body: "no"}.
+  EXPECT_EQ(denied.SerializeAsString(),
+            Field(1, "\x08\x07") + Field(2, Field(1, "\x08\x93\x03") + Field(3, "no")));
+
+  auth::CheckResponse ok;
+  ok.mutable_status();
+  envoy::config::core::v3::HeaderValueOption* header = ok.mutable_ok_response()->add_headers();
+  header->mutable_header()->set_key("x-policy-audit-id");
+  header->mutable_header()->set_value("p/e/1");
+  // status{}, ok_response{headers[{header{key, value}}]}.
+  EXPECT_EQ(ok.SerializeAsString(),
+            Field(1, "") +
+                Field(3, Field(2, Field(1, Field(1, "x-policy-audit-id") + Field(2, "p/e/1")))));
+}
+
 TEST(ExtAuthzConvertTest, ReadsKeySourceBodyAndResidency) {
   v1::DecideRequest decide;
   ASSERT_TRUE(DecideRequestFromCheck(Check(), &decide).ok());

@@ -68,9 +68,10 @@ class ExtAuthzServiceTest : public ::testing::TestWithParam<bool> {
     return check;
   }
 
-  auth::CheckResponse Check(const auth::CheckRequest& request) {
+  auth::CheckResponse Check(const auth::CheckRequest& request,
+                            absl::Duration deadline = absl::Seconds(10)) {
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
     auth::CheckResponse response;
     grpc::Status status = stub_->Check(&context, request, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
@@ -178,6 +179,23 @@ TEST_P(ExtAuthzServiceTest, AKeyWithTooManyDenialsIs429BeforeTheBodyIsRead) {
   EXPECT_EQ(after.back(), "keys.VerifyKey");
   // Counted as a refusal, not as a decision.
   EXPECT_EQ(Metric("policy_edge_denial_budget_refusals_total"), 1);
+}
+
+// Every call the edge makes for a check carries the caller's deadline, or the edge's own limit
+// (10 s here) when the caller's is later.
+TEST_P(ExtAuthzServiceTest, EveryDownstreamCallCarriesTheCallersDeadline) {
+  for (const absl::Duration callers : {absl::Seconds(3), absl::Seconds(60)}) {
+    const absl::Time expected = absl::Now() + std::min(callers, absl::Seconds(10));
+    auth::CheckResponse r = Check(Request(kBody), callers);
+    ASSERT_TRUE(r.has_ok_response()) << callers;
+    const auto deadlines = fake_.deadlines();
+    EXPECT_EQ(deadlines.size(), 5u);  // keys, authz, pii, region, audit.
+    for (const auto& [call, deadline] : deadlines) {
+      // Within the time the check took and gRPC's rounding of the timeout it sends.
+      EXPECT_LT(absl::AbsDuration(absl::FromChrono(deadline) - expected), absl::Milliseconds(500))
+          << call << " " << callers;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(InlineAndFromOtherThreads, ExtAuthzServiceTest, ::testing::Bool());

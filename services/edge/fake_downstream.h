@@ -2,7 +2,11 @@
 #define POLICY_SERVICES_EDGE_FAKE_DOWNSTREAM_H_
 
 // For tests only: the edge's downstream services as a script.
+#include <chrono>
 #include <deque>
+#include <functional>
+#include <map>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -13,45 +17,46 @@
 
 namespace policy::edge {
 
-// The five services scripted: each method records its request, then answers with its
-// status and, when OK, its response; inline, or from a thread of its own when `async`.
+// The five services scripted: each method records its request and its deadline, then answers
+// with its status and, when OK, its response; inline, from a thread of its own when `async`,
+// or when the test releases it (`held`).
 class FakeDownstream final : public Downstream {
  public:
   ~FakeDownstream() override {
     for (std::thread& t : threads_) t.join();
   }
 
-  void VerifyKey(grpc::ClientContext*, const keys::v1::VerifyKeyRequest* request,
+  void VerifyKey(grpc::ClientContext* context, const keys::v1::VerifyKeyRequest* request,
                  keys::v1::VerifyKeyResponse* response, Done done) override {
-    Answer("keys.VerifyKey", *request, &verify_request, response, verify_response, verify_status,
-           std::move(done));
+    Answer(context, "keys.VerifyKey", *request, &verify_request, response, verify_response,
+           verify_status, std::move(done));
   }
-  void Check(grpc::ClientContext*, const authz::v1::CheckRequest* request,
+  void Check(grpc::ClientContext* context, const authz::v1::CheckRequest* request,
              authz::v1::CheckResponse* response, Done done) override {
-    Answer("authz.Check", *request, &check_request, response, check_response, check_status,
+    Answer(context, "authz.Check", *request, &check_request, response, check_response, check_status,
            std::move(done));
   }
-  void ReportUsage(grpc::ClientContext*, const authz::v1::ReportUsageRequest* request,
+  void ReportUsage(grpc::ClientContext* context, const authz::v1::ReportUsageRequest* request,
                    authz::v1::ReportUsageResponse* response, Done done) override {
-    Answer("authz.ReportUsage", *request, &usage_request, response, usage_response, usage_status,
-           std::move(done));
+    Answer(context, "authz.ReportUsage", *request, &usage_request, response, usage_response,
+           usage_status, std::move(done));
   }
-  void Redact(grpc::ClientContext*, const pii::v1::RedactRequest* request,
+  void Redact(grpc::ClientContext* context, const pii::v1::RedactRequest* request,
               pii::v1::RedactResponse* response, Done done) override {
-    Answer("pii.Redact", *request, &redact_request, response, redact_response, redact_status,
-           std::move(done));
+    Answer(context, "pii.Redact", *request, &redact_request, response, redact_response,
+           redact_status, std::move(done));
   }
-  void Route(grpc::ClientContext*, const region::v1::RouteRequest* request,
+  void Route(grpc::ClientContext* context, const region::v1::RouteRequest* request,
              region::v1::RouteResponse* response, Done done) override {
-    Answer("region.Route", *request, &route_request, response, route_response, route_status,
-           std::move(done));
+    Answer(context, "region.Route", *request, &route_request, response, route_response,
+           route_status, std::move(done));
   }
-  void ReportOutcome(grpc::ClientContext*, const region::v1::ReportOutcomeRequest* request,
+  void ReportOutcome(grpc::ClientContext* context, const region::v1::ReportOutcomeRequest* request,
                      region::v1::ReportOutcomeResponse* response, Done done) override {
-    Answer("region.ReportOutcome", *request, &outcome_request, response,
+    Answer(context, "region.ReportOutcome", *request, &outcome_request, response,
            region::v1::ReportOutcomeResponse(), outcome_status, std::move(done));
   }
-  void Append(grpc::ClientContext*, const audit::v1::AppendRequest* request,
+  void Append(grpc::ClientContext* context, const audit::v1::AppendRequest* request,
               audit::v1::AppendResponse* response, Done done) override {
     grpc::Status status = append_status;
     {
@@ -61,13 +66,31 @@ class FakeDownstream final : public Downstream {
         append_statuses.pop_front();
       }
     }
-    Answer("audit.Append", *request, &append_request, response, append_response, status,
+    Answer(context, "audit.Append", *request, &append_request, response, append_response, status,
            std::move(done));
   }
-  void GetEntry(grpc::ClientContext*, const audit::v1::GetEntryRequest* request,
+  void GetEntry(grpc::ClientContext* context, const audit::v1::GetEntryRequest* request,
                 audit::v1::GetEntryResponse* response, Done done) override {
-    Answer("audit.GetEntry", *request, &get_entry_request, response, get_entry_response,
+    Answer(context, "audit.GetEntry", *request, &get_entry_request, response, get_entry_response,
            get_entry_status, std::move(done));
+  }
+
+  // The deadline each call carried, by call name ("authz.Check"), the latest call's.
+  std::map<std::string, std::chrono::system_clock::time_point> deadlines() {
+    absl::MutexLock lock(&mu_);
+    return deadlines_;
+  }
+
+  // Calls named here ("authz.Check") are recorded at once but answered only by ReleaseHeld.
+  std::set<std::string> held;
+  // Answers the held calls made so far, from the calling thread, in the order they came.
+  void ReleaseHeld() {
+    std::vector<std::function<void()>> answers;
+    {
+      absl::MutexLock lock(&mu_);
+      answers.swap(held_answers_);
+    }
+    for (std::function<void()>& answer : answers) answer();
   }
 
   // The calls made so far, in order.
@@ -111,25 +134,34 @@ class FakeDownstream final : public Downstream {
 
  private:
   template <typename Request, typename Response>
-  void Answer(const char* name, const Request& request, Request* seen, Response* response,
-              const Response& scripted, const grpc::Status& status, Done done) {
-    {
-      absl::MutexLock lock(&mu_);
-      calls_.push_back(name);
-      *seen = request;
-    }
-    auto run = [response, scripted, status, done = std::move(done)] {
+  void Answer(grpc::ClientContext* context, const char* name, const Request& request, Request* seen,
+              Response* response, const Response& scripted, const grpc::Status& status, Done done) {
+    std::function<void()> run = [response, scripted, status, done = std::move(done)] {
       if (status.ok()) *response = scripted;
       done(status);
     };
-    if (!async) return run();
-    absl::MutexLock lock(&mu_);
-    threads_.emplace_back(std::move(run));
+    {
+      absl::MutexLock lock(&mu_);
+      calls_.push_back(name);
+      deadlines_[name] = context->deadline();
+      *seen = request;
+      if (held.contains(name)) {
+        held_answers_.push_back(std::move(run));
+        return;
+      }
+      if (async) {
+        threads_.emplace_back(std::move(run));
+        return;
+      }
+    }
+    run();
   }
 
   absl::Mutex mu_;
   std::vector<std::string> calls_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::chrono::system_clock::time_point> deadlines_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::function<void()>> held_answers_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace policy::edge
