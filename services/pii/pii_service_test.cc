@@ -117,6 +117,8 @@ TEST_F(PiiServiceTest, ScanReportsFindingsPerMessageWithoutChangingText) {
   EXPECT_EQ(card.message_index(), 1u);
   EXPECT_EQ(request.messages(1).content().substr(card.begin(), card.end() - card.begin()),
             "4111 1111 1111 1111");
+  EXPECT_EQ(card.input_begin(), card.begin());
+  EXPECT_EQ(card.input_end(), card.end());
   EXPECT_GT(card.score(), 0.5);
   EXPECT_FALSE(card.recognizer().empty());
   EXPECT_EQ(response.findings(1).entity_type(), "EMPLOYEE_ID");
@@ -134,6 +136,50 @@ TEST_F(PiiServiceTest, ScanCanBeLimitedToSomeTypes) {
   ASSERT_TRUE(stub_->Scan(&context, request, &response).ok());
   ASSERT_EQ(response.findings_size(), 1);
   EXPECT_EQ(response.findings(0).entity_type(), "EMAIL_ADDRESS");
+}
+
+// A threshold, per request (Scan) or per policy (Redact), drops findings scoring below it.
+TEST_F(PiiServiceTest, AThresholdDropsFindingsScoringBelowIt) {
+  const std::string text = "Call 212-555-0143 or mail jane@example.com, from 10.1.2.3.";
+  // Every finding, whatever its score, to find one scoring below 1.
+  v1::ScanRequest scan;
+  Add(scan.mutable_messages(), "user", text);
+  scan.mutable_options()->set_min_score(0);
+  v1::ScanResponse all;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->Scan(&context, scan, &all).ok());
+  }
+  const v1::Finding* below_one = nullptr;
+  for (const v1::Finding& f : all.findings()) {
+    if (f.score() < 0.99 && below_one == nullptr) below_one = &f;
+  }
+  ASSERT_NE(below_one, nullptr) << all.DebugString();
+  const std::string value = text.substr(below_one->begin(), below_one->end() - below_one->begin());
+  const auto scanned_at = [&](double min_score) {
+    scan.mutable_options()->set_min_score(min_score);
+    v1::ScanResponse response;
+    grpc::ClientContext context;
+    EXPECT_TRUE(stub_->Scan(&context, scan, &response).ok());
+    for (const v1::Finding& f : response.findings()) {
+      if (f.begin() == below_one->begin()) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(scanned_at(below_one->score()));
+  EXPECT_FALSE(scanned_at(below_one->score() + 0.005)) << value;
+
+  const auto redacted_at = [&](double min_score) {
+    v1::RedactRequest request;
+    Add(request.mutable_messages(), "user", text);
+    request.mutable_policy()->mutable_default_rule()->set_operator_(v1::OPERATOR_PLACEHOLDER);
+    request.mutable_policy()->set_min_score(min_score);
+    v1::RedactResponse response;
+    EXPECT_TRUE(Redact(request, &response).ok());
+    return !absl::StrContains(response.messages(0).content(), value);
+  };
+  EXPECT_TRUE(redacted_at(below_one->score()));
+  EXPECT_FALSE(redacted_at(below_one->score() + 0.005)) << value;
 }
 
 TEST_F(PiiServiceTest, RedactAppliesThePolicyAndReturnsARestorableMapping) {
@@ -159,6 +205,15 @@ TEST_F(PiiServiceTest, RedactAppliesThePolicyAndReturnsARestorableMapping) {
   EXPECT_EQ(masked.operator_(), v1::OPERATOR_MASK);
   EXPECT_EQ(response.messages(0).content().substr(masked.begin(), masked.end() - masked.begin()),
             "***-**-8726");
+  // Where each value was in the messages as sent.
+  EXPECT_EQ(request.messages(0).content().substr(masked.input_begin(),
+                                                 masked.input_end() - masked.input_begin()),
+            "536-22-8726");
+  const v1::Finding& second_email = response.findings(2);
+  EXPECT_EQ(second_email.message_index(), 1u);
+  EXPECT_EQ(request.messages(1).content().substr(
+                second_email.input_begin(), second_email.input_end() - second_email.input_begin()),
+            "jane@example.com");
   EXPECT_FALSE(response.report().blocked());
   EXPECT_EQ(response.report().counts().at("EMAIL_ADDRESS"), 2);
   ASSERT_EQ(response.mapping_size(), 1);

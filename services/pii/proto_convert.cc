@@ -217,6 +217,8 @@ void ToProto(const Finding& finding, uint32_t message_index, pb::Finding* out) {
   out->set_message_index(message_index);
   out->set_begin(finding.begin);
   out->set_end(finding.end);
+  out->set_input_begin(finding.begin);
+  out->set_input_end(finding.end);
   out->set_score(finding.score);
   out->set_recognizer(finding.recognizer);
 }
