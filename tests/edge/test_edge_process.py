@@ -954,6 +954,15 @@ class EdgeProcessTest(unittest.TestCase):
         decision = json.loads(allowed.stdout)
         self.assertEqual(decision["verdict"], "VERDICT_ALLOW")
         self.assertNotIn("jane.doe", allowed.stdout)
+        # A key as keys mints it, pasted into a prompt, is found as the secret it is: by
+        # default its presence refuses the request, and the answer does not repeat it.
+        leaked = policyctl("decide", "--model=gpt-4o", "--residency=eu",
+                           f"--message=our key is {key['secret']}, is that ok?", "--output=json",
+                           api_key=key["secret"])
+        self.assertEqual(leaked.returncode, 3, leaked.stdout + leaked.stderr)
+        self.assertEqual(json.loads(leaked.stdout)["verdict"], "VERDICT_DENY")
+        self.assertEqual(int(json.loads(leaked.stdout)["pii_counts"]["POLICY_SUITE_KEY"]), 1)
+        self.assertNotIn(key["secret"], leaked.stdout)
         denied = policyctl("decide", "--model=o3-mini", "--message=hi", api_key=key["secret"])
         self.assertEqual(denied.returncode, 3)
         self.assertIn("MODEL_NOT_ALLOWED", denied.stdout)
@@ -970,8 +979,21 @@ class EdgeProcessTest(unittest.TestCase):
                              "--environment=production")
         self.assertEqual(verified.returncode, 0, verified.stderr)
         self.assertIn("valid", verified.stdout)
+        # The rotation report names a key expiring within the warning window (7 days), and
+        # not bob's key of the default lifetime.
+        short = policyctl("keys", "create", "--owner=bob", "--project=support-eu",
+                          "--environment=production", "--ttl=60h", "--output=json")
+        self.assertEqual(short.returncode, 0, short.stderr)
+        short_id = json.loads(short.stdout)["key"]["key_id"]
         report = policyctl("keys", "report", "--output=json")
         self.assertEqual(report.returncode, 0, report.stderr)
+        entries = {e["key"]["key_id"]: e for e in json.loads(report.stdout).get("entries", [])}
+        self.assertEqual(entries[short_id]["urgency"], "URGENCY_WARNING")
+        self.assertEqual(int(entries[short_id]["days_remaining"]), 2)
+        self.assertNotIn(key["key"]["key_id"], entries)
+        text_report = policyctl("keys", "report")
+        self.assertEqual(text_report.returncode, 0, text_report.stderr)
+        self.assertIn(short_id, text_report.stdout)
         members = policyctl("members", "list", "--project=support-eu", "--output=json")
         self.assertEqual(members.returncode, 0, members.stderr)
         self.assertIn("bob", [m["id"] for m in json.loads(members.stdout)["members"]])
@@ -1948,8 +1970,15 @@ class EdgeProcessTest(unittest.TestCase):
             changed = policyctl("audit", "prove", *ledger, f"--request_id={request_id}",
                                 f"--public_key={public_key}")
             summary = policyctl("audit", "summary", *ledger)
+            verified = policyctl("audit", "verify", *ledger)
+            verified_json = policyctl("audit", "verify", *ledger, "--output=json")
         finally:
             tamper(-1)
+        # verify names the first bad index, exit code 3 (text and JSON alike).
+        self.assertEqual(verified.returncode, 3, verified.stdout + verified.stderr)
+        self.assertRegex(verified.stdout, r"^INVALID at index \d+: ")
+        self.assertEqual(verified_json.returncode, 3, verified_json.stderr)
+        self.assertFalse(json.loads(verified_json.stdout).get("valid", False))
         # The summary's totals come with the verdict, and its exit code says it as verify's.
         self.assertEqual(summary.returncode, 3, summary.stdout + summary.stderr)
         self.assertIn("integrity INVALID at index", summary.stdout)
