@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "absl/strings/ascii.h"
@@ -106,6 +107,15 @@ absl::Status Parser::Parse(const std::vector<std::string>& args,
       help_requested_ = true;
       return absl::OkStatus();
     }
+  }
+  ignored_environment_.clear();
+  const std::string prefix = EnvironmentName("");
+  for (const auto& [name, value] : environment) {
+    if (!absl::StartsWith(name, prefix)) continue;
+    const bool known = std::any_of(settings_.begin(), settings_.end(), [&](const Setting& s) {
+      return EnvironmentName(s.name) == name;
+    });
+    if (!known) ignored_environment_.push_back(name);
   }
   for (const Setting& setting : settings_) {
     auto it = environment.find(EnvironmentName(setting.name));
@@ -218,6 +228,9 @@ absl::StatusOr<bool> LoadServiceConfig(absl::string_view service, int argc, char
   }
   if (absl::Status s = validate(); !s.ok()) return s;
   LogInfo("configuration", {{"settings", parser.Describe()}});
+  for (const std::string& name : parser.ignored_environment()) {
+    LogWarning("environment variable names no setting; ignored", {{"variable", name}});
+  }
   return true;
 }
 

@@ -54,6 +54,11 @@ class Parser {
   absl::Status ParseProcess(int argc, char** argv);
 
   bool help_requested() const { return help_requested_; }
+  // The POLICY_<SERVICE>_* variables of the last Parse that name no setting (a typo, or a
+  // setting of another release), sorted. They are ignored rather than refused: a platform
+  // may set such variables itself (Kubernetes' service links: POLICY_KEYS_PORT for a Service
+  // named policy-keys).
+  const std::vector<std::string>& ignored_environment() const { return ignored_environment_; }
   // One `name=value` per line with secrets redacted, for the start-up log.
   std::string Describe() const;
   std::string Usage() const;
@@ -74,6 +79,7 @@ class Parser {
   std::string service_;
   std::vector<Setting> settings_;
   bool help_requested_ = false;
+  std::vector<std::string> ignored_environment_;
 };
 
 // `url` with the password replaced by <redacted>; unchanged when it carries none.
@@ -82,7 +88,8 @@ std::string RedactUrlPassword(absl::string_view url);
 // What a service binary's main does with its configuration: `register_settings` adds them to a
 // Parser for `service`, argv and the POLICY_<SERVICE>_* variables are parsed, `--help` prints
 // the usage and gives false; otherwise `validate` runs, the settings are logged (secrets
-// redacted) and the result is true. Errors: the parse's or the validation's.
+// redacted), each ignored variable is warned of by name, and the result is true. Errors: the
+// parse's or the validation's.
 absl::StatusOr<bool> LoadServiceConfig(absl::string_view service, int argc, char** argv,
                                        const std::function<void(Parser&)>& register_settings,
                                        const std::function<absl::Status()>& validate);

@@ -66,6 +66,21 @@ TEST_F(ParserTest, DefaultsStayWithoutFlagsOrEnvironment) {
   EXPECT_FALSE(parser_.help_requested());
 }
 
+// A misspelt variable is named (never its value, which may be a secret), not refused.
+TEST_F(ParserTest, VariablesOfTheServicesPrefixThatNameNoSettingAreIgnoredByName) {
+  ASSERT_TRUE(Parse({}, {{"POLICY_KEYS_COUNT", "9"},
+                         {"POLICY_KEYS_CUONT", "8"},
+                         {"POLICY_KEYS_PORT", "tcp://10.0.0.1:50051"},
+                         {"POLICY_AUTHZ_CUONT", "1"},
+                         {"UNRELATED", "1"}})
+                  .ok());
+  EXPECT_EQ(config_.count, 9);
+  EXPECT_THAT(parser_.ignored_environment(),
+              ::testing::ElementsAre("POLICY_KEYS_CUONT", "POLICY_KEYS_PORT"));
+  ASSERT_TRUE(Parse({}, {{"POLICY_KEYS_COUNT", "9"}}).ok());
+  EXPECT_THAT(parser_.ignored_environment(), ::testing::IsEmpty());
+}
+
 TEST_F(ParserTest, EnvironmentNameIsPrefixedAndUpperCase) {
   EXPECT_EQ(parser_.EnvironmentName("database_url"), "POLICY_KEYS_DATABASE_URL");
   EXPECT_EQ(parser_.EnvironmentName("count"), "POLICY_KEYS_COUNT");
