@@ -56,7 +56,7 @@ void EdgeMetrics::Decided(const std::string& api, const grpc::Status& status, bo
 }
 
 void EdgeMetrics::SetDependencyUp(const std::string& service, bool up) {
-  dependency_up_.Add({{"service", service}}).Set(up ? 1 : 0);
+  dependency_up_.Add({{"dependency", service}}).Set(up ? 1 : 0);
 }
 
 void EdgeMetrics::SetConfigValid(bool valid) { config_valid_.Add({}).Set(valid ? 1 : 0); }

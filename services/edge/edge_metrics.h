@@ -15,7 +15,7 @@
 //   policy_edge_denial_budget_refusals_total{api}      requests refused at the door because
 //       their key's denial budget was spent (FlowOptions::denial_budget): no decision, so not
 //       in policy_edge_decisions_total
-//   policy_edge_dependency_up{service}                 1 while the service answers its
+//   policy_edge_dependency_up{dependency}              1 while that service answers its
 //       health check SERVING (see DownstreamHealth)
 //   policy_edge_config_valid                           1 while pii detects every entity type
 //       the edge's settings name (blocked_entity_types), 0 while it does not: the edge is

@@ -52,10 +52,10 @@ void RegionMetrics::Update(const HealthReport& report) {
                                      BreakerState::kHalfOpen};
       for (int s = 0; s < 3; ++s) {
         g.states[s] = &breaker_state_.Add(
-            {{"endpoint", e.endpoint.id}, {"state", std::string(BreakerStateName(states[s]))}});
+            {{"llm_endpoint", e.endpoint.id}, {"state", std::string(BreakerStateName(states[s]))}});
       }
-      g.latency = &latency_.Add({{"endpoint", e.endpoint.id}});
-      g.trips_withheld = &trips_withheld_.Add({{"endpoint", e.endpoint.id}});
+      g.latency = &latency_.Add({{"llm_endpoint", e.endpoint.id}});
+      g.trips_withheld = &trips_withheld_.Add({{"llm_endpoint", e.endpoint.id}});
       g.seen_trips_withheld = 0;
     }
     g.present = true;

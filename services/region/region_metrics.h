@@ -12,11 +12,14 @@
 #include "services/region/endpoint_registry.h"
 
 // The region service's Prometheus metrics, refreshed from the registry's health report:
-//   policy_region_breaker_state{endpoint, state}     1 for the breaker's current state
-//   policy_region_endpoint_latency_seconds{endpoint} smoothed latency of measured successes
-//   policy_region_routes_total{result}               routed / blocked
-//   policy_region_failovers_total                    routed past an unhealthy preferred one
-//   policy_region_breaker_trips_withheld_total{endpoint}  trips withheld for lack of reporters
+//   policy_region_breaker_state{llm_endpoint, state}     1 for the breaker's current state
+//   policy_region_endpoint_latency_seconds{llm_endpoint} smoothed latency of measured successes
+//   policy_region_routes_total{result}                   routed / blocked
+//   policy_region_failovers_total                        routed past an unhealthy preferred one
+//   policy_region_breaker_trips_withheld_total{llm_endpoint}  trips withheld for lack of
+//       reporters
+// The LLM endpoint's label is not "endpoint", which Prometheus' operator sets on every series
+// it scrapes (the scrape port's name).
 // Not thread-safe: one caller (the sync loop).
 namespace policy::region {
 

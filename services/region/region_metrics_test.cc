@@ -9,13 +9,13 @@
 namespace policy::region {
 namespace {
 
-// The value of `name`'s series labelled endpoint=`endpoint`, or -1 when absent.
+// The value of `name`'s series labelled llm_endpoint=`endpoint`, or -1 when absent.
 double Value(prometheus::Registry& registry, const std::string& name, const std::string& endpoint) {
   for (const prometheus::MetricFamily& family : registry.Collect()) {
     if (family.name != name) continue;
     for (const prometheus::ClientMetric& metric : family.metric) {
       for (const prometheus::ClientMetric::Label& label : metric.label) {
-        if (label.name == "endpoint" && label.value == endpoint) {
+        if (label.name == "llm_endpoint" && label.value == endpoint) {
           return family.type == prometheus::MetricType::Counter ? metric.counter.value
                                                                 : metric.gauge.value;
         }

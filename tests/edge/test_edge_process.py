@@ -369,7 +369,7 @@ class EdgeProcessTest(unittest.TestCase):
             pt.wait_until(lambda: metric("policy_edge_config_valid") == 0, timeout=10,
                           message="policy_edge_config_valid 0")
             for service in ("keys", "authz", "pii", "region", "audit"):
-                self.assertEqual(metric("policy_edge_dependency_up", service=service), 1, service)
+                self.assertEqual(metric("policy_edge_dependency_up", dependency=service), 1, service)
             self.assertEqual(pt.health_status(typo.channel), "NOT_SERVING")
 
             with self.assertRaises(grpc.RpcError) as raised:
@@ -2176,12 +2176,12 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(err.code(), C.UNAVAILABLE)
         self.assertIn("pii", err.details())
         pt.wait_until(lambda: pt.metric_value(pt.scrape_metrics(P["edge"].metrics_port),
-                                              "policy_edge_dependency_up", service="pii") == 0,
+                                              "policy_edge_dependency_up", dependency="pii") == 0,
                       timeout=10, message="the edge sees pii down")
         pt.wait_until(lambda: pt.health_status(P["edge"].channel) == "NOT_SERVING", timeout=10,
                       message="edge NOT_SERVING without pii", ignore=(grpc.RpcError,))
         metrics = pt.scrape_metrics(P["edge"].metrics_port)
-        self.assertEqual(pt.metric_value(metrics, "policy_edge_dependency_up", service="keys"), 1)
+        self.assertEqual(pt.metric_value(metrics, "policy_edge_dependency_up", dependency="keys"), 1)
         self.assertGreater(pt.metric_value(metrics, "policy_edge_decisions_total", api="decide",
                                            verdict="allow", reason=""), 0)
         self.assertGreater(pt.metric_value(metrics, "policy_edge_decisions_total", api="decide",

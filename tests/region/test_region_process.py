@@ -293,7 +293,7 @@ class RegionProcessTest(unittest.TestCase):
         self.assertTrue(mine[west].HasField("half_open_at"))
         # The metrics show it (refreshed every sync interval).
         pt.wait_until(lambda: pt.metric_value(pt.scrape_metrics(A.metrics_port),
-                                              "policy_region_breaker_state", endpoint=west,
+                                              "policy_region_breaker_state", llm_endpoint=west,
                                               state="open") == 1,
                       timeout=5, message="policy_region_breaker_state open = 1")
 
@@ -343,7 +343,7 @@ class RegionProcessTest(unittest.TestCase):
         self.assertEqual(mine[west].trips_withheld, 3)
         pt.wait_until(lambda: pt.metric_value(pt.scrape_metrics(A.metrics_port),
                                               "policy_region_breaker_trips_withheld_total",
-                                              endpoint=west) == 3,
+                                              llm_endpoint=west) == 3,
                       timeout=5, message="policy_region_breaker_trips_withheld_total = 3")
         # A second tenant's failure in the run opens it.
         self.assertEqual(report(False, "support-eu"), R.BREAKER_STATE_OPEN)

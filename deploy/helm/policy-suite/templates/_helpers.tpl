@@ -13,7 +13,7 @@ What the chart knows about the six binaries, in one table (as tools/dev's SERVIC
             from the service's ConfigMap at /etc/policy-suite/config/<file>).
   podName   a setting that gets the pod's name.
   ignored   deprecated settings the binary no longer has: values.schema.json accepts them
-            under config and they are not passed on (the binary would refuse them).
+            under config and they are not passed on (the binary would ignore them, warning).
 Callers of a service (for its NetworkPolicy) are those whose `calls` name it.
 */}}
 {{- define "policy-suite.components" -}}
