@@ -1,5 +1,6 @@
 #include "common/pg/migrations.h"
 
+#include <algorithm>
 #include <map>
 #include <vector>
 
@@ -7,6 +8,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "common/crypto/crypto.h"
 #include "common/log/log.h"
 #include "common/pg/pool.h"
@@ -15,6 +17,9 @@
 
 namespace policy::pg {
 namespace {
+
+// SQLSTATE lock_not_available: a statement waited lock_timeout for a lock.
+constexpr char kLockNotAvailable[] = "55P03";
 
 std::string Checksum(const Migration& m) { return absl::BytesToHexString(crypto::Sha256(m.sql)); }
 
@@ -122,7 +127,8 @@ absl::Status CheckArgs(absl::string_view schema, const std::vector<Migration>& m
 }  // namespace
 
 absl::Status ApplyMigrations(const std::string& url, absl::string_view schema,
-                             const std::vector<Migration>& migrations) {
+                             const std::vector<Migration>& migrations,
+                             const MigrationLockWait& lock_wait) {
   if (absl::Status s = CheckArgs(schema, migrations); !s.ok()) return s;
   try {
     pqxx::connection c(ConnectionString(url, absl::Seconds(5)));
@@ -146,14 +152,40 @@ absl::Status ApplyMigrations(const std::string& url, absl::string_view schema,
     applied = Applied(c, schema);
     if (absl::Status s = Compare(applied, migrations, schema); !s.ok()) return s;
     for (const Migration* m : Pending(applied, migrations)) {
-      pqxx::work tx(c);
-      tx.exec(absl::StrCat("SET LOCAL search_path TO ", schema));
-      tx.exec(m->sql);
-      tx.exec_params(absl::StrCat("INSERT INTO ", schema,
-                                  ".schema_migrations (version, name, checksum) "
-                                  "VALUES ($1, $2, $3)"),
-                     m->version, std::string(m->name), Checksum(*m));
-      tx.commit();
+      for (int attempt = 1;; ++attempt) {
+        try {
+          pqxx::work tx(c);
+          tx.exec(absl::StrCat(
+              "SET LOCAL lock_timeout = ",
+              std::max<int64_t>(1, absl::ToInt64Milliseconds(lock_wait.lock_timeout))));
+          tx.exec(absl::StrCat("SET LOCAL search_path TO ", schema));
+          tx.exec(m->sql);
+          tx.exec_params(absl::StrCat("INSERT INTO ", schema,
+                                      ".schema_migrations (version, name, checksum) "
+                                      "VALUES ($1, $2, $3)"),
+                         m->version, std::string(m->name), Checksum(*m));
+          tx.commit();
+          break;
+        } catch (const pqxx::sql_error& e) {
+          if (e.sqlstate() != kLockNotAvailable) throw;
+          const std::string version = absl::StrCat(m->version);
+          const std::string tries = absl::StrCat(attempt);
+          if (attempt >= lock_wait.attempts) {
+            LogError(
+                "migration gave up waiting for a lock",
+                {{"schema", schema}, {"version", version}, {"name", m->name}, {"attempts", tries}});
+            return absl::UnavailableError(absl::StrCat(
+                "migration ", m->version, " (", m->name, ") of schema ", schema, " waited ",
+                absl::FormatDuration(lock_wait.lock_timeout), " for a lock ", attempt,
+                " times: a transaction holds a table it changes; retry when it ended"));
+          }
+          LogWarning(
+              "migration waited too long for a lock; rolled back to let queries through, "
+              "and tried again",
+              {{"schema", schema}, {"version", version}, {"name", m->name}, {"attempt", tries}});
+          absl::SleepFor(lock_wait.retry_delay);
+        }
+      }
       LogInfo("applied migration",
               {{"schema", schema}, {"version", absl::StrCat(m->version)}, {"name", m->name}});
     }

@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace policy::pg {
 
@@ -14,6 +15,16 @@ struct Migration {
   int version;       // 1, 2, 3, ... without gaps.
   const char* name;  // From NNN_<name>.sql.
   const char* sql;
+};
+
+// How a migration waits for the locks its statements take. An ALTER TABLE waits for an
+// exclusive lock while a transaction uses the table, and every later query on the table
+// queues behind it: so each attempt waits at most `lock_timeout`, is then rolled back
+// (letting the queries through) and tried again after `retry_delay`, `attempts` times in all.
+struct MigrationLockWait {
+  absl::Duration lock_timeout = absl::Seconds(5);
+  int attempts = 12;
+  absl::Duration retry_delay = absl::Seconds(1);
 };
 
 // Brings `schema` up to the newest migration. Reads <schema>.schema_migrations first and,
@@ -30,9 +41,11 @@ struct Migration {
 // differs from this binary's (by SHA-256), when newer migrations are applied but one of
 // this binary's is not, or when the login role may not read <schema>.schema_migrations or
 // apply a pending migration (a runtime role, policy_<schema>_runtime, before the owner ran
-// them).
+// them). UNAVAILABLE naming the migration when its every attempt waited `lock_wait`'s
+// lock_timeout for a lock (the migrations before it stay applied).
 absl::Status ApplyMigrations(const std::string& url, absl::string_view schema,
-                             const std::vector<Migration>& migrations);
+                             const std::vector<Migration>& migrations,
+                             const MigrationLockWait& lock_wait = {});
 
 // OK when `schema` holds every migration of this binary, with the same SQL, and perhaps newer
 // ones (accepted as ApplyMigrations accepts them); FAILED_PRECONDITION naming the difference,

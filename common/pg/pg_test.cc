@@ -727,6 +727,48 @@ TEST_F(MigrationsTest, FailingMigrationRollsBackAlone) {
   EXPECT_EQ(Count(url_, "mig_test_failing.schema_migrations"), 3);
 }
 
+// A migration that must wait for a transaction using its table waits at most lock_timeout at a
+// time, so queries on the table are not held behind it meanwhile, and gets through once the
+// transaction ends; one that never gets the lock gives up.
+TEST_F(MigrationsTest, AMigrationWaitingForALockLetsQueriesThroughAndTriesAgain) {
+  std::vector<Migration> migrations = TestMigrations();
+  ASSERT_TRUE(ApplyMigrations(url_, "mig_test_lock", migrations).ok());
+  migrations.push_back({4, "alter_items", "ALTER TABLE items ADD COLUMN extra text"});
+  const MigrationLockWait quick{.lock_timeout = absl::Milliseconds(100),
+                                .attempts = 3,
+                                .retry_delay = absl::Milliseconds(10)};
+
+  pqxx::connection holder(url_);
+  auto holding = std::make_unique<pqxx::work>(holder);
+  holding->exec("SELECT * FROM mig_test_lock.items");  // Holds the table until it ends.
+  absl::Status status = ApplyMigrations(url_, "mig_test_lock", migrations, quick);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_THAT(status.message(), HasSubstr("migration 4 (alter_items) of schema mig_test_lock"));
+  EXPECT_EQ(Count(url_, "mig_test_lock.schema_migrations"), 3);
+
+  // Tried again for as long as it takes, while a reader keeps reading.
+  absl::Status applied;
+  std::thread migrate([&] {
+    applied = ApplyMigrations(url_, "mig_test_lock", migrations,
+                              {.lock_timeout = absl::Milliseconds(100),
+                               .attempts = 1000,
+                               .retry_delay = absl::Milliseconds(10)});
+  });
+  pqxx::connection reader(url_);
+  for (int i = 0; i < 5; ++i) {
+    pqxx::work read(reader);
+    // Far longer than a lock_timeout, far shorter than the holder's transaction.
+    read.exec("SET LOCAL statement_timeout = 2000");
+    EXPECT_EQ(read.exec1("SELECT count(*) FROM mig_test_lock.items")[0].as<int>(), 1) << i;
+    read.commit();
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  holding->commit();
+  migrate.join();
+  EXPECT_TRUE(applied.ok()) << applied;
+  EXPECT_EQ(Count(url_, "mig_test_lock.schema_migrations"), 4);
+}
+
 TEST_F(MigrationsTest, CheckReportsMissingMigrationsAndChangesNothing) {
   absl::Status status = CheckMigrations(url_, "mig_test_check", TestMigrations());
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
