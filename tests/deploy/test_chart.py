@@ -499,6 +499,33 @@ class ShutdownTest(unittest.TestCase):
         self.assertRefused("--set", "shutdownDelay=11m,terminationGracePeriodSeconds=1000",
                            message="shutdownDelay (11m) must be at most 10m")
 
+    def test_a_service_may_have_its_own_delay_and_grace_period(self):
+        m = render("--set", "edge.shutdownDelay=25s,edge.terminationGracePeriodSeconds=45")
+        self.assertEqual(m.env("edge")["POLICY_EDGE_SHUTDOWN_DELAY"]["value"], "25s")
+        self.assertEqual(m.component("Deployment", "edge")["spec"]["template"]["spec"][
+            "terminationGracePeriodSeconds"], 45)
+        for service in SERVICES:
+            if service == "edge":
+                continue
+            self.assertEqual(m.env(service)[f"POLICY_{service.upper()}_SHUTDOWN_DELAY"]["value"],
+                             "5s")
+            self.assertEqual(m.component("Deployment", service)["spec"]["template"]["spec"][
+                "terminationGracePeriodSeconds"], 30)
+        # The checks compare each service's own values, and name them.
+        self.assertRefused("--set", "edge.shutdownDelay=25s",
+                           message="edge.shutdownDelay (25s) + edge.config.shutdown_grace (10s) "
+                                   "must be shorter than terminationGracePeriodSeconds (30)")
+        self.assertRefused("--set", "edge.terminationGracePeriodSeconds=10",
+                           message="shutdownDelay (5s) + edge.config.shutdown_grace (10s) must "
+                                   "be shorter than edge.terminationGracePeriodSeconds (10)")
+        self.assertRefused("--set", "edge.shutdownDelay=11m,edge.terminationGracePeriodSeconds=999",
+                           message="edge.shutdownDelay (11m) must be at most 10m")
+        # Zero is a value of its own, not "unset".
+        m = render("--set", "keys.shutdownDelay=0s,keys.terminationGracePeriodSeconds=11")
+        self.assertEqual(m.env("keys")["POLICY_KEYS_SHUTDOWN_DELAY"]["value"], "0s")
+        self.assertRefused("--set", "keys.terminationGracePeriodSeconds=0",
+                           message="keys.terminationGracePeriodSeconds (0)")
+
     def test_the_edge_drains_for_at_least_a_decision(self):
         self.assertRefused("--set", "edge.config.shutdown_grace=1s",
                            message="edge.config.shutdown_grace (1s) must be at least "

@@ -108,17 +108,21 @@ to start (CrashLoopBackOff) or being killed while they drain. Renders nothing.
 */}}
 {{- define "policy-suite.checks" -}}
 {{- $root := . }}
-{{- $delay := include "policy-suite.seconds" $root.Values.shutdownDelay | float64 }}
-{{- if gt $delay 600.0 }}
-{{- fail (printf "shutdownDelay (%s) must be at most 10m: the binaries refuse longer" $root.Values.shutdownDelay) }}
-{{- end }}
 {{- range $name, $facts := include "policy-suite.components" $root | fromYaml }}
+{{- $ctx := dict "root" $root "name" $name }}
+{{- $delayText := include "policy-suite.shutdownDelay" $ctx }}
+{{- $delayName := include "policy-suite.shutdownDelayName" $ctx }}
+{{- $delay := include "policy-suite.seconds" $delayText | float64 }}
+{{- if gt $delay 600.0 }}
+{{- fail (printf "%s (%s) must be at most 10m: the binaries refuse longer" $delayName $delayText) }}
+{{- end }}
 {{- $config := (index $root.Values $name).config }}
 {{- /* The binaries' defaults of the settings compared here. */}}
 {{- $grace := $config.shutdown_grace | default "10s" }}
 {{- $total := addf $delay (include "policy-suite.seconds" $grace | float64) }}
-{{- if ge $total (float64 $root.Values.terminationGracePeriodSeconds) }}
-{{- fail (printf "shutdownDelay (%s) + %s.config.shutdown_grace (%s) must be shorter than terminationGracePeriodSeconds (%v): Kubernetes kills a pod that is still draining at the end of it" $root.Values.shutdownDelay $name $grace $root.Values.terminationGracePeriodSeconds) }}
+{{- $termination := include "policy-suite.terminationGracePeriodSeconds" $ctx }}
+{{- if ge $total (float64 $termination) }}
+{{- fail (printf "%s (%s) + %s.config.shutdown_grace (%s) must be shorter than %s (%v): Kubernetes kills a pod that is still draining at the end of it" $delayName $delayText $name $grace (include "policy-suite.terminationGracePeriodSecondsName" $ctx) $termination) }}
 {{- end }}
 {{- end }}
 {{- /* Each service's duration settings: in bounds, and related ones in order. */}}

@@ -185,6 +185,24 @@ secrets included, before migrating, except those that migratesWithoutSecrets; a 
 no ports, peers, files or certificates).
 Secret settings and the database password only ever come from secretKeyRef.
 */}}
+{{- /* A service's shutdown settings (.root, .name): its own shutdownDelay and
+terminationGracePeriodSeconds when its block sets them, else the global ones; the ...Name
+forms say which value that is, for messages. */}}
+{{- define "policy-suite.shutdownDelay" -}}
+{{- $values := index .root.Values .name }}
+{{- ternary $values.shutdownDelay .root.Values.shutdownDelay (hasKey $values "shutdownDelay") }}
+{{- end }}
+{{- define "policy-suite.shutdownDelayName" -}}
+{{- ternary (printf "%s.shutdownDelay" .name) "shutdownDelay" (hasKey (index .root.Values .name) "shutdownDelay") }}
+{{- end }}
+{{- define "policy-suite.terminationGracePeriodSeconds" -}}
+{{- $values := index .root.Values .name }}
+{{- ternary $values.terminationGracePeriodSeconds .root.Values.terminationGracePeriodSeconds (hasKey $values "terminationGracePeriodSeconds") }}
+{{- end }}
+{{- define "policy-suite.terminationGracePeriodSecondsName" -}}
+{{- ternary (printf "%s.terminationGracePeriodSeconds" .name) "terminationGracePeriodSeconds" (hasKey (index .root.Values .name) "terminationGracePeriodSeconds") }}
+{{- end }}
+
 {{- define "policy-suite.env" -}}
 {{- $root := .root }}
 {{- $name := .name }}
@@ -210,7 +228,7 @@ Secret settings and the database password only ever come from secretKeyRef.
 - name: {{ $prefix }}KEEPALIVE_PERMIT_WITHOUT_CALLS
   value: {{ $root.Values.keepalive.permitWithoutCalls | quote }}
 - name: {{ $prefix }}SHUTDOWN_DELAY
-  value: {{ $root.Values.shutdownDelay | quote }}
+  value: {{ include "policy-suite.shutdownDelay" (dict "root" $root "name" $name) | quote }}
 {{- end }}
 {{- if $facts.database }}
 - name: {{ $prefix }}STORE
