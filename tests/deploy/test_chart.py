@@ -324,6 +324,16 @@ class WorkloadTest(unittest.TestCase):
                         for kind in ("requests", "limits"):
                             self.assertEqual(set(c["resources"][kind]), {"cpu", "memory"})
 
+    def test_a_priority_class_for_every_pod_when_set(self):
+        for name, spec in variant("default").pod_specs():
+            self.assertNotIn("priorityClassName", spec, name)
+        specs = list(render("--set", "priorityClassName=policy-critical").pod_specs())
+        self.assertGreaterEqual(len(specs), len(SERVICES))
+        for name, spec in specs:
+            self.assertEqual(spec["priorityClassName"], "policy-critical", name)
+        with self.assertRaises(RenderError):
+            render_raw("--set", "priorityClassName=Not_A_Name")
+
     def test_each_service_runs_its_binary_from_the_one_image(self):
         dockerfile = DOCKERFILE.read_text()
         for binary in SERVICES + ("policyctl",):
