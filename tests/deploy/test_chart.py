@@ -191,9 +191,11 @@ class Manifests:
         return {o["metadata"]["name"]: o for o in self.objects(kind)}
 
     def component(self, kind, service):
-        """The object of `kind` labelled app.kubernetes.io/component=service (exactly one)."""
+        """The object of `kind` labelled app.kubernetes.io/component=service (exactly one; not
+        counting the edge's internal Service, which an exposed edge has beside its own)."""
         found = [o for o in self.objects(kind)
-                 if o["metadata"]["labels"].get("app.kubernetes.io/component") == service]
+                 if o["metadata"]["labels"].get("app.kubernetes.io/component") == service
+                 and not o["metadata"]["name"].endswith("-edge-internal")]
         assert len(found) == 1, f"{len(found)} {kind} objects of component {service}"
         return found[0]
 
@@ -942,8 +944,10 @@ class PeersTest(unittest.TestCase):
         self.assertEqual(edge["spec"]["type"], "LoadBalancer")
         self.assertEqual(edge["spec"]["externalTrafficPolicy"], "Local")
         self.assertEqual(edge["spec"]["loadBalancerSourceRanges"], ["10.0.0.0/8"])
-        self.assertEqual(edge["spec"]["ports"][0], {"name": "grpc", "port": 443,
-                                                   "targetPort": "grpc", "protocol": "TCP"})
+        # gRPC alone: neither health nor metrics is published outside the cluster; a headless
+        # Service of the edge's pods carries those two.
+        self.assertEqual(edge["spec"]["ports"], [{"name": "grpc", "port": 443,
+                                                  "targetPort": "grpc", "protocol": "TCP"}])
         self.assertIn("service.beta.kubernetes.io/aws-load-balancer-internal",
                       edge["metadata"]["annotations"])
         self.assertEqual(
@@ -958,6 +962,36 @@ class PeersTest(unittest.TestCase):
         with self.assertRaises(RenderError) as caught:
             render_raw("--set", "edge.service.externalTrafficPolicy=local")
         self.assertIn("externalTrafficPolicy", str(caught.exception))
+
+    def test_an_exposed_edge_publishes_grpc_alone(self):
+        # The "tls" variant's edge is a LoadBalancer: its health and metrics ports are on a
+        # headless Service of the same pods, which the helm test, the ServiceMonitor and the
+        # alerts use; the default's one ClusterIP Service carries all three.
+        m = variant("tls")
+        services = m.named("Service")
+        public, internal = (services["demo-policy-suite-edge"],
+                            services["demo-policy-suite-edge-internal"])
+        self.assertEqual([p["name"] for p in public["spec"]["ports"]], ["grpc"])
+        self.assertEqual(internal["spec"]["clusterIP"], "None")
+        self.assertEqual(internal["spec"]["type"], "ClusterIP")
+        self.assertEqual([p["name"] for p in internal["spec"]["ports"]], ["health", "metrics"])
+        self.assertEqual(internal["spec"]["selector"], public["spec"]["selector"])
+        self.assertEqual(internal["metadata"]["labels"]["app.kubernetes.io/component"], "edge")
+        [monitor] = m.objects("ServiceMonitor")
+        scraped = [s["metadata"]["name"] for s in m.objects("Service")
+                   if matches(monitor["spec"]["selector"], s["metadata"]["labels"])
+                   and any(p["name"] == "metrics" for p in s["spec"]["ports"])]
+        self.assertEqual(sorted(scraped), sorted(
+            f"demo-policy-suite-{s}" if s != "edge" else "demo-policy-suite-edge-internal"
+            for s in SERVICES))
+        [rule] = m.objects("PrometheusRule")
+        exprs = " ".join(r["expr"] for g in rule["spec"]["groups"] for r in g["rules"])
+        self.assertIn('job="demo-policy-suite-edge-internal"', exprs)
+        self.assertIn("demo-policy-suite-edge-internal|", exprs)
+        [pod] = m.objects("Pod")
+        self.assertIn(f"demo-policy-suite-edge-internal.{NAMESPACE}.svc:{HEALTH}",
+                      pod["spec"]["containers"][0]["command"])
+        self.assertNotIn("demo-policy-suite-edge-internal", variant("default").named("Service"))
 
     def test_production_callers_reach_the_edge_with_their_own_addresses(self):
         # The production example puts a gateway (pods of namespace `gateway`) in front of the
@@ -1161,7 +1195,8 @@ class MonitoringTest(unittest.TestCase):
 
     def test_alerts_pass_promtool_and_fire_on_what_they_watch(self):
         self.assertEqual(variant("default").objects("PrometheusRule"), [])
-        [rule] = variant("tls").objects("PrometheusRule")
+        # The cases' edge is scraped as job demo-policy-suite-edge: a ClusterIP edge.
+        [rule] = render("--set", "metrics.prometheusRule.enabled=true").objects("PrometheusRule")
         promtool = "/usr/bin/promtool"
         self.assertTrue(os.access(promtool, os.X_OK), "promtool (Debian's prometheus) missing")
         with tempfile.TemporaryDirectory(dir=WORK) as directory:

@@ -74,6 +74,18 @@ edge:
 {{- printf "%s-%s" (include "policy-suite.fullname" .root) .name | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The Service with a component's health and metrics ports (.root, .name): its own, but for
+an edge whose Service is a NodePort or LoadBalancer, which carries gRPC alone, "<...>-edge-internal"
+(service.yaml). Prometheus names the scraped job after it. */}}
+{{- define "policy-suite.internalServiceName" -}}
+{{- $name := include "policy-suite.componentName" . }}
+{{- if and (eq .name "edge") (ne .root.Values.edge.service.type "ClusterIP") }}
+{{- printf "%s-internal" ($name | trunc 54 | trimSuffix "-") }}
+{{- else }}
+{{- $name }}
+{{- end }}
+{{- end }}
+
 {{/* host:port of a component's gRPC port inside the cluster (the name certificates carry). */}}
 {{- define "policy-suite.address" -}}
 {{- printf "%s.%s.svc:%s" (include "policy-suite.componentName" .) .root.Release.Namespace (include "policy-suite.grpcPort" .) }}
