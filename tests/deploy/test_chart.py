@@ -455,6 +455,30 @@ class WorkloadTest(unittest.TestCase):
             other.component("Deployment", "authz")["spec"]["template"]["metadata"]["annotations"],
             pod["metadata"]["annotations"])
 
+    def test_the_organisation_file_may_come_from_a_secret(self):
+        # It names people: a Secret's key, mounted read-only, and no ConfigMap.
+        m = render("--set", "authz.bootstrapOrgSecret.name=org-file,"
+                            "authz.bootstrapOrgSecret.key=owners.yaml")
+        self.assertEqual(m.objects("ConfigMap"), [])
+        self.assertEqual(m.env("authz")["POLICY_AUTHZ_BOOTSTRAP_ORG_FILE"]["value"],
+                         "/etc/policy-suite/secret-files/org.yaml")
+        pod = m.component("Deployment", "authz")["spec"]["template"]["spec"]
+        [volume] = [v for v in pod["volumes"] if v["name"] == "secret-files"]
+        self.assertEqual(volume["projected"]["sources"], [
+            {"secret": {"name": "org-file", "items": [{"key": "owners.yaml", "path": "org.yaml"}]}}])
+        self.assertEqual(volume["projected"]["defaultMode"], 0o440)
+        [mount] = [v for v in pod["containers"][0]["volumeMounts"] if v["name"] == "secret-files"]
+        self.assertEqual(mount, {"name": "secret-files", "mountPath": "/etc/policy-suite/secret-files",
+                                 "readOnly": True})
+        for service in SERVICES:
+            if service != "authz":
+                volumes = m.component("Deployment", service)["spec"]["template"]["spec"]["volumes"]
+                self.assertNotIn("secret-files", [v["name"] for v in volumes])
+        with self.assertRaises(RenderError) as caught:
+            render_raw("--set", "authz.bootstrapOrg=members: [],authz.bootstrapOrgSecret.name=org")
+        self.assertIn("authz.bootstrapOrg and authz.bootstrapOrgSecret.name both give org.yaml",
+                      str(caught.exception))
+
     def test_region_replicas_are_named_after_their_pods(self):
         env = variant("default").env("region")
         self.assertEqual(env["POLICY_REGION_REPLICA"]["valueFrom"],

@@ -110,6 +110,11 @@ to start (CrashLoopBackOff) or being killed while they drain. Renders nothing.
 {{- $root := . }}
 {{- range $name, $facts := include "policy-suite.components" $root | fromYaml }}
 {{- $ctx := dict "root" $root "name" $name }}
+{{- range $setting, $file := $facts.files }}
+{{- if and $file.secret (index (index $root.Values $name) $file.secret).name (index (index $root.Values $name) $file.value) }}
+{{- fail (printf "%s.%s and %s.%s.name both give %s: set one" $name $file.value $name $file.secret $file.file) }}
+{{- end }}
+{{- end }}
 {{- $delayText := include "policy-suite.shutdownDelay" $ctx }}
 {{- $delayName := include "policy-suite.shutdownDelayName" $ctx }}
 {{- $delay := include "policy-suite.seconds" $delayText | float64 }}

@@ -10,7 +10,9 @@ What the chart knows about the six binaries, in one table (as tools/dev's SERVIC
             gets none.
   calls     the services it calls: peer -> the setting holding the peer's host:port.
   files     settings naming a file: setting -> the value holding the file's content (mounted
-            from the service's ConfigMap at /etc/policy-suite/config/<file>).
+            from the service's ConfigMap at /etc/policy-suite/config/<file>) and, with
+            `secret`, the value naming a Secret's key to mount instead (at
+            /etc/policy-suite/secret-files/<file>).
   podName   a setting that gets the pod's name.
   ignored   deprecated settings the binary no longer has: values.schema.json accepts them
             under config and they are not passed on (the binary would ignore them, warning).
@@ -24,7 +26,7 @@ keys:
 authz:
   database: true
   calls: {keys: keys_address, audit: audit_target}
-  files: {bootstrap_org_file: {value: bootstrapOrg, file: org.yaml}}
+  files: {bootstrap_org_file: {value: bootstrapOrg, file: org.yaml, secret: bootstrapOrgSecret}}
 pii:
   secrets: {pseudonym_key: false}
   files: {recognizers_file: {value: recognizers, file: recognizers.yaml}}
@@ -288,7 +290,10 @@ forms say which value that is, for messages. */}}
       fieldPath: metadata.name
 {{- end }}
 {{- range $setting, $file := $facts.files }}
-{{- if index $values $file.value }}
+{{- if and $file.secret (index $values $file.secret).name }}
+- name: {{ $prefix }}{{ upper $setting }}
+  value: /etc/policy-suite/secret-files/{{ $file.file }}
+{{- else if index $values $file.value }}
 - name: {{ $prefix }}{{ upper $setting }}
   value: /etc/policy-suite/config/{{ $file.file }}
 {{- end }}
