@@ -1601,6 +1601,17 @@ class LabelsAndNotesTest(unittest.TestCase):
                     self.assertEqual(labels["app.kubernetes.io/managed-by"], "Helm")
                     self.assertEqual(o["metadata"]["namespace"], NAMESPACE)
 
+    def test_a_new_chart_version_alone_rolls_no_pod(self):
+        # Pods carry the recommended labels but the chart's version, whose change would
+        # otherwise replace every pod on an upgrade that changes nothing of them.
+        for service in SERVICES:
+            deployment = variant("default").component("Deployment", service)
+            labels = deployment["spec"]["template"]["metadata"]["labels"]
+            self.assertNotIn("helm.sh/chart", labels, service)
+            self.assertIn("helm.sh/chart", deployment["metadata"]["labels"], service)
+            self.assertEqual({k: v for k, v in deployment["metadata"]["labels"].items()
+                              if k != "helm.sh/chart"}, labels)
+
     def test_notes(self):
         notes = render_raw("--notes", "--name", "demo", "--namespace", NAMESPACE)
         self.assertIn("helm test demo -n policy", notes)

@@ -104,6 +104,12 @@ app.kubernetes.io/component: {{ .name }}
 {{/* Kubernetes' recommended labels: (dict "root" $ "name" "keys"). */}}
 {{- define "policy-suite.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "policy-suite.podLabels" . }}
+{{- end }}
+
+{{/* The labels of a Deployment's pods: the recommended ones but helm.sh/chart, so that a new
+chart version that changes nothing of a pod does not roll it. */}}
+{{- define "policy-suite.podLabels" -}}
 {{ include "policy-suite.selectorLabels" . }}
 app.kubernetes.io/version: {{ .root.Values.image.tag | default .root.Chart.AppVersion | trunc 63 | quote }}
 app.kubernetes.io/part-of: policy-suite
