@@ -221,16 +221,18 @@ absl::StatusOr<bool> LoadServiceConfig(absl::string_view service, int argc, char
                                        const std::function<absl::Status()>& validate) {
   Parser parser(service);
   register_settings(parser);
-  if (absl::Status s = parser.ParseProcess(argc, argv); !s.ok()) return s;
+  const absl::Status parsed = parser.ParseProcess(argc, argv);
+  // Named first: a misspelt variable is often why parsing or validation fails.
+  for (const std::string& name : parser.ignored_environment()) {
+    LogWarning("environment variable names no setting; ignored", {{"variable", name}});
+  }
+  if (!parsed.ok()) return parsed;
   if (parser.help_requested()) {
     std::fputs(parser.Usage().c_str(), stdout);
     return false;
   }
   if (absl::Status s = validate(); !s.ok()) return s;
   LogInfo("configuration", {{"settings", parser.Describe()}});
-  for (const std::string& name : parser.ignored_environment()) {
-    LogWarning("environment variable names no setting; ignored", {{"variable", name}});
-  }
   return true;
 }
 

@@ -88,7 +88,7 @@ std::string RedactUrlPassword(absl::string_view url);
 // What a service binary's main does with its configuration: `register_settings` adds them to a
 // Parser for `service`, argv and the POLICY_<SERVICE>_* variables are parsed, `--help` prints
 // the usage and gives false; otherwise `validate` runs, the settings are logged (secrets
-// redacted), each ignored variable is warned of by name, and the result is true. Errors: the
+// redacted) and the result is true. Each ignored variable is warned of by name, first. Errors: the
 // parse's or the validation's.
 absl::StatusOr<bool> LoadServiceConfig(absl::string_view service, int argc, char** argv,
                                        const std::function<void(Parser&)>& register_settings,

@@ -18,7 +18,6 @@ void MemoryOutbox::Add(std::vector<LedgerRecord> records) {
 }
 
 int MemoryOutbox::EraseFromFailed(absl::FunctionRef<bool(absl::string_view)> erased) {
-  absl::MutexLock drain_lock(&drain_mu_);
   absl::MutexLock lock(&mu_);
   int changed = 0;
   for (OutboxEntry& e : entries_) {

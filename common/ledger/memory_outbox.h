@@ -18,8 +18,8 @@ class MemoryOutbox : public Outbox {
   void Add(std::vector<LedgerRecord> records);
 
   // Empties the actor and subject of every entry marked failed for which `erased` holds, and
-  // notes it in the entry's last_error; waits for the drain in progress, so that an entry it
-  // is about to mark failed is seen. The number of entries changed.
+  // notes it in the entry's last_error (an entry a drain marks failed later keeps what it
+  // holds). The number of entries changed.
   int EraseFromFailed(absl::FunctionRef<bool(absl::string_view)> erased);
 
   absl::StatusOr<OutboxDrain> Drain(int limit, const OutboxHandler& handle) override;

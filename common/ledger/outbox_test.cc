@@ -244,38 +244,6 @@ TEST_P(OutboxTest, ErasingReachesFailedEntriesOnly) {
   EXPECT_EQ(left[2].last_error, "unreachable");
 }
 
-// An entry a drain marks failed while an erasure runs is erased too: the erasure waits for the
-// drain.
-TEST_P(OutboxTest, ErasingWaitsForTheDrainInProgress) {
-  backend_.commit({Record(1)});
-  absl::Notification inside, release;
-  std::thread drain([&] {
-    ASSERT_TRUE(backend_.outbox
-                    ->Drain(10,
-                            [&](const OutboxEntry&) {
-                              inside.Notify();
-                              release.WaitForNotification();
-                              return Delivery{Delivery::Result::kRefused, "bad action"};
-                            })
-                    .ok());
-  });
-  inside.WaitForNotification();
-  int erased = -1;
-  std::thread erase([&] {
-    erased = backend_.erase_from_failed([](absl::string_view id) { return id == "m1"; });
-  });
-  // Time for an erasure that did not wait to find nothing failed yet.
-  absl::SleepFor(absl::Milliseconds(100));
-  release.Notify();
-  drain.join();
-  erase.join();
-  EXPECT_EQ(erased, 1);
-  std::vector<OutboxEntry> left = backend_.outbox->Read(10).value();
-  ASSERT_THAT(left, SizeIs(1));
-  EXPECT_TRUE(left[0].failed);
-  EXPECT_EQ(left[0].record.subject, "");
-}
-
 TEST_P(OutboxTest, ADamagedRowIsSetAsideWithoutBlockingTheRest) {
   if (!backend_.sql) GTEST_SKIP() << "only a database's rows can be damaged";
   backend_.commit({Record(1)});

@@ -54,7 +54,6 @@ void PostgresOutbox::Write(pqxx::work& tx, const std::vector<LedgerRecord>& reco
 
 int PostgresOutbox::EraseFromFailed(pqxx::work& tx,
                                     absl::FunctionRef<bool(absl::string_view)> erased) const {
-  tx.exec_params("SELECT pg_advisory_xact_lock(hashtext($1)::bigint)", table_);
   const pqxx::result rows = tx.exec(
       absl::StrCat("SELECT seq, actor, subject, last_error FROM ", table_, " WHERE failed"));
   int changed = 0;

@@ -33,7 +33,7 @@ namespace policy::ledger {
 //
 // A store writes a change's records with Write in the change's own transaction. A drain
 // holds one pooled connection and a transaction-scoped advisory lock named after the table
-// while it hands entries out (EraseFromFailed takes the same lock). A row that does not decode
+// while it hands entries out. A row that does not decode
 // (edited by hand) is marked failed with the error, as a refused record is, and the drain goes on.
 class PostgresOutbox : public Outbox {
  public:
@@ -48,8 +48,8 @@ class PostgresOutbox : public Outbox {
   void Write(pqxx::work& tx, const std::vector<LedgerRecord>& records) const;
 
   // In `tx`: empties the actor and subject of every row marked failed for which `erased`
-  // holds, and notes it in the row's last_error. Takes the drains' lock until `tx` ends, so
-  // that a row a drain is about to mark failed is seen. The number of rows changed.
+  // holds, and notes it in the row's last_error (a row a drain marks failed after `tx` keeps
+  // what it holds). Waits for no drain. The number of rows changed.
   int EraseFromFailed(pqxx::work& tx, absl::FunctionRef<bool(absl::string_view)> erased) const;
 
   absl::StatusOr<OutboxDrain> Drain(int limit, const OutboxHandler& handle) override;

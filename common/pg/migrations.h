@@ -23,7 +23,7 @@ struct Migration {
 // (letting the queries through) and tried again after `retry_delay`, `attempts` times in all.
 struct MigrationLockWait {
   absl::Duration lock_timeout = absl::Seconds(5);
-  int attempts = 12;
+  int attempts = 8;
   absl::Duration retry_delay = absl::Seconds(1);
 };
 

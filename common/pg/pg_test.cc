@@ -754,14 +754,18 @@ TEST_F(MigrationsTest, AMigrationWaitingForALockLetsQueriesThroughAndTriesAgain)
                                .attempts = 1000,
                                .retry_delay = absl::Milliseconds(10)});
   });
-  pqxx::connection reader(url_);
-  for (int i = 0; i < 5; ++i) {
-    pqxx::work read(reader);
-    // Far longer than a lock_timeout, far shorter than the holder's transaction.
-    read.exec("SET LOCAL statement_timeout = 2000");
-    EXPECT_EQ(read.exec1("SELECT count(*) FROM mig_test_lock.items")[0].as<int>(), 1) << i;
-    read.commit();
-    absl::SleepFor(absl::Milliseconds(100));
+  try {
+    pqxx::connection reader(url_);
+    for (int i = 0; i < 5; ++i) {
+      pqxx::work read(reader);
+      // Far longer than a lock_timeout, far shorter than the holder's transaction.
+      read.exec("SET LOCAL statement_timeout = 2000");
+      EXPECT_EQ(read.exec1("SELECT count(*) FROM mig_test_lock.items")[0].as<int>(), 1) << i;
+      read.commit();
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "a reader was held behind the migration: " << e.what();
   }
   holding->commit();
   migrate.join();

@@ -43,7 +43,7 @@ class OrgStore {
   // mutations, from any replica, apply one after the other, each to the state the previous
   // one committed. A mutation that changes nothing records nothing. A mutation that erases
   // addresses (ErasedAddresses) erases them, in the same commit, from the outbox's records
-  // that the ledger refused, once a drain in progress is done.
+  // that the ledger had refused by then.
   virtual absl::StatusOr<Mutated> Mutate(const OrgMutation& mutation, absl::Time now,
                                          const OrgChangeSource& source) = 0;
 

@@ -1220,7 +1220,13 @@ class MonitoringTest(unittest.TestCase):
     def test_alerts_pass_promtool_and_fire_on_what_they_watch(self):
         self.assertEqual(variant("default").objects("PrometheusRule"), [])
         # The cases' edge is scraped as job demo-policy-suite-edge: a ClusterIP edge.
-        [rule] = render("--set", "metrics.prometheusRule.enabled=true").objects("PrometheusRule")
+        [rule] = render("--set", "metrics.prometheusRule.enabled=true,"
+                                 "metrics.serviceMonitor.enabled=true").objects("PrometheusRule")
+        # Without the chart's ServiceMonitor (a scrape configuration of one's own), no alert
+        # says that it is not selected.
+        [own] = render("--set", "metrics.prometheusRule.enabled=true").objects("PrometheusRule")
+        self.assertNotIn("PolicySuiteNotScraped",
+                         [r["alert"] for g in own["spec"]["groups"] for r in g["rules"]])
         promtool = "/usr/bin/promtool"
         self.assertTrue(os.access(promtool, os.X_OK), "promtool (Debian's prometheus) missing")
         with tempfile.TemporaryDirectory(dir=WORK) as directory:
