@@ -728,6 +728,11 @@ class EdgeProcessTest(unittest.TestCase):
         # Its readiness lapsed while it stood still; callers route to it once it is back.
         pt.wait_until(lambda: pt.health_status(P["audit"].channel) == "SERVING", timeout=10,
                       message="audit SERVING again", ignore=(grpc.RpcError,))
+        # The edge's channel learns it from a health watch of its own, a moment later (on a
+        # loaded machine, seconds): later tests would otherwise find audit unreachable.
+        pt.wait_until(lambda: run_policyctl("audit", "export", "--project=", "--environment=",
+                                            admin_key=alice_key).returncode == 0,
+                      timeout=20, message="the edge reaches audit again")
         entries = org_ledger_once(alice_key, "ACTION_MEMBER_ADDED", roles="reader@support-eu")
         added = [e for e in recorded(entries, "ACTION_MEMBER_ADDED") if e.get("subject") == newcomer]
         self.assertEqual(len(added), 1)
