@@ -494,22 +494,26 @@ class ShutdownTest(unittest.TestCase):
             render_raw(*args)
         self.assertIn(message, str(caught.exception))
 
+    @staticmethod
+    def shutdown(m, service):
+        """(its POLICY_<SVC>_SHUTDOWN_DELAY, its pods' terminationGracePeriodSeconds)."""
+        return (m.env(service)[f"POLICY_{service.upper()}_SHUTDOWN_DELAY"]["value"],
+                m.component("Deployment", service)["spec"]["template"]["spec"][
+                    "terminationGracePeriodSeconds"])
+
     def test_every_service_serves_on_for_the_shutdown_delay(self):
         for name in VARIANTS:
             m = variant(name)
             for service in SERVICES:
                 with self.subTest(variant=name, service=service):
-                    env = m.env(service)
-                    self.assertEqual(env[f"POLICY_{service.upper()}_SHUTDOWN_DELAY"]["value"], "5s")
-                    pod = m.component("Deployment", service)["spec"]["template"]["spec"]
-                    self.assertGreater(pod["terminationGracePeriodSeconds"], 5 + 10)
+                    delay, termination = self.shutdown(m, service)
+                    self.assertEqual(delay, "5s")
+                    self.assertGreater(termination, 5 + 10)
             for job in m.objects("Job"):
                 self.assertFalse(any(e.endswith("_SHUTDOWN_DELAY") for e in
                                      env_map(job["spec"]["template"]["spec"]["containers"][0])))
         m = render("--set", "shutdownDelay=1m30s,terminationGracePeriodSeconds=120")
-        self.assertEqual(m.env("edge")["POLICY_EDGE_SHUTDOWN_DELAY"]["value"], "1m30s")
-        self.assertEqual(m.component("Deployment", "edge")["spec"]["template"]["spec"][
-            "terminationGracePeriodSeconds"], 120)
+        self.assertEqual(self.shutdown(m, "edge"), ("1m30s", 120))
 
     def test_the_termination_grace_must_cover_delay_and_grace(self):
         self.assertRefused(
@@ -537,16 +541,9 @@ class ShutdownTest(unittest.TestCase):
 
     def test_a_service_may_have_its_own_delay_and_grace_period(self):
         m = render("--set", "edge.shutdownDelay=25s,edge.terminationGracePeriodSeconds=45")
-        self.assertEqual(m.env("edge")["POLICY_EDGE_SHUTDOWN_DELAY"]["value"], "25s")
-        self.assertEqual(m.component("Deployment", "edge")["spec"]["template"]["spec"][
-            "terminationGracePeriodSeconds"], 45)
         for service in SERVICES:
-            if service == "edge":
-                continue
-            self.assertEqual(m.env(service)[f"POLICY_{service.upper()}_SHUTDOWN_DELAY"]["value"],
-                             "5s")
-            self.assertEqual(m.component("Deployment", service)["spec"]["template"]["spec"][
-                "terminationGracePeriodSeconds"], 30)
+            self.assertEqual(self.shutdown(m, service),
+                             ("25s", 45) if service == "edge" else ("5s", 30), service)
         # The checks compare each service's own values, and name them.
         self.assertRefused("--set", "edge.shutdownDelay=25s",
                            message="edge.shutdownDelay (25s) + edge.config.shutdown_grace (10s) "
@@ -558,7 +555,7 @@ class ShutdownTest(unittest.TestCase):
                            message="edge.shutdownDelay (11m) must be at most 10m")
         # Zero is a value of its own, not "unset".
         m = render("--set", "keys.shutdownDelay=0s,keys.terminationGracePeriodSeconds=11")
-        self.assertEqual(m.env("keys")["POLICY_KEYS_SHUTDOWN_DELAY"]["value"], "0s")
+        self.assertEqual(self.shutdown(m, "keys"), ("0s", 11))
         self.assertRefused("--set", "keys.terminationGracePeriodSeconds=0",
                            message="keys.terminationGracePeriodSeconds (0)")
 
