@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "common/log/log.h"
 #include "common/server/diagnostics_service.h"
+#include "common/server/malformed_request.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 
@@ -181,6 +182,7 @@ absl::Status ServerRunner::Start() {
   for (grpc::Service* service : services_) builder.RegisterService(service);
   builder.RegisterService(diagnostics_.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+  creators.push_back(MalformedRequestInterceptorFactory());  // First: metrics see its status.
   creators.push_back(grpc_metrics_.InterceptorFactory());
   builder.experimental().SetInterceptorCreators(std::move(creators));
   server_ = builder.BuildAndStart();

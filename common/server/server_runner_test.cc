@@ -614,6 +614,51 @@ TEST_F(ServerRunnerTest, MetricsCountHandledRpcs) {
   EXPECT_THAT(Metrics(), HasSubstr("policy_test_things_total{kind=\"x\"} 3\n"));
 }
 
+// Sends `bytes` as the request of the unary `full_method`.
+grpc::Status CallRaw(grpc::Channel& channel, const char* full_method, const std::string& bytes) {
+  const grpc::internal::RpcMethod method(full_method, grpc::internal::RpcMethod::NORMAL_RPC);
+  grpc::ClientContext context;
+  context.set_deadline(RpcDeadline());
+  grpc::ByteBuffer response;
+  return grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(
+      &channel, method, &context, ToBuffer(bytes), &response);
+}
+
+TEST_F(ServerRunnerTest, RequestsThatDoNotParseAreInvalidArgumentNamingTheMessage) {
+  StartRunner(LocalOptions(/*metrics=*/true));
+  keys_.release.Notify();
+  // Bytes that are no protobuf (a field header promising more than there is), to a callback
+  // method: gRPC alone answers UNIMPLEMENTED with no message.
+  grpc::Status status = CallRaw(*channel_, "/policy.diag.v1.Diagnostics/Ping",
+                                "\x0a\x05"
+                                "ab");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(),
+            "request is not a valid policy.diag.v1.PingRequest: malformed protobuf, or a string "
+            "field that is not UTF-8");
+  // GetKeyRequest.key_id (a string) holding invalid UTF-8, to a sync method: gRPC alone
+  // answers INTERNAL. The handler never runs.
+  status = CallRaw(*channel_, "/policy.keys.v1.KeyService/GetKey", StringField(1, "k\xc3\x28"));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("not a valid policy.keys.v1.GetKeyRequest"));
+  EXPECT_EQ(keys_.calls.load(), 0);
+  // The same field in UTF-8 reaches the handler; unknown fields are no error.
+  EXPECT_TRUE(CallRaw(*channel_, "/policy.keys.v1.KeyService/GetKey",
+                      StringField(1, "k\xc3\xa9") + StringField(15, "x"))
+                  .ok());
+  EXPECT_EQ(keys_.calls.load(), 1);
+  // A method the server does not implement, or does not know, stays UNIMPLEMENTED.
+  EXPECT_EQ(CallRaw(*channel_, "/policy.keys.v1.KeyService/VerifyKey", "").error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(CallRaw(*channel_, "/policy.keys.v1.KeyService/NoSuchMethod", "\xff").error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  // The metrics count the answer given.
+  EXPECT_THAT(Metrics(),
+              HasSubstr("grpc_server_handled_total{grpc_code=\"InvalidArgument\",grpc_method="
+                        "\"Ping\",grpc_service=\"policy.diag.v1.Diagnostics\",grpc_type=\"unary\"} "
+                        "1\n"));
+}
+
 TEST_F(ServerRunnerTest, ReflectionListsServices) {
   StartRunner();
   static const grpc::internal::RpcMethod kInfo(

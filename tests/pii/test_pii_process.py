@@ -233,6 +233,20 @@ class BadInputTest(unittest.TestCase):
         self.assertEqual(error.code(), pt.grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("options.entity_types[0]", error.details())
 
+    def test_a_request_that_is_not_the_message_is_named(self):
+        # ScanRequest.messages[0] claiming 9 bytes where 2 follow, sent as raw bytes.
+        scan = PII.channel.unary_unary("/policy.pii.v1.PiiService/Scan",
+                                       request_serializer=lambda raw: raw,
+                                       response_deserializer=lambda raw: raw)
+        error = pt.call_error(scan, b"\x0a\x09\x0a\x01", timeout=TIMEOUT)
+        self.assertEqual(error.code(), pt.grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertEqual(error.details(), "request is not a valid policy.pii.v1.ScanRequest: "
+                                          "malformed protobuf, or a string field that is not UTF-8")
+        # The service answers the next, well-formed request.
+        answer = stub().Scan(pii_pb2.ScanRequest(messages=[message("mail ann@example.com")]),
+                             timeout=TIMEOUT)
+        self.assertEqual(dict(answer.counts), {"EMAIL_ADDRESS": 1})
+
     def test_a_bad_recognizers_file_stops_the_service_naming_the_line(self):
         bad = CONFIG_DIR / "bad.yaml"
         bad.write_text("recognizers:\n  - name: ticket\n    entity_type: TICKET\n"
