@@ -1123,6 +1123,45 @@ class ScalingTest(unittest.TestCase):
                     self.assertTrue(matches(pdb["spec"]["selector"], m.component(
                         "Deployment", service)["spec"]["template"]["metadata"]["labels"]))
 
+    def test_autoscalers_scale_on_memory_and_behave_as_asked(self):
+        edge = variant("production").component("HorizontalPodAutoscaler", "edge")["spec"]
+        self.assertEqual([m["resource"]["name"] for m in edge["metrics"]], ["cpu"])
+        self.assertEqual(edge["behavior"]["scaleDown"]["stabilizationWindowSeconds"], 600)
+        self.assertEqual(edge["behavior"]["scaleUp"]["policies"],
+                         [{"type": "Percent", "value": 100, "periodSeconds": 30}])
+        keys = variant("production").component("HorizontalPodAutoscaler", "keys")["spec"]
+        self.assertNotIn("behavior", keys)  # {}: Kubernetes' defaults.
+        m = render("-f", PRODUCTION, "--set", "keys.autoscaling.targetMemoryUtilizationPercentage=80")
+        metrics = m.component("HorizontalPodAutoscaler", "keys")["spec"]["metrics"]
+        self.assertEqual([(x["resource"]["name"], x["resource"]["target"]["averageUtilization"])
+                          for x in metrics], [("cpu", 70), ("memory", 80)])
+        with self.assertRaises(RenderError):
+            render_raw("--set", "keys.autoscaling.targetMemoryUtilizationPercentage=101")
+
+    def test_pods_spread_over_nodes_and_zones_counting_their_own_rollout(self):
+        for name, expected in (
+                ("default", [("kubernetes.io/hostname", "ScheduleAnyway"),
+                             ("topology.kubernetes.io/zone", "ScheduleAnyway")]),
+                ("production", [("topology.kubernetes.io/zone", "DoNotSchedule"),
+                                ("kubernetes.io/hostname", "ScheduleAnyway")])):
+            for service in SERVICES:
+                with self.subTest(variant=name, service=service):
+                    pod = variant(name).component("Deployment", service)["spec"]["template"]
+                    constraints = pod["spec"]["topologySpreadConstraints"]
+                    self.assertEqual([(c["topologyKey"], c["whenUnsatisfiable"])
+                                      for c in constraints], expected)
+                    for c in constraints:
+                        self.assertEqual(c["maxSkew"], 1)
+                        self.assertEqual(c["matchLabelKeys"], ["pod-template-hash"])
+                        self.assertTrue(matches(c["labelSelector"], pod["metadata"]["labels"]))
+                        # Only this service's pods count.
+                        self.assertEqual(c["labelSelector"]["matchLabels"]
+                                         ["app.kubernetes.io/component"], service)
+        off = render("--set", "topologySpread.enabled=false").component("Deployment", "edge")
+        self.assertNotIn("topologySpreadConstraints", off["spec"]["template"]["spec"])
+        with self.assertRaises(RenderError):
+            render_raw("--set", "topologySpread.constraints[0].whenUnsatisfiable=Never")
+
     def test_an_autoscaler_needs_min_replicas_at_most_max(self):
         # Kubernetes would refuse the HorizontalPodAutoscaler in the middle of the install,
         # after the pre-install migrations ran: the chart refuses it before anything is applied.
