@@ -326,6 +326,17 @@ class WorkloadTest(unittest.TestCase):
                         for kind in ("requests", "limits"):
                             self.assertEqual(set(c["resources"][kind]), {"cpu", "memory"})
 
+    def test_a_service_may_run_without_a_cpu_limit_but_not_without_a_memory_limit(self):
+        m = render("--set", "edge.resources.limits.cpu=null")
+        container = m.component("Deployment", "edge")["spec"]["template"]["spec"]["containers"][0]
+        self.assertEqual(container["resources"]["limits"], {"memory": "512Mi"})
+        self.assertEqual(set(container["resources"]["requests"]), {"cpu", "memory"})
+        with self.assertRaises(RenderError) as caught:
+            render_raw("--set", "edge.resources.limits.memory=null")
+        self.assertIn("memory", str(caught.exception))
+        with self.assertRaises(RenderError):
+            render_raw("--set", "edge.resources.requests.cpu=null")
+
     def test_a_priority_class_for_every_pod_when_set(self):
         for name, spec in variant("default").pod_specs():
             self.assertNotIn("priorityClassName", spec, name)
