@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "common/log/log.h"
 #include "common/server/diagnostics_service.h"
+#include "common/server/library_logs.h"
 #include "common/server/malformed_request.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -365,6 +366,7 @@ absl::Status ServerRunner::RunUntilSignal() {
 
 void PrepareServerProcess() {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  RouteLibraryLogs();
   // Setting them fixes glibc's otherwise adaptive thresholds; blocks under 32 MiB come from
   // the heap, not from mmap.
   mallopt(M_TRIM_THRESHOLD, 256 << 20);

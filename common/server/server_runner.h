@@ -175,7 +175,8 @@ class ServerRunner {
 //  - keeps freed heap memory in the process (up to 256 MiB above what is in use) rather than
 //    handing it back to the kernel after each burst: glibc's default trims the heap whenever
 //    128 KiB at its top are free, and every call then faulted fresh pages in again (3,000
-//    page faults a second in pii under load, each a trap into the hypervisor).
+//    page faults a second in pii under load, each a trap into the hypervisor);
+//  - sends Protobuf's and gRPC's own log lines through the structured log (RouteLibraryLogs).
 void PrepareServerProcess();
 
 }  // namespace policy::server
