@@ -38,4 +38,17 @@ size_t FindInvalidUtf8(absl::string_view text) {
   return absl::string_view::npos;
 }
 
+bool IsPlainText(absl::string_view text) {
+  if (!IsUtf8(text)) return false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7f) return false;
+    // The C1 controls U+0080..U+009F are C2 80..C2 9F.
+    if (c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) < 0xa0) {
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace policy

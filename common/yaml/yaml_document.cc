@@ -2,11 +2,14 @@
 
 #include <yaml-cpp/eventhandler.h>
 
+#include <algorithm>
 #include <sstream>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/status/status.h"
+#include "common/text/utf8.h"
 
 namespace policy {
 namespace {
@@ -30,6 +33,28 @@ class DocumentCounter : public YAML::EventHandler {
   std::vector<YAML::Mark> starts;
 };
 
+// "line N: " of the byte at `offset`.
+std::string LineOf(absl::string_view text, size_t offset) {
+  return absl::StrCat("line ", std::count(text.begin(), text.begin() + offset, '\n') + 1, ": ");
+}
+
+// YAML streams are UTF-8 here, and hold no control character but tab, line feed and carriage
+// return (YAML 1.2's printable set); yaml-cpp's own messages about them are misleading.
+absl::Status CheckYamlCharacters(absl::string_view text) {
+  if (const size_t bad = FindInvalidUtf8(text); bad != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(LineOf(text, bad), "not valid UTF-8"));
+  }
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(LineOf(text, i), "control character 0x", absl::Hex(c, absl::kZeroPad2),
+                       "; YAML allows tab, line feed and carriage return only"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string YamlLinePrefix(const YAML::Mark& mark) {
@@ -37,6 +62,7 @@ std::string YamlLinePrefix(const YAML::Mark& mark) {
 }
 
 absl::StatusOr<YAML::Node> LoadSingleYamlDocument(absl::string_view yaml) {
+  RETURN_IF_ERROR(CheckYamlCharacters(yaml));
   const std::string text(yaml);
   try {
     std::istringstream stream(text);

@@ -46,11 +46,8 @@ absl::Time WholeMicros(absl::Time t) { return absl::FromUnixMicros(absl::ToUnixM
 
 absl::Status CheckRequester(const std::string& requested_by) {
   if (requested_by.empty()) return absl::InvalidArgumentError("requested_by: required");
-  if (requested_by.size() > kMaxIdentifierBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("requested_by: more than ", kMaxIdentifierBytes, " bytes"));
-  }
-  return absl::OkStatus();
+  // Checked as the read's own ledger entry will check its actor, under the request's name.
+  return ValidateIdentifier(requested_by, "requested_by");
 }
 
 // `current`, then `earlier`: CheckpointKeys' order.
@@ -464,6 +461,11 @@ absl::StatusOr<InclusionProof> AuditLedger::ProveInclusion(const LedgerRef& ledg
     ASSIGN_OR_RETURN(entry, store_->FindRequest(ledger, request_id));
   }
   ASSIGN_OR_RETURN(Checkpoint checkpoint, store_->GetCheckpoint(ledger, tree_size));
+  if (entry->index >= checkpoint.tree_size && tree_size != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tree_size: entry ", entry->index, " is not in the tree of size ", tree_size,
+                     "; name a larger checkpoint, or 0 for the newest"));
+  }
   if (entry->index >= checkpoint.tree_size) {
     return absl::FailedPreconditionError(
         absl::StrCat("entry ", entry->index, " is newer than the checkpoint of size ",

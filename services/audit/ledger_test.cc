@@ -123,6 +123,14 @@ TEST_F(LedgerTest, QueryRevealsIdentifiersFiltersAndPagesAndIsRecorded) {
     EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << bad.status();
     EXPECT_THAT(bad.status().message(), HasSubstr("actor"));
   }
+  // So is a requester no entry can name, under its own name.
+  spec.actor.clear();
+  for (const std::string& requester :
+       {std::string(kMaxIdentifierBytes + 1, 'a'), std::string("a\0b", 3), std::string("\xff")}) {
+    absl::Status bad = ledger_.Query(spec, requester).status();
+    EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(bad.message()), ::testing::StartsWith("requested_by: ")) << bad;
+  }
 }
 
 TEST_F(LedgerTest, PagingOneAtATimeEndsWithTheEntriesPresentAtTheFirstPage) {
@@ -182,6 +190,13 @@ TEST_F(LedgerTest, ProofsVerifyAgainstSignedCheckpoints) {
   EXPECT_EQ(ledger_.ProveConsistency(kProd, 19, 0).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ledger_.ProveInclusion(kProd, 500, "", 0).status().code(), absl::StatusCode::kNotFound);
+  // An entry past the checkpoint the caller names can never be proven against it.
+  const absl::Status past = ledger_.ProveInclusion(kProd, 15, "", 11).status();
+  EXPECT_EQ(past.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(past.message(),
+            "tree_size: entry 15 is not in the tree of size 11; name a larger checkpoint, or 0 "
+            "for the newest");
+  EXPECT_TRUE(ledger_.ProveInclusion(kProd, 15, "", 18).ok());
 }
 
 // A store whose whole list of checkpoints is refused: what reads a page must not need it.

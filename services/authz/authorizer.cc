@@ -178,6 +178,10 @@ absl::StatusOr<UsageReconciliation> Authorizer::ReportUsage(const UsageReport& r
         "actual_tokens must be 0 with refund_request: the request was not sent to the model");
   }
   const CheckRequest& who = report.who;
+  // An id no member or service account can have. One the snapshot does not know is still
+  // charged to its project (and its own limits): it may have been added since, or removed
+  // after its request was allowed.
+  RETURN_IF_ERROR(ValidateId(who.principal_id, "principal.id"));
   RETURN_IF_ERROR(ids::ValidateProjectId(who.project, "project"));
   ASSIGN_OR_RETURN(OrgView view, cache_->Current());
   if (view.snapshot->FindProject(who.project) == nullptr) {

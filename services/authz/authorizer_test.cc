@@ -147,5 +147,22 @@ TEST_F(AuthorizerTest, ARefundIsItsOwnReportAndUsesNoTokens) {
   EXPECT_THAT(bad.status().message(), HasSubstr("actual_tokens"));
 }
 
+TEST_F(AuthorizerTest, AUsageReportNamesAPrincipalIdNoOneCanHave) {
+  for (const std::string& id : {std::string("a\0b", 3), std::string("a\nb"), std::string("")}) {
+    CheckRequest who = Carol();
+    who.principal_id = id;
+    absl::Status bad = authorizer_.ReportUsage(UsageReport{"call-1", who, 10, 500}).status();
+    EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(bad.message(), HasSubstr("principal.id"));
+  }
+  // An id the snapshot does not know (added since, or removed after the check) is charged.
+  CheckRequest who = Carol();
+  who.principal_id = "dave";
+  absl::StatusOr<UsageReconciliation> reported =
+      authorizer_.ReportUsage(UsageReport{"call-2", who, 10, 500});
+  ASSERT_TRUE(reported.ok()) << reported.status();
+  EXPECT_EQ(reported->adjusted_tokens, 490);
+}
+
 }  // namespace
 }  // namespace policy::authz

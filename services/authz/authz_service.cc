@@ -30,15 +30,21 @@ grpc::Status ToGrpc(const absl::Status& status) { return ToGrpcStatus(status, kD
 
 // The actor's id and the request's `id` field (if any) within kMaxIdBytes: checked first, so
 // that no message quotes a longer one.
-absl::Status CheckIds(const v1::Actor& actor, absl::string_view id = {}) {
-  return CheckMaxBytes(
-      {{"actor.member_id", actor.member_id(), kMaxIdBytes}, {"id", id, kMaxIdBytes}});
+absl::Status CheckActor(const v1::Actor& actor) {
+  return CheckMaxBytes({{"actor.member_id", actor.member_id(), kMaxIdBytes}});
+}
+
+// The actor, and the id of the object a request names (required).
+absl::Status CheckIds(const v1::Actor& actor, absl::string_view id) {
+  RETURN_IF_ERROR(CheckActor(actor));
+  if (id.empty()) return absl::InvalidArgumentError("id: required");
+  return CheckMaxBytes({{"id", id, kMaxIdBytes}});
 }
 
 // A listing's actor, page token and project filter (empty: none).
 absl::Status CheckListing(const v1::Actor& actor, const std::string& page_token,
                           absl::string_view project = {}) {
-  RETURN_IF_ERROR(CheckIds(actor));
+  RETURN_IF_ERROR(CheckActor(actor));
   RETURN_IF_ERROR(CheckMaxBytes({{"page_token", page_token, kMaxPageTokenBytes}}));
   if (!project.empty()) RETURN_IF_ERROR(ids::ValidateProjectId(project, "project"));
   return absl::OkStatus();
@@ -193,7 +199,7 @@ grpc::ServerUnaryReactor* AuthzService::ReportUsage(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* AuthzService::CreateProject(grpc::CallbackServerContext* context,
                                                       const v1::CreateProjectRequest* request,
                                                       v1::Project* response) {
-  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
+  if (absl::Status s = CheckActor(request->actor()); !s.ok()) return Finish(context, s);
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<Project> project = FromProto(request->project());
     if (project.ok()) project = admin_->CreateProject(request->actor().member_id(), *project);
@@ -204,7 +210,7 @@ grpc::ServerUnaryReactor* AuthzService::CreateProject(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AuthzService::GetProject(grpc::CallbackServerContext* context,
                                                    const v1::GetProjectRequest* request,
                                                    v1::Project* response) {
-  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
+  if (absl::Status s = CheckActor(request->actor()); !s.ok()) return Finish(context, s);
   if (absl::Status s = ids::ValidateProjectId(request->id(), "id"); !s.ok()) {
     return Finish(context, s);
   }
@@ -224,7 +230,7 @@ grpc::ServerUnaryReactor* AuthzService::GetProject(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* AuthzService::UpdateProject(grpc::CallbackServerContext* context,
                                                       const v1::UpdateProjectRequest* request,
                                                       v1::Project* response) {
-  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
+  if (absl::Status s = CheckActor(request->actor()); !s.ok()) return Finish(context, s);
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<Project> project = FromProto(request->project());
     if (project.ok()) {
@@ -239,7 +245,7 @@ grpc::ServerUnaryReactor* AuthzService::UpdateProject(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AuthzService::ArchiveProject(grpc::CallbackServerContext* context,
                                                        const v1::ArchiveProjectRequest* request,
                                                        v1::Project* response) {
-  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
+  if (absl::Status s = CheckActor(request->actor()); !s.ok()) return Finish(context, s);
   if (absl::Status s = ids::ValidateProjectId(request->id(), "id"); !s.ok()) {
     return Finish(context, s);
   }
@@ -284,7 +290,7 @@ grpc::ServerUnaryReactor* AuthzService::ListProjects(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* AuthzService::AddMember(grpc::CallbackServerContext* context,
                                                   const v1::AddMemberRequest* request,
                                                   v1::Member* response) {
-  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
+  if (absl::Status s = CheckActor(request->actor()); !s.ok()) return Finish(context, s);
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<Member> member = FromProto(request->member());
     if (member.ok()) member = admin_->AddMember(request->actor().member_id(), *member);
@@ -299,7 +305,7 @@ grpc::ServerUnaryReactor* AuthzService::GetMember(grpc::CallbackServerContext* c
     return Finish(context, s);
   }
   // Members may read themselves; reading others needs org.read.
-  if (request->actor().member_id() != request->id() || request->id().empty()) {
+  if (request->actor().member_id() != request->id()) {
     absl::Status allowed = admin_->Authorize(request->actor().member_id(), "org.read");
     if (!allowed.ok()) return Finish(context, allowed);
   }
@@ -415,7 +421,7 @@ grpc::ServerUnaryReactor* AuthzService::ListMembers(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* AuthzService::CreateInvitation(grpc::CallbackServerContext* context,
                                                          const v1::CreateInvitationRequest* request,
                                                          v1::Invitation* response) {
-  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
+  if (absl::Status s = CheckActor(request->actor()); !s.ok()) return Finish(context, s);
   if (absl::Status s = CheckMaxBytes({{"email", request->email(), kMaxEmailBytes}}); !s.ok()) {
     return Finish(context, s);
   }
@@ -496,7 +502,7 @@ grpc::ServerUnaryReactor* AuthzService::ListInvitations(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* AuthzService::CreateServiceAccount(
     grpc::CallbackServerContext* context, const v1::CreateServiceAccountRequest* request,
     v1::ServiceAccount* response) {
-  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
+  if (absl::Status s = CheckActor(request->actor()); !s.ok()) return Finish(context, s);
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<ServiceAccount> account =
         FromProto(request->service_account(), EnvironmentField::kRequired);
@@ -530,7 +536,7 @@ grpc::ServerUnaryReactor* AuthzService::GetServiceAccount(
 grpc::ServerUnaryReactor* AuthzService::UpdateServiceAccount(
     grpc::CallbackServerContext* context, const v1::UpdateServiceAccountRequest* request,
     v1::ServiceAccount* response) {
-  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
+  if (absl::Status s = CheckActor(request->actor()); !s.ok()) return Finish(context, s);
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<ServiceAccount> account =
         FromProto(request->service_account(), EnvironmentField::kIgnored);
@@ -604,7 +610,7 @@ grpc::ServerUnaryReactor* AuthzService::GetServiceAccountPolicy(
 grpc::ServerUnaryReactor* AuthzService::PlanOrgFile(grpc::CallbackServerContext* context,
                                                     const v1::PlanOrgFileRequest* request,
                                                     v1::PlanOrgFileResponse* response) {
-  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
+  if (absl::Status s = CheckActor(request->actor()); !s.ok()) return Finish(context, s);
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<OrgPlan> plan =
         admin_->PlanOrgFile(request->actor().member_id(), request->yaml());
@@ -620,7 +626,7 @@ grpc::ServerUnaryReactor* AuthzService::PlanOrgFile(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* AuthzService::ApplyOrgFile(grpc::CallbackServerContext* context,
                                                      const v1::ApplyOrgFileRequest* request,
                                                      v1::ApplyOrgFileResponse* response) {
-  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
+  if (absl::Status s = CheckActor(request->actor()); !s.ok()) return Finish(context, s);
   if (absl::Status s =
           CheckMaxBytes({{"plan_fingerprint", request->plan_fingerprint(), kMaxFingerprintBytes}});
       !s.ok()) {
@@ -653,7 +659,7 @@ grpc::ServerUnaryReactor* AuthzService::ApplyOrgFile(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* AuthzService::ExportOrgFile(grpc::CallbackServerContext* context,
                                                       const v1::ExportOrgFileRequest* request,
                                                       v1::ExportOrgFileResponse* response) {
-  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
+  if (absl::Status s = CheckActor(request->actor()); !s.ok()) return Finish(context, s);
   absl::StatusOr<std::string> yaml = admin_->ExportOrgFile(request->actor().member_id());
   if (!yaml.ok()) return Finish(context, yaml.status());
   response->set_yaml(*std::move(yaml));
@@ -664,7 +670,7 @@ grpc::ServerUnaryReactor* AuthzService::ExportOrgFile(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AuthzService::SyncIdpGroup(grpc::CallbackServerContext* context,
                                                      const v1::SyncIdpGroupRequest* request,
                                                      v1::SyncIdpGroupResponse* response) {
-  if (absl::Status s = CheckIds(request->actor()); !s.ok()) return Finish(context, s);
+  if (absl::Status s = CheckActor(request->actor()); !s.ok()) return Finish(context, s);
   if (absl::Status s = CheckMaxBytes({{"group", request->group(), kMaxNameBytes}}); !s.ok()) {
     return Finish(context, s);
   }

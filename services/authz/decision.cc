@@ -92,7 +92,7 @@ absl::StatusOr<Action> FindAction(absl::string_view name) {
   for (const Action& action : Actions()) {
     if (action.name == name) return action;
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown action '", name.substr(0, 64), "'"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown action ", Quoted(name)));
 }
 
 bool GrantsAllow(const Member& member, absl::string_view project, const Action& action,

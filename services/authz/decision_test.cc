@@ -93,6 +93,14 @@ class DecisionTest : public ::testing::Test {
 
 // Every role against every action, against a table written out here rather than derived from
 // the code under test.
+TEST(ActionsTest, AnUnknownActionIsNamedQuoted) {
+  EXPECT_TRUE(FindAction("chat.completions").ok());
+  EXPECT_EQ(FindAction("chat.complete").status().message(), "unknown action 'chat.complete'");
+  // Control characters escaped, a long name cut: the message stays one bounded line.
+  EXPECT_EQ(FindAction(std::string("a\0b\n", 4)).status().message(), "unknown action 'a\\x00b\\n'");
+  EXPECT_LT(FindAction(std::string(10'000, 'x')).status().message().size(), 120u);
+}
+
 TEST(RoleMatrixTest, EveryRoleAndAction) {
   const std::set<std::string> api = {"chat.completions", "completions",       "embeddings",
                                      "moderations",      "images.generate",   "audio.transcribe",

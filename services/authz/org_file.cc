@@ -121,26 +121,12 @@ std::string Index(absl::string_view path, size_t i) { return absl::StrCat(path, 
 // ---------------------------------------------------------------------------------------
 // Scalars.
 
-// Valid UTF-8 (shortest forms, no surrogates) without control characters.
-bool IsText(absl::string_view text) {
-  if (!IsUtf8(text)) return false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c == 0x7f) return false;
-    // The C1 controls U+0080..U+009F are C2 80..C2 9F.
-    if (c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) < 0xa0) {
-      return false;
-    }
-  }
-  return true;
-}
-
 absl::StatusOr<std::string> ReadString(const Node& node, absl::string_view path) {
   if (!node.IsScalar()) {
     return Invalid(node, path, absl::StrCat("expected a string, got ", KindOf(node)));
   }
   const std::string& text = node.Scalar();
-  if (!IsText(text)) {
+  if (!IsPlainText(text)) {
     return Invalid(node, path, "must be UTF-8 text without control characters");
   }
   return text;

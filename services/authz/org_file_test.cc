@@ -414,6 +414,13 @@ TEST(ParseOrgFileTest, DocumentLevelErrors) {
   EXPECT_EQ(ParseError("just text\n"), "line 1: the file must be a map, got a scalar");
   EXPECT_EQ(ParseError("{}\n---\n{}\n"),
             "line 2: a second YAML document starts here; the file must hold exactly one");
+  // Bytes YAML does not allow, named where they are.
+  EXPECT_EQ(ParseError(std::string("projects: []\nmembers: \0\n", 24)),
+            "line 2: control character 0x00; YAML allows tab, line feed and carriage return only");
+  EXPECT_EQ(ParseError("projects:\n  - id: a\x1b[31m\n"),
+            "line 2: control character 0x1b; YAML allows tab, line feed and carriage return only");
+  EXPECT_EQ(ParseError("projects:\n\n  - id: \xff\n"), "line 3: not valid UTF-8");
+  EXPECT_THAT(ParseError("projects: []\r\n\tmembers: []\r\n"), Not(HasSubstr("control")));
   // yaml-cpp's LoadAll never returns on these.
   EXPECT_THAT(ParseError(",{M}"), StartsWith("line 1: "));
   EXPECT_THAT(ParseError("projects: []\n,\n"), StartsWith("line 2: "));

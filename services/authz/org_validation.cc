@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/ids/project_id.h"
 #include "common/status/status.h"
+#include "common/text/utf8.h"
 #include "services/authz/decision.h"
 
 namespace policy::authz {
@@ -105,7 +106,7 @@ bool IsEmailAddress(absl::string_view email) {
   const size_t at = email.find('@');
   return email.size() <= kMaxEmailBytes && at != absl::string_view::npos && at != 0 &&
          at + 1 < email.size() && email.find('@', at + 1) == absl::string_view::npos &&
-         email.find_first_of(" \t\r\n<>") == absl::string_view::npos;
+         email.find_first_of(" <>") == absl::string_view::npos && IsPlainText(email);
 }
 
 }  // namespace
@@ -115,7 +116,11 @@ absl::Status ValidateProject(const Project& project) {
   RETURN_IF_ERROR(ValidateLimits(project.rpm_limit, project.tpm_limit, "project"));
   RETURN_IF_ERROR(
       ValidateLimits(project.member_rpm_limit, project.member_tpm_limit, "project.member"));
-  return ValidateProjectSettings(project);
+  RETURN_IF_ERROR(ValidateProjectSettings(project));
+  if (!IsPlainText(project.name)) {
+    return absl::InvalidArgumentError("project.name must be UTF-8 text without control characters");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateStoredProject(const Project& project) {
@@ -182,10 +187,12 @@ absl::Status ValidateServiceAccountSettings(const ServiceAccount& account) {
       return absl::InvalidArgumentError(absl::StrCat(field, " is listed twice"));
     }
   }
-  if (account.max_key_lifetime <= absl::ZeroDuration() ||
-      account.max_key_lifetime > absl::Hours(24 * 365)) {
+  // Whole seconds: what keys' lifetimes and the organisation file are counted in.
+  if (account.max_key_lifetime < absl::Seconds(1) ||
+      account.max_key_lifetime > absl::Hours(24 * 365) ||
+      absl::Trunc(account.max_key_lifetime, absl::Seconds(1)) != account.max_key_lifetime) {
     return absl::InvalidArgumentError(
-        "service_account.max_key_lifetime must be positive and at most 365 days");
+        "service_account.max_key_lifetime must be whole seconds, from 1s to 365 days");
   }
   return absl::OkStatus();
 }

@@ -39,7 +39,8 @@ absl::Status ValidateId(absl::string_view id, absl::string_view field);
 // INVALID_ARGUMENT naming `field` unless 0 <= rpm <= kMaxRpmLimit and 0 <= tpm <= kMaxTpmLimit.
 absl::Status ValidateLimits(int64_t rpm, int64_t tpm, absl::string_view field);
 
-// The id by the project-id rule, name present, limits within ValidateLimits, models distinct
+// The id by the project-id rule, name present and plain text (IsPlainText), limits within
+// ValidateLimits, models distinct
 // and well-formed: what a new project, or a project's new limits, must meet.
 absl::Status ValidateProject(const Project& project);
 

@@ -65,6 +65,21 @@ TEST(OrgValidationTest, Projects) {
   ExpectInvalid(ValidateProject(p), "more than 64");
 }
 
+TEST(OrgValidationTest, ProjectNamesArePlainTextAsInTheOrganisationFile) {
+  Project p = GoodProject();
+  p.name = "Support – EU (Zürich)";
+  EXPECT_TRUE(ValidateProject(p).ok());
+  for (const std::string& name :
+       {std::string("a\0b", 3), std::string("a\nb"), std::string("a\tb"), std::string("a\x7f"),
+        std::string("a\xc2\x85"), std::string("a\xff")}) {
+    p.name = name;
+    EXPECT_EQ(ValidateProject(p).message(),
+              "project.name must be UTF-8 text without control characters");
+    // Projects stored before the rule stay valid, so that their organisation can change.
+    EXPECT_TRUE(ValidateStoredProject(p).ok());
+  }
+}
+
 TEST(OrgValidationTest, ProjectIdsFollowTheOneProjectIdRule) {
   for (const char* id : {"ML.Platform", "Probe-1", "a:b", "a@b", "a+b"}) {
     Project p = GoodProject();
@@ -109,6 +124,14 @@ TEST(OrgValidationTest, Members) {
   bad = m;
   bad.email = "a@b@c";
   ExpectInvalid(ValidateMember(bad), "member.email");
+  for (const std::string& email :
+       {std::string("al\0ice@company.com", 18), std::string("alice@company.com\n"),
+        std::string("a\tb@c.com"), std::string("al\xffice@company.com")}) {
+    bad.email = email;
+    ExpectInvalid(ValidateMember(bad), "member.email");
+  }
+  bad.email = "zoë@company.com";
+  EXPECT_TRUE(ValidateMember(bad).ok());
   // An erased member keeps no address, and only a removed one is erased.
   Member erased = m;
   erased.removed_at = absl::UnixEpoch();
@@ -153,6 +176,15 @@ TEST(OrgValidationTest, ServiceAccounts) {
   bad = a;
   bad.max_key_lifetime = absl::Hours(24 * 400);
   ExpectInvalid(ValidateServiceAccount(bad), "max_key_lifetime");
+  // Whole seconds, as keys' lifetimes and the organisation file count them.
+  for (absl::Duration lifetime : {absl::Nanoseconds(1), absl::Milliseconds(999),
+                                  absl::Milliseconds(1500), absl::ZeroDuration()}) {
+    bad.max_key_lifetime = lifetime;
+    EXPECT_EQ(ValidateServiceAccount(bad).message(),
+              "service_account.max_key_lifetime must be whole seconds, from 1s to 365 days");
+  }
+  bad.max_key_lifetime = absl::Seconds(1);
+  EXPECT_TRUE(ValidateServiceAccount(bad).ok());
   bad = a;
   bad.tpm_limit = kMaxTpmLimit + 1;
   ExpectInvalid(ValidateServiceAccount(bad), "service_account.tpm_limit");

@@ -1,6 +1,7 @@
 #include "services/edge/admin_service.h"
 
 #include <algorithm>
+#include <iterator>
 #include <memory>
 #include <set>
 #include <utility>
@@ -146,11 +147,19 @@ AdminService::AdminService(const DownstreamChannels& channels, server::BlockingP
       pool_(pool),
       max_call_time_(max_call_time) {}
 
-std::string AdminService::AdminKeyOf(const grpc::CallbackServerContext& context) {
+Status AdminService::AdminKeyOf(const grpc::CallbackServerContext& context, std::string* secret) {
   const auto& metadata = context.client_metadata();
-  auto it = metadata.find("authorization");
-  if (it == metadata.end()) return "";
-  return BearerToken(absl::string_view(it->second.data(), it->second.size()));
+  auto [it, end] = metadata.equal_range("authorization");
+  if (it != end && std::next(it) != end) {
+    return Status(StatusCode::UNAUTHENTICATED,
+                  "more than one authorization entry in the metadata: send one admin key");
+  }
+  if (it != end) *secret = BearerToken(absl::string_view(it->second.data(), it->second.size()));
+  if (it == end || secret->empty()) {
+    return Status(StatusCode::UNAUTHENTICATED,
+                  "an admin key is required in the metadata: authorization: Bearer psk_admin_...");
+  }
+  return Status::OK;
 }
 
 Status AdminService::Authenticated(const Status& verify, const keys::v1::VerifyKeyResponse& key,
@@ -351,13 +360,8 @@ grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context
   // Refused before the pool without a key, and its key verified (asynchronously, on no
   // thread of the pool) before it takes a place there: callers without a valid admin key
   // cannot crowd out those with one.
-  std::string secret = AdminKeyOf(*context);
-  if (secret.empty()) {
-    return server::FinishNow(
-        context,
-        Status(StatusCode::UNAUTHENTICATED,
-               "an admin key is required in the metadata: authorization: Bearer psk_admin_..."));
-  }
+  std::string secret;
+  if (Status s = AdminKeyOf(*context, &secret); !s.ok()) return server::FinishNow(context, s);
   struct Verification {
     grpc::ClientContext call;
     keys::v1::VerifyKeyRequest request;

@@ -149,8 +149,9 @@ class AdminService final : public v1::AdminService::CallbackService {
     absl::Time deadline;
   };
 
-  // The admin key in `context`'s "authorization: Bearer" metadata; empty when there is none.
-  static std::string AdminKeyOf(const grpc::CallbackServerContext& context);
+  // The admin key in `context`'s "authorization: Bearer" metadata, or UNAUTHENTICATED when
+  // there is none, or more than one authorization entry (which of them would be meant).
+  static grpc::Status AdminKeyOf(const grpc::CallbackServerContext& context, std::string* secret);
   // Given keys' answer to verifying the caller's key (`verify`, `key`): fills `caller`'s
   // member with the key's owner, or says why the key does not authenticate an administrator.
   static grpc::Status Authenticated(const grpc::Status& verify,

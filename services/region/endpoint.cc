@@ -161,6 +161,12 @@ bool IsValidBaseUrl(absl::string_view url) {
   return IsDnsName(host);
 }
 
+absl::Status ValidateEndpointId(absl::string_view id, absl::string_view field) {
+  if (IsName(id, kMaxEndpointIdBytes, "_.-")) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, ": ", Quoted(id), " is not 1 to 64 of [a-z0-9_.-], starting with a letter or digit"));
+}
+
 absl::Status ValidateEndpoint(const Endpoint& e) {
   RETURN_IF_ERROR(CheckMaxBytes({{"endpoint.id", e.id, kMaxEndpointIdBytes},
                                  {"endpoint.region", e.region, kMaxRegionBytes},
@@ -172,10 +178,7 @@ absl::Status ValidateEndpoint(const Endpoint& e) {
           absl::StrCat("endpoint.models[", i, "]: longer than ", kMaxModelBytes, " bytes"));
     }
   }
-  if (!IsName(e.id, kMaxEndpointIdBytes, "_.-")) {
-    return Invalid("id", absl::StrCat(Quoted(e.id), " is not 1 to 64 of [a-z0-9_.-], starting ",
-                                      "with a letter or digit"));
-  }
+  RETURN_IF_ERROR(ValidateEndpointId(e.id, "endpoint.id"));
   if (!IsName(e.region, kMaxRegionBytes, "-")) {
     return Invalid("region", absl::StrCat(Quoted(e.region), " is not 1 to 64 of [a-z0-9-]"));
   }

@@ -62,6 +62,9 @@ std::optional<Provider> ParseProvider(absl::string_view name);
 absl::string_view DataClassName(DataClass c);  // "phi", "pii", "internal", "public"
 std::optional<DataClass> ParseDataClass(absl::string_view name);
 
+// INVALID_ARGUMENT naming `field` unless `id` is an endpoint id: 1 to 64 of [a-z0-9_.-],
+// starting with a letter or digit.
+absl::Status ValidateEndpointId(absl::string_view id, absl::string_view field);
 // INVALID_ARGUMENT naming the field ("endpoint.base_url: ...") when `e` is malformed.
 absl::Status ValidateEndpoint(const Endpoint& e);
 // Each endpoint valid, ids unique, at most kMaxEndpoints.

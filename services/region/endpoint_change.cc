@@ -43,8 +43,9 @@ absl::Status ValidateActor(absl::string_view actor, absl::string_view field) {
         absl::StrCat(field, ": required (who makes the change, for the audit ledger)"));
   }
   if (absl::Status s = CheckMaxBytes({{field, actor, kMaxActorBytes}}); !s.ok()) return s;
-  if (!IsUtf8(actor) || actor.find('\0') != absl::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": not UTF-8 text"));
+  if (!IsPlainText(actor)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must be UTF-8 text without control characters"));
   }
   return absl::OkStatus();
 }

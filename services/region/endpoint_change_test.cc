@@ -29,13 +29,16 @@ TEST(EndpointChangeTest, AnActorIsRequiredBoundedText) {
   EXPECT_TRUE(ValidateActor("alice").ok());
   EXPECT_TRUE(ValidateActor(std::string(kMaxActorBytes, 'a')).ok());
   EXPECT_TRUE(ValidateActor("zoë@example.com").ok());
-  for (const std::string& bad : {std::string(), std::string(kMaxActorBytes + 1, 'a'),
-                                 std::string("a\0b", 3), std::string("\xff")}) {
+  for (const std::string& bad :
+       {std::string(), std::string(kMaxActorBytes + 1, 'a'), std::string("a\0b", 3),
+        std::string("\xff"), std::string("a\nb"), std::string("a\x1b[31m")}) {
     absl::Status s = ValidateActor(bad);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad.size();
     EXPECT_THAT(std::string(s.message()), ::testing::StartsWith("actor: "));
   }
   EXPECT_THAT(std::string(ValidateActor("").message()), HasSubstr("required"));
+  EXPECT_EQ(ValidateActor(std::string("a\0b", 3)).message(),
+            "actor: must be UTF-8 text without control characters");
   EXPECT_THAT(std::string(ValidateActor(std::string(kMaxActorBytes + 1, 'a')).message()),
               HasSubstr("longer than 128 bytes"));
 }

@@ -164,7 +164,7 @@ grpc::ServerUnaryReactor* RegionService::DeleteEndpoint(grpc::CallbackServerCont
   if (request->id().empty()) {
     return server::FinishNow(context, ToGrpc(absl::InvalidArgumentError("id: required")));
   }
-  if (absl::Status s = CheckMaxBytes({{"id", request->id(), kMaxEndpointIdBytes}}); !s.ok()) {
+  if (absl::Status s = ValidateEndpointId(request->id(), "id"); !s.ok()) {
     return server::FinishNow(context, ToGrpc(s));
   }
   if (absl::Status s = ValidateActor(request->actor()); !s.ok()) {

@@ -143,6 +143,11 @@ TEST_F(RegionServiceTest, EachChangeIsRecordedAsTheEdgeRecordedItByTheRequestsAc
   ASSERT_TRUE(Delete("ep", "carol").ok());
   // A change that fails is not recorded.
   EXPECT_EQ(Delete("ep", "carol").error_code(), grpc::StatusCode::NOT_FOUND);
+  // An id no endpoint can have is the caller's mistake, named.
+  const grpc::Status malformed = Delete("EP 1", "carol");
+  EXPECT_EQ(malformed.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(malformed.error_message(),
+            "id: 'EP 1' is not 1 to 64 of [a-z0-9_.-], starting with a letter or digit");
 
   const std::vector<ledger::OutboxEntry> entries = Outbox();
   ASSERT_THAT(entries, SizeIs(3));

@@ -393,6 +393,28 @@ class AdministrationTest(unittest.TestCase):
             actor=actor("olivia"), id="olivia"), timeout=5)
         self.assertEqual(e.code(), C.FAILED_PRECONDITION)
         self.assertIn("owner", e.details())
+        # A name with a control character: the organisation's own export would not parse.
+        for name in ("a\x00b", "line\nbreak"):
+            e = error_of(stub(A).CreateProject, authz_pb2.CreateProjectRequest(
+                actor=actor("olivia"), project=authz_pb2.Project(id="p-ctl", name=name,
+                                                                 environment="staging")),
+                timeout=5)
+            self.assertEqual(e.code(), C.INVALID_ARGUMENT)
+            self.assertIn("project.name must be UTF-8 text without control characters",
+                          e.details())
+        # Requests about one object name it.
+        for call, request in (
+                (stub(A).GetMember, authz_pb2.GetMemberRequest(actor=actor("olivia"))),
+                (stub(A).RemoveMember, authz_pb2.RemoveMemberRequest(actor=actor("olivia"))),
+                (stub(A).EraseMember, authz_pb2.EraseMemberRequest(actor=actor("olivia"))),
+                (stub(A).RemoveServiceAccount,
+                 authz_pb2.RemoveServiceAccountRequest(actor=actor("olivia"))),
+                (stub(A).RevokeInvitation,
+                 authz_pb2.RevokeInvitationRequest(actor=actor("olivia")))):
+            with self.subTest(request=type(request).__name__):
+                e = error_of(call, request, timeout=5)
+                self.assertEqual(e.code(), C.INVALID_ARGUMENT)
+                self.assertEqual(e.details(), "id: required")
 
     def test_a_removed_member_is_denied_on_every_replica_within_the_bound(self):
         stub(A).AddMember(authz_pb2.AddMemberRequest(actor=actor("adam"), member=authz_pb2.Member(

@@ -540,6 +540,13 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertIn("keys.manage", err.details())
 
         alice = SUITE.new_admin_key("alice")
+        # Two keys in one call are ambiguous, whichever comes first.
+        for pair in ((alice, carol), (carol, alice), (alice, alice)):
+            err = pt.call_error(admin.QueryAudit, query,
+                                metadata=es.bearer(pair[0]) + es.bearer(pair[1]), timeout=10)
+            self.assertEqual(err.code(), C.UNAUTHENTICATED)
+            self.assertEqual(err.details(), "more than one authorization entry in the metadata: "
+                                            "send one admin key")
         page = admin.QueryAudit(query, metadata=es.bearer(alice), timeout=10)
         self.assertGreater(len(page.entries), 0)
         report = admin.VerifyLedger(audit_pb2.VerifyLedgerRequest(ledger=query.ledger),
