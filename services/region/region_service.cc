@@ -164,6 +164,9 @@ grpc::ServerUnaryReactor* RegionService::DeleteEndpoint(grpc::CallbackServerCont
   if (request->id().empty()) {
     return server::FinishNow(context, ToGrpc(absl::InvalidArgumentError("id: required")));
   }
+  if (absl::Status s = CheckMaxBytes({{"id", request->id(), kMaxEndpointIdBytes}}); !s.ok()) {
+    return server::FinishNow(context, ToGrpc(s));
+  }
   if (absl::Status s = ValidateEndpointId(request->id(), "id"); !s.ok()) {
     return server::FinishNow(context, ToGrpc(s));
   }

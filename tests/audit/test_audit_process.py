@@ -666,12 +666,12 @@ class ProofTest(AuditTestCase):
         self.assertRpcError(C.NOT_FOUND, self.audit.GetInclusionProof,
                             A.GetInclusionProofRequest(ledger=ledger, index=10**6))
 
-        # An entry newer than the checkpoint asked for cannot be proven against it.
+        # An entry newer than the checkpoint asked for can never be proven against it.
         newer = self.append(aus.entry_input(project, request_id="p-new")).entry
-        error = self.assertRpcError(C.FAILED_PRECONDITION, self.audit.GetInclusionProof,
+        error = self.assertRpcError(C.INVALID_ARGUMENT, self.audit.GetInclusionProof,
                                     A.GetInclusionProofRequest(ledger=ledger, index=newer.index,
                                                                tree_size=size))
-        self.assertIn("newer", error.details())
+        self.assertIn(f"is not in the tree of size {size}", error.details())
         later = aus.wait_checkpoint(self.audit, ledger, newer.index + 1)
         proof = self.audit.GetInclusionProof(A.GetInclusionProofRequest(
             ledger=ledger, request_id="p-new"), timeout=10)
