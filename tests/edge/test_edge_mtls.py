@@ -154,9 +154,12 @@ class MutualTlsTest(unittest.TestCase):
         plaintext = subprocess.run([policyctl, "health", targets[0], "--timeout=3s",
                                     "--output=json"],
                                    capture_output=True, text=True, timeout=30, env=env)
-        self.assertEqual(plaintext.returncode, 1, plaintext.stdout + plaintext.stderr)
+        # Not reached (for now, as far as a script can tell): exit 4, as every command.
+        self.assertEqual(plaintext.returncode, 4, plaintext.stdout + plaintext.stderr)
         answer = json.loads(plaintext.stdout)
+        self.assertEqual(list(answer), ["target", "status", "code"])
         self.assertEqual(answer["target"], targets[0])
+        self.assertEqual(answer["code"], "UNAVAILABLE")
         self.assertIn("UNAVAILABLE", answer["status"])
         mismatched = subprocess.run([policyctl, "health", targets[0],
                                      f"--tls_cert_file={cert}",

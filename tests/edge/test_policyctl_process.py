@@ -386,10 +386,54 @@ class PolicyctlProcessTest(unittest.TestCase):
         self.assertEqual(decided.returncode, 1, decided.stderr)
         self.assertIn(b"INVALID_ARGUMENT", decided.stderr)
 
+    def test_a_flag_or_argument_the_verb_does_not_take_is_a_usage_error(self):
+        # Each refused before any call: a flag of another verb would otherwise be ignored
+        # without a word (audit verify would pass without checking a signature).
+        for args, problem in (
+                (("audit", "verify", "--project=support-eu", "--environment=production",
+                  "--public_key=" + "ab" * 32), "audit verify takes no --public_key"),
+                (("keys", "revoke", "key_x", "--request_id=r1"), "keys revoke takes no --request_id"),
+                (("members", "add", "--id=x", "--email=x@example.com", "--request_id=r1"),
+                 "members add takes no --request_id"),
+                (("decide", "--model=gpt-4o", "--message=hi", "--project=p"),
+                 "decide takes no --project"),
+                (("keys", "list", "stray"), "keys list takes 0 arguments, not 1: 'stray'"),
+                (("audit", "subject-export", "a@example.com", "b"),
+                 "audit subject-export takes 1 argument, not 2: 'b'")):
+            with self.subTest(args=args):
+                ran = run_policyctl(*args, admin_key=self.alice, api_key="psk_x")
+                self.assertEqual(ran.returncode, 2, ran.stderr)
+                self.assertEqual(ran.stdout, "")
+                self.assertTrue(ran.stderr.startswith(f"policyctl: {problem}\n"), ran.stderr)
+                # The usage shown is the verb's own, not the whole usage.
+                self.assertIn("usage: policyctl [global flags] ", ran.stderr)
+                self.assertLess(ran.stderr.count("\n"), 40, ran.stderr)
+        # What the usage lists is taken: lists their page size, checkpoint its public keys.
+        ran = run_policyctl("members", "list", "--page_size=2", admin_key=self.alice)
+        self.assertEqual(ran.returncode, 0, ran.stderr)
+
+    def test_only_the_global_flags_are_read_from_the_environment(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POLICY_POLICYCTL_")}
+        env.update(POLICY_POLICYCTL_EDGE=SUITE.p["edge"].address,
+                   POLICY_POLICYCTL_ADMIN_KEY=self.alice, POLICY_POLICYCTL_OUTPUT="json",
+                   POLICY_POLICYCTL_PROJECT="no-such-project")
+        ran = subprocess.run([str(pt.BUILD_DIR / "tools" / "policyctl"), "members", "list"],
+                             capture_output=True, text=True, timeout=30, env=env,
+                             stdin=subprocess.DEVNULL)
+        # A leftover POLICY_POLICYCTL_PROJECT neither filters the list nor fails it.
+        self.assertEqual(ran.returncode, 0, ran.stderr)
+        self.assertIn("policyctl: ignoring POLICY_POLICYCTL_PROJECT: only the global flags are "
+                      "read from the environment", ran.stderr)
+        self.assertGreater(len(json.loads(ran.stdout)["members"]), 1)
+
     def test_a_timeout_that_is_not_positive_or_an_empty_edge_is_a_usage_error(self):
         for args, named in ((("--timeout=0s", "members", "list"), "--timeout"),
                             (("--timeout=-5s", "members", "list"), "--timeout"),
-                            (("--edge=", "members", "list"), "--edge")):
+                            (("--edge=", "members", "list"), "--edge"),
+                            # Dialled, it would wrap round to port 34463: another service.
+                            (("--edge=127.0.0.1:99999", "members", "list"), "--edge"),
+                            (("--edge=nonsense:::", "members", "list"), "--edge"),
+                            (("health", "127.0.0.1:0"), "health: argument 1")):
             with self.subTest(args=args):
                 run = run_policyctl(*args, admin_key=self.alice)
                 self.assertEqual(run.returncode, 2, run.stderr)

@@ -38,6 +38,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -51,8 +52,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/client/channel.h"
 #include "common/config/config.h"
 #include "common/crypto/crypto.h"
+#include "common/log/log.h"
 #include "common/proto/well_known.h"
 #include "common/text/utf8.h"
 #include "common/tls/tls_options.h"
@@ -143,17 +146,22 @@ commands:
   endpoints delete ID
   endpoints health  breakers, latency, outcomes and failovers
   health TARGET...  grpc.health.v1 of each host:port (default: the edge), [--service];
-                    exit 0 only when every one is SERVING
+                    exit 0 only when every one is SERVING, 4 when each other one is
+                    NOT_SERVING or unreachable for now, else 1; --output=json: one object
+                    per target and line, {"target", "status", "code"}
 
 global flags (or POLICY_POLICYCTL_<NAME>): --edge=host:port (127.0.0.1:50056), --admin_key,
   --api_key, --output=text|json, --timeout=10s, --tls_ca_file (TLS to the edge),
   --tls_cert_file and --tls_key_file (a client certificate)
 exit codes: 0 done, 1 the call failed (an admin call the caller's role may not make too; an
   answer that could not be written to stdout too),
-  2 usage, 3 a decision DENY (decide), an invalid ledger (audit verify, summary), a proof or
+  2 usage (a flag or argument the verb does not take too),
+  3 a decision DENY (decide), an invalid ledger (audit verify, summary), a proof or
     signature that does not check (audit prove, audit checkpoint),
   4 failed for now (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED): the same
     call may succeed later (under the same --request_id where it takes one)
+--output=json prints one JSON document on stdout when the command succeeds (or exits 3);
+  on any other failure stdout holds nothing to read (discard it) and stderr says why
 every list shows all its entries, asking for --page_size (default 500) per call; audit query
   shows at most --limit (default 1000) entries, asking for --page_size (default 1000) per call
 --help anywhere (or policyctl help [COMMAND [VERB]]) prints the usage on stdout, exits 0 and
@@ -191,12 +199,32 @@ int Usage(const std::string& problem) {
   return kUsage;
 }
 
+// Whether `name` is a global flag (the only ones also read from the environment).
+bool IsGlobalFlag(absl::string_view name) {
+  return name == "edge" || name == "admin_key" || name == "api_key" || name == "output" ||
+         name == "timeout" || absl::StartsWith(name, "tls_");
+}
+
+// The environment's POLICY_POLICYCTL_<NAME> of global flags. A command's own flag is never
+// read from it (a leftover POLICY_POLICYCTL_REQUEST_ID would make every later create a
+// retry of the first): such a variable is named on stderr and ignored.
 std::map<std::string, std::string> Environment() {
+  constexpr absl::string_view kPrefix = "POLICY_POLICYCTL_";
   std::map<std::string, std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string entry = *e;
     const size_t eq = entry.find('=');
-    if (eq != std::string::npos) env[entry.substr(0, eq)] = entry.substr(eq + 1);
+    if (eq == std::string::npos) continue;
+    const std::string name = entry.substr(0, eq);
+    if (absl::StartsWith(name, kPrefix) &&
+        !IsGlobalFlag(absl::AsciiStrToLower(name.substr(kPrefix.size())))) {
+      std::fprintf(stderr,
+                   "policyctl: ignoring %s: only the global flags are read from the "
+                   "environment\n",
+                   name.c_str());
+      continue;
+    }
+    env[name] = entry.substr(eq + 1);
   }
   return env;
 }
@@ -222,6 +250,10 @@ int ParseFlags(const Invocation& in, Global& global,
         absl::StrCat("--timeout must be positive, not ", absl::FormatDuration(global.timeout)));
   }
   if (global.edge.empty()) return Usage("--edge (or POLICY_POLICYCTL_EDGE) is empty");
+  // A port out of range would otherwise be dialled modulo 65536: another service.
+  if (absl::Status s = client::CheckTarget("--edge", global.edge); !s.ok()) {
+    return Usage(std::string(s.message()));
+  }
   if (absl::Status s = global.tls.Validate(); !s.ok()) return Usage(std::string(s.message()));
   // A key read from a file or a Kubernetes secret often ends in a newline: keys never hold
   // white space, so it is dropped. Any other byte a key never holds is refused here, without
@@ -239,10 +271,8 @@ int ParseFlags(const Invocation& in, Global& global,
   return kOk;
 }
 
-int Failed(const grpc::Status& s) {
-  std::fprintf(stderr, "policyctl: %s: %s\n",
-               absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())).c_str(),
-               s.error_message().c_str());
+// The exit code of a call that failed with `s`.
+int ExitCodeOf(const grpc::Status& s) {
   switch (s.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
     case grpc::StatusCode::DEADLINE_EXCEEDED:
@@ -252,6 +282,13 @@ int Failed(const grpc::Status& s) {
     default:
       return kFailed;
   }
+}
+
+int Failed(const grpc::Status& s) {
+  std::fprintf(stderr, "policyctl: %s: %s\n",
+               absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())).c_str(),
+               s.error_message().c_str());
+  return ExitCodeOf(s);
 }
 
 // How every --output=json answer and JSON line is printed: proto field names, and every
@@ -1659,7 +1696,11 @@ int Health(const Invocation& in) {
   }
   const std::vector<std::string> targets =
       in.words.empty() ? std::vector<std::string>{g.edge} : in.words;
-  bool all_serving = true;
+  for (size_t i = 0; i < in.words.size(); ++i) {
+    absl::Status s = client::CheckTarget(absl::StrCat("health: argument ", i + 1), in.words[i]);
+    if (!s.ok()) return Usage(std::string(s.message()));
+  }
+  int rc = kOk;
   for (const std::string& target : targets) {
     auto stub = grpc::health::v1::Health::NewStub(Channel(g, target));
     grpc::health::v1::HealthCheckRequest request;
@@ -1673,63 +1714,136 @@ int Health(const Invocation& in) {
             : absl::StrCat("error: ",
                            absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())),
                            ": ", s.error_message());
-    all_serving = all_serving && s.ok() &&
-                  response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+    // Not serving, or not reached, for now: worth asking again (exit 4); anything else (an
+    // unknown service name, a server without the health service) is not (exit 1).
+    const bool serving =
+        s.ok() && response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+    const bool for_now =
+        s.ok() ? response.status() == grpc::health::v1::HealthCheckResponse::NOT_SERVING
+               : ExitCodeOf(s) == kTransient;
+    if (!serving) rc = std::max(rc, for_now ? kTransient : kFailed);
     if (g.json()) {
-      google::protobuf::Struct line;
-      (*line.mutable_fields())["target"].set_string_value(target);
-      (*line.mutable_fields())["status"].set_string_value(status);
-      PrintJson(line);
+      // One object per line, its keys in this order.
+      std::printf("{\"target\":%s,\"status\":%s,\"code\":%s}\n", JsonQuote(target).c_str(),
+                  JsonQuote(status).c_str(),
+                  JsonQuote(absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())))
+                      .c_str());
     } else {
       std::printf("%s\t%s\n", target.c_str(), status.c_str());
     }
   }
-  return all_serving ? kOk : kFailed;
+  // kFailed outranks kTransient.
+  return rc == kTransient || rc == kOk ? rc : kFailed;
+}
+
+// One command line of the usage ("  keys create ..."), with its deeper-indented continuations.
+struct UsageEntry {
+  std::vector<std::string> words;  // the first line's words
+  std::string text;
+};
+
+// The usage's entries of `command`, and whether one of them names `verb` (then only those).
+// None when `command` is empty or unknown.
+std::vector<UsageEntry> UsageEntriesOf(const std::string& command, const std::string& verb,
+                                       bool* verb_named) {
+  *verb_named = false;
+  const absl::string_view text = kUsageText;
+  const size_t commands = text.find("\ncommands:\n");
+  const size_t global = text.find("\nglobal flags");
+  if (command.empty() || commands == absl::string_view::npos || global == absl::string_view::npos) {
+    return {};
+  }
+  std::vector<UsageEntry> entries;
+  bool in_command = false;
+  for (absl::string_view line : absl::StrSplit(text.substr(commands + 11, global - commands - 11),
+                                               '\n', absl::SkipEmpty())) {
+    if (line.size() > 2 && line[2] != ' ') {
+      std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      in_command = !words.empty() && words[0] == command;
+      if (in_command) entries.push_back({std::move(words), ""});
+    }
+    if (in_command) absl::StrAppend(&entries.back().text, line, "\n");
+  }
+  auto names_verb = [&](const UsageEntry& e) {
+    return std::find(e.words.begin() + 1, e.words.end(), verb) != e.words.end();
+  };
+  if (!verb.empty() && std::any_of(entries.begin(), entries.end(), names_verb)) {
+    *verb_named = true;
+    entries.erase(std::remove_if(entries.begin(), entries.end(),
+                                 [&](const UsageEntry& e) { return !names_verb(e); }),
+                  entries.end());
+  }
+  return entries;
 }
 
 // The usage of `command` (its verb `verb`'s alone when the usage names it) and the global
 // flags; the whole usage when `command` is empty or unknown.
 std::string CommandUsage(const std::string& command, const std::string& verb) {
+  bool verb_named = false;
+  const std::vector<UsageEntry> entries = UsageEntriesOf(command, verb, &verb_named);
+  if (entries.empty()) return kUsageText;
   const absl::string_view text = kUsageText;
-  const size_t commands = text.find("\ncommands:\n");
-  const size_t global = text.find("\nglobal flags");
-  if (command.empty() || commands == absl::string_view::npos || global == absl::string_view::npos) {
-    return std::string(text);
-  }
-  // One entry per command line ("  keys create ..."), with its deeper-indented continuations.
-  struct Entry {
-    std::vector<std::string> words;  // the first line's words
-    std::string text;
-  };
-  std::vector<Entry> entries;
-  for (absl::string_view line : absl::StrSplit(text.substr(commands + 11, global - commands - 11),
-                                               '\n', absl::SkipEmpty())) {
-    if (line.size() > 2 && line[2] != ' ') {
-      entries.push_back({absl::StrSplit(line, ' ', absl::SkipEmpty()), ""});
-    }
-    if (!entries.empty()) absl::StrAppend(&entries.back().text, line, "\n");
-  }
-  auto names = [](const Entry& e, const std::string& word, bool anywhere) {
-    if (e.words.empty()) return false;
-    if (!anywhere) return e.words[0] == word;
-    return std::find(e.words.begin() + 1, e.words.end(), word) != e.words.end();
-  };
-  std::vector<const Entry*> shown;
-  for (const Entry& e : entries) {
-    if (names(e, command, false)) shown.push_back(&e);
-  }
-  if (shown.empty()) return std::string(text);
-  if (!verb.empty() && std::any_of(shown.begin(), shown.end(),
-                                   [&](const Entry* e) { return names(*e, verb, true); })) {
-    shown.erase(std::remove_if(shown.begin(), shown.end(),
-                               [&](const Entry* e) { return !names(*e, verb, true); }),
-                shown.end());
-  }
   std::string out = absl::StrCat("usage: policyctl [global flags] ", command,
                                  verb.empty() ? "" : " ", verb, " [flags]\n\n");
-  for (const Entry* e : shown) absl::StrAppend(&out, e->text);
-  absl::StrAppend(&out, text.substr(global));
+  for (const UsageEntry& e : entries) absl::StrAppend(&out, e.text);
+  absl::StrAppend(&out, text.substr(text.find("\nglobal flags")));
   return out;
+}
+
+// Usage's kUsage exit, with the usage of `command`'s `verb` alone.
+int UsageOf(const std::string& command, const std::string& verb, const std::string& problem) {
+  std::fprintf(stderr, "policyctl: %s\n\n%s", problem.c_str(), CommandUsage(command, verb).c_str());
+  return kUsage;
+}
+
+// Refuses a flag `command`'s verb (in.words[0], when the usage names it; a command of one
+// entry, its only one) does not take, as its usage lists them: each command parses one set of
+// flags for all its verbs, and a flag of another verb would otherwise be ignored without a
+// word (audit verify --public_key would pass without checking a signature). Lists also take
+// --page_size. Global flags go with every verb.
+int CheckFlagsOfVerb(const std::string& command, const Invocation& in) {
+  const std::string verb = in.words.empty() ? "" : in.words[0];
+  bool verb_named = false;
+  const std::vector<UsageEntry> entries = UsageEntriesOf(command, verb, &verb_named);
+  if (!verb_named && entries.size() != 1) return kOk;  // The command names what is wrong.
+  std::set<std::string> taken;
+  if (verb == "list") taken.insert("page_size");
+  for (const UsageEntry& e : entries) {
+    for (size_t at = e.text.find("--"); at != std::string::npos; at = e.text.find("--", at)) {
+      at += 2;
+      size_t end = at;
+      while (end < e.text.size() && (absl::ascii_islower(e.text[end]) || e.text[end] == '_')) {
+        ++end;
+      }
+      taken.insert(e.text.substr(at, end - at));
+    }
+  }
+  // Arguments: the usage's upper-case words after the verb of an entry of its own (ID, FILE).
+  if (verb_named && entries.size() == 1 && entries[0].words.size() > 1 &&
+      entries[0].words[1] == verb) {
+    size_t arguments = 0;
+    for (size_t i = 2; i < entries[0].words.size(); ++i) {
+      const std::string& w = entries[0].words[i];
+      if (w.size() > 1 && std::all_of(w.begin(), w.end(), [](char c) {
+            return absl::ascii_isupper(static_cast<unsigned char>(c)) || c == '|';
+          })) {
+        ++arguments;
+      }
+    }
+    if (in.words.size() - 1 > arguments) {
+      return UsageOf(command, verb,
+                     absl::StrCat(command, " ", verb, " takes ", arguments,
+                                  arguments == 1 ? " argument" : " arguments", ", not ",
+                                  in.words.size() - 1, ": '", in.words[arguments + 1], "'"));
+    }
+  }
+  for (const std::string& flag : in.flags) {
+    const std::string name = flag.substr(2, flag.find('=') - 2);
+    if (IsGlobalFlag(name) || taken.count(name) > 0) continue;
+    const std::string what = verb_named ? absl::StrCat(command, " ", verb) : command;
+    return UsageOf(command, verb_named ? verb : "", absl::StrCat(what, " takes no --", name));
+  }
+  return kOk;
 }
 
 int Run(int argc, char** argv) {
@@ -1778,6 +1892,7 @@ int Run(int argc, char** argv) {
       }
     }
   }
+  if (int rc = CheckFlagsOfVerb(command, in); rc != kOk) return rc;
   if (command == "decide") return Decide(in);
   if (command == "health") return Health(in);
   if (command == "keys") return Keys(in);
