@@ -1407,8 +1407,17 @@ int Audit(const Invocation& in) {
           static_cast<int32_t>(limit == 0 ? page_size : std::min(page_size, limit - shown)));
       audit::v1::QueryEntriesResponse page;
       if (grpc::Status s = stub->QueryAudit(Context(g, true).get(), request, &page); !s.ok()) {
+        // What was printed is incomplete (with --output=json, not a JSON document): the
+        // entries shown so far are named, and the token that asks for the rest.
         std::fflush(stdout);
-        return Failed(s);
+        const int rc = Failed(s);
+        if (shown > 0) {
+          std::fprintf(stderr,
+                       "policyctl: the output stops after %lld entries and is incomplete; "
+                       "--page_token=%s asks for the rest\n",
+                       static_cast<long long>(shown), request.page_token().c_str());
+        }
+        return rc;
       }
       for (const audit::v1::Entry& e : page.entries()) {
         if (g.json()) {
