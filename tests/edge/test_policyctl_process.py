@@ -408,6 +408,17 @@ class PolicyctlProcessTest(unittest.TestCase):
                 # The usage shown is the verb's own, not the whole usage.
                 self.assertIn("usage: policyctl [global flags] ", ran.stderr)
                 self.assertLess(ran.stderr.count("\n"), 40, ran.stderr)
+        # A required flag left out is named as the flag, before any call.
+        for args, problem in ((("keys", "create", "--project=support-eu"),
+                               "keys create needs --owner"),
+                              (("projects", "create", "--id=p-x", "--environment=staging"),
+                               "projects create needs --name"),
+                              (("members", "add", "--id=m-x"), "members add needs --email"),
+                              (("decide", "--model=gpt-4o"), "decide needs --message")):
+            with self.subTest(args=args):
+                ran = run_policyctl(*args, admin_key=self.alice, api_key="psk_x")
+                self.assertEqual(ran.returncode, 2, ran.stderr)
+                self.assertEqual(ran.stderr.splitlines()[0], f"policyctl: {problem}")
         # What the usage lists is taken: lists their page size, checkpoint its public keys.
         ran = run_policyctl("members", "list", "--page_size=2", admin_key=self.alice)
         self.assertEqual(ran.returncode, 0, ran.stderr)

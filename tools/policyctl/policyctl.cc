@@ -376,6 +376,16 @@ void AddPageSize(config::Parser& p, int64_t* page_size) {
   p.AddInt("page_size", page_size, "list: entries per call (1..500); every page is shown");
 }
 
+// kUsage naming the first of `flags` ({name, value}) left empty: the usage's required flags,
+// checked here so that the message names the flag, not the request field the server would.
+int RequiredFlags(const std::string& what,
+                  std::initializer_list<std::pair<const char*, const std::string*>> flags) {
+  for (const auto& [name, value] : flags) {
+    if (value->empty()) return Usage(absl::StrCat(what, " needs --", name));
+  }
+  return kOk;
+}
+
 // A request id for a call a retry must not repeat: `given`, or a fresh one.
 std::string RequestIdOr(const std::string& given) {
   if (!given.empty()) return given;
@@ -479,6 +489,9 @@ int Decide(const Invocation& in) {
   if (g.api_key.empty())
     return Usage("decide needs an API key: POLICY_POLICYCTL_API_KEY or --api_key");
   if (!in.words.empty()) return Usage("decide takes no positional arguments");
+  if (int rc = RequiredFlags("decide", {{"model", &model}, {"message", &message}}); rc != kOk) {
+    return rc;
+  }
   edge::v1::DecideRequest request;
   request.set_api_key(g.api_key);
   request.set_model(model);
@@ -571,6 +584,7 @@ int Keys(const Invocation& in) {
   }
   request_id = RequestIdOr(request_id);
   if (verb == "create") {
+    if (int rc = RequiredFlags("keys create", {{"owner", &owner}}); rc != kOk) return rc;
     keys::v1::CreateKeyRequest request;
     request.set_request_id(request_id);
     keys::v1::KeyKind k;
@@ -771,6 +785,9 @@ int Members(const Invocation& in) {
     authz::v1::Member member;
     grpc::Status status;
     if (add) {
+      if (int rc = RequiredFlags("members add", {{"id", &id}, {"email", &email}}); rc != kOk) {
+        return rc;
+      }
       authz::v1::AddMemberRequest request;
       request.mutable_member()->set_id(id);
       request.mutable_member()->set_email(email);
@@ -1035,6 +1052,13 @@ int Endpoints(const Invocation& in) {
     });
   }
   if (verb == "create") {
+    if (int rc = RequiredFlags("endpoints create", {{"id", &id},
+                                                    {"region", &region_name},
+                                                    {"residency", &residency},
+                                                    {"base_url", &base_url}});
+        rc != kOk) {
+      return rc;
+    }
     region::v1::CreateEndpointRequest request;
     region::v1::Endpoint* e = request.mutable_endpoint();
     e->set_id(id);
@@ -1163,6 +1187,11 @@ int Projects(const Invocation& in) {
   authz::v1::Project project;
   grpc::Status status;
   if (verb == "create") {
+    if (int rc = RequiredFlags("projects create",
+                               {{"id", &id}, {"name", &name}, {"environment", &environment}});
+        rc != kOk) {
+      return rc;
+    }
     authz::v1::CreateProjectRequest request;
     authz::v1::Project* p = request.mutable_project();
     p->set_id(id);
@@ -1244,6 +1273,11 @@ int ServiceAccounts(const Invocation& in) {
     });
   }
   if (verb == "create") {
+    if (int rc = RequiredFlags("service-accounts create",
+                               {{"id", &id}, {"project", &project}, {"environment", &environment}});
+        rc != kOk) {
+      return rc;
+    }
     authz::v1::CreateServiceAccountRequest request;
     authz::v1::ServiceAccount* a = request.mutable_service_account();
     a->set_id(id);
