@@ -122,7 +122,8 @@ absl::Status Parser::Parse(const std::vector<std::string>& args,
     if (it == environment.end()) continue;
     if (absl::Status s = Set(setting, it->second, it->first); !s.ok()) return s;
   }
-  for (const std::string& arg : args) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
     if (!absl::StartsWith(arg, "--")) {
       return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", arg, "'"));
     }
@@ -136,10 +137,14 @@ absl::Status Parser::Parse(const std::vector<std::string>& args,
     if (found == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
     }
-    if (eq == absl::string_view::npos && !found->is_bool) {
-      return absl::InvalidArgumentError(absl::StrCat("flag --", name, " needs a value"));
-    }
     absl::string_view value = eq == absl::string_view::npos ? "true" : body.substr(eq + 1);
+    if (eq == absl::string_view::npos && !found->is_bool) {
+      // `--name value`.
+      if (i + 1 == args.size() || absl::StartsWith(args[i + 1], "--")) {
+        return absl::InvalidArgumentError(absl::StrCat("flag --", name, " needs a value"));
+      }
+      value = args[++i];
+    }
     if (absl::Status s = Set(*found, value, absl::StrCat("--", name)); !s.ok()) return s;
   }
   return absl::OkStatus();

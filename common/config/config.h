@@ -24,7 +24,8 @@ enum class Sensitivity {
 };
 
 // Binds named settings to fields of a service's config struct and fills them from
-// `--name=value` flags and `POLICY_<SERVICE>_<NAME>` environment variables. Flags win over the
+// `--name=value` (or `--name value`; a bool's `--name` alone is true) flags and
+// `POLICY_<SERVICE>_<NAME>` environment variables. Flags win over the
 // environment, which wins over the default already in the field. Not thread-safe; used once
 // at start-up.
 class Parser {

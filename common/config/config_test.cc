@@ -144,6 +144,27 @@ TEST_F(ParserTest, NonBoolFlagWithoutValueIsRejected) {
   EXPECT_EQ(config_.count, 7);
 }
 
+TEST_F(ParserTest, NonBoolFlagTakesTheNextArgumentAsItsValue) {
+  ASSERT_TRUE(Parse({"--count", "12", "--name", "-x", "--verbose", "--timeout", "1s"}).ok());
+  EXPECT_EQ(config_.count, 12);
+  EXPECT_EQ(config_.name, "-x");
+  EXPECT_TRUE(config_.verbose);
+  EXPECT_EQ(config_.timeout, absl::Seconds(1));
+}
+
+TEST_F(ParserTest, NonBoolFlagFollowedByAFlagNeedsAValue) {
+  absl::Status status = Parse({"--count", "--verbose"});
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("flag --count needs a value"));
+  EXPECT_FALSE(config_.verbose);
+}
+
+TEST_F(ParserTest, BoolFlagAloneTakesNoArgument) {
+  absl::Status status = Parse({"--verbose", "false"});
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("unexpected argument 'false'"));
+}
+
 TEST_F(ParserTest, UnknownFlagIsNamed) {
   absl::Status status = Parse({"--name=x", "--colour=blue"});
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);

@@ -1958,6 +1958,12 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(other_key.returncode, 3, other_key.stdout)
         self.assertIn("NOT PROVEN", other_key.stderr)
         self.assertIn("does NOT carry a valid signature", other_key.stderr)
+        # With --output=json, exit 3 comes with the answer, as audit checkpoint's does.
+        other_key_json = policyctl("audit", "prove", *ledger, f"--request_id={request_id}",
+                                   "--public_key=" + "ab" * 32, "--output=json")
+        self.assertEqual(other_key_json.returncode, 3, other_key_json.stderr)
+        self.assertEqual(json.loads(other_key_json.stdout)["entry"]["request_id"], request_id)
+        self.assertIn("does NOT carry a valid signature", other_key_json.stderr)
         self.assertEqual(policyctl("audit", "prove", *ledger, f"--request_id={request_id}",
                                    "--public_key=xyz").returncode, 2)
         # audit checkpoint calls nothing signed it did not check.

@@ -423,6 +423,29 @@ class PolicyctlProcessTest(unittest.TestCase):
         ran = run_policyctl("members", "list", "--page_size=2", admin_key=self.alice)
         self.assertEqual(ran.returncode, 0, ran.stderr)
 
+    def test_a_flag_and_its_value_may_be_two_arguments_but_a_switch_takes_none(self):
+        spaced = run_policyctl("--output", "json", "members", "list", "--email",
+                               "alice@acme.example", admin_key=self.alice)
+        self.assertEqual(spaced.returncode, 0, spaced.stderr)
+        joined = run_policyctl("--output=json", "members", "list",
+                               "--email=alice@acme.example", admin_key=self.alice)
+        self.assertEqual(json.loads(spaced.stdout), json.loads(joined.stdout))
+        self.assertEqual(len(json.loads(spaced.stdout)["members"]), 1)
+        # A switch never takes the next word: here it is an argument the verb does not take.
+        stray = run_policyctl("members", "list", "--include_removed", "yes",
+                              admin_key=self.alice)
+        self.assertEqual(stray.returncode, 2, stray.stderr)
+        self.assertEqual(stray.stderr.splitlines()[0],
+                         "policyctl: members list takes 0 arguments, not 1: 'yes'")
+        # A flag at the end, or before another flag, still needs its value.
+        for args in (("members", "list", "--email"),
+                     ("members", "list", "--email", "--include_removed")):
+            with self.subTest(args=args):
+                ran = run_policyctl(*args, admin_key=self.alice)
+                self.assertEqual(ran.returncode, 2, ran.stderr)
+                self.assertEqual(ran.stderr.splitlines()[0],
+                                 "policyctl: flag --email needs a value")
+
     def test_only_the_global_flags_are_read_from_the_environment(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("POLICY_POLICYCTL_")}
         env.update(POLICY_POLICYCTL_EDGE=SUITE.p["edge"].address,

@@ -164,6 +164,8 @@ exit codes: 0 done, 1 the call failed (an admin call the caller's role may not m
   on any other failure stdout holds nothing to read (discard it) and stderr says why
 every list shows all its entries, asking for --page_size (default 500) per call; audit query
   shows at most --limit (default 1000) entries, asking for --page_size (default 1000) per call
+flags are --name=value or --name value; a switch (--zdr, --include_removed...) is --name or
+  --name=false
 --help anywhere (or policyctl help [COMMAND [VERB]]) prints the usage on stdout, exits 0 and
   runs nothing
 )";
@@ -1652,15 +1654,13 @@ int Audit(const Invocation& in) {
                                        checkpoint->tree_size, proof, checkpoint->root)) {
       failure = "the proof does not fold the entry's recomputed leaf hash to the checkpoint's root";
     }
+    const auto [signature_ok, verdict] = signature_verdict(response.checkpoint());
+    if (failure.empty() && !signature_ok) failure = verdict;
     if (!failure.empty()) {
+      // As audit checkpoint: with --output=json, exit 3 still comes with the answer.
+      if (g.json()) PrintJson(response);
       std::fprintf(stderr, "policyctl: NOT PROVEN: entry %llu: %s\n",
                    static_cast<unsigned long long>(response.entry().index()), failure.c_str());
-      return kRefused;
-    }
-    const auto [signature_ok, verdict] = signature_verdict(response.checkpoint());
-    if (!signature_ok) {
-      std::fprintf(stderr, "policyctl: NOT PROVEN: entry %llu: %s\n",
-                   static_cast<unsigned long long>(response.entry().index()), verdict.c_str());
       return kRefused;
     }
     return Show(g, response, [&] {
@@ -1889,6 +1889,12 @@ int CheckFlagsOfVerb(const std::string& command, const Invocation& in) {
   return kOk;
 }
 
+// Whether `name` is a switch: a flag that takes no value (`--zdr`, `--zdr=false`).
+bool IsSwitch(absl::string_view name) {
+  return name == "return_mapping" || name == "include_removed" || name == "include_archived" ||
+         name == "zdr" || name == "private_link" || name == "cached" || name == "disabled";
+}
+
 int Run(int argc, char** argv) {
   Invocation in;
   std::string command;
@@ -1898,6 +1904,11 @@ int Run(int argc, char** argv) {
     if (arg == "--help" || arg == "-h") {
       help = true;
     } else if (absl::StartsWith(arg, "--")) {
+      // `--name value` is `--name=value` for every flag but a switch.
+      if (arg.find('=') == std::string::npos && !IsSwitch(absl::string_view(arg).substr(2)) &&
+          i + 1 < argc && !absl::StartsWith(argv[i + 1], "--")) {
+        absl::StrAppend(&arg, "=", argv[++i]);
+      }
       in.flags.push_back(std::move(arg));
     } else if (command.empty()) {
       command = std::move(arg);
