@@ -446,6 +446,25 @@ class PolicyctlProcessTest(unittest.TestCase):
                 self.assertEqual(ran.stderr.splitlines()[0],
                                  "policyctl: flag --email needs a value")
 
+    def test_health_exits_4_only_when_every_failure_is_for_now(self):
+        edge = SUITE.p["edge"].address
+        unreachable = "127.0.0.1:1"
+        for targets, code in (((edge,), 0), ((unreachable,), 4),
+                              ((edge, unreachable), 4)):
+            with self.subTest(targets=targets):
+                ran = run_policyctl("health", *targets, "--timeout=3s")
+                self.assertEqual(ran.returncode, code, ran.stdout + ran.stderr)
+        # A service the target does not know is no failure for now: it outranks one that
+        # is, in either order.
+        for targets in ((edge, unreachable), (unreachable, edge)):
+            with self.subTest(targets=targets):
+                ran = run_policyctl("health", *targets, "--service=no.such.Service",
+                                    "--timeout=3s", "--output=json")
+                self.assertEqual(ran.returncode, 1, ran.stdout + ran.stderr)
+                codes = {json.loads(line)["target"]: json.loads(line)["code"]
+                         for line in ran.stdout.splitlines()}
+                self.assertEqual(codes, {edge: "NOT_FOUND", unreachable: "UNAVAILABLE"})
+
     def test_only_the_global_flags_are_read_from_the_environment(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("POLICY_POLICYCTL_")}
         env.update(POLICY_POLICYCTL_EDGE=SUITE.p["edge"].address,

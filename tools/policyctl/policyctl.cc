@@ -1764,7 +1764,8 @@ int Health(const Invocation& in) {
     const bool for_now =
         s.ok() ? response.status() == grpc::health::v1::HealthCheckResponse::NOT_SERVING
                : ExitCodeOf(s) == kTransient;
-    if (!serving) rc = std::max(rc, for_now ? kTransient : kFailed);
+    // A failure that is not for now outranks one that is.
+    if (!serving && rc != kFailed) rc = for_now ? kTransient : kFailed;
     if (g.json()) {
       // One object per line, its keys in this order.
       std::printf("{\"target\":%s,\"status\":%s,\"code\":%s}\n", JsonQuote(target).c_str(),
@@ -1775,8 +1776,7 @@ int Health(const Invocation& in) {
       std::printf("%s\t%s\n", target.c_str(), status.c_str());
     }
   }
-  // kFailed outranks kTransient.
-  return rc == kTransient || rc == kOk ? rc : kFailed;
+  return rc;
 }
 
 // One command line of the usage ("  keys create ..."), with its deeper-indented continuations.
