@@ -34,11 +34,15 @@ PoolOptions StorageOptions::pool_options() const {
 }
 
 void StorageOptions::Register(config::Parser& p) {
+  RegisterPolled(p);
+  p.AddDuration("watch_heartbeat", &watch_heartbeat,
+                "how often the in-memory state proves itself in sync with PostgreSQL");
+}
+
+void StorageOptions::RegisterPolled(config::Parser& p) {
   RegisterDatabase(p);
   p.AddDuration("max_staleness", &max_staleness,
                 "answers fail closed when the in-memory state is older than this");
-  p.AddDuration("watch_heartbeat", &watch_heartbeat,
-                "how often the in-memory state proves itself in sync with PostgreSQL");
 }
 
 void StorageOptions::RegisterDatabase(config::Parser& p) {

@@ -16,9 +16,9 @@
 namespace policy::pg {
 
 // Where a service keeps its state, the same flags in every service: --store, --database_url,
-// --database_pool_size, --migrate_only and --apply_migrations, and in a service that keeps an
-// in-memory copy of PostgreSQL's state --max_staleness and --watch_heartbeat (and
-// POLICY_<SVC>_* for each).
+// --database_pool_size, --migrate_only and --apply_migrations; in a service that keeps an
+// in-memory copy of PostgreSQL's state --max_staleness, and when PostgreSQL's notifications
+// keep that copy current --watch_heartbeat (and POLICY_<SVC>_* for each).
 struct StorageOptions {
   // "postgres" (durable, shared by replicas) or "memory" (one process, lost on exit).
   std::string store = "postgres";
@@ -35,9 +35,12 @@ struct StorageOptions {
 
   bool postgres() const { return store == "postgres"; }
   PoolOptions pool_options() const;
-  // Every setting: a service with an in-memory copy of its state (max_staleness and
-  // watch_heartbeat bound it).
+  // Every setting: a service whose in-memory copy of its state follows PostgreSQL's
+  // notifications (max_staleness and watch_heartbeat bound it).
   void Register(config::Parser& parser);
+  // The database settings and max_staleness: a service whose in-memory copy is re-read on a
+  // schedule of its own (watch_heartbeat stays at its default, unused).
+  void RegisterPolled(config::Parser& parser);
   // The database settings alone, for a service that keeps no such copy (max_staleness and
   // watch_heartbeat stay at their defaults, unused).
   void RegisterDatabase(config::Parser& parser);

@@ -8,7 +8,7 @@ namespace policy::region {
 
 void RegionConfig::Register(config::Parser& p) {
   server.Register(p);
-  storage.Register(p);
+  storage.RegisterPolled(p);  // sync_interval, not a watch, keeps the registry current.
   p.AddDuration("sync_interval", &sync_interval,
                 "how often the registry and the replicas' breaker states are synchronised");
   p.AddString("replica", &replica, "this replica's name among those sharing the database");

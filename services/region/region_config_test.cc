@@ -49,5 +49,16 @@ TEST(RegionConfigTest, BreakerMinReportersOutOfRangeIsRefusedNamingIt) {
               HasSubstr("breaker_min_reporters must be between 1 and 8, not 9"));
 }
 
+TEST(RegionConfigTest, MaxStalenessIsASettingButNotWatchHeartbeat) {
+  // The registry is re-read every sync_interval: no notification feed for a heartbeat to
+  // prove current.
+  RegionConfig config;
+  ASSERT_TRUE(Parsed(config, {"--max_staleness=3s"}).ok());
+  EXPECT_EQ(config.storage.max_staleness, absl::Seconds(3));
+  config = RegionConfig();
+  EXPECT_THAT(Parsed(config, {"--watch_heartbeat=100ms"}).message(),
+              HasSubstr("unknown flag --watch_heartbeat"));
+}
+
 }  // namespace
 }  // namespace policy::region

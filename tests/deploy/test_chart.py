@@ -67,7 +67,7 @@ CHART_OWNED = {"listen", "metrics_listen", "health_listen", "tls_cert_file", "tl
                "shutdown_delay"}
 NOT_DEPLOYED = {"ready_file", "migrate_only", "bootstrap_admin"}
 # Settings a binary no longer has that config still accepts, ignored, for one release.
-DEPRECATED = {"audit": {"max_staleness", "watch_heartbeat"}}
+DEPRECATED = {"audit": {"max_staleness", "watch_heartbeat"}, "region": {"watch_heartbeat"}}
 # Environment variables libpq reads itself.
 LIBPQ_ENV = {"PGPASSWORD", "PGSSLROOTCERT"}
 
@@ -98,11 +98,16 @@ def registered_settings(service):
                 **_settings("common/tls/tls_options.cc", "Register"), **_settings(config)}
     source = (REPO_ROOT / config).read_text()
     storage = "common/pg/storage_options.cc"
-    if "storage.Register(" in source:  # RegisterDatabase's settings and the cache's bounds
-        settings.update(_settings(storage, "Register"))
-        settings.update(_settings(storage, "RegisterDatabase"))
-    elif "storage.RegisterDatabase(" in source:
-        settings.update(_settings(storage, "RegisterDatabase"))
+    # Register: RegisterPolled's settings and watch_heartbeat; RegisterPolled:
+    # RegisterDatabase's and max_staleness.
+    for function in ("Register", "RegisterPolled", "RegisterDatabase"):
+        if f"storage.{function}(" in source:
+            break
+    else:
+        return settings
+    chain = ("Register", "RegisterPolled", "RegisterDatabase")
+    for f in chain[chain.index(function):]:
+        settings.update(_settings(storage, f))
     return settings
 
 
@@ -597,12 +602,16 @@ class SettingChecksTest(unittest.TestCase):
         self.assertRefused("--set", "keys.config.watch_heartbeat=2s",
                            message="keys.config.watch_heartbeat (2s) must be shorter than "
                                    "keys.config.max_staleness (1s)")
-        for service in ("keys", "authz", "region"):  # audit has no in-memory state to age.
+        # audit has no in-memory state to age; region's ages by its sync_interval.
+        for service in ("keys", "authz"):
             with self.subTest(service=service):
                 self.assertRefused(
                     "--set", f"{service}.config.max_staleness=200ms",
                     message=f"{service}.config.watch_heartbeat (200ms) must be shorter than "
                             f"{service}.config.max_staleness (200ms)")
+        self.assertRefused("--set", "region.config.max_staleness=200ms",
+                           message="region.config.sync_interval (200ms) must be shorter than "
+                                   "region.config.max_staleness (200ms)")
         render_raw("--set", "keys.config.watch_heartbeat=2s,keys.config.max_staleness=2.5s")
         self.assertRefused("--set", "region.config.sync_interval=1s",
                            message="region.config.sync_interval (1s) must be shorter than "
@@ -812,6 +821,24 @@ class SettingChecksTest(unittest.TestCase):
         readme = (CHART / "README.md").read_text()
         self.assertIn("`audit.config.max_staleness` or\n`audit.config.watch_heartbeat` still "
                       "render, and the settings are ignored", readme)
+
+    def test_the_heartbeat_region_never_had_is_accepted_and_ignored(self):
+        m = render("--set", "region.config.watch_heartbeat=5s")
+        env = m.env("region")
+        self.assertNotIn("POLICY_REGION_WATCH_HEARTBEAT", env)
+        self.assertIn("POLICY_REGION_STORE", env)
+        for job in m.objects("Job"):
+            names = [v["name"] for c in job["spec"]["template"]["spec"]["containers"]
+                     for v in c.get("env", [])]
+            self.assertNotIn("POLICY_REGION_WATCH_HEARTBEAT", names)
+        # keys and authz keep theirs.
+        self.assertEqual(render("--set", "keys.config.watch_heartbeat=100ms").env("keys")[
+            "POLICY_KEYS_WATCH_HEARTBEAT"]["value"], "100ms")
+        schema = json.loads((CHART / "values.schema.json").read_text())
+        config = schema["properties"]["region"]["properties"]["config"]["properties"]
+        self.assertTrue(config["watch_heartbeat"]["description"].startswith("deprecated"))
+        self.assertIn("`region.config.watch_heartbeat` still render",
+                      (CHART / "README.md").read_text().replace("\n", " "))
 
     def test_audits_previous_public_keys_are_hex_keys(self):
         a, b = "ab" * 32, "CD" * 32

@@ -30,7 +30,6 @@ authz:
 pii:
   max_document_time: {default: 1m, above: 0, max: 3600, bounds: more than 0s and at most 1h}
 region:
-  watch_heartbeat: {default: 200ms}
   max_staleness: {default: 1s}
   sync_interval: {default: 200ms, min: 0.01, max: 600, bounds: between 10ms and 10m}
   breaker_window: {default: 60s, min: 0.01, bounds: at least 10ms}
@@ -147,8 +146,7 @@ to start (CrashLoopBackOff) or being killed while they drain. Renders nothing.
 {{- end }}
 {{- $shorter := list
   (list "keys" "watch_heartbeat" "max_staleness")
-  (list "authz" "watch_heartbeat" "max_staleness")
-  (list "region" "watch_heartbeat" "max_staleness") }}
+  (list "authz" "watch_heartbeat" "max_staleness") }}
 {{- if eq $root.Values.store "postgres" }}
 {{- $shorter = append $shorter (list "region" "sync_interval" "max_staleness") }}
 {{- end }}

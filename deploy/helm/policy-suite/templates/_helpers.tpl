@@ -34,6 +34,7 @@ region:
   database: true
   calls: {audit: audit_target}
   podName: replica
+  ignored: [watch_heartbeat]
 audit:
   database: true
   secrets: {signing_key: true, subject_key: true}
