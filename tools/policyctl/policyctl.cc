@@ -775,8 +775,7 @@ int Members(const Invocation& in) {
   if (verb == "set-roles" &&
       std::none_of(
           in.flags.begin(), in.flags.end(),
-          [](const std::string& f) { return f == "--roles" || absl::StartsWith(f, "--roles="); }) &&
-      Environment().count("POLICY_POLICYCTL_ROLES") == 0) {
+          [](const std::string& f) { return f == "--roles" || absl::StartsWith(f, "--roles="); })) {
     return Usage(
         "members set-roles needs --roles, the member's every grant (--roles= takes them all "
         "away)");
