@@ -294,7 +294,9 @@ class DecideFlow final : public Flow {
       }
       route_->set_failover(Recorded(earlier_->entry(), "failover") == "true");
     } else if (route_->decision() != region::v1::DECISION_ROUTED) {
-      return Deny("NO_COMPLIANT_REGION", route_->reason());
+      // region's reason leads with the code the response names already.
+      return Deny("NO_COMPLIANT_REGION",
+                  std::string(absl::StripPrefix(route_->reason(), "NO_COMPLIANT_REGION: ")));
     }
     Record(/*allow=*/true);
   }

@@ -626,7 +626,9 @@ TEST_F(DecisionFlowTest, ARequestUnitIsGivenBackWhenNoTokensWereEstimated) {
   fake_.route_response.Clear();
   fake_.route_response.set_decision(region::v1::DECISION_BLOCKED);
   fake_.route_response.set_reason("NO_COMPLIANT_REGION: no healthy endpoint for residency eu");
-  ASSERT_EQ(Decide().response.reason(), "NO_COMPLIANT_REGION");
+  const Result denied = Decide();
+  ASSERT_EQ(denied.response.reason(), "NO_COMPLIANT_REGION");
+  EXPECT_EQ(denied.response.message(), "no healthy endpoint for residency eu");
   EXPECT_THAT(fake_.calls(), Contains("authz.ReportUsage"));
   EXPECT_TRUE(fake_.usage_request.refund_request());
   EXPECT_EQ(fake_.usage_request.estimated_tokens(), 0);

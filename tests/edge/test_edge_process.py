@@ -214,15 +214,21 @@ class EdgeProcessTest(unittest.TestCase):
         revocation_id = f"keys:key_revoked:{created.key.key_id}"
         r = self.decide(key=created.secret, request_id=revocation_id)
         self.assertEqual(r.verdict, E.VERDICT_ALLOW, r.message)
-        admin.RevokeKey(keys_pb2.RevokeKeyRequest(key_id=created.key.key_id, reason="compromised"),
-                        metadata=alice, timeout=10)
+        # The leaked secret pasted into the reason is taken, and kept only redacted.
+        revoked = admin.RevokeKey(keys_pb2.RevokeKeyRequest(
+            key_id=created.key.key_id, reason=f"compromised: {created.secret} was pasted"),
+            metadata=alice, timeout=10)
+        self.assertNotIn(created.secret, revoked.key.revocation_reason)
+        self.assertIn(f"compromised: {created.secret[:9]}...", revoked.key.revocation_reason)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            actions = {e.request_id: e.action for e in self.ledger_entries()}
+            entries = self.ledger_entries()
+            actions = {e.request_id: e.action for e in entries}
             if revocation_id in actions:
                 break
             time.sleep(0.2)
         self.assertEqual(actions.get(revocation_id), audit_pb2.ACTION_KEY_REVOKED)
+        self.assertFalse([e.index for e in entries if created.secret in str(e)])
         self.assertEqual(actions.get("decision:" + revocation_id), audit_pb2.ACTION_DECISION_ALLOW)
 
     def test_a_key_that_does_not_verify_is_unauthenticated_whatever_the_reason(self):
@@ -864,13 +870,9 @@ class EdgeProcessTest(unittest.TestCase):
         admin.RevokeKey(keys_pb2.RevokeKeyRequest(key_id=dans.key.key_id), metadata=dan,
                         timeout=10)
 
-        # A key for nobody would be an orphan credential; a revocation's reason is kept as
-        # given, so it cannot hold a key.
+        # A key for nobody would be an orphan credential.
         refused(C.NOT_FOUND, "ghost", create, alice, keys_pb2.KEY_KIND_PROJECT, "ghost",
                 project="support-eu")
-        refused(C.INVALID_ARGUMENT, "reason", admin.RevokeKey, keys_pb2.RevokeKeyRequest(
-            key_id=alices.key.key_id, reason=f"leaked {alices.secret}"), metadata=alice,
-            timeout=10)
 
         # A project key lives in its project's environment.
         refused(C.INVALID_ARGUMENT, "production", create, alice, keys_pb2.KEY_KIND_PROJECT, "bob",
@@ -966,6 +968,17 @@ class EdgeProcessTest(unittest.TestCase):
         decision = json.loads(allowed.stdout)
         self.assertEqual(decision["verdict"], "VERDICT_ALLOW")
         self.assertNotIn("jane.doe", allowed.stdout)
+        # The text shows the mapping asked for, and a denial's reason once.
+        mapped = policyctl("decide", "--model=gpt-4o", "--residency=eu", "--return_mapping",
+                           "--message=Mail jane.doe@example.com the refund",
+                           api_key=key["secret"])
+        self.assertEqual(mapped.returncode, 0, mapped.stderr)
+        self.assertIn("  user: Mail <EMAIL_ADDRESS_1> the refund\n", mapped.stdout)
+        self.assertIn("  <EMAIL_ADDRESS_1> = jane.doe@example.com\n", mapped.stdout)
+        apac = policyctl("decide", "--model=gpt-4o", "--residency=apac", "--message=hi",
+                         api_key=key["secret"])
+        self.assertEqual(apac.returncode, 3, apac.stderr)
+        self.assertRegex(apac.stdout, r"^DENY   NO_COMPLIANT_REGION: no ")
         # A key as keys mints it, pasted into a prompt, is found as the secret it is: by
         # default its presence refuses the request, and the answer does not repeat it.
         leaked = policyctl("decide", "--model=gpt-4o", "--residency=eu",
@@ -2020,6 +2033,11 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertTrue(denied, [v.reason for v in verdicts])
         self.assertEqual(denied[0].reason, "RATE_LIMITED")
         self.assertGreater(denied[0].retry_after.seconds + denied[0].retry_after.nanos, 0)
+        # policyctl's text names when to retry.
+        text = run_policyctl("decide", "--model=gpt-4o-mini", "--message=Say hello.",
+                             "--tokens=10", api_key=key)
+        self.assertEqual(text.returncode, 3, text.stdout + text.stderr)
+        self.assertRegex(text.stdout, r"^DENY   RATE_LIMITED: .*  retry after \d")
 
     def test_retries_and_denials_after_the_check_give_the_request_unit_back(self):
         # A member of playground of their own: 10 requests a minute.

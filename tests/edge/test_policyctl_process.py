@@ -446,6 +446,51 @@ class PolicyctlProcessTest(unittest.TestCase):
                 self.assertEqual(ran.stderr.splitlines()[0],
                                  "policyctl: flag --email needs a value")
 
+    def test_usage_errors_show_the_commands_usage_and_never_echo_a_key(self):
+        # An unknown verb is named before the missing admin key, with the command's usage.
+        ran = run_policyctl("keys", "frobnicate")
+        self.assertEqual(ran.returncode, 2, ran.stderr)
+        self.assertEqual(ran.stderr.splitlines()[0], "policyctl: keys: unknown verb 'frobnicate'")
+        self.assertIn("  keys inventory", ran.stderr)
+        self.assertNotIn("  audit query", ran.stderr)
+        for command, verbs in (("keys", "create, rotate, revoke, list, report or inventory"),
+                               ("endpoints", "list, create, delete or health")):
+            with self.subTest(command=command):
+                ran = run_policyctl(command, admin_key=self.alice)
+                self.assertEqual(ran.returncode, 2, ran.stderr)
+                self.assertEqual(ran.stderr.splitlines()[0], f"policyctl: {command}: {verbs}")
+        # invitations' verbs are on one usage line: each is known.
+        ran = run_policyctl("invitations", "revoke", admin_key=self.alice)
+        self.assertNotIn("unknown verb", ran.stderr)
+        # A key pasted where a command or an argument goes is not shown.
+        secret = "psk_admin_" + "Q" * 60
+        for args in ((secret, "members", "list"), ("keys", "list", secret)):
+            with self.subTest(args=args[:2]):
+                ran = run_policyctl(*args, admin_key=self.alice)
+                self.assertEqual(ran.returncode, 2, ran.stderr)
+                self.assertNotIn("Q" * 20, ran.stderr)
+                self.assertIn("looks like a key (70 characters, not shown)", ran.stderr)
+        # A file that cannot be read is no usage error: exit 1, saying why.
+        ran = run_policyctl("org", "plan", "/nonexistent/org.yaml", admin_key=self.alice)
+        self.assertEqual(ran.returncode, 1, ran.stderr)
+        self.assertEqual(ran.stderr.splitlines(),
+                         ["policyctl: cannot read /nonexistent/org.yaml: No such file or directory"])
+
+    def test_a_closed_pipe_is_exit_1_not_a_signal(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POLICY_POLICYCTL_")}
+        env.update(POLICY_POLICYCTL_EDGE=SUITE.p["edge"].address,
+                   POLICY_POLICYCTL_ADMIN_KEY=self.alice)
+        reader, writer = os.pipe()
+        os.close(reader)  # The reader is gone before policyctl writes anything.
+        try:
+            ran = subprocess.run([str(pt.BUILD_DIR / "tools" / "policyctl"), "audit", "export"],
+                                 stdout=writer, stderr=subprocess.PIPE, text=True, timeout=30,
+                                 env=env, stdin=subprocess.DEVNULL)
+        finally:
+            os.close(writer)
+        self.assertEqual(ran.returncode, 1, ran.stderr)
+        self.assertIn("the answer could not be written to stdout", ran.stderr)
+
     def test_health_exits_4_only_when_every_failure_is_for_now(self):
         edge = SUITE.p["edge"].address
         unreachable = "127.0.0.1:1"

@@ -31,6 +31,7 @@
 // `--help` anywhere prints the command's usage on stdout and exits 0 without calling anything.
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -55,6 +56,7 @@
 #include "common/client/channel.h"
 #include "common/config/config.h"
 #include "common/crypto/crypto.h"
+#include "common/ids/api_key_prefix.h"
 #include "common/log/log.h"
 #include "common/proto/well_known.h"
 #include "common/text/utf8.h"
@@ -112,7 +114,8 @@ commands:
                     oldest first, each page printed as it arrives; at most --limit, 0: all;
                     when the limit stops the query, stderr names the --page_token that
                     continues it)
-  audit verify      --project, --environment
+  audit verify      --project, --environment  (every audit verb: both left out, the
+                    organisation's ledger: members, projects, service accounts, endpoints)
   audit summary     --project, --environment, [--start, --end]  (exit 3: integrity INVALID)
   audit export      --project, --environment  (every entry, one JSON object per line)
   audit checkpoint  --project, --environment, [--tree_size, --public_key]  (a signed tree
@@ -196,9 +199,36 @@ struct Invocation {
   std::vector<std::string> flags;
 };
 
+// The command and verb being run (Run sets them), whose usage alone a usage error shows.
+struct Running {
+  std::string command;
+  std::string verb;
+};
+Running& Current() {
+  static auto* running = new Running;
+  return *running;
+}
+
+std::string CommandUsage(const std::string& command, const std::string& verb);
+
+// `problem` on stderr with the usage of the command being run (its verb's alone when the usage
+// names it; the whole usage for no or an unknown command); the usage exit code.
 int Usage(const std::string& problem) {
-  std::fprintf(stderr, "policyctl: %s\n\n%s", problem.c_str(), kUsageText);
+  std::fprintf(stderr, "policyctl: %s\n\n%s", problem.c_str(),
+               CommandUsage(Current().command, Current().verb).c_str());
   return kUsage;
+}
+
+// `word` quoted for a message, unless it looks like a key: a secret pasted in the wrong place
+// is not echoed.
+std::string Shown(absl::string_view word) {
+  for (absl::string_view prefix : ids::kApiKeyPrefixes) {
+    if (absl::StrContains(absl::AsciiStrToLower(word), prefix)) {
+      return absl::StrCat("an argument that looks like a key (", word.size(),
+                          " characters, not shown)");
+    }
+  }
+  return absl::StrCat("'", word, "'");
 }
 
 // Whether `name` is a global flag (the only ones also read from the environment).
@@ -529,9 +559,20 @@ int Decide(const Invocation& in) {
     for (const auto& message : response.messages()) {
       std::printf("  %s: %s\n", message.role().c_str(), message.content().c_str());
     }
+    for (const auto& entry : response.mapping()) {
+      std::printf("  %s = %s\n", entry.placeholder().c_str(), entry.value().c_str());
+    }
   } else {
-    std::printf("DENY   %s: %s  audit %s\n", response.reason().c_str(), response.message().c_str(),
-                response.audit_id().c_str());
+    std::string retry;
+    if (response.has_retry_after()) {
+      absl::StatusOr<absl::Duration> after = proto::DurationFromProto(response.retry_after(), "");
+      if (after.ok()) {
+        retry = absl::StrCat("  retry after ",
+                             absl::FormatDuration(absl::Ceil(*after, absl::Milliseconds(1))));
+      }
+    }
+    std::printf("DENY   %s: %s%s  audit %s\n", response.reason().c_str(),
+                response.message().c_str(), retry.c_str(), response.audit_id().c_str());
   }
   return allowed ? kOk : kRefused;
 }
@@ -544,7 +585,7 @@ void PrintKey(const keys::v1::Key& k) {
 }
 
 int Keys(const Invocation& in) {
-  if (in.words.empty()) return Usage("keys: create, rotate, revoke or list");
+  if (in.words.empty()) return Usage("keys: create, rotate, revoke, list, report or inventory");
   const std::string& verb = in.words[0];
   Global g;
   std::string owner, owner_type = "member", kind = "project", project, environment,
@@ -687,6 +728,17 @@ int Keys(const Invocation& in) {
                     static_cast<long long>(e.days_remaining()));
         PrintKey(e.key());
       }
+      if (response.entries().empty()) {
+        absl::StatusOr<absl::Duration> window =
+            proto::DurationFromProto(response.warning_window(), "");
+        std::string within = "the warning window";
+        if (window.ok()) {
+          const int64_t days = absl::ToInt64Hours(*window) / 24;
+          within = *window == absl::Hours(24 * days) ? absl::StrCat(days, " days")
+                                                     : absl::FormatDuration(*window);
+        }
+        std::printf("no key expires within %s, none has expired\n", within.c_str());
+      }
     });
   }
   if (verb == "inventory") {
@@ -773,9 +825,9 @@ int Members(const Invocation& in) {
   // set-roles replaces every grant: without --roles it would take them all away, which a
   // script that lost the flag must not do by accident; --roles= says so on purpose.
   if (verb == "set-roles" &&
-      std::none_of(
-          in.flags.begin(), in.flags.end(),
-          [](const std::string& f) { return f == "--roles" || absl::StartsWith(f, "--roles="); })) {
+      std::none_of(in.flags.begin(), in.flags.end(), [](const std::string& f) {
+        return f == "--roles" || absl::StartsWith(f, "--roles=");
+      })) {
     return Usage(
         "members set-roles needs --roles, the member's every grant (--roles= takes them all "
         "away)");
@@ -835,7 +887,11 @@ int Members(const Invocation& in) {
   }
   return ShowWithRequestId(g, response, request_id, [&] {
     std::printf("removed %s (request %s, ledger %s); revoked %d keys\n",
-                response.member().id().c_str(), request_id.c_str(), response.audit_id().c_str(),
+                response.member().id().c_str(), request_id.c_str(),
+                // "<project>/<environment>/<index>", both empty for the organisation's ledger.
+                absl::StartsWith(response.audit_id(), "//")
+                    ? absl::StrCat("organisation/", response.audit_id().substr(2)).c_str()
+                    : response.audit_id().c_str(),
                 response.revoked_keys_size());
     for (const keys::v1::Key& k : response.revoked_keys()) PrintKey(k);
   });
@@ -962,7 +1018,12 @@ int Org(const Invocation& in) {
     return Show(g, response, [&] { std::fputs(response.yaml().c_str(), stdout); });
   }
   std::ifstream file(in.words[1]);
-  if (!file) return Usage(absl::StrCat("cannot read ", in.words[1]));
+  if (!file) {
+    const int error = errno;
+    std::fprintf(stderr, "policyctl: cannot read %s: %s\n", in.words[1].c_str(),
+                 std::strerror(error));
+    return kFailed;
+  }
   std::stringstream yaml;
   yaml << file.rdbuf();
   // Sent as text: a file saved in Latin-1 or Windows-1252 would otherwise fail UNIMPLEMENTED
@@ -1011,7 +1072,7 @@ void PrintEndpoint(const region::v1::Endpoint& e) {
 }
 
 int Endpoints(const Invocation& in) {
-  if (in.words.empty()) return Usage("endpoints: list, create or delete");
+  if (in.words.empty()) return Usage("endpoints: list, create, delete or health");
   const std::string& verb = in.words[0];
   Global g;
   std::string id, region_name, residency, base_url, provider = "azure", deployment, models;
@@ -1333,6 +1394,17 @@ absl::Status TimeFlag(const std::string& text, absl::string_view flag,
   return absl::OkStatus();
 }
 
+// A ledger holds nothing until its first entry: "valid" for one that is empty may be a
+// mistyped project or environment, which stderr says.
+void NothingRecorded(const audit::v1::LedgerRef& ledger) {
+  std::fprintf(stderr,
+               "policyctl: nothing is recorded in ledger %s: is the project or environment "
+               "mistyped?\n",
+               ledger.project().empty() && ledger.environment().empty()
+                   ? "of the organisation"
+                   : absl::StrCat(ledger.project(), "/", ledger.environment()).c_str());
+}
+
 int Audit(const Invocation& in) {
   const bool about_subject =
       !in.words.empty() && (in.words[0] == "subject-export" || in.words[0] == "forget");
@@ -1460,13 +1532,19 @@ int Audit(const Invocation& in) {
           (void)google::protobuf::util::MessageToJsonString(e, &json, options);
           std::printf("%s%s", shown == 0 ? "{\"entries\":[" : ",", json.c_str());
         } else {
-          std::printf("%llu  %s  %s  %s  %s\n", static_cast<unsigned long long>(e.index()),
-                      audit::v1::Action_Name(e.action()).c_str(), e.actor().c_str(),
-                      e.model().c_str(), e.request_id().c_str());
+          absl::StatusOr<absl::Time> time = proto::TimeFromProto(e.time(), "");
+          std::printf(
+              "%llu  %s  %s  %s  %s  %s\n", static_cast<unsigned long long>(e.index()),
+              time.ok()
+                  ? absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", *time, absl::UTCTimeZone()).c_str()
+                  : "?",
+              audit::v1::Action_Name(e.action()).c_str(), e.actor().c_str(), e.model().c_str(),
+              e.request_id().c_str());
         }
         ++shown;
       }
       std::fflush(stdout);
+      if (std::ferror(stdout)) return kFailed;  // Main says why.
       if (page.next_page_token().empty()) break;
       if (page.next_page_token() == request.page_token()) {
         return Failed(grpc::Status(grpc::StatusCode::INTERNAL, "the server repeated a page token"));
@@ -1526,6 +1604,7 @@ int Audit(const Invocation& in) {
       std::printf("valid: %llu entries, %llu checkpoints%s\n",
                   static_cast<unsigned long long>(r.entries_checked()),
                   static_cast<unsigned long long>(r.checkpoints_checked()), keys.c_str());
+      if (r.entries_checked() == 0) NothingRecorded(ledger);
     } else {
       std::printf("INVALID at index %llu: %s\n",
                   static_cast<unsigned long long>(r.first_bad_index()), r.problem().c_str());
@@ -1549,6 +1628,7 @@ int Audit(const Invocation& in) {
         (void)google::protobuf::util::MessageToJsonString(e, &line, options);
         std::printf("%s\n", line.c_str());
       }
+      if (std::ferror(stdout)) return kFailed;  // Main says why.
       if (response.next_page_token().empty()) return kOk;
       request.set_page_token(response.next_page_token());
     }
@@ -1590,6 +1670,9 @@ int Audit(const Invocation& in) {
         std::printf("  %-24s %llu\n", action.c_str(), static_cast<unsigned long long>(count));
       }
     });
+    if (!g.json() && response.total_entries() == 0 && start.empty() && end.empty()) {
+      NothingRecorded(ledger);
+    }
     // As audit verify: a script must not take an invalid ledger's totals for an answer.
     return shown == kOk && !integrity.valid() ? kRefused : shown;
   }
@@ -1626,7 +1709,15 @@ int Audit(const Invocation& in) {
     audit::v1::GetInclusionProofResponse response;
     if (grpc::Status s = stub->GetInclusionProof(Context(g, true).get(), request, &response);
         !s.ok()) {
-      return Failed(s);
+      const int rc = Failed(s);
+      if (s.error_code() == grpc::StatusCode::NOT_FOUND && !request_id.empty() &&
+          !absl::StartsWith(request_id, "decision:") && !absl::StartsWith(request_id, "usage:")) {
+        std::fprintf(stderr,
+                     "policyctl: a decision's entry is recorded under decision:<its request id> "
+                     "(--request_id=decision:%s)\n",
+                     request_id.c_str());
+      }
+      return rc;
     }
     // Nothing the server says is taken on trust: the leaf is recomputed from the entry's
     // fields and the proof folded to the checkpoint's root here; the root is checked against
@@ -1687,6 +1778,7 @@ int Audit(const Invocation& in) {
         (void)google::protobuf::util::MessageToJsonString(e, &line, options);
         std::printf("%s\n", line.c_str());
       }
+      if (std::ferror(stdout)) return kFailed;  // Main says why.
       request.set_page_token(response.next_page_token());
     } while (!request.page_token().empty());
     return kOk;
@@ -1847,6 +1939,15 @@ int CheckFlagsOfVerb(const std::string& command, const Invocation& in) {
   const std::string verb = in.words.empty() ? "" : in.words[0];
   bool verb_named = false;
   const std::vector<UsageEntry> entries = UsageEntriesOf(command, verb, &verb_named);
+  // A verb the command's usage does not hold as a word is unknown, whatever else is missing.
+  if (entries.size() > 1 && !verb.empty() &&
+      std::none_of(entries.begin(), entries.end(), [&](const UsageEntry& e) {
+        const std::vector<absl::string_view> words =
+            absl::StrSplit(e.text, absl::ByAnyChar(" |\n"), absl::SkipEmpty());
+        return std::find(words.begin(), words.end(), verb) != words.end();
+      })) {
+    return Usage(absl::StrCat(command, ": unknown verb ", Shown(verb)));
+  }
   if (!verb_named && entries.size() != 1) return kOk;  // The command names what is wrong.
   std::set<std::string> taken;
   if (verb == "list") taken.insert("page_size");
@@ -1876,7 +1977,7 @@ int CheckFlagsOfVerb(const std::string& command, const Invocation& in) {
       return UsageOf(command, verb,
                      absl::StrCat(command, " ", verb, " takes ", arguments,
                                   arguments == 1 ? " argument" : " arguments", ", not ",
-                                  in.words.size() - 1, ": '", in.words[arguments + 1], "'"));
+                                  in.words.size() - 1, ": ", Shown(in.words[arguments + 1])));
     }
   }
   for (const std::string& flag : in.flags) {
@@ -1929,6 +2030,7 @@ int Run(int argc, char** argv) {
     std::fputs(kUsageText, stderr);
     return kUsage;
   }
+  Current() = {command, in.words.empty() ? "" : in.words[0]};
   // Every text the services take is UTF-8: a flag or an argument that is not (typed in a
   // Latin-1 terminal, say) would reach them as a message protobuf refuses to serialise, and
   // the call fail UNIMPLEMENTED naming nothing. Decide's messages are bytes (pii judges them)
@@ -1956,13 +2058,15 @@ int Run(int argc, char** argv) {
   if (command == "projects") return Projects(in);
   if (command == "invitations") return Invitations(in);
   if (command == "service-accounts") return ServiceAccounts(in);
-  return Usage(absl::StrCat("unknown command '", command, "'"));
+  return Usage(absl::StrCat("unknown command ", Shown(command)));
 }
 
 // Runs the command; an answer that could not be written whole (a full disk, a closed pipe) is
 // a failure, never exit 0: a created key's secret, shown once, would be lost without a word.
 // A call made under a request id can be asked again under it to be shown its answer.
 int Main(int argc, char** argv) {
+  // A closed pipe (`| head`) is a write that fails, exit 1 as documented, not a signal.
+  std::signal(SIGPIPE, SIG_IGN);
   const int rc = Run(argc, argv);
   errno = 0;
   if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return rc;
