@@ -31,6 +31,7 @@ overlap ends).
 
 import argparse
 import hashlib
+import os
 import re
 import sys
 import time
@@ -537,7 +538,7 @@ TICKET = ("Customer jane.doe@example.com (card 4111 1111 1111 1111, IBAN DE89 37
           "0130 00) was charged twice. Draft a polite answer.")
 
 
-def run_edge(edge_address, keys_address, region_address):
+def run_edge(edge_address, keys_address, region_address, admin_key_file=None):
     """The decision flow end to end: allowed with PII redacted and EU routing, refusals, a
     rate limit, and the ledger that recorded them verifying."""
     print("\n=== edge: one decision before a prompt leaves ===")
@@ -648,6 +649,13 @@ def run_edge(edge_address, keys_address, region_address):
         request_id=str(uuid.uuid4()), kind=keys_pb2.KEY_KIND_ADMIN,
         owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id="alice"),
         environment=keys_pb2.ENVIRONMENT_PRODUCTION, scopes=["admin"]), timeout=TIMEOUT).secret
+    if admin_key_file:
+        # For the operator's policyctl: readable by its owner alone, written whole or not at all.
+        partial = f"{admin_key_file}.tmp"
+        with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(alice + "\n")
+        os.replace(partial, admin_key_file)
+        print(f"  admin: an owner's admin key (alice) for policyctl in {admin_key_file}")
     admin = admin_pb2_grpc.AdminServiceStub(channel)
     as_alice = (("authorization", f"Bearer {alice}"),)
     bob_key = keys.VerifyKey(keys_pb2.VerifyKeyRequest(secret=bob.encode()), timeout=TIMEOUT).key
@@ -691,6 +699,7 @@ def main():
     parser.add_argument("--region", default="127.0.0.1:50054", help="region gRPC host:port")
     parser.add_argument("--audit", default="127.0.0.1:50055", help="audit gRPC host:port")
     parser.add_argument("--edge", default="127.0.0.1:50056", help="edge gRPC host:port")
+    parser.add_argument("--admin_key_file", help="where to write an owner's admin key (alice)")
     args = parser.parse_args()
     try:
         run(args.keys, args.metrics)
@@ -698,7 +707,7 @@ def main():
         run_pii(args.pii)
         run_region(args.region)
         run_audit(args.audit)
-        run_edge(args.edge, args.keys, args.region)
+        run_edge(args.edge, args.keys, args.region, args.admin_key_file)
     except DemoError as e:
         print(f"demo FAILED: {e}", file=sys.stderr)
         return 1
