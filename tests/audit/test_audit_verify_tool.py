@@ -264,6 +264,19 @@ class AuditVerifyToolTest(unittest.TestCase):
         self.assertEqual(report["newest_checkpoint"]["tree_size"],
                          int(json.loads(CHECKPOINT.read_text())["tree_size"]))
 
+    def test_a_checkpoint_as_policyctl_prints_it_is_taken(self):
+        # `policyctl audit checkpoint --output=json`: the checkpoint inside a GetCheckpointResponse.
+        wrapped = audit_pb2.GetCheckpointResponse(
+            checkpoint=json_format.Parse(CHECKPOINT.read_text(), audit_pb2.Checkpoint()),
+            public_key=bytes.fromhex(PUBLIC_KEY))
+        report = self.report(run_verify(input=EXPORT, checkpoint=write(
+            "wrapped.json", json_format.MessageToJson(wrapped, preserving_proto_field_name=True))),
+            0)
+        self.assertEqual(report["entries_checked"], len(EXPORT_LINES))
+        # Anything else is still no checkpoint.
+        proc = run_verify(input=EXPORT, checkpoint=write("other.json", '{"public_key": ""}'))
+        self.assertExit(proc, 2)
+
     def test_database_valid_and_read_only(self):
         count = "SELECT count(*) FROM audit.entries"
         before = DB.sql(count).strip()
@@ -346,6 +359,9 @@ class AuditVerifyToolTest(unittest.TestCase):
         report = self.report(run_verify(input=write_lines("truncated.jsonl", lines),
                                         checkpoint=CHECKPOINT), 1)
         self.assertEqual(report["first_bad_index"], 10)
+        # A checkpoint taken after the export looks the same: the notes say which to take first.
+        self.assertIn("the export ends at 10 entries, before the checkpoint given",
+                      " ".join(report["notes"]))
 
     def test_database_rows_changed_behind_the_triggers(self):
         # The tables' owner can switch the append-only triggers off; a ledger of its own, so

@@ -83,7 +83,9 @@ Source of the ledger (exactly one):
                        recorded in the ledger as an audit_read entry)
   --input=FILE         JSON lines as ExportEntries writes them (one policy.audit.v1.Entry in
                        proto3 JSON per line; "-" reads stdin), with --checkpoint=FILE (a
-                       policy.audit.v1.Checkpoint in proto3 JSON: the newest signed head)
+                       policy.audit.v1.Checkpoint in proto3 JSON, or the GetCheckpointResponse
+                       holding one that policyctl audit checkpoint --output=json prints; taken
+                       before the export, which it must not outgrow)
   --database=URL       the service's PostgreSQL tables (schema audit) in a read-only
                        session, with every stored checkpoint (a page at a time)
 The ledger: --project and --environment; both empty for the organisation's ledger.
@@ -207,7 +209,8 @@ absl::StatusOr<std::vector<std::string>> LoadPublicKeys(const Options& o) {
   return keys;
 }
 
-// A v1.Checkpoint in proto3 JSON from `path`; `flag` names it in errors.
+// A v1.Checkpoint in proto3 JSON from `path`, or a v1.GetCheckpointResponse holding one (what
+// `policyctl audit checkpoint --output=json` prints); `flag` names it in errors.
 absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& path, absl::string_view flag,
                                           std::vector<std::string>* notes) {
   absl::StatusOr<std::string> text = ReadFile(path);
@@ -216,8 +219,14 @@ absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& path, absl::string_
   }
   audit::v1::Checkpoint proto;
   google::protobuf::util::JsonParseOptions options;
-  auto parsed = google::protobuf::util::JsonStringToMessage(
-      google::protobuf::StringPiece(text->data(), text->size()), &proto, options);
+  const google::protobuf::StringPiece json(text->data(), text->size());
+  auto parsed = google::protobuf::util::JsonStringToMessage(json, &proto, options);
+  if (audit::v1::GetCheckpointResponse response;
+      !parsed.ok() && google::protobuf::util::JsonStringToMessage(json, &response, options).ok() &&
+      response.has_checkpoint()) {
+    proto = response.checkpoint();
+    parsed = google::protobuf::util::Status();
+  }
   if (!parsed.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path,
                                                    " is not a policy.audit.v1.Checkpoint in "
@@ -970,6 +979,15 @@ int Run(const Options& o) {
   }
   if (!result.report.valid) {
     ExplainFailure(result, &*from_source, trusted, keys, &result.notes);
+  }
+  if (!o.input.empty() && !result.report.valid && from_source->newest().has_value() &&
+      from_source->newest()->tree_size > accepted &&
+      absl::StartsWith(result.report.problem, "the ledger has ")) {
+    result.notes.push_back(absl::StrCat(
+        "the export ends at ", accepted, " entries, before the checkpoint given (size ",
+        from_source->newest()->tree_size,
+        "): if it was taken after the export (reading a ledger records a read in it), take "
+        "the checkpoint first, then the export"));
   }
   result.newest = from_source->newest();
   if (trusted.has_value() &&
