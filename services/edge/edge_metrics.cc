@@ -34,7 +34,10 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
                         .Name("policy_edge_config_valid")
                         .Help("1 while pii detects every entity type the edge's settings name "
                               "(blocked_entity_types); 0: the edge is not ready.")
-                        .Register(registry)) {}
+                        .Register(registry)) {
+  // Shown at 0 from the start, so that a rate over them is 0 rather than no data.
+  for (const char* api : {"decide", "ext_authz"}) denial_budget_refusals_.Add({{"api", api}});
+}
 
 void EdgeMetrics::Decided(const std::string& api, const grpc::Status& status, bool allowed,
                           const std::string& deny_reason) {

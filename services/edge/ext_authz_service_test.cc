@@ -3,6 +3,7 @@
 #include "services/edge/ext_authz_service.h"
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -107,6 +108,18 @@ class ExtAuthzServiceTest : public ::testing::TestWithParam<bool> {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<auth::Authorization::Stub> stub_;
 };
+
+TEST_P(ExtAuthzServiceTest, DenialBudgetRefusalsAreShownAtZeroBeforeTheFirst) {
+  std::set<std::string> apis;
+  for (const prometheus::MetricFamily& family : registry_.Collect()) {
+    if (family.name != "policy_edge_denial_budget_refusals_total") continue;
+    for (const prometheus::ClientMetric& m : family.metric) {
+      EXPECT_EQ(m.counter.value, 0);
+      for (const prometheus::ClientMetric::Label& label : m.label) apis.insert(label.value);
+    }
+  }
+  EXPECT_EQ(apis, (std::set<std::string>{"decide", "ext_authz"}));
+}
 
 TEST_P(ExtAuthzServiceTest, AnAllowedCheckAsksKeysOnce) {
   auth::CheckResponse r = Check(Request(kBody));
