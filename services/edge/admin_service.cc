@@ -236,8 +236,14 @@ Status AdminService::AuthorizeIssue(const Caller& caller, keys::v1::CreateKeyReq
       return KeyEnvironment(project.environment(), "the project", request);
     }
     case keys::v1::KEY_KIND_SERVICE_ACCOUNT: {
-      if (Status s = Authorize(caller, "keys.manage", request->project()); !s.ok()) return s;
+      // Without a project named, the account's (authz lets the caller read the account only
+      // where it may).
       authz::v1::ServiceAccount account;
+      if (request->project().empty()) {
+        if (Status s = ServiceAccountOf(caller, owner, &account); !s.ok()) return s;
+        request->set_project(account.project());
+      }
+      if (Status s = Authorize(caller, "keys.manage", request->project()); !s.ok()) return s;
       if (Status s = ServiceAccountOf(caller, owner, &account); !s.ok()) return s;
       if (account.project() != request->project()) {
         return Status(StatusCode::INVALID_ARGUMENT,

@@ -1395,9 +1395,16 @@ class EdgeProcessTest(unittest.TestCase):
         secret = json.loads(key.stdout)["secret"]
         self.assertEqual(self.decide(key=secret, residency=R.RESIDENCY_UNSPECIFIED,
                                      text="Summarise the design doc.").verdict, E.VERDICT_ALLOW)
+        # The owner alone: a service account's key, in the account's project and environment.
+        implied = policyctl("keys", "create", "--owner_type=service_account", f"--owner={account}",
+                            "--output=json")
+        self.assertEqual(implied.returncode, 0, implied.stderr)
+        implied_key = json.loads(implied.stdout)["key"]
+        self.assertEqual((implied_key["kind"], implied_key["project"], implied_key["environment"]),
+                         ("KEY_KIND_SERVICE_ACCOUNT", project, "ENVIRONMENT_DEVELOPMENT"))
         removed = policyctl("service-accounts", "remove", account, "--output=json")
         self.assertEqual(removed.returncode, 0, removed.stderr)
-        self.assertEqual(len(json.loads(removed.stdout)["revoked_keys"]), 1)
+        self.assertEqual(len(json.loads(removed.stdout)["revoked_keys"]), 2)
         self.assertEqual(pt.call_code(self.decide, key=secret), C.UNAUTHENTICATED)
         # Another admin removing it again changes nothing, and revokes nothing.
         other = f"adam-{uuid.uuid4().hex[:6]}"

@@ -86,8 +86,10 @@ commands:
                     --residency=eu|us|apac|global (global: any region), --source_ip,
                     --tokens, --request_id, --return_mapping]
   keys create       --owner, [--owner_type=member|service_account, --kind=project|
-                    service_account|admin, --project, --environment (default: the
-                    holder's; production for admin keys), --scopes=a,b, --ttl, --request_id]
+                    service_account|admin (default: service_account for a service account),
+                    --project (default for a service account: its own), --environment
+                    (default: the holder's; production for admin keys), --scopes=a,b, --ttl,
+                    --request_id]
   keys rotate ID    [--overlap=24h, --ttl, --request_id]
                     (create, rotate: a retry with the printed request id makes no second key;
                     --request_id is 1 to 100 letters, digits and _ . : -, default: a fresh one)
@@ -588,8 +590,8 @@ int Keys(const Invocation& in) {
   if (in.words.empty()) return Usage("keys: create, rotate, revoke, list, report or inventory");
   const std::string& verb = in.words[0];
   Global g;
-  std::string owner, owner_type = "member", kind = "project", project, environment,
-                     scopes = "chat.completions", reason, request_id;
+  std::string owner, owner_type = "member", kind, project, environment, scopes = "chat.completions",
+                     reason, request_id;
   absl::Duration ttl = absl::ZeroDuration(), overlap = absl::ZeroDuration();
   int64_t page_size = kListPageSize;
   if (int rc = ParseFlags(
@@ -597,7 +599,9 @@ int Keys(const Invocation& in) {
           [&](config::Parser& p) {
             p.AddString("owner", &owner, "the key's owner");
             p.AddString("owner_type", &owner_type, "member or service_account");
-            p.AddString("kind", &kind, "project, service_account or admin");
+            p.AddString("kind", &kind,
+                        "project, service_account or admin (default: a service account's key "
+                        "for a service account, else a project key)");
             p.AddString("project", &project, "the project");
             p.AddString("environment", &environment,
                         "production, staging, development, sandbox; default: the holder's "
@@ -630,6 +634,10 @@ int Keys(const Invocation& in) {
     if (int rc = RequiredFlags("keys create", {{"owner", &owner}}); rc != kOk) return rc;
     keys::v1::CreateKeyRequest request;
     request.set_request_id(request_id);
+    if (kind.empty()) {
+      kind = owner_principal_type == keys::v1::PRINCIPAL_TYPE_SERVICE_ACCOUNT ? "service_account"
+                                                                              : "project";
+    }
     keys::v1::KeyKind k;
     if (!keys::v1::KeyKind_Parse(absl::StrCat("KEY_KIND_", absl::AsciiStrToUpper(kind)), &k)) {
       return Usage("--kind must be project, service_account or admin");
