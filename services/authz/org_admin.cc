@@ -589,7 +589,9 @@ absl::StatusOr<OrgPlan> OrgAdmin::ApplyOrgFile(absl::string_view actor, absl::st
                          if (changes.empty()) return absl::OkStatus();
                          if (PlanFingerprint(before.version, changes, now) != fingerprint) {
                            return absl::FailedPreconditionError(
-                               "the organisation changed since the plan; plan again");
+                               "plan_fingerprint: applying this file now makes other changes "
+                               "than the plan with that fingerprint (the file, or the "
+                               "organisation, changed since); plan again");
                          }
                          return absl::OkStatus();
                        },

@@ -612,10 +612,13 @@ TEST(ApplyOrgFileTest, PlanShowsTheChanges) {
   const std::string plan = FormatDiff(Diff(before, after));
   EXPECT_THAT(plan, HasSubstr("~ project playground\n    archived: false -> true\n"));
   EXPECT_THAT(plan, HasSubstr("~ project support-eu\n    rpm_limit: 600 -> 900\n"));
-  EXPECT_THAT(plan, HasSubstr("~ member carol\n    removed_at: (none) -> 2026-03-02T09:00:00Z\n"));
-  EXPECT_THAT(plan, HasSubstr("+ member zoe\n    email: zoe@acme.example\n    grants: [admin]\n"));
-  EXPECT_THAT(plan, HasSubstr("~ service_account sa-copilot-ci\n    removed_at: (none) -> "
+  EXPECT_THAT(plan, HasSubstr("~ member carol  (removed for good: every key it holds is revoked, "
+                              "and the id cannot come back)\n    removed_at: (none) -> "
                               "2026-03-02T09:00:00Z\n"));
+  EXPECT_THAT(plan, HasSubstr("+ member zoe\n    email: zoe@acme.example\n    grants: [admin]\n"));
+  EXPECT_THAT(plan, HasSubstr("~ service_account sa-copilot-ci  (removed for good: every key it "
+                              "holds is revoked, and the id cannot come back)\n    removed_at: "
+                              "(none) -> 2026-03-02T09:00:00Z\n"));
   EXPECT_THAT(plan, HasSubstr("~ idp_group data-science\n    grants: [member@internal-copilot, "
                               "member@playground] -> [member@internal-copilot]\n"));
   EXPECT_THAT(plan, Not(HasSubstr("idp:")));

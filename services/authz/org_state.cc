@@ -579,7 +579,18 @@ std::string FormatDiff(const std::vector<EntityChange>& changes) {
     const char* sign = c.op == EntityChange::Op::kCreate   ? "+"
                        : c.op == EntityChange::Op::kDelete ? "-"
                                                            : "~";
-    absl::StrAppend(&text, sign, " ", c.kind, " ", c.id, "\n");
+    // Removing a member or a service account is an update of removed_at, but it is final and
+    // revokes their keys: the plan says so.
+    const bool removal =
+        c.op == EntityChange::Op::kUpdate &&
+        std::any_of(c.fields.begin(), c.fields.end(), [](const FieldChange& f) {
+          return f.field == "removed_at" && f.before.empty() && !f.after.empty();
+        });
+    absl::StrAppend(&text, sign, " ", c.kind, " ", c.id,
+                    removal ? "  (removed for good: every key it holds is revoked, and the id "
+                              "cannot come back)"
+                            : "",
+                    "\n");
     if (c.op == EntityChange::Op::kDelete) continue;
     for (const FieldChange& f : c.fields) {
       if (c.op == EntityChange::Op::kCreate) {
