@@ -184,9 +184,14 @@ absl::Status OrgAdmin::Authorize(const OrgView& view, absl::string_view actor,
     }
   }
   return WithReason(
-      absl::PermissionDeniedError(absl::StrCat("member ", Quoted(actor), " may not ", action,
-                                               project.empty() ? "" : " in ", project, " (",
-                                               DenyReasonName(decision.reason), ")")),
+      absl::PermissionDeniedError(absl::StrCat(
+          "member ", Quoted(actor), " may not ", action, project.empty() ? "" : " in ", project,
+          " (",
+          decision.reason == DenyReason::kPermissionDenied ? "no role of theirs grants it"
+          : decision.reason == DenyReason::kUnknownPrincipal
+              ? "UNKNOWN_PRINCIPAL: not a member of the organisation"
+              : DenyReasonName(decision.reason),
+          ")")),
       DenyReasonName(decision.reason));
 }
 

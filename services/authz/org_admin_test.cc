@@ -406,7 +406,8 @@ TEST_F(OrgAdminTest, APlanAppliesLaterThanItWasMade) {
   ASSERT_TRUE(admin().AddMember("olivia", MakeMember("zoe", {})).ok());
   absl::Status again = admin().ApplyOrgFile("olivia", without_mia, plan->fingerprint).status();
   EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(again.message(), HasSubstr("plan_fingerprint: applying this file now makes other changes"));
+  EXPECT_THAT(again.message(),
+              HasSubstr("plan_fingerprint: applying this file now makes other changes"));
 }
 
 // `yaml` without the list item "  - id: <id>" (up to the next item or section).

@@ -581,11 +581,10 @@ std::string FormatDiff(const std::vector<EntityChange>& changes) {
                                                            : "~";
     // Removing a member or a service account is an update of removed_at, but it is final and
     // revokes their keys: the plan says so.
-    const bool removal =
-        c.op == EntityChange::Op::kUpdate &&
-        std::any_of(c.fields.begin(), c.fields.end(), [](const FieldChange& f) {
-          return f.field == "removed_at" && f.before.empty() && !f.after.empty();
-        });
+    const bool removal = c.op == EntityChange::Op::kUpdate &&
+                         std::any_of(c.fields.begin(), c.fields.end(), [](const FieldChange& f) {
+                           return f.field == "removed_at" && f.before.empty() && !f.after.empty();
+                         });
     absl::StrAppend(&text, sign, " ", c.kind, " ", c.id,
                     removal ? "  (removed for good: every key it holds is revoked, and the id "
                               "cannot come back)"

@@ -164,7 +164,7 @@ Status AdminService::AdminKeyOf(const grpc::CallbackServerContext& context, std:
 
 Status AdminService::Authenticated(const Status& verify, const keys::v1::VerifyKeyResponse& key,
                                    Caller* caller) {
-  if (!verify.ok()) return KeyFailure(verify, caller->deadline);
+  if (!verify.ok()) return KeyFailure(verify, caller->deadline, "admin key");
   if (key.key().kind() != keys::v1::KEY_KIND_ADMIN) {
     return Status(StatusCode::PERMISSION_DENIED, "administration needs an admin key");
   }
@@ -197,10 +197,16 @@ Status AdminService::Authorize(const Caller& caller, const std::string& action,
                                "settings happens in it"));
   }
   if (decision.verdict() != authz::v1::VERDICT_ALLOW) {
-    return Status(StatusCode::PERMISSION_DENIED,
-                  absl::StrCat(caller.member, " may not ", action,
-                               project.empty() ? "" : absl::StrCat(" in ", project), " (",
-                               decision.reason(), ")"));
+    // As authz says it of its own administration calls.
+    return Status(
+        StatusCode::PERMISSION_DENIED,
+        absl::StrCat("member '", caller.member, "' may not ", action,
+                     project.empty() ? "" : absl::StrCat(" in ", project), " (",
+                     decision.reason() == "PERMISSION_DENIED" ? "no role of theirs grants it"
+                     : decision.reason() == "UNKNOWN_PRINCIPAL"
+                         ? "UNKNOWN_PRINCIPAL: not a member of the organisation"
+                         : decision.reason(),
+                     ")"));
   }
   return Status::OK;
 }

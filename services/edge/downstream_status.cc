@@ -99,11 +99,11 @@ grpc::Status LedgerFailure(const grpc::Status& s, absl::string_view field, absl:
   return DownstreamFailure("audit", s, deadline);
 }
 
-grpc::Status KeyFailure(const grpc::Status& s, absl::Time deadline) {
+grpc::Status KeyFailure(const grpc::Status& s, absl::Time deadline, absl::string_view what) {
   if (FailedToAnswer(s.error_code()) || s.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
     return DependencyFailure("keys", s, deadline);
   }
-  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "API key is not valid");
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, absl::StrCat(what, " is not valid"));
 }
 
 grpc::Status EdgeStatus(const absl::Status& status) {

@@ -49,11 +49,13 @@ grpc::Status RedactFailure(const grpc::Status& status, absl::Time deadline);
 grpc::Status LedgerFailure(const grpc::Status& status, absl::string_view field,
                            absl::Time deadline);
 
-// What a caller learns when keys did not verify its key: UNAUTHENTICATED "API key is not
-// valid" whatever keys said of the key (unknown, malformed, revoked, expired), unless keys
-// failed to answer or refused the edge itself (PERMISSION_DENIED: the edge's certificate is
-// not among keys' tls_allowed_clients), which is a dependency failure.
-grpc::Status KeyFailure(const grpc::Status& status, absl::Time deadline);
+// What a caller learns when keys did not verify its key: UNAUTHENTICATED "<what> is not
+// valid" ("API key", or "admin key" on the admin API) whatever keys said of the key (unknown,
+// malformed, revoked, expired), unless keys failed to answer or refused the edge itself
+// (PERMISSION_DENIED: the edge's certificate is not among keys' tls_allowed_clients), which is
+// a dependency failure.
+grpc::Status KeyFailure(const grpc::Status& status, absl::Time deadline,
+                        absl::string_view what = "API key");
 
 // The edge's own refusal as its callers see it: common/status's one translation, in the
 // edge's error domain.

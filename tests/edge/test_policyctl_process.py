@@ -476,6 +476,16 @@ class PolicyctlProcessTest(unittest.TestCase):
         self.assertEqual(ran.stderr.splitlines(),
                          ["policyctl: cannot read /nonexistent/org.yaml: No such file or directory"])
 
+    def test_refusals_say_whose_key_and_why_in_words(self):
+        forged = run_policyctl("members", "list", admin_key="psk_admin_" + "A" * 60)
+        self.assertEqual(forged.returncode, 1, forged.stderr)
+        self.assertEqual(forged.stderr.strip(), "policyctl: UNAUTHENTICATED: admin key is not valid")
+        carol = SUITE.new_admin_key("carol")  # A reader in support-eu, no organisation role.
+        denied = run_policyctl("members", "list", admin_key=carol)
+        self.assertEqual(denied.returncode, 1, denied.stderr)
+        self.assertEqual(denied.stderr.strip(), "policyctl: PERMISSION_DENIED: member 'carol' may "
+                                                "not org.read (no role of theirs grants it)")
+
     def test_a_closed_pipe_is_exit_1_not_a_signal(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("POLICY_POLICYCTL_")}
         env.update(POLICY_POLICYCTL_EDGE=SUITE.p["edge"].address,
