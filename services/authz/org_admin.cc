@@ -46,10 +46,14 @@ absl::Status NotFound(absl::string_view kind, absl::string_view id) {
 absl::Status ExistsAlready(absl::string_view kind, absl::string_view id,
                            std::initializer_list<std::pair<bool, absl::string_view>> differs) {
   for (const auto& [differ, field] : differs) {
-    if (differ) {
-      return absl::AlreadyExistsError(
-          absl::StrCat(kind, " ", Quoted(id), " exists already, with a different ", field));
+    if (!differ) continue;
+    if (field == "archived" || field == "removed_at") {
+      return absl::AlreadyExistsError(absl::StrCat(
+          kind, " ", Quoted(id), field == "archived" ? " was archived" : " was removed",
+          ": its id is never used again; choose another"));
     }
+    return absl::AlreadyExistsError(
+        absl::StrCat(kind, " ", Quoted(id), " exists already, with a different ", field));
   }
   return absl::OkStatus();
 }

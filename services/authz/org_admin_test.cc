@@ -136,6 +136,16 @@ TEST_F(OrgAdminTest, AdminsManageProjectsButOnlyOwnersSetLimits) {
             absl::StatusCode::kAlreadyExists);
 }
 
+TEST_F(OrgAdminTest, AnArchivedProjectsIdIsNeverUsedAgainAndTheRefusalSaysSo) {
+  ASSERT_TRUE(admin().CreateProject("adam", MakeProject("fresh")).ok());
+  ASSERT_TRUE(admin().ArchiveProject("adam", "fresh").ok());
+  const absl::Status again = admin().CreateProject("adam", MakeProject("fresh")).status();
+  EXPECT_EQ(again.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(again.message(),
+            "project 'fresh' was archived: its id is never used again; choose "
+            "another");
+}
+
 TEST_F(OrgAdminTest, ArchivedProjectsAllowNothingButReading) {
   ASSERT_TRUE(admin().ArchiveProject("adam", "support").ok());
   EXPECT_FALSE(Allowed("mia", "support", "chat.completions"));
