@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/log/log.h"
 
 extern char** environ;
@@ -77,8 +78,14 @@ void Parser::AddBool(absl::string_view name, bool* field, absl::string_view help
 void Parser::AddDuration(absl::string_view name, absl::Duration* field, absl::string_view help) {
   Add({std::string(name), std::string(help), Sensitivity::kPublic, false,
        [field](absl::string_view v) {
-         if (!absl::ParseDuration(v, field)) {
-           return absl::InvalidArgumentError("not a duration such as 250ms or 24h");
+         // Whole days as the organisation file writes lifetimes ("90d"), or absl's form.
+         int64_t days = 0;
+         if (absl::string_view count = v;
+             absl::ConsumeSuffix(&count, "d") && !count.empty() && absl::ascii_isdigit(count[0]) &&
+             absl::SimpleAtoi(count, &days) && days <= 106'751) {  // absl::Duration's range.
+           *field = absl::Hours(24) * days;
+         } else if (!absl::ParseDuration(v, field)) {
+           return absl::InvalidArgumentError("not a duration such as 500ms, 90s, 24h or 90d");
          }
          return absl::OkStatus();
        },

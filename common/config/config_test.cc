@@ -144,6 +144,18 @@ TEST_F(ParserTest, NonBoolFlagWithoutValueIsRejected) {
   EXPECT_EQ(config_.count, 7);
 }
 
+TEST_F(ParserTest, DurationsTakeWholeDaysAsTheOrganisationFileWritesThem) {
+  ASSERT_TRUE(Parse({"--timeout=90d"}).ok());
+  EXPECT_EQ(config_.timeout, absl::Hours(24 * 90));
+  ASSERT_TRUE(Parse({"--timeout=1h30m"}).ok());
+  EXPECT_EQ(config_.timeout, absl::Minutes(90));
+  for (const char* bad : {"5hd", "1.5d", "-1d", "d", "+3d", "106752d", "soon"}) {
+    const absl::Status s = Parse({std::string("--timeout=") + bad});
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(s.message(), HasSubstr("not a duration such as 500ms, 90s, 24h or 90d")) << bad;
+  }
+}
+
 TEST_F(ParserTest, NonBoolFlagTakesTheNextArgumentAsItsValue) {
   ASSERT_TRUE(Parse({"--count", "12", "--name", "-x", "--verbose", "--timeout", "1s"}).ok());
   EXPECT_EQ(config_.count, 12);

@@ -653,6 +653,14 @@ class SettingChecksTest(unittest.TestCase):
                            message="keys.config.default_overlap (24h) must be at most "
                                    "keys.config.max_overlap (1h)")
         render_raw("--set", "keys.config.default_overlap=1h,keys.config.max_overlap=1h")
+        # Whole days, as the binaries take them, are compared as such.
+        self.assertRefused("--set", "keys.config.default_ttl=400d",
+                           message="keys.config.default_ttl (400d) must be at most "
+                                   "keys.config.max_ttl (8760h)")
+        self.assertEqual(render("--set", "keys.config.default_ttl=90d").env("keys")[
+            "POLICY_KEYS_DEFAULT_TTL"]["value"], "90d")
+        self.assertRefused("--set", "keys.config.default_ttl=1.5d", message="default_ttl",
+                           schema=True)
         self.assertRefused("--set", "audit.config.max_queued_appends=500",
                            message="audit.config.max_queued_appends (500) must be at least "
                                    "audit.config.max_batch (1000)")

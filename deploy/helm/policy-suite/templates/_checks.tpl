@@ -1,10 +1,14 @@
 {{/*
-An absl duration as the binaries read it ("250ms", "1h30m", "0") in seconds, as text:
+An absl duration as the binaries read it ("250ms", "1h30m", "0"), or whole days ("90d"), in
+seconds, as text:
 `include "policy-suite.seconds" "1m30s" | float64` is 90.
 */}}
 {{- define "policy-suite.seconds" -}}
 {{- $units := dict "ns" 1e-9 "us" 1e-6 "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 }}
 {{- $total := 0.0 }}
+{{- if regexMatch "^[0-9]+d$" (toString .) }}
+{{- $total = mulf (float64 (trimSuffix "d" (toString .))) 86400.0 }}
+{{- end }}
 {{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h)" (toString .) -1 }}
 {{- $number := regexFind "^[0-9.]+" . }}
 {{- $total = addf $total (mulf (float64 $number) (index $units (trimPrefix $number .))) }}
