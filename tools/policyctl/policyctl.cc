@@ -667,8 +667,8 @@ int Keys(const Invocation& in) {
     }
     return ShowWithRequestId(g, response, request_id, [&] {
       PrintKey(response.key());
-      std::printf("secret (shown once): %s\nrequest %s\n", response.secret().c_str(),
-                  request_id.c_str());
+      std::printf("secret (store it now: it is kept nowhere): %s\nrequest %s\n",
+                  response.secret().c_str(), request_id.c_str());
     });
   }
   if (verb == "rotate" || verb == "revoke") {
@@ -688,7 +688,7 @@ int Keys(const Invocation& in) {
       return ShowWithRequestId(g, response, request_id, [&] {
         PrintKey(response.old_key());
         PrintKey(response.new_key());
-        std::printf("secret of %s (shown once): %s\nrequest %s\n",
+        std::printf("secret of %s (store it now: it is kept nowhere): %s\nrequest %s\n",
                     response.new_key().key_id().c_str(), response.secret().c_str(),
                     request_id.c_str());
       });
