@@ -476,6 +476,15 @@ class PolicyctlProcessTest(unittest.TestCase):
         self.assertEqual(ran.stderr.splitlines(),
                          ["policyctl: cannot read /nonexistent/org.yaml: No such file or directory"])
 
+    def test_members_list_shows_what_their_groups_grant(self):
+        # heidi is provisioned by the identity provider's data-science group (org.yaml).
+        listed = run_policyctl("members", "list", "--email=heidi@acme.example",
+                               admin_key=self.alice)
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertRegex(listed.stdout, r"^idp:\d+  heidi@acme\.example  "
+                                        r"member@internal-copilot\(group\) "
+                                        r"member@playground\(group\)\n$")
+
     def test_refusals_say_whose_key_and_why_in_words(self):
         forged = run_policyctl("members", "list", admin_key="psk_admin_" + "A" * 60)
         self.assertEqual(forged.returncode, 1, forged.stderr)

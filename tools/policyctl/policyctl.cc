@@ -796,6 +796,11 @@ void PrintMember(const authz::v1::Member& m) {
     roles.push_back(
         absl::StrCat(grant.role(), grant.project().empty() ? "" : "@", grant.project()));
   }
+  // What their identity provider's groups grant them, marked as such.
+  for (const authz::v1::RoleGrant& grant : m.group_grants()) {
+    roles.push_back(
+        absl::StrCat(grant.role(), grant.project().empty() ? "" : "@", grant.project(), "(group)"));
+  }
   std::printf("%s  %s  %s%s\n", m.id().c_str(),
               m.has_erased_at() ? "(address erased)" : m.email().c_str(),
               absl::StrJoin(roles, " ").c_str(), m.has_removed_at() ? "  (removed)" : "");
