@@ -476,6 +476,41 @@ class PolicyctlProcessTest(unittest.TestCase):
         self.assertEqual(ran.stderr.splitlines(),
                          ["policyctl: cannot read /nonexistent/org.yaml: No such file or directory"])
 
+    def test_projects_update_changes_only_the_settings_given(self):
+        project = f"upd-{uuid.uuid4().hex[:6]}"
+        created = run_policyctl("projects", "create", f"--id={project}", "--name=Before",
+                                "--environment=staging", "--models=gpt-4o,gpt-4o-mini",
+                                "--rpm=100", "--tpm=20000", "--member_rpm=5",
+                                admin_key=self.alice)
+        self.assertEqual(created.returncode, 0, created.stderr)
+        self.assertIn("rpm 100 tpm 20000  per member rpm 5 tpm -", created.stdout)
+        updated = run_policyctl("projects", "update", project, "--tpm=0", "--name", "After",
+                                "--output=json", admin_key=self.alice)
+        self.assertEqual(updated.returncode, 0, updated.stderr)
+        p = json.loads(updated.stdout)
+        self.assertEqual((p["name"], p["allowed_models"], p["environment"]),
+                         ("After", ["gpt-4o", "gpt-4o-mini"], "staging"))
+        self.assertEqual((p["limits"]["rpm"], p["limits"]["tpm"], p["member_limits"]["rpm"]),
+                         ("100", "0", "5"))
+        shown = run_policyctl("projects", "list", admin_key=self.alice)
+        self.assertIn(f"{project}  staging  After  models [gpt-4o,gpt-4o-mini]  rpm 100 "
+                      "tpm 0 (none)  per member rpm 5 tpm -", shown.stdout)
+        for args, code, said in (((project, "--environment=production"), 2,
+                                  "projects update takes no --environment"),
+                                 (("no-such-project", "--rpm=1"), 1,
+                                  "NOT_FOUND: no project 'no-such-project'")):
+            with self.subTest(args=args):
+                ran = run_policyctl("projects", "update", *args, admin_key=self.alice)
+                self.assertEqual(ran.returncode, code, ran.stderr)
+                self.assertIn(said, ran.stderr.splitlines()[0])
+        # A service account's key lifetime, as the organisation file sets it.
+        account = f"sa-{uuid.uuid4().hex[:6]}"
+        sa = run_policyctl("service-accounts", "create", f"--id={account}",
+                           f"--project={project}", "--environment=staging",
+                           "--max_key_lifetime=2d", "--output=json", admin_key=self.alice)
+        self.assertEqual(sa.returncode, 0, sa.stderr)
+        self.assertEqual(json.loads(sa.stdout)["max_key_lifetime"], "172800s")
+
     def test_members_list_shows_what_their_groups_grant(self):
         # heidi is provisioned by the identity provider's data-science group (org.yaml).
         listed = run_policyctl("members", "list", "--email=heidi@acme.example",

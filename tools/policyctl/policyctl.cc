@@ -135,13 +135,18 @@ commands:
                     a retry with the printed request id repeats nothing; default: a fresh
                     one)
   projects list      [--include_archived]
-  projects create   --id, --name, --environment, [--models=a,b, --rpm, --tpm, --zdr,
-                    --retention_days, --key_holders=service_accounts|members (default:
-                    service accounts only in production, members elsewhere)]
+  projects create   --id, --name, --environment, [--models=a,b, --rpm, --tpm (the project's
+                    limits: 0, the default, allows no calls), --member_rpm, --member_tpm
+                    (each member's; 0: no cap of their own), --zdr, --retention_days,
+                    --key_holders=service_accounts|members (default: service accounts only
+                    in production, members elsewhere)]
+  projects update ID [--name, --models, --rpm, --tpm, --member_rpm, --member_tpm, --zdr,
+                    --retention_days, --key_holders]  (only the settings given change; the
+                    project is read and written back: two updates at once may undo one)
   projects archive ID
   service-accounts list    [--project, --include_removed]
   service-accounts create  --id, --project, --environment, [--permissions=a,b,
-                           --ip_allowlist=cidr,cidr, --rpm, --tpm]
+                           --ip_allowlist=cidr,cidr, --rpm, --tpm, --max_key_lifetime=90d]
   service-accounts remove ID   (its keys are revoked)
   endpoints list
   endpoints create  --id, --region, --residency=eu|us|apac|global, --base_url,
@@ -1204,11 +1209,12 @@ int Endpoints(const Invocation& in) {
 }
 
 int Projects(const Invocation& in) {
-  if (in.words.empty()) return Usage("projects: list, create or archive");
+  if (in.words.empty()) return Usage("projects: list, create, update or archive");
   const std::string& verb = in.words[0];
   Global g;
   std::string id, name, environment, models, key_holders;
-  int64_t rpm = 0, tpm = 0, retention_days = 0, page_size = kListPageSize;
+  int64_t rpm = 0, tpm = 0, member_rpm = 0, member_tpm = 0, retention_days = 0,
+          page_size = kListPageSize;
   bool zdr = false, include_archived = false;
   if (int rc = ParseFlags(
           in, g,
@@ -1217,8 +1223,10 @@ int Projects(const Invocation& in) {
             p.AddString("name", &name, "its name");
             p.AddString("environment", &environment, "production, staging, development, sandbox");
             p.AddString("models", &models, "comma-separated models allowed");
-            p.AddInt("rpm", &rpm, "requests per minute");
-            p.AddInt("tpm", &tpm, "tokens per minute");
+            p.AddInt("rpm", &rpm, "requests per minute (0: none)");
+            p.AddInt("tpm", &tpm, "tokens per minute (0: none)");
+            p.AddInt("member_rpm", &member_rpm, "each member's requests per minute (0: no cap)");
+            p.AddInt("member_tpm", &member_tpm, "each member's tokens per minute (0: no cap)");
             p.AddBool("zdr", &zdr, "zero data retention required");
             p.AddInt("retention_days", &retention_days, "how long data may be kept");
             p.AddString("key_holders", &key_holders,
@@ -1236,12 +1244,50 @@ int Projects(const Invocation& in) {
   if (int rc = NeedAdminKey(g); rc != kOk) return rc;
   auto stub = edge::v1::AdminService::NewStub(Channel(g));
   auto print = [&](const authz::v1::Project& p) {
+    // The project's 0 allows nothing; a member's 0 is no cap of their own.
+    auto limit = [](int64_t n, bool zero_is_none) {
+      return n != 0 ? absl::StrCat(n) : zero_is_none ? "0 (none)" : "-";
+    };
     std::printf(
-        "%s  %s  %s  models [%s]  rpm %lld tpm %lld  key holders: %s%s\n", p.id().c_str(),
-        p.environment().c_str(), p.name().c_str(), absl::StrJoin(p.allowed_models(), ",").c_str(),
-        static_cast<long long>(p.limits().rpm()), static_cast<long long>(p.limits().tpm()),
+        "%s  %s  %s  models [%s]  rpm %s tpm %s  per member rpm %s tpm %s  key holders: "
+        "%s%s\n",
+        p.id().c_str(), p.environment().c_str(), p.name().c_str(),
+        absl::StrJoin(p.allowed_models(), ",").c_str(), limit(p.limits().rpm(), true).c_str(),
+        limit(p.limits().tpm(), true).c_str(), limit(p.member_limits().rpm(), false).c_str(),
+        limit(p.member_limits().tpm(), false).c_str(),
         p.key_holders() == authz::v1::KEY_HOLDERS_SERVICE_ACCOUNTS ? "service accounts" : "members",
         p.archived() ? "  (archived)" : "");
+  };
+  // The settings given, onto `p` (all of them on create).
+  const bool creating = verb == "create";
+  auto given = [&](absl::string_view flag) {
+    return creating || std::any_of(in.flags.begin(), in.flags.end(), [&](const std::string& f) {
+             return f == absl::StrCat("--", flag) ||
+                    absl::StartsWith(f, absl::StrCat("--", flag, "="));
+           });
+  };
+  auto apply = [&](authz::v1::Project* p) -> int {
+    if (given("name")) p->set_name(name);
+    if (given("models")) {
+      p->clear_allowed_models();
+      for (const std::string& m : List(models)) p->add_allowed_models(m);
+    }
+    if (given("rpm")) p->mutable_limits()->set_rpm(rpm);
+    if (given("tpm")) p->mutable_limits()->set_tpm(tpm);
+    if (given("member_rpm")) p->mutable_member_limits()->set_rpm(member_rpm);
+    if (given("member_tpm")) p->mutable_member_limits()->set_tpm(member_tpm);
+    if (given("zdr")) p->mutable_data_policy()->set_zero_data_retention(zdr);
+    if (given("retention_days")) {
+      p->mutable_data_policy()->set_retention_days(static_cast<int32_t>(retention_days));
+    }
+    if (key_holders == "service_accounts") {
+      p->set_key_holders(authz::v1::KEY_HOLDERS_SERVICE_ACCOUNTS);
+    } else if (key_holders == "members") {
+      p->set_key_holders(authz::v1::KEY_HOLDERS_MEMBERS);
+    } else if (!key_holders.empty()) {
+      return Usage("--key_holders must be service_accounts or members");
+    }
+    return kOk;
   };
   if (verb == "list") {
     authz::v1::ListProjectsRequest request;
@@ -1270,21 +1316,35 @@ int Projects(const Invocation& in) {
     authz::v1::CreateProjectRequest request;
     authz::v1::Project* p = request.mutable_project();
     p->set_id(id);
-    p->set_name(name);
     p->set_environment(environment);
-    for (const std::string& m : List(models)) p->add_allowed_models(m);
-    p->mutable_limits()->set_rpm(rpm);
-    p->mutable_limits()->set_tpm(tpm);
-    p->mutable_data_policy()->set_zero_data_retention(zdr);
-    p->mutable_data_policy()->set_retention_days(static_cast<int32_t>(retention_days));
-    if (key_holders == "service_accounts") {
-      p->set_key_holders(authz::v1::KEY_HOLDERS_SERVICE_ACCOUNTS);
-    } else if (key_holders == "members") {
-      p->set_key_holders(authz::v1::KEY_HOLDERS_MEMBERS);
-    } else if (!key_holders.empty()) {
-      return Usage("--key_holders must be service_accounts or members");
-    }
+    if (int rc = apply(p); rc != kOk) return rc;
     status = stub->CreateProject(Context(g, true).get(), request, &project);
+  } else if (verb == "update") {
+    if (in.words.size() != 2) return Usage("projects update ID");
+    // Read, changed by the flags given, written back whole (UpdateProject replaces every
+    // setting but archived).
+    authz::v1::ListProjectsRequest list;
+    list.set_include_archived(true);
+    list.set_page_size(static_cast<int32_t>(page_size));
+    authz::v1::ListProjectsResponse all;
+    if (grpc::Status s = ListAll(list, &all,
+                                 [&](const auto& r, auto* page) {
+                                   return stub->ListProjects(Context(g, true).get(), r, page);
+                                 });
+        !s.ok()) {
+      return Failed(s);
+    }
+    const auto found =
+        std::find_if(all.projects().begin(), all.projects().end(),
+                     [&](const authz::v1::Project& p) { return p.id() == in.words[1]; });
+    if (found == all.projects().end()) {
+      return Failed(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                 absl::StrCat("no project ", Shown(in.words[1]))));
+    }
+    authz::v1::UpdateProjectRequest request;
+    *request.mutable_project() = *found;
+    if (int rc = apply(request.mutable_project()); rc != kOk) return rc;
+    status = stub->UpdateProject(Context(g, true).get(), request, &project);
   } else if (verb == "archive") {
     if (in.words.size() != 2) return Usage("projects archive ID");
     authz::v1::ArchiveProjectRequest request;
@@ -1303,6 +1363,7 @@ int ServiceAccounts(const Invocation& in) {
   Global g;
   std::string id, project, environment, permissions = "chat.completions", ip_allowlist;
   int64_t rpm = 0, tpm = 0, page_size = kListPageSize;
+  absl::Duration max_key_lifetime = absl::ZeroDuration();
   bool include_removed = false;
   if (int rc = ParseFlags(in, g,
                           [&](config::Parser& p) {
@@ -1313,6 +1374,9 @@ int ServiceAccounts(const Invocation& in) {
                             p.AddString("ip_allowlist", &ip_allowlist, "comma-separated CIDRs");
                             p.AddInt("rpm", &rpm, "requests per minute (0: the project's)");
                             p.AddInt("tpm", &tpm, "tokens per minute (0: the project's)");
+                            p.AddDuration("max_key_lifetime", &max_key_lifetime,
+                                          "the longest its keys may live (0: the keys "
+                                          "service's limit)");
                             p.AddBool("include_removed", &include_removed,
                                       "list: removed accounts too");
                             AddPageSize(p, &page_size);
@@ -1362,6 +1426,9 @@ int ServiceAccounts(const Invocation& in) {
     for (const std::string& c : List(ip_allowlist)) a->add_ip_allowlist(c);
     a->mutable_limits()->set_rpm(rpm);
     a->mutable_limits()->set_tpm(tpm);
+    if (max_key_lifetime != absl::ZeroDuration()) {
+      proto::SetDuration(max_key_lifetime, a->mutable_max_key_lifetime());  // authz judges it.
+    }
     authz::v1::ServiceAccount created;
     if (grpc::Status s = stub->CreateServiceAccount(Context(g, true).get(), request, &created);
         !s.ok()) {
