@@ -1070,6 +1070,22 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(bad.returncode, 1)
         self.assertIn("INVALID_ARGUMENT", bad.stderr)
         self.assertIn("base_url", bad.stderr)
+        # An update changes only the settings given.
+        disabled = policyctl("endpoints", "update", "francecentral", "--disabled", "--weight=7",
+                             "--output=json")
+        self.assertEqual(disabled.returncode, 0, disabled.stderr)
+        e = json.loads(disabled.stdout)["endpoint"]
+        self.assertEqual((e["enabled"], e["weight"], e["priority"], e["models"],
+                          e["capabilities"]["zero_data_retention"]),
+                         (False, 7, 3, ["gpt-4o"], True))
+        enabled = policyctl("endpoints", "update", "francecentral", "--disabled=false",
+                            "--output=json")
+        self.assertEqual(enabled.returncode, 0, enabled.stderr)
+        self.assertEqual((json.loads(enabled.stdout)["endpoint"]["enabled"],
+                          json.loads(enabled.stdout)["endpoint"]["weight"]), (True, 7))
+        missing = policyctl("endpoints", "update", "nowhere", "--weight=1")
+        self.assertEqual(missing.returncode, 1, missing.stderr)
+        self.assertIn("NOT_FOUND: no endpoint 'nowhere'", missing.stderr)
         self.assertEqual(policyctl("endpoints", "delete", "francecentral").returncode, 0)
         # Region records its changes through its outbox: they reach the ledger moments later.
         entries = org_ledger_holding(alice, "ACTION_ENDPOINT_CHANGED", change="deleted",

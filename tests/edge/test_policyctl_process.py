@@ -454,7 +454,7 @@ class PolicyctlProcessTest(unittest.TestCase):
         self.assertIn("  keys inventory", ran.stderr)
         self.assertNotIn("  audit query", ran.stderr)
         for command, verbs in (("keys", "create, rotate, revoke, list, report or inventory"),
-                               ("endpoints", "list, create, delete or health")):
+                               ("endpoints", "list, create, update, delete or health")):
             with self.subTest(command=command):
                 ran = run_policyctl(command, admin_key=self.alice)
                 self.assertEqual(ran.returncode, 2, ran.stderr)

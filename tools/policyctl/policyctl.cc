@@ -52,6 +52,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/client/channel.h"
 #include "common/config/config.h"
@@ -153,6 +154,10 @@ commands:
                     --deployment (Azure's deployment name: required for azure, the default
                     provider), [--provider=azure|openai, --models=a,b, --zdr,
                     --private_link, --cached, --priority=1, --weight=100, --disabled]
+  endpoints update ID [--region, --residency, --base_url, --deployment, --models, --zdr,
+                    --private_link, --cached, --priority, --weight, --disabled]  (only the
+                    settings given change, --disabled=false enables; refused, changing
+                    nothing, should another admin change the endpoint meanwhile)
   endpoints delete ID
   endpoints health  breakers, latency, outcomes and failovers
   health TARGET...  grpc.health.v1 of each host:port (default: the edge), [--service];
@@ -204,6 +209,15 @@ struct Global {
 struct Invocation {
   std::vector<std::string> words;
   std::vector<std::string> flags;
+
+  // Whether --`name` was given (as --name or --name=...): what an update changes.
+  bool Given(absl::string_view name) const {
+    return std::any_of(flags.begin(), flags.end(), [&](const std::string& f) {
+      absl::string_view flag = f;
+      return absl::ConsumePrefix(&flag, "--") && absl::ConsumePrefix(&flag, name) &&
+             (flag.empty() || flag[0] == '=');
+    });
+  }
 };
 
 // The command and verb being run (Run sets them), whose usage alone a usage error shows.
@@ -1090,7 +1104,7 @@ void PrintEndpoint(const region::v1::Endpoint& e) {
 }
 
 int Endpoints(const Invocation& in) {
-  if (in.words.empty()) return Usage("endpoints: list, create, delete or health");
+  if (in.words.empty()) return Usage("endpoints: list, create, update, delete or health");
   const std::string& verb = in.words[0];
   Global g;
   std::string id, region_name, residency, base_url, provider = "azure", deployment, models;
@@ -1165,6 +1179,56 @@ int Endpoints(const Invocation& in) {
     e->set_enabled(!disabled);
     region::v1::CreateEndpointResponse response;
     if (grpc::Status s = stub->CreateEndpoint(Context(g, true).get(), request, &response);
+        !s.ok()) {
+      return Failed(s);
+    }
+    return Show(g, response, [&] { PrintEndpoint(response.endpoint()); });
+  }
+  if (verb == "update") {
+    if (in.words.size() != 2) return Usage("endpoints update ID");
+    // Read, changed by the flags given, written back with what was read as `expected`: an
+    // update another admin made meanwhile is not undone (FAILED_PRECONDITION).
+    region::v1::ListEndpointsResponse all;
+    if (grpc::Status s =
+            stub->ListEndpoints(Context(g, true).get(), region::v1::ListEndpointsRequest(), &all);
+        !s.ok()) {
+      return Failed(s);
+    }
+    const auto found =
+        std::find_if(all.endpoints().begin(), all.endpoints().end(),
+                     [&](const region::v1::Endpoint& e) { return e.id() == in.words[1]; });
+    if (found == all.endpoints().end()) {
+      return Failed(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                 absl::StrCat("no endpoint ", Shown(in.words[1]))));
+    }
+    region::v1::UpdateEndpointRequest request;
+    *request.mutable_expected() = *found;
+    region::v1::Endpoint* e = request.mutable_endpoint();
+    *e = *found;
+    if (in.Given("region")) e->set_region(region_name);
+    if (in.Given("residency")) {
+      region::v1::Residency r;
+      if (!ParseResidency(residency, &r)) {
+        return Usage("--residency must be eu, us, apac or global");
+      }
+      e->set_residency(r);
+    }
+    if (in.Given("base_url")) e->set_base_url(base_url);
+    if (in.Given("deployment")) e->set_deployment(deployment);
+    if (in.Given("models")) {
+      e->clear_models();
+      for (absl::string_view m : absl::StrSplit(models, ',', absl::SkipEmpty())) {
+        e->add_models(std::string(m));
+      }
+    }
+    if (in.Given("zdr")) e->mutable_capabilities()->set_zero_data_retention(zdr);
+    if (in.Given("private_link")) e->mutable_capabilities()->set_private_link(private_link);
+    if (in.Given("cached")) e->mutable_capabilities()->set_cached(cached);
+    if (in.Given("priority")) e->set_priority(static_cast<int32_t>(priority));
+    if (in.Given("weight")) e->set_weight(static_cast<int32_t>(weight));
+    if (in.Given("disabled")) e->set_enabled(!disabled);
+    region::v1::UpdateEndpointResponse response;
+    if (grpc::Status s = stub->UpdateEndpoint(Context(g, true).get(), request, &response);
         !s.ok()) {
       return Failed(s);
     }
@@ -1260,12 +1324,7 @@ int Projects(const Invocation& in) {
   };
   // The settings given, onto `p` (all of them on create).
   const bool creating = verb == "create";
-  auto given = [&](absl::string_view flag) {
-    return creating || std::any_of(in.flags.begin(), in.flags.end(), [&](const std::string& f) {
-             return f == absl::StrCat("--", flag) ||
-                    absl::StartsWith(f, absl::StrCat("--", flag, "="));
-           });
-  };
+  auto given = [&](absl::string_view flag) { return creating || in.Given(flag); };
   auto apply = [&](authz::v1::Project* p) -> int {
     if (given("name")) p->set_name(name);
     if (given("models")) {
