@@ -611,7 +611,7 @@ TEST(ApplyOrgFileTest, PlanShowsTheChanges) {
   ASSERT_TRUE(ApplyOrgFile(ParseOrDie(ChangedExample()), kLater, after).ok());
   const std::string plan = FormatDiff(Diff(before, after));
   EXPECT_THAT(plan, HasSubstr("~ project playground\n    archived: false -> true\n"));
-  EXPECT_THAT(plan, HasSubstr("~ project support-eu\n    rpm_limit: 600 -> 900\n"));
+  EXPECT_THAT(plan, HasSubstr("~ project support-eu\n    limits.rpm: 600 -> 900\n"));
   EXPECT_THAT(plan, HasSubstr("~ member carol  (removed for good: every key it holds is revoked, "
                               "and the id cannot come back)\n    removed_at: (none) -> "
                               "2026-03-02T09:00:00Z\n"));

@@ -54,7 +54,7 @@ TEST(OrgLedgerTest, EachChangedEntityIsOneRecordByTheActor) {
   ASSERT_EQ(records.size(), 2u);
   EXPECT_EQ(records[0].action, "PROJECT_CHANGED");
   EXPECT_EQ(records[0].metadata.at("project"), "support");
-  EXPECT_EQ(records[0].metadata.at("fields"), "rpm_limit");
+  EXPECT_EQ(records[0].metadata.at("fields"), "limits.rpm");
   EXPECT_EQ(records[1].action, "MEMBER_ROLE_CHANGED");
   EXPECT_EQ(records[1].subject, "bob");
   EXPECT_EQ(records[1].metadata.at("roles"), "reader@support");
@@ -175,7 +175,7 @@ TEST(OrgLedgerTest, AnOrgFileEndsWithOneSummaryAndGroupsAndAccountsAreRecorded) 
   records = Records({"alice"}, after, changed);
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0].action, "SERVICE_ACCOUNT_CHANGED");
-  EXPECT_EQ(records[0].metadata.at("fields"), "rpm_limit");
+  EXPECT_EQ(records[0].metadata.at("fields"), "limits.rpm");
 }
 
 TEST(OrgLedgerTest, AMembersManyGrantsFitTheLedgersMetadataBound) {

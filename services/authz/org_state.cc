@@ -100,19 +100,20 @@ std::string FormatGrants(const std::vector<RoleGrant>& grants) {
   return FormatList(items);
 }
 
+// Each field named as the organisation file writes it, so that a plan reads as the file.
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
 Fields FieldsOf(const Project& p) {
   return {{"name", p.name},
           {"environment", std::string(EnvironmentName(p.environment))},
           {"archived", p.archived ? "true" : "false"},
-          {"zero_data_retention", p.data_policy.zero_data_retention ? "true" : "false"},
-          {"retention_days", absl::StrCat(p.data_policy.retention_days)},
-          {"allowed_models", FormatList(p.allowed_models)},
-          {"rpm_limit", absl::StrCat(p.rpm_limit)},
-          {"tpm_limit", absl::StrCat(p.tpm_limit)},
-          {"member_rpm_limit", absl::StrCat(p.member_rpm_limit)},
-          {"member_tpm_limit", absl::StrCat(p.member_tpm_limit)},
+          {"data_policy.zero_data_retention", p.data_policy.zero_data_retention ? "true" : "false"},
+          {"data_policy.retention_days", absl::StrCat(p.data_policy.retention_days)},
+          {"models", FormatList(p.allowed_models)},
+          {"limits.rpm", absl::StrCat(p.rpm_limit)},
+          {"limits.tpm", absl::StrCat(p.tpm_limit)},
+          {"limits.member_rpm", absl::StrCat(p.member_rpm_limit)},
+          {"limits.member_tpm", absl::StrCat(p.member_tpm_limit)},
           {"key_holders", std::string(KeyHoldersName(p.key_holders))}};
 }
 
@@ -131,8 +132,8 @@ Fields FieldsOf(const ServiceAccount& a) {
           {"environment", std::string(EnvironmentName(a.environment))},
           {"permissions", FormatList(a.permissions)},
           {"ip_allowlist", FormatList(networks)},
-          {"rpm_limit", absl::StrCat(a.rpm_limit)},
-          {"tpm_limit", absl::StrCat(a.tpm_limit)},
+          {"limits.rpm", absl::StrCat(a.rpm_limit)},
+          {"limits.tpm", absl::StrCat(a.tpm_limit)},
           {"max_key_lifetime", absl::FormatDuration(a.max_key_lifetime)},
           {"removed_at", FormatOptionalTime(a.removed_at)}};
 }
