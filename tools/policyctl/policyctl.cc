@@ -324,6 +324,14 @@ int ParseFlags(const Invocation& in, Global& global,
   return kOk;
 }
 
+// The item of `items` whose id is `id`; null when none is.
+template <typename T>
+const T* WithId(const google::protobuf::RepeatedPtrField<T>& items, const std::string& id) {
+  const auto it =
+      std::find_if(items.begin(), items.end(), [&](const T& item) { return item.id() == id; });
+  return it == items.end() ? nullptr : &*it;
+}
+
 // The exit code of a call that failed with `s`.
 int ExitCodeOf(const grpc::Status& s) {
   switch (s.error_code()) {
@@ -342,6 +350,12 @@ int Failed(const grpc::Status& s) {
                absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())).c_str(),
                s.error_message().c_str());
   return ExitCodeOf(s);
+}
+
+// An update's item that a list did not hold: NOT_FOUND, as the service says it.
+int NoSuch(absl::string_view kind, const std::string& id) {
+  return Failed(
+      grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no ", kind, " ", Shown(id))));
 }
 
 // How every --output=json answer and JSON line is printed: proto field names, and every
@@ -1194,13 +1208,8 @@ int Endpoints(const Invocation& in) {
         !s.ok()) {
       return Failed(s);
     }
-    const auto found =
-        std::find_if(all.endpoints().begin(), all.endpoints().end(),
-                     [&](const region::v1::Endpoint& e) { return e.id() == in.words[1]; });
-    if (found == all.endpoints().end()) {
-      return Failed(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                 absl::StrCat("no endpoint ", Shown(in.words[1]))));
-    }
+    const region::v1::Endpoint* found = WithId(all.endpoints(), in.words[1]);
+    if (found == nullptr) return NoSuch("endpoint", in.words[1]);
     region::v1::UpdateEndpointRequest request;
     *request.mutable_expected() = *found;
     region::v1::Endpoint* e = request.mutable_endpoint();
@@ -1393,13 +1402,8 @@ int Projects(const Invocation& in) {
         !s.ok()) {
       return Failed(s);
     }
-    const auto found =
-        std::find_if(all.projects().begin(), all.projects().end(),
-                     [&](const authz::v1::Project& p) { return p.id() == in.words[1]; });
-    if (found == all.projects().end()) {
-      return Failed(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                 absl::StrCat("no project ", Shown(in.words[1]))));
-    }
+    const authz::v1::Project* found = WithId(all.projects(), in.words[1]);
+    if (found == nullptr) return NoSuch("project", in.words[1]);
     authz::v1::UpdateProjectRequest request;
     *request.mutable_project() = *found;
     if (int rc = apply(request.mutable_project()); rc != kOk) return rc;
