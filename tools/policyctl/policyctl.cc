@@ -1357,18 +1357,18 @@ int Projects(const Invocation& in) {
     }
     return kOk;
   };
-  if (verb == "list") {
+  // Every project, every page.
+  auto list_projects = [&](bool with_archived, authz::v1::ListProjectsResponse* response) {
     authz::v1::ListProjectsRequest request;
-    request.set_include_archived(include_archived);
+    request.set_include_archived(with_archived);
     request.set_page_size(static_cast<int32_t>(page_size));
+    return ListAll(request, response, [&](const auto& r, auto* page) {
+      return stub->ListProjects(Context(g, true).get(), r, page);
+    });
+  };
+  if (verb == "list") {
     authz::v1::ListProjectsResponse response;
-    if (grpc::Status s = ListAll(request, &response,
-                                 [&](const auto& r, auto* page) {
-                                   return stub->ListProjects(Context(g, true).get(), r, page);
-                                 });
-        !s.ok()) {
-      return Failed(s);
-    }
+    if (grpc::Status s = list_projects(include_archived, &response); !s.ok()) return Failed(s);
     return Show(g, response, [&] {
       for (const authz::v1::Project& p : response.projects()) print(p);
     });
@@ -1391,17 +1391,8 @@ int Projects(const Invocation& in) {
     if (in.words.size() != 2) return Usage("projects update ID");
     // Read, changed by the flags given, written back whole (UpdateProject replaces every
     // setting but archived).
-    authz::v1::ListProjectsRequest list;
-    list.set_include_archived(true);
-    list.set_page_size(static_cast<int32_t>(page_size));
     authz::v1::ListProjectsResponse all;
-    if (grpc::Status s = ListAll(list, &all,
-                                 [&](const auto& r, auto* page) {
-                                   return stub->ListProjects(Context(g, true).get(), r, page);
-                                 });
-        !s.ok()) {
-      return Failed(s);
-    }
+    if (grpc::Status s = list_projects(/*with_archived=*/true, &all); !s.ok()) return Failed(s);
     const authz::v1::Project* found = WithId(all.projects(), in.words[1]);
     if (found == nullptr) return NoSuch("project", in.words[1]);
     authz::v1::UpdateProjectRequest request;
