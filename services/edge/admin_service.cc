@@ -967,6 +967,13 @@ grpc::ServerUnaryReactor* AdminService::GetCheckpoint(
                     &audit::v1::AuditService::Stub::GetCheckpoint);
 }
 
+grpc::ServerUnaryReactor* AdminService::ListCheckpoints(
+    grpc::CallbackServerContext* context, const audit::v1::ListCheckpointsRequest* request,
+    audit::v1::ListCheckpointsResponse* response) {
+  return ForAuditor(context, "audit.read", request, response,
+                    &audit::v1::AuditService::Stub::ListCheckpoints);
+}
+
 grpc::ServerUnaryReactor* AdminService::GetInclusionProof(
     grpc::CallbackServerContext* context, const audit::v1::GetInclusionProofRequest* request,
     audit::v1::GetInclusionProofResponse* response) {

@@ -129,6 +129,9 @@ class AdminService final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* GetCheckpoint(grpc::CallbackServerContext* context,
                                           const audit::v1::GetCheckpointRequest* request,
                                           audit::v1::GetCheckpointResponse* response) override;
+  grpc::ServerUnaryReactor* ListCheckpoints(grpc::CallbackServerContext* context,
+                                            const audit::v1::ListCheckpointsRequest* request,
+                                            audit::v1::ListCheckpointsResponse* response) override;
   grpc::ServerUnaryReactor* GetInclusionProof(
       grpc::CallbackServerContext* context, const audit::v1::GetInclusionProofRequest* request,
       audit::v1::GetInclusionProofResponse* response) override;

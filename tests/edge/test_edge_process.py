@@ -1984,6 +1984,21 @@ class EdgeProcessTest(unittest.TestCase):
             return r if r.returncode == 0 else None
         unsigned = pt.wait_until(proved, timeout=30, message="a checkpoint covers it")
         self.assertIn("proof of", unsigned.stdout)
+        # The checkpoints' sizes, smallest first, are those --tree_size takes.
+        listed = policyctl("audit", "checkpoints", *ledger, "--output=json")
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        sizes = [int(c["tree_size"]) for c in json.loads(listed.stdout)["checkpoints"]]
+        self.assertEqual(sizes, sorted(set(sizes)))
+        newest = policyctl("audit", "checkpoint", *ledger, "--output=json")
+        self.assertLessEqual(sizes[-1], int(json.loads(newest.stdout)["checkpoint"]["tree_size"]))
+        text = policyctl("audit", "checkpoints", *ledger)
+        self.assertRegex(text.stdout.splitlines()[0],
+                         rf"^tree size {sizes[0]}  \d{{4}}-\d\d-\d\dT[0-9:]+Z  key [0-9a-f]{{16}}  "
+                         r"root [0-9a-f]{64}$")
+        at_size = policyctl("audit", "prove", *ledger, f"--request_id={request_id}",
+                            f"--tree_size={sizes[-1]}")
+        self.assertEqual(at_size.returncode, 0, at_size.stderr)
+        self.assertIn(f"is in the tree of {sizes[-1]} ", at_size.stdout)
         self.assertIn("root NOT verified against a signature", unsigned.stdout)
         signed = policyctl("audit", "prove", *ledger, f"--request_id={request_id}",
                            f"--public_key={public_key}")

@@ -125,6 +125,8 @@ commands:
                     head; its signature checked against --public_key, else said unchecked;
                     --public_key takes several keys, comma-separated, after a rotation,
                     the current one first)
+  audit checkpoints --project, --environment  (every signed checkpoint: its tree size, time
+                    and signing key; the sizes --tree_size takes)
   audit prove       --project, --environment, --index or --request_id, [--tree_size,
                     --public_key]  (the proof checked here; the root against --public_key)
                     (the entry's inclusion proof against a signed checkpoint; a decision's
@@ -1544,7 +1546,8 @@ int Audit(const Invocation& in) {
       !in.words.empty() && (in.words[0] == "subject-export" || in.words[0] == "forget");
   if (in.words.size() != (about_subject ? 2u : 1u)) {
     return Usage(
-        "audit: query, verify, summary, export, checkpoint, prove, subject-export SUBJECT or "
+        "audit: query, verify, summary, export, checkpoint, checkpoints, prove, subject-export "
+        "SUBJECT or "
         "forget SUBJECT");
   }
   Global g;
@@ -1829,6 +1832,35 @@ int Audit(const Invocation& in) {
       return kRefused;
     }
     return shown;
+  }
+  if (in.words[0] == "checkpoints") {
+    // Every page, as one ListCheckpointsResponse.
+    audit::v1::ListCheckpointsRequest request;
+    *request.mutable_ledger() = ledger;
+    audit::v1::ListCheckpointsResponse all;
+    do {
+      audit::v1::ListCheckpointsResponse page;
+      if (grpc::Status s = stub->ListCheckpoints(Context(g, true).get(), request, &page); !s.ok()) {
+        return Failed(s);
+      }
+      for (audit::v1::Checkpoint& c : *page.mutable_checkpoints()) {
+        *all.add_checkpoints() = std::move(c);
+      }
+      if (page.next_after_size() != 0 && page.next_after_size() <= request.after_size()) {
+        return Failed(grpc::Status(grpc::StatusCode::INTERNAL, "the server repeated a page"));
+      }
+      request.set_after_size(page.next_after_size());
+    } while (request.after_size() != 0);
+    return Show(g, all, [&] {
+      for (const audit::v1::Checkpoint& c : all.checkpoints()) {
+        absl::StatusOr<absl::Time> time = proto::TimeFromProto(c.time(), "");
+        std::printf(
+            "tree size %llu  %s  key %s  root %s\n", static_cast<unsigned long long>(c.tree_size()),
+            time.ok() ? absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", *time, absl::UTCTimeZone()).c_str()
+                      : "?",
+            c.key_id().c_str(), absl::BytesToHexString(c.root_hash()).c_str());
+      }
+    });
   }
   if (in.words[0] == "prove") {
     audit::v1::GetInclusionProofRequest request;
