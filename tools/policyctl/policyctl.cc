@@ -85,7 +85,7 @@ constexpr char kUsageText[] = R"(usage: policyctl [global flags] COMMAND [flags]
 commands:
   decide            try a request: --model, --message, [--system,
                     --residency=eu|us|apac|global (global: any region), --source_ip,
-                    --tokens, --request_id, --return_mapping]
+                    --tokens (estimated: 256), --request_id, --return_mapping]
   keys create       --owner, [--owner_type=member|service_account, --kind=project|
                     service_account|admin (default: service_account for a service account),
                     --project (default for a service account: its own), --environment
