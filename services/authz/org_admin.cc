@@ -258,19 +258,30 @@ absl::StatusOr<Member> OrgAdmin::AddMember(absl::string_view actor, Member membe
   member.email = absl::AsciiStrToLower(member.email);
   member.removed_at.reset();
   member.provisioned_by.clear();
-  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
-                                  [&](OrgState& s) -> absl::Status {
-                                    if (const Member* m = s.FindMember(member.id)) {
-                                      return CreationOver(*m, member);
-                                    }
-                                    if (s.FindActiveMemberByEmail(member.email) != nullptr) {
-                                      return absl::AlreadyExistsError(absl::StrCat(
-                                          "a member with e-mail ", member.email, " exists"));
-                                    }
-                                    s.members.push_back(member);
-                                    return absl::OkStatus();
-                                  },
-                                  clock_->Now(), OrgChangeSource{std::string(actor)}));
+  const absl::Time now = clock_->Now();
+  ASSIGN_OR_RETURN(
+      Mutated m,
+      store_->Mutate(
+          [&](OrgState& s) -> absl::Status {
+            // A retry of what is stored is done, whatever has expired since.
+            if (const Member* m = s.FindMember(member.id)) return CreationOver(*m, member);
+            for (size_t i = 0; i < member.grants.size(); ++i) {
+              if (member.grants[i].expires_at.has_value() && *member.grants[i].expires_at <= now) {
+                return absl::InvalidArgumentError(
+                    absl::StrCat("member.grants[", i, "].expires_at: ",
+                                 absl::FormatTime(absl::RFC3339_sec, *member.grants[i].expires_at,
+                                                  absl::UTCTimeZone()),
+                                 " has passed: the grant would allow nothing"));
+              }
+            }
+            if (s.FindActiveMemberByEmail(member.email) != nullptr) {
+              return absl::AlreadyExistsError(
+                  absl::StrCat("a member with e-mail ", member.email, " exists"));
+            }
+            s.members.push_back(member);
+            return absl::OkStatus();
+          },
+          now, OrgChangeSource{std::string(actor)}));
   return *m.after->FindMember(member.id);
 }
 

@@ -136,6 +136,20 @@ TEST_F(OrgAdminTest, AdminsManageProjectsButOnlyOwnersSetLimits) {
             absl::StatusCode::kAlreadyExists);
 }
 
+TEST_F(OrgAdminTest, AMemberIsNotAddedWithAGrantThatHasExpiredButARetryIsDone) {
+  const absl::Time soon = clock_.Now() + absl::Minutes(1);
+  const Member member = MakeMember("tess", {{Role::kMember, "support", soon}});
+  ASSERT_TRUE(admin().AddMember("adam", member).ok());
+  clock_.Advance(absl::Minutes(2));
+  // The retry of what was added is done, though its grant has expired since.
+  EXPECT_TRUE(admin().AddMember("adam", member).ok());
+  const absl::Status late =
+      admin().AddMember("adam", MakeMember("uma", {{Role::kMember, "support", soon}})).status();
+  EXPECT_EQ(late.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(late.message(), HasSubstr("member.grants[0].expires_at: "));
+  EXPECT_THAT(late.message(), HasSubstr(" has passed: the grant would allow nothing"));
+}
+
 TEST_F(OrgAdminTest, AnArchivedProjectsIdIsNeverUsedAgainAndTheRefusalSaysSo) {
   ASSERT_TRUE(admin().CreateProject("adam", MakeProject("fresh")).ok());
   ASSERT_TRUE(admin().ArchiveProject("adam", "fresh").ok());
