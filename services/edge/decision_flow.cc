@@ -414,11 +414,21 @@ class DecideFlow final : public Flow {
     if (!s.ok()) return Finish(LedgerFailure(append_status_, "request_id", deadline_));
     const audit::v1::Entry& earlier = earlier_->entry();
     auto key_id = earlier.metadata().find("key_id");
-    const bool same_decision =
-        earlier.action() == audit::v1::ACTION_DECISION_ALLOW &&
+    const bool same_request =
         key_id != earlier.metadata().end() && key_id->second == key_->key().key_id() &&
         earlier.model() == request_->model() && earlier.tokens() == estimated_tokens_ &&
         earlier.content_hash() == ContentHash();
+    // This request, denied under this id before (rate limited, say) and allowed now: its id
+    // holds that DENY for good.
+    if (same_request && earlier.action() == audit::v1::ACTION_DECISION_DENY) {
+      auto reason = earlier.metadata().find("reason");
+      return Finish(Status(
+          StatusCode::FAILED_PRECONDITION,
+          absl::StrCat("request_id: this request was denied under this id (",
+                       reason != earlier.metadata().end() ? reason->second : "DENY",
+                       ") and a decision is final for its id; retry it under a new request id")));
+    }
+    const bool same_decision = same_request && earlier.action() == audit::v1::ACTION_DECISION_ALLOW;
     if (!same_decision) return Finish(LedgerFailure(append_status_, "request_id", deadline_));
     recorded_endpoint_ = Recorded(earlier, "endpoint");
     response_->set_verdict(v1::VERDICT_UNSPECIFIED);

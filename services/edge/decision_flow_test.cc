@@ -396,9 +396,45 @@ TEST_F(DecisionFlowTest, ARetryRateLimitedByItsOwnRecordedAllowIsAnsweredWithTha
     other.append_status = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "used");
     const grpc::Status refused = DecideThrough(other).status;
     EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << variant;
-    EXPECT_THAT(refused.error_message(), HasSubstr("request_id: already used")) << variant;
+    // The same request's DENY is named as such; anything else is a reused id.
+    EXPECT_THAT(refused.error_message(),
+                HasSubstr(variant == 2 ? "request_id: this request was denied under this id"
+                                       : "request_id: already used"))
+        << variant;
     EXPECT_THAT(other.calls(), Not(Contains("region.Route"))) << variant;
   }
+}
+
+// A request denied under its id (rate limited) and allowed when retried under it: the ledger
+// holds the DENY for the id, so the retry is refused naming it and asking for a new id, and
+// the reservation it made is given back.
+TEST_F(DecisionFlowTest, ARetryOfADeniedRequestAllowedNowIsToldItsIdHoldsTheDeny) {
+  ASSERT_TRUE(Decide().status.ok());
+  audit::v1::Entry* earlier = fake_.get_entry_response.mutable_entry();
+  *earlier->mutable_ledger() = fake_.append_response.entry().ledger();
+  earlier->set_index(41);
+  earlier->set_action(audit::v1::ACTION_DECISION_DENY);
+  earlier->set_model(fake_.append_request.entry().model());
+  earlier->set_tokens(fake_.append_request.entry().tokens());
+  earlier->set_content_hash(fake_.append_request.entry().content_hash());
+  *earlier->mutable_metadata() = fake_.append_request.entry().metadata();
+  (*earlier->mutable_metadata())["reason"] = "RATE_LIMITED";
+  earlier->set_request_id("decision:req-1");
+
+  FakeDownstream retry;
+  retry.VerifyAsAlicesProjectKey();
+  retry.check_response = fake_.check_response;  // ALLOW now: a reservation of its own.
+  retry.redact_response = fake_.redact_response;
+  retry.route_response = fake_.route_response;
+  retry.get_entry_response = fake_.get_entry_response;
+  retry.append_status = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "used");
+  const grpc::Status refused = DecideThrough(retry).status;
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(refused.error_message(),
+            "request_id: this request was denied under this id (RATE_LIMITED) and a decision is "
+            "final for its id; retry it under a new request id");
+  EXPECT_THAT(retry.calls(), Contains("authz.ReportUsage"));
+  EXPECT_TRUE(retry.usage_request.refund_request());
 }
 
 // A retry of an ALLOW whose answer was lost, which region would now route elsewhere (another
