@@ -464,7 +464,9 @@ class PolicyctlProcessTest(unittest.TestCase):
         self.assertNotIn("unknown verb", ran.stderr)
         # A key pasted where a command or an argument goes is not shown.
         secret = "psk_admin_" + "Q" * 60
-        for args in ((secret, "members", "list"), ("keys", "list", secret)):
+        for args in ((secret, "members", "list"), ("keys", "list", secret), ("keys", secret),
+                     ("health", secret), ("members", secret, "--help=x"),
+                     ("audit", "forget", secret)):
             with self.subTest(args=args[:2]):
                 ran = run_policyctl(*args, admin_key=self.alice)
                 self.assertEqual(ran.returncode, 2, ran.stderr)

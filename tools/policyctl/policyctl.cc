@@ -2083,8 +2083,9 @@ std::string CommandUsage(const std::string& command, const std::string& verb) {
   const std::vector<UsageEntry> entries = UsageEntriesOf(command, verb, &verb_named);
   if (entries.empty()) return kUsageText;
   const absl::string_view text = kUsageText;
+  // Only a verb the usage names is shown: whatever else was typed (a key pasted there) is not.
   std::string out = absl::StrCat("usage: policyctl [global flags] ", command,
-                                 verb.empty() ? "" : " ", verb, " [flags]\n\n");
+                                 verb_named ? absl::StrCat(" ", verb) : "", " [flags]\n\n");
   for (const UsageEntry& e : entries) absl::StrAppend(&out, e.text);
   absl::StrAppend(&out, text.substr(text.find("\nglobal flags")));
   return out;
@@ -2197,6 +2198,16 @@ int Run(int argc, char** argv) {
     return kUsage;
   }
   Current() = {command, in.words.empty() ? "" : in.words[0]};
+  // No argument is ever a key: one pasted as an argument is refused before anything can show
+  // it.
+  for (size_t i = 0; i < in.words.size(); ++i) {
+    if (const std::string shown = Shown(in.words[i]); shown[0] != '\'') {
+      Current().verb.clear();
+      return Usage(absl::StrCat(command, ": argument ", i + 1, " is ", shown,
+                                "; keys go in --api_key or --admin_key, better from the "
+                                "environment"));
+    }
+  }
   // Every text the services take is UTF-8: a flag or an argument that is not (typed in a
   // Latin-1 terminal, say) would reach them as a message protobuf refuses to serialise, and
   // the call fail UNIMPLEMENTED naming nothing. Decide's messages are bytes (pii judges them)
