@@ -242,11 +242,21 @@ Status AdminService::AuthorizeIssue(const Caller& caller, keys::v1::CreateKeyReq
       return KeyEnvironment(project.environment(), "the project", request);
     }
     case keys::v1::KEY_KIND_SERVICE_ACCOUNT: {
-      // Without a project named, the account's (authz lets the caller read the account only
-      // where it may).
+      // Without a project named, the account's. An account that does not exist and one the
+      // caller may not read are refused alike, so that no caller learns which accounts exist
+      // or where.
       authz::v1::ServiceAccount account;
       if (request->project().empty()) {
-        if (Status s = ServiceAccountOf(caller, owner, &account); !s.ok()) return s;
+        if (Status s = ServiceAccountOf(caller, owner, &account); !s.ok()) {
+          if (s.error_code() != StatusCode::NOT_FOUND &&
+              s.error_code() != StatusCode::PERMISSION_DENIED) {
+            return s;
+          }
+          return Status(
+              StatusCode::NOT_FOUND,
+              absl::StrCat("owner: no service account '", owner.id(), "' that member '",
+                           caller.member, "' may read; name its project to be told more"));
+        }
         request->set_project(account.project());
       }
       if (Status s = Authorize(caller, "keys.manage", request->project()); !s.ok()) return s;

@@ -522,6 +522,19 @@ class PolicyctlProcessTest(unittest.TestCase):
                                         r"member@internal-copilot\(group\) "
                                         r"member@playground\(group\)\n$")
 
+    def test_a_service_accounts_key_without_a_project_tells_no_stranger_that_it_exists(self):
+        carol = SUITE.new_admin_key("carol")  # No role in internal-copilot.
+        answers = {}
+        for account in ("sa-copilot-ci", "sa-nobody"):
+            ran = run_policyctl("keys", "create", "--owner_type=service_account",
+                                f"--owner={account}", admin_key=carol)
+            self.assertEqual(ran.returncode, 1, ran.stderr)
+            answers[account] = ran.stderr.replace(account, "ACCOUNT")
+        self.assertEqual(answers["sa-copilot-ci"], answers["sa-nobody"])
+        self.assertIn("NOT_FOUND: owner: no service account 'ACCOUNT' that member 'carol' may "
+                      "read", answers["sa-nobody"])
+        self.assertNotIn("internal-copilot", answers["sa-copilot-ci"])
+
     def test_refusals_say_whose_key_and_why_in_words(self):
         forged = run_policyctl("members", "list", admin_key="psk_admin_" + "A" * 60)
         self.assertEqual(forged.returncode, 1, forged.stderr)
