@@ -702,8 +702,10 @@ int Keys(const Invocation& in) {
     }
     return ShowWithRequestId(g, response, request_id, [&] {
       PrintKey(response.key());
-      std::printf("secret (store it now: it is kept nowhere): %s\nrequest %s\n",
-                  response.secret().c_str(), request_id.c_str());
+      std::printf(
+          "secret (store it now: only a retry under this request id shows it again, for 24 h): "
+          "%s\nrequest %s\n",
+          response.secret().c_str(), request_id.c_str());
     });
   }
   if (verb == "rotate" || verb == "revoke") {
@@ -723,9 +725,10 @@ int Keys(const Invocation& in) {
       return ShowWithRequestId(g, response, request_id, [&] {
         PrintKey(response.old_key());
         PrintKey(response.new_key());
-        std::printf("secret of %s (store it now: it is kept nowhere): %s\nrequest %s\n",
-                    response.new_key().key_id().c_str(), response.secret().c_str(),
-                    request_id.c_str());
+        std::printf(
+            "secret of %s (store it now: only a retry under this request id shows it again, for 24 "
+            "h): %s\nrequest %s\n",
+            response.new_key().key_id().c_str(), response.secret().c_str(), request_id.c_str());
       });
     }
     keys::v1::RevokeKeyRequest request;
