@@ -45,15 +45,19 @@ absl::Status NotFound(absl::string_view kind, absl::string_view id) {
 // service account, or an archived project, differs in removed_at or archived: never revived.
 absl::Status ExistsAlready(absl::string_view kind, absl::string_view id,
                            std::initializer_list<std::pair<bool, absl::string_view>> differs) {
+  // An archived or removed id first, whatever else differs (an erased member's address).
   for (const auto& [differ, field] : differs) {
-    if (!differ) continue;
-    if (field == "archived" || field == "removed_at") {
+    if (differ && (field == "archived" || field == "removed_at")) {
       return absl::AlreadyExistsError(absl::StrCat(
           kind, " ", Quoted(id), field == "archived" ? " was archived" : " was removed",
           ": its id is never used again; choose another"));
     }
-    return absl::AlreadyExistsError(
-        absl::StrCat(kind, " ", Quoted(id), " exists already, with a different ", field));
+  }
+  for (const auto& [differ, field] : differs) {
+    if (differ) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(kind, " ", Quoted(id), " exists already, with a different ", field));
+    }
   }
   return absl::OkStatus();
 }

@@ -158,6 +158,11 @@ TEST_F(OrgAdminTest, AnArchivedProjectsIdIsNeverUsedAgainAndTheRefusalSaysSo) {
   EXPECT_EQ(again.message(),
             "project 'fresh' was archived: its id is never used again; choose "
             "another");
+  // So it says whatever else differs.
+  Project other = MakeProject("fresh");
+  other.name = "Another";
+  other.allowed_models = {"o3"};
+  EXPECT_EQ(admin().CreateProject("adam", other).status().message(), again.message());
 }
 
 TEST_F(OrgAdminTest, ArchivedProjectsAllowNothingButReading) {
