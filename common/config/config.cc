@@ -78,11 +78,14 @@ void Parser::AddBool(absl::string_view name, bool* field, absl::string_view help
 void Parser::AddDuration(absl::string_view name, absl::Duration* field, absl::string_view help) {
   Add({std::string(name), std::string(help), Sensitivity::kPublic, false,
        [field](absl::string_view v) {
-         // Whole days as the organisation file writes lifetimes ("90d"), or absl's form.
+         // Whole days as the organisation file writes lifetimes ("90d": 1 to 8 digits), or
+         // absl's form.
          int64_t days = 0;
          if (absl::string_view count = v;
-             absl::ConsumeSuffix(&count, "d") && !count.empty() && absl::ascii_isdigit(count[0]) &&
-             absl::SimpleAtoi(count, &days) && days <= 106'751) {  // absl::Duration's range.
+             absl::ConsumeSuffix(&count, "d") && !count.empty() && count.size() <= 8 &&
+             std::all_of(count.begin(), count.end(),
+                         [](char c) { return absl::ascii_isdigit(c); }) &&
+             absl::SimpleAtoi(count, &days)) {
            *field = absl::Hours(24) * days;
          } else if (!absl::ParseDuration(v, field)) {
            return absl::InvalidArgumentError("not a duration such as 500ms, 90s, 24h or 90d");

@@ -6,7 +6,7 @@ seconds, as text:
 {{- define "policy-suite.seconds" -}}
 {{- $units := dict "ns" 1e-9 "us" 1e-6 "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 }}
 {{- $total := 0.0 }}
-{{- if regexMatch "^[0-9]+d$" (toString .) }}
+{{- if regexMatch "^[0-9]{1,8}d$" (toString .) }}
 {{- $total = mulf (float64 (trimSuffix "d" (toString .))) 86400.0 }}
 {{- end }}
 {{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h)" (toString .) -1 }}
