@@ -2109,12 +2109,16 @@ int CheckFlagsOfVerb(const std::string& command, const Invocation& in) {
   const std::string verb = in.words.empty() ? "" : in.words[0];
   bool verb_named = false;
   const std::vector<UsageEntry> entries = UsageEntriesOf(command, verb, &verb_named);
-  // A verb the command's usage does not hold as a word is unknown, whatever else is missing.
+  // A verb the command's usage does not name (the word after the command, or after a "|")
+  // is unknown, whatever else is missing.
   if (entries.size() > 1 && !verb.empty() &&
       std::none_of(entries.begin(), entries.end(), [&](const UsageEntry& e) {
         const std::vector<absl::string_view> words =
-            absl::StrSplit(e.text, absl::ByAnyChar(" |\n"), absl::SkipEmpty());
-        return std::find(words.begin(), words.end(), verb) != words.end();
+            absl::StrSplit(e.text, absl::ByAnyChar(" \n"), absl::SkipEmpty());
+        for (size_t i = 1; i < words.size(); ++i) {
+          if (words[i] == verb && (i == 1 || words[i - 1] == "|")) return true;
+        }
+        return false;
       })) {
     return Usage(absl::StrCat(command, ": unknown verb ", Shown(verb)));
   }
