@@ -2067,8 +2067,14 @@ std::vector<UsageEntry> UsageEntriesOf(const std::string& command, const std::st
     }
     if (in_command) absl::StrAppend(&entries.back().text, line, "\n");
   }
+  // A verb is the word after the command, or after a "|" ("invitations list | create").
   auto names_verb = [&](const UsageEntry& e) {
-    return std::find(e.words.begin() + 1, e.words.end(), verb) != e.words.end();
+    const std::vector<absl::string_view> words =
+        absl::StrSplit(e.text, absl::ByAnyChar(" \n"), absl::SkipEmpty());
+    for (size_t i = 1; i < words.size(); ++i) {
+      if (words[i] == verb && (i == 1 || words[i - 1] == "|")) return true;
+    }
+    return false;
   };
   if (!verb.empty() && std::any_of(entries.begin(), entries.end(), names_verb)) {
     *verb_named = true;
@@ -2109,17 +2115,10 @@ int CheckFlagsOfVerb(const std::string& command, const Invocation& in) {
   const std::string verb = in.words.empty() ? "" : in.words[0];
   bool verb_named = false;
   const std::vector<UsageEntry> entries = UsageEntriesOf(command, verb, &verb_named);
-  // A verb the command's usage does not name (the word after the command, or after a "|")
-  // is unknown, whatever else is missing.
-  if (entries.size() > 1 && !verb.empty() &&
-      std::none_of(entries.begin(), entries.end(), [&](const UsageEntry& e) {
-        const std::vector<absl::string_view> words =
-            absl::StrSplit(e.text, absl::ByAnyChar(" \n"), absl::SkipEmpty());
-        for (size_t i = 1; i < words.size(); ++i) {
-          if (words[i] == verb && (i == 1 || words[i - 1] == "|")) return true;
-        }
-        return false;
-      })) {
+  // A verb the usage of a command of several does not name is unknown, whatever else is
+  // missing.
+  if (!verb.empty() && !verb_named && entries.size() > 1) {
+    Current().verb.clear();
     return Usage(absl::StrCat(command, ": unknown verb ", Shown(verb)));
   }
   if (!verb_named && entries.size() != 1) return kOk;  // The command names what is wrong.
