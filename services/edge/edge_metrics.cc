@@ -32,8 +32,9 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
                          .Register(registry)),
       config_valid_(prometheus::BuildGauge()
                         .Name("policy_edge_config_valid")
-                        .Help("1 while pii detects every entity type the edge's settings name "
-                              "(blocked_entity_types); 0: the edge is not ready.")
+                        .Help("1 while pii takes the edge's redaction policy: it detects every "
+                              "entity type blocked_entity_types names, and has a pseudonym key "
+                              "when redaction_operator is hash; 0: the edge is not ready.")
                         .Register(registry)) {
   // Shown at 0 from the start, so that a rate over them is 0 rather than no data.
   for (const char* api : {"decide", "ext_authz"}) denial_budget_refusals_.Add({{"api", api}});
