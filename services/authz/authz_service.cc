@@ -1,6 +1,7 @@
 #include "services/authz/authz_service.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -233,10 +234,22 @@ grpc::ServerUnaryReactor* AuthzService::UpdateProject(grpc::CallbackServerContex
   if (absl::Status s = CheckActor(request->actor()); !s.ok()) return Finish(context, s);
   return pool_->Run(context, [this, request, response] {
     absl::StatusOr<Project> project = FromProto(request->project());
+    std::optional<Project> expected;
+    if (project.ok() && request->has_expected()) {
+      absl::StatusOr<Project> read = FromProto(request->expected());
+      if (!read.ok()) {
+        project = read.status();
+      } else if (read->id != project->id) {
+        project = absl::InvalidArgumentError("expected.id: not the project's id");
+      } else {
+        expected = *std::move(read);
+      }
+    }
     if (project.ok()) {
       project = admin_->UpdateProject(
           request->actor().member_id(), *project,
-          /*key_holders_given=*/request->project().key_holders() != v1::KEY_HOLDERS_UNSPECIFIED);
+          /*key_holders_given=*/request->project().key_holders() != v1::KEY_HOLDERS_UNSPECIFIED,
+          expected);
     }
     return Reply(project, [&](const Project& value) { ToProto(value, response); });
   });

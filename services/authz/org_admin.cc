@@ -220,7 +220,8 @@ absl::StatusOr<Project> OrgAdmin::CreateProject(absl::string_view actor, Project
 }
 
 absl::StatusOr<Project> OrgAdmin::UpdateProject(absl::string_view actor, Project project,
-                                                bool key_holders_given) {
+                                                bool key_holders_given,
+                                                const std::optional<Project>& expected) {
   RETURN_IF_ERROR(Authorize(actor, "project.update", project.id));
   ASSIGN_OR_RETURN(OrgView view, cache_->Current());
   const Project* current = view.state->FindProject(project.id);
@@ -236,6 +237,18 @@ absl::StatusOr<Project> OrgAdmin::UpdateProject(absl::string_view actor, Project
                        }
                        project.archived = p->archived;
                        if (!key_holders_given) project.key_holders = p->key_holders;
+                       // Neither what the caller read nor what it asks for (a retry): another
+                       // change came in between, which writing this would undo.
+                       if (expected.has_value()) {
+                         Project read = Normalized(*expected);
+                         read.archived = p->archived;
+                         if (*p != read && *p != Normalized(project)) {
+                           return absl::FailedPreconditionError(absl::StrCat(
+                               "expected: project ", Quoted(project.id),
+                               " changed since it was read; read it again and repeat the "
+                               "change (nothing was changed)"));
+                         }
+                       }
                        *p = project;
                        return absl::OkStatus();
                      },

@@ -1,6 +1,7 @@
 #ifndef POLICY_SERVICES_AUTHZ_ORG_ADMIN_H_
 #define POLICY_SERVICES_AUTHZ_ORG_ADMIN_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,9 +62,12 @@ class OrgAdmin {
   absl::StatusOr<Project> CreateProject(absl::string_view actor, Project project);
   // Replaces the project's settings but `archived`; without `key_holders_given`, its key
   // holders stay as they were. FAILED_PRECONDITION naming `environment` when `project` names
-  // another environment than the project's (ApplyMutation).
+  // another environment than the project's (ApplyMutation), and naming `expected` when that
+  // is given (what the caller read) and the stored project is neither it nor `project`: a
+  // read-modify-write does not undo a change made in between.
   absl::StatusOr<Project> UpdateProject(absl::string_view actor, Project project,
-                                        bool key_holders_given = true);
+                                        bool key_holders_given = true,
+                                        const std::optional<Project>& expected = std::nullopt);
   absl::StatusOr<Project> ArchiveProject(absl::string_view actor, absl::string_view id);
 
   absl::StatusOr<Member> AddMember(absl::string_view actor, Member member);

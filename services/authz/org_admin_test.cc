@@ -150,6 +150,27 @@ TEST_F(OrgAdminTest, AMemberIsNotAddedWithAGrantThatHasExpiredButARetryIsDone) {
   EXPECT_THAT(late.message(), HasSubstr(" has passed: the grant would allow nothing"));
 }
 
+TEST_F(OrgAdminTest, AnUpdateFromWhatWasReadDoesNotUndoAChangeMadeMeanwhile) {
+  ASSERT_TRUE(admin().CreateProject("adam", MakeProject("shared")).ok());
+  const Project read = MakeProject("shared");
+  // Another admin turns zero data retention on after the read.
+  Project zdr = read;
+  zdr.data_policy.zero_data_retention = true;
+  ASSERT_TRUE(admin().UpdateProject("adam", zdr).ok());
+  Project renamed = read;
+  renamed.name = "Shared v2";
+  const absl::Status refused = admin().UpdateProject("adam", renamed, true, read).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("expected: project 'shared' changed since it was read"));
+  EXPECT_TRUE(store_->Load().value()->FindProject("shared")->data_policy.zero_data_retention);
+  // From what is stored now it goes through, and its retry (stored = what it asks) too.
+  Project from_now = zdr;
+  from_now.name = "Shared v2";
+  ASSERT_TRUE(admin().UpdateProject("adam", from_now, true, zdr).ok());
+  EXPECT_TRUE(admin().UpdateProject("adam", from_now, true, zdr).ok());
+  EXPECT_EQ(store_->Load().value()->FindProject("shared")->name, "Shared v2");
+}
+
 TEST_F(OrgAdminTest, AnArchivedProjectsIdIsNeverUsedAgainAndTheRefusalSaysSo) {
   ASSERT_TRUE(admin().CreateProject("adam", MakeProject("fresh")).ok());
   ASSERT_TRUE(admin().ArchiveProject("adam", "fresh").ok());

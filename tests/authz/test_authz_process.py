@@ -298,6 +298,36 @@ class AdministrationTest(unittest.TestCase):
             actor=actor("adam"), project=project), timeout=5)
         self.assertEqual((renamed.name, renamed.environment), ("Env test, renamed", "development"))
 
+    def test_an_update_from_a_stale_read_changes_nothing(self):
+        read = authz_pb2.Project(id="cas-1", name="CAS", environment="development",
+                                 allowed_models=["gpt-4o"])
+        stub(A).CreateProject(authz_pb2.CreateProjectRequest(actor=actor("adam"), project=read),
+                              timeout=5)
+        read = stub(A).GetProject(authz_pb2.GetProjectRequest(actor=actor("adam"), id="cas-1"),
+                                  timeout=5)
+        meanwhile = authz_pb2.Project()
+        meanwhile.CopyFrom(read)
+        meanwhile.allowed_models.append("o3")
+        stub(A).UpdateProject(authz_pb2.UpdateProjectRequest(actor=actor("adam"),
+                                                             project=meanwhile), timeout=5)
+        renamed = authz_pb2.Project()
+        renamed.CopyFrom(read)
+        renamed.name = "CAS, renamed"
+        e = error_of(stub(A).UpdateProject, authz_pb2.UpdateProjectRequest(
+            actor=actor("adam"), project=renamed, expected=read), timeout=5)
+        self.assertEqual(e.code(), C.FAILED_PRECONDITION)
+        self.assertIn("changed since it was read", e.details())
+        got = stub(A).GetProject(authz_pb2.GetProjectRequest(actor=actor("adam"), id="cas-1"),
+                                 timeout=5)
+        self.assertEqual((got.name, list(got.allowed_models)), ("CAS", ["gpt-4o", "o3"]))
+        other = authz_pb2.Project()
+        other.CopyFrom(got)
+        other.id = "env-1"
+        e = error_of(stub(A).UpdateProject, authz_pb2.UpdateProjectRequest(
+            actor=actor("adam"), project=renamed, expected=other), timeout=5)
+        self.assertEqual(e.code(), C.INVALID_ARGUMENT)
+        self.assertIn("expected.id", e.details())
+
     def test_project_ids_follow_the_rule_every_service_shares(self):
         # keys and the audit ledger take only these ids: a project authz created with another
         # shape could never record a decision.

@@ -144,8 +144,8 @@ commands:
                     --key_holders=service_accounts|members (default: service accounts only
                     in production, members elsewhere)]
   projects update ID [--name, --models, --rpm, --tpm, --member_rpm, --member_tpm, --zdr,
-                    --retention_days, --key_holders]  (only the settings given change; the
-                    project is read and written back: two updates at once may undo one)
+                    --retention_days, --key_holders]  (only the settings given change;
+                    refused, changing nothing, should another admin change it meanwhile)
   projects archive ID
   service-accounts list    [--project, --include_removed]
   service-accounts create  --id, --project, --environment, [--permissions=a,b,
@@ -1401,6 +1401,7 @@ int Projects(const Invocation& in) {
     const authz::v1::Project* found = WithId(all.projects(), in.words[1]);
     if (found == nullptr) return NoSuch("project", in.words[1]);
     authz::v1::UpdateProjectRequest request;
+    *request.mutable_expected() = *found;
     *request.mutable_project() = *found;
     if (int rc = apply(request.mutable_project()); rc != kOk) return rc;
     status = stub->UpdateProject(Context(g, true).get(), request, &project);
