@@ -660,7 +660,8 @@ class ReportUsageFlow final : public Flow {
       // The same request id with other usage: the caller's mistake, as with a decision.
       if (usage_status_.error_code() == StatusCode::ALREADY_EXISTS) {
         return Finish(Status(StatusCode::FAILED_PRECONDITION,
-                             "request_id: reported before with other usage"));
+                             "request_id: this decision's usage was reported before with other "
+                             "values; a decision's usage is reported once"));
       }
       return Finish(DownstreamFailure("authz", usage_status_, deadline_));
     }
@@ -668,6 +669,12 @@ class ReportUsageFlow final : public Flow {
     if (!outcome_status_.ok() && outcome_status_.error_code() != StatusCode::NOT_FOUND)
       return Finish(DownstreamFailure("region", outcome_status_, deadline_));
     if (!append_status_.ok()) {
+      if (append_status_.error_code() == StatusCode::FAILED_PRECONDITION ||
+          append_status_.error_code() == StatusCode::ALREADY_EXISTS) {
+        return Finish(Status(StatusCode::FAILED_PRECONDITION,
+                             "request_id: this decision's usage was reported before with other "
+                             "values; a decision's usage is reported once"));
+      }
       return Finish(LedgerFailure(append_status_, "request_id", deadline_));
     }
     response_->set_adjusted_tokens(usage_->adjusted_tokens());
@@ -804,10 +811,12 @@ absl::Status ValidateReportUsageRequest(const v1::ReportUsageRequest& r) {
   }
   if (absl::Status s = CheckNoSecret(r.request_id(), "request_id"); !s.ok()) return s;
   if (absl::Status s = CheckModel(r.model()); !s.ok()) return s;
-  if (r.estimated_tokens() < 0 || r.estimated_tokens() > kMaxEstimatedTokens ||
-      r.actual_tokens() < 0 || r.actual_tokens() > kMaxEstimatedTokens) {
-    return absl::InvalidArgumentError(
-        "estimated_tokens, actual_tokens: must be between 0 and 10000000");
+  for (const auto& [field, tokens] : {std::pair{"estimated_tokens", r.estimated_tokens()},
+                                      std::pair{"actual_tokens", r.actual_tokens()}}) {
+    if (tokens < 0 || tokens > kMaxEstimatedTokens) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": must be between 0 and ", kMaxEstimatedTokens, ", not ", tokens));
+    }
   }
   if (r.outcome() == v1::UPSTREAM_OUTCOME_UNSPECIFIED ||
       !v1::UpstreamOutcome_IsValid(r.outcome())) {
@@ -824,6 +833,18 @@ absl::Status ValidateReportUsageRequest(const v1::ReportUsageRequest& r) {
   }
   if (r.http_status() < 0 || r.http_status() > 599) {
     return absl::InvalidArgumentError("http_status: must be between 0 and 599");
+  }
+  // An outcome its HTTP status contradicts would feed the endpoint's health the wrong way.
+  const int status = r.http_status();
+  const bool contradicted =
+      status != 0 &&
+      ((r.outcome() == v1::UPSTREAM_OUTCOME_SUCCESS && status >= 400) ||
+       (r.outcome() == v1::UPSTREAM_OUTCOME_REJECTED && (status < 400 || status >= 500)) ||
+       (r.outcome() == v1::UPSTREAM_OUTCOME_ERROR && status < 400));
+  if (contradicted) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "http_status: ", status, " contradicts outcome ", v1::UpstreamOutcome_Name(r.outcome()),
+        " (SUCCESS: below 400, REJECTED: 4xx, ERROR: 4xx or 5xx; 0: none)"));
   }
   return absl::OkStatus();
 }

@@ -984,6 +984,35 @@ TEST_F(ReportUsageFlowTest, EveryDownstreamCallCarriesTheReportsDeadline) {
   for (const auto& [call, d] : deadlines) EXPECT_EQ(d, absl::ToChronoTime(deadline)) << call;
 }
 
+// An outcome its HTTP status contradicts is refused before anything is applied: it would feed
+// the endpoint's health the wrong way.
+TEST_F(ReportUsageFlowTest, AnOutcomeItsHttpStatusContradictsIsRefused) {
+  for (auto [outcome, status] :
+       {std::pair{v1::UPSTREAM_OUTCOME_SUCCESS, 500}, std::pair{v1::UPSTREAM_OUTCOME_SUCCESS, 404},
+        std::pair{v1::UPSTREAM_OUTCOME_REJECTED, 200},
+        std::pair{v1::UPSTREAM_OUTCOME_REJECTED, 503},
+        std::pair{v1::UPSTREAM_OUTCOME_ERROR, 200}}) {
+    usage_.set_outcome(outcome);
+    usage_.set_http_status(status);
+    v1::ReportUsageResponse response;
+    const grpc::Status s = Report(&response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status;
+    EXPECT_THAT(s.error_message(),
+                HasSubstr(absl::StrCat("http_status: ", status, " contradicts outcome ")))
+        << status;
+  }
+  EXPECT_THAT(fake_.calls(), Not(Contains("region.ReportOutcome")));
+  for (auto [outcome, status] :
+       {std::pair{v1::UPSTREAM_OUTCOME_SUCCESS, 0}, std::pair{v1::UPSTREAM_OUTCOME_ERROR, 0},
+        std::pair{v1::UPSTREAM_OUTCOME_ERROR, 429},
+        std::pair{v1::UPSTREAM_OUTCOME_REJECTED, 429}}) {
+    usage_.set_outcome(outcome);
+    usage_.set_http_status(status);
+    v1::ReportUsageResponse response;
+    EXPECT_TRUE(Report(&response).ok()) << status;
+  }
+}
+
 // Each tenant reports as itself: the breaker of an endpoint several projects use opens only
 // on failures from enough of them.
 TEST_F(ReportUsageFlowTest, TheOutcomeIsReportedAsTheCallingKeysProject) {
@@ -1116,6 +1145,7 @@ TEST_F(ReportUsageFlowTest, ALatencyRegionWouldRefuseIsRefusedFirst) {
 
 TEST_F(ReportUsageFlowTest, AnEndpointsOwnRefusalIsNotItsHealth) {
   usage_.set_outcome(v1::UPSTREAM_OUTCOME_REJECTED);
+  usage_.set_http_status(400);
   v1::ReportUsageResponse response;
   ASSERT_TRUE(Report(&response).ok());
   EXPECT_THAT(fake_.calls(), Not(Contains("region.ReportOutcome")));
@@ -1153,12 +1183,16 @@ TEST_F(ReportUsageFlowTest, UnknownEndpointAndFailures) {
   fake_.append_status = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "used");
   s = Report(&response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  const std::string reported_before =
+      "request_id: this decision's usage was reported before with other values; a decision's "
+      "usage is reported once";
+  EXPECT_EQ(s.error_message(), reported_before);
   // authz's word for the same mistake is ALREADY_EXISTS; the caller hears one status for it.
   fake_.append_status = grpc::Status::OK;
   fake_.usage_status = grpc::Status(grpc::StatusCode::ALREADY_EXISTS, "reported before");
   s = Report(&response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_THAT(s.error_message(), HasSubstr("reported before with other usage"));
+  EXPECT_EQ(s.error_message(), reported_before);
   fake_.usage_status = grpc::Status::OK;
   // A decision's id: no longer than one.
   usage_.set_request_id(std::string(120, 'r'));
