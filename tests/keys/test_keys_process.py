@@ -783,7 +783,7 @@ class OperationsTest(KeysTestCase):
                              env=dict(os.environ, PYTHONPATH=str(pt.PYTHON_DIR)))
         self.assertEqual(run.returncode, 0, run.stderr)
         self.assertIn('key_id: "key_', run.stdout)
-        self.assertIn("alice@company.com", run.stdout)
+        self.assertIn('id: "alice"', run.stdout)
 
     def test_health_and_metrics(self):
         self.assertEqual(pt.health_status(MAIN.channel), "SERVING")
