@@ -209,6 +209,13 @@ class DecideFlow final : public Flow {
   }
 
   // Runs once both the check and the redaction have answered.
+  // The caller's mistake, as with a decision: the same request id with other usage.
+  static Status ReportedBefore() {
+    return Status(StatusCode::FAILED_PRECONDITION,
+                  "request_id: this decision's usage was reported before with other values; a "
+                  "decision's usage is reported once");
+  }
+
   void Joined() {
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     if (!check_status_.ok()) return Finish(DownstreamFailure("authz", check_status_, deadline_));
@@ -657,11 +664,8 @@ class ReportUsageFlow final : public Flow {
   void Joined() {
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     if (!usage_status_.ok()) {
-      // The same request id with other usage: the caller's mistake, as with a decision.
       if (usage_status_.error_code() == StatusCode::ALREADY_EXISTS) {
-        return Finish(Status(StatusCode::FAILED_PRECONDITION,
-                             "request_id: this decision's usage was reported before with other "
-                             "values; a decision's usage is reported once"));
+        return Finish(ReportedBefore());
       }
       return Finish(DownstreamFailure("authz", usage_status_, deadline_));
     }
@@ -671,9 +675,7 @@ class ReportUsageFlow final : public Flow {
     if (!append_status_.ok()) {
       if (append_status_.error_code() == StatusCode::FAILED_PRECONDITION ||
           append_status_.error_code() == StatusCode::ALREADY_EXISTS) {
-        return Finish(Status(StatusCode::FAILED_PRECONDITION,
-                             "request_id: this decision's usage was reported before with other "
-                             "values; a decision's usage is reported once"));
+        return Finish(ReportedBefore());
       }
       return Finish(LedgerFailure(append_status_, "request_id", deadline_));
     }

@@ -84,6 +84,21 @@ class DecisionFlowTest : public ::testing::Test {
     return result;
   }
 
+  // The first attempt's entry as the ledger holds it (index 41, under "decision:req-1"), made
+  // GetEntry's answer: what a retry finds when it looks its request id up.
+  audit::v1::Entry* RecordFirstAttempt() {
+    audit::v1::Entry* earlier = fake_.get_entry_response.mutable_entry();
+    *earlier->mutable_ledger() = fake_.append_response.entry().ledger();
+    earlier->set_index(41);
+    earlier->set_action(fake_.append_request.entry().action());
+    earlier->set_model(fake_.append_request.entry().model());
+    earlier->set_tokens(fake_.append_request.entry().tokens());
+    earlier->set_content_hash(fake_.append_request.entry().content_hash());
+    *earlier->mutable_metadata() = fake_.append_request.entry().metadata();
+    earlier->set_request_id("decision:req-1");
+    return earlier;
+  }
+
   // `retry` answers as fake_ did for the first attempt, but its first append is refused as
   // another entry's under the request id (index 41), and its second is the duplicate.
   void AsRetryOfTheFirstAttempt(FakeDownstream& retry) {
@@ -350,15 +365,7 @@ TEST_F(DecisionFlowTest, ARequestIdTheLedgerHoldsForAnotherEntryIsTheCallersMist
 // duplicate of the same entry), not told that its own id belongs to another request.
 TEST_F(DecisionFlowTest, ARetryRateLimitedByItsOwnRecordedAllowIsAnsweredWithThatAllow) {
   ASSERT_TRUE(Decide().status.ok());  // The first attempt, whose entry the ledger holds.
-  audit::v1::Entry* earlier = fake_.get_entry_response.mutable_entry();
-  *earlier->mutable_ledger() = fake_.append_response.entry().ledger();
-  earlier->set_index(41);
-  earlier->set_action(fake_.append_request.entry().action());
-  earlier->set_model(fake_.append_request.entry().model());
-  earlier->set_tokens(fake_.append_request.entry().tokens());
-  earlier->set_content_hash(fake_.append_request.entry().content_hash());
-  *earlier->mutable_metadata() = fake_.append_request.entry().metadata();
-  earlier->set_request_id("decision:req-1");
+  RecordFirstAttempt();
 
   FakeDownstream retry;
   retry.VerifyAsAlicesProjectKey();
@@ -410,16 +417,9 @@ TEST_F(DecisionFlowTest, ARetryRateLimitedByItsOwnRecordedAllowIsAnsweredWithTha
 // the reservation it made is given back.
 TEST_F(DecisionFlowTest, ARetryOfADeniedRequestAllowedNowIsToldItsIdHoldsTheDeny) {
   ASSERT_TRUE(Decide().status.ok());
-  audit::v1::Entry* earlier = fake_.get_entry_response.mutable_entry();
-  *earlier->mutable_ledger() = fake_.append_response.entry().ledger();
-  earlier->set_index(41);
+  audit::v1::Entry* earlier = RecordFirstAttempt();
   earlier->set_action(audit::v1::ACTION_DECISION_DENY);
-  earlier->set_model(fake_.append_request.entry().model());
-  earlier->set_tokens(fake_.append_request.entry().tokens());
-  earlier->set_content_hash(fake_.append_request.entry().content_hash());
-  *earlier->mutable_metadata() = fake_.append_request.entry().metadata();
   (*earlier->mutable_metadata())["reason"] = "RATE_LIMITED";
-  earlier->set_request_id("decision:req-1");
 
   FakeDownstream retry;
   retry.VerifyAsAlicesProjectKey();
@@ -443,16 +443,8 @@ TEST_F(DecisionFlowTest, ARetryOfADeniedRequestAllowedNowIsToldItsIdHoldsTheDeny
 // the recorded decision, not refused as another request under a used id.
 TEST_F(DecisionFlowTest, ARetryRoutedElsewhereNowGoesWhereItsRecordedAllowWent) {
   ASSERT_TRUE(Decide().status.ok());  // The first attempt, routed to azure-westeurope.
-  audit::v1::Entry* earlier = fake_.get_entry_response.mutable_entry();
-  *earlier->mutable_ledger() = fake_.append_response.entry().ledger();
-  earlier->set_index(41);
-  earlier->set_action(fake_.append_request.entry().action());
-  earlier->set_model(fake_.append_request.entry().model());
-  earlier->set_tokens(fake_.append_request.entry().tokens());
-  earlier->set_content_hash(fake_.append_request.entry().content_hash());
-  *earlier->mutable_metadata() = fake_.append_request.entry().metadata();
+  audit::v1::Entry* earlier = RecordFirstAttempt();
   (*earlier->mutable_metadata())["failover"] = "true";
-  earlier->set_request_id("decision:req-1");
 
   FakeDownstream retry;
   retry.VerifyAsAlicesProjectKey();

@@ -299,32 +299,35 @@ class AdministrationTest(unittest.TestCase):
         self.assertEqual((renamed.name, renamed.environment), ("Env test, renamed", "development"))
 
     def test_an_update_from_a_stale_read_changes_nothing(self):
-        read = authz_pb2.Project(id="cas-1", name="CAS", environment="development",
-                                 allowed_models=["gpt-4o"])
-        stub(A).CreateProject(authz_pb2.CreateProjectRequest(actor=actor("adam"), project=read),
-                              timeout=5)
-        read = stub(A).GetProject(authz_pb2.GetProjectRequest(actor=actor("adam"), id="cas-1"),
-                                  timeout=5)
-        meanwhile = authz_pb2.Project()
-        meanwhile.CopyFrom(read)
+        def get():
+            return stub(A).GetProject(authz_pb2.GetProjectRequest(actor=actor("adam"),
+                                                                  id="cas-1"), timeout=5)
+
+        def update(project, expected=None):
+            return stub(A).UpdateProject(authz_pb2.UpdateProjectRequest(
+                actor=actor("adam"), project=project, expected=expected), timeout=5)
+
+        def copy_of(project, **fields):
+            copy = authz_pb2.Project()
+            copy.CopyFrom(project)
+            for name, value in fields.items():
+                setattr(copy, name, value)
+            return copy
+
+        stub(A).CreateProject(authz_pb2.CreateProjectRequest(actor=actor("adam"), project=(
+            authz_pb2.Project(id="cas-1", name="CAS", environment="development",
+                              allowed_models=["gpt-4o"]))), timeout=5)
+        read = get()
+        meanwhile = copy_of(read)
         meanwhile.allowed_models.append("o3")
-        stub(A).UpdateProject(authz_pb2.UpdateProjectRequest(actor=actor("adam"),
-                                                             project=meanwhile), timeout=5)
-        renamed = authz_pb2.Project()
-        renamed.CopyFrom(read)
-        renamed.name = "CAS, renamed"
-        e = error_of(stub(A).UpdateProject, authz_pb2.UpdateProjectRequest(
-            actor=actor("adam"), project=renamed, expected=read), timeout=5)
+        update(meanwhile)
+        renamed = copy_of(read, name="CAS, renamed")
+        e = error_of(update, renamed, read)
         self.assertEqual(e.code(), C.FAILED_PRECONDITION)
         self.assertIn("changed since it was read", e.details())
-        got = stub(A).GetProject(authz_pb2.GetProjectRequest(actor=actor("adam"), id="cas-1"),
-                                 timeout=5)
+        got = get()
         self.assertEqual((got.name, list(got.allowed_models)), ("CAS", ["gpt-4o", "o3"]))
-        other = authz_pb2.Project()
-        other.CopyFrom(got)
-        other.id = "env-1"
-        e = error_of(stub(A).UpdateProject, authz_pb2.UpdateProjectRequest(
-            actor=actor("adam"), project=renamed, expected=other), timeout=5)
+        e = error_of(update, renamed, copy_of(got, id="env-1"))
         self.assertEqual(e.code(), C.INVALID_ARGUMENT)
         self.assertIn("expected.id", e.details())
 
