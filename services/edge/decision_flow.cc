@@ -209,13 +209,6 @@ class DecideFlow final : public Flow {
   }
 
   // Runs once both the check and the redaction have answered.
-  // The caller's mistake, as with a decision: the same request id with other usage.
-  static Status ReportedBefore() {
-    return Status(StatusCode::FAILED_PRECONDITION,
-                  "request_id: this decision's usage was reported before with other values; a "
-                  "decision's usage is reported once");
-  }
-
   void Joined() {
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     if (!check_status_.ok()) return Finish(DownstreamFailure("authz", check_status_, deadline_));
@@ -659,6 +652,13 @@ class ReportUsageFlow final : public Flow {
                                  outcome_status_ = std::move(s);
                                  Joined();
                                });
+  }
+
+  // The caller's mistake, as with a decision: the same request id with other usage.
+  static Status ReportedBefore() {
+    return Status(StatusCode::FAILED_PRECONDITION,
+                  "request_id: this decision's usage was reported before with other values; a "
+                  "decision's usage is reported once");
   }
 
   void Joined() {
