@@ -18,8 +18,9 @@ request failing over to swedencentral (never to the US), APAC PII blocked with
 NO_COMPLIANT_REGION, and the regional health report. Audit: decisions appended to the ledger (a retry returns the first
 entry), a signed checkpoint, an entry's inclusion proof checked here against it without
 trusting the server, and the server's verification of the whole ledger. Edge: the decision
-flow end to end (an allowed ticket with its PII redacted and routed to the EU, a model off the
-allowlist, a pasted AWS key, APAC residency blocked, a rate limit, a forged key), the same
+flow end to end (an allowed ticket with its PII redacted and routed to the EU, where its
+project keeps its calls, a model off the allowlist, a pasted AWS key, APAC residency refused to
+that EU project, a rate limit, a forged key), the same
 decision as Envoy's ext_authz filter asks for it, an owner rotating a key through the admin
 API, and the ledgers that recorded it all verifying. Exits non-zero as soon as a step does not behave as
 documented, so that `tools/dev up` fails loudly.
@@ -572,7 +573,8 @@ def run_edge(edge_address, keys_address, region_address, admin_key_file=None):
 
     bob = key("bob", "support-eu", keys_pb2.ENVIRONMENT_PRODUCTION)
 
-    def decide(secret, text, model="gpt-4o", residency=R.RESIDENCY_EU, tokens=400, **kw):
+    def decide(secret, text, model="gpt-4o", residency=R.RESIDENCY_UNSPECIFIED, tokens=400,
+               **kw):
         return edge.Decide(edge_pb2.DecideRequest(
             api_key=secret.encode(), source_ip="10.20.1.7", model=model,
             messages=[pii_pb2.ChatMessage(role="user", content=text.encode())],
@@ -584,7 +586,7 @@ def run_edge(edge_address, keys_address, region_address, admin_key_file=None):
         print(f"  {label:<46} {verdict:<5} {detail}  (ledger {r.audit_id})")
 
     allowed = decide(bob, TICKET)
-    line("bob, support ticket, EU residency", allowed)
+    line("bob, support ticket (support-eu keeps to the EU)", allowed)
     expect(allowed.verdict == edge_pb2.VERDICT_ALLOW, f"the ticket was refused: {allowed.reason}")
     expect(allowed.endpoint.id == "edge-demo-westeurope", f"went to {allowed.endpoint.id}")
     sent = allowed.messages[0].content.decode()
@@ -598,13 +600,12 @@ def run_edge(edge_address, keys_address, region_address, admin_key_file=None):
     line("bob pastes an AWS access key", secret)
     expect(secret.reason == "PII_BLOCKED", f"the AWS key: {secret.reason}")
     apac = decide(bob, TICKET, residency=R.RESIDENCY_APAC)
-    line("the ticket with APAC residency", apac)
-    expect(apac.reason == "NO_COMPLIANT_REGION", f"APAC: {apac.reason}")
+    line("the ticket, asking for APAC residency", apac)
+    expect(apac.reason == "RESIDENCY_NOT_ALLOWED", f"APAC: {apac.reason}")
     carol = key("carol", "playground", keys_pb2.ENVIRONMENT_SANDBOX)
     limited = None
     for i in range(15):  # playground: 10 requests a minute per member
-        r = decide(carol, "Say hello.", model="gpt-4o-mini", residency=R.RESIDENCY_UNSPECIFIED,
-                   tokens=10)
+        r = decide(carol, "Say hello.", model="gpt-4o-mini", tokens=10)
         if r.verdict == edge_pb2.VERDICT_DENY:
             limited = r
             break

@@ -138,6 +138,8 @@ absl::string_view DenyReasonName(DenyReason reason) {
       return "IP_NOT_ALLOWED";
     case DenyReason::kModelNotAllowed:
       return "MODEL_NOT_ALLOWED";
+    case DenyReason::kResidencyNotAllowed:
+      return "RESIDENCY_NOT_ALLOWED";
     case DenyReason::kKeyHolderNotAllowed:
       return "KEY_HOLDER_NOT_ALLOWED";
     case DenyReason::kRateLimited:
@@ -257,6 +259,19 @@ absl::StatusOr<Decision> Check(const OrgSnapshot& org, const CheckRequest& reque
   }
 
   if (action.kind == ActionKind::kApi) {
+    const Residency kept = project->data_policy.residency;
+    if (kept != Residency::kGlobal && request.residency != Residency::kGlobal &&
+        request.residency != kept) {
+      return r.Deny(
+          DenyReason::kResidencyNotAllowed, "project.residency",
+          r.explain() ? absl::StrCat("the request requires ", ResidencyName(request.residency),
+                                     "; ", project->id, " keeps its data in ", ResidencyName(kept))
+                      : "");
+    }
+    r.Pass("project.residency",
+           r.explain() && kept != Residency::kGlobal
+               ? absl::StrCat("routed within ", ResidencyName(kept), ", the project's residency")
+               : "");
     const bool listed = std::find(project->allowed_models.begin(), project->allowed_models.end(),
                                   request.model) != project->allowed_models.end();
     if (!listed) {

@@ -46,8 +46,9 @@ struct CheckRequest {
   std::string principal_id;
   std::string project;  // Empty only for organisation-scoped administrative actions.
   std::string action;
-  std::string model;                   // Required for API actions.
-  std::optional<IpAddress> source_ip;  // Required for service accounts (their allowlist).
+  std::string model;                         // Required for API actions.
+  std::optional<IpAddress> source_ip;        // Required for service accounts (their allowlist).
+  Residency residency = Residency::kGlobal;  // API actions: what the request requires.
   bool explain = false;
 };
 
@@ -62,6 +63,7 @@ enum class DenyReason {
   kGrantExpired,
   kIpNotAllowed,
   kModelNotAllowed,
+  kResidencyNotAllowed,  // The request requires another residency than the project's.
   kKeyHolderNotAllowed,  // A member calling in a project whose keys service accounts hold.
   kRateLimited,          // Decided by the rate limits (authorizer.h), never by Check.
 };

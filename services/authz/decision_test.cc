@@ -2,12 +2,15 @@
 
 #include <set>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace policy::authz {
 namespace {
 
+using ::testing::AllOf;
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::Field;
 using ::testing::HasSubstr;
@@ -287,6 +290,54 @@ TEST_F(DecisionTest, MalformedRequestsAreErrorsNotDenials) {
   CheckRequest no_ip = AsAccount("sa-ci");
   no_ip.source_ip.reset();
   EXPECT_THAT(Check(*org_, no_ip, kNow).status().message(), HasSubstr("source_ip"));
+}
+
+TEST(ResidencyTest, AProjectKeptInOneResidencyRefusesRequestsForAnother) {
+  Project eu = MakeProject("proj-eu");
+  eu.data_policy.residency = Residency::kEu;
+  Member carol{
+      "carol",
+      "carol@company.com",
+      {{Role::kMember, "proj-eu", std::nullopt}, {Role::kMember, "proj-any", std::nullopt}},
+      {},
+      "",
+      "",
+      {}};
+  std::shared_ptr<const OrgSnapshot> org =
+      OrgSnapshot::Build({eu, MakeProject("proj-any")}, {carol}, {}, kNow);
+  auto decide = [&](absl::string_view project, Residency asked) {
+    CheckRequest r;
+    r.principal_id = "carol";
+    r.project = std::string(project);
+    r.action = "chat.completions";
+    r.model = "gpt-4.1";
+    r.residency = asked;
+    r.explain = true;
+    absl::StatusOr<Decision> d = Check(*org, r, kNow);
+    EXPECT_TRUE(d.ok()) << d.status();
+    return d.value_or(Decision{});
+  };
+  // None required, or the project's own: allowed (routing keeps it within the EU).
+  for (Residency asked : {Residency::kGlobal, Residency::kEu}) {
+    Decision d = decide("proj-eu", asked);
+    EXPECT_TRUE(d.allowed) << ResidencyName(asked);
+    EXPECT_THAT(d.trace, Contains(AllOf(Field(&RuleOutcome::rule, "project.residency"),
+                                        Field(&RuleOutcome::passed, true),
+                                        Field(&RuleOutcome::detail, HasSubstr("within eu")))));
+  }
+  for (Residency asked : {Residency::kUs, Residency::kApac}) {
+    Decision d = decide("proj-eu", asked);
+    EXPECT_FALSE(d.allowed);
+    EXPECT_EQ(d.reason, DenyReason::kResidencyNotAllowed);
+    EXPECT_EQ(DenyReasonName(d.reason), "RESIDENCY_NOT_ALLOWED");
+    EXPECT_EQ(d.rule, "project.residency");
+    EXPECT_EQ(d.trace.back().detail, absl::StrCat("the request requires ", ResidencyName(asked),
+                                                  "; proj-eu keeps its data in eu"));
+  }
+  // A project without a residency takes any request.
+  for (Residency asked : {Residency::kGlobal, Residency::kEu, Residency::kUs, Residency::kApac}) {
+    EXPECT_TRUE(decide("proj-any", asked).allowed) << ResidencyName(asked);
+  }
 }
 
 TEST_F(DecisionTest, ExplainListsEveryRuleConsidered) {

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/residency/residency.h"
 #include "services/authz/ip_allowlist.h"
 
 // The organisation as the authz service models it: plain values, no proto, no SQL.
@@ -39,6 +40,9 @@ KeyHolders DefaultKeyHolders(Environment environment);
 struct DataPolicy {
   bool zero_data_retention = false;
   int retention_days = 30;  // Ignored with zero data retention.
+  // Where the project's calls must be processed; kGlobal: anywhere. A request requiring
+  // another residency is refused; one requiring none is routed within this one.
+  Residency residency = Residency::kGlobal;
   bool operator==(const DataPolicy&) const = default;
 };
 

@@ -7,8 +7,9 @@
 //       name: Customer support (EU)    # required, 1 to 200 bytes of UTF-8 text
 //       environment: production        # required: production | staging | development | sandbox
 //       archived: false                # optional, default false
-//       data_policy: {zero_data_retention: true, retention_days: 0}
-//                                      # optional map, each key optional; default false / 30
+//       data_policy: {zero_data_retention: true, retention_days: 0, residency: eu}
+//                                      # optional map, each key optional; default false / 30 /
+//                                      # global; residency: eu | us | apac | global (anywhere)
 //       models: [gpt-4o, gpt-4o-mini]  # optional, default none (no model may be called)
 //       key_holders: service_accounts  # optional: service_accounts | members (members whose
 //                                      # grants allow the call, and service accounts); default
@@ -219,6 +220,13 @@ absl::StatusOr<Role> ReadRole(const Node& node, absl::string_view path) {
   return *role;
 }
 
+absl::StatusOr<Residency> ReadResidency(const Node& node, absl::string_view path) {
+  ASSIGN_OR_RETURN(const std::string text, ReadString(node, path));
+  std::optional<Residency> residency = ParseResidency(text);
+  if (!residency.has_value()) return Invalid(node, path, "must be eu, us, apac or global");
+  return *residency;
+}
+
 absl::StatusOr<Environment> ReadEnvironment(const Node& node, absl::string_view path) {
   ASSIGN_OR_RETURN(const std::string text, ReadString(node, path));
   absl::StatusOr<Environment> environment = ParseEnvironment(text);
@@ -425,7 +433,7 @@ absl::StatusOr<Project> ReadProject(const Node& node, const std::string& path) {
   if (const Node* policy = map.Find("data_policy")) {
     ASSIGN_OR_RETURN(const MapReader policy_map,
                      MapReader::Read(*policy, map.PathOf("data_policy"),
-                                     {"zero_data_retention", "retention_days"}));
+                                     {"zero_data_retention", "retention_days", "residency"}));
     if (const Node* zdr = policy_map.Find("zero_data_retention")) {
       ASSIGN_OR_RETURN(project.data_policy.zero_data_retention,
                        ReadBool(*zdr, policy_map.PathOf("zero_data_retention")));
@@ -435,6 +443,10 @@ absl::StatusOr<Project> ReadProject(const Node& node, const std::string& path) {
       ASSIGN_OR_RETURN(const int64_t value, ReadCount(*days, days_path));
       if (value > 3650) return Invalid(*days, days_path, "must be 0 to 3650");
       project.data_policy.retention_days = static_cast<int>(value);
+    }
+    if (const Node* residency = policy_map.Find("residency")) {
+      ASSIGN_OR_RETURN(project.data_policy.residency,
+                       ReadResidency(*residency, policy_map.PathOf("residency")));
     }
   }
   if (const Node* models = map.Find("models")) {
@@ -720,6 +732,10 @@ void EmitProject(YAML::Emitter& out, const Project& p) {
   out << YAML::Key << "data_policy" << YAML::Value << YAML::Flow << YAML::BeginMap;
   out << YAML::Key << "zero_data_retention" << YAML::Value << p.data_policy.zero_data_retention;
   out << YAML::Key << "retention_days" << YAML::Value << p.data_policy.retention_days;
+  if (p.data_policy.residency != Residency::kGlobal) {
+    out << YAML::Key << "residency" << YAML::Value
+        << std::string(ResidencyName(p.data_policy.residency));
+  }
   out << YAML::EndMap;
   out << YAML::Key << "models" << YAML::Value;
   EmitStrings(out, p.allowed_models);

@@ -86,6 +86,7 @@ TEST(ParseOrgFileTest, ParsesTheExample) {
   EXPECT_EQ(support.environment, Environment::kProduction);
   EXPECT_TRUE(support.data_policy.zero_data_retention);
   EXPECT_EQ(support.data_policy.retention_days, 0);
+  EXPECT_EQ(support.data_policy.residency, Residency::kEu);
   EXPECT_THAT(support.allowed_models, ElementsAre("gpt-4o", "gpt-4o-mini"));
   EXPECT_EQ(support.rpm_limit, 600);
   EXPECT_EQ(support.tpm_limit, 200000);
@@ -351,6 +352,10 @@ TEST(ParseOrgFileTest, WrongTypes) {
             "line 6: projects[0].archived: expected true or false, got 'yes'");
   EXPECT_EQ(project_with(absl::StrCat(kLimits, "    data_policy: {retention_days: 5000}\n")),
             "line 6: projects[0].data_policy.retention_days: must be 0 to 3650");
+  EXPECT_EQ(project_with(absl::StrCat(kLimits, "    data_policy: {residency: EU}\n")),
+            "line 6: projects[0].data_policy.residency: must be eu, us, apac or global");
+  EXPECT_EQ(project_with(absl::StrCat(kLimits, "    data_policy: {residency: [eu]}\n")),
+            "line 6: projects[0].data_policy.residency: expected a string, got a list");
   EXPECT_EQ(project_with(absl::StrCat(kLimits, "    name: {first: P}\n")),
             "line 6: projects[0]: key 'name' is given twice");
   EXPECT_EQ(ParseError("projects:\n  - id: [p]\n"),
@@ -623,6 +628,21 @@ TEST(ApplyOrgFileTest, PlanShowsTheChanges) {
                               "member@playground] -> [member@internal-copilot]\n"));
   EXPECT_THAT(plan, Not(HasSubstr("idp:")));
   EXPECT_THAT(plan, Not(HasSubstr("member alice")));
+}
+
+TEST(ApplyOrgFileTest, PlanNamesAResidencyChangeAsTheFileWritesIt) {
+  const OrgState before = ExampleState();
+  OrgState after = before;
+  after.FindProject("support-eu")->data_policy.residency = Residency::kGlobal;
+  after.FindProject("playground")->data_policy.residency = Residency::kApac;
+  const std::string plan = FormatDiff(Diff(before, after));
+  EXPECT_THAT(plan, HasSubstr("~ project support-eu\n    data_policy.residency: eu -> global\n"));
+  EXPECT_THAT(plan, HasSubstr("~ project playground\n    data_policy.residency: global -> apac\n"));
+  // Written only when it keeps the calls somewhere, and read back the same.
+  const std::string text = FormatOrgFile(after);
+  EXPECT_THAT(text, HasSubstr("residency: apac"));
+  EXPECT_THAT(text, Not(HasSubstr("residency: global")));
+  ExpectDeclares(ParseOrDie(text), after);
 }
 
 TEST(ApplyOrgFileTest, RefusesARemovedId) {

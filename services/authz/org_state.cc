@@ -109,6 +109,7 @@ Fields FieldsOf(const Project& p) {
           {"archived", p.archived ? "true" : "false"},
           {"data_policy.zero_data_retention", p.data_policy.zero_data_retention ? "true" : "false"},
           {"data_policy.retention_days", absl::StrCat(p.data_policy.retention_days)},
+          {"data_policy.residency", std::string(ResidencyName(p.data_policy.residency))},
           {"models", FormatList(p.allowed_models)},
           {"limits.rpm", absl::StrCat(p.rpm_limit)},
           {"limits.tpm", absl::StrCat(p.tpm_limit)},

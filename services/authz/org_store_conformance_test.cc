@@ -111,6 +111,8 @@ OrgMutation SeedOrg() {
     // Both key-holder policies round-trip.
     s.projects[1].key_holders = KeyHolders::kServiceAccounts;
     s.projects[1].environment = Environment::kDevelopment;
+    // A residency and none (global) round-trip.
+    s.projects[0].data_policy.residency = Residency::kEu;
     s.members = {MakeMember("alice", {{Role::kOwner, "", std::nullopt}}),
                  MakeMember("bob", {{Role::kMember, "support", kNow + absl::Hours(24)},
                                     {Role::kReader, "research", std::nullopt}})};

@@ -52,7 +52,7 @@ absl::StatusOr<OrgState> ReadState(pqxx::transaction_base& tx) {
   for (const pqxx::row& r :
        tx.exec("SELECT id, name, environment, archived, zero_data_retention, retention_days, "
                "allowed_models, rpm_limit, tpm_limit, member_rpm_limit, member_tpm_limit, "
-               "key_holders FROM authz.projects")) {
+               "key_holders, residency FROM authz.projects")) {
     Project p;
     p.id = r[0].as<std::string>();
     p.name = r[1].as<std::string>();
@@ -66,6 +66,11 @@ absl::StatusOr<OrgState> ReadState(pqxx::transaction_base& tx) {
     p.member_rpm_limit = r[9].as<int64_t>();
     p.member_tpm_limit = r[10].as<int64_t>();
     ASSIGN_OR_RETURN(p.key_holders, ParseKeyHolders(r[11].as<std::string>()));
+    std::optional<Residency> residency = ParseResidency(r[12].as<std::string>());
+    if (!residency.has_value()) {
+      return absl::DataLossError(absl::StrCat("project ", p.id, ": bad residency"));
+    }
+    p.data_policy.residency = *residency;
     state.projects.push_back(std::move(p));
   }
   absl::flat_hash_map<std::string, size_t> member_index;
@@ -147,18 +152,20 @@ void WriteProject(pqxx::work& tx, const Project& p) {
   tx.exec_params(
       "INSERT INTO authz.projects (id, name, environment, archived, zero_data_retention, "
       "retention_days, allowed_models, rpm_limit, tpm_limit, member_rpm_limit, "
-      "member_tpm_limit, key_holders) "
-      "VALUES ($1, $2, $3, $4, $5, $6, $7::text[], $8, $9, $10, $11, $12) "
+      "member_tpm_limit, key_holders, residency) "
+      "VALUES ($1, $2, $3, $4, $5, $6, $7::text[], $8, $9, $10, $11, $12, $13) "
       "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, environment = EXCLUDED.environment, "
       "archived = EXCLUDED.archived, zero_data_retention = EXCLUDED.zero_data_retention, "
       "retention_days = EXCLUDED.retention_days, allowed_models = EXCLUDED.allowed_models, "
       "rpm_limit = EXCLUDED.rpm_limit, tpm_limit = EXCLUDED.tpm_limit, "
       "member_rpm_limit = EXCLUDED.member_rpm_limit, "
-      "member_tpm_limit = EXCLUDED.member_tpm_limit, key_holders = EXCLUDED.key_holders",
+      "member_tpm_limit = EXCLUDED.member_tpm_limit, key_holders = EXCLUDED.key_holders, "
+      "residency = EXCLUDED.residency",
       p.id, p.name, std::string(EnvironmentName(p.environment)), p.archived,
       p.data_policy.zero_data_retention, p.data_policy.retention_days,
       FormatTextArray(p.allowed_models), p.rpm_limit, p.tpm_limit, p.member_rpm_limit,
-      p.member_tpm_limit, std::string(KeyHoldersName(p.key_holders)));
+      p.member_tpm_limit, std::string(KeyHoldersName(p.key_holders)),
+      std::string(ResidencyName(p.data_policy.residency)));
 }
 
 void WriteMember(pqxx::work& tx, const Member& m) {

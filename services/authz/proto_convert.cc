@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/ids/project_id.h"
 #include "common/proto/well_known.h"
+#include "common/residency/residency_proto.h"
 #include "common/status/status.h"
 #include "common/text/caller_text.h"
 #include "google/protobuf/util/json_util.h"
@@ -65,6 +66,8 @@ absl::StatusOr<AuthorizeRequest> FromProto(const pb::CheckRequest& request) {
   out.check.action = request.action();
   out.check.model = request.model();
   out.check.explain = request.explain();
+  ASSIGN_OR_RETURN(out.check.residency,
+                   ResidencyFromProto(request.residency(), Residency::kGlobal, "residency"));
   if (!request.source_ip().empty()) {
     absl::StatusOr<IpAddress> ip = ParseIpAddress(request.source_ip());
     if (!ip.ok()) return InField("source_ip", ip.status());
@@ -102,6 +105,9 @@ void ToProto(const Authorization& a, pb::CheckResponse* out) {
   }
   out->set_org_version(a.org_version);
   out->set_zero_data_retention(a.zero_data_retention);
+  if (a.decision.action_kind == ActionKind::kApi) {
+    out->set_residency(ResidencyToProto(a.residency));
+  }
 }
 
 absl::StatusOr<Project> FromProto(const pb::Project& in) {
@@ -116,6 +122,9 @@ absl::StatusOr<Project> FromProto(const pb::Project& in) {
   p.data_policy.zero_data_retention = in.data_policy().zero_data_retention();
   p.data_policy.retention_days =
       in.has_data_policy() ? in.data_policy().retention_days() : DataPolicy{}.retention_days;
+  ASSIGN_OR_RETURN(p.data_policy.residency,
+                   ResidencyFromProto(in.data_policy().residency(), Residency::kGlobal,
+                                      "project.data_policy.residency"));
   p.allowed_models = Strings(in.allowed_models());
   p.rpm_limit = in.limits().rpm();
   p.tpm_limit = in.limits().tpm();
@@ -202,6 +211,7 @@ void ToProto(const Project& p, pb::Project* out) {
   out->set_archived(p.archived);
   out->mutable_data_policy()->set_zero_data_retention(p.data_policy.zero_data_retention);
   out->mutable_data_policy()->set_retention_days(p.data_policy.retention_days);
+  out->mutable_data_policy()->set_residency(ResidencyToProto(p.data_policy.residency));
   for (const std::string& m : p.allowed_models) out->add_allowed_models(m);
   out->mutable_limits()->set_rpm(p.rpm_limit);
   out->mutable_limits()->set_tpm(p.tpm_limit);
@@ -285,6 +295,7 @@ void PolicyDocument(const ServiceAccount& a, const Project& p, pb::ServiceAccoun
   out->mutable_project_limits()->set_tpm(p.tpm_limit);
   SetDuration(a.max_key_lifetime, out->mutable_max_key_lifetime());
   out->set_zero_data_retention(p.data_policy.zero_data_retention);
+  out->set_residency(ResidencyToProto(p.data_policy.residency));
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
   options.preserve_proto_field_names = true;

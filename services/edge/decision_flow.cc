@@ -16,6 +16,7 @@
 #include "common/crypto/crypto.h"
 #include "common/ledger/ledger_record.h"
 #include "common/proto/well_known.h"
+#include "common/residency/residency_proto.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status.h"
 #include "google/protobuf/arena.h"
@@ -51,6 +52,12 @@ absl::Status CheckModel(absl::string_view model) {
     }
   }
   return CheckNoSecret(model, "model");
+}
+
+// "eu", "us", "apac" or "global" (also for UNSPECIFIED: none required).
+absl::string_view ResidencyLabel(region::v1::Residency r) {
+  absl::StatusOr<Residency> residency = ResidencyFromProto(r, Residency::kGlobal, "residency");
+  return residency.ok() ? ResidencyName(*residency) : "unknown";
 }
 
 // A decision entry's metadata value `name`; empty when it has none.
@@ -187,6 +194,7 @@ class DecideFlow final : public Flow {
     check->set_model(request_->model());
     check->set_source_ip(request_->source_ip());
     check->set_estimated_tokens(estimated_tokens_);
+    check->set_residency(request_->residency());
     check_ = New<authz::v1::CheckResponse>(arena_);
 
     auto* redact = New<pii::v1::RedactRequest>(arena_);
@@ -219,6 +227,12 @@ class DecideFlow final : public Flow {
     response_->set_data_class(report.data_class());
     if (check_->verdict() != authz::v1::VERDICT_ALLOW) {
       if (check_->has_retry_after()) *response_->mutable_retry_after() = check_->retry_after();
+      if (check_->reason() == "RESIDENCY_NOT_ALLOWED") {
+        return Deny(check_->reason(),
+                    absl::StrCat("the request requires ", ResidencyLabel(request_->residency()),
+                                 "; the project's data policy keeps its calls in ",
+                                 ResidencyLabel(check_->residency()), " (rule project.residency)"));
+      }
       return Deny(check_->reason().empty() ? "PERMISSION_DENIED" : check_->reason(),
                   absl::StrCat("refused by rule ", check_->rule()));
     }
@@ -234,7 +248,7 @@ class DecideFlow final : public Flow {
     }
     if (Status s = CheckAnswerSize(); !s.ok()) return Finish(std::move(s));
     auto* route = New<region::v1::RouteRequest>(arena_);
-    route->set_residency(request_->residency());
+    route->set_residency(RequiredResidency());
     route->set_data_class(report.data_class());
     route->set_model(request_->model());
     route->set_preference(request_->preference());
@@ -244,6 +258,16 @@ class DecideFlow final : public Flow {
     route->set_endpoint_id(recorded_endpoint_);
     route_ = New<region::v1::RouteResponse>(arena_);
     downstream_->Route(NewContext(), route, route_, [this](Status s) { OnRoute(std::move(s)); });
+  }
+
+  // Where the request must be routed: the residency it requires, or else the one its
+  // project's data policy keeps its calls in (authz refused any other).
+  region::v1::Residency RequiredResidency() const {
+    const region::v1::Residency asked = request_->residency();
+    if (asked != region::v1::RESIDENCY_UNSPECIFIED && asked != region::v1::RESIDENCY_GLOBAL) {
+      return asked;
+    }
+    return check_ != nullptr ? check_->residency() : region::v1::RESIDENCY_UNSPECIFIED;
   }
 
   // OK when an ALLOW would fit FlowOptions::max_answer_bytes; else INVALID_ARGUMENT naming
@@ -332,7 +356,7 @@ class DecideFlow final : public Flow {
     if (!allow) metadata["reason"] = response_->reason();
     if (allow && !recorded_endpoint_.empty()) {
       // A retry of a recorded ALLOW, routed where it went: recorded as it was.
-      for (const char* name : {"endpoint", "region", "failover"}) {
+      for (const char* name : {"endpoint", "region", "residency", "failover"}) {
         if (std::string value = Recorded(earlier_->entry(), name); !value.empty()) {
           metadata[name] = std::move(value);
         }
@@ -340,6 +364,11 @@ class DecideFlow final : public Flow {
     } else if (allow) {
       metadata["endpoint"] = route_->endpoint().id();
       metadata["region"] = route_->endpoint().region();
+      // Where the call had to stay, when anywhere would not do.
+      if (const absl::string_view required = ResidencyLabel(RequiredResidency());
+          required != "global") {
+        metadata["residency"] = std::string(required);
+      }
       if (route_->failover()) metadata["failover"] = "true";
     }
     if (response_->pii_counts_size() > 0) {

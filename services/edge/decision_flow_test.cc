@@ -188,6 +188,50 @@ TEST_F(DecisionFlowTest, AProjectThatKeepsNoDataIsRoutedOnlyWhereNothingIsKept) 
   EXPECT_TRUE(fake_.route_request.require_zero_data_retention());
 }
 
+TEST_F(DecisionFlowTest, ARequestRequiringNoResidencyIsRoutedWithinTheProjects) {
+  fake_.check_response.set_residency(region::v1::RESIDENCY_EU);
+  for (region::v1::Residency asked : {region::v1::RESIDENCY_UNSPECIFIED,
+                                      region::v1::RESIDENCY_GLOBAL, region::v1::RESIDENCY_EU}) {
+    request_.set_residency(asked);
+    request_.set_request_id(absl::StrCat("req-", asked));
+    Result r = Decide();
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    // authz hears what the request asked; region routes within the project's.
+    EXPECT_EQ(fake_.check_request.residency(), asked);
+    EXPECT_EQ(fake_.route_request.residency(), region::v1::RESIDENCY_EU) << asked;
+    EXPECT_EQ(fake_.append_request.entry().metadata().at("residency"), "eu");
+  }
+  // A project kept nowhere in particular: the request's residency, recorded only when one.
+  fake_.check_response.set_residency(region::v1::RESIDENCY_GLOBAL);
+  request_.set_residency(region::v1::RESIDENCY_UNSPECIFIED);
+  request_.set_request_id("req-anywhere");
+  ASSERT_TRUE(Decide().status.ok());
+  EXPECT_EQ(fake_.route_request.residency(), region::v1::RESIDENCY_GLOBAL);
+  EXPECT_FALSE(fake_.append_request.entry().metadata().contains("residency"));
+  request_.set_residency(region::v1::RESIDENCY_US);
+  request_.set_request_id("req-us");
+  ASSERT_TRUE(Decide().status.ok());
+  EXPECT_EQ(fake_.route_request.residency(), region::v1::RESIDENCY_US);
+  EXPECT_EQ(fake_.append_request.entry().metadata().at("residency"), "us");
+}
+
+TEST_F(DecisionFlowTest, AResidencyTheProjectDoesNotKeepToIsAnAuditedDenySayingBoth) {
+  request_.set_residency(region::v1::RESIDENCY_US);
+  fake_.check_response.set_verdict(authz::v1::VERDICT_DENY);
+  fake_.check_response.set_reason("RESIDENCY_NOT_ALLOWED");
+  fake_.check_response.set_rule("project.residency");
+  fake_.check_response.set_residency(region::v1::RESIDENCY_EU);
+  Result r = Decide();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.response.verdict(), v1::VERDICT_DENY);
+  EXPECT_EQ(r.response.reason(), "RESIDENCY_NOT_ALLOWED");
+  EXPECT_EQ(r.response.message(),
+            "the request requires us; the project's data policy keeps its calls in eu (rule "
+            "project.residency)");
+  EXPECT_EQ(fake_.append_request.entry().metadata().at("reason"), "RESIDENCY_NOT_ALLOWED");
+  EXPECT_THAT(fake_.calls(), Not(Contains("region.Route")));
+}
+
 TEST_F(DecisionFlowTest, TheMappingOnlyWhenAskedFor) {
   Result r = Decide();
   ASSERT_TRUE(r.status.ok());

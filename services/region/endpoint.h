@@ -9,13 +9,12 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "common/residency/residency.h"
 
 // The region service's domain types: the endpoints requests may go to, and what a request
 // says about its data. Plain values, no proto, no SQL.
 namespace policy::region {
 
-// Where an endpoint keeps and processes data. kGlobal: no promise.
-enum class Residency { kEu, kUs, kApac, kGlobal };
 enum class Provider { kOpenAi, kAzure };
 // The data of a request, as the pii service classifies it (most sensitive first).
 enum class DataClass { kPhi, kPii, kInternal, kPublic };
@@ -55,8 +54,6 @@ struct Endpoint {
   bool operator==(const Endpoint&) const = default;
 };
 
-absl::string_view ResidencyName(Residency r);  // "eu", "us", "apac", "global"
-std::optional<Residency> ParseResidency(absl::string_view name);
 absl::string_view ProviderName(Provider p);  // "openai", "azure"
 std::optional<Provider> ParseProvider(absl::string_view name);
 absl::string_view DataClassName(DataClass c);  // "phi", "pii", "internal", "public"

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/proto/well_known.h"
+#include "common/residency/residency_proto.h"
 #include "common/status/status.h"
 #include "common/text/caller_text.h"
 
@@ -12,35 +13,6 @@ namespace {
 
 absl::Status UnknownEnum(absl::string_view field, int value) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": unknown value ", value));
-}
-
-absl::StatusOr<Residency> ResidencyFromProto(v1::Residency r, absl::string_view field) {
-  switch (r) {
-    case v1::RESIDENCY_EU:
-      return Residency::kEu;
-    case v1::RESIDENCY_US:
-      return Residency::kUs;
-    case v1::RESIDENCY_APAC:
-      return Residency::kApac;
-    case v1::RESIDENCY_GLOBAL:
-      return Residency::kGlobal;
-    default:
-      return UnknownEnum(field, r);
-  }
-}
-
-v1::Residency ToProto(Residency r) {
-  switch (r) {
-    case Residency::kEu:
-      return v1::RESIDENCY_EU;
-    case Residency::kUs:
-      return v1::RESIDENCY_US;
-    case Residency::kApac:
-      return v1::RESIDENCY_APAC;
-    case Residency::kGlobal:
-      return v1::RESIDENCY_GLOBAL;
-  }
-  return v1::RESIDENCY_UNSPECIFIED;
 }
 
 v1::Exclusion ToProto(Exclusion e) {
@@ -86,7 +58,8 @@ absl::StatusOr<Endpoint> EndpointFromProto(const v1::Endpoint& in) {
   if (in.residency() == v1::RESIDENCY_UNSPECIFIED) {
     return absl::InvalidArgumentError("endpoint.residency: required (eu, us, apac or global)");
   }
-  ASSIGN_OR_RETURN(e.residency, ResidencyFromProto(in.residency(), "endpoint.residency"));
+  ASSIGN_OR_RETURN(e.residency,
+                   ResidencyFromProto(in.residency(), Residency::kGlobal, "endpoint.residency"));
   e.capabilities = {.zero_data_retention = in.capabilities().zero_data_retention(),
                     .private_link = in.capabilities().private_link(),
                     .cached = in.capabilities().cached()};
@@ -104,7 +77,7 @@ void ToProto(const Endpoint& in, v1::Endpoint* out) {
   out->set_provider(in.provider == Provider::kOpenAi ? v1::PROVIDER_OPENAI : v1::PROVIDER_AZURE);
   out->set_base_url(in.base_url);
   out->set_deployment(in.deployment);
-  out->set_residency(ToProto(in.residency));
+  out->set_residency(ResidencyToProto(in.residency));
   out->mutable_capabilities()->set_zero_data_retention(in.capabilities.zero_data_retention);
   out->mutable_capabilities()->set_private_link(in.capabilities.private_link);
   out->mutable_capabilities()->set_cached(in.capabilities.cached);
@@ -117,7 +90,8 @@ void ToProto(const Endpoint& in, v1::Endpoint* out) {
 absl::StatusOr<RouteRequest> RouteRequestFromProto(const v1::RouteRequest& in) {
   RouteRequest r;
   if (in.residency() != v1::RESIDENCY_UNSPECIFIED) {
-    ASSIGN_OR_RETURN(r.residency, ResidencyFromProto(in.residency(), "residency"));
+    ASSIGN_OR_RETURN(r.residency,
+                     ResidencyFromProto(in.residency(), Residency::kGlobal, "residency"));
   }
   switch (in.data_class()) {
     case pii::v1::DATA_CLASS_UNSPECIFIED:

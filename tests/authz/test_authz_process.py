@@ -24,6 +24,7 @@ from tests.support import policy_testing as pt  # noqa: E402
 import grpc  # noqa: E402
 from policy.authz.v1 import authz_pb2, authz_pb2_grpc  # noqa: E402
 from policy.keys.v1 import keys_pb2  # noqa: E402
+from policy.region.v1 import region_pb2  # noqa: E402
 
 C = grpc.StatusCode
 MEMBER = authz_pb2.PRINCIPAL_KIND_MEMBER
@@ -38,7 +39,7 @@ projects:
     name: Support
     environment: production
     key_holders: members
-    data_policy: {zero_data_retention: true, retention_days: 0}
+    data_policy: {zero_data_retention: true, retention_days: 0, residency: eu}
     models: [gpt-4o, gpt-4o-mini]
     limits: {rpm: 100000, tpm: 100000000}
   - id: limited
@@ -156,6 +157,23 @@ class DecisionTest(unittest.TestCase):
         # The project's data policy travels with the decision, for routing.
         self.assertTrue(allowed.zero_data_retention)
         self.assertFalse(check(A, "mia", "tokens", model="gpt-4o-mini").zero_data_retention)
+        self.assertEqual(allowed.residency, region_pb2.RESIDENCY_EU)
+        self.assertEqual(check(A, "mia", "tokens", model="gpt-4o-mini").residency,
+                         region_pb2.RESIDENCY_GLOBAL)
+        # A request requiring another residency than the project keeps to is refused, before
+        # any budget is taken, and told the project's.
+        for asked in (region_pb2.RESIDENCY_EU, region_pb2.RESIDENCY_GLOBAL):
+            self.assertEqual(check(A, "mia", "support", residency=asked).verdict, ALLOW)
+        elsewhere = check(A, "mia", "support", residency=region_pb2.RESIDENCY_US, explain=True)
+        self.assertEqual((elsewhere.verdict, elsewhere.reason, elsewhere.rule),
+                         (DENY, "RESIDENCY_NOT_ALLOWED", "project.residency"))
+        self.assertEqual(elsewhere.residency, region_pb2.RESIDENCY_EU)
+        self.assertEqual(len(elsewhere.budgets), 0)
+        self.assertEqual(elsewhere.trace[-1].detail,
+                         "the request requires us; support keeps its data in eu")
+        e = error_of(check, A, "mia", "support", residency=42)
+        self.assertEqual(e.code(), C.INVALID_ARGUMENT)
+        self.assertEqual(e.details(), "residency: unknown value 42")
         denied = check(A, "mia", "support", model="gpt-3.5-turbo", explain=True)
         self.assertEqual((denied.verdict, denied.reason), (DENY, "MODEL_NOT_ALLOWED"))
         self.assertEqual(denied.rule, "project.model_allowlist")
@@ -556,7 +574,9 @@ class AdministrationTest(unittest.TestCase):
         self.assertEqual(policy.project, "support")
         self.assertEqual(list(policy.ip_allowlist), ["10.20.0.0/16", "2001:db8:20::/48"])
         self.assertTrue(policy.zero_data_retention)
+        self.assertEqual(policy.residency, region_pb2.RESIDENCY_EU)
         self.assertIn('"service_account": "sa-bot"', policy.document_json)
+        self.assertIn('"residency": "RESIDENCY_EU"', policy.document_json)
 
     def test_idp_group_sync_provisions_and_deprovisions(self):
         synced = stub(A).SyncIdpGroup(authz_pb2.SyncIdpGroupRequest(

@@ -146,6 +146,15 @@ class EdgeProcessTest(unittest.TestCase):
     def decide(self, key=None, timeout=10, **kw):
         return edge().Decide(es.decide_request(key or self.bob, **kw), timeout=timeout)
 
+    def test_key(self, owner, project, environment):
+        """A new key of `owner`'s, revoked when the test ends (the offboarding test counts the
+        keys a member holds)."""
+        secret = new_key(owner, project, environment)
+        self.addCleanup(keys_pb2_grpc.KeyServiceStub(P["keys"].channel).RevokeKey,
+                        keys_pb2.RevokeKeyRequest(key_id="key_" + secret[len("psk_proj_"):][:17],
+                                                  reason="test over"), timeout=10)
+        return secret
+
     def bobs_support_key(self, admin, alice):
         """A production key of bob's in support-eu, made through the admin API by `alice`."""
         return admin.CreateKey(keys_pb2.CreateKeyRequest(
@@ -299,18 +308,15 @@ class EdgeProcessTest(unittest.TestCase):
                                                                        actor=es.OPERATOR),
                         timeout=10)
         clean = "Summarise our refund policy in three sentences."
-        # support-eu's data policy requires zero data retention, even for internal data.
-        zdr = self.decide(text=clean, residency=R.RESIDENCY_APAC)
+        # support-eu-staging's data policy requires zero data retention, even for internal
+        # data (and, unlike support-eu's, no residency).
+        staging = self.test_key("bob", "support-eu-staging", keys_pb2.ENVIRONMENT_STAGING)
+        zdr = self.decide(key=staging, text=clean, residency=R.RESIDENCY_APAC)
         self.assertEqual((zdr.verdict, zdr.reason), (E.VERDICT_DENY, "NO_COMPLIANT_REGION"))
         self.assertIn("with zero data retention", zdr.message)
         self.assertIn("apac-standard: retention", zdr.message)
-        # internal-copilot's does not: its internal data may go there. (erin's key is revoked
-        # afterwards: the offboarding test counts the keys she holds.)
-        erin = new_key("erin", "internal-copilot", keys_pb2.ENVIRONMENT_DEVELOPMENT)
-        erin_key_id = "key_" + erin[len("psk_proj_"):][:17]
-        self.addCleanup(keys_pb2_grpc.KeyServiceStub(P["keys"].channel).RevokeKey,
-                        keys_pb2.RevokeKeyRequest(key_id=erin_key_id, reason="test over"),
-                        timeout=10)
+        # internal-copilot's does not: its internal data may go there.
+        erin = self.test_key("erin", "internal-copilot", keys_pb2.ENVIRONMENT_DEVELOPMENT)
         routed = self.decide(key=erin, text=clean, residency=R.RESIDENCY_APAC)
         self.assertEqual(routed.verdict, E.VERDICT_ALLOW, routed.reason)
         self.assertEqual(routed.endpoint.id, "apac-standard", routed.message)
@@ -325,12 +331,8 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(self.ledger_entry(request_id).action, audit_pb2.ACTION_DECISION_DENY)
 
     def test_an_allowed_model_no_endpoint_serves_is_a_recorded_deny(self):
-        # internal-copilot allows o3-mini; no endpoint of the registry serves it. (erin's key
-        # is revoked afterwards: the offboarding test counts the keys she holds.)
-        erin = new_key("erin", "internal-copilot", keys_pb2.ENVIRONMENT_DEVELOPMENT)
-        self.addCleanup(keys_pb2_grpc.KeyServiceStub(P["keys"].channel).RevokeKey,
-                        keys_pb2.RevokeKeyRequest(key_id="key_" + erin[len("psk_proj_"):][:17],
-                                                  reason="test over"), timeout=10)
+        # internal-copilot allows o3-mini; no endpoint of the registry serves it.
+        erin = self.test_key("erin", "internal-copilot", keys_pb2.ENVIRONMENT_DEVELOPMENT)
         request_id = f"e2e-{uuid.uuid4().hex[:12]}"
         r = self.decide(key=erin, model="o3-mini", request_id=request_id,
                         text="Summarise our refund policy.")
@@ -978,7 +980,8 @@ class EdgeProcessTest(unittest.TestCase):
         apac = policyctl("decide", "--model=gpt-4o", "--residency=apac", "--message=hi",
                          api_key=key["secret"])
         self.assertEqual(apac.returncode, 3, apac.stderr)
-        self.assertRegex(apac.stdout, r"^DENY   NO_COMPLIANT_REGION: no ")
+        self.assertRegex(apac.stdout, r"^DENY   RESIDENCY_NOT_ALLOWED: the request requires "
+                                      r"apac; the project's data policy keeps its calls in eu ")
         # A key as keys mints it, pasted into a prompt, is found as the secret it is: by
         # default its presence refuses the request, and the answer does not repeat it.
         leaked = policyctl("decide", "--model=gpt-4o", "--residency=eu",
@@ -2058,9 +2061,46 @@ class EdgeProcessTest(unittest.TestCase):
                                    f"--public_key={public_key}").returncode, 0)
 
     def test_no_compliant_region_is_a_deny(self):
-        r = self.decide(residency=R.RESIDENCY_APAC)
+        staging = self.test_key("bob", "support-eu-staging", keys_pb2.ENVIRONMENT_STAGING)
+        r = self.decide(key=staging, residency=R.RESIDENCY_APAC)
         self.assertEqual(r.verdict, E.VERDICT_DENY)
         self.assertEqual(r.reason, "NO_COMPLIANT_REGION")
+
+    def test_a_project_kept_in_the_eu_routes_every_call_there(self):
+        """support-eu's data policy keeps its calls in the EU: a request requiring no
+        residency (or global) is routed within it, one requiring another is a recorded DENY,
+        and the ledger says where each allowed call had to stay."""
+        for residency in (R.RESIDENCY_UNSPECIFIED, R.RESIDENCY_GLOBAL, R.RESIDENCY_EU):
+            with self.subTest(residency=R.Residency.Name(residency)):
+                request_id = f"e2e-{uuid.uuid4().hex[:12]}"
+                r = self.decide(residency=residency, request_id=request_id)
+                self.assertEqual(r.verdict, E.VERDICT_ALLOW, (r.reason, r.message))
+                self.assertEqual(r.endpoint.residency, R.RESIDENCY_EU, r.endpoint.id)
+                self.assertEqual(self.ledger_entry(request_id).metadata["residency"], "eu")
+        for residency, name in ((R.RESIDENCY_US, "us"), (R.RESIDENCY_APAC, "apac")):
+            with self.subTest(residency=name):
+                request_id = f"e2e-{uuid.uuid4().hex[:12]}"
+                r = self.decide(residency=residency, request_id=request_id)
+                self.assertEqual((r.verdict, r.reason), (E.VERDICT_DENY, "RESIDENCY_NOT_ALLOWED"))
+                self.assertEqual(r.message,
+                                 f"the request requires {name}; the project's data policy keeps "
+                                 "its calls in eu (rule project.residency)")
+                entry = self.ledger_entry(request_id)
+                self.assertEqual(entry.action, audit_pb2.ACTION_DECISION_DENY)
+                self.assertEqual(entry.metadata["reason"], "RESIDENCY_NOT_ALLOWED")
+        # A project without a residency of its own records none: anywhere would do.
+        staging = self.test_key("bob", "support-eu-staging", keys_pb2.ENVIRONMENT_STAGING)
+        request_id = f"e2e-{uuid.uuid4().hex[:12]}"
+        r = self.decide(key=staging, residency=R.RESIDENCY_UNSPECIFIED, request_id=request_id)
+        self.assertEqual(r.verdict, E.VERDICT_ALLOW, (r.reason, r.message))
+        self.assertNotIn("residency",
+                         self.ledger_entry(request_id, "support-eu-staging", "staging").metadata)
+        # Through Envoy, the header asking for another residency is refused alike.
+        denied = self.envoy_check('{"model": "gpt-4o", "max_tokens": 50, "messages": '
+                                  '[{"role": "user", "content": "Summarise it."}]}',
+                                  residency="us")
+        self.assertEqual(denied.denied_response.status.code, 403, denied)
+        self.assertIn("RESIDENCY_NOT_ALLOWED", denied.denied_response.body)
 
     def test_rate_limited_with_retry_after(self):
         # playground: 10 requests a minute per member; carol is a member there.

@@ -248,9 +248,9 @@ class PolicyctlProcessTest(unittest.TestCase):
                 run = decide(residency)
                 self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
                 self.assertEqual(json.loads(run.stdout)["verdict"], "VERDICT_ALLOW")
-        apac = decide("apac")  # Sent as a requirement nothing meets.
+        apac = decide("apac")  # Sent, and refused: support-eu keeps its calls in the EU.
         self.assertEqual(apac.returncode, 3, apac.stdout + apac.stderr)
-        self.assertEqual(json.loads(apac.stdout)["reason"], "NO_COMPLIANT_REGION")
+        self.assertEqual(json.loads(apac.stdout)["reason"], "RESIDENCY_NOT_ALLOWED")
         for bad in ("mars", "unspecified"):
             with self.subTest(residency=bad):
                 run = decide(bad)
@@ -489,9 +489,10 @@ class PolicyctlProcessTest(unittest.TestCase):
         created = run_policyctl("projects", "create", f"--id={project}", "--name=Before",
                                 "--environment=staging", "--models=gpt-4o,gpt-4o-mini",
                                 "--rpm=100", "--tpm=20000", "--member_rpm=5",
-                                admin_key=self.alice)
+                                "--residency=apac", admin_key=self.alice)
         self.assertEqual(created.returncode, 0, created.stderr)
-        self.assertIn("rpm 100 tpm 20000  per member rpm 5 tpm -", created.stdout)
+        self.assertIn("rpm 100 tpm 20000  per member rpm 5 tpm -  key holders: members  "
+                      "residency apac\n", created.stdout)
         updated = run_policyctl("projects", "update", project, "--tpm=0", "--name", "After",
                                 "--output=json", admin_key=self.alice)
         self.assertEqual(updated.returncode, 0, updated.stderr)
@@ -500,11 +501,19 @@ class PolicyctlProcessTest(unittest.TestCase):
                          ("After", ["gpt-4o", "gpt-4o-mini"], "staging"))
         self.assertEqual((p["limits"]["rpm"], p["limits"]["tpm"], p["member_limits"]["rpm"]),
                          ("100", "0", "5"))
+        self.assertEqual(p["data_policy"]["residency"], "RESIDENCY_APAC")  # Not given: kept.
+        anywhere = run_policyctl("projects", "update", project, "--residency=global",
+                                 "--output=json", admin_key=self.alice)
+        self.assertEqual(anywhere.returncode, 0, anywhere.stderr)
+        self.assertEqual(json.loads(anywhere.stdout)["data_policy"]["residency"],
+                         "RESIDENCY_GLOBAL")
         shown = run_policyctl("projects", "list", admin_key=self.alice)
         self.assertIn(f"{project}  staging  After  models [gpt-4o,gpt-4o-mini]  rpm 100 "
                       "tpm 0 (none)  per member rpm 5 tpm -", shown.stdout)
         for args, code, said in (((project, "--environment=production"), 2,
                                   "projects update takes no --environment"),
+                                 ((project, "--residency=mars"), 2,
+                                  "--residency must be eu, us, apac or global"),
                                  (("no-such-project", "--rpm=1"), 1,
                                   "NOT_FOUND: no project 'no-such-project'")):
             with self.subTest(args=args):

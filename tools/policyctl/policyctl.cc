@@ -141,10 +141,11 @@ commands:
   projects create   --id, --name, --environment, [--models=a,b, --rpm, --tpm (the project's
                     limits: 0, the default, allows no calls), --member_rpm, --member_tpm
                     (each member's; 0: no cap of their own), --zdr, --retention_days,
-                    --key_holders=service_accounts|members (default: service accounts only
-                    in production, members elsewhere)]
+                    --residency=eu|us|apac|global (where its calls must be processed;
+                    default global: anywhere), --key_holders=service_accounts|members
+                    (default: service accounts only in production, members elsewhere)]
   projects update ID [--name, --models, --rpm, --tpm, --member_rpm, --member_tpm, --zdr,
-                    --retention_days, --key_holders]  (only the settings given change;
+                    --retention_days, --residency, --key_holders]  (only the settings given change;
                     refused, changing nothing, should another admin change it meanwhile)
   projects archive ID
   service-accounts list    [--project, --include_removed]
@@ -519,6 +520,13 @@ int NeedAdminKey(const Global& g) {
                                    "an admin key is needed: POLICY_POLICYCTL_ADMIN_KEY or "
                                    "--admin_key")
                              : kOk;
+}
+
+// "  residency eu" for a project whose calls must stay in a residency; "" for anywhere.
+std::string ResidencyText(region::v1::Residency r) {
+  if (r == region::v1::RESIDENCY_UNSPECIFIED || r == region::v1::RESIDENCY_GLOBAL) return "";
+  return absl::StrCat("  residency ", absl::AsciiStrToLower(absl::StripPrefix(
+                                          region::v1::Residency_Name(r), "RESIDENCY_")));
 }
 
 // The residency `name` names, in any case: eu, us, apac or global (none required of a
@@ -1290,7 +1298,7 @@ int Projects(const Invocation& in) {
   if (in.words.empty()) return Usage("projects: list, create, update or archive");
   const std::string& verb = in.words[0];
   Global g;
-  std::string id, name, environment, models, key_holders;
+  std::string id, name, environment, models, key_holders, residency = "global";
   int64_t rpm = 0, tpm = 0, member_rpm = 0, member_tpm = 0, retention_days = 0,
           page_size = kListPageSize;
   bool zdr = false, include_archived = false;
@@ -1307,6 +1315,8 @@ int Projects(const Invocation& in) {
             p.AddInt("member_tpm", &member_tpm, "each member's tokens per minute (0: no cap)");
             p.AddBool("zdr", &zdr, "zero data retention required");
             p.AddInt("retention_days", &retention_days, "how long data may be kept");
+            p.AddString("residency", &residency,
+                        "where its calls must be processed: eu, us, apac or global (anywhere)");
             p.AddString("key_holders", &key_holders,
                         "who may hold its keys: service_accounts or members (and service "
                         "accounts); default by environment");
@@ -1328,13 +1338,13 @@ int Projects(const Invocation& in) {
     };
     std::printf(
         "%s  %s  %s  models [%s]  rpm %s tpm %s  per member rpm %s tpm %s  key holders: "
-        "%s%s\n",
+        "%s%s%s\n",
         p.id().c_str(), p.environment().c_str(), p.name().c_str(),
         absl::StrJoin(p.allowed_models(), ",").c_str(), limit(p.limits().rpm(), true).c_str(),
         limit(p.limits().tpm(), true).c_str(), limit(p.member_limits().rpm(), false).c_str(),
         limit(p.member_limits().tpm(), false).c_str(),
         p.key_holders() == authz::v1::KEY_HOLDERS_SERVICE_ACCOUNTS ? "service accounts" : "members",
-        p.archived() ? "  (archived)" : "");
+        ResidencyText(p.data_policy().residency()).c_str(), p.archived() ? "  (archived)" : "");
   };
   // The settings given, onto `p` (all of them on create).
   const bool creating = verb == "create";
@@ -1352,6 +1362,12 @@ int Projects(const Invocation& in) {
     if (given("zdr")) p->mutable_data_policy()->set_zero_data_retention(zdr);
     if (given("retention_days")) {
       p->mutable_data_policy()->set_retention_days(static_cast<int32_t>(retention_days));
+    }
+    if (given("residency")) {
+      region::v1::Residency r;
+      if (!ParseResidency(residency, &r))
+        return Usage("--residency must be eu, us, apac or global");
+      p->mutable_data_policy()->set_residency(r);
     }
     if (key_holders == "service_accounts") {
       p->set_key_holders(authz::v1::KEY_HOLDERS_SERVICE_ACCOUNTS);
