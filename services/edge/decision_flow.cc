@@ -109,13 +109,18 @@ class Flow {
   // Asks keys about `secret`; OnKey follows with key_ filled when OK. With `verified` (keys'
   // VerifyKey answer about `secret`, obtained by the caller under the same deadline), keys is
   // not asked again: OnKey follows at once with key_ = `verified`.
-  void VerifyKey(const std::string& secret, const keys::v1::VerifyKeyResponse* verified) {
+  //
+  // `for_usage_report`: a key that ran out in its own course in the last day verifies too
+  // (keys' VerifyKeyRequest.for_usage_report).
+  void VerifyKey(const std::string& secret, const keys::v1::VerifyKeyResponse* verified,
+                 bool for_usage_report) {
     if (verified != nullptr) {
       key_ = verified;
       return OnKey(Status::OK);
     }
     auto* verify = New<keys::v1::VerifyKeyRequest>(arena_);
     verify->set_secret(secret);
+    verify->set_for_usage_report(for_usage_report);
     auto* answer = New<keys::v1::VerifyKeyResponse>(arena_);
     key_ = answer;
     downstream_->VerifyKey(NewContext(), verify, answer, [this](Status s) { OnKey(std::move(s)); });
@@ -167,7 +172,7 @@ class DecideFlow final : public Flow {
     for (const pii::v1::ChatMessage& m : request_->messages()) prompt_bytes += m.content().size();
     estimated_tokens_ = std::max(request_->estimated_tokens(), PromptTokens(prompt_bytes));
     response_->set_estimated_tokens(estimated_tokens_);
-    VerifyKey(request_->api_key(), verified_key_);
+    VerifyKey(request_->api_key(), verified_key_, /*for_usage_report=*/false);
   }
 
  private:
@@ -557,7 +562,9 @@ class ReportUsageFlow final : public Flow {
     if (absl::Status s = ValidateReportUsageRequest(*request_); !s.ok()) {
       return Finish(EdgeStatus(s));
     }
-    VerifyKey(request_->api_key(), /*verified=*/nullptr);
+    // A call decided before its key's rotation overlap ended, or before it expired, may
+    // finish after: its usage is still reported with that key.
+    VerifyKey(request_->api_key(), /*verified=*/nullptr, /*for_usage_report=*/true);
   }
 
  private:

@@ -1140,6 +1140,21 @@ TEST_F(ReportUsageFlowTest, TheDecisionNotTheCallerSaysWhatWasReservedAndWhere) 
   }
 }
 
+TEST_F(ReportUsageFlowTest, AKeyThatRanOutSinceItsDecisionStillReportsItsUsage) {
+  // keys is asked to take a key that ran out in its own course; the decision only is asked
+  // of a Decide.
+  fake_.verify_response.mutable_key()->set_state(keys::v1::KEY_STATE_EXPIRED);
+  v1::ReportUsageResponse response;
+  grpc::Status s = Report(&response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(fake_.verify_request.for_usage_report());
+  EXPECT_EQ(fake_.usage_request.actual_tokens(), 320);
+  EXPECT_EQ(fake_.append_request.entry().action(), audit::v1::ACTION_API_CALL);
+  SetUp();
+  ASSERT_TRUE(Decide().status.ok());
+  EXPECT_FALSE(fake_.verify_request.for_usage_report());
+}
+
 TEST_F(ReportUsageFlowTest, TheSuccessorOfTheDecisionsKeyMayReportItsUsage) {
   // The call was decided with key-0 during a rotation's overlap; key-1 replaced it since.
   (*fake_.get_entry_response.mutable_entry()->mutable_metadata())["key_id"] = "key-0";

@@ -34,7 +34,9 @@ inline constexpr absl::string_view kReasonStale = "KEY_CACHE_STALE";
 
 struct VerifiedKey {
   std::shared_ptr<const KeyRecord> key;
-  KeyState state;  // kActive or kRotating.
+  // kActive or kRotating; kRevoked or kExpired only for a key that ran out within the grace
+  // Verify was given.
+  KeyState state;
 };
 
 // The hot path: resolves a secret to its key from an in-memory copy of the store, kept
@@ -55,7 +57,10 @@ class KeyVerifier : public KeyStoreObserver {
   //    revoked and expired keys alike, each decided after the secret was hashed and
   //    compared, with the reason attached for trusted callers;
   //  - UNAVAILABLE (KEY_CACHE_STALE) while the copy is staler than its bound.
-  absl::StatusOr<VerifiedKey> Verify(absl::string_view secret) const;
+  // With a `ran_out_grace`, a key that ran out in its own course (RanOutAt) less than that
+  // long ago verifies too, in its state then (kExpired or kRevoked); never one someone revoked.
+  absl::StatusOr<VerifiedKey> Verify(absl::string_view secret,
+                                     absl::Duration ran_out_grace = absl::ZeroDuration()) const;
 
   // True while the copy is within its staleness bound (readiness).
   bool InSync() const;

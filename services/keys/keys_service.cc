@@ -39,7 +39,8 @@ grpc::ServerUnaryReactor* KeysService::VerifyKey(grpc::CallbackServerContext* co
                                                  const v1::VerifyKeyRequest* request,
                                                  v1::VerifyKeyResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<VerifiedKey> verified = verifier_->Verify(request->secret());
+  absl::StatusOr<VerifiedKey> verified = verifier_->Verify(
+      request->secret(), request->for_usage_report() ? kUsageReportGrace : absl::ZeroDuration());
   if (verified.ok()) {
     verified_.Increment();
     ToProto(*verified->key, verified->state, response->mutable_key());

@@ -146,7 +146,7 @@ class EdgeProcessTest(unittest.TestCase):
     def decide(self, key=None, timeout=10, **kw):
         return edge().Decide(es.decide_request(key or self.bob, **kw), timeout=timeout)
 
-    def test_key(self, owner, project, environment):
+    def key_for_this_test(self, owner, project, environment):
         """A new key of `owner`'s, revoked when the test ends (the offboarding test counts the
         keys a member holds)."""
         secret = new_key(owner, project, environment)
@@ -310,13 +310,13 @@ class EdgeProcessTest(unittest.TestCase):
         clean = "Summarise our refund policy in three sentences."
         # support-eu-staging's data policy requires zero data retention, even for internal
         # data (and, unlike support-eu's, no residency).
-        staging = self.test_key("bob", "support-eu-staging", keys_pb2.ENVIRONMENT_STAGING)
+        staging = self.key_for_this_test("bob", "support-eu-staging", keys_pb2.ENVIRONMENT_STAGING)
         zdr = self.decide(key=staging, text=clean, residency=R.RESIDENCY_APAC)
         self.assertEqual((zdr.verdict, zdr.reason), (E.VERDICT_DENY, "NO_COMPLIANT_REGION"))
         self.assertIn("with zero data retention", zdr.message)
         self.assertIn("apac-standard: retention", zdr.message)
         # internal-copilot's does not: its internal data may go there.
-        erin = self.test_key("erin", "internal-copilot", keys_pb2.ENVIRONMENT_DEVELOPMENT)
+        erin = self.key_for_this_test("erin", "internal-copilot", keys_pb2.ENVIRONMENT_DEVELOPMENT)
         routed = self.decide(key=erin, text=clean, residency=R.RESIDENCY_APAC)
         self.assertEqual(routed.verdict, E.VERDICT_ALLOW, routed.reason)
         self.assertEqual(routed.endpoint.id, "apac-standard", routed.message)
@@ -332,7 +332,7 @@ class EdgeProcessTest(unittest.TestCase):
 
     def test_an_allowed_model_no_endpoint_serves_is_a_recorded_deny(self):
         # internal-copilot allows o3-mini; no endpoint of the registry serves it.
-        erin = self.test_key("erin", "internal-copilot", keys_pb2.ENVIRONMENT_DEVELOPMENT)
+        erin = self.key_for_this_test("erin", "internal-copilot", keys_pb2.ENVIRONMENT_DEVELOPMENT)
         request_id = f"e2e-{uuid.uuid4().hex[:12]}"
         r = self.decide(key=erin, model="o3-mini", request_id=request_id,
                         text="Summarise our refund policy.")
@@ -2061,7 +2061,7 @@ class EdgeProcessTest(unittest.TestCase):
                                    f"--public_key={public_key}").returncode, 0)
 
     def test_no_compliant_region_is_a_deny(self):
-        staging = self.test_key("bob", "support-eu-staging", keys_pb2.ENVIRONMENT_STAGING)
+        staging = self.key_for_this_test("bob", "support-eu-staging", keys_pb2.ENVIRONMENT_STAGING)
         r = self.decide(key=staging, residency=R.RESIDENCY_APAC)
         self.assertEqual(r.verdict, E.VERDICT_DENY)
         self.assertEqual(r.reason, "NO_COMPLIANT_REGION")
@@ -2089,7 +2089,7 @@ class EdgeProcessTest(unittest.TestCase):
                 self.assertEqual(entry.action, audit_pb2.ACTION_DECISION_DENY)
                 self.assertEqual(entry.metadata["reason"], "RESIDENCY_NOT_ALLOWED")
         # A project without a residency of its own records none: anywhere would do.
-        staging = self.test_key("bob", "support-eu-staging", keys_pb2.ENVIRONMENT_STAGING)
+        staging = self.key_for_this_test("bob", "support-eu-staging", keys_pb2.ENVIRONMENT_STAGING)
         request_id = f"e2e-{uuid.uuid4().hex[:12]}"
         r = self.decide(key=staging, residency=R.RESIDENCY_UNSPECIFIED, request_id=request_id)
         self.assertEqual(r.verdict, E.VERDICT_ALLOW, (r.reason, r.message))
@@ -2268,6 +2268,42 @@ class EdgeProcessTest(unittest.TestCase):
             api_key=new_key("bob", "support-eu").encode(), request_id=r.request_id,
             model="gpt-4o", actual_tokens=0, outcome=E.UPSTREAM_OUTCOME_ERROR), timeout=10)
         self.assertEqual(err.code(), C.PERMISSION_DENIED, err.details())
+
+    def test_a_call_outliving_its_keys_rotation_still_reports_its_usage(self):
+        """A call decided before its key's rotation overlap ended finishes after it: its usage
+        is still taken with that key, which decides nothing more. A key someone revoked
+        reports nothing."""
+        keys = keys_pb2_grpc.KeyServiceStub(P["keys"].channel)
+
+        def report(secret, decided):
+            return edge().ReportUsage(E.ReportUsageRequest(
+                api_key=secret.encode(), request_id=decided.request_id, model="gpt-4o",
+                actual_tokens=120, latency={"nanos": 200_000_000},
+                outcome=E.UPSTREAM_OUTCOME_SUCCESS, http_status=200), timeout=10)
+
+        old = self.key_for_this_test("bob", "support-eu", keys_pb2.ENVIRONMENT_PRODUCTION)
+        decided = self.decide(key=old)
+        self.assertEqual(decided.verdict, E.VERDICT_ALLOW, decided.message)
+        rotated = keys.RotateKey(keys_pb2.RotateKeyRequest(
+            request_id=uuid.uuid4().hex, key_id="key_" + old[len("psk_proj_"):][:17],
+            overlap={"nanos": 1_000_000}), timeout=10)
+        self.addCleanup(keys.RevokeKey, keys_pb2.RevokeKeyRequest(
+            key_id=rotated.new_key.key_id, reason="test over"), timeout=10)
+        time.sleep(0.05)  # The overlap is over.
+        self.assertEqual(pt.call_code(self.decide, key=old), C.UNAUTHENTICATED)
+        usage = report(old, decided)
+        self.assertTrue(usage.audit_id.startswith("support-eu/production/"), usage)
+        recorded = [e.action for e in self.ledger_entries()
+                    if e.request_id == "usage:" + decided.request_id]
+        self.assertEqual(recorded, [audit_pb2.ACTION_API_CALL])
+
+        leaked = self.key_for_this_test("bob", "support-eu", keys_pb2.ENVIRONMENT_PRODUCTION)
+        decided = self.decide(key=leaked)
+        self.assertEqual(decided.verdict, E.VERDICT_ALLOW, decided.message)
+        keys.RevokeKey(keys_pb2.RevokeKeyRequest(
+            key_id="key_" + leaked[len("psk_proj_"):][:17], reason="leaked"), timeout=10)
+        err = pt.call_error(report, leaked, decided)
+        self.assertEqual(err.code(), C.UNAUTHENTICATED, err.details())
 
     def test_zz_a_stopped_or_killed_dependency_fails_closed_and_recovers(self):
         # Stopped (no answer at all): the caller's deadline holds, no ALLOW.
