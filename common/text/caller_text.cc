@@ -7,6 +7,29 @@
 #include "common/text/utf8.h"
 
 namespace policy {
+namespace {
+
+// Appends `text` to `out`, with control characters (but a newline when `keep_newlines`),
+// backslashes, single quotes when `quotes`, and bytes that are not UTF-8 as C escapes.
+void AppendEscaped(absl::string_view text, bool quotes, bool keep_newlines, std::string* out) {
+  while (!text.empty()) {
+    const size_t bad = FindInvalidUtf8(text);
+    for (char c : text.substr(0, bad)) {
+      const auto u = static_cast<unsigned char>(c);
+      if (((u < 0x20 || u == 0x7f) && !(keep_newlines && c == '\n')) || (quotes && c == '\'') ||
+          c == '\\') {
+        absl::StrAppend(out, absl::CHexEscape(absl::string_view(&c, 1)));
+      } else {
+        out->push_back(c);
+      }
+    }
+    if (bad == absl::string_view::npos) break;
+    absl::StrAppend(out, absl::CHexEscape(text.substr(bad, 1)));
+    text.remove_prefix(bad + 1);
+  }
+}
+
+}  // namespace
 
 std::string Quoted(absl::string_view value) {
   size_t cut = std::min(value.size(), kQuotedBytes);
@@ -25,25 +48,18 @@ std::string Quoted(absl::string_view value) {
   }
   absl::string_view shown = value.substr(0, cut);
   std::string out = "'";
-  while (!shown.empty()) {
-    const size_t bad = FindInvalidUtf8(shown);
-    for (char c : shown.substr(0, bad)) {
-      const auto u = static_cast<unsigned char>(c);
-      if (u < 0x20 || u == 0x7f || c == '\'' || c == '\\') {
-        absl::StrAppend(&out, absl::CHexEscape(absl::string_view(&c, 1)));
-      } else {
-        out.push_back(c);
-      }
-    }
-    if (bad == absl::string_view::npos) break;
-    absl::StrAppend(&out, absl::CHexEscape(shown.substr(bad, 1)));
-    shown.remove_prefix(bad + 1);
-  }
+  AppendEscaped(shown, /*quotes=*/true, /*keep_newlines=*/false, &out);
   if (cut < value.size()) {
     absl::StrAppend(&out, "\xe2\x80\xa6' (", value.size(), " bytes)");  // "…"
   } else {
     out.push_back('\'');
   }
+  return out;
+}
+
+std::string Escaped(absl::string_view text, bool keep_newlines) {
+  std::string out;
+  AppendEscaped(text, /*quotes=*/false, keep_newlines, &out);
   return out;
 }
 

@@ -20,6 +20,10 @@ inline constexpr size_t kQuotedBytes = 64;
 // characters, quotes, backslashes and bytes that are not UTF-8 written as C escapes.
 std::string Quoted(absl::string_view value);
 
+// `text` whole, safe to print to a terminal: control characters (but newlines when
+// `keep_newlines`), backslashes and bytes that are not UTF-8 written as C escapes.
+std::string Escaped(absl::string_view text, bool keep_newlines);
+
 // One field of a request and its bound.
 struct TextBound {
   absl::string_view field;

@@ -36,6 +36,14 @@ TEST(QuotedTest, NeverSplitsACharacter) {
                                std::to_string(emoji.size()) + " bytes)");
 }
 
+TEST(EscapedTest, KeepsTextWholeAndEscapesWhatATerminalWouldObey) {
+  EXPECT_EQ(Escaped("it's fine", false), "it's fine");
+  EXPECT_EQ(Escaped("red \x1b[31m\\ \xff end", false), "red \\x1b[31m\\\\ \\xff end");
+  EXPECT_EQ(Escaped("two\nlines\r", true), "two\nlines\\r");
+  EXPECT_EQ(Escaped("two\nlines", false), "two\\nlines");
+  EXPECT_EQ(Escaped(std::string(100, 'a'), false), std::string(100, 'a'));
+}
+
 TEST(CheckMaxBytesTest, NamesTheFirstFieldOverItsBound) {
   EXPECT_TRUE(CheckMaxBytes({{"id", "abc", 3}, {"project", "", 64}}).ok());
   const std::string huge(1 << 20, 'x');

@@ -972,10 +972,12 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertNotIn("jane.doe", allowed.stdout)
         # The text shows the mapping asked for, and a denial's reason once.
         mapped = policyctl("decide", "--model=gpt-4o", "--residency=eu", "--return_mapping",
-                           "--message=Mail jane.doe@example.com the refund",
+                           "--message=Mail jane.doe@example.com the refund\x1b[2J",
                            api_key=key["secret"])
         self.assertEqual(mapped.returncode, 0, mapped.stderr)
-        self.assertIn("  user: Mail <EMAIL_ADDRESS_1> the refund\n", mapped.stdout)
+        # What the prompt holds cannot drive the operator's terminal.
+        self.assertIn("  user: Mail <EMAIL_ADDRESS_1> the refund\\x1b[2J\n", mapped.stdout)
+        self.assertNotIn("\x1b", mapped.stdout)
         self.assertIn("  <EMAIL_ADDRESS_1> = jane.doe@example.com\n", mapped.stdout)
         apac = policyctl("decide", "--model=gpt-4o", "--residency=apac", "--message=hi",
                          api_key=key["secret"])

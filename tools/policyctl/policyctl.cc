@@ -60,6 +60,7 @@
 #include "common/ids/api_key_prefix.h"
 #include "common/log/log.h"
 #include "common/proto/well_known.h"
+#include "common/text/caller_text.h"
 #include "common/text/utf8.h"
 #include "common/tls/tls_options.h"
 #include "google/protobuf/struct.pb.h"
@@ -602,10 +603,12 @@ int Decide(const Invocation& in) {
                 response.endpoint().region().c_str(), response.audit_id().c_str(),
                 response.request_id().c_str());
     for (const auto& message : response.messages()) {
-      std::printf("  %s: %s\n", message.role().c_str(), message.content().c_str());
+      std::printf("  %s: %s\n", Escaped(message.role(), false).c_str(),
+                  Escaped(message.content(), /*keep_newlines=*/true).c_str());
     }
     for (const auto& entry : response.mapping()) {
-      std::printf("  %s = %s\n", entry.placeholder().c_str(), entry.value().c_str());
+      std::printf("  %s = %s\n", Escaped(entry.placeholder(), false).c_str(),
+                  Escaped(entry.value(), false).c_str());
     }
   } else {
     std::string retry;
