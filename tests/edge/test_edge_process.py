@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -2306,6 +2307,55 @@ class EdgeProcessTest(unittest.TestCase):
             key_id="key_" + leaked[len("psk_proj_"):][:17], reason="leaked"), timeout=10)
         err = pt.call_error(report, leaked, decided)
         self.assertEqual(err.code(), C.UNAUTHENTICATED, err.details())
+
+    def test_the_docs_backend_example_chats_restores_and_reports(self):
+        """docs/edge.md's Python example, run as written: two turns of a chat through the
+        edge with a model answering in chunks that cut a placeholder, each turn's usage
+        reported; a failed model call reported as such; a DENY raised."""
+        doc = (pt.REPO_ROOT / "docs" / "edge.md").read_text()
+        blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+        self.assertEqual(len(blocks), 1)
+        example = {"__name__": "edge_example"}
+        exec(blocks[0], example)  # noqa: S102 - the documentation's own code
+        ask = example["ask"]
+        calls = []
+
+        def call_llm(endpoint, headers, messages):
+            calls.append((headers, [m.content for m in messages]))
+            placeholder = re.search(rb"<EMAIL_ADDRESS_[0-9]+>", messages[0].content).group(0)
+            return 200, [b"Writing to " + placeholder[:7], placeholder[7:] + b" now."], 42
+
+        key = self.key_for_this_test("bob", "support-eu", keys_pb2.ENVIRONMENT_PRODUCTION)
+        conversation = [("user", b"Mail jane.doe@example.com about her refund.")]
+        answer = ask(edge(), key.encode(), conversation, call_llm)
+        self.assertEqual(answer, b"Writing to jane.doe@example.com now.")
+        conversation += [("assistant", answer), ("user", b"Now draft the mail.")]
+        self.assertEqual(ask(edge(), key.encode(), conversation, call_llm), answer)
+        self.assertEqual([len(contents) for _, contents in calls], [1, 3])
+        audit = audit_pb2_grpc.AuditServiceStub(P["audit"].channel)
+
+        def usage_of(headers):
+            return audit.GetEntry(audit_pb2.GetEntryRequest(
+                ledger=audit_pb2.LedgerRef(project="support-eu", environment="production"),
+                request_id="usage:" + headers["x-policy-request-id"]), timeout=10).entry
+
+        for headers, contents in calls:
+            # The model never saw the address; each call carried its decision's audit id.
+            self.assertFalse(any(b"jane.doe" in c for c in contents), contents)
+            self.assertTrue(headers["x-policy-audit-id"].startswith("support-eu/production/"))
+            usage = usage_of(headers)
+            self.assertEqual((usage.action, usage.tokens, usage.outcome),
+                             (audit_pb2.ACTION_API_CALL, 42, audit_pb2.OUTCOME_SUCCESS))
+
+        def timed_out(endpoint, headers, messages):
+            calls.append((headers, []))
+            raise TimeoutError("the provider did not answer")
+
+        with self.assertRaises(TimeoutError):
+            ask(edge(), key.encode(), conversation, timed_out)
+        self.assertEqual(usage_of(calls[-1][0]).outcome, audit_pb2.OUTCOME_ERROR)
+        with self.assertRaisesRegex(PermissionError, "^PII_BLOCKED: "):
+            ask(edge(), key.encode(), [("user", b"Is AKIAIOSFODNN7EXAMPLE valid?")], call_llm)
 
     def test_zz_a_stopped_or_killed_dependency_fails_closed_and_recovers(self):
         # Stopped (no answer at all): the caller's deadline holds, no ALLOW.
