@@ -9,18 +9,36 @@
 namespace policy {
 namespace {
 
-// Appends `text` to `out`, with control characters (but a newline when `keep_newlines`),
+// The length of the character at the start of valid UTF-8 `text` that a terminal would obey
+// rather than show (C1 controls, bidirectional overrides and isolates), or 0.
+size_t CommandAt(absl::string_view text) {
+  const auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
+  if (byte(0) == 0xc2 && text.size() >= 2 && byte(1) >= 0x80 && byte(1) <= 0x9f) return 2;
+  if (byte(0) == 0xe2 && text.size() >= 3 &&
+      ((byte(1) == 0x80 && byte(2) >= 0xaa && byte(2) <= 0xae) ||
+       (byte(1) == 0x81 && byte(2) >= 0xa6 && byte(2) <= 0xa9))) {
+    return 3;
+  }
+  return 0;
+}
+
+// Appends `text` to `out`, with control characters (C0 and C1), bidirectional overrides,
 // backslashes, single quotes when `quotes`, and bytes that are not UTF-8 as C escapes.
-void AppendEscaped(absl::string_view text, bool quotes, bool keep_newlines, std::string* out) {
+void AppendEscaped(absl::string_view text, bool quotes, std::string* out) {
   while (!text.empty()) {
     const size_t bad = FindInvalidUtf8(text);
-    for (char c : text.substr(0, bad)) {
+    absl::string_view valid = text.substr(0, bad);
+    while (!valid.empty()) {
+      const char c = valid[0];
       const auto u = static_cast<unsigned char>(c);
-      if (((u < 0x20 || u == 0x7f) && !(keep_newlines && c == '\n')) || (quotes && c == '\'') ||
-          c == '\\') {
-        absl::StrAppend(out, absl::CHexEscape(absl::string_view(&c, 1)));
+      size_t escaped = u < 0x20 || u == 0x7f || (quotes && c == '\'') || c == '\\' ? 1 : 0;
+      if (escaped == 0) escaped = CommandAt(valid);
+      if (escaped > 0) {
+        absl::StrAppend(out, absl::CHexEscape(valid.substr(0, escaped)));
+        valid.remove_prefix(escaped);
       } else {
         out->push_back(c);
+        valid.remove_prefix(1);
       }
     }
     if (bad == absl::string_view::npos) break;
@@ -48,7 +66,7 @@ std::string Quoted(absl::string_view value) {
   }
   absl::string_view shown = value.substr(0, cut);
   std::string out = "'";
-  AppendEscaped(shown, /*quotes=*/true, /*keep_newlines=*/false, &out);
+  AppendEscaped(shown, /*quotes=*/true, &out);
   if (cut < value.size()) {
     absl::StrAppend(&out, "\xe2\x80\xa6' (", value.size(), " bytes)");  // "…"
   } else {
@@ -57,9 +75,9 @@ std::string Quoted(absl::string_view value) {
   return out;
 }
 
-std::string Escaped(absl::string_view text, bool keep_newlines) {
+std::string Escaped(absl::string_view text) {
   std::string out;
-  AppendEscaped(text, /*quotes=*/false, keep_newlines, &out);
+  AppendEscaped(text, /*quotes=*/false, &out);
   return out;
 }
 

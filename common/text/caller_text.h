@@ -16,13 +16,14 @@ namespace policy {
 inline constexpr size_t kQuotedBytes = 64;
 
 // `value` in single quotes for a status or log message: at most its first kQuotedBytes
-// bytes (cut at a character boundary), followed by "… (N bytes)" when cut; control
-// characters, quotes, backslashes and bytes that are not UTF-8 written as C escapes.
+// bytes (cut at a character boundary), followed by "… (N bytes)" when cut; what Escaped
+// escapes, and single quotes, written as C escapes.
 std::string Quoted(absl::string_view value);
 
-// `text` whole, safe to print to a terminal: control characters (but newlines when
-// `keep_newlines`), backslashes and bytes that are not UTF-8 written as C escapes.
-std::string Escaped(absl::string_view text, bool keep_newlines);
+// `text` whole on one line, safe to print to a terminal: control characters (C0, newlines
+// included, and C1), bidirectional overrides, backslashes and bytes that are not UTF-8
+// written as C escapes.
+std::string Escaped(absl::string_view text);
 
 // One field of a request and its bound.
 struct TextBound {

@@ -37,11 +37,16 @@ TEST(QuotedTest, NeverSplitsACharacter) {
 }
 
 TEST(EscapedTest, KeepsTextWholeAndEscapesWhatATerminalWouldObey) {
-  EXPECT_EQ(Escaped("it's fine", false), "it's fine");
-  EXPECT_EQ(Escaped("red \x1b[31m\\ \xff end", false), "red \\x1b[31m\\\\ \\xff end");
-  EXPECT_EQ(Escaped("two\nlines\r", true), "two\nlines\\r");
-  EXPECT_EQ(Escaped("two\nlines", false), "two\\nlines");
-  EXPECT_EQ(Escaped(std::string(100, 'a'), false), std::string(100, 'a'));
+  EXPECT_EQ(Escaped("it's fine"), "it's fine");
+  EXPECT_EQ(Escaped("red \x1b[31m\\ \xff end"), "red \\x1b[31m\\\\ \\xff end");
+  EXPECT_EQ(Escaped("two\nlines\r"), "two\\nlines\\r");
+  EXPECT_EQ(Escaped(std::string(100, 'a')), std::string(100, 'a'));
+  // C1's CSI, a right-to-left override and a first-strong isolate; other characters kept.
+  EXPECT_EQ(Escaped("a\xc2\x9b"
+                    "2Jb"),
+            "a\\xc2\\x9b2Jb");
+  EXPECT_EQ(Escaped("x\xe2\x80\xaey\xe2\x81\xa8z"), "x\\xe2\\x80\\xaey\\xe2\\x81\\xa8z");
+  EXPECT_EQ(Escaped("caf\xc3\xa9 \xe2\x82\xac \xc2\xa0"), "caf\xc3\xa9 \xe2\x82\xac \xc2\xa0");
 }
 
 TEST(CheckMaxBytesTest, NamesTheFirstFieldOverItsBound) {

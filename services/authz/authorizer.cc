@@ -116,14 +116,14 @@ absl::Status Authorizer::Evaluate(const AuthorizeRequest& request, bool may_bloc
   const absl::Time now = clock_->Now();
   result.org_version = view.state->version;
   ASSIGN_OR_RETURN(result.decision, Check(*view.snapshot, request.check, now));
-  if (result.decision.reason == DenyReason::kResidencyNotAllowed) {
-    result.residency = view.snapshot->FindProject(request.check.project)->data_policy.residency;
+  const Project* project = view.snapshot->FindProject(request.check.project);
+  if (project != nullptr && result.decision.action_kind == ActionKind::kApi) {
+    result.residency = project->data_policy.residency;
   }
   if (!result.decision.allowed) return absl::OkStatus();
   if (result.decision.action_kind != ActionKind::kApi) return absl::OkStatus();
-  if (const Project* project = view.snapshot->FindProject(request.check.project)) {
+  if (project != nullptr) {
     result.zero_data_retention = project->data_policy.zero_data_retention;
-    result.residency = project->data_policy.residency;
   }
 
   const Charges charges = ChargesFor(*view.snapshot, request.check, 1, request.estimated_tokens);

@@ -35,9 +35,8 @@ struct Authorization {
   int64_t org_version = 0;
   // An allowed API action in a project whose data policy requires zero data retention.
   bool zero_data_retention = false;
-  // An allowed API action, or one denied for its residency: where the project's data policy
-  // keeps its calls.
-  Residency residency = Residency::kGlobal;
+  // An API action in a project that exists: where the project's data policy keeps its calls.
+  std::optional<Residency> residency;
 };
 
 // What a request used, reported after the LLM call.

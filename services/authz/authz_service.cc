@@ -124,8 +124,8 @@ AuthzService::AuthzService(Authorizer* authorizer, OrgAdmin* admin, const OrgCac
   for (DenyReason r :
        {DenyReason::kUnknownPrincipal, DenyReason::kPrincipalRemoved, DenyReason::kProjectNotFound,
         DenyReason::kProjectArchived, DenyReason::kPermissionDenied, DenyReason::kGrantExpired,
-        DenyReason::kIpNotAllowed, DenyReason::kModelNotAllowed, DenyReason::kKeyHolderNotAllowed,
-        DenyReason::kRateLimited}) {
+        DenyReason::kIpNotAllowed, DenyReason::kModelNotAllowed, DenyReason::kResidencyNotAllowed,
+        DenyReason::kKeyHolderNotAllowed, DenyReason::kRateLimited}) {
     const std::string name(DenyReasonName(r));
     denied_[name] = &family.Add({{"verdict", "deny"}, {"reason", name}});
   }
@@ -248,7 +248,9 @@ grpc::ServerUnaryReactor* AuthzService::UpdateProject(grpc::CallbackServerContex
     if (project.ok()) {
       project = admin_->UpdateProject(
           request->actor().member_id(), *project,
-          /*key_holders_given=*/request->project().key_holders() != v1::KEY_HOLDERS_UNSPECIFIED,
+          {.key_holders = request->project().key_holders() == v1::KEY_HOLDERS_UNSPECIFIED,
+           .residency =
+               request->project().data_policy().residency() == region::v1::RESIDENCY_UNSPECIFIED},
           expected);
     }
     return Reply(project, [&](const Project& value) { ToProto(value, response); });

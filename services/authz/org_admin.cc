@@ -220,7 +220,7 @@ absl::StatusOr<Project> OrgAdmin::CreateProject(absl::string_view actor, Project
 }
 
 absl::StatusOr<Project> OrgAdmin::UpdateProject(absl::string_view actor, Project project,
-                                                bool key_holders_given,
+                                                UnstatedSettings unstated,
                                                 const std::optional<Project>& expected) {
   RETURN_IF_ERROR(Authorize(actor, "project.update", project.id));
   ASSIGN_OR_RETURN(OrgView view, cache_->Current());
@@ -236,7 +236,10 @@ absl::StatusOr<Project> OrgAdmin::UpdateProject(absl::string_view actor, Project
                          return absl::AbortedError("the project's limits changed meanwhile; retry");
                        }
                        project.archived = p->archived;
-                       if (!key_holders_given) project.key_holders = p->key_holders;
+                       if (unstated.key_holders) project.key_holders = p->key_holders;
+                       if (unstated.residency) {
+                         project.data_policy.residency = p->data_policy.residency;
+                       }
                        // Neither what the caller read nor what it asks for (a retry): another
                        // change came in between, which writing this would undo.
                        if (expected.has_value()) {

@@ -38,6 +38,13 @@ struct IdpSyncResult {
   int64_t org_version = 0;
 };
 
+// The settings of a project an update leaves as they are: those its caller did not state
+// (fields of the wire's that a client may not know).
+struct UnstatedSettings {
+  bool key_holders = false;
+  bool residency = false;
+};
+
 // Administration of the organisation: who may do what, then one atomic store mutation.
 //
 // `actor` is the acting member's id. The actor's permission is decided by the rules of
@@ -60,13 +67,12 @@ class OrgAdmin {
                          absl::string_view project = "") const;
 
   absl::StatusOr<Project> CreateProject(absl::string_view actor, Project project);
-  // Replaces the project's settings but `archived`; without `key_holders_given`, its key
-  // holders stay as they were. FAILED_PRECONDITION naming `environment` when `project` names
-  // another environment than the project's (ApplyMutation), and naming `expected` when that
-  // is given (what the caller read) and the stored project is neither it nor `project`: a
-  // read-modify-write does not undo a change made in between.
+  // Replaces the project's settings but `archived` and those `unstated`. FAILED_PRECONDITION naming
+  // `environment` when `project` names another environment than the project's (ApplyMutation), and
+  // naming `expected` when that is given (what the caller read) and the stored project is neither
+  // it nor `project`: a read-modify-write does not undo a change made in between.
   absl::StatusOr<Project> UpdateProject(absl::string_view actor, Project project,
-                                        bool key_holders_given = true,
+                                        UnstatedSettings unstated = {},
                                         const std::optional<Project>& expected = std::nullopt);
   absl::StatusOr<Project> ArchiveProject(absl::string_view actor, absl::string_view id);
 

@@ -159,16 +159,36 @@ TEST_F(OrgAdminTest, AnUpdateFromWhatWasReadDoesNotUndoAChangeMadeMeanwhile) {
   ASSERT_TRUE(admin().UpdateProject("adam", zdr).ok());
   Project renamed = read;
   renamed.name = "Shared v2";
-  const absl::Status refused = admin().UpdateProject("adam", renamed, true, read).status();
+  const absl::Status refused = admin().UpdateProject("adam", renamed, {}, read).status();
   EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.message(), HasSubstr("expected: project 'shared' changed since it was read"));
   EXPECT_TRUE(store_->Load().value()->FindProject("shared")->data_policy.zero_data_retention);
   // From what is stored now it goes through, and its retry (stored = what it asks) too.
   Project from_now = zdr;
   from_now.name = "Shared v2";
-  ASSERT_TRUE(admin().UpdateProject("adam", from_now, true, zdr).ok());
-  EXPECT_TRUE(admin().UpdateProject("adam", from_now, true, zdr).ok());
+  ASSERT_TRUE(admin().UpdateProject("adam", from_now, {}, zdr).ok());
+  EXPECT_TRUE(admin().UpdateProject("adam", from_now, {}, zdr).ok());
   EXPECT_EQ(store_->Load().value()->FindProject("shared")->name, "Shared v2");
+}
+
+TEST_F(OrgAdminTest, AnUpdateKeepsTheSettingsItDoesNotState) {
+  Project eu = MakeProject("kept");
+  eu.data_policy.residency = Residency::kEu;
+  eu.key_holders = KeyHolders::kServiceAccounts;
+  ASSERT_TRUE(admin().CreateProject("adam", eu).ok());
+  Project renamed = MakeProject("kept");  // Global, members: what a client unaware of both sends.
+  renamed.name = "Kept v2";
+  absl::StatusOr<Project> kept =
+      admin().UpdateProject("adam", renamed, {.key_holders = true, .residency = true});
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(kept->name, "Kept v2");
+  EXPECT_EQ(kept->data_policy.residency, Residency::kEu);
+  EXPECT_EQ(kept->key_holders, KeyHolders::kServiceAccounts);
+  // Stated, they change.
+  absl::StatusOr<Project> anywhere = admin().UpdateProject("adam", renamed);
+  ASSERT_TRUE(anywhere.ok()) << anywhere.status();
+  EXPECT_EQ(anywhere->data_policy.residency, Residency::kGlobal);
+  EXPECT_EQ(anywhere->key_holders, KeyHolders::kMembers);
 }
 
 TEST_F(OrgAdminTest, AnArchivedProjectsIdIsNeverUsedAgainAndTheRefusalSaysSo) {

@@ -105,9 +105,7 @@ void ToProto(const Authorization& a, pb::CheckResponse* out) {
   }
   out->set_org_version(a.org_version);
   out->set_zero_data_retention(a.zero_data_retention);
-  if (a.decision.action_kind == ActionKind::kApi) {
-    out->set_residency(ResidencyToProto(a.residency));
-  }
+  if (a.residency.has_value()) out->set_residency(ResidencyToProto(*a.residency));
 }
 
 absl::StatusOr<Project> FromProto(const pb::Project& in) {

@@ -110,8 +110,8 @@ class Flow {
   // VerifyKey answer about `secret`, obtained by the caller under the same deadline), keys is
   // not asked again: OnKey follows at once with key_ = `verified`.
   //
-  // `for_usage_report`: a key that ran out in its own course in the last day verifies too
-  // (keys' VerifyKeyRequest.for_usage_report).
+  // `for_usage_report`: a key that expired in the last day verifies too (keys'
+  // VerifyKeyRequest.for_usage_report).
   void VerifyKey(const std::string& secret, const keys::v1::VerifyKeyResponse* verified,
                  bool for_usage_report) {
     if (verified != nullptr) {
@@ -562,8 +562,8 @@ class ReportUsageFlow final : public Flow {
     if (absl::Status s = ValidateReportUsageRequest(*request_); !s.ok()) {
       return Finish(EdgeStatus(s));
     }
-    // A call decided before its key's rotation overlap ended, or before it expired, may
-    // finish after: its usage is still reported with that key.
+    // A call decided before its key expired may finish after: its usage is still reported
+    // with that key. (After a rotation, the successor reports for the key it replaced.)
     VerifyKey(request_->api_key(), /*verified=*/nullptr, /*for_usage_report=*/true);
   }
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "common/residency/residency_proto.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status.h"
 #include "common/text/caller_text.h"
@@ -109,18 +110,15 @@ const std::string* Header(const auth::AttributeContext::HttpRequest& http, const
 
 absl::Status ReadResidency(absl::string_view value, v1::DecideRequest* out) {
   const std::string name = absl::AsciiStrToLower(absl::StripAsciiWhitespace(value));
-  if (name == "eu") {
-    out->set_residency(region::v1::RESIDENCY_EU);
-  } else if (name == "us") {
-    out->set_residency(region::v1::RESIDENCY_US);
-  } else if (name == "apac") {
-    out->set_residency(region::v1::RESIDENCY_APAC);
-  } else if (name == "global" || name.empty()) {
-    out->set_residency(region::v1::RESIDENCY_UNSPECIFIED);
-  } else {
+  const std::optional<Residency> residency =
+      name.empty() ? Residency::kGlobal : ParseResidency(name);
+  if (!residency.has_value()) {
     return absl::InvalidArgumentError(
         absl::StrCat("x-policy-residency: ", Quoted(name), " is not one of eu, us, apac, global"));
   }
+  // global: none required.
+  out->set_residency(*residency == Residency::kGlobal ? region::v1::RESIDENCY_UNSPECIFIED
+                                                      : ResidencyToProto(*residency));
   return absl::OkStatus();
 }
 

@@ -56,27 +56,6 @@ KeyState StateAt(const KeyRecord& key, absl::Time now) {
   return key.state;
 }
 
-std::optional<absl::Time> RanOutAt(const KeyRecord& key, absl::Time now) {
-  switch (StateAt(key, now)) {
-    case KeyState::kActive:
-    case KeyState::kRotating:
-      return std::nullopt;
-    case KeyState::kExpired:
-      return key.expires_at;
-    case KeyState::kRevoked:
-      break;
-  }
-  if (!key.overlap_ends_at.has_value()) return std::nullopt;
-  // Past its overlap and not yet swept, or revoked by the sweep (never earlier than the
-  // overlap's end, which a revocation by hand during the overlap is).
-  const bool overlap_ended =
-      key.state == KeyState::kRotating ||
-      (key.revocation_reason == kReasonOverlapEnded && key.revoked_at.has_value() &&
-       *key.revoked_at >= *key.overlap_ends_at);
-  if (!overlap_ended) return std::nullopt;
-  return *key.overlap_ends_at;
-}
-
 absl::string_view KindName(KeyKind kind) { return NameOf(kKinds, kind); }
 absl::string_view PrincipalTypeName(PrincipalType type) { return NameOf(kPrincipalTypes, type); }
 absl::string_view EnvironmentName(Environment e) { return NameOf(kEnvironments, e); }

@@ -64,14 +64,8 @@ absl::StatusOr<KeyState> ParseState(absl::string_view name);
 // Revocation reasons written by the service itself.
 inline constexpr absl::string_view kReasonOverlapEnded = "rotation overlap ended";
 
-// When `key` stopped verifying in its own course: at its expiry, or at the end of its
-// rotation's overlap (whether or not a sweep has revoked it since). nullopt while it still
-// verifies at `now`, and for a key someone revoked: a revocation may answer a leak, so nothing
-// presented with the key counts after it.
-std::optional<absl::Time> RanOutAt(const KeyRecord& key, absl::Time now);
-
-// How long after it ran out (RanOutAt) a key still verifies for reporting the usage of calls
-// decided while it was valid (VerifyKeyRequest.for_usage_report).
+// How long after its expiry a key still verifies for reporting the usage of calls decided
+// while it was valid (VerifyKeyRequest.for_usage_report).
 inline constexpr absl::Duration kUsageReportGrace = absl::Hours(24);
 
 }  // namespace policy::keys

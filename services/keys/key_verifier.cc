@@ -63,7 +63,7 @@ bool KeyVerifier::InSyncAt(absl::Time now) const {
 }
 
 absl::StatusOr<VerifiedKey> KeyVerifier::Verify(absl::string_view secret,
-                                                absl::Duration ran_out_grace) const {
+                                                absl::Duration expired_grace) const {
   absl::StatusOr<ParsedSecret> parsed = ParseSecret(secret);
   if (!parsed.ok()) return WithReason(parsed.status(), kReasonMalformed);
   const absl::Time now = clock_->Now();
@@ -95,11 +95,8 @@ absl::StatusOr<VerifiedKey> KeyVerifier::Verify(absl::string_view secret,
   if (!matches) return NotValid(kReasonSecretMismatch);
   if (key->kind != parsed->kind) return NotValid(kReasonKindMismatch);
   const KeyState state = StateAt(*key, now);
-  if (state == KeyState::kRevoked || state == KeyState::kExpired) {
-    const std::optional<absl::Time> ran_out = RanOutAt(*key, now);
-    if (ran_out.has_value() && now - *ran_out < ran_out_grace) {
-      return VerifiedKey{std::move(key), state};
-    }
+  if (state == KeyState::kExpired && now - key->expires_at < expired_grace) {
+    return VerifiedKey{std::move(key), state};
   }
   if (state == KeyState::kRevoked) return NotValid(kReasonRevoked);
   if (state == KeyState::kExpired) return NotValid(kReasonExpired);

@@ -34,8 +34,8 @@ inline constexpr absl::string_view kReasonStale = "KEY_CACHE_STALE";
 
 struct VerifiedKey {
   std::shared_ptr<const KeyRecord> key;
-  // kActive or kRotating; kRevoked or kExpired only for a key that ran out within the grace
-  // Verify was given.
+  // kActive or kRotating; kExpired only for a key that expired within the grace Verify was
+  // given.
   KeyState state;
 };
 
@@ -57,10 +57,11 @@ class KeyVerifier : public KeyStoreObserver {
   //    revoked and expired keys alike, each decided after the secret was hashed and
   //    compared, with the reason attached for trusted callers;
   //  - UNAVAILABLE (KEY_CACHE_STALE) while the copy is staler than its bound.
-  // With a `ran_out_grace`, a key that ran out in its own course (RanOutAt) less than that
-  // long ago verifies too, in its state then (kExpired or kRevoked); never one someone revoked.
+  // With an `expired_grace`, a key that expired less than that long ago verifies too, as
+  // kExpired; a revoked key never does (the end of a rotation's overlap included: the
+  // successor speaks for the key from then on).
   absl::StatusOr<VerifiedKey> Verify(absl::string_view secret,
-                                     absl::Duration ran_out_grace = absl::ZeroDuration()) const;
+                                     absl::Duration expired_grace = absl::ZeroDuration()) const;
 
   // True while the copy is within its staleness bound (readiness).
   bool InSync() const;

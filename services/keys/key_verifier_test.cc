@@ -165,42 +165,32 @@ TEST_F(KeyVerifierTest, RotationOverlapThenOldKeyStops) {
   EXPECT_TRUE(verifier_.Verify(rotated->new_key.secret).ok());
 }
 
-TEST_F(KeyVerifierTest, AKeyThatRanOutInItsOwnCourseVerifiesWithinAGraceOnly) {
+TEST_F(KeyVerifierTest, AnExpiredKeyVerifiesWithinAGraceARevokedOneNever) {
   const absl::Duration grace = kUsageReportGrace;
   IssuedKey expiring = Create(absl::Hours(1));
+  IssuedKey expired_then_revoked = Create(absl::Hours(1));
   IssuedKey rotated_out = Create(absl::Hours(24 * 30));
   ASSERT_TRUE(lifecycle_.Rotate({"", rotated_out.key.key_id, absl::Hours(1), std::nullopt}).ok());
   IssuedKey revoked = Create(absl::Hours(24 * 30));
   ASSERT_TRUE(lifecycle_.Revoke(revoked.key.key_id, "leaked").ok());
-  // A key revoked during its overlap was revoked by someone, however it had been rotating.
-  IssuedKey revoked_rotating = Create(absl::Hours(24 * 30));
-  ASSERT_TRUE(
-      lifecycle_.Rotate({"", revoked_rotating.key.key_id, absl::Hours(1), std::nullopt}).ok());
-  ASSERT_TRUE(
-      lifecycle_.Revoke(revoked_rotating.key.key_id, std::string(kReasonOverlapEnded)).ok());
   clock_.Advance(absl::Hours(1) + absl::Minutes(1));
+  ASSERT_TRUE(lifecycle_.Revoke(expired_then_revoked.key.key_id, "leaked").ok());
 
   absl::StatusOr<VerifiedKey> expired = verifier_.Verify(expiring.secret, grace);
   ASSERT_TRUE(expired.ok()) << expired.status();
   EXPECT_EQ(expired->state, KeyState::kExpired);
-  // Past its overlap, before and after the sweep revokes it.
-  absl::StatusOr<VerifiedKey> ended = verifier_.Verify(rotated_out.secret, grace);
-  ASSERT_TRUE(ended.ok()) << ended.status();
-  EXPECT_EQ(ended->state, KeyState::kRevoked);
-  ASSERT_TRUE(lifecycle_.Sweep().ok());
-  EXPECT_TRUE(verifier_.Verify(rotated_out.secret, grace).ok());
-  EXPECT_EQ(FailureReason(revoked.secret), "KEY_REVOKED");
-  for (const IssuedKey* key : {&revoked, &revoked_rotating}) {
-    absl::StatusOr<VerifiedKey> refused = verifier_.Verify(key->secret, grace);
-    ASSERT_FALSE(refused.ok());
-    EXPECT_EQ(ReasonOf(refused.status()), "KEY_REVOKED");
+  EXPECT_EQ(FailureReason(expiring.secret), "KEY_EXPIRED");  // Without the grace.
+  // Revoked, by hand or by its rotation's end (before and after the sweep): never.
+  for (const IssuedKey* key : {&revoked, &expired_then_revoked, &rotated_out}) {
+    EXPECT_EQ(ReasonOf(verifier_.Verify(key->secret, grace).status()), "KEY_REVOKED");
   }
-  // Without a grace, and once the grace is over, neither verifies.
-  EXPECT_EQ(FailureReason(expiring.secret), "KEY_EXPIRED");
-  EXPECT_EQ(FailureReason(rotated_out.secret), "KEY_REVOKED");
-  clock_.Advance(grace);
-  EXPECT_EQ(ReasonOf(verifier_.Verify(expiring.secret, grace).status()), "KEY_EXPIRED");
+  ASSERT_TRUE(lifecycle_.Sweep().ok());
   EXPECT_EQ(ReasonOf(verifier_.Verify(rotated_out.secret, grace).status()), "KEY_REVOKED");
+  // The grace runs from the expiry.
+  clock_.Advance(grace - absl::Minutes(2));
+  EXPECT_TRUE(verifier_.Verify(expiring.secret, grace).ok());
+  clock_.Advance(absl::Minutes(1));
+  EXPECT_EQ(ReasonOf(verifier_.Verify(expiring.secret, grace).status()), "KEY_EXPIRED");
 }
 
 TEST_F(KeyVerifierTest, StaleCacheFailsClosed) {

@@ -170,6 +170,13 @@ class EdgeProcessTest(unittest.TestCase):
             ledger=audit_pb2.LedgerRef(project=project, environment=environment),
             page_size=1000, requested_by="e2e-auditor"), timeout=10).entries
 
+    def usage_entry(self, request_id, project="support-eu", environment="production"):
+        """The ledger entry of the usage reported for the decision under `request_id`."""
+        audit = audit_pb2_grpc.AuditServiceStub(P["audit"].channel)
+        return audit.GetEntry(audit_pb2.GetEntryRequest(
+            ledger=audit_pb2.LedgerRef(project=project, environment=environment),
+            request_id="usage:" + request_id), timeout=10).entry
+
     def ledger_entry(self, request_id, project="support-eu", environment="production"):
         """The ledger entry of the decision made under `request_id`."""
         found = [e for e in self.ledger_entries(project, environment)
@@ -973,11 +980,11 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertNotIn("jane.doe", allowed.stdout)
         # The text shows the mapping asked for, and a denial's reason once.
         mapped = policyctl("decide", "--model=gpt-4o", "--residency=eu", "--return_mapping",
-                           "--message=Mail jane.doe@example.com the refund\x1b[2J",
+                           "--message=Mail jane.doe@example.com the refund\x1b[2J\nnow",
                            api_key=key["secret"])
         self.assertEqual(mapped.returncode, 0, mapped.stderr)
-        # What the prompt holds cannot drive the operator's terminal.
-        self.assertIn("  user: Mail <EMAIL_ADDRESS_1> the refund\\x1b[2J\n", mapped.stdout)
+        # What the prompt holds cannot drive the operator's terminal, nor add lines.
+        self.assertIn("  user: Mail <EMAIL_ADDRESS_1> the refund\\x1b[2J\\nnow\n", mapped.stdout)
         self.assertNotIn("\x1b", mapped.stdout)
         self.assertIn("  <EMAIL_ADDRESS_1> = jane.doe@example.com\n", mapped.stdout)
         apac = policyctl("decide", "--model=gpt-4o", "--residency=apac", "--message=hi",
@@ -2272,10 +2279,10 @@ class EdgeProcessTest(unittest.TestCase):
             model="gpt-4o", actual_tokens=0, outcome=E.UPSTREAM_OUTCOME_ERROR), timeout=10)
         self.assertEqual(err.code(), C.PERMISSION_DENIED, err.details())
 
-    def test_a_call_outliving_its_keys_rotation_still_reports_its_usage(self):
-        """A call decided before its key's rotation overlap ended finishes after it: its usage
-        is still taken with that key, which decides nothing more. A key someone revoked
-        reports nothing."""
+    def test_a_call_outliving_its_key_still_reports_its_usage(self):
+        """A call decided before its key expired finishes after: its usage is still taken
+        with that key, which decides nothing more. Past a rotation's overlap the successor
+        reports for the old key; a revoked key reports nothing."""
         keys = keys_pb2_grpc.KeyServiceStub(P["keys"].channel)
 
         def report(secret, decided):
@@ -2283,6 +2290,18 @@ class EdgeProcessTest(unittest.TestCase):
                 api_key=secret.encode(), request_id=decided.request_id, model="gpt-4o",
                 actual_tokens=120, latency={"nanos": 200_000_000},
                 outcome=E.UPSTREAM_OUTCOME_SUCCESS, http_status=200), timeout=10)
+
+        short_lived = keys.CreateKey(keys_pb2.CreateKeyRequest(
+            request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
+            owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id="bob"),
+            project="support-eu", environment=keys_pb2.ENVIRONMENT_PRODUCTION,
+            scopes=["chat.completions"], ttl={"seconds": 2}), timeout=10).secret
+        decided = self.decide(key=short_lived)
+        self.assertEqual(decided.verdict, E.VERDICT_ALLOW, decided.message)
+        pt.wait_until(lambda: pt.call_code(self.decide, key=short_lived) == C.UNAUTHENTICATED,
+                      timeout=10, message="the key expires")
+        self.assertTrue(report(short_lived, decided).audit_id.startswith("support-eu/"))
+        self.assertEqual(self.usage_entry(decided.request_id).action, audit_pb2.ACTION_API_CALL)
 
         old = self.key_for_this_test("bob", "support-eu", keys_pb2.ENVIRONMENT_PRODUCTION)
         decided = self.decide(key=old)
@@ -2293,12 +2312,9 @@ class EdgeProcessTest(unittest.TestCase):
         self.addCleanup(keys.RevokeKey, keys_pb2.RevokeKeyRequest(
             key_id=rotated.new_key.key_id, reason="test over"), timeout=10)
         time.sleep(0.05)  # The overlap is over.
-        self.assertEqual(pt.call_code(self.decide, key=old), C.UNAUTHENTICATED)
-        usage = report(old, decided)
-        self.assertTrue(usage.audit_id.startswith("support-eu/production/"), usage)
-        recorded = [e.action for e in self.ledger_entries()
-                    if e.request_id == "usage:" + decided.request_id]
-        self.assertEqual(recorded, [audit_pb2.ACTION_API_CALL])
+        self.assertEqual(pt.call_code(report, old, decided), C.UNAUTHENTICATED)
+        report(rotated.secret, decided)
+        self.assertEqual(self.usage_entry(decided.request_id).action, audit_pb2.ACTION_API_CALL)
 
         leaked = self.key_for_this_test("bob", "support-eu", keys_pb2.ENVIRONMENT_PRODUCTION)
         decided = self.decide(key=leaked)
@@ -2332,12 +2348,9 @@ class EdgeProcessTest(unittest.TestCase):
         conversation += [("assistant", answer), ("user", b"Now draft the mail.")]
         self.assertEqual(ask(edge(), key.encode(), conversation, call_llm), answer)
         self.assertEqual([len(contents) for _, contents in calls], [1, 3])
-        audit = audit_pb2_grpc.AuditServiceStub(P["audit"].channel)
 
         def usage_of(headers):
-            return audit.GetEntry(audit_pb2.GetEntryRequest(
-                ledger=audit_pb2.LedgerRef(project="support-eu", environment="production"),
-                request_id="usage:" + headers["x-policy-request-id"]), timeout=10).entry
+            return self.usage_entry(headers["x-policy-request-id"])
 
         for headers, contents in calls:
             # The model never saw the address; each call carried its decision's audit id.

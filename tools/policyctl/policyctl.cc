@@ -60,6 +60,7 @@
 #include "common/ids/api_key_prefix.h"
 #include "common/log/log.h"
 #include "common/proto/well_known.h"
+#include "common/residency/residency_proto.h"
 #include "common/text/caller_text.h"
 #include "common/text/utf8.h"
 #include "common/tls/tls_options.h"
@@ -85,7 +86,8 @@ constexpr char kUsageText[] = R"(usage: policyctl [global flags] COMMAND [flags]
 
 commands:
   decide            try a request: --model, --message, [--system,
-                    --residency=eu|us|apac|global (global: any region), --source_ip,
+                    --residency=eu|us|apac|global (global: none of the request's own;
+                    the project's still holds), --source_ip,
                     --tokens (estimated: 256), --request_id, --return_mapping]
   keys create       --owner, [--owner_type=member|service_account, --kind=project|
                     service_account|admin (default: service_account for a service account),
@@ -525,21 +527,17 @@ int NeedAdminKey(const Global& g) {
 
 // "  residency eu" for a project whose calls must stay in a residency; "" for anywhere.
 std::string ResidencyText(region::v1::Residency r) {
-  if (r == region::v1::RESIDENCY_UNSPECIFIED || r == region::v1::RESIDENCY_GLOBAL) return "";
-  return absl::StrCat("  residency ", absl::AsciiStrToLower(absl::StripPrefix(
-                                          region::v1::Residency_Name(r), "RESIDENCY_")));
+  absl::StatusOr<Residency> residency = ResidencyFromProto(r, Residency::kGlobal, "residency");
+  if (!residency.ok() || *residency == Residency::kGlobal) return "";
+  return absl::StrCat("  residency ", ResidencyName(*residency));
 }
 
-// The residency `name` names, in any case: eu, us, apac or global (none required of a
-// request, none promised by an endpoint); false for anything else.
-bool ParseResidency(const std::string& name, region::v1::Residency* residency) {
-  region::v1::Residency parsed;
-  if (!region::v1::Residency_Parse(absl::StrCat("RESIDENCY_", absl::AsciiStrToUpper(name)),
-                                   &parsed) ||
-      parsed == region::v1::RESIDENCY_UNSPECIFIED) {
-    return false;
-  }
-  *residency = parsed;
+// The residency a --residency flag names, in any case: eu, us, apac or global (none
+// required of a request, none promised by an endpoint); false for anything else.
+bool ResidencyFlag(const std::string& name, region::v1::Residency* residency) {
+  const std::optional<Residency> parsed = ParseResidency(absl::AsciiStrToLower(name));
+  if (!parsed.has_value()) return false;
+  *residency = ResidencyToProto(*parsed);
   return true;
 }
 
@@ -548,19 +546,18 @@ int Decide(const Invocation& in) {
   std::string model, message, system, residency, source_ip, request_id;
   int64_t tokens = 256;
   bool return_mapping = false;
-  if (int rc = ParseFlags(in, g,
-                          [&](config::Parser& p) {
-                            p.AddString("model", &model, "the model");
-                            p.AddString("message", &message, "the user message");
-                            p.AddString("system", &system, "a system message before it");
-                            p.AddString("residency", &residency,
-                                        "eu, us, apac, global (any region) or empty (none)");
-                            p.AddString("source_ip", &source_ip, "the caller's address");
-                            p.AddInt("tokens", &tokens, "estimated tokens");
-                            p.AddString("request_id", &request_id, "the decision's request id");
-                            p.AddBool("return_mapping", &return_mapping,
-                                      "return the placeholder mapping");
-                          });
+  if (int rc = ParseFlags(
+          in, g,
+          [&](config::Parser& p) {
+            p.AddString("model", &model, "the model");
+            p.AddString("message", &message, "the user message");
+            p.AddString("system", &system, "a system message before it");
+            p.AddString("residency", &residency, "eu, us, apac, global or empty (none of its own)");
+            p.AddString("source_ip", &source_ip, "the caller's address");
+            p.AddInt("tokens", &tokens, "estimated tokens");
+            p.AddString("request_id", &request_id, "the decision's request id");
+            p.AddBool("return_mapping", &return_mapping, "return the placeholder mapping");
+          });
       rc != kOk) {
     return rc;
   }
@@ -587,7 +584,7 @@ int Decide(const Invocation& in) {
   m->set_content(message);
   if (!residency.empty()) {
     region::v1::Residency r;
-    if (!ParseResidency(residency, &r)) return Usage("--residency must be eu, us, apac or global");
+    if (!ResidencyFlag(residency, &r)) return Usage("--residency must be eu, us, apac or global");
     request.set_residency(r);
   }
   edge::v1::DecideResponse response;
@@ -603,12 +600,12 @@ int Decide(const Invocation& in) {
                 response.endpoint().region().c_str(), response.audit_id().c_str(),
                 response.request_id().c_str());
     for (const auto& message : response.messages()) {
-      std::printf("  %s: %s\n", Escaped(message.role(), false).c_str(),
-                  Escaped(message.content(), /*keep_newlines=*/true).c_str());
+      std::printf("  %s: %s\n", Escaped(message.role()).c_str(),
+                  Escaped(message.content()).c_str());
     }
     for (const auto& entry : response.mapping()) {
-      std::printf("  %s = %s\n", Escaped(entry.placeholder(), false).c_str(),
-                  Escaped(entry.value(), false).c_str());
+      std::printf("  %s = %s\n", Escaped(entry.placeholder()).c_str(),
+                  Escaped(entry.value()).c_str());
     }
   } else {
     std::string retry;
@@ -619,8 +616,8 @@ int Decide(const Invocation& in) {
                              absl::FormatDuration(absl::Ceil(*after, absl::Milliseconds(1))));
       }
     }
-    std::printf("DENY   %s: %s%s  audit %s\n", response.reason().c_str(),
-                response.message().c_str(), retry.c_str(), response.audit_id().c_str());
+    std::printf("DENY   %s: %s%s  audit %s\n", Escaped(response.reason()).c_str(),
+                Escaped(response.message()).c_str(), retry.c_str(), response.audit_id().c_str());
   }
   return allowed ? kOk : kRefused;
 }
@@ -1188,7 +1185,7 @@ int Endpoints(const Invocation& in) {
     e->set_id(id);
     e->set_region(region_name);
     region::v1::Residency r;
-    if (!ParseResidency(residency, &r)) return Usage("--residency must be eu, us, apac or global");
+    if (!ResidencyFlag(residency, &r)) return Usage("--residency must be eu, us, apac or global");
     e->set_residency(r);
     region::v1::Provider pr;
     if (!region::v1::Provider_Parse(absl::StrCat("PROVIDER_", absl::AsciiStrToUpper(provider)),
@@ -1233,7 +1230,7 @@ int Endpoints(const Invocation& in) {
     if (in.Given("region")) e->set_region(region_name);
     if (in.Given("residency")) {
       region::v1::Residency r;
-      if (!ParseResidency(residency, &r)) {
+      if (!ResidencyFlag(residency, &r)) {
         return Usage("--residency must be eu, us, apac or global");
       }
       e->set_residency(r);
@@ -1368,8 +1365,7 @@ int Projects(const Invocation& in) {
     }
     if (given("residency")) {
       region::v1::Residency r;
-      if (!ParseResidency(residency, &r))
-        return Usage("--residency must be eu, us, apac or global");
+      if (!ResidencyFlag(residency, &r)) return Usage("--residency must be eu, us, apac or global");
       p->mutable_data_policy()->set_residency(r);
     }
     if (key_holders == "service_accounts") {
