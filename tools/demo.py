@@ -688,6 +688,14 @@ def run_edge(edge_address, keys_address, region_address, admin_key_file=None):
           f"{summary.policy_violations} policy violations, "
           f"{summary.action_breakdown.get('decision_allow', 0)} allowed, "
           f"{summary.action_breakdown.get('decision_deny', 0)} denied")
+    expect(summary.allowed_by_residency.get("eu", 0) > 0, "no allowed call kept to the EU")
+
+    def counts(breakdown):
+        return ", ".join(f"{name} {count}" for name, count in sorted(breakdown.items()))
+
+    print(f"    allowed calls by region: {counts(summary.allowed_by_region)}; by residency: "
+          f"{counts(summary.allowed_by_residency)}")
+    print(f"    denials by reason: {counts(summary.denials_by_reason)}")
     channel.close()
 
 

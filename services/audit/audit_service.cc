@@ -402,6 +402,15 @@ grpc::ServerUnaryReactor* AuditService::GetComplianceSummary(
     response->set_total_entries(s->total_entries);
     response->set_total_tokens(s->total_tokens);
     response->set_policy_violations(s->policy_violations);
+    for (const auto& [region, count] : s->allowed_by_region) {
+      (*response->mutable_allowed_by_region())[region] = count;
+    }
+    for (const auto& [residency, count] : s->allowed_by_residency) {
+      (*response->mutable_allowed_by_residency())[residency] = count;
+    }
+    for (const auto& [reason, count] : s->denials_by_reason) {
+      (*response->mutable_denials_by_reason())[reason] = count;
+    }
     for (const auto& [action, count] : s->action_breakdown) {
       (*response->mutable_action_breakdown())[action] = count;
     }

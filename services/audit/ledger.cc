@@ -28,6 +28,12 @@ constexpr absl::string_view kForgetBindingKey = "request_binding";
 // Whether `e` records a refusal by policy: an explicit policy_violation, or a decision_deny
 // whose reason (metadata "reason", as the edge records it) is anything but RATE_LIMITED,
 // which is a quota running out rather than a request the policy forbids.
+// `e`'s metadata value `name`, or `absent`.
+std::string MetadataOr(const Entry& e, const char* name, absl::string_view absent) {
+  auto it = e.metadata.find(name);
+  return it == e.metadata.end() ? std::string(absent) : it->second;
+}
+
 bool IsPolicyViolation(const Entry& e) {
   if (e.action == Action::kPolicyViolation) return true;
   if (e.action != Action::kDecisionDeny) return false;
@@ -627,6 +633,12 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
       }
       if (IsPolicyViolation(e)) ++summary.policy_violations;
       ++summary.action_breakdown[std::string(ActionName(e.action))];
+      if (e.action == Action::kDecisionAllow) {
+        ++summary.allowed_by_region[MetadataOr(e, "region", "unknown")];
+        ++summary.allowed_by_residency[MetadataOr(e, "residency", "none")];
+      } else if (e.action == Action::kDecisionDeny) {
+        ++summary.denials_by_reason[MetadataOr(e, "reason", "unknown")];
+      }
       // An identifier sealed for nobody (no sealed form) is accounted for: nobody can open it.
       for (const SealedSubject* named : {&e.actor, &e.subject}) {
         if (!named->sealed.empty()) refs.insert(named->ref);

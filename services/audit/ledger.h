@@ -116,6 +116,11 @@ struct ComplianceSummary {
   // RATE_LIMITED (GetComplianceSummaryResponse.policy_violations).
   uint64_t policy_violations = 0;
   std::map<std::string, uint64_t> action_breakdown;
+  // decision_allow entries by metadata "region" and "residency" ("none" without one), and
+  // decision_deny entries by metadata "reason" (GetComplianceSummaryResponse).
+  std::map<std::string, uint64_t> allowed_by_region;
+  std::map<std::string, uint64_t> allowed_by_residency;
+  std::map<std::string, uint64_t> denials_by_reason;
   IntegrityReport integrity;
   // Pseudonyms the period's entries name with neither a subject key nor a subject_forgotten
   // record (GetComplianceSummaryResponse.unaccounted_subjects).

@@ -806,6 +806,31 @@ TEST_F(LedgerTest, SummaryCountsDeniesRefusedByPolicyAsViolations) {
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(s->policy_violations, 7u);
   EXPECT_EQ(s->action_breakdown.at("decision_deny"), 7u);
+  EXPECT_EQ(s->denials_by_reason.at("PII_BLOCKED"), 1u);
+  EXPECT_EQ(s->denials_by_reason.at("RATE_LIMITED"), 1u);
+  EXPECT_EQ(s->denials_by_reason.size(), 7u);
+}
+
+TEST_F(LedgerTest, SummarySaysWhereAllowedCallsWentAndWithinWhichResidency) {
+  auto allow = [&](const std::string& region, const std::string& residency) {
+    EntryInput in = Call("svc-a", 10);
+    in.action = Action::kDecisionAllow;
+    in.metadata = {{"key_id", "k1"}, {"endpoint", "ep-" + region}, {"region", region}};
+    if (!residency.empty()) in.metadata["residency"] = residency;
+    AppendOk(in);
+  };
+  allow("westeurope", "eu");
+  allow("westeurope", "eu");
+  allow("swedencentral", "eu");
+  allow("eastus", "");
+  AppendOk(Call("svc-a", 10));  // An api_call: no decision.
+  absl::StatusOr<ComplianceSummary> s =
+      ledger_.Summarize(kProd, std::nullopt, std::nullopt, "auditor@example.com");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->allowed_by_region, (std::map<std::string, uint64_t>{
+                                      {"eastus", 1}, {"swedencentral", 1}, {"westeurope", 2}}));
+  EXPECT_EQ(s->allowed_by_residency, (std::map<std::string, uint64_t>{{"eu", 3}, {"none", 1}}));
+  EXPECT_TRUE(s->denials_by_reason.empty());
 }
 
 TEST_F(LedgerTest, ReadsOfALedgerThatDoesNotExistCreateNothing) {

@@ -1038,7 +1038,15 @@ class EdgeProcessTest(unittest.TestCase):
         summary = policyctl("audit", "summary", "--project=support-eu",
                             "--environment=production", "--output=json")
         self.assertEqual(summary.returncode, 0, summary.stderr)
-        self.assertGreater(int(json.loads(summary.stdout)["action_breakdown"]["decision_allow"]), 0)
+        totals = json.loads(summary.stdout)
+        self.assertGreater(int(totals["action_breakdown"]["decision_allow"]), 0)
+        # Where the allowed calls went: every one of this EU project's within the EU.
+        self.assertEqual(set(totals["allowed_by_residency"]), {"eu"})
+        self.assertEqual(sum(map(int, totals["allowed_by_region"].values())),
+                         int(totals["action_breakdown"]["decision_allow"]))
+        self.assertTrue(set(totals["allowed_by_region"]) <= {"westeurope", "swedencentral"},
+                        totals["allowed_by_region"])
+        self.assertGreater(int(totals["denials_by_reason"]["MODEL_NOT_ALLOWED"]), 0)
         # A period: the text shows it with the unaccounted subjects; a period before the ledger
         # holds nothing; a time that is not RFC 3339 is a usage error.
         text = policyctl("audit", "summary", "--project=support-eu", "--environment=production",
@@ -1046,6 +1054,8 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(text.returncode, 0, text.stderr)
         self.assertRegex(text.stdout, r"^from 20\d\d-.* to 20\d\d-.*: \d+ entries, .* "
                                       r"0 unaccounted subjects, integrity valid\n")
+        self.assertRegex(text.stdout, r"\nallowed by residency: eu \d+\ndenials by reason: .*"
+                                      r"MODEL_NOT_ALLOWED \d+")
         past = ("--start=2000-01-01T00:00:00Z", "--end=2000-01-02T00:00:00.5+01:00")
         before = policyctl("audit", "summary", "--project=support-eu",
                            "--environment=production", *past, "--output=json")

@@ -1825,6 +1825,20 @@ int Audit(const Invocation& in) {
       for (const auto& [action, count] : sorted) {
         std::printf("  %-24s %llu\n", action.c_str(), static_cast<unsigned long long>(count));
       }
+      // "allowed by region: eastus 1, westeurope 2", when the period has any.
+      auto breakdown = [](const char* title,
+                          const google::protobuf::Map<std::string, uint64_t>& counts) {
+        if (counts.empty()) return;
+        const std::map<std::string, uint64_t> in_order(counts.begin(), counts.end());
+        std::vector<std::string> items;
+        for (const auto& [name, count] : in_order) {
+          items.push_back(absl::StrCat(Escaped(name), " ", count));
+        }
+        std::printf("%s: %s\n", title, absl::StrJoin(items, ", ").c_str());
+      };
+      breakdown("allowed by region", response.allowed_by_region());
+      breakdown("allowed by residency", response.allowed_by_residency());
+      breakdown("denials by reason", response.denials_by_reason());
     });
     if (!g.json() && response.total_entries() == 0 && start.empty() && end.empty()) {
       NothingRecorded(ledger);
