@@ -539,6 +539,22 @@ TICKET = ("Customer jane.doe@example.com (card 4111 1111 1111 1111, IBAN DE89 37
           "0130 00) was charged twice. Draft a polite answer.")
 
 
+def reusable_admin_key(keys, admin_key_file):
+    """The admin key in `admin_key_file` when it is alice's and still verifies (with a day
+    left); else None."""
+    try:
+        with open(admin_key_file) as f:
+            secret = f.read().strip()
+        key = keys.VerifyKey(keys_pb2.VerifyKeyRequest(secret=secret.encode()),
+                             timeout=TIMEOUT).key
+    except (OSError, TypeError, grpc.RpcError):
+        return None
+    left = key.expire_time.seconds - time.time()
+    if key.kind != keys_pb2.KEY_KIND_ADMIN or key.owner.id != "alice" or left < 86400:
+        return None
+    return secret
+
+
 def run_edge(edge_address, keys_address, region_address, admin_key_file=None):
     """The decision flow end to end: allowed with PII redacted and EU routing, refusals, a
     rate limit, and the ledger that recorded them verifying."""
@@ -645,12 +661,16 @@ def run_edge(edge_address, keys_address, region_address, admin_key_file=None):
     print(f"  {'Envoy ext_authz, a prompt with an e-mail':<46} HTTP {refused.denied_response.status.code} "
           f"{refused.denied_response.body}")
 
-    # Administration: an owner's admin key (the first comes from the keys service itself).
-    alice = keys.CreateKey(keys_pb2.CreateKeyRequest(
+    # Administration: an owner's admin key (the first comes from the keys service itself); the
+    # one an earlier run left while it still verifies, so that runs do not pile keys up.
+    reused = reusable_admin_key(keys, admin_key_file) if admin_key_file else None
+    alice = reused or keys.CreateKey(keys_pb2.CreateKeyRequest(
         request_id=str(uuid.uuid4()), kind=keys_pb2.KEY_KIND_ADMIN,
         owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id="alice"),
         environment=keys_pb2.ENVIRONMENT_PRODUCTION, scopes=["admin"]), timeout=TIMEOUT).secret
-    if admin_key_file:
+    if reused:
+        print(f"  admin: alice's admin key of an earlier run, still valid, in {admin_key_file}")
+    elif admin_key_file:
         # For the operator's policyctl: readable by its owner alone, written whole or not at all.
         partial = f"{admin_key_file}.tmp"
         with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
