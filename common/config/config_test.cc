@@ -240,6 +240,17 @@ TEST_F(ParserTest, HelpAnywhereIsRequestedAndSetsNothing) {
   EXPECT_EQ(config_.count, count);
 }
 
+TEST_F(ParserTest, AValueThatReadsLikeHelpIsAValue) {
+  ASSERT_TRUE(Parse({"--name", "-h", "--verbose", "--count", "2"}).ok());
+  EXPECT_FALSE(parser_.help_requested());
+  EXPECT_EQ(config_.name, "-h");
+  EXPECT_TRUE(config_.verbose);
+  EXPECT_EQ(config_.count, 2);
+  // A switch takes no value: what follows it is read on its own.
+  ASSERT_TRUE(Parse({"--verbose", "-h"}).ok());
+  EXPECT_TRUE(parser_.help_requested());
+}
+
 TEST_F(ParserTest, HelpIsRequestedDespiteABadVariable) {
   ASSERT_TRUE(Parse({"--count=3", "-h"}, {{"POLICY_KEYS_TIMEOUT", "soon"}}).ok());
   EXPECT_TRUE(parser_.help_requested());
