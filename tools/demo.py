@@ -540,17 +540,19 @@ TICKET = ("Customer jane.doe@example.com (card 4111 1111 1111 1111, IBAN DE89 37
 
 
 def reusable_admin_key(keys, admin_key_file):
-    """The admin key in `admin_key_file` when it is alice's and still verifies (with a day
-    left); else None."""
+    """The admin key in `admin_key_file` when it is alice's (a member), active (not rotating
+    away) and still verifies with a day left; else None."""
     try:
         with open(admin_key_file) as f:
             secret = f.read().strip()
         key = keys.VerifyKey(keys_pb2.VerifyKeyRequest(secret=secret.encode()),
                              timeout=TIMEOUT).key
-    except (OSError, TypeError, grpc.RpcError):
+    except (OSError, ValueError, grpc.RpcError):  # Unreadable, not text, or not a valid key.
         return None
     left = key.expire_time.seconds - time.time()
-    if key.kind != keys_pb2.KEY_KIND_ADMIN or key.owner.id != "alice" or left < 86400:
+    alices = (key.owner.type == keys_pb2.PRINCIPAL_TYPE_MEMBER and key.owner.id == "alice" and
+              key.kind == keys_pb2.KEY_KIND_ADMIN and "admin" in key.scopes)
+    if not alices or key.state != keys_pb2.KEY_STATE_ACTIVE or left < 86400:
         return None
     return secret
 

@@ -112,13 +112,15 @@ absl::Status Parser::Parse(const std::vector<std::string>& args,
                            const std::map<std::string, std::string>& environment) {
   // `--help` anywhere asks for the usage alone: nothing else is parsed or set, so neither a
   // bad flag nor a bad variable stands in its way. Not as the value of `--name value`.
+  help_requested_ = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (arg == "--help" || arg == "-h") {
       help_requested_ = true;
       return absl::OkStatus();
     }
-    if (absl::StartsWith(arg, "--") && arg.find('=') == std::string::npos &&
+    if (absl::StartsWith(arg, "--") && arg.find('=') == std::string::npos && i + 1 < args.size() &&
+        !absl::StartsWith(args[i + 1], "--") &&
         std::any_of(settings_.begin(), settings_.end(), [&](const Setting& s) {
           return !s.is_bool && absl::string_view(arg).substr(2) == s.name;
         })) {

@@ -47,8 +47,9 @@ class Parser {
   void AddDuration(absl::string_view name, absl::Duration* field, absl::string_view help);
 
   // Returns INVALID_ARGUMENT naming the flag or variable for an unknown flag or a value that
-  // does not parse. `--help` or `-h` anywhere in `args` sets help_requested(), returns OK and
-  // sets no field: a caller that sees help_requested() prints Usage() and does nothing else.
+  // does not parse. `--help` or `-h` anywhere in `args` (but as the value of a
+  // `--name value`) sets help_requested(), returns OK and sets no field: a caller that sees
+  // help_requested() prints Usage() and does nothing else.
   absl::Status Parse(const std::vector<std::string>& args,
                      const std::map<std::string, std::string>& environment);
   // Parses the process's arguments (argv[0] skipped) and environment.

@@ -246,8 +246,11 @@ TEST_F(ParserTest, AValueThatReadsLikeHelpIsAValue) {
   EXPECT_EQ(config_.name, "-h");
   EXPECT_TRUE(config_.verbose);
   EXPECT_EQ(config_.count, 2);
-  // A switch takes no value: what follows it is read on its own.
+  // A switch takes no value: what follows it is read on its own; nor does a flag followed by
+  // another.
   ASSERT_TRUE(Parse({"--verbose", "-h"}).ok());
+  EXPECT_TRUE(parser_.help_requested());
+  ASSERT_TRUE(Parse({"--name", "--help"}).ok());
   EXPECT_TRUE(parser_.help_requested());
 }
 

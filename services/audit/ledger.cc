@@ -25,20 +25,18 @@ constexpr size_t kSummaryChunk = 500;
 // whoever holds the master key could test guesses of the forgotten subject against it.
 constexpr absl::string_view kForgetBindingKey = "request_binding";
 
-// Whether `e` records a refusal by policy: an explicit policy_violation, or a decision_deny
-// whose reason (metadata "reason", as the edge records it) is anything but RATE_LIMITED,
-// which is a quota running out rather than a request the policy forbids.
 // `e`'s metadata value `name`, or `absent`.
 std::string MetadataOr(const Entry& e, const char* name, absl::string_view absent) {
   auto it = e.metadata.find(name);
   return it == e.metadata.end() ? std::string(absent) : it->second;
 }
 
+// Whether `e` records a refusal by policy: an explicit policy_violation, or a decision_deny
+// whose reason (metadata "reason", as the edge records it) is anything but RATE_LIMITED,
+// which is a quota running out rather than a request the policy forbids.
 bool IsPolicyViolation(const Entry& e) {
   if (e.action == Action::kPolicyViolation) return true;
-  if (e.action != Action::kDecisionDeny) return false;
-  auto reason = e.metadata.find("reason");
-  return reason == e.metadata.end() || reason->second != "RATE_LIMITED";
+  return e.action == Action::kDecisionDeny && MetadataOr(e, "reason", "") != "RATE_LIMITED";
 }
 
 // Whether `e`'s tokens were used: not a decision's, which are the estimate the decision was

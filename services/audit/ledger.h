@@ -116,8 +116,9 @@ struct ComplianceSummary {
   // RATE_LIMITED (GetComplianceSummaryResponse.policy_violations).
   uint64_t policy_violations = 0;
   std::map<std::string, uint64_t> action_breakdown;
-  // decision_allow entries by metadata "region" and "residency" ("none" without one), and
-  // decision_deny entries by metadata "reason" (GetComplianceSummaryResponse).
+  // decision_allow entries by metadata "region" ("unknown" without one) and "residency"
+  // ("none" without one), and decision_deny entries by metadata "reason" ("unknown" without
+  // one) (GetComplianceSummaryResponse).
   std::map<std::string, uint64_t> allowed_by_region;
   std::map<std::string, uint64_t> allowed_by_residency;
   std::map<std::string, uint64_t> denials_by_reason;

@@ -121,12 +121,10 @@ AuthzService::AuthzService(Authorizer* authorizer, OrgAdmin* admin, const OrgCac
                      .Help("Authorization decisions by verdict and reason.")
                      .Register(*registry);
   allowed_ = &family.Add({{"verdict", "allow"}, {"reason", ""}});
-  for (DenyReason r :
-       {DenyReason::kUnknownPrincipal, DenyReason::kPrincipalRemoved, DenyReason::kProjectNotFound,
-        DenyReason::kProjectArchived, DenyReason::kPermissionDenied, DenyReason::kGrantExpired,
-        DenyReason::kIpNotAllowed, DenyReason::kModelNotAllowed, DenyReason::kResidencyNotAllowed,
-        DenyReason::kKeyHolderNotAllowed, DenyReason::kRateLimited}) {
-    const std::string name(DenyReasonName(r));
+  // Every reason after kNone, up to kRateLimited, the last.
+  for (int r = static_cast<int>(DenyReason::kNone) + 1;
+       r <= static_cast<int>(DenyReason::kRateLimited); ++r) {
+    const std::string name(DenyReasonName(static_cast<DenyReason>(r)));
     denied_[name] = &family.Add({{"verdict", "deny"}, {"reason", name}});
   }
   auto& limited = prometheus::BuildCounter()

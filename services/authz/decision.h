@@ -65,7 +65,7 @@ enum class DenyReason {
   kModelNotAllowed,
   kResidencyNotAllowed,  // The request requires another residency than the project's.
   kKeyHolderNotAllowed,  // A member calling in a project whose keys service accounts hold.
-  kRateLimited,          // Decided by the rate limits (authorizer.h), never by Check.
+  kRateLimited,          // Decided by the rate limits (authorizer.h), never by Check. Last.
 };
 absl::string_view DenyReasonName(DenyReason reason);  // "PERMISSION_DENIED", ...
 

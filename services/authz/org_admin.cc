@@ -245,6 +245,12 @@ absl::StatusOr<Project> OrgAdmin::UpdateProject(absl::string_view actor, Project
                        if (expected.has_value()) {
                          Project read = Normalized(*expected);
                          read.archived = p->archived;
+                         // What the caller read, as a client that does not know these
+                         // settings read it.
+                         if (unstated.key_holders) read.key_holders = p->key_holders;
+                         if (unstated.residency) {
+                           read.data_policy.residency = p->data_policy.residency;
+                         }
                          if (*p != read && *p != Normalized(project)) {
                            return absl::FailedPreconditionError(absl::StrCat(
                                "expected: project ", Quoted(project.id),

@@ -184,6 +184,15 @@ TEST_F(OrgAdminTest, AnUpdateKeepsTheSettingsItDoesNotState) {
   EXPECT_EQ(kept->name, "Kept v2");
   EXPECT_EQ(kept->data_policy.residency, Residency::kEu);
   EXPECT_EQ(kept->key_holders, KeyHolders::kServiceAccounts);
+  // Such a client's read-modify-write: what it read lacks them too, and is still what it read.
+  Project read = renamed;
+  Project again = renamed;
+  again.name = "Kept v3";
+  absl::StatusOr<Project> written =
+      admin().UpdateProject("adam", again, {.key_holders = true, .residency = true}, read);
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(written->name, "Kept v3");
+  EXPECT_EQ(written->data_policy.residency, Residency::kEu);
   // Stated, they change.
   absl::StatusOr<Project> anywhere = admin().UpdateProject("adam", renamed);
   ASSERT_TRUE(anywhere.ok()) << anywhere.status();

@@ -1140,9 +1140,8 @@ TEST_F(ReportUsageFlowTest, TheDecisionNotTheCallerSaysWhatWasReservedAndWhere) 
   }
 }
 
-TEST_F(ReportUsageFlowTest, AKeyThatRanOutSinceItsDecisionStillReportsItsUsage) {
-  // keys is asked to take a key that ran out in its own course; the decision only is asked
-  // of a Decide.
+TEST_F(ReportUsageFlowTest, AKeyThatExpiredSinceItsDecisionStillReportsItsUsage) {
+  // keys is asked to take a key that expired since; a Decide never asks it.
   fake_.verify_response.mutable_key()->set_state(keys::v1::KEY_STATE_EXPIRED);
   v1::ReportUsageResponse response;
   grpc::Status s = Report(&response);

@@ -234,7 +234,7 @@ class PolicyctlProcessTest(unittest.TestCase):
         self.assertRegex(text.stdout, r"\(request policyctl-\d+-[0-9a-f]{8}\)")
 
     def test_decide_takes_every_residency_the_product_knows(self):
-        """global (any region) is a residency like eu, us and apac; others are usage
+        """global (none of the request's own) is a residency like eu, us and apac; others are usage
         errors naming the four."""
         SUITE.register_seed_endpoints_once()  # EU and US endpoints, none in APAC.
         key = SUITE.new_key("bob", "support-eu")
