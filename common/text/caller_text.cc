@@ -10,13 +10,15 @@ namespace policy {
 namespace {
 
 // The length of the character at the start of valid UTF-8 `text` that a terminal would obey
-// rather than show (C1 controls, bidirectional overrides and isolates), or 0.
+// or a reader would not see (C1 controls; left-to-right and right-to-left marks, line and
+// paragraph separators, bidirectional overrides and isolates), or 0.
 size_t CommandAt(absl::string_view text) {
   const auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
   if (byte(0) == 0xc2 && text.size() >= 2 && byte(1) >= 0x80 && byte(1) <= 0x9f) return 2;
   if (byte(0) == 0xe2 && text.size() >= 3 &&
-      ((byte(1) == 0x80 && byte(2) >= 0xaa && byte(2) <= 0xae) ||
-       (byte(1) == 0x81 && byte(2) >= 0xa6 && byte(2) <= 0xa9))) {
+      ((byte(1) == 0x80 && (byte(2) == 0x8e || byte(2) == 0x8f)) ||  // U+200E, U+200F
+       (byte(1) == 0x80 && byte(2) >= 0xa8 && byte(2) <= 0xae) ||    // U+2028 to U+202E
+       (byte(1) == 0x81 && byte(2) >= 0xa6 && byte(2) <= 0xa9))) {   // U+2066 to U+2069
     return 3;
   }
   return 0;

@@ -21,8 +21,8 @@ inline constexpr size_t kQuotedBytes = 64;
 std::string Quoted(absl::string_view value);
 
 // `text` whole on one line, safe to print to a terminal: control characters (C0, newlines
-// included, and C1), bidirectional overrides, backslashes and bytes that are not UTF-8
-// written as C escapes.
+// included, and C1), line and paragraph separators, direction marks, bidirectional overrides
+// and isolates, backslashes and bytes that are not UTF-8 written as C escapes.
 std::string Escaped(absl::string_view text);
 
 // One field of a request and its bound.

@@ -46,6 +46,15 @@ TEST(EscapedTest, KeepsTextWholeAndEscapesWhatATerminalWouldObey) {
                     "2Jb"),
             "a\\xc2\\x9b2Jb");
   EXPECT_EQ(Escaped("x\xe2\x80\xaey\xe2\x81\xa8z"), "x\\xe2\\x80\\xaey\\xe2\\x81\\xa8z");
+  // A line separator and a right-to-left mark escaped; an en dash and a per-mille sign kept.
+  EXPECT_EQ(Escaped("a\xe2\x80\xa8"
+                    "b\xe2\x80\x8f"
+                    "c"),
+            "a\\xe2\\x80\\xa8b\\xe2\\x80\\x8fc");
+  EXPECT_EQ(Escaped("1\xe2\x80\x93"
+                    "2 \xe2\x80\xb0"),
+            "1\xe2\x80\x93"
+            "2 \xe2\x80\xb0");
   EXPECT_EQ(Escaped("caf\xc3\xa9 \xe2\x82\xac \xc2\xa0"), "caf\xc3\xa9 \xe2\x82\xac \xc2\xa0");
 }
 
