@@ -23,6 +23,11 @@ absl::StatusOr<Residency> ResidencyFromProto(region::v1::Residency r, Residency 
   }
 }
 
+absl::string_view ResidencyProtoName(region::v1::Residency r) {
+  absl::StatusOr<Residency> residency = ResidencyFromProto(r, Residency::kGlobal, "residency");
+  return residency.ok() ? ResidencyName(*residency) : "unknown";
+}
+
 region::v1::Residency ResidencyToProto(Residency r) {
   switch (r) {
     case Residency::kEu:

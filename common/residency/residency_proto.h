@@ -14,6 +14,9 @@ namespace policy {
 absl::StatusOr<Residency> ResidencyFromProto(region::v1::Residency r, Residency unspecified,
                                              absl::string_view field);
 region::v1::Residency ResidencyToProto(Residency r);
+// "eu", "us", "apac" or "global" (UNSPECIFIED too: nothing required); "unknown" outside the
+// enum.
+absl::string_view ResidencyProtoName(region::v1::Residency r);
 
 }  // namespace policy
 

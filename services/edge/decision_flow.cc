@@ -54,12 +54,6 @@ absl::Status CheckModel(absl::string_view model) {
   return CheckNoSecret(model, "model");
 }
 
-// "eu", "us", "apac" or "global" (also for UNSPECIFIED: none required).
-absl::string_view ResidencyLabel(region::v1::Residency r) {
-  absl::StatusOr<Residency> residency = ResidencyFromProto(r, Residency::kGlobal, "residency");
-  return residency.ok() ? ResidencyName(*residency) : "unknown";
-}
-
 // A decision entry's metadata value `name`; empty when it has none.
 std::string Recorded(const audit::v1::Entry& entry, const char* name) {
   auto it = entry.metadata().find(name);
@@ -233,10 +227,11 @@ class DecideFlow final : public Flow {
     if (check_->verdict() != authz::v1::VERDICT_ALLOW) {
       if (check_->has_retry_after()) *response_->mutable_retry_after() = check_->retry_after();
       if (check_->reason() == "RESIDENCY_NOT_ALLOWED") {
-        return Deny(check_->reason(),
-                    absl::StrCat("the request requires ", ResidencyLabel(request_->residency()),
-                                 "; the project's data policy keeps its calls in ",
-                                 ResidencyLabel(check_->residency()), " (rule project.residency)"));
+        return Deny(
+            check_->reason(),
+            absl::StrCat("the request requires ", ResidencyProtoName(request_->residency()),
+                         "; the project's data policy keeps its calls in ",
+                         ResidencyProtoName(check_->residency()), " (rule project.residency)"));
       }
       return Deny(check_->reason().empty() ? "PERMISSION_DENIED" : check_->reason(),
                   absl::StrCat("refused by rule ", check_->rule()));
@@ -370,7 +365,7 @@ class DecideFlow final : public Flow {
       metadata["endpoint"] = route_->endpoint().id();
       metadata["region"] = route_->endpoint().region();
       // Where the call had to stay, when anywhere would not do.
-      if (const absl::string_view required = ResidencyLabel(RequiredResidency());
+      if (const absl::string_view required = ResidencyProtoName(RequiredResidency());
           required != "global") {
         metadata["residency"] = std::string(required);
       }

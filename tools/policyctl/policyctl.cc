@@ -527,9 +527,9 @@ int NeedAdminKey(const Global& g) {
 
 // "  residency eu" for a project whose calls must stay in a residency; "" for anywhere.
 std::string ResidencyText(region::v1::Residency r) {
-  absl::StatusOr<Residency> residency = ResidencyFromProto(r, Residency::kGlobal, "residency");
-  if (!residency.ok() || *residency == Residency::kGlobal) return "";
-  return absl::StrCat("  residency ", ResidencyName(*residency));
+  const absl::string_view name = ResidencyProtoName(r);
+  if (name == "global" || name == "unknown") return "";
+  return absl::StrCat("  residency ", name);
 }
 
 // The residency a --residency flag names, in any case: eu, us, apac or global (none
