@@ -119,6 +119,7 @@ absl::Status Authorizer::Evaluate(const AuthorizeRequest& request, bool may_bloc
   const Project* project = view.snapshot->FindProject(request.check.project);
   if (project != nullptr && result.decision.action_kind == ActionKind::kApi) {
     result.residency = project->data_policy.residency;
+    result.pii_rules = project->data_policy.pii_rules;
   }
   if (!result.decision.allowed) return absl::OkStatus();
   if (result.decision.action_kind != ActionKind::kApi) return absl::OkStatus();

@@ -37,6 +37,8 @@ struct Authorization {
   bool zero_data_retention = false;
   // An API action in a project that exists: where the project's data policy keeps its calls.
   std::optional<Residency> residency;
+  // The same: the project's own rules for what pii finds (DataPolicy::pii_rules).
+  std::vector<PiiRule> pii_rules;
 };
 
 // What a request used, reported after the LLM call.

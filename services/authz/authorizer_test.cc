@@ -34,6 +34,8 @@ class AuthorizerTest : public ::testing::Test {
     p.tpm_limit = 1000;
     p.member_rpm_limit = 3;
     p.key_holders = KeyHolders::kMembers;
+    p.data_policy.pii_rules = {{"EMAIL_ADDRESS", PiiTreatment::kAllow},
+                               {"US_SSN", PiiTreatment::kBlock}};
     state->projects.push_back(p);
     state->members.push_back(Member{
         "carol", "carol@company.com", {{Role::kMember, "proj", std::nullopt}}, {}, "", "", {}});
@@ -86,6 +88,29 @@ class AuthorizerTest : public ::testing::Test {
   RateLimiter limiter_{&store_};
   Authorizer authorizer_{&cache_, &limiter_, &clock_};
 };
+
+TEST_F(AuthorizerTest, AnApiActionLearnsTheProjectsPiiRulesWhateverItsVerdict) {
+  const std::vector<PiiRule> rules = {{"EMAIL_ADDRESS", PiiTreatment::kAllow},
+                                      {"US_SSN", PiiTreatment::kBlock}};
+  absl::StatusOr<Authorization> a = authorizer_.Authorize({Carol(), 10});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_TRUE(a->decision.allowed);
+  EXPECT_EQ(a->pii_rules, rules);
+  // Denied (a model the project does not allow): the rules still come, for the edge's
+  // redaction beside the check.
+  CheckRequest other_model = Carol();
+  other_model.model = "gpt-3.5";
+  a = authorizer_.Authorize({other_model, 10});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_FALSE(a->decision.allowed);
+  EXPECT_EQ(a->pii_rules, rules);
+  // No project, no rules.
+  CheckRequest elsewhere = Carol();
+  elsewhere.project = "nowhere";
+  a = authorizer_.Authorize({elsewhere, 10});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_TRUE(a->pii_rules.empty());
+}
 
 TEST_F(AuthorizerTest, ARefundedRequestGivesItsMemberRequestUnitBackOnce) {
   for (int i = 0; i < 3; ++i) ASSERT_EQ(Authorize(Carol()), "ALLOW") << i;

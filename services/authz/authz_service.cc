@@ -248,7 +248,8 @@ grpc::ServerUnaryReactor* AuthzService::UpdateProject(grpc::CallbackServerContex
           request->actor().member_id(), *project,
           {.key_holders = request->project().key_holders() == v1::KEY_HOLDERS_UNSPECIFIED,
            .residency =
-               request->project().data_policy().residency() == region::v1::RESIDENCY_UNSPECIFIED},
+               request->project().data_policy().residency() == region::v1::RESIDENCY_UNSPECIFIED,
+           .pii_rules = !request->project().data_policy().has_pii()},
           expected);
     }
     return Reply(project, [&](const Project& value) { ToProto(value, response); });

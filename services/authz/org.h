@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/pii_rule/pii_rule.h"
 #include "common/residency/residency.h"
 #include "services/authz/ip_allowlist.h"
 
@@ -43,6 +44,9 @@ struct DataPolicy {
   // Where the project's calls must be processed; kGlobal: anywhere. A request requiring
   // another residency is refused; one requiring none is routed within this one.
   Residency residency = Residency::kGlobal;
+  // The project's own rules for what pii finds in its prompts, ordered by entity type (at most
+  // one each); each replaces the deployment's rule for its type.
+  std::vector<PiiRule> pii_rules;
   bool operator==(const DataPolicy&) const = default;
 };
 

@@ -240,6 +240,9 @@ absl::StatusOr<Project> OrgAdmin::UpdateProject(absl::string_view actor, Project
                        if (unstated.residency) {
                          project.data_policy.residency = p->data_policy.residency;
                        }
+                       if (unstated.pii_rules) {
+                         project.data_policy.pii_rules = p->data_policy.pii_rules;
+                       }
                        // Neither what the caller read nor what it asks for (a retry): another
                        // change came in between, which writing this would undo.
                        if (expected.has_value()) {
@@ -250,6 +253,9 @@ absl::StatusOr<Project> OrgAdmin::UpdateProject(absl::string_view actor, Project
                          if (unstated.key_holders) read.key_holders = p->key_holders;
                          if (unstated.residency) {
                            read.data_policy.residency = p->data_policy.residency;
+                         }
+                         if (unstated.pii_rules) {
+                           read.data_policy.pii_rules = p->data_policy.pii_rules;
                          }
                          if (*p != read && *p != Normalized(project)) {
                            return absl::FailedPreconditionError(absl::StrCat(

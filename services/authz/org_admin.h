@@ -43,6 +43,7 @@ struct IdpSyncResult {
 struct UnstatedSettings {
   bool key_holders = false;
   bool residency = false;
+  bool pii_rules = false;
 };
 
 // Administration of the organisation: who may do what, then one atomic store mutation.

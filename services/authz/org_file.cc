@@ -7,9 +7,13 @@
 //       name: Customer support (EU)    # required, 1 to 200 bytes of UTF-8 text
 //       environment: production        # required: production | staging | development | sandbox
 //       archived: false                # optional, default false
-//       data_policy: {zero_data_retention: true, retention_days: 0, residency: eu}
+//       data_policy: {zero_data_retention: true, retention_days: 0, residency: eu,
+//                     pii: {US_SSN: block, EMAIL_ADDRESS: placeholder}}
 //                                      # optional map, each key optional; default false / 30 /
-//                                      # global; residency: eu | us | apac | global (anywhere)
+//                                      # global / none; residency: eu | us | apac | global
+//                                      # (anywhere); pii: the project's own rule per entity
+//                                      # type, replacing the deployment's: redact | mask |
+//                                      # replace | hash | placeholder | block | allow
 //       models: [gpt-4o, gpt-4o-mini]  # optional, default none (no model may be called)
 //       key_holders: service_accounts  # optional: service_accounts | members (members whose
 //                                      # grants allow the call, and service accounts); default
@@ -415,6 +419,39 @@ absl::StatusOr<std::vector<RoleGrant>> ReadGrants(const Node& node, absl::string
   return grants;
 }
 
+// A map of entity type to treatment ({US_SSN: block}); null is none.
+absl::StatusOr<std::vector<PiiRule>> ReadPiiRules(const Node& node, const std::string& path) {
+  std::vector<PiiRule> rules;
+  if (node.IsNull()) return rules;
+  if (!node.IsMap()) return Invalid(node, path, absl::StrCat("expected a map, got ", KindOf(node)));
+  if (node.size() > kMaxPiiRules) {
+    return Invalid(node, path, absl::StrCat("at most ", kMaxPiiRules, " entity types"));
+  }
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    const Node key = it->first;
+    if (!key.IsScalar() || !IsValidEntityType(key.Scalar())) {
+      return Invalid(key, path,
+                     "keys must be entity type names ([A-Z][A-Z0-9_]*, at most 64 bytes)");
+    }
+    const std::string& type = key.Scalar();
+    for (const PiiRule& earlier : rules) {
+      if (earlier.entity_type == type) {
+        return Invalid(key, path, absl::StrCat("key ", Quoted(type), " is given twice"));
+      }
+    }
+    const std::string value_path = Child(path, type);
+    ASSIGN_OR_RETURN(const std::string text, ReadString(it->second, value_path));
+    std::optional<PiiTreatment> treatment = ParsePiiTreatment(text);
+    if (!treatment.has_value()) {
+      return Invalid(it->second, value_path,
+                     "must be redact, mask, replace, hash, placeholder, block or allow");
+    }
+    rules.push_back({.entity_type = type, .treatment = *treatment});
+  }
+  SortPiiRules(rules);
+  return rules;
+}
+
 absl::StatusOr<Project> ReadProject(const Node& node, const std::string& path) {
   ASSIGN_OR_RETURN(const MapReader map,
                    MapReader::Read(node, path,
@@ -433,7 +470,8 @@ absl::StatusOr<Project> ReadProject(const Node& node, const std::string& path) {
   if (const Node* policy = map.Find("data_policy")) {
     ASSIGN_OR_RETURN(const MapReader policy_map,
                      MapReader::Read(*policy, map.PathOf("data_policy"),
-                                     {"zero_data_retention", "retention_days", "residency"}));
+                                     {"zero_data_retention", "retention_days", "residency",
+                                      "pii"}));
     if (const Node* zdr = policy_map.Find("zero_data_retention")) {
       ASSIGN_OR_RETURN(project.data_policy.zero_data_retention,
                        ReadBool(*zdr, policy_map.PathOf("zero_data_retention")));
@@ -447,6 +485,9 @@ absl::StatusOr<Project> ReadProject(const Node& node, const std::string& path) {
     if (const Node* residency = policy_map.Find("residency")) {
       ASSIGN_OR_RETURN(project.data_policy.residency,
                        ReadResidency(*residency, policy_map.PathOf("residency")));
+    }
+    if (const Node* pii = policy_map.Find("pii")) {
+      ASSIGN_OR_RETURN(project.data_policy.pii_rules, ReadPiiRules(*pii, policy_map.PathOf("pii")));
     }
   }
   if (const Node* models = map.Find("models")) {
@@ -735,6 +776,14 @@ void EmitProject(YAML::Emitter& out, const Project& p) {
   if (p.data_policy.residency != Residency::kGlobal) {
     out << YAML::Key << "residency" << YAML::Value
         << std::string(ResidencyName(p.data_policy.residency));
+  }
+  if (!p.data_policy.pii_rules.empty()) {
+    out << YAML::Key << "pii" << YAML::Value << YAML::Flow << YAML::BeginMap;
+    for (const PiiRule& rule : p.data_policy.pii_rules) {
+      out << YAML::Key << rule.entity_type << YAML::Value
+          << std::string(PiiTreatmentName(rule.treatment));
+    }
+    out << YAML::EndMap;
   }
   out << YAML::EndMap;
   out << YAML::Key << "models" << YAML::Value;

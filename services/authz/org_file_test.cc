@@ -356,6 +356,17 @@ TEST(ParseOrgFileTest, WrongTypes) {
             "line 6: projects[0].data_policy.residency: must be eu, us, apac or global");
   EXPECT_EQ(project_with(absl::StrCat(kLimits, "    data_policy: {residency: [eu]}\n")),
             "line 6: projects[0].data_policy.residency: expected a string, got a list");
+  EXPECT_EQ(project_with(absl::StrCat(kLimits, "    data_policy: {pii: {US_SSN: forbid}}\n")),
+            "line 6: projects[0].data_policy.pii.US_SSN: must be redact, mask, replace, hash, "
+            "placeholder, block or allow");
+  EXPECT_EQ(project_with(absl::StrCat(kLimits, "    data_policy: {pii: {us_ssn: block}}\n")),
+            "line 6: projects[0].data_policy.pii: keys must be entity type names "
+            "([A-Z][A-Z0-9_]*, at most 64 bytes)");
+  EXPECT_EQ(project_with(absl::StrCat(kLimits, "    data_policy: {pii: [US_SSN]}\n")),
+            "line 6: projects[0].data_policy.pii: expected a map, got a list");
+  EXPECT_EQ(
+      project_with(absl::StrCat(kLimits, "    data_policy: {pii: {US_SSN: block, US_SSN: allow}}\n")),
+      "line 6: projects[0].data_policy.pii: key 'US_SSN' is given twice");
   EXPECT_EQ(project_with(absl::StrCat(kLimits, "    name: {first: P}\n")),
             "line 6: projects[0]: key 'name' is given twice");
   EXPECT_EQ(ParseError("projects:\n  - id: [p]\n"),
@@ -642,6 +653,32 @@ TEST(ApplyOrgFileTest, PlanNamesAResidencyChangeAsTheFileWritesIt) {
   const std::string text = FormatOrgFile(after);
   EXPECT_THAT(text, HasSubstr("residency: apac"));
   EXPECT_THAT(text, Not(HasSubstr("residency: global")));
+  ExpectDeclares(ParseOrDie(text), after);
+}
+
+TEST(ApplyOrgFileTest, AProjectsPiiRulesAreReadOrderedPlannedAndWrittenBack) {
+  const OrgState before = ExampleState();
+  OrgState after = before;
+  const OrgFile file = ParseOrDie(R"(
+projects:
+  - id: p
+    name: P
+    environment: sandbox
+    limits: {rpm: 10, tpm: 100}
+    data_policy: {pii: {US_SSN: block, EMAIL_ADDRESS: placeholder, IP_ADDRESS: allow}}
+)");
+  ASSERT_EQ(file.projects.size(), 1u);
+  const std::vector<PiiRule> rules = file.projects[0].data_policy.pii_rules;
+  EXPECT_EQ(rules, (std::vector<PiiRule>{{"EMAIL_ADDRESS", PiiTreatment::kPlaceholder},
+                                         {"IP_ADDRESS", PiiTreatment::kAllow},
+                                         {"US_SSN", PiiTreatment::kBlock}}));
+  after.FindProject("playground")->data_policy.pii_rules = rules;
+  const std::string plan = FormatDiff(Diff(before, after));
+  EXPECT_THAT(plan, HasSubstr("~ project playground\n    data_policy.pii: [] -> "
+                              "[EMAIL_ADDRESS=placeholder, IP_ADDRESS=allow, US_SSN=block]\n"));
+  const std::string text = FormatOrgFile(after);
+  EXPECT_THAT(text,
+              HasSubstr("pii: {EMAIL_ADDRESS: placeholder, IP_ADDRESS: allow, US_SSN: block}"));
   ExpectDeclares(ParseOrDie(text), after);
 }
 

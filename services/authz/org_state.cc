@@ -94,6 +94,12 @@ std::string FormatGrant(const RoleGrant& grant) {
   return text;
 }
 
+std::string FormatPiiRules(const std::vector<PiiRule>& rules) {
+  std::vector<std::string> items;
+  for (const PiiRule& r : rules) items.push_back(FormatPiiRule(r));
+  return FormatList(items);
+}
+
 std::string FormatGrants(const std::vector<RoleGrant>& grants) {
   std::vector<std::string> items;
   for (const RoleGrant& g : grants) items.push_back(FormatGrant(g));
@@ -110,6 +116,7 @@ Fields FieldsOf(const Project& p) {
           {"data_policy.zero_data_retention", p.data_policy.zero_data_retention ? "true" : "false"},
           {"data_policy.retention_days", absl::StrCat(p.data_policy.retention_days)},
           {"data_policy.residency", std::string(ResidencyName(p.data_policy.residency))},
+          {"data_policy.pii", FormatPiiRules(p.data_policy.pii_rules)},
           {"models", FormatList(p.allowed_models)},
           {"limits.rpm", absl::StrCat(p.rpm_limit)},
           {"limits.tpm", absl::StrCat(p.tpm_limit)},

@@ -87,7 +87,8 @@ Project MakeProject(const std::string& id) {
   p.id = id;
   p.name = absl::StrCat("Project ", id);
   p.environment = Environment::kProduction;
-  p.data_policy = {true, 0};
+  p.data_policy.zero_data_retention = true;
+  p.data_policy.retention_days = 0;
   p.allowed_models = {"gpt-4o", "gpt-4o-mini"};
   p.rpm_limit = 600;
   p.tpm_limit = 100'000;
@@ -113,6 +114,14 @@ OrgMutation SeedOrg() {
     s.projects[1].environment = Environment::kDevelopment;
     // A residency and none (global) round-trip.
     s.projects[0].data_policy.residency = Residency::kEu;
+    // Rules of every treatment, and none, round-trip.
+    s.projects[0].data_policy.pii_rules = {{"CREDIT_CARD", PiiTreatment::kMask},
+                                           {"EMAIL_ADDRESS", PiiTreatment::kPlaceholder},
+                                           {"IBAN_CODE", PiiTreatment::kHash},
+                                           {"IP_ADDRESS", PiiTreatment::kAllow},
+                                           {"PHONE_NUMBER", PiiTreatment::kReplace},
+                                           {"US_SSN", PiiTreatment::kBlock},
+                                           {"ZIP_CODE", PiiTreatment::kRedact}};
     s.members = {MakeMember("alice", {{Role::kOwner, "", std::nullopt}}),
                  MakeMember("bob", {{Role::kMember, "support", kNow + absl::Hours(24)},
                                     {Role::kReader, "research", std::nullopt}})};

@@ -84,6 +84,7 @@ absl::Status ValidateProjectSettings(const Project& project) {
   if (project.data_policy.retention_days < 0 || project.data_policy.retention_days > 3650) {
     return absl::InvalidArgumentError("project.data_policy.retention_days must be 0 to 3650");
   }
+  RETURN_IF_ERROR(ValidatePiiRules(project.data_policy.pii_rules, "project.data_policy.pii"));
   if (project.allowed_models.size() > kMaxModels) {
     return absl::InvalidArgumentError("project.allowed_models has more than 64 entries");
   }

@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/ids/project_id.h"
 #include "common/proto/well_known.h"
+#include "common/pii_rule/pii_rule_proto.h"
 #include "common/residency/residency_proto.h"
 #include "common/status/status.h"
 #include "common/text/caller_text.h"
@@ -106,7 +107,29 @@ void ToProto(const Authorization& a, pb::CheckResponse* out) {
   out->set_org_version(a.org_version);
   out->set_zero_data_retention(a.zero_data_retention);
   if (a.residency.has_value()) out->set_residency(ResidencyToProto(*a.residency));
+  for (const PiiRule& rule : a.pii_rules) PiiRuleToProto(rule, out->mutable_pii()->add_rules());
 }
+
+namespace {
+
+// Checked in the caller's order (errors name its indices), then ordered by entity type.
+absl::StatusOr<std::vector<PiiRule>> PiiRulesFromProto(const pb::PiiPolicy& in) {
+  constexpr absl::string_view kField = "project.data_policy.pii.rules";
+  if (static_cast<size_t>(in.rules_size()) > kMaxPiiRules) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kField, ": at most ", kMaxPiiRules, " rules, not ", in.rules_size()));
+  }
+  std::vector<PiiRule> rules;
+  for (int i = 0; i < in.rules_size(); ++i) {
+    ASSIGN_OR_RETURN(PiiRule rule, PiiRuleFromProto(in.rules(i), absl::StrCat(kField, "[", i, "]")));
+    rules.push_back(std::move(rule));
+  }
+  RETURN_IF_ERROR(ValidatePiiRules(rules, kField));
+  SortPiiRules(rules);
+  return rules;
+}
+
+}  // namespace
 
 absl::StatusOr<Project> FromProto(const pb::Project& in) {
   RETURN_IF_ERROR(ids::ValidateProjectId(in.id(), "project.id"));
@@ -123,6 +146,7 @@ absl::StatusOr<Project> FromProto(const pb::Project& in) {
   ASSIGN_OR_RETURN(p.data_policy.residency,
                    ResidencyFromProto(in.data_policy().residency(), Residency::kGlobal,
                                       "project.data_policy.residency"));
+  ASSIGN_OR_RETURN(p.data_policy.pii_rules, PiiRulesFromProto(in.data_policy().pii()));
   p.allowed_models = Strings(in.allowed_models());
   p.rpm_limit = in.limits().rpm();
   p.tpm_limit = in.limits().tpm();
@@ -210,6 +234,9 @@ void ToProto(const Project& p, pb::Project* out) {
   out->mutable_data_policy()->set_zero_data_retention(p.data_policy.zero_data_retention);
   out->mutable_data_policy()->set_retention_days(p.data_policy.retention_days);
   out->mutable_data_policy()->set_residency(ResidencyToProto(p.data_policy.residency));
+  // Present even when empty: an update that sends back what it read keeps the rules.
+  pb::PiiPolicy* pii = out->mutable_data_policy()->mutable_pii();
+  for (const PiiRule& rule : p.data_policy.pii_rules) PiiRuleToProto(rule, pii->add_rules());
   for (const std::string& m : p.allowed_models) out->add_allowed_models(m);
   out->mutable_limits()->set_rpm(p.rpm_limit);
   out->mutable_limits()->set_tpm(p.tpm_limit);

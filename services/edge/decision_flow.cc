@@ -15,6 +15,7 @@
 #include "common/client/channel.h"
 #include "common/crypto/crypto.h"
 #include "common/ledger/ledger_record.h"
+#include "common/pii_rule/pii_rule.h"
 #include "common/proto/well_known.h"
 #include "common/residency/residency_proto.h"
 #include "common/status/grpc_status.h"
@@ -196,19 +197,30 @@ class DecideFlow final : public Flow {
     check->set_residency(request_->residency());
     check_ = New<authz::v1::CheckResponse>(arena_);
 
-    auto* redact = New<pii::v1::RedactRequest>(arena_);
-    *redact->mutable_messages() = request_->messages();
-    *redact->mutable_policy() = options_->redaction;
-    redact->set_project_id(key.project());
-    redact->set_return_mapping(request_->return_mapping());
-    redact->set_omit_findings(true);  // Only the report's counts are used.
-    redaction_ = New<pii::v1::RedactResponse>(arena_);
-
+    // The project's rules as last seen; the check states those in force.
+    if (options_->known_pii_rules != nullptr) {
+      known_rules_ = options_->known_pii_rules->Find(key.project());
+    }
     pending_.store(2, std::memory_order_relaxed);
     downstream_->Check(NewContext(), check, check_, [this](Status s) {
       check_status_ = std::move(s);
       Joined();
     });
+    Redact(known_rules_ != nullptr ? *known_rules_ : authz::v1::PiiPolicy::default_instance());
+  }
+
+  // Asks pii to redact the messages under the deployment's policy with `project_rules`; Joined
+  // follows.
+  void Redact(const authz::v1::PiiPolicy& project_rules) {
+    auto* redact = New<pii::v1::RedactRequest>(arena_);
+    *redact->mutable_messages() = request_->messages();
+    ApplyProjectRules(options_->redaction, project_rules, options_->forwards_as_sent,
+                      redact->mutable_policy());
+    redact->set_project_id(key_->key().project());
+    redact->set_return_mapping(request_->return_mapping());
+    redact->set_omit_findings(true);  // Only the report's counts are used.
+    redacted_with_ = &project_rules;
+    redaction_ = New<pii::v1::RedactResponse>(arena_);
     downstream_->Redact(NewContext(), redact, redaction_, [this](Status s) {
       redact_status_ = std::move(s);
       Joined();
@@ -219,7 +231,18 @@ class DecideFlow final : public Flow {
   void Joined() {
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     if (!check_status_.ok()) return Finish(DownstreamFailure("authz", check_status_, deadline_));
-    if (!redact_status_.ok()) return Finish(RedactFailure(redact_status_, deadline_));
+    // The project's rules changed since they were last seen (or were never seen): the
+    // redaction, whatever it answered, is done again with those the check states.
+    if (!SameRules(check_->pii(), *redacted_with_)) {
+      if (options_->known_pii_rules != nullptr) {
+        options_->known_pii_rules->Remember(key_->key().project(), check_->pii());
+      }
+      pending_.store(1, std::memory_order_relaxed);
+      return Redact(check_->pii());
+    }
+    if (!redact_status_.ok()) {
+      return Finish(RedactFailure(redact_status_, deadline_, redacted_with_->rules_size() > 0));
+    }
     const pii::v1::ContentReport& report = redaction_->report();
     for (const auto& [type, count] : report.counts())
       (*response_->mutable_pii_counts())[type] = count;
@@ -531,6 +554,9 @@ class DecideFlow final : public Flow {
   int64_t estimated_tokens_ = 0;
   authz::v1::CheckResponse* check_ = nullptr;
   pii::v1::RedactResponse* redaction_ = nullptr;
+  // The project's rules the redaction applied: known_rules_'s, none, or the check's.
+  std::shared_ptr<const authz::v1::PiiPolicy> known_rules_;
+  const authz::v1::PiiPolicy* redacted_with_ = nullptr;
   region::v1::RouteResponse* route_ = nullptr;
   audit::v1::AppendResponse* appended_ = nullptr;
   audit::v1::GetEntryResponse* earlier_ = nullptr;  // The entry a retry's id names.
@@ -750,12 +776,9 @@ absl::StatusOr<pii::v1::RedactionPolicy> MakeRedactionPolicy(
         "redaction_operator: '", op, "' is not one of placeholder, redact, replace, mask, hash"));
   }
   for (const std::string& type : blocked_types) {
-    for (char c : type) {
-      if (!absl::ascii_isupper(static_cast<unsigned char>(c)) &&
-          !absl::ascii_isdigit(static_cast<unsigned char>(c)) && c != '_') {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "blocked_entity_types: '", type, "' is not an entity type name (like US_SSN)"));
-      }
+    if (!IsValidEntityType(type)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "blocked_entity_types: '", type, "' is not an entity type name (like US_SSN)"));
     }
     pii::v1::EntityRule* blocked = policy.add_rules();
     blocked->set_entity_type(type);

@@ -12,6 +12,7 @@
 #include "policy/edge/v1/edge.pb.h"
 #include "services/edge/denial_budget.h"
 #include "services/edge/downstream.h"
+#include "services/edge/pii_rules.h"
 
 // The edge's two flows, over the other services' wire types: the edge holds no domain of its
 // own, so the flow is its translation layer (a request in, the services' messages out and
@@ -30,8 +31,16 @@ namespace policy::edge {
 struct FlowOptions {
   // The permission Decide asks authz about; the key's scopes must include it.
   std::string action = "chat.completions";
-  // What pii does with each entity type found in the messages.
+  // What pii does with each entity type found in the messages: the deployment's policy, each
+  // of whose rules a project's own rule for the type replaces (authz's DataPolicy.pii).
   pii::v1::RedactionPolicy redaction;
+  // Envoy's check: the prompt goes on as the caller sent it, so every rule that would redact
+  // blocks instead (ApplyProjectRules).
+  bool forwards_as_sent = false;
+  // The projects' rules as last seen, shared by every flow of the process (see pii_rules.h);
+  // null: each decision starts with none, and redacts again for a project that has rules.
+  // Must outlive the flows.
+  KnownPiiRules* known_pii_rules = nullptr;
   // The largest answer an ALLOW may make (gRPC clients' default receive limit): one that
   // would be larger (its redacted messages and, when asked for, the placeholder mapping) is
   // refused with INVALID_ARGUMENT naming return_mapping (or messages), before the decision is

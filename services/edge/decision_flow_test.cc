@@ -1,5 +1,6 @@
 #include "services/edge/decision_flow.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -864,6 +865,154 @@ TEST_F(DecisionFlowTest, AuthzAndPiiAreAskedConcurrently) {
     ASSERT_TRUE(result.status.ok()) << first << " " << result.status.error_message();
     EXPECT_EQ(result.response.verdict(), v1::VERDICT_ALLOW) << first;
   }
+}
+
+// A project rule: `type` given `action` (and `op` when it redacts).
+void AddRule(authz::v1::PiiPolicy* policy, const char* type, pii::v1::Action action,
+             pii::v1::Operator op = pii::v1::OPERATOR_UNSPECIFIED) {
+  pii::v1::EntityRule* rule = policy->add_rules();
+  rule->set_entity_type(type);
+  rule->set_action(action);
+  rule->set_operator_(op);
+}
+
+// The rule pii was asked to apply to `type`; null when it had none of its own.
+const pii::v1::EntityRule* RuleFor(const pii::v1::RedactionPolicy& policy, absl::string_view type) {
+  const pii::v1::EntityRule* found = nullptr;
+  for (const pii::v1::EntityRule& rule : policy.rules()) {
+    if (rule.entity_type() != type) continue;
+    EXPECT_EQ(found, nullptr) << "two rules for " << type;
+    found = &rule;
+  }
+  return found;
+}
+
+size_t Redactions(FakeDownstream& fake) {
+  const std::vector<std::string> calls = fake.calls();
+  return static_cast<size_t>(std::count(calls.begin(), calls.end(), "pii.Redact"));
+}
+
+TEST_F(DecisionFlowTest, AProjectsOwnPiiRulesReplaceTheDeploymentsForTheirTypes) {
+  KnownPiiRules known;
+  options_.known_pii_rules = &known;
+  authz::v1::PiiPolicy* rules = fake_.check_response.mutable_pii();
+  AddRule(rules, "EMAIL_ADDRESS", pii::v1::ACTION_ALLOW);
+  AddRule(rules, "PRIVATE_KEY", pii::v1::ACTION_REDACT, pii::v1::OPERATOR_REDACT);
+
+  // First seen: redacted under the deployment's policy beside the check, then again under
+  // the project's rules the check states.
+  Result r = Decide();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.response.verdict(), v1::VERDICT_ALLOW);
+  EXPECT_EQ(Redactions(fake_), 2u);
+  const pii::v1::RedactionPolicy& policy = fake_.redact_request.policy();
+  ASSERT_NE(RuleFor(policy, "EMAIL_ADDRESS"), nullptr);
+  EXPECT_EQ(RuleFor(policy, "EMAIL_ADDRESS")->action(), pii::v1::ACTION_ALLOW);
+  // The deployment blocks private keys; the project redacts them instead.
+  ASSERT_NE(RuleFor(policy, "PRIVATE_KEY"), nullptr);
+  EXPECT_EQ(RuleFor(policy, "PRIVATE_KEY")->action(), pii::v1::ACTION_REDACT);
+  EXPECT_EQ(RuleFor(policy, "PRIVATE_KEY")->operator_(), pii::v1::OPERATOR_REDACT);
+  // Every other type keeps the deployment's default.
+  EXPECT_EQ(policy.default_rule().operator_(), pii::v1::OPERATOR_PLACEHOLDER);
+  ASSERT_NE(known.Find("support-eu"), nullptr);
+  EXPECT_TRUE(SameRules(*known.Find("support-eu"), *rules));
+
+  // Known now: one redaction, with the project's rules from the start.
+  request_.set_request_id("req-2");
+  r = Decide();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(Redactions(fake_), 3u);
+  ASSERT_NE(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS"), nullptr);
+  EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS")->action(),
+            pii::v1::ACTION_ALLOW);
+
+  // The project's rules removed: the next decision redacts again under the deployment's
+  // policy alone, and that is remembered.
+  fake_.check_response.clear_pii();
+  request_.set_request_id("req-3");
+  r = Decide();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(Redactions(fake_), 5u);
+  EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS"), nullptr);
+  ASSERT_NE(RuleFor(fake_.redact_request.policy(), "PRIVATE_KEY"), nullptr);
+  EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "PRIVATE_KEY")->action(),
+            pii::v1::ACTION_BLOCK);
+  ASSERT_NE(known.Find("support-eu"), nullptr);
+  EXPECT_EQ(known.Find("support-eu")->rules_size(), 0);
+}
+
+TEST_F(DecisionFlowTest, WithoutKnownRulesEachDecisionOfAProjectWithRulesRedactsTwice) {
+  AddRule(fake_.check_response.mutable_pii(), "EMAIL_ADDRESS", pii::v1::ACTION_BLOCK);
+  for (int i = 1; i <= 2; ++i) {
+    request_.set_request_id(absl::StrCat("req-", i));
+    Result r = Decide();
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(Redactions(fake_), 2u * i);
+    ASSERT_NE(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS"), nullptr);
+    EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS")->action(),
+              pii::v1::ACTION_BLOCK);
+  }
+}
+
+TEST_F(DecisionFlowTest, ThePiiVerdictIsTheOneUnderTheRulesTheCheckStates) {
+  KnownPiiRules known;
+  options_.known_pii_rules = &known;
+  // Remembered: the project allowed e-mail addresses; it blocks them now. The redaction under
+  // the old rules let the request through; the one under the check's rules blocks it.
+  authz::v1::PiiPolicy old_rules;
+  AddRule(&old_rules, "EMAIL_ADDRESS", pii::v1::ACTION_ALLOW);
+  known.Remember("support-eu", old_rules);
+  AddRule(fake_.check_response.mutable_pii(), "EMAIL_ADDRESS", pii::v1::ACTION_BLOCK);
+  fake_.held = {"pii.Redact"};
+  Result result;
+  absl::Notification done;
+  StartDecide(&fake_, &options_, &request_, &result.response, absl::Now() + absl::Seconds(10),
+              [&](grpc::Status s) {
+                result.status = std::move(s);
+                done.Notify();
+              });
+  ASSERT_EQ(Redactions(fake_), 1u);
+  ASSERT_NE(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS"), nullptr);
+  EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS")->action(),
+            pii::v1::ACTION_ALLOW);
+  // pii's answer to a redaction asked from now on (under the check's rules): blocked.
+  fake_.redact_response.mutable_report()->set_blocked(true);
+  fake_.redact_response.mutable_report()->add_blocking_types("EMAIL_ADDRESS");
+  fake_.ReleaseHeld();  // The first redaction's answer, asked before: not blocked.
+  ASSERT_EQ(Redactions(fake_), 2u);
+  EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS")->action(),
+            pii::v1::ACTION_BLOCK);
+  fake_.ReleaseHeld();
+  done.WaitForNotification();
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+  EXPECT_EQ(result.response.verdict(), v1::VERDICT_DENY);
+  EXPECT_EQ(result.response.reason(), "PII_BLOCKED");
+  EXPECT_TRUE(SameRules(*known.Find("support-eu"), fake_.check_response.pii()));
+}
+
+TEST_F(DecisionFlowTest, EnvoysCheckBlocksWhatWouldBeRedactedAndAllowsWhatTheProjectAllows) {
+  options_.forwards_as_sent = true;
+  authz::v1::PiiPolicy* rules = fake_.check_response.mutable_pii();
+  AddRule(rules, "EMAIL_ADDRESS", pii::v1::ACTION_ALLOW);
+  AddRule(rules, "PHONE_NUMBER", pii::v1::ACTION_REDACT, pii::v1::OPERATOR_MASK);
+  Result r = Decide();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  const pii::v1::RedactionPolicy& policy = fake_.redact_request.policy();
+  EXPECT_EQ(policy.default_rule().action(), pii::v1::ACTION_BLOCK);
+  EXPECT_EQ(RuleFor(policy, "EMAIL_ADDRESS")->action(), pii::v1::ACTION_ALLOW);
+  EXPECT_EQ(RuleFor(policy, "PHONE_NUMBER")->action(), pii::v1::ACTION_BLOCK);
+  EXPECT_EQ(RuleFor(policy, "PRIVATE_KEY")->action(), pii::v1::ACTION_BLOCK);
+}
+
+TEST_F(DecisionFlowTest, PiiRefusingAProjectsRulesIsAFailedPrecondition) {
+  AddRule(fake_.check_response.mutable_pii(), "EMPLOYEE_ID", pii::v1::ACTION_BLOCK);
+  fake_.redact_status =
+      PolicyRefusal("policy.rules[1].entity_type: unknown entity type 'EMPLOYEE_ID'");
+  Result r = Decide();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("the project's data_policy.pii rules"));
+  EXPECT_THAT(r.status.error_message(), HasSubstr("'EMPLOYEE_ID'"));
+  EXPECT_NE(r.response.verdict(), v1::VERDICT_ALLOW);
 }
 
 TEST_F(DecisionFlowTest, EveryDownstreamCallCarriesTheDecisionsDeadline) {

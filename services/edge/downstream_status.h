@@ -40,7 +40,10 @@ absl::string_view RedactionSetting(absl::string_view pii_field);
 // dependency the edge cannot use, saying that pii refuses the edge's redaction policy and
 // naming the setting to fix. Input of the caller's that pii refused (its messages: too large,
 // not UTF-8, ...) stays INVALID_ARGUMENT; the rest is a dependency failure.
-grpc::Status RedactFailure(const grpc::Status& status, absl::Time deadline);
+// `with_project_rules`: the policy held rules of the project's own (DataPolicy.pii), which pii
+// may be the one refusing; FAILED_PRECONDITION then names them beside the edge's settings.
+grpc::Status RedactFailure(const grpc::Status& status, absl::Time deadline,
+                           bool with_project_rules = false);
 
 // What a caller learns when audit did not record its decision or usage: a request id the
 // ledger already holds for another entry is the caller's mistake (FAILED_PRECONDITION,

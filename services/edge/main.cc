@@ -44,8 +44,11 @@ int Main(int argc, char** argv) {
   denials.per_minute = config.denials_per_key_per_minute;
   denials.burst = config.denial_burst;
   DenialBudget denial_budget(denials, Clock::Real());
+  // The projects' PII rules as last seen, for both APIs.
+  KnownPiiRules known_pii_rules;
   FlowOptions options;
   options.redaction = *redaction;
+  options.known_pii_rules = &known_pii_rules;
   options.max_answer_bytes = static_cast<size_t>(config.max_answer_bytes);
   options.denial_budget = &denial_budget;
   // Envoy forwards the request as it came: what Decide would redact must block it instead.
@@ -53,7 +56,8 @@ int Main(int argc, char** argv) {
   envoy_options.redaction = *std::move(redaction);
   envoy_options.max_answer_bytes = options.max_answer_bytes;
   envoy_options.denial_budget = &denial_budget;
-  envoy_options.redaction.mutable_default_rule()->set_action(pii::v1::ACTION_BLOCK);
+  envoy_options.forwards_as_sent = true;
+  envoy_options.known_pii_rules = &known_pii_rules;
   server::ServerRunner runner(config.server);
   EdgeMetrics metrics(runner.metrics_registry());
   metrics::GrpcClientMetrics client_metrics(runner.metrics_registry());

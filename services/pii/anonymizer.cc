@@ -234,15 +234,6 @@ absl::string_view DataClassName(DataClass data_class) {
                                               : "unknown";
 }
 
-bool IsValidEntityType(absl::string_view entity_type) {
-  if (entity_type.empty() || entity_type.size() > kMaxEntityTypeBytes) return false;
-  if (!absl::ascii_isupper(static_cast<unsigned char>(entity_type[0]))) return false;
-  return std::all_of(entity_type.begin(), entity_type.end(), [](char c) {
-    return absl::ascii_isupper(static_cast<unsigned char>(c)) ||
-           absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '_';
-  });
-}
-
 DataClass DefaultDataClass(absl::string_view entity_type) {
   static const auto* const kClasses = new absl::flat_hash_map<absl::string_view, DataClass>{
       {"US_SSN", DataClass::kPii},

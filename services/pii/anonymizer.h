@@ -20,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "common/crypto/crypto.h"
+#include "common/pii_rule/pii_rule.h"
 #include "services/pii/finding.h"
 
 // What happens to the personal data and secrets the detection engine finds in a prompt: each
@@ -60,10 +61,8 @@ enum class DataClass { kPublic, kInternal, kPii, kPhi };
 absl::StatusOr<DataClass> DataClassByName(absl::string_view name);
 absl::string_view DataClassName(DataClass data_class);
 
-// Entity type names are [A-Z][A-Z0-9_]* of at most this many bytes: they are written into
-// the output text ("[US_SSN_REDACTED]") and must not be able to carry anything else.
-inline constexpr size_t kMaxEntityTypeBytes = 64;
-bool IsValidEntityType(absl::string_view entity_type);
+// Entity type names (IsValidEntityType, common/pii_rule) are written into the output text
+// ("[US_SSN_REDACTED]") and cannot carry anything else.
 
 // The class of an entity type when the policy does not set one: personal data (US_SSN,
 // US_ITIN, CREDIT_CARD, IBAN_CODE, EMAIL_ADDRESS, PHONE_NUMBER, IP_ADDRESS, UK_NHS, CRYPTO) is

@@ -1,0 +1,50 @@
+#ifndef POLICY_SERVICES_EDGE_PII_RULES_H_
+#define POLICY_SERVICES_EDGE_PII_RULES_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "policy/authz/v1/authz.pb.h"
+#include "policy/pii/v1/pii.pb.h"
+
+// A project's own PII rules (authz's DataPolicy.pii) in the edge's redaction policy.
+namespace policy::edge {
+
+// The rules each project's data policy had when authz last answered a check in it
+// (CheckResponse.pii). A decision's redaction starts with them, beside the check that states
+// the rules in force; a decision whose check states others redacts again with those, so a
+// stale entry costs a second redaction and never decides anything. Thread-safe; holds at
+// most `capacity` projects, then starts afresh.
+class KnownPiiRules {
+ public:
+  explicit KnownPiiRules(size_t capacity = 10'000) : capacity_(capacity) {}
+
+  // The rules last remembered for `project`; null when none are.
+  std::shared_ptr<const authz::v1::PiiPolicy> Find(absl::string_view project) const;
+  void Remember(absl::string_view project, const authz::v1::PiiPolicy& rules);
+
+ private:
+  const size_t capacity_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<const authz::v1::PiiPolicy>> rules_
+      ABSL_GUARDED_BY(mu_);
+};
+
+// Whether `a` and `b` state the same rules in the same order.
+bool SameRules(const authz::v1::PiiPolicy& a, const authz::v1::PiiPolicy& b);
+
+// `deployment` with `project`'s rules in place of its own rules for the same types, into
+// `out`. With `forwards_as_sent` (Envoy's check: the prompt goes on as the caller sent it),
+// every rule that would redact, the default rule's included, blocks instead.
+void ApplyProjectRules(const pii::v1::RedactionPolicy& deployment,
+                       const authz::v1::PiiPolicy& project, bool forwards_as_sent,
+                       pii::v1::RedactionPolicy* out);
+
+}  // namespace policy::edge
+
+#endif  // POLICY_SERVICES_EDGE_PII_RULES_H_
