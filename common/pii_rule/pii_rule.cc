@@ -96,9 +96,8 @@ absl::Status ValidatePiiRules(absl::Span<const PiiRule> rules, absl::string_view
 }
 
 void SortPiiRules(std::vector<PiiRule>& rules) {
-  std::sort(rules.begin(), rules.end(), [](const PiiRule& a, const PiiRule& b) {
-    return a.entity_type < b.entity_type;
-  });
+  std::sort(rules.begin(), rules.end(),
+            [](const PiiRule& a, const PiiRule& b) { return a.entity_type < b.entity_type; });
 }
 
 }  // namespace policy

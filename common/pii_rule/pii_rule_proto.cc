@@ -5,8 +5,7 @@
 
 namespace policy {
 
-absl::StatusOr<PiiRule> PiiRuleFromProto(const pii::v1::EntityRule& rule,
-                                         absl::string_view field) {
+absl::StatusOr<PiiRule> PiiRuleFromProto(const pii::v1::EntityRule& rule, absl::string_view field) {
   PiiRule out{.entity_type = rule.entity_type()};
   switch (rule.action()) {
     case pii::v1::ACTION_BLOCK:

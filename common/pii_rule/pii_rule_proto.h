@@ -13,8 +13,7 @@ namespace policy {
 // The rule `rule` states: BLOCK, ALLOW, or REDACT (or unspecified) with its operator
 // (unspecified: REDACT). INVALID_ARGUMENT "<field>.action: unknown value N" (or .operator)
 // outside the enums; the entity type is not checked here (ValidatePiiRules).
-absl::StatusOr<PiiRule> PiiRuleFromProto(const pii::v1::EntityRule& rule,
-                                         absl::string_view field);
+absl::StatusOr<PiiRule> PiiRuleFromProto(const pii::v1::EntityRule& rule, absl::string_view field);
 void PiiRuleToProto(const PiiRule& rule, pii::v1::EntityRule* out);
 
 }  // namespace policy

@@ -14,9 +14,9 @@ namespace {
 using ::testing::HasSubstr;
 
 TEST(PiiRuleTest, EveryTreatmentIsWrittenAndReadBackInTextAndOnTheWire) {
-  for (PiiTreatment t : {PiiTreatment::kRedact, PiiTreatment::kMask, PiiTreatment::kReplace,
-                         PiiTreatment::kHash, PiiTreatment::kPlaceholder, PiiTreatment::kBlock,
-                         PiiTreatment::kAllow}) {
+  for (PiiTreatment t :
+       {PiiTreatment::kRedact, PiiTreatment::kMask, PiiTreatment::kReplace, PiiTreatment::kHash,
+        PiiTreatment::kPlaceholder, PiiTreatment::kBlock, PiiTreatment::kAllow}) {
     const PiiRule rule{"US_SSN", t};
     absl::StatusOr<PiiRule> text = ParsePiiRule(FormatPiiRule(rule), "rule");
     ASSERT_TRUE(text.ok()) << text.status();

@@ -180,8 +180,8 @@ TEST_F(OrgAdminTest, AnUpdateKeepsTheSettingsItDoesNotState) {
   ASSERT_TRUE(admin().CreateProject("adam", eu).ok());
   Project renamed = MakeProject("kept");  // Global, members: what a client unaware of both sends.
   renamed.name = "Kept v2";
-  absl::StatusOr<Project> kept =
-      admin().UpdateProject("adam", renamed, {.key_holders = true, .residency = true, .pii_rules = true});
+  absl::StatusOr<Project> kept = admin().UpdateProject(
+      "adam", renamed, {.key_holders = true, .residency = true, .pii_rules = true});
   ASSERT_TRUE(kept.ok()) << kept.status();
   EXPECT_EQ(kept->name, "Kept v2");
   EXPECT_EQ(kept->data_policy.residency, Residency::kEu);
@@ -191,8 +191,8 @@ TEST_F(OrgAdminTest, AnUpdateKeepsTheSettingsItDoesNotState) {
   Project read = renamed;
   Project again = renamed;
   again.name = "Kept v3";
-  absl::StatusOr<Project> written =
-      admin().UpdateProject("adam", again, {.key_holders = true, .residency = true, .pii_rules = true}, read);
+  absl::StatusOr<Project> written = admin().UpdateProject(
+      "adam", again, {.key_holders = true, .residency = true, .pii_rules = true}, read);
   ASSERT_TRUE(written.ok()) << written.status();
   EXPECT_EQ(written->name, "Kept v3");
   EXPECT_EQ(written->data_policy.residency, Residency::kEu);

@@ -468,10 +468,10 @@ absl::StatusOr<Project> ReadProject(const Node& node, const std::string& path) {
     ASSIGN_OR_RETURN(project.archived, ReadBool(*archived, map.PathOf("archived")));
   }
   if (const Node* policy = map.Find("data_policy")) {
-    ASSIGN_OR_RETURN(const MapReader policy_map,
-                     MapReader::Read(*policy, map.PathOf("data_policy"),
-                                     {"zero_data_retention", "retention_days", "residency",
-                                      "pii"}));
+    ASSIGN_OR_RETURN(
+        const MapReader policy_map,
+        MapReader::Read(*policy, map.PathOf("data_policy"),
+                        {"zero_data_retention", "retention_days", "residency", "pii"}));
     if (const Node* zdr = policy_map.Find("zero_data_retention")) {
       ASSIGN_OR_RETURN(project.data_policy.zero_data_retention,
                        ReadBool(*zdr, policy_map.PathOf("zero_data_retention")));

@@ -364,9 +364,9 @@ TEST(ParseOrgFileTest, WrongTypes) {
             "([A-Z][A-Z0-9_]*, at most 64 bytes)");
   EXPECT_EQ(project_with(absl::StrCat(kLimits, "    data_policy: {pii: [US_SSN]}\n")),
             "line 6: projects[0].data_policy.pii: expected a map, got a list");
-  EXPECT_EQ(
-      project_with(absl::StrCat(kLimits, "    data_policy: {pii: {US_SSN: block, US_SSN: allow}}\n")),
-      "line 6: projects[0].data_policy.pii: key 'US_SSN' is given twice");
+  EXPECT_EQ(project_with(
+                absl::StrCat(kLimits, "    data_policy: {pii: {US_SSN: block, US_SSN: allow}}\n")),
+            "line 6: projects[0].data_policy.pii: key 'US_SSN' is given twice");
   EXPECT_EQ(project_with(absl::StrCat(kLimits, "    name: {first: P}\n")),
             "line 6: projects[0]: key 'name' is given twice");
   EXPECT_EQ(ParseError("projects:\n  - id: [p]\n"),

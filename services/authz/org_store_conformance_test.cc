@@ -115,13 +115,11 @@ OrgMutation SeedOrg() {
     // A residency and none (global) round-trip.
     s.projects[0].data_policy.residency = Residency::kEu;
     // Rules of every treatment, and none, round-trip.
-    s.projects[0].data_policy.pii_rules = {{"CREDIT_CARD", PiiTreatment::kMask},
-                                           {"EMAIL_ADDRESS", PiiTreatment::kPlaceholder},
-                                           {"IBAN_CODE", PiiTreatment::kHash},
-                                           {"IP_ADDRESS", PiiTreatment::kAllow},
-                                           {"PHONE_NUMBER", PiiTreatment::kReplace},
-                                           {"US_SSN", PiiTreatment::kBlock},
-                                           {"ZIP_CODE", PiiTreatment::kRedact}};
+    s.projects[0].data_policy.pii_rules = {
+        {"CREDIT_CARD", PiiTreatment::kMask},     {"EMAIL_ADDRESS", PiiTreatment::kPlaceholder},
+        {"IBAN_CODE", PiiTreatment::kHash},       {"IP_ADDRESS", PiiTreatment::kAllow},
+        {"PHONE_NUMBER", PiiTreatment::kReplace}, {"US_SSN", PiiTreatment::kBlock},
+        {"ZIP_CODE", PiiTreatment::kRedact}};
     s.members = {MakeMember("alice", {{Role::kOwner, "", std::nullopt}}),
                  MakeMember("bob", {{Role::kMember, "support", kNow + absl::Hours(24)},
                                     {Role::kReader, "research", std::nullopt}})};

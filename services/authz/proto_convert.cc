@@ -3,8 +3,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/ids/project_id.h"
-#include "common/proto/well_known.h"
 #include "common/pii_rule/pii_rule_proto.h"
+#include "common/proto/well_known.h"
 #include "common/residency/residency_proto.h"
 #include "common/status/status.h"
 #include "common/text/caller_text.h"
@@ -121,7 +121,8 @@ absl::StatusOr<std::vector<PiiRule>> PiiRulesFromProto(const pb::PiiPolicy& in) 
   }
   std::vector<PiiRule> rules;
   for (int i = 0; i < in.rules_size(); ++i) {
-    ASSIGN_OR_RETURN(PiiRule rule, PiiRuleFromProto(in.rules(i), absl::StrCat(kField, "[", i, "]")));
+    ASSIGN_OR_RETURN(PiiRule rule,
+                     PiiRuleFromProto(in.rules(i), absl::StrCat(kField, "[", i, "]")));
     rules.push_back(std::move(rule));
   }
   RETURN_IF_ERROR(ValidatePiiRules(rules, kField));

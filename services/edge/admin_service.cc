@@ -16,6 +16,7 @@
 #include "common/proto/well_known.h"
 #include "services/edge/conventions.h"
 #include "services/edge/downstream_status.h"
+#include "services/edge/pii_rules.h"
 #include "services/edge/proto_convert.h"
 
 namespace policy::edge {
@@ -142,6 +143,7 @@ AdminService::AdminService(const DownstreamChannels& channels, server::BlockingP
                            absl::Duration max_call_time)
     : keys_(keys::v1::KeyService::NewStub(channels.keys)),
       authz_(authz::v1::AuthzService::NewStub(channels.authz)),
+      pii_(pii::v1::PiiService::NewStub(channels.pii)),
       region_(region::v1::RegionService::NewStub(channels.region)),
       audit_(audit::v1::AuditService::NewStub(channels.audit)),
       pool_(pool),
@@ -724,16 +726,45 @@ grpc::ServerUnaryReactor* AdminService::ListProjects(grpc::CallbackServerContext
   return AsActor(context, request, response, &authz::v1::AuthzService::Stub::ListProjects);
 }
 
+Status AdminService::CheckPiiRules(const Caller& caller, const std::string& action,
+                                   const authz::v1::Project& project) {
+  const authz::v1::PiiPolicy& rules = project.data_policy().pii();
+  if (rules.rules_size() == 0) return Status::OK;
+  if (Status s = Authorize(caller, action, action == "project.update" ? project.id() : "");
+      !s.ok()) {
+    return s;
+  }
+  pii::v1::ListEntityTypesResponse known;
+  if (Status s = Call("pii", *pii_, &pii::v1::PiiService::Stub::ListEntityTypes,
+                      pii::v1::ListEntityTypesRequest(), &known, caller.deadline);
+      !s.ok()) {
+    return s;
+  }
+  return EdgeStatus(CheckProjectRulesServable(rules, known, "project.data_policy.pii.rules"));
+}
+
 grpc::ServerUnaryReactor* AdminService::CreateProject(
     grpc::CallbackServerContext* context, const authz::v1::CreateProjectRequest* request,
     authz::v1::Project* response) {
-  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::CreateProject);
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    if (Status s = CheckPiiRules(caller, "projects.manage", request->project()); !s.ok()) return s;
+    authz::v1::CreateProjectRequest forwarded = *request;
+    forwarded.mutable_actor()->set_member_id(caller.member);
+    return Call("authz", *authz_, &authz::v1::AuthzService::Stub::CreateProject, forwarded,
+                response, caller.deadline);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminService::UpdateProject(
     grpc::CallbackServerContext* context, const authz::v1::UpdateProjectRequest* request,
     authz::v1::Project* response) {
-  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::UpdateProject);
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    if (Status s = CheckPiiRules(caller, "project.update", request->project()); !s.ok()) return s;
+    authz::v1::UpdateProjectRequest forwarded = *request;
+    forwarded.mutable_actor()->set_member_id(caller.member);
+    return Call("authz", *authz_, &authz::v1::AuthzService::Stub::UpdateProject, forwarded,
+                response, caller.deadline);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminService::ArchiveProject(

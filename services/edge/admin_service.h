@@ -13,6 +13,7 @@
 #include "policy/authz/v1/authz.grpc.pb.h"
 #include "policy/edge/v1/admin.grpc.pb.h"
 #include "policy/keys/v1/keys.grpc.pb.h"
+#include "policy/pii/v1/pii.grpc.pb.h"
 #include "policy/region/v1/region.grpc.pb.h"
 #include "services/edge/downstream.h"
 
@@ -216,6 +217,11 @@ class AdminService final : public v1::AdminService::CallbackService {
   // Sets `holds` to whether principal `id` (of `type`) holds a key that still verifies.
   grpc::Status HoldsVerifyingKeys(const Caller& caller, keys::v1::PrincipalType type,
                                   const std::string& id, bool* holds);
+  // OK when `project` states no PII rules, or the caller may `action` (in the project, for
+  // project.update) and pii can apply the rules (CheckProjectRulesServable): a rule pii
+  // could not apply would fail every decision in the project.
+  grpc::Status CheckPiiRules(const Caller& caller, const std::string& action,
+                             const authz::v1::Project& project);
   // Forwards `request` to authz's `method` with the caller as its actor (authz records the
   // changes it makes).
   template <typename Request, typename Response>
@@ -237,6 +243,7 @@ class AdminService final : public v1::AdminService::CallbackService {
 
   std::unique_ptr<keys::v1::KeyService::Stub> keys_;
   std::unique_ptr<authz::v1::AuthzService::Stub> authz_;
+  std::unique_ptr<pii::v1::PiiService::Stub> pii_;
   std::unique_ptr<region::v1::RegionService::Stub> region_;
   std::unique_ptr<audit::v1::AuditService::Stub> audit_;
   server::BlockingPool* const pool_;

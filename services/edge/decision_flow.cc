@@ -777,8 +777,8 @@ absl::StatusOr<pii::v1::RedactionPolicy> MakeRedactionPolicy(
   }
   for (const std::string& type : blocked_types) {
     if (!IsValidEntityType(type)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "blocked_entity_types: '", type, "' is not an entity type name (like US_SSN)"));
+      return absl::InvalidArgumentError(absl::StrCat("blocked_entity_types: '", type,
+                                                     "' is not an entity type name (like US_SSN)"));
     }
     pii::v1::EntityRule* blocked = policy.add_rules();
     blocked->set_entity_type(type);

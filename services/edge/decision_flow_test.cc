@@ -935,8 +935,7 @@ TEST_F(DecisionFlowTest, AProjectsOwnPiiRulesReplaceTheDeploymentsForTheirTypes)
   EXPECT_EQ(Redactions(fake_), 5u);
   EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS"), nullptr);
   ASSERT_NE(RuleFor(fake_.redact_request.policy(), "PRIVATE_KEY"), nullptr);
-  EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "PRIVATE_KEY")->action(),
-            pii::v1::ACTION_BLOCK);
+  EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "PRIVATE_KEY")->action(), pii::v1::ACTION_BLOCK);
   ASSERT_NE(known.Find("support-eu"), nullptr);
   EXPECT_EQ(known.Find("support-eu")->rules_size(), 0);
 }

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
 
 namespace policy::edge {
 namespace {
@@ -60,6 +61,31 @@ void ApplyProjectRules(const pii::v1::RedactionPolicy& deployment,
   for (pii::v1::EntityRule& rule : *out->mutable_rules()) {
     if (Redacts(rule)) rule.set_action(pii::v1::ACTION_BLOCK);
   }
+}
+
+absl::Status CheckProjectRulesServable(const authz::v1::PiiPolicy& rules,
+                                       const pii::v1::ListEntityTypesResponse& known,
+                                       absl::string_view field) {
+  absl::flat_hash_set<absl::string_view> detected;
+  for (const pii::v1::EntityTypeInfo& info : known.entity_types()) {
+    detected.insert(info.entity_type());
+  }
+  for (int i = 0; i < rules.rules_size(); ++i) {
+    const pii::v1::EntityRule& rule = rules.rules(i);
+    if (!detected.contains(rule.entity_type())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, "[", i, "]: the pii service detects no entity type '",
+                       absl::string_view(rule.entity_type()).substr(0, 64),
+                       "' (pii's ListEntityTypes names those it does)"));
+    }
+    if (Redacts(rule) && rule.operator_() == pii::v1::OPERATOR_HASH && !known.keyed_hashing()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(field, "[", i, "]: ", rule.entity_type(),
+                       "=hash, but the pii service has no pseudonym key "
+                       "(POLICY_PII_PSEUDONYM_KEY)"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace policy::edge

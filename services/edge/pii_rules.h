@@ -7,6 +7,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "policy/authz/v1/authz.pb.h"
@@ -44,6 +45,15 @@ bool SameRules(const authz::v1::PiiPolicy& a, const authz::v1::PiiPolicy& b);
 void ApplyProjectRules(const pii::v1::RedactionPolicy& deployment,
                        const authz::v1::PiiPolicy& project, bool forwards_as_sent,
                        pii::v1::RedactionPolicy* out);
+
+// OK when pii can apply a project's `rules` as `known` (pii's ListEntityTypes answer)
+// describes it: it detects each rule's entity type, and has a pseudonym key for a rule that
+// hashes. Else INVALID_ARGUMENT naming the first rule it cannot apply ("<field>[1]: the pii
+// service detects no entity type 'EMPLOYEE_ID'"), or FAILED_PRECONDITION for a hash without
+// a key.
+absl::Status CheckProjectRulesServable(const authz::v1::PiiPolicy& rules,
+                                       const pii::v1::ListEntityTypesResponse& known,
+                                       absl::string_view field);
 
 }  // namespace policy::edge
 

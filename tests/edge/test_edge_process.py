@@ -304,6 +304,89 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(self.ledger_entry(request_id, project_id, "development").tokens,
                          r.estimated_tokens)
 
+    def test_a_projects_own_pii_rules_decide_what_becomes_of_its_prompts(self):
+        admin = SUITE.admin()
+        alice = es.bearer(SUITE.new_admin_key("alice"))
+        project_id = f"pii-{uuid.uuid4().hex[:6]}"
+
+        def rule(entity_type, action, operator=0):
+            return pii_pb2.EntityRule(entity_type=entity_type, action=action, operator=operator)
+
+        def project(*rules):
+            return authz_pb2.Project(
+                id=project_id, name="HR assistant", environment="development",
+                allowed_models=["gpt-4o"], limits=authz_pb2.RateLimits(rpm=100, tpm=100000),
+                data_policy=authz_pb2.DataPolicy(pii=authz_pb2.PiiPolicy(rules=list(rules))))
+
+        # A rule pii could not apply would fail every decision: refused, naming it.
+        err = pt.call_error(admin.CreateProject, authz_pb2.CreateProjectRequest(
+            project=project(rule("EMPLOYEE_ID", pii_pb2.ACTION_BLOCK))), metadata=alice,
+            timeout=10)
+        self.assertEqual(err.code(), C.INVALID_ARGUMENT, err.details())
+        self.assertIn("project.data_policy.pii.rules[0]: the pii service detects no entity type "
+                      "'EMPLOYEE_ID'", err.details())
+        # HR's own rules: e-mail addresses go through, social security numbers block.
+        created = admin.CreateProject(authz_pb2.CreateProjectRequest(project=project(
+            rule("US_SSN", pii_pb2.ACTION_BLOCK), rule("EMAIL_ADDRESS", pii_pb2.ACTION_ALLOW))),
+            metadata=alice, timeout=10)
+        self.assertEqual([r.entity_type for r in created.data_policy.pii.rules],
+                         ["EMAIL_ADDRESS", "US_SSN"])
+        key = self.key_for_this_test("alice", project_id, keys_pb2.ENVIRONMENT_DEVELOPMENT)
+        mail = "Draft a reply to jane.doe@example.com about her leave."
+
+        def decide(text):
+            return self.decide(key=key, text=text, residency=R.RESIDENCY_UNSPECIFIED)
+
+        allowed = decide(mail)
+        self.assertEqual(allowed.verdict, E.VERDICT_ALLOW, (allowed.reason, allowed.message))
+        self.assertIn(b"jane.doe@example.com", allowed.messages[1].content)
+        self.assertEqual(allowed.pii_counts["EMAIL_ADDRESS"], 1)
+        self.assertEqual(self.ledger_entry(allowed.request_id, project_id, "development")
+                         .metadata["pii_counts"], "EMAIL_ADDRESS=1")
+        blocked = decide("Her SSN is 123-45-6789.")
+        self.assertEqual((blocked.verdict, blocked.reason), (E.VERDICT_DENY, "PII_BLOCKED"))
+        self.assertIn("US_SSN", blocked.message)
+        # Another project of the same edge keeps the deployment's policy: placeholders.
+        redacted = self.decide(text=mail)
+        self.assertEqual(redacted.verdict, E.VERDICT_ALLOW, (redacted.reason, redacted.message))
+        self.assertIn(b"<EMAIL_ADDRESS_1>", redacted.messages[1].content)
+        # Rules removed (present, none): the next decision follows the deployment's policy.
+        admin.UpdateProject(authz_pb2.UpdateProjectRequest(project=project()), metadata=alice,
+                            timeout=10)
+        after = pt.wait_until(
+            lambda: (lambda r: r if b"<EMAIL_ADDRESS_1>" in r.messages[1].content else None)(
+                decide(mail)), timeout=10, message="the project's rules gone")
+        self.assertEqual(after.verdict, E.VERDICT_ALLOW)
+        self.assertNotIn(b"jane.doe@example.com", after.messages[1].content)
+
+        # policyctl sets them, lists them, and refuses a treatment it does not know.
+        admin_key = SUITE.new_admin_key("alice")
+        updated = run_policyctl("projects", "update", project_id,
+                                "--pii=EMAIL_ADDRESS=mask,US_SSN=block", admin_key=admin_key)
+        self.assertEqual(updated.returncode, 0, updated.stderr)
+        self.assertIn("pii EMAIL_ADDRESS=mask,US_SSN=block", updated.stdout)
+        listed = run_policyctl("projects", "list", admin_key=admin_key)
+        self.assertIn(f"{project_id}  development  HR assistant", listed.stdout)
+        self.assertIn("pii EMAIL_ADDRESS=mask,US_SSN=block", listed.stdout)
+        masked = pt.wait_until(
+            lambda: (lambda r: r if b"jane.doe@example.com" not in r.messages[1].content
+                     and b"<EMAIL" not in r.messages[1].content else None)(decide(mail)),
+            timeout=10, message="e-mail addresses masked")
+        self.assertIn(b"*", masked.messages[1].content)
+        # An update that does not name --pii keeps them.
+        renamed = run_policyctl("projects", "update", project_id, "--name=HR", admin_key=admin_key)
+        self.assertEqual(renamed.returncode, 0, renamed.stderr)
+        self.assertIn("pii EMAIL_ADDRESS=mask,US_SSN=block", renamed.stdout)
+        bad = run_policyctl("projects", "update", project_id, "--pii=US_SSN=forbid",
+                            admin_key=admin_key)
+        self.assertEqual(bad.returncode, 2, bad.stderr)
+        self.assertIn("'forbid' is not one of redact, mask, replace, hash, placeholder, block, "
+                      "allow", bad.stderr)
+        cleared = run_policyctl("projects", "update", project_id, "--pii=none",
+                                admin_key=admin_key)
+        self.assertEqual(cleared.returncode, 0, cleared.stderr)
+        self.assertNotIn("pii ", cleared.stdout)
+
     def test_a_project_that_keeps_no_data_is_routed_only_where_nothing_is_kept(self):
         # APAC's one endpoint keeps data (no zero data retention).
         region = region_pb2_grpc.RegionServiceStub(P["region"].channel)

@@ -59,6 +59,7 @@
 #include "common/crypto/crypto.h"
 #include "common/ids/api_key_prefix.h"
 #include "common/log/log.h"
+#include "common/pii_rule/pii_rule_proto.h"
 #include "common/proto/well_known.h"
 #include "common/residency/residency_proto.h"
 #include "common/text/caller_text.h"
@@ -146,9 +147,13 @@ commands:
                     (each member's; 0: no cap of their own), --zdr, --retention_days,
                     --residency=eu|us|apac|global (where its calls must be processed;
                     default global: anywhere), --key_holders=service_accounts|members
-                    (default: service accounts only in production, members elsewhere)]
+                    (default: service accounts only in production, members elsewhere),
+                    --pii=US_SSN=block,EMAIL_ADDRESS=placeholder (the project's own rule
+                    per entity type, replacing the deployment's: redact, mask, replace,
+                    hash, placeholder, block or allow; "none": no rules of its own)]
   projects update ID [--name, --models, --rpm, --tpm, --member_rpm, --member_tpm, --zdr,
-                    --retention_days, --residency, --key_holders]  (only the settings given change;
+                    --retention_days, --residency, --key_holders, --pii]  (only the settings
+                    given change; --pii replaces every rule of the project's;
                     refused, changing nothing, should another admin change it meanwhile)
   projects archive ID
   service-accounts list    [--project, --include_removed]
@@ -823,6 +828,43 @@ std::vector<std::string> List(const std::string& comma_separated) {
   return absl::StrSplit(comma_separated, ',', absl::SkipEmpty());
 }
 
+// "  pii EMAIL_ADDRESS=allow,US_SSN=block" for a project with rules of its own; "" without.
+std::string PiiRulesText(const authz::v1::PiiPolicy& rules) {
+  std::vector<std::string> texts;
+  for (const pii::v1::EntityRule& rule : rules.rules()) {
+    absl::StatusOr<PiiRule> parsed = PiiRuleFromProto(rule, "rule");
+    texts.push_back(parsed.ok() ? FormatPiiRule(*parsed) : absl::StrCat(rule.entity_type(), "=?"));
+  }
+  if (texts.empty()) return "";
+  return absl::StrCat("  pii ", absl::StrJoin(texts, ","));
+}
+
+// The rules a --pii flag states: TYPE=treatment, comma-separated, or "none"; false with
+// `error` set for anything else.
+bool PiiRulesFlag(const std::string& text, authz::v1::PiiPolicy* rules, std::string* error) {
+  rules->Clear();
+  if (text == "none") return true;
+  std::vector<PiiRule> parsed;
+  for (const std::string& item : List(text)) {
+    absl::StatusOr<PiiRule> rule = ParsePiiRule(item, "--pii");
+    if (!rule.ok()) {
+      *error = std::string(rule.status().message());
+      return false;
+    }
+    parsed.push_back(*std::move(rule));
+  }
+  if (absl::Status s = ValidatePiiRules(parsed, "--pii"); !s.ok()) {
+    *error = std::string(s.message());
+    return false;
+  }
+  if (parsed.empty()) {
+    *error = "--pii: TYPE=treatment,... (US_SSN=block) or none";
+    return false;
+  }
+  for (const PiiRule& rule : parsed) PiiRuleToProto(rule, rules->add_rules());
+  return true;
+}
+
 // "owner,member@support-eu,reader@playground" as role grants.
 std::vector<authz::v1::RoleGrant> Grants(const std::string& roles) {
   std::vector<authz::v1::RoleGrant> grants;
@@ -1298,7 +1340,7 @@ int Projects(const Invocation& in) {
   if (in.words.empty()) return Usage("projects: list, create, update or archive");
   const std::string& verb = in.words[0];
   Global g;
-  std::string id, name, environment, models, key_holders, residency = "global";
+  std::string id, name, environment, models, key_holders, residency = "global", pii = "none";
   int64_t rpm = 0, tpm = 0, member_rpm = 0, member_tpm = 0, retention_days = 0,
           page_size = kListPageSize;
   bool zdr = false, include_archived = false;
@@ -1320,6 +1362,9 @@ int Projects(const Invocation& in) {
             p.AddString("key_holders", &key_holders,
                         "who may hold its keys: service_accounts or members (and service "
                         "accounts); default by environment");
+            p.AddString("pii", &pii,
+                        "its own rules for what pii finds: TYPE=treatment,... (redact, mask, "
+                        "replace, hash, placeholder, block, allow) or none");
             p.AddBool("include_archived", &include_archived, "list: archived projects too");
             AddPageSize(p, &page_size);
           });
@@ -1338,13 +1383,14 @@ int Projects(const Invocation& in) {
     };
     std::printf(
         "%s  %s  %s  models [%s]  rpm %s tpm %s  per member rpm %s tpm %s  key holders: "
-        "%s%s%s\n",
+        "%s%s%s%s\n",
         p.id().c_str(), p.environment().c_str(), p.name().c_str(),
         absl::StrJoin(p.allowed_models(), ",").c_str(), limit(p.limits().rpm(), true).c_str(),
         limit(p.limits().tpm(), true).c_str(), limit(p.member_limits().rpm(), false).c_str(),
         limit(p.member_limits().tpm(), false).c_str(),
         p.key_holders() == authz::v1::KEY_HOLDERS_SERVICE_ACCOUNTS ? "service accounts" : "members",
-        ResidencyText(p.data_policy().residency()).c_str(), p.archived() ? "  (archived)" : "");
+        ResidencyText(p.data_policy().residency()).c_str(),
+        PiiRulesText(p.data_policy().pii()).c_str(), p.archived() ? "  (archived)" : "");
   };
   // The settings given, onto `p` (all of them on create).
   const bool creating = verb == "create";
@@ -1367,6 +1413,12 @@ int Projects(const Invocation& in) {
       region::v1::Residency r;
       if (!ResidencyFlag(residency, &r)) return Usage("--residency must be eu, us, apac or global");
       p->mutable_data_policy()->set_residency(r);
+    }
+    if (given("pii")) {
+      std::string error;
+      if (!PiiRulesFlag(pii, p->mutable_data_policy()->mutable_pii(), &error)) {
+        return Usage(error);
+      }
     }
     if (key_holders == "service_accounts") {
       p->set_key_holders(authz::v1::KEY_HOLDERS_SERVICE_ACCOUNTS);
