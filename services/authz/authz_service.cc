@@ -633,6 +633,7 @@ grpc::ServerUnaryReactor* AuthzService::PlanOrgFile(grpc::CallbackServerContext*
     response->set_text(plan->text);
     response->set_plan_fingerprint(plan->fingerprint);
     response->set_org_version(plan->org_version);
+    for (const Project& p : plan->projects) ToProto(p, response->add_projects());
     return grpc::Status::OK;
   });
 }

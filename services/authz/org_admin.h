@@ -24,6 +24,8 @@ struct OrgPlan {
   std::string text;         // FormatDiff(changes).
   std::string fingerprint;  // Hex SHA-256 of the base version and the changes.
   int64_t org_version = 0;  // The version planned against, or the one applied.
+  // Planned only: the projects it creates or changes, as it would leave them.
+  std::vector<Project> projects;
   // Applied only: the principals it removed, and those removed in the kOffboardingWindow
   // before it (by an interrupted attempt of the same apply, say), to offboard.
   RemovedPrincipals offboard;

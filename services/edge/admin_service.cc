@@ -557,6 +557,13 @@ grpc::ServerUnaryReactor* AdminService::ApplyOrgFile(grpc::CallbackServerContext
     apply.mutable_actor()->set_member_id(caller.member);
     apply.set_yaml(request->yaml());
     apply.set_plan_fingerprint(request->plan_fingerprint());
+    // A project rule pii could not apply: refused before anything is applied. What was
+    // checked is what is applied (the checked plan's fingerprint, unless the caller gave one).
+    std::string checked_plan;
+    if (Status s = CheckOrgFilePiiRules(caller, request->yaml(), &checked_plan); !s.ok()) {
+      return s;
+    }
+    if (apply.plan_fingerprint().empty()) apply.set_plan_fingerprint(checked_plan);
     authz::v1::ApplyOrgFileResponse applied;
     if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::ApplyOrgFile, apply,
                         &applied, caller.deadline);
@@ -741,6 +748,42 @@ Status AdminService::CheckPiiRules(const Caller& caller, const std::string& acti
     return s;
   }
   return EdgeStatus(CheckProjectRulesServable(rules, known, "project.data_policy.pii.rules"));
+}
+
+Status AdminService::CheckOrgFilePiiRules(const Caller& caller, const std::string& yaml,
+                                          std::string* plan_fingerprint) {
+  // A file that never says pii sets no project rules (it may only remove them).
+  if (!absl::StrContains(yaml, "pii")) return Status::OK;
+  authz::v1::PlanOrgFileRequest plan_request;
+  plan_request.mutable_actor()->set_member_id(caller.member);
+  plan_request.set_yaml(yaml);
+  authz::v1::PlanOrgFileResponse plan;
+  if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::PlanOrgFile, plan_request,
+                      &plan, caller.deadline);
+      !s.ok()) {
+    return s;
+  }
+  pii::v1::ListEntityTypesResponse known;
+  bool listed = false;
+  for (const authz::v1::Project& project : plan.projects()) {
+    if (project.data_policy().pii().rules_size() == 0) continue;
+    if (!listed) {
+      if (Status s = Call("pii", *pii_, &pii::v1::PiiService::Stub::ListEntityTypes,
+                          pii::v1::ListEntityTypesRequest(), &known, caller.deadline);
+          !s.ok()) {
+        return s;
+      }
+      listed = true;
+      *plan_fingerprint = plan.plan_fingerprint();
+    }
+    if (absl::Status s = CheckProjectRulesServable(
+            project.data_policy().pii(), known,
+            absl::StrCat("project ", project.id(), ": data_policy.pii.rules"));
+        !s.ok()) {
+      return EdgeStatus(s);
+    }
+  }
+  return Status::OK;
 }
 
 grpc::ServerUnaryReactor* AdminService::CreateProject(

@@ -222,6 +222,10 @@ class AdminService final : public v1::AdminService::CallbackService {
   // could not apply would fail every decision in the project.
   grpc::Status CheckPiiRules(const Caller& caller, const std::string& action,
                              const authz::v1::Project& project);
+  // The same for the projects organisation file `yaml` would create or change (authz's plan
+  // of it, as the caller); `plan_fingerprint`: that plan's when it set any rules, else empty.
+  grpc::Status CheckOrgFilePiiRules(const Caller& caller, const std::string& yaml,
+                                    std::string* plan_fingerprint);
   // Forwards `request` to authz's `method` with the caller as its actor (authz records the
   // changes it makes).
   template <typename Request, typename Response>

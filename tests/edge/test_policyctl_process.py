@@ -322,6 +322,49 @@ class PolicyctlProcessTest(unittest.TestCase):
         self.assertEqual(plan.returncode, 0, plan.stderr)
         self.assertEqual(json.loads(plan.stdout)["changes"], [])
 
+    def test_an_organisation_files_project_pii_rules_are_checked_against_pii(self):
+        """A rule for a type pii does not detect would fail every decision in the project:
+        apply refuses it, naming the project and the type, and nothing changes; a rule pii
+        applies is applied, listed and exported."""
+        exported = run_policyctl("org", "export", admin_key=self.alice)
+        self.assertEqual(exported.returncode, 0, exported.stderr)
+        text = exported.stdout
+        start = text.index("- id: playground\n")
+        end = text.find("- id:", start + 1)
+        entry = text[start:end]
+        self.assertNotIn("pii:", entry)
+        org_file = Path(tempfile.mkdtemp()) / "org.yaml"
+
+        def with_rules(rules):
+            changed = re.sub(r"(data_policy: \{[^}]*)\}", r"\1, pii: {" + rules + "}}", entry,
+                             count=1)
+            self.assertNotEqual(changed, entry)
+            org_file.write_text(text[:start] + changed + text[end:])
+
+        with_rules("EMPLOYEE_ID: block")
+        run = run_policyctl("org", "apply", str(org_file), admin_key=self.alice)
+        self.assertEqual(run.returncode, 1, run.stdout + run.stderr)
+        self.assertIn("INVALID_ARGUMENT", run.stderr)
+        self.assertIn("project playground: data_policy.pii.rules[0]: the pii service detects no "
+                      "entity type 'EMPLOYEE_ID'", run.stderr)
+        listed = run_policyctl("projects", "list", admin_key=self.alice)
+        self.assertNotIn("pii ", [line for line in listed.stdout.splitlines()
+                                  if line.startswith("playground ")][0])
+
+        with_rules("US_SSN: block, EMAIL_ADDRESS: allow")
+        self.addCleanup(lambda: (org_file.write_text(text), run_policyctl(
+            "org", "apply", str(org_file), admin_key=self.alice)))
+        plan = run_policyctl("org", "plan", str(org_file), admin_key=self.alice)
+        self.assertEqual(plan.returncode, 0, plan.stderr)
+        self.assertIn("data_policy.pii: [] -> [EMAIL_ADDRESS=allow, US_SSN=block]", plan.stdout)
+        run = run_policyctl("org", "apply", str(org_file), admin_key=self.alice)
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        listed = run_policyctl("projects", "list", admin_key=self.alice)
+        self.assertIn("pii EMAIL_ADDRESS=allow,US_SSN=block", [
+            line for line in listed.stdout.splitlines() if line.startswith("playground ")][0])
+        again = run_policyctl("org", "export", admin_key=self.alice)
+        self.assertIn("pii: {EMAIL_ADDRESS: allow, US_SSN: block}", again.stdout)
+
     def test_an_answer_that_cannot_be_written_is_a_failure_and_names_the_retry(self):
         """stdout on a full disk: the key is made, but its secret (shown once) never reaches
         the operator, so the exit code says so, and stderr names the request id under which a
