@@ -620,6 +620,15 @@ def run_edge(edge_address, keys_address, region_address, admin_key_file=None):
     apac = decide(bob, TICKET, residency=R.RESIDENCY_APAC)
     line("the ticket, asking for APAC residency", apac)
     expect(apac.reason == "RESIDENCY_NOT_ALLOWED", f"APAC: {apac.reason}")
+    erin = key("erin", "internal-copilot", keys_pb2.ENVIRONMENT_DEVELOPMENT)
+    log_line = "Why does 10.20.3.4 refuse connections? ops@acme.example says the port is open."
+    own_rules = decide(erin, log_line)
+    line("erin, a log line (internal-copilot's own rules)", own_rules)
+    expect(own_rules.verdict == edge_pb2.VERDICT_ALLOW, f"the log line: {own_rules.reason}")
+    sent = own_rules.messages[0].content.decode()
+    expect("10.20.3.4" in sent and "ops@acme.example" not in sent,
+           f"internal-copilot's IP_ADDRESS: allow was not applied: {sent}")
+    print(f"    sent: {sent}")
     carol = key("carol", "playground", keys_pb2.ENVIRONMENT_SANDBOX)
     limited = None
     for i in range(15):  # playground: 10 requests a minute per member
