@@ -322,6 +322,9 @@ void PolicyDocument(const ServiceAccount& a, const Project& p, pb::ServiceAccoun
   SetDuration(a.max_key_lifetime, out->mutable_max_key_lifetime());
   out->set_zero_data_retention(p.data_policy.zero_data_retention);
   out->set_residency(ResidencyToProto(p.data_policy.residency));
+  for (const PiiRule& rule : p.data_policy.pii_rules) {
+    PiiRuleToProto(rule, out->mutable_pii()->add_rules());
+  }
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
   options.preserve_proto_field_names = true;

@@ -24,6 +24,7 @@ from tests.support import policy_testing as pt  # noqa: E402
 import grpc  # noqa: E402
 from policy.authz.v1 import authz_pb2, authz_pb2_grpc  # noqa: E402
 from policy.keys.v1 import keys_pb2  # noqa: E402
+from policy.pii.v1 import pii_pb2  # noqa: E402
 from policy.region.v1 import region_pb2  # noqa: E402
 
 C = grpc.StatusCode
@@ -39,7 +40,8 @@ projects:
     name: Support
     environment: production
     key_holders: members
-    data_policy: {zero_data_retention: true, retention_days: 0, residency: eu}
+    data_policy: {zero_data_retention: true, retention_days: 0, residency: eu,
+                  pii: {US_SSN: block, EMAIL_ADDRESS: placeholder}}
     models: [gpt-4o, gpt-4o-mini]
     limits: {rpm: 100000, tpm: 100000000}
   - id: limited
@@ -160,6 +162,10 @@ class DecisionTest(unittest.TestCase):
         self.assertEqual(allowed.residency, region_pb2.RESIDENCY_EU)
         self.assertEqual(check(A, "mia", "tokens", model="gpt-4o-mini").residency,
                          region_pb2.RESIDENCY_GLOBAL)
+        # So do the project's own PII rules, for the edge's redaction; a project without has
+        # none.
+        self.assertEqual([r.entity_type for r in allowed.pii.rules], ["EMAIL_ADDRESS", "US_SSN"])
+        self.assertEqual(len(check(A, "mia", "tokens", model="gpt-4o-mini").pii.rules), 0)
         # A request requiring another residency than the project keeps to is refused, before
         # any budget is taken, and told the project's.
         for asked in (region_pb2.RESIDENCY_EU, region_pb2.RESIDENCY_GLOBAL):
@@ -577,6 +583,10 @@ class AdministrationTest(unittest.TestCase):
         self.assertEqual(policy.residency, region_pb2.RESIDENCY_EU)
         self.assertIn('"service_account": "sa-bot"', policy.document_json)
         self.assertIn('"residency": "RESIDENCY_EU"', policy.document_json)
+        self.assertEqual([(r.entity_type, r.action, r.operator) for r in policy.pii.rules],
+                         [("EMAIL_ADDRESS", pii_pb2.ACTION_REDACT, pii_pb2.OPERATOR_PLACEHOLDER),
+                          ("US_SSN", pii_pb2.ACTION_BLOCK, pii_pb2.OPERATOR_UNSPECIFIED)])
+        self.assertIn('"entity_type": "US_SSN"', policy.document_json)
 
     def test_idp_group_sync_provisions_and_deprovisions(self):
         synced = stub(A).SyncIdpGroup(authz_pb2.SyncIdpGroupRequest(

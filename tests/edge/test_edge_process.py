@@ -346,6 +346,17 @@ class EdgeProcessTest(unittest.TestCase):
         blocked = decide("Her SSN is 123-45-6789.")
         self.assertEqual((blocked.verdict, blocked.reason), (E.VERDICT_DENY, "PII_BLOCKED"))
         self.assertIn("US_SSN", blocked.message)
+        # Through Envoy, which forwards the prompt as sent: what the project allows goes
+        # through; what Decide would redact is refused, as everywhere.
+        def body(text):
+            return json.dumps({"model": "gpt-4o", "max_tokens": 50,
+                               "messages": [{"role": "user", "content": text}]})
+        through = self.envoy_check(body(mail), key=key, residency=None)
+        self.assertEqual(through.status.code, 0, through)
+        refused = self.envoy_check(body("Refund card 4111 1111 1111 1111."), key=key,
+                                   residency=None)
+        self.assertEqual(refused.denied_response.status.code, 403, refused)
+        self.assertIn("CREDIT_CARD", refused.denied_response.body)
         # Another project of the same edge keeps the deployment's policy: placeholders.
         redacted = self.decide(text=mail)
         self.assertEqual(redacted.verdict, E.VERDICT_ALLOW, (redacted.reason, redacted.message))
