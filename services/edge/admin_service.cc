@@ -660,12 +660,18 @@ template <typename Request, typename Response>
 grpc::ServerUnaryReactor* AdminService::AsActor(
     grpc::CallbackServerContext* context, const Request* request, Response* response,
     Status (authz::v1::AuthzService::Stub::*method)(grpc::ClientContext*, const Request&,
-                                                    Response*)) {
-  return Run(context, [this, request, response, method](const Caller& caller) -> Status {
-    Request forwarded = *request;
-    forwarded.mutable_actor()->set_member_id(caller.member);
-    return Call("authz", *authz_, method, forwarded, response, caller.deadline);
-  });
+                                                    Response*),
+    std::function<Status(const Caller&)> check) {
+  return Run(
+      context,
+      [this, request, response, method, check = std::move(check)](const Caller& caller) -> Status {
+        if (check != nullptr) {
+          if (Status s = check(caller); !s.ok()) return s;
+        }
+        Request forwarded = *request;
+        forwarded.mutable_actor()->set_member_id(caller.member);
+        return Call("authz", *authz_, method, forwarded, response, caller.deadline);
+      });
 }
 
 grpc::ServerUnaryReactor* AdminService::AddMember(grpc::CallbackServerContext* context,
@@ -789,25 +795,19 @@ Status AdminService::CheckOrgFilePiiRules(const Caller& caller, const std::strin
 grpc::ServerUnaryReactor* AdminService::CreateProject(
     grpc::CallbackServerContext* context, const authz::v1::CreateProjectRequest* request,
     authz::v1::Project* response) {
-  return Run(context, [this, request, response](const Caller& caller) -> Status {
-    if (Status s = CheckPiiRules(caller, "projects.manage", request->project()); !s.ok()) return s;
-    authz::v1::CreateProjectRequest forwarded = *request;
-    forwarded.mutable_actor()->set_member_id(caller.member);
-    return Call("authz", *authz_, &authz::v1::AuthzService::Stub::CreateProject, forwarded,
-                response, caller.deadline);
-  });
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::CreateProject,
+                 [this, request](const Caller& caller) {
+                   return CheckPiiRules(caller, "projects.manage", request->project());
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminService::UpdateProject(
     grpc::CallbackServerContext* context, const authz::v1::UpdateProjectRequest* request,
     authz::v1::Project* response) {
-  return Run(context, [this, request, response](const Caller& caller) -> Status {
-    if (Status s = CheckPiiRules(caller, "project.update", request->project()); !s.ok()) return s;
-    authz::v1::UpdateProjectRequest forwarded = *request;
-    forwarded.mutable_actor()->set_member_id(caller.member);
-    return Call("authz", *authz_, &authz::v1::AuthzService::Stub::UpdateProject, forwarded,
-                response, caller.deadline);
-  });
+  return AsActor(context, request, response, &authz::v1::AuthzService::Stub::UpdateProject,
+                 [this, request](const Caller& caller) {
+                   return CheckPiiRules(caller, "project.update", request->project());
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminService::ArchiveProject(

@@ -227,12 +227,13 @@ class AdminService final : public v1::AdminService::CallbackService {
   grpc::Status CheckOrgFilePiiRules(const Caller& caller, const std::string& yaml,
                                     std::string* plan_fingerprint);
   // Forwards `request` to authz's `method` with the caller as its actor (authz records the
-  // changes it makes).
+  // changes it makes), once `check` (when given) is OK for the caller.
   template <typename Request, typename Response>
   grpc::ServerUnaryReactor* AsActor(grpc::CallbackServerContext* context, const Request* request,
                                     Response* response,
                                     grpc::Status (authz::v1::AuthzService::Stub::*method)(
-                                        grpc::ClientContext*, const Request&, Response*));
+                                        grpc::ClientContext*, const Request&, Response*),
+                                    std::function<grpc::Status(const Caller&)> check = nullptr);
   // Authorises `action` in the organisation, then calls `method` of audit with `request`.
   template <typename Request, typename Response>
   grpc::ServerUnaryReactor* ForAuditor(grpc::CallbackServerContext* context,

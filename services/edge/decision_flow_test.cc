@@ -85,6 +85,15 @@ class DecisionFlowTest : public ::testing::Test {
     return result;
   }
 
+  // request_ decided with fake_, which may hold calls: `done` is notified once it is.
+  void StartDeciding(Result& result, absl::Notification& done) {
+    StartDecide(&fake_, &options_, &request_, &result.response, absl::Now() + absl::Seconds(10),
+                [&](grpc::Status s) {
+                  result.status = std::move(s);
+                  done.Notify();
+                });
+  }
+
   // The first attempt's entry as the ledger holds it (index 41, under "decision:req-1"), made
   // GetEntry's answer: what a retry finds when it looks its request id up.
   audit::v1::Entry* RecordFirstAttempt() {
@@ -849,11 +858,7 @@ TEST_F(DecisionFlowTest, AuthzAndPiiAreAskedConcurrently) {
     const size_t earlier_calls = fake_.calls().size();
     Result result;
     absl::Notification done;
-    StartDecide(&fake_, &options_, &request_, &result.response, absl::Now() + absl::Seconds(10),
-                [&](grpc::Status s) {
-                  result.status = std::move(s);
-                  done.Notify();
-                });
+    StartDeciding(result, done);
     // `first` has not answered, yet the other was asked (and answered) too.
     const std::vector<std::string> calls = fake_.calls();
     EXPECT_THAT(std::vector<std::string>(calls.begin() + earlier_calls, calls.end()),
@@ -965,11 +970,7 @@ TEST_F(DecisionFlowTest, ThePiiVerdictIsTheOneUnderTheRulesTheCheckStates) {
   fake_.held = {"pii.Redact"};
   Result result;
   absl::Notification done;
-  StartDecide(&fake_, &options_, &request_, &result.response, absl::Now() + absl::Seconds(10),
-              [&](grpc::Status s) {
-                result.status = std::move(s);
-                done.Notify();
-              });
+  StartDeciding(result, done);
   ASSERT_EQ(Redactions(fake_), 1u);
   ASSERT_NE(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS"), nullptr);
   EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS")->action(),

@@ -286,17 +286,21 @@ class PolicyctlProcessTest(unittest.TestCase):
         self.assertNotIn("removed_at", members["bob"])
         self.assertEqual([g["role"] for g in members["carol"]["grants"]], ["member", "reader"])
 
+    def exported_playground(self):
+        """The organisation file as exported, and where the playground's entry starts and
+        ends in it (projects come first, each from its "- id:")."""
+        exported = run_policyctl("org", "export", admin_key=self.alice)
+        self.assertEqual(exported.returncode, 0, exported.stderr)
+        text = exported.stdout
+        start = text.index("- id: playground\n")
+        return text, start, text.find("- id:", start + 1)
+
     def test_an_organisation_file_changing_a_projects_environment_is_refused(self):
         """Moving the playground (no service accounts to hold it back) from sandbox to
         production would silently take its keys from its members (production: service
         accounts only): plan and apply refuse it, naming the environment, and nothing
         changes."""
-        exported = run_policyctl("org", "export", admin_key=self.alice)
-        self.assertEqual(exported.returncode, 0, exported.stderr)
-        text = exported.stdout
-        # Within the playground's entry (projects come first, each from its "- id:").
-        start = text.index("- id: playground\n")
-        end = text.find("- id:", start + 1)
+        text, start, end = self.exported_playground()
         entry = text[start:end]
         self.assertEqual(entry.count("environment: sandbox"), 1, entry)
         moved = text[:start] + entry.replace("environment: sandbox",
@@ -326,11 +330,7 @@ class PolicyctlProcessTest(unittest.TestCase):
         """A rule for a type pii does not detect would fail every decision in the project:
         apply refuses it, naming the project and the type, and nothing changes; a rule pii
         applies is applied, listed and exported."""
-        exported = run_policyctl("org", "export", admin_key=self.alice)
-        self.assertEqual(exported.returncode, 0, exported.stderr)
-        text = exported.stdout
-        start = text.index("- id: playground\n")
-        end = text.find("- id:", start + 1)
+        text, start, end = self.exported_playground()
         entry = text[start:end]
         self.assertNotIn("pii:", entry)
         org_file = Path(tempfile.mkdtemp()) / "org.yaml"
