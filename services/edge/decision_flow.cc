@@ -237,6 +237,7 @@ class DecideFlow final : public Flow {
       if (options_->known_pii_rules != nullptr) {
         options_->known_pii_rules->Remember(key_->key().project(), check_->pii());
       }
+      if (options_->repeated_redactions != nullptr) options_->repeated_redactions->Increment();
       pending_.store(1, std::memory_order_relaxed);
       return Redact(check_->pii());
     }

@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/support/status.h"
 #include "policy/edge/v1/edge.pb.h"
+#include "prometheus/counter.h"
 #include "services/edge/denial_budget.h"
 #include "services/edge/downstream.h"
 #include "services/edge/pii_rules.h"
@@ -41,6 +42,9 @@ struct FlowOptions {
   // null: each decision starts with none, and redacts again for a project that has rules.
   // Must outlive the flows.
   KnownPiiRules* known_pii_rules = nullptr;
+  // Counts the decisions whose messages were redacted again under the rules the check stated;
+  // null: not counted. Must outlive the flows.
+  prometheus::Counter* repeated_redactions = nullptr;
   // The largest answer an ALLOW may make (gRPC clients' default receive limit): one that
   // would be larger (its redacted messages and, when asked for, the placeholder mapping) is
   // refused with INVALID_ARGUMENT naming return_mapping (or messages), before the decision is

@@ -900,6 +900,8 @@ size_t Redactions(FakeDownstream& fake) {
 TEST_F(DecisionFlowTest, AProjectsOwnPiiRulesReplaceTheDeploymentsForTheirTypes) {
   KnownPiiRules known;
   options_.known_pii_rules = &known;
+  prometheus::Counter repeated;
+  options_.repeated_redactions = &repeated;
   authz::v1::PiiPolicy* rules = fake_.check_response.mutable_pii();
   AddRule(rules, "EMAIL_ADDRESS", pii::v1::ACTION_ALLOW);
   AddRule(rules, "PRIVATE_KEY", pii::v1::ACTION_REDACT, pii::v1::OPERATOR_REDACT);
@@ -921,12 +923,14 @@ TEST_F(DecisionFlowTest, AProjectsOwnPiiRulesReplaceTheDeploymentsForTheirTypes)
   EXPECT_EQ(policy.default_rule().operator_(), pii::v1::OPERATOR_PLACEHOLDER);
   ASSERT_NE(known.Find("support-eu"), nullptr);
   EXPECT_TRUE(SameRules(*known.Find("support-eu"), *rules));
+  EXPECT_EQ(repeated.Value(), 1);
 
   // Known now: one redaction, with the project's rules from the start.
   request_.set_request_id("req-2");
   r = Decide();
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   EXPECT_EQ(Redactions(fake_), 3u);
+  EXPECT_EQ(repeated.Value(), 1);  // Not again.
   ASSERT_NE(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS"), nullptr);
   EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS")->action(),
             pii::v1::ACTION_ALLOW);
@@ -943,6 +947,7 @@ TEST_F(DecisionFlowTest, AProjectsOwnPiiRulesReplaceTheDeploymentsForTheirTypes)
   EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "PRIVATE_KEY")->action(), pii::v1::ACTION_BLOCK);
   ASSERT_NE(known.Find("support-eu"), nullptr);
   EXPECT_EQ(known.Find("support-eu")->rules_size(), 0);
+  EXPECT_EQ(repeated.Value(), 2);
 }
 
 TEST_F(DecisionFlowTest, WithoutKnownRulesEachDecisionOfAProjectWithRulesRedactsTwice) {

@@ -26,6 +26,12 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
               .Help("Requests refused before any decision because their key had too many "
                     "requests denied of late (denials_per_key_per_minute), by API.")
               .Register(registry)),
+      repeated_redactions_(
+          prometheus::BuildCounter()
+              .Name("policy_edge_redactions_repeated_total")
+              .Help("Decisions whose messages were redacted again because the check stated "
+                    "other project PII rules than the edge had last seen, by API.")
+              .Register(registry)),
       dependency_up_(prometheus::BuildGauge()
                          .Name("policy_edge_dependency_up")
                          .Help("1 while the service answers its health check SERVING.")
@@ -37,7 +43,14 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
                               "when redaction_operator is hash; 0: the edge is not ready.")
                         .Register(registry)) {
   // Shown at 0 from the start, so that a rate over them is 0 rather than no data.
-  for (const char* api : {"decide", "ext_authz"}) denial_budget_refusals_.Add({{"api", api}});
+  for (const char* api : {"decide", "ext_authz"}) {
+    denial_budget_refusals_.Add({{"api", api}});
+    repeated_redactions_.Add({{"api", api}});
+  }
+}
+
+prometheus::Counter& EdgeMetrics::RepeatedRedactions(const std::string& api) {
+  return repeated_redactions_.Add({{"api", api}});
 }
 
 void EdgeMetrics::Decided(const std::string& api, const grpc::Status& status, bool allowed,

@@ -15,6 +15,9 @@
 //   policy_edge_denial_budget_refusals_total{api}      requests refused at the door because
 //       their key's denial budget was spent (FlowOptions::denial_budget): no decision, so not
 //       in policy_edge_decisions_total
+//   policy_edge_redactions_repeated_total{api}         decisions whose messages were redacted
+//       again because the check stated other project PII rules than the edge had last seen
+//       (FlowOptions::known_pii_rules): a project's first decisions, and those after a change
 //   policy_edge_dependency_up{dependency}              1 while that service answers its
 //       health check SERVING (see DownstreamHealth)
 //   policy_edge_config_valid                           1 while pii detects every entity type
@@ -32,11 +35,14 @@ class EdgeMetrics {
   void Decided(const std::string& api, const grpc::Status& status, bool allowed,
                const std::string& deny_reason);
   void SetDependencyUp(const std::string& service, bool up);
+  // The counter of policy_edge_redactions_repeated_total for `api` (FlowOptions).
+  prometheus::Counter& RepeatedRedactions(const std::string& api);
   void SetConfigValid(bool valid);
 
  private:
   prometheus::Family<prometheus::Counter>& decisions_;
   prometheus::Family<prometheus::Counter>& denial_budget_refusals_;
+  prometheus::Family<prometheus::Counter>& repeated_redactions_;
   prometheus::Family<prometheus::Gauge>& dependency_up_;
   prometheus::Family<prometheus::Gauge>& config_valid_;
 };

@@ -60,6 +60,8 @@ int Main(int argc, char** argv) {
   envoy_options.known_pii_rules = &known_pii_rules;
   server::ServerRunner runner(config.server);
   EdgeMetrics metrics(runner.metrics_registry());
+  options.repeated_redactions = &metrics.RepeatedRedactions("decide");
+  envoy_options.repeated_redactions = &metrics.RepeatedRedactions("ext_authz");
   metrics::GrpcClientMetrics client_metrics(runner.metrics_registry());
   const DownstreamChannels channels =
       DownstreamChannels::Open(config.targets, tls::ChannelCredentials(config.server.tls));

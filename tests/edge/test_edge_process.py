@@ -334,6 +334,12 @@ class EdgeProcessTest(unittest.TestCase):
         key = self.key_for_this_test("alice", project_id, keys_pb2.ENVIRONMENT_DEVELOPMENT)
         mail = "Draft a reply to jane.doe@example.com about her leave."
 
+        def repeated_redactions():
+            return pt.metric_value(pt.scrape_metrics(P["edge"].metrics_port),
+                                   "policy_edge_redactions_repeated_total", api="decide")
+
+        repeated_before = repeated_redactions()
+
         def decide(text):
             return self.decide(key=key, text=text, residency=R.RESIDENCY_UNSPECIFIED)
 
@@ -343,9 +349,13 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(allowed.pii_counts["EMAIL_ADDRESS"], 1)
         self.assertEqual(self.ledger_entry(allowed.request_id, project_id, "development")
                          .metadata["pii_counts"], "EMAIL_ADDRESS=1")
+        # The project's first decision redacted twice (the edge had not seen its rules); the
+        # next ones once.
+        self.assertEqual(repeated_redactions(), repeated_before + 1)
         blocked = decide("Her SSN is 123-45-6789.")
         self.assertEqual((blocked.verdict, blocked.reason), (E.VERDICT_DENY, "PII_BLOCKED"))
         self.assertIn("US_SSN", blocked.message)
+        self.assertEqual(repeated_redactions(), repeated_before + 1)
         # Through Envoy, which forwards the prompt as sent: what the project allows goes
         # through; what Decide would redact is refused, as everywhere.
         def body(text):
