@@ -46,6 +46,14 @@ std::optional<PiiTreatment> ParsePiiTreatment(absl::string_view name) {
   return std::nullopt;
 }
 
+std::string PiiTreatmentNames() {
+  std::string names;
+  for (const auto& [t, name] : kTreatments) {
+    absl::StrAppend(&names, names.empty() ? "" : ", ", name);
+  }
+  return names;
+}
+
 std::string FormatPiiRule(const PiiRule& rule) {
   return absl::StrCat(rule.entity_type, "=", PiiTreatmentName(rule.treatment));
 }
@@ -67,8 +75,7 @@ absl::StatusOr<PiiRule> ParsePiiRule(absl::string_view text, absl::string_view f
   std::optional<PiiTreatment> treatment = ParsePiiTreatment(name);
   if (!treatment.has_value()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ": '", name.substr(0, 80),
-                     "' is not one of redact, mask, replace, hash, placeholder, block, allow"));
+        absl::StrCat(field, ": '", name.substr(0, 80), "' is not one of ", PiiTreatmentNames()));
   }
   rule.treatment = *treatment;
   return rule;

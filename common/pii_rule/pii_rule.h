@@ -27,6 +27,8 @@ enum class PiiTreatment { kRedact, kMask, kReplace, kHash, kPlaceholder, kBlock,
 // "redact", "mask", "replace", "hash", "placeholder", "block", "allow".
 absl::string_view PiiTreatmentName(PiiTreatment treatment);
 std::optional<PiiTreatment> ParsePiiTreatment(absl::string_view name);
+// "redact, mask, replace, hash, placeholder, block, allow": every name, for messages.
+std::string PiiTreatmentNames();
 
 struct PiiRule {
   std::string entity_type;

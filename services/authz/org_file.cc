@@ -443,8 +443,7 @@ absl::StatusOr<std::vector<PiiRule>> ReadPiiRules(const Node& node, const std::s
     ASSIGN_OR_RETURN(const std::string text, ReadString(it->second, value_path));
     std::optional<PiiTreatment> treatment = ParsePiiTreatment(text);
     if (!treatment.has_value()) {
-      return Invalid(it->second, value_path,
-                     "must be redact, mask, replace, hash, placeholder, block or allow");
+      return Invalid(it->second, value_path, absl::StrCat("must be one of ", PiiTreatmentNames()));
     }
     rules.push_back({.entity_type = type, .treatment = *treatment});
   }

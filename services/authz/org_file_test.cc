@@ -357,8 +357,8 @@ TEST(ParseOrgFileTest, WrongTypes) {
   EXPECT_EQ(project_with(absl::StrCat(kLimits, "    data_policy: {residency: [eu]}\n")),
             "line 6: projects[0].data_policy.residency: expected a string, got a list");
   EXPECT_EQ(project_with(absl::StrCat(kLimits, "    data_policy: {pii: {US_SSN: forbid}}\n")),
-            "line 6: projects[0].data_policy.pii.US_SSN: must be redact, mask, replace, hash, "
-            "placeholder, block or allow");
+            "line 6: projects[0].data_policy.pii.US_SSN: must be one of redact, mask, replace, "
+            "hash, placeholder, block, allow");
   EXPECT_EQ(project_with(absl::StrCat(kLimits, "    data_policy: {pii: {us_ssn: block}}\n")),
             "line 6: projects[0].data_policy.pii: keys must be entity type names "
             "([A-Z][A-Z0-9_]*, at most 64 bytes)");

@@ -280,7 +280,10 @@ void OrgState::Sort() {
   const auto by_grant = [](const RoleGrant& a, const RoleGrant& b) {
     return std::tie(a.project, a.role) < std::tie(b.project, b.role);
   };
-  for (Project& p : projects) std::sort(p.allowed_models.begin(), p.allowed_models.end());
+  for (Project& p : projects) {
+    std::sort(p.allowed_models.begin(), p.allowed_models.end());
+    SortPiiRules(p.data_policy.pii_rules);
+  }
   for (Member& m : members) std::sort(m.grants.begin(), m.grants.end(), by_grant);
   for (ServiceAccount& a : service_accounts) std::sort(a.permissions.begin(), a.permissions.end());
   for (Invitation& i : invitations) std::sort(i.projects.begin(), i.projects.end());

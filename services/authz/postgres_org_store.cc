@@ -79,6 +79,9 @@ absl::StatusOr<OrgState> ReadState(pqxx::transaction_base& tx) {
       }
       p.data_policy.pii_rules.push_back(*std::move(rule));
     }
+    if (absl::Status s = ValidatePiiRules(p.data_policy.pii_rules, "pii_rules"); !s.ok()) {
+      return absl::DataLossError(absl::StrCat("project ", p.id, ": ", s.message()));
+    }
     state.projects.push_back(std::move(p));
   }
   absl::flat_hash_map<std::string, size_t> member_index;

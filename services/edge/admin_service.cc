@@ -140,14 +140,15 @@ bool Removes(const authz::v1::EntityChange& change, absl::string_view kind) {
 }  // namespace
 
 AdminService::AdminService(const DownstreamChannels& channels, server::BlockingPool* pool,
-                           absl::Duration max_call_time)
+                           absl::Duration max_call_time, pii::v1::RedactionPolicy redaction)
     : keys_(keys::v1::KeyService::NewStub(channels.keys)),
       authz_(authz::v1::AuthzService::NewStub(channels.authz)),
       pii_(pii::v1::PiiService::NewStub(channels.pii)),
       region_(region::v1::RegionService::NewStub(channels.region)),
       audit_(audit::v1::AuditService::NewStub(channels.audit)),
       pool_(pool),
-      max_call_time_(max_call_time) {}
+      max_call_time_(max_call_time),
+      redaction_(std::move(redaction)) {}
 
 Status AdminService::AdminKeyOf(const grpc::CallbackServerContext& context, std::string* secret) {
   const auto& metadata = context.client_metadata();
@@ -563,11 +564,18 @@ grpc::ServerUnaryReactor* AdminService::ApplyOrgFile(grpc::CallbackServerContext
     if (Status s = CheckOrgFilePiiRules(caller, request->yaml(), &checked_plan); !s.ok()) {
       return s;
     }
-    if (apply.plan_fingerprint().empty()) apply.set_plan_fingerprint(checked_plan);
+    const bool checked_plan_only = apply.plan_fingerprint().empty() && !checked_plan.empty();
+    if (checked_plan_only) apply.set_plan_fingerprint(checked_plan);
     authz::v1::ApplyOrgFileResponse applied;
     if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::ApplyOrgFile, apply,
                         &applied, caller.deadline);
         !s.ok()) {
+      if (checked_plan_only && s.error_code() == StatusCode::FAILED_PRECONDITION &&
+          absl::StartsWith(s.error_message(), "plan_fingerprint:")) {
+        return Status(StatusCode::ABORTED,
+                      "the organisation changed while the file's PII rules were being checked "
+                      "against pii; apply it again (nothing was changed)");
+      }
       return s;
     }
     *response->mutable_changes() = applied.changes();
@@ -753,13 +761,12 @@ Status AdminService::CheckPiiRules(const Caller& caller, const std::string& acti
       !s.ok()) {
     return s;
   }
-  return EdgeStatus(CheckProjectRulesServable(rules, known, "project.data_policy.pii.rules"));
+  return EdgeStatus(CheckProjectRules(rules, redaction_, known, "project.data_policy.pii.rules"));
 }
 
 Status AdminService::CheckOrgFilePiiRules(const Caller& caller, const std::string& yaml,
                                           std::string* plan_fingerprint) {
-  // A file that never says pii sets no project rules (it may only remove them).
-  if (!absl::StrContains(yaml, "pii")) return Status::OK;
+  if (Status s = Authorize(caller, "owners.manage", ""); !s.ok()) return s;
   authz::v1::PlanOrgFileRequest plan_request;
   plan_request.mutable_actor()->set_member_id(caller.member);
   plan_request.set_yaml(yaml);
@@ -782,9 +789,9 @@ Status AdminService::CheckOrgFilePiiRules(const Caller& caller, const std::strin
       listed = true;
       *plan_fingerprint = plan.plan_fingerprint();
     }
-    if (absl::Status s = CheckProjectRulesServable(
-            project.data_policy().pii(), known,
-            absl::StrCat("project ", project.id(), ": data_policy.pii.rules"));
+    if (absl::Status s =
+            CheckProjectRules(project.data_policy().pii(), redaction_, known,
+                              absl::StrCat("project ", project.id(), ": data_policy.pii.rules"));
         !s.ok()) {
       return EdgeStatus(s);
     }

@@ -25,11 +25,12 @@ namespace policy::edge {
 // downstream call carrying the caller's deadline (at most `max_call_time`). The key is
 // verified before a call takes a place in the pool's queue (none: refused at once);
 // AcceptInvitation, which needs no key, is one asynchronous call to authz with a bound of its
-// own instead.
+// own instead. `redaction` is the deployment's redaction policy (FlowOptions::redaction), which
+// projects' own PII rules are checked against.
 class AdminService final : public v1::AdminService::CallbackService {
  public:
   AdminService(const DownstreamChannels& channels, server::BlockingPool* pool,
-               absl::Duration max_call_time);
+               absl::Duration max_call_time, pii::v1::RedactionPolicy redaction = {});
 
   grpc::ServerUnaryReactor* RemoveMember(grpc::CallbackServerContext* context,
                                          const v1::RemoveMemberRequest* request,
@@ -218,8 +219,8 @@ class AdminService final : public v1::AdminService::CallbackService {
   grpc::Status HoldsVerifyingKeys(const Caller& caller, keys::v1::PrincipalType type,
                                   const std::string& id, bool* holds);
   // OK when `project` states no PII rules, or the caller may `action` (in the project, for
-  // project.update) and pii can apply the rules (CheckProjectRulesServable): a rule pii
-  // could not apply would fail every decision in the project.
+  // project.update) and the rules hold (CheckProjectRules): a rule pii could not apply
+  // would fail every decision in the project.
   grpc::Status CheckPiiRules(const Caller& caller, const std::string& action,
                              const authz::v1::Project& project);
   // The same for the projects organisation file `yaml` would create or change (authz's plan
@@ -253,6 +254,7 @@ class AdminService final : public v1::AdminService::CallbackService {
   std::unique_ptr<audit::v1::AuditService::Stub> audit_;
   server::BlockingPool* const pool_;
   const absl::Duration max_call_time_;
+  const pii::v1::RedactionPolicy redaction_;
   // AcceptInvitation calls in progress (they need no key): at most kMaxAcceptsInFlight.
   static constexpr int kMaxAcceptsInFlight = 4;
   std::atomic<int> accepting_{0};

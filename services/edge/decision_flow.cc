@@ -15,7 +15,7 @@
 #include "common/client/channel.h"
 #include "common/crypto/crypto.h"
 #include "common/ledger/ledger_record.h"
-#include "common/pii_rule/pii_rule.h"
+#include "common/pii_rule/pii_rule_proto.h"
 #include "common/proto/well_known.h"
 #include "common/residency/residency_proto.h"
 #include "common/status/grpc_status.h"
@@ -214,8 +214,8 @@ class DecideFlow final : public Flow {
   void Redact(const authz::v1::PiiPolicy& project_rules) {
     auto* redact = New<pii::v1::RedactRequest>(arena_);
     *redact->mutable_messages() = request_->messages();
-    ApplyProjectRules(options_->redaction, project_rules, options_->forwards_as_sent,
-                      redact->mutable_policy());
+    first_project_rule_ = ApplyProjectRules(options_->redaction, project_rules,
+                                            options_->forwards_as_sent, redact->mutable_policy());
     redact->set_project_id(key_->key().project());
     redact->set_return_mapping(request_->return_mapping());
     redact->set_omit_findings(true);  // Only the report's counts are used.
@@ -242,7 +242,9 @@ class DecideFlow final : public Flow {
       return Redact(check_->pii());
     }
     if (!redact_status_.ok()) {
-      return Finish(RedactFailure(redact_status_, deadline_, redacted_with_->rules_size() > 0));
+      return Finish(RedactFailure(redact_status_, deadline_,
+                                  RefusesProjectRule(redact_status_.error_message(),
+                                                     first_project_rule_, *redacted_with_)));
     }
     const pii::v1::ContentReport& report = redaction_->report();
     for (const auto& [type, count] : report.counts())
@@ -558,6 +560,7 @@ class DecideFlow final : public Flow {
   // The project's rules the redaction applied: known_rules_'s, none, or the check's.
   std::shared_ptr<const authz::v1::PiiPolicy> known_rules_;
   const authz::v1::PiiPolicy* redacted_with_ = nullptr;
+  int first_project_rule_ = 0;  // In the redaction's policy (ApplyProjectRules).
   region::v1::RouteResponse* route_ = nullptr;
   audit::v1::AppendResponse* appended_ = nullptr;
   audit::v1::GetEntryResponse* earlier_ = nullptr;  // The entry a retry's id names.
@@ -760,22 +763,13 @@ class ReportUsageFlow final : public Flow {
 absl::StatusOr<pii::v1::RedactionPolicy> MakeRedactionPolicy(
     absl::string_view op, const std::vector<std::string>& blocked_types) {
   pii::v1::RedactionPolicy policy;
-  pii::v1::EntityRule* rule = policy.mutable_default_rule();
-  rule->set_action(pii::v1::ACTION_REDACT);
-  if (op == "placeholder") {
-    rule->set_operator_(pii::v1::OPERATOR_PLACEHOLDER);
-  } else if (op == "redact") {
-    rule->set_operator_(pii::v1::OPERATOR_REDACT);
-  } else if (op == "replace") {
-    rule->set_operator_(pii::v1::OPERATOR_REPLACE);
-  } else if (op == "mask") {
-    rule->set_operator_(pii::v1::OPERATOR_MASK);
-  } else if (op == "hash") {
-    rule->set_operator_(pii::v1::OPERATOR_HASH);
-  } else {
+  const std::optional<PiiTreatment> treatment = ParsePiiTreatment(op);
+  if (!treatment.has_value() || *treatment == PiiTreatment::kBlock ||
+      *treatment == PiiTreatment::kAllow) {
     return absl::InvalidArgumentError(absl::StrCat(
         "redaction_operator: '", op, "' is not one of placeholder, redact, replace, mask, hash"));
   }
+  PiiRuleToProto({.entity_type = "", .treatment = *treatment}, policy.mutable_default_rule());
   for (const std::string& type : blocked_types) {
     if (!IsValidEntityType(type)) {
       return absl::InvalidArgumentError(absl::StrCat("blocked_entity_types: '", type,
@@ -810,9 +804,7 @@ absl::Status CheckRedactionServable(const pii::v1::RedactionPolicy& policy,
   check("policy.rules", policy.rules());
   check("policy.classes", policy.classes());
   auto hashes = [](const pii::v1::EntityRule& rule) {
-    return rule.operator_() == pii::v1::OPERATOR_HASH &&
-           (rule.action() == pii::v1::ACTION_REDACT ||
-            rule.action() == pii::v1::ACTION_UNSPECIFIED);
+    return Redacts(rule) && rule.operator_() == pii::v1::OPERATOR_HASH;
   };
   bool hashing = hashes(policy.default_rule());
   for (const auto& rule : policy.rules()) hashing = hashing || hashes(rule);

@@ -904,6 +904,7 @@ TEST_F(DecisionFlowTest, AProjectsOwnPiiRulesReplaceTheDeploymentsForTheirTypes)
   options_.repeated_redactions = &repeated;
   authz::v1::PiiPolicy* rules = fake_.check_response.mutable_pii();
   AddRule(rules, "EMAIL_ADDRESS", pii::v1::ACTION_ALLOW);
+  AddRule(rules, "PHONE_NUMBER", pii::v1::ACTION_REDACT, pii::v1::OPERATOR_MASK);
   AddRule(rules, "PRIVATE_KEY", pii::v1::ACTION_REDACT, pii::v1::OPERATOR_REDACT);
 
   // First seen: redacted under the deployment's policy beside the check, then again under
@@ -915,13 +916,14 @@ TEST_F(DecisionFlowTest, AProjectsOwnPiiRulesReplaceTheDeploymentsForTheirTypes)
   const pii::v1::RedactionPolicy& policy = fake_.redact_request.policy();
   ASSERT_NE(RuleFor(policy, "EMAIL_ADDRESS"), nullptr);
   EXPECT_EQ(RuleFor(policy, "EMAIL_ADDRESS")->action(), pii::v1::ACTION_ALLOW);
-  // The deployment blocks private keys; the project redacts them instead.
+  ASSERT_NE(RuleFor(policy, "PHONE_NUMBER"), nullptr);
+  EXPECT_EQ(RuleFor(policy, "PHONE_NUMBER")->operator_(), pii::v1::OPERATOR_MASK);
+  // The deployment blocks private keys in every project: the project's rule cannot loosen it.
   ASSERT_NE(RuleFor(policy, "PRIVATE_KEY"), nullptr);
-  EXPECT_EQ(RuleFor(policy, "PRIVATE_KEY")->action(), pii::v1::ACTION_REDACT);
-  EXPECT_EQ(RuleFor(policy, "PRIVATE_KEY")->operator_(), pii::v1::OPERATOR_REDACT);
+  EXPECT_EQ(RuleFor(policy, "PRIVATE_KEY")->action(), pii::v1::ACTION_BLOCK);
   // Every other type keeps the deployment's default.
   EXPECT_EQ(policy.default_rule().operator_(), pii::v1::OPERATOR_PLACEHOLDER);
-  ASSERT_NE(known.Find("support-eu"), nullptr);
+  ASSERT_NE(known.Find("support-eu").get(), nullptr);
   EXPECT_TRUE(SameRules(*known.Find("support-eu"), *rules));
   EXPECT_EQ(repeated.Value(), 1);
 
@@ -945,7 +947,7 @@ TEST_F(DecisionFlowTest, AProjectsOwnPiiRulesReplaceTheDeploymentsForTheirTypes)
   EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS"), nullptr);
   ASSERT_NE(RuleFor(fake_.redact_request.policy(), "PRIVATE_KEY"), nullptr);
   EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "PRIVATE_KEY")->action(), pii::v1::ACTION_BLOCK);
-  ASSERT_NE(known.Find("support-eu"), nullptr);
+  ASSERT_NE(known.Find("support-eu").get(), nullptr);
   EXPECT_EQ(known.Find("support-eu")->rules_size(), 0);
   EXPECT_EQ(repeated.Value(), 2);
 }
@@ -1017,7 +1019,33 @@ TEST_F(DecisionFlowTest, PiiRefusingAProjectsRulesIsAFailedPrecondition) {
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(r.status.error_message(), HasSubstr("the project's data_policy.pii rules"));
   EXPECT_THAT(r.status.error_message(), HasSubstr("'EMPLOYEE_ID'"));
-  EXPECT_NE(r.response.verdict(), v1::VERDICT_ALLOW);
+  EXPECT_THAT(fake_.calls(), Not(Contains("audit.Append")));
+  // A refusal of the edge's own rule (the first, PRIVATE_KEY's) stays the edge's to fix.
+  fake_.redact_status = PolicyRefusal("policy.rules[0].entity_type: unknown entity type");
+  request_.set_request_id("req-2");
+  r = Decide();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("setting to fix: blocked_entity_types"));
+}
+
+TEST_F(DecisionFlowTest, ARedactionPiiRefusedUnderStaleRulesIsDoneAgainUnderTheChecks) {
+  KnownPiiRules known;
+  options_.known_pii_rules = &known;
+  // Remembered: a rule pii refuses (its custom type was removed since); the check states the
+  // project's rules as they are now, which pii takes.
+  authz::v1::PiiPolicy stale;
+  AddRule(&stale, "EMPLOYEE_ID", pii::v1::ACTION_BLOCK);
+  known.Remember("support-eu", stale);
+  AddRule(fake_.check_response.mutable_pii(), "EMAIL_ADDRESS", pii::v1::ACTION_ALLOW);
+  fake_.redact_statuses = {
+      PolicyRefusal("policy.rules: unknown entity type 'EMPLOYEE_ID' (ListEntityTypes ...)")};
+  fake_.async = true;  // Every answer from a thread of its own.
+  Result r = Decide();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.response.verdict(), v1::VERDICT_ALLOW);
+  EXPECT_EQ(Redactions(fake_), 2u);
+  EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "EMPLOYEE_ID"), nullptr);
+  EXPECT_TRUE(SameRules(*known.Find("support-eu"), fake_.check_response.pii()));
 }
 
 TEST_F(DecisionFlowTest, EveryDownstreamCallCarriesTheDecisionsDeadline) {

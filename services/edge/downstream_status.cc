@@ -74,16 +74,15 @@ absl::string_view RedactionSetting(absl::string_view pii_field) {
   return "redaction_operator, blocked_entity_types";
 }
 
-grpc::Status RedactFailure(const grpc::Status& s, absl::Time deadline, bool with_project_rules) {
+grpc::Status RedactFailure(const grpc::Status& s, absl::Time deadline, bool refuses_project_rule) {
   const bool policy_refused = ReasonOf(FromGrpcStatus(s)) == kPiiReasonPolicyInvalid ||
                               (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT &&
                                absl::StartsWith(s.error_message(), kPolicyField));
-  if (policy_refused && with_project_rules && absl::StartsWith(s.error_message(), "policy.rules")) {
-    return grpc::Status(
-        grpc::StatusCode::FAILED_PRECONDITION,
-        absl::StrCat("the redaction policy, the project's data_policy.pii rules with the edge's "
-                     "blocked_entity_types, is refused by the pii service: ",
-                     s.error_message()));
+  if (policy_refused && refuses_project_rule) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("the project's data_policy.pii rules are refused by the pii "
+                                     "service (set them again to fix): ",
+                                     s.error_message()));
   }
   if (policy_refused && (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
                          s.error_code() == grpc::StatusCode::FAILED_PRECONDITION)) {

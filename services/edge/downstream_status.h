@@ -40,10 +40,10 @@ absl::string_view RedactionSetting(absl::string_view pii_field);
 // dependency the edge cannot use, saying that pii refuses the edge's redaction policy and
 // naming the setting to fix. Input of the caller's that pii refused (its messages: too large,
 // not UTF-8, ...) stays INVALID_ARGUMENT; the rest is a dependency failure.
-// `with_project_rules`: the policy held rules of the project's own (DataPolicy.pii), which pii
-// may be the one refusing; FAILED_PRECONDITION then names them beside the edge's settings.
+// `refuses_project_rule`: what pii refused is one of the project's own rules (DataPolicy.pii,
+// RefusesProjectRule): FAILED_PRECONDITION then names them, as the project's to fix.
 grpc::Status RedactFailure(const grpc::Status& status, absl::Time deadline,
-                           bool with_project_rules = false);
+                           bool refuses_project_rule = false);
 
 // What a caller learns when audit did not record its decision or usage: a request id the
 // ledger already holds for another entry is the caller's mistake (FAILED_PRECONDITION,

@@ -43,8 +43,16 @@ class FakeDownstream final : public Downstream {
   }
   void Redact(grpc::ClientContext* context, const pii::v1::RedactRequest* request,
               pii::v1::RedactResponse* response, Done done) override {
-    Answer(context, "pii.Redact", *request, &redact_request, response, redact_response,
-           redact_status, std::move(done));
+    grpc::Status status = redact_status;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!redact_statuses.empty()) {
+        status = redact_statuses.front();
+        redact_statuses.pop_front();
+      }
+    }
+    Answer(context, "pii.Redact", *request, &redact_request, response, redact_response, status,
+           std::move(done));
   }
   void Route(grpc::ClientContext* context, const region::v1::RouteRequest* request,
              region::v1::RouteResponse* response, Done done) override {
@@ -105,6 +113,8 @@ class FakeDownstream final : public Downstream {
   // When not empty, audit.Append answers with the first of these (taken off), not
   // append_status.
   std::deque<grpc::Status> append_statuses;
+  // The same for pii.Redact and redact_status.
+  std::deque<grpc::Status> redact_statuses;
   keys::v1::VerifyKeyResponse verify_response;
   // keys answers for alice's project key in support-eu/production, scoped to chat completions.
   void VerifyAsAlicesProjectKey() {

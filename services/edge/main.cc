@@ -46,6 +46,7 @@ int Main(int argc, char** argv) {
   DenialBudget denial_budget(denials, Clock::Real());
   // The projects' PII rules as last seen, for both APIs.
   KnownPiiRules known_pii_rules;
+  const pii::v1::RedactionPolicy deployment_redaction = *redaction;
   FlowOptions options;
   options.redaction = *redaction;
   options.known_pii_rules = &known_pii_rules;
@@ -77,7 +78,7 @@ int Main(int argc, char** argv) {
   runner.AddService(&ext_authz, envoy::service::auth::v3::Authorization::service_full_name());
   server::BlockingPool admin_pool(static_cast<int>(config.admin_threads),
                                   static_cast<int>(config.admin_queue));
-  AdminService admin(channels, &admin_pool, config.max_decision_time);
+  AdminService admin(channels, &admin_pool, config.max_decision_time, deployment_redaction);
   runner.AddService(&admin, v1::AdminService::service_full_name());
   absl::Status served = runner.RunUntilSignal();
   if (!served.ok()) return Fail(served);

@@ -39,21 +39,36 @@ class KnownPiiRules {
 // Whether `a` and `b` state the same rules in the same order.
 bool SameRules(const authz::v1::PiiPolicy& a, const authz::v1::PiiPolicy& b);
 
-// `deployment` with `project`'s rules in place of its own rules for the same types, into
-// `out`. With `forwards_as_sent` (Envoy's check: the prompt goes on as the caller sent it),
-// every rule that would redact, the default rule's included, blocks instead.
-void ApplyProjectRules(const pii::v1::RedactionPolicy& deployment,
-                       const authz::v1::PiiPolicy& project, bool forwards_as_sent,
-                       pii::v1::RedactionPolicy* out);
+// Whether `rule` replaces its values (action REDACT or unspecified), rather than blocking
+// or allowing them.
+bool Redacts(const pii::v1::EntityRule& rule);
 
-// OK when pii can apply a project's `rules` as `known` (pii's ListEntityTypes answer)
-// describes it: it detects each rule's entity type, and has a pseudonym key for a rule that
-// hashes. Else INVALID_ARGUMENT naming the first rule it cannot apply ("<field>[1]: the pii
-// service detects no entity type 'EMPLOYEE_ID'"), or FAILED_PRECONDITION for a hash without
-// a key.
-absl::Status CheckProjectRulesServable(const authz::v1::PiiPolicy& rules,
-                                       const pii::v1::ListEntityTypesResponse& known,
-                                       absl::string_view field);
+// `deployment` with `project`'s rules in place of its own rules for the same types, into
+// `out`; the project's rules come last. A type the deployment blocks stays blocked whatever
+// the project says: its blocks (--blocked_entity_types) are the floor every project stands
+// on. With `forwards_as_sent` (Envoy's check: the prompt goes on as the caller sent it),
+// every rule that would redact, the default rule's included, blocks instead. Returns the
+// index in `out`'s rules of the first of the project's (their number when none is there).
+int ApplyProjectRules(const pii::v1::RedactionPolicy& deployment,
+                      const authz::v1::PiiPolicy& project, bool forwards_as_sent,
+                      pii::v1::RedactionPolicy* out);
+
+// OK when a project's `rules` take effect as stated under `deployment` and pii can apply them
+// as `known` (pii's ListEntityTypes answer) describes it. Else, naming the first rule that
+// fails ("<field>[1]: ..."): INVALID_ARGUMENT for a rule that would let through a type the
+// deployment blocks, or for a type pii does not detect; FAILED_PRECONDITION for a hash where
+// pii has no pseudonym key.
+absl::Status CheckProjectRules(const authz::v1::PiiPolicy& rules,
+                               const pii::v1::RedactionPolicy& deployment,
+                               const pii::v1::ListEntityTypesResponse& known,
+                               absl::string_view field);
+
+// Whether pii's refusal `message` of a redaction policy ApplyProjectRules made is about one
+// of `project`'s rules: it names a rule at or past `first_project_rule` (ApplyProjectRules's
+// answer) by its index ("policy.rules[3]..."), or, naming none, one of the project's types in
+// quotes.
+bool RefusesProjectRule(absl::string_view message, int first_project_rule,
+                        const authz::v1::PiiPolicy& project);
 
 }  // namespace policy::edge
 

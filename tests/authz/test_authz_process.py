@@ -237,6 +237,50 @@ class DecisionTest(unittest.TestCase):
 
 
 class AdministrationTest(unittest.TestCase):
+    def test_a_projects_pii_rules_are_checked_kept_unless_stated_and_cleared(self):
+        def rule(entity_type, action, operator=0):
+            return pii_pb2.EntityRule(entity_type=entity_type, action=action, operator=operator)
+
+        project = authz_pb2.Project(
+            id="pii-rules", name="PII rules", environment="development",
+            allowed_models=["gpt-4o"], data_policy=authz_pb2.DataPolicy(
+                retention_days=30, pii=authz_pb2.PiiPolicy(rules=[
+                    rule("US_SSN", pii_pb2.ACTION_BLOCK),
+                    rule("EMAIL_ADDRESS", pii_pb2.ACTION_REDACT, pii_pb2.OPERATOR_MASK)])))
+        for bad, named in (
+                ([rule("us_ssn", pii_pb2.ACTION_BLOCK)],
+                 "project.data_policy.pii.rules[0]: 'us_ssn' is not an entity type name"),
+                ([rule("US_SSN", pii_pb2.ACTION_BLOCK), rule("US_SSN", pii_pb2.ACTION_ALLOW)],
+                 "project.data_policy.pii.rules[1]: US_SSN has another rule already"),
+                ([rule("US_SSN", 7)], "project.data_policy.pii.rules[0].action: unknown value 7")):
+            with self.subTest(named=named):
+                wrong = authz_pb2.Project()
+                wrong.CopyFrom(project)
+                del wrong.data_policy.pii.rules[:]
+                wrong.data_policy.pii.rules.extend(bad)
+                e = error_of(stub(A).CreateProject, authz_pb2.CreateProjectRequest(
+                    actor=actor("olivia"), project=wrong), timeout=5)
+                self.assertEqual(e.code(), C.INVALID_ARGUMENT, e.details())
+                self.assertIn(named, e.details())
+        created = stub(A).CreateProject(authz_pb2.CreateProjectRequest(
+            actor=actor("olivia"), project=project), timeout=5)
+        self.assertEqual([r.entity_type for r in created.data_policy.pii.rules],
+                         ["EMAIL_ADDRESS", "US_SSN"])
+        # An update whose data policy states no pii (a client unaware of it) keeps them.
+        unaware = authz_pb2.Project()
+        unaware.CopyFrom(project)
+        unaware.data_policy.ClearField("pii")
+        unaware.data_policy.retention_days = 7
+        kept = stub(A).UpdateProject(authz_pb2.UpdateProjectRequest(
+            actor=actor("olivia"), project=unaware), timeout=5)
+        self.assertEqual(kept.data_policy.retention_days, 7)
+        self.assertEqual(kept.data_policy.pii, created.data_policy.pii)
+        # Stated with no rules: none.
+        unaware.data_policy.pii.SetInParent()
+        cleared = stub(A).UpdateProject(authz_pb2.UpdateProjectRequest(
+            actor=actor("olivia"), project=unaware), timeout=5)
+        self.assertEqual(len(cleared.data_policy.pii.rules), 0)
+
     def test_roles_decide_who_administers_what(self):
         project = authz_pb2.Project(id="adm-1", name="Admin test", environment="staging",
                                     allowed_models=["gpt-4o"])

@@ -325,6 +325,17 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(err.code(), C.INVALID_ARGUMENT, err.details())
         self.assertIn("project.data_policy.pii.rules[0]: the pii service detects no entity type "
                       "'EMPLOYEE_ID'", err.details())
+        # Nor can a project let through what the edge blocks everywhere (its secrets).
+        err = pt.call_error(admin.CreateProject, authz_pb2.CreateProjectRequest(
+            project=project(rule("PRIVATE_KEY", pii_pb2.ACTION_ALLOW))), metadata=alice,
+            timeout=10)
+        self.assertEqual(err.code(), C.INVALID_ARGUMENT, err.details())
+        self.assertIn("the edge blocks PRIVATE_KEY in every project", err.details())
+        # A caller who may not create projects learns that, and nothing about pii.
+        err = pt.call_error(admin.CreateProject, authz_pb2.CreateProjectRequest(
+            project=project(rule("EMPLOYEE_ID", pii_pb2.ACTION_BLOCK))),
+            metadata=es.bearer(SUITE.new_admin_key("carol")), timeout=10)
+        self.assertEqual(err.code(), C.PERMISSION_DENIED, err.details())
         # HR's own rules: e-mail addresses go through, social security numbers block.
         created = admin.CreateProject(authz_pb2.CreateProjectRequest(project=project(
             rule("US_SSN", pii_pb2.ACTION_BLOCK), rule("EMAIL_ADDRESS", pii_pb2.ACTION_ALLOW))),
