@@ -799,6 +799,28 @@ Status AdminService::CheckOrgFilePiiRules(const Caller& caller, const std::strin
   return Status::OK;
 }
 
+grpc::ServerUnaryReactor* AdminService::ListEntityTypes(grpc::CallbackServerContext* context,
+                                                        const v1::ListEntityTypesRequest* request,
+                                                        v1::ListEntityTypesResponse* response) {
+  (void)request;
+  return Run(context, [this, response](const Caller& caller) -> Status {
+    if (Status s = Authorize(caller, "org.read", ""); !s.ok()) return s;
+    pii::v1::ListEntityTypesResponse known;
+    if (Status s = Call("pii", *pii_, &pii::v1::PiiService::Stub::ListEntityTypes,
+                        pii::v1::ListEntityTypesRequest(), &known, caller.deadline);
+        !s.ok()) {
+      return s;
+    }
+    response->mutable_entity_types()->Swap(known.mutable_entity_types());
+    response->set_keyed_hashing(known.keyed_hashing());
+    for (const pii::v1::EntityRule& rule : redaction_.rules()) {
+      if (rule.action() == pii::v1::ACTION_BLOCK)
+        response->add_blocked_everywhere(rule.entity_type());
+    }
+    return Status::OK;
+  });
+}
+
 grpc::ServerUnaryReactor* AdminService::CreateProject(
     grpc::CallbackServerContext* context, const authz::v1::CreateProjectRequest* request,
     authz::v1::Project* response) {

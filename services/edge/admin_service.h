@@ -74,6 +74,9 @@ class AdminService final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* UpdateProject(grpc::CallbackServerContext* context,
                                           const authz::v1::UpdateProjectRequest* request,
                                           authz::v1::Project* response) override;
+  grpc::ServerUnaryReactor* ListEntityTypes(grpc::CallbackServerContext* context,
+                                            const v1::ListEntityTypesRequest* request,
+                                            v1::ListEntityTypesResponse* response) override;
   grpc::ServerUnaryReactor* ArchiveProject(grpc::CallbackServerContext* context,
                                            const authz::v1::ArchiveProjectRequest* request,
                                            authz::v1::Project* response) override;

@@ -104,7 +104,7 @@ absl::Status CheckProjectRules(const authz::v1::PiiPolicy& rules,
     if (!detected.contains(type)) {
       return absl::InvalidArgumentError(
           absl::StrCat(field, "[", i, "]: the pii service detects no entity type '", type,
-                       "' (pii's ListEntityTypes names those it does)"));
+                       "' (policyctl entity-types lists those it does)"));
     }
     if (Redacts(rule) && rule.operator_() == pii::v1::OPERATOR_HASH && !known.keyed_hashing()) {
       return absl::FailedPreconditionError(

@@ -365,6 +365,29 @@ class PolicyctlProcessTest(unittest.TestCase):
         again = run_policyctl("org", "export", admin_key=self.alice)
         self.assertIn("pii: {EMAIL_ADDRESS: allow, US_SSN: block}", again.stdout)
 
+    def test_entity_types_lists_what_project_rules_may_name(self):
+        listed = run_policyctl("entity-types", admin_key=self.alice)
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        lines = {line.split()[0]: line for line in listed.stdout.splitlines()
+                 if not line.startswith("hash:")}
+        self.assertRegex(lines["US_SSN"], r"^US_SSN +pii$")
+        self.assertIn("blocked in every project", lines["PRIVATE_KEY"])
+        self.assertNotIn("blocked", lines["EMAIL_ADDRESS"])
+        self.assertRegex(listed.stdout, r"\nhash: (available|not available) ")
+        as_json = run_policyctl("entity-types", "--output=json", admin_key=self.alice)
+        self.assertEqual(as_json.returncode, 0, as_json.stderr)
+        document = json.loads(as_json.stdout)
+        self.assertIn("PRIVATE_KEY", document["blocked_everywhere"])
+        self.assertEqual(sorted(t["entity_type"] for t in document["entity_types"]),
+                         sorted(lines))
+        # Listing needs org.read: carol, a reader in one project, may not.
+        carol = SUITE.new_admin_key("carol")
+        refused = run_policyctl("entity-types", admin_key=carol)
+        self.assertEqual(refused.returncode, 1, refused.stdout + refused.stderr)
+        self.assertIn("PERMISSION_DENIED", refused.stderr)
+        self.assertEqual(run_policyctl("entity-types", "extra", admin_key=self.alice).returncode,
+                         2)
+
     def test_an_answer_that_cannot_be_written_is_a_failure_and_names_the_retry(self):
         """stdout on a full disk: the key is made, but its secret (shown once) never reaches
         the operator, so the exit code says so, and stderr names the request id under which a

@@ -44,12 +44,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -156,6 +158,9 @@ commands:
                     given change; --pii replaces every rule of the project's;
                     refused, changing nothing, should another admin change it meanwhile)
   projects archive ID
+  entity-types      the entity types pii detects (which projects' --pii rules name), each
+                    with its default class, custom recognizers' marked, the types the edge
+                    blocks in every project, and whether a rule may hash
   service-accounts list    [--project, --include_removed]
   service-accounts create  --id, --project, --environment, [--permissions=a,b,
                            --ip_allowlist=cidr,cidr, --rpm, --tpm, --max_key_lifetime=90d]
@@ -1484,6 +1489,37 @@ int Projects(const Invocation& in) {
   return Show(g, project, [&] { print(project); });
 }
 
+int EntityTypes(const Invocation& in) {
+  if (!in.words.empty()) return Usage("entity-types takes no argument");
+  Global g;
+  if (int rc = ParseFlags(in, g, [](config::Parser&) {}); rc != kOk) return rc;
+  if (int rc = NeedAdminKey(g); rc != kOk) return rc;
+  auto stub = edge::v1::AdminService::NewStub(Channel(g));
+  edge::v1::ListEntityTypesResponse response;
+  if (grpc::Status s = stub->ListEntityTypes(Context(g, true).get(),
+                                             edge::v1::ListEntityTypesRequest(), &response);
+      !s.ok()) {
+    return Failed(s);
+  }
+  return Show(g, response, [&] {
+    const absl::flat_hash_set<std::string> blocked(response.blocked_everywhere().begin(),
+                                                   response.blocked_everywhere().end());
+    for (const pii::v1::EntityTypeInfo& info : response.entity_types()) {
+      const std::string name = absl::AsciiStrToLower(pii::v1::DataClass_Name(info.default_class()));
+      const std::string data_class(absl::StripPrefix(name, "data_class_"));
+      std::string line =
+          absl::StrCat(absl::StrFormat("%-24s %-8s", info.entity_type(), data_class),
+                       info.custom() ? "  custom" : "",
+                       blocked.contains(info.entity_type()) ? "  blocked in every project" : "");
+      absl::StripTrailingAsciiWhitespace(&line);
+      std::printf("%s\n", line.c_str());
+    }
+    std::printf("hash: %s\n", response.keyed_hashing()
+                                  ? "available (pii has a pseudonym key)"
+                                  : "not available (pii has no pseudonym key)");
+  });
+}
+
 int ServiceAccounts(const Invocation& in) {
   if (in.words.empty()) return Usage("service-accounts: list, create or remove");
   const std::string& verb = in.words[0];
@@ -2321,6 +2357,7 @@ int Run(int argc, char** argv) {
   if (command == "org") return Org(in);
   if (command == "endpoints") return Endpoints(in);
   if (command == "projects") return Projects(in);
+  if (command == "entity-types") return EntityTypes(in);
   if (command == "invitations") return Invitations(in);
   if (command == "service-accounts") return ServiceAccounts(in);
   return Usage(absl::StrCat("unknown command ", Shown(command)));
