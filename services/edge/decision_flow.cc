@@ -220,6 +220,7 @@ class DecideFlow final : public Flow {
     redact->set_return_mapping(request_->return_mapping());
     redact->set_omit_findings(true);  // Only the report's counts are used.
     redacted_with_ = &project_rules;
+    redacted_under_ = &redact->policy();
     redaction_ = New<pii::v1::RedactResponse>(arena_);
     downstream_->Redact(NewContext(), redact, redaction_, [this](Status s) {
       redact_status_ = std::move(s);
@@ -398,12 +399,21 @@ class DecideFlow final : public Flow {
       if (route_->failover()) metadata["failover"] = "true";
     }
     if (response_->pii_counts_size() > 0) {
-      std::vector<std::string> counts;
+      // Every type found; and, of an ALLOW, those whose values went out as sent (their
+      // rule allows them).
+      std::vector<std::string> counts, allowed;
       for (const auto& [type, count] : response_->pii_counts()) {
         counts.push_back(absl::StrCat(type, "=", count));
+        if (allow && RuleFor(*redacted_under_, type).action() == pii::v1::ACTION_ALLOW) {
+          allowed.push_back(counts.back());
+        }
       }
       std::sort(counts.begin(), counts.end());
       metadata["pii_counts"] = absl::StrJoin(counts, ",");
+      if (!allowed.empty()) {
+        std::sort(allowed.begin(), allowed.end());
+        metadata["pii_allowed"] = absl::StrJoin(allowed, ",");
+      }
     }
     appended_ = New<audit::v1::AppendResponse>(arena_);
     allow_ = allow;
@@ -561,6 +571,7 @@ class DecideFlow final : public Flow {
   std::shared_ptr<const authz::v1::PiiPolicy> known_rules_;
   const authz::v1::PiiPolicy* redacted_with_ = nullptr;
   int first_project_rule_ = 0;  // In the redaction's policy (ApplyProjectRules).
+  const pii::v1::RedactionPolicy* redacted_under_ = nullptr;  // The redaction's policy.
   region::v1::RouteResponse* route_ = nullptr;
   audit::v1::AppendResponse* appended_ = nullptr;
   audit::v1::GetEntryResponse* earlier_ = nullptr;  // The entry a retry's id names.

@@ -184,6 +184,7 @@ TEST_F(DecisionFlowTest, AllowsWithRedactedMessagesEndpointHeadersAndALedgerEntr
   EXPECT_EQ(entry.tokens(), 500);
   EXPECT_EQ(entry.metadata().at("endpoint"), "azure-westeurope");
   EXPECT_EQ(entry.metadata().at("pii_counts"), "EMAIL_ADDRESS=1");
+  EXPECT_FALSE(entry.metadata().contains("pii_allowed"));  // Replaced by a placeholder.
   EXPECT_EQ(entry.content_hash().size(), 32u);
   // The ledger holds a hash of the content, never the content.
   for (const auto& [k, v] : entry.metadata()) EXPECT_THAT(v, Not(HasSubstr("jane@")));
@@ -881,8 +882,8 @@ void AddRule(authz::v1::PiiPolicy* policy, const char* type, pii::v1::Action act
   rule->set_operator_(op);
 }
 
-// The rule pii was asked to apply to `type`; null when it had none of its own.
-const pii::v1::EntityRule* RuleFor(const pii::v1::RedactionPolicy& policy, absl::string_view type) {
+// The rule of its own pii was asked to apply to `type`; null when it had none.
+const pii::v1::EntityRule* OwnRule(const pii::v1::RedactionPolicy& policy, absl::string_view type) {
   const pii::v1::EntityRule* found = nullptr;
   for (const pii::v1::EntityRule& rule : policy.rules()) {
     if (rule.entity_type() != type) continue;
@@ -914,18 +915,20 @@ TEST_F(DecisionFlowTest, AProjectsOwnPiiRulesReplaceTheDeploymentsForTheirTypes)
   EXPECT_EQ(r.response.verdict(), v1::VERDICT_ALLOW);
   EXPECT_EQ(Redactions(fake_), 2u);
   const pii::v1::RedactionPolicy& policy = fake_.redact_request.policy();
-  ASSERT_NE(RuleFor(policy, "EMAIL_ADDRESS"), nullptr);
-  EXPECT_EQ(RuleFor(policy, "EMAIL_ADDRESS")->action(), pii::v1::ACTION_ALLOW);
-  ASSERT_NE(RuleFor(policy, "PHONE_NUMBER"), nullptr);
-  EXPECT_EQ(RuleFor(policy, "PHONE_NUMBER")->operator_(), pii::v1::OPERATOR_MASK);
+  ASSERT_NE(OwnRule(policy, "EMAIL_ADDRESS"), nullptr);
+  EXPECT_EQ(OwnRule(policy, "EMAIL_ADDRESS")->action(), pii::v1::ACTION_ALLOW);
+  ASSERT_NE(OwnRule(policy, "PHONE_NUMBER"), nullptr);
+  EXPECT_EQ(OwnRule(policy, "PHONE_NUMBER")->operator_(), pii::v1::OPERATOR_MASK);
   // The deployment blocks private keys in every project: the project's rule cannot loosen it.
-  ASSERT_NE(RuleFor(policy, "PRIVATE_KEY"), nullptr);
-  EXPECT_EQ(RuleFor(policy, "PRIVATE_KEY")->action(), pii::v1::ACTION_BLOCK);
+  ASSERT_NE(OwnRule(policy, "PRIVATE_KEY"), nullptr);
+  EXPECT_EQ(OwnRule(policy, "PRIVATE_KEY")->action(), pii::v1::ACTION_BLOCK);
   // Every other type keeps the deployment's default.
   EXPECT_EQ(policy.default_rule().operator_(), pii::v1::OPERATOR_PLACEHOLDER);
   ASSERT_NE(known.Find("support-eu").get(), nullptr);
   EXPECT_TRUE(SameRules(*known.Find("support-eu"), *rules));
   EXPECT_EQ(repeated.Value(), 1);
+  // The ledger says which values went out as sent.
+  EXPECT_EQ(fake_.append_request.entry().metadata().at("pii_allowed"), "EMAIL_ADDRESS=1");
 
   // Known now: one redaction, with the project's rules from the start.
   request_.set_request_id("req-2");
@@ -933,8 +936,8 @@ TEST_F(DecisionFlowTest, AProjectsOwnPiiRulesReplaceTheDeploymentsForTheirTypes)
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   EXPECT_EQ(Redactions(fake_), 3u);
   EXPECT_EQ(repeated.Value(), 1);  // Not again.
-  ASSERT_NE(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS"), nullptr);
-  EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS")->action(),
+  ASSERT_NE(OwnRule(fake_.redact_request.policy(), "EMAIL_ADDRESS"), nullptr);
+  EXPECT_EQ(OwnRule(fake_.redact_request.policy(), "EMAIL_ADDRESS")->action(),
             pii::v1::ACTION_ALLOW);
 
   // The project's rules removed: the next decision redacts again under the deployment's
@@ -944,9 +947,9 @@ TEST_F(DecisionFlowTest, AProjectsOwnPiiRulesReplaceTheDeploymentsForTheirTypes)
   r = Decide();
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   EXPECT_EQ(Redactions(fake_), 5u);
-  EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS"), nullptr);
-  ASSERT_NE(RuleFor(fake_.redact_request.policy(), "PRIVATE_KEY"), nullptr);
-  EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "PRIVATE_KEY")->action(), pii::v1::ACTION_BLOCK);
+  EXPECT_EQ(OwnRule(fake_.redact_request.policy(), "EMAIL_ADDRESS"), nullptr);
+  ASSERT_NE(OwnRule(fake_.redact_request.policy(), "PRIVATE_KEY"), nullptr);
+  EXPECT_EQ(OwnRule(fake_.redact_request.policy(), "PRIVATE_KEY")->action(), pii::v1::ACTION_BLOCK);
   ASSERT_NE(known.Find("support-eu").get(), nullptr);
   EXPECT_EQ(known.Find("support-eu")->rules_size(), 0);
   EXPECT_EQ(repeated.Value(), 2);
@@ -959,8 +962,8 @@ TEST_F(DecisionFlowTest, WithoutKnownRulesEachDecisionOfAProjectWithRulesRedacts
     Result r = Decide();
     ASSERT_TRUE(r.status.ok()) << r.status.error_message();
     EXPECT_EQ(Redactions(fake_), 2u * i);
-    ASSERT_NE(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS"), nullptr);
-    EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS")->action(),
+    ASSERT_NE(OwnRule(fake_.redact_request.policy(), "EMAIL_ADDRESS"), nullptr);
+    EXPECT_EQ(OwnRule(fake_.redact_request.policy(), "EMAIL_ADDRESS")->action(),
               pii::v1::ACTION_BLOCK);
   }
 }
@@ -979,15 +982,15 @@ TEST_F(DecisionFlowTest, ThePiiVerdictIsTheOneUnderTheRulesTheCheckStates) {
   absl::Notification done;
   StartDeciding(result, done);
   ASSERT_EQ(Redactions(fake_), 1u);
-  ASSERT_NE(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS"), nullptr);
-  EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS")->action(),
+  ASSERT_NE(OwnRule(fake_.redact_request.policy(), "EMAIL_ADDRESS"), nullptr);
+  EXPECT_EQ(OwnRule(fake_.redact_request.policy(), "EMAIL_ADDRESS")->action(),
             pii::v1::ACTION_ALLOW);
   // pii's answer to a redaction asked from now on (under the check's rules): blocked.
   fake_.redact_response.mutable_report()->set_blocked(true);
   fake_.redact_response.mutable_report()->add_blocking_types("EMAIL_ADDRESS");
   fake_.ReleaseHeld();  // The first redaction's answer, asked before: not blocked.
   ASSERT_EQ(Redactions(fake_), 2u);
-  EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "EMAIL_ADDRESS")->action(),
+  EXPECT_EQ(OwnRule(fake_.redact_request.policy(), "EMAIL_ADDRESS")->action(),
             pii::v1::ACTION_BLOCK);
   fake_.ReleaseHeld();
   done.WaitForNotification();
@@ -1006,9 +1009,9 @@ TEST_F(DecisionFlowTest, EnvoysCheckBlocksWhatWouldBeRedactedAndAllowsWhatThePro
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   const pii::v1::RedactionPolicy& policy = fake_.redact_request.policy();
   EXPECT_EQ(policy.default_rule().action(), pii::v1::ACTION_BLOCK);
-  EXPECT_EQ(RuleFor(policy, "EMAIL_ADDRESS")->action(), pii::v1::ACTION_ALLOW);
-  EXPECT_EQ(RuleFor(policy, "PHONE_NUMBER")->action(), pii::v1::ACTION_BLOCK);
-  EXPECT_EQ(RuleFor(policy, "PRIVATE_KEY")->action(), pii::v1::ACTION_BLOCK);
+  EXPECT_EQ(OwnRule(policy, "EMAIL_ADDRESS")->action(), pii::v1::ACTION_ALLOW);
+  EXPECT_EQ(OwnRule(policy, "PHONE_NUMBER")->action(), pii::v1::ACTION_BLOCK);
+  EXPECT_EQ(OwnRule(policy, "PRIVATE_KEY")->action(), pii::v1::ACTION_BLOCK);
 }
 
 TEST_F(DecisionFlowTest, PiiRefusingAProjectsRulesIsAFailedPrecondition) {
@@ -1044,7 +1047,7 @@ TEST_F(DecisionFlowTest, ARedactionPiiRefusedUnderStaleRulesIsDoneAgainUnderTheC
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   EXPECT_EQ(r.response.verdict(), v1::VERDICT_ALLOW);
   EXPECT_EQ(Redactions(fake_), 2u);
-  EXPECT_EQ(RuleFor(fake_.redact_request.policy(), "EMPLOYEE_ID"), nullptr);
+  EXPECT_EQ(OwnRule(fake_.redact_request.policy(), "EMPLOYEE_ID"), nullptr);
   EXPECT_TRUE(SameRules(*known.Find("support-eu"), fake_.check_response.pii()));
 }
 

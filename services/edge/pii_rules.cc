@@ -23,6 +23,14 @@ absl::flat_hash_set<absl::string_view> BlockedTypes(const pii::v1::RedactionPoli
 
 }  // namespace
 
+const pii::v1::EntityRule& RuleFor(const pii::v1::RedactionPolicy& policy,
+                                   absl::string_view entity_type) {
+  for (const pii::v1::EntityRule& rule : policy.rules()) {
+    if (rule.entity_type() == entity_type) return rule;
+  }
+  return policy.default_rule();
+}
+
 bool Redacts(const pii::v1::EntityRule& rule) {
   return rule.action() == pii::v1::ACTION_REDACT || rule.action() == pii::v1::ACTION_UNSPECIFIED;
 }

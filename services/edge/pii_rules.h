@@ -43,6 +43,10 @@ bool SameRules(const authz::v1::PiiPolicy& a, const authz::v1::PiiPolicy& b);
 // or allowing them.
 bool Redacts(const pii::v1::EntityRule& rule);
 
+// The rule `policy` applies to `entity_type`: its own, or the default rule.
+const pii::v1::EntityRule& RuleFor(const pii::v1::RedactionPolicy& policy,
+                                   absl::string_view entity_type);
+
 // `deployment` with `project`'s rules in place of its own rules for the same types, into
 // `out`; the project's rules come last. A type the deployment blocks stays blocked whatever
 // the project says: its blocks (--blocked_entity_types) are the floor every project stands

@@ -358,8 +358,9 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(allowed.verdict, E.VERDICT_ALLOW, (allowed.reason, allowed.message))
         self.assertIn(b"jane.doe@example.com", allowed.messages[1].content)
         self.assertEqual(allowed.pii_counts["EMAIL_ADDRESS"], 1)
-        self.assertEqual(self.ledger_entry(allowed.request_id, project_id, "development")
-                         .metadata["pii_counts"], "EMAIL_ADDRESS=1")
+        recorded = self.ledger_entry(allowed.request_id, project_id, "development").metadata
+        self.assertEqual(recorded["pii_counts"], "EMAIL_ADDRESS=1")
+        self.assertEqual(recorded["pii_allowed"], "EMAIL_ADDRESS=1")  # Went out as sent.
         # The project's first decision redacted twice (the edge had not seen its rules); the
         # next ones once.
         self.assertEqual(repeated_redactions(), repeated_before + 1)
