@@ -727,6 +727,13 @@ def run_edge(edge_address, keys_address, region_address, admin_key_file=None):
     print(f"    allowed calls by region: {counts(summary.allowed_by_region)}; by residency: "
           f"{counts(summary.allowed_by_residency)}")
     print(f"    denials by reason: {counts(summary.denials_by_reason)}")
+    copilot = admin.GetComplianceSummary(audit_pb2.GetComplianceSummaryRequest(
+        ledger=audit_pb2.LedgerRef(project="internal-copilot", environment="development")),
+        metadata=as_alice, timeout=60)
+    expect(copilot.pii_allowed_by_type.get("IP_ADDRESS", 0) > 0,
+           "the host address internal-copilot let through is not accounted for")
+    print("  compliance summary internal-copilot/development: sent as is under its own PII "
+          f"rule: {counts(copilot.pii_allowed_by_type)}")
     channel.close()
 
 

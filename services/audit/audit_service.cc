@@ -411,6 +411,9 @@ grpc::ServerUnaryReactor* AuditService::GetComplianceSummary(
     for (const auto& [reason, count] : s->denials_by_reason) {
       (*response->mutable_denials_by_reason())[reason] = count;
     }
+    for (const auto& [type, count] : s->pii_allowed_by_type) {
+      (*response->mutable_pii_allowed_by_type())[type] = count;
+    }
     for (const auto& [action, count] : s->action_breakdown) {
       (*response->mutable_action_breakdown())[action] = count;
     }

@@ -7,8 +7,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/crypto/crypto.h"
 #include "common/log/log.h"
 #include "common/status/status.h"
@@ -634,6 +636,18 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
       if (e.action == Action::kDecisionAllow) {
         ++summary.allowed_by_region[MetadataOr(e, "region", "unknown")];
         ++summary.allowed_by_residency[MetadataOr(e, "residency", "none")];
+        for (absl::string_view item :
+             absl::StrSplit(MetadataOr(e, "pii_allowed", ""), ',', absl::SkipEmpty())) {
+          std::pair<absl::string_view, absl::string_view> type_count =
+              absl::StrSplit(item, absl::MaxSplits('=', 1));
+          uint64_t count = 0;
+          if (!type_count.first.empty() && absl::SimpleAtoi(type_count.second, &count)) {
+            uint64_t& sum = summary.pii_allowed_by_type[std::string(type_count.first)];
+            sum = count > std::numeric_limits<uint64_t>::max() - sum
+                      ? std::numeric_limits<uint64_t>::max()
+                      : sum + count;
+          }
+        }
       } else if (e.action == Action::kDecisionDeny) {
         ++summary.denials_by_reason[MetadataOr(e, "reason", "unknown")];
       }

@@ -122,6 +122,9 @@ struct ComplianceSummary {
   std::map<std::string, uint64_t> allowed_by_region;
   std::map<std::string, uint64_t> allowed_by_residency;
   std::map<std::string, uint64_t> denials_by_reason;
+  // The counts of decision_allow entries' metadata "pii_allowed" ("TYPE=N,..."), summed by type
+  // (GetComplianceSummaryResponse.pii_allowed_by_type); an item not of that form is skipped.
+  std::map<std::string, uint64_t> pii_allowed_by_type;
   IntegrityReport integrity;
   // Pseudonyms the period's entries name with neither a subject key nor a subject_forgotten
   // record (GetComplianceSummaryResponse.unaccounted_subjects).

@@ -823,13 +823,22 @@ TEST_F(LedgerTest, SummarySaysWhereAllowedCallsWentAndWithinWhichResidency) {
   allow("westeurope", "eu");
   allow("swedencentral", "eu");
   allow("eastus", "");
+  // Two allowed with values a rule let through, one of them recorded malformed in part.
+  EntryInput sent = Call("svc-a", 10);
+  sent.action = Action::kDecisionAllow;
+  sent.metadata = {{"key_id", "k1"}, {"region", "eastus"}, {"pii_allowed", "EMAIL_ADDRESS=2"}};
+  AppendOk(sent);
+  sent.metadata["pii_allowed"] = "EMAIL_ADDRESS=1,IP_ADDRESS=3,BROKEN,=4,US_SSN=x";
+  AppendOk(sent);
   AppendOk(Call("svc-a", 10));  // An api_call: no decision.
   absl::StatusOr<ComplianceSummary> s =
       ledger_.Summarize(kProd, std::nullopt, std::nullopt, "auditor@example.com");
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(s->allowed_by_region, (std::map<std::string, uint64_t>{
-                                      {"eastus", 1}, {"swedencentral", 1}, {"westeurope", 2}}));
-  EXPECT_EQ(s->allowed_by_residency, (std::map<std::string, uint64_t>{{"eu", 3}, {"none", 1}}));
+                                      {"eastus", 3}, {"swedencentral", 1}, {"westeurope", 2}}));
+  EXPECT_EQ(s->allowed_by_residency, (std::map<std::string, uint64_t>{{"eu", 3}, {"none", 3}}));
+  EXPECT_EQ(s->pii_allowed_by_type,
+            (std::map<std::string, uint64_t>{{"EMAIL_ADDRESS", 3}, {"IP_ADDRESS", 3}}));
   EXPECT_TRUE(s->denials_by_reason.empty());
 }
 

@@ -394,6 +394,13 @@ class EdgeProcessTest(unittest.TestCase):
 
         # policyctl sets them, lists them, and refuses a treatment it does not know.
         admin_key = SUITE.new_admin_key("alice")
+        # The compliance summary accounts for what went out as sent: the address in the
+        # allowed Decide and in Envoy's allowed check.
+        summary = run_policyctl("audit", "summary", f"--project={project_id}",
+                                "--environment=development", admin_key=admin_key)
+        self.assertEqual(summary.returncode, 0, summary.stderr)
+        self.assertIn("personal data sent as is (a rule allowed it): EMAIL_ADDRESS 2\n",
+                      summary.stdout)
         updated = run_policyctl("projects", "update", project_id,
                                 "--pii=EMAIL_ADDRESS=mask,US_SSN=block", admin_key=admin_key)
         self.assertEqual(updated.returncode, 0, updated.stderr)

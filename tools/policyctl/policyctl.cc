@@ -1927,6 +1927,7 @@ int Audit(const Invocation& in) {
       breakdown("allowed by region", response.allowed_by_region());
       breakdown("allowed by residency", response.allowed_by_residency());
       breakdown("denials by reason", response.denials_by_reason());
+      breakdown("personal data sent as is (a rule allowed it)", response.pii_allowed_by_type());
     });
     if (!g.json() && response.total_entries() == 0 && start.empty() && end.empty()) {
       NothingRecorded(ledger);
