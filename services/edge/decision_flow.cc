@@ -383,7 +383,7 @@ class DecideFlow final : public Flow {
     if (!allow) metadata["reason"] = response_->reason();
     if (allow && !recorded_endpoint_.empty()) {
       // A retry of a recorded ALLOW, routed where it went: recorded as it was.
-      for (const char* name : {"endpoint", "region", "residency", "failover"}) {
+      for (const char* name : {"endpoint", "region", "residency", "failover", "pii_allowed"}) {
         if (std::string value = Recorded(earlier_->entry(), name); !value.empty()) {
           metadata[name] = std::move(value);
         }
@@ -399,12 +399,13 @@ class DecideFlow final : public Flow {
       if (route_->failover()) metadata["failover"] = "true";
     }
     if (response_->pii_counts_size() > 0) {
-      // Every type found; and, of an ALLOW, those whose values went out as sent (their
-      // rule allows them).
+      // Every type found; and, of a new ALLOW (a retry's is recorded as it was, above),
+      // those whose values went out as sent (their rule allows them).
       std::vector<std::string> counts, allowed;
       for (const auto& [type, count] : response_->pii_counts()) {
         counts.push_back(absl::StrCat(type, "=", count));
-        if (allow && RuleFor(*redacted_under_, type).action() == pii::v1::ACTION_ALLOW) {
+        if (allow && recorded_endpoint_.empty() &&
+            RuleFor(*redacted_under_, type).action() == pii::v1::ACTION_ALLOW) {
           allowed.push_back(counts.back());
         }
       }

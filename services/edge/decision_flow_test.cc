@@ -500,6 +500,8 @@ TEST_F(DecisionFlowTest, ARetryRoutedElsewhereNowGoesWhereItsRecordedAllowWent) 
   ASSERT_TRUE(Decide().status.ok());  // The first attempt, routed to azure-westeurope.
   audit::v1::Entry* earlier = RecordFirstAttempt();
   (*earlier->mutable_metadata())["failover"] = "true";
+  // The first attempt's project let e-mail addresses through; by the retry it no longer does.
+  (*earlier->mutable_metadata())["pii_allowed"] = "EMAIL_ADDRESS=1";
 
   FakeDownstream retry;
   retry.VerifyAsAlicesProjectKey();
@@ -516,6 +518,7 @@ TEST_F(DecisionFlowTest, ARetryRoutedElsewhereNowGoesWhereItsRecordedAllowWent) 
   EXPECT_EQ(retry.route_request.endpoint_id(), "azure-westeurope");
   EXPECT_EQ(retry.append_request.entry().metadata().at("failover"), "true");
   EXPECT_EQ(retry.append_request.entry().metadata().at("endpoint"), "azure-westeurope");
+  EXPECT_EQ(retry.append_request.entry().metadata().at("pii_allowed"), "EMAIL_ADDRESS=1");
   // The retry's own reservation is given back, as for any retry the ledger knew.
   EXPECT_THAT(retry.calls(), Contains("authz.ReportUsage"));
   EXPECT_TRUE(retry.usage_request.refund_request());
