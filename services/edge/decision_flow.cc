@@ -11,6 +11,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/client/channel.h"
 #include "common/crypto/crypto.h"
@@ -245,7 +246,7 @@ class DecideFlow final : public Flow {
     if (!redact_status_.ok()) {
       return Finish(RedactFailure(redact_status_, deadline_,
                                   RefusesProjectRule(redact_status_.error_message(),
-                                                     first_project_rule_, *redacted_with_)));
+                                                     *redacted_under_, first_project_rule_)));
     }
     const pii::v1::ContentReport& report = redaction_->report();
     for (const auto& [type, count] : report.counts())
@@ -361,7 +362,39 @@ class DecideFlow final : public Flow {
 
   // Appends the decision to the ledger of the key's project and environment; answers once it
   // is durable.
+  // "TYPE=N" of each type found whose values the redaction left as sent (their rule allows
+  // them), sorted.
+  std::vector<std::string> AllowedPii() const {
+    std::vector<std::string> allowed;
+    for (const auto& [type, count] : response_->pii_counts()) {
+      if (RuleFor(*redacted_under_, type).action() == pii::v1::ACTION_ALLOW) {
+        allowed.push_back(absl::StrCat(type, "=", count));
+      }
+    }
+    std::sort(allowed.begin(), allowed.end());
+    return allowed;
+  }
+
   void Record(bool allow) {
+    if (allow && !recorded_endpoint_.empty()) {
+      // A retry answers with the messages redacted now: it may not send as is what its
+      // recorded ALLOW says was redacted (the project's rules let more through since).
+      absl::flat_hash_set<std::string> sent_before;
+      for (absl::string_view item :
+           absl::StrSplit(Recorded(earlier_->entry(), "pii_allowed"), ',', absl::SkipEmpty())) {
+        sent_before.insert(std::string(item.substr(0, item.find('='))));
+      }
+      for (const std::string& item : AllowedPii()) {
+        const std::string type = item.substr(0, item.find('='));
+        if (!sent_before.contains(type)) {
+          return Finish(
+              Status(StatusCode::FAILED_PRECONDITION,
+                     absl::StrCat("request_id: the decision under this id redacted ", type,
+                                  ", which the project's PII rules now let through as sent; a new "
+                                  "request needs a new id")));
+        }
+      }
+    }
     const keys::v1::Key& key = key_->key();
     auto* append = New<audit::v1::AppendRequest>(arena_);
     audit::v1::EntryInput* entry = append->mutable_entry();
@@ -399,20 +432,16 @@ class DecideFlow final : public Flow {
       if (route_->failover()) metadata["failover"] = "true";
     }
     if (response_->pii_counts_size() > 0) {
-      // Every type found; and, of a new ALLOW (a retry's is recorded as it was, above),
-      // those whose values went out as sent (their rule allows them).
-      std::vector<std::string> counts, allowed;
+      std::vector<std::string> counts;
       for (const auto& [type, count] : response_->pii_counts()) {
         counts.push_back(absl::StrCat(type, "=", count));
-        if (allow && recorded_endpoint_.empty() &&
-            RuleFor(*redacted_under_, type).action() == pii::v1::ACTION_ALLOW) {
-          allowed.push_back(counts.back());
-        }
       }
       std::sort(counts.begin(), counts.end());
       metadata["pii_counts"] = absl::StrJoin(counts, ",");
-      if (!allowed.empty()) {
-        std::sort(allowed.begin(), allowed.end());
+    }
+    // Of a new ALLOW (a retry's is recorded as it was, above), the values that go out as sent.
+    if (allow && recorded_endpoint_.empty()) {
+      if (const std::vector<std::string> allowed = AllowedPii(); !allowed.empty()) {
         metadata["pii_allowed"] = absl::StrJoin(allowed, ",");
       }
     }

@@ -1017,6 +1017,28 @@ TEST_F(DecisionFlowTest, EnvoysCheckBlocksWhatWouldBeRedactedAndAllowsWhatThePro
   EXPECT_EQ(OwnRule(policy, "PRIVATE_KEY")->action(), pii::v1::ACTION_BLOCK);
 }
 
+TEST_F(DecisionFlowTest, ARetryMayNotSendAsIsWhatItsRecordedAllowRedacted) {
+  ASSERT_TRUE(Decide().status.ok());  // The first attempt: the address replaced.
+  RecordFirstAttempt();
+  ASSERT_FALSE(fake_.get_entry_response.entry().metadata().contains("pii_allowed"));
+
+  // By the retry, the project lets e-mail addresses through.
+  FakeDownstream retry;
+  retry.VerifyAsAlicesProjectKey();
+  retry.check_response = fake_.check_response;
+  AddRule(retry.check_response.mutable_pii(), "EMAIL_ADDRESS", pii::v1::ACTION_ALLOW);
+  AsRetryOfTheFirstAttempt(retry);
+  auto [status, response] = DecideThrough(retry);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("redacted EMAIL_ADDRESS"));
+  EXPECT_NE(response.verdict(), v1::VERDICT_ALLOW);
+  EXPECT_EQ(response.messages_size(), 0);
+  // Nothing more recorded than the attempt refused as the ledger's (its reservation back).
+  const std::vector<std::string> calls = retry.calls();
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "audit.Append"), 1);
+  EXPECT_THAT(calls, Contains("authz.ReportUsage"));
+}
+
 TEST_F(DecisionFlowTest, PiiRefusingAProjectsRulesIsAFailedPrecondition) {
   AddRule(fake_.check_response.mutable_pii(), "EMPLOYEE_ID", pii::v1::ACTION_BLOCK);
   fake_.redact_status =

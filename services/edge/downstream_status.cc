@@ -81,7 +81,8 @@ grpc::Status RedactFailure(const grpc::Status& s, absl::Time deadline, bool refu
   if (policy_refused && refuses_project_rule) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         absl::StrCat("the project's data_policy.pii rules are refused by the pii "
-                                     "service (set them again to fix): ",
+                                     "service (fix or remove them: policyctl projects update "
+                                     "--pii): ",
                                      s.error_message()));
   }
   if (policy_refused && (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||

@@ -124,9 +124,9 @@ absl::Status CheckProjectRules(const authz::v1::PiiPolicy& rules,
   return absl::OkStatus();
 }
 
-bool RefusesProjectRule(absl::string_view message, int first_project_rule,
-                        const authz::v1::PiiPolicy& project) {
-  if (project.rules_size() == 0) return false;
+bool RefusesProjectRule(absl::string_view message, const pii::v1::RedactionPolicy& policy,
+                        int first_project_rule) {
+  if (first_project_rule >= policy.rules_size()) return false;
   absl::string_view rest = message;
   if (absl::ConsumePrefix(&rest, "policy.rules[")) {
     int index = 0;
@@ -135,8 +135,13 @@ bool RefusesProjectRule(absl::string_view message, int first_project_rule,
       return index >= first_project_rule;
     }
   }
-  for (const pii::v1::EntityRule& rule : project.rules()) {
+  for (int i = first_project_rule; i < policy.rules_size(); ++i) {
+    const pii::v1::EntityRule& rule = policy.rules(i);
     if (absl::StrContains(message, absl::StrCat("'", rule.entity_type(), "'"))) return true;
+    if (absl::StartsWith(message, "policy.rules") && absl::StrContains(message, "OPERATOR_HASH") &&
+        Redacts(rule) && rule.operator_() == pii::v1::OPERATOR_HASH) {
+      return true;
+    }
   }
   return false;
 }

@@ -67,12 +67,12 @@ absl::Status CheckProjectRules(const authz::v1::PiiPolicy& rules,
                                const pii::v1::ListEntityTypesResponse& known,
                                absl::string_view field);
 
-// Whether pii's refusal `message` of a redaction policy ApplyProjectRules made is about one
-// of `project`'s rules: it names a rule at or past `first_project_rule` (ApplyProjectRules's
-// answer) by its index ("policy.rules[3]..."), or, naming none, one of the project's types in
-// quotes.
-bool RefusesProjectRule(absl::string_view message, int first_project_rule,
-                        const authz::v1::PiiPolicy& project);
+// Whether pii's refusal `message` of `policy`, which ApplyProjectRules made with the project's
+// rules from `first_project_rule` on (its answer), is about one of those: it names one by its
+// index ("policy.rules[3]..."); or, naming none, one of their types in quotes, or a hash
+// without a pseudonym key ("policy.rules: OPERATOR_HASH, ...") when one of them hashes.
+bool RefusesProjectRule(absl::string_view message, const pii::v1::RedactionPolicy& policy,
+                        int first_project_rule);
 
 }  // namespace policy::edge
 

@@ -138,15 +138,34 @@ TEST(PiiRulesTest, ARuleMustKeepTheDeploymentsBlocksAndBeOnePiiCanApply) {
 }
 
 TEST(PiiRulesTest, ARefusalIsTheProjectsWhenItNamesOneOfItsRules) {
-  const authz::v1::PiiPolicy rules = Rules({Rule("EMPLOYEE_ID", pii::v1::ACTION_BLOCK)});
-  // Two rules of the deployment's before it.
-  EXPECT_TRUE(RefusesProjectRule("policy.rules[2].entity_type: bad", 2, rules));
-  EXPECT_FALSE(RefusesProjectRule("policy.rules[1].entity_type: bad", 2, rules));
+  const pii::v1::RedactionPolicy deployment =
+      *MakeRedactionPolicy("placeholder", {"PRIVATE_KEY", "AWS_KEYS"});
+  pii::v1::RedactionPolicy policy;
+  // The project's own PRIVATE_KEY rule is dropped (the edge blocks it): not the project's.
+  const int first = ApplyProjectRules(deployment,
+                                      Rules({Rule("EMPLOYEE_ID", pii::v1::ACTION_BLOCK),
+                                             Rule("PRIVATE_KEY", pii::v1::ACTION_BLOCK)}),
+                                      false, &policy);
+  ASSERT_EQ(first, 2);
+  EXPECT_TRUE(RefusesProjectRule("policy.rules[2].entity_type: bad", policy, first));
+  EXPECT_FALSE(RefusesProjectRule("policy.rules[1].entity_type: bad", policy, first));
   EXPECT_TRUE(
-      RefusesProjectRule("policy.rules: unknown entity type 'EMPLOYEE_ID' (...)", 2, rules));
-  EXPECT_FALSE(RefusesProjectRule("policy.rules: unknown entity type 'AWS_KEYS' (...)", 2, rules));
-  EXPECT_FALSE(RefusesProjectRule("policy.rules[2].entity_type: bad", 2, Rules({})));
-  EXPECT_FALSE(RefusesProjectRule("policy.default_rule.operator: 9", 2, rules));
+      RefusesProjectRule("policy.rules: unknown entity type 'EMPLOYEE_ID' (...)", policy, first));
+  EXPECT_FALSE(
+      RefusesProjectRule("policy.rules: unknown entity type 'AWS_KEYS' (...)", policy, first));
+  EXPECT_FALSE(
+      RefusesProjectRule("policy.rules: unknown entity type 'PRIVATE_KEY' (...)", policy, first));
+  EXPECT_FALSE(RefusesProjectRule("policy.default_rule.operator: 9", policy, first));
+  // pii's refusal of a hash names no rule: the project's when one of its rules hashes.
+  const char* no_key = "policy.rules: OPERATOR_HASH, but this deployment has no pseudonym key";
+  EXPECT_FALSE(RefusesProjectRule(no_key, policy, first));
+  const int hashing_first = ApplyProjectRules(
+      deployment, Rules({Rule("EMAIL_ADDRESS", pii::v1::ACTION_REDACT, pii::v1::OPERATOR_HASH)}),
+      false, &policy);
+  EXPECT_TRUE(RefusesProjectRule(no_key, policy, hashing_first));
+  // No rules of the project's: never.
+  const int none = ApplyProjectRules(deployment, Rules({}), false, &policy);
+  EXPECT_FALSE(RefusesProjectRule("policy.rules[2].entity_type: bad", policy, none));
 }
 
 }  // namespace

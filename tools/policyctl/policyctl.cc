@@ -1514,6 +1514,16 @@ int EntityTypes(const Invocation& in) {
       absl::StripTrailingAsciiWhitespace(&line);
       std::printf("%s\n", line.c_str());
     }
+    // A type the edge blocks that pii does not detect: named, as nothing can find it.
+    absl::flat_hash_set<std::string> listed;
+    for (const pii::v1::EntityTypeInfo& info : response.entity_types()) {
+      listed.insert(info.entity_type());
+    }
+    for (const std::string& type : response.blocked_everywhere()) {
+      if (listed.contains(type)) continue;
+      std::printf("%s  blocked in every project, but pii does not detect it\n",
+                  Escaped(type).c_str());
+    }
     std::printf("hash: %s\n", response.keyed_hashing()
                                   ? "available (pii has a pseudonym key)"
                                   : "not available (pii has no pseudonym key)");
