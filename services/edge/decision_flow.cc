@@ -244,9 +244,14 @@ class DecideFlow final : public Flow {
       return Redact(check_->pii());
     }
     if (!redact_status_.ok()) {
-      return Finish(RedactFailure(redact_status_, deadline_,
-                                  RefusesProjectRule(redact_status_.error_message(),
-                                                     *redacted_under_, first_project_rule_)));
+      const bool project_rule =
+          RefusesProjectRule(redact_status_.error_message(), *redacted_under_, first_project_rule_);
+      Status failure = RedactFailure(redact_status_, deadline_, project_rule);
+      if (project_rule && failure.error_code() == StatusCode::FAILED_PRECONDITION &&
+          options_->project_rules_refused != nullptr) {
+        options_->project_rules_refused->Increment();
+      }
+      return Finish(std::move(failure));
     }
     const pii::v1::ContentReport& report = redaction_->report();
     for (const auto& [type, count] : report.counts())

@@ -45,6 +45,9 @@ struct FlowOptions {
   // Counts the decisions whose messages were redacted again under the rules the check stated;
   // null: not counted. Must outlive the flows.
   prometheus::Counter* repeated_redactions = nullptr;
+  // Counts the decisions that failed because pii refused the project's own rules; null: not
+  // counted. Must outlive the flows.
+  prometheus::Counter* project_rules_refused = nullptr;
   // The largest answer an ALLOW may make (gRPC clients' default receive limit): one that
   // would be larger (its redacted messages and, when asked for, the placeholder mapping) is
   // refused with INVALID_ARGUMENT naming return_mapping (or messages), before the decision is

@@ -1040,6 +1040,8 @@ TEST_F(DecisionFlowTest, ARetryMayNotSendAsIsWhatItsRecordedAllowRedacted) {
 }
 
 TEST_F(DecisionFlowTest, PiiRefusingAProjectsRulesIsAFailedPrecondition) {
+  prometheus::Counter refused;
+  options_.project_rules_refused = &refused;
   AddRule(fake_.check_response.mutable_pii(), "EMPLOYEE_ID", pii::v1::ACTION_BLOCK);
   fake_.redact_status =
       PolicyRefusal("policy.rules[1].entity_type: unknown entity type 'EMPLOYEE_ID'");
@@ -1048,12 +1050,14 @@ TEST_F(DecisionFlowTest, PiiRefusingAProjectsRulesIsAFailedPrecondition) {
   EXPECT_THAT(r.status.error_message(), HasSubstr("the project's data_policy.pii rules"));
   EXPECT_THAT(r.status.error_message(), HasSubstr("'EMPLOYEE_ID'"));
   EXPECT_THAT(fake_.calls(), Not(Contains("audit.Append")));
+  EXPECT_EQ(refused.Value(), 1);
   // A refusal of the edge's own rule (the first, PRIVATE_KEY's) stays the edge's to fix.
   fake_.redact_status = PolicyRefusal("policy.rules[0].entity_type: unknown entity type");
   request_.set_request_id("req-2");
   r = Decide();
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_THAT(r.status.error_message(), HasSubstr("setting to fix: blocked_entity_types"));
+  EXPECT_EQ(refused.Value(), 1);  // Not the project's.
 }
 
 TEST_F(DecisionFlowTest, ARedactionPiiRefusedUnderStaleRulesIsDoneAgainUnderTheChecks) {

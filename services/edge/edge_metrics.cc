@@ -32,6 +32,12 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
               .Help("Decisions whose messages were redacted again because the check stated "
                     "other project PII rules than the edge had last seen, by API.")
               .Register(registry)),
+      project_rules_refused_(
+          prometheus::BuildCounter()
+              .Name("policy_edge_project_pii_rules_refused_total")
+              .Help("Decisions that failed closed because pii refused the project's own PII "
+                    "rules (data_policy.pii), by API.")
+              .Register(registry)),
       dependency_up_(prometheus::BuildGauge()
                          .Name("policy_edge_dependency_up")
                          .Help("1 while the service answers its health check SERVING.")
@@ -46,11 +52,16 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
   for (const char* api : {"decide", "ext_authz"}) {
     denial_budget_refusals_.Add({{"api", api}});
     repeated_redactions_.Add({{"api", api}});
+    project_rules_refused_.Add({{"api", api}});
   }
 }
 
 prometheus::Counter& EdgeMetrics::RepeatedRedactions(const std::string& api) {
   return repeated_redactions_.Add({{"api", api}});
+}
+
+prometheus::Counter& EdgeMetrics::ProjectPiiRulesRefused(const std::string& api) {
+  return project_rules_refused_.Add({{"api", api}});
 }
 
 void EdgeMetrics::Decided(const std::string& api, const grpc::Status& status, bool allowed,

@@ -18,6 +18,9 @@
 //   policy_edge_redactions_repeated_total{api}         decisions whose messages were redacted
 //       again because the check stated other project PII rules than the edge had last seen
 //       (FlowOptions::known_pii_rules): a project's first decisions, and those after a change
+//   policy_edge_project_pii_rules_refused_total{api}   decisions that failed closed because pii
+//       refused the project's own PII rules (a type it no longer detects, a hash without its
+//       key): FAILED_PRECONDITION naming the rule
 //   policy_edge_dependency_up{dependency}              1 while that service answers its
 //       health check SERVING (see DownstreamHealth)
 //   policy_edge_config_valid                           1 while pii detects every entity type
@@ -37,12 +40,15 @@ class EdgeMetrics {
   void SetDependencyUp(const std::string& service, bool up);
   // The counter of policy_edge_redactions_repeated_total for `api` (FlowOptions).
   prometheus::Counter& RepeatedRedactions(const std::string& api);
+  // The counter of policy_edge_project_pii_rules_refused_total for `api` (FlowOptions).
+  prometheus::Counter& ProjectPiiRulesRefused(const std::string& api);
   void SetConfigValid(bool valid);
 
  private:
   prometheus::Family<prometheus::Counter>& decisions_;
   prometheus::Family<prometheus::Counter>& denial_budget_refusals_;
   prometheus::Family<prometheus::Counter>& repeated_redactions_;
+  prometheus::Family<prometheus::Counter>& project_rules_refused_;
   prometheus::Family<prometheus::Gauge>& dependency_up_;
   prometheus::Family<prometheus::Gauge>& config_valid_;
 };

@@ -63,6 +63,8 @@ int Main(int argc, char** argv) {
   EdgeMetrics metrics(runner.metrics_registry());
   options.repeated_redactions = &metrics.RepeatedRedactions("decide");
   envoy_options.repeated_redactions = &metrics.RepeatedRedactions("ext_authz");
+  options.project_rules_refused = &metrics.ProjectPiiRulesRefused("decide");
+  envoy_options.project_rules_refused = &metrics.ProjectPiiRulesRefused("ext_authz");
   metrics::GrpcClientMetrics client_metrics(runner.metrics_registry());
   const DownstreamChannels channels =
       DownstreamChannels::Open(config.targets, tls::ChannelCredentials(config.server.tls));
