@@ -123,6 +123,7 @@ absl::Status Authorizer::Evaluate(const AuthorizeRequest& request, bool may_bloc
   }
   if (!result.decision.allowed) return absl::OkStatus();
   if (result.decision.action_kind != ActionKind::kApi) return absl::OkStatus();
+  if (request.check.grants_only) return absl::OkStatus();  // No budget taken.
   if (project != nullptr) {
     result.zero_data_retention = project->data_policy.zero_data_retention;
   }

@@ -112,6 +112,21 @@ TEST_F(AuthorizerTest, AnApiActionLearnsTheProjectsPiiRulesWhateverItsVerdict) {
   EXPECT_TRUE(a->pii_rules.empty());
 }
 
+TEST_F(AuthorizerTest, AGrantsOnlyCheckTakesNoBudget) {
+  CheckRequest standing = Carol();
+  standing.grants_only = true;
+  standing.model.clear();
+  for (int i = 0; i < 10; ++i) {
+    absl::StatusOr<Authorization> a = authorizer_.Authorize({standing, 10});
+    ASSERT_TRUE(a.ok()) << a.status();
+    EXPECT_TRUE(a->decision.allowed);
+    EXPECT_TRUE(a->budgets.empty());
+  }
+  // carol's 3 requests a minute are all still there.
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Authorize(Carol()), "ALLOW") << i;
+  EXPECT_EQ(Authorize(Carol()), "rate_limit.principal.rpm");
+}
+
 TEST_F(AuthorizerTest, ARefundedRequestGivesItsMemberRequestUnitBackOnce) {
   for (int i = 0; i < 3; ++i) ASSERT_EQ(Authorize(Carol()), "ALLOW") << i;
   ASSERT_EQ(Authorize(Carol()), "rate_limit.principal.rpm");

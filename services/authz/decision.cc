@@ -153,7 +153,7 @@ absl::StatusOr<Decision> Check(const OrgSnapshot& org, const CheckRequest& reque
   absl::StatusOr<Action> found = FindAction(request.action);
   if (!found.ok()) return found.status();
   const Action action = *found;
-  if (action.kind == ActionKind::kApi && request.model.empty()) {
+  if (action.kind == ActionKind::kApi && request.model.empty() && !request.grants_only) {
     return absl::InvalidArgumentError(
         absl::StrCat("model is required for the API action ", action.name));
   }
@@ -161,7 +161,7 @@ absl::StatusOr<Decision> Check(const OrgSnapshot& org, const CheckRequest& reque
     return absl::InvalidArgumentError(absl::StrCat("project is required for ", action.name));
   }
   const bool is_account = request.principal_kind == PrincipalKind::kServiceAccount;
-  if (is_account && !request.source_ip.has_value()) {
+  if (is_account && !request.source_ip.has_value() && !request.grants_only) {
     return absl::InvalidArgumentError("source_ip is required for a service account");
   }
 
@@ -214,6 +214,7 @@ absl::StatusOr<Decision> Check(const OrgSnapshot& org, const CheckRequest& reque
                     r.explain() ? absl::StrCat(action.name, " is not in its permission list") : "");
     }
     r.Pass("service_account.permissions");
+    if (request.grants_only) return r.Allow("service_account.permissions");
     if (!account->ip_allowlist.Allows(*request.source_ip)) {
       return r.Deny(DenyReason::kIpNotAllowed, "service_account.ip_allowlist",
                     r.explain()
@@ -258,6 +259,7 @@ absl::StatusOr<Decision> Check(const OrgSnapshot& org, const CheckRequest& reque
     }
   }
 
+  if (request.grants_only) return r.Allow("grant.role");
   if (action.kind == ActionKind::kApi) {
     const Residency kept = project->data_policy.residency;
     if (kept != Residency::kGlobal && request.residency != Residency::kGlobal &&

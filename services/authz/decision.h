@@ -50,6 +50,11 @@ struct CheckRequest {
   std::optional<IpAddress> source_ip;        // Required for service accounts (their allowlist).
   Residency residency = Residency::kGlobal;  // API actions: what the request requires.
   bool explain = false;
+  // Decide by the principal's standing alone (who, removal, project, archive, key holders,
+  // grants or permissions), whatever the model, address or residency: whether a key of theirs
+  // could be used for the action at all. model and source_ip are then not required, and the
+  // authorizer takes no budget.
+  bool grants_only = false;
 };
 
 // Machine-readable reasons a decision denies; kNone when it allows.

@@ -188,6 +188,36 @@ TEST_F(DecisionTest, DenialsCarryTheirReasons) {
   EXPECT_EQ(Decide(other_model).reason, DenyReason::kModelNotAllowed);
 }
 
+TEST_F(DecisionTest, GrantsOnlyDecidesByStandingWithoutModelOrAddress) {
+  auto standing = [](CheckRequest r) {
+    r.grants_only = true;
+    r.model.clear();
+    r.source_ip.reset();
+    return r;
+  };
+  EXPECT_TRUE(Decide(standing(AsMember("carol"))).allowed);
+  EXPECT_EQ(Decide(standing(AsMember("dave"))).reason, DenyReason::kPermissionDenied);
+  EXPECT_EQ(Decide(standing(AsMember("erin"))).reason, DenyReason::kGrantExpired);
+  EXPECT_EQ(Decide(standing(AsMember("frank"))).reason, DenyReason::kPrincipalRemoved);
+  EXPECT_EQ(Decide(standing(AsMember("carol", "chat.completions", "proj-old"))).reason,
+            DenyReason::kProjectArchived);
+  // A model the project does not allow, an address outside the allowlist: not standing.
+  CheckRequest other_model = standing(AsMember("carol"));
+  other_model.model = "gpt-5";
+  EXPECT_TRUE(Decide(other_model).allowed);
+  EXPECT_TRUE(Decide(standing(AsAccount("sa-ci"))).allowed);
+  CheckRequest elsewhere = standing(AsAccount("sa-ci"));
+  elsewhere.source_ip = *ParseIpAddress("10.99.0.1");
+  EXPECT_TRUE(Decide(elsewhere).allowed);
+  CheckRequest not_permitted = standing(AsAccount("sa-ci"));
+  not_permitted.action = "fine-tuning.write";
+  EXPECT_EQ(Decide(not_permitted).reason, DenyReason::kPermissionDenied);
+  // Without grants_only the model and the address are required.
+  CheckRequest no_model = AsMember("carol");
+  no_model.model.clear();
+  EXPECT_FALSE(Check(*org_, no_model, kNow).ok());
+}
+
 TEST_F(DecisionTest, ExpiredGrantsStopCountingOnTheirOwn) {
   // erin's member grant expired a minute ago; her reader grant still lets her read.
   EXPECT_TRUE(Decide(AsMember("erin", "usage.read")).allowed);

@@ -67,6 +67,7 @@ absl::StatusOr<AuthorizeRequest> FromProto(const pb::CheckRequest& request) {
   out.check.action = request.action();
   out.check.model = request.model();
   out.check.explain = request.explain();
+  out.check.grants_only = request.grants_only();
   ASSIGN_OR_RETURN(out.check.residency,
                    ResidencyFromProto(request.residency(), Residency::kGlobal, "residency"));
   if (!request.source_ip().empty()) {

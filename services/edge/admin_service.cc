@@ -242,6 +242,9 @@ Status AdminService::AuthorizeIssue(const Caller& caller, keys::v1::CreateKeyReq
                                    "'s keys are held by its service accounts only (key_holders); "
                                    "issue a service-account key"));
       }
+      if (owner.type() == keys::v1::PRINCIPAL_TYPE_MEMBER) {
+        if (Status s = OwnerMayUse(caller, *request); !s.ok()) return s;
+      }
       return KeyEnvironment(project.environment(), "the project", request);
     }
     case keys::v1::KEY_KIND_SERVICE_ACCOUNT: {
@@ -285,6 +288,33 @@ Status AdminService::AuthorizeIssue(const Caller& caller, keys::v1::CreateKeyReq
     default:
       return Status(StatusCode::INVALID_ARGUMENT, "kind: required");
   }
+}
+
+Status AdminService::OwnerMayUse(const Caller& caller, const keys::v1::CreateKeyRequest& request) {
+  for (int i = 0; i < request.scopes_size(); ++i) {
+    authz::v1::CheckRequest check;
+    check.mutable_principal()->set_kind(authz::v1::PRINCIPAL_KIND_MEMBER);
+    check.mutable_principal()->set_id(request.owner().id());
+    check.set_project(request.project());
+    check.set_action(request.scopes(i));
+    check.set_grants_only(true);
+    authz::v1::CheckResponse decision;
+    const Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::Check, check, &decision,
+                          caller.deadline);
+    // A scope authz does not know as an action is none of its business.
+    if (s.error_code() == StatusCode::INVALID_ARGUMENT) continue;
+    if (!s.ok()) return s;
+    if (decision.verdict() == authz::v1::VERDICT_ALLOW) continue;
+    return Status(
+        StatusCode::FAILED_PRECONDITION,
+        absl::StrCat("owner: member '", request.owner().id(), "' may not use ", request.scopes(i),
+                     " in ", request.project(), " (",
+                     decision.reason() == "PERMISSION_DENIED" ? "no role of theirs grants it"
+                                                              : decision.reason(),
+                     "): a key for it would be refused on every call; grant them a role that "
+                     "allows it first"));
+  }
+  return Status::OK;
 }
 
 Status AdminService::AuthorizeKey(const Caller& caller, const std::string& key_id, KeyChange change,

@@ -202,6 +202,10 @@ class AdminService final : public v1::AdminService::CallbackService {
   // says whether it is erased (now or before). An active member is left as they are, and so is
   // everyone while authz runs a release without EraseMember.
   grpc::Status EraseMember(const Caller& caller, const authz::v1::Member& member, bool* erased);
+  // OK when the member `request` is for may use each of its scopes in its project by their
+  // standing (authz's Check, grants_only): FAILED_PRECONDITION naming the first they may not,
+  // since such a key would be refused on every call.
+  grpc::Status OwnerMayUse(const Caller& caller, const keys::v1::CreateKeyRequest& request);
   // Project `id`, read as the caller.
   grpc::Status ProjectOf(const Caller& caller, const std::string& id, authz::v1::Project* project);
   // The live service account `owner` names, read as the caller.

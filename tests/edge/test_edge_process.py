@@ -1034,15 +1034,22 @@ class EdgeProcessTest(unittest.TestCase):
         refused(C.INVALID_ARGUMENT, "request_id: required", create, alice,
                 keys_pb2.KEY_KIND_PROJECT, "alice", project="support-eu", request_id="")
         request_id = uuid.uuid4().hex
-        first = create(alice, keys_pb2.KEY_KIND_PROJECT, "dan", project="internal-copilot",
+        first = create(alice, keys_pb2.KEY_KIND_PROJECT, "alice", project="internal-copilot",
                        request_id=request_id)
-        again = create(alice, keys_pb2.KEY_KIND_PROJECT, "dan", project="internal-copilot",
+        again = create(alice, keys_pb2.KEY_KIND_PROJECT, "alice", project="internal-copilot",
                        request_id=request_id)
         self.assertEqual((again.key.key_id, again.secret), (first.key.key_id, first.secret))
-        dans_own = create(dan, keys_pb2.KEY_KIND_PROJECT, "dan", project="internal-copilot",
-                          request_id=request_id)
+        dans_own = create(dan, keys_pb2.KEY_KIND_ADMIN, "dan", request_id=request_id)
         self.assertNotEqual(dans_own.key.key_id, first.key.key_id)
         self.assertNotEqual(dans_own.secret, first.secret)
+
+        # No key for calls its holder's roles would refuse every time: dan administers the
+        # organisation but calls no model, carol only reads support-eu.
+        for owner, project in (("dan", "internal-copilot"), ("carol", "support-eu")):
+            refused(C.FAILED_PRECONDITION,
+                    f"owner: member '{owner}' may not use chat.completions in {project} (no "
+                    "role of theirs grants it)", create, alice, keys_pb2.KEY_KIND_PROJECT,
+                    owner, project=project)
 
     def test_a_reused_request_id_is_named_as_the_caller_sent_it(self):
         admin = SUITE.admin()
@@ -1066,7 +1073,7 @@ class EdgeProcessTest(unittest.TestCase):
         created = create("bob", "support-eu", request_id)
         refused_naming(request_id, admin.CreateKey, keys_pb2.CreateKeyRequest(
             request_id=request_id, kind=keys_pb2.KEY_KIND_PROJECT,
-            owner=keys_pb2.Principal(type=member, id="dan"), project="internal-copilot",
+            owner=keys_pb2.Principal(type=member, id="alice"), project="internal-copilot",
             scopes=["chat.completions"]))
         rotation = f"rotate-{uuid.uuid4().hex}"
         admin.RotateKey(keys_pb2.RotateKeyRequest(request_id=rotation,
@@ -1076,7 +1083,7 @@ class EdgeProcessTest(unittest.TestCase):
         refused_naming(rotation, admin.RotateKey,
                        keys_pb2.RotateKeyRequest(request_id=rotation, key_id=other.key.key_id))
         # policyctl names it too, and does not advise retrying with it.
-        again = run_policyctl("keys", "create", "--owner=dan", "--project=internal-copilot",
+        again = run_policyctl("keys", "create", "--owner=alice", "--project=internal-copilot",
                               f"--request_id={request_id}", admin_key=alice_key)
         self.assertEqual(again.returncode, 1, again.stderr)
         self.assertIn(f"FAILED_PRECONDITION: request_id {request_id} ", again.stderr)
@@ -1251,11 +1258,12 @@ class EdgeProcessTest(unittest.TestCase):
         admin = SUITE.admin()
         alice_key = SUITE.new_admin_key("alice")
         alice = es.bearer(alice_key)
-        dans = admin.CreateKey(keys_pb2.CreateKeyRequest(
-            request_id=uuid.uuid4().hex, kind=keys_pb2.KEY_KIND_PROJECT,
-            owner=keys_pb2.Principal(type=keys_pb2.PRINCIPAL_TYPE_MEMBER, id="dan"),
-            project="internal-copilot", environment=keys_pb2.ENVIRONMENT_DEVELOPMENT,
-            scopes=["chat.completions"]), metadata=alice, timeout=10)
+        # A key of dan's, made on the keys service itself (the admin API issues no project key
+        # to an organisation admin, whose role calls no model).
+        dans = keys_pb2.CreateKeyResponse(secret=new_key("dan", "internal-copilot",
+                                                         keys_pb2.ENVIRONMENT_DEVELOPMENT))
+        dans.key.CopyFrom(keys_pb2_grpc.KeyServiceStub(P["keys"].channel).VerifyKey(
+            keys_pb2.VerifyKeyRequest(secret=dans.secret.encode()), timeout=10).key)
         # The organisation file without dan (and without erin, whom another test removes).
         text = es.ORG_FILE.read_text()
         for gone, following in (("dan", "bob"), ("erin", None)):
