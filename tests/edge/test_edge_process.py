@@ -1327,7 +1327,7 @@ class EdgeProcessTest(unittest.TestCase):
                 project="internal-copilot", scopes=["chat.completions"]),
                 metadata=alice, timeout=10).key
 
-        own, others = project_key(leaky), project_key("dan")
+        own, others = project_key(leaky), project_key("alice")
         keys = keys_pb2_grpc.KeyServiceStub(P["keys"].channel)
 
         def state(key_id):
