@@ -243,7 +243,9 @@ Status AdminService::AuthorizeIssue(const Caller& caller, keys::v1::CreateKeyReq
                                    "issue a service-account key"));
       }
       if (owner.type() == keys::v1::PRINCIPAL_TYPE_MEMBER) {
-        if (Status s = OwnerMayUse(caller, *request); !s.ok()) return s;
+        if (Status s = OwnerMayUse(caller, owner.id(), project.id(), request->scopes()); !s.ok()) {
+          return s;
+        }
       }
       return KeyEnvironment(project.environment(), "the project", request);
     }
@@ -290,13 +292,15 @@ Status AdminService::AuthorizeIssue(const Caller& caller, keys::v1::CreateKeyReq
   }
 }
 
-Status AdminService::OwnerMayUse(const Caller& caller, const keys::v1::CreateKeyRequest& request) {
-  for (int i = 0; i < request.scopes_size(); ++i) {
+Status AdminService::OwnerMayUse(const Caller& caller, const std::string& member,
+                                 const std::string& project,
+                                 const google::protobuf::RepeatedPtrField<std::string>& scopes) {
+  for (const std::string& scope : scopes) {
     authz::v1::CheckRequest check;
     check.mutable_principal()->set_kind(authz::v1::PRINCIPAL_KIND_MEMBER);
-    check.mutable_principal()->set_id(request.owner().id());
-    check.set_project(request.project());
-    check.set_action(request.scopes(i));
+    check.mutable_principal()->set_id(member);
+    check.set_project(project);
+    check.set_action(scope);
     check.set_grants_only(true);
     authz::v1::CheckResponse decision;
     const Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::Check, check, &decision,
@@ -307,8 +311,7 @@ Status AdminService::OwnerMayUse(const Caller& caller, const keys::v1::CreateKey
     if (decision.verdict() == authz::v1::VERDICT_ALLOW) continue;
     return Status(
         StatusCode::FAILED_PRECONDITION,
-        absl::StrCat("owner: member '", request.owner().id(), "' may not use ", request.scopes(i),
-                     " in ", request.project(), " (",
+        absl::StrCat("owner: member '", member, "' may not use ", scope, " in ", project, " (",
                      decision.reason() == "PERMISSION_DENIED" ? "no role of theirs grants it"
                                                               : decision.reason(),
                      "): a key for it would be refused on every call; grant them a role that "
@@ -355,6 +358,10 @@ Status AdminService::AuthorizeKey(const Caller& caller, const std::string& key_i
                     absl::StrCat("key_id: project ", project.id(),
                                  "'s keys are held by its service accounts only (key_holders); "
                                  "a member's key there is revoked, not rotated"));
+    }
+    // Nor does a key its owner can no longer use (their roles changed since).
+    if (Status s = OwnerMayUse(caller, key.owner().id(), project.id(), key.scopes()); !s.ok()) {
+      return s;
     }
   }
   if (key.owner().id() == caller.member) return Status::OK;

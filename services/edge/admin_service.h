@@ -202,10 +202,12 @@ class AdminService final : public v1::AdminService::CallbackService {
   // says whether it is erased (now or before). An active member is left as they are, and so is
   // everyone while authz runs a release without EraseMember.
   grpc::Status EraseMember(const Caller& caller, const authz::v1::Member& member, bool* erased);
-  // OK when the member `request` is for may use each of its scopes in its project by their
-  // standing (authz's Check, grants_only): FAILED_PRECONDITION naming the first they may not,
-  // since such a key would be refused on every call.
-  grpc::Status OwnerMayUse(const Caller& caller, const keys::v1::CreateKeyRequest& request);
+  // OK when `member` may use each of `scopes` in `project` by their standing (authz's Check,
+  // grants_only): FAILED_PRECONDITION naming the first they may not, since a key for it would
+  // be refused on every call. For a member's project key issued or rotated.
+  grpc::Status OwnerMayUse(const Caller& caller, const std::string& member,
+                           const std::string& project,
+                           const google::protobuf::RepeatedPtrField<std::string>& scopes);
   // Project `id`, read as the caller.
   grpc::Status ProjectOf(const Caller& caller, const std::string& id, authz::v1::Project* project);
   // The live service account `owner` names, read as the caller.

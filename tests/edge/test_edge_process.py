@@ -1842,11 +1842,16 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(key.returncode, 0, key.stderr)
         secret = json.loads(key.stdout)["secret"]
         self.assertEqual(self.decide(key=secret).verdict, E.VERDICT_ALLOW)
-        # Made a reader: decisions for model calls are refused from then on.
+        # Made a reader: decisions for model calls are refused from then on, and the key gets
+        # no successor.
         demoted = policyctl("members", "set-roles", newcomer, "--roles=reader@support-eu")
         self.assertEqual(demoted.returncode, 0, demoted.stderr)
         pt.wait_until(lambda: self.decide(key=secret).verdict == E.VERDICT_DENY, timeout=10,
                       message="a reader's model calls are denied")
+        rotated = policyctl("keys", "rotate", json.loads(key.stdout)["key"]["key_id"])
+        self.assertEqual(rotated.returncode, 1, rotated.stdout + rotated.stderr)
+        self.assertIn(f"FAILED_PRECONDITION: owner: member '{newcomer}' may not use "
+                      "chat.completions in support-eu", rotated.stderr)
         invited = policyctl("invitations", "create", f"--email=omar-{newcomer}@acme.example",
                             "--role=member", "--projects=support-eu", "--output=json")
         self.assertEqual(invited.returncode, 0, invited.stderr)
