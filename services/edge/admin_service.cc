@@ -175,16 +175,24 @@ Status AdminService::Authenticated(const Status& verify, const keys::v1::VerifyK
   return Status::OK;
 }
 
-Status AdminService::Authorize(const Caller& caller, const std::string& action,
-                               const std::string& project) {
+Status AdminService::CheckMember(const Caller& caller, const std::string& member,
+                                 const std::string& action, const std::string& project,
+                                 bool grants_only, authz::v1::CheckResponse* decision) {
   authz::v1::CheckRequest check;
   check.mutable_principal()->set_kind(authz::v1::PRINCIPAL_KIND_MEMBER);
-  check.mutable_principal()->set_id(caller.member);
+  check.mutable_principal()->set_id(member);
   check.set_project(project);
   check.set_action(action);
+  check.set_grants_only(grants_only);
+  return Call("authz", *authz_, &authz::v1::AuthzService::Stub::Check, check, decision,
+              caller.deadline);
+}
+
+Status AdminService::Authorize(const Caller& caller, const std::string& action,
+                               const std::string& project) {
   authz::v1::CheckResponse decision;
-  if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::Check, check, &decision,
-                      caller.deadline);
+  if (Status s =
+          CheckMember(caller, caller.member, action, project, /*grants_only=*/false, &decision);
       !s.ok()) {
     return s;
   }
@@ -296,15 +304,8 @@ Status AdminService::OwnerMayUse(const Caller& caller, const std::string& member
                                  const std::string& project,
                                  const google::protobuf::RepeatedPtrField<std::string>& scopes) {
   for (const std::string& scope : scopes) {
-    authz::v1::CheckRequest check;
-    check.mutable_principal()->set_kind(authz::v1::PRINCIPAL_KIND_MEMBER);
-    check.mutable_principal()->set_id(member);
-    check.set_project(project);
-    check.set_action(scope);
-    check.set_grants_only(true);
     authz::v1::CheckResponse decision;
-    const Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::Check, check, &decision,
-                          caller.deadline);
+    const Status s = CheckMember(caller, member, scope, project, /*grants_only=*/true, &decision);
     // A scope authz does not know as an action is none of its business.
     if (s.error_code() == StatusCode::INVALID_ARGUMENT) continue;
     if (!s.ok()) return s;

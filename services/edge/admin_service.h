@@ -202,6 +202,11 @@ class AdminService final : public v1::AdminService::CallbackService {
   // says whether it is erased (now or before). An active member is left as they are, and so is
   // everyone while authz runs a release without EraseMember.
   grpc::Status EraseMember(const Caller& caller, const authz::v1::Member& member, bool* erased);
+  // authz's Check of `member` doing `action` in `project` ("" for the organisation), under the
+  // caller's deadline; `grants_only`: by their standing alone (CheckRequest.grants_only).
+  grpc::Status CheckMember(const Caller& caller, const std::string& member,
+                           const std::string& action, const std::string& project, bool grants_only,
+                           authz::v1::CheckResponse* decision);
   // OK when `member` may use each of `scopes` in `project` by their standing (authz's Check,
   // grants_only): FAILED_PRECONDITION naming the first they may not, since a key for it would
   // be refused on every call. For a member's project key issued or rotated.

@@ -830,10 +830,7 @@ absl::StatusOr<pii::v1::RedactionPolicy> MakeRedactionPolicy(
 
 absl::Status CheckRedactionServable(const pii::v1::RedactionPolicy& policy,
                                     const pii::v1::ListEntityTypesResponse& known) {
-  absl::flat_hash_set<absl::string_view> detected;
-  for (const pii::v1::EntityTypeInfo& info : known.entity_types()) {
-    detected.insert(info.entity_type());
-  }
+  const absl::flat_hash_set<absl::string_view> detected = DetectedTypes(known);
   std::vector<std::string> problems;
   auto check = [&](absl::string_view field, const auto& entries) {
     std::vector<std::string> unknown;

@@ -43,16 +43,8 @@ class FakeDownstream final : public Downstream {
   }
   void Redact(grpc::ClientContext* context, const pii::v1::RedactRequest* request,
               pii::v1::RedactResponse* response, Done done) override {
-    grpc::Status status = redact_status;
-    {
-      absl::MutexLock lock(&mu_);
-      if (!redact_statuses.empty()) {
-        status = redact_statuses.front();
-        redact_statuses.pop_front();
-      }
-    }
-    Answer(context, "pii.Redact", *request, &redact_request, response, redact_response, status,
-           std::move(done));
+    Answer(context, "pii.Redact", *request, &redact_request, response, redact_response,
+           NextStatus(redact_statuses, redact_status), std::move(done));
   }
   void Route(grpc::ClientContext* context, const region::v1::RouteRequest* request,
              region::v1::RouteResponse* response, Done done) override {
@@ -66,16 +58,8 @@ class FakeDownstream final : public Downstream {
   }
   void Append(grpc::ClientContext* context, const audit::v1::AppendRequest* request,
               audit::v1::AppendResponse* response, Done done) override {
-    grpc::Status status = append_status;
-    {
-      absl::MutexLock lock(&mu_);
-      if (!append_statuses.empty()) {
-        status = append_statuses.front();
-        append_statuses.pop_front();
-      }
-    }
-    Answer(context, "audit.Append", *request, &append_request, response, append_response, status,
-           std::move(done));
+    Answer(context, "audit.Append", *request, &append_request, response, append_response,
+           NextStatus(append_statuses, append_status), std::move(done));
   }
   void GetEntry(grpc::ClientContext* context, const audit::v1::GetEntryRequest* request,
                 audit::v1::GetEntryResponse* response, Done done) override {
@@ -143,6 +127,15 @@ class FakeDownstream final : public Downstream {
   audit::v1::GetEntryRequest get_entry_request;
 
  private:
+  // The first of `queue` (taken off), or `otherwise` when it is empty.
+  grpc::Status NextStatus(std::deque<grpc::Status>& queue, const grpc::Status& otherwise) {
+    absl::MutexLock lock(&mu_);
+    if (queue.empty()) return otherwise;
+    grpc::Status next = queue.front();
+    queue.pop_front();
+    return next;
+  }
+
   template <typename Request, typename Response>
   void Answer(grpc::ClientContext* context, const char* name, const Request& request, Request* seen,
               Response* response, const Response& scripted, const grpc::Status& status, Done done) {

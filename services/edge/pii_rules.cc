@@ -31,6 +31,15 @@ const pii::v1::EntityRule& RuleFor(const pii::v1::RedactionPolicy& policy,
   return policy.default_rule();
 }
 
+absl::flat_hash_set<absl::string_view> DetectedTypes(
+    const pii::v1::ListEntityTypesResponse& known) {
+  absl::flat_hash_set<absl::string_view> detected;
+  for (const pii::v1::EntityTypeInfo& info : known.entity_types()) {
+    detected.insert(info.entity_type());
+  }
+  return detected;
+}
+
 bool Redacts(const pii::v1::EntityRule& rule) {
   return rule.action() == pii::v1::ACTION_REDACT || rule.action() == pii::v1::ACTION_UNSPECIFIED;
 }
@@ -96,10 +105,7 @@ absl::Status CheckProjectRules(const authz::v1::PiiPolicy& rules,
                                const pii::v1::ListEntityTypesResponse& known,
                                absl::string_view field) {
   const absl::flat_hash_set<absl::string_view> blocked = BlockedTypes(deployment);
-  absl::flat_hash_set<absl::string_view> detected;
-  for (const pii::v1::EntityTypeInfo& info : known.entity_types()) {
-    detected.insert(info.entity_type());
-  }
+  const absl::flat_hash_set<absl::string_view> detected = DetectedTypes(known);
   for (int i = 0; i < rules.rules_size(); ++i) {
     const pii::v1::EntityRule& rule = rules.rules(i);
     const absl::string_view type = absl::string_view(rule.entity_type()).substr(0, 64);

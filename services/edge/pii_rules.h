@@ -7,6 +7,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -38,6 +39,10 @@ class KnownPiiRules {
 
 // Whether `a` and `b` state the same rules in the same order.
 bool SameRules(const authz::v1::PiiPolicy& a, const authz::v1::PiiPolicy& b);
+
+// The entity types pii detects, as `known` (its ListEntityTypes answer) names them; the views
+// live as long as `known`.
+absl::flat_hash_set<absl::string_view> DetectedTypes(const pii::v1::ListEntityTypesResponse& known);
 
 // Whether `rule` replaces its values (action REDACT or unspecified), rather than blocking
 // or allowing them.
