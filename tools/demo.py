@@ -530,10 +530,11 @@ def run_region(address):
     channel.close()
 
 
-EDGE_ENDPOINTS = (  # id, residency, priority
-    ("edge-demo-westeurope", "EU", 1),
-    ("edge-demo-swedencentral", "EU", 2),
-    ("edge-demo-eastus", "US", 1),
+EDGE_ENDPOINTS = (  # id, residency, priority, cached (else zero data retention + private link)
+    ("edge-demo-westeurope", "EU", 1, False),
+    ("edge-demo-swedencentral", "EU", 2, False),
+    ("edge-demo-eastus", "US", 1, False),
+    ("edge-demo-cache", "GLOBAL", 1, True),  # public data only
 )
 TICKET = ("Customer jane.doe@example.com (card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 "
           "0130 00) was charged twice. Draft a polite answer.")
@@ -566,7 +567,7 @@ def run_edge(edge_address, keys_address, region_address, admin_key_file=None):
     edge = edge_pb2_grpc.EdgeServiceStub(channel)
     region = region_pb2_grpc.RegionServiceStub(grpc.insecure_channel(region_address))
     R = region_pb2
-    for id_, residency, priority in EDGE_ENDPOINTS:
+    for id_, residency, priority, cached in EDGE_ENDPOINTS:
         try:
             region.DeleteEndpoint(R.DeleteEndpointRequest(id=id_, actor=DEMO_ACTOR),
                                   timeout=TIMEOUT)
@@ -577,7 +578,8 @@ def run_edge(edge_address, keys_address, region_address, admin_key_file=None):
             id=id_, region=name_, provider=R.PROVIDER_AZURE,
             base_url=f"https://acme-{name_}.openai.azure.com", deployment="gpt-4o",
             residency=R.Residency.Value(f"RESIDENCY_{residency}"),
-            capabilities=R.Capabilities(zero_data_retention=True, private_link=True),
+            capabilities=R.Capabilities(zero_data_retention=not cached,
+                                        private_link=not cached, cached=cached),
             models=["gpt-4o", "gpt-4o-mini"], priority=priority, weight=100, enabled=True)),
             timeout=TIMEOUT)
     keys = keys_pb2_grpc.KeyServiceStub(grpc.insecure_channel(keys_address))
@@ -629,6 +631,15 @@ def run_edge(edge_address, keys_address, region_address, admin_key_file=None):
     expect("10.20.3.4" in sent and "ops@acme.example" not in sent,
            f"internal-copilot's IP_ADDRESS: allow was not applied: {sent}")
     print(f"    sent: {sent}")
+    # The playground's prompts are public data (data_class: public): a cache may answer one in
+    # which pii finds nothing.
+    alice = key("alice", "playground", keys_pb2.ENVIRONMENT_SANDBOX)
+    public = decide(alice, "Explain what a haiku is.", model="gpt-4o-mini", tokens=10)
+    line("alice, a public prompt in the playground", public)
+    expect(public.verdict == edge_pb2.VERDICT_ALLOW and public.endpoint.id == "edge-demo-cache",
+           f"the playground's public prompt went to {public.endpoint.id or public.reason}")
+    print(f"    data class {pii_pb2.DataClass.Name(public.data_class)}, zero data retention "
+          f"{public.headers['x-policy-zero-data-retention']}")
     carol = key("carol", "playground", keys_pb2.ENVIRONMENT_SANDBOX)
     limited = None
     for i in range(15):  # playground: 10 requests a minute per member

@@ -120,6 +120,7 @@ absl::Status Authorizer::Evaluate(const AuthorizeRequest& request, bool may_bloc
   if (project != nullptr && result.decision.action_kind == ActionKind::kApi) {
     result.residency = project->data_policy.residency;
     result.pii_rules = project->data_policy.pii_rules;
+    result.data_class = project->data_policy.data_class;
   }
   if (!result.decision.allowed) return absl::OkStatus();
   if (result.decision.action_kind != ActionKind::kApi) return absl::OkStatus();

@@ -37,8 +37,10 @@ struct Authorization {
   bool zero_data_retention = false;
   // An API action in a project that exists: where the project's data policy keeps its calls.
   std::optional<Residency> residency;
-  // The same: the project's own rules for what pii finds (DataPolicy::pii_rules).
+  // The same: the project's own rules for what pii finds (DataPolicy::pii_rules), and the
+  // class of its prompts before pii looks at them.
   std::vector<PiiRule> pii_rules;
+  std::optional<DataClass> data_class;
 };
 
 // What a request used, reported after the LLM call.

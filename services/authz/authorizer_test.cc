@@ -36,6 +36,7 @@ class AuthorizerTest : public ::testing::Test {
     p.key_holders = KeyHolders::kMembers;
     p.data_policy.pii_rules = {{"EMAIL_ADDRESS", PiiTreatment::kAllow},
                                {"US_SSN", PiiTreatment::kBlock}};
+    p.data_policy.data_class = DataClass::kPhi;
     state->projects.push_back(p);
     state->members.push_back(Member{
         "carol", "carol@company.com", {{Role::kMember, "proj", std::nullopt}}, {}, "", "", {}});
@@ -89,13 +90,14 @@ class AuthorizerTest : public ::testing::Test {
   Authorizer authorizer_{&cache_, &limiter_, &clock_};
 };
 
-TEST_F(AuthorizerTest, AnApiActionLearnsTheProjectsPiiRulesWhateverItsVerdict) {
+TEST_F(AuthorizerTest, AnApiActionLearnsTheProjectsPiiRulesAndDataClassWhateverItsVerdict) {
   const std::vector<PiiRule> rules = {{"EMAIL_ADDRESS", PiiTreatment::kAllow},
                                       {"US_SSN", PiiTreatment::kBlock}};
   absl::StatusOr<Authorization> a = authorizer_.Authorize({Carol(), 10});
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_TRUE(a->decision.allowed);
   EXPECT_EQ(a->pii_rules, rules);
+  EXPECT_EQ(a->data_class, DataClass::kPhi);
   // Denied (a model the project does not allow): the rules still come, for the edge's
   // redaction beside the check.
   CheckRequest other_model = Carol();
@@ -104,12 +106,14 @@ TEST_F(AuthorizerTest, AnApiActionLearnsTheProjectsPiiRulesWhateverItsVerdict) {
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_FALSE(a->decision.allowed);
   EXPECT_EQ(a->pii_rules, rules);
+  EXPECT_EQ(a->data_class, DataClass::kPhi);
   // No project, no rules.
   CheckRequest elsewhere = Carol();
   elsewhere.project = "nowhere";
   a = authorizer_.Authorize({elsewhere, 10});
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_TRUE(a->pii_rules.empty());
+  EXPECT_EQ(a->data_class, std::nullopt);
 }
 
 TEST_F(AuthorizerTest, AGrantsOnlyCheckTakesNoBudget) {

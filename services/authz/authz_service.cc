@@ -249,7 +249,9 @@ grpc::ServerUnaryReactor* AuthzService::UpdateProject(grpc::CallbackServerContex
           {.key_holders = request->project().key_holders() == v1::KEY_HOLDERS_UNSPECIFIED,
            .residency =
                request->project().data_policy().residency() == region::v1::RESIDENCY_UNSPECIFIED,
-           .pii_rules = !request->project().data_policy().has_pii()},
+           .pii_rules = !request->project().data_policy().has_pii(),
+           .data_class =
+               request->project().data_policy().data_class() == pii::v1::DATA_CLASS_UNSPECIFIED},
           expected);
     }
     return Reply(project, [&](const Project& value) { ToProto(value, response); });

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/data_class/data_class.h"
 #include "common/pii_rule/pii_rule.h"
 #include "common/residency/residency.h"
 #include "services/authz/ip_allowlist.h"
@@ -47,6 +48,9 @@ struct DataPolicy {
   // The project's own rules for what pii finds in its prompts, ordered by entity type (at most
   // one each); each replaces the deployment's rule for its type.
   std::vector<PiiRule> pii_rules;
+  // How sensitive the project's prompts are before pii looks at them; what pii finds may
+  // raise a prompt's class, never lower it.
+  DataClass data_class = DataClass::kInternal;
   bool operator==(const DataPolicy&) const = default;
 };
 

@@ -243,6 +243,9 @@ absl::StatusOr<Project> OrgAdmin::UpdateProject(absl::string_view actor, Project
                        if (unstated.pii_rules) {
                          project.data_policy.pii_rules = p->data_policy.pii_rules;
                        }
+                       if (unstated.data_class) {
+                         project.data_policy.data_class = p->data_policy.data_class;
+                       }
                        // Neither what the caller read nor what it asks for (a retry): another
                        // change came in between, which writing this would undo.
                        if (expected.has_value()) {
@@ -256,6 +259,9 @@ absl::StatusOr<Project> OrgAdmin::UpdateProject(absl::string_view actor, Project
                          }
                          if (unstated.pii_rules) {
                            read.data_policy.pii_rules = p->data_policy.pii_rules;
+                         }
+                         if (unstated.data_class) {
+                           read.data_policy.data_class = p->data_policy.data_class;
                          }
                          if (*p != read && *p != Normalized(project)) {
                            return absl::FailedPreconditionError(absl::StrCat(

@@ -46,6 +46,7 @@ struct UnstatedSettings {
   bool key_holders = false;
   bool residency = false;
   bool pii_rules = false;
+  bool data_class = false;
 };
 
 // Administration of the organisation: who may do what, then one atomic store mutation.

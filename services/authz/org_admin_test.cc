@@ -176,32 +176,38 @@ TEST_F(OrgAdminTest, AnUpdateKeepsTheSettingsItDoesNotState) {
   Project eu = MakeProject("kept");
   eu.data_policy.residency = Residency::kEu;
   eu.data_policy.pii_rules = {{"US_SSN", PiiTreatment::kBlock}};
+  eu.data_policy.data_class = DataClass::kPhi;
   eu.key_holders = KeyHolders::kServiceAccounts;
   ASSERT_TRUE(admin().CreateProject("adam", eu).ok());
   Project renamed = MakeProject("kept");  // Global, members: what a client unaware of both sends.
   renamed.name = "Kept v2";
   absl::StatusOr<Project> kept = admin().UpdateProject(
-      "adam", renamed, {.key_holders = true, .residency = true, .pii_rules = true});
+      "adam", renamed,
+      {.key_holders = true, .residency = true, .pii_rules = true, .data_class = true});
   ASSERT_TRUE(kept.ok()) << kept.status();
   EXPECT_EQ(kept->name, "Kept v2");
   EXPECT_EQ(kept->data_policy.residency, Residency::kEu);
   EXPECT_EQ(kept->data_policy.pii_rules, eu.data_policy.pii_rules);
+  EXPECT_EQ(kept->data_policy.data_class, DataClass::kPhi);
   EXPECT_EQ(kept->key_holders, KeyHolders::kServiceAccounts);
   // Such a client's read-modify-write: what it read lacks them too, and is still what it read.
   Project read = renamed;
   Project again = renamed;
   again.name = "Kept v3";
   absl::StatusOr<Project> written = admin().UpdateProject(
-      "adam", again, {.key_holders = true, .residency = true, .pii_rules = true}, read);
+      "adam", again,
+      {.key_holders = true, .residency = true, .pii_rules = true, .data_class = true}, read);
   ASSERT_TRUE(written.ok()) << written.status();
   EXPECT_EQ(written->name, "Kept v3");
   EXPECT_EQ(written->data_policy.residency, Residency::kEu);
   EXPECT_EQ(written->data_policy.pii_rules, eu.data_policy.pii_rules);
+  EXPECT_EQ(written->data_policy.data_class, DataClass::kPhi);
   // Stated, they change.
   absl::StatusOr<Project> anywhere = admin().UpdateProject("adam", renamed);
   ASSERT_TRUE(anywhere.ok()) << anywhere.status();
   EXPECT_EQ(anywhere->data_policy.residency, Residency::kGlobal);
   EXPECT_THAT(anywhere->data_policy.pii_rules, IsEmpty());
+  EXPECT_EQ(anywhere->data_policy.data_class, DataClass::kInternal);
   EXPECT_EQ(anywhere->key_holders, KeyHolders::kMembers);
 }
 

@@ -8,12 +8,14 @@
 //       environment: production        # required: production | staging | development | sandbox
 //       archived: false                # optional, default false
 //       data_policy: {zero_data_retention: true, retention_days: 0, residency: eu,
-//                     pii: {US_SSN: block, EMAIL_ADDRESS: placeholder}}
+//                     pii: {US_SSN: block, EMAIL_ADDRESS: placeholder}, data_class: pii}
 //                                      # optional map, each key optional; default false / 30 /
-//                                      # global / none; residency: eu | us | apac | global
-//                                      # (anywhere); pii: the project's own rule per entity
-//                                      # type, replacing the deployment's: redact | mask |
-//                                      # replace | hash | placeholder | block | allow
+//                                      # global / none / internal; residency: eu | us | apac |
+//                                      # global (anywhere); pii: the project's own rule per
+//                                      # entity type, replacing the deployment's: redact | mask
+//                                      # | replace | hash | placeholder | block | allow;
+//                                      # data_class: public | internal | pii | phi, how
+//                                      # sensitive its prompts are before pii looks at them
 //       models: [gpt-4o, gpt-4o-mini]  # optional, default none (no model may be called)
 //       key_holders: service_accounts  # optional: service_accounts | members (members whose
 //                                      # grants allow the call, and service accounts); default
@@ -229,6 +231,13 @@ absl::StatusOr<Residency> ReadResidency(const Node& node, absl::string_view path
   std::optional<Residency> residency = ParseResidency(text);
   if (!residency.has_value()) return Invalid(node, path, "must be eu, us, apac or global");
   return *residency;
+}
+
+absl::StatusOr<DataClass> ReadDataClass(const Node& node, absl::string_view path) {
+  ASSIGN_OR_RETURN(const std::string text, ReadString(node, path));
+  std::optional<DataClass> data_class = ParseDataClass(text);
+  if (!data_class.has_value()) return Invalid(node, path, "must be public, internal, pii or phi");
+  return *data_class;
 }
 
 absl::StatusOr<Environment> ReadEnvironment(const Node& node, absl::string_view path) {
@@ -467,10 +476,10 @@ absl::StatusOr<Project> ReadProject(const Node& node, const std::string& path) {
     ASSIGN_OR_RETURN(project.archived, ReadBool(*archived, map.PathOf("archived")));
   }
   if (const Node* policy = map.Find("data_policy")) {
-    ASSIGN_OR_RETURN(
-        const MapReader policy_map,
-        MapReader::Read(*policy, map.PathOf("data_policy"),
-                        {"zero_data_retention", "retention_days", "residency", "pii"}));
+    ASSIGN_OR_RETURN(const MapReader policy_map,
+                     MapReader::Read(*policy, map.PathOf("data_policy"),
+                                     {"zero_data_retention", "retention_days", "residency", "pii",
+                                      "data_class"}));
     if (const Node* zdr = policy_map.Find("zero_data_retention")) {
       ASSIGN_OR_RETURN(project.data_policy.zero_data_retention,
                        ReadBool(*zdr, policy_map.PathOf("zero_data_retention")));
@@ -487,6 +496,10 @@ absl::StatusOr<Project> ReadProject(const Node& node, const std::string& path) {
     }
     if (const Node* pii = policy_map.Find("pii")) {
       ASSIGN_OR_RETURN(project.data_policy.pii_rules, ReadPiiRules(*pii, policy_map.PathOf("pii")));
+    }
+    if (const Node* data_class = policy_map.Find("data_class")) {
+      ASSIGN_OR_RETURN(project.data_policy.data_class,
+                       ReadDataClass(*data_class, policy_map.PathOf("data_class")));
     }
   }
   if (const Node* models = map.Find("models")) {
@@ -783,6 +796,10 @@ void EmitProject(YAML::Emitter& out, const Project& p) {
           << std::string(PiiTreatmentName(rule.treatment));
     }
     out << YAML::EndMap;
+  }
+  if (p.data_policy.data_class != DataClass::kInternal) {
+    out << YAML::Key << "data_class" << YAML::Value
+        << std::string(DataClassName(p.data_policy.data_class));
   }
   out << YAML::EndMap;
   out << YAML::Key << "models" << YAML::Value;

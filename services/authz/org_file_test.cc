@@ -87,6 +87,7 @@ TEST(ParseOrgFileTest, ParsesTheExample) {
   EXPECT_TRUE(support.data_policy.zero_data_retention);
   EXPECT_EQ(support.data_policy.retention_days, 0);
   EXPECT_EQ(support.data_policy.residency, Residency::kEu);
+  EXPECT_EQ(support.data_policy.data_class, DataClass::kPii);
   EXPECT_THAT(support.allowed_models, ElementsAre("gpt-4o", "gpt-4o-mini"));
   EXPECT_EQ(support.rpm_limit, 600);
   EXPECT_EQ(support.tpm_limit, 200000);
@@ -95,7 +96,10 @@ TEST(ParseOrgFileTest, ParsesTheExample) {
   // Defaults.
   const Project& playground = file.projects[3];
   EXPECT_FALSE(playground.archived);
-  EXPECT_EQ(playground.data_policy, DataPolicy{});
+  // Every data policy setting but the one it states.
+  DataPolicy public_data;
+  public_data.data_class = DataClass::kPublic;
+  EXPECT_EQ(playground.data_policy, public_data);
   EXPECT_EQ(file.projects[2].member_tpm_limit, 0);
 
   const Member& erin = file.members[4];
@@ -356,6 +360,8 @@ TEST(ParseOrgFileTest, WrongTypes) {
             "line 6: projects[0].data_policy.residency: must be eu, us, apac or global");
   EXPECT_EQ(project_with(absl::StrCat(kLimits, "    data_policy: {residency: [eu]}\n")),
             "line 6: projects[0].data_policy.residency: expected a string, got a list");
+  EXPECT_EQ(project_with(absl::StrCat(kLimits, "    data_policy: {data_class: secret}\n")),
+            "line 6: projects[0].data_policy.data_class: must be public, internal, pii or phi");
   EXPECT_EQ(project_with(absl::StrCat(kLimits, "    data_policy: {pii: {US_SSN: forbid}}\n")),
             "line 6: projects[0].data_policy.pii.US_SSN: must be one of redact, mask, replace, "
             "hash, placeholder, block, allow");
@@ -654,6 +660,30 @@ TEST(ApplyOrgFileTest, PlanNamesAResidencyChangeAsTheFileWritesIt) {
   EXPECT_THAT(text, HasSubstr("residency: apac"));
   EXPECT_THAT(text, Not(HasSubstr("residency: global")));
   ExpectDeclares(ParseOrDie(text), after);
+}
+
+TEST(ApplyOrgFileTest, PlanNamesADataClassChangeAsTheFileWritesIt) {
+  const OrgState before = ExampleState();
+  OrgState after = before;
+  after.FindProject("support-eu")->data_policy.data_class = DataClass::kPhi;
+  after.FindProject("playground")->data_policy.data_class = DataClass::kInternal;
+  const std::string plan = FormatDiff(Diff(before, after));
+  EXPECT_THAT(plan, HasSubstr("~ project support-eu\n    data_policy.data_class: pii -> phi\n"));
+  EXPECT_THAT(plan,
+              HasSubstr("~ project playground\n    data_policy.data_class: public -> internal\n"));
+  // Written only when it is not the default, and read back the same.
+  const std::string text = FormatOrgFile(after);
+  EXPECT_THAT(text, HasSubstr("data_class: phi"));
+  EXPECT_THAT(text, Not(HasSubstr("data_class: internal")));
+  const OrgFile read = ParseOrDie(text);
+  ExpectDeclares(read, after);
+  for (const Project& p : read.projects) {
+    if (p.id == "support-eu") {
+      EXPECT_EQ(p.data_policy.data_class, DataClass::kPhi);
+    } else if (p.id == "support-eu-staging") {
+      EXPECT_EQ(p.data_policy.data_class, DataClass::kInternal);
+    }
+  }
 }
 
 TEST(ApplyOrgFileTest, AProjectsPiiRulesAreReadOrderedPlannedAndWrittenBack) {

@@ -117,6 +117,7 @@ Fields FieldsOf(const Project& p) {
           {"data_policy.retention_days", absl::StrCat(p.data_policy.retention_days)},
           {"data_policy.residency", std::string(ResidencyName(p.data_policy.residency))},
           {"data_policy.pii", FormatPiiRules(p.data_policy.pii_rules)},
+          {"data_policy.data_class", std::string(DataClassName(p.data_policy.data_class))},
           {"models", FormatList(p.allowed_models)},
           {"limits.rpm", absl::StrCat(p.rpm_limit)},
           {"limits.tpm", absl::StrCat(p.tpm_limit)},

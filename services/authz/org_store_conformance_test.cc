@@ -112,8 +112,9 @@ OrgMutation SeedOrg() {
     // Both key-holder policies round-trip.
     s.projects[1].key_holders = KeyHolders::kServiceAccounts;
     s.projects[1].environment = Environment::kDevelopment;
-    // A residency and none (global) round-trip.
+    // A residency and none (global) round-trip; so do a data class and the default.
     s.projects[0].data_policy.residency = Residency::kEu;
+    s.projects[0].data_policy.data_class = DataClass::kPhi;
     // Rules of every treatment, and none, round-trip.
     s.projects[0].data_policy.pii_rules = {
         {"CREDIT_CARD", PiiTreatment::kMask},     {"EMAIL_ADDRESS", PiiTreatment::kPlaceholder},

@@ -52,7 +52,7 @@ absl::StatusOr<OrgState> ReadState(pqxx::transaction_base& tx) {
   for (const pqxx::row& r :
        tx.exec("SELECT id, name, environment, archived, zero_data_retention, retention_days, "
                "allowed_models, rpm_limit, tpm_limit, member_rpm_limit, member_tpm_limit, "
-               "key_holders, residency, pii_rules FROM authz.projects")) {
+               "key_holders, residency, pii_rules, data_class FROM authz.projects")) {
     Project p;
     p.id = r[0].as<std::string>();
     p.name = r[1].as<std::string>();
@@ -82,6 +82,11 @@ absl::StatusOr<OrgState> ReadState(pqxx::transaction_base& tx) {
     if (absl::Status s = ValidatePiiRules(p.data_policy.pii_rules, "pii_rules"); !s.ok()) {
       return absl::DataLossError(absl::StrCat("project ", p.id, ": ", s.message()));
     }
+    std::optional<DataClass> data_class = ParseDataClass(r[14].as<std::string>());
+    if (!data_class.has_value()) {
+      return absl::DataLossError(absl::StrCat("project ", p.id, ": bad data class"));
+    }
+    p.data_policy.data_class = *data_class;
     state.projects.push_back(std::move(p));
   }
   absl::flat_hash_map<std::string, size_t> member_index;
@@ -165,20 +170,22 @@ void WriteProject(pqxx::work& tx, const Project& p) {
   tx.exec_params(
       "INSERT INTO authz.projects (id, name, environment, archived, zero_data_retention, "
       "retention_days, allowed_models, rpm_limit, tpm_limit, member_rpm_limit, "
-      "member_tpm_limit, key_holders, residency, pii_rules) "
-      "VALUES ($1, $2, $3, $4, $5, $6, $7::text[], $8, $9, $10, $11, $12, $13, $14::text[]) "
+      "member_tpm_limit, key_holders, residency, pii_rules, data_class) "
+      "VALUES ($1, $2, $3, $4, $5, $6, $7::text[], $8, $9, $10, $11, $12, $13, $14::text[], $15) "
       "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, environment = EXCLUDED.environment, "
       "archived = EXCLUDED.archived, zero_data_retention = EXCLUDED.zero_data_retention, "
       "retention_days = EXCLUDED.retention_days, allowed_models = EXCLUDED.allowed_models, "
       "rpm_limit = EXCLUDED.rpm_limit, tpm_limit = EXCLUDED.tpm_limit, "
       "member_rpm_limit = EXCLUDED.member_rpm_limit, "
       "member_tpm_limit = EXCLUDED.member_tpm_limit, key_holders = EXCLUDED.key_holders, "
-      "residency = EXCLUDED.residency, pii_rules = EXCLUDED.pii_rules",
+      "residency = EXCLUDED.residency, pii_rules = EXCLUDED.pii_rules, "
+      "data_class = EXCLUDED.data_class",
       p.id, p.name, std::string(EnvironmentName(p.environment)), p.archived,
       p.data_policy.zero_data_retention, p.data_policy.retention_days,
       FormatTextArray(p.allowed_models), p.rpm_limit, p.tpm_limit, p.member_rpm_limit,
       p.member_tpm_limit, std::string(KeyHoldersName(p.key_holders)),
-      std::string(ResidencyName(p.data_policy.residency)), FormatTextArray(pii_rules));
+      std::string(ResidencyName(p.data_policy.residency)), FormatTextArray(pii_rules),
+      std::string(DataClassName(p.data_policy.data_class)));
 }
 
 void WriteMember(pqxx::work& tx, const Member& m) {

@@ -2,6 +2,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/data_class/data_class_proto.h"
 #include "common/ids/project_id.h"
 #include "common/pii_rule/pii_rule_proto.h"
 #include "common/proto/well_known.h"
@@ -109,6 +110,7 @@ void ToProto(const Authorization& a, pb::CheckResponse* out) {
   out->set_zero_data_retention(a.zero_data_retention);
   if (a.residency.has_value()) out->set_residency(ResidencyToProto(*a.residency));
   for (const PiiRule& rule : a.pii_rules) PiiRuleToProto(rule, out->mutable_pii()->add_rules());
+  if (a.data_class.has_value()) out->set_data_class(DataClassToProto(*a.data_class));
 }
 
 namespace {
@@ -149,6 +151,9 @@ absl::StatusOr<Project> FromProto(const pb::Project& in) {
                    ResidencyFromProto(in.data_policy().residency(), Residency::kGlobal,
                                       "project.data_policy.residency"));
   ASSIGN_OR_RETURN(p.data_policy.pii_rules, PiiRulesFromProto(in.data_policy().pii()));
+  ASSIGN_OR_RETURN(p.data_policy.data_class,
+                   DataClassFromProto(in.data_policy().data_class(), DataClass::kInternal,
+                                      "project.data_policy.data_class"));
   p.allowed_models = Strings(in.allowed_models());
   p.rpm_limit = in.limits().rpm();
   p.tpm_limit = in.limits().tpm();
@@ -239,6 +244,7 @@ void ToProto(const Project& p, pb::Project* out) {
   // Present even when empty: an update that sends back what it read keeps the rules.
   pb::PiiPolicy* pii = out->mutable_data_policy()->mutable_pii();
   for (const PiiRule& rule : p.data_policy.pii_rules) PiiRuleToProto(rule, pii->add_rules());
+  out->mutable_data_policy()->set_data_class(DataClassToProto(p.data_policy.data_class));
   for (const std::string& m : p.allowed_models) out->add_allowed_models(m);
   out->mutable_limits()->set_rpm(p.rpm_limit);
   out->mutable_limits()->set_tpm(p.tpm_limit);
@@ -326,6 +332,7 @@ void PolicyDocument(const ServiceAccount& a, const Project& p, pb::ServiceAccoun
   for (const PiiRule& rule : p.data_policy.pii_rules) {
     PiiRuleToProto(rule, out->mutable_pii()->add_rules());
   }
+  out->set_data_class(DataClassToProto(p.data_policy.data_class));
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
   options.preserve_proto_field_names = true;

@@ -15,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "common/client/channel.h"
 #include "common/crypto/crypto.h"
+#include "common/data_class/data_class_proto.h"
 #include "common/ledger/ledger_record.h"
 #include "common/pii_rule/pii_rule_proto.h"
 #include "common/proto/well_known.h"
@@ -256,7 +257,7 @@ class DecideFlow final : public Flow {
     const pii::v1::ContentReport& report = redaction_->report();
     for (const auto& [type, count] : report.counts())
       (*response_->mutable_pii_counts())[type] = count;
-    response_->set_data_class(report.data_class());
+    response_->set_data_class(DataClassToProto(DataClassOfRequest()));
     if (check_->verdict() != authz::v1::VERDICT_ALLOW) {
       if (check_->has_retry_after()) *response_->mutable_retry_after() = check_->retry_after();
       if (check_->reason() == "RESIDENCY_NOT_ALLOWED") {
@@ -272,6 +273,18 @@ class DecideFlow final : public Flow {
     Admitted();
   }
 
+  // The class of the request's data: the more sensitive of what pii found (its report, under
+  // a base class of PUBLIC) and the project's data class (INTERNAL when authz states none).
+  DataClass DataClassOfRequest() const {
+    const DataClass found =
+        DataClassFromProto(redaction_->report().data_class(), DataClass::kPublic, "data_class")
+            .value_or(DataClass::kPhi);
+    const DataClass project =
+        DataClassFromProto(check_->data_class(), DataClass::kInternal, "data_class")
+            .value_or(DataClass::kPhi);
+    return MoreSensitive(found, project);
+  }
+
   // What follows authz's ALLOW (or, for a retry, an earlier attempt's recorded ALLOW).
   void Admitted() {
     const pii::v1::ContentReport& report = redaction_->report();
@@ -282,7 +295,7 @@ class DecideFlow final : public Flow {
     if (Status s = CheckAnswerSize(); !s.ok()) return Finish(std::move(s));
     auto* route = New<region::v1::RouteRequest>(arena_);
     route->set_residency(RequiredResidency());
-    route->set_data_class(report.data_class());
+    route->set_data_class(response_->data_class());
     route->set_model(request_->model());
     route->set_preference(request_->preference());
     route->set_require_zero_data_retention(check_->zero_data_retention());
@@ -421,7 +434,8 @@ class DecideFlow final : public Flow {
     if (!allow) metadata["reason"] = response_->reason();
     if (allow && !recorded_endpoint_.empty()) {
       // A retry of a recorded ALLOW, routed where it went: recorded as it was.
-      for (const char* name : {"endpoint", "region", "residency", "failover", "pii_allowed"}) {
+      for (const char* name :
+           {"endpoint", "region", "residency", "data_class", "failover", "pii_allowed"}) {
         if (std::string value = Recorded(earlier_->entry(), name); !value.empty()) {
           metadata[name] = std::move(value);
         }
@@ -434,6 +448,9 @@ class DecideFlow final : public Flow {
           required != "global") {
         metadata["residency"] = std::string(required);
       }
+      // The class it was routed under.
+      metadata["data_class"] =
+          std::string(DataClassProtoName(response_->data_class(), DataClass::kInternal));
       if (route_->failover()) metadata["failover"] = "true";
     }
     if (response_->pii_counts_size() > 0) {
@@ -825,6 +842,7 @@ absl::StatusOr<pii::v1::RedactionPolicy> MakeRedactionPolicy(
     blocked->set_entity_type(type);
     blocked->set_action(pii::v1::ACTION_BLOCK);
   }
+  policy.set_base_class(pii::v1::DATA_CLASS_PUBLIC);
   return policy;
 }
 

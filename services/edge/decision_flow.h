@@ -64,6 +64,8 @@ struct FlowOptions {
 
 // The policy of FlowOptions::redaction: every entity type replaced by `op` ("placeholder",
 // "redact", "replace", "mask" or "hash") except `blocked_types`, which refuse the request.
+// Its base class is PUBLIC: pii's report classifies what it finds, and a decision's data is
+// the more sensitive of that and its project's class (DataPolicy.data_class).
 // INVALID_ARGUMENT for an unknown operator or a malformed type name; whether pii detects the
 // types is CheckRedactionServable's to say.
 absl::StatusOr<pii::v1::RedactionPolicy> MakeRedactionPolicy(

@@ -192,6 +192,46 @@ TEST_F(DecisionFlowTest, AllowsWithRedactedMessagesEndpointHeadersAndALedgerEntr
                                          "region.Route", "audit.Append"));
 }
 
+// The class a request is routed under: the more sensitive of what pii found and the project's
+// data class (INTERNAL when authz states none).
+TEST_F(DecisionFlowTest, TheProjectsDataClassRaisesWhatPiiFoundAndNeverLowersIt) {
+  struct Case {
+    pii::v1::DataClass found;
+    pii::v1::DataClass project;
+    pii::v1::DataClass routed;
+    const char* recorded;
+  };
+  for (const Case& c : {
+           // pii asked with a base class of PUBLIC; a project that states none is INTERNAL.
+           Case{pii::v1::DATA_CLASS_PUBLIC, pii::v1::DATA_CLASS_UNSPECIFIED,
+                pii::v1::DATA_CLASS_INTERNAL, "internal"},
+           // A public project's prompt with nothing in it may go to a cache.
+           Case{pii::v1::DATA_CLASS_PUBLIC, pii::v1::DATA_CLASS_PUBLIC, pii::v1::DATA_CLASS_PUBLIC,
+                "public"},
+           // What pii finds still counts in a public project.
+           Case{pii::v1::DATA_CLASS_PII, pii::v1::DATA_CLASS_PUBLIC, pii::v1::DATA_CLASS_PII,
+                "pii"},
+           // A clinical project: every prompt is health data, whatever pii recognises.
+           Case{pii::v1::DATA_CLASS_PUBLIC, pii::v1::DATA_CLASS_PHI, pii::v1::DATA_CLASS_PHI,
+                "phi"},
+           Case{pii::v1::DATA_CLASS_PII, pii::v1::DATA_CLASS_PHI, pii::v1::DATA_CLASS_PHI, "phi"},
+           Case{pii::v1::DATA_CLASS_PHI, pii::v1::DATA_CLASS_PII, pii::v1::DATA_CLASS_PHI, "phi"},
+           // A class outside the enum is taken as the most sensitive.
+           Case{static_cast<pii::v1::DataClass>(9), pii::v1::DATA_CLASS_PUBLIC,
+                pii::v1::DATA_CLASS_PHI, "phi"},
+       }) {
+    fake_.redact_response.mutable_report()->set_data_class(c.found);
+    fake_.check_response.set_data_class(c.project);
+    request_.set_request_id(absl::StrCat("req-", c.found, "-", c.project));
+    Result r = Decide();
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(fake_.redact_request.policy().base_class(), pii::v1::DATA_CLASS_PUBLIC);
+    EXPECT_EQ(r.response.data_class(), c.routed) << c.found << " " << c.project;
+    EXPECT_EQ(fake_.route_request.data_class(), c.routed) << c.found << " " << c.project;
+    EXPECT_EQ(fake_.append_request.entry().metadata().at("data_class"), c.recorded);
+  }
+}
+
 TEST_F(DecisionFlowTest, AProjectThatKeepsNoDataIsRoutedOnlyWhereNothingIsKept) {
   fake_.check_response.set_zero_data_retention(true);
   Result r = Decide();

@@ -27,7 +27,6 @@ constexpr size_t kMaskKeptChars = 4;
 constexpr std::array<absl::string_view, 5> kOperatorNames = {"redact", "mask", "replace", "hash",
                                                              "placeholder"};
 constexpr std::array<absl::string_view, 3> kActionNames = {"redact", "block", "allow"};
-constexpr std::array<absl::string_view, 4> kDataClassNames = {"public", "internal", "pii", "phi"};
 
 std::string Printable(absl::string_view text) {
   return absl::CHexEscape(text.substr(0, kMaxPrintedBytes));
@@ -225,14 +224,12 @@ absl::string_view ActionName(Action action) {
 }
 
 absl::StatusOr<DataClass> DataClassByName(absl::string_view name) {
-  ASSIGN_OR_RETURN(const size_t i, IndexByName(kDataClassNames, "data class", name));
-  return static_cast<DataClass>(i);
+  if (std::optional<DataClass> c = ParseDataClass(name); c.has_value()) return *c;
+  return absl::InvalidArgumentError(absl::StrCat("unknown data class '", Printable(name),
+                                                 "'; expected one of public, internal, pii, phi"));
 }
 
-absl::string_view DataClassName(DataClass data_class) {
-  return InRange(data_class, kDataClassNames) ? kDataClassNames[static_cast<size_t>(data_class)]
-                                              : "unknown";
-}
+bool IsDataClass(DataClass c) { return DataClassName(c) != "unknown"; }
 
 DataClass DefaultDataClass(absl::string_view entity_type) {
   static const auto* const kClasses = new absl::flat_hash_map<absl::string_view, DataClass>{
@@ -276,12 +273,12 @@ absl::Status ValidatePolicy(const AnonymizationPolicy& policy) {
   RETURN_IF_ERROR(CheckRule(policy.default_rule, "default_rule"));
   for (const auto& [type, data_class] : policy.classes) {
     RETURN_IF_ERROR(CheckType(type, "classes"));
-    if (!InRange(data_class, kDataClassNames)) {
+    if (!IsDataClass(data_class)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "classes[", type, "]: data class ", static_cast<int>(data_class), " is out of range"));
     }
   }
-  if (!InRange(policy.base_class, kDataClassNames)) {
+  if (!IsDataClass(policy.base_class)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "base_class: data class ", static_cast<int>(policy.base_class), " is out of range"));
   }

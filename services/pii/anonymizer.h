@@ -20,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "common/crypto/crypto.h"
+#include "common/data_class/data_class.h"
 #include "common/pii_rule/pii_rule.h"
 #include "services/pii/finding.h"
 
@@ -53,13 +54,11 @@ enum class Action {
 absl::StatusOr<Action> ActionByName(absl::string_view name);
 absl::string_view ActionName(Action action);
 
-// How sensitive a text is, for routing it to a region. Ordered: a later class is more
-// sensitive, and the class of a text is the maximum over what it holds.
-enum class DataClass { kPublic, kInternal, kPii, kPhi };
+// How sensitive a text is (DataClass, common/data_class), for routing it to a region: the
+// class of a text is the most sensitive of what it holds.
 
 // "public", "internal", "pii", "phi"; INVALID_ARGUMENT naming any other name.
 absl::StatusOr<DataClass> DataClassByName(absl::string_view name);
-absl::string_view DataClassName(DataClass data_class);
 
 // Entity type names (IsValidEntityType, common/pii_rule) are written into the output text
 // ("[US_SSN_REDACTED]") and cannot carry anything else.

@@ -105,6 +105,7 @@ void Check(absl::string_view text, const std::vector<Finding>& findings,
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace policy::pii;
+  using policy::DataClass;
   if (size < 2) return 0;
   static const std::shared_ptr<const PseudonymKey> key =
       *PseudonymKey::Derive(std::string(32, 'k'), "fuzz-project");

@@ -290,21 +290,22 @@ grpc::ServerUnaryReactor* PiiService::Scan(grpc::CallbackServerContext* context,
   absl::StatusOr<ScanBudget::Ticket> ticket = budget_.Admit(TextBytes(texts));
   if (!ticket.ok()) return server::FinishNow(context, ToGrpc(ticket.status()));
   auto held = std::make_shared<ScanBudget::Ticket>(*std::move(ticket));
-  return RunScan(
-      context, TextBytes(texts), [this, texts, options = *std::move(options), response, held] {
-        const std::vector<std::vector<Finding>> found = engine_->Scan(texts, options);
-        size_t bytes = 0;
-        for (size_t i = 0; i < found.size(); ++i) {
-          bytes += texts[i].size();
-          for (const Finding& finding : found[i]) {
-            ToProto(finding, static_cast<uint32_t>(i), response->add_findings());
-            ++(*response->mutable_counts())[finding.entity_type];
-          }
-        }
-        response->set_data_class(ToProto(PiiEngine::ClassOf(found, AnonymizationPolicy{})));
-        Record(found, bytes, /*blocked=*/false);
-        return grpc::Status::OK;
-      });
+  return RunScan(context, TextBytes(texts),
+                 [this, texts, options = *std::move(options), response, held] {
+                   const std::vector<std::vector<Finding>> found = engine_->Scan(texts, options);
+                   size_t bytes = 0;
+                   for (size_t i = 0; i < found.size(); ++i) {
+                     bytes += texts[i].size();
+                     for (const Finding& finding : found[i]) {
+                       ToProto(finding, static_cast<uint32_t>(i), response->add_findings());
+                       ++(*response->mutable_counts())[finding.entity_type];
+                     }
+                   }
+                   response->set_data_class(
+                       DataClassToProto(PiiEngine::ClassOf(found, AnonymizationPolicy{})));
+                   Record(found, bytes, /*blocked=*/false);
+                   return grpc::Status::OK;
+                 });
 }
 
 grpc::ServerUnaryReactor* PiiService::Redact(grpc::CallbackServerContext* context,
@@ -425,7 +426,7 @@ grpc::ServerUnaryReactor* PiiService::ListEntityTypes(grpc::CallbackServerContex
   for (const std::string& type : engine_->detector().EntityTypes()) {
     v1::EntityTypeInfo* info = response->add_entity_types();
     info->set_entity_type(type);
-    info->set_default_class(ToProto(DefaultDataClass(type)));
+    info->set_default_class(DataClassToProto(DefaultDataClass(type)));
     info->set_custom(!builtin.contains(type));
   }
   response->set_keyed_hashing(engine_->keyed_hashing());

@@ -45,22 +45,10 @@ absl::StatusOr<Operator> OperatorFromProto(pb::Operator op, absl::string_view fi
   }
 }
 
-absl::StatusOr<DataClass> DataClassFromProto(pb::DataClass data_class, absl::string_view field) {
-  switch (data_class) {
-    case pb::DATA_CLASS_PUBLIC:
-      return DataClass::kPublic;
-    case pb::DATA_CLASS_INTERNAL:
-      return DataClass::kInternal;
-    case pb::DATA_CLASS_PII:
-      return DataClass::kPii;
-    case pb::DATA_CLASS_PHI:
-      return DataClass::kPhi;
-    case pb::DATA_CLASS_UNSPECIFIED:
-      return Invalid(field, "a data class is required");
-    default:
-      return Invalid(field,
-                     absl::StrCat(static_cast<int>(data_class), " is not a known data class"));
-  }
+// A data class that must be given: UNSPECIFIED is INVALID_ARGUMENT.
+absl::StatusOr<DataClass> RequiredDataClass(pb::DataClass data_class, absl::string_view field) {
+  if (data_class == pb::DATA_CLASS_UNSPECIFIED) return Invalid(field, "a data class is required");
+  return DataClassFromProto(data_class, DataClass::kInternal, field);
 }
 
 absl::StatusOr<EntityRule> RuleFromProto(const pb::EntityRule& rule, absl::string_view field) {
@@ -133,14 +121,14 @@ absl::StatusOr<RedactionParams> PolicyFromProto(const pb::RedactionPolicy& polic
       return s;
     }
     absl::StatusOr<DataClass> data_class =
-        DataClassFromProto(entry.data_class(), field + ".data_class");
+        RequiredDataClass(entry.data_class(), field + ".data_class");
     if (!data_class.ok()) return data_class.status();
     if (!params.policy.classes.emplace(entry.entity_type(), *data_class).second) {
       return Invalid(field, absl::StrCat("a second class for ", entry.entity_type()));
     }
   }
   if (policy.base_class() != pb::DATA_CLASS_UNSPECIFIED) {
-    absl::StatusOr<DataClass> base = DataClassFromProto(policy.base_class(), "policy.base_class");
+    absl::StatusOr<DataClass> base = RequiredDataClass(policy.base_class(), "policy.base_class");
     if (!base.ok()) return base.status();
     params.policy.base_class = *base;
   }
@@ -168,20 +156,6 @@ absl::StatusOr<PlaceholderMapping> FromProto(
   absl::StatusOr<PlaceholderMapping> out = PlaceholderMapping::FromEntries(std::move(entries));
   if (!out.ok()) return Invalid("mapping", out.status().message());
   return out;
-}
-
-pb::DataClass ToProto(DataClass data_class) {
-  switch (data_class) {
-    case DataClass::kPublic:
-      return pb::DATA_CLASS_PUBLIC;
-    case DataClass::kInternal:
-      return pb::DATA_CLASS_INTERNAL;
-    case DataClass::kPii:
-      return pb::DATA_CLASS_PII;
-    case DataClass::kPhi:
-      return pb::DATA_CLASS_PHI;
-  }
-  return pb::DATA_CLASS_UNSPECIFIED;
 }
 
 pb::Action ToProto(Action action) {
@@ -236,7 +210,7 @@ void ToProto(const ContentReport& report, pb::ContentReport* out) {
   out->set_blocked(report.blocked);
   for (const std::string& type : report.blocking_types) out->add_blocking_types(type);
   for (const auto& [type, count] : report.counts) (*out->mutable_counts())[type] = count;
-  out->set_data_class(ToProto(report.data_class));
+  out->set_data_class(DataClassToProto(report.data_class));
 }
 
 void ToProto(const PlaceholderMapping& mapping,

@@ -6,6 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/data_class/data_class_proto.h"
 #include "policy/pii/v1/pii.pb.h"
 #include "services/pii/anonymizer.h"
 #include "services/pii/detector.h"
@@ -27,7 +28,6 @@ absl::StatusOr<RedactionParams> FromProto(const pb::RedactionPolicy& policy,
 absl::StatusOr<PlaceholderMapping> FromProto(
     const google::protobuf::RepeatedPtrField<pb::PlaceholderEntry>& mapping);
 
-pb::DataClass ToProto(DataClass data_class);
 pb::Action ToProto(Action action);
 pb::Operator ToProto(Operator op);
 void ToProto(const Finding& finding, uint32_t message_index, pb::Finding* out);

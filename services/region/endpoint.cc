@@ -86,27 +86,6 @@ std::optional<Provider> ParseProvider(absl::string_view name) {
   return std::nullopt;
 }
 
-absl::string_view DataClassName(DataClass c) {
-  switch (c) {
-    case DataClass::kPhi:
-      return "phi";
-    case DataClass::kPii:
-      return "pii";
-    case DataClass::kInternal:
-      return "internal";
-    case DataClass::kPublic:
-      return "public";
-  }
-  return "unknown";
-}
-
-std::optional<DataClass> ParseDataClass(absl::string_view name) {
-  for (DataClass c : {DataClass::kPhi, DataClass::kPii, DataClass::kInternal, DataClass::kPublic}) {
-    if (DataClassName(c) == name) return c;
-  }
-  return std::nullopt;
-}
-
 bool IsValidBaseUrl(absl::string_view url) {
   constexpr absl::string_view kScheme = "https://";
   if (url.size() > kMaxBaseUrlBytes || !absl::StartsWith(url, kScheme)) return false;

@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "common/data_class/data_class.h"
 #include "common/residency/residency.h"
 
 // The region service's domain types: the endpoints requests may go to, and what a request
@@ -16,8 +17,6 @@
 namespace policy::region {
 
 enum class Provider { kOpenAi, kAzure };
-// The data of a request, as the pii service classifies it (most sensitive first).
-enum class DataClass { kPhi, kPii, kInternal, kPublic };
 
 struct Capabilities {
   bool zero_data_retention = false;  // The provider keeps no prompt or completion.
@@ -56,8 +55,6 @@ struct Endpoint {
 
 absl::string_view ProviderName(Provider p);  // "openai", "azure"
 std::optional<Provider> ParseProvider(absl::string_view name);
-absl::string_view DataClassName(DataClass c);  // "phi", "pii", "internal", "public"
-std::optional<DataClass> ParseDataClass(absl::string_view name);
 
 // INVALID_ARGUMENT naming `field` unless `id` is an endpoint id: 1 to 64 of [a-z0-9_.-],
 // starting with a letter or digit.

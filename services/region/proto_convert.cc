@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/data_class/data_class_proto.h"
 #include "common/proto/well_known.h"
 #include "common/residency/residency_proto.h"
 #include "common/status/status.h"
@@ -93,23 +94,8 @@ absl::StatusOr<RouteRequest> RouteRequestFromProto(const v1::RouteRequest& in) {
     ASSIGN_OR_RETURN(r.residency,
                      ResidencyFromProto(in.residency(), Residency::kGlobal, "residency"));
   }
-  switch (in.data_class()) {
-    case pii::v1::DATA_CLASS_UNSPECIFIED:
-    case pii::v1::DATA_CLASS_INTERNAL:
-      r.data_class = DataClass::kInternal;
-      break;
-    case pii::v1::DATA_CLASS_PUBLIC:
-      r.data_class = DataClass::kPublic;
-      break;
-    case pii::v1::DATA_CLASS_PII:
-      r.data_class = DataClass::kPii;
-      break;
-    case pii::v1::DATA_CLASS_PHI:
-      r.data_class = DataClass::kPhi;
-      break;
-    default:
-      return UnknownEnum("data_class", in.data_class());
-  }
+  ASSIGN_OR_RETURN(r.data_class,
+                   DataClassFromProto(in.data_class(), DataClass::kInternal, "data_class"));
   RETURN_IF_ERROR(CheckMaxBytes({{"model", in.model(), kMaxModelBytes}}));
   r.model = in.model();
   r.zero_data_retention = in.require_zero_data_retention();

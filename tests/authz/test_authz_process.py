@@ -41,7 +41,7 @@ projects:
     environment: production
     key_holders: members
     data_policy: {zero_data_retention: true, retention_days: 0, residency: eu,
-                  pii: {US_SSN: block, EMAIL_ADDRESS: placeholder}}
+                  pii: {US_SSN: block, EMAIL_ADDRESS: placeholder}, data_class: phi}
     models: [gpt-4o, gpt-4o-mini]
     limits: {rpm: 100000, tpm: 100000000}
   - id: limited
@@ -166,6 +166,10 @@ class DecisionTest(unittest.TestCase):
         # none.
         self.assertEqual([r.entity_type for r in allowed.pii.rules], ["EMAIL_ADDRESS", "US_SSN"])
         self.assertEqual(len(check(A, "mia", "tokens", model="gpt-4o-mini").pii.rules), 0)
+        # And its data class; a project that states none is internal.
+        self.assertEqual(allowed.data_class, pii_pb2.DATA_CLASS_PHI)
+        self.assertEqual(check(A, "mia", "tokens", model="gpt-4o-mini").data_class,
+                         pii_pb2.DATA_CLASS_INTERNAL)
         # A request requiring another residency than the project keeps to is refused, before
         # any budget is taken, and told the project's.
         for asked in (region_pb2.RESIDENCY_EU, region_pb2.RESIDENCY_GLOBAL):
@@ -244,7 +248,8 @@ class AdministrationTest(unittest.TestCase):
         project = authz_pb2.Project(
             id="pii-rules", name="PII rules", environment="development",
             allowed_models=["gpt-4o"], data_policy=authz_pb2.DataPolicy(
-                retention_days=30, pii=authz_pb2.PiiPolicy(rules=[
+                retention_days=30, data_class=pii_pb2.DATA_CLASS_PUBLIC,
+                pii=authz_pb2.PiiPolicy(rules=[
                     rule("US_SSN", pii_pb2.ACTION_BLOCK),
                     rule("EMAIL_ADDRESS", pii_pb2.ACTION_REDACT, pii_pb2.OPERATOR_MASK)])))
         for bad, named in (
@@ -266,15 +271,25 @@ class AdministrationTest(unittest.TestCase):
             actor=actor("olivia"), project=project), timeout=5)
         self.assertEqual([r.entity_type for r in created.data_policy.pii.rules],
                          ["EMAIL_ADDRESS", "US_SSN"])
-        # An update whose data policy states no pii (a client unaware of it) keeps them.
+        self.assertEqual(created.data_policy.data_class, pii_pb2.DATA_CLASS_PUBLIC)
+        e = error_of(stub(A).UpdateProject, authz_pb2.UpdateProjectRequest(
+            actor=actor("olivia"), project=authz_pb2.Project(
+                id="pii-rules", name="PII rules", environment="development",
+                data_policy=authz_pb2.DataPolicy(data_class=9))), timeout=5)
+        self.assertEqual((e.code(), e.details()),
+                         (C.INVALID_ARGUMENT, "project.data_policy.data_class: unknown value 9"))
+        # An update whose data policy states no pii and no class (a client unaware of them)
+        # keeps them.
         unaware = authz_pb2.Project()
         unaware.CopyFrom(project)
         unaware.data_policy.ClearField("pii")
+        unaware.data_policy.ClearField("data_class")
         unaware.data_policy.retention_days = 7
         kept = stub(A).UpdateProject(authz_pb2.UpdateProjectRequest(
             actor=actor("olivia"), project=unaware), timeout=5)
         self.assertEqual(kept.data_policy.retention_days, 7)
         self.assertEqual(kept.data_policy.pii, created.data_policy.pii)
+        self.assertEqual(kept.data_policy.data_class, pii_pb2.DATA_CLASS_PUBLIC)
         # Stated with no rules: none.
         unaware.data_policy.pii.SetInParent()
         cleared = stub(A).UpdateProject(authz_pb2.UpdateProjectRequest(

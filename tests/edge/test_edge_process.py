@@ -453,6 +453,56 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(routed.endpoint.id, "apac-standard", routed.message)
         self.assertEqual(routed.headers["x-policy-zero-data-retention"], "false")
 
+    def test_a_projects_data_class_decides_where_its_prompts_may_go(self):
+        """org.yaml: the playground's prompts are public (a cache may answer them), support-eu's
+        personal data whether pii finds any or not; what pii finds raises a prompt's class."""
+        region = region_pb2_grpc.RegionServiceStub(P["region"].channel)
+        cache = es.endpoint("apac-cache", R.RESIDENCY_APAC, 1)
+        cache.capabilities.zero_data_retention = False
+        cache.capabilities.private_link = False
+        cache.capabilities.cached = True
+        region.CreateEndpoint(R.CreateEndpointRequest(endpoint=cache, actor=es.OPERATOR),
+                              timeout=10)
+        self.addCleanup(region.DeleteEndpoint, R.DeleteEndpointRequest(id="apac-cache",
+                                                                       actor=es.OPERATOR),
+                        timeout=10)
+        member = f"pia-{uuid.uuid4().hex[:6]}"
+        SUITE.admin().AddMember(authz_pb2.AddMemberRequest(member=authz_pb2.Member(
+            id=member, email=f"{member}@acme.example",
+            grants=[authz_pb2.RoleGrant(role="member", project="playground")])),
+            metadata=es.bearer(SUITE.new_admin_key("alice")), timeout=10)
+        playground = new_key(member, "playground", keys_pb2.ENVIRONMENT_SANDBOX)
+        clean = "Explain what a haiku is."
+
+        def decide(key, text, request_id, model="gpt-4o-mini"):
+            return self.decide(key=key, text=text, model=model, residency=R.RESIDENCY_APAC,
+                               tokens=10, request_id=request_id)
+
+        public = decide(playground, clean, f"public-{member}")
+        self.assertEqual(public.verdict, E.VERDICT_ALLOW, public.reason + public.message)
+        self.assertEqual((public.endpoint.id, public.data_class),
+                         ("apac-cache", pii_pb2.DATA_CLASS_PUBLIC))
+        self.assertEqual(public.headers["x-policy-zero-data-retention"], "false")
+        entry = self.ledger_entry(f"public-{member}", "playground", "sandbox")
+        self.assertEqual(entry.metadata["data_class"], "public")
+        # An e-mail address makes the playground's prompt personal data: never to a cache.
+        personal = decide(playground, "Write to ops@acme.example about it.", f"pii-{member}")
+        self.assertEqual((personal.verdict, personal.reason), (E.VERDICT_DENY,
+                                                               "NO_COMPLIANT_REGION"))
+        self.assertEqual(personal.data_class, pii_pb2.DATA_CLASS_PII)
+        self.assertIn("apac-cache: classification", personal.message)
+        # internal-copilot states no class: internal, never to a cache either.
+        erin = self.key_for_this_test("erin", "internal-copilot", keys_pb2.ENVIRONMENT_DEVELOPMENT)
+        internal = decide(erin, clean, f"internal-{member}", model="gpt-4o")
+        self.assertEqual((internal.verdict, internal.reason), (E.VERDICT_DENY,
+                                                               "NO_COMPLIANT_REGION"))
+        self.assertEqual(internal.data_class, pii_pb2.DATA_CLASS_INTERNAL)
+        # support-eu's clean prompt is personal data all the same.
+        support = self.decide(text=clean, request_id=f"support-{member}")
+        self.assertEqual(support.verdict, E.VERDICT_ALLOW, support.reason)
+        self.assertEqual(support.data_class, pii_pb2.DATA_CLASS_PII)
+        self.assertEqual(self.ledger_entry(f"support-{member}").metadata["data_class"], "pii")
+
     def test_a_model_off_the_allowlist_is_a_recorded_deny(self):
         request_id = f"e2e-{uuid.uuid4().hex[:12]}"
         r = self.decide(model="o3-mini", request_id=request_id)

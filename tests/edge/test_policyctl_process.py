@@ -555,10 +555,10 @@ class PolicyctlProcessTest(unittest.TestCase):
         created = run_policyctl("projects", "create", f"--id={project}", "--name=Before",
                                 "--environment=staging", "--models=gpt-4o,gpt-4o-mini",
                                 "--rpm=100", "--tpm=20000", "--member_rpm=5",
-                                "--residency=apac", admin_key=self.alice)
+                                "--residency=apac", "--data_class=phi", admin_key=self.alice)
         self.assertEqual(created.returncode, 0, created.stderr)
         self.assertIn("rpm 100 tpm 20000  per member rpm 5 tpm -  key holders: members  "
-                      "residency apac\n", created.stdout)
+                      "residency apac  class phi\n", created.stdout)
         updated = run_policyctl("projects", "update", project, "--tpm=0", "--name", "After",
                                 "--output=json", admin_key=self.alice)
         self.assertEqual(updated.returncode, 0, updated.stderr)
@@ -568,11 +568,14 @@ class PolicyctlProcessTest(unittest.TestCase):
         self.assertEqual((p["limits"]["rpm"], p["limits"]["tpm"], p["member_limits"]["rpm"]),
                          ("100", "0", "5"))
         self.assertEqual(p["data_policy"]["residency"], "RESIDENCY_APAC")  # Not given: kept.
+        self.assertEqual(p["data_policy"]["data_class"], "DATA_CLASS_PHI")  # So is this.
         anywhere = run_policyctl("projects", "update", project, "--residency=global",
-                                 "--output=json", admin_key=self.alice)
+                                 "--data_class=internal", "--output=json", admin_key=self.alice)
         self.assertEqual(anywhere.returncode, 0, anywhere.stderr)
         self.assertEqual(json.loads(anywhere.stdout)["data_policy"]["residency"],
                          "RESIDENCY_GLOBAL")
+        self.assertEqual(json.loads(anywhere.stdout)["data_policy"]["data_class"],
+                         "DATA_CLASS_INTERNAL")
         shown = run_policyctl("projects", "list", admin_key=self.alice)
         self.assertIn(f"{project}  staging  After  models [gpt-4o,gpt-4o-mini]  rpm 100 "
                       "tpm 0 (none)  per member rpm 5 tpm -", shown.stdout)
@@ -580,6 +583,8 @@ class PolicyctlProcessTest(unittest.TestCase):
                                   "projects update takes no --environment"),
                                  ((project, "--residency=mars"), 2,
                                   "--residency must be eu, us, apac or global"),
+                                 ((project, "--data_class=secret"), 2,
+                                  "--data_class must be public, internal, pii or phi"),
                                  (("no-such-project", "--rpm=1"), 1,
                                   "NOT_FOUND: no project 'no-such-project'")):
             with self.subTest(args=args):

@@ -59,6 +59,7 @@
 #include "common/client/channel.h"
 #include "common/config/config.h"
 #include "common/crypto/crypto.h"
+#include "common/data_class/data_class_proto.h"
 #include "common/ids/api_key_prefix.h"
 #include "common/log/log.h"
 #include "common/pii_rule/pii_rule_proto.h"
@@ -152,9 +153,14 @@ commands:
                     (default: service accounts only in production, members elsewhere),
                     --pii=US_SSN=block,EMAIL_ADDRESS=placeholder (the project's own rule
                     per entity type, replacing the deployment's: redact, mask, replace,
-                    hash, placeholder, block or allow; "none": no rules of its own)]
+                    hash, placeholder, block or allow; "none": no rules of its own),
+                    --data_class=public|internal|pii|phi (how sensitive its prompts are
+                    before pii looks at them, default internal; what pii finds raises it:
+                    public may use cached endpoints, pii and phi only endpoints that keep
+                    nothing over a private link)]
   projects update ID [--name, --models, --rpm, --tpm, --member_rpm, --member_tpm, --zdr,
-                    --retention_days, --residency, --key_holders, --pii]  (only the settings
+                    --retention_days, --residency, --key_holders, --pii, --data_class]  (only
+                    the settings
                     given change; --pii replaces every rule of the project's;
                     refused, changing nothing, should another admin change it meanwhile)
   projects archive ID
@@ -540,6 +546,13 @@ std::string ResidencyText(region::v1::Residency r) {
   const absl::string_view name = ResidencyProtoName(r);
   if (name == "global" || name == "unknown") return "";
   return absl::StrCat("  residency ", name);
+}
+
+// "  class phi" for a project's data class other than the default (internal).
+std::string DataClassText(pii::v1::DataClass c) {
+  const absl::string_view name = DataClassProtoName(c, DataClass::kInternal);
+  if (name == "internal") return "";
+  return absl::StrCat("  class ", name);
 }
 
 // The residency a --residency flag names, in any case: eu, us, apac or global (none
@@ -1345,7 +1358,8 @@ int Projects(const Invocation& in) {
   if (in.words.empty()) return Usage("projects: list, create, update or archive");
   const std::string& verb = in.words[0];
   Global g;
-  std::string id, name, environment, models, key_holders, residency = "global", pii = "none";
+  std::string id, name, environment, models, key_holders, residency = "global", pii = "none",
+                                                          data_class = "internal";
   int64_t rpm = 0, tpm = 0, member_rpm = 0, member_tpm = 0, retention_days = 0,
           page_size = kListPageSize;
   bool zdr = false, include_archived = false;
@@ -1370,6 +1384,9 @@ int Projects(const Invocation& in) {
             p.AddString("pii", &pii,
                         "its own rules for what pii finds: TYPE=treatment,... (redact, mask, "
                         "replace, hash, placeholder, block, allow) or none");
+            p.AddString("data_class", &data_class,
+                        "how sensitive its prompts are before pii looks at them: public, "
+                        "internal, pii or phi");
             p.AddBool("include_archived", &include_archived, "list: archived projects too");
             AddPageSize(p, &page_size);
           });
@@ -1388,14 +1405,15 @@ int Projects(const Invocation& in) {
     };
     std::printf(
         "%s  %s  %s  models [%s]  rpm %s tpm %s  per member rpm %s tpm %s  key holders: "
-        "%s%s%s%s\n",
+        "%s%s%s%s%s\n",
         p.id().c_str(), p.environment().c_str(), p.name().c_str(),
         absl::StrJoin(p.allowed_models(), ",").c_str(), limit(p.limits().rpm(), true).c_str(),
         limit(p.limits().tpm(), true).c_str(), limit(p.member_limits().rpm(), false).c_str(),
         limit(p.member_limits().tpm(), false).c_str(),
         p.key_holders() == authz::v1::KEY_HOLDERS_SERVICE_ACCOUNTS ? "service accounts" : "members",
         ResidencyText(p.data_policy().residency()).c_str(),
-        PiiRulesText(p.data_policy().pii()).c_str(), p.archived() ? "  (archived)" : "");
+        PiiRulesText(p.data_policy().pii()).c_str(),
+        DataClassText(p.data_policy().data_class()).c_str(), p.archived() ? "  (archived)" : "");
   };
   // The settings given, onto `p` (all of them on create).
   const bool creating = verb == "create";
@@ -1418,6 +1436,11 @@ int Projects(const Invocation& in) {
       region::v1::Residency r;
       if (!ResidencyFlag(residency, &r)) return Usage("--residency must be eu, us, apac or global");
       p->mutable_data_policy()->set_residency(r);
+    }
+    if (given("data_class")) {
+      const std::optional<DataClass> c = ParseDataClass(absl::AsciiStrToLower(data_class));
+      if (!c.has_value()) return Usage("--data_class must be public, internal, pii or phi");
+      p->mutable_data_policy()->set_data_class(DataClassToProto(*c));
     }
     if (given("pii")) {
       std::string error;

@@ -1,0 +1,23 @@
+#ifndef POLICY_COMMON_DATA_CLASS_DATA_CLASS_PROTO_H_
+#define POLICY_COMMON_DATA_CLASS_DATA_CLASS_PROTO_H_
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/data_class/data_class.h"
+#include "policy/pii/v1/pii.pb.h"
+
+// policy.pii.v1.DataClass <-> DataClass, for the translation layers that carry it.
+namespace policy {
+
+// The class `c` names; INVALID_ARGUMENT "<field>: unknown value N" for a value outside the
+// enum. DATA_CLASS_UNSPECIFIED is `unspecified`: what "not given" means depends on the field.
+absl::StatusOr<DataClass> DataClassFromProto(pii::v1::DataClass c, DataClass unspecified,
+                                             absl::string_view field);
+pii::v1::DataClass DataClassToProto(DataClass c);
+// "pii" for DATA_CLASS_PII, `unspecified`'s name for DATA_CLASS_UNSPECIFIED, "unknown" for a
+// value outside the enum.
+absl::string_view DataClassProtoName(pii::v1::DataClass c, DataClass unspecified);
+
+}  // namespace policy
+
+#endif  // POLICY_COMMON_DATA_CLASS_DATA_CLASS_PROTO_H_
