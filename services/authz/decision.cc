@@ -4,42 +4,43 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/ids/model_api.h"
 #include "common/text/caller_text.h"
 
 namespace policy::authz {
 namespace {
 
+std::vector<Action> MakeActions() {
+  std::vector<Action> actions;
+  // API permissions: the model APIs decisions are about, then the others.
+  for (absl::string_view api : ModelApis()) actions.push_back({api, ActionKind::kApi, false});
+  actions.insert(actions.end(), {
+                                    {"files.read", ActionKind::kApi, false},
+                                    {"files.write", ActionKind::kApi, false},
+                                    {"fine-tuning.read", ActionKind::kApi, false},
+                                    {"fine-tuning.write", ActionKind::kApi, false},
+                                    {"models.read", ActionKind::kApi, false},
+                                    // Administration of one project.
+                                    {"settings.read", ActionKind::kAdmin, false},
+                                    {"usage.read", ActionKind::kAdmin, false},
+                                    {"keys.create", ActionKind::kAdmin, false},
+                                    {"keys.manage", ActionKind::kAdmin, false},
+                                    {"service-accounts.manage", ActionKind::kAdmin, false},
+                                    {"project.update", ActionKind::kAdmin, false},
+                                    // Administration of the organisation.
+                                    {"projects.manage", ActionKind::kAdmin, true},
+                                    {"members.manage", ActionKind::kAdmin, true},
+                                    {"invitations.manage", ActionKind::kAdmin, true},
+                                    {"org.read", ActionKind::kAdmin, true},
+                                    {"audit.read", ActionKind::kAdmin, true},
+                                    {"owners.manage", ActionKind::kAdmin, true},
+                                    {"billing.manage", ActionKind::kAdmin, true},
+                                });
+  return actions;
+}
+
 const std::vector<Action>& Actions() {
-  static const auto* const kActions = new std::vector<Action>{
-      // API permissions.
-      {"chat.completions", ActionKind::kApi, false},
-      {"completions", ActionKind::kApi, false},
-      {"embeddings", ActionKind::kApi, false},
-      {"moderations", ActionKind::kApi, false},
-      {"images.generate", ActionKind::kApi, false},
-      {"audio.transcribe", ActionKind::kApi, false},
-      {"audio.speech", ActionKind::kApi, false},
-      {"files.read", ActionKind::kApi, false},
-      {"files.write", ActionKind::kApi, false},
-      {"fine-tuning.read", ActionKind::kApi, false},
-      {"fine-tuning.write", ActionKind::kApi, false},
-      {"models.read", ActionKind::kApi, false},
-      // Administration of one project.
-      {"settings.read", ActionKind::kAdmin, false},
-      {"usage.read", ActionKind::kAdmin, false},
-      {"keys.create", ActionKind::kAdmin, false},
-      {"keys.manage", ActionKind::kAdmin, false},
-      {"service-accounts.manage", ActionKind::kAdmin, false},
-      {"project.update", ActionKind::kAdmin, false},
-      // Administration of the organisation.
-      {"projects.manage", ActionKind::kAdmin, true},
-      {"members.manage", ActionKind::kAdmin, true},
-      {"invitations.manage", ActionKind::kAdmin, true},
-      {"org.read", ActionKind::kAdmin, true},
-      {"audit.read", ActionKind::kAdmin, true},
-      {"owners.manage", ActionKind::kAdmin, true},
-      {"billing.manage", ActionKind::kAdmin, true},
-  };
+  static const auto* const kActions = new std::vector<Action>(MakeActions());
   return *kActions;
 }
 

@@ -16,12 +16,14 @@
 #include "common/client/channel.h"
 #include "common/crypto/crypto.h"
 #include "common/data_class/data_class_proto.h"
+#include "common/ids/model_api.h"
 #include "common/ledger/ledger_record.h"
 #include "common/pii_rule/pii_rule_proto.h"
 #include "common/proto/well_known.h"
 #include "common/residency/residency_proto.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status.h"
+#include "common/text/caller_text.h"
 #include "google/protobuf/arena.h"
 #include "services/edge/conventions.h"
 #include "services/edge/downstream_status.h"
@@ -55,6 +57,13 @@ absl::Status CheckModel(absl::string_view model) {
     }
   }
   return CheckNoSecret(model, "model");
+}
+
+// The model API a decision entry names (entries recorded before decisions named one were all
+// chat completions).
+absl::string_view RecordedApi(const audit::v1::Entry& entry) {
+  auto it = entry.metadata().find("api");
+  return it == entry.metadata().end() ? kDefaultModelApi : absl::string_view(it->second);
 }
 
 // A decision entry's metadata value `name`; empty when it has none.
@@ -184,15 +193,13 @@ class DecideFlow final : public Flow {
       return Deny("KEY_SCOPE", "admin keys cannot be used for model calls");
     }
     bool scoped = false;
-    for (const std::string& scope : key.scopes()) scoped |= scope == options_->action;
-    if (!scoped) {
-      return Deny("KEY_SCOPE", absl::StrCat("the key does not grant ", options_->action));
-    }
+    for (const std::string& scope : key.scopes()) scoped |= scope == Api();
+    if (!scoped) return Deny("KEY_SCOPE", absl::StrCat("the key does not grant ", Api()));
     auto* check = New<authz::v1::CheckRequest>(arena_);
     check->mutable_principal()->set_kind(PrincipalKindOf(key.owner()));
     check->mutable_principal()->set_id(key.owner().id());
     check->set_project(key.project());
-    check->set_action(options_->action);
+    check->set_action(std::string(Api()));
     check->set_model(request_->model());
     check->set_source_ip(request_->source_ip());
     check->set_estimated_tokens(estimated_tokens_);
@@ -273,6 +280,11 @@ class DecideFlow final : public Flow {
     Admitted();
   }
 
+  // The model API the request calls.
+  absl::string_view Api() const {
+    return request_->api().empty() ? kDefaultModelApi : absl::string_view(request_->api());
+  }
+
   // The class of the request's data: the more sensitive of what pii found (its report, under
   // a base class of PUBLIC) and the project's data class (INTERNAL when authz states none).
   DataClass DataClassOfRequest() const {
@@ -314,6 +326,12 @@ class DecideFlow final : public Flow {
       return asked;
     }
     return check_ != nullptr ? check_->residency() : region::v1::RESIDENCY_UNSPECIFIED;
+  }
+
+  // RequiredResidency as an ALLOW's ledger entry records it: its name, empty for anywhere.
+  std::string RequiredResidencyRecorded() const {
+    const absl::string_view required = ResidencyProtoName(RequiredResidency());
+    return required == "global" ? "" : std::string(required);
   }
 
   // OK when an ALLOW would fit FlowOptions::max_answer_bytes; else INVALID_ARGUMENT naming
@@ -427,6 +445,7 @@ class DecideFlow final : public Flow {
     entry->set_content_hash(ContentHash());
     auto& metadata = *entry->mutable_metadata();
     metadata["key_id"] = key.key_id();
+    metadata["api"] = std::string(Api());
     // The caller's own estimate, when the prompt's size raised it: a usage report may name it.
     if (estimated_tokens_ != request_->estimated_tokens()) {
       metadata[kRequestedTokens] = absl::StrCat(request_->estimated_tokens());
@@ -444,9 +463,8 @@ class DecideFlow final : public Flow {
       metadata["endpoint"] = route_->endpoint().id();
       metadata["region"] = route_->endpoint().region();
       // Where the call had to stay, when anywhere would not do.
-      if (const absl::string_view required = ResidencyProtoName(RequiredResidency());
-          required != "global") {
-        metadata["residency"] = std::string(required);
+      if (std::string required = RequiredResidencyRecorded(); !required.empty()) {
+        metadata["residency"] = std::move(required);
       }
       // The class it was routed under.
       metadata["data_class"] =
@@ -534,7 +552,7 @@ class DecideFlow final : public Flow {
     const bool same_request =
         key_id != earlier.metadata().end() && key_id->second == key_->key().key_id() &&
         earlier.model() == request_->model() && earlier.tokens() == estimated_tokens_ &&
-        earlier.content_hash() == ContentHash();
+        earlier.content_hash() == ContentHash() && RecordedApi(earlier) == Api();
     // This request, denied under this id before (rate limited, say) and allowed now: its id
     // holds that DENY for good.
     if (same_request && earlier.action() == audit::v1::ACTION_DECISION_DENY) {
@@ -545,7 +563,11 @@ class DecideFlow final : public Flow {
                        reason != earlier.metadata().end() ? reason->second : "DENY",
                        ") and a decision is final for its id; retry it under a new request id")));
     }
-    const bool same_decision = same_request && earlier.action() == audit::v1::ACTION_DECISION_ALLOW;
+    // An ALLOW recorded where this attempt must stay (a retry stating another residency is
+    // another request, not one to send where its first attempt went).
+    const bool same_decision = same_request &&
+                               earlier.action() == audit::v1::ACTION_DECISION_ALLOW &&
+                               Recorded(earlier, "residency") == RequiredResidencyRecorded();
     if (!same_decision) return Finish(LedgerFailure(append_status_, "request_id", deadline_));
     recorded_endpoint_ = Recorded(earlier, "endpoint");
     response_->set_verdict(v1::VERDICT_UNSPECIFIED);
@@ -675,25 +697,25 @@ class ReportUsageFlow final : public Flow {
 
   // Checks the usage against its decision, then reconciles, reports the outcome and records.
   void OnDecision(Status s) {
-    if (s.error_code() == StatusCode::NOT_FOUND) {
-      return Finish(Status(StatusCode::FAILED_PRECONDITION,
-                           "request_id: no decision of this project was made under this id"));
-    }
+    // Another key's decision is answered as none: a key holder learns nothing of the requests
+    // of the project's other keys, not even that an id is taken.
+    const Status none(StatusCode::FAILED_PRECONDITION,
+                      "request_id: no decision of this key was made under this id");
+    if (s.error_code() == StatusCode::NOT_FOUND) return Finish(none);
     if (!s.ok()) return Finish(DependencyFailure("audit", s, deadline_));
     const keys::v1::Key& key = key_->key();
     const audit::v1::Entry& decision = decision_->entry();
     auto recorded = [&decision](const char* name) { return Recorded(decision, name); };
-    if (decision.action() != audit::v1::ACTION_DECISION_ALLOW) {
-      return Finish(Status(StatusCode::FAILED_PRECONDITION,
-                           "request_id: the decision under this id did not allow the call"));
-    }
     // The decision's own key, or its successor: usage of a call decided during a rotation's
     // overlap may be reported with the key that replaced it.
     const std::string decided_by = recorded("key_id");
     if (decided_by != key.key_id() &&
         (key.rotated_from().empty() || decided_by != key.rotated_from())) {
-      return Finish(Status(StatusCode::PERMISSION_DENIED,
-                           "request_id: the decision under this id was made for another key"));
+      return Finish(none);
+    }
+    if (decision.action() != audit::v1::ACTION_DECISION_ALLOW) {
+      return Finish(Status(StatusCode::FAILED_PRECONDITION,
+                           "request_id: the decision under this id did not allow the call"));
     }
     endpoint_ = recorded("endpoint");
     if (!request_->endpoint_id().empty() && request_->endpoint_id() != endpoint_) {
@@ -890,6 +912,11 @@ absl::Status ValidateDecideRequest(const v1::DecideRequest& r) {
   if (r.api_key().empty()) return absl::UnauthenticatedError("api_key: required");
   if (absl::Status s = CheckModel(r.model()); !s.ok()) return s;
   if (r.messages_size() == 0) return absl::InvalidArgumentError("messages: at least one");
+  if (!r.api().empty() && !IsModelApi(r.api())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("api: ", Quoted(r.api()), " is not a model API the edge decides on: one of ",
+                     ModelApiNames()));
+  }
   for (int i = 0; i < r.messages_size(); ++i) {
     if (absl::Status s = CheckRole(r.messages(i).role(), absl::StrCat("messages[", i, "].role"));
         !s.ok()) {

@@ -30,8 +30,6 @@
 namespace policy::edge {
 
 struct FlowOptions {
-  // The permission Decide asks authz about; the key's scopes must include it.
-  std::string action = "chat.completions";
   // What pii does with each entity type found in the messages: the deployment's policy, each
   // of whose rules a project's own rule for the type replaces (authz's DataPolicy.pii).
   pii::v1::RedactionPolicy redaction;

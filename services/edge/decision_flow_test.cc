@@ -564,6 +564,56 @@ TEST_F(DecisionFlowTest, ARetryRoutedElsewhereNowGoesWhereItsRecordedAllowWent) 
   EXPECT_TRUE(retry.usage_request.refund_request());
 }
 
+// A retry stating another residency than its recorded ALLOW had to stay in is another request:
+// it is not sent where its first attempt went, nor told that endpoint no longer takes it.
+TEST_F(DecisionFlowTest, ARetryStatingAnotherResidencyIsAnotherRequest) {
+  ASSERT_TRUE(Decide().status.ok());  // EU.
+  EXPECT_EQ(fake_.append_request.entry().metadata().at("residency"), "eu");
+  RecordFirstAttempt();
+  FakeDownstream retry;
+  retry.VerifyAsAlicesProjectKey();
+  retry.check_response = fake_.check_response;
+  AsRetryOfTheFirstAttempt(retry);
+  request_.set_residency(region::v1::RESIDENCY_US);
+  auto [status, response] = DecideThrough(retry);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(status.error_message(),
+            "request_id: already used for a different request; a new request needs a new id");
+  // Routed once, as a new request; never again to where the first attempt went.
+  const std::vector<std::string> calls = retry.calls();
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "region.Route"), 1);
+  EXPECT_EQ(retry.route_request.endpoint_id(), "");
+}
+
+// The same request id for another API is another request, whatever else it repeats.
+TEST_F(DecisionFlowTest, ARetryForAnotherApiIsAnotherRequest) {
+  ASSERT_TRUE(Decide().status.ok());  // A chat completion.
+  EXPECT_EQ(fake_.append_request.entry().metadata().at("api"), "chat.completions");
+  RecordFirstAttempt();
+  FakeDownstream retry;
+  retry.VerifyAsAlicesProjectKey();
+  retry.verify_response.mutable_key()->add_scopes("embeddings");
+  retry.check_response = fake_.check_response;
+  AsRetryOfTheFirstAttempt(retry);
+  request_.set_api("embeddings");
+  auto [status, response] = DecideThrough(retry);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("request_id"));
+  // Under its first API it is the recorded ALLOW; an entry recorded before decisions named
+  // their API was a chat completion.
+  for (bool recorded_api : {true, false}) {
+    FakeDownstream again;
+    again.VerifyAsAlicesProjectKey();
+    again.check_response = fake_.check_response;
+    AsRetryOfTheFirstAttempt(again);
+    if (!recorded_api) again.get_entry_response.mutable_entry()->mutable_metadata()->erase("api");
+    request_.clear_api();
+    auto [same_status, same] = DecideThrough(again);
+    ASSERT_TRUE(same_status.ok()) << same_status.error_message();
+    EXPECT_EQ(same.audit_id(), "support-eu/production/41") << recorded_api;
+  }
+}
+
 TEST_F(DecisionFlowTest, AuthzDenialIsAnAuditedDenyWithRetryAfter) {
   fake_.check_response.set_verdict(authz::v1::VERDICT_DENY);
   fake_.check_response.set_reason("RATE_LIMITED");
@@ -834,7 +884,18 @@ TEST_F(DecisionFlowTest, AKeyWithoutTheScopeOrAnAdminKeyIsDenied) {
   Result r = Decide();
   ASSERT_TRUE(r.status.ok());
   EXPECT_EQ(r.response.reason(), "KEY_SCOPE");
+  EXPECT_EQ(r.response.message(), "the key does not grant chat.completions");
   EXPECT_THAT(fake_.calls(), Not(Contains("authz.Check")));
+  // The API the request names is the one its key must grant, and the one authz decides on.
+  request_.set_api("embeddings");
+  request_.set_request_id("req-embeddings");
+  r = Decide();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.response.verdict(), v1::VERDICT_ALLOW) << r.response.message();
+  EXPECT_EQ(fake_.check_request.action(), "embeddings");
+  EXPECT_EQ(fake_.append_request.entry().metadata().at("api"), "embeddings");
+  request_.clear_api();
+  request_.set_request_id("req-1");
 
   fake_.verify_response.mutable_key()->set_kind(keys::v1::KEY_KIND_ADMIN);
   fake_.verify_response.mutable_key()->clear_project();
@@ -865,6 +926,17 @@ TEST_F(DecisionFlowTest, BadInputNamesTheField) {
   r = Decide();
   EXPECT_THAT(r.status.error_message(), HasSubstr("residency"));
   request_.set_residency(region::v1::RESIDENCY_EU);
+  // An API that is no model call (authz's files.read is a permission, not a prompt).
+  for (const char* api : {"files.read", "Chat.Completions", "settings.read"}) {
+    request_.set_api(api);
+    r = Decide();
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << api;
+    EXPECT_THAT(r.status.error_message(),
+                HasSubstr(absl::StrCat("api: '", api,
+                                       "' is not a model API the edge decides on: "
+                                       "one of chat.completions, completions, embeddings")));
+  }
+  request_.clear_api();
   // Identifiers the ledger records as they are: no control bytes, no secrets.
   request_.set_model(std::string("gpt-4o\0", 7));
   r = Decide();
@@ -1354,21 +1426,27 @@ TEST_F(ReportUsageFlowTest, TheDecisionNotTheCallerSaysWhatWasReservedAndWhere) 
   for (const Case& c : std::initializer_list<Case>{
            // A request never decided: a refill of the budget for free.
            {[&] { fake_.get_entry_status = grpc::Status(grpc::StatusCode::NOT_FOUND, "none"); },
-            grpc::StatusCode::FAILED_PRECONDITION, "no decision"},
+            grpc::StatusCode::FAILED_PRECONDITION, "no decision of this key"},
            {[&] {
               fake_.get_entry_response.mutable_entry()->set_action(audit::v1::ACTION_DECISION_DENY);
             },
             grpc::StatusCode::FAILED_PRECONDITION, "did not allow"},
+           // Another key's DENY is answered as no decision too, not as a DENY.
+           {[&] {
+              fake_.get_entry_response.mutable_entry()->set_action(audit::v1::ACTION_DECISION_DENY);
+              (*fake_.get_entry_response.mutable_entry()->mutable_metadata())["key_id"] = "key-2";
+            },
+            grpc::StatusCode::FAILED_PRECONDITION, "no decision of this key"},
            {[&] {
               (*fake_.get_entry_response.mutable_entry()->mutable_metadata())["key_id"] = "key-2";
             },
-            grpc::StatusCode::PERMISSION_DENIED, "another key"},
+            grpc::StatusCode::FAILED_PRECONDITION, "no decision of this key"},
            // A successor of some other key is still another key.
            {[&] {
               fake_.verify_response.mutable_key()->set_rotated_from("key-0");
               (*fake_.get_entry_response.mutable_entry()->mutable_metadata())["key_id"] = "key-2";
             },
-            grpc::StatusCode::PERMISSION_DENIED, "another key"},
+            grpc::StatusCode::FAILED_PRECONDITION, "no decision of this key"},
            // Another endpoint's health, or a smaller estimate than reserved.
            {[&] { usage_.set_endpoint_id("aws-us-east-1"); }, grpc::StatusCode::INVALID_ARGUMENT,
             "routed to azure-westeurope"},
@@ -1422,7 +1500,7 @@ TEST_F(ReportUsageFlowTest, TheSuccessorOfTheDecisionsKeyMayReportItsUsage) {
   SetUp();
   (*fake_.get_entry_response.mutable_entry()->mutable_metadata())["key_id"] = "key-2";
   fake_.verify_response.mutable_key()->set_rotated_from("");
-  EXPECT_EQ(Report(&response).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Report(&response).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
 // A latency region would refuse is refused before anything is reconciled or recorded: the

@@ -5,9 +5,11 @@
 #include <initializer_list>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
@@ -31,11 +33,17 @@ constexpr int64_t kDefaultCompletionTokens = 256;
 // JSON nested deeper than this is refused before it is parsed (parsing deep nesting costs
 // time that grows with the square of the depth).
 constexpr int kMaxBodyDepth = 32;
+// JSON values in a body (a chat of 1,024 messages has a few thousand): parsing is the costly
+// step, so a body of more is refused before it is parsed.
+constexpr size_t kMaxBodyValues = 100'000;
 
 // INVALID_ARGUMENT when arrays and objects in `body` nest deeper than kMaxBodyDepth. One pass
 // over the text, outside strings; malformed JSON is left for the parser to refuse.
-absl::Status CheckDepth(absl::string_view body) {
+// Refuses, before it is parsed, a body nested deeper than kMaxBodyDepth or with more than
+// kMaxBodyValues values (counted as its containers and the commas between their items).
+absl::Status CheckShape(absl::string_view body) {
   int depth = 0;
+  size_t values = 1;
   bool in_string = false;
   bool escaped = false;
   for (char c : body) {
@@ -54,11 +62,48 @@ absl::Status CheckDepth(absl::string_view body) {
         return absl::InvalidArgumentError(
             absl::StrCat("body: nested deeper than ", kMaxBodyDepth, " levels"));
       }
+      ++values;
     } else if (c == ']' || c == '}') {
       --depth;
+    } else if (c == ',') {
+      ++values;
+    }
+    if (values > kMaxBodyValues) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("body: more than ", kMaxBodyValues, " JSON values"));
     }
   }
   return absl::OkStatus();
+}
+
+// The model API a request calls, from its method and the last segments of its path: OpenAI's
+// "/v1/chat/completions", Azure's "/openai/deployments/<name>/chat/completions?api-version=...".
+// INVALID_ARGUMENT naming the method or the path otherwise.
+absl::StatusOr<absl::string_view> ModelApiOf(const auth::AttributeContext::HttpRequest& http) {
+  if (http.method() != "POST") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("method: ", Quoted(http.method()), ": model calls are POST"));
+  }
+  absl::string_view path = http.path();
+  path = path.substr(0, path.find_first_of("?#"));
+  absl::ConsumeSuffix(&path, "/");
+  // "/chat/completions" before "/completions".
+  static constexpr std::pair<absl::string_view, absl::string_view> kApiPaths[] = {
+      {"/chat/completions", "chat.completions"},
+      {"/completions", "completions"},
+      {"/embeddings", "embeddings"},
+      {"/moderations", "moderations"},
+      {"/images/generations", "images.generate"},
+      {"/audio/speech", "audio.speech"},
+      {"/audio/transcriptions", "audio.transcribe"},
+  };
+  for (const auto& [suffix, api] : kApiPaths) {
+    if (absl::EndsWith(path, suffix)) return api;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "path: ", Quoted(path),
+      " calls no model API the edge decides on (chat/completions, completions, embeddings, "
+      "moderations, images/generations, audio/speech, audio/transcriptions)"));
 }
 
 void AppendLine(absl::string_view text, std::string* out) {
@@ -154,7 +199,7 @@ absl::Status ReadBody(absl::string_view body, v1::DecideRequest* out) {
     return absl::InvalidArgumentError(
         "body: empty (the ext_authz filter must forward the body: with_request_body)");
   }
-  if (absl::Status s = CheckDepth(body); !s.ok()) return s;
+  if (absl::Status s = CheckShape(body); !s.ok()) return s;
   Struct json;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = true;
@@ -274,6 +319,9 @@ std::string ApiKeyFromCheck(const auth::CheckRequest& check) {
 absl::Status DecideRequestFromCheck(const auth::CheckRequest& check, v1::DecideRequest* out) {
   const auth::AttributeContext::HttpRequest& http = check.attributes().request().http();
   out->set_api_key(ApiKeyFromCheck(check));
+  absl::StatusOr<absl::string_view> api = ModelApiOf(http);
+  if (!api.ok()) return api.status();
+  out->set_api(std::string(*api));
   const core::Address& source = check.attributes().source().address();
   if (source.has_socket_address()) out->set_source_ip(source.socket_address().address());
   if (const std::string* residency = Header(http, "x-policy-residency")) {
@@ -338,6 +386,12 @@ grpc::Status ToCheckResponse(const grpc::Status& status, const v1::DecideRespons
   AddHeader(ok->mutable_headers(), "x-policy-endpoint-url", decision.endpoint().base_url());
   for (const char* name : {"authorization", "x-api-key", "x-policy-residency"}) {
     ok->add_headers_to_remove(name);
+  }
+  // The client learns its decision too, to report the call's usage (ReportUsage) under it.
+  for (const char* name : {"x-policy-request-id", "x-policy-audit-id"}) {
+    if (auto it = decision.headers().find(name); it != decision.headers().end()) {
+      AddHeader(ok->mutable_response_headers_to_add(), name, it->second);
+    }
   }
   return grpc::Status::OK;
 }

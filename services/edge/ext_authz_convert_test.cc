@@ -21,13 +21,13 @@ constexpr char kBody[] = R"({"model": "gpt-4o", "max_tokens": 100, "messages": [
   {"role": "user", "content": [{"type": "text", "text": "Mail jane@example.com"},
                                {"type": "text", "text": "today"}]}]})";
 
-auth::CheckRequest Check(std::string body = kBody) {
+auth::CheckRequest Check(std::string body = kBody, std::string path = "/v1/chat/completions") {
   auth::CheckRequest check;
   auth::AttributeContext* a = check.mutable_attributes();
   a->mutable_source()->mutable_address()->mutable_socket_address()->set_address("10.20.1.7");
   auth::AttributeContext::HttpRequest* http = a->mutable_request()->mutable_http();
   http->set_method("POST");
-  http->set_path("/v1/chat/completions");
+  http->set_path(std::move(path));
   (*http->mutable_headers())["authorization"] = "Bearer psk_proj_abc";
   (*http->mutable_headers())["x-policy-residency"] = "EU";
   (*http->mutable_headers())["x-request-id"] = "7f1c2a9e-5b7d-4d2a-9c1e-3f0a8b6d2e11";
@@ -161,17 +161,72 @@ TEST(ExtAuthzConvertTest, ToolCallTurnsEmbeddingsAndCompletionsAreChecked) {
   EXPECT_THAT(decide.messages(4).content(), HasSubstr("jane@example.com"));
 
   // Embeddings and completions carry no messages: their text is checked as the body's.
-  for (
-      const char* body :
-      {R"({"model": "text-embedding-3-small", "input": ["Call jane@example.com"]})",
-       R"({"model": "gpt-3.5-turbo-instruct", "prompt": "Call jane@example.com", "max_tokens": 5})"}) {
+  for (const auto& [path, body] :
+       {std::pair{"/v1/embeddings",
+                  R"({"model": "text-embedding-3-small", "input": ["Call jane@example.com"]})"},
+        std::pair{"/v1/completions", R"({"model": "gpt-3.5-turbo-instruct", "prompt":
+                                         "Call jane@example.com", "max_tokens": 5})"}}) {
     v1::DecideRequest other;
-    ASSERT_TRUE(DecideRequestFromCheck(Check(body), &other).ok()) << body;
+    ASSERT_TRUE(DecideRequestFromCheck(Check(body, path), &other).ok()) << body;
     ASSERT_EQ(other.messages_size(), 1) << body;
     EXPECT_EQ(other.messages(0).role(), "body");
     EXPECT_EQ(other.messages(0).content(), "Call jane@example.com");
     EXPECT_GT(other.estimated_tokens(), 0);
   }
+}
+
+// The API the request calls is what authz decides on and the key's scopes must grant.
+TEST(ExtAuthzConvertTest, ThePathNamesTheModelApi) {
+  for (const auto& [path, api] : {
+           std::pair{"/v1/chat/completions", "chat.completions"},
+           std::pair{"/v1/chat/completions/", "chat.completions"},
+           std::pair{"/openai/deployments/gpt-4o/chat/completions?api-version=2024-06-01",
+                     "chat.completions"},
+           std::pair{"/v1/completions", "completions"},
+           std::pair{"/openai/deployments/ada/embeddings?api-version=2024-06-01", "embeddings"},
+           std::pair{"/v1/embeddings", "embeddings"},
+           std::pair{"/v1/moderations", "moderations"},
+           std::pair{"/v1/images/generations", "images.generate"},
+           std::pair{"/v1/audio/speech", "audio.speech"},
+       }) {
+    v1::DecideRequest decide;
+    absl::Status s = DecideRequestFromCheck(Check(kBody, path), &decide);
+    ASSERT_TRUE(s.ok()) << path << ": " << s;
+    EXPECT_EQ(decide.api(), api) << path;
+  }
+  // A path the edge decides on no model call for, and a request that sends no prompt.
+  v1::DecideRequest decide;
+  absl::Status s = DecideRequestFromCheck(Check(kBody, "/v1/files?purpose=x"), &decide);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("path: '/v1/files' calls no model API the edge decides on"));
+  EXPECT_EQ(DecideRequestFromCheck(Check(kBody, "/v1/completions/extra"), &decide).code(),
+            absl::StatusCode::kInvalidArgument);
+  auth::CheckRequest get = Check(kBody, "/v1/models");
+  get.mutable_attributes()->mutable_request()->mutable_http()->set_method("GET");
+  s = DecideRequestFromCheck(get, &decide);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "method: 'GET': model calls are POST");
+}
+
+TEST(ExtAuthzConvertTest, ABodyOfTooManyValuesIsRefusedBeforeParsing) {
+  auto with_values = [](size_t n) {
+    std::string items = "0";
+    for (size_t i = 1; i < n; ++i) items.append(",0");
+    return absl::StrCat(
+        R"({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "x": [)", items,
+        "]}");
+  };
+  v1::DecideRequest decide;
+  // The body, its model, messages, message, role, content and list: 7 values beside the items.
+  EXPECT_TRUE(DecideRequestFromCheck(Check(with_values(99'000)), &decide).ok());
+  absl::Status s = DecideRequestFromCheck(Check(with_values(100'000)), &decide);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "body: more than 100000 JSON values");
+  // Commas in strings are text.
+  const std::string commas =
+      absl::StrCat(R"({"model": "gpt-4o", "messages": [{"role": "user", "content": ")",
+                   std::string(200'000, ','), R"("}]})");
+  EXPECT_TRUE(DecideRequestFromCheck(Check(commas), &decide).ok());
 }
 
 TEST(ExtAuthzConvertTest, DeepNestingIsRefusedBeforeParsing) {
@@ -252,6 +307,8 @@ TEST(ExtAuthzConvertTest, AllowAddsHeadersUpstreamAndRemovesCredentials) {
   v1::DecideResponse decision;
   decision.set_verdict(v1::VERDICT_ALLOW);
   (*decision.mutable_headers())["x-policy-audit-id"] = "support-eu/production/7";
+  (*decision.mutable_headers())["x-policy-request-id"] = "edge-7";
+  (*decision.mutable_headers())["x-policy-zero-data-retention"] = "true";
   decision.mutable_endpoint()->set_id("westeurope");
   decision.mutable_endpoint()->set_base_url("https://acme-westeurope.openai.azure.com");
   auth::CheckResponse check;
@@ -268,6 +325,11 @@ TEST(ExtAuthzConvertTest, AllowAddsHeadersUpstreamAndRemovesCredentials) {
               envoy::config::core::v3::HeaderValueOption::OVERWRITE_IF_EXISTS_OR_ADD);
   }
   EXPECT_THAT(check.ok_response().headers_to_remove(), ::testing::Contains("authorization"));
+  // The client's response names its decision, for its usage report; nothing else is added.
+  const auto& to_client = check.ok_response().response_headers_to_add();
+  ASSERT_EQ(to_client.size(), 2);
+  EXPECT_EQ(HeaderOf(to_client, "x-policy-request-id"), "edge-7");
+  EXPECT_EQ(HeaderOf(to_client, "x-policy-audit-id"), "support-eu/production/7");
 }
 
 TEST(ExtAuthzConvertTest, DenialsCarryTheHttpStatusAndAJsonBody) {

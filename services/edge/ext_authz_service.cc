@@ -78,6 +78,10 @@ void ExtAuthzService::Decide(grpc::ServerUnaryReactor* reactor, const std::strin
     }
   }
   if (!s.ok()) {
+    // A refusal of the key holder's own request, like a DENY, takes a unit of its budget: a
+    // key that sends what cannot be decided on (bodies too large to parse, say) over and over
+    // is refused at the door, before its bodies are read.
+    if (options_.denial_budget != nullptr) options_.denial_budget->Denied(verified.key().key_id());
     Answer(reactor, EdgeStatus(s), *decision, response);
     return;
   }

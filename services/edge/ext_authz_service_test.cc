@@ -194,6 +194,34 @@ TEST_P(ExtAuthzServiceTest, AKeyWithTooManyDenialsIs429BeforeTheBodyIsRead) {
   EXPECT_EQ(Metric("policy_edge_denial_budget_refusals_total"), 1);
 }
 
+// A key whose requests cannot be decided on (a body too large to parse, a path of no model
+// API) is charged as for a DENY, and refused at the door once its budget is spent.
+TEST_P(ExtAuthzServiceTest, RequestsThatCannotBeDecidedOnSpendTheKeysDenialBudget) {
+  for (int i = 0; i < 3; ++i) {
+    auth::CheckResponse r = Check(Request("not json"));
+    EXPECT_EQ(r.denied_response().status().code(), envoy::type::v3::BadRequest);
+  }
+  auth::CheckResponse r = Check(Request(kBody));
+  EXPECT_EQ(r.denied_response().status().code(), envoy::type::v3::TooManyRequests);
+  EXPECT_THAT(r.denied_response().body(), HasSubstr("TOO_MANY_DENIALS"));
+  // Only keys was asked: nothing was decided or recorded.
+  for (const std::string& call : fake_.calls()) EXPECT_EQ(call, "keys.VerifyKey");
+}
+
+// The key's scopes must grant the API the path calls; authz decides on that API.
+TEST_P(ExtAuthzServiceTest, ThePathsApiIsCheckedAgainstTheKeysScopes) {
+  auth::CheckRequest embeddings = Request(R"({"model": "text-embedding-3-small", "input": "hi"})");
+  embeddings.mutable_attributes()->mutable_request()->mutable_http()->set_path("/v1/embeddings");
+  auth::CheckResponse r = Check(embeddings);
+  EXPECT_EQ(r.denied_response().status().code(), envoy::type::v3::Forbidden);
+  EXPECT_THAT(r.denied_response().body(), HasSubstr("the key does not grant embeddings"));
+  fake_.verify_response.mutable_key()->add_scopes("embeddings");
+  r = Check(embeddings);
+  EXPECT_TRUE(r.has_ok_response()) << r.denied_response().body();
+  EXPECT_EQ(fake_.check_request.action(), "embeddings");
+  EXPECT_EQ(fake_.append_request.entry().metadata().at("api"), "embeddings");
+}
+
 // Every call the edge makes for a check carries the caller's deadline, or the edge's own limit
 // (10 s here) when the caller's is later.
 TEST_P(ExtAuthzServiceTest, EveryDownstreamCallCarriesTheCallersDeadline) {

@@ -580,7 +580,8 @@ class EdgeProcessTest(unittest.TestCase):
         finally:
             typo.cleanup()
 
-    def envoy_check(self, body, key=None, residency="eu", request_id=None, no_key=False):
+    def envoy_check(self, body, key=None, residency="eu", request_id=None, no_key=False,
+                    path="/v1/chat/completions", method="POST"):
         headers = {"authorization": f"Bearer {key or self.bob}", "content-type": "application/json",
                    "x-request-id": request_id or str(uuid.uuid4())}
         if no_key:
@@ -591,10 +592,47 @@ class EdgeProcessTest(unittest.TestCase):
             source=X.AttributeContext.Peer(address={"socket_address": {
                 "address": "10.20.1.7", "port_value": 51234}}),
             request=X.AttributeContext.Request(http=X.AttributeContext.HttpRequest(
-                method="POST", path="/v1/chat/completions", host="llm.acme.example",
+                method=method, path=path, host="llm.acme.example",
                 headers=headers, body=body)))
         return external_auth_pb2_grpc.AuthorizationStub(P["edge"].channel).Check(
             X.CheckRequest(attributes=attributes), timeout=10)
+
+    def test_the_model_api_a_call_names_is_what_its_key_and_authz_decide_on(self):
+        """Decide's api and Envoy's request path name the model API: a key scoped to embeddings
+        decides embeddings calls and no chat; the ledger records which; a call of no model API
+        is the caller's mistake."""
+        embeddings = SUITE.new_key("bob", "support-eu", scopes=("embeddings",))
+        text = "Embed our refund policy."
+        allowed = self.decide(key=embeddings, text=text, model="gpt-4o", api="embeddings",
+                              request_id=f"embed-{uuid.uuid4().hex[:8]}")
+        self.assertEqual(allowed.verdict, E.VERDICT_ALLOW, allowed.message)
+        self.assertEqual(self.ledger_entry(allowed.request_id).metadata["api"], "embeddings")
+        chat = self.decide(key=embeddings, text=text)
+        self.assertEqual((chat.verdict, chat.reason), (E.VERDICT_DENY, "KEY_SCOPE"))
+        self.assertEqual(chat.message, "the key does not grant chat.completions")
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.decide(key=embeddings, text=text, api="files.read")
+        self.assertEqual(raised.exception.code(), C.INVALID_ARGUMENT)
+        self.assertIn("api: 'files.read' is not a model API", raised.exception.details())
+        # Through Envoy, the path names it; the client's response names its decision.
+        body = '{"model": "gpt-4o", "input": ["Embed our refund policy."]}'
+        ok = self.envoy_check(body, key=embeddings, path="/v1/embeddings")
+        self.assertEqual(ok.status.code, 0, ok)
+        to_client = {h.header.key: h.header.value for h in ok.ok_response.response_headers_to_add}
+        self.assertEqual(sorted(to_client), ["x-policy-audit-id", "x-policy-request-id"])
+        self.assertEqual(self.ledger_entry(to_client["x-policy-request-id"]).metadata["api"],
+                         "embeddings")
+        refused = self.envoy_check(body, key=embeddings)  # /v1/chat/completions
+        self.assertEqual(refused.denied_response.status.code, 403)
+        self.assertIn("the key does not grant chat.completions", refused.denied_response.body)
+        listing = self.envoy_check("", key=embeddings, path="/v1/models", method="GET")
+        self.assertEqual(listing.denied_response.status.code, 400)
+        self.assertIn("model calls are POST", listing.denied_response.body)
+        # policyctl decide names the API too.
+        run = run_policyctl("decide", "--model=gpt-4o", "--api=embeddings", f"--message={text}",
+                            "--residency=eu", "--output=json", api_key=embeddings)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertEqual(json.loads(run.stdout)["verdict"], "VERDICT_ALLOW")
 
     def test_envoy_ext_authz_looks_at_the_key_before_the_body(self):
         # Neither a missing key nor one keys does not verify gets the body read: both are 401,
@@ -2473,7 +2511,10 @@ class EdgeProcessTest(unittest.TestCase):
         err = pt.call_error(edge().ReportUsage, E.ReportUsageRequest(
             api_key=new_key("bob", "support-eu").encode(), request_id=r.request_id,
             model="gpt-4o", actual_tokens=0, outcome=E.UPSTREAM_OUTCOME_ERROR), timeout=10)
-        self.assertEqual(err.code(), C.PERMISSION_DENIED, err.details())
+        # Answered as no decision at all: nothing about another key's requests shows.
+        self.assertEqual((err.code(), err.details()),
+                         (C.FAILED_PRECONDITION,
+                          "request_id: no decision of this key was made under this id"))
 
     def test_a_call_outliving_its_key_still_reports_its_usage(self):
         """A call decided before its key expired finishes after: its usage is still taken

@@ -463,6 +463,8 @@ class PolicyctlProcessTest(unittest.TestCase):
                  "members add takes no --request_id"),
                 (("decide", "--model=gpt-4o", "--message=hi", "--project=p"),
                  "decide takes no --project"),
+                (("decide", "--model=gpt-4o", "--message=a", "--message", "b"),
+                 "--message is given twice"),
                 (("keys", "list", "stray"), "keys list takes 0 arguments, not 1: 'stray'"),
                 (("audit", "subject-export", "a@example.com", "b"),
                  "audit subject-export takes 1 argument, not 2: 'b'")):

@@ -89,7 +89,9 @@ constexpr int kOk = 0, kFailed = 1, kUsage = 2, kRefused = 3, kTransient = 4;
 constexpr char kUsageText[] = R"(usage: policyctl [global flags] COMMAND [flags]
 
 commands:
-  decide            try a request: --model, --message, [--system,
+  decide            try a request: --model, --message, [--system, --api=chat.completions|
+                    completions|embeddings|moderations|images.generate|audio.speech|
+                    audio.transcribe (the model API called; the key's scopes must grant it),
                     --residency=eu|us|apac|global (global: none of the request's own;
                     the project's still holds), --source_ip,
                     --tokens (estimated: 256), --request_id, --return_mapping]
@@ -566,13 +568,14 @@ bool ResidencyFlag(const std::string& name, region::v1::Residency* residency) {
 
 int Decide(const Invocation& in) {
   Global g;
-  std::string model, message, system, residency, source_ip, request_id;
+  std::string model, message, system, residency, source_ip, request_id, api;
   int64_t tokens = 256;
   bool return_mapping = false;
   if (int rc = ParseFlags(
           in, g,
           [&](config::Parser& p) {
             p.AddString("model", &model, "the model");
+            p.AddString("api", &api, "the model API called (default chat.completions)");
             p.AddString("message", &message, "the user message");
             p.AddString("system", &system, "a system message before it");
             p.AddString("residency", &residency, "eu, us, apac, global or empty (none of its own)");
@@ -593,6 +596,7 @@ int Decide(const Invocation& in) {
   edge::v1::DecideRequest request;
   request.set_api_key(g.api_key);
   request.set_model(model);
+  request.set_api(api);
   request.set_source_ip(source_ip);
   request.set_estimated_tokens(tokens);
   request.set_request_id(request_id);
@@ -2365,6 +2369,13 @@ int Run(int argc, char** argv) {
                                 "; keys go in --api_key or --admin_key, better from the "
                                 "environment"));
     }
+  }
+  // A flag given twice would otherwise take its last value without a word (decide's
+  // --message=a --message=b sending b alone).
+  std::set<std::string> given;
+  for (const std::string& flag : in.flags) {
+    const std::string name = flag.substr(2, flag.find('=') - 2);
+    if (!given.insert(name).second) return Usage(absl::StrCat("--", name, " is given twice"));
   }
   // Every text the services take is UTF-8: a flag or an argument that is not (typed in a
   // Latin-1 terminal, say) would reach them as a message protobuf refuses to serialise, and
