@@ -531,10 +531,10 @@ def run_region(address):
 
 
 EDGE_ENDPOINTS = (  # id, residency, priority, cached (else zero data retention + private link)
-    ("edge-demo-westeurope", "EU", 1, False),
-    ("edge-demo-swedencentral", "EU", 2, False),
-    ("edge-demo-eastus", "US", 1, False),
-    ("edge-demo-cache", "GLOBAL", 1, True),  # public data only
+    ("edge-demo-cache", "GLOBAL", 1, True),  # public data only: preferred where it may go
+    ("edge-demo-westeurope", "EU", 2, False),
+    ("edge-demo-swedencentral", "EU", 3, False),
+    ("edge-demo-eastus", "US", 2, False),
 )
 TICKET = ("Customer jane.doe@example.com (card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 "
           "0130 00) was charged twice. Draft a polite answer.")
@@ -736,7 +736,8 @@ def run_edge(edge_address, keys_address, region_address, admin_key_file=None):
         return ", ".join(f"{name} {count}" for name, count in sorted(breakdown.items()))
 
     print(f"    allowed calls by region: {counts(summary.allowed_by_region)}; by residency: "
-          f"{counts(summary.allowed_by_residency)}")
+          f"{counts(summary.allowed_by_residency)}; by data class: "
+          f"{counts(summary.allowed_by_data_class)}")
     print(f"    denials by reason: {counts(summary.denials_by_reason)}")
     copilot = admin.GetComplianceSummary(audit_pb2.GetComplianceSummaryRequest(
         ledger=audit_pb2.LedgerRef(project="internal-copilot", environment="development")),

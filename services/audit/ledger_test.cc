@@ -816,7 +816,10 @@ TEST_F(LedgerTest, SummarySaysWhereAllowedCallsWentAndWithinWhichResidency) {
     EntryInput in = Call("svc-a", 10);
     in.action = Action::kDecisionAllow;
     in.metadata = {{"key_id", "k1"}, {"endpoint", "ep-" + region}, {"region", region}};
-    if (!residency.empty()) in.metadata["residency"] = residency;
+    if (!residency.empty()) {
+      in.metadata["residency"] = residency;
+      in.metadata["data_class"] = "pii";
+    }
     AppendOk(in);
   };
   allow("westeurope", "eu");
@@ -837,6 +840,8 @@ TEST_F(LedgerTest, SummarySaysWhereAllowedCallsWentAndWithinWhichResidency) {
   EXPECT_EQ(s->allowed_by_region, (std::map<std::string, uint64_t>{
                                       {"eastus", 3}, {"swedencentral", 1}, {"westeurope", 2}}));
   EXPECT_EQ(s->allowed_by_residency, (std::map<std::string, uint64_t>{{"eu", 3}, {"none", 3}}));
+  EXPECT_EQ(s->allowed_by_data_class,
+            (std::map<std::string, uint64_t>{{"pii", 3}, {"unknown", 3}}));
   EXPECT_EQ(s->pii_allowed_by_type,
             (std::map<std::string, uint64_t>{{"EMAIL_ADDRESS", 3}, {"IP_ADDRESS", 3}}));
   EXPECT_TRUE(s->denials_by_reason.empty());

@@ -286,10 +286,11 @@ class DecideFlow final : public Flow {
   }
 
   // The class of the request's data: the more sensitive of what pii found (its report, under
-  // a base class of PUBLIC) and the project's data class (INTERNAL when authz states none).
+  // a base class of PUBLIC; a report that states none, or an unknown class, is taken as the
+  // most sensitive) and the project's data class (INTERNAL when authz states none).
   DataClass DataClassOfRequest() const {
     const DataClass found =
-        DataClassFromProto(redaction_->report().data_class(), DataClass::kPublic, "data_class")
+        DataClassFromProto(redaction_->report().data_class(), DataClass::kPhi, "data_class")
             .value_or(DataClass::kPhi);
     const DataClass project =
         DataClassFromProto(check_->data_class(), DataClass::kInternal, "data_class")
@@ -459,6 +460,9 @@ class DecideFlow final : public Flow {
           metadata[name] = std::move(value);
         }
       }
+      // An entry recorded before decisions named their API (a chat completion, as this one
+      // is: RecordedApi) is recorded again as it was.
+      if (Recorded(earlier_->entry(), "api").empty()) metadata.erase("api");
     } else if (allow) {
       metadata["endpoint"] = route_->endpoint().id();
       metadata["region"] = route_->endpoint().region();
@@ -563,11 +567,16 @@ class DecideFlow final : public Flow {
                        reason != earlier.metadata().end() ? reason->second : "DENY",
                        ") and a decision is final for its id; retry it under a new request id")));
     }
-    // An ALLOW recorded where this attempt must stay (a retry stating another residency is
-    // another request, not one to send where its first attempt went).
+    // A retry stating a residency its recorded ALLOW did not have to stay in is another
+    // request, not one to send where its first attempt went. (One stating none goes where the
+    // first went if that still complies: region checks it.)
+    const region::v1::Residency asked = request_->residency();
+    const bool states_other_residency = asked != region::v1::RESIDENCY_UNSPECIFIED &&
+                                        asked != region::v1::RESIDENCY_GLOBAL &&
+                                        Recorded(earlier, "residency") != ResidencyProtoName(asked);
     const bool same_decision = same_request &&
                                earlier.action() == audit::v1::ACTION_DECISION_ALLOW &&
-                               Recorded(earlier, "residency") == RequiredResidencyRecorded();
+                               !states_other_residency;
     if (!same_decision) return Finish(LedgerFailure(append_status_, "request_id", deadline_));
     recorded_endpoint_ = Recorded(earlier, "endpoint");
     response_->set_verdict(v1::VERDICT_UNSPECIFIED);
@@ -697,8 +706,8 @@ class ReportUsageFlow final : public Flow {
 
   // Checks the usage against its decision, then reconciles, reports the outcome and records.
   void OnDecision(Status s) {
-    // Another key's decision is answered as none: a key holder learns nothing of the requests
-    // of the project's other keys, not even that an id is taken.
+    // Another key's decision is answered as none: a usage report tells a key holder nothing of
+    // the project's other keys' decisions (whether they allowed, what they reserved).
     const Status none(StatusCode::FAILED_PRECONDITION,
                       "request_id: no decision of this key was made under this id");
     if (s.error_code() == StatusCode::NOT_FOUND) return Finish(none);
@@ -973,15 +982,16 @@ absl::Status ValidateReportUsageRequest(const v1::ReportUsageRequest& r) {
   }
   // An outcome its HTTP status contradicts would feed the endpoint's health the wrong way.
   const int status = r.http_status();
+  // REJECTED says the endpoint answered with a 4xx: it names one.
   const bool contradicted =
-      status != 0 &&
-      ((r.outcome() == v1::UPSTREAM_OUTCOME_SUCCESS && status >= 400) ||
-       (r.outcome() == v1::UPSTREAM_OUTCOME_REJECTED && (status < 400 || status >= 500)) ||
-       (r.outcome() == v1::UPSTREAM_OUTCOME_ERROR && status < 400));
+      (r.outcome() == v1::UPSTREAM_OUTCOME_REJECTED && (status < 400 || status >= 500)) ||
+      (status != 0 && ((r.outcome() == v1::UPSTREAM_OUTCOME_SUCCESS && status >= 400) ||
+                       (r.outcome() == v1::UPSTREAM_OUTCOME_ERROR && status < 400)));
   if (contradicted) {
     return absl::InvalidArgumentError(absl::StrCat(
         "http_status: ", status, " contradicts outcome ", v1::UpstreamOutcome_Name(r.outcome()),
-        " (SUCCESS: below 400, REJECTED: 4xx, ERROR: 4xx or 5xx; 0: none)"));
+        " (SUCCESS: below 400, REJECTED: 4xx, ERROR: 4xx or 5xx; 0: none came, never with "
+        "REJECTED)"));
   }
   return absl::OkStatus();
 }

@@ -216,8 +216,10 @@ TEST_F(DecisionFlowTest, TheProjectsDataClassRaisesWhatPiiFoundAndNeverLowersIt)
                 "phi"},
            Case{pii::v1::DATA_CLASS_PII, pii::v1::DATA_CLASS_PHI, pii::v1::DATA_CLASS_PHI, "phi"},
            Case{pii::v1::DATA_CLASS_PHI, pii::v1::DATA_CLASS_PII, pii::v1::DATA_CLASS_PHI, "phi"},
-           // A class outside the enum is taken as the most sensitive.
+           // A class outside the enum, or none, is taken as the most sensitive.
            Case{static_cast<pii::v1::DataClass>(9), pii::v1::DATA_CLASS_PUBLIC,
+                pii::v1::DATA_CLASS_PHI, "phi"},
+           Case{pii::v1::DATA_CLASS_UNSPECIFIED, pii::v1::DATA_CLASS_PUBLIC,
                 pii::v1::DATA_CLASS_PHI, "phi"},
        }) {
     fake_.redact_response.mutable_report()->set_data_class(c.found);
@@ -611,6 +613,8 @@ TEST_F(DecisionFlowTest, ARetryForAnotherApiIsAnotherRequest) {
     auto [same_status, same] = DecideThrough(again);
     ASSERT_TRUE(same_status.ok()) << same_status.error_message();
     EXPECT_EQ(same.audit_id(), "support-eu/production/41") << recorded_api;
+    // Recorded again as it was, so that the ledger finds it the same entry.
+    EXPECT_EQ(again.append_request.entry().metadata().contains("api"), recorded_api);
   }
 }
 
@@ -1353,7 +1357,8 @@ TEST_F(ReportUsageFlowTest, AnOutcomeItsHttpStatusContradictsIsRefused) {
        {std::pair{v1::UPSTREAM_OUTCOME_SUCCESS, 500}, std::pair{v1::UPSTREAM_OUTCOME_SUCCESS, 404},
         std::pair{v1::UPSTREAM_OUTCOME_REJECTED, 200},
         std::pair{v1::UPSTREAM_OUTCOME_REJECTED, 503},
-        std::pair{v1::UPSTREAM_OUTCOME_ERROR, 200}}) {
+        // REJECTED names the 4xx the endpoint answered with.
+        std::pair{v1::UPSTREAM_OUTCOME_REJECTED, 0}, std::pair{v1::UPSTREAM_OUTCOME_ERROR, 200}}) {
     usage_.set_outcome(outcome);
     usage_.set_http_status(status);
     v1::ReportUsageResponse response;

@@ -95,7 +95,6 @@ absl::StatusOr<absl::string_view> ModelApiOf(const auth::AttributeContext::HttpR
       {"/moderations", "moderations"},
       {"/images/generations", "images.generate"},
       {"/audio/speech", "audio.speech"},
-      {"/audio/transcriptions", "audio.transcribe"},
   };
   for (const auto& [suffix, api] : kApiPaths) {
     if (absl::EndsWith(path, suffix)) return api;
@@ -103,7 +102,8 @@ absl::StatusOr<absl::string_view> ModelApiOf(const auth::AttributeContext::HttpR
   return absl::InvalidArgumentError(absl::StrCat(
       "path: ", Quoted(path),
       " calls no model API the edge decides on (chat/completions, completions, embeddings, "
-      "moderations, images/generations, audio/speech, audio/transcriptions)"));
+      "moderations, images/generations, audio/speech; an audio upload's transcription is "
+      "decided through Decide)"));
 }
 
 void AppendLine(absl::string_view text, std::string* out) {

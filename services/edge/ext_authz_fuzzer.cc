@@ -1,8 +1,9 @@
 // Fuzz target for what Envoy forwards from an untrusted client: the request body (and, from
-// the input's first bytes, a residency header), read into a Decide.
+// the input's first bytes, a residency header or the path), read into a Decide.
 #include <cstdint>
 #include <string>
 
+#include "common/ids/model_api.h"
 #include "services/edge/conventions.h"
 #include "services/edge/ext_authz_convert.h"
 
@@ -11,9 +12,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   envoy::service::auth::v3::CheckRequest check;
   auto* http = check.mutable_attributes()->mutable_request()->mutable_http();
   (*http->mutable_headers())["authorization"] = "Bearer psk_proj_x";
+  http->set_method("POST");
+  http->set_path("/v1/chat/completions");
   if (!input.empty() && input[0] == 'R') {
     (*http->mutable_headers())["x-policy-residency"] = input.substr(1, 8);
   }
+  if (!input.empty() && input[0] == 'P') http->set_path(input.substr(1, 64));
   http->set_body(input);
   policy::edge::v1::DecideRequest decide;
   if (policy::edge::DecideRequestFromCheck(check, &decide).ok()) {
@@ -23,6 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         decide.estimated_tokens() > policy::edge::kMaxEstimatedTokens)
       __builtin_trap();
     if (decide.api_key() != "psk_proj_x") __builtin_trap();
+    if (!policy::IsModelApi(decide.api())) __builtin_trap();
   }
   return 0;
 }

@@ -66,30 +66,38 @@ void ExtAuthzService::Decide(grpc::ServerUnaryReactor* reactor, const std::strin
                              const keys::v1::VerifyKeyResponse& verified, absl::Time deadline,
                              v1::DecideResponse* decision,
                              envoy::service::auth::v3::CheckResponse* response) {
-  auto* decide = google::protobuf::Arena::CreateMessage<v1::DecideRequest>(response->GetArena());
-  absl::Status s = DecideRequestFromCheck(request, decide);
-  if (s.ok()) {
-    absl::StatusOr<std::string> source_ip =
-        trusted_proxies_.CallerAddress(peer, decide->source_ip(), "source.address");
-    if (source_ip.ok()) {
-      decide->set_source_ip(*std::move(source_ip));
-    } else {
-      s = source_ip.status();
+  // A request of the key holder's that cannot be decided on (a body too large to parse, a path
+  // of no model API, a model name the flow refuses), like a DENY, takes a unit of the key's
+  // budget: a key that sends such requests over and over is refused at the door, before its
+  // bodies are read. Not a refusal of the connection Envoy calls from (its address is the
+  // operator's to list), which says nothing of the key.
+  const std::string key_id = verified.key().key_id();
+  auto charged = [this, key_id](const grpc::Status& status) {
+    if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT &&
+        options_.denial_budget != nullptr) {
+      options_.denial_budget->Denied(key_id);
     }
-  }
-  if (!s.ok()) {
-    // A refusal of the key holder's own request, like a DENY, takes a unit of its budget: a
-    // key that sends what cannot be decided on (bodies too large to parse, say) over and over
-    // is refused at the door, before its bodies are read.
-    if (options_.denial_budget != nullptr) options_.denial_budget->Denied(verified.key().key_id());
-    Answer(reactor, EdgeStatus(s), *decision, response);
+  };
+  auto* decide = google::protobuf::Arena::CreateMessage<v1::DecideRequest>(response->GetArena());
+  if (absl::Status s = DecideRequestFromCheck(request, decide); !s.ok()) {
+    const grpc::Status refused = EdgeStatus(s);
+    charged(refused);
+    Answer(reactor, refused, *decision, response);
     return;
   }
+  absl::StatusOr<std::string> source_ip =
+      trusted_proxies_.CallerAddress(peer, decide->source_ip(), "source.address");
+  if (!source_ip.ok()) {
+    Answer(reactor, EdgeStatus(source_ip.status()), *decision, response);
+    return;
+  }
+  decide->set_source_ip(*std::move(source_ip));
   // The flow takes the key as verified above (DecideRequestFromCheck reads the same headers)
   // rather than asking keys about it a second time.
   StartDecide(
       downstream_, &options_, decide, decision, deadline,
-      [this, reactor, decision, response](grpc::Status status) {
+      [this, reactor, decision, response, charged](grpc::Status status) {
+        charged(status);
         Answer(reactor, std::move(status), *decision, response);
       },
       &verified);

@@ -1260,6 +1260,8 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertGreater(int(totals["action_breakdown"]["decision_allow"]), 0)
         # Where the allowed calls went: every one of this EU project's within the EU.
         self.assertEqual(set(totals["allowed_by_residency"]), {"eu"})
+        # Its data is personal data, whatever pii found (org.yaml's data_class: pii).
+        self.assertEqual(set(totals["allowed_by_data_class"]), {"pii"})
         self.assertEqual(sum(map(int, totals["allowed_by_region"].values())),
                          int(totals["action_breakdown"]["decision_allow"]))
         self.assertTrue(set(totals["allowed_by_region"]) <= {"westeurope", "swedencentral"},
@@ -1272,8 +1274,8 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(text.returncode, 0, text.stderr)
         self.assertRegex(text.stdout, r"^from 20\d\d-.* to 20\d\d-.*: \d+ entries, .* "
                                       r"0 unaccounted subjects, integrity valid\n")
-        self.assertRegex(text.stdout, r"\nallowed by residency: eu \d+\ndenials by reason: .*"
-                                      r"MODEL_NOT_ALLOWED \d+")
+        self.assertRegex(text.stdout, r"\nallowed by residency: eu \d+\nallowed by data class: "
+                                      r"pii \d+\ndenials by reason: .*MODEL_NOT_ALLOWED \d+")
         past = ("--start=2000-01-01T00:00:00Z", "--end=2000-01-02T00:00:00.5+01:00")
         before = policyctl("audit", "summary", "--project=support-eu",
                            "--environment=production", *past, "--output=json")
