@@ -687,11 +687,21 @@ class ReportUsageFlow final : public Flow {
   }
 
  private:
+  // A key that expired since its decision (which keys takes for a usage report) reports that
+  // decision's usage and nothing else: any other refusal of it is the answer to a key that is
+  // not valid, so that a report tells no one whether a key expired or was revoked.
+  bool Expired() const { return key_->key().state() == keys::v1::KEY_STATE_EXPIRED; }
+  Status NotValidWhenExpired(Status refusal) const {
+    return Expired() ? KeyFailure(Status(StatusCode::UNAUTHENTICATED, ""), deadline_)
+                     : std::move(refusal);
+  }
+
   void OnKey(Status s) override {
     if (!s.ok()) return Finish(KeyFailure(s, deadline_));
     const keys::v1::Key& key = key_->key();
     if (key.project().empty()) {
-      return Finish(Status(StatusCode::PERMISSION_DENIED, "admin keys make no model calls"));
+      return Finish(NotValidWhenExpired(
+          Status(StatusCode::PERMISSION_DENIED, "admin keys make no model calls")));
     }
     // The decision the usage is of: what it reserved and where it routed come from the
     // ledger, not from the caller.
@@ -708,8 +718,9 @@ class ReportUsageFlow final : public Flow {
   void OnDecision(Status s) {
     // Another key's decision is answered as none: a usage report tells a key holder nothing of
     // the project's other keys' decisions (whether they allowed, what they reserved).
-    const Status none(StatusCode::FAILED_PRECONDITION,
-                      "request_id: no decision of this key was made under this id");
+    const Status none =
+        NotValidWhenExpired(Status(StatusCode::FAILED_PRECONDITION,
+                                   "request_id: no decision of this key was made under this id"));
     if (s.error_code() == StatusCode::NOT_FOUND) return Finish(none);
     if (!s.ok()) return Finish(DependencyFailure("audit", s, deadline_));
     const keys::v1::Key& key = key_->key();

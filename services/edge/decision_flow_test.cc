@@ -1,6 +1,7 @@
 #include "services/edge/decision_flow.h"
 
 #include <algorithm>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -1489,6 +1490,36 @@ TEST_F(ReportUsageFlowTest, AKeyThatExpiredSinceItsDecisionStillReportsItsUsage)
   SetUp();
   ASSERT_TRUE(Decide().status.ok());
   EXPECT_FALSE(fake_.verify_request.for_usage_report());
+}
+
+// An expired key reports its own decisions' usage and nothing else; any other refusal of it
+// is a key that is not valid, as a revoked or unknown key's is: a report tells no one which.
+TEST_F(ReportUsageFlowTest, AnExpiredKeyWithNoDecisionToReportIsNotValid) {
+  const audit::v1::Entry decision = fake_.get_entry_response.entry();
+  for (const auto& [what, change] :
+       std::initializer_list<std::pair<const char*, std::function<void()>>>{
+           {"no decision",
+            [&] { fake_.get_entry_status = grpc::Status(grpc::StatusCode::NOT_FOUND, "none"); }},
+           {"another key's",
+            [&] {
+              (*fake_.get_entry_response.mutable_entry()->mutable_metadata())["key_id"] = "key-2";
+            }},
+           {"an admin key", [&] { fake_.verify_response.mutable_key()->clear_project(); }}}) {
+    SetUp();
+    fake_.verify_response.mutable_key()->set_state(keys::v1::KEY_STATE_EXPIRED);
+    change();
+    v1::ReportUsageResponse response;
+    const grpc::Status s = Report(&response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << what;
+    EXPECT_EQ(s.error_message(), "API key is not valid") << what;
+    // The same refusals of a key that has not expired say what they are.
+    SetUp();
+    fake_.verify_response.mutable_key()->set_state(keys::v1::KEY_STATE_ACTIVE);
+    change();
+    EXPECT_NE(Report(&response).error_code(), grpc::StatusCode::UNAUTHENTICATED) << what;
+    fake_.get_entry_status = grpc::Status::OK;
+    *fake_.get_entry_response.mutable_entry() = decision;
+  }
 }
 
 TEST_F(ReportUsageFlowTest, TheSuccessorOfTheDecisionsKeyMayReportItsUsage) {

@@ -2541,6 +2541,10 @@ class EdgeProcessTest(unittest.TestCase):
                       timeout=10, message="the key expires")
         self.assertTrue(report(short_lived, decided).audit_id.startswith("support-eu/"))
         self.assertEqual(self.usage_entry(decided.request_id).action, audit_pb2.ACTION_API_CALL)
+        # Of a request it never decided, the expired key is not valid, as a revoked one is.
+        never = E.DecideResponse(request_id=f"never-{uuid.uuid4().hex}")
+        err = pt.call_error(report, short_lived, never)
+        self.assertEqual((err.code(), err.details()), (C.UNAUTHENTICATED, "API key is not valid"))
 
         old = self.key_for_this_test("bob", "support-eu", keys_pb2.ENVIRONMENT_PRODUCTION)
         decided = self.decide(key=old)
