@@ -1203,6 +1203,8 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(mapped.returncode, 0, mapped.stderr)
         # What the prompt holds cannot drive the operator's terminal, nor add lines.
         self.assertIn("  user: Mail <EMAIL_ADDRESS_1> the refund\\x1b[2J\\nnow\n", mapped.stdout)
+        # What was found, counted, and the class it was routed as.
+        self.assertIn("\n  data class pii; found EMAIL_ADDRESS 1\n", mapped.stdout)
         self.assertNotIn("\x1b", mapped.stdout)
         self.assertIn("  <EMAIL_ADDRESS_1> = jane.doe@example.com\n", mapped.stdout)
         apac = policyctl("decide", "--model=gpt-4o", "--residency=apac", "--message=hi",

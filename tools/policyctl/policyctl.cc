@@ -626,6 +626,15 @@ int Decide(const Invocation& in) {
     std::printf("ALLOW  endpoint %s (%s)  audit %s  request %s\n", response.endpoint().id().c_str(),
                 response.endpoint().region().c_str(), response.audit_id().c_str(),
                 response.request_id().c_str());
+    // What was found (counts, never values) and the class the request was routed as.
+    const std::map<std::string, int64_t> found(response.pii_counts().begin(),
+                                               response.pii_counts().end());
+    std::vector<std::string> counts;
+    for (const auto& [type, count] : found) counts.push_back(absl::StrCat(type, " ", count));
+    std::printf(
+        "  data class %s%s%s\n",
+        std::string(DataClassProtoName(response.data_class(), DataClass::kInternal)).c_str(),
+        counts.empty() ? "" : "; found ", absl::StrJoin(counts, ", ").c_str());
     for (const auto& message : response.messages()) {
       std::printf("  %s: %s\n", Escaped(message.role()).c_str(),
                   Escaped(message.content()).c_str());
