@@ -427,17 +427,32 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(cleared.returncode, 0, cleared.stderr)
         self.assertNotIn("pii ", cleared.stdout)
 
+    def new_playground_member(self, prefix):
+        """A new member of the playground (10 requests a minute of their own), added by alice,
+        and a key of theirs: (id, secret)."""
+        member = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        SUITE.admin().AddMember(authz_pb2.AddMemberRequest(member=authz_pb2.Member(
+            id=member, email=f"{member}@acme.example",
+            grants=[authz_pb2.RoleGrant(role="member", project="playground")])),
+            metadata=es.bearer(SUITE.new_admin_key("alice")), timeout=10)
+        return member, new_key(member, "playground", keys_pb2.ENVIRONMENT_SANDBOX)
+
+    def apac_endpoint_for_this_test(self, id_, cached=False):
+        """An APAC endpoint that keeps data (no zero data retention, no private link; a cache
+        when `cached`), deleted when the test ends."""
+        region = region_pb2_grpc.RegionServiceStub(P["region"].channel)
+        endpoint = es.endpoint(id_, R.RESIDENCY_APAC, 1)
+        endpoint.capabilities.zero_data_retention = False
+        endpoint.capabilities.private_link = False
+        endpoint.capabilities.cached = cached
+        region.CreateEndpoint(R.CreateEndpointRequest(endpoint=endpoint, actor=es.OPERATOR),
+                              timeout=10)
+        self.addCleanup(region.DeleteEndpoint,
+                        R.DeleteEndpointRequest(id=id_, actor=es.OPERATOR), timeout=10)
+
     def test_a_project_that_keeps_no_data_is_routed_only_where_nothing_is_kept(self):
         # APAC's one endpoint keeps data (no zero data retention).
-        region = region_pb2_grpc.RegionServiceStub(P["region"].channel)
-        standard = es.endpoint("apac-standard", R.RESIDENCY_APAC, 1)
-        standard.capabilities.zero_data_retention = False
-        standard.capabilities.private_link = False
-        region.CreateEndpoint(R.CreateEndpointRequest(endpoint=standard, actor=es.OPERATOR),
-                              timeout=10)
-        self.addCleanup(region.DeleteEndpoint, R.DeleteEndpointRequest(id="apac-standard",
-                                                                       actor=es.OPERATOR),
-                        timeout=10)
+        self.apac_endpoint_for_this_test("apac-standard")
         clean = "Summarise our refund policy in three sentences."
         # support-eu-staging's data policy requires zero data retention, even for internal
         # data (and, unlike support-eu's, no residency).
@@ -456,22 +471,8 @@ class EdgeProcessTest(unittest.TestCase):
     def test_a_projects_data_class_decides_where_its_prompts_may_go(self):
         """org.yaml: the playground's prompts are public (a cache may answer them), support-eu's
         personal data whether pii finds any or not; what pii finds raises a prompt's class."""
-        region = region_pb2_grpc.RegionServiceStub(P["region"].channel)
-        cache = es.endpoint("apac-cache", R.RESIDENCY_APAC, 1)
-        cache.capabilities.zero_data_retention = False
-        cache.capabilities.private_link = False
-        cache.capabilities.cached = True
-        region.CreateEndpoint(R.CreateEndpointRequest(endpoint=cache, actor=es.OPERATOR),
-                              timeout=10)
-        self.addCleanup(region.DeleteEndpoint, R.DeleteEndpointRequest(id="apac-cache",
-                                                                       actor=es.OPERATOR),
-                        timeout=10)
-        member = f"pia-{uuid.uuid4().hex[:6]}"
-        SUITE.admin().AddMember(authz_pb2.AddMemberRequest(member=authz_pb2.Member(
-            id=member, email=f"{member}@acme.example",
-            grants=[authz_pb2.RoleGrant(role="member", project="playground")])),
-            metadata=es.bearer(SUITE.new_admin_key("alice")), timeout=10)
-        playground = new_key(member, "playground", keys_pb2.ENVIRONMENT_SANDBOX)
+        self.apac_endpoint_for_this_test("apac-cache", cached=True)
+        member, playground = self.new_playground_member("pia")
         clean = "Explain what a haiku is."
 
         def decide(key, text, request_id, model="gpt-4o-mini"):
@@ -2367,12 +2368,7 @@ class EdgeProcessTest(unittest.TestCase):
 
     def test_retries_and_denials_after_the_check_give_the_request_unit_back(self):
         # A member of playground of their own: 10 requests a minute.
-        member = f"rita-{uuid.uuid4().hex[:6]}"
-        SUITE.admin().AddMember(authz_pb2.AddMemberRequest(member=authz_pb2.Member(
-            id=member, email=f"{member}@acme.example",
-            grants=[authz_pb2.RoleGrant(role="member", project="playground")])),
-            metadata=es.bearer(SUITE.new_admin_key("alice")), timeout=10)
-        key = new_key(member, "playground", keys_pb2.ENVIRONMENT_SANDBOX)
+        _, key = self.new_playground_member("rita")
 
         def decide(request_id, text="Say hello.", tokens=10):
             return self.decide(key=key, model="gpt-4o-mini", residency=R.RESIDENCY_UNSPECIFIED,
