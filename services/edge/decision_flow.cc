@@ -136,9 +136,13 @@ class Flow {
 
   // Runs once, just before the flow answers with `status`.
   virtual void BeforeAnswer(const Status& status) { (void)status; }
+  // What the caller is answered when the flow ends with `status`: `status` itself unless a
+  // flow says otherwise.
+  virtual Status Answered(Status status) const { return status; }
 
   void Finish(Status status) {
     BeforeAnswer(status);
+    status = Answered(std::move(status));
     Downstream::Done done = std::move(done_);
     delete this;
     done(std::move(status));
@@ -174,6 +178,7 @@ class DecideFlow final : public Flow {
       request_id_ = absl::StrCat("edge-", absl::BytesToHexString(*random));
     }
     response_->set_request_id(request_id_);
+    response_->set_api(std::string(Api()));
     size_t prompt_bytes = 0;
     for (const pii::v1::ChatMessage& m : request_->messages()) prompt_bytes += m.content().size();
     estimated_tokens_ = std::max(request_->estimated_tokens(), PromptTokens(prompt_bytes));
@@ -688,20 +693,24 @@ class ReportUsageFlow final : public Flow {
 
  private:
   // A key that expired since its decision (which keys takes for a usage report) reports that
-  // decision's usage and nothing else: any other refusal of it is the answer to a key that is
-  // not valid, so that a report tells no one whether a key expired or was revoked.
-  bool Expired() const { return key_->key().state() == keys::v1::KEY_STATE_EXPIRED; }
-  Status NotValidWhenExpired(Status refusal) const {
-    return Expired() ? KeyFailure(Status(StatusCode::UNAUTHENTICATED, ""), deadline_)
-                     : std::move(refusal);
+  // decision's usage and nothing else: any refusal of what it reports is the answer to a key
+  // that is not valid, so that a report tells no one whether a key expired or was revoked.
+  Status Answered(Status status) const override {
+    const bool refused = status.error_code() == StatusCode::INVALID_ARGUMENT ||
+                         status.error_code() == StatusCode::FAILED_PRECONDITION ||
+                         status.error_code() == StatusCode::PERMISSION_DENIED ||
+                         status.error_code() == StatusCode::ALREADY_EXISTS;
+    const bool expired = key_verified_ && key_->key().state() == keys::v1::KEY_STATE_EXPIRED;
+    return refused && expired ? KeyFailure(Status(StatusCode::UNAUTHENTICATED, ""), deadline_)
+                              : status;
   }
 
   void OnKey(Status s) override {
     if (!s.ok()) return Finish(KeyFailure(s, deadline_));
+    key_verified_ = true;
     const keys::v1::Key& key = key_->key();
     if (key.project().empty()) {
-      return Finish(NotValidWhenExpired(
-          Status(StatusCode::PERMISSION_DENIED, "admin keys make no model calls")));
+      return Finish(Status(StatusCode::PERMISSION_DENIED, "admin keys make no model calls"));
     }
     // The decision the usage is of: what it reserved and where it routed come from the
     // ledger, not from the caller.
@@ -718,9 +727,8 @@ class ReportUsageFlow final : public Flow {
   void OnDecision(Status s) {
     // Another key's decision is answered as none: a usage report tells a key holder nothing of
     // the project's other keys' decisions (whether they allowed, what they reserved).
-    const Status none =
-        NotValidWhenExpired(Status(StatusCode::FAILED_PRECONDITION,
-                                   "request_id: no decision of this key was made under this id"));
+    const Status none(StatusCode::FAILED_PRECONDITION,
+                      "request_id: no decision of this key was made under this id");
     if (s.error_code() == StatusCode::NOT_FOUND) return Finish(none);
     if (!s.ok()) return Finish(DependencyFailure("audit", s, deadline_));
     const keys::v1::Key& key = key_->key();
@@ -853,6 +861,7 @@ class ReportUsageFlow final : public Flow {
 
   const v1::ReportUsageRequest* const request_;
   v1::ReportUsageResponse* const response_;
+  bool key_verified_ = false;
   audit::v1::GetEntryResponse* decision_ = nullptr;
   std::string endpoint_;  // Where the decision routed the call.
   authz::v1::ReportUsageResponse* usage_ = nullptr;

@@ -899,6 +899,7 @@ TEST_F(DecisionFlowTest, AKeyWithoutTheScopeOrAnAdminKeyIsDenied) {
   EXPECT_EQ(r.response.verdict(), v1::VERDICT_ALLOW) << r.response.message();
   EXPECT_EQ(fake_.check_request.action(), "embeddings");
   EXPECT_EQ(fake_.append_request.entry().metadata().at("api"), "embeddings");
+  EXPECT_EQ(r.response.api(), "embeddings");
   request_.clear_api();
   request_.set_request_id("req-1");
 
@@ -1504,7 +1505,13 @@ TEST_F(ReportUsageFlowTest, AnExpiredKeyWithNoDecisionToReportIsNotValid) {
             [&] {
               (*fake_.get_entry_response.mutable_entry()->mutable_metadata())["key_id"] = "key-2";
             }},
-           {"an admin key", [&] { fake_.verify_response.mutable_key()->clear_project(); }}}) {
+           {"an admin key", [&] { fake_.verify_response.mutable_key()->clear_project(); }},
+           // Its own decision, refused for what is reported of it.
+           {"its own DENY",
+            [&] {
+              fake_.get_entry_response.mutable_entry()->set_action(audit::v1::ACTION_DECISION_DENY);
+            }},
+           {"another model", [&] { usage_.set_model("o3-mini"); }}}) {
     SetUp();
     fake_.verify_response.mutable_key()->set_state(keys::v1::KEY_STATE_EXPIRED);
     change();

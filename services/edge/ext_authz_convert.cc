@@ -76,34 +76,59 @@ absl::Status CheckShape(absl::string_view body) {
   return absl::OkStatus();
 }
 
-// The model API a request calls, from its method and the last segments of its path: OpenAI's
-// "/v1/chat/completions", Azure's "/openai/deployments/<name>/chat/completions?api-version=...".
-// INVALID_ARGUMENT naming the method or the path otherwise.
-absl::StatusOr<absl::string_view> ModelApiOf(const auth::AttributeContext::HttpRequest& http) {
+// What a request's method and path say: the model API it calls and, on Azure's
+// deployment paths, the deployment (which names the model when the body does not).
+struct ModelCall {
+  absl::string_view api;
+  absl::string_view deployment;  // Empty but on "/openai/deployments/<name>/...".
+};
+
+// POST to OpenAI's "/v1/<api>", Azure's "/openai/deployments/<name>/<api>" or "/openai/v1/<api>"
+// (a query string and one trailing slash aside), <api> one of the paths below, exactly as
+// written; INVALID_ARGUMENT naming the method or the path otherwise.
+absl::StatusOr<ModelCall> ModelCallOf(const auth::AttributeContext::HttpRequest& http) {
   if (http.method() != "POST") {
     return absl::InvalidArgumentError(
         absl::StrCat("method: ", Quoted(http.method()), ": model calls are POST"));
   }
   absl::string_view path = http.path();
   path = path.substr(0, path.find_first_of("?#"));
-  absl::ConsumeSuffix(&path, "/");
-  // "/chat/completions" before "/completions".
+  absl::string_view rest = path;
+  absl::ConsumeSuffix(&rest, "/");
+  ModelCall call;
+  if (absl::ConsumePrefix(&rest, "/openai/deployments/")) {
+    const size_t slash = rest.find('/');
+    call.deployment = rest.substr(0, slash);
+    rest = slash == absl::string_view::npos ? "" : rest.substr(slash + 1);
+    // 1 to 64 of [A-Za-z0-9._-], as Azure names deployments.
+    const bool named = !call.deployment.empty() && call.deployment.size() <= 64 &&
+                       std::all_of(call.deployment.begin(), call.deployment.end(), [](char c) {
+                         return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' ||
+                                c == '_' || c == '.';
+                       });
+    if (!named) rest = "";
+  } else if (!absl::ConsumePrefix(&rest, "/v1/") && !absl::ConsumePrefix(&rest, "/openai/v1/")) {
+    rest = "";
+  }
   static constexpr std::pair<absl::string_view, absl::string_view> kApiPaths[] = {
-      {"/chat/completions", "chat.completions"},
-      {"/completions", "completions"},
-      {"/embeddings", "embeddings"},
-      {"/moderations", "moderations"},
-      {"/images/generations", "images.generate"},
-      {"/audio/speech", "audio.speech"},
+      {"chat/completions", "chat.completions"},
+      {"completions", "completions"},
+      {"embeddings", "embeddings"},
+      {"moderations", "moderations"},
+      {"images/generations", "images.generate"},
+      {"audio/speech", "audio.speech"},
   };
-  for (const auto& [suffix, api] : kApiPaths) {
-    if (absl::EndsWith(path, suffix)) return api;
+  for (const auto& [api_path, api] : kApiPaths) {
+    if (rest == api_path) {
+      call.api = api;
+      return call;
+    }
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "path: ", Quoted(path),
-      " calls no model API the edge decides on (chat/completions, completions, embeddings, "
-      "moderations, images/generations, audio/speech; an audio upload's transcription is "
-      "decided through Decide)"));
+      " calls no model API the edge decides on (/v1/ or Azure's /openai/deployments/<name>/ "
+      "then chat/completions, completions, embeddings, moderations, images/generations or "
+      "audio/speech; an audio upload's transcription is decided through Decide)"));
 }
 
 void AppendLine(absl::string_view text, std::string* out) {
@@ -194,7 +219,9 @@ absl::Status ReadContent(const Value& content, size_t index, std::string* out) {
   return absl::OkStatus();
 }
 
-absl::Status ReadBody(absl::string_view body, v1::DecideRequest* out) {
+// `deployment`: Azure's deployment from the path, the model when the body names none.
+absl::Status ReadBody(absl::string_view body, absl::string_view deployment,
+                      v1::DecideRequest* out) {
   if (body.empty()) {
     return absl::InvalidArgumentError(
         "body: empty (the ext_authz filter must forward the body: with_request_body)");
@@ -210,10 +237,14 @@ absl::Status ReadBody(absl::string_view body, v1::DecideRequest* out) {
   }
   const auto& fields = json.fields();
   auto model = fields.find("model");
-  if (model == fields.end() || !model->second.has_string_value()) {
-    return absl::InvalidArgumentError("body: \"model\" must be a string");
+  if (model == fields.end() && !deployment.empty()) {
+    out->set_model(std::string(deployment));
+  } else if (model == fields.end() || !model->second.has_string_value()) {
+    return absl::InvalidArgumentError(
+        "body: \"model\" must be a string (or, on Azure, the path names the deployment)");
+  } else {
+    out->set_model(model->second.string_value());
   }
-  out->set_model(model->second.string_value());
   // A chat completion's "messages"; other APIs (embeddings' "input", completions' "prompt")
   // have none, and their text is checked with the rest of the body below.
   auto messages = fields.find("messages");
@@ -316,18 +347,23 @@ std::string ApiKeyFromCheck(const auth::CheckRequest& check) {
   return key;
 }
 
-absl::Status DecideRequestFromCheck(const auth::CheckRequest& check, v1::DecideRequest* out) {
+absl::Status DecideRequestFromCheck(const auth::CheckRequest& check, v1::DecideRequest* out,
+                                    bool* body_read) {
+  if (body_read != nullptr) *body_read = false;
   const auth::AttributeContext::HttpRequest& http = check.attributes().request().http();
   out->set_api_key(ApiKeyFromCheck(check));
-  absl::StatusOr<absl::string_view> api = ModelApiOf(http);
-  if (!api.ok()) return api.status();
-  out->set_api(std::string(*api));
+  absl::StatusOr<ModelCall> call = ModelCallOf(http);
+  if (!call.ok()) return call.status();
+  out->set_api(std::string(call->api));
   const core::Address& source = check.attributes().source().address();
   if (source.has_socket_address()) out->set_source_ip(source.socket_address().address());
   if (const std::string* residency = Header(http, "x-policy-residency")) {
     if (absl::Status s = ReadResidency(*residency, out); !s.ok()) return s;
   }
-  return ReadBody(http.body().empty() ? absl::string_view(http.raw_body()) : http.body(), out);
+  const absl::string_view body =
+      http.body().empty() ? absl::string_view(http.raw_body()) : http.body();
+  if (body_read != nullptr) *body_read = !body.empty();
+  return ReadBody(body, call->deployment, out);
 }
 
 grpc::Status ToCheckResponse(const grpc::Status& status, const v1::DecideResponse& decision,

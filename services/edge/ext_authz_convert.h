@@ -18,7 +18,11 @@ std::string ApiKeyFromCheck(const envoy::service::auth::v3::CheckRequest& check)
 // Reads from an HTTP request Envoy forwards (the filter needs with_request_body):
 //  - the API key: "authorization: Bearer <key>", or "x-api-key";
 //  - the source IP: the downstream peer's socket address;
-//  - the OpenAI-style JSON body, nested at most 32 deep: "model", "messages" (role, and
+//  - the model API: POST to OpenAI's "/v1/<api>" or Azure's "/openai/deployments/<name>/<api>"
+//    or "/openai/v1/<api>", <api> chat/completions, completions, embeddings, moderations,
+//    images/generations or audio/speech, exactly;
+//  - the OpenAI-style JSON body, nested at most 32 deep and of at most 100,000 values:
+//    "model" (absent on Azure's deployment paths: the deployment's name), "messages" (role, and
 //    content as a string or as text parts), "max_completion_tokens" or "max_tokens" (default
 //    256); every other string in the body (and the keys of objects nested in it) becomes one
 //    more message, role "body", so that what Envoy forwards unchanged is checked for personal data
@@ -27,9 +31,11 @@ std::string ApiKeyFromCheck(const envoy::service::auth::v3::CheckRequest& check)
 // Each check is a call of its own, charged and recorded as such: the decision's request id is
 // the edge's, never the client's "x-request-id" (which a client may repeat at will).
 // The estimated tokens are the completion's limit plus a quarter of the prompt's bytes.
-// INVALID_ARGUMENT naming what is wrong with the body or a header.
+// INVALID_ARGUMENT naming what is wrong with the body or a header. `body_read` (optional) says
+// whether the body was read (the method, path and headers passed, and there is one): what
+// refusing it cost is the caller's doing.
 absl::Status DecideRequestFromCheck(const envoy::service::auth::v3::CheckRequest& check,
-                                    v1::DecideRequest* decide);
+                                    v1::DecideRequest* decide, bool* body_read = nullptr);
 
 // Envoy's answer to a check whose Decide ended with `status` (and `decision` when OK):
 // ALLOW: OK with the decision's headers and the endpoint to add upstream (overwriting any the

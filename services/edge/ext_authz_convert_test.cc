@@ -188,6 +188,7 @@ TEST(ExtAuthzConvertTest, ThePathNamesTheModelApi) {
            std::pair{"/v1/moderations", "moderations"},
            std::pair{"/v1/images/generations", "images.generate"},
            std::pair{"/v1/audio/speech", "audio.speech"},
+           std::pair{"/openai/v1/chat/completions", "chat.completions"},
        }) {
     v1::DecideRequest decide;
     absl::Status s = DecideRequestFromCheck(Check(kBody, path), &decide);
@@ -199,13 +200,48 @@ TEST(ExtAuthzConvertTest, ThePathNamesTheModelApi) {
   absl::Status s = DecideRequestFromCheck(Check(kBody, "/v1/files?purpose=x"), &decide);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("path: '/v1/files' calls no model API the edge decides on"));
-  EXPECT_EQ(DecideRequestFromCheck(Check(kBody, "/v1/completions/extra"), &decide).code(),
-            absl::StatusCode::kInvalidArgument);
+  // Exactly as written, under OpenAI's or Azure's prefix: anything else is no model call.
+  for (const char* path :
+       {"/v1/completions/extra", "/v1/CHAT/completions", "/admin/chat/completions",
+        "/v2/chat/completions", "/v1/audio/transcriptions", "/openai/deployments//chat/completions",
+        "/openai/deployments/gpt-4o", "/openai/deployments/a b/chat/completions",
+        "chat/completions"}) {
+    bool body_read = true;
+    EXPECT_EQ(DecideRequestFromCheck(Check(kBody, path), &decide, &body_read).code(),
+              absl::StatusCode::kInvalidArgument)
+        << path;
+    EXPECT_FALSE(body_read) << path;
+  }
   auth::CheckRequest get = Check(kBody, "/v1/models");
   get.mutable_attributes()->mutable_request()->mutable_http()->set_method("GET");
   s = DecideRequestFromCheck(get, &decide);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(s.message(), "method: 'GET': model calls are POST");
+}
+
+// Azure's bodies name no model: its deployment, in the path, does.
+TEST(ExtAuthzConvertTest, AnAzureDeploymentNamesTheModelTheBodyDoesNot) {
+  constexpr char kAzureBody[] = R"({"messages": [{"role": "user", "content": "hi"}]})";
+  v1::DecideRequest decide;
+  bool body_read = false;
+  ASSERT_TRUE(
+      DecideRequestFromCheck(
+          Check(kAzureBody, "/openai/deployments/gpt-4o-mini/chat/completions?api-version=1"),
+          &decide, &body_read)
+          .ok());
+  EXPECT_TRUE(body_read);
+  EXPECT_EQ(decide.model(), "gpt-4o-mini");
+  // A model the body names is the model.
+  ASSERT_TRUE(DecideRequestFromCheck(Check(kBody, "/openai/deployments/prod-chat/chat/completions"),
+                                     &decide)
+                  .ok());
+  EXPECT_EQ(decide.model(), "gpt-4o");
+  // Elsewhere the body must name it; refusing that read the body.
+  absl::Status s =
+      DecideRequestFromCheck(Check(kAzureBody, "/v1/chat/completions"), &decide, &body_read);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("\"model\" must be a string"));
+  EXPECT_TRUE(body_read);
 }
 
 TEST(ExtAuthzConvertTest, ABodyOfTooManyValuesIsRefusedBeforeParsing) {

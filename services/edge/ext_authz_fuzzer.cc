@@ -1,5 +1,5 @@
 // Fuzz target for what Envoy forwards from an untrusted client: the request body (and, from
-// the input's first bytes, a residency header or the path), read into a Decide.
+// the input's first line, a residency header or the path), read into a Decide.
 #include <cstdint>
 #include <string>
 
@@ -8,21 +8,29 @@
 #include "services/edge/ext_authz_convert.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string input(reinterpret_cast<const char*>(data), size);
+  std::string body(reinterpret_cast<const char*>(data), size);
   envoy::service::auth::v3::CheckRequest check;
   auto* http = check.mutable_attributes()->mutable_request()->mutable_http();
   (*http->mutable_headers())["authorization"] = "Bearer psk_proj_x";
   http->set_method("POST");
   http->set_path("/v1/chat/completions");
-  if (!input.empty() && input[0] == 'R') {
-    (*http->mutable_headers())["x-policy-residency"] = input.substr(1, 8);
+  // "R<residency>\n<body>" or "P<path>\n<body>": a header or the path, then the body.
+  const size_t newline = body.find('\n');
+  if (!body.empty() && (body[0] == 'R' || body[0] == 'P') && newline != std::string::npos) {
+    const std::string value = body.substr(1, newline - 1);
+    if (body[0] == 'R') {
+      (*http->mutable_headers())["x-policy-residency"] = value;
+    } else {
+      http->set_path(value);
+    }
+    body.erase(0, newline + 1);
   }
-  if (!input.empty() && input[0] == 'P') http->set_path(input.substr(1, 64));
-  http->set_body(input);
+  http->set_body(body);
   policy::edge::v1::DecideRequest decide;
   if (policy::edge::DecideRequestFromCheck(check, &decide).ok()) {
-    // Whatever the body says, the estimate stays in range and the key is the header's (an
-    // empty model passes here: Decide's own validation refuses it).
+    // Whatever the body says, the estimate stays in range, the key is the header's and the
+    // API one the edge decides on (an empty model passes here: Decide's own validation
+    // refuses it).
     if (decide.estimated_tokens() < 0 ||
         decide.estimated_tokens() > policy::edge::kMaxEstimatedTokens)
       __builtin_trap();

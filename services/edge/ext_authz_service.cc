@@ -66,11 +66,13 @@ void ExtAuthzService::Decide(grpc::ServerUnaryReactor* reactor, const std::strin
                              const keys::v1::VerifyKeyResponse& verified, absl::Time deadline,
                              v1::DecideResponse* decision,
                              envoy::service::auth::v3::CheckResponse* response) {
-  // A request of the key holder's that cannot be decided on (a body too large to parse, a path
-  // of no model API, a model name the flow refuses), like a DENY, takes a unit of the key's
-  // budget: a key that sends such requests over and over is refused at the door, before its
-  // bodies are read. Not a refusal of the connection Envoy calls from (its address is the
-  // operator's to list), which says nothing of the key.
+  // A request of the key holder's whose body cannot be decided on (too large to parse, not the
+  // JSON of a model call, a model name the flow refuses), like a DENY, takes a unit of the
+  // key's budget: a key that sends such bodies over and over is refused at the door, before
+  // they are read. Not a request refused before its body is read (a method or path of no
+  // model call, no body: often how Envoy is set up), nor a refusal of the connection Envoy
+  // calls from (its address is the operator's to list), which cost nothing and say nothing of
+  // the key.
   const std::string key_id = verified.key().key_id();
   auto charged = [this, key_id](const grpc::Status& status) {
     if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT &&
@@ -79,9 +81,10 @@ void ExtAuthzService::Decide(grpc::ServerUnaryReactor* reactor, const std::strin
     }
   };
   auto* decide = google::protobuf::Arena::CreateMessage<v1::DecideRequest>(response->GetArena());
-  if (absl::Status s = DecideRequestFromCheck(request, decide); !s.ok()) {
+  bool body_read = false;
+  if (absl::Status s = DecideRequestFromCheck(request, decide, &body_read); !s.ok()) {
     const grpc::Status refused = EdgeStatus(s);
-    charged(refused);
+    if (body_read) charged(refused);
     Answer(reactor, refused, *decision, response);
     return;
   }

@@ -194,9 +194,17 @@ TEST_P(ExtAuthzServiceTest, AKeyWithTooManyDenialsIs429BeforeTheBodyIsRead) {
   EXPECT_EQ(Metric("policy_edge_denial_budget_refusals_total"), 1);
 }
 
-// A key whose requests cannot be decided on (a body too large to parse, a path of no model
-// API) is charged as for a DENY, and refused at the door once its budget is spent.
+// A key whose bodies cannot be decided on is charged as for a DENY, and refused at the door
+// once its budget is spent; a request refused before its body is read (a path of no model
+// call, no body) is not charged.
 TEST_P(ExtAuthzServiceTest, RequestsThatCannotBeDecidedOnSpendTheKeysDenialBudget) {
+  auth::CheckRequest listing = Request("");
+  listing.mutable_attributes()->mutable_request()->mutable_http()->set_method("GET");
+  listing.mutable_attributes()->mutable_request()->mutable_http()->set_path("/v1/models");
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(Check(listing).denied_response().status().code(), envoy::type::v3::BadRequest);
+    EXPECT_EQ(Check(Request("")).denied_response().status().code(), envoy::type::v3::BadRequest);
+  }
   for (int i = 0; i < 3; ++i) {
     auth::CheckResponse r = Check(Request("not json"));
     EXPECT_EQ(r.denied_response().status().code(), envoy::type::v3::BadRequest);
