@@ -18,6 +18,7 @@
 #include "common/data_class/data_class_proto.h"
 #include "common/ids/model_api.h"
 #include "common/ledger/ledger_record.h"
+#include "common/log/log.h"
 #include "common/pii_rule/pii_rule_proto.h"
 #include "common/proto/well_known.h"
 #include "common/residency/residency_proto.h"
@@ -693,16 +694,22 @@ class ReportUsageFlow final : public Flow {
 
  private:
   // A key that expired since its decision (which keys takes for a usage report) reports that
-  // decision's usage and nothing else: any refusal of what it reports is the answer to a key
-  // that is not valid, so that a report tells no one whether a key expired or was revoked.
+  // decision's usage and nothing else: any refusal of what it reports is answered as to a key
+  // that is not valid, so that no answer tells whether a key expired or was revoked. The
+  // refusal itself is logged, with the key's id, for the operator.
   Status Answered(Status status) const override {
     const bool refused = status.error_code() == StatusCode::INVALID_ARGUMENT ||
                          status.error_code() == StatusCode::FAILED_PRECONDITION ||
-                         status.error_code() == StatusCode::PERMISSION_DENIED ||
-                         status.error_code() == StatusCode::ALREADY_EXISTS;
-    const bool expired = key_verified_ && key_->key().state() == keys::v1::KEY_STATE_EXPIRED;
-    return refused && expired ? KeyFailure(Status(StatusCode::UNAUTHENTICATED, ""), deadline_)
-                              : status;
+                         status.error_code() == StatusCode::PERMISSION_DENIED;
+    if (!refused || !key_verified_ || key_->key().state() != keys::v1::KEY_STATE_EXPIRED) {
+      return status;
+    }
+    const std::string code =
+        absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
+    LogInfo(
+        "a usage report with an expired key refused as not valid",
+        {{"key_id", key_->key().key_id()}, {"code", code}, {"refusal", status.error_message()}});
+    return KeyFailure(Status(StatusCode::UNAUTHENTICATED, ""), deadline_);
   }
 
   void OnKey(Status s) override {

@@ -100,8 +100,10 @@ absl::StatusOr<ModelCall> ModelCallOf(const auth::AttributeContext::HttpRequest&
     const size_t slash = rest.find('/');
     call.deployment = rest.substr(0, slash);
     rest = slash == absl::string_view::npos ? "" : rest.substr(slash + 1);
-    // 1 to 64 of [A-Za-z0-9._-], as Azure names deployments.
+    // 1 to 64 of [A-Za-z0-9._-], as Azure names deployments, not starting with a dot (no "."
+    // or ".." that a normalising proxy would resolve into another path).
     const bool named = !call.deployment.empty() && call.deployment.size() <= 64 &&
+                       call.deployment[0] != '.' &&
                        std::all_of(call.deployment.begin(), call.deployment.end(), [](char c) {
                          return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' ||
                                 c == '_' || c == '.';
@@ -124,11 +126,12 @@ absl::StatusOr<ModelCall> ModelCallOf(const auth::AttributeContext::HttpRequest&
       return call;
     }
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "path: ", Quoted(path),
-      " calls no model API the edge decides on (/v1/ or Azure's /openai/deployments/<name>/ "
-      "then chat/completions, completions, embeddings, moderations, images/generations or "
-      "audio/speech; an audio upload's transcription is decided through Decide)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("path: ", Quoted(path),
+                   " calls no model API the edge decides on (/v1/, Azure's /openai/v1/ or "
+                   "/openai/deployments/<name>/, then chat/completions, completions, embeddings, "
+                   "moderations, images/generations or "
+                   "audio/speech; an audio upload's transcription is decided through Decide)"));
 }
 
 void AppendLine(absl::string_view text, std::string* out) {
@@ -236,12 +239,21 @@ absl::Status ReadBody(absl::string_view body, absl::string_view deployment,
     return absl::InvalidArgumentError("body: not a JSON object");
   }
   const auto& fields = json.fields();
+  // On Azure's deployment paths the deployment is what is served, whatever the body says: it
+  // is the model decided on, and a body naming another is refused.
   auto model = fields.find("model");
-  if (model == fields.end() && !deployment.empty()) {
+  if (model != fields.end() && !model->second.has_string_value()) {
+    return absl::InvalidArgumentError("body: \"model\" must be a string");
+  }
+  if (!deployment.empty()) {
+    if (model != fields.end() && model->second.string_value() != deployment) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "body: \"model\" ", Quoted(model->second.string_value()),
+          " is not the deployment the path names (", Quoted(deployment), "), which is served"));
+    }
     out->set_model(std::string(deployment));
-  } else if (model == fields.end() || !model->second.has_string_value()) {
-    return absl::InvalidArgumentError(
-        "body: \"model\" must be a string (or, on Azure, the path names the deployment)");
+  } else if (model == fields.end()) {
+    return absl::InvalidArgumentError("body: \"model\" must be a string");
   } else {
     out->set_model(model->second.string_value());
   }

@@ -22,7 +22,8 @@ std::string ApiKeyFromCheck(const envoy::service::auth::v3::CheckRequest& check)
 //    or "/openai/v1/<api>", <api> chat/completions, completions, embeddings, moderations,
 //    images/generations or audio/speech, exactly;
 //  - the OpenAI-style JSON body, nested at most 32 deep and of at most 100,000 values:
-//    "model" (absent on Azure's deployment paths: the deployment's name), "messages" (role, and
+//    "model" (on Azure's deployment paths the deployment's name, which the body may leave out
+//    and may not contradict), "messages" (role, and
 //    content as a string or as text parts), "max_completion_tokens" or "max_tokens" (default
 //    256); every other string in the body (and the keys of objects nested in it) becomes one
 //    more message, role "body", so that what Envoy forwards unchanged is checked for personal data

@@ -183,7 +183,7 @@ TEST(ExtAuthzConvertTest, ThePathNamesTheModelApi) {
            std::pair{"/openai/deployments/gpt-4o/chat/completions?api-version=2024-06-01",
                      "chat.completions"},
            std::pair{"/v1/completions", "completions"},
-           std::pair{"/openai/deployments/ada/embeddings?api-version=2024-06-01", "embeddings"},
+           std::pair{"/openai/deployments/gpt-4o/embeddings?api-version=2024-06-01", "embeddings"},
            std::pair{"/v1/embeddings", "embeddings"},
            std::pair{"/v1/moderations", "moderations"},
            std::pair{"/v1/images/generations", "images.generate"},
@@ -205,7 +205,8 @@ TEST(ExtAuthzConvertTest, ThePathNamesTheModelApi) {
        {"/v1/completions/extra", "/v1/CHAT/completions", "/admin/chat/completions",
         "/v2/chat/completions", "/v1/audio/transcriptions", "/openai/deployments//chat/completions",
         "/openai/deployments/gpt-4o", "/openai/deployments/a b/chat/completions",
-        "chat/completions"}) {
+        "chat/completions", "/openai/deployments/./chat/completions",
+        "/openai/deployments/../chat/completions"}) {
     bool body_read = true;
     EXPECT_EQ(DecideRequestFromCheck(Check(kBody, path), &decide, &body_read).code(),
               absl::StatusCode::kInvalidArgument)
@@ -231,11 +232,19 @@ TEST(ExtAuthzConvertTest, AnAzureDeploymentNamesTheModelTheBodyDoesNot) {
           .ok());
   EXPECT_TRUE(body_read);
   EXPECT_EQ(decide.model(), "gpt-4o-mini");
-  // A model the body names is the model.
-  ASSERT_TRUE(DecideRequestFromCheck(Check(kBody, "/openai/deployments/prod-chat/chat/completions"),
-                                     &decide)
-                  .ok());
+  // The same model named in the body too; another is refused, since Azure serves the
+  // deployment whatever the body says.
+  ASSERT_TRUE(
+      DecideRequestFromCheck(Check(kBody, "/openai/deployments/gpt-4o/chat/completions"), &decide)
+          .ok());
   EXPECT_EQ(decide.model(), "gpt-4o");
+  absl::Status other = DecideRequestFromCheck(
+      Check(kBody, "/openai/deployments/gpt-4-big/chat/completions"), &decide, &body_read);
+  EXPECT_EQ(other.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(other.message(),
+            "body: \"model\" 'gpt-4o' is not the deployment the path names ('gpt-4-big'), which "
+            "is served");
+  EXPECT_TRUE(body_read);
   // Elsewhere the body must name it; refusing that read the body.
   absl::Status s =
       DecideRequestFromCheck(Check(kAzureBody, "/v1/chat/completions"), &decide, &body_read);

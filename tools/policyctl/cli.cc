@@ -1,7 +1,36 @@
 // policyctl helpers every command shares (cli.h).
 #include "tools/policyctl/cli.h"
 
+extern char** environ;
+
 namespace policy::policyctl {
+namespace {
+
+// The environment's POLICY_POLICYCTL_<NAME> of global flags. A command's own flag is never
+// read from it (a leftover POLICY_POLICYCTL_REQUEST_ID would make every later create a
+// retry of the first): such a variable is named on stderr and ignored.
+std::map<std::string, std::string> Environment() {
+  constexpr absl::string_view kPrefix = "POLICY_POLICYCTL_";
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry = *e;
+    const size_t eq = entry.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string name = entry.substr(0, eq);
+    if (absl::StartsWith(name, kPrefix) &&
+        !IsGlobalFlag(absl::AsciiStrToLower(name.substr(kPrefix.size())))) {
+      std::fprintf(stderr,
+                   "policyctl: ignoring %s: only the global flags are read from the "
+                   "environment\n",
+                   name.c_str());
+      continue;
+    }
+    env[name] = entry.substr(eq + 1);
+  }
+  return env;
+}
+
+}  // namespace
 
 Running& Current() {
   static auto* running = new Running;
@@ -27,27 +56,6 @@ std::string Shown(absl::string_view word) {
 bool IsGlobalFlag(absl::string_view name) {
   return name == "edge" || name == "admin_key" || name == "api_key" || name == "output" ||
          name == "timeout" || absl::StartsWith(name, "tls_");
-}
-
-std::map<std::string, std::string> Environment() {
-  constexpr absl::string_view kPrefix = "POLICY_POLICYCTL_";
-  std::map<std::string, std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string entry = *e;
-    const size_t eq = entry.find('=');
-    if (eq == std::string::npos) continue;
-    const std::string name = entry.substr(0, eq);
-    if (absl::StartsWith(name, kPrefix) &&
-        !IsGlobalFlag(absl::AsciiStrToLower(name.substr(kPrefix.size())))) {
-      std::fprintf(stderr,
-                   "policyctl: ignoring %s: only the global flags are read from the "
-                   "environment\n",
-                   name.c_str());
-      continue;
-    }
-    env[name] = entry.substr(eq + 1);
-  }
-  return env;
 }
 
 int ParseFlags(const Invocation& in, Global& global,
@@ -232,18 +240,6 @@ int NeedAdminKey(const Global& g) {
                              : kOk;
 }
 
-std::string ResidencyText(region::v1::Residency r) {
-  const absl::string_view name = ResidencyProtoName(r);
-  if (name == "global" || name == "unknown") return "";
-  return absl::StrCat("  residency ", name);
-}
-
-std::string DataClassText(pii::v1::DataClass c) {
-  const absl::string_view name = DataClassProtoName(c, DataClass::kInternal);
-  if (name == "internal") return "";
-  return absl::StrCat("  class ", name);
-}
-
 bool ResidencyFlag(const std::string& name, region::v1::Residency* residency) {
   const std::optional<Residency> parsed = ParseResidency(absl::AsciiStrToLower(name));
   if (!parsed.has_value()) return false;
@@ -260,22 +256,6 @@ void PrintKey(const keys::v1::Key& k) {
 
 std::vector<std::string> List(const std::string& comma_separated) {
   return absl::StrSplit(comma_separated, ',', absl::SkipEmpty());
-}
-
-void PrintMember(const authz::v1::Member& m) {
-  std::vector<std::string> roles;
-  for (const authz::v1::RoleGrant& grant : m.grants()) {
-    roles.push_back(
-        absl::StrCat(grant.role(), grant.project().empty() ? "" : "@", grant.project()));
-  }
-  // What their identity provider's groups grant them, marked as such.
-  for (const authz::v1::RoleGrant& grant : m.group_grants()) {
-    roles.push_back(
-        absl::StrCat(grant.role(), grant.project().empty() ? "" : "@", grant.project(), "(group)"));
-  }
-  std::printf("%s  %s  %s%s\n", m.id().c_str(),
-              m.has_erased_at() ? "(address erased)" : m.email().c_str(),
-              absl::StrJoin(roles, " ").c_str(), m.has_removed_at() ? "  (removed)" : "");
 }
 
 }  // namespace policy::policyctl

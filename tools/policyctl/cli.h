@@ -135,11 +135,6 @@ std::string Shown(absl::string_view word);
 // Whether `name` is a global flag (the only ones also read from the environment).
 bool IsGlobalFlag(absl::string_view name);
 
-// The environment's POLICY_POLICYCTL_<NAME> of global flags. A command's own flag is never
-// read from it (a leftover POLICY_POLICYCTL_REQUEST_ID would make every later create a
-// retry of the first): such a variable is named on stderr and ignored.
-std::map<std::string, std::string> Environment();
-
 // Parses `flags` into `global` and whatever `add` registers; 0 or the usage exit code.
 int ParseFlags(const Invocation& in, Global& global,
                const std::function<void(config::Parser&)>& add);
@@ -184,7 +179,8 @@ std::shared_ptr<grpc::Channel> Channel(const Global& g);  // To the edge.
 // A call's context: the deadline and, for the admin API, the admin key.
 std::unique_ptr<grpc::ClientContext> Context(const Global& g, bool admin);
 
-// Registers a list's --page_size (kListPageSize by default).
+// Registers --page_size into `*page_size`, whose value is its default (lists start it at
+// kListPageSize).
 void AddPageSize(config::Parser& p, int64_t* page_size);
 
 // kUsage naming the first of `flags` ({name, value}) left empty: the usage's required flags,
@@ -212,12 +208,6 @@ int NonNegativeFlags(std::initializer_list<std::pair<const char*, absl::Duration
 // kOk when an admin key is given, else the usage exit code saying where to give it.
 int NeedAdminKey(const Global& g);
 
-// "  residency eu" for a project whose calls must stay in a residency; "" for anywhere.
-std::string ResidencyText(region::v1::Residency r);
-
-// "  class phi" for a project's data class other than the default (internal).
-std::string DataClassText(pii::v1::DataClass c);
-
 // The residency a --residency flag names, in any case: eu, us, apac or global (none
 // required of a request, none promised by an endpoint); false for anything else.
 bool ResidencyFlag(const std::string& name, region::v1::Residency* residency);
@@ -228,15 +218,9 @@ void PrintKey(const keys::v1::Key& k);
 // "a,b,c" as {"a", "b", "c"}.
 std::vector<std::string> List(const std::string& comma_separated);
 
-// One line of text per member: id, e-mail and grants (those of a group marked as such).
-void PrintMember(const authz::v1::Member& m);
-
 // The usage of `command` (its verb `verb`'s alone when the usage names it) and the global
 // flags; the whole usage when `command` is empty or unknown.
 std::string CommandUsage(const std::string& command, const std::string& verb);
-
-// Usage's kUsage exit, with the usage of `command`'s `verb` alone.
-int UsageOf(const std::string& command, const std::string& verb, const std::string& problem);
 
 // Refuses a flag `command`'s verb (in.words[0], when the usage names it; a command of one
 // entry, its only one) does not take, as its usage lists them: each command parses one set of

@@ -35,8 +35,6 @@
 #include "common/text/utf8.h"
 #include "tools/policyctl/cli.h"
 
-extern char** environ;
-
 namespace policy::policyctl {
 namespace {
 
@@ -45,8 +43,6 @@ bool IsSwitch(absl::string_view name) {
   return name == "return_mapping" || name == "include_removed" || name == "include_archived" ||
          name == "zdr" || name == "private_link" || name == "cached" || name == "disabled";
 }
-
-}  // namespace
 
 int Run(int argc, char** argv) {
   Invocation in;
@@ -153,6 +149,7 @@ int Main(int argc, char** argv) {
   return kFailed;
 }
 
+}  // namespace
 }  // namespace policy::policyctl
 
 int main(int argc, char** argv) { return policy::policyctl::Main(argc, argv); }

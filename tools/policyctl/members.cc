@@ -4,6 +4,23 @@
 namespace policy::policyctl {
 namespace {
 
+// One line of text per member: id, e-mail and grants (those of a group marked as such).
+void PrintMember(const authz::v1::Member& m) {
+  std::vector<std::string> roles;
+  for (const authz::v1::RoleGrant& grant : m.grants()) {
+    roles.push_back(
+        absl::StrCat(grant.role(), grant.project().empty() ? "" : "@", grant.project()));
+  }
+  // What their identity provider's groups grant them, marked as such.
+  for (const authz::v1::RoleGrant& grant : m.group_grants()) {
+    roles.push_back(
+        absl::StrCat(grant.role(), grant.project().empty() ? "" : "@", grant.project(), "(group)"));
+  }
+  std::printf("%s  %s  %s%s\n", m.id().c_str(),
+              m.has_erased_at() ? "(address erased)" : m.email().c_str(),
+              absl::StrJoin(roles, " ").c_str(), m.has_removed_at() ? "  (removed)" : "");
+}
+
 // "owner,member@support-eu,reader@playground" as role grants.
 std::vector<authz::v1::RoleGrant> Grants(const std::string& roles) {
   std::vector<authz::v1::RoleGrant> grants;

@@ -6,6 +6,20 @@
 namespace policy::policyctl {
 namespace {
 
+// "  class phi" for a project's data class other than the default (internal).
+std::string DataClassText(pii::v1::DataClass c) {
+  const absl::string_view name = DataClassProtoName(c, DataClass::kInternal);
+  if (name == "internal") return "";
+  return absl::StrCat("  class ", name);
+}
+
+// "  residency eu" for a project whose calls must stay in a residency; "" for anywhere.
+std::string ResidencyText(region::v1::Residency r) {
+  const absl::string_view name = ResidencyProtoName(r);
+  if (name == "global" || name == "unknown") return "";
+  return absl::StrCat("  residency ", name);
+}
+
 // "  pii EMAIL_ADDRESS=allow,US_SSN=block" for a project with rules of its own; "" without.
 std::string PiiRulesText(const authz::v1::PiiPolicy& rules) {
   std::vector<std::string> texts;

@@ -4,6 +4,12 @@
 namespace policy::policyctl {
 namespace {
 
+// Usage's kUsage exit, with the usage of `command`'s `verb` alone.
+int UsageOf(const std::string& command, const std::string& verb, const std::string& problem) {
+  std::fprintf(stderr, "policyctl: %s\n\n%s", problem.c_str(), CommandUsage(command, verb).c_str());
+  return kUsage;
+}
+
 // One command line of the usage ("  keys create ..."), with its deeper-indented continuations.
 struct UsageEntry {
   std::vector<std::string> words;  // the first line's words
@@ -186,11 +192,6 @@ std::string CommandUsage(const std::string& command, const std::string& verb) {
   for (const UsageEntry& e : entries) absl::StrAppend(&out, e.text);
   absl::StrAppend(&out, text.substr(text.find("\nglobal flags")));
   return out;
-}
-
-int UsageOf(const std::string& command, const std::string& verb, const std::string& problem) {
-  std::fprintf(stderr, "policyctl: %s\n\n%s", problem.c_str(), CommandUsage(command, verb).c_str());
-  return kUsage;
 }
 
 int CheckFlagsOfVerb(const std::string& command, const Invocation& in) {
