@@ -1,4 +1,14 @@
 // policyctl audit: query, verify, summary, export, checkpoints, proofs, data subjects.
+#include <cstdio>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/proto/well_known.h"
+#include "common/text/caller_text.h"
 #include "services/audit/checkpoint.h"
 #include "services/audit/entry.h"
 #include "services/audit/merkle.h"

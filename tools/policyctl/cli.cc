@@ -1,6 +1,22 @@
 // policyctl helpers every command shares (cli.h).
 #include "tools/policyctl/cli.h"
 
+#include <cstdio>
+#include <limits>
+#include <optional>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "common/client/channel.h"
+#include "common/crypto/crypto.h"
+#include "common/ids/api_key_prefix.h"
+#include "common/residency/residency_proto.h"
+
 extern char** environ;
 
 namespace policy::policyctl {

@@ -4,18 +4,12 @@
 // What every policyctl command shares: its global flags and invocation, how it parses flags,
 // calls the edge, shows an answer and picks its exit code (main.cc documents the codes).
 #include <algorithm>
-#include <cerrno>
-#include <csignal>
-#include <cstdio>
-#include <cstring>
-#include <fstream>
 #include <functional>
-#include <limits>
+#include <initializer_list>
 #include <map>
 #include <memory>
-#include <set>
-#include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -26,8 +20,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/client/channel.h"
 #include "common/config/config.h"
 #include "common/crypto/crypto.h"

@@ -1,4 +1,12 @@
 // policyctl decide: a request tried through the edge.
+#include <cstdio>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/data_class/data_class_proto.h"
+#include "common/proto/well_known.h"
+#include "common/text/caller_text.h"
 #include "tools/policyctl/cli.h"
 
 namespace policy::policyctl {

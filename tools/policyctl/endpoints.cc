@@ -1,4 +1,10 @@
 // policyctl endpoints: the registry region routes over, and its health.
+#include <cstdio>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "tools/policyctl/cli.h"
 
 namespace policy::policyctl {

@@ -1,4 +1,8 @@
 // policyctl health: grpc.health.v1 of the edge or of any service.
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "common/client/channel.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tools/policyctl/cli.h"
 

@@ -1,4 +1,11 @@
 // policyctl keys: create, rotate, revoke, list, report, inventory.
+#include <cstdio>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/proto/well_known.h"
 #include "tools/policyctl/cli.h"
 
 namespace policy::policyctl {

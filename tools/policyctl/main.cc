@@ -32,6 +32,14 @@
 //
 // One file per command group (keys.cc, audit.cc, ...), what they share in cli.h, the usage
 // and the flags each verb takes in usage.cc.
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "common/text/utf8.h"
 #include "tools/policyctl/cli.h"
 

@@ -1,4 +1,10 @@
 // policyctl members and invitations.
+#include <cstdio>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "tools/policyctl/cli.h"
 
 namespace policy::policyctl {

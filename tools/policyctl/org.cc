@@ -1,4 +1,11 @@
 // policyctl org: plan, apply and export the declarative organisation file.
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
 #include "common/text/utf8.h"
 #include "tools/policyctl/cli.h"
 

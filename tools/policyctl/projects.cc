@@ -1,6 +1,18 @@
 // policyctl projects, entity types and service accounts.
+#include <cstdio>
+#include <optional>
+
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/data_class/data_class_proto.h"
+#include "common/pii_rule/pii_rule_proto.h"
+#include "common/proto/well_known.h"
+#include "common/residency/residency_proto.h"
+#include "common/text/caller_text.h"
 #include "tools/policyctl/cli.h"
 
 namespace policy::policyctl {

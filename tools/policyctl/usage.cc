@@ -1,4 +1,10 @@
 // policyctl usage: the text, and the flags and arguments each verb takes.
+#include <cstdio>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "tools/policyctl/cli.h"
 
 namespace policy::policyctl {
