@@ -411,6 +411,9 @@ grpc::ServerUnaryReactor* AuditService::GetComplianceSummary(
     for (const auto& [data_class, count] : s->allowed_by_data_class) {
       (*response->mutable_allowed_by_data_class())[data_class] = count;
     }
+    for (const auto& [api, count] : s->allowed_by_api) {
+      (*response->mutable_allowed_by_api())[api] = count;
+    }
     for (const auto& [reason, count] : s->denials_by_reason) {
       (*response->mutable_denials_by_reason())[reason] = count;
     }

@@ -637,6 +637,7 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
         ++summary.allowed_by_region[MetadataOr(e, "region", "unknown")];
         ++summary.allowed_by_residency[MetadataOr(e, "residency", "none")];
         ++summary.allowed_by_data_class[MetadataOr(e, "data_class", "unknown")];
+        ++summary.allowed_by_api[MetadataOr(e, "api", "chat.completions")];
         for (absl::string_view item :
              absl::StrSplit(MetadataOr(e, "pii_allowed", ""), ',', absl::SkipEmpty())) {
           std::pair<absl::string_view, absl::string_view> type_count =

@@ -121,8 +121,10 @@ struct ComplianceSummary {
   // one) (GetComplianceSummaryResponse).
   std::map<std::string, uint64_t> allowed_by_region;
   std::map<std::string, uint64_t> allowed_by_residency;
-  // decision_allow entries by metadata "data_class" ("unknown" without one).
+  // decision_allow entries by metadata "data_class" ("unknown" without one) and "api"
+  // ("chat.completions" without one).
   std::map<std::string, uint64_t> allowed_by_data_class;
+  std::map<std::string, uint64_t> allowed_by_api;
   std::map<std::string, uint64_t> denials_by_reason;
   // The counts of decision_allow entries' metadata "pii_allowed" ("TYPE=N,..."), summed by type
   // (GetComplianceSummaryResponse.pii_allowed_by_type); an item not of that form is skipped.

@@ -819,6 +819,7 @@ TEST_F(LedgerTest, SummarySaysWhereAllowedCallsWentAndWithinWhichResidency) {
     if (!residency.empty()) {
       in.metadata["residency"] = residency;
       in.metadata["data_class"] = "pii";
+      in.metadata["api"] = "embeddings";
     }
     AppendOk(in);
   };
@@ -842,6 +843,8 @@ TEST_F(LedgerTest, SummarySaysWhereAllowedCallsWentAndWithinWhichResidency) {
   EXPECT_EQ(s->allowed_by_residency, (std::map<std::string, uint64_t>{{"eu", 3}, {"none", 3}}));
   EXPECT_EQ(s->allowed_by_data_class,
             (std::map<std::string, uint64_t>{{"pii", 3}, {"unknown", 3}}));
+  EXPECT_EQ(s->allowed_by_api,
+            (std::map<std::string, uint64_t>{{"chat.completions", 3}, {"embeddings", 3}}));
   EXPECT_EQ(s->pii_allowed_by_type,
             (std::map<std::string, uint64_t>{{"EMAIL_ADDRESS", 3}, {"IP_ADDRESS", 3}}));
   EXPECT_TRUE(s->denials_by_reason.empty());

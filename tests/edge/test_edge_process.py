@@ -1278,7 +1278,9 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertRegex(text.stdout, r"^from 20\d\d-.* to 20\d\d-.*: \d+ entries, .* "
                                       r"0 unaccounted subjects, integrity valid\n")
         self.assertRegex(text.stdout, r"\nallowed by residency: eu \d+\nallowed by data class: "
-                                      r"pii \d+\ndenials by reason: .*MODEL_NOT_ALLOWED \d+")
+                                      r"pii \d+\nallowed by model API: chat.completions \d+"
+                                      r"(, embeddings \d+)?\ndenials by reason: .*"
+                                      r"MODEL_NOT_ALLOWED \d+")
         past = ("--start=2000-01-01T00:00:00Z", "--end=2000-01-02T00:00:00.5+01:00")
         before = policyctl("audit", "summary", "--project=support-eu",
                            "--environment=production", *past, "--output=json")

@@ -332,6 +332,7 @@ int Audit(const Invocation& in) {
       breakdown("allowed by region", response.allowed_by_region());
       breakdown("allowed by residency", response.allowed_by_residency());
       breakdown("allowed by data class", response.allowed_by_data_class());
+      breakdown("allowed by model API", response.allowed_by_api());
       breakdown("denials by reason", response.denials_by_reason());
       breakdown("personal data sent as is (a rule allowed it)", response.pii_allowed_by_type());
     });
