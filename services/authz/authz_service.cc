@@ -700,7 +700,8 @@ grpc::ServerUnaryReactor* AuthzService::SyncIdpGroup(grpc::CallbackServerContext
   return pool_->Run(context, [this, context, request, response] {
     absl::StatusOr<IdpSyncResult> result = admin_->SyncIdpGroup(
         request->actor().member_id(), request->group(),
-        std::vector<std::string>(request->emails().begin(), request->emails().end()));
+        std::vector<std::string>(request->emails().begin(), request->emails().end()),
+        request->allow_empty());
     if (!result.ok()) return ToGrpc(result.status());
     for (const std::string& id : result->provisioned) response->add_provisioned(id);
     for (const std::string& id : result->deprovisioned) response->add_deprovisioned(id);

@@ -35,6 +35,29 @@ bool LimitsDiffer(const ServiceAccount& a, const ServiceAccount& b) {
   return a.rpm_limit != b.rpm_limit || a.tpm_limit != b.tpm_limit;
 }
 
+// Whether `id` is an active member of `state` who may manage owners at `now`.
+bool ManagesOwners(const OrgState& state, absl::string_view id, absl::Time now) {
+  static const Action kOwnersManage = *FindAction("owners.manage");
+  const Member* member = state.FindMember(id);
+  return member != nullptr && !member->removed_at.has_value() &&
+         GrantsAllow(*member, "", kOwnersManage, now);
+}
+
+// An organisation file may not take owners.manage from the owner applying it (removing them,
+// or their owner grant): the file could otherwise leave owners none of whom holds an admin key,
+// and no one able to issue one. Another owner removes or demotes them.
+absl::Status CheckApplierStaysOwner(const OrgState& before, const OrgState& after,
+                                    absl::string_view actor, absl::Time now) {
+  if (!ManagesOwners(before, actor, now) || ManagesOwners(after, actor, now)) {
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the file removes ", Quoted(actor),
+      ", who applies it, or their owner grant; an owner "
+      "cannot take their own ownership away by a file (another owner applies that change), so "
+      "that an owner able to issue admin keys remains"));
+}
+
 absl::Status NotFound(absl::string_view kind, absl::string_view id) {
   return absl::NotFoundError(absl::StrCat("no ", kind, " ", Quoted(id)));
 }
@@ -619,9 +642,13 @@ absl::StatusOr<OrgPlan> OrgAdmin::PlanOrgFile(absl::string_view actor, absl::str
   ASSIGN_OR_RETURN(OrgFile file, ParseOrgFile(yaml));
   ASSIGN_OR_RETURN(std::shared_ptr<const OrgState> base, store_->Load());
   const absl::Time now = clock_->Now();
-  ASSIGN_OR_RETURN(OrgState after,
-                   ApplyMutation(
-                       *base, [&](OrgState& s) { return authz::ApplyOrgFile(file, now, s); }, now));
+  ASSIGN_OR_RETURN(OrgState after, ApplyMutation(
+                                       *base,
+                                       [&](OrgState& s) {
+                                         RETURN_IF_ERROR(authz::ApplyOrgFile(file, now, s));
+                                         return CheckApplierStaysOwner(*base, s, actor, now);
+                                       },
+                                       now));
   OrgPlan plan;
   plan.changes = Diff(*base, after);
   plan.text = FormatDiff(plan.changes);
@@ -644,6 +671,7 @@ absl::StatusOr<OrgPlan> OrgAdmin::ApplyOrgFile(absl::string_view actor, absl::st
                        [&](OrgState& s) -> absl::Status {
                          const OrgState before = s;
                          RETURN_IF_ERROR(authz::ApplyOrgFile(file, now, s));
+                         RETURN_IF_ERROR(CheckApplierStaysOwner(before, s, actor, now));
                          if (fingerprint.empty()) return absl::OkStatus();
                          s.Sort();
                          const std::vector<EntityChange> changes = Diff(before, s);
@@ -675,13 +703,15 @@ absl::StatusOr<std::string> OrgAdmin::ExportOrgFile(absl::string_view actor) con
 
 absl::StatusOr<IdpSyncResult> OrgAdmin::SyncIdpGroup(absl::string_view actor,
                                                      absl::string_view group,
-                                                     const std::vector<std::string>& emails) {
+                                                     const std::vector<std::string>& emails,
+                                                     bool may_empty) {
   RETURN_IF_ERROR(Authorize(actor, "members.manage"));
   const absl::Time now = clock_->Now();
-  ASSIGN_OR_RETURN(
-      Mutated m,
-      store_->Mutate([&](OrgState& s) { return authz::SyncIdpGroup(group, emails, now, s); }, now,
-                     OrgChangeSource{std::string(actor)}));
+  ASSIGN_OR_RETURN(Mutated m, store_->Mutate(
+                                  [&](OrgState& s) {
+                                    return authz::SyncIdpGroup(group, emails, now, s, may_empty);
+                                  },
+                                  now, OrgChangeSource{std::string(actor)}));
   IdpSyncResult result;
   result.org_version = m.after->version;
   result.offboard = RemovedSince(*m.after, now - kOffboardingWindow).members;

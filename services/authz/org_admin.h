@@ -129,6 +129,8 @@ class OrgAdmin {
   absl::StatusOr<ServiceAccount> RemoveServiceAccount(absl::string_view actor,
                                                       absl::string_view id);
 
+  // Plan and apply refuse (FAILED_PRECONDITION) a file that takes owners.manage from the
+  // owner applying it (see CheckApplierStaysOwner); an admin's plan is not judged by that rule.
   absl::StatusOr<OrgPlan> PlanOrgFile(absl::string_view actor, absl::string_view yaml);
   // FAILED_PRECONDITION when `fingerprint` is given and the plan it names is not what
   // applying now would do.
@@ -136,7 +138,8 @@ class OrgAdmin {
                                        absl::string_view fingerprint);
   absl::StatusOr<std::string> ExportOrgFile(absl::string_view actor) const;
   absl::StatusOr<IdpSyncResult> SyncIdpGroup(absl::string_view actor, absl::string_view group,
-                                             const std::vector<std::string>& emails);
+                                             const std::vector<std::string>& emails,
+                                             bool may_empty = false);
 
   static constexpr absl::Duration kDefaultInvitationLifetime = absl::Hours(24 * 7);
   static constexpr absl::Duration kMaxInvitationLifetime = absl::Hours(24 * 30);

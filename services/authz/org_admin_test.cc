@@ -512,6 +512,34 @@ std::string WithoutItem(const std::string& yaml, const std::string& id) {
   return yaml.substr(0, start) + (end == std::string::npos ? "" : yaml.substr(end + 1));
 }
 
+TEST_F(OrgAdminTest, AnOwnerCannotTakeTheirOwnOwnershipAwayByAFile) {
+  // With adam an owner too, olivia's file removing or demoting olivia is refused at plan and
+  // at apply (she might leave only owners without a key); adam may apply either.
+  ASSERT_TRUE(admin().SetMemberRoles("olivia", "adam", {{Role::kOwner, "", std::nullopt}}).ok());
+  absl::StatusOr<std::string> yaml = admin().ExportOrgFile("olivia");
+  ASSERT_TRUE(yaml.ok()) << yaml.status();
+  const std::string without_olivia = WithoutItem(*yaml, "olivia");
+  ASSERT_EQ(without_olivia.find("id: olivia"), std::string::npos) << without_olivia;
+  std::string demoted = *yaml;
+  const size_t olivia = demoted.find("  - id: olivia\n");
+  const size_t owner = demoted.find("role: owner", olivia);
+  ASSERT_NE(owner, std::string::npos) << demoted;
+  demoted.replace(owner, std::string("role: owner").size(), "role: admin");
+  for (const std::string& file : {without_olivia, demoted}) {
+    absl::Status planned = admin().PlanOrgFile("olivia", file).status();
+    EXPECT_EQ(planned.code(), absl::StatusCode::kFailedPrecondition) << file;
+    EXPECT_THAT(planned.message(), HasSubstr("removes 'olivia', who applies it"));
+    absl::Status applied = admin().ApplyOrgFile("olivia", file, "").status();
+    EXPECT_EQ(applied.code(), absl::StatusCode::kFailedPrecondition) << file;
+    EXPECT_TRUE(Allowed("olivia", "", "owners.manage"));
+  }
+  absl::StatusOr<OrgPlan> plan = admin().PlanOrgFile("adam", demoted);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_TRUE(admin().ApplyOrgFile("adam", demoted, plan->fingerprint).ok());
+  EXPECT_FALSE(Allowed("olivia", "", "owners.manage"));
+  EXPECT_TRUE(Allowed("olivia", "", "members.manage"));
+}
+
 TEST_F(OrgAdminTest, AnApplyNamesWhomToOffboardForADayAfterTheirRemoval) {
   ServiceAccount sa = MakeAccount("sa-bot", "support", Environment::kProduction);
   ASSERT_TRUE(admin().CreateServiceAccount("adam", sa).ok());

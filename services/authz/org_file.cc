@@ -45,7 +45,9 @@
 //   idp_groups:                        # list
 //     - name: support-engineers        # required, 1 to 200 bytes, unique
 //       grants: [{role: member, project: support-eu}]  # required; member | reader only
-//       members: [bob@acme.example]    # optional; e-mails as the identity provider lists them
+//       members: [bob@acme.example]    # optional; e-mails as the identity provider lists them;
+//                                      # left out, the group keeps the members the group
+//                                      # sync gave it (the identity provider owns them)
 //
 // Types are strict: integers and booleans are plain (unquoted) scalars, limits are not
 // negative, lists are YAML sequences (null only for an empty top-level section). Every error
@@ -727,6 +729,9 @@ absl::StatusOr<OrgFile> ParseDocument(const Node& root) {
     RETURN_IF_ERROR(ForEach(*groups, "idp_groups", kUnbounded, true,
                             [&](const Node& item, const std::string& path) {
                               ASSIGN_OR_RETURN(IdpGroup group, ReadGroup(item, path, context));
+                              if (!item["members"]) {
+                                file.groups_kept_by_sync.push_back(group.name);
+                              }
                               RETURN_IF_ERROR(names.Add(group.name, item, Child(path, "name")));
                               file.idp_groups.push_back(std::move(group));
                               return absl::OkStatus();
@@ -1035,6 +1040,12 @@ absl::Status ApplyOrgFile(const OrgFile& file, absl::Time now, OrgState& state) 
   }
 
   next.idp_groups = file.idp_groups;
+  const absl::flat_hash_set<absl::string_view> kept_by_sync(file.groups_kept_by_sync.begin(),
+                                                            file.groups_kept_by_sync.end());
+  for (IdpGroup& group : next.idp_groups) {
+    if (!kept_by_sync.contains(group.name)) continue;
+    if (const IdpGroup* synced = state.FindIdpGroup(group.name)) group.members = synced->members;
+  }
   RETURN_IF_ERROR(ReconcileGroups(next, now));
   // The file's members stand after the reconciliation, or the file is refused whole.
   for (size_t i = 0; i < file.members.size(); ++i) {
@@ -1054,9 +1065,15 @@ absl::Status ApplyOrgFile(const OrgFile& file, absl::Time now, OrgState& state) 
 }
 
 absl::Status SyncIdpGroup(absl::string_view name, const std::vector<std::string>& emails,
-                          absl::Time now, OrgState& state) {
-  if (state.FindIdpGroup(name) == nullptr) {
-    return absl::NotFoundError(absl::StrCat("no group ", Quoted(name)));
+                          absl::Time now, OrgState& state, bool may_empty) {
+  const IdpGroup* group = state.FindIdpGroup(name);
+  if (group == nullptr) return absl::NotFoundError(absl::StrCat("no group ", Quoted(name)));
+  if (emails.empty() && !group->members.empty() && !may_empty) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "emails: none for group ", Quoted(name), ", which has ", group->members.size(),
+        " members; an identity provider's empty answer is more often a fault than an empty "
+        "group, and removal is final: state allow_empty to remove them all (nothing was "
+        "changed)"));
   }
   std::vector<std::string> members;
   absl::flat_hash_set<std::string> seen;

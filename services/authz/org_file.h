@@ -21,6 +21,9 @@ struct OrgFile {
   std::vector<Member> members;
   std::vector<ServiceAccount> service_accounts;
   std::vector<IdpGroup> idp_groups;
+  // The groups whose entry leaves `members` out: the identity provider's group sync keeps
+  // their members, and applying the file leaves them as they are (none for a new group).
+  std::vector<std::string> groups_kept_by_sync;
   // Where each member stands in the file, parallel to `members`: "line N: members[i]" (the
   // line when known); empty for a file not read by ParseOrgFile.
   std::vector<std::string> member_places;
@@ -40,7 +43,8 @@ std::string FormatOrgFile(const OrgState& state);
 
 // Makes `state` what `file` declares, as of `now`: creates and updates what the file lists,
 // archives projects and removes (removed_at = now) members and service accounts it does not
-// list, replaces the groups and then reconciles group members as SyncIdpGroup does.
+// list, replaces the groups (a group whose entry leaves `members` out keeps its members) and
+// then reconciles group members as SyncIdpGroup does.
 // Invitations are untouched. A member listed with `provisioned_by: idp` that the identity
 // provider's group sync has removed is left removed (such entries, as FormatOrgFile writes
 // them, describe the group sync's members). FAILED_PRECONDITION naming the entry when the file
@@ -56,9 +60,11 @@ absl::Status ApplyOrgFile(const OrgFile& file, absl::Time now, OrgState& state);
 // every member provisioned by the identity provider that no group lists any more and that
 // holds no grants of its own is removed at `now`. E-mails compare case-insensitively and are
 // stored lower-case. NOT_FOUND for an unknown group; INVALID_ARGUMENT for a malformed
-// e-mail.
+// e-mail; FAILED_PRECONDITION for no e-mail at all while the group has members, unless
+// `may_empty` (an identity provider's empty answer is more often a fault than a group emptied,
+// and removal is final).
 absl::Status SyncIdpGroup(absl::string_view name, const std::vector<std::string>& emails,
-                          absl::Time now, OrgState& state);
+                          absl::Time now, OrgState& state, bool may_empty = false);
 
 }  // namespace policy::authz
 

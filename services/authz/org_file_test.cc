@@ -755,6 +755,36 @@ TEST(ApplyOrgFileTest, AnExportStillAppliesOnceTheGroupSyncRemovedAMemberItLists
   EXPECT_EQ(Diff(once, state).size(), 0u);
 }
 
+TEST(ApplyOrgFileTest, AGroupWithoutMembersInTheFileKeepsWhatTheGroupSyncGaveIt) {
+  OrgState state = ExampleState();
+  // The identity provider: grace left support-engineers, judy joined.
+  ASSERT_TRUE(SyncIdpGroup("support-engineers",
+                           {"bob@acme.example", "frank@acme.example", "judy@acme.example"}, kNow,
+                           state)
+                  .ok());
+  ASSERT_EQ(Provisioned(state, "grace@acme.example")->removed_at, kNow);
+  // The file in git leaves the group's members to the sync.
+  std::string yaml = ReadExample();
+  const std::string listed =
+      "    members: [bob@acme.example, frank@acme.example, grace@acme.example]\n";
+  const size_t at = yaml.find(listed);
+  ASSERT_NE(at, std::string::npos);
+  yaml.erase(at, listed.size());
+  const OrgFile file = ParseOrDie(yaml);
+  EXPECT_THAT(file.groups_kept_by_sync, ::testing::ElementsAre("support-engineers"));
+  const OrgState synced = state;
+  absl::Status applied = ApplyOrgFile(file, kLater, state);
+  ASSERT_TRUE(applied.ok()) << applied;
+  EXPECT_EQ(Diff(synced, state).size(), 0u) << FormatDiff(Diff(synced, state));
+  EXPECT_EQ(Provisioned(state, "judy@acme.example")->removed_at, std::nullopt);
+  EXPECT_EQ(Provisioned(state, "grace@acme.example", 1), nullptr);  // Not provisioned again.
+  // A file that lists them sets them: grace comes back as a new member, judy leaves.
+  applied = ApplyOrgFile(ParseOrDie(ReadExample()), kLater, state);
+  ASSERT_TRUE(applied.ok()) << applied;
+  EXPECT_EQ(Provisioned(state, "judy@acme.example")->removed_at, kLater);
+  EXPECT_EQ(Provisioned(state, "grace@acme.example", 1)->removed_at, std::nullopt);
+}
+
 TEST(ApplyOrgFileTest, AFileListingMembersItsGroupsWouldRemoveIsRefusedWhole) {
   OrgState state = ExampleState();
   OrgFile file = ParseOrDie(FormatOrgFile(state));
@@ -861,7 +891,10 @@ TEST(SyncIdpGroupTest, KeepsLeaversWithOwnGrantsOrAnotherGroup) {
   EXPECT_EQ(Provisioned(state, "grace@acme.example")->removed_at, std::nullopt);  // Other group.
   EXPECT_EQ(Provisioned(state, "ivan@acme.example")->removed_at, kLater);
   // A file-managed member is never removed by the sync.
-  ASSERT_TRUE(SyncIdpGroup("support-engineers", {}, kLater, state).ok());
+  absl::Status emptied = SyncIdpGroup("support-engineers", {}, kLater, state);
+  EXPECT_EQ(emptied.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(emptied.message(), HasSubstr("state allow_empty to remove them all"));
+  ASSERT_TRUE(SyncIdpGroup("support-engineers", {}, kLater, state, /*may_empty=*/true).ok());
   EXPECT_EQ(state.FindMember("bob")->removed_at, std::nullopt);
 }
 
