@@ -55,8 +55,8 @@ std::string FormatOrgFile(const OrgState& state);
 absl::Status ApplyOrgFile(const OrgFile& file, absl::Time now, OrgState& state);
 
 // The identity provider's view of group `name` replaces its member list: every e-mail
-// without an active member gets one (id "idp:<email>", or "idp:<email>:<n>" when that id was
-// used by a removed member; provisioned_by = kProvisionedByIdp; no grants of its own), and
+// without an active member gets one (id "idp:<n>", the next number no member has had;
+// provisioned_by = kProvisionedByIdp; no grants of its own), and
 // every member provisioned by the identity provider that no group lists any more and that
 // holds no grants of its own is removed at `now`. E-mails compare case-insensitively and are
 // stored lower-case. NOT_FOUND for an unknown group; INVALID_ARGUMENT for a malformed

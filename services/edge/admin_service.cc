@@ -620,12 +620,8 @@ grpc::ServerUnaryReactor* AdminService::ApplyOrgFile(grpc::CallbackServerContext
     response->set_org_version(applied.org_version());
     // The members and service accounts to offboard: those the file removed, and those
     // removed in the day before, such as by an attempt of this apply that committed and was
-    // cut short (its retry changes nothing). Their keys, as RemoveMember and
-    // RemoveServiceAccount do: of those removed now, every key; of the others, only when some
-    // key of theirs still verifies. The request id is the caller's, the principal's and the
-    // version the apply left, so that a retry repeats nothing; revoked_keys are the keys this
-    // call revoked.
-    std::set<std::pair<keys::v1::PrincipalType, std::string>> removed_now, offboard;
+    // cut short (its retry changes nothing).
+    Principals removed_now, offboard;
     for (const authz::v1::EntityChange& change : applied.changes()) {
       if (Removes(change, "member")) {
         removed_now.emplace(keys::v1::PRINCIPAL_TYPE_MEMBER, change.id());
@@ -633,31 +629,66 @@ grpc::ServerUnaryReactor* AdminService::ApplyOrgFile(grpc::CallbackServerContext
         removed_now.emplace(keys::v1::PRINCIPAL_TYPE_SERVICE_ACCOUNT, change.id());
       }
     }
-    offboard = removed_now;
     for (const authz::v1::Principal& p : applied.offboard()) {
       offboard.emplace(p.kind() == authz::v1::PRINCIPAL_KIND_SERVICE_ACCOUNT
                            ? keys::v1::PRINCIPAL_TYPE_SERVICE_ACCOUNT
                            : keys::v1::PRINCIPAL_TYPE_MEMBER,
                        p.id());
     }
-    for (const auto& principal : offboard) {
-      const auto& [type, id] = principal;
-      if (!removed_now.contains(principal)) {
-        bool holds = false;
-        if (Status s = HoldsVerifyingKeys(caller, type, id, &holds); !s.ok()) return s;
-        if (!holds) continue;
-      }
-      const std::string request_id =
-          absl::StrCat("org-offboard:",
-                       ledger::ShortDigest(absl::StrCat(caller.member, "\n", static_cast<int>(type),
-                                                        "\n", id, "\n", applied.org_version())));
-      if (Status s = RevokeKeysOf(caller, type, id, request_id, response->mutable_revoked_keys());
-          !s.ok()) {
-        return s;
-      }
-    }
-    return Status::OK;
+    return Offboard(caller, removed_now, offboard, applied.org_version(),
+                    response->mutable_revoked_keys());
   });
+}
+
+grpc::ServerUnaryReactor* AdminService::SyncIdpGroup(grpc::CallbackServerContext* context,
+                                                     const v1::SyncIdpGroupRequest* request,
+                                                     v1::SyncIdpGroupResponse* response) {
+  return Run(context, [this, request, response](const Caller& caller) -> Status {
+    authz::v1::SyncIdpGroupRequest sync;
+    sync.mutable_actor()->set_member_id(caller.member);
+    sync.set_group(request->group());
+    *sync.mutable_emails() = request->emails();
+    sync.set_allow_empty(request->allow_empty());
+    authz::v1::SyncIdpGroupResponse synced;
+    if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::SyncIdpGroup, sync,
+                        &synced, caller.deadline);
+        !s.ok()) {
+      return s;
+    }
+    *response->mutable_provisioned() = synced.provisioned();
+    *response->mutable_deprovisioned() = synced.deprovisioned();
+    response->set_org_version(synced.org_version());
+    Principals removed_now, offboard;
+    for (const std::string& id : synced.deprovisioned()) {
+      removed_now.emplace(keys::v1::PRINCIPAL_TYPE_MEMBER, id);
+    }
+    for (const std::string& id : synced.offboard()) {
+      offboard.emplace(keys::v1::PRINCIPAL_TYPE_MEMBER, id);
+    }
+    return Offboard(caller, removed_now, offboard, synced.org_version(),
+                    response->mutable_revoked_keys());
+  });
+}
+
+Status AdminService::Offboard(const Caller& caller, const Principals& removed_now,
+                              const Principals& offboard, int64_t org_version,
+                              google::protobuf::RepeatedPtrField<keys::v1::Key>* revoked) {
+  Principals all = offboard;
+  all.insert(removed_now.begin(), removed_now.end());
+  for (const auto& principal : all) {
+    const auto& [type, id] = principal;
+    if (!removed_now.contains(principal)) {
+      bool holds = false;
+      if (Status s = HoldsVerifyingKeys(caller, type, id, &holds); !s.ok()) return s;
+      if (!holds) continue;
+    }
+    const std::string request_id =
+        absl::StrCat("org-offboard:",
+                     ledger::ShortDigest(absl::StrCat(caller.member, "\n", static_cast<int>(type),
+                                                      "\n", id, "\n", org_version)));
+    if (Status s = RevokeKeysOf(caller, type, id, request_id, revoked); !s.ok()) return s;
+  }
+  return Status::OK;
 }
 
 Status AdminService::HoldsVerifyingKeys(const Caller& caller, keys::v1::PrincipalType type,

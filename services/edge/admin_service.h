@@ -4,8 +4,10 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "absl/time/time.h"
 #include "common/server/blocking_pool.h"
@@ -41,6 +43,9 @@ class AdminService final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* ApplyOrgFile(grpc::CallbackServerContext* context,
                                          const v1::ApplyOrgFileRequest* request,
                                          v1::ApplyOrgFileResponse* response) override;
+  grpc::ServerUnaryReactor* SyncIdpGroup(grpc::CallbackServerContext* context,
+                                         const v1::SyncIdpGroupRequest* request,
+                                         v1::SyncIdpGroupResponse* response) override;
   grpc::ServerUnaryReactor* ExportOrgFile(grpc::CallbackServerContext* context,
                                           const authz::v1::ExportOrgFileRequest* request,
                                           authz::v1::ExportOrgFileResponse* response) override;
@@ -229,6 +234,15 @@ class AdminService final : public v1::AdminService::CallbackService {
   grpc::Status RevokeKeysOf(const Caller& caller, keys::v1::PrincipalType type,
                             const std::string& id, const std::string& request_id,
                             google::protobuf::RepeatedPtrField<keys::v1::Key>* revoked);
+  // Offboards what an organisation change left at `org_version` removed: every key of the
+  // principals in `removed_now`, and of the others in `offboard` (removed in the day before),
+  // the keys still verifying, so that a retry of a change cut short after it committed
+  // finishes the job. Each revocation's request id is the caller's, the principal's and the
+  // version's, so that a retry repeats nothing; appends the keys revoked to `revoked`.
+  using Principals = std::set<std::pair<keys::v1::PrincipalType, std::string>>;
+  grpc::Status Offboard(const Caller& caller, const Principals& removed_now,
+                        const Principals& offboard, int64_t org_version,
+                        google::protobuf::RepeatedPtrField<keys::v1::Key>* revoked);
   // Sets `holds` to whether principal `id` (of `type`) holds a key that still verifies.
   grpc::Status HoldsVerifyingKeys(const Caller& caller, keys::v1::PrincipalType type,
                                   const std::string& id, bool* holds);

@@ -601,6 +601,55 @@ class PolicyctlProcessTest(unittest.TestCase):
         self.assertEqual(sa.returncode, 0, sa.stderr)
         self.assertEqual(json.loads(sa.stdout)["max_key_lifetime"], "172800s")
 
+    def test_a_group_sync_provisions_newcomers_and_revokes_the_keys_of_leavers(self):
+        folder = Path(tempfile.mkdtemp())
+        joined, left = folder / "joined.txt", folder / "left.txt"
+        joined.write_text("# data-science, from the identity provider\nheidi@acme.example\n"
+                          "IVAN@acme.example\n\nnewcomer@acme.example\n")
+        left.write_text("heidi@acme.example\nivan@acme.example\n")
+        synced = run_policyctl("org", "sync-group", "data-science", str(joined), "--output=json",
+                               admin_key=self.alice)
+        self.assertEqual(synced.returncode, 0, synced.stderr)
+        provisioned = json.loads(synced.stdout)["provisioned"]
+        self.assertEqual(len(provisioned), 1, synced.stdout)
+        newcomer = provisioned[0]
+        self.assertRegex(newcomer, r"^idp:\d+$")
+        key = SUITE.new_key(newcomer, "playground", es.keys_pb2.ENVIRONMENT_SANDBOX)
+        # The identity provider drops the newcomer: removed, and their key revoked.
+        synced = run_policyctl("org", "sync-group", "data-science", str(left),
+                               admin_key=self.alice)
+        self.assertEqual(synced.returncode, 0, synced.stderr)
+        self.assertRegex(synced.stdout, rf"^removed {newcomer}\nsynced: group 'data-science', "
+                                        r"2 e-mails, organisation version \d+, "
+                                        r"1 keys revoked\n$")
+        keys = run_policyctl("keys", "list", f"--owner={newcomer}", "--output=json",
+                             admin_key=self.alice)
+        self.assertEqual(keys.returncode, 0, keys.stderr)
+        self.assertEqual([k["state"] for k in json.loads(keys.stdout)["keys"]],
+                         ["KEY_STATE_REVOKED"])
+        decided = run_policyctl("decide", "--model=gpt-4o-mini", "--message=hi", api_key=key)
+        self.assertEqual(decided.returncode, 1, decided.stdout)
+        self.assertIn("UNAUTHENTICATED", decided.stderr)
+        # Repeated, it changes nothing; an empty list (an identity provider's fault, more
+        # often than not) removes no one without --allow_empty.
+        again = run_policyctl("org", "sync-group", "data-science", str(left), "--output=json",
+                              admin_key=self.alice)
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertEqual(json.loads(again.stdout)["deprovisioned"], [])
+        self.assertEqual(json.loads(again.stdout)["revoked_keys"], [])
+        empty = run_policyctl("org", "sync-group", "data-science", "-", admin_key=self.alice)
+        self.assertEqual(empty.returncode, 1, empty.stdout)
+        self.assertIn("FAILED_PRECONDITION", empty.stderr)
+        self.assertIn("state allow_empty to remove them all", empty.stderr)
+        listed = run_policyctl("members", "list", "--email=heidi@acme.example",
+                               admin_key=self.alice)
+        self.assertIn("member@internal-copilot(group)", listed.stdout)
+        # Only members.manage syncs: carol, a reader, may not.
+        carol = run_policyctl("org", "sync-group", "data-science", str(left),
+                              admin_key=SUITE.new_admin_key("carol"))
+        self.assertEqual(carol.returncode, 1, carol.stdout)
+        self.assertIn("members.manage", carol.stderr)
+
     def test_members_list_shows_what_their_groups_grant(self):
         # heidi is provisioned by the identity provider's data-science group (org.yaml).
         listed = run_policyctl("members", "list", "--email=heidi@acme.example",

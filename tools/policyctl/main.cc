@@ -6,7 +6,7 @@
 //   policyctl keys list [--project=P] [--owner=ID [--owner_type=service_account]]
 //   policyctl members remove MEMBER_ID [--request_id=R] | members list
 //   policyctl invitations create --email=E --role=R [--projects=P] [--request_id=R]
-//   policyctl org plan FILE | org apply FILE [--plan_fingerprint=...]
+//   policyctl org plan FILE | org apply FILE [--plan_fingerprint=...] | org sync-group GROUP FILE
 //   policyctl audit query --project=P --environment=E [--action=decision_deny] [--limit=1000]
 //   policyctl audit verify --project=P --environment=E
 //
@@ -49,7 +49,8 @@ namespace {
 // Whether `name` is a switch: a flag that takes no value (`--zdr`, `--zdr=false`).
 bool IsSwitch(absl::string_view name) {
   return name == "return_mapping" || name == "include_removed" || name == "include_archived" ||
-         name == "zdr" || name == "private_link" || name == "cached" || name == "disabled";
+         name == "zdr" || name == "private_link" || name == "cached" || name == "disabled" ||
+         name == "allow_empty";
 }
 
 int Run(int argc, char** argv) {

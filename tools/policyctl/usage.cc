@@ -99,6 +99,9 @@ commands:
   org plan FILE     what applying the declarative organisation file would change
   org apply FILE    [--plan_fingerprint]  (removed members' keys are revoked)
   org export        the organisation as it stands, as a declarative file
+  org sync-group GROUP FILE [--allow_empty]  (the identity provider's member e-mails of
+                    GROUP, one a line, - for stdin: newcomers provisioned, leavers removed and
+                    their keys revoked; no e-mail at all needs --allow_empty)
   audit query       --project, --environment, [--action=decision_deny, --actor, --start, --end
                     (RFC 3339), --limit=1000, --page_size=1000, --page_token]  (matching entries,
                     oldest first, each page printed as it arrives; at most --limit, 0: all;
