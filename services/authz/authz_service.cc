@@ -650,8 +650,9 @@ grpc::ServerUnaryReactor* AuthzService::ApplyOrgFile(grpc::CallbackServerContext
     return Finish(context, s);
   }
   return pool_->Run(context, [this, context, request, response] {
-    absl::StatusOr<OrgPlan> applied = admin_->ApplyOrgFile(
-        request->actor().member_id(), request->yaml(), request->plan_fingerprint());
+    absl::StatusOr<OrgPlan> applied =
+        admin_->ApplyOrgFile(request->actor().member_id(), request->yaml(),
+                             request->plan_fingerprint(), request->reference());
     if (!applied.ok()) return ToGrpc(applied.status());
     ToProto(*applied, response->mutable_changes());
     response->set_org_version(applied->org_version);

@@ -181,6 +181,18 @@ std::string PlanFingerprint(int64_t version, const std::vector<EntityChange>& ch
 
 }  // namespace
 
+absl::Status CheckFileReference(absl::string_view reference) {
+  const bool allowed = std::all_of(reference.begin(), reference.end(), [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+           absl::string_view("._:/+#-").find(c) != absl::string_view::npos;
+  });
+  if (reference.size() <= kMaxFileReferenceBytes && allowed) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "reference: at most ", kMaxFileReferenceBytes,
+      " bytes of letters, digits and . _ : / + # - (a commit or a tag; never personal data, "
+      "which the ledger would keep)"));
+}
+
 OrgAdmin::OrgAdmin(OrgStore* store, const OrgCache* cache, Clock* clock)
     : store_(store), cache_(cache), clock_(clock) {}
 
@@ -662,30 +674,35 @@ absl::StatusOr<OrgPlan> OrgAdmin::PlanOrgFile(absl::string_view actor, absl::str
 }
 
 absl::StatusOr<OrgPlan> OrgAdmin::ApplyOrgFile(absl::string_view actor, absl::string_view yaml,
-                                               absl::string_view fingerprint) {
+                                               absl::string_view fingerprint,
+                                               absl::string_view reference) {
+  RETURN_IF_ERROR(CheckFileReference(reference));
   RETURN_IF_ERROR(Authorize(actor, "owners.manage"));
   ASSIGN_OR_RETURN(OrgFile file, ParseOrgFile(yaml));
   const absl::Time now = clock_->Now();
-  ASSIGN_OR_RETURN(Mutated m,
-                   store_->Mutate(
-                       [&](OrgState& s) -> absl::Status {
-                         const OrgState before = s;
-                         RETURN_IF_ERROR(authz::ApplyOrgFile(file, now, s));
-                         RETURN_IF_ERROR(CheckApplierStaysOwner(before, s, actor, now));
-                         if (fingerprint.empty()) return absl::OkStatus();
-                         s.Sort();
-                         const std::vector<EntityChange> changes = Diff(before, s);
-                         // Nothing left to change: a retry of an apply that committed.
-                         if (changes.empty()) return absl::OkStatus();
-                         if (PlanFingerprint(before.version, changes, now) != fingerprint) {
-                           return absl::FailedPreconditionError(
-                               "plan_fingerprint: applying this file now makes other changes "
-                               "than the plan with that fingerprint (the file, or the "
-                               "organisation, changed since); plan again");
-                         }
-                         return absl::OkStatus();
-                       },
-                       now, OrgChangeSource{std::string(actor), /*org_file=*/true}));
+  ASSIGN_OR_RETURN(
+      Mutated m,
+      store_->Mutate(
+          [&](OrgState& s) -> absl::Status {
+            const OrgState before = s;
+            RETURN_IF_ERROR(authz::ApplyOrgFile(file, now, s));
+            RETURN_IF_ERROR(CheckApplierStaysOwner(before, s, actor, now));
+            if (fingerprint.empty()) return absl::OkStatus();
+            s.Sort();
+            const std::vector<EntityChange> changes = Diff(before, s);
+            // Nothing left to change: a retry of an apply that committed.
+            if (changes.empty()) return absl::OkStatus();
+            if (PlanFingerprint(before.version, changes, now) != fingerprint) {
+              return absl::FailedPreconditionError(
+                  "plan_fingerprint: applying this file now makes other changes "
+                  "than the plan with that fingerprint (the file, or the "
+                  "organisation, changed since); plan again");
+            }
+            return absl::OkStatus();
+          },
+          now,
+          OrgChangeSource{std::string(actor), /*org_file=*/true,
+                          absl::BytesToHexString(crypto::Sha256(yaml)), std::string(reference)}));
   OrgPlan applied;
   applied.changes = Diff(*m.before, *m.after);
   applied.text = FormatDiff(applied.changes);

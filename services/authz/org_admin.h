@@ -49,6 +49,12 @@ struct UnstatedSettings {
   bool data_class = false;
 };
 
+// What an organisation file's apply may name the file by in the ledger: at most
+// kMaxFileReferenceBytes of [A-Za-z0-9._:/+#-] (a commit, a tag: no e-mail address, no space),
+// or nothing. INVALID_ARGUMENT naming `reference` otherwise.
+inline constexpr size_t kMaxFileReferenceBytes = 128;
+absl::Status CheckFileReference(absl::string_view reference);
+
 // Administration of the organisation: who may do what, then one atomic store mutation.
 //
 // `actor` is the acting member's id. The actor's permission is decided by the rules of
@@ -134,8 +140,11 @@ class OrgAdmin {
   absl::StatusOr<OrgPlan> PlanOrgFile(absl::string_view actor, absl::string_view yaml);
   // FAILED_PRECONDITION when `fingerprint` is given and the plan it names is not what
   // applying now would do.
+  // `reference` (what the file is to the applier: a commit, say) is recorded with the file's
+  // SHA-256 in the ORG_FILE_APPLIED record; INVALID_ARGUMENT unless CheckFileReference holds.
   absl::StatusOr<OrgPlan> ApplyOrgFile(absl::string_view actor, absl::string_view yaml,
-                                       absl::string_view fingerprint);
+                                       absl::string_view fingerprint,
+                                       absl::string_view reference = "");
   absl::StatusOr<std::string> ExportOrgFile(absl::string_view actor) const;
   absl::StatusOr<IdpSyncResult> SyncIdpGroup(absl::string_view actor, absl::string_view group,
                                              const std::vector<std::string>& emails,

@@ -222,8 +222,11 @@ absl::StatusOr<std::vector<LedgerRecord>> LedgerRecordsOf(const OrgChangeSource&
   }
   if (source.org_file && out.size() > 0) {
     const size_t changes = out.size();
-    out.Add("ORG_FILE_APPLIED", "",
-            {{"org_version", absl::StrCat(after.version)}, {"changes", absl::StrCat(changes)}});
+    std::map<std::string, std::string> metadata = {{"org_version", absl::StrCat(after.version)},
+                                                   {"changes", absl::StrCat(changes)},
+                                                   {"file_sha256", source.file_sha256}};
+    if (!source.reference.empty()) metadata["reference"] = source.reference;
+    out.Add("ORG_FILE_APPLIED", "", std::move(metadata));
   }
   return std::move(out).Finish();
 }

@@ -16,8 +16,11 @@ struct OrgChangeSource {
   // The member acting (for an accepted invitation, the member it made); kServiceActor for
   // the service's own changes (the bootstrap file).
   std::string actor;
-  // An org file's apply: its changes are followed by one ORG_FILE_APPLIED record.
+  // An org file's apply: its changes are followed by one ORG_FILE_APPLIED record, with the
+  // file's SHA-256 (hex) and the applier's reference to it (a commit, say; may be empty).
   bool org_file = false;
+  std::string file_sha256{};
+  std::string reference{};
 };
 
 inline constexpr absl::string_view kServiceActor = "authz-service";

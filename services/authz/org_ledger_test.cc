@@ -160,7 +160,7 @@ TEST(OrgLedgerTest, AnOrgFileEndsWithOneSummaryAndGroupsAndAccountsAreRecorded) 
   sa.environment = Environment::kProduction;
   after.service_accounts = {sa};
   std::vector<ledger::LedgerRecord> records =
-      Records(OrgChangeSource{"alice", /*org_file=*/true}, before, after);
+      Records(OrgChangeSource{"alice", /*org_file=*/true, "5e1f", "git:0a1b2c3"}, before, after);
   std::vector<std::string> actions;
   for (const ledger::LedgerRecord& r : records) actions.push_back(r.action);
   EXPECT_THAT(actions,
@@ -169,6 +169,8 @@ TEST(OrgLedgerTest, AnOrgFileEndsWithOneSummaryAndGroupsAndAccountsAreRecorded) 
   EXPECT_EQ(records[1].metadata.at("members"), "1");
   EXPECT_EQ(records[2].metadata.at("org_version"), "8");
   EXPECT_EQ(records[2].metadata.at("changes"), "2");
+  EXPECT_EQ(records[2].metadata.at("file_sha256"), "5e1f");
+  EXPECT_EQ(records[2].metadata.at("reference"), "git:0a1b2c3");
   // An account's later change names the fields, not their values.
   OrgState changed = after;
   changed.service_accounts[0].rpm_limit = 5;

@@ -596,6 +596,7 @@ grpc::ServerUnaryReactor* AdminService::ApplyOrgFile(grpc::CallbackServerContext
     apply.mutable_actor()->set_member_id(caller.member);
     apply.set_yaml(request->yaml());
     apply.set_plan_fingerprint(request->plan_fingerprint());
+    apply.set_reference(request->reference());
     // A project rule pii could not apply: refused before anything is applied. What was
     // checked is what is applied (the checked plan's fingerprint, unless the caller gave one).
     std::string checked_plan;

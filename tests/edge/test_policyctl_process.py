@@ -8,12 +8,14 @@ Run: /usr/bin/python3 -m unittest -v tests.edge.test_policyctl_process
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 import uuid
 from pathlib import Path
@@ -357,8 +359,26 @@ class PolicyctlProcessTest(unittest.TestCase):
         plan = run_policyctl("org", "plan", str(org_file), admin_key=self.alice)
         self.assertEqual(plan.returncode, 0, plan.stderr)
         self.assertIn("data_policy.pii: [] -> [EMAIL_ADDRESS=allow, US_SSN=block]", plan.stdout)
-        run = run_policyctl("org", "apply", str(org_file), admin_key=self.alice)
+        run = run_policyctl("org", "apply", str(org_file), "--reference=git:0a1b2c3",
+                            admin_key=self.alice)
         self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        # The organisation's ledger names the file applied: its SHA-256 and the reference.
+        digest = hashlib.sha256(org_file.read_bytes()).hexdigest()
+        deadline = time.monotonic() + 10
+        while True:
+            query = run_policyctl("audit", "query", "--action=org_file_applied", "--output=json",
+                                  admin_key=self.alice)
+            self.assertEqual(query.returncode, 0, query.stderr)
+            applied = [e["metadata"] for e in json.loads(query.stdout).get("entries", [])
+                       if e["metadata"].get("reference") == "git:0a1b2c3"]
+            if applied or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual([m["file_sha256"] for m in applied], [digest])
+        bad = run_policyctl("org", "apply", str(org_file), "--reference=bob@acme.example",
+                            admin_key=self.alice)
+        self.assertEqual(bad.returncode, 1, bad.stdout)
+        self.assertIn("INVALID_ARGUMENT: reference: at most 128 bytes", bad.stderr)
         listed = run_policyctl("projects", "list", admin_key=self.alice)
         self.assertIn("pii EMAIL_ADDRESS=allow,US_SSN=block", [
             line for line in listed.stdout.splitlines() if line.startswith("playground ")][0])

@@ -76,11 +76,14 @@ int Org(const Invocation& in) {
   }
   Global g;
   std::string fingerprint;
+  std::string reference;
   bool allow_empty = false;
   if (int rc = ParseFlags(in, g,
                           [&](config::Parser& p) {
                             p.AddString("plan_fingerprint", &fingerprint,
                                         "apply: exactly the plan with this print");
+                            p.AddString("reference", &reference,
+                                        "apply: what the file is (a commit), for the ledger");
                             p.AddBool("allow_empty", &allow_empty,
                                       "sync-group: no e-mail removes every member");
                           });
@@ -123,6 +126,7 @@ int Org(const Invocation& in) {
   edge::v1::ApplyOrgFileRequest request;
   request.set_yaml(yaml);
   request.set_plan_fingerprint(fingerprint);
+  request.set_reference(reference);
   edge::v1::ApplyOrgFileResponse response;
   if (grpc::Status s = stub->ApplyOrgFile(Context(g, true).get(), request, &response); !s.ok()) {
     return Failed(s);

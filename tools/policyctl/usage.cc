@@ -97,7 +97,8 @@ commands:
   invitations accept ID --email [--member_id]  (the invitee's call: no admin key; ID is the
       secret id create shows once; lists and the ledger name invitations by REF, sha256:...)
   org plan FILE     what applying the declarative organisation file would change
-  org apply FILE    [--plan_fingerprint]  (removed members' keys are revoked)
+  org apply FILE    [--plan_fingerprint, --reference]  (removed members' keys are revoked;
+                    the ledger records the file's SHA-256 and --reference, a commit say)
   org export        the organisation as it stands, as a declarative file
   org sync-group GROUP FILE [--allow_empty]  (the identity provider's member e-mails of
                     GROUP, one a line, - for stdin: newcomers provisioned, leavers removed and
