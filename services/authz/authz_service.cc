@@ -655,6 +655,7 @@ grpc::ServerUnaryReactor* AuthzService::ApplyOrgFile(grpc::CallbackServerContext
                              request->plan_fingerprint(), request->reference());
     if (!applied.ok()) return ToGrpc(applied.status());
     ToProto(*applied, response->mutable_changes());
+    response->set_text(applied->text);
     response->set_org_version(applied->org_version);
     for (const std::string& id : applied->offboard.members) {
       v1::Principal* p = response->add_offboard();

@@ -618,6 +618,7 @@ grpc::ServerUnaryReactor* AdminService::ApplyOrgFile(grpc::CallbackServerContext
       return s;
     }
     *response->mutable_changes() = applied.changes();
+    response->set_text(applied.text());
     response->set_org_version(applied.org_version());
     // The members and service accounts to offboard: those the file removed, and those
     // removed in the day before, such as by an attempt of this apply that committed and was

@@ -362,6 +362,10 @@ class PolicyctlProcessTest(unittest.TestCase):
         run = run_policyctl("org", "apply", str(org_file), "--reference=git:0a1b2c3",
                             admin_key=self.alice)
         self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        # What was applied, as the plan showed it.
+        self.assertIn("data_policy.pii: [] -> [EMAIL_ADDRESS=allow, US_SSN=block]", run.stdout)
+        self.assertRegex(run.stdout, r"\napplied: 1 changes, organisation version \d+, "
+                                     r"0 keys revoked\n$")
         # The organisation's ledger names the file applied: its SHA-256 and the reference.
         digest = hashlib.sha256(org_file.read_bytes()).hexdigest()
         deadline = time.monotonic() + 10

@@ -132,11 +132,11 @@ int Org(const Invocation& in) {
     return Failed(s);
   }
   return Show(g, response, [&] {
-    for (const authz::v1::EntityChange& c : response.changes()) {
-      std::printf("%s %s %s\n", c.op().c_str(), c.kind().c_str(), c.id().c_str());
-    }
-    std::printf("applied: organisation version %lld, %d keys revoked\n",
-                static_cast<long long>(response.org_version()), response.revoked_keys_size());
+    std::printf("%s%sapplied: %d changes, organisation version %lld, %d keys revoked\n",
+                response.text().c_str(),
+                response.text().empty() || response.text().back() == '\n' ? "" : "\n",
+                response.changes_size(), static_cast<long long>(response.org_version()),
+                response.revoked_keys_size());
   });
 }
 
