@@ -1237,9 +1237,10 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
       pos = next_start(pos == match_begin ? NextCharBoundary(text, match_begin) : pos);
       continue;
     }
-    // Shorter matches from the same start, ending before a separator, longest first.
+    // Shorter matches from the same start, ending before a separator, longest first (none
+    // for an empty match, which CheckRecognizerSpec keeps out but the search must survive).
     bool accepted = false;
-    if (verdict == Verdict::kRejected) {
+    if (verdict == Verdict::kRejected && match_end > match_begin) {
       int tries = 0;
       // Values shorter than any finding need no look: every further one is shorter still.
       for (size_t end = match_end - 1; end > match_begin && tries < kMaxShorterTries &&

@@ -192,6 +192,24 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   return r;
 }
 
+namespace {
+
+// Whether `regex` matches empty text in one of a few probes (x*, a?, \b, ^, a|): leftmost
+// matching finds an empty match at the first position where the pattern allows one.
+bool MatchesEmptyText(const RE2& regex) {
+  for (absl::string_view probe : {"", "a", "0", " a0 ", "#-", "\n"}) {
+    re2::StringPiece match;
+    if (regex.Match(re2::StringPiece(probe.data(), probe.size()), 0, probe.size(), RE2::UNANCHORED,
+                    &match, 1) &&
+        match.empty()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 absl::Status CheckRecognizerSpec(const RecognizerSpec& spec) {
   if (!IsRecognizerName(spec.name)) {
     return absl::InvalidArgumentError(
@@ -244,6 +262,12 @@ absl::Status CheckRecognizerSpec(const RecognizerSpec& spec) {
   if (!regex.ok() && regex.error_code() != RE2::ErrorPatternTooLarge) {
     return absl::InvalidArgumentError(
         absl::StrCat("pattern: invalid RE2 pattern '", spec.pattern, "': ", regex.error()));
+  }
+  if (regex.ok() && MatchesEmptyText(regex)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pattern: '", spec.pattern,
+        "' matches empty text (a finding is never empty); make every part optional but one "
+        "(EMP-[0-9]+, not EMP-?[0-9]*)"));
   }
   return absl::OkStatus();
 }

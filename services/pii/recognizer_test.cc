@@ -78,6 +78,18 @@ TEST(CheckRecognizerSpecTest, NamesTheField) {
               HasSubstr("context: more than 64 words"));
   EXPECT_THAT(error_of([](RecognizerSpec& s) { s.excluded_prefixes = {""}; }),
               HasSubstr("excluded_prefixes:"));
+  // A pattern matching empty text would make every position a match (and once crashed the
+  // scan): refused at load, wherever the empty match may be.
+  for (const char* pattern : {"#?[0-9]*", "x*", "a?", "\\b", "EMP-[0-9]{6}|", "(?m)^", "\\s*"}) {
+    EXPECT_THAT(error_of([&](RecognizerSpec& s) { s.pattern = pattern; }),
+                HasSubstr("matches empty text"))
+        << pattern;
+  }
+  for (const char* pattern : {".+", "\\bEMP-[0-9]+\\b", "(?i)ticket #?([0-9]+)"}) {
+    RecognizerSpec spec = good;
+    spec.pattern = pattern;
+    EXPECT_TRUE(CheckRecognizerSpec(spec).ok()) << pattern << ": " << CheckRecognizerSpec(spec);
+  }
   EXPECT_THAT(error_of([](RecognizerSpec& s) { s.context_required = true; }),
               HasSubstr("context_required:"));
   EXPECT_THAT(error_of([](RecognizerSpec& s) { s.pattern = "EMP-["; }),
