@@ -170,6 +170,9 @@ absl::Status ServerRunner::Start() {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen, tls::ServerCredentials(options_.tls), &grpc_port_);
+  // A port in use is an error: gRPC's default SO_REUSEPORT would let a second process (a
+  // leftover replica, another checkout) share it and take half the new connections.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   ApplyConnectionLimits(options_, *resource_quota_, builder);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_receive_message_bytes));
   if (options_.max_connection_age > absl::ZeroDuration()) {
@@ -194,6 +197,7 @@ absl::Status ServerRunner::Start() {
     grpc::ServerBuilder health_builder;  // The default health service is its only service.
     health_builder.AddListeningPort(options_.health_listen, grpc::InsecureServerCredentials(),
                                     &health_port_);
+    health_builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     ApplyConnectionLimits(options_, *resource_quota_, health_builder);
     health_server_ = health_builder.BuildAndStart();
     if (health_server_ == nullptr || health_port_ == 0) {

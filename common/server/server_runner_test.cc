@@ -827,6 +827,22 @@ TEST_F(ServerRunnerTest, StartFailsWhenMetricsPortIsTaken) {
   EXPECT_EQ(ReadFile(ready_file_), "");  // Never announced as ready.
 }  // The destructor cleans up the half-started runner.
 
+TEST_F(ServerRunnerTest, StartFailsWhenAnotherServerHoldsThePort) {
+  ServerOptions options = LocalOptions();
+  options.health_listen = "127.0.0.1:0";
+  StartRunner(options);
+  for (const absl::string_view field : {"listen", "health_listen"}) {
+    ServerOptions second = LocalOptions();
+    const int taken = field == "listen" ? runner_->grpc_port() : runner_->health_port();
+    (field == "listen" ? second.listen : second.health_listen) =
+        "127.0.0.1:" + std::to_string(taken);
+    ServerRunner runner(second);
+    absl::Status status = runner.Start();
+    EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << field << ": " << status;
+    EXPECT_THAT(status.message(), HasSubstr(std::to_string(taken))) << field;
+  }
+}
+
 TEST_F(ServerRunnerTest, StartFailsWhenListenAddressIsUnusable) {
   ServerOptions options = LocalOptions();
   options.listen = "192.0.2.1:0";  // TEST-NET-1: not an address of this machine.
