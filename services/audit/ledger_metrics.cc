@@ -31,7 +31,9 @@ void LedgerMetrics::Update(const std::vector<LedgerOverview>& ledgers, absl::Tim
     const std::map<std::string, std::string> labels = {{"project", l.ledger.project},
                                                        {"environment", l.ledger.environment}};
     entries_.Add(labels).Set(static_cast<double>(l.size));
-    if (!l.refused.empty()) refusals_.Add(labels).Increment();
+    // Every ledger's series from 0, so that increase() sees its first refusal.
+    prometheus::Counter& refusals = refusals_.Add(labels);
+    if (!l.refused.empty()) refusals.Increment();
     const uint64_t covered = l.latest_checkpoint ? l.latest_checkpoint->tree_size : 0;
     unsigned_.Add(labels).Set(static_cast<double>(l.size > covered ? l.size - covered : 0));
     if (l.latest_checkpoint) {
