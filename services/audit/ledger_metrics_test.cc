@@ -117,6 +117,8 @@ TEST(LedgerMetricsTest, ALedgerThatCannotBeSignedStillShowsItsGrowthAndAge) {
   EXPECT_EQ(SignCheckpointsAndUpdate(ledger, metrics, overview, clock.Now()).code(),
             absl::StatusCode::kDataLoss);
   EXPECT_EQ(Value(registry, "policy_audit_checkpoint_refusals_total", "aaa-broken"), 1);
+  // A ledger never refused is shown at 0 (-1: no series), so that increase() sees a first one.
+  EXPECT_EQ(Value(registry, "policy_audit_checkpoint_refusals_total", "zzz-fine"), 0);
   EXPECT_EQ(Value(registry, "policy_audit_unsigned_entries", "zzz-fine"), 0);
   EXPECT_EQ(Value(registry, "policy_audit_unsigned_entries", "aaa-broken"), 0);
 
