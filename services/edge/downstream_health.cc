@@ -33,6 +33,7 @@ DownstreamHealth::DownstreamHealth(const DownstreamChannels& c, EdgeMetrics* met
                  {"region", c.region},
                  {"audit", c.audit}}),
       verdicts_(services_.size(), DependencyVerdict(failures)),
+      reported_up_(services_.size(), true),
       metrics_(metrics),
       interval_(interval),
       redaction_(std::move(redaction)),
@@ -45,7 +46,7 @@ DownstreamHealth::~DownstreamHealth() {
   thread_.join();
 }
 
-bool DownstreamHealth::Serving(grpc::Channel& channel, absl::Duration timeout) {
+absl::Status DownstreamHealth::Serving(grpc::Channel& channel, absl::Duration timeout) {
   // grpc.health.v1.Health/Check with an empty HealthCheckRequest (service ""); the answer
   // is HealthCheckResponse{status = 1 (SERVING)}: field 1, varint 1.
   grpc::TemplatedGenericStub<grpc::ByteBuffer, grpc::ByteBuffer> stub(
@@ -62,14 +63,17 @@ bool DownstreamHealth::Serving(grpc::Channel& channel, absl::Duration timeout) {
                    done.Notify();
                  });
   done.WaitForNotification();
-  if (!status.ok()) return false;
+  if (!status.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  }
   std::vector<grpc::Slice> slices;
-  if (!response.Dump(&slices).ok()) return false;
+  if (!response.Dump(&slices).ok()) return absl::UnavailableError("NOT_SERVING");
   std::string bytes;
   for (const grpc::Slice& slice : slices) {
     bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
   }
-  return bytes == std::string("\x08\x01", 2);
+  if (bytes != std::string("\x08\x01", 2)) return absl::UnavailableError("NOT_SERVING");
+  return absl::OkStatus();
 }
 
 void DownstreamHealth::CheckRedaction() {
@@ -110,9 +114,20 @@ void DownstreamHealth::Loop() {
     bool all = true;
     for (size_t i = 0; i < services_.size(); ++i) {
       const auto& [name, channel] = services_[i];
-      const bool serving = Serving(*channel, interval_);
+      const absl::Status health = Serving(*channel, interval_);
+      const bool serving = health.ok();
       const bool up = verdicts_[i].Observe(serving);
       if (metrics_ != nullptr) metrics_->SetDependencyUp(name, up);
+      // Each change said once: which dependency, and why it is judged down.
+      if (up != reported_up_[i]) {
+        reported_up_[i] = up;
+        if (up) {
+          LogInfo("a service the edge calls is healthy again", {{"dependency", name}});
+        } else {
+          LogError("a service the edge calls is unhealthy: decisions fail closed",
+                   {{"dependency", name}, {"health", health.ToString()}});
+        }
+      }
       all = all && up;
       if (name == "pii" && serving) CheckRedaction();
     }

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
@@ -54,8 +55,9 @@ class DownstreamHealth {
 
   bool ready() const { return ready_.load(std::memory_order_acquire); }
 
-  // Whether the server behind `channel` answers SERVING within `timeout`.
-  static bool Serving(grpc::Channel& channel, absl::Duration timeout);
+  // OK when the server behind `channel` answers SERVING within `timeout`; otherwise why not
+  // (the call's status, or UNAVAILABLE "NOT_SERVING").
+  static absl::Status Serving(grpc::Channel& channel, absl::Duration timeout);
 
  private:
   void Loop();
@@ -64,6 +66,7 @@ class DownstreamHealth {
 
   const std::vector<std::pair<std::string, std::shared_ptr<grpc::Channel>>> services_;
   std::vector<DependencyVerdict> verdicts_;  // Per service; owned by the loop's thread.
+  std::vector<bool> reported_up_;            // Per service, as last logged; the loop's.
   EdgeMetrics* const metrics_;
   const absl::Duration interval_;
   const pii::v1::RedactionPolicy redaction_;

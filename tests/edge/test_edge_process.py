@@ -2629,6 +2629,7 @@ class EdgeProcessTest(unittest.TestCase):
 
         # Killed: UNAVAILABLE at once; the edge is no longer ready and says why in its
         # metrics; decisions resume when pii is back on its address.
+        logged = len(P["edge"].log_text().splitlines())
         P["pii"].kill()
         err = pt.call_error(self.decide, timeout=5)
         self.assertEqual(err.code(), C.UNAVAILABLE)
@@ -2654,11 +2655,19 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertGreater(pt.metric_value(metrics, "grpc_client_handled_total",
                                            grpc_service="policy.audit.v1.AuditService",
                                            grpc_method="Append", grpc_code="OK"), 0)
+        # Its log names the dependency and why, once.
+        down = [json.loads(line) for line in P["edge"].log_text().splitlines()[logged:]
+                if "a service the edge calls is unhealthy" in line]
+        self.assertEqual([(d["dependency"], d["level"]) for d in down], [("pii", "error")])
+        self.assertIn("UNAVAILABLE", down[0]["health"])
         start_pii()
         pt.wait_until(lambda: self.decide().verdict == E.VERDICT_ALLOW, timeout=15,
                       message="decisions resume with pii back", ignore=(grpc.RpcError,))
         pt.wait_until(lambda: pt.health_status(P["edge"].channel) == "SERVING", timeout=10,
                       message="edge SERVING again", ignore=(grpc.RpcError,))
+        back = [json.loads(line) for line in P["edge"].log_text().splitlines()[logged:]
+                if "a service the edge calls is healthy again" in line]
+        self.assertEqual([b["dependency"] for b in back], ["pii"])
 
 
 class MetricsTest(unittest.TestCase):
