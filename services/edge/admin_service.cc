@@ -32,7 +32,7 @@ constexpr size_t kMaxAdminRequestIdBytes = 100;
 // dependency's.
 Status Forwarded(absl::string_view service, const Status& s, absl::Time deadline) {
   if (s.ok() || !FailedToAnswer(s.error_code())) return s;
-  return DependencyFailure(service, s, deadline);
+  return DependencyFailure(service, s, deadline, /*with_detail=*/true);
 }
 
 // Calls `method` of `stub` with `deadline`; its answer as Forwarded says.
@@ -547,7 +547,7 @@ Status AdminService::RemovalEntry(const Caller& caller, const std::string& membe
     grpc::ClientContext call;
     client::SetDeadline(call, caller.deadline);
     if (Status s = audit_->Append(&call, append, &appended); !s.ok()) {
-      return DependencyFailure("audit", s, caller.deadline);
+      return DependencyFailure("audit", s, caller.deadline, /*with_detail=*/true);
     }
     *audit_id = AuditIdOf(appended.entry());
     return Status::OK;
@@ -567,7 +567,7 @@ Status AdminService::RemovalEntry(const Caller& caller, const std::string& membe
       return Status::OK;
     }
     if (s.error_code() != StatusCode::NOT_FOUND) {
-      return DependencyFailure("audit", s, caller.deadline);
+      return DependencyFailure("audit", s, caller.deadline, /*with_detail=*/true);
     }
     // Not there yet; after the wait, the answer goes without it (a removal made before authz
     // recorded its changes has no entry at all).

@@ -435,7 +435,15 @@ TEST(RedactFailureTest, ThePolicyIsTheEdgesTheMessagesAreTheCallers) {
   // Anything else is pii failing, as before.
   s = RedactFailure(grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection refused"), deadline);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
-  EXPECT_THAT(s.error_message(), HasSubstr("the pii service could not answer"));
+  EXPECT_EQ(s.error_message(), "the pii service could not answer (UNAVAILABLE)");
+  // The dependency's own words (an address, a database's error) go to an administrator only.
+  const grpc::Status database(grpc::StatusCode::UNAVAILABLE,
+                              "cannot connect to the database: 10.1.2.3:5432 refused");
+  EXPECT_EQ(DependencyFailure("authz", database, deadline).error_message(),
+            "the authz service could not answer (UNAVAILABLE)");
+  EXPECT_EQ(DependencyFailure("authz", database, deadline, /*with_detail=*/true).error_message(),
+            "the authz service could not answer (UNAVAILABLE): cannot connect to the database: "
+            "10.1.2.3:5432 refused");
 }
 
 TEST(RedactFailureTest, SettingsOfPolicyFields) {

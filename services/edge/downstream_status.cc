@@ -1,5 +1,6 @@
 #include "services/edge/downstream_status.h"
 
+#include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -50,7 +51,7 @@ bool Refused(grpc::StatusCode code) {
 }
 
 grpc::Status DependencyFailure(absl::string_view service, const grpc::Status& s,
-                               absl::Time deadline) {
+                               absl::Time deadline, bool with_detail) {
   if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED || absl::Now() >= deadline) {
     return grpc::Status(
         grpc::StatusCode::DEADLINE_EXCEEDED,
@@ -58,7 +59,9 @@ grpc::Status DependencyFailure(absl::string_view service, const grpc::Status& s,
   }
   return grpc::Status(
       grpc::StatusCode::UNAVAILABLE,
-      absl::StrCat("the ", service, " service could not answer: ", s.error_message()));
+      absl::StrCat("the ", service, " service could not answer (",
+                   absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())), ")",
+                   with_detail ? absl::StrCat(": ", s.error_message()) : ""));
 }
 
 grpc::Status DownstreamFailure(absl::string_view service, const grpc::Status& s,

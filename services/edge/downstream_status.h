@@ -18,10 +18,12 @@ bool FailedToAnswer(grpc::StatusCode code);
 // may have happened after the service acted.
 bool Refused(grpc::StatusCode code);
 
-// A dependency that failed, for the edge's caller: UNAVAILABLE naming the service, or
-// DEADLINE_EXCEEDED once `deadline` has passed; never an answer.
+// A dependency that failed, for the edge's caller: UNAVAILABLE naming the service and the code
+// it failed with, or DEADLINE_EXCEEDED once `deadline` has passed; never an answer. The
+// dependency's own message (addresses, a database's error) only `with_detail`, for an
+// administrator: an API caller learns nothing of the suite's insides.
 grpc::Status DependencyFailure(absl::string_view service, const grpc::Status& status,
-                               absl::Time deadline);
+                               absl::Time deadline, bool with_detail = false);
 
 // `status` from `service` for the edge's caller: the caller's own input refused
 // (INVALID_ARGUMENT) stays as it is; the rest is a dependency failure.
