@@ -10,6 +10,8 @@
 #include <atomic>
 #include <cerrno>
 #include <fstream>
+#include <optional>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -21,6 +23,8 @@
 #include "common/server/malformed_request.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "prometheus/collectable.h"
+#include "prometheus/metric_family.h"
 
 namespace policy::server {
 namespace {
@@ -147,6 +151,43 @@ absl::Status ServerOptions::Validate() const {
   return absl::OkStatus();
 }
 
+namespace {
+
+// policy_tls_files_valid and policy_tls_certificate_expiry_timestamp_seconds of a server's TLS
+// files (tls::StagedFilesState), read at each scrape.
+class TlsFilesMetrics : public prometheus::Collectable {
+ public:
+  explicit TlsFilesMetrics(tls::TlsOptions options) : options_(std::move(options)) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    const std::optional<tls::FilesState> state = tls::StagedFilesState(options_);
+    if (!state.has_value()) return {};
+    auto gauge = [](std::string name, std::string help, double value) {
+      prometheus::ClientMetric metric;
+      metric.gauge.value = value;
+      return prometheus::MetricFamily{
+          std::move(name), std::move(help), prometheus::MetricType::Gauge, {metric}};
+    };
+    std::vector<prometheus::MetricFamily> families = {
+        gauge("policy_tls_files_valid",
+              "1 while the TLS files (tls_cert_file, tls_key_file, tls_ca_file) hold as last "
+              "read; 0: they were refused and the last good ones stay in service.",
+              state->valid ? 1 : 0)};
+    if (state->certificate_not_after != absl::InfiniteFuture()) {
+      families.push_back(
+          gauge("policy_tls_certificate_expiry_timestamp_seconds",
+                "When the certificate in service expires (Unix time).",
+                static_cast<double>(absl::ToUnixSeconds(state->certificate_not_after))));
+    }
+    return families;
+  }
+
+ private:
+  const tls::TlsOptions options_;
+};
+
+}  // namespace
+
 ServerRunner::ServerRunner(ServerOptions options)
     : options_(std::move(options)),
       registry_(std::make_shared<prometheus::Registry>()),
@@ -212,6 +253,10 @@ absl::Status ServerRunner::Start() {
           absl::StrCat("cannot serve metrics on ", options_.metrics_listen, ": ", e.what()));
     }
     exposer_->RegisterCollectable(registry_);
+    if (options_.tls.serves_tls()) {
+      tls_metrics_ = std::make_shared<TlsFilesMetrics>(options_.tls);
+      exposer_->RegisterCollectable(tls_metrics_);
+    }
     std::vector<int> ports = exposer_->GetListeningPorts();
     metrics_port_ = ports.empty() ? 0 : ports.front();
   }

@@ -154,6 +154,7 @@ class ServerRunner {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> health_server_;  // Health only, plaintext; may be null.
   std::unique_ptr<prometheus::Exposer> exposer_;
+  std::shared_ptr<prometheus::Collectable> tls_metrics_;  // Null without TLS.
   int grpc_port_ = 0;
   int metrics_port_ = 0;
   int health_port_ = 0;

@@ -2,6 +2,7 @@
 #define POLICY_COMMON_TLS_TLS_OPTIONS_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,7 +26,9 @@ namespace policy::tls {
 //  - tls_allowed_clients: with it, only the clients whose certificate names one of these (a
 //    DNS or URI SAN, or the subject's common name; a leading or trailing * matches any prefix
 //    or suffix) may call; others get PERMISSION_DENIED. Empty: any certificate from the CA.
-// The files are re-read every tls_reload_interval, so certificates rotate without a restart.
+// The files are re-read every tls_reload_interval, so certificates rotate without a restart;
+// only files that hold (as Validate checks them) go into service: a bad file in place of a good
+// one (a failed rotation) leaves the last good ones serving, logged and in StagedFilesState.
 // Without any of them, servers and calls are plaintext.
 struct TlsOptions {
   std::string cert_file;
@@ -45,10 +48,23 @@ struct TlsOptions {
   // A client tool's: tls_cert_file, tls_key_file and tls_ca_file, for the calls it makes
   // (the other settings are left at their defaults, which Validate accepts).
   void RegisterClient(config::Parser& parser);
-  // Checks the combination and reads the files: each must hold PEM that parses, and the key
-  // must belong to the certificate. INVALID_ARGUMENT naming the setting otherwise.
+  // Checks the combination and reads the files: each must hold PEM that parses, the key
+  // must belong to the certificate, and the certificate must not have expired.
+  // INVALID_ARGUMENT naming the setting otherwise.
   absl::Status Validate() const;
 };
+
+// Whether the files of a process's TlsOptions hold, as last read.
+struct FilesState {
+  bool valid = true;
+  std::string problem;  // Why not, naming the setting; empty when valid.
+  // The end of the certificate in service (InfiniteFuture without a certificate).
+  absl::Time certificate_not_after = absl::InfiniteFuture();
+};
+
+// The state of the files that the credentials made with `options` (ServerCredentials,
+// ChannelCredentials) serve from; nullopt before any was made, or without files.
+std::optional<FilesState> StagedFilesState(const TlsOptions& options);
 
 // The credentials of a server with `options` (plaintext without a certificate).
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const TlsOptions& options);

@@ -14,6 +14,7 @@
 #include "common/testing/eventually.h"
 #include "common/testing/temp_dir.h"
 #include "common/testing/test_pki.h"
+#include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "policy/diag/v1/diagnostics.grpc.pb.h"
@@ -185,6 +186,51 @@ TEST_F(TlsTest, RotatedServerCertificateIsServedWithoutRestart) {
   files_.Write("server.crt", rotated.certificate);
   EXPECT_TRUE(testing::Eventually([&] { return Ping("127.0.0.1", trusts_other_ca).ok(); },
                                   absl::Seconds(10)));
+}
+
+TEST_F(TlsTest, BadFilesInPlaceOfGoodOnesLeaveTheLastGoodOnesServing) {
+  TlsOptions server = Options("server", &server_, &ca_);
+  server.reload_interval = absl::Seconds(1);
+  StartServer(server);
+  const TlsOptions client = Options("client", nullptr, &ca_);
+  // A fresh connection each time: a handshake with what the server serves now.
+  auto fresh_ping = [&](const TlsOptions& tls) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto stub = diag::v1::Diagnostics::NewStub(grpc::CreateCustomChannel(
+        absl::StrCat("127.0.0.1:", runner_->grpc_port()), ChannelCredentials(tls), args));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    diag::v1::PingResponse response;
+    return stub->Ping(&context, diag::v1::PingRequest(), &response);
+  };
+  ASSERT_TRUE(fresh_ping(client).ok());
+  std::optional<FilesState> state = StagedFilesState(server);
+  ASSERT_TRUE(state.has_value());
+  EXPECT_TRUE(state->valid);
+  EXPECT_GT(state->certificate_not_after, absl::Now() + absl::Hours(12));
+
+  // A failed rotation: junk, then a certificate that is not the key's.
+  for (const std::string& bad : {std::string("not a certificate"),
+                                 ca_.Issue("keys", {"localhost"}, {"127.0.0.1"}).certificate}) {
+    files_.Write("server.crt", bad);
+    ASSERT_TRUE(
+        testing::Eventually([&] { return !StagedFilesState(server)->valid; }, absl::Seconds(10)));
+    EXPECT_THAT(StagedFilesState(server)->problem,
+                ::testing::AnyOf(::testing::HasSubstr("holds no PEM certificate"),
+                                 ::testing::HasSubstr("does not belong to the certificate")));
+    absl::SleepFor(absl::Milliseconds(1500));  // gRPC's watcher has looked again.
+    EXPECT_TRUE(fresh_ping(client).ok()) << "the last good certificate serves";
+  }
+  // The rotation done right goes into service.
+  const KeyPair rotated = other_ca_.Issue("keys", {"localhost"}, {"127.0.0.1"});
+  files_.Write("server.key", rotated.private_key);
+  files_.Write("server.crt", rotated.certificate);
+  const TlsOptions trusts_other_ca = Options("client-other", nullptr, &other_ca_);
+  EXPECT_TRUE(
+      testing::Eventually([&] { return fresh_ping(trusts_other_ca).ok(); }, absl::Seconds(10)));
+  EXPECT_TRUE(StagedFilesState(server)->valid);
+  EXPECT_EQ(StagedFilesState(server)->problem, "");
 }
 
 TEST_F(TlsTest, ValidateNamesTheProblem) {

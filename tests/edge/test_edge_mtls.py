@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 import uuid
 from pathlib import Path
@@ -128,6 +129,14 @@ class MutualTlsTest(unittest.TestCase):
         with self.assertRaises(grpc.RpcError) as caught:
             ping(SUITE.p["keys"].address, credentials(PKI["other_ca"], PKI["client"]))
         self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAVAILABLE)
+
+    def test_every_service_shows_its_tls_files_valid_and_when_its_certificate_expires(self):
+        for name in es.SERVICES:
+            with self.subTest(service=name):
+                metrics = pt.scrape_metrics(SUITE.p[name].metrics_port)
+                self.assertEqual(pt.metric_value(metrics, "policy_tls_files_valid"), 1)
+                expiry = pt.metric_value(metrics, "policy_tls_certificate_expiry_timestamp_seconds")
+                self.assertGreater(expiry, time.time() + 3600)
 
     def test_health_port_answers_probes_in_plaintext(self):
         for name in es.SERVICES:
