@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace policy::audit {
 
@@ -20,11 +21,11 @@ AppendBatcher::~AppendBatcher() {
   for (std::thread& writer : writers_) writer.join();
 }
 
-void AppendBatcher::Submit(EntryInput input, Done done) {
+void AppendBatcher::Submit(EntryInput input, Done done, absl::Time deadline) {
   {
     absl::MutexLock lock(&mu_);
     if (queue_.size() < max_queue_ && !stopping_) {
-      queue_.push_back(Pending{std::move(input), std::move(done)});
+      queue_.push_back(Pending{std::move(input), std::move(done), deadline});
       return;
     }
   }
@@ -33,10 +34,11 @@ void AppendBatcher::Submit(EntryInput input, Done done) {
 }
 
 void AppendBatcher::Run() {
-  std::vector<Pending> batch;
+  std::vector<Pending> batch, expired;
   std::vector<EntryInput> inputs;
   for (;;) {
     batch.clear();
+    expired.clear();
     inputs.clear();
     {
       absl::MutexLock lock(&mu_);
@@ -45,11 +47,17 @@ void AppendBatcher::Run() {
                ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->mu_) { return b->stopping_ || !b->queue_.empty(); },
           this));
       if (queue_.empty()) return;  // Stopping, and nothing is left.
+      const absl::Time now = absl::Now();
       while (!queue_.empty() && batch.size() < max_batch_) {
-        batch.push_back(std::move(queue_.front()));
+        (queue_.front().deadline <= now ? expired : batch).push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
     }
+    for (Pending& p : expired) {
+      p.done(absl::DeadlineExceededError(
+          "the caller's deadline passed before the entry was written; nothing was recorded"));
+    }
+    if (batch.empty()) continue;
     inputs.reserve(batch.size());
     for (Pending& p : batch) inputs.push_back(std::move(p.input));
     absl::StatusOr<std::vector<AppendOutcome>> outcomes = ledger_->AppendBatch(inputs);

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "services/audit/ledger.h"
 
 // Group commit: appends submitted while batches commit form the next batch, so that the
@@ -31,13 +32,17 @@ class AppendBatcher {
   AppendBatcher& operator=(const AppendBatcher&) = delete;
 
   // `input` must be valid (ValidateEntryInput). RESOURCE_EXHAUSTED through `done`, at once,
-  // when the queue is full.
-  void Submit(EntryInput input, Done done);
+  // when the queue is full; DEADLINE_EXCEEDED, with nothing written, when `deadline` (the
+  // caller's) has passed before the entry's batch is formed: the caller has given up, so an
+  // entry written then would record a decision nobody received (after a database stall, the
+  // whole queue of them).
+  void Submit(EntryInput input, Done done, absl::Time deadline = absl::InfiniteFuture());
 
  private:
   struct Pending {
     EntryInput input;
     Done done;
+    absl::Time deadline;
   };
   void Run();
 

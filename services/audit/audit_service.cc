@@ -225,8 +225,10 @@ grpc::ServerUnaryReactor* AuditService::Append(grpc::CallbackServerContext* cont
   if (absl::Status s = ValidateEntryInput(*input); !s.ok())
     return server::FinishNow(context, ToGrpc(s));
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const std::chrono::system_clock::time_point deadline = context->deadline();
   batcher_->Submit(
-      *std::move(input), [this, reactor, response](absl::StatusOr<AppendOutcome> outcome) {
+      *std::move(input),
+      [this, reactor, response](absl::StatusOr<AppendOutcome> outcome) {
         if (!outcome.ok()) {
           reactor->Finish(ToGrpc(outcome.status()));
           return;
@@ -236,7 +238,9 @@ grpc::ServerUnaryReactor* AuditService::Append(grpc::CallbackServerContext* cont
         ToProto(RevealedEntry{std::move(outcome->entry), "", ""}, response->mutable_entry());
         response->set_duplicate(outcome->duplicate);
         reactor->Finish(grpc::Status::OK);
-      });
+      },
+      deadline == std::chrono::system_clock::time_point::max() ? absl::InfiniteFuture()
+                                                               : absl::FromChrono(deadline));
   return reactor;
 }
 

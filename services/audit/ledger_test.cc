@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
+#include "absl/synchronization/notification.h"
 #include "common/clock/clock.h"
 #include "common/status/status.h"
 #include "gmock/gmock.h"
@@ -928,6 +929,32 @@ TEST_F(LedgerTest, BatcherRefusesWhenItsQueueIsFull) {
   done.Wait();
   EXPECT_GT(refused.load(), 0);
   EXPECT_EQ(store_.Size(kProd).value(), static_cast<uint64_t>(200 - refused.load()));
+}
+
+TEST_F(LedgerTest, BatcherWritesNothingForACallerWhoseDeadlinePassed) {
+  AppendBatcher batcher(&ledger_, 16, 100);
+  absl::Notification expired, written;
+  absl::Status expired_status;
+  batcher.Submit(
+      Call("svc", 1, "gave-up"),
+      [&](absl::StatusOr<AppendOutcome> out) {
+        expired_status = out.status();
+        expired.Notify();
+      },
+      absl::Now() - absl::Milliseconds(1));
+  batcher.Submit(
+      Call("svc", 2, "waits"),
+      [&](absl::StatusOr<AppendOutcome> out) {
+        EXPECT_TRUE(out.ok()) << out.status();
+        written.Notify();
+      },
+      absl::Now() + absl::Seconds(30));
+  ASSERT_TRUE(expired.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(written.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(expired_status.code(), absl::StatusCode::kDeadlineExceeded) << expired_status;
+  EXPECT_THAT(expired_status.message(), HasSubstr("nothing was recorded"));
+  EXPECT_EQ(store_.Size(kProd).value(), 1u);
+  EXPECT_EQ(ledger_.FindRequest(kProd, "gave-up").status().code(), absl::StatusCode::kNotFound);
 }
 
 // A store whose entries and checkpoints past a size can be hidden, as a database restored from
