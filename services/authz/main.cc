@@ -10,6 +10,7 @@
 #include "common/config/config.h"
 #include "common/ledger/audit_ledger_client.h"
 #include "common/ledger/outbox_relay.h"
+#include "common/log/failure_log.h"
 #include "common/log/log.h"
 #include "common/metrics/staleness_gauge.h"
 #include "common/pg/pool.h"
@@ -149,10 +150,10 @@ int Main(int argc, char** argv) {
 
   absl::Notification stop;
   std::thread lease_returner([&] {
+    FailureLog failures("returning rate-limit leases failed",
+                        "returning rate-limit leases works again");
     while (!stop.WaitForNotificationWithTimeout(config.rate_limits.lease_lifetime / 2)) {
-      if (absl::Status s = limiter.ReturnLeases(clock->Now()); !s.ok()) {
-        LogWarning("returning rate-limit leases failed", {{"status", s.ToString()}});
-      }
+      failures.Observe(limiter.ReturnLeases(clock->Now()));
     }
   });
 

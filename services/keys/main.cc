@@ -9,6 +9,7 @@
 #include "common/config/config.h"
 #include "common/ledger/audit_ledger_client.h"
 #include "common/ledger/outbox_relay.h"
+#include "common/log/failure_log.h"
 #include "common/log/log.h"
 #include "common/metrics/staleness_gauge.h"
 #include "common/pg/pool.h"
@@ -128,10 +129,9 @@ int Main(int argc, char** argv) {
 
   absl::Notification stop_sweeping;
   std::thread sweeper([&] {
+    FailureLog failures("sweep failed", "sweep works again");
     while (!stop_sweeping.WaitForNotificationWithTimeout(config.sweep_interval)) {
-      if (absl::Status s = lifecycle.Sweep(); !s.ok()) {
-        LogWarning("sweep failed", {{"status", s.ToString()}});
-      }
+      failures.Observe(lifecycle.Sweep());
       expiring.Set(
           static_cast<double>(verifier.CountExpiringWithin(config.policy.rotation_warning)));
     }

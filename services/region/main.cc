@@ -12,6 +12,7 @@
 #include "common/ledger/audit_ledger_client.h"
 #include "common/ledger/outbox.h"
 #include "common/ledger/outbox_relay.h"
+#include "common/log/failure_log.h"
 #include "common/log/log.h"
 #include "common/metrics/staleness_gauge.h"
 #include "common/pg/pool.h"
@@ -123,10 +124,9 @@ int Main(int argc, char** argv) {
 
   absl::Notification stop_syncing;
   std::thread syncer([&] {
+    FailureLog failures("registry sync failed", "registry sync works again");
     while (!stop_syncing.WaitForNotificationWithTimeout(config.sync_interval)) {
-      if (absl::Status s = sync.SyncOnce(); !s.ok()) {
-        LogWarning("registry sync failed", {{"status", s.ToString()}});
-      }
+      failures.Observe(sync.SyncOnce());
       metrics.Update(registry.Health());
       clock_offset.Set(absl::ToDoubleSeconds(sync.clock_offset()));
     }

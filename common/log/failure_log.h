@@ -1,0 +1,36 @@
+#ifndef POLICY_COMMON_LOG_FAILURE_LOG_H_
+#define POLICY_COMMON_LOG_FAILURE_LOG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
+namespace policy {
+
+// How a task repeated every few hundred milliseconds (a sync, a sweep) logs its failures
+// without flooding the log while a dependency is down: the first failure as a warning, then
+// at most one line per `every` with the latest status and how many failed since the last line,
+// and the first success after failures once. Not thread-safe: one task's own.
+class FailureLog {
+ public:
+  FailureLog(std::string failed, std::string recovered, absl::Duration every = absl::Minutes(1));
+
+  // Records one run's outcome; whether a line was written.
+  bool Observe(const absl::Status& status, absl::Time now = absl::Now());
+
+ private:
+  const std::string failed_;
+  const std::string recovered_;
+  const absl::Duration every_;
+  bool failing_ = false;
+  absl::Time last_line_ = absl::InfinitePast();
+  int64_t unlogged_ = 0;  // Failures since the last line.
+  int64_t total_ = 0;     // Failures since the last success.
+};
+
+}  // namespace policy
+
+#endif  // POLICY_COMMON_LOG_FAILURE_LOG_H_

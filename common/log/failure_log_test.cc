@@ -1,0 +1,28 @@
+#include "common/log/failure_log.h"
+
+#include "gtest/gtest.h"
+
+namespace policy {
+namespace {
+
+TEST(FailureLogTest, TheFirstFailureThenOneLineAMinuteThenTheRecoveryOnce) {
+  FailureLog log("sync failed", "sync works again", absl::Minutes(1));
+  const absl::Time start = absl::FromUnixSeconds(1'800'000'000);
+  const absl::Status down = absl::UnavailableError("database unreachable");
+  EXPECT_FALSE(log.Observe(absl::OkStatus(), start));  // Nothing to say while it works.
+  EXPECT_TRUE(log.Observe(down, start));
+  int lines = 0;
+  // Five minutes of failures every 200 ms: one line a minute, not 1,500.
+  for (absl::Time t = start + absl::Milliseconds(200); t < start + absl::Minutes(5);
+       t += absl::Milliseconds(200)) {
+    lines += log.Observe(down, t) ? 1 : 0;
+  }
+  EXPECT_EQ(lines, 4);
+  EXPECT_TRUE(log.Observe(absl::OkStatus(), start + absl::Minutes(5)));
+  EXPECT_FALSE(log.Observe(absl::OkStatus(), start + absl::Minutes(6)));
+  // A new outage is said at once.
+  EXPECT_TRUE(log.Observe(down, start + absl::Minutes(6)));
+}
+
+}  // namespace
+}  // namespace policy
