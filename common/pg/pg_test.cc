@@ -155,6 +155,17 @@ TEST(CheckDatabaseUrlTest, ABadUrlIsRefusedWithoutQuotingIt) {
   }
 }
 
+TEST(CheckDatabaseUrlTest, ASettingLibpqChecksOnlyWhenConnectingIsCheckedAtStart) {
+  EXPECT_TRUE(CheckDatabaseUrl("postgresql://db/policy?sslmode=verify-full").ok());
+  for (const std::string url :
+       {"postgresql://db/policy?sslmode=requir", "postgresql://db/policy?gssencmode=yes",
+        "postgresql://db/policy?target_session_attrs=writable"}) {
+    absl::Status s = CheckDatabaseUrl(url);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << url;
+    EXPECT_THAT(s.message(), HasSubstr(" must be one of ")) << s;
+  }
+}
+
 TEST(RetryWhileUnavailableTest, RetriesUntilTheDatabaseAnswers) {
   int calls = 0;
   absl::Status s = RetryWhileUnavailable(

@@ -3,11 +3,15 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <map>
+#include <set>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/log/log.h"
 #include "common/status/status.h"
 
@@ -17,8 +21,24 @@ absl::Status CheckDatabaseUrl(const std::string& url) {
   char* error = nullptr;
   PQconninfoOption* options = PQconninfoParse(url.c_str(), &error);
   if (options != nullptr) {
+    // Settings libpq checks only when connecting, where a bad value would read as a database
+    // not yet up and be retried for database_start_wait.
+    static const auto* const kChoices = new std::map<std::string, std::set<std::string>>{
+        {"sslmode", {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}},
+        {"gssencmode", {"disable", "prefer", "require"}},
+        {"target_session_attrs",
+         {"any", "read-write", "read-only", "primary", "standby", "prefer-standby"}}};
+    absl::Status checked = absl::OkStatus();
+    for (const PQconninfoOption* o = options; o->keyword != nullptr && checked.ok(); ++o) {
+      const auto choices = kChoices->find(o->keyword);
+      if (o->val == nullptr || choices == kChoices->end() || choices->second.count(o->val) > 0) {
+        continue;
+      }
+      checked = absl::InvalidArgumentError(absl::StrCat(
+          "database_url: ", o->keyword, " must be one of ", absl::StrJoin(choices->second, ", ")));
+    }
     PQconninfoFree(options);
-    return absl::OkStatus();
+    return checked;
   }
   // libpq quotes the offending part, which may be (part of) the password: only what comes
   // before the first quote or colon is told.
