@@ -68,8 +68,9 @@ absl::StatusOr<VerifiedKey> KeyVerifier::Verify(absl::string_view secret,
   if (!parsed.ok()) return WithReason(parsed.status(), kReasonMalformed);
   const absl::Time now = clock_->Now();
   if (!InSyncAt(now)) {
-    return WithReason(absl::UnavailableError("key cache is stale (database unreachable); "
-                                             "refusing to verify until it is current"),
+    return WithReason(absl::UnavailableError("key cache is stale (not proven in sync with the "
+                                             "database within max_staleness); refusing to "
+                                             "verify until it is current"),
                       kReasonStale);
   }
   const std::array<char, crypto::kSha256Size> digest =
