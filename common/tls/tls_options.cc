@@ -1,15 +1,19 @@
 #include "common/tls/tls_options.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -22,8 +26,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/log/log.h"
@@ -131,59 +137,102 @@ absl::Status CheckFiles(const TlsOptions& o, const Files& files, absl::Time now,
   return absl::OkStatus();
 }
 
-// Writes `content` to `path` (mode 0600) through a temporary file renamed over it.
-absl::Status WriteFileAtomically(const std::string& path, const std::string& content) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
+// Writes `content` to `path`, mode 0600.
+absl::Status WriteFile(const std::string& path, const std::string& content) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot write ", path));
   size_t written = 0;
   while (written < content.size()) {
     const ssize_t n = ::write(fd, content.data() + written, content.size() - written);
     if (n <= 0) break;
     written += static_cast<size_t>(n);
   }
-  const bool closed = ::close(fd) == 0;
-  if (written != content.size() || !closed || std::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (::close(fd) != 0 || written != content.size()) {
     return absl::UnavailableError(absl::StrCat("cannot write ", path));
   }
   return absl::OkStatus();
 }
 
-// The files of one TlsOptions as last found valid, staged in a private directory (mode 0700,
-// removed on destruction) that gRPC's file watchers read. Every reload_interval the configured
-// files are read; changed ones are checked (CheckFiles) and, when they hold, staged; when not,
-// the last good ones stay in service and the problem is logged once and kept in the state.
+// Removes directory `dir` and the files and directories directly in it.
+void RemoveTree(const std::string& dir) {
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (const dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (name == "." || name == "..") continue;
+      const std::string path = absl::StrCat(dir, "/", name);
+      if (::unlink(path.c_str()) != 0) RemoveTree(path);
+    }
+    ::closedir(d);
+  }
+  ::rmdir(dir.c_str());
+}
+
+constexpr absl::string_view kStagingPrefix = "policy-tls-";
+
+// Where staged copies go: /dev/shm (memory, as the mounted secret is) when there is one,
+// else $TMPDIR or /tmp. Directories an earlier process of this user left (killed before it
+// could remove them) are removed first: their names carry the process id.
+std::string StagingBase() {
+  std::string base = "/dev/shm";
+  if (::access(base.c_str(), W_OK | X_OK) != 0) {
+    const char* tmp = std::getenv("TMPDIR");
+    base = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+  }
+  if (DIR* d = ::opendir(base.c_str())) {
+    while (const dirent* e = ::readdir(d)) {
+      absl::string_view name = e->d_name;
+      if (!absl::ConsumePrefix(&name, kStagingPrefix)) continue;
+      int pid = 0;
+      struct stat st = {};
+      const std::string path = absl::StrCat(base, "/", e->d_name);
+      if (absl::SimpleAtoi(name.substr(0, name.find('-')), &pid) && pid > 0 &&
+          ::kill(pid, 0) != 0 && errno == ESRCH && ::stat(path.c_str(), &st) == 0 &&
+          st.st_uid == ::getuid()) {
+        RemoveTree(path);
+      }
+    }
+    ::closedir(d);
+  }
+  return base;
+}
+
+// A server's TLS files as last found valid, staged in a private directory (mode 0700, in
+// memory where the system allows, removed on destruction) that gRPC's file watchers read:
+// every reload_interval the configured files are read; changed ones are checked (CheckFiles,
+// read twice before a refusal, as a secret being replaced may be read half old, half new)
+// and, when they hold, written as a new generation that one rename of the `current` link puts
+// in service whole; when not, the last good ones stay in service and the problem is logged
+// once and kept in the state. Without a directory, gRPC reads the configured files, and the
+// state still follows them.
 class StagedFiles {
  public:
   explicit StagedFiles(TlsOptions configured)
       : configured_(std::move(configured)), staged_(configured_) {
-    const char* base = std::getenv("TMPDIR");
-    std::string dir =
-        absl::StrCat(base != nullptr && *base != '\0' ? base : "/tmp", "/policy-tls-XXXXXX");
+    std::string dir = absl::StrCat(StagingBase(), "/", kStagingPrefix, ::getpid(), "-XXXXXX");
     if (::mkdtemp(dir.data()) != nullptr) {
       dir_ = dir;
+      const std::string current = dir_ + "/current";
       if (!configured_.cert_file.empty()) {
-        staged_.cert_file = dir_ + "/cert.pem";
-        staged_.key_file = dir_ + "/key.pem";
+        staged_.cert_file = current + "/cert.pem";
+        staged_.key_file = current + "/key.pem";
       }
-      if (!configured_.ca_file.empty()) staged_.ca_file = dir_ + "/ca.pem";
+      if (!configured_.ca_file.empty()) staged_.ca_file = current + "/ca.pem";
+    } else {
+      LogWarning("no directory to stage TLS files in: gRPC reads them as they are, bad or good",
+                 {{"errno", absl::StrCat(errno)}});
     }
-    // Without a directory, or when the first read fails (Validate accepted the files just
-    // before), gRPC reads the configured files themselves.
-    if (dir_.empty() || !Refresh()) staged_ = configured_;
+    Refresh();
     thread_ = std::thread([this] { Loop(); });
   }
 
   ~StagedFiles() {
     stop_.Notify();
     thread_.join();
-    if (dir_.empty()) return;
-    for (const char* name : {"/cert.pem", "/key.pem", "/ca.pem"}) {
-      std::remove((dir_ + name).c_str());
-    }
-    ::rmdir(dir_.c_str());
+    if (!dir_.empty()) RemoveTree(dir_);
   }
 
+  // The files gRPC reads. The staged ones exist once a first read held (Validate checked
+  // the files just before).
   const TlsOptions& staged() const { return staged_; }
 
   FilesState state() const {
@@ -193,53 +242,84 @@ class StagedFiles {
 
  private:
   void Loop() {
-    while (!stop_.WaitForNotificationWithTimeout(configured_.reload_interval)) {
-      if (staged_.cert_file != configured_.cert_file || staged_.ca_file != configured_.ca_file) {
-        Refresh();
-      }
-    }
+    while (!stop_.WaitForNotificationWithTimeout(configured_.reload_interval)) Refresh();
   }
 
-  // Reads the configured files and stages them when they changed and hold; whether the files
-  // in service are the configured ones as they are now.
-  bool Refresh() {
+  void Refresh() {
     absl::StatusOr<Files> files = ReadFiles(configured_);
-    if (files.ok() && last_.has_value() && *files == *last_) return true;
+    if (files.ok() && last_.has_value() && *files == *last_) {
+      SetState(absl::OkStatus(), last_not_after_);  // A passing read error, or a revert.
+      return;
+    }
     absl::Time not_after;
     absl::Status checked =
         files.ok() ? CheckFiles(configured_, *files, absl::Now(), &not_after) : files.status();
-    if (checked.ok()) {
-      for (auto [path, content] :
-           {std::pair(&staged_.cert_file, &files->cert), std::pair(&staged_.key_file, &files->key),
-            std::pair(&staged_.ca_file, &files->ca)}) {
-        if (path->empty() || !absl::StartsWith(*path, dir_)) continue;
-        if (absl::Status s = WriteFileAtomically(*path, *content); !s.ok()) checked = s;
-      }
-    }
-    absl::MutexLock lock(&mu_);
     if (!checked.ok()) {
-      if (state_.problem != checked.message()) {
-        LogError("TLS files refused: the last good ones stay in service",
-                 {{"problem", std::string(checked.message())}});
+      absl::SleepFor(absl::Milliseconds(200));
+      files = ReadFiles(configured_);
+      checked =
+          files.ok() ? CheckFiles(configured_, *files, absl::Now(), &not_after) : files.status();
+    }
+    if (checked.ok() && !dir_.empty()) checked = Stage(*files);
+    if (checked.ok()) {
+      if (last_.has_value()) {
+        LogInfo("TLS files reloaded",
+                {{"certificate_not_after",
+                  absl::FormatTime(absl::RFC3339_sec, not_after, absl::UTCTimeZone())}});
       }
-      state_.valid = false;
-      state_.problem = std::string(checked.message());
-      return false;
+      last_ = *std::move(files);
+      last_not_after_ = not_after;
     }
-    if (last_.has_value()) {
-      LogInfo("TLS files reloaded",
-              {{"certificate_not_after",
-                absl::FormatTime(absl::RFC3339_sec, not_after, absl::UTCTimeZone())}});
+    SetState(checked, checked.ok() ? not_after : last_not_after_);
+  }
+
+  // Writes `files` as generation g<N> and points `current` at it with one rename; removes
+  // the generation before the one it replaces (gRPC may be reading that one still).
+  absl::Status Stage(const Files& files) {
+    const std::string generation = absl::StrCat("g", ++generations_);
+    const std::string gen_dir = absl::StrCat(dir_, "/", generation);
+    absl::Status written = ::mkdir(gen_dir.c_str(), 0700) == 0
+                               ? absl::OkStatus()
+                               : absl::UnavailableError(absl::StrCat("cannot create ", gen_dir));
+    for (auto [name, content, wanted] : {std::tuple("/cert.pem", &files.cert, !files.cert.empty()),
+                                         std::tuple("/key.pem", &files.key, !files.key.empty()),
+                                         std::tuple("/ca.pem", &files.ca, !files.ca.empty())}) {
+      if (written.ok() && wanted) written = WriteFile(gen_dir + name, *content);
     }
-    last_ = *std::move(files);
-    state_ = FilesState{.valid = true, .problem = "", .certificate_not_after = not_after};
-    return true;
+    const std::string link = dir_ + "/current.tmp";
+    ::unlink(link.c_str());
+    if (written.ok() && (::symlink(generation.c_str(), link.c_str()) != 0 ||
+                         std::rename(link.c_str(), (dir_ + "/current").c_str()) != 0)) {
+      written = absl::UnavailableError(absl::StrCat("cannot switch ", dir_, "/current"));
+    }
+    if (!written.ok()) {
+      RemoveTree(gen_dir);
+      return absl::UnavailableError(absl::StrCat("staging the TLS files: ", written.message()));
+    }
+    if (generations_ > 2) RemoveTree(absl::StrCat(dir_, "/g", generations_ - 2));
+    return absl::OkStatus();
+  }
+
+  void SetState(const absl::Status& checked, absl::Time not_after) {
+    absl::MutexLock lock(&mu_);
+    if (!checked.ok() && state_.problem != checked.message()) {
+      LogError("TLS files refused: the last good ones stay in service",
+               {{"problem", std::string(checked.message())}});
+    } else if (checked.ok() && !state_.valid) {
+      LogInfo("TLS files hold again");
+    }
+    state_ = FilesState{.valid = checked.ok(),
+                        .problem = std::string(checked.message()),
+                        .certificate_not_after = not_after};
   }
 
   const TlsOptions configured_;
   TlsOptions staged_;
   std::string dir_;
-  std::optional<Files> last_;  // As last staged; Refresh's.
+  // The loop's (and the constructor's, before the loop starts):
+  std::optional<Files> last_;  // As last staged.
+  absl::Time last_not_after_ = absl::InfiniteFuture();
+  int generations_ = 0;
   mutable absl::Mutex mu_;
   FilesState state_ ABSL_GUARDED_BY(mu_);
   absl::Notification stop_;
@@ -255,10 +335,15 @@ std::string StagingKey(const TlsOptions& o) {
 // and kept until the process exits.
 class Staging {
  public:
-  std::shared_ptr<StagedFiles> For(const TlsOptions& o, bool create) {
+  std::shared_ptr<StagedFiles> Find(const TlsOptions& o) {
+    absl::MutexLock lock(&mu_);
+    auto it = all_.find(StagingKey(o));
+    return it == all_.end() ? nullptr : it->second;
+  }
+  std::shared_ptr<StagedFiles> FindOrCreate(const TlsOptions& o) {
     absl::MutexLock lock(&mu_);
     std::shared_ptr<StagedFiles>& staged = all_[StagingKey(o)];
-    if (staged == nullptr && create) staged = std::make_shared<StagedFiles>(o);
+    if (staged == nullptr) staged = std::make_shared<StagedFiles>(o);
     return staged;
   }
 
@@ -272,9 +357,13 @@ Staging& ProcessStaging() {
   return staging;
 }
 
+// gRPC's file watcher over `o`'s files: a server's staged copies, re-read every second (a
+// few small files in memory), so that a change is in service within a second of its staging;
+// a tool's configured files, as they are.
 std::shared_ptr<grpc::experimental::CertificateProviderInterface> Provider(const TlsOptions& o) {
-  const TlsOptions& s = ProcessStaging().For(o, /*create=*/true)->staged();
-  const auto seconds = static_cast<unsigned int>(absl::ToInt64Seconds(o.reload_interval));
+  const TlsOptions& s = o.stage_files ? ProcessStaging().FindOrCreate(o)->staged() : o;
+  const unsigned int seconds =
+      o.stage_files ? 1 : static_cast<unsigned int>(absl::ToInt64Seconds(o.reload_interval));
   if (s.cert_file.empty()) {
     return std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(s.ca_file, seconds);
   }
@@ -335,6 +424,7 @@ void TlsOptions::Register(config::Parser& parser) {
 }
 
 void TlsOptions::RegisterClient(config::Parser& parser) {
+  stage_files = false;
   parser.AddString("tls_cert_file", &cert_file,
                    "PEM certificate chain presented as the client certificate on every call");
   parser.AddString("tls_key_file", &key_file, "PEM private key of tls_cert_file");
@@ -377,7 +467,7 @@ absl::Status TlsOptions::Validate() const {
 
 std::optional<FilesState> StagedFilesState(const TlsOptions& options) {
   if (!options.calls_use_tls()) return std::nullopt;
-  std::shared_ptr<StagedFiles> staged = ProcessStaging().For(options, /*create=*/false);
+  std::shared_ptr<StagedFiles> staged = ProcessStaging().Find(options);
   if (staged == nullptr) return std::nullopt;
   return staged->state();
 }

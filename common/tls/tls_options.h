@@ -37,6 +37,10 @@ struct TlsOptions {
   bool require_client_cert = false;
   std::vector<std::string> allowed_clients;
   absl::Duration reload_interval = absl::Minutes(1);
+  // Whether the files go into service only when they hold (a long-running server's, copied
+  // into memory: see StagedFilesState); RegisterClient turns it off, a tool reading the files
+  // once as they are.
+  bool stage_files = true;
 
   // Whether servers serve TLS.
   bool serves_tls() const { return !cert_file.empty(); }

@@ -222,6 +222,11 @@ TEST_F(TlsTest, BadFilesInPlaceOfGoodOnesLeaveTheLastGoodOnesServing) {
     absl::SleepFor(absl::Milliseconds(1500));  // gRPC's watcher has looked again.
     EXPECT_TRUE(fresh_ping(client).ok()) << "the last good certificate serves";
   }
+  // The good files put back: valid again (they are the ones in service).
+  files_.Write("server.crt", server_.certificate);
+  EXPECT_TRUE(
+      testing::Eventually([&] { return StagedFilesState(server)->valid; }, absl::Seconds(10)));
+  EXPECT_EQ(StagedFilesState(server)->problem, "");
   // The rotation done right goes into service.
   const KeyPair rotated = other_ca_.Issue("keys", {"localhost"}, {"127.0.0.1"});
   files_.Write("server.key", rotated.private_key);
