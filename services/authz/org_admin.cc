@@ -35,25 +35,33 @@ bool LimitsDiffer(const ServiceAccount& a, const ServiceAccount& b) {
   return a.rpm_limit != b.rpm_limit || a.tpm_limit != b.tpm_limit;
 }
 
-// Whether `id` is an active member of `state` who may manage owners at `now`.
-bool ManagesOwners(const OrgState& state, absl::string_view id, absl::Time now) {
-  static const Action kOwnersManage = *FindAction("owners.manage");
+// Until when `id` manages owners in `state` (an active member's organisation owner grant
+// live at `now`, the latest of them; InfiniteFuture for one without an end); InfinitePast when
+// they do not.
+absl::Time OwnerUntil(const OrgState& state, absl::string_view id, absl::Time now) {
   const Member* member = state.FindMember(id);
-  return member != nullptr && !member->removed_at.has_value() &&
-         GrantsAllow(*member, "", kOwnersManage, now);
+  absl::Time until = absl::InfinitePast();
+  if (member == nullptr || member->removed_at.has_value()) return until;
+  for (const RoleGrant& g : member->grants) {
+    if (g.role != Role::kOwner || !g.project.empty()) continue;
+    const absl::Time end = g.expires_at.value_or(absl::InfiniteFuture());
+    if (end > now) until = std::max(until, end);
+  }
+  return until;
 }
 
 // An organisation file may not take owners.manage from the owner applying it (removing them,
-// or their owner grant): the file could otherwise leave owners none of whom holds an admin key,
-// and no one able to issue one. Another owner removes or demotes them.
+// or their owner grant, or ending it sooner): the file could otherwise leave owners none of
+// whom holds an admin key, and no one able to issue one. Another owner makes that change.
 absl::Status CheckApplierStaysOwner(const OrgState& before, const OrgState& after,
                                     absl::string_view actor, absl::Time now) {
-  if (!ManagesOwners(before, actor, now) || ManagesOwners(after, actor, now)) {
+  const absl::Time was = OwnerUntil(before, actor, now);
+  if (was == absl::InfinitePast() || OwnerUntil(after, actor, now) >= was) {
     return absl::OkStatus();
   }
   return absl::FailedPreconditionError(absl::StrCat(
       "the file removes ", Quoted(actor),
-      ", who applies it, or their owner grant; an owner "
+      ", who applies it, or their owner grant (or ends it sooner); an owner "
       "cannot take their own ownership away by a file (another owner applies that change), so "
       "that an owner able to issue admin keys remains"));
 }

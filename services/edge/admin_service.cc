@@ -27,12 +27,13 @@ using grpc::StatusCode;
 
 constexpr size_t kMaxAdminRequestIdBytes = 100;
 
-// An answer from `service` for an administrator: what it refused passes through (NOT_FOUND,
-// FAILED_PRECONDITION, ALREADY_EXISTS, ... name the problem); a failure to answer is the
-// dependency's.
-Status Forwarded(absl::string_view service, const Status& s, absl::Time deadline) {
+// An answer from `service`: what it refused passes through (NOT_FOUND, FAILED_PRECONDITION,
+// ALREADY_EXISTS, ... name the problem); a failure to answer is the dependency's, with its own
+// words for an administrator (`with_detail`) and without them for anyone else.
+Status Forwarded(absl::string_view service, const Status& s, absl::Time deadline,
+                 bool with_detail = true) {
   if (s.ok() || !FailedToAnswer(s.error_code())) return s;
-  return DependencyFailure(service, s, deadline, /*with_detail=*/true);
+  return DependencyFailure(service, s, deadline, with_detail);
 }
 
 // Calls `method` of `stub` with `deadline`; its answer as Forwarded says.
@@ -646,6 +647,14 @@ grpc::ServerUnaryReactor* AdminService::SyncIdpGroup(grpc::CallbackServerContext
                                                      const v1::SyncIdpGroupRequest* request,
                                                      v1::SyncIdpGroupResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
+    // Refused here too, whatever the group holds: an authz of the earlier release, during a
+    // rolling upgrade, knows no allow_empty and would empty the group.
+    if (request->emails().empty() && !request->allow_empty()) {
+      return Status(StatusCode::FAILED_PRECONDITION,
+                    "emails: none; an identity provider's empty answer is more often a fault "
+                    "than an empty group, and removal is final: state allow_empty to remove "
+                    "them all (nothing was changed)");
+    }
     authz::v1::SyncIdpGroupRequest sync;
     sync.mutable_actor()->set_member_id(caller.member);
     sync.set_group(request->group());
@@ -801,7 +810,8 @@ grpc::ServerUnaryReactor* AdminService::AcceptInvitation(
                                     [this, reactor, acceptance](Status s) {
                                       std::unique_ptr<Acceptance> done(acceptance);
                                       accepting_.fetch_sub(1, std::memory_order_relaxed);
-                                      reactor->Finish(Forwarded("authz", s, done->deadline));
+                                      reactor->Finish(Forwarded("authz", s, done->deadline,
+                                                                /*with_detail=*/false));
                                     });
   return reactor;
 }
