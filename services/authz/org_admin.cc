@@ -684,8 +684,8 @@ absl::StatusOr<OrgPlan> OrgAdmin::PlanOrgFile(absl::string_view actor, absl::str
 absl::StatusOr<OrgPlan> OrgAdmin::ApplyOrgFile(absl::string_view actor, absl::string_view yaml,
                                                absl::string_view fingerprint,
                                                absl::string_view reference) {
-  RETURN_IF_ERROR(CheckFileReference(reference));
   RETURN_IF_ERROR(Authorize(actor, "owners.manage"));
+  RETURN_IF_ERROR(CheckFileReference(reference));
   ASSIGN_OR_RETURN(OrgFile file, ParseOrgFile(yaml));
   const absl::Time now = clock_->Now();
   ASSIGN_OR_RETURN(
@@ -739,7 +739,14 @@ absl::StatusOr<IdpSyncResult> OrgAdmin::SyncIdpGroup(absl::string_view actor,
                                   now, OrgChangeSource{std::string(actor)}));
   IdpSyncResult result;
   result.org_version = m.after->version;
-  result.offboard = RemovedSince(*m.after, now - kOffboardingWindow).members;
+  // Only members a sync can have removed (the identity provider's), not every removal of the
+  // day: the edge checks each one's keys.
+  for (std::string& id : RemovedSince(*m.after, now - kOffboardingWindow).members) {
+    const Member* member = m.after->FindMember(id);
+    if (member != nullptr && member->provisioned_by == kProvisionedByIdp) {
+      result.offboard.push_back(std::move(id));
+    }
+  }
   for (const Member& after : m.after->members) {
     const Member* before = m.before->FindMember(after.id);
     if (before == nullptr) {

@@ -544,6 +544,24 @@ TEST_F(OrgAdminTest, AnOwnerCannotTakeTheirOwnOwnershipAwayByAFile) {
   EXPECT_TRUE(Allowed("olivia", "", "members.manage"));
 }
 
+TEST_F(OrgAdminTest, AGroupSyncNamesOnlyTheIdentityProvidersLeaversToOffboard) {
+  // The group, by a file (olivia applies the organisation with it added).
+  absl::StatusOr<std::string> yaml = admin().ExportOrgFile("olivia");
+  ASSERT_TRUE(yaml.ok()) << yaml.status();
+  const std::string with_group =
+      absl::StrReplaceAll(*yaml, {{"idp_groups:\n  []",
+                                   "idp_groups:\n  - name: eng\n    grants: "
+                                   "[{role: member, project: support}]\n    "
+                                   "members: [ann@acme.example]"}});
+  ASSERT_NE(with_group, *yaml) << *yaml;
+  ASSERT_TRUE(admin().ApplyOrgFile("olivia", with_group, "").ok());
+  ASSERT_TRUE(admin().RemoveMember("adam", "mia").ok());  // Removed today, not by a sync.
+  absl::StatusOr<IdpSyncResult> synced = admin().SyncIdpGroup("adam", "eng", {"bo@acme.example"});
+  ASSERT_TRUE(synced.ok()) << synced.status();
+  ASSERT_EQ(synced->deprovisioned.size(), 1u);
+  EXPECT_EQ(synced->offboard, synced->deprovisioned);  // Not mia.
+}
+
 TEST_F(OrgAdminTest, AnApplyNamesWhomToOffboardForADayAfterTheirRemoval) {
   ServiceAccount sa = MakeAccount("sa-bot", "support", Environment::kProduction);
   ASSERT_TRUE(admin().CreateServiceAccount("adam", sa).ok());

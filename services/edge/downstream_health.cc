@@ -119,7 +119,7 @@ void DownstreamHealth::Loop() {
       const bool up = verdicts_[i].Observe(serving);
       if (metrics_ != nullptr) metrics_->SetDependencyUp(name, up);
       // Each change said once: which dependency, and why it is judged down.
-      if (up != reported_up_[i]) {
+      if (verdicts_[i].judged() && up != reported_up_[i]) {
         reported_up_[i] = up;
         if (up) {
           LogInfo("a service the edge calls is healthy again", {{"dependency", name}});

@@ -28,6 +28,9 @@ class DependencyVerdict {
   // Counts one check's outcome; returns up().
   bool Observe(bool serving);
   bool up() const { return up_; }
+  // Whether the verdict rests on the checks: the service has answered SERVING, or `failures`
+  // checks in a row have not (not so for a service never yet reached, as at start).
+  bool judged() const { return up_ || missed_ >= failures_; }
 
  private:
   const int failures_;

@@ -35,6 +35,22 @@ TEST(DependencyVerdictTest, DownOnlyAfterFailuresInARowAndUpAgainAtOnce) {
   EXPECT_FALSE(strict.Observe(false));
 }
 
+TEST(DependencyVerdictTest, JudgedOnceItAnsweredOrMissedEnoughInARow) {
+  // A service not reached yet at start is not judged down (nor logged so) before `failures`.
+  DependencyVerdict starting(3);
+  EXPECT_FALSE(starting.judged());
+  starting.Observe(false);
+  starting.Observe(false);
+  EXPECT_FALSE(starting.judged());
+  starting.Observe(false);
+  EXPECT_TRUE(starting.judged());
+  DependencyVerdict answered(3);
+  answered.Observe(true);
+  EXPECT_TRUE(answered.judged());
+  answered.Observe(false);
+  EXPECT_TRUE(answered.judged());  // Still up, by the checks.
+}
+
 class DownstreamHealthTest : public ::testing::Test {
  protected:
   void SetUp() override {

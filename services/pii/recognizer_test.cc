@@ -80,7 +80,8 @@ TEST(CheckRecognizerSpecTest, NamesTheField) {
               HasSubstr("excluded_prefixes:"));
   // A pattern matching empty text would make every position a match (and once crashed the
   // scan): refused at load, wherever the empty match may be.
-  for (const char* pattern : {"#?[0-9]*", "x*", "a?", "\\b", "EMP-[0-9]{6}|", "(?m)^", "\\s*"}) {
+  for (const char* pattern :
+       {"#?[0-9]*", "x*", "a?", "\\b", "EMP-[0-9]{6}|", "(?m)^", "\\s*", "\\w+|\\b", "(?m)$|x"}) {
     EXPECT_THAT(error_of([&](RecognizerSpec& s) { s.pattern = pattern; }),
                 HasSubstr("matches empty text"))
         << pattern;
