@@ -629,8 +629,10 @@ absl::StatusOr<ServiceAccount> ReadServiceAccount(const Node& node, const std::s
   return account;
 }
 
+// A group entry; `members_stated` says whether it has `members` (without it, the group keeps
+// the members the group sync gave it).
 absl::StatusOr<IdpGroup> ReadGroup(const Node& node, const std::string& path,
-                                   const Context& context) {
+                                   const Context& context, bool* members_stated) {
   ASSIGN_OR_RETURN(const MapReader map, MapReader::Read(node, path, {"name", "grants", "members"}));
   IdpGroup group;
   ASSIGN_OR_RETURN(const Node name, map.Require("name"));
@@ -641,7 +643,9 @@ absl::StatusOr<IdpGroup> ReadGroup(const Node& node, const std::string& path,
   ASSIGN_OR_RETURN(const Node grants, map.Require("grants"));
   ASSIGN_OR_RETURN(group.grants, ReadGrants(grants, map.PathOf("grants"), context, true));
   if (group.grants.empty()) return Invalid(grants, map.PathOf("grants"), "grants no role");
-  if (const Node* members = map.Find("members")) {
+  const Node* members = map.Find("members");
+  *members_stated = members != nullptr;
+  if (members != nullptr) {
     absl::flat_hash_map<std::string, size_t> seen;
     RETURN_IF_ERROR(ForEach(*members, map.PathOf("members"), kMaxGroupMembers, false,
                             [&](const Node& item, const std::string& p) {
@@ -726,16 +730,15 @@ absl::StatusOr<OrgFile> ParseDocument(const Node& root) {
   }
   if (const Node* groups = top.Find("idp_groups")) {
     UniqueKeys names("group name");
-    RETURN_IF_ERROR(ForEach(*groups, "idp_groups", kUnbounded, true,
-                            [&](const Node& item, const std::string& path) {
-                              ASSIGN_OR_RETURN(IdpGroup group, ReadGroup(item, path, context));
-                              if (!item["members"]) {
-                                file.groups_kept_by_sync.push_back(group.name);
-                              }
-                              RETURN_IF_ERROR(names.Add(group.name, item, Child(path, "name")));
-                              file.idp_groups.push_back(std::move(group));
-                              return absl::OkStatus();
-                            }));
+    RETURN_IF_ERROR(ForEach(
+        *groups, "idp_groups", kUnbounded, true, [&](const Node& item, const std::string& path) {
+          bool members_stated = false;
+          ASSIGN_OR_RETURN(IdpGroup group, ReadGroup(item, path, context, &members_stated));
+          if (!members_stated) file.groups_kept_by_sync.push_back(group.name);
+          RETURN_IF_ERROR(names.Add(group.name, item, Child(path, "name")));
+          file.idp_groups.push_back(std::move(group));
+          return absl::OkStatus();
+        }));
   }
   return file;
 }
