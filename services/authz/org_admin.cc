@@ -662,13 +662,15 @@ absl::StatusOr<OrgPlan> OrgAdmin::PlanOrgFile(absl::string_view actor, absl::str
   ASSIGN_OR_RETURN(OrgFile file, ParseOrgFile(yaml));
   ASSIGN_OR_RETURN(std::shared_ptr<const OrgState> base, store_->Load());
   const absl::Time now = clock_->Now();
-  ASSIGN_OR_RETURN(OrgState after, ApplyMutation(
-                                       *base,
-                                       [&](OrgState& s) {
-                                         RETURN_IF_ERROR(authz::ApplyOrgFile(file, now, s));
-                                         return CheckApplierStaysOwner(*base, s, actor, now);
-                                       },
-                                       now));
+  absl::StatusOr<OrgState> applied = ApplyMutation(
+      *base,
+      [&](OrgState& s) {
+        RETURN_IF_ERROR(authz::ApplyOrgFile(file, now, s));
+        return CheckApplierStaysOwner(*base, s, actor, now);
+      },
+      now);
+  if (!applied.ok()) return WithFilePlace(file, applied.status());
+  const OrgState& after = *applied;
   OrgPlan plan;
   plan.changes = Diff(*base, after);
   plan.text = FormatDiff(plan.changes);
@@ -688,29 +690,29 @@ absl::StatusOr<OrgPlan> OrgAdmin::ApplyOrgFile(absl::string_view actor, absl::st
   RETURN_IF_ERROR(CheckFileReference(reference));
   ASSIGN_OR_RETURN(OrgFile file, ParseOrgFile(yaml));
   const absl::Time now = clock_->Now();
-  ASSIGN_OR_RETURN(
-      Mutated m,
-      store_->Mutate(
-          [&](OrgState& s) -> absl::Status {
-            const OrgState before = s;
-            RETURN_IF_ERROR(authz::ApplyOrgFile(file, now, s));
-            RETURN_IF_ERROR(CheckApplierStaysOwner(before, s, actor, now));
-            if (fingerprint.empty()) return absl::OkStatus();
-            s.Sort();
-            const std::vector<EntityChange> changes = Diff(before, s);
-            // Nothing left to change: a retry of an apply that committed.
-            if (changes.empty()) return absl::OkStatus();
-            if (PlanFingerprint(before.version, changes, now) != fingerprint) {
-              return absl::FailedPreconditionError(
-                  "plan_fingerprint: applying this file now makes other changes "
-                  "than the plan with that fingerprint (the file, or the "
-                  "organisation, changed since); plan again");
-            }
-            return absl::OkStatus();
-          },
-          now,
-          OrgChangeSource{std::string(actor), /*org_file=*/true,
-                          absl::BytesToHexString(crypto::Sha256(yaml)), std::string(reference)}));
+  absl::StatusOr<Mutated> mutated = store_->Mutate(
+      [&](OrgState& s) -> absl::Status {
+        const OrgState before = s;
+        RETURN_IF_ERROR(authz::ApplyOrgFile(file, now, s));
+        RETURN_IF_ERROR(CheckApplierStaysOwner(before, s, actor, now));
+        if (fingerprint.empty()) return absl::OkStatus();
+        s.Sort();
+        const std::vector<EntityChange> changes = Diff(before, s);
+        // Nothing left to change: a retry of an apply that committed.
+        if (changes.empty()) return absl::OkStatus();
+        if (PlanFingerprint(before.version, changes, now) != fingerprint) {
+          return absl::FailedPreconditionError(
+              "plan_fingerprint: applying this file now makes other changes "
+              "than the plan with that fingerprint (the file, or the "
+              "organisation, changed since); plan again");
+        }
+        return absl::OkStatus();
+      },
+      now,
+      OrgChangeSource{std::string(actor), /*org_file=*/true,
+                      absl::BytesToHexString(crypto::Sha256(yaml)), std::string(reference)});
+  if (!mutated.ok()) return WithFilePlace(file, mutated.status());
+  const Mutated& m = *mutated;
   OrgPlan applied;
   applied.changes = Diff(*m.before, *m.after);
   applied.text = FormatDiff(applied.changes);

@@ -544,6 +544,28 @@ TEST_F(OrgAdminTest, AnOwnerCannotTakeTheirOwnOwnershipAwayByAFile) {
   EXPECT_TRUE(Allowed("olivia", "", "members.manage"));
 }
 
+TEST_F(OrgAdminTest, AProblemFoundAfterParsingNamesTheLineOfTheEntry) {
+  ASSERT_TRUE(admin().CreateProject("olivia", MakeProject("old")).ok());
+  ASSERT_TRUE(admin().ArchiveProject("olivia", "old").ok());
+  absl::StatusOr<std::string> yaml = admin().ExportOrgFile("olivia");
+  ASSERT_TRUE(yaml.ok()) << yaml.status();
+  const std::string grant = "      - {role: member, project: support}\n";
+  const size_t mia = yaml->find("  - id: mia\n");
+  const size_t at = yaml->find(grant, mia);
+  ASSERT_NE(at, std::string::npos) << *yaml;
+  std::string file = *yaml;
+  file.insert(at + grant.size(), "      - {role: member, project: old}\n");
+  for (bool apply : {false, true}) {
+    absl::Status s = apply ? admin().ApplyOrgFile("olivia", file, "").status()
+                           : admin().PlanOrgFile("olivia", file).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_THAT(std::string(s.message()),
+                ::testing::MatchesRegex("line [0-9]+: members\\[[0-9]+\\]: member 'mia': .*"))
+        << s;
+    EXPECT_THAT(s.message(), HasSubstr("archived"));
+  }
+}
+
 TEST_F(OrgAdminTest, AGroupSyncNamesOnlyTheIdentityProvidersLeaversToOffboard) {
   // The group, by a file (olivia applies the organisation with it added).
   absl::StatusOr<std::string> yaml = admin().ExportOrgFile("olivia");

@@ -701,6 +701,8 @@ absl::StatusOr<OrgFile> ParseDocument(const Node& root) {
                               ASSIGN_OR_RETURN(Project project, ReadProject(item, path));
                               RETURN_IF_ERROR(ids.Add(project.id, item, Child(path, "id")));
                               context.projects.emplace(project.id, project.environment);
+                              file.places.emplace(absl::StrCat("project ", Quoted(project.id)),
+                                                  absl::StrCat(LinePrefix(MarkOf(item)), path));
                               file.projects.push_back(std::move(project));
                               return absl::OkStatus();
                             }));
@@ -712,6 +714,8 @@ absl::StatusOr<OrgFile> ParseDocument(const Node& root) {
           ASSIGN_OR_RETURN(Member member, ReadMember(item, path, context));
           RETURN_IF_ERROR(ids.Add(member.id, item, Child(path, "id")));
           RETURN_IF_ERROR(emails.Add(member.email, item, Child(path, "email")));
+          file.places.emplace(absl::StrCat("member ", Quoted(member.id)),
+                              absl::StrCat(LinePrefix(MarkOf(item)), path));
           file.members.push_back(std::move(member));
           file.member_places.push_back(absl::StrCat(LinePrefix(MarkOf(item)), path));
           return absl::OkStatus();
@@ -719,14 +723,16 @@ absl::StatusOr<OrgFile> ParseDocument(const Node& root) {
   }
   if (const Node* accounts = top.Find("service_accounts")) {
     UniqueKeys ids("service account id");
-    RETURN_IF_ERROR(ForEach(*accounts, "service_accounts", kUnbounded, true,
-                            [&](const Node& item, const std::string& path) {
-                              ASSIGN_OR_RETURN(ServiceAccount account,
-                                               ReadServiceAccount(item, path, context));
-                              RETURN_IF_ERROR(ids.Add(account.id, item, Child(path, "id")));
-                              file.service_accounts.push_back(std::move(account));
-                              return absl::OkStatus();
-                            }));
+    RETURN_IF_ERROR(
+        ForEach(*accounts, "service_accounts", kUnbounded, true,
+                [&](const Node& item, const std::string& path) {
+                  ASSIGN_OR_RETURN(ServiceAccount account, ReadServiceAccount(item, path, context));
+                  RETURN_IF_ERROR(ids.Add(account.id, item, Child(path, "id")));
+                  file.places.emplace(absl::StrCat("service account ", Quoted(account.id)),
+                                      absl::StrCat(LinePrefix(MarkOf(item)), path));
+                  file.service_accounts.push_back(std::move(account));
+                  return absl::OkStatus();
+                }));
   }
   if (const Node* groups = top.Find("idp_groups")) {
     UniqueKeys names("group name");
@@ -1065,6 +1071,18 @@ absl::Status ApplyOrgFile(const OrgFile& file, absl::Time now, OrgState& state) 
   }
   state = std::move(next);
   return absl::OkStatus();
+}
+
+absl::Status WithFilePlace(const OrgFile& file, const absl::Status& status) {
+  const absl::string_view message = status.message();
+  // "member 'id'...", "project 'id'...", "service account 'id'...": the entity up to the
+  // quote that closes its id.
+  const size_t open = message.find('\'');
+  const size_t close = open == absl::string_view::npos ? open : message.find('\'', open + 1);
+  if (status.ok() || close == absl::string_view::npos) return status;
+  const auto place = file.places.find(message.substr(0, close + 1));
+  if (place == file.places.end()) return status;
+  return absl::Status(status.code(), absl::StrCat(place->second, ": ", message));
 }
 
 absl::Status SyncIdpGroup(absl::string_view name, const std::vector<std::string>& emails,

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -27,7 +28,16 @@ struct OrgFile {
   // Where each member stands in the file, parallel to `members`: "line N: members[i]" (the
   // line when known); empty for a file not read by ParseOrgFile.
   std::vector<std::string> member_places;
+  // Where each entry stands, by the name errors give it ("member 'mia'", "project 'support'",
+  // "service account 'sa-ci'"): "line N: members[i]"; empty for a file not read by
+  // ParseOrgFile.
+  absl::flat_hash_map<std::string, std::string> places;
 };
+
+// `status` (from applying `file`) with the place of the entry it begins by naming, when the
+// file lists it: "member 'u1': project p is archived" becomes "line 40: members[3]: member
+// 'u1': project p is archived". Other statuses as they are.
+absl::Status WithFilePlace(const OrgFile& file, const absl::Status& status);
 
 inline constexpr size_t kMaxOrgFileBytes = 4 << 20;
 
