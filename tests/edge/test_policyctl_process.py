@@ -359,6 +359,13 @@ class PolicyctlProcessTest(unittest.TestCase):
         plan = run_policyctl("org", "plan", str(org_file), admin_key=self.alice)
         self.assertEqual(plan.returncode, 0, plan.stderr)
         self.assertIn("data_policy.pii: [] -> [EMAIL_ADDRESS=allow, US_SSN=block]", plan.stdout)
+        # As a drift check: exit 3 while the organisation is not what the file says.
+        drift = run_policyctl("org", "plan", str(org_file), "--detailed_exit_code",
+                              admin_key=self.alice)
+        self.assertEqual(drift.returncode, 3, drift.stderr)
+        self.assertEqual(drift.stdout, plan.stdout.replace(
+            re.search(r"fingerprint=(\w+)", plan.stdout)[1],
+            re.search(r"fingerprint=(\w+)", drift.stdout)[1]))
         run = run_policyctl("org", "apply", str(org_file), "--reference=git:0a1b2c3",
                             admin_key=self.alice)
         self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
@@ -388,6 +395,10 @@ class PolicyctlProcessTest(unittest.TestCase):
             line for line in listed.stdout.splitlines() if line.startswith("playground ")][0])
         again = run_policyctl("org", "export", admin_key=self.alice)
         self.assertIn("pii: {EMAIL_ADDRESS: allow, US_SSN: block}", again.stdout)
+        in_sync = run_policyctl("org", "plan", str(org_file), "--detailed_exit_code",
+                                admin_key=self.alice)
+        self.assertEqual(in_sync.returncode, 0, in_sync.stdout + in_sync.stderr)
+        self.assertIn("0 changes", in_sync.stdout)
 
     def test_entity_types_lists_what_project_rules_may_name(self):
         listed = run_policyctl("entity-types", admin_key=self.alice)

@@ -50,7 +50,7 @@ namespace {
 bool IsSwitch(absl::string_view name) {
   return name == "return_mapping" || name == "include_removed" || name == "include_archived" ||
          name == "zdr" || name == "private_link" || name == "cached" || name == "disabled" ||
-         name == "allow_empty";
+         name == "allow_empty" || name == "detailed_exit_code";
 }
 
 int Run(int argc, char** argv) {

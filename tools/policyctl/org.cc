@@ -78,6 +78,7 @@ int Org(const Invocation& in) {
   std::string fingerprint;
   std::string reference;
   bool allow_empty = false;
+  bool detailed_exit_code = false;
   if (int rc = ParseFlags(in, g,
                           [&](config::Parser& p) {
                             p.AddString("plan_fingerprint", &fingerprint,
@@ -86,6 +87,8 @@ int Org(const Invocation& in) {
                                         "apply: what the file is (a commit), for the ledger");
                             p.AddBool("allow_empty", &allow_empty,
                                       "sync-group: no e-mail removes every member");
+                            p.AddBool("detailed_exit_code", &detailed_exit_code,
+                                      "plan: exit 3 when the file would change anything");
                           });
       rc != kOk) {
     return rc;
@@ -116,12 +119,15 @@ int Org(const Invocation& in) {
     if (grpc::Status s = stub->PlanOrgFile(Context(g, true).get(), request, &response); !s.ok()) {
       return Failed(s);
     }
-    return Show(g, response, [&] {
+    const int shown = Show(g, response, [&] {
       std::printf("%s%s%d changes; apply this plan with --plan_fingerprint=%s\n",
                   response.text().c_str(),
                   response.text().empty() || response.text().back() == '\n' ? "" : "\n",
                   response.changes_size(), response.plan_fingerprint().c_str());
     });
+    // A drift check's answer: the organisation is not what the file says.
+    if (shown == kOk && detailed_exit_code && response.changes_size() > 0) return kRefused;
+    return shown;
   }
   edge::v1::ApplyOrgFileRequest request;
   request.set_yaml(yaml);

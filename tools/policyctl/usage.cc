@@ -96,7 +96,9 @@ commands:
                     default: a fresh one)
   invitations accept ID --email [--member_id]  (the invitee's call: no admin key; ID is the
       secret id create shows once; lists and the ledger name invitations by REF, sha256:...)
-  org plan FILE     what applying the declarative organisation file would change
+  org plan FILE     [--detailed_exit_code]  what applying the declarative organisation file
+                    would change (FILE - reads stdin; --detailed_exit_code: exit 3 when it
+                    would change anything, as a drift check)
   org apply FILE    [--plan_fingerprint, --reference]  (removed members' keys are revoked;
                     the ledger records the file's SHA-256 and --reference, a commit say)
   org export        the organisation as it stands, as a declarative file
@@ -178,7 +180,8 @@ exit codes: 0 done, 1 the call failed (an admin call the caller's role may not m
   answer that could not be written to stdout too),
   2 usage (a flag or argument the verb does not take too),
   3 a decision DENY (decide), an invalid ledger (audit verify, summary), a proof or
-    signature that does not check (audit prove, audit checkpoint),
+    signature that does not check (audit prove, audit checkpoint), changes pending (org plan
+    --detailed_exit_code),
   4 failed for now (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED): the same
     call may succeed later (under the same --request_id where it takes one)
 --output=json prints one JSON document on stdout when the command succeeds (or exits 3);
