@@ -186,8 +186,8 @@ std::string StagingBase() {
       struct stat st = {};
       const std::string path = absl::StrCat(base, "/", e->d_name);
       if (absl::SimpleAtoi(name.substr(0, name.find('-')), &pid) && pid > 0 &&
-          ::kill(pid, 0) != 0 && errno == ESRCH && ::stat(path.c_str(), &st) == 0 &&
-          st.st_uid == ::getuid()) {
+          ::kill(pid, 0) != 0 && errno == ESRCH && ::lstat(path.c_str(), &st) == 0 &&
+          S_ISDIR(st.st_mode) && st.st_uid == ::getuid()) {  // A directory, not a link to one.
         RemoveTree(path);
       }
     }
