@@ -180,8 +180,8 @@ exit codes: 0 done, 1 the call failed (an admin call the caller's role may not m
   answer that could not be written to stdout too),
   2 usage (a flag or argument the verb does not take too),
   3 a decision DENY (decide), an invalid ledger (audit verify, summary), a proof or
-    signature that does not check (audit prove, audit checkpoint), changes pending (org plan
-    --detailed_exit_code),
+    signature that does not check (audit prove, audit checkpoint), changes to make (a plan
+    with --detailed_exit_code),
   4 failed for now (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED): the same
     call may succeed later (under the same --request_id where it takes one)
 --output=json prints one JSON document on stdout when the command succeeds (or exits 3);
