@@ -28,4 +28,20 @@ bool FailureLog::Observe(const absl::Status& status, absl::Time now) {
   return true;
 }
 
+bool LogBudget::Take(absl::Time now, int64_t* left_out) {
+  absl::MutexLock lock(&mu_);
+  if (now - minute_start_ >= absl::Minutes(1)) {
+    minute_start_ = now;
+    taken_ = 0;
+  }
+  if (taken_ >= per_minute_) {
+    ++refused_;
+    return false;
+  }
+  ++taken_;
+  *left_out = refused_;
+  refused_ = 0;
+  return true;
+}
+
 }  // namespace policy

@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -29,6 +31,24 @@ class FailureLog {
   absl::Time last_line_ = absl::InfinitePast();
   int64_t unlogged_ = 0;  // Failures since the last line.
   int64_t total_ = 0;     // Failures since the last success.
+};
+
+// At most `per_minute` lines a minute from a hot path (a failed request each), so that an
+// outage is told with examples and without a flood. Thread-safe.
+class LogBudget {
+ public:
+  explicit LogBudget(int64_t per_minute) : per_minute_(per_minute) {}
+
+  // Whether a line may be written at `now`; then `*left_out` is how many were refused since
+  // the last line written.
+  bool Take(absl::Time now, int64_t* left_out);
+
+ private:
+  const int64_t per_minute_;
+  absl::Mutex mu_;
+  absl::Time minute_start_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  int64_t taken_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t refused_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace policy

@@ -24,5 +24,17 @@ TEST(FailureLogTest, TheFirstFailureThenOneLineAMinuteThenTheRecoveryOnce) {
   EXPECT_TRUE(log.Observe(down, start + absl::Minutes(6)));
 }
 
+TEST(LogBudgetTest, AFewLinesAMinuteAndHowManyWereLeftOut) {
+  LogBudget budget(3);
+  const absl::Time start = absl::FromUnixSeconds(1'800'000'000);
+  int64_t left_out = -1;
+  int written = 0;
+  for (int i = 0; i < 1000; ++i) written += budget.Take(start + absl::Milliseconds(i), &left_out);
+  EXPECT_EQ(written, 3);
+  EXPECT_EQ(left_out, 0);
+  ASSERT_TRUE(budget.Take(start + absl::Minutes(1), &left_out));
+  EXPECT_EQ(left_out, 997);
+}
+
 }  // namespace
 }  // namespace policy

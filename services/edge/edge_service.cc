@@ -3,7 +3,11 @@
 #include <string>
 #include <utility>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/client/channel.h"
+#include "common/log/log.h"
 #include "google/protobuf/arena.h"
 #include "services/edge/downstream_status.h"
 
@@ -43,12 +47,34 @@ grpc::ServerUnaryReactor* EdgeService::Decide(grpc::CallbackServerContext* conte
   }
   StartDecide(downstream_, &options_, request, response,
               client::DownstreamDeadline(*context, max_decision_time_),
-              [this, reactor, response](grpc::Status status) {
+              [this, reactor, request, response](grpc::Status status) {
                 metrics_->Decided("decide", status, response->verdict() == v1::VERDICT_ALLOW,
                                   response->reason());
+                LogFailure(*request, status);
                 reactor->Finish(std::move(status));
               });
   return reactor;
+}
+
+void EdgeService::LogFailure(const v1::DecideRequest& request, const grpc::Status& status) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::UNKNOWN:
+    case grpc::StatusCode::DATA_LOSS:
+      break;
+    default:
+      return;  // Decided, or the caller's mistake.
+  }
+  int64_t left_out = 0;
+  if (!failure_lines_.Take(absl::Now(), &left_out)) return;
+  LogWarning(
+      "a decision failed",
+      {{"request_id", request.request_id()},
+       {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()))},
+       {"message", status.error_message()},
+       {"failures_not_logged", absl::StrCat(left_out)}});
 }
 
 grpc::ServerUnaryReactor* EdgeService::ReportUsage(grpc::CallbackServerContext* context,

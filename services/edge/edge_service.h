@@ -2,6 +2,7 @@
 #define POLICY_SERVICES_EDGE_EDGE_SERVICE_H_
 
 #include "absl/time/time.h"
+#include "common/log/failure_log.h"
 #include "common/server/arena_allocator.h"
 #include "policy/edge/v1/edge.grpc.pb.h"
 #include "services/edge/decision_flow.h"
@@ -29,11 +30,16 @@ class EdgeService final : public v1::EdgeService::CallbackService {
                                         v1::ReportUsageResponse* response) override;
 
  private:
+  // A decision that failed on the suite's side, logged with its request id (at most a few a
+  // minute: examples of an outage, not a flood; the counters count them all).
+  void LogFailure(const v1::DecideRequest& request, const grpc::Status& status);
+
   Downstream* const downstream_;
   const FlowOptions options_;
   const TrustedProxies trusted_proxies_;
   const absl::Duration max_decision_time_;
   EdgeMetrics* const metrics_;
+  LogBudget failure_lines_{10};
   // A decision's request, response and every downstream message on one arena.
   server::ArenaMessageAllocator<v1::DecideRequest, v1::DecideResponse> decide_allocator_;
   server::ArenaMessageAllocator<v1::ReportUsageRequest, v1::ReportUsageResponse> usage_allocator_;

@@ -2660,6 +2660,14 @@ class EdgeProcessTest(unittest.TestCase):
                 if "a service the edge calls is unhealthy" in line]
         self.assertEqual([(d["dependency"], d["level"]) for d in down], [("pii", "error")])
         self.assertIn("UNAVAILABLE", down[0]["health"])
+        # And the decisions that failed, a few a minute, each with its request id.
+        failed = [json.loads(line) for line in P["edge"].log_text().splitlines()[logged:]
+                  if "a decision failed" in line]
+        self.assertTrue(failed)
+        self.assertEqual(failed[0]["code"], "UNAVAILABLE")
+        self.assertIn("the pii service could not answer", failed[0]["message"])
+        self.assertIn("request_id", failed[0])  # This test's decisions state none.
+        self.assertLessEqual(len(failed), 10)
         start_pii()
         pt.wait_until(lambda: self.decide().verdict == E.VERDICT_ALLOW, timeout=15,
                       message="decisions resume with pii back", ignore=(grpc.RpcError,))
