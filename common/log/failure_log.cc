@@ -30,11 +30,11 @@ bool FailureLog::Observe(const absl::Status& status, absl::Time now) {
 
 bool LogBudget::Take(absl::Time now, int64_t* left_out) {
   absl::MutexLock lock(&mu_);
-  if (now - minute_start_ >= absl::Minutes(1)) {
-    minute_start_ = now;
+  if (now - window_start_ >= window_) {
+    window_start_ = now;
     taken_ = 0;
   }
-  if (taken_ >= per_minute_) {
+  if (taken_ >= lines_) {
     ++refused_;
     return false;
   }

@@ -33,20 +33,22 @@ class FailureLog {
   int64_t total_ = 0;     // Failures since the last success.
 };
 
-// At most `per_minute` lines a minute from a hot path (a failed request each), so that an
-// outage is told with examples and without a flood. Thread-safe.
+// At most `lines` lines each `window` from a hot path (a failed request each, a library's
+// complaint about each bad request), so that a storm is told with examples and without a
+// flood. Thread-safe.
 class LogBudget {
  public:
-  explicit LogBudget(int64_t per_minute) : per_minute_(per_minute) {}
+  LogBudget(int64_t lines, absl::Duration window) : lines_(lines), window_(window) {}
 
   // Whether a line may be written at `now`; then `*left_out` is how many were refused since
   // the last line written.
   bool Take(absl::Time now, int64_t* left_out);
 
  private:
-  const int64_t per_minute_;
+  const int64_t lines_;
+  const absl::Duration window_;
   absl::Mutex mu_;
-  absl::Time minute_start_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time window_start_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   int64_t taken_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t refused_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -25,7 +25,7 @@ TEST(FailureLogTest, TheFirstFailureThenOneLineAMinuteThenTheRecoveryOnce) {
 }
 
 TEST(LogBudgetTest, AFewLinesAMinuteAndHowManyWereLeftOut) {
-  LogBudget budget(3);
+  LogBudget budget(3, absl::Minutes(1));
   const absl::Time start = absl::FromUnixSeconds(1'800'000'000);
   int64_t left_out = -1;
   int written = 0;
@@ -34,6 +34,23 @@ TEST(LogBudgetTest, AFewLinesAMinuteAndHowManyWereLeftOut) {
   EXPECT_EQ(left_out, 0);
   ASSERT_TRUE(budget.Take(start + absl::Minutes(1), &left_out));
   EXPECT_EQ(left_out, 997);
+}
+
+TEST(LogBudgetTest, ALimitedNumberOfLinesEachSecondAndTheRestCounted) {
+  constexpr int kLibraryLinesPerSecond = 10;
+  LogBudget budget(kLibraryLinesPerSecond, absl::Seconds(1));
+  const absl::Time second = absl::FromUnixSeconds(1'800'000'000);
+  int64_t dropped = -1;
+  for (int i = 0; i < kLibraryLinesPerSecond; ++i) {
+    ASSERT_TRUE(budget.Take(second + absl::Milliseconds(i), &dropped)) << i;
+    EXPECT_EQ(dropped, 0);
+  }
+  for (int i = 0; i < 7; ++i) EXPECT_FALSE(budget.Take(second + absl::Milliseconds(900), &dropped));
+  // The next second: the first line allowed says how many were refused.
+  ASSERT_TRUE(budget.Take(second + absl::Seconds(1), &dropped));
+  EXPECT_EQ(dropped, 7);
+  ASSERT_TRUE(budget.Take(second + absl::Seconds(1), &dropped));
+  EXPECT_EQ(dropped, 0);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/log/failure_log.h"
 #include "common/log/log.h"
 #include "google/protobuf/stubs/logging.h"
 #include "grpc/support/log.h"
@@ -30,10 +31,10 @@ void Emit(Level level, absl::string_view message, LogFields fields) {
   }
 }
 
-void Write(LineBudget& budget, Level level, absl::string_view source, absl::string_view file,
+void Write(LogBudget& budget, Level level, absl::string_view source, absl::string_view file,
            int line, absl::string_view message) {
   int64_t dropped = 0;
-  if (!budget.Take(absl::Now(), dropped)) return;
+  if (!budget.Take(absl::Now(), &dropped)) return;
   const std::string at = absl::StrCat(file, ":", line);
   const absl::string_view text = absl::StripTrailingAsciiWhitespace(message);
   if (dropped == 0) {
@@ -43,13 +44,13 @@ void Write(LineBudget& budget, Level level, absl::string_view source, absl::stri
   }
 }
 
-LineBudget& ProtobufBudget() {
-  static LineBudget* budget = new LineBudget;
+LogBudget& ProtobufBudget() {
+  static LogBudget* budget = new LogBudget(kLibraryLinesPerSecond, absl::Seconds(1));
   return *budget;
 }
 
-LineBudget& GrpcBudget() {
-  static LineBudget* budget = new LineBudget;
+LogBudget& GrpcBudget() {
+  static LogBudget* budget = new LogBudget(kLibraryLinesPerSecond, absl::Seconds(1));
   return *budget;
 }
 
@@ -69,23 +70,6 @@ void GrpcLog(gpr_log_func_args* args) {
 }
 
 }  // namespace
-
-bool LineBudget::Take(absl::Time now, int64_t& dropped) {
-  absl::MutexLock lock(&mu_);
-  const int64_t second = absl::ToUnixSeconds(now);
-  if (second != second_) {
-    second_ = second;
-    written_ = 0;
-  }
-  if (written_ >= kLibraryLinesPerSecond) {
-    ++dropped_;
-    return false;
-  }
-  ++written_;
-  dropped = dropped_;
-  dropped_ = 0;
-  return true;
-}
 
 void RouteLibraryLogs() {
   ProtobufBudget();

@@ -1,12 +1,6 @@
 #ifndef POLICY_COMMON_SERVER_LIBRARY_LOGS_H_
 #define POLICY_COMMON_SERVER_LIBRARY_LOGS_H_
 
-#include <cstdint>
-
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
-
 namespace policy::server {
 
 // Sends what Protobuf and gRPC log themselves through the process's structured log (one JSON
@@ -18,21 +12,6 @@ namespace policy::server {
 void RouteLibraryLogs();
 
 inline constexpr int kLibraryLinesPerSecond = 10;
-
-// The budget of one source: at most kLibraryLinesPerSecond lines in each calendar second.
-// Thread-safe.
-class LineBudget {
- public:
-  // Whether a line may be written at `now`; when it may, `dropped` is how many were refused
-  // since the last line allowed.
-  bool Take(absl::Time now, int64_t& dropped);
-
- private:
-  absl::Mutex mu_;
-  int64_t second_ ABSL_GUARDED_BY(mu_) = 0;
-  int written_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
-};
 
 }  // namespace policy::server
 

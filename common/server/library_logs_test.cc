@@ -89,21 +89,5 @@ TEST_F(LibraryLogsTest, AFloodOfLibraryLinesIsBounded) {
   EXPECT_LE(lines.size(), 2u * kLibraryLinesPerSecond);
 }
 
-TEST(LineBudgetTest, AllowsALimitedNumberOfLinesEachSecondAndCountsTheRest) {
-  LineBudget budget;
-  const absl::Time second = absl::FromUnixSeconds(1'800'000'000);
-  int64_t dropped = -1;
-  for (int i = 0; i < kLibraryLinesPerSecond; ++i) {
-    ASSERT_TRUE(budget.Take(second + absl::Milliseconds(i), dropped)) << i;
-    EXPECT_EQ(dropped, 0);
-  }
-  for (int i = 0; i < 7; ++i) EXPECT_FALSE(budget.Take(second + absl::Milliseconds(900), dropped));
-  // The next second: the first line allowed says how many were refused.
-  ASSERT_TRUE(budget.Take(second + absl::Seconds(1), dropped));
-  EXPECT_EQ(dropped, 7);
-  ASSERT_TRUE(budget.Take(second + absl::Seconds(1), dropped));
-  EXPECT_EQ(dropped, 0);
-}
-
 }  // namespace
 }  // namespace policy::server

@@ -39,7 +39,7 @@ class EdgeService final : public v1::EdgeService::CallbackService {
   const TrustedProxies trusted_proxies_;
   const absl::Duration max_decision_time_;
   EdgeMetrics* const metrics_;
-  LogBudget failure_lines_{10};
+  LogBudget failure_lines_{10, absl::Minutes(1)};
   // A decision's request, response and every downstream message on one arena.
   server::ArenaMessageAllocator<v1::DecideRequest, v1::DecideResponse> decide_allocator_;
   server::ArenaMessageAllocator<v1::ReportUsageRequest, v1::ReportUsageResponse> usage_allocator_;
