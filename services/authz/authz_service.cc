@@ -636,6 +636,7 @@ grpc::ServerUnaryReactor* AuthzService::PlanOrgFile(grpc::CallbackServerContext*
     response->set_plan_fingerprint(plan->fingerprint);
     response->set_org_version(plan->org_version);
     for (const Project& p : plan->projects) ToProto(p, response->add_projects());
+    for (const std::string& warning : plan->warnings) response->add_warnings(warning);
     return grpc::Status::OK;
   });
 }

@@ -676,6 +676,7 @@ absl::StatusOr<OrgPlan> OrgAdmin::PlanOrgFile(absl::string_view actor, absl::str
   plan.text = FormatDiff(plan.changes);
   plan.org_version = base->version;
   plan.fingerprint = PlanFingerprint(base->version, plan.changes, now);
+  plan.warnings = LapsedGrants(file, now);
   for (const EntityChange& change : plan.changes) {
     if (change.kind != "project" || change.op == EntityChange::Op::kDelete) continue;
     if (const Project* p = after.FindProject(change.id)) plan.projects.push_back(*p);

@@ -26,6 +26,8 @@ struct OrgPlan {
   int64_t org_version = 0;  // The version planned against, or the one applied.
   // Planned only: the projects it creates or changes, as it would leave them.
   std::vector<Project> projects;
+  // Planned only: what the file states that counts for nothing (LapsedGrants).
+  std::vector<std::string> warnings;
   // Applied only: the principals it removed, and those removed in the kOffboardingWindow
   // before it (by an interrupted attempt of the same apply, say), to offboard.
   RemovedPrincipals offboard;

@@ -742,6 +742,8 @@ absl::StatusOr<OrgFile> ParseDocument(const Node& root) {
           ASSIGN_OR_RETURN(IdpGroup group, ReadGroup(item, path, context, &members_stated));
           if (!members_stated) file.groups_kept_by_sync.push_back(group.name);
           RETURN_IF_ERROR(names.Add(group.name, item, Child(path, "name")));
+          file.places.emplace(absl::StrCat("group ", Quoted(group.name)),
+                              absl::StrCat(LinePrefix(MarkOf(item)), path));
           file.idp_groups.push_back(std::move(group));
           return absl::OkStatus();
         }));
@@ -1083,6 +1085,29 @@ absl::Status WithFilePlace(const OrgFile& file, const absl::Status& status) {
   const auto place = file.places.find(message.substr(0, close + 1));
   if (place == file.places.end()) return status;
   return absl::Status(status.code(), absl::StrCat(place->second, ": ", message));
+}
+
+std::vector<std::string> LapsedGrants(const OrgFile& file, absl::Time now) {
+  std::vector<std::string> lapsed;
+  const auto note = [&](const std::string& holder, const std::vector<RoleGrant>& grants) {
+    for (const RoleGrant& grant : grants) {
+      if (!grant.expires_at.has_value() || now < *grant.expires_at) continue;
+      const auto place = file.places.find(holder);
+      lapsed.push_back(
+          absl::StrCat(place == file.places.end() ? "" : absl::StrCat(place->second, ": "), holder,
+                       ": the ", RoleName(grant.role), " grant ",
+                       grant.project.empty() ? "of the organisation"
+                                             : absl::StrCat("on project ", Quoted(grant.project)),
+                       " lapsed at ", FormatRfc3339(*grant.expires_at), " and grants nothing"));
+    }
+  };
+  for (const Member& member : file.members) {
+    note(absl::StrCat("member ", Quoted(member.id)), member.grants);
+  }
+  for (const IdpGroup& group : file.idp_groups) {
+    note(absl::StrCat("group ", Quoted(group.name)), group.grants);
+  }
+  return lapsed;
 }
 
 absl::Status SyncIdpGroup(absl::string_view name, const std::vector<std::string>& emails,

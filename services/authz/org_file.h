@@ -39,6 +39,12 @@ struct OrgFile {
 // 'u1': project p is archived". Other statuses as they are.
 absl::Status WithFilePlace(const OrgFile& file, const absl::Status& status);
 
+// What the file states that counts for nothing as of `now`: each grant of a member or a group
+// whose expiry has passed, as "line 12: members[3]: member 'u1': the admin grant on project
+// 'p' lapsed at 2026-01-01T00:00:00Z and grants nothing". Not errors: an export keeps such
+// grants, and a temporary grant lapses while its file stands.
+std::vector<std::string> LapsedGrants(const OrgFile& file, absl::Time now);
+
 inline constexpr size_t kMaxOrgFileBytes = 4 << 20;
 
 // Parses and checks a file. INVALID_ARGUMENT naming the place and the problem, with the line

@@ -483,6 +483,34 @@ void ExpectDeclares(const OrgFile& file, const OrgState& state) {
   EXPECT_EQ(file.idp_groups, state.idp_groups);
 }
 
+TEST(LapsedGrantsTest, NamesEachGrantPastItsExpiryWithItsPlace) {
+  const OrgFile file = ParseOrDie(absl::StrCat(kProjectP, R"(members:
+  - id: m
+    email: m@x.example
+    roles:
+      - {role: reader, project: p, expires: 2026-02-01T00:00:00Z}
+      - {role: member, project: p, expires: 2026-03-01T09:00:00Z}
+      - {role: admin, expires: 2026-03-01T09:00:01Z}
+  - id: n
+    email: n@x.example
+    roles:
+      - {role: owner, expires: 2026-01-01T00:00:00Z}
+idp_groups:
+  - {name: eng, grants: [{role: reader, project: p, expires: 2025-12-31T23:00:00Z}]}
+)"));
+  EXPECT_THAT(
+      LapsedGrants(file, kNow),
+      ElementsAre("line 7: members[0]: member 'm': the reader grant on project 'p' lapsed at "
+                  "2026-02-01T00:00:00Z and grants nothing",
+                  "line 7: members[0]: member 'm': the member grant on project 'p' lapsed at "
+                  "2026-03-01T09:00:00Z and grants nothing",
+                  "line 13: members[1]: member 'n': the owner grant of the organisation lapsed at "
+                  "2026-01-01T00:00:00Z and grants nothing",
+                  "line 18: idp_groups[0]: group 'eng': the reader grant on project 'p' lapsed at "
+                  "2025-12-31T23:00:00Z and grants nothing"));
+  EXPECT_THAT(LapsedGrants(file, kNow - absl::Hours(24 * 365)), ::testing::IsEmpty());
+}
+
 TEST(FormatOrgFileTest, RoundTripsTheExample) {
   const OrgState state = ExampleState();
   const std::string text = FormatOrgFile(state);

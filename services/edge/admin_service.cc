@@ -16,6 +16,7 @@
 #include "common/proto/well_known.h"
 #include "services/edge/conventions.h"
 #include "services/edge/downstream_status.h"
+#include "services/edge/org_plan.h"
 #include "services/edge/pii_rules.h"
 #include "services/edge/proto_convert.h"
 
@@ -581,11 +582,28 @@ grpc::ServerUnaryReactor* AdminService::PlanOrgFile(grpc::CallbackServerContext*
                                                     const v1::PlanOrgFileRequest* request,
                                                     authz::v1::PlanOrgFileResponse* response) {
   return Run(context, [this, request, response](const Caller& caller) -> Status {
-    authz::v1::PlanOrgFileRequest plan;
-    plan.mutable_actor()->set_member_id(caller.member);
-    plan.set_yaml(request->yaml());
-    return Call("authz", *authz_, &authz::v1::AuthzService::Stub::PlanOrgFile, plan, response,
-                caller.deadline);
+    bool rules_checked = false;
+    if (Status s = PlanOrgFileAsCaller(caller, request->yaml(), response, &rules_checked);
+        !s.ok()) {
+      return s;
+    }
+    const bool allows_models =
+        std::any_of(response->projects().begin(), response->projects().end(),
+                    [](const authz::v1::Project& p) { return p.allowed_models_size() > 0; });
+    if (!allows_models) return Status::OK;
+    // The models are judged against the endpoints as a help; a plan does not fail for it.
+    region::v1::ListEndpointsResponse endpoints;
+    if (Status s = Call("region", *region_, &region::v1::RegionService::Stub::ListEndpoints,
+                        region::v1::ListEndpointsRequest(), &endpoints, caller.deadline);
+        !s.ok()) {
+      response->add_warnings(absl::StrCat(
+          "the projects' models were not checked against the endpoints: ", s.error_message()));
+      return Status::OK;
+    }
+    for (std::string& warning : UnservedModels(response->projects(), endpoints.endpoints())) {
+      response->add_warnings(std::move(warning));
+    }
+    return Status::OK;
   });
 }
 
@@ -600,12 +618,15 @@ grpc::ServerUnaryReactor* AdminService::ApplyOrgFile(grpc::CallbackServerContext
     apply.set_reference(request->reference());
     // A project rule pii could not apply: refused before anything is applied. What was
     // checked is what is applied (the checked plan's fingerprint, unless the caller gave one).
-    std::string checked_plan;
-    if (Status s = CheckOrgFilePiiRules(caller, request->yaml(), &checked_plan); !s.ok()) {
+    if (Status s = Authorize(caller, "owners.manage", ""); !s.ok()) return s;
+    authz::v1::PlanOrgFileResponse checked;
+    bool rules_checked = false;
+    if (Status s = PlanOrgFileAsCaller(caller, request->yaml(), &checked, &rules_checked);
+        !s.ok()) {
       return s;
     }
-    const bool checked_plan_only = apply.plan_fingerprint().empty() && !checked_plan.empty();
-    if (checked_plan_only) apply.set_plan_fingerprint(checked_plan);
+    const bool checked_plan_only = apply.plan_fingerprint().empty() && rules_checked;
+    if (checked_plan_only) apply.set_plan_fingerprint(checked.plan_fingerprint());
     authz::v1::ApplyOrgFileResponse applied;
     if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::ApplyOrgFile, apply,
                         &applied, caller.deadline);
@@ -845,30 +866,28 @@ Status AdminService::CheckPiiRules(const Caller& caller, const std::string& acti
   return EdgeStatus(CheckProjectRules(rules, redaction_, known, "project.data_policy.pii.rules"));
 }
 
-Status AdminService::CheckOrgFilePiiRules(const Caller& caller, const std::string& yaml,
-                                          std::string* plan_fingerprint) {
-  if (Status s = Authorize(caller, "owners.manage", ""); !s.ok()) return s;
+Status AdminService::PlanOrgFileAsCaller(const Caller& caller, const std::string& yaml,
+                                         authz::v1::PlanOrgFileResponse* plan,
+                                         bool* rules_checked) {
+  *rules_checked = false;
   authz::v1::PlanOrgFileRequest plan_request;
   plan_request.mutable_actor()->set_member_id(caller.member);
   plan_request.set_yaml(yaml);
-  authz::v1::PlanOrgFileResponse plan;
   if (Status s = Call("authz", *authz_, &authz::v1::AuthzService::Stub::PlanOrgFile, plan_request,
-                      &plan, caller.deadline);
+                      plan, caller.deadline);
       !s.ok()) {
     return s;
   }
   pii::v1::ListEntityTypesResponse known;
-  bool listed = false;
-  for (const authz::v1::Project& project : plan.projects()) {
+  for (const authz::v1::Project& project : plan->projects()) {
     if (project.data_policy().pii().rules_size() == 0) continue;
-    if (!listed) {
+    if (!*rules_checked) {
       if (Status s = Call("pii", *pii_, &pii::v1::PiiService::Stub::ListEntityTypes,
                           pii::v1::ListEntityTypesRequest(), &known, caller.deadline);
           !s.ok()) {
         return s;
       }
-      listed = true;
-      *plan_fingerprint = plan.plan_fingerprint();
+      *rules_checked = true;
     }
     if (absl::Status s =
             CheckProjectRules(project.data_policy().pii(), redaction_, known,

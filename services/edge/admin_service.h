@@ -251,10 +251,11 @@ class AdminService final : public v1::AdminService::CallbackService {
   // would fail every decision in the project.
   grpc::Status CheckPiiRules(const Caller& caller, const std::string& action,
                              const authz::v1::Project& project);
-  // The same for the projects organisation file `yaml` would create or change (authz's plan
-  // of it, as the caller); `plan_fingerprint`: that plan's when it set any rules, else empty.
-  grpc::Status CheckOrgFilePiiRules(const Caller& caller, const std::string& yaml,
-                                    std::string* plan_fingerprint);
+  // authz's plan of organisation file `yaml` as the caller, with the rules of each project it
+  // creates or changes held as CheckPiiRules holds them; `rules_checked`: whether any of
+  // those projects states rules (pii was asked).
+  grpc::Status PlanOrgFileAsCaller(const Caller& caller, const std::string& yaml,
+                                   authz::v1::PlanOrgFileResponse* plan, bool* rules_checked);
   // Forwards `request` to authz's `method` with the caller as its actor (authz records the
   // changes it makes), once `check` (when given) is OK for the caller.
   template <typename Request, typename Response>

@@ -328,6 +328,43 @@ class PolicyctlProcessTest(unittest.TestCase):
         self.assertEqual(plan.returncode, 0, plan.stderr)
         self.assertEqual(json.loads(plan.stdout)["changes"], [])
 
+    def test_a_plan_warns_of_what_would_count_for_nothing(self):
+        """A grant already past its expiry and a model no endpoint serves are applied as
+        stated, yet grant and route nothing: the plan says so beside its changes, and still
+        succeeds (an export keeps lapsed grants)."""
+        text, start, end = self.exported_playground()
+        entry = text[start:end]
+        self.assertEqual(entry.count("models: [gpt-4o-mini]"), 1, entry)
+        changed = text[:start] + entry.replace("models: [gpt-4o-mini]",
+                                               "models: [gpt-4o-mini, no-such-model]") + text[end:]
+        members = changed.index("members:\n") + len("members:\n")
+        changed = (changed[:members] + "  - id: lapsed-contractor\n"
+                   "    email: lapsed@contractor.example\n"
+                   "    roles: [{role: member, project: playground, "
+                   "expires: 2026-01-01T00:00:00Z}]\n" + changed[members:])
+        org_file = Path(tempfile.mkdtemp()) / "org.yaml"
+        org_file.write_text(changed)
+        plan = run_policyctl("org", "plan", str(org_file), admin_key=self.alice)
+        self.assertEqual(plan.returncode, 0, plan.stdout + plan.stderr)
+        self.assertRegex(plan.stdout, r"\nwarning: line \d+: members\[0\]: member "
+                                      r"'lapsed-contractor': the member grant on project "
+                                      r"'playground' lapsed at 2026-01-01T00:00:00Z and grants "
+                                      r"nothing\n")
+        self.assertIn("\nwarning: project 'playground': no enabled endpoint serves model "
+                      "'no-such-model' (its decisions would be denied NO_COMPLIANT_REGION)\n",
+                      plan.stdout)
+        as_json = run_policyctl("org", "plan", str(org_file), "--output=json",
+                                admin_key=self.alice)
+        self.assertEqual(as_json.returncode, 0, as_json.stderr)
+        warnings = json.loads(as_json.stdout)["warnings"]
+        self.assertEqual(len([w for w in warnings if "lapsed-contractor" in w or
+                              "no-such-model" in w]), 2, warnings)
+        # The organisation as it is warns of nothing.
+        org_file.write_text(text)
+        plan = run_policyctl("org", "plan", str(org_file), "--output=json", admin_key=self.alice)
+        self.assertEqual(plan.returncode, 0, plan.stderr)
+        self.assertEqual(json.loads(plan.stdout)["warnings"], [])
+
     def test_an_organisation_files_project_pii_rules_are_checked_against_pii(self):
         """A rule for a type pii does not detect would fail every decision in the project:
         apply refuses it, naming the project and the type, and nothing changes; a rule pii
@@ -344,11 +381,14 @@ class PolicyctlProcessTest(unittest.TestCase):
             org_file.write_text(text[:start] + changed + text[end:])
 
         with_rules("EMPLOYEE_ID: block")
-        run = run_policyctl("org", "apply", str(org_file), admin_key=self.alice)
-        self.assertEqual(run.returncode, 1, run.stdout + run.stderr)
-        self.assertIn("INVALID_ARGUMENT", run.stderr)
-        self.assertIn("project playground: data_policy.pii.rules[0]: the pii service detects no "
-                      "entity type 'EMPLOYEE_ID'", run.stderr)
+        # The plan a pull request's check runs refuses it as the apply after the merge would.
+        for verb in ("plan", "apply"):
+            with self.subTest(verb=verb):
+                run = run_policyctl("org", verb, str(org_file), admin_key=self.alice)
+                self.assertEqual(run.returncode, 1, run.stdout + run.stderr)
+                self.assertIn("INVALID_ARGUMENT", run.stderr)
+                self.assertIn("project playground: data_policy.pii.rules[0]: the pii service "
+                              "detects no entity type 'EMPLOYEE_ID'", run.stderr)
         listed = run_policyctl("projects", "list", admin_key=self.alice)
         self.assertNotIn("pii ", [line for line in listed.stdout.splitlines()
                                   if line.startswith("playground ")][0])

@@ -120,9 +120,12 @@ int Org(const Invocation& in) {
       return Failed(s);
     }
     const int shown = Show(g, response, [&] {
-      std::printf("%s%s%d changes; apply this plan with --plan_fingerprint=%s\n",
-                  response.text().c_str(),
-                  response.text().empty() || response.text().back() == '\n' ? "" : "\n",
+      std::printf("%s%s", response.text().c_str(),
+                  response.text().empty() || response.text().back() == '\n' ? "" : "\n");
+      for (const std::string& warning : response.warnings()) {
+        std::printf("warning: %s\n", warning.c_str());
+      }
+      std::printf("%d changes; apply this plan with --plan_fingerprint=%s\n",
                   response.changes_size(), response.plan_fingerprint().c_str());
     });
     // A drift check's answer: the organisation is not what the file says.
