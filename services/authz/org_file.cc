@@ -953,20 +953,35 @@ absl::StatusOr<OrgFile> ParseOrgFile(absl::string_view yaml) {
   }
 }
 
+namespace {
+
+// `entities` in IdReadingOrder of their ids.
+template <typename T>
+std::vector<const T*> InReadingOrder(const std::vector<T>& entities) {
+  std::vector<const T*> ordered;
+  ordered.reserve(entities.size());
+  for (const T& e : entities) ordered.push_back(&e);
+  std::sort(ordered.begin(), ordered.end(),
+            [](const T* a, const T* b) { return IdReadingOrder(a->id, b->id); });
+  return ordered;
+}
+
+}  // namespace
+
 std::string FormatOrgFile(const OrgState& state) {
   YAML::Emitter out;
   out << YAML::BeginMap;
   out << YAML::Key << "projects" << YAML::Value << YAML::BeginSeq;
-  for (const Project& p : state.projects) EmitProject(out, p);
+  for (const Project* p : InReadingOrder(state.projects)) EmitProject(out, *p);
   out << YAML::EndSeq;
   out << YAML::Key << "members" << YAML::Value << YAML::BeginSeq;
-  for (const Member& m : state.members) {
-    if (!m.removed_at.has_value()) EmitMember(out, m);
+  for (const Member* m : InReadingOrder(state.members)) {
+    if (!m->removed_at.has_value()) EmitMember(out, *m);
   }
   out << YAML::EndSeq;
   out << YAML::Key << "service_accounts" << YAML::Value << YAML::BeginSeq;
-  for (const ServiceAccount& a : state.service_accounts) {
-    if (!a.removed_at.has_value()) EmitServiceAccount(out, a);
+  for (const ServiceAccount* a : InReadingOrder(state.service_accounts)) {
+    if (!a->removed_at.has_value()) EmitServiceAccount(out, *a);
   }
   out << YAML::EndSeq;
   out << YAML::Key << "idp_groups" << YAML::Value << YAML::BeginSeq;

@@ -655,6 +655,48 @@ TEST(ApplyOrgFileTest, UpdatesArchivesAndRemoves) {
   EXPECT_TRUE(Diff(after, again).empty()) << FormatDiff(Diff(after, again));
 }
 
+TEST(IdReadingOrderTest, NumbersCompareAsNumbers) {
+  std::vector<std::string> ids = {"idp:10", "idp:2", "b",    "idp:1", "a10b", "a9c",
+                                  "idp:02", "a",     "idp:", "10",    "9",    "idp:100"};
+  std::sort(ids.begin(), ids.end(), IdReadingOrder);
+  EXPECT_THAT(ids, ElementsAre("9", "10", "a", "a9c", "a10b", "b", "idp:", "idp:1", "idp:02",
+                               "idp:2", "idp:10", "idp:100"));
+  for (const std::string& a : ids) {
+    EXPECT_FALSE(IdReadingOrder(a, a)) << a;
+    for (const std::string& b : ids) {
+      if (a != b) {
+        EXPECT_NE(IdReadingOrder(a, b), IdReadingOrder(b, a)) << a << " " << b;
+      }
+    }
+  }
+}
+
+TEST(ApplyOrgFileTest, PlansAndExportsListIdsInReadingOrder) {
+  OrgState before;
+  ASSERT_TRUE(ApplyOrgFile(ParseOrDie(absl::StrCat(kProjectP, R"(members:
+  - {id: m, email: m@x.example, roles: [{role: owner}]}
+)")),
+                           kNow, before)
+                  .ok());
+  OrgState after = before;
+  ASSERT_TRUE(ApplyOrgFile(ParseOrDie(absl::StrCat(kProjectP, R"(members:
+  - {id: m, email: m@x.example, roles: [{role: owner}]}
+  - {id: u10, email: u10@x.example, roles: [{role: reader, project: p}]}
+  - {id: u9, email: u9@x.example, roles: [{role: reader, project: p}]}
+  - {id: u100, email: u100@x.example, roles: [{role: reader, project: p}]}
+)")),
+                           kNow, after)
+                  .ok());
+  after.Sort();
+  std::vector<std::string> planned;
+  for (const EntityChange& change : Diff(before, after)) planned.push_back(change.id);
+  EXPECT_THAT(planned, ElementsAre("u9", "u10", "u100"));
+  const std::string exported = FormatOrgFile(after);
+  EXPECT_LT(exported.find("id: m\n"), exported.find("id: u9\n"));
+  EXPECT_LT(exported.find("id: u9\n"), exported.find("id: u10\n"));
+  EXPECT_LT(exported.find("id: u10\n"), exported.find("id: u100\n"));
+}
+
 TEST(ApplyOrgFileTest, PlanShowsTheChanges) {
   const OrgState before = ExampleState();
   OrgState after = before;

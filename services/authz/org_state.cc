@@ -572,6 +572,31 @@ RemovedPrincipals RemovedSince(const OrgState& state, absl::Time since) {
   return removed;
 }
 
+bool IdReadingOrder(absl::string_view a, absl::string_view b) {
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (absl::ascii_isdigit(a[i]) && absl::ascii_isdigit(b[j])) {
+      const auto number = [](absl::string_view text, size_t& at) {
+        while (at + 1 < text.size() && text[at] == '0' && absl::ascii_isdigit(text[at + 1])) {
+          ++at;
+        }
+        const size_t start = at;
+        while (at < text.size() && absl::ascii_isdigit(text[at])) ++at;
+        return text.substr(start, at - start);
+      };
+      const absl::string_view x = number(a, i), y = number(b, j);
+      if (x.size() != y.size()) return x.size() < y.size();
+      if (x != y) return x < y;
+      continue;
+    }
+    if (a[i] != b[j]) return static_cast<unsigned char>(a[i]) < static_cast<unsigned char>(b[j]);
+    ++i;
+    ++j;
+  }
+  if (i < a.size() || j < b.size()) return j < b.size();
+  return a < b;
+}
+
 std::vector<EntityChange> Diff(const OrgState& before, const OrgState& after) {
   std::vector<EntityChange> changes;
   DiffKind(before.projects, after.projects, "project", changes);
@@ -579,6 +604,15 @@ std::vector<EntityChange> Diff(const OrgState& before, const OrgState& after) {
   DiffKind(before.service_accounts, after.service_accounts, "service_account", changes);
   DiffKind(before.invitations, after.invitations, "invitation", changes);
   DiffKind(before.idp_groups, after.idp_groups, "idp_group", changes);
+  // Each kind's changes, found in byte order, shown in reading order.
+  for (auto kind = changes.begin(); kind != changes.end();) {
+    const auto end = std::find_if(kind, changes.end(),
+                                  [&](const EntityChange& c) { return c.kind != kind->kind; });
+    std::sort(kind, end, [](const EntityChange& x, const EntityChange& y) {
+      return IdReadingOrder(x.id, y.id);
+    });
+    kind = end;
+  }
   return changes;
 }
 

@@ -106,9 +106,14 @@ struct EntityChange {
 };
 absl::string_view OpName(EntityChange::Op op);  // "create", "update", "delete".
 
-// What turns `before` into `after`, entity by entity, in a stable order (kind, then id).
-// Versions are ignored. An invitation whose secret id alone was replaced is an update with
-// no fields.
+// Ids in the order a reader expects them: runs of digits compare as numbers ("idp:2" before
+// "idp:10"), other bytes as bytes; ids equal so ("7", "07") by their bytes. A strict order:
+// only an id is equivalent to itself.
+bool IdReadingOrder(absl::string_view a, absl::string_view b);
+
+// What turns `before` into `after`, entity by entity, in a stable order (kind, then id in
+// IdReadingOrder). Versions are ignored. An invitation whose secret id alone was replaced is an
+// update with no fields.
 std::vector<EntityChange> Diff(const OrgState& before, const OrgState& after);
 
 // The members and service accounts of `state` removed at or after `since`, each in id order.
