@@ -176,9 +176,21 @@ void AppendStrings(const Value& value, std::string* out) {
   }
 }
 
-const std::string* Header(const auth::AttributeContext::HttpRequest& http, const char* name) {
-  auto it = http.headers().find(name);
-  return it == http.headers().end() ? nullptr : &it->second;
+// Header `name` (lower case) of the request: from `headers`, or from `header_map` when Envoy
+// sends that instead (encode_raw_headers), each entry's raw_value before its value and
+// repeated entries joined with "," as Envoy joins them in `headers`.
+std::optional<std::string> Header(const auth::AttributeContext::HttpRequest& http,
+                                  absl::string_view name) {
+  if (auto it = http.headers().find(std::string(name)); it != http.headers().end()) {
+    return it->second;
+  }
+  std::optional<std::string> value;
+  for (const core::HeaderValue& header : http.header_map().headers()) {
+    if (header.key() != name) continue;
+    const std::string& text = header.raw_value().empty() ? header.value() : header.raw_value();
+    value = value.has_value() ? absl::StrCat(*value, ",", text) : text;
+  }
+  return value;
 }
 
 absl::Status ReadResidency(absl::string_view value, v1::DecideRequest* out) {
@@ -350,11 +362,12 @@ void Deny(int rpc_code, envoy::type::v3::StatusCode http, absl::string_view code
 std::string ApiKeyFromCheck(const auth::CheckRequest& check) {
   const auth::AttributeContext::HttpRequest& http = check.attributes().request().http();
   std::string key;
-  if (const std::string* authorization = Header(http, "authorization")) {
+  if (std::optional<std::string> authorization = Header(http, "authorization")) {
     key = BearerToken(*authorization);
   }
-  if (key.empty()) {
-    if (const std::string* api_key = Header(http, "x-api-key")) key = *api_key;
+  for (const absl::string_view name : {"x-api-key", "api-key"}) {
+    if (!key.empty()) break;
+    if (std::optional<std::string> value = Header(http, name)) key = *std::move(value);
   }
   return key;
 }
@@ -369,8 +382,16 @@ absl::Status DecideRequestFromCheck(const auth::CheckRequest& check, v1::DecideR
   out->set_api(std::string(call->api));
   const core::Address& source = check.attributes().source().address();
   if (source.has_socket_address()) out->set_source_ip(source.socket_address().address());
-  if (const std::string* residency = Header(http, "x-policy-residency")) {
+  if (std::optional<std::string> residency = Header(http, "x-policy-residency")) {
     if (absl::Status s = ReadResidency(*residency, out); !s.ok()) return s;
+  }
+  // Decided on a part of the body, the check would let the rest through unread.
+  if (std::optional<std::string> partial = Header(http, "x-envoy-auth-partial-body");
+      partial.has_value() && absl::EqualsIgnoreCase(*partial, "true")) {
+    return absl::InvalidArgumentError(
+        "body: cut short by Envoy (x-envoy-auth-partial-body: true); the ext_authz filter "
+        "must forward the whole body: with_request_body.allow_partial_message false, and "
+        "max_request_bytes at least the largest request");
   }
   const absl::string_view body =
       http.body().empty() ? absl::string_view(http.raw_body()) : http.body();
@@ -432,7 +453,7 @@ grpc::Status ToCheckResponse(const grpc::Status& status, const v1::DecideRespons
   for (const auto& [key, value] : decision.headers()) AddHeader(ok->mutable_headers(), key, value);
   AddHeader(ok->mutable_headers(), "x-policy-endpoint", decision.endpoint().id());
   AddHeader(ok->mutable_headers(), "x-policy-endpoint-url", decision.endpoint().base_url());
-  for (const char* name : {"authorization", "x-api-key", "x-policy-residency"}) {
+  for (const char* name : {"authorization", "x-api-key", "api-key", "x-policy-residency"}) {
     ok->add_headers_to_remove(name);
   }
   // The client learns its decision too, to report the call's usage (ReportUsage) under it.

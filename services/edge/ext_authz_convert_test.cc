@@ -309,6 +309,66 @@ TEST(ExtAuthzConvertTest, KeyFromXApiKeyAndRawBody) {
   EXPECT_EQ(decide.model(), "gpt-4o");
 }
 
+TEST(ExtAuthzConvertTest, KeyFromAzuresApiKeyHeader) {
+  auth::CheckRequest check = Check();
+  auto* headers = check.mutable_attributes()->mutable_request()->mutable_http()->mutable_headers();
+  headers->erase("authorization");
+  (*headers)["api-key"] = "psk_proj_azure";
+  v1::DecideRequest decide;
+  ASSERT_TRUE(DecideRequestFromCheck(check, &decide).ok());
+  EXPECT_EQ(decide.api_key(), "psk_proj_azure");
+  // authorization first, then x-api-key.
+  (*headers)["x-api-key"] = "psk_proj_x";
+  EXPECT_EQ(ApiKeyFromCheck(check), "psk_proj_x");
+  (*headers)["authorization"] = "Bearer psk_proj_bearer";
+  EXPECT_EQ(ApiKeyFromCheck(check), "psk_proj_bearer");
+}
+
+// Envoy with encode_raw_headers sends every header in header_map (raw_value bytes, repeated
+// headers as entries of their own) and none in headers.
+TEST(ExtAuthzConvertTest, HeadersAreReadFromTheHeaderMapWhenEnvoySendsThatInstead) {
+  auth::CheckRequest check = Check();
+  auto* http = check.mutable_attributes()->mutable_request()->mutable_http();
+  http->clear_headers();
+  const auto add = [&](const char* key, const char* value, bool raw) {
+    envoy::config::core::v3::HeaderValue* header = http->mutable_header_map()->add_headers();
+    header->set_key(key);
+    if (raw) {
+      header->set_raw_value(value);
+    } else {
+      header->set_value(value);
+    }
+  };
+  add("authorization", "Bearer psk_proj_raw", /*raw=*/true);
+  add("x-policy-residency", "eu", /*raw=*/false);
+  v1::DecideRequest decide;
+  ASSERT_TRUE(DecideRequestFromCheck(check, &decide).ok());
+  EXPECT_EQ(decide.api_key(), "psk_proj_raw");
+  EXPECT_EQ(decide.residency(), region::v1::RESIDENCY_EU);
+  // A header sent twice is read as Envoy joins it in headers: such a key verifies nowhere.
+  add("authorization", "Bearer psk_proj_other", /*raw=*/true);
+  EXPECT_EQ(ApiKeyFromCheck(check), "psk_proj_raw,Bearer psk_proj_other");
+  add("x-policy-residency", "us", /*raw=*/false);
+  EXPECT_THAT(DecideRequestFromCheck(check, &decide).message(),
+              HasSubstr("x-policy-residency: 'eu,us'"));
+}
+
+TEST(ExtAuthzConvertTest, ABodyEnvoyCutShortIsRefusedUnread) {
+  auth::CheckRequest check = Check();
+  auto* headers = check.mutable_attributes()->mutable_request()->mutable_http()->mutable_headers();
+  (*headers)["x-envoy-auth-partial-body"] = "false";
+  v1::DecideRequest decide;
+  bool body_read = false;
+  ASSERT_TRUE(DecideRequestFromCheck(check, &decide, &body_read).ok());
+  EXPECT_TRUE(body_read);
+  (*headers)["x-envoy-auth-partial-body"] = "true";
+  const absl::Status cut = DecideRequestFromCheck(check, &decide, &body_read);
+  EXPECT_EQ(cut.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(cut.message(), HasSubstr("allow_partial_message"));
+  // The operator's setting, not the caller's doing: no unit of the key's denial budget.
+  EXPECT_FALSE(body_read);
+}
+
 TEST(ExtAuthzConvertTest, BadBodiesAndHeadersNameTheProblem) {
   struct Case {
     std::string body;
@@ -369,7 +429,8 @@ TEST(ExtAuthzConvertTest, AllowAddsHeadersUpstreamAndRemovesCredentials) {
     EXPECT_EQ(h.append_action(),
               envoy::config::core::v3::HeaderValueOption::OVERWRITE_IF_EXISTS_OR_ADD);
   }
-  EXPECT_THAT(check.ok_response().headers_to_remove(), ::testing::Contains("authorization"));
+  EXPECT_THAT(check.ok_response().headers_to_remove(),
+              ::testing::IsSupersetOf({"authorization", "x-api-key", "api-key"}));
   // The client's response names its decision, for its usage report; nothing else is added.
   const auto& to_client = check.ok_response().response_headers_to_add();
   ASSERT_EQ(to_client.size(), 2);
