@@ -8,6 +8,7 @@ Run: /usr/bin/python3 -m unittest -v tests.edge.test_policyctl_process
 """
 
 import contextlib
+import datetime
 import hashlib
 import json
 import os
@@ -127,6 +128,33 @@ class PolicyctlProcessTest(unittest.TestCase):
                                     admin_key=self.alice)
         self.assertNotIn("wrapped@acme.example",
                          [i["email"] for i in json.loads(invitations.stdout)["invitations"]])
+
+    def test_a_zero_duration_given_is_sent_not_taken_for_the_default(self):
+        """--ttl=0s is refused by keys (at least 1 s), not a key of the default 90 days; and
+        --overlap=0s rotates a key that stops at once, not one that verifies for 24 h more."""
+        listed = run_policyctl("keys", "list", "--owner=alice", "--output=json",
+                               admin_key=self.alice)
+        before = len(json.loads(listed.stdout).get("keys", []))
+        zero = run_policyctl("keys", "create", "--owner=alice", "--project=support-eu",
+                             "--ttl=0s", admin_key=self.alice)
+        self.assertEqual(zero.returncode, 1, zero.stdout + zero.stderr)
+        self.assertIn("INVALID_ARGUMENT", zero.stderr)
+        self.assertIn("ttl", zero.stderr)
+        listed = run_policyctl("keys", "list", "--owner=alice", "--output=json",
+                               admin_key=self.alice)
+        self.assertEqual(len(json.loads(listed.stdout).get("keys", [])), before)
+
+        made = run_policyctl("keys", "create", "--owner=alice", "--project=support-eu",
+                             "--ttl=1h", "--output=json", admin_key=self.alice)
+        self.assertEqual(made.returncode, 0, made.stderr)
+        key = json.loads(made.stdout)["key"]
+        rotated = run_policyctl("keys", "rotate", key["key_id"], "--overlap=0s", "--output=json",
+                                admin_key=self.alice)
+        self.assertEqual(rotated.returncode, 0, rotated.stderr)
+        old = json.loads(rotated.stdout)["old_key"]
+        ends = datetime.datetime.fromisoformat(old["overlap_end_time"].replace("Z", "+00:00"))
+        self.assertLess(abs((ends - datetime.datetime.now(datetime.timezone.utc)).total_seconds()),
+                        60, old)
 
     def test_json_output_names_the_request_id_policyctl_made_up_so_a_retry_repeats_nothing(self):
         """With --output=json stdout is the response alone, which holds no request id; stderr

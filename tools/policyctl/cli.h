@@ -196,9 +196,8 @@ int FailedRetryable(const grpc::Status& s, const std::string& request_id);
 // into it (--retention_days=4294967297 would be sent as 1); 0 or the usage exit code.
 int Int32Flags(std::initializer_list<std::pair<const char*, int64_t>> flags);
 
-// Duration flags whose 0 means the server's default, sent in whole seconds: a negative one,
-// or one with a fraction of a second (500ms would be sent as 0), is refused rather than taken
-// for that default.
+// Duration flags sent in whole seconds when given: a negative one, or one with a fraction of
+// a second (500ms would be sent as 0), is refused rather than sent otherwise than written.
 int NonNegativeFlags(std::initializer_list<std::pair<const char*, absl::Duration>> flags);
 
 // kOk when an admin key is given, else the usage exit code saying where to give it.

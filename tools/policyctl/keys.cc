@@ -32,8 +32,12 @@ int Keys(const Invocation& in) {
                         "(production for admin keys)");
             p.AddString("scopes", &scopes, "comma-separated scopes");
             p.AddString("reason", &reason, "why the key is revoked");
-            p.AddDuration("ttl", &ttl, "the key's lifetime; 0: the server's default");
-            p.AddDuration("overlap", &overlap, "rotate: how long both keys verify; 0: 24h");
+            p.AddDuration("ttl", &ttl,
+                          "the key's lifetime, whole seconds, at least 1s (default: the "
+                          "server's; rotate: the old key's)");
+            p.AddDuration("overlap", &overlap,
+                          "rotate: how long both keys verify (default 24h; 0s: the old key "
+                          "stops at once)");
             p.AddString("request_id", &request_id,
                         "create, rotate: makes a retry return the first call's key; 1 to 100 "
                         "letters, digits and _ . : - (default: a fresh one)");
@@ -84,7 +88,7 @@ int Keys(const Invocation& in) {
     for (absl::string_view s : absl::StrSplit(scopes, ',', absl::SkipEmpty())) {
       request.add_scopes(std::string(s));
     }
-    if (ttl > absl::ZeroDuration()) request.mutable_ttl()->set_seconds(absl::ToInt64Seconds(ttl));
+    if (in.Given("ttl")) request.mutable_ttl()->set_seconds(absl::ToInt64Seconds(ttl));
     keys::v1::CreateKeyResponse response;
     if (grpc::Status s = stub->CreateKey(Context(g, true).get(), request, &response); !s.ok()) {
       return FailedRetryable(s, request_id);
@@ -103,10 +107,10 @@ int Keys(const Invocation& in) {
       keys::v1::RotateKeyRequest request;
       request.set_request_id(request_id);
       request.set_key_id(in.words[1]);
-      if (overlap > absl::ZeroDuration()) {
+      if (in.Given("overlap")) {
         request.mutable_overlap()->set_seconds(absl::ToInt64Seconds(overlap));
       }
-      if (ttl > absl::ZeroDuration()) request.mutable_ttl()->set_seconds(absl::ToInt64Seconds(ttl));
+      if (in.Given("ttl")) request.mutable_ttl()->set_seconds(absl::ToInt64Seconds(ttl));
       keys::v1::RotateKeyResponse response;
       if (grpc::Status s = stub->RotateKey(Context(g, true).get(), request, &response); !s.ok()) {
         return FailedRetryable(s, request_id);

@@ -218,7 +218,7 @@ int Invitations(const Invocation& in) {
     request.set_email(email);
     request.set_role(role);
     for (const std::string& p : List(projects)) request.add_projects(p);
-    if (valid_for > absl::ZeroDuration()) {
+    if (in.Given("valid_for")) {
       request.mutable_valid_for()->set_seconds(absl::ToInt64Seconds(valid_for));
     }
     request_id = RequestIdOr(request_id);
