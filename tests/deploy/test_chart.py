@@ -1596,7 +1596,7 @@ class MigrationTest(unittest.TestCase):
         # would fail the release while it still migrates. Every install in README.md says how
         # long to wait, and it is longer than the Job's deadline of the values it uses.
         readme = (CHART / "README.md").read_text()
-        commands = re.findall(r"helm install policy [^\n`]*(?:\\\n[^\n`]*)*", readme)
+        commands = re.findall(r"helm install policy-suite [^\n`]*(?:\\\n[^\n`]*)*", readme)
         self.assertEqual(len(commands), 2, commands)
         deadline = {
             "default": yaml.safe_load((CHART / "values.yaml").read_text())["migrations"][
@@ -1610,6 +1610,30 @@ class MigrationTest(unittest.TestCase):
                 values = "production" if "-f my-values.yaml" in command else "default"
                 self.assertGreater(int(timeout.group(1)) * 60, deadline[values])
         self.assertIn("`--timeout` (`helm install` and `helm upgrade` alike)", readme)
+
+    def test_the_secrets_the_readme_makes_are_those_its_install_reads(self):
+        # An operator copies the Secret snippet and then the install: every Secret the
+        # rendered release reads must be one the snippet created.
+        readme = (CHART / "README.md").read_text()
+        release = re.search(r"helm install (\S+) deploy/helm/policy-suite -n (\S+)", readme)
+        prefix = re.search(r"^NS=(\S+); P=(\S+)", readme, flags=re.M)
+        self.assertEqual(prefix.group(1), release.group(2))
+        made = {m.replace("$P", prefix.group(2))
+                for m in re.findall(r"create secret generic (\$P-\w+)", readme)}
+        manifests = Manifests(render_raw(
+            "--name", release.group(1), "--namespace", release.group(2), "--set",
+            "image.repository=registry.internal.example.com/platform/policy-suite,"
+            "database.host=db.internal.example.com"))
+        read = set()
+        for _, spec in manifests.pod_specs():
+            for container in spec.get("containers", []) + spec.get("initContainers", []):
+                for e in container.get("env", []):
+                    ref = e.get("valueFrom", {}).get("secretKeyRef")
+                    if ref:
+                        read.add(ref["name"])
+        self.assertTrue(read, "the release reads no Secret")
+        # The pii pseudonym key is optional; everything else must exist.
+        self.assertLessEqual(read - made, set(), (read, made))
 
     def test_the_choice_is_explained(self):
         template = (CHART / "templates" / "job-migrate.yaml").read_text()
