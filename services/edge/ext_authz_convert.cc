@@ -404,6 +404,8 @@ grpc::Status ToCheckResponse(const grpc::Status& status, const v1::DecideRespons
   if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
     Deny(grpc::StatusCode::UNAUTHENTICATED, envoy::type::v3::Unauthorized, "UNAUTHENTICATED",
          status.error_message(), "", out);
+    // RFC 6750: a 401 names the scheme the credentials go in.
+    AddHeader(out->mutable_denied_response()->mutable_headers(), "www-authenticate", "Bearer");
     return grpc::Status::OK;
   }
   if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {

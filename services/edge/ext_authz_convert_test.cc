@@ -470,6 +470,7 @@ TEST(ExtAuthzConvertTest, DenialsCarryTheHttpStatusAndAJsonBody) {
                       v1::DecideResponse(), &check)
           .ok());
   EXPECT_EQ(check.denied_response().status().code(), envoy::type::v3::Unauthorized);
+  EXPECT_EQ(HeaderOf(check.denied_response().headers(), "www-authenticate"), "Bearer");
   check.Clear();
   ASSERT_TRUE(ToCheckResponse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "model: required"),
                               v1::DecideResponse(), &check)
