@@ -672,10 +672,11 @@ absl::StatusOr<OrgPlan> OrgAdmin::PlanOrgFile(absl::string_view actor, absl::str
   if (!applied.ok()) return WithFilePlace(file, applied.status());
   const OrgState& after = *applied;
   OrgPlan plan;
-  plan.changes = Diff(*base, after);
+  const std::vector<EntityChange> changes = Diff(*base, after);
+  plan.fingerprint = PlanFingerprint(base->version, changes, now);
+  plan.changes = InReadingOrder(changes);
   plan.text = FormatDiff(plan.changes);
   plan.org_version = base->version;
-  plan.fingerprint = PlanFingerprint(base->version, plan.changes, now);
   plan.warnings = LapsedGrants(file, now);
   for (const EntityChange& change : plan.changes) {
     if (change.kind != "project" || change.op == EntityChange::Op::kDelete) continue;
@@ -715,7 +716,7 @@ absl::StatusOr<OrgPlan> OrgAdmin::ApplyOrgFile(absl::string_view actor, absl::st
   if (!mutated.ok()) return WithFilePlace(file, mutated.status());
   const Mutated& m = *mutated;
   OrgPlan applied;
-  applied.changes = Diff(*m.before, *m.after);
+  applied.changes = InReadingOrder(Diff(*m.before, *m.after));
   applied.text = FormatDiff(applied.changes);
   applied.org_version = m.after->version;
   applied.offboard = RemovedSince(*m.after, now - kOffboardingWindow);

@@ -20,10 +20,10 @@ namespace policy::authz {
 inline constexpr absl::Duration kOffboardingWindow = absl::Hours(24);
 
 struct OrgPlan {
-  std::vector<EntityChange> changes;
-  std::string text;         // FormatDiff(changes).
-  std::string fingerprint;  // Hex SHA-256 of the base version and the changes.
-  int64_t org_version = 0;  // The version planned against, or the one applied.
+  std::vector<EntityChange> changes;  // InReadingOrder.
+  std::string text;                   // FormatDiff(changes).
+  std::string fingerprint;            // Hex SHA-256 of the base version and the changes.
+  int64_t org_version = 0;            // The version planned against, or the one applied.
   // Planned only: the projects it creates or changes, as it would leave them.
   std::vector<Project> projects;
   // Planned only: what the file states that counts for nothing (LapsedGrants).

@@ -689,7 +689,9 @@ TEST(ApplyOrgFileTest, PlansAndExportsListIdsInReadingOrder) {
                   .ok());
   after.Sort();
   std::vector<std::string> planned;
-  for (const EntityChange& change : Diff(before, after)) planned.push_back(change.id);
+  for (const EntityChange& change : InReadingOrder(Diff(before, after))) {
+    planned.push_back(change.id);
+  }
   EXPECT_THAT(planned, ElementsAre("u9", "u10", "u100"));
   const std::string exported = FormatOrgFile(after);
   EXPECT_LT(exported.find("id: m\n"), exported.find("id: u9\n"));

@@ -604,11 +604,14 @@ std::vector<EntityChange> Diff(const OrgState& before, const OrgState& after) {
   DiffKind(before.service_accounts, after.service_accounts, "service_account", changes);
   DiffKind(before.invitations, after.invitations, "invitation", changes);
   DiffKind(before.idp_groups, after.idp_groups, "idp_group", changes);
-  // Each kind's changes, found in byte order, shown in reading order.
+  return changes;
+}
+
+std::vector<EntityChange> InReadingOrder(std::vector<EntityChange> changes) {
   for (auto kind = changes.begin(); kind != changes.end();) {
     const auto end = std::find_if(kind, changes.end(),
                                   [&](const EntityChange& c) { return c.kind != kind->kind; });
-    std::sort(kind, end, [](const EntityChange& x, const EntityChange& y) {
+    std::stable_sort(kind, end, [](const EntityChange& x, const EntityChange& y) {
       return IdReadingOrder(x.id, y.id);
     });
     kind = end;

@@ -111,10 +111,13 @@ absl::string_view OpName(EntityChange::Op op);  // "create", "update", "delete".
 // only an id is equivalent to itself.
 bool IdReadingOrder(absl::string_view a, absl::string_view b);
 
-// What turns `before` into `after`, entity by entity, in a stable order (kind, then id in
-// IdReadingOrder). Versions are ignored. An invitation whose secret id alone was replaced is an
-// update with no fields.
+// What turns `before` into `after`, entity by entity, in a stable order (kind, then id).
+// Versions are ignored. An invitation whose secret id alone was replaced is an update with
+// no fields. Stores write the changes in this order.
 std::vector<EntityChange> Diff(const OrgState& before, const OrgState& after);
+
+// `changes` as people read them: each kind's in IdReadingOrder of their ids.
+std::vector<EntityChange> InReadingOrder(std::vector<EntityChange> changes);
 
 // The members and service accounts of `state` removed at or after `since`, each in id order.
 struct RemovedPrincipals {

@@ -47,6 +47,9 @@ Status Call(absl::string_view service, Stub& stub,
   return Forwarded(service, (stub.*method)(&call, request, response), deadline);
 }
 
+// How long a plan waits for region's endpoints, against which it judges the projects' models.
+constexpr absl::Duration kPlanEndpointsWait = absl::Seconds(1);
+
 // How long RemoveMember waits for the ledger entry of a removal made before (authz's outbox
 // delivers it, usually within its relay's poll interval).
 constexpr absl::Duration kRemovalEntryWait = absl::Seconds(2);
@@ -100,21 +103,21 @@ Status KeyEnvironment(const std::string& environment, absl::string_view holder,
   return Status::OK;
 }
 
-// Keeps a service account's key within its max_key_lifetime (none: no cap here): a longer
-// `ttl`, or an `expire_time` (when not null) further off, is refused; a key asking for no
-// lifetime gets the account's maximum as its `ttl`.
+// Keeps the key `request` (a CreateKeyRequest or RotateKeyRequest) asks for within its service
+// account's max_key_lifetime (none: no cap here): a longer `ttl`, or an `expire_time` (when
+// not null) further off, is refused; a request stating neither gets the account's maximum as
+// its `ttl`. A `ttl` stated, 0 included, is left for keys to judge.
+template <typename KeyRequest>
 Status CapLifetime(const authz::v1::ServiceAccount& account,
-                   const google::protobuf::Timestamp* expire_time,
-                   google::protobuf::Duration* ttl) {
+                   const google::protobuf::Timestamp* expire_time, KeyRequest* request) {
   absl::StatusOr<absl::Duration> max =
       proto::DurationFromProto(account.max_key_lifetime(), "max_key_lifetime");
   if (!max.ok() || *max <= absl::ZeroDuration()) return Status::OK;
   const Status too_long(StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("ttl: service account ", account.id(),
                                      " allows keys of at most ", absl::FormatDuration(*max)));
-  const bool has_ttl = ttl->seconds() != 0 || ttl->nanos() != 0;
-  if (has_ttl) {
-    absl::StatusOr<absl::Duration> asked = proto::DurationFromProto(*ttl, "ttl");
+  if (request->has_ttl()) {
+    absl::StatusOr<absl::Duration> asked = proto::DurationFromProto(request->ttl(), "ttl");
     if (!asked.ok()) return EdgeStatus(asked.status());
     if (*asked > *max) return too_long;
   }
@@ -123,7 +126,9 @@ Status CapLifetime(const authz::v1::ServiceAccount& account,
     if (!until.ok()) return EdgeStatus(until.status());
     if (*until > absl::Now() + *max) return too_long;
   }
-  if (!has_ttl && expire_time == nullptr) proto::SetDuration(*max, ttl);
+  if (!request->has_ttl() && expire_time == nullptr) {
+    proto::SetDuration(*max, request->mutable_ttl());
+  }
   return Status::OK;
 }
 
@@ -295,7 +300,7 @@ Status AdminService::AuthorizeIssue(const Caller& caller, keys::v1::CreateKeyReq
         return s;
       }
       return CapLifetime(account, request->has_expire_time() ? &request->expire_time() : nullptr,
-                         request->mutable_ttl());
+                         request);
     }
     default:
       return Status(StatusCode::INVALID_ARGUMENT, "kind: required");
@@ -350,7 +355,7 @@ Status AdminService::AuthorizeKey(const Caller& caller, const std::string& key_i
     // The successor lives within the account's max_key_lifetime too.
     authz::v1::ServiceAccount account;
     if (Status s = ServiceAccountOf(caller, key.owner(), &account); !s.ok()) return s;
-    return CapLifetime(account, nullptr, rotate->mutable_ttl());
+    return CapLifetime(account, nullptr, rotate);
   }
   // A member's project key in a project whose keys service accounts hold gets no successor.
   if (change == KeyChange::kRotate && key.kind() == keys::v1::KEY_KIND_PROJECT) {
@@ -587,14 +592,16 @@ grpc::ServerUnaryReactor* AdminService::PlanOrgFile(grpc::CallbackServerContext*
         !s.ok()) {
       return s;
     }
-    const bool allows_models =
-        std::any_of(response->projects().begin(), response->projects().end(),
-                    [](const authz::v1::Project& p) { return p.allowed_models_size() > 0; });
+    const bool allows_models = std::any_of(
+        response->projects().begin(), response->projects().end(),
+        [](const authz::v1::Project& p) { return !p.archived() && p.allowed_models_size() > 0; });
     if (!allows_models) return Status::OK;
-    // The models are judged against the endpoints as a help; a plan does not fail for it.
+    // The models are judged against the endpoints as a help: a plan neither fails nor waits
+    // long for it.
     region::v1::ListEndpointsResponse endpoints;
     if (Status s = Call("region", *region_, &region::v1::RegionService::Stub::ListEndpoints,
-                        region::v1::ListEndpointsRequest(), &endpoints, caller.deadline);
+                        region::v1::ListEndpointsRequest(), &endpoints,
+                        std::min(caller.deadline, absl::Now() + kPlanEndpointsWait));
         !s.ok()) {
       response->add_warnings(absl::StrCat(
           "the projects' models were not checked against the endpoints: ", s.error_message()));

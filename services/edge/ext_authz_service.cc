@@ -33,7 +33,7 @@ grpc::ServerUnaryReactor* ExtAuthzService::Check(
   if (api_key.empty()) {
     Answer(reactor,
            grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "no API key: send authorization: Bearer <key> or x-api-key"),
+                        "no API key: send authorization: Bearer <key>, x-api-key or api-key"),
            *decision, response);
     return reactor;
   }

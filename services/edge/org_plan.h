@@ -15,8 +15,8 @@ namespace policy::edge {
 // The models that `projects` allow (those not archived) and that no enabled endpoint of the
 // project's residency serves, in the projects' and their lists' order, as plan warnings:
 // "project 'support': no enabled endpoint of residency eu serves model 'gpt-5' (its decisions would
-// be denied NO_COMPLIANT_REGION)". A project's data class may narrow its endpoints further;
-// that is not judged here.
+// be denied NO_COMPLIANT_REGION)". A project's data class and zero data retention may narrow
+// its endpoints further (region's routing); that is not judged here.
 std::vector<std::string> UnservedModels(
     const google::protobuf::RepeatedPtrField<authz::v1::Project>& projects,
     const google::protobuf::RepeatedPtrField<region::v1::Endpoint>& endpoints);

@@ -1615,6 +1615,9 @@ class MigrationTest(unittest.TestCase):
         # An operator copies the Secret snippet and then the install: every Secret the
         # rendered release reads must be one the snippet created.
         readme = (CHART / "README.md").read_text()
+        releases = set(re.findall(r"helm (?:install|template) (\S+) deploy/helm/policy-suite -n (\S+)",
+                                  readme))
+        self.assertEqual(len(releases), 1, releases)  # Every command installs the same release.
         release = re.search(r"helm install (\S+) deploy/helm/policy-suite -n (\S+)", readme)
         prefix = re.search(r"^NS=(\S+); P=(\S+)", readme, flags=re.M)
         self.assertEqual(prefix.group(1), release.group(2))
@@ -1632,7 +1635,6 @@ class MigrationTest(unittest.TestCase):
                     if ref:
                         read.add(ref["name"])
         self.assertTrue(read, "the release reads no Secret")
-        # The pii pseudonym key is optional; everything else must exist.
         self.assertLessEqual(read - made, set(), (read, made))
 
     def test_the_choice_is_explained(self):

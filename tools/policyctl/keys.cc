@@ -33,8 +33,9 @@ int Keys(const Invocation& in) {
             p.AddString("scopes", &scopes, "comma-separated scopes");
             p.AddString("reason", &reason, "why the key is revoked");
             p.AddDuration("ttl", &ttl,
-                          "the key's lifetime, whole seconds, at least 1s (default: the "
-                          "server's; rotate: the old key's)");
+                          "the key's lifetime, whole seconds, at least 1s (default: a service "
+                          "account's maximum key lifetime, else the server's; rotate: the old "
+                          "key's)");
             p.AddDuration("overlap", &overlap,
                           "rotate: how long both keys verify (default 24h; 0s: the old key "
                           "stops at once)");
