@@ -30,6 +30,7 @@ if __package__ in (None, ""):  # run as a file: make `tests` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.edge import edge_support as es  # noqa: E402
+from tests.edge import envoy_upstream  # noqa: E402
 from tests.support import policy_testing as pt  # noqa: E402
 
 import grpc  # noqa: E402
@@ -634,6 +635,73 @@ class EdgeProcessTest(unittest.TestCase):
                             "--residency=eu", "--output=json", api_key=embeddings)
         self.assertEqual(run.returncode, 0, run.stderr)
         self.assertEqual(json.loads(run.stdout)["verdict"], "VERDICT_ALLOW")
+
+    def test_envoy_ext_authz_answers_checks_written_with_envoys_own_messages(self):
+        """A check as Envoy writes it with upstream's messages (the body packed as bytes, TLS,
+        metadata and route fields the subset leaves out; headers in `headers` or, with
+        encode_raw_headers, in `header_map`), answered as Envoy reads it."""
+        up = envoy_upstream.Messages()
+        clean = (b'{"model": "gpt-4o", "max_tokens": 50, "messages": '
+                 b'[{"role": "user", "content": "Summarise our refund policy."}]}')
+
+        def check(body, raw_headers=False):
+            request = up["CheckRequest"]()
+            a = request.attributes
+            a.source.address.socket_address.address = "10.20.1.7"
+            a.source.address.socket_address.port_value = 51234
+            a.destination.address.socket_address.address = "10.0.0.5"
+            a.destination.address.socket_address.port_value = 443
+            a.request.time.GetCurrentTime()
+            http = a.request.http
+            http.id, http.method, http.path = "17", "POST", "/v1/chat/completions"
+            http.host, http.scheme, http.protocol, http.size = ("llm.acme.example", "https",
+                                                                "HTTP/1.1", len(body))
+            http.raw_body = body
+            headers = {":authority": "llm.acme.example", ":method": "POST",
+                       ":path": "/v1/chat/completions", "authorization": f"Bearer {self.bob}",
+                       "content-type": "application/json", "x-policy-residency": "eu",
+                       "x-envoy-auth-partial-body": "false"}
+            for key, value in headers.items():
+                if raw_headers:
+                    entry = http.header_map.headers.add()
+                    entry.key, entry.raw_value = key, value.encode()
+                else:
+                    http.headers[key] = value
+            a.context_extensions["route"] = "llm"
+            a.metadata_context.filter_metadata["envoy.filters.http.jwt_authn"].update(
+                {"sub": "svc"})
+            a.tls_session.sni = "llm.acme.example"
+            return up.check(P["edge"].channel, request)
+
+        overwrite = up["envoy.config.core.v3.HeaderValueOption"].OVERWRITE_IF_EXISTS_OR_ADD
+        for raw_headers in (False, True):
+            with self.subTest(raw_headers=raw_headers):
+                ok = check(clean, raw_headers)
+                self.assertEqual(ok.status.code, 0, ok)
+                self.assertTrue(ok.HasField("ok_response"), ok)
+                upstream = {h.header.key: h for h in ok.ok_response.headers}
+                self.assertIn(upstream["x-policy-endpoint"].header.value,
+                              ("westeurope", "swedencentral"))
+                for option in ok.ok_response.headers:
+                    # Envoy then overwrites a client's own x-policy-* values, in every release.
+                    self.assertEqual(option.append_action, overwrite, option)
+                    self.assertFalse(option.HasField("append"), option)
+                self.assertTrue({"authorization", "x-api-key", "api-key"}.issubset(
+                    ok.ok_response.headers_to_remove))
+                to_client = {h.header.key for h in ok.ok_response.response_headers_to_add}
+                self.assertEqual(to_client, {"x-policy-audit-id", "x-policy-request-id"})
+                self.assertEqual(
+                    self.ledger_entry(upstream["x-policy-request-id"].header.value).action,
+                    audit_pb2.ACTION_DECISION_ALLOW)
+
+        denied = check(clean.replace(b"our refund policy", b"the ticket of jane.doe@example.com"))
+        self.assertEqual(denied.status.code, C.PERMISSION_DENIED.value[0])
+        self.assertEqual(denied.denied_response.status.code, 403)
+        self.assertEqual(json.loads(denied.denied_response.body)["error"]["code"], "PII_BLOCKED")
+        self.assertIn("content-type", {h.header.key for h in denied.denied_response.headers})
+        # Bytes that are not UTF-8, which pack_as_bytes forwards as they are: the caller's 400.
+        bad = check(clean.replace(b"Summarise", b"Summ\xffarise"))
+        self.assertEqual(bad.denied_response.status.code, 400, bad)
 
     def test_envoy_ext_authz_looks_at_the_key_before_the_body(self):
         # Neither a missing key nor one keys does not verify gets the body read: both are 401,
