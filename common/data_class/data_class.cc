@@ -23,4 +23,17 @@ std::optional<DataClass> ParseDataClass(absl::string_view name) {
   return std::nullopt;
 }
 
+bool MayReceive(DataClass c, const EndpointPromises& p) {
+  switch (c) {
+    case DataClass::kPhi:
+    case DataClass::kPii:
+      return p.zero_data_retention && p.private_link && !p.cached;
+    case DataClass::kInternal:
+      return !p.cached;
+    case DataClass::kPublic:
+      return true;
+  }
+  return false;
+}
+
 }  // namespace policy

@@ -20,6 +20,24 @@ std::optional<DataClass> ParseDataClass(absl::string_view name);
 // The more sensitive of the two.
 inline DataClass MoreSensitive(DataClass a, DataClass b) { return a < b ? b : a; }
 
+// What an endpoint promises of the data sent to it.
+struct EndpointPromises {
+  bool zero_data_retention = false;  // The provider keeps no prompt or completion.
+  bool private_link = false;         // Reached over a private network path.
+  bool cached = false;               // Answers may come from (and prompts go to) a cache.
+  bool operator==(const EndpointPromises&) const = default;
+};
+
+// Whether data of class `c` may go to an endpoint promising `p`: personal and health data
+// only where nothing is kept, over a private link, and never to a cache (a cache keeps prompts
+// and answers whatever the provider promises of its own storage); internal data never to a
+// cache; public data anywhere.
+bool MayReceive(DataClass c, const EndpointPromises& p);
+
+// Whether the data of a project that keeps none (zero data retention) may go to an endpoint
+// promising `p`: one that keeps nothing and is not cached.
+inline bool KeepsNothing(const EndpointPromises& p) { return p.zero_data_retention && !p.cached; }
+
 }  // namespace policy
 
 #endif  // POLICY_COMMON_DATA_CLASS_DATA_CLASS_H_

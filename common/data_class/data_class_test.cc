@@ -24,6 +24,29 @@ TEST(DataClassTest, MoreSensitiveFollowsTheOrder) {
   EXPECT_EQ(MoreSensitive(DataClass::kPublic, DataClass::kPublic), DataClass::kPublic);
 }
 
+TEST(DataClassTest, WhichEndpointsMayReceiveEachClass) {
+  const EndpointPromises safe{.zero_data_retention = true, .private_link = true, .cached = false};
+  EXPECT_TRUE(MayReceive(DataClass::kPhi, safe));
+  EXPECT_TRUE(MayReceive(DataClass::kPii, safe));
+  EXPECT_TRUE(KeepsNothing(safe));
+  EndpointPromises no_link = safe;
+  no_link.private_link = false;
+  EXPECT_FALSE(MayReceive(DataClass::kPii, no_link));
+  EXPECT_TRUE(MayReceive(DataClass::kInternal, no_link));
+  EXPECT_TRUE(KeepsNothing(no_link));
+  EndpointPromises keeps = safe;
+  keeps.zero_data_retention = false;
+  EXPECT_FALSE(MayReceive(DataClass::kPhi, keeps));
+  EXPECT_TRUE(MayReceive(DataClass::kInternal, keeps));
+  EXPECT_FALSE(KeepsNothing(keeps));
+  EndpointPromises cache = safe;
+  cache.cached = true;
+  EXPECT_FALSE(MayReceive(DataClass::kPii, cache));
+  EXPECT_FALSE(MayReceive(DataClass::kInternal, cache));
+  EXPECT_TRUE(MayReceive(DataClass::kPublic, cache));
+  EXPECT_FALSE(KeepsNothing(cache));
+}
+
 TEST(DataClassTest, ProtoRoundTrips) {
   for (DataClass c : kAll) {
     absl::StatusOr<DataClass> back =

@@ -13,10 +13,12 @@
 namespace policy::edge {
 
 // The models that `projects` allow (those not archived) and that no enabled endpoint of the
-// project's residency serves, in the projects' and their lists' order, as plan warnings:
-// "project 'support': no enabled endpoint of residency eu serves model 'gpt-5' (its decisions would
-// be denied NO_COMPLIANT_REGION)". A project's data class and zero data retention may narrow
-// its endpoints further (region's routing); that is not judged here.
+// project's residency serves, or none that may take the project's data (its data class and
+// zero data retention, as region routes them), in the projects' and their lists' order, as
+// plan warnings: "project 'support': no enabled endpoint of residency eu serves model 'gpt-5'
+// (its decisions would be denied NO_COMPLIANT_REGION)", "... no enabled endpoint of residency
+// eu that may take its data (pii) serves ...". A prompt in which pii finds personal data may
+// need more than its project's class.
 std::vector<std::string> UnservedModels(
     const google::protobuf::RepeatedPtrField<authz::v1::Project>& projects,
     const google::protobuf::RepeatedPtrField<region::v1::Endpoint>& endpoints);

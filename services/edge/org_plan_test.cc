@@ -30,6 +30,14 @@ region::v1::Endpoint Endpoint(const char* id, region::v1::Residency residency,
   return endpoint;
 }
 
+region::v1::Endpoint WithPromises(region::v1::Endpoint endpoint, bool zdr, bool private_link,
+                                  bool cached) {
+  endpoint.mutable_capabilities()->set_zero_data_retention(zdr);
+  endpoint.mutable_capabilities()->set_private_link(private_link);
+  endpoint.mutable_capabilities()->set_cached(cached);
+  return endpoint;
+}
+
 template <typename T>
 google::protobuf::RepeatedPtrField<T> List(std::initializer_list<T> items) {
   google::protobuf::RepeatedPtrField<T> list;
@@ -64,6 +72,38 @@ TEST(UnservedModelsTest, NamesEachModelNoEnabledEndpointOfTheResidencyServes) {
           "decisions would be denied NO_COMPLIANT_REGION)",
           "project 'any': no enabled endpoint serves model 'gpt-5' (its decisions would "
           "be denied NO_COMPLIANT_REGION)"));
+}
+
+TEST(UnservedModelsTest, EndpointsThatMayNotTakeTheProjectsDataDoNotCount) {
+  const auto eu = region::v1::RESIDENCY_EU;
+  const auto endpoints =
+      List({WithPromises(Endpoint("public-cache", eu, {"gpt-4o"}), true, true, /*cached=*/true),
+            WithPromises(Endpoint("no-link", eu, {"gpt-4o", "o1"}), true, false, false),
+            WithPromises(Endpoint("keeps", eu, {"o1"}), /*zdr=*/false, true, false)});
+  authz::v1::Project pii = Project("pii", eu, {"gpt-4o"});
+  pii.mutable_data_policy()->set_data_class(pii::v1::DATA_CLASS_PII);
+  authz::v1::Project internal = Project("internal", eu, {"gpt-4o", "o1"});
+  authz::v1::Project kept_nowhere = Project("kept-nowhere", eu, {"gpt-4o", "o1"});
+  kept_nowhere.mutable_data_policy()->set_zero_data_retention(true);
+  authz::v1::Project open = Project("open", eu, {"gpt-4o"});
+  open.mutable_data_policy()->set_data_class(pii::v1::DATA_CLASS_PUBLIC);
+  EXPECT_THAT(UnservedModels(List({pii, internal, kept_nowhere, open}), endpoints),
+              ElementsAre("project 'pii': no enabled endpoint of residency eu that may take its "
+                          "data (pii) serves model 'gpt-4o' (its decisions would be denied "
+                          "NO_COMPLIANT_REGION)"));
+  // Without the endpoint that keeps nothing over no private link, the internal project keeps
+  // o1 (an endpoint that keeps data, not cached) and the one keeping nothing has neither.
+  const auto fewer = List({endpoints[0], endpoints[2]});
+  EXPECT_THAT(UnservedModels(List({internal, kept_nowhere}), fewer),
+              ElementsAre("project 'internal': no enabled endpoint of residency eu that may take "
+                          "its data (internal) serves model 'gpt-4o' (its decisions would be "
+                          "denied NO_COMPLIANT_REGION)",
+                          "project 'kept-nowhere': no enabled endpoint of residency eu that may "
+                          "take its data (internal, kept nowhere) serves model 'gpt-4o' (its "
+                          "decisions would be denied NO_COMPLIANT_REGION)",
+                          "project 'kept-nowhere': no enabled endpoint of residency eu that may "
+                          "take its data (internal, kept nowhere) serves model 'o1' (its "
+                          "decisions would be denied NO_COMPLIANT_REGION)"));
 }
 
 TEST(UnservedModelsTest, ArchivedProjectsAreNotJudged) {

@@ -18,12 +18,8 @@ namespace policy::region {
 
 enum class Provider { kOpenAi, kAzure };
 
-struct Capabilities {
-  bool zero_data_retention = false;  // The provider keeps no prompt or completion.
-  bool private_link = false;         // Reached over a private network path.
-  bool cached = false;               // Answers may come from (and prompts go to) a cache.
-  bool operator==(const Capabilities&) const = default;
-};
+// What an endpoint promises of the data sent to it.
+using Capabilities = EndpointPromises;
 
 inline constexpr int32_t kMinPriority = 1;  // Lower values are preferred.
 inline constexpr int32_t kMaxPriority = 1000;

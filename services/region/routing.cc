@@ -103,22 +103,8 @@ Exclusion ComplianceOf(const RouteRequest& request, const Endpoint& endpoint) {
       endpoint.residency != *request.residency) {
     return Exclusion::kResidency;
   }
-  const Capabilities& c = endpoint.capabilities;
-  switch (request.data_class) {
-    case DataClass::kPhi:
-    case DataClass::kPii:
-      // A cache keeps prompts and answers whatever the provider promises of its own storage.
-      if (!c.zero_data_retention || !c.private_link || c.cached) {
-        return Exclusion::kClassification;
-      }
-      break;
-    case DataClass::kInternal:
-      if (c.cached) return Exclusion::kClassification;
-      break;
-    case DataClass::kPublic:
-      break;
-  }
-  if (request.zero_data_retention && (!c.zero_data_retention || c.cached)) {
+  if (!MayReceive(request.data_class, endpoint.capabilities)) return Exclusion::kClassification;
+  if (request.zero_data_retention && !KeepsNothing(endpoint.capabilities)) {
     return Exclusion::kRetention;
   }
   if (!endpoint.Serves(request.model)) return Exclusion::kModel;
