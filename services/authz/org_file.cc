@@ -955,14 +955,19 @@ absl::StatusOr<OrgFile> ParseOrgFile(absl::string_view yaml) {
 
 namespace {
 
-// `entities` in IdReadingOrder of their ids.
+const std::string& KeyOf(const Project& p) { return p.id; }
+const std::string& KeyOf(const Member& m) { return m.id; }
+const std::string& KeyOf(const ServiceAccount& a) { return a.id; }
+const std::string& KeyOf(const IdpGroup& g) { return g.name; }
+
+// `entities` in IdReadingOrder of their ids (a group's: its name).
 template <typename T>
 std::vector<const T*> InReadingOrder(const std::vector<T>& entities) {
   std::vector<const T*> ordered;
   ordered.reserve(entities.size());
   for (const T& e : entities) ordered.push_back(&e);
   std::sort(ordered.begin(), ordered.end(),
-            [](const T* a, const T* b) { return IdReadingOrder(a->id, b->id); });
+            [](const T* a, const T* b) { return IdReadingOrder(KeyOf(*a), KeyOf(*b)); });
   return ordered;
 }
 
@@ -985,7 +990,7 @@ std::string FormatOrgFile(const OrgState& state) {
   }
   out << YAML::EndSeq;
   out << YAML::Key << "idp_groups" << YAML::Value << YAML::BeginSeq;
-  for (const IdpGroup& g : state.idp_groups) EmitGroup(out, g);
+  for (const IdpGroup* g : InReadingOrder(state.idp_groups)) EmitGroup(out, *g);
   out << YAML::EndSeq;
   out << YAML::EndMap;
   return absl::StrCat(out.c_str(), "\n");
