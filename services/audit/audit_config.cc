@@ -35,6 +35,10 @@ void AuditConfig::Register(config::Parser& p) {
            "appends waiting for a batch before RESOURCE_EXHAUSTED");
   p.AddInt("blocking_threads", &blocking_threads, "threads serving reads from PostgreSQL");
   p.AddInt("blocking_queue", &blocking_queue, "reads waiting for a thread at most");
+  p.AddInt("verify_threads", &verify_threads,
+           "threads verifying or summarising whole ledgers, apart from the other reads");
+  p.AddInt("verify_queue", &verify_queue,
+           "verifications and summaries waiting for a thread at most");
   p.AddDuration("max_export_write_time", &max_export_write_time,
                 "how long an export waits for its reader to take a chunk before it is stopped");
   p.AddDuration("forgotten_retention", &forgotten_retention,
@@ -103,8 +107,9 @@ absl::Status AuditConfig::Validate() const {
   if (max_queued_appends < max_batch) {
     return absl::InvalidArgumentError("max_queued_appends must be at least max_batch");
   }
-  if (blocking_threads < 1 || blocking_queue < 1) {
-    return absl::InvalidArgumentError("blocking_threads and blocking_queue must be positive");
+  if (blocking_threads < 1 || blocking_queue < 1 || verify_threads < 1 || verify_queue < 1) {
+    return absl::InvalidArgumentError(
+        "blocking_threads, blocking_queue, verify_threads and verify_queue must be positive");
   }
   if (max_export_write_time < absl::Milliseconds(100) || max_export_write_time > absl::Hours(1)) {
     return absl::InvalidArgumentError("max_export_write_time must be between 100ms and 1h");

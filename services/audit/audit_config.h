@@ -37,6 +37,11 @@ struct AuditConfig {
   int64_t append_writers = 2;
   int64_t blocking_threads = 4;
   int64_t blocking_queue = 256;
+  // Whole-ledger walks (VerifyLedger, GetComplianceSummary) run on threads of their own, so
+  // that however many run, the reads decisions and usage reports wait on never queue behind
+  // them; more than verify_queue waiting is RESOURCE_EXHAUSTED.
+  int64_t verify_threads = 1;
+  int64_t verify_queue = 8;
   // How long an export stream may wait for its reader to take one chunk (at most 1 MiB)
   // before it is stopped (ABORTED, resumable from the index the message names): a reader
   // that stops reading must not hold one of the few export slots.

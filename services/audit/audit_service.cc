@@ -20,6 +20,11 @@ using proto::SetTime;
 using proto::TimeFromProto;
 
 constexpr absl::string_view kDomain = "audit.policy-suite";
+
+// Whether the caller of `context` has gone: it cancelled, or its deadline passed.
+bool GaveUp(grpc::CallbackServerContext& context) {
+  return context.IsCancelled() || context.deadline() < std::chrono::system_clock::now();
+}
 // An export chunk holds at most this many entries and, unless one entry alone is larger,
 // this many bytes of JSON lines: well within gRPC's default 4 MiB receive limit, whatever the
 // entries' metadata.
@@ -201,10 +206,12 @@ class AuditService::ExportReactor final
 };
 
 AuditService::AuditService(AuditLedger* ledger, AppendBatcher* batcher, server::BlockingPool* pool,
-                           prometheus::Registry* registry, absl::Duration max_export_write_time)
+                           server::BlockingPool* verify_pool, prometheus::Registry* registry,
+                           absl::Duration max_export_write_time)
     : ledger_(ledger),
       batcher_(batcher),
       pool_(pool),
+      verify_pool_(verify_pool),
       max_export_write_time_(max_export_write_time),
       appended_(prometheus::BuildCounter()
                     .Name("policy_audit_appended_entries_total")
@@ -380,8 +387,9 @@ grpc::ServerUnaryReactor* AuditService::GetConsistencyProof(
 grpc::ServerUnaryReactor* AuditService::VerifyLedger(grpc::CallbackServerContext* context,
                                                      const v1::VerifyLedgerRequest* request,
                                                      v1::VerifyLedgerResponse* response) {
-  return pool_->Run(context, [this, request, response] {
-    absl::StatusOr<IntegrityReport> report = ledger_->Verify(FromProto(request->ledger()));
+  return verify_pool_->Run(context, [this, context, request, response] {
+    absl::StatusOr<IntegrityReport> report =
+        ledger_->Verify(FromProto(request->ledger()), [context] { return GaveUp(*context); });
     if (!report.ok()) return ToGrpc(report.status());
     ToProto(*report, response->mutable_report());
     return grpc::Status::OK;
@@ -391,7 +399,7 @@ grpc::ServerUnaryReactor* AuditService::VerifyLedger(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* AuditService::GetComplianceSummary(
     grpc::CallbackServerContext* context, const v1::GetComplianceSummaryRequest* request,
     v1::GetComplianceSummaryResponse* response) {
-  return pool_->Run(context, [this, request, response] {
+  return verify_pool_->Run(context, [this, context, request, response] {
     absl::StatusOr<std::optional<absl::Time>> start =
         OptionalTime(request->has_start_time(), request->start_time(), "start_time");
     if (!start.ok()) return ToGrpc(start.status());
@@ -399,7 +407,8 @@ grpc::ServerUnaryReactor* AuditService::GetComplianceSummary(
         OptionalTime(request->has_end_time(), request->end_time(), "end_time");
     if (!end.ok()) return ToGrpc(end.status());
     absl::StatusOr<ComplianceSummary> s =
-        ledger_->Summarize(FromProto(request->ledger()), *start, *end, request->requested_by());
+        ledger_->Summarize(FromProto(request->ledger()), *start, *end, request->requested_by(),
+                           [context] { return GaveUp(*context); });
     if (!s.ok()) return ToGrpc(s.status());
     if (s->period_start.has_value()) SetTime(*s->period_start, response->mutable_period_start());
     if (s->period_end.has_value()) SetTime(*s->period_end, response->mutable_period_end());

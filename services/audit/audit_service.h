@@ -14,7 +14,9 @@
 namespace policy::audit {
 
 // policy.audit.v1.AuditService over gRPC: translation only. Appends go to the batcher (the
-// reply is sent once the batch committed); reads run on the blocking pool; each export stream
+// reply is sent once the batch committed); reads run on the blocking pool, whole-ledger walks
+// (VerifyLedger, GetComplianceSummary) on a pool of their own, each stopped when its caller
+// gives up; each export stream
 // has a thread of its own (at most kMaxExports at once, RESOURCE_EXHAUSTED beyond) and ends
 // ABORTED, naming max_export_write_time and the index to resume from, when its reader takes
 // no chunk for `max_export_write_time`.
@@ -23,7 +25,8 @@ class AuditService final : public v1::AuditService::CallbackService {
   static constexpr int kMaxExports = 4;
 
   AuditService(AuditLedger* ledger, AppendBatcher* batcher, server::BlockingPool* pool,
-               prometheus::Registry* registry, absl::Duration max_export_write_time);
+               server::BlockingPool* verify_pool, prometheus::Registry* registry,
+               absl::Duration max_export_write_time);
 
   grpc::ServerUnaryReactor* Append(grpc::CallbackServerContext* context,
                                    const v1::AppendRequest* request,
@@ -70,6 +73,7 @@ class AuditService final : public v1::AuditService::CallbackService {
   AuditLedger* const ledger_;
   AppendBatcher* const batcher_;
   server::BlockingPool* const pool_;
+  server::BlockingPool* const verify_pool_;
   const absl::Duration max_export_write_time_;
   prometheus::Counter& appended_;
   prometheus::Counter& duplicates_;

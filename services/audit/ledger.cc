@@ -21,6 +21,8 @@ namespace {
 constexpr size_t kReadChunk = 5000;
 // How many entries a compliance summary reads at a time.
 constexpr size_t kSummaryChunk = 500;
+// How many entries a verification walks between two looks at whether its caller gave up.
+constexpr uint64_t kGivenUpEvery = 4096;
 
 // The metadata key under which subject_forgotten records of earlier releases hold
 // SubjectCipher::RequestBinding of their request id and subject. Records no longer carry it:
@@ -573,13 +575,24 @@ absl::StatusOr<uint64_t> AuditLedger::CountUnaccounted(absl::flat_hash_set<std::
   return refs.size();
 }
 
-absl::StatusOr<IntegrityReport> AuditLedger::Verify(const LedgerRef& ledger) {
+absl::StatusOr<IntegrityReport> AuditLedger::Verify(const LedgerRef& ledger,
+                                                    const std::function<bool()>& given_up) {
   RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
   StoredCheckpoints checkpoints(store_, ledger);
   LedgerVerifier verifier(ledger, keys_, &checkpoints, RememberedHead(ledger), authenticator_.get(),
                           "the head this audit process signed or saw signed");
-  const absl::Status walked =
-      store_->ForEachEntry(ledger, 0, [&](const Entry& e) { return verifier.Add(e); });
+  std::optional<uint64_t> stopped_at;
+  const absl::Status walked = store_->ForEachEntry(ledger, 0, [&](const Entry& e) {
+    if (given_up != nullptr && e.index % kGivenUpEvery == 0 && given_up()) {
+      stopped_at = e.index;
+      return false;
+    }
+    return verifier.Add(e);
+  });
+  if (stopped_at.has_value()) {
+    return absl::CancelledError(
+        absl::StrCat("verification stopped at entry ", *stopped_at, ": its caller gave up"));
+  }
   if (absl::IsDataLoss(walked)) {
     verifier.Unreadable(walked.message());
   } else if (!walked.ok()) {
@@ -593,7 +606,8 @@ absl::StatusOr<IntegrityReport> AuditLedger::Verify(const LedgerRef& ledger) {
 absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger,
                                                          std::optional<absl::Time> start,
                                                          std::optional<absl::Time> end,
-                                                         const std::string& requested_by) {
+                                                         const std::string& requested_by,
+                                                         const std::function<bool()>& given_up) {
   RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
   RETURN_IF_ERROR(CheckRequester(requested_by));
   if (start.has_value() && end.has_value() && *end < *start) {
@@ -602,7 +616,7 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
   ComplianceSummary summary;
   ASSIGN_OR_RETURN(const bool exists, Exists(ledger));
   if (!exists) {
-    ASSIGN_OR_RETURN(summary.integrity, Verify(ledger));
+    ASSIGN_OR_RETURN(summary.integrity, Verify(ledger, given_up));
     return summary;
   }
   EntryFilter filter{.ledger = ledger,
@@ -614,6 +628,9 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
                      .limit = kSummaryChunk};
   absl::flat_hash_set<std::string> refs;  // The pseudonyms the entries name.
   for (;;) {
+    if (given_up != nullptr && given_up()) {
+      return absl::CancelledError("summary stopped: its caller gave up");
+    }
     ASSIGN_OR_RETURN(std::vector<Entry> entries, store_->Query(filter));
     for (const Entry& e : entries) {
       // Entries are in index order, which is not time order when the appending replicas'
@@ -662,7 +679,7 @@ absl::StatusOr<ComplianceSummary> AuditLedger::Summarize(const LedgerRef& ledger
     filter.after_index = entries.back().index + 1;
   }
   ASSIGN_OR_RETURN(summary.unaccounted_subjects, CountUnaccounted(std::move(refs)));
-  ASSIGN_OR_RETURN(summary.integrity, Verify(ledger));
+  ASSIGN_OR_RETURN(summary.integrity, Verify(ledger, given_up));
   RETURN_IF_ERROR(RecordRead(ledger, requested_by, "compliance_summary"));
   return summary;
 }

@@ -2,6 +2,7 @@
 #define POLICY_SERVICES_AUDIT_LEDGER_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -226,11 +227,17 @@ class AuditLedger {
   // remembered head. Without a remembered head (a process just started), a ledger rewritten
   // together with its checkpoints still verifies from its signed checkpoints alone: only a
   // checkpoint kept outside the database (audit_verify --trusted_checkpoint) catches that.
-  absl::StatusOr<IntegrityReport> Verify(const LedgerRef& ledger);
+  // `given_up` (optional), asked every few thousand entries, stops a walk whose caller has
+  // gone (CANCELLED): a verification takes time in proportion to the whole ledger.
+  absl::StatusOr<IntegrityReport> Verify(const LedgerRef& ledger,
+                                         const std::function<bool()>& given_up = nullptr);
+  // The entries of [start, end] counted, then the whole ledger verified (Verify, `given_up`
+  // likewise).
   absl::StatusOr<ComplianceSummary> Summarize(const LedgerRef& ledger,
                                               std::optional<absl::Time> start,
                                               std::optional<absl::Time> end,
-                                              const std::string& requested_by);
+                                              const std::string& requested_by,
+                                              const std::function<bool()>& given_up = nullptr);
   // Up to `limit` entries from `from_index` on. Recorded as one audit_read when `record`
   // (and the ledger exists).
   absl::StatusOr<std::vector<RevealedEntry>> Export(const LedgerRef& ledger, uint64_t from_index,

@@ -299,6 +299,29 @@ TEST_F(LedgerTest, ASubjectsPageEndsBeforeItsBytesPassTheBound) {
   for (size_t i = 1; i < seen.size(); ++i) EXPECT_LT(seen[i - 1], seen[i]);
 }
 
+TEST_F(LedgerTest, AWalkWhoseCallerGaveUpStopsCancelled) {
+  for (int i = 0; i < 3; ++i) AppendOk(Call("alice@example.com", i));
+  ASSERT_TRUE(ledger_.SignCheckpoints().ok());
+  int asked = 0;
+  const auto stays = [&] {
+    ++asked;
+    return false;
+  };
+  absl::StatusOr<IntegrityReport> verified = ledger_.Verify(kProd, stays);
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_TRUE(verified->valid);
+  EXPECT_GT(asked, 0);
+  const auto gone = [] { return true; };
+  absl::StatusOr<IntegrityReport> stopped = ledger_.Verify(kProd, gone);
+  EXPECT_EQ(stopped.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(stopped.status().message(), HasSubstr("its caller gave up"));
+  absl::StatusOr<ComplianceSummary> summary =
+      ledger_.Summarize(kProd, std::nullopt, std::nullopt, "auditor@example.com", gone);
+  EXPECT_EQ(summary.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_TRUE(
+      ledger_.Summarize(kProd, std::nullopt, std::nullopt, "auditor@example.com", stays).ok());
+}
+
 TEST_F(LedgerTest, ForgetSubjectShredsIdentifiersButTheLedgerStillVerifies) {
   EntryInput removal;
   removal.action = Action::kMemberRemoved;

@@ -94,8 +94,10 @@ int Main(int argc, char** argv) {
                         static_cast<int>(config.append_writers));
   server::BlockingPool blocking(static_cast<int>(config.blocking_threads),
                                 static_cast<int>(config.blocking_queue));
+  server::BlockingPool verifying(static_cast<int>(config.verify_threads),
+                                 static_cast<int>(config.verify_queue));
   server::ServerRunner runner(config.server);
-  AuditService service(&ledger, &batcher, &blocking, &runner.metrics_registry(),
+  AuditService service(&ledger, &batcher, &blocking, &verifying, &runner.metrics_registry(),
                        config.max_export_write_time);
   runner.AddService(&service, v1::AuditService::service_full_name());
   // Readiness reads what a background ping found and never waits on the database: pings run
