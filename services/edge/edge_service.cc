@@ -50,13 +50,14 @@ grpc::ServerUnaryReactor* EdgeService::Decide(grpc::CallbackServerContext* conte
               [this, reactor, request, response](grpc::Status status) {
                 metrics_->Decided("decide", status, response->verdict() == v1::VERDICT_ALLOW,
                                   response->reason());
-                LogFailure(*request, status);
+                LogFailure("a decision", request->request_id(), status, decision_failure_lines_);
                 reactor->Finish(std::move(status));
               });
   return reactor;
 }
 
-void EdgeService::LogFailure(const v1::DecideRequest& request, const grpc::Status& status) {
+void EdgeService::LogFailure(absl::string_view what, const std::string& request_id,
+                             const grpc::Status& status, LogBudget& budget) {
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
     case grpc::StatusCode::DEADLINE_EXCEEDED:
@@ -68,10 +69,10 @@ void EdgeService::LogFailure(const v1::DecideRequest& request, const grpc::Statu
       return;  // Decided, or the caller's mistake.
   }
   int64_t left_out = 0;
-  if (!failure_lines_.Take(absl::Now(), &left_out)) return;
+  if (!budget.Take(absl::Now(), &left_out)) return;
   LogWarning(
-      "a decision failed",
-      {{"request_id", request.request_id()},
+      absl::StrCat(what, " failed"),
+      {{"request_id", request_id},
        {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()))},
        {"message", status.error_message()},
        {"failures_not_logged", absl::StrCat(left_out)}});
@@ -81,9 +82,12 @@ grpc::ServerUnaryReactor* EdgeService::ReportUsage(grpc::CallbackServerContext* 
                                                    const v1::ReportUsageRequest* request,
                                                    v1::ReportUsageResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  StartReportUsage(downstream_, request, response,
-                   client::DownstreamDeadline(*context, max_decision_time_),
-                   [reactor](grpc::Status status) { reactor->Finish(std::move(status)); });
+  StartReportUsage(
+      downstream_, request, response, client::DownstreamDeadline(*context, max_decision_time_),
+      [this, reactor, request](grpc::Status status) {
+        LogFailure("a usage report", request->request_id(), status, usage_failure_lines_);
+        reactor->Finish(std::move(status));
+      });
   return reactor;
 }
 

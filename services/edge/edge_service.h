@@ -30,16 +30,19 @@ class EdgeService final : public v1::EdgeService::CallbackService {
                                         v1::ReportUsageResponse* response) override;
 
  private:
-  // A decision that failed on the suite's side, logged with its request id (at most a few a
-  // minute: examples of an outage, not a flood; the counters count them all).
-  void LogFailure(const v1::DecideRequest& request, const grpc::Status& status);
+  // A call (`what`: "a decision", "a usage report") that failed on the suite's side, logged
+  // with its request id, at most `budget` allows (a few a minute: examples of an outage, not a
+  // flood; the counters count them all).
+  static void LogFailure(absl::string_view what, const std::string& request_id,
+                         const grpc::Status& status, LogBudget& budget);
 
   Downstream* const downstream_;
   const FlowOptions options_;
   const TrustedProxies trusted_proxies_;
   const absl::Duration max_decision_time_;
   EdgeMetrics* const metrics_;
-  LogBudget failure_lines_{10, absl::Minutes(1)};
+  LogBudget decision_failure_lines_{10, absl::Minutes(1)};
+  LogBudget usage_failure_lines_{10, absl::Minutes(1)};
   // A decision's request, response and every downstream message on one arena.
   server::ArenaMessageAllocator<v1::DecideRequest, v1::DecideResponse> decide_allocator_;
   server::ArenaMessageAllocator<v1::ReportUsageRequest, v1::ReportUsageResponse> usage_allocator_;

@@ -1015,10 +1015,26 @@ class EdgeProcessTest(unittest.TestCase):
             return pt.metric_value(pt.scrape_metrics(P["authz"].metrics_port),
                                    "policy_authz_audit_events_pending")
 
+        decided = self.decide()
+        self.assertEqual(decided.verdict, E.VERDICT_ALLOW, decided.message)
+        logged = len(P["edge"].log_text().splitlines())
         # audit stops answering (SIGSTOP): the change does not wait for the ledger, its record
         # waits in authz's outbox, committed with the change.
         P["audit"].stop()
         try:
+            # A usage report, which must reach the ledger, fails, and the edge says so.
+            err = pt.call_error(edge().ReportUsage, E.ReportUsageRequest(
+                api_key=self.bob.encode(), request_id=decided.request_id, model="gpt-4o",
+                actual_tokens=120, latency={"nanos": 200_000_000},
+                outcome=E.UPSTREAM_OUTCOME_SUCCESS, http_status=200), timeout=3)
+            self.assertIn(err.code(), (C.UNAVAILABLE, C.DEADLINE_EXCEEDED), err.details())
+
+            def usage_failures():
+                return [json.loads(line) for line in P["edge"].log_text().splitlines()[logged:]
+                        if "a usage report failed" in line]
+            pt.wait_until(lambda: usage_failures(), timeout=10,
+                          message="the edge logs the failed usage report")
+            self.assertEqual(usage_failures()[0]["request_id"], decided.request_id)
             added = admin.AddMember(authz_pb2.AddMemberRequest(member=authz_pb2.Member(
                 id=newcomer, email=f"{newcomer}@acme.example",
                 grants=[authz_pb2.RoleGrant(role="reader", project="support-eu")])),
@@ -1036,6 +1052,10 @@ class EdgeProcessTest(unittest.TestCase):
         pt.wait_until(lambda: run_policyctl("audit", "export", "--project=", "--environment=",
                                             admin_key=alice_key).returncode == 0,
                       timeout=20, message="the edge reaches audit again")
+        # And judges it healthy again (logged now, not in a later test's window).
+        pt.wait_until(lambda: pt.metric_value(pt.scrape_metrics(P["edge"].metrics_port),
+                                              "policy_edge_dependency_up", dependency="audit") == 1,
+                      timeout=20, message="the edge judges audit healthy again")
         entries = org_ledger_once(alice_key, "ACTION_MEMBER_ADDED", roles="reader@support-eu")
         added = [e for e in recorded(entries, "ACTION_MEMBER_ADDED") if e.get("subject") == newcomer]
         self.assertEqual(len(added), 1)
