@@ -323,6 +323,15 @@ class PolicyctlProcessTest(unittest.TestCase):
         self.assertNotIn("removed_at", members["bob"])
         self.assertEqual([g["role"] for g in members["carol"]["grants"]], ["member", "reader"])
 
+    def assert_plan_and_apply_refuse(self, org_file, code, message):
+        """`org plan` and `org apply` of `org_file` both exit 1 with `code` and `message`."""
+        for verb in ("plan", "apply"):
+            with self.subTest(verb=verb):
+                run = run_policyctl("org", verb, str(org_file), admin_key=self.alice)
+                self.assertEqual(run.returncode, 1, run.stdout + run.stderr)
+                self.assertIn(code, run.stderr)
+                self.assertIn(message, run.stderr)
+
     def exported_playground(self):
         """The organisation file as exported, and where the playground's entry starts and
         ends in it (projects come first, each from its "- id:")."""
@@ -344,13 +353,9 @@ class PolicyctlProcessTest(unittest.TestCase):
                                              "environment: production") + text[end:]
         org_file = Path(tempfile.mkdtemp()) / "org.yaml"
         org_file.write_text(moved)
-        for verb in ("plan", "apply"):
-            with self.subTest(verb=verb):
-                run = run_policyctl("org", verb, str(org_file), admin_key=self.alice)
-                self.assertEqual(run.returncode, 1, run.stdout + run.stderr)
-                self.assertIn("FAILED_PRECONDITION", run.stderr)
-                self.assertIn("project 'playground': environment: sandbox cannot change to "
-                              "production", run.stderr)
+        self.assert_plan_and_apply_refuse(org_file, "FAILED_PRECONDITION",
+                                          "project 'playground': environment: sandbox cannot "
+                                          "change to production")
         projects = run_policyctl("projects", "list", "--output=json", admin_key=self.alice)
         self.assertEqual(projects.returncode, 0, projects.stderr)
         playground = [p for p in json.loads(projects.stdout)["projects"]
@@ -418,13 +423,9 @@ class PolicyctlProcessTest(unittest.TestCase):
 
         with_rules("EMPLOYEE_ID: block")
         # The plan a pull request's check runs refuses it as the apply after the merge would.
-        for verb in ("plan", "apply"):
-            with self.subTest(verb=verb):
-                run = run_policyctl("org", verb, str(org_file), admin_key=self.alice)
-                self.assertEqual(run.returncode, 1, run.stdout + run.stderr)
-                self.assertIn("INVALID_ARGUMENT", run.stderr)
-                self.assertIn("project playground: data_policy.pii.rules[0]: the pii service "
-                              "detects no entity type 'EMPLOYEE_ID'", run.stderr)
+        self.assert_plan_and_apply_refuse(org_file, "INVALID_ARGUMENT",
+                                          "project playground: data_policy.pii.rules[0]: the "
+                                          "pii service detects no entity type 'EMPLOYEE_ID'")
         listed = run_policyctl("projects", "list", admin_key=self.alice)
         self.assertNotIn("pii ", [line for line in listed.stdout.splitlines()
                                   if line.startswith("playground ")][0])
