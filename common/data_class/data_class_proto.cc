@@ -42,4 +42,10 @@ absl::string_view DataClassProtoName(pii::v1::DataClass c, DataClass unspecified
   return data_class.ok() ? DataClassName(*data_class) : "unknown";
 }
 
+EndpointPromises PromisesFromProto(const region::v1::Capabilities& capabilities) {
+  return {.zero_data_retention = capabilities.zero_data_retention(),
+          .private_link = capabilities.private_link(),
+          .cached = capabilities.cached()};
+}
+
 }  // namespace policy

@@ -66,11 +66,15 @@ std::vector<std::string> CurrentThen(std::string current, std::vector<std::strin
 
 }  // namespace
 
-StoredCheckpoints::StoredCheckpoints(LedgerStore* store, LedgerRef ledger)
-    : store_(store), ledger_(std::move(ledger)) {}
+StoredCheckpoints::StoredCheckpoints(LedgerStore* store, LedgerRef ledger,
+                                     std::function<bool()> given_up)
+    : store_(store), ledger_(std::move(ledger)), given_up_(std::move(given_up)) {}
 
 absl::StatusOr<std::vector<Checkpoint>> StoredCheckpoints::Page(std::optional<uint64_t> after_size,
                                                                 size_t limit) {
+  if (given_up_ != nullptr && given_up_()) {
+    return absl::CancelledError("verification stopped reading checkpoints: its caller gave up");
+  }
   return store_->ListCheckpointsAfter(ledger_, after_size, limit);
 }
 
@@ -578,12 +582,13 @@ absl::StatusOr<uint64_t> AuditLedger::CountUnaccounted(absl::flat_hash_set<std::
 absl::StatusOr<IntegrityReport> AuditLedger::Verify(const LedgerRef& ledger,
                                                     const std::function<bool()>& given_up) {
   RETURN_IF_ERROR(ValidateLedger(ledger, "ledger"));
-  StoredCheckpoints checkpoints(store_, ledger);
+  StoredCheckpoints checkpoints(store_, ledger, given_up);
   LedgerVerifier verifier(ledger, keys_, &checkpoints, RememberedHead(ledger), authenticator_.get(),
                           "the head this audit process signed or saw signed");
   std::optional<uint64_t> stopped_at;
+  uint64_t walked_entries = 0;
   const absl::Status walked = store_->ForEachEntry(ledger, 0, [&](const Entry& e) {
-    if (given_up != nullptr && e.index % kGivenUpEvery == 0 && given_up()) {
+    if (given_up != nullptr && walked_entries++ % kGivenUpEvery == 0 && given_up()) {
       stopped_at = e.index;
       return false;
     }

@@ -33,16 +33,18 @@ namespace policy::audit {
 
 // The checkpoints `store` (which must outlive it) holds of `ledger`, read a page at a time,
 // from the smallest, size 0 included: the service never signs one, so a stored one is forged
-// and a verifier must see it.
+// and a verifier must see it. A page asked for once `given_up` (optional) says the reader's
+// caller has gone is CANCELLED.
 class StoredCheckpoints : public CheckpointSource {
  public:
-  StoredCheckpoints(LedgerStore* store, LedgerRef ledger);
+  StoredCheckpoints(LedgerStore* store, LedgerRef ledger, std::function<bool()> given_up = nullptr);
   absl::StatusOr<std::vector<Checkpoint>> Page(std::optional<uint64_t> after_size,
                                                size_t limit) override;
 
  private:
   LedgerStore* const store_;
   const LedgerRef ledger_;
+  const std::function<bool()> given_up_;
 };
 
 // An entry with its identifiers opened; empty once the subject was forgotten.
@@ -231,8 +233,9 @@ class AuditLedger {
   // gone (CANCELLED): a verification takes time in proportion to the whole ledger.
   absl::StatusOr<IntegrityReport> Verify(const LedgerRef& ledger,
                                          const std::function<bool()>& given_up = nullptr);
-  // The entries of [start, end] counted, then the whole ledger verified (Verify, `given_up`
-  // likewise).
+  // The entries of [start, end) counted, then the whole ledger verified (Verify, `given_up`
+  // likewise: CANCELLED, nothing recorded); the read is recorded in the organisation's ledger
+  // as a compliance_summary by `requested_by`.
   absl::StatusOr<ComplianceSummary> Summarize(const LedgerRef& ledger,
                                               std::optional<absl::Time> start,
                                               std::optional<absl::Time> end,

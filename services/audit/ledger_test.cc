@@ -320,6 +320,15 @@ TEST_F(LedgerTest, AWalkWhoseCallerGaveUpStopsCancelled) {
   EXPECT_EQ(summary.status().code(), absl::StatusCode::kCancelled);
   EXPECT_TRUE(
       ledger_.Summarize(kProd, std::nullopt, std::nullopt, "auditor@example.com", stays).ok());
+  // A walk whose caller goes midway stops at the next look, a few thousand entries on.
+  for (int i = 0; i < 5000; ++i) AppendOk(Call("alice@example.com", i));
+  ASSERT_TRUE(ledger_.SignCheckpoints().ok());
+  int looks = 0;
+  // The checkpoints read twice and entry 0 pass; the look at entry 4096 finds the caller gone.
+  const auto goes_later = [&] { return ++looks > 3; };
+  stopped = ledger_.Verify(kProd, goes_later);
+  EXPECT_EQ(stopped.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(stopped.status().message(), HasSubstr("stopped at entry 4096"));
 }
 
 TEST_F(LedgerTest, ForgetSubjectShredsIdentifiersButTheLedgerStillVerifies) {

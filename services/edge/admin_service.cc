@@ -1113,21 +1113,36 @@ grpc::ServerUnaryReactor* AdminService::ForAuditor(
     grpc::CallbackServerContext* context, const std::string& action, const Request* request,
     Response* response,
     Status (audit::v1::AuditService::Stub::*method)(grpc::ClientContext*, const Request&,
-                                                    Response*)) {
-  return Run(context, [this, action, request, response, method](const Caller& caller) -> Status {
-    if (Status allowed = Authorize(caller, action, ""); !allowed.ok()) return allowed;
-    Request forwarded = *request;
-    if constexpr (requires { forwarded.set_requested_by(""); }) {
-      forwarded.set_requested_by(caller.member);  // Whoever the key says, recorded.
-    }
-    grpc::ClientContext call;
-    client::SetDeadline(call, caller.deadline);
-    const Status s = (audit_.get()->*method)(&call, forwarded, response);
-    // DATA_LOSS is audit's verdict on the ledger's stored rows (an inclusion proof it refuses
-    // to give), not a failure to answer: passed on as it is.
-    if (s.error_code() == StatusCode::DATA_LOSS) return s;
-    return Forwarded("audit", s, caller.deadline);
-  });
+                                                    Response*),
+    bool walks_ledger) {
+  return Run(context,
+             [this, context, action, request, response, method,
+              walks_ledger](const Caller& caller) -> Status {
+               if (Status allowed = Authorize(caller, action, ""); !allowed.ok()) return allowed;
+               Request forwarded = *request;
+               if constexpr (requires { forwarded.set_requested_by(""); }) {
+                 forwarded.set_requested_by(caller.member);  // Whoever the key says, recorded.
+               }
+               absl::Time deadline = caller.deadline;
+               if (walks_ledger) {
+                 if (ledger_walks_.fetch_add(1) >= kMaxLedgerWalks) {
+                   ledger_walks_.fetch_sub(1);
+                   return Status(
+                       StatusCode::RESOURCE_EXHAUSTED,
+                       "a ledger verification or compliance summary is already running through "
+                       "this edge; retry once it has ended");
+                 }
+                 deadline = client::DownstreamDeadline(*context, kMaxLedgerWalkTime);
+               }
+               grpc::ClientContext call;
+               client::SetDeadline(call, deadline);
+               const Status s = (audit_.get()->*method)(&call, forwarded, response);
+               if (walks_ledger) ledger_walks_.fetch_sub(1);
+               // DATA_LOSS is audit's verdict on the ledger's stored rows (an inclusion proof it
+               // refuses to give), not a failure to answer: passed on as it is.
+               if (s.error_code() == StatusCode::DATA_LOSS) return s;
+               return Forwarded("audit", s, deadline);
+             });
 }
 
 grpc::ServerUnaryReactor* AdminService::QueryAudit(grpc::CallbackServerContext* context,
@@ -1141,14 +1156,14 @@ grpc::ServerUnaryReactor* AdminService::VerifyLedger(grpc::CallbackServerContext
                                                      const audit::v1::VerifyLedgerRequest* request,
                                                      audit::v1::VerifyLedgerResponse* response) {
   return ForAuditor(context, "audit.read", request, response,
-                    &audit::v1::AuditService::Stub::VerifyLedger);
+                    &audit::v1::AuditService::Stub::VerifyLedger, /*walks_ledger=*/true);
 }
 
 grpc::ServerUnaryReactor* AdminService::GetComplianceSummary(
     grpc::CallbackServerContext* context, const audit::v1::GetComplianceSummaryRequest* request,
     audit::v1::GetComplianceSummaryResponse* response) {
   return ForAuditor(context, "audit.read", request, response,
-                    &audit::v1::AuditService::Stub::GetComplianceSummary);
+                    &audit::v1::AuditService::Stub::GetComplianceSummary, /*walks_ledger=*/true);
 }
 
 grpc::ServerUnaryReactor* AdminService::ExportOrgFile(

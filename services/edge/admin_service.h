@@ -265,12 +265,17 @@ class AdminService final : public v1::AdminService::CallbackService {
                                         grpc::ClientContext*, const Request&, Response*),
                                     std::function<grpc::Status(const Caller&)> check = nullptr);
   // Authorises `action` in the organisation, then calls `method` of audit with `request`.
+  // A call that `walks_ledger` (VerifyLedger, GetComplianceSummary: time in proportion to a
+  // whole ledger) waits for audit up to its caller's deadline, at most kMaxLedgerWalkTime
+  // rather than max_call_time; at most kMaxLedgerWalks of them at once hold this edge's admin
+  // threads (RESOURCE_EXHAUSTED beyond).
   template <typename Request, typename Response>
   grpc::ServerUnaryReactor* ForAuditor(grpc::CallbackServerContext* context,
                                        const std::string& action, const Request* request,
                                        Response* response,
                                        grpc::Status (audit::v1::AuditService::Stub::*method)(
-                                           grpc::ClientContext*, const Request&, Response*));
+                                           grpc::ClientContext*, const Request&, Response*),
+                                       bool walks_ledger = false);
   // Runs `work` on the pool for an authenticated caller: a call without a key is refused at
   // once, and its key verified before it takes a place in the pool's queue.
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
@@ -283,6 +288,9 @@ class AdminService final : public v1::AdminService::CallbackService {
   std::unique_ptr<audit::v1::AuditService::Stub> audit_;
   server::BlockingPool* const pool_;
   const absl::Duration max_call_time_;
+  static constexpr absl::Duration kMaxLedgerWalkTime = absl::Minutes(10);
+  static constexpr int kMaxLedgerWalks = 1;
+  std::atomic<int> ledger_walks_{0};
   const pii::v1::RedactionPolicy redaction_;
   // AcceptInvitation calls in progress (they need no key): at most kMaxAcceptsInFlight.
   static constexpr int kMaxAcceptsInFlight = 4;

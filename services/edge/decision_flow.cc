@@ -530,10 +530,8 @@ class DecideFlow final : public Flow {
       auto& headers = *response_->mutable_headers();
       headers[kHeaderAuditId] = audit_id;
       headers[kHeaderRequestId] = request_id_;
-      // A cache keeps prompts and answers, whatever the provider promises of its storage.
-      const region::v1::Capabilities& capabilities = response_->endpoint().capabilities();
       headers[kHeaderZeroDataRetention] =
-          capabilities.zero_data_retention() && !capabilities.cached() ? "true" : "false";
+          KeepsNothing(PromisesFromProto(response_->endpoint().capabilities())) ? "true" : "false";
     }
     Finish(Status::OK);
   }

@@ -29,13 +29,13 @@ std::vector<std::string> UnservedModels(
         residency == region::v1::RESIDENCY_UNSPECIFIED || residency == region::v1::RESIDENCY_GLOBAL;
     const DataClass data_class =
         DataClassFromProto(policy.data_class(), DataClass::kInternal, "data_class")
-            .value_or(DataClass::kInternal);
+            .value_or(
+                DataClass::kPhi);  // As the decision path: an unknown class as the most sensitive.
     const auto in_residency = [&](const region::v1::Endpoint& e) {
       return e.enabled() && (anywhere || e.residency() == residency);
     };
     const auto takes_its_data = [&](const region::v1::Endpoint& e) {
-      const EndpointPromises promises{e.capabilities().zero_data_retention(),
-                                      e.capabilities().private_link(), e.capabilities().cached()};
+      const EndpointPromises promises = PromisesFromProto(e.capabilities());
       return MayReceive(data_class, promises) &&
              (!policy.zero_data_retention() || KeepsNothing(promises));
     };

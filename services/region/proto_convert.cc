@@ -61,9 +61,7 @@ absl::StatusOr<Endpoint> EndpointFromProto(const v1::Endpoint& in) {
   }
   ASSIGN_OR_RETURN(e.residency,
                    ResidencyFromProto(in.residency(), Residency::kGlobal, "endpoint.residency"));
-  e.capabilities = {.zero_data_retention = in.capabilities().zero_data_retention(),
-                    .private_link = in.capabilities().private_link(),
-                    .cached = in.capabilities().cached()};
+  e.capabilities = PromisesFromProto(in.capabilities());
   e.models.assign(in.models().begin(), in.models().end());
   e.priority = in.priority() == 0 ? kMinPriority : in.priority();
   e.weight = in.weight();

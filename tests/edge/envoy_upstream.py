@@ -7,10 +7,12 @@ compiled by protoc into a descriptor set; its messages are built in a pool of th
 from the generated modules of the subset.
 """
 
+import json
 import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -22,10 +24,12 @@ CHECK_METHOD = "/envoy.service.auth.v3.Authorization/Check"
 
 def _cache_dir():
     build = Path(os.environ.get("POLICY_BUILD_DIR", Path(__file__).resolve().parents[2] / "build"))
-    return build / "envoy-upstream"
+    return build / "envoy-upstream" / PACKAGE.replace("/", "_")
 
 
 def _descriptor_set():
+    """The descriptor set of PROTO and its imports, made once per PACKAGE version; runs that
+    share the build directory each work in a directory of their own and publish by rename."""
     cache = _cache_dir()
     out = cache / "external_auth.pb"
     if out.exists():
@@ -34,25 +38,30 @@ def _descriptor_set():
     if npm is None or protoc is None:
         raise RuntimeError("Envoy's upstream messages need npm and protoc on PATH")
     cache.mkdir(parents=True, exist_ok=True)
-    packed = subprocess.run([npm, "pack", PACKAGE, "--pack-destination", str(cache)],
-                            capture_output=True, text=True, timeout=300, check=False)
-    if packed.returncode != 0:
-        raise RuntimeError(f"npm pack {PACKAGE} failed: {packed.stderr[-2000:]}")
-    archive = cache / packed.stdout.strip().splitlines()[-1]
-    with tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers()
-                   if m.name.startswith("package/deps/") and m.name.endswith(".proto")
-                   and m.isfile()]
-        tar.extractall(cache, members=members)
-    deps = cache / "package" / "deps"
-    includes = [f"-I{deps / d}" for d in ("envoy-api", "xds", "googleapis", "protoc-gen-validate")]
-    compiled = subprocess.run(
-        [protoc, *includes, "-I/usr/include", "--include_imports",
-         f"--descriptor_set_out={out}.tmp", PROTO],
-        capture_output=True, text=True, timeout=120, check=False)
-    if compiled.returncode != 0:
-        raise RuntimeError(f"protoc {PROTO} failed: {compiled.stderr[-2000:]}")
-    os.replace(f"{out}.tmp", out)
+    work = Path(tempfile.mkdtemp(dir=cache))
+    try:
+        packed = subprocess.run([npm, "pack", PACKAGE, "--json", "--pack-destination", str(work)],
+                                capture_output=True, text=True, timeout=120, check=False)
+        if packed.returncode != 0:
+            raise RuntimeError(f"npm pack {PACKAGE} failed: {packed.stderr[-2000:]}")
+        archive = work / json.loads(packed.stdout)[0]["filename"]
+        with tarfile.open(archive) as tar:
+            members = [m for m in tar.getmembers()
+                       if m.isfile() and m.name.startswith("package/deps/")
+                       and m.name.endswith(".proto") and ".." not in Path(m.name).parts]
+            tar.extractall(work, members=members)
+        deps = work / "package" / "deps"
+        includes = [f"-I{deps / d}"
+                    for d in ("envoy-api", "xds", "googleapis", "protoc-gen-validate")]
+        compiled = subprocess.run(
+            [protoc, *includes, "-I/usr/include", "--include_imports",
+             f"--descriptor_set_out={work / 'external_auth.pb'}", PROTO],
+            capture_output=True, text=True, timeout=60, check=False)
+        if compiled.returncode != 0:
+            raise RuntimeError(f"protoc {PROTO} failed: {compiled.stderr[-2000:]}")
+        os.replace(work / "external_auth.pb", out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return out.read_bytes()
 
 
