@@ -27,10 +27,10 @@ std::vector<std::string> UnservedModels(
     const region::v1::Residency residency = policy.residency();
     const bool anywhere =
         residency == region::v1::RESIDENCY_UNSPECIFIED || residency == region::v1::RESIDENCY_GLOBAL;
+    // An unknown class as the decision path takes it: the most sensitive.
     const DataClass data_class =
         DataClassFromProto(policy.data_class(), DataClass::kInternal, "data_class")
-            .value_or(
-                DataClass::kPhi);  // As the decision path: an unknown class as the most sensitive.
+            .value_or(DataClass::kPhi);
     const auto in_residency = [&](const region::v1::Endpoint& e) {
       return e.enabled() && (anywhere || e.residency() == residency);
     };
