@@ -73,6 +73,42 @@ def tearDownModule():
         _stack.close()
 
 
+# Drives docs/edge.md's Node.js example (edge_example.js beside it) against the edge at
+# argv[2], with the proto files of argv[3] and the key argv[4]; prints what happened as JSON.
+NODE_DRIVER = r"""
+const {edgeClient, ask} = require("./edge_example.js");
+const [address, protoDir, key] = process.argv.slice(2);
+const edge = edgeClient(address, protoDir);
+const calls = [];
+async function callLlm(endpoint, headers, messages) {
+  const contents = messages.map((m) => m.content.toString("utf8"));
+  calls.push({headers, contents});
+  const placeholder = contents[0].match(/<EMAIL_ADDRESS_[0-9]+>/)[0];
+  const text = Buffer.from(`Writing to ${placeholder} now. Zo\u00eb \u2713`, "utf8");
+  const cuts = [18, text.length - 2];  // Inside the placeholder, inside the last character.
+  return {status: 200, tokens: 42,
+          chunks: [text.subarray(0, cuts[0]), text.subarray(...cuts), text.subarray(cuts[1])]};
+}
+async function timedOut(endpoint, headers) {
+  calls.push({headers, contents: []});
+  throw new Error("the provider did not answer");
+}
+(async () => {
+  const out = {};
+  const conversation = [["user", "Mail jane.doe@example.com about her refund."]];
+  out.first = await ask(edge, key, conversation, callLlm);
+  conversation.push(["assistant", out.first], ["user", "Now draft the mail."]);
+  out.second = await ask(edge, key, conversation, callLlm);
+  await ask(edge, key, conversation, timedOut).catch((e) => { out.failed = e.message; });
+  await ask(edge, key, [["user", "Is AKIAIOSFODNN7EXAMPLE valid?"]], callLlm)
+      .catch((e) => { out.denied = e.reason; });
+  out.calls = calls;
+  console.log(JSON.stringify(out));
+  edge.close();
+})().catch((e) => { console.error(e); process.exit(1); });
+"""
+
+
 def edge():
     return SUITE.edge()
 
@@ -2700,6 +2736,45 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual(usage_of(calls[-1][0]).outcome, audit_pb2.OUTCOME_ERROR)
         with self.assertRaisesRegex(PermissionError, "^PII_BLOCKED: "):
             ask(edge(), key.encode(), [("user", b"Is AKIAIOSFODNN7EXAMPLE valid?")], call_llm)
+
+    def test_the_docs_node_example_chats_restores_and_reports(self):
+        """docs/edge.md's Node.js example, run as written with @grpc/grpc-js and
+        @grpc/proto-loader from npm: two turns of a chat whose answer comes in chunks that cut
+        a placeholder and a character, each turn's usage reported; a failed model call
+        reported as such; a DENY rejected with its reason."""
+        doc = (pt.REPO_ROOT / "docs" / "edge.md").read_text()
+        blocks = re.findall(r"```js\n(.*?)```", doc, re.S)
+        self.assertEqual(len(blocks), 1)
+        client = Path(os.environ.get("POLICY_BUILD_DIR", pt.REPO_ROOT / "build")) / "node-client"
+        if not (client / "node_modules" / "@grpc" / "proto-loader").exists():
+            client.mkdir(parents=True, exist_ok=True)
+            installed = subprocess.run(
+                ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(client),
+                 "@grpc/grpc-js@1.14.7", "@grpc/proto-loader@0.8.1"],
+                capture_output=True, text=True, timeout=180, check=False)
+            self.assertEqual(installed.returncode, 0, installed.stderr[-2000:])
+        (client / "edge_example.js").write_text(blocks[0])
+        (client / "driver.js").write_text(NODE_DRIVER)
+        key = self.key_for_this_test("bob", "support-eu", keys_pb2.ENVIRONMENT_PRODUCTION)
+        run = subprocess.run(["node", str(client / "driver.js"), P["edge"].address,
+                              str(pt.REPO_ROOT / "proto"), key],
+                             capture_output=True, text=True, timeout=60, check=False)
+        self.assertEqual(run.returncode, 0, run.stderr[-3000:])
+        out = json.loads(run.stdout)
+        answer = "Writing to jane.doe@example.com now. Zo\u00eb \u2713"
+        self.assertEqual((out["first"], out["second"]), (answer, answer))
+        self.assertEqual(out["denied"], "PII_BLOCKED")
+        self.assertEqual(out["failed"], "the provider did not answer")
+        self.assertEqual([len(c["contents"]) for c in out["calls"]], [1, 3, 0])
+        for call in out["calls"]:
+            # The model never saw the address; each call carried its decision's audit id.
+            self.assertFalse(any("jane.doe" in c for c in call["contents"]), call)
+            self.assertTrue(call["headers"]["x-policy-audit-id"].startswith(
+                "support-eu/production/"))
+        usages = [self.usage_entry(c["headers"]["x-policy-request-id"]) for c in out["calls"]]
+        self.assertEqual([(u.action, u.tokens, u.outcome) for u in usages[:2]],
+                         [(audit_pb2.ACTION_API_CALL, 42, audit_pb2.OUTCOME_SUCCESS)] * 2)
+        self.assertEqual(usages[2].outcome, audit_pb2.OUTCOME_ERROR)
 
     def test_zz_a_stopped_or_killed_dependency_fails_closed_and_recovers(self):
         # Stopped (no answer at all): the caller's deadline holds, no ALLOW.
