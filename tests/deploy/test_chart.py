@@ -21,7 +21,6 @@ Node.js and npm with the npm registry reachable the first time (the machine's No
 nodejs would do with its npm). Run: /usr/bin/python3 -m unittest -v tests.deploy.test_chart
 """
 
-import hashlib
 import json
 import os
 import re
@@ -33,6 +32,8 @@ import unittest
 from pathlib import Path
 
 import yaml
+
+from tests.support import policy_testing as pt
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = Path(os.environ.get("POLICY_BUILD_DIR") or REPO_ROOT / "build").resolve()
@@ -138,26 +139,9 @@ def build_renderer():
 
 def install_validator():
     """npm ci of tests/deploy/package-lock.json into NODE_DIR, unless already done for it."""
-    for tool in ("node", "npm"):
-        if shutil.which(tool) is None:
-            raise AssertionError(f"{tool} is not installed: the Kubernetes schema check needs "
-                                 "Node.js and npm")
     here = Path(__file__).resolve().parent
-    NODE_DIR.mkdir(parents=True, exist_ok=True)
-    stamp = hashlib.sha256((here / "package.json").read_bytes() +
-                           (here / "package-lock.json").read_bytes()).hexdigest()
+    pt.npm_ci(here, NODE_DIR, "the Kubernetes schema check")
     shutil.copy(here / "validate_manifests.js", NODE_DIR)
-    stamp_file = NODE_DIR / "installed.stamp"
-    if (NODE_DIR / "node_modules").is_dir() and stamp_file.exists() and \
-            stamp_file.read_text() == stamp:
-        return
-    for name in ("package.json", "package-lock.json"):
-        shutil.copy(here / name, NODE_DIR)
-    r = _run(["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
-             cwd=NODE_DIR)
-    if r.returncode != 0:
-        raise AssertionError(f"npm ci in {NODE_DIR} failed:\n{r.stdout}{r.stderr}")
-    stamp_file.write_text(stamp)
 
 
 def setUpModule():

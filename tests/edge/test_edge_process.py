@@ -93,6 +93,10 @@ async function timedOut(endpoint, headers) {
   calls.push({headers, contents: []});
   throw new Error("the provider did not answer");
 }
+async function limited(endpoint, headers, messages) {
+  calls.push({headers, contents: messages.map((m) => m.content.toString("utf8"))});
+  return {status: 429, tokens: 0, chunks: [Buffer.from("rate limited")]};
+}
 (async () => {
   const out = {};
   const conversation = [["user", "Mail jane.doe@example.com about her refund."]];
@@ -100,6 +104,7 @@ async function timedOut(endpoint, headers) {
   conversation.push(["assistant", out.first], ["user", "Now draft the mail."]);
   out.second = await ask(edge, key, conversation, callLlm);
   await ask(edge, key, conversation, timedOut).catch((e) => { out.failed = e.message; });
+  await ask(edge, key, conversation, limited).catch((e) => { out.refused = e.status; });
   await ask(edge, key, [["user", "Is AKIAIOSFODNN7EXAMPLE valid?"]], callLlm)
       .catch((e) => { out.denied = e.reason; });
   out.calls = calls;
@@ -2746,13 +2751,8 @@ class EdgeProcessTest(unittest.TestCase):
         blocks = re.findall(r"```js\n(.*?)```", doc, re.S)
         self.assertEqual(len(blocks), 1)
         client = Path(os.environ.get("POLICY_BUILD_DIR", pt.REPO_ROOT / "build")) / "node-client"
-        if not (client / "node_modules" / "@grpc" / "proto-loader").exists():
-            client.mkdir(parents=True, exist_ok=True)
-            installed = subprocess.run(
-                ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(client),
-                 "@grpc/grpc-js@1.14.7", "@grpc/proto-loader@0.8.1"],
-                capture_output=True, text=True, timeout=180, check=False)
-            self.assertEqual(installed.returncode, 0, installed.stderr[-2000:])
+        pt.npm_ci(Path(__file__).resolve().parent / "node_client", client,
+                  "docs/edge.md's Node.js example")
         (client / "edge_example.js").write_text(blocks[0])
         (client / "driver.js").write_text(NODE_DRIVER)
         key = self.key_for_this_test("bob", "support-eu", keys_pb2.ENVIRONMENT_PRODUCTION)
@@ -2765,7 +2765,8 @@ class EdgeProcessTest(unittest.TestCase):
         self.assertEqual((out["first"], out["second"]), (answer, answer))
         self.assertEqual(out["denied"], "PII_BLOCKED")
         self.assertEqual(out["failed"], "the provider did not answer")
-        self.assertEqual([len(c["contents"]) for c in out["calls"]], [1, 3, 0])
+        self.assertEqual(out["refused"], 429)  # The provider's refusal, never taken for an answer.
+        self.assertEqual([len(c["contents"]) for c in out["calls"]], [1, 3, 0, 3])
         for call in out["calls"]:
             # The model never saw the address; each call carried its decision's audit id.
             self.assertFalse(any("jane.doe" in c for c in call["contents"]), call)
@@ -2774,7 +2775,8 @@ class EdgeProcessTest(unittest.TestCase):
         usages = [self.usage_entry(c["headers"]["x-policy-request-id"]) for c in out["calls"]]
         self.assertEqual([(u.action, u.tokens, u.outcome) for u in usages[:2]],
                          [(audit_pb2.ACTION_API_CALL, 42, audit_pb2.OUTCOME_SUCCESS)] * 2)
-        self.assertEqual(usages[2].outcome, audit_pb2.OUTCOME_ERROR)
+        # No answer, and the provider's refusal: both recorded as calls that failed.
+        self.assertEqual([u.outcome for u in usages[2:]], [audit_pb2.OUTCOME_ERROR] * 2)
 
     def test_zz_a_stopped_or_killed_dependency_fails_closed_and_recovers(self):
         # Stopped (no answer at all): the caller's deadline holds, no ALLOW.

@@ -22,6 +22,7 @@ PostgreSQL driver so that no extra package is needed.
 
 import atexit
 import contextlib
+import hashlib
 import itertools
 import os
 import random
@@ -778,3 +779,28 @@ class Background:
         if self._error is not None:
             raise self._error
         return self._result
+
+
+def npm_ci(package_dir, node_dir, needed_for):
+    """`npm ci` of package_dir's package.json and package-lock.json into node_dir (packages as
+    the lockfile pins them, no install scripts), unless already done for those two files.
+    `needed_for` names what needs them, for the error when Node.js or npm is missing."""
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            raise AssertionError(f"{tool} is not installed: {needed_for} needs Node.js and npm")
+    package_dir, node_dir = Path(package_dir), Path(node_dir)
+    node_dir.mkdir(parents=True, exist_ok=True)
+    files = ("package.json", "package-lock.json")
+    stamp = hashlib.sha256(b"".join((package_dir / f).read_bytes() for f in files)).hexdigest()
+    stamp_file = node_dir / "installed.stamp"
+    if (node_dir / "node_modules").is_dir() and stamp_file.exists() and \
+            stamp_file.read_text() == stamp:
+        return
+    for name in files:
+        shutil.copy(package_dir / name, node_dir)
+    r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts",
+                        "--loglevel=error"], cwd=node_dir, capture_output=True, text=True,
+                       timeout=180, check=False)
+    if r.returncode != 0:
+        raise AssertionError(f"npm ci in {node_dir} failed:\n{r.stdout}{r.stderr}")
+    stamp_file.write_text(stamp)
