@@ -4,7 +4,10 @@
 
 namespace policy::server {
 
-BlockingPool::BlockingPool(int threads, int max_queued) : max_queued_(max_queued) {
+BlockingPool::BlockingPool(int threads, int max_queued, std::string full)
+    : max_queued_(max_queued),
+      full_(full.empty() ? "server is overloaded: too many requests waiting; retry later"
+                         : std::move(full)) {
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
 }
 
@@ -44,8 +47,7 @@ void BlockingPool::RunFor(grpc::CallbackServerContext* context, grpc::ServerUnar
       return;
     }
   }
-  reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                               "server is overloaded: too many requests waiting; retry later"));
+  reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, full_));
 }
 
 void BlockingPool::Loop() {

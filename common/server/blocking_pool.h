@@ -3,6 +3,7 @@
 
 #include <deque>
 #include <functional>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -30,7 +31,9 @@ inline grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
 
 class BlockingPool {
  public:
-  BlockingPool(int threads, int max_queued);
+  // `full`: the RESOURCE_EXHAUSTED message of a call refused for a full queue (by default
+  // "server is overloaded: too many requests waiting; retry later").
+  BlockingPool(int threads, int max_queued, std::string full = "");
   ~BlockingPool();  // Runs the queued work, then joins.
   BlockingPool(const BlockingPool&) = delete;
   BlockingPool& operator=(const BlockingPool&) = delete;
@@ -47,6 +50,7 @@ class BlockingPool {
   void Loop();
 
   const size_t max_queued_;
+  const std::string full_;
   absl::Mutex mu_;
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -894,8 +894,8 @@ class PooledDiagnostics : public policy::diag::v1::Diagnostics::CallbackService 
 
 class BlockingPoolTest : public ::testing::Test {
  protected:
-  void Start(int threads, int max_queued) {
-    pool_ = std::make_unique<BlockingPool>(threads, max_queued);
+  void Start(int threads, int max_queued, std::string full = "") {
+    pool_ = std::make_unique<BlockingPool>(threads, max_queued, std::move(full));
     service_ = std::make_unique<PooledDiagnostics>(pool_.get());
     grpc::ServerBuilder builder;
     int port = 0;
@@ -968,7 +968,7 @@ TEST_F(BlockingPoolTest, ManyConcurrentCallsAllComplete) {
 }
 
 TEST_F(BlockingPoolTest, FullQueueFailsAtOnceWithResourceExhausted) {
-  Start(1, 1);
+  Start(1, 1, "already 1 verification waiting; retry later");
   grpc::Status blocked_status;
   std::thread blocked = BlockTheThread(&blocked_status);
   grpc::Status queued_status;
@@ -978,6 +978,7 @@ TEST_F(BlockingPoolTest, FullQueueFailsAtOnceWithResourceExhausted) {
   const absl::Time start = absl::Now();
   grpc::Status rejected = Call("ok");
   EXPECT_EQ(rejected.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(rejected.error_message(), "already 1 verification waiting; retry later");
   EXPECT_LT(absl::Now() - start, absl::Seconds(2));
 
   service_->release.Notify();

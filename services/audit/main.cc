@@ -94,8 +94,11 @@ int Main(int argc, char** argv) {
                         static_cast<int>(config.append_writers));
   server::BlockingPool blocking(static_cast<int>(config.blocking_threads),
                                 static_cast<int>(config.blocking_queue));
-  server::BlockingPool verifying(static_cast<int>(config.verify_threads),
-                                 static_cast<int>(config.verify_queue));
+  server::BlockingPool verifying(
+      static_cast<int>(config.verify_threads), static_cast<int>(config.verify_queue),
+      absl::StrCat("already ", config.verify_queue,
+                   " ledger verifications and summaries waiting (verify_queue, verify_threads); "
+                   "retry later"));
   server::ServerRunner runner(config.server);
   AuditService service(&ledger, &batcher, &blocking, &verifying, &runner.metrics_registry(),
                        config.max_export_write_time);

@@ -50,7 +50,11 @@ grpc::ServerUnaryReactor* EdgeService::Decide(grpc::CallbackServerContext* conte
               [this, reactor, request, response](grpc::Status status) {
                 metrics_->Decided("decide", status, response->verdict() == v1::VERDICT_ALLOW,
                                   response->reason());
-                LogFailure("a decision", request->request_id(), status, decision_failure_lines_);
+                // The decision's id: the caller's, or the one the edge made for it.
+                LogFailure(
+                    "a decision",
+                    response->request_id().empty() ? request->request_id() : response->request_id(),
+                    status, decision_failure_lines_);
                 reactor->Finish(std::move(status));
               });
   return reactor;
