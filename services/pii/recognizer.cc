@@ -127,6 +127,31 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   // required context make it win over the phone reading.
   add("uk_nhs", "UK_NHS", "[0-9]{3} [0-9]{3} [0-9]{4}|[0-9]{3}-[0-9]{3}-[0-9]{4}|[0-9]{10}", 1.0,
       "uk_nhs", {"nhs"}, true, {"+", "+1 ", "+1-", "1-"});
+  // European national identifiers. A National Insurance number has no check digit: grouped
+  // as HMRC prints it, it stands on its own; compact it is as often a part number.
+  const std::vector<std::string> nino_context = {"national insurance", "nino", "ni number",
+                                                 "ni no"};
+  const std::string nino_prefix = "[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]";
+  add("uk_nino", "UK_NINO", absl::StrCat(nino_prefix, " [0-9]{2} [0-9]{2} [0-9]{2} [A-D]"), 0.85,
+      "uk_nino", nino_context);
+  add("uk_nino_compact", "UK_NINO", absl::StrCat(nino_prefix, "[0-9]{6}[A-D]"), 0.85, "uk_nino",
+      nino_context, true);
+  // One check letter in 23: a DNI written apart from its letter by a space ("12345678 Z", as
+  // "order 12345678 A" could be) only with a context word.
+  const std::vector<std::string> nif_context = {"dni", "nif", "documento nacional"};
+  add("es_nif", "ES_NIF", "[0-9]{8}-?[A-Z]|[0-9]{2}\\.[0-9]{3}\\.[0-9]{3}-?[A-Z]", 0.85, "es_nif",
+      nif_context);
+  add("es_nif_spaced", "ES_NIF", "[0-9]{8} [A-Z]|[0-9]{2}\\.[0-9]{3}\\.[0-9]{3} [A-Z]", 0.85,
+      "es_nif", nif_context, true);
+  add("es_nie", "ES_NIE", "[XYZ]-?[0-9]{7}-?[A-Z]", 0.85, "es_nie", {"nie", "extranjero"});
+  add("it_fiscal_code", "IT_FISCAL_CODE",
+      "[A-Z]{6}[0-9LMNPQRSTUV]{2}[ABCDEHLMPRST][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z]", 1.0,
+      "it_fiscal_code", {"codice fiscale", "fiscal code", "tax code", "c.f."});
+  // Eleven digits with a check digit and a date are still as often an account number.
+  add("pl_pesel", "PL_PESEL", "[0-9]{11}", 1.0, "pl_pesel", {"pesel"}, true);
+  add("fi_personal_identity_code", "FI_PERSONAL_IDENTITY_CODE",
+      "[0-9]{6}[-+A-FU-Y][0-9]{3}[0-9A-FHJ-NPR-Y]", 1.0, "fi_personal_identity_code",
+      {"henkilötunnus", "hetu", "personal identity code", "personbeteckning"});
   // Letters beyond ASCII: Latin-1 and Latin Extended letters, combining marks, Greek and
   // Cyrillic (not Han, Kana..., which run into the words before an address in text without
   // spaces).

@@ -82,15 +82,17 @@ struct RecognizerSpec {
 std::vector<std::string> ValidatorNames();
 
 // The built-in recognizers, one or more per entity type: US_SSN, US_ITIN, CREDIT_CARD,
-// IBAN_CODE, EMAIL_ADDRESS, PHONE_NUMBER, IP_ADDRESS, UK_NHS, CRYPTO, MEDICAL_LICENSE,
+// IBAN_CODE, EMAIL_ADDRESS, PHONE_NUMBER, IP_ADDRESS, UK_NHS, UK_NINO, ES_NIF, ES_NIE,
+// IT_FISCAL_CODE, PL_PESEL, FI_PERSONAL_IDENTITY_CODE, CRYPTO, MEDICAL_LICENSE,
 // POLICY_SUITE_KEY, OPENAI_API_KEY (every provider's "sk-" keys), AWS_ACCESS_KEY (access key
 // ids, and secret access keys after a context word), GITHUB_TOKEN, SLACK_TOKEN, PRIVATE_KEY
 // (PEM and OpenPGP blocks, and a block's start up to the end of its base64 when the END
 // line is missing), URL_CREDENTIALS ("user:password@host" in "scheme://user:password@host").
 // The detector's prefilter relies on two properties of their findings: each but a PEM block
 // holds whitespace only as single spaces after [A-Z0-9)], and has '@' or '_', "sk-", "AKIA"
-// or "ASIA", two colons, seven digits, four digits and three dots, or a digit and at least 15
-// bytes (see MayHoldFinding in detector.cc); a PEM block starts with "-----BEGIN ".
+// or "ASIA", two colons, seven digits, six digits and at least 9 bytes, four digits and three
+// dots, or a digit and at least 15 bytes (see MayHoldFinding in detector.cc); a PEM block starts
+// with "-----BEGIN ".
 std::vector<RecognizerSpec> BuiltinRecognizers();
 
 // OK when `spec` is well formed: name, entity type, score, validator, context words,

@@ -384,6 +384,159 @@ bool IsValidUkNhs(absl::string_view value) {
   return check != 10 && check == d.At(9);
 }
 
+namespace {
+
+bool IsLeapYear(int year) { return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0; }
+
+// Whether the calendar has day `day` of month `month` (1-12) in `year`.
+bool IsDate(int year, int month, int day) {
+  static constexpr int kDaysIn[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (month < 1 || month > 12 || day < 1) return false;
+  return day <= kDaysIn[month - 1] + (month == 2 && IsLeapYear(year) ? 1 : 0);
+}
+
+// The check letter of a Spanish DNI or NIE over its eight-digit number.
+char SpanishCheckLetter(int number) {
+  static constexpr absl::string_view kLetters = "TRWAGMYFPDXBNJZSQVHLCKE";
+  return kLetters[static_cast<size_t>(number % 23)];
+}
+
+// Whether `value` is exactly `digits` ASCII digits.
+bool AllDigits(absl::string_view value, size_t digits) {
+  return value.size() == digits && std::all_of(value.begin(), value.end(), IsDigit);
+}
+
+}  // namespace
+
+bool IsValidUkNino(absl::string_view value) {
+  std::array<char, 9> c{};
+  if (value.size() == 13) {
+    // "AB 12 34 56 C".
+    for (size_t space : {2, 5, 8, 11}) {
+      if (value[space] != ' ') return false;
+    }
+    const size_t from[] = {0, 1, 3, 4, 6, 7, 9, 10, 12};
+    for (size_t i = 0; i < c.size(); ++i) c[i] = value[from[i]];
+  } else if (value.size() == 9) {
+    std::copy(value.begin(), value.end(), c.begin());
+  } else {
+    return false;
+  }
+  if (!IsUpper(c[0]) || !IsUpper(c[1]) || IsOneOf("DFIQUV", c[0]) || IsOneOf("DFIOQUV", c[1])) {
+    return false;
+  }
+  const absl::string_view prefix(c.data(), 2);
+  for (absl::string_view never : {"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"}) {
+    if (prefix == never) return false;
+  }
+  return AllDigits(absl::string_view(c.data() + 2, 6), 6) && c[8] >= 'A' && c[8] <= 'D';
+}
+
+bool IsValidEsNif(absl::string_view value) {
+  if (value.size() < 9 || !IsUpper(value.back())) return false;
+  absl::string_view number = value.substr(0, value.size() - 1);
+  if (number.back() == '-' || number.back() == ' ') number.remove_suffix(1);
+  std::array<char, 8> digits{};
+  if (number.size() == 10 && number[2] == '.' && number[6] == '.') {
+    // "12.345.678".
+    const size_t from[] = {0, 1, 3, 4, 5, 7, 8, 9};
+    for (size_t i = 0; i < digits.size(); ++i) digits[i] = number[from[i]];
+  } else if (number.size() == 8) {
+    std::copy(number.begin(), number.end(), digits.begin());
+  } else {
+    return false;
+  }
+  const Digits d = CollectDigits(absl::string_view(digits.data(), digits.size()), "");
+  return d.size == 8 && SpanishCheckLetter(d.Number(0, 8)) == value.back();
+}
+
+bool IsValidEsNie(absl::string_view value) {
+  if (value.size() < 9 || !IsOneOf("XYZ", value[0]) || !IsUpper(value.back())) return false;
+  absl::string_view digits = value.substr(1, value.size() - 2);
+  if (absl::StartsWith(digits, "-")) digits.remove_prefix(1);
+  if (absl::EndsWith(digits, "-")) digits.remove_suffix(1);
+  if (!AllDigits(digits, 7)) return false;
+  const Digits d = CollectDigits(digits, "");
+  const int number = (value[0] - 'X') * 10'000'000 + d.Number(0, 7);
+  return SpanishCheckLetter(number) == value.back();
+}
+
+bool IsValidItFiscalCode(absl::string_view value) {
+  // The value of each character at an odd (1-based) position, digits and letters of the
+  // same index alike: 0/A 1, 1/B 0, 2/C 5, ...
+  static constexpr int kOdd[26] = {1,  0,  5, 7, 9, 13, 15, 17, 19, 21, 2,  4,  18,
+                                   20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24, 23};
+  static constexpr absl::string_view kOmocodia = "LMNPQRSTUV";
+  static constexpr absl::string_view kMonths = "ABCDEHLMPRST";
+  if (value.size() != 16) return false;
+  // Positions of digits (or their stand-ins): year, day, municipality number.
+  static constexpr size_t kNumeric[] = {6, 7, 9, 10, 12, 13, 14};
+  bool has_digit = false;
+  std::array<int, 16> digit{};
+  for (size_t i = 0; i < value.size(); ++i) {
+    const char c = value[i];
+    const bool numeric =
+        std::find(std::begin(kNumeric), std::end(kNumeric), i) != std::end(kNumeric);
+    if (numeric && IsDigit(c)) {
+      has_digit = true;
+      digit[i] = c - '0';
+    } else if (numeric) {
+      const size_t stand_in = kOmocodia.find(c);
+      if (stand_in == absl::string_view::npos) return false;
+      digit[i] = static_cast<int>(stand_in);
+    } else if (!IsUpper(c)) {
+      return false;
+    }
+  }
+  if (!has_digit || kMonths.find(value[8]) == absl::string_view::npos) return false;
+  const int day = digit[9] * 10 + digit[10];
+  if (!((day >= 1 && day <= 31) || (day >= 41 && day <= 71))) return false;
+  int sum = 0;
+  for (size_t i = 0; i < 15; ++i) {
+    const char c = value[i];
+    const int index = IsDigit(c) ? c - '0' : c - 'A';
+    sum += i % 2 == 0 ? kOdd[index] : index;
+  }
+  return value[15] == 'A' + sum % 26;
+}
+
+bool IsValidPlPesel(absl::string_view value) {
+  static constexpr int kWeights[] = {1, 3, 7, 9, 1, 3, 7, 9, 1, 3};
+  if (!AllDigits(value, 11)) return false;
+  const Digits d = CollectDigits(value, "");
+  int sum = 0;
+  for (size_t i = 0; i < 10; ++i) sum += d.At(i) * kWeights[i];
+  if ((10 - sum % 10) % 10 != d.At(10)) return false;
+  const int coded_month = d.Number(2, 2);
+  static constexpr int kCenturyOf[] = {1900, 2000, 2100, 2200, 1800};  // By coded_month / 20.
+  return IsDate(kCenturyOf[coded_month / 20] + d.Number(0, 2), coded_month % 20, d.Number(4, 2));
+}
+
+bool IsValidFiPersonalIdentityCode(absl::string_view value) {
+  static constexpr absl::string_view kCheck = "0123456789ABCDEFHJKLMNPRSTUVWXY";
+  if (value.size() != 11 || !AllDigits(value.substr(0, 6), 6) ||
+      !AllDigits(value.substr(7, 3), 3)) {
+    return false;
+  }
+  int century;
+  if (value[6] == '+') {
+    century = 1800;
+  } else if (value[6] == '-' || IsOneOf("YXWVU", value[6])) {
+    century = 1900;
+  } else if (value[6] >= 'A' && value[6] <= 'F') {
+    century = 2000;
+  } else {
+    return false;
+  }
+  const Digits date = CollectDigits(value.substr(0, 6), "");
+  const Digits individual = CollectDigits(value.substr(7, 3), "");
+  const int number = individual.Number(0, 3);
+  if (number < 2 || number > 899) return false;
+  if (!IsDate(century + date.Number(4, 2), date.Number(2, 2), date.Number(0, 2))) return false;
+  const int64_t whole = int64_t{date.Number(0, 6)} * 1000 + number;
+  return value[10] == kCheck[static_cast<size_t>(whole % 31)];
+}
+
 bool IsValidBitcoinBase58Check(absl::string_view value) {
   static constexpr std::array<int8_t, 256> kAlphabet =
       IndexTable("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz");
@@ -594,24 +747,30 @@ constexpr NamedValidator kValidators[] = {
     {"bitcoin_bech32", IsValidBitcoinBech32, 42},
     {"credit_card", IsValidCreditCard, 13},  // Digits.
     {"dea", IsValidDeaNumber, 9},
-    {"email", IsValidEmail, 6},                             // "a@b.cd".
+    {"email", IsValidEmail, 6},  // "a@b.cd".
+    {"es_nie", IsValidEsNie, 9},
+    {"es_nif", IsValidEsNif, 9},
+    {"fi_personal_identity_code", IsValidFiPersonalIdentityCode, 11},
     {"github_token", IsValidGithubToken, 4 + 36},           // "ghp_" + 36.
     {"iban", IsValidIban, ShortestIban()},                  // Spaces aside.
     {"international_phone", IsValidInternationalPhone, 9},  // '+', code, 7 national digits.
     {"ipv4", IsValidIpv4, 7},                               // "1.2.3.4".
     {"ipv6", IsValidIpv6, 3},                               // "::" and a digit.
-    {"luhn", PassesLuhn, 2},                                // Digits.
-    {"nanp_phone", IsValidNanpPhone, 10},                   // Digits.
-    {"national_phone", IsValidNationalPhone, 10},           // Digits.
-    {"nine_digit_phone", IsValidNineDigitPhone, 9},         // Digits.
-    {"openai_api_key", IsValidOpenAiApiKey, 3 + 20},        // "sk-" + 20.
+    {"it_fiscal_code", IsValidItFiscalCode, 16},
+    {"luhn", PassesLuhn, 2},                          // Digits.
+    {"nanp_phone", IsValidNanpPhone, 10},             // Digits.
+    {"national_phone", IsValidNationalPhone, 10},     // Digits.
+    {"nine_digit_phone", IsValidNineDigitPhone, 9},   // Digits.
+    {"openai_api_key", IsValidOpenAiApiKey, 3 + 20},  // "sk-" + 20.
     // No label, no END line.
     {"pem_private_key", IsValidPemPrivateKey, 11 + 11 + 5 + 1 + kMinTruncatedPemBase64},
+    {"pl_pesel", IsValidPlPesel, 11},
     {"policy_suite_key", IsValidPolicySuiteKey, 8 + 66},  // "psk_svc_" + 66.
     {"slack_token", IsValidSlackToken, 5 + 2 + 8},        // "xoxb-", a digit and '-', 8.
     {"uk_nhs", IsValidUkNhs, 10},                         // Digits.
-    {"us_itin", IsValidUsItin, 9},                        // Digits.
-    {"us_ssn", IsValidUsSsn, 9},                          // Digits.
+    {"uk_nino", IsValidUkNino, 9},
+    {"us_itin", IsValidUsItin, 9},  // Digits.
+    {"us_ssn", IsValidUsSsn, 9},    // Digits.
 };
 
 }  // namespace

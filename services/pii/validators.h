@@ -78,6 +78,39 @@ bool IsValidIpv6(absl::string_view value);
 // weights 10..2 on the first nine digits, check = 11 - sum % 11, 11 -> 0, 10 is invalid.
 bool IsValidUkNhs(absl::string_view value);
 
+// A UK National Insurance number: a prefix of two uppercase letters (the first not D, F, I,
+// Q, U or V; the second not D, F, I, O, Q, U or V; not BG, GB, KN, NK, NT, TN or ZZ), six
+// digits and a suffix A-D; compact ("AB123456C") or in pairs apart by single spaces
+// ("AB 12 34 56 C"). No check digit.
+bool IsValidUkNino(absl::string_view value);
+
+// A Spanish DNI (a person's NIF): eight digits, written plain or with dots ("12.345.678"),
+// then '-', ' ' or nothing, then the uppercase check letter "TRWAGMYFPDXBNJZSQVHLCKE"[number
+// % 23].
+bool IsValidEsNif(absl::string_view value);
+
+// A Spanish NIE: X, Y or Z, seven digits, the uppercase check letter of the DNI's table over
+// the eight digits with X, Y, Z read as 0, 1, 2; '-' may follow the first letter and precede
+// the last ("X-1234567-L").
+bool IsValidEsNie(absl::string_view value);
+
+// An Italian codice fiscale: 16 uppercase characters, six letters, year (two), month letter
+// (ABCDEHLMPRST), day (two: 01-31, or 41-71 for women), a letter and three characters, and
+// the check letter (odd positions through the decree's table, even ones by value, sum mod
+// 26). A digit's place may hold its omocodia stand-in (0-9 written L M N P Q R S T U V); the
+// value must hold at least one digit.
+bool IsValidItFiscalCode(absl::string_view value);
+
+// A Polish PESEL: 11 digits YYMMDD..., weights 1 3 7 9 1 3 7 9 1 3, check = (10 - sum % 10)
+// % 10; the month carries the century (01-12 1900s, 21-32 2000s, 41-52 2100s, 61-72 2200s,
+// 81-92 1800s) and the date exists.
+bool IsValidPlPesel(absl::string_view value);
+
+// A Finnish personal identity code (henkilötunnus): DDMMYY, a century sign ('+' 1800s; '-',
+// Y, X, W, V, U 1900s; A-F 2000s), an individual number 002-899 and the check character
+// "0123456789ABCDEFHJKLMNPRSTUVWXY"[DDMMYYNNN % 31]; the date exists.
+bool IsValidFiPersonalIdentityCode(absl::string_view value);
+
 // A legacy Bitcoin address: base58 that decodes to 25 bytes, version 0x00 ('1...', P2PKH) or
 // 0x05 ('3...', P2SH), whose last four bytes are the first four of SHA-256(SHA-256(rest)).
 bool IsValidBitcoinBase58Check(absl::string_view value);
@@ -131,9 +164,10 @@ using Validator = bool (*)(absl::string_view value);
 
 // The validator called `name` ("luhn", "credit_card", "iban", "us_ssn", "us_itin",
 // "nanp_phone", "international_phone", "national_phone", "nine_digit_phone", "ipv4", "ipv6",
-// "uk_nhs", "bitcoin_base58check", "bitcoin_bech32", "dea", "email", "pem_private_key",
-// "policy_suite_key", "openai_api_key", "aws_access_key", "aws_secret_access_key", "github_token",
-// "slack_token"), or nullptr for an unknown name.
+// "uk_nhs", "uk_nino", "es_nif", "es_nie", "it_fiscal_code", "pl_pesel",
+// "fi_personal_identity_code", "bitcoin_base58check", "bitcoin_bech32", "dea", "email",
+// "pem_private_key", "policy_suite_key", "openai_api_key", "aws_access_key",
+// "aws_secret_access_key", "github_token", "slack_token"), or nullptr for an unknown name.
 Validator FindValidator(absl::string_view name);
 
 // The fewest bytes a value `validator` accepts can have: it rejects every shorter value.

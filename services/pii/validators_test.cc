@@ -267,6 +267,111 @@ TEST(UkNhsTest, ChecksMod11) {
   }
 }
 
+TEST(UkNinoTest, ChecksPrefixDigitsAndSuffix) {
+  for (const char* nino : {"AB123456C", "AB 12 34 56 C", "CE000000A", "ZY999999D", "TZ123456B"}) {
+    EXPECT_TRUE(IsValidUkNino(nino)) << nino;
+  }
+  for (const char* nino : {
+           "QQ123456C",  // Q never starts a prefix (HMRC's examples use it).
+           "DA123456A",  // Nor D.
+           "AO123456A",  // O is never second.
+           "GB123456A",  // A prefix never issued.
+           "ZZ123456A",
+           "AB123456E",
+           "AB12345C",
+           "AB1234567C",
+           "ab123456c",
+           "AB 123456 C",  // Pairs, or nothing.
+           "AB 12 34 56C",
+           "AB12 34 56 C",
+       }) {
+    EXPECT_FALSE(IsValidUkNino(nino)) << nino;
+  }
+}
+
+TEST(EsNifTest, ChecksTheLetter) {
+  for (const char* nif :
+       {"12345678Z", "12345678-Z", "12345678 Z", "12.345.678-Z", "12.345.678Z", "00000000T"}) {
+    EXPECT_TRUE(IsValidEsNif(nif)) << nif;
+  }
+  for (const char* nif : {"12345678A", "12345678z", "1234567Z", "123456789Z", "12.345678-Z",
+                          "12-345-678Z", "12345678--Z", "12345678"}) {
+    EXPECT_FALSE(IsValidEsNif(nif)) << nif;
+  }
+  for (const std::string& wrong : SingleDigitChanges("12345678Z")) {
+    EXPECT_FALSE(IsValidEsNif(wrong)) << wrong;
+  }
+}
+
+TEST(EsNieTest, ReadsTheFirstLetterAsADigit) {
+  for (const char* nie : {"X1234567L", "X-1234567-L", "X1234567-L", "Y1234567X", "Z7654321H"}) {
+    EXPECT_TRUE(IsValidEsNie(nie)) << nie;
+  }
+  for (const char* nie : {"X1234567X", "Y1234567L", "W1234567L", "X123456L", "X12345678L",
+                          "x1234567L", "X1234567l", "X--1234567L"}) {
+    EXPECT_FALSE(IsValidEsNie(nie)) << nie;
+  }
+}
+
+TEST(ItFiscalCodeTest, ChecksTheLetterMonthAndDay) {
+  for (const char* code : {"RSSMRA85T10A562S", "BNCLRA90E55H501B", "VRDGPP13R10B293P",
+                           "RSSMRA85T10A56NH"}) {  // Omocodia: the last 2 written N.
+    EXPECT_TRUE(IsValidItFiscalCode(code)) << code;
+  }
+  for (const char* code : {
+           "RSSMRA85T10A562T",  // Check letter.
+           "RSSMRA85F10A562S",  // F is no month.
+           "RSSMRA85T32A562S",  // Day 32.
+           "RSSMRA85T72A562S",  // Day 72.
+           "RSSMRA85T00A562S",  // Day 0.
+           "rssmra85t10a562s", "RSSMRA85T10A562", "RSSMRA85T10A5621",
+           "RSSMRAUTTLMALRNS",  // No digit left.
+       }) {
+    EXPECT_FALSE(IsValidItFiscalCode(code)) << code;
+  }
+}
+
+TEST(PlPeselTest, ChecksTheDigitAndTheDate) {
+  for (const char* pesel : {"44051401359", "02271409867", "99123100003", "80810101012"}) {
+    EXPECT_TRUE(IsValidPlPesel(pesel)) << pesel;
+  }
+  for (const char* pesel : {"44051401358", "4405140135", "440514013590", "4405140135a"}) {
+    EXPECT_FALSE(IsValidPlPesel(pesel)) << pesel;
+  }
+  for (const std::string& wrong : SingleDigitChanges("44051401359")) {
+    EXPECT_FALSE(IsValidPlPesel(wrong)) << wrong;
+  }
+  // Valid check digits on dates that do not exist: 30 February 1990, month 13, day 0.
+  for (const char* pesel : {"90023000005", "90130100000", "90010000000"}) {
+    const std::string body(pesel, 10);
+    static constexpr int kWeights[] = {1, 3, 7, 9, 1, 3, 7, 9, 1, 3};
+    int sum = 0;
+    for (size_t i = 0; i < 10; ++i) sum += (body[i] - '0') * kWeights[i];
+    const std::string with_check = body + static_cast<char>('0' + (10 - sum % 10) % 10);
+    EXPECT_FALSE(IsValidPlPesel(with_check)) << with_check;
+  }
+}
+
+TEST(FiPersonalIdentityCodeTest, ChecksTheCharacterDateAndNumber) {
+  for (const char* code :
+       {"131052-308T", "020502A123T", "290200A4561", "010594Y803U", "311299+0029"}) {
+    EXPECT_TRUE(IsValidFiPersonalIdentityCode(code)) << code;
+  }
+  for (const char* code : {
+           "131052-308U",  // Check character.
+           "131052G308T",  // G is no century sign.
+           "290201A456X",  // 29 February 2001 (whatever the check character).
+           "131052-001T",
+           "131052-900T",
+           "010594Y9032",
+           "131052-308",
+           "131052308T",
+           "131052-308t",
+       }) {
+    EXPECT_FALSE(IsValidFiPersonalIdentityCode(code)) << code;
+  }
+}
+
 TEST(BitcoinTest, Base58CheckAddresses) {
   for (const char* address :
        {"1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2", "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy",
