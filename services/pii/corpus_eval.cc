@@ -244,13 +244,13 @@ int Evaluate(const std::vector<Record>& records, const Detector& detector, size_
   std::printf("%zu records (%zu hard negatives), %zu bytes, scanned at %.1f MB/s\n\n",
               records.size(), hard_negatives, bytes,
               scanning.count() > 0 ? static_cast<double>(bytes) / scanning.count() / 1e6 : 0.0);
-  std::printf("%-18s %7s %7s %7s %7s %9s %9s\n", "type", "labels", "tp", "fp", "fn", "precision",
+  std::printf("%-26s %7s %7s %7s %7s %9s %9s\n", "type", "labels", "tp", "fp", "fn", "precision",
               "recall");
   std::vector<std::string> failures;
   for (const auto& [type, c] : counts) {
     const double precision = Ratio(c.true_positives, c.true_positives + c.false_positives);
     const double recall = Ratio(c.true_positives, c.labels);
-    std::printf("%-18s %7zu %7zu %7zu %7zu %9.4f %9.4f\n", type.c_str(), c.labels, c.true_positives,
+    std::printf("%-26s %7zu %7zu %7zu %7zu %9.4f %9.4f\n", type.c_str(), c.labels, c.true_positives,
                 c.false_positives, c.misses, precision, recall);
     if (c.labels == 0 && detector.KnowsEntityType(type)) {
       failures.push_back(absl::StrCat(type, ": no labels in the corpus"));

@@ -799,6 +799,8 @@ TEST(DetectorTest, EuropeanIdentifiersNeedContextWhereTheShapeIsCommon) {
               ElementsAre(std::make_pair("UK_NINO", "AB123456C")));
   EXPECT_THAT(Found("order 12345678 Z arrived", MinScore(0.0)), IsEmpty());
   EXPECT_THAT(Found("account 44051401359", MinScore(0.0)), IsEmpty());
+  EXPECT_THAT(Found("PESEL holder, phone +44051401359"),
+              ElementsAre(std::make_pair("PHONE_NUMBER", "+44051401359")));
   // Their checks: a wrong letter, a prefix never issued, a date that does not exist.
   EXPECT_THAT(Found("DNI 12345678A, NIE X1234567X", MinScore(0.0)), IsEmpty());
   EXPECT_THAT(Found("QQ 12 34 56 C and GB 12 34 56 A", MinScore(0.0)), IsEmpty());

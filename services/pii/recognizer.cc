@@ -147,8 +147,9 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   add("it_fiscal_code", "IT_FISCAL_CODE",
       "[A-Z]{6}[0-9LMNPQRSTUV]{2}[ABCDEHLMPRST][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z]", 1.0,
       "it_fiscal_code", {"codice fiscale", "fiscal code", "tax code", "c.f."});
-  // Eleven digits with a check digit and a date are still as often an account number.
-  add("pl_pesel", "PL_PESEL", "[0-9]{11}", 1.0, "pl_pesel", {"pesel"}, true);
+  // Eleven digits with a check digit and a date are still as often an account number, and
+  // after '+' a phone number.
+  add("pl_pesel", "PL_PESEL", "[0-9]{11}", 1.0, "pl_pesel", {"pesel"}, true, {"+"});
   add("fi_personal_identity_code", "FI_PERSONAL_IDENTITY_CODE",
       "[0-9]{6}[-+A-FU-Y][0-9]{3}[0-9A-FHJ-NPR-Y]", 1.0, "fi_personal_identity_code",
       {"henkilötunnus", "hetu", "personal identity code", "personbeteckning"});

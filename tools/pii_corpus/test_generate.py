@@ -28,7 +28,24 @@ ALL_TYPES = (
     "US_SSN", "US_ITIN", "CREDIT_CARD", "IBAN_CODE", "EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS",
     "UK_NHS", "CRYPTO", "MEDICAL_LICENSE", "POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY",
     "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY", "URL_CREDENTIALS",
+    "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
 )
+NATIONAL_ID_TYPES = ALL_TYPES[-6:]
+# The hard negatives of the European national identifiers' specification, spelled out here too.
+NATIONAL_ID_NEGATIVE_VARIANTS = {
+    ("nino_invalid", "forbidden-prefix"), ("nino_invalid", "bad-suffix"), ("nino_invalid", "digit-count"),
+    ("nino_invalid", "lowercase"), ("nino_without_context", "compact"),
+    ("nif_invalid", "wrong-letter"), ("nif_invalid", "digit-count"), ("nif_invalid", "lowercase"),
+    ("nie_invalid", "wrong-letter"), ("nie_invalid", "bad-first-letter"), ("nie_invalid", "digit-count"),
+    ("nie_invalid", "lowercase"),
+    ("fiscal_code_invalid", "wrong-check"), ("fiscal_code_invalid", "bad-month"),
+    ("fiscal_code_invalid", "bad-day"), ("fiscal_code_invalid", "all-digits-replaced"),
+    ("fiscal_code_invalid", "lowercase"),
+    ("pesel_invalid", "wrong-check"), ("pesel_invalid", "bad-date"), ("pesel_without_context", "valid"),
+    ("fi_code_invalid", "wrong-check"), ("fi_code_invalid", "bad-date"),
+    ("fi_code_invalid", "bad-individual-number"), ("fi_code_invalid", "unknown-century-sign"),
+    ("fi_code_invalid", "lowercase"),
+}
 
 # Example IBANs of the SWIFT IBAN registry, one per country the corpus uses.
 REGISTRY_IBANS = (
@@ -171,6 +188,105 @@ class ChecksumTest(unittest.TestCase):
         self.assertFalse(gen.is_valid_dea("AB1234564"))
         self.assertFalse(gen.is_valid_dea("IB1234563"))  # I is no registrant type
         self.assertTrue(gen.is_valid_dea("M91234563"))
+
+    def test_uk_nino(self):
+        for nino in ("AB123456C", "AB 12 34 56 C", "CE123456D", "ZY 00 00 00 A", "JG103759A", "OA123456B"):
+            self.assertTrue(gen.is_valid_nino(nino), nino)
+        for nino in ("QQ123456C", "GB123456A", "BG 12 34 56 A", "AO123456C", "DA123456C", "FA123456C",
+                     "IA123456C", "UA123456C", "VA123456C", "AD123456C", "AF123456C", "AI123456C", "AQ123456C",
+                     "AU123456C", "AV123456C", "KN123456A", "NK123456A", "NT123456A", "TN123456A", "ZZ123456A",
+                     "AB123456E", "AB123456Z", "AB 12 34 56 E", "AB12345C", "AB1234567C", "ab123456c",
+                     "Ab123456C", "ab 12 34 56 c", "AB 123456 C", "AB12 34 56C", "AB 12 34 56C", "AB123456 C",
+                     "AB  12 34 56 C"):
+            self.assertFalse(gen.is_valid_nino(nino), nino)
+        self.assertTrue(gen.needs_context("UK_NINO", "AB123456C"))
+        self.assertFalse(gen.needs_context("UK_NINO", "AB 12 34 56 C"))
+        for text, found in ((b"NINO AB123456C", True), (b"national insurance number: AB123456C", True),
+                            (b"NI No. AB123456C", True), (b"Ref AB123456C", False), (b"Ref AB 12 34 56 C", True),
+                            (b"NINO QQ123456C", False)):
+            self.assertEqual(bool(gen.findings(text, gen.candidates(text), strict=True)), found, text)
+
+    def test_es_nif(self):
+        for nif in ("12345678Z", "12345678-Z", "12345678 Z", "12.345.678-Z", "12.345.678Z", "00000000T",
+                    "99999999R"):
+            self.assertTrue(gen.is_valid_nif(nif), nif)
+        for nif in ("12345678A", "12345678-T", "1234567L", "01234567", "123456789Z", "12345678z", "12345678-z",
+                    "12.345.678 Z", "12-345-678-Z", "1.234.567-L", "12345678--Z", "12345678  Z", "X1234567L"):
+            self.assertFalse(gen.is_valid_nif(nif), nif)
+
+    def test_es_nie(self):
+        for nie in ("X1234567L", "X-1234567-L", "X1234567-L", "Y1234567X", "Z1234567R", "X0000000T"):
+            self.assertTrue(gen.is_valid_nie(nie), nie)
+        for nie in ("X1234567A", "Y1234567L", "A1234567L", "K1234567L", "X123456L", "X12345678L", "x1234567l",
+                    "X1234567l", "X-1234567L", "X 1234567 L", "12345678Z"):
+            self.assertFalse(gen.is_valid_nie(nie), nie)
+
+    def test_it_fiscal_code(self):
+        # The specification's example and two published ones.
+        for code in ("RSSMRA85T10A562S", "RSSMRA80A01H501U", "MRTMTT25D09F205Z"):
+            self.assertTrue(gen.is_valid_fiscal_code(code), code)
+        self.assertEqual(gen.fiscal_code_check_letter("RSSMRA85T10A562"), "S")
+
+        def with_check(first_fifteen: str) -> str:
+            return first_fifteen + gen.fiscal_code_check_letter(first_fifteen)
+        # Omocodia: each of the seven digits may be written as its letter, as long as one digit is left.
+        self.assertTrue(gen.is_valid_fiscal_code(with_check("RSSMRA85T10A56N")))
+        self.assertTrue(gen.is_valid_fiscal_code(with_check("RSSMRAUTTMLA562")))
+        self.assertTrue(gen.is_valid_fiscal_code(with_check("RSSMRA85T50A562")))  # a woman: day + 40
+        self.assertTrue(gen.is_valid_fiscal_code(with_check("RSSMRA85T71Z404")))  # born abroad, day 31 + 40
+        for code in ("RSSMRA85T10A562T", "rssmra85t10a562s", "RSSMRA85T10A562", "RSSMRA85T10A562SS",
+                     with_check("RSSMRA85F10A562"), with_check("RSSMRA85Z10A562"),  # month letters F, Z
+                     with_check("RSSMRA85T32A562"), with_check("RSSMRA85T40A562"), with_check("RSSMRA85T00A562"),
+                     with_check("RSSMRA85T72A562"), with_check("RSSMRA85T99A562"),
+                     with_check("RSSMRAUTTMLARQN"),  # every digit replaced: not looked for
+                     with_check("RSSMRA85T1WA562"), with_check("RSSMR185T10A562")):
+            self.assertFalse(gen.is_valid_fiscal_code(code), code)
+
+    def test_pl_pesel(self):
+        for pesel in ("44051401359", "02070803628", "02270803624"):  # 1944, 1902, 2002
+            self.assertTrue(gen.is_valid_pesel(pesel), pesel)
+
+        def with_check(first_ten: str) -> str:
+            return first_ten + gen.pesel_check_digit(first_ten)
+        # 29.02.2000, 29.02.2104, 28.02.2099, 01.02.2115, 31.12.2200, 31.12.1899
+        for first_ten in ("0022291234", "0442291234", "9922281234", "1542010000", "0072310000", "9992311234"):
+            self.assertTrue(gen.is_valid_pesel(with_check(first_ten)), first_ten)
+        # A wrong check digit, ten or twelve digits, month 13, 30.02, 29.02.1900, 29.02.2100, ...
+        for pesel in ("44051401358", "4405140135", "440514013590", with_check("4413141234"),
+                      with_check("4402301234"), with_check("0002291234"), with_check("0042291234"),
+                      with_check("4404311234"), with_check("4400101234"), with_check("4401001234"),
+                      with_check("4401321234"), with_check("4433011234"), with_check("4493011234")):
+            self.assertFalse(gen.is_valid_pesel(pesel), pesel)
+        for text, found in (("PESEL 44051401359", True), ("Numer 44051401359", False),
+                            ("nr PESEL: 02070803628", True), ("PESEL 44051401358", False)):
+            data = text.encode()
+            self.assertEqual({f[0] for f in gen.findings(data, gen.candidates(data), strict=True)} == {"PL_PESEL"},
+                             found, text)
+
+    def test_fi_personal_identity_code(self):
+        self.assertEqual(gen.fi_check_character("131052308"), "T")
+        # The specification's example, and its other two forms with their right check characters:
+        # "020502A123F" has a wrong one (T is right); "010594Y9032" has the right one, but an
+        # individual number (903) outside 002-899, which the specification's rules refuse.
+        for code in ("131052-308T", "020502A123T"):
+            self.assertTrue(gen.is_valid_fi_code(code), code)
+        for sign in "+-YXWVUABCDEF":
+            code = "010594%s123" % sign
+            self.assertTrue(gen.is_valid_fi_code(code + gen.fi_check_character("010594123")), code)
+        self.assertTrue(gen.is_valid_fi_code("290200A002" + gen.fi_check_character("290200002")))  # 29.02.2000
+        self.assertTrue(gen.is_valid_fi_code("010594-899" + gen.fi_check_character("010594899")))
+        for code in ("020502A123F", "010594Y9032", "131052-308t", "131052-308", "131052-3080T", "131052G308T",
+                     "131052Z308T", "131052 308T", "290299-123" + gen.fi_check_character("290299123"),
+                     "290200-123" + gen.fi_check_character("290200123"),  # 29.02.1900
+                     "290200+123" + gen.fi_check_character("290200123"),  # 29.02.1800
+                     "311194-123" + gen.fi_check_character("311194123"),
+                     "001094-123" + gen.fi_check_character("001094123"),
+                     "011394-123" + gen.fi_check_character("011394123"),
+                     "131052-000" + gen.fi_check_character("131052000"),
+                     "131052-001" + gen.fi_check_character("131052001"),
+                     "131052-900" + gen.fi_check_character("131052900"),
+                     "131052-999" + gen.fi_check_character("131052999")):
+            self.assertFalse(gen.is_valid_fi_code(code), code)
 
     def test_ssn_and_itin_ranges(self):
         for ssn in ("123-45-6789", "123 45 6789", "123456789", "899-99-9999", "001-01-0001"):
@@ -341,6 +457,109 @@ class SelfCheckTest(unittest.TestCase):
         self.assertNotEqual(gen.self_check(hard_negative_record("Hotel booking 2024-01-15")), [])  # "tel"
 
 
+class NationalIdTest(unittest.TestCase):
+    def test_formats_and_hard_negatives_per_type(self):
+        for entity_type in NATIONAL_ID_TYPES:
+            formats = [f for f in gen.POSITIVE_FORMATS if f.entity_type == entity_type]
+            self.assertGreaterEqual(len(formats), gen.MIN_FORMATS_PER_TYPE, entity_type)
+            self.assertGreaterEqual(len([v for v in gen.NEGATIVE_VARIANTS if v.context_type == entity_type]), 2,
+                                    entity_type)
+        self.assertTrue({f.context for f in gen.POSITIVE_FORMATS} <= {"any", "with", "without"})
+        for entity_type in ("ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "FI_PERSONAL_IDENTITY_CODE", "UK_NINO"):
+            self.assertIn("without", {f.context for f in gen.POSITIVE_FORMATS if f.entity_type == entity_type})
+        self.assertEqual(NATIONAL_ID_NEGATIVE_VARIANTS - {(v.category, v.name) for v in gen.NEGATIVE_VARIANTS},
+                         set())
+        rng = gen.Random(3)
+        for fmt in gen.POSITIVE_FORMATS:
+            if fmt.entity_type in NATIONAL_ID_TYPES:
+                for ordinal in range(40):
+                    value = fmt.generate(rng, ordinal)
+                    self.assertTrue(gen.VALIDATORS[fmt.entity_type](value), (fmt.name, value))
+        for variant in gen.NEGATIVE_VARIANTS:
+            if (variant.category, variant.name) in NATIONAL_ID_NEGATIVE_VARIANTS:
+                for ordinal in range(40):
+                    value = variant.generate(rng, ordinal)
+                    valid = {t for t in NATIONAL_ID_TYPES if gen.VALIDATORS[t](value)}
+                    expected = {"nino_without_context": {"UK_NINO"}, "pesel_without_context": {"PL_PESEL"}}
+                    self.assertEqual(valid, expected.get(variant.category, set()), (variant, value))
+
+    def test_frames_hold_the_context_they_promise(self):
+        for entity_type, (with_context, without_context) in gen.NATIONAL_ID_FRAMES.items():
+            words = gen.CONTEXT_WORDS[entity_type]
+            self.assertTrue(with_context, entity_type)
+            for frame in with_context:
+                before, _ = frame.split("{v}")
+                data = before.encode()
+                self.assertTrue(gen.has_context_word(data, len(data), words, strict=True), frame)
+            for frame in without_context:
+                data = frame.encode()
+                self.assertFalse(gen.has_context_word(data + b" " * 96, 96 + len(data), words, strict=False),
+                                 frame)
+            with_nouns, without_nouns = gen.NATIONAL_ID_NOUNS[entity_type]
+            for noun in with_nouns:
+                self.assertTrue(gen.has_context_word(noun.encode(), len(noun.encode()), words, strict=True), noun)
+            for noun in without_nouns:
+                self.assertFalse(any(word in noun.lower() for word in words), noun)
+        self.assertEqual(gen.NATIONAL_ID_FRAMES["PL_PESEL"][1], ())  # a PESEL always needs its word
+        # Sentences of negatives that are negative for want of a context word hold none at all.
+        for category in gen.CONTEXT_SENSITIVE_NEGATIVES:
+            for frame in gen.NEGATIVE_FRAMES[category] + gen.GENERIC_NEGATIVE_FRAMES:
+                self.assertFalse([w for w in gen.ALL_CONTEXT_WORDS if w in frame.lower()], frame)
+
+    def test_context_rules(self):
+        ok = [positive_record("NINO AB123456C, thanks", ("UK_NINO", "AB123456C")),
+              positive_record("Ref AB 12 34 56 C.", ("UK_NINO", "AB 12 34 56 C")),
+              positive_record("Pacjent (PESEL 44051401359) prosi o wypis.", ("PL_PESEL", "44051401359")),
+              positive_record("Borra el DNI 12345678 Z, por favor.", ("ES_NIF", "12345678 Z")),
+              positive_record("Kund: Anna, 131052-308T.", ("FI_PERSONAL_IDENTITY_CODE", "131052-308T")),
+              positive_record("C.F. RSSMRA85T10A562S — X-1234567-L", ("IT_FISCAL_CODE", "RSSMRA85T10A562S"),
+                              ("ES_NIE", "X-1234567-L"))]
+        for record in ok:
+            self.assertEqual(gen.self_check(record), [], record.text)
+        wrong = [positive_record("Ref AB123456C", ("UK_NINO", "AB123456C")),  # compact needs its word
+                 positive_record("Numer 44051401359", ("PL_PESEL", "44051401359")),
+                 # "PESEL" and a phone word: the national phone reading of 0[1-9]... is found too
+                 positive_record("PESEL 02070803628, Telefon", ("PL_PESEL", "02070803628")),
+                 # the PESEL reading of an international number's digits, with "pesel" near
+                 positive_record("PESEL holder, phone +44051401359", ("PHONE_NUMBER", "+44051401359")),
+                 # a grouped NINO after a group of two digits continues a longer grouped number
+                 positive_record("Room 12 AB 12 34 56 C", ("UK_NINO", "AB 12 34 56 C")),
+                 positive_record("Ref 7 12345678 Z", ("ES_NIF", "12345678 Z")),
+                 # apart from its letter, a DNI needs its word ("order 12345678 A new...")
+                 positive_record("Borra 12345678 Z, por favor.", ("ES_NIF", "12345678 Z")),
+                 positive_record("NIF: 12345678Z7", ("ES_NIF", "12345678Z")),
+                 positive_record("Ref X12345678Z", ("ES_NIF", "12345678Z"))]
+        for record in wrong:
+            self.assertNotEqual(gen.self_check(record), [], record.text)
+        # An unlabelled identifier is an error; so is a context word beside a label that promises none.
+        unlabelled = positive_record("DNI 12345678Z, NIE X1234567L", ("ES_NIF", "12345678Z"))
+        self.assertNotEqual(gen.self_check(unlabelled), [])
+        text = "Mi DNI es 12345678Z."
+        record = positive_record(text, ("ES_NIF", "12345678Z"))
+        self.assertEqual(gen.self_check(record), [])
+        free = gen.Label("ES_NIF", record.labels[0].begin, record.labels[0].end, "test", context_free=True)
+        self.assertNotEqual(gen.self_check(gen.Record("x", "positive", text, [free], [])), [])
+
+    def test_hard_negatives_with_context_words_of_their_type(self):
+        text = "PESEL 44051401358 jest błędny."
+        span = gen.NegativeSpan("pesel_invalid", "wrong-check", 6, 17, "PL_PESEL")
+        self.assertEqual(gen.self_check(gen.Record("negative-x-0000", "hard_negative", text, [], [span])), [])
+        plain = gen.NegativeSpan("pesel_invalid", "wrong-check", 6, 17)
+        self.assertNotEqual(gen.self_check(gen.Record("negative-x-0000", "hard_negative", text, [], [plain])), [])
+        other = gen.NegativeSpan("pesel_invalid", "wrong-check", 6, 17, "ES_NIF")
+        self.assertNotEqual(gen.self_check(gen.Record("negative-x-0000", "hard_negative", text, [], [other])), [])
+        for value in ("NINO QQ123456C", "NI number AB 12 34 56 E", "DNI 12345678A", "NIE A1234567L",
+                      "codice fiscale RSSMRA85T10A562T", "PESEL 44131401353", "hetu 131052-900T"):
+            self.assertEqual([p for p in gen.self_check(hard_negative_record(value))
+                              if "passes a validator" in p or "found but not labelled" in p], [], value)
+        for value in ("NINO AB123456C", "PESEL 44051401359", "12345678Z", "X1234567L", "RSSMRA85T10A562S",
+                      "131052-308T", "AB 12 34 56 C"):
+            problems = gen.self_check(hard_negative_record(value))
+            self.assertTrue([p for p in problems if "found but not labelled" in p], value)
+        self.assertFalse([p for p in gen.self_check(hard_negative_record("Voucher AB123456C has expired."))])
+        self.assertFalse([p for p in gen.self_check(hard_negative_record("Faktura 44051401359 opłacona."))])
+
+
 class CorpusTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -378,6 +597,9 @@ class CorpusTest(unittest.TestCase):
                       for r in self.parsed if r["kind"] == "hard_negative"}
         self.assertTrue(set(REQUIRED_NEGATIVE_CATEGORIES) <= categories,
                         set(REQUIRED_NEGATIVE_CATEGORIES) - categories)
+        variants = {(n.category, n.variant)
+                    for r in self.records if r.kind == "hard_negative" for n in r.negatives}
+        self.assertEqual(NATIONAL_ID_NEGATIVE_VARIANTS - variants, set())
         formats = {(label.entity_type, label.format_name) for r in self.records for label in r.labels
                    if not r.record_id.startswith(("neighbour-", "connection-", "written-phone-",
                                                   "typographic-"))}
