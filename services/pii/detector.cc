@@ -187,11 +187,13 @@ bool IsDateJoint(absl::string_view text, size_t joint) {
 // Whether the value [begin, end), written in space-separated groups, continues a longer
 // grouped number. Groups are runs of 1-4 [A-Z0-9]; a group with a digit continues the value
 // when it is one space away and:
-//  * before the value: it is at least as long as the value's first group, and no group
-//    between it and the value is lowercase, longer than four or joined to what precedes it
-//    as a date is ("GB31 WEMF 4832 6768 0889 4" holds no card starting at 4832, "6887 4111
-//    1111 1111 1111" none at 4111; "VISA 4111 1111 1111 1111", "Card 1 4111 1111 1111 1111"
-//    and "EXP 03/30 4111 1111 1111 1111" hold one);
+//  * before the value: the value's first group holds a digit (a prefix of letters, as a
+//    National Insurance number's "AB 12 34 56 C", continues no number), the group is at
+//    least as long as that first group, and no group between it and the value is lowercase,
+//    longer than four or joined to what precedes it as a date is ("GB31 WEMF 4832 6768 0889
+//    4" holds no card starting at 4832, "6887 4111 1111 1111 1111" none at 4111; "VISA 4111
+//    1111 1111 1111", "Card 1 4111 1111 1111 1111", "EXP 03/30 4111 1111 1111 1111" and "EMP
+//    1043 SN 84 21 96 B" hold one);
 //  * after the value: the group right after it is not joined to what follows as a date is,
 //    the value's last group is not shorter than the one before it (its grouping has ended:
 //    "DE89 3704 0044 0532 0130 00 5000 EUR"), and the group has four characters or more or
@@ -203,7 +205,9 @@ bool ContinuesGroups(absl::string_view text, size_t begin, size_t end) {
   const absl::string_view value = text.substr(begin, end - begin);
   const size_t first_space = value.find(' ');
   if (first_space == absl::string_view::npos) return false;
-  if (IsUpperOrDigit(At(text, begin))) {
+  const absl::string_view first_group = value.substr(0, first_space);
+  if (IsUpperOrDigit(At(text, begin)) &&
+      std::any_of(first_group.begin(), first_group.end(), [](char c) { return IsDigit(c); })) {
     size_t group_end = begin;  // Groups before the value, from the nearest.
     for (int n = 0; n < kMostGroups && group_end >= 2 && text[group_end - 1] == ' '; ++n) {
       size_t group = group_end - 1;
@@ -248,6 +252,31 @@ bool EqualsIgnoreCase(absl::string_view text, size_t at, absl::string_view lower
 }
 
 bool IsLetterAt(absl::string_view text, size_t i) { return absl::ascii_isalpha(At(text, i)); }
+
+// Whether [from, to) separates two items of a list and nothing more: at most 16 bytes of
+// spaces, line breaks, quotes, brackets, ',', ';', '|' and '/', and at most one word of at
+// most four ASCII letters ("and", "und", "y", "oraz", "och").
+bool OnlyListSeparators(absl::string_view text, size_t from, size_t to) {
+  constexpr size_t kMostBytes = 16;
+  constexpr size_t kLongestWord = 4;
+  if (from > to || to - from > kMostBytes) return false;
+  size_t words = 0;
+  size_t letters = 0;
+  for (size_t i = from; i < to; ++i) {
+    const unsigned char c = At(text, i);
+    if (absl::ascii_isalpha(c)) {
+      words += letters == 0 ? 1 : 0;
+      if (++letters > kLongestWord) return false;
+      continue;
+    }
+    letters = 0;
+    if (!absl::ascii_isspace(c) &&
+        absl::string_view(",;|/\"'()[]").find(static_cast<char>(c)) == absl::string_view::npos) {
+      return false;
+    }
+  }
+  return words <= 1;
+}
 
 // The first position in [at, end) where one of the context words may start (its first byte
 // does, and its second byte, when it has one and the vector scan looks, is next), or `end`.
@@ -1131,7 +1160,7 @@ bool Detector::HasContext(const Recognizer& recognizer, absl::string_view text, 
 }
 
 bool Detector::Accept(const Recognizer& recognizer, absl::string_view text, size_t begin,
-                      size_t end, ScanScratch& scratch, double& score) const {
+                      size_t end, bool next_in_list, ScanScratch& scratch, double& score) const {
   const RecognizerSpec& spec = recognizer.spec;
   if (!spec.excluded_prefixes.empty() && HasExcludedPrefix(text, begin, spec.excluded_prefixes)) {
     return false;
@@ -1149,7 +1178,7 @@ bool Detector::Accept(const Recognizer& recognizer, absl::string_view text, size
   if (!spec.context_words.empty()) {
     const bool context = HasContext(recognizer, text, begin, end, scratch);
     if (spec.context_required) {
-      if (!context) return false;
+      if (!context && !next_in_list) return false;
     } else if (context) {
       score = std::min(1.0, score + kContextBoost);
     }
@@ -1188,8 +1217,15 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
     }
     if (GluedLeft(text, begin)) return Verdict::kGluedLeft;
     if (GluedRight(text, end) || ContinuesGroups(text, begin, end)) return Verdict::kRejected;
+    // A value of a recognizer that requires context counts after one of its findings, in a
+    // list ("NI numbers: PX501233D, HT402985A and KC661903A").
+    const bool next_in_list = recognizer.spec.context_required && !out.empty() &&
+                              out.back().recognizer == index &&
+                              OnlyListSeparators(text, out.back().end, begin);
     double score = 0;
-    if (!Accept(recognizer, text, begin, end, scratch, score)) return Verdict::kRejected;
+    if (!Accept(recognizer, text, begin, end, next_in_list, scratch, score)) {
+      return Verdict::kRejected;
+    }
     out.push_back(Candidate{.begin = begin, .end = end, .score = score, .recognizer = index});
     return Verdict::kAccepted;
   };

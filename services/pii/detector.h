@@ -109,8 +109,11 @@ class Detector {
   Detector();
   void Extract(const Recognizer& recognizer, absl::string_view text, size_t region_begin,
                size_t region_end, ScanScratch& scratch, std::vector<Candidate>& out) const;
+  // Whether the match [begin, end) of `recognizer` is a finding, and its score; a match
+  // `next_in_list` (right after a finding of the same recognizer, with only a list's
+  // separators between) needs no context word of its own.
   bool Accept(const Recognizer& recognizer, absl::string_view text, size_t begin, size_t end,
-              ScanScratch& scratch, double& score) const;
+              bool next_in_list, ScanScratch& scratch, double& score) const;
   // Whether the value [begin, end) of a match of `recognizer` has context (see recognizer.h).
   bool HasContext(const Recognizer& recognizer, absl::string_view text, size_t begin, size_t end,
                   ScanScratch& scratch) const;

@@ -806,6 +806,50 @@ TEST(DetectorTest, EuropeanIdentifiersNeedContextWhereTheShapeIsCommon) {
   EXPECT_THAT(Found("QQ 12 34 56 C and GB 12 34 56 A", MinScore(0.0)), IsEmpty());
   EXPECT_THAT(Found("RSSMRA85T10A562T and RSSMRA85F10A562S", MinScore(0.0)), IsEmpty());
   EXPECT_THAT(Found("hetu 290201A4561 or 131052-308U", MinScore(0.0)), IsEmpty());
+  // As people type them: either case, other separators, after a word that says what they
+  // are; not on their own.
+  const std::vector<std::pair<std::string, std::string>> typed = {
+      {"my national insurance no is ym204451d", "ym204451d"},
+      {"NI: JG103759A", "JG103759A"},
+      {"Nat. Ins. No. HT402985A", "HT402985A"},
+      {"{\"ni_number\":\"JG103759A\"}", "JG103759A"},
+      {"{\"nationalInsuranceNumber\":\"HT402985A\"}", "HT402985A"},
+      {"NINO: CE-73-41-10-C", "CE-73-41-10-C"},
+      {"NI No: WL 925318 B", "WL 925318 B"},
+      {"DNI: 12345678-z", "12345678-z"},
+      {"D.N.I. 12345678 Z", "12345678 Z"},
+      {"NIE: X 1234567 L", "X 1234567 L"},
+      {"mi nie es x1234567l", "x1234567l"},
+      {"hetu 131052-308t", "131052-308t"},
+  };
+  for (const auto& [text, value] : typed) {
+    const std::vector<std::pair<std::string, std::string>> found = Found(text);
+    ASSERT_EQ(found.size(), 1u) << text;
+    EXPECT_EQ(found[0].second, value) << text;
+  }
+  for (const char* alone : {"ref ym204451d", "ref CE-73-41-10-C", "ref 12345678-z",
+                            "ref X 1234567 L", "ref x1234567l", "ref 131052-308t"}) {
+    EXPECT_THAT(Found(alone, MinScore(0.0)), IsEmpty()) << alone;
+  }
+  // A list after one word: each value follows a finding with only a list's separators.
+  EXPECT_THAT(
+      Found("NI numbers for the new starters: PX501233D, HT402985A and KC661903A."),
+      ElementsAre(std::make_pair("UK_NINO", "PX501233D"), std::make_pair("UK_NINO", "HT402985A"),
+                  std::make_pair("UK_NINO", "KC661903A")));
+  EXPECT_THAT(Found("PESEL-e uczestników:\n02270803624\n44051401359"),
+              ElementsAre(std::make_pair("PL_PESEL", "02270803624"),
+                          std::make_pair("PL_PESEL", "44051401359")));
+  // Not after a number, nor after more than a word.
+  EXPECT_THAT(Found("PESEL 02270803624, order 12 44051401359"),
+              ElementsAre(std::make_pair("PL_PESEL", "02270803624")));
+  EXPECT_THAT(Found("PESEL 02270803624, then the account 44051401359"),
+              ElementsAre(std::make_pair("PL_PESEL", "02270803624")));
+  // A codice fiscale's layout and check letter are enough in either case; a grouped National
+  // Insurance number after a number is not part of it.
+  EXPECT_THAT(Found("il mio cf è vrdlra90m52h501s"),
+              ElementsAre(std::make_pair("IT_FISCAL_CODE", "vrdlra90m52h501s")));
+  EXPECT_THAT(Found("EMP 1043 SN 84 21 96 B 1257L M1"),
+              ElementsAre(std::make_pair("UK_NINO", "SN 84 21 96 B")));
   // A context word raises a score below 1.
   const std::vector<Finding> bare = Default().Scan("12345678Z");
   const std::vector<Finding> worded = Default().Scan("DNI 12345678Z");

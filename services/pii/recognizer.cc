@@ -127,32 +127,59 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   // required context make it win over the phone reading.
   add("uk_nhs", "UK_NHS", "[0-9]{3} [0-9]{3} [0-9]{4}|[0-9]{3}-[0-9]{3}-[0-9]{4}|[0-9]{10}", 1.0,
       "uk_nhs", {"nhs"}, true, {"+", "+1 ", "+1-", "1-"});
-  // European national identifiers. A National Insurance number has no check digit: grouped
-  // as HMRC prints it, it stands on its own; compact it is as often a part number.
-  const std::vector<std::string> nino_context = {"national insurance", "nino", "ni number",
-                                                 "ni no"};
+  // European national identifiers, in the forms their documents print (uppercase, the
+  // separators of the official form) on their own, and as people type them (either case,
+  // other separators) only after a word that says what they are.
+  //
+  // A National Insurance number has no check digit: grouped as HMRC prints it, it stands on
+  // its own; compact it is as often a part number.
+  const std::vector<std::string> nino_context = {"national insurance",
+                                                 "national_insurance",
+                                                 "nationalinsurancenumber",
+                                                 "nino",
+                                                 "ni number",
+                                                 "ni no",
+                                                 "ni_number",
+                                                 "ni_no",
+                                                 "ni:",
+                                                 "n.i.",
+                                                 "nat ins",
+                                                 "nat. ins.",
+                                                 "hmrc"};
   const std::string nino_prefix = "[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]";
   add("uk_nino", "UK_NINO", absl::StrCat(nino_prefix, " [0-9]{2} [0-9]{2} [0-9]{2} [A-D]"), 0.85,
       "uk_nino", nino_context);
-  add("uk_nino_compact", "UK_NINO", absl::StrCat(nino_prefix, "[0-9]{6}[A-D]"), 0.85, "uk_nino",
-      nino_context, true);
-  // One check letter in 23: a DNI written apart from its letter by a space ("12345678 Z", as
-  // "order 12345678 A" could be) only with a context word.
-  const std::vector<std::string> nif_context = {"dni", "nif", "documento nacional"};
+  add("uk_nino_written", "UK_NINO",
+      absl::StrCat("(?i:", nino_prefix,
+                   "[ -]?(?:[0-9]{6}|[0-9]{2}[ -][0-9]{2}[ -][0-9]{2})[ -]?[A-D])"),
+      0.85, "uk_nino", nino_context, true);
+  // One check letter in 23: a DNI apart from its letter by a space ("order 12345678 A" could
+  // be one) or in lowercase only with a context word.
+  const std::vector<std::string> nif_context = {"dni", "nif", "documento nacional", "d.n.i",
+                                                "n.i.f"};
   add("es_nif", "ES_NIF", "[0-9]{8}-?[A-Z]|[0-9]{2}\\.[0-9]{3}\\.[0-9]{3}-?[A-Z]", 0.85, "es_nif",
       nif_context);
-  add("es_nif_spaced", "ES_NIF", "[0-9]{8} [A-Z]|[0-9]{2}\\.[0-9]{3}\\.[0-9]{3} [A-Z]", 0.85,
-      "es_nif", nif_context, true);
-  add("es_nie", "ES_NIE", "[XYZ]-?[0-9]{7}-?[A-Z]", 0.85, "es_nie", {"nie", "extranjero"});
+  add("es_nif_written", "ES_NIF",
+      "(?i:[0-9]{8}[- ]?[A-Z]|[0-9]{2}\\.[0-9]{3}\\.[0-9]{3}[- ]?[A-Z])", 0.85, "es_nif",
+      nif_context, true);
+  const std::vector<std::string> nie_context = {"nie", "extranjero", "n.i.e"};
+  add("es_nie", "ES_NIE", "[XYZ]-?[0-9]{7}-?[A-Z]", 0.85, "es_nie", nie_context);
+  add("es_nie_written", "ES_NIE", "(?i:[XYZ][ -]?[0-9]{7}[ -]?[A-Z])", 0.85, "es_nie", nie_context,
+      true);
+  // Sixteen characters in a fixed layout with a check letter: either case on its own.
   add("it_fiscal_code", "IT_FISCAL_CODE",
-      "[A-Z]{6}[0-9LMNPQRSTUV]{2}[ABCDEHLMPRST][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z]", 1.0,
-      "it_fiscal_code", {"codice fiscale", "fiscal code", "tax code", "c.f."});
+      "(?i:[A-Z]{6}[0-9LMNPQRSTUV]{2}[ABCDEHLMPRST][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z])",
+      1.0, "it_fiscal_code", {"codice fiscale", "fiscal code", "tax code", "c.f."});
   // Eleven digits with a check digit and a date are still as often an account number, and
   // after '+' a phone number.
   add("pl_pesel", "PL_PESEL", "[0-9]{11}", 1.0, "pl_pesel", {"pesel"}, true, {"+"});
-  add("fi_personal_identity_code", "FI_PERSONAL_IDENTITY_CODE",
-      "[0-9]{6}[-+A-FU-Y][0-9]{3}[0-9A-FHJ-NPR-Y]", 1.0, "fi_personal_identity_code",
-      {"henkilötunnus", "hetu", "personal identity code", "personbeteckning"});
+  const std::vector<std::string> fi_context = {"henkilötunnus", "hetu", "personal identity code",
+                                               "personbeteckning"};
+  const std::string fi_code = "[0-9]{6}[-+A-FU-Y][0-9]{3}[0-9A-FHJ-NPR-Y]";
+  add("fi_personal_identity_code", "FI_PERSONAL_IDENTITY_CODE", fi_code, 1.0,
+      "fi_personal_identity_code", fi_context);
+  add("fi_personal_identity_code_written", "FI_PERSONAL_IDENTITY_CODE",
+      absl::StrCat("(?i:", fi_code, ")"), 1.0, "fi_personal_identity_code", fi_context, true);
   // Letters beyond ASCII: Latin-1 and Latin Extended letters, combining marks, Greek and
   // Cyrillic (not Han, Kana..., which run into the words before an address in text without
   // spaces).

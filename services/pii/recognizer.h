@@ -26,7 +26,10 @@ namespace policy::pii {
 //    many delimiters before it holds the word ("name,ssn\nJohn,123456789\nJane,234567890").
 // A word before or after the match does not count with a number between them of at least as
 // many digits as the match (then the word is about that other number); a shorter number
-// ("Phone 2: ...", "employee 42: ...") does not matter.
+// ("Phone 2: ...", "employee 42: ...") does not matter. A match of a recognizer that requires
+// context also counts right after one of its findings with only a list's separators between
+// (spaces, line breaks, ", ", "; ", quotes, brackets and one short word such as "and"): "NI
+// numbers: PX501233D, HT402985A and KC661903A".
 inline constexpr size_t kContextWindowBytes = 64;
 inline constexpr size_t kContextAfterBytes = 32;
 // The longest context word, and the most context words a recognizer may have.

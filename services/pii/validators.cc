@@ -410,18 +410,13 @@ bool AllDigits(absl::string_view value, size_t digits) {
 
 bool IsValidUkNino(absl::string_view value) {
   std::array<char, 9> c{};
-  if (value.size() == 13) {
-    // "AB 12 34 56 C".
-    for (size_t space : {2, 5, 8, 11}) {
-      if (value[space] != ' ') return false;
-    }
-    const size_t from[] = {0, 1, 3, 4, 6, 7, 9, 10, 12};
-    for (size_t i = 0; i < c.size(); ++i) c[i] = value[from[i]];
-  } else if (value.size() == 9) {
-    std::copy(value.begin(), value.end(), c.begin());
-  } else {
-    return false;
+  size_t n = 0;
+  for (char byte : value) {
+    if (byte == ' ' || byte == '-') continue;
+    if (n == c.size()) return false;
+    c[n++] = absl::ascii_toupper(static_cast<unsigned char>(byte));
   }
+  if (n != c.size()) return false;
   if (!IsUpper(c[0]) || !IsUpper(c[1]) || IsOneOf("DFIQUV", c[0]) || IsOneOf("DFIOQUV", c[1])) {
     return false;
   }
@@ -433,7 +428,9 @@ bool IsValidUkNino(absl::string_view value) {
 }
 
 bool IsValidEsNif(absl::string_view value) {
-  if (value.size() < 9 || !IsUpper(value.back())) return false;
+  if (value.size() < 9) return false;
+  const char letter = absl::ascii_toupper(static_cast<unsigned char>(value.back()));
+  if (!IsUpper(letter)) return false;
   absl::string_view number = value.substr(0, value.size() - 1);
   if (number.back() == '-' || number.back() == ' ') number.remove_suffix(1);
   std::array<char, 8> digits{};
@@ -447,30 +444,37 @@ bool IsValidEsNif(absl::string_view value) {
     return false;
   }
   const Digits d = CollectDigits(absl::string_view(digits.data(), digits.size()), "");
-  return d.size == 8 && SpanishCheckLetter(d.Number(0, 8)) == value.back();
+  return d.size == 8 && SpanishCheckLetter(d.Number(0, 8)) == letter;
 }
 
 bool IsValidEsNie(absl::string_view value) {
-  if (value.size() < 9 || !IsOneOf("XYZ", value[0]) || !IsUpper(value.back())) return false;
+  if (value.size() < 9) return false;
+  const char first = absl::ascii_toupper(static_cast<unsigned char>(value[0]));
+  const char letter = absl::ascii_toupper(static_cast<unsigned char>(value.back()));
+  if (!IsOneOf("XYZ", first) || !IsUpper(letter)) return false;
   absl::string_view digits = value.substr(1, value.size() - 2);
-  if (absl::StartsWith(digits, "-")) digits.remove_prefix(1);
-  if (absl::EndsWith(digits, "-")) digits.remove_suffix(1);
+  if (absl::StartsWith(digits, "-") || absl::StartsWith(digits, " ")) digits.remove_prefix(1);
+  if (absl::EndsWith(digits, "-") || absl::EndsWith(digits, " ")) digits.remove_suffix(1);
   if (!AllDigits(digits, 7)) return false;
   const Digits d = CollectDigits(digits, "");
-  const int number = (value[0] - 'X') * 10'000'000 + d.Number(0, 7);
-  return SpanishCheckLetter(number) == value.back();
+  const int number = (first - 'X') * 10'000'000 + d.Number(0, 7);
+  return SpanishCheckLetter(number) == letter;
 }
 
-bool IsValidItFiscalCode(absl::string_view value) {
+bool IsValidItFiscalCode(absl::string_view written) {
   // The value of each character at an odd (1-based) position, digits and letters of the
   // same index alike: 0/A 1, 1/B 0, 2/C 5, ...
   static constexpr int kOdd[26] = {1,  0,  5, 7, 9, 13, 15, 17, 19, 21, 2,  4,  18,
                                    20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24, 23};
   static constexpr absl::string_view kOmocodia = "LMNPQRSTUV";
   static constexpr absl::string_view kMonths = "ABCDEHLMPRST";
-  if (value.size() != 16) return false;
   // Positions of digits (or their stand-ins): year, day, municipality number.
   static constexpr size_t kNumeric[] = {6, 7, 9, 10, 12, 13, 14};
+  if (written.size() != 16) return false;
+  std::array<char, 16> value{};
+  for (size_t i = 0; i < value.size(); ++i) {
+    value[i] = absl::ascii_toupper(static_cast<unsigned char>(written[i]));
+  }
   bool has_digit = false;
   std::array<int, 16> digit{};
   for (size_t i = 0; i < value.size(); ++i) {
@@ -518,12 +522,13 @@ bool IsValidFiPersonalIdentityCode(absl::string_view value) {
       !AllDigits(value.substr(7, 3), 3)) {
     return false;
   }
+  const char sign = absl::ascii_toupper(static_cast<unsigned char>(value[6]));
   int century;
-  if (value[6] == '+') {
+  if (sign == '+') {
     century = 1800;
-  } else if (value[6] == '-' || IsOneOf("YXWVU", value[6])) {
+  } else if (sign == '-' || IsOneOf("YXWVU", sign)) {
     century = 1900;
-  } else if (value[6] >= 'A' && value[6] <= 'F') {
+  } else if (sign >= 'A' && sign <= 'F') {
     century = 2000;
   } else {
     return false;
@@ -534,7 +539,8 @@ bool IsValidFiPersonalIdentityCode(absl::string_view value) {
   if (number < 2 || number > 899) return false;
   if (!IsDate(century + date.Number(4, 2), date.Number(2, 2), date.Number(0, 2))) return false;
   const int64_t whole = int64_t{date.Number(0, 6)} * 1000 + number;
-  return value[10] == kCheck[static_cast<size_t>(whole % 31)];
+  return absl::ascii_toupper(static_cast<unsigned char>(value[10])) ==
+         kCheck[static_cast<size_t>(whole % 31)];
 }
 
 bool IsValidBitcoinBase58Check(absl::string_view value) {

@@ -78,23 +78,25 @@ bool IsValidIpv6(absl::string_view value);
 // weights 10..2 on the first nine digits, check = 11 - sum % 11, 11 -> 0, 10 is invalid.
 bool IsValidUkNhs(absl::string_view value);
 
-// A UK National Insurance number: a prefix of two uppercase letters (the first not D, F, I,
-// Q, U or V; the second not D, F, I, O, Q, U or V; not BG, GB, KN, NK, NT, TN or ZZ), six
-// digits and a suffix A-D; compact ("AB123456C") or in pairs apart by single spaces
-// ("AB 12 34 56 C"). No check digit.
+// The European national identifiers, letters in either case (the recognizers decide which
+// case and which separators count without a context word).
+//
+// A UK National Insurance number: a prefix of two letters (the first not D, F, I, Q, U or
+// V; the second not D, F, I, O, Q, U or V; not BG, GB, KN, NK, NT, TN or ZZ), six digits
+// and a suffix A-D, with spaces or dashes anywhere between ("AB123456C", "AB 12 34 56 C",
+// "AB-12-34-56-C", "AB 123456 C"). No check digit.
 bool IsValidUkNino(absl::string_view value);
 
 // A Spanish DNI (a person's NIF): eight digits, written plain or with dots ("12.345.678"),
-// then '-', ' ' or nothing, then the uppercase check letter "TRWAGMYFPDXBNJZSQVHLCKE"[number
-// % 23].
+// then '-', ' ' or nothing, then the check letter "TRWAGMYFPDXBNJZSQVHLCKE"[number % 23].
 bool IsValidEsNif(absl::string_view value);
 
-// A Spanish NIE: X, Y or Z, seven digits, the uppercase check letter of the DNI's table over
-// the eight digits with X, Y, Z read as 0, 1, 2; '-' may follow the first letter and precede
-// the last ("X-1234567-L").
+// A Spanish NIE: X, Y or Z, seven digits, the check letter of the DNI's table over the
+// eight digits with X, Y, Z read as 0, 1, 2; '-' or ' ' may follow the first letter and
+// precede the last ("X-1234567-L", "X 1234567 L").
 bool IsValidEsNie(absl::string_view value);
 
-// An Italian codice fiscale: 16 uppercase characters, six letters, year (two), month letter
+// An Italian codice fiscale: 16 characters, six letters, year (two), month letter
 // (ABCDEHLMPRST), day (two: 01-31, or 41-71 for women), a letter and three characters, and
 // the check letter (odd positions through the decree's table, even ones by value, sum mod
 // 26). A digit's place may hold its omocodia stand-in (0-9 written L M N P Q R S T U V); the

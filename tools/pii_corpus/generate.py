@@ -134,9 +134,11 @@ CONTEXT_WORDS = {
                      "whatsapp"),
     "UK_NHS": ("nhs",),
     "MEDICAL_LICENSE": ("dea", "prescriber", "registration", "license", "licence"),
-    "UK_NINO": ("national insurance", "nino", "ni number", "ni no"),
-    "ES_NIF": ("dni", "nif", "documento nacional"),
-    "ES_NIE": ("nie", "extranjero"),
+    "UK_NINO": ("national insurance", "national_insurance", "nationalinsurancenumber", "nino",
+                "ni number", "ni no", "ni_number", "ni_no", "ni:", "n.i.", "nat ins", "nat. ins.",
+                "hmrc"),
+    "ES_NIF": ("dni", "nif", "documento nacional", "d.n.i", "n.i.f"),
+    "ES_NIE": ("nie", "extranjero", "n.i.e"),
     "IT_FISCAL_CODE": ("codice fiscale", "fiscal code", "tax code", "c.f."),
     "PL_PESEL": ("pesel",),
     "FI_PERSONAL_IDENTITY_CODE": ("henkilötunnus", "hetu", "personal identity code", "personbeteckning"),
@@ -576,8 +578,9 @@ def is_valid_phone(value: str) -> bool:
 
 
 def is_valid_ip(value: str) -> bool:
-    if ":" not in value:
-        return bool(IPV4_SHAPE.fullmatch(value)) and all(int(p) <= 255 for p in value.split("."))
+    if ":" not in value:  # loopback 127/8 is no address of anyone's
+        return (bool(IPV4_SHAPE.fullmatch(value)) and all(int(p) <= 255 for p in value.split("."))
+                and value.split(".")[0] != "127")
     if not IPV6_CHARS.fullmatch(value):
         return False
     try:
@@ -627,9 +630,11 @@ def is_valid_private_key(value: str) -> bool:
     return len(value.encode()) <= PEM_MAX_BYTES and bool(PEM_SHAPE.fullmatch(value))
 
 
-NINO_SHAPE = re.compile(r"([A-Z]{2})(?:[0-9]{6}|(?: [0-9]{2}){3} )([A-Z])")
-NIF_SHAPE = re.compile(r"([0-9]{8})[- ]?([A-Z])|([0-9]{2}\.[0-9]{3}\.[0-9]{3})-?([A-Z])")
-NIE_SHAPE = re.compile(r"([XYZ])([0-9]{7})-?([A-Z])|([XYZ])-([0-9]{7})-([A-Z])")
+# The written forms, letters in either case (needs_context says which count on their own).
+NINO_SHAPE = re.compile(r"([A-Za-z]{2})[ -]?(?:([0-9]{6})|([0-9]{2})[ -]([0-9]{2})[ -]([0-9]{2}))[ -]?([A-Za-z])")
+NINO_DOCUMENT_FORM = re.compile(r"[A-Z]{2} [0-9]{2} [0-9]{2} [0-9]{2} [A-Z]")  # as HMRC prints it
+NIF_SHAPE = re.compile(r"([0-9]{8})[- ]?([A-Za-z])|([0-9]{2}\.[0-9]{3}\.[0-9]{3})[- ]?([A-Za-z])")
+NIE_SHAPE = re.compile(r"([XYZxyz])[ -]?([0-9]{7})[ -]?([A-Za-z])")
 FISCAL_CODE_SHAPE = re.compile(
     r"[A-Z]{6}[0-9LMNPQRSTUV]{2}[%s][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z]" % FISCAL_CODE_MONTHS)
 PESEL_SHAPE = re.compile(r"[0-9]{11}")
@@ -640,7 +645,7 @@ def is_valid_nino(value: str) -> bool:
     """Compact "AB123456C" or in pairs "AB 12 34 56 C", uppercase (the compact form counts
     only after a context word: see needs_context)."""
     match = NINO_SHAPE.fullmatch(value)
-    return bool(match) and nino_prefix_valid(match[1]) and match[2] in NINO_SUFFIXES
+    return bool(match) and nino_prefix_valid(match[1].upper()) and match[6].upper() in NINO_SUFFIXES
 
 
 def is_valid_nif(value: str) -> bool:
@@ -649,7 +654,7 @@ def is_valid_nif(value: str) -> bool:
     if not match:
         return False
     digits, letter = (match[1], match[2]) if match[1] else (match[3].replace(".", ""), match[4])
-    return dni_letter(digits) == letter
+    return dni_letter(digits) == letter.upper()
 
 
 def is_valid_nie(value: str) -> bool:
@@ -657,11 +662,11 @@ def is_valid_nie(value: str) -> bool:
     match = NIE_SHAPE.fullmatch(value)
     if not match:
         return False
-    prefix, digits, letter = (match[1], match[2], match[3]) if match[1] else (match[4], match[5], match[6])
-    return nie_letter(prefix, digits) == letter
+    return nie_letter(match[1].upper(), match[2]) == match[3].upper()
 
 
 def is_valid_fiscal_code(value: str) -> bool:
+    value = value.upper()
     if not FISCAL_CODE_SHAPE.fullmatch(value) or not any(c in DIGITS for c in value):
         return False
     day = int(fiscal_code_decode(value[9:11]))
@@ -674,7 +679,7 @@ def is_valid_pesel(value: str) -> bool:
 
 
 def is_valid_fi_code(value: str) -> bool:
-    match = FI_CODE_SHAPE.fullmatch(value)
+    match = FI_CODE_SHAPE.fullmatch(value.upper())
     if not match:
         return False
     date, sign, number, check = match[1], match[2], match[3], match[4]
@@ -768,10 +773,14 @@ def needs_context(entity_type: str, value: str) -> bool:
     """Whether the value counts only with a context word of its type before it."""
     if entity_type in ("UK_NHS", "MEDICAL_LICENSE", "PL_PESEL"):
         return True
-    if entity_type == "UK_NINO":
-        return " " not in value  # the compact form; the grouped one counts without
-    if entity_type == "ES_NIF":
-        return " " in value  # apart from its letter by a space ("order 12345678 A" is none)
+    if entity_type == "UK_NINO":  # all but the form HMRC prints ("AB 12 34 56 C")
+        return not NINO_DOCUMENT_FORM.fullmatch(value)
+    if entity_type == "ES_NIF":  # apart from its letter by a space ("order 12345678 A"), lowercase
+        return " " in value or value[-1].islower()
+    if entity_type == "ES_NIE":  # spaced, lowercase
+        return " " in value or value != value.upper()
+    if entity_type == "FI_PERSONAL_IDENTITY_CODE":  # lowercase
+        return value != value.upper()
     return (entity_type in ("US_SSN", "US_ITIN", "PHONE_NUMBER")
             and bool(BARE_9_OR_10_DIGITS.fullmatch(value)))
 
@@ -856,10 +865,10 @@ CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags
     # The national identifiers, lowercase letters, other digit counts and any century sign
     # included (the validators judge them).
     (("UK_NINO",),
-     rb"(?<![A-Za-z0-9])[A-Za-z]{2}(?:[0-9]{5,7}| [0-9]{2} [0-9]{2} [0-9]{2} )[A-Za-z](?![A-Za-z0-9])", 0),
+     rb"(?<![A-Za-z0-9])[A-Za-z]{2}[ -]?(?:[0-9]{5,7}|[0-9]{2}[ -][0-9]{2}[ -][0-9]{2})[ -]?[A-Za-z](?![A-Za-z0-9])", 0),
     (("ES_NIF",),
      rb"(?<![0-9])(?:[0-9]{7,9}[- ]?|[0-9]{1,3}\.[0-9]{3}\.[0-9]{3}[- ]?)[A-Za-z](?![A-Za-z0-9])", 0),
-    (("ES_NIE",), rb"(?<![A-Za-z0-9])[A-Za-z]-?[0-9]{6,8}-?[A-Za-z](?![A-Za-z0-9])", 0),
+    (("ES_NIE",), rb"(?<![A-Za-z0-9])[A-Za-z][ -]?[0-9]{6,8}[ -]?[A-Za-z](?![A-Za-z0-9])", 0),
     (("IT_FISCAL_CODE",), rb"(?<![A-Za-z0-9])[A-Za-z0-9]{16}(?![A-Za-z0-9])", 0),
     (("PL_PESEL",), rb"(?<![0-9])[0-9]{11}(?![0-9])", 0),
     (("FI_PERSONAL_IDENTITY_CODE",), rb"(?<![0-9])[0-9]{6}[-+A-Za-z][0-9]{3}[0-9A-Za-z](?![0-9A-Za-z])", 0),
@@ -1145,7 +1154,8 @@ def random_ipv4(rng: Random) -> str:
     elif kind == 2:
         octets = [172, rng.randint(16, 31), rng.randint(0, 255), rng.randint(1, 254)]
     else:
-        octets = [rng.randint(1, 223), rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255)]
+        octets = [rng.choice([o for o in range(1, 224) if o != 127]),  # not loopback
+                  rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255)]
     return ".".join(map(str, octets))
 
 
@@ -1328,9 +1338,24 @@ NIF_FORMS = {
 }
 NIE_FORMS = {
     "compact": lambda p, d, l: p + d + l,
+    "spaced": lambda p, d, l: "%s %s %s" % (p, d, l),
     "dashed": lambda p, d, l: "%s-%s-%s" % (p, d, l),
     "dash-before-letter": lambda p, d, l: "%s%s-%s" % (p, d, l),
 }
+
+
+def lowercased(generate: ValueGenerator) -> ValueGenerator:
+    return lambda rng, ordinal: generate(rng, ordinal).lower()
+
+
+def nino_typed_format(form: str) -> ValueGenerator:
+    """As people type a NINO: "CE-73-41-10-C" (dashed) or "WL 925318 B" (six digits)."""
+    def generate(rng: Random, ordinal: int) -> str:
+        prefix, digits, suffix = nino_prefix(rng), random_string(rng, DIGITS, 6), rng.choice(NINO_SUFFIXES)
+        if form == "dashed":
+            return "-".join([prefix] + [digits[i:i + 2] for i in range(0, 6, 2)] + [suffix])
+        return "%s %s %s" % (prefix, digits, suffix)
+    return generate
 
 
 def nif_format(*forms: str) -> ValueGenerator:
@@ -1523,20 +1548,27 @@ POSITIVE_FORMATS = (
     PositiveFormat("UK_NINO", "grouped", nino_format(True)),
     PositiveFormat("UK_NINO", "grouped-context", nino_format(True), "with"),
     PositiveFormat("UK_NINO", "grouped-no-context", nino_format(True), "without"),
+    PositiveFormat("UK_NINO", "lowercase-context", lowercased(nino_format(False)), "with"),
+    PositiveFormat("UK_NINO", "dashed-context", nino_typed_format("dashed"), "with"),
+    PositiveFormat("UK_NINO", "six-digits-context", nino_typed_format("six-digits"), "with"),
     PositiveFormat("ES_NIF", "compact", nif_format("compact")),
     PositiveFormat("ES_NIF", "compact-no-context", nif_format("compact"), "without"),
     PositiveFormat("ES_NIF", "dashed", nif_format("dashed")),
     PositiveFormat("ES_NIF", "spaced-context", nif_format("spaced"), "with"),
     PositiveFormat("ES_NIF", "dotted", nif_format("dotted-dashed", "dotted")),
+    PositiveFormat("ES_NIF", "lowercase-context", lowercased(nif_format("compact", "dashed")), "with"),
     PositiveFormat("ES_NIE", "compact", nie_format("compact")),
     PositiveFormat("ES_NIE", "compact-no-context", nie_format("compact"), "without"),
     PositiveFormat("ES_NIE", "dashed", nie_format("dashed")),
     PositiveFormat("ES_NIE", "dash-before-letter", nie_format("dash-before-letter")),
+    PositiveFormat("ES_NIE", "spaced-context", nie_format("spaced"), "with"),
+    PositiveFormat("ES_NIE", "lowercase-context", lowercased(nie_format("compact")), "with"),
     PositiveFormat("IT_FISCAL_CODE", "male", fiscal_code_format("male")),
     PositiveFormat("IT_FISCAL_CODE", "female", fiscal_code_format("female")),
     PositiveFormat("IT_FISCAL_CODE", "omocodia", fiscal_code_format("omocodia")),
     PositiveFormat("IT_FISCAL_CODE", "foreign-born", fiscal_code_format("foreign-born")),
     PositiveFormat("IT_FISCAL_CODE", "no-context", fiscal_code_format("any"), "without"),
+    PositiveFormat("IT_FISCAL_CODE", "lowercase", lowercased(fiscal_code_format("any"))),
     PositiveFormat("PL_PESEL", "born-1900s", pesel_format("born-1900s"), "with"),
     PositiveFormat("PL_PESEL", "born-2000s", pesel_format("born-2000s"), "with"),
     PositiveFormat("PL_PESEL", "other-centuries", pesel_format("other-centuries"), "with"),
@@ -1546,6 +1578,8 @@ POSITIVE_FORMATS = (
     PositiveFormat("FI_PERSONAL_IDENTITY_CODE", "new-century-signs", fi_code_format("YXWVUBCDEF")),
     PositiveFormat("FI_PERSONAL_IDENTITY_CODE", "plus-1800s", fi_code_format("+")),
     PositiveFormat("FI_PERSONAL_IDENTITY_CODE", "no-context", fi_code_format("-A-YB"), "without"),
+    PositiveFormat("FI_PERSONAL_IDENTITY_CODE", "lowercase-context",
+                   lambda rng, ordinal: fi_code_lowercase(rng, ordinal), "with"),
 )
 
 
@@ -1802,13 +1836,14 @@ def nino_invalid(kind: str) -> ValueGenerator:
             suffix = rng.choice(UPPER[4:])  # E-Z
         elif kind == "digit-count":
             digits, grouped_in_pairs = random_string(rng, DIGITS, rng.choice((5, 7))), False
-        value = nino_written(prefix, digits, suffix, grouped_in_pairs)
-        return value.lower() if kind == "lowercase" else value
+        return nino_written(prefix, digits, suffix, grouped_in_pairs)
     return generate
 
 
-def nino_without_context(rng: Random, ordinal: int) -> str:
-    return nino_format(False)(rng, ordinal)
+def nino_without_context(kind: str) -> ValueGenerator:
+    """A valid NINO in a form that counts only after a context word."""
+    return {"compact": nino_format(False), "dashed": nino_typed_format("dashed"),
+            "lowercase": lowercased(nino_format(False))}[kind]
 
 
 def nif_invalid(kind: str) -> ValueGenerator:
@@ -1885,8 +1920,14 @@ def pesel_invalid(kind: str) -> ValueGenerator:
     return generate
 
 
-def nif_spaced_without_context(rng: Random, ordinal: int) -> str:
-    return nif_format("spaced")(rng, ordinal)
+def nif_without_context(kind: str) -> ValueGenerator:
+    """A valid DNI in a form that counts only after a context word."""
+    return nif_format("spaced") if kind == "spaced" else lowercased(nif_format("compact", "dashed"))
+
+
+def nie_without_context(kind: str) -> ValueGenerator:
+    """A valid NIE in a form that counts only after a context word."""
+    return nie_format("spaced") if kind == "spaced" else lowercased(nie_format("compact"))
 
 
 def pesel_without_context(rng: Random, ordinal: int) -> str:
@@ -1984,26 +2025,30 @@ NEGATIVE_VARIANTS = (
     NegativeVariant("nanp_invalid_code", "area-or-exchange", nanp_with_invalid_code),
     NegativeVariant("ipv4_out_of_range", "octet", ipv4_out_of_range),
     *(NegativeVariant("nino_invalid", kind, nino_invalid(kind), "UK_NINO")
-      for kind in ("forbidden-prefix", "bad-suffix", "digit-count", "lowercase")),
-    NegativeVariant("nino_without_context", "compact", nino_without_context),
+      for kind in ("forbidden-prefix", "bad-suffix", "digit-count")),
+    *(NegativeVariant("nino_without_context", kind, nino_without_context(kind))
+      for kind in ("compact", "dashed", "lowercase")),
     *(NegativeVariant("nif_invalid", kind, nif_invalid(kind), "ES_NIF")
-      for kind in ("wrong-letter", "digit-count", "lowercase")),
-    NegativeVariant("nif_without_context", "spaced", nif_spaced_without_context),
+      for kind in ("wrong-letter", "digit-count")),
+    *(NegativeVariant("nif_without_context", kind, nif_without_context(kind))
+      for kind in ("spaced", "lowercase")),
     *(NegativeVariant("nie_invalid", kind, nie_invalid(kind), "ES_NIE")
-      for kind in ("wrong-letter", "bad-first-letter", "digit-count", "lowercase")),
+      for kind in ("wrong-letter", "bad-first-letter", "digit-count")),
+    *(NegativeVariant("nie_without_context", kind, nie_without_context(kind))
+      for kind in ("spaced", "lowercase")),
     *(NegativeVariant("fiscal_code_invalid", kind, fiscal_code_invalid(kind), "IT_FISCAL_CODE")
-      for kind in ("wrong-check", "bad-month", "bad-day", "all-digits-replaced", "lowercase")),
+      for kind in ("wrong-check", "bad-month", "bad-day", "all-digits-replaced")),
     *(NegativeVariant("pesel_invalid", kind, pesel_invalid(kind), "PL_PESEL")
       for kind in ("wrong-check", "bad-date")),
     NegativeVariant("pesel_without_context", "valid", pesel_without_context),
     *(NegativeVariant("fi_code_invalid", kind, fi_code_invalid(kind), "FI_PERSONAL_IDENTITY_CODE")
       for kind in ("wrong-check", "bad-date", "bad-individual-number", "unknown-century-sign")),
-    NegativeVariant("fi_code_invalid", "lowercase", fi_code_lowercase, "FI_PERSONAL_IDENTITY_CODE"),
+    NegativeVariant("fi_code_without_context", "lowercase", fi_code_lowercase),
 )
 NEGATIVE_CATEGORIES = tuple(dict.fromkeys(v.category for v in NEGATIVE_VARIANTS))
 # Negatives that are only negative for want of a context word never go next to one.
 CONTEXT_SENSITIVE_NEGATIVES = ("bare_number", "nino_without_context", "nif_without_context",
-                               "pesel_without_context")
+                               "nie_without_context", "pesel_without_context", "fi_code_without_context")
 
 
 # ---------------------------------------------------------------------------------------
@@ -2227,6 +2272,10 @@ NEGATIVE_FRAMES = {
                     "Revisa el documento {v}, por favor.", "Formulario rechazado: {v}"),
     "nif_without_context": ("El pedido {v} llegó ayer.", "Order {v} shipped today.",
                             "Referencia {v} confirmada.", "Lote {v} agotado."),
+    "nie_without_context": ("El pedido {v} llegó ayer.", "Order {v} shipped today.",
+                            "Referencia {v} confirmada.", "Lote {v} agotado."),
+    "fi_code_without_context": ("Tilaus {v} on lähetetty.", "Order {v} shipped today.",
+                                "Viite {v} vahvistettu.", "Lähetys {v} saapui."),
     "nie_invalid": ("NIE {v} rechazado por la oficina de extranjería.",
                     "El número {v} no corresponde a ningún extranjero.",
                     "Tarjeta de residencia {v}: error de validación."),

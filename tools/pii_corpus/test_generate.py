@@ -34,17 +34,18 @@ NATIONAL_ID_TYPES = ALL_TYPES[-6:]
 # The hard negatives of the European national identifiers' specification, spelled out here too.
 NATIONAL_ID_NEGATIVE_VARIANTS = {
     ("nino_invalid", "forbidden-prefix"), ("nino_invalid", "bad-suffix"), ("nino_invalid", "digit-count"),
-    ("nino_invalid", "lowercase"), ("nino_without_context", "compact"),
-    ("nif_invalid", "wrong-letter"), ("nif_invalid", "digit-count"), ("nif_invalid", "lowercase"),
+    ("nino_without_context", "compact"), ("nino_without_context", "dashed"),
+    ("nino_without_context", "lowercase"),
+    ("nif_invalid", "wrong-letter"), ("nif_invalid", "digit-count"), ("nif_without_context", "spaced"),
+    ("nif_without_context", "lowercase"),
     ("nie_invalid", "wrong-letter"), ("nie_invalid", "bad-first-letter"), ("nie_invalid", "digit-count"),
-    ("nie_invalid", "lowercase"),
+    ("nie_without_context", "spaced"), ("nie_without_context", "lowercase"),
     ("fiscal_code_invalid", "wrong-check"), ("fiscal_code_invalid", "bad-month"),
     ("fiscal_code_invalid", "bad-day"), ("fiscal_code_invalid", "all-digits-replaced"),
-    ("fiscal_code_invalid", "lowercase"),
     ("pesel_invalid", "wrong-check"), ("pesel_invalid", "bad-date"), ("pesel_without_context", "valid"),
     ("fi_code_invalid", "wrong-check"), ("fi_code_invalid", "bad-date"),
     ("fi_code_invalid", "bad-individual-number"), ("fi_code_invalid", "unknown-century-sign"),
-    ("fi_code_invalid", "lowercase"),
+    ("fi_code_without_context", "lowercase"),
 }
 
 # Example IBANs of the SWIFT IBAN registry, one per country the corpus uses.
@@ -190,36 +191,46 @@ class ChecksumTest(unittest.TestCase):
         self.assertTrue(gen.is_valid_dea("M91234563"))
 
     def test_uk_nino(self):
-        for nino in ("AB123456C", "AB 12 34 56 C", "CE123456D", "ZY 00 00 00 A", "JG103759A", "OA123456B"):
+        for nino in ("AB123456C", "AB 12 34 56 C", "CE123456D", "ZY 00 00 00 A", "JG103759A", "OA123456B",
+                     "ab123456c", "Ab123456C", "ab 12 34 56 c", "AB 123456 C", "AB123456 C", "CE-73-41-10-C",
+                     "JG 10 37 59A"):
             self.assertTrue(gen.is_valid_nino(nino), nino)
         for nino in ("QQ123456C", "GB123456A", "BG 12 34 56 A", "AO123456C", "DA123456C", "FA123456C",
                      "IA123456C", "UA123456C", "VA123456C", "AD123456C", "AF123456C", "AI123456C", "AQ123456C",
                      "AU123456C", "AV123456C", "KN123456A", "NK123456A", "NT123456A", "TN123456A", "ZZ123456A",
-                     "AB123456E", "AB123456Z", "AB 12 34 56 E", "AB12345C", "AB1234567C", "ab123456c",
-                     "Ab123456C", "ab 12 34 56 c", "AB 123456 C", "AB12 34 56C", "AB 12 34 56C", "AB123456 C",
-                     "AB  12 34 56 C"):
+                     "AB123456E", "AB123456Z", "AB 12 34 56 E", "AB12345C", "AB1234567C", "AB12 3456C",
+                     "AB  12 34 56 C", "AB_123456C"):
             self.assertFalse(gen.is_valid_nino(nino), nino)
-        self.assertTrue(gen.needs_context("UK_NINO", "AB123456C"))
+        for nino in ("AB123456C", "ab 12 34 56 c", "CE-73-41-10-C", "AB 123456 C"):
+            self.assertTrue(gen.needs_context("UK_NINO", nino), nino)
         self.assertFalse(gen.needs_context("UK_NINO", "AB 12 34 56 C"))
         for text, found in ((b"NINO AB123456C", True), (b"national insurance number: AB123456C", True),
                             (b"NI No. AB123456C", True), (b"Ref AB123456C", False), (b"Ref AB 12 34 56 C", True),
-                            (b"NINO QQ123456C", False)):
+                            (b"NINO QQ123456C", False), (b"NI: ym204451d", True), (b"ref ym204451d", False),
+                            (b'{"ni_number":"JG103759A"}', True)):
             self.assertEqual(bool(gen.findings(text, gen.candidates(text), strict=True)), found, text)
 
     def test_es_nif(self):
         for nif in ("12345678Z", "12345678-Z", "12345678 Z", "12.345.678-Z", "12.345.678Z", "00000000T",
-                    "99999999R"):
+                    "99999999R", "12345678z", "12345678-z", "12.345.678 Z"):
             self.assertTrue(gen.is_valid_nif(nif), nif)
-        for nif in ("12345678A", "12345678-T", "1234567L", "01234567", "123456789Z", "12345678z", "12345678-z",
-                    "12.345.678 Z", "12-345-678-Z", "1.234.567-L", "12345678--Z", "12345678  Z", "X1234567L"):
+        for nif in ("12345678A", "12345678-T", "1234567L", "01234567", "123456789Z", "12345678a",
+                    "12-345-678-Z", "1.234.567-L", "12345678--Z", "12345678  Z", "X1234567L"):
             self.assertFalse(gen.is_valid_nif(nif), nif)
+        for nif, needs in (("12345678Z", False), ("12.345.678-Z", False), ("12345678 Z", True),
+                           ("12345678z", True)):
+            self.assertEqual(gen.needs_context("ES_NIF", nif), needs, nif)
 
     def test_es_nie(self):
-        for nie in ("X1234567L", "X-1234567-L", "X1234567-L", "Y1234567X", "Z1234567R", "X0000000T"):
+        for nie in ("X1234567L", "X-1234567-L", "X1234567-L", "Y1234567X", "Z1234567R", "X0000000T",
+                    "x1234567l", "X1234567l", "X-1234567L", "X 1234567 L"):
             self.assertTrue(gen.is_valid_nie(nie), nie)
-        for nie in ("X1234567A", "Y1234567L", "A1234567L", "K1234567L", "X123456L", "X12345678L", "x1234567l",
-                    "X1234567l", "X-1234567L", "X 1234567 L", "12345678Z"):
+        for nie in ("X1234567A", "Y1234567L", "A1234567L", "K1234567L", "X123456L", "X12345678L",
+                    "X  1234567 L", "12345678Z"):
             self.assertFalse(gen.is_valid_nie(nie), nie)
+        for nie, needs in (("X1234567L", False), ("X-1234567-L", False), ("X 1234567 L", True),
+                           ("x1234567l", True)):
+            self.assertEqual(gen.needs_context("ES_NIE", nie), needs, nie)
 
     def test_it_fiscal_code(self):
         # The specification's example and two published ones.
@@ -234,7 +245,9 @@ class ChecksumTest(unittest.TestCase):
         self.assertTrue(gen.is_valid_fiscal_code(with_check("RSSMRAUTTMLA562")))
         self.assertTrue(gen.is_valid_fiscal_code(with_check("RSSMRA85T50A562")))  # a woman: day + 40
         self.assertTrue(gen.is_valid_fiscal_code(with_check("RSSMRA85T71Z404")))  # born abroad, day 31 + 40
-        for code in ("RSSMRA85T10A562T", "rssmra85t10a562s", "RSSMRA85T10A562", "RSSMRA85T10A562SS",
+        self.assertTrue(gen.is_valid_fiscal_code("rssmra85t10a562s"))  # either case, on its own
+        self.assertFalse(gen.needs_context("IT_FISCAL_CODE", "rssmra85t10a562s"))
+        for code in ("RSSMRA85T10A562T", "RSSMRA85T10A562", "RSSMRA85T10A562SS",
                      with_check("RSSMRA85F10A562"), with_check("RSSMRA85Z10A562"),  # month letters F, Z
                      with_check("RSSMRA85T32A562"), with_check("RSSMRA85T40A562"), with_check("RSSMRA85T00A562"),
                      with_check("RSSMRA85T72A562"), with_check("RSSMRA85T99A562"),
@@ -268,14 +281,16 @@ class ChecksumTest(unittest.TestCase):
         # The specification's example, and its other two forms with their right check characters:
         # "020502A123F" has a wrong one (T is right); "010594Y9032" has the right one, but an
         # individual number (903) outside 002-899, which the specification's rules refuse.
-        for code in ("131052-308T", "020502A123T"):
+        for code in ("131052-308T", "020502A123T", "131052-308t"):
             self.assertTrue(gen.is_valid_fi_code(code), code)
+        self.assertTrue(gen.needs_context("FI_PERSONAL_IDENTITY_CODE", "131052-308t"))  # lowercase
+        self.assertFalse(gen.needs_context("FI_PERSONAL_IDENTITY_CODE", "131052-308T"))
         for sign in "+-YXWVUABCDEF":
             code = "010594%s123" % sign
             self.assertTrue(gen.is_valid_fi_code(code + gen.fi_check_character("010594123")), code)
         self.assertTrue(gen.is_valid_fi_code("290200A002" + gen.fi_check_character("290200002")))  # 29.02.2000
         self.assertTrue(gen.is_valid_fi_code("010594-899" + gen.fi_check_character("010594899")))
-        for code in ("020502A123F", "010594Y9032", "131052-308t", "131052-308", "131052-3080T", "131052G308T",
+        for code in ("020502A123F", "010594Y9032", "131052-308", "131052-3080T", "131052G308T",
                      "131052Z308T", "131052 308T", "290299-123" + gen.fi_check_character("290299123"),
                      "290200-123" + gen.fi_check_character("290200123"),  # 29.02.1900
                      "290200+123" + gen.fi_check_character("290200123"),  # 29.02.1800
@@ -480,7 +495,9 @@ class NationalIdTest(unittest.TestCase):
                 for ordinal in range(40):
                     value = variant.generate(rng, ordinal)
                     valid = {t for t in NATIONAL_ID_TYPES if gen.VALIDATORS[t](value)}
-                    expected = {"nino_without_context": {"UK_NINO"}, "pesel_without_context": {"PL_PESEL"}}
+                    expected = {"nino_without_context": {"UK_NINO"}, "nif_without_context": {"ES_NIF"},
+                                "nie_without_context": {"ES_NIE"}, "pesel_without_context": {"PL_PESEL"},
+                                "fi_code_without_context": {"FI_PERSONAL_IDENTITY_CODE"}}
                     self.assertEqual(valid, expected.get(variant.category, set()), (variant, value))
 
     def test_frames_hold_the_context_they_promise(self):
