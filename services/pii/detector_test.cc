@@ -234,6 +234,13 @@ std::vector<Sample> Positives() {
       {"PL_PESEL", "nr PESEL ", "02271409867"},
       {"FI_PERSONAL_IDENTITY_CODE", "", "131052-308T"},
       {"FI_PERSONAL_IDENTITY_CODE", "henkilötunnus ", "020502A123T"},
+      {"SE_PERSONAL_IDENTITY_NUMBER", "personnummer ", "811218-9876"},
+      {"SE_PERSONAL_IDENTITY_NUMBER", "Pnr: ", "198112189876"},
+      {"NL_BSN", "BSN ", "123456782"},
+      {"NL_BSN", "burgerservicenummer: ", "1234.56.782"},
+      {"FR_NIR", "", "1 85 05 78 006 084 91"},
+      {"FR_NIR", "n° de sécurité sociale ", "185057800608491"},
+      {"FR_NIR", "NIR ", "290072A12345661"},
       {"CRYPTO", "", "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2"},
       {"CRYPTO", "", "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy"},
       {"CRYPTO", "", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"},
@@ -831,6 +838,11 @@ TEST(DetectorTest, EuropeanIdentifiersNeedContextWhereTheShapeIsCommon) {
                             "ref X 1234567 L", "ref x1234567l", "ref 131052-308t"}) {
     EXPECT_THAT(Found(alone, MinScore(0.0)), IsEmpty()) << alone;
   }
+  // A Swedish number in a Finnish code's shape is Swedish after a Swedish word, and nothing
+  // without one; a BSN and a Swedish number need their word.
+  EXPECT_THAT(Found("personnummer är 120304-0272"),
+              ElementsAre(std::make_pair("SE_PERSONAL_IDENTITY_NUMBER", "120304-0272")));
+  EXPECT_THAT(Found("ref 811218-9876, order 123456782", MinScore(0.0)), IsEmpty());
   // A list after one word: each value follows a finding with only a list's separators.
   EXPECT_THAT(
       Found("NI numbers for the new starters: PX501233D, HT402985A and KC661903A."),

@@ -173,13 +173,31 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   // Eleven digits with a check digit and a date are still as often an account number, and
   // after '+' a phone number.
   add("pl_pesel", "PL_PESEL", "[0-9]{11}", 1.0, "pl_pesel", {"pesel"}, true, {"+"});
+  // A Swedish number has a Finnish code's shape ("811218-9876"): after a Swedish word it is
+  // Swedish only.
+  const std::vector<std::string> se_context = {"personnummer", "personnr", "pnr",
+                                               "samordningsnummer"};
   const std::vector<std::string> fi_context = {"henkilötunnus", "hetu", "personal identity code",
                                                "personbeteckning"};
   const std::string fi_code = "[0-9]{6}[-+A-FU-Y][0-9]{3}[0-9A-FHJ-NPR-Y]";
   add("fi_personal_identity_code", "FI_PERSONAL_IDENTITY_CODE", fi_code, 1.0,
-      "fi_personal_identity_code", fi_context);
+      "fi_personal_identity_code", fi_context, false, {}, se_context);
   add("fi_personal_identity_code_written", "FI_PERSONAL_IDENTITY_CODE",
-      absl::StrCat("(?i:", fi_code, ")"), 1.0, "fi_personal_identity_code", fi_context, true);
+      absl::StrCat("(?i:", fi_code, ")"), 1.0, "fi_personal_identity_code", fi_context, true, {},
+      se_context);
+  // Luhn and a date: one date-numbered reference in thirty passes, so only after its word.
+  add("se_personal_identity_number", "SE_PERSONAL_IDENTITY_NUMBER",
+      "[0-9]{6}[-+][0-9]{4}|(?:18|19|20)[0-9]{6}[-+]?[0-9]{4}|[0-9]{10}", 1.0,
+      "se_personal_identity_number", se_context, true);
+  // Nine digits pass the elfproef one time in eleven: only after their word.
+  add("nl_bsn", "NL_BSN", "[0-9]{9}|[0-9]{4}\\.[0-9]{2}\\.[0-9]{3}", 1.0, "nl_bsn",
+      {"bsn", "burgerservicenummer", "sofinummer", "sofi-nummer"}, true);
+  // Fifteen characters in a fixed layout with a mod-97 key: on their own.
+  add("fr_nir", "FR_NIR",
+      "[1-478][0-9]{4}(?:[0-9]{2}|2[AB])[0-9]{8}"
+      "|[1-478] [0-9]{2} [0-9]{2} (?:[0-9]{2}|2[AB]) [0-9]{3} [0-9]{3} [0-9]{2}",
+      1.0, "fr_nir",
+      {"nir", "insee", "sécurité sociale", "securite sociale", "numéro de sécu", "carte vitale"});
   // Letters beyond ASCII: Latin-1 and Latin Extended letters, combining marks, Greek and
   // Cyrillic (not Han, Kana..., which run into the words before an address in text without
   // spaces).

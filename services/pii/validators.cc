@@ -543,6 +543,84 @@ bool IsValidFiPersonalIdentityCode(absl::string_view value) {
          kCheck[static_cast<size_t>(whole % 31)];
 }
 
+bool IsValidFrNir(absl::string_view value) {
+  std::array<char, 15> c{};
+  if (value.size() == 21) {
+    // "1 85 05 78 006 084 36".
+    for (size_t space : {1, 4, 7, 10, 14, 18}) {
+      if (value[space] != ' ') return false;
+    }
+    size_t n = 0;
+    for (char byte : value) {
+      if (byte != ' ') c[n++] = byte;
+    }
+  } else if (value.size() == 15) {
+    std::copy(value.begin(), value.end(), c.begin());
+  } else {
+    return false;
+  }
+  const char department_tens = c[5];
+  const char department_units = absl::ascii_toupper(static_cast<unsigned char>(c[6]));
+  const bool corsica =
+      department_tens == '2' && (department_units == 'A' || department_units == 'B');
+  if (corsica) c[6] = '0';
+  if (!AllDigits(absl::string_view(c.data(), c.size()), 15)) return false;
+  const Digits d = CollectDigits(absl::string_view(c.data(), c.size()), "");
+  if (!IsOneOf("123478", c[0])) return false;
+  const int month = d.Number(3, 2);
+  if (!((month >= 1 && month <= 12) || month == 20 || (month >= 30 && month <= 42) ||
+        month >= 50)) {
+    return false;
+  }
+  if (d.Number(10, 3) == 0) return false;
+  // N mod 97 over 13 digits, Corsica's "2A"/"2B" read as 19 and 18.
+  int64_t n = 0;
+  for (size_t i = 0; i < 13; ++i) n = n * 10 + d.At(i);
+  if (corsica) n -= (department_units == 'A' ? 1'000'000 : 2'000'000);
+  const int key = d.Number(13, 2);
+  return key == 97 - static_cast<int>(n % 97);
+}
+
+bool IsValidNlBsn(absl::string_view value) {
+  std::array<char, 9> c{};
+  if (value.size() == 11 && value[4] == '.' && value[7] == '.') {
+    // "1234.56.782".
+    const size_t from[] = {0, 1, 2, 3, 5, 6, 8, 9, 10};
+    for (size_t i = 0; i < c.size(); ++i) c[i] = value[from[i]];
+  } else if (value.size() == 9) {
+    std::copy(value.begin(), value.end(), c.begin());
+  } else {
+    return false;
+  }
+  if (!AllDigits(absl::string_view(c.data(), c.size()), 9)) return false;
+  const Digits d = CollectDigits(absl::string_view(c.data(), c.size()), "");
+  int sum = -d.At(8);
+  for (size_t i = 0; i < 8; ++i) sum += d.At(i) * static_cast<int>(9 - i);
+  return sum % 11 == 0 && d.View() != "000000000";
+}
+
+bool IsValidSePersonalIdentityNumber(absl::string_view value) {
+  const Digits d = CollectDigits(value, "-+");
+  if (d.size != 10 && d.size != 12) return false;
+  // At most one separator, before the last four digits.
+  const size_t separator = value.find_first_of("-+");
+  if (separator != absl::string_view::npos &&
+      (separator != value.size() - 5 ||
+       value.find_first_of("-+", separator + 1) != absl::string_view::npos)) {
+    return false;
+  }
+  const size_t from = d.size - 10;  // The century digits take no part in the check.
+  int sum = 0;
+  for (size_t i = 0; i < 10; ++i) {
+    int digit = d.At(from + i) * (i % 2 == 0 ? 2 : 1);
+    sum += digit > 9 ? digit - 9 : digit;
+  }
+  if (sum % 10 != 0) return false;
+  const int day = d.Number(from + 4, 2);
+  const int year = d.size == 12 ? d.Number(0, 4) : 2000;  // 2000: 29 February exists.
+  return IsDate(year, d.Number(from + 2, 2), day > 60 ? day - 60 : day);
+}
+
 bool IsValidBitcoinBase58Check(absl::string_view value) {
   static constexpr std::array<int8_t, 256> kAlphabet =
       IndexTable("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz");
@@ -757,6 +835,7 @@ constexpr NamedValidator kValidators[] = {
     {"es_nie", IsValidEsNie, 9},
     {"es_nif", IsValidEsNif, 9},
     {"fi_personal_identity_code", IsValidFiPersonalIdentityCode, 11},
+    {"fr_nir", IsValidFrNir, 15},
     {"github_token", IsValidGithubToken, 4 + 36},           // "ghp_" + 36.
     {"iban", IsValidIban, ShortestIban()},                  // Spaces aside.
     {"international_phone", IsValidInternationalPhone, 9},  // '+', code, 7 national digits.
@@ -770,10 +849,12 @@ constexpr NamedValidator kValidators[] = {
     {"openai_api_key", IsValidOpenAiApiKey, 3 + 20},  // "sk-" + 20.
     // No label, no END line.
     {"pem_private_key", IsValidPemPrivateKey, 11 + 11 + 5 + 1 + kMinTruncatedPemBase64},
+    {"nl_bsn", IsValidNlBsn, 9},
     {"pl_pesel", IsValidPlPesel, 11},
     {"policy_suite_key", IsValidPolicySuiteKey, 8 + 66},  // "psk_svc_" + 66.
-    {"slack_token", IsValidSlackToken, 5 + 2 + 8},        // "xoxb-", a digit and '-', 8.
-    {"uk_nhs", IsValidUkNhs, 10},                         // Digits.
+    {"se_personal_identity_number", IsValidSePersonalIdentityNumber, 10},
+    {"slack_token", IsValidSlackToken, 5 + 2 + 8},  // "xoxb-", a digit and '-', 8.
+    {"uk_nhs", IsValidUkNhs, 10},                   // Digits.
     {"uk_nino", IsValidUkNino, 9},
     {"us_itin", IsValidUsItin, 9},  // Digits.
     {"us_ssn", IsValidUsSsn, 9},    // Digits.

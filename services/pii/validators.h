@@ -113,6 +113,21 @@ bool IsValidPlPesel(absl::string_view value);
 // "0123456789ABCDEFHJKLMNPRSTUVWXY"[DDMMYYNNN % 31]; the date exists.
 bool IsValidFiPersonalIdentityCode(absl::string_view value);
 
+// A French social security number (NIR), compact or in groups 1 2 2 2 3 3 2 apart by single
+// spaces: sex (1, 2, 3, 4, 7 or 8), year, month (01-12, 20, 30-42 or 50-99), department (two
+// digits, or 2A/2B for Corsica, either case), commune, order number (001-999) and the key
+// 97 - N mod 97 over the first 13 characters (2A read as 19, 2B as 18).
+bool IsValidFrNir(absl::string_view value);
+
+// A Dutch citizen service number (BSN): nine digits, compact or "1234.56.782", passing the
+// "elfproef" 9*d1 + 8*d2 + ... + 2*d8 - d9 = 0 (mod 11), not all zeros.
+bool IsValidNlBsn(absl::string_view value);
+
+// A Swedish personnummer or samordningsnummer (day + 60): YYMMDD or YYYYMMDD, '-', '+' or
+// nothing, a birth number and a check digit, Luhn over the ten digits from YY; the date
+// exists (any century in the 10-digit form).
+bool IsValidSePersonalIdentityNumber(absl::string_view value);
+
 // A legacy Bitcoin address: base58 that decodes to 25 bytes, version 0x00 ('1...', P2PKH) or
 // 0x05 ('3...', P2SH), whose last four bytes are the first four of SHA-256(SHA-256(rest)).
 bool IsValidBitcoinBase58Check(absl::string_view value);

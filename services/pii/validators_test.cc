@@ -372,6 +372,60 @@ TEST(FiPersonalIdentityCodeTest, ChecksTheCharacterDateAndNumber) {
   }
 }
 
+TEST(FrNirTest, ChecksTheKeyAndLayout) {
+  for (const char* nir : {"185057800608491", "1 85 05 78 006 084 91", "290072A12345661",
+                          "2 90 07 2B 123 456 88", "290072a12345661"}) {
+    EXPECT_TRUE(IsValidFrNir(nir)) << nir;
+  }
+  for (const char* nir : {
+           "185057800608436",  // Key.
+           "585057800608491",  // Sex 5.
+           "185137800608491",  // Month 13 (whatever the key).
+           "185057800600091",  // Order number 000.
+           "290072C12345661",  // 2C is no department.
+           "18505780060849",
+           "1850578006084911",
+           "1 85 05 78 006 08491",
+           "18 5 05 78 006 084 91",
+       }) {
+    EXPECT_FALSE(IsValidFrNir(nir)) << nir;
+  }
+  for (const std::string& wrong : SingleDigitChanges("185057800608491")) {
+    EXPECT_FALSE(IsValidFrNir(wrong)) << wrong;
+  }
+}
+
+TEST(NlBsnTest, PassesTheElfproef) {
+  for (const char* bsn : {"123456782", "1234.56.782", "111222333", "999999990"}) {
+    EXPECT_TRUE(IsValidNlBsn(bsn)) << bsn;
+  }
+  for (const char* bsn :
+       {"123456789", "000000000", "12345678", "1234567820", "1234-56-782", "123.456.782"}) {
+    EXPECT_FALSE(IsValidNlBsn(bsn)) << bsn;
+  }
+}
+
+TEST(SePersonalIdentityNumberTest, ChecksLuhnAndTheDate) {
+  for (const char* number : {"811218-9876", "811218+9876", "19811218-9876", "198112189876",
+                             "8112189876", "811278-9873"}) {  // The last: a samordningsnummer.
+    EXPECT_TRUE(IsValidSePersonalIdentityNumber(number)) << number;
+  }
+  for (const char* number : {
+           "811218-9875",    // Check digit.
+           "19811318-9876",  // Month 13 (whatever the check).
+           "811218--9876",
+           "8112-189876",
+           "811218-98765",
+           "81121-9876",
+           "19811218-987",
+       }) {
+    EXPECT_FALSE(IsValidSePersonalIdentityNumber(number)) << number;
+  }
+  for (const std::string& wrong : SingleDigitChanges("8112189876")) {
+    EXPECT_FALSE(IsValidSePersonalIdentityNumber(wrong)) << wrong;
+  }
+}
+
 TEST(BitcoinTest, Base58CheckAddresses) {
   for (const char* address :
        {"1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2", "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy",
