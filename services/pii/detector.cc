@@ -4,6 +4,7 @@
 #include <array>
 #include <map>
 #include <optional>
+#include <string>
 #include <tuple>
 #include <utility>
 
@@ -253,29 +254,40 @@ bool EqualsIgnoreCase(absl::string_view text, size_t at, absl::string_view lower
 
 bool IsLetterAt(absl::string_view text, size_t i) { return absl::ascii_isalpha(At(text, i)); }
 
-// Whether [from, to) separates two items of a list and nothing more: at most 16 bytes of
-// spaces, line breaks, quotes, brackets, ',', ';', '|' and '/', and at most one word of at
-// most four ASCII letters ("and", "und", "y", "oraz", "och").
+// The most bytes between two items of a list (OnlyListSeparators).
+constexpr size_t kMostListSeparatorBytes = 16;
+
+// Whether [from, to) separates two items of a list and nothing more: at most
+// kMostListSeparatorBytes of spaces, line breaks, quotes, ',' or ';' followed by a space or a
+// line break, and at most one conjunction ("and", "or", "y", "und", "oraz", "och", ...). A
+// table's ',', ';', '|' and tabs between cells are no list: each cell has its column.
 bool OnlyListSeparators(absl::string_view text, size_t from, size_t to) {
-  constexpr size_t kMostBytes = 16;
-  constexpr size_t kLongestWord = 4;
-  if (from > to || to - from > kMostBytes) return false;
-  size_t words = 0;
-  size_t letters = 0;
-  for (size_t i = from; i < to; ++i) {
+  static constexpr absl::string_view kConjunctions[] = {
+      "and", "or",  "und",   "oder", "y",    "o",   "e",  "et",  "ou",
+      "en",  "och", "eller", "og",   "oraz", "lub", "ja", "tai", "i"};
+  if (from > to || to - from > kMostListSeparatorBytes) return false;
+  bool had_word = false;
+  for (size_t i = from; i < to;) {
     const unsigned char c = At(text, i);
     if (absl::ascii_isalpha(c)) {
-      words += letters == 0 ? 1 : 0;
-      if (++letters > kLongestWord) return false;
+      size_t j = i;
+      while (j < to && absl::ascii_isalpha(At(text, j))) ++j;
+      const std::string word = absl::AsciiStrToLower(text.substr(i, j - i));
+      if (had_word || std::find(std::begin(kConjunctions), std::end(kConjunctions), word) ==
+                          std::end(kConjunctions)) {
+        return false;
+      }
+      had_word = true;
+      i = j;
       continue;
     }
-    letters = 0;
-    if (!absl::ascii_isspace(c) &&
-        absl::string_view(",;|/\"'()[]").find(static_cast<char>(c)) == absl::string_view::npos) {
-      return false;
-    }
+    const bool separator =
+        (c == ',' || c == ';') && i + 1 < to &&
+        (At(text, i + 1) == ' ' || At(text, i + 1) == '\n' || At(text, i + 1) == '\r');
+    if (!separator && c != ' ' && c != '\n' && c != '\r' && c != '"' && c != '\'') return false;
+    ++i;
   }
-  return words <= 1;
+  return true;
 }
 
 // The first position in [at, end) where one of the context words may start (its first byte
@@ -1000,6 +1012,9 @@ struct Detector::ScanScratch {
   // looked for, npos when there is none.
   static constexpr size_t kUnknown = absl::string_view::npos - 1;
   std::vector<size_t> first_context_end;
+  // Per recognizer: the end of its last finding so far in the text, npos before the first
+  // (a list's next item may need no context word: see Extract).
+  std::vector<size_t> last_finding_end;
 };
 
 Detector::Detector() = default;
@@ -1192,7 +1207,15 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
   // No match in the region can have its required context: save the searches. The context
   // lies in the windows around the region, or in a table header before its end.
   const size_t index = static_cast<size_t>(&recognizer - recognizers_.data());
-  if (recognizer.spec.context_required &&
+  // A built-in recognizer that requires context and checks its values also takes a value
+  // right after one of its findings, in a list ("NI numbers: PX501233D, HT402985A and
+  // KC661903A"), whatever region the finding was in.
+  size_t& last_end = scratch.last_finding_end[index];
+  const bool lists =
+      recognizer.spec.context_required && index < builtin_count_ && recognizer.validator != nullptr;
+  const bool list_goes_on = lists && last_end != absl::string_view::npos &&
+                            region_begin <= last_end + kMostListSeparatorBytes;
+  if (recognizer.spec.context_required && !list_goes_on &&
       !HasContextWord(text, 0, ContextWindowBegin(region_begin),
                       std::min(text.size(), region_end + kContextAfterBytes), recognizer.context)) {
     if (!MayHoldField(text, region_begin, region_end)) return;
@@ -1218,16 +1241,13 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
     }
     if (GluedLeft(text, begin)) return Verdict::kGluedLeft;
     if (GluedRight(text, end) || ContinuesGroups(text, begin, end)) return Verdict::kRejected;
-    // A value of a recognizer that requires context counts after one of its findings, in a
-    // list ("NI numbers: PX501233D, HT402985A and KC661903A").
-    const bool next_in_list = recognizer.spec.context_required && !out.empty() &&
-                              out.back().recognizer == index &&
-                              OnlyListSeparators(text, out.back().end, begin);
     double score = 0;
-    if (!Accept(recognizer, text, begin, end, next_in_list, scratch, score)) {
+    if (!Accept(recognizer, text, begin, end, lists && OnlyListSeparators(text, last_end, begin),
+                scratch, score)) {
       return Verdict::kRejected;
     }
     out.push_back(Candidate{.begin = begin, .end = end, .score = score, .recognizer = index});
+    last_end = end;
     return Verdict::kAccepted;
   };
 
@@ -1426,8 +1446,12 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
   std::vector<size_t> extracted_end(by_recognizer.size());  // Of each job's candidates.
   ScanScratch scratch;
   scratch.first_context_end.assign(recognizers_.size(), ScanScratch::kUnknown);
+  scratch.last_finding_end.assign(recognizers_.size(), absl::string_view::npos);
   ScanScratch folded_scratch;  // The memo of the folded text, when there is one.
-  if (folded.has_value()) folded_scratch.first_context_end = scratch.first_context_end;
+  if (folded.has_value()) {
+    folded_scratch.first_context_end = scratch.first_context_end;
+    folded_scratch.last_finding_end = scratch.last_finding_end;
+  }
   for (size_t k = 0; k < by_recognizer.size(); ++k) {
     const Job& job = by_recognizer[k];
     const size_t first = extracted.size();

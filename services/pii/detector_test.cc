@@ -1,5 +1,6 @@
 #include "services/pii/detector.h"
 
+#include <algorithm>
 #include <atomic>
 #include <random>
 #include <set>
@@ -232,7 +233,8 @@ std::vector<Sample> Positives() {
       {"IT_FISCAL_CODE", "codice fiscale ", "RSSMRA85T10A56NH"},
       {"PL_PESEL", "PESEL: ", "44051401359"},
       {"PL_PESEL", "nr PESEL ", "02271409867"},
-      {"FI_PERSONAL_IDENTITY_CODE", "", "131052-308T"},
+      {"FI_PERSONAL_IDENTITY_CODE", "hetu ", "131052-308T"},
+      {"FI_PERSONAL_IDENTITY_CODE", "", "020502A123T"},
       {"FI_PERSONAL_IDENTITY_CODE", "henkilötunnus ", "020502A123T"},
       {"SE_PERSONAL_IDENTITY_NUMBER", "personnummer ", "811218-9876"},
       {"SE_PERSONAL_IDENTITY_NUMBER", "Pnr: ", "198112189876"},
@@ -842,6 +844,14 @@ TEST(DetectorTest, EuropeanIdentifiersNeedContextWhereTheShapeIsCommon) {
   // without one; a BSN and a Swedish number need their word.
   EXPECT_THAT(Found("personnummer är 120304-0272"),
               ElementsAre(std::make_pair("SE_PERSONAL_IDENTITY_NUMBER", "120304-0272")));
+  EXPECT_THAT(Found("120304-0272 är mitt personnummer"),
+              ElementsAre(std::make_pair("SE_PERSONAL_IDENTITY_NUMBER", "120304-0272")));
+  // A Finnish code with '-' or '+' has a date-numbered reference's shape: only after its word.
+  EXPECT_THAT(Found("Invoice 240315-0424, order 150324-1238", MinScore(0.0)), IsEmpty());
+  EXPECT_THAT(Found("HENKILÖTUNNUS 131052-308T"),
+              ElementsAre(std::make_pair("FI_PERSONAL_IDENTITY_CODE", "131052-308T")));
+  // An IMEI is no NIR; a NIR of a person being registered (sex 3, 4, 7, 8) needs its word.
+  EXPECT_THAT(Found("IMEI: 351504813309347", MinScore(0.0)), IsEmpty());
   EXPECT_THAT(Found("ref 811218-9876, order 123456782", MinScore(0.0)), IsEmpty());
   // A list after one word: each value follows a finding with only a list's separators.
   EXPECT_THAT(
@@ -851,13 +861,28 @@ TEST(DetectorTest, EuropeanIdentifiersNeedContextWhereTheShapeIsCommon) {
   EXPECT_THAT(Found("PESEL-e uczestników:\n02270803624\n44051401359"),
               ElementsAre(std::make_pair("PL_PESEL", "02270803624"),
                           std::make_pair("PL_PESEL", "44051401359")));
-  // Not after a number, nor after more than a word.
-  EXPECT_THAT(Found("PESEL 02270803624, order 12 44051401359"),
-              ElementsAre(std::make_pair("PL_PESEL", "02270803624")));
-  EXPECT_THAT(Found("PESEL 02270803624, then the account 44051401359"),
-              ElementsAre(std::make_pair("PL_PESEL", "02270803624")));
+  EXPECT_THAT(Found("PESEL:\n\n17102810336\n\n32021673640\n\n44051401359"),
+              ElementsAre(std::make_pair("PL_PESEL", "17102810336"),
+                          std::make_pair("PL_PESEL", "32021673640"),
+                          std::make_pair("PL_PESEL", "44051401359")));
+  // Not after a number, a word that is no conjunction, a '/', nor between a table's cells.
+  for (const char* text :
+       {"PESEL 02270803624, order 12 44051401359",
+        "PESEL 02270803624, then the account 44051401359", "BSN 123456782 / rek 555000114",
+        "bsn,klantnr\n123456782,100000009",
+        "| naam | bsn | klantnr |\n|---|---|---|\n| Jan | 123456782 | 100000009 |",
+        "NI number: AB123456C, ref CE123456A", "Personnummer: 811218-9876, tel 0701234569"}) {
+    const std::vector<std::pair<std::string, std::string>> found = Found(text);
+    ASSERT_FALSE(found.empty()) << text;
+    EXPECT_EQ(std::count_if(found.begin(), found.end(),
+                            [&](const auto& f) { return f.first == found[0].first; }),
+              1)
+        << text;
+  }
   // A codice fiscale's layout and check letter are enough in either case; a grouped National
   // Insurance number after a number is not part of it.
+  // Omocodia replaces digits from the right; the day exists in its month.
+  EXPECT_THAT(Found("CF RSSMRAU5T10A562P e RSSMRA85B31A562F", MinScore(0.0)), IsEmpty());
   EXPECT_THAT(Found("il mio cf è vrdlra90m52h501s"),
               ElementsAre(std::make_pair("IT_FISCAL_CODE", "vrdlra90m52h501s")));
   EXPECT_THAT(Found("EMP 1043 SN 84 21 96 B 1257L M1"),
@@ -1200,6 +1225,22 @@ TEST(DetectorPropertyTest, PrefilterFindsWhatTheFullSetFinds) {
     const std::vector<Finding> a = Default().Scan(text, all);
     const std::vector<Finding> b = full->Scan(text, all);
     EXPECT_EQ(DescribeAll(text, a), DescribeAll(text, b)) << text;
+  }
+  // Lists whose items the prefilter puts in regions of their own, lowercase values with a
+  // space after a letter, a list after full-width text.
+  for (const char* text : {
+           "PESEL: 17102810336, and 32021673640, and 44051401359, and 02270803624, and "
+           "85112203457, and 90031512348",
+           "PESEL:\n\n17102810336\n\n32021673640\n\n44051401359\n\n02270803624\n\n85112203457",
+           "NI number: ab 123456 c",
+           "nino ab 12 34 56 c",
+           "NIE: x 1234567 l",
+           "ＡＢＣＤＥＦＧ PESEL 02270803624 order 12345 and 44051401359",
+       }) {
+    const ScanOptions all = MinScore(0);
+    EXPECT_EQ(DescribeAll(text, Default().Scan(text, all)),
+              DescribeAll(text, full->Scan(text, all)))
+        << text;
   }
 }
 

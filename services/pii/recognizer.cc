@@ -149,9 +149,11 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   const std::string nino_prefix = "[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]";
   add("uk_nino", "UK_NINO", absl::StrCat(nino_prefix, " [0-9]{2} [0-9]{2} [0-9]{2} [A-D]"), 0.85,
       "uk_nino", nino_context);
+  // A space counts only after an uppercase prefix: text splits at a space after a lowercase
+  // letter before any pattern looks at it (see MayHoldFinding in detector.cc).
   add("uk_nino_written", "UK_NINO",
-      absl::StrCat("(?i:", nino_prefix,
-                   "[ -]?(?:[0-9]{6}|[0-9]{2}[ -][0-9]{2}[ -][0-9]{2})[ -]?[A-D])"),
+      absl::StrCat("(?:", nino_prefix, "[ -]?|(?i:", nino_prefix,
+                   ")-?)(?:[0-9]{6}|[0-9]{2}[ -][0-9]{2}[ -][0-9]{2})[ -]?(?i:[A-D])"),
       0.85, "uk_nino", nino_context, true);
   // One check letter in 23: a DNI apart from its letter by a space ("order 12345678 A" could
   // be one) or in lowercase only with a context word.
@@ -164,8 +166,8 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
       nif_context, true);
   const std::vector<std::string> nie_context = {"nie", "extranjero", "n.i.e"};
   add("es_nie", "ES_NIE", "[XYZ]-?[0-9]{7}-?[A-Z]", 0.85, "es_nie", nie_context);
-  add("es_nie_written", "ES_NIE", "(?i:[XYZ][ -]?[0-9]{7}[ -]?[A-Z])", 0.85, "es_nie", nie_context,
-      true);
+  add("es_nie_written", "ES_NIE", "(?:[XYZ][ -]?|[xyz]-?)[0-9]{7}[ -]?(?i:[A-Z])", 0.85, "es_nie",
+      nie_context, true);
   // Sixteen characters in a fixed layout with a check letter: either case on its own.
   add("it_fiscal_code", "IT_FISCAL_CODE",
       "(?i:[A-Z]{6}[0-9LMNPQRSTUV]{2}[ABCDEHLMPRST][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z])",
@@ -173,18 +175,22 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   // Eleven digits with a check digit and a date are still as often an account number, and
   // after '+' a phone number.
   add("pl_pesel", "PL_PESEL", "[0-9]{11}", 1.0, "pl_pesel", {"pesel"}, true, {"+"});
-  // A Swedish number has a Finnish code's shape ("811218-9876"): after a Swedish word it is
-  // Swedish only.
+  // A Finnish code with a letter for its century (2000s: A-F, 1900s since 2023: U-Y) stands
+  // on its own; with '-' or '+' it has the shape of a date-numbered reference ("Invoice
+  // 240315-0424", one in thirty-four passes) and of a Swedish number ("811218-9876"), so it
+  // counts only after a Finnish word, and never after a Swedish one.
+  // Context words match ASCII case-insensitively: a word with a letter beyond ASCII is also
+  // listed with that letter in capitals, as a heading writes it ("HENKILÖTUNNUS").
   const std::vector<std::string> se_context = {"personnummer", "personnr", "pnr",
                                                "samordningsnummer"};
-  const std::vector<std::string> fi_context = {"henkilötunnus", "hetu", "personal identity code",
-                                               "personbeteckning"};
-  const std::string fi_code = "[0-9]{6}[-+A-FU-Y][0-9]{3}[0-9A-FHJ-NPR-Y]";
-  add("fi_personal_identity_code", "FI_PERSONAL_IDENTITY_CODE", fi_code, 1.0,
-      "fi_personal_identity_code", fi_context, false, {}, se_context);
+  const std::vector<std::string> fi_context = {"henkilötunnus", "henkilÖtunnus", "hetu",
+                                               "personal identity code", "personbeteckning"};
+  add("fi_personal_identity_code", "FI_PERSONAL_IDENTITY_CODE",
+      "[0-9]{6}[A-FU-Y][0-9]{3}[0-9A-FHJ-NPR-Y]", 1.0, "fi_personal_identity_code", fi_context,
+      false, {}, se_context);
   add("fi_personal_identity_code_written", "FI_PERSONAL_IDENTITY_CODE",
-      absl::StrCat("(?i:", fi_code, ")"), 1.0, "fi_personal_identity_code", fi_context, true, {},
-      se_context);
+      "(?i:[0-9]{6}[-+A-FU-Y][0-9]{3}[0-9A-FHJ-NPR-Y])", 1.0, "fi_personal_identity_code",
+      fi_context, true, {}, se_context);
   // Luhn and a date: one date-numbered reference in thirty passes, so only after its word.
   add("se_personal_identity_number", "SE_PERSONAL_IDENTITY_NUMBER",
       "[0-9]{6}[-+][0-9]{4}|(?:18|19|20)[0-9]{6}[-+]?[0-9]{4}|[0-9]{10}", 1.0,
@@ -192,12 +198,23 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   // Nine digits pass the elfproef one time in eleven: only after their word.
   add("nl_bsn", "NL_BSN", "[0-9]{9}|[0-9]{4}\\.[0-9]{2}\\.[0-9]{3}", 1.0, "nl_bsn",
       {"bsn", "burgerservicenummer", "sofinummer", "sofi-nummer"}, true);
-  // Fifteen characters in a fixed layout with a mod-97 key: on their own.
+  // Fifteen characters in a fixed layout with a mod-97 key: on their own when they start with
+  // the sex digit of nearly everyone (1 or 2) or in the carte Vitale's groups; starting with
+  // 3, 4, 7 or 8 (people being registered) they are as often IMEIs ("35...").
+  const std::vector<std::string> nir_context = {"nir",
+                                                "insee",
+                                                "sécurité sociale",
+                                                "sÉcuritÉ sociale",
+                                                "securite sociale",
+                                                "numéro de sécu",
+                                                "numÉro de sÉcu",
+                                                "carte vitale"};
   add("fr_nir", "FR_NIR",
-      "[1-478][0-9]{4}(?:[0-9]{2}|2[AB])[0-9]{8}"
+      "[12][0-9]{4}(?:[0-9]{2}|2[AB])[0-9]{8}"
       "|[1-478] [0-9]{2} [0-9]{2} (?:[0-9]{2}|2[AB]) [0-9]{3} [0-9]{3} [0-9]{2}",
-      1.0, "fr_nir",
-      {"nir", "insee", "sécurité sociale", "securite sociale", "numéro de sécu", "carte vitale"});
+      1.0, "fr_nir", nir_context, false, {}, {"imei"});
+  add("fr_nir_rare", "FR_NIR", "[3478][0-9]{4}(?:[0-9]{2}|2[AB])[0-9]{8}", 1.0, "fr_nir",
+      nir_context, true, {}, {"imei"});
   // Letters beyond ASCII: Latin-1 and Latin Extended letters, combining marks, Greek and
   // Cyrillic (not Han, Kana..., which run into the words before an address in text without
   // spaces).

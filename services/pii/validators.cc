@@ -475,26 +475,31 @@ bool IsValidItFiscalCode(absl::string_view written) {
   for (size_t i = 0; i < value.size(); ++i) {
     value[i] = absl::ascii_toupper(static_cast<unsigned char>(written[i]));
   }
-  bool has_digit = false;
-  std::array<int, 16> digit{};
   for (size_t i = 0; i < value.size(); ++i) {
-    const char c = value[i];
     const bool numeric =
         std::find(std::begin(kNumeric), std::end(kNumeric), i) != std::end(kNumeric);
-    if (numeric && IsDigit(c)) {
-      has_digit = true;
-      digit[i] = c - '0';
-    } else if (numeric) {
-      const size_t stand_in = kOmocodia.find(c);
-      if (stand_in == absl::string_view::npos) return false;
-      digit[i] = static_cast<int>(stand_in);
-    } else if (!IsUpper(c)) {
-      return false;
-    }
+    if (!numeric && !IsUpper(value[i])) return false;
   }
-  if (!has_digit || kMonths.find(value[8]) == absl::string_view::npos) return false;
-  const int day = digit[9] * 10 + digit[10];
-  if (!((day >= 1 && day <= 31) || (day >= 41 && day <= 71))) return false;
+  // Omocodia replaces digits from the last one leftwards: the stand-ins are a suffix of the
+  // numeric places, and a digit is left.
+  std::array<int, 16> digit{};
+  bool replaced = true;
+  for (size_t k = std::size(kNumeric); k-- > 0;) {
+    const size_t i = kNumeric[k];
+    if (IsDigit(value[i])) {
+      replaced = false;
+      digit[i] = value[i] - '0';
+      continue;
+    }
+    const size_t stand_in = kOmocodia.find(value[i]);
+    if (!replaced || stand_in == absl::string_view::npos) return false;
+    digit[i] = static_cast<int>(stand_in);
+  }
+  const size_t month = kMonths.find(value[8]);
+  if (replaced || month == absl::string_view::npos) return false;
+  int day = digit[9] * 10 + digit[10];
+  if (day > 40) day -= 40;                                            // Women's days.
+  if (!IsDate(2000, static_cast<int>(month) + 1, day)) return false;  // 2000: 29 February.
   int sum = 0;
   for (size_t i = 0; i < 15; ++i) {
     const char c = value[i];
@@ -546,7 +551,7 @@ bool IsValidFiPersonalIdentityCode(absl::string_view value) {
 bool IsValidFrNir(absl::string_view value) {
   std::array<char, 15> c{};
   if (value.size() == 21) {
-    // "1 85 05 78 006 084 36".
+    // "1 85 05 78 006 084 91".
     for (size_t space : {1, 4, 7, 10, 14, 18}) {
       if (value[space] != ' ') return false;
     }
@@ -846,10 +851,10 @@ constexpr NamedValidator kValidators[] = {
     {"nanp_phone", IsValidNanpPhone, 10},             // Digits.
     {"national_phone", IsValidNationalPhone, 10},     // Digits.
     {"nine_digit_phone", IsValidNineDigitPhone, 9},   // Digits.
+    {"nl_bsn", IsValidNlBsn, 9},                      // Digits.
     {"openai_api_key", IsValidOpenAiApiKey, 3 + 20},  // "sk-" + 20.
     // No label, no END line.
     {"pem_private_key", IsValidPemPrivateKey, 11 + 11 + 5 + 1 + kMinTruncatedPemBase64},
-    {"nl_bsn", IsValidNlBsn, 9},
     {"pl_pesel", IsValidPlPesel, 11},
     {"policy_suite_key", IsValidPolicySuiteKey, 8 + 66},  // "psk_svc_" + 66.
     {"se_personal_identity_number", IsValidSePersonalIdentityNumber, 10},

@@ -99,8 +99,9 @@ bool IsValidEsNie(absl::string_view value);
 // An Italian codice fiscale: 16 characters, six letters, year (two), month letter
 // (ABCDEHLMPRST), day (two: 01-31, or 41-71 for women), a letter and three characters, and
 // the check letter (odd positions through the decree's table, even ones by value, sum mod
-// 26). A digit's place may hold its omocodia stand-in (0-9 written L M N P Q R S T U V); the
-// value must hold at least one digit.
+// 26); the day (less 40) exists in the month (29 February included). A digit's place may
+// hold its omocodia stand-in (0-9 written L M N P Q R S T U V), replacing digits from the
+// last one leftwards; at least one digit is left.
 bool IsValidItFiscalCode(absl::string_view value);
 
 // A Polish PESEL: 11 digits YYMMDD..., weights 1 3 7 9 1 3 7 9 1 3, check = (10 - sum % 10)
@@ -182,7 +183,8 @@ using Validator = bool (*)(absl::string_view value);
 // The validator called `name` ("luhn", "credit_card", "iban", "us_ssn", "us_itin",
 // "nanp_phone", "international_phone", "national_phone", "nine_digit_phone", "ipv4", "ipv6",
 // "uk_nhs", "uk_nino", "es_nif", "es_nie", "it_fiscal_code", "pl_pesel",
-// "fi_personal_identity_code", "bitcoin_base58check", "bitcoin_bech32", "dea", "email",
+// "fi_personal_identity_code", "se_personal_identity_number", "nl_bsn", "fr_nir",
+// "bitcoin_base58check", "bitcoin_bech32", "dea", "email",
 // "pem_private_key", "policy_suite_key", "openai_api_key", "aws_access_key",
 // "aws_secret_access_key", "github_token", "slack_token"), or nullptr for an unknown name.
 Validator FindValidator(absl::string_view name);

@@ -316,6 +316,8 @@ TEST(EsNieTest, ReadsTheFirstLetterAsADigit) {
 TEST(ItFiscalCodeTest, ChecksTheLetterMonthAndDay) {
   for (const char* code :
        {"RSSMRA85T10A562S", "BNCLRA90E55H501B", "VRDGPP13R10B293P", "rssmra85t10a562s",
+        "RSSMRA85B29A562Z",     // 29 February.
+        "RSSMRA85T10A5NNO",     // Omocodia: the last two digits written as letters.
         "RSSMRA85T10A56NH"}) {  // Omocodia: the last 2 written N.
     EXPECT_TRUE(IsValidItFiscalCode(code)) << code;
   }
@@ -327,6 +329,8 @@ TEST(ItFiscalCodeTest, ChecksTheLetterMonthAndDay) {
            "RSSMRA85T00A562S",  // Day 0.
            "RSSMRA85T10A562", "RSSMRA85T10A5621",
            "RSSMRAUTTLMALRNS",  // No digit left.
+           "RSSMRAU5T10A562P",  // A stand-in before a digit.
+           "RSSMRA85B31A562F",  // 31 February.
        }) {
     EXPECT_FALSE(IsValidItFiscalCode(code)) << code;
   }
