@@ -12,10 +12,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "common/client/channel.h"
-#include "common/data_class/data_class_proto.h"
 #include "common/ledger/ledger_record.h"
 #include "common/proto/well_known.h"
-#include "common/residency/residency_proto.h"
 #include "services/edge/conventions.h"
 #include "services/edge/downstream_status.h"
 #include "services/edge/org_plan.h"
@@ -144,43 +142,6 @@ bool Removes(const authz::v1::EntityChange& change, absl::string_view kind) {
     }
   }
   return false;
-}
-
-// The projects a plan leaves and the registry's endpoints, as
-// UnservedModels reads them: a residency UNSPECIFIED is none required, and a data class this
-// edge does not know the most sensitive (as the decision path takes it).
-std::vector<PlannedProject> PlannedProjects(
-    const google::protobuf::RepeatedPtrField<authz::v1::Project>& projects) {
-  std::vector<PlannedProject> planned;
-  for (const authz::v1::Project& project : projects) {
-    const authz::v1::DataPolicy& policy = project.data_policy();
-    absl::StatusOr<Residency> residency =
-        ResidencyFromProto(policy.residency(), Residency::kGlobal, "residency");
-    planned.push_back(PlannedProject{
-        .id = project.id(),
-        .archived = project.archived(),
-        .residency = residency.ok() ? std::optional<Residency>(*residency) : std::nullopt,
-        .data_class = DataClassFromProto(policy.data_class(), DataClass::kInternal, "data_class")
-                          .value_or(DataClass::kPhi),
-        .zero_data_retention = policy.zero_data_retention(),
-        .allowed_models = {project.allowed_models().begin(), project.allowed_models().end()}});
-  }
-  return planned;
-}
-
-std::vector<ListedEndpoint> ListedEndpoints(
-    const google::protobuf::RepeatedPtrField<region::v1::Endpoint>& endpoints) {
-  std::vector<ListedEndpoint> listed;
-  for (const region::v1::Endpoint& endpoint : endpoints) {
-    absl::StatusOr<Residency> residency =
-        ResidencyFromProto(endpoint.residency(), Residency::kGlobal, "residency");
-    listed.push_back(ListedEndpoint{
-        .enabled = endpoint.enabled(),
-        .residency = residency.ok() ? std::optional<Residency>(*residency) : std::nullopt,
-        .models = {endpoint.models().begin(), endpoint.models().end()},
-        .promises = PromisesFromProto(endpoint.capabilities())});
-  }
-  return listed;
 }
 
 }  // namespace

@@ -27,7 +27,9 @@ struct PlannedProject {
 // An endpoint as the registry lists it.
 struct ListedEndpoint {
   bool enabled = false;
-  std::optional<Residency> residency;  // nullopt: unknown to this edge.
+  // Where it keeps and processes data; kGlobal: no promise. nullopt: a residency this edge
+  // does not know, which serves no project bound to one.
+  std::optional<Residency> residency = Residency::kGlobal;
   std::vector<std::string> models;
   EndpointPromises promises;
 };
