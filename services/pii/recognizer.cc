@@ -183,14 +183,16 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   // listed with that letter in capitals, as a heading writes it ("HENKILÖTUNNUS").
   const std::vector<std::string> se_context = {"personnummer", "personnr", "pnr",
                                                "samordningsnummer"};
+  // Excluded context matches inside words too: not "pnr" ("...RHPNRP...").
+  const std::vector<std::string> se_words = {"personnummer", "personnr", "samordningsnummer"};
   const std::vector<std::string> fi_context = {"henkilötunnus", "henkilÖtunnus", "hetu",
                                                "personal identity code", "personbeteckning"};
   add("fi_personal_identity_code", "FI_PERSONAL_IDENTITY_CODE",
       "[0-9]{6}[A-FU-Y][0-9]{3}[0-9A-FHJ-NPR-Y]", 1.0, "fi_personal_identity_code", fi_context,
-      false, {}, se_context);
+      false, {}, se_words);
   add("fi_personal_identity_code_written", "FI_PERSONAL_IDENTITY_CODE",
       "(?i:[0-9]{6}[-+A-FU-Y][0-9]{3}[0-9A-FHJ-NPR-Y])", 1.0, "fi_personal_identity_code",
-      fi_context, true, {}, se_context);
+      fi_context, true, {}, se_words);
   // Luhn and a date: one date-numbered reference in thirty passes, so only after its word.
   add("se_personal_identity_number", "SE_PERSONAL_IDENTITY_NUMBER",
       "[0-9]{6}[-+][0-9]{4}|(?:18|19|20)[0-9]{6}[-+]?[0-9]{4}|[0-9]{10}", 1.0,

@@ -622,7 +622,10 @@ bool IsValidSePersonalIdentityNumber(absl::string_view value) {
   }
   if (sum % 10 != 0) return false;
   const int day = d.Number(from + 4, 2);
-  const int year = d.size == 12 ? d.Number(0, 4) : 2000;  // 2000: 29 February exists.
+  // In the 10-digit form '+' says the person is 100 or older: "00" is 1900, no leap year;
+  // otherwise any century has the same leap years.
+  const int century = value.find('+') != absl::string_view::npos ? 1900 : 2000;
+  const int year = d.size == 12 ? d.Number(0, 4) : century + d.Number(0, 2);
   return IsDate(year, d.Number(from + 2, 2), day > 60 ? day - 60 : day);
 }
 

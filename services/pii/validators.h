@@ -126,7 +126,7 @@ bool IsValidNlBsn(absl::string_view value);
 
 // A Swedish personnummer or samordningsnummer (day + 60): YYMMDD or YYYYMMDD, '-', '+' or
 // nothing, a birth number and a check digit, Luhn over the ten digits from YY; the date
-// exists (any century in the 10-digit form).
+// exists (in the 10-digit form, "00" after '+' is 1900).
 bool IsValidSePersonalIdentityNumber(absl::string_view value);
 
 // A legacy Bitcoin address: base58 that decodes to 25 bytes, version 0x00 ('1...', P2PKH) or

@@ -417,6 +417,8 @@ TEST(SePersonalIdentityNumberTest, ChecksLuhnAndTheDate) {
   for (const char* number : {
            "811218-9875",    // Check digit.
            "19811318-9876",  // Month 13 (whatever the check).
+           "660229-0519",    // 29 February 1966 (or 2066).
+           "000229+0005",    // 29 February 1900.
            "811218--9876",
            "8112-189876",
            "811218-98765",

@@ -34,11 +34,14 @@ record and its problems.
     and suffixes; the mod-23 letter of Spanish DNI/NIF and NIE numbers; the Italian codice
     fiscale's month letters, day (+40 for women), omocodia letters and odd/even check letter;
     a PESEL's century-coded date and weighted check digit; a Finnish henkilötunnus's date,
-    century sign, individual number 002-899 and mod-31 check character), in each written
-    form of the specification.
+    century sign, individual number 002-899 and mod-31 check character; a French NIR's sex
+    digit, INSEE month, department (Corsica's 2A/2B) and mod-97 key; a Dutch BSN's
+    elfproef; a Swedish personnummer's or samordningsnummer's date and Luhn digit), in each
+    written form of the specification.
   * Labels are exact: the span is the value itself, it passes this module's validator for
     its type, a context word lies within the 40 bytes before it when its format needs one
-    (bare SSN/ITIN/NANP numbers, NHS numbers, compact National Insurance numbers, PESELs),
+    (bare SSN/ITIN/NANP numbers, NHS numbers, compact National Insurance numbers, PESELs,
+    BSNs, personnummer),
     no context word of its type lies in the 96 bytes around it when its format promises
     none (the "no-context" formats of the national identifiers), and neither neighbouring
     byte continues it (no adjacent digit, letter or group separator that would make a longer
@@ -51,8 +54,11 @@ record and its problems.
     engine also takes for context) finds no valid entity in the text other than the labels
     themselves, an IPv4 address embedded in a labelled IPv6 address, the phone-number reading of a
     labelled NHS number, and whatever lies inside a labelled URL_CREDENTIALS value (the e-mail
-    reading of its "password@host"). No label has a rival context word near it (an NHS number with a
-    phone word, a bare SSN with "itin", ...), so every label has one right answer.
+    reading of its "password@host"); the Finnish reading of a value right after a Swedish
+    context word is none (those words are excluded context for the Finnish type). No label has
+    a rival context word near it (an NHS number with a phone word, a bare SSN with "itin" or
+    "bsn", a BSN with "ssn", a personnummer with "nhs", a phone word or a Finnish word, a
+    Finnish code with a Swedish word, ...), so every label has one right answer.
   * Hard negatives (cards failing Luhn or without an issuer prefix, IBANs with a wrong
     check or length, SSNs out of range, dates, times, order and invoice numbers, version
     strings, UUIDs, git SHAs, prices, ZIP codes, ISBNs, percentages, plain integers, bare
@@ -61,25 +67,28 @@ record and its problems.
     at all, but for the context words of a national identifier's type in the sentence of a
     value that breaks that type's rules ("PESEL 44051401358", "NINO QQ123456C": the word does
     not rescue it). Negatives that are negative only for want of a context word (bare
-    numbers, a compact National Insurance number, a PESEL) never share a record with one.
+    numbers, a compact National Insurance number, a PESEL, a BSN, a personnummer) never share
+    a record with one.
   * Texts mix English with German, French and Japanese words and emoji (the national
     identifiers mostly stand in sentences of their own language: English, Spanish, Italian,
-    Polish, Finnish and Swedish), so byte offsets differ from character offsets; values
-    appear at the start and end of texts, in quotes and parentheses and before . , ) : and
-    several entities of different types share records. Neighbour records
+    Polish, Finnish, French, Dutch and Swedish), so byte offsets differ from character
+    offsets; values appear at the start and end of texts, in quotes and parentheses and
+    before . , ) : and several entities of different types share records. Neighbour records
     (neighbour_records, a random stream of their own) put values beside the short numbers
-    and in the layouts of real prompts; connection-string records
-    (url_credential_records, a stream of their own too) put credentials in URLs beside URLs
-    that hold none; written-phone records (written_phone_records, likewise) phone numbers
-    with a trunk prefix in parentheses, dots, or as national numbers after a phone word;
+    and in the layouts of real prompts (a grouped NIR after a birth date or before an amount
+    too); connection-string records (url_credential_records, a stream of their own too) put
+    credentials in URLs beside URLs that hold none; written-phone records
+    (written_phone_records, likewise) phone numbers with a trunk prefix in parentheses, dots,
+    or as national numbers after a phone word;
     typographic records (typographic_records, likewise) values written with no-break, narrow
     no-break, thin, figure and ideographic spaces, hyphens, en dashes and minus signs,
     full-width digits, letters and signs (e-mail addresses, IBANs, AWS key ids and GitHub
     tokens typed full-width, phone words such as "ＴＥＬ："), lowercase IBANs in groups and
-    nine-digit national numbers ("612 345 678"), and hard negatives so written (en-dash
-    ranges, "1 234,56 €" amounts, full-width order numbers, dates, times, versions such as
-    "Ｖｅｒｓｉｏｎ　１．２．３．４", cards failing Luhn and IBANs failing their check, nine-digit
-    numbers without a phone word). The scanner reads every text folded as the engine's
+    nine-digit national numbers ("612 345 678"), NIRs grouped by no-break spaces and
+    personnummer with an en dash or a non-breaking hyphen, and hard negatives so written
+    (en-dash ranges, "1 234,56 €" amounts, full-width order numbers, dates, times, versions
+    such as "Ｖｅｒｓｉｏｎ　１．２．３．４", cards failing Luhn and IBANs failing their check,
+    nine-digit numbers without a phone word). The scanner reads every text folded as the engine's
     built-in recognizers read it (fold: those characters as ASCII, '：' as ':').
 """
 
@@ -122,10 +131,12 @@ ENTITY_TYPES = (
     "IP_ADDRESS", "UK_NHS", "CRYPTO", "MEDICAL_LICENSE", "POLICY_SUITE_KEY", "OPENAI_API_KEY",
     "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY", "URL_CREDENTIALS",
     "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
+    "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER",
 )
 # The European national identifiers: written in the sentences of their own language, with and
 # without a context word (see NATIONAL_ID_FRAMES).
-NATIONAL_ID_TYPES = ("UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE")
+NATIONAL_ID_TYPES = ("UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
+                     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER")
 
 CONTEXT_WORDS = {
     "US_SSN": ("ssn", "social security", "social-security", "ss#"),
@@ -142,7 +153,14 @@ CONTEXT_WORDS = {
     "IT_FISCAL_CODE": ("codice fiscale", "fiscal code", "tax code", "c.f."),
     "PL_PESEL": ("pesel",),
     "FI_PERSONAL_IDENTITY_CODE": ("henkilötunnus", "hetu", "personal identity code", "personbeteckning"),
+    "FR_NIR": ("nir", "insee", "sécurité sociale", "securite sociale", "numéro de sécu", "carte vitale"),
+    "NL_BSN": ("bsn", "burgerservicenummer", "sofinummer", "sofi-nummer"),
+    "SE_PERSONAL_IDENTITY_NUMBER": ("personnummer", "personnr", "pnr", "samordningsnummer"),
 }
+# A type's value with one of these words as a whole word in the CONTEXT_WINDOW bytes before
+# it is never an entity of the type: a Swedish number after "personnummer" is no Finnish
+# code, though "811218-9876" has the Finnish shape.
+EXCLUDED_CONTEXT = {"FI_PERSONAL_IDENTITY_CODE": ("personnummer", "personnr", "samordningsnummer")}
 # A national number ("020 7946 0958") counts after any of these.
 NATIONAL_PHONE_CONTEXT_WORDS = CONTEXT_WORDS["PHONE_NUMBER"] + (
     "handy", "telefon", "telefonnummer", "rufnummer", "mobil", "festnetz", "appelez", "appeler",
@@ -150,9 +168,20 @@ NATIONAL_PHONE_CONTEXT_WORDS = CONTEXT_WORDS["PHONE_NUMBER"] + (
     "telefone", "telemóvel", "telemovel", "電話", "携帯")
 ALL_CONTEXT_WORDS = tuple(dict.fromkeys(
     [word for words in CONTEXT_WORDS.values() for word in words] + list(NATIONAL_PHONE_CONTEXT_WORDS)))
-# Two types whose bare numbers the context word alone tells apart: no label of one may have
-# a context word of the other near it.
-RIVAL_TYPE = {"US_SSN": "US_ITIN", "US_ITIN": "US_SSN", "PHONE_NUMBER": "UK_NHS", "UK_NHS": "PHONE_NUMBER"}
+# Types whose values of the same shape the context word alone tells apart: no label of a
+# type may have a context word of one of its rivals near it (see rival_context_words). Nine
+# bare digits are an SSN, an ITIN or a BSN; ten an NHS number, a NANP number or a
+# personnummer (a national number too, when it starts with 0); "YYMMDD-NNNC" a personnummer
+# or a Finnish code.
+RIVAL_TYPES = {
+    "US_SSN": ("US_ITIN", "NL_BSN"),
+    "US_ITIN": ("US_SSN", "NL_BSN"),
+    "PHONE_NUMBER": ("UK_NHS",),
+    "UK_NHS": ("PHONE_NUMBER", "SE_PERSONAL_IDENTITY_NUMBER"),
+    "NL_BSN": ("US_SSN", "US_ITIN", "PHONE_NUMBER"),
+    "SE_PERSONAL_IDENTITY_NUMBER": ("UK_NHS", "PHONE_NUMBER", "FI_PERSONAL_IDENTITY_CODE"),
+    "FI_PERSONAL_IDENTITY_CODE": ("SE_PERSONAL_IDENTITY_NUMBER",),
+}
 VERSION_PREFIXES = (b"v", b"V", b"version ", b"Version ", b"ver ")
 
 
@@ -296,6 +325,55 @@ FI_CENTURY_SIGNS = {"+": 1800, **dict.fromkeys("-YXWVU", 1900), **dict.fromkeys(
 def fi_check_character(date_and_number: str) -> str:
     """The check character of DDMMYYNNN (nine digits)."""
     return FI_CHECK_CHARACTERS[int(date_and_number) % 31]
+
+
+# French NIR: sex digit, year, month, department, commune, order number, key.
+NIR_SEX_DIGITS = "123478"
+NIR_CORSICA = {"2A": "19", "2B": "18"}  # the departments' digits in the key's number
+NIR_UNKNOWN_MONTHS = (20,) + tuple(range(30, 43)) + tuple(range(50, 100))  # INSEE's, for unknown months
+
+
+def nir_month_valid(month: int) -> bool:
+    return 1 <= month <= 12 or month in NIR_UNKNOWN_MONTHS
+
+
+def nir_key(first_thirteen: str) -> str:
+    """97 - (N mod 97), N the first 13 characters read as a number, 2A as 19 and 2B as 18."""
+    department = first_thirteen[5:7]
+    number = first_thirteen[:5] + NIR_CORSICA.get(department, department) + first_thirteen[7:]
+    return "%02d" % (97 - int(number) % 97)
+
+
+# Dutch BSN: the elfproef, 9*d1 + 8*d2 + ... + 2*d8 - d9 divisible by 11.
+BSN_WEIGHTS = (9, 8, 7, 6, 5, 4, 3, 2, -1)
+
+
+def bsn_checksum_ok(digits: str) -> bool:
+    return sum(int(d) * w for d, w in zip(digits, BSN_WEIGHTS)) % 11 == 0 and digits != "0" * 9
+
+
+def bsn_check_digit(first_eight: str) -> str | None:
+    """The last digit that passes the elfproef, or None when it would have to be 10."""
+    value = sum(int(d) * w for d, w in zip(first_eight, BSN_WEIGHTS)) % 11
+    return None if value == 10 else str(value)
+
+
+# Swedish personnummer and samordningsnummer: YYMMDD (day + 60 for a samordningsnummer), a
+# birth number, a Luhn digit over the ten digits (a 12-digit form's century left out).
+SE_COORDINATION_DAY_OFFSET = 60
+
+
+def se_pin_date_valid(year: int, month: int, day: int) -> bool:
+    if day > SE_COORDINATION_DAY_OFFSET:
+        day -= SE_COORDINATION_DAY_OFFSET
+    return date_exists(year, month, day)
+
+
+def se_pin_ten_digit_year(two_digits: int, separator: str) -> int:
+    """A year whose leap-ness is that of a 10-digit number's birth year. '-' (or no separator:
+    read as '-') means under 100 years old, '+' 100 or older; the two readings differ only for
+    "00": 2000 was a leap year, 1900 and 1800 were not. No clock is needed."""
+    return (1900 if separator == "+" else 2000) + two_digits
 
 
 BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -639,6 +717,14 @@ FISCAL_CODE_SHAPE = re.compile(
     r"[A-Z]{6}[0-9LMNPQRSTUV]{2}[%s][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z]" % FISCAL_CODE_MONTHS)
 PESEL_SHAPE = re.compile(r"[0-9]{11}")
 FI_CODE_SHAPE = re.compile(r"([0-9]{6})([-+A-FU-Y])([0-9]{3})([0-9A-Y])")
+# Compact, or grouped as the carte Vitale prints it (1 2 2 2 3 3 2); Corsica's A and B uppercase.
+NIR_SHAPES = tuple(re.compile(separator.join((
+    r"([0-9])", r"([0-9]{2})", r"([0-9]{2})", r"([0-9]{2}|2[AB])", r"([0-9]{3})", r"([0-9]{3})", r"([0-9]{2})")))
+    for separator in ("", " "))
+NIR_GROUPS = (1, 2, 2, 2, 3, 3, 2)
+BSN_SHAPE = re.compile(r"[0-9]{9}|[0-9]{4}\.[0-9]{2}\.[0-9]{3}")
+# YYMMDD or YYYYMMDD, '-', '+' or nothing, birth number and check digit.
+SE_PIN_SHAPE = re.compile(r"([0-9]{2})?([0-9]{2})([0-9]{2})([0-9]{2})([-+]?)([0-9]{3})([0-9])")
 
 
 def is_valid_nino(value: str) -> bool:
@@ -688,6 +774,35 @@ def is_valid_fi_code(value: str) -> bool:
             and fi_check_character(date + number) == check)
 
 
+def is_valid_nir(value: str) -> bool:
+    """185057800608491 or 1 85 05 78 006 084 91: sex 1, 2, 3, 4, 7 or 8; month 01-12, 20, 30-42
+    or 50-99; department 01-99, 2A or 2B; order number 001-999; the mod-97 key."""
+    match = next((m for m in (shape.fullmatch(value) for shape in NIR_SHAPES) if m), None)
+    if not match:
+        return False
+    sex, _, month, department, _, order, key = match.groups()
+    return (sex in NIR_SEX_DIGITS and nir_month_valid(int(month)) and department != "00" and order != "000"
+            and nir_key("".join(match.groups()[:6])) == key)
+
+
+def is_valid_bsn(value: str) -> bool:
+    """123456782 or 1234.56.782 (counts only after a context word: see needs_context)."""
+    return bool(BSN_SHAPE.fullmatch(value)) and bsn_checksum_ok(value.replace(".", ""))
+
+
+def is_valid_se_pin(value: str) -> bool:
+    """811218-9876, 811218+9876, 8112189876, 19811218-9876, 198112189876 (and, for a
+    samordningsnummer, the day + 60): the date exists, the Luhn digit of the ten digits
+    without the century is right (counts only after a context word: see needs_context)."""
+    match = SE_PIN_SHAPE.fullmatch(value)
+    if not match:
+        return False
+    century, year, month, day, separator, number, check = match.groups()
+    full_year = int(century + year) if century else se_pin_ten_digit_year(int(year), separator)
+    return (se_pin_date_valid(full_year, int(month), int(day))
+            and luhn_valid(year + month + day + number + check))
+
+
 def shape_validator(shape: re.Pattern) -> Callable[[str], bool]:
     return lambda value: bool(shape.fullmatch(value))
 
@@ -716,6 +831,9 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
     "IT_FISCAL_CODE": is_valid_fiscal_code,
     "PL_PESEL": is_valid_pesel,
     "FI_PERSONAL_IDENTITY_CODE": is_valid_fi_code,
+    "FR_NIR": is_valid_nir,
+    "NL_BSN": is_valid_bsn,
+    "SE_PERSONAL_IDENTITY_NUMBER": is_valid_se_pin,
 }
 
 
@@ -771,7 +889,7 @@ def fold(data: bytes) -> tuple[bytes, list[int] | None]:
 
 def needs_context(entity_type: str, value: str) -> bool:
     """Whether the value counts only with a context word of its type before it."""
-    if entity_type in ("UK_NHS", "MEDICAL_LICENSE", "PL_PESEL"):
+    if entity_type in ("UK_NHS", "MEDICAL_LICENSE", "PL_PESEL", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER"):
         return True
     if entity_type == "UK_NINO":  # all but the form HMRC prints ("AB 12 34 56 C")
         return not NINO_DOCUMENT_FORM.fullmatch(value)
@@ -779,8 +897,10 @@ def needs_context(entity_type: str, value: str) -> bool:
         return " " in value or value[-1].islower()
     if entity_type == "ES_NIE":  # spaced, lowercase
         return " " in value or value != value.upper()
-    if entity_type == "FI_PERSONAL_IDENTITY_CODE":  # lowercase
-        return value != value.upper()
+    if entity_type == "FI_PERSONAL_IDENTITY_CODE":  # '-' or '+' for its century, lowercase
+        return "-" in value or "+" in value or value != value.upper()
+    if entity_type == "FR_NIR":  # compact with the sex digit of people being registered
+        return " " not in value and value[0] in "3478"
     return (entity_type in ("US_SSN", "US_ITIN", "PHONE_NUMBER")
             and bool(BARE_9_OR_10_DIGITS.fullmatch(value)))
 
@@ -803,8 +923,10 @@ def has_context_word(data: bytes, begin: int, words: tuple[str, ...], strict: bo
 
 
 def is_part_of_version_or_longer_number(data: bytes, begin: int, end: int) -> bool:
-    """The table's two exceptions for a dotted quad: after v/version/ver, or before .digit."""
-    return data[:begin].endswith(VERSION_PREFIXES) or bool(re.match(rb"\.[0-9]", data[end:end + 2]))
+    """The table's exceptions for a dotted quad: after v/version/ver, "version" anywhere in the
+    64 bytes before it (the engine's excluded context), or before .digit."""
+    return (data[:begin].endswith(VERSION_PREFIXES) or b"version" in data[max(0, begin - 64):begin].lower()
+            or bool(re.match(rb"\.[0-9]", data[end:end + 2])))
 
 
 def accepts(entity_type: str, data: bytes, begin: int, end: int, strict: bool) -> bool:
@@ -817,6 +939,11 @@ def accepts(entity_type: str, data: bytes, begin: int, end: int, strict: bool) -
             return False
     elif needs_context(entity_type, value) and not has_context_word(
             data, begin, CONTEXT_WORDS[entity_type], strict):
+        return False
+    # Excluded only when certainly so (a whole word in the strict window), even for the
+    # generous scanner: an engine that looks further back excludes at least as much.
+    excluded = EXCLUDED_CONTEXT.get(entity_type)
+    if excluded and has_context_word(data, begin, excluded, strict=True):
         return False
     if (entity_type == "IP_ADDRESS" and ":" not in value
             and is_part_of_version_or_longer_number(data, begin, end)):
@@ -872,6 +999,13 @@ CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags
     (("IT_FISCAL_CODE",), rb"(?<![A-Za-z0-9])[A-Za-z0-9]{16}(?![A-Za-z0-9])", 0),
     (("PL_PESEL",), rb"(?<![0-9])[0-9]{11}(?![0-9])", 0),
     (("FI_PERSONAL_IDENTITY_CODE",), rb"(?<![0-9])[0-9]{6}[-+A-Za-z][0-9]{3}[0-9A-Za-z](?![0-9A-Za-z])", 0),
+    # A NIR of 13 to 16 characters with any letters for a department, or in any groups of
+    # digits after a single one.
+    (("FR_NIR",), rb"(?<![0-9])[0-9]{5}(?:[0-9]{2}|[0-9][A-Za-z])[0-9]{6,9}(?![0-9])", 0),
+    (("FR_NIR",),
+     rb"(?<![0-9])[0-9] [0-9]{2} [0-9]{2} (?:[0-9]{2}|[0-9][A-Za-z])(?: [0-9]{1,4}){2,3}(?![0-9])", 0),
+    (("NL_BSN",), rb"(?<![0-9])(?:[0-9]{8,10}|[0-9]{3,5}\.[0-9]{2}\.[0-9]{3})(?![0-9])", 0),
+    (("SE_PERSONAL_IDENTITY_NUMBER",), rb"(?<![0-9])(?:[0-9]{2})?[0-9]{6}[-+]?[0-9]{4}(?![0-9])", 0),
 ))
 
 
@@ -879,10 +1013,29 @@ Span = tuple[tuple[str, ...], int, int]  # the types a candidate may be, begin, 
 Finding = tuple[str, int, int]  # type, begin, end
 
 
+# The candidate shape of a national number with its trunk prefix, 0[1-9]... in groups.
+NATIONAL_PHONE_CANDIDATE = next(pattern for _, pattern in CANDIDATES
+                                if pattern.pattern.startswith(rb"(?<![0-9A-Za-z.+-])0[1-9]"))
+
+
 def candidates(data: bytes) -> list[Span]:
-    """Every span some candidate shape matches, with the types it may be."""
-    return [(types, match.start(), match.end())
-            for types, pattern in CANDIDATES for match in pattern.finditer(data)]
+    """Every span some candidate shape matches, with the types it may be; and the shorter
+    national numbers within a run of space-separated digit groups that the grouping rule lets
+    stand on their own ("08 48 01 329 119" in "2 08 48 01 329 119 57", a NIR with a bad month:
+    the trailing "57" is too short to continue it)."""
+    spans = [(types, match.start(), match.end())
+             for types, pattern in CANDIDATES for match in pattern.finditer(data)]
+    for match in NATIONAL_PHONE_CANDIDATE.finditer(data):
+        run = match[0]
+        if not re.fullmatch(rb"[0-9]+(?: [0-9]+)+", run):
+            continue
+        starts = [match.start() + m.start(1) for m in re.finditer(rb"(?:^| )(0[1-9])", run)]
+        ends = [match.start() + m.end() for m in re.finditer(rb"[0-9]+(?= |$)", run)]
+        for begin in starts:
+            for end in ends:
+                if begin < end and (begin, end) != match.span() and not continues_groups(data, begin, end):
+                    spans.append((("PHONE_NUMBER",), begin, end))
+    return spans
 
 
 def findings(data: bytes, spans: list[Span], strict: bool) -> set[Finding]:
@@ -948,7 +1101,7 @@ def continues_groups(data: bytes, begin: int, end: int) -> bool:
     return False
 TOKEN_BOUNDARY = (re.compile(rb"[0-9A-Za-z_-]\Z"), re.compile(rb"[0-9A-Za-z_-]"))
 LABEL_BOUNDARY = {
-    **{t: DIGIT_BOUNDARY for t in ("US_SSN", "US_ITIN", "CREDIT_CARD", "PHONE_NUMBER", "UK_NHS")},
+    **{t: DIGIT_BOUNDARY for t in ("US_SSN", "US_ITIN", "CREDIT_CARD", "PHONE_NUMBER", "UK_NHS", "FR_NIR")},
     "IBAN_CODE": (re.compile(rb"[0-9A-Za-z]\Z"), re.compile(rb"(?:[0-9A-Za-z]| [0-9A-Z])")),
     "EMAIL_ADDRESS": (re.compile(rb"[0-9A-Za-z._%+-]\Z"),
                       re.compile(rb"(?:[0-9A-Za-z_%+-]|\.[0-9A-Za-z])")),
@@ -965,7 +1118,7 @@ LABEL_BOUNDARY = {
     # Values starting with a digit: as DIGIT_BOUNDARY, '_' and (after a final letter) a dash
     # and a letter too; a spaced NIF ("12345678 Z") is judged by continues_groups as well.
     **{t: (re.compile(rb"(?:[0-9A-Za-z_+]|[0-9][ .-])\Z"), re.compile(rb"(?:[0-9A-Za-z_]|[ .-][0-9]|-[A-Za-z])"))
-       for t in ("ES_NIF", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE")},
+       for t in ("ES_NIF", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER")},
 }
 # Types with a written form in space-separated groups whose labels continues_groups judges.
 GROUPED_NATIONAL_ID_TYPES = ("UK_NINO", "ES_NIF")
@@ -1446,6 +1599,100 @@ def fi_code_format(signs: str) -> ValueGenerator:
     return generate
 
 
+def nir_first_thirteen(rng: Random, kind: str = "standard", year: int | None = None,
+                       month: int | None = None) -> str:
+    """Sex digit (mostly 1 or 2), year, month (or INSEE's number for an unknown one),
+    department (01-99, or 2A/2B for Corsica), commune, order number 001-999."""
+    sex = rng.choice("1111122222" + ("3478" if kind == "unknown-month" else "34"))
+    year = rng.randint(0, 99) if year is None else year
+    if month is None:
+        month = rng.choice(NIR_UNKNOWN_MONTHS) if kind == "unknown-month" else rng.randint(1, 12)
+    department = rng.choice(("2A", "2B")) if kind == "corsica" else "%02d" % rng.randint(1, 99)
+    return "%s%02d%02d%s%03d%03d" % (sex, year, month, department, rng.randint(1, 999), rng.randint(1, 999))
+
+
+def nir_written(compact: str, grouped_form: bool) -> str:
+    return grouped(compact, NIR_GROUPS, " ") if grouped_form else compact
+
+
+def nir_number(rng: Random, kind: str = "standard", year: int | None = None, month: int | None = None) -> str:
+    """A compact NIR whose fifteen digits are no valid card number as well (a sex digit 3 and
+    a Diners or Amex prefix, "3 85 ..." or "3 72 ...", with a Luhn digit by chance)."""
+    while True:
+        first = nir_first_thirteen(rng, kind, year, month)
+        compact = first + nir_key(first)
+        if not is_valid_card(compact):
+            return compact
+
+
+def nir_format(kind: str, *forms: str) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        return nir_written(nir_number(rng, kind), forms[ordinal % len(forms)] == "grouped")
+    return generate
+
+
+def bsn_digits(rng: Random, leading_zero: bool = False) -> str:
+    while True:
+        first_eight = ("0" if leading_zero else rng.choice("123456789")) + random_string(rng, DIGITS, 7)
+        check = bsn_check_digit(first_eight)
+        if check is not None:
+            return first_eight + check
+
+
+def bsn_written(digits: str, dotted: bool) -> str:
+    return "%s.%s.%s" % (digits[:4], digits[4:6], digits[6:]) if dotted else digits
+
+
+def bsn_format(*forms: str, leading_zero: bool = False) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        return bsn_written(bsn_digits(rng, leading_zero), forms[ordinal % len(forms)] == "dotted")
+    return generate
+
+
+# The written forms of a personnummer: the birth years each is written for ('-' under 100
+# years old, '+' 100 or older: as of the 2020s).
+SE_PIN_FORM_YEARS = {"dash": (1930, 2024), "plus": (1890, 1924), "ten-digits": (1930, 2024),
+                     "twelve-dash": (1900, 2024), "twelve-digits": (1900, 2024)}
+
+
+def se_pin_from_parts(year: int, month: int, day: int, number: int, form: str) -> str:
+    """The number for a birth date (day + 60 for a samordningsnummer; impossible dates too) in
+    one written form, with its Luhn digit."""
+    six = "%02d%02d%02d" % (year % 100, month, day)
+    tail = "%03d" % number
+    prefix = {"dash": six + "-", "plus": six + "+", "ten-digits": six,
+              "twelve-dash": "%02d%s-" % (year // 100, six), "twelve-digits": "%02d%s" % (year // 100, six)}[form]
+    return prefix + tail + luhn_check_digit(six + tail)
+
+
+def se_pin_number(rng: Random, form: str, coordination: bool = False) -> str:
+    while True:
+        date = random_date(rng, *SE_PIN_FORM_YEARS[form])
+        if (date.month, date.day) == (2, 29) and date.year % 100 == 0 and not form.startswith("twelve"):
+            continue  # "000229-": a leap day of 2000 only when read as under 100 years old
+        day = date.day + (SE_COORDINATION_DAY_OFFSET if coordination else 0)
+        return se_pin_from_parts(date.year, date.month, day, rng.randint(1, 999), form)
+
+
+def se_pin_format(*forms: str, coordination: bool = False) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        return se_pin_number(rng, forms[ordinal % len(forms)], coordination)
+    return generate
+
+
+def se_pin_finnish_shaped(rng: Random, ordinal: int) -> str:
+    """A personnummer whose ten characters also pass every Finnish check: read as DDMMYY, its
+    YYMMDD is a date (the year 01-24 a day), its birth number 002-899 and its Luhn digit the
+    mod-31 check character. After a Swedish word it is Swedish only."""
+    form = ("dash", "plus")[ordinal % 2]
+    first, last = {"dash": (2001, 2024), "plus": (1901, 1924)}[form]
+    while True:
+        date = random_date(rng, first, last)
+        value = se_pin_from_parts(date.year, date.month, date.day, rng.randint(2, 899), form)
+        if is_valid_fi_code(value):
+            return value
+
+
 @dataclass(frozen=True)
 class PositiveFormat:
     entity_type: str
@@ -1454,6 +1701,9 @@ class PositiveFormat:
     # For the national identifiers: "with" or "without" a context word of the type in the
     # value's sentence, or "any" (either, at random). A value that needs one always has one.
     context: str = "any"
+    # Sentences of the format's own (with a context word of the type before the value, when
+    # the format needs one), instead of the type's NATIONAL_ID_FRAMES and NATIONAL_ID_NOUNS.
+    frames: tuple[str, ...] = ()
 
 
 def card_formats() -> list[PositiveFormat]:
@@ -1577,9 +1827,33 @@ POSITIVE_FORMATS = (
     PositiveFormat("FI_PERSONAL_IDENTITY_CODE", "a-2000s", fi_code_format("A")),
     PositiveFormat("FI_PERSONAL_IDENTITY_CODE", "new-century-signs", fi_code_format("YXWVUBCDEF")),
     PositiveFormat("FI_PERSONAL_IDENTITY_CODE", "plus-1800s", fi_code_format("+")),
-    PositiveFormat("FI_PERSONAL_IDENTITY_CODE", "no-context", fi_code_format("-A-YB"), "without"),
+    PositiveFormat("FI_PERSONAL_IDENTITY_CODE", "no-context", fi_code_format("AYBC"), "without"),
     PositiveFormat("FI_PERSONAL_IDENTITY_CODE", "lowercase-context",
                    lambda rng, ordinal: fi_code_lowercase(rng, ordinal), "with"),
+    PositiveFormat("FR_NIR", "compact", nir_format("standard", "compact")),
+    PositiveFormat("FR_NIR", "grouped", nir_format("standard", "grouped")),
+    PositiveFormat("FR_NIR", "compact-no-context", nir_format("standard", "compact"), "without"),
+    PositiveFormat("FR_NIR", "grouped-context", nir_format("standard", "grouped"), "with"),
+    PositiveFormat("FR_NIR", "grouped-no-context", nir_format("standard", "grouped"), "without"),
+    PositiveFormat("FR_NIR", "corsica", nir_format("corsica", "compact", "grouped")),
+    PositiveFormat("FR_NIR", "unknown-month", nir_format("unknown-month", "grouped", "compact")),
+    PositiveFormat("NL_BSN", "compact", bsn_format("compact"), "with"),
+    PositiveFormat("NL_BSN", "dotted", bsn_format("dotted"), "with"),
+    PositiveFormat("NL_BSN", "leading-zero", bsn_format("compact", "dotted", leading_zero=True), "with"),
+    PositiveFormat("NL_BSN", "sofinummer", bsn_format("compact", "dotted"), "with", frames=(
+        "Sofinummer: {v}", "Mijn oude sofinummer is {v}.", "Het sofi-nummer {v} staat nog op de loonstrook.",
+        "Sofi-nummer {v} (van voor 2007).")),
+    PositiveFormat("SE_PERSONAL_IDENTITY_NUMBER", "dash", se_pin_format("dash"), "with"),
+    PositiveFormat("SE_PERSONAL_IDENTITY_NUMBER", "plus-centenarian", se_pin_format("plus"), "with"),
+    PositiveFormat("SE_PERSONAL_IDENTITY_NUMBER", "twelve-digits-dash", se_pin_format("twelve-dash"), "with"),
+    PositiveFormat("SE_PERSONAL_IDENTITY_NUMBER", "twelve-digits", se_pin_format("twelve-digits"), "with"),
+    PositiveFormat("SE_PERSONAL_IDENTITY_NUMBER", "ten-digits", se_pin_format("ten-digits"), "with"),
+    PositiveFormat("SE_PERSONAL_IDENTITY_NUMBER", "samordningsnummer",
+                   se_pin_format("dash", "twelve-digits", "twelve-dash", coordination=True), "with", frames=(
+                       "Samordningsnummer: {v}", "Hans samordningsnummer är {v}.",
+                       "Samordningsnummer {v} (utländsk medborgare).",
+                       "Skatteverket har tilldelat samordningsnummer {v}.")),
+    PositiveFormat("SE_PERSONAL_IDENTITY_NUMBER", "finnish-shaped", se_pin_finnish_shaped, "with"),
 )
 
 
@@ -1935,7 +2209,15 @@ def pesel_without_context(rng: Random, ordinal: int) -> str:
 
 
 def fi_code_invalid(kind: str) -> ValueGenerator:
+    """A Finnish code that breaks one rule; never a personnummer either ("240565+0009", its
+    individual number 000, is a samordningsnummer)."""
     def generate(rng: Random, ordinal: int) -> str:
+        while True:
+            value = draw(rng, ordinal)
+            if not is_valid_se_pin(value):
+                return value
+
+    def draw(rng: Random, ordinal: int) -> str:
         sign = "-AYB+"[ordinal % 5]
         century = FI_CENTURY_SIGNS[sign]
         date = random_date(rng, century + (50 if century == 1800 else 0), min(century + 99, 2024))
@@ -1958,12 +2240,100 @@ def fi_code_invalid(kind: str) -> ValueGenerator:
     return generate
 
 
+def fi_code_dash_without_context(rng: Random, ordinal: int) -> str:
+    """A valid code with '-' for its century, which counts only after a Finnish word; never a
+    personnummer either."""
+    while True:
+        value = fi_code_format("-")(rng, ordinal)
+        if not is_valid_se_pin(value):
+            return value
+
+
 def fi_code_lowercase(rng: Random, ordinal: int) -> str:
     """A code with a letter (century sign or check character), in lowercase."""
     while True:
         value = fi_code_format("-AYB")(rng, ordinal + rng.randrange(4))
         if re.search("[A-Z]", value):
             return value.lower()
+
+
+def nir_invalid(kind: str) -> ValueGenerator:
+    """A NIR that breaks one rule, compact or grouped (with a digit too many or too few:
+    compact); its digits no valid card number either."""
+    def generate(rng: Random, ordinal: int) -> str:
+        while True:
+            month = rng.choice(tuple(range(13, 20)) + tuple(range(43, 50))) if kind == "bad-month" else None
+            first = nir_first_thirteen(rng, month=month)
+            if kind == "bad-sex-digit":
+                first = rng.choice("5690") + first[1:]
+            elif kind == "order-000":
+                first = first[:10] + "000"
+            key = nir_key(first)
+            if kind == "wrong-key":
+                key = rng.choice(["%02d" % k for k in range(1, 98) if "%02d" % k != key])
+            value = nir_written(first + key, ordinal % 2 == 1)
+            if kind == "digit-count":  # a digit of the commune or order number more or less, key recomputed
+                at = rng.randint(7, 12)
+                first = first[:at] + rng.choice(DIGITS) + first[at:] if ordinal % 2 else first[:at] + first[at + 1:]
+                value = first + nir_key(first[:13])
+            if not is_valid_card(value.replace(" ", "")):
+                return value
+    return generate
+
+
+def bsn_invalid(kind: str) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        if kind == "all-zeros":  # passes the elfproef's sum, but is no number
+            digits = "0" * 9
+        else:
+            valid = bsn_digits(rng, leading_zero=ordinal % 7 == 6)
+            digits = valid[:8] + rng.choice(DIGITS.replace(valid[8], ""))
+        return bsn_written(digits, ordinal % 2 == 1)
+    return generate
+
+
+def bsn_without_context(kind: str) -> ValueGenerator:
+    """A valid BSN, which counts only after a context word."""
+    return bsn_format(kind)
+
+
+SE_PIN_FORMS = ("dash", "plus", "twelve-dash", "twelve-digits", "ten-digits")
+
+
+def se_pin_invalid(kind: str) -> ValueGenerator:
+    """A personnummer with a wrong check digit or an impossible date (the Luhn digit right),
+    in each written form; never a Finnish code either."""
+    def generate(rng: Random, ordinal: int) -> str:
+        form = SE_PIN_FORMS[ordinal % len(SE_PIN_FORMS)]
+        while True:
+            if kind == "wrong-check":
+                valid = se_pin_number(rng, form, coordination=ordinal % 5 == 4)
+                value = valid[:-1] + rng.choice(DIGITS.replace(valid[-1], ""))
+            else:
+                year = rng.randint(*SE_PIN_FORM_YEARS[form])
+                month, day = ((rng.choice((0, 13, 15, 19, 20, 31, 42, 99)), rng.randint(1, 28)),  # no month
+                              (2, rng.choice((30, 31, 90, 91))),  # 30 or 31 February, or those + 60
+                              (rng.choice((4, 6, 9, 11)), rng.choice((31, 91))),
+                              (2, rng.choice((29, 89))),  # 29 February of a year that is not a leap year
+                              (rng.randint(1, 12), rng.choice((0, 32, 45, 60, 92, 99))))[ordinal // 5 % 5]
+                if day in (29, 89):
+                    year = rng.choice([y for y in range(*SE_PIN_FORM_YEARS[form]) if y % 4])
+                value = se_pin_from_parts(year, month, day, rng.randint(1, 999), form)
+            if not is_valid_se_pin(value) and not is_valid_fi_code(value):
+                return value
+    return generate
+
+
+def se_pin_without_context(kind: str) -> ValueGenerator:
+    """A valid personnummer, which counts only after a context word; never a Finnish code."""
+    def generate(rng: Random, ordinal: int) -> str:
+        while True:
+            value = se_pin_format(*{"ten-digits-dash": ("dash", "plus"),
+                                    "twelve-digits": ("twelve-dash", "twelve-digits"),
+                                    "ten-digits": ("ten-digits",)}[kind])(rng, ordinal)
+            if not is_valid_fi_code(value):
+                return value
+    return generate
 
 
 @dataclass(frozen=True)
@@ -2044,11 +2414,21 @@ NEGATIVE_VARIANTS = (
     *(NegativeVariant("fi_code_invalid", kind, fi_code_invalid(kind), "FI_PERSONAL_IDENTITY_CODE")
       for kind in ("wrong-check", "bad-date", "bad-individual-number", "unknown-century-sign")),
     NegativeVariant("fi_code_without_context", "lowercase", fi_code_lowercase),
+    NegativeVariant("fi_code_without_context", "dash", fi_code_dash_without_context),
+    *(NegativeVariant("nir_invalid", kind, nir_invalid(kind), "FR_NIR")
+      for kind in ("wrong-key", "bad-sex-digit", "bad-month", "order-000", "digit-count")),
+    *(NegativeVariant("bsn_invalid", kind, bsn_invalid(kind), "NL_BSN") for kind in ("wrong-check", "all-zeros")),
+    *(NegativeVariant("bsn_without_context", kind, bsn_without_context(kind)) for kind in ("compact", "dotted")),
+    *(NegativeVariant("personnummer_invalid", kind, se_pin_invalid(kind), "SE_PERSONAL_IDENTITY_NUMBER")
+      for kind in ("wrong-check", "bad-date")),
+    *(NegativeVariant("personnummer_without_context", kind, se_pin_without_context(kind))
+      for kind in ("ten-digits-dash", "twelve-digits", "ten-digits")),
 )
 NEGATIVE_CATEGORIES = tuple(dict.fromkeys(v.category for v in NEGATIVE_VARIANTS))
 # Negatives that are only negative for want of a context word never go next to one.
 CONTEXT_SENSITIVE_NEGATIVES = ("bare_number", "nino_without_context", "nif_without_context",
-                               "nie_without_context", "pesel_without_context", "fi_code_without_context")
+                               "nie_without_context", "pesel_without_context", "fi_code_without_context",
+                               "bsn_without_context", "personnummer_without_context")
 
 
 # ---------------------------------------------------------------------------------------
@@ -2139,7 +2519,7 @@ SECRET_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITHUB_
 
 # The national identifiers' sentences in their own languages: (sentences with a context word of
 # the type within CONTEXT_WINDOW bytes before the value, sentences with none of its context
-# words). A PESEL always needs its word.
+# words). A PESEL, a BSN and a personnummer always need their word.
 NATIONAL_ID_FRAMES = {
     "UK_NINO": ((
         "My National Insurance number is {v}.",
@@ -2219,6 +2599,37 @@ NATIONAL_ID_FRAMES = {
         "{v} löytyy rekisteristä.",
         "Onko {v} oikein?",
     )),
+    "FR_NIR": ((
+        "Mon numéro de sécurité sociale est le {v}.",
+        "NIR : {v}",
+        "Merci de mettre à jour le NIR de l'assuré ({v}).",
+        "N° INSEE {v} — à vérifier avec la CPAM.",
+        "Carte Vitale : {v}, mutuelle à jour.",
+        "Numéro de sécu {v}, à reporter sur la feuille de soins.",
+        "securite sociale: {v} (formulaire sans accents)",
+    ), (
+        "Assuré : Jean Dupont, {v}.",
+        "Merci de supprimer {v} du dossier patient.",
+        "Bénéficiaire {v}, remboursement du 12 mars.",
+        "{v} figure sur l'attestation de droits.",
+        "Identifiant de l'assurée : {v}",
+    )),
+    "NL_BSN": ((
+        "Mijn BSN is {v}.",
+        "BSN: {v}",
+        "Burgerservicenummer van de klant: {v}",
+        "Graag het burgerservicenummer {v} controleren.",
+        "Patiënt met BSN {v} is vandaag opgenomen.",
+        "Kun je het BSN-nummer {v} uit het dossier halen?",
+    ), ()),
+    "SE_PERSONAL_IDENTITY_NUMBER": ((
+        "Mitt personnummer är {v}.",
+        "Personnummer: {v}",
+        "Patientens personnr {v} — kontrollera journalen.",
+        "Pnr {v}, inskriven i dag.",
+        "Uppdatera pnr till {v}, tack.",
+        "Kan du kontrollera personnummer {v} i registret?",
+    ), ()),
 }
 # Noun phrases for the mixed-language sentences of FRAMES_NOUN_BEFORE and FRAMES_ANY: with a
 # context word of the type, and without.
@@ -2233,6 +2644,10 @@ NATIONAL_ID_NOUNS = {
     "PL_PESEL": (("PESEL", "numer PESEL", "nr PESEL", "pesel"), ()),
     "FI_PERSONAL_IDENTITY_CODE": (("henkilötunnus", "hetu", "HETU", "personbeteckning", "personal identity code"),
                                   ("tunniste", "ID")),
+    "FR_NIR": (("NIR", "numéro INSEE", "numéro de sécurité sociale", "numéro de sécu", "carte Vitale"),
+               ("identifiant", "numéro d'assuré")),
+    "NL_BSN": (("BSN", "burgerservicenummer", "BSN-nummer", "sofinummer"), ()),
+    "SE_PERSONAL_IDENTITY_NUMBER": (("personnummer", "Personnummer", "pnr", "personnr", "samordningsnummer"), ()),
 }
 # The share of national identifier sentences in their own language; the rest mix languages.
 NATIONAL_ID_OWN_LANGUAGE = 0.75
@@ -2287,6 +2702,19 @@ NEGATIVE_FRAMES = {
                               "Order {v} shipped today.", "Tracking number {v}"),
     "fi_code_invalid": ("Henkilötunnus {v} on virheellinen.", "Hetu {v}: tarkistusmerkki ei täsmää.",
                         "Personbeteckningen {v} är ogiltig.", "Tarkista {v} lomakkeelta."),
+    "nir_invalid": ("Le NIR {v} est refusé par la CPAM.",
+                    "Numéro de sécurité sociale {v} : clé de contrôle incorrecte.",
+                    "Carte Vitale {v} rejetée, vérifiez le numéro.", "Vérifiez le numéro {v} sur l'attestation.",
+                    "Formulaire refusé : {v}"),
+    "bsn_invalid": ("BSN {v} is ongeldig.", "Burgerservicenummer {v} faalt de elfproef.",
+                    "Controleer nummer {v} op het formulier.", "Afgewezen: {v}"),
+    "bsn_without_context": ("Ordernummer {v} is verzonden.", "Order {v} shipped today.", "Factuur {v} is betaald.",
+                            "Zending {v} is onderweg."),
+    "personnummer_invalid": ("Personnummer {v} är ogiltigt.", "Pnr {v}: kontrollsiffran stämmer inte.",
+                             "Personnummer {v} avvisades av Skatteverket.", "Kontrollera {v} i formuläret.",
+                             "Avvisat: {v}"),
+    "personnummer_without_context": ("Order {v} skickades i dag.", "Faktura {v} är betald.",
+                                     "Ärende {v} stängdes igår.", "Referens {v} bekräftad."),
 }
 GENERIC_NEGATIVE_FRAMES = (
     "Please ignore {v} in the log.",
@@ -2383,6 +2811,8 @@ def national_id_frame(rng: Random, fmt: PositiveFormat, value: str) -> tuple[str
     """A sentence and noun for a national identifier: in its own language mostly, with a
     context word of its type when the format or the value needs one, without any when the
     format says so."""
+    if fmt.frames:
+        return rng.choice(fmt.frames), ""
     context = "with" if needs_context(fmt.entity_type, value) else fmt.context
     if context == "any":
         context = rng.choice(("with", "without"))
@@ -2521,12 +2951,22 @@ def label_problems(data: bytes, label: Label, strict_findings: set[Finding]) -> 
     if label.context_free and has_context_word(data, label.begin, CONTEXT_WORDS[label.entity_type], strict=False):
         problems.append("%s %r of a format without context has a context word near it"
                         % (label.entity_type, value))
-    rival = RIVAL_TYPE.get(label.entity_type)
     rival_matters = needs_context(label.entity_type, value) or (
-        label.entity_type == "PHONE_NUMBER" and NHS_SHAPE.search(value))
-    if rival and rival_matters and has_context_word(data, label.begin, CONTEXT_WORDS[rival], strict=False):
-        problems.append("%s %r has a %s context word near it" % (label.entity_type, value, rival))
+        label.entity_type == "PHONE_NUMBER" and NHS_SHAPE.search(value)) or (
+        label.entity_type == "FI_PERSONAL_IDENTITY_CODE")  # a Swedish word near it would exclude it
+    for rival in RIVAL_TYPES.get(label.entity_type, ()) if rival_matters else ():
+        if has_context_word(data, label.begin, rival_context_words(label.entity_type, rival), strict=False):
+            problems.append("%s %r has a %s context word near it" % (label.entity_type, value, rival))
     return problems
+
+
+def rival_context_words(entity_type: str, rival: str) -> tuple[str, ...]:
+    """The words that would make a label's value read as its rival's. A BSN's or a
+    personnummer's rival phone number is a national one ("0112189876" after "Tel."), which
+    counts after any national phone word."""
+    if rival == "PHONE_NUMBER" and entity_type in ("NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER"):
+        return NATIONAL_PHONE_CONTEXT_WORDS
+    return CONTEXT_WORDS[rival]
 
 
 def self_check(record: Record) -> list[str]:
@@ -2673,10 +3113,29 @@ def neighbour_ssn_date(rng: Random, b: TextBuilder) -> None:
     b.text(" %02d/%02d/%d" % (rng.randint(1, 12), rng.randint(1, 28), rng.randint(1940, 2005)))
 
 
+def neighbour_nir_after_date(rng: Random, b: TextBuilder) -> None:
+    """A row of a list of patients: name, birth date, the grouped NIR that encodes its year and
+    month (the date's '/' keeps its year from continuing the NIR's groups)."""
+    date = random_date(rng, 1940, 2005)
+    b.text("%s %s %s " % (rng.choice(LAST_NAMES).upper(), rng.choice(FIRST_NAMES).capitalize(),
+                          date.strftime("%d/%m/%Y")))
+    b.entity("FR_NIR", "nir-after-date", nir_written(nir_number(rng, year=date.year % 100, month=date.month), True))
+    b.text(rng.choice((" (régime général)", " — ALD", ".", "")))
+
+
+def neighbour_nir_amount(rng: Random, b: TextBuilder) -> None:
+    """A grouped NIR before an amount: a group after the NIR's last, shorter one, does not
+    continue it."""
+    b.text(rng.choice(("Remboursement ", "Assuré ", "NIR ", "Carte Vitale ")))
+    b.entity("FR_NIR", "nir-amount", nir_written(nir_number(rng), True))
+    b.text(" %d,%02d €%s" % (rng.randint(1, 250), rng.randint(0, 99),
+                             rng.choice(("", " remboursés", " (tiers payant)"))))
+
+
 NEIGHBOUR_LAYOUTS: tuple[Callable[[Random, TextBuilder], None], ...] = (
     neighbour_card_expiry_cvv, neighbour_card_after_count, neighbour_card_after_expiry,
     neighbour_card_cvv, neighbour_amex_expiry, neighbour_iban_after_count, neighbour_iban_amount,
-    neighbour_ssn_date,
+    neighbour_ssn_date, neighbour_nir_after_date, neighbour_nir_amount,
 )
 
 
@@ -2976,12 +3435,30 @@ def typographic_secret_full_width(rng: Random, b: TextBuilder) -> None:
     b.text(rng.choice(("。", "（削除してください）", "")))
 
 
+def typographic_nir_space(rng: Random, b: TextBuilder) -> None:
+    """A NIR grouped by no-break or narrow no-break spaces, as French word processors print it."""
+    b.text(rng.choice(("N° de sécurité sociale\u00a0: ", "NIR\u00a0: ", "Carte Vitale ", "Assuré(e) ")))
+    nir = nir_written(nir_number(rng, rng.choice(("standard", "standard", "corsica"))), True)
+    b.entity("FR_NIR", "nir-typographic-space", nir.replace(" ", rng.choice(TYPOGRAPHIC_SPACES)))
+    b.text(rng.choice((".", "\u00a0; merci.", "", " (régime général)")))
+
+
+def typographic_personnummer_dash(rng: Random, b: TextBuilder) -> None:
+    """A personnummer whose dash a word processor made an en dash, a non-breaking hyphen or a
+    minus sign."""
+    b.text(rng.choice(("Personnummer: ", "Pnr ", "Mitt personnummer är ", "Personnummer\u00a0: ")))
+    value = se_pin_format("dash", "twelve-dash")(rng, rng.randrange(2))
+    b.entity("SE_PERSONAL_IDENTITY_NUMBER", "personnummer-typographic-dash",
+             value.replace("-", rng.choice(TYPOGRAPHIC_DASHES)))
+    b.text(rng.choice((".", ", tack.", "")))
+
+
 TYPOGRAPHIC_LAYOUTS: tuple[Callable[[Random, TextBuilder], None], ...] = (
     typographic_card_space, typographic_card_dash, typographic_card_full_width, typographic_iban_space,
     typographic_iban_lowercase, typographic_ssn, typographic_ssn_full_width, typographic_phone,
     typographic_phone_full_width, typographic_phone_nine_digits, typographic_email_full_width,
     typographic_email_typed_full_width, typographic_iban_full_width, typographic_phone_ideographic_space,
-    typographic_secret_full_width,
+    typographic_secret_full_width, typographic_nir_space, typographic_personnummer_dash,
 )
 
 

@@ -29,8 +29,9 @@ ALL_TYPES = (
     "UK_NHS", "CRYPTO", "MEDICAL_LICENSE", "POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY",
     "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY", "URL_CREDENTIALS",
     "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
+    "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER",
 )
-NATIONAL_ID_TYPES = ALL_TYPES[-6:]
+NATIONAL_ID_TYPES = ALL_TYPES[-9:]
 # The hard negatives of the European national identifiers' specification, spelled out here too.
 NATIONAL_ID_NEGATIVE_VARIANTS = {
     ("nino_invalid", "forbidden-prefix"), ("nino_invalid", "bad-suffix"), ("nino_invalid", "digit-count"),
@@ -46,6 +47,21 @@ NATIONAL_ID_NEGATIVE_VARIANTS = {
     ("fi_code_invalid", "wrong-check"), ("fi_code_invalid", "bad-date"),
     ("fi_code_invalid", "bad-individual-number"), ("fi_code_invalid", "unknown-century-sign"),
     ("fi_code_without_context", "lowercase"),
+    ("nir_invalid", "wrong-key"), ("nir_invalid", "bad-sex-digit"), ("nir_invalid", "bad-month"),
+    ("nir_invalid", "order-000"), ("nir_invalid", "digit-count"),
+    ("bsn_invalid", "wrong-check"), ("bsn_invalid", "all-zeros"), ("bsn_without_context", "compact"),
+    ("bsn_without_context", "dotted"),
+    ("personnummer_invalid", "wrong-check"), ("personnummer_invalid", "bad-date"),
+    ("personnummer_without_context", "ten-digits-dash"), ("personnummer_without_context", "twelve-digits"),
+    ("personnummer_without_context", "ten-digits"),
+}
+# What each national identifier's "without context" hard negatives are valid as (they are
+# negatives only for want of a context word); every other national identifier negative is
+# valid as none.
+WITHOUT_CONTEXT_VALID_AS = {
+    "nino_without_context": {"UK_NINO"}, "nif_without_context": {"ES_NIF"}, "nie_without_context": {"ES_NIE"},
+    "pesel_without_context": {"PL_PESEL"}, "fi_code_without_context": {"FI_PERSONAL_IDENTITY_CODE"},
+    "bsn_without_context": {"NL_BSN"}, "personnummer_without_context": {"SE_PERSONAL_IDENTITY_NUMBER"},
 }
 
 # Example IBANs of the SWIFT IBAN registry, one per country the corpus uses.
@@ -284,7 +300,9 @@ class ChecksumTest(unittest.TestCase):
         for code in ("131052-308T", "020502A123T", "131052-308t"):
             self.assertTrue(gen.is_valid_fi_code(code), code)
         self.assertTrue(gen.needs_context("FI_PERSONAL_IDENTITY_CODE", "131052-308t"))  # lowercase
-        self.assertFalse(gen.needs_context("FI_PERSONAL_IDENTITY_CODE", "131052-308T"))
+        # '-' or '+' for the century: the shape of a date-numbered reference, only after a word.
+        self.assertTrue(gen.needs_context("FI_PERSONAL_IDENTITY_CODE", "131052-308T"))
+        self.assertFalse(gen.needs_context("FI_PERSONAL_IDENTITY_CODE", "020502A123T"))
         for sign in "+-YXWVUABCDEF":
             code = "010594%s123" % sign
             self.assertTrue(gen.is_valid_fi_code(code + gen.fi_check_character("010594123")), code)
@@ -302,6 +320,97 @@ class ChecksumTest(unittest.TestCase):
                      "131052-900" + gen.fi_check_character("131052900"),
                      "131052-999" + gen.fi_check_character("131052999")):
             self.assertFalse(gen.is_valid_fi_code(code), code)
+
+    def test_fr_nir(self):
+        # The specification's example "1 85 05 78 006 084 36" has a wrong key: 97 - 1850578006084 mod 97 is 91.
+        self.assertEqual(gen.nir_key("1850578006084"), "91")
+        self.assertEqual(97 - 1850578006084 % 97, 91)
+        # Corsica: 2A read as 19, 2B as 18 (keys computed here from the numbers so read).
+        self.assertEqual(gen.nir_key("293052A123456"), "%02d" % (97 - 2930519123456 % 97))
+        self.assertEqual(gen.nir_key("293052B123456"), "%02d" % (97 - 2930518123456 % 97))
+
+        def with_key(first_thirteen: str) -> str:
+            return first_thirteen + gen.nir_key(first_thirteen)
+        for nir in ("185057800608491", "1 85 05 78 006 084 91", with_key("293052A123456"), with_key("293052B123456"),
+                    gen.grouped(with_key("293052A123456"), gen.NIR_GROUPS, " "),
+                    with_key("2850599001001"),  # department 99 (born abroad), order 001
+                    with_key("7852078006084"), with_key("8853078006084"), with_key("3854278006084"),
+                    with_key("4855078006084"), with_key("1859978006084"),  # INSEE's unknown months
+                    with_key("1850501001999"), with_key("1000101000001")):
+            self.assertTrue(gen.is_valid_nir(nir), nir)
+        for nir in ("185057800608436", "1 85 05 78 006 084 36",  # wrong keys
+                    with_key("5850578006084"), with_key("6850578006084"), with_key("9850578006084"),
+                    with_key("0850578006084"),  # sex digits 5, 6, 9, 0
+                    with_key("1851378006084"), with_key("1851978006084"), with_key("1854378006084"),
+                    with_key("1854978006084"), with_key("1850078006084"), with_key("1852178006084"),  # months
+                    with_key("1850578006000"),  # order number 000
+                    with_key("1850500006084"),  # department 00
+                    with_key("293052A123456").replace("A", "a"), "293052C12345676",  # lowercase, not Corsica
+                    "18505780060849", "1850578006084911",  # 14 and 16 digits
+                    "1 85 05 78 006 08491", "1 8505 78 006 084 91", "185 05 78 006 084 91", "1-85-05-78-006-084-91",
+                    "1  85 05 78 006 084 91"):
+            self.assertFalse(gen.is_valid_nir(nir), nir)
+        self.assertFalse(gen.needs_context("FR_NIR", "185057800608491"))
+        for text, found in (("Assuré : 1 85 05 78 006 084 91.", True), ("NIR 185057800608491", True),
+                            ("Le NIR 1 85 05 78 006 084 36 est refusé.", False)):
+            data = text.encode()
+            self.assertEqual({f[0] for f in gen.findings(data, gen.candidates(data), strict=True)} == {"FR_NIR"},
+                             found, text)
+
+    def test_nl_bsn(self):
+        self.assertEqual(gen.bsn_check_digit("12345678"), "2")
+        self.assertIsNone(gen.bsn_check_digit("00000005"))  # the weighted sum is 10 mod 11: no last digit passes
+        for bsn in ("123456782", "1234.56.782", "111222333", "012345672", "0123.45.672"):
+            self.assertTrue(gen.is_valid_bsn(bsn), bsn)
+        for bsn in ("123456781", "1234.56.781", "000000000", "0000.00.000", "12345678", "1234567820",
+                    "123.456.782", "1234 56 782", "1234-56-782", "12.345.67.82"):
+            self.assertFalse(gen.is_valid_bsn(bsn), bsn)
+        self.assertTrue(gen.needs_context("NL_BSN", "123456782"))
+        for text, found in (("BSN 123456782", True), ("Mijn burgerservicenummer is 1234.56.782.", True),
+                            ("sofinummer: 111222333", True), ("Het sofi-nummer 111222333", True),
+                            ("Factuur 123456782", False), ("BSN 123456781", False)):
+            data = text.encode()
+            self.assertEqual({f[0] for f in gen.findings(data, gen.candidates(data), strict=True)} == {"NL_BSN"},
+                             found, text)
+
+    def test_se_personal_identity_number(self):
+        self.assertEqual(gen.luhn_check_digit("811218987"), "6")  # the specification's example
+        for pin in ("811218-9876", "811218+9876", "19811218-9876", "198112189876", "8112189876",
+                    "811278-9873", "19811278-9873",  # samordningsnummer: day 18 + 60
+                    gen.se_pin_from_parts(2000, 2, 29, 123, "dash"),  # 2000 was a leap year
+                    gen.se_pin_from_parts(1904, 2, 29, 123, "plus"),
+                    gen.se_pin_from_parts(2000, 2, 29, 123, "twelve-digits"),
+                    gen.se_pin_from_parts(2024, 2, 89, 123, "dash"),  # 29 February + 60
+                    gen.se_pin_from_parts(1981, 12, 91, 987, "twelve-dash")):  # 31 December + 60
+            self.assertTrue(gen.is_valid_se_pin(pin), pin)
+        for pin in ("811218-9875", "811218+9870", "19811218-9875", "198112189877", "8112189875",  # check digits
+                    gen.se_pin_from_parts(1981, 13, 18, 987, "dash"), gen.se_pin_from_parts(1981, 0, 18, 987, "dash"),
+                    gen.se_pin_from_parts(1981, 2, 30, 987, "dash"), gen.se_pin_from_parts(1981, 4, 31, 987, "dash"),
+                    gen.se_pin_from_parts(1981, 2, 29, 987, "twelve-digits"),
+                    gen.se_pin_from_parts(1900, 2, 29, 123, "plus"),  # "000229+": 1900 (or 1800), no leap year
+                    gen.se_pin_from_parts(1900, 2, 29, 123, "twelve-dash"),
+                    gen.se_pin_from_parts(1981, 12, 0, 987, "dash"), gen.se_pin_from_parts(1981, 12, 32, 987, "dash"),
+                    gen.se_pin_from_parts(1981, 12, 60, 987, "dash"), gen.se_pin_from_parts(1981, 12, 92, 987, "dash"),
+                    gen.se_pin_from_parts(1981, 2, 90, 987, "dash"),  # 30 February + 60
+                    "811218 9876", "811218--9876", "81121-89876", "1981121-89876", "8112189876 ", "81121898760"):
+            self.assertFalse(gen.is_valid_se_pin(pin), pin)
+        self.assertTrue(gen.needs_context("SE_PERSONAL_IDENTITY_NUMBER", "19811218-9876"))
+        # "120514-0245" is a personnummer (14 May 2012) and a Finnish code (12 May 1914) as well.
+        self.assertTrue(gen.is_valid_se_pin("120514-0245"))
+        self.assertTrue(gen.is_valid_fi_code("120514-0245"))
+        for text, types in (("Personnummer: 811218-9876", {"SE_PERSONAL_IDENTITY_NUMBER"}),
+                            ("pnr 198112189876", {"SE_PERSONAL_IDENTITY_NUMBER"}),
+                            ("Samordningsnummer 811278-9873", {"SE_PERSONAL_IDENTITY_NUMBER"}),
+                            ("Order 811218-9876", set()),
+                            # After a Swedish word a Finnish-shaped personnummer is Swedish only ...
+                            ("Mitt personnummer är 120514-0245.", {"SE_PERSONAL_IDENTITY_NUMBER"}),
+                            ("personnr: 120514-0245", {"SE_PERSONAL_IDENTITY_NUMBER"}),
+                            # ... and nothing without a word ('-' needs a Finnish one); with a
+                            # Finnish word, Finnish only.
+                            ("Kund: 120514-0245", set()),
+                            ("Hetu 120514-0245", {"FI_PERSONAL_IDENTITY_CODE"})):
+            data = text.encode()
+            self.assertEqual({f[0] for f in gen.findings(data, gen.candidates(data), strict=True)}, types, text)
 
     def test_ssn_and_itin_ranges(self):
         for ssn in ("123-45-6789", "123 45 6789", "123456789", "899-99-9999", "001-01-0001"):
@@ -480,8 +589,22 @@ class NationalIdTest(unittest.TestCase):
             self.assertGreaterEqual(len([v for v in gen.NEGATIVE_VARIANTS if v.context_type == entity_type]), 2,
                                     entity_type)
         self.assertTrue({f.context for f in gen.POSITIVE_FORMATS} <= {"any", "with", "without"})
-        for entity_type in ("ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "FI_PERSONAL_IDENTITY_CODE", "UK_NINO"):
+        for entity_type in ("ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "FI_PERSONAL_IDENTITY_CODE", "UK_NINO", "FR_NIR"):
             self.assertIn("without", {f.context for f in gen.POSITIVE_FORMATS if f.entity_type == entity_type})
+        for entity_type in ("PL_PESEL", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER"):  # context required
+            self.assertEqual({f.context for f in gen.POSITIVE_FORMATS if f.entity_type == entity_type}, {"with"})
+        # The written forms of the specification, each in a format of its own.
+        forms = {"FR_NIR": (r"[0-9]{15}", r"[0-9]( [0-9]{2}){3}( [0-9]{3}){2} [0-9]{2}", r"[0-9]{5}2[AB][0-9]{8}",
+                            r"[0-9] [0-9]{2} [0-9]{2} 2[AB] [0-9]{3} [0-9]{3} [0-9]{2}"),
+                 "NL_BSN": (r"[0-9]{9}", r"[0-9]{4}\.[0-9]{2}\.[0-9]{3}"),
+                 "SE_PERSONAL_IDENTITY_NUMBER": (r"[0-9]{6}-[0-9]{4}", r"[0-9]{6}\+[0-9]{4}", r"[0-9]{8}-[0-9]{4}",
+                                                 r"[0-9]{12}", r"[0-9]{10}")}
+        rng = gen.Random(5)
+        for entity_type, patterns in forms.items():
+            values = [f.generate(rng, ordinal) for f in gen.POSITIVE_FORMATS if f.entity_type == entity_type
+                      for ordinal in range(12)]
+            for pattern in patterns:
+                self.assertTrue([v for v in values if re.fullmatch(pattern, v)], (entity_type, pattern))
         self.assertEqual(NATIONAL_ID_NEGATIVE_VARIANTS - {(v.category, v.name) for v in gen.NEGATIVE_VARIANTS},
                          set())
         rng = gen.Random(3)
@@ -495,10 +618,17 @@ class NationalIdTest(unittest.TestCase):
                 for ordinal in range(40):
                     value = variant.generate(rng, ordinal)
                     valid = {t for t in NATIONAL_ID_TYPES if gen.VALIDATORS[t](value)}
-                    expected = {"nino_without_context": {"UK_NINO"}, "nif_without_context": {"ES_NIF"},
-                                "nie_without_context": {"ES_NIE"}, "pesel_without_context": {"PL_PESEL"},
-                                "fi_code_without_context": {"FI_PERSONAL_IDENTITY_CODE"}}
-                    self.assertEqual(valid, expected.get(variant.category, set()), (variant, value))
+                    self.assertEqual(valid, WITHOUT_CONTEXT_VALID_AS.get(variant.category, set()), (variant, value))
+                    self.assertFalse(gen.is_valid_card(value.replace(" ", "")), (variant, value))
+        # A personnummer of the "finnish-shaped" format is a Finnish code as well, of the others
+        # by chance only; NIRs are never card numbers as well.
+        for fmt in gen.POSITIVE_FORMATS:
+            for ordinal in range(40):
+                value = fmt.generate(rng, ordinal)
+                if fmt.name == "finnish-shaped":
+                    self.assertTrue(gen.is_valid_fi_code(value), value)
+                if fmt.entity_type == "FR_NIR":
+                    self.assertFalse(gen.is_valid_card(value), value)
 
     def test_frames_hold_the_context_they_promise(self):
         for entity_type, (with_context, without_context) in gen.NATIONAL_ID_FRAMES.items():
@@ -517,7 +647,24 @@ class NationalIdTest(unittest.TestCase):
                 self.assertTrue(gen.has_context_word(noun.encode(), len(noun.encode()), words, strict=True), noun)
             for noun in without_nouns:
                 self.assertFalse(any(word in noun.lower() for word in words), noun)
-        self.assertEqual(gen.NATIONAL_ID_FRAMES["PL_PESEL"][1], ())  # a PESEL always needs its word
+        for entity_type in ("PL_PESEL", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER"):  # they always need their word
+            self.assertEqual(gen.NATIONAL_ID_FRAMES[entity_type][1], ())
+            self.assertEqual(gen.NATIONAL_ID_NOUNS[entity_type][1], ())
+        # A format's own sentences hold a context word of its type when the format promises one.
+        for fmt in gen.POSITIVE_FORMATS:
+            self.assertTrue(not fmt.frames or fmt.context == "with", fmt.name)
+            for frame in fmt.frames:
+                data = frame.split("{v}")[0].encode()
+                words = gen.CONTEXT_WORDS[fmt.entity_type]
+                self.assertTrue(gen.has_context_word(data, len(data), words, strict=True), frame)
+        # No Finnish sentence holds a Swedish word (it would exclude the Finnish code), and no
+        # Swedish one a Finnish word.
+        for entity_type, rival in (("FI_PERSONAL_IDENTITY_CODE", "SE_PERSONAL_IDENTITY_NUMBER"),
+                                   ("SE_PERSONAL_IDENTITY_NUMBER", "FI_PERSONAL_IDENTITY_CODE")):
+            rival_words = gen.CONTEXT_WORDS[rival]
+            with_context, without_context = gen.NATIONAL_ID_FRAMES[entity_type]
+            for text in with_context + without_context + sum(gen.NATIONAL_ID_NOUNS[entity_type], ()):
+                self.assertFalse([w for w in rival_words if w in text.lower()], text)
         # Sentences of negatives that are negative for want of a context word hold none at all.
         for category in gen.CONTEXT_SENSITIVE_NEGATIVES:
             for frame in gen.NEGATIVE_FRAMES[category] + gen.GENERIC_NEGATIVE_FRAMES:
@@ -528,9 +675,19 @@ class NationalIdTest(unittest.TestCase):
               positive_record("Ref AB 12 34 56 C.", ("UK_NINO", "AB 12 34 56 C")),
               positive_record("Pacjent (PESEL 44051401359) prosi o wypis.", ("PL_PESEL", "44051401359")),
               positive_record("Borra el DNI 12345678 Z, por favor.", ("ES_NIF", "12345678 Z")),
-              positive_record("Kund: Anna, 131052-308T.", ("FI_PERSONAL_IDENTITY_CODE", "131052-308T")),
+              positive_record("Kund: Anna, hetu 131052-308T.", ("FI_PERSONAL_IDENTITY_CODE", "131052-308T")),
               positive_record("C.F. RSSMRA85T10A562S — X-1234567-L", ("IT_FISCAL_CODE", "RSSMRA85T10A562S"),
-                              ("ES_NIE", "X-1234567-L"))]
+                              ("ES_NIE", "X-1234567-L")),
+              positive_record("Mijn BSN is 1234.56.782.", ("NL_BSN", "1234.56.782")),
+              positive_record("Assuré : 2 93 05 2A 123 456 76, NIR 185057800608491",
+                              ("FR_NIR", "2 93 05 2A 123 456 76"), ("FR_NIR", "185057800608491")),
+              # a Finnish-shaped personnummer after a Swedish word: Swedish only
+              positive_record("Mitt personnummer är 120514-0245.", ("SE_PERSONAL_IDENTITY_NUMBER", "120514-0245")),
+              positive_record("Samordningsnummer: 19811278-9873", ("SE_PERSONAL_IDENTITY_NUMBER", "19811278-9873")),
+              # a grouped NIR after a date (joined by '/') and before an amount (its last group is shorter)
+              positive_record("DUPONT Jean 14/05/1985 1 85 05 78 006 084 91 (régime général)",
+                              ("FR_NIR", "1 85 05 78 006 084 91")),
+              positive_record("Remboursement 1 85 05 78 006 084 91 23,50 €", ("FR_NIR", "1 85 05 78 006 084 91"))]
         for record in ok:
             self.assertEqual(gen.self_check(record), [], record.text)
         wrong = [positive_record("Ref AB123456C", ("UK_NINO", "AB123456C")),  # compact needs its word
@@ -545,7 +702,26 @@ class NationalIdTest(unittest.TestCase):
                  # apart from its letter, a DNI needs its word ("order 12345678 A new...")
                  positive_record("Borra 12345678 Z, por favor.", ("ES_NIF", "12345678 Z")),
                  positive_record("NIF: 12345678Z7", ("ES_NIF", "12345678Z")),
-                 positive_record("Ref X12345678Z", ("ES_NIF", "12345678Z"))]
+                 positive_record("Ref X12345678Z", ("ES_NIF", "12345678Z")),
+                 # a BSN and a personnummer need their word
+                 positive_record("Factuur 123456782 is betaald.", ("NL_BSN", "123456782")),
+                 positive_record("Order 811218-9876", ("SE_PERSONAL_IDENTITY_NUMBER", "811218-9876")),
+                 # nine bare digits after "bsn" and "ssn": a BSN or an SSN (or both)
+                 positive_record("BSN 123456782 (SSN on file)", ("NL_BSN", "123456782")),
+                 positive_record("SSN 123456789, BSN elsewhere", ("US_SSN", "123456789")),
+                 # a personnummer starting with 0 after a phone word is a national number too
+                 positive_record("Pnr 0112189873, Telefon", ("SE_PERSONAL_IDENTITY_NUMBER", "0112189873")),
+                 # no Finnish code near a Swedish word (it is excluded context), no personnummer near a Finnish one
+                 positive_record("Hetu 131052-308T; personnummer saknas", ("FI_PERSONAL_IDENTITY_CODE", "131052-308T")),
+                 positive_record("Personnummer 811218-9876 (hetu?)", ("SE_PERSONAL_IDENTITY_NUMBER", "811218-9876")),
+                 # the Finnish reading of a Finnish-shaped personnummer without its Swedish word
+                 positive_record("Kund: 120514-0245", ("SE_PERSONAL_IDENTITY_NUMBER", "120514-0245")),
+                 # a grouped NIR after a group as long as its first continues a longer grouped number
+                 positive_record("Patient 3 1 85 05 78 006 084 91", ("FR_NIR", "1 85 05 78 006 084 91")),
+                 positive_record("Assuré 185057800608491 3", ("FR_NIR", "185057800608491")),
+                 # a NIR that promises no context word, after "Carte Vitale"
+                 gen.Record("x", "positive", "Carte Vitale 185057800608491",
+                            [gen.Label("FR_NIR", 13, 28, "test", context_free=True)], [])]
         for record in wrong:
             self.assertNotEqual(gen.self_check(record), [], record.text)
         # An unlabelled identifier is an error; so is a context word beside a label that promises none.
@@ -566,15 +742,21 @@ class NationalIdTest(unittest.TestCase):
         other = gen.NegativeSpan("pesel_invalid", "wrong-check", 6, 17, "ES_NIF")
         self.assertNotEqual(gen.self_check(gen.Record("negative-x-0000", "hard_negative", text, [], [other])), [])
         for value in ("NINO QQ123456C", "NI number AB 12 34 56 E", "DNI 12345678A", "NIE A1234567L",
-                      "codice fiscale RSSMRA85T10A562T", "PESEL 44131401353", "hetu 131052-900T"):
+                      "codice fiscale RSSMRA85T10A562T", "PESEL 44131401353", "hetu 131052-900T",
+                      "NIR 1 85 05 78 006 084 36", "NIR 585057800608491", "BSN 123456781", "BSN 000000000",
+                      "personnummer 811218-9875", "personnummer 811232-9872",
+                      "personnummer 120514-0244"):
             self.assertEqual([p for p in gen.self_check(hard_negative_record(value))
                               if "passes a validator" in p or "found but not labelled" in p], [], value)
         for value in ("NINO AB123456C", "PESEL 44051401359", "12345678Z", "X1234567L", "RSSMRA85T10A562S",
-                      "131052-308T", "AB 12 34 56 C"):
+                      "hetu 131052-308T", "020502A123T", "AB 12 34 56 C", "1 85 05 78 006 084 91",
+                      "185057800608491", "BSN 123456782", "personnummer 811218-9876", "hetu 120514-0245"):
             problems = gen.self_check(hard_negative_record(value))
             self.assertTrue([p for p in problems if "found but not labelled" in p], value)
         self.assertFalse([p for p in gen.self_check(hard_negative_record("Voucher AB123456C has expired."))])
         self.assertFalse([p for p in gen.self_check(hard_negative_record("Faktura 44051401359 opłacona."))])
+        for text in ("Factuur 123456782 is betaald.", "Order 811218-9876 skickades i dag.", "Faktura 198112189876"):
+            self.assertFalse([p for p in gen.self_check(hard_negative_record(text))], text)
 
 
 class CorpusTest(unittest.TestCase):
