@@ -250,6 +250,8 @@ DataClass DefaultDataClass(absl::string_view entity_type) {
       {"SE_PERSONAL_IDENTITY_NUMBER", DataClass::kPii},
       {"NL_BSN", DataClass::kPii},
       {"FR_NIR", DataClass::kPii},
+      {"DE_TAX_ID", DataClass::kPii},
+      {"DE_HEALTH_INSURANCE_NUMBER", DataClass::kPii},
       {"CRYPTO", DataClass::kPii},
       {"MEDICAL_LICENSE", DataClass::kPhi},
       {"POLICY_SUITE_KEY", DataClass::kInternal},

@@ -66,7 +66,8 @@ absl::StatusOr<DataClass> DataClassByName(absl::string_view name);
 // The class of an entity type when the policy does not set one: personal data (US_SSN,
 // US_ITIN, CREDIT_CARD, IBAN_CODE, EMAIL_ADDRESS, PHONE_NUMBER, IP_ADDRESS, UK_NHS, UK_NINO,
 // ES_NIF, ES_NIE, IT_FISCAL_CODE, PL_PESEL, FI_PERSONAL_IDENTITY_CODE,
-// SE_PERSONAL_IDENTITY_NUMBER, NL_BSN, FR_NIR, CRYPTO) is kPii,
+// SE_PERSONAL_IDENTITY_NUMBER, NL_BSN, FR_NIR, DE_TAX_ID, DE_HEALTH_INSURANCE_NUMBER, CRYPTO)
+// is kPii,
 // MEDICAL_LICENSE is kPhi, secrets (POLICY_SUITE_KEY, OPENAI_API_KEY, AWS_ACCESS_KEY, GITHUB_TOKEN,
 // SLACK_TOKEN, PRIVATE_KEY, URL_CREDENTIALS) are kInternal, and any other (custom) type is kPii,
 // since a type someone bothered to configure is most likely personal.

@@ -701,7 +701,8 @@ struct ChunkCounts {
 // GITHUB_TOKEN), "sk-" (OPENAI_API_KEY), "AKIA" or "ASIA" (AWS_ACCESS_KEY), two colons
 // (IPv6), seven digits or more (US_SSN, US_ITIN, CREDIT_CARD, PHONE_NUMBER, UK_NHS,
 // MEDICAL_LICENSE, ES_NIF, ES_NIE, PL_PESEL, FI_PERSONAL_IDENTITY_CODE,
-// SE_PERSONAL_IDENTITY_NUMBER, NL_BSN, FR_NIR), six digits in nine
+// SE_PERSONAL_IDENTITY_NUMBER, NL_BSN, FR_NIR, DE_TAX_ID, DE_HEALTH_INSURANCE_NUMBER), six
+// digits in nine
 // bytes or more (UK_NINO), four digits and three dots (IPv4), or a digit in 15 bytes or more
 // (IBAN_CODE, CRYPTO, SLACK_TOKEN, IT_FISCAL_CODE); a chunk holds all of its findings' bytes.
 bool MayHoldFinding(size_t length, const ChunkCounts& c) {

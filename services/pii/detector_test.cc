@@ -243,6 +243,9 @@ std::vector<Sample> Positives() {
       {"FR_NIR", "", "1 85 05 78 006 084 91"},
       {"FR_NIR", "n° de sécurité sociale ", "185057800608491"},
       {"FR_NIR", "NIR ", "290072A12345661"},
+      {"DE_TAX_ID", "Steuer-ID: ", "86095742719"},
+      {"DE_TAX_ID", "IdNr ", "86 095 742 719"},
+      {"DE_HEALTH_INSURANCE_NUMBER", "Krankenversichertennummer ", "A123456780"},
       {"CRYPTO", "", "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2"},
       {"CRYPTO", "", "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy"},
       {"CRYPTO", "", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"},
@@ -853,6 +856,7 @@ TEST(DetectorTest, EuropeanIdentifiersNeedContextWhereTheShapeIsCommon) {
   // An IMEI is no NIR; a NIR of a person being registered (sex 3, 4, 7, 8) needs its word.
   EXPECT_THAT(Found("IMEI: 351504813309347", MinScore(0.0)), IsEmpty());
   EXPECT_THAT(Found("ref 811218-9876, order 123456782", MinScore(0.0)), IsEmpty());
+  EXPECT_THAT(Found("Bestellung 86095742719, Artikel A123456780", MinScore(0.0)), IsEmpty());
   // A list after one word: each value follows a finding with only a list's separators.
   EXPECT_THAT(
       Found("NI numbers for the new starters: PX501233D, HT402985A and KC661903A."),

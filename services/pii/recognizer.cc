@@ -200,6 +200,18 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   // Nine digits pass the elfproef one time in eleven: only after their word.
   add("nl_bsn", "NL_BSN", "[0-9]{9}|[0-9]{4}\\.[0-9]{2}\\.[0-9]{3}", 1.0, "nl_bsn",
       {"bsn", "burgerservicenummer", "sofinummer", "sofi-nummer"}, true);
+  // Eleven digits with a check digit (a PESEL's shape) and a letter with nine digits (an order
+  // code's): only after their words.
+  add("de_tax_id", "DE_TAX_ID", "[1-9][0-9]{10}|[1-9][0-9] [0-9]{3} [0-9]{3} [0-9]{3}", 1.0,
+      "de_tax_id",
+      {"steuer-id", "steuerid", "steuer-identifikationsnummer", "steueridentifikationsnummer",
+       "identifikationsnummer", "idnr", "id-nr"},
+      true, {"+"});
+  add("de_health_insurance_number", "DE_HEALTH_INSURANCE_NUMBER", "[A-Z][0-9]{9}", 1.0,
+      "de_health_insurance_number",
+      {"krankenversichertennummer", "versichertennummer", "versicherten-nr", "kvnr", "kv-nr",
+       "krankenversicherung"},
+      true);
   // Fifteen characters in a fixed layout with a mod-97 key: on their own when they start with
   // the sex digit of nearly everyone (1 or 2) or in the carte Vitale's groups; starting with
   // 3, 4, 7 or 8 (people being registered) they are as often IMEIs ("35...").

@@ -87,7 +87,7 @@ std::vector<std::string> ValidatorNames();
 // The built-in recognizers, one or more per entity type: US_SSN, US_ITIN, CREDIT_CARD,
 // IBAN_CODE, EMAIL_ADDRESS, PHONE_NUMBER, IP_ADDRESS, UK_NHS, UK_NINO, ES_NIF, ES_NIE,
 // IT_FISCAL_CODE, PL_PESEL, FI_PERSONAL_IDENTITY_CODE, SE_PERSONAL_IDENTITY_NUMBER, NL_BSN,
-// FR_NIR, CRYPTO, MEDICAL_LICENSE,
+// FR_NIR, DE_TAX_ID, DE_HEALTH_INSURANCE_NUMBER, CRYPTO, MEDICAL_LICENSE,
 // POLICY_SUITE_KEY, OPENAI_API_KEY (every provider's "sk-" keys), AWS_ACCESS_KEY (access key
 // ids, and secret access keys after a context word), GITHUB_TOKEN, SLACK_TOKEN, PRIVATE_KEY
 // (PEM and OpenPGP blocks, and a block's start up to the end of its base64 when the END

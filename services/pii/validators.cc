@@ -629,6 +629,58 @@ bool IsValidSePersonalIdentityNumber(absl::string_view value) {
   return IsDate(year, d.Number(from + 2, 2), day > 60 ? day - 60 : day);
 }
 
+bool IsValidDeTaxId(absl::string_view value) {
+  std::array<char, 11> c{};
+  if (value.size() == 14) {
+    // "86 095 742 719".
+    for (size_t space : {2, 6, 10}) {
+      if (value[space] != ' ') return false;
+    }
+    size_t n = 0;
+    for (char byte : value) {
+      if (byte != ' ') c[n++] = byte;
+    }
+  } else if (value.size() == 11) {
+    std::copy(value.begin(), value.end(), c.begin());
+  } else {
+    return false;
+  }
+  const absl::string_view digits(c.data(), c.size());
+  if (!AllDigits(digits, 11) || digits[0] == '0') return false;
+  std::array<int, 10> count{};
+  for (size_t i = 0; i < 10; ++i) ++count[static_cast<size_t>(digits[i] - '0')];
+  int repeated = 0;
+  for (int n : count) {
+    if (n > 3) return false;
+    repeated += n > 1 ? 1 : 0;
+  }
+  if (repeated != 1) return false;
+  for (size_t i = 0; i + 2 < 10; ++i) {
+    if (digits[i] == digits[i + 1] && digits[i] == digits[i + 2]) return false;
+  }
+  int product = 10;
+  for (size_t i = 0; i < 10; ++i) {
+    int sum = (digits[i] - '0' + product) % 10;
+    if (sum == 0) sum = 10;
+    product = (2 * sum) % 11;
+  }
+  const int check = (11 - product) % 10;  // 10 -> 0.
+  return digits[10] - '0' == check;
+}
+
+bool IsValidDeHealthInsuranceNumber(absl::string_view value) {
+  if (value.size() != 10 || !IsUpper(value[0]) || !AllDigits(value.substr(1), 9)) return false;
+  const int letter = value[0] - 'A' + 1;
+  std::array<int, 10> digits{letter / 10, letter % 10};
+  for (size_t i = 0; i < 8; ++i) digits[i + 2] = value[i + 1] - '0';
+  int sum = 0;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    const int product = digits[i] * (i % 2 == 0 ? 1 : 2);
+    sum += product > 9 ? product - 9 : product;
+  }
+  return sum % 10 == value[9] - '0';
+}
+
 bool IsValidBitcoinBase58Check(absl::string_view value) {
   static constexpr std::array<int8_t, 256> kAlphabet =
       IndexTable("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz");
@@ -838,6 +890,8 @@ constexpr NamedValidator kValidators[] = {
     {"bitcoin_base58check", IsValidBitcoinBase58Check, 26},
     {"bitcoin_bech32", IsValidBitcoinBech32, 42},
     {"credit_card", IsValidCreditCard, 13},  // Digits.
+    {"de_health_insurance_number", IsValidDeHealthInsuranceNumber, 10},
+    {"de_tax_id", IsValidDeTaxId, 11},
     {"dea", IsValidDeaNumber, 9},
     {"email", IsValidEmail, 6},  // "a@b.cd".
     {"es_nie", IsValidEsNie, 9},

@@ -129,6 +129,17 @@ bool IsValidNlBsn(absl::string_view value);
 // exists (in the 10-digit form, "00" after '+' is 1900).
 bool IsValidSePersonalIdentityNumber(absl::string_view value);
 
+// A German tax identification number (steuerliche Identifikationsnummer): eleven digits,
+// compact or grouped "86 095 742 719"; the first not 0; among the first ten exactly one digit
+// occurs more than once (twice, or three times but not three in a row); the last is the
+// ISO 7064 MOD 11,10 check digit.
+bool IsValidDeTaxId(absl::string_view value);
+
+// A German health insurance number (Krankenversichertennummer): an uppercase letter, eight
+// digits and a check digit: the letter as two digits (A = 01 ... Z = 26) and the eight
+// digits weighted 1 2 1 2 ..., each product's digit sum added, mod 10.
+bool IsValidDeHealthInsuranceNumber(absl::string_view value);
+
 // A legacy Bitcoin address: base58 that decodes to 25 bytes, version 0x00 ('1...', P2PKH) or
 // 0x05 ('3...', P2SH), whose last four bytes are the first four of SHA-256(SHA-256(rest)).
 bool IsValidBitcoinBase58Check(absl::string_view value);
@@ -183,7 +194,8 @@ using Validator = bool (*)(absl::string_view value);
 // The validator called `name` ("luhn", "credit_card", "iban", "us_ssn", "us_itin",
 // "nanp_phone", "international_phone", "national_phone", "nine_digit_phone", "ipv4", "ipv6",
 // "uk_nhs", "uk_nino", "es_nif", "es_nie", "it_fiscal_code", "pl_pesel",
-// "fi_personal_identity_code", "se_personal_identity_number", "nl_bsn", "fr_nir",
+// "fi_personal_identity_code", "se_personal_identity_number", "nl_bsn", "fr_nir", "de_tax_id",
+// "de_health_insurance_number",
 // "bitcoin_base58check", "bitcoin_bech32", "dea", "email",
 // "pem_private_key", "policy_suite_key", "openai_api_key", "aws_access_key",
 // "aws_secret_access_key", "github_token", "slack_token"), or nullptr for an unknown name.

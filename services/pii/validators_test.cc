@@ -432,6 +432,41 @@ TEST(SePersonalIdentityNumberTest, ChecksLuhnAndTheDate) {
   }
 }
 
+TEST(DeTaxIdTest, ChecksTheDigitsAndTheCheck) {
+  for (const char* id :
+       {"86095742719", "86 095 742 719", "12345678911", "98765432198", "12134567895"}) {
+    EXPECT_TRUE(IsValidDeTaxId(id)) << id;
+  }
+  // The check digit of each is right for its first ten.
+  for (const char* id : {
+           "86095742718",  // Check digit.
+           "06095742719",  // First digit 0.
+           "1234567890"
+           "3",  // Ten different digits.
+           "1122345678"
+           "5",  // Two digits repeated.
+           "1112345678"
+           "6",  // One digit three times in a row.
+           "860 95 742 719",
+           "8609574271",
+           "860957427190",
+       }) {
+    EXPECT_FALSE(IsValidDeTaxId(id)) << id;
+  }
+  for (const std::string& wrong : SingleDigitChanges("86095742719")) {
+    EXPECT_FALSE(IsValidDeTaxId(wrong)) << wrong;
+  }
+}
+
+TEST(DeHealthInsuranceNumberTest, ChecksTheDigit) {
+  for (const char* kvnr : {"A123456780", "Z987654321"}) {
+    EXPECT_TRUE(IsValidDeHealthInsuranceNumber(kvnr)) << kvnr;
+  }
+  for (const char* kvnr : {"A123456781", "a123456780", "A12345678", "A1234567801", "AB12345678"}) {
+    EXPECT_FALSE(IsValidDeHealthInsuranceNumber(kvnr)) << kvnr;
+  }
+}
+
 TEST(BitcoinTest, Base58CheckAddresses) {
   for (const char* address :
        {"1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2", "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy",
