@@ -36,12 +36,14 @@ record and its problems.
     a PESEL's century-coded date and weighted check digit; a Finnish henkilötunnus's date,
     century sign, individual number 002-899 and mod-31 check character; a French NIR's sex
     digit, INSEE month, department (Corsica's 2A/2B) and mod-97 key; a Dutch BSN's
-    elfproef; a Swedish personnummer's or samordningsnummer's date and Luhn digit), in each
-    written form of the specification.
+    elfproef; a Swedish personnummer's or samordningsnummer's date and Luhn digit; a German
+    tax identification number's one repeated digit and ISO 7064 MOD 11,10 check digit; a German
+    health insurance number's (KVNR's) letter and weighted check digit), in each written form
+    of the specification.
   * Labels are exact: the span is the value itself, it passes this module's validator for
     its type, a context word lies within the 40 bytes before it when its format needs one
     (bare SSN/ITIN/NANP numbers, NHS numbers, compact National Insurance numbers, PESELs,
-    BSNs, personnummer),
+    BSNs, personnummer, German tax ids and KVNRs),
     no context word of its type lies in the 96 bytes around it when its format promises
     none (the "no-context" formats of the national identifiers), and neither neighbouring
     byte continues it (no adjacent digit, letter or group separator that would make a longer
@@ -58,7 +60,8 @@ record and its problems.
     context word is none (those words are excluded context for the Finnish type). No label has
     a rival context word near it (an NHS number with a phone word, a bare SSN with "itin" or
     "bsn", a BSN with "ssn", a personnummer with "nhs", a phone word or a Finnish word, a
-    Finnish code with a Swedish word, ...), so every label has one right answer.
+    Finnish code with a Swedish word, a German tax id with "pesel" or a phone word, a PESEL
+    with a tax id word, a KVNR with a DEA word, ...), so every label has one right answer.
   * Hard negatives (cards failing Luhn or without an issuer prefix, IBANs with a wrong
     check or length, SSNs out of range, dates, times, order and invoice numbers, version
     strings, UUIDs, git SHAs, prices, ZIP codes, ISBNs, percentages, plain integers, bare
@@ -67,16 +70,17 @@ record and its problems.
     at all, but for the context words of a national identifier's type in the sentence of a
     value that breaks that type's rules ("PESEL 44051401358", "NINO QQ123456C": the word does
     not rescue it). Negatives that are negative only for want of a context word (bare
-    numbers, a compact National Insurance number, a PESEL, a BSN, a personnummer) never share
-    a record with one.
+    numbers, a compact National Insurance number, a PESEL, a BSN, a personnummer, a German
+    tax id, a KVNR) never share a record with one.
   * Texts mix English with German, French and Japanese words and emoji (the national
     identifiers mostly stand in sentences of their own language: English, Spanish, Italian,
-    Polish, Finnish, French, Dutch and Swedish), so byte offsets differ from character
+    Polish, Finnish, French, Dutch, Swedish and German), so byte offsets differ from character
     offsets; values appear at the start and end of texts, in quotes and parentheses and
     before . , ) : and several entities of different types share records. Neighbour records
     (neighbour_records, a random stream of their own) put values beside the short numbers
     and in the layouts of real prompts (a grouped NIR after a birth date or before an amount
-    too); connection-string records (url_credential_records, a stream of their own too) put
+    too, a grouped German tax id after a child's number or before an amount);
+    connection-string records (url_credential_records, a stream of their own too) put
     credentials in URLs beside URLs that hold none; written-phone records
     (written_phone_records, likewise) phone numbers with a trunk prefix in parentheses, dots,
     or as national numbers after a phone word;
@@ -84,8 +88,8 @@ record and its problems.
     no-break, thin, figure and ideographic spaces, hyphens, en dashes and minus signs,
     full-width digits, letters and signs (e-mail addresses, IBANs, AWS key ids and GitHub
     tokens typed full-width, phone words such as "ＴＥＬ："), lowercase IBANs in groups and
-    nine-digit national numbers ("612 345 678"), NIRs grouped by no-break spaces and
-    personnummer with an en dash or a non-breaking hyphen, and hard negatives so written
+    nine-digit national numbers ("612 345 678"), NIRs and German tax ids grouped by no-break
+    spaces and personnummer with an en dash or a non-breaking hyphen, and hard negatives so written
     (en-dash ranges, "1 234,56 €" amounts, full-width order numbers, dates, times, versions
     such as "Ｖｅｒｓｉｏｎ　１．２．３．４", cards failing Luhn and IBANs failing their check,
     nine-digit numbers without a phone word). The scanner reads every text folded as the engine's
@@ -131,12 +135,12 @@ ENTITY_TYPES = (
     "IP_ADDRESS", "UK_NHS", "CRYPTO", "MEDICAL_LICENSE", "POLICY_SUITE_KEY", "OPENAI_API_KEY",
     "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY", "URL_CREDENTIALS",
     "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
-    "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER",
+    "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER",
 )
 # The European national identifiers: written in the sentences of their own language, with and
 # without a context word (see NATIONAL_ID_FRAMES).
 NATIONAL_ID_TYPES = ("UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
-                     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER")
+                     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER")
 
 CONTEXT_WORDS = {
     "US_SSN": ("ssn", "social security", "social-security", "ss#"),
@@ -156,6 +160,10 @@ CONTEXT_WORDS = {
     "FR_NIR": ("nir", "insee", "sécurité sociale", "securite sociale", "numéro de sécu", "carte vitale"),
     "NL_BSN": ("bsn", "burgerservicenummer", "sofinummer", "sofi-nummer"),
     "SE_PERSONAL_IDENTITY_NUMBER": ("personnummer", "personnr", "pnr", "samordningsnummer"),
+    "DE_TAX_ID": ("steuer-id", "steuerid", "steuer-identifikationsnummer", "steueridentifikationsnummer",
+                  "identifikationsnummer", "idnr", "id-nr"),
+    "DE_HEALTH_INSURANCE_NUMBER": ("krankenversichertennummer", "versichertennummer", "versicherten-nr", "kvnr",
+                                   "kv-nr", "krankenversicherung"),
 }
 # A type's value with one of these words as a whole word in the CONTEXT_WINDOW bytes before
 # it is never an entity of the type: a Swedish number after "personnummer" is no Finnish
@@ -172,7 +180,9 @@ ALL_CONTEXT_WORDS = tuple(dict.fromkeys(
 # type may have a context word of one of its rivals near it (see rival_context_words). Nine
 # bare digits are an SSN, an ITIN or a BSN; ten an NHS number, a NANP number or a
 # personnummer (a national number too, when it starts with 0); "YYMMDD-NNNC" a personnummer
-# or a Finnish code.
+# or a Finnish code; eleven a PESEL or a German tax id (whose grouped form "86 295 742 719"
+# ends in a nine-digit national number, "295 742 719"); a letter and digits a DEA number or a
+# KVNR.
 RIVAL_TYPES = {
     "US_SSN": ("US_ITIN", "NL_BSN"),
     "US_ITIN": ("US_SSN", "NL_BSN"),
@@ -181,6 +191,10 @@ RIVAL_TYPES = {
     "NL_BSN": ("US_SSN", "US_ITIN", "PHONE_NUMBER"),
     "SE_PERSONAL_IDENTITY_NUMBER": ("UK_NHS", "PHONE_NUMBER", "FI_PERSONAL_IDENTITY_CODE"),
     "FI_PERSONAL_IDENTITY_CODE": ("SE_PERSONAL_IDENTITY_NUMBER",),
+    "PL_PESEL": ("DE_TAX_ID",),
+    "DE_TAX_ID": ("PL_PESEL", "PHONE_NUMBER"),
+    "MEDICAL_LICENSE": ("DE_HEALTH_INSURANCE_NUMBER",),
+    "DE_HEALTH_INSURANCE_NUMBER": ("MEDICAL_LICENSE",),
 }
 VERSION_PREFIXES = (b"v", b"V", b"version ", b"Version ", b"ver ")
 
@@ -374,6 +388,45 @@ def se_pin_ten_digit_year(two_digits: int, separator: str) -> int:
     read as '-') means under 100 years old, '+' 100 or older; the two readings differ only for
     "00": 2000 was a leap year, 1900 and 1800 were not. No clock is needed."""
     return (1900 if separator == "+" else 2000) + two_digits
+
+
+# German tax identification number (steuerliche Identifikationsnummer): eleven digits, the
+# first not 0; among the first ten exactly one digit value repeated (twice, or three times but
+# not in three consecutive positions); an ISO 7064 MOD 11,10 check digit.
+DE_TAX_ID_GROUPS = (2, 3, 3, 3)
+
+
+def de_tax_id_check_digit(first_ten: str) -> str:
+    """ISO 7064 MOD 11,10: product 10; per digit s = (d + product) mod 10 (0 read as 10),
+    product = 2s mod 11; the check is 11 - product, 10 written as 0."""
+    product = 10
+    for char in first_ten:
+        total = (int(char) + product) % 10 or 10
+        product = 2 * total % 11
+    return str((11 - product) % 10)
+
+
+def de_tax_id_digits_valid(first_ten: str) -> bool:
+    """Exactly one digit value more than once: twice, or three times not in a row."""
+    counts = Counter(first_ten)
+    repeated = [digit for digit, count in counts.items() if count > 1]
+    if len(repeated) != 1:
+        return False
+    digit = repeated[0]
+    return counts[digit] == 2 or (counts[digit] == 3 and digit * 3 not in first_ten)
+
+
+# German health insurance number (Krankenversichertennummer): an uppercase letter, eight
+# digits and a check digit over the letter's two-digit position (A = 01) and the eight digits,
+# weighted 1 2 1 2 ..., each product's digits summed.
+def kvnr_check_digit(letter: str, digits: str) -> str:
+    """The check digit of the letter and the digits after it (eight in a valid number; any
+    number here, the weights going on alternating)."""
+    total = 0
+    for i, char in enumerate("%02d" % (ord(letter) - ord("A") + 1) + digits):
+        product = int(char) * (1 if i % 2 == 0 else 2)
+        total += product // 10 + product % 10
+    return str(total % 10)
 
 
 BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -725,6 +778,9 @@ NIR_GROUPS = (1, 2, 2, 2, 3, 3, 2)
 BSN_SHAPE = re.compile(r"[0-9]{9}|[0-9]{4}\.[0-9]{2}\.[0-9]{3}")
 # YYMMDD or YYYYMMDD, '-', '+' or nothing, birth number and check digit.
 SE_PIN_SHAPE = re.compile(r"([0-9]{2})?([0-9]{2})([0-9]{2})([0-9]{2})([-+]?)([0-9]{3})([0-9])")
+# Compact, or grouped 2 3 3 3 by single spaces.
+DE_TAX_ID_SHAPE = re.compile(r"[1-9][0-9]{10}|[1-9][0-9] [0-9]{3} [0-9]{3} [0-9]{3}")
+KVNR_SHAPE = re.compile(r"([A-Z])([0-9]{8})([0-9])")
 
 
 def is_valid_nino(value: str) -> bool:
@@ -803,6 +859,20 @@ def is_valid_se_pin(value: str) -> bool:
             and luhn_valid(year + month + day + number + check))
 
 
+def is_valid_de_tax_id(value: str) -> bool:
+    """86095742719 or 86 095 742 719 (counts only after a context word: see needs_context)."""
+    if not DE_TAX_ID_SHAPE.fullmatch(value):
+        return False
+    digits = value.replace(" ", "")
+    return de_tax_id_digits_valid(digits[:10]) and de_tax_id_check_digit(digits[:10]) == digits[10]
+
+
+def is_valid_kvnr(value: str) -> bool:
+    """A123456780: the letter uppercase (counts only after a context word: see needs_context)."""
+    match = KVNR_SHAPE.fullmatch(value)
+    return bool(match) and kvnr_check_digit(match[1], match[2]) == match[3]
+
+
 def shape_validator(shape: re.Pattern) -> Callable[[str], bool]:
     return lambda value: bool(shape.fullmatch(value))
 
@@ -834,6 +904,8 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
     "FR_NIR": is_valid_nir,
     "NL_BSN": is_valid_bsn,
     "SE_PERSONAL_IDENTITY_NUMBER": is_valid_se_pin,
+    "DE_TAX_ID": is_valid_de_tax_id,
+    "DE_HEALTH_INSURANCE_NUMBER": is_valid_kvnr,
 }
 
 
@@ -889,7 +961,8 @@ def fold(data: bytes) -> tuple[bytes, list[int] | None]:
 
 def needs_context(entity_type: str, value: str) -> bool:
     """Whether the value counts only with a context word of its type before it."""
-    if entity_type in ("UK_NHS", "MEDICAL_LICENSE", "PL_PESEL", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER"):
+    if entity_type in ("UK_NHS", "MEDICAL_LICENSE", "PL_PESEL", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER",
+                       "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER"):
         return True
     if entity_type == "UK_NINO":  # all but the form HMRC prints ("AB 12 34 56 C")
         return not NINO_DOCUMENT_FORM.fullmatch(value)
@@ -997,7 +1070,7 @@ CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags
      rb"(?<![0-9])(?:[0-9]{7,9}[- ]?|[0-9]{1,3}\.[0-9]{3}\.[0-9]{3}[- ]?)[A-Za-z](?![A-Za-z0-9])", 0),
     (("ES_NIE",), rb"(?<![A-Za-z0-9])[A-Za-z][ -]?[0-9]{6,8}[ -]?[A-Za-z](?![A-Za-z0-9])", 0),
     (("IT_FISCAL_CODE",), rb"(?<![A-Za-z0-9])[A-Za-z0-9]{16}(?![A-Za-z0-9])", 0),
-    (("PL_PESEL",), rb"(?<![0-9])[0-9]{11}(?![0-9])", 0),
+    (("PL_PESEL", "DE_TAX_ID"), rb"(?<![0-9])[0-9]{11}(?![0-9])", 0),
     (("FI_PERSONAL_IDENTITY_CODE",), rb"(?<![0-9])[0-9]{6}[-+A-Za-z][0-9]{3}[0-9A-Za-z](?![0-9A-Za-z])", 0),
     # A NIR of 13 to 16 characters with any letters for a department, or in any groups of
     # digits after a single one.
@@ -1006,6 +1079,10 @@ CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags
      rb"(?<![0-9])[0-9] [0-9]{2} [0-9]{2} (?:[0-9]{2}|[0-9][A-Za-z])(?: [0-9]{1,4}){2,3}(?![0-9])", 0),
     (("NL_BSN",), rb"(?<![0-9])(?:[0-9]{8,10}|[0-9]{3,5}\.[0-9]{2}\.[0-9]{3})(?![0-9])", 0),
     (("SE_PERSONAL_IDENTITY_NUMBER",), rb"(?<![0-9])(?:[0-9]{2})?[0-9]{6}[-+]?[0-9]{4}(?![0-9])", 0),
+    # A German tax id in groups of three after a first group of one to three digits; a KVNR
+    # with a letter in either case and seven to eleven digits.
+    (("DE_TAX_ID",), rb"(?<![0-9])[0-9]{1,3}(?: [0-9]{3}){3}(?![0-9])", 0),
+    (("DE_HEALTH_INSURANCE_NUMBER",), rb"(?<![A-Za-z0-9])[A-Za-z][0-9]{7,11}(?![A-Za-z0-9])", 0),
 ))
 
 
@@ -1101,7 +1178,9 @@ def continues_groups(data: bytes, begin: int, end: int) -> bool:
     return False
 TOKEN_BOUNDARY = (re.compile(rb"[0-9A-Za-z_-]\Z"), re.compile(rb"[0-9A-Za-z_-]"))
 LABEL_BOUNDARY = {
-    **{t: DIGIT_BOUNDARY for t in ("US_SSN", "US_ITIN", "CREDIT_CARD", "PHONE_NUMBER", "UK_NHS", "FR_NIR")},
+    # A grouped value of these is judged by continues_groups (see label_problems).
+    **{t: DIGIT_BOUNDARY for t in ("US_SSN", "US_ITIN", "CREDIT_CARD", "PHONE_NUMBER", "UK_NHS", "FR_NIR",
+                                   "DE_TAX_ID")},
     "IBAN_CODE": (re.compile(rb"[0-9A-Za-z]\Z"), re.compile(rb"(?:[0-9A-Za-z]| [0-9A-Z])")),
     "EMAIL_ADDRESS": (re.compile(rb"[0-9A-Za-z._%+-]\Z"),
                       re.compile(rb"(?:[0-9A-Za-z_%+-]|\.[0-9A-Za-z])")),
@@ -1114,7 +1193,7 @@ LABEL_BOUNDARY = {
     # Values starting with a letter: no word byte or dash beside them; a grouped NINO's spaces
     # are judged by continues_groups.
     **{t: (re.compile(rb"[0-9A-Za-z_-]\Z"), re.compile(rb"[0-9A-Za-z_]|-[0-9A-Za-z]"))
-       for t in ("UK_NINO", "ES_NIE")},
+       for t in ("UK_NINO", "ES_NIE", "DE_HEALTH_INSURANCE_NUMBER")},
     # Values starting with a digit: as DIGIT_BOUNDARY, '_' and (after a final letter) a dash
     # and a letter too; a spaced NIF ("12345678 Z") is judged by continues_groups as well.
     **{t: (re.compile(rb"(?:[0-9A-Za-z_+]|[0-9][ .-])\Z"), re.compile(rb"(?:[0-9A-Za-z_]|[ .-][0-9]|-[A-Za-z])"))
@@ -1693,6 +1772,53 @@ def se_pin_finnish_shaped(rng: Random, ordinal: int) -> str:
             return value
 
 
+def de_tax_id_first_ten(rng: Random, kind: str = "twice") -> str:
+    """Ten digits, the first not 0, of which one digit value occurs twice ("twice") or three
+    times, not three in a row ("thrice"), and every other at most once."""
+    while True:
+        values = rng.sample(DIGITS, 9 if kind == "twice" else 8)
+        digits = values + [values[0]] * (1 if kind == "twice" else 2)
+        rng.shuffle(digits)
+        first_ten = "".join(digits)
+        if first_ten[0] != "0" and de_tax_id_digits_valid(first_ten):
+            return first_ten
+
+
+def de_tax_id_written(digits: str, grouped_form: bool) -> str:
+    return grouped(digits, DE_TAX_ID_GROUPS, " ") if grouped_form else digits
+
+
+def de_tax_id_number(rng: Random, kind: str = "twice") -> str:
+    first_ten = de_tax_id_first_ten(rng, kind)
+    return first_ten + de_tax_id_check_digit(first_ten)
+
+
+def de_tax_id_format(kind: str, *forms: str) -> ValueGenerator:
+    """kind: "twice", "thrice" (the repeated digit's count), "any" (either), "check-zero" (a
+    number whose MOD 11,10 check is 10, written 0)."""
+    def generate(rng: Random, ordinal: int) -> str:
+        while True:
+            digits = de_tax_id_number(rng, ("twice", "thrice")[ordinal % 2] if kind in ("any", "check-zero")
+                                      else kind)
+            if kind != "check-zero" or digits[10] == "0":
+                return de_tax_id_written(digits, forms[ordinal // 2 % len(forms)] == "grouped")
+    return generate
+
+
+def kvnr_number(rng: Random, letters: str = UPPER) -> str:
+    letter, digits = rng.choice(letters), random_string(rng, DIGITS, 8)
+    return letter + digits + kvnr_check_digit(letter, digits)
+
+
+def kvnr_format(letters: str, check_zero: bool = False) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        while True:
+            value = kvnr_number(rng, letters)
+            if not check_zero or value[-1] == "0":
+                return value
+    return generate
+
+
 @dataclass(frozen=True)
 class PositiveFormat:
     entity_type: str
@@ -1854,6 +1980,23 @@ POSITIVE_FORMATS = (
                        "Samordningsnummer {v} (utländsk medborgare).",
                        "Skatteverket har tilldelat samordningsnummer {v}.")),
     PositiveFormat("SE_PERSONAL_IDENTITY_NUMBER", "finnish-shaped", se_pin_finnish_shaped, "with"),
+    PositiveFormat("DE_TAX_ID", "compact", de_tax_id_format("twice", "compact"), "with"),
+    PositiveFormat("DE_TAX_ID", "grouped", de_tax_id_format("any", "grouped"), "with"),
+    PositiveFormat("DE_TAX_ID", "digit-thrice", de_tax_id_format("thrice", "compact", "grouped"), "with"),
+    PositiveFormat("DE_TAX_ID", "check-digit-zero", de_tax_id_format("check-zero", "compact", "grouped"), "with"),
+    PositiveFormat("DE_TAX_ID", "payroll", de_tax_id_format("any", "compact", "grouped"), "with", frames=(
+        "Lohnsteuerbescheinigung 2024 — Identifikationsnummer: {v}",
+        "Für die Lohnabrechnung brauchen wir noch Ihre Steuer-ID ({v}).",
+        "Neue Mitarbeiterin, IdNr. {v}, Steuerklasse I.",
+        "ELSTER-Formular: Steuer-Identifikationsnummer {v}, bitte eintragen.")),
+    PositiveFormat("DE_HEALTH_INSURANCE_NUMBER", "letters-a-to-i", kvnr_format(UPPER[:9]), "with"),
+    PositiveFormat("DE_HEALTH_INSURANCE_NUMBER", "letters-j-to-z", kvnr_format(UPPER[9:]), "with"),
+    PositiveFormat("DE_HEALTH_INSURANCE_NUMBER", "check-digit-zero", kvnr_format(UPPER, check_zero=True), "with"),
+    PositiveFormat("DE_HEALTH_INSURANCE_NUMBER", "gesundheitskarte", kvnr_format(UPPER), "with", frames=(
+        "Auf der Gesundheitskarte steht die Versichertennummer {v}.",
+        "eGK eingelesen, KVNR {v}, Versicherungsstatus aktiv.",
+        "Krankenversicherung: AOK Bayern, Versicherten-Nr. {v}",
+        "Bitte die Krankenversichertennummer {v} auf dem Rezept ergänzen.")),
 )
 
 
@@ -2177,7 +2320,14 @@ def fiscal_code_invalid(kind: str) -> ValueGenerator:
 
 
 def pesel_invalid(kind: str) -> ValueGenerator:
+    """A PESEL with a wrong check digit or an impossible date; never a German tax id either."""
     def generate(rng: Random, ordinal: int) -> str:
+        while True:
+            value = draw(rng, ordinal)
+            if not is_valid_de_tax_id(value):
+                return value
+
+    def draw(rng: Random, ordinal: int) -> str:
         if kind == "wrong-check":
             valid = pesel_format(("born-1900s", "born-2000s")[ordinal % 2])(rng, ordinal)
             return valid[:10] + str((int(valid[10]) + rng.randint(1, 9)) % 10)
@@ -2205,7 +2355,11 @@ def nie_without_context(kind: str) -> ValueGenerator:
 
 
 def pesel_without_context(rng: Random, ordinal: int) -> str:
-    return pesel_format(("born-1900s", "born-2000s")[ordinal % 2])(rng, ordinal)
+    """A valid PESEL, which counts only after its word; never a German tax id either."""
+    while True:
+        value = pesel_format(("born-1900s", "born-2000s")[ordinal % 2])(rng, ordinal)
+        if not is_valid_de_tax_id(value):
+            return value
 
 
 def fi_code_invalid(kind: str) -> ValueGenerator:
@@ -2336,6 +2490,68 @@ def se_pin_without_context(kind: str) -> ValueGenerator:
     return generate
 
 
+def de_tax_id_invalid(kind: str) -> ValueGenerator:
+    """A German tax id that breaks one rule (the check digit right but for "wrong-check"),
+    compact or grouped; never a PESEL either."""
+    def generate(rng: Random, ordinal: int) -> str:
+        while True:
+            first_ten = de_tax_id_first_ten(rng, ("twice", "thrice")[ordinal // 2 % 2])
+            if kind == "leading-zero":  # the repeated digit rule kept
+                first_ten = "0" + first_ten[1:]
+                if not de_tax_id_digits_valid(first_ten):
+                    continue
+            elif kind == "ten-different-digits":
+                first_ten = "".join(rng.sample(DIGITS, 10))
+            elif kind == "two-repeated-digits":  # two values twice each (or twice and three times)
+                values = rng.sample(DIGITS, 8 if ordinal % 3 else 7)
+                digits = values + [values[0], values[1]] + ([] if ordinal % 3 else [values[1]])
+                rng.shuffle(digits)
+                first_ten = "".join(digits)
+            elif kind == "digit-thrice-in-a-row":  # three in a row (now and then a fourth elsewhere)
+                values = rng.sample(DIGITS, 8 if ordinal % 3 else 7)
+                rest = values[1:] + ([] if ordinal % 3 else [values[0]])
+                rng.shuffle(rest)
+                at = rng.randint(0, len(rest))
+                first_ten = "".join(rest[:at]) + values[0] * 3 + "".join(rest[at:])
+            if kind != "leading-zero" and first_ten[0] == "0":
+                continue
+            check = de_tax_id_check_digit(first_ten)
+            if kind == "wrong-check":
+                check = rng.choice(DIGITS.replace(check, ""))
+            value = first_ten + check
+            if not is_valid_de_tax_id(value) and not is_valid_pesel(value):
+                return de_tax_id_written(value, ordinal % 2 == 1)
+    return generate
+
+
+def de_tax_id_without_context(kind: str) -> ValueGenerator:
+    """A valid German tax id, which counts only after a context word; never a PESEL either."""
+    def generate(rng: Random, ordinal: int) -> str:
+        while True:
+            digits = de_tax_id_number(rng, ("twice", "thrice")[ordinal % 2])
+            if not is_valid_pesel(digits):
+                return de_tax_id_written(digits, kind == "grouped")
+    return generate
+
+
+def kvnr_invalid(kind: str) -> ValueGenerator:
+    """A KVNR that breaks one rule: a wrong check digit, a lowercase letter, or seven or nine
+    digits before its check digit (the check computed on them); never a DEA number either."""
+    def generate(rng: Random, ordinal: int) -> str:
+        while True:
+            value = kvnr_number(rng)
+            if kind == "wrong-check":
+                value = value[:-1] + rng.choice(DIGITS.replace(value[-1], ""))
+            elif kind == "lowercase":
+                value = value[0].lower() + value[1:]
+            elif kind == "digit-count":
+                digits = value[1:9][:-1] if ordinal % 2 else value[1:9] + rng.choice(DIGITS)
+                value = value[0] + digits + kvnr_check_digit(value[0], digits)
+            if not is_valid_kvnr(value) and not is_valid_dea(value):
+                return value
+    return generate
+
+
 @dataclass(frozen=True)
 class NegativeVariant:
     category: str
@@ -2423,12 +2639,21 @@ NEGATIVE_VARIANTS = (
       for kind in ("wrong-check", "bad-date")),
     *(NegativeVariant("personnummer_without_context", kind, se_pin_without_context(kind))
       for kind in ("ten-digits-dash", "twelve-digits", "ten-digits")),
+    *(NegativeVariant("tax_id_invalid", kind, de_tax_id_invalid(kind), "DE_TAX_ID")
+      for kind in ("wrong-check", "leading-zero", "ten-different-digits", "two-repeated-digits",
+                   "digit-thrice-in-a-row")),
+    *(NegativeVariant("tax_id_without_context", kind, de_tax_id_without_context(kind))
+      for kind in ("compact", "grouped")),
+    *(NegativeVariant("kvnr_invalid", kind, kvnr_invalid(kind), "DE_HEALTH_INSURANCE_NUMBER")
+      for kind in ("wrong-check", "lowercase", "digit-count")),
+    NegativeVariant("kvnr_without_context", "valid", lambda rng, ordinal: kvnr_number(rng)),
 )
 NEGATIVE_CATEGORIES = tuple(dict.fromkeys(v.category for v in NEGATIVE_VARIANTS))
 # Negatives that are only negative for want of a context word never go next to one.
 CONTEXT_SENSITIVE_NEGATIVES = ("bare_number", "nino_without_context", "nif_without_context",
                                "nie_without_context", "pesel_without_context", "fi_code_without_context",
-                               "bsn_without_context", "personnummer_without_context")
+                               "bsn_without_context", "personnummer_without_context", "tax_id_without_context",
+                               "kvnr_without_context")
 
 
 # ---------------------------------------------------------------------------------------
@@ -2630,6 +2855,24 @@ NATIONAL_ID_FRAMES = {
         "Uppdatera pnr till {v}, tack.",
         "Kan du kontrollera personnummer {v} i registret?",
     ), ()),
+    "DE_TAX_ID": ((
+        "Meine Steuer-ID ist {v}.",
+        "Steuerliche Identifikationsnummer: {v}",
+        "Bitte die IdNr. {v} in der Lohnabrechnung korrigieren, danke.",
+        "Steuer-ID {v} — laut Schreiben des Bundeszentralamts für Steuern.",
+        "Können Sie prüfen, ob die Steuer-Identifikationsnummer {v} stimmt?",
+        "Kunde (Steuer-ID: {v}) bittet um Rückruf wegen der Erstattung.",
+        "steuerid={v}",
+    ), ()),
+    "DE_HEALTH_INSURANCE_NUMBER": ((
+        "Meine Krankenversichertennummer ist {v}.",
+        "Versichertennummer: {v}",
+        "KVNR {v} — bitte in der Patientenakte ergänzen.",
+        "Die Versichertennummer der Patientin ({v}) fehlt auf der Überweisung.",
+        "Krankenversicherung: TK, Nummer {v}",
+        "Kann jemand die KV-Nr. {v} prüfen?",
+        "kvnr={v}",
+    ), ()),
 }
 # Noun phrases for the mixed-language sentences of FRAMES_NOUN_BEFORE and FRAMES_ANY: with a
 # context word of the type, and without.
@@ -2648,6 +2891,10 @@ NATIONAL_ID_NOUNS = {
                ("identifiant", "numéro d'assuré")),
     "NL_BSN": (("BSN", "burgerservicenummer", "BSN-nummer", "sofinummer"), ()),
     "SE_PERSONAL_IDENTITY_NUMBER": (("personnummer", "Personnummer", "pnr", "personnr", "samordningsnummer"), ()),
+    "DE_TAX_ID": (("Steuer-ID", "steuerliche Identifikationsnummer", "IdNr.", "Steuer-Identifikationsnummer",
+                   "tax ID (Steuer-ID)", "SteuerID"), ()),
+    "DE_HEALTH_INSURANCE_NUMBER": (("Krankenversichertennummer", "KVNR", "Versichertennummer", "KV-Nr.",
+                                    "Versicherten-Nr."), ()),
 }
 # The share of national identifier sentences in their own language; the rest mix languages.
 NATIONAL_ID_OWN_LANGUAGE = 0.75
@@ -2715,6 +2962,16 @@ NEGATIVE_FRAMES = {
                              "Avvisat: {v}"),
     "personnummer_without_context": ("Order {v} skickades i dag.", "Faktura {v} är betald.",
                                      "Ärende {v} stängdes igår.", "Referens {v} bekräftad."),
+    "tax_id_invalid": ("Die Steuer-ID {v} ist ungültig.", "IdNr. {v}: die Prüfziffer stimmt nicht.",
+                       "Das Finanzamt lehnt die Identifikationsnummer {v} ab.", "Bitte {v} im Formular prüfen.",
+                       "Abgelehnt: {v}"),
+    "tax_id_without_context": ("Rechnung {v} ist bezahlt.", "Auftrag {v} wurde versandt.",
+                               "Order {v} shipped today.", "Vorgang {v} ist abgeschlossen."),
+    "kvnr_invalid": ("Die Versichertennummer {v} ist ungültig.", "KVNR {v}: Prüfziffer falsch.",
+                     "Krankenversicherung meldet: Nummer {v} unbekannt.", "Bitte {v} auf der Karte prüfen.",
+                     "Abgelehnt: {v}"),
+    "kvnr_without_context": ("Artikel {v} ist nicht lieferbar.", "Gutschein {v} ist abgelaufen.",
+                             "Ticket {v} wurde geschlossen.", "Order {v} shipped today."),
 }
 GENERIC_NEGATIVE_FRAMES = (
     "Please ignore {v} in the log.",
@@ -2963,8 +3220,9 @@ def label_problems(data: bytes, label: Label, strict_findings: set[Finding]) -> 
 def rival_context_words(entity_type: str, rival: str) -> tuple[str, ...]:
     """The words that would make a label's value read as its rival's. A BSN's or a
     personnummer's rival phone number is a national one ("0112189876" after "Tel."), which
-    counts after any national phone word."""
-    if rival == "PHONE_NUMBER" and entity_type in ("NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER"):
+    counts after any national phone word; so is a grouped German tax id's ("295 742 719" in
+    "86 295 742 719")."""
+    if rival == "PHONE_NUMBER" and entity_type in ("NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID"):
         return NATIONAL_PHONE_CONTEXT_WORDS
     return CONTEXT_WORDS[rival]
 
@@ -3132,10 +3390,28 @@ def neighbour_nir_amount(rng: Random, b: TextBuilder) -> None:
                              rng.choice(("", " remboursés", " (tiers payant)"))))
 
 
+def neighbour_tax_id_after_count(rng: Random, b: TextBuilder) -> None:
+    """A grouped German tax id after a child's number (a form for the Kindergeld): a group of
+    one digit, shorter than the id's first, does not continue it."""
+    b.text(rng.choice(("Steuer-ID Kind ", "IdNr. Kind ", "Kindergeld — IdNr Kind ")))
+    b.text("%d " % rng.randint(1, 9))
+    b.entity("DE_TAX_ID", "tax-id-after-count", de_tax_id_format("any", "grouped")(rng, rng.randrange(2)))
+    b.text(rng.choice((".", ", geboren 2019.", "")))
+
+
+def neighbour_tax_id_amount(rng: Random, b: TextBuilder) -> None:
+    """A grouped German tax id before an amount: a group of three digits or fewer after it
+    does not continue it."""
+    b.text(rng.choice(("Erstattung an Steuer-ID ", "Lohnsteuer-Erstattung, IdNr. ", "Steuer-ID ")))
+    b.entity("DE_TAX_ID", "tax-id-amount", de_tax_id_format("any", "grouped")(rng, rng.randrange(2)))
+    b.text(" %d,%02d €%s" % (rng.randint(1, 999), rng.randint(0, 99), rng.choice(("", " erstattet", " (2024)"))))
+
+
 NEIGHBOUR_LAYOUTS: tuple[Callable[[Random, TextBuilder], None], ...] = (
     neighbour_card_expiry_cvv, neighbour_card_after_count, neighbour_card_after_expiry,
     neighbour_card_cvv, neighbour_amex_expiry, neighbour_iban_after_count, neighbour_iban_amount,
-    neighbour_ssn_date, neighbour_nir_after_date, neighbour_nir_amount,
+    neighbour_ssn_date, neighbour_nir_after_date, neighbour_nir_amount, neighbour_tax_id_after_count,
+    neighbour_tax_id_amount,
 )
 
 
@@ -3453,12 +3729,22 @@ def typographic_personnummer_dash(rng: Random, b: TextBuilder) -> None:
     b.text(rng.choice((".", ", tack.", "")))
 
 
+def typographic_tax_id_space(rng: Random, b: TextBuilder) -> None:
+    """A German tax id grouped by no-break or narrow no-break spaces, as the tax office's
+    letters and word processors print it."""
+    b.text(rng.choice(("Steuer-ID\u00a0", "Identifikationsnummer: ", "IdNr.\u00a0", "Ihre Steuer-ID lautet ")))
+    value = de_tax_id_format("any", "grouped")(rng, rng.randrange(2))
+    b.entity("DE_TAX_ID", "tax-id-typographic-space", value.replace(" ", rng.choice(TYPOGRAPHIC_SPACES)))
+    b.text(rng.choice((".", ", danke.", "")))
+
+
 TYPOGRAPHIC_LAYOUTS: tuple[Callable[[Random, TextBuilder], None], ...] = (
     typographic_card_space, typographic_card_dash, typographic_card_full_width, typographic_iban_space,
     typographic_iban_lowercase, typographic_ssn, typographic_ssn_full_width, typographic_phone,
     typographic_phone_full_width, typographic_phone_nine_digits, typographic_email_full_width,
     typographic_email_typed_full_width, typographic_iban_full_width, typographic_phone_ideographic_space,
     typographic_secret_full_width, typographic_nir_space, typographic_personnummer_dash,
+    typographic_tax_id_space,
 )
 
 

@@ -29,9 +29,11 @@ ALL_TYPES = (
     "UK_NHS", "CRYPTO", "MEDICAL_LICENSE", "POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY",
     "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY", "URL_CREDENTIALS",
     "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
-    "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER",
+    "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER",
 )
-NATIONAL_ID_TYPES = ALL_TYPES[-9:]
+NATIONAL_ID_TYPES = ALL_TYPES[-11:]
+CONTEXT_REQUIRED_TYPES = ("PL_PESEL", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID",
+                          "DE_HEALTH_INSURANCE_NUMBER")
 # The hard negatives of the European national identifiers' specification, spelled out here too.
 NATIONAL_ID_NEGATIVE_VARIANTS = {
     ("nino_invalid", "forbidden-prefix"), ("nino_invalid", "bad-suffix"), ("nino_invalid", "digit-count"),
@@ -54,6 +56,11 @@ NATIONAL_ID_NEGATIVE_VARIANTS = {
     ("personnummer_invalid", "wrong-check"), ("personnummer_invalid", "bad-date"),
     ("personnummer_without_context", "ten-digits-dash"), ("personnummer_without_context", "twelve-digits"),
     ("personnummer_without_context", "ten-digits"),
+    ("tax_id_invalid", "wrong-check"), ("tax_id_invalid", "leading-zero"), ("tax_id_invalid", "ten-different-digits"),
+    ("tax_id_invalid", "two-repeated-digits"), ("tax_id_invalid", "digit-thrice-in-a-row"),
+    ("tax_id_without_context", "compact"), ("tax_id_without_context", "grouped"),
+    ("kvnr_invalid", "wrong-check"), ("kvnr_invalid", "lowercase"), ("kvnr_invalid", "digit-count"),
+    ("kvnr_without_context", "valid"),
 }
 # What each national identifier's "without context" hard negatives are valid as (they are
 # negatives only for want of a context word); every other national identifier negative is
@@ -62,6 +69,7 @@ WITHOUT_CONTEXT_VALID_AS = {
     "nino_without_context": {"UK_NINO"}, "nif_without_context": {"ES_NIF"}, "nie_without_context": {"ES_NIE"},
     "pesel_without_context": {"PL_PESEL"}, "fi_code_without_context": {"FI_PERSONAL_IDENTITY_CODE"},
     "bsn_without_context": {"NL_BSN"}, "personnummer_without_context": {"SE_PERSONAL_IDENTITY_NUMBER"},
+    "tax_id_without_context": {"DE_TAX_ID"}, "kvnr_without_context": {"DE_HEALTH_INSURANCE_NUMBER"},
 }
 
 # Example IBANs of the SWIFT IBAN registry, one per country the corpus uses.
@@ -412,6 +420,59 @@ class ChecksumTest(unittest.TestCase):
             data = text.encode()
             self.assertEqual({f[0] for f in gen.findings(data, gen.candidates(data), strict=True)}, types, text)
 
+    def test_de_tax_id(self):
+        self.assertEqual(gen.de_tax_id_check_digit("8609574271"), "9")  # the specification's example
+        self.assertEqual(gen.de_tax_id_check_digit("1123456789"), "0")  # 11 - 1 = 10, written 0
+
+        def with_check(first_ten: str) -> str:
+            return first_ten + gen.de_tax_id_check_digit(first_ten)
+        # Published examples; a digit twice side by side; three times, two of them side by side.
+        for tax_id in ("86095742719", "86 095 742 719", "26954371827", "65929970489", "47036892816",
+                       "57549285017", "25 768 131 411", with_check("1123456789"), with_check("1121345678"),
+                       with_check("9876543219")):
+            self.assertTrue(gen.is_valid_de_tax_id(tax_id), tax_id)
+        # A wrong check digit; first digit 0; ten different digits; two repeated digits; a digit
+        # three times in a row, or four times; ten or twelve digits; other groups or separators.
+        for tax_id in ("86095742718", "86 095 742 718", with_check("0123456788"), with_check("1234567890"),
+                       with_check("1123456788"), with_check("1112345678"), with_check("2111345678"),
+                       with_check("1121314567"), "8609574271", "860957427190", "860 957 427 19", "86-095-742-719",
+                       "86 095 742 7190", "86  095 742 719", "8 6095 742 719"):
+            self.assertFalse(gen.is_valid_de_tax_id(tax_id), tax_id)
+        self.assertTrue(gen.needs_context("DE_TAX_ID", "86 095 742 719"))
+        # "23051479483" is a PESEL (14 May 1923) and a German tax id as well: its word decides.
+        self.assertTrue(gen.is_valid_pesel("23051479483"))
+        for text, types in (("Steuer-ID 86095742719", {"DE_TAX_ID"}), ("IdNr. 86 095 742 719", {"DE_TAX_ID"}),
+                            ("Steueridentifikationsnummer: 26954371827", {"DE_TAX_ID"}),
+                            ("steuerliche Identifikationsnummer 65929970489", {"DE_TAX_ID"}),
+                            ("ID-Nr 47036892816", {"DE_TAX_ID"}), ("Rechnung 86095742719", set()),
+                            ("Steuer-ID 86095742718", set()), ("Steuer-ID 86 095 742 718", set()),
+                            ("Steuer-ID 23051479483", {"DE_TAX_ID"}), ("PESEL 23051479483", {"PL_PESEL"}),
+                            ("Numer 23051479483", set()),
+                            # generous: within a longer run of groups too (a label there fails
+                            # the self-check: see NationalIdTest.test_context_rules)
+                            ("Steuer-ID 12 86 095 742 719", {"DE_TAX_ID"}),
+                            # the nine-digit national number at the end of a grouped tax id
+                            ("Telefon / Steuer-ID 26 954 371 827", {"DE_TAX_ID", "PHONE_NUMBER"})):
+            data = text.encode()
+            self.assertEqual({f[0] for f in gen.findings(data, gen.candidates(data), strict=True)}, types, text)
+
+    def test_de_health_insurance_number(self):
+        self.assertEqual(gen.kvnr_check_digit("A", "12345678"), "0")  # the specification's example
+        self.assertEqual(gen.kvnr_check_digit("X", "23456789"), "1")  # X = 24: 2 8 2 6 4 1 6 5 8 9
+        for kvnr in ("A123456780", "X234567891", "Z" + "00000000" + gen.kvnr_check_digit("Z", "00000000")):
+            self.assertTrue(gen.is_valid_kvnr(kvnr), kvnr)
+        for kvnr in ("A123456781", "a123456780", "A12345678", "A1234567890", "AB23456780", "A 123456780",
+                     "A-123456780", "1123456780", "Ä123456780"):
+            self.assertFalse(gen.is_valid_kvnr(kvnr), kvnr)
+        self.assertTrue(gen.needs_context("DE_HEALTH_INSURANCE_NUMBER", "A123456780"))
+        for text, types in (("KVNR A123456780", {"DE_HEALTH_INSURANCE_NUMBER"}),
+                            ("Versichertennummer: X234567891", {"DE_HEALTH_INSURANCE_NUMBER"}),
+                            ("Krankenversicherung: AOK, Nummer A123456780", {"DE_HEALTH_INSURANCE_NUMBER"}),
+                            ("Artikel A123456780", set()), ("KVNR a123456780", set()), ("KVNR A123456781", set()),
+                            ("KVNR A12345678", set()), ("KVNR A123456780B", set())):
+            data = text.encode()
+            self.assertEqual({f[0] for f in gen.findings(data, gen.candidates(data), strict=True)}, types, text)
+
     def test_ssn_and_itin_ranges(self):
         for ssn in ("123-45-6789", "123 45 6789", "123456789", "899-99-9999", "001-01-0001"):
             self.assertTrue(gen.is_valid_ssn(ssn), ssn)
@@ -591,20 +652,25 @@ class NationalIdTest(unittest.TestCase):
         self.assertTrue({f.context for f in gen.POSITIVE_FORMATS} <= {"any", "with", "without"})
         for entity_type in ("ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "FI_PERSONAL_IDENTITY_CODE", "UK_NINO", "FR_NIR"):
             self.assertIn("without", {f.context for f in gen.POSITIVE_FORMATS if f.entity_type == entity_type})
-        for entity_type in ("PL_PESEL", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER"):  # context required
+        for entity_type in CONTEXT_REQUIRED_TYPES:
             self.assertEqual({f.context for f in gen.POSITIVE_FORMATS if f.entity_type == entity_type}, {"with"})
         # The written forms of the specification, each in a format of its own.
         forms = {"FR_NIR": (r"[0-9]{15}", r"[0-9]( [0-9]{2}){3}( [0-9]{3}){2} [0-9]{2}", r"[0-9]{5}2[AB][0-9]{8}",
                             r"[0-9] [0-9]{2} [0-9]{2} 2[AB] [0-9]{3} [0-9]{3} [0-9]{2}"),
                  "NL_BSN": (r"[0-9]{9}", r"[0-9]{4}\.[0-9]{2}\.[0-9]{3}"),
                  "SE_PERSONAL_IDENTITY_NUMBER": (r"[0-9]{6}-[0-9]{4}", r"[0-9]{6}\+[0-9]{4}", r"[0-9]{8}-[0-9]{4}",
-                                                 r"[0-9]{12}", r"[0-9]{10}")}
+                                                 r"[0-9]{12}", r"[0-9]{10}"),
+                 "DE_TAX_ID": (r"[0-9]{11}", r"[0-9]{2}( [0-9]{3}){3}", r"[0-9 ]*0"),
+                 "DE_HEALTH_INSURANCE_NUMBER": (r"[A-I][0-9]{9}", r"[J-Z][0-9]{9}", r"[A-Z][0-9]{8}0")}
         rng = gen.Random(5)
         for entity_type, patterns in forms.items():
             values = [f.generate(rng, ordinal) for f in gen.POSITIVE_FORMATS if f.entity_type == entity_type
                       for ordinal in range(12)]
             for pattern in patterns:
                 self.assertTrue([v for v in values if re.fullmatch(pattern, v)], (entity_type, pattern))
+            if entity_type == "DE_TAX_ID":  # a digit twice, and a digit three times (not in a row)
+                repeats = {max(Counter(v.replace(" ", "")[:10]).values()) for v in values}
+                self.assertEqual(repeats, {2, 3})
         self.assertEqual(NATIONAL_ID_NEGATIVE_VARIANTS - {(v.category, v.name) for v in gen.NEGATIVE_VARIANTS},
                          set())
         rng = gen.Random(3)
@@ -647,7 +713,7 @@ class NationalIdTest(unittest.TestCase):
                 self.assertTrue(gen.has_context_word(noun.encode(), len(noun.encode()), words, strict=True), noun)
             for noun in without_nouns:
                 self.assertFalse(any(word in noun.lower() for word in words), noun)
-        for entity_type in ("PL_PESEL", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER"):  # they always need their word
+        for entity_type in CONTEXT_REQUIRED_TYPES:  # they always need their word
             self.assertEqual(gen.NATIONAL_ID_FRAMES[entity_type][1], ())
             self.assertEqual(gen.NATIONAL_ID_NOUNS[entity_type][1], ())
         # A format's own sentences hold a context word of its type when the format promises one.
@@ -664,6 +730,16 @@ class NationalIdTest(unittest.TestCase):
             rival_words = gen.CONTEXT_WORDS[rival]
             with_context, without_context = gen.NATIONAL_ID_FRAMES[entity_type]
             for text in with_context + without_context + sum(gen.NATIONAL_ID_NOUNS[entity_type], ()):
+                self.assertFalse([w for w in rival_words if w in text.lower()], text)
+        # No German tax id sentence holds "pesel" or a phone word, no PESEL sentence a tax id
+        # word, no KVNR sentence a DEA word.
+        for entity_type, rival_words in (
+                ("DE_TAX_ID", gen.CONTEXT_WORDS["PL_PESEL"] + gen.NATIONAL_PHONE_CONTEXT_WORDS),
+                ("PL_PESEL", gen.CONTEXT_WORDS["DE_TAX_ID"]),
+                ("DE_HEALTH_INSURANCE_NUMBER", gen.CONTEXT_WORDS["MEDICAL_LICENSE"])):
+            texts = (sum(gen.NATIONAL_ID_FRAMES[entity_type], ()) + sum(gen.NATIONAL_ID_NOUNS[entity_type], ())
+                     + sum((f.frames for f in gen.POSITIVE_FORMATS if f.entity_type == entity_type), ()))
+            for text in texts:
                 self.assertFalse([w for w in rival_words if w in text.lower()], text)
         # Sentences of negatives that are negative for want of a context word hold none at all.
         for category in gen.CONTEXT_SENSITIVE_NEGATIVES:
@@ -687,7 +763,14 @@ class NationalIdTest(unittest.TestCase):
               # a grouped NIR after a date (joined by '/') and before an amount (its last group is shorter)
               positive_record("DUPONT Jean 14/05/1985 1 85 05 78 006 084 91 (régime général)",
                               ("FR_NIR", "1 85 05 78 006 084 91")),
-              positive_record("Remboursement 1 85 05 78 006 084 91 23,50 €", ("FR_NIR", "1 85 05 78 006 084 91"))]
+              positive_record("Remboursement 1 85 05 78 006 084 91 23,50 €", ("FR_NIR", "1 85 05 78 006 084 91")),
+              positive_record("Meine Steuer-ID ist 86095742719.", ("DE_TAX_ID", "86095742719")),
+              # a grouped tax id after a shorter group, before an amount
+              positive_record("IdNr. Kind 2 86 095 742 719.", ("DE_TAX_ID", "86 095 742 719")),
+              positive_record("Steuer-ID 86 095 742 719 250,00 €", ("DE_TAX_ID", "86 095 742 719")),
+              positive_record("Versichertennummer: A123456780", ("DE_HEALTH_INSURANCE_NUMBER", "A123456780")),
+              positive_record("KVNR A123456780, DE89370400440532013000",
+                              ("DE_HEALTH_INSURANCE_NUMBER", "A123456780"), ("IBAN_CODE", "DE89370400440532013000"))]
         for record in ok:
             self.assertEqual(gen.self_check(record), [], record.text)
         wrong = [positive_record("Ref AB123456C", ("UK_NINO", "AB123456C")),  # compact needs its word
@@ -721,7 +804,23 @@ class NationalIdTest(unittest.TestCase):
                  positive_record("Assuré 185057800608491 3", ("FR_NIR", "185057800608491")),
                  # a NIR that promises no context word, after "Carte Vitale"
                  gen.Record("x", "positive", "Carte Vitale 185057800608491",
-                            [gen.Label("FR_NIR", 13, 28, "test", context_free=True)], [])]
+                            [gen.Label("FR_NIR", 13, 28, "test", context_free=True)], []),
+                 # a German tax id and a KVNR need their word
+                 positive_record("Rechnung 86095742719 ist bezahlt.", ("DE_TAX_ID", "86095742719")),
+                 positive_record("Artikel A123456780", ("DE_HEALTH_INSURANCE_NUMBER", "A123456780")),
+                 # no "pesel" near a tax id, no tax id word near a PESEL (the value is both)
+                 positive_record("Steuer-ID 23051479483 (PESEL?)", ("DE_TAX_ID", "23051479483")),
+                 positive_record("PESEL 44051401359, Steuer-ID folgt", ("PL_PESEL", "44051401359")),
+                 # no phone word near a tax id, whose grouped form ends in a nine-digit national number
+                 positive_record("Steuer-ID 26 954 371 827 (Telefon folgt)", ("DE_TAX_ID", "26 954 371 827")),
+                 # a grouped tax id after a group as long as its first, or before one of four digits
+                 positive_record("Steuer-ID 12 86 095 742 719", ("DE_TAX_ID", "86 095 742 719")),
+                 positive_record("Steuer-ID 86 095 742 719 2024", ("DE_TAX_ID", "86 095 742 719")),
+                 positive_record("Steuer-ID 86095742719 5", ("DE_TAX_ID", "86095742719")),
+                 # no DEA word near a KVNR, no KVNR word near a DEA number
+                 positive_record("KVNR A123456780 (DEA?)", ("DE_HEALTH_INSURANCE_NUMBER", "A123456780")),
+                 positive_record("DEA AB1234563, KVNR folgt", ("MEDICAL_LICENSE", "AB1234563")),
+                 positive_record("KVNR A123456780-B", ("DE_HEALTH_INSURANCE_NUMBER", "A123456780"))]
         for record in wrong:
             self.assertNotEqual(gen.self_check(record), [], record.text)
         # An unlabelled identifier is an error; so is a context word beside a label that promises none.
@@ -745,17 +844,21 @@ class NationalIdTest(unittest.TestCase):
                       "codice fiscale RSSMRA85T10A562T", "PESEL 44131401353", "hetu 131052-900T",
                       "NIR 1 85 05 78 006 084 36", "NIR 585057800608491", "BSN 123456781", "BSN 000000000",
                       "personnummer 811218-9875", "personnummer 811232-9872",
-                      "personnummer 120514-0244"):
+                      "personnummer 120514-0244", "Steuer-ID 86095742718", "Steuer-ID 86 095 742 718",
+                      "IdNr. 08695742714", "Steuer-ID 12345678903", "Steuer-ID 11123456786", "KVNR A123456781",
+                      "KVNR a123456780", "Versichertennummer A12345673", "Versichertennummer A1234567800"):
             self.assertEqual([p for p in gen.self_check(hard_negative_record(value))
                               if "passes a validator" in p or "found but not labelled" in p], [], value)
         for value in ("NINO AB123456C", "PESEL 44051401359", "12345678Z", "X1234567L", "RSSMRA85T10A562S",
                       "hetu 131052-308T", "020502A123T", "AB 12 34 56 C", "1 85 05 78 006 084 91",
-                      "185057800608491", "BSN 123456782", "personnummer 811218-9876", "hetu 120514-0245"):
+                      "185057800608491", "BSN 123456782", "personnummer 811218-9876", "hetu 120514-0245",
+                      "Steuer-ID 86095742719", "IdNr 86 095 742 719", "KVNR A123456780"):
             problems = gen.self_check(hard_negative_record(value))
             self.assertTrue([p for p in problems if "found but not labelled" in p], value)
         self.assertFalse([p for p in gen.self_check(hard_negative_record("Voucher AB123456C has expired."))])
         self.assertFalse([p for p in gen.self_check(hard_negative_record("Faktura 44051401359 opłacona."))])
-        for text in ("Factuur 123456782 is betaald.", "Order 811218-9876 skickades i dag.", "Faktura 198112189876"):
+        for text in ("Factuur 123456782 is betaald.", "Order 811218-9876 skickades i dag.", "Faktura 198112189876",
+                     "Rechnung 86095742719 ist bezahlt.", "Vorgang 86 095 742 719", "Artikel A123456780"):
             self.assertFalse([p for p in gen.self_check(hard_negative_record(text))], text)
 
 
