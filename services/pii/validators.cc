@@ -6,6 +6,8 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
+#include <string>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -406,6 +408,21 @@ bool AllDigits(absl::string_view value, size_t digits) {
   return value.size() == digits && std::all_of(value.begin(), value.end(), IsDigit);
 }
 
+// `value` written compact (`size` bytes, returned as it is) or grouped: with `separator` at
+// exactly the offsets `at` of the grouped form, returned without them. "" when neither.
+std::string Ungrouped(absl::string_view value, size_t size, char separator,
+                      std::initializer_list<size_t> at) {
+  if (value.size() == size) return std::string(value);
+  if (value.size() != size + at.size()) return "";
+  std::string compact;
+  for (size_t i = 0; i < value.size(); ++i) {
+    const bool separates = std::find(at.begin(), at.end(), i) != at.end();
+    if (separates != (value[i] == separator)) return "";
+    if (!separates) compact.push_back(value[i]);
+  }
+  return compact;
+}
+
 }  // namespace
 
 bool IsValidUkNino(absl::string_view value) {
@@ -433,17 +450,8 @@ bool IsValidEsNif(absl::string_view value) {
   if (!IsUpper(letter)) return false;
   absl::string_view number = value.substr(0, value.size() - 1);
   if (number.back() == '-' || number.back() == ' ') number.remove_suffix(1);
-  std::array<char, 8> digits{};
-  if (number.size() == 10 && number[2] == '.' && number[6] == '.') {
-    // "12.345.678".
-    const size_t from[] = {0, 1, 3, 4, 5, 7, 8, 9};
-    for (size_t i = 0; i < digits.size(); ++i) digits[i] = number[from[i]];
-  } else if (number.size() == 8) {
-    std::copy(number.begin(), number.end(), digits.begin());
-  } else {
-    return false;
-  }
-  const Digits d = CollectDigits(absl::string_view(digits.data(), digits.size()), "");
+  const std::string digits = Ungrouped(number, 8, '.', {2, 6});  // "12.345.678".
+  const Digits d = CollectDigits(digits, "");
   return d.size == 8 && SpanishCheckLetter(d.Number(0, 8)) == letter;
 }
 
@@ -549,28 +557,15 @@ bool IsValidFiPersonalIdentityCode(absl::string_view value) {
 }
 
 bool IsValidFrNir(absl::string_view value) {
-  std::array<char, 15> c{};
-  if (value.size() == 21) {
-    // "1 85 05 78 006 084 91".
-    for (size_t space : {1, 4, 7, 10, 14, 18}) {
-      if (value[space] != ' ') return false;
-    }
-    size_t n = 0;
-    for (char byte : value) {
-      if (byte != ' ') c[n++] = byte;
-    }
-  } else if (value.size() == 15) {
-    std::copy(value.begin(), value.end(), c.begin());
-  } else {
-    return false;
-  }
+  std::string c = Ungrouped(value, 15, ' ', {1, 4, 7, 10, 14, 18});  // "1 85 05 78 006 084 91".
+  if (c.empty()) return false;
   const char department_tens = c[5];
   const char department_units = absl::ascii_toupper(static_cast<unsigned char>(c[6]));
   const bool corsica =
       department_tens == '2' && (department_units == 'A' || department_units == 'B');
   if (corsica) c[6] = '0';
-  if (!AllDigits(absl::string_view(c.data(), c.size()), 15)) return false;
-  const Digits d = CollectDigits(absl::string_view(c.data(), c.size()), "");
+  if (!AllDigits(c, 15)) return false;
+  const Digits d = CollectDigits(c, "");
   if (!IsOneOf("123478", c[0])) return false;
   const int month = d.Number(3, 2);
   if (!((month >= 1 && month <= 12) || month == 20 || (month >= 30 && month <= 42) ||
@@ -587,18 +582,9 @@ bool IsValidFrNir(absl::string_view value) {
 }
 
 bool IsValidNlBsn(absl::string_view value) {
-  std::array<char, 9> c{};
-  if (value.size() == 11 && value[4] == '.' && value[7] == '.') {
-    // "1234.56.782".
-    const size_t from[] = {0, 1, 2, 3, 5, 6, 8, 9, 10};
-    for (size_t i = 0; i < c.size(); ++i) c[i] = value[from[i]];
-  } else if (value.size() == 9) {
-    std::copy(value.begin(), value.end(), c.begin());
-  } else {
-    return false;
-  }
-  if (!AllDigits(absl::string_view(c.data(), c.size()), 9)) return false;
-  const Digits d = CollectDigits(absl::string_view(c.data(), c.size()), "");
+  const std::string c = Ungrouped(value, 9, '.', {4, 7});  // "1234.56.782".
+  if (!AllDigits(c, 9)) return false;
+  const Digits d = CollectDigits(c, "");
   int sum = -d.At(8);
   for (size_t i = 0; i < 8; ++i) sum += d.At(i) * static_cast<int>(9 - i);
   return sum % 11 == 0 && d.View() != "000000000";
@@ -630,22 +616,7 @@ bool IsValidSePersonalIdentityNumber(absl::string_view value) {
 }
 
 bool IsValidDeTaxId(absl::string_view value) {
-  std::array<char, 11> c{};
-  if (value.size() == 14) {
-    // "86 095 742 719".
-    for (size_t space : {2, 6, 10}) {
-      if (value[space] != ' ') return false;
-    }
-    size_t n = 0;
-    for (char byte : value) {
-      if (byte != ' ') c[n++] = byte;
-    }
-  } else if (value.size() == 11) {
-    std::copy(value.begin(), value.end(), c.begin());
-  } else {
-    return false;
-  }
-  const absl::string_view digits(c.data(), c.size());
+  const std::string digits = Ungrouped(value, 11, ' ', {2, 6, 10});  // "86 095 742 719".
   if (!AllDigits(digits, 11) || digits[0] == '0') return false;
   std::array<int, 10> count{};
   for (size_t i = 0; i < 10; ++i) ++count[static_cast<size_t>(digits[i] - '0')];
