@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "re2/filtered_re2.h"
 #include "re2/re2.h"
@@ -272,9 +273,10 @@ bool OnlyListSeparators(absl::string_view text, size_t from, size_t to) {
     if (absl::ascii_isalpha(c)) {
       size_t j = i;
       while (j < to && absl::ascii_isalpha(At(text, j))) ++j;
-      const std::string word = absl::AsciiStrToLower(text.substr(i, j - i));
-      if (had_word || std::find(std::begin(kConjunctions), std::end(kConjunctions), word) ==
-                          std::end(kConjunctions)) {
+      const absl::string_view word = text.substr(i, j - i);
+      if (had_word ||
+          std::none_of(std::begin(kConjunctions), std::end(kConjunctions),
+                       [word](absl::string_view c) { return absl::EqualsIgnoreCase(word, c); })) {
         return false;
       }
       had_word = true;

@@ -855,6 +855,9 @@ TEST(DetectorTest, EuropeanIdentifiersNeedContextWhereTheShapeIsCommon) {
               ElementsAre(std::make_pair("FI_PERSONAL_IDENTITY_CODE", "131052-308T")));
   // An IMEI is no NIR; a NIR of a person being registered (sex 3, 4, 7, 8) needs its word.
   EXPECT_THAT(Found("IMEI: 351504813309347", MinScore(0.0)), IsEmpty());
+  EXPECT_THAT(Found("ref 385057800608488", MinScore(0.0)), IsEmpty());
+  EXPECT_THAT(Found("NIR 385057800608488"),
+              ElementsAre(std::make_pair("FR_NIR", "385057800608488")));
   EXPECT_THAT(Found("ref 811218-9876, order 123456782", MinScore(0.0)), IsEmpty());
   EXPECT_THAT(Found("Bestellung 86095742719, Artikel A123456780", MinScore(0.0)), IsEmpty());
   // A list after one word: each value follows a finding with only a list's separators.
