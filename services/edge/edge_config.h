@@ -29,9 +29,21 @@ struct EdgeConfig {
   std::string redaction_operator = "placeholder";
   // ...except these types, whose presence refuses the request (PII_BLOCKED); by default the
   // secrets.
-  std::vector<std::string> blocked_entity_types = {
-      "PRIVATE_KEY",  "POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY",
-      "GITHUB_TOKEN", "SLACK_TOKEN",      "URL_CREDENTIALS"};
+  std::vector<std::string> blocked_entity_types = {"PRIVATE_KEY",
+                                                   "POLICY_SUITE_KEY",
+                                                   "OPENAI_API_KEY",
+                                                   "AWS_ACCESS_KEY",
+                                                   "GITHUB_TOKEN",
+                                                   "SLACK_TOKEN",
+                                                   "JWT",
+                                                   "GOOGLE_API_KEY",
+                                                   "STRIPE_API_KEY",
+                                                   "GITLAB_TOKEN",
+                                                   "HUGGINGFACE_TOKEN",
+                                                   "NPM_TOKEN",
+                                                   "SENDGRID_API_KEY",
+                                                   "AZURE_STORAGE_KEY",
+                                                   "URL_CREDENTIALS"};
 
   // The peers whose statement of a caller's address (Decide's source_ip, ext_authz's
   // source.address) is believed: CIDR blocks or addresses of Envoy, gateways and other

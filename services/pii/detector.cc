@@ -694,19 +694,22 @@ struct ChunkCounts {
   size_t digits = 0;
   size_t dots = 0;
   size_t colons = 0;
-  bool special = false;    // '@', '_', "sk-", "AKIA" or "ASIA".
+  bool special = false;    // '@', '_', a token's prefix with '-' or 'A' (TokenPrefixAt).
   bool pem_begin = false;  // "-----BEGIN " starts in the chunk.
 };
 
 // Whether a chunk of `length` bytes can hold a finding of a built-in recognizer other than
 // PRIVATE_KEY. Each of those findings holds '@' or '_' (e-mail, POLICY_SUITE_KEY,
-// GITHUB_TOKEN), "sk-" (OPENAI_API_KEY), "AKIA" or "ASIA" (AWS_ACCESS_KEY), two colons
+// GITHUB_TOKEN, STRIPE_API_KEY, HUGGINGFACE_TOKEN, NPM_TOKEN), "sk-" (OPENAI_API_KEY),
+// "glpat-", "gldt-", "glrt-" or "glptt-" (GITLAB_TOKEN), "AKIA" or "ASIA" (AWS_ACCESS_KEY),
+// "AIza" (GOOGLE_API_KEY), two colons
 // (IPv6), seven digits or more (US_SSN, US_ITIN, CREDIT_CARD, PHONE_NUMBER, UK_NHS,
 // MEDICAL_LICENSE, ES_NIF, ES_NIE, PL_PESEL, FI_PERSONAL_IDENTITY_CODE,
 // SE_PERSONAL_IDENTITY_NUMBER, NL_BSN, FR_NIR, DE_TAX_ID, DE_HEALTH_INSURANCE_NUMBER), six
 // digits in nine
 // bytes or more (UK_NINO), four digits and three dots (IPv4), or a digit in 15 bytes or more
-// (IBAN_CODE, CRYPTO, SLACK_TOKEN, IT_FISCAL_CODE); a chunk holds all of its findings' bytes.
+// (IBAN_CODE, CRYPTO, SLACK_TOKEN, IT_FISCAL_CODE, JWT, SENDGRID_API_KEY and AZURE_STORAGE_KEY,
+// whose validators require a digit or '_'); a chunk holds all of its findings' bytes.
 bool MayHoldFinding(size_t length, const ChunkCounts& c) {
   return c.special || c.colons >= 2 || c.digits >= 7 || (c.digits >= 6 && length >= 9) ||
          (c.digits >= 4 && c.dots >= 3) || (c.digits >= 1 && length >= 15);
@@ -734,7 +737,8 @@ void AddRegion(std::vector<Region>& regions, size_t begin, size_t end) {
 }
 
 // Bytes that can make a chunk worth scanning: digits, ':', '@', '_', and '-' and 'A' (for
-// "sk-", "AKIA", "ASIA"). Dots count only beside digits, so they are not among them.
+// the tokens' prefixes, TokenPrefixAt). Dots count only beside digits, so they are not among
+// them.
 constexpr std::array<bool, 256> MakeTriggerBytes() {
   std::array<bool, 256> triggers{};
   for (int c = 0; c < 256; ++c) {
@@ -775,13 +779,22 @@ bool IsPemBeginAt(absl::string_view text, size_t dash) {
          text.substr(dash, kPemBegin.size()) == kPemBegin;
 }
 
-bool IsOpenAiPrefixAt(absl::string_view text, size_t dash) {
-  return dash >= 2 && text[dash - 2] == 's' && text[dash - 1] == 'k';
-}
-
-bool IsAwsPrefixAt(absl::string_view text, size_t a) {
-  return a + 3 < text.size() && (text[a + 1] == 'K' || text[a + 1] == 'S') && text[a + 2] == 'I' &&
-         text[a + 3] == 'A';
+// Whether the '-' or 'A' at `i` belongs to a token's prefix: "sk-" (OPENAI_API_KEY), "glpat-",
+// "gldt-", "glrt-", "glptt-" (GITLAB_TOKEN), "AKIA", "ASIA" (AWS_ACCESS_KEY) or "AIza"
+// (GOOGLE_API_KEY).
+bool TokenPrefixAt(absl::string_view text, size_t i) {
+  if (text[i] == 'A') {
+    if (i + 3 >= text.size()) return false;
+    return (text[i + 1] == 'K' || text[i + 1] == 'S')
+               ? text[i + 2] == 'I' && text[i + 3] == 'A'
+               : text[i + 1] == 'I' && text[i + 2] == 'z' && text[i + 3] == 'a';
+  }
+  if (i < 2) return false;
+  const absl::string_view before = text.substr(0, i);
+  return absl::EndsWith(before, "sk") ||
+         (absl::EndsWith(before, "t") &&
+          (absl::EndsWith(before, "glpat") || absl::EndsWith(before, "gldt") ||
+           absl::EndsWith(before, "glrt") || absl::EndsWith(before, "glptt")));
 }
 
 // Adds the byte at `i`, of class `k`, to `counts`. Branch-free for the common classes: a
@@ -793,10 +806,10 @@ inline void CountByte(absl::string_view text, size_t i, uint8_t k, ChunkCounts& 
   if (k == kSpecial) {
     counts.special = true;
   } else if (k == kDash) {
-    counts.special = counts.special || IsOpenAiPrefixAt(text, i);
+    counts.special = counts.special || TokenPrefixAt(text, i);
     counts.pem_begin = counts.pem_begin || IsPemBeginAt(text, i);
   } else if (k == kCapitalA) {
-    counts.special = counts.special || IsAwsPrefixAt(text, i);
+    counts.special = counts.special || TokenPrefixAt(text, i);
   }
 }
 
@@ -937,9 +950,8 @@ std::vector<Region> TriggerRegions(absl::string_view text) {
   while (true) {
     i = SkipToTrigger(data, i, n);
     if (i >= n) break;
-    // A dash or an 'A' matters only as "sk-" or "AKIA"/"ASIA".
-    if ((data[i] == '-' && !IsOpenAiPrefixAt(text, i)) ||
-        (data[i] == 'A' && !IsAwsPrefixAt(text, i))) {
+    // A dash or an 'A' matters only in a token's prefix.
+    if ((data[i] == '-' || data[i] == 'A') && !TokenPrefixAt(text, i)) {
       pem_begin = pem_begin || (data[i] == '-' && IsPemBeginAt(text, i));
       ++i;
       continue;

@@ -133,6 +133,14 @@ std::string IdeographicSpaces(absl::string_view text) {
 
 constexpr absl::string_view kBase62 =
     "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+constexpr absl::string_view kBase64Url =
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-";
+constexpr absl::string_view kLetters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+// jwt.io's example token (HS256).
+constexpr absl::string_view kJwt =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaW"
+    "F0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
 
 const std::string kPem = absl::StrCat(
     "-----BEGIN RSA PRIVATE KEY-----\n"
@@ -283,6 +291,27 @@ std::vector<Sample> Positives() {
       {"AWS_ACCESS_KEY", "aws_secret_access_key = ", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
       {"AWS_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY=", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
       {"AWS_ACCESS_KEY", "\"SecretAccessKey\": ", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
+      {"JWT", "", std::string(kJwt)},
+      {"JWT", "Authorization: Bearer ", std::string(kJwt)},
+      // An unsecured token ({"alg":"none"}): no signature after the second dot.
+      {"JWT", "", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1c2VyIn0."},
+      {"JWT", "",
+       absl::StrCat("eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ.eyJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlIn0.",
+                    RandomOf(kBase64Url, 342, 19), "Q")},
+      {"GOOGLE_API_KEY", "", "AIza" + RandomOf(kBase64Url, 34, 20) + "Q"},
+      {"GOOGLE_API_KEY", "\"apiKey\": \"", "AIzaSyD-" + RandomOf(kBase62, 31, 21)},
+      {"STRIPE_API_KEY", "STRIPE_SECRET_KEY=", "sk_live_" + RandomOf(kBase62, 24, 22)},
+      {"STRIPE_API_KEY", "", "sk_test_" + RandomOf(kBase62, 99, 23)},
+      {"STRIPE_API_KEY", "", "rk_live_" + RandomOf(kBase62, 99, 24)},
+      {"GITLAB_TOKEN", "", "glpat-" + RandomOf(kBase64Url, 19, 25) + "q"},
+      {"GITLAB_TOKEN", "", "glrt-" + RandomOf(kBase62, 20, 26)},
+      {"GITLAB_TOKEN", "", "gldt-" + RandomOf(kBase62, 20, 27)},
+      {"GITLAB_TOKEN", "", "glptt-" + RandomOf(kBase62, 40, 28)},
+      {"GITLAB_TOKEN", "", "glpat-" + RandomOf(kBase62, 27, 29) + ".01.171ck2bq1"},
+      {"HUGGINGFACE_TOKEN", "HF_TOKEN=", "hf_" + RandomOf(kLetters, 32, 30) + "Qq"},
+      {"NPM_TOKEN", "//registry.npmjs.org/:_authToken=", "npm_" + RandomOf(kBase62, 36, 31)},
+      {"SENDGRID_API_KEY", "",
+       "SG." + RandomOf(kBase64Url, 21, 32) + "7." + RandomOf(kBase64Url, 42, 33) + "x"},
   };
 }
 
@@ -536,6 +565,33 @@ std::vector<std::string> HardNegatives() {
       "-----BEGIN PRIVATE KEY----- and then the base64 lines",
       "AKIA-not-a-key",
       "ghp_short",
+      // Tokens: a JWT header without "alg", two segments, a payload that is no JSON object, a
+      // header of a length no base64 has; keys one character short or long, publishable Stripe
+      // keys, documentation placeholders, environment variable names, an account key without
+      // its name.
+      "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlMTIz",
+      "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0",
+      "eyJhbGciOiJIUzI1NiJ9.MTIzNDU2Nzg5MA.c2lnbmF0dXJlMTIz",
+      "eyJhbGciOiJIUzI1NiJ9x.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlMTIz",
+      "AIza" + RandomOf(kBase62, 34, 40),
+      "AIza" + RandomOf(kBase62, 36, 41),
+      "pk_live_" + RandomOf(kBase62, 24, 42),
+      "pk_test_" + RandomOf(kBase62, 99, 43),
+      "sk_live_" + RandomOf(kBase62, 23, 44),
+      "sk_prod_" + RandomOf(kBase62, 24, 45),
+      "sk_live_XXXXXXXXXXXXXXXXXXXXXXXX",
+      "glpat-xxxxxxxxxxxxxxxxxxxx",
+      "glpat-" + RandomOf(kBase62, 19, 46),
+      "hf_hub_download",
+      "hf_" + RandomOf("abcdefghijklmnopqrstuvwxyz", 34, 47),
+      "hf_" + RandomOf(kLetters, 33, 48),
+      "npm_config_cache",
+      "npm_" + RandomOf(kBase62, 35, 49),
+      "npm_000000000000000000000000000000000000",
+      "SG." + RandomOf(kBase62, 21, 50) + "." + RandomOf(kBase62, 43, 51),
+      "SG." + RandomOf(kBase62, 22, 52) + "." + RandomOf(kBase62, 42, 53),
+      RandomOf(kBase62, 86, 54) + "==",
+      "AccountName=" + RandomOf(kBase62, 86, 55) + "==",
       "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
       "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END EC PRIVATE KEY-----",
       "AB1234564",
@@ -1058,6 +1114,23 @@ TEST(DetectorTest, FindsWrittenInternationalAndNationalPhoneNumbers) {
         "phone 02134-1234", "call 0 800 12", "Handy 0171 234", "tel 1.2.3.4.5.6"}) {
     EXPECT_THAT(Default().Scan(text, MinScore(0.0)), IsEmpty()) << text;
   }
+}
+
+TEST(DetectorTest, FindsTheAccountKeyOfAnAzureStorageConnectionString) {
+  const std::string key =
+      RandomOf("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+/", 85, 60);
+  for (const std::string& text :
+       {absl::StrCat("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=", key,
+                     "7==;EndpointSuffix=core.windows.net"),
+        absl::StrCat("conn = \"accountkey=", key, "7==\""),
+        absl::StrCat("AccountKey=", key, "7==")}) {
+    EXPECT_THAT(Found(text), ElementsAre(std::make_pair("AZURE_STORAGE_KEY", key + "7==")))
+        << DescribeAll(text, Default().Scan(text));
+  }
+  // No digit: not a key the prefilter would find, so not one at all.
+  EXPECT_THAT(Found(absl::StrCat("AccountKey=", key, "x==")), IsEmpty());
+  // A key one character short.
+  EXPECT_THAT(Found(absl::StrCat("AccountKey=", key.substr(1), "7==")), IsEmpty());
 }
 
 TEST(DetectorTest, FindsTheCredentialsOfAUrl) {

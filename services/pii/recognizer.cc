@@ -101,6 +101,20 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
       "github_token");
   add("slack_token", "SLACK_TOKEN", "xox[bpars]-[0-9]+(?:-[0-9]+)*-[0-9A-Za-z]+", 1.0,
       "slack_token");
+  // A JSON Web Token (JWS compact form): header and claims are base64url JSON objects, "eyJ".
+  add("jwt", "JWT", "eyJ[A-Za-z0-9_-]+\\.eyJ[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*", 1.0, "jwt");
+  add("google_api_key", "GOOGLE_API_KEY", "AIza[0-9A-Za-z_-]+", 1.0, "google_api_key");
+  add("stripe_api_key", "STRIPE_API_KEY", "[rs]k_(?:live|test)_[0-9A-Za-z]+", 1.0,
+      "stripe_api_key");
+  add("gitlab_token", "GITLAB_TOKEN", "gl(?:pat|dt|rt|ptt)-[0-9A-Za-z_-]+(?:\\.[0-9A-Za-z_-]+)*",
+      1.0, "gitlab_token");
+  add("huggingface_token", "HUGGINGFACE_TOKEN", "hf_[A-Za-z]+", 1.0, "huggingface_token");
+  add("npm_token", "NPM_TOKEN", "npm_[0-9A-Za-z]+", 1.0, "npm_token");
+  add("sendgrid_api_key", "SENDGRID_API_KEY", "SG\\.[0-9A-Za-z_-]+\\.[0-9A-Za-z_-]+", 1.0,
+      "sendgrid_api_key");
+  // An Azure Storage connection string's account key: the finding is the key, after its name.
+  add("azure_storage_key", "AZURE_STORAGE_KEY", "(?i:accountkey)=([A-Za-z0-9+/]+=*)", 1.0,
+      "azure_storage_key");
   // The credentials in a URL's authority: "user:password@host" after "scheme://" (the
   // password non-empty, the user possibly empty; the last '@' before the path ends the
   // password, so an unencoded '@' stays inside it). The host is part of the finding so that

@@ -89,14 +89,16 @@ std::vector<std::string> ValidatorNames();
 // IT_FISCAL_CODE, PL_PESEL, FI_PERSONAL_IDENTITY_CODE, SE_PERSONAL_IDENTITY_NUMBER, NL_BSN,
 // FR_NIR, DE_TAX_ID, DE_HEALTH_INSURANCE_NUMBER, CRYPTO, MEDICAL_LICENSE,
 // POLICY_SUITE_KEY, OPENAI_API_KEY (every provider's "sk-" keys), AWS_ACCESS_KEY (access key
-// ids, and secret access keys after a context word), GITHUB_TOKEN, SLACK_TOKEN, PRIVATE_KEY
+// ids, and secret access keys after a context word), GITHUB_TOKEN, SLACK_TOKEN, JWT,
+// GOOGLE_API_KEY, STRIPE_API_KEY, GITLAB_TOKEN, HUGGINGFACE_TOKEN, NPM_TOKEN, SENDGRID_API_KEY,
+// AZURE_STORAGE_KEY (after "AccountKey="), PRIVATE_KEY
 // (PEM and OpenPGP blocks, and a block's start up to the end of its base64 when the END
 // line is missing), URL_CREDENTIALS ("user:password@host" in "scheme://user:password@host").
 // The detector's prefilter relies on two properties of their findings: each but a PEM block
-// holds whitespace only as single spaces after [A-Z0-9)], and has '@' or '_', "sk-", "AKIA"
-// or "ASIA", two colons, seven digits, six digits and at least 9 bytes, four digits and three
-// dots, or a digit and at least 15 bytes (see MayHoldFinding in detector.cc); a PEM block starts
-// with "-----BEGIN ".
+// holds whitespace only as single spaces after [A-Z0-9)], and has '@' or '_', a token prefix
+// with '-' or 'A' ("sk-", "glpat-", "AKIA", "AIza"...), two colons, seven digits, six digits and at
+// least 9 bytes, four digits and three dots, or a digit and at least 15 bytes (see MayHoldFinding
+// in detector.cc); a PEM block starts with "-----BEGIN ".
 std::vector<RecognizerSpec> BuiltinRecognizers();
 
 // OK when `spec` is well formed: name, entity type, score, validator, context words,

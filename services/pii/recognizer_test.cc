@@ -34,12 +34,14 @@ TEST(BuiltinRecognizersTest, AreWellFormedAndCoverEveryType) {
   }
   EXPECT_THAT(
       types,
-      ElementsAre("AWS_ACCESS_KEY", "CREDIT_CARD", "CRYPTO", "DE_HEALTH_INSURANCE_NUMBER",
-                  "DE_TAX_ID", "EMAIL_ADDRESS", "ES_NIE", "ES_NIF", "FI_PERSONAL_IDENTITY_CODE",
-                  "FR_NIR", "GITHUB_TOKEN", "IBAN_CODE", "IP_ADDRESS", "IT_FISCAL_CODE",
-                  "MEDICAL_LICENSE", "NL_BSN", "OPENAI_API_KEY", "PHONE_NUMBER", "PL_PESEL",
-                  "POLICY_SUITE_KEY", "PRIVATE_KEY", "SE_PERSONAL_IDENTITY_NUMBER", "SLACK_TOKEN",
-                  "UK_NHS", "UK_NINO", "URL_CREDENTIALS", "US_ITIN", "US_SSN"));
+      ElementsAre("AWS_ACCESS_KEY", "AZURE_STORAGE_KEY", "CREDIT_CARD", "CRYPTO",
+                  "DE_HEALTH_INSURANCE_NUMBER", "DE_TAX_ID", "EMAIL_ADDRESS", "ES_NIE", "ES_NIF",
+                  "FI_PERSONAL_IDENTITY_CODE", "FR_NIR", "GITHUB_TOKEN", "GITLAB_TOKEN",
+                  "GOOGLE_API_KEY", "HUGGINGFACE_TOKEN", "IBAN_CODE", "IP_ADDRESS",
+                  "IT_FISCAL_CODE", "JWT", "MEDICAL_LICENSE", "NL_BSN", "NPM_TOKEN",
+                  "OPENAI_API_KEY", "PHONE_NUMBER", "PL_PESEL", "POLICY_SUITE_KEY", "PRIVATE_KEY",
+                  "SENDGRID_API_KEY", "SE_PERSONAL_IDENTITY_NUMBER", "SLACK_TOKEN",
+                  "STRIPE_API_KEY", "UK_NHS", "UK_NINO", "URL_CREDENTIALS", "US_ITIN", "US_SSN"));
 }
 
 TEST(ValidatorNamesTest, EveryNameHasAValidator) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -848,6 +849,121 @@ bool IsValidSlackToken(absl::string_view value) {
 
 namespace {
 
+bool IsBase64Url(char c) { return IsBase62(c) || c == '_' || c == '-'; }
+
+// Whether `body`, the random part of a token, is a documentation placeholder
+// ("xxxxxxxxxxxxxxxxxxxx", "0000..."): fewer than 6 distinct bytes, which a random string of
+// 20 or more base62 characters has with a probability below 10^-20.
+bool IsPlaceholder(absl::string_view body) {
+  std::array<bool, 256> seen{};
+  size_t distinct = 0;
+  for (char c : body) {
+    bool& s = seen[static_cast<unsigned char>(c)];
+    distinct += !s;
+    s = true;
+    if (distinct >= 6) return false;
+  }
+  return true;
+}
+
+// Whether `value` holds a digit or '_': the detector's prefilter finds a token of 15 bytes or
+// more only so (see MayHoldFinding in detector.cc). A random token of base64url characters
+// long enough to be a secret lacks both with a probability below 10^-5.
+bool HasDigitOrUnderscore(absl::string_view value) {
+  return std::any_of(value.begin(), value.end(), [](char c) { return IsDigit(c) || c == '_'; });
+}
+
+// `prefix` then `min` to `max` bytes of `allowed` that are not a placeholder.
+template <typename Allowed>
+bool IsPrefixedToken(absl::string_view value, absl::string_view prefix, size_t min, size_t max,
+                     Allowed allowed) {
+  return IsPrefixedRun(value, prefix, min, max, allowed) &&
+         !IsPlaceholder(value.substr(prefix.size()));
+}
+
+constexpr size_t kLongestJwt = 16384;
+
+}  // namespace
+
+bool IsValidJwt(absl::string_view value) {
+  if (value.size() > kLongestJwt || !HasDigitOrUnderscore(value)) return false;
+  const std::vector<absl::string_view> parts = absl::StrSplit(value, '.');
+  if (parts.size() != 3) return false;
+  for (size_t i = 0; i < 3; ++i) {
+    const absl::string_view part = parts[i];
+    if (!std::all_of(part.begin(), part.end(), IsBase64Url)) return false;
+    // The header and the claims are JSON objects: base64url of '{"' is "eyJ".
+    if (i < 2 && (part.size() < 4 || part.size() % 4 == 1 || !absl::StartsWith(part, "eyJ"))) {
+      return false;
+    }
+  }
+  std::string header;
+  if (!absl::WebSafeBase64Unescape(parts[0], &header)) return false;
+  const size_t alg = header.find("\"alg\"");
+  if (alg == std::string::npos) return false;
+  if (!parts[2].empty()) return true;
+  // Only an unsecured token ("alg": "none") has no signature: a token of another algorithm
+  // cut after its second dot is two segments ending a sentence.
+  absl::string_view name = absl::StripLeadingAsciiWhitespace(
+      absl::string_view(header).substr(alg + std::strlen("\"alg\"")));
+  return absl::ConsumePrefix(&name, ":") &&
+         absl::StartsWith(absl::StripLeadingAsciiWhitespace(name), "\"none\"");
+}
+
+bool IsValidGoogleApiKey(absl::string_view value) {
+  return IsPrefixedToken(value, "AIza", 35, 35, IsBase64Url);
+}
+
+bool IsValidStripeApiKey(absl::string_view value) {
+  for (absl::string_view prefix : {"sk_live_", "sk_test_", "rk_live_", "rk_test_"}) {
+    if (IsPrefixedToken(value, prefix, 24, 247, IsBase62)) return true;
+  }
+  return false;
+}
+
+bool IsValidGitlabToken(absl::string_view value) {
+  for (absl::string_view prefix : {"glpat-", "gldt-", "glrt-", "glptt-"}) {
+    if (!IsPrefixedToken(value, prefix, 20, 100,
+                         [](char c) { return IsBase64Url(c) || c == '.'; })) {
+      continue;
+    }
+    const absl::string_view body = value.substr(prefix.size());
+    return body.front() != '.' && body.back() != '.' && !absl::StrContains(body, "..");
+  }
+  return false;
+}
+
+bool IsValidHuggingFaceToken(absl::string_view value) {
+  if (!IsPrefixedToken(value, "hf_", 34, 34, [](char c) { return absl::ascii_isalpha(c); })) {
+    return false;
+  }
+  return std::any_of(value.begin() + 3, value.end(), IsUpper) &&
+         std::any_of(value.begin() + 3, value.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+}
+
+bool IsValidNpmToken(absl::string_view value) {
+  return IsPrefixedToken(value, "npm_", 36, 36, IsBase62);
+}
+
+bool IsValidSendGridApiKey(absl::string_view value) {
+  if (!IsPrefixedToken(value, "SG.", 22 + 1 + 43, 22 + 1 + 43,
+                       [](char c) { return IsBase64Url(c) || c == '.'; })) {
+    return false;
+  }
+  return value.substr(3).find('.') == 22 &&
+         value.substr(3 + 23).find('.') == absl::string_view::npos && HasDigitOrUnderscore(value);
+}
+
+bool IsValidAzureStorageKey(absl::string_view value) {
+  if (value.size() != 88 || !absl::EndsWith(value, "==")) return false;
+  const absl::string_view key = value.substr(0, 86);
+  return std::all_of(key.begin(), key.end(),
+                     [](char c) { return IsBase62(c) || c == '+' || c == '/'; }) &&
+         std::any_of(key.begin(), key.end(), IsDigit) && !IsPlaceholder(key);
+}
+
+namespace {
+
 struct NamedValidator {
   const char* name;
   Validator validator;
@@ -858,6 +974,7 @@ struct NamedValidator {
 constexpr NamedValidator kValidators[] = {
     {"aws_access_key", IsValidAwsAccessKey, 4 + 16},
     {"aws_secret_access_key", IsValidAwsSecretAccessKey, 40},
+    {"azure_storage_key", IsValidAzureStorageKey, 88},
     {"bitcoin_base58check", IsValidBitcoinBase58Check, 26},
     {"bitcoin_bech32", IsValidBitcoinBech32, 42},
     {"credit_card", IsValidCreditCard, 13},  // Digits.
@@ -869,25 +986,32 @@ constexpr NamedValidator kValidators[] = {
     {"es_nif", IsValidEsNif, 9},
     {"fi_personal_identity_code", IsValidFiPersonalIdentityCode, 11},
     {"fr_nir", IsValidFrNir, 15},
-    {"github_token", IsValidGithubToken, 4 + 36},           // "ghp_" + 36.
+    {"github_token", IsValidGithubToken, 4 + 36},  // "ghp_" + 36.
+    {"gitlab_token", IsValidGitlabToken, 5 + 20},  // "glrt-" + 20.
+    {"google_api_key", IsValidGoogleApiKey, 4 + 35},
+    {"huggingface_token", IsValidHuggingFaceToken, 3 + 34},
     {"iban", IsValidIban, ShortestIban()},                  // Spaces aside.
     {"international_phone", IsValidInternationalPhone, 9},  // '+', code, 7 national digits.
     {"ipv4", IsValidIpv4, 7},                               // "1.2.3.4".
     {"ipv6", IsValidIpv6, 3},                               // "::" and a digit.
     {"it_fiscal_code", IsValidItFiscalCode, 16},
-    {"luhn", PassesLuhn, 2},                          // Digits.
-    {"nanp_phone", IsValidNanpPhone, 10},             // Digits.
-    {"national_phone", IsValidNationalPhone, 10},     // Digits.
-    {"nine_digit_phone", IsValidNineDigitPhone, 9},   // Digits.
-    {"nl_bsn", IsValidNlBsn, 9},                      // Digits.
+    {"jwt", IsValidJwt, 8 + 1 + 4 + 1},              // "eyJhbGci" ({"alg), '.', "eyJ?", '.'.
+    {"luhn", PassesLuhn, 2},                         // Digits.
+    {"nanp_phone", IsValidNanpPhone, 10},            // Digits.
+    {"national_phone", IsValidNationalPhone, 10},    // Digits.
+    {"nine_digit_phone", IsValidNineDigitPhone, 9},  // Digits.
+    {"nl_bsn", IsValidNlBsn, 9},                     // Digits.
+    {"npm_token", IsValidNpmToken, 4 + 36},
     {"openai_api_key", IsValidOpenAiApiKey, 3 + 20},  // "sk-" + 20.
     // No label, no END line.
     {"pem_private_key", IsValidPemPrivateKey, 11 + 11 + 5 + 1 + kMinTruncatedPemBase64},
     {"pl_pesel", IsValidPlPesel, 11},
     {"policy_suite_key", IsValidPolicySuiteKey, 8 + 66},  // "psk_svc_" + 66.
     {"se_personal_identity_number", IsValidSePersonalIdentityNumber, 10},
+    {"sendgrid_api_key", IsValidSendGridApiKey, 3 + 22 + 1 + 43},
     {"slack_token", IsValidSlackToken, 5 + 2 + 8},  // "xoxb-", a digit and '-', 8.
-    {"uk_nhs", IsValidUkNhs, 10},                   // Digits.
+    {"stripe_api_key", IsValidStripeApiKey, 8 + 24},
+    {"uk_nhs", IsValidUkNhs, 10},  // Digits.
     {"uk_nino", IsValidUkNino, 9},
     {"us_itin", IsValidUsItin, 9},  // Digits.
     {"us_ssn", IsValidUsSsn, 9},    // Digits.

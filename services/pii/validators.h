@@ -187,6 +187,33 @@ bool IsValidGithubToken(absl::string_view value);
 //   SLACK_TOKEN: "xoxb-", "xoxp-", "xoxa-", "xoxr-" or "xoxs-", one to five groups of 1-20
 //   digits each followed by '-', then 8 to 64 of [0-9A-Za-z].
 bool IsValidSlackToken(absl::string_view value);
+//   JWT: a JSON Web Token in JWS compact form, "HEADER.PAYLOAD.SIGNATURE": header and payload
+//   base64url JSON objects ("eyJ...", a length that is not 1 mod 4), the header naming its
+//   "alg"; the signature base64url, empty only for an unsecured token ("alg": "none"); at most
+//   16 KiB; holding a
+//   digit or '_' (which the detector's prefilter relies on; a real token lacks both with a
+//   probability below 10^-5).
+bool IsValidJwt(absl::string_view value);
+// The next ones reject a documentation placeholder: a random part of fewer than 6 distinct
+// characters ("glpat-xxxxxxxxxxxxxxxxxxxx").
+//   GOOGLE_API_KEY: "AIza" + 35 of [0-9A-Za-z_-].
+bool IsValidGoogleApiKey(absl::string_view value);
+//   STRIPE_API_KEY: "sk_live_", "sk_test_", "rk_live_" or "rk_test_" + 24 to 247 of
+//   [0-9A-Za-z] (publishable "pk_" keys are public by design).
+bool IsValidStripeApiKey(absl::string_view value);
+//   GITLAB_TOKEN: "glpat-", "gldt-", "glrt-" or "glptt-" + 20 to 100 of [0-9A-Za-z_.-], not
+//   starting or ending with '.', no "..".
+bool IsValidGitlabToken(absl::string_view value);
+//   HUGGINGFACE_TOKEN: "hf_" + 34 letters, upper- and lowercase.
+bool IsValidHuggingFaceToken(absl::string_view value);
+//   NPM_TOKEN: "npm_" + 36 of [0-9A-Za-z].
+bool IsValidNpmToken(absl::string_view value);
+//   SENDGRID_API_KEY: "SG." + 22 of [0-9A-Za-z_-] + '.' + 43 of them, holding a digit or '_'
+//   (as a JWT, for the prefilter).
+bool IsValidSendGridApiKey(absl::string_view value);
+//   AZURE_STORAGE_KEY: an account key, 86 of [A-Za-z0-9+/] and "==" (64 bytes in base64),
+//   holding a digit (the recognizer requires "AccountKey=" before it).
+bool IsValidAzureStorageKey(absl::string_view value);
 
 // A validator as recognizers name it.
 using Validator = bool (*)(absl::string_view value);
@@ -198,7 +225,9 @@ using Validator = bool (*)(absl::string_view value);
 // "de_health_insurance_number",
 // "bitcoin_base58check", "bitcoin_bech32", "dea", "email",
 // "pem_private_key", "policy_suite_key", "openai_api_key", "aws_access_key",
-// "aws_secret_access_key", "github_token", "slack_token"), or nullptr for an unknown name.
+// "aws_secret_access_key", "github_token", "slack_token", "jwt", "google_api_key",
+// "stripe_api_key", "gitlab_token", "huggingface_token", "npm_token", "sendgrid_api_key",
+// "azure_storage_key"), or nullptr for an unknown name.
 Validator FindValidator(absl::string_view name);
 
 // The fewest bytes a value `validator` accepts can have: it rejects every shorter value.

@@ -616,6 +616,80 @@ TEST(SecretFormatTest, ExactLengthsAndAlphabets) {
   EXPECT_FALSE(IsValidSlackToken("xoxb--123-abcdefgh"));
 }
 
+TEST(ValidatorsTest, MoreTokens) {
+  const std::string b62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  // jwt.io's example; the header {"alg":"HS256","typ":"JWT"}.
+  const std::string header = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
+  const std::string claims = "eyJzdWIiOiIxMjM0NTY3ODkwIn0";
+  EXPECT_TRUE(IsValidJwt(header + "." + claims + ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"));
+  // No signature: only an unsecured token ({"alg":"none"}, {"alg": "none"}).
+  EXPECT_FALSE(IsValidJwt(header + "." + claims + "."));
+  EXPECT_TRUE(IsValidJwt("eyJhbGciOiJub25lIn0." + claims + "."));
+  EXPECT_TRUE(IsValidJwt("eyJhbGciOiAibm9uZSJ9." + claims + "."));
+  EXPECT_TRUE(IsValidJwt("eyJhbGciOiJub25lIn0.eyJ9.x"));
+  EXPECT_FALSE(IsValidJwt(header + "." + claims));                   // Two segments.
+  EXPECT_FALSE(IsValidJwt(header + "." + claims + ".a.b"));          // Four.
+  EXPECT_FALSE(IsValidJwt(header + "." + claims + ".a+b"));          // Not base64url.
+  EXPECT_FALSE(IsValidJwt("eyJ0eXAiOiJKV1QifQ." + claims + ".x"));   // {"typ":"JWT"}: no "alg".
+  EXPECT_FALSE(IsValidJwt(header + "." + "MTIzNDU2Nzg5MA" + ".x"));  // Claims not an object.
+  EXPECT_FALSE(IsValidJwt(header + "x." + claims + ".x"));           // 37 bytes: 1 mod 4.
+  EXPECT_FALSE(IsValidJwt("eyJhbGciOiJub25lIn0" + std::string(16384, 'A') + "." + claims + "."));
+  // Neither a digit nor '_' ({"alg":"ES"} and {"a":"b"}, unsecured).
+  EXPECT_FALSE(IsValidJwt("eyJhbGciOiJFUyJ9.eyJhIjoiYiJ9."));
+  EXPECT_TRUE(IsValidJwt("eyJhbGciOiJFUyJ9.eyJhIjoiYiJ9.x7"));
+
+  EXPECT_TRUE(IsValidGoogleApiKey("AIzaSyD-" + b62.substr(0, 31)));
+  EXPECT_FALSE(IsValidGoogleApiKey("AIza" + b62.substr(0, 34)));
+  EXPECT_FALSE(IsValidGoogleApiKey("AIza" + b62.substr(0, 36)));
+  EXPECT_FALSE(IsValidGoogleApiKey("AIza" + std::string(35, 'x')));  // A placeholder.
+  EXPECT_FALSE(IsValidGoogleApiKey("AIzb" + b62.substr(0, 35)));
+
+  EXPECT_TRUE(IsValidStripeApiKey("sk_live_" + b62.substr(0, 24)));
+  EXPECT_TRUE(IsValidStripeApiKey("rk_test_" + b62 + b62.substr(0, 37)));
+  EXPECT_FALSE(IsValidStripeApiKey("sk_live_" + b62.substr(0, 23)));
+  EXPECT_FALSE(IsValidStripeApiKey("pk_live_" + b62.substr(0, 24)));  // Publishable: public.
+  EXPECT_FALSE(IsValidStripeApiKey("sk_live_" + std::string(24, 'X')));
+  EXPECT_FALSE(IsValidStripeApiKey("sk_live_abcab_" + b62.substr(0, 24)));
+
+  EXPECT_TRUE(IsValidGitlabToken("glpat-" + b62.substr(10, 20)));
+  EXPECT_TRUE(IsValidGitlabToken("glptt-" + b62.substr(0, 40)));
+  EXPECT_TRUE(IsValidGitlabToken("glpat-" + b62.substr(0, 27) + ".01.171ck2bq1"));
+  EXPECT_TRUE(IsValidGitlabToken("glrt-" + b62.substr(0, 19) + "-"));
+  EXPECT_FALSE(IsValidGitlabToken("glpat-" + b62.substr(0, 19)));
+  EXPECT_FALSE(IsValidGitlabToken("glpat-" + b62.substr(0, 20) + "."));
+  EXPECT_FALSE(IsValidGitlabToken("glpat-" + b62.substr(0, 20) + "..01"));
+  EXPECT_FALSE(IsValidGitlabToken("glpat-xxxxxxxxxxxxxxxxxxxx"));
+  EXPECT_FALSE(IsValidGitlabToken("glxyz-" + b62.substr(0, 20)));
+
+  const std::string letters = b62.substr(10);
+  EXPECT_TRUE(IsValidHuggingFaceToken("hf_" + letters.substr(0, 34)));
+  EXPECT_FALSE(IsValidHuggingFaceToken("hf_" + letters.substr(0, 33)));
+  EXPECT_FALSE(IsValidHuggingFaceToken("hf_" + letters.substr(0, 35)));
+  EXPECT_FALSE(IsValidHuggingFaceToken("hf_" + letters.substr(0, 33) + "7"));
+  EXPECT_FALSE(IsValidHuggingFaceToken("hf_" + letters.substr(26, 26) + "abcdefgh"));  // Lower.
+
+  EXPECT_TRUE(IsValidNpmToken("npm_" + b62.substr(0, 36)));
+  EXPECT_FALSE(IsValidNpmToken("npm_" + b62.substr(0, 35)));
+  EXPECT_FALSE(IsValidNpmToken("npm_" + std::string(36, '0')));
+  EXPECT_FALSE(IsValidNpmToken("npm_config_cache"));
+
+  const std::string sendgrid = "SG." + b62.substr(0, 22) + "." + b62.substr(10, 43);
+  EXPECT_TRUE(IsValidSendGridApiKey(sendgrid));
+  EXPECT_FALSE(IsValidSendGridApiKey("SG." + b62.substr(0, 21) + "." + b62.substr(10, 44)));
+  EXPECT_FALSE(IsValidSendGridApiKey("SG." + b62.substr(0, 22) + "." + b62.substr(10, 42)));
+  EXPECT_FALSE(IsValidSendGridApiKey("SG." + letters.substr(0, 22) + "." + letters.substr(0, 43)));
+  EXPECT_FALSE(IsValidSendGridApiKey("SG." + b62.substr(0, 22) + "." + b62.substr(10, 20) + "." +
+                                     b62.substr(0, 22)));
+
+  const std::string key = b62 + b62.substr(0, 24);  // 86.
+  EXPECT_TRUE(IsValidAzureStorageKey(key + "=="));
+  EXPECT_TRUE(IsValidAzureStorageKey("+/" + key.substr(2) + "=="));
+  EXPECT_FALSE(IsValidAzureStorageKey(key + "="));
+  EXPECT_FALSE(IsValidAzureStorageKey(key.substr(1) + "=="));
+  EXPECT_FALSE(IsValidAzureStorageKey(letters + letters.substr(0, 34) + "=="));  // No digit.
+  EXPECT_FALSE(IsValidAzureStorageKey(std::string(85, 'A') + "1=="));
+}
+
 TEST(ValidatorRegistryTest, FindsEachNamedValidator) {
   const std::vector<std::string> names = KnownValidatorNames();
   EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
