@@ -1071,10 +1071,10 @@ TEST(DetectorTest, CustomRecognizerErrorsNameTheRecognizer) {
 }
 
 TEST(DetectorTest, TheCustomPrefilterTakesNoShareOfTheRecognizersBudget) {
-  // Sixty small custom recognizers in a 1 MiB budget: each pattern keeps its share (the
+  // Fifty small custom recognizers in a 1 MiB budget: each pattern keeps its share (the
   // prefilter's copies come on top), so the built-ins still fit.
   std::vector<RecognizerSpec> custom;
-  for (int i = 0; i < 60; ++i) {
+  for (int i = 0; i < 50; ++i) {
     custom.push_back(Spec(absl::StrCat("code_", i), absl::StrCat("CODE_", i),
                           absl::StrCat("\\bC", i, "-[0-9]{4}\\b"), 0.7));
   }
@@ -1116,6 +1116,29 @@ TEST(DetectorTest, FindsWrittenInternationalAndNationalPhoneNumbers) {
   }
 }
 
+TEST(DetectorTest, FindsTokensWhereTheyArePasted) {
+  const std::string jwt =
+      "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJqYW5lQGV4YW1wbGUuY29tIiwiaWF0IjoxNzMzNjAw"
+      "MDAwfQ.Wj3xV6KElyVmDV1RqZNnK9Hu";
+  const std::string gitlab = "glpat-WoZtWN4oonMibg2mJNZj";
+  const std::string npm = "npm_gkQAdnxbXgxQJdZnteHk1CAbSdfBEmhBej2U";
+  const std::string hf = "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";
+  const std::string text = absl::StrCat(
+      "curl -H 'Authorization: Bearer ", jwt, "' https://api.example.com/v1/me\n",
+      "STRIPE_SECRET_KEY=sk_live_evoQ6ARN93sQI9TxdsAXTzVi\n",
+      "STRIPE_PUBLISHABLE_KEY=pk_live_kKUHIUPv97OqYzBexVtLB5VH\n", "git clone https://", gitlab,
+      "@gitlab.example.com/team/app.git\n", "HF_TOKEN=", hf,
+      " npm_config_cache=/tmp //registry.npmjs.org/:_authToken=", npm, "\n",
+      "docs: glpat-xxxxxxxxxxxxxxxxxxxx; stripped: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.");
+  EXPECT_THAT(
+      Found(text),
+      ElementsAre(std::make_pair("JWT", jwt),
+                  std::make_pair("STRIPE_API_KEY", "sk_live_evoQ6ARN93sQI9TxdsAXTzVi"),
+                  std::make_pair("URL_CREDENTIALS", gitlab + "@gitlab.example.com"),
+                  std::make_pair("HUGGINGFACE_TOKEN", hf), std::make_pair("NPM_TOKEN", npm)))
+      << DescribeAll(text, Default().Scan(text));
+}
+
 TEST(DetectorTest, FindsTheAccountKeyOfAnAzureStorageConnectionString) {
   const std::string key =
       RandomOf("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+/", 85, 60);
@@ -1143,6 +1166,11 @@ TEST(DetectorTest, FindsTheCredentialsOfAUrl) {
       {"REDIS_URL=redis://:password@host:6379", ":password@host"},
       {"amqp://guest:gu3st@[2001:db8::1]:5672.", "guest:gu3st@[2001:db8::1]"},
       {"\"mysql://root:hunter2@db_1\",", "root:hunter2@db_1"},
+      // A token as the user name, not an e-mail address.
+      {"git clone https://ghp_0123456789abcdefghijABCDEFGHIJ012345@github.com/org/repo.git",
+       "ghp_0123456789abcdefghijABCDEFGHIJ012345@github.com"},
+      {"https://npm_gkQAdnxbXgxQJdZnteHk1CAbSdfBEmhBej2U@registry.example.com/",
+       "npm_gkQAdnxbXgxQJdZnteHk1CAbSdfBEmhBej2U@registry.example.com"},
   };
   for (const auto& [text, credentials] : cases) {
     EXPECT_EQ(Found(text), (Found_{{"URL_CREDENTIALS", credentials}})) << text;
@@ -1151,7 +1179,8 @@ TEST(DetectorTest, FindsTheCredentialsOfAUrl) {
        {"http://host:8080/", "https://example.com:443/path?q=1#top", "git@github.com:org/repo.git",
         "ssh://git@github.com:22/org/repo", "https://user@host/", "https://user:@host/",
         "meet at 12:30@cafe", "10:30@ home", "http://host:8080/path/a:b@c",
-        "ftp://files.example.org/pub/x:y"}) {
+        "ftp://files.example.org/pub/x:y", "https://glpat-xxxxxxxxxxxxxxxxxxxx@gitlab.com/",
+        "https://gitlab-ci-token@gitlab.com/"}) {
     ScanOptions options = OnlyTypes({"URL_CREDENTIALS"});
     options.min_score = 0.0;
     EXPECT_THAT(Default().Scan(text, options), IsEmpty()) << text;

@@ -962,6 +962,18 @@ bool IsValidAzureStorageKey(absl::string_view value) {
          std::any_of(key.begin(), key.end(), IsDigit) && !IsPlaceholder(key);
 }
 
+bool IsValidUrlTokenUser(absl::string_view value) {
+  const size_t at = value.rfind('@');
+  if (at == absl::string_view::npos) return false;
+  const absl::string_view user = value.substr(0, at);
+  for (Validator token : {IsValidGithubToken, IsValidGitlabToken, IsValidOpenAiApiKey,
+                          IsValidSlackToken, IsValidNpmToken, IsValidHuggingFaceToken,
+                          IsValidStripeApiKey, IsValidGoogleApiKey, IsValidPolicySuiteKey}) {
+    if (token(user)) return true;
+  }
+  return false;
+}
+
 namespace {
 
 struct NamedValidator {
@@ -1013,8 +1025,9 @@ constexpr NamedValidator kValidators[] = {
     {"stripe_api_key", IsValidStripeApiKey, 8 + 24},
     {"uk_nhs", IsValidUkNhs, 10},  // Digits.
     {"uk_nino", IsValidUkNino, 9},
-    {"us_itin", IsValidUsItin, 9},  // Digits.
-    {"us_ssn", IsValidUsSsn, 9},    // Digits.
+    {"url_token_user", IsValidUrlTokenUser, 15 + 1 + 1},  // A Slack token, '@', a host.
+    {"us_itin", IsValidUsItin, 9},                        // Digits.
+    {"us_ssn", IsValidUsSsn, 9},                          // Digits.
 };
 
 }  // namespace
