@@ -80,7 +80,8 @@ struct Detector::Recognizer {
   Validator validator = nullptr;  // Null: any match counts.
   // No finding is shorter (MinAcceptedBytes of the validator), so no shorter text holds one.
   size_t min_finding_bytes = 0;
-  bool has_group = false;  // The finding is capture group 1.
+  bool has_group = false;    // The finding is capture group 1.
+  bool whole_token = false;  // ChecksWholeTokens(validator).
   // Its findings are all chunks MayHoldFinding accepts (built-ins but PRIVATE_KEY).
   bool needs_trigger = false;
   // Every match starts with a byte in this range (RE2::PossibleMatchRange).
@@ -1077,6 +1078,7 @@ absl::StatusOr<std::unique_ptr<Detector>> Detector::Create(std::vector<Recognize
     Recognizer recognizer;
     recognizer.validator = spec.validator.empty() ? nullptr : FindValidator(spec.validator);
     recognizer.min_finding_bytes = MinAcceptedBytes(recognizer.validator);
+    recognizer.whole_token = ChecksWholeTokens(recognizer.validator);
     recognizer.has_group = regex->NumberOfCapturingGroups() >= 1;
     recognizer.context = ContextWords(spec.context_words);
     recognizer.excluded_context = ContextWords(spec.excluded_context);
@@ -1311,9 +1313,10 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
       continue;
     }
     // Shorter matches from the same start, ending before a separator, longest first (none
-    // for an empty match, which CheckRecognizerSpec keeps out but the search must survive).
+    // for an empty match, which CheckRecognizerSpec keeps out but the search must survive,
+    // nor for a token, which is its whole match).
     bool accepted = false;
-    if (verdict == Verdict::kRejected && match_end > match_begin) {
+    if (verdict == Verdict::kRejected && match_end > match_begin && !recognizer.whole_token) {
       int tries = 0;
       // Values shorter than any finding need no look: every further one is shorter still.
       for (size_t end = match_end - 1; end > match_begin && tries < kMaxShorterTries &&

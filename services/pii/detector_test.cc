@@ -574,6 +574,11 @@ std::vector<std::string> HardNegatives() {
       "eyJhbGciOiJIUzI1NiJ9.MTIzNDU2Nzg5MA.c2lnbmF0dXJlMTIz",
       "eyJhbGciOiJIUzI1NiJ9x.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlMTIz",
       "AIza" + RandomOf(kBase62, 34, 40),
+      // A token is its whole run: not a shorter piece ending at one of its '-', and a JWT with
+      // a fourth segment is none.
+      "AIza" + RandomOf(kBase62, 35, 57) + "-",
+      "see AIza" + RandomOf(kBase62, 35, 58) + "-" + RandomOf(kBase62, 8, 59) + " there",
+      std::string(kJwt) + ".eyJ4In0",
       "AIza" + RandomOf(kBase62, 36, 41),
       "pk_live_" + RandomOf(kBase62, 24, 42),
       "pk_test_" + RandomOf(kBase62, 99, 43),

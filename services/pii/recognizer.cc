@@ -102,7 +102,9 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   add("slack_token", "SLACK_TOKEN", "xox[bpars]-[0-9]+(?:-[0-9]+)*-[0-9A-Za-z]+", 1.0,
       "slack_token");
   // A JSON Web Token (JWS compact form): header and claims are base64url JSON objects, "eyJ".
-  add("jwt", "JWT", "eyJ[A-Za-z0-9_-]+\\.eyJ[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*", 1.0, "jwt");
+  // A fourth segment is taken in, so that the validator sees it and rejects the whole.
+  add("jwt", "JWT", "eyJ[A-Za-z0-9_-]+\\.eyJ[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*(?:\\.[A-Za-z0-9_-]+)*",
+      1.0, "jwt");
   add("google_api_key", "GOOGLE_API_KEY", "AIza[0-9A-Za-z_-]+", 1.0, "google_api_key");
   add("stripe_api_key", "STRIPE_API_KEY", "[rs]k_(?:live|test)_[0-9A-Za-z]+", 1.0,
       "stripe_api_key");

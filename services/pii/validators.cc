@@ -1039,6 +1039,17 @@ Validator FindValidator(absl::string_view name) {
   return nullptr;
 }
 
+bool ChecksWholeTokens(Validator validator) {
+  static constexpr Validator kTokens[] = {
+      IsValidPolicySuiteKey,   IsValidOpenAiApiKey, IsValidAwsAccessKey,
+      IsValidGithubToken,      IsValidSlackToken,   IsValidJwt,
+      IsValidGoogleApiKey,     IsValidStripeApiKey, IsValidGitlabToken,
+      IsValidHuggingFaceToken, IsValidNpmToken,     IsValidSendGridApiKey,
+      IsValidAzureStorageKey};
+  return validator != nullptr &&
+         std::find(std::begin(kTokens), std::end(kTokens), validator) != std::end(kTokens);
+}
+
 size_t MinAcceptedBytes(Validator validator) {
   for (const NamedValidator& v : kValidators) {
     if (validator != nullptr && validator == v.validator) return v.min_bytes;

@@ -239,6 +239,11 @@ Validator FindValidator(absl::string_view name);
 // short to hold a value its validator would accept.
 size_t MinAcceptedBytes(Validator validator);
 
+// Whether `validator` checks a token: its value is a whole run of the token's alphabet, never
+// a shorter piece of it ending at one of its '-' ("AIza" + 35 with a 36th byte '-' is no
+// Google key). False for nullptr.
+bool ChecksWholeTokens(Validator validator);
+
 // Every name FindValidator knows, sorted.
 std::vector<std::string> KnownValidatorNames();
 

@@ -29,7 +29,10 @@ record and its problems.
     and exchanges; international numbers a known country calling code and 7-12 national
     digits; NHS numbers their mod-11 check digit; Bitcoin addresses a base58check or
     bech32/bech32m checksum; DEA numbers their check digit; secrets the exact shape of
-    their issuer's format, private keys a DER-like base64 body over several lines. The
+    their issuer's format, private keys a DER-like base64 body over several lines, JWTs the
+    base64url of a real JSON header with "alg" and of a JSON payload of claims and an HMAC or
+    a signature of their algorithm's length (or none, for "alg":"none"), Azure storage keys the
+    base64 of 64 bytes after "AccountKey=" in a connection string. The
     European national identifiers follow their rules (UK National Insurance number prefixes
     and suffixes; the mod-23 letter of Spanish DNI/NIF and NIE numbers; the Italian codice
     fiscale's month letters, day (+40 for women), omocodia letters and odd/even check letter;
@@ -56,22 +59,27 @@ record and its problems.
     engine also takes for context) finds no valid entity in the text other than the labels
     themselves, an IPv4 address embedded in a labelled IPv6 address, the phone-number reading of a
     labelled NHS number, and whatever lies inside a labelled URL_CREDENTIALS value (the e-mail
-    reading of its "password@host"); the Finnish reading of a value right after a Swedish
-    context word is none (those words are excluded context for the Finnish type). No label has
-    a rival context word near it (an NHS number with a phone word, a bare SSN with "itin" or
-    "bsn", a BSN with "ssn", a personnummer with "nhs", a phone word or a Finnish word, a
-    Finnish code with a Swedish word, a German tax id with "pesel" or a phone word, a PESEL
-    with a tax id word, a KVNR with a DEA word, ...), so every label has one right answer.
+    reading of its "password@host", a GitLab token that is its password); the Finnish reading
+    of a value right after a Swedish context word is none (those words are excluded context for
+    the Finnish type). No label has a rival context word near it (an NHS number with a phone
+    word, a bare SSN with "itin" or "bsn", a BSN with "ssn", a personnummer with "nhs", a phone
+    word or a Finnish word, a Finnish code with a Swedish word, a German tax id with "pesel" or
+    a phone word, a PESEL with a tax id word, a KVNR with a DEA word, ...), so every label has
+    one right answer.
   * Hard negatives (cards failing Luhn or without an issuer prefix, IBANs with a wrong
     check or length, SSNs out of range, dates, times, order and invoice numbers, version
     strings, UUIDs, git SHAs, prices, ZIP codes, ISBNs, percentages, plain integers, bare
-    9/10-digit numbers, national identifiers breaking one of their rules, and a few more)
-    fail every validator where they stand, and hard-negative records contain no context word
-    at all, but for the context words of a national identifier's type in the sentence of a
-    value that breaks that type's rules ("PESEL 44051401358", "NINO QQ123456C": the word does
-    not rescue it). Negatives that are negative only for want of a context word (bare
-    numbers, a compact National Insurance number, a PESEL, a BSN, a personnummer, a German
-    tax id, a KVNR) never share a record with one.
+    9/10-digit numbers, national identifiers breaking one of their rules, secrets breaking
+    their issuer's format (JWTs whose header has no "alg" or a length of 1 mod 4, of two or
+    four segments or whose payload is no "eyJ...", publishable Stripe keys, npm environment
+    names, "hf_" identifiers, a bare Azure key without "AccountKey=", keys of a wrong length,
+    documentation placeholders), and a few more) fail every validator where they stand, and
+    hard-negative records contain no context word at all, but for the context words of a
+    national identifier's type in the sentence of a value that breaks that type's rules
+    ("PESEL 44051401358", "NINO QQ123456C": the word does not rescue it). Negatives that are
+    negative only for want of a context word (bare numbers, a compact National Insurance
+    number, a PESEL, a BSN, a personnummer, a German tax id, a KVNR) never share a record with
+    one.
   * Texts mix English with German, French and Japanese words and emoji (the national
     identifiers mostly stand in sentences of their own language: English, Spanish, Italian,
     Polish, Finnish, French, Dutch, Swedish and German), so byte offsets differ from character
@@ -81,13 +89,14 @@ record and its problems.
     and in the layouts of real prompts (a grouped NIR after a birth date or before an amount
     too, a grouped German tax id after a child's number or before an amount);
     connection-string records (url_credential_records, a stream of their own too) put
-    credentials in URLs beside URLs that hold none; written-phone records
-    (written_phone_records, likewise) phone numbers with a trunk prefix in parentheses, dots,
-    or as national numbers after a phone word;
+    credentials in URLs beside URLs that hold none (a GitLab token in a clone URL too);
+    written-phone records (written_phone_records, likewise) phone numbers with a trunk prefix
+    in parentheses, dots, or as national numbers after a phone word;
     typographic records (typographic_records, likewise) values written with no-break, narrow
     no-break, thin, figure and ideographic spaces, hyphens, en dashes and minus signs,
-    full-width digits, letters and signs (e-mail addresses, IBANs, AWS key ids and GitHub
-    tokens typed full-width, phone words such as "ＴＥＬ："), lowercase IBANs in groups and
+    full-width digits, letters and signs (e-mail addresses, IBANs, AWS key ids, GitHub
+    tokens, Google API keys, Stripe keys and npm tokens typed full-width, phone words such as
+    "ＴＥＬ："), lowercase IBANs in groups and
     nine-digit national numbers ("612 345 678"), NIRs and German tax ids grouped by no-break
     spaces and personnummer with an en dash or a non-breaking hyphen, and hard negatives so written
     (en-dash ranges, "1 234,56 €" amounts, full-width order numbers, dates, times, versions
@@ -103,7 +112,9 @@ import base64
 import datetime
 import functools
 import hashlib
+import hmac
 import ipaddress
+import json
 import math
 import re
 import sys
@@ -128,12 +139,16 @@ DIGITS = "0123456789"
 UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 LOWER = "abcdefghijklmnopqrstuvwxyz"
 BASE62 = DIGITS + UPPER + LOWER
+BASE64URL = BASE62 + "_-"  # without padding
+BASE64 = BASE62 + "+/"
 HEX = "0123456789abcdef"
 
 ENTITY_TYPES = (
     "US_SSN", "US_ITIN", "CREDIT_CARD", "IBAN_CODE", "EMAIL_ADDRESS", "PHONE_NUMBER",
     "IP_ADDRESS", "UK_NHS", "CRYPTO", "MEDICAL_LICENSE", "POLICY_SUITE_KEY", "OPENAI_API_KEY",
     "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY", "URL_CREDENTIALS",
+    "JWT", "GOOGLE_API_KEY", "STRIPE_API_KEY", "GITLAB_TOKEN", "HUGGINGFACE_TOKEN", "NPM_TOKEN",
+    "SENDGRID_API_KEY", "AZURE_STORAGE_KEY",
     "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER",
 )
@@ -761,6 +776,112 @@ def is_valid_private_key(value: str) -> bool:
     return len(value.encode()) <= PEM_MAX_BYTES and bool(PEM_SHAPE.fullmatch(value))
 
 
+# The eight secrets of the specification of 2026-12-07: their rules, implemented here on their
+# own (from the specification, not from the engine's code). A value whose random part (all
+# after its prefix; an Azure key without its "==") has fewer than six distinct characters is a
+# documentation placeholder and none of them; a JWT has no such part.
+PLACEHOLDER_DISTINCT_CHARACTERS = 6
+JWT_MAX_BYTES = 16 * 1024
+# HEADER and PAYLOAD start with "eyJ" (base64 of '{"'), four bytes or more.
+JWT_SEGMENT = re.compile(r"eyJ[A-Za-z0-9_-]+")
+JWT_SIGNATURE = re.compile(r"[A-Za-z0-9_-]*")
+GOOGLE_API_KEY_SHAPE = re.compile(r"AIza([0-9A-Za-z_-]{35})")
+# Secret and restricted keys; publishable ones (pk_) are public by design.
+STRIPE_API_KEY_SHAPE = re.compile(r"[sr]k_(?:live|test)_([0-9A-Za-z]{24,247})")
+# Personal/project/group access, deploy, runner and pipeline trigger tokens; the newer ones
+# carry '.'-separated parts.
+GITLAB_TOKEN_SHAPE = re.compile(r"(?:glpat|gldt|glrt|glptt)-([0-9A-Za-z_.-]{20,100})")
+HUGGINGFACE_TOKEN_SHAPE = re.compile(r"hf_([A-Za-z]{34})")
+NPM_TOKEN_SHAPE = re.compile(r"npm_([0-9A-Za-z]{36})")
+SENDGRID_API_KEY_SHAPE = re.compile(r"SG\.([0-9A-Za-z_-]{22}\.[0-9A-Za-z_-]{43})")
+# The 88-byte key alone (base64 of 64 bytes); that it follows "AccountKey=" is the scanner's
+# business (its candidate shape).
+AZURE_STORAGE_KEY_SHAPE = re.compile(r"([A-Za-z0-9+/]{86})==")
+
+
+def is_placeholder(random_part: str) -> bool:
+    return len(set(random_part)) < PLACEHOLDER_DISTINCT_CHARACTERS
+
+
+def has_digit_or_underscore(value: str) -> bool:
+    return any(c in DIGITS or c == "_" for c in value)
+
+
+def base64url_decode(segment: str) -> bytes | None:
+    """A base64url segment without padding, decoded; None when its length is 1 mod 4."""
+    if len(segment) % 4 == 1:
+        return None
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def is_valid_jwt(value: str) -> bool:
+    """HEADER.PAYLOAD.SIGNATURE: header and payload "eyJ..." of base64url whose length is not
+    1 mod 4, the header decoding to '{' ... '"alg"' (the payload is not decoded), the signature
+    base64url, empty only when the header's alg is "none" (a signed token cut after its claims
+    is no token); a digit or '_' somewhere; at most JWT_MAX_BYTES. (A fourth segment is the
+    scanner's business: its candidate shape takes it in, and then the value has four.)"""
+    if len(value.encode()) > JWT_MAX_BYTES:
+        return False
+    parts = value.split(".")
+    if len(parts) != 3:
+        return False
+    header, payload, signature = parts
+    if not all(JWT_SEGMENT.fullmatch(segment) and len(segment) % 4 != 1 for segment in (header, payload)):
+        return False
+    decoded = base64url_decode(header)
+    if signature == "" and not (decoded is not None and re.search(rb'"alg"\s*:\s*"none"', decoded)):
+        return False
+    return (bool(JWT_SIGNATURE.fullmatch(signature)) and decoded is not None and decoded.startswith(b"{")
+            and b'"alg"' in decoded and has_digit_or_underscore(value))
+
+
+def is_valid_google_api_key(value: str) -> bool:
+    match = GOOGLE_API_KEY_SHAPE.fullmatch(value)
+    return bool(match) and not is_placeholder(match[1])
+
+
+def is_valid_stripe_api_key(value: str) -> bool:
+    match = STRIPE_API_KEY_SHAPE.fullmatch(value)
+    return bool(match) and not is_placeholder(match[1])
+
+
+def is_valid_gitlab_token(value: str) -> bool:
+    """The 20-100 characters after the prefix start and end with [0-9A-Za-z_-] and hold no "..";
+    a '.' ending a sentence after the token is not part of it (see the candidate shape)."""
+    match = GITLAB_TOKEN_SHAPE.fullmatch(value)
+    if not match:
+        return False
+    body = match[1]
+    return body[0] != "." and body[-1] != "." and ".." not in body and not is_placeholder(body)
+
+
+def is_valid_huggingface_token(value: str) -> bool:
+    """hf_ and 34 letters, an uppercase and a lowercase one among them ("hf_hub_download" is
+    an identifier)."""
+    match = HUGGINGFACE_TOKEN_SHAPE.fullmatch(value)
+    return (bool(match) and any(c in UPPER for c in match[1]) and any(c in LOWER for c in match[1])
+            and not is_placeholder(match[1]))
+
+
+def is_valid_npm_token(value: str) -> bool:
+    match = NPM_TOKEN_SHAPE.fullmatch(value)
+    return bool(match) and not is_placeholder(match[1])
+
+
+def is_valid_sendgrid_api_key(value: str) -> bool:
+    """SG.<22>.<43>, a digit or '_' somewhere; the random part, for the placeholder rule, is
+    all after "SG.", the '.' between the two parts included."""
+    match = SENDGRID_API_KEY_SHAPE.fullmatch(value)
+    return bool(match) and has_digit_or_underscore(value) and not is_placeholder(match[1])
+
+
+def is_valid_azure_storage_key(value: str) -> bool:
+    """86 base64 characters and "==", a digit among them (only after "AccountKey=", in any
+    case: see the candidate shape)."""
+    match = AZURE_STORAGE_KEY_SHAPE.fullmatch(value)
+    return bool(match) and any(c in DIGITS for c in value) and not is_placeholder(match[1])
+
+
 # The written forms, letters in either case (needs_context says which count on their own).
 NINO_SHAPE = re.compile(r"([A-Za-z]{2})[ -]?(?:([0-9]{6})|([0-9]{2})[ -]([0-9]{2})[ -]([0-9]{2}))[ -]?([A-Za-z])")
 NINO_DOCUMENT_FORM = re.compile(r"[A-Z]{2} [0-9]{2} [0-9]{2} [0-9]{2} [A-Z]")  # as HMRC prints it
@@ -895,6 +1016,14 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
     "SLACK_TOKEN": shape_validator(SLACK_TOKEN_SHAPE),
     "PRIVATE_KEY": is_valid_private_key,
     "URL_CREDENTIALS": shape_validator(URL_CREDENTIALS_SHAPE),
+    "JWT": is_valid_jwt,
+    "GOOGLE_API_KEY": is_valid_google_api_key,
+    "STRIPE_API_KEY": is_valid_stripe_api_key,
+    "GITLAB_TOKEN": is_valid_gitlab_token,
+    "HUGGINGFACE_TOKEN": is_valid_huggingface_token,
+    "NPM_TOKEN": is_valid_npm_token,
+    "SENDGRID_API_KEY": is_valid_sendgrid_api_key,
+    "AZURE_STORAGE_KEY": is_valid_azure_storage_key,
     "UK_NINO": is_valid_nino,
     "ES_NIF": is_valid_nif,
     "ES_NIE": is_valid_nie,
@@ -1002,10 +1131,33 @@ def is_part_of_version_or_longer_number(data: bytes, begin: int, end: int) -> bo
             or bool(re.match(rb"\.[0-9]", data[end:end + 2])))
 
 
+# The secrets of 2026-12-07 are "glued" to a byte before them in [A-Za-z0-9_] or to one after
+# them that could continue them (their own alphabet; for a JWT and a GitLab token a '.' and one
+# of it too): then they are none.
+SECRET_GLUED_BEFORE = re.compile(rb"[A-Za-z0-9_]")
+SECRET_GLUED_AFTER = {
+    "JWT": re.compile(rb"\.?[A-Za-z0-9_-]"),
+    "GOOGLE_API_KEY": re.compile(rb"[0-9A-Za-z_-]"),
+    "STRIPE_API_KEY": re.compile(rb"[0-9A-Za-z_]"),
+    "GITLAB_TOKEN": re.compile(rb"\.?[0-9A-Za-z_-]"),
+    "HUGGINGFACE_TOKEN": re.compile(rb"[0-9A-Za-z_]"),
+    "NPM_TOKEN": re.compile(rb"[0-9A-Za-z_]"),
+    "SENDGRID_API_KEY": re.compile(rb"[0-9A-Za-z_-]"),
+    "AZURE_STORAGE_KEY": re.compile(rb"[A-Za-z0-9+/=]"),
+}
+AZURE_KEY_NAME = b"accountkey="
+
+
 def accepts(entity_type: str, data: bytes, begin: int, end: int, strict: bool) -> bool:
     """Whether data[begin:end] is an entity of the type where it stands."""
     value = data[begin:end].decode("utf-8", "replace")
     if not VALIDATORS[entity_type](value):
+        return False
+    glued_after = SECRET_GLUED_AFTER.get(entity_type)
+    if glued_after and (SECRET_GLUED_BEFORE.fullmatch(data[begin - 1:begin]) or glued_after.match(data, end)):
+        return False
+    # An Azure key only right after "AccountKey=" (in any case): a bare base64 blob is none.
+    if entity_type == "AZURE_STORAGE_KEY" and data[max(0, begin - len(AZURE_KEY_NAME)):begin].lower() != AZURE_KEY_NAME:
         return False
     if entity_type == "PHONE_NUMBER" and is_national_phone(value):
         if not has_context_word(data, begin, NATIONAL_PHONE_CONTEXT_WORDS, strict):
@@ -1062,6 +1214,21 @@ CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags
     (("URL_CREDENTIALS",),
      rb"(?<=[A-Za-z0-9+.-]://)[^\s/?#@:]*:[^\s/?#]+@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\[[0-9A-Fa-f:.]+\])", 0),
     (("PRIVATE_KEY",), rb"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+    # The eight secrets of 2026-12-07: not after [A-Za-z0-9_], each running on over its own
+    # alphabet (a byte after it that would continue it makes a value the validator rejects).
+    # A JWT from every "eyJ" that may start one, overlapping ("v" is the span), with every
+    # further ".segment" (a fourth segment rejects it; a '.' ending a sentence stays out).
+    (("JWT",), rb"(?<![A-Za-z0-9_])(?=(?P<v>eyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"
+               rb"(?:\.[A-Za-z0-9_-]+)*))", 0),
+    (("GOOGLE_API_KEY",), rb"(?<![A-Za-z0-9_])AIza[0-9A-Za-z_-]*", 0),
+    # Publishable and unknown modes too: the validator judges.
+    (("STRIPE_API_KEY",), rb"(?<![A-Za-z0-9_])[a-z]k_[a-z]+_[0-9A-Za-z_]*", 0),
+    (("GITLAB_TOKEN",), rb"(?<![A-Za-z0-9_])(?:glpat|gldt|glrt|glptt)-[0-9A-Za-z_-]*(?:\.[0-9A-Za-z_-]+)*", 0),
+    (("HUGGINGFACE_TOKEN",), rb"(?<![A-Za-z0-9_])hf_[0-9A-Za-z_]*", 0),
+    (("NPM_TOKEN",), rb"(?<![A-Za-z0-9_])npm_[0-9A-Za-z_]*", 0),
+    (("SENDGRID_API_KEY",), rb"(?<![A-Za-z0-9_])SG\.[0-9A-Za-z_-]*\.[0-9A-Za-z_-]*", 0),
+    # The key only, after "AccountKey=" in any case.
+    (("AZURE_STORAGE_KEY",), rb"(?<=accountkey=)[A-Za-z0-9+/=]+", re.I),
     # The national identifiers, lowercase letters, other digit counts and any century sign
     # included (the validators judge them).
     (("UK_NINO",),
@@ -1100,7 +1267,7 @@ def candidates(data: bytes) -> list[Span]:
     national numbers within a run of space-separated digit groups that the grouping rule lets
     stand on their own ("08 48 01 329 119" in "2 08 48 01 329 119 57", a NIR with a bad month:
     the trailing "57" is too short to continue it)."""
-    spans = [(types, match.start(), match.end())
+    spans = [(types, *match.span("v" if "v" in pattern.groupindex else 0))
              for types, pattern in CANDIDATES for match in pattern.finditer(data)]
     for match in NATIONAL_PHONE_CANDIDATE.finditer(data):
         run = match[0]
@@ -1189,7 +1356,14 @@ LABEL_BOUNDARY = {
     # Right after "://"; not followed by more of a host name.
     "URL_CREDENTIALS": (re.compile(rb"(?<!//)\Z"), re.compile(rb"[A-Za-z0-9_]|[._~%-]+[A-Za-z0-9_]")),
     **{t: TOKEN_BOUNDARY for t in ("CRYPTO", "MEDICAL_LICENSE", "POLICY_SUITE_KEY", "OPENAI_API_KEY",
-                                   "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "IT_FISCAL_CODE")},
+                                   "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "IT_FISCAL_CODE",
+                                   "GOOGLE_API_KEY", "STRIPE_API_KEY", "HUGGINGFACE_TOKEN", "NPM_TOKEN",
+                                   "SENDGRID_API_KEY")},
+    # Values with '.'-separated parts: nor a '.' and one more part after them (a '.' ending a
+    # sentence is no part of them).
+    **{t: (TOKEN_BOUNDARY[0], re.compile(rb"\.?[0-9A-Za-z_-]")) for t in ("JWT", "GITLAB_TOKEN")},
+    # Right after "AccountKey="; no base64 byte or '=' after it.
+    "AZURE_STORAGE_KEY": (re.compile(rb"[A-Za-z0-9+/]\Z"), re.compile(rb"[A-Za-z0-9+/=]")),
     # Values starting with a letter: no word byte or dash beside them; a grouped NINO's spaces
     # are judged by continues_groups.
     **{t: (re.compile(rb"[0-9A-Za-z_-]\Z"), re.compile(rb"[0-9A-Za-z_]|-[0-9A-Za-z]"))
@@ -1502,6 +1676,158 @@ def slack_token_format(prefix: str) -> ValueGenerator:
         tail = rng.choice(UPPER + LOWER) + random_string(rng, tail_alphabet, rng.choice((23, 31)))
         return "-".join([prefix] + groups + [tail])
     return generate
+
+
+# The eight secrets of 2026-12-07. Their random parts are drawn as their issuers draw them; a
+# value that happens to be a placeholder (fewer than six distinct characters) is drawn again.
+
+def base64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def compact_json(obj: dict) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+JWT_ISSUERS = ("https://auth.example.com/", "https://login.acme-corp.io/oauth2", "accounts.example.org",
+               "https://sso.northwind.co.uk/realms/main")
+JWT_SCOPES = ("openid profile email", "read:orders write:orders", "api.read", "admin")
+
+
+def jwt_claims(rng: Random) -> dict:
+    """A payload as identity providers issue them: subject, issuer, audience, times, and some of
+    name, e-mail, scope, roles and token id."""
+    issued = rng.randint(1_672_531_200, 1_798_761_600)  # 2023-2026
+    claims = {"sub": rng.choice((random_string(rng, DIGITS, rng.randint(6, 12)),
+                                 "auth0|" + random_string(rng, HEX, 24), uuid_v4(rng, 0)))}
+    if rng.random() < 0.7:
+        claims["iss"] = rng.choice(JWT_ISSUERS)
+    if rng.random() < 0.5:
+        claims["aud"] = rng.choice(("api.example.com", "web-client", "https://api.acme-corp.io"))
+    if rng.random() < 0.5:
+        claims["name"] = "%s %s" % (rng.choice(FIRST_NAMES).capitalize(), rng.choice(LAST_NAMES).capitalize())
+    if rng.random() < 0.3:
+        claims["email"] = email_dotted(rng, 0)
+    if rng.random() < 0.4:
+        claims["scope"] = rng.choice(JWT_SCOPES)
+    if rng.random() < 0.3:
+        claims["roles"] = rng.sample(("user", "admin", "billing", "support"), rng.randint(1, 2))
+    claims["iat"] = issued
+    claims["exp"] = issued + rng.choice((300, 900, 3600, 86400))
+    if rng.random() < 0.3:
+        claims["jti"] = random_string(rng, BASE64URL, 22)
+    return claims
+
+
+JWT_HMAC = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+JWT_SIGNATURE_BYTES = {"RS256": 256, "RS512": 512, "PS256": 256, "ES256": 64, "ES384": 96, "EdDSA": 64}
+
+
+def jwt_header(rng: Random, alg: str, kid: bool = False) -> dict:
+    """{"alg":...,"typ":"JWT"}, now and then "typ" first or a key id."""
+    header = {"alg": alg, "typ": "JWT"} if rng.random() < 0.8 else {"typ": "JWT", "alg": alg}
+    if kid:
+        header["kid"] = rng.choice((random_string(rng, BASE64URL, 43), random_string(rng, HEX, 40),
+                                    "key-%d" % rng.randint(1, 99)))
+    return header
+
+
+def jwt_encode(header: dict, claims: dict, rng: Random) -> str:
+    """A JWS in compact form: an HMAC signature with a random secret for HS*, random bytes of
+    the algorithm's signature length for the others, none for "none"."""
+    signing_input = "%s.%s" % (base64url(compact_json(header)), base64url(compact_json(claims)))
+    alg = header.get("alg", "HS256")
+    if alg == "none":
+        return signing_input + "."
+    if alg in JWT_HMAC:
+        signature = hmac.new(rng.randbytes(32), signing_input.encode(), JWT_HMAC[alg]).digest()
+    else:
+        signature = rng.randbytes(JWT_SIGNATURE_BYTES[alg])
+    return signing_input + "." + base64url(signature)
+
+
+def jwt_format(kind: str) -> ValueGenerator:
+    """"hmac": HS256/384/512; "asymmetric": RS, PS, ES or EdDSA with a key id; "unsecured":
+    alg "none" and an empty signature (the token ends with its second '.'); "any": hmac or
+    asymmetric. Every token holds a digit or '_' (the engine's prefilter counts on it), and no
+    signature starts with "eyJ" (which would start another candidate after its '.')."""
+    def generate(rng: Random, ordinal: int) -> str:
+        while True:
+            chosen = rng.choice(("hmac", "asymmetric")) if kind == "any" else kind
+            if chosen == "hmac":
+                header = jwt_header(rng, rng.choice(("HS256", "HS256", "HS384", "HS512")))
+            elif chosen == "asymmetric":
+                header = jwt_header(rng, rng.choice(tuple(JWT_SIGNATURE_BYTES)), kid=True)
+            else:
+                header = jwt_header(rng, "none")
+            token = jwt_encode(header, jwt_claims(rng), rng)
+            if is_valid_jwt(token) and not token.split(".")[2].startswith("eyJ"):
+                return token
+    return generate
+
+
+def drawn_until(valid: Callable[[str], bool], draw: Callable[[], str]) -> str:
+    """draw() again until valid (for a random part that came out a placeholder)."""
+    while True:
+        value = draw()
+        if valid(value):
+            return value
+
+
+def google_api_key(rng: Random, ordinal: int) -> str:
+    """AIza and 35 characters, mostly "Sy..." as Google's Cloud and Firebase keys start."""
+    head = "Sy" if rng.random() < 0.8 else random_string(rng, BASE64URL, 2)
+    return drawn_until(is_valid_google_api_key, lambda: "AIza" + head + random_string(rng, BASE64URL, 33))
+
+
+def stripe_key_format(prefixes: tuple[str, ...]) -> ValueGenerator:
+    """A secret or restricted key: 24 characters (older keys) or 99 starting "51" (newer ones),
+    now and then the longest, 247."""
+    def generate(rng: Random, ordinal: int) -> str:
+        prefix = rng.choice(prefixes)
+        length = rng.choice((24, 99, 99, 99, 247) if ordinal % 7 == 0 else (24, 99, 99))
+        head = "51" if length > 24 else ""
+        return drawn_until(is_valid_stripe_api_key,
+                           lambda: prefix + head + random_string(rng, BASE62, length - len(head)))
+    return generate
+
+
+def gitlab_token_format(prefix: str, routable: bool = False) -> ValueGenerator:
+    """20 characters of [0-9A-Za-z_-] (a pipeline trigger token 40 hex digits); routable:
+    the newer form, a base64url payload, ".01." and a nine-character checksum part."""
+    def generate(rng: Random, ordinal: int) -> str:
+        def draw() -> str:
+            if routable:
+                return "%s-%s.01.%s" % (prefix, random_string(rng, BASE64URL, rng.randint(27, 40)),
+                                        random_string(rng, DIGITS + LOWER, 9))
+            if prefix == "glptt":
+                return "glptt-" + random_string(rng, HEX, 40)
+            return "%s-%s" % (prefix, random_string(rng, BASE64URL, 20))
+        return drawn_until(is_valid_gitlab_token, draw)
+    return generate
+
+
+def huggingface_token(rng: Random, ordinal: int) -> str:
+    return drawn_until(is_valid_huggingface_token, lambda: "hf_" + random_string(rng, UPPER + LOWER, 34))
+
+
+def npm_token(rng: Random, ordinal: int) -> str:
+    """npm_ and 36 base62 characters: 30 random and their CRC32 in base62, as npm issues them."""
+    def draw() -> str:
+        entropy = random_string(rng, BASE62, 30)
+        return "npm_%s%s" % (entropy, base62_number(zlib.crc32(entropy.encode()), 6))
+    return drawn_until(is_valid_npm_token, draw)
+
+
+def sendgrid_api_key(rng: Random, ordinal: int) -> str:
+    """SG., a 22-character key id, '.', the 43-character secret; with a digit or '_'."""
+    return drawn_until(is_valid_sendgrid_api_key, lambda: "SG.%s.%s" % (
+        random_string(rng, BASE64URL, 22), random_string(rng, BASE64URL, 43)))
+
+
+def azure_storage_key(rng: Random, ordinal: int = 0) -> str:
+    """Base64 of 64 random bytes, with a digit."""
+    return drawn_until(is_valid_azure_storage_key, lambda: base64.b64encode(rng.randbytes(64)).decode())
 
 
 def der_length(length: int) -> bytes:
@@ -1828,7 +2154,8 @@ class PositiveFormat:
     # value's sentence, or "any" (either, at random). A value that needs one always has one.
     context: str = "any"
     # Sentences of the format's own (with a context word of the type before the value, when
-    # the format needs one), instead of the type's NATIONAL_ID_FRAMES and NATIONAL_ID_NOUNS.
+    # the format needs one), instead of the type's NATIONAL_ID_FRAMES and NATIONAL_ID_NOUNS,
+    # or, for the other types, instead of the generic frames and NOUNS.
     frames: tuple[str, ...] = ()
 
 
@@ -1853,6 +2180,145 @@ def provider_key_formats() -> list[PositiveFormat]:
     return [PositiveFormat("OPENAI_API_KEY", "anthropic", anthropic),
             PositiveFormat("OPENAI_API_KEY", "openrouter", openrouter),
             PositiveFormat("OPENAI_API_KEY", "deepseek", deepseek)]
+
+
+# The secrets' own sentences: where such values are pasted from (headers, .env files,
+# configuration, command lines).
+JWT_BEARER_FRAMES = (
+    "curl -H 'Authorization: Bearer {v}' https://api.example.com/v1/orders",
+    "GET /api/me HTTP/1.1\nHost: app.example.com\nAuthorization: Bearer {v}\nAccept: application/json",
+    "requests.get(url, headers={\"Authorization\": \"Bearer {v}\"})",
+    "fetch('/api/profile', { headers: { Authorization: `Bearer {v}` } })",
+    "Der Server antwortet 401 auf Authorization: Bearer {v} — warum?",
+)
+# The token ends a sentence: the full stop is no part of it.
+JWT_SENTENCE_END_FRAMES = (
+    "The session cookie holds {v}.",
+    "Decode this JWT for me: {v}.",
+    "Mein Zugriffstoken lautet {v}. Ist es abgelaufen?",
+    "Le jeton renvoyé par le serveur est {v}.",
+    "ログイン後のトークン：{v}.",
+    "After login the API returned {v}.\nWhy is it rejected an hour later?",
+)
+GOOGLE_CONFIG_FRAMES = (
+    "const firebaseConfig = {\n  apiKey: \"{v}\",\n  authDomain: \"shop-demo.firebaseapp.com\",\n"
+    "  projectId: \"shop-demo\"\n};",
+    "{\"apiKey\": \"{v}\", \"projectId\": \"maps-demo-123\"}",
+    "google-services.json: \"api_key\": [{\"current_key\": \"{v}\"}]",
+    "\"google\": {\n    \"apiKey\": \"{v}\"\n}",
+)
+GOOGLE_URL_FRAMES = (
+    "https://maps.googleapis.com/maps/api/geocode/json?address=Berlin&key={v}",
+    "<script src=\"https://maps.googleapis.com/maps/api/js?key={v}&libraries=places\"></script>",
+    "curl \"https://www.googleapis.com/youtube/v3/search?part=snippet&q=cats&key={v}\"",
+    "GET https://generativelanguage.googleapis.com/v1beta/models?key={v} returns 403",
+)
+GOOGLE_ENV_FRAMES = (
+    "GOOGLE_API_KEY={v}",
+    "export GOOGLE_MAPS_API_KEY=\"{v}\"",
+    "llm:\n  provider: google\n  api_key: {v}\n  model: flash",
+    "os.environ[\"GOOGLE_API_KEY\"] = \"{v}\"",
+)
+STRIPE_ENV_FRAMES = (
+    "STRIPE_SECRET_KEY={v}",
+    "stripe.api_key = \"{v}\"",
+    "curl https://api.stripe.com/v1/charges -u {v}: -d amount=2000 -d currency=eur",
+    "const stripe = require('stripe')('{v}');",
+    ".env.production:\nSTRIPE_SECRET_KEY=\"{v}\"\nSTRIPE_MODE=live",
+)
+GITLAB_API_FRAMES = (
+    "curl --header \"PRIVATE-TOKEN: {v}\" \"https://gitlab.example.com/api/v4/projects\"",
+    "GITLAB_TOKEN={v}",
+    "glab auth login --hostname gitlab.example.com --token {v}",
+    "variables:\n  DEPLOY_TOKEN: \"{v}\"",
+)
+HUGGINGFACE_FRAMES = (
+    "huggingface-cli login --token {v}",
+    "export HF_TOKEN={v}",
+    "hf_hub_download(repo_id=\"acme/tiny-model\", filename=\"config.json\", token=\"{v}\")",
+    "from huggingface_hub import login\nlogin(token=\"{v}\")",
+)
+NPMRC_FRAMES = (
+    "//registry.npmjs.org/:_authToken={v}",
+    "echo \"//registry.npmjs.org/:_authToken={v}\" >> ~/.npmrc",
+    ".npmrc:\n@acme:registry=https://registry.npmjs.org/\n//registry.npmjs.org/:_authToken={v}",
+    "Meine .npmrc enthält //registry.npmjs.org/:_authToken={v} — ist das sicher?",
+)
+NPM_ENV_FRAMES = (
+    "NPM_TOKEN={v} npm publish --access public",
+    "env:\n  NODE_AUTH_TOKEN: {v}",
+    "export NPM_TOKEN=\"{v}\"",
+)
+SENDGRID_FRAMES = (
+    "SENDGRID_API_KEY={v}",
+    "curl --request POST --url https://api.sendgrid.com/v3/mail/send --header 'Authorization: Bearer {v}'",
+    "sg = SendGridAPIClient('{v}')",
+    "smtp:\n  user: apikey\n  password: {v}",
+)
+# The key right after "AccountKey=", in the connection strings of the Azure portal.
+AZURE_CONNECTION_FRAMES = (
+    "DefaultEndpointsProtocol=https;AccountName=acmeprodstore;AccountKey={v};EndpointSuffix=core.windows.net",
+    "Connection string: DefaultEndpointsProtocol=https;AccountName=devlogs01;AccountKey={v};"
+    "EndpointSuffix=core.windows.net",
+    "Warum schlägt das fehl? DefaultEndpointsProtocol=https;AccountName=backupsweu;AccountKey={v}",
+    "BlobEndpoint=https://mediaassets.blob.core.windows.net/;AccountName=mediaassets;AccountKey={v}",
+)
+AZURE_ENV_FRAMES = (
+    "AZURE_STORAGE_CONNECTION_STRING=\"DefaultEndpointsProtocol=https;AccountName=acmeprodstore;"
+    "AccountKey={v};EndpointSuffix=core.windows.net\"",
+    "export AZURE_STORAGE_CONNECTION_STRING='DefaultEndpointsProtocol=https;AccountName=devlogs01;AccountKey={v}'",
+    "az storage blob list --container-name backups --connection-string "
+    "\"DefaultEndpointsProtocol=https;AccountName=backupsweu;AccountKey={v}\"",
+)
+AZURE_JSON_FRAMES = (
+    "\"ConnectionStrings\": {\n  \"Storage\": \"DefaultEndpointsProtocol=https;AccountName=mediaassets;"
+    "AccountKey={v};EndpointSuffix=core.windows.net\"\n}",
+    "{\"AzureWebJobsStorage\": \"DefaultEndpointsProtocol=https;AccountName=funcapp01;AccountKey={v}\"}",
+    "local.settings.json → \"StorageConnection\": \"AccountName=acmeprodstore;AccountKey={v};\"",
+)
+# "accountkey=" in lowercase (a lowercased configuration, a log line).
+AZURE_LOWERCASE_FRAMES = (
+    "defaultendpointsprotocol=https;accountname=backupsweu;accountkey={v};endpointsuffix=core.windows.net",
+    "storage config: accountname=devlogs01 accountkey={v}",
+    "ACCOUNTNAME=ACMEPRODSTORE;ACCOUNTKEY={v}",
+)
+
+
+def secret_formats() -> list[PositiveFormat]:
+    """The eight secrets of 2026-12-07, in the generic sentences and in their own."""
+    return [
+        PositiveFormat("JWT", "hmac", jwt_format("hmac")),
+        PositiveFormat("JWT", "asymmetric", jwt_format("asymmetric")),
+        PositiveFormat("JWT", "unsecured", jwt_format("unsecured")),
+        PositiveFormat("JWT", "bearer-header", jwt_format("any"), frames=JWT_BEARER_FRAMES),
+        PositiveFormat("JWT", "sentence-end", jwt_format("any"), frames=JWT_SENTENCE_END_FRAMES),
+        PositiveFormat("GOOGLE_API_KEY", "plain", google_api_key),
+        PositiveFormat("GOOGLE_API_KEY", "json-config", google_api_key, frames=GOOGLE_CONFIG_FRAMES),
+        PositiveFormat("GOOGLE_API_KEY", "url-parameter", google_api_key, frames=GOOGLE_URL_FRAMES),
+        PositiveFormat("GOOGLE_API_KEY", "env", google_api_key, frames=GOOGLE_ENV_FRAMES),
+        PositiveFormat("STRIPE_API_KEY", "secret-live", stripe_key_format(("sk_live_",))),
+        PositiveFormat("STRIPE_API_KEY", "secret-test", stripe_key_format(("sk_test_",))),
+        PositiveFormat("STRIPE_API_KEY", "restricted", stripe_key_format(("rk_live_", "rk_test_"))),
+        PositiveFormat("STRIPE_API_KEY", "dotenv", stripe_key_format(("sk_live_", "sk_test_", "rk_live_")),
+                       frames=STRIPE_ENV_FRAMES),
+        PositiveFormat("GITLAB_TOKEN", "glpat", gitlab_token_format("glpat")),
+        PositiveFormat("GITLAB_TOKEN", "glpat-routable", gitlab_token_format("glpat", routable=True)),
+        PositiveFormat("GITLAB_TOKEN", "gldt", gitlab_token_format("gldt")),
+        PositiveFormat("GITLAB_TOKEN", "glrt", gitlab_token_format("glrt")),
+        PositiveFormat("GITLAB_TOKEN", "glptt", gitlab_token_format("glptt")),
+        PositiveFormat("GITLAB_TOKEN", "api-header", gitlab_token_format("glpat"), frames=GITLAB_API_FRAMES),
+        PositiveFormat("HUGGINGFACE_TOKEN", "plain", huggingface_token),
+        PositiveFormat("HUGGINGFACE_TOKEN", "login", huggingface_token, frames=HUGGINGFACE_FRAMES),
+        PositiveFormat("NPM_TOKEN", "plain", npm_token),
+        PositiveFormat("NPM_TOKEN", "npmrc", npm_token, frames=NPMRC_FRAMES),
+        PositiveFormat("NPM_TOKEN", "env", npm_token, frames=NPM_ENV_FRAMES),
+        PositiveFormat("SENDGRID_API_KEY", "plain", sendgrid_api_key),
+        PositiveFormat("SENDGRID_API_KEY", "env", sendgrid_api_key, frames=SENDGRID_FRAMES),
+        PositiveFormat("AZURE_STORAGE_KEY", "connection-string", azure_storage_key, frames=AZURE_CONNECTION_FRAMES),
+        PositiveFormat("AZURE_STORAGE_KEY", "env", azure_storage_key, frames=AZURE_ENV_FRAMES),
+        PositiveFormat("AZURE_STORAGE_KEY", "json-config", azure_storage_key, frames=AZURE_JSON_FRAMES),
+        PositiveFormat("AZURE_STORAGE_KEY", "lowercase", azure_storage_key, frames=AZURE_LOWERCASE_FRAMES),
+    ]
 
 
 POSITIVE_FORMATS = (
@@ -1920,6 +2386,7 @@ POSITIVE_FORMATS = (
       for prefix in ("xoxb", "xoxp", "xoxa", "xoxr", "xoxs")),
     *(PositiveFormat("PRIVATE_KEY", (kind.strip() or "pkcs8").lower(), pem_format(kind))
       for kind in ("RSA ", "EC ", "DSA ", "OPENSSH ", "ENCRYPTED ", "")),
+    *secret_formats(),
     PositiveFormat("UK_NINO", "compact-context", nino_format(False), "with"),
     PositiveFormat("UK_NINO", "grouped", nino_format(True)),
     PositiveFormat("UK_NINO", "grouped-context", nino_format(True), "with"),
@@ -2552,6 +3019,188 @@ def kvnr_invalid(kind: str) -> ValueGenerator:
     return generate
 
 
+# The secrets' hard negatives (specification of 2026-12-07). Their random parts hold no
+# context word, as no hard-negative record may (drawn again until so).
+
+def free_of_context_words(generate: ValueGenerator) -> ValueGenerator:
+    def generate_free(rng: Random, ordinal: int) -> str:
+        while True:
+            value = generate(rng, ordinal)
+            lowered = value.lower()
+            if not any(word in lowered for word in ALL_CONTEXT_WORDS):
+                return value
+    return generate_free
+
+
+def other_than(value: str, avoid: str, rng: Random, alphabet: str) -> str:
+    """value unless it starts with avoid, else with its first character replaced."""
+    while value.startswith(avoid):
+        value = rng.choice(alphabet) + value[1:]
+    return value
+
+
+# Headers without "alg": a type alone, an object of other names, a key id.
+JWT_HEADERS_WITHOUT_ALG = ({"typ": "JWT"}, {"foo": 1}, {"typ": "JWT", "cty": "JWT"}, {"kid": "key-7", "typ": "at+jwt"})
+
+
+def jwt_invalid(kind: str) -> ValueGenerator:
+    """"header-without-alg"; "two-segments" (no second '.': the negative sentences put no '.'
+    after it, which would make it an unsecured token); "header-length-1-mod-4" (bytes added
+    to a valid header); "payload-not-eyj" (base64url of random bytes, of a text, or a
+    payload cut at its front); "fourth-segment" (one more ".segment" after the signature)."""
+    def generate(rng: Random, ordinal: int) -> str:
+        header = base64url(compact_json(jwt_header(rng, rng.choice(("HS256", "RS256", "ES256")))))
+        payload = base64url(compact_json(jwt_claims(rng)))
+        signature = other_than(base64url(rng.randbytes(32)), "eyJ", rng, BASE62)
+        if kind == "header-without-alg":
+            header = base64url(compact_json(dict(rng.choice(JWT_HEADERS_WITHOUT_ALG))))
+        elif kind == "two-segments":
+            return "%s.%s" % (header, payload)
+        elif kind == "header-length-1-mod-4":
+            header += random_string(rng, BASE64URL, (1 - len(header)) % 4)
+        elif kind == "payload-not-eyj":
+            payload = rng.choice((base64url(rng.randbytes(rng.randint(30, 90))),
+                                  base64url(("session %d for %s" % (rng.randint(1, 9999), rng.choice(LAST_NAMES))
+                                             ).encode()),
+                                  payload[rng.randint(1, 8):]))
+            payload = other_than(payload, "eyJ", rng, BASE62)
+        elif kind == "fourth-segment":
+            signature += "." + other_than(random_string(rng, BASE64URL, rng.randint(8, 43)), "eyJ", rng, BASE62)
+        return "%s.%s.%s" % (header, payload, signature)
+    return free_of_context_words(generate)
+
+
+def mixed_placeholder(rng: Random, alphabet: str, length: int, distinct: int = 5) -> str:
+    """length characters of only `distinct` (fewer than six) characters of the alphabet, the
+    sharpest placeholder: only the placeholder rule rejects it."""
+    chars = rng.sample(alphabet, distinct)
+    return "".join(rng.choice(chars) for _ in range(length - distinct)) + "".join(chars)
+
+
+def google_key_invalid(kind: str) -> ValueGenerator:
+    """"34-characters" and "36-characters" after AIza; "prose": AIza in a phrase;
+    "placeholder"."""
+    def generate(rng: Random, ordinal: int) -> str:
+        if kind in ("34-characters", "36-characters"):
+            return "AIzaSy" + random_string(rng, BASE64URL, int(kind[:2]) - 2)
+        if kind == "prose":
+            return rng.choice(("keys starting with AIza", "the AIza prefix", "AIza-prefixed keys",
+                               "an AIza… key", "AIzaSy and 33 more characters"))
+        return rng.choice(("AIzaSy" + "X" * 33, "AIza" + "x" * 35, "AIza" + "0" * 35,
+                           "AIza" + mixed_placeholder(rng, BASE64URL, 35)))
+    return free_of_context_words(generate)
+
+
+def stripe_key_invalid(kind: str) -> ValueGenerator:
+    """"publishable" (pk_live_, pk_test_); "too-short" (fewer than 24); "unknown-mode"
+    (sk_prod_); "placeholder"."""
+    def generate(rng: Random, ordinal: int) -> str:
+        if kind == "publishable":
+            return rng.choice(("pk_live_", "pk_test_")) + rng.choice(("51", "")) + random_string(rng, BASE62, 22)
+        if kind == "too-short":
+            return rng.choice(("sk_live_", "sk_test_", "rk_live_")) + random_string(rng, BASE62, rng.randint(8, 23))
+        if kind == "unknown-mode":
+            return rng.choice(("sk_prod_", "sk_dev_", "rk_prod_")) + random_string(rng, BASE62, rng.choice((24, 99)))
+        return rng.choice(("sk_live_" + "X" * 24, "sk_test_" + "x" * 24, "rk_live_" + "0" * 24,
+                           rng.choice(("sk_live_", "sk_test_")) + mixed_placeholder(rng, BASE62, rng.choice((24, 99)))))
+    return free_of_context_words(generate)
+
+
+def gitlab_token_invalid(kind: str) -> ValueGenerator:
+    """"too-short" (fewer than 20 after the prefix); "prose": glpat- in a phrase; "placeholder"."""
+    def generate(rng: Random, ordinal: int) -> str:
+        if kind == "too-short":
+            prefix = rng.choice(("glpat-", "gldt-", "glrt-", "glptt-"))
+            return prefix + random_string(rng, BASE64URL, rng.randint(8, 19))
+        if kind == "prose":
+            return rng.choice(("glpat- tokens", "a glpat-… token", "the glpat- prefix", "glpat-<your-token>",
+                               "gldt- and glrt- prefixes"))
+        return rng.choice(("glpat-" + "x" * 20, "glpat-" + "X" * 20, "gldt-" + "0" * 20,
+                           rng.choice(("glpat-", "glrt-")) + mixed_placeholder(rng, BASE62, 20)))
+    return free_of_context_words(generate)
+
+
+def huggingface_token_invalid(kind: str) -> ValueGenerator:
+    """"33-letters", "35-letters"; "digit" (one letter a digit); "lowercase" (identifiers such
+    as hf_hub_download, 34 lowercase letters); "placeholder"."""
+    def generate(rng: Random, ordinal: int) -> str:
+        letters = UPPER + LOWER
+        if kind in ("33-letters", "35-letters"):
+            return "hf_" + random_string(rng, letters, int(kind[:2]))
+        if kind == "digit":
+            body = random_string(rng, letters, 34)
+            at = rng.randrange(34)
+            return "hf_" + body[:at] + rng.choice(DIGITS) + body[at + 1:]
+        if kind == "lowercase":
+            return rng.choice(("hf_hub_download", "hf_hub_url", "hf_transfer", "hf_api",
+                               "hf_" + random_string(rng, LOWER, 34)))
+        return rng.choice(("hf_" + "x" * 34, "hf_" + "xX" * 17, "hf_" + mixed_placeholder(rng, letters, 34)))
+    return free_of_context_words(generate)
+
+
+def npm_token_invalid(kind: str) -> ValueGenerator:
+    """"35-characters", "37-characters"; "environment-name" (npm_config_cache,
+    npm_package_version, ...); "placeholder"."""
+    def generate(rng: Random, ordinal: int) -> str:
+        if kind in ("35-characters", "37-characters"):
+            return "npm_" + random_string(rng, BASE62, int(kind[:2]))
+        if kind == "environment-name":
+            return rng.choice(("npm_config_cache", "npm_package_version", "npm_config_registry",
+                               "npm_lifecycle_event", "npm_package_name", "npm_execpath"))
+        return rng.choice(("npm_" + "0" * 36, "npm_" + "x" * 36, "npm_" + mixed_placeholder(rng, BASE62, 36)))
+    return free_of_context_words(generate)
+
+
+def sendgrid_key_invalid(kind: str) -> ValueGenerator:
+    """"segment-lengths": 21 or 23 then 43, 22 then 42 or 44; "placeholder" (four distinct
+    characters, a digit among them: a placeholder whether or not the '.' counts)."""
+    def generate(rng: Random, ordinal: int) -> str:
+        if kind == "segment-lengths":
+            first, second = rng.choice(((21, 43), (23, 43), (22, 42), (22, 44)))
+            return "SG.%s.%s" % (random_string(rng, BASE64URL, first - 1) + rng.choice(DIGITS),
+                                 random_string(rng, BASE64URL, second))
+        chars = rng.sample(LOWER, 3) + [rng.choice(DIGITS)]
+        return rng.choice(("SG." + "x" * 22 + "." + "x" * 43,
+                           "SG.%s.%s" % ("".join(rng.choice(chars) for _ in range(21)) + chars[3],
+                                         "".join(rng.choice(chars) for _ in range(43)))))
+    return free_of_context_words(generate)
+
+
+AZURE_ACCOUNT_NAMES = ("acmeprodstore", "devlogs01", "backupsweu", "mediaassets", "funcapp01")
+
+
+def azure_key_invalid(kind: str) -> ValueGenerator:
+    """"without-account-key": the 88 bytes alone (a bare base64 blob); "short-key": 84
+    characters and "==" after AccountKey=; "account-name": a key-shaped value after
+    AccountName=; "placeholder" after AccountKey=."""
+    def generate(rng: Random, ordinal: int) -> str:
+        connection = "DefaultEndpointsProtocol=https;AccountName=%s;AccountKey=%s;EndpointSuffix=core.windows.net"
+        name = rng.choice(AZURE_ACCOUNT_NAMES)
+        if kind == "without-account-key":
+            return azure_storage_key(rng)
+        if kind == "short-key":
+            return connection % (name, azure_storage_key(rng)[:84] + "==")
+        if kind == "account-name":
+            return ("DefaultEndpointsProtocol=https;AccountName=%s;EndpointSuffix=core.windows.net"
+                    % azure_storage_key(rng))
+        return connection % (name, rng.choice(("A" * 86, "x" * 86, mixed_placeholder(rng, BASE64, 86))) + "==")
+    return free_of_context_words(generate)
+
+
+SECRET_NEGATIVE_KINDS = {
+    "jwt_invalid": (jwt_invalid, ("header-without-alg", "two-segments", "header-length-1-mod-4", "payload-not-eyj",
+                                  "fourth-segment")),
+    "google_key_invalid": (google_key_invalid, ("34-characters", "36-characters", "prose", "placeholder")),
+    "stripe_key_invalid": (stripe_key_invalid, ("publishable", "too-short", "unknown-mode", "placeholder")),
+    "gitlab_token_invalid": (gitlab_token_invalid, ("too-short", "prose", "placeholder")),
+    "huggingface_token_invalid": (huggingface_token_invalid, ("33-letters", "35-letters", "digit", "lowercase",
+                                                              "placeholder")),
+    "npm_token_invalid": (npm_token_invalid, ("35-characters", "37-characters", "environment-name", "placeholder")),
+    "sendgrid_key_invalid": (sendgrid_key_invalid, ("segment-lengths", "placeholder")),
+    "azure_key_invalid": (azure_key_invalid, ("without-account-key", "short-key", "account-name", "placeholder")),
+}
+
+
 @dataclass(frozen=True)
 class NegativeVariant:
     category: str
@@ -2647,6 +3296,8 @@ NEGATIVE_VARIANTS = (
     *(NegativeVariant("kvnr_invalid", kind, kvnr_invalid(kind), "DE_HEALTH_INSURANCE_NUMBER")
       for kind in ("wrong-check", "lowercase", "digit-count")),
     NegativeVariant("kvnr_without_context", "valid", lambda rng, ordinal: kvnr_number(rng)),
+    *(NegativeVariant(category, kind, make(kind))
+      for category, (make, kinds) in SECRET_NEGATIVE_KINDS.items() for kind in kinds),
 )
 NEGATIVE_CATEGORIES = tuple(dict.fromkeys(v.category for v in NEGATIVE_VARIANTS))
 # Negatives that are only negative for want of a context word never go next to one.
@@ -2739,8 +3390,19 @@ NOUNS = {
     "AWS_ACCESS_KEY": ("AWS access key", "access key id", "AWS_ACCESS_KEY_ID", "key"),
     "GITHUB_TOKEN": ("GitHub token", "PAT", "GITHUB_TOKEN", "token"),
     "SLACK_TOKEN": ("Slack token", "bot token", "SLACK_BOT_TOKEN", "token"),
+    "JWT": ("JWT", "access token", "ID token", "bearer token", "Zugriffstoken", "jeton"),
+    "GOOGLE_API_KEY": ("Google API key", "Maps API key", "GOOGLE_API_KEY", "key", "APIキー"),
+    "STRIPE_API_KEY": ("Stripe secret key", "Stripe key", "STRIPE_SECRET_KEY", "restricted key"),
+    "GITLAB_TOKEN": ("GitLab token", "PAT", "GITLAB_TOKEN", "deploy token", "runner token"),
+    "HUGGINGFACE_TOKEN": ("Hugging Face token", "HF_TOKEN", "access token", "token"),
+    "NPM_TOKEN": ("npm token", "NPM_TOKEN", "automation token", "token"),
+    "SENDGRID_API_KEY": ("SendGrid key", "SENDGRID_API_KEY", "API key", "mail API key"),
+    # Only in AZURE_*_FRAMES: the key counts after "AccountKey=" alone.
+    "AZURE_STORAGE_KEY": ("storage account key", "AccountKey"),
 }
-SECRET_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN")
+SECRET_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN",
+                "JWT", "GOOGLE_API_KEY", "STRIPE_API_KEY", "GITLAB_TOKEN", "HUGGINGFACE_TOKEN", "NPM_TOKEN",
+                "SENDGRID_API_KEY", "AZURE_STORAGE_KEY")
 
 # The national identifiers' sentences in their own languages: (sentences with a context word of
 # the type within CONTEXT_WINDOW bytes before the value, sentences with none of its context
@@ -2970,6 +3632,21 @@ NEGATIVE_FRAMES = {
     "kvnr_invalid": ("Die Versichertennummer {v} ist ungültig.", "KVNR {v}: Prüfziffer falsch.",
                      "Krankenversicherung meldet: Nummer {v} unbekannt.", "Bitte {v} auf der Karte prüfen.",
                      "Abgelehnt: {v}"),
+    # The secrets' (no '.' right after a JWT negative: "eyJ...eyJ..." and a '.' is an unsecured
+    # token).
+    "jwt_invalid": ("Is this a JWT? {v}", "The proxy logged {v} as the token, is it valid?",
+                    "Parsing {v} fails with \"invalid token\"", "Token aus dem Log: {v}"),
+    "google_key_invalid": ("Is {v} a Google API key?", "The docs mention {v} in the sample.",
+                           "Copied from the README: {v}"),
+    "stripe_key_invalid": ("STRIPE_PUBLISHABLE_KEY={v}", "The frontend uses {v}, is that fine?",
+                           "Example from the guide: {v}"),
+    "gitlab_token_invalid": ("Our runbook mentions {v} here.", "The README says: paste {v} here",
+                             "Is {v} a GitLab token?"),
+    "huggingface_token_invalid": ("from huggingface_hub import {v}", "Why does {v} not work?",
+                                  "The sample uses {v} here."),
+    "npm_token_invalid": ("echo ${v}", "The script reads {v} from the environment.", "process.env.{v}"),
+    "sendgrid_key_invalid": ("The docs show {v} as the example.", "Is {v} a SendGrid key?"),
+    "azure_key_invalid": ("Storage blob checksum: {v}", "The sample uses {v} here.", "Is {v} a storage key?"),
     "kvnr_without_context": ("Artikel {v} ist nicht lieferbar.", "Gutschein {v} ist abgelaufen.",
                              "Ticket {v} wurde geschlossen.", "Order {v} shipped today."),
 }
@@ -3088,6 +3765,8 @@ def positive_sentence(rng: Random, fmt: PositiveFormat, ordinal: int) -> Sentenc
         frame, noun = national_id_frame(rng, fmt, value)
     elif entity_type == "PRIVATE_KEY":
         frame, noun = rng.choice(PEM_FRAMES), ""
+    elif fmt.frames:
+        frame, noun = rng.choice(fmt.frames), ""
     elif needs_context(entity_type, value):
         frame = rng.choice(FRAMES_NOUN_BEFORE + CONTEXT_FRAMES[entity_type])
         noun = rng.choice(CONTEXT_NOUNS[entity_type])
@@ -3494,8 +4173,21 @@ def connection_redis(rng: Random, b: TextBuilder) -> None:
     b.text(":6379/%d (nicht %s)" % (rng.randint(0, 15), rng.choice(URLS_WITHOUT_CREDENTIALS)))
 
 
+def connection_git_clone(rng: Random, b: TextBuilder) -> None:
+    """A GitLab token as the password of a clone URL: labelled URL_CREDENTIALS, the longer
+    value, which wins the overlap (the token inside it is an allowed extra finding, as the
+    e-mail reading of "password@host" is)."""
+    b.text(rng.choice(("git clone https://", "git remote set-url origin https://", "RUN git clone https://")))
+    user = rng.choice(("oauth2", "gitlab-ci-token", rng.choice(FIRST_NAMES)))
+    token = gitlab_token_format("glpat", routable=rng.random() < 0.3)(rng, 0)
+    b.entity("URL_CREDENTIALS", "git-clone", "%s:%s@%s" % (user, token, rng.choice(("gitlab.example.com",
+                                                                                   "git.acme-corp.io"))))
+    b.text("/%s/%s.git%s" % (rng.choice(("platform", "infra", "web")), rng.choice(LAST_NAMES),
+                             rng.choice(("", " && cd app", " 🙂"))))
+
+
 CONNECTION_LAYOUTS: tuple[Callable[[Random, TextBuilder], None], ...] = (
-    connection_postgres, connection_https, connection_mongodb, connection_redis,
+    connection_postgres, connection_https, connection_mongodb, connection_redis, connection_git_clone,
 )
 
 
@@ -3711,6 +4403,20 @@ def typographic_secret_full_width(rng: Random, b: TextBuilder) -> None:
     b.text(rng.choice(("。", "（削除してください）", "")))
 
 
+def typographic_token_full_width(rng: Random, b: TextBuilder) -> None:
+    """A Google API key, a Stripe secret key or an npm token pasted from a full-width input
+    field ('＿' and '－' fold to '_' and '-')."""
+    b.text(rng.choice(("ＡＰＩキー：", "シークレットキー：", "トークン　", "key：")))
+    kind = rng.randrange(3)
+    if kind == 0:
+        b.entity("GOOGLE_API_KEY", "google-full-width", full_width(google_api_key(rng, 0)))
+    elif kind == 1:
+        b.entity("STRIPE_API_KEY", "stripe-full-width", full_width(stripe_key_format(("sk_live_", "rk_live_"))(rng, 1)))
+    else:
+        b.entity("NPM_TOKEN", "npm-full-width", full_width(npm_token(rng, 0)))
+    b.text(rng.choice(("。", "（本番環境）", "")))
+
+
 def typographic_nir_space(rng: Random, b: TextBuilder) -> None:
     """A NIR grouped by no-break or narrow no-break spaces, as French word processors print it."""
     b.text(rng.choice(("N° de sécurité sociale\u00a0: ", "NIR\u00a0: ", "Carte Vitale ", "Assuré(e) ")))
@@ -3744,7 +4450,7 @@ TYPOGRAPHIC_LAYOUTS: tuple[Callable[[Random, TextBuilder], None], ...] = (
     typographic_phone_full_width, typographic_phone_nine_digits, typographic_email_full_width,
     typographic_email_typed_full_width, typographic_iban_full_width, typographic_phone_ideographic_space,
     typographic_secret_full_width, typographic_nir_space, typographic_personnummer_dash,
-    typographic_tax_id_space,
+    typographic_tax_id_space, typographic_token_full_width,
 )
 
 

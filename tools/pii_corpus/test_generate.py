@@ -5,6 +5,10 @@ The checksum tests use published examples; the corpus tests read the generated b
 with a parser written here, independently of the generator's writer.
 """
 
+import base64
+import hashlib
+import hmac
+import json
 import os
 import re
 import subprocess
@@ -28,6 +32,8 @@ ALL_TYPES = (
     "US_SSN", "US_ITIN", "CREDIT_CARD", "IBAN_CODE", "EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS",
     "UK_NHS", "CRYPTO", "MEDICAL_LICENSE", "POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY",
     "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY", "URL_CREDENTIALS",
+    "JWT", "GOOGLE_API_KEY", "STRIPE_API_KEY", "GITLAB_TOKEN", "HUGGINGFACE_TOKEN", "NPM_TOKEN",
+    "SENDGRID_API_KEY", "AZURE_STORAGE_KEY",
     "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER",
 )
@@ -61,6 +67,27 @@ NATIONAL_ID_NEGATIVE_VARIANTS = {
     ("tax_id_without_context", "compact"), ("tax_id_without_context", "grouped"),
     ("kvnr_invalid", "wrong-check"), ("kvnr_invalid", "lowercase"), ("kvnr_invalid", "digit-count"),
     ("kvnr_without_context", "valid"),
+}
+# The eight secrets of the specification of 2026-12-07 and their hard negatives, spelled out
+# here too.
+SECRET_TYPES = ("JWT", "GOOGLE_API_KEY", "STRIPE_API_KEY", "GITLAB_TOKEN", "HUGGINGFACE_TOKEN", "NPM_TOKEN",
+                "SENDGRID_API_KEY", "AZURE_STORAGE_KEY")
+SECRET_NEGATIVE_VARIANTS = {
+    ("jwt_invalid", "header-without-alg"), ("jwt_invalid", "two-segments"), ("jwt_invalid", "header-length-1-mod-4"),
+    ("jwt_invalid", "payload-not-eyj"), ("jwt_invalid", "fourth-segment"),
+    ("google_key_invalid", "34-characters"), ("google_key_invalid", "36-characters"), ("google_key_invalid", "prose"),
+    ("google_key_invalid", "placeholder"),
+    ("stripe_key_invalid", "publishable"), ("stripe_key_invalid", "too-short"), ("stripe_key_invalid", "unknown-mode"),
+    ("stripe_key_invalid", "placeholder"),
+    ("gitlab_token_invalid", "too-short"), ("gitlab_token_invalid", "prose"), ("gitlab_token_invalid", "placeholder"),
+    ("huggingface_token_invalid", "33-letters"), ("huggingface_token_invalid", "35-letters"),
+    ("huggingface_token_invalid", "digit"), ("huggingface_token_invalid", "lowercase"),
+    ("huggingface_token_invalid", "placeholder"),
+    ("npm_token_invalid", "35-characters"), ("npm_token_invalid", "37-characters"),
+    ("npm_token_invalid", "environment-name"), ("npm_token_invalid", "placeholder"),
+    ("sendgrid_key_invalid", "segment-lengths"), ("sendgrid_key_invalid", "placeholder"),
+    ("azure_key_invalid", "without-account-key"), ("azure_key_invalid", "short-key"),
+    ("azure_key_invalid", "account-name"), ("azure_key_invalid", "placeholder"),
 }
 # What each national identifier's "without context" hard negatives are valid as (they are
 # negatives only for want of a context word); every other national identifier negative is
@@ -599,6 +626,292 @@ def positive_record(text: str, *values: tuple[str, str]) -> gen.Record:
     return gen.Record("test-0000", "positive", text, labels, [])
 
 
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def jwt_of(header: dict | bytes, payload: dict | bytes, secret: bytes = b"secret") -> str:
+    """A JWS signed with HMAC-SHA256, its parts encoded here (not by the generator)."""
+    encode = lambda part: part if isinstance(part, bytes) else json.dumps(part, separators=(",", ":")).encode()
+    signing_input = "%s.%s" % (b64url(encode(header)), b64url(encode(payload)))
+    return signing_input + "." + b64url(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest())
+
+
+def found(text: str, entity_type: str) -> set[tuple[str, int, int]]:
+    """The strict findings of the type in the text (folded as the engine reads it)."""
+    data, _ = gen.fold(text.encode())
+    return {f for f in gen.findings(data, gen.candidates(data), strict=True) if f[0] == entity_type}
+
+
+def spans_of(text: str, entity_type: str) -> set[str]:
+    data, _ = gen.fold(text.encode())
+    return {data[begin:end].decode() for _, begin, end in found(text, entity_type)}
+
+
+# The published example of jwt.io and RFC 7519's unsecured example.
+JWT_IO_EXAMPLE = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2"
+                  "MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c")
+RFC7519_UNSECURED = ("eyJhbGciOiJub25lIn0.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9"
+                     "pc19yb290Ijp0cnVlfQ.")
+AZURE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+class SecretTest(unittest.TestCase):
+    """The eight secrets of 2026-12-07: each validator accepts a valid value and rejects each
+    kind of hard negative of the specification; the scanner applies the glued rule, a JWT's and
+    a GitLab token's sentence full stop and fourth segment, and "AccountKey=" before an Azure key."""
+
+    def test_jwt(self):
+        valid = gen.VALIDATORS["JWT"]
+        hs256 = jwt_of({"alg": "HS256", "typ": "JWT"}, {"sub": "1234567890", "name": "John Doe", "iat": 1516239022})
+        self.assertEqual(hs256, JWT_IO_EXAMPLE.replace("SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+                                                        hs256.split(".")[2]))
+        for token in (JWT_IO_EXAMPLE, RFC7519_UNSECURED, hs256, jwt_of({"typ": "JWT", "alg": "RS256"}, {"a": 1}),
+                      jwt_of({"alg": "none"}, {"sub": "x"}).rsplit(".", 1)[0] + ".",  # unsecured: empty signature
+                      # no digit nor '_' but in the signature
+                      "eyJhbGciOiJYWVoifQ.eyJzdWIiOiJldmUifQ.abcDEF7",
+                      # the rule is on the header's bytes: '"alg"' as a value counts too
+                      jwt_of({"typ": "JWT", "x": "alg"}, {"sub": "1"})):
+            self.assertTrue(valid(token), token)
+        header, payload, signature = hs256.split(".")
+        one_mod_four = lambda segment: segment + "A" * ((1 - len(segment)) % 4)
+        self.assertEqual(len(one_mod_four(header)) % 4, 1)
+        for token in (
+                jwt_of({"typ": "JWT"}, {"sub": "1"}), jwt_of({"foo": 1}, {"sub": "1"}),  # no "alg"
+                jwt_of({"algo": "HS256"}, {"sub": "1"}), jwt_of({"ALG": "HS256"}, {"sub": "1"}),
+                header + "." + payload,  # two segments
+                header + "." + payload + ".",  # a signed token cut after its claims
+                one_mod_four(header) + "." + payload + "." + signature,  # a header of length 1 mod 4
+                header + "." + one_mod_four(payload) + "." + signature,  # a payload of length 1 mod 4
+                header + "." + b64url(b"not json at all 123") + "." + signature,  # payload not "eyJ"
+                b64url(b'["alg","HS256"]') + "." + payload + "." + signature,  # header not "eyJ"
+                hs256 + "." + signature,  # four segments
+                "eyJ." + payload + "." + signature,  # a header of three bytes
+                "eyJhbGciOiJYWVoifQ.eyJzdWIiOiJldmUifQ.abcDEF",  # no digit nor '_'
+                header + "." + payload + "." + signature + "=",  # padding
+                header + "." + "eyJ" + "A" * 16384 + "." + signature):  # over 16 KiB
+            self.assertFalse(valid(token), token)
+        self.assertTrue(valid(header + "." + "eyJ" + "A" * 16000 + "." + signature))
+        # Where it stands: a full stop ending a sentence stays out, a fourth segment or a glued
+        # byte rejects it; an unsecured token ends with its second '.'.
+        self.assertEqual(spans_of("Decode this: %s." % hs256, "JWT"), {hs256})
+        self.assertEqual(spans_of("Token %s.\\nNext line" % hs256, "JWT"), {hs256})
+        self.assertEqual(spans_of("'%s'" % hs256, "JWT"), {hs256})
+        self.assertEqual(spans_of("none: %s." % RFC7519_UNSECURED, "JWT"), {RFC7519_UNSECURED})
+        self.assertEqual(spans_of("x-%s" % hs256, "JWT"), {hs256})  # '-' is no word byte
+        self.assertEqual(spans_of("%s-_ x" % hs256, "JWT"), {hs256 + "-_"})  # the signature runs on
+        for text in ("%s.abc" % hs256, "%s.-" % hs256, "a%s" % hs256, "_%s" % hs256, "7%s" % hs256,
+                     "Ignore %s in the log" % (header + "." + payload)):
+            self.assertEqual(found(text, "JWT"), set(), text)
+
+    def test_jwt_values_are_real(self):
+        """The generator's tokens: base64url of a real JSON header with "alg" and of a JSON
+        payload with claims, a signature of the algorithm's length, a digit or '_'."""
+        rng = gen.Random(3)
+        signature_lengths = {"HS256": 43, "HS384": 64, "HS512": 86, "RS256": 342, "RS512": 683, "PS256": 342,
+                             "ES256": 86, "ES384": 128, "EdDSA": 86, "none": 0}
+        for kind in ("hmac", "asymmetric", "unsecured", "any"):
+            for ordinal in range(40):
+                token = gen.jwt_format(kind)(rng, ordinal)
+                header, payload, signature = token.split(".")
+                decode = lambda part: json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+                alg = decode(header)["alg"]
+                self.assertIn("sub", decode(payload))
+                self.assertIn("exp", decode(payload))
+                self.assertEqual(len(signature), signature_lengths[alg], token)
+                self.assertTrue(re.search(r"[0-9_]", token), token)
+                self.assertEqual(alg == "none", kind == "unsecured")
+
+    def test_google_api_key(self):
+        valid = gen.VALIDATORS["GOOGLE_API_KEY"]
+        key = "AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe"
+        self.assertEqual(len(key), 39)
+        for value in (key, "AIza" + "abcdef" * 5 + "abcde", "AIza-_" + "xyZ9" * 8 + "_"):
+            self.assertTrue(valid(value), value)
+        for value in (key[:-1], key + "x", "AIza", "AIzaSy", "aIza" + key[4:], "AIZa" + key[4:],
+                      "AIza" + "x" * 35, "AIzaSy" + "X" * 33, "AIza" + "abcde" * 7, "AIza" + key[4:-1] + "!"):
+            self.assertFalse(valid(value), value)
+        self.assertEqual(spans_of("key=%s&libraries=places" % key, "GOOGLE_API_KEY"), {key})
+        self.assertEqual(spans_of("key: %s." % key, "GOOGLE_API_KEY"), {key})
+        for text in ("%s-" % key, "%s_" % key, "x%s" % key, "keys starting with AIza are secret"):
+            self.assertEqual(found(text, "GOOGLE_API_KEY"), set(), text)
+
+    def test_stripe_api_key(self):
+        valid = gen.VALIDATORS["STRIPE_API_KEY"]
+        for value in ("sk_live_4eC39HqLyjWDarjtT1zdp7dc", "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+                      "rk_live_" + "51Hx" + "aB3dE9" * 15 + "q", "rk_test_" + "abcdef" * 4,
+                      "sk_live_" + "aB3dE9" * 41 + "x"):  # 247
+            self.assertTrue(valid(value), value)
+        for value in ("pk_live_4eC39HqLyjWDarjtT1zdp7dc", "pk_test_4eC39HqLyjWDarjtT1zdp7dc",  # publishable
+                      "sk_live_4eC39HqLyjWDarjtT1zdp7d",  # 23
+                      "sk_prod_4eC39HqLyjWDarjtT1zdp7dc", "sk_4eC39HqLyjWDarjtT1zdp7dc",
+                      "SK_LIVE_4eC39HqLyjWDarjtT1zdp7dc",
+                      "sk_live_" + "aB3dE9" * 41 + "xy",  # 248
+                      "sk_live_4eC39HqLyjWDarjtT1zdp7d_", "sk_live_4eC39HqLyjWDarjtT1zdp7d-",
+                      "sk_live_XXXXXXXXXXXXXXXXXXXXXXXX", "sk_test_" + "abcde" * 5):  # placeholders
+            self.assertFalse(valid(value), value)
+        key = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+        self.assertEqual(spans_of("STRIPE_SECRET_KEY=%s\n" % key, "STRIPE_API_KEY"), {key})
+        self.assertEqual(spans_of("-u %s: -d amount=2000" % key, "STRIPE_API_KEY"), {key})
+        self.assertEqual(spans_of("%s-x" % key, "STRIPE_API_KEY"), {key})  # '-' does not continue it
+        for text in ("%s_x" % key, "a%s" % key, "psk_live_4eC39HqLyjWDarjtT1zdp7dc"):
+            self.assertEqual(found(text, "STRIPE_API_KEY"), set(), text)
+
+    def test_gitlab_token(self):
+        valid = gen.VALIDATORS["GITLAB_TOKEN"]
+        for value in ("glpat-xK9_abcDEF-1234ghiJk", "gldt-Ab3dEfGh1jKlMnOpQrSt", "glrt-Ab3dEfGh1jKlMnOpQrSt",
+                      "glptt-" + "0123456789abcdef" * 2 + "01234567",
+                      "glpat-tF9k3hgV4q_pZ1x8LmN2b6Ye7cRs0aD.01.0k2i5o1x4",
+                      "glpat--" + "Ab3dEfGh1jKlMnOpQrS", "glpat-" + "Ab3dEf" * 16 + "Ab3d"):
+            self.assertTrue(valid(value), value)
+        for value in ("glpat-xK9_abcDEF-1234ghiJ",  # 19
+                      "glpat-" + "Ab3dEf" * 16 + "Ab3dE",  # 101
+                      "glpat-.K9_abcDEF-1234ghiJk", "glpat-xK9_abcDEF-1234ghiJ.", "glpat-xK9_ab..DEF-1234ghiJk",
+                      "glpat-xxxxxxxxxxxxxxxxxxxx", "glpat-XXXXXXXXXXXXXXXXXXXX", "gldt-" + "abcde" * 4,
+                      "glpat_xK9_abcDEF-1234ghiJk", "glxx-xK9_abcDEF-1234ghiJk", "glpat-",
+                      "glpat-xK9_abcDEF 1234ghiJk"):
+            self.assertFalse(valid(value), value)
+        token = "glpat-xK9_abcDEF-1234ghiJk"
+        self.assertEqual(spans_of("Token: %s." % token, "GITLAB_TOKEN"), {token})
+        self.assertEqual(spans_of("Token: %s.01.0k2i5o1x4 ok" % token, "GITLAB_TOKEN"), {token + ".01.0k2i5o1x4"})
+        self.assertEqual(spans_of("Token: %s..x" % token, "GITLAB_TOKEN"), {token})  # ".." ends it
+        self.assertEqual(spans_of('"PRIVATE-TOKEN: %s"' % token, "GITLAB_TOKEN"), {token})
+        longest = "glpat-" + "Ab3dEf" * 16 + "Ab3d"
+        self.assertEqual(spans_of("(%s)" % longest, "GITLAB_TOKEN"), {longest})
+        for text in ("a%s" % token, longest + "x", longest + "_", longest + "-", longest + ".x", "glpat-" + "x" * 20,
+                     "the glpat- prefix", "a glpat-\u2026 token"):
+            self.assertEqual(found(text, "GITLAB_TOKEN"), set(), text)
+        # In a clone URL the longer URL_CREDENTIALS value is the label; the token inside it is
+        # an allowed extra finding.
+        text = "git clone https://oauth2:%s@gitlab.example.com/x.git" % token
+        self.assertEqual(spans_of(text, "GITLAB_TOKEN"), {token})
+        record = positive_record(text, ("URL_CREDENTIALS", "oauth2:%s@gitlab.example.com" % token))
+        self.assertEqual(gen.self_check(record), [])
+        self.assertNotEqual(gen.self_check(positive_record(text, ("GITLAB_TOKEN", token))), [])  # the URL unlabelled
+
+    def test_huggingface_token(self):
+        valid = gen.VALIDATORS["HUGGINGFACE_TOKEN"]
+        token = "hf_" + "aBcDeFgHiJkLmNoPqRsTuVwXyZ" + "AbCdEfGh"
+        self.assertTrue(valid(token))
+        self.assertTrue(valid("hf_" + "a" * 28 + "BCDEFG"))
+        for value in (token[:-1], token + "x", token[:-1] + "7", "hf_" + "abcdefghijklmnopqrstuvwxyz" + "abcdefgh",
+                      "hf_" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ" + "ABCDEFGH", "hf_hub_download", "hf_" + "xX" * 17,
+                      "hf_" + "a" * 29 + "BCDE", "HF_" + token[3:], "hf-" + token[3:]):
+            self.assertFalse(valid(value), value)
+        self.assertEqual(spans_of('login(token="%s")' % token, "HUGGINGFACE_TOKEN"), {token})
+        self.assertEqual(spans_of("%s-x" % token, "HUGGINGFACE_TOKEN"), {token})
+        for text in ("%s_x" % token, "%s9" % token, "x%s" % token, "hf_hub_download(repo_id=x)"):
+            self.assertEqual(found(text, "HUGGINGFACE_TOKEN"), set(), text)
+
+    def test_npm_token(self):
+        valid = gen.VALIDATORS["NPM_TOKEN"]
+        token = "npm_" + "aB3dE9fG1hJ2kL4mN5pQ6rS7tU8vW0xYz1A2"
+        self.assertEqual(len(token), 40)
+        self.assertTrue(valid(token))
+        for value in (token[:-1], token + "x", "npm_config_cache", "npm_package_version", "npm_" + "0" * 36,
+                      "npm_" + "abcde" * 7 + "a", "npm_" + token[4:-1] + "_", "NPM_" + token[4:]):
+            self.assertFalse(valid(value), value)
+        self.assertEqual(spans_of("//registry.npmjs.org/:_authToken=%s\n" % token, "NPM_TOKEN"), {token})
+        for text in ("%s_" % token, "%sx" % token, "a%s" % token, "echo $npm_config_cache"):
+            self.assertEqual(found(text, "NPM_TOKEN"), set(), text)
+
+    def test_sendgrid_api_key(self):
+        valid = gen.VALIDATORS["SENDGRID_API_KEY"]
+        first, second = "SG.ngeVfQFYQlKU0ufo8x5d1A", "TwL2iGABf9DHoTf-09kqeF8tAmbihYzrnopKc-1s5cr"
+        key = "%s.%s" % (first, second)
+        self.assertEqual((len(first) - 3, len(second)), (22, 43))
+        self.assertTrue(valid(key))
+        self.assertTrue(valid("SG.%s.%s" % ("abcd-" * 4 + "ab", "ABCD-" * 8 + "AB_")))  # a '_' and no digit
+        self.assertFalse(valid("SG.%s.%s" % ("abcd-" * 4 + "ab", "ABCD-" * 8 + "ABC")))  # no digit nor '_'
+        for value in ("%s.%s" % (first[:-1], second), "%sA.%s" % (first, second),  # 21 / 23 and 43
+                      "%s.%s" % (first, second[:-1]), "%s.%s" % (first, second + "A"),  # 22 and 42 / 44
+                      "SG." + "x" * 22 + "." + "x" * 43, "SG." + "ab1_" * 5 + "ab." + "ab1_" * 10 + "ab1",
+                      "sg." + key[3:], "SG-" + key[3:], key.replace(".", "_")):
+            self.assertFalse(valid(value), value)
+        # The '.' between the parts counts among the distinct characters (interpretation: the
+        # random part is all after "SG."): five distinct characters and the '.' are six.
+        self.assertTrue(valid("SG." + "ab1_-" * 4 + "ab." + "ab1_-" * 8 + "ab1"))
+        self.assertEqual(spans_of("Bearer %s'" % key, "SENDGRID_API_KEY"), {key})
+        self.assertEqual(spans_of("key %s." % key, "SENDGRID_API_KEY"), {key})
+        self.assertEqual(spans_of("key %s.more" % key, "SENDGRID_API_KEY"), {key})  # no '.' rule for SendGrid
+        for text in ("%s-" % key, "%s_" % key, "x%s" % key):
+            self.assertEqual(found(text, "SENDGRID_API_KEY"), set(), text)
+
+    def test_azure_storage_key(self):
+        valid = gen.VALIDATORS["AZURE_STORAGE_KEY"]
+        self.assertEqual(len(AZURE_KEY), 88)
+        self.assertEqual(len(base64.b64decode(AZURE_KEY)), 64)
+        self.assertTrue(valid(AZURE_KEY))
+        for value in (AZURE_KEY[:84] + "==", AZURE_KEY[:86] + "=", AZURE_KEY[:86], AZURE_KEY[:85] + "==",
+                      AZURE_KEY[:86] + "A==",
+                      "A" * 86 + "==", ("abc12" * 18)[:86] + "==", re.sub("[0-9]", "x", AZURE_KEY),
+                      AZURE_KEY[:10] + "-" + AZURE_KEY[11:]):
+            self.assertFalse(valid(value), value)
+        connection = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=%s;EndpointSuffix=core.windows.net"
+        self.assertEqual(spans_of(connection % AZURE_KEY, "AZURE_STORAGE_KEY"), {AZURE_KEY})
+        self.assertEqual(spans_of("accountname=acct;accountkey=%s" % AZURE_KEY, "AZURE_STORAGE_KEY"), {AZURE_KEY})
+        self.assertEqual(spans_of("ACCOUNTKEY=%s\"" % AZURE_KEY, "AZURE_STORAGE_KEY"), {AZURE_KEY})
+        for text in ("Blob: %s" % AZURE_KEY, "AccountName=%s;" % AZURE_KEY, "AccountKey = %s" % AZURE_KEY,
+                     "Account_Key=%s" % AZURE_KEY, connection % (AZURE_KEY[:84] + "=="),
+                     "AccountKey=%s=" % AZURE_KEY, "AccountKey=%sA" % AZURE_KEY):
+            self.assertEqual(found(text, "AZURE_STORAGE_KEY"), set(), text)
+        self.assertEqual(gen.self_check(hard_negative_record("Blob checksum: %s" % AZURE_KEY)), [])
+        record = positive_record(connection % AZURE_KEY, ("AZURE_STORAGE_KEY", AZURE_KEY))
+        self.assertEqual(gen.self_check(record), [])
+
+    def test_placeholders(self):
+        """Fewer than six distinct characters in the random part: a placeholder."""
+        for entity_type, prefix, alphabet, length, suffix in (
+                ("GOOGLE_API_KEY", "AIza", "Ab1_-x", 35, ""), ("STRIPE_API_KEY", "sk_live_", "Ab1cD2", 24, ""),
+                ("GITLAB_TOKEN", "glpat-", "Ab1_-x", 20, ""), ("HUGGINGFACE_TOKEN", "hf_", "AbCdEf", 34, ""),
+                ("NPM_TOKEN", "npm_", "Ab1cD2", 36, ""), ("AZURE_STORAGE_KEY", "", "Ab1+/x", 86, "==")):
+            six = prefix + (alphabet * length)[:length] + suffix
+            five = prefix + (alphabet[:5] * length)[:length] + suffix
+            self.assertTrue(gen.VALIDATORS[entity_type](six), six)
+            self.assertFalse(gen.VALIDATORS[entity_type](five), five)
+
+    def test_full_width_forms_fold_to_valid_ones(self):
+        for entity_type, value in (("GOOGLE_API_KEY", "AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe"),
+                                   ("STRIPE_API_KEY", "sk_live_4eC39HqLyjWDarjtT1zdp7dc"),
+                                   ("NPM_TOKEN", "npm_aB3dE9fG1hJ2kL4mN5pQ6rS7tU8vW0xYz1A2"),
+                                   ("JWT", JWT_IO_EXAMPLE)):
+            wide = gen.full_width(value)
+            self.assertNotEqual(wide, value)
+            self.assertEqual(spans_of("キー：%s。" % wide, entity_type), {value}, entity_type)
+
+    def test_formats_negatives_and_frames(self):
+        for entity_type in SECRET_TYPES:
+            self.assertIn(entity_type, gen.ENTITY_TYPES)
+            self.assertIn(entity_type, gen.SECRET_TYPES)
+            formats = [f for f in gen.POSITIVE_FORMATS if f.entity_type == entity_type]
+            self.assertGreaterEqual(len(formats), 2, entity_type)
+            rng = gen.Random(entity_type)
+            for fmt in formats:
+                for ordinal in range(30):
+                    value = fmt.generate(rng, ordinal)
+                    self.assertTrue(gen.VALIDATORS[entity_type](value), (fmt.name, value))
+        self.assertTrue(all("accountkey={v}" in frame.lower() for f in gen.POSITIVE_FORMATS
+                            if f.entity_type == "AZURE_STORAGE_KEY" for frame in f.frames))
+        self.assertTrue(all(f.frames for f in gen.POSITIVE_FORMATS if f.entity_type == "AZURE_STORAGE_KEY"))
+        variants = {(v.category, v.name): v for v in gen.NEGATIVE_VARIANTS}
+        self.assertEqual(SECRET_NEGATIVE_VARIANTS - set(variants), set())
+        rng = gen.Random(5)
+        for key in sorted(SECRET_NEGATIVE_VARIANTS):
+            for ordinal in range(30):
+                value = variants[key].generate(rng, ordinal)
+                for text in ("Value: %s" % value, "%s" % value, "(%s)" % value):
+                    self.assertEqual(gen.self_check(hard_negative_record(text)), [], (key, text))
+        # Their sentences hold no context word (hard-negative records may hold none).
+        frames = [frame for f in gen.POSITIVE_FORMATS if f.entity_type in SECRET_TYPES for frame in f.frames]
+        frames += [frame for category in sorted({c for c, _ in SECRET_NEGATIVE_VARIANTS})
+                   for frame in gen.NEGATIVE_FRAMES[category]]
+        frames += [noun for t in SECRET_TYPES for noun in gen.NOUNS[t]]
+        for frame in frames:
+            self.assertFalse([w for w in gen.ALL_CONTEXT_WORDS if w in frame.lower()], frame)
+        # No '.' right after a JWT negative: "eyJ...eyJ..." and a '.' would be an unsecured token.
+        self.assertFalse([f for f in gen.NEGATIVE_FRAMES["jwt_invalid"] if "{v}." in f])
+
+
 class SelfCheckTest(unittest.TestCase):
     def test_accepts_a_correct_record(self):
         record = positive_record(
@@ -716,8 +1029,11 @@ class NationalIdTest(unittest.TestCase):
         for entity_type in CONTEXT_REQUIRED_TYPES:  # they always need their word
             self.assertEqual(gen.NATIONAL_ID_FRAMES[entity_type][1], ())
             self.assertEqual(gen.NATIONAL_ID_NOUNS[entity_type][1], ())
-        # A format's own sentences hold a context word of its type when the format promises one.
+        # A national identifier format's own sentences hold a context word of its type when the
+        # format promises one (the secrets' own sentences need none: SecretTest).
         for fmt in gen.POSITIVE_FORMATS:
+            if fmt.entity_type not in NATIONAL_ID_TYPES:
+                continue
             self.assertTrue(not fmt.frames or fmt.context == "with", fmt.name)
             for frame in fmt.frames:
                 data = frame.split("{v}")[0].encode()
@@ -902,13 +1218,14 @@ class CorpusTest(unittest.TestCase):
         variants = {(n.category, n.variant)
                     for r in self.records if r.kind == "hard_negative" for n in r.negatives}
         self.assertEqual(NATIONAL_ID_NEGATIVE_VARIANTS - variants, set())
+        self.assertEqual(SECRET_NEGATIVE_VARIANTS - variants, set())
         formats = {(label.entity_type, label.format_name) for r in self.records for label in r.labels
                    if not r.record_id.startswith(("neighbour-", "connection-", "written-phone-",
                                                   "typographic-"))}
         self.assertEqual(formats, {(f.entity_type, f.name) for f in gen.POSITIVE_FORMATS})
         connections = {re.match(r"connection-([a-z0-9-]+)-[0-9]+$", r.record_id)[1]
                        for r in self.records if r.record_id.startswith("connection-")}
-        self.assertEqual(connections, {"postgres", "https", "mongodb", "redis"})
+        self.assertEqual(connections, {"postgres", "https", "mongodb", "redis", "git-clone"})
         written = {re.match(r"written-phone-([a-z]+)-[0-9]+$", r.record_id)[1]
                    for r in self.records if r.record_id.startswith("written-phone-")}
         self.assertEqual(written, {"trunk", "dotted", "national"})
