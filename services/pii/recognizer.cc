@@ -234,6 +234,44 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
       {"krankenversichertennummer", "versichertennummer", "versicherten-nr", "kvnr", "kv-nr",
        "krankenversicherung"},
       true);
+  // A Belgian national number as the eID card prints it stands on its own; compact or in other
+  // groups it is eleven digits with a check, as a PESEL: only after its word.
+  const std::vector<std::string> be_context = {"rijksregisternummer",
+                                               "rijksregisternr",
+                                               "rijksregister",
+                                               "nationalregisternummer",
+                                               "numéro national",
+                                               "numÉro national",
+                                               "numéro de registre national",
+                                               "numÉro de registre national",
+                                               "registre national",
+                                               "national number",
+                                               "national register number",
+                                               "insz",
+                                               "niss",
+                                               "rrn"};
+  add("be_national_number", "BE_NATIONAL_NUMBER",
+      "[0-9]{2}\\.[0-9]{2}\\.[0-9]{2}-[0-9]{3}\\.[0-9]{2}", 1.0, "be_national_number", be_context);
+  add("be_national_number_written", "BE_NATIONAL_NUMBER",
+      "[0-9]{11}|[0-9]{6}-[0-9]{3}-[0-9]{2}|[0-9]{6} [0-9]{3} [0-9]{2}"
+      "|[0-9]{2} [0-9]{2} [0-9]{2} [0-9]{3} [0-9]{2}|[0-9]{2}\\.[0-9]{2}\\.[0-9]{2}-[0-9]{3} "
+      "[0-9]{2}",
+      1.0, "be_national_number", be_context, true, {"+"});
+  // Seven digits and a check letter in 23 (a part number's shape), a Danish date and four
+  // digits, ten digits with a check digit in ten, nine with one in eleven: only after their
+  // words.
+  add("ie_ppsn", "IE_PPSN", "(?i:[0-9]{7} ?[A-W][ABWTX]?)", 1.0, "ie_ppsn",
+      {"pps", "ppsn", "pps number", "pps no", "personal public service"}, true);
+  add("dk_cpr", "DK_CPR", "[0-9]{6}[- ]?[0-9]{4}", 1.0, "dk_cpr",
+      {"cpr", "cpr-nr", "cpr-nummer", "cprnr", "cpr nr"}, true, {"+"});
+  add("at_social_insurance_number", "AT_SOCIAL_INSURANCE_NUMBER", "[1-9][0-9]{3} ?[0-9]{6}", 1.0,
+      "at_social_insurance_number",
+      {"sozialversicherungsnummer", "versicherungsnummer", "svnr", "sv-nr", "sv-nummer", "vsnr"},
+      true, {"+"});
+  add("pt_tax_id", "PT_TAX_ID", "[1-4][0-9]{8}|[1-4][0-9]{2} [0-9]{3} [0-9]{3}", 1.0, "pt_tax_id",
+      {"nif", "contribuinte", "número de contribuinte", "nº contribuinte", "identificação fiscal",
+       "identificaÇÃo fiscal"},
+      true, {"+"});
   // Fifteen characters in a fixed layout with a mod-97 key: on their own when they start with
   // the sex digit of nearly everyone (1 or 2) or in the carte Vitale's groups; starting with
   // 3, 4, 7 or 8 (people being registered) they are as often IMEIs ("35...").

@@ -653,6 +653,88 @@ bool IsValidDeHealthInsuranceNumber(absl::string_view value) {
   return sum % 10 == value[9] - '0';
 }
 
+bool IsValidBeNationalNumber(absl::string_view value) {
+  const Digits d = CollectDigits(value, " .-");
+  if (d.size != 11) return false;
+  const int serial = d.Number(6, 3);
+  if (serial < 1 || serial > 998) return false;
+  // The check over the first nine digits, or over "2" and them for people born since 2000.
+  const int64_t first_nine = d.Number(0, 9);
+  const int check = d.Number(9, 2);
+  int century;
+  if (97 - first_nine % 97 == check) {
+    century = 1900;
+  } else if (97 - (2'000'000'000 + first_nine) % 97 == check) {
+    century = 2000;
+  } else {
+    return false;
+  }
+  int month = d.Number(2, 2);
+  if (month >= 40) {
+    month -= 40;  // A BIS number, sex known.
+  } else if (month >= 20) {
+    month -= 20;  // A BIS number, sex unknown.
+  }
+  const int day = d.Number(4, 2);
+  if (month > 12 || day > 31) return false;
+  // 0 stands for a month or day not known.
+  return month == 0 || day == 0 || IsDate(century + d.Number(0, 2), month, day);
+}
+
+bool IsValidIePpsn(absl::string_view value) {
+  static constexpr absl::string_view kCheck = "WABCDEFGHIJKLMNOPQRSTUV";
+  std::string c;
+  for (char ch : value) {
+    if (ch != ' ') c.push_back(absl::ascii_toupper(static_cast<unsigned char>(ch)));
+  }
+  if ((c.size() != 8 && c.size() != 9) || !AllDigits(c.substr(0, 7), 7) ||
+      value.find(' ') != value.rfind(' ') ||
+      (value.find(' ') != absl::string_view::npos && value.find(' ') != 7)) {
+    return false;
+  }
+  int sum = 0;
+  for (size_t i = 0; i < 7; ++i) sum += (c[i] - '0') * static_cast<int>(8 - i);
+  if (c.size() == 9) {
+    if (!IsOneOf("ABWTX", c[8])) return false;  // H: a company's, not a person's.
+    if (c[8] == 'A' || c[8] == 'B') sum += 9 * static_cast<int>(kCheck.find(c[8]));
+  }
+  return c[7] == kCheck[static_cast<size_t>(sum % 23)];
+}
+
+bool IsValidDkCpr(absl::string_view value) {
+  const Digits d = CollectDigits(value, "- ");
+  if (d.size != 10 || (value.size() == 11 && value[6] != '-' && value[6] != ' ')) return false;
+  const int year = d.Number(4, 2);
+  const int seventh = d.At(6);
+  int century = 2000;
+  if (seventh <= 3 || ((seventh == 4 || seventh == 9) && year >= 37)) {
+    century = 1900;
+  } else if (seventh >= 5 && seventh <= 8 && year >= 58) {
+    century = 1800;
+  }
+  return IsDate(century + year, d.Number(2, 2), d.Number(0, 2));
+}
+
+bool IsValidAtSocialInsuranceNumber(absl::string_view value) {
+  static constexpr int kWeights[] = {3, 7, 9, 0, 5, 8, 4, 2, 1, 6};
+  const std::string digits = Ungrouped(value, 10, ' ', {4});  // "1237 010180".
+  if (!AllDigits(digits, 10) || digits[0] == '0') return false;
+  int sum = 0;
+  for (size_t i = 0; i < 10; ++i) sum += (digits[i] - '0') * kWeights[i];
+  return sum % 11 == digits[3] - '0';
+}
+
+bool IsValidPtTaxId(absl::string_view value) {
+  const std::string digits = Ungrouped(value, 9, ' ', {3, 7});  // "123 456 789".
+  if (!AllDigits(digits, 9)) return false;
+  // A person's: 1, 2 or 3, or 45 for one not resident.
+  if (!IsOneOf("123", digits[0]) && !absl::StartsWith(digits, "45")) return false;
+  int sum = 0;
+  for (size_t i = 0; i < 8; ++i) sum += (digits[i] - '0') * static_cast<int>(9 - i);
+  const int rest = sum % 11;
+  return digits[8] - '0' == (rest < 2 ? 0 : 11 - rest);
+}
+
 bool IsValidBitcoinBase58Check(absl::string_view value) {
   static constexpr std::array<int8_t, 256> kAlphabet =
       IndexTable("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz");
@@ -991,7 +1073,10 @@ constexpr NamedValidator kValidators[] = {
     {"bitcoin_bech32", IsValidBitcoinBech32, 42},
     {"credit_card", IsValidCreditCard, 13},  // Digits.
     {"de_health_insurance_number", IsValidDeHealthInsuranceNumber, 10},
+    {"at_social_insurance_number", IsValidAtSocialInsuranceNumber, 10},
+    {"be_national_number", IsValidBeNationalNumber, 11},
     {"de_tax_id", IsValidDeTaxId, 11},
+    {"dk_cpr", IsValidDkCpr, 10},
     {"dea", IsValidDeaNumber, 9},
     {"email", IsValidEmail, 6},  // "a@b.cd".
     {"es_nie", IsValidEsNie, 9},
@@ -1002,7 +1087,8 @@ constexpr NamedValidator kValidators[] = {
     {"gitlab_token", IsValidGitlabToken, 5 + 20},  // "glrt-" + 20.
     {"google_api_key", IsValidGoogleApiKey, 4 + 35},
     {"huggingface_token", IsValidHuggingFaceToken, 3 + 34},
-    {"iban", IsValidIban, ShortestIban()},                  // Spaces aside.
+    {"iban", IsValidIban, ShortestIban()},  // Spaces aside.
+    {"ie_ppsn", IsValidIePpsn, 8},
     {"international_phone", IsValidInternationalPhone, 9},  // '+', code, 7 national digits.
     {"ipv4", IsValidIpv4, 7},                               // "1.2.3.4".
     {"ipv6", IsValidIpv6, 3},                               // "::" and a digit.
@@ -1019,6 +1105,7 @@ constexpr NamedValidator kValidators[] = {
     {"pem_private_key", IsValidPemPrivateKey, 11 + 11 + 5 + 1 + kMinTruncatedPemBase64},
     {"pl_pesel", IsValidPlPesel, 11},
     {"policy_suite_key", IsValidPolicySuiteKey, 8 + 66},  // "psk_svc_" + 66.
+    {"pt_tax_id", IsValidPtTaxId, 9},
     {"se_personal_identity_number", IsValidSePersonalIdentityNumber, 10},
     {"sendgrid_api_key", IsValidSendGridApiKey, 3 + 22 + 1 + 43},
     {"slack_token", IsValidSlackToken, 5 + 2 + 8},  // "xoxb-", a digit and '-', 8.

@@ -140,6 +140,33 @@ bool IsValidDeTaxId(absl::string_view value);
 // digits weighted 1 2 1 2 ..., each product's digit sum added, mod 10.
 bool IsValidDeHealthInsuranceNumber(absl::string_view value);
 
+// A Belgian national register number (Rijksregisternummer, numéro de registre national), BIS
+// numbers included: eleven digits YYMMDD, a serial 001-998 and two check digits, 97 minus the
+// first nine digits (or "2" and them, born since 2000) mod 97; the month 0-12, or +20 or +40
+// for a BIS number; the date exists where month and day are not 0 (not known). Any of ' ', '.'
+// and '-' between the digits (the recognizers say where).
+bool IsValidBeNationalNumber(absl::string_view value);
+
+// An Irish Personal Public Service Number: seven digits, a check letter and optionally a
+// second letter, either case, one space allowed before the letters. Check: the digits
+// weighted 8..2, plus 9 times a second letter A (1) or B (2), mod 23, as "WABCDEFGHIJKLMNOPQRSTUV";
+// a second letter W, T or X (older numbers) takes no part; H (a company's) is no person's.
+bool IsValidIePpsn(absl::string_view value);
+
+// A Danish CPR number: DDMMYY, then four digits (no check since 2007), '-' or ' ' or nothing
+// between; the date exists in the century its seventh digit and the year give.
+bool IsValidDkCpr(absl::string_view value);
+
+// An Austrian social insurance number (Sozialversicherungsnummer): ten digits, compact or
+// "1237 010180"; the first not 0; the fourth is the check digit, the others weighted
+// 3 7 9 _ 5 8 4 2 1 6, mod 11.
+bool IsValidAtSocialInsuranceNumber(absl::string_view value);
+
+// A Portuguese tax number of a person (NIF): nine digits, compact or "123 456 789", starting
+// with 1, 2, 3 or 45 (others are companies' and public bodies'); the last is 11 minus the
+// first eight weighted 9..2 mod 11, or 0 when that rest is 0 or 1.
+bool IsValidPtTaxId(absl::string_view value);
+
 // A legacy Bitcoin address: base58 that decodes to 25 bytes, version 0x00 ('1...', P2PKH) or
 // 0x05 ('3...', P2SH), whose last four bytes are the first four of SHA-256(SHA-256(rest)).
 bool IsValidBitcoinBase58Check(absl::string_view value);
@@ -226,7 +253,8 @@ using Validator = bool (*)(absl::string_view value);
 // "nanp_phone", "international_phone", "national_phone", "nine_digit_phone", "ipv4", "ipv6",
 // "uk_nhs", "uk_nino", "es_nif", "es_nie", "it_fiscal_code", "pl_pesel",
 // "fi_personal_identity_code", "se_personal_identity_number", "nl_bsn", "fr_nir", "de_tax_id",
-// "de_health_insurance_number",
+// "de_health_insurance_number", "be_national_number", "ie_ppsn", "dk_cpr",
+// "at_social_insurance_number", "pt_tax_id",
 // "bitcoin_base58check", "bitcoin_bech32", "dea", "email",
 // "pem_private_key", "policy_suite_key", "openai_api_key", "aws_access_key",
 // "aws_secret_access_key", "github_token", "slack_token", "jwt", "google_api_key",

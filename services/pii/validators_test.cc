@@ -616,6 +616,56 @@ TEST(SecretFormatTest, ExactLengthsAndAlphabets) {
   EXPECT_FALSE(IsValidSlackToken("xoxb--123-abcdefgh"));
 }
 
+TEST(ValidatorsTest, BelgianIrishDanishAustrianAndPortugueseIdentifiers) {
+  for (const char* be : {"85073003328", "17073003384", "85.07.30-033.28", "850730 033 28",
+                         "85473003317", "05010100113"}) {
+    EXPECT_TRUE(IsValidBeNationalNumber(be)) << be;
+  }
+  // A wrong check; month 13, day 32 and 30 February with right checks; serials 000 and 999;
+  // ten and twelve digits.
+  for (const char* be : {"85073003329", "85133003370", "85073203365", "85023003390", "85073000061",
+                         "85073099932", "8507300332", "850730033280"}) {
+    EXPECT_FALSE(IsValidBeNationalNumber(be)) << be;
+  }
+  // Month or day 0: not known.
+  EXPECT_TRUE(IsValidBeNationalNumber("85000003306"));
+  EXPECT_TRUE(IsValidBeNationalNumber("85070003355"));
+
+  for (const char* pps : {"6433435F", "6433435FT", "6433435FW", "6433435OA", "7654321PA",
+                          "2222222SB", "1234567 T", "1234567fa"}) {
+    EXPECT_TRUE(IsValidIePpsn(pps)) << pps;
+  }
+  for (const char* pps : {"6433435E", "6433435IH", "6433435FZ", "643343F", "64334355F",
+                          "6433435 F A", "643 3435F", "6433435VA"}) {
+    EXPECT_FALSE(IsValidIePpsn(pps)) << pps;
+  }
+
+  for (const char* cpr :
+       {"211062-5629", "2110625629", "211062 5629", "290200-4000", "010158-5000"}) {
+    EXPECT_TRUE(IsValidDkCpr(cpr)) << cpr;
+  }
+  // Day 32; 29 February 1923 (seventh digit 1); 29 February 1900 (4, year 00 under 37: 2000
+  // is a leap year, so 290200-4000 above holds).
+  for (const char* cpr : {"321062-5629", "290223-1234", "2110-625629", "21106256290"}) {
+    EXPECT_FALSE(IsValidDkCpr(cpr)) << cpr;
+  }
+
+  for (const char* svnr : {"1237 010180", "1237010180", "4560150590"}) {
+    EXPECT_TRUE(IsValidAtSocialInsuranceNumber(svnr)) << svnr;
+  }
+  for (const char* svnr : {"2237 010180", "0237010180", "123 7010180", "12370101801"}) {
+    EXPECT_FALSE(IsValidAtSocialInsuranceNumber(svnr)) << svnr;
+  }
+
+  for (const char* nif : {"123456789", "234567899", "451234561", "123 456 789"}) {
+    EXPECT_TRUE(IsValidPtTaxId(nif)) << nif;
+  }
+  // A company's, a wrong check digit, other lengths and groups.
+  for (const char* nif : {"501964843", "234567898", "12345678", "1234567890", "1234 56 789"}) {
+    EXPECT_FALSE(IsValidPtTaxId(nif)) << nif;
+  }
+}
+
 TEST(ValidatorsTest, MoreTokens) {
   const std::string b62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
   // jwt.io's example; the header {"alg":"HS256","typ":"JWT"}.
