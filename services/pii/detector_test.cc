@@ -1198,10 +1198,10 @@ TEST(DetectorTest, FindsTheCredentialsOfAUrl) {
   using Found_ = std::vector<std::pair<std::string, std::string>>;
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"postgres://admin:S3cr3tP@ss@db.internal:5432/app", "admin:S3cr3tP@ss@db.internal"},
-      {"see https://user:pass@host/ for it", "user:pass@host"},
-      {"https://user:pass@example.com/x", "user:pass@example.com"},
+      {"see https://user:pa55@host/ for it", "user:pa55@host"},
+      {"https://user:hunter2@example.com/x", "user:hunter2@example.com"},
       {"mongodb+srv://u:p@cluster0.mongodb.net/?retryWrites=true", "u:p@cluster0.mongodb.net"},
-      {"REDIS_URL=redis://:password@host:6379", ":password@host"},
+      {"REDIS_URL=redis://:s3cr3t-Pw@host:6379", ":s3cr3t-Pw@host"},
       {"amqp://guest:gu3st@[2001:db8::1]:5672.", "guest:gu3st@[2001:db8::1]"},
       {"\"mysql://root:hunter2@db_1\",", "root:hunter2@db_1"},
       // A token as the user name, not an e-mail address.
@@ -1218,10 +1218,22 @@ TEST(DetectorTest, FindsTheCredentialsOfAUrl) {
         "ssh://git@github.com:22/org/repo", "https://user@host/", "https://user:@host/",
         "meet at 12:30@cafe", "10:30@ home", "http://host:8080/path/a:b@c",
         "ftp://files.example.org/pub/x:y", "https://glpat-xxxxxxxxxxxxxxxxxxxx@gitlab.com/",
-        "https://gitlab-ci-token@gitlab.com/"}) {
+        "https://gitlab-ci-token@gitlab.com/",
+        // A password that stands for one: a variable, a template, a placeholder.
+        "git clone https://gitlab-ci-token:${CI_JOB_TOKEN}@gitlab.com/group/app.git",
+        "postgresql://${POSTGRES_USER}:${POSTGRES_PASSWORD}@postgres:5432/app",
+        "https://__token__:$PYPI_TOKEN@upload.pypi.org/legacy/",
+        "redis://:$(REDIS_PASSWORD)@redis-master:6379", "https://<user>:<token>@github.com/o/r",
+        "mysql://root:{{db_password}}@db/app", "amqp://guest:%(password)s@mq//",
+        "https://USERNAME:PASSWORD@example.com/", "postgres://user:password@localhost/db",
+        "https://admin:********@grafana.internal/", "https://me:{token}@host/"}) {
     ScanOptions options = OnlyTypes({"URL_CREDENTIALS"});
     options.min_score = 0.0;
     EXPECT_THAT(Default().Scan(text, options), IsEmpty()) << text;
+  }
+  // A URL's user without a password is no e-mail address either.
+  for (const char* text : {"ssh://git@github.com/org/repo.git", "https://jane@bitbucket.org/o/r"}) {
+    EXPECT_THAT(Found(text), IsEmpty()) << text;
   }
   // An address after mailto: is an e-mail address, not a credential.
   EXPECT_EQ(Found("mailto:jane.doe@example.com"),

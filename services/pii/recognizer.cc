@@ -122,11 +122,12 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   // password, so an unencoded '@' stays inside it). The host is part of the finding so that
   // the finding holds any e-mail reading of "password@host" and wins over it (the longer at
   // equal scores); the scheme, port and path are left. No '@' or no ':' before it ("ssh://
-  // git@host", "http://host:8080/") is no credential.
+  // git@host", "http://host:8080/") is no credential, nor a password that stands for one
+  // ("${DB_PASSWORD}", "<password>": see validators.h).
   add("url_credentials", "URL_CREDENTIALS",
       "[A-Za-z][A-Za-z0-9+.-]*://"
       "([^\\s/?#@:]*:[^\\s/?#]+@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\\[[0-9A-Fa-f:.]+\\]))",
-      1.0, "");
+      1.0, "url_credentials");
   // A token as the user name ("https://ghp_...@github.com/org/repo.git"): the same finding,
   // listed before the e-mail reading of the same bytes, which it beats at equal length.
   add("url_token_user", "URL_CREDENTIALS",
@@ -298,9 +299,10 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   const std::string local = absl::StrCat("[0-9_%+", letters, "-]+");
   const std::string label =
       absl::StrCat("[0-9", letters, "](?:[0-9", letters, "-]*[0-9", letters, "])?");
+  // Not a URL's user ("ssh://git@github.com/org/repo", "https://jane@bitbucket.org/").
   add("email_address", "EMAIL_ADDRESS",
       absl::StrCat(local, "(?:\\.", local, ")*@(?:", label, "\\.)+[", letters, "]{2,}"), 1.0,
-      "email");
+      "email", {}, false, {"://"});
   // Two letters and seven digits with a check digit: one part number in ten passes, so only
   // with a context word (as UK_NHS).
   add("dea_number", "MEDICAL_LICENSE", "[ABCDEFGHJKLMPRSTX][A-Z9][0-9]{7}", 0.85, "dea",

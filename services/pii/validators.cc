@@ -848,20 +848,54 @@ bool IsPrefixedRun(absl::string_view value, absl::string_view prefix, size_t min
   return std::all_of(value.begin(), value.end(), allowed);
 }
 
+bool IsBase64Url(char c) { return IsBase62(c) || c == '_' || c == '-'; }
+
+// Whether `body`, the random part of a token, is a documentation placeholder
+// ("xxxxxxxxxxxxxxxxxxxx", "0000..."): fewer than 6 distinct bytes, which a random string of
+// 20 or more base62 characters has with a probability below 10^-20.
+bool IsPlaceholder(absl::string_view body) {
+  std::array<bool, 256> seen{};
+  size_t distinct = 0;
+  for (char c : body) {
+    bool& s = seen[static_cast<unsigned char>(c)];
+    distinct += !s;
+    s = true;
+    if (distinct >= 6) return false;
+  }
+  return true;
+}
+
+// Whether `value` holds a digit or '_': the detector's prefilter finds a token of 15 bytes or
+// more only so (see MayHoldFinding in detector.cc). A random token of base64url characters
+// long enough to be a secret lacks both with a probability below 10^-5.
+bool HasDigitOrUnderscore(absl::string_view value) {
+  return std::any_of(value.begin(), value.end(), [](char c) { return IsDigit(c) || c == '_'; });
+}
+
+// `prefix` then `min` to `max` bytes of `allowed` that are not a placeholder.
+template <typename Allowed>
+bool IsPrefixedToken(absl::string_view value, absl::string_view prefix, size_t min, size_t max,
+                     Allowed allowed) {
+  return IsPrefixedRun(value, prefix, min, max, allowed) &&
+         !IsPlaceholder(value.substr(prefix.size()));
+}
+
 }  // namespace
 
 bool IsValidPolicySuiteKey(absl::string_view value) {
   for (absl::string_view prefix : ids::kApiKeyPrefixes) {
-    if (IsPrefixedRun(value, prefix, 66, 66, IsBase62)) return true;
+    if (IsPrefixedToken(value, prefix, 66, 66, IsBase62)) return true;
   }
   return false;
 }
 
 bool IsValidOpenAiApiKey(absl::string_view value) {
-  if (IsPrefixedRun(value, "sk-", 48, 48, IsBase62)) return true;
+  if (IsPrefixedToken(value, "sk-", 48, 48, IsBase62)) return true;
   auto allowed = [](char c) { return IsBase62(c) || c == '_' || c == '-'; };
   for (absl::string_view prefix : {"sk-proj-", "sk-svcacct-", "sk-admin-"}) {
-    if (IsPrefixedRun(value, prefix, 40, 200, allowed)) return true;
+    if (IsPrefixedRun(value, prefix, 40, 200, allowed)) {
+      return !IsPlaceholder(value.substr(prefix.size()));
+    }
   }
   // Other providers' "sk-" keys (Anthropic "sk-ant-api03-...", OpenRouter "sk-or-v1-...",
   // DeepSeek "sk-" + 32 hex, "sk-None-..."): a dash-separated part of 16 or more bytes
@@ -895,16 +929,16 @@ bool IsValidAwsSecretAccessKey(absl::string_view value) {
 
 bool IsValidAwsAccessKey(absl::string_view value) {
   auto allowed = [](char c) { return IsUpper(c) || (c >= '2' && c <= '7'); };
-  return IsPrefixedRun(value, "AKIA", 16, 16, allowed) ||
-         IsPrefixedRun(value, "ASIA", 16, 16, allowed);
+  return IsPrefixedToken(value, "AKIA", 16, 16, allowed) ||
+         IsPrefixedToken(value, "ASIA", 16, 16, allowed);
 }
 
 bool IsValidGithubToken(absl::string_view value) {
   for (absl::string_view prefix : {"ghp_", "gho_", "ghu_", "ghs_", "ghr_"}) {
-    if (IsPrefixedRun(value, prefix, 36, 36, IsBase62)) return true;
+    if (IsPrefixedToken(value, prefix, 36, 36, IsBase62)) return true;
   }
-  return IsPrefixedRun(value, "github_pat_", 82, 82,
-                       [](char c) { return IsBase62(c) || c == '_'; });
+  return IsPrefixedToken(value, "github_pat_", 82, 82,
+                         [](char c) { return IsBase62(c) || c == '_'; });
 }
 
 bool IsValidSlackToken(absl::string_view value) {
@@ -913,6 +947,7 @@ bool IsValidSlackToken(absl::string_view value) {
     return false;
   }
   value.remove_prefix(5);
+  if (IsPlaceholder(value)) return false;
   const size_t last_dash = value.rfind('-');
   if (last_dash == absl::string_view::npos) return false;
   const absl::string_view tail = value.substr(last_dash + 1);
@@ -930,38 +965,6 @@ bool IsValidSlackToken(absl::string_view value) {
 }
 
 namespace {
-
-bool IsBase64Url(char c) { return IsBase62(c) || c == '_' || c == '-'; }
-
-// Whether `body`, the random part of a token, is a documentation placeholder
-// ("xxxxxxxxxxxxxxxxxxxx", "0000..."): fewer than 6 distinct bytes, which a random string of
-// 20 or more base62 characters has with a probability below 10^-20.
-bool IsPlaceholder(absl::string_view body) {
-  std::array<bool, 256> seen{};
-  size_t distinct = 0;
-  for (char c : body) {
-    bool& s = seen[static_cast<unsigned char>(c)];
-    distinct += !s;
-    s = true;
-    if (distinct >= 6) return false;
-  }
-  return true;
-}
-
-// Whether `value` holds a digit or '_': the detector's prefilter finds a token of 15 bytes or
-// more only so (see MayHoldFinding in detector.cc). A random token of base64url characters
-// long enough to be a secret lacks both with a probability below 10^-5.
-bool HasDigitOrUnderscore(absl::string_view value) {
-  return std::any_of(value.begin(), value.end(), [](char c) { return IsDigit(c) || c == '_'; });
-}
-
-// `prefix` then `min` to `max` bytes of `allowed` that are not a placeholder.
-template <typename Allowed>
-bool IsPrefixedToken(absl::string_view value, absl::string_view prefix, size_t min, size_t max,
-                     Allowed allowed) {
-  return IsPrefixedRun(value, prefix, min, max, allowed) &&
-         !IsPlaceholder(value.substr(prefix.size()));
-}
 
 constexpr size_t kLongestJwt = 16384;
 
@@ -1044,6 +1047,52 @@ bool IsValidAzureStorageKey(absl::string_view value) {
          std::any_of(key.begin(), key.end(), IsDigit) && !IsPlaceholder(key);
 }
 
+namespace {
+
+// Whether a URL's password stands for one rather than being one: a variable or template
+// reference ("$DB_PASSWORD", "${DB_PASSWORD}", "$(cat /run/secret)", "{{password}}",
+// "%(password)s", "{password}"), a placeholder ("<password>", "[token]", "password", "changeme",
+// "****", "xxxxxx").
+bool StandsForAPassword(absl::string_view password) {
+  static constexpr absl::string_view kPlaceholders[] = {
+      "password",      "passwd",    "pass",       "pwd",          "secret",
+      "changeme",      "token",     "mypassword", "yourpassword", "your_password",
+      "your-password", "yourtoken", "your_token", "pat"};
+  auto enclosed = [password](absl::string_view open, absl::string_view close) {
+    return password.size() > open.size() + close.size() && absl::StartsWith(password, open) &&
+           absl::EndsWith(password, close);
+  };
+  if (enclosed("${", "}") || enclosed("$(", ")") || enclosed("{{", "}}") || enclosed("%(", ")s") ||
+      enclosed("{", "}") || enclosed("<", ">") || enclosed("[", "]")) {
+    return true;
+  }
+  if (password.size() >= 2 && password[0] == '$' &&
+      (absl::ascii_isalpha(static_cast<unsigned char>(password[1])) || password[1] == '_') &&
+      std::all_of(password.begin() + 1, password.end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_';
+      })) {
+    return true;
+  }
+  if (password.size() >= 3 &&
+      std::all_of(password.begin(), password.end(), [&](char c) { return c == password[0]; })) {
+    return true;
+  }
+  return std::any_of(
+      std::begin(kPlaceholders), std::end(kPlaceholders),
+      [password](absl::string_view p) { return absl::EqualsIgnoreCase(password, p); });
+}
+
+}  // namespace
+
+bool IsValidUrlCredentials(absl::string_view value) {
+  const size_t at = value.rfind('@');
+  const size_t colon = value.find(':');
+  if (at == absl::string_view::npos || colon == absl::string_view::npos || colon > at) {
+    return false;
+  }
+  return !StandsForAPassword(value.substr(colon + 1, at - colon - 1));
+}
+
 bool IsValidUrlTokenUser(absl::string_view value) {
   const size_t at = value.rfind('@');
   if (at == absl::string_view::npos) return false;
@@ -1112,9 +1161,10 @@ constexpr NamedValidator kValidators[] = {
     {"stripe_api_key", IsValidStripeApiKey, 8 + 24},
     {"uk_nhs", IsValidUkNhs, 10},  // Digits.
     {"uk_nino", IsValidUkNino, 9},
-    {"url_token_user", IsValidUrlTokenUser, 15 + 1 + 1},  // A Slack token, '@', a host.
-    {"us_itin", IsValidUsItin, 9},                        // Digits.
-    {"us_ssn", IsValidUsSsn, 9},                          // Digits.
+    {"url_credentials", IsValidUrlCredentials, 1 + 1 + 1},  // ":p@h".
+    {"url_token_user", IsValidUrlTokenUser, 15 + 1 + 1},    // A Slack token, '@', a host.
+    {"us_itin", IsValidUsItin, 9},                          // Digits.
+    {"us_ssn", IsValidUsSsn, 9},                            // Digits.
 };
 
 }  // namespace

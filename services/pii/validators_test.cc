@@ -551,25 +551,42 @@ TEST(PemTest, PgpBlocksAndKeysWithoutTheirEndLine) {
       "-----BEGIN CERTIFICATE-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4"));
 }
 
-TEST(SecretFormatTest, ExactLengthsAndAlphabets) {
-  const std::string b62_66(66, 'a');
-  EXPECT_TRUE(IsValidPolicySuiteKey("psk_proj_" + b62_66));
-  EXPECT_TRUE(IsValidPolicySuiteKey("psk_svc_" + std::string(33, 'Z') + std::string(33, '7')));
-  EXPECT_TRUE(IsValidPolicySuiteKey("psk_admin_" + b62_66));
-  EXPECT_FALSE(IsValidPolicySuiteKey("psk_proj_" + std::string(65, 'a')));
-  EXPECT_FALSE(IsValidPolicySuiteKey("psk_proj_" + std::string(67, 'a')));
-  EXPECT_FALSE(IsValidPolicySuiteKey("psk_user_" + b62_66));
-  EXPECT_FALSE(IsValidPolicySuiteKey("psk_proj_" + std::string(65, 'a') + "_"));
+// `n` characters of [0-9A-Za-z] in turn: a token's random part, never a placeholder.
+std::string Cycled(size_t n) {
+  constexpr absl::string_view kBase62 =
+      "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  std::string out;
+  for (size_t i = 0; i < n; ++i) out += kBase62[(i * 7) % kBase62.size()];
+  return out;
+}
 
-  EXPECT_TRUE(IsValidOpenAiApiKey("sk-" + std::string(48, 'x')));
+TEST(SecretFormatTest, ExactLengthsAndAlphabets) {
+  const std::string b62_66 = Cycled(66);
+  EXPECT_TRUE(IsValidPolicySuiteKey("psk_proj_" + b62_66));
+  EXPECT_TRUE(IsValidPolicySuiteKey("psk_svc_" + Cycled(33) + Cycled(33)));
+  EXPECT_TRUE(IsValidPolicySuiteKey("psk_admin_" + b62_66));
+  EXPECT_FALSE(IsValidPolicySuiteKey("psk_proj_" + Cycled(65)));
+  EXPECT_FALSE(IsValidPolicySuiteKey("psk_proj_" + Cycled(67)));
+  EXPECT_FALSE(IsValidPolicySuiteKey("psk_user_" + b62_66));
+  EXPECT_FALSE(IsValidPolicySuiteKey("psk_proj_" + Cycled(65) + "_"));
+  // Documentation placeholders: fewer than six distinct characters.
+  EXPECT_FALSE(IsValidPolicySuiteKey("psk_proj_" + std::string(66, 'x')));
+  EXPECT_FALSE(IsValidOpenAiApiKey("sk-" + std::string(48, 'X')));
+  EXPECT_FALSE(IsValidOpenAiApiKey("sk-proj-" + std::string(60, 'x')));
+  EXPECT_FALSE(IsValidAwsAccessKey("AKIAXXXXXXXXXXXXXXXX"));
+  EXPECT_FALSE(IsValidGithubToken("ghp_" + std::string(36, 'x')));
+  EXPECT_FALSE(IsValidGithubToken("github_pat_" + std::string(82, 'x')));
+  EXPECT_FALSE(IsValidSlackToken("xoxb-000000000000-0000000000000-xxxxxxxxxxxxxxxxxxxxxxxx"));
+
+  EXPECT_TRUE(IsValidOpenAiApiKey("sk-" + Cycled(48)));
   EXPECT_FALSE(IsValidOpenAiApiKey("sk-" + std::string(47, 'x')));
   EXPECT_FALSE(IsValidOpenAiApiKey("sk-" + std::string(47, 'x') + "_"));
-  EXPECT_TRUE(IsValidOpenAiApiKey("sk-proj-" + std::string(40, '_')));
-  EXPECT_TRUE(IsValidOpenAiApiKey("sk-svcacct-" + std::string(200, '-')));
-  EXPECT_TRUE(IsValidOpenAiApiKey("sk-admin-" + std::string(100, 'Q')));
+  EXPECT_TRUE(IsValidOpenAiApiKey("sk-proj-" + Cycled(40)));
+  EXPECT_TRUE(IsValidOpenAiApiKey("sk-svcacct-" + Cycled(200)));
+  EXPECT_TRUE(IsValidOpenAiApiKey("sk-admin-" + Cycled(100)));
   EXPECT_FALSE(IsValidOpenAiApiKey("sk-proj-" + std::string(39, 'a')));
   EXPECT_FALSE(IsValidOpenAiApiKey("sk-proj-" + std::string(201, 'a')));
-  EXPECT_FALSE(IsValidOpenAiApiKey("sk-proj-" + std::string(50, 'a') + "."));
+  EXPECT_FALSE(IsValidOpenAiApiKey("sk-proj-" + Cycled(50) + "."));
   EXPECT_FALSE(IsValidOpenAiApiKey("sk-user-" + std::string(50, 'a')));
   // Other providers' "sk-" keys: a long part with a digit and a letter.
   EXPECT_TRUE(IsValidOpenAiApiKey(
@@ -578,7 +595,7 @@ TEST(SecretFormatTest, ExactLengthsAndAlphabets) {
   EXPECT_TRUE(IsValidOpenAiApiKey(
       "sk-or-v1-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"));
   EXPECT_TRUE(IsValidOpenAiApiKey("sk-0123456789abcdef0123456789abcdef"));
-  EXPECT_TRUE(IsValidOpenAiApiKey("sk-None-" + std::string(24, 'a') + std::string(24, '7')));
+  EXPECT_TRUE(IsValidOpenAiApiKey("sk-None-" + Cycled(24) + Cycled(24)));
   EXPECT_FALSE(IsValidOpenAiApiKey("sk-learn-compatible-estimator-api-v2"));  // No long part.
   EXPECT_FALSE(IsValidOpenAiApiKey("sk-abcdefghijklmnopqrstuvwxyz"));         // No digit.
   EXPECT_FALSE(IsValidOpenAiApiKey("sk-0123456789012345678901"));             // No letter.
@@ -598,13 +615,13 @@ TEST(SecretFormatTest, ExactLengthsAndAlphabets) {
   EXPECT_FALSE(IsValidAwsAccessKey("AKIAIOSFODNN8EXAMPLE"));  // 8 is not base32.
   EXPECT_FALSE(IsValidAwsAccessKey("AIDAIOSFODNN7EXAMPLE"));
 
-  EXPECT_TRUE(IsValidGithubToken("ghp_" + std::string(36, 'a')));
-  EXPECT_TRUE(IsValidGithubToken("ghr_" + std::string(36, '9')));
-  EXPECT_TRUE(IsValidGithubToken("github_pat_" + std::string(82, '_')));
-  EXPECT_FALSE(IsValidGithubToken("ghp_" + std::string(35, 'a')));
-  EXPECT_FALSE(IsValidGithubToken("ghx_" + std::string(36, 'a')));
-  EXPECT_FALSE(IsValidGithubToken("ghp_" + std::string(35, 'a') + "_"));
-  EXPECT_FALSE(IsValidGithubToken("github_pat_" + std::string(81, 'a')));
+  EXPECT_TRUE(IsValidGithubToken("ghp_" + Cycled(36)));
+  EXPECT_TRUE(IsValidGithubToken("ghr_" + Cycled(36)));
+  EXPECT_TRUE(IsValidGithubToken("github_pat_" + Cycled(82)));
+  EXPECT_FALSE(IsValidGithubToken("ghp_" + Cycled(35)));
+  EXPECT_FALSE(IsValidGithubToken("ghx_" + Cycled(36)));
+  EXPECT_FALSE(IsValidGithubToken("ghp_" + Cycled(35) + "_"));
+  EXPECT_FALSE(IsValidGithubToken("github_pat_" + Cycled(81)));
 
   EXPECT_TRUE(IsValidSlackToken("xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"));
   EXPECT_TRUE(IsValidSlackToken("xoxp-1-2-3-4-5-abcdefgh"));
