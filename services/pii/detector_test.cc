@@ -1232,7 +1232,8 @@ TEST(DetectorTest, FindsTheCredentialsOfAUrl) {
     EXPECT_THAT(Default().Scan(text, options), IsEmpty()) << text;
   }
   // A URL's user without a password is no e-mail address either.
-  for (const char* text : {"ssh://git@github.com/org/repo.git", "https://jane@bitbucket.org/o/r"}) {
+  for (const char* text : {"ssh://git@github.com/org/repo.git", "https://jane@bitbucket.org/o/r",
+                           "git clone git@github.com:acme/infra.git"}) {
     EXPECT_THAT(Found(text), IsEmpty()) << text;
   }
   // An address after mailto: is an e-mail address, not a credential.

@@ -260,6 +260,8 @@ bool IsValidEmail(absl::string_view value) {
   const size_t dot = value.rfind('.');
   const size_t at = value.rfind('@');
   if (dot == absl::string_view::npos || at == absl::string_view::npos || dot < at) return false;
+  // The SSH user of code hosts ("git@github.com:org/repo.git"), nobody's mailbox.
+  if (absl::EqualsIgnoreCase(value.substr(0, at), "git")) return false;
   const std::string tld = absl::AsciiStrToLower(value.substr(dot + 1));
   return std::none_of(std::begin(kExtensions), std::end(kExtensions),
                       [&](absl::string_view extension) { return tld == extension; });

@@ -30,7 +30,8 @@ bool IsValidIban(absl::string_view value);
 
 // An e-mail address as the built-in pattern matches it, whose top-level domain is not a
 // common file extension that is no top-level domain (png, jpg, webp, tgz, js, ...): asset and
-// package names such as "icon@2x.png", "pkg@1.2.3.tgz" and "react@next.js" are not addresses.
+// package names such as "icon@2x.png", "pkg@1.2.3.tgz" and "react@next.js" are not addresses;
+// nor is "git@host", code hosts' SSH user ("git@github.com:org/repo.git").
 bool IsValidEmail(absl::string_view value);
 
 // A US Social Security number (9 digits; spaces and dashes ignored): area 001-899 except 666,
