@@ -272,6 +272,7 @@ DataClass DefaultDataClass(absl::string_view entity_type) {
       {"NPM_TOKEN", DataClass::kInternal},
       {"SENDGRID_API_KEY", DataClass::kInternal},
       {"AZURE_STORAGE_KEY", DataClass::kInternal},
+      {"SECRET", DataClass::kInternal},
       {"PRIVATE_KEY", DataClass::kInternal},
       {"URL_CREDENTIALS", DataClass::kInternal},
   };

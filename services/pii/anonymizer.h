@@ -70,7 +70,7 @@ absl::StatusOr<DataClass> DataClassByName(absl::string_view name);
 // BE_NATIONAL_NUMBER, IE_PPSN, DK_CPR, AT_SOCIAL_INSURANCE_NUMBER, PT_TAX_ID, CRYPTO) is kPii,
 // MEDICAL_LICENSE is kPhi, secrets (POLICY_SUITE_KEY, OPENAI_API_KEY, AWS_ACCESS_KEY, GITHUB_TOKEN,
 // SLACK_TOKEN, JWT, GOOGLE_API_KEY, STRIPE_API_KEY, GITLAB_TOKEN, HUGGINGFACE_TOKEN, NPM_TOKEN,
-// SENDGRID_API_KEY, AZURE_STORAGE_KEY, PRIVATE_KEY, URL_CREDENTIALS) are kInternal, and any
+// SENDGRID_API_KEY, AZURE_STORAGE_KEY, SECRET, PRIVATE_KEY, URL_CREDENTIALS) are kInternal, and any
 // other (custom) type is kPii, since a type someone bothered to configure is most likely
 // personal.
 DataClass DefaultDataClass(absl::string_view entity_type);

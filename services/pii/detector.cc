@@ -95,10 +95,11 @@ struct Detector::PatternSet {
   std::vector<size_t> recognizer_of;  // Set index -> index into recognizers_.
 };
 
-// Which custom recognizers may match a text, before their set runs over it: RE2's prefilter
-// of their patterns (the literals a match needs), and the literals found in the text.
-struct Detector::CustomGate {
-  // Over the custom patterns in recognizer order (FilteredRE2 id k: builtin_count_ + k).
+// Which recognizers gated by their literals (NamedSecretRecognizers and the custom ones) may
+// match a text, before their set runs over it: RE2's prefilter of their patterns (the
+// literals a match needs), and the literals found in the text.
+struct Detector::LiteralGate {
+  // Over their patterns in recognizer order (FilteredRE2 id k: trigger_count_ + k).
   // Null when some pattern did not fit its share of the budget: every one may match.
   std::unique_ptr<re2::FilteredRE2> filter;
   // The prefilter's ASCII atoms, found ignoring case; its atom index per word.
@@ -1044,8 +1045,11 @@ absl::StatusOr<std::unique_ptr<Detector>> Detector::Create(std::vector<Recognize
   }
   std::unique_ptr<Detector> detector(new Detector());
   detector->trigger_prefilter_ = options.trigger_prefilter;
+  // The built-ins the trigger prefilter serves, then those gated by their literals as custom
+  // ones are (NamedSecretRecognizers), then the custom ones.
   std::vector<RecognizerSpec> specs = BuiltinRecognizers();
-  const size_t builtin_count = specs.size();
+  const size_t trigger_count = specs.size();
+  for (RecognizerSpec& spec : NamedSecretRecognizers()) specs.push_back(std::move(spec));
   for (RecognizerSpec& spec : custom) specs.push_back(std::move(spec));
 
   const int64_t set_budget = options.max_regex_memory_bytes / 4;
@@ -1088,7 +1092,7 @@ absl::StatusOr<std::unique_ptr<Detector>> Detector::Create(std::vector<Recognize
       recognizer.first_byte_low = static_cast<unsigned char>(min[0]);
       recognizer.first_byte_high = static_cast<unsigned char>(max[0]);
     }
-    recognizer.needs_trigger = i < builtin_count && spec.entity_type != "PRIVATE_KEY";
+    recognizer.needs_trigger = i < trigger_count && spec.entity_type != "PRIVATE_KEY";
     recognizer.regex = std::move(regex);
     recognizer.spec = std::move(spec);
     detector->recognizers_.push_back(std::move(recognizer));
@@ -1118,22 +1122,22 @@ absl::StatusOr<std::unique_ptr<Detector>> Detector::Create(std::vector<Recognize
     }
     return set;
   };
-  absl::StatusOr<std::unique_ptr<PatternSet>> builtin_set = build_set(0, builtin_count, "built-in");
+  absl::StatusOr<std::unique_ptr<PatternSet>> builtin_set = build_set(0, trigger_count, "built-in");
   if (!builtin_set.ok()) return builtin_set.status();
   detector->builtin_set_ = std::move(*builtin_set);
-  if (specs.size() > builtin_count) {
+  if (specs.size() > trigger_count) {
     absl::StatusOr<std::unique_ptr<PatternSet>> custom_set =
-        build_set(builtin_count, specs.size(), "custom");
+        build_set(trigger_count, specs.size(), "custom and named-secret");
     if (!custom_set.ok()) return custom_set.status();
-    detector->custom_set_ = std::move(*custom_set);
+    detector->literal_set_ = std::move(*custom_set);
     // The custom patterns' prefilter: the literals each needs, lower-cased.
-    auto gate = std::make_unique<CustomGate>();
+    auto gate = std::make_unique<LiteralGate>();
     gate->filter = std::make_unique<re2::FilteredRE2>(kMinPrefilterAtomBytes);
     RE2::Options filter_options;
     filter_options.set_log_errors(false);
     // Compiled, never run: a program, no DFA cache.
     filter_options.set_max_mem(regex_budget / kPrefilterBudgetDivisor);
-    for (size_t i = builtin_count; i < specs.size() && gate->filter != nullptr; ++i) {
+    for (size_t i = trigger_count; i < specs.size() && gate->filter != nullptr; ++i) {
       int id = 0;
       if (gate->filter->Add(detector->recognizers_[i].spec.pattern, filter_options, &id) !=
           RE2::NoError) {
@@ -1159,9 +1163,9 @@ absl::StatusOr<std::unique_ptr<Detector>> Detector::Create(std::vector<Recognize
       }
       gate->atoms = ContextWords(ascii);
     }
-    detector->custom_gate_ = std::move(gate);
+    detector->literal_gate_ = std::move(gate);
   }
-  detector->builtin_count_ = builtin_count;
+  detector->trigger_count_ = trigger_count;
 
   for (const Recognizer& r : detector->recognizers_) {
     detector->entity_types_.push_back(r.spec.entity_type);
@@ -1230,7 +1234,7 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
   // KC661903A"), whatever region the finding was in.
   size_t& last_end = scratch.last_finding_end[index];
   const bool lists =
-      recognizer.spec.context_required && index < builtin_count_ && recognizer.validator != nullptr;
+      recognizer.spec.context_required && index < trigger_count_ && recognizer.validator != nullptr;
   const bool list_goes_on = lists && last_end != absl::string_view::npos &&
                             region_begin <= last_end + kMostListSeparatorBytes;
   if (recognizer.spec.context_required && !list_goes_on &&
@@ -1345,31 +1349,31 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
   }
 }
 
-std::vector<size_t> Detector::LiveCustomRecognizers(absl::string_view text,
-                                                    const std::vector<bool>& wanted) const {
+std::vector<size_t> Detector::LiveLiteralRecognizers(absl::string_view text,
+                                                     const std::vector<bool>& wanted) const {
   std::vector<int> potential;
-  if (trigger_prefilter_ && custom_gate_->filter != nullptr) {
-    std::vector<int> found = custom_gate_->always_found;
-    for (uint64_t words = FoundWords(text, custom_gate_->atoms); words != 0; words &= words - 1) {
-      found.push_back(custom_gate_->atom_of_word[static_cast<size_t>(__builtin_ctzll(words))]);
+  if (trigger_prefilter_ && literal_gate_->filter != nullptr) {
+    std::vector<int> found = literal_gate_->always_found;
+    for (uint64_t words = FoundWords(text, literal_gate_->atoms); words != 0; words &= words - 1) {
+      found.push_back(literal_gate_->atom_of_word[static_cast<size_t>(__builtin_ctzll(words))]);
     }
-    if (!custom_gate_->folds_beyond_ascii.empty() &&
+    if (!literal_gate_->folds_beyond_ascii.empty() &&
         (text.find("\xE2\x84\xAA") != absl::string_view::npos ||
          text.find("\xC5\xBF") != absl::string_view::npos)) {
-      found.insert(found.end(), custom_gate_->folds_beyond_ascii.begin(),
-                   custom_gate_->folds_beyond_ascii.end());
+      found.insert(found.end(), literal_gate_->folds_beyond_ascii.begin(),
+                   literal_gate_->folds_beyond_ascii.end());
       std::sort(found.begin(), found.end());
       found.erase(std::unique(found.begin(), found.end()), found.end());
     }
-    custom_gate_->filter->AllPotentials(found, &potential);
+    literal_gate_->filter->AllPotentials(found, &potential);
   } else {
-    for (size_t i = builtin_count_; i < recognizers_.size(); ++i) {
-      potential.push_back(static_cast<int>(i - builtin_count_));
+    for (size_t i = trigger_count_; i < recognizers_.size(); ++i) {
+      potential.push_back(static_cast<int>(i - trigger_count_));
     }
   }
   std::vector<size_t> live;
   for (int k : potential) {
-    const size_t r = builtin_count_ + static_cast<size_t>(k);
+    const size_t r = trigger_count_ + static_cast<size_t>(k);
     const Recognizer& recognizer = recognizers_[r];
     if (!wanted[r] || text.size() < recognizer.min_finding_bytes) continue;
     // No match can have its required context.
@@ -1441,8 +1445,8 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
     scan_set(*builtin_set_, builtin_text, 0, builtin_text.size(), wanted);
   }
   const size_t builtin_regions = regions;
-  if (custom_set_ != nullptr && !text.empty()) {
-    const std::vector<size_t> live = LiveCustomRecognizers(text, wanted);
+  if (literal_set_ != nullptr && !text.empty()) {
+    const std::vector<size_t> live = LiveLiteralRecognizers(text, wanted);
     if (live.size() == 1) {
       // One pass of its own regexp instead of the set's and then its own.
       jobs.push_back(
@@ -1450,7 +1454,7 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
     } else if (!live.empty()) {
       std::vector<bool> runs(recognizers_.size(), false);
       for (size_t r : live) runs[r] = true;
-      scan_set(*custom_set_, text, 0, text.size(), runs);
+      scan_set(*literal_set_, text, 0, text.size(), runs);
     }
   }
 
@@ -1474,7 +1478,7 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
   for (size_t k = 0; k < by_recognizer.size(); ++k) {
     const Job& job = by_recognizer[k];
     const size_t first = extracted.size();
-    if (folded.has_value() && job.recognizer < builtin_count_) {
+    if (folded.has_value() && job.recognizer < trigger_count_) {
       Extract(recognizers_[job.recognizer], builtin_text, job.begin, job.end, folded_scratch,
               extracted);
       for (size_t c = first; c < extracted.size(); ++c) {

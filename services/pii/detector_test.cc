@@ -1126,6 +1126,7 @@ TEST(DetectorTest, TheCustomPrefilterTakesNoShareOfTheRecognizersBudget) {
 TEST(DetectorTest, EntityTypesAreTheBuiltinOnes) {
   std::set<std::string> builtin;
   for (const RecognizerSpec& spec : BuiltinRecognizers()) builtin.insert(spec.entity_type);
+  for (const RecognizerSpec& spec : NamedSecretRecognizers()) builtin.insert(spec.entity_type);
   EXPECT_THAT(Default().EntityTypes(), ElementsAreArray(builtin));
 }
 
@@ -1175,6 +1176,37 @@ TEST(DetectorTest, FindsTokensWhereTheyArePasted) {
                   std::make_pair("URL_CREDENTIALS", gitlab + "@gitlab.example.com"),
                   std::make_pair("HUGGINGFACE_TOKEN", hf), std::make_pair("NPM_TOKEN", npm)))
       << DescribeAll(text, Default().Scan(text));
+}
+
+TEST(DetectorTest, FindsSecretsByTheNameOfTheirSetting) {
+  const std::vector<std::pair<std::string, std::string>> named = {
+      {"DB_PASSWORD=Sup3r!Secret", "Sup3r!Secret"},
+      {"    POSTGRES_PASSWORD: pg-Sup3rSecret!", "pg-Sup3rSecret!"},
+      {"spring.datasource.password=7vQ!mR2#pLx9", "7vQ!mR2#pLx9"},
+      {"{\"user\": \"app\", \"password\": \"hunter2!x\"}", "hunter2!x"},
+      {"client_secret = 'Zx8_aaQ-19'", "Zx8_aaQ-19"},
+      {"curl -H \"X-API-Key: 3f9a0c2e7b1d4a6f\" https://api.example.com", "3f9a0c2e7b1d4a6f"},
+      {"const config = { apiKey: \"q8ZrT2vLm\" };", "q8ZrT2vLm"},
+      {"$db = ['password' => 'l3tme!n'];", "l3tme!n"},
+      {"NEXTAUTH_SECRET=Kq9!xv0Pz\nNEXTAUTH_URL=https://app.example.com", "Kq9!xv0Pz"},
+      {"mot de passe (pwd=Grüße2024!)", "Grüße2024!"},
+  };
+  for (const auto& [text, value] : named) {
+    EXPECT_THAT(Found(text), ElementsAre(std::make_pair("SECRET", value))) << text;
+  }
+  // Names in code, types, variables, templates, placeholders, numbers, other settings.
+  for (const char* text :
+       {"password=password", "token: self.token", "api_key = settings.API_KEY", "password: string;",
+        "\"password\": \"********\"", "PASSWORD=${DB_PASSWORD}", "password: $DB_PASSWORD",
+        "\"apiKey\": \"your-api-key-here\"", "max_tokens: 128000", "token: 123456789",
+        "\"password_hash\": \"$2b$12$R9h/cIPz0gi.URNNX3kh2O\"",
+        "The password: must be eight characters", "api_key=REDACTED", "secret: {{ .Values.x }}",
+        "passwordless: enabled", "token=sk_live_...", "apiKey: \"<YOUR_KEY>\""}) {
+    EXPECT_THAT(Found(text, MinScore(0.0)), IsEmpty()) << text;
+  }
+  // A token of a known kind under such a name is that kind.
+  const std::string npm = "npm_gkQAdnxbXgxQJdZnteHk1CAbSdfBEmhBej2U";
+  EXPECT_THAT(Found("NPM_TOKEN=" + npm), ElementsAre(std::make_pair("NPM_TOKEN", npm)));
 }
 
 TEST(DetectorTest, FindsTheAccountKeyOfAnAzureStorageConnectionString) {

@@ -356,6 +356,26 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   return r;
 }
 
+std::vector<RecognizerSpec> NamedSecretRecognizers() {
+  // The names of settings that hold a secret, as the end of a setting's name ("DB_PASSWORD",
+  // "spring.datasource.password", "clientSecret", "X-API-Key"), then ':', '=' or "=>".
+  const std::string name =
+      "(?i:password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|"
+      "secret[_-]?key)[\"']?[ \t]*(?:=>|[:=])[ \t]*";
+  return {
+      RecognizerSpec{.name = "named_secret_quoted",
+                     .entity_type = "SECRET",
+                     .pattern = name + "[\"']([^\"'\\s]+)[\"']",
+                     .score = 0.8,
+                     .validator = "secret_value"},
+      RecognizerSpec{.name = "named_secret",
+                     .entity_type = "SECRET",
+                     .pattern = name + "([^\\s\"'`,;(){}\\[\\]<>]+)",
+                     .score = 0.8,
+                     .validator = "unquoted_secret_value"},
+  };
+}
+
 namespace {
 
 // Whether `regex` matches empty text somewhere: an empty match anchored at each position of

@@ -102,6 +102,14 @@ std::vector<std::string> ValidatorNames();
 // in detector.cc); a PEM block starts with "-----BEGIN ".
 std::vector<RecognizerSpec> BuiltinRecognizers();
 
+// The built-in recognizers of SECRET, the value of a setting whose name says it holds one
+// ("DB_PASSWORD=...", "password: ...", "\"apiKey\": \"...\"", "X-API-Key: ..."): quoted, any
+// value that is no stand-in for one (a variable, a template, a placeholder); unquoted, one
+// that also holds a digit or a symbol (not an identifier: "password=password", "token:
+// self.token"). The detector runs them as it runs custom recognizers: over the whole text as
+// it is, when the text holds a name of their patterns.
+std::vector<RecognizerSpec> NamedSecretRecognizers();
+
 // OK when `spec` is well formed: name, entity type, score, validator, context words,
 // excluded prefixes, and a pattern RE2 parses. Otherwise INVALID_ARGUMENT
 // "<field>: <problem>", e.g. "pattern: invalid RE2 pattern 'EMP-[': missing ]: [".

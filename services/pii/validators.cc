@@ -1086,6 +1086,30 @@ bool StandsForAPassword(absl::string_view password) {
 
 }  // namespace
 
+bool IsValidSecretValue(absl::string_view value) {
+  // Placeholders in documentation and templates: "your-api-key-here", "INSERT_TOKEN_HERE",
+  // "sk_live_...", "REDACTED", "example123".
+  static constexpr absl::string_view kPlaceholderParts[] = {
+      "your",  "here",     "example", "replace", "placeholder",
+      "dummy", "redacted", "xxx",     "***",     "..."};
+  if (value.size() < 6 || value.size() > 200 || StandsForAPassword(value) ||
+      std::all_of(value.begin(), value.end(), IsDigit)) {
+    return false;
+  }
+  const std::string lower = absl::AsciiStrToLower(value);
+  return std::none_of(std::begin(kPlaceholderParts), std::end(kPlaceholderParts),
+                      [&](absl::string_view part) { return absl::StrContains(lower, part); });
+}
+
+bool IsValidUnquotedSecretValue(absl::string_view value) {
+  // A name in code ("self.token", "settings.API_KEY", "string", "password"): letters, '_',
+  // '.' and '-' only.
+  const bool name_only = std::all_of(value.begin(), value.end(), [](char c) {
+    return absl::ascii_isalpha(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+  });
+  return !name_only && IsValidSecretValue(value);
+}
+
 bool IsValidUrlCredentials(absl::string_view value) {
   const size_t at = value.rfind('@');
   const size_t colon = value.find(':');
@@ -1158,11 +1182,13 @@ constexpr NamedValidator kValidators[] = {
     {"policy_suite_key", IsValidPolicySuiteKey, 8 + 66},  // "psk_svc_" + 66.
     {"pt_tax_id", IsValidPtTaxId, 9},
     {"se_personal_identity_number", IsValidSePersonalIdentityNumber, 10},
+    {"secret_value", IsValidSecretValue, 6},
     {"sendgrid_api_key", IsValidSendGridApiKey, 3 + 22 + 1 + 43},
     {"slack_token", IsValidSlackToken, 5 + 2 + 8},  // "xoxb-", a digit and '-', 8.
     {"stripe_api_key", IsValidStripeApiKey, 8 + 24},
     {"uk_nhs", IsValidUkNhs, 10},  // Digits.
     {"uk_nino", IsValidUkNino, 9},
+    {"unquoted_secret_value", IsValidUnquotedSecretValue, 6},
     {"url_credentials", IsValidUrlCredentials, 1 + 1 + 1},  // ":p@h".
     {"url_token_user", IsValidUrlTokenUser, 15 + 1 + 1},    // A Slack token, '@', a host.
     {"us_itin", IsValidUsItin, 9},                          // Digits.

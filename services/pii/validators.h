@@ -242,6 +242,13 @@ bool IsValidSendGridApiKey(absl::string_view value);
 //   AZURE_STORAGE_KEY: an account key, 86 of [A-Za-z0-9+/] and "==" (64 bytes in base64),
 //   holding a digit (the recognizer requires "AccountKey=" before it).
 bool IsValidAzureStorageKey(absl::string_view value);
+//   SECRET, the value of a setting named as a secret (see NamedSecretRecognizers): 6 to 200
+//   bytes, not a
+//   stand-in as for URL_CREDENTIALS below, not only digits, nothing of a placeholder
+//   ("your-api-key-here", "REDACTED", "example", "xxx", "..."); unquoted, also not a name
+//   in code (letters, '_', '.' and '-' only: "self.token", "string").
+bool IsValidSecretValue(absl::string_view value);
+bool IsValidUnquotedSecretValue(absl::string_view value);
 //   URL_CREDENTIALS: "user:password@host" (the user possibly empty) whose password is not a
 //   stand-in for one: a variable or template reference ("$DB_PASSWORD", "${DB_PASSWORD}",
 //   "$(cat secret)", "{{password}}", "%(password)s", "{password}"), a placeholder
@@ -265,7 +272,8 @@ using Validator = bool (*)(absl::string_view value);
 // "pem_private_key", "policy_suite_key", "openai_api_key", "aws_access_key",
 // "aws_secret_access_key", "github_token", "slack_token", "jwt", "google_api_key",
 // "stripe_api_key", "gitlab_token", "huggingface_token", "npm_token", "sendgrid_api_key",
-// "azure_storage_key", "url_credentials", "url_token_user"), or nullptr for an unknown name.
+// "azure_storage_key", "url_credentials", "url_token_user", "secret_value",
+// "unquoted_secret_value"), or nullptr for an unknown name.
 Validator FindValidator(absl::string_view name);
 
 // The fewest bytes a value `validator` accepts can have: it rejects every shorter value.
