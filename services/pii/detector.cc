@@ -95,11 +95,10 @@ struct Detector::PatternSet {
   std::vector<size_t> recognizer_of;  // Set index -> index into recognizers_.
 };
 
-// Which recognizers gated by their literals (NamedSecretRecognizers and the custom ones) may
-// match a text, before their set runs over it: RE2's prefilter of their patterns (the
-// literals a match needs), and the literals found in the text.
-struct Detector::LiteralGate {
-  // Over their patterns in recognizer order (FilteredRE2 id k: trigger_count_ + k).
+// Which custom recognizers may match a text, before their set runs over it: RE2's prefilter
+// of their patterns (the literals a match needs), and the literals found in the text.
+struct Detector::CustomGate {
+  // Over the custom patterns in recognizer order (FilteredRE2 id k: custom_begin_ + k).
   // Null when some pattern did not fit its share of the budget: every one may match.
   std::unique_ptr<re2::FilteredRE2> filter;
   // The prefilter's ASCII atoms, found ignoring case; its atom index per word.
@@ -1020,6 +1019,76 @@ std::vector<Region> TriggerRegions(absl::string_view text) {
   return merged;
 }
 
+// The ends of the names of settings that hold a secret (NamedSecretRecognizers), lowercase.
+constexpr absl::string_view kSecretSettingNames[] = {
+    "password",   "passwd",     "passphrase", "pwd",        "secret",
+    "token",      "apikey",     "api_key",    "api-key",    "accesskey",
+    "access_key", "access-key", "secretkey",  "secret_key", "secret-key"};
+
+// The most bytes of a named setting's value (and its quotes) that NamedSettingRegions takes.
+constexpr size_t kLongestSettingValue = 202;
+
+// The first ':' or '=' at or after `i`, or `n`.
+size_t SkipToSettingSeparator(const unsigned char* data, size_t i, size_t n) {
+#if defined(__SSE2__)
+  while (i + 16 <= n) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + i));
+    const int mask = _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(':')),
+                                                    _mm_cmpeq_epi8(bytes, _mm_set1_epi8('='))));
+    if (mask != 0) return i + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+    i += 16;
+  }
+#endif
+  while (i < n && data[i] != ':' && data[i] != '=') ++i;
+  return i;
+}
+
+// The regions NamedSecretRecognizers run on: each "NAME[quote][ \t]*(:|=|=>)[ \t]*VALUE"
+// whose NAME ends in one of kSecretSettingNames (any case), from the name's end to the first
+// whitespace after the value's start (at most kLongestSettingValue bytes), in order. A ':' or
+// '=' is looked at with the bytes before it only: one pass over the text.
+std::vector<Region> NamedSettingRegions(absl::string_view text) {
+  std::vector<Region> regions;
+  const size_t n = text.size();
+  const unsigned char* const data = reinterpret_cast<const unsigned char*>(text.data());
+  for (size_t p = SkipToSettingSeparator(data, 0, n); p < n;
+       p = SkipToSettingSeparator(data, p + 1, n)) {
+    size_t value = p + 1;
+    if (text[p] == '=') {
+      // Not a comparison ("==", "!=", "<=", ">="), but "=>" is a PHP array's separator.
+      if (value < n && text[value] == '=') {
+        ++p;
+        continue;
+      }
+      if (p > 0 && absl::string_view("=!<>").find(text[p - 1]) != absl::string_view::npos) {
+        continue;
+      }
+      if (value < n && text[value] == '>') ++value;
+    }
+    size_t name_end = p;
+    while (name_end > 0 && (text[name_end - 1] == ' ' || text[name_end - 1] == '\t')) --name_end;
+    if (name_end > 0 && (text[name_end - 1] == '"' || text[name_end - 1] == '\'')) --name_end;
+    // Every name ends in one of these.
+    if (name_end == 0 || absl::string_view("detny").find(absl::ascii_tolower(
+                             At(text, name_end - 1))) == absl::string_view::npos) {
+      continue;
+    }
+    size_t name_begin = absl::string_view::npos;
+    for (absl::string_view name : kSecretSettingNames) {
+      if (name_end >= name.size() && EqualsIgnoreCase(text, name_end - name.size(), name)) {
+        name_begin = std::min(name_begin, name_end - name.size());
+      }
+    }
+    if (name_begin == absl::string_view::npos) continue;
+    while (value < n && (text[value] == ' ' || text[value] == '\t')) ++value;
+    size_t end = value;
+    const size_t limit = std::min(n, value + kLongestSettingValue);
+    while (end < limit && !absl::ascii_isspace(At(text, end))) ++end;
+    AddRegion(regions, name_begin, end);
+  }
+  return regions;
+}
+
 enum class Verdict { kAccepted, kGluedLeft, kRejected };
 
 }  // namespace
@@ -1045,11 +1114,12 @@ absl::StatusOr<std::unique_ptr<Detector>> Detector::Create(std::vector<Recognize
   }
   std::unique_ptr<Detector> detector(new Detector());
   detector->trigger_prefilter_ = options.trigger_prefilter;
-  // The built-ins the trigger prefilter serves, then those gated by their literals as custom
-  // ones are (NamedSecretRecognizers), then the custom ones.
+  // The built-ins the trigger prefilter serves, those that run on named settings
+  // (NamedSecretRecognizers), then the custom ones.
   std::vector<RecognizerSpec> specs = BuiltinRecognizers();
   const size_t trigger_count = specs.size();
   for (RecognizerSpec& spec : NamedSecretRecognizers()) specs.push_back(std::move(spec));
+  const size_t custom_begin = specs.size();
   for (RecognizerSpec& spec : custom) specs.push_back(std::move(spec));
 
   const int64_t set_budget = options.max_regex_memory_bytes / 4;
@@ -1125,19 +1195,19 @@ absl::StatusOr<std::unique_ptr<Detector>> Detector::Create(std::vector<Recognize
   absl::StatusOr<std::unique_ptr<PatternSet>> builtin_set = build_set(0, trigger_count, "built-in");
   if (!builtin_set.ok()) return builtin_set.status();
   detector->builtin_set_ = std::move(*builtin_set);
-  if (specs.size() > trigger_count) {
+  if (specs.size() > custom_begin) {
     absl::StatusOr<std::unique_ptr<PatternSet>> custom_set =
-        build_set(trigger_count, specs.size(), "custom and named-secret");
+        build_set(custom_begin, specs.size(), "custom");
     if (!custom_set.ok()) return custom_set.status();
-    detector->literal_set_ = std::move(*custom_set);
+    detector->custom_set_ = std::move(*custom_set);
     // The custom patterns' prefilter: the literals each needs, lower-cased.
-    auto gate = std::make_unique<LiteralGate>();
+    auto gate = std::make_unique<CustomGate>();
     gate->filter = std::make_unique<re2::FilteredRE2>(kMinPrefilterAtomBytes);
     RE2::Options filter_options;
     filter_options.set_log_errors(false);
     // Compiled, never run: a program, no DFA cache.
     filter_options.set_max_mem(regex_budget / kPrefilterBudgetDivisor);
-    for (size_t i = trigger_count; i < specs.size() && gate->filter != nullptr; ++i) {
+    for (size_t i = custom_begin; i < specs.size() && gate->filter != nullptr; ++i) {
       int id = 0;
       if (gate->filter->Add(detector->recognizers_[i].spec.pattern, filter_options, &id) !=
           RE2::NoError) {
@@ -1163,9 +1233,10 @@ absl::StatusOr<std::unique_ptr<Detector>> Detector::Create(std::vector<Recognize
       }
       gate->atoms = ContextWords(ascii);
     }
-    detector->literal_gate_ = std::move(gate);
+    detector->custom_gate_ = std::move(gate);
   }
   detector->trigger_count_ = trigger_count;
+  detector->custom_begin_ = custom_begin;
 
   for (const Recognizer& r : detector->recognizers_) {
     detector->entity_types_.push_back(r.spec.entity_type);
@@ -1349,31 +1420,31 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
   }
 }
 
-std::vector<size_t> Detector::LiveLiteralRecognizers(absl::string_view text,
-                                                     const std::vector<bool>& wanted) const {
+std::vector<size_t> Detector::LiveCustomRecognizers(absl::string_view text,
+                                                    const std::vector<bool>& wanted) const {
   std::vector<int> potential;
-  if (trigger_prefilter_ && literal_gate_->filter != nullptr) {
-    std::vector<int> found = literal_gate_->always_found;
-    for (uint64_t words = FoundWords(text, literal_gate_->atoms); words != 0; words &= words - 1) {
-      found.push_back(literal_gate_->atom_of_word[static_cast<size_t>(__builtin_ctzll(words))]);
+  if (trigger_prefilter_ && custom_gate_->filter != nullptr) {
+    std::vector<int> found = custom_gate_->always_found;
+    for (uint64_t words = FoundWords(text, custom_gate_->atoms); words != 0; words &= words - 1) {
+      found.push_back(custom_gate_->atom_of_word[static_cast<size_t>(__builtin_ctzll(words))]);
     }
-    if (!literal_gate_->folds_beyond_ascii.empty() &&
+    if (!custom_gate_->folds_beyond_ascii.empty() &&
         (text.find("\xE2\x84\xAA") != absl::string_view::npos ||
          text.find("\xC5\xBF") != absl::string_view::npos)) {
-      found.insert(found.end(), literal_gate_->folds_beyond_ascii.begin(),
-                   literal_gate_->folds_beyond_ascii.end());
+      found.insert(found.end(), custom_gate_->folds_beyond_ascii.begin(),
+                   custom_gate_->folds_beyond_ascii.end());
       std::sort(found.begin(), found.end());
       found.erase(std::unique(found.begin(), found.end()), found.end());
     }
-    literal_gate_->filter->AllPotentials(found, &potential);
+    custom_gate_->filter->AllPotentials(found, &potential);
   } else {
-    for (size_t i = trigger_count_; i < recognizers_.size(); ++i) {
-      potential.push_back(static_cast<int>(i - trigger_count_));
+    for (size_t i = custom_begin_; i < recognizers_.size(); ++i) {
+      potential.push_back(static_cast<int>(i - custom_begin_));
     }
   }
   std::vector<size_t> live;
   for (int k : potential) {
-    const size_t r = trigger_count_ + static_cast<size_t>(k);
+    const size_t r = custom_begin_ + static_cast<size_t>(k);
     const Recognizer& recognizer = recognizers_[r];
     if (!wanted[r] || text.size() < recognizer.min_finding_bytes) continue;
     // No match can have its required context.
@@ -1445,8 +1516,26 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
     scan_set(*builtin_set_, builtin_text, 0, builtin_text.size(), wanted);
   }
   const size_t builtin_regions = regions;
-  if (literal_set_ != nullptr && !text.empty()) {
-    const std::vector<size_t> live = LiveLiteralRecognizers(text, wanted);
+  // The named-secret recognizers, each on the named settings (or, without the prefilter, the
+  // whole text).
+  std::vector<Region> settings;
+  if (trigger_prefilter_) {
+    settings = NamedSettingRegions(builtin_text);
+  } else if (!builtin_text.empty()) {
+    settings.push_back(Region{0, builtin_text.size()});
+  }
+  for (const Region& setting : settings) {
+    const size_t region = regions++;
+    for (size_t r = trigger_count_; r < custom_begin_; ++r) {
+      if (wanted[r] && setting.end - setting.begin >= recognizers_[r].min_finding_bytes) {
+        jobs.push_back(
+            Job{.recognizer = r, .region = region, .begin = setting.begin, .end = setting.end});
+      }
+    }
+  }
+  const size_t named_regions = regions;
+  if (custom_set_ != nullptr && !text.empty()) {
+    const std::vector<size_t> live = LiveCustomRecognizers(text, wanted);
     if (live.size() == 1) {
       // One pass of its own regexp instead of the set's and then its own.
       jobs.push_back(
@@ -1454,7 +1543,7 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
     } else if (!live.empty()) {
       std::vector<bool> runs(recognizers_.size(), false);
       for (size_t r : live) runs[r] = true;
-      scan_set(*literal_set_, text, 0, text.size(), runs);
+      scan_set(*custom_set_, text, 0, text.size(), runs);
     }
   }
 
@@ -1478,7 +1567,7 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
   for (size_t k = 0; k < by_recognizer.size(); ++k) {
     const Job& job = by_recognizer[k];
     const size_t first = extracted.size();
-    if (folded.has_value() && job.recognizer < trigger_count_) {
+    if (folded.has_value() && job.recognizer < custom_begin_) {
       Extract(recognizers_[job.recognizer], builtin_text, job.begin, job.end, folded_scratch,
               extracted);
       for (size_t c = first; c < extracted.size(); ++c) {
@@ -1521,12 +1610,14 @@ std::vector<Finding> Detector::Scan(absl::string_view text, const ScanOptions& o
     const auto end = candidates.begin() + static_cast<std::ptrdiff_t>(first_candidate[r + 1]);
     if (end - begin > 1) std::sort(begin, end, by_begin);
   }
-  if (regions > builtin_regions) {
-    std::inplace_merge(
-        candidates.begin(),
-        candidates.begin() + static_cast<std::ptrdiff_t>(first_candidate[builtin_regions]),
-        candidates.end(), by_begin);
-  }
+  // Three runs in order, each sorted: the built-ins' regions, the named settings, the custom
+  // set's text.
+  auto run_start = [&](size_t region) {
+    return candidates.begin() + static_cast<std::ptrdiff_t>(first_candidate[region]);
+  };
+  std::inplace_merge(candidates.begin(), run_start(builtin_regions), run_start(named_regions),
+                     by_begin);
+  std::inplace_merge(candidates.begin(), run_start(named_regions), candidates.end(), by_begin);
   // Within each cluster of transitively overlapping candidates, keep the best first: higher
   // score, longer, earlier, listed first. Most clusters are a single candidate.
   auto better = [](const Candidate& a, const Candidate& b) {

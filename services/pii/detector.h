@@ -102,7 +102,7 @@ class Detector {
  private:
   struct Recognizer;
   struct PatternSet;
-  struct LiteralGate;
+  struct CustomGate;
   struct Candidate;
   struct ScanScratch;  // One scan's memo of the text's tables and context words.
 
@@ -117,19 +117,20 @@ class Detector {
   // Whether the value [begin, end) of a match of `recognizer` has context (see recognizer.h).
   bool HasContext(const Recognizer& recognizer, absl::string_view text, size_t begin, size_t end,
                   ScanScratch& scratch) const;
-  // The recognizers gated by their literals (indexes into recognizers_) that may find
-  // something in `text` and are `wanted`; see LiteralGate.
-  std::vector<size_t> LiveLiteralRecognizers(absl::string_view text,
-                                             const std::vector<bool>& wanted) const;
+  // The custom recognizers (indexes into recognizers_) that may find something in `text`
+  // and are `wanted`; see CustomGate.
+  std::vector<size_t> LiveCustomRecognizers(absl::string_view text,
+                                            const std::vector<bool>& wanted) const;
 
-  // BuiltinRecognizers() (the trigger prefilter's), NamedSecretRecognizers(), the custom ones.
+  // BuiltinRecognizers() (the trigger prefilter's), NamedSecretRecognizers() (run on named
+  // settings: NamedSettingRegions in detector.cc), the custom ones.
   std::vector<Recognizer> recognizers_;
   std::unique_ptr<PatternSet> builtin_set_;  // Of BuiltinRecognizers().
-  // Of the others, run over the whole text when their literals are in it.
-  std::unique_ptr<PatternSet> literal_set_;
-  std::unique_ptr<LiteralGate> literal_gate_;
-  size_t trigger_count_ = 0;               // BuiltinRecognizers().size().
-  std::vector<std::string> entity_types_;  // Sorted, unique.
+  std::unique_ptr<PatternSet> custom_set_;   // Null without custom recognizers.
+  std::unique_ptr<CustomGate> custom_gate_;  // Null without custom recognizers.
+  size_t trigger_count_ = 0;                 // BuiltinRecognizers().size().
+  size_t custom_begin_ = 0;                  // The first custom recognizer.
+  std::vector<std::string> entity_types_;    // Sorted, unique.
   bool trigger_prefilter_ = true;
 };
 
