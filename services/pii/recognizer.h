@@ -106,8 +106,8 @@ std::vector<RecognizerSpec> BuiltinRecognizers();
 // ("DB_PASSWORD=...", "password: ...", "\"apiKey\": \"...\"", "X-API-Key: ..."): quoted, any
 // value that is no stand-in for one (a variable, a template, a placeholder); unquoted, one
 // that also holds a digit or a symbol (not an identifier: "password=password", "token:
-// self.token"). The detector runs them as it runs custom recognizers: over the whole text as
-// it is, when the text holds a name of their patterns.
+// self.token"). The detector runs them only on the settings so named that it finds (its
+// NamedSettingRegions), never through the trigger prefilter.
 std::vector<RecognizerSpec> NamedSecretRecognizers();
 
 // OK when `spec` is well formed: name, entity type, score, validator, context words,
