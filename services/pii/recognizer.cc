@@ -252,7 +252,8 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
                                                "niss",
                                                "rrn"};
   add("be_national_number", "BE_NATIONAL_NUMBER",
-      "[0-9]{2}\\.[0-9]{2}\\.[0-9]{2}-[0-9]{3}\\.[0-9]{2}", 1.0, "be_national_number", be_context);
+      "[0-9]{2}\\.[0-9]{2}\\.[0-9]{2}-[0-9]{3}\\.[0-9]{2}", 1.0, "be_national_number", be_context,
+      false, {"+"});
   add("be_national_number_written", "BE_NATIONAL_NUMBER",
       "[0-9]{11}|[0-9]{6}-[0-9]{3}-[0-9]{2}|[0-9]{6} [0-9]{3} [0-9]{2}"
       "|[0-9]{2} [0-9]{2} [0-9]{2} [0-9]{3} [0-9]{2}|[0-9]{2}\\.[0-9]{2}\\.[0-9]{2}-[0-9]{3} "
@@ -262,7 +263,7 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   // digits, ten digits with a check digit in ten, nine with one in eleven: only after their
   // words.
   add("ie_ppsn", "IE_PPSN", "(?i:[0-9]{7} ?[A-W][ABWTX]?)", 1.0, "ie_ppsn",
-      {"pps", "ppsn", "pps number", "pps no", "personal public service"}, true);
+      {"pps", "ppsn", "pps number", "pps no", "personal public service"}, true, {"+"});
   add("dk_cpr", "DK_CPR", "[0-9]{6}[- ]?[0-9]{4}", 1.0, "dk_cpr",
       {"cpr", "cpr-nr", "cpr-nummer", "cprnr", "cpr nr"}, true, {"+"});
   add("at_social_insurance_number", "AT_SOCIAL_INSURANCE_NUMBER", "[1-9][0-9]{3} ?[0-9]{6}", 1.0,

@@ -41,12 +41,19 @@ record and its problems.
     digit, INSEE month, department (Corsica's 2A/2B) and mod-97 key; a Dutch BSN's
     elfproef; a Swedish personnummer's or samordningsnummer's date and Luhn digit; a German
     tax identification number's one repeated digit and ISO 7064 MOD 11,10 check digit; a German
-    health insurance number's (KVNR's) letter and weighted check digit), in each written form
-    of the specification.
+    health insurance number's (KVNR's) letter and weighted check digit; a Belgian national
+    number's date (BIS months + 20 or + 40, unknown months and days 0), serial and mod-97 check
+    digits of its century; an Irish PPSN's mod-23 check letter and second letter; a Danish CPR
+    number's date in the century of its seventh digit; an Austrian social insurance number's
+    weighted mod-11 check digit; a Portuguese tax number's personal prefix and mod-11 check
+    digit), in each written form of the specification.
   * Labels are exact: the span is the value itself, it passes this module's validator for
     its type, a context word lies within the 40 bytes before it when its format needs one
     (bare SSN/ITIN/NANP numbers, NHS numbers, compact National Insurance numbers, PESELs,
-    BSNs, personnummer, German tax ids and KVNRs),
+    BSNs, personnummer, German tax ids and KVNRs, Belgian national numbers but in the eID
+    card's form, PPSNs, CPR numbers, Austrian social insurance numbers and Portuguese tax
+    numbers), it does not stand right after '+' (where a value of the fourth batch's types is
+    a phone number's digits),
     no context word of its type lies in the 96 bytes around it when its format promises
     none (the "no-context" formats of the national identifiers), and neither neighbouring
     byte continues it (no adjacent digit, letter or group separator that would make a longer
@@ -64,8 +71,12 @@ record and its problems.
     the Finnish type). No label has a rival context word near it (an NHS number with a phone
     word, a bare SSN with "itin" or "bsn", a BSN with "ssn", a personnummer with "nhs", a phone
     word or a Finnish word, a Finnish code with a Swedish word, a German tax id with "pesel" or
-    a phone word, a PESEL with a tax id word, a KVNR with a DEA word, ...), so every label has
-    one right answer.
+    a phone word, a PESEL with a tax id word, a KVNR with a DEA word, a Belgian national number
+    with "pesel", a tax id word or a phone word, a CPR number with a Swedish, Finnish, NHS,
+    phone or Austrian word, a Portuguese tax number with "ssn", "bsn" or a phone word, ...), so
+    every label has one right answer; and no hard negative of one national identifier is a
+    valid value of another (no PESEL, German tax id, BSN, personnummer or Finnish negative
+    that is a Belgian, Portuguese, Danish or Austrian number).
   * Hard negatives (cards failing Luhn or without an issuer prefix, IBANs with a wrong
     check or length, SSNs out of range, dates, times, order and invoice numbers, version
     strings, UUIDs, git SHAs, prices, ZIP codes, ISBNs, percentages, plain integers, bare
@@ -76,13 +87,22 @@ record and its problems.
     documentation placeholders), and a few more) fail every validator where they stand, and
     hard-negative records contain no context word at all, but for the context words of a
     national identifier's type in the sentence of a value that breaks that type's rules
-    ("PESEL 44051401358", "NINO QQ123456C": the word does not rescue it). Negatives that are
-    negative only for want of a context word (bare numbers, a compact National Insurance
-    number, a PESEL, a BSN, a personnummer, a German tax id, a KVNR) never share a record with
-    one.
+    ("PESEL 44051401358", "NINO QQ123456C": the word does not rescue it), and for
+    "personnummer" before a valid CPR number that is no valid personnummer (nothing: the word
+    is Swedish). Negatives that are negative only for want of a context word (bare numbers, a
+    compact National Insurance number, a PESEL, a BSN, a personnummer, a German tax id, a KVNR,
+    a Belgian national number as typed, a PPSN, a CPR number, an Austrian or a Portuguese
+    number) never share a record with one. The fourth batch's negatives: wrong check digits or
+    letters, months 13-19 and 33-39, days 32, 30 February and 29 February of other years,
+    serials 000 and 999, PPSNs of six or eight digits, second letters never issued and
+    companies' "...H", CPR dates that do not exist, Austrian serials starting with 0 and sums
+    of remainder 10, companies' Portuguese numbers ("501964843"), eight or ten digits, valid
+    values right after '+', and the date-like "Version 85.07.30-033" and "85.07.30 12:00".
   * Texts mix English with German, French and Japanese words and emoji (the national
     identifiers mostly stand in sentences of their own language: English, Spanish, Italian,
-    Polish, Finnish, French, Dutch, Swedish and German), so byte offsets differ from character
+    Polish, Finnish, French, Dutch, Swedish, German, Danish and Portuguese; the fourth batch's
+    also in HR e-mails, payslips, forms, JSON records and key=value lines whose field name is
+    the context word), so byte offsets differ from character
     offsets; values appear at the start and end of texts, in quotes and parentheses and
     before . , ) : and several entities of different types share records. Neighbour records
     (neighbour_records, a random stream of their own) put values beside the short numbers
@@ -98,7 +118,8 @@ record and its problems.
     tokens, Google API keys, Stripe keys and npm tokens typed full-width, phone words such as
     "ＴＥＬ："), lowercase IBANs in groups and
     nine-digit national numbers ("612 345 678"), NIRs and German tax ids grouped by no-break
-    spaces and personnummer with an en dash or a non-breaking hyphen, and hard negatives so written
+    spaces and personnummer with an en dash or a non-breaking hyphen (Belgian, Austrian, Danish
+    and Portuguese numbers too), and hard negatives so written
     (en-dash ranges, "1 234,56 €" amounts, full-width order numbers, dates, times, versions
     such as "Ｖｅｒｓｉｏｎ　１．２．３．４", cards failing Luhn and IBANs failing their check,
     nine-digit numbers without a phone word). The scanner reads every text folded as the engine's
@@ -151,11 +172,15 @@ ENTITY_TYPES = (
     "SENDGRID_API_KEY", "AZURE_STORAGE_KEY",
     "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER",
+    "BE_NATIONAL_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID",
 )
 # The European national identifiers: written in the sentences of their own language, with and
 # without a context word (see NATIONAL_ID_FRAMES).
 NATIONAL_ID_TYPES = ("UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
-                     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER")
+                     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER",
+                     "BE_NATIONAL_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID")
+# The fourth batch's types: a value of theirs right after '+' is a phone number, never the type.
+NOT_AFTER_PLUS_TYPES = ("BE_NATIONAL_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID")
 
 CONTEXT_WORDS = {
     "US_SSN": ("ssn", "social security", "social-security", "ss#"),
@@ -179,6 +204,17 @@ CONTEXT_WORDS = {
                   "identifikationsnummer", "idnr", "id-nr"),
     "DE_HEALTH_INSURANCE_NUMBER": ("krankenversichertennummer", "versichertennummer", "versicherten-nr", "kvnr",
                                    "kv-nr", "krankenversicherung"),
+    "BE_NATIONAL_NUMBER": ("rijksregisternummer", "rijksregisternr", "rijksregister", "nationalregisternummer",
+                           "numéro national", "numéro de registre national", "registre national", "national number",
+                           "national register number", "insz", "niss", "rrn"),
+    "IE_PPSN": ("pps", "ppsn", "pps number", "pps no", "personal public service"),
+    # Not "personnummer": after it a number is Swedish only.
+    "DK_CPR": ("cpr", "cpr-nr", "cpr-nummer", "cprnr", "cpr nr"),
+    "AT_SOCIAL_INSURANCE_NUMBER": ("sozialversicherungsnummer", "versicherungsnummer", "svnr", "sv-nr", "sv-nummer",
+                                   "vsnr"),
+    # "nif" is ES_NIF's word too: after it, eight digits and a letter are Spanish, nine digits Portuguese.
+    "PT_TAX_ID": ("nif", "contribuinte", "número de contribuinte", "nº contribuinte",
+                  "número de identificação fiscal"),
 }
 # A type's value with one of these words as a whole word in the CONTEXT_WINDOW bytes before
 # it is never an entity of the type: a Swedish number after "personnummer" is no Finnish
@@ -196,20 +232,31 @@ ALL_CONTEXT_WORDS = tuple(dict.fromkeys(
 # bare digits are an SSN, an ITIN or a BSN; ten an NHS number, a NANP number or a
 # personnummer (a national number too, when it starts with 0); "YYMMDD-NNNC" a personnummer
 # or a Finnish code; eleven a PESEL or a German tax id (whose grouped form "86 295 742 719"
-# ends in a nine-digit national number, "295 742 719"); a letter and digits a DEA number or a
-# KVNR.
+# ends in a nine-digit national number, "295 742 719", and a Portuguese tax number's shape); a
+# letter and digits a DEA number or a KVNR. Of the fourth batch: eleven digits are a Belgian
+# national number too (and, starting with 0, a national phone number); nine a Portuguese tax
+# number (which passes the elfproef when its remainder is 0; "2dd ddd ddd" a Spanish or
+# Portuguese phone number too); ten a Danish CPR number or an Austrian social insurance number,
+# "DDMMYY-SSSS" a CPR number, a personnummer or (its last digit a check character) a Finnish
+# code.
 RIVAL_TYPES = {
-    "US_SSN": ("US_ITIN", "NL_BSN"),
-    "US_ITIN": ("US_SSN", "NL_BSN"),
-    "PHONE_NUMBER": ("UK_NHS",),
-    "UK_NHS": ("PHONE_NUMBER", "SE_PERSONAL_IDENTITY_NUMBER"),
-    "NL_BSN": ("US_SSN", "US_ITIN", "PHONE_NUMBER"),
-    "SE_PERSONAL_IDENTITY_NUMBER": ("UK_NHS", "PHONE_NUMBER", "FI_PERSONAL_IDENTITY_CODE"),
-    "FI_PERSONAL_IDENTITY_CODE": ("SE_PERSONAL_IDENTITY_NUMBER",),
-    "PL_PESEL": ("DE_TAX_ID",),
-    "DE_TAX_ID": ("PL_PESEL", "PHONE_NUMBER"),
+    "US_SSN": ("US_ITIN", "NL_BSN", "PT_TAX_ID"),
+    "US_ITIN": ("US_SSN", "NL_BSN", "PT_TAX_ID"),
+    "PHONE_NUMBER": ("UK_NHS", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID"),
+    "UK_NHS": ("PHONE_NUMBER", "SE_PERSONAL_IDENTITY_NUMBER", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER"),
+    "NL_BSN": ("US_SSN", "US_ITIN", "PHONE_NUMBER", "PT_TAX_ID"),
+    "SE_PERSONAL_IDENTITY_NUMBER": ("UK_NHS", "PHONE_NUMBER", "FI_PERSONAL_IDENTITY_CODE", "DK_CPR",
+                                    "AT_SOCIAL_INSURANCE_NUMBER"),
+    "FI_PERSONAL_IDENTITY_CODE": ("SE_PERSONAL_IDENTITY_NUMBER", "DK_CPR"),
+    "PL_PESEL": ("DE_TAX_ID", "BE_NATIONAL_NUMBER"),
+    "DE_TAX_ID": ("PL_PESEL", "PHONE_NUMBER", "BE_NATIONAL_NUMBER", "PT_TAX_ID"),
     "MEDICAL_LICENSE": ("DE_HEALTH_INSURANCE_NUMBER",),
     "DE_HEALTH_INSURANCE_NUMBER": ("MEDICAL_LICENSE",),
+    "BE_NATIONAL_NUMBER": ("PL_PESEL", "DE_TAX_ID", "PHONE_NUMBER"),
+    "DK_CPR": ("SE_PERSONAL_IDENTITY_NUMBER", "FI_PERSONAL_IDENTITY_CODE", "UK_NHS", "PHONE_NUMBER",
+               "AT_SOCIAL_INSURANCE_NUMBER"),
+    "AT_SOCIAL_INSURANCE_NUMBER": ("UK_NHS", "PHONE_NUMBER", "SE_PERSONAL_IDENTITY_NUMBER", "DK_CPR"),
+    "PT_TAX_ID": ("US_SSN", "US_ITIN", "NL_BSN", "PHONE_NUMBER"),
 }
 VERSION_PREFIXES = (b"v", b"V", b"version ", b"Version ", b"ver ")
 
@@ -444,6 +491,95 @@ def kvnr_check_digit(letter: str, digits: str) -> str:
     return str(total % 10)
 
 
+# Belgian national register number (Rijksregisternummer, numéro de registre national; INSZ/NISS,
+# BIS numbers included): YY MM DD SSS CC. A BIS number's month is the month + 20 or + 40; a
+# month or day of 0 is unknown; the serial is 001-998; CC = 97 - (N mod 97), N the first nine
+# digits read as a number, with a 2 before them for one born in 2000 or later. Either century's
+# check counts, and the one that does gives the year whose February the date lies in.
+BE_MONTH_OFFSETS = (0, 20, 40)  # a person's month, a BIS number's (+ 20 or + 40)
+
+
+def be_national_number_check(first_nine: str, born_2000s: bool) -> str:
+    """97 - (N mod 97), N the nine digits, 2000000000 + N for one born in 2000 or later."""
+    return "%02d" % (97 - int(("2" if born_2000s else "") + first_nine) % 97)
+
+
+def be_national_number_digits_valid(digits: str) -> bool:
+    """The eleven digits: month 0-12, 20-32 or 40-52; day 0-31, and a day of its month when
+    both are known (in the year of the century whose check digits are right); serial 001-998."""
+    year, month, day, serial = int(digits[0:2]), int(digits[2:4]), int(digits[4:6]), int(digits[6:9])
+    base_month = next((month - offset for offset in BE_MONTH_OFFSETS if offset <= month <= offset + 12), None)
+    if base_month is None or day > 31 or not 1 <= serial <= 998:
+        return False
+    for century, born_2000s in ((1900, False), (2000, True)):
+        if be_national_number_check(digits[:9], born_2000s) == digits[9:]:
+            return base_month == 0 or day == 0 or date_exists(century + year, base_month, day)
+    return False
+
+
+# Irish Personal Public Service Number: seven digits, a check letter, and optionally a second
+# letter: A or B (the 2013 format, in the check), W, T or X (older numbers, ignored by the
+# check); H is a company's (not a person's). Check letter: PPSN_LETTERS[(8*d1 + 7*d2 + ... +
+# 2*d7 + 9*index(second letter)) mod 23].
+PPSN_LETTERS = "WABCDEFGHIJKLMNOPQRSTUV"  # index 0 = W, 1 = A, ..., 22 = V
+PPSN_CHECKED_SECOND_LETTERS = "AB"
+PPSN_IGNORED_SECOND_LETTERS = "WTX"
+PPSN_COMPANY_LETTER = "H"
+
+
+def ppsn_check_letter(digits: str, second: str = "") -> str:
+    """The check letter of the seven digits and the second letter: A and B (and a company's H,
+    as "6433435IH" shows) take part in the check; W, T, X (and no second letter) do not."""
+    total = sum(int(d) * w for d, w in zip(digits, range(8, 1, -1)))
+    if second and second in PPSN_CHECKED_SECOND_LETTERS + PPSN_COMPANY_LETTER:
+        total += 9 * PPSN_LETTERS.index(second)
+    return PPSN_LETTERS[total % 23]
+
+
+# Danish CPR number: DDMMYY SSSS, no check digit (the modulus 11 was given up in 2007); the
+# century from the seventh digit (the first of SSSS) and the year.
+def dk_cpr_century(seventh_digit: int, two_digit_year: int) -> int:
+    """0-3: 1900s; 4 or 9: 2000s up to 36, else 1900s; 5-8: 2000s up to 57, else 1800s."""
+    if seventh_digit <= 3:
+        return 1900
+    if seventh_digit in (4, 9):
+        return 2000 if two_digit_year <= 36 else 1900
+    return 2000 if two_digit_year <= 57 else 1800
+
+
+def dk_cpr_seventh_digits(year: int) -> list[int]:
+    """The seventh digits that give a birth year its century."""
+    return [d for d in range(10) if dk_cpr_century(d, year % 100) == year // 100 * 100]
+
+
+# Austrian social insurance number (Sozialversicherungsnummer): NNN C DDMMYY, a serial whose
+# first digit is not 0, a check digit, six digits (mostly the birth date, not checked).
+AT_SVNR_WEIGHTS = (3, 7, 9, 5, 8, 4, 2, 1, 6)  # over the serial and the six digits, the check digit left out
+
+
+def at_svnr_check_digit(serial: str, six: str) -> str | None:
+    """The weighted sum mod 11, or None when it is 10 (no number has that serial and date)."""
+    remainder = sum(int(d) * w for d, w in zip(serial + six, AT_SVNR_WEIGHTS)) % 11
+    return None if remainder == 10 else str(remainder)
+
+
+# Portuguese tax number (NIF, número de contribuinte): nine digits, a person's starting with 1,
+# 2 or 3 or with 45 (a non-resident's); the last is 11 - (the weighted sum mod 11), 0 for a
+# remainder of 0 or 1.
+PT_TAX_ID_WEIGHTS = (9, 8, 7, 6, 5, 4, 3, 2)
+PT_PERSONAL_PREFIXES = ("1", "2", "3", "45")
+
+
+def pt_tax_id_check_digit(first_eight: str) -> str:
+    remainder = sum(int(d) * w for d, w in zip(first_eight, PT_TAX_ID_WEIGHTS)) % 11
+    return "0" if remainder < 2 else str(11 - remainder)
+
+
+def pt_tax_id_is_personal(digits: str) -> bool:
+    """A person's number (companies, public bodies and others start with 5-9, or 4 but 45)."""
+    return digits.startswith(PT_PERSONAL_PREFIXES)
+
+
 BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
@@ -573,12 +709,15 @@ IBAN_LENGTH = {
 }
 IBAN_COUNTRIES = tuple(IBAN_BBAN_STRUCTURE)
 
+# The ITU's country calling codes (a "+" number is a phone number when it starts with one).
 COUNTRY_CALLING_CODES = frozenset(
     "1 7 20 27 30 31 32 33 34 36 39 40 41 43 44 45 46 47 48 49 51 52 53 54 55 56 57 58 "
-    "60 61 62 63 64 65 66 81 82 84 86 90 91 92 93 94 95 98 212 213 216 234 254 "
-    "351 352 353 354 355 356 357 358 359 370 371 372 373 374 375 376 377 378 379 380 381 "
-    "382 383 384 385 386 387 420 421 852 886 961 962 963 964 965 966 971 972 973 974".split()
-)
+    "60 61 62 63 64 65 66 81 82 84 86 90 91 92 93 94 95 98".split()
+) | frozenset(str(code) for low, high in (
+    (211, 213), (216, 216), (218, 218), (220, 258), (260, 269), (290, 291), (297, 299), (350, 359),
+    (370, 387), (389, 389), (420, 421), (423, 423), (500, 509), (590, 599), (670, 670), (672, 692),
+    (850, 850), (852, 853), (855, 856), (880, 880), (886, 886), (960, 968), (970, 977), (992, 996),
+    (998, 998)) for code in range(low, high + 1))
 
 ITIN_GROUPS = tuple(range(50, 66)) + tuple(range(70, 89)) + (90, 91, 92) + tuple(range(94, 100))
 SSN_ADVERTISING_NUMBERS = (("078", "05", "1120"), ("219", "09", "9999"))
@@ -902,6 +1041,20 @@ SE_PIN_SHAPE = re.compile(r"([0-9]{2})?([0-9]{2})([0-9]{2})([0-9]{2})([-+]?)([0-
 # Compact, or grouped 2 3 3 3 by single spaces.
 DE_TAX_ID_SHAPE = re.compile(r"[1-9][0-9]{10}|[1-9][0-9] [0-9]{3} [0-9]{3} [0-9]{3}")
 KVNR_SHAPE = re.compile(r"([A-Z])([0-9]{8})([0-9])")
+# A Belgian national number as the eID card prints it, YY.MM.DD-SSS.CC (counts on its own), and
+# as people type it: compact, 850730-033-28, 850730 033 28, 85 07 30 033 28, 85.07.30-033 28.
+BE_DOCUMENT_FORM = re.compile(r"[0-9]{2}\.[0-9]{2}\.[0-9]{2}-[0-9]{3}\.[0-9]{2}")
+BE_NATIONAL_NUMBER_SHAPE = re.compile(
+    r"[0-9]{2}\.[0-9]{2}\.[0-9]{2}-[0-9]{3}[. ][0-9]{2}|[0-9]{11}|[0-9]{6}(?:-[0-9]{3}-| [0-9]{3} )[0-9]{2}"
+    r"|[0-9]{2} [0-9]{2} [0-9]{2} [0-9]{3} [0-9]{2}")
+# Seven digits, a space before the letters or none, the check letter and an optional second
+# letter, in either case.
+PPSN_SHAPE = re.compile(r"([0-9]{7}) ?([A-Za-z])([A-Za-z]?)")
+# DDMMYY, '-', a space or nothing, SSSS (the first of them the century's).
+DK_CPR_SHAPE = re.compile(r"([0-9]{2})([0-9]{2})([0-9]{2})[- ]?([0-9])[0-9]{3}")
+# NNNC DDMMYY as the e-card prints it, or compact.
+AT_SVNR_SHAPE = re.compile(r"([1-9][0-9]{2})([0-9]) ?([0-9]{6})")
+PT_TAX_ID_SHAPE = re.compile(r"[0-9]{9}|[0-9]{3} [0-9]{3} [0-9]{3}")
 
 
 def is_valid_nino(value: str) -> bool:
@@ -994,6 +1147,51 @@ def is_valid_kvnr(value: str) -> bool:
     return bool(match) and kvnr_check_digit(match[1], match[2]) == match[3]
 
 
+def is_valid_be_national_number(value: str) -> bool:
+    """85.07.30-033.28 (counts on its own), 85073003328, 850730-033-28, 850730 033 28,
+    85 07 30 033 28, 85.07.30-033 28 (count only after a context word: see needs_context)."""
+    return (bool(BE_NATIONAL_NUMBER_SHAPE.fullmatch(value))
+            and be_national_number_digits_valid(re.sub(r"[^0-9]", "", value)))
+
+
+def is_valid_ppsn(value: str) -> bool:
+    """6433435F, 6433435FA, 6433435 FA, 6433435fa: the second letter A, B (in the check), W, T
+    or X (ignored by it); a company's H is none (counts only after a context word)."""
+    match = PPSN_SHAPE.fullmatch(value)
+    if not match:
+        return False
+    digits, check, second = match[1], match[2].upper(), match[3].upper()
+    if second and second not in PPSN_CHECKED_SECOND_LETTERS + PPSN_IGNORED_SECOND_LETTERS:
+        return False
+    return ppsn_check_letter(digits, second) == check
+
+
+def is_valid_dk_cpr(value: str) -> bool:
+    """211062-5629, 2110625629, 211062 5629: the date exists in the century of the seventh
+    digit and the year (counts only after a context word)."""
+    match = DK_CPR_SHAPE.fullmatch(value)
+    if not match:
+        return False
+    day, month, year, seventh = (int(group) for group in match.groups())
+    return date_exists(dk_cpr_century(seventh, year) + year, month, day)
+
+
+def is_valid_at_svnr(value: str) -> bool:
+    """1237 010180 or 1237010180: the serial's first digit not 0, the check digit right
+    (counts only after a context word)."""
+    match = AT_SVNR_SHAPE.fullmatch(value)
+    return bool(match) and at_svnr_check_digit(match[1], match[3]) == match[2]
+
+
+def is_valid_pt_tax_id(value: str) -> bool:
+    """123456789 or 123 456 789, a person's (1, 2, 3 or 45 first), the check digit right (counts
+    only after a context word)."""
+    if not PT_TAX_ID_SHAPE.fullmatch(value):
+        return False
+    digits = value.replace(" ", "")
+    return pt_tax_id_is_personal(digits) and pt_tax_id_check_digit(digits[:8]) == digits[8]
+
+
 def shape_validator(shape: re.Pattern) -> Callable[[str], bool]:
     return lambda value: bool(shape.fullmatch(value))
 
@@ -1035,7 +1233,18 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
     "SE_PERSONAL_IDENTITY_NUMBER": is_valid_se_pin,
     "DE_TAX_ID": is_valid_de_tax_id,
     "DE_HEALTH_INSURANCE_NUMBER": is_valid_kvnr,
+    "BE_NATIONAL_NUMBER": is_valid_be_national_number,
+    "IE_PPSN": is_valid_ppsn,
+    "DK_CPR": is_valid_dk_cpr,
+    "AT_SOCIAL_INSURANCE_NUMBER": is_valid_at_svnr,
+    "PT_TAX_ID": is_valid_pt_tax_id,
 }
+
+
+def valid_as_national_ids(value: str) -> set[str]:
+    """The national identifier types whose validator accepts the value (its context and
+    neighbours aside)."""
+    return {t for t in NATIONAL_ID_TYPES if VALIDATORS[t](value)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -1091,8 +1300,11 @@ def fold(data: bytes) -> tuple[bytes, list[int] | None]:
 def needs_context(entity_type: str, value: str) -> bool:
     """Whether the value counts only with a context word of its type before it."""
     if entity_type in ("UK_NHS", "MEDICAL_LICENSE", "PL_PESEL", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER",
-                       "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER"):
+                       "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER",
+                       "PT_TAX_ID"):
         return True
+    if entity_type == "BE_NATIONAL_NUMBER":  # all but the form the eID card prints ("85.07.30-033.28")
+        return not BE_DOCUMENT_FORM.fullmatch(value)
     if entity_type == "UK_NINO":  # all but the form HMRC prints ("AB 12 34 56 C")
         return not NINO_DOCUMENT_FORM.fullmatch(value)
     if entity_type == "ES_NIF":  # apart from its letter by a space ("order 12345678 A"), lowercase
@@ -1152,6 +1364,9 @@ def accepts(entity_type: str, data: bytes, begin: int, end: int, strict: bool) -
     """Whether data[begin:end] is an entity of the type where it stands."""
     value = data[begin:end].decode("utf-8", "replace")
     if not VALIDATORS[entity_type](value):
+        return False
+    # Right after '+' it is a phone number's digits (its international reading), not the type.
+    if entity_type in NOT_AFTER_PLUS_TYPES and data[max(0, begin - 1):begin] == b"+":
         return False
     glued_after = SECRET_GLUED_AFTER.get(entity_type)
     if glued_after and (SECRET_GLUED_BEFORE.fullmatch(data[begin - 1:begin]) or glued_after.match(data, end)):
@@ -1250,6 +1465,16 @@ CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags
     # with a letter in either case and seven to eleven digits.
     (("DE_TAX_ID",), rb"(?<![0-9])[0-9]{1,3}(?: [0-9]{3}){3}(?![0-9])", 0),
     (("DE_HEALTH_INSURANCE_NUMBER",), rb"(?<![A-Za-z0-9])[A-Za-z][0-9]{7,11}(?![A-Za-z0-9])", 0),
+    # The fourth batch. A Belgian national number with any of its forms' separators between any
+    # of its groups; a PPSN of six to eight digits, one or two letters in either case, a space
+    # before them or none; a CPR number with '-', a space or nothing after its date; an Austrian
+    # social insurance number with a space after its fourth digit or none, a 0 first too; a
+    # Portuguese tax number of eight to ten digits or in groups of three.
+    (("BE_NATIONAL_NUMBER",), rb"(?<![0-9])[0-9]{2}[. ]?[0-9]{2}[. ]?[0-9]{2}[-. ]?[0-9]{3}[-. ]?[0-9]{2}(?![0-9])", 0),
+    (("IE_PPSN",), rb"(?<![A-Za-z0-9])[0-9]{6,8} ?[A-Za-z]{1,2}(?![A-Za-z0-9])", 0),
+    (("DK_CPR",), rb"(?<![0-9])[0-9]{6}[- ]?[0-9]{4}(?![0-9])", 0),
+    (("AT_SOCIAL_INSURANCE_NUMBER",), rb"(?<![0-9])[0-9]{4} ?[0-9]{6}(?![0-9])", 0),
+    (("PT_TAX_ID",), rb"(?<![0-9])(?:[0-9]{8,10}|[0-9]{3} [0-9]{3} [0-9]{3})(?![0-9])", 0),
 ))
 
 
@@ -1347,7 +1572,8 @@ TOKEN_BOUNDARY = (re.compile(rb"[0-9A-Za-z_-]\Z"), re.compile(rb"[0-9A-Za-z_-]")
 LABEL_BOUNDARY = {
     # A grouped value of these is judged by continues_groups (see label_problems).
     **{t: DIGIT_BOUNDARY for t in ("US_SSN", "US_ITIN", "CREDIT_CARD", "PHONE_NUMBER", "UK_NHS", "FR_NIR",
-                                   "DE_TAX_ID")},
+                                   "DE_TAX_ID", "BE_NATIONAL_NUMBER", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER",
+                                   "PT_TAX_ID")},
     "IBAN_CODE": (re.compile(rb"[0-9A-Za-z]\Z"), re.compile(rb"(?:[0-9A-Za-z]| [0-9A-Z])")),
     "EMAIL_ADDRESS": (re.compile(rb"[0-9A-Za-z._%+-]\Z"),
                       re.compile(rb"(?:[0-9A-Za-z_%+-]|\.[0-9A-Za-z])")),
@@ -1371,10 +1597,11 @@ LABEL_BOUNDARY = {
     # Values starting with a digit: as DIGIT_BOUNDARY, '_' and (after a final letter) a dash
     # and a letter too; a spaced NIF ("12345678 Z") is judged by continues_groups as well.
     **{t: (re.compile(rb"(?:[0-9A-Za-z_+]|[0-9][ .-])\Z"), re.compile(rb"(?:[0-9A-Za-z_]|[ .-][0-9]|-[A-Za-z])"))
-       for t in ("ES_NIF", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER")},
+       for t in ("ES_NIF", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER",
+                 "IE_PPSN")},
 }
 # Types with a written form in space-separated groups whose labels continues_groups judges.
-GROUPED_NATIONAL_ID_TYPES = ("UK_NINO", "ES_NIF")
+GROUPED_NATIONAL_ID_TYPES = ("UK_NINO", "ES_NIF", "IE_PPSN")
 
 
 # ---------------------------------------------------------------------------------------
@@ -2145,6 +2372,153 @@ def kvnr_format(letters: str, check_zero: bool = False) -> ValueGenerator:
     return generate
 
 
+# The written forms of a Belgian national number, from its eleven digits: as the eID card prints
+# it, and as people type it.
+BE_NATIONAL_NUMBER_FORMS = {
+    "document": lambda d: "%s.%s.%s-%s.%s" % (d[0:2], d[2:4], d[4:6], d[6:9], d[9:]),
+    "compact": lambda d: d,
+    "dashed": lambda d: "%s-%s-%s" % (d[0:6], d[6:9], d[9:]),
+    "spaced": lambda d: "%s %s %s" % (d[0:6], d[6:9], d[9:]),
+    "pairs": lambda d: "%s %s %s %s %s" % (d[0:2], d[2:4], d[4:6], d[6:9], d[9:]),
+    "document-spaced-check": lambda d: "%s.%s.%s-%s %s" % (d[0:2], d[2:4], d[4:6], d[6:9], d[9:]),
+}
+BE_TYPED_FORMS = ("compact", "dashed", "spaced", "pairs", "document-spaced-check")
+
+
+def be_national_number_from(year: int, month: int, day: int, serial: int) -> str:
+    """The eleven digits of a birth year (for its century's check digits), the month (+ 20 or
+    + 40 for a BIS number, 0 unknown), the day (0 unknown) and the serial."""
+    first_nine = "%02d%02d%02d%03d" % (year % 100, month, day, serial)
+    return first_nine + be_national_number_check(first_nine, year >= 2000)
+
+
+def be_national_number(rng: Random, kind: str = "standard") -> str:
+    """"standard": born 1930-2024; "born-2000s"; "bis": a BIS number (month + 20 or + 40, now
+    and then with its month or day unknown); "unknown-date": a month or a day of 0; "leap-day":
+    29 February of a leap year (2000 among them, its check digits of the 2000s)."""
+    date = random_date(rng, *{"born-2000s": (2000, 2024)}.get(kind, (1930, 2024)))
+    year, month, day = date.year, date.month, date.day
+    if kind == "leap-day":
+        year, month, day = rng.choice([y for y in range(1932, 2025, 4)] + [2000, 2000]), 2, 29
+    elif kind == "bis":
+        month += rng.choice(BE_MONTH_OFFSETS[1:])
+        if rng.random() < 0.25:
+            month, day = (month - date.month, day) if rng.random() < 0.5 else (month, 0)
+    elif kind == "unknown-date":
+        month, day = rng.choice(((0, day), (month, 0), (0, 0)))
+    return be_national_number_from(year, month, day, rng.randint(1, 998))
+
+
+def be_national_number_format(kind: str, *forms: str) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        return BE_NATIONAL_NUMBER_FORMS[forms[ordinal % len(forms)]](be_national_number(rng, kind))
+    return generate
+
+
+def ppsn_number(rng: Random, second: str = "") -> str:
+    digits = random_string(rng, DIGITS, 7)
+    return digits + ppsn_check_letter(digits, second) + second
+
+
+def ppsn_format(seconds: tuple[str, ...], spaced: bool = False, lowercase: bool = False) -> ValueGenerator:
+    """Seven digits, the check letter, a second letter of seconds ("" none); spaced: a space
+    before the letters; lowercase."""
+    def generate(rng: Random, ordinal: int) -> str:
+        value = ppsn_number(rng, seconds[ordinal % len(seconds)])
+        if spaced:
+            value = value[:7] + " " + value[7:]
+        return value.lower() if lowercase else value
+    return generate
+
+
+# The written forms of a CPR number, from its ten digits.
+DK_CPR_FORMS = {"dash": lambda d: "%s-%s" % (d[:6], d[6:]), "compact": lambda d: d,
+                "spaced": lambda d: "%s %s" % (d[:6], d[6:])}
+
+
+def dk_cpr_for(date: datetime.date, rng: Random, seventh: int | None = None) -> str:
+    """The ten digits of a birth date, the seventh digit one of those that give its year its
+    century (or the one given), the other three at random."""
+    if seventh is None:
+        seventh = rng.choice(dk_cpr_seventh_digits(date.year))
+    return "%02d%02d%02d%d%s" % (date.day, date.month, date.year % 100, seventh, random_string(rng, DIGITS, 3))
+
+
+def dk_cpr_number(rng: Random, kind: str = "standard") -> str:
+    """"standard": born 1937-2024; "born-2000s"; "centuries": each rule of the seventh digit in
+    turn (0-3 1900s; 4 or 9 1937-1999 and 2000-2036; 5-8 2000-2057 and 1858-1899), born up to
+    2024; "leap-day": 29 February of a leap year of the seventh digit's century."""
+    if kind == "leap-day":  # every year 1858-2024 has a seventh digit of its century
+        year = rng.choice([y for y in range(1860, 2025, 4) if date_exists(y, 2, 29)])
+        return dk_cpr_for(datetime.date(year, 2, 29), rng)
+    if kind == "centuries":
+        seventh = rng.randrange(10)
+        years = [y for y in range(1858, 2025) if dk_cpr_century(seventh, y % 100) == y // 100 * 100]
+        year = rng.choice(years)
+        date = random_date(rng, year, year)
+        return dk_cpr_for(date, rng, seventh)
+    return dk_cpr_for(random_date(rng, *{"born-2000s": (2000, 2024)}.get(kind, (1937, 2024))), rng)
+
+
+def dk_cpr_format(kind: str, *forms: str) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        return DK_CPR_FORMS[forms[ordinal % len(forms)]](dk_cpr_number(rng, kind))
+    return generate
+
+
+def at_svnr_six_digits(rng: Random, birth_date: bool = True) -> str:
+    """A birth date DDMMYY, or six digits that are none (the number does not check them)."""
+    if birth_date:
+        date = random_date(rng, 1930, 2024)
+        return "%02d%02d%02d" % (date.day, date.month, date.year % 100)
+    while True:
+        six = random_string(rng, DIGITS, 6)
+        if not date_exists(2000, int(six[2:4]), int(six[:2])):  # no day of any year (2000 had 29 February)
+            return six
+
+
+def at_svnr_number(rng: Random, birth_date: bool = True) -> str:
+    while True:
+        serial, six = str(rng.randint(100, 999)), at_svnr_six_digits(rng, birth_date)
+        check = at_svnr_check_digit(serial, six)
+        if check is not None:
+            return serial + check + six
+
+
+def at_svnr_written(digits: str, e_card: bool) -> str:
+    return "%s %s" % (digits[:4], digits[4:]) if e_card else digits
+
+
+def at_svnr_format(*forms: str, birth_date: bool = True, check_zero: bool = False) -> ValueGenerator:
+    """forms: "e-card" ("1237 010180") or "compact"; check_zero: a check digit of 0."""
+    def generate(rng: Random, ordinal: int) -> str:
+        while True:
+            digits = at_svnr_number(rng, birth_date)
+            if not check_zero or digits[3] == "0":
+                return at_svnr_written(digits, forms[ordinal % len(forms)] == "e-card")
+    return generate
+
+
+def pt_tax_id_number(rng: Random, prefix: str) -> str:
+    first_eight = prefix + random_string(rng, DIGITS, 8 - len(prefix))
+    return first_eight + pt_tax_id_check_digit(first_eight)
+
+
+def pt_tax_id_written(digits: str, spaced: bool) -> str:
+    return grouped(digits, (3, 3, 3), " ") if spaced else digits
+
+
+def pt_tax_id_format(prefixes: tuple[str, ...], *forms: str, check_zero: bool = False) -> ValueGenerator:
+    """A person's number starting with one of prefixes, "compact" or "spaced"; check_zero: a
+    check digit of 0 (a remainder of 0 or 1)."""
+    def generate(rng: Random, ordinal: int) -> str:
+        while True:
+            digits = pt_tax_id_number(rng, prefixes[ordinal % len(prefixes)])
+            if not check_zero or digits[8] == "0":
+                return pt_tax_id_written(digits, forms[ordinal // len(prefixes) % len(forms)] == "spaced")
+    return generate
+
+
 @dataclass(frozen=True)
 class PositiveFormat:
     entity_type: str
@@ -2321,6 +2695,50 @@ def secret_formats() -> list[PositiveFormat]:
     ]
 
 
+# The fourth batch's own sentences: HR e-mails, payslips, forms, JSON records and key=value
+# lines, the context word the field's name or shortly before the value (the generator lays out
+# no table: a column header's context is the engine's rule, not this module's).
+BE_HR_FRAMES = (
+    "Beste HR,\n\nhierbij mijn rijksregisternummer: {v}.\n\nMet vriendelijke groeten,\nLotte Janssens",
+    "Loonbrief maart 2025 — INSZ {v} — bruto 3.250,00 EUR",
+    '{"naam": "Jan Peeters", "rijksregisternummer": "{v}", "afdeling": "Logistiek"}',
+    "Bonjour,\nvoici mon numéro de registre national : {v}.\nCordialement, Julie Lambert",
+    "Fiche de paie 03/2025 — NISS : {v} — salaire brut 3.250,00 €",
+    "Formulaire C4 — numéro national du travailleur : {v}",
+    "Gehaltsabrechnung März 2025 — Nationalregisternummer {v}",
+    "rrn={v};naam=Peeters;voornaam=Jan",
+)
+IE_HR_FRAMES = (
+    "Hi HR,\n\nmy PPS number for payroll is {v}.\n\nThanks,\nAoife Byrne",
+    "Payslip March 2025 — PPSN {v} — tax credits €3,750",
+    '{"employee": "Seán Murphy", "ppsn": "{v}", "department": "Finance"}',
+    "New starter form — Personal Public Service Number: {v} (as on the Revenue letter)",
+    "Revenue employment details: PPS No. {v}, start date 03/03/2025",
+    "ppsn={v}",
+)
+DK_HR_FRAMES = (
+    "Hej HR,\n\nmit CPR-nummer til lønsedlen er {v}.\n\nVenlig hilsen\nMette Jensen",
+    "Lønseddel marts 2025 — CPR-nr. {v} — AM-bidrag 2.400,00 kr.",
+    '{"navn": "Mette Jensen", "cpr": "{v}", "afdeling": "Økonomi"}',
+    "Kontrakt — medarbejderens CPR-nr.: {v}",
+    "cprnr={v}",
+)
+AT_PAYROLL_FRAMES = (
+    "Liebe Personalabteilung,\n\nanbei meine Sozialversicherungsnummer: {v}.\n\nLG Anna Huber",
+    "Lohnabrechnung März 2025 — SV-Nr. {v} — Brutto 3.150,00 €",
+    '{"name": "Anna Huber", "svnr": "{v}", "abteilung": "Einkauf"}',
+    "ÖGK-Anmeldung: Dienstnehmer Max Gruber, VSNR {v}, Beschäftigungsbeginn 01.04.2025",
+    "e-card: Versicherungsnummer {v}",
+)
+PT_FRAMES = (
+    "Olá,\n\nsegue o meu NIF para o recibo de vencimento: {v}.\n\nObrigada,\nAna Silva",
+    "Recibo de vencimento 03/2025 — NIF {v} — IRS retido 412,50 €",
+    '{"nome": "Ana Silva", "nif": "{v}", "departamento": "Compras"}',
+    "Fatura-recibo: consumidor final com número de contribuinte {v}",
+    "Declaração de IRS — sujeito passivo A, NIF {v}",
+    "nif={v}",
+)
+
 POSITIVE_FORMATS = (
     PositiveFormat("US_SSN", "dashed", joined_parts(valid_ssn_parts, "-")),
     PositiveFormat("US_SSN", "spaced", joined_parts(valid_ssn_parts, " ")),
@@ -2464,6 +2882,51 @@ POSITIVE_FORMATS = (
         "eGK eingelesen, KVNR {v}, Versicherungsstatus aktiv.",
         "Krankenversicherung: AOK Bayern, Versicherten-Nr. {v}",
         "Bitte die Krankenversichertennummer {v} auf dem Rezept ergänzen.")),
+    PositiveFormat("BE_NATIONAL_NUMBER", "eid-card", be_national_number_format("standard", "document")),
+    PositiveFormat("BE_NATIONAL_NUMBER", "eid-card-no-context", be_national_number_format("standard", "document"),
+                   "without"),
+    PositiveFormat("BE_NATIONAL_NUMBER", "compact-context", be_national_number_format("standard", "compact"), "with"),
+    PositiveFormat("BE_NATIONAL_NUMBER", "typed-context", be_national_number_format("standard", *BE_TYPED_FORMS[1:]),
+                   "with"),
+    PositiveFormat("BE_NATIONAL_NUMBER", "born-2000s",
+                   be_national_number_format("born-2000s", "document", *BE_TYPED_FORMS)),
+    PositiveFormat("BE_NATIONAL_NUMBER", "bis-number",
+                   be_national_number_format("bis", "document", "compact", "dashed")),
+    PositiveFormat("BE_NATIONAL_NUMBER", "unknown-date",
+                   be_national_number_format("unknown-date", "document", "compact", "pairs")),
+    PositiveFormat("BE_NATIONAL_NUMBER", "leap-day", be_national_number_format("leap-day", "document", "compact")),
+    PositiveFormat("BE_NATIONAL_NUMBER", "hr-payroll",
+                   be_national_number_format("standard", "compact", "document", "dashed"), "with", frames=BE_HR_FRAMES),
+    PositiveFormat("IE_PPSN", "one-letter", ppsn_format(("",)), "with"),
+    PositiveFormat("IE_PPSN", "2013-format", ppsn_format(("A", "B")), "with"),
+    PositiveFormat("IE_PPSN", "older-second-letter", ppsn_format(("W", "T", "X")), "with"),
+    PositiveFormat("IE_PPSN", "spaced", ppsn_format(("A", "", "W", "B", "T"), spaced=True), "with"),
+    PositiveFormat("IE_PPSN", "lowercase", ppsn_format(("", "A", "B", "W"), lowercase=True), "with"),
+    PositiveFormat("IE_PPSN", "hr-payroll", ppsn_format(("", "A", "B", "W")), "with", frames=IE_HR_FRAMES),
+    PositiveFormat("DK_CPR", "dash", dk_cpr_format("standard", "dash"), "with"),
+    PositiveFormat("DK_CPR", "compact", dk_cpr_format("standard", "compact"), "with"),
+    PositiveFormat("DK_CPR", "spaced", dk_cpr_format("standard", "spaced"), "with"),
+    PositiveFormat("DK_CPR", "born-2000s", dk_cpr_format("born-2000s", "dash", "compact"), "with"),
+    PositiveFormat("DK_CPR", "seventh-digit-centuries", dk_cpr_format("centuries", "dash", "compact", "spaced"),
+                   "with"),
+    PositiveFormat("DK_CPR", "leap-day", dk_cpr_format("leap-day", "dash", "compact"), "with"),
+    PositiveFormat("DK_CPR", "hr-payroll", dk_cpr_format("standard", "dash", "compact"), "with", frames=DK_HR_FRAMES),
+    PositiveFormat("AT_SOCIAL_INSURANCE_NUMBER", "e-card", at_svnr_format("e-card"), "with"),
+    PositiveFormat("AT_SOCIAL_INSURANCE_NUMBER", "compact", at_svnr_format("compact"), "with"),
+    PositiveFormat("AT_SOCIAL_INSURANCE_NUMBER", "check-digit-zero",
+                   at_svnr_format("e-card", "compact", check_zero=True), "with"),
+    PositiveFormat("AT_SOCIAL_INSURANCE_NUMBER", "no-birth-date",
+                   at_svnr_format("e-card", "compact", birth_date=False), "with"),
+    PositiveFormat("AT_SOCIAL_INSURANCE_NUMBER", "payroll", at_svnr_format("e-card", "compact"), "with",
+                   frames=AT_PAYROLL_FRAMES),
+    PositiveFormat("PT_TAX_ID", "compact", pt_tax_id_format(("1", "2"), "compact"), "with"),
+    PositiveFormat("PT_TAX_ID", "spaced", pt_tax_id_format(("1", "2", "3"), "spaced"), "with"),
+    PositiveFormat("PT_TAX_ID", "starting-with-3", pt_tax_id_format(("3",), "compact", "spaced"), "with"),
+    PositiveFormat("PT_TAX_ID", "non-resident-45", pt_tax_id_format(("45",), "compact", "spaced"), "with"),
+    PositiveFormat("PT_TAX_ID", "check-digit-zero",
+                   pt_tax_id_format(PT_PERSONAL_PREFIXES, "compact", "spaced", check_zero=True), "with"),
+    PositiveFormat("PT_TAX_ID", "invoice-payroll", pt_tax_id_format(PT_PERSONAL_PREFIXES, "compact", "spaced"), "with",
+                   frames=PT_FRAMES),
 )
 
 
@@ -2731,7 +3194,16 @@ def nino_without_context(kind: str) -> ValueGenerator:
 
 
 def nif_invalid(kind: str) -> ValueGenerator:
+    """A DNI that breaks one rule; never a valid identifier of another type (seven digits and a
+    letter may be a PPSN), and with nine digits before its letter never nine that are a
+    Portuguese tax number (after "NIF" they would be one)."""
     def generate(rng: Random, ordinal: int) -> str:
+        while True:
+            value = draw(rng, ordinal)
+            if not valid_as_national_ids(value) and not is_valid_pt_tax_id(re.sub(r"[^0-9]", "", value)):
+                return value
+
+    def draw(rng: Random, ordinal: int) -> str:
         digits = "%08d" % rng.randint(100000, 99999999)
         letter = dni_letter(digits)
         form = list(NIF_FORMS)[ordinal % len(NIF_FORMS)]
@@ -2787,11 +3259,12 @@ def fiscal_code_invalid(kind: str) -> ValueGenerator:
 
 
 def pesel_invalid(kind: str) -> ValueGenerator:
-    """A PESEL with a wrong check digit or an impossible date; never a German tax id either."""
+    """A PESEL with a wrong check digit or an impossible date; never a German tax id or a Belgian
+    national number either."""
     def generate(rng: Random, ordinal: int) -> str:
         while True:
             value = draw(rng, ordinal)
-            if not is_valid_de_tax_id(value):
+            if not valid_as_national_ids(value):
                 return value
 
     def draw(rng: Random, ordinal: int) -> str:
@@ -2822,20 +3295,21 @@ def nie_without_context(kind: str) -> ValueGenerator:
 
 
 def pesel_without_context(rng: Random, ordinal: int) -> str:
-    """A valid PESEL, which counts only after its word; never a German tax id either."""
+    """A valid PESEL, which counts only after its word; never a German tax id or a Belgian
+    national number either."""
     while True:
         value = pesel_format(("born-1900s", "born-2000s")[ordinal % 2])(rng, ordinal)
-        if not is_valid_de_tax_id(value):
+        if valid_as_national_ids(value) == {"PL_PESEL"}:
             return value
 
 
 def fi_code_invalid(kind: str) -> ValueGenerator:
-    """A Finnish code that breaks one rule; never a personnummer either ("240565+0009", its
-    individual number 000, is a samordningsnummer)."""
+    """A Finnish code that breaks one rule; never a personnummer ("240565+0009", its individual
+    number 000, is a samordningsnummer) or a CPR number ("131052-9003") either."""
     def generate(rng: Random, ordinal: int) -> str:
         while True:
             value = draw(rng, ordinal)
-            if not is_valid_se_pin(value):
+            if not valid_as_national_ids(value):
                 return value
 
     def draw(rng: Random, ordinal: int) -> str:
@@ -2863,10 +3337,10 @@ def fi_code_invalid(kind: str) -> ValueGenerator:
 
 def fi_code_dash_without_context(rng: Random, ordinal: int) -> str:
     """A valid code with '-' for its century, which counts only after a Finnish word; never a
-    personnummer either."""
+    personnummer or a CPR number either."""
     while True:
         value = fi_code_format("-")(rng, ordinal)
-        if not is_valid_se_pin(value):
+        if valid_as_national_ids(value) == {"FI_PERSONAL_IDENTITY_CODE"}:
             return value
 
 
@@ -2903,19 +3377,28 @@ def nir_invalid(kind: str) -> ValueGenerator:
 
 
 def bsn_invalid(kind: str) -> ValueGenerator:
+    """A BSN failing the elfproef (never a Portuguese tax number either), or all zeros."""
     def generate(rng: Random, ordinal: int) -> str:
-        if kind == "all-zeros":  # passes the elfproef's sum, but is no number
-            digits = "0" * 9
-        else:
-            valid = bsn_digits(rng, leading_zero=ordinal % 7 == 6)
-            digits = valid[:8] + rng.choice(DIGITS.replace(valid[8], ""))
-        return bsn_written(digits, ordinal % 2 == 1)
+        while True:
+            if kind == "all-zeros":  # passes the elfproef's sum, but is no number
+                digits = "0" * 9
+            else:
+                valid = bsn_digits(rng, leading_zero=ordinal % 7 == 6)
+                digits = valid[:8] + rng.choice(DIGITS.replace(valid[8], ""))
+            value = bsn_written(digits, ordinal % 2 == 1)
+            if not valid_as_national_ids(value):
+                return value
     return generate
 
 
 def bsn_without_context(kind: str) -> ValueGenerator:
-    """A valid BSN, which counts only after a context word."""
-    return bsn_format(kind)
+    """A valid BSN, which counts only after a context word; never a Portuguese tax number."""
+    def generate(rng: Random, ordinal: int) -> str:
+        while True:
+            value = bsn_format(kind)(rng, ordinal)
+            if valid_as_national_ids(value) == {"NL_BSN"}:
+                return value
+    return generate
 
 
 SE_PIN_FORMS = ("dash", "plus", "twelve-dash", "twelve-digits", "ten-digits")
@@ -2923,7 +3406,7 @@ SE_PIN_FORMS = ("dash", "plus", "twelve-dash", "twelve-digits", "ten-digits")
 
 def se_pin_invalid(kind: str) -> ValueGenerator:
     """A personnummer with a wrong check digit or an impossible date (the Luhn digit right),
-    in each written form; never a Finnish code either."""
+    in each written form; never a Finnish code, a CPR number or an Austrian number either."""
     def generate(rng: Random, ordinal: int) -> str:
         form = SE_PIN_FORMS[ordinal % len(SE_PIN_FORMS)]
         while True:
@@ -2940,26 +3423,27 @@ def se_pin_invalid(kind: str) -> ValueGenerator:
                 if day in (29, 89):
                     year = rng.choice([y for y in range(*SE_PIN_FORM_YEARS[form]) if y % 4])
                 value = se_pin_from_parts(year, month, day, rng.randint(1, 999), form)
-            if not is_valid_se_pin(value) and not is_valid_fi_code(value):
+            if not valid_as_national_ids(value):
                 return value
     return generate
 
 
 def se_pin_without_context(kind: str) -> ValueGenerator:
-    """A valid personnummer, which counts only after a context word; never a Finnish code."""
+    """A valid personnummer, which counts only after a context word; never a Finnish code, a
+    CPR number or an Austrian number."""
     def generate(rng: Random, ordinal: int) -> str:
         while True:
             value = se_pin_format(*{"ten-digits-dash": ("dash", "plus"),
                                     "twelve-digits": ("twelve-dash", "twelve-digits"),
                                     "ten-digits": ("ten-digits",)}[kind])(rng, ordinal)
-            if not is_valid_fi_code(value):
+            if valid_as_national_ids(value) == {"SE_PERSONAL_IDENTITY_NUMBER"}:
                 return value
     return generate
 
 
 def de_tax_id_invalid(kind: str) -> ValueGenerator:
     """A German tax id that breaks one rule (the check digit right but for "wrong-check"),
-    compact or grouped; never a PESEL either."""
+    compact or grouped; never a PESEL or a Belgian national number either."""
     def generate(rng: Random, ordinal: int) -> str:
         while True:
             first_ten = de_tax_id_first_ten(rng, ("twice", "thrice")[ordinal // 2 % 2])
@@ -2986,17 +3470,18 @@ def de_tax_id_invalid(kind: str) -> ValueGenerator:
             if kind == "wrong-check":
                 check = rng.choice(DIGITS.replace(check, ""))
             value = first_ten + check
-            if not is_valid_de_tax_id(value) and not is_valid_pesel(value):
+            if not valid_as_national_ids(value):
                 return de_tax_id_written(value, ordinal % 2 == 1)
     return generate
 
 
 def de_tax_id_without_context(kind: str) -> ValueGenerator:
-    """A valid German tax id, which counts only after a context word; never a PESEL either."""
+    """A valid German tax id, which counts only after a context word; never a PESEL or a
+    Belgian national number either."""
     def generate(rng: Random, ordinal: int) -> str:
         while True:
             digits = de_tax_id_number(rng, ("twice", "thrice")[ordinal % 2])
-            if not is_valid_pesel(digits):
+            if valid_as_national_ids(digits) == {"DE_TAX_ID"}:
                 return de_tax_id_written(digits, kind == "grouped")
     return generate
 
@@ -3017,6 +3502,212 @@ def kvnr_invalid(kind: str) -> ValueGenerator:
             if not is_valid_kvnr(value) and not is_valid_dea(value):
                 return value
     return generate
+
+
+# The fourth batch's hard negatives: each breaks one rule of its type (or is a valid value
+# without its word, or right after '+'), and is no valid identifier of another type either.
+
+def national_id_negative(draw: Callable[[Random, int], str | None],
+                         valid_as: frozenset = frozenset()) -> ValueGenerator:
+    """draw() until it gives a value valid as exactly the types valid_as (none, for a value
+    that breaks its rules) and, when it starts with '+', no phone number (a value right after
+    '+' is its digits); draw() may give None to be called again."""
+    def generate(rng: Random, ordinal: int) -> str:
+        while True:
+            value = draw(rng, ordinal)
+            if (value is not None and valid_as_national_ids(value) == set(valid_as)
+                    and not (value.startswith("+") and is_valid_phone(value))):
+                return value
+    return generate
+
+
+def be_national_number_invalid(kind: str) -> ValueGenerator:
+    """A Belgian national number that breaks one rule, its check digits right for the century
+    of its year but for "wrong-check" (wrong for both), in each written form: "bad-month" (13-19
+    or 33-39), "day-32", "february-30" (30 or 31 February, a BIS number's too),
+    "february-29" (of a year that is not a leap year: 1900 for "00" with the check of the
+    1900s), "serial-000-999"; "after-plus": a valid one right after '+', a phone number's
+    digits."""
+    forms = tuple(BE_NATIONAL_NUMBER_FORMS)
+
+    def draw(rng: Random, ordinal: int) -> str | None:
+        date = random_date(rng, 1930, 2024)
+        year, month, day, serial = date.year, date.month, date.day, rng.randint(1, 998)
+        if kind == "bad-month":
+            month = rng.choice(tuple(range(13, 20)) + tuple(range(33, 40)))
+        elif kind == "day-32":
+            month, day = month + rng.choice(BE_MONTH_OFFSETS), 32
+        elif kind == "february-30":
+            month, day = 2 + rng.choice(BE_MONTH_OFFSETS), rng.choice((30, 31))
+        elif kind == "february-29":
+            year = rng.choice((1900, rng.choice([y for y in range(1930, 2025) if y % 4])))
+            month, day = 2 + rng.choice(BE_MONTH_OFFSETS), 29
+        elif kind == "serial-000-999":
+            serial = rng.choice((0, 999))
+        digits = be_national_number_from(year, month, day, serial)
+        if kind == "wrong-check":
+            right = {be_national_number_check(digits[:9], born_2000s) for born_2000s in (False, True)}
+            digits = digits[:9] + rng.choice(["%02d" % c for c in range(100) if "%02d" % c not in right])
+        if kind == "after-plus":
+            return "+" + digits
+        return BE_NATIONAL_NUMBER_FORMS[forms[ordinal % len(forms)]](digits)
+    return national_id_negative(draw)
+
+
+def be_national_number_without_context(kind: str) -> ValueGenerator:
+    """A valid Belgian national number in a form that counts only after a context word:
+    "compact", or "typed" (850730-033-28, 850730 033 28, 85 07 30 033 28, 85.07.30-033 28)."""
+    def draw(rng: Random, ordinal: int) -> str:
+        form = "compact" if kind == "compact" else BE_TYPED_FORMS[1:][ordinal % 4]
+        return BE_NATIONAL_NUMBER_FORMS[form](be_national_number(rng, ("standard", "born-2000s")[ordinal // 4 % 2]))
+    return national_id_negative(draw, frozenset({"BE_NATIONAL_NUMBER"}))
+
+
+def be_date_like(kind: str) -> ValueGenerator:
+    """A date YY.MM.DD followed by other numbers, as the eID form starts: "version" ("Version
+    85.07.30-033", three digits after it and no check digits), "date-time" ("85.07.30 12:00")."""
+    def generate(rng: Random, ordinal: int) -> str:
+        date = random_date(rng, 1950, 2024)
+        yymmdd = "%02d.%02d.%02d" % (date.year % 100, date.month, date.day)
+        if kind == "version":
+            return "%s%s-%03d" % (("Version ", "version ", "Versie ", "v")[ordinal % 4], yymmdd, rng.randint(1, 998))
+        return "%s %02d:%02d" % (yymmdd, rng.randint(0, 23), rng.randint(0, 59))
+    return generate
+
+
+def ppsn_written(value: str, form: str) -> str:
+    """"compact", "spaced" (a space before the letters) or "lowercase"."""
+    at = len(value.rstrip(UPPER))
+    if form == "spaced":
+        return value[:at] + " " + value[at:]
+    return value.lower() if form == "lowercase" else value
+
+
+def ppsn_invalid(kind: str) -> ValueGenerator:
+    """A PPSN that breaks one rule, compact, spaced or lowercase: "wrong-check", "digit-count"
+    (six or eight digits), "bad-second-letter" (none of A, B, W, T, X, H: "6433435FZ", the check
+    letter right without it), "company" (a company's "...H", the check right, "6433435IH");
+    "after-plus": a valid one right after '+'."""
+    def draw(rng: Random, ordinal: int) -> str:
+        value = ppsn_number(rng, rng.choice(("", "", "A", "B", "W", "T", "X")))
+        if kind == "wrong-check":
+            value = value[:7] + rng.choice(PPSN_LETTERS.replace(value[7], "")) + value[8:]
+        elif kind == "digit-count":
+            value = value[1:] if ordinal % 2 else rng.choice(DIGITS) + value
+        elif kind == "bad-second-letter":
+            digits = random_string(rng, DIGITS, 7)
+            value = digits + ppsn_check_letter(digits) + rng.choice("CDEFGIJKLMNOPQRSUVYZ")
+        elif kind == "company":
+            digits = random_string(rng, DIGITS, 7)
+            value = digits + ppsn_check_letter(digits, PPSN_COMPANY_LETTER) + PPSN_COMPANY_LETTER
+        elif kind == "after-plus":
+            return "+" + value
+        return ppsn_written(value, ("compact", "spaced", "lowercase")[ordinal % 3])
+    return national_id_negative(draw)
+
+
+def ppsn_without_context(kind: str) -> ValueGenerator:
+    """A valid PPSN (one letter or two), "compact", "spaced" or "lowercase": it counts only
+    after a context word ("part 6433435F")."""
+    def draw(rng: Random, ordinal: int) -> str:
+        return ppsn_written(ppsn_number(rng, ("", "A", "W", "B", "T")[ordinal % 5]), kind)
+    return national_id_negative(draw, frozenset({"IE_PPSN"}))
+
+
+def dk_cpr_invalid(kind: str) -> ValueGenerator:
+    """A CPR number whose date does not exist, in each written form: "bad-date" (day 0 or 32,
+    month 0 or 13+, 31 April, 30 February: "321062-5629"), "february-29" (of a year that is not
+    a leap year in the seventh digit's century: "290223-1234", "290200-1234" 1900);
+    "after-plus": a valid one right after '+'."""
+    forms = tuple(DK_CPR_FORMS)
+
+    def draw(rng: Random, ordinal: int) -> str | None:
+        digits = dk_cpr_number(rng)
+        if kind == "bad-date":
+            day, month = int(digits[:2]), int(digits[2:4])
+            day, month = rng.choice(((32, month), (0, month), (day, 13), (day, rng.randint(14, 99)), (day, 0),
+                                     (31, rng.choice((4, 6, 9, 11))), (rng.choice((30, 31)), 2)))
+            digits = "%02d%02d" % (day, month) + digits[4:]
+        elif kind == "february-29":
+            seventh, year = rng.randrange(10), rng.randint(0, 99)
+            if date_exists(dk_cpr_century(seventh, year) + year, 2, 29):
+                return None
+            digits = "2902%02d%d%s" % (year, seventh, random_string(rng, DIGITS, 3))
+        elif kind == "after-plus":
+            return "+" + digits
+        return DK_CPR_FORMS[forms[ordinal % len(forms)]](digits)
+    return national_id_negative(draw)
+
+
+def dk_cpr_without_context(kind: str) -> ValueGenerator:
+    """A valid CPR number ("dash", "compact" or "spaced"), which counts only after its word."""
+    def draw(rng: Random, ordinal: int) -> str:
+        return DK_CPR_FORMS[kind](dk_cpr_number(rng, ("standard", "born-2000s")[ordinal % 2]))
+    return national_id_negative(draw, frozenset({"DK_CPR"}))
+
+
+# A valid CPR number that is no valid personnummer (nor any other type's): after "personnummer"
+# (a Swedish word, none of the CPR number's) it is nothing.
+dk_cpr_after_personnummer = national_id_negative(
+    lambda rng, ordinal: DK_CPR_FORMS[("dash", "compact")[ordinal % 2]](dk_cpr_number(rng)), frozenset({"DK_CPR"}))
+
+
+def at_svnr_invalid(kind: str) -> ValueGenerator:
+    """An Austrian social insurance number that breaks one rule, e-card form or compact:
+    "wrong-check", "leading-zero" (a serial starting with 0, the check digit of the rule),
+    "check-ten" (a serial and date whose sum mod 11 is 10: any check digit is wrong);
+    "after-plus": a valid one right after '+'."""
+    def draw(rng: Random, ordinal: int) -> str | None:
+        serial, six = str(rng.randint(100, 999)), at_svnr_six_digits(rng)
+        if kind == "leading-zero":
+            serial = "0" + serial[1:]
+        check = at_svnr_check_digit(serial, six)
+        if kind == "check-ten":
+            if check is not None:
+                return None
+            check = rng.choice(DIGITS)
+        elif check is None:
+            return None
+        elif kind == "wrong-check":
+            check = rng.choice(DIGITS.replace(check, ""))
+        digits = serial + check + six
+        return "+" + digits if kind == "after-plus" else at_svnr_written(digits, ordinal % 2 == 0)
+    return national_id_negative(draw)
+
+
+def at_svnr_without_context(kind: str) -> ValueGenerator:
+    """A valid Austrian number ("e-card" or "compact"), which counts only after its word."""
+    def draw(rng: Random, ordinal: int) -> str:
+        return at_svnr_written(at_svnr_number(rng), kind == "e-card")
+    return national_id_negative(draw, frozenset({"AT_SOCIAL_INSURANCE_NUMBER"}))
+
+
+PT_NOT_PERSONAL_PREFIXES = ("5", "6", "7", "8", "9", "40", "41", "42", "43", "44", "46", "47", "48", "49")
+
+
+def pt_tax_id_invalid(kind: str) -> ValueGenerator:
+    """A Portuguese tax number that is no person's, compact or spaced: "wrong-check",
+    "company" (5-9 first, or 4 but 45, the check digit right: "501964843"), "digit-count" (eight
+    or ten digits, compact); "after-plus": a valid one right after '+'."""
+    def draw(rng: Random, ordinal: int) -> str:
+        digits = pt_tax_id_number(rng, rng.choice(PT_PERSONAL_PREFIXES))
+        if kind == "wrong-check":
+            digits = digits[:8] + rng.choice(DIGITS.replace(digits[8], ""))
+        elif kind == "company":
+            digits = "501964843" if ordinal % 8 == 0 else pt_tax_id_number(rng, rng.choice(PT_NOT_PERSONAL_PREFIXES))
+        elif kind == "digit-count":
+            return digits[:8] if ordinal % 2 else digits + rng.choice(DIGITS)
+        elif kind == "after-plus":
+            return "+" + digits
+        return pt_tax_id_written(digits, ordinal % 2 == 1)
+    return national_id_negative(draw)
+
+
+def pt_tax_id_without_context(kind: str) -> ValueGenerator:
+    """A valid Portuguese tax number ("compact" or "spaced"), which counts only after its word."""
+    def draw(rng: Random, ordinal: int) -> str:
+        return pt_tax_id_written(pt_tax_id_number(rng, PT_PERSONAL_PREFIXES[ordinal % 4]), kind == "spaced")
+    return national_id_negative(draw, frozenset({"PT_TAX_ID"}))
 
 
 # The secrets' hard negatives (specification of 2026-12-07). Their random parts hold no
@@ -3296,6 +3987,28 @@ NEGATIVE_VARIANTS = (
     *(NegativeVariant("kvnr_invalid", kind, kvnr_invalid(kind), "DE_HEALTH_INSURANCE_NUMBER")
       for kind in ("wrong-check", "lowercase", "digit-count")),
     NegativeVariant("kvnr_without_context", "valid", lambda rng, ordinal: kvnr_number(rng)),
+    *(NegativeVariant("be_number_invalid", kind, be_national_number_invalid(kind), "BE_NATIONAL_NUMBER")
+      for kind in ("wrong-check", "bad-month", "day-32", "february-30", "february-29", "serial-000-999",
+                   "after-plus")),
+    *(NegativeVariant("be_number_without_context", kind, be_national_number_without_context(kind))
+      for kind in ("compact", "typed")),
+    *(NegativeVariant("be_date_like", kind, be_date_like(kind)) for kind in ("version", "date-time")),
+    *(NegativeVariant("ppsn_invalid", kind, ppsn_invalid(kind), "IE_PPSN")
+      for kind in ("wrong-check", "digit-count", "bad-second-letter", "company", "after-plus")),
+    *(NegativeVariant("ppsn_without_context", kind, ppsn_without_context(kind))
+      for kind in ("compact", "spaced", "lowercase")),
+    *(NegativeVariant("cpr_invalid", kind, dk_cpr_invalid(kind), "DK_CPR")
+      for kind in ("bad-date", "february-29", "after-plus")),
+    *(NegativeVariant("cpr_without_context", kind, dk_cpr_without_context(kind))
+      for kind in ("dash", "compact", "spaced")),
+    NegativeVariant("cpr_after_personnummer", "valid", dk_cpr_after_personnummer, "SE_PERSONAL_IDENTITY_NUMBER"),
+    *(NegativeVariant("svnr_invalid", kind, at_svnr_invalid(kind), "AT_SOCIAL_INSURANCE_NUMBER")
+      for kind in ("wrong-check", "leading-zero", "check-ten", "after-plus")),
+    *(NegativeVariant("svnr_without_context", kind, at_svnr_without_context(kind)) for kind in ("e-card", "compact")),
+    *(NegativeVariant("pt_tax_id_invalid", kind, pt_tax_id_invalid(kind), "PT_TAX_ID")
+      for kind in ("wrong-check", "company", "digit-count", "after-plus")),
+    *(NegativeVariant("pt_tax_id_without_context", kind, pt_tax_id_without_context(kind))
+      for kind in ("compact", "spaced")),
     *(NegativeVariant(category, kind, make(kind))
       for category, (make, kinds) in SECRET_NEGATIVE_KINDS.items() for kind in kinds),
 )
@@ -3304,7 +4017,10 @@ NEGATIVE_CATEGORIES = tuple(dict.fromkeys(v.category for v in NEGATIVE_VARIANTS)
 CONTEXT_SENSITIVE_NEGATIVES = ("bare_number", "nino_without_context", "nif_without_context",
                                "nie_without_context", "pesel_without_context", "fi_code_without_context",
                                "bsn_without_context", "personnummer_without_context", "tax_id_without_context",
-                               "kvnr_without_context")
+                               "kvnr_without_context", "be_number_without_context", "ppsn_without_context",
+                               "cpr_without_context", "svnr_without_context", "pt_tax_id_without_context",
+                               # a CPR number after a Swedish word (the only context words of its sentences)
+                               "cpr_after_personnummer")
 
 
 # ---------------------------------------------------------------------------------------
@@ -3535,6 +4251,62 @@ NATIONAL_ID_FRAMES = {
         "Kann jemand die KV-Nr. {v} prüfen?",
         "kvnr={v}",
     ), ()),
+    # Belgium: Dutch, French and German (and the English of the eID's "National number"); a
+    # form without a word is the eID card's only.
+    "BE_NATIONAL_NUMBER": ((
+        "Mijn rijksregisternummer is {v}.",
+        "Rijksregisternummer: {v}",
+        "Graag het INSZ-nummer {v} nakijken, bedankt.",
+        "Patiënt met rijksregisternr. {v} is vandaag opgenomen.",
+        "Mon numéro national est le {v}.",
+        "Numéro de registre national : {v}",
+        "NISS du bénéficiaire : {v}, merci de vérifier.",
+        "Meine Nationalregisternummer lautet {v}.",
+        "National number (RRN): {v}",
+        "rijksregister={v}",
+    ), (
+        "Kaarthouder: Jan Peeters, {v}.",
+        "Op de achterkant van de eID staat {v}.",
+        "Titulaire : Marie Dubois, {v}.",
+        "Inhaber: Lukas Schmitz, {v}.",
+        "{v} — gegevens van de identiteitskaart.",
+    )),
+    "IE_PPSN": ((
+        "My PPS number is {v}.",
+        "PPSN: {v}",
+        "Please update my PPS No. to {v}, thanks.",
+        "Patient PPSN {v} — check the medical card.",
+        "Can you confirm the PPS number {v} on the Revenue form?",
+        "Uimhir PPS: {v}",
+        "Personal Public Service Number (PPSN): {v}",
+    ), ()),
+    "DK_CPR": ((
+        "Mit CPR-nummer er {v}.",
+        "CPR-nr.: {v}",
+        "Patientens cpr-nummer {v} — tjek journalen.",
+        "Opdater venligst CPR-nummeret til {v}, tak.",
+        "Medarbejder med CPR {v} starter den 1. april.",
+        "Kan du tjekke cpr nr. {v} i registret?",
+        "cprnr: {v}",
+    ), ()),
+    "AT_SOCIAL_INSURANCE_NUMBER": ((
+        "Meine Sozialversicherungsnummer ist {v}.",
+        "Sozialversicherungsnummer: {v}",
+        "SVNR {v} — bitte im Personalakt ergänzen.",
+        "Versicherungsnummer laut e-card: {v}",
+        "Bitte die SV-Nummer {v} bei der ÖGK-Anmeldung angeben.",
+        "Dienstnehmerin (VSNR {v}) ab 1. März angemeldet.",
+        "svnr={v}",
+    ), ()),
+    "PT_TAX_ID": ((
+        "O meu NIF é {v}.",
+        "NIF: {v}",
+        "Número de contribuinte: {v}",
+        "Pode emitir a fatura com o número de contribuinte {v}, por favor?",
+        "Contribuinte n.º {v} — dados do cliente atualizados.",
+        "Nº contribuinte {v}",
+        "Número de identificação fiscal (NIF): {v}",
+    ), ()),
 }
 # Noun phrases for the mixed-language sentences of FRAMES_NOUN_BEFORE and FRAMES_ANY: with a
 # context word of the type, and without.
@@ -3557,6 +4329,16 @@ NATIONAL_ID_NOUNS = {
                    "tax ID (Steuer-ID)", "SteuerID"), ()),
     "DE_HEALTH_INSURANCE_NUMBER": (("Krankenversichertennummer", "KVNR", "Versichertennummer", "KV-Nr.",
                                     "Versicherten-Nr."), ()),
+    "BE_NATIONAL_NUMBER": (("rijksregisternummer", "Rijksregisternummer", "INSZ", "NISS", "numéro national",
+                            "numéro de registre national", "Nationalregisternummer", "national register number",
+                            "RRN"),
+                           ("eID", "numéro de la carte")),
+    "IE_PPSN": (("PPS number", "PPSN", "PPS No.", "Personal Public Service number", "pps"), ()),
+    "DK_CPR": (("CPR-nummer", "CPR-nr.", "CPR", "cpr-nummer", "CPR nr."), ()),
+    "AT_SOCIAL_INSURANCE_NUMBER": (("Sozialversicherungsnummer", "SVNR", "SV-Nummer", "Versicherungsnummer", "VSNR",
+                                    "SV-Nr."), ()),
+    "PT_TAX_ID": (("NIF", "número de contribuinte", "contribuinte", "número de identificação fiscal",
+                   "NIF português"), ()),
 }
 # The share of national identifier sentences in their own language; the rest mix languages.
 NATIONAL_ID_OWN_LANGUAGE = 0.75
@@ -3647,6 +4429,32 @@ NEGATIVE_FRAMES = {
     "npm_token_invalid": ("echo ${v}", "The script reads {v} from the environment.", "process.env.{v}"),
     "sendgrid_key_invalid": ("The docs show {v} as the example.", "Is {v} a SendGrid key?"),
     "azure_key_invalid": ("Storage blob checksum: {v}", "The sample uses {v} here.", "Is {v} a storage key?"),
+    "be_number_invalid": ("Rijksregisternummer {v} is ongeldig.", "INSZ {v}: foutieve controlecijfers.",
+                          "Le numéro national {v} est refusé.", "NISS {v} : clé de contrôle incorrecte.",
+                          "Nationalregisternummer {v} ist ungültig.", "Afgewezen: {v}"),
+    "be_number_without_context": ("Factuur {v} is betaald.", "Ordernummer {v} is verzonden.", "Facture {v} payée.",
+                                  "Order {v} shipped today."),
+    "be_date_like": ("Log: {v}", "Zie {v} in het overzicht.", "Stand: {v}", "Voir {v} dans le journal."),
+    "ppsn_invalid": ("PPS number {v} was rejected by Revenue.", "PPSN {v}: the check letter is wrong.",
+                     "Is {v} a valid PPS No.?", "Rejected: {v}"),
+    "ppsn_without_context": ("Part {v} is out of stock.", "Booking reference {v} confirmed.",
+                             "Voucher {v} has expired.", "Ticket {v} was closed yesterday."),
+    "cpr_invalid": ("CPR-nummer {v} er ugyldigt.", "CPR-nr. {v}: datoen findes ikke.",
+                    "Kontroller cpr {v} i formularen.", "Afvist: {v}"),
+    "cpr_without_context": ("Ordre {v} er afsendt.", "Faktura {v} er betalt.", "Sag {v} blev lukket i går.",
+                            "Order {v} shipped today."),
+    # A valid CPR number after "personnummer" (Swedish, and what Danes call it too): nothing.
+    "cpr_after_personnummer": ("Personnummer: {v}", "Mitt personnummer är {v}.", "Mit personnummer er {v}.",
+                               "Personnummer {v} (dansk medborger)."),
+    "svnr_invalid": ("Die Sozialversicherungsnummer {v} ist ungültig.", "SVNR {v}: Prüfziffer falsch.",
+                     "Versicherungsnummer {v} wurde von der ÖGK abgelehnt.", "Bitte {v} auf der e-card prüfen.",
+                     "Abgelehnt: {v}"),
+    "svnr_without_context": ("Rechnung {v} ist bezahlt.", "Auftrag {v} wurde versandt.", "Order {v} shipped today.",
+                             "Vorgang {v} ist abgeschlossen."),
+    "pt_tax_id_invalid": ("O NIF {v} não é válido.", "Número de contribuinte {v}: dígito de controlo errado.",
+                          "NIF {v} rejeitado pela AT.", "Verifique o contribuinte {v} na fatura.", "Rejeitado: {v}"),
+    "pt_tax_id_without_context": ("Encomenda {v} enviada hoje.", "Fatura {v} paga.", "Order {v} shipped today.",
+                                  "Referência {v} confirmada."),
     "kvnr_without_context": ("Artikel {v} ist nicht lieferbar.", "Gutschein {v} ist abgelaufen.",
                              "Ticket {v} wurde geschlossen.", "Order {v} shipped today."),
 }
@@ -3900,8 +4708,12 @@ def rival_context_words(entity_type: str, rival: str) -> tuple[str, ...]:
     """The words that would make a label's value read as its rival's. A BSN's or a
     personnummer's rival phone number is a national one ("0112189876" after "Tel."), which
     counts after any national phone word; so is a grouped German tax id's ("295 742 719" in
-    "86 295 742 719")."""
-    if rival == "PHONE_NUMBER" and entity_type in ("NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID"):
+    "86 295 742 719"), a Belgian national number's or a CPR number's starting with 0, a
+    Portuguese tax number's in groups ("234 567 899") and an Austrian number's (a NANP one:
+    the superset does)."""
+    if rival == "PHONE_NUMBER" and entity_type in ("NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID",
+                                                   "BE_NATIONAL_NUMBER", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER",
+                                                   "PT_TAX_ID"):
         return NATIONAL_PHONE_CONTEXT_WORDS
     return CONTEXT_WORDS[rival]
 
@@ -4444,13 +5256,38 @@ def typographic_tax_id_space(rng: Random, b: TextBuilder) -> None:
     b.text(rng.choice((".", ", danke.", "")))
 
 
+def typographic_national_number_separators(rng: Random, b: TextBuilder) -> None:
+    """A Belgian national number, an Austrian e-card number, a CPR number or a Portuguese tax
+    number as word processors write them: no-break or narrow no-break spaces between its groups,
+    a non-breaking hyphen or an en dash for its '-', after its word."""
+    space, dash = rng.choice(TYPOGRAPHIC_SPACES[:2]), rng.choice(("\u2011", "\u2013"))
+    kind = rng.randrange(4)
+    if kind == 0:
+        b.text(rng.choice(("Rijksregisternummer\u00a0: ", "INSZ ", "NISS\u00a0: ", "Numéro national ")))
+        form = rng.choice(("pairs", "spaced", "dashed", "document", "document-spaced-check"))
+        value = BE_NATIONAL_NUMBER_FORMS[form](be_national_number(rng))
+        b.entity("BE_NATIONAL_NUMBER", "be-typographic", value.replace(" ", space).replace("-", dash))
+    elif kind == 1:
+        b.text(rng.choice(("SVNR ", "Sozialversicherungsnummer\u00a0: ", "e-card: Versicherungsnummer ")))
+        b.entity("AT_SOCIAL_INSURANCE_NUMBER", "svnr-typographic", at_svnr_format("e-card")(rng, 0).replace(" ", space))
+    elif kind == 2:
+        b.text(rng.choice(("CPR-nr.: ", "CPR-nummer ", "Mit CPR-nummer er ")))
+        value = dk_cpr_format("standard", rng.choice(("dash", "spaced")))(rng, 0)
+        b.entity("DK_CPR", "cpr-typographic", value.replace(" ", space).replace("-", dash))
+    else:
+        b.text(rng.choice(("NIF: ", "Contribuinte n.º ", "Número de contribuinte\u00a0: ")))
+        b.entity("PT_TAX_ID", "nif-typographic", pt_tax_id_format(PT_PERSONAL_PREFIXES, "spaced")(rng, rng.randrange(4))
+                 .replace(" ", space))
+    b.text(rng.choice((".", "", ";", " (2025)")))
+
+
 TYPOGRAPHIC_LAYOUTS: tuple[Callable[[Random, TextBuilder], None], ...] = (
     typographic_card_space, typographic_card_dash, typographic_card_full_width, typographic_iban_space,
     typographic_iban_lowercase, typographic_ssn, typographic_ssn_full_width, typographic_phone,
     typographic_phone_full_width, typographic_phone_nine_digits, typographic_email_full_width,
     typographic_email_typed_full_width, typographic_iban_full_width, typographic_phone_ideographic_space,
     typographic_secret_full_width, typographic_nir_space, typographic_personnummer_dash,
-    typographic_tax_id_space, typographic_token_full_width,
+    typographic_tax_id_space, typographic_token_full_width, typographic_national_number_separators,
 )
 
 

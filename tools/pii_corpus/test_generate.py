@@ -36,10 +36,13 @@ ALL_TYPES = (
     "SENDGRID_API_KEY", "AZURE_STORAGE_KEY",
     "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER",
+    "BE_NATIONAL_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID",
 )
-NATIONAL_ID_TYPES = ALL_TYPES[-11:]
+NATIONAL_ID_TYPES = ALL_TYPES[-16:]
 CONTEXT_REQUIRED_TYPES = ("PL_PESEL", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID",
-                          "DE_HEALTH_INSURANCE_NUMBER")
+                          "DE_HEALTH_INSURANCE_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID")
+# The fourth batch (/tmp/eu_ids_spec4.md).
+FOURTH_BATCH_TYPES = ("BE_NATIONAL_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID")
 # The hard negatives of the European national identifiers' specification, spelled out here too.
 NATIONAL_ID_NEGATIVE_VARIANTS = {
     ("nino_invalid", "forbidden-prefix"), ("nino_invalid", "bad-suffix"), ("nino_invalid", "digit-count"),
@@ -67,6 +70,23 @@ NATIONAL_ID_NEGATIVE_VARIANTS = {
     ("tax_id_without_context", "compact"), ("tax_id_without_context", "grouped"),
     ("kvnr_invalid", "wrong-check"), ("kvnr_invalid", "lowercase"), ("kvnr_invalid", "digit-count"),
     ("kvnr_without_context", "valid"),
+    # The fourth batch's.
+    ("be_number_invalid", "wrong-check"), ("be_number_invalid", "bad-month"), ("be_number_invalid", "day-32"),
+    ("be_number_invalid", "february-30"), ("be_number_invalid", "february-29"), ("be_number_invalid", "serial-000-999"),
+    ("be_number_invalid", "after-plus"), ("be_number_without_context", "compact"),
+    ("be_number_without_context", "typed"),
+    ("be_date_like", "version"), ("be_date_like", "date-time"),
+    ("ppsn_invalid", "wrong-check"), ("ppsn_invalid", "digit-count"), ("ppsn_invalid", "bad-second-letter"),
+    ("ppsn_invalid", "company"), ("ppsn_invalid", "after-plus"), ("ppsn_without_context", "compact"),
+    ("ppsn_without_context", "spaced"), ("ppsn_without_context", "lowercase"),
+    ("cpr_invalid", "bad-date"), ("cpr_invalid", "february-29"), ("cpr_invalid", "after-plus"),
+    ("cpr_without_context", "dash"), ("cpr_without_context", "compact"), ("cpr_without_context", "spaced"),
+    ("cpr_after_personnummer", "valid"),
+    ("svnr_invalid", "wrong-check"), ("svnr_invalid", "leading-zero"), ("svnr_invalid", "check-ten"),
+    ("svnr_invalid", "after-plus"), ("svnr_without_context", "e-card"), ("svnr_without_context", "compact"),
+    ("pt_tax_id_invalid", "wrong-check"), ("pt_tax_id_invalid", "company"), ("pt_tax_id_invalid", "digit-count"),
+    ("pt_tax_id_invalid", "after-plus"), ("pt_tax_id_without_context", "compact"),
+    ("pt_tax_id_without_context", "spaced"),
 }
 # The eight secrets of the specification of 2026-12-07 and their hard negatives, spelled out
 # here too.
@@ -97,6 +117,11 @@ WITHOUT_CONTEXT_VALID_AS = {
     "pesel_without_context": {"PL_PESEL"}, "fi_code_without_context": {"FI_PERSONAL_IDENTITY_CODE"},
     "bsn_without_context": {"NL_BSN"}, "personnummer_without_context": {"SE_PERSONAL_IDENTITY_NUMBER"},
     "tax_id_without_context": {"DE_TAX_ID"}, "kvnr_without_context": {"DE_HEALTH_INSURANCE_NUMBER"},
+    "be_number_without_context": {"BE_NATIONAL_NUMBER"}, "ppsn_without_context": {"IE_PPSN"},
+    "cpr_without_context": {"DK_CPR"}, "svnr_without_context": {"AT_SOCIAL_INSURANCE_NUMBER"},
+    "pt_tax_id_without_context": {"PT_TAX_ID"},
+    # a valid CPR number after "personnummer", a word of no type of its own
+    "cpr_after_personnummer": {"DK_CPR"},
 }
 
 # Example IBANs of the SWIFT IBAN registry, one per country the corpus uses.
@@ -963,7 +988,8 @@ class NationalIdTest(unittest.TestCase):
             self.assertGreaterEqual(len([v for v in gen.NEGATIVE_VARIANTS if v.context_type == entity_type]), 2,
                                     entity_type)
         self.assertTrue({f.context for f in gen.POSITIVE_FORMATS} <= {"any", "with", "without"})
-        for entity_type in ("ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "FI_PERSONAL_IDENTITY_CODE", "UK_NINO", "FR_NIR"):
+        for entity_type in ("ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "FI_PERSONAL_IDENTITY_CODE", "UK_NINO", "FR_NIR",
+                            "BE_NATIONAL_NUMBER"):
             self.assertIn("without", {f.context for f in gen.POSITIVE_FORMATS if f.entity_type == entity_type})
         for entity_type in CONTEXT_REQUIRED_TYPES:
             self.assertEqual({f.context for f in gen.POSITIVE_FORMATS if f.entity_type == entity_type}, {"with"})
@@ -974,7 +1000,21 @@ class NationalIdTest(unittest.TestCase):
                  "SE_PERSONAL_IDENTITY_NUMBER": (r"[0-9]{6}-[0-9]{4}", r"[0-9]{6}\+[0-9]{4}", r"[0-9]{8}-[0-9]{4}",
                                                  r"[0-9]{12}", r"[0-9]{10}"),
                  "DE_TAX_ID": (r"[0-9]{11}", r"[0-9]{2}( [0-9]{3}){3}", r"[0-9 ]*0"),
-                 "DE_HEALTH_INSURANCE_NUMBER": (r"[A-I][0-9]{9}", r"[J-Z][0-9]{9}", r"[A-Z][0-9]{8}0")}
+                 "DE_HEALTH_INSURANCE_NUMBER": (r"[A-I][0-9]{9}", r"[J-Z][0-9]{9}", r"[A-Z][0-9]{8}0"),
+                 # The fourth batch: the eID card's form, compact and typed; BIS months (+ 20, + 40),
+                 # an unknown month or day.
+                 "BE_NATIONAL_NUMBER": (r"[0-9]{2}\.[0-9]{2}\.[0-9]{2}-[0-9]{3}\.[0-9]{2}", r"[0-9]{11}",
+                                        r"[0-9]{6}-[0-9]{3}-[0-9]{2}", r"[0-9]{6} [0-9]{3} [0-9]{2}",
+                                        r"[0-9]{2} [0-9]{2} [0-9]{2} [0-9]{3} [0-9]{2}",
+                                        r"[0-9]{2}\.[0-9]{2}\.[0-9]{2}-[0-9]{3} [0-9]{2}",
+                                        r"[0-9]{2}\D?(2[0-9]|3[0-2])\D?.*", r"[0-9]{2}\D?(4[0-9]|5[0-2])\D?.*",
+                                        r"[0-9]{2}\D?00\D?.*", r"[0-9]{2}\D?[0-9]{2}\D?00\D?.*"),
+                 "IE_PPSN": (r"[0-9]{7}[A-W]", r"[0-9]{7}[A-W][AB]", r"[0-9]{7}[A-W][WTX]", r"[0-9]{7} [A-W]",
+                             r"[0-9]{7} [A-W][ABWTX]", r"[0-9]{7}[a-w][abwtx]?"),
+                 "DK_CPR": (r"[0-9]{6}-[0-9]{4}", r"[0-9]{10}", r"[0-9]{6} [0-9]{4}", r"[0-9]{6}\D?[4-9][0-9]{3}"),
+                 "AT_SOCIAL_INSURANCE_NUMBER": (r"[1-9][0-9]{3} [0-9]{6}", r"[1-9][0-9]{9}", r"[0-9]{3}0 ?[0-9]{6}"),
+                 "PT_TAX_ID": (r"[12][0-9]{8}", r"3[0-9]{8}", r"45[0-9]{7}", r"45[0-9] [0-9]{3} [0-9]{3}",
+                               r"[0-9]{3} [0-9]{3} [0-9]{3}", r"[0-9 ]*0")}
         rng = gen.Random(5)
         for entity_type, patterns in forms.items():
             values = [f.generate(rng, ordinal) for f in gen.POSITIVE_FORMATS if f.entity_type == entity_type
@@ -1057,10 +1097,33 @@ class NationalIdTest(unittest.TestCase):
                      + sum((f.frames for f in gen.POSITIVE_FORMATS if f.entity_type == entity_type), ()))
             for text in texts:
                 self.assertFalse([w for w in rival_words if w in text.lower()], text)
-        # Sentences of negatives that are negative for want of a context word hold none at all.
+        # Sentences of negatives that are negative for want of a context word hold none at all,
+        # but for those of a CPR number after "personnummer", which hold a Swedish word (and no
+        # Danish one) each, before the value.
+        context_types = {v.category: v.context_type for v in gen.NEGATIVE_VARIANTS}
+        self.assertEqual(context_types["cpr_after_personnummer"], "SE_PERSONAL_IDENTITY_NUMBER")
         for category in gen.CONTEXT_SENSITIVE_NEGATIVES:
-            for frame in gen.NEGATIVE_FRAMES[category] + gen.GENERIC_NEGATIVE_FRAMES:
-                self.assertFalse([w for w in gen.ALL_CONTEXT_WORDS if w in frame.lower()], frame)
+            allowed = gen.CONTEXT_WORDS[context_types[category]] if context_types[category] else ()
+            frames = gen.NEGATIVE_FRAMES[category] + (() if context_types[category] else gen.GENERIC_NEGATIVE_FRAMES)
+            for frame in frames:
+                self.assertFalse([w for w in gen.ALL_CONTEXT_WORDS if w in frame.lower() and w not in allowed], frame)
+        for frame in gen.NEGATIVE_FRAMES["cpr_after_personnummer"]:
+            data = frame.split("{v}")[0].encode()
+            self.assertTrue(gen.has_context_word(data, len(data), ("personnummer",), strict=True), frame)
+        # The fourth batch's sentences (with and without their word, their formats' own, and
+        # those of their negatives that break a rule) hold no context word of another type, but
+        # "nif", which is the Spanish DNI's too; none holds a rival's word.
+        negative_categories = {t: c for c, t in context_types.items() if t in FOURTH_BATCH_TYPES}
+        for entity_type in FOURTH_BATCH_TYPES:
+            texts = (sum(gen.NATIONAL_ID_FRAMES[entity_type], ()) + sum(gen.NATIONAL_ID_NOUNS[entity_type], ())
+                     + sum((f.frames for f in gen.POSITIVE_FORMATS if f.entity_type == entity_type), ())
+                     + gen.NEGATIVE_FRAMES[negative_categories[entity_type]])
+            own = gen.CONTEXT_WORDS[entity_type]
+            rival_words = sum((gen.rival_context_words(entity_type, rival)
+                               for rival in gen.RIVAL_TYPES.get(entity_type, ())), ())
+            for text in texts:
+                self.assertFalse([w for w in gen.ALL_CONTEXT_WORDS if w in text.lower() and w not in own], text)
+                self.assertFalse([w for w in rival_words if w in text.lower()], text)
 
     def test_context_rules(self):
         ok = [positive_record("NINO AB123456C, thanks", ("UK_NINO", "AB123456C")),
@@ -1086,7 +1149,14 @@ class NationalIdTest(unittest.TestCase):
               positive_record("Steuer-ID 86 095 742 719 250,00 €", ("DE_TAX_ID", "86 095 742 719")),
               positive_record("Versichertennummer: A123456780", ("DE_HEALTH_INSURANCE_NUMBER", "A123456780")),
               positive_record("KVNR A123456780, DE89370400440532013000",
-                              ("DE_HEALTH_INSURANCE_NUMBER", "A123456780"), ("IBAN_CODE", "DE89370400440532013000"))]
+                              ("DE_HEALTH_INSURANCE_NUMBER", "A123456780"), ("IBAN_CODE", "DE89370400440532013000")),
+              # the fourth batch: the eID card's form alone, the others after their word
+              positive_record("Kaarthouder: Jan Peeters, 85.07.30-033.28.", ("BE_NATIONAL_NUMBER", "85.07.30-033.28")),
+              positive_record("Mijn rijksregisternummer is 85 07 30 033 28.", ("BE_NATIONAL_NUMBER", "85 07 30 033 28")),
+              positive_record("My PPS number is 6433435 FT.", ("IE_PPSN", "6433435 FT")),
+              positive_record('{"navn": "Mette Jensen", "cpr": "211062-5629"}', ("DK_CPR", "211062-5629")),
+              positive_record("SVNR 1237 010180 — bitte ergänzen.", ("AT_SOCIAL_INSURANCE_NUMBER", "1237 010180")),
+              positive_record("O meu NIF é 123 456 789.", ("PT_TAX_ID", "123 456 789"))]
         for record in ok:
             self.assertEqual(gen.self_check(record), [], record.text)
         wrong = [positive_record("Ref AB123456C", ("UK_NINO", "AB123456C")),  # compact needs its word
@@ -1136,7 +1206,26 @@ class NationalIdTest(unittest.TestCase):
                  # no DEA word near a KVNR, no KVNR word near a DEA number
                  positive_record("KVNR A123456780 (DEA?)", ("DE_HEALTH_INSURANCE_NUMBER", "A123456780")),
                  positive_record("DEA AB1234563, KVNR folgt", ("MEDICAL_LICENSE", "AB1234563")),
-                 positive_record("KVNR A123456780-B", ("DE_HEALTH_INSURANCE_NUMBER", "A123456780"))]
+                 positive_record("KVNR A123456780-B", ("DE_HEALTH_INSURANCE_NUMBER", "A123456780")),
+                 # the fourth batch's forms that need their word, without it
+                 positive_record("Factuur 85073003328", ("BE_NATIONAL_NUMBER", "85073003328")),
+                 positive_record("Ref 850730-033-28", ("BE_NATIONAL_NUMBER", "850730-033-28")),
+                 positive_record("Part 6433435F", ("IE_PPSN", "6433435F")),
+                 positive_record("Ordre 211062-5629", ("DK_CPR", "211062-5629")),
+                 positive_record("Personnummer 211062-5629", ("DK_CPR", "211062-5629")),
+                 positive_record("Rechnung 1237 010180", ("AT_SOCIAL_INSURANCE_NUMBER", "1237 010180")),
+                 positive_record("Fatura 123456789", ("PT_TAX_ID", "123456789")),
+                 # an eID card's form that promises no context word, after "INSZ"
+                 gen.Record("x", "positive", "INSZ 85.07.30-033.28",
+                            [gen.Label("BE_NATIONAL_NUMBER", 5, 20, "test", context_free=True)], []),
+                 # a grouped value continued by a longer run of groups
+                 positive_record("INSZ 12 85 07 30 033 28", ("BE_NATIONAL_NUMBER", "85 07 30 033 28")),
+                 positive_record("NIF 123 456 789 1234", ("PT_TAX_ID", "123 456 789")),
+                 # no phone word near a CPR number starting with 0 (a national number after one)
+                 positive_record("CPR 0101901234, Telefon", ("DK_CPR", "0101901234")),
+                 # no "ssn" near a Portuguese number, no NIF near a bare SSN
+                 positive_record("NIF 123456789 (SSN?)", ("PT_TAX_ID", "123456789")),
+                 positive_record("SSN 123456789, NIF elsewhere", ("US_SSN", "123456789"))]
         for record in wrong:
             self.assertNotEqual(gen.self_check(record), [], record.text)
         # An unlabelled identifier is an error; so is a context word beside a label that promises none.
@@ -1162,20 +1251,285 @@ class NationalIdTest(unittest.TestCase):
                       "personnummer 811218-9875", "personnummer 811232-9872",
                       "personnummer 120514-0244", "Steuer-ID 86095742718", "Steuer-ID 86 095 742 718",
                       "IdNr. 08695742714", "Steuer-ID 12345678903", "Steuer-ID 11123456786", "KVNR A123456781",
-                      "KVNR a123456780", "Versichertennummer A12345673", "Versichertennummer A1234567800"):
+                      "KVNR a123456780", "Versichertennummer A12345673", "Versichertennummer A1234567800",
+                      "Rijksregisternummer 85073003327", "INSZ 85.07.30-033.27", "NISS 85 13 30 033 %s"
+                      % be_with_check("851330033")[9:], "PPSN 6433435G", "PPS number 6433435IH", "PPSN 6433435FZ",
+                      "PPSN 643343F", "CPR-nr. 321062-5629", "CPR 290223-1234", "SVNR 1238 010180",
+                      "SVNR 0234 010180", "SVNR 1000 010180", "NIF 501964843", "NIF 123456788", "NIF 1234567890",
+                      "Personnummer: 211062-5629"):
             self.assertEqual([p for p in gen.self_check(hard_negative_record(value))
                               if "passes a validator" in p or "found but not labelled" in p], [], value)
         for value in ("NINO AB123456C", "PESEL 44051401359", "12345678Z", "X1234567L", "RSSMRA85T10A562S",
                       "hetu 131052-308T", "020502A123T", "AB 12 34 56 C", "1 85 05 78 006 084 91",
                       "185057800608491", "BSN 123456782", "personnummer 811218-9876", "hetu 120514-0245",
-                      "Steuer-ID 86095742719", "IdNr 86 095 742 719", "KVNR A123456780"):
+                      "Steuer-ID 86095742719", "IdNr 86 095 742 719", "KVNR A123456780",
+                      "85.07.30-033.28", "INSZ 85073003328", "PPSN 6433435F", "CPR 211062-5629", "SVNR 1237 010180",
+                      "NIF 123 456 789"):
             problems = gen.self_check(hard_negative_record(value))
             self.assertTrue([p for p in problems if "found but not labelled" in p], value)
         self.assertFalse([p for p in gen.self_check(hard_negative_record("Voucher AB123456C has expired."))])
         self.assertFalse([p for p in gen.self_check(hard_negative_record("Faktura 44051401359 opłacona."))])
         for text in ("Factuur 123456782 is betaald.", "Order 811218-9876 skickades i dag.", "Faktura 198112189876",
-                     "Rechnung 86095742719 ist bezahlt.", "Vorgang 86 095 742 719", "Artikel A123456780"):
+                     "Rechnung 86095742719 ist bezahlt.", "Vorgang 86 095 742 719", "Artikel A123456780",
+                     "Factuur 85073003328 is betaald.", "Ref 85 07 30 033 28", "Part 6433435F is out of stock.",
+                     "Ordre 211062-5629 er afsendt.", "Rechnung 1237 010180", "Fatura 123 456 789 paga.",
+                     "Version 85.07.30-033", "Log: 85.07.30 12:00"):
             self.assertFalse([p for p in gen.self_check(hard_negative_record(text))], text)
+
+
+def types_found(text: str) -> set[str]:
+    """The types of the strict findings in the text (folded as the engine reads it)."""
+    data, _ = gen.fold(text.encode())
+    return {f[0] for f in gen.findings(data, gen.candidates(data), strict=True)}
+
+
+def be_with_check(first_nine: str, born_2000s: bool = False) -> str:
+    """A Belgian national number's eleven digits, its check digits computed here (97 - N mod 97)."""
+    return first_nine + "%02d" % (97 - int(("2" if born_2000s else "") + first_nine) % 97)
+
+
+def ppsn_with_check(digits: str, second: str = "") -> str:
+    """A PPSN, its check letter computed here from the specification's weights and alphabet."""
+    total = sum(int(d) * w for d, w in zip(digits, (8, 7, 6, 5, 4, 3, 2)))
+    if second in ("A", "B", "H"):
+        total += 9 * "WABCDEFGHIJKLMNOPQRSTUV".index(second)
+    return digits + "WABCDEFGHIJKLMNOPQRSTUV"[total % 23] + second
+
+
+def svnr_with_check(serial: str, six: str) -> str | None:
+    total = sum(int(d) * w for d, w in zip(serial + six, (3, 7, 9, 5, 8, 4, 2, 1, 6)))
+    return None if total % 11 == 10 else serial + str(total % 11) + six
+
+
+def pt_with_check(first_eight: str) -> str:
+    remainder = sum(int(d) * w for d, w in zip(first_eight, (9, 8, 7, 6, 5, 4, 3, 2))) % 11
+    return first_eight + ("0" if remainder < 2 else str(11 - remainder))
+
+
+class FourthBatchTest(unittest.TestCase):
+    """The five identifiers of the fourth batch: each validator accepts the specification's
+    examples and rejects each kind of its hard negatives; the scanner applies the context rules
+    (only a Belgian number as the eID card prints it counts on its own), the '+' rule, and tells
+    values of the same shape apart by their words."""
+
+    def test_be_national_number(self):
+        # The specification's examples: 1985-07-30, and 2017-07-30 with the check of the 2000s.
+        self.assertEqual(be_with_check("850730033"), "85073003328")
+        self.assertEqual(be_with_check("170730033", born_2000s=True), "17073003384")
+        self.assertEqual(gen.be_national_number_check("850730033", False), "28")
+        self.assertEqual(gen.be_national_number_check("170730033", True), "84")
+        for value in ("85073003328", "17073003384", "85.07.30-033.28", "850730-033-28", "850730 033 28",
+                      "85 07 30 033 28", "85.07.30-033 28", "17.07.30-033.84",
+                      be_with_check("852730033"), be_with_check("854730033"),  # BIS: July + 20, + 40
+                      be_with_check("853231998"), be_with_check("855231001"),  # BIS: 31 December, serials 998, 001
+                      be_with_check("850030033"), be_with_check("850700033"), be_with_check("850000033"),  # unknown
+                      be_with_check("852000033"), be_with_check("854031033"),  # BIS, month unknown
+                      be_with_check("000229001", born_2000s=True),  # 29 February 2000
+                      be_with_check("960229998"), be_with_check("044229123", born_2000s=True),  # 1996, BIS 2004
+                      be_with_check("000031001"), be_with_check("002031001")):  # day 31 of an unknown month
+            self.assertTrue(gen.is_valid_be_national_number(value), value)
+        checks = {be_with_check("850730033")[9:], be_with_check("850730033", True)[9:]}
+        wrong = next("85073003%s" % c for c in ("327", "300", "398", "399", "301") if c[1:] not in checks)
+        for value in ("85073003327", "17073003385", wrong, "17073003328",  # check digits of neither century
+                      be_with_check("851330033"), be_with_check("851930033"),  # months 13-19
+                      be_with_check("853330033"), be_with_check("853930033"), be_with_check("855330033"),  # 33-39, 53
+                      be_with_check("850732033"), be_with_check("852732033"),  # day 32
+                      be_with_check("850230033"), be_with_check("852231033"), be_with_check("854230033"),  # 30/31 Feb
+                      be_with_check("850229033"), be_with_check("000229033"),  # 29 February 1985 and 1900
+                      be_with_check("230229033", born_2000s=True), be_with_check("850431033"),  # 2023, 31 April
+                      be_with_check("850730000"), be_with_check("850730999"),  # serials 000 and 999
+                      "8507300332", "850730033280", "85.07.30.033.28", "85-07-30-033-28", "85.07.30 033.28",
+                      "850730033 28", "85.07.30-03328", "8507 30 033 28", "85 07 30-033-28", "85.07.30-033",
+                      "85.07.30 12:00", "+05010100113"):
+            self.assertFalse(gen.is_valid_be_national_number(value), value)
+        self.assertFalse(gen.needs_context("BE_NATIONAL_NUMBER", "85.07.30-033.28"))
+        for value in ("85073003328", "850730-033-28", "850730 033 28", "85 07 30 033 28", "85.07.30-033 28"):
+            self.assertTrue(gen.needs_context("BE_NATIONAL_NUMBER", value), value)
+        for text, types in (("Rijksregisternummer: 85073003328", {"BE_NATIONAL_NUMBER"}),
+                            ("Mijn rijksregisternr. is 850730-033-28.", {"BE_NATIONAL_NUMBER"}),
+                            ("INSZ 85 07 30 033 28", {"BE_NATIONAL_NUMBER"}),
+                            ("NISS : 850730 033 28", {"BE_NATIONAL_NUMBER"}),
+                            ("Numéro de registre national 85.07.30-033 28", {"BE_NATIONAL_NUMBER"}),
+                            ("National number 17073003384", {"BE_NATIONAL_NUMBER"}),
+                            ("Meine Nationalregisternummer: 85073003328", {"BE_NATIONAL_NUMBER"}),
+                            ('{"rrn": "85073003328"}', {"BE_NATIONAL_NUMBER"}),
+                            # the eID card's form on its own; the others need a word
+                            ("Kaarthouder: Jan Peeters, 85.07.30-033.28.", {"BE_NATIONAL_NUMBER"}),
+                            ("Factuur 85073003328", set()), ("Factuur 850730-033-28", set()),
+                            ("Ref 85 07 30 033 28", set()), ("Ref 85.07.30-033 28", set()),
+                            ("Rijksregisternummer 85073003327", set()), ("INSZ " + be_with_check("851330033"), set()),
+                            ("Version 85.07.30-033", set()), ("Rijksregisternummer 85.07.30 12:00", set()),
+                            # right after '+': a phone number's digits
+                            ("Rijksregisternummer +05010100113", set()), ("Tel +85.07.30-033.28", set())):
+            self.assertEqual(types_found(text), types, text)
+
+    def test_ie_ppsn(self):
+        # The specification's examples: "6433435F" (sum 144, 144 mod 23 = 6: F), with W and T
+        # ignored, with A in the check (153 mod 23 = 15: O); a company's "6433435IH".
+        self.assertEqual(gen.ppsn_check_letter("6433435"), "F")
+        self.assertEqual(gen.ppsn_check_letter("6433435", "A"), "O")
+        self.assertEqual(gen.ppsn_check_letter("6433435", "W"), "F")
+        self.assertEqual(gen.ppsn_check_letter("6433435", "H"), "I")
+        self.assertEqual(ppsn_with_check("6433435", "B"), "6433435AB")
+        for value in ("6433435F", "6433435FT", "6433435FW", "6433435FX", "6433435OA", "6433435AB", "6433435 FT",
+                      "6433435 OA", "6433435 F", "6433435fw", "6433435oa", "6433435f", ppsn_with_check("0000000"),
+                      ppsn_with_check("9999999", "A"), ppsn_with_check("1234567", "T")):
+            self.assertTrue(gen.is_valid_ppsn(value), value)
+        for value in ("6433435G", "6433435FA", "6433435OW", "6433435OT", "6433435FB",  # wrong check letters
+                      "643343F", "64334355F", "643343 FT", "64334355FW",  # six or eight digits
+                      "6433435FZ", "6433435FC", "6433435FO", "6433435 FZ",  # second letters never issued
+                      "6433435IH", "6433435 IH", "6433435ih", "6433435FH",  # a company's
+                      "6433435  F", "6433435-F", "6433435 F T", "F6433435", "6433435", "+6433435F", "6433435F1"):
+            self.assertFalse(gen.is_valid_ppsn(value), value)
+        for value in ("6433435F", "6433435FT", "6433435 FT", "6433435fw"):
+            self.assertTrue(gen.needs_context("IE_PPSN", value), value)
+        for text, types in (("PPS number 6433435F", {"IE_PPSN"}), ("PPSN: 6433435FT", {"IE_PPSN"}),
+                            ("Personal Public Service Number 6433435 OA", {"IE_PPSN"}),
+                            ("pps no. 6433435fw", {"IE_PPSN"}), ('{"ppsn": "6433435AB"}', {"IE_PPSN"}),
+                            ("part 6433435F", set()), ("Ref 6433435 FT", set()), ("PPSN 6433435IH", set()),
+                            ("PPS 6433435FZ", set()), ("PPSN 643343F", set()), ("PPSN +6433435F", set()),
+                            ("PPSN A6433435F", set())):
+            self.assertEqual(types_found(text), types, text)
+
+    def test_dk_cpr(self):
+        for value in ("211062-5629", "2110625629", "211062 5629",
+                      "010137-4000", "311299-9999",  # 4 or 9 and a year above 36: 1937, 1999
+                      "290200-4000", "290200-9123", "290200-5000",  # 2000, a leap year
+                      "290260-5000", "010158-8123",  # 5-8 and a year above 57: 1860 (a leap year), 1858
+                      "290296-1000", "010100-3000", "290236-4000", "290256-5000"):  # 1996, 1900, 2036, 2056
+            self.assertTrue(gen.is_valid_dk_cpr(value), value)
+        for value in ("321062-5629", "290223-1234",  # the specification's: day 32; 1923 no leap year
+                      "290200-1234", "290200-3999",  # 0-3: 1900, no leap year
+                      "290237-4000", "290237-9000",  # 4 or 9 and 37: 1937
+                      "290258-5000", "290299-8000",  # 5-8 and 58 or 99: 1858, 1899
+                      "001062-5629", "211362-5629", "210062-5629", "310462-5629", "300262-5629",
+                      "211062--5629", "211062-562", "211062-56299", "21106-25629", "211062_5629", "211062  5629",
+                      "+0101585000"):
+            self.assertFalse(gen.is_valid_dk_cpr(value), value)
+        self.assertEqual([gen.dk_cpr_century(d, 36) for d in range(10)], [1900] * 4 + [2000] * 6)
+        self.assertEqual([gen.dk_cpr_century(d, 37) for d in range(10)], [1900] * 5 + [2000] * 4 + [1900])
+        self.assertEqual([gen.dk_cpr_century(d, 58) for d in range(10)], [1900] * 5 + [1800] * 4 + [1900])
+        for value in ("211062-5629", "2110625629", "211062 5629"):
+            self.assertTrue(gen.needs_context("DK_CPR", value), value)
+        # "211062-5629" is no personnummer (nor a Finnish code): after "personnummer", nothing.
+        self.assertFalse(gen.is_valid_se_pin("211062-5629"))
+        self.assertFalse(gen.is_valid_fi_code("211062-5629"))
+        for text, types in (("CPR-nr.: 211062-5629", {"DK_CPR"}), ("cpr 2110625629", {"DK_CPR"}),
+                            ("CPR-nummer 211062 5629", {"DK_CPR"}), ("cprnr=2110625629", {"DK_CPR"}),
+                            ("CPR nr. 290200-4000", {"DK_CPR"}),
+                            ("Ordre 211062-5629", set()), ("Personnummer: 211062-5629", set()),
+                            ("Mit personnummer er 2110625629.", set()), ("CPR 321062-5629", set()),
+                            ("CPR 290223-1234", set()), ("CPR +0101585000", set())):
+            self.assertEqual(types_found(text), types, text)
+
+    def test_at_social_insurance_number(self):
+        # The specification's example: 3*1 + 7*2 + 9*3 + 5*0 + 8*1 + 4*0 + 2*1 + 1*8 + 6*0 = 62, 62 mod 11 = 7.
+        self.assertEqual(gen.at_svnr_check_digit("123", "010180"), "7")
+        self.assertEqual(svnr_with_check("123", "010180"), "1237010180")
+        self.assertIsNone(gen.at_svnr_check_digit("100", "010180"))  # 3*1 + 18 = 21, 21 mod 11 = 10
+        self.assertIsNone(svnr_with_check("100", "010180"))
+        zero = next(v for v in (svnr_with_check(str(n), "150375") for n in range(100, 1000)) if v and v[3] == "0")
+        for value in ("1237 010180", "1237010180", zero, svnr_with_check("999", "311299"),
+                      # six digits that are no date
+                      svnr_with_check("456", "991399"), svnr_with_check("100", "000000")):
+            self.assertTrue(gen.is_valid_at_svnr(value), value)
+        for value in ("1238 010180", "1230010180",  # wrong check digits
+                      svnr_with_check("023", "010180"), "0234 010180",  # a serial starting with 0 (its check right)
+                      "1000 010180", "1001010180", "1009 010180",  # serial 100 and 010180: sum mod 11 is 10
+                      "1237 01018", "12370 10180", "1237-010180", "1237  010180", "123 7010180", "12370101800",
+                      "+1237010180"):
+            self.assertFalse(gen.is_valid_at_svnr(value), value)
+        self.assertTrue(gen.needs_context("AT_SOCIAL_INSURANCE_NUMBER", "1237 010180"))
+        for text, types in (("SVNR 1237 010180", {"AT_SOCIAL_INSURANCE_NUMBER"}),
+                            ("Sozialversicherungsnummer: 1237010180", {"AT_SOCIAL_INSURANCE_NUMBER"}),
+                            ("Versicherungsnummer laut e-card: 1237 010180", {"AT_SOCIAL_INSURANCE_NUMBER"}),
+                            ("SV-Nr. 1237 010180", {"AT_SOCIAL_INSURANCE_NUMBER"}),
+                            ("VSNR: 1237010180", {"AT_SOCIAL_INSURANCE_NUMBER"}),
+                            ("Rechnung 1237 010180", set()), ("SVNR 1238 010180", set()), ("SVNR 0234 010180", set()),
+                            ("SVNR +1237010180", set())):
+            self.assertEqual(types_found(text), types, text)
+
+    def test_pt_tax_id(self):
+        # The specification's example: 9 + 16 + 21 + 24 + 25 + 24 + 21 + 16 = 156, 156 mod 11 = 2, 11 - 2 = 9.
+        self.assertEqual(gen.pt_tax_id_check_digit("12345678"), "9")
+        self.assertEqual(pt_with_check("50196484"), "501964843")  # the company of the specification: check right
+        zero = next(v for v in (pt_with_check("1%07d" % n) for n in range(1000)) if v[8] == "0")
+        for value in ("123456789", "123 456 789", zero, pt_with_check("29999999"), pt_with_check("30000000"),
+                      pt_with_check("45123456"), gen.pt_tax_id_written(pt_with_check("45123456"), True)):
+            self.assertTrue(gen.is_valid_pt_tax_id(value), value)
+        for value in ("123456788", "123 456 780",  # wrong check digits
+                      "501964843", pt_with_check("60000000"), pt_with_check("71234567"), pt_with_check("81234567"),
+                      pt_with_check("91234567"), pt_with_check("40123456"), pt_with_check("46123456"),
+                      pt_with_check("01234567"),  # not a person's
+                      "12345678", "1234567890", "12 345 6789", "123-456-789", "123.456.789", "1234 56 789",
+                      "123  456 789", "+123456789"):
+            self.assertFalse(gen.is_valid_pt_tax_id(value), value)
+        self.assertTrue(gen.needs_context("PT_TAX_ID", "123456789"))
+        for text, types in (("NIF: 123456789", {"PT_TAX_ID"}), ("Número de contribuinte 123 456 789", {"PT_TAX_ID"}),
+                            ("Nº contribuinte 123456789", {"PT_TAX_ID"}), ("nif=123456789", {"PT_TAX_ID"}),
+                            ("Número de identificação fiscal: 123456789", {"PT_TAX_ID"}),
+                            ("NIF 501964843", set()), ("Fatura 123456789", set()), ("NIF 123456788", set()),
+                            ("NIF 1234567890", set()), ("NIF +123456789", set()),
+                            # after "NIF", eight digits and a letter are a Spanish DNI
+                            ("NIF: 12345678Z", {"ES_NIF"})):
+            self.assertEqual(types_found(text), types, text)
+
+    def test_values_of_one_shape_told_apart_by_their_words(self):
+        """Eleven digits that are a PESEL, a German tax id or a Belgian number; nine that are a
+        BSN or a Portuguese number; ten that are a CPR number, an Austrian number or a
+        personnummer; "DDMMYY-SSSS" that is a Finnish code: the word decides."""
+        both = "68111299355"  # 12 November 1968: a PESEL and a Belgian national number
+        self.assertTrue(gen.is_valid_pesel(both) and gen.is_valid_be_national_number(both))
+        self.assertEqual(types_found("PESEL " + both), {"PL_PESEL"})
+        self.assertEqual(types_found("Rijksregisternummer " + both), {"BE_NATIONAL_NUMBER"})
+        self.assertEqual(types_found("Numer " + both), set())
+        tax_id = "89060147053"  # a German tax id and a Belgian national number (6 January 1989)
+        self.assertTrue(gen.is_valid_de_tax_id(tax_id) and gen.is_valid_be_national_number(tax_id))
+        self.assertEqual(types_found("Steuer-ID " + tax_id), {"DE_TAX_ID"})
+        self.assertEqual(types_found("INSZ " + tax_id), {"BE_NATIONAL_NUMBER"})
+        bsn = "171046560"  # the weighted sum's remainder 0: the elfproef and the Portuguese check both pass
+        self.assertTrue(gen.is_valid_bsn(bsn) and gen.is_valid_pt_tax_id(bsn))
+        self.assertEqual(types_found("BSN " + bsn), {"NL_BSN"})
+        self.assertEqual(types_found("NIF " + bsn), {"PT_TAX_ID"})
+        ten = "1306771806"  # a CPR number (13 June 1977) and an Austrian number
+        self.assertTrue(gen.is_valid_dk_cpr(ten) and gen.is_valid_at_svnr(ten))
+        self.assertEqual(types_found("CPR " + ten), {"DK_CPR"})
+        self.assertEqual(types_found("SVNR " + ten), {"AT_SOCIAL_INSURANCE_NUMBER"})
+        swedish = "100688-9693"  # a CPR number and a samordningsnummer (28 June 2010)
+        self.assertTrue(gen.is_valid_dk_cpr(swedish) and gen.is_valid_se_pin(swedish))
+        self.assertEqual(types_found("CPR-nr. " + swedish), {"DK_CPR"})
+        self.assertEqual(types_found("Personnummer " + swedish), {"SE_PERSONAL_IDENTITY_NUMBER"})
+        finnish = "010511-5519"  # a CPR number (1 May 2011) and a Finnish code (1 May 1911)
+        self.assertTrue(gen.is_valid_dk_cpr(finnish) and gen.is_valid_fi_code(finnish))
+        self.assertEqual(types_found("CPR " + finnish), {"DK_CPR"})
+        self.assertEqual(types_found("Hetu " + finnish), {"FI_PERSONAL_IDENTITY_CODE"})
+        # A label whose value is another type's too never has that type's word near it.
+        for record in (positive_record("Rijksregisternummer %s (PESEL?)" % both, ("BE_NATIONAL_NUMBER", both)),
+                       positive_record("PESEL %s, INSZ volgt" % both, ("PL_PESEL", both)),
+                       positive_record("NIF %s (BSN?)" % bsn, ("PT_TAX_ID", bsn)),
+                       positive_record("CPR %s, SVNR folgt" % ten, ("DK_CPR", ten)),
+                       positive_record("CPR-nr. %s (personnummer?)" % swedish, ("DK_CPR", swedish)),
+                       positive_record("SVNR %s, Telefon folgt" % ten, ("AT_SOCIAL_INSURANCE_NUMBER", ten))):
+            self.assertNotEqual(gen.self_check(record), [], record.text)
+
+    def test_after_plus(self):
+        """A value of these types right after '+' is a phone number's digits; a hard negative so
+        written is none (the generator draws only those whose '+' reading is no phone number)."""
+        for text in ("Rijksregisternummer +05010100113", "PPSN +6433435F", "CPR +0101585000", "SVNR +1237010180",
+                     "NIF +123456789"):
+            self.assertEqual([p for p in gen.self_check(hard_negative_record(text))
+                              if "passes a validator" in p or "found but not labelled" in p], [], text)
+            self.assertEqual(types_found(text), set(), text)
+            self.assertNotEqual(types_found(text.replace("+", "")), set(), text)
+        rng = gen.Random(11)
+        for variant in gen.NEGATIVE_VARIANTS:
+            if variant.name == "after-plus":
+                for ordinal in range(30):
+                    value = variant.generate(rng, ordinal)
+                    self.assertTrue(value.startswith("+") and not gen.is_valid_phone(value), value)
+                    self.assertTrue(gen.VALIDATORS[variant.context_type](value[1:]), value)
+        # A label never stands right after '+'.
+        self.assertNotEqual(gen.self_check(positive_record("CPR +0101585000", ("DK_CPR", "0101585000"))), [])
 
 
 class CorpusTest(unittest.TestCase):
