@@ -1044,8 +1044,9 @@ size_t SkipToSettingSeparator(const unsigned char* data, size_t i, size_t n) {
 }
 
 // The regions NamedSecretRecognizers run on: each "NAME[quote][ \t]*(:|=|=>)[ \t]*VALUE"
-// whose NAME ends in one of kSecretSettingNames (any case), from the name's end to the first
-// whitespace after the value's start (at most kLongestSettingValue bytes), in order. A ':' or
+// whose NAME ends in one of kSecretSettingNames (any case), from the name's start to the first
+// whitespace (RE2's \s) after the value's start (at most kLongestSettingValue bytes), in order. A
+// ':' or
 // '=' is looked at with the bytes before it only: one pass over the text.
 std::vector<Region> NamedSettingRegions(absl::string_view text) {
   std::vector<Region> regions;
@@ -1083,7 +1084,11 @@ std::vector<Region> NamedSettingRegions(absl::string_view text) {
     while (value < n && (text[value] == ' ' || text[value] == '\t')) ++value;
     size_t end = value;
     const size_t limit = std::min(n, value + kLongestSettingValue);
-    while (end < limit && !absl::ascii_isspace(At(text, end))) ++end;
+    // RE2's \s: not '\v', which the recognizers' values may hold.
+    while (end < limit &&
+           absl::string_view(" \t\n\f\r").find(text[end]) == absl::string_view::npos) {
+      ++end;
+    }
     AddRegion(regions, name_begin, end);
   }
   return regions;

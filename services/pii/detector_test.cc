@@ -1265,6 +1265,7 @@ TEST(DetectorTest, FindsTheCredentialsOfAUrl) {
   }
   // A URL's user without a password is no e-mail address either.
   for (const char* text : {"ssh://git@github.com/org/repo.git", "https://jane@bitbucket.org/o/r",
+
                            "git clone git@github.com:acme/infra.git"}) {
     EXPECT_THAT(Found(text), IsEmpty()) << text;
   }
@@ -1428,6 +1429,9 @@ TEST(DetectorPropertyTest, PrefilterFindsWhatTheFullSetFinds) {
            "nino ab 12 34 56 c",
            "NIE: x 1234567 l",
            "ＡＢＣＤＥＦＧ PESEL 02270803624 order 12345 and 44051401359",
+           // A named setting's value holding a vertical tab, which RE2's \s is not.
+           "{ apiKey: Zq8\vr2Lm9!x }",
+           "mobile: +2104091268",
        }) {
     const ScanOptions all = MinScore(0);
     EXPECT_EQ(DescribeAll(text, Default().Scan(text, all)),

@@ -300,7 +300,8 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   const std::string local = absl::StrCat("[0-9_%+", letters, "-]+");
   const std::string label =
       absl::StrCat("[0-9", letters, "](?:[0-9", letters, "-]*[0-9", letters, "])?");
-  // Not a URL's user ("ssh://git@github.com/org/repo", "https://jane@bitbucket.org/").
+  // Not a URL's user ("ssh://git@github.com/org/repo", "https://jane@bitbucket.org/"). (A user
+  // with a dot, "https://ines.mueller@dev.azure.com/", leaves "mueller@dev.azure.com".)
   add("email_address", "EMAIL_ADDRESS",
       absl::StrCat(local, "(?:\\.", local, ")*@(?:", label, "\\.)+[", letters, "]{2,}"), 1.0,
       "email", {}, false, {"://"});
@@ -331,7 +332,9 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
       "|[0-9]{3}\\.[0-9]{3}\\.[0-9]{4}|[0-9]{3} [0-9]{3} [0-9]{4})"
       "|\\+1[0-9]{10}",
       0.75, "nanp_phone", kPhoneContext);
-  add("phone_number_bare", "PHONE_NUMBER", "[0-9]{10}", 0.75, "nanp_phone", kPhoneContext, true);
+  // Not after '+': "+2104091268" is no number anyone dials.
+  add("phone_number_bare", "PHONE_NUMBER", "[0-9]{10}", 0.75, "nanp_phone", kPhoneContext, true,
+      {"+"});
   add("phone_number_international", "PHONE_NUMBER",
       "\\+[0-9]{1,3}(?:[ -][0-9]{1,12}){1,6}|\\+[0-9]{8,15}", 0.75, "international_phone",
       kPhoneContext);

@@ -902,7 +902,8 @@ bool IsValidOpenAiApiKey(absl::string_view value) {
   // Other providers' "sk-" keys (Anthropic "sk-ant-api03-...", OpenRouter "sk-or-v1-...",
   // DeepSeek "sk-" + 32 hex, "sk-None-..."): a dash-separated part of 16 or more bytes
   // holding a digit and a letter, which hyphenated words do not have.
-  if (!IsPrefixedRun(value, "sk-", 20, 250, allowed)) return false;
+  if (!IsPrefixedRun(value, "sk-", 20, 250, allowed) || IsPlaceholder(value.substr(3)))
+    return false;
   for (absl::string_view part : absl::StrSplit(value.substr(3), '-')) {
     if (part.size() >= 16 && std::any_of(part.begin(), part.end(), IsDigit) &&
         std::any_of(part.begin(), part.end(), [](char c) { return absl::ascii_isalpha(c); })) {

@@ -572,6 +572,8 @@ TEST(SecretFormatTest, ExactLengthsAndAlphabets) {
   // Documentation placeholders: fewer than six distinct characters.
   EXPECT_FALSE(IsValidPolicySuiteKey("psk_proj_" + std::string(66, 'x')));
   EXPECT_FALSE(IsValidOpenAiApiKey("sk-" + std::string(48, 'X')));
+  // Five characters over and over, a digit and a letter among them: still a placeholder.
+  EXPECT_FALSE(IsValidOpenAiApiKey("sk-a1b2ca1b2ca1b2ca1b2ca1b2ca1b2ca1b2ca1b2ca1b2ca1b"));
   EXPECT_FALSE(IsValidOpenAiApiKey("sk-proj-" + std::string(60, 'x')));
   EXPECT_FALSE(IsValidAwsAccessKey("AKIAXXXXXXXXXXXXXXXX"));
   EXPECT_FALSE(IsValidGithubToken("ghp_" + std::string(36, 'x')));

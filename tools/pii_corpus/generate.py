@@ -32,7 +32,12 @@ record and its problems.
     their issuer's format, private keys a DER-like base64 body over several lines, JWTs the
     base64url of a real JSON header with "alg" and of a JSON payload of claims and an HMAC or
     a signature of their algorithm's length (or none, for "alg":"none"), Azure storage keys the
-    base64 of 64 bytes after "AccountKey=" in a connection string. The
+    base64 of 64 bytes after "AccountKey=" in a connection string; a SECRET is the value of a
+    setting named as a secret (.env, docker-compose and Kubernetes YAML, Java properties, JSON,
+    Python, PHP, HTTP headers, command-line flags, JS objects, INI/TOML), a random password or a
+    hex API key that is no other type's value; a URL's password is never a stand-in for one
+    ("${VAR}", "$VAR", "***", "password"), and a token of a known type may be a URL's user with
+    no password ("https://ghp_...@github.com/..."). The
     European national identifiers follow their rules (UK National Insurance number prefixes
     and suffixes; the mod-23 letter of Spanish DNI/NIF and NIE numbers; the Italian codice
     fiscale's month letters, day (+40 for women), omocodia letters and odd/even check letter;
@@ -68,7 +73,9 @@ record and its problems.
     labelled NHS number, and whatever lies inside a labelled URL_CREDENTIALS value (the e-mail
     reading of its "password@host", a GitLab token that is its password); the Finnish reading
     of a value right after a Swedish context word is none (those words are excluded context for
-    the Finnish type). No label has a rival context word near it (an NHS number with a phone
+    the Finnish type); a setting's SECRET reading of a token of a score-1.0 type is none (the
+    token wins the overlap and is the label), and a SECRET reads the same in the text and its
+    folded form. No label has a rival context word near it (an NHS number with a phone
     word, a bare SSN with "itin" or "bsn", a BSN with "ssn", a personnummer with "nhs", a phone
     word or a Finnish word, a Finnish code with a Swedish word, a German tax id with "pesel" or
     a phone word, a PESEL with a tax id word, a KVNR with a DEA word, a Belgian national number
@@ -84,7 +91,13 @@ record and its problems.
     their issuer's format (JWTs whose header has no "alg" or a length of 1 mod 4, of two or
     four segments or whose payload is no "eyJ...", publishable Stripe keys, npm environment
     names, "hf_" identifiers, a bare Azure key without "AccountKey=", keys of a wrong length,
-    documentation placeholders), and a few more) fail every validator where they stand, and
+    documentation placeholders, of the older token types too: "sk-XXXX...", "AKIAXXXXXXXXXXXXXXXX",
+    "ghp_xxx..."), settings whose value is no secret ("password=password", "token: self.token",
+    "PASSWORD=${DB_PASSWORD}", "api_key=REDACTED", "max_tokens: 128000", "if password == ...",
+    five bytes, digits only), URLs whose password is a stand-in ("${CI_JOB_TOKEN}",
+    "$(REDIS_PASSWORD)", "<token>", "********", "password"), a URL's user right after "://" and
+    the code hosts' "git@" (no e-mail addresses), and a few more) fail every validator where they
+    stand, and
     hard-negative records contain no context word at all, but for the context words of a
     national identifier's type in the sentence of a value that breaks that type's rules
     ("PESEL 44051401358", "NINO QQ123456C": the word does not rescue it), and for
@@ -109,7 +122,8 @@ record and its problems.
     and in the layouts of real prompts (a grouped NIR after a birth date or before an amount
     too, a grouped German tax id after a child's number or before an amount);
     connection-string records (url_credential_records, a stream of their own too) put
-    credentials in URLs beside URLs that hold none (a GitLab token in a clone URL too);
+    credentials in URLs beside URLs that hold none (a GitLab token in a clone URL too, a token as
+    a URL's user);
     written-phone records (written_phone_records, likewise) phone numbers with a trunk prefix
     in parentheses, dots, or as national numbers after a phone word;
     typographic records (typographic_records, likewise) values written with no-break, narrow
@@ -169,7 +183,7 @@ ENTITY_TYPES = (
     "IP_ADDRESS", "UK_NHS", "CRYPTO", "MEDICAL_LICENSE", "POLICY_SUITE_KEY", "OPENAI_API_KEY",
     "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY", "URL_CREDENTIALS",
     "JWT", "GOOGLE_API_KEY", "STRIPE_API_KEY", "GITLAB_TOKEN", "HUGGINGFACE_TOKEN", "NPM_TOKEN",
-    "SENDGRID_API_KEY", "AZURE_STORAGE_KEY",
+    "SENDGRID_API_KEY", "AZURE_STORAGE_KEY", "SECRET",
     "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER",
     "BE_NATIONAL_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID",
@@ -757,13 +771,8 @@ IBAN_SHAPE = re.compile(r"[A-Za-z]{2}[0-9]{2}[A-Za-z0-9]+")
 BASE58_ADDRESS_SHAPE = re.compile(r"[13][1-9A-HJ-NP-Za-km-z]{25,34}")
 BECH32_ADDRESS_SHAPE = re.compile(r"bc1[qp][%s]+" % BECH32_CHARSET)
 DEA_SHAPE = re.compile(r"[%s][A-Z9][0-9]{7}" % DEA_FIRST_LETTERS)
-POLICY_SUITE_KEY_SHAPE = re.compile(r"psk_(?:proj|svc|admin)_[0-9A-Za-z]{66}")
-OPENAI_KEY_SHAPE = re.compile(r"sk-[0-9A-Za-z]{48}|sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,200}"
-                              # Other providers' sk- keys (see provider_key_formats).
-                              r"|sk-ant-api03-[A-Za-z0-9_-]{93}AA|sk-or-v1-[0-9a-f]{64}|sk-[0-9a-f]{32}")
-AWS_KEY_SHAPE = re.compile(r"(?:AKIA|ASIA)[A-Z2-7]{16}")
-GITHUB_TOKEN_SHAPE = re.compile(r"gh[pousr]_[0-9A-Za-z]{36}|github_pat_[0-9A-Za-z_]{82}")
-SLACK_TOKEN_SHAPE = re.compile(r"xox[bpars]-(?:[0-9]+-)+[0-9A-Za-z]*[A-Za-z][0-9A-Za-z]*")
+# (The older token types' shapes, POLICY_SUITE_KEY_PARTS ... SLACK_TOKEN_PARTS, stand with
+# their placeholder rule below.)
 # "user:password@host" after "scheme://": the password non-empty, up to the last '@'.
 URL_CREDENTIALS_SHAPE = re.compile(
     r"[^\s/?#@:]*:[^\s/?#]+@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\[[0-9A-Fa-f:.]+\])")
@@ -1021,6 +1030,156 @@ def is_valid_azure_storage_key(value: str) -> bool:
     return bool(match) and any(c in DIGITS for c in value) and not is_placeholder(match[1])
 
 
+# The placeholder rule of the older token types (specification of 2026-12-07, night, item 4):
+# fewer than six distinct characters in the random part (a policy-suite key's after its
+# "psk_<scope>_", an OpenAI key's 48 or what follows "sk-proj-"/"sk-svcacct-"/"sk-admin-", an
+# AWS key id's 16 after AKIA/ASIA, a GitHub token's after "ghp_"... or "github_pat_", a Slack
+# token's all after "xoxb-"...) is a documentation placeholder and none of them. The other
+# providers' sk- keys need a digit and a letter in their long part instead.
+POLICY_SUITE_KEY_PARTS = re.compile(r"psk_(?:proj|svc|admin)_([0-9A-Za-z]{66})")
+OPENAI_KEY_PARTS = re.compile(r"sk-([0-9A-Za-z]{48})|sk-(?:proj|svcacct|admin)-([A-Za-z0-9_-]{40,200})")
+# Other providers' sk- keys (see provider_key_formats).
+OTHER_SK_KEY_PARTS = re.compile(r"sk-ant-api03-([A-Za-z0-9_-]{93}AA)|sk-or-v1-([0-9a-f]{64})|sk-([0-9a-f]{32})")
+AWS_KEY_PARTS = re.compile(r"(?:AKIA|ASIA)([A-Z2-7]{16})")
+GITHUB_TOKEN_PARTS = re.compile(r"gh[pousr]_([0-9A-Za-z]{36})|github_pat_([0-9A-Za-z_]{82})")
+SLACK_TOKEN_PARTS = re.compile(r"xox[bpars]-((?:[0-9]+-)+[0-9A-Za-z]*[A-Za-z][0-9A-Za-z]*)")
+
+
+def random_part(shape: re.Pattern, value: str) -> str | None:
+    """The first group that matched of the value's full match, or None without one."""
+    match = shape.fullmatch(value)
+    return None if match is None else next(group for group in match.groups() if group is not None)
+
+
+def is_valid_policy_suite_key(value: str) -> bool:
+    part = random_part(POLICY_SUITE_KEY_PARTS, value)
+    return part is not None and not is_placeholder(part)
+
+
+def is_valid_openai_key(value: str) -> bool:
+    part = random_part(OPENAI_KEY_PARTS, value)
+    if part is not None:
+        return not is_placeholder(part)
+    part = random_part(OTHER_SK_KEY_PARTS, value)
+    return part is not None and any(c in DIGITS for c in part) and any(c in UPPER + LOWER for c in part)
+
+
+def is_valid_aws_key(value: str) -> bool:
+    part = random_part(AWS_KEY_PARTS, value)
+    return part is not None and not is_placeholder(part)
+
+
+def is_valid_github_token(value: str) -> bool:
+    part = random_part(GITHUB_TOKEN_PARTS, value)
+    return part is not None and not is_placeholder(part)
+
+
+def is_valid_slack_token(value: str) -> bool:
+    part = random_part(SLACK_TOKEN_PARTS, value)
+    return part is not None and not is_placeholder(part)
+
+
+# A password that stands for one (item 2): a variable, a template, a mask or the word itself.
+STAND_IN_ENCLOSURES = (("${", "}"), ("$(", ")"), ("{{", "}}"), ("%(", ")s"), ("{", "}"), ("<", ">"), ("[", "]"))
+STAND_IN_VARIABLE = re.compile(r"\$[A-Za-z_][A-Za-z0-9_]*")
+STAND_IN_WORDS = ("password", "passwd", "pass", "pwd", "secret", "changeme", "token", "mypassword",
+                  "yourpassword", "your_password", "your-password", "yourtoken", "your_token", "pat")
+
+
+def is_stand_in(password: str) -> bool:
+    """Enclosed in ${ }, $( ), {{ }}, %( )s, { }, < > or [ ] with something between; $ and an
+    identifier; three bytes or more all the same; or a word of STAND_IN_WORDS in any case."""
+    data = password.encode()
+    if any(password.startswith(opening) and password.endswith(closing)
+           and len(password) > len(opening) + len(closing) for opening, closing in STAND_IN_ENCLOSURES):
+        return True
+    return (bool(STAND_IN_VARIABLE.fullmatch(password)) or (len(data) >= 3 and len(set(data)) == 1)
+            or password.lower() in STAND_IN_WORDS)
+
+
+# URL_CREDENTIALS: "user:password@host" (the password not a stand-in), or, right after
+# "scheme://", "TOKEN@host" with a token of one of these types as the user and no password.
+URL_TOKEN_USER_SHAPE = re.compile(r"([^\s/?#@:]+)@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\[[0-9A-Fa-f:.]+\])")
+URL_TOKEN_USER_TYPES = ("GITHUB_TOKEN", "GITLAB_TOKEN", "OPENAI_API_KEY", "SLACK_TOKEN", "NPM_TOKEN",
+                        "HUGGINGFACE_TOKEN", "STRIPE_API_KEY", "GOOGLE_API_KEY", "POLICY_SUITE_KEY")
+
+
+def credential_password(value: str) -> str | None:
+    """The password of a "user:password@host" value: from the userinfo's first ':' to the last
+    '@' (None when the value has no ':' before its last '@')."""
+    userinfo = value[:value.rfind("@")]
+    return userinfo[userinfo.index(":") + 1:] if ":" in userinfo else None
+
+
+def is_valid_url_credentials(value: str) -> bool:
+    if URL_CREDENTIALS_SHAPE.fullmatch(value):
+        return not is_stand_in(credential_password(value))
+    match = URL_TOKEN_USER_SHAPE.fullmatch(value)
+    return bool(match) and any(VALIDATORS[t](match[1]) for t in URL_TOKEN_USER_TYPES)
+
+
+# SECRET (item 1): the value of a setting whose name ends in one of these (in any case),
+# directly before an optional closing quote, spaces or tabs and ':', '=' or '=>' (an '=' beside
+# another '=' or after '!', '<' or '>' is a comparison). Score 0.8: a SECRET reading that
+# overlaps a finding of a score-1.0 type is not reported (see findings).
+SECRET_NAME_ENDINGS = ("password", "passwd", "passphrase", "pwd", "secret", "token", "apikey", "api_key", "api-key",
+                       "accesskey", "access_key", "access-key", "secretkey", "secret_key", "secret-key")
+SECRET_SETTING = re.compile(
+    rb"(?:" + b"|".join(re.escape(e.encode()) for e in SECRET_NAME_ENDINGS) + rb")"
+    rb"[\"']?[ \t]*(?:=>|:|(?<![=!<>])=(?!=))[ \t]*", re.I)
+SECRET_VALUE_WINDOW = 202  # bytes after the separator and its spaces
+SECRET_MIN_BYTES, SECRET_MAX_BYTES = 6, 200
+WHITESPACE_BYTES = b" \t\n\r\x0b\x0c"
+QUOTE_BYTES = b"\"'"
+# An unquoted value ends at the first of these (or white space).
+SECRET_UNQUOTED_STOP = QUOTE_BYTES + b"`,;(){}[]<>"
+SECRET_PLACEHOLDER_WORDS = ("your", "here", "example", "replace", "placeholder", "dummy", "redacted", "xxx",
+                            "***", "...")
+SECRET_NAME_IN_CODE = re.compile(r"[A-Za-z_.-]+")
+# The types whose findings score 1.0 and win an overlap with a SECRET reading.
+SCORE_ONE_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN",
+                   "PRIVATE_KEY", "URL_CREDENTIALS", "JWT", "GOOGLE_API_KEY", "STRIPE_API_KEY", "GITLAB_TOKEN",
+                   "HUGGINGFACE_TOKEN", "NPM_TOKEN", "SENDGRID_API_KEY", "AZURE_STORAGE_KEY")
+
+
+def is_valid_secret(value: str, quoted: bool = True) -> bool:
+    """A setting's value: 6-200 bytes, no white space nor quote (unquoted: none of
+    SECRET_UNQUOTED_STOP either), not only digits, no stand-in, none of the placeholder words in
+    any case; unquoted, not only letters, '_', '.' and '-' (a name in code or a type)."""
+    data = value.encode()
+    stops = QUOTE_BYTES + WHITESPACE_BYTES + (b"" if quoted else SECRET_UNQUOTED_STOP)
+    if not SECRET_MIN_BYTES <= len(data) <= SECRET_MAX_BYTES or any(byte in stops for byte in data):
+        return False
+    lowered = value.lower()
+    if data.isdigit() or is_stand_in(value) or any(word in lowered for word in SECRET_PLACEHOLDER_WORDS):
+        return False
+    return quoted or not SECRET_NAME_IN_CODE.fullmatch(value)
+
+
+@functools.lru_cache(maxsize=64)
+def secret_values(data: bytes) -> dict[tuple[int, int], bool]:
+    """The value of every setting of a secret's name in the text, (begin, end) -> quoted,
+    whether or not it is valid: quoted, the bytes between a quote and the next quote (none of
+    them white space); unquoted, the run up to white space or a byte of SECRET_UNQUOTED_STOP;
+    within SECRET_VALUE_WINDOW bytes after the separator and its spaces."""
+    values = {}
+    for match in SECRET_SETTING.finditer(data):
+        start, limit = match.end(), min(len(data), match.end() + SECRET_VALUE_WINDOW)
+        if data[start:start + 1] and data[start] in QUOTE_BYTES:
+            end = start + 1
+            while end < limit and data[end] not in QUOTE_BYTES + WHITESPACE_BYTES:
+                end += 1
+            if start + 1 < end < limit and data[end] in QUOTE_BYTES:
+                values[(start + 1, end)] = True
+        else:
+            end = start
+            while end < limit and data[end] not in SECRET_UNQUOTED_STOP + WHITESPACE_BYTES:
+                end += 1
+            if end > start:
+                values[(start, end)] = False
+    return values
+
+
 # The written forms, letters in either case (needs_context says which count on their own).
 NINO_SHAPE = re.compile(r"([A-Za-z]{2})[ -]?(?:([0-9]{6})|([0-9]{2})[ -]([0-9]{2})[ -]([0-9]{2}))[ -]?([A-Za-z])")
 NINO_DOCUMENT_FORM = re.compile(r"[A-Z]{2} [0-9]{2} [0-9]{2} [0-9]{2} [A-Z]")  # as HMRC prints it
@@ -1192,10 +1351,6 @@ def is_valid_pt_tax_id(value: str) -> bool:
     return pt_tax_id_is_personal(digits) and pt_tax_id_check_digit(digits[:8]) == digits[8]
 
 
-def shape_validator(shape: re.Pattern) -> Callable[[str], bool]:
-    return lambda value: bool(shape.fullmatch(value))
-
-
 VALIDATORS: dict[str, Callable[[str], bool]] = {
     "US_SSN": is_valid_ssn,
     "US_ITIN": is_valid_itin,
@@ -1207,13 +1362,13 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
     "UK_NHS": is_valid_nhs,
     "CRYPTO": is_valid_crypto,
     "MEDICAL_LICENSE": is_valid_dea,
-    "POLICY_SUITE_KEY": shape_validator(POLICY_SUITE_KEY_SHAPE),
-    "OPENAI_API_KEY": shape_validator(OPENAI_KEY_SHAPE),
-    "AWS_ACCESS_KEY": shape_validator(AWS_KEY_SHAPE),
-    "GITHUB_TOKEN": shape_validator(GITHUB_TOKEN_SHAPE),
-    "SLACK_TOKEN": shape_validator(SLACK_TOKEN_SHAPE),
+    "POLICY_SUITE_KEY": is_valid_policy_suite_key,
+    "OPENAI_API_KEY": is_valid_openai_key,
+    "AWS_ACCESS_KEY": is_valid_aws_key,
+    "GITHUB_TOKEN": is_valid_github_token,
+    "SLACK_TOKEN": is_valid_slack_token,
     "PRIVATE_KEY": is_valid_private_key,
-    "URL_CREDENTIALS": shape_validator(URL_CREDENTIALS_SHAPE),
+    "URL_CREDENTIALS": is_valid_url_credentials,
     "JWT": is_valid_jwt,
     "GOOGLE_API_KEY": is_valid_google_api_key,
     "STRIPE_API_KEY": is_valid_stripe_api_key,
@@ -1222,6 +1377,8 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
     "NPM_TOKEN": is_valid_npm_token,
     "SENDGRID_API_KEY": is_valid_sendgrid_api_key,
     "AZURE_STORAGE_KEY": is_valid_azure_storage_key,
+    # The quoted form's rules; accepts() adds the unquoted form's where the value stands unquoted.
+    "SECRET": is_valid_secret,
     "UK_NINO": is_valid_nino,
     "ES_NIF": is_valid_nif,
     "ES_NIE": is_valid_nie,
@@ -1371,6 +1528,15 @@ def accepts(entity_type: str, data: bytes, begin: int, end: int, strict: bool) -
     glued_after = SECRET_GLUED_AFTER.get(entity_type)
     if glued_after and (SECRET_GLUED_BEFORE.fullmatch(data[begin - 1:begin]) or glued_after.match(data, end)):
         return False
+    # A secret's value only where a setting of a secret's name gives it (quoted or unquoted).
+    if entity_type == "SECRET":
+        quoted = secret_values(data).get((begin, end))
+        if quoted is None or not is_valid_secret(value, quoted):
+            return False
+    # Right after "://" it is a URL's user, and "git@" the SSH user of the code hosts: no address.
+    if entity_type == "EMAIL_ADDRESS" and (data[max(0, begin - 3):begin] == b"://"
+                                           or value.split("@")[0].lower() == "git"):
+        return False
     # An Azure key only right after "AccountKey=" (in any case): a bare base64 blob is none.
     if entity_type == "AZURE_STORAGE_KEY" and data[max(0, begin - len(AZURE_KEY_NAME)):begin].lower() != AZURE_KEY_NAME:
         return False
@@ -1428,6 +1594,9 @@ CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags
     (("SLACK_TOKEN",), rb"(?<![A-Za-z0-9])xox[bpars]-[A-Za-z0-9-]+", 0),
     (("URL_CREDENTIALS",),
      rb"(?<=[A-Za-z0-9+.-]://)[^\s/?#@:]*:[^\s/?#]+@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\[[0-9A-Fa-f:.]+\])", 0),
+    # A user and no password: a credential when the user is a token of a known type.
+    (("URL_CREDENTIALS",),
+     rb"(?<=[A-Za-z0-9+.-]://)[^\s/?#@:]+@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\[[0-9A-Fa-f:.]+\])", 0),
     (("PRIVATE_KEY",), rb"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
     # The eight secrets of 2026-12-07: not after [A-Za-z0-9_], each running on over its own
     # alphabet (a byte after it that would continue it makes a value the validator rejects).
@@ -1494,6 +1663,7 @@ def candidates(data: bytes) -> list[Span]:
     the trailing "57" is too short to continue it)."""
     spans = [(types, *match.span("v" if "v" in pattern.groupindex else 0))
              for types, pattern in CANDIDATES for match in pattern.finditer(data)]
+    spans += [(("SECRET",), begin, end) for begin, end in secret_values(data)]
     for match in NATIONAL_PHONE_CANDIDATE.finditer(data):
         run = match[0]
         if not re.fullmatch(rb"[0-9]+(?: [0-9]+)+", run):
@@ -1508,9 +1678,14 @@ def candidates(data: bytes) -> list[Span]:
 
 
 def findings(data: bytes, spans: list[Span], strict: bool) -> set[Finding]:
-    """The (type, begin, end) of the candidate spans that accepts() admits."""
-    return {(t, begin, end)
-            for types, begin, end in spans for t in types if accepts(t, data, begin, end, strict)}
+    """The (type, begin, end) of the candidate spans that accepts() admits; a SECRET reading
+    that overlaps a finding of a score-1.0 type (a token of a known type as a setting's value)
+    loses to it and is not reported."""
+    found = {(t, begin, end)
+             for types, begin, end in spans for t in types if accepts(t, data, begin, end, strict)}
+    winners = [(begin, end) for t, begin, end in found if t in SCORE_ONE_TYPES]
+    return {(t, begin, end) for t, begin, end in found
+            if t != "SECRET" or not any(b < end and begin < e for b, e in winners)}
 
 
 # Bytes before / after a label that would continue its value into a longer candidate. A
@@ -1588,6 +1763,8 @@ LABEL_BOUNDARY = {
     # Values with '.'-separated parts: nor a '.' and one more part after them (a '.' ending a
     # sentence is no part of them).
     **{t: (TOKEN_BOUNDARY[0], re.compile(rb"\.?[0-9A-Za-z_-]")) for t in ("JWT", "GITLAB_TOKEN")},
+    # A setting's value: accepts() takes only the whole quoted value or unquoted run.
+    "SECRET": (re.compile(rb"(?!)"), re.compile(rb"(?!)")),
     # Right after "AccountKey="; no base64 byte or '=' after it.
     "AZURE_STORAGE_KEY": (re.compile(rb"[A-Za-z0-9+/]\Z"), re.compile(rb"[A-Za-z0-9+/=]")),
     # Values starting with a letter: no word byte or dash beside them; a grouped NINO's spaces
@@ -2695,6 +2872,143 @@ def secret_formats() -> list[PositiveFormat]:
     ]
 
 
+# SECRET (specification of 2026-12-07, night): the value of a setting named as a secret, in the
+# configuration languages it is pasted from. Values: random passwords of 8-24 characters of
+# letters, digits and SECRET_PASSWORD_SYMBOLS with a digit or a symbol (and a letter or digit
+# first, as a shell or YAML would take them unquoted), sometimes hex API keys of 32 or 40
+# characters; none of them is valid as another type where it stands (drawn again), none holds a
+# context word.
+SECRET_PASSWORD_SYMBOLS = "!#%&*+-_.@/~^"
+SECRET_PASSWORD_ALPHABET = BASE62 + SECRET_PASSWORD_SYMBOLS
+
+
+def free_of_other_findings(value: str) -> bool:
+    """The value alone on a line is no entity of any type and holds no context word."""
+    data = b"\n" + value.encode() + b"\n"
+    lowered = value.lower()
+    return (not findings(data, candidates(data), strict=False)
+            and not any(word in lowered for word in ALL_CONTEXT_WORDS))
+
+
+def secret_password(rng: Random, length: tuple[int, int] = (8, 24)) -> str:
+    """A password valid as an unquoted setting's value; of fewer than SECRET_MIN_BYTES bytes
+    (a hard negative's), one that is valid but for its length."""
+    def draw() -> str:
+        size = rng.randint(*length)
+        return rng.choice(BASE62) + random_string(rng, SECRET_PASSWORD_ALPHABET, size - 1)
+
+    def valid(value: str) -> bool:
+        padded = value + "Q" * max(0, SECRET_MIN_BYTES - len(value))  # for the length rule alone
+        return (any(c in DIGITS + SECRET_PASSWORD_SYMBOLS for c in value) and is_valid_secret(padded, quoted=False)
+                and free_of_other_findings(value))
+    return drawn_until(valid, draw)
+
+
+def secret_hex_key(rng: Random) -> str:
+    length = rng.choice((32, 40))
+    return drawn_until(lambda v: is_valid_secret(v, quoted=False) and free_of_other_findings(v),
+                       lambda: random_string(rng, HEX, length))
+
+
+def secret_value_format(hex_share: float) -> ValueGenerator:
+    return lambda rng, ordinal: secret_hex_key(rng) if rng.random() < hex_share else secret_password(rng)
+
+
+# Each frame's {v} stands right after a setting's separator (and its spaces or opening quote);
+# an unquoted value is followed by white space, the end or a byte that ends it, never by more of
+# a value.
+SECRET_DOTENV_FRAMES = (
+    "DB_PASSWORD={v}",
+    ".env:\nDB_HOST=db.internal\nDB_USER=app\nDB_PASSWORD={v}\nDB_PORT=5432",
+    "NEXTAUTH_SECRET={v}\nNEXTAUTH_URL=https://app.example.com",
+    "export JWT_SECRET='{v}'",
+    "REDIS_PASSWORD=\"{v}\"",
+    "Why is my app not reading SESSION_SECRET={v} from .env.local?",
+    "Mein .env enthält MYSQL_ROOT_PASSWORD={v} — ist das ein Problem?",
+)
+SECRET_YAML_FRAMES = (
+    "services:\n  db:\n    image: postgres:16\n    environment:\n      POSTGRES_PASSWORD: {v}\n      POSTGRES_DB: shop",
+    "environment:\n  - MYSQL_ROOT_PASSWORD={v}\n  - MYSQL_DATABASE=app",
+    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: app-credentials\ntype: Opaque\nstringData:\n"
+    "  client-secret: \"{v}\"",
+    "redis:\n  host: cache.internal\n  port: 6379\n  password: '{v}'",
+    "spring:\n  datasource:\n    url: jdbc:postgresql://db:5432/app\n    username: app\n    password: {v}",
+    "grafana:\n  adminPassword: {v}\n  persistence:\n    enabled: true",
+)
+SECRET_PROPERTIES_FRAMES = (
+    "spring.datasource.password={v}",
+    "application.properties:\nspring.datasource.url=jdbc:mysql://db:3306/shop\nspring.datasource.username=shop\n"
+    "spring.datasource.password={v}",
+    "mail.smtp.password = {v}",
+    "app.jwt.secret: {v}",
+    "keystore.password={v}\nkeystore.type=PKCS12",
+)
+SECRET_JSON_FRAMES = (
+    "{\"username\": \"admin\", \"password\": \"{v}\"}",
+    "{\n  \"apiKey\": \"{v}\",\n  \"region\": \"eu-west-1\"\n}",
+    "config.json: {\"Auth\": {\"ClientId\": \"web-portal\", \"ClientSecret\": \"{v}\"}}",
+    "{\"db\":{\"host\":\"db.internal\",\"user\":\"app\",\"password\":\"{v}\"}}",
+    "{\"access_token\": \"{v}\", \"token_type\": \"bearer\", \"expires_in\": 3600}",
+)
+SECRET_PYTHON_FRAMES = (
+    "client_secret = '{v}'",
+    "conn = psycopg2.connect(host=\"db.internal\", dbname=\"shop\", user=\"app\", password=\"{v}\")",
+    "r = redis.Redis(host=\"cache\", port=6379, password='{v}')",
+    "SECRET_KEY = \"{v}\"  # settings.py",
+    "API_KEY = '{v}'",
+    "mongo = MongoClient(\"mongodb://db:27017\", username=\"app\", password=\"{v}\")",
+)
+SECRET_PHP_FRAMES = (
+    "'password' => '{v}',",
+    "return [\n    'host' => 'db.internal',\n    'username' => 'app',\n    'password' => '{v}',\n];",
+    "$config = ['api_key' => '{v}', 'timeout' => 30];",
+    "'client_secret' => \"{v}\",",
+)
+SECRET_HEADER_FRAMES = (
+    "curl -H \"X-API-Key: {v}\" https://api.example.com/v1/orders",
+    "curl -s -H 'x-api-key: {v}' 'https://api.example.org/v2/items?limit=10'",
+    "GET /v1/reports HTTP/1.1\nHost: api.example.com\nX-Auth-Token: {v}\nAccept: application/json",
+    "http GET https://api.example.com/v1/me X-Api-Key:{v}",
+    "wget --header=\"X-Access-Token: {v}\" https://files.example.com/export.csv",
+)
+SECRET_CLI_FRAMES = (
+    "mysql -h db.internal -u app --password={v} shop",
+    "mysqldump --user=backup --password={v} --all-databases > dump.sql",
+    "vault login -method=userpass username=ops password={v}",
+    "docker login registry.example.com --username ci --password={v}",
+    "./deploy.sh --api-key={v} --env=prod",
+)
+SECRET_JS_FRAMES = (
+    "const client = new Client({ apiKey: \"{v}\" });",
+    "const db = mysql.createConnection({ host: 'db.internal', user: 'app', password: '{v}' });",
+    "export default { auth: { clientSecret: \"{v}\" } };",
+    "const minio = new Minio.Client({ endPoint: 'minio.internal', secretKey: '{v}' });",
+    "cfg := Config{Host: \"db.internal\", Password: \"{v}\"}",
+)
+SECRET_INI_FRAMES = (
+    "[database]\nhost = \"db.internal\"\npassword = \"{v}\"",
+    "~/.my.cnf:\n[client]\nuser=backup\npassword={v}",
+    "[smtp]\nuser = reports\npassword = {v}\nport = 587",
+    ".pypirc:\n[pypi]\nusername = __token__\npassword = {v}",
+)
+
+
+def setting_formats() -> list[PositiveFormat]:
+    """SECRET: a secret's setting in the languages of configuration and code."""
+    return [
+        PositiveFormat("SECRET", "dotenv", secret_value_format(0.2), frames=SECRET_DOTENV_FRAMES),
+        PositiveFormat("SECRET", "compose-kubernetes-yaml", secret_value_format(0.15), frames=SECRET_YAML_FRAMES),
+        PositiveFormat("SECRET", "java-properties", secret_value_format(0.15), frames=SECRET_PROPERTIES_FRAMES),
+        PositiveFormat("SECRET", "json", secret_value_format(0.3), frames=SECRET_JSON_FRAMES),
+        PositiveFormat("SECRET", "python", secret_value_format(0.25), frames=SECRET_PYTHON_FRAMES),
+        PositiveFormat("SECRET", "php", secret_value_format(0.2), frames=SECRET_PHP_FRAMES),
+        PositiveFormat("SECRET", "http-header", secret_value_format(0.7), frames=SECRET_HEADER_FRAMES),
+        PositiveFormat("SECRET", "cli-flag", secret_value_format(0.1), frames=SECRET_CLI_FRAMES),
+        PositiveFormat("SECRET", "js-object", secret_value_format(0.3), frames=SECRET_JS_FRAMES),
+        PositiveFormat("SECRET", "toml-ini", secret_value_format(0.1), frames=SECRET_INI_FRAMES),
+    ]
+
+
 # The fourth batch's own sentences: HR e-mails, payslips, forms, JSON records and key=value
 # lines, the context word the field's name or shortly before the value (the generator lays out
 # no table: a column header's context is the engine's rule, not this module's).
@@ -2805,6 +3119,7 @@ POSITIVE_FORMATS = (
     *(PositiveFormat("PRIVATE_KEY", (kind.strip() or "pkcs8").lower(), pem_format(kind))
       for kind in ("RSA ", "EC ", "DSA ", "OPENSSH ", "ENCRYPTED ", "")),
     *secret_formats(),
+    *setting_formats(),
     PositiveFormat("UK_NINO", "compact-context", nino_format(False), "with"),
     PositiveFormat("UK_NINO", "grouped", nino_format(True)),
     PositiveFormat("UK_NINO", "grouped-context", nino_format(True), "with"),
@@ -3892,6 +4207,179 @@ SECRET_NEGATIVE_KINDS = {
 }
 
 
+# The hard negatives of the specification of 2026-12-07, night. Settings of a secret's name
+# whose value is none (item 1), URLs whose password stands for one (item 2), a URL's user and
+# the code hosts' SSH user (item 3), the older token types' placeholders (item 4). Each value is
+# the whole line or URL; the sentences around it put white space (or a byte that ends a value)
+# after it. Drawn again until free of context words.
+SETTING_VARIABLES = ("DB_PASSWORD", "POSTGRES_PASSWORD", "API_TOKEN", "STRIPE_KEY", "APP_SECRET", "SMTP_PASSWORD")
+BCRYPT_ALPHABET = "./" + UPPER + LOWER + DIGITS
+
+
+def secret_setting_invalid(kind: str) -> ValueGenerator:
+    """"stand-in": a variable, a template, a mask or the word itself as the value; "masked";
+    "code-name": a name in code or a type, unquoted; "placeholder-text": your/here/example/
+    replace/placeholder/dummy/redacted/xxx/***/...; "template": a value starting with '{' or
+    "${"; "other-name": a name that does not end in a secret's word (max_tokens, passwordless,
+    password_hash); "prose": "The password: must ..."; "comparison": '==', '===', '!=', '<>';
+    "five-bytes": a password of 5 bytes."""
+    def generate(rng: Random, ordinal: int) -> str:
+        variable = rng.choice(SETTING_VARIABLES)
+        password = secret_password(rng)
+        if kind == "stand-in":
+            choices = ("password=password", "\"password\": \"changeme\"", "PASSWORD=${DB_PASSWORD}",
+                       "password: $DB_PASSWORD", "\"client_secret\": \"%(client_secret)s\"",
+                       "DB_PASSWORD='{{db_password}}'", "\"token\": \"<TOKEN>\"", "api_key = '$%s'" % variable,
+                       "%s=\"${%s}\"" % (variable, variable), "secret: [SECRET]", "\"passwd\": \"Passwd\"")
+        elif kind == "masked":
+            choices = ("\"password\": \"********\"", "password: xxxxxxxx", "DB_PASSWORD=" + "*" * rng.randint(6, 16),
+                       "\"apiKey\": \"%s\"" % ("*" * rng.randint(8, 32)), "token: '%s'" % ("0" * rng.randint(6, 12)),
+                       "client_secret = \"%s\"" % ("X" * rng.randint(6, 40)))
+        elif kind == "code-name":
+            choices = ("token: self.token", "api_key = settings.API_KEY", "password: string;",
+                       "apiKey: process.env.API_KEY,", "secret = os.environ.get(\"APP_SECRET\")",
+                       "password: req.body.password,", "client_secret=config.client_secret",
+                       "accessKey: String", "token = request.headers.get(\"X-Token\")")
+        elif kind == "placeholder-text":
+            choices = ("\"apiKey\": \"your-api-key-here\"", "apiKey: \"<YOUR_KEY>\"", "api_key=REDACTED",
+                       "token=sk_live_...", "SECRET_KEY=replace-me-with-a-long-random-string",
+                       "\"password\": \"example-%s\"" % password, "OPENAI_API_KEY=sk-" + "X" * 48,
+                       "STRIPE_SECRET_KEY=sk_test_" + "X" * 24, "password: dummy-%s" % password,
+                       "GITHUB_TOKEN=ghp_" + "x" * 36, "db_password = \"%s...\"" % password[:4],
+                       "\"secret\": \"PLACEHOLDER_%s\"" % variable, "api-key: <%s>" % password)
+        elif kind == "template":
+            choices = ("secret: {{ .Values.x }}", "password: {{ .Values.db.password }}", "api_key: ${API_KEY}",
+                       "token: ${{ secrets.DEPLOY_TOKEN }}", "PASSWORD=${%s:-}" % variable,
+                       "client_secret: {{ vault_client_secret }}")
+        elif kind == "other-name":
+            bcrypt = "$2b$12$" + random_string(rng, BCRYPT_ALPHABET, 53)
+            choices = ("max_tokens: 128000", "passwordless: enabled", "\"password_hash\": \"%s\"" % bcrypt,
+                       "tokenizer: bert-base-uncased", "password_min_length: 12", "token_ttl=3600s",
+                       "secret_name: db-%s" % password, "\"api_key_id\": \"%s\"" % password,
+                       "max_tokens=%d" % rng.choice((256, 4096, 128000)), "password_hash = \"%s\"" % bcrypt)
+        elif kind == "prose":
+            choices = ("The password: must be at least 12 characters long.", "Your new token: never share it.",
+                       "Password: see the vault.", "Secret: we ship on Friday.",
+                       "API key: ask the platform team.")
+        elif kind == "comparison":
+            choices = ("if password == \"%s\":" % password, "if (token === '%s') {" % password,
+                       "assert api_key != \"%s\"" % password, "WHERE password <> '%s'" % password,
+                       "return secret == '%s'" % password, "if [ \"$PASSWORD\" == \"%s\" ]; then" % password)
+        else:  # "five-bytes"
+            five = secret_password(rng, (5, 5))
+            choices = ("password=%s" % five, "\"secret\": \"%s\"" % five, "DB_PASSWORD='%s'" % five,
+                       "api_key: %s" % five)
+        return choices[ordinal % len(choices)] if ordinal < len(choices) else rng.choice(choices)
+    return free_of_context_words(generate)
+
+
+def secret_setting_digits(rng: Random, ordinal: int) -> str:
+    """A value of digits only ("token: 123456789"): none (which nine or ten digits could be
+    after a context word of theirs, so it never shares a record with one)."""
+    if ordinal == 0:
+        return "token: 123456789"
+    name = rng.choice(("token", "otp_secret", "pin_password", "api_key", "PASSCODE_PWD", "\"secret\""))
+    digits = rng.choice("123456789") + random_string(rng, DIGITS, rng.randint(5, 11))
+    return rng.choice(("%s: %s", "%s=%s", "%s = '%s'", "%s: \"%s\"")) % (name, digits)
+
+
+def url_credentials_stand_in(kind: str) -> ValueGenerator:
+    """"enclosed": ${ }, $( ), {{ }}, %( )s, { }, < >, [ ]; "variable": $ and an identifier;
+    "masked": ***, xxxxxx; "stand-in-word": password, changeme, secret, ... The hosts after a
+    password that ends in an address's byte have no dot (no e-mail reading of "password@host",
+    which the rules leave)."""
+    def generate(rng: Random, ordinal: int) -> str:
+        if kind == "enclosed":
+            choices = ("git clone https://gitlab-ci-token:${CI_JOB_TOKEN}@gitlab.com/g/app.git",
+                       "postgresql://${POSTGRES_USER}:${POSTGRES_PASSWORD}@postgres:5432/app",
+                       "redis://:$(REDIS_PASSWORD)@redis:6379", "https://<user>:<token>@github.com/o/r",
+                       "mysql://root:{{db_password}}@db/app", "https://__token__:${PYPI_TOKEN}@upload.pypi.org/legacy/",
+                       "amqp://guest:%(rabbit_password)s@rabbitmq:5672/",
+                       "https://deploy:{password}@registry.example.com/v2/",
+                       "mongodb://admin:[PASSWORD]@cluster0.ab1cd.mongodb.net/shop")
+        elif kind == "variable":
+            choices = ("redis://:$REDIS_PASSWORD@redis:6379/0", "postgres://app:$PGPASSWORD@postgres:5432/app",
+                       "https://ci:$REGISTRY_TOKEN@registry:5000/v2/", "amqp://guest:$RABBITMQ_PASS@rabbitmq:5672/",
+                       "https://__token__:$PYPI_TOKEN@pypi-mirror:8080/legacy/",
+                       "mysql://root:$_ROOT_PW@mysql:3306/shop")
+        elif kind == "masked":
+            choices = ("https://admin:********@grafana.internal/", "postgres://app:***@db.internal:5432/app",
+                       "https://deploy:xxxxxx@registry:5000/v2/", "mongodb+srv://admin:%s@cluster0.ab1cd.mongodb.net/"
+                       % ("*" * rng.randint(3, 12)), "ftp://backup:XXXXXXXX@files:21/pub/")
+        else:  # "stand-in-word"
+            choices = ("postgres://user:password@localhost/db", "https://USERNAME:PASSWORD@localhost:8080/",
+                       "mysql://root:changeme@mysql:3306/app", "amqp://guest:secret@rabbitmq:5672/",
+                       "https://oauth2:PAT@gitlab/acme/app.git", "redis://:YourPassword@redis:6379/0",
+                       "https://ci:your_token@registry:5000/v2/")
+        return choices[ordinal % len(choices)] if ordinal < len(choices) else rng.choice(choices)
+    return free_of_context_words(generate)
+
+
+CODE_HOSTS = ("github.com", "gitlab.com", "bitbucket.org")
+REPOSITORY_OWNERS = ("acme", "platform", "infra", "web-team", "data")
+
+
+def email_not_address(kind: str) -> ValueGenerator:
+    """"after-scheme": a user right after "://" (https://jane@bitbucket.org/...); "git-user":
+    the code hosts' SSH user git@, in any case (git@github.com:org/repo.git, ssh://git@...)."""
+    def generate(rng: Random, ordinal: int) -> str:
+        first, last = email_name(rng)
+        owner, repository = rng.choice(REPOSITORY_OWNERS), rng.choice(LAST_NAMES)
+        if kind == "after-scheme":
+            return rng.choice((
+                "https://%s@bitbucket.org/%s/%s.git" % (first, owner, repository),
+                "ssh://deploy@build.internal/srv/%s" % repository,
+                "https://%s@dev.azure.com/%s/_git/%s" % (first, owner, repository),
+                "ftp://%s@files.example.net/pub/" % first,
+                "https://%s@%s/%s/%s.git" % (first, rng.choice(CODE_HOSTS), owner, repository)))
+        git = "GIT" if ordinal % 7 == 3 else ("Git" if ordinal % 7 == 5 else "git")
+        return rng.choice(("%s@%s:%s/%s.git" % (git, rng.choice(CODE_HOSTS), owner, repository),
+                           "ssh://%s@%s/%s/%s.git" % (git, rng.choice(CODE_HOSTS), owner, repository),
+                           "%s@ssh.dev.azure.com:v3/%s/shop/%s" % (git, owner, repository)))
+    return free_of_context_words(generate)
+
+
+def token_placeholder(kind: str) -> ValueGenerator:
+    """The older token types' documentation placeholders (fewer than six distinct characters
+    after the prefix): the specification's ("sk-" and 48 X, "sk-proj-" and 60 x, AKIAXXXX...,
+    "ghp_" and 36 x, "github_pat_" and 82 x, the zeros-and-x Slack token, "psk_proj_" and 66 x),
+    and, every other one, five distinct characters of the type's alphabet."""
+    def generate(rng: Random, ordinal: int) -> str:
+        literal = ordinal % 2 == 0
+        if kind == "openai-legacy":
+            return "sk-" + ("X" * 48 if literal else mixed_placeholder(rng, BASE62, 48))
+        if kind == "openai-project":
+            return "sk-proj-" + ("x" * 60 if literal else mixed_placeholder(rng, BASE62, 60))
+        if kind == "aws":
+            return "AKIAXXXXXXXXXXXXXXXX" if literal else rng.choice(("AKIA", "ASIA")) + mixed_placeholder(
+                rng, UPPER + "234567", 16)
+        if kind == "github":
+            return "ghp_" + "x" * 36 if literal else rng.choice(("ghp_", "gho_", "ghs_")) + mixed_placeholder(
+                rng, BASE62, 36)
+        if kind == "github-pat":
+            return "github_pat_" + ("x" * 82 if literal else mixed_placeholder(rng, BASE62 + "_", 82))
+        if kind == "slack":
+            if literal:
+                return "xoxb-000000000000-0000000000000-" + "x" * 24
+            digits, letters = rng.sample("123456789", 2), rng.sample(LOWER, 2)
+            group = lambda size: "".join(rng.choice(digits) for _ in range(size))
+            return "xoxb-%s-%s-%s" % (group(12), group(13), "".join(rng.choice(letters) for _ in range(24)))
+        return "psk_proj_" + "x" * 66 if literal else rng.choice(("psk_proj_", "psk_svc_", "psk_admin_")) + (
+            mixed_placeholder(rng, BASE62, 66))
+    return free_of_context_words(generate)
+
+
+SETTING_NEGATIVE_KINDS = {
+    "secret_setting_invalid": (secret_setting_invalid, ("stand-in", "masked", "code-name", "placeholder-text",
+                                                        "template", "other-name", "prose", "comparison",
+                                                        "five-bytes")),
+    "url_credentials_stand_in": (url_credentials_stand_in, ("enclosed", "variable", "masked", "stand-in-word")),
+    "email_not_address": (email_not_address, ("after-scheme", "git-user")),
+    "token_placeholder": (token_placeholder, ("openai-legacy", "openai-project", "aws", "github", "github-pat",
+                                              "slack", "policy-suite")),
+}
+
+
 @dataclass(frozen=True)
 class NegativeVariant:
     category: str
@@ -4011,6 +4499,9 @@ NEGATIVE_VARIANTS = (
       for kind in ("compact", "spaced")),
     *(NegativeVariant(category, kind, make(kind))
       for category, (make, kinds) in SECRET_NEGATIVE_KINDS.items() for kind in kinds),
+    *(NegativeVariant(category, kind, make(kind))
+      for category, (make, kinds) in SETTING_NEGATIVE_KINDS.items() for kind in kinds),
+    NegativeVariant("secret_setting_digits", "digits-only", secret_setting_digits),
 )
 NEGATIVE_CATEGORIES = tuple(dict.fromkeys(v.category for v in NEGATIVE_VARIANTS))
 # Negatives that are only negative for want of a context word never go next to one.
@@ -4020,7 +4511,9 @@ CONTEXT_SENSITIVE_NEGATIVES = ("bare_number", "nino_without_context", "nif_witho
                                "kvnr_without_context", "be_number_without_context", "ppsn_without_context",
                                "cpr_without_context", "svnr_without_context", "pt_tax_id_without_context",
                                # a CPR number after a Swedish word (the only context words of its sentences)
-                               "cpr_after_personnummer")
+                               "cpr_after_personnummer",
+                               # "token: 123456789": nine digits are an SSN after "ssn"
+                               "secret_setting_digits")
 
 
 # ---------------------------------------------------------------------------------------
@@ -4118,7 +4611,7 @@ NOUNS = {
 }
 SECRET_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN",
                 "JWT", "GOOGLE_API_KEY", "STRIPE_API_KEY", "GITLAB_TOKEN", "HUGGINGFACE_TOKEN", "NPM_TOKEN",
-                "SENDGRID_API_KEY", "AZURE_STORAGE_KEY")
+                "SENDGRID_API_KEY", "AZURE_STORAGE_KEY", "SECRET")  # SECRET only in its formats' frames
 
 # The national identifiers' sentences in their own languages: (sentences with a context word of
 # the type within CONTEXT_WINDOW bytes before the value, sentences with none of its context
@@ -4429,6 +4922,16 @@ NEGATIVE_FRAMES = {
     "npm_token_invalid": ("echo ${v}", "The script reads {v} from the environment.", "process.env.{v}"),
     "sendgrid_key_invalid": ("The docs show {v} as the example.", "Is {v} a SendGrid key?"),
     "azure_key_invalid": ("Storage blob checksum: {v}", "The sample uses {v} here.", "Is {v} a storage key?"),
+    # The specification of 2026-12-07, night: white space (or the end) right after the value.
+    "secret_setting_invalid": ("{v}", "Is this line safe to commit?\n{v}", "```\n{v}\n```",
+                               "Zeile aus der Konfiguration:\n{v}\nIst das so richtig?", "Extrait du fichier :\n{v}"),
+    "secret_setting_digits": ("{v}", "Is this line safe to commit?\n{v}", "```\n{v}\n```",
+                              "Extrait du fichier :\n{v}"),
+    "url_credentials_stand_in": ("{v}", "Run: {v}", "The pipeline runs {v} on every push.",
+                                 "Im Compose-File steht {v} — wird das ersetzt?", "Exemple : {v}"),
+    "email_not_address": ("{v}", "git remote add origin {v}", "Clone {v} and run the tests.", "Le dépôt : {v}"),
+    "token_placeholder": ("The docs show {v} as the example.", "Is {v} a real key?", "Copied from the README: {v}",
+                          "Platzhalter aus der Doku: {v}"),
     "be_number_invalid": ("Rijksregisternummer {v} is ongeldig.", "INSZ {v}: foutieve controlecijfers.",
                           "Le numéro national {v} est refusé.", "NISS {v} : clé de contrôle incorrecte.",
                           "Nationalregisternummer {v} ist ungültig.", "Afgewezen: {v}"),
@@ -4741,6 +5244,7 @@ def self_check(record: Record) -> list[str]:
         previous_end = label.end
     if problems:
         return problems
+    original = data
     data, offsets = fold(data)
     if offsets is not None:
         folded_offset = {original: folded for folded, original in enumerate(offsets)}
@@ -4751,6 +5255,8 @@ def self_check(record: Record) -> list[str]:
         record = Record(record.record_id, record.kind, data.decode(), labels, negatives)
     spans = candidates(data)
     strict_findings = findings(data, spans, strict=True)
+    if offsets is not None:
+        problems += unfolded_secret_problems(original, offsets, strict_findings)
     for label in record.labels:
         problems += label_problems(data, label, strict_findings)
     labelled = {(label.entity_type, label.begin, label.end) for label in record.labels}
@@ -4769,6 +5275,16 @@ def self_check(record: Record) -> list[str]:
         problems += ["context word %r in a hard negative" % word
                      for word in ALL_CONTEXT_WORDS if word not in allowed and word.encode() in lowered]
     return problems
+
+
+def unfolded_secret_problems(original: bytes, offsets: list[int], folded_findings: set[Finding]) -> list[str]:
+    """A setting's value reads the same in the text and in its folded form: the engine looks in
+    either, the scanner in the folded form only, so a SECRET reading of the text itself (a value
+    running on over a no-break space, say) must be one of the folded text's too."""
+    folded_secrets = {(offsets[begin], offsets[end]) for t, begin, end in folded_findings if t == "SECRET"}
+    return ["SECRET %r reads differently in the folded text" % original[begin:end]
+            for t, begin, end in sorted(findings(original, candidates(original), strict=True))
+            if t == "SECRET" and (begin, end) not in folded_secrets]
 
 
 class CorpusError(Exception):
@@ -4945,12 +5461,15 @@ URLS_WITHOUT_CREDENTIALS = ("http://localhost:8080/", "https://example.com:443/h
 
 
 def url_password(rng: Random) -> str:
-    """A password of 6-20 characters, now and then with an unencoded '@' inside."""
-    password = random_string(rng, URL_PASSWORD_ALPHABET, rng.randint(6, 20))
-    if rng.random() < 0.3:
-        cut = rng.randint(1, len(password) - 1)
-        password = password[:cut] + "@" + password[cut:]
-    return password
+    """A password of 6-20 characters, now and then with an unencoded '@' inside; never a
+    stand-in ("$" and an identifier, such as "$CHJjPU4tukJyiG", is drawn again)."""
+    while True:
+        password = random_string(rng, URL_PASSWORD_ALPHABET, rng.randint(6, 20))
+        if rng.random() < 0.3:
+            cut = rng.randint(1, len(password) - 1)
+            password = password[:cut] + "@" + password[cut:]
+        if not is_stand_in(password):
+            return password
 
 
 def url_credentials(rng: Random, user: bool) -> str:
@@ -4998,8 +5517,41 @@ def connection_git_clone(rng: Random, b: TextBuilder) -> None:
                              rng.choice(("", " && cd app", " 🙂"))))
 
 
+def connection_token_user(rng: Random, b: TextBuilder) -> None:
+    """A token of a known type as a URL's user with no password ("https://ghp_...@github.com/...",
+    the suite's own key too): URL_CREDENTIALS, "TOKEN@host", the token inside it an allowed
+    extra finding (and right after "://" no e-mail address)."""
+    kind = rng.randrange(6)
+    owner, repository = rng.choice(REPOSITORY_OWNERS), rng.choice(LAST_NAMES)
+    if kind == 0:
+        before = rng.choice(("git clone https://", "git remote set-url origin https://", "pip install git+https://"))
+        token, host = github_token_format(rng.choice(("ghp", "gho", "ghs")))(rng, 0), "github.com"
+        after = "/%s/%s.git" % (owner, repository)
+    elif kind == 1:
+        before, token, host = "git clone https://", github_fine_grained_pat(rng, 0), "github.com"
+        after = "/%s/%s.git && cd %s" % (owner, repository, repository)
+    elif kind == 2:
+        before = rng.choice(("git clone https://", "Klappt nicht: git push https://"))
+        token, host = gitlab_token_format("glpat")(rng, 0), "gitlab.example.com"
+        after = "/%s/%s.git" % (owner, repository)
+    elif kind == 3:
+        before, token, host = "git clone https://", huggingface_token(rng, 0), "huggingface.co"
+        after = "/%s/tiny-model 🤗" % owner
+    elif kind == 4:
+        before, token, host = "curl https://", stripe_key_format(("sk_test_", "rk_live_"))(rng, 1), "api.stripe.com"
+        after = "/v1/charges -d amount=2000 -d currency=eur"
+    else:
+        before = rng.choice(("POLICY_SUITE_URL=https://", "Endpoint: https://"))
+        token, host = policy_suite_key_format(rng.choice(("svc", "proj")))(rng, 0), "policy.internal"
+        after = rng.choice(("/v1/evaluate", ":8443/v1/evaluate"))
+    b.text(before)
+    b.entity("URL_CREDENTIALS", "token-user", "%s@%s" % (token, host))
+    b.text(after)
+
+
 CONNECTION_LAYOUTS: tuple[Callable[[Random, TextBuilder], None], ...] = (
     connection_postgres, connection_https, connection_mongodb, connection_redis, connection_git_clone,
+    connection_token_user,
 )
 
 

@@ -33,7 +33,7 @@ ALL_TYPES = (
     "UK_NHS", "CRYPTO", "MEDICAL_LICENSE", "POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY",
     "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY", "URL_CREDENTIALS",
     "JWT", "GOOGLE_API_KEY", "STRIPE_API_KEY", "GITLAB_TOKEN", "HUGGINGFACE_TOKEN", "NPM_TOKEN",
-    "SENDGRID_API_KEY", "AZURE_STORAGE_KEY",
+    "SENDGRID_API_KEY", "AZURE_STORAGE_KEY", "SECRET",
     "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER",
     "BE_NATIONAL_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID",
@@ -109,6 +109,40 @@ SECRET_NEGATIVE_VARIANTS = {
     ("azure_key_invalid", "without-account-key"), ("azure_key_invalid", "short-key"),
     ("azure_key_invalid", "account-name"), ("azure_key_invalid", "placeholder"),
 }
+# The hard negatives of the specification of 2026-12-07, night (/tmp/secrets_spec2.md): settings
+# whose value is no SECRET, URLs whose password is a stand-in, a URL's user and "git@", and the
+# older token types' placeholders.
+SETTING_NEGATIVE_VARIANTS = {
+    ("secret_setting_invalid", "stand-in"), ("secret_setting_invalid", "masked"),
+    ("secret_setting_invalid", "code-name"), ("secret_setting_invalid", "placeholder-text"),
+    ("secret_setting_invalid", "template"), ("secret_setting_invalid", "other-name"),
+    ("secret_setting_invalid", "prose"), ("secret_setting_invalid", "comparison"),
+    ("secret_setting_invalid", "five-bytes"), ("secret_setting_digits", "digits-only"),
+    ("url_credentials_stand_in", "enclosed"), ("url_credentials_stand_in", "variable"),
+    ("url_credentials_stand_in", "masked"), ("url_credentials_stand_in", "stand-in-word"),
+    ("email_not_address", "after-scheme"), ("email_not_address", "git-user"),
+    ("token_placeholder", "openai-legacy"), ("token_placeholder", "openai-project"), ("token_placeholder", "aws"),
+    ("token_placeholder", "github"), ("token_placeholder", "github-pat"), ("token_placeholder", "slack"),
+    ("token_placeholder", "policy-suite"),
+}
+# The specification's hard negatives of SECRET, written out (each with a newline after it).
+SPEC_SECRET_HARD_NEGATIVES = (
+    "password=password", "token: self.token", "api_key = settings.API_KEY", "password: string;",
+    "\"password\": \"********\"", "PASSWORD=${DB_PASSWORD}", "password: $DB_PASSWORD",
+    "\"apiKey\": \"your-api-key-here\"", "max_tokens: 128000", "token: 123456789",
+    "\"password_hash\": \"$2b$12$...\"", "The password: must be at least 12 characters long.", "api_key=REDACTED",
+    "secret: {{ .Values.x }}", "passwordless: enabled", "token=sk_live_...", "apiKey: \"<YOUR_KEY>\"",
+    "if password == \"hunter2x\":", "password=Ab3!x", "\"secret\": \"a1b2c\"",
+)
+# The specification's URLs whose password stands for one.
+SPEC_STAND_IN_URLS = (
+    "git clone https://gitlab-ci-token:${CI_JOB_TOKEN}@gitlab.com/g/app.git",
+    "postgresql://${POSTGRES_USER}:${POSTGRES_PASSWORD}@postgres:5432/app",
+    "https://__token__:$PYPI_TOKEN@upload.pypi.org/legacy/", "redis://:$(REDIS_PASSWORD)@redis:6379",
+    "https://<user>:<token>@github.com/o/r", "mysql://root:{{db_password}}@db/app",
+    "https://USERNAME:PASSWORD@example.com/", "postgres://user:password@localhost/db",
+    "https://admin:********@grafana.internal/",
+)
 # What each national identifier's "without context" hard negatives are valid as (they are
 # negatives only for want of a context word); every other national identifier negative is
 # valid as none.
@@ -606,7 +640,7 @@ class ChecksumTest(unittest.TestCase):
 
     def test_url_credentials(self):
         validator = gen.VALIDATORS["URL_CREDENTIALS"]
-        for value in ("admin:S3cr3tP@ss@db.internal", ":password@host", "u:p@[2001:db8::1]"):
+        for value in ("admin:S3cr3tP@ss@db.internal", ":p4ssw0rd@host", "u:p@[2001:db8::1]"):
             self.assertTrue(validator(value), value)
         for value in ("user@host", "user:@host", "host:8080", "a:b@c/d"):
             self.assertFalse(validator(value), value)
@@ -623,16 +657,16 @@ class ChecksumTest(unittest.TestCase):
     def test_secrets(self):
         cases = {
             "POLICY_SUITE_KEY": ("psk_proj_" + "a1B2" * 16 + "xy", "psk_proj_" + "a" * 65),
-            "OPENAI_API_KEY": ("sk-" + "A1b2" * 12, "sk-" + "A1b2" * 12 + "x"),
+            "OPENAI_API_KEY": ("sk-" + "A1b2C3" * 8, "sk-" + "A1b2C3" * 8 + "x"),
             "AWS_ACCESS_KEY": ("AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPL1"),
-            "GITHUB_TOKEN": ("ghp_" + "aB3" * 12, "ghx_" + "aB3" * 12),
+            "GITHUB_TOKEN": ("ghp_" + "aB3cD4" * 6, "ghx_" + "aB3cD4" * 6),
             "SLACK_TOKEN": ("xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx", "xoxb-AbCdEf"),
         }
         for entity_type, (valid, invalid) in cases.items():
             self.assertTrue(gen.VALIDATORS[entity_type](valid), valid)
             self.assertFalse(gen.VALIDATORS[entity_type](invalid), invalid)
-        self.assertTrue(gen.VALIDATORS["OPENAI_API_KEY"]("sk-proj-" + "Ab_-" * 10))
-        self.assertTrue(gen.VALIDATORS["GITHUB_TOKEN"]("github_pat_" + "A_b" * 27 + "z"))
+        self.assertTrue(gen.VALIDATORS["OPENAI_API_KEY"]("sk-proj-" + "Ab_-9z" * 7))
+        self.assertTrue(gen.VALIDATORS["GITHUB_TOKEN"]("github_pat_" + "A_b7Yc" * 13 + "zXyW"))
         pem = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIA==\n-----END EC PRIVATE KEY-----"
         self.assertTrue(gen.is_valid_private_key(pem))
         self.assertFalse(gen.is_valid_private_key(pem.replace("END EC", "END RSA")))
@@ -1532,6 +1566,335 @@ class FourthBatchTest(unittest.TestCase):
         self.assertNotEqual(gen.self_check(positive_record("CPR +0101585000", ("DK_CPR", "0101585000"))), [])
 
 
+def findings_of(text: str) -> set[tuple[str, str]]:
+    """The (type, value) of the strict findings in the text (folded as the engine reads it)."""
+    data, _ = gen.fold(text.encode())
+    return {(t, data[begin:end].decode()) for t, begin, end in gen.findings(data, gen.candidates(data), strict=True)}
+
+
+class SettingSecretTest(unittest.TestCase):
+    """SECRET (/tmp/secrets_spec2.md, item 1): the value of a setting whose name ends in a
+    secret's word, quoted or unquoted, valid by the value rules; the score-1.0 token types win
+    an overlap; the specification's hard negatives are none."""
+
+    def test_value_rules(self):
+        valid = gen.is_valid_secret
+        for value in ("Sup3r!Secret", "pg-Sup3rSecret!", "a1b2c3", "abcde1", "9f86d081884c7d659a2feaa0c55ad015",
+                      "a" * 199 + "1", "p@ss/w0rd~^", "123456789a"):
+            self.assertTrue(valid(value, quoted=False), value)
+            self.assertTrue(valid(value, quoted=True), value)
+        for value in ("a1b2c", "a" * 200 + "1",  # 5 and 201 bytes
+                      "123456789", "0000000000",  # only digits
+                      "${DB_PASSWORD}", "$DB_PASSWORD", "{{db_password}}", "%(pw)s", "<TOKEN>", "[PASSWORD]",
+                      "********", "xxxxxxxx", "changeme", "PASSWORD", "your_password",  # stand-ins
+                      "your-api-key-here", "my-key-HERE-1", "example123", "replace-me-1", "placeholder1",
+                      "dummy-Pa55", "REDACTED-123", "abcXXX123", "ab***123", "sk_live_...",  # placeholder words
+                      "Sup3r Secret", "Sup3r\tSecret1", "ab\"cd1234", "ab'cd1234"):
+            self.assertFalse(valid(value, quoted=False), value)
+            self.assertFalse(valid(value, quoted=True), value)
+        # Unquoted only: a name in code or a type, and the bytes that end an unquoted value.
+        for value in ("self.token", "settings.API_KEY", "string", "my-secret-name", "abc,def1", "abc;def1",
+                      "abc(def1)", "abc}def1", "abc]def1", "abc>def1", "abc`def1"):
+            self.assertFalse(valid(value, quoted=False), value)
+            self.assertTrue(valid(value, quoted=True), value)
+        self.assertEqual(len("é" * 100), 100)
+        self.assertTrue(valid("é" * 100, quoted=False))  # 200 bytes
+        self.assertFalse(valid("é" * 100 + "1", quoted=False))  # 201 bytes
+
+    def test_settings_of_the_specification(self):
+        for text, value in (
+                ("DB_PASSWORD=Sup3r!Secret", "Sup3r!Secret"),
+                ("NEXTAUTH_SECRET=Xk9#mZ2qLw8v\nNEXTAUTH_URL=https://app.example.com", "Xk9#mZ2qLw8v"),
+                ("services:\n  db:\n    environment:\n      POSTGRES_PASSWORD: pg-Sup3rSecret!\n", "pg-Sup3rSecret!"),
+                ("spring.datasource.password=s3cr3t.Pw", "s3cr3t.Pw"),
+                ('{"user": "app", "password": "Tr0ub4dor&3"}', "Tr0ub4dor&3"),
+                ('{"apiKey": "9f86d081884c7d659a2feaa0c55ad015"}', "9f86d081884c7d659a2feaa0c55ad015"),
+                ("client_secret = 'q8W!e2R#t4Y'", "q8W!e2R#t4Y"),
+                ('psycopg2.connect(host="db", password="Sup3r!Secret")', "Sup3r!Secret"),
+                ("'password' => 'Sup3r!Secret',", "Sup3r!Secret"),
+                ('curl -H "X-API-Key: 5f05c33664ca08895600fc16" https://api.example.com', "5f05c33664ca08895600fc16"),
+                ("mysql -u app --password=Sup3r!Secret shop", "Sup3r!Secret"),
+                ('new Client({ apiKey: "k3y-Sup3r!" });', "k3y-Sup3r!"),
+                ("{ password: Sup3r!Secret, user: app }", "Sup3r!Secret"),  # ',' ends an unquoted value
+                ("passwd:\tAb3!xyz", "Ab3!xyz"), ("PassWord = Ab3!xyz", "Ab3!xyz"),
+                ("X-Access-Key: Ab3!xyz", "Ab3!xyz"), ("secret-key=>Ab3!xyz", "Ab3!xyz"),
+                ("\"token\" : 'Ab3!xyz'", "Ab3!xyz"), ("passphrase=correct-horse-7", "correct-horse-7"),
+                ("clientSecret: \"my-secret-name\"", "my-secret-name"),  # quoted: letters and '-' are a value
+                ("password: \"abc1234'", "abc1234"),  # a quote of either kind closes it
+                ("password=" + "a" * 199 + "1", "a" * 199 + "1")):
+            self.assertEqual(findings_of(text), {("SECRET", value)}, text)
+        for text in ("password_hash: Sup3r!Secret", "passwordless: Sup3r!Secret", "max_tokens: 128000a",
+                     "tokenizer: bert-base-7", "password_hint = Sup3r!Secret",
+                     "if password == \"Sup3r!Secret\":", "password === 'Sup3r!Secret'", "password != 'Sup3r!Secret'",
+                     "password <= 'Sup3r!Secret'", "password >= 'Sup3r!Secret'", "password\n= Sup3r!Secret",
+                     "password:\n  Sup3r!Secret", "password: Sup3r Secret", "password: \"Sup3r Secret1\"",
+                     "password=" + "a" * 200 + "1", "password: \"" + "a" * 200 + "1\"",
+                     "password: \"unterminated1", "The password: must be long", "Password: see the vault"):
+            self.assertFalse({f for f in findings_of(text) if f[0] == "SECRET"}, text)
+
+    def test_hard_negatives_of_the_specification(self):
+        for text in SPEC_SECRET_HARD_NEGATIVES:
+            self.assertFalse(findings_of(text + "\n"), text)
+            self.assertEqual(gen.self_check(hard_negative_record("```\n%s\n```" % text)), [], text)
+
+    def test_a_token_of_a_known_type_wins(self):
+        """A SECRET reading of a score-1.0 token is not reported; the token is the label."""
+        stripe, npm = "sk_live_4eC39HqLyjWDarjtT1zdp7dc", "npm_aB3dE9fG1hJ2kL4mN5pQ6rS7tU8vW0xYz1A2"
+        hf = "hf_" + "aBcDeFgHiJkLmNoPqRsTuVwXyZ" + "AbCdEfGh"
+        for text, entity_type, value in (
+                ("STRIPE_SECRET_KEY=%s\n" % stripe, "STRIPE_API_KEY", stripe),
+                ("HF_TOKEN=%s" % hf, "HUGGINGFACE_TOKEN", hf),
+                ("//registry.npmjs.org/:_authToken=%s" % npm, "NPM_TOKEN", npm),
+                ("api_key: \"AKIAIOSFODNN7EXAMPLE\"", "AWS_ACCESS_KEY", "AKIAIOSFODNN7EXAMPLE"),
+                ("GITHUB_TOKEN: ghp_%s" % ("aB3cD4" * 6), "GITHUB_TOKEN", "ghp_" + "aB3cD4" * 6),
+                ("token: %s." % JWT_IO_EXAMPLE, "JWT", JWT_IO_EXAMPLE),  # the SECRET reading runs on to '.'
+                ("DATABASE_PASSWORD=postgres://app:Sup3r!x@db.internal:5432/app", "URL_CREDENTIALS",
+                 "app:Sup3r!x@db.internal")):
+            found = findings_of(text)
+            self.assertIn((entity_type, value), found, text)
+            self.assertFalse({f for f in found if f[0] == "SECRET"}, text)
+            self.assertEqual(gen.self_check(positive_record(text, (entity_type, value))), [], text)
+            self.assertNotEqual(gen.self_check(positive_record(text, ("SECRET", value))), [], text)
+        # A value of a lower score (an e-mail address) is read both ways: the generator never
+        # writes one as a setting's value.
+        self.assertEqual(findings_of("password: jane.doe@acme-corp.io"),
+                         {("SECRET", "jane.doe@acme-corp.io"), ("EMAIL_ADDRESS", "jane.doe@acme-corp.io")})
+        # The existing negatives "STRIPE_PUBLISHABLE_KEY=pk_live_..." and "token=sk_live_..." hold none.
+        self.assertFalse(findings_of("STRIPE_PUBLISHABLE_KEY=pk_live_4eC39HqLyjWDarjtT1zdp7dc"))
+        self.assertFalse(findings_of("token=sk_live_..."))
+
+    def test_the_text_and_its_folded_form_read_alike(self):
+        """The engine looks in the text and in its folded form: a value running on over a
+        no-break space reads differently there, and such a record is drawn again."""
+        problems = gen.self_check(hard_negative_record("password=Sup3r\u00a0Secret1"))
+        self.assertTrue([p for p in problems if "reads differently" in p], problems)
+        text = "ｐａｓｓｗｏｒｄ：Sup3r!Secret"  # a full-width name and colon fold to a setting
+        self.assertEqual(findings_of(text), {("SECRET", "Sup3r!Secret")})
+        self.assertEqual(gen.self_check(positive_record(text, ("SECRET", "Sup3r!Secret"))), [])
+
+    def test_formats_values_and_frames(self):
+        formats = [f for f in gen.POSITIVE_FORMATS if f.entity_type == "SECRET"]
+        self.assertGreaterEqual(len(formats), 9)
+        self.assertIn("SECRET", gen.ENTITY_TYPES)
+        self.assertNotIn("SECRET", gen.SCORE_ONE_TYPES)
+        rng = gen.Random("SECRET")
+        hex_values = 0
+        for fmt in formats:
+            self.assertTrue(fmt.frames, fmt.name)
+            for frame in fmt.frames:
+                self.assertFalse([w for w in gen.ALL_CONTEXT_WORDS if w in frame.lower()], frame)
+                for ordinal in range(12):
+                    value = fmt.generate(rng, ordinal)
+                    if re.fullmatch(r"[0-9a-f]{32}|[0-9a-f]{40}", value):
+                        hex_values += 1
+                    else:
+                        self.assertTrue(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9!#%&*+\-_.@/~^]{7,23}", value), value)
+                        self.assertTrue(re.search(r"[0-9!#%&*+\-_.@/~^]", value), value)
+                        self.assertFalse(re.fullmatch(r"[A-Za-z_.-]+", value), value)
+                    self.assertFalse([w for w in gen.ALL_CONTEXT_WORDS if w in value.lower()], value)
+                    text = frame.replace("{v}", value)
+                    self.assertEqual(findings_of(text), {("SECRET", value)}, (fmt.name, text))
+        self.assertGreater(hex_values, 20)
+
+    def test_negative_variants(self):
+        variants = {(v.category, v.name): v for v in gen.NEGATIVE_VARIANTS}
+        self.assertEqual(SETTING_NEGATIVE_VARIANTS - set(variants), set())
+        rng = gen.Random(11)
+        written = set()
+        for key in sorted(SETTING_NEGATIVE_VARIANTS):
+            for ordinal in range(40):
+                value = variants[key].generate(rng, ordinal)
+                written.add(value)
+                for frame in gen.NEGATIVE_FRAMES[key[0]] + gen.GENERIC_NEGATIVE_FRAMES:
+                    text = frame.replace("{v}", value)
+                    self.assertEqual(gen.self_check(hard_negative_record(text)), [], (key, text))
+        for value in ("password=password", "token: self.token", "api_key = settings.API_KEY", "password: string;",
+                      "\"password\": \"********\"", "PASSWORD=${DB_PASSWORD}", "password: $DB_PASSWORD",
+                      "\"apiKey\": \"your-api-key-here\"", "max_tokens: 128000", "token: 123456789",
+                      "The password: must be at least 12 characters long.", "api_key=REDACTED",
+                      "secret: {{ .Values.x }}", "passwordless: enabled", "token=sk_live_...", "apiKey: \"<YOUR_KEY>\"",
+                      "sk-" + "X" * 48, "sk-proj-" + "x" * 60, "AKIAXXXXXXXXXXXXXXXX", "ghp_" + "x" * 36,
+                      "github_pat_" + "x" * 82, "xoxb-000000000000-0000000000000-" + "x" * 24, "psk_proj_" + "x" * 66,
+                      "git clone https://gitlab-ci-token:${CI_JOB_TOKEN}@gitlab.com/g/app.git",
+                      "postgres://user:password@localhost/db", "https://admin:********@grafana.internal/"):
+            self.assertIn(value, written)
+        self.assertTrue(any(v.startswith("\"password_hash\": \"$2b$12$") for v in written))
+        self.assertTrue(any(v.startswith("if password == \"") for v in written))
+        self.assertIn("secret_setting_digits", gen.CONTEXT_SENSITIVE_NEGATIVES)
+
+
+class UrlCredentialsStandInTest(unittest.TestCase):
+    """URL_CREDENTIALS (/tmp/secrets_spec2.md, item 2): a password that stands for one is none;
+    generated passwords never are; a token of a known type as a URL's user is one."""
+
+    def test_stand_ins(self):
+        for password in ("${CI_JOB_TOKEN}", "$(REDIS_PASSWORD)", "{{db_password}}", "%(pw)s", "{password}", "<token>",
+                         "[PASSWORD]", "$PYPI_TOKEN", "$_x1", "***", "xxxxxx", "********", "password", "PASSWORD",
+                         "Passwd", "pass", "pwd", "secret", "ChangeMe", "token", "mypassword", "yourpassword",
+                         "your_password", "your-password", "yourtoken", "your_token", "PAT",
+                         "$CHJjPU4tukJyiG"):
+            self.assertTrue(gen.is_stand_in(password), password)
+        for password in ("${}", "{}", "<>", "[]", "$(", "$", "$1abc", "$ab-c", "${X}y", "**", "xx", "xxxxxy",
+                         "passwords", "S3cr3tP@ss", "p@ss", "$CHJj@PU4", "tok3n"):
+            self.assertFalse(gen.is_stand_in(password), password)
+        valid = gen.VALIDATORS["URL_CREDENTIALS"]
+        self.assertFalse(valid("priya_admin:$CHJjPU4tukJyiG@db.internal"))
+        self.assertTrue(valid("priya_admin:$CHJj@PU4tukJyiG@db.internal"))  # the password runs to the last '@'
+        self.assertFalse(valid(":password@host"))
+        self.assertTrue(valid("a:b@c"))
+
+    def test_specification_urls(self):
+        for url in SPEC_STAND_IN_URLS:
+            self.assertFalse({f for f in findings_of(url) if f[0] == "URL_CREDENTIALS"}, url)
+        # Two of them leave an e-mail reading of "password@host" (item 3 excludes only a match
+        # right after "://" and "git@"): the corpus writes those with hosts that have none.
+        self.assertEqual(findings_of("https://USERNAME:PASSWORD@example.com/"),
+                         {("EMAIL_ADDRESS", "PASSWORD@example.com")})
+        self.assertEqual(findings_of("https://__token__:$PYPI_TOKEN@upload.pypi.org/legacy/"),
+                         {("EMAIL_ADDRESS", "PYPI_TOKEN@upload.pypi.org")})
+        for url in SPEC_STAND_IN_URLS:
+            if "example.com" not in url and "upload.pypi.org" not in url:
+                self.assertEqual(gen.self_check(hard_negative_record("Run: %s" % url)), [], url)
+        for url in ("https://USERNAME:PASSWORD@localhost:8080/", "https://__token__:${PYPI_TOKEN}@upload.pypi.org/legacy/",
+                    "https://__token__:$PYPI_TOKEN@pypi-mirror:8080/legacy/"):
+            self.assertEqual(gen.self_check(hard_negative_record("Run: %s" % url)), [], url)
+
+    def test_generated_passwords_are_no_stand_ins(self):
+        rng = gen.Random(0)
+        for _ in range(20000):
+            password = gen.url_password(rng)
+            self.assertFalse(re.fullmatch(r"\$[A-Za-z_][A-Za-z0-9_]*", password), password)
+            self.assertFalse(gen.is_stand_in(password), password)
+        # The seed whose connection records once held "priya_admin:$CHJjPU4tukJyiG@db.internal".
+        for seed in (1, 2, 3):
+            for record in gen.url_credential_records(seed, 60, Counter()):
+                for label in record.labels:
+                    value = record.text.encode()[label.begin:label.end].decode()
+                    password = gen.credential_password(value)
+                    if password is not None:
+                        self.assertFalse(re.fullmatch(r"\$[A-Za-z_][A-Za-z0-9_]*", password), value)
+                        self.assertFalse(gen.is_stand_in(password), value)
+
+    def test_a_token_as_the_user(self):
+        ghp = "ghp_" + "aB3cD4" * 6
+        glpat = "glpat-xK9_abcDEF-1234ghiJk"
+        stripe = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
+        for text, value, token_type, token in (
+                ("git clone https://%s@github.com/acme/app.git" % ghp, ghp + "@github.com", "GITHUB_TOKEN", ghp),
+                ("git clone https://%s@gitlab.example.com/a/b.git" % glpat, glpat + "@gitlab.example.com",
+                 "GITLAB_TOKEN", glpat),
+                ("curl https://%s@api.stripe.com/v1/charges" % stripe, stripe + "@api.stripe.com", "STRIPE_API_KEY",
+                 stripe),
+                ("pip install git+https://%s@github.com/o/r.git" % ghp, ghp + "@github.com", "GITHUB_TOKEN", ghp)):
+            self.assertEqual(findings_of(text), {("URL_CREDENTIALS", value), (token_type, token)}, text)
+            self.assertEqual(gen.self_check(positive_record(text, ("URL_CREDENTIALS", value))), [], text)
+        for text in ("ssh://git@github.com/o/r", "https://jane@bitbucket.org/o/r",
+                     "https://AKIAIOSFODNN7EXAMPLE@s3.example.com/b",  # an AWS key id is no listed type
+                     "https://ghp_%s@github.com/o/r" % ("x" * 36),  # a placeholder
+                     "see %s@github.com" % ghp):  # not right after "://"
+            self.assertFalse({f for f in findings_of(text) if f[0] == "URL_CREDENTIALS"}, text)
+        self.assertEqual(gen.VALIDATORS["URL_CREDENTIALS"](ghp + "@github.com"), True)
+        self.assertEqual(gen.VALIDATORS["URL_CREDENTIALS"]("jane@github.com"), False)
+
+
+class EmailAddressRuleTest(unittest.TestCase):
+    """EMAIL_ADDRESS (/tmp/secrets_spec2.md, item 3): no address right after "://", none whose
+    local part is "git"."""
+
+    def test_rules(self):
+        for text in ("ssh://git@github.com/o/r", "https://jane@bitbucket.org/o/r", "git@github.com:org/repo.git",
+                     "GIT@gitlab.com:group/app.git", "Git@bitbucket.org:a/b.git", "ftp://anna.schmidt@files.example.net/",
+                     "ssh://deploy@build.internal/srv", "git clone git@github.com:acme/app.git"):
+            self.assertFalse({f for f in findings_of(text) if f[0] == "EMAIL_ADDRESS"}, text)
+            self.assertEqual(gen.self_check(hard_negative_record(text)), [], text)
+        for text, value in (("Write to jane@bitbucket.org", "jane@bitbucket.org"),
+                            ("mailto:jane@example.com", "jane@example.com"),
+                            ("gitlab@example.com", "gitlab@example.com"), ("git.hub@example.com", "git.hub@example.com"),
+                            ("agit@example.com", "agit@example.com"), ("x:/jane@example.com", "jane@example.com")):
+            self.assertEqual({f for f in findings_of(text) if f[0] == "EMAIL_ADDRESS"}, {("EMAIL_ADDRESS", value)}, text)
+
+
+class TokenPlaceholderTest(unittest.TestCase):
+    """The placeholder rule (/tmp/secrets_spec2.md, item 4) for the older token types."""
+
+    def test_specification_placeholders(self):
+        for entity_type, value in (
+                ("OPENAI_API_KEY", "sk-" + "X" * 48), ("OPENAI_API_KEY", "sk-proj-" + "x" * 60),
+                ("AWS_ACCESS_KEY", "AKIAXXXXXXXXXXXXXXXX"), ("GITHUB_TOKEN", "ghp_" + "x" * 36),
+                ("GITHUB_TOKEN", "github_pat_" + "x" * 82),
+                ("SLACK_TOKEN", "xoxb-000000000000-0000000000000-" + "x" * 24),
+                ("POLICY_SUITE_KEY", "psk_proj_" + "x" * 66)):
+            self.assertFalse(gen.VALIDATORS[entity_type](value), value)
+            self.assertFalse(findings_of("Example: %s here" % value), value)
+            self.assertEqual(gen.self_check(hard_negative_record("The docs show %s as the example." % value)), [])
+
+    def test_five_and_six_distinct_characters(self):
+        for entity_type, prefix, six, length in (
+                ("POLICY_SUITE_KEY", "psk_svc_", "aB3dE9", 66), ("POLICY_SUITE_KEY", "psk_admin_", "aB3dE9", 66),
+                ("OPENAI_API_KEY", "sk-", "aB3dE9", 48), ("OPENAI_API_KEY", "sk-proj-", "aB3_-9", 60),
+                ("OPENAI_API_KEY", "sk-svcacct-", "aB3dE9", 40), ("OPENAI_API_KEY", "sk-admin-", "aB3dE9", 200),
+                ("AWS_ACCESS_KEY", "AKIA", "ABC234", 16), ("AWS_ACCESS_KEY", "ASIA", "ABC234", 16),
+                ("GITHUB_TOKEN", "ghp_", "aB3dE9", 36), ("GITHUB_TOKEN", "ghs_", "aB3dE9", 36),
+                ("GITHUB_TOKEN", "github_pat_", "aB3_E9", 82)):
+            with_six = prefix + (six * length)[:length]
+            with_five = prefix + (six[:5] * length)[:length]
+            self.assertTrue(gen.VALIDATORS[entity_type](with_six), with_six)
+            self.assertFalse(gen.VALIDATORS[entity_type](with_five), with_five)
+
+    def test_slack_random_part(self):
+        """All after "xoxb-" (or another prefix), the '-' between the groups counted."""
+        self.assertFalse(gen.VALIDATORS["SLACK_TOKEN"]("xoxb-121212121212-2121212121212-abababababababababababab"))
+        self.assertTrue(gen.VALIDATORS["SLACK_TOKEN"]("xoxb-123121212121-2121212121212-abababababababababababab"))
+        self.assertTrue(gen.VALIDATORS["SLACK_TOKEN"]("xoxp-121212121212-2121212121212-abcbabababababababababab"))
+
+    def test_other_sk_keys_need_a_digit_and_a_letter(self):
+        valid = gen.VALIDATORS["OPENAI_API_KEY"]
+        self.assertTrue(valid("sk-" + "0123456789abcdef" * 2))
+        self.assertFalse(valid("sk-" + "abcdef" * 5 + "ab"))
+        self.assertFalse(valid("sk-" + "0123456789" * 3 + "01"))
+        self.assertTrue(valid("sk-or-v1-" + "0a" * 32))
+        self.assertFalse(valid("sk-or-v1-" + "0" * 64))
+        self.assertFalse(valid("sk-ant-api03-" + "x" * 93 + "AA"))  # no digit
+        self.assertTrue(valid("sk-ant-api03-" + "x1" * 46 + "x" + "AA"))
+
+    def test_generated_values_pass(self):
+        rng = gen.Random(17)
+        for fmt in gen.POSITIVE_FORMATS:
+            if fmt.entity_type in ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITHUB_TOKEN",
+                                   "SLACK_TOKEN"):
+                for ordinal in range(50):
+                    value = fmt.generate(rng, ordinal)
+                    self.assertTrue(gen.VALIDATORS[fmt.entity_type](value), (fmt.name, value))
+
+
+class WholeRunTest(unittest.TestCase):
+    """A token of a type whose alphabet holds '-' is the whole run of its alphabet
+    (/tmp/secrets_spec2.md, item 5): a run too long is nothing, nor any shorter piece of it."""
+
+    def test_runs_too_long(self):
+        google = "AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe"
+        gitlab = "glpat-" + "Ab3dEf" * 16 + "Ab3d"
+        sendgrid = "SG." + "aB3dE9_-" * 2 + "aB3dE9" + "." + "aB3dE9_-" * 5 + "aB3"
+        openai = "sk-" + "aB3dE9" * 8
+        slack = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"
+        header, payload, signature = JWT_IO_EXAMPLE.split(".")
+        for entity_type, value in (("GOOGLE_API_KEY", google), ("GITLAB_TOKEN", gitlab),
+                                   ("SENDGRID_API_KEY", sendgrid), ("OPENAI_API_KEY", openai),
+                                   ("SLACK_TOKEN", slack), ("JWT", JWT_IO_EXAMPLE)):
+            self.assertEqual(findings_of("key %s ok" % value), {(entity_type, value)}, entity_type)
+            for tail in ("-", "-x", "-x-", "--"):
+                self.assertFalse(findings_of("key %s%s ok" % (value, tail)) - {("JWT", JWT_IO_EXAMPLE + tail)},
+                                 (entity_type, tail))
+        # AIza and 35 and '-' is nothing (36 characters).
+        self.assertFalse(findings_of("key %s- ok" % google))
+        self.assertFalse(findings_of("key -%s ok" % openai.replace("sk-", "sk-x-")))
+        # A JWT longer than 16 KiB is nothing, nor any piece of it.
+        long_jwt = header + "." + "eyJ" + "A" * 16400 + "." + signature
+        self.assertFalse(findings_of("token %s ok" % long_jwt))
+        self.assertFalse(findings_of("%s_" % gitlab))
+        self.assertFalse(findings_of("%s0" % sendgrid))
+
+
 class CorpusTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -1573,13 +1936,14 @@ class CorpusTest(unittest.TestCase):
                     for r in self.records if r.kind == "hard_negative" for n in r.negatives}
         self.assertEqual(NATIONAL_ID_NEGATIVE_VARIANTS - variants, set())
         self.assertEqual(SECRET_NEGATIVE_VARIANTS - variants, set())
+        self.assertEqual(SETTING_NEGATIVE_VARIANTS - variants, set())
         formats = {(label.entity_type, label.format_name) for r in self.records for label in r.labels
                    if not r.record_id.startswith(("neighbour-", "connection-", "written-phone-",
                                                   "typographic-"))}
         self.assertEqual(formats, {(f.entity_type, f.name) for f in gen.POSITIVE_FORMATS})
         connections = {re.match(r"connection-([a-z0-9-]+)-[0-9]+$", r.record_id)[1]
                        for r in self.records if r.record_id.startswith("connection-")}
-        self.assertEqual(connections, {"postgres", "https", "mongodb", "redis", "git-clone"})
+        self.assertEqual(connections, {"postgres", "https", "mongodb", "redis", "git-clone", "token-user"})
         written = {re.match(r"written-phone-([a-z]+)-[0-9]+$", r.record_id)[1]
                    for r in self.records if r.record_id.startswith("written-phone-")}
         self.assertEqual(written, {"trunk", "dotted", "national"})
