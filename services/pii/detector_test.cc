@@ -1432,6 +1432,7 @@ TEST(DetectorPropertyTest, PrefilterFindsWhatTheFullSetFinds) {
            // A named setting's value holding a vertical tab, which RE2's \s is not.
            "{ apiKey: Zq8\vr2Lm9!x }",
            "mobile: +2104091268",
+           "if SENDGRID_API_KEY==SG.SL6HEeNzO4rxim9QUl0ipZq.El4cCbh",
        }) {
     const ScanOptions all = MinScore(0);
     EXPECT_EQ(DescribeAll(text, Default().Scan(text, all)),

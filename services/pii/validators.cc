@@ -1093,7 +1093,8 @@ bool IsValidSecretValue(absl::string_view value) {
   static constexpr absl::string_view kPlaceholderParts[] = {
       "your",  "here",     "example", "replace", "placeholder",
       "dummy", "redacted", "xxx",     "***",     "..."};
-  if (value.size() < 6 || value.size() > 200 || StandsForAPassword(value) ||
+  // A value starting with '=' follows "==", a comparison.
+  if (value.size() < 6 || value.size() > 200 || value[0] == '=' || StandsForAPassword(value) ||
       std::all_of(value.begin(), value.end(), IsDigit)) {
     return false;
   }

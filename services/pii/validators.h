@@ -243,7 +243,7 @@ bool IsValidSendGridApiKey(absl::string_view value);
 //   holding a digit (the recognizer requires "AccountKey=" before it).
 bool IsValidAzureStorageKey(absl::string_view value);
 //   SECRET, the value of a setting named as a secret (see NamedSecretRecognizers): 6 to 200
-//   bytes, not a
+//   bytes, not starting with '=' (after "==", a comparison), not a
 //   stand-in as for URL_CREDENTIALS below, not only digits, nothing of a placeholder
 //   ("your-api-key-here", "REDACTED", "example", "xxx", "..."); unquoted, also not a name
 //   in code (letters, '_', '.' and '-' only: "self.token", "string").
