@@ -1433,6 +1433,7 @@ TEST(DetectorPropertyTest, PrefilterFindsWhatTheFullSetFinds) {
            "{ apiKey: Zq8\vr2Lm9!x }",
            "mobile: +2104091268",
            "if SENDGRID_API_KEY==SG.SL6HEeNzO4rxim9QUl0ipZq.El4cCbh",
+           "git clone https://oauth\v2:glpat-WoZtWN4oonMibg2mJNZj@gitlab.example.com/x",
        }) {
     const ScanOptions all = MinScore(0);
     EXPECT_EQ(DescribeAll(text, Default().Scan(text, all)),

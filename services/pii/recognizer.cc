@@ -123,16 +123,17 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   // the finding holds any e-mail reading of "password@host" and wins over it (the longer at
   // equal scores); the scheme, port and path are left. No '@' or no ':' before it ("ssh://
   // git@host", "http://host:8080/") is no credential, nor a password that stands for one
-  // ("${DB_PASSWORD}", "<password>": see validators.h).
+  // ("${DB_PASSWORD}", "<password>": see validators.h). Whitespace includes '\v', which RE2's
+  // \s does not and the prefilter cuts at.
   add("url_credentials", "URL_CREDENTIALS",
       "[A-Za-z][A-Za-z0-9+.-]*://"
-      "([^\\s/?#@:]*:[^\\s/?#]+@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\\[[0-9A-Fa-f:.]+\\]))",
+      "([^\\s\\v/?#@:]*:[^\\s\\v/?#]+@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\\[[0-9A-Fa-f:.]+\\]))",
       1.0, "url_credentials");
   // A token as the user name ("https://ghp_...@github.com/org/repo.git"): the same finding,
   // listed before the e-mail reading of the same bytes, which it beats at equal length.
   add("url_token_user", "URL_CREDENTIALS",
       "[A-Za-z][A-Za-z0-9+.-]*://"
-      "([^\\s/?#@:]+@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\\[[0-9A-Fa-f:.]+\\]))",
+      "([^\\s\\v/?#@:]+@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\\[[0-9A-Fa-f:.]+\\]))",
       1.0, "url_token_user");
   // Check digits: a random string passes with a probability of 1/97 or less.
   add("credit_card", "CREDIT_CARD",
