@@ -1019,11 +1019,16 @@ std::vector<Region> TriggerRegions(absl::string_view text) {
   return merged;
 }
 
-// The ends of the names of settings that hold a secret (NamedSecretRecognizers), lowercase.
-constexpr absl::string_view kSecretSettingNames[] = {
-    "password",   "passwd",     "passphrase", "pwd",        "secret",
-    "token",      "apikey",     "api_key",    "api-key",    "accesskey",
-    "access_key", "access-key", "secretkey",  "secret_key", "secret-key"};
+// The last bytes of kSecretSettingNames, either case.
+constexpr std::array<bool, 256> MakeSettingNameEnds() {
+  std::array<bool, 256> ends{};
+  for (absl::string_view name : kSecretSettingNames) {
+    ends[static_cast<unsigned char>(name.back())] = true;
+    ends[static_cast<unsigned char>(name.back() - 'a' + 'A')] = true;
+  }
+  return ends;
+}
+constexpr std::array<bool, 256> kSettingNameEnds = MakeSettingNameEnds();
 
 // The most bytes of a named setting's value (and its quotes) that NamedSettingRegions takes.
 constexpr size_t kLongestSettingValue = 202;
@@ -1069,11 +1074,7 @@ std::vector<Region> NamedSettingRegions(absl::string_view text) {
     size_t name_end = p;
     while (name_end > 0 && (text[name_end - 1] == ' ' || text[name_end - 1] == '\t')) --name_end;
     if (name_end > 0 && (text[name_end - 1] == '"' || text[name_end - 1] == '\'')) --name_end;
-    // Every name ends in one of these.
-    if (name_end == 0 || absl::string_view("detny").find(absl::ascii_tolower(
-                             At(text, name_end - 1))) == absl::string_view::npos) {
-      continue;
-    }
+    if (name_end == 0 || !kSettingNameEnds[At(text, name_end - 1)]) continue;
     size_t name_begin = absl::string_view::npos;
     for (absl::string_view name : kSecretSettingNames) {
       if (name_end >= name.size() && EqualsIgnoreCase(text, name_end - name.size(), name)) {

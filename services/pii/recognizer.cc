@@ -362,11 +362,12 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
 }
 
 std::vector<RecognizerSpec> NamedSecretRecognizers() {
-  // The names of settings that hold a secret, as the end of a setting's name ("DB_PASSWORD",
-  // "spring.datasource.password", "clientSecret", "X-API-Key"), then ':', '=' or "=>".
+  // The end of a setting's name, then ':', '=' or "=>".
+  std::vector<std::string> names;
+  for (absl::string_view n : kSecretSettingNames)
+    names.push_back(RE2::QuoteMeta(re2::StringPiece(n.data(), n.size())));
   const std::string name =
-      "(?i:password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|"
-      "secret[_-]?key)[\"']?[ \t]*(?:=>|[:=])[ \t]*";
+      absl::StrCat("(?i:", absl::StrJoin(names, "|"), ")[\"']?[ \t]*(?:=>|[:=])[ \t]*");
   return {
       RecognizerSpec{.name = "named_secret_quoted",
                      .entity_type = "SECRET",

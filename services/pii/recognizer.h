@@ -102,6 +102,13 @@ std::vector<std::string> ValidatorNames();
 // in detector.cc); a PEM block starts with "-----BEGIN ".
 std::vector<RecognizerSpec> BuiltinRecognizers();
 
+// The ends of the names of settings that hold a secret, lowercase letters ("DB_PASSWORD",
+// "spring.datasource.password", "clientSecret", "X-API-Key").
+inline constexpr absl::string_view kSecretSettingNames[] = {
+    "password",   "passwd",     "passphrase", "pwd",        "secret",
+    "token",      "apikey",     "api_key",    "api-key",    "accesskey",
+    "access_key", "access-key", "secretkey",  "secret_key", "secret-key"};
+
 // The built-in recognizers of SECRET, the value of a setting whose name says it holds one
 // ("DB_PASSWORD=...", "password: ...", "\"apiKey\": \"...\"", "X-API-Key: ..."): quoted, any
 // value that is no stand-in for one (a variable, a template, a placeholder); unquoted, one

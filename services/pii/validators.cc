@@ -854,7 +854,7 @@ bool IsBase64Url(char c) { return IsBase62(c) || c == '_' || c == '-'; }
 
 // Whether `body`, the random part of a token, is a documentation placeholder
 // ("xxxxxxxxxxxxxxxxxxxx", "0000..."): fewer than 6 distinct bytes, which a random string of
-// 20 or more base62 characters has with a probability below 10^-20.
+// 20 or more base62 characters has with a probability below 10^-15 (C(62,5) 5^20 / 62^20).
 bool IsPlaceholder(absl::string_view body) {
   std::array<bool, 256> seen{};
   size_t distinct = 0;
