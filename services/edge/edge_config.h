@@ -43,6 +43,17 @@ struct EdgeConfig {
                                                    "NPM_TOKEN",
                                                    "SENDGRID_API_KEY",
                                                    "AZURE_STORAGE_KEY",
+                                                   "GROQ_API_KEY",
+                                                   "XAI_API_KEY",
+                                                   "GOOGLE_OAUTH_CLIENT_SECRET",
+                                                   "GOOGLE_OAUTH_TOKEN",
+                                                   "PYPI_TOKEN",
+                                                   "DOCKER_HUB_TOKEN",
+                                                   "WEBHOOK_SIGNING_SECRET",
+                                                   "TELEGRAM_BOT_TOKEN",
+                                                   "SLACK_WEBHOOK_URL",
+                                                   "AZURE_SHARED_ACCESS_KEY",
+                                                   "AZURE_SAS_TOKEN",
                                                    "URL_CREDENTIALS"};
 
   // The peers whose statement of a caller's address (Decide's source_ip, ext_authz's

@@ -695,23 +695,29 @@ struct ChunkCounts {
   size_t digits = 0;
   size_t dots = 0;
   size_t colons = 0;
-  bool special = false;    // '@', '_', a token's prefix with '-' or 'A' (TokenPrefixAt).
+  // '@', '_', a token's prefix with '-' or 'A' (TokenPrefixAt), "://hooks.slack.com/".
+  bool special = false;
   bool pem_begin = false;  // "-----BEGIN " starts in the chunk.
 };
 
 // Whether a chunk of `length` bytes can hold a finding of a built-in recognizer other than
 // PRIVATE_KEY. Each of those findings holds '@' or '_' (e-mail, POLICY_SUITE_KEY,
-// GITHUB_TOKEN, STRIPE_API_KEY, HUGGINGFACE_TOKEN, NPM_TOKEN), "sk-" (OPENAI_API_KEY),
-// "glpat-", "gldt-", "glrt-" or "glptt-" (GITLAB_TOKEN), "AKIA" or "ASIA" (AWS_ACCESS_KEY),
-// "AIza" (GOOGLE_API_KEY), two colons
+// GITHUB_TOKEN, STRIPE_API_KEY, HUGGINGFACE_TOKEN, NPM_TOKEN, GROQ_API_KEY, DOCKER_HUB_TOKEN,
+// WEBHOOK_SIGNING_SECRET), "sk-" (OPENAI_API_KEY), "glpat-", "gldt-", "glrt-" or "glptt-"
+// (GITLAB_TOKEN), "AKIA" or "ASIA" (AWS_ACCESS_KEY), "AIza" (GOOGLE_API_KEY), "xai-"
+// (XAI_API_KEY), "GOCSPX-" (GOOGLE_OAUTH_CLIENT_SECRET), "SharedAccessKey="
+// (AZURE_SHARED_ACCESS_KEY), "://hooks.slack.com/" (SLACK_WEBHOOK_URL), two colons
 // (IPv6), seven digits or more (US_SSN, US_ITIN, CREDIT_CARD, PHONE_NUMBER, UK_NHS,
 // MEDICAL_LICENSE, ES_NIF, ES_NIE, PL_PESEL, FI_PERSONAL_IDENTITY_CODE,
 // SE_PERSONAL_IDENTITY_NUMBER, NL_BSN, FR_NIR, DE_TAX_ID, DE_HEALTH_INSURANCE_NUMBER,
-// BE_NATIONAL_NUMBER, IE_PPSN, DK_CPR, AT_SOCIAL_INSURANCE_NUMBER, PT_TAX_ID), six
+// BE_NATIONAL_NUMBER, IE_PPSN, DK_CPR, AT_SOCIAL_INSURANCE_NUMBER, PT_TAX_ID,
+// TELEGRAM_BOT_TOKEN, SLACK_TOKEN's app tokens), six
 // digits in nine
 // bytes or more (UK_NINO), four digits and three dots (IPv4), or a digit in 15 bytes or more
-// (IBAN_CODE, CRYPTO, SLACK_TOKEN, IT_FISCAL_CODE, JWT, SENDGRID_API_KEY and AZURE_STORAGE_KEY,
-// whose validators require a digit or '_'); a chunk holds all of its findings' bytes.
+// (IBAN_CODE, CRYPTO, SLACK_TOKEN, IT_FISCAL_CODE, JWT, SENDGRID_API_KEY, AZURE_STORAGE_KEY
+// and AZURE_SAS_TOKEN, whose validators require a digit or '_'; GOOGLE_OAUTH_TOKEN's "ya29.",
+// PYPI_TOKEN's "AgEIcHlwaS5vcmc" or "AgENdGVzdC5weXBpLm9yZw"); a chunk holds all of its
+// findings' bytes.
 bool MayHoldFinding(size_t length, const ChunkCounts& c) {
   return c.special || c.colons >= 2 || c.digits >= 7 || (c.digits >= 6 && length >= 9) ||
          (c.digits >= 4 && c.dots >= 3) || (c.digits >= 1 && length >= 15);
@@ -782,21 +788,45 @@ bool IsPemBeginAt(absl::string_view text, size_t dash) {
 }
 
 // Whether the '-' or 'A' at `i` belongs to a token's prefix: "sk-" (OPENAI_API_KEY), "glpat-",
-// "gldt-", "glrt-", "glptt-" (GITLAB_TOKEN), "AKIA", "ASIA" (AWS_ACCESS_KEY) or "AIza"
-// (GOOGLE_API_KEY).
+// "gldt-", "glrt-", "glptt-" (GITLAB_TOKEN), "xai-" (XAI_API_KEY), "GOCSPX-"
+// (GOOGLE_OAUTH_CLIENT_SECRET), "AKIA", "ASIA" (AWS_ACCESS_KEY), "AIza" (GOOGLE_API_KEY) or
+// "SharedAccessKey=" (AZURE_SHARED_ACCESS_KEY).
 bool TokenPrefixAt(absl::string_view text, size_t i) {
   if (text[i] == 'A') {
     if (i + 3 >= text.size()) return false;
-    return (text[i + 1] == 'K' || text[i + 1] == 'S')
-               ? text[i + 2] == 'I' && text[i + 3] == 'A'
-               : text[i + 1] == 'I' && text[i + 2] == 'z' && text[i + 3] == 'a';
+    switch (text[i + 1]) {
+      case 'K':
+      case 'S':
+        return text[i + 2] == 'I' && text[i + 3] == 'A';
+      case 'I':
+        return text[i + 2] == 'z' && text[i + 3] == 'a';
+      case 'c':
+        return i >= 6 && absl::StartsWith(text.substr(i), "AccessKey=") &&
+               text.substr(i - 6, 6) == "Shared";
+      default:
+        return false;
+    }
   }
   if (i < 2) return false;
   const absl::string_view before = text.substr(0, i);
-  return absl::EndsWith(before, "sk") ||
-         (absl::EndsWith(before, "t") &&
-          (absl::EndsWith(before, "glpat") || absl::EndsWith(before, "gldt") ||
-           absl::EndsWith(before, "glrt") || absl::EndsWith(before, "glptt")));
+  switch (before.back()) {
+    case 'k':
+      return before[i - 2] == 's';
+    case 't':
+      return absl::EndsWith(before, "glpat") || absl::EndsWith(before, "gldt") ||
+             absl::EndsWith(before, "glrt") || absl::EndsWith(before, "glptt");
+    case 'i':
+      return absl::EndsWith(before, "xai");
+    case 'X':
+      return absl::EndsWith(before, "GOCSPX");
+    default:
+      return false;
+  }
+}
+
+// Whether the ':' at `i` starts "://hooks.slack.com/" (SLACK_WEBHOOK_URL).
+bool SlackWebhookAt(absl::string_view text, size_t i) {
+  return absl::StartsWith(text.substr(i), "://hooks.slack.com/");
 }
 
 // Adds the byte at `i`, of class `k`, to `counts`. Branch-free for the common classes: a
@@ -805,7 +835,9 @@ inline void CountByte(absl::string_view text, size_t i, uint8_t k, ChunkCounts& 
   counts.digits += k == kDigit;
   counts.dots += k == kDot;
   counts.colons += k == kColon;
-  if (k == kSpecial) {
+  if (k == kColon) {
+    counts.special = counts.special || SlackWebhookAt(text, i);
+  } else if (k == kSpecial) {
     counts.special = true;
   } else if (k == kDash) {
     counts.special = counts.special || TokenPrefixAt(text, i);
@@ -873,7 +905,11 @@ size_t CountChunkFrom(absl::string_view text, size_t begin, ChunkCounts& counts)
     const unsigned kept = cuts != 0 ? (1u << __builtin_ctz(cuts)) - 1 : 0xffffu;
     counts.digits += CountOf(Mask(InRange(bytes, '0', 9)) & kept);
     counts.dots += CountOf(Mask(_mm_cmpeq_epi8(bytes, _mm_set1_epi8('.'))) & kept);
-    counts.colons += CountOf(Mask(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(':'))) & kept);
+    const unsigned colons = Mask(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(':'))) & kept;
+    counts.colons += CountOf(colons);
+    for (unsigned c = colons; c != 0 && !counts.special; c &= c - 1) {
+      counts.special = SlackWebhookAt(text, i + static_cast<size_t>(__builtin_ctz(c)));
+    }
     if ((Mask(_mm_or_si128(_mm_cmpeq_epi8(bytes, _mm_set1_epi8('@')),
                            _mm_cmpeq_epi8(bytes, _mm_set1_epi8('_')))) &
          kept) != 0) {
@@ -1019,19 +1055,24 @@ std::vector<Region> TriggerRegions(absl::string_view text) {
   return merged;
 }
 
-// The last bytes of kSecretSettingNames, either case.
+// The last bytes of kSecretSettingNames and kCredentialHeaderNames, either case.
 constexpr std::array<bool, 256> MakeSettingNameEnds() {
   std::array<bool, 256> ends{};
-  for (absl::string_view name : kSecretSettingNames) {
+  auto add = [&ends](absl::string_view name) {
     ends[static_cast<unsigned char>(name.back())] = true;
     ends[static_cast<unsigned char>(name.back() - 'a' + 'A')] = true;
-  }
+  };
+  for (absl::string_view name : kSecretSettingNames) add(name);
+  for (absl::string_view name : kCredentialHeaderNames) add(name);
   return ends;
 }
 constexpr std::array<bool, 256> kSettingNameEnds = MakeSettingNameEnds();
 
-// The most bytes of a named setting's value (and its quotes) that NamedSettingRegions takes.
+// The most bytes of a named setting's value (and its quotes) that NamedSettingRegions takes;
+// of an Authorization header's credentials, after its scheme (IsValidBearerToken's longest
+// and its padding).
 constexpr size_t kLongestSettingValue = 202;
+constexpr size_t kLongestCredentials = 4096 + 4;
 
 // The first ':' or '=' at or after `i`, or `n`.
 size_t SkipToSettingSeparator(const unsigned char* data, size_t i, size_t n) {
@@ -1050,9 +1091,10 @@ size_t SkipToSettingSeparator(const unsigned char* data, size_t i, size_t n) {
 
 // The regions NamedSecretRecognizers run on: each "NAME[quote][ \t]*(:|=|=>)[ \t]*VALUE"
 // whose NAME ends in one of kSecretSettingNames (any case), from the name's start to the first
-// whitespace (RE2's \s) after the value's start (at most kLongestSettingValue bytes), in order. A
-// ':' or
-// '=' is looked at with the bytes before it only: one pass over the text.
+// whitespace (RE2's \s) after the value's start (at most kLongestSettingValue bytes); and each
+// whose NAME ends in one of kCredentialHeaderNames, whose VALUE is "[quote]SCHEME[ \t]+" and
+// the credentials up to the first whitespace (at most kLongestCredentials bytes); in order. A
+// ':' or '=' is looked at with the bytes before it only: one pass over the text.
 std::vector<Region> NamedSettingRegions(absl::string_view text) {
   std::vector<Region> regions;
   const size_t n = text.size();
@@ -1076,15 +1118,29 @@ std::vector<Region> NamedSettingRegions(absl::string_view text) {
     if (name_end > 0 && (text[name_end - 1] == '"' || text[name_end - 1] == '\'')) --name_end;
     if (name_end == 0 || !kSettingNameEnds[At(text, name_end - 1)]) continue;
     size_t name_begin = absl::string_view::npos;
-    for (absl::string_view name : kSecretSettingNames) {
-      if (name_end >= name.size() && EqualsIgnoreCase(text, name_end - name.size(), name)) {
-        name_begin = std::min(name_begin, name_end - name.size());
+    auto match_names = [&](auto& names) {
+      bool matched = false;
+      for (absl::string_view name : names) {
+        if (name_end >= name.size() && EqualsIgnoreCase(text, name_end - name.size(), name)) {
+          name_begin = std::min(name_begin, name_end - name.size());
+          matched = true;
+        }
       }
-    }
+      return matched;
+    };
+    match_names(kSecretSettingNames);
+    const bool header = match_names(kCredentialHeaderNames);
     if (name_begin == absl::string_view::npos) continue;
     while (value < n && (text[value] == ' ' || text[value] == '\t')) ++value;
+    size_t longest = kLongestSettingValue;
+    if (header) {  // The quote, the scheme and the spaces before the credentials.
+      if (value < n && (text[value] == '"' || text[value] == '\'')) ++value;
+      while (value < n && absl::ascii_isalpha(At(text, value))) ++value;
+      while (value < n && (text[value] == ' ' || text[value] == '\t')) ++value;
+      longest = kLongestCredentials;
+    }
     size_t end = value;
-    const size_t limit = std::min(n, value + kLongestSettingValue);
+    const size_t limit = std::min(n, value + longest);
     // RE2's \s: not '\v', which the recognizers' values may hold.
     while (end < limit &&
            absl::string_view(" \t\n\f\r").find(text[end]) == absl::string_view::npos) {

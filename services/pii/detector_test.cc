@@ -326,6 +326,30 @@ std::vector<Sample> Positives() {
       {"NPM_TOKEN", "//registry.npmjs.org/:_authToken=", "npm_" + RandomOf(kBase62, 36, 31)},
       {"SENDGRID_API_KEY", "",
        "SG." + RandomOf(kBase64Url, 21, 32) + "7." + RandomOf(kBase64Url, 42, 33) + "x"},
+      {"GROQ_API_KEY", "GROQ_API_KEY=", "gsk_" + RandomOf(kBase62, 52, 80)},
+      {"XAI_API_KEY", "", "xai-" + RandomOf(kBase62, 80, 81)},
+      {"GOOGLE_OAUTH_CLIENT_SECRET",
+       "GOOGLE_CLIENT_SECRET=", "GOCSPX-" + RandomOf(kBase64Url, 27, 82) + "q"},
+      {"GOOGLE_OAUTH_TOKEN", "", "ya29.a0" + RandomOf(kBase64Url, 150, 83) + "Q"},
+      {"GOOGLE_OAUTH_TOKEN", "",
+       "ya29.c.b0" + RandomOf(kBase62, 40, 84) + "." + RandomOf(kBase62, 30, 85)},
+      {"PYPI_TOKEN", "", "pypi-AgEIcHlwaS5vcmc" + RandomOf(kBase64Url, 160, 86) + "Q"},
+      {"PYPI_TOKEN", "", "pypi-AgENdGVzdC5weXBpLm9yZw" + RandomOf(kBase64Url, 60, 87) + "Q"},
+      {"DOCKER_HUB_TOKEN", "", "dckr_pat_" + RandomOf(kBase64Url, 26, 88) + "Q"},
+      {"WEBHOOK_SIGNING_SECRET", "STRIPE_WEBHOOK_SECRET=", "whsec_" + RandomOf(kBase62, 32, 89)},
+      {"WEBHOOK_SIGNING_SECRET", "",
+       "whsec_" + RandomOf(absl::StrCat(kBase62, "+/"), 43, 90) + "q"},
+      {"TELEGRAM_BOT_TOKEN", "", "123456789:AA" + RandomOf(kBase64Url, 32, 91) + "Q"},
+      {"TELEGRAM_BOT_TOKEN", "https://api.telegram.org/",
+       "bot7012345678:AA" + RandomOf(kBase64Url, 32, 92) + "x"},
+      {"SLACK_WEBHOOK_URL", "",
+       "https://hooks.slack.com/services/T0" + RandomOf("ABCDEFGHIJ0123456789", 8, 93) + "/B0" +
+           RandomOf("ABCDEFGHIJ0123456789", 9, 94) + "/" + RandomOf(kBase62, 24, 95)},
+      {"SLACK_WEBHOOK_URL", "",
+       "https://hooks.slack.com/workflows/T0ABCDEF12/A0ABCDEF34/412345678901234567/" +
+           RandomOf(kBase62, 32, 96)},
+      {"SLACK_TOKEN", "",
+       "xapp-1-A0ABCDEF12-1234567890123-" + RandomOf("0123456789abcdef", 64, 97)},
   };
 }
 
@@ -630,6 +654,34 @@ std::vector<std::string> HardNegatives() {
       "SG." + RandomOf(kBase62, 22, 52) + "." + RandomOf(kBase62, 42, 53),
       RandomOf(kBase62, 86, 54) + "==",
       "AccountName=" + RandomOf(kBase62, 86, 55) + "==",
+      // The session's providers: one character short or long, placeholders, names.
+      "gsk_" + RandomOf(kBase62, 51, 100),
+      "gsk_" + RandomOf(kBase62, 53, 101),
+      "gsk_client",
+      "xai-" + RandomOf(kBase62, 79, 102),
+      "pip install xai-sdk; model xai-grok-2",
+      "GOCSPX-" + RandomOf(kBase62, 27, 103),
+      "GOCSPX-" + RandomOf(kBase62, 28, 104) + "-x",
+      "ya29." + RandomOf(kBase64Url, 28, 105) + "Q",
+      "ya29.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+      "pypi-AgEAAAAA" + RandomOf(kBase62, 60, 106),
+      "pypi-AgEIcHlwaS5vcmc" + RandomOf(kBase62, 49, 107),
+      "twine upload with pypi-upload",
+      "dckr_pat_" + RandomOf(kBase62, 26, 108),
+      "dckr_pat_XXXXXXXXXXXXXXXXXXXXXXXXXXX",
+      "whsec_" + RandomOf(kBase62, 31, 109),
+      "whsec_test",
+      "1234567:AA" + RandomOf(kBase62, 33, 110),
+      "12345678901:AA" + RandomOf(kBase62, 33, 111),
+      "123456789:AB" + RandomOf(kBase62, 33, 112),
+      "0123456789:AA" + RandomOf(kBase62, 33, 113),
+      "robot123456789:AA" + RandomOf(kBase62, 33, 114),
+      "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+      "https://hooks.slack.com/services/T0ABCDEF12/B0ABCDEF12/" + RandomOf(kBase62, 23, 115),
+      "https://api.slack.com/apps/A0ABCDEF12/" + RandomOf(kBase62, 24, 116),
+      "xapp-1-A0ABCDEF12-1234567890123-" + RandomOf("0123456789abcdef", 63, 117),
+      "SharedAccessKeyName=RootManageSharedAccessKey",
+      "?signature=" + RandomOf(kBase62, 43, 119) + "%3D",
       "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
       "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END EC PRIVATE KEY-----",
       "AB1234564",
@@ -1109,14 +1161,15 @@ TEST(DetectorTest, CustomRecognizerErrorsNameTheRecognizer) {
 }
 
 TEST(DetectorTest, TheCustomPrefilterTakesNoShareOfTheRecognizersBudget) {
-  // Fifty small custom recognizers in a 1 MiB budget: each pattern keeps its share (the
-  // prefilter's copies come on top), so the built-ins still fit.
+  // Fifty small custom recognizers in a 1.25 MiB budget: each pattern keeps its share (the
+  // prefilter's copies come on top), so the built-ins still fit; were the copies given shares
+  // of their own, IBAN_CODE's pattern would not.
   std::vector<RecognizerSpec> custom;
   for (int i = 0; i < 50; ++i) {
     custom.push_back(Spec(absl::StrCat("code_", i), absl::StrCat("CODE_", i),
                           absl::StrCat("\\bC", i, "-[0-9]{4}\\b"), 0.7));
   }
-  absl::StatusOr<std::unique_ptr<Detector>> detector = Detector::Create(custom, Budget(1 << 20));
+  absl::StatusOr<std::unique_ptr<Detector>> detector = Detector::Create(custom, Budget(1280 << 10));
   ASSERT_TRUE(detector.ok()) << detector.status();
   const std::vector<Finding> found = (*detector)->Scan("ticket C17-2024 and c17-9999 and C5-1");
   ASSERT_EQ(found.size(), 1u);
@@ -1224,6 +1277,73 @@ TEST(DetectorTest, FindsTheAccountKeyOfAnAzureStorageConnectionString) {
   EXPECT_THAT(Found(absl::StrCat("AccountKey=", key, "x==")), IsEmpty());
   // A key one character short.
   EXPECT_THAT(Found(absl::StrCat("AccountKey=", key.substr(1), "7==")), IsEmpty());
+}
+
+TEST(DetectorTest, FindsTheKeysOfAzureConnectionStringsAndSharedAccessSignatures) {
+  const std::string base64 = absl::StrCat(kBase62, "+/");
+  const std::string key = RandomOf(base64, 42, 120) + "7=";
+  for (const std::string& text :
+       {absl::StrCat("Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName="
+                     "RootManageSharedAccessKey;SharedAccessKey=",
+                     key),
+        absl::StrCat("HostName=hub.azure-devices.net;DeviceId=d1;SharedAccessKey=", key, ";x=1"),
+        absl::StrCat("\"SharedAccessKey=", key, "\"")}) {
+    EXPECT_THAT(Found(text), ElementsAre(std::make_pair("AZURE_SHARED_ACCESS_KEY", key)))
+        << DescribeAll(text, Default().Scan(text));
+  }
+  // A key of another length is still a secret by its setting's name.
+  EXPECT_THAT(Found("SharedAccessKey=" + key.substr(1)),
+              ElementsAre(std::make_pair("SECRET", key.substr(1))));
+  EXPECT_THAT(Found("SharedAccessKey=" + std::string(43, 'x') + "="), IsEmpty());
+
+  const std::string sig = RandomOf(kBase62, 40, 121) + "%2Bq%2f%3D";
+  for (const std::string& text :
+       {absl::StrCat("https://acct.blob.core.windows.net/c/report.pdf?sp=r&st=2024-05-01T10:00:00Z&"
+                     "se=2024-05-02T18:00:00Z&spr=https&sv=2022-11-02&sr=b&sig=",
+                     sig),
+        absl::StrCat("SAS: sv=2022-11-02&ss=bfqt&srt=sco&sp=rwdlacupiytfx&sig=", sig, " (expires)"),
+        absl::StrCat("https://acct.queue.core.windows.net/q?sig=", sig, "&se=2024-05-02")}) {
+    EXPECT_THAT(Found(text), ElementsAre(std::make_pair("AZURE_SAS_TOKEN", sig)))
+        << DescribeAll(text, Default().Scan(text));
+  }
+  // Another length, another escape, no digit (the prefilter's), not a query's parameter.
+  EXPECT_THAT(Found("?sig=" + RandomOf(kBase62, 41, 122) + "%3D"), IsEmpty());
+  EXPECT_THAT(Found("?sig=" + RandomOf(kBase62, 42, 123) + "%3F"), IsEmpty());
+  EXPECT_THAT(Found("?sig=" + RandomOf(kLetters, 43, 124) + "="), IsEmpty());
+  EXPECT_THAT(Found("?xsig=" + sig), IsEmpty());
+}
+
+TEST(DetectorTest, FindsTheCredentialsOfAnAuthorizationHeader) {
+  const std::string bearer = RandomOf(kBase62, 40, 125) + "7";
+  // base64("deploy:Xk8#pq2Lz!w")
+  const std::string basic = "ZGVwbG95OlhrOCNwcTJMeiF3";
+  const std::vector<std::pair<std::string, std::string>> headers = {
+      {"curl -H 'Authorization: Bearer " + bearer + "' https://api.example.com/v1", bearer},
+      {"Authorization: Basic " + basic + "\r\nHost: api.example.com", basic},
+      {"headers = {\"Authorization\": \"Bearer " + bearer + "\"}", bearer},
+      {"proxy-authorization: basic " + basic, basic},
+      {"HTTP_AUTHORIZATION=Token 9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b",
+       "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b"},
+      {"authorization:\tBearer\t" + bearer + ".", bearer},
+  };
+  for (const auto& [text, value] : headers) {
+    EXPECT_THAT(Found(text), ElementsAre(std::make_pair("SECRET", value)))
+        << DescribeAll(text, Default().Scan(text));
+  }
+  // Variables, placeholders, a name, Basic without a password or with a stand-in for one,
+  // schemes not claimed, other headers, prose.
+  for (const char* text :
+       {"Authorization: Bearer $TOKEN", "Authorization: Bearer ${API_TOKEN}",
+        "Authorization: Bearer <token>", "Authorization: Bearer YOUR_API_TOKEN",
+        "Authorization: Bearer ACCESS_TOKEN", "Authorization: Basic dXNlcm5hbWU=",
+        "Authorization: Basic dXNlcjpwYXNzd29yZA==", "Authorization: Bearer",
+        "Authorization: Negotiate YIIGhgYGKwYBBQUCoIIGejCCBnagMDAuBgkqhkiC9xIBAgIGCSqGSIb3EgEC",
+        "WWW-Authenticate: Bearer realm=\"api\"", "authorization: required for 12345678"}) {
+    EXPECT_THAT(Found(text, MinScore(0.0)), IsEmpty()) << text;
+  }
+  // A token of a known kind is that kind.
+  EXPECT_THAT(Found(absl::StrCat("Authorization: Bearer ", kJwt)),
+              ElementsAre(std::make_pair("JWT", std::string(kJwt))));
 }
 
 TEST(DetectorTest, FindsTheCredentialsOfAUrl) {

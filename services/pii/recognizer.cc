@@ -117,6 +117,34 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   // An Azure Storage connection string's account key: the finding is the key, after its name.
   add("azure_storage_key", "AZURE_STORAGE_KEY", "(?i:accountkey)=([A-Za-z0-9+/]+=*)", 1.0,
       "azure_storage_key");
+  add("groq_api_key", "GROQ_API_KEY", "gsk_[0-9A-Za-z]+", 1.0, "groq_api_key");
+  add("xai_api_key", "XAI_API_KEY", "xai-[0-9A-Za-z]+", 1.0, "xai_api_key");
+  add("google_oauth_client_secret", "GOOGLE_OAUTH_CLIENT_SECRET", "GOCSPX-[0-9A-Za-z_-]+", 1.0,
+      "google_oauth_client_secret");
+  add("google_oauth_token", "GOOGLE_OAUTH_TOKEN", "ya29\\.[0-9A-Za-z_-]+(?:\\.[0-9A-Za-z_-]+)*",
+      1.0, "google_oauth_token");
+  add("pypi_token", "PYPI_TOKEN", "pypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)[0-9A-Za-z_-]+", 1.0,
+      "pypi_token");
+  add("docker_hub_token", "DOCKER_HUB_TOKEN", "dckr_pat_[0-9A-Za-z_-]+", 1.0, "docker_hub_token");
+  add("webhook_signing_secret", "WEBHOOK_SIGNING_SECRET", "whsec_[0-9A-Za-z+/]+", 1.0,
+      "webhook_signing_secret");
+  // The Bot API's URLs put "bot" right before the id ("https://api.telegram.org/bot<token>/"):
+  // it is part of the finding, so that the id is not glued to it.
+  add("telegram_bot_token", "TELEGRAM_BOT_TOKEN", "(?:bot)?[0-9]+:AA[0-9A-Za-z_-]+", 1.0,
+      "telegram_bot_token");
+  add("slack_webhook_url", "SLACK_WEBHOOK_URL",
+      "https?://hooks\\.slack\\.com/(?:services|workflows|triggers)/[0-9A-Za-z/]+", 1.0,
+      "slack_webhook_url");
+  add("slack_app_token", "SLACK_TOKEN", "xapp-[0-9]+-[0-9A-Z]+-[0-9]+-[0-9a-f]+", 1.0,
+      "slack_app_token");
+  // A Service Bus, Event Hubs or IoT Hub connection string's key, after its name (as Azure
+  // spells it: the prefilter looks for "SharedAccessKey=").
+  add("azure_shared_access_key", "AZURE_SHARED_ACCESS_KEY", "SharedAccessKey=([0-9A-Za-z+/]+=*)",
+      1.0, "azure_shared_access_key");
+  // A shared access signature's signature, in a URL's query or a bare SAS token: without it
+  // the rest grants nothing.
+  add("azure_sas_token", "AZURE_SAS_TOKEN", "[?&]sig=([0-9A-Za-z%+/]+=*)", 1.0,
+      "azure_sas_signature");
   // The credentials in a URL's authority: "user:password@host" after "scheme://" (the
   // password non-empty, the user possibly empty; the last '@' before the path ends the
   // password, so an unencoded '@' stays inside it). The host is part of the finding so that
@@ -368,7 +396,25 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
     names.push_back(RE2::QuoteMeta(re2::StringPiece(n.data(), n.size())));
   const std::string name =
       absl::StrCat("(?i:", absl::StrJoin(names, "|"), ")[\"']?[ \t]*(?:=>|[:=])[ \t]*");
+  // An Authorization header's name, separator and scheme; the credentials follow.
+  std::vector<std::string> headers;
+  for (absl::string_view n : kCredentialHeaderNames)
+    headers.push_back(RE2::QuoteMeta(re2::StringPiece(n.data(), n.size())));
+  const std::string header =
+      absl::StrCat("(?i:", absl::StrJoin(headers, "|"), ")[\"']?[ \t]*[:=][ \t]*[\"']?");
+  // A '.' ends a sentence, not the credentials.
+  const std::string credentials = "[ \t]+([A-Za-z0-9._~+/-]*[A-Za-z0-9_~+/-]=*)";
   return {
+      RecognizerSpec{.name = "authorization_basic",
+                     .entity_type = "SECRET",
+                     .pattern = header + "(?i:basic)" + credentials,
+                     .score = 0.8,
+                     .validator = "basic_credentials"},
+      RecognizerSpec{.name = "authorization_bearer",
+                     .entity_type = "SECRET",
+                     .pattern = header + "(?i:bearer|token)" + credentials,
+                     .score = 0.8,
+                     .validator = "bearer_token"},
       RecognizerSpec{.name = "named_secret_quoted",
                      .entity_type = "SECRET",
                      .pattern = name + "[\"']([^\"'\\s]+)[\"']",

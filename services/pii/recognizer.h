@@ -92,12 +92,16 @@ std::vector<std::string> ValidatorNames();
 // POLICY_SUITE_KEY, OPENAI_API_KEY (every provider's "sk-" keys), AWS_ACCESS_KEY (access key
 // ids, and secret access keys after a context word), GITHUB_TOKEN, SLACK_TOKEN, JWT,
 // GOOGLE_API_KEY, STRIPE_API_KEY, GITLAB_TOKEN, HUGGINGFACE_TOKEN, NPM_TOKEN, SENDGRID_API_KEY,
-// AZURE_STORAGE_KEY (after "AccountKey="), PRIVATE_KEY
+// AZURE_STORAGE_KEY (after "AccountKey="), GROQ_API_KEY, XAI_API_KEY,
+// GOOGLE_OAUTH_CLIENT_SECRET, GOOGLE_OAUTH_TOKEN, PYPI_TOKEN, DOCKER_HUB_TOKEN,
+// WEBHOOK_SIGNING_SECRET, TELEGRAM_BOT_TOKEN, SLACK_WEBHOOK_URL, AZURE_SHARED_ACCESS_KEY (after
+// "SharedAccessKey="), AZURE_SAS_TOKEN (a URL's "sig"), PRIVATE_KEY
 // (PEM and OpenPGP blocks, and a block's start up to the end of its base64 when the END
 // line is missing), URL_CREDENTIALS ("user:password@host" in "scheme://user:password@host").
 // The detector's prefilter relies on two properties of their findings: each but a PEM block
 // holds whitespace only as single spaces after [A-Z0-9)], and has '@' or '_', a token prefix
-// with '-' or 'A' ("sk-", "glpat-", "AKIA", "AIza"...), two colons, seven digits, six digits and at
+// with '-' or 'A' ("sk-", "glpat-", "AKIA", "AIza"...), "://hooks.slack.com/", two colons,
+// seven digits, six digits and at
 // least 9 bytes, four digits and three dots, or a digit and at least 15 bytes (see MayHoldFinding
 // in detector.cc); a PEM block starts with "-----BEGIN ".
 std::vector<RecognizerSpec> BuiltinRecognizers();
@@ -109,12 +113,20 @@ inline constexpr absl::string_view kSecretSettingNames[] = {
     "token",      "apikey",     "api_key",    "api-key",    "accesskey",
     "access_key", "access-key", "secretkey",  "secret_key", "secret-key"};
 
+// The ends of the names of settings that hold an HTTP Authorization header, lowercase
+// ("Authorization", "Proxy-Authorization", "HTTP_AUTHORIZATION"), whose value is a scheme and
+// the credentials ("Bearer ...").
+inline constexpr absl::string_view kCredentialHeaderNames[] = {"authorization"};
+
 // The built-in recognizers of SECRET, the value of a setting whose name says it holds one
 // ("DB_PASSWORD=...", "password: ...", "\"apiKey\": \"...\"", "X-API-Key: ..."): quoted, any
 // value that is no stand-in for one (a variable, a template, a placeholder); unquoted, one
 // that also holds a digit or a symbol (not an identifier: "password=password", "token:
-// self.token"). The detector runs them only on the settings so named that it finds (its
-// NamedSettingRegions), never through the trigger prefilter.
+// self.token"). And the credentials of an Authorization header ("Authorization: Basic ...",
+// "\"Authorization\": \"Bearer ...\"", "Token ..."): Basic, base64 of "user:password" whose
+// password is no stand-in; Bearer and Token, a token that is no name and no placeholder. The
+// detector runs them only on the settings so named that it finds (its NamedSettingRegions), never
+// through the trigger prefilter.
 std::vector<RecognizerSpec> NamedSecretRecognizers();
 
 // OK when `spec` is well formed: name, entity type, score, validator, context words,

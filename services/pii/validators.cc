@@ -851,6 +851,7 @@ bool IsPrefixedRun(absl::string_view value, absl::string_view prefix, size_t min
 }
 
 bool IsBase64Url(char c) { return IsBase62(c) || c == '_' || c == '-'; }
+bool IsBase64Byte(char c) { return IsBase62(c) || c == '+' || c == '/'; }
 
 // Whether `body`, the random part of a token, is a documentation placeholder
 // ("xxxxxxxxxxxxxxxxxxxx", "0000..."): fewer than 6 distinct bytes, which a random string of
@@ -1045,9 +1046,142 @@ bool IsValidSendGridApiKey(absl::string_view value) {
 bool IsValidAzureStorageKey(absl::string_view value) {
   if (value.size() != 88 || !absl::EndsWith(value, "==")) return false;
   const absl::string_view key = value.substr(0, 86);
-  return std::all_of(key.begin(), key.end(),
-                     [](char c) { return IsBase62(c) || c == '+' || c == '/'; }) &&
+  return std::all_of(key.begin(), key.end(), IsBase64Byte) &&
          std::any_of(key.begin(), key.end(), IsDigit) && !IsPlaceholder(key);
+}
+
+bool IsValidGroqApiKey(absl::string_view value) {
+  return IsPrefixedToken(value, "gsk_", 52, 52, IsBase62);
+}
+
+bool IsValidXaiApiKey(absl::string_view value) {
+  return IsPrefixedToken(value, "xai-", 80, 80, IsBase62);
+}
+
+bool IsValidGoogleOAuthClientSecret(absl::string_view value) {
+  return IsPrefixedToken(value, "GOCSPX-", 28, 28, IsBase64Url);
+}
+
+bool IsValidGoogleOAuthToken(absl::string_view value) {
+  if (!IsPrefixedToken(value, "ya29.", 30, 2048,
+                       [](char c) { return IsBase64Url(c) || c == '.'; })) {
+    return false;
+  }
+  return value.back() != '.' && !absl::StrContains(value, "..");
+}
+
+bool IsValidPypiToken(absl::string_view value) {
+  // "AgEIcHlwaS5vcmc" and "AgENdGVzdC5weXBpLm9yZw" are a macaroon's first bytes in base64,
+  // its location ("pypi.org", "test.pypi.org").
+  return IsPrefixedToken(value, "pypi-AgEIcHlwaS5vcmc", 50, 2000, IsBase64Url) ||
+         IsPrefixedToken(value, "pypi-AgENdGVzdC5weXBpLm9yZw", 50, 2000, IsBase64Url);
+}
+
+bool IsValidDockerHubToken(absl::string_view value) {
+  return IsPrefixedToken(value, "dckr_pat_", 27, 27, IsBase64Url);
+}
+
+bool IsValidWebhookSigningSecret(absl::string_view value) {
+  return IsPrefixedToken(value, "whsec_", 32, 88,
+                         [](char c) { return IsBase62(c) || c == '+' || c == '/'; });
+}
+
+bool IsValidTelegramBotToken(absl::string_view value) {
+  absl::ConsumePrefix(&value, "bot");
+  const size_t colon = value.find(':');
+  if (colon == absl::string_view::npos || colon < 8 || colon > 10 || value[0] == '0' ||
+      !std::all_of(value.begin(), value.begin() + colon, IsDigit)) {
+    return false;
+  }
+  return IsPrefixedToken(value.substr(colon + 1), "AA", 33, 33, IsBase64Url);
+}
+
+namespace {
+
+// Whether `id` is a Slack id: `lead` + 8 to 12 of [0-9A-Z].
+bool IsSlackId(absl::string_view id, char lead) {
+  return id.size() >= 9 && id.size() <= 13 && id[0] == lead &&
+         std::all_of(id.begin() + 1, id.end(), [](char c) { return IsUpper(c) || IsDigit(c); });
+}
+
+bool IsBase62Run(absl::string_view run, size_t min, size_t max) {
+  return run.size() >= min && run.size() <= max && std::all_of(run.begin(), run.end(), IsBase62);
+}
+
+}  // namespace
+
+bool IsValidSlackWebhookUrl(absl::string_view value) {
+  if ((!absl::ConsumePrefix(&value, "https://") && !absl::ConsumePrefix(&value, "http://")) ||
+      !absl::ConsumePrefix(&value, "hooks.slack.com/")) {
+    return false;
+  }
+  const bool services = absl::ConsumePrefix(&value, "services/");
+  if (!services && !absl::ConsumePrefix(&value, "workflows/") &&
+      !absl::ConsumePrefix(&value, "triggers/")) {
+    return false;
+  }
+  const std::vector<absl::string_view> parts = absl::StrSplit(value, '/');
+  const absl::string_view secret = parts.back();
+  if (services) {
+    return parts.size() == 3 && IsSlackId(parts[0], 'T') && IsSlackId(parts[1], 'B') &&
+           IsBase62Run(secret, 24, 24) && !IsPlaceholder(secret);
+  }
+  if (parts.size() < 3 || parts.size() > 4 || !IsSlackId(parts[0], 'T') ||
+      !IsBase62Run(secret, 24, 64) || IsPlaceholder(secret)) {
+    return false;
+  }
+  return std::all_of(parts.begin() + 1, parts.end() - 1,
+                     [](absl::string_view part) { return IsBase62Run(part, 1, 24); });
+}
+
+bool IsValidSlackAppToken(absl::string_view value) {
+  if (!absl::ConsumePrefix(&value, "xapp-")) return false;
+  const std::vector<absl::string_view> parts = absl::StrSplit(value, '-');
+  if (parts.size() != 4 || parts[0].size() != 1 || !IsDigit(parts[0][0]) ||
+      !IsSlackId(parts[1], 'A') || parts[2].size() < 10 || parts[2].size() > 16 ||
+      !std::all_of(parts[2].begin(), parts[2].end(), IsDigit) || parts[3].size() != 64) {
+    return false;
+  }
+  return std::all_of(parts[3].begin(), parts[3].end(),
+                     [](char c) { return IsDigit(c) || (c >= 'a' && c <= 'f'); }) &&
+         !IsPlaceholder(parts[3]);
+}
+
+namespace {
+
+// Whether `value` is 32 bytes in base64: 43 of [A-Za-z0-9+/] and '=', not a placeholder.
+bool IsBase64Of32Bytes(absl::string_view value) {
+  return value.size() == 44 && value.back() == '=' &&
+         std::all_of(value.begin(), value.end() - 1, IsBase64Byte) &&
+         !IsPlaceholder(value.substr(0, 43));
+}
+
+}  // namespace
+
+bool IsValidAzureSharedAccessKey(absl::string_view value) { return IsBase64Of32Bytes(value); }
+
+bool IsValidAzureSasSignature(absl::string_view value) {
+  if (!std::any_of(value.begin(), value.end(), IsDigit)) return false;
+  std::string decoded;
+  for (size_t i = 0; i < value.size(); ++i) {
+    if (value[i] != '%') {
+      decoded.push_back(value[i]);
+      continue;
+    }
+    if (i + 2 >= value.size()) return false;
+    const std::string code = absl::AsciiStrToUpper(value.substr(i + 1, 2));
+    if (code == "2B") {
+      decoded.push_back('+');
+    } else if (code == "2F") {
+      decoded.push_back('/');
+    } else if (code == "3D") {
+      decoded.push_back('=');
+    } else {
+      return false;
+    }
+    i += 2;
+  }
+  return IsBase64Of32Bytes(decoded);
 }
 
 namespace {
@@ -1087,29 +1221,60 @@ bool StandsForAPassword(absl::string_view password) {
 
 }  // namespace
 
-bool IsValidSecretValue(absl::string_view value) {
-  // Placeholders in documentation and templates: "your-api-key-here", "INSERT_TOKEN_HERE",
-  // "sk_live_...", "REDACTED", "example123".
+namespace {
+
+// Whether `value` holds a placeholder of documentation or a template: "your-api-key-here",
+// "INSERT_TOKEN_HERE", "sk_live_...", "REDACTED", "example123".
+bool HasPlaceholderPart(absl::string_view value) {
   static constexpr absl::string_view kPlaceholderParts[] = {
       "your",  "here",     "example", "replace", "placeholder",
       "dummy", "redacted", "xxx",     "***",     "..."};
-  // A value starting with '=' follows "==", a comparison.
-  if (value.size() < 6 || value.size() > 200 || value[0] == '=' || StandsForAPassword(value) ||
-      std::all_of(value.begin(), value.end(), IsDigit)) {
-    return false;
-  }
   const std::string lower = absl::AsciiStrToLower(value);
-  return std::none_of(std::begin(kPlaceholderParts), std::end(kPlaceholderParts),
-                      [&](absl::string_view part) { return absl::StrContains(lower, part); });
+  return std::any_of(std::begin(kPlaceholderParts), std::end(kPlaceholderParts),
+                     [&](absl::string_view part) { return absl::StrContains(lower, part); });
+}
+
+// Whether `value` is a name in code ("self.token", "settings.API_KEY", "string",
+// "ACCESS_TOKEN"): letters, '_', '.' and '-' only.
+bool IsNameInCode(absl::string_view value) {
+  return std::all_of(value.begin(), value.end(), [](char c) {
+    return absl::ascii_isalpha(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+  });
+}
+
+}  // namespace
+
+bool IsValidSecretValue(absl::string_view value) {
+  // A value starting with '=' follows "==", a comparison.
+  return value.size() >= 6 && value.size() <= 200 && value[0] != '=' &&
+         !StandsForAPassword(value) && !std::all_of(value.begin(), value.end(), IsDigit) &&
+         !HasPlaceholderPart(value);
 }
 
 bool IsValidUnquotedSecretValue(absl::string_view value) {
-  // A name in code ("self.token", "settings.API_KEY", "string", "password"): letters, '_',
-  // '.' and '-' only.
-  const bool name_only = std::all_of(value.begin(), value.end(), [](char c) {
-    return absl::ascii_isalpha(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
-  });
-  return !name_only && IsValidSecretValue(value);
+  return !IsNameInCode(value) && IsValidSecretValue(value);
+}
+
+bool IsValidBasicCredentials(absl::string_view value) {
+  if (value.size() < 8 || value.size() > 1024) return false;
+  const absl::string_view unpadded = absl::StripSuffix(absl::StripSuffix(value, "="), "=");
+  if (unpadded.size() % 4 == 1 || !std::all_of(unpadded.begin(), unpadded.end(), IsBase64Byte)) {
+    return false;
+  }
+  std::string decoded;
+  if (!absl::Base64Unescape(value, &decoded)) return false;
+  if (!std::all_of(decoded.begin(), decoded.end(), [](char c) { return c >= 0x20 && c <= 0x7e; })) {
+    return false;
+  }
+  const size_t colon = decoded.find(':');
+  return colon != std::string::npos && colon > 0 && colon + 1 < decoded.size() &&
+         !StandsForAPassword(absl::string_view(decoded).substr(colon + 1));
+}
+
+bool IsValidBearerToken(absl::string_view value) {
+  return value.size() >= 8 && value.size() <= 4096 &&
+         !std::all_of(value.begin(), value.end(), IsDigit) && !IsNameInCode(value) &&
+         !HasPlaceholderPart(value);
 }
 
 bool IsValidUrlCredentials(absl::string_view value) {
@@ -1145,7 +1310,11 @@ struct NamedValidator {
 constexpr NamedValidator kValidators[] = {
     {"aws_access_key", IsValidAwsAccessKey, 4 + 16},
     {"aws_secret_access_key", IsValidAwsSecretAccessKey, 40},
+    {"azure_sas_signature", IsValidAzureSasSignature, 44},
+    {"azure_shared_access_key", IsValidAzureSharedAccessKey, 44},
     {"azure_storage_key", IsValidAzureStorageKey, 88},
+    {"basic_credentials", IsValidBasicCredentials, 8},
+    {"bearer_token", IsValidBearerToken, 8},
     {"bitcoin_base58check", IsValidBitcoinBase58Check, 26},
     {"bitcoin_bech32", IsValidBitcoinBech32, 42},
     {"credit_card", IsValidCreditCard, 13},  // Digits.
@@ -1154,6 +1323,7 @@ constexpr NamedValidator kValidators[] = {
     {"be_national_number", IsValidBeNationalNumber, 11},
     {"de_tax_id", IsValidDeTaxId, 11},
     {"dk_cpr", IsValidDkCpr, 10},
+    {"docker_hub_token", IsValidDockerHubToken, 9 + 27},
     {"dea", IsValidDeaNumber, 9},
     {"email", IsValidEmail, 6},  // "a@b.cd".
     {"es_nie", IsValidEsNie, 9},
@@ -1163,6 +1333,9 @@ constexpr NamedValidator kValidators[] = {
     {"github_token", IsValidGithubToken, 4 + 36},  // "ghp_" + 36.
     {"gitlab_token", IsValidGitlabToken, 5 + 20},  // "glrt-" + 20.
     {"google_api_key", IsValidGoogleApiKey, 4 + 35},
+    {"google_oauth_client_secret", IsValidGoogleOAuthClientSecret, 7 + 28},
+    {"google_oauth_token", IsValidGoogleOAuthToken, 5 + 30},
+    {"groq_api_key", IsValidGroqApiKey, 4 + 52},
     {"huggingface_token", IsValidHuggingFaceToken, 3 + 34},
     {"iban", IsValidIban, ShortestIban()},  // Spaces aside.
     {"ie_ppsn", IsValidIePpsn, 8},
@@ -1183,11 +1356,16 @@ constexpr NamedValidator kValidators[] = {
     {"pl_pesel", IsValidPlPesel, 11},
     {"policy_suite_key", IsValidPolicySuiteKey, 8 + 66},  // "psk_svc_" + 66.
     {"pt_tax_id", IsValidPtTaxId, 9},
+    {"pypi_token", IsValidPypiToken, 20 + 50},
     {"se_personal_identity_number", IsValidSePersonalIdentityNumber, 10},
     {"secret_value", IsValidSecretValue, 6},
     {"sendgrid_api_key", IsValidSendGridApiKey, 3 + 22 + 1 + 43},
+    {"slack_app_token", IsValidSlackAppToken, 5 + 2 + 10 + 11 + 64},
     {"slack_token", IsValidSlackToken, 5 + 2 + 8},  // "xoxb-", a digit and '-', 8.
+    // "http://hooks.slack.com/triggers/", a team id, '/', a part of one byte, '/', 24.
+    {"slack_webhook_url", IsValidSlackWebhookUrl, 7 + 16 + 9 + 9 + 1 + 1 + 1 + 24},
     {"stripe_api_key", IsValidStripeApiKey, 8 + 24},
+    {"telegram_bot_token", IsValidTelegramBotToken, 8 + 1 + 35},
     {"uk_nhs", IsValidUkNhs, 10},  // Digits.
     {"uk_nino", IsValidUkNino, 9},
     {"unquoted_secret_value", IsValidUnquotedSecretValue, 6},
@@ -1195,6 +1373,8 @@ constexpr NamedValidator kValidators[] = {
     {"url_token_user", IsValidUrlTokenUser, 15 + 1 + 1},    // A Slack token, '@', a host.
     {"us_itin", IsValidUsItin, 9},                          // Digits.
     {"us_ssn", IsValidUsSsn, 9},                            // Digits.
+    {"webhook_signing_secret", IsValidWebhookSigningSecret, 6 + 32},
+    {"xai_api_key", IsValidXaiApiKey, 4 + 80},
 };
 
 }  // namespace
@@ -1207,12 +1387,19 @@ Validator FindValidator(absl::string_view name) {
 }
 
 bool ChecksWholeTokens(Validator validator) {
-  static constexpr Validator kTokens[] = {
-      IsValidPolicySuiteKey,   IsValidOpenAiApiKey, IsValidAwsAccessKey,
-      IsValidGithubToken,      IsValidSlackToken,   IsValidJwt,
-      IsValidGoogleApiKey,     IsValidStripeApiKey, IsValidGitlabToken,
-      IsValidHuggingFaceToken, IsValidNpmToken,     IsValidSendGridApiKey,
-      IsValidAzureStorageKey};
+  static constexpr Validator kTokens[] = {IsValidPolicySuiteKey,   IsValidOpenAiApiKey,
+                                          IsValidAwsAccessKey,     IsValidGithubToken,
+                                          IsValidSlackToken,       IsValidJwt,
+                                          IsValidGoogleApiKey,     IsValidStripeApiKey,
+                                          IsValidGitlabToken,      IsValidHuggingFaceToken,
+                                          IsValidNpmToken,         IsValidSendGridApiKey,
+                                          IsValidAzureStorageKey,  IsValidGroqApiKey,
+                                          IsValidXaiApiKey,        IsValidGoogleOAuthClientSecret,
+                                          IsValidGoogleOAuthToken, IsValidPypiToken,
+                                          IsValidDockerHubToken,   IsValidWebhookSigningSecret,
+                                          IsValidTelegramBotToken, IsValidSlackWebhookUrl,
+                                          IsValidSlackAppToken,    IsValidAzureSharedAccessKey,
+                                          IsValidAzureSasSignature};
   return validator != nullptr &&
          std::find(std::begin(kTokens), std::end(kTokens), validator) != std::end(kTokens);
 }

@@ -242,6 +242,40 @@ bool IsValidSendGridApiKey(absl::string_view value);
 //   AZURE_STORAGE_KEY: an account key, 86 of [A-Za-z0-9+/] and "==" (64 bytes in base64),
 //   holding a digit (the recognizer requires "AccountKey=" before it).
 bool IsValidAzureStorageKey(absl::string_view value);
+//   GROQ_API_KEY: "gsk_" + 52 of [0-9A-Za-z].
+bool IsValidGroqApiKey(absl::string_view value);
+//   XAI_API_KEY: "xai-" + 80 of [0-9A-Za-z].
+bool IsValidXaiApiKey(absl::string_view value);
+//   GOOGLE_OAUTH_CLIENT_SECRET: "GOCSPX-" + 28 of [0-9A-Za-z_-].
+bool IsValidGoogleOAuthClientSecret(absl::string_view value);
+//   GOOGLE_OAUTH_TOKEN, an access token: "ya29." + 30 to 2048 of [0-9A-Za-z_.-], not ending
+//   with '.', no "..".
+bool IsValidGoogleOAuthToken(absl::string_view value);
+//   PYPI_TOKEN: "pypi-AgEIcHlwaS5vcmc" (pypi.org) or "pypi-AgENdGVzdC5weXBpLm9yZw"
+//   (test.pypi.org) + 50 to 2000 of [0-9A-Za-z_-].
+bool IsValidPypiToken(absl::string_view value);
+//   DOCKER_HUB_TOKEN: "dckr_pat_" + 27 of [0-9A-Za-z_-].
+bool IsValidDockerHubToken(absl::string_view value);
+//   WEBHOOK_SIGNING_SECRET: "whsec_" + 32 to 88 of [0-9A-Za-z+/] (Stripe, Svix, Clerk, Resend).
+bool IsValidWebhookSigningSecret(absl::string_view value);
+//   TELEGRAM_BOT_TOKEN: an optional "bot" (the Bot API's URLs), the bot id (8 to 10 digits,
+//   not starting with 0), ':', "AA" + 33 of [0-9A-Za-z_-].
+bool IsValidTelegramBotToken(absl::string_view value);
+//   SLACK_WEBHOOK_URL: "https://" or "http://", "hooks.slack.com/", then "services/" + a
+//   team id ('T' + 8 to 12 of [0-9A-Z]) + '/' + a bot id ('B' + 8 to 12 of them) + '/' + 24
+//   of [0-9A-Za-z]; or "workflows/" or "triggers/" + a team id + '/', one or two parts of 1
+//   to 24 of [0-9A-Za-z] each followed by '/', and 24 to 64 of [0-9A-Za-z].
+bool IsValidSlackWebhookUrl(absl::string_view value);
+//   SLACK_TOKEN, app-level: "xapp-" + a digit + '-' + 'A' and 8 to 12 of [0-9A-Z] + '-' + 10
+//   to 16 digits + '-' + 64 of [0-9a-f].
+bool IsValidSlackAppToken(absl::string_view value);
+//   AZURE_SHARED_ACCESS_KEY: a Service Bus, Event Hubs or IoT Hub key, 43 of [A-Za-z0-9+/]
+//   and '=' (32 bytes in base64; the recognizer requires "SharedAccessKey=" before it).
+bool IsValidAzureSharedAccessKey(absl::string_view value);
+//   AZURE_SAS_TOKEN, a shared access signature's "sig": 43 of [A-Za-z0-9+/] and '=' (an
+//   HMAC-SHA256 in base64) once "%2B", "%2F" and "%3D" (either case) are decoded, no other
+//   '%', holding a digit (an encoded byte's counts; for the prefilter, as JWT).
+bool IsValidAzureSasSignature(absl::string_view value);
 //   SECRET, the value of a setting named as a secret (see NamedSecretRecognizers): 6 to 200
 //   bytes, not starting with '=' (after "==", a comparison), not a
 //   stand-in as for URL_CREDENTIALS below, not only digits, nothing of a placeholder
@@ -249,6 +283,13 @@ bool IsValidAzureStorageKey(absl::string_view value);
 //   in code (letters, '_', '.' and '-' only: "self.token", "string").
 bool IsValidSecretValue(absl::string_view value);
 bool IsValidUnquotedSecretValue(absl::string_view value);
+//   SECRET, an Authorization header's credentials (see NamedSecretRecognizers). Basic: 8 to
+//   1024 bytes of base64 (padding optional) decoding to printable ASCII "user:password", each
+//   part non-empty, the password not a stand-in as for URL_CREDENTIALS below. Bearer (or
+//   Token): 8 to 4096 bytes, not only digits, not a name (letters, '_', '.' and '-' only), no
+//   placeholder as for SECRET above.
+bool IsValidBasicCredentials(absl::string_view value);
+bool IsValidBearerToken(absl::string_view value);
 //   URL_CREDENTIALS: "user:password@host" (the user possibly empty) whose password is not a
 //   stand-in for one: a variable or template reference ("$DB_PASSWORD", "${DB_PASSWORD}",
 //   "$(cat secret)", "{{password}}", "%(password)s", "{password}"), a placeholder
@@ -272,8 +313,12 @@ using Validator = bool (*)(absl::string_view value);
 // "pem_private_key", "policy_suite_key", "openai_api_key", "aws_access_key",
 // "aws_secret_access_key", "github_token", "slack_token", "jwt", "google_api_key",
 // "stripe_api_key", "gitlab_token", "huggingface_token", "npm_token", "sendgrid_api_key",
-// "azure_storage_key", "url_credentials", "url_token_user", "secret_value",
-// "unquoted_secret_value"), or nullptr for an unknown name.
+// "azure_storage_key", "groq_api_key", "xai_api_key", "google_oauth_client_secret",
+// "google_oauth_token", "pypi_token", "docker_hub_token", "webhook_signing_secret",
+// "telegram_bot_token", "slack_webhook_url", "slack_app_token", "azure_shared_access_key",
+// "azure_sas_signature", "url_credentials", "url_token_user", "secret_value",
+// "unquoted_secret_value", "basic_credentials", "bearer_token"), or nullptr for an unknown
+// name.
 Validator FindValidator(absl::string_view name);
 
 // The fewest bytes a value `validator` accepts can have: it rejects every shorter value.

@@ -759,6 +759,100 @@ TEST(ValidatorsTest, MoreTokens) {
   EXPECT_FALSE(IsValidAzureStorageKey(std::string(85, 'A') + "1=="));
 }
 
+TEST(ValidatorsTest, ProvidersTokens) {
+  const std::string b62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  const std::string r52 = b62.substr(10, 52);
+  EXPECT_TRUE(IsValidGroqApiKey("gsk_" + r52));
+  EXPECT_FALSE(IsValidGroqApiKey("gsk_" + r52.substr(1)));
+  EXPECT_FALSE(IsValidGroqApiKey("gsk_" + r52 + "a"));
+  EXPECT_FALSE(IsValidGroqApiKey("gsk_" + std::string(52, 'x')));
+  EXPECT_TRUE(IsValidXaiApiKey("xai-" + b62 + b62.substr(0, 18)));
+  EXPECT_FALSE(IsValidXaiApiKey("xai-" + b62 + b62.substr(0, 17)));
+  EXPECT_FALSE(IsValidXaiApiKey("xai-" + b62 + b62.substr(0, 17) + "_"));
+  EXPECT_TRUE(IsValidGoogleOAuthClientSecret("GOCSPX-" + b62.substr(0, 26) + "-_"));
+  EXPECT_FALSE(IsValidGoogleOAuthClientSecret("GOCSPX-" + b62.substr(0, 27)));
+  EXPECT_TRUE(IsValidGoogleOAuthToken("ya29.a0" + b62));
+  EXPECT_TRUE(IsValidGoogleOAuthToken("ya29.c.b0" + b62.substr(0, 30) + "." + b62.substr(30)));
+  EXPECT_FALSE(IsValidGoogleOAuthToken("ya29." + b62.substr(0, 29)));
+  EXPECT_FALSE(IsValidGoogleOAuthToken("ya29.a0" + b62 + "."));
+  EXPECT_FALSE(IsValidGoogleOAuthToken("ya29.a0" + b62.substr(0, 30) + ".." + b62));
+  EXPECT_FALSE(IsValidGoogleOAuthToken("ya29." + std::string(40, 'x')));
+  EXPECT_TRUE(IsValidPypiToken("pypi-AgEIcHlwaS5vcmc" + b62));
+  EXPECT_TRUE(IsValidPypiToken("pypi-AgENdGVzdC5weXBpLm9yZw" + b62.substr(0, 50)));
+  EXPECT_FALSE(IsValidPypiToken("pypi-AgENdGVzdC5weXBpLm9yZw" + b62.substr(0, 49)));
+  EXPECT_FALSE(IsValidPypiToken("pypi-AgEAAAAAAAAAAAAAAAAAAA" + b62));
+  EXPECT_TRUE(IsValidDockerHubToken("dckr_pat_" + b62.substr(0, 25) + "_-"));
+  EXPECT_FALSE(IsValidDockerHubToken("dckr_pat_" + b62.substr(0, 28)));
+  EXPECT_FALSE(IsValidDockerHubToken("dckr_oat_" + b62.substr(0, 27)));
+  EXPECT_TRUE(IsValidWebhookSigningSecret("whsec_" + b62.substr(0, 32)));
+  EXPECT_TRUE(IsValidWebhookSigningSecret("whsec_" + b62.substr(0, 30) + "+/"));
+  EXPECT_FALSE(IsValidWebhookSigningSecret("whsec_" + b62.substr(0, 31)));
+  EXPECT_FALSE(IsValidWebhookSigningSecret("whsec_" + b62 + b62.substr(0, 27)));  // 89.
+  const std::string bot = "AA" + b62.substr(0, 31) + "-_";
+  EXPECT_TRUE(IsValidTelegramBotToken("123456789:" + bot));
+  EXPECT_TRUE(IsValidTelegramBotToken("bot12345678:" + bot));
+  EXPECT_TRUE(IsValidTelegramBotToken("1234567890:" + bot));
+  EXPECT_FALSE(IsValidTelegramBotToken("1234567:" + bot));
+  EXPECT_FALSE(IsValidTelegramBotToken("12345678901:" + bot));
+  EXPECT_FALSE(IsValidTelegramBotToken("012345678:" + bot));
+  EXPECT_FALSE(IsValidTelegramBotToken("123456789:AB" + bot.substr(2)));
+  EXPECT_FALSE(IsValidTelegramBotToken("123456789:" + bot + "x"));
+  EXPECT_FALSE(IsValidTelegramBotToken("123456789:AA" + std::string(33, 'x')));
+  const std::string hook = "https://hooks.slack.com/services/T0ABCDEF12/B0ABCDEF34/";
+  EXPECT_TRUE(IsValidSlackWebhookUrl(hook + b62.substr(10, 24)));
+  EXPECT_TRUE(IsValidSlackWebhookUrl("http://hooks.slack.com/triggers/T0ABCDEF12/4123/" + b62));
+  EXPECT_TRUE(
+      IsValidSlackWebhookUrl("https://hooks.slack.com/workflows/T0ABCDEF12/A0ABCDEF34/"
+                             "412345678901234567/" +
+                             b62.substr(0, 32)));
+  EXPECT_FALSE(IsValidSlackWebhookUrl(hook + b62.substr(10, 23)));
+  EXPECT_FALSE(IsValidSlackWebhookUrl(hook + std::string(24, 'X')));
+  EXPECT_FALSE(IsValidSlackWebhookUrl("https://hooks.slack.com/services/T0abcdef12/B0ABCDEF34/" +
+                                      b62.substr(10, 24)));
+  EXPECT_FALSE(
+      IsValidSlackWebhookUrl("https://hooks.slack.com/services/T0ABCDEF12/" + b62.substr(10, 24)));
+  const std::string app = "xapp-1-A0ABCDEF12-1234567890123-";
+  const std::string hex64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+  EXPECT_TRUE(IsValidSlackAppToken(app + hex64));
+  EXPECT_FALSE(IsValidSlackAppToken(app + hex64.substr(1)));
+  EXPECT_FALSE(IsValidSlackAppToken(app + "A" + hex64.substr(1)));
+  EXPECT_FALSE(IsValidSlackAppToken("xapp-1-B0ABCDEF12-1234567890123-" + hex64));
+  EXPECT_FALSE(IsValidSlackAppToken(app + std::string(64, '0')));
+  const std::string key43 = b62.substr(0, 41) + "+/";
+  EXPECT_TRUE(IsValidAzureSharedAccessKey(key43 + "="));
+  EXPECT_FALSE(IsValidAzureSharedAccessKey(key43 + "=="));
+  EXPECT_FALSE(IsValidAzureSharedAccessKey(key43.substr(1) + "="));
+  EXPECT_FALSE(IsValidAzureSharedAccessKey(std::string(43, 'A') + "="));
+  EXPECT_TRUE(IsValidAzureSasSignature(b62.substr(0, 41) + "%2B%2f%3D"));
+  EXPECT_TRUE(IsValidAzureSasSignature(key43 + "="));
+  EXPECT_FALSE(IsValidAzureSasSignature(b62.substr(0, 41) + "%2B%2F%3"));
+  EXPECT_FALSE(IsValidAzureSasSignature(b62.substr(0, 41) + "%2B%20%3D"));
+  EXPECT_FALSE(IsValidAzureSasSignature(b62.substr(10, 43) + "="));  // No digit.
+  EXPECT_FALSE(IsValidAzureSasSignature(b62.substr(0, 42) + "%3D"));
+}
+
+TEST(ValidatorsTest, AuthorizationCredentials) {
+  EXPECT_TRUE(IsValidBasicCredentials("ZGVwbG95OlhrOCNwcTJMeiF3"));  // deploy:Xk8#pq2Lz!w
+  EXPECT_TRUE(IsValidBasicCredentials("YWxhZGRpbjpvcGVuc2VzYW1l"));  // aladdin:opensesame
+  EXPECT_TRUE(IsValidBasicCredentials("dTpTM2NyM3RQYXNz"));          // u:S3cr3tPass
+  EXPECT_TRUE(IsValidBasicCredentials("dTpTM2NyM3RQYXNzIQ=="));      // u:S3cr3tPass!
+  EXPECT_TRUE(IsValidBasicCredentials("dTpTM2NyM3RQYXNzIQ"));        // Unpadded.
+  EXPECT_FALSE(IsValidBasicCredentials("dXNlcm5hbWU="));             // username
+  EXPECT_FALSE(IsValidBasicCredentials("dXNlcjpwYXNzd29yZA=="));     // user:password
+  EXPECT_FALSE(IsValidBasicCredentials("OnNlY3JldHBhc3M="));         // :secretpass
+  EXPECT_FALSE(IsValidBasicCredentials("dXNlcm5hbWU6"));             // username:
+  EXPECT_FALSE(IsValidBasicCredentials("dXNlcjoke0RCX1BBU1N9"));     // user:${DB_PASS}
+  EXPECT_FALSE(IsValidBasicCredentials("dTpTM2NyM3RQYXNzIQ=.="));    // Not base64.
+  EXPECT_FALSE(IsValidBasicCredentials("AAECAwQFBgcICQ=="));         // Not printable.
+  EXPECT_TRUE(IsValidBearerToken("9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b"));
+  EXPECT_TRUE(IsValidBearerToken("v2.local.AbCd-Ef_Gh1"));
+  EXPECT_FALSE(IsValidBearerToken("abc1234"));  // Short.
+  EXPECT_FALSE(IsValidBearerToken("12345678901234"));
+  EXPECT_FALSE(IsValidBearerToken("ACCESS_TOKEN"));
+  EXPECT_FALSE(IsValidBearerToken("YOUR_API_TOKEN_1"));
+  EXPECT_FALSE(IsValidBearerToken(std::string(4097, 'a') + "1"));
+}
+
 TEST(ValidatorRegistryTest, FindsEachNamedValidator) {
   const std::vector<std::string> names = KnownValidatorNames();
   EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
