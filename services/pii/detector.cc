@@ -1068,11 +1068,6 @@ constexpr std::array<bool, 256> MakeSettingNameEnds() {
 }
 constexpr std::array<bool, 256> kSettingNameEnds = MakeSettingNameEnds();
 
-// The most bytes of a named setting's value (and its quotes) that NamedSettingRegions takes;
-// of an Authorization header's credentials, after its scheme (IsValidBearerToken's longest
-// and its padding).
-constexpr size_t kLongestSettingValue = 202;
-constexpr size_t kLongestCredentials = 4096 + 4;
 
 // The first ':' or '=' at or after `i`, or `n`.
 size_t SkipToSettingSeparator(const unsigned char* data, size_t i, size_t n) {
@@ -1091,14 +1086,31 @@ size_t SkipToSettingSeparator(const unsigned char* data, size_t i, size_t n) {
 
 // The regions NamedSecretRecognizers run on: each "NAME[quote][ \t]*(:|=|=>)[ \t]*VALUE"
 // whose NAME ends in one of kSecretSettingNames (any case), from the name's start to the first
-// whitespace (RE2's \s) after the value's start (at most kLongestSettingValue bytes); and each
-// whose NAME ends in one of kCredentialHeaderNames, whose VALUE is "[quote]SCHEME[ \t]+" and
-// the credentials up to the first whitespace (at most kLongestCredentials bytes); in order. A
-// ':' or '=' is looked at with the bytes before it only: one pass over the text.
+// whitespace (RE2's \s) after the value's start; and each whose NAME ends in one of
+// kCredentialHeaderNames, whose VALUE is "[quote]SCHEME[ \t]+" and the credentials up to the
+// first whitespace; in order. The recognizers' values hold no such whitespace, so a region
+// holds every match the whole text would give them there, however long. A ':' or '=' is looked
+// at with the bytes before it only, and each run up to a whitespace is read once.
 std::vector<Region> NamedSettingRegions(absl::string_view text) {
   std::vector<Region> regions;
   const size_t n = text.size();
   const unsigned char* const data = reinterpret_cast<const unsigned char*>(text.data());
+  // The first whitespace at or after `from` (RE2's \s: not '\v', which values may hold).
+  // Values start further on as the separators do (but after a header's scheme), so the last
+  // answer usually serves: no run is read twice.
+  size_t asked_from = n + 1;
+  size_t space = n;
+  auto first_space = [&](size_t from) {
+    if (from < asked_from || from > space) {
+      space = from;
+      while (space < n && absl::string_view(" \t\n\f\r").find(text[space]) ==
+                              absl::string_view::npos) {
+        ++space;
+      }
+    }
+    asked_from = from;
+    return space;
+  };
   for (size_t p = SkipToSettingSeparator(data, 0, n); p < n;
        p = SkipToSettingSeparator(data, p + 1, n)) {
     size_t value = p + 1;
@@ -1132,21 +1144,12 @@ std::vector<Region> NamedSettingRegions(absl::string_view text) {
     const bool header = match_names(kCredentialHeaderNames);
     if (name_begin == absl::string_view::npos) continue;
     while (value < n && (text[value] == ' ' || text[value] == '\t')) ++value;
-    size_t longest = kLongestSettingValue;
     if (header) {  // The quote, the scheme and the spaces before the credentials.
       if (value < n && (text[value] == '"' || text[value] == '\'')) ++value;
       while (value < n && absl::ascii_isalpha(At(text, value))) ++value;
       while (value < n && (text[value] == ' ' || text[value] == '\t')) ++value;
-      longest = kLongestCredentials;
     }
-    size_t end = value;
-    const size_t limit = std::min(n, value + longest);
-    // RE2's \s: not '\v', which the recognizers' values may hold.
-    while (end < limit &&
-           absl::string_view(" \t\n\f\r").find(text[end]) == absl::string_view::npos) {
-      ++end;
-    }
-    AddRegion(regions, name_begin, end);
+    AddRegion(regions, name_begin, first_space(value));
   }
   return regions;
 }

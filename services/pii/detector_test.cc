@@ -1554,6 +1554,11 @@ TEST(DetectorPropertyTest, PrefilterFindsWhatTheFullSetFinds) {
            "mobile: +2104091268",
            "if SENDGRID_API_KEY==SG.SL6HEeNzO4rxim9QUl0ipZq.El4cCbh",
            "git clone https://oauth\v2:glpat-WoZtWN4oonMibg2mJNZj@gitlab.example.com/x",
+           // Values longer than a named setting's region, with a '-' before and after its end.
+           "sharedaccesskey=4PLTh5mv3CMa0x3fa070jEbpYZYF0QdPz2ZChEkiSaP=a::beyJhbGciOiJSUzI1NiIsI"
+           "mtpZCI6IjEifQ.eyJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlIn0.TkrYeJqAV2uMY5XAMoidFdGd79B94Lbd"
+           "SHn2rZvteyb5Wn4sS_HCJnjKHJ5PpRt9BTax_ys0fZo-yVW-ANgiQL3LwBfOmw7j1e_9qh_QYcstqtXm3qA6CT"
+           "Q6J9LNqSPk54vzp-Xai39DcPielKjhC9ZxTSg9Fcp1nG6dvZkb-5hdxHZsL-ujhlsswTUJ45MbrqIckLiTvc3K",
        }) {
     const ScanOptions all = MinScore(0);
     EXPECT_EQ(DescribeAll(text, Default().Scan(text, all)),
