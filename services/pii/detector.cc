@@ -1068,7 +1068,6 @@ constexpr std::array<bool, 256> MakeSettingNameEnds() {
 }
 constexpr std::array<bool, 256> kSettingNameEnds = MakeSettingNameEnds();
 
-
 // The first ':' or '=' at or after `i`, or `n`.
 size_t SkipToSettingSeparator(const unsigned char* data, size_t i, size_t n) {
 #if defined(__SSE2__)
@@ -1103,8 +1102,8 @@ std::vector<Region> NamedSettingRegions(absl::string_view text) {
   auto first_space = [&](size_t from) {
     if (from < asked_from || from > space) {
       space = from;
-      while (space < n && absl::string_view(" \t\n\f\r").find(text[space]) ==
-                              absl::string_view::npos) {
+      while (space < n &&
+             absl::string_view(" \t\n\f\r").find(text[space]) == absl::string_view::npos) {
         ++space;
       }
     }
@@ -1154,7 +1153,9 @@ std::vector<Region> NamedSettingRegions(absl::string_view text) {
   return regions;
 }
 
-enum class Verdict { kAccepted, kGluedLeft, kRejected };
+// kExcluded: after one of the recognizer's excluded prefixes, and so is every match that
+// starts inside it ("https://ines.mueller@host": nor is "mueller@host" an address).
+enum class Verdict { kAccepted, kGluedLeft, kExcluded, kRejected };
 
 }  // namespace
 
@@ -1336,9 +1337,6 @@ bool Detector::HasContext(const Recognizer& recognizer, absl::string_view text, 
 bool Detector::Accept(const Recognizer& recognizer, absl::string_view text, size_t begin,
                       size_t end, bool next_in_list, ScanScratch& scratch, double& score) const {
   const RecognizerSpec& spec = recognizer.spec;
-  if (!spec.excluded_prefixes.empty() && HasExcludedPrefix(text, begin, spec.excluded_prefixes)) {
-    return false;
-  }
   if (!spec.excluded_context.empty()) {
     const size_t window = ContextWindowBegin(begin);
     if (FoundWords(text.substr(window, begin - window), recognizer.excluded_context) != 0) {
@@ -1399,6 +1397,8 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
     }
     if (GluedLeft(text, begin)) return Verdict::kGluedLeft;
     if (GluedRight(text, end) || ContinuesGroups(text, begin, end)) return Verdict::kRejected;
+    const std::vector<std::string>& excluded = recognizer.spec.excluded_prefixes;
+    if (!excluded.empty() && HasExcludedPrefix(text, begin, excluded)) return Verdict::kExcluded;
     double score = 0;
     if (!Accept(recognizer, text, begin, end, lists && OnlyListSeparators(text, last_end, begin),
                 scratch, score)) {
@@ -1443,6 +1443,10 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
     const size_t match_end = match_begin + match[0].size();
     const Verdict verdict = judge();
     if (verdict == Verdict::kAccepted) {
+      pos = next_start(match_end > match_begin ? match_end : NextCharBoundary(text, match_begin));
+      continue;
+    }
+    if (verdict == Verdict::kExcluded) {
       pos = next_start(match_end > match_begin ? match_end : NextCharBoundary(text, match_begin));
       continue;
     }

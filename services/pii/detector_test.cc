@@ -688,6 +688,7 @@ std::vector<std::string> HardNegatives() {
       "part AB1234563, qty 4",
       "F97654329",
       "+28 20 7946 0958",
+      "Telefon +0406145643 ist ungültig, Tel. +612 345 678 auch",
       "+44 20 794",
       // Typographic characters in what holds no value: date ranges, amounts and order numbers
       // with en dashes, narrow no-break spaces and full-width digits, and nine-digit numbers
@@ -1385,6 +1386,8 @@ TEST(DetectorTest, FindsTheCredentialsOfAUrl) {
   }
   // A URL's user without a password is no e-mail address either.
   for (const char* text : {"ssh://git@github.com/org/repo.git", "https://jane@bitbucket.org/o/r",
+                           "https://ines.mueller@dev.azure.com/org/_git/repo",
+                           "https://jane-doe@bitbucket.org/o/r", "ssh://ci+bot@host.example.com/x",
 
                            "git clone git@github.com:acme/infra.git"}) {
     EXPECT_THAT(Found(text), IsEmpty()) << text;

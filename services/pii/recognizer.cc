@@ -329,8 +329,8 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   const std::string local = absl::StrCat("[0-9_%+", letters, "-]+");
   const std::string label =
       absl::StrCat("[0-9", letters, "](?:[0-9", letters, "-]*[0-9", letters, "])?");
-  // Not a URL's user ("ssh://git@github.com/org/repo", "https://jane@bitbucket.org/"). (A user
-  // with a dot, "https://ines.mueller@dev.azure.com/", leaves "mueller@dev.azure.com".)
+  // Not a URL's user ("ssh://git@github.com/org/repo", "https://jane@bitbucket.org/",
+  // "https://ines.mueller@dev.azure.com/": nor any part of it).
   add("email_address", "EMAIL_ADDRESS",
       absl::StrCat(local, "(?:\\.", local, ")*@(?:", label, "\\.)+[", letters, "]{2,}"), 1.0,
       "email", {}, false, {"://"});
@@ -374,10 +374,11 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
       "-][0-9]{1,12}){0,5}",
       0.75, "international_phone", kPhoneContext);
   // With the trunk prefix and no country code ("020 7946 0958", "0171 2345678", "06 12 34 56
-  // 78"): only after a phone word, since order and account numbers look the same.
+  // 78"): only after a phone word, since order and account numbers look the same; never after
+  // '+', where a country code belongs.
   add("phone_number_national", "PHONE_NUMBER",
       "0[1-9][0-9]{0,4}(?:[ /-][0-9]{2,8}){1,4}|0[1-9](?:\\.[0-9]{2}){4}|0[1-9][0-9]{8,10}", 0.75,
-      "national_phone", kNationalPhoneContext, true);
+      "national_phone", kNationalPhoneContext, true, {"+"});
   // Nine digits without a trunk prefix, in groups, as Spain and Portugal write them ("612 345
   // 678", "912 34 56 78"): only after a phone word, as above. The \b keeps the set from
   // reporting the start of a longer number ("212-555-0123"), whose extraction would look for
@@ -385,7 +386,7 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   add("phone_number_national_nine_digits", "PHONE_NUMBER",
       "[2-9][0-9]{2}(?: [0-9]{3} [0-9]{3}|-[0-9]{3}-[0-9]{3}| [0-9]{2} [0-9]{2} [0-9]{2}"
       "|-[0-9]{2}-[0-9]{2}-[0-9]{2})\\b",
-      0.75, "nine_digit_phone", kNationalPhoneContext, true);
+      0.75, "nine_digit_phone", kNationalPhoneContext, true, {"+"});
   return r;
 }
 

@@ -72,7 +72,9 @@ struct RecognizerSpec {
   // so).
   bool context_required = false;
   // A match directly preceded by one of these (ASCII case-insensitively) is dropped, e.g.
-  // "version " before a dotted quad. A prefix starting with a letter must start a word.
+  // "version " before a dotted quad, and no match starting inside it is looked at ("://"
+  // before "ines.mueller@host": nor "mueller@host"). A prefix starting with a letter must
+  // start a word.
   std::vector<std::string> excluded_prefixes;
   // A match with one of these (lowercase, at most kMaxContextWords) anywhere in the
   // kContextWindowBytes before it, ASCII case-insensitively, even inside a word and with
