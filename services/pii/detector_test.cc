@@ -490,6 +490,21 @@ TEST(DetectorTest, KeyWithoutItsEndLineIsRedactedToTheEndOfItsBase64) {
       << DescribeAll(text, Default().Scan(text));
 }
 
+TEST(DetectorTest, KeyWithoutItsEndLineInAJsonOrYamlString) {
+  const std::string json_key =
+      "-----BEGIN RSA PRIVATE KEY-----\\nMIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo\\n"
+      "4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7o";
+  const std::string json = absl::StrCat("{\"private_key\": \"", json_key, "...\"}");
+  EXPECT_THAT(Found(json), ElementsAre(std::make_pair("PRIVATE_KEY", json_key)))
+      << DescribeAll(json, Default().Scan(json));
+  const std::string yaml_key =
+      "-----BEGIN PRIVATE KEY-----\n    MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n"
+      "    BKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj";
+  const std::string yaml = absl::StrCat("tls:\n  key: |\n    ", yaml_key, "\n\n  cert: x\n");
+  EXPECT_THAT(Found(yaml), ElementsAre(std::make_pair("PRIVATE_KEY", yaml_key)))
+      << DescribeAll(yaml, Default().Scan(yaml));
+}
+
 TEST(DetectorTest, FindsSeveralEntitiesInOneText) {
   const std::string text =
       "Hi, I'm Zoë. Card 4111 1111 1111 1111, e-mail zoe.x@example.com; "

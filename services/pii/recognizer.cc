@@ -81,11 +81,16 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   // Secrets: distinctive prefixes, format only. Patterns that repeat a large class use `+`
   // and leave the exact lengths to the validator (see validators.h).
   // A whole block, or (no END line follows) the header, armour headers ("Version: ..."), one
-  // blank line and the lines of base64 after them: a blank line ends the run.
+  // blank line and the lines of base64 after them: a blank line ends the run. Lines break
+  // as in a file, or as "\n" in a JSON or YAML string, and may be indented (a YAML block).
+  const std::string line_break = "(?:\\r?\\n|\\\\n)";
   add("private_key", "PRIVATE_KEY",
-      "-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"
-      "(?:(?s:.)*?-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"
-      "|(?:\\r?\\n[A-Za-z][A-Za-z-]*: [^\\r\\n]*)*(?:\\r?\\n)?(?:\\r?\\n[A-Za-z0-9+/=]+)+)",
+      absl::StrCat(
+          "-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"
+          "(?:(?s:.)*?-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: "
+          "BLOCK)?-----|(?:",
+          line_break, "[ \\t]*[A-Za-z][A-Za-z-]*: [^\\r\\n\\\\]*)*", line_break, "?(?:", line_break,
+          "[ \\t]*[A-Za-z0-9+/=]+)+)"),
       1.0, "pem_private_key");
   add("policy_suite_key", "POLICY_SUITE_KEY", "psk_(?:proj|svc|admin)_[0-9A-Za-z]+", 1.0,
       "policy_suite_key");

@@ -13,6 +13,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/crypto/crypto.h"
 #include "common/ids/api_key_prefix.h"
@@ -821,9 +822,12 @@ bool IsValidPemPrivateKey(absl::string_view value) {
     const std::string tail = absl::StrCat(kEnd, label, kDashes);
     return rest.size() >= tail.size() && absl::EndsWith(rest, tail);
   }
-  // No END line: the header, armour headers ("Version: ...") and the base64 run after them.
+  // No END line: the header, armour headers ("Version: ...") and the base64 run after them,
+  // in lines that break as in a file or as "\n" in a JSON or YAML string, maybe indented.
   size_t base64 = 0;
-  for (absl::string_view line : absl::StrSplit(rest, absl::ByAnyChar("\r\n"))) {
+  const std::string lines = absl::StrReplaceAll(rest, {{"\\r\\n", "\n"}, {"\\n", "\n"}});
+  for (absl::string_view line : absl::StrSplit(lines, absl::ByAnyChar("\r\n"))) {
+    line = absl::StripLeadingAsciiWhitespace(line);
     if (line.find(": ") != absl::string_view::npos && base64 == 0) continue;
     for (char c : line) {
       if (!IsDigit(c) && !IsUpper(c) && !(c >= 'a' && c <= 'z') && c != '+' && c != '/' &&
