@@ -326,6 +326,15 @@ std::vector<Sample> Positives() {
       {"NPM_TOKEN", "//registry.npmjs.org/:_authToken=", "npm_" + RandomOf(kBase62, 36, 31)},
       {"SENDGRID_API_KEY", "",
        "SG." + RandomOf(kBase64Url, 21, 32) + "7." + RandomOf(kBase64Url, 42, 33) + "x"},
+      // A key in base64 (a Kubernetes secret's tls.key, kubeconfig's client-key-data), whole
+      // or cut.
+      {"PRIVATE_KEY", "client-key-data: ",
+       "LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQpNSUlFcEFJQkFBS0NBUUVBdTFTVTFMZlZMUEhDb3pNeEgyT"
+       "W80bGdPRWVQek5tMHRSZ2VMZXpWNmZmQXQwZ3VuClZUTHc3b25MUm5ycTAvSXpXN3lXUjdRa3JtQkw3alRLRW41d"
+       "StxS2hid0tmQnN0SXMrYk1ZMlprcDE4Z25UeEsKLS0tLS1FTkQgUlNBIFBSSVZBVEUgS0VZLS0tLS0K"},
+      {"PRIVATE_KEY", "tls.key: ",
+       "LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQpNSUlFcEFJQkFBS0NBUUVBdTFTVTFMZlZMUEhDb3pNeEgyT"
+       "W80bGdPRWVQek5tMHRSZ2VMZXpWNmZmQXQwZ3VuClZUTHc3b25MUm5ycTAvSXpXN3lX"},
       {"GROQ_API_KEY", "GROQ_API_KEY=", "gsk_" + RandomOf(kBase62, 52, 80)},
       {"XAI_API_KEY", "", "xai-" + RandomOf(kBase62, 80, 81)},
       {"GOOGLE_OAUTH_CLIENT_SECRET",
@@ -696,6 +705,10 @@ std::vector<std::string> HardNegatives() {
       "https://api.slack.com/apps/A0ABCDEF12/" + RandomOf(kBase62, 24, 116),
       "xapp-1-A0ABCDEF12-1234567890123-" + RandomOf("0123456789abcdef", 63, 117),
       "SharedAccessKeyName=RootManageSharedAccessKey",
+      // A certificate in base64 (tls.crt), and the start of a key's base64 too short to be one.
+      "tls.crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSURkekNDQWwrZ0F3SUJBZ0lFQWdBQXVUQU5CZ2txaG"
+      "tpRzl3MEJBUVVGQURCYU1Rc3dDUVlEVlFRR0V3SkoKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=",
+      "LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQpNSUlF",
       "?signature=" + RandomOf(kBase62, 43, 119) + "%3D",
       "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
       "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END EC PRIVATE KEY-----",

@@ -92,6 +92,10 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
           line_break, "[ \\t]*[A-Za-z][A-Za-z-]*: [^\\r\\n\\\\]*)*", line_break, "?(?:", line_break,
           "[ \\t]*[A-Za-z0-9+/=]+)+)"),
       1.0, "pem_private_key");
+  // The same in base64 ("-----BEGIN" is "LS0tLS1CRUdJTi"): a Kubernetes secret's tls.key,
+  // kubeconfig's client-key-data.
+  add("private_key_base64", "PRIVATE_KEY", "LS0tLS1CRUdJTi[A-Za-z0-9+/]+=*", 1.0,
+      "base64_pem_private_key");
   add("policy_suite_key", "POLICY_SUITE_KEY", "psk_(?:proj|svc|admin)_[0-9A-Za-z]+", 1.0,
       "policy_suite_key");
   add("openai_api_key", "OPENAI_API_KEY", "sk-[A-Za-z0-9_-]+", 1.0, "openai_api_key");

@@ -840,6 +840,24 @@ bool IsValidPemPrivateKey(absl::string_view value) {
   return base64 >= kMinTruncatedPemBase64;
 }
 
+bool IsValidBase64PemPrivateKey(absl::string_view value) {
+  if (value.size() > kMaxPemBlockBytes * 4 / 3 + 4) return false;
+  absl::string_view groups = absl::StripSuffix(absl::StripSuffix(value, "="), "=");
+  if (!std::all_of(groups.begin(), groups.end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/';
+      })) {
+    return false;
+  }
+  if (groups.size() < value.size()) {
+    groups = value;  // Padded: whole groups.
+  } else {
+    groups.remove_suffix(groups.size() % 4);  // Maybe cut: its whole groups.
+  }
+  std::string decoded;
+  return absl::Base64Unescape(groups, &decoded) &&
+         IsValidPemPrivateKey(absl::StripTrailingAsciiWhitespace(decoded));
+}
+
 namespace {
 
 bool IsBase62(char c) { return IsDigit(c) || IsUpper(c) || (c >= 'a' && c <= 'z'); }
@@ -1317,6 +1335,8 @@ constexpr NamedValidator kValidators[] = {
     {"azure_sas_signature", IsValidAzureSasSignature, 44},
     {"azure_shared_access_key", IsValidAzureSharedAccessKey, 44},
     {"azure_storage_key", IsValidAzureStorageKey, 88},
+    // "-----BEGIN PRIVATE KEY-----\n" and 16 of base64, in base64.
+    {"base64_pem_private_key", IsValidBase64PemPrivateKey, (28 + 16) * 4 / 3},
     {"basic_credentials", IsValidBasicCredentials, 8},
     {"bearer_token", IsValidBearerToken, 8},
     {"bitcoin_base58check", IsValidBitcoinBase58Check, 26},

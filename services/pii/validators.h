@@ -192,6 +192,11 @@ inline constexpr size_t kMinTruncatedPemBase64 = 16;
 // optional armour headers ("Version: ...") and lines of base64 holding at least
 // kMinTruncatedPemBase64 characters, with no "-----END " anywhere.
 bool IsValidPemPrivateKey(absl::string_view value);
+// A PEM private key in base64 ("LS0tLS1CRUdJTi...", as Kubernetes secrets and kubeconfig's
+// client-key-data hold it): at most kMaxPemBlockBytes * 4 / 3 + 4 bytes of [A-Za-z0-9+/] and
+// padding, whose decoding (of its whole groups of four, when the paste is cut) is a block
+// IsValidPemPrivateKey accepts.
+bool IsValidBase64PemPrivateKey(absl::string_view value);
 
 // Secrets in their exact formats. The built-in patterns are looser (`+` where the format has
 // an exact length), because counted repetitions over large classes make RE2's DFA states
@@ -310,15 +315,15 @@ using Validator = bool (*)(absl::string_view value);
 // "de_health_insurance_number", "be_national_number", "ie_ppsn", "dk_cpr",
 // "at_social_insurance_number", "pt_tax_id",
 // "bitcoin_base58check", "bitcoin_bech32", "dea", "email",
-// "pem_private_key", "policy_suite_key", "openai_api_key", "aws_access_key",
-// "aws_secret_access_key", "github_token", "slack_token", "jwt", "google_api_key",
-// "stripe_api_key", "gitlab_token", "huggingface_token", "npm_token", "sendgrid_api_key",
-// "azure_storage_key", "groq_api_key", "xai_api_key", "google_oauth_client_secret",
-// "google_oauth_token", "pypi_token", "docker_hub_token", "webhook_signing_secret",
-// "telegram_bot_token", "slack_webhook_url", "slack_app_token", "azure_shared_access_key",
-// "azure_sas_signature", "url_credentials", "url_token_user", "secret_value",
-// "unquoted_secret_value", "basic_credentials", "bearer_token"), or nullptr for an unknown
-// name.
+// "pem_private_key", "base64_pem_private_key", "policy_suite_key", "openai_api_key",
+// "aws_access_key", "aws_secret_access_key", "github_token", "slack_token", "jwt",
+// "google_api_key", "stripe_api_key", "gitlab_token", "huggingface_token", "npm_token",
+// "sendgrid_api_key", "azure_storage_key", "groq_api_key", "xai_api_key",
+// "google_oauth_client_secret", "google_oauth_token", "pypi_token", "docker_hub_token",
+// "webhook_signing_secret", "telegram_bot_token", "slack_webhook_url", "slack_app_token",
+// "azure_shared_access_key", "azure_sas_signature", "url_credentials", "url_token_user",
+// "secret_value", "unquoted_secret_value", "basic_credentials", "bearer_token"), or nullptr for an
+// unknown name.
 Validator FindValidator(absl::string_view name);
 
 // The fewest bytes a value `validator` accepts can have: it rejects every shorter value.
