@@ -1271,6 +1271,9 @@ TEST(DetectorTest, FindsSecretsByTheNameOfTheirSetting) {
       {"const config = { apiKey: \"q8ZrT2vLm\" };", "q8ZrT2vLm"},
       {"$db = ['password' => 'l3tme!n'];", "l3tme!n"},
       {"NEXTAUTH_SECRET=Kq9!xv0Pz\nNEXTAUTH_URL=https://app.example.com", "Kq9!xv0Pz"},
+      // An AWS session token: ~1,000 bytes.
+      {"aws_session_token = IQoJb3JpZ2luX2VjE" + RandomOf(kBase64Url, 900, 126) + "==\nregion",
+       "IQoJb3JpZ2luX2VjE" + RandomOf(kBase64Url, 900, 126) + "=="},
       {"mot de passe (pwd=Grüße2024!)", "Grüße2024!"},
   };
   for (const auto& [text, value] : named) {

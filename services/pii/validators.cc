@@ -1268,7 +1268,7 @@ bool IsNameInCode(absl::string_view value) {
 
 bool IsValidSecretValue(absl::string_view value) {
   // A value starting with '=' follows "==", a comparison.
-  return value.size() >= 6 && value.size() <= 200 && value[0] != '=' &&
+  return value.size() >= 6 && value.size() <= kMaxSecretValueBytes && value[0] != '=' &&
          !StandsForAPassword(value) && !std::all_of(value.begin(), value.end(), IsDigit) &&
          !HasPlaceholderPart(value);
 }
@@ -1294,7 +1294,7 @@ bool IsValidBasicCredentials(absl::string_view value) {
 }
 
 bool IsValidBearerToken(absl::string_view value) {
-  return value.size() >= 8 && value.size() <= 4096 &&
+  return value.size() >= 8 && value.size() <= kMaxSecretValueBytes &&
          !std::all_of(value.begin(), value.end(), IsDigit) && !IsNameInCode(value) &&
          !HasPlaceholderPart(value);
 }

@@ -281,18 +281,20 @@ bool IsValidAzureSharedAccessKey(absl::string_view value);
 //   HMAC-SHA256 in base64) once "%2B", "%2F" and "%3D" (either case) are decoded, no other
 //   '%', holding a digit (an encoded byte's counts; for the prefilter, as JWT).
 bool IsValidAzureSasSignature(absl::string_view value);
-//   SECRET, the value of a setting named as a secret (see NamedSecretRecognizers): 6 to 200
-//   bytes, not starting with '=' (after "==", a comparison), not a
-//   stand-in as for URL_CREDENTIALS below, not only digits, nothing of a placeholder
+//   SECRET, the value of a setting named as a secret (see NamedSecretRecognizers): 6 to
+//   kMaxSecretValueBytes bytes (an AWS session token has ~1,000), not starting with '=' (after
+//   "==", a comparison), not a stand-in as for URL_CREDENTIALS below, not only digits, nothing of a
+//   placeholder
 //   ("your-api-key-here", "REDACTED", "example", "xxx", "..."); unquoted, also not a name
 //   in code (letters, '_', '.' and '-' only: "self.token", "string").
+inline constexpr size_t kMaxSecretValueBytes = 4096;
 bool IsValidSecretValue(absl::string_view value);
 bool IsValidUnquotedSecretValue(absl::string_view value);
 //   SECRET, an Authorization header's credentials (see NamedSecretRecognizers). Basic: 8 to
 //   1024 bytes of base64 (padding optional) decoding to printable ASCII "user:password", each
 //   part non-empty, the password not a stand-in as for URL_CREDENTIALS below. Bearer (or
-//   Token): 8 to 4096 bytes, not only digits, not a name (letters, '_', '.' and '-' only), no
-//   placeholder as for SECRET above.
+//   Token): 8 to kMaxSecretValueBytes bytes, not only digits, not a name (letters, '_', '.' and '-'
+//   only), no placeholder as for SECRET above.
 bool IsValidBasicCredentials(absl::string_view value);
 bool IsValidBearerToken(absl::string_view value);
 //   URL_CREDENTIALS: "user:password@host" (the user possibly empty) whose password is not a
