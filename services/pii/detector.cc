@@ -1055,7 +1055,8 @@ std::vector<Region> TriggerRegions(absl::string_view text) {
   return merged;
 }
 
-// The last bytes of kSecretSettingNames and kCredentialHeaderNames, either case.
+// The last bytes of kSecretSettingNames, kCredentialHeaderNames and kEncodedCredentialNames,
+// either case.
 constexpr std::array<bool, 256> MakeSettingNameEnds() {
   std::array<bool, 256> ends{};
   auto add = [&ends](absl::string_view name) {
@@ -1064,6 +1065,7 @@ constexpr std::array<bool, 256> MakeSettingNameEnds() {
   };
   for (absl::string_view name : kSecretSettingNames) add(name);
   for (absl::string_view name : kCredentialHeaderNames) add(name);
+  for (absl::string_view name : kEncodedCredentialNames) add(name);
   return ends;
 }
 constexpr std::array<bool, 256> kSettingNameEnds = MakeSettingNameEnds();
@@ -1087,7 +1089,8 @@ size_t SkipToSettingSeparator(const unsigned char* data, size_t i, size_t n) {
 // whose NAME ends in one of kSecretSettingNames (any case), from the name's start to the first
 // whitespace (RE2's \s) after the value's start; and each whose NAME ends in one of
 // kCredentialHeaderNames, whose VALUE is "[quote]SCHEME[ \t]+" and the credentials up to the
-// first whitespace; in order. The recognizers' values hold no such whitespace, so a region
+// first whitespace; and each whose NAME ends in one of kEncodedCredentialNames, as the first;
+// in order. The recognizers' values hold no such whitespace, so a region
 // holds every match the whole text would give them there, however long. A ':' or '=' is looked
 // at with the bytes before it only, and each run up to a whitespace is read once.
 std::vector<Region> NamedSettingRegions(absl::string_view text) {
@@ -1140,6 +1143,7 @@ std::vector<Region> NamedSettingRegions(absl::string_view text) {
       return matched;
     };
     match_names(kSecretSettingNames);
+    match_names(kEncodedCredentialNames);
     const bool header = match_names(kCredentialHeaderNames);
     if (name_begin == absl::string_view::npos) continue;
     while (value < n && (text[value] == ' ' || text[value] == '\t')) ++value;

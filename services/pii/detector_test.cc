@@ -1373,6 +1373,17 @@ TEST(DetectorTest, FindsTheCredentialsOfAnAuthorizationHeader) {
         "WWW-Authenticate: Bearer realm=\"api\"", "authorization: required for 12345678"}) {
     EXPECT_THAT(Found(text, MinScore(0.0)), IsEmpty()) << text;
   }
+  // Docker's config.json and other settings of base64 "user:password".
+  for (const char* text :
+       {"{\"auths\": {\"registry.example.com\": {\"auth\": \"ZGVwbG95OlhrOCNwcTJMeiF3\"}}}",
+        "basic_auth=ZGVwbG95OlhrOCNwcTJMeiF3"}) {
+    EXPECT_THAT(Found(text), ElementsAre(std::make_pair("SECRET", "ZGVwbG95OlhrOCNwcTJMeiF3")))
+        << text;
+  }
+  for (const char* text : {"\"auth\": \"dXNlcm5hbWU=\"", "auth: required", "oauth: oauth2client",
+                           "\"auth\": \"dXNlcjpwYXNzd29yZA==\""}) {
+    EXPECT_THAT(Found(text, MinScore(0.0)), IsEmpty()) << text;
+  }
   // A token of a known kind is that kind.
   EXPECT_THAT(Found(absl::StrCat("Authorization: Bearer ", kJwt)),
               ElementsAre(std::make_pair("JWT", std::string(kJwt))));

@@ -412,9 +412,18 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
     headers.push_back(RE2::QuoteMeta(re2::StringPiece(n.data(), n.size())));
   const std::string header =
       absl::StrCat("(?i:", absl::StrJoin(headers, "|"), ")[\"']?[ \t]*[:=][ \t]*[\"']?");
+  std::vector<std::string> encoded;
+  for (absl::string_view n : kEncodedCredentialNames)
+    encoded.push_back(RE2::QuoteMeta(re2::StringPiece(n.data(), n.size())));
   // A '.' ends a sentence, not the credentials.
   const std::string credentials = "[ \t]+([A-Za-z0-9._~+/-]*[A-Za-z0-9_~+/-]=*)";
   return {
+      RecognizerSpec{.name = "encoded_credentials",
+                     .entity_type = "SECRET",
+                     .pattern = absl::StrCat("(?i:", absl::StrJoin(encoded, "|"),
+                                             ")[\"']?[ \t]*[:=][ \t]*[\"']?([A-Za-z0-9+/]+=*)"),
+                     .score = 0.8,
+                     .validator = "basic_credentials"},
       RecognizerSpec{.name = "authorization_basic",
                      .entity_type = "SECRET",
                      .pattern = header + "(?i:basic)" + credentials,

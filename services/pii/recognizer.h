@@ -120,13 +120,18 @@ inline constexpr absl::string_view kSecretSettingNames[] = {
 // the credentials ("Bearer ...").
 inline constexpr absl::string_view kCredentialHeaderNames[] = {"authorization"};
 
+// The ends of the names of settings that hold "user:password" in base64, lowercase (Docker's
+// config.json "auth", "basic_auth", "proxy_auth").
+inline constexpr absl::string_view kEncodedCredentialNames[] = {"auth"};
+
 // The built-in recognizers of SECRET, the value of a setting whose name says it holds one
 // ("DB_PASSWORD=...", "password: ...", "\"apiKey\": \"...\"", "X-API-Key: ..."): quoted, any
 // value that is no stand-in for one (a variable, a template, a placeholder); unquoted, one
 // that also holds a digit or a symbol (not an identifier: "password=password", "token:
 // self.token"). And the credentials of an Authorization header ("Authorization: Basic ...",
 // "\"Authorization\": \"Bearer ...\"", "Token ..."): Basic, base64 of "user:password" whose
-// password is no stand-in; Bearer and Token, a token that is no name and no placeholder. The
+// password is no stand-in; Bearer and Token, a token that is no name and no placeholder. And
+// base64 "user:password" under a name of kEncodedCredentialNames (Docker's "auth"). The
 // detector runs them only on the settings so named that it finds (its NamedSettingRegions), never
 // through the trigger prefilter.
 std::vector<RecognizerSpec> NamedSecretRecognizers();
