@@ -54,6 +54,16 @@ struct EdgeConfig {
                                                    "SLACK_WEBHOOK_URL",
                                                    "AZURE_SHARED_ACCESS_KEY",
                                                    "AZURE_SAS_TOKEN",
+                                                   "PERPLEXITY_API_KEY",
+                                                   "REPLICATE_API_TOKEN",
+                                                   "LANGSMITH_API_KEY",
+                                                   "DATABRICKS_TOKEN",
+                                                   "ATLASSIAN_API_TOKEN",
+                                                   "VAULT_TOKEN",
+                                                   "AZURE_CLIENT_SECRET",
+                                                   "DIGITALOCEAN_TOKEN",
+                                                   "POSTMAN_API_KEY",
+                                                   "GRAFANA_TOKEN",
                                                    "URL_CREDENTIALS"};
 
   // The peers whose statement of a caller's address (Decide's source_ip, ext_authz's

@@ -701,23 +701,28 @@ struct ChunkCounts {
 };
 
 // Whether a chunk of `length` bytes can hold a finding of a built-in recognizer other than
-// PRIVATE_KEY. Each of those findings holds '@' or '_' (e-mail, POLICY_SUITE_KEY,
-// GITHUB_TOKEN, STRIPE_API_KEY, HUGGINGFACE_TOKEN, NPM_TOKEN, GROQ_API_KEY, DOCKER_HUB_TOKEN,
-// WEBHOOK_SIGNING_SECRET), "sk-" (OPENAI_API_KEY), "glpat-", "gldt-", "glrt-" or "glptt-"
-// (GITLAB_TOKEN), "AKIA" or "ASIA" (AWS_ACCESS_KEY), "AIza" (GOOGLE_API_KEY), "xai-"
-// (XAI_API_KEY), "GOCSPX-" (GOOGLE_OAUTH_CLIENT_SECRET), "SharedAccessKey="
-// (AZURE_SHARED_ACCESS_KEY), "://hooks.slack.com/" (SLACK_WEBHOOK_URL), two colons
-// (IPv6), seven digits or more (US_SSN, US_ITIN, CREDIT_CARD, PHONE_NUMBER, UK_NHS,
-// MEDICAL_LICENSE, ES_NIF, ES_NIE, PL_PESEL, FI_PERSONAL_IDENTITY_CODE,
-// SE_PERSONAL_IDENTITY_NUMBER, NL_BSN, FR_NIR, DE_TAX_ID, DE_HEALTH_INSURANCE_NUMBER,
-// BE_NATIONAL_NUMBER, IE_PPSN, DK_CPR, AT_SOCIAL_INSURANCE_NUMBER, PT_TAX_ID,
-// TELEGRAM_BOT_TOKEN, SLACK_TOKEN's app tokens), six
-// digits in nine
-// bytes or more (UK_NINO), four digits and three dots (IPv4), or a digit in 15 bytes or more
-// (IBAN_CODE, CRYPTO, SLACK_TOKEN, IT_FISCAL_CODE, JWT, SENDGRID_API_KEY, AZURE_STORAGE_KEY
-// and AZURE_SAS_TOKEN, whose validators require a digit or '_'; GOOGLE_OAUTH_TOKEN's "ya29.",
-// PYPI_TOKEN's "AgEIcHlwaS5vcmc" or "AgENdGVzdC5weXBpLm9yZw"); a chunk holds all of its
-// findings' bytes.
+// PRIVATE_KEY's PEM blocks. Each of those findings holds:
+// - '@' or '_' (e-mail, POLICY_SUITE_KEY, GITHUB_TOKEN, STRIPE_API_KEY, HUGGINGFACE_TOKEN,
+//   NPM_TOKEN, GROQ_API_KEY, DOCKER_HUB_TOKEN, WEBHOOK_SIGNING_SECRET, REPLICATE_API_TOKEN,
+//   LANGSMITH_API_KEY, DIGITALOCEAN_TOKEN, GRAFANA_TOKEN);
+// - a token's prefix (TokenPrefixAt): "sk-" (OPENAI_API_KEY), "glpat-", "gldt-", "glrt-",
+//   "glptt-" (GITLAB_TOKEN), "xai-" (XAI_API_KEY), "GOCSPX-" (GOOGLE_OAUTH_CLIENT_SECRET),
+//   "pplx-" (PERPLEXITY_API_KEY), "PMAK-" (POSTMAN_API_KEY), "AKIA" or "ASIA"
+//   (AWS_ACCESS_KEY), "AIza" (GOOGLE_API_KEY), "SharedAccessKey=" (AZURE_SHARED_ACCESS_KEY);
+//   or "://hooks.slack.com/" (SLACK_WEBHOOK_URL);
+// - two colons (IPv6);
+// - seven digits or more (US_SSN, US_ITIN, CREDIT_CARD, PHONE_NUMBER, UK_NHS,
+//   MEDICAL_LICENSE, ES_NIF, ES_NIE, PL_PESEL, FI_PERSONAL_IDENTITY_CODE,
+//   SE_PERSONAL_IDENTITY_NUMBER, NL_BSN, FR_NIR, DE_TAX_ID, DE_HEALTH_INSURANCE_NUMBER,
+//   BE_NATIONAL_NUMBER, IE_PPSN, DK_CPR, AT_SOCIAL_INSURANCE_NUMBER, PT_TAX_ID,
+//   TELEGRAM_BOT_TOKEN, SLACK_TOKEN's app tokens);
+// - six digits in nine bytes or more (UK_NINO), four digits and three dots (IPv4);
+// - or a digit in 15 bytes or more: IBAN_CODE, CRYPTO, SLACK_TOKEN, IT_FISCAL_CODE, JWT,
+//   SENDGRID_API_KEY, AZURE_STORAGE_KEY, AZURE_SAS_TOKEN, DATABRICKS_TOKEN and VAULT_TOKEN,
+//   whose validators require a digit or '_'; AZURE_CLIENT_SECRET's digit before "Q~";
+//   "ATATT3" (ATLASSIAN_API_TOKEN), "ya29." (GOOGLE_OAUTH_TOKEN), "AgEIcHlwaS5vcmc" or
+//   "AgENdGVzdC5weXBpLm9yZw" (PYPI_TOKEN), "LS0tLS1CRUdJTi" (a PRIVATE_KEY in base64).
+// A chunk holds all of its findings' bytes.
 bool MayHoldFinding(size_t length, const ChunkCounts& c) {
   return c.special || c.colons >= 2 || c.digits >= 7 || (c.digits >= 6 && length >= 9) ||
          (c.digits >= 4 && c.dots >= 3) || (c.digits >= 1 && length >= 15);
@@ -789,8 +794,8 @@ bool IsPemBeginAt(absl::string_view text, size_t dash) {
 
 // Whether the '-' or 'A' at `i` belongs to a token's prefix: "sk-" (OPENAI_API_KEY), "glpat-",
 // "gldt-", "glrt-", "glptt-" (GITLAB_TOKEN), "xai-" (XAI_API_KEY), "GOCSPX-"
-// (GOOGLE_OAUTH_CLIENT_SECRET), "AKIA", "ASIA" (AWS_ACCESS_KEY), "AIza" (GOOGLE_API_KEY) or
-// "SharedAccessKey=" (AZURE_SHARED_ACCESS_KEY).
+// (GOOGLE_OAUTH_CLIENT_SECRET), "pplx-" (PERPLEXITY_API_KEY), "PMAK-" (POSTMAN_API_KEY), "AKIA",
+// "ASIA" (AWS_ACCESS_KEY), "AIza" (GOOGLE_API_KEY) or "SharedAccessKey=" (AZURE_SHARED_ACCESS_KEY).
 bool TokenPrefixAt(absl::string_view text, size_t i) {
   if (text[i] == 'A') {
     if (i + 3 >= text.size()) return false;
@@ -819,6 +824,10 @@ bool TokenPrefixAt(absl::string_view text, size_t i) {
       return absl::EndsWith(before, "xai");
     case 'X':
       return absl::EndsWith(before, "GOCSPX");
+    case 'x':
+      return absl::EndsWith(before, "pplx");
+    case 'K':
+      return absl::EndsWith(before, "PMAK");
     default:
       return false;
   }

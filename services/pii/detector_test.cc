@@ -136,6 +136,7 @@ constexpr absl::string_view kBase62 =
 constexpr absl::string_view kBase64Url =
     "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-";
 constexpr absl::string_view kLetters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+constexpr absl::string_view kHex = "0123456789abcdef";
 
 // jwt.io's example token (HS256).
 constexpr absl::string_view kJwt =
@@ -336,6 +337,19 @@ std::vector<Sample> Positives() {
        "LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQpNSUlFcEFJQkFBS0NBUUVBdTFTVTFMZlZMUEhDb3pNeEgyT"
        "W80bGdPRWVQek5tMHRSZ2VMZXpWNmZmQXQwZ3VuClZUTHc3b25MUm5ycTAvSXpXN3lX"},
       {"GROQ_API_KEY", "GROQ_API_KEY=", "gsk_" + RandomOf(kBase62, 52, 80)},
+      {"PERPLEXITY_API_KEY", "", "pplx-" + RandomOf(kBase62, 48, 130)},
+      {"REPLICATE_API_TOKEN", "REPLICATE_API_TOKEN=", "r8_" + RandomOf(kBase62, 37, 131)},
+      {"LANGSMITH_API_KEY", "",
+       "lsv2_pt_" + RandomOf(kHex, 32, 132) + "_" + RandomOf(kHex, 10, 133)},
+      {"DATABRICKS_TOKEN", "", "dapi" + RandomOf(kHex, 31, 134) + "7"},
+      {"DATABRICKS_TOKEN", "", "dapi" + RandomOf(kHex, 31, 135) + "7-2"},
+      {"ATLASSIAN_API_TOKEN", "", "ATATT3xFfGF0" + RandomOf(kBase64Url, 171, 136) + "=A1B2C3D4"},
+      {"VAULT_TOKEN", "VAULT_TOKEN=", "hvs." + RandomOf(kBase64Url, 94, 137) + "7"},
+      {"AZURE_CLIENT_SECRET",
+       "AZURE_CLIENT_SECRET=", "Abc8Q~" + RandomOf(absl::StrCat(kBase62, "_~.-"), 33, 138) + "x"},
+      {"DIGITALOCEAN_TOKEN", "", "dop_v1_" + RandomOf(kHex, 64, 139)},
+      {"POSTMAN_API_KEY", "", "PMAK-" + RandomOf(kHex, 24, 140) + "-" + RandomOf(kHex, 34, 141)},
+      {"GRAFANA_TOKEN", "", "glsa_" + RandomOf(kBase62, 32, 142) + "_" + RandomOf(kHex, 8, 143)},
       {"XAI_API_KEY", "", "xai-" + RandomOf(kBase62, 80, 81)},
       {"GOOGLE_OAUTH_CLIENT_SECRET",
        "GOOGLE_CLIENT_SECRET=", "GOCSPX-" + RandomOf(kBase64Url, 27, 82) + "q"},
@@ -705,6 +719,18 @@ std::vector<std::string> HardNegatives() {
       "https://api.slack.com/apps/A0ABCDEF12/" + RandomOf(kBase62, 24, 116),
       "xapp-1-A0ABCDEF12-1234567890123-" + RandomOf("0123456789abcdef", 63, 117),
       "SharedAccessKeyName=RootManageSharedAccessKey",
+      "pplx-" + RandomOf(kBase62, 47, 150),
+      "r8_" + RandomOf(kBase62, 36, 151),
+      "lsv2_pt_" + RandomOf(kHex, 31, 152) + "_" + RandomOf(kHex, 10, 153),
+      "dapi" + RandomOf(kHex, 31, 154),
+      "dapi" + RandomOf("abcdef", 32, 155),
+      "ATATT3" + RandomOf(kBase62, 185, 156),
+      "hvs." + RandomOf(kBase62, 89, 157),
+      "hvs." + RandomOf(kLetters, 95, 158),
+      "abc8Q~" + RandomOf(kBase62, 30, 159),
+      "dop_v1_" + RandomOf(kHex, 63, 160),
+      "PMAK-" + RandomOf(kHex, 24, 161) + "-" + RandomOf(kHex, 33, 162),
+      "glsa_" + RandomOf(kBase62, 32, 163) + "_" + RandomOf(kHex, 7, 164),
       // A certificate in base64 (tls.crt), and the start of a key's base64 too short to be one.
       "tls.crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSURkekNDQWwrZ0F3SUJBZ0lFQWdBQXVUQU5CZ2txaG"
       "tpRzl3MEJBUVVGQURCYU1Rc3dDUVlEVlFRR0V3SkoKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=",

@@ -146,6 +146,22 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
       "slack_webhook_url");
   add("slack_app_token", "SLACK_TOKEN", "xapp-[0-9]+-[0-9A-Z]+-[0-9]+-[0-9a-f]+", 1.0,
       "slack_app_token");
+  add("perplexity_api_key", "PERPLEXITY_API_KEY", "pplx-[0-9A-Za-z]+", 1.0, "perplexity_api_key");
+  add("replicate_api_token", "REPLICATE_API_TOKEN", "r8_[0-9A-Za-z_-]+", 1.0,
+      "replicate_api_token");
+  add("langsmith_api_key", "LANGSMITH_API_KEY", "lsv2_(?:pt|sk)_[0-9a-f]+_[0-9a-f]+", 1.0,
+      "langsmith_api_key");
+  add("databricks_token", "DATABRICKS_TOKEN", "dapi[0-9a-f]+(?:-[0-9])?", 1.0, "databricks_token");
+  add("atlassian_api_token", "ATLASSIAN_API_TOKEN", "ATATT3[0-9A-Za-z_=-]+", 1.0,
+      "atlassian_api_token");
+  add("vault_token", "VAULT_TOKEN", "hv[sb]\\.[0-9A-Za-z_-]+", 1.0, "vault_token");
+  // A '.' ends a sentence, not the secret.
+  add("azure_client_secret", "AZURE_CLIENT_SECRET",
+      "[0-9A-Za-z_~.]{3}[0-9]Q~[0-9A-Za-z_~.-]*[0-9A-Za-z_~-]", 1.0, "azure_client_secret");
+  add("digitalocean_token", "DIGITALOCEAN_TOKEN", "do[opr]_v1_[0-9a-f]+", 1.0,
+      "digitalocean_token");
+  add("postman_api_key", "POSTMAN_API_KEY", "PMAK-[0-9a-f]+-[0-9a-f]+", 1.0, "postman_api_key");
+  add("grafana_token", "GRAFANA_TOKEN", "glsa_[0-9A-Za-z]+_[0-9a-f]+", 1.0, "grafana_token");
   // A Service Bus, Event Hubs or IoT Hub connection string's key, after its name (as Azure
   // spells it: the prefilter looks for "SharedAccessKey=").
   add("azure_shared_access_key", "AZURE_SHARED_ACCESS_KEY", "SharedAccessKey=([0-9A-Za-z+/]+=*)",

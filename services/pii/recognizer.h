@@ -97,7 +97,9 @@ std::vector<std::string> ValidatorNames();
 // AZURE_STORAGE_KEY (after "AccountKey="), GROQ_API_KEY, XAI_API_KEY,
 // GOOGLE_OAUTH_CLIENT_SECRET, GOOGLE_OAUTH_TOKEN, PYPI_TOKEN, DOCKER_HUB_TOKEN,
 // WEBHOOK_SIGNING_SECRET, TELEGRAM_BOT_TOKEN, SLACK_WEBHOOK_URL, AZURE_SHARED_ACCESS_KEY (after
-// "SharedAccessKey="), AZURE_SAS_TOKEN (a URL's "sig"), PRIVATE_KEY
+// "SharedAccessKey="), AZURE_SAS_TOKEN (a URL's "sig"), PERPLEXITY_API_KEY, REPLICATE_API_TOKEN,
+// LANGSMITH_API_KEY, DATABRICKS_TOKEN, ATLASSIAN_API_TOKEN, VAULT_TOKEN, AZURE_CLIENT_SECRET,
+// DIGITALOCEAN_TOKEN, POSTMAN_API_KEY, GRAFANA_TOKEN, PRIVATE_KEY
 // (PEM and OpenPGP blocks, and a block's start up to the end of its base64 when the END
 // line is missing), URL_CREDENTIALS ("user:password@host" in "scheme://user:password@host").
 // The detector's prefilter relies on two properties of their findings: each but a PEM block

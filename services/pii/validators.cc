@@ -1208,6 +1208,81 @@ bool IsValidAzureSasSignature(absl::string_view value) {
 
 namespace {
 
+bool IsLowerHex(char c) { return IsDigit(c) || (c >= 'a' && c <= 'f'); }
+
+bool IsLowerHexRun(absl::string_view run, size_t size) {
+  return run.size() == size && std::all_of(run.begin(), run.end(), IsLowerHex);
+}
+
+}  // namespace
+
+bool IsValidPerplexityApiKey(absl::string_view value) {
+  return IsPrefixedToken(value, "pplx-", 48, 48, IsBase62);
+}
+
+bool IsValidReplicateApiToken(absl::string_view value) {
+  return IsPrefixedToken(value, "r8_", 37, 37, IsBase64Url);
+}
+
+bool IsValidLangSmithApiKey(absl::string_view value) {
+  if (!absl::ConsumePrefix(&value, "lsv2_pt_") && !absl::ConsumePrefix(&value, "lsv2_sk_")) {
+    return false;
+  }
+  return value.size() == 43 && IsLowerHexRun(value.substr(0, 32), 32) && value[32] == '_' &&
+         IsLowerHexRun(value.substr(33), 10) && !IsPlaceholder(value);
+}
+
+bool IsValidDatabricksToken(absl::string_view value) {
+  if (!absl::ConsumePrefix(&value, "dapi")) return false;
+  if (value.size() == 34 && value[32] == '-' && IsDigit(value[33])) value.remove_suffix(2);
+  return IsLowerHexRun(value, 32) && std::any_of(value.begin(), value.end(), IsDigit) &&
+         !IsPlaceholder(value);
+}
+
+bool IsValidAtlassianApiToken(absl::string_view value) {
+  return IsPrefixedToken(value, "ATATT3", 186, 186,
+                         [](char c) { return IsBase64Url(c) || c == '='; });
+}
+
+bool IsValidVaultToken(absl::string_view value) {
+  return (IsPrefixedToken(value, "hvs.", 90, 120, IsBase64Url) ||
+          IsPrefixedToken(value, "hvb.", 138, 300, IsBase64Url)) &&
+         std::any_of(value.begin() + 4, value.end(), IsDigit);
+}
+
+bool IsValidAzureClientSecret(absl::string_view value) {
+  auto allowed = [](char c) { return IsBase62(c) || c == '_' || c == '~' || c == '.'; };
+  if (value.size() < 37 || value.size() > 40 ||
+      !std::all_of(value.begin(), value.begin() + 3, allowed) || !IsDigit(value[3]) ||
+      value.substr(4, 2) != "Q~") {
+    return false;
+  }
+  const absl::string_view rest = value.substr(6);
+  return std::all_of(rest.begin(), rest.end(), [&](char c) { return allowed(c) || c == '-'; }) &&
+         !IsPlaceholder(rest);
+}
+
+bool IsValidDigitalOceanToken(absl::string_view value) {
+  for (absl::string_view prefix : {"dop_v1_", "doo_v1_", "dor_v1_"}) {
+    if (IsPrefixedToken(value, prefix, 64, 64, IsLowerHex)) return true;
+  }
+  return false;
+}
+
+bool IsValidPostmanApiKey(absl::string_view value) {
+  if (!absl::ConsumePrefix(&value, "PMAK-")) return false;
+  return value.size() == 59 && IsLowerHexRun(value.substr(0, 24), 24) && value[24] == '-' &&
+         IsLowerHexRun(value.substr(25), 34) && !IsPlaceholder(value);
+}
+
+bool IsValidGrafanaToken(absl::string_view value) {
+  if (!absl::ConsumePrefix(&value, "glsa_")) return false;
+  return value.size() == 41 && IsBase62Run(value.substr(0, 32), 32, 32) && value[32] == '_' &&
+         IsLowerHexRun(value.substr(33), 8) && !IsPlaceholder(value.substr(0, 32));
+}
+
+namespace {
+
 // Whether a URL's password stands for one rather than being one: a variable or template
 // reference ("$DB_PASSWORD", "${DB_PASSWORD}", "$(cat /run/secret)", "{{password}}",
 // "%(password)s", "{password}"), a placeholder ("<password>", "[token]", "password", "changeme",
@@ -1330,7 +1405,9 @@ struct NamedValidator {
 };
 
 constexpr NamedValidator kValidators[] = {
+    {"atlassian_api_token", IsValidAtlassianApiToken, 6 + 186},
     {"aws_access_key", IsValidAwsAccessKey, 4 + 16},
+    {"azure_client_secret", IsValidAzureClientSecret, 37},
     {"aws_secret_access_key", IsValidAwsSecretAccessKey, 40},
     {"azure_sas_signature", IsValidAzureSasSignature, 44},
     {"azure_shared_access_key", IsValidAzureSharedAccessKey, 44},
@@ -1347,6 +1424,8 @@ constexpr NamedValidator kValidators[] = {
     {"be_national_number", IsValidBeNationalNumber, 11},
     {"de_tax_id", IsValidDeTaxId, 11},
     {"dk_cpr", IsValidDkCpr, 10},
+    {"databricks_token", IsValidDatabricksToken, 4 + 32},
+    {"digitalocean_token", IsValidDigitalOceanToken, 7 + 64},
     {"docker_hub_token", IsValidDockerHubToken, 9 + 27},
     {"dea", IsValidDeaNumber, 9},
     {"email", IsValidEmail, 6},  // "a@b.cd".
@@ -1359,6 +1438,7 @@ constexpr NamedValidator kValidators[] = {
     {"google_api_key", IsValidGoogleApiKey, 4 + 35},
     {"google_oauth_client_secret", IsValidGoogleOAuthClientSecret, 7 + 28},
     {"google_oauth_token", IsValidGoogleOAuthToken, 5 + 30},
+    {"grafana_token", IsValidGrafanaToken, 5 + 32 + 1 + 8},
     {"groq_api_key", IsValidGroqApiKey, 4 + 52},
     {"huggingface_token", IsValidHuggingFaceToken, 3 + 34},
     {"iban", IsValidIban, ShortestIban()},  // Spaces aside.
@@ -1367,6 +1447,7 @@ constexpr NamedValidator kValidators[] = {
     {"ipv4", IsValidIpv4, 7},                               // "1.2.3.4".
     {"ipv6", IsValidIpv6, 3},                               // "::" and a digit.
     {"it_fiscal_code", IsValidItFiscalCode, 16},
+    {"langsmith_api_key", IsValidLangSmithApiKey, 8 + 43},
     {"jwt", IsValidJwt, 8 + 1 + 4 + 1},              // "eyJhbGci" ({"alg), '.', "eyJ?", '.'.
     {"luhn", PassesLuhn, 2},                         // Digits.
     {"nanp_phone", IsValidNanpPhone, 10},            // Digits.
@@ -1379,8 +1460,11 @@ constexpr NamedValidator kValidators[] = {
     {"pem_private_key", IsValidPemPrivateKey, 11 + 11 + 5 + 1 + kMinTruncatedPemBase64},
     {"pl_pesel", IsValidPlPesel, 11},
     {"policy_suite_key", IsValidPolicySuiteKey, 8 + 66},  // "psk_svc_" + 66.
+    {"perplexity_api_key", IsValidPerplexityApiKey, 5 + 48},
+    {"postman_api_key", IsValidPostmanApiKey, 5 + 59},
     {"pt_tax_id", IsValidPtTaxId, 9},
     {"pypi_token", IsValidPypiToken, 20 + 50},
+    {"replicate_api_token", IsValidReplicateApiToken, 3 + 37},
     {"se_personal_identity_number", IsValidSePersonalIdentityNumber, 10},
     {"secret_value", IsValidSecretValue, 6},
     {"sendgrid_api_key", IsValidSendGridApiKey, 3 + 22 + 1 + 43},
@@ -1397,6 +1481,7 @@ constexpr NamedValidator kValidators[] = {
     {"url_token_user", IsValidUrlTokenUser, 15 + 1 + 1},    // A Slack token, '@', a host.
     {"us_itin", IsValidUsItin, 9},                          // Digits.
     {"us_ssn", IsValidUsSsn, 9},                            // Digits.
+    {"vault_token", IsValidVaultToken, 4 + 90},
     {"webhook_signing_secret", IsValidWebhookSigningSecret, 6 + 32},
     {"xai_api_key", IsValidXaiApiKey, 4 + 80},
 };
@@ -1411,19 +1496,24 @@ Validator FindValidator(absl::string_view name) {
 }
 
 bool ChecksWholeTokens(Validator validator) {
-  static constexpr Validator kTokens[] = {IsValidPolicySuiteKey,   IsValidOpenAiApiKey,
-                                          IsValidAwsAccessKey,     IsValidGithubToken,
-                                          IsValidSlackToken,       IsValidJwt,
-                                          IsValidGoogleApiKey,     IsValidStripeApiKey,
-                                          IsValidGitlabToken,      IsValidHuggingFaceToken,
-                                          IsValidNpmToken,         IsValidSendGridApiKey,
-                                          IsValidAzureStorageKey,  IsValidGroqApiKey,
-                                          IsValidXaiApiKey,        IsValidGoogleOAuthClientSecret,
-                                          IsValidGoogleOAuthToken, IsValidPypiToken,
-                                          IsValidDockerHubToken,   IsValidWebhookSigningSecret,
-                                          IsValidTelegramBotToken, IsValidSlackWebhookUrl,
-                                          IsValidSlackAppToken,    IsValidAzureSharedAccessKey,
-                                          IsValidAzureSasSignature};
+  static constexpr Validator kTokens[] = {IsValidPolicySuiteKey,    IsValidOpenAiApiKey,
+                                          IsValidAwsAccessKey,      IsValidGithubToken,
+                                          IsValidSlackToken,        IsValidJwt,
+                                          IsValidGoogleApiKey,      IsValidStripeApiKey,
+                                          IsValidGitlabToken,       IsValidHuggingFaceToken,
+                                          IsValidNpmToken,          IsValidSendGridApiKey,
+                                          IsValidAzureStorageKey,   IsValidGroqApiKey,
+                                          IsValidXaiApiKey,         IsValidGoogleOAuthClientSecret,
+                                          IsValidGoogleOAuthToken,  IsValidPypiToken,
+                                          IsValidDockerHubToken,    IsValidWebhookSigningSecret,
+                                          IsValidTelegramBotToken,  IsValidSlackWebhookUrl,
+                                          IsValidSlackAppToken,     IsValidAzureSharedAccessKey,
+                                          IsValidAzureSasSignature, IsValidPerplexityApiKey,
+                                          IsValidReplicateApiToken, IsValidLangSmithApiKey,
+                                          IsValidDatabricksToken,   IsValidAtlassianApiToken,
+                                          IsValidVaultToken,        IsValidAzureClientSecret,
+                                          IsValidDigitalOceanToken, IsValidPostmanApiKey,
+                                          IsValidGrafanaToken};
   return validator != nullptr &&
          std::find(std::begin(kTokens), std::end(kTokens), validator) != std::end(kTokens);
 }

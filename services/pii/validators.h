@@ -281,6 +281,29 @@ bool IsValidAzureSharedAccessKey(absl::string_view value);
 //   HMAC-SHA256 in base64) once "%2B", "%2F" and "%3D" (either case) are decoded, no other
 //   '%', holding a digit (an encoded byte's counts; for the prefilter, as JWT).
 bool IsValidAzureSasSignature(absl::string_view value);
+//   PERPLEXITY_API_KEY: "pplx-" + 48 of [0-9A-Za-z].
+bool IsValidPerplexityApiKey(absl::string_view value);
+//   REPLICATE_API_TOKEN: "r8_" + 37 of [0-9A-Za-z_-].
+bool IsValidReplicateApiToken(absl::string_view value);
+//   LANGSMITH_API_KEY: "lsv2_pt_" or "lsv2_sk_" + 32 of [0-9a-f] + '_' + 10 of [0-9a-f].
+bool IsValidLangSmithApiKey(absl::string_view value);
+//   DATABRICKS_TOKEN: "dapi" + 32 of [0-9a-f] with a digit (for the prefilter; a random one
+//   lacks one with a probability below 10^-13), then maybe '-' and a digit.
+bool IsValidDatabricksToken(absl::string_view value);
+//   ATLASSIAN_API_TOKEN: "ATATT3" + 186 of [0-9A-Za-z_=-].
+bool IsValidAtlassianApiToken(absl::string_view value);
+//   VAULT_TOKEN: HashiCorp Vault's "hvs." + 90 to 120 or "hvb." + 138 to 300 of
+//   [0-9A-Za-z_-], holding a digit (for the prefilter, as JWT).
+bool IsValidVaultToken(absl::string_view value);
+//   AZURE_CLIENT_SECRET, a Microsoft Entra application's: 3 of [0-9A-Za-z_~.], a digit, "Q~",
+//   then 31 to 34 of [0-9A-Za-z_~.-].
+bool IsValidAzureClientSecret(absl::string_view value);
+//   DIGITALOCEAN_TOKEN: "dop_v1_", "doo_v1_" or "dor_v1_" + 64 of [0-9a-f].
+bool IsValidDigitalOceanToken(absl::string_view value);
+//   POSTMAN_API_KEY: "PMAK-" + 24 of [0-9a-f] + '-' + 34 of [0-9a-f].
+bool IsValidPostmanApiKey(absl::string_view value);
+//   GRAFANA_TOKEN, a service account's: "glsa_" + 32 of [0-9A-Za-z] + '_' + 8 of [0-9a-f].
+bool IsValidGrafanaToken(absl::string_view value);
 //   SECRET, the value of a setting named as a secret (see NamedSecretRecognizers): 6 to
 //   kMaxSecretValueBytes bytes (an AWS session token has ~1,000), not starting with '=' (after
 //   "==", a comparison), not a stand-in as for URL_CREDENTIALS below, not only digits, nothing of a
@@ -323,7 +346,10 @@ using Validator = bool (*)(absl::string_view value);
 // "sendgrid_api_key", "azure_storage_key", "groq_api_key", "xai_api_key",
 // "google_oauth_client_secret", "google_oauth_token", "pypi_token", "docker_hub_token",
 // "webhook_signing_secret", "telegram_bot_token", "slack_webhook_url", "slack_app_token",
-// "azure_shared_access_key", "azure_sas_signature", "url_credentials", "url_token_user",
+// "azure_shared_access_key", "azure_sas_signature", "perplexity_api_key",
+// "replicate_api_token", "langsmith_api_key", "databricks_token", "atlassian_api_token",
+// "vault_token", "azure_client_secret", "digitalocean_token", "postman_api_key",
+// "grafana_token", "url_credentials", "url_token_user",
 // "secret_value", "unquoted_secret_value", "basic_credentials", "bearer_token"), or nullptr for an
 // unknown name.
 Validator FindValidator(absl::string_view name);

@@ -831,6 +831,48 @@ TEST(ValidatorsTest, ProvidersTokens) {
   EXPECT_FALSE(IsValidAzureSasSignature(b62.substr(0, 42) + "%3D"));
 }
 
+TEST(ValidatorsTest, MoreProvidersTokens) {
+  const std::string b62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  const std::string hex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+  EXPECT_TRUE(IsValidPerplexityApiKey("pplx-" + b62.substr(0, 48)));
+  EXPECT_FALSE(IsValidPerplexityApiKey("pplx-" + b62.substr(0, 47)));
+  EXPECT_TRUE(IsValidReplicateApiToken("r8_" + b62.substr(0, 35) + "_-"));
+  EXPECT_FALSE(IsValidReplicateApiToken("r8_" + b62.substr(0, 38)));
+  EXPECT_TRUE(IsValidLangSmithApiKey("lsv2_pt_" + hex.substr(0, 32) + "_" + hex.substr(0, 10)));
+  EXPECT_TRUE(IsValidLangSmithApiKey("lsv2_sk_" + hex.substr(0, 32) + "_" + hex.substr(5, 10)));
+  EXPECT_FALSE(IsValidLangSmithApiKey("lsv2_xx_" + hex.substr(0, 32) + "_" + hex.substr(0, 10)));
+  EXPECT_FALSE(IsValidLangSmithApiKey("lsv2_pt_" + hex.substr(0, 32) + "_" + hex.substr(0, 9)));
+  EXPECT_FALSE(IsValidLangSmithApiKey("lsv2_pt_" + b62.substr(10, 32) + "_" + hex.substr(0, 10)));
+  EXPECT_TRUE(IsValidDatabricksToken("dapi" + hex.substr(0, 32)));
+  EXPECT_TRUE(IsValidDatabricksToken("dapi" + hex.substr(0, 32) + "-3"));
+  EXPECT_FALSE(IsValidDatabricksToken("dapi" + hex.substr(0, 32) + "-x"));
+  EXPECT_FALSE(IsValidDatabricksToken("dapi" + std::string(32, 'a')));
+  EXPECT_FALSE(IsValidDatabricksToken("dapi" + hex.substr(0, 31)));
+  const std::string atlassian = b62 + b62 + b62.substr(0, 53) + "=A1B2C3D4";  // 186.
+  EXPECT_TRUE(IsValidAtlassianApiToken("ATATT3" + atlassian));
+  EXPECT_FALSE(IsValidAtlassianApiToken("ATATT3" + atlassian + "0"));
+  EXPECT_TRUE(IsValidVaultToken("hvs." + b62 + b62.substr(0, 30)));
+  EXPECT_TRUE(IsValidVaultToken("hvb." + b62 + b62 + b62.substr(0, 20)));
+  EXPECT_FALSE(IsValidVaultToken("hvs." + b62.substr(0, 60) + b62.substr(0, 29)));  // 89.
+  EXPECT_FALSE(IsValidVaultToken("hvs." + b62.substr(10) + b62.substr(10, 40)));    // No digit.
+  EXPECT_FALSE(IsValidVaultToken("hvb." + b62 + b62.substr(0, 30)));                // Short.
+  EXPECT_TRUE(IsValidAzureClientSecret("Abc8Q~" + b62.substr(0, 30) + "_~.-"));
+  EXPECT_TRUE(IsValidAzureClientSecret("a.~1Q~" + b62.substr(0, 31)));
+  EXPECT_FALSE(IsValidAzureClientSecret("Abc8Q~" + b62.substr(0, 30)));
+  EXPECT_FALSE(IsValidAzureClientSecret("AbcxQ~" + b62.substr(0, 34)));
+  EXPECT_FALSE(IsValidAzureClientSecret("Abc8Q-" + b62.substr(0, 34)));
+  EXPECT_TRUE(IsValidDigitalOceanToken("dop_v1_" + hex));
+  EXPECT_TRUE(IsValidDigitalOceanToken("dor_v1_" + hex));
+  EXPECT_FALSE(IsValidDigitalOceanToken("dox_v1_" + hex));
+  EXPECT_FALSE(IsValidDigitalOceanToken("dop_v1_" + hex.substr(1)));
+  EXPECT_TRUE(IsValidPostmanApiKey("PMAK-" + hex.substr(0, 24) + "-" + hex.substr(3, 34)));
+  EXPECT_FALSE(IsValidPostmanApiKey("PMAK-" + hex.substr(0, 24) + "-" + hex.substr(3, 33)));
+  EXPECT_FALSE(IsValidPostmanApiKey("PMAK-" + hex.substr(0, 25) + "-" + hex.substr(3, 33)));
+  EXPECT_TRUE(IsValidGrafanaToken("glsa_" + b62.substr(5, 32) + "_" + hex.substr(0, 8)));
+  EXPECT_FALSE(IsValidGrafanaToken("glsa_" + b62.substr(5, 32) + "_" + b62.substr(20, 8)));
+  EXPECT_FALSE(IsValidGrafanaToken("glsa_" + std::string(32, 'x') + "_" + hex.substr(0, 8)));
+}
+
 TEST(ValidatorsTest, AuthorizationCredentials) {
   EXPECT_TRUE(IsValidBasicCredentials("ZGVwbG95OlhrOCNwcTJMeiF3"));  // deploy:Xk8#pq2Lz!w
   EXPECT_TRUE(IsValidBasicCredentials("YWxhZGRpbjpvcGVuc2VzYW1l"));  // aladdin:opensesame
