@@ -37,7 +37,20 @@ record and its problems.
     Python, PHP, HTTP headers, command-line flags, JS objects, INI/TOML), a random password or a
     hex API key that is no other type's value; a URL's password is never a stand-in for one
     ("${VAR}", "$VAR", "***", "password"), and a token of a known type may be a URL's user with
-    no password ("https://ghp_...@github.com/..."). The
+    no password ("https://ghp_...@github.com/..."); a SECRET is also an Authorization header's
+    credentials (Basic: the base64 of "user:password", never a stand-in; Bearer: opaque hex, base62
+    and PASETO-like tokens; Token: 40 hex digits), and a value of a token type's shape that is not
+    of it ("gsk_" and 51, "dckr_oat_...", "sharedaccesskey=...") is a setting's SECRET. The late
+    night's secrets: Groq keys (with "WGdyb3FY" inside, as Groq's), xAI keys, Google OAuth client
+    secrets (in client_secret.json beside a real-shaped client id) and access tokens (a user's
+    "ya29.a0..." and a service account's dotted "ya29.c.c0..."), PyPI tokens as the base64url of a
+    v2 macaroon of pypi.org or test.pypi.org (location, UUID, scope caveat, signature), Docker Hub
+    tokens, webhook signing secrets (Stripe's base62 and hex, Svix's unpadded base64), Telegram bot
+    tokens (in Bot API URLs with their "bot"), Slack incoming, workflow and trigger webhook URLs,
+    Slack app-level tokens, Azure Service Bus, Event Hubs and IoT Hub shared access keys after
+    "SharedAccessKey=", and shared access signatures (portal-style URLs, account SAS tokens, Service
+    Bus SAS) escaped as Azure escapes them; no piece of such a token (a bot id, a digit group) is
+    valid as another type on its own, nor does it hold one of SECRET's placeholder words. The
     European national identifiers follow their rules (UK National Insurance number prefixes
     and suffixes; the mod-23 letter of Spanish DNI/NIF and NIE numbers; the Italian codice
     fiscale's month letters, day (+40 for women), omocodia letters and odd/even check letter;
@@ -92,13 +105,20 @@ record and its problems.
     four segments or whose payload is no "eyJ...", publishable Stripe keys, npm environment
     names, "hf_" identifiers, a bare Azure key without "AccountKey=", keys of a wrong length,
     documentation placeholders, of the older token types too: "sk-XXXX...", "AKIAXXXXXXXXXXXXXXXX",
-    "ghp_xxx..."), settings whose value is no secret ("password=password", "token: self.token",
+    "ghp_xxx..."), the late night's secrets of the wrong length, prefix or location, their
+    identifiers ("gsk_client", "xai-sdk", "pypi-upload", "whsec_test", "dckr_oat_..."), glued bot
+    tokens ("robot12345678:AA..."), Slack's documentation webhook, a bare shared access key,
+    "SharedAccessKeyName=..." alone, sig= with no '?' or '&' or of 64 hex digits, Authorization
+    headers without credentials ("Bearer $TOKEN", "Bearer YOUR_API_TOKEN", "Basic dXNlcm5hbWU=",
+    "Basic dXNlcjpwYXNzd29yZA==", "Negotiate ...", "WWW-Authenticate: Bearer realm=..."),
+    settings whose value is no secret ("password=password", "token: self.token",
     "PASSWORD=${DB_PASSWORD}", "api_key=REDACTED", "max_tokens: 128000", "if password == ...",
     five bytes, digits only), URLs whose password is a stand-in ("${CI_JOB_TOKEN}",
     "$(REDIS_PASSWORD)", "<token>", "********", "password"), a URL's user right after "://" and
     the code hosts' "git@" (no e-mail addresses), and a few more) fail every validator where they
     stand, and
-    hard-negative records contain no context word at all, but for the context words of a
+    hard-negative records contain no context word at all, but for the phone words of a bot
+    token's negative (the "tel" of "api.telegram.org"; its ids are valid as no type), for the context words of a
     national identifier's type in the sentence of a value that breaks that type's rules
     ("PESEL 44051401358", "NINO QQ123456C": the word does not rescue it), and for
     "personnummer" before a valid CPR number that is no valid personnummer (nothing: the word
@@ -184,6 +204,9 @@ ENTITY_TYPES = (
     "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY", "URL_CREDENTIALS",
     "JWT", "GOOGLE_API_KEY", "STRIPE_API_KEY", "GITLAB_TOKEN", "HUGGINGFACE_TOKEN", "NPM_TOKEN",
     "SENDGRID_API_KEY", "AZURE_STORAGE_KEY", "SECRET",
+    "GROQ_API_KEY", "XAI_API_KEY", "GOOGLE_OAUTH_CLIENT_SECRET", "GOOGLE_OAUTH_TOKEN", "PYPI_TOKEN",
+    "DOCKER_HUB_TOKEN", "WEBHOOK_SIGNING_SECRET", "TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL",
+    "AZURE_SHARED_ACCESS_KEY", "AZURE_SAS_TOKEN",
     "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER",
     "BE_NATIONAL_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID",
@@ -1042,7 +1065,11 @@ OPENAI_KEY_PARTS = re.compile(r"sk-([0-9A-Za-z]{48})|sk-(?:proj|svcacct|admin)-(
 OTHER_SK_KEY_PARTS = re.compile(r"sk-ant-api03-([A-Za-z0-9_-]{93}AA)|sk-or-v1-([0-9a-f]{64})|sk-([0-9a-f]{32})")
 AWS_KEY_PARTS = re.compile(r"(?:AKIA|ASIA)([A-Z2-7]{16})")
 GITHUB_TOKEN_PARTS = re.compile(r"gh[pousr]_([0-9A-Za-z]{36})|github_pat_([0-9A-Za-z_]{82})")
-SLACK_TOKEN_PARTS = re.compile(r"xox[bpars]-((?:[0-9]+-)+[0-9A-Za-z]*[A-Za-z][0-9A-Za-z]*)")
+# Bot, user, ... tokens; and the app-level tokens of the specification of 2026-12-07, late night
+# (item 12): "xapp-", a digit, "-A" and 8-12 of [0-9A-Z], '-', 10-16 digits, '-', 64 lowercase
+# hex digits (their random part; the whole run of [0-9A-Za-z-], see accepts()).
+SLACK_TOKEN_PARTS = re.compile(r"xox[bpars]-((?:[0-9]+-)+[0-9A-Za-z]*[A-Za-z][0-9A-Za-z]*)"
+                               r"|xapp-[0-9]-A[0-9A-Z]{8,12}-[0-9]{10,16}-([0-9a-f]{64})")
 
 
 def random_part(shape: re.Pattern, value: str) -> str | None:
@@ -1139,7 +1166,11 @@ SECRET_NAME_IN_CODE = re.compile(r"[A-Za-z_.-]+")
 # The types whose findings score 1.0 and win an overlap with a SECRET reading.
 SCORE_ONE_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN",
                    "PRIVATE_KEY", "URL_CREDENTIALS", "JWT", "GOOGLE_API_KEY", "STRIPE_API_KEY", "GITLAB_TOKEN",
-                   "HUGGINGFACE_TOKEN", "NPM_TOKEN", "SENDGRID_API_KEY", "AZURE_STORAGE_KEY")
+                   "HUGGINGFACE_TOKEN", "NPM_TOKEN", "SENDGRID_API_KEY", "AZURE_STORAGE_KEY",
+                   # the eleven of the specification of 2026-12-07, late night
+                   "GROQ_API_KEY", "XAI_API_KEY", "GOOGLE_OAUTH_CLIENT_SECRET", "GOOGLE_OAUTH_TOKEN", "PYPI_TOKEN",
+                   "DOCKER_HUB_TOKEN", "WEBHOOK_SIGNING_SECRET", "TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL",
+                   "AZURE_SHARED_ACCESS_KEY", "AZURE_SAS_TOKEN")
 
 
 def is_valid_secret(value: str, quoted: bool = True) -> bool:
@@ -1178,6 +1209,181 @@ def secret_values(data: bytes) -> dict[tuple[int, int], bool]:
             if end > start:
                 values[(start, end)] = False
     return values
+
+
+# SECRET (specification of 2026-12-07, late night, item 13): the credentials of an Authorization
+# header. NAME ending (in any case) in "authorization", an optional closing quote, spaces or tabs,
+# ':' or '=', spaces or tabs, an optional opening quote, the SCHEME (Basic, Bearer or Token in any
+# case), one or more spaces or tabs, and the VALUE: 1+ of [A-Za-z0-9._~+/-] then any '='s, within
+# AUTHORIZATION_WINDOW bytes past the separator (never across a line break: the syntax holds none).
+# No byte-after rule: the value is what that pattern takes ("abc=def" is "abc=").
+AUTHORIZATION_HEADER = re.compile(
+    rb"authorization[\"']?[ \t]*[:=](?P<separator>)[ \t]*[\"']?(?P<scheme>basic|bearer|token)[ \t]+", re.I)
+AUTHORIZATION_VALUE = re.compile(rb"[A-Za-z0-9._~+/-]+=*")
+AUTHORIZATION_WINDOW = 4200
+BASIC_MIN_BYTES, BASIC_MAX_BYTES = 8, 1024
+BEARER_MIN_BYTES, BEARER_MAX_BYTES = 8, 4096
+BASE64_BODY = re.compile(r"[A-Za-z0-9+/]+")
+
+
+def basic_credentials(value: str) -> str | None:
+    """A Basic VALUE decoded: standard base64 of 8-1024 bytes, its padding none or complete (one or
+    two '='), the unpadded length not 1 mod 4, decoding to printable ASCII (0x20-0x7E); None
+    otherwise."""
+    if not BASIC_MIN_BYTES <= len(value.encode()) <= BASIC_MAX_BYTES:
+        return None
+    body = value.rstrip("=")
+    padding = len(value) - len(body)
+    if not BASE64_BODY.fullmatch(body) or len(body) % 4 == 1:
+        return None
+    if padding and (padding > 2 or (len(body) + padding) % 4):
+        return None
+    decoded = base64.b64decode(body + "=" * (-len(body) % 4))
+    if not all(0x20 <= byte <= 0x7E for byte in decoded):
+        return None
+    return decoded.decode("ascii")
+
+
+def is_valid_basic_credentials(value: str) -> bool:
+    """"user:password" in base64: a ':' with a byte or more before the first one and after it,
+    the password (all after the first ':') no stand-in (is_stand_in, URL_CREDENTIALS' rule)."""
+    decoded = basic_credentials(value)
+    if decoded is None:
+        return False
+    colon = decoded.find(":")
+    return 0 < colon < len(decoded) - 1 and not is_stand_in(decoded[colon + 1:])
+
+
+def is_valid_bearer_credentials(value: str) -> bool:
+    """A Bearer or Token VALUE: 8-4096 bytes of the value's pattern, not only digits, not only
+    letters, '_', '.' and '-' ("Bearer ACCESS_TOKEN"), none of SECRET_PLACEHOLDER_WORDS in any case."""
+    data = value.encode()
+    if not BEARER_MIN_BYTES <= len(data) <= BEARER_MAX_BYTES or not AUTHORIZATION_VALUE.fullmatch(data):
+        return False
+    lowered = value.lower()
+    return not (data.isdigit() or SECRET_NAME_IN_CODE.fullmatch(value)
+                or any(word in lowered for word in SECRET_PLACEHOLDER_WORDS))
+
+
+def is_valid_authorization_credentials(value: str, scheme: str) -> bool:
+    return is_valid_basic_credentials(value) if scheme == "basic" else is_valid_bearer_credentials(value)
+
+
+def is_valid_secret_value(value: str) -> bool:
+    """SECRET's validator: a setting's value (quoted form's rules) or an Authorization header's
+    credentials of any scheme; accepts() applies the rules of where the value stands."""
+    return is_valid_secret(value) or is_valid_basic_credentials(value) or is_valid_bearer_credentials(value)
+
+
+@functools.lru_cache(maxsize=64)
+def authorization_values(data: bytes) -> dict[tuple[int, int], str]:
+    """The VALUE of every Authorization header in the text, (begin, end) -> its scheme in
+    lowercase, whether or not it is valid."""
+    values = {}
+    for match in AUTHORIZATION_HEADER.finditer(data):
+        start, limit = match.end(), min(len(data), match.end("separator") + AUTHORIZATION_WINDOW)
+        value = AUTHORIZATION_VALUE.match(data, start, limit) if start < limit else None
+        if value:
+            values[value.span()] = match["scheme"].decode().lower()
+    return values
+
+
+# The eleven secret types of the specification of 2026-12-07, late night (/tmp/secrets_spec3.md),
+# implemented here from it. Each shape's group is its random part (fewer than six distinct
+# characters in it: a documentation placeholder, none of the type). What stands before and after a
+# value (the glued rule, the whole run, "SharedAccessKey=", "?sig=") is the scanner's business.
+GROQ_API_KEY_SHAPE = re.compile(r"gsk_([0-9A-Za-z]{52})")
+XAI_API_KEY_SHAPE = re.compile(r"xai-([0-9A-Za-z]{80})")
+GOOGLE_OAUTH_CLIENT_SECRET_SHAPE = re.compile(r"GOCSPX-([0-9A-Za-z_-]{28})")
+# An OAuth access token: its body ends with [0-9A-Za-z_-] and holds no ".." (nor starts with '.':
+# "ya29.." holds one).
+GOOGLE_OAUTH_TOKEN_SHAPE = re.compile(r"ya29\.([0-9A-Za-z_.-]{30,2048})")
+# The base64url of a macaroon's location, pypi.org's or test.pypi.org's, then the rest of it.
+PYPI_TOKEN_PREFIXES = ("pypi-AgEIcHlwaS5vcmc", "pypi-AgENdGVzdC5weXBpLm9yZw")
+PYPI_TOKEN_SHAPE = re.compile(r"pypi-(?:AgEIcHlwaS5vcmc|AgENdGVzdC5weXBpLm9yZw)([0-9A-Za-z_-]{50,2000})")
+DOCKER_HUB_TOKEN_SHAPE = re.compile(r"dckr_pat_([0-9A-Za-z_-]{27})")
+WEBHOOK_SIGNING_SECRET_SHAPE = re.compile(r"whsec_([0-9A-Za-z+/]{32,88})")
+# An optional "bot" (of a Bot API URL), the bot id, ':', "AA" and 33 more.
+TELEGRAM_BOT_TOKEN_SHAPE = re.compile(r"(?:bot)?[1-9][0-9]{7,9}:AA([0-9A-Za-z_-]{33})")
+SLACK_WEBHOOK_URL_SHAPE = re.compile(
+    r"https?://hooks\.slack\.com/(?:services/T[0-9A-Z]{8,12}/B[0-9A-Z]{8,12}/([0-9A-Za-z]{24})"
+    r"|(?:workflows|triggers)/T[0-9A-Z]{8,12}/(?:[0-9A-Za-z]{1,24}/){1,2}([0-9A-Za-z]{24,64}))")
+# The 44 bytes after "SharedAccessKey=" (base64 of 32 bytes).
+AZURE_SHARED_ACCESS_KEY_SHAPE = re.compile(r"([A-Za-z0-9+/]{43})=")
+# A shared access signature's sig: raw, then with %2B, %2F and %3D (either hex case) decoded.
+AZURE_SAS_RAW = re.compile(r"[0-9A-Za-z%+/]+=*")
+AZURE_SAS_ESCAPES = re.compile(r"%(2[BbFf]|3[Dd])")
+AZURE_SAS_ESCAPED = {"2B": "+", "2F": "/", "3D": "="}
+AZURE_SAS_DECODED = re.compile(r"([A-Za-z0-9+/]{43})=")
+
+
+def random_part_valid(shape: re.Pattern, value: str) -> bool:
+    """The value has the shape and its random part is no placeholder."""
+    part = random_part(shape, value)
+    return part is not None and not is_placeholder(part)
+
+
+def is_valid_groq_api_key(value: str) -> bool:
+    return random_part_valid(GROQ_API_KEY_SHAPE, value)
+
+
+def is_valid_xai_api_key(value: str) -> bool:
+    return random_part_valid(XAI_API_KEY_SHAPE, value)
+
+
+def is_valid_google_oauth_client_secret(value: str) -> bool:
+    return random_part_valid(GOOGLE_OAUTH_CLIENT_SECRET_SHAPE, value)
+
+
+def is_valid_google_oauth_token(value: str) -> bool:
+    """ya29. and 30-2048 characters that end with [0-9A-Za-z_-] and hold no ".." (a '.' ending a
+    sentence after the token is not part of it: see the candidate shape)."""
+    part = random_part(GOOGLE_OAUTH_TOKEN_SHAPE, value)
+    return (part is not None and part[0] != "." and part[-1] != "." and ".." not in part
+            and not is_placeholder(part))
+
+
+def is_valid_pypi_token(value: str) -> bool:
+    return random_part_valid(PYPI_TOKEN_SHAPE, value)
+
+
+def is_valid_docker_hub_token(value: str) -> bool:
+    return random_part_valid(DOCKER_HUB_TOKEN_SHAPE, value)
+
+
+def is_valid_webhook_signing_secret(value: str) -> bool:
+    return random_part_valid(WEBHOOK_SIGNING_SECRET_SHAPE, value)
+
+
+def is_valid_telegram_bot_token(value: str) -> bool:
+    return random_part_valid(TELEGRAM_BOT_TOKEN_SHAPE, value)
+
+
+def is_valid_slack_webhook_url(value: str) -> bool:
+    """The whole URL from its scheme; the random part is the services form's 24 characters or the
+    workflows and triggers forms' last part."""
+    return random_part_valid(SLACK_WEBHOOK_URL_SHAPE, value)
+
+
+def is_valid_azure_shared_access_key(value: str) -> bool:
+    """43 base64 characters and '=' (only right after "SharedAccessKey=": see accepts())."""
+    return random_part_valid(AZURE_SHARED_ACCESS_KEY_SHAPE, value)
+
+
+def azure_sas_decoded(value: str) -> str | None:
+    """A raw sig= value with %2B, %2F and %3D (either hex case) decoded; None when it is not of
+    [0-9A-Za-z%+/] and then '='s, or holds another '%'."""
+    if not AZURE_SAS_RAW.fullmatch(value) or "%" in AZURE_SAS_ESCAPES.sub("", value):
+        return None
+    return AZURE_SAS_ESCAPES.sub(lambda match: AZURE_SAS_ESCAPED[match[1].upper()], value)
+
+
+def is_valid_azure_sas_token(value: str) -> bool:
+    """Decoded, 43 base64 characters and '=' (base64 of an HMAC-SHA256); a digit in the raw value
+    (the '2' or '3' of an escape counts); only after "?sig=" or "&sig=" (see accepts())."""
+    decoded = azure_sas_decoded(value)
+    part = None if decoded is None else random_part(AZURE_SAS_DECODED, decoded)
+    return part is not None and any(c in DIGITS for c in value) and not is_placeholder(part)
 
 
 # The written forms, letters in either case (needs_context says which count on their own).
@@ -1377,8 +1583,20 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
     "NPM_TOKEN": is_valid_npm_token,
     "SENDGRID_API_KEY": is_valid_sendgrid_api_key,
     "AZURE_STORAGE_KEY": is_valid_azure_storage_key,
-    # The quoted form's rules; accepts() adds the unquoted form's where the value stands unquoted.
-    "SECRET": is_valid_secret,
+    # A setting's value by the quoted form's rules or an Authorization header's credentials; accepts()
+    # applies the unquoted form's rules or the scheme's where the value stands.
+    "SECRET": is_valid_secret_value,
+    "GROQ_API_KEY": is_valid_groq_api_key,
+    "XAI_API_KEY": is_valid_xai_api_key,
+    "GOOGLE_OAUTH_CLIENT_SECRET": is_valid_google_oauth_client_secret,
+    "GOOGLE_OAUTH_TOKEN": is_valid_google_oauth_token,
+    "PYPI_TOKEN": is_valid_pypi_token,
+    "DOCKER_HUB_TOKEN": is_valid_docker_hub_token,
+    "WEBHOOK_SIGNING_SECRET": is_valid_webhook_signing_secret,
+    "TELEGRAM_BOT_TOKEN": is_valid_telegram_bot_token,
+    "SLACK_WEBHOOK_URL": is_valid_slack_webhook_url,
+    "AZURE_SHARED_ACCESS_KEY": is_valid_azure_shared_access_key,
+    "AZURE_SAS_TOKEN": is_valid_azure_sas_token,
     "UK_NINO": is_valid_nino,
     "ES_NIF": is_valid_nif,
     "ES_NIE": is_valid_nie,
@@ -1513,8 +1731,29 @@ SECRET_GLUED_AFTER = {
     "NPM_TOKEN": re.compile(rb"[0-9A-Za-z_]"),
     "SENDGRID_API_KEY": re.compile(rb"[0-9A-Za-z_-]"),
     "AZURE_STORAGE_KEY": re.compile(rb"[A-Za-z0-9+/=]"),
+    # The eleven of the specification of 2026-12-07, late night: the byte after each (a Google
+    # OAuth token's '.' and one of its alphabet too; a sentence's full stop is none of it).
+    "GROQ_API_KEY": re.compile(rb"[0-9A-Za-z_]"),
+    "XAI_API_KEY": re.compile(rb"[0-9A-Za-z_]"),
+    "GOOGLE_OAUTH_CLIENT_SECRET": re.compile(rb"[0-9A-Za-z_-]"),
+    "GOOGLE_OAUTH_TOKEN": re.compile(rb"\.?[0-9A-Za-z_-]"),
+    "PYPI_TOKEN": re.compile(rb"[0-9A-Za-z_-]"),
+    "DOCKER_HUB_TOKEN": re.compile(rb"[0-9A-Za-z_-]"),
+    "WEBHOOK_SIGNING_SECRET": re.compile(rb"[0-9A-Za-z_+/]"),
+    "TELEGRAM_BOT_TOKEN": re.compile(rb"[0-9A-Za-z_-]"),
+    "SLACK_WEBHOOK_URL": re.compile(rb"[0-9A-Za-z_/]"),
+    "AZURE_SHARED_ACCESS_KEY": re.compile(rb"[A-Za-z0-9+/=]"),
+    "AZURE_SAS_TOKEN": re.compile(rb"[0-9A-Za-z%+/=]"),
 }
 AZURE_KEY_NAME = b"accountkey="
+# Slack's app-level tokens (item 12): glued as the secrets above are, the byte after not in
+# [0-9A-Za-z_-] (the older Slack tokens keep their rules).
+SLACK_APP_TOKEN_GLUED_AFTER = re.compile(rb"[0-9A-Za-z_-]")
+# A Telegram bot token that starts with its id: not after a '.' or '-' that follows a digit
+# ("v1.12345678:AA...", "10-12345678:AA...").
+TELEGRAM_AFTER_NUMBER = re.compile(rb"[0-9][.-]\Z")
+AZURE_SHARED_ACCESS_KEY_NAME = b"SharedAccessKey="  # that spelling and case
+AZURE_SAS_NAMES = (b"?sig=", b"&sig=")
 
 
 def accepts(entity_type: str, data: bytes, begin: int, end: int, strict: bool) -> bool:
@@ -1528,10 +1767,19 @@ def accepts(entity_type: str, data: bytes, begin: int, end: int, strict: bool) -
     glued_after = SECRET_GLUED_AFTER.get(entity_type)
     if glued_after and (SECRET_GLUED_BEFORE.fullmatch(data[begin - 1:begin]) or glued_after.match(data, end)):
         return False
-    # A secret's value only where a setting of a secret's name gives it (quoted or unquoted).
+    if entity_type == "SLACK_TOKEN" and value.startswith("xapp-") and (
+            SECRET_GLUED_BEFORE.fullmatch(data[begin - 1:begin]) or SLACK_APP_TOKEN_GLUED_AFTER.match(data, end)):
+        return False
+    if (entity_type == "TELEGRAM_BOT_TOKEN" and not value.startswith("bot")
+            and TELEGRAM_AFTER_NUMBER.search(data[max(0, begin - 2):begin])):
+        return False
+    # A secret's value only where a setting of a secret's name gives it (quoted or unquoted), or
+    # an Authorization header's credentials (by its scheme's rules).
     if entity_type == "SECRET":
         quoted = secret_values(data).get((begin, end))
-        if quoted is None or not is_valid_secret(value, quoted):
+        scheme = authorization_values(data).get((begin, end))
+        if not ((quoted is not None and is_valid_secret(value, quoted))
+                or (scheme is not None and is_valid_authorization_credentials(value, scheme))):
             return False
     # Right after "://" it is a URL's user, and "git@" the SSH user of the code hosts: no address.
     if entity_type == "EMAIL_ADDRESS" and (data[max(0, begin - 3):begin] == b"://"
@@ -1539,6 +1787,13 @@ def accepts(entity_type: str, data: bytes, begin: int, end: int, strict: bool) -
         return False
     # An Azure key only right after "AccountKey=" (in any case): a bare base64 blob is none.
     if entity_type == "AZURE_STORAGE_KEY" and data[max(0, begin - len(AZURE_KEY_NAME)):begin].lower() != AZURE_KEY_NAME:
+        return False
+    # A shared access key only right after "SharedAccessKey=" (that case), a signature only after
+    # "?sig=" or "&sig=".
+    if (entity_type == "AZURE_SHARED_ACCESS_KEY"
+            and data[max(0, begin - len(AZURE_SHARED_ACCESS_KEY_NAME)):begin] != AZURE_SHARED_ACCESS_KEY_NAME):
+        return False
+    if entity_type == "AZURE_SAS_TOKEN" and data[max(0, begin - 5):begin] not in AZURE_SAS_NAMES:
         return False
     if entity_type == "PHONE_NUMBER" and is_national_phone(value):
         if not has_context_word(data, begin, NATIONAL_PHONE_CONTEXT_WORDS, strict):
@@ -1613,6 +1868,22 @@ CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags
     (("SENDGRID_API_KEY",), rb"(?<![A-Za-z0-9_])SG\.[0-9A-Za-z_-]*\.[0-9A-Za-z_-]*", 0),
     # The key only, after "AccountKey=" in any case.
     (("AZURE_STORAGE_KEY",), rb"(?<=accountkey=)[A-Za-z0-9+/=]+", re.I),
+    # The eleven of 2026-12-07, late night: not after [A-Za-z0-9_] (a Telegram token's "bot" or
+    # id; a Slack webhook's scheme), each running on over its alphabet (and '_' where that would
+    # continue it into no value), the Azure values after their names.
+    (("GROQ_API_KEY",), rb"(?<![A-Za-z0-9_])gsk_[0-9A-Za-z_]*", 0),
+    (("XAI_API_KEY",), rb"(?<![A-Za-z0-9_])xai-[0-9A-Za-z_]*", 0),
+    (("GOOGLE_OAUTH_CLIENT_SECRET",), rb"(?<![A-Za-z0-9_])GOCSPX-[0-9A-Za-z_-]*", 0),
+    (("GOOGLE_OAUTH_TOKEN",), rb"(?<![A-Za-z0-9_])ya29\.[0-9A-Za-z_-]*(?:\.[0-9A-Za-z_-]+)*", 0),
+    (("PYPI_TOKEN",), rb"(?<![A-Za-z0-9_])pypi-[0-9A-Za-z_-]*", 0),
+    (("DOCKER_HUB_TOKEN",), rb"(?<![A-Za-z0-9_])dckr_pat_[0-9A-Za-z_-]*", 0),
+    (("WEBHOOK_SIGNING_SECRET",), rb"(?<![A-Za-z0-9_])whsec_[0-9A-Za-z_+/]*", 0),
+    (("TELEGRAM_BOT_TOKEN",), rb"(?<![A-Za-z0-9_])(?:bot)?[0-9]+:[0-9A-Za-z_-]*", 0),
+    (("SLACK_WEBHOOK_URL",), rb"(?<![A-Za-z0-9_])https?://hooks\.slack\.com/[0-9A-Za-z_/]*", 0),
+    (("AZURE_SHARED_ACCESS_KEY",), rb"(?<=SharedAccessKey=)[A-Za-z0-9+/=]+", 0),
+    (("AZURE_SAS_TOKEN",), rb"(?<=[?&]sig=)[0-9A-Za-z%+/]+=*", 0),
+    # Slack's app-level tokens (the older ones above).
+    (("SLACK_TOKEN",), rb"(?<![A-Za-z0-9_])xapp-[0-9A-Za-z-]*", 0),
     # The national identifiers, lowercase letters, other digit counts and any century sign
     # included (the validators judge them).
     (("UK_NINO",),
@@ -1664,6 +1935,7 @@ def candidates(data: bytes) -> list[Span]:
     spans = [(types, *match.span("v" if "v" in pattern.groupindex else 0))
              for types, pattern in CANDIDATES for match in pattern.finditer(data)]
     spans += [(("SECRET",), begin, end) for begin, end in secret_values(data)]
+    spans += [(("SECRET",), begin, end) for begin, end in authorization_values(data)]
     for match in NATIONAL_PHONE_CANDIDATE.finditer(data):
         run = match[0]
         if not re.fullmatch(rb"[0-9]+(?: [0-9]+)+", run):
@@ -1767,6 +2039,16 @@ LABEL_BOUNDARY = {
     "SECRET": (re.compile(rb"(?!)"), re.compile(rb"(?!)")),
     # Right after "AccountKey="; no base64 byte or '=' after it.
     "AZURE_STORAGE_KEY": (re.compile(rb"[A-Za-z0-9+/]\Z"), re.compile(rb"[A-Za-z0-9+/=]")),
+    # The eleven of 2026-12-07, late night: no byte of the glued rule (nor '-') before them, no
+    # byte of their "byte after" rule after them.
+    **{t: (TOKEN_BOUNDARY[0], re.compile(rb"[0-9A-Za-z_]")) for t in ("GROQ_API_KEY", "XAI_API_KEY")},
+    **{t: TOKEN_BOUNDARY for t in ("GOOGLE_OAUTH_CLIENT_SECRET", "PYPI_TOKEN", "DOCKER_HUB_TOKEN")},
+    "GOOGLE_OAUTH_TOKEN": (TOKEN_BOUNDARY[0], re.compile(rb"\.?[0-9A-Za-z_-]")),
+    "WEBHOOK_SIGNING_SECRET": (re.compile(rb"[0-9A-Za-z_+/-]\Z"), re.compile(rb"[0-9A-Za-z_+/]")),
+    "TELEGRAM_BOT_TOKEN": (re.compile(rb"(?:[0-9A-Za-z_-]|[0-9][.-])\Z"), re.compile(rb"[0-9A-Za-z_-]")),
+    "SLACK_WEBHOOK_URL": (re.compile(rb"[0-9A-Za-z_]\Z"), re.compile(rb"[0-9A-Za-z_/]")),
+    "AZURE_SHARED_ACCESS_KEY": (re.compile(rb"[A-Za-z0-9+/]\Z"), re.compile(rb"[A-Za-z0-9+/=]")),
+    "AZURE_SAS_TOKEN": (re.compile(rb"[0-9A-Za-z%+/]\Z"), re.compile(rb"[0-9A-Za-z%+/=]")),
     # Values starting with a letter: no word byte or dash beside them; a grouped NINO's spaces
     # are judged by continues_groups.
     **{t: (re.compile(rb"[0-9A-Za-z_-]\Z"), re.compile(rb"[0-9A-Za-z_]|-[0-9A-Za-z]"))
@@ -2232,6 +2514,192 @@ def sendgrid_api_key(rng: Random, ordinal: int) -> str:
 def azure_storage_key(rng: Random, ordinal: int = 0) -> str:
     """Base64 of 64 random bytes, with a digit."""
     return drawn_until(is_valid_azure_storage_key, lambda: base64.b64encode(rng.randbytes(64)).decode())
+
+
+# The eleven secrets of 2026-12-07, late night, and Slack's app-level tokens: drawn as their
+# issuers draw them, again until valid and free of other readings (free_of_other_readings: no
+# piece of a token, a digit group say, is valid as another type on its own, whatever context
+# words a record puts near it; no placeholder word of SECRET's in it, which a setting that holds
+# it would read).
+
+def no_entity(value: str) -> bool:
+    """No type's validator accepts the value on its own (a bot id, a digit group of a token);
+    SECRET's, which takes most runs of bytes, but only where a setting or header gives them, aside."""
+    return not any(VALIDATORS[t](value) for t in ENTITY_TYPES if t != "SECRET")
+
+
+def free_of_other_readings(value: str, entity_type: str) -> bool:
+    """The value alone on a line: no candidate span of any type in it, but the value itself as
+    entity_type, passes that type's validator (context and neighbours aside); and it holds none of
+    SECRET_PLACEHOLDER_WORDS."""
+    lowered = value.lower()
+    if any(word in lowered for word in SECRET_PLACEHOLDER_WORDS):
+        return False
+    data = b"\n" + value.encode() + b"\n"
+    whole = (entity_type, 1, len(data) - 1)
+    return not any((t, begin, end) != whole and VALIDATORS[t](data[begin:end].decode("utf-8", "replace"))
+                   for types, begin, end in candidates(data) for t in types)
+
+
+def token_drawn(entity_type: str, draw: Callable[[], str]) -> str:
+    return drawn_until(lambda v: VALIDATORS[entity_type](v) and free_of_other_readings(v, entity_type), draw)
+
+
+def groq_api_key(rng: Random, ordinal: int) -> str:
+    """gsk_ and 52 base62 characters, "WGdyb3FY" (base64 of "XgroqX") at 20 as in Groq's keys
+    (mostly)."""
+    def draw() -> str:
+        if rng.random() < 0.8:
+            return "gsk_" + random_string(rng, BASE62, 20) + "WGdyb3FY" + random_string(rng, BASE62, 24)
+        return "gsk_" + random_string(rng, BASE62, 52)
+    return token_drawn("GROQ_API_KEY", draw)
+
+
+def xai_api_key(rng: Random, ordinal: int) -> str:
+    return token_drawn("XAI_API_KEY", lambda: "xai-" + random_string(rng, BASE62, 80))
+
+
+def google_oauth_client_secret(rng: Random, ordinal: int) -> str:
+    return token_drawn("GOOGLE_OAUTH_CLIENT_SECRET", lambda: "GOCSPX-" + random_string(rng, BASE64URL, 28))
+
+
+def google_oauth_client_id(rng: Random) -> str:
+    """A client id: the project number, '-', 32 of [0-9a-z] and ".apps.googleusercontent.com"."""
+    number = drawn_until(no_entity, lambda: rng.choice("123456789") + random_string(rng, DIGITS, 11))
+    return "%s-%s.apps.googleusercontent.com" % (number, random_string(rng, DIGITS + LOWER, 32))
+
+
+def google_oauth_token(rng: Random, ordinal: int) -> str:
+    """An access token: a user's ("ya29.a0" and 150-230 base64url characters) or a service
+    account's ("ya29.c.c0" and parts of base64url joined by single dots)."""
+    def draw() -> str:
+        if ordinal % 3 == 2:
+            parts = ["c", "c0" + random_string(rng, BASE64URL, rng.randint(60, 160))]
+            parts += [random_string(rng, BASE64URL, rng.randint(8, 120)) for _ in range(rng.randint(1, 4))]
+            return "ya29." + ".".join(parts)
+        return "ya29.a0" + random_string(rng, BASE64URL, rng.randint(150, 230))
+    return token_drawn("GOOGLE_OAUTH_TOKEN", draw)
+
+
+PYPI_PROJECTS = ("acme-utils", "northwind-cli", "tiny-model", "shopkit", "fastcsv2")
+
+
+def pypi_macaroon(rng: Random, location: bytes) -> bytes:
+    """A macaroon as PyPI serializes it (v2): its location, a UUID as its identifier, a caveat of
+    its scope (and now and then one of its validity), the 32-byte signature."""
+    identifier = uuid_v4(rng, 0).encode()
+    if rng.random() < 0.5:
+        caveats = [b'{"permissions": "user", "version": 1}']
+    else:
+        caveats = [b'{"permissions": {"projects": ["%s"]}, "version": 1}' % rng.choice(PYPI_PROJECTS).encode()]
+    if rng.random() < 0.3:
+        start = rng.randint(1_700_000_000, 1_800_000_000)
+        caveats.append(b'{"nbf": %d, "exp": %d}' % (start, start + rng.choice((3600, 86400, 31536000))))
+    data = bytes([2, 1, len(location)]) + location + bytes([2, len(identifier)]) + identifier + b"\x00"
+    for caveat in caveats:
+        data += bytes([2, len(caveat)]) + caveat + b"\x00"
+    return data + b"\x00" + bytes([6, 32]) + rng.randbytes(32)
+
+
+def pypi_token_format(location: bytes) -> ValueGenerator:
+    """pypi- and the base64url of a macaroon of pypi.org or test.pypi.org (~170-220 bytes)."""
+    def generate(rng: Random, ordinal: int) -> str:
+        return token_drawn("PYPI_TOKEN", lambda: "pypi-" + base64url(pypi_macaroon(rng, location)))
+    return generate
+
+
+def docker_hub_token(rng: Random, ordinal: int) -> str:
+    return token_drawn("DOCKER_HUB_TOKEN", lambda: "dckr_pat_" + random_string(rng, BASE64URL, 27))
+
+
+def webhook_signing_secret_format(kind: str) -> ValueGenerator:
+    """"stripe": 32 base62 characters (the Dashboard's) or 64 hex digits (the Stripe CLI's);
+    "svix": the unpadded base64 of 24 bytes (Svix, Clerk, Resend), now and then of 32 or 64."""
+    def generate(rng: Random, ordinal: int) -> str:
+        def draw() -> str:
+            if kind == "stripe":
+                return "whsec_" + (random_string(rng, HEX, 64) if ordinal % 3 == 2 else random_string(rng, BASE62, 32))
+            size = rng.choice((24, 24, 24, 32, 64))
+            return "whsec_" + base64.b64encode(rng.randbytes(size)).decode().rstrip("=")
+        return token_drawn("WEBHOOK_SIGNING_SECRET", draw)
+    return generate
+
+
+def telegram_bot_id(rng: Random, digits: int | None = None) -> str:
+    """A bot id of 8-10 digits (mostly 10, as new bots get), no leading 0, valid as no type on
+    its own (no phone number, SSN, ... whatever word stands near it: "api.telegram.org" holds "tel")."""
+    size = digits or rng.choice((10, 10, 10, 9, 8))
+    return drawn_until(no_entity, lambda: rng.choice("123456789") + random_string(rng, DIGITS, size - 1))
+
+
+def telegram_bot_token_format(bot: bool) -> ValueGenerator:
+    """The id, ':', "AA" and 33 of base64url; bot: with the "bot" of a Bot API URL."""
+    def generate(rng: Random, ordinal: int) -> str:
+        return token_drawn("TELEGRAM_BOT_TOKEN", lambda: "%s%s:AA%s" % (
+            "bot" if bot else "", telegram_bot_id(rng), random_string(rng, BASE64URL, 33)))
+    return generate
+
+
+def slack_workspace_id(rng: Random, letter: str) -> str:
+    """A team (T), channel (B) or app (A) id as Slack writes them: the letter and 8-11 of [0-9A-Z]
+    (often a 0 first), valid as no type on its own."""
+    return drawn_until(no_entity, lambda: letter + rng.choice(("0", "")) + random_string(
+        rng, DIGITS + UPPER, rng.choice((8, 8, 10)))[:10])
+
+
+def slack_webhook_url_format(kind: str) -> ValueGenerator:
+    """"services": an incoming webhook (T..., B..., 24 base62 characters); "workflows": a
+    Workflow Builder webhook (T..., an app id, an 18-digit id, 24 base62); "triggers": a
+    trigger's (T..., a 13-digit id, 32 hex digits)."""
+    def generate(rng: Random, ordinal: int) -> str:
+        def draw() -> str:
+            scheme = "http://" if ordinal % 17 == 16 else "https://"
+            team = slack_workspace_id(rng, "T")
+            if kind == "services":
+                return "%shooks.slack.com/services/%s/%s/%s" % (scheme, team, slack_workspace_id(rng, "B"),
+                                                                 random_string(rng, BASE62, 24))
+            if kind == "workflows":
+                number = drawn_until(no_entity, lambda: rng.choice("123456789") + random_string(rng, DIGITS, 17))
+                return "%shooks.slack.com/workflows/%s/%s/%s/%s" % (
+                    scheme, team, slack_workspace_id(rng, "A"), number, random_string(rng, BASE62, 24))
+            number = drawn_until(no_entity, lambda: rng.choice("123456789") + random_string(rng, DIGITS, 12))
+            return "%shooks.slack.com/triggers/%s/%s/%s" % (scheme, team, number, random_string(rng, HEX, 32))
+        return token_drawn("SLACK_WEBHOOK_URL", draw)
+    return generate
+
+
+def azure_shared_access_key(rng: Random, ordinal: int = 0) -> str:
+    """Base64 of 32 random bytes (43 characters and '=')."""
+    return token_drawn("AZURE_SHARED_ACCESS_KEY", lambda: base64.b64encode(rng.randbytes(32)).decode())
+
+
+def sas_escaped(signature: str, style: str) -> str:
+    """A signature as a URL carries it: "upper" (%2B, %2F, %3D, as the portal writes it), "lower"
+    (%2b, %2f, %3d), "raw" (+, / and = as they are)."""
+    if style == "raw":
+        return signature
+    escapes = {"+": "%2B", "/": "%2F", "=": "%3D"}
+    return "".join((escapes[c].lower() if style == "lower" else escapes[c]) if c in escapes else c for c in signature)
+
+
+def azure_sas_signature(rng: Random, style: str = "upper") -> str:
+    """A sig= value: base64 of an HMAC-SHA256 (32 bytes), escaped as style says."""
+    return token_drawn("AZURE_SAS_TOKEN", lambda: sas_escaped(
+        base64.b64encode(hmac.new(rng.randbytes(32), rng.randbytes(40), hashlib.sha256).digest()).decode(), style))
+
+
+def azure_sas_format(*styles: str) -> ValueGenerator:
+    return lambda rng, ordinal: azure_sas_signature(rng, styles[ordinal % len(styles)])
+
+
+def slack_app_token(rng: Random, ordinal: int) -> str:
+    """xapp-, a digit, '-', an app id, '-', 10-16 digits (mostly 13), '-', 64 hex digits."""
+    def draw() -> str:
+        number = drawn_until(no_entity, lambda: rng.choice("123456789") + random_string(
+            rng, DIGITS, rng.choice((12, 12, 12, 9, 15))))
+        return "xapp-%d-%s-%s-%s" % (rng.choice((1, 1, 1, 2)), slack_workspace_id(rng, "A"), number,
+                                     random_string(rng, HEX, 64))
+    return token_drawn("SLACK_TOKEN", draw)
 
 
 def der_length(length: int) -> bytes:
@@ -2872,6 +3340,264 @@ def secret_formats() -> list[PositiveFormat]:
     ]
 
 
+# The eleven of 2026-12-07, late night: where their values are pasted from (.env files, SDK code,
+# curl commands and request dumps, CI files, connection strings, logs). Every frame's value is
+# followed by a byte outside its alphabet (a quote, white space, '/', ';', '&' or the end), and no
+# frame holds a context word, but those that name Telegram's Bot API ("api.telegram.org" holds
+# "tel": a bot id is valid as no type on its own, so the word reads nothing).
+GROQ_ENV_FRAMES = (
+    "GROQ_API_KEY={v}",
+    "export GROQ_API_KEY=\"{v}\"",
+    ".env.local:\nGROQ_API_KEY={v}\nGROQ_MODEL=llama-3.3-70b-versatile",
+    "env:\n  GROQ_API_KEY: {v}\n  MODEL: mixtral-8x7b-32768",
+)
+GROQ_CODE_FRAMES = (
+    "from groq import Groq\nclient = Groq(api_key=\"{v}\")",
+    "const groq = new Groq({ apiKey: '{v}' });",
+    "llm = ChatGroq(model=\"llama-3.1-8b-instant\", api_key=\"{v}\", temperature=0)",
+    "Warum bekomme ich 401? Groq(api_key='{v}') und das Modell gibt es.",
+)
+GROQ_BEARER_FRAMES = (
+    "curl https://api.groq.com/openai/v1/chat/completions -H \"Authorization: Bearer {v}\" "
+    "-H \"Content-Type: application/json\" -d '{\"model\": \"llama-3.3-70b-versatile\"}'",
+    "POST /openai/v1/chat/completions HTTP/1.1\nHost: api.groq.com\nAuthorization: Bearer {v}\n"
+    "Content-Type: application/json",
+    "requests.post(\"https://api.groq.com/openai/v1/models\", headers={\"Authorization\": \"Bearer {v}\"})",
+)
+XAI_ENV_FRAMES = (
+    "XAI_API_KEY={v}",
+    "export XAI_API_KEY='{v}'",
+    "Grok-Zugang in der .env: XAI_API_KEY={v}",
+    "secrets.toml:\n[xai]\napi_key = \"{v}\"",
+)
+XAI_CODE_FRAMES = (
+    "from xai_sdk import Client\nclient = Client(api_key=\"{v}\")",
+    "client = OpenAI(api_key=\"{v}\", base_url=\"https://api.x.ai/v1\")",
+    "const openai = new OpenAI({ apiKey: \"{v}\", baseURL: \"https://api.x.ai/v1\" });",
+)
+XAI_BEARER_FRAMES = (
+    "curl https://api.x.ai/v1/chat/completions -H \"Content-Type: application/json\" "
+    "-H \"Authorization: Bearer {v}\" -d '{\"model\": \"grok-2-latest\", \"stream\": false}'",
+    "fetch(\"https://api.x.ai/v1/models\", { headers: { \"Authorization\": \"Bearer {v}\" } })",
+    "POST /v1/chat/completions HTTP/1.1\nHost: api.x.ai\nAuthorization: Bearer {v}",
+)
+GOOGLE_CLIENT_JSON_FRAMES = (
+    "client_secret.json:\n{\"web\":{\"client_id\":\"{id}\",\"project_id\":\"shop-demo-4711\","
+    "\"auth_uri\":\"https://accounts.google.com/o/oauth2/auth\",\"token_uri\":\"https://oauth2.googleapis.com/token\","
+    "\"client_secret\":\"{v}\",\"redirect_uris\":[\"http://localhost:8080/oauth2/done\"]}}",
+    "{\"installed\":{\"client_id\":\"{id}\",\"project_id\":\"desktop-sync\",\"client_secret\":\"{v}\","
+    "\"redirect_uris\":[\"http://localhost\"]}}",
+    "credentials.json\n{\n  \"web\": {\n    \"client_id\": \"{id}\",\n    \"client_secret\": \"{v}\"\n  }\n}",
+)
+GOOGLE_CLIENT_ENV_FRAMES = (
+    "GOOGLE_CLIENT_ID={id}\nGOOGLE_CLIENT_SECRET={v}",
+    "AUTH_GOOGLE_ID=\"{id}\"\nAUTH_GOOGLE_SECRET=\"{v}\"",
+    "quarkus.oidc.provider=google\nquarkus.oidc.client-id={id}\nquarkus.oidc.credentials.secret={v}",
+    "export OAUTH_CLIENT_SECRET={v}  # Google, prod",
+)
+GOOGLE_CLIENT_CODE_FRAMES = (
+    "passport.use(new GoogleStrategy({ clientID: '{id}', clientSecret: '{v}', redirectURL: '/auth/google/done' }));",
+    "flow = Flow.from_client_config({\"web\": {\"client_id\": CLIENT_ID, \"client_secret\": \"{v}\"}}, scopes=SCOPES)",
+    "oauth2Client = new google.auth.OAuth2('{id}', '{v}', 'http://localhost:3000/oauth2/done');",
+    "Le secret client Google est {v}, faut-il le changer ?",
+)
+GOOGLE_TOKEN_BEARER_FRAMES = (
+    "curl -H \"Authorization: Bearer {v}\" https://www.googleapis.com/drive/v3/files?pageSize=10",
+    "GET /gmail/v1/users/me/messages HTTP/1.1\nHost: gmail.googleapis.com\nAuthorization: Bearer {v}",
+    "requests.get(\"https://www.googleapis.com/oauth2/v3/userinfo\", headers={\"Authorization\": \"Bearer {v}\"})",
+    "https://www.googleapis.com/oauth2/v3/tokeninfo?access_token={v}",
+)
+GOOGLE_TOKEN_RESPONSE_FRAMES = (
+    "{\"access_token\": \"{v}\", \"expires_in\": 3599, \"scope\": \"https://www.googleapis.com/auth/drive.readonly\", "
+    "\"token_type\": \"Bearer\"}",
+    "Die Antwort von oauth2.googleapis.com/token:\n{\n  \"access_token\": \"{v}\",\n  \"expires_in\": 3599\n}",
+    "creds.token -> '{v}'",
+)
+GOOGLE_TOKEN_CLI_FRAMES = (
+    "$ gcloud auth print-access-token\n{v}",
+    "$ gcloud auth application-default print-access-token\n{v}\n$ curl ... returns 403",
+    "DEBUG: refreshed credentials, new token {v} (expires in 3599s)",
+    "Pourquoi ce jeton {v} est-il refusé par l'API Drive ?",
+)
+PYPIRC_FRAMES = (
+    "~/.pypirc:\n[pypi]\n  username = __token__\n  password = {v}",
+    "[distutils]\nindex-servers =\n    pypi\n\n[pypi]\nusername = __token__\npassword = {v}",
+    "Meine .pypirc:\n[pypi]\nusername = __token__\npassword = {v}\nWarum schlägt twine upload fehl?",
+)
+PYPI_CI_FRAMES = (
+    "twine upload -u __token__ -p {v} dist/*",
+    "env:\n  TWINE_USERNAME: __token__\n  TWINE_PASSWORD: {v}",
+    "uv publish --token {v}",
+    "poetry config pypi-token.pypi {v}",
+    "export UV_PUBLISH_TOKEN={v}",
+)
+TEST_PYPI_FRAMES = (
+    "[testpypi]\nrepository = https://test.pypi.org/legacy/\nusername = __token__\npassword = {v}",
+    "twine upload --repository testpypi -u __token__ -p {v} dist/*",
+    "uv publish --publish-url https://test.pypi.org/legacy/ --token {v}",
+    "poetry config pypi-token.testpypi {v}",
+)
+DOCKER_LOGIN_FRAMES = (
+    "echo \"{v}\" | docker login -u acmebot --password-stdin",
+    "docker login -u acmebot -p {v}",
+    "- uses: docker/login-action@v3\n  with:\n    username: acmebot\n    password: {v}",
+    "DOCKERHUB_TOKEN={v}",
+    "Docker Hub rejects {v} for pushes since Monday, why?",
+)
+STRIPE_WEBHOOK_FRAMES = (
+    "STRIPE_WEBHOOK_SECRET={v}",
+    "event = stripe.Webhook.construct_event(payload, sig_header, \"{v}\")",
+    "> Ready! You are using Stripe API Version [2024-06-20]. Your webhook signing secret is {v} (^C to quit)",
+    "const event = stripe.webhooks.constructEvent(req.body, sig, '{v}');",
+    "endpoint_secret = '{v}'",
+)
+SVIX_WEBHOOK_FRAMES = (
+    "const wh = new Webhook(\"{v}\");",
+    "CLERK_WEBHOOK_SIGNING_SECRET={v}",
+    "RESEND_WEBHOOK_SECRET=\"{v}\"",
+    "wh = Webhook(\"{v}\")\npayload = wh.verify(body, headers)",
+    "Svix dashboard → Signing Secret: {v}",
+)
+# With "bot" as part of the value: the Bot API's URLs.
+TELEGRAM_URL_FRAMES = (
+    "https://api.telegram.org/{v}/getMe",
+    "curl -s \"https://api.telegram.org/{v}/sendMessage?chat_id=@ops_alerts&text=deploy%20done\"",
+    "requests.post(f\"https://api.telegram.org/{v}/sendDocument\", files={\"document\": f})",
+    "Webhook setzen: https://api.telegram.org/{v}/setWebhook?url=https://bot.example.com/hook",
+)
+TELEGRAM_CONFIG_FRAMES = (
+    "BOT_TOKEN={v}",
+    "bot = Bot(token=\"{v}\")",
+    "application = Application.builder().token(\"{v}\").build()",
+    "const bot = new Telegraf('{v}');",
+    "BotFather: Use this token to access the HTTP API:\n{v}\nKeep your token secure",
+)
+SLACK_WEBHOOK_FRAMES = (
+    "curl -X POST -H 'Content-type: application/json' --data '{\"text\":\"Deploy done\"}' {v}",
+    "SLACK_WEBHOOK_URL={v}",
+    "requests.post(\"{v}\", json={\"text\": \"Nightly backup finished\"})",
+    "Our alerts go to {v} but nothing arrives, any clue?",
+)
+SLACK_WEBHOOK_CONFIG_FRAMES = (
+    "receivers:\n- name: ops\n  slack_configs:\n  - api_url: '{v}'\n    channel: '#alerts'",
+    "- name: Notify\n  uses: slackapi/slack-github-action@v1\n  env:\n    SLACK_WEBHOOK_URL: {v}",
+    "resource \"grafana_contact_point\" \"ops\" {\n  slack {\n    url = \"{v}\"\n  }\n}",
+    "notifications:\n  slack:\n    webhook: \"{v}\"",
+)
+SERVICE_BUS_FRAMES = (
+    "Endpoint=sb://acme-orders.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;"
+    "SharedAccessKey={v}",
+    "\"ServiceBusConnection\": \"Endpoint=sb://acme-orders.servicebus.windows.net/;SharedAccessKeyName=send-only;"
+    "SharedAccessKey={v}\"",
+    "export SERVICEBUS_CONNECTION_STRING='Endpoint=sb://billing-bus.servicebus.windows.net/;"
+    "SharedAccessKeyName=listen;SharedAccessKey={v};EntityPath=invoices'",
+)
+EVENT_HUBS_FRAMES = (
+    "Endpoint=sb://events-ns.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;"
+    "SharedAccessKey={v};EntityPath=device-events",
+    "producer = EventHubProducerClient.from_connection_string(\"Endpoint=sb://events-ns.servicebus.windows.net/;"
+    "SharedAccessKeyName=producer;SharedAccessKey={v}\", eventhub_name=\"clicks\")",
+    "EVENTHUB_CONNECTION=Endpoint=sb://logs-eh.servicebus.windows.net/;SharedAccessKeyName=app;SharedAccessKey={v}",
+)
+IOT_HUB_FRAMES = (
+    "HostName=acme-iot.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey={v}",
+    "HostName=acme-iot.azure-devices.net;DeviceId=sensor-042;SharedAccessKey={v}",
+    "az iot hub device-identity connection-string show → \"HostName=plant7-hub.azure-devices.net;"
+    "DeviceId=press-12;SharedAccessKey={v}\"",
+    "device_client = IoTHubDeviceClient.create_from_connection_string(\"HostName=acme-iot.azure-devices.net;"
+    "DeviceId=gateway-1;SharedAccessKey={v}\")",
+)
+# The signature in a blob's or a container's URL (the portal's order), in an account SAS token
+# on its own, in a Service Bus SAS; the dates, versions and permissions are Azure's.
+AZURE_SAS_URL_FRAMES = (
+    "https://acmeprodstore.blob.core.windows.net/reports/q3.pdf?sp=r&st=2024-05-01T10:00:00Z&se=2024-05-02T18:00:00Z"
+    "&spr=https&sv=2022-11-02&sr=b&sig={v}",
+    "curl -o backup.tar.gz \"https://backupsweu.blob.core.windows.net/db/backup.tar.gz?sv=2023-01-03&se=2025-01-31"
+    "&sr=b&sp=r&sig={v}\"",
+    "azcopy copy ./dist \"https://mediaassets.blob.core.windows.net/web?sv=2022-11-02&ss=b&srt=co&sp=rwlac"
+    "&se=2025-06-30T23:59:59Z&spr=https&sig={v}\" --recursive",
+    "Der Link https://devlogs01.blob.core.windows.net/logs/app.log?sp=r&sv=2022-11-02&sr=b&sig={v} läuft nicht ab?",
+)
+AZURE_SAS_TOKEN_FRAMES = (
+    "sv=2022-11-02&ss=bfqt&srt=sco&sp=rwdlacupiytfx&se=2025-12-31T23:59:59Z&st=2024-05-01T00:00:00Z&spr=https&sig={v}",
+    "AZURE_STORAGE_SAS_TOKEN=\"?sv=2022-11-02&ss=b&srt=sco&sp=rl&se=2025-03-01T00:00:00Z&spr=https&sig={v}\"",
+    "$ az storage container generate-sas --name uploads --permissions rl --expiry 2025-01-01\n"
+    "\"se=2025-01-01&sp=rl&sv=2022-11-02&sr=c&sig={v}\"",
+    "{\"sasUrl\": \"https://funcapp01.blob.core.windows.net/input?sv=2022-11-02&sr=c&sp=racwdl&se=2025-02-01"
+    "&sig={v}\"}",
+)
+AZURE_SERVICE_BUS_SAS_FRAMES = (
+    "Authorization: SharedAccessSignature sr=https%3A%2F%2Facme-orders.servicebus.windows.net%2Forders"
+    "&sig={v}&se={se}&skn=RootManageSharedAccessKey",
+    "SharedAccessSignature sr=acme-iot.azure-devices.net%2Fdevices%2Fsensor-042&sig={v}&se={se}",
+    "\"sasToken\": \"SharedAccessSignature sr=events-ns.servicebus.windows.net&sig={v}&se={se}&skn=producer\"",
+)
+SLACK_APP_TOKEN_FRAMES = (
+    "SLACK_APP_TOKEN={v}",
+    "SocketModeHandler(app, \"{v}\").start()",
+    "const app = new App({ token: process.env.SLACK_BOT_TOKEN, appToken: '{v}', socketMode: true });",
+    "export SLACK_APP_TOKEN=\"{v}\"  # connections:write",
+)
+
+
+def late_secret_formats() -> list[PositiveFormat]:
+    """The eleven secrets of 2026-12-07, late night, in the generic sentences (those with a plain
+    format) and in their own."""
+    return [
+        PositiveFormat("GROQ_API_KEY", "plain", groq_api_key),
+        PositiveFormat("GROQ_API_KEY", "env", groq_api_key, frames=GROQ_ENV_FRAMES),
+        PositiveFormat("GROQ_API_KEY", "sdk", groq_api_key, frames=GROQ_CODE_FRAMES),
+        PositiveFormat("GROQ_API_KEY", "bearer-header", groq_api_key, frames=GROQ_BEARER_FRAMES),
+        PositiveFormat("XAI_API_KEY", "plain", xai_api_key),
+        PositiveFormat("XAI_API_KEY", "env", xai_api_key, frames=XAI_ENV_FRAMES),
+        PositiveFormat("XAI_API_KEY", "sdk", xai_api_key, frames=XAI_CODE_FRAMES),
+        PositiveFormat("XAI_API_KEY", "bearer-header", xai_api_key, frames=XAI_BEARER_FRAMES),
+        PositiveFormat("GOOGLE_OAUTH_CLIENT_SECRET", "plain", google_oauth_client_secret),
+        PositiveFormat("GOOGLE_OAUTH_CLIENT_SECRET", "client-secret-json", google_oauth_client_secret,
+                       frames=GOOGLE_CLIENT_JSON_FRAMES),
+        PositiveFormat("GOOGLE_OAUTH_CLIENT_SECRET", "env", google_oauth_client_secret,
+                       frames=GOOGLE_CLIENT_ENV_FRAMES),
+        PositiveFormat("GOOGLE_OAUTH_CLIENT_SECRET", "code", google_oauth_client_secret,
+                       frames=GOOGLE_CLIENT_CODE_FRAMES),
+        PositiveFormat("GOOGLE_OAUTH_TOKEN", "plain", google_oauth_token),
+        PositiveFormat("GOOGLE_OAUTH_TOKEN", "bearer-header", google_oauth_token, frames=GOOGLE_TOKEN_BEARER_FRAMES),
+        PositiveFormat("GOOGLE_OAUTH_TOKEN", "token-response", google_oauth_token, frames=GOOGLE_TOKEN_RESPONSE_FRAMES),
+        PositiveFormat("GOOGLE_OAUTH_TOKEN", "cli-and-logs", google_oauth_token, frames=GOOGLE_TOKEN_CLI_FRAMES),
+        PositiveFormat("PYPI_TOKEN", "plain", pypi_token_format(b"pypi.org")),
+        PositiveFormat("PYPI_TOKEN", "pypirc", pypi_token_format(b"pypi.org"), frames=PYPIRC_FRAMES),
+        PositiveFormat("PYPI_TOKEN", "ci-upload", pypi_token_format(b"pypi.org"), frames=PYPI_CI_FRAMES),
+        PositiveFormat("PYPI_TOKEN", "test-pypi", pypi_token_format(b"test.pypi.org"), frames=TEST_PYPI_FRAMES),
+        PositiveFormat("DOCKER_HUB_TOKEN", "plain", docker_hub_token),
+        PositiveFormat("DOCKER_HUB_TOKEN", "login", docker_hub_token, frames=DOCKER_LOGIN_FRAMES),
+        PositiveFormat("WEBHOOK_SIGNING_SECRET", "plain", webhook_signing_secret_format("stripe")),
+        PositiveFormat("WEBHOOK_SIGNING_SECRET", "stripe", webhook_signing_secret_format("stripe"),
+                       frames=STRIPE_WEBHOOK_FRAMES),
+        PositiveFormat("WEBHOOK_SIGNING_SECRET", "svix", webhook_signing_secret_format("svix"),
+                       frames=SVIX_WEBHOOK_FRAMES),
+        PositiveFormat("TELEGRAM_BOT_TOKEN", "plain", telegram_bot_token_format(False)),
+        PositiveFormat("TELEGRAM_BOT_TOKEN", "bot-api-url", telegram_bot_token_format(True),
+                       frames=TELEGRAM_URL_FRAMES),
+        PositiveFormat("TELEGRAM_BOT_TOKEN", "config", telegram_bot_token_format(False), frames=TELEGRAM_CONFIG_FRAMES),
+        PositiveFormat("SLACK_WEBHOOK_URL", "services", slack_webhook_url_format("services"),
+                       frames=SLACK_WEBHOOK_FRAMES),
+        PositiveFormat("SLACK_WEBHOOK_URL", "workflows", slack_webhook_url_format("workflows"),
+                       frames=SLACK_WEBHOOK_FRAMES),
+        PositiveFormat("SLACK_WEBHOOK_URL", "triggers", slack_webhook_url_format("triggers"),
+                       frames=SLACK_WEBHOOK_FRAMES),
+        PositiveFormat("SLACK_WEBHOOK_URL", "config", slack_webhook_url_format("services"),
+                       frames=SLACK_WEBHOOK_CONFIG_FRAMES),
+        PositiveFormat("AZURE_SHARED_ACCESS_KEY", "service-bus", azure_shared_access_key, frames=SERVICE_BUS_FRAMES),
+        PositiveFormat("AZURE_SHARED_ACCESS_KEY", "event-hubs", azure_shared_access_key, frames=EVENT_HUBS_FRAMES),
+        PositiveFormat("AZURE_SHARED_ACCESS_KEY", "iot-hub", azure_shared_access_key, frames=IOT_HUB_FRAMES),
+        PositiveFormat("AZURE_SAS_TOKEN", "blob-url", azure_sas_format("upper"), frames=AZURE_SAS_URL_FRAMES),
+        PositiveFormat("AZURE_SAS_TOKEN", "account-sas", azure_sas_format("upper", "upper", "lower"),
+                       frames=AZURE_SAS_TOKEN_FRAMES),
+        PositiveFormat("AZURE_SAS_TOKEN", "unescaped", azure_sas_format("raw", "lower"), frames=AZURE_SAS_URL_FRAMES),
+        PositiveFormat("AZURE_SAS_TOKEN", "service-bus", azure_sas_format("upper"),
+                       frames=AZURE_SERVICE_BUS_SAS_FRAMES),
+    ]
+
+
 # SECRET (specification of 2026-12-07, night): the value of a setting named as a secret, in the
 # configuration languages it is pasted from. Values: random passwords of 8-24 characters of
 # letters, digits and SECRET_PASSWORD_SYMBOLS with a digit or a symbol (and a letter or digit
@@ -3009,6 +3735,168 @@ def setting_formats() -> list[PositiveFormat]:
     ]
 
 
+# SECRET (specification of 2026-12-07, late night, item 13): the credentials of an Authorization
+# header, written as requests, curl commands, code, JSON, YAML and environments write them (never
+# nginx's "proxy_set_header Authorization "Basic ..."", a space after the name, which the rule does
+# not claim, nor a template literal's backtick). Basic: base64 of "user:password" (a user of 3-12
+# letters and digits, a random password of 8-24 with a digit, never a stand-in); Bearer: opaque
+# tokens of 32-64 hex digits or 40-80 base62 characters, PASETO-like "v2.local." tokens; Token:
+# Django REST framework's 40 hex digits. None holds a context word or another type's reading.
+BASIC_USERS = ("admin", "deploy", "grafana", "jenkins", "backup", "reports", "monitor", "api")
+
+
+def secret_value_guard(value: str) -> bool:
+    """A SECRET value no other rule reads (free_of_other_readings) and with no context word."""
+    lowered = value.lower()
+    return free_of_other_readings(value, "SECRET") and not any(word in lowered for word in ALL_CONTEXT_WORDS)
+
+
+def basic_user(rng: Random) -> str:
+    user = rng.choice((rng.choice(FIRST_NAMES), rng.choice(BASIC_USERS), random_string(rng, LOWER + DIGITS, 8)))
+    return (user + (str(rng.randint(1, 99)) if rng.random() < 0.3 else ""))[:12]
+
+
+def basic_password(rng: Random) -> str:
+    """8-24 random characters of SECRET_PASSWORD_ALPHABET with a digit, no stand-in."""
+    return drawn_until(lambda p: any(c in DIGITS for c in p) and not is_stand_in(p),
+                       lambda: random_string(rng, SECRET_PASSWORD_ALPHABET, rng.randint(8, 24)))
+
+
+def basic_credentials_value(rng: Random, ordinal: int) -> str:
+    return drawn_until(lambda v: is_valid_basic_credentials(v) and secret_value_guard(v), lambda: base64.b64encode(
+        ("%s:%s" % (basic_user(rng), basic_password(rng))).encode()).decode())
+
+
+def bearer_token_value(rng: Random, ordinal: int) -> str:
+    """An opaque access token: hex, base62, or a PASETO-like "v2.local."/"v4.local." token."""
+    def draw() -> str:
+        kind = ordinal % 4
+        if kind == 0:
+            return random_string(rng, HEX, rng.choice((32, 40, 48, 64)))
+        if kind == 3:
+            return rng.choice(("v2.local.", "v4.local.")) + base64url(rng.randbytes(rng.randint(48, 120)))
+        return random_string(rng, BASE62, rng.randint(40, 80))
+    return drawn_until(lambda v: is_valid_bearer_credentials(v) and secret_value_guard(v), draw)
+
+
+def drf_token_value(rng: Random, ordinal: int) -> str:
+    return drawn_until(lambda v: is_valid_bearer_credentials(v) and secret_value_guard(v),
+                       lambda: random_string(rng, HEX, 40))
+
+
+AUTHORIZATION_BASIC_FRAMES = (
+    "curl -H 'Authorization: Basic {v}' https://api.example.com/v1/orders",
+    "GET /admin/stats HTTP/1.1\nHost: intranet.example.com\nAuthorization: Basic {v}\nAccept: */*",
+    "requests.get(url, headers={\"Authorization\": \"Basic {v}\"})",
+    "CONNECT api.example.org:443 HTTP/1.1\nProxy-Authorization: Basic {v}\nProxy-Connection: keep-alive",
+    "{\"headers\": {\"Authorization\": \"Basic {v}\", \"Accept\": \"application/json\"}}",
+    "HTTP_AUTHORIZATION='Basic {v}'",
+    "webhook:\n  url: https://hooks.example.com/ingest\n  headers:\n    Authorization: \"Basic {v}\"",
+    "Warum antwortet der Server mit 401 auf Authorization: Basic {v} ?",
+)
+AUTHORIZATION_BEARER_FRAMES = (
+    "curl -H \"Authorization: Bearer {v}\" https://api.example.com/v2/invoices",
+    "GET /v1/me HTTP/1.1\nHost: api.example.org\nauthorization: bearer {v}\nuser-agent: okhttp/4.12.0",
+    "headers = {\"Authorization\": \"Bearer {v}\", \"Content-Type\": \"application/json\"}",
+    "axios.get('/api/orders', { headers: { 'Authorization': 'Bearer {v}' } });",
+    "http GET https://api.example.com/v1/reports Authorization:'Bearer {v}'",
+    "{\"url\": \"https://api.example.net/export\", \"headers\": {\"Authorization\": \"Bearer {v}\"}}",
+    "request headers:\n  Authorization: BEARER {v}\n  Accept: application/json",
+    "Le proxy ajoute Authorization: Bearer {v} à chaque requête, c'est normal ?",
+)
+AUTHORIZATION_TOKEN_FRAMES = (
+    "curl -H 'Authorization: Token {v}' https://api.example.com/api/v1/projects/",
+    "headers = {'Authorization': 'Token {v}'}",
+    "http POST https://api.example.org/api/items/ Authorization:\"Token {v}\" name=test",
+    "GET /api/v2/orders/ HTTP/1.1\nHost: shop.example.com\nAuthorization: Token {v}",
+    "fetch('/api/customers/', { headers: { 'Authorization': 'token {v}' } })",
+)
+# Values of another type's shape that are not of it (a character more or less, an organization's
+# Docker token, another location's PyPI macaroon, a short Google token): a setting's or a header's
+# SECRET, no token. Their own types' hard negatives are these values where no setting gives them.
+NEAR_MISS_FRAMES = (
+    "API_KEY={v}",
+    "export SERVICE_TOKEN=\"{v}\"",
+    "{\"apiKey\": \"{v}\", \"timeout\": 30}",
+    "client_secret = '{v}'",
+    "env:\n  DEPLOY_TOKEN: {v}\n  REGION: eu-west-1",
+    "./release.sh --api-key={v} --dry-run",
+    "curl -H 'Authorization: Bearer {v}' https://api.example.com/v1/models",
+    "headers={\"Authorization\": \"Bearer {v}\"}",
+)
+
+
+def near_miss_token(rng: Random, ordinal: int) -> str:
+    """gsk_ and 51 or 53, xai- and 79 or 81, GOCSPX- and 27 or 29, dckr_oat_ and 27, dckr_pat_
+    and 26 or 28, whsec_ and 31, a PyPI macaroon of pypi.io, ya29. and 20-29: a SECRET where it
+    stands (quoted or not, in a setting or a Bearer header), of no token type."""
+    def draw() -> str:
+        kind, longer = ordinal % 8, rng.random() < 0.5
+        if kind == 0:
+            return "gsk_" + random_string(rng, BASE62, 53 if longer else 51)
+        if kind == 1:
+            return "xai-" + random_string(rng, BASE62, 81 if longer else 79)
+        if kind == 2:
+            return "GOCSPX-" + random_string(rng, BASE64URL, 29 if longer else 27)
+        if kind == 3:
+            return "dckr_oat_" + random_string(rng, BASE64URL, 27)
+        if kind == 4:
+            return "dckr_pat_" + random_string(rng, BASE64URL, 28 if longer else 26)
+        if kind == 5:
+            return "whsec_" + random_string(rng, BASE62, 31)
+        if kind == 6:
+            return "pypi-" + base64url(pypi_macaroon(rng, b"pypi.io"))
+        return "ya29.a0" + random_string(rng, BASE64URL, rng.randint(18, 27))
+    return drawn_until(lambda v: is_valid_secret(v, quoted=False) and is_valid_bearer_credentials(v)
+                       and secret_value_guard(v), draw)
+
+
+# "SharedAccessKey=" in another case (the rule wants that spelling and case), or a value of
+# another length after it: the setting's SECRET (its name ends in "accesskey"), no shared access key.
+SHARED_ACCESS_KEY_CASE_FRAMES = (
+    "endpoint=sb://acme-orders.servicebus.windows.net/;sharedaccesskeyname=rootmanagesharedaccesskey;"
+    "sharedaccesskey={v}",
+    "ENDPOINT=SB://EVENTS-NS.SERVICEBUS.WINDOWS.NET/;SHAREDACCESSKEYNAME=APP;SHAREDACCESSKEY={v}",
+    "{\"sharedAccessKeyName\": \"send-only\", \"sharedAccessKey\": \"{v}\"}",
+    "hostname=acme-iot.azure-devices.net;deviceid=sensor-042;sharedaccesskey={v}",
+)
+SHARED_ACCESS_KEY_LENGTH_FRAMES = (
+    "Endpoint=sb://acme-orders.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;"
+    "SharedAccessKey={v}",
+    "HostName=acme-iot.azure-devices.net;DeviceId=sensor-042;SharedAccessKey={v}",
+    "\"EventHub\": \"Endpoint=sb://events-ns.servicebus.windows.net/;SharedAccessKeyName=app;SharedAccessKey={v}\"",
+)
+
+
+def shared_access_key_rival(wrong_length: bool) -> ValueGenerator:
+    """wrong_length: 42 or 44 base64 characters and '=', or a storage account's 88 bytes; else the
+    right 44 bytes (for a name in another case)."""
+    def generate(rng: Random, ordinal: int) -> str:
+        def draw() -> str:
+            if not wrong_length:
+                return base64.b64encode(rng.randbytes(32)).decode()
+            if ordinal % 3 == 2:
+                return base64.b64encode(rng.randbytes(64)).decode()
+            return random_string(rng, BASE64, 44 if ordinal % 3 else 42) + "="
+        return drawn_until(lambda v: is_valid_secret(v) and is_valid_secret(v, quoted=False) and secret_value_guard(v),
+                           draw)
+    return generate
+
+
+def authorization_formats() -> list[PositiveFormat]:
+    """SECRET in an Authorization header, and the same-shape rivals of the late night's types."""
+    return [
+        PositiveFormat("SECRET", "authorization-basic", basic_credentials_value, frames=AUTHORIZATION_BASIC_FRAMES),
+        PositiveFormat("SECRET", "authorization-bearer", bearer_token_value, frames=AUTHORIZATION_BEARER_FRAMES),
+        PositiveFormat("SECRET", "authorization-token", drf_token_value, frames=AUTHORIZATION_TOKEN_FRAMES),
+        PositiveFormat("SECRET", "near-miss-token", near_miss_token, frames=NEAR_MISS_FRAMES),
+        PositiveFormat("SECRET", "shared-access-key-case", shared_access_key_rival(False),
+                       frames=SHARED_ACCESS_KEY_CASE_FRAMES),
+        PositiveFormat("SECRET", "shared-access-key-length", shared_access_key_rival(True),
+                       frames=SHARED_ACCESS_KEY_LENGTH_FRAMES),
+    ]
+
+
 # The fourth batch's own sentences: HR e-mails, payslips, forms, JSON records and key=value
 # lines, the context word the field's name or shortly before the value (the generator lays out
 # no table: a column header's context is the engine's rule, not this module's).
@@ -3116,10 +4004,14 @@ POSITIVE_FORMATS = (
     PositiveFormat("GITHUB_TOKEN", "github-pat", github_fine_grained_pat),
     *(PositiveFormat("SLACK_TOKEN", prefix, slack_token_format(prefix))
       for prefix in ("xoxb", "xoxp", "xoxa", "xoxr", "xoxs")),
+    PositiveFormat("SLACK_TOKEN", "xapp", slack_app_token),
+    PositiveFormat("SLACK_TOKEN", "xapp-socket-mode", slack_app_token, frames=SLACK_APP_TOKEN_FRAMES),
     *(PositiveFormat("PRIVATE_KEY", (kind.strip() or "pkcs8").lower(), pem_format(kind))
       for kind in ("RSA ", "EC ", "DSA ", "OPENSSH ", "ENCRYPTED ", "")),
     *secret_formats(),
+    *late_secret_formats(),
     *setting_formats(),
+    *authorization_formats(),
     PositiveFormat("UK_NINO", "compact-context", nino_format(False), "with"),
     PositiveFormat("UK_NINO", "grouped", nino_format(True)),
     PositiveFormat("UK_NINO", "grouped-context", nino_format(True), "with"),
@@ -4380,6 +5272,328 @@ SETTING_NEGATIVE_KINDS = {
 }
 
 
+# The hard negatives of the specification of 2026-12-07, late night: the eleven types' values of
+# a wrong length, of another prefix or scheme, identifiers and prose, documentation placeholders,
+# glued values and values of their shape where their rule does not look (a bare Azure key, sig=
+# with no '?' or '&', "SharedAccessKeyName="), Slack app-level tokens' and Authorization headers'.
+# They stand where no setting gives them (after a secret's name a value of another length is a
+# SECRET: the positive format "near-miss-token"); a placeholder that a setting would hold is
+# written with "xxx" or "<...>", which SECRET's rule rejects too. Drawn again until free of
+# context words.
+
+def groq_key_invalid(kind: str) -> ValueGenerator:
+    """"51-characters", "53-characters"; "identifier": gsk_ in identifiers and prose (gsk_client,
+    GSK_API_KEY_ENV); "placeholder"."""
+    def generate(rng: Random, ordinal: int) -> str:
+        if kind in ("51-characters", "53-characters"):
+            return "gsk_" + random_string(rng, BASE62, int(kind[:2]))
+        if kind == "identifier":
+            return rng.choice(("gsk_client", "GSK_API_KEY_ENV", "gsk_client.chat.completions.create(model=m)",
+                               "the gsk_ prefix", "gsk_live_keys_rotated", "keys that start with gsk_"))
+        return rng.choice(("gsk_" + "x" * 52, "gsk_" + "X" * 52, "gsk_" + "0" * 52,
+                           "gsk_" + mixed_placeholder(rng, BASE62, 52)))
+    return free_of_context_words(generate)
+
+
+def xai_key_invalid(kind: str) -> ValueGenerator:
+    """"79-characters", "81-characters"; "package-or-model": xai-sdk, xai-grok-2, ...; "placeholder"."""
+    def generate(rng: Random, ordinal: int) -> str:
+        if kind in ("79-characters", "81-characters"):
+            return "xai-" + random_string(rng, BASE62, int(kind[:2]))
+        if kind == "package-or-model":
+            return rng.choice(("xai-sdk", "xai-grok-2", "pip install xai-sdk", "model: xai-grok-2-1212",
+                               "xai-org/grok-1", "xai-grok-beta"))
+        return rng.choice(("xai-" + "x" * 80, "xai-" + "X" * 80, "xai-" + mixed_placeholder(rng, BASE62, 80)))
+    return free_of_context_words(generate)
+
+
+def google_client_secret_invalid(kind: str) -> ValueGenerator:
+    """"27-characters", "29-characters"; "run-of-30": 28 and "-x" (the run is 30 long);
+    "placeholder"."""
+    def generate(rng: Random, ordinal: int) -> str:
+        if kind in ("27-characters", "29-characters"):
+            return "GOCSPX-" + random_string(rng, BASE64URL, int(kind[:2]))
+        if kind == "run-of-30":
+            return "GOCSPX-" + random_string(rng, BASE64URL, 28) + "-" + rng.choice(BASE62)
+        return rng.choice(("GOCSPX-" + "X" * 28, "GOCSPX-" + "x" * 28, "GOCSPX-<client-secret>",
+                           "GOCSPX-" + mixed_placeholder(rng, BASE64URL, 28)))
+    return free_of_context_words(generate)
+
+
+def google_oauth_token_invalid(kind: str) -> ValueGenerator:
+    """"too-short": fewer than 30 after "ya29."; "no-dot": ya29 without the dot, and in prose;
+    "placeholder" ("ya29." and 30 x); "double-dot": ".." after fewer than 30."""
+    def generate(rng: Random, ordinal: int) -> str:
+        if kind == "too-short":
+            return "ya29.a0" + random_string(rng, BASE64URL, rng.randint(12, 27))
+        if kind == "no-dot":
+            return rng.choice(("ya29" + "a0" + random_string(rng, BASE64URL, rng.randint(60, 160)),
+                               "ya29-" + random_string(rng, BASE64URL, rng.randint(40, 80)),
+                               "tokens that start with ya29 expire after an hour", "the ya29. prefix"))
+        if kind == "placeholder":
+            return rng.choice(("ya29." + "x" * 30, "ya29." + "X" * rng.randint(30, 160),
+                               "ya29." + mixed_placeholder(rng, BASE64URL, rng.randint(30, 160))))
+        return "ya29.a0%s..%s" % (random_string(rng, BASE64URL, rng.randint(8, 26)),
+                                  random_string(rng, BASE64URL, rng.randint(40, 120)))
+    return free_of_context_words(generate)
+
+
+def pypi_token_invalid(kind: str) -> ValueGenerator:
+    """"other-bytes": pypi- and another macaroon (pypi-AgEAAAA..., another location's);
+    "too-short": fewer than 50 after the prefix; "identifier": pypi-upload, ...; "username-alone":
+    __token__ without its password; "placeholder"."""
+    def generate(rng: Random, ordinal: int) -> str:
+        if kind == "other-bytes":
+            return rng.choice(("pypi-AgEAAAA" + random_string(rng, BASE64URL, rng.randint(120, 200)),
+                               "pypi-" + base64url(pypi_macaroon(rng, rng.choice((b"pypi.io", b"example.org")))),
+                               "pypi-AgEIcHlwaS5jb20" + random_string(rng, BASE64URL, rng.randint(120, 200))))
+        if kind == "too-short":
+            return rng.choice(PYPI_TOKEN_PREFIXES) + random_string(rng, BASE64URL, rng.randint(10, 49))
+        if kind == "identifier":
+            return rng.choice(("pypi-upload", "pypi-publish", "pypa/gh-action-pypi-publish@release/v1",
+                               "poetry config pypi-token.pypi", "pypi-mirror", "the pypi- prefix"))
+        if kind == "username-alone":
+            return rng.choice(("__token__", "username = __token__", "twine upload -u __token__ dist/*",
+                               "TWINE_USERNAME=__token__"))
+        return rng.choice((PYPI_TOKEN_PREFIXES[0] + "x" * 60, PYPI_TOKEN_PREFIXES[1] + "X" * 80,
+                           rng.choice(PYPI_TOKEN_PREFIXES) + mixed_placeholder(rng, BASE64URL, rng.randint(50, 150))))
+    return free_of_context_words(generate)
+
+
+def docker_token_invalid(kind: str) -> ValueGenerator:
+    """"26-characters", "28-characters"; "organization-token": dckr_oat_ (not claimed);
+    "placeholder"."""
+    def generate(rng: Random, ordinal: int) -> str:
+        if kind in ("26-characters", "28-characters"):
+            return "dckr_pat_" + random_string(rng, BASE64URL, int(kind[:2]))
+        if kind == "organization-token":
+            return "dckr_oat_" + random_string(rng, BASE64URL, 27)
+        return rng.choice(("dckr_pat_" + "X" * 27, "dckr_pat_" + "x" * 27, "dckr_pat_" + mixed_placeholder(
+            rng, BASE64URL, 27)))
+    return free_of_context_words(generate)
+
+
+def webhook_secret_invalid(kind: str) -> ValueGenerator:
+    """"31-characters"; "89-characters"; "identifier": whsec_test, ...; "placeholder"."""
+    def generate(rng: Random, ordinal: int) -> str:
+        if kind == "31-characters":
+            return "whsec_" + random_string(rng, BASE62, 31)
+        if kind == "89-characters":
+            return "whsec_" + random_string(rng, BASE64, 89)
+        if kind == "identifier":
+            return rng.choice(("whsec_test", "whsec_live", "whsec_", "the whsec_ prefix", "whsec_test_fixture"))
+        return rng.choice(("whsec_" + "x" * 32, "whsec_" + "X" * 64, "whsec_" + "0" * 32,
+                           "whsec_" + mixed_placeholder(rng, BASE62, rng.choice((32, 64)))))
+    return free_of_context_words(generate)
+
+
+def telegram_token_invalid(kind: str) -> ValueGenerator:
+    """"id-length": an id of 7 or 11 digits; "after-colon-length": 34 or 36 after the colon;
+    "not-aa": not "AA" after the colon (an id-like number and a hash, a ratio); "glued": after a
+    word ("robot12345678:AA...") or a number's '.' or '-' ("v1.12345678:AA..."); "placeholder".
+    Ids and numbers valid as no type on their own ("api.telegram.org" in the sentences holds "tel")."""
+    def generate(rng: Random, ordinal: int) -> str:
+        bot = "bot" if rng.random() < 0.4 else ""
+        tail = random_string(rng, BASE64URL, 33)
+        if kind == "id-length":
+            return "%s%s:AA%s" % (bot, telegram_bot_id(rng, rng.choice((7, 11))), tail)
+        if kind == "after-colon-length":
+            return "%s%s:AA%s" % (bot, telegram_bot_id(rng), random_string(rng, BASE64URL, rng.choice((32, 34))))
+        if kind == "not-aa":
+            if rng.random() < 0.2:
+                return rng.choice(("1920:1080", "16:9", "3600:1", "21:9"))
+            head = (rng.choice(("AB", "Aa", "aA", "BA", "ZZ", "A_")) if rng.random() < 0.7
+                    else random_string(rng, HEX, 2))
+            return "%s%s:%s%s" % (bot, telegram_bot_id(rng), head, tail)
+        if kind == "glued":
+            return rng.choice(("robot", "mybot", "xbot", "v1.", "2-", "_")) + "%s:AA%s" % (telegram_bot_id(rng), tail)
+        return "%s%s:AA%s" % (bot, telegram_bot_id(rng), rng.choice(("x" * 33, "A" * 33, mixed_placeholder(
+            rng, BASE64URL, 33))))
+    return free_of_context_words(generate)
+
+
+SLACK_DOCUMENTATION_WEBHOOK = "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
+
+
+def slack_webhook_invalid(kind: str) -> ValueGenerator:
+    """"documentation-example": Slack's own and other placeholders; "services-alone": the URL
+    without its parts; "api-slack": api.slack.com and slack.com URLs; "last-part-length": 23 or 25."""
+    def generate(rng: Random, ordinal: int) -> str:
+        team, channel = slack_workspace_id(rng, "T"), slack_workspace_id(rng, "B")
+        if kind == "documentation-example":
+            if ordinal % 2 == 0:
+                return SLACK_DOCUMENTATION_WEBHOOK
+            return rng.choice(("https://hooks.slack.com/services/TXXXXXXXX/BXXXXXXXX/XXXXXXXXXXXXXXXXXXXXXXXX",
+                               "https://hooks.slack.com/services/%s/%s/%s" % (team, channel, "x" * 24),
+                               "https://hooks.slack.com/services/%s/%s/%s" % (
+                                   team, channel, mixed_placeholder(rng, BASE62, 24))))
+        if kind == "services-alone":
+            return rng.choice(("https://hooks.slack.com/services/", "https://hooks.slack.com/services/%s/" % team,
+                               "https://hooks.slack.com/services/%s/%s/" % (team, channel),
+                               "https://hooks.slack.com/workflows/%s/" % team, "${{ secrets.SLACK_WEBHOOK_URL }}"))
+        if kind == "api-slack":
+            return rng.choice(("https://api.slack.com/messaging/webhooks",
+                               "https://api.slack.com/methods/chat.postMessage",
+                               "https://slack.com/api/chat.postMessage", "https://api.slack.com/reference/block-kit",
+                               "https://api.slack.com/services/%s/%s/%s" % (team, channel,
+                                                                           random_string(rng, BASE62, 24))))
+        return "https://hooks.slack.com/services/%s/%s/%s" % (team, channel,
+                                                              random_string(rng, BASE62, rng.choice((23, 25))))
+    return free_of_context_words(generate)
+
+
+def azure_shared_key_invalid(kind: str) -> ValueGenerator:
+    """"key-name": SharedAccessKeyName=RootManageSharedAccessKey and no key; "bare-key": the 44
+    bytes alone; "placeholder" (x's or a template after SharedAccessKey=, which SECRET's rule
+    rejects too); "account-key-44": 44 bytes after "AccountKey=" (a storage key has 88)."""
+    def generate(rng: Random, ordinal: int) -> str:
+        endpoint = "Endpoint=sb://%s.servicebus.windows.net/;" % rng.choice(("acme-orders", "events-ns", "billing-bus"))
+        if kind == "key-name":
+            return endpoint + "SharedAccessKeyName=" + rng.choice(("RootManageSharedAccessKey", "send-only", "listen"))
+        if kind == "bare-key":
+            return base64.b64encode(rng.randbytes(32)).decode()
+        if kind == "placeholder":
+            return endpoint + "SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=" + rng.choice((
+                "x" * 43 + "=", "X" * 43 + "=", "<your-key>", "{{ servicebus_key }}", "${SERVICEBUS_KEY}"))
+        return "DefaultEndpointsProtocol=https;AccountName=%s;AccountKey=%s;EndpointSuffix=core.windows.net" % (
+            rng.choice(AZURE_ACCOUNT_NAMES), base64.b64encode(rng.randbytes(32)).decode())
+    return free_of_context_words(generate)
+
+
+def azure_sas_invalid(kind: str) -> ValueGenerator:
+    """"other-length": a sig= of 64 hex digits (another service's) or of 42 characters decoded;
+    "signature-param": signature= instead of sig=; "no-query": sig= with no '?' or '&' before it;
+    "placeholder"; "stray-percent": another escape than %2B, %2F and %3D."""
+    def generate(rng: Random, ordinal: int) -> str:
+        signature = base64.b64encode(rng.randbytes(32)).decode()
+        blob = "https://%s.blob.core.windows.net/%s?sv=2022-11-02&sr=b&sp=r&sig=" % (
+            rng.choice(AZURE_ACCOUNT_NAMES), rng.choice(("reports/q3.pdf", "db/backup.tar.gz", "web/index.html")))
+        if kind == "other-length":
+            if rng.random() < 0.6:
+                return "https://cdn.example.com/dl/report.pdf?expires=%s&sig=%s" % (sas_expiry(rng),
+                                                                                  random_string(rng, HEX, 64))
+            return blob + sas_escaped(random_string(rng, BASE64, 42) + "=", "upper")
+        if kind == "signature-param":
+            return rng.choice(("https://cdn.example.com/f.zip?signature=", "https://media.example.org/a.mp4?Signature=",
+                               "https://files.example.net/x?sv=2022-11-02&signature=")
+                              ) + sas_escaped(signature, "upper")
+        if kind == "no-query":
+            return "sig=" + sas_escaped(signature, rng.choice(("upper", "lower", "raw")))
+        if kind == "placeholder":
+            return blob + rng.choice(("X" * 43 + "%3D", "<signature>", "REDACTED",
+                                      mixed_placeholder(rng, BASE62, 43) + "%3D"))
+        escaped = sas_escaped(signature, "upper")
+        cut = rng.randrange(1, 40)
+        return blob + escaped[:cut] + rng.choice(("%25", "%20", "%2", "%3d%3D")) + escaped[cut:]
+    return free_of_context_words(generate)
+
+
+def slack_app_token_invalid(kind: str) -> ValueGenerator:
+    """"63-hex"; "uppercase-hex"; "prose": xapp- in a phrase; "placeholder"."""
+    def generate(rng: Random, ordinal: int) -> str:
+        head = "xapp-1-%s-%s-" % (slack_workspace_id(rng, "A"), drawn_until(no_entity, lambda: rng.choice(
+            "123456789") + random_string(rng, DIGITS, 12)))
+        if kind == "63-hex":
+            return head + random_string(rng, HEX, 63)
+        if kind == "uppercase-hex":
+            return head + random_string(rng, HEX, 64).upper()
+        if kind == "prose":
+            return rng.choice(("xapp- tokens", "an xapp-\u2026 token", "the xapp-1- prefix", "xapp-<app-token>"))
+        return rng.choice(("xapp-1-A0000000000-0000000000000-" + "0" * 64, head + "0" * 64,
+                           head + mixed_placeholder(rng, HEX, 64)))
+    return free_of_context_words(generate)
+
+
+def basic_of(text: str) -> str:
+    return base64.b64encode(text.encode("latin-1")).decode()
+
+
+def authorization_invalid(kind: str) -> ValueGenerator:
+    """Authorization headers without credentials: "variable" ($TOKEN, ${API_TOKEN}, <token>, a
+    template); "placeholder-word" (YOUR_API_TOKEN, ACCESS_TOKEN, REDACTED, "..."); "basic-no-colon"
+    (dXNlcm5hbWU=, "username"); "basic-stand-in" (dXNlcjpwYXNzd29yZA==, "user:password");
+    "basic-not-credentials" (no user, no password, not printable, not base64, too short);
+    "scheme-alone" (a scheme and no value, null, digits, 7 bytes); "other-scheme" (Negotiate,
+    Digest, WWW-Authenticate: Bearer realm=...); "prose" (authorization: required)."""
+    def generate(rng: Random, ordinal: int) -> str:
+        header = rng.choice(("Authorization: ", "authorization: ", "Proxy-Authorization: "))
+        if kind == "variable":
+            choices = ("Authorization: Bearer $TOKEN", "Authorization: Bearer ${API_TOKEN}",
+                       "Authorization: Bearer <token>", "Authorization: Token {{ api_token }}",
+                       "curl -H \"Authorization: Bearer $(gcloud auth print-access-token)\" "
+                       "https://example.com/v1/jobs",
+                       "Authorization: Basic <base64 of user:pass>", "headers={\"Authorization\": f\"Bearer {token}\"}",
+                       "Authorization: Bearer <%= ENV['API_TOKEN'] %>", "-H 'Authorization: Bearer '\"$ACCESS_TOKEN\"")
+        elif kind == "placeholder-word":
+            choices = ("Authorization: Bearer YOUR_API_TOKEN", "Authorization: Bearer ACCESS_TOKEN",
+                       "Authorization: Bearer your-token-here", "Authorization: Bearer " + "x" * rng.randint(16, 40),
+                       "Authorization: Bearer REDACTED", "Authorization: Token example-token-%d" % rng.randint(1, 99),
+                       "Authorization: Bearer eyJhbGciOi...", "Authorization: Bearer sk-...",
+                       "Authorization: Bearer dummy-%s" % random_string(rng, HEX, 24),
+                       header + "Bearer replace_with_%s" % random_string(rng, BASE62, 12))
+        elif kind == "basic-no-colon":
+            choices = ("Authorization: Basic dXNlcm5hbWU=", header + "Basic " + basic_of(rng.choice(BASIC_USERS)),
+                       header + "Basic " + basic_of(random_string(rng, BASE62, rng.randint(8, 24))))
+        elif kind == "basic-stand-in":
+            user = rng.choice(BASIC_USERS)
+            choices = ("Authorization: Basic dXNlcjpwYXNzd29yZA==",
+                       *(header + "Basic " + basic_of("%s:%s" % (user, password)) for password in (
+                           "changeme", "${DEPLOY_PASSWORD}", "$CI_TOKEN", "********", "<password>", "PASSWORD",
+                           "secret", "{{ password }}")))
+        elif kind == "basic-not-credentials":
+            choices = (header + "Basic " + basic_of(":" + basic_password(rng)),
+                       header + "Basic " + basic_of(rng.choice(BASIC_USERS) + ":"),
+                       header + "Basic " + base64.b64encode(rng.randbytes(rng.randint(9, 30)) + b"\x00:\x01").decode(),
+                       header + "Basic " + basic_of("%s:%s" % (rng.choice(BASIC_USERS), basic_password(rng))
+                                                    ).rstrip("=") + "Q" * 5,
+                       header + "Basic YTpi")
+        elif kind == "scheme-alone":
+            choices = ("Authorization: Bearer", "Authorization: Basic", "Authorization: Bearer null",
+                       "Authorization: Bearer undefined", header + "Bearer " + random_string(rng, BASE62, 7),
+                       header + "Token " + drawn_until(no_entity, lambda: rng.choice("123456789") + random_string(
+                           rng, DIGITS, rng.randint(7, 12))))
+        elif kind == "other-scheme":
+            choices = ("Authorization: Negotiate YII" + base64.b64encode(rng.randbytes(rng.randint(60, 200))).decode(),
+                       "WWW-Authenticate: Bearer realm=\"api\"",
+                       "WWW-Authenticate: Bearer realm=\"example\", error=\"invalid_token\"",
+                       "Proxy-Authenticate: Basic realm=\"proxy\"",
+                       "Authorization: Digest username=\"admin\", realm=\"api\", nonce=\"%s\", uri=\"/v1/items\", "
+                       "response=\"%s\"" % (random_string(rng, HEX, 32), random_string(rng, HEX, 32)))
+        else:  # "prose"
+            choices = ("authorization: required", "Authorization: see the README",
+                       "The Authorization header is missing.",
+                       "authorization: Bearer tokens expire after an hour", "Authorization: token-based, per user",
+                       "Authorization = Bearer or Basic, both work")
+        return choices[ordinal % len(choices)] if ordinal < len(choices) else rng.choice(choices)
+    return free_of_context_words(generate)
+
+
+LATE_SECRET_NEGATIVE_KINDS = {
+    "groq_key_invalid": (groq_key_invalid, ("51-characters", "53-characters", "identifier", "placeholder")),
+    "xai_key_invalid": (xai_key_invalid, ("79-characters", "81-characters", "package-or-model", "placeholder")),
+    "google_client_secret_invalid": (google_client_secret_invalid, ("27-characters", "29-characters", "run-of-30",
+                                                                    "placeholder")),
+    "google_oauth_token_invalid": (google_oauth_token_invalid, ("too-short", "no-dot", "placeholder", "double-dot")),
+    "pypi_token_invalid": (pypi_token_invalid, ("other-bytes", "too-short", "identifier", "username-alone",
+                                                "placeholder")),
+    "docker_token_invalid": (docker_token_invalid, ("26-characters", "28-characters", "organization-token",
+                                                    "placeholder")),
+    "webhook_secret_invalid": (webhook_secret_invalid, ("31-characters", "89-characters", "identifier",
+                                                        "placeholder")),
+    "slack_webhook_invalid": (slack_webhook_invalid, ("documentation-example", "services-alone", "api-slack",
+                                                      "last-part-length")),
+    "azure_shared_key_invalid": (azure_shared_key_invalid, ("key-name", "bare-key", "placeholder", "account-key-44")),
+    "azure_sas_invalid": (azure_sas_invalid, ("other-length", "signature-param", "no-query", "placeholder",
+                                              "stray-percent")),
+    "slack_app_token_invalid": (slack_app_token_invalid, ("63-hex", "uppercase-hex", "prose", "placeholder")),
+    "authorization_invalid": (authorization_invalid, ("variable", "placeholder-word", "basic-no-colon",
+                                                      "basic-stand-in", "basic-not-credentials", "scheme-alone",
+                                                      "other-scheme", "prose")),
+}
+# Their sentences may name Telegram's Bot API ("api.telegram.org" holds the phone word "tel").
+TELEGRAM_NEGATIVE_KINDS = ("id-length", "after-colon-length", "not-aa", "glued", "placeholder")
+
+
 @dataclass(frozen=True)
 class NegativeVariant:
     category: str
@@ -4502,6 +5716,10 @@ NEGATIVE_VARIANTS = (
     *(NegativeVariant(category, kind, make(kind))
       for category, (make, kinds) in SETTING_NEGATIVE_KINDS.items() for kind in kinds),
     NegativeVariant("secret_setting_digits", "digits-only", secret_setting_digits),
+    *(NegativeVariant(category, kind, make(kind))
+      for category, (make, kinds) in LATE_SECRET_NEGATIVE_KINDS.items() for kind in kinds),
+    *(NegativeVariant("telegram_token_invalid", kind, telegram_token_invalid(kind), "PHONE_NUMBER")
+      for kind in TELEGRAM_NEGATIVE_KINDS),
 )
 NEGATIVE_CATEGORIES = tuple(dict.fromkeys(v.category for v in NEGATIVE_VARIANTS))
 # Negatives that are only negative for want of a context word never go next to one.
@@ -4608,10 +5826,25 @@ NOUNS = {
     "SENDGRID_API_KEY": ("SendGrid key", "SENDGRID_API_KEY", "API key", "mail API key"),
     # Only in AZURE_*_FRAMES: the key counts after "AccountKey=" alone.
     "AZURE_STORAGE_KEY": ("storage account key", "AccountKey"),
+    # The late night's types with a "plain" format (no "Telegram": "tel" is a phone word).
+    "GROQ_API_KEY": ("Groq API key", "GROQ_API_KEY", "API key", "Groq key"),
+    "XAI_API_KEY": ("xAI API key", "XAI_API_KEY", "Grok API key", "API key"),
+    "GOOGLE_OAUTH_CLIENT_SECRET": ("OAuth client secret", "client secret", "GOOGLE_CLIENT_SECRET",
+                                   "Google client secret"),
+    "GOOGLE_OAUTH_TOKEN": ("Google access token", "OAuth access token", "access token", "bearer token"),
+    "PYPI_TOKEN": ("PyPI token", "PyPI API token", "upload token", "PYPI_API_TOKEN"),
+    "DOCKER_HUB_TOKEN": ("Docker Hub token", "Docker PAT", "DOCKERHUB_TOKEN", "access token"),
+    "WEBHOOK_SIGNING_SECRET": ("webhook signing secret", "Stripe webhook secret", "signing secret",
+                               "STRIPE_WEBHOOK_SECRET"),
+    "TELEGRAM_BOT_TOKEN": ("bot token", "BotFather token", "bot API token", "Bot-Token"),
 }
 SECRET_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN",
                 "JWT", "GOOGLE_API_KEY", "STRIPE_API_KEY", "GITLAB_TOKEN", "HUGGINGFACE_TOKEN", "NPM_TOKEN",
-                "SENDGRID_API_KEY", "AZURE_STORAGE_KEY", "SECRET")  # SECRET only in its formats' frames
+                "SENDGRID_API_KEY", "AZURE_STORAGE_KEY", "SECRET",  # SECRET only in its formats' frames
+                # the late night's (the Slack webhook URL and the Azure values only in their own frames)
+                "GROQ_API_KEY", "XAI_API_KEY", "GOOGLE_OAUTH_CLIENT_SECRET", "GOOGLE_OAUTH_TOKEN", "PYPI_TOKEN",
+                "DOCKER_HUB_TOKEN", "WEBHOOK_SIGNING_SECRET", "TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL",
+                "AZURE_SHARED_ACCESS_KEY", "AZURE_SAS_TOKEN")
 
 # The national identifiers' sentences in their own languages: (sentences with a context word of
 # the type within CONTEXT_WINDOW bytes before the value, sentences with none of its context
@@ -4958,6 +6191,30 @@ NEGATIVE_FRAMES = {
                           "NIF {v} rejeitado pela AT.", "Verifique o contribuinte {v} na fatura.", "Rejeitado: {v}"),
     "pt_tax_id_without_context": ("Encomenda {v} enviada hoje.", "Fatura {v} paga.", "Order {v} shipped today.",
                                   "Referência {v} confirmada."),
+    # The specification of 2026-12-07, late night (no setting's name before a value: a near miss
+    # there is a SECRET).
+    "groq_key_invalid": ("Is {v} a Groq key?", "The README mentions {v} here.", "Found {v} in the sample notebook."),
+    "xai_key_invalid": ("Is {v} an xAI key?", "The changelog mentions {v} here.", "Why does {v} not work?"),
+    "google_client_secret_invalid": ("Is {v} a Google client secret?", "The tutorial shows {v} as the example.",
+                                     "Copied from the docs: {v}"),
+    "google_oauth_token_invalid": ("Is {v} still valid?", "The log shows {v} as the token", "Parsing {v} fails"),
+    "pypi_token_invalid": ("Is {v} a PyPI token?", "The docs show {v} as the example.", "The workflow uses {v} here."),
+    "docker_token_invalid": ("Is {v} a Docker Hub token?", "The runbook mentions {v} here.",
+                             "Copied from the README: {v}"),
+    "webhook_secret_invalid": ("Is {v} the signing secret?", "The test fixture uses {v} here.",
+                               "Example from the guide: {v}"),
+    "telegram_token_invalid": ("Is {v} a valid bot token?", "The docs show {v} as the example.",
+                               "GET https://api.telegram.org/{v}/getMe returns 404",
+                               "Fehler 401 für {v} — falsches Format?",
+                               "Valeur trouvée : {v}"),
+    "slack_webhook_invalid": ("The docs use {v} as the example.", "Is {v} a webhook URL?",
+                              "Paste the URL instead of {v}"),
+    "azure_shared_key_invalid": ("Is this string complete? {v}", "The sample uses {v} here.", "Log line: {v}"),
+    "azure_sas_invalid": ("The link {v} does not work.", "Is {v} a SAS URL?", "Copied from the portal: {v}"),
+    "slack_app_token_invalid": ("The docs show {v} as the example.", "Is {v} an app-level token?",
+                                "Copied from the README: {v}"),
+    "authorization_invalid": ("{v}", "Why does the server answer 401 to this?\n{v}", "```\n{v}\n```",
+                              "Aus dem Log:\n{v}\nWas fehlt?", "Extrait de la requête :\n{v}"),
     "kvnr_without_context": ("Artikel {v} ist nicht lieferbar.", "Gutschein {v} ist abgelaufen.",
                              "Ticket {v} wurde geschlossen.", "Order {v} shipped today."),
 }
@@ -5069,6 +6326,23 @@ def national_id_frame(rng: Random, fmt: PositiveFormat, value: str) -> tuple[str
     return rng.choice(frames), rng.choice(nouns)
 
 
+def sas_expiry(rng: Random) -> str:
+    """A Service Bus SAS's "se=": seconds since 1970 in 2023-2027, valid as no type on its own."""
+    return drawn_until(no_entity, lambda: str(rng.randint(1_700_000_000, 1_799_999_999)))
+
+
+# Fields of a format's own frames besides the value: a Google OAuth client id ("{id}"), a SAS's
+# expiry ("{se}"), drawn for each sentence.
+FRAME_FIELDS: dict[str, Callable[[Random], str]] = {"{id}": google_oauth_client_id, "{se}": sas_expiry}
+
+
+def with_frame_fields(rng: Random, frame: str) -> str:
+    for name, draw in FRAME_FIELDS.items():
+        if name in frame:
+            frame = frame.replace(name, draw(rng))
+    return frame
+
+
 def positive_sentence(rng: Random, fmt: PositiveFormat, ordinal: int) -> Sentence:
     value = fmt.generate(rng, ordinal)
     entity_type = fmt.entity_type
@@ -5077,7 +6351,7 @@ def positive_sentence(rng: Random, fmt: PositiveFormat, ordinal: int) -> Sentenc
     elif entity_type == "PRIVATE_KEY":
         frame, noun = rng.choice(PEM_FRAMES), ""
     elif fmt.frames:
-        frame, noun = rng.choice(fmt.frames), ""
+        frame, noun = with_frame_fields(rng, rng.choice(fmt.frames)), ""
     elif needs_context(entity_type, value):
         frame = rng.choice(FRAMES_NOUN_BEFORE + CONTEXT_FRAMES[entity_type])
         noun = rng.choice(CONTEXT_NOUNS[entity_type])

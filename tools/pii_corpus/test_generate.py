@@ -34,6 +34,9 @@ ALL_TYPES = (
     "GITHUB_TOKEN", "SLACK_TOKEN", "PRIVATE_KEY", "URL_CREDENTIALS",
     "JWT", "GOOGLE_API_KEY", "STRIPE_API_KEY", "GITLAB_TOKEN", "HUGGINGFACE_TOKEN", "NPM_TOKEN",
     "SENDGRID_API_KEY", "AZURE_STORAGE_KEY", "SECRET",
+    "GROQ_API_KEY", "XAI_API_KEY", "GOOGLE_OAUTH_CLIENT_SECRET", "GOOGLE_OAUTH_TOKEN", "PYPI_TOKEN",
+    "DOCKER_HUB_TOKEN", "WEBHOOK_SIGNING_SECRET", "TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL",
+    "AZURE_SHARED_ACCESS_KEY", "AZURE_SAS_TOKEN",
     "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER",
     "BE_NATIONAL_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID",
@@ -125,6 +128,53 @@ SETTING_NEGATIVE_VARIANTS = {
     ("token_placeholder", "github"), ("token_placeholder", "github-pat"), ("token_placeholder", "slack"),
     ("token_placeholder", "policy-suite"),
 }
+# The eleven secret types of the specification of 2026-12-07, late night (/tmp/secrets_spec3.md),
+# and the hard negatives of those, of Slack's app-level tokens and of Authorization headers,
+# spelled out here too.
+LATE_SECRET_TYPES = ("GROQ_API_KEY", "XAI_API_KEY", "GOOGLE_OAUTH_CLIENT_SECRET", "GOOGLE_OAUTH_TOKEN", "PYPI_TOKEN",
+                     "DOCKER_HUB_TOKEN", "WEBHOOK_SIGNING_SECRET", "TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL",
+                     "AZURE_SHARED_ACCESS_KEY", "AZURE_SAS_TOKEN")
+LATE_SECRET_NEGATIVE_VARIANTS = {
+    ("groq_key_invalid", "51-characters"), ("groq_key_invalid", "53-characters"), ("groq_key_invalid", "identifier"),
+    ("groq_key_invalid", "placeholder"),
+    ("xai_key_invalid", "79-characters"), ("xai_key_invalid", "81-characters"), ("xai_key_invalid", "package-or-model"),
+    ("xai_key_invalid", "placeholder"),
+    ("google_client_secret_invalid", "27-characters"), ("google_client_secret_invalid", "29-characters"),
+    ("google_client_secret_invalid", "run-of-30"), ("google_client_secret_invalid", "placeholder"),
+    ("google_oauth_token_invalid", "too-short"), ("google_oauth_token_invalid", "no-dot"),
+    ("google_oauth_token_invalid", "placeholder"), ("google_oauth_token_invalid", "double-dot"),
+    ("pypi_token_invalid", "other-bytes"), ("pypi_token_invalid", "too-short"), ("pypi_token_invalid", "identifier"),
+    ("pypi_token_invalid", "username-alone"), ("pypi_token_invalid", "placeholder"),
+    ("docker_token_invalid", "26-characters"), ("docker_token_invalid", "28-characters"),
+    ("docker_token_invalid", "organization-token"), ("docker_token_invalid", "placeholder"),
+    ("webhook_secret_invalid", "31-characters"), ("webhook_secret_invalid", "89-characters"),
+    ("webhook_secret_invalid", "identifier"), ("webhook_secret_invalid", "placeholder"),
+    ("telegram_token_invalid", "id-length"), ("telegram_token_invalid", "after-colon-length"),
+    ("telegram_token_invalid", "not-aa"), ("telegram_token_invalid", "glued"), ("telegram_token_invalid", "placeholder"),
+    ("slack_webhook_invalid", "documentation-example"), ("slack_webhook_invalid", "services-alone"),
+    ("slack_webhook_invalid", "api-slack"), ("slack_webhook_invalid", "last-part-length"),
+    ("azure_shared_key_invalid", "key-name"), ("azure_shared_key_invalid", "bare-key"),
+    ("azure_shared_key_invalid", "placeholder"), ("azure_shared_key_invalid", "account-key-44"),
+    ("azure_sas_invalid", "other-length"), ("azure_sas_invalid", "signature-param"), ("azure_sas_invalid", "no-query"),
+    ("azure_sas_invalid", "placeholder"), ("azure_sas_invalid", "stray-percent"),
+    ("slack_app_token_invalid", "63-hex"), ("slack_app_token_invalid", "uppercase-hex"),
+    ("slack_app_token_invalid", "prose"), ("slack_app_token_invalid", "placeholder"),
+    ("authorization_invalid", "variable"), ("authorization_invalid", "placeholder-word"),
+    ("authorization_invalid", "basic-no-colon"), ("authorization_invalid", "basic-stand-in"),
+    ("authorization_invalid", "basic-not-credentials"), ("authorization_invalid", "scheme-alone"),
+    ("authorization_invalid", "other-scheme"), ("authorization_invalid", "prose"),
+}
+# SECRET's formats of the late night: an Authorization header's credentials and the same-shape rivals.
+AUTHORIZATION_FORMATS = ("authorization-basic", "authorization-bearer", "authorization-token", "near-miss-token",
+                         "shared-access-key-case", "shared-access-key-length")
+# The specification's hard negatives of an Authorization header's credentials.
+SPEC_AUTHORIZATION_HARD_NEGATIVES = (
+    "Authorization: Bearer $TOKEN", "Authorization: Bearer ${API_TOKEN}", "Authorization: Bearer <token>",
+    "Authorization: Bearer YOUR_API_TOKEN", "Authorization: Basic dXNlcm5hbWU=",
+    "Authorization: Basic dXNlcjpwYXNzd29yZA==", "Authorization: Bearer",
+    "Authorization: Negotiate YIIGhgYGKwYBBQUCoIIGejCCBnagMDAuBgkqhkiC9xIBAgIGCSqGSIb3EgECAgYKKwYBBAGCNwICHg==",
+    "WWW-Authenticate: Bearer realm=\"api\"", "authorization: required",
+)
 # The specification's hard negatives of SECRET, written out (each with a newline after it).
 SPEC_SECRET_HARD_NEGATIVES = (
     "password=password", "token: self.token", "api_key = settings.API_KEY", "password: string;",
@@ -1673,7 +1723,8 @@ class SettingSecretTest(unittest.TestCase):
         self.assertEqual(gen.self_check(positive_record(text, ("SECRET", "Sup3r!Secret"))), [])
 
     def test_formats_values_and_frames(self):
-        formats = [f for f in gen.POSITIVE_FORMATS if f.entity_type == "SECRET"]
+        # The settings' formats (an Authorization header's and the near misses: AuthorizationSecretTest).
+        formats = [f for f in gen.POSITIVE_FORMATS if f.entity_type == "SECRET" and f.name not in AUTHORIZATION_FORMATS]
         self.assertGreaterEqual(len(formats), 9)
         self.assertIn("SECRET", gen.ENTITY_TYPES)
         self.assertNotIn("SECRET", gen.SCORE_ONE_TYPES)
@@ -1895,6 +1946,500 @@ class WholeRunTest(unittest.TestCase):
         self.assertFalse(findings_of("%s0" % sendgrid))
 
 
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def sas_escape(signature: str, lower: bool = False) -> str:
+    """The URL escapes of '+', '/' and '=' (written here, not by the generator)."""
+    escaped = signature.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+    return escaped.replace("%2B", "%2b").replace("%2F", "%2f").replace("%3D", "%3d") if lower else escaped
+
+
+def six_distinct(alphabet: str, length: int) -> str:
+    return (alphabet * length)[:length]
+
+
+# Values of the late night's types written here (random parts of six distinct characters or more).
+GROQ_KEY = "gsk_" + six_distinct("aB3dE9fG1h", 52)
+XAI_KEY = "xai-" + six_distinct("aB3dE9fG1hJ2", 80)
+GOCSPX = "GOCSPX-" + six_distinct("aB3_E-fG1h", 28)
+YA29 = "ya29.a0AfB_byC" + "x1Y2z3-_" * 5
+PYPI = "pypi-AgEIcHlwaS5vcmc" + six_distinct("CJDk4ZTc2_-aBz", 60)
+TEST_PYPI = "pypi-AgENdGVzdC5weXBpLm9yZw" + six_distinct("IkOWY2-_xYz7", 80)
+DOCKER = "dckr_pat_" + six_distinct("2Nx8D_k3m-P", 27)
+WHSEC = "whsec_" + six_distinct("MfKQ9r8GKY", 32)
+TELEGRAM = "123456789:AA" + six_distinct("Ex7_k-Qz9Lm", 33)
+SLACK_SERVICES = "https://hooks.slack.com/services/T024BE7LD/B01ABCDEFGH/" + six_distinct("aB3dE9fG1hJ2", 24)
+SLACK_WORKFLOWS = ("https://hooks.slack.com/workflows/T01ABCDEF12/A02BCDEFGHI/338455558424233377/"
+                   + six_distinct("kL4mN5pQ6rS7", 24))
+SLACK_TRIGGERS = "https://hooks.slack.com/triggers/T07CPMM0U6L/7539512264002/" + six_distinct("8d0f1b23c", 32)
+SHARED_KEY = base64.b64encode(bytes(range(7, 39))).decode()
+SAS_SIGNATURE = base64.b64encode(hmac.new(b"k", b"sv=2022-11-02", hashlib.sha256).digest()).decode()
+XAPP = "xapp-1-A0123456789-1234567890123-" + six_distinct("0a1b2c3d4e5f6789", 64)
+
+
+class LateSecretTest(unittest.TestCase):
+    """The eleven secrets of 2026-12-07, late night (/tmp/secrets_spec3.md), and Slack's app-level
+    tokens: each validator accepts valid values at the bounds and rejects each kind of hard
+    negative of the specification; the scanner applies the glued rule, the whole run and the byte
+    after each, the names before the Azure values, and the placeholder rule (five distinct
+    characters in the random part are a placeholder, six are not)."""
+
+    def assert_values(self, entity_type: str, valid: tuple, invalid: tuple) -> None:
+        for value in valid:
+            self.assertTrue(gen.VALIDATORS[entity_type](value), (entity_type, value))
+        for value in invalid:
+            self.assertFalse(gen.VALIDATORS[entity_type](value), (entity_type, value))
+
+    def assert_nothing(self, entity_type: str, *texts: str) -> None:
+        for text in texts:
+            self.assertEqual(found(text, entity_type), set(), (entity_type, text))
+
+    def test_groq_api_key(self):
+        self.assertEqual(base64.b64decode("WGdyb3FY"), b"XgroqX")  # inside Groq's keys
+        self.assert_values("GROQ_API_KEY", (GROQ_KEY, "gsk_" + "abcdeF" * 8 + "abcd",
+                                            "gsk_" + "a" * 20 + "WGdyb3FY" + "b" * 24),
+                           (GROQ_KEY[:-1], GROQ_KEY + "x", "gsk_" + "x" * 52, "gsk_" + "X" * 52,
+                            "gsk_" + six_distinct("abcde", 52), "gsk_client", "GSK_" + GROQ_KEY[4:],
+                            "gsk-" + GROQ_KEY[4:], GROQ_KEY[:-1] + "_", GROQ_KEY[:-1] + "-"))
+        self.assertEqual(spans_of("GROQ_API_KEY=%s\n" % GROQ_KEY, "GROQ_API_KEY"), {GROQ_KEY})
+        self.assertEqual(spans_of("key %s-x" % GROQ_KEY, "GROQ_API_KEY"), {GROQ_KEY})  # '-' may follow
+        self.assertEqual(spans_of("-%s." % GROQ_KEY, "GROQ_API_KEY"), {GROQ_KEY})  # and precede
+        self.assert_nothing("GROQ_API_KEY", "%s_" % GROQ_KEY, "%s9" % GROQ_KEY, "x%s" % GROQ_KEY, "_%s" % GROQ_KEY,
+                            "the gsk_client object", "GSK_API_KEY_ENV=1", "key %s ok" % GROQ_KEY[:-1])
+
+    def test_xai_api_key(self):
+        self.assert_values("XAI_API_KEY", (XAI_KEY, "xai-" + "0123456789" * 7 + "abcdefghij"),
+                           (XAI_KEY[:-1], XAI_KEY + "Q", "xai-" + "x" * 80, "xai-" + six_distinct("aB3dE", 80),
+                            "xai-sdk", "xai-grok-2", "XAI-" + XAI_KEY[4:], "xai_" + XAI_KEY[4:]))
+        self.assertEqual(spans_of("curl -H 'Authorization: Bearer %s'" % XAI_KEY, "XAI_API_KEY"), {XAI_KEY})
+        self.assertEqual(spans_of("%s-v2" % XAI_KEY, "XAI_API_KEY"), {XAI_KEY})
+        self.assert_nothing("XAI_API_KEY", "%s_" % XAI_KEY, "a%s" % XAI_KEY, "pip install xai-sdk",
+                            "model xai-grok-2-1212", "key %s ok" % XAI_KEY[:-1], "key %s1 ok" % XAI_KEY)
+
+    def test_google_oauth_client_secret(self):
+        self.assert_values("GOOGLE_OAUTH_CLIENT_SECRET", (GOCSPX, "GOCSPX-" + "-_aB3d" * 4 + "xyz1"),
+                           (GOCSPX[:-1], GOCSPX + "x", "GOCSPX-" + "X" * 28, "GOCSPX-" + six_distinct("aB3_-", 28),
+                            "gocspx-" + GOCSPX[7:], "GOCSPX_" + GOCSPX[7:], GOCSPX[:-1] + "."))
+        self.assertEqual(spans_of('"client_secret":"%s",' % GOCSPX, "GOOGLE_OAUTH_CLIENT_SECRET"), {GOCSPX})
+        self.assertEqual(spans_of("secret %s." % GOCSPX, "GOOGLE_OAUTH_CLIENT_SECRET"), {GOCSPX})
+        # 28 and "-x" is a run of 30: nothing, nor its first 28.
+        self.assert_nothing("GOOGLE_OAUTH_CLIENT_SECRET", "%s-x" % GOCSPX, "%s-" % GOCSPX, "%s_" % GOCSPX,
+                            "x%s" % GOCSPX, "the GOCSPX- prefix")
+
+    def test_google_oauth_token(self):
+        body = YA29[5:]
+        self.assert_values("GOOGLE_OAUTH_TOKEN", (YA29, "ya29." + six_distinct("aB3_-x", 30),
+                                                  "ya29.c.b0Aaek" + "x1Y2z3" * 5, "ya29.-" + body,
+                                                  "ya29." + six_distinct("aB3.dE9fG", 2047) + "x"),
+                           ("ya29." + six_distinct("aB3_-x", 29), "ya29." + "x" * 30, "ya29." + "xXyYz" * 8,
+                            "ya29" + body, "ya29-" + body, YA29 + ".", "ya29." + "." + body,
+                            "ya29.a0..Ab" + body, "ya29." + six_distinct("aB3_-x", 2049), "YA29." + body))
+        self.assertEqual(spans_of("Token: %s. Next" % YA29, "GOOGLE_OAUTH_TOKEN"), {YA29})  # a full stop
+        self.assertEqual(spans_of("Token: %s.x1Y more" % YA29, "GOOGLE_OAUTH_TOKEN"), {YA29 + ".x1Y"})
+        self.assertEqual(spans_of("Token: %s..x1Y" % YA29, "GOOGLE_OAUTH_TOKEN"), {YA29})  # ".." ends it
+        self.assertEqual(spans_of('{"access_token": "%s"}' % YA29, "GOOGLE_OAUTH_TOKEN"), {YA29})
+        longest = "ya29." + six_distinct("aB3_-x", 2048)
+        self.assert_nothing("GOOGLE_OAUTH_TOKEN", "a%s" % YA29, "_%s" % YA29, "%s-" % longest, "%s.x" % longest,
+                            "ya29.a0ab12..%s" % body,
+                            "tokens start with ya29. and expire", "ya29.%s" % ("x" * 30))
+
+    def test_pypi_token(self):
+        # The prefixes are the base64 of a macaroon's location field: 02 01 len "pypi.org".
+        self.assertTrue(base64.urlsafe_b64decode("AgEIcHlwaS5vcmcC" + "==").startswith(b"\x02\x01\x08pypi.org"))
+        self.assertTrue(base64.urlsafe_b64decode("AgENdGVzdC5weXBpLm9yZw==").startswith(b"\x02\x01\x0dtest.pypi.org"))
+        prefix = "pypi-AgEIcHlwaS5vcmc"
+        self.assert_values("PYPI_TOKEN", (PYPI, TEST_PYPI, prefix + six_distinct("aB3_-x", 50),
+                                          prefix + six_distinct("aB3_-x", 2000)),
+                           (prefix + six_distinct("aB3_-x", 49), prefix + six_distinct("aB3_-x", 2001),
+                            prefix + "x" * 60, prefix + six_distinct("aB3_-", 80), "pypi-AgEAAAA" + PYPI[20:],
+                            "pypi-AgEIcHlwaS5jb20" + PYPI[20:], "pypi-upload", "__token__", "PYPI-" + PYPI[5:],
+                            PYPI + "."))
+        self.assertEqual(spans_of("password = %s\n" % PYPI, "PYPI_TOKEN"), {PYPI})
+        self.assertEqual(spans_of("-p %s dist/*" % TEST_PYPI, "PYPI_TOKEN"), {TEST_PYPI})
+        # The whole run: a '-' or '_' after it is more of it (up to 2000 after the prefix).
+        self.assertEqual(spans_of("%s-" % PYPI, "PYPI_TOKEN"), {PYPI + "-"})
+        longest = "pypi-AgEIcHlwaS5vcmc" + six_distinct("aB3_-x", 2000)
+        self.assertEqual(spans_of("(%s)" % longest, "PYPI_TOKEN"), {longest})
+        self.assert_nothing("PYPI_TOKEN", "%s-" % longest, "%s_" % longest, "x%s" % PYPI, "_%s" % PYPI,
+                            "poetry config pypi-token.pypi", "username = __token__")
+
+    def test_docker_hub_token(self):
+        self.assert_values("DOCKER_HUB_TOKEN", (DOCKER, "dckr_pat_" + "-_aB3d" * 4 + "xyz"),
+                           (DOCKER[:-1], DOCKER + "x", "dckr_oat_" + DOCKER[9:], "dckr_pat_" + "X" * 27,
+                            "dckr_pat_" + six_distinct("aB3_-", 27), "DCKR_PAT_" + DOCKER[9:]))
+        self.assertEqual(spans_of('echo "%s" | docker login' % DOCKER, "DOCKER_HUB_TOKEN"), {DOCKER})
+        self.assert_nothing("DOCKER_HUB_TOKEN", "%s-" % DOCKER, "%sx" % DOCKER, "x%s" % DOCKER,
+                            "dckr_oat_" + DOCKER[9:])
+
+    def test_webhook_signing_secret(self):
+        hex64 = "whsec_" + six_distinct("0123456789abcdef", 64)
+        svix = "whsec_" + base64.b64encode(bytes(range(24))).decode()
+        self.assertEqual(len(svix), 6 + 32)
+        self.assert_values("WEBHOOK_SIGNING_SECRET", (WHSEC, hex64, svix, "whsec_" + six_distinct("aB3+/x", 88)),
+                           (WHSEC[:-1], "whsec_" + six_distinct("aB3+/x", 89), "whsec_" + "x" * 32,
+                            "whsec_" + six_distinct("aB3+/", 64), "whsec_test", "whsec_" + WHSEC[6:-1] + "_",
+                            "WHSEC_" + WHSEC[6:], WHSEC + "="))
+        self.assertEqual(spans_of('new Webhook("%s");' % svix, "WEBHOOK_SIGNING_SECRET"), {svix})
+        self.assertEqual(spans_of("secret %s= padded" % WHSEC, "WEBHOOK_SIGNING_SECRET"), {WHSEC})  # '=' may follow
+        self.assertEqual(spans_of("secret %s-x" % WHSEC, "WEBHOOK_SIGNING_SECRET"), {WHSEC})
+        longest = "whsec_" + six_distinct("aB3+/x", 88)
+        self.assertEqual(spans_of("secret %s/" % WHSEC, "WEBHOOK_SIGNING_SECRET"), {WHSEC + "/"})  # 33: more of it
+        self.assert_nothing("WEBHOOK_SIGNING_SECRET", "%s_" % WHSEC, "%s/" % longest, "%s+" % longest,
+                            "%s9" % longest, "x%s" % WHSEC, "the whsec_test fixture", "key %s ok" % WHSEC[:-1])
+
+    def test_telegram_bot_token(self):
+        tail = TELEGRAM.split(":AA")[1]
+        self.assert_values("TELEGRAM_BOT_TOKEN", (TELEGRAM, "bot" + TELEGRAM, "12345678:AA" + tail,
+                                                  "1234567890:AA" + tail),
+                           ("1234567:AA" + tail, "12345678901:AA" + tail, "0123456789:AA" + tail,
+                            "123456789:AA" + tail[:-1], "123456789:AA" + tail + "x", "123456789:AB" + tail,
+                            "123456789:aa" + tail, "123456789:AA" + "x" * 33, "123456789:AA" + six_distinct("Ex7_k", 33),
+                            "robot" + TELEGRAM, "Bot" + TELEGRAM, "123456789" + tail))
+        self.assertEqual(spans_of("https://api.telegram.org/bot%s/getMe" % TELEGRAM, "TELEGRAM_BOT_TOKEN"),
+                         {"bot" + TELEGRAM})
+        self.assertEqual(spans_of('Bot(token="%s")' % TELEGRAM, "TELEGRAM_BOT_TOKEN"), {TELEGRAM})
+        self.assertEqual(spans_of("token %s." % TELEGRAM, "TELEGRAM_BOT_TOKEN"), {TELEGRAM})
+        self.assertEqual(spans_of("a-%s" % TELEGRAM, "TELEGRAM_BOT_TOKEN"), {TELEGRAM})  # '-' after a letter
+        self.assertEqual(spans_of("1.bot%s" % TELEGRAM, "TELEGRAM_BOT_TOKEN"), {"bot" + TELEGRAM})
+        self.assert_nothing("TELEGRAM_BOT_TOKEN", "robot%s" % TELEGRAM, "mybot%s" % TELEGRAM, "x%s" % TELEGRAM,
+                            "_%s" % TELEGRAM, "v1.%s" % TELEGRAM, "10-%s" % TELEGRAM, "12%s" % TELEGRAM,
+                            "%s-" % TELEGRAM, "%s_x" % TELEGRAM, "12345678:AB" + tail, "ratio 1920:1080",
+                            "1234567:AA" + tail, "12345678901:AA" + tail)
+
+    def test_slack_webhook_url(self):
+        services_base = "https://hooks.slack.com/services/T024BE7LD/B01ABCDEFGH/"
+        self.assert_values("SLACK_WEBHOOK_URL", (
+            SLACK_SERVICES, SLACK_WORKFLOWS, SLACK_TRIGGERS, SLACK_SERVICES.replace("https", "http", 1),
+            "https://hooks.slack.com/services/T12345678/B123456789012/" + SLACK_SERVICES[-24:],
+            "https://hooks.slack.com/triggers/T12345678/a/" + six_distinct("aB3dE9", 64),
+            "https://hooks.slack.com/workflows/T12345678/" + "a" * 24 + "/" + "b" * 24 + "/" + six_distinct("aB3dE9", 24)),
+            (services_base + "XXXXXXXXXXXXXXXXXXXXXXXX",
+             "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+             "https://hooks.slack.com/services/", services_base, services_base + SLACK_SERVICES[-24:-1],
+             services_base + SLACK_SERVICES[-24:] + "a", services_base + six_distinct("aB3dE", 24),
+             "https://hooks.slack.com/services/T1234567/B01ABCDEFGH/" + SLACK_SERVICES[-24:],
+             "https://hooks.slack.com/services/T1234567890123/B01ABCDEFGH/" + SLACK_SERVICES[-24:],
+             "https://hooks.slack.com/services/t024BE7LD/B01ABCDEFGH/" + SLACK_SERVICES[-24:],
+             "https://api.slack.com/services/T024BE7LD/B01ABCDEFGH/" + SLACK_SERVICES[-24:],
+             "https://hooks.slack.com/triggers/T12345678/" + six_distinct("aB3dE9", 24),  # no middle part
+             "https://hooks.slack.com/workflows/T12345678/a/b/c/" + six_distinct("aB3dE9", 24),  # three
+             "https://hooks.slack.com/triggers/T12345678/a/" + six_distinct("aB3dE9", 65),
+             "https://hooks.slack.com/triggers/T12345678/a/" + six_distinct("aB3dE9", 23),
+             "ftp://hooks.slack.com/services/T024BE7LD/B01ABCDEFGH/" + SLACK_SERVICES[-24:]))
+        self.assertEqual(spans_of("--data '{}' %s\n" % SLACK_SERVICES, "SLACK_WEBHOOK_URL"), {SLACK_SERVICES})
+        self.assertEqual(spans_of("url: '%s'" % SLACK_WORKFLOWS, "SLACK_WEBHOOK_URL"), {SLACK_WORKFLOWS})
+        self.assertEqual(spans_of("see %s." % SLACK_TRIGGERS, "SLACK_WEBHOOK_URL"), {SLACK_TRIGGERS})
+        self.assertEqual(spans_of("%s?x=1" % SLACK_SERVICES, "SLACK_WEBHOOK_URL"), {SLACK_SERVICES})
+        self.assert_nothing("SLACK_WEBHOOK_URL", "%s/" % SLACK_SERVICES, "%s_" % SLACK_SERVICES,
+                            "x%s" % SLACK_SERVICES, "https://api.slack.com/messaging/webhooks",
+                            "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX")
+
+    def test_azure_shared_access_key(self):
+        self.assertEqual(len(SHARED_KEY), 44)
+        self.assert_values("AZURE_SHARED_ACCESS_KEY", (SHARED_KEY, six_distinct("aB3+/x", 43) + "="),
+                           (SHARED_KEY[:-1], SHARED_KEY[:42] + "=", SHARED_KEY[:43] + "A=", SHARED_KEY + "=",
+                            "x" * 43 + "=", six_distinct("aB3+/", 43) + "=", SHARED_KEY[:10] + "-" + SHARED_KEY[11:]))
+        connection = ("Endpoint=sb://acme.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;"
+                      "SharedAccessKey=%s;EntityPath=orders")
+        self.assertEqual(findings_of(connection % SHARED_KEY), {("AZURE_SHARED_ACCESS_KEY", SHARED_KEY)})
+        self.assertEqual(spans_of('"HostName=h.azure-devices.net;DeviceId=d1;SharedAccessKey=%s"' % SHARED_KEY,
+                                  "AZURE_SHARED_ACCESS_KEY"), {SHARED_KEY})
+        for text in ("Blob checksum: %s" % SHARED_KEY, "Endpoint=sb://acme.servicebus.windows.net/;"
+                     "SharedAccessKeyName=RootManageSharedAccessKey", "AccountKey=%s" % SHARED_KEY):
+            self.assertFalse(findings_of(text), text)
+            self.assertEqual(gen.self_check(hard_negative_record(text)), [], text)
+        # Another case of the name, another length or a space before '=': the setting's SECRET
+        # (its name ends in "accesskey"), no shared access key.
+        for text, value in (("sharedaccesskey=%s" % SHARED_KEY, SHARED_KEY),
+                            ("SHAREDACCESSKEY=%s;" % SHARED_KEY, SHARED_KEY),
+                            ("SharedAccessKey = %s" % SHARED_KEY, SHARED_KEY),
+                            (connection % (SHARED_KEY[:42] + "="), SHARED_KEY[:42] + "="),
+                            (connection % (SHARED_KEY + "="), SHARED_KEY + "=")):
+            self.assertEqual(findings_of(text), {("SECRET", value)}, text)
+        # The specification's placeholder, written with x's: no SECRET either.
+        self.assertFalse(findings_of(connection % ("x" * 43 + "=")))
+
+    def test_azure_sas_token(self):
+        upper, lower = sas_escape(SAS_SIGNATURE), sas_escape(SAS_SIGNATURE, lower=True)
+        self.assertTrue(upper.endswith("%3D"))
+        self.assert_values("AZURE_SAS_TOKEN", (upper, lower, SAS_SIGNATURE, SAS_SIGNATURE[:-1] + "%3D",
+                                               "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq%3D"),  # the 3 of %3D
+                           (upper[:-3], SAS_SIGNATURE[:-1], SAS_SIGNATURE[:-2] + "==", sas_escape(SAS_SIGNATURE[1:]),
+                            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq=",  # no digit
+                            upper[:10] + "%25" + upper[10:], upper.replace("%3D", "%3"), "%20" + upper,
+                            six_distinct("0123456789abcdef", 64), "X" * 43 + "%3D", six_distinct("aB3+/", 43) + "=",
+                            SAS_SIGNATURE + "=", upper + "="))
+        url = ("https://acct.blob.core.windows.net/c/file.pdf?sp=r&st=2024-05-01T10:00:00Z&se=2024-05-02T18:00:00Z"
+               "&spr=https&sv=2022-11-02&sr=b&sig=%s")
+        self.assertEqual(findings_of(url % upper), {("AZURE_SAS_TOKEN", upper)})
+        bare = "sv=2022-11-02&ss=bfqt&srt=sco&sp=rwdlacupiytfx&se=2025-01-01T00:00:00Z&sig=%s"
+        self.assertEqual(findings_of(bare % lower), {("AZURE_SAS_TOKEN", lower)})
+        self.assertEqual(spans_of("?sig=%s&se=1717000000" % upper, "AZURE_SAS_TOKEN"), {upper})
+        self.assertEqual(spans_of('"...&sig=%s"' % SAS_SIGNATURE, "AZURE_SAS_TOKEN"), {SAS_SIGNATURE})
+        for text in ("sig=%s" % upper, "x sig=%s" % upper, "&Sig=%s" % upper, "&signature=%s" % upper,
+                     "?sig=%sx" % upper, "?sig=%s%%" % upper, "?sig=%s" % six_distinct("0123456789abcdef", 64),
+                     "https://cdn.example.com/f?expires=1717000000&sig=" + six_distinct("0123456789abcdef", 64)):
+            self.assertFalse(findings_of(text), text)
+
+    def test_slack_app_token(self):
+        self.assert_values("SLACK_TOKEN", (XAPP, "xapp-2-A12345678-1234567890-" + XAPP[-64:],
+                                           "xapp-1-A123456789012-1234567890123456-" + XAPP[-64:]),
+                           (XAPP[:-1], XAPP + "a", XAPP[:-64] + XAPP[-64:].upper(), XAPP[:-1] + "A",
+                            "xapp-1-A1234567-1234567890-" + XAPP[-64:], "xapp-1-B0123456789-1234567890123-" + XAPP[-64:],
+                            "xapp-1-A0123456789-123456789-" + XAPP[-64:],
+                            "xapp-1-A0123456789-12345678901234567-" + XAPP[-64:],
+                            "xapp-12-A0123456789-1234567890123-" + XAPP[-64:],
+                            XAPP[:-64] + "0" * 64, XAPP[:-64] + six_distinct("01abc", 64)))
+        self.assertEqual(spans_of('SocketModeHandler(app, "%s")' % XAPP, "SLACK_TOKEN"), {XAPP})
+        self.assertEqual(spans_of("token %s." % XAPP, "SLACK_TOKEN"), {XAPP})
+        self.assert_nothing("SLACK_TOKEN", "%s_" % XAPP, "%s-" % XAPP, "%s-x" % XAPP, "x%s" % XAPP, "_%s" % XAPP,
+                            "xapp- tokens", "an xapp-1- token")
+        # The older Slack tokens keep their rules ('_' after one does not reject it).
+        xoxb = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"
+        self.assertEqual(spans_of("%s_" % xoxb, "SLACK_TOKEN"), {xoxb})
+
+    def test_placeholders(self):
+        """Fewer than six distinct characters in the random part: a placeholder."""
+        for entity_type, prefix, alphabet, length, suffix in (
+                ("GROQ_API_KEY", "gsk_", "aB3dE9", 52, ""), ("XAI_API_KEY", "xai-", "aB3dE9", 80, ""),
+                ("GOOGLE_OAUTH_CLIENT_SECRET", "GOCSPX-", "aB3_-9", 28, ""),
+                ("GOOGLE_OAUTH_TOKEN", "ya29.", "aB3_-9", 30, ""), ("PYPI_TOKEN", "pypi-AgEIcHlwaS5vcmc", "aB3_-9", 50, ""),
+                ("PYPI_TOKEN", "pypi-AgENdGVzdC5weXBpLm9yZw", "aB3_-9", 50, ""),
+                ("DOCKER_HUB_TOKEN", "dckr_pat_", "aB3_-9", 27, ""), ("WEBHOOK_SIGNING_SECRET", "whsec_", "aB3+/9", 32, ""),
+                ("TELEGRAM_BOT_TOKEN", "123456789:AA", "aB3_-9", 33, ""),
+                ("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T024BE7LD/B01ABCDEFGH/", "aB3dE9", 24, ""),
+                ("SLACK_WEBHOOK_URL", "https://hooks.slack.com/triggers/T024BE7LD/123/", "aB3dE9", 32, ""),
+                ("AZURE_SHARED_ACCESS_KEY", "", "aB3+/9", 43, "="), ("AZURE_SAS_TOKEN", "", "aB3+/9", 43, "%3D"),
+                ("SLACK_TOKEN", "xapp-1-A0123456789-1234567890123-", "0a1b2c", 64, "")):
+            six = prefix + six_distinct(alphabet, length) + suffix
+            five = prefix + six_distinct(alphabet[:5], length) + suffix
+            self.assertTrue(gen.VALIDATORS[entity_type](six), six)
+            self.assertFalse(gen.VALIDATORS[entity_type](five), five)
+        # The telegram token's "AA" and the PyPI location are no part of the random part.
+        self.assertFalse(gen.VALIDATORS["TELEGRAM_BOT_TOKEN"]("123456789:AA" + "x1y2z" * 6 + "x1y"))
+
+    def test_formats_negatives_and_frames(self):
+        for entity_type in LATE_SECRET_TYPES:
+            self.assertIn(entity_type, gen.ENTITY_TYPES)
+            self.assertIn(entity_type, gen.SCORE_ONE_TYPES)
+            self.assertIn(entity_type, gen.SECRET_TYPES)
+            formats = [f for f in gen.POSITIVE_FORMATS if f.entity_type == entity_type]
+            self.assertGreaterEqual(len(formats), 2, entity_type)
+        formats = [f for f in gen.POSITIVE_FORMATS if f.entity_type in LATE_SECRET_TYPES or f.name.startswith("xapp")]
+        rng = gen.Random("late night")
+        for fmt in formats:
+            for ordinal in range(24):
+                value = fmt.generate(rng, ordinal)
+                self.assertTrue(gen.VALIDATORS[fmt.entity_type](value), (fmt.name, value))
+                # No piece of it is valid as another type, whatever the context.
+                self.assertTrue(gen.free_of_other_readings(value, fmt.entity_type), (fmt.name, value))
+                for frame in fmt.frames:
+                    text = gen.with_frame_fields(rng, frame).replace("{v}", value)
+                    self.assertIn((fmt.entity_type, value), findings_of(text), (fmt.name, text))
+                    self.assertFalse({f for f in findings_of(text) if f[0] == "SECRET"}, (fmt.name, text))
+        # Real values' structure: PyPI tokens are macaroons of their location, Groq keys carry
+        # "WGdyb3FY", Telegram ids have no leading 0, Slack webhooks Slack's ids.
+        values = {(f.entity_type, f.name): [f.generate(rng, ordinal) for ordinal in range(12)] for f in formats}
+        for value in values[("PYPI_TOKEN", "test-pypi")] + values[("PYPI_TOKEN", "pypirc")]:
+            data = base64.urlsafe_b64decode(value[5:] + "=" * (-len(value[5:]) % 4))
+            self.assertRegex(data[:20], rb"^\x02\x01(\x08pypi\.org|\x0dtest\.pypi\.org)\x02\x24")
+            self.assertEqual(data[-34:-32], b"\x06\x20")
+        self.assertTrue(any("WGdyb3FY" in v for v in values[("GROQ_API_KEY", "env")]))
+        self.assertTrue(any(v.startswith("ya29.c.") for v in values[("GOOGLE_OAUTH_TOKEN", "bearer-header")]))
+        self.assertTrue(any(v.startswith("ya29.a0") for v in values[("GOOGLE_OAUTH_TOKEN", "bearer-header")]))
+        for value in values[("TELEGRAM_BOT_TOKEN", "bot-api-url")]:
+            self.assertRegex(value, r"^bot[1-9][0-9]{7,9}:AA")
+        # The sentences hold no context word, but for the "tel" of Telegram's API and libraries.
+        for fmt in formats:
+            for frame in fmt.frames:
+                words = [w for w in gen.ALL_CONTEXT_WORDS if w in frame.lower()]
+                self.assertTrue(not words or (words == ["tel"] and fmt.entity_type == "TELEGRAM_BOT_TOKEN"
+                                              and "telegra" in frame.lower()), (fmt.name, frame))
+        for entity_type in LATE_SECRET_TYPES:
+            for noun in gen.NOUNS.get(entity_type, ()):
+                self.assertFalse([w for w in gen.ALL_CONTEXT_WORDS if w in noun.lower()], noun)
+        variants = {(v.category, v.name): v for v in gen.NEGATIVE_VARIANTS}
+        self.assertEqual(LATE_SECRET_NEGATIVE_VARIANTS - set(variants), set())
+        rng = gen.Random(9)
+        for key in sorted(LATE_SECRET_NEGATIVE_VARIANTS):
+            variant = variants[key]
+            frames = gen.NEGATIVE_FRAMES[key[0]] + (() if variant.context_type else gen.GENERIC_NEGATIVE_FRAMES)
+            for ordinal in range(24):
+                value = variant.generate(rng, ordinal)
+                for frame in frames:
+                    text = frame.replace("{v}", value)
+                    self.assertFalse(findings_of(text), (key, text))
+                    self.assertEqual(gen.self_check(hard_negative_record(text)) if not variant.context_type else [
+                        p for p in gen.self_check(hard_negative_record(text)) if "context word 'tel'" not in p], [],
+                        (key, text))
+        self.assertEqual({v.context_type for v in gen.NEGATIVE_VARIANTS if v.category == "telegram_token_invalid"},
+                         {"PHONE_NUMBER"})
+        for frame in sum((gen.NEGATIVE_FRAMES[c] for c in {c for c, _ in LATE_SECRET_NEGATIVE_VARIANTS}), ()):
+            words = [w for w in gen.ALL_CONTEXT_WORDS if w in frame.lower()]
+            self.assertTrue(not words or (words == ["tel"] and "api.telegram.org" in frame), frame)
+
+    def test_specification_negatives_are_written(self):
+        """The hard negatives the specification names are among the variants' values."""
+        variants = {(v.category, v.name): v for v in gen.NEGATIVE_VARIANTS}
+        written = set()
+        rng = gen.Random(13)
+        for key in sorted(LATE_SECRET_NEGATIVE_VARIANTS):
+            for ordinal in range(40):
+                written.add(variants[key].generate(rng, ordinal))
+        for value in ("gsk_client", "GSK_API_KEY_ENV", "xai-sdk", "xai-grok-2", "pypi-upload", "__token__",
+                      "whsec_test", "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+                      "https://hooks.slack.com/services/", "ya29." + "x" * 30,
+                      *SPEC_AUTHORIZATION_HARD_NEGATIVES[:7], "authorization: required",
+                      "WWW-Authenticate: Bearer realm=\"api\""):
+            self.assertIn(value, written)
+        for prefix in ("dckr_oat_", "pypi-AgEAAAA", "robot", "Authorization: Negotiate YII", "GOCSPX-"):
+            self.assertTrue(any(v.startswith(prefix) for v in written), prefix)
+        self.assertTrue(any(v.endswith("SharedAccessKeyName=RootManageSharedAccessKey") for v in written))
+        self.assertTrue(any(re.fullmatch(r"sig=[0-9A-Za-z%+/]+=*", v) for v in written))
+        self.assertTrue(any(re.search(r"&sig=[0-9a-f]{64}$", v) for v in written))
+        self.assertTrue(any(re.fullmatch(r"GOCSPX-[0-9A-Za-z_-]{28}-[0-9A-Za-z]", v) for v in written))
+        self.assertTrue(any(re.fullmatch(r"[1-9][0-9]{7,9}:(?!AA)[0-9A-Za-z_-]{35}", v) for v in written))
+        self.assertTrue(any(re.fullmatch(r"(bot)?[1-9][0-9]{6}:AA.{33}|(bot)?[1-9][0-9]{10}:AA.{33}", v)
+                            for v in written))
+
+
+class AuthorizationSecretTest(unittest.TestCase):
+    """SECRET in an Authorization header (/tmp/secrets_spec3.md, item 13): the syntax around the
+    value, Basic's and Bearer's/Token's value rules, the score-1.0 types winning, the window, and
+    the specification's hard negatives."""
+
+    BASIC = b64("jane:S3cr3t!x")
+    BEARER = "9f86d081884c7d659a2feaa0c55ad015"
+
+    def test_where_the_value_stands(self):
+        for text, value in (
+                ("Authorization: Basic %s" % self.BASIC, self.BASIC),
+                ("curl -H 'Authorization: Bearer %s' https://api.example.com" % self.BEARER, self.BEARER),
+                ('requests.get(url, headers={"Authorization": "Bearer %s"})' % self.BEARER, self.BEARER),
+                ("Proxy-Authorization: Basic %s\r\n" % self.BASIC, self.BASIC),
+                ("HTTP_AUTHORIZATION=Basic %s" % self.BASIC, self.BASIC),
+                ("HTTP_AUTHORIZATION='Basic %s'" % self.BASIC, self.BASIC),
+                ("headers:\n  Authorization: \"Token %s\"" % self.BEARER, self.BEARER),
+                ("authorization:\tbearer\t%s" % self.BEARER, self.BEARER),
+                ("AUTHORIZATION = BEARER %s" % self.BEARER, self.BEARER),
+                ("http GET api.example.com Authorization:'Bearer %s'" % self.BEARER, self.BEARER),
+                ("X-Forwarded-Authorization: Token %s," % self.BEARER, self.BEARER),
+                ("Authorization: Bearer v2.local.%s" % b64("nonce and ciphertext 123"),
+                 "v2.local." + b64("nonce and ciphertext 123")),
+                # the value's pattern: [A-Za-z0-9._~+/-]+ and '='s; "abc=def" is "abc="
+                ("Authorization: Bearer a1b2c3d4e5=xyz", "a1b2c3d4e5="),
+                ("Authorization: Bearer %s." % self.BEARER, self.BEARER + ".")):
+            self.assertEqual(findings_of(text), {("SECRET", value)}, text)
+            self.assertEqual(gen.self_check(positive_record(text, ("SECRET", value))), [], text)
+        # Not claimed: no ':' or '=' after the name (nginx), a line break, another scheme, a
+        # backtick, PHP's "=>", a name not ending in "authorization".
+        for text in ('proxy_set_header Authorization "Basic %s";' % self.BASIC,
+                     "Authorization\n: Bearer %s" % self.BEARER, "Authorization:\nBearer %s" % self.BEARER,
+                     "Authorization: Bearer\n%s" % self.BEARER, "Authorization: Bearer%s" % self.BEARER,
+                     "Authorization: Negotiate %s" % self.BASIC, "Authorization: Digest %s" % self.BEARER,
+                     "{ headers: { Authorization: `Bearer %s` } }" % self.BEARER,
+                     "'Authorization' => 'Bearer %s'," % self.BEARER, "Authorization-Bearer: %s" % self.BEARER,
+                     "WWW-Authenticate: Bearer %s" % self.BEARER, "Authorisation: Bearer %s" % self.BEARER):
+            self.assertFalse(findings_of(text), text)
+
+    def test_basic_rules(self):
+        valid = gen.is_valid_basic_credentials
+        for decoded in ("jane:S3cr3t!x", "a:bcdef", "admin:p@ss:w0rd", "u:" + "x1" * 380):
+            self.assertTrue(valid(b64(decoded)), decoded)
+            self.assertTrue(valid(b64(decoded).rstrip("=")), decoded)  # padding optional
+        self.assertEqual(len(b64("u:" + "x1" * 380)), 1016)
+        for decoded in ("username", ":S3cr3t!x", "jane:", "user:password", "admin:changeme", "ci:${CI_TOKEN}",
+                        "ci:$CI_TOKEN", "root:********", "u:<token>", "jane:xxxxxx", "u:" + "x1" * 385,
+                        "a:b", "jane:S3cr\x01t!x", "jane:Sécr3t!x"):
+            self.assertFalse(valid(base64.b64encode(decoded.encode()).decode()), decoded)
+        self.assertEqual(len(b64("u:" + "x1" * 385)), 1032)
+        token = b64("jane:S3cr3t!x")  # 20 bytes, one '='
+        for value in (token[:-1] + "==", token + "=", token.rstrip("=") + "Q" * 5, token[:4] + "-" + token[5:],
+                      "amFuZTpTM2NyM3Qhe_A", "YTpi", "YTpiY2Q"):
+            self.assertFalse(valid(value), value)
+        self.assertEqual(findings_of("Authorization: Basic dXNlcjpwYXNzd29yZA=="), set())
+        self.assertEqual(findings_of("Authorization: Basic %s" % b64("deploy:${DEPLOY_PASSWORD}")), set())
+
+    def test_bearer_and_token_rules(self):
+        valid = gen.is_valid_bearer_credentials
+        for value in ("a1b2c3d4", "12345678a", "v2.local.abc-DEF_123", "a1" * 2048, "AbC~+/._-9==",
+                      "ACCESS_TOKEN_2"):
+            self.assertTrue(valid(value), value)
+        for value in ("a1b2c3d", "12345678", "0" * 40, "ACCESS_TOKEN", "self.token", "my-access-token",
+                      "a1" * 2048 + "b", "YOUR_API_TOKEN1", "abc-here-123", "example123", "replace-me-1",
+                      "placeholder9", "dummy-1234", "REDACTED123", "abcXXX123", "eyJhbGciOi...", "a1b2 c3d4",
+                      "a1b2c3d4\"", "$TOKEN123", "{{token}}1"):
+            self.assertFalse(valid(value), value)
+        for text in ("Authorization: Bearer ACCESS_TOKEN", "Authorization: Token 1234567890",
+                     "Authorization: Bearer abc1234", "Authorization: Bearer null", "Authorization: Bearer undefined",
+                     "authorization: Bearer tokens expire after an hour"):
+            self.assertFalse(findings_of(text), text)
+
+    def test_the_window(self):
+        """At most 4,200 bytes past the separator."""
+        value = "a1b2c3d4e5f6"
+        near = "Authorization:" + " " * 4180 + "Bearer " + value
+        far = "Authorization:" + " " * 4200 + "Bearer " + value
+        self.assertEqual(findings_of(near), {("SECRET", value)})
+        self.assertFalse(findings_of(far))
+        self.assertTrue(gen.is_valid_bearer_credentials("a1" * 2048))
+        self.assertEqual(findings_of("Authorization: Bearer " + "a1" * 2048), {("SECRET", "a1" * 2048)})
+
+    def test_a_token_of_a_known_type_wins(self):
+        ghp = "ghp_" + "aB3cD4" * 6
+        for text, entity_type, value in (
+                ("Authorization: Bearer %s" % JWT_IO_EXAMPLE, "JWT", JWT_IO_EXAMPLE),
+                ("Authorization: token %s" % ghp, "GITHUB_TOKEN", ghp),
+                ("Authorization: Bearer %s" % GROQ_KEY, "GROQ_API_KEY", GROQ_KEY),
+                ("Authorization: Bearer %s" % XAI_KEY, "XAI_API_KEY", XAI_KEY),
+                ("Authorization: Bearer %s" % YA29, "GOOGLE_OAUTH_TOKEN", YA29),
+                ("Authorization: Bearer sk-" + "A1b2C3" * 8, "OPENAI_API_KEY", "sk-" + "A1b2C3" * 8)):
+            self.assertEqual(findings_of(text), {(entity_type, value)}, text)
+            self.assertEqual(gen.self_check(positive_record(text, (entity_type, value))), [], text)
+            self.assertNotEqual(gen.self_check(positive_record(text, ("SECRET", value))), [], text)
+        # A value of a type's shape that is not of it is the header's SECRET.
+        for value in (GROQ_KEY[:-1], XAI_KEY + "Q", "dckr_oat_" + DOCKER[9:], WHSEC[:-1]):
+            text = "curl -H 'Authorization: Bearer %s' https://api.example.com" % value
+            self.assertEqual(findings_of(text), {("SECRET", value)}, text)
+
+    def test_hard_negatives_of_the_specification(self):
+        for text in SPEC_AUTHORIZATION_HARD_NEGATIVES:
+            self.assertFalse(findings_of(text + "\n"), text)
+            self.assertEqual(gen.self_check(hard_negative_record("```\n%s\n```" % text)), [], text)
+
+    def test_formats(self):
+        names = set(AUTHORIZATION_FORMATS)
+        formats = [f for f in gen.POSITIVE_FORMATS if f.entity_type == "SECRET" and f.name in names]
+        self.assertEqual({f.name for f in formats}, names)
+        rng = gen.Random("authorization")
+        shapes = Counter()
+        for fmt in formats:
+            for frame in fmt.frames:
+                self.assertFalse([w for w in gen.ALL_CONTEXT_WORDS if w in frame.lower()], frame)
+                self.assertNotIn("proxy_set_header", frame)
+                self.assertNotIn("`", frame)
+            for ordinal in range(24):
+                value = fmt.generate(rng, ordinal)
+                self.assertFalse([w for w in gen.ALL_CONTEXT_WORDS if w in value.lower()], value)
+                if fmt.name == "authorization-basic":
+                    user, password = base64.b64decode(value).decode().split(":", 1)
+                    self.assertRegex(user, r"^[A-Za-z0-9]{3,12}$")
+                    self.assertRegex(password, r"^.{8,24}$")
+                    self.assertRegex(password, r"[0-9]")
+                    self.assertFalse(gen.is_stand_in(password), password)
+                if fmt.name == "authorization-bearer":
+                    shapes[re.sub(r"[0-9a-f]{32,64}$", "hex", re.sub(r"^v[24]\.local\..*", "paseto", value))
+                           if re.fullmatch(r"[0-9a-f]+|v[24]\.local\..*", value) else "base62"] += 1
+                if fmt.name == "authorization-token":
+                    self.assertRegex(value, r"^[0-9a-f]{40}$")
+                for frame in fmt.frames:
+                    text = frame.replace("{v}", value)
+                    self.assertEqual(findings_of(text), {("SECRET", value)}, (fmt.name, text))
+        self.assertEqual(set(shapes), {"hex", "base62", "paseto"})
+
+
 class CorpusTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -1937,6 +2482,7 @@ class CorpusTest(unittest.TestCase):
         self.assertEqual(NATIONAL_ID_NEGATIVE_VARIANTS - variants, set())
         self.assertEqual(SECRET_NEGATIVE_VARIANTS - variants, set())
         self.assertEqual(SETTING_NEGATIVE_VARIANTS - variants, set())
+        self.assertEqual(LATE_SECRET_NEGATIVE_VARIANTS - variants, set())
         formats = {(label.entity_type, label.format_name) for r in self.records for label in r.labels
                    if not r.record_id.startswith(("neighbour-", "connection-", "written-phone-",
                                                   "typographic-"))}
