@@ -1383,6 +1383,8 @@ TEST(DetectorTest, FindsTheCredentialsOfAnAuthorizationHeader) {
       {"HTTP_AUTHORIZATION=Token 9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b",
        "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b"},
       {"authorization:\tBearer\t" + bearer + ".", bearer},
+      {"$headers = ['Authorization' => 'Bearer " + bearer + "'];", bearer},
+      {"Authorization: ApiKey " + basic, basic},
   };
   for (const auto& [text, value] : headers) {
     EXPECT_THAT(Found(text), ElementsAre(std::make_pair("SECRET", value)))

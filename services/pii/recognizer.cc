@@ -427,7 +427,7 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
   for (absl::string_view n : kCredentialHeaderNames)
     headers.push_back(RE2::QuoteMeta(re2::StringPiece(n.data(), n.size())));
   const std::string header =
-      absl::StrCat("(?i:", absl::StrJoin(headers, "|"), ")[\"']?[ \t]*[:=][ \t]*[\"']?");
+      absl::StrCat("(?i:", absl::StrJoin(headers, "|"), ")[\"']?[ \t]*(?:=>|[:=])[ \t]*[\"']?");
   std::vector<std::string> encoded;
   for (absl::string_view n : kEncodedCredentialNames)
     encoded.push_back(RE2::QuoteMeta(re2::StringPiece(n.data(), n.size())));
@@ -442,7 +442,7 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
                      .validator = "basic_credentials"},
       RecognizerSpec{.name = "authorization_basic",
                      .entity_type = "SECRET",
-                     .pattern = header + "(?i:basic)" + credentials,
+                     .pattern = header + "(?i:basic|apikey)" + credentials,
                      .score = 0.8,
                      .validator = "basic_credentials"},
       RecognizerSpec{.name = "authorization_bearer",

@@ -132,10 +132,10 @@ inline constexpr absl::string_view kEncodedCredentialNames[] = {"auth"};
 // that also holds a digit or a symbol (not an identifier: "password=password", "token:
 // self.token"). And the credentials of an Authorization header ("Authorization: Basic ...",
 // "\"Authorization\": \"Bearer ...\"", "Token ..."): Basic, base64 of "user:password" whose
-// password is no stand-in; Bearer and Token, a token that is no name and no placeholder. And
-// base64 "user:password" under a name of kEncodedCredentialNames (Docker's "auth"). The
-// detector runs them only on the settings so named that it finds (its NamedSettingRegions), never
-// through the trigger prefilter.
+// password is no stand-in (Elasticsearch's ApiKey, of "id:key", too); Bearer and Token, a token
+// that is no name and no placeholder. And base64 "user:password" under a name of
+// kEncodedCredentialNames (Docker's "auth"). The detector runs them only on the settings so named
+// that it finds (its NamedSettingRegions), never through the trigger prefilter.
 std::vector<RecognizerSpec> NamedSecretRecognizers();
 
 // OK when `spec` is well formed: name, entity type, score, validator, context words,
