@@ -523,9 +523,17 @@ TEST(DetectorTest, KeyWithoutItsEndLineInAJsonOrYamlString) {
   const std::string yaml_key =
       "-----BEGIN PRIVATE KEY-----\n    MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n"
       "    BKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj";
-  const std::string yaml = absl::StrCat("tls:\n  key: |\n    ", yaml_key, "\n\n  cert: x\n");
-  EXPECT_THAT(Found(yaml), ElementsAre(std::make_pair("PRIVATE_KEY", yaml_key)))
-      << DescribeAll(yaml, Default().Scan(yaml));
+  // The next setting, or a question on the next line, is no line of the key.
+  for (const std::string& yaml :
+       {absl::StrCat("tls:\n  key: |\n    ", yaml_key, "\n\n  cert: x\n"),
+        absl::StrCat("tls:\n  key: |\n    ", yaml_key, "\n  host: build.internal\n"),
+        absl::StrCat("my key:\n", yaml_key, "\nWhy does ssh reject it?")}) {
+    EXPECT_THAT(Found(yaml), ElementsAre(std::make_pair("PRIVATE_KEY", yaml_key)))
+        << DescribeAll(yaml, Default().Scan(yaml));
+  }
+  // With CRLF line ends, the last line's '\r' goes with it.
+  const std::string crlf = absl::StrCat("my key:\r\n", yaml_key, "\r\nWhy does ssh reject it?");
+  EXPECT_THAT(Found(crlf), ElementsAre(std::make_pair("PRIVATE_KEY", yaml_key + "\r")));
 }
 
 TEST(DetectorTest, FindsSeveralEntitiesInOneText) {

@@ -81,16 +81,20 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   // Secrets: distinctive prefixes, format only. Patterns that repeat a large class use `+`
   // and leave the exact lengths to the validator (see validators.h).
   // A whole block, or (no END line follows) the header, armour headers ("Version: ..."), one
-  // blank line and the lines of base64 after them: a blank line ends the run. Lines break
-  // as in a file, or as "\n" in a JSON or YAML string, and may be indented (a YAML block).
+  // blank line and the lines of base64 after them: a blank line, or a line that is not all
+  // base64 ("Why does ssh reject it?", "  host: x"), ends the run. Lines break as in a file,
+  // or as "\n" in a JSON or YAML string (where a line ends at any other byte), and may be
+  // indented (a YAML block).
   const std::string line_break = "(?:\\r?\\n|\\\\n)";
+  const std::string base64_line =
+      "(?:\\r?\\n[ \\t]*[A-Za-z0-9+/=]+\\r?(?m:$)|\\\\n[ \\t]*[A-Za-z0-9+/=]+)";
   add("private_key", "PRIVATE_KEY",
       absl::StrCat(
           "-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"
           "(?:(?s:.)*?-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: "
           "BLOCK)?-----|(?:",
-          line_break, "[ \\t]*[A-Za-z][A-Za-z-]*: [^\\r\\n\\\\]*)*", line_break, "?(?:", line_break,
-          "[ \\t]*[A-Za-z0-9+/=]+)+)"),
+          line_break, "[ \\t]*[A-Za-z][A-Za-z-]*: [^\\r\\n\\\\]*)*", line_break, "?", base64_line,
+          "+)"),
       1.0, "pem_private_key");
   // The same in base64 ("-----BEGIN" is "LS0tLS1CRUdJTi"): a Kubernetes secret's tls.key,
   // kubeconfig's client-key-data.

@@ -207,6 +207,8 @@ ENTITY_TYPES = (
     "GROQ_API_KEY", "XAI_API_KEY", "GOOGLE_OAUTH_CLIENT_SECRET", "GOOGLE_OAUTH_TOKEN", "PYPI_TOKEN",
     "DOCKER_HUB_TOKEN", "WEBHOOK_SIGNING_SECRET", "TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL",
     "AZURE_SHARED_ACCESS_KEY", "AZURE_SAS_TOKEN",
+    "PERPLEXITY_API_KEY", "REPLICATE_API_TOKEN", "LANGSMITH_API_KEY", "DATABRICKS_TOKEN", "ATLASSIAN_API_TOKEN",
+    "VAULT_TOKEN", "AZURE_CLIENT_SECRET", "DIGITALOCEAN_TOKEN", "POSTMAN_API_KEY", "GRAFANA_TOKEN",
     "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER",
     "BE_NATIONAL_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID",
@@ -943,10 +945,6 @@ def is_valid_dea(value: str) -> bool:
     return bool(DEA_SHAPE.fullmatch(value)) and dea_check_digit(value[2:8]) == value[8]
 
 
-def is_valid_private_key(value: str) -> bool:
-    return len(value.encode()) <= PEM_MAX_BYTES and bool(PEM_SHAPE.fullmatch(value))
-
-
 # The eight secrets of the specification of 2026-12-07: their rules, implemented here on their
 # own (from the specification, not from the engine's code). A value whose random part (all
 # after its prefix; an Azure key without its "==") has fewer than six distinct characters is a
@@ -1154,8 +1152,9 @@ SECRET_NAME_ENDINGS = ("password", "passwd", "passphrase", "pwd", "secret", "tok
 SECRET_SETTING = re.compile(
     rb"(?:" + b"|".join(re.escape(e.encode()) for e in SECRET_NAME_ENDINGS) + rb")"
     rb"[\"']?[ \t]*(?:=>|:|(?<![=!<>])=(?!=))[ \t]*", re.I)
-SECRET_VALUE_WINDOW = 202  # bytes after the separator and its spaces
-SECRET_MIN_BYTES, SECRET_MAX_BYTES = 6, 200
+# /tmp/secrets_spec4.md item 3: 6 to 4,096 bytes, and no window: a value runs to its first stop byte
+# however far that is (an AWS session token of ~1,000 bytes is a SECRET).
+SECRET_MIN_BYTES, SECRET_MAX_BYTES = 6, 4096
 WHITESPACE_BYTES = b" \t\n\r\x0b\x0c"
 QUOTE_BYTES = b"\"'"
 # An unquoted value ends at the first of these (or white space).
@@ -1170,11 +1169,15 @@ SCORE_ONE_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITH
                    # the eleven of the specification of 2026-12-07, late night
                    "GROQ_API_KEY", "XAI_API_KEY", "GOOGLE_OAUTH_CLIENT_SECRET", "GOOGLE_OAUTH_TOKEN", "PYPI_TOKEN",
                    "DOCKER_HUB_TOKEN", "WEBHOOK_SIGNING_SECRET", "TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL",
-                   "AZURE_SHARED_ACCESS_KEY", "AZURE_SAS_TOKEN")
+                   "AZURE_SHARED_ACCESS_KEY", "AZURE_SAS_TOKEN",
+                   # the ten of /tmp/secrets_spec4.md
+                   "PERPLEXITY_API_KEY", "REPLICATE_API_TOKEN", "LANGSMITH_API_KEY", "DATABRICKS_TOKEN",
+                   "ATLASSIAN_API_TOKEN", "VAULT_TOKEN", "AZURE_CLIENT_SECRET", "DIGITALOCEAN_TOKEN",
+                   "POSTMAN_API_KEY", "GRAFANA_TOKEN")
 
 
 def is_valid_secret(value: str, quoted: bool = True) -> bool:
-    """A setting's value: 6-200 bytes, no white space nor quote (unquoted: none of
+    """A setting's value: 6-4,096 bytes, no white space nor quote (unquoted: none of
     SECRET_UNQUOTED_STOP either), not only digits, no stand-in, none of the placeholder words in
     any case; unquoted, not only letters, '_', '.' and '-' (a name in code or a type)."""
     data = value.encode()
@@ -1191,11 +1194,11 @@ def is_valid_secret(value: str, quoted: bool = True) -> bool:
 def secret_values(data: bytes) -> dict[tuple[int, int], bool]:
     """The value of every setting of a secret's name in the text, (begin, end) -> quoted,
     whether or not it is valid: quoted, the bytes between a quote and the next quote (none of
-    them white space); unquoted, the run up to white space or a byte of SECRET_UNQUOTED_STOP;
-    within SECRET_VALUE_WINDOW bytes after the separator and its spaces."""
+    them white space); unquoted, the run up to white space or a byte of SECRET_UNQUOTED_STOP,
+    however far (no window since /tmp/secrets_spec4.md)."""
     values = {}
     for match in SECRET_SETTING.finditer(data):
-        start, limit = match.end(), min(len(data), match.end() + SECRET_VALUE_WINDOW)
+        start, limit = match.end(), len(data)
         if data[start:start + 1] and data[start] in QUOTE_BYTES:
             end = start + 1
             while end < limit and data[end] not in QUOTE_BYTES + WHITESPACE_BYTES:
@@ -1215,12 +1218,15 @@ def secret_values(data: bytes) -> dict[tuple[int, int], bool]:
 # header. NAME ending (in any case) in "authorization", an optional closing quote, spaces or tabs,
 # ':' or '=', spaces or tabs, an optional opening quote, the SCHEME (Basic, Bearer or Token in any
 # case), one or more spaces or tabs, and the VALUE: 1+ of [A-Za-z0-9._~+/-] then any '='s, within
-# AUTHORIZATION_WINDOW bytes past the separator (never across a line break: the syntax holds none).
+# the text (never across a line break: the syntax holds none).
 # No byte-after rule: the value is what that pattern takes ("abc=def" is "abc=").
+# /tmp/secrets_spec4.md: the separator may be PHP's "=>" too, the scheme Elasticsearch's "ApiKey"
+# (validated as Basic credentials are); VALUE never ends with '.' (a sentence's full stop after the
+# credentials is no part of them); the engine looks as far as the credentials run (no window).
 AUTHORIZATION_HEADER = re.compile(
-    rb"authorization[\"']?[ \t]*[:=](?P<separator>)[ \t]*[\"']?(?P<scheme>basic|bearer|token)[ \t]+", re.I)
-AUTHORIZATION_VALUE = re.compile(rb"[A-Za-z0-9._~+/-]+=*")
-AUTHORIZATION_WINDOW = 4200
+    rb"authorization[\"']?[ \t]*(?:=>|[:=])(?P<separator>)[ \t]*[\"']?(?P<scheme>basic|bearer|token|apikey)[ \t]+",
+    re.I)
+AUTHORIZATION_VALUE = re.compile(rb"[A-Za-z0-9._~+/-]*[A-Za-z0-9_~+/-]=*")
 BASIC_MIN_BYTES, BASIC_MAX_BYTES = 8, 1024
 BEARER_MIN_BYTES, BEARER_MAX_BYTES = 8, 4096
 BASE64_BODY = re.compile(r"[A-Za-z0-9+/]+")
@@ -1266,7 +1272,11 @@ def is_valid_bearer_credentials(value: str) -> bool:
 
 
 def is_valid_authorization_credentials(value: str, scheme: str) -> bool:
-    return is_valid_basic_credentials(value) if scheme == "basic" else is_valid_bearer_credentials(value)
+    """Basic and ApiKey (base64 of "id:key"): is_valid_basic_credentials; Bearer and Token:
+    is_valid_bearer_credentials."""
+    if scheme in ("basic", "apikey"):
+        return is_valid_basic_credentials(value)
+    return is_valid_bearer_credentials(value)
 
 
 def is_valid_secret_value(value: str) -> bool:
@@ -1281,11 +1291,24 @@ def authorization_values(data: bytes) -> dict[tuple[int, int], str]:
     lowercase, whether or not it is valid."""
     values = {}
     for match in AUTHORIZATION_HEADER.finditer(data):
-        start, limit = match.end(), min(len(data), match.end("separator") + AUTHORIZATION_WINDOW)
-        value = AUTHORIZATION_VALUE.match(data, start, limit) if start < limit else None
+        value = AUTHORIZATION_VALUE.match(data, match.end())
         if value:
             values[value.span()] = match["scheme"].decode().lower()
     return values
+
+
+# SECRET under a setting whose name ends (in any case) in "auth" (/tmp/secrets_spec4.md item 8):
+# Docker's config.json "auth", basic_auth=, proxy_auth:, .npmrc's _auth=: the name, an optional
+# quote, spaces, ':' or '=', spaces, an optional quote, then a run of standard base64 and its '='
+# padding that decodes as Basic credentials do (printable "user:password", both parts non-empty,
+# the password no stand-in).
+AUTH_SETTING = re.compile(rb"auth[\"']?[ \t]*[:=][ \t]*[\"']?(?P<value>[A-Za-z0-9+/]+=*)", re.I)
+
+
+@functools.lru_cache(maxsize=64)
+def auth_values(data: bytes) -> set[tuple[int, int]]:
+    """The base64 run after every setting whose name ends in "auth", valid or not."""
+    return {match.span("value") for match in AUTH_SETTING.finditer(data)}
 
 
 # The eleven secret types of the specification of 2026-12-07, late night (/tmp/secrets_spec3.md),
@@ -1556,6 +1579,167 @@ def is_valid_pt_tax_id(value: str) -> bool:
     digits = value.replace(" ", "")
     return pt_tax_id_is_personal(digits) and pt_tax_id_check_digit(digits[:8]) == digits[8]
 
+# The ten secret types of /tmp/secrets_spec4.md (part C), implemented here from it. Each shape's
+# first group is the random part (the placeholder rule); the glued rule, the byte after and the
+# whole run are the scanner's (SECRET_GLUED_AFTER, CANDIDATES).
+PERPLEXITY_API_KEY_SHAPE = re.compile(r"pplx-([0-9A-Za-z]{48})")
+REPLICATE_API_TOKEN_SHAPE = re.compile(r"r8_([0-9A-Za-z_-]{37})")
+LANGSMITH_API_KEY_SHAPE = re.compile(r"lsv2_(?:pt|sk)_([0-9a-f]{32}_[0-9a-f]{10})")
+# dapi, 32 lowercase hex digits (the random part, a digit among them), optionally '-' and a digit.
+DATABRICKS_TOKEN_SHAPE = re.compile(r"dapi([0-9a-f]{32})(?:-[0-9])?")
+ATLASSIAN_API_TOKEN_SHAPE = re.compile(r"ATATT3([0-9A-Za-z_=-]{186})")
+VAULT_TOKEN_SHAPE = re.compile(r"hvs\.([0-9A-Za-z_-]{90,120})|hvb\.([0-9A-Za-z_-]{138,300})")
+# Three of [0-9A-Za-z_~.], a digit, "Q~", 31 to 34 more (not ending with '.'): the random part is
+# what follows "Q~".
+AZURE_CLIENT_SECRET_SHAPE = re.compile(r"[0-9A-Za-z_~.]{3}[0-9]Q~([0-9A-Za-z_~.-]{31,34})")
+DIGITALOCEAN_TOKEN_SHAPE = re.compile(r"do[por]_v1_([0-9a-f]{64})")
+POSTMAN_API_KEY_SHAPE = re.compile(r"PMAK-([0-9a-f]{24}-[0-9a-f]{34})")
+GRAFANA_TOKEN_SHAPE = re.compile(r"glsa_([0-9A-Za-z]{32})_[0-9a-f]{8}")
+
+
+def is_valid_perplexity_api_key(value: str) -> bool:
+    return random_part_valid(PERPLEXITY_API_KEY_SHAPE, value)
+
+
+def is_valid_replicate_api_token(value: str) -> bool:
+    return random_part_valid(REPLICATE_API_TOKEN_SHAPE, value)
+
+
+def is_valid_langsmith_api_key(value: str) -> bool:
+    """lsv2_pt_ or lsv2_sk_, 32 hex, '_', 10 hex; the random part is the 43 after the prefix."""
+    return random_part_valid(LANGSMITH_API_KEY_SHAPE, value)
+
+
+def is_valid_databricks_token(value: str) -> bool:
+    """dapi and 32 lowercase hex digits holding a digit, then optionally '-' and one digit."""
+    part = random_part(DATABRICKS_TOKEN_SHAPE, value)
+    return part is not None and any(c in DIGITS for c in part) and not is_placeholder(part)
+
+
+def is_valid_atlassian_api_token(value: str) -> bool:
+    return random_part_valid(ATLASSIAN_API_TOKEN_SHAPE, value)
+
+
+def is_valid_vault_token(value: str) -> bool:
+    """hvs. and 90-120, or hvb. and 138-300, of [0-9A-Za-z_-] with a digit among them."""
+    part = random_part(VAULT_TOKEN_SHAPE, value)
+    return part is not None and any(c in DIGITS for c in part) and not is_placeholder(part)
+
+
+def is_valid_azure_client_secret(value: str) -> bool:
+    """37-40 bytes: 3 of [0-9A-Za-z_~.], a digit, "Q~", 31-34 of [0-9A-Za-z_~.-], not ending with '.'."""
+    part = random_part(AZURE_CLIENT_SECRET_SHAPE, value)
+    return part is not None and not value.endswith(".") and not is_placeholder(part)
+
+
+def is_valid_digitalocean_token(value: str) -> bool:
+    return random_part_valid(DIGITALOCEAN_TOKEN_SHAPE, value)
+
+
+def is_valid_postman_api_key(value: str) -> bool:
+    return random_part_valid(POSTMAN_API_KEY_SHAPE, value)
+
+
+def is_valid_grafana_token(value: str) -> bool:
+    return random_part_valid(GRAFANA_TOKEN_SHAPE, value)
+
+
+# PRIVATE_KEY (/tmp/secrets_spec4.md items 6 and 7). Lines break as a newline (optionally after
+# '\r') or as the two characters "\n" inside a JSON string, and may be indented with spaces or tabs
+# (a YAML block scalar). A whole block: BEGIN, base64 lines, the END line of the same label. A key
+# pasted without its END line: the header and base64 lines holding at least 16 base64 characters,
+# the finding ending with the last base64 line (not a closing quote, not a following line's
+# indentation); a blank line ends it. (Armour headers, "Proc-Type: ..." and "DEK-Info: ...", are
+# followed by a blank line in real PEM, which the rule says ends the key: this generator writes no
+# cut key with them.)
+PEM_LABEL = r"(?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?"
+PEM_BREAKS = (r"\r?\n[ \t]*", r"\\n")  # a text's or YAML block's line break; a JSON string's
+PEM_WHOLE_SHAPES = tuple(re.compile(
+    r"-----BEGIN (%s)PRIVATE KEY-----(?:%s[A-Za-z0-9+/]+=*)+%s-----END \1PRIVATE KEY-----"
+    % (PEM_LABEL, br, br)) for br in PEM_BREAKS)
+PEM_CUT_SHAPES = tuple(re.compile(
+    r"-----BEGIN %sPRIVATE KEY-----(?:%s[A-Za-z0-9+/]+=*)+" % (PEM_LABEL, br)) for br in PEM_BREAKS)
+PEM_CUT_MIN_KEY_CHARACTERS = 16
+# Where a cut key's last base64 line ends: a line break, a JSON string's closing quote or "\n", or
+# the end of the text; a line is base64 only whole.
+PEM_LINE_END = (re.compile(rb"(?:\r?\n|\Z)"), re.compile(rb"(?:\\n|\"|\Z)"))
+PEM_END_NEXT = (re.compile(rb"\r?\n[ \t]*-----END"), re.compile(rb"\\n-----END"))
+PEM_BASE64_MAX_BYTES = 21900
+PEM_BASE64_PREFIX = "LS0tLS1CRUdJTi"  # base64 of "-----BEGIN"
+PEM_BASE64_SHAPE = re.compile(r"LS0tLS1CRUdJTi[A-Za-z0-9+/]*=*")
+
+
+def is_valid_cut_private_key(value: str) -> bool:
+    """A key without its END line: header, base64 lines (one style of line break), 16 or more
+    base64 characters of key."""
+    if "-----END" in value or len(value.encode()) > PEM_MAX_BYTES:
+        return False
+    for shape in PEM_CUT_SHAPES:
+        match = shape.fullmatch(value)
+        if match:
+            body = value[value.index("-----", 11) + 5:]
+            return len(re.findall(r"[A-Za-z0-9+/=]", body.replace("\\n", " "))) >= PEM_CUT_MIN_KEY_CHARACTERS
+    return False
+
+
+def is_valid_whole_private_key(value: str) -> bool:
+    return len(value.encode()) <= PEM_MAX_BYTES and any(s.fullmatch(value) for s in PEM_WHOLE_SHAPES)
+
+
+def pem_key_decoded(value: str) -> str | None:
+    """A base64 run's decoding (of its whole groups of four) as ASCII text, or None."""
+    groups = value[:len(value) // 4 * 4]
+    try:
+        decoded = base64.b64decode(groups, validate=True)
+    except (ValueError, base64.binascii.Error):
+        return None
+    return decoded.decode("ascii") if decoded.isascii() else None
+
+
+def is_valid_base64_private_key(value: str) -> bool:
+    """LS0tLS1CRUdJTi... (base64 of "-----BEGIN") of at most PEM_BASE64_MAX_BYTES whose decoding
+    is a whole private key (a file's last newline allowed) or, cut, a header and 16 or more base64
+    characters of key and no END line (the last line may be cut short)."""
+    if not PEM_BASE64_SHAPE.fullmatch(value) or len(value) > PEM_BASE64_MAX_BYTES:
+        return False
+    decoded = pem_key_decoded(value)
+    if decoded is None:
+        return False
+    if "-----END" in decoded:
+        text = decoded[:-1] if decoded.endswith("\n") else decoded
+        return bool(PEM_WHOLE_SHAPES[0].fullmatch(text)) and "\r" not in text and "\n " not in text
+    match = re.match(r"-----BEGIN %sPRIVATE KEY-----\n" % PEM_LABEL, decoded)
+    if not match or not re.fullmatch(r"[A-Za-z0-9+/=\n]*", decoded[match.end():]):
+        return False
+    return len(re.sub(r"\n", "", decoded[match.end():])) >= PEM_CUT_MIN_KEY_CHARACTERS
+
+
+def is_valid_private_key(value: str) -> bool:
+    """A whole block, a cut one, or either in base64 (see above)."""
+    return (is_valid_whole_private_key(value) or is_valid_cut_private_key(value)
+            or is_valid_base64_private_key(value))
+
+
+def cut_private_keys(data: bytes) -> list[tuple[int, int]]:
+    """The spans of the keys in the text that have no END line: from "-----BEGIN" to the end of
+    the last whole base64 line (the one that a line break, a JSON string's quote or the text's end
+    follows), for each line-break style; none when an END line follows (a whole block, found so)."""
+    spans = []
+    if b"-----BEGIN" not in data:
+        return spans
+    text = data.decode("latin-1")
+    for style, shape in enumerate(PEM_CUT_SHAPES):
+        for match in re.finditer(shape.pattern, text):
+            begin = match.start()
+            # The longest prefix of whole lines: back off a last line cut short.
+            ends = [m.end() for m in re.finditer(r"(?:%s)[A-Za-z0-9+/]+=*" % PEM_BREAKS[style],
+                                                 text[begin:match.end()])]
+            end = next((begin + e for e in reversed(ends) if PEM_LINE_END[style].match(data, begin + e)), None)
+            if end is None or PEM_END_NEXT[style].match(data, end):
+                continue
+            spans.append((begin, end))
+    return spans
+
 
 VALIDATORS: dict[str, Callable[[str], bool]] = {
     "US_SSN": is_valid_ssn,
@@ -1597,6 +1781,16 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
     "SLACK_WEBHOOK_URL": is_valid_slack_webhook_url,
     "AZURE_SHARED_ACCESS_KEY": is_valid_azure_shared_access_key,
     "AZURE_SAS_TOKEN": is_valid_azure_sas_token,
+    "PERPLEXITY_API_KEY": is_valid_perplexity_api_key,
+    "REPLICATE_API_TOKEN": is_valid_replicate_api_token,
+    "LANGSMITH_API_KEY": is_valid_langsmith_api_key,
+    "DATABRICKS_TOKEN": is_valid_databricks_token,
+    "ATLASSIAN_API_TOKEN": is_valid_atlassian_api_token,
+    "VAULT_TOKEN": is_valid_vault_token,
+    "AZURE_CLIENT_SECRET": is_valid_azure_client_secret,
+    "DIGITALOCEAN_TOKEN": is_valid_digitalocean_token,
+    "POSTMAN_API_KEY": is_valid_postman_api_key,
+    "GRAFANA_TOKEN": is_valid_grafana_token,
     "UK_NINO": is_valid_nino,
     "ES_NIF": is_valid_nif,
     "ES_NIE": is_valid_nie,
@@ -1744,7 +1938,22 @@ SECRET_GLUED_AFTER = {
     "SLACK_WEBHOOK_URL": re.compile(rb"[0-9A-Za-z_/]"),
     "AZURE_SHARED_ACCESS_KEY": re.compile(rb"[A-Za-z0-9+/=]"),
     "AZURE_SAS_TOKEN": re.compile(rb"[0-9A-Za-z%+/=]"),
+    # The ten of /tmp/secrets_spec4.md (a Databricks token: nor '-' and a digit beyond the one it
+    # may end with; an Entra client secret: a sentence's full stop after it is none of it).
+    "PERPLEXITY_API_KEY": re.compile(rb"[0-9A-Za-z_]"),
+    "REPLICATE_API_TOKEN": re.compile(rb"[0-9A-Za-z_-]"),
+    "LANGSMITH_API_KEY": re.compile(rb"[0-9A-Za-z_]"),
+    "DATABRICKS_TOKEN": re.compile(rb"[0-9A-Za-z_]|-[0-9]"),
+    "ATLASSIAN_API_TOKEN": re.compile(rb"[0-9A-Za-z_=-]"),
+    "VAULT_TOKEN": re.compile(rb"[0-9A-Za-z_-]"),
+    "AZURE_CLIENT_SECRET": re.compile(rb"[0-9A-Za-z_~-]"),
+    "DIGITALOCEAN_TOKEN": re.compile(rb"[0-9A-Za-z_]"),
+    "POSTMAN_API_KEY": re.compile(rb"[0-9A-Za-z_-]"),
+    "GRAFANA_TOKEN": re.compile(rb"[0-9A-Za-z_]"),
 }
+# Where a URL's user part starts: "://" and a run of local-part bytes, in which no e-mail address
+# starts (/tmp/secrets_spec4.md item 4).
+URL_USER_PART = re.compile(rb"://[0-9A-Za-z_%+.-]*\Z")
 AZURE_KEY_NAME = b"accountkey="
 # Slack's app-level tokens (item 12): glued as the secrets above are, the byte after not in
 # [0-9A-Za-z_-] (the older Slack tokens keep their rules).
@@ -1779,12 +1988,25 @@ def accepts(entity_type: str, data: bytes, begin: int, end: int, strict: bool) -
         quoted = secret_values(data).get((begin, end))
         scheme = authorization_values(data).get((begin, end))
         if not ((quoted is not None and is_valid_secret(value, quoted))
-                or (scheme is not None and is_valid_authorization_credentials(value, scheme))):
+                or (scheme is not None and is_valid_authorization_credentials(value, scheme))
+                or ((begin, end) in auth_values(data) and is_valid_basic_credentials(value))):
             return False
-    # Right after "://" it is a URL's user, and "git@" the SSH user of the code hosts: no address.
-    if entity_type == "EMAIL_ADDRESS" and (data[max(0, begin - 3):begin] == b"://"
+    # Anywhere in a URL's user part ("://" and local-part bytes before it) it is a URL's user, and
+    # "git@" the SSH user of the code hosts: no address.
+    if entity_type == "EMAIL_ADDRESS" and (URL_USER_PART.search(data, max(0, begin - 512), begin)
                                            or value.split("@")[0].lower() == "git"):
         return False
+    # A national number right after '+' is none (/tmp/secrets_spec4.md item 5).
+    if entity_type == "PHONE_NUMBER" and is_national_phone(value) and data[max(0, begin - 1):begin] == b"+":
+        return False
+    # PRIVATE_KEY: a whole block as the candidate finds it; a cut one only as cut_private_keys
+    # ends it; a base64 one the whole run (no base64 byte or '=' beside it).
+    if entity_type == "PRIVATE_KEY":
+        if is_valid_cut_private_key(value) and (begin, end) not in cut_private_keys(data):
+            return False
+        if is_valid_base64_private_key(value) and (re.match(rb"[A-Za-z0-9+/=]", data[end:end + 1])
+                                                   or re.match(rb"[A-Za-z0-9+/=]", data[begin - 1:begin] if begin else b"")):
+            return False
     # An Azure key only right after "AccountKey=" (in any case): a bare base64 blob is none.
     if entity_type == "AZURE_STORAGE_KEY" and data[max(0, begin - len(AZURE_KEY_NAME)):begin].lower() != AZURE_KEY_NAME:
         return False
@@ -1853,6 +2075,8 @@ CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags
     (("URL_CREDENTIALS",),
      rb"(?<=[A-Za-z0-9+.-]://)[^\s/?#@:]+@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\[[0-9A-Fa-f:.]+\])", 0),
     (("PRIVATE_KEY",), rb"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+    # In base64 (a Kubernetes tls.key, a kubeconfig's client-key-data), the whole run.
+    (("PRIVATE_KEY",), rb"LS0tLS1CRUdJTi[A-Za-z0-9+/]*=*", 0),
     # The eight secrets of 2026-12-07: not after [A-Za-z0-9_], each running on over its own
     # alphabet (a byte after it that would continue it makes a value the validator rejects).
     # A JWT from every "eyJ" that may start one, overlapping ("v" is the span), with every
@@ -1884,6 +2108,18 @@ CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags
     (("AZURE_SAS_TOKEN",), rb"(?<=[?&]sig=)[0-9A-Za-z%+/]+=*", 0),
     # Slack's app-level tokens (the older ones above).
     (("SLACK_TOKEN",), rb"(?<![A-Za-z0-9_])xapp-[0-9A-Za-z-]*", 0),
+    # The ten of /tmp/secrets_spec4.md, each running on over its alphabet and '_'.
+    (("PERPLEXITY_API_KEY",), rb"(?<![A-Za-z0-9_])pplx-[0-9A-Za-z_]*", 0),
+    (("REPLICATE_API_TOKEN",), rb"(?<![A-Za-z0-9_])r8_[0-9A-Za-z_-]*", 0),
+    (("LANGSMITH_API_KEY",), rb"(?<![A-Za-z0-9_])lsv2_[0-9A-Za-z_]*", 0),
+    (("DATABRICKS_TOKEN",), rb"(?<![A-Za-z0-9_])dapi[0-9A-Za-z_]*(?:-[0-9][0-9A-Za-z_]*)?", 0),
+    (("ATLASSIAN_API_TOKEN",), rb"(?<![A-Za-z0-9_])ATATT3[0-9A-Za-z_=-]*", 0),
+    (("VAULT_TOKEN",), rb"(?<![A-Za-z0-9_])hv[sb]\.[0-9A-Za-z_-]*", 0),
+    # Its start is fixed four bytes before "Q~"; it never ends with '.' (see candidates()).
+    (("AZURE_CLIENT_SECRET",), rb"(?<![A-Za-z0-9_])[0-9A-Za-z_~.]{3}[0-9]Q~[0-9A-Za-z_~.-]*[0-9A-Za-z_~-]", 0),
+    (("DIGITALOCEAN_TOKEN",), rb"(?<![A-Za-z0-9_])do[a-z]_v[0-9]+_[0-9A-Za-z_]*", 0),
+    (("POSTMAN_API_KEY",), rb"(?<![A-Za-z0-9_])PMAK-[0-9A-Za-z_-]*", 0),
+    (("GRAFANA_TOKEN",), rb"(?<![A-Za-z0-9_])glsa_[0-9A-Za-z_]*", 0),
     # The national identifiers, lowercase letters, other digit counts and any century sign
     # included (the validators judge them).
     (("UK_NINO",),
@@ -1922,6 +2158,7 @@ Span = tuple[tuple[str, ...], int, int]  # the types a candidate may be, begin, 
 Finding = tuple[str, int, int]  # type, begin, end
 
 
+CANDIDATES_EMAIL = re.compile(rb"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 # The candidate shape of a national number with its trunk prefix, 0[1-9]... in groups.
 NATIONAL_PHONE_CANDIDATE = next(pattern for _, pattern in CANDIDATES
                                 if pattern.pattern.startswith(rb"(?<![0-9A-Za-z.+-])0[1-9]"))
@@ -1936,6 +2173,21 @@ def candidates(data: bytes) -> list[Span]:
              for types, pattern in CANDIDATES for match in pattern.finditer(data)]
     spans += [(("SECRET",), begin, end) for begin, end in secret_values(data)]
     spans += [(("SECRET",), begin, end) for begin, end in authorization_values(data)]
+    spans += [(("SECRET",), begin, end) for begin, end in auth_values(data)]
+    spans += [(("PRIVATE_KEY",), begin, end) for begin, end in cut_private_keys(data)]
+    # An Entra client secret's shorter readings, ending before a '.' inside the run (the byte after
+    # a '.' is no continuation); e-mail readings starting after a '.', '-' or '+' of a URL's user
+    # part (none is an address: accepts()).
+    for match in (re.finditer(rb"(?<![A-Za-z0-9_])[0-9A-Za-z_~.]{3}[0-9]Q~[0-9A-Za-z_~.-]*", data)
+                  if b"Q~" in data else ()):
+        spans += [(("AZURE_CLIENT_SECRET",), match.start(), match.start() + i)
+                  for i in range(6, len(match[0])) if match[0][i:i + 1] == b"."]
+    for match in re.finditer(rb"://([0-9A-Za-z_%+.-]+)@", data):
+        for i in range(match.start(1), match.end(1)):
+            if data[i:i + 1] in (b".", b"-", b"+"):
+                email = CANDIDATES_EMAIL.match(data, i + 1)
+                if email:
+                    spans.append((("EMAIL_ADDRESS",), i + 1, email.end()))
     for match in NATIONAL_PHONE_CANDIDATE.finditer(data):
         run = match[0]
         if not re.fullmatch(rb"[0-9]+(?: [0-9]+)+", run):
@@ -2025,7 +2277,8 @@ LABEL_BOUNDARY = {
     "EMAIL_ADDRESS": (re.compile(rb"[0-9A-Za-z._%+-]\Z"),
                       re.compile(rb"(?:[0-9A-Za-z_%+-]|\.[0-9A-Za-z])")),
     "IP_ADDRESS": (re.compile(rb"[0-9A-Za-z:.]\Z"), re.compile(rb"(?:[0-9A-Za-z:]|\.[0-9])")),
-    "PRIVATE_KEY": (re.compile(rb"-\Z"), re.compile(rb"-")),
+    # A base64 key: no base64 byte beside it (the whole run).
+    "PRIVATE_KEY": (re.compile(rb"[-A-Za-z0-9+/=]\Z"), re.compile(rb"[-A-Za-z0-9+/=]")),
     # Right after "://"; not followed by more of a host name.
     "URL_CREDENTIALS": (re.compile(rb"(?<!//)\Z"), re.compile(rb"[A-Za-z0-9_]|[._~%-]+[A-Za-z0-9_]")),
     **{t: TOKEN_BOUNDARY for t in ("CRYPTO", "MEDICAL_LICENSE", "POLICY_SUITE_KEY", "OPENAI_API_KEY",
@@ -2049,6 +2302,11 @@ LABEL_BOUNDARY = {
     "SLACK_WEBHOOK_URL": (re.compile(rb"[0-9A-Za-z_]\Z"), re.compile(rb"[0-9A-Za-z_/]")),
     "AZURE_SHARED_ACCESS_KEY": (re.compile(rb"[A-Za-z0-9+/]\Z"), re.compile(rb"[A-Za-z0-9+/=]")),
     "AZURE_SAS_TOKEN": (re.compile(rb"[0-9A-Za-z%+/]\Z"), re.compile(rb"[0-9A-Za-z%+/=]")),
+    # The ten of /tmp/secrets_spec4.md: nor '-', '.' or '~' before them; their byte-after rule after.
+    **{t: (re.compile(rb"[0-9A-Za-z_.~-]\Z"), SECRET_GLUED_AFTER[t])
+       for t in ("PERPLEXITY_API_KEY", "REPLICATE_API_TOKEN", "LANGSMITH_API_KEY", "DATABRICKS_TOKEN",
+                 "ATLASSIAN_API_TOKEN", "VAULT_TOKEN", "AZURE_CLIENT_SECRET", "DIGITALOCEAN_TOKEN",
+                 "POSTMAN_API_KEY", "GRAFANA_TOKEN")},
     # Values starting with a letter: no word byte or dash beside them; a grouped NINO's spaces
     # are judged by continues_groups.
     **{t: (re.compile(rb"[0-9A-Za-z_-]\Z"), re.compile(rb"[0-9A-Za-z_]|-[0-9A-Za-z]"))
@@ -2700,6 +2958,119 @@ def slack_app_token(rng: Random, ordinal: int) -> str:
         return "xapp-%d-%s-%s-%s" % (rng.choice((1, 1, 1, 2)), slack_workspace_id(rng, "A"), number,
                                      random_string(rng, HEX, 64))
     return token_drawn("SLACK_TOKEN", draw)
+
+
+# The ten secrets of /tmp/secrets_spec4.md (part C): drawn as their issuers draw them, again until
+# valid and free of other readings (token_drawn).
+
+def perplexity_api_key(rng: Random, ordinal: int) -> str:
+    return token_drawn("PERPLEXITY_API_KEY", lambda: "pplx-" + random_string(rng, BASE62, 48))
+
+
+def replicate_api_token(rng: Random, ordinal: int) -> str:
+    """r8_ and 37 characters, mostly base62 (a '_' or '-' now and then)."""
+    def draw() -> str:
+        body = random_string(rng, BASE62, 37)
+        if rng.random() < 0.3:
+            cut = rng.randrange(1, 36)
+            body = body[:cut] + rng.choice("_-") + body[cut + 1:]
+        return "r8_" + body
+    return token_drawn("REPLICATE_API_TOKEN", draw)
+
+
+def langsmith_api_key(rng: Random, ordinal: int) -> str:
+    return token_drawn("LANGSMITH_API_KEY", lambda: "lsv2_%s_%s_%s" % (
+        rng.choice(("pt", "pt", "sk")), random_string(rng, HEX, 32), random_string(rng, HEX, 10)))
+
+
+def databricks_token(rng: Random, ordinal: int) -> str:
+    """dapi and 32 hex digits; now and then the "-2" or "-3" suffix of newer tokens."""
+    return token_drawn("DATABRICKS_TOKEN", lambda: "dapi" + random_string(rng, HEX, 32) + (
+        "-" + rng.choice("23") if rng.random() < 0.3 else ""))
+
+
+def atlassian_api_token(rng: Random, ordinal: int) -> str:
+    """ATATT3xFfGF0, 171 base64url characters, '=' and an 8-hex checksum (186 after ATATT3)."""
+    return token_drawn("ATLASSIAN_API_TOKEN", lambda: "ATATT3xFfGF0" + random_string(rng, BASE64URL, 171) + "="
+                       + random_string(rng, HEX.upper(), 8))
+
+
+def vault_token_format(batch: bool) -> ValueGenerator:
+    """hvs. and a service token's 90-120 characters ("CAESI..." as Vault's protobuf starts), or
+    hvb. and a batch token's 138-300 ("AAAAAQ...")."""
+    def generate(rng: Random, ordinal: int) -> str:
+        if batch:
+            return token_drawn("VAULT_TOKEN", lambda: "hvb.AAAAAQ" + random_string(
+                rng, BASE64URL, rng.randint(132, 200)))
+        return token_drawn("VAULT_TOKEN", lambda: "hvs.CAESI" + random_string(rng, BASE64URL, rng.choice((86, 90, 104))))
+    return generate
+
+
+AZURE_CLIENT_SECRET_ALPHABET = BASE62 + "_~.-"
+
+
+def azure_client_secret(rng: Random, ordinal: int) -> str:
+    """Three characters, a digit, "Q~" and 34 (older secrets 31-33) of [0-9A-Za-z_~.-], not
+    ending with '.'."""
+    def draw() -> str:
+        head = random_string(rng, BASE62 + "_~.", 3) if rng.random() < 0.2 else random_string(rng, BASE62, 3)
+        tail = random_string(rng, AZURE_CLIENT_SECRET_ALPHABET, rng.choice((34, 34, 34, 31, 33)) - 1)
+        return head + rng.choice(DIGITS) + "Q~" + tail + rng.choice(BASE62)
+    return token_drawn("AZURE_CLIENT_SECRET", draw)
+
+
+def digitalocean_token_format(prefix: str) -> ValueGenerator:
+    return lambda rng, ordinal: token_drawn("DIGITALOCEAN_TOKEN", lambda: prefix + random_string(rng, HEX, 64))
+
+
+def postman_api_key(rng: Random, ordinal: int) -> str:
+    return token_drawn("POSTMAN_API_KEY", lambda: "PMAK-%s-%s" % (random_string(rng, HEX, 24),
+                                                                   random_string(rng, HEX, 34)))
+
+
+def grafana_token(rng: Random, ordinal: int) -> str:
+    """glsa_, 32 base62 characters, '_' and the 8-hex CRC32 of what precedes it."""
+    def draw() -> str:
+        head = "glsa_" + random_string(rng, BASE62, 32)
+        return "%s_%08x" % (head, zlib.crc32(head.encode()))
+    return token_drawn("GRAFANA_TOKEN", draw)
+
+
+def random_pem(rng: Random, kind: str, breaks: str = "\n") -> str:
+    """A whole PEM key of the kind (pem_body's DER-like content), its lines joined by breaks."""
+    body = base64.b64encode(pem_body(rng, kind)).decode()
+    width = 70 if kind == "OPENSSH " else 64
+    lines = ["-----BEGIN %sPRIVATE KEY-----" % kind] + [body[i:i + width] for i in range(0, len(body), width)]
+    return breaks.join(lines + ["-----END %sPRIVATE KEY-----" % kind])
+
+
+def cut_pem_format(breaks: str, kinds: tuple[str, ...] = ("RSA ", "", "EC ", "OPENSSH ")) -> ValueGenerator:
+    """A key pasted without its END line (cut after a whole line: 1 to 12 base64 lines), its lines
+    broken by breaks ("\n", "\\n" as in a JSON string, "\n" and the indentation of a YAML block)."""
+    def generate(rng: Random, ordinal: int) -> str:
+        kind = kinds[ordinal % len(kinds)]
+        lines = random_pem(rng, kind).split("\n")[:-1]
+        keep = rng.randint(2, min(13, len(lines) - 1))
+        return breaks.join(lines[:keep])
+    return generate
+
+
+def whole_json_pem(rng: Random, ordinal: int) -> str:
+    return random_pem(rng, ("", "RSA ", "EC ")[ordinal % 3], "\\n")
+
+
+def base64_pem_format(cut: bool) -> ValueGenerator:
+    """base64 of a PEM key file (its last newline included), as Kubernetes and kubeconfig store it;
+    cut: the paste ends somewhere in the key's base64 lines (a whole group of four or not)."""
+    def generate(rng: Random, ordinal: int) -> str:
+        pem = random_pem(rng, ("RSA ", "EC ", "")[ordinal % 3]) + "\n"
+        encoded = base64.b64encode(pem.encode()).decode()
+        if not cut:
+            return encoded
+        body_start = len(base64.b64encode(pem[:pem.index("\n") + 40].encode()))
+        body_end = len(base64.b64encode(pem[:pem.index("-----END")].encode())) - 8
+        return encoded[:rng.randint(body_start, max(body_start, min(body_end, body_start + 600)))]
+    return generate
 
 
 def der_length(length: int) -> bytes:
@@ -3897,6 +4268,219 @@ def authorization_formats() -> list[PositiveFormat]:
     ]
 
 
+# The ten secrets of /tmp/secrets_spec4.md in the texts they are pasted from.
+PERPLEXITY_FRAMES = (
+    "PERPLEXITY_API_KEY={v}",
+    "export PPLX_API_KEY=\"{v}\"",
+    "client = OpenAI(api_key=\"{v}\", base_url=\"https://api.perplexity.ai\")",
+    "curl https://api.perplexity.ai/chat/completions -H \"Authorization: Bearer {v}\" -H 'Content-Type: application/json'",
+    "Warum bekomme ich 401 mit dem Perplexity-Key {v}?",
+)
+REPLICATE_FRAMES = (
+    "REPLICATE_API_TOKEN={v}",
+    "export REPLICATE_API_TOKEN={v}\nreplicate run stability-ai/sdxl",
+    "client = replicate.Client(api_token=\"{v}\")",
+    "curl -s -X POST -H \"Authorization: Bearer {v}\" https://api.replicate.com/v1/predictions",
+    "env:\n  REPLICATE_API_TOKEN: {v}\n  MODEL: flux-schnell",
+)
+LANGSMITH_FRAMES = (
+    "LANGSMITH_TRACING=true\nLANGSMITH_API_KEY={v}\nLANGSMITH_PROJECT=support-bot",
+    "export LANGCHAIN_API_KEY=\"{v}\"",
+    "os.environ[\"LANGSMITH_API_KEY\"] = \"{v}\"",
+    "client = Client(api_url=\"https://api.smith.langchain.com\", api_key=\"{v}\")",
+)
+DATABRICKS_FRAMES = (
+    "~/.databrickscfg:\n[DEFAULT]\nhost  = https://dbc-a1b2c3d4-e5f6.cloud.databricks.com\ntoken = {v}",
+    "export DATABRICKS_HOST=https://dbc-7f3e2a1c-9b04.cloud.databricks.com\nexport DATABRICKS_TOKEN={v}",
+    "provider \"databricks\" {\n  host  = \"https://dbc-7f3e2a1c-9b04.cloud.databricks.com\"\n  token = \"{v}\"\n}",
+    "curl -H \"Authorization: Bearer {v}\" https://dbc-a1b2c3d4-e5f6.cloud.databricks.com/api/2.0/clusters/list",
+    "spark.conf.set(\"spark.databricks.token\", \"{v}\")",
+)
+# {email}: an e-mail address, labelled too (the account the API token belongs to).
+ATLASSIAN_FRAMES = (
+    "curl -u {email}:{v} -H 'Accept: application/json' https://acme.atlassian.net/rest/api/3/myself",
+    "jira = JIRA(server=\"https://acme.atlassian.net\", basic_auth=(\"{email}\", \"{v}\"))",
+    "confluence:\n  url: https://acme.atlassian.net/wiki\n  username: {email}\n  api_token: {v}",
+    "JIRA_USER={email}\nJIRA_API_TOKEN={v}",
+)
+VAULT_FRAMES = (
+    "vault login {v}",
+    "export VAULT_ADDR=https://vault.internal:8200\nexport VAULT_TOKEN={v}",
+    "curl -H \"X-Vault-Token: {v}\" https://vault.internal:8200/v1/secret/data/app",
+    "Success! You are now authenticated.\n\nKey                  Value\n---                  -----\ntoken                {v}\n"
+    "token_duration       768h",
+    "VAULT_TOKEN=\"{v}\" vault kv get secret/app",
+)
+AZURE_CLIENT_SECRET_FRAMES = (
+    "$ az ad sp create-for-rbac --name gh-actions-deploy --role contributor\n{\n  \"appId\": \"{uuid}\",\n"
+    "  \"displayName\": \"gh-actions-deploy\",\n  \"password\": \"{v}\",\n  \"tenant\": \"{uuid}\"\n}",
+    "AZURE_CLIENT_ID={uuid}\nAZURE_CLIENT_SECRET={v}\nAZURE_TENANT_ID={uuid}",
+    "credential = ClientSecretCredential(tenant_id, client_id, \"{v}\")",
+    "provider \"azuread\" {\n  client_id     = \"{uuid}\"\n  client_secret = \"{v}\"\n}",
+    "The new client secret is {v}. It expires in 180 days.",
+)
+DIGITALOCEAN_FRAMES = (
+    "doctl auth init --access-token {v}",
+    "DIGITALOCEAN_TOKEN={v}",
+    "provider \"digitalocean\" {\n  token = \"{v}\"\n}",
+    "curl -X GET -H \"Authorization: Bearer {v}\" \"https://api.digitalocean.com/v2/droplets\"",
+)
+POSTMAN_FRAMES = (
+    "POSTMAN_API_KEY={v}",
+    "curl https://api.getpostman.com/collections -H \"X-Api-Key: {v}\"",
+    "newman run \"https://api.getpostman.com/collections/{uuid}?apikey={v}\"",
+    "- name: Run API tests\n  run: postman login --with-api-key {v}",
+)
+GRAFANA_FRAMES = (
+    "GRAFANA_TOKEN={v}",
+    "curl -H \"Authorization: Bearer {v}\" https://grafana.acme.io/api/dashboards/uid/k8s-nodes",
+    "provider \"grafana\" {\n  url  = \"https://grafana.acme.io\"\n  auth = \"{v}\"\n}",
+    "grafana:\n  url: https://grafana.acme.io\n  serviceAccountToken: {v}",
+)
+# SECRET (/tmp/secrets_spec4.md item 3): an AWS session token of ~700-1,000 bytes.
+AWS_SESSION_TOKEN_FRAMES = (
+    "~/.aws/credentials:\n[dev]\nregion = eu-west-1\naws_session_token = {v}",
+    "export AWS_SESSION_TOKEN={v}",
+    "$env:AWS_SESSION_TOKEN=\"{v}\"",
+    "{\n    \"Credentials\": {\n        \"SessionToken\": \"{v}\",\n        \"Expiration\": \"2025-03-01T18:04:11+00:00\"\n    }\n}",
+    "AWS_SESSION_TOKEN='{v}' terraform plan",
+)
+# SECRET (item 8): a Basic credential under a setting whose name ends in "auth".
+AUTH_SETTING_FRAMES = (
+    "~/.docker/config.json:\n{\n  \"auths\": {\n    \"https://index.docker.io/v1/\": {\n      \"auth\": \"{v}\"\n    }\n  }\n}",
+    "{\"auths\": {\"registry.acme.io\": {\"auth\": \"{v}\"}}}",
+    ".npmrc:\nregistry=https://npm.acme.io/\n//npm.acme.io/:_auth={v}\nalways-auth=true",
+    "basic_auth=\"{v}\"",
+    "proxy:\n  host: proxy.internal\n  proxy_auth: {v}",
+)
+# PRIVATE_KEY cut or whole in a JSON string, cut in a YAML block (four spaces of indentation), in
+# base64 (Kubernetes, kubeconfig).
+PEM_JSON_FRAMES = (
+    "{\n  \"type\": \"service_account\",\n  \"project_id\": \"acme-prod\",\n  \"private_key\": \"{v}\\n\"\n}",
+    "{\"type\": \"service_account\", \"private_key\": \"{v}",
+    "Is this service account JSON broken? \"private_key\": \"{v}\"",
+    "{\"ssh_key\": \"{v}\", \"user\": \"deploy\"}",
+)
+# A cut key's text: what follows its last line is no line of base64 alone (a blank line, words
+# with spaces or signs, a fence).
+PEM_CUT_FRAMES = (
+    "Here is my key, the rest got lost when copying:\n{v}\nWhy does ssh reject it?",
+    "Debug this deployment secret:\n```\n{v}\n```",
+    "Can you tell which kind of key this is?\n\n{v}\n\nThanks!",
+    "{v}\n(truncated) is this key encrypted?",
+)
+PEM_YAML_FRAMES = (
+    "deploy:\n  ssh_key: |\n    {v}\n  host: build.internal",
+    "secrets:\n  tls_key: |\n    {v}",
+    "Warum lehnt Ansible den Schlüssel ab?\n\nvault_ssh_key: |\n    {v}\n\nDanke!",
+)
+PEM_BASE64_FRAMES = (
+    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: web-tls\ntype: kubernetes.io/tls\ndata:\n  tls.key: {v}",
+    "users:\n- name: admin\n  user:\n    client-key-data: {v}",
+    "kubectl get secret web-tls -o jsonpath='{.data.tls\\.key}' returns {v}",
+    "{\"data\": {\"tls.key\": \"{v}\"}}",
+)
+AUTHORIZATION_PHP_FRAMES = (
+    "$client = new Client(['headers' => ['Authorization' => 'Bearer {v}']]);",
+    "'headers' => [\n    'Authorization' => 'Bearer {v}',\n    'Accept' => 'application/json',\n],",
+    "Http::withHeaders(['Authorization' => \"Bearer {v}\"])->get($url);",
+    "The API answers 403 to Authorization: Bearer {v}.",
+)
+AUTHORIZATION_APIKEY_FRAMES = (
+    "curl -H \"Authorization: ApiKey {v}\" https://es.acme.io:9200/_cat/indices?v",
+    "es = Elasticsearch(\"https://es.acme.io:9200\", headers={\"Authorization\": \"ApiKey {v}\"})",
+    "output.elasticsearch:\n  hosts: [\"https://es.acme.io:9200\"]\n  headers:\n    Authorization: \"ApiKey {v}\"",
+    "'Authorization' => 'ApiKey {v}',",
+    "Kibana rejects Authorization: apikey {v}.",
+)
+NEW_NEAR_MISS_FRAMES = NEAR_MISS_FRAMES
+
+
+def new_secret_formats() -> list[PositiveFormat]:
+    """The ten secrets of /tmp/secrets_spec4.md in the generic sentences and their own (four
+    formats each, 240 records a seed at the default), and SECRET's and PRIVATE_KEY's new forms."""
+    formats = []
+    for entity_type, generate, frames in (
+            ("PERPLEXITY_API_KEY", perplexity_api_key, PERPLEXITY_FRAMES),
+            ("REPLICATE_API_TOKEN", replicate_api_token, REPLICATE_FRAMES),
+            ("LANGSMITH_API_KEY", langsmith_api_key, LANGSMITH_FRAMES),
+            ("DATABRICKS_TOKEN", databricks_token, DATABRICKS_FRAMES),
+            ("ATLASSIAN_API_TOKEN", atlassian_api_token, ATLASSIAN_FRAMES),
+            ("VAULT_TOKEN", vault_token_format(False), VAULT_FRAMES),
+            ("AZURE_CLIENT_SECRET", azure_client_secret, AZURE_CLIENT_SECRET_FRAMES),
+            ("DIGITALOCEAN_TOKEN", digitalocean_token_format("dop_v1_"), DIGITALOCEAN_FRAMES),
+            ("POSTMAN_API_KEY", postman_api_key, POSTMAN_FRAMES),
+            ("GRAFANA_TOKEN", grafana_token, GRAFANA_FRAMES)):
+        half = (len(frames) + 1) // 2
+        formats += [PositiveFormat(entity_type, "plain", generate),
+                    PositiveFormat(entity_type, "config", generate, frames=frames[:half]),
+                    PositiveFormat(entity_type, "cli-and-code", generate, frames=frames[half:])]
+        if entity_type == "VAULT_TOKEN":
+            formats.append(PositiveFormat(entity_type, "batch-token", vault_token_format(True), frames=frames))
+        elif entity_type == "DIGITALOCEAN_TOKEN":
+            formats.append(PositiveFormat(entity_type, "oauth-token", digitalocean_token_format("doo_v1_"),
+                                          frames=frames))
+        else:
+            formats.append(PositiveFormat(entity_type, "all-frames", generate, frames=frames))
+    return formats + [
+        PositiveFormat("SECRET", "aws-session-token", aws_session_token, frames=AWS_SESSION_TOKEN_FRAMES),
+        PositiveFormat("SECRET", "auth-setting-basic", basic_credentials_value, frames=AUTH_SETTING_FRAMES),
+        PositiveFormat("SECRET", "authorization-php", bearer_token_value, frames=AUTHORIZATION_PHP_FRAMES),
+        PositiveFormat("SECRET", "authorization-apikey", elasticsearch_api_key, frames=AUTHORIZATION_APIKEY_FRAMES),
+        PositiveFormat("SECRET", "near-miss-token-spec4", near_miss_token_spec4, frames=NEAR_MISS_FRAMES),
+        PositiveFormat("PRIVATE_KEY", "cut-text", cut_pem_format("\n"), frames=PEM_CUT_FRAMES),
+        PositiveFormat("PRIVATE_KEY", "cut-json-string", cut_pem_format("\\n"), frames=PEM_JSON_FRAMES),
+        PositiveFormat("PRIVATE_KEY", "whole-json-string", whole_json_pem, frames=PEM_JSON_FRAMES),
+        PositiveFormat("PRIVATE_KEY", "cut-yaml-block", cut_pem_format("\n    "), frames=PEM_YAML_FRAMES),
+        PositiveFormat("PRIVATE_KEY", "base64-whole", base64_pem_format(False), frames=PEM_BASE64_FRAMES),
+        PositiveFormat("PRIVATE_KEY", "base64-cut", base64_pem_format(True), frames=PEM_BASE64_FRAMES),
+    ]
+
+
+def aws_session_token(rng: Random, ordinal: int) -> str:
+    """An STS session token: "IQoJb3JpZ2luX2Vj" ("\\x21\\n\\torigin_ec") and the base64 of 520-750
+    more bytes (~700-1,000 characters), with Amazon's run of '/' near the start."""
+    def draw() -> str:
+        rest = base64.b64encode(rng.randbytes(rng.randint(520, 750))).decode()
+        return "IQoJb3JpZ2luX2VjE" + random_string(rng, BASE62, 3) + "//////////" + rest
+    return drawn_until(lambda v: is_valid_secret(v, quoted=False) and free_of_other_readings(v, "SECRET"), draw)
+
+
+def elasticsearch_api_key(rng: Random, ordinal: int) -> str:
+    """base64 of "id:api_key": a 20-character id and a 22-character key (Elasticsearch's)."""
+    return drawn_until(lambda v: is_valid_basic_credentials(v) and secret_value_guard(v), lambda: base64.b64encode(
+        ("%s:%s" % (random_string(rng, BASE64URL, 20), random_string(rng, BASE64URL, 22))).encode()).decode())
+
+
+def near_miss_token_spec4(rng: Random, ordinal: int) -> str:
+    """The ten types' shapes a character off (pplx- and 47, r8_ and 36, dapi and 31 hex, ATATT3 and
+    185, hvs. and 89, an Entra secret with 30 after "Q~", dop_v1_ and 63 hex, PMAK- 24-33, glsa_ 31,
+    lsv2_pt_ 31 hex): a SECRET where a setting or a Bearer header gives them."""
+    def draw() -> str:
+        kind = ordinal % 10
+        if kind == 0:
+            return "pplx-" + random_string(rng, BASE62, rng.choice((47, 49)))
+        if kind == 1:
+            return "r8_" + random_string(rng, BASE62, rng.choice((36, 38)))
+        if kind == 2:
+            return "dapi" + random_string(rng, HEX, 31)
+        if kind == 3:
+            return "ATATT3xFfGF0" + random_string(rng, BASE64URL, 179)  # 185 (no '=': a Bearer value holds none)
+        if kind == 4:
+            return "hvs.CAESI" + random_string(rng, BASE64URL, 84)
+        if kind == 5:
+            return random_string(rng, BASE62, 3) + rng.choice(DIGITS) + "Q~" + random_string(rng, BASE62, 30)
+        if kind == 6:
+            return "dop_v1_" + random_string(rng, HEX, 63)
+        if kind == 7:
+            return "PMAK-%s-%s" % (random_string(rng, HEX, 24), random_string(rng, HEX, 33))
+        if kind == 8:
+            return "glsa_" + random_string(rng, BASE62, 31) + "_" + random_string(rng, HEX, 8)
+        return "lsv2_pt_%s_%s" % (random_string(rng, HEX, 31), random_string(rng, HEX, 10))
+    return drawn_until(lambda v: is_valid_secret(v, quoted=False) and is_valid_bearer_credentials(v)
+                       and secret_value_guard(v), draw)
+
+
 # The fourth batch's own sentences: HR e-mails, payslips, forms, JSON records and key=value
 # lines, the context word the field's name or shortly before the value (the generator lays out
 # no table: a column header's context is the engine's rule, not this module's).
@@ -4012,6 +4596,7 @@ POSITIVE_FORMATS = (
     *late_secret_formats(),
     *setting_formats(),
     *authorization_formats(),
+    *new_secret_formats(),
     PositiveFormat("UK_NINO", "compact-context", nino_format(False), "with"),
     PositiveFormat("UK_NINO", "grouped", nino_format(True)),
     PositiveFormat("UK_NINO", "grouped-context", nino_format(True), "with"),
@@ -5218,6 +5803,12 @@ def email_not_address(kind: str) -> ValueGenerator:
         first, last = email_name(rng)
         owner, repository = rng.choice(REPOSITORY_OWNERS), rng.choice(LAST_NAMES)
         if kind == "after-scheme":
+            if ordinal % 2:  # a user part with '.', '-' or '+' (/tmp/secrets_spec4.md item 4)
+                return rng.choice((
+                    "https://%s.%s@dev.azure.com/%s/_git/%s" % (first, last, owner, repository),
+                    "https://%s-%s@bitbucket.org/%s/%s" % (first, last, owner, repository),
+                    "ssh://ci+%s@host.example.com/%s" % (first, repository),
+                    "https://%s.%s+ci@%s/%s/%s.git" % (first, last, rng.choice(CODE_HOSTS), owner, repository)))
             return rng.choice((
                 "https://%s@bitbucket.org/%s/%s.git" % (first, owner, repository),
                 "ssh://deploy@build.internal/srv/%s" % repository,
@@ -5604,6 +6195,164 @@ class NegativeVariant:
     context_type: str | None = None
 
 
+# The hard negatives of /tmp/secrets_spec4.md: the ten types' values a character off, of another
+# alphabet or prefix, identifiers and prose, placeholders; a national number right after '+'; a
+# base64 certificate and a base64 key too short; "auth" settings that hold no credentials; ApiKey
+# headers without them. Drawn again until free of context words.
+
+def new_token_invalid(entity_type: str, kind: str) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        b62, hx = lambda n: random_string(rng, BASE62, n), lambda n: random_string(rng, HEX, n)
+        if entity_type == "PERPLEXITY_API_KEY":
+            if kind == "wrong-length":
+                return "pplx-" + b62(rng.choice((47, 49)))
+            if kind == "identifier":
+                return rng.choice(("pplx-7b-online", "pplx-70b-chat", "the pplx- prefix", "pplx-api client",
+                                   "llama-3-sonar-large-32k-online via pplx-api"))
+            if kind == "wrong-alphabet":
+                body = b62(48)
+                return "pplx-" + body[:20] + "_" + body[21:]
+            return "pplx-" + ("x" * 48 if ordinal % 2 else mixed_placeholder(rng, BASE62, 48))
+        if entity_type == "REPLICATE_API_TOKEN":
+            if kind == "wrong-length":
+                return "r8_" + b62(rng.choice((36, 38)))
+            if kind == "identifier":
+                return rng.choice(("r8_token", "tokens start with r8_", "r8_api", "the r8_ prefix"))
+            if kind == "wrong-alphabet":
+                body = b62(37)
+                return "r8_" + body[:15] + "." + body[16:]
+            return "r8_" + ("X" * 37 if ordinal % 2 else mixed_placeholder(rng, BASE62, 37))
+        if entity_type == "LANGSMITH_API_KEY":
+            if kind == "wrong-length":
+                return "lsv2_pt_%s_%s" % (hx(31), hx(10)) if ordinal % 2 else "lsv2_sk_%s_%s" % (hx(32), hx(9))
+            if kind == "identifier":
+                return rng.choice(("lsv2_%s_%s_%s" % (rng.choice(("xx", "ls", "ak")), hx(32), hx(10)),
+                                   "lsv1_pt_%s_%s" % (hx(32), hx(10)), "lsv2_ keys", "lsv2_pt_ prefix"))
+            if kind == "wrong-alphabet":
+                return "lsv2_pt_%s_%s" % (hx(32).upper(), hx(10))
+            return "lsv2_pt_" + "0" * 32 + "_" + "0" * 10
+        if entity_type == "DATABRICKS_TOKEN":
+            if kind == "wrong-length":
+                return "dapi" + hx(rng.choice((31, 33)))
+            if kind == "identifier":
+                return rng.choice(("dapi_client", "the dapi prefix", "dapi" + random_string(rng, "abcdef", 32),
+                                   "dapi%s-%d" % (hx(32), rng.randint(10, 99))))
+            if kind == "wrong-alphabet":
+                return "dapi" + hx(32).upper()
+            return "dapi" + ("x" * 32 if ordinal % 2 else mixed_placeholder(rng, HEX, 32))
+        if entity_type == "ATLASSIAN_API_TOKEN":
+            if kind == "wrong-length":
+                return "ATATT3xFfGF0" + random_string(rng, BASE64URL, rng.choice((170, 172))) + "=" + hx(8).upper()
+            if kind == "identifier":
+                return rng.choice(("ATATT3 tokens", "the ATATT3xFfGF0 prefix", "ATATT3_LEGACY"))
+            if kind == "wrong-alphabet":
+                body = random_string(rng, BASE64URL, 171)
+                return "ATATT3xFfGF0" + body[:80] + "." + body[81:] + "=" + hx(8).upper()
+            return "ATATT3" + "x" * 186
+        if entity_type == "VAULT_TOKEN":
+            if kind == "wrong-length":
+                return ("hvs.CAESI" + random_string(rng, BASE64URL, 84) if ordinal % 2
+                        else "hvb.AAAAAQ" + random_string(rng, BASE64URL, 131))
+            if kind == "identifier":  # legacy tokens, not claimed
+                return rng.choice(("s." + b62(24), "vault token s." + b62(24), "hvs. tokens", "b." + b62(24)))
+            if kind == "wrong-alphabet":
+                return "hvs." + random_string(rng, UPPER + LOWER, 95)  # no digit
+            return "hvs." + ("x" * 95 if ordinal % 2 else mixed_placeholder(rng, BASE62, 95))
+        if entity_type == "AZURE_CLIENT_SECRET":
+            head = b62(3)
+            if kind == "wrong-length":
+                return head + rng.choice(DIGITS) + "Q~" + b62(30)
+            if kind == "identifier":
+                return head + rng.choice(UPPER + LOWER) + "Q~" + b62(34)
+            if kind == "wrong-alphabet":
+                return head + rng.choice(DIGITS) + "Q-" + b62(34)
+            return head + rng.choice(DIGITS) + "Q~" + ("x" * 34 if ordinal % 2 else mixed_placeholder(rng, BASE62, 34))
+        if entity_type == "DIGITALOCEAN_TOKEN":
+            if kind == "wrong-length":
+                return "dop_v1_" + hx(rng.choice((63, 65)))
+            if kind == "identifier":
+                return rng.choice(("dop_v2_" + hx(64), "dop_v1_ prefix", "doa_v1_" + hx(64)))
+            if kind == "wrong-alphabet":
+                return "dop_v1_" + hx(64).upper()
+            return "dop_v1_" + ("0" * 64 if ordinal % 2 else mixed_placeholder(rng, HEX, 64))
+        if entity_type == "POSTMAN_API_KEY":
+            if kind == "wrong-length":
+                return "PMAK-%s-%s" % ((hx(23), hx(34)) if ordinal % 2 else (hx(24), hx(33)))
+            if kind == "identifier":
+                return rng.choice(("PMAK- keys", "the PMAK prefix", "PMAK-%s" % hx(24)))
+            if kind == "wrong-alphabet":
+                return "PMAK-%s-%s" % (hx(24).upper(), hx(34).upper())
+            return "PMAK-%s-%s" % ("x" * 24, "x" * 34)
+        if kind == "wrong-length":
+            return "glsa_%s_%s" % ((b62(31), hx(8)) if ordinal % 2 else (b62(32), hx(7)))
+        if kind == "identifier":
+            return rng.choice(("glsa_ tokens", "the glsa_ prefix", "glsa_token_rotation"))
+        if kind == "wrong-alphabet":
+            return "glsa_%s_%s" % (b62(32), hx(8).upper() if ordinal % 2 else random_string(rng, "ghijklmnop", 8))
+        return "glsa_%s_%s" % ("x" * 32 if ordinal % 2 else mixed_placeholder(rng, BASE62, 32), hx(8))
+    return free_of_context_words(generate)
+
+
+NEW_TOKEN_TYPES = ("PERPLEXITY_API_KEY", "REPLICATE_API_TOKEN", "LANGSMITH_API_KEY", "DATABRICKS_TOKEN",
+                   "ATLASSIAN_API_TOKEN", "VAULT_TOKEN", "AZURE_CLIENT_SECRET", "DIGITALOCEAN_TOKEN",
+                   "POSTMAN_API_KEY", "GRAFANA_TOKEN")
+NEW_TOKEN_NEGATIVE_KINDS = ("wrong-length", "identifier", "wrong-alphabet", "placeholder")
+
+
+def phone_after_plus(rng: Random, ordinal: int) -> str:
+    """A national number with its trunk prefix right after '+' (no calling code starts with 0)."""
+    return "+0" + rng.choice("123456789") + random_string(rng, DIGITS, rng.randint(8, 10))
+
+
+def certificate_pem(rng: Random) -> str:
+    body = base64.b64encode(b"\x30\x82\x03\x1d\x30\x82\x02\x05\xa0\x03\x02\x01\x02\x02\x14" + rng.randbytes(rng.randint(500, 800))).decode()
+    return "-----BEGIN CERTIFICATE-----\n%s\n-----END CERTIFICATE-----\n" % "\n".join(
+        body[i:i + 64] for i in range(0, len(body), 64))
+
+
+def private_key_invalid(kind: str) -> ValueGenerator:
+    """"base64-certificate": a tls.crt's value (base64 of a certificate), whole or cut;
+    "base64-too-short": base64 of a key's header and fewer than 16 characters of key;
+    "cut-too-short": a header and a line of fewer than 16 base64 characters."""
+    def generate(rng: Random, ordinal: int) -> str:
+        if kind == "base64-certificate":
+            encoded = base64.b64encode(certificate_pem(rng).encode()).decode()
+            return encoded if ordinal % 2 else encoded[:rng.randint(60, 400)]
+        label = rng.choice(("RSA ", "EC ", "", "OPENSSH "))
+        short = random_string(rng, BASE64, rng.randint(4, 15))
+        if kind == "base64-too-short":
+            return base64.b64encode(("-----BEGIN %sPRIVATE KEY-----\n%s" % (label, short)).encode()).decode()
+        return "-----BEGIN %sPRIVATE KEY-----\n%s" % (label, short)
+    return free_of_context_words(generate)
+
+
+def auth_setting_invalid(rng: Random, ordinal: int) -> str:
+    """Settings named "...auth" that hold no credentials."""
+    choices = ("\"auth\": \"dXNlcm5hbWU=\"", "auth: required", "oauth: oauth2client",
+               "\"auth\": \"dXNlcjpwYXNzd29yZA==\"", "\"auth\": \"%s\"" % basic_of(rng.choice(BASIC_USERS)),
+               "basic_auth=%s" % basic_of("%s:changeme" % rng.choice(BASIC_USERS)), "\"auth\": \"\"",
+               "proxy_auth: ${PROXY_AUTH}", "\"auth\": \"%s\"" % basic_of(":" + basic_password(rng)))
+    return choices[ordinal % len(choices)] if ordinal < len(choices) else rng.choice(choices)
+
+
+def apikey_header_invalid(rng: Random, ordinal: int) -> str:
+    choices = ("Authorization: ApiKey dXNlcm5hbWU=", "Authorization: ApiKey <base64 of id:api_key>",
+               "Authorization: ApiKey ${ES_API_KEY}", "Authorization: ApiKey " + basic_of(random_string(rng, BASE64URL, 20)),
+               "'Authorization' => 'Bearer ' . $token,", "'Authorization' => \"Bearer {$token}\"")
+    return choices[ordinal % len(choices)] if ordinal < len(choices) else rng.choice(choices)
+
+
+SPEC4_NEGATIVE_VARIANTS = (
+    *(NegativeVariant(entity_type.lower() + "_invalid", kind, new_token_invalid(entity_type, kind))
+      for entity_type in NEW_TOKEN_TYPES for kind in NEW_TOKEN_NEGATIVE_KINDS),
+    NegativeVariant("phone_after_plus", "trunk-prefix", phone_after_plus, "PHONE_NUMBER"),
+    *(NegativeVariant("private_key_invalid", kind, private_key_invalid(kind))
+      for kind in ("base64-certificate", "base64-too-short", "cut-too-short")),
+    NegativeVariant("auth_setting_invalid", "no-credentials", free_of_context_words(auth_setting_invalid)),
+    NegativeVariant("authorization_invalid", "apikey-or-php", free_of_context_words(apikey_header_invalid)),
+)
+
+
 NEGATIVE_VARIANTS = (
     NegativeVariant("card_luhn_fail", "plain", card_failing_luhn(None)),
     NegativeVariant("card_luhn_fail", "spaced", card_failing_luhn(" ")),
@@ -5720,6 +6469,7 @@ NEGATIVE_VARIANTS = (
       for category, (make, kinds) in LATE_SECRET_NEGATIVE_KINDS.items() for kind in kinds),
     *(NegativeVariant("telegram_token_invalid", kind, telegram_token_invalid(kind), "PHONE_NUMBER")
       for kind in TELEGRAM_NEGATIVE_KINDS),
+    *SPEC4_NEGATIVE_VARIANTS,
 )
 NEGATIVE_CATEGORIES = tuple(dict.fromkeys(v.category for v in NEGATIVE_VARIANTS))
 # Negatives that are only negative for want of a context word never go next to one.
@@ -5837,6 +6587,17 @@ NOUNS = {
     "WEBHOOK_SIGNING_SECRET": ("webhook signing secret", "Stripe webhook secret", "signing secret",
                                "STRIPE_WEBHOOK_SECRET"),
     "TELEGRAM_BOT_TOKEN": ("bot token", "BotFather token", "bot API token", "Bot-Token"),
+    # The ten of /tmp/secrets_spec4.md.
+    "PERPLEXITY_API_KEY": ("Perplexity API key", "PPLX_API_KEY", "Sonar API key", "API key"),
+    "REPLICATE_API_TOKEN": ("Replicate token", "REPLICATE_API_TOKEN", "API token", "token"),
+    "LANGSMITH_API_KEY": ("LangSmith key", "LANGSMITH_API_KEY", "LangChain API key", "API key"),
+    "DATABRICKS_TOKEN": ("Databricks PAT", "DATABRICKS_TOKEN", "workspace token", "access token"),
+    "ATLASSIAN_API_TOKEN": ("Jira API token", "Atlassian API token", "Confluence token", "API token"),
+    "VAULT_TOKEN": ("Vault token", "VAULT_TOKEN", "root token", "token"),
+    "AZURE_CLIENT_SECRET": ("client secret", "Entra client secret", "AZURE_CLIENT_SECRET", "app secret"),
+    "DIGITALOCEAN_TOKEN": ("DigitalOcean token", "DIGITALOCEAN_TOKEN", "doctl token", "API token"),
+    "POSTMAN_API_KEY": ("Postman API key", "POSTMAN_API_KEY", "API key", "Postman key"),
+    "GRAFANA_TOKEN": ("Grafana service account token", "GRAFANA_TOKEN", "SA token", "token"),
 }
 SECRET_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN",
                 "JWT", "GOOGLE_API_KEY", "STRIPE_API_KEY", "GITLAB_TOKEN", "HUGGINGFACE_TOKEN", "NPM_TOKEN",
@@ -5844,7 +6605,10 @@ SECRET_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITHUB_
                 # the late night's (the Slack webhook URL and the Azure values only in their own frames)
                 "GROQ_API_KEY", "XAI_API_KEY", "GOOGLE_OAUTH_CLIENT_SECRET", "GOOGLE_OAUTH_TOKEN", "PYPI_TOKEN",
                 "DOCKER_HUB_TOKEN", "WEBHOOK_SIGNING_SECRET", "TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL",
-                "AZURE_SHARED_ACCESS_KEY", "AZURE_SAS_TOKEN")
+                "AZURE_SHARED_ACCESS_KEY", "AZURE_SAS_TOKEN",
+                "PERPLEXITY_API_KEY", "REPLICATE_API_TOKEN", "LANGSMITH_API_KEY", "DATABRICKS_TOKEN",
+                "ATLASSIAN_API_TOKEN", "VAULT_TOKEN", "AZURE_CLIENT_SECRET", "DIGITALOCEAN_TOKEN",
+                "POSTMAN_API_KEY", "GRAFANA_TOKEN")
 
 # The national identifiers' sentences in their own languages: (sentences with a context word of
 # the type within CONTEXT_WINDOW bytes before the value, sentences with none of its context
@@ -6218,6 +6982,16 @@ NEGATIVE_FRAMES = {
     "kvnr_without_context": ("Artikel {v} ist nicht lieferbar.", "Gutschein {v} ist abgelaufen.",
                              "Ticket {v} wurde geschlossen.", "Order {v} shipped today."),
 }
+NEGATIVE_FRAMES.update({t.lower() + "_invalid": ("Is {v} a valid key?", "The docs show {v} as the example.",
+                                                  "Copied from the README: {v}", "Parsing {v} fails")
+                        for t in NEW_TOKEN_TYPES})
+NEGATIVE_FRAMES.update({
+    "phone_after_plus": ("Telefon {v} ist ungültig", "Call {v}? That number looks wrong.",
+                         "Tel.: {v} (falsch eingegeben)"),
+    "private_key_invalid": ("tls.crt: {v}", "{\"data\": {\"tls.crt\": \"{v}\"}}", "Is this complete?\n{v}",
+                            "ca-data: {v}"),
+    "auth_setting_invalid": ("{v}", "config.json:\n{{v}}".replace("{{v}}", "{v}"), "Why does this fail?\n{v}"),
+})
 GENERIC_NEGATIVE_FRAMES = (
     "Please ignore {v} in the log.",
     "{v}",
@@ -6333,13 +7107,14 @@ def sas_expiry(rng: Random) -> str:
 
 # Fields of a format's own frames besides the value: a Google OAuth client id ("{id}"), a SAS's
 # expiry ("{se}"), drawn for each sentence.
-FRAME_FIELDS: dict[str, Callable[[Random], str]] = {"{id}": google_oauth_client_id, "{se}": sas_expiry}
+FRAME_FIELDS: dict[str, Callable[[Random], str]] = {"{id}": google_oauth_client_id, "{se}": sas_expiry,
+                                                     "{uuid}": lambda rng: uuid_v4(rng, 0)}
 
 
 def with_frame_fields(rng: Random, frame: str) -> str:
     for name, draw in FRAME_FIELDS.items():
-        if name in frame:
-            frame = frame.replace(name, draw(rng))
+        while name in frame:
+            frame = frame.replace(name, draw(rng), 1)
     return frame
 
 
@@ -6348,10 +7123,10 @@ def positive_sentence(rng: Random, fmt: PositiveFormat, ordinal: int) -> Sentenc
     entity_type = fmt.entity_type
     if entity_type in NATIONAL_ID_TYPES:
         frame, noun = national_id_frame(rng, fmt, value)
-    elif entity_type == "PRIVATE_KEY":
-        frame, noun = rng.choice(PEM_FRAMES), ""
     elif fmt.frames:
         frame, noun = with_frame_fields(rng, rng.choice(fmt.frames)), ""
+    elif entity_type == "PRIVATE_KEY":
+        frame, noun = rng.choice(PEM_FRAMES), ""
     elif needs_context(entity_type, value):
         frame = rng.choice(FRAMES_NOUN_BEFORE + CONTEXT_FRAMES[entity_type])
         noun = rng.choice(CONTEXT_NOUNS[entity_type])
@@ -6361,6 +7136,15 @@ def positive_sentence(rng: Random, fmt: PositiveFormat, ordinal: int) -> Sentenc
         noun = rng.choice(NOUNS[entity_type])
     before, after = split_frame(frame, noun)
     context_free = fmt.context == "without"
+    if "{email}" in before:  # an e-mail address before the value, labelled too
+        head, tail = before.split("{email}")
+        email = email_dotted(rng, ordinal)
+
+        def add_both(builder: TextBuilder) -> None:
+            builder.entity("EMAIL_ADDRESS", "dotted", email)  # email_dotted's format
+            builder.text(tail)
+            builder.entity(entity_type, fmt.name, value, context_free)
+        return Sentence(head, after, add_both)
     return Sentence(before, after, lambda builder: builder.entity(entity_type, fmt.name, value, context_free))
 
 

@@ -37,6 +37,8 @@ ALL_TYPES = (
     "GROQ_API_KEY", "XAI_API_KEY", "GOOGLE_OAUTH_CLIENT_SECRET", "GOOGLE_OAUTH_TOKEN", "PYPI_TOKEN",
     "DOCKER_HUB_TOKEN", "WEBHOOK_SIGNING_SECRET", "TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL",
     "AZURE_SHARED_ACCESS_KEY", "AZURE_SAS_TOKEN",
+    "PERPLEXITY_API_KEY", "REPLICATE_API_TOKEN", "LANGSMITH_API_KEY", "DATABRICKS_TOKEN", "ATLASSIAN_API_TOKEN",
+    "VAULT_TOKEN", "AZURE_CLIENT_SECRET", "DIGITALOCEAN_TOKEN", "POSTMAN_API_KEY", "GRAFANA_TOKEN",
     "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER",
     "BE_NATIONAL_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID",
@@ -1633,7 +1635,7 @@ class SettingSecretTest(unittest.TestCase):
                       "a" * 199 + "1", "p@ss/w0rd~^", "123456789a"):
             self.assertTrue(valid(value, quoted=False), value)
             self.assertTrue(valid(value, quoted=True), value)
-        for value in ("a1b2c", "a" * 200 + "1",  # 5 and 201 bytes
+        for value in ("a1b2c", "a" * 4096 + "1",  # 5 and 4,097 bytes (/tmp/secrets_spec4.md: up to 4,096)
                       "123456789", "0000000000",  # only digits
                       "${DB_PASSWORD}", "$DB_PASSWORD", "{{db_password}}", "%(pw)s", "<TOKEN>", "[PASSWORD]",
                       "********", "xxxxxxxx", "changeme", "PASSWORD", "your_password",  # stand-ins
@@ -1649,7 +1651,7 @@ class SettingSecretTest(unittest.TestCase):
             self.assertTrue(valid(value, quoted=True), value)
         self.assertEqual(len("é" * 100), 100)
         self.assertTrue(valid("é" * 100, quoted=False))  # 200 bytes
-        self.assertFalse(valid("é" * 100 + "1", quoted=False))  # 201 bytes
+        self.assertFalse(valid("é" * 2048 + "1", quoted=False))  # 4,097 bytes
 
     def test_settings_of_the_specification(self):
         for text, value in (
@@ -1678,7 +1680,7 @@ class SettingSecretTest(unittest.TestCase):
                      "if password == \"Sup3r!Secret\":", "password === 'Sup3r!Secret'", "password != 'Sup3r!Secret'",
                      "password <= 'Sup3r!Secret'", "password >= 'Sup3r!Secret'", "password\n= Sup3r!Secret",
                      "password:\n  Sup3r!Secret", "password: Sup3r Secret", "password: \"Sup3r Secret1\"",
-                     "password=" + "a" * 200 + "1", "password: \"" + "a" * 200 + "1\"",
+                     "password=" + "a" * 4096 + "1", "password: \"" + "a" * 4096 + "1\"",
                      "password: \"unterminated1", "The password: must be long", "Password: see the vault"):
             self.assertFalse({f for f in findings_of(text) if f[0] == "SECRET"}, text)
 
@@ -1724,7 +1726,8 @@ class SettingSecretTest(unittest.TestCase):
 
     def test_formats_values_and_frames(self):
         # The settings' formats (an Authorization header's and the near misses: AuthorizationSecretTest).
-        formats = [f for f in gen.POSITIVE_FORMATS if f.entity_type == "SECRET" and f.name not in AUTHORIZATION_FORMATS]
+        formats = [f for f in gen.POSITIVE_FORMATS if f.entity_type == "SECRET" and f.name not in AUTHORIZATION_FORMATS
+                   and f.name not in SPEC4_SECRET_FORMATS]
         self.assertGreaterEqual(len(formats), 9)
         self.assertIn("SECRET", gen.ENTITY_TYPES)
         self.assertNotIn("SECRET", gen.SCORE_ONE_TYPES)
@@ -2330,17 +2333,18 @@ class AuthorizationSecretTest(unittest.TestCase):
                  "v2.local." + b64("nonce and ciphertext 123")),
                 # the value's pattern: [A-Za-z0-9._~+/-]+ and '='s; "abc=def" is "abc="
                 ("Authorization: Bearer a1b2c3d4e5=xyz", "a1b2c3d4e5="),
-                ("Authorization: Bearer %s." % self.BEARER, self.BEARER + ".")):
+                # /tmp/secrets_spec4.md correction 1: a full stop after the credentials is none of them
+                ("Authorization: Bearer %s." % self.BEARER, self.BEARER)):
             self.assertEqual(findings_of(text), {("SECRET", value)}, text)
             self.assertEqual(gen.self_check(positive_record(text, ("SECRET", value))), [], text)
         # Not claimed: no ':' or '=' after the name (nginx), a line break, another scheme, a
-        # backtick, PHP's "=>", a name not ending in "authorization".
+        # backtick, a name not ending in "authorization".
         for text in ('proxy_set_header Authorization "Basic %s";' % self.BASIC,
                      "Authorization\n: Bearer %s" % self.BEARER, "Authorization:\nBearer %s" % self.BEARER,
                      "Authorization: Bearer\n%s" % self.BEARER, "Authorization: Bearer%s" % self.BEARER,
                      "Authorization: Negotiate %s" % self.BASIC, "Authorization: Digest %s" % self.BEARER,
                      "{ headers: { Authorization: `Bearer %s` } }" % self.BEARER,
-                     "'Authorization' => 'Bearer %s'," % self.BEARER, "Authorization-Bearer: %s" % self.BEARER,
+                     "Authorization-Bearer: %s" % self.BEARER,  # PHP's "=>" is claimed since /tmp/secrets_spec4.md
                      "WWW-Authenticate: Bearer %s" % self.BEARER, "Authorisation: Bearer %s" % self.BEARER):
             self.assertFalse(findings_of(text), text)
 
@@ -2378,12 +2382,12 @@ class AuthorizationSecretTest(unittest.TestCase):
             self.assertFalse(findings_of(text), text)
 
     def test_the_window(self):
-        """At most 4,200 bytes past the separator."""
+        """No window since /tmp/secrets_spec4.md: the engine looks as far as the credentials run."""
         value = "a1b2c3d4e5f6"
         near = "Authorization:" + " " * 4180 + "Bearer " + value
         far = "Authorization:" + " " * 4200 + "Bearer " + value
         self.assertEqual(findings_of(near), {("SECRET", value)})
-        self.assertFalse(findings_of(far))
+        self.assertEqual(findings_of(far), {("SECRET", value)})
         self.assertTrue(gen.is_valid_bearer_credentials("a1" * 2048))
         self.assertEqual(findings_of("Authorization: Bearer " + "a1" * 2048), {("SECRET", "a1" * 2048)})
 
@@ -2438,6 +2442,147 @@ class AuthorizationSecretTest(unittest.TestCase):
                     text = frame.replace("{v}", value)
                     self.assertEqual(findings_of(text), {("SECRET", value)}, (fmt.name, text))
         self.assertEqual(set(shapes), {"hex", "base62", "paseto"})
+
+
+SPEC4_SECRET_FORMATS = ("aws-session-token", "auth-setting-basic", "authorization-php", "authorization-apikey",
+                        "near-miss-token-spec4")
+
+
+def spec4_findings(text: str) -> set:
+    data = text.encode()
+    return {(t, data[b:e].decode()) for t, b, e in gen.findings(data, gen.candidates(data), strict=True)}
+
+
+class Spec4Test(unittest.TestCase):
+    """/tmp/secrets_spec4.md: the corrections, the changed rules and the ten new types."""
+
+    HEX32 = "3f9a0c4e5b6d7e8f9a0b1c2d3e4f5a6b"
+
+    def test_new_token_validators(self):
+        b48 = "aB3dE5gH7jK9" * 4
+        self.assertTrue(gen.is_valid_perplexity_api_key("pplx-" + b48))
+        self.assertFalse(gen.is_valid_perplexity_api_key("pplx-" + b48[:47]))
+        self.assertFalse(gen.is_valid_perplexity_api_key("pplx-" + "x" * 48))
+        self.assertTrue(gen.is_valid_replicate_api_token("r8_" + "aB3_-9zQ" * 4 + "Xy7kL"))
+        self.assertFalse(gen.is_valid_replicate_api_token("r8_" + "aB3_-9zQ" * 4 + "Xy7k"))
+        self.assertTrue(gen.is_valid_langsmith_api_key("lsv2_pt_%s_%s" % (self.HEX32, "0a1b2c3d4e")))
+        self.assertTrue(gen.is_valid_langsmith_api_key("lsv2_sk_%s_%s" % (self.HEX32, "0a1b2c3d4e")))
+        self.assertFalse(gen.is_valid_langsmith_api_key("lsv2_xx_%s_%s" % (self.HEX32, "0a1b2c3d4e")))
+        self.assertFalse(gen.is_valid_langsmith_api_key("lsv2_pt_%s_%s" % (self.HEX32.upper(), "0a1b2c3d4e")))
+        self.assertTrue(gen.is_valid_databricks_token("dapi" + self.HEX32))
+        self.assertTrue(gen.is_valid_databricks_token("dapi" + self.HEX32 + "-2"))
+        self.assertFalse(gen.is_valid_databricks_token("dapi" + self.HEX32 + "-23"))
+        self.assertFalse(gen.is_valid_databricks_token("dapi" + "abcdef" * 5 + "ab"))  # no digit
+        self.assertTrue(gen.is_valid_atlassian_api_token("ATATT3xFfGF0" + "aB3_-x" * 28 + "abc=" + "C1D97FEC"))
+        self.assertFalse(gen.is_valid_atlassian_api_token("ATATT3xFfGF0" + "aB3_-x" * 28 + "=" + "C1D97FEC"))
+        self.assertTrue(gen.is_valid_vault_token("hvs.CAESI" + "aB3_-x" * 15 + "abcde"))  # 95
+        self.assertFalse(gen.is_valid_vault_token("hvs." + "aB3_-x" * 14 + "abcde"))  # 89
+        self.assertFalse(gen.is_valid_vault_token("hvs." + "aBc_-x" * 16))  # no digit
+        self.assertTrue(gen.is_valid_vault_token("hvb.AAAAAQ" + "aB3_-x" * 22 + "ab"))  # 140
+        self.assertFalse(gen.is_valid_vault_token("hvb.AAAAAQ" + "aB3_-x" * 21 + "abcde"))  # 137
+        secret = "2a13Q~IXckkJVXPpPt1TN8U.Je2xtnEllz~jdvB"
+        self.assertTrue(gen.is_valid_azure_client_secret(secret))
+        self.assertFalse(gen.is_valid_azure_client_secret(secret[:-1] + "."))
+        self.assertFalse(gen.is_valid_azure_client_secret("2a1aQ~" + secret[6:]))  # a letter for the digit
+        self.assertFalse(gen.is_valid_azure_client_secret("2a13Q-" + secret[6:]))
+        self.assertFalse(gen.is_valid_azure_client_secret("2a13Q~" + "aB3x7Z" * 5))  # 30 after Q~
+        self.assertTrue(gen.is_valid_digitalocean_token("dop_v1_" + self.HEX32 * 2))
+        self.assertTrue(gen.is_valid_digitalocean_token("dor_v1_" + self.HEX32 * 2))
+        self.assertFalse(gen.is_valid_digitalocean_token("dop_v2_" + self.HEX32 * 2))
+        self.assertFalse(gen.is_valid_digitalocean_token("dop_v1_" + self.HEX32 * 2 + "a"))
+        self.assertTrue(gen.is_valid_postman_api_key("PMAK-%s-%s" % (self.HEX32[:24], self.HEX32 + "ab")))
+        self.assertFalse(gen.is_valid_postman_api_key("PMAK-%s-%s" % (self.HEX32[:23], self.HEX32 + "ab")))
+        self.assertTrue(gen.is_valid_grafana_token("glsa_%s_%s" % (b48[:32], "0a1b2c3d")))
+        self.assertFalse(gen.is_valid_grafana_token("glsa_%s_%s" % (b48[:31], "0a1b2c3d")))
+
+    def test_new_tokens_in_text(self):
+        key = "pplx-" + "aB3dE5gH7jK9" * 4
+        self.assertIn(("PERPLEXITY_API_KEY", key), spec4_findings("PPLX_API_KEY=%s-x" % key))
+        self.assertNotIn(("PERPLEXITY_API_KEY", key), spec4_findings("x%s" % key))
+        token = "dapi" + self.HEX32
+        self.assertIn(("DATABRICKS_TOKEN", token + "-2"), spec4_findings("token = %s-2" % token))
+        self.assertFalse({f for f in spec4_findings("t %s-2-3" % token) if f[0] == "DATABRICKS_TOKEN"})
+        secret = "2a13Q~IXckkJVXPpPt1TN8U.Je2xtnEllz~jdvB"
+        found = spec4_findings("The new client secret is %s. It expires." % secret)
+        self.assertIn(("AZURE_CLIENT_SECRET", secret), found)
+        found = spec4_findings('{"password": "%s"}' % secret)  # the score-1.0 type, not SECRET
+        self.assertEqual({("AZURE_CLIENT_SECRET", secret)}, found)
+
+    def test_secret_length_and_no_window(self):
+        token = "IQoJb3JpZ2luX2VjE" + "aB3+/x" * 150
+        self.assertTrue(gen.is_valid_secret(token, quoted=False))
+        self.assertIn(("SECRET", token), spec4_findings("aws_session_token = " + token))
+        self.assertFalse(gen.is_valid_secret("aB3+/x" * 700, quoted=False))  # 4,200 bytes
+
+    def test_authorization_php_apikey_and_full_stop(self):
+        bearer = "6cdd683035b4e44faedeb3c51f0a9d50"
+        self.assertIn(("SECRET", bearer), spec4_findings("'Authorization' => 'Bearer %s'," % bearer))
+        self.assertIn(("SECRET", bearer), spec4_findings("It fails with Authorization: Bearer %s." % bearer))
+        api_key = base64.b64encode(b"VuaCfGcBCdbkQm-e5aOx:ui2lp2axTNmsyakw9tvNnw").decode()
+        self.assertIn(("SECRET", api_key), spec4_findings("Authorization: ApiKey " + api_key))
+        self.assertFalse(spec4_findings("Authorization: ApiKey dXNlcm5hbWU="))
+
+    def test_auth_settings(self):
+        value = base64.b64encode(b"deploy:Xk3!pq9Lm").decode()
+        self.assertIn(("SECRET", value), spec4_findings('{"auths": {"r.io": {"auth": "%s"}}}' % value))
+        self.assertIn(("SECRET", value), spec4_findings("//npm.acme.io/:_auth=" + value))
+        for text in ('"auth": "dXNlcm5hbWU="', "auth: required", "oauth: oauth2client",
+                     '"auth": "dXNlcjpwYXNzd29yZA=="'):
+            self.assertFalse(spec4_findings(text), text)
+
+    def test_email_in_url_user_part(self):
+        for text in ("https://ines.mueller@dev.azure.com/org/_git/repo", "https://jane-doe@bitbucket.org/o/r",
+                     "ssh://ci+bot@host.example.com/x"):
+            self.assertFalse({f for f in spec4_findings(text) if f[0] == "EMAIL_ADDRESS"}, text)
+        self.assertIn(("EMAIL_ADDRESS", "ines.mueller@example.com"), spec4_findings("mail ines.mueller@example.com"))
+
+    def test_national_phone_after_plus(self):
+        data = b"Telefon +0406145643 ist ungueltig"
+        self.assertFalse(gen.accepts("PHONE_NUMBER", data, 9, 19, strict=True))
+        self.assertFalse(spec4_findings(data.decode()))
+
+    def test_cut_private_keys(self):
+        lines = ["MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKbq0SOKstgxS3zU01It7aZRS8syMb04",
+                 "EgKsOiRi/sMPHf017qJ5DBoRQvkooL0Z/xvGimQDjA3jzJ/wUMkxtTPkDv0dz3qZ"]
+        json_key = "-----BEGIN PRIVATE KEY-----\\n" + "\\n".join(lines)
+        self.assertTrue(gen.is_valid_cut_private_key(json_key))
+        self.assertIn(("PRIVATE_KEY", json_key), spec4_findings('{"private_key": "%s\\n"}' % json_key))
+        yaml_key = "-----BEGIN RSA PRIVATE KEY-----\n    " + "\n    ".join(lines)
+        found = spec4_findings("k: |\n    %s\n  host: build.internal" % yaml_key)
+        self.assertIn(("PRIVATE_KEY", yaml_key), found)
+        self.assertFalse(gen.is_valid_cut_private_key("-----BEGIN RSA PRIVATE KEY-----\nMIIEow"))
+        whole = "-----BEGIN EC PRIVATE KEY-----\\n" + "\\n".join(lines) + "\\n-----END EC PRIVATE KEY-----"
+        self.assertTrue(gen.is_valid_private_key(whole))
+        self.assertEqual({("PRIVATE_KEY", whole)}, spec4_findings('"private_key": "%s\\n"' % whole))
+
+    def test_base64_private_keys(self):
+        pem = "-----BEGIN RSA PRIVATE KEY-----\n%s\n-----END RSA PRIVATE KEY-----\n" % ("MIIEow" + "AbCd" * 15)
+        encoded = base64.b64encode(pem.encode()).decode()
+        self.assertTrue(encoded.startswith(gen.PEM_BASE64_PREFIX))
+        self.assertTrue(gen.is_valid_base64_private_key(encoded))
+        self.assertTrue(gen.is_valid_base64_private_key(encoded[:90]))  # cut, a header and 16+ of key
+        self.assertFalse(gen.is_valid_base64_private_key(encoded[:50]))  # too short
+        self.assertIn(("PRIVATE_KEY", encoded), spec4_findings("  tls.key: " + encoded))
+        cert = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0BAQUFADBa\n"
+                                b"-----END CERTIFICATE-----\n").decode()
+        self.assertFalse(gen.is_valid_private_key(cert))
+        self.assertFalse(spec4_findings("tls.crt: " + cert))
+
+    def test_corpus_has_new_types(self):
+        for entity_type in gen.NEW_TOKEN_TYPES:
+            self.assertIn(entity_type, gen.ENTITY_TYPES)
+            self.assertIn(entity_type, gen.SCORE_ONE_TYPES)
+            self.assertEqual(4, sum(1 for f in gen.POSITIVE_FORMATS if f.entity_type == entity_type))
+        rng = gen.Random(5)
+        for fmt in gen.POSITIVE_FORMATS:
+            if fmt.entity_type in gen.NEW_TOKEN_TYPES or fmt.name in ("cut-yaml-block", "base64-cut",
+                                                                     "aws-session-token", "authorization-apikey"):
+                for ordinal in range(3):
+                    record = gen.checked(lambda: gen.draw_positive(rng, fmt, ordinal, "t"), Counter())
+                    self.assertEqual([], gen.self_check(record))
+        for variant in gen.SPEC4_NEGATIVE_VARIANTS:
+            record = gen.checked(lambda: gen.draw_hard_negative(rng, variant, 0, "n"), Counter())
+            self.assertEqual([], gen.self_check(record))
 
 
 class CorpusTest(unittest.TestCase):
