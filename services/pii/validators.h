@@ -308,7 +308,7 @@ bool IsValidGrafanaToken(absl::string_view value);
 //   kMaxSecretValueBytes bytes (an AWS session token has ~1,000), not starting with '=' (after
 //   "==", a comparison), not a stand-in as for URL_CREDENTIALS below, not only digits, nothing of a
 //   placeholder
-//   ("your-api-key-here", "REDACTED", "example", "xxx", "..."); unquoted, also not a name
+//   ("your-api-key-here", "REDACTED", "example", "xxx" or "XXX", "..."); unquoted, also not a name
 //   in code (letters, '_', '.' and '-' only: "self.token", "string").
 inline constexpr size_t kMaxSecretValueBytes = 4096;
 bool IsValidSecretValue(absl::string_view value);

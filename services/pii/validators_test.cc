@@ -892,6 +892,9 @@ TEST(ValidatorsTest, AuthorizationCredentials) {
   EXPECT_FALSE(IsValidBearerToken("12345678901234"));
   EXPECT_FALSE(IsValidBearerToken("ACCESS_TOKEN"));
   EXPECT_FALSE(IsValidBearerToken("YOUR_API_TOKEN_1"));
+  EXPECT_FALSE(IsValidBearerToken("sk-xxxx-1234"));
+  EXPECT_FALSE(IsValidBearerToken("SK-XXXX-1234"));
+  EXPECT_TRUE(IsValidBearerToken("q8XxXr2LmZ0aB"));  // A random token's mixed-case "xXx".
   EXPECT_FALSE(IsValidBearerToken(std::string(4097, 'a') + "1"));
 }
 

@@ -1162,6 +1162,14 @@ SECRET_UNQUOTED_STOP = QUOTE_BYTES + b"`,;(){}[]<>"
 SECRET_PLACEHOLDER_WORDS = ("your", "here", "example", "replace", "placeholder", "dummy", "redacted", "xxx",
                             "***", "...")
 SECRET_NAME_IN_CODE = re.compile(r"[A-Za-z_.-]+")
+
+
+def has_placeholder_word(value: str) -> bool:
+    """One of SECRET_PLACEHOLDER_WORDS in any case, but "xxx" only in one case ("xxx", "XXX"):
+    a random token's "xXx" is none."""
+    lowered = value.lower()
+    return "xxx" in value or "XXX" in value or any(
+        word in lowered for word in SECRET_PLACEHOLDER_WORDS if word != "xxx")
 # The types whose findings score 1.0 and win an overlap with a SECRET reading.
 SCORE_ONE_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN",
                    "PRIVATE_KEY", "URL_CREDENTIALS", "JWT", "GOOGLE_API_KEY", "STRIPE_API_KEY", "GITLAB_TOKEN",
@@ -1184,8 +1192,7 @@ def is_valid_secret(value: str, quoted: bool = True) -> bool:
     stops = QUOTE_BYTES + WHITESPACE_BYTES + (b"" if quoted else SECRET_UNQUOTED_STOP)
     if not SECRET_MIN_BYTES <= len(data) <= SECRET_MAX_BYTES or any(byte in stops for byte in data):
         return False
-    lowered = value.lower()
-    if data.isdigit() or is_stand_in(value) or any(word in lowered for word in SECRET_PLACEHOLDER_WORDS):
+    if data.isdigit() or is_stand_in(value) or has_placeholder_word(value):
         return False
     return quoted or not SECRET_NAME_IN_CODE.fullmatch(value)
 
@@ -1262,13 +1269,11 @@ def is_valid_basic_credentials(value: str) -> bool:
 
 def is_valid_bearer_credentials(value: str) -> bool:
     """A Bearer or Token VALUE: 8-4096 bytes of the value's pattern, not only digits, not only
-    letters, '_', '.' and '-' ("Bearer ACCESS_TOKEN"), none of SECRET_PLACEHOLDER_WORDS in any case."""
+    letters, '_', '.' and '-' ("Bearer ACCESS_TOKEN"), no placeholder word (has_placeholder_word)."""
     data = value.encode()
     if not BEARER_MIN_BYTES <= len(data) <= BEARER_MAX_BYTES or not AUTHORIZATION_VALUE.fullmatch(data):
         return False
-    lowered = value.lower()
-    return not (data.isdigit() or SECRET_NAME_IN_CODE.fullmatch(value)
-                or any(word in lowered for word in SECRET_PLACEHOLDER_WORDS))
+    return not (data.isdigit() or SECRET_NAME_IN_CODE.fullmatch(value) or has_placeholder_word(value))
 
 
 def is_valid_authorization_credentials(value: str, scheme: str) -> bool:
@@ -2790,8 +2795,7 @@ def free_of_other_readings(value: str, entity_type: str) -> bool:
     """The value alone on a line: no candidate span of any type in it, but the value itself as
     entity_type, passes that type's validator (context and neighbours aside); and it holds none of
     SECRET_PLACEHOLDER_WORDS."""
-    lowered = value.lower()
-    if any(word in lowered for word in SECRET_PLACEHOLDER_WORDS):
+    if has_placeholder_word(value):
         return False
     data = b"\n" + value.encode() + b"\n"
     whole = (entity_type, 1, len(data) - 1)
