@@ -1126,10 +1126,6 @@ bool IsSlackId(absl::string_view id, char lead) {
          std::all_of(id.begin() + 1, id.end(), [](char c) { return IsUpper(c) || IsDigit(c); });
 }
 
-bool IsBase62Run(absl::string_view run, size_t min, size_t max) {
-  return run.size() >= min && run.size() <= max && std::all_of(run.begin(), run.end(), IsBase62);
-}
-
 }  // namespace
 
 bool IsValidSlackWebhookUrl(absl::string_view value) {
@@ -1146,14 +1142,15 @@ bool IsValidSlackWebhookUrl(absl::string_view value) {
   const absl::string_view secret = parts.back();
   if (services) {
     return parts.size() == 3 && IsSlackId(parts[0], 'T') && IsSlackId(parts[1], 'B') &&
-           IsBase62Run(secret, 24, 24) && !IsPlaceholder(secret);
+           IsPrefixedRun(secret, "", 24, 24, IsBase62) && !IsPlaceholder(secret);
   }
   if (parts.size() < 3 || parts.size() > 4 || !IsSlackId(parts[0], 'T') ||
-      !IsBase62Run(secret, 24, 64) || IsPlaceholder(secret)) {
+      !IsPrefixedRun(secret, "", 24, 64, IsBase62) || IsPlaceholder(secret)) {
     return false;
   }
-  return std::all_of(parts.begin() + 1, parts.end() - 1,
-                     [](absl::string_view part) { return IsBase62Run(part, 1, 24); });
+  return std::all_of(parts.begin() + 1, parts.end() - 1, [](absl::string_view part) {
+    return IsPrefixedRun(part, "", 1, 24, IsBase62);
+  });
 }
 
 bool IsValidSlackAppToken(absl::string_view value) {
@@ -1210,10 +1207,6 @@ namespace {
 
 bool IsLowerHex(char c) { return IsDigit(c) || (c >= 'a' && c <= 'f'); }
 
-bool IsLowerHexRun(absl::string_view run, size_t size) {
-  return run.size() == size && std::all_of(run.begin(), run.end(), IsLowerHex);
-}
-
 }  // namespace
 
 bool IsValidPerplexityApiKey(absl::string_view value) {
@@ -1228,15 +1221,16 @@ bool IsValidLangSmithApiKey(absl::string_view value) {
   if (!absl::ConsumePrefix(&value, "lsv2_pt_") && !absl::ConsumePrefix(&value, "lsv2_sk_")) {
     return false;
   }
-  return value.size() == 43 && IsLowerHexRun(value.substr(0, 32), 32) && value[32] == '_' &&
-         IsLowerHexRun(value.substr(33), 10) && !IsPlaceholder(value);
+  return value.size() == 43 && IsPrefixedRun(value.substr(0, 32), "", 32, 32, IsLowerHex) &&
+         value[32] == '_' && IsPrefixedRun(value.substr(33), "", 10, 10, IsLowerHex) &&
+         !IsPlaceholder(value);
 }
 
 bool IsValidDatabricksToken(absl::string_view value) {
   if (!absl::ConsumePrefix(&value, "dapi")) return false;
   if (value.size() == 34 && value[32] == '-' && IsDigit(value[33])) value.remove_suffix(2);
-  return IsLowerHexRun(value, 32) && std::any_of(value.begin(), value.end(), IsDigit) &&
-         !IsPlaceholder(value);
+  return IsPrefixedRun(value, "", 32, 32, IsLowerHex) &&
+         std::any_of(value.begin(), value.end(), IsDigit) && !IsPlaceholder(value);
 }
 
 bool IsValidAtlassianApiToken(absl::string_view value) {
@@ -1271,14 +1265,16 @@ bool IsValidDigitalOceanToken(absl::string_view value) {
 
 bool IsValidPostmanApiKey(absl::string_view value) {
   if (!absl::ConsumePrefix(&value, "PMAK-")) return false;
-  return value.size() == 59 && IsLowerHexRun(value.substr(0, 24), 24) && value[24] == '-' &&
-         IsLowerHexRun(value.substr(25), 34) && !IsPlaceholder(value);
+  return value.size() == 59 && IsPrefixedRun(value.substr(0, 24), "", 24, 24, IsLowerHex) &&
+         value[24] == '-' && IsPrefixedRun(value.substr(25), "", 34, 34, IsLowerHex) &&
+         !IsPlaceholder(value);
 }
 
 bool IsValidGrafanaToken(absl::string_view value) {
   if (!absl::ConsumePrefix(&value, "glsa_")) return false;
-  return value.size() == 41 && IsBase62Run(value.substr(0, 32), 32, 32) && value[32] == '_' &&
-         IsLowerHexRun(value.substr(33), 8) && !IsPlaceholder(value.substr(0, 32));
+  return value.size() == 41 && IsPrefixedRun(value.substr(0, 32), "", 32, 32, IsBase62) &&
+         value[32] == '_' && IsPrefixedRun(value.substr(33), "", 8, 8, IsLowerHex) &&
+         !IsPlaceholder(value.substr(0, 32));
 }
 
 namespace {

@@ -1336,13 +1336,12 @@ TELEGRAM_BOT_TOKEN_SHAPE = re.compile(r"(?:bot)?[1-9][0-9]{7,9}:AA([0-9A-Za-z_-]
 SLACK_WEBHOOK_URL_SHAPE = re.compile(
     r"https?://hooks\.slack\.com/(?:services/T[0-9A-Z]{8,12}/B[0-9A-Z]{8,12}/([0-9A-Za-z]{24})"
     r"|(?:workflows|triggers)/T[0-9A-Z]{8,12}/(?:[0-9A-Za-z]{1,24}/){1,2}([0-9A-Za-z]{24,64}))")
-# The 44 bytes after "SharedAccessKey=" (base64 of 32 bytes).
-AZURE_SHARED_ACCESS_KEY_SHAPE = re.compile(r"([A-Za-z0-9+/]{43})=")
+# Base64 of 32 bytes: the 44 bytes after "SharedAccessKey=", a decoded shared access signature.
+BASE64_OF_32_BYTES = re.compile(r"([A-Za-z0-9+/]{43})=")
 # A shared access signature's sig: raw, then with %2B, %2F and %3D (either hex case) decoded.
 AZURE_SAS_RAW = re.compile(r"[0-9A-Za-z%+/]+=*")
 AZURE_SAS_ESCAPES = re.compile(r"%(2[BbFf]|3[Dd])")
 AZURE_SAS_ESCAPED = {"2B": "+", "2F": "/", "3D": "="}
-AZURE_SAS_DECODED = re.compile(r"([A-Za-z0-9+/]{43})=")
 
 
 def random_part_valid(shape: re.Pattern, value: str) -> bool:
@@ -1395,7 +1394,7 @@ def is_valid_slack_webhook_url(value: str) -> bool:
 
 def is_valid_azure_shared_access_key(value: str) -> bool:
     """43 base64 characters and '=' (only right after "SharedAccessKey=": see accepts())."""
-    return random_part_valid(AZURE_SHARED_ACCESS_KEY_SHAPE, value)
+    return random_part_valid(BASE64_OF_32_BYTES, value)
 
 
 def azure_sas_decoded(value: str) -> str | None:
@@ -1410,7 +1409,7 @@ def is_valid_azure_sas_token(value: str) -> bool:
     """Decoded, 43 base64 characters and '=' (base64 of an HMAC-SHA256); a digit in the raw value
     (the '2' or '3' of an escape counts); only after "?sig=" or "&sig=" (see accepts())."""
     decoded = azure_sas_decoded(value)
-    part = None if decoded is None else random_part(AZURE_SAS_DECODED, decoded)
+    part = None if decoded is None else random_part(BASE64_OF_32_BYTES, decoded)
     return part is not None and any(c in DIGITS for c in value) and not is_placeholder(part)
 
 
