@@ -420,30 +420,25 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
 }
 
 std::vector<RecognizerSpec> NamedSecretRecognizers() {
-  // The end of a setting's name, then ':', '=' or "=>".
-  std::vector<std::string> names;
-  for (absl::string_view n : kSecretSettingNames)
-    names.push_back(RE2::QuoteMeta(re2::StringPiece(n.data(), n.size())));
-  const std::string name =
-      absl::StrCat("(?i:", absl::StrJoin(names, "|"), ")[\"']?[ \t]*(?:=>|[:=])[ \t]*");
-  // An Authorization header's name, separator and scheme; the credentials follow.
-  std::vector<std::string> headers;
-  for (absl::string_view n : kCredentialHeaderNames)
-    headers.push_back(RE2::QuoteMeta(re2::StringPiece(n.data(), n.size())));
-  const std::string header =
-      absl::StrCat("(?i:", absl::StrJoin(headers, "|"), ")[\"']?[ \t]*(?:=>|[:=])[ \t]*[\"']?");
-  std::vector<std::string> encoded;
-  for (absl::string_view n : kEncodedCredentialNames)
-    encoded.push_back(RE2::QuoteMeta(re2::StringPiece(n.data(), n.size())));
+  // The end of a setting's name, any case, a closing quote, then `separator`.
+  auto setting = [](const auto& names, absl::string_view separator = "(?:=>|[:=])") {
+    std::vector<std::string> quoted;
+    for (absl::string_view n : names)
+      quoted.push_back(RE2::QuoteMeta(re2::StringPiece(n.data(), n.size())));
+    return absl::StrCat("(?i:", absl::StrJoin(quoted, "|"), ")[\"']?[ \t]*", separator, "[ \t]*");
+  };
+  const std::string name = setting(kSecretSettingNames);
+  // An Authorization header's name, separator and opening quote; the scheme follows.
+  const std::string header = setting(kCredentialHeaderNames) + "[\"']?";
   // A '.' ends a sentence, not the credentials.
   const std::string credentials = "[ \t]+([A-Za-z0-9._~+/-]*[A-Za-z0-9_~+/-]=*)";
   return {
-      RecognizerSpec{.name = "encoded_credentials",
-                     .entity_type = "SECRET",
-                     .pattern = absl::StrCat("(?i:", absl::StrJoin(encoded, "|"),
-                                             ")[\"']?[ \t]*[:=][ \t]*[\"']?([A-Za-z0-9+/]+=*)"),
-                     .score = 0.8,
-                     .validator = "basic_credentials"},
+      RecognizerSpec{
+          .name = "encoded_credentials",
+          .entity_type = "SECRET",
+          .pattern = setting(kEncodedCredentialNames, "[:=]") + "[\"']?([A-Za-z0-9+/]+=*)",
+          .score = 0.8,
+          .validator = "basic_credentials"},
       RecognizerSpec{.name = "authorization_basic",
                      .entity_type = "SECRET",
                      .pattern = header + "(?i:basic|apikey)" + credentials,
