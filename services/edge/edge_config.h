@@ -64,6 +64,7 @@ struct EdgeConfig {
                                                    "DIGITALOCEAN_TOKEN",
                                                    "POSTMAN_API_KEY",
                                                    "GRAFANA_TOKEN",
+                                                   "DISCORD_BOT_TOKEN",
                                                    "URL_CREDENTIALS"};
 
   // The peers whose statement of a caller's address (Decide's source_ip, ext_authz's

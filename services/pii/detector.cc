@@ -715,16 +715,19 @@ struct ChunkCounts {
 //   MEDICAL_LICENSE, ES_NIF, ES_NIE, PL_PESEL, FI_PERSONAL_IDENTITY_CODE,
 //   SE_PERSONAL_IDENTITY_NUMBER, NL_BSN, FR_NIR, DE_TAX_ID, DE_HEALTH_INSURANCE_NUMBER,
 //   BE_NATIONAL_NUMBER, IE_PPSN, DK_CPR, AT_SOCIAL_INSURANCE_NUMBER, PT_TAX_ID,
-//   TELEGRAM_BOT_TOKEN, SLACK_TOKEN's app tokens);
-// - six digits in nine bytes or more (UK_NINO), four digits and three dots (IPv4);
+//   IDENTITY_DOCUMENT_MRZ's data lines, EU_VAT_NUMBER, TELEGRAM_BOT_TOKEN, SLACK_TOKEN's app
+//   tokens);
+// - six digits in eight bytes or more (UK_NINO, EU_VAT_NUMBER's "RO123456"), four digits and
+//   three dots (IPv4);
 // - or a digit in 15 bytes or more: IBAN_CODE, CRYPTO, SLACK_TOKEN, IT_FISCAL_CODE, JWT,
-//   SENDGRID_API_KEY, AZURE_STORAGE_KEY, AZURE_SAS_TOKEN, DATABRICKS_TOKEN and VAULT_TOKEN,
+//   SENDGRID_API_KEY, AZURE_STORAGE_KEY, AZURE_SAS_TOKEN, DATABRICKS_TOKEN, VAULT_TOKEN and
+//   DISCORD_BOT_TOKEN,
 //   whose validators require a digit or '_'; AZURE_CLIENT_SECRET's digit before "Q~";
 //   "ATATT3" (ATLASSIAN_API_TOKEN), "ya29." (GOOGLE_OAUTH_TOKEN), "AgEIcHlwaS5vcmc" or
 //   "AgENdGVzdC5weXBpLm9yZw" (PYPI_TOKEN), "LS0tLS1CRUdJTi" (a PRIVATE_KEY in base64).
 // A chunk holds all of its findings' bytes.
 bool MayHoldFinding(size_t length, const ChunkCounts& c) {
-  return c.special || c.colons >= 2 || c.digits >= 7 || (c.digits >= 6 && length >= 9) ||
+  return c.special || c.colons >= 2 || c.digits >= 7 || (c.digits >= 6 && length >= 8) ||
          (c.digits >= 4 && c.dots >= 3) || (c.digits >= 1 && length >= 15);
 }
 
@@ -981,10 +984,93 @@ size_t GroupedIbanStart(absl::string_view text, size_t space) {
   return absl::string_view::npos;
 }
 
-// The chunks that can hold a built-in finding, merged into regions made of whole chunks, in
-// order. The scan skips to the next trigger byte and looks only at the chunk around it, and
-// never goes back before a chunk it has decided (but for the groups of a lowercase IBAN,
-// never before the last region), so it reads each byte a few times at most.
+// The shortest line of a machine-readable zone (IDENTITY_DOCUMENT_MRZ: a TD1's), and the
+// fewest digits of its data line (two dates and their check digits, a composite check).
+constexpr size_t kShortestMrzLine = 30;
+constexpr size_t kFewestMrzDataDigits = 13;
+
+// Whether the chunk [begin, end), holding `digits` digits, may be a data line of a
+// machine-readable zone: it holds kFewestMrzDataDigits and a run of kShortestMrzLine or more of
+// [A-Z0-9<] (every other line of a zone is next to one).
+bool MayHoldMrzDataLine(absl::string_view text, size_t begin, size_t end, size_t digits) {
+  if (digits < kFewestMrzDataDigits || end - begin < kShortestMrzLine) return false;
+  auto in_line = [&](size_t i) {
+    const unsigned char c = At(text, i);
+    return absl::ascii_isupper(c) || IsDigit(c) || c == '<';
+  };
+  // A run ending at `last` or later: when the byte at `last` is in none, none can hold it,
+  // and the next candidate ends a run's length further on.
+  for (size_t last = begin + kShortestMrzLine - 1; last < end;) {
+    if (!in_line(last)) {
+      last += kShortestMrzLine;
+      continue;
+    }
+    size_t first = last;
+    while (first > begin && last - first + 1 < kShortestMrzLine && in_line(first - 1)) --first;
+    if (last - first + 1 >= kShortestMrzLine) return true;
+    last = first + kShortestMrzLine - 1;  // The run from `first` is too short up to `last`.
+  }
+  return false;
+}
+
+bool IsIndent(unsigned char c) { return c == ' ' || c == '\t'; }
+
+// Whether a line break ends at `at` (exclusive), and its length: "\n", "\r\n", or a JSON
+// string's two characters "\n"; 0 when none does.
+size_t LineBreakBefore(absl::string_view text, size_t at) {
+  if (at >= 1 && text[at - 1] == '\n') return at >= 2 && text[at - 2] == '\r' ? 2 : 1;
+  return at >= 2 && text[at - 2] == '\\' && text[at - 1] == 'n' ? 2 : 0;
+}
+
+// The start of the chunk that ends the line before the chunk at `begin` (past its
+// indentation and a line break); `begin` when no line break comes first. Looking back from the
+// first chunk of each line only, a scan reads each byte here once.
+size_t ChunkOnLineBefore(absl::string_view text, size_t begin) {
+  size_t b = begin;
+  while (b > 0 && IsIndent(At(text, b - 1))) --b;
+  const size_t line_break = LineBreakBefore(text, b);
+  if (line_break == 0) return begin;
+  b -= line_break;
+  while (b > 0 && !IsCut(text, b - 1)) --b;
+  return b;
+}
+
+// The end of the chunk that starts the line after the chunk ending at `end` (past a line
+// break and its indentation); `end` when no line break comes first.
+size_t ChunkOnLineAfter(absl::string_view text, size_t end) {
+  const size_t n = text.size();
+  size_t e = end;
+  if (e < n && text[e] == '\r') ++e;
+  if (e < n && text[e] == '\n') {
+    ++e;
+  } else if (LineBreakBefore(text, end) == 0) {  // A JSON "\n" ends the chunk itself.
+    return end;
+  }
+  while (e < n && IsIndent(At(text, e))) ++e;
+  while (e < n && !IsCut(text, e)) ++e;
+  return e;
+}
+
+// Adds the region of the kept chunk [begin, end) holding a data line of a machine-readable
+// zone: the zone's other lines (the one before, and a TD1's after) and the byte before
+// and after them, which its pattern looks at; the regions it reaches back into merge with it.
+void AddZoneRegion(std::vector<Region>& regions, absl::string_view text, size_t begin, size_t end) {
+  Region zone{ChunkOnLineBefore(text, begin),
+              std::min(text.size(), ChunkOnLineAfter(text, end) + 1)};
+  if (zone.begin > 0) --zone.begin;
+  while (!regions.empty() && zone.begin <= regions.back().end + kRegionMergeGap) {
+    zone.begin = std::min(zone.begin, regions.back().begin);
+    zone.end = std::max(zone.end, regions.back().end);
+    regions.pop_back();
+  }
+  regions.push_back(zone);
+}
+
+// The chunks that can hold a built-in finding, merged into regions made of whole chunks (but
+// for a machine-readable zone's, AddZoneRegion), in order. The scan skips to the next trigger
+// byte and looks only at the chunk around it, and never goes back before a chunk it has
+// decided (but for the groups of a lowercase IBAN, never before the last region, and a zone's
+// line before), so it reads each byte a few times at most.
 std::vector<Region> TriggerRegions(absl::string_view text) {
   const size_t n = text.size();
   std::vector<Region> regions;
@@ -1025,7 +1111,9 @@ std::vector<Region> TriggerRegions(absl::string_view text) {
         keep = true;
       }
     }
-    if (keep) {
+    if (keep && MayHoldMrzDataLine(text, begin, end, counts.digits)) {
+      AddZoneRegion(regions, text, begin, end);
+    } else if (keep) {
       const size_t floor = regions.empty() ? 0 : regions.back().end;
       if (begin > floor && JoinsGroups(text, begin - 1)) {
         const size_t start = GroupedIbanStart(text, begin - 1);
@@ -1079,22 +1167,25 @@ constexpr std::array<bool, 256> MakeSettingNameEnds() {
 }
 constexpr std::array<bool, 256> kSettingNameEnds = MakeSettingNameEnds();
 
-// The first ':' or '=' at or after `i`, or `n`.
+// The first ':', '=' or ',' at or after `i`, or `n`.
 size_t SkipToSettingSeparator(const unsigned char* data, size_t i, size_t n) {
 #if defined(__SSE2__)
   while (i + 16 <= n) {
     const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + i));
-    const int mask = _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(':')),
-                                                    _mm_cmpeq_epi8(bytes, _mm_set1_epi8('='))));
+    const int mask =
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(':')),
+                                                    _mm_cmpeq_epi8(bytes, _mm_set1_epi8('='))),
+                                       _mm_cmpeq_epi8(bytes, _mm_set1_epi8(','))));
     if (mask != 0) return i + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
     i += 16;
   }
 #endif
-  while (i < n && data[i] != ':' && data[i] != '=') ++i;
+  while (i < n && data[i] != ':' && data[i] != '=' && data[i] != ',') ++i;
   return i;
 }
 
-// The regions NamedSecretRecognizers run on: each "NAME[quote][ \t]*(:|=|=>)[ \t]*VALUE"
+// The regions NamedSecretRecognizers run on: each "NAME[quote][]][ \t]*(:|=|=>)[ \t]*VALUE"
+// or "NAME quote[ \t]*,[ \t]*VALUE" (a call's arguments)
 // whose NAME ends in one of kSecretSettingNames (any case), from the name's start to the first
 // whitespace (RE2's \s) after the value's start; and each whose NAME ends in one of
 // kCredentialHeaderNames, whose VALUE is "[quote]SCHEME[ \t]+" and the credentials up to the
@@ -1138,7 +1229,16 @@ std::vector<Region> NamedSettingRegions(absl::string_view text) {
     }
     size_t name_end = p;
     while (name_end > 0 && (text[name_end - 1] == ' ' || text[name_end - 1] == '\t')) --name_end;
-    if (name_end > 0 && (text[name_end - 1] == '"' || text[name_end - 1] == '\'')) --name_end;
+    auto quote_before = [&] {
+      return name_end > 0 && (text[name_end - 1] == '"' || text[name_end - 1] == '\'');
+    };
+    if (text[p] == ',') {  // The name quoted, as a call's first argument.
+      if (!quote_before()) continue;
+      --name_end;
+    } else {
+      if (name_end > 0 && text[name_end - 1] == ']') --name_end;  // A subscript's.
+      if (quote_before()) --name_end;
+    }
     if (name_end == 0 || !kSettingNameEnds[At(text, name_end - 1)]) continue;
     size_t name_begin = absl::string_view::npos;
     auto match_names = [&](auto& names) {

@@ -18,7 +18,10 @@
 // chunks end at whitespace that no built-in match contains (a space after [A-Z0-9)] may be
 // inside a phone number, card or IBAN; other whitespace ends a chunk). A chunk is kept when
 // it can hold a built-in finding (enough digits, dots, colons or a literal prefix; see
-// MayHoldFinding in detector.cc); each "-----BEGIN " adds the next kMaxPemBlockBytes. Over
+// MayHoldFinding in detector.cc); each "-----BEGIN " adds the next kMaxPemBlockBytes, and a
+// kept chunk that may be the data line of a passport's or identity card's machine-readable
+// zone (13 digits, a run of 30 or more [A-Z0-9<]) adds the chunks on the lines before and
+// after it. Over
 // each kept region one RE2::Set of all built-in patterns says which recognizers match; only
 // those extract their matches in that region with their own RE2 (an anchored search where a
 // match can start, which is cheap and usually hits, then one unanchored search; recognizer

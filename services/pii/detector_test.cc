@@ -269,6 +269,37 @@ std::vector<Sample> Positives() {
       {"AT_SOCIAL_INSURANCE_NUMBER", "Sozialversicherungsnummer: ", "4560150590"},
       {"PT_TAX_ID", "NIF ", "234567899"},
       {"PT_TAX_ID", "número de contribuinte ", "451 234 561"},
+      {"IDENTITY_DOCUMENT_MRZ", "",
+       "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36UTO7408122F1204159ZE184226B<<<<<"
+       "10"},
+      {"IDENTITY_DOCUMENT_MRZ", "MRZ:\n",
+       "P<D<<MUSTERMANN<<ERIKA<<<<<<<<<<<<<<<<<<<<<<\r\n  "
+       "C01X00T478D<<6408125F2702283<<<<<<<<<<<<<<<4"},
+      {"IDENTITY_DOCUMENT_MRZ", "{\"mrz\": ",
+       "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\\nL898902C36UTO7408122F1204159ZE184226B<<<<<"
+       "10"},
+      {"IDENTITY_DOCUMENT_MRZ", "", "L898902C36UTO7408122F1204159ZE184226B<<<<<10"},
+      {"IDENTITY_DOCUMENT_MRZ", "",
+       "I<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<\nD231458907UTO7408122F1204159<<<<<<<6"},
+      {"IDENTITY_DOCUMENT_MRZ", "OCR:\n",
+       "I<UTOD231458907<<<<<<<<<<<<<<<\n7408122F1204159UTO<<<<<<<<<<<6\n"
+       "ERIKSSON<<ANNA<MARIA<<<<<<<<<<"},
+      {"IDENTITY_DOCUMENT_MRZ", "",
+       "V<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL8988901C4XXX4009078F96121096ZE184226B<<<<<"
+       "<"},
+      {"EU_VAT_NUMBER", "", "DE136695976"},
+      {"EU_VAT_NUMBER", "USt-IdNr.: ", "DE 136 695 976"},
+      {"EU_VAT_NUMBER", "", "ATU13585627"},
+      {"EU_VAT_NUMBER", "N° TVA : ", "FR 40 303 265 045"},
+      {"EU_VAT_NUMBER", "", "BE 0411.905.847"},
+      {"EU_VAT_NUMBER", "BTW ", "NL004495445B01"},
+      {"EU_VAT_NUMBER", "", "ESB58378431"},
+      {"EU_VAT_NUMBER", "", "IE6388047V"},
+      {"EU_VAT_NUMBER", "Partita IVA ", "IT00743110157"},
+      {"EU_VAT_NUMBER", "NIP UE ", "PL5260250274"},
+      {"EU_VAT_NUMBER", "", "RO18547290"},
+      {"EU_VAT_NUMBER", "", "SE556188840401"},
+      {"EU_VAT_NUMBER", "", "EL094259216"},
       {"CRYPTO", "", "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2"},
       {"CRYPTO", "", "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy"},
       {"CRYPTO", "", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"},
@@ -350,6 +381,10 @@ std::vector<Sample> Positives() {
       {"DIGITALOCEAN_TOKEN", "", "dop_v1_" + RandomOf(kHex, 64, 139)},
       {"POSTMAN_API_KEY", "", "PMAK-" + RandomOf(kHex, 24, 140) + "-" + RandomOf(kHex, 34, 141)},
       {"GRAFANA_TOKEN", "", "glsa_" + RandomOf(kBase62, 32, 142) + "_" + RandomOf(kHex, 8, 143)},
+      {"DISCORD_BOT_TOKEN", "",
+       "MTA0OTQ3NjE4MzE2MzQ3NjE5Mg.GjNnRi." + RandomOf(kBase64Url, 37, 144) + "7"},
+      {"DISCORD_BOT_TOKEN", "client.run(\"",
+       "ODEzODQ3ODg3NjU3MTIzODQ.YA1b2c." + RandomOf(kBase64Url, 27, 145)},
       {"XAI_API_KEY", "", "xai-" + RandomOf(kBase62, 80, 81)},
       {"GOOGLE_OAUTH_CLIENT_SECRET",
        "GOOGLE_CLIENT_SECRET=", "GOCSPX-" + RandomOf(kBase64Url, 27, 82) + "q"},
@@ -534,6 +569,36 @@ TEST(DetectorTest, KeyWithoutItsEndLineInAJsonOrYamlString) {
   // With CRLF line ends, the last line's '\r' goes with it.
   const std::string crlf = absl::StrCat("my key:\r\n", yaml_key, "\r\nWhy does ssh reject it?");
   EXPECT_THAT(Found(crlf), ElementsAre(std::make_pair("PRIVATE_KEY", yaml_key + "\r")));
+}
+
+TEST(DetectorTest, FindsMachineReadableZonesWhole) {
+  const std::string td3 =
+      "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36UTO7408122F1204159ZE184226B<<<<<10";
+  const std::string td1 =
+      "I<UTOD231458907<<<<<<<<<<<<<<<\n7408122F1204159UTO<<<<<<<<<<<6\n"
+      "ERIKSSON<<ANNA<MARIA<<<<<<<<<<";
+  const std::string data = td3.substr(45);
+  using Found_ = std::vector<std::pair<std::string, std::string>>;
+  // Zones one after another, a zone after words on its first line, data lines one a line.
+  EXPECT_EQ(Found(absl::StrCat(td3, "\n", td1)),
+            (Found_{{"IDENTITY_DOCUMENT_MRZ", td3}, {"IDENTITY_DOCUMENT_MRZ", td1}}));
+  EXPECT_EQ(Found(absl::StrCat("The passport's MRZ reads: ", td3, " (scanned).")),
+            (Found_{{"IDENTITY_DOCUMENT_MRZ", td3}}));
+  EXPECT_EQ(Found(absl::StrCat(data, "\n", data, "\r\n", data)),
+            (Found_{{"IDENTITY_DOCUMENT_MRZ", data},
+                    {"IDENTITY_DOCUMENT_MRZ", data},
+                    {"IDENTITY_DOCUMENT_MRZ", data}}));
+  // A name line of another document type before a valid data line: the data line alone.
+  EXPECT_EQ(Found(absl::StrCat("X", td3.substr(1))), (Found_{{"IDENTITY_DOCUMENT_MRZ", data}}));
+  // A character of the zone's alphabet glued to it: none.
+  EXPECT_THAT(Found(absl::StrCat("<", data)), IsEmpty());
+  EXPECT_THAT(Found(absl::StrCat(td3, "<")), IsEmpty());
+  EXPECT_THAT(Found(absl::StrCat(td3, "A")), IsEmpty());
+  // Redacted, the zone leaves nothing of its holder: the name line goes with it.
+  const std::vector<Finding> found = Default().Scan(absl::StrCat("MRZ:\n", td1, "\nok"));
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].begin, 5u);
+  EXPECT_EQ(found[0].end, 5u + td1.size());
 }
 
 TEST(DetectorTest, FindsSeveralEntitiesInOneText) {
@@ -765,6 +830,18 @@ std::vector<std::string> HardNegatives() {
       "\uFF11\uFF12\uFF13\uFF14\uFF15\uFF16\uFF17\uFF18\uFF19\uFF10",
       "\uFF10\uFF11\uFF17\uFF11 \uFF12\uFF13\uFF14\uFF15\uFF16\uFF17\uFF18",
       "Order 612 345 678",
+      // Machine-readable zones failing a check, a name line alone, a TD1 without its third
+      // line; VAT numbers failing their check, of states not claimed, in lower case, glued.
+      "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36UTO7408122F1204159ZE184226B<<<<<11",
+      "L898902C36UTO7408122F1204159ZE184226B<<<<<11",
+      "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<",
+      "I<UTOD231458907<<<<<<<<<<<<<<<\n7408122F1204159UTO<<<<<<<<<<<6",
+      "L898902C36UTO7408122F1204159ZE184226B<<<<<10<",
+      "DE136695977",
+      "BG175074752",
+      "de136695976",
+      "CODE136695976",
+      "DE1366959761",
       "Invoice 912-345-678",
       "Pedido 912 34 56 78",
       "de89 3704 0044 0532 0130 01",
@@ -1224,15 +1301,17 @@ TEST(DetectorTest, CustomRecognizerErrorsNameTheRecognizer) {
 }
 
 TEST(DetectorTest, TheCustomPrefilterTakesNoShareOfTheRecognizersBudget) {
-  // Fifty small custom recognizers in a 1.25 MiB budget: each pattern keeps its share (the
+  // Fifty small custom recognizers in a 1.3 MB budget: each pattern keeps its share (the
   // prefilter's copies come on top), so the built-ins still fit; were the copies given shares
-  // of their own, IBAN_CODE's pattern would not.
+  // of their own (as fifty more recognizers would take), IBAN_CODE's pattern would not.
   std::vector<RecognizerSpec> custom;
-  for (int i = 0; i < 50; ++i) {
+  for (int i = 0; i < 100; ++i) {
     custom.push_back(Spec(absl::StrCat("code_", i), absl::StrCat("CODE_", i),
                           absl::StrCat("\\bC", i, "-[0-9]{4}\\b"), 0.7));
   }
-  absl::StatusOr<std::unique_ptr<Detector>> detector = Detector::Create(custom, Budget(1280 << 10));
+  EXPECT_FALSE(Detector::Create(custom, Budget(1300 << 10)).ok());
+  custom.resize(50);
+  absl::StatusOr<std::unique_ptr<Detector>> detector = Detector::Create(custom, Budget(1300 << 10));
   ASSERT_TRUE(detector.ok()) << detector.status();
   const std::vector<Finding> found = (*detector)->Scan("ticket C17-2024 and c17-9999 and C5-1");
   ASSERT_EQ(found.size(), 1u);
@@ -1309,6 +1388,19 @@ TEST(DetectorTest, FindsSecretsByTheNameOfTheirSetting) {
       {"aws_session_token = IQoJb3JpZ2luX2VjE" + RandomOf(kBase64Url, 900, 126) + "==\nregion",
        "IQoJb3JpZ2luX2VjE" + RandomOf(kBase64Url, 900, 126) + "=="},
       {"mot de passe (pwd=Grüße2024!)", "Grüße2024!"},
+      // A subscript's assignment; a call's two arguments.
+      {"os.environ[\"DB_PASSWORD\"] = \"hunter2!x\"", "hunter2!x"},
+      {"$config['smtp_password'] = 'S3cr3t!';", "S3cr3t!"},
+      {"ENV[\"API_TOKEN\"] = token123x", "token123x"},
+      {"os.environ.setdefault(\"DB_PASSWORD\", \"hunter2!x\")", "hunter2!x"},
+      {"headers.put('X-Api-Key', 'a8f5f167f44f4964e6c998dee827110c');",
+       "a8f5f167f44f4964e6c998dee827110c"},
+      {"req.Header.Set(\"Authorization\", \"Bearer 9f86d081884c7d659a2feaa0c55ad015\")",
+       "9f86d081884c7d659a2feaa0c55ad015"},
+      {"xhr.setRequestHeader('Authorization', 'Basic dXNlcjpwQHNzdzByZA==');",
+       "dXNlcjpwQHNzdzByZA=="},
+      {"client.DefaultRequestHeaders.Add(\"authorization\", \"Token 9f86d081884c7d659a2feaa0\");",
+       "9f86d081884c7d659a2feaa0"},
   };
   for (const auto& [text, value] : named) {
     EXPECT_THAT(Found(text), ElementsAre(std::make_pair("SECRET", value))) << text;
@@ -1320,7 +1412,15 @@ TEST(DetectorTest, FindsSecretsByTheNameOfTheirSetting) {
         "\"apiKey\": \"your-api-key-here\"", "max_tokens: 128000", "token: 123456789",
         "\"password_hash\": \"$2b$12$R9h/cIPz0gi.URNNX3kh2O\"",
         "The password: must be eight characters", "api_key=REDACTED", "secret: {{ .Values.x }}",
-        "passwordless: enabled", "token=sk_live_...", "apiKey: \"<YOUR_KEY>\""}) {
+        "passwordless: enabled", "token=sk_live_...", "apiKey: \"<YOUR_KEY>\"",
+        // Calls: a list of names, a variable, an empty or stand-in value, a header whose
+        // credentials are added by code, one argument, a comparison.
+        "SENSITIVE = (\"password\", \"api_key\", \"token\")", "[\"token\", \"remember_me\"]",
+        "fields(\"password\", \"username\")", "set(\"password\", password)",
+        "getenv(\"DB_PASSWORD\", \"\")", "getenv(\"DB_PASSWORD\", \"changeme\")",
+        "Header.Set(\"Authorization\", \"Bearer \" + token)",
+        "headers(\"Authorization\", f\"Bearer {token}\")", "headers.get(\"Authorization\")",
+        "Set(\"Authorization\", \"Bearer YOUR_TOKEN\")", "if env[\"password\"] == \"x\":"}) {
     EXPECT_THAT(Found(text, MinScore(0.0)), IsEmpty()) << text;
   }
   // A token of a known kind under such a name is that kind.
@@ -1505,7 +1605,8 @@ std::string RandomMixedText(std::mt19937& random, size_t pieces) {
                                   "\uFF11",   "\uFF10",      "\uFF0D",     "\uFF20",
                                   "\u3000",   "\uFF21",      "\uFF4B",     "\uFF3F",
                                   "\uFF1A",   "\uFF0F",      "ｐｈｏｎｅ", "ＳＳＮ",
-                                  "abcd ",    "west "};
+                                  "abcd ",    "west ",       "<",          "<<<<<<<<",
+                                  "\r\n",     "\t",          "    ",       "\\n"};
     for (const Sample& s : Positives()) p.push_back(s.value);
     for (const Sample& s : TypographicPositives()) p.push_back(s.value);
     for (const std::string& n : HardNegatives()) p.push_back(n);
@@ -1635,6 +1736,20 @@ TEST(DetectorPropertyTest, PrefilterFindsWhatTheFullSetFinds) {
            "mobile: +2104091268",
            "if SENDGRID_API_KEY==SG.SL6HEeNzO4rxim9QUl0ipZq.El4cCbh",
            "git clone https://oauth\v2:glpat-WoZtWN4oonMibg2mJNZj@gitlab.example.com/x",
+           // Machine-readable zones whose lines the prefilter finds in regions of their own:
+           // one right after another, one whose data line is indented far after a JSON break,
+           // one after a blank line.
+           "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\n    "
+           "L898902C36UTO7408122F1204159ZE184226B<<<"
+           "<<10\nI<UTOD231458907<<<<<<<<<<<<<<<\n7408122F1204159UTO<<<<<<<<<<<6\nERIKSSON<<ANNA<"
+           "MARIA<<"
+           "<<<<<<<<",
+           "I<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<\\n                           "
+           "D231458907UTO7408122F12041"
+           "59<<<<<<<6",
+           "L898902C36UTO7408122F1204159ZE184226B<<<<<10\n\nI<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<\n "
+           "    "
+           "                      D231458907UTO7408122F1204159<<<<<<<6",
            // Values longer than a named setting's region, with a '-' before and after its end.
            "sharedaccesskey=4PLTh5mv3CMa0x3fa070jEbpYZYF0QdPz2ZChEkiSaP=a::beyJhbGciOiJSUzI1NiIsI"
            "mtpZCI6IjEifQ.eyJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlIn0.TkrYeJqAV2uMY5XAMoidFdGd79B94Lbd"

@@ -82,12 +82,13 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   // and leave the exact lengths to the validator (see validators.h).
   // A whole block, or (no END line follows) the header, armour headers ("Version: ..."), one
   // blank line and the lines of base64 after them: a blank line, or a line that is not all
-  // base64 ("Why does ssh reject it?", "  host: x"), ends the run. Lines break as in a file,
+  // base64, '=' only as its padding ("Why does ssh reject it?", "  host: x", "svnr=1237010180",
+  // an OpenPGP checksum's "=Xy7a"), ends the run. Lines break as in a file,
   // or as "\n" in a JSON or YAML string (where a line ends at any other byte), and may be
   // indented (a YAML block).
   const std::string line_break = "(?:\\r?\\n|\\\\n)";
   const std::string base64_line =
-      "(?:\\r?\\n[ \\t]*[A-Za-z0-9+/=]+\\r?(?m:$)|\\\\n[ \\t]*[A-Za-z0-9+/=]+)";
+      "(?:\\r?\\n[ \\t]*[A-Za-z0-9+/]+=*\\r?(?m:$)|\\\\n[ \\t]*[A-Za-z0-9+/]+=*)";
   add("private_key", "PRIVATE_KEY",
       absl::StrCat(
           "-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"
@@ -166,6 +167,10 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
       "digitalocean_token");
   add("postman_api_key", "POSTMAN_API_KEY", "PMAK-[0-9a-f]+-[0-9a-f]+", 1.0, "postman_api_key");
   add("grafana_token", "GRAFANA_TOKEN", "glsa_[0-9A-Za-z]+_[0-9a-f]+", 1.0, "grafana_token");
+  // The bot's id in base64url: 17 to 20 digits, whose encoding starts with M, N or O.
+  add("discord_bot_token", "DISCORD_BOT_TOKEN",
+      "[MNO][0-9A-Za-z_-]+\\.[0-9A-Za-z_-]+\\.[0-9A-Za-z_-]+(?:\\.[0-9A-Za-z_-]+)*", 1.0,
+      "discord_bot_token", {}, false, {"-"});
   // A Service Bus, Event Hubs or IoT Hub connection string's key, after its name (as Azure
   // spells it: the prefilter looks for "SharedAccessKey=").
   add("azure_shared_access_key", "AZURE_SHARED_ACCESS_KEY", "SharedAccessKey=([0-9A-Za-z+/]+=*)",
@@ -349,6 +354,27 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
       1.0, "fr_nir", nir_context, false, {}, {"imei"});
   add("fr_nir_rare", "FR_NIR", "[3478][0-9]{4}(?:[0-9]{2}|2[AB])[0-9]{8}", 1.0, "fr_nir",
       nir_context, true, {}, {"imei"});
+  // The machine-readable zone of a passport (TD3), identity card (TD1, TD2) or visa: a name
+  // line and a data line, a TD1's three lines, or a data line alone; the validator checks the
+  // lines' widths and check digits. Lines break as in a file or as "\n" in a JSON string, and
+  // may be indented. Group 1: the zone, which no character of its alphabet precedes or
+  // follows ('<' is no word byte). Its lines are left loose (the widths are the validator's)
+  // to keep the pattern small.
+  const std::string mrz_break = "(?:\\r?\\n|\\\\n)[ \\t]*";
+  add("identity_document_mrz", "IDENTITY_DOCUMENT_MRZ",
+      absl::StrCat("(?m:^|[^A-Za-z0-9<])(",                                          //
+                   "[ACIPV][A-Z<]*<[A-Z<]*", mrz_break, "[A-Z0-9<]+",                // TD2, TD3
+                   "|[ACI][A-Z<]{4}[A-Z0-9<]+", mrz_break, "[A-Z0-9<]+", mrz_break,  // TD1
+                   "[A-Z<]*<[A-Z<]*",                                                //
+                   "|[A-Z0-9<]+[0-9][A-Z<]{3}[0-9]{7}[A-Z0-9<]+",                    // Data
+                   ")(?m:[^A-Za-z0-9<]|$)"),
+      1.0, "identity_document_mrz");
+  // A member state's prefix and its national part, whose characters single spaces or dots may
+  // separate ("DE 123 456 789", "BE 0123.456.789"): the validator checks each state's format.
+  add("eu_vat_number", "EU_VAT_NUMBER",
+      "(?:AT|BE|CY|DE|DK|EE|EL|ES|FI|FR|GR|HR|HU|IE|IT|LT|LU|MT|NL|PL|PT|RO|SE|SI|SK) ?"
+      "[0-9A-Z](?:[ .]?[0-9A-Z]){5,11}",
+      1.0, "eu_vat_number");
   // Letters beyond ASCII: Latin-1 and Latin Extended letters, combining marks, Greek and
   // Cyrillic (not Han, Kana..., which run into the words before an address in text without
   // spaces).
@@ -420,25 +446,33 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
 }
 
 std::vector<RecognizerSpec> NamedSecretRecognizers() {
-  // The end of a setting's name, any case, a closing quote, then `separator`.
-  auto setting = [](const auto& names, absl::string_view separator = "(?:=>|[:=])") {
+  // The end of a setting's name, any case, then its separator: an optional closing quote (and
+  // a subscript's ']': `env["API_KEY"] = ...`) and one of `assignment`; or, when `argument`,
+  // a closing quote and ',' (a call's two arguments: `Set("Authorization", "...")`).
+  auto setting = [](const auto& names, bool argument,
+                    absl::string_view assignment = "(?:=>|[:=])") {
     std::vector<std::string> quoted;
     for (absl::string_view n : names)
       quoted.push_back(RE2::QuoteMeta(re2::StringPiece(n.data(), n.size())));
-    return absl::StrCat("(?i:", absl::StrJoin(quoted, "|"), ")[\"']?[ \t]*", separator, "[ \t]*");
+    return absl::StrCat("(?i:", absl::StrJoin(quoted, "|"), ")",
+                        argument ? "[\"'][ \t]*," : absl::StrCat("[\"']?\\]?[ \t]*", assignment),
+                        "[ \t]*");
   };
-  const std::string name = setting(kSecretSettingNames);
-  // An Authorization header's name, separator and opening quote; the scheme follows.
-  const std::string header = setting(kCredentialHeaderNames) + "[\"']?";
+  const std::string name = setting(kSecretSettingNames, false);
+  // An Authorization header's name, separator and opening quote (required after ','); the
+  // scheme follows.
+  const std::string header = absl::StrCat("(?:", setting(kCredentialHeaderNames, false), "[\"']?|",
+                                          setting(kCredentialHeaderNames, true), "[\"'])");
   // A '.' ends a sentence, not the credentials.
   const std::string credentials = "[ \t]+([A-Za-z0-9._~+/-]*[A-Za-z0-9_~+/-]=*)";
   return {
-      RecognizerSpec{
-          .name = "encoded_credentials",
-          .entity_type = "SECRET",
-          .pattern = setting(kEncodedCredentialNames, "[:=]") + "[\"']?([A-Za-z0-9+/]+=*)",
-          .score = 0.8,
-          .validator = "basic_credentials"},
+      RecognizerSpec{.name = "encoded_credentials",
+                     .entity_type = "SECRET",
+                     .pattern = absl::StrCat("(?:", setting(kEncodedCredentialNames, false, "[:=]"),
+                                             "[\"']?|", setting(kEncodedCredentialNames, true),
+                                             "[\"'])([A-Za-z0-9+/]+=*)"),
+                     .score = 0.8,
+                     .validator = "basic_credentials"},
       RecognizerSpec{.name = "authorization_basic",
                      .entity_type = "SECRET",
                      .pattern = header + "(?i:basic|apikey)" + credentials,
@@ -457,6 +491,13 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
       RecognizerSpec{.name = "named_secret",
                      .entity_type = "SECRET",
                      .pattern = name + "([^\\s\"'`,;(){}\\[\\]<>]+)",
+                     .score = 0.8,
+                     .validator = "unquoted_secret_value"},
+      // A call's arguments may also be a list of names ("password", "api_key", "token"): the
+      // value must hold a digit or a symbol, as an unquoted one.
+      RecognizerSpec{.name = "named_secret_argument",
+                     .entity_type = "SECRET",
+                     .pattern = setting(kSecretSettingNames, true) + "[\"']([^\"'\\s]+)[\"']",
                      .score = 0.8,
                      .validator = "unquoted_secret_value"},
   };

@@ -90,7 +90,8 @@ std::vector<std::string> ValidatorNames();
 // IBAN_CODE, EMAIL_ADDRESS, PHONE_NUMBER, IP_ADDRESS, UK_NHS, UK_NINO, ES_NIF, ES_NIE,
 // IT_FISCAL_CODE, PL_PESEL, FI_PERSONAL_IDENTITY_CODE, SE_PERSONAL_IDENTITY_NUMBER, NL_BSN,
 // FR_NIR, DE_TAX_ID, DE_HEALTH_INSURANCE_NUMBER, BE_NATIONAL_NUMBER, IE_PPSN, DK_CPR,
-// AT_SOCIAL_INSURANCE_NUMBER, PT_TAX_ID, CRYPTO, MEDICAL_LICENSE,
+// AT_SOCIAL_INSURANCE_NUMBER, PT_TAX_ID, IDENTITY_DOCUMENT_MRZ (passports', identity cards' and
+// visas' machine-readable zones), EU_VAT_NUMBER, CRYPTO, MEDICAL_LICENSE,
 // POLICY_SUITE_KEY, OPENAI_API_KEY (every provider's "sk-" keys), AWS_ACCESS_KEY (access key
 // ids, and secret access keys after a context word), GITHUB_TOKEN, SLACK_TOKEN, JWT,
 // GOOGLE_API_KEY, STRIPE_API_KEY, GITLAB_TOKEN, HUGGINGFACE_TOKEN, NPM_TOKEN, SENDGRID_API_KEY,
@@ -99,15 +100,16 @@ std::vector<std::string> ValidatorNames();
 // WEBHOOK_SIGNING_SECRET, TELEGRAM_BOT_TOKEN, SLACK_WEBHOOK_URL, AZURE_SHARED_ACCESS_KEY (after
 // "SharedAccessKey="), AZURE_SAS_TOKEN (a URL's "sig"), PERPLEXITY_API_KEY, REPLICATE_API_TOKEN,
 // LANGSMITH_API_KEY, DATABRICKS_TOKEN, ATLASSIAN_API_TOKEN, VAULT_TOKEN, AZURE_CLIENT_SECRET,
-// DIGITALOCEAN_TOKEN, POSTMAN_API_KEY, GRAFANA_TOKEN, PRIVATE_KEY
+// DIGITALOCEAN_TOKEN, POSTMAN_API_KEY, GRAFANA_TOKEN, DISCORD_BOT_TOKEN, PRIVATE_KEY
 // (PEM and OpenPGP blocks, and a block's start up to the end of its base64 when the END
 // line is missing), URL_CREDENTIALS ("user:password@host" in "scheme://user:password@host").
 // The detector's prefilter relies on two properties of their findings: each but a PEM block
-// holds whitespace only as single spaces after [A-Z0-9)], and has '@' or '_', a token prefix
-// with '-' or 'A' ("sk-", "glpat-", "AKIA", "AIza"...), "://hooks.slack.com/", two colons,
-// seven digits, six digits and at
-// least 9 bytes, four digits and three dots, or a digit and at least 15 bytes (see MayHoldFinding
-// in detector.cc); a PEM block starts with "-----BEGIN ".
+// and a machine-readable zone holds whitespace only as single spaces after [A-Z0-9)] (a zone's
+// data line, a run of 30 or more of [A-Z0-9<] with 13 digits, is next to its other lines), and
+// has '@' or '_', a token prefix with '-' or 'A' ("sk-", "glpat-", "AKIA", "AIza"...),
+// "://hooks.slack.com/", two colons, seven digits, six digits and at least 8 bytes, four
+// digits and three dots, or a digit and at least 15 bytes (see MayHoldFinding in
+// detector.cc); a PEM block starts with "-----BEGIN ".
 std::vector<RecognizerSpec> BuiltinRecognizers();
 
 // The ends of the names of settings that hold a secret, lowercase letters ("DB_PASSWORD",
@@ -127,11 +129,14 @@ inline constexpr absl::string_view kCredentialHeaderNames[] = {"authorization"};
 inline constexpr absl::string_view kEncodedCredentialNames[] = {"auth"};
 
 // The built-in recognizers of SECRET, the value of a setting whose name says it holds one
-// ("DB_PASSWORD=...", "password: ...", "\"apiKey\": \"...\"", "X-API-Key: ..."): quoted, any
-// value that is no stand-in for one (a variable, a template, a placeholder); unquoted, one
-// that also holds a digit or a symbol (not an identifier: "password=password", "token:
-// self.token"). And the credentials of an Authorization header ("Authorization: Basic ...",
-// "\"Authorization\": \"Bearer ...\"", "Token ..."): Basic, base64 of "user:password" whose
+// ("DB_PASSWORD=...", "password: ...", "\"apiKey\": \"...\"", "X-API-Key: ...",
+// "env[\"API_KEY\"] = ..."): quoted, any value that is no stand-in for one (a variable, a
+// template, a placeholder); unquoted, one that also holds a digit or a symbol (not an
+// identifier: "password=password", "token: self.token"). Or the quoted name and value as a
+// call's two arguments ("setenv(\"DB_PASSWORD\", \"...\")"), the value quoted and holding a
+// digit or a symbol (a list of names, ("password", "api_key"), holds none). And the
+// credentials of an Authorization header ("Authorization: Basic ...", "\"Authorization\":
+// \"Bearer ...\"", "Set(\"Authorization\", \"Token ...\")"): Basic, base64 of "user:password" whose
 // password is no stand-in (Elasticsearch's ApiKey, of "id:key", too); Bearer and Token, a token
 // that is no name and no placeholder. And base64 "user:password" under a name of
 // kEncodedCredentialNames (Docker's "auth"). The detector runs them only on the settings so named

@@ -69,12 +69,13 @@ Digits CollectDigits(absl::string_view value, absl::string_view separators) {
   return digits;
 }
 
-bool LuhnOfDigits(const Digits& digits) {
-  if (digits.size < 2) return false;
+// The Luhn sum of `digits` (ASCII digits, the last one not doubled) mod 10: 0 when the last
+// is their check digit.
+int LuhnChecksum(absl::string_view digits) {
   int sum = 0;
   bool doubled = false;
-  for (size_t i = digits.size; i-- > 0;) {
-    int d = digits.At(i);
+  for (size_t i = digits.size(); i-- > 0;) {
+    int d = digits[i] - '0';
     if (doubled) {
       d *= 2;
       if (d > 9) d -= 9;
@@ -82,7 +83,18 @@ bool LuhnOfDigits(const Digits& digits) {
     sum += d;
     doubled = !doubled;
   }
-  return sum % 10 == 0;
+  return sum % 10;
+}
+
+bool LuhnOfDigits(const Digits& digits) {
+  return digits.size >= 2 && LuhnChecksum(digits.View()) == 0;
+}
+
+// Whether `digits` (ASCII digits) end with their ISO 7064 MOD 11,10 check digit.
+bool PassesMod11_10(absl::string_view digits) {
+  int check = 5;
+  for (char c : digits) check = ((check == 0 ? 10 : check) * 2 % 11 + (c - '0')) % 10;
+  return check == 1;
 }
 
 bool InRange(int n, int low, int high) { return n >= low && n <= high; }
@@ -633,14 +645,7 @@ bool IsValidDeTaxId(absl::string_view value) {
   for (size_t i = 0; i + 2 < 10; ++i) {
     if (digits[i] == digits[i + 1] && digits[i] == digits[i + 2]) return false;
   }
-  int product = 10;
-  for (size_t i = 0; i < 10; ++i) {
-    int sum = (digits[i] - '0' + product) % 10;
-    if (sum == 0) sum = 10;
-    product = (2 * sum) % 11;
-  }
-  const int check = (11 - product) % 10;  // 10 -> 0.
-  return digits[10] - '0' == check;
+  return PassesMod11_10(digits);
 }
 
 bool IsValidDeHealthInsuranceNumber(absl::string_view value) {
@@ -736,6 +741,326 @@ bool IsValidPtTaxId(absl::string_view value) {
   for (size_t i = 0; i < 8; ++i) sum += (digits[i] - '0') * static_cast<int>(9 - i);
   const int rest = sum % 11;
   return digits[8] - '0' == (rest < 2 ? 0 : 11 - rest);
+}
+
+namespace {
+
+// The value of a character of a machine-readable zone in a check digit, or -1 for a
+// character no zone holds.
+int MrzValue(char c) {
+  if (IsDigit(c)) return c - '0';
+  if (IsUpper(c)) return c - 'A' + 10;
+  return c == '<' ? 0 : -1;
+}
+
+// Whether `check` is the check digit of `field` (weights 7 3 1).
+bool MrzChecks(absl::string_view field, char check) {
+  static constexpr int kWeights[] = {7, 3, 1};
+  int sum = 0;
+  for (size_t i = 0; i < field.size(); ++i) sum += MrzValue(field[i]) * kWeights[i % 3];
+  return IsDigit(check) && check - '0' == sum % 10;
+}
+
+bool IsMrzLine(absl::string_view line, size_t width) {
+  return line.size() == width &&
+         std::all_of(line.begin(), line.end(), [](char c) { return MrzValue(c) >= 0; });
+}
+
+// Whether every character of `field` is a letter or '<' (a name, a state).
+bool IsMrzAlpha(absl::string_view field) {
+  return std::all_of(field.begin(), field.end(), [](char c) { return IsUpper(c) || c == '<'; });
+}
+
+// A date YYMMDD followed by its check digit.
+bool IsMrzDate(absl::string_view date_and_check) {
+  const absl::string_view date = date_and_check.substr(0, 6);
+  if (!AllDigits(date, 6)) return false;
+  const int month = (date[2] - '0') * 10 + (date[3] - '0');
+  const int day = (date[4] - '0') * 10 + (date[5] - '0');
+  return IsDate(2000, month, day) && MrzChecks(date, date_and_check[6]);  // 2000: a leap year.
+}
+
+bool IsMrzSex(char c) { return IsOneOf("MFX<", c); }
+
+// The data line of a TD3 (44) or TD2 (36): document number and check, nationality, birth
+// date and check, sex, expiry date and check, then (`composite`) a TD3's personal number
+// and check and the composite check; a visa's has none.
+bool IsMrzDataLine(absl::string_view line, bool composite) {
+  if (!IsMrzLine(line, 44) && !IsMrzLine(line, 36)) return false;
+  if (!MrzChecks(line.substr(0, 9), line[9]) || !IsMrzAlpha(line.substr(10, 3)) ||
+      !IsMrzDate(line.substr(13, 7)) || !IsMrzSex(line[20]) || !IsMrzDate(line.substr(21, 7))) {
+    return false;
+  }
+  if (!composite) return true;
+  const size_t last = line.size() - 1;
+  if (line.size() == 44) {
+    const absl::string_view personal = line.substr(28, 14);
+    const bool unused = personal.find_first_not_of('<') == absl::string_view::npos;
+    if (unused ? !IsOneOf("<0", line[42]) : !MrzChecks(personal, line[42])) return false;
+  }
+  return MrzChecks(absl::StrCat(line.substr(0, 10), line.substr(13, 7), line.substr(21, last - 21)),
+                   line[last]);
+}
+
+// The three lines of a TD1 identity card.
+bool IsMrzTd1(absl::string_view first, absl::string_view second, absl::string_view third) {
+  if (!IsMrzLine(first, 30) || !IsMrzLine(second, 30) || !IsMrzLine(third, 30) ||
+      !IsOneOf("ACI", first[0]) || !IsMrzAlpha(first.substr(1, 4)) || !IsMrzAlpha(third)) {
+    return false;
+  }
+  if (first[14] != '<') {
+    if (!MrzChecks(first.substr(5, 9), first[14])) return false;
+  } else {
+    // A number longer than nine: its rest and its check digit open the optional data.
+    size_t filler = first.find('<', 15);
+    if (filler == absl::string_view::npos) filler = first.size();
+    if (filler < 17 || !MrzChecks(absl::StrCat(first.substr(5, 9), first.substr(15, filler - 16)),
+                                  first[filler - 1])) {
+      return false;
+    }
+  }
+  return IsMrzDate(second.substr(0, 7)) && IsMrzSex(second[7]) && IsMrzDate(second.substr(8, 7)) &&
+         IsMrzAlpha(second.substr(15, 3)) &&
+         MrzChecks(absl::StrCat(first.substr(5, 25), second.substr(0, 7), second.substr(8, 7),
+                                second.substr(18, 11)),
+                   second[29]);
+}
+
+}  // namespace
+
+bool IsValidIdentityDocumentMrz(absl::string_view value) {
+  // The lines, without their breaks and the indentation after them.
+  absl::string_view lines[3];
+  size_t count = 0;
+  while (true) {
+    size_t end = 0;
+    while (end < value.size() && MrzValue(value[end]) >= 0) ++end;
+    if (count == 3) return false;
+    lines[count++] = value.substr(0, end);
+    value.remove_prefix(end);
+    if (value.empty()) break;
+    if (absl::StartsWith(value, "\r\n")) {
+      value.remove_prefix(2);
+    } else if (absl::StartsWith(value, "\n")) {
+      value.remove_prefix(1);
+    } else if (absl::StartsWith(value, "\\n")) {
+      value.remove_prefix(2);
+    } else {
+      return false;
+    }
+    while (!value.empty() && (value[0] == ' ' || value[0] == '\t')) value.remove_prefix(1);
+  }
+  switch (count) {
+    case 1:
+      return IsMrzDataLine(lines[0], true);
+    case 2: {
+      const absl::string_view first = lines[0];
+      const bool td3 = IsMrzLine(first, 44) && IsOneOf("PV", first[0]);
+      const bool td2 = IsMrzLine(first, 36) && IsOneOf("ACIPV", first[0]);
+      return (td3 || td2) && IsMrzAlpha(first) && lines[1].size() == first.size() &&
+             IsMrzDataLine(lines[1], first[0] != 'V');
+    }
+    default:
+      return IsMrzTd1(lines[0], lines[1], lines[2]);
+  }
+}
+
+namespace {
+
+// Digits weighted by `weights` (as many), summed.
+int WeightedSum(absl::string_view digits, std::initializer_list<int> weights) {
+  int sum = 0;
+  size_t i = 0;
+  for (int w : weights) sum += (digits[i++] - '0') * w;
+  return sum;
+}
+
+// `digits` as a number (at most 18).
+int64_t NumberOf(absl::string_view digits) {
+  int64_t n = 0;
+  for (char c : digits) n = n * 10 + (c - '0');
+  return n;
+}
+
+bool VatAt(absl::string_view n) {
+  if (n.size() != 9 || n[0] != 'U' || !AllDigits(n.substr(1), 8)) return false;
+  return n[8] - '0' == (6 - LuhnChecksum(n.substr(1, 7)) + 10) % 10;
+}
+
+bool VatBe(absl::string_view n) {
+  return AllDigits(n, 10) && IsOneOf("01", n[0]) && NumberOf(n) > 0 &&
+         (NumberOf(n.substr(0, 8)) + NumberOf(n.substr(8))) % 97 == 0;
+}
+
+bool VatCy(absl::string_view n) {
+  static constexpr int kEven[] = {1, 0, 5, 7, 9, 13, 15, 17, 19, 21};
+  if (n.size() != 9 || !AllDigits(n.substr(0, 8), 8) || absl::StartsWith(n, "12")) return false;
+  int sum = 0;
+  for (size_t i = 0; i < 8; ++i) sum += i % 2 == 0 ? kEven[n[i] - '0'] : n[i] - '0';
+  return n[8] == 'A' + sum % 26;
+}
+
+bool VatDe(absl::string_view n) { return AllDigits(n, 9) && n[0] != '0' && PassesMod11_10(n); }
+
+bool VatDk(absl::string_view n) {
+  return AllDigits(n, 8) && n[0] != '0' && WeightedSum(n, {2, 7, 6, 5, 4, 3, 2, 1}) % 11 == 0;
+}
+
+bool VatEe(absl::string_view n) {
+  return AllDigits(n, 9) && WeightedSum(n, {3, 7, 1, 3, 7, 1, 3, 7, 1}) % 10 == 0;
+}
+
+bool VatEl(absl::string_view n) {
+  if (!AllDigits(n, 9)) return false;
+  int check = 0;
+  for (size_t i = 0; i < 8; ++i) check = check * 2 + (n[i] - '0');
+  return n[8] - '0' == check * 2 % 11 % 10;
+}
+
+bool VatEs(absl::string_view n) {
+  if (n.size() != 9) return false;
+  if (IsValidEsNif(n) || IsValidEsNie(n)) return true;
+  // A CIF: an organisation's letter, seven digits, a check digit or letter.
+  if (!IsOneOf("ABCDEFGHJNPQRSUVW", n[0]) || !AllDigits(n.substr(1, 7), 7)) return false;
+  const int check = (10 - LuhnChecksum(absl::StrCat(n.substr(1, 7), "0"))) % 10;
+  return n[8] == '0' + check || n[8] == "JABCDEFGHI"[check];
+}
+
+bool VatFi(absl::string_view n) {
+  return AllDigits(n, 8) && WeightedSum(n, {7, 9, 10, 5, 8, 4, 2, 1}) % 11 == 0;
+}
+
+bool VatFr(absl::string_view n) {
+  if (!AllDigits(n, 11)) return false;
+  const absl::string_view siren = n.substr(2);
+  return !absl::StartsWith(siren, "000") && LuhnChecksum(siren) == 0 &&
+         NumberOf(n.substr(0, 2)) == (NumberOf(siren) * 100 + 12) % 97;
+}
+
+bool VatHr(absl::string_view n) { return AllDigits(n, 11) && PassesMod11_10(n); }
+
+bool VatHu(absl::string_view n) {
+  return AllDigits(n, 8) && WeightedSum(n, {9, 7, 3, 1, 9, 7, 3, 1}) % 10 == 0;
+}
+
+bool VatIe(absl::string_view n) {
+  static constexpr absl::string_view kAlphabet = "WABCDEFGHIJKLMNOPQRSTUV";
+  if ((n.size() != 8 && n.size() != 9) || !AllDigits(n.substr(0, 7), 7)) return false;
+  const size_t second = n.size() == 9 ? kAlphabet.find(n[8]) : 0;
+  if (second == absl::string_view::npos) return false;
+  const int sum = WeightedSum(n, {8, 7, 6, 5, 4, 3, 2}) + 9 * static_cast<int>(second);
+  return n[7] == kAlphabet[static_cast<size_t>(sum % 23)];
+}
+
+bool VatIt(absl::string_view n) {
+  if (!AllDigits(n, 11) || n.substr(0, 7) == "0000000") return false;
+  const int64_t province = NumberOf(n.substr(7, 3));
+  return (InRange(static_cast<int>(province), 1, 100) || province == 120 || province == 121 ||
+          province == 888 || province == 999) &&
+         LuhnChecksum(n) == 0;
+}
+
+bool VatLt(absl::string_view n) {
+  if (!(AllDigits(n, 9) && n[7] == '1') && !(AllDigits(n, 12) && n[10] == '1')) return false;
+  const size_t body = n.size() - 1;
+  int check = 0;
+  for (size_t i = 0; i < body; ++i) check += static_cast<int>(1 + i % 9) * (n[i] - '0');
+  check %= 11;
+  if (check == 10) {
+    check = 0;
+    for (size_t i = 0; i < body; ++i) check += static_cast<int>(1 + (i + 2) % 9) * (n[i] - '0');
+  }
+  return n[body] - '0' == check % 11 % 10;
+}
+
+bool VatLu(absl::string_view n) {
+  return AllDigits(n, 8) && NumberOf(n.substr(0, 6)) % 89 == NumberOf(n.substr(6));
+}
+
+bool VatMt(absl::string_view n) {
+  return AllDigits(n, 8) && n[0] != '0' && WeightedSum(n, {3, 4, 6, 7, 8, 9, 10, 1}) % 37 == 0;
+}
+
+bool VatNl(absl::string_view n) {
+  if (n.size() != 12 || !AllDigits(n.substr(0, 9), 9) || n[9] != 'B' ||
+      !AllDigits(n.substr(10), 2) || n.substr(10) == "00" || n.substr(0, 9) == "000000000") {
+    return false;
+  }
+  if (IsValidNlBsn(n.substr(0, 9))) return true;
+  // ISO 7064 mod 97-10 over "NL" and the number, letters as two digits (A = 10).
+  int rest = 0;
+  for (char c : absl::StrCat("NL", n)) {
+    const int v = IsDigit(c) ? c - '0' : c - 'A' + 10;
+    rest = (rest * (v >= 10 ? 100 : 10) + v) % 97;
+  }
+  return rest == 1;
+}
+
+bool VatPl(absl::string_view n) {
+  return AllDigits(n, 10) && WeightedSum(n, {6, 5, 7, 2, 3, 4, 5, 6, 7, -1}) % 11 == 0;
+}
+
+bool VatPt(absl::string_view n) {
+  if (!AllDigits(n, 9) || n[0] == '0') return false;
+  const int sum = WeightedSum(n, {9, 8, 7, 6, 5, 4, 3, 2});
+  return n[8] - '0' == (11 - sum % 11) % 11 % 10;
+}
+
+bool VatRo(absl::string_view n) {
+  if (n.size() < 6 || n.size() > 10 || !AllDigits(n, n.size()) || n[0] == '0') return false;
+  // The number without its check digit, zero-filled to nine digits.
+  const std::string body = absl::StrCat(std::string(10 - n.size(), '0'), n.substr(0, n.size() - 1));
+  return n.back() - '0' == 10 * WeightedSum(body, {7, 5, 3, 2, 1, 7, 5, 3, 2}) % 11 % 10;
+}
+
+bool VatSe(absl::string_view n) {
+  return AllDigits(n, 12) && absl::EndsWith(n, "01") && LuhnChecksum(n.substr(0, 10)) == 0;
+}
+
+bool VatSi(absl::string_view n) {
+  if (!AllDigits(n, 8) || n[0] == '0') return false;
+  const int check = 11 - WeightedSum(n, {8, 7, 6, 5, 4, 3, 2}) % 11;
+  return check != 11 && n[7] - '0' == check % 10;
+}
+
+bool VatSk(absl::string_view n) {
+  return AllDigits(n, 10) && n[0] != '0' && IsOneOf("234789", n[2]) && NumberOf(n) % 11 == 0;
+}
+
+struct VatCountry {
+  absl::string_view prefix;
+  bool (*check)(absl::string_view national);
+};
+
+constexpr VatCountry kVatCountries[] = {
+    {"AT", VatAt}, {"BE", VatBe}, {"CY", VatCy}, {"DE", VatDe}, {"DK", VatDk},
+    {"EE", VatEe}, {"EL", VatEl}, {"ES", VatEs}, {"FI", VatFi}, {"FR", VatFr},
+    {"GR", VatEl}, {"HR", VatHr}, {"HU", VatHu}, {"IE", VatIe}, {"IT", VatIt},
+    {"LT", VatLt}, {"LU", VatLu}, {"MT", VatMt}, {"NL", VatNl}, {"PL", VatPl},
+    {"PT", VatPt}, {"RO", VatRo}, {"SE", VatSe}, {"SI", VatSi}, {"SK", VatSk}};
+
+}  // namespace
+
+bool IsValidEuVatNumber(absl::string_view value) {
+  if (value.size() < 2) return false;
+  const absl::string_view prefix = value.substr(0, 2);
+  absl::string_view written = value.substr(2);
+  if (absl::StartsWith(written, " ")) written.remove_prefix(1);
+  // The national part: single separators between its characters only.
+  std::string national;
+  for (size_t i = 0; i < written.size(); ++i) {
+    const char c = written[i];
+    if (IsDigit(c) || IsUpper(c)) {
+      national.push_back(c);
+    } else if (!IsOneOf(" .", c) || i == 0 || i + 1 == written.size() ||
+               IsOneOf(" .", written[i - 1])) {
+      return false;
+    }
+  }
+  for (const VatCountry& country : kVatCountries) {
+    if (country.prefix == prefix) return country.check(national);
+  }
+  return false;
 }
 
 bool IsValidBitcoinBase58Check(absl::string_view value) {
@@ -1277,6 +1602,19 @@ bool IsValidGrafanaToken(absl::string_view value) {
          !IsPlaceholder(value.substr(0, 32));
 }
 
+bool IsValidDiscordBotToken(absl::string_view value) {
+  const std::vector<absl::string_view> parts = absl::StrSplit(value, '.');
+  if (parts.size() != 3 || parts[0].size() < 23 || parts[0].size() > 27 || parts[1].size() != 6 ||
+      parts[2].size() < 27 || parts[2].size() > 38 ||
+      !std::all_of(value.begin(), value.end(), [](char c) { return IsBase64Url(c) || c == '.'; }) ||
+      !std::any_of(value.begin(), value.end(), IsDigit) || IsPlaceholder(parts[2])) {
+    return false;
+  }
+  std::string id;
+  return absl::WebSafeBase64Unescape(parts[0], &id) && id.size() >= 17 && id.size() <= 20 &&
+         id[0] != '0' && std::all_of(id.begin(), id.end(), IsDigit);
+}
+
 namespace {
 
 // Whether a URL's password stands for one rather than being one: a variable or template
@@ -1423,10 +1761,12 @@ constexpr NamedValidator kValidators[] = {
     {"dk_cpr", IsValidDkCpr, 10},
     {"databricks_token", IsValidDatabricksToken, 4 + 32},
     {"digitalocean_token", IsValidDigitalOceanToken, 7 + 64},
+    {"discord_bot_token", IsValidDiscordBotToken, 23 + 1 + 6 + 1 + 27},
     {"docker_hub_token", IsValidDockerHubToken, 9 + 27},
     {"dea", IsValidDeaNumber, 9},
     {"email", IsValidEmail, 6},  // "a@b.cd".
     {"es_nie", IsValidEsNie, 9},
+    {"eu_vat_number", IsValidEuVatNumber, 2 + 6},  // "RO" + six digits.
     {"es_nif", IsValidEsNif, 9},
     {"fi_personal_identity_code", IsValidFiPersonalIdentityCode, 11},
     {"fr_nir", IsValidFrNir, 15},
@@ -1438,7 +1778,8 @@ constexpr NamedValidator kValidators[] = {
     {"grafana_token", IsValidGrafanaToken, 5 + 32 + 1 + 8},
     {"groq_api_key", IsValidGroqApiKey, 4 + 52},
     {"huggingface_token", IsValidHuggingFaceToken, 3 + 34},
-    {"iban", IsValidIban, ShortestIban()},  // Spaces aside.
+    {"iban", IsValidIban, ShortestIban()},                      // Spaces aside.
+    {"identity_document_mrz", IsValidIdentityDocumentMrz, 36},  // A TD2's data line alone.
     {"ie_ppsn", IsValidIePpsn, 8},
     {"international_phone", IsValidInternationalPhone, 9},  // '+', code, 7 national digits.
     {"ipv4", IsValidIpv4, 7},                               // "1.2.3.4".
@@ -1510,7 +1851,7 @@ bool ChecksWholeTokens(Validator validator) {
                                           IsValidDatabricksToken,   IsValidAtlassianApiToken,
                                           IsValidVaultToken,        IsValidAzureClientSecret,
                                           IsValidDigitalOceanToken, IsValidPostmanApiKey,
-                                          IsValidGrafanaToken};
+                                          IsValidGrafanaToken,      IsValidDiscordBotToken};
   return validator != nullptr &&
          std::find(std::begin(kTokens), std::end(kTokens), validator) != std::end(kTokens);
 }

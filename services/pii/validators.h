@@ -168,6 +168,24 @@ bool IsValidAtSocialInsuranceNumber(absl::string_view value);
 // first eight weighted 9..2 mod 11, or 0 when that rest is 0 or 1.
 bool IsValidPtTaxId(absl::string_view value);
 
+// The machine-readable zone of a passport, identity card or visa (ICAO Doc 9303): two lines
+// of 44 (TD3 passports starting "P", MRV-A visas "V"), two of 36 (TD2, starting "I", "A",
+// "C", "P"; MRV-B visas "V") or three of 30 (TD1 identity cards, "I", "A", "C"), of [A-Z0-9<];
+// or a TD3's or TD2's data line alone. Lines break at "\n", "\r\n" or a JSON string's two
+// characters "\n", and may be indented after the first. Every check digit holds (weights 7 3 1;
+// A = 10 ... Z = 35, '<' = 0): the document number's, the birth and expiry dates' (which
+// exist: February up to 29), the personal number's, and the composite (visas have none: a
+// visa's data line alone is not accepted); sex M, F, X or '<'; states of [A-Z<].
+bool IsValidIdentityDocumentMrz(absl::string_view value);
+
+// A VAT identification number of an EU member state: its prefix (upper case), optionally one
+// space, then the national part, whose characters may be separated by single spaces or dots,
+// with that state's check (as python-stdnum implements them): AT, BE (ten digits, starting 0
+// or 1), CY, DE, DK, EE, EL (and GR), ES (DNI, NIE or CIF), FI, FR (numeric keys), HR, HU, IE
+// (seven digits and one or two letters), IT, LT, LU, MT, NL, PL, PT, RO (six to ten digits),
+// SE, SI, SK (not a birth number). BG, CZ and LV are not accepted.
+bool IsValidEuVatNumber(absl::string_view value);
+
 // A legacy Bitcoin address: base58 that decodes to 25 bytes, version 0x00 ('1...', P2PKH) or
 // 0x05 ('3...', P2SH), whose last four bytes are the first four of SHA-256(SHA-256(rest)).
 bool IsValidBitcoinBase58Check(absl::string_view value);
@@ -304,6 +322,11 @@ bool IsValidDigitalOceanToken(absl::string_view value);
 bool IsValidPostmanApiKey(absl::string_view value);
 //   GRAFANA_TOKEN, a service account's: "glsa_" + 32 of [0-9A-Za-z] + '_' + 8 of [0-9a-f].
 bool IsValidGrafanaToken(absl::string_view value);
+//   DISCORD_BOT_TOKEN: three parts of [0-9A-Za-z_-] joined by '.': the bot's id in unpadded
+//   base64url (23 to 27 characters decoding to 17 to 20 digits, the first not 0), 6 (a
+//   timestamp), 27 to 38 (the HMAC, no placeholder); holding a digit (for the prefilter, as
+//   JWT).
+bool IsValidDiscordBotToken(absl::string_view value);
 //   SECRET, the value of a setting named as a secret (see NamedSecretRecognizers): 6 to
 //   kMaxSecretValueBytes bytes (an AWS session token has ~1,000), not starting with '=' (after
 //   "==", a comparison), not a stand-in as for URL_CREDENTIALS below, not only digits, nothing of a
@@ -338,7 +361,7 @@ using Validator = bool (*)(absl::string_view value);
 // "uk_nhs", "uk_nino", "es_nif", "es_nie", "it_fiscal_code", "pl_pesel",
 // "fi_personal_identity_code", "se_personal_identity_number", "nl_bsn", "fr_nir", "de_tax_id",
 // "de_health_insurance_number", "be_national_number", "ie_ppsn", "dk_cpr",
-// "at_social_insurance_number", "pt_tax_id",
+// "at_social_insurance_number", "pt_tax_id", "identity_document_mrz", "eu_vat_number",
 // "bitcoin_base58check", "bitcoin_bech32", "dea", "email",
 // "pem_private_key", "base64_pem_private_key", "policy_suite_key", "openai_api_key",
 // "aws_access_key", "aws_secret_access_key", "github_token", "slack_token", "jwt",
@@ -349,7 +372,7 @@ using Validator = bool (*)(absl::string_view value);
 // "azure_shared_access_key", "azure_sas_signature", "perplexity_api_key",
 // "replicate_api_token", "langsmith_api_key", "databricks_token", "atlassian_api_token",
 // "vault_token", "azure_client_secret", "digitalocean_token", "postman_api_key",
-// "grafana_token", "url_credentials", "url_token_user",
+// "grafana_token", "discord_bot_token", "url_credentials", "url_token_user",
 // "secret_value", "unquoted_secret_value", "basic_credentials", "bearer_token"), or nullptr for an
 // unknown name.
 Validator FindValidator(absl::string_view name);

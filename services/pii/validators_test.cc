@@ -1,7 +1,10 @@
 #include "services/pii/validators.h"
 
 #include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -682,6 +685,145 @@ TEST(ValidatorsTest, BelgianIrishDanishAustrianAndPortugueseIdentifiers) {
   // A company's, a wrong check digit, other lengths and groups.
   for (const char* nif : {"501964843", "234567898", "12345678", "1234567890", "1234 56 789"}) {
     EXPECT_FALSE(IsValidPtTaxId(nif)) << nif;
+  }
+}
+
+// ICAO 9303's check digit over `field`, written for the tests.
+char MrzCheckDigit(absl::string_view field) {
+  int sum = 0;
+  for (size_t i = 0; i < field.size(); ++i) {
+    const char c = field[i];
+    const int value = c == '<' ? 0 : (c >= 'A' ? c - 'A' + 10 : c - '0');
+    sum += value * (i % 3 == 0 ? 7 : i % 3 == 1 ? 3 : 1);
+  }
+  return static_cast<char>('0' + sum % 10);
+}
+
+// `line` (a TD3 data line) with `field` at `at` and every check digit made right again.
+std::string Td3DataLine(std::string line, size_t at, const std::string& field) {
+  line.replace(at, field.size(), field);
+  line[9] = MrzCheckDigit(line.substr(0, 9));
+  line[19] = MrzCheckDigit(line.substr(13, 6));
+  line[27] = MrzCheckDigit(line.substr(21, 6));
+  line[42] = MrzCheckDigit(line.substr(28, 14));
+  line[43] =
+      MrzCheckDigit(absl::StrCat(line.substr(0, 10), line.substr(13, 7), line.substr(21, 22)));
+  return line;
+}
+
+// A TD1 whose document number, D23145890734, is longer than nine characters.
+std::string LongNumberTd1() {
+  std::string first =
+      absl::StrCat("I<UTOD23145890<734", std::string(1, MrzCheckDigit("D23145890734")));
+  first.resize(30, '<');
+  const std::string second = "7408122F1204159UTO<<<<<<<<<<<";
+  return absl::StrCat(first, "\n", second,
+                      std::string(1, MrzCheckDigit(absl::StrCat(first.substr(5), "7408122",
+                                                                "1204159", "<<<<<<<<<<<"))),
+                      "\nERIKSSON<<ANNA<MARIA<<<<<<<<<<");
+}
+
+TEST(ValidatorsTest, IdentityDocumentMrz) {
+  // ICAO Doc 9303's specimens (TD3, TD2, TD1, MRV-A, MRV-B) and Germany's passport specimen.
+  const std::string td3_name = "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<";
+  const std::string td3_data = "L898902C36UTO7408122F1204159ZE184226B<<<<<10";
+  const std::string td2 =
+      "I<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<\nD231458907UTO7408122F1204159<<<<<<<6";
+  const std::string td1 =
+      "I<UTOD231458907<<<<<<<<<<<<<<<\n7408122F1204159UTO<<<<<<<<<<<6\n"
+      "ERIKSSON<<ANNA<MARIA<<<<<<<<<<";
+  for (const std::string& zone : std::vector<std::string>{
+           td3_name + "\n" + td3_data, td3_name + "\r\n    " + td3_data,
+           td3_name + "\\n" + td3_data, td3_data, td2, td2.substr(37), td1,
+           "V<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL8988901C4XXX4009078F96121096ZE184226B<<<"
+           "<<<",
+           "V<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<\nL8988901C4XXX4009078F9612109<<<<<<<<",
+           "P<D<<MUSTERMANN<<ERIKA<<<<<<<<<<<<<<<<<<<<<<\nC01X00T478D<<6408125F2702283<<<<<<<<<<<<<"
+           "<<4",
+           // A personal number in use; a TD1 number longer than nine characters ('<' at 14, the
+           // rest and its check digit opening the optional data).
+           td3_name + "\n" + Td3DataLine(td3_data, 28, "12345678901234"), LongNumberTd1()}) {
+    EXPECT_TRUE(IsValidIdentityDocumentMrz(zone)) << zone;
+  }
+  // Each check digit wrong in turn: the document number's, the dates', the personal number's,
+  // the composite.
+  for (size_t at : {9, 19, 27, 42, 43}) {
+    std::string wrong = td3_data;
+    wrong[at] = wrong[at] == '9' ? '8' : static_cast<char>(wrong[at] + 1);
+    EXPECT_FALSE(IsValidIdentityDocumentMrz(td3_name + "\n" + wrong)) << wrong;
+    EXPECT_FALSE(IsValidIdentityDocumentMrz(wrong)) << wrong;
+  }
+  for (size_t at : {14, 30 + 1 + 6, 30 + 1 + 14, 30 + 1 + 29}) {
+    std::string wrong = td1;
+    wrong[at] = wrong[at] == '9' ? '8' : static_cast<char>(wrong[at] + 1);
+    EXPECT_FALSE(IsValidIdentityDocumentMrz(wrong)) << wrong;
+  }
+  for (const std::string& zone : std::vector<std::string>{
+           // Dates that do not exist, with check digits that hold; a sex that is none.
+           td3_name + "\n" + Td3DataLine(td3_data, 13, "741312"),
+           td3_name + "\n" + Td3DataLine(td3_data, 21, "120230"),
+           td3_name + "\n" + Td3DataLine(td3_data, 20, "Q"),
+           // Lines one short or one long, a lowercase letter, a name line alone, a TD1's first
+           // two lines, a visa's data line alone (no composite check), a type letter for
+           // another format, two data lines.
+           td3_name + "\n" + td3_data.substr(1), td3_name + "<\n" + td3_data,
+           td3_name + "\n" + td3_data + "<",
+           "P<UTOEriksson<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\n" + td3_data, td3_name, td1.substr(0, 61),
+           "L8988901C4XXX4009078F96121096ZE184226B<<<<<<",
+           "X" + td3_name.substr(1) + "\n" + td3_data, td3_data + "\n" + td3_data,
+           td3_name + "\n" + td3_data + "\n" + td3_name, td3_name + " \n" + td3_data}) {
+    EXPECT_FALSE(IsValidIdentityDocumentMrz(zone)) << zone;
+  }
+}
+
+TEST(ValidatorsTest, EuVatNumber) {
+  // One valid number of each claimed state (checked with python-stdnum), some written in groups.
+  for (const char* vat :
+       {"ATU13585627",       "ATU 13585627",       "BE0411905847",   "BE 0411.905.847",
+        "CY10259033P",       "DE136695976",        "DE 136 695 976", "DK13585628",
+        "EE100931558",       "EL094259216",        "GR094259216",    "ESB58378431",
+        "ESX1234567L",       "ES12345678Z",        "FI20774740",     "FR40303265045",
+        "FR 40 303 265 045", "HR33392005961",      "HU12892312",     "IE6388047V",
+        "IT00743110157",     "LT119511515",        "LU15027442",     "MT11679112",
+        "NL004495445B01",    "NL 0044.95.445.B01", "PL5260250274",   "PT501964843",
+        "RO18547290",        "SE556188840401",     "SI50223054",     "SK2022749619"}) {
+    EXPECT_TRUE(IsValidEuVatNumber(vat)) << vat;
+  }
+  for (const char* vat :
+       {// Each with a wrong check.
+        "ATU13585628", "BE0411905848", "CY10259033Q", "DE136695977", "DK13585629", "EE100931559",
+        "EL094259217", "ESB58378432", "ESX1234567M", "FI20774741", "FR41303265045", "HR33392005962",
+        "HU12892313", "IE6388047W", "IT00743110158", "LT119511516", "LU15027443", "MT11679113",
+        "NL004495446B01", "NL004495445B00", "PL5260250275", "PT501964844", "RO18547291",
+        "SE556188840402", "SI50223055", "SK2022749610",
+        // A digit too many or too few; states not claimed; lower case; separators doubled,
+        // leading or trailing; Belgium's nine digits; a French key of letters; Slovakia's
+        // third digit 0, 1, 5 or 6; Romania's five digits; Monaco's "000" SIRENs.
+        "DE1366959760", "DE13669597", "XX136695976", "GB136695976", "BG175074752", "CZ25123891",
+        "LV40003521600", "de136695976", "DE  136695976", "DE 136..695976", "DE136695976.",
+        "BE411905847", "FRXA303265045", "SK2012749619", "RO12345", "FR27000000000"}) {
+    EXPECT_FALSE(IsValidEuVatNumber(vat)) << vat;
+  }
+}
+
+TEST(ValidatorsTest, DiscordBotToken) {
+  const std::string hmac = "Xk9aPq_Lm2Zr8Tv-Wy4Bn6Cd0Ef1Gh3Ij5Kl7M";  // 38.
+  for (const std::string& token :
+       {"MTA0OTQ3NjE4MzE2MzQ3NjE5Mg.GjNnRi." + hmac,             // 19 digits.
+        "ODEzODQ3ODg3NjU3MTIzODQ.YA1b2c." + hmac.substr(0, 27),  // 17 digits; a 27-byte HMAC.
+        "MTIzNDU2Nzg5MDEyMzQ1Njc4OTA.GjNnRi." + hmac}) {         // 20 digits.
+    EXPECT_TRUE(IsValidDiscordBotToken(token)) << token;
+  }
+  for (const std::string& token : {"MTIzNDU2Nzg5MDEyMzQ1Ng.GjNnRi." + hmac,        // 16 digits.
+                                   "MTIzNDU2Nzg5MDEyMzQ1Njc4OTAx.GjNnRi." + hmac,  // 21.
+                                   "MDEyMzQ1Njc4OTAxMjM0NTY3OA.GjNnRi." + hmac,  // Starting with 0.
+                                   "eyJhbGciOiJIUzI1NiJ9eyJhbGci.GjNnRi." + hmac,  // Not digits.
+                                   "MTA0OTQ3NjE4MzE2MzQ3NjE5Mg.GjNnR." + hmac,  // A timestamp of 5.
+                                   "MTA0OTQ3NjE4MzE2MzQ3NjE5Mg.GjNnRi." + hmac.substr(0, 26),
+                                   "MTA0OTQ3NjE4MzE2MzQ3NjE5Mg.GjNnRi." + hmac + "x",
+                                   "MTA0OTQ3NjE4MzE2MzQ3NjE5Mg.GjNnRi." + hmac + ".x",
+                                   "MTA0OTQ3NjE4MzE2MzQ3NjE5Mg.GjNnRi." + std::string(38, 'a')}) {
+    EXPECT_FALSE(IsValidDiscordBotToken(token)) << token;
   }
 }
 

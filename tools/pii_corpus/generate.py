@@ -50,7 +50,13 @@ record and its problems.
     Slack app-level tokens, Azure Service Bus, Event Hubs and IoT Hub shared access keys after
     "SharedAccessKey=", and shared access signatures (portal-style URLs, account SAS tokens, Service
     Bus SAS) escaped as Azure escapes them; no piece of such a token (a bot id, a digit group) is
-    valid as another type on its own, nor does it hold one of SECRET's placeholder words. The
+    valid as another type on its own, nor does it hold one of SECRET's placeholder words. A SECRET
+    is also the second of a call's two quoted arguments after a secret's name, and the value assigned
+    to a subscript of one (os.environ.setdefault("DB_PASSWORD", "..."), req.Header.Set("Authorization",
+    "Bearer ..."), $cfg['Servers'][$i]['password'] = '...', in Go, Java, Kotlin, Rust, Python,
+    JavaScript, PHP, Ruby, C# and bash); Discord bot tokens are a snowflake's unpadded base64url, a
+    timestamp and an HMAC of 27 or 38 characters (.env files, discord.py, discord.js and serenity
+    code, "Authorization: Bot ..." headers, config.json). The
     European national identifiers follow their rules (UK National Insurance number prefixes
     and suffixes; the mod-23 letter of Spanish DNI/NIF and NIE numbers; the Italian codice
     fiscale's month letters, day (+40 for women), omocodia letters and odd/even check letter;
@@ -64,14 +70,23 @@ record and its problems.
     digits of its century; an Irish PPSN's mod-23 check letter and second letter; a Danish CPR
     number's date in the century of its seventh digit; an Austrian social insurance number's
     weighted mod-11 check digit; a Portuguese tax number's personal prefix and mod-11 check
-    digit), in each written form of the specification.
+    digit), in each written form of the specification. The fifth batch's: an identity document's
+    machine-readable zone (ICAO Doc 9303) of a passport (TD3), a TD2 card, a visa (MRV-A, MRV-B)
+    or an identity card (TD1, a Belgian eID's long document number too), or a lone data line,
+    with the 7-3-1 check digits of its fields, real dates and the composite check, its lines
+    broken by "\n", "\r\n" or a JSON string's "\n", indented or not; EU VAT numbers of every
+    claimed prefix (EL and GR for Greece), each national part's check as python-stdnum 1.18
+    computes it (with the specification's narrower claims), compact, with a space after the
+    prefix, in their country's groups or with dots, sole traders' too (a DNI or an NIE after
+    "ES", a Swedish personnummer and "01", a Dutch btw-id).
   * Labels are exact: the span is the value itself, it passes this module's validator for
     its type, a context word lies within the 40 bytes before it when its format needs one
     (bare SSN/ITIN/NANP numbers, NHS numbers, compact National Insurance numbers, PESELs,
     BSNs, personnummer, German tax ids and KVNRs, Belgian national numbers but in the eID
     card's form, PPSNs, CPR numbers, Austrian social insurance numbers and Portuguese tax
     numbers), it does not stand right after '+' (where a value of the fourth batch's types is
-    a phone number's digits),
+    a phone number's digits), an MRZ has no byte of [A-Za-z0-9<] beside it and a VAT number no
+    byte of [A-Za-z0-9_] (nor a space or dot and a digit or capital after it),
     no context word of its type lies in the 96 bytes around it when its format promises
     none (the "no-context" formats of the national identifiers), and neither neighbouring
     byte continues it (no adjacent digit, letter or group separator that would make a longer
@@ -84,7 +99,10 @@ record and its problems.
     engine also takes for context) finds no valid entity in the text other than the labels
     themselves, an IPv4 address embedded in a labelled IPv6 address, the phone-number reading of a
     labelled NHS number, and whatever lies inside a labelled URL_CREDENTIALS value (the e-mail
-    reading of its "password@host", a GitLab token that is its password); the Finnish reading
+    reading of its "password@host", a GitLab token that is its password), and the generous reading
+    of the DNI glued to "ES" in a labelled VAT number ("ES12345678Z": the VAT number, no ES_NIF,
+    which the strict scanner never finds after a letter); a zone's data line, valid on its own
+    too, is no finding beside its zone (it is not on its own); the Finnish reading
     of a value right after a Swedish context word is none (those words are excluded context for
     the Finnish type); a setting's SECRET reading of a token of a score-1.0 type is none (the
     token wins the overlap and is the label), and a SECRET reads the same in the text and its
@@ -113,8 +131,13 @@ record and its problems.
     "Basic dXNlcjpwYXNzd29yZA==", "Negotiate ...", "WWW-Authenticate: Bearer realm=..."),
     settings whose value is no secret ("password=password", "token: self.token",
     "PASSWORD=${DB_PASSWORD}", "api_key=REDACTED", "max_tokens: 128000", "if password == ...",
-    five bytes, digits only), URLs whose password is a stand-in ("${CI_JOB_TOKEN}",
-    "$(REDIS_PASSWORD)", "<token>", "********", "password"), a URL's user right after "://" and
+    five bytes, digits only), secrets' names in calls and subscripts that give no value (empty, a
+    stand-in, a scheme and no credentials, unquoted, one argument, a comparison, too short, a
+    placeholder, lists of field names such as ("password", "api_key", "token")), Discord bot tokens
+    breaking one rule (a user id of letters, of 16 or 21 digits or starting with 0, a JWT-like
+    header, a timestamp of 5 or 7, an HMAC of 26 or 39, no digit, glued, a placeholder), URLs
+    whose password is a stand-in ("${CI_JOB_TOKEN}", "$(REDIS_PASSWORD)", "<token>", "********",
+    "password"), a URL's user right after "://" and
     the code hosts' "git@" (no e-mail addresses), and a few more) fail every validator where they
     stand, and
     hard-negative records contain no context word at all, but for the phone words of a bot
@@ -130,7 +153,16 @@ record and its problems.
     serials 000 and 999, PPSNs of six or eight digits, second letters never issued and
     companies' "...H", CPR dates that do not exist, Austrian serials starting with 0 and sums
     of remainder 10, companies' Portuguese numbers ("501964843"), eight or ten digits, valid
-    values right after '+', and the date-like "Version 85.07.30-033" and "85.07.30 12:00".
+    values right after '+', and the date-like "Version 85.07.30-033" and "85.07.30 12:00". The
+    fifth batch's: zones with one check digit wrong (the composite, the document number's, a
+    date's), a month 13, a day 32 or 31 February, a data line of 43 or 45, a name line or a TD1's
+    data line alone, a lower-case letter, a TD1 starting with another letter, random runs of
+    [A-Z0-9<], a TD1 without its third line; VAT numbers with a wrong check (each country), a
+    digit more or fewer, an unclaimed prefix (XX, US, GB, BG, CZ, LV, XI), a lower-case prefix,
+    glued to a word ("CODE136695976") or to more digits (after '.' or '-' only a number ending
+    with a digit: "IE1143711R-3" holds the VAT number IE1143711R), IBANs failing their check,
+    Slovak birth numbers' shape, French keys with letters, Romanian numbers of five digits and other rules
+    broken; none of them holds a piece valid as a national identifier either.
   * Texts mix English with German, French and Japanese words and emoji (the national
     identifiers mostly stand in sentences of their own language: English, Spanish, Italian,
     Polish, Finnish, French, Dutch, Swedish, German, Danish and Portuguese; the fourth batch's
@@ -156,8 +188,11 @@ record and its problems.
     and Portuguese numbers too), and hard negatives so written
     (en-dash ranges, "1 234,56 €" amounts, full-width order numbers, dates, times, versions
     such as "Ｖｅｒｓｉｏｎ　１．２．３．４", cards failing Luhn and IBANs failing their check,
-    nine-digit numbers without a phone word). The scanner reads every text folded as the engine's
-    built-in recognizers read it (fold: those characters as ASCII, '：' as ':').
+    nine-digit numbers without a phone word); document records (document_records, likewise) the
+    fifth batch's values beside others (an invoice's VAT number and IBAN, supplier master data
+    with a British number among the EU ones, a KYC profile's e-mail address and MRZ, a zone whose
+    misread first line leaves its data line the finding). The scanner reads every text folded as
+    the engine's built-in recognizers read it (fold: those characters as ASCII, '：' as ':').
 """
 
 from __future__ import annotations
@@ -209,9 +244,11 @@ ENTITY_TYPES = (
     "AZURE_SHARED_ACCESS_KEY", "AZURE_SAS_TOKEN",
     "PERPLEXITY_API_KEY", "REPLICATE_API_TOKEN", "LANGSMITH_API_KEY", "DATABRICKS_TOKEN", "ATLASSIAN_API_TOKEN",
     "VAULT_TOKEN", "AZURE_CLIENT_SECRET", "DIGITALOCEAN_TOKEN", "POSTMAN_API_KEY", "GRAFANA_TOKEN",
+    "DISCORD_BOT_TOKEN",
     "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER",
     "BE_NATIONAL_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID",
+    "IDENTITY_DOCUMENT_MRZ", "EU_VAT_NUMBER",
 )
 # The European national identifiers: written in the sentences of their own language, with and
 # without a context word (see NATIONAL_ID_FRAMES).
@@ -220,6 +257,9 @@ NATIONAL_ID_TYPES = ("UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL"
                      "BE_NATIONAL_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID")
 # The fourth batch's types: a value of theirs right after '+' is a phone number, never the type.
 NOT_AFTER_PLUS_TYPES = ("BE_NATIONAL_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID")
+# The fifth batch's (/tmp/mrz_vat_spec.md): score 1.0, no context word, upper case only; written in
+# the texts of their own formats (KYC chats, OCR output, JSON, logs, invoices, EDI, CSV).
+FIFTH_BATCH_TYPES = ("IDENTITY_DOCUMENT_MRZ", "EU_VAT_NUMBER")
 
 CONTEXT_WORDS = {
     "US_SSN": ("ssn", "social security", "social-security", "ss#"),
@@ -617,6 +657,164 @@ def pt_tax_id_check_digit(first_eight: str) -> str:
 def pt_tax_id_is_personal(digits: str) -> bool:
     """A person's number (companies, public bodies and others start with 5-9, or 4 but 45)."""
     return digits.startswith(PT_PERSONAL_PREFIXES)
+
+
+# The fifth batch (/tmp/mrz_vat_spec.md): the machine-readable zone of an identity document (ICAO
+# Doc 9303) and EU VAT numbers, implemented here from the specification (the VAT checks as
+# python-stdnum 1.18 implements them; this module does not import it).
+
+# MRZ: a field's check digit weighs its characters' values (digit itself, A=10 ... Z=35, '<' 0) by
+# 7, 3, 1, 7, 3, 1, ... (restarting at each field), mod 10.
+MRZ_WEIGHTS = (7, 3, 1)
+# Days of each month in an MRZ date (YYMMDD): February up to 29 whatever the year.
+MRZ_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+MRZ_CHARACTER_VALUES = {**{d: int(d) for d in DIGITS}, **{c: 10 + i for i, c in enumerate(UPPER)}, "<": 0}
+
+
+def mrz_check_digit(field: str) -> str:
+    """The check digit of a field of [A-Z0-9<]."""
+    return str(sum(MRZ_CHARACTER_VALUES[c] * w for c, w in zip(field, MRZ_WEIGHTS * (len(field) // 3 + 1))) % 10)
+
+
+def mrz_checked(field: str, check: str) -> bool:
+    """The check character is a digit, the field's check digit."""
+    return check in DIGITS and mrz_check_digit(field) == check
+
+
+def mrz_date_valid(six: str) -> bool:
+    """YYMMDD: six digits, month 01-12, day 01 to the days of the month (29 in February)."""
+    if not re.fullmatch(r"[0-9]{6}", six):
+        return False
+    month, day = int(six[2:4]), int(six[4:6])
+    return 1 <= month <= 12 and 1 <= day <= MRZ_MONTH_DAYS[month - 1]
+
+
+# EU VAT numbers: each member state's national part and its check, on the national part with its
+# separators removed. (The prefixes claimed: EL and GR both for Greece; not BG, CZ, LV, XI.)
+VAT_PROVINCES_IT = tuple("%03d" % p for p in range(1, 101)) + ("120", "121", "888", "999")
+VAT_CIF_LETTERS = "ABCDEFGHJNPQRSUVW"  # a Spanish CIF's first letter
+VAT_CIF_CHECK_LETTERS = "JABCDEFGHI"  # a CIF's check letter for its Luhn check digit 0 ... 9
+
+
+def luhn_checksum(digits: str) -> int:
+    """The Luhn sum mod 10 (0 for a number that passes), doubling every second digit from the
+    right, as python-stdnum's luhn.checksum computes it."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char)
+        if position % 2 == 1:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10
+
+
+def iso7064_mod_11_10_valid(digits: str) -> bool:
+    """ISO 7064 MOD 11,10 over the whole number, its check digit last (as DE_TAX_ID's)."""
+    return de_tax_id_check_digit(digits[:-1]) == digits[-1]
+
+
+def weighted_sum(digits: str, weights: tuple[int, ...]) -> int:
+    return sum(int(d) * w for d, w in zip(digits, weights))
+
+
+def cy_vat_check_letter(eight: str) -> str:
+    """Cyprus: the digits at even positions (0, 2, 4, 6) through the table, the others as they
+    are, the sum mod 26 as a letter."""
+    table = {"0": 1, "1": 0, "2": 5, "3": 7, "4": 9, "5": 13, "6": 15, "7": 17, "8": 19, "9": 21}
+    return UPPER[(sum(table[d] for d in eight[::2]) + sum(int(d) for d in eight[1::2])) % 26]
+
+
+def gr_vat_check_digit(eight: str) -> str:
+    """Greece: the eight digits read in binary weights (c = 2c + d), 2c mod 11 mod 10."""
+    total = 0
+    for digit in eight:
+        total = total * 2 + int(digit)
+    return str(total * 2 % 11 % 10)
+
+
+def ie_vat_check_letter(seven: str, second: str = "") -> str:
+    """Ireland (the new system): as a PPSN's, any second letter of the alphabet in the check
+    (W counts 0: as none)."""
+    total = weighted_sum(seven, (8, 7, 6, 5, 4, 3, 2))
+    return PPSN_LETTERS[(total + (9 * PPSN_LETTERS.index(second) if second else 0)) % 23]
+
+
+def lt_vat_check_digit(digits: str) -> str:
+    """Lithuania: weights 1, 2, ..., 9, 1, 2 ...; a remainder of 10 weighs again from 3."""
+    check = sum((1 + i % 9) * int(d) for i, d in enumerate(digits)) % 11
+    if check == 10:
+        check = sum((1 + (i + 2) % 9) * int(d) for i, d in enumerate(digits))
+    return str(check % 11 % 10)
+
+
+def ro_vat_check_digit(digits: str) -> str:
+    """Romania (CUI): weights 7, 5, 3, 2, 1, 7, 5, 3, 2 over the number without its check digit,
+    zero-filled to nine; 10 times the sum mod 11 mod 10."""
+    return str(10 * weighted_sum(digits.zfill(9), (7, 5, 3, 2, 1, 7, 5, 3, 2)) % 11 % 10)
+
+
+def si_vat_check_digit(seven: str) -> str | None:
+    """Slovenia: 11 - (weights 8 ... 2) mod 11; 10 is written 0, 11 has no check digit."""
+    check = 11 - weighted_sum(seven, (8, 7, 6, 5, 4, 3, 2)) % 11
+    return None if check == 11 else str(check % 10)
+
+
+def es_vat_valid(national: str) -> bool:
+    """Spain: a DNI (8 digits, letter), an NIE (X, Y or Z, 7 digits, letter) or a CIF (a letter of
+    VAT_CIF_LETTERS, 7 digits, the Luhn check digit of the 7 or its letter)."""
+    if re.fullmatch(r"[0-9]{8}[A-Z]", national):
+        return dni_letter(national[:8]) == national[8]
+    if re.fullmatch(r"[XYZ][0-9]{7}[A-Z]", national):
+        return nie_letter(national[0], national[1:8]) == national[8]
+    if re.fullmatch(r"[%s][0-9]{7}[0-9A-Z]" % VAT_CIF_LETTERS, national):
+        digit = luhn_check_digit(national[1:8])
+        return national[8] in (digit, VAT_CIF_CHECK_LETTERS[int(digit)])
+    return False
+
+
+def nl_vat_valid(national: str) -> bool:
+    """The Netherlands: 9 digits (not all 0), B, 2 digits (not 00); the 9 digits pass the BSN
+    check, or "NL" and the 12 characters ISO 7064 MOD 97-10 (letters as 10 ... 35)."""
+    if not re.fullmatch(r"[0-9]{9}B[0-9]{2}", national) or national[:9] == "0" * 9 or national[10:] == "00":
+        return False
+    return bsn_checksum_ok(national[:9]) or iban_as_integer("NL" + national) % 97 == 1
+
+
+# The national part of each claimed prefix: its shape, and its check.
+VAT_NATIONAL_RULES: dict[str, tuple[str, Callable[[str], bool]]] = {
+    "AT": (r"U[0-9]{8}", lambda n: str((6 - luhn_checksum(n[1:8])) % 10) == n[8]),
+    "BE": (r"[01][0-9]{9}", lambda n: (int(n[:8]) + int(n[8:])) % 97 == 0),
+    "CY": (r"[0-9]{8}[A-Z]", lambda n: not n.startswith("12") and cy_vat_check_letter(n[:8]) == n[8]),
+    "DE": (r"[1-9][0-9]{8}", iso7064_mod_11_10_valid),
+    "DK": (r"[1-9][0-9]{7}", lambda n: weighted_sum(n, (2, 7, 6, 5, 4, 3, 2, 1)) % 11 == 0),
+    "EE": (r"[0-9]{9}", lambda n: weighted_sum(n, (3, 7, 1, 3, 7, 1, 3, 7, 1)) % 10 == 0),
+    "EL": (r"[0-9]{9}", lambda n: gr_vat_check_digit(n[:8]) == n[8]),
+    "ES": (r"[0-9A-Z]{9}", es_vat_valid),
+    "FI": (r"[0-9]{8}", lambda n: weighted_sum(n, (7, 9, 10, 5, 8, 4, 2, 1)) % 11 == 0),
+    "FR": (r"[0-9]{11}", lambda n: luhn_valid(n[2:]) and int(n[:2]) == int(n[2:] + "12") % 97),
+    "HR": (r"[0-9]{11}", iso7064_mod_11_10_valid),
+    "HU": (r"[0-9]{8}", lambda n: weighted_sum(n, (9, 7, 3, 1, 9, 7, 3, 1)) % 10 == 0),
+    "IE": (r"[0-9]{7}[%s]{1,2}" % PPSN_LETTERS, lambda n: ie_vat_check_letter(n[:7], n[8:]) == n[7]),
+    "IT": (r"[0-9]{11}", lambda n: n[:7] != "0" * 7 and n[7:10] in VAT_PROVINCES_IT and luhn_valid(n)),
+    "LT": (r"[0-9]{7}1[0-9]|[0-9]{10}1[0-9]", lambda n: lt_vat_check_digit(n[:-1]) == n[-1]),
+    "LU": (r"[0-9]{8}", lambda n: int(n[:6]) % 89 == int(n[6:])),
+    "MT": (r"[1-9][0-9]{7}", lambda n: weighted_sum(n, (3, 4, 6, 7, 8, 9, 10, 1)) % 37 == 0),
+    "NL": (r"[0-9]{9}B[0-9]{2}", nl_vat_valid),
+    "PL": (r"[0-9]{10}", lambda n: weighted_sum(n, (6, 5, 7, 2, 3, 4, 5, 6, 7, -1)) % 11 == 0),
+    "PT": (r"[1-9][0-9]{8}", lambda n: pt_tax_id_check_digit(n[:8]) == n[8]),
+    "RO": (r"[1-9][0-9]{5,9}", lambda n: ro_vat_check_digit(n[:-1]) == n[-1]),
+    "SE": (r"[0-9]{10}01", lambda n: luhn_valid(n[:10])),
+    "SI": (r"[1-9][0-9]{7}", lambda n: si_vat_check_digit(n[:7]) == n[7]),
+    "SK": (r"[1-9][0-9][234789][0-9]{7}", lambda n: int(n) % 11 == 0),
+}
+VAT_NATIONAL_RULES["GR"] = VAT_NATIONAL_RULES["EL"]  # as Greek numbers are often written
+VAT_PREFIXES = tuple(VAT_NATIONAL_RULES)
+
+
+def vat_national_valid(country: str, national: str) -> bool:
+    """The national part (no separators) of a claimed prefix, of its shape and passing its check."""
+    rule = VAT_NATIONAL_RULES.get(country)
+    return rule is not None and bool(re.fullmatch(rule[0], national)) and rule[1](national)
 
 
 BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -1149,9 +1347,15 @@ def is_valid_url_credentials(value: str) -> bool:
 # overlaps a finding of a score-1.0 type is not reported (see findings).
 SECRET_NAME_ENDINGS = ("password", "passwd", "passphrase", "pwd", "secret", "token", "apikey", "api_key", "api-key",
                        "accesskey", "access_key", "access-key", "secretkey", "secret_key", "secret-key")
+# /tmp/secrets_spec5.md part A: two more separators. A call's two arguments: the name's closing
+# quote (required: "password, ..." is a variable), spaces or tabs, ',', spaces or tabs, and the value
+# in quotes, the same quote on both sides ("call"); a subscript's assignment: the name's closing quote
+# and one ']' before the usual separator (os.environ["DB_PASSWORD"] = ...). The group "call" is set
+# for the call form (secret_values takes the value's quotes).
+SETTING_SEPARATOR = (rb"(?:(?P<call>[\"'][ \t]*,[ \t]*)"
+                     rb"|(?:[\"']\]|[\"']?)[ \t]*(?:=>|:|(?<![=!<>])=(?!=))[ \t]*)")
 SECRET_SETTING = re.compile(
-    rb"(?:" + b"|".join(re.escape(e.encode()) for e in SECRET_NAME_ENDINGS) + rb")"
-    rb"[\"']?[ \t]*(?:=>|:|(?<![=!<>])=(?!=))[ \t]*", re.I)
+    rb"(?:" + b"|".join(re.escape(e.encode()) for e in SECRET_NAME_ENDINGS) + rb")" + SETTING_SEPARATOR, re.I)
 # /tmp/secrets_spec4.md item 3: 6 to 4,096 bytes, and no window: a value runs to its first stop byte
 # however far that is (an AWS session token of ~1,000 bytes is a SECRET).
 SECRET_MIN_BYTES, SECRET_MAX_BYTES = 6, 4096
@@ -1181,7 +1385,11 @@ SCORE_ONE_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITH
                    # the ten of /tmp/secrets_spec4.md
                    "PERPLEXITY_API_KEY", "REPLICATE_API_TOKEN", "LANGSMITH_API_KEY", "DATABRICKS_TOKEN",
                    "ATLASSIAN_API_TOKEN", "VAULT_TOKEN", "AZURE_CLIENT_SECRET", "DIGITALOCEAN_TOKEN",
-                   "POSTMAN_API_KEY", "GRAFANA_TOKEN")
+                   "POSTMAN_API_KEY", "GRAFANA_TOKEN",
+                   # /tmp/secrets_spec5.md part B
+                   "DISCORD_BOT_TOKEN",
+                   # the fifth batch's (/tmp/mrz_vat_spec.md): a VAT number as a setting's value is one
+                   "IDENTITY_DOCUMENT_MRZ", "EU_VAT_NUMBER")
 
 
 def is_valid_secret(value: str, quoted: bool = True) -> bool:
@@ -1197,12 +1405,25 @@ def is_valid_secret(value: str, quoted: bool = True) -> bool:
     return quoted or not SECRET_NAME_IN_CODE.fullmatch(value)
 
 
+def is_valid_call_value(value: str) -> bool:
+    """A call's second argument after a secret's name (/tmp/secrets_spec5.md A.1): the quoted
+    value's rules and the unquoted one's "no name in code" (a digit or a symbol in it: the list
+    ("password", "api_key", "token") holds no setting)."""
+    return is_valid_secret(value) and not SECRET_NAME_IN_CODE.fullmatch(value)
+
+
+def is_valid_setting_value(value: str, kind: str) -> bool:
+    """A setting's value by where it stands: "quoted", "unquoted" or a call's "call"."""
+    return is_valid_call_value(value) if kind == "call" else is_valid_secret(value, kind == "quoted")
+
+
 @functools.lru_cache(maxsize=64)
-def secret_values(data: bytes) -> dict[tuple[int, int], bool]:
-    """The value of every setting of a secret's name in the text, (begin, end) -> quoted,
-    whether or not it is valid: quoted, the bytes between a quote and the next quote (none of
-    them white space); unquoted, the run up to white space or a byte of SECRET_UNQUOTED_STOP,
-    however far (no window since /tmp/secrets_spec4.md)."""
+def secret_values(data: bytes) -> dict[tuple[int, int], str]:
+    """The value of every setting of a secret's name in the text, (begin, end) -> "quoted",
+    "unquoted" or "call", whether or not it is valid: quoted, the bytes between a quote and the
+    next quote (none of them white space); unquoted, the run up to white space or a byte of
+    SECRET_UNQUOTED_STOP, however far (no window since /tmp/secrets_spec4.md); a call's second
+    argument, the bytes between a quote and the next one, which is the same quote."""
     values = {}
     for match in SECRET_SETTING.finditer(data):
         start, limit = match.end(), len(data)
@@ -1210,14 +1431,19 @@ def secret_values(data: bytes) -> dict[tuple[int, int], bool]:
             end = start + 1
             while end < limit and data[end] not in QUOTE_BYTES + WHITESPACE_BYTES:
                 end += 1
-            if start + 1 < end < limit and data[end] in QUOTE_BYTES:
-                values[(start + 1, end)] = True
+            if match["call"] is not None:
+                if start + 1 < end < limit and data[end] == data[start]:
+                    values[(start + 1, end)] = "call"
+            elif start + 1 < end < limit and data[end] in QUOTE_BYTES:
+                values[(start + 1, end)] = "quoted"
+        elif match["call"] is not None:
+            continue  # a call's argument unquoted: a variable
         else:
             end = start
             while end < limit and data[end] not in SECRET_UNQUOTED_STOP + WHITESPACE_BYTES:
                 end += 1
             if end > start:
-                values[(start, end)] = False
+                values[(start, end)] = "unquoted"
     return values
 
 
@@ -1230,9 +1456,12 @@ def secret_values(data: bytes) -> dict[tuple[int, int], bool]:
 # /tmp/secrets_spec4.md: the separator may be PHP's "=>" too, the scheme Elasticsearch's "ApiKey"
 # (validated as Basic credentials are); VALUE never ends with '.' (a sentence's full stop after the
 # credentials is no part of them); the engine looks as far as the credentials run (no window).
+# /tmp/secrets_spec5.md part A: a call's two arguments (req.Header.Set("Authorization", "Bearer ..."):
+# the name's closing quote, ',', the value's opening quote, the scheme and the credentials up to the
+# same closing quote) and a subscript's ']' before the separator (headers['Authorization'] = ...).
 AUTHORIZATION_HEADER = re.compile(
-    rb"authorization[\"']?[ \t]*(?:=>|[:=])(?P<separator>)[ \t]*[\"']?(?P<scheme>basic|bearer|token|apikey)[ \t]+",
-    re.I)
+    rb"authorization(?:(?P<call>[\"'][ \t]*,[ \t]*(?P<quote>[\"']))"
+    rb"|(?:[\"']\]|[\"']?)[ \t]*(?:=>|[:=])[ \t]*[\"']?)(?P<scheme>basic|bearer|token|apikey)[ \t]+", re.I)
 AUTHORIZATION_VALUE = re.compile(rb"[A-Za-z0-9._~+/-]*[A-Za-z0-9_~+/-]=*")
 BASIC_MIN_BYTES, BASIC_MAX_BYTES = 8, 1024
 BEARER_MIN_BYTES, BEARER_MAX_BYTES = 8, 4096
@@ -1297,7 +1526,7 @@ def authorization_values(data: bytes) -> dict[tuple[int, int], str]:
     values = {}
     for match in AUTHORIZATION_HEADER.finditer(data):
         value = AUTHORIZATION_VALUE.match(data, match.end())
-        if value:
+        if value and (match["call"] is None or data[value.end():value.end() + 1] == match["quote"]):
             values[value.span()] = match["scheme"].decode().lower()
     return values
 
@@ -1307,13 +1536,18 @@ def authorization_values(data: bytes) -> dict[tuple[int, int], str]:
 # quote, spaces, ':' or '=', spaces, an optional quote, then a run of standard base64 and its '='
 # padding that decodes as Basic credentials do (printable "user:password", both parts non-empty,
 # the password no stand-in).
-AUTH_SETTING = re.compile(rb"auth[\"']?[ \t]*[:=][ \t]*[\"']?(?P<value>[A-Za-z0-9+/]+=*)", re.I)
+# /tmp/secrets_spec5.md part A: as a call's two arguments too (.set("auth", "dXNlcjpw...")), the
+# value in quotes, the same on both sides; and a subscript's ']' before the separator.
+AUTH_SETTING = re.compile(rb"auth(?:(?P<call>[\"'][ \t]*,[ \t]*(?P<quote>[\"']))"
+                          rb"|(?:[\"']\]|[\"']?)[ \t]*[:=][ \t]*[\"']?)(?P<value>[A-Za-z0-9+/]+=*)", re.I)
 
 
 @functools.lru_cache(maxsize=64)
 def auth_values(data: bytes) -> set[tuple[int, int]]:
-    """The base64 run after every setting whose name ends in "auth", valid or not."""
-    return {match.span("value") for match in AUTH_SETTING.finditer(data)}
+    """The base64 run after every setting whose name ends in "auth", valid or not (a call's
+    argument only up to its closing quote)."""
+    return {match.span("value") for match in AUTH_SETTING.finditer(data)
+            if match["call"] is None or data[match.end():match.end() + 1] == match["quote"]}
 
 
 # The eleven secret types of the specification of 2026-12-07, late night (/tmp/secrets_spec3.md),
@@ -1583,6 +1817,119 @@ def is_valid_pt_tax_id(value: str) -> bool:
     digits = value.replace(" ", "")
     return pt_tax_id_is_personal(digits) and pt_tax_id_check_digit(digits[:8]) == digits[8]
 
+
+# The fifth batch's written forms. An MRZ's lines break at "\n" or "\r\n" or, inside a JSON
+# string, at the two characters "\n"; its second and third lines may be indented by spaces or tabs.
+MRZ_LINE_BREAK = re.compile(r"(?:\r?\n|\\n)[ \t]*")
+MRZ_LINE = re.compile(r"[A-Z0-9<]+")
+# Positions 0-27 of a TD3, TD2 or visa data line: document number, check, nationality, birth
+# date, check, sex, expiry date, check.
+MRZ_DATA_HEAD = re.compile(r"[A-Z0-9<]{9}[0-9][A-Z<]{3}[0-9]{7}[MFX<][0-9]{7}")
+MRZ_NAME_LINES = {44: re.compile(r"P[A-Z<]{43}"), 36: re.compile(r"[IACP][A-Z<]{35}")}
+MRZ_VISA_NAME_LINES = {44: re.compile(r"V[A-Z<]{43}"), 36: re.compile(r"V[A-Z<]{35}")}
+MRZ_TD1_LINES = (re.compile(r"[IAC][A-Z<][A-Z<]{3}[A-Z0-9<]{25}"),
+                 re.compile(r"[0-9]{7}[MFX<][0-9]{7}[A-Z<]{3}[A-Z0-9<]{11}[0-9]"), re.compile(r"[A-Z<]{30}"))
+# A VAT number: the prefix, an optional space, the national part's characters with single spaces or
+# dots between any of them.
+VAT_SHAPE = re.compile(r"([A-Z]{2}) ?([0-9A-Z](?:[ .]?[0-9A-Z])*)")
+
+
+def mrz_data_head_valid(line: str) -> bool:
+    return (bool(MRZ_DATA_HEAD.match(line)) and mrz_checked(line[0:9], line[9])
+            and mrz_date_valid(line[13:19]) and mrz_checked(line[13:19], line[19])
+            and mrz_date_valid(line[21:27]) and mrz_checked(line[21:27], line[27]))
+
+
+def mrz_td3_data_line_valid(line: str) -> bool:
+    """Line 2 of a passport (TD3, 44): positions 0-27 checked, the personal number 28-41 and its
+    check 42 ('<' or '0' when the number is all '<'), the composite 43 over 0-9, 13-19, 21-42."""
+    if len(line) != 44 or not mrz_data_head_valid(line):
+        return False
+    personal, check = line[28:42], line[42]
+    if personal == "<" * 14:
+        personal_ok = check in "<0"
+    else:
+        personal_ok = mrz_checked(personal, check)
+    return personal_ok and mrz_checked(line[0:10] + line[13:20] + line[21:43], line[43])
+
+
+def mrz_td2_data_line_valid(line: str) -> bool:
+    """Line 2 of a TD2 (36): positions 0-27 checked, optional data 28-34, the composite 35 over
+    0-9, 13-19, 21-34."""
+    return (len(line) == 36 and mrz_data_head_valid(line)
+            and mrz_checked(line[0:10] + line[13:20] + line[21:35], line[35]))
+
+
+def mrz_visa_data_line_valid(line: str) -> bool:
+    """Line 2 of a visa (MRV-A, 44; MRV-B, 36): positions 0-27 checked, the rest optional data."""
+    return len(line) in (36, 44) and mrz_data_head_valid(line)
+
+
+def mrz_td1_document_number_valid(line1: str) -> bool:
+    """Positions 5-13 and the check digit 14; or, '<' at 14 (a longer number), the number goes on
+    in the optional data up to the character before the first '<' after position 15 (or up to
+    the line's end), that last character its check digit (one character of it at least before
+    that). "After position 15" read both ways (the first '<' from 15 on, or from 16 on)."""
+    if line1[14] != "<":
+        return mrz_checked(line1[5:14], line1[14])
+    for start in (15, 16):
+        end = line1.find("<", start)
+        end = len(line1) if end < 0 else end
+        if end - 15 >= 2 and mrz_checked(line1[5:14] + line1[15:end - 1], line1[end - 1]):
+            return True
+    return False
+
+
+def mrz_td1_valid(line1: str, line2: str, line3: str) -> bool:
+    """An identity card's three lines of 30 (TD1): line 1 type, issuing state, document number and
+    check, optional data; line 2 birth date and check, sex, expiry date and check, nationality,
+    optional data, the composite 29 over line 1's 5-29 and line 2's 0-6, 8-14, 18-28; line 3 the
+    name."""
+    if not all(shape.fullmatch(line) for shape, line in zip(MRZ_TD1_LINES, (line1, line2, line3))):
+        return False
+    return (mrz_td1_document_number_valid(line1)
+            and mrz_date_valid(line2[0:6]) and mrz_checked(line2[0:6], line2[6])
+            and mrz_date_valid(line2[8:14]) and mrz_checked(line2[8:14], line2[14])
+            and mrz_checked(line1[5:30] + line2[0:7] + line2[8:15] + line2[18:29], line2[29]))
+
+
+def is_valid_mrz(value: str) -> bool:
+    """A whole zone from its first character to its last (line breaks and the indentation of its
+    second and third lines included): a passport's (TD3: "P" line and data line of 44), a visa's
+    (MRV-A, MRV-B: "V" line and data line of 44 or 36), a TD2 ("I", "A", "C" or "P" line and
+    data line of 36), an identity card's three lines of 30 (TD1); or a lone data line of a TD3
+    (44) or a TD2 (36) with its composite and every other check valid. Upper case only."""
+    lines = MRZ_LINE_BREAK.split(value)
+    if not all(MRZ_LINE.fullmatch(line) for line in lines):
+        return False
+    if len(lines) == 1:
+        line = lines[0]
+        return mrz_td3_data_line_valid(line) if len(line) == 44 else mrz_td2_data_line_valid(line)
+    if len(lines) == 2:
+        name, data = lines
+        if len(name) != len(data) or len(data) not in (36, 44):
+            return False
+        if MRZ_VISA_NAME_LINES[len(data)].fullmatch(name):
+            return mrz_visa_data_line_valid(data)
+        if not MRZ_NAME_LINES[len(data)].fullmatch(name):
+            return False
+        return mrz_td3_data_line_valid(data) if len(data) == 44 else mrz_td2_data_line_valid(data)
+    return len(lines) == 3 and all(len(line) == 30 for line in lines) and mrz_td1_valid(*lines)
+
+
+def vat_parts(value: str) -> tuple[str, str] | None:
+    """The prefix and the national part without its separators, of a value of VAT_SHAPE."""
+    match = VAT_SHAPE.fullmatch(value)
+    return (match[1], re.sub(r"[ .]", "", match[2])) if match else None
+
+
+def is_valid_eu_vat(value: str) -> bool:
+    """ATU13585627, DE 136 695 976, BE 0411.905.847, NL004495445B01, ...: a claimed prefix in
+    upper case, its national part valid (where it stands, the bytes around it are the
+    scanner's: see accepts())."""
+    parts = vat_parts(value)
+    return parts is not None and vat_national_valid(*parts)
+
 # The ten secret types of /tmp/secrets_spec4.md (part C), implemented here from it. Each shape's
 # first group is the random part (the placeholder rule); the glued rule, the byte after and the
 # whole run are the scanner's (SECRET_GLUED_AFTER, CANDIDATES).
@@ -1646,6 +1993,32 @@ def is_valid_postman_api_key(value: str) -> bool:
 
 def is_valid_grafana_token(value: str) -> bool:
     return random_part_valid(GRAFANA_TOKEN_SHAPE, value)
+
+
+# DISCORD_BOT_TOKEN (/tmp/secrets_spec5.md part B), implemented here from it: three segments of
+# [A-Za-z0-9_-] joined by '.', the bot's user id (23 to 27 characters of unpadded base64url decoding
+# to 17 to 20 ASCII digits not starting with 0: "M", "N" or "O" first), a timestamp of 6 and an HMAC of
+# 27 to 38 (the random part: fewer than six distinct characters in it is a placeholder); a digit
+# somewhere. Before it no byte of [A-Za-z0-9_-]; after it none, nor '.' and one (the whole run: a
+# fourth segment makes it none): accepts() and the candidate shape.
+DISCORD_BOT_TOKEN_SHAPE = re.compile(r"([A-Za-z0-9_-]{23,27})\.[A-Za-z0-9_-]{6}\.([A-Za-z0-9_-]{27,38})")
+DISCORD_USER_ID = re.compile(rb"[1-9][0-9]{16,19}")
+
+
+def discord_user_id(segment: str) -> bytes | None:
+    """A token's first segment decoded (unpadded base64url), or None when it is none."""
+    try:
+        return base64url_decode(segment)
+    except ValueError:
+        return None
+
+
+def is_valid_discord_bot_token(value: str) -> bool:
+    match = DISCORD_BOT_TOKEN_SHAPE.fullmatch(value)
+    if not match or not any(c in DIGITS for c in value) or is_placeholder(match[2]):
+        return False
+    user_id = discord_user_id(match[1])
+    return user_id is not None and bool(DISCORD_USER_ID.fullmatch(user_id))
 
 
 # PRIVATE_KEY (/tmp/secrets_spec4.md items 6 and 7). Lines break as a newline (optionally after
@@ -1795,6 +2168,7 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
     "DIGITALOCEAN_TOKEN": is_valid_digitalocean_token,
     "POSTMAN_API_KEY": is_valid_postman_api_key,
     "GRAFANA_TOKEN": is_valid_grafana_token,
+    "DISCORD_BOT_TOKEN": is_valid_discord_bot_token,
     "UK_NINO": is_valid_nino,
     "ES_NIF": is_valid_nif,
     "ES_NIE": is_valid_nie,
@@ -1811,6 +2185,8 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
     "DK_CPR": is_valid_dk_cpr,
     "AT_SOCIAL_INSURANCE_NUMBER": is_valid_at_svnr,
     "PT_TAX_ID": is_valid_pt_tax_id,
+    "IDENTITY_DOCUMENT_MRZ": is_valid_mrz,
+    "EU_VAT_NUMBER": is_valid_eu_vat,
 }
 
 
@@ -1954,6 +2330,9 @@ SECRET_GLUED_AFTER = {
     "DIGITALOCEAN_TOKEN": re.compile(rb"[0-9A-Za-z_]"),
     "POSTMAN_API_KEY": re.compile(rb"[0-9A-Za-z_-]"),
     "GRAFANA_TOKEN": re.compile(rb"[0-9A-Za-z_]"),
+    # /tmp/secrets_spec5.md part B: nor '.' and a byte of its alphabet (a fourth segment); nor '-'
+    # before it (accepts()).
+    "DISCORD_BOT_TOKEN": re.compile(rb"\.?[0-9A-Za-z_-]"),
 }
 # Where a URL's user part starts: "://" and a run of local-part bytes, in which no e-mail address
 # starts (/tmp/secrets_spec4.md item 4).
@@ -1977,11 +2356,27 @@ def accepts(entity_type: str, data: bytes, begin: int, end: int, strict: bool) -
     # Right after '+' it is a phone number's digits (its international reading), not the type.
     if entity_type in NOT_AFTER_PLUS_TYPES and data[max(0, begin - 1):begin] == b"+":
         return False
+    # The fifth batch: a VAT number not after [A-Za-z0-9_], nor before it, nor, when it ends with a
+    # digit, before '.' or '-' and a digit (/tmp/secrets_spec5.md part C); an MRZ from the start of a
+    # line (after a JSON string's "\n" too) or after another byte than [A-Za-z0-9<] to the end of a
+    # line or such a byte. A DNI glued to a letter ("ES" in
+    # "ES12345678Z": the VAT number) is no ES_NIF; the generous scanner finds it even so.
+    if entity_type == "EU_VAT_NUMBER" and (VAT_GLUED_BEFORE.fullmatch(data[max(0, begin - 1):begin])
+                                           or VAT_GLUED_AFTER.match(data, end)):
+        return False
+    if entity_type == "IDENTITY_DOCUMENT_MRZ" and (
+            (MRZ_BOUNDARY.fullmatch(data[max(0, begin - 1):begin]) and data[max(0, begin - 2):begin] != b"\\n")
+            or MRZ_BOUNDARY.match(data, end)):
+        return False
+    if strict and entity_type == "ES_NIF" and re.fullmatch(rb"[A-Za-z]", data[max(0, begin - 1):begin]):
+        return False
     glued_after = SECRET_GLUED_AFTER.get(entity_type)
     if glued_after and (SECRET_GLUED_BEFORE.fullmatch(data[begin - 1:begin]) or glued_after.match(data, end)):
         return False
     if entity_type == "SLACK_TOKEN" and value.startswith("xapp-") and (
             SECRET_GLUED_BEFORE.fullmatch(data[begin - 1:begin]) or SLACK_APP_TOKEN_GLUED_AFTER.match(data, end)):
+        return False
+    if entity_type == "DISCORD_BOT_TOKEN" and data[max(0, begin - 1):begin] == b"-":
         return False
     if (entity_type == "TELEGRAM_BOT_TOKEN" and not value.startswith("bot")
             and TELEGRAM_AFTER_NUMBER.search(data[max(0, begin - 2):begin])):
@@ -1989,9 +2384,9 @@ def accepts(entity_type: str, data: bytes, begin: int, end: int, strict: bool) -
     # A secret's value only where a setting of a secret's name gives it (quoted or unquoted), or
     # an Authorization header's credentials (by its scheme's rules).
     if entity_type == "SECRET":
-        quoted = secret_values(data).get((begin, end))
+        kind = secret_values(data).get((begin, end))
         scheme = authorization_values(data).get((begin, end))
-        if not ((quoted is not None and is_valid_secret(value, quoted))
+        if not ((kind is not None and is_valid_setting_value(value, kind))
                 or (scheme is not None and is_valid_authorization_credentials(value, scheme))
                 or ((begin, end) in auth_values(data) and is_valid_basic_credentials(value))):
             return False
@@ -2124,6 +2519,11 @@ CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags
     (("DIGITALOCEAN_TOKEN",), rb"(?<![A-Za-z0-9_])do[a-z]_v[0-9]+_[0-9A-Za-z_]*", 0),
     (("POSTMAN_API_KEY",), rb"(?<![A-Za-z0-9_])PMAK-[0-9A-Za-z_-]*", 0),
     (("GRAFANA_TOKEN",), rb"(?<![A-Za-z0-9_])glsa_[0-9A-Za-z_]*", 0),
+    # /tmp/secrets_spec5.md part B: from every first segment that may be a user id's ("M", "N" or "O"
+    # and 22 to 26 more; overlapping, "v" is the span: after a '.' one may start again), with every
+    # further ".segment" (a fourth rejects it; a '.' ending a sentence stays out).
+    (("DISCORD_BOT_TOKEN",), rb"(?<![A-Za-z0-9_-])(?=(?P<v>[MNO][A-Za-z0-9_-]{22,26}\.[A-Za-z0-9_-]*"
+                             rb"(?:\.[A-Za-z0-9_-]+)*))", 0),
     # The national identifiers, lowercase letters, other digit counts and any century sign
     # included (the validators judge them).
     (("UK_NINO",),
@@ -2158,6 +2558,72 @@ CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags
 ))
 
 
+# The fifth batch's candidates. An MRZ line: a whole run of 30, 36 or 44 of [A-Z0-9<] with no
+# lower-case letter beside it either (but the "n" of a JSON string's "\n" before it), at the start of
+# a line or after another byte; a zone: lines of one length, each after the previous one's line
+# break and indentation. (The run's pattern starts with its character class, which the regular
+# expression engine scans for fast.)
+MRZ_RUN_CANDIDATE = re.compile(rb"[A-Z0-9<]{30,}")
+MRZ_LINE_LENGTHS = (30, 36, 44)
+MRZ_BREAK_CANDIDATE = re.compile(rb"(?:\r?\n|\\n)[ \t]*")
+MRZ_BOUNDARY = re.compile(rb"[A-Za-z0-9<]")
+# A VAT number's prefix (upper case; not after [A-Za-z0-9_], which vat_spans checks) and the start
+# of its national part; the prefixes grouped by their first letter.
+VAT_PREFIX_CANDIDATE = re.compile(rb"(?:" + b"|".join(
+    (first + b"[" + b"".join(p[1:].encode() for p in VAT_PREFIXES if p[0] == first.decode()) + b"]")
+    for first in dict.fromkeys(p[0].encode() for p in VAT_PREFIXES)) + rb") ?(?=[0-9A-Z])")
+VAT_GLUED_BEFORE = re.compile(rb"[A-Za-z0-9_]")
+# After the number: no byte of [A-Za-z0-9_]; and, when it ends with a digit, no '.' or '-' and a digit
+# (/tmp/secrets_spec5.md part C: "IE1143711R-3" holds the VAT number IE1143711R; the lookbehind sees
+# the number's last byte).
+VAT_GLUED_AFTER = re.compile(rb"[A-Za-z0-9_]|(?<=[0-9])[.-][0-9]")
+VAT_MIN_NATIONAL_CHARACTERS, VAT_MAX_NATIONAL_CHARACTERS = 6, 13  # Romania's fewest; more than any
+
+
+def mrz_spans(data: bytes) -> list[tuple[int, int]]:
+    """Every line that may be a lone data line (36 or 44) and every run of two lines of 36 or 44,
+    or three of 30, of one length each after the previous one's line break."""
+    lines = {}
+    for match in MRZ_RUN_CANDIDATE.finditer(data):
+        start, end = match.span()
+        if (end - start in MRZ_LINE_LENGTHS and not data[end:end + 1].islower()
+                and (not data[start - 1:start].islower() or data[start - 2:start] == b"\\n")):
+            lines[start] = end
+    spans = []
+    for start, end in lines.items():
+        length = end - start
+        if length in (36, 44):
+            spans.append((start, end))
+        count, last_end = 1, end
+        while count < (3 if length == 30 else 2):
+            line_break = MRZ_BREAK_CANDIDATE.match(data, last_end)
+            if not line_break or lines.get(line_break.end(), -1) - line_break.end() != length:
+                break
+            count, last_end = count + 1, lines[line_break.end()]
+        if count > 1 and count == (3 if length == 30 else 2):
+            spans.append((start, last_end))
+    return spans
+
+
+def vat_spans(data: bytes) -> list[tuple[int, int]]:
+    """From each claimed prefix, every reading of its national part that a claimed country's may
+    be: VAT_MIN_NATIONAL_CHARACTERS to VAT_MAX_NATIONAL_CHARACTERS of [0-9A-Z], single spaces or
+    dots between any of them, not glued to what follows (the others accepts() rejects anyway)."""
+    spans = []
+    for match in VAT_PREFIX_CANDIDATE.finditer(data):
+        if VAT_GLUED_BEFORE.fullmatch(data[match.start() - 1:match.start()]):
+            continue
+        at, count = match.end(), 0
+        while count < VAT_MAX_NATIONAL_CHARACTERS and at < len(data) and data[at:at + 1].isalnum() \
+                and not data[at:at + 1].islower():
+            count, at = count + 1, at + 1
+            if count >= VAT_MIN_NATIONAL_CHARACTERS and not VAT_GLUED_AFTER.match(data, at):
+                spans.append((match.start(), at))
+            if data[at:at + 1] in (b" ", b".") and data[at + 1:at + 2].isalnum() and not data[at + 1:at + 2].islower():
+                at += 1
+    return spans
+
+
 Span = tuple[tuple[str, ...], int, int]  # the types a candidate may be, begin, end
 Finding = tuple[str, int, int]  # type, begin, end
 
@@ -2179,6 +2645,8 @@ def candidates(data: bytes) -> list[Span]:
     spans += [(("SECRET",), begin, end) for begin, end in authorization_values(data)]
     spans += [(("SECRET",), begin, end) for begin, end in auth_values(data)]
     spans += [(("PRIVATE_KEY",), begin, end) for begin, end in cut_private_keys(data)]
+    spans += [(("IDENTITY_DOCUMENT_MRZ",), begin, end) for begin, end in mrz_spans(data)]
+    spans += [(("EU_VAT_NUMBER",), begin, end) for begin, end in vat_spans(data)]
     # An Entra client secret's shorter readings, ending before a '.' inside the run (the byte after
     # a '.' is no continuation); e-mail readings starting after a '.', '-' or '+' of a URL's user
     # part (none is an address: accepts()).
@@ -2208,12 +2676,16 @@ def candidates(data: bytes) -> list[Span]:
 def findings(data: bytes, spans: list[Span], strict: bool) -> set[Finding]:
     """The (type, begin, end) of the candidate spans that accepts() admits; a SECRET reading
     that overlaps a finding of a score-1.0 type (a token of a known type as a setting's value)
-    loses to it and is not reported."""
+    loses to it and is not reported; a zone's data line is no lone data line (it is not on its
+    own: the zone is the finding)."""
     found = {(t, begin, end)
              for types, begin, end in spans for t in types if accepts(t, data, begin, end, strict)}
     winners = [(begin, end) for t, begin, end in found if t in SCORE_ONE_TYPES]
+    zones = [(begin, end) for t, begin, end in found if t == "IDENTITY_DOCUMENT_MRZ"]
     return {(t, begin, end) for t, begin, end in found
-            if t != "SECRET" or not any(b < end and begin < e for b, e in winners)}
+            if (t != "SECRET" or not any(b < end and begin < e for b, e in winners))
+            and (t != "IDENTITY_DOCUMENT_MRZ" or not any(b <= begin and end <= e and (b, e) != (begin, end)
+                                                         for b, e in zones))}
 
 
 # Bytes before / after a label that would continue its value into a longer candidate. A
@@ -2311,6 +2783,8 @@ LABEL_BOUNDARY = {
        for t in ("PERPLEXITY_API_KEY", "REPLICATE_API_TOKEN", "LANGSMITH_API_KEY", "DATABRICKS_TOKEN",
                  "ATLASSIAN_API_TOKEN", "VAULT_TOKEN", "AZURE_CLIENT_SECRET", "DIGITALOCEAN_TOKEN",
                  "POSTMAN_API_KEY", "GRAFANA_TOKEN")},
+    # /tmp/secrets_spec5.md part B: no byte of its alphabet beside it, nor '.' and one after it.
+    "DISCORD_BOT_TOKEN": (TOKEN_BOUNDARY[0], re.compile(rb"\.?[0-9A-Za-z_-]")),
     # Values starting with a letter: no word byte or dash beside them; a grouped NINO's spaces
     # are judged by continues_groups.
     **{t: (re.compile(rb"[0-9A-Za-z_-]\Z"), re.compile(rb"[0-9A-Za-z_]|-[0-9A-Za-z]"))
@@ -2320,6 +2794,11 @@ LABEL_BOUNDARY = {
     **{t: (re.compile(rb"(?:[0-9A-Za-z_+]|[0-9][ .-])\Z"), re.compile(rb"(?:[0-9A-Za-z_]|[ .-][0-9]|-[A-Za-z])"))
        for t in ("ES_NIF", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER",
                  "IE_PPSN")},
+    # The fifth batch: a VAT number's glued rules, and no space or dot and a digit or a capital
+    # after it (which a reader taking the longest run of its characters would count in); an MRZ
+    # with no byte of [A-Za-z0-9<] beside it.
+    "EU_VAT_NUMBER": (re.compile(rb"[A-Za-z0-9_]\Z"), re.compile(rb"[A-Za-z0-9_]|(?<=[0-9])[.-][0-9]|[ .][0-9A-Z]")),
+    "IDENTITY_DOCUMENT_MRZ": (re.compile(rb"[A-Za-z0-9<]\Z"), re.compile(rb"[A-Za-z0-9<]")),
 }
 # Types with a written form in space-separated groups whose labels continues_groups judges.
 GROUPED_NATIONAL_ID_TYPES = ("UK_NINO", "ES_NIF", "IE_PPSN")
@@ -3039,6 +3518,39 @@ def grafana_token(rng: Random, ordinal: int) -> str:
     return token_drawn("GRAFANA_TOKEN", draw)
 
 
+# DISCORD_BOT_TOKEN (/tmp/secrets_spec5.md part B) as Discord issues it: the bot's user id (a
+# snowflake of 18 or 19 digits mostly, 17 for the oldest bots, 20 now and then) in unpadded
+# base64url, the token's timestamp (4 bytes, seconds since 2011-01-01, of 2018 to 2025) and the
+# HMAC (27 characters in older tokens, 38 in newer ones); again until valid and free of other
+# readings (token_drawn).
+DISCORD_TOKEN_EPOCH = 1293840000
+DISCORD_USER_ID_LENGTHS = (17, 18, 18, 18, 19, 19, 19, 20)
+
+
+def discord_user_id_digits(rng: Random, length: int) -> str:
+    return rng.choice("123456789") + random_string(rng, DIGITS, length - 1)
+
+
+def discord_timestamp(rng: Random) -> str:
+    return base64url((rng.randint(1514764800, 1767225599) - DISCORD_TOKEN_EPOCH).to_bytes(4, "big"))
+
+
+def discord_token_of(user_id: str, timestamp: str, hmac_part: str) -> str:
+    return "%s.%s.%s" % (base64url(user_id.encode()), timestamp, hmac_part)
+
+
+def discord_bot_token(rng: Random, ordinal: int) -> str:
+    return token_drawn("DISCORD_BOT_TOKEN", lambda: discord_token_of(
+        discord_user_id_digits(rng, rng.choice(DISCORD_USER_ID_LENGTHS)), discord_timestamp(rng),
+        random_string(rng, BASE64URL, rng.choice((27, 38, 38)))))
+
+
+def discord_snowflake(rng: Random) -> str:
+    """A guild's, an application's or an owner's id in a bot's configuration: 18 or 19 digits,
+    valid as no type on its own."""
+    return drawn_until(no_entity, lambda: discord_user_id_digits(rng, rng.choice((18, 19))))
+
+
 def random_pem(rng: Random, kind: str, breaks: str = "\n") -> str:
     """A whole PEM key of the kind (pem_body's DER-like content), its lines joined by breaks."""
     body = base64.b64encode(pem_body(rng, kind)).decode()
@@ -3535,6 +4047,320 @@ def pt_tax_id_format(prefixes: tuple[str, ...], *forms: str, check_zero: bool = 
             digits = pt_tax_id_number(rng, prefixes[ordinal % len(prefixes)])
             if not check_zero or digits[8] == "0":
                 return pt_tax_id_written(digits, forms[ordinal // len(prefixes) % len(forms)] == "spaced")
+    return generate
+
+
+# The fifth batch's values (/tmp/mrz_vat_spec.md). MRZs of the issuers below, their names as the
+# MRZ writes them ('<' between the parts of a name), document numbers in each issuer's pattern ('#'
+# a digit, '@' a letter, '*' a letter or a digit, '%' a character of Germany's alphabet; '<' and
+# other characters as they are).
+@dataclass(frozen=True)
+class MrzIssuer:
+    code: str  # issuing state and nationality, three of [A-Z<] ("D<<" for Germany)
+    names: tuple[tuple[str, str], ...]  # (surname, given names)
+    passport: str  # a passport's document number
+    card: str  # an identity card's or a residence permit's
+    personal: str = ""  # a passport's personal number (28-41), "" for none (all '<')
+
+
+MRZ_ISSUERS = (
+    MrzIssuer("UTO", (("ERIKSSON", "ANNA<MARIA"), ("ERIKSSON", "ANNA"), ("STORM", "MAGNUS<ERIK"),
+                      ("NILSSON", "INGRID")), "@######@#", "@########", "@@######@"),
+    MrzIssuer("D<<", (("MUSTERMANN", "ERIKA"), ("SCHMIDT", "JONAS"), ("WEBER", "LENA<SOPHIE"), ("BAUER", "FELIX"),
+                      ("KOCH", "HANNAH")), "C%%%%%%%%", "L%%%%%%%%"),
+    MrzIssuer("FRA", (("DUBOIS", "CAMILLE"), ("MOREAU", "HUGO"), ("LEFEVRE", "CHLOE<MARIE"), ("ROUSSEL", "MANON"),
+                      ("MARTIN", "LOUIS")), "##@@#####", "*********"),
+    MrzIssuer("ITA", (("ROSSI", "GIULIA"), ("BIANCHI", "MARCO"), ("ESPOSITO", "LUCA"), ("ROMANO", "CHIARA"),
+                      ("COLOMBO", "SARA")), "@@#######", "CA#####@@"),
+    MrzIssuer("ESP", (("GARCIA<LOPEZ", "LUCIA"), ("MARTINEZ<RUIZ", "PABLO"), ("FERNANDEZ", "CARMEN"),
+                      ("SANCHEZ<GIL", "ALBA")), "@@@######", "@@@######", "########@"),
+    MrzIssuer("NLD", (("DE<VRIES", "SANNE"), ("JANSEN", "DAAN"), ("VAN<DEN<BERG", "EMMA"), ("BAKKER", "LARS"),
+                      ("VISSER", "NOOR")), "@@******#", "@@******#", "#########"),
+    MrzIssuer("POL", (("KOWALSKA", "ZOFIA"), ("NOWAK", "JAKUB"), ("WOJCIK", "ANNA"), ("KAMINSKA", "MAJA"),
+                      ("LEWANDOWSKI", "PIOTR")), "@@#######", "@@@######", "###########"),
+    MrzIssuer("AUT", (("HUBER", "ANNA"), ("GRUBER", "MAXIMILIAN"), ("WAGNER", "KATHARINA"), ("PICHLER", "LUKAS")),
+              "P#######<", "########<"),
+    MrzIssuer("BEL", (("PEETERS", "JAN"), ("JANSSENS", "LOTTE"), ("MAES", "ELINE"), ("DUPONT", "THOMAS")),
+              "@@######<", "#########"),
+)
+# A visa's holder: nationality and names (the issuing state is one of MRZ_ISSUERS).
+MRZ_VISA_HOLDERS = (("IND", ("PATEL", "PRIYA")), ("CHN", ("CHEN", "WEI")), ("USA", ("JOHNSON", "EMILY<ROSE")),
+                    ("BRA", ("SILVA", "JOAO<PEDRO")), ("NGA", ("OKAFOR", "CHIDI")), ("JPN", ("TANAKA", "YUKI")),
+                    ("TUR", ("YILMAZ", "ELIF")), ("UKR", ("KOVALENKO", "OLENA")))
+MRZ_DOCUMENT_ALPHABETS = {"#": DIGITS, "@": UPPER, "*": DIGITS + UPPER, "%": "CFGHJKLMNPRTVWXYZ" + DIGITS}
+
+
+def mrz_filled(rng: Random, pattern: str, width: int) -> str:
+    """A document or personal number of the pattern, filled up to width with '<'."""
+    value = "".join(rng.choice(MRZ_DOCUMENT_ALPHABETS[c]) if c in MRZ_DOCUMENT_ALPHABETS else c for c in pattern)
+    return value.ljust(width, "<")
+
+
+def mrz_name(surname: str, given: str, width: int) -> str:
+    """SURNAME<<GIVEN<NAMES filled with '<' to width (cut at width when too long)."""
+    return (surname + "<<" + given)[:width].ljust(width, "<")
+
+
+def mrz_date(rng: Random, first_year: int, last_year: int) -> str:
+    date = random_date(rng, first_year, last_year)
+    return "%02d%02d%02d" % (date.year % 100, date.month, date.day)
+
+
+def mrz_sex(rng: Random) -> str:
+    return rng.choice("MFMFMFMFX<")
+
+
+def mrz_data_head(rng: Random, document: str, nationality: str, birth: str | None = None,
+                  expiry: str | None = None) -> str:
+    """Positions 0-27 of a TD3, TD2 or visa data line, every check digit right."""
+    birth = birth or mrz_date(rng, 1940, 2007)
+    expiry = expiry or mrz_date(rng, 2024, 2035)
+    return (document + mrz_check_digit(document) + nationality + birth + mrz_check_digit(birth) + mrz_sex(rng)
+            + expiry + mrz_check_digit(expiry))
+
+
+def mrz_td3(rng: Random, issuer: MrzIssuer) -> tuple[str, str]:
+    """A passport's two lines of 44: "P<", issuing state, name; the data line with its personal
+    number (or none: all '<', its check '<' or '0') and composite check."""
+    surname, given = rng.choice(issuer.names)
+    line1 = "P<" + issuer.code + mrz_name(surname, given, 39)
+    head = mrz_data_head(rng, mrz_filled(rng, issuer.passport, 9), issuer.code)
+    if issuer.personal and rng.random() < 0.6:
+        personal = mrz_filled(rng, issuer.personal, 14)
+        personal += mrz_check_digit(personal)
+    else:
+        personal = "<" * 14 + rng.choice("<<<0")
+    body = head + personal
+    return line1, body + mrz_check_digit(body[0:10] + body[13:20] + body[21:43])
+
+
+def mrz_visa(rng: Random, issuer: MrzIssuer, length: int) -> tuple[str, str]:
+    """A visa's two lines (MRV-A 44, MRV-B 36): "V" and its type's second letter, the issuing
+    state, the holder's name; the data line with the holder's nationality, optional data and no
+    composite check."""
+    nationality, (surname, given) = rng.choice(MRZ_VISA_HOLDERS)
+    line1 = "V" + rng.choice("<<C") + issuer.code + mrz_name(surname, given, length - 5)
+    head = mrz_data_head(rng, mrz_filled(rng, "@#######<" if rng.random() < 0.5 else "########<", 9), nationality)
+    optional = "<" * (length - 28) if rng.random() < 0.7 else mrz_filled(rng, "@@###", length - 28)
+    return line1, head + optional
+
+
+def mrz_td2(rng: Random, issuer: MrzIssuer) -> tuple[str, str]:
+    """Two lines of 36: "I", "A", "C" or "P" and a type letter or '<', issuing state, name; the
+    data line with optional data and the composite check."""
+    surname, given = rng.choice(issuer.names)
+    line1 = rng.choice(("I<", "IR", "AR", "C<", "P<")) + issuer.code + mrz_name(surname, given, 31)
+    body = mrz_data_head(rng, mrz_filled(rng, issuer.card, 9), issuer.code) + "<" * 7
+    return line1, body + mrz_check_digit(body[0:10] + body[13:20] + body[21:35])
+
+
+def mrz_td1(rng: Random, issuer: MrzIssuer, long_number: bool = False) -> tuple[str, str, str]:
+    """An identity card's three lines of 30. long_number: a Belgian eID's 12-digit number, its
+    first nine at 5-13, '<' at 14, the other three and the check digit over all twelve from 15,
+    then '<' (and the national register number of the birth date in line 2's optional data)."""
+    if long_number:
+        issuer = next(i for i in MRZ_ISSUERS if i.code == "BEL")
+    surname, given = rng.choice(issuer.names)
+    kind = rng.choice(("ID", "I<", "IR", "AR", "C<")) if not long_number else "ID"
+    date = random_date(rng, 1940, 2007)
+    birth = "%02d%02d%02d" % (date.year % 100, date.month, date.day)
+    optional2 = "<" * 11
+    if long_number:
+        number = rng.choice(("59", "60", "61")) + random_string(rng, DIGITS, 10)
+        line1 = kind + issuer.code + number[:9] + "<" + number[9:] + mrz_check_digit(number) + "<" * 11
+        optional2 = be_national_number_from(date.year, date.month, date.day, rng.randint(1, 998))
+    else:
+        document = mrz_filled(rng, issuer.card, 9)
+        optional = "<" * 15 if rng.random() < 0.7 else mrz_filled(rng, "@##", 15)
+        line1 = kind + issuer.code + document + mrz_check_digit(document) + optional
+    expiry = mrz_date(rng, 2024, 2035)
+    body = birth + mrz_check_digit(birth) + mrz_sex(rng) + expiry + mrz_check_digit(expiry) + issuer.code + optional2
+    line2 = body + mrz_check_digit(line1[5:30] + body[0:7] + body[8:15] + body[18:29])
+    return line1, line2, mrz_name(surname, given, 30)
+
+
+def mrz_zone(rng: Random, kind: str) -> tuple[str, ...]:
+    """The lines of a zone of the kind ("td3", "td2", "td1", "td1-long", "mrv-a", "mrv-b"), of an
+    issuer at random."""
+    issuer = rng.choice(MRZ_ISSUERS)
+    if kind == "td3":
+        return mrz_td3(rng, issuer)
+    if kind == "td2":
+        return mrz_td2(rng, issuer)
+    if kind in ("td1", "td1-long"):
+        return mrz_td1(rng, issuer, long_number=kind == "td1-long")
+    return mrz_visa(rng, issuer, 44 if kind == "mrv-a" else 36)
+
+
+def mrz_free_of_other_findings(value: str) -> bool:
+    """The zone alone on a line is an MRZ (its data line may be one on its own too) and nothing
+    else, and holds no context word (a name or a number that spells one is drawn again)."""
+    data = b"\n" + value.encode() + b"\n"
+    found = findings(data, candidates(data), strict=False)
+    return (("IDENTITY_DOCUMENT_MRZ", 1, len(data) - 1) in found
+            and all(t == "IDENTITY_DOCUMENT_MRZ" for t, _, _ in found)
+            and not any(word in value.lower() for word in ALL_CONTEXT_WORDS))
+
+
+def mrz_format(*kinds: str, breaks: str = "\n", lone: bool = False) -> ValueGenerator:
+    """A zone of the kinds in turn, its lines joined by breaks ("\n", "\r\n", a JSON string's
+    "\\n", or a line break and indentation); lone: its data line alone (a TD3's or a TD2's)."""
+    def generate(rng: Random, ordinal: int) -> str:
+        kind = kinds[ordinal % len(kinds)]
+        while True:
+            lines = mrz_zone(rng, kind)
+            value = lines[1] if lone else breaks.join(lines)
+            if mrz_free_of_other_findings(value):
+                return value
+    return generate
+
+
+# EU VAT numbers: each member state's national part drawn as it issues them (companies mostly;
+# sole traders' as "sole-trader" kinds below), its check computed; written compact, with a space
+# after the prefix, in the groups its country prints, or with dots (Belgium, the Netherlands).
+VAT_COUNTRIES = ("AT", "BE", "CY", "DE", "DK", "EE", "EL", "ES", "FI", "FR", "HR", "HU", "IE", "IT", "LT", "LU",
+                 "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK", "GR")
+# The groups of the national part as each country prints it, and whether a space follows the
+# prefix ("ATU 13585627", "DE 136 695 976", "FR 40 303 265 045", "SE 556188 8404 01").
+VAT_GROUPS = {
+    "AT": (False, (1, 8)), "BE": (True, (4, 3, 3)), "CY": (True, (9,)), "DE": (True, (3, 3, 3)),
+    "DK": (True, (2, 2, 2, 2)), "EE": (True, (3, 3, 3)), "EL": (True, (3, 3, 3)), "ES": (True, (9,)),
+    "FI": (True, (4, 4)), "FR": (True, (2, 3, 3, 3)), "HR": (True, (11,)), "HU": (True, (8,)), "IE": (True, (9,)),
+    "IT": (True, (11,)), "LT": (True, (12,)), "LU": (True, (8,)), "MT": (True, (4, 4)), "NL": (True, (12,)),
+    "PL": (True, (3, 3, 2, 2)), "PT": (True, (3, 3, 3)), "RO": (True, (10,)), "SE": (True, (6, 4, 2)),
+    "SI": (True, (8,)), "SK": (True, (10,)), "GR": (True, (9,)),
+}
+# With dots, as Belgians and the Dutch write them ("BE 0411.905.847", "NL0044.95.445.B01").
+VAT_DOTTED = {"BE": (True, (4, 3, 3)), "NL": (False, (4, 2, 3, 3))}
+
+
+def vat_completed(rng: Random, country: str, payload: str, alphabet: str = DIGITS) -> str | None:
+    """The payload and a last character of the alphabet that makes it valid, or None (a payload
+    whose check would be 10, say)."""
+    for char in rng.sample(alphabet, len(alphabet)):
+        if vat_national_valid(country, payload + char):
+            return payload + char
+    return None
+
+
+def vat_draw(rng: Random, country: str, kind: str = "company") -> str | None:
+    """A national part of the country (None: draw again). kind: "company", or a sole trader's
+    ("dni", "nie": a Spaniard's or a foreigner's; "personal": Portugal's person's number, Sweden's
+    personnummer and "01", Ireland's two letters, the Netherlands' btw-id checked mod 97)."""
+    digits = lambda n: random_string(rng, DIGITS, n)
+    if country == "AT":
+        return vat_completed(rng, country, "U" + rng.choice("1234567") + digits(6))
+    if country == "BE":
+        first = rng.choice(("0" + rng.choice("23456789") + digits(6), "1" + digits(7)))
+        return first + "%02d" % (97 - int(first) % 97)
+    if country == "CY":
+        return vat_completed(rng, country, rng.choice("013459") + digits(7), UPPER)
+    if country == "DE":
+        first = rng.choice("123456789") + digits(7)
+        return first + de_tax_id_check_digit(first)
+    if country == "DK":
+        return vat_completed(rng, country, rng.choice("123456789") + digits(6))
+    if country == "EE":
+        return vat_completed(rng, country, "10" + digits(6))
+    if country in ("EL", "GR"):
+        first = rng.choice("0789") + digits(7)
+        return first + gr_vat_check_digit(first)
+    if country == "ES":
+        if kind == "dni":
+            number = "%08d" % rng.randint(1000000, 79999999)
+            return number + dni_letter(number)
+        if kind == "nie":
+            prefix, seven = rng.choice("XYZ"), digits(7)
+            return prefix + seven + nie_letter(prefix, seven)
+        letter, seven = rng.choice(VAT_CIF_LETTERS), digits(7)
+        check = luhn_check_digit(seven)
+        if letter in "PQRSWN" or (letter not in "ABEH" and rng.random() < 0.5):
+            check = VAT_CIF_CHECK_LETTERS[int(check)]
+        return letter + seven + check
+    if country == "FI":
+        return vat_completed(rng, country, rng.choice("0123") + digits(6))
+    if country == "FR":
+        siren = rng.choice("3456789") + digits(7)
+        siren += luhn_check_digit(siren)
+        return "%02d" % (int(siren + "12") % 97) + siren
+    if country == "HR":
+        first = digits(10)
+        return first + de_tax_id_check_digit(first)
+    if country == "HU":
+        return vat_completed(rng, country, rng.choice("12") + digits(6))
+    if country == "IE":
+        seven, second = digits(7), rng.choice(("A", "H", "W")) if kind == "personal" else rng.choice(("", "", "H"))
+        return seven + ie_vat_check_letter(seven, second) + second
+    if country == "IT":
+        return vat_completed(rng, country, rng.choice(("0", "0", "1")) + digits(6) + rng.choice(VAT_PROVINCES_IT))
+    if country == "LT":
+        return vat_completed(rng, country, digits(7) + "1" if rng.random() < 0.7 else digits(10) + "1")
+    if country == "LU":
+        six = rng.choice("12") + digits(5)
+        return six + "%02d" % (int(six) % 89)
+    if country == "MT":
+        return vat_completed(rng, country, rng.choice("123456789") + digits(6))
+    if country == "NL":
+        if kind == "personal":  # a sole trader's btw-id (since 2020): the mod 97 check
+            nine = "00" + digits(7)
+            suffix = (1 - iban_as_integer("NL" + nine + "B") * 100) % 97
+            return nine + "B" + "%02d" % (suffix or 97)
+        return bsn_digits(rng, leading_zero=rng.random() < 0.5) + "B" + rng.choice(("01", "01", "02", "03"))
+    if country == "PL":
+        return vat_completed(rng, country, rng.choice("123456789") + digits(8))
+    if country == "PT":
+        first = (rng.choice("12") if kind == "personal" else "5" + rng.choice("01")) + digits(7 if kind == "personal"
+                                                                                               else 6)
+        return first + pt_tax_id_check_digit(first)
+    if country == "RO":
+        return vat_completed(rng, country, rng.choice("123456789") + digits(rng.randint(4, 8)))
+    if country == "SE":
+        if kind == "personal":
+            return se_pin_number(rng, "ten-digits") + "01"
+        nine = "55" + digits(7)
+        return nine + luhn_check_digit(nine) + "01"
+    if country == "SI":
+        return vat_completed(rng, country, rng.choice("123456789") + digits(6))
+    return vat_completed(rng, country, rng.choice("1234") + digits(1) + rng.choice("234789") + digits(6))  # SK
+
+
+def vat_national(rng: Random, country: str, kind: str = "company") -> str:
+    while True:
+        national = vat_draw(rng, country, kind)
+        if national is not None and vat_national_valid(country, national):
+            return national
+
+
+def vat_written(country: str, national: str, form: str) -> str:
+    """"compact" (DE136695976), "prefix-space" (DE 136695976), "grouped" (its country's groups)
+    or "dotted" (Belgium's and the Netherlands' dots)."""
+    if form == "compact":
+        return country + national
+    if form == "prefix-space":
+        return country + " " + national
+    space, layout = (VAT_DOTTED if form == "dotted" else VAT_GROUPS)[country]
+    return country + (" " if space else "") + grouped(national, layout, "." if form == "dotted" else " ")
+
+
+def vat_free_of_other_findings(value: str) -> bool:
+    """The number alone on a line is a VAT number and nothing else (its DNI glued to "ES" aside,
+    which the generous scanner finds), and holds no context word."""
+    data = b"\n" + value.encode() + b"\n"
+    whole = ("EU_VAT_NUMBER", 1, len(data) - 1)
+    found = findings(data, candidates(data), strict=False)
+    return (whole in found and all(f == whole or (f[0], f[1]) == ("ES_NIF", 3) for f in found)
+            and not any(word in value.lower() for word in ALL_CONTEXT_WORDS))
+
+
+def vat_format(form: str, countries: tuple[str, ...] = VAT_COUNTRIES, kinds: tuple[str, ...] = ("company",)
+               ) -> ValueGenerator:
+    """A VAT number of the countries (and kinds) in turn, written in the form."""
+    def generate(rng: Random, ordinal: int) -> str:
+        country, kind = countries[ordinal % len(countries)], kinds[ordinal % len(kinds)]
+        while True:
+            value = vat_written(country, vat_national(rng, country, kind), form)
+            if vat_free_of_other_findings(value):
+                return value
     return generate
 
 
@@ -4484,6 +5310,136 @@ def near_miss_token_spec4(rng: Random, ordinal: int) -> str:
                        and secret_value_guard(v), draw)
 
 
+# /tmp/secrets_spec5.md part A: SECRET where code passes a setting's name and its value as a call's two
+# arguments (the value in quotes, with a digit or a symbol: secret_value_format's always hold one) or
+# assigns the value to a subscript of the name, in Go, Java, Kotlin, Rust, Python, JavaScript, PHP,
+# Ruby, C# and bash; an Authorization header's credentials and an "auth" setting's Basic credentials
+# so written; some pasted into a question. Each {v} runs to the closing quote (or, unquoted, to the
+# end of the line).
+SECRET_CALL_FRAMES = (
+    "os.environ.setdefault(\"DB_PASSWORD\", \"{v}\")",
+    "API_KEY = os.getenv(\"API_KEY\", \"{v}\")",
+    "parser.set(\"smtp\", \"smtp_password\", \"{v}\")",
+    "props.setProperty(\"spring.datasource.password\", \"{v}\");",
+    "System.setProperty(\"javax.net.ssl.keyStorePassword\", \"{v}\");",
+    "Map<String, String> creds = new HashMap<>();\ncreds.put(\"clientSecret\", \"{v}\");",
+    "val request = Request.Builder().url(url).header(\"X-Api-Key\", \"{v}\").build()",
+    "os.Setenv(\"DB_PASSWORD\", \"{v}\")",
+    "req.Header.Set(\"X-API-Key\", \"{v}\")",
+    "viper.SetDefault(\"database.password\", \"{v}\")",
+    "std::env::set_var(\"DATABASE_PASSWORD\", \"{v}\");",
+    "let res = client.get(url).header(\"x-api-key\", \"{v}\").send().await?;",
+    "headers.set('X-Api-Key', '{v}');",
+    "localStorage.setItem('access_token', '{v}');",
+    "define( 'DB_PASSWORD', '{v}' );",
+    "ENV.fetch(\"API_TOKEN\", \"{v}\")",
+    "client.DefaultRequestHeaders.Add(\"X-Api-Key\", \"{v}\");",
+    "Environment.SetEnvironmentVariable(\"SMTP_PASSWORD\", \"{v}\");",
+    "Why does this return 401?\n\nHttpHeaders headers = new HttpHeaders();\nheaders.set(\"X-Auth-Token\", \"{v}\");",
+)
+SECRET_SUBSCRIPT_FRAMES = (
+    "os.environ[\"DB_PASSWORD\"] = \"{v}\"",
+    "app.config['SECRET_KEY'] = '{v}'",
+    "session.headers[\"X-Api-Key\"] = \"{v}\"",
+    "$cfg['Servers'][$i]['password'] = '{v}';",
+    "$config['db_password'] = '{v}';",
+    "$_ENV['APP_SECRET'] = '{v}';",
+    "ENV[\"API_TOKEN\"] = \"{v}\"",
+    "process.env['SESSION_SECRET'] = '{v}';",
+    "configuration[\"Jwt:Secret\"] = \"{v}\";",
+    "request.Headers[\"X-Api-Key\"] = \"{v}\";",
+    "m := map[string]string{}\nm[\"password\"] = \"{v}\"",
+    "declare -A creds\ncreds[\"db_password\"]={v}\nexport PGHOST=db.internal",
+    "Why does this return 401?\n\nrequest = Net::HTTP::Get.new(uri)\nrequest[\"X-Api-Key\"] = \"{v}\"",
+)
+AUTHORIZATION_CALL_BEARER_FRAMES = (
+    "req.Header.Set(\"Authorization\", \"Bearer {v}\")",
+    "headers.set('Authorization', 'Bearer {v}');",
+    "conn.setRequestProperty(\"Authorization\", \"Bearer {v}\");",
+    "val request = Request.Builder()\n    .url(url)\n    .addHeader(\"Authorization\", \"Bearer {v}\")\n    .build()",
+    "let res = client.get(url).header(\"authorization\", \"Bearer {v}\").send().await?;",
+    "client.DefaultRequestHeaders.Add(\"Authorization\", \"Bearer {v}\");",
+    "session.headers[\"Authorization\"] = \"Bearer {v}\"",
+    "request[\"Authorization\"] = \"Bearer {v}\"",
+    "$headers['Authorization'] = 'Bearer {v}';",
+    "Why does this return 401?\nreq, _ := http.NewRequest(\"GET\", url, nil)\n"
+    "req.Header.Set(\"Authorization\", \"Bearer {v}\")",
+    "Warum bekomme ich 401?\nconst headers = new Headers();\nheaders.append('Authorization', 'Bearer {v}');",
+)
+AUTHORIZATION_CALL_BASIC_FRAMES = (
+    "xhr.setRequestHeader('Authorization', 'Basic {v}');",
+    "req.add_header(\"Authorization\", \"Basic {v}\")",
+    "headers.put(\"Authorization\", \"Basic {v}\");",
+    "httpClient.DefaultRequestHeaders.Add(\"Authorization\", \"Basic {v}\");",
+    "request.headers['Authorization'] = 'Basic {v}'",
+    "Why does the proxy answer 407?\nconn.setRequestProperty(\"Proxy-Authorization\", \"Basic {v}\");",
+)
+AUTHORIZATION_CALL_TOKEN_FRAMES = (
+    "headers.put(\"Authorization\", \"Token {v}\");",
+    "session.headers['Authorization'] = 'Token {v}'",
+    ".header(\"Authorization\", \"Token {v}\")",
+    "xhr.setRequestHeader('Authorization', 'Token {v}');",
+    "Why does this return 401?\nreq.Header.Add(\"Authorization\", \"Token {v}\")",
+)
+AUTH_CALL_FRAMES = (
+    "cfg.set(\"auth\", \"{v}\")",
+    "docker_config[\"auths\"][\"registry.acme.io\"][\"auth\"] = \"{v}\"",
+    "npmConfig.set('_auth', '{v}');",
+    "conf[\"proxy_auth\"] = \"{v}\"",
+)
+# DISCORD_BOT_TOKEN (part B) where bots' tokens are pasted from: .env files and compose files (the
+# name's SECRET reading loses to the token), discord.py, discord.js and serenity code, "Bot" headers
+# (no scheme of SECRET's), config.json beside the bot's ids ({snowflake}), a question.
+DISCORD_ENV_FRAMES = (
+    "DISCORD_TOKEN={v}",
+    ".env:\nDISCORD_TOKEN={v}\nDISCORD_GUILD_ID={snowflake}\nCOMMAND_PREFIX=!",
+    "export DISCORD_BOT_TOKEN=\"{v}\"",
+    "services:\n  bot:\n    image: acme/discord-bot:latest\n    environment:\n      - DISCORD_TOKEN={v}",
+)
+DISCORD_CODE_FRAMES = (
+    "client.run(\"{v}\")",
+    "import discord\n\nintents = discord.Intents.default()\nclient = discord.Client(intents=intents)\n"
+    "client.run('{v}')",
+    "bot.run('{v}')  # discord.py",
+    "const client = new Client({ intents: [GatewayIntentBits.Guilds] });\nclient.login('{v}');",
+    "let mut client = Client::builder(\"{v}\", GatewayIntents::GUILD_MESSAGES).await?;",
+)
+DISCORD_HEADER_FRAMES = (
+    "curl -H \"Authorization: Bot {v}\" https://discord.com/api/v10/users/@me",
+    "GET /api/v10/gateway/bot HTTP/1.1\nHost: discord.com\nAuthorization: Bot {v}\nAccept: application/json",
+    "requests.get(\"https://discord.com/api/v10/users/@me\", headers={\"Authorization\": \"Bot {v}\"})",
+    "Why does this return 401?\nreq.Header.Set(\"Authorization\", \"Bot {v}\")",
+)
+DISCORD_CONFIG_FRAMES = (
+    "config.json:\n{\n  \"token\": \"{v}\",\n  \"prefix\": \"!\",\n  \"ownerId\": \"{snowflake}\"\n}",
+    "{\"token\": \"{v}\", \"clientId\": \"{snowflake}\", \"guildId\": \"{snowflake}\"}",
+    "bot:\n  token: {v}\n  prefix: \"!\"",
+    "My bot says 'Improper token has been passed' but I copied {v} from the developer portal.",
+)
+
+
+def spec5_formats() -> list[PositiveFormat]:
+    """/tmp/secrets_spec5.md: SECRET's call and subscript forms (a setting's value, an Authorization
+    header's Bearer, Basic and Token credentials, an "auth" setting's) and DISCORD_BOT_TOKEN in the
+    generic sentences and its own."""
+    return [
+        PositiveFormat("SECRET", "call-arguments", secret_value_format(0.3), frames=SECRET_CALL_FRAMES),
+        PositiveFormat("SECRET", "subscript-assignment", secret_value_format(0.2), frames=SECRET_SUBSCRIPT_FRAMES),
+        PositiveFormat("SECRET", "authorization-call-bearer", bearer_token_value,
+                       frames=AUTHORIZATION_CALL_BEARER_FRAMES),
+        PositiveFormat("SECRET", "authorization-call-basic", basic_credentials_value,
+                       frames=AUTHORIZATION_CALL_BASIC_FRAMES),
+        PositiveFormat("SECRET", "authorization-call-token", drf_token_value, frames=AUTHORIZATION_CALL_TOKEN_FRAMES),
+        PositiveFormat("SECRET", "auth-call-subscript", basic_credentials_value, frames=AUTH_CALL_FRAMES),
+        PositiveFormat("DISCORD_BOT_TOKEN", "plain", discord_bot_token),
+        PositiveFormat("DISCORD_BOT_TOKEN", "env", discord_bot_token, frames=DISCORD_ENV_FRAMES),
+        PositiveFormat("DISCORD_BOT_TOKEN", "library-code", discord_bot_token, frames=DISCORD_CODE_FRAMES),
+        PositiveFormat("DISCORD_BOT_TOKEN", "bot-authorization-header", discord_bot_token,
+                       frames=DISCORD_HEADER_FRAMES),
+        PositiveFormat("DISCORD_BOT_TOKEN", "config", discord_bot_token, frames=DISCORD_CONFIG_FRAMES),
+    ]
+
+
 # The fourth batch's own sentences: HR e-mails, payslips, forms, JSON records and key=value
 # lines, the context word the field's name or shortly before the value (the generator lays out
 # no table: a column header's context is the engine's rule, not this module's).
@@ -4527,6 +5483,149 @@ PT_FRAMES = (
     "Declaração de IRS — sujeito passivo A, NIF {v}",
     "nif={v}",
 )
+
+# The fifth batch's texts (/tmp/mrz_vat_spec.md): an MRZ in a KYC agent's chat, OCR output, JSON, a
+# log line, a markdown code block, an e-mail; a VAT number on invoices, in supplier master data,
+# EDI, JSON and XML payloads, e-mail signatures and VIES checks in chat. Neither type has a context
+# word; these texts hold none of any type's (the values near them are no other type's, see
+# mrz_free_of_other_findings and vat_free_of_other_findings).
+MRZ_PASSPORT_FRAMES = (
+    "Agent: could you type the two lines at the bottom of the photo page?\nCustomer: sure, the passport's MRZ reads:\n"
+    "{v}\nAgent: thanks, checking now.",
+    "Hi! Here is the MRZ from my passport, as you asked:\n\n{v}\n\nThanks 🙏",
+    "Maschinenlesbare Zone des Reisepasses:\n{v}\nBitte prüfen, ob das Ablaufdatum passt.",
+    "Zone de lecture automatique du passeport :\n{v}\nMerci de vérifier.",
+    "Why does the parser reject this passport?\n```\n{v}\n```",
+    "KYC case 4471 — passport data page, MRZ:\n{v}\nstatus: pending review",
+)
+MRZ_CARD_FRAMES = (
+    "OCR result (back of the identity card):\n{v}\nconfidence 0.97",
+    "OCR Rückseite Personalausweis:\n{v}",
+    "Texte extrait de la carte (verso) :\n{v}",
+    "tesseract output, page 2:\n----\n{v}\n----",
+    "Can you read the three lines on the back of my ID card? I typed them:\n{v}",
+)
+MRZ_TD2_FRAMES = (
+    "Residence permit, MRZ as scanned:\n{v}",
+    "Aufenthaltstitel — maschinenlesbare Zone:\n{v}\nBitte ins Formular übernehmen.",
+    "OCR of the card's back side:\n{v}\nIs the expiry date right?",
+    "```\n{v}\n```\nWhich fields fail here?",
+)
+MRZ_VISA_FRAMES = (
+    "Visa sticker, machine readable zone:\n{v}\nEntry planned for next month.",
+    "Here is the MRZ of the visa in my passport:\n{v}",
+    "Visum (Schengen), Zeilen unten:\n{v}",
+    "OCR du visa :\n{v}\nMerci !",
+)
+MRZ_JSON_FRAMES = (
+    '{"document_type": "passport", "mrz": "{v}", "verified": false}',
+    '{"applicant_id": "A-20417", "mrz": "{v}"}',
+    'POST /v1/kyc/documents\n{"mrz":"{v}","source":"ocr"}',
+    '{"scan": {"side": "back", "mrz": "{v}", "quality": 0.91}}',
+)
+MRZ_EMAIL_FRAMES = (
+    "Subject: passport scan\r\n\r\nHello,\r\n\r\nplease find the MRZ of my passport below:\r\n{v}\r\n\r\nKind regards",
+    "Betreff: Ausweiskopie\r\n\r\nGuten Tag,\r\nanbei die Zeilen vom Ausweis:\r\n{v}\r\n\r\nViele Grüße",
+    "Objet : copie du titre de séjour\r\n\r\nBonjour,\r\n{v}\r\nCordialement",
+)
+# The value's second (and third) line indented as its first: by four spaces, or by two tabs.
+MRZ_INDENTED_FRAMES = (
+    "applicant:\n  document: passport\n  mrz: |\n    {v}\n  checked: false",
+    "Pasted as a code block:\n\n    {v}\n\nWhat is wrong with it?",
+)
+MRZ_TAB_INDENTED_FRAMES = (
+    "kyc:\n\tmrz:\n\t\t{v}\n\tstatus: open",
+    "ocr_text:\n\t\t{v}\n\t\t(end of scan)",
+)
+MRZ_LOG_FRAMES = (
+    '2025-03-14T09:12:44Z WARN kyc.mrz parse failed for line="{v}"',
+    "[mrz-reader] data line: {v}",
+    "INFO ocr.page1 mrz_line2={v} conf=0.93",
+    "Only the second line was readable: {v}",
+    "Die untere Zeile lautet {v} — die obere ist unlesbar.",
+)
+VAT_INVOICE_FRAMES = (
+    "Rechnung Nr. 2025-0412 — USt-IdNr.: {v}\nZahlbar innerhalb von 14 Tagen ohne Abzug.",
+    "N° TVA intracommunautaire : {v}\nFacture n° F-2025-118, échéance 30 jours.",
+    "Partita IVA {v} — fattura elettronica n. 118/2025",
+    "BTW-nummer: {v}\nFactuur 2025-0077, betaling binnen 30 dagen.",
+    "NIP UE {v}, faktura VAT nr 17/03/2025",
+    "VAT reg. no.: {v}\nInvoice INV-2025-0042, due in 30 days.",
+    "Reverse charge — customer's VAT number {v}, supplier's in the footer.",
+    "IVA intracomunitario: {v}, factura 2025/031",
+)
+VAT_EDI_FRAMES = (
+    '{"supplier": {"name": "Acme Handels GmbH", "vatId": "{v}"}}',
+    '{"customer": {"vat_number": "{v}", "country_code": "EU"}, "currency": "EUR"}',
+    "NAD+SU+++ACME HANDELS GMBH'\nRFF+VA:{v}'",
+    "<cac:PartyTaxScheme><cbc:CompanyID>{v}</cbc:CompanyID><cac:TaxScheme><cbc:ID>VAT</cbc:ID></cac:TaxScheme>"
+    "</cac:PartyTaxScheme>",
+    "vat_id: {v}\nvat_checked_at: 2025-03-14",
+)
+VAT_CSV_FRAMES = (
+    "supplier_no;name;vat_id;city\n10042;Acme Handels GmbH;{v};Berlin",
+    "id,company,vat,terms\n7781,Northwind SARL,{v},30 days",
+    "Kreditor;Name;USt-ID;Ort\n70015;Globex SRL;{v};Milano",
+    "vendor\tvat_number\tcurrency\nInitech BV\t{v}\tEUR",
+)
+VAT_SIGNATURE_FRAMES = (
+    "-- \nAcme Handels GmbH · Hauptstraße 5 · 10115 Berlin\nUSt-IdNr. {v} · Geschäftsführerin: Lena Weber",
+    "Best regards,\nOscar Larsen\nNorthwind ApS, Copenhagen · VAT {v}",
+    "Cordialement,\nJulie Lambert\nGlobex SAS — TVA {v}",
+    "Met vriendelijke groet,\nDaan Jansen\nInitech B.V. | btw {v}",
+)
+VAT_VIES_FRAMES = (
+    "Can you run a VIES check on {v} before we book the invoice?",
+    "VIES says {v} is valid — ok to apply the reverse charge?",
+    "Kannst du {v} kurz im VIES prüfen?",
+    "Le client a donné {v}, tu peux vérifier sur VIES ?",
+    "VIES check for {v}: valid, name and address match.",
+)
+VAT_SOLE_TRADER_FRAMES = (
+    "Freelance invoice (sole trader), VAT number {v}, due on receipt.",
+    "Sole trader's VAT number: {v} (it is her personal one, so mask it)",
+    "Factura de autónomo — IVA intracomunitario {v}",
+    "Rechnung eines Einzelunternehmers, USt-IdNr. {v}",
+    "Facture d'une auto-entrepreneuse, TVA {v}",
+    "The freelancer's VAT {v} is his own tax number as well, isn't it?",
+)
+VAT_SOLE_TRADER_COUNTRIES = ("ES", "ES", "IE", "PT", "NL", "SE")
+VAT_SOLE_TRADER_KINDS = ("dni", "nie", "personal", "personal", "personal", "personal")
+
+
+def mrz_and_vat_formats() -> list[PositiveFormat]:
+    """The fifth batch's formats: MRZs in each layout (a passport's, an identity card's, a TD2's, a
+    visa's, in JSON with its escaped line breaks, with "\r\n", indented, a lone data line, a
+    Belgian eID's long document number), VAT numbers in each written form (compact, a space after
+    the prefix, in their country's groups, with dots) and text (invoices, EDI and JSON, CSV,
+    e-mail signatures, VIES checks, sole traders' numbers)."""
+    mrz, vat = "IDENTITY_DOCUMENT_MRZ", "EU_VAT_NUMBER"
+    return [
+        PositiveFormat(mrz, "td3-passport", mrz_format("td3"), frames=MRZ_PASSPORT_FRAMES),
+        PositiveFormat(mrz, "td1-identity-card", mrz_format("td1"), frames=MRZ_CARD_FRAMES),
+        PositiveFormat(mrz, "td2", mrz_format("td2"), frames=MRZ_TD2_FRAMES),
+        PositiveFormat(mrz, "visa-mrv-a-mrv-b", mrz_format("mrv-a", "mrv-b"), frames=MRZ_VISA_FRAMES),
+        PositiveFormat(mrz, "json-escaped-breaks", mrz_format("td3", "td1", "td2", breaks="\\n"),
+                       frames=MRZ_JSON_FRAMES),
+        PositiveFormat(mrz, "crlf-email", mrz_format("td3", "td1", breaks="\r\n"), frames=MRZ_EMAIL_FRAMES),
+        PositiveFormat(mrz, "indented-lines", mrz_format("td3", "td1", "td2", breaks="\n    "),
+                       frames=MRZ_INDENTED_FRAMES),
+        PositiveFormat(mrz, "tab-indented-lines", mrz_format("td1", "td3", breaks="\n\t\t"),
+                       frames=MRZ_TAB_INDENTED_FRAMES),
+        PositiveFormat(mrz, "lone-data-line", mrz_format("td3", "td2", lone=True), frames=MRZ_LOG_FRAMES),
+        PositiveFormat(mrz, "td1-long-document-number", mrz_format("td1-long"), frames=MRZ_CARD_FRAMES),
+        PositiveFormat(vat, "compact", vat_format("compact"), frames=VAT_INVOICE_FRAMES),
+        PositiveFormat(vat, "prefix-space", vat_format("prefix-space"), frames=VAT_INVOICE_FRAMES + VAT_VIES_FRAMES),
+        PositiveFormat(vat, "grouped", vat_format("grouped"), frames=VAT_INVOICE_FRAMES + VAT_SIGNATURE_FRAMES),
+        PositiveFormat(vat, "dotted", vat_format("dotted", ("BE", "NL")), frames=VAT_INVOICE_FRAMES),
+        PositiveFormat(vat, "edi-json-xml", vat_format("compact"), frames=VAT_EDI_FRAMES),
+        PositiveFormat(vat, "supplier-csv", vat_format("compact"), frames=VAT_CSV_FRAMES),
+        PositiveFormat(vat, "email-signature-vies", vat_format("compact"),
+                       frames=VAT_SIGNATURE_FRAMES + VAT_VIES_FRAMES),
+        PositiveFormat(vat, "sole-trader", vat_format("compact", VAT_SOLE_TRADER_COUNTRIES, VAT_SOLE_TRADER_KINDS),
+                       frames=VAT_SOLE_TRADER_FRAMES),
+    ]
+
 
 POSITIVE_FORMATS = (
     PositiveFormat("US_SSN", "dashed", joined_parts(valid_ssn_parts, "-")),
@@ -4600,6 +5699,7 @@ POSITIVE_FORMATS = (
     *setting_formats(),
     *authorization_formats(),
     *new_secret_formats(),
+    *spec5_formats(),
     PositiveFormat("UK_NINO", "compact-context", nino_format(False), "with"),
     PositiveFormat("UK_NINO", "grouped", nino_format(True)),
     PositiveFormat("UK_NINO", "grouped-context", nino_format(True), "with"),
@@ -4722,6 +5822,7 @@ POSITIVE_FORMATS = (
                    pt_tax_id_format(PT_PERSONAL_PREFIXES, "compact", "spaced", check_zero=True), "with"),
     PositiveFormat("PT_TAX_ID", "invoice-payroll", pt_tax_id_format(PT_PERSONAL_PREFIXES, "compact", "spaced"), "with",
                    frames=PT_FRAMES),
+    *mrz_and_vat_formats(),
 )
 
 
@@ -5503,6 +6604,249 @@ def pt_tax_id_without_context(kind: str) -> ValueGenerator:
     def draw(rng: Random, ordinal: int) -> str:
         return pt_tax_id_written(pt_tax_id_number(rng, PT_PERSONAL_PREFIXES[ordinal % 4]), kind == "spaced")
     return national_id_negative(draw, frozenset({"PT_TAX_ID"}))
+
+
+# The fifth batch's hard negatives (/tmp/mrz_vat_spec.md): each breaks one rule of an MRZ or a VAT
+# number; alone it is no entity of any type, holds no context word, and no piece of it is valid as a
+# national identifier or as either of the two types (context aside), so that no word a record puts
+# near it makes it one (clean_negative).
+
+IDENTIFIER_TYPES = NATIONAL_ID_TYPES + FIFTH_BATCH_TYPES
+
+
+def clean_negative(value: str) -> bool:
+    """The value alone on a line is no entity of any type, holds no context word, and no piece of
+    it is valid as a national identifier or as either of the fifth batch's types (context aside)."""
+    if any(word in value.lower() for word in ALL_CONTEXT_WORDS):
+        return False
+    data = b"\n" + value.encode() + b"\n"
+    spans = candidates(data)
+    return not findings(data, spans, strict=False) and not any(
+        t in IDENTIFIER_TYPES and VALIDATORS[t](data[begin:end].decode("utf-8", "replace"))
+        for types, begin, end in spans for t in types)
+
+
+def fifth_batch_negative(draw: Callable[[Random, int], str | None]) -> ValueGenerator:
+    """draw() until the value is clean (clean_negative); after 20 draws for the ordinal, for others
+    at random (a country or a layout whose every draw fails is left for another)."""
+    def generate(rng: Random, ordinal: int) -> str:
+        attempt = 0
+        while True:
+            value = draw(rng, ordinal if attempt < 20 else rng.randrange(1000))
+            attempt += 1
+            if value is not None and clean_negative(value):
+                return value
+    return generate
+
+
+def other_digit(rng: Random, digit: str) -> str:
+    return rng.choice(DIGITS.replace(digit, ""))
+
+
+def mrz_recomposed(lines: list[str]) -> list[str]:
+    """The lines with the composite check recomputed (a TD1's, a TD3's or a TD2's)."""
+    if len(lines) == 3:
+        line1, line2, line3 = lines
+        return [line1, line2[:29] + mrz_check_digit(line1[5:30] + line2[0:7] + line2[8:15] + line2[18:29]), line3]
+    line1, line2 = lines
+    last = len(line2) - 1
+    return [line1, line2[:last] + mrz_check_digit(line2[0:10] + line2[13:20] + line2[21:last])]
+
+
+def mrz_invalid(kind: str) -> ValueGenerator:
+    """A zone (TD3, TD2 or TD1 in turn) that breaks one rule, the other checks right:
+    "wrong-composite"; "wrong-document-check", "wrong-date-check" (the composite recomputed);
+    "bad-date" (month 13, day 32 or 31 February, its check and the composite recomputed);
+    "line-length" (a passport's data line of 43 or 45); "name-line-alone" (a passport's first line
+    or an identity card's name line); "td1-data-line-alone" (an identity card's second line, 30);
+    "lowercase" (a letter of the data line, or the whole zone); "td1-first-letter" (an identity
+    card's first line starting with another letter than I, A, C); "random-run" (44 or 36 of
+    [A-Z0-9<]); "td1-without-line-3"."""
+    def draw(rng: Random, ordinal: int) -> str | None:
+        layout = ("td3", "td2", "td1")[ordinal % 3]
+        if kind in ("td1-data-line-alone", "td1-first-letter", "td1-without-line-3"):
+            layout = "td1"
+        elif kind == "line-length":
+            layout = "td3"
+        lines = list(mrz_zone(rng, layout))
+        td1 = layout == "td1"
+        data_line = 1
+        if kind == "wrong-composite":
+            lines[data_line] = lines[data_line][:-1] + other_digit(rng, lines[data_line][-1])
+        elif kind == "wrong-document-check":
+            if td1:
+                if lines[0][14] == "<":
+                    return None
+                lines[0] = lines[0][:14] + other_digit(rng, lines[0][14]) + lines[0][15:]
+            else:
+                lines[1] = lines[1][:9] + other_digit(rng, lines[1][9]) + lines[1][10:]
+            lines = mrz_recomposed(lines)
+        elif kind in ("wrong-date-check", "bad-date"):
+            start = rng.choice((0, 8) if td1 else (13, 21))  # the birth or the expiry date
+            date, check = lines[1][start:start + 6], lines[1][start + 6]
+            if kind == "wrong-date-check":
+                check = other_digit(rng, check)
+            else:
+                date = date[:2] + rng.choice(("13" + date[4:], date[2:4] + "32", "0231", "0230", "00" + date[4:]))
+                check = mrz_check_digit(date)
+            lines[1] = lines[1][:start] + date + check + lines[1][start + 7:]
+            lines = mrz_recomposed(lines)
+        elif kind == "line-length":
+            at = rng.randint(28, 41)
+            lines[1] = lines[1][:at] + lines[1][at + 1:] if ordinal % 2 else lines[1][:at] + "<" + lines[1][at:]
+        elif kind == "name-line-alone":
+            return lines[-1] if td1 else lines[0]
+        elif kind == "td1-data-line-alone":
+            return lines[1]
+        elif kind == "lowercase":
+            if ordinal % 2:
+                return "\n".join(lines).lower()
+            letters = [i for i, c in enumerate(lines[1]) if c in UPPER]
+            if not letters:
+                return None
+            at = rng.choice(letters)
+            lines[1] = lines[1][:at] + lines[1][at].lower() + lines[1][at + 1:]
+        elif kind == "td1-first-letter":
+            lines[0] = rng.choice("XPVDRTBE") + lines[0][1:]
+        elif kind == "random-run":
+            alphabet = UPPER + DIGITS + "<" * 10
+            return random_string(rng, alphabet, rng.choice((44, 36)))
+        elif kind == "td1-without-line-3":
+            lines = lines[:2]
+        return "\n".join(lines)
+    return fifth_batch_negative(draw)
+
+
+# VAT numbers: a word that ends in a claimed prefix, for a number glued to it ("CODE136695976").
+VAT_GLUING_WORDS = {"DE": ("CODE", "NODE", "MODE", "ENCODE"), "SE": ("CASE", "BASE", "PHASE", "RELEASE"),
+                    "IT": ("AUDIT", "LIMIT", "UNIT", "SUBMIT"), "AT": ("FORMAT", "FLAT", "STAT"),
+                    "ES": ("NOTES", "FILES", "CODES"), "PT": ("SCRIPT", "RECEIPT"), "RO": ("MACRO", "METRO"),
+                    "LT": ("DEFAULT", "RESULT"), "EE": ("FEE", "GUARANTEE"), "FI": ("WIFI",)}
+VAT_UNCLAIMED_PREFIXES = ("XX", "US", "GB", "BG", "CZ", "LV", "XI")
+# The character of the national part that its check is (a French number's key: its first two).
+VAT_CHECK_POSITION = {"FR": 1, "IE": 7, "NL": 8}
+FR_KEY_ALPHABET = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+
+
+def vat_rule_broken(rng: Random, ordinal: int) -> str:
+    """A number that breaks a rule of its country other than the check, the check right: Belgium's
+    first digit 2-9; a first digit 0 (Germany, Denmark, Malta, Slovenia, Portugal, Romania);
+    Italy's province; Lithuania's eighth digit; the Netherlands' "B00"; Cyprus's "12"; Sweden's
+    "02"; Spain's first letters K, L, M (the DNI's check, as python-stdnum takes them), and others
+    not in the CIF's list."""
+    digits = lambda n: random_string(rng, DIGITS, n)
+    case = ordinal % 11
+    if case == 0:
+        first = rng.choice("23456789") + digits(7)
+        return "BE" + first + "%02d" % (97 - int(first) % 97)
+    if case == 1:
+        first = "0" + digits(7)
+        return "DE" + first + de_tax_id_check_digit(first)
+    if case == 2:
+        country = rng.choice(("DK", "MT", "SI"))
+        for check in DIGITS:
+            national = "0" + digits(6) + check
+            rules = {"DK": weighted_sum(national, (2, 7, 6, 5, 4, 3, 2, 1)) % 11 == 0,
+                     "MT": weighted_sum(national, (3, 4, 6, 7, 8, 9, 10, 1)) % 37 == 0,
+                     "SI": si_vat_check_digit(national[:7]) == check}
+            if rules[country]:
+                return country + national
+        return ""
+    if case == 3:
+        first = "0" + digits(7)
+        return "PT" + first + pt_tax_id_check_digit(first)
+    if case == 4:
+        first = "0" + digits(rng.randint(5, 8))
+        return "RO" + first + ro_vat_check_digit(first)
+    if case == 5:
+        first = digits(7) + rng.choice(["%03d" % p for p in range(122, 888)])
+        return "IT" + first + luhn_check_digit(first)
+    if case == 6:
+        first = digits(7) + rng.choice("023456789")
+        return "LT" + first + lt_vat_check_digit(first)
+    if case == 7:
+        return "NL" + bsn_digits(rng) + "B00"
+    if case == 8:
+        first = "12" + digits(6)
+        return "CY" + first + cy_vat_check_letter(first)
+    if case == 9:
+        nine = "55" + digits(7)
+        return "SE" + nine + luhn_check_digit(nine) + rng.choice(("02", "00", "10"))
+    letter, seven = rng.choice("KLMIOT"), digits(7)
+    return "ES" + letter + seven + (dni_letter(seven) if letter in "KLM" else luhn_check_digit(seven))
+
+
+def vat_invalid(kind: str) -> ValueGenerator:
+    """A VAT number that breaks one rule (compact, with a space after the prefix or in its country's
+    groups, in turn): "wrong-check" (each country in turn); "digit-count" (a digit added or left
+    out); "unclaimed-prefix" (XX, US, GB, BG, CZ, LV, XI and a national part valid for a claimed
+    country); "lowercase-prefix"; "glued-to-word" ("CODE136695976"); "glued-to-digits" (a digit
+    before or after it, or '.' or '-' and a digit after one that ends with a digit); "iban" (an IBAN
+    failing its check, of a country whose IBAN holds no VAT number's reading either way);
+    "sk-third-digit" (a Slovak birth number's shape: the third digit 0, 1, 5 or 6, divisible by 11);
+    "fr-letter-key" (a French key with letters, the SIREN right); "ro-five-digits" (a Romanian CUI of
+    five digits, its check right); "rule-broken" (vat_rule_broken)."""
+    forms = ("compact", "prefix-space", "grouped")
+
+    def draw(rng: Random, ordinal: int) -> str | None:
+        country = VAT_COUNTRIES[ordinal % len(VAT_COUNTRIES)]
+        form = forms[ordinal // len(VAT_COUNTRIES) % len(forms)]
+        national = vat_national(rng, country)
+        if kind == "wrong-check":
+            at = VAT_CHECK_POSITION.get(country, len(national) - 1)
+            alphabet = UPPER if national[at] in UPPER else DIGITS
+            national = national[:at] + rng.choice(alphabet.replace(national[at], "")) + national[at + 1:]
+            return None if vat_national_valid(country, national) else vat_written(country, national, form)
+        if kind == "digit-count":
+            positions = [i for i, c in enumerate(national) if c in DIGITS]
+            at = rng.choice(positions)
+            if ordinal % 2:
+                national = national[:at] + national[at + 1:]
+            else:
+                national = national[:at] + rng.choice(DIGITS) + national[at:]
+            return country + (" " if form == "prefix-space" else "") + national
+        if kind == "unclaimed-prefix":
+            national = vat_national(rng, rng.choice(("DE", "DK", "FR", "IT", "NL", "PL", "EE", "SK", "LU")))
+            return VAT_UNCLAIMED_PREFIXES[ordinal % len(VAT_UNCLAIMED_PREFIXES)] + national
+        if kind == "lowercase-prefix":
+            return vat_written(country.lower(), national, "compact" if form == "grouped" else form)
+        if kind == "glued-to-word":
+            country = list(VAT_GLUING_WORDS)[ordinal % len(VAT_GLUING_WORDS)]
+            return rng.choice(VAT_GLUING_WORDS[country]) + vat_national(rng, country)
+        if kind == "glued-to-digits":
+            # '.' or '-' and a digit continue only a number that ends with a digit
+            # (/tmp/secrets_spec5.md part C: "IE1143711R-3" holds IE1143711R); one ending with a
+            # letter has its digit glued on directly.
+            value = vat_written(country, national, "compact")
+            joint = rng.choice(".-") if value[-1] in DIGITS else ""
+            return rng.choice((value + rng.choice(DIGITS), rng.choice(DIGITS) + value,
+                               value + joint + rng.choice(DIGITS)))
+        if kind == "iban":
+            iban_country = ("DE", "AT", "FR", "IT", "ES", "NL")[ordinal % 6]
+            iban = iban_from_bban(iban_country, random_bban(rng, iban_country))
+            at = rng.choice([i for i, c in enumerate(iban) if i >= 2 and c in DIGITS])
+            iban = iban[:at] + other_digit(rng, iban[at]) + iban[at + 1:]
+            return group_in_fours(iban) if ordinal % 4 else iban
+        if kind == "sk-third-digit":
+            first = rng.choice("123456789") + rng.choice(DIGITS) + rng.choice("0156") + random_string(rng, DIGITS, 6)
+            check = (-int(first) * 10) % 11
+            return None if check == 10 else vat_written("SK", first + str(check), form)
+        if kind == "fr-letter-key":
+            siren = national[2:] if country == "FR" else vat_national(rng, "FR")[2:]
+            key = rng.choice(FR_KEY_ALPHABET) + rng.choice(UPPER.replace("I", "").replace("O", ""))
+            return "FR" + (key if ordinal % 2 else key[::-1]) + siren
+        if kind == "ro-five-digits":
+            first = rng.choice("123456789") + random_string(rng, DIGITS, 3)
+            return "RO" + (" " if ordinal % 2 else "") + first + ro_vat_check_digit(first)
+        return vat_rule_broken(rng, ordinal) or None
+    return fifth_batch_negative(draw)
+
+
+MRZ_NEGATIVE_KINDS = ("wrong-composite", "wrong-document-check", "wrong-date-check", "bad-date", "line-length",
+                      "name-line-alone", "td1-data-line-alone", "lowercase", "td1-first-letter", "random-run",
+                      "td1-without-line-3")
+VAT_NEGATIVE_KINDS = ("wrong-check", "digit-count", "unclaimed-prefix", "lowercase-prefix", "glued-to-word",
+                      "glued-to-digits", "iban", "sk-third-digit", "fr-letter-key", "ro-five-digits", "rule-broken")
 
 
 # The secrets' hard negatives (specification of 2026-12-07). Their random parts hold no
@@ -6345,6 +7689,133 @@ def apikey_header_invalid(rng: Random, ordinal: int) -> str:
     return choices[ordinal % len(choices)] if ordinal < len(choices) else rng.choice(choices)
 
 
+# The hard negatives of /tmp/secrets_spec5.md. Part A: a secret's name in a call or a subscript whose
+# value is none (empty, a stand-in, a scheme and no credentials, unquoted, one argument, a
+# comparison, too short, a placeholder) and lists of field names ("password", "api_key", "token"),
+# whose second name is no value (no digit nor symbol in it). Part B: Discord bot tokens breaking one
+# rule. Drawn again until free of context words.
+
+def secret_call_invalid(kind: str) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        variable, password = rng.choice(SETTING_VARIABLES), secret_password(rng)
+        if kind == "empty":
+            choices = ("get(\"password\", \"\")", "os.getenv(\"DB_PASSWORD\", \"\")", "config.get('api_key', '')",
+                       "ENV.fetch(\"%s\", \"\")" % variable, "headers.put(\"X-Api-Key\", \"\");",
+                       "req.Header.Set(\"Authorization\", \"\")")
+        elif kind == "stand-in":
+            choices = ("getenv(\"DB_PASSWORD\", \"changeme\")", "os.environ.get(\"API_TOKEN\", \"${API_TOKEN}\")",
+                       "ENV.fetch(\"APP_SECRET\", \"<secret>\")", "config.get('password', 'password')",
+                       "os.Setenv(\"%s\", \"$%s\")" % (variable, variable), "define( 'DB_PASSWORD', '********' );",
+                       "System.setProperty(\"db.password\", \"{{db_password}}\");")
+        elif kind == "scheme-only":
+            choices = ("Header.Set(\"Authorization\", \"Bearer \" + token)",
+                       "headers.put(\"Authorization\", \"Basic \" + encoded);",
+                       "xhr.setRequestHeader('Authorization', 'Bearer ' + localStorage.getItem('jwt'));",
+                       "conn.setRequestProperty(\"Authorization\", \"Token \" + apiToken);",
+                       "$headers['Authorization'] = 'Bearer ' . $token;")
+        elif kind == "not-quoted":
+            choices = ("(\"Authorization\", f\"Bearer {token}\")", "client.set(\"password\", password)",
+                       "os.environ.setdefault(\"API_KEY\", api_key)", "req.Header.Set(\"Authorization\", authHeader)",
+                       "headers.append('Authorization', `Bearer ${token}`);", "ENV[\"API_TOKEN\"] = token",
+                       "config.put(\"clientSecret\", System.getenv(\"CLIENT_SECRET\"));")
+        elif kind == "one-argument":
+            choices = ("headers.get(\"Authorization\")", "os.getenv(\"DB_PASSWORD\")", "config.get('api_key')",
+                       "token = request.headers[\"Authorization\"]", "del os.environ[\"AWS_SECRET_ACCESS_KEY\"]",
+                       "if \"password\" in params:", "String secret = System.getenv(\"CLIENT_SECRET\");")
+        elif kind == "comparison":
+            choices = ("if params[\"password\"] == \"%s\":" % password,
+                       "if (req.headers['x-api-key'] !== '%s') {" % password,
+                       "assert os.environ[\"API_TOKEN\"] != \"%s\"" % password,
+                       "return $_POST['password'] == '%s';" % password,
+                       "if headers[\"Authorization\"] == \"Bearer %s\":" % random_string(rng, HEX, 32))
+        elif kind == "short":
+            short = secret_password(rng, (3, 5))
+            choices = ("\"password\", \"%s\"" % short, "os.environ.setdefault(\"PIN_PASSWORD\", \"%s\")" % short,
+                       "headers.set('X-Api-Key', '%s');" % short, "m[\"password\"] = \"%s\"" % short)
+        elif kind == "placeholder":
+            choices = ("Set(\"Authorization\", \"Bearer YOUR_TOKEN\")",
+                       "headers.put(\"X-Api-Key\", \"your-api-key-here\");",
+                       "os.environ.setdefault(\"OPENAI_API_KEY\", \"sk-...\")",
+                       "define( 'DB_PASSWORD', 'example-%s' );" % password,
+                       "req.Header.Set(\"Authorization\", \"Bearer <token>\")",
+                       "app.config['SECRET_KEY'] = 'replace-me-%s'" % password)
+        else:  # "field-list"
+            choices = ("SENSITIVE = (\"password\", \"api_key\", \"token\")", "[\"token\", \"remember_me\"]",
+                       "fields(\"password\", \"username\")",
+                       "REDACTED_KEYS = ['password', 'secret', 'token', 'api_key']",
+                       "params.require(:user).permit(\"email\", \"password\", \"password_confirmation\")",
+                       "logger.filter_keys(\"access_token\", \"refresh_token\", \"id_token\")",
+                       "const SECRET_FIELDS = new Set(['apiKey', 'clientSecret', 'privateKey']);")
+        return choices[ordinal % len(choices)] if ordinal < len(choices) else rng.choice(choices)
+    return free_of_context_words(generate)
+
+
+SECRET_CALL_NEGATIVE_KINDS = ("empty", "stand-in", "scheme-only", "not-quoted", "one-argument", "comparison", "short",
+                              "placeholder", "field-list")
+# JWT-like headers of 17 to 20 bytes without "alg": a first segment "eyJ..." of a Discord token's length.
+DISCORD_JWT_LIKE_HEADERS = ('{"typ":"JWT","v":1}', '{"kid":"a1b2c3d4"}', '{"cty":"JWT","z":0}', '{"typ":"at","kid":7}')
+# Three digits whose base64 holds no digit (a no-digit token's user id is made of them), and the
+# one or two digits of a user id's last, partial group likewise.
+DISCORD_DIGIT_FREE_GROUPS = {size: tuple(g for g in ("%0*d" % (size, n) for n in range(10 ** size))
+                                         if not any(c in DIGITS for c in base64url(g.encode())))
+                             for size in (1, 2, 3)}
+
+
+def discord_digit_free_user_id(rng: Random) -> str:
+    """A user id of 17 to 20 digits, not starting with 0, whose base64url holds no digit."""
+    length = rng.choice(DISCORD_USER_ID_LENGTHS)
+    groups = [rng.choice([g for g in DISCORD_DIGIT_FREE_GROUPS[3] if g[0] != "0"])]
+    groups += [rng.choice(DISCORD_DIGIT_FREE_GROUPS[3]) for _ in range(length // 3 - 1)]
+    if length % 3:
+        groups.append(rng.choice(DISCORD_DIGIT_FREE_GROUPS[length % 3]))
+    return "".join(groups)
+
+
+def discord_token_invalid(kind: str) -> ValueGenerator:
+    """"not-digits": a user id with a letter in it, or a JWT-like header ("eyJ...", no "alg");
+    "id-length": 16 or 21 digits; "leading-zero": a user id starting with 0; "timestamp-length": 5 or
+    7; "hmac-length": 26 or 39; "no-digit": no digit anywhere; "glued": a word before it, or more of
+    its alphabet or a fourth segment after a 38-character HMAC; "placeholder": an HMAC of fewer than
+    six distinct characters."""
+    def generate(rng: Random, ordinal: int) -> str:
+        user_id = discord_user_id_digits(rng, rng.choice(DISCORD_USER_ID_LENGTHS))
+        stamp, length = discord_timestamp(rng), rng.choice((27, 38))
+        mac = random_string(rng, BASE64URL, length)
+        if kind == "not-digits":
+            if ordinal % 2:
+                return "%s.%s.%s" % (base64url(rng.choice(DISCORD_JWT_LIKE_HEADERS).encode()), stamp, mac)
+            at = rng.randrange(1, len(user_id))
+            return discord_token_of(user_id[:at] + rng.choice(UPPER + LOWER) + user_id[at + 1:], stamp, mac)
+        if kind == "id-length":
+            return discord_token_of(discord_user_id_digits(rng, 16 if ordinal % 2 else 21), stamp, mac)
+        if kind == "leading-zero":
+            return discord_token_of("0" + user_id[1:], stamp, mac)
+        if kind == "timestamp-length":
+            return discord_token_of(user_id, stamp[:5] if ordinal % 2 else stamp + rng.choice(BASE64URL), mac)
+        if kind == "hmac-length":
+            return discord_token_of(user_id, stamp, random_string(rng, BASE64URL, 26 if ordinal % 2 else 39))
+        if kind == "no-digit":
+            letters = UPPER + LOWER + "_-"
+            return discord_token_of(discord_digit_free_user_id(rng), random_string(rng, letters, 6),
+                                    random_string(rng, letters, length))
+        if kind == "glued":
+            token = discord_token_of(user_id, stamp, random_string(rng, BASE64URL, 38))
+            if ordinal % 2:
+                return rng.choice(("bot", "Bot", "token", "x", "id-", "bot_")) + token
+            return token + rng.choice(("_old", "-v2", "x", ".bak", ".sig", "Q"))
+        return discord_token_of(user_id, stamp,
+                                "x" * length if ordinal % 2 else mixed_placeholder(rng, BASE64URL, length))
+    return free_of_context_words(generate)
+
+
+DISCORD_NEGATIVE_KINDS = ("not-digits", "id-length", "leading-zero", "timestamp-length", "hmac-length", "no-digit",
+                          "glued", "placeholder")
+SPEC5_NEGATIVE_VARIANTS = (
+    *(NegativeVariant("secret_call_invalid", kind, secret_call_invalid(kind)) for kind in SECRET_CALL_NEGATIVE_KINDS),
+    *(NegativeVariant("discord_token_invalid", kind, discord_token_invalid(kind)) for kind in DISCORD_NEGATIVE_KINDS),
+)
+
+
 SPEC4_NEGATIVE_VARIANTS = (
     *(NegativeVariant(entity_type.lower() + "_invalid", kind, new_token_invalid(entity_type, kind))
       for entity_type in NEW_TOKEN_TYPES for kind in NEW_TOKEN_NEGATIVE_KINDS),
@@ -6463,6 +7934,8 @@ NEGATIVE_VARIANTS = (
       for kind in ("wrong-check", "company", "digit-count", "after-plus")),
     *(NegativeVariant("pt_tax_id_without_context", kind, pt_tax_id_without_context(kind))
       for kind in ("compact", "spaced")),
+    *(NegativeVariant("mrz_invalid", kind, mrz_invalid(kind)) for kind in MRZ_NEGATIVE_KINDS),
+    *(NegativeVariant("vat_invalid", kind, vat_invalid(kind)) for kind in VAT_NEGATIVE_KINDS),
     *(NegativeVariant(category, kind, make(kind))
       for category, (make, kinds) in SECRET_NEGATIVE_KINDS.items() for kind in kinds),
     *(NegativeVariant(category, kind, make(kind))
@@ -6473,6 +7946,7 @@ NEGATIVE_VARIANTS = (
     *(NegativeVariant("telegram_token_invalid", kind, telegram_token_invalid(kind), "PHONE_NUMBER")
       for kind in TELEGRAM_NEGATIVE_KINDS),
     *SPEC4_NEGATIVE_VARIANTS,
+    *SPEC5_NEGATIVE_VARIANTS,
 )
 NEGATIVE_CATEGORIES = tuple(dict.fromkeys(v.category for v in NEGATIVE_VARIANTS))
 # Negatives that are only negative for want of a context word never go next to one.
@@ -6601,6 +8075,8 @@ NOUNS = {
     "DIGITALOCEAN_TOKEN": ("DigitalOcean token", "DIGITALOCEAN_TOKEN", "doctl token", "API token"),
     "POSTMAN_API_KEY": ("Postman API key", "POSTMAN_API_KEY", "API key", "Postman key"),
     "GRAFANA_TOKEN": ("Grafana service account token", "GRAFANA_TOKEN", "SA token", "token"),
+    # /tmp/secrets_spec5.md part B.
+    "DISCORD_BOT_TOKEN": ("Discord bot token", "DISCORD_TOKEN", "bot token", "token"),
 }
 SECRET_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN",
                 "JWT", "GOOGLE_API_KEY", "STRIPE_API_KEY", "GITLAB_TOKEN", "HUGGINGFACE_TOKEN", "NPM_TOKEN",
@@ -6611,7 +8087,7 @@ SECRET_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITHUB_
                 "AZURE_SHARED_ACCESS_KEY", "AZURE_SAS_TOKEN",
                 "PERPLEXITY_API_KEY", "REPLICATE_API_TOKEN", "LANGSMITH_API_KEY", "DATABRICKS_TOKEN",
                 "ATLASSIAN_API_TOKEN", "VAULT_TOKEN", "AZURE_CLIENT_SECRET", "DIGITALOCEAN_TOKEN",
-                "POSTMAN_API_KEY", "GRAFANA_TOKEN")
+                "POSTMAN_API_KEY", "GRAFANA_TOKEN", "DISCORD_BOT_TOKEN")
 
 # The national identifiers' sentences in their own languages: (sentences with a context word of
 # the type within CONTEXT_WINDOW bytes before the value, sentences with none of its context
@@ -6958,6 +8434,14 @@ NEGATIVE_FRAMES = {
                           "NIF {v} rejeitado pela AT.", "Verifique o contribuinte {v} na fatura.", "Rejeitado: {v}"),
     "pt_tax_id_without_context": ("Encomenda {v} enviada hoje.", "Fatura {v} paga.", "Order {v} shipped today.",
                                   "Referência {v} confirmada."),
+    # The fifth batch's (no context word: the spec gives the two types none).
+    "mrz_invalid": ("The scanner read this, but the checks fail:\n{v}\nCan you retype it?",
+                    "OCR output (rejected):\n{v}", "```\n{v}\n```\nWhy is this zone invalid?",
+                    "Zeilen vom Dokument:\n{v}\nDie Prüfziffer stimmt nicht.", "Texte lu :\n{v}\nà vérifier."),
+    "vat_invalid": ("VIES: {v} — invalid.", "Ungültige USt-ID {v}, bitte korrigieren.",
+                    "Numéro de TVA {v} refusé par VIES.", "Partita IVA {v} non valida.",
+                    "BTW-nummer {v} is ongeldig.", "The VAT number {v} fails the check.",
+                    "Supplier record rejected: vat={v}"),
     # The specification of 2026-12-07, late night (no setting's name before a value: a near miss
     # there is a SECRET).
     "groq_key_invalid": ("Is {v} a Groq key?", "The README mentions {v} here.", "Found {v} in the sample notebook."),
@@ -6994,6 +8478,13 @@ NEGATIVE_FRAMES.update({
     "private_key_invalid": ("tls.crt: {v}", "{\"data\": {\"tls.crt\": \"{v}\"}}", "Is this complete?\n{v}",
                             "ca-data: {v}"),
     "auth_setting_invalid": ("{v}", "config.json:\n{{v}}".replace("{{v}}", "{v}"), "Why does this fail?\n{v}"),
+    # /tmp/secrets_spec5.md: code whose line holds no setting's value; Discord tokens where no setting
+    # gives them.
+    "secret_call_invalid": ("{v}", "Is this line safe to commit?\n{v}", "```\n{v}\n```",
+                            "Warum liefert das 401?\n{v}", "Extrait du code :\n{v}"),
+    "discord_token_invalid": ("Is {v} a valid bot token?", "The docs show {v} as the example.",
+                              "Copied from the README: {v}", "discord.errors.LoginFailure for {v}",
+                              "Ist {v} ein gültiges Token?"),
 })
 GENERIC_NEGATIVE_FRAMES = (
     "Please ignore {v} in the log.",
@@ -7109,9 +8600,11 @@ def sas_expiry(rng: Random) -> str:
 
 
 # Fields of a format's own frames besides the value: a Google OAuth client id ("{id}"), a SAS's
-# expiry ("{se}"), drawn for each sentence.
+# expiry ("{se}"), a UUID ("{uuid}"), a Discord bot's guild or owner id ("{snowflake}"), drawn for
+# each sentence.
 FRAME_FIELDS: dict[str, Callable[[Random], str]] = {"{id}": google_oauth_client_id, "{se}": sas_expiry,
-                                                     "{uuid}": lambda rng: uuid_v4(rng, 0)}
+                                                     "{uuid}": lambda rng: uuid_v4(rng, 0),
+                                                     "{snowflake}": discord_snowflake}
 
 
 def with_frame_fields(rng: Random, frame: str) -> str:
@@ -7218,9 +8711,9 @@ def is_char_boundary(data: bytes, offset: int) -> bool:
 
 def allowed_extra_finding(finding: Finding, labels: list[Label]) -> bool:
     """A finding other than a label that is still right: an IPv4 address inside a labelled
-    IPv6 address, the phone reading of a labelled NHS number (the context decides), or
+    IPv6 address, the phone reading of a labelled NHS number (the context decides),
     anything inside a labelled URL_CREDENTIALS value (which scores 1.0 and is longer, so it
-    wins the overlap)."""
+    wins the overlap), or the DNI of a labelled "ES" VAT number glued to its prefix."""
     entity_type, begin, end = finding
     for label in labels:
         if label.entity_type == "URL_CREDENTIALS" and label.begin <= begin and end <= label.end:
@@ -7234,6 +8727,9 @@ def allowed_extra_finding(finding: Finding, labels: list[Label]) -> bool:
         if (entity_type == "PHONE_NUMBER" and label.entity_type == "PHONE_NUMBER"
                 and label.begin <= begin and end <= label.end):
             return True  # the national reading of an international number's tail
+        if (entity_type == "ES_NIF" and label.entity_type == "EU_VAT_NUMBER"
+                and (begin, end) == (label.begin + 2, label.end)):
+            return True  # the DNI glued to "ES" (the generous scanner's reading; the VAT number it is)
     return False
 
 
@@ -8006,6 +9502,114 @@ def typographic_records(seed: int, per_format: int, counters: Counter) -> list[R
 
 
 # ---------------------------------------------------------------------------------------
+# Documents: the fifth batch's values beside other values (/tmp/mrz_vat_spec.md)
+# ---------------------------------------------------------------------------------------
+
+# An invoice's footer: the supplier's VAT number and its IBAN, of the same country (whose grouped
+# IBAN holds no VAT number's reading: "DE89 3704 0044 0532 0130 00" holds none at "DE").
+VAT_INVOICE_COUNTRIES = {
+    "DE": ("Acme Handels GmbH · Hauptstraße 5 · 10115 Berlin", "USt-IdNr.: "),
+    "AT": ("Alpen Logistik GmbH · Ringstraße 12 · 1010 Wien", "UID-Nr.: "),
+    "FR": ("Globex SAS · 12 rue de la Paix · 75002 Paris", "N° TVA intracommunautaire : "),
+    "IT": ("Umbria Tessuti Srl · Via Roma 8 · 06121 Perugia", "P. IVA "),
+    "ES": ("Iberia Componentes SL · Calle Mayor 3 · 28013 Madrid", "IVA intracomunitario: "),
+    "NL": ("Initech B.V. · Keizersgracht 100 · 1015 Amsterdam", "BTW-nr.: "),
+}
+SUPPLIER_NAMES = {"AT": "Alpen Logistik GmbH", "BE": "Brabant Foods NV", "DE": "Acme Handels GmbH",
+                  "DK": "Northwind ApS", "ES": "Iberia Componentes SL", "FI": "Fabrikam Oy", "FR": "Globex SAS",
+                  "HU": "Danube Kft", "IT": "Umbria Tessuti Srl", "LT": "Baltic Wood UAB", "NL": "Initech BV",
+                  "PL": "Wisla Meble Sp. z o.o.", "PT": "Tejo Lda", "RO": "Carpathia SRL", "SE": "Contoso AB"}
+
+
+def vat_value(rng: Random, country: str, form: str = "compact", kind: str = "company") -> str:
+    while True:
+        value = vat_written(country, vat_national(rng, country, kind), form)
+        if vat_free_of_other_findings(value):
+            return value
+
+
+def document_vat_invoice_iban(rng: Random, b: TextBuilder) -> None:
+    """An invoice's footer: the VAT number and the IBAN of the supplier, both labelled."""
+    country = rng.choice(tuple(VAT_INVOICE_COUNTRIES))
+    address, vat_label = VAT_INVOICE_COUNTRIES[country]
+    b.text("Rechnung / Invoice 2025-%04d\n%s\n%s" % (rng.randint(1, 9999), address, vat_label))
+    form = rng.choice(("compact", "prefix-space", "grouped"))
+    b.entity("EU_VAT_NUMBER", "invoice-iban", vat_value(rng, country, form))
+    b.text(rng.choice(("\nIBAN: ", "\nIBAN ", " · IBAN ")))
+    iban = iban_from_bban(country, random_bban(rng, country))
+    b.entity("IBAN_CODE", "invoice-iban", group_in_fours(iban) if rng.random() < 0.7 else iban)
+    b.text(rng.choice(("\n", "\nZahlbar innerhalb von 14 Tagen.", " · payable within 30 days")))
+
+
+def document_supplier_table(rng: Random, b: TextBuilder) -> None:
+    """Supplier master data as CSV: two to four suppliers' VAT numbers, each labelled, and one
+    from the United Kingdom (GB, a prefix not claimed: none)."""
+    b.text("supplier_no;name;country;vat_id\n")
+    countries = rng.sample(VAT_COUNTRIES, rng.randint(2, 4))
+    uk_row = rng.randrange(len(countries) + 1)
+    for row in range(len(countries) + 1):
+        if row == uk_row:
+            gb = drawn_until(clean_negative, lambda: "GB" + rng.choice("123456789") + random_string(rng, DIGITS, 8))
+            b.text("%d;Britannia Ltd;GB;%s\n" % (10040 + row, gb))
+            continue
+        country = countries[row - (row > uk_row)]
+        b.text("%d;%s;%s;" % (10040 + row, SUPPLIER_NAMES.get(country, "Europa Trading Ltd"), country))
+        b.entity("EU_VAT_NUMBER", "supplier-table", vat_value(rng, country))
+        b.text("\n")
+
+
+def mrz_holder_name(lines: tuple[str, ...]) -> str:
+    """The holder's name, as a form writes it, from a zone's name field."""
+    field = lines[2] if len(lines) == 3 else lines[0][5:]
+    surname, _, given = field.strip("<").partition("<<")
+    return " ".join(part.capitalize() for part in given.split("<") + surname.split("<") if part)
+
+
+def document_kyc_profile(rng: Random, b: TextBuilder) -> None:
+    """A KYC profile in JSON: the applicant's name, e-mail address and MRZ (its line breaks JSON's
+    "\\n"), the address and the MRZ labelled."""
+    while True:
+        lines = mrz_zone(rng, rng.choice(("td3", "td1", "td2")))
+        if mrz_free_of_other_findings("\\n".join(lines)):
+            break
+    name = mrz_holder_name(lines)
+    b.text('{"applicant": {"name": "%s", "email": "' % name)
+    parts = name.lower().split()
+    b.entity("EMAIL_ADDRESS", "kyc-profile", "%s.%s@%s" % (parts[0], parts[-1], rng.choice(EMAIL_DOMAINS)))
+    b.text('", "document": {"mrz": "')
+    b.entity("IDENTITY_DOCUMENT_MRZ", "kyc-profile", "\\n".join(lines))
+    b.text('", "source": "%s"}}}' % rng.choice(("ocr", "nfc", "manual")))
+
+
+def document_mrz_misread_first_line(rng: Random, b: TextBuilder) -> None:
+    """A zone whose first line the OCR misread, starting with a letter no zone starts with
+    ("X<UTO..."): its data line, valid on its own, is the finding (a lone data line)."""
+    while True:
+        lines = mrz_zone(rng, rng.choice(("td3", "td2")))
+        first = rng.choice("XXXFRBDK") + lines[0][1:]
+        if mrz_free_of_other_findings(lines[1]) and clean_negative(first):
+            break
+    b.text(rng.choice(("OCR of the data page (the first line came out garbled):\n",
+                       "Scan result, line 1 misread:\n", "OCR-Ergebnis (erste Zeile fehlerhaft):\n")))
+    b.text(first + "\n")
+    b.entity("IDENTITY_DOCUMENT_MRZ", "misread-first-line", lines[1])
+    b.text(rng.choice(("\nCan you read the rest?", "", "\n-- end of scan --")))
+
+
+DOCUMENT_LAYOUTS: tuple[Callable[[Random, TextBuilder], None], ...] = (
+    document_vat_invoice_iban, document_supplier_table, document_kyc_profile, document_mrz_misread_first_line,
+)
+
+
+def document_records(seed: int, per_format: int, counters: Counter) -> list[Record]:
+    """The fifth batch's values beside other values: an invoice's VAT number and IBAN, supplier
+    master data, a KYC profile's e-mail address and MRZ, a zone whose first line was misread (its
+    data line the finding), per_format of each layout; a random stream of their own."""
+    rng = Random("documents-%d" % seed)
+    return layout_records(rng, DOCUMENT_LAYOUTS, "document_", "document", per_format, counters)
+
+
+# ---------------------------------------------------------------------------------------
 # Corpus
 # ---------------------------------------------------------------------------------------
 
@@ -8031,6 +9635,7 @@ def generate_corpus(seed: int, per_format: int, counters: Counter | None = None)
     records += url_credential_records(seed, per_format, counters)
     records += written_phone_records(seed, per_format, counters)
     records += typographic_records(seed, per_format, counters)
+    records += document_records(seed, per_format, counters)
     return records
 
 

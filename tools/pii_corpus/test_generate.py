@@ -39,11 +39,15 @@ ALL_TYPES = (
     "AZURE_SHARED_ACCESS_KEY", "AZURE_SAS_TOKEN",
     "PERPLEXITY_API_KEY", "REPLICATE_API_TOKEN", "LANGSMITH_API_KEY", "DATABRICKS_TOKEN", "ATLASSIAN_API_TOKEN",
     "VAULT_TOKEN", "AZURE_CLIENT_SECRET", "DIGITALOCEAN_TOKEN", "POSTMAN_API_KEY", "GRAFANA_TOKEN",
+    "DISCORD_BOT_TOKEN",
     "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER",
     "BE_NATIONAL_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID",
+    "IDENTITY_DOCUMENT_MRZ", "EU_VAT_NUMBER",
 )
-NATIONAL_ID_TYPES = ALL_TYPES[-16:]
+# The fifth batch (/tmp/mrz_vat_spec.md).
+FIFTH_BATCH_TYPES = ("IDENTITY_DOCUMENT_MRZ", "EU_VAT_NUMBER")
+NATIONAL_ID_TYPES = ALL_TYPES[-16 - len(FIFTH_BATCH_TYPES):-len(FIFTH_BATCH_TYPES)]
 CONTEXT_REQUIRED_TYPES = ("PL_PESEL", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID",
                           "DE_HEALTH_INSURANCE_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID")
 # The fourth batch (/tmp/eu_ids_spec4.md).
@@ -92,6 +96,17 @@ NATIONAL_ID_NEGATIVE_VARIANTS = {
     ("pt_tax_id_invalid", "wrong-check"), ("pt_tax_id_invalid", "company"), ("pt_tax_id_invalid", "digit-count"),
     ("pt_tax_id_invalid", "after-plus"), ("pt_tax_id_without_context", "compact"),
     ("pt_tax_id_without_context", "spaced"),
+}
+# The fifth batch's hard negatives (/tmp/mrz_vat_spec.md), spelled out here too.
+FIFTH_BATCH_NEGATIVE_VARIANTS = {
+    ("mrz_invalid", "wrong-composite"), ("mrz_invalid", "wrong-document-check"), ("mrz_invalid", "wrong-date-check"),
+    ("mrz_invalid", "bad-date"), ("mrz_invalid", "line-length"), ("mrz_invalid", "name-line-alone"),
+    ("mrz_invalid", "td1-data-line-alone"), ("mrz_invalid", "lowercase"), ("mrz_invalid", "td1-first-letter"),
+    ("mrz_invalid", "random-run"), ("mrz_invalid", "td1-without-line-3"),
+    ("vat_invalid", "wrong-check"), ("vat_invalid", "digit-count"), ("vat_invalid", "unclaimed-prefix"),
+    ("vat_invalid", "lowercase-prefix"), ("vat_invalid", "glued-to-word"), ("vat_invalid", "glued-to-digits"),
+    ("vat_invalid", "iban"), ("vat_invalid", "sk-third-digit"), ("vat_invalid", "fr-letter-key"),
+    ("vat_invalid", "ro-five-digits"), ("vat_invalid", "rule-broken"),
 }
 # The eight secrets of the specification of 2026-12-07 and their hard negatives, spelled out
 # here too.
@@ -1618,6 +1633,339 @@ class FourthBatchTest(unittest.TestCase):
         self.assertNotEqual(gen.self_check(positive_record("CPR +0101585000", ("DK_CPR", "0101585000"))), [])
 
 
+# The fifth batch (/tmp/mrz_vat_spec.md): ICAO Doc 9303's specimens and EU VAT numbers of every
+# claimed prefix (each cross-checked with python-stdnum 1.18 outside this repository).
+ICAO_VALUES = {**{str(d): d for d in range(10)}, **{chr(ord("A") + i): 10 + i for i in range(26)}, "<": 0}
+TD3_SPECIMEN = ("P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<", "L898902C36UTO7408122F1204159ZE184226B<<<<<10")
+TD1_SPECIMEN = ("I<UTOD231458907<<<<<<<<<<<<<<<", "7408122F1204159UTO<<<<<<<<<<<6", "ERIKSSON<<ANNA<MARIA<<<<<<<<<<")
+TD2_SPECIMEN = ("I<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<", "D231458907UTO7408122F1204159<<<<<<<6")
+MRV_A_SPECIMEN = ("V<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<", "L8988901C4XXX4009078F96121096ZE184226B<<<<<<")
+MRV_B_SPECIMEN = ("V<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<", "L8988901C4XXX4009078F9612109<<<<<<<<")
+VAT_EXAMPLES = ("ATU13585627", "BE0411905847", "DE136695976", "DK13585628", "EE100931558", "EL094259216", "ESB58378431",
+                "ESX1234567L", "FI20774740", "FR40303265045", "HR33392005961", "HU12892312", "IE6388047V",
+                "IT00743110157", "LT119511515", "LU15027442", "MT11679112", "NL004495445B01", "PL5260250274",
+                "PT501964843", "RO18547290", "SE556188840401", "SI50223054", "SK2022749619")
+
+
+def icao_check(field: str) -> str:
+    """A field's check digit, computed here: values (A=10 ... Z=35, '<' 0) weighted 7, 3, 1."""
+    return str(sum(ICAO_VALUES[c] * (7, 3, 1)[i % 3] for i, c in enumerate(field)) % 10)
+
+
+def td3_data_line(document: str, nationality: str, birth: str, sex: str, expiry: str, personal: str = "",
+                  personal_check: str | None = None) -> str:
+    """A passport's data line, its check digits computed here."""
+    personal = personal.ljust(14, "<")
+    if personal_check is None:
+        personal_check = "<" if personal == "<" * 14 else icao_check(personal)
+    line = (document + icao_check(document) + nationality + birth + icao_check(birth) + sex + expiry
+            + icao_check(expiry) + personal + personal_check)
+    return line + icao_check(line[0:10] + line[13:20] + line[21:43])
+
+
+def td1_zone(line1: str, birth: str, sex: str, expiry: str, nationality: str, name: str,
+             optional: str = "<" * 11) -> tuple[str, str, str]:
+    """An identity card's three lines, line 2's check digits and composite computed here."""
+    body = birth + icao_check(birth) + sex + expiry + icao_check(expiry) + nationality + optional
+    return line1, body + icao_check(line1[5:30] + body[0:7] + body[8:15] + body[18:29]), name.ljust(30, "<")
+
+
+def with_char(value: str, at: int, char: str) -> str:
+    return value[:at] + char + value[at + 1:]
+
+
+def other_check(check: str) -> str:
+    return str((int(check) + 1) % 10)
+
+
+class FifthBatchTest(unittest.TestCase):
+    """IDENTITY_DOCUMENT_MRZ and EU_VAT_NUMBER (/tmp/mrz_vat_spec.md): the validators accept ICAO's
+    specimens and the VAT examples and reject each kind of hard negative of the specification; the
+    scanner finds a zone from its first character to its last, a lone data line, a VAT number in
+    each written form, and neither where the specification says none is; the corpus holds both."""
+
+    def test_mrz_check_digits(self):
+        for field, check in (("L898902C3", "6"), ("740812", "2"), ("120415", "9"), ("ZE184226B<<<<<", "1"),
+                             ("D23145890", "7"), ("<<<<<<<<<", "0")):
+            self.assertEqual(icao_check(field), check, field)
+            self.assertEqual(gen.mrz_check_digit(field), check, field)
+        rng = gen.Random(4)
+        for _ in range(200):
+            field = gen.random_string(rng, gen.UPPER + gen.DIGITS + "<", rng.randint(1, 40))
+            self.assertEqual(gen.mrz_check_digit(field), icao_check(field), field)
+        line2 = TD3_SPECIMEN[1]
+        self.assertEqual(icao_check(line2[0:10] + line2[13:20] + line2[21:43]), line2[43])
+        line1, line2, _ = TD1_SPECIMEN
+        self.assertEqual(icao_check(line1[5:30] + line2[0:7] + line2[8:15] + line2[18:29]), line2[29])
+        self.assertEqual(td3_data_line("L898902C3", "UTO", "740812", "F", "120415", "ZE184226B"), TD3_SPECIMEN[1])
+        for date in ("740812", "000229", "230229", "991231", "010131"):  # 29 February whatever the year
+            self.assertTrue(gen.mrz_date_valid(date), date)
+        for date in ("741312", "740832", "740231", "740230", "740431", "740012", "740800", "7408A2", "74081"):
+            self.assertFalse(gen.mrz_date_valid(date), date)
+
+    def test_mrz_zones(self):
+        td3, td1, td2 = "\n".join(TD3_SPECIMEN), "\n".join(TD1_SPECIMEN), "\n".join(TD2_SPECIMEN)
+        # A Belgian eID's twelve-digit number: nine at 5-13, '<' at 14, three and the check digit
+        # over all twelve from 15 on, then '<'.
+        long_number = "592123456789"
+        long_line1 = "IDBEL" + long_number[:9] + "<" + long_number[9:] + icao_check(long_number) + "<" * 11
+        td1_long = td1_zone(long_line1, "850730", "M", "310101", "BEL", "PEETERS<<JAN", optional="85073003328")
+        wrong_long = td1_zone(with_char(long_line1, 18, other_check(long_line1[18])), "850730", "M", "310101", "BEL",
+                              "PEETERS<<JAN", optional="85073003328")
+        filler = td3_data_line("C01X00T47", "D<<", "640812", "F", "300228")
+        valid = (td3, td1, td2, "\n".join(MRV_A_SPECIMEN), "\n".join(MRV_B_SPECIMEN),
+                 TD3_SPECIMEN[1], TD2_SPECIMEN[1],  # lone data lines
+                 "\r\n".join(TD3_SPECIMEN), "\\n".join(TD1_SPECIMEN), "\n    ".join(TD3_SPECIMEN),
+                 "\n\t\t".join(TD1_SPECIMEN), "\r\n  ".join(TD2_SPECIMEN), "\n".join(td1_long), filler,
+                 filler[:42] + "0" + filler[43:],  # no personal number: its check '<' or 0
+                 td3_data_line("C01X00T47", "D<<", "000229", "M", "350229"),
+                 "\n".join(("PPPOLNOWAK<<JAKUB" + "<" * 27, td3_data_line("EA1234567", "POL", "900101", "X", "300101",
+                                                                           "44051401359"))))
+        for value in valid:
+            self.assertTrue(gen.is_valid_mrz(value), value)
+        line1, line2 = TD3_SPECIMEN
+        composite = lambda line: line[:43] + icao_check(line[0:10] + line[13:20] + line[21:43])
+        invalid = [line1,  # a name line alone
+                   "\n".join(TD1_SPECIMEN[:2]), TD1_SPECIMEN[1], TD1_SPECIMEN[2],  # a TD1 without its third line
+                   line1 + "\n" + with_char(line2, 43, "1"),  # the composite
+                   line1 + "\n" + composite(with_char(line2, 9, "7")),  # the document number's check
+                   line1 + "\n" + composite(with_char(line2, 19, "3")),  # the birth date's
+                   line1 + "\n" + composite(with_char(line2, 27, "0")),  # the expiry date's
+                   line1 + "\n" + composite(with_char(line2, 42, "2")),  # the personal number's
+                   filler[:42] + "1" + filler[43:],
+                   td3_data_line("L898902C3", "UTO", "741312", "F", "120415"),  # month 13
+                   td3_data_line("L898902C3", "UTO", "740832", "F", "120415"),  # day 32
+                   td3_data_line("L898902C3", "UTO", "740231", "F", "120415"),  # 31 February
+                   line1 + "\n" + line2[:-1], line1 + "\n" + line2 + "<", line2[:-1], line2 + "0",  # 43 or 45
+                   line1 + "\n" + line2.replace("UTO", "Uto"), td3.lower(), td1.lower(),  # lower case
+                   "X" + line1[1:] + "\n" + line2,  # another first letter (line 2 alone is a lone data line)
+                   "X" + td1[1:], "P" + td1[1:],
+                   "\n".join(wrong_long),  # a long document number's check digit (the composite recomputed)
+                   MRV_A_SPECIMEN[1], MRV_B_SPECIMEN[1],  # a visa's data line has no composite
+                   td3 + "\r", line1 + "\n\n" + line2, " " + td3, line1 + " \n" + line2, line1 + "\n" + TD2_SPECIMEN[1],
+                   "V" + line1[1:] + "\n" + line2[:28] + "a" * 16, "P" * 44]
+        for value in invalid:
+            self.assertFalse(gen.is_valid_mrz(value), value)
+        self.assertTrue(gen.is_valid_mrz("\n".join(td1_long)))
+        self.assertTrue(gen.mrz_td1_document_number_valid(td1_long[0]))
+        self.assertFalse(gen.mrz_td1_document_number_valid(with_char(td1_long[0], 18, other_check(td1_long[0][18]))))
+        self.assertFalse(gen.mrz_td1_document_number_valid(with_char(td1_long[0], 15, "<")))
+
+    def test_mrz_in_text(self):
+        line1, line2 = TD3_SPECIMEN
+        td3, td1 = "\n".join(TD3_SPECIMEN), "\n".join(TD1_SPECIMEN)
+        json_td1 = "\\n".join(TD1_SPECIMEN)
+        yaml = "\n    ".join(TD3_SPECIMEN)
+        crlf = "\r\n".join(TD1_SPECIMEN)
+        for text, values in (
+                ("Agent: the passport's MRZ reads:\n%s\nthanks" % td3, {td3}),
+                ("OCR (back of the card):\n%s" % td1, {td1}),
+                ('{"mrz": "%s", "ok": true}' % json_td1, {json_td1}),
+                ("applicant:\n  mrz: |\n    %s\n  checked: false" % yaml, {yaml}),
+                ("Hello,\r\n%s\r\nregards" % crlf, {crlf}),
+                ("```\n%s\n```" % "\n".join(TD2_SPECIMEN), {"\n".join(TD2_SPECIMEN)}),
+                ("[mrz-reader] data line: %s" % line2, {line2}),
+                ('line="%s"' % TD2_SPECIMEN[1], {TD2_SPECIMEN[1]}),
+                ("Visa:\n%s" % "\n".join(MRV_A_SPECIMEN), {"\n".join(MRV_A_SPECIMEN)}),
+                # the first line misread: the data line alone is the finding
+                ("OCR:\nX%s\n%s\nend" % (line1[1:], line2), {line2}),
+                ("xP%s\n%s" % (line1[1:], line2), {line2}),
+                # no zone and no lone data line
+                ("\n".join(TD1_SPECIMEN[:2]), set()), (line1, set()), (TD1_SPECIMEN[1], set()),
+                ("MRZ: %sx" % line2, set()), ("MRZ: %s<" % line2, set()), ("MRZ: a%s" % line2, set()),
+                (td3.lower(), set()), ("%s\n%s" % (line1, line2[:-1]), set()),
+                ("%s\n%s" % (line1, with_char(line2, 43, "1")), set())):
+            self.assertEqual(spans_of(text, "IDENTITY_DOCUMENT_MRZ"), values, text)
+            self.assertEqual({t for t, _ in findings_of(text)} - {"IDENTITY_DOCUMENT_MRZ"}, set(), text)
+        # A zone's data line is valid alone too, but the zone is the finding.
+        record = positive_record("MRZ:\n%s\nok" % td3, ("IDENTITY_DOCUMENT_MRZ", td3))
+        self.assertEqual(gen.self_check(record), [])
+        self.assertNotEqual(gen.self_check(positive_record("MRZ:\n%s\nok" % td3, ("IDENTITY_DOCUMENT_MRZ", line2))), [])
+        self.assertEqual(gen.self_check(positive_record('{"mrz": "%s"}' % json_td1,
+                                                        ("IDENTITY_DOCUMENT_MRZ", json_td1))), [])
+        self.assertNotEqual(gen.self_check(hard_negative_record("Scan:\n%s" % td3)), [])
+        self.assertEqual(gen.self_check(hard_negative_record("Scan:\n%s" % "\n".join(TD1_SPECIMEN[:2]))), [])
+
+    def test_vat_examples(self):
+        for value in VAT_EXAMPLES + ("GR094259216", "ES12345678Z", "NL000099998B57", "IE3668997OH", "BE0123456749"):
+            self.assertTrue(gen.is_valid_eu_vat(value), value)
+        # Each example with its check broken (the last character, a French number's key).
+        for value in VAT_EXAMPLES:
+            at = {"FR": 3, "IE": 9, "NL": 10}.get(value[:2], len(value) - 1)  # the key, the letter, the BSN's
+            wrong = with_char(value, at, other_check(value[at]) if value[at].isdigit() else "Z")
+            self.assertFalse(gen.is_valid_eu_vat(wrong), wrong)
+        # The written forms: a space after the prefix, spaces or dots between any characters.
+        for value in ("DE 136 695 976", "DE 136695976", "DE136 695 976", "BE 0411.905.847", "BE0411.905.847",
+                      "BE 0411 905 847", "FR 40 303 265 045", "NL 0044.95.445.B01", "NL0044.95.445.B01",
+                      "NL 004495445 B01", "ATU 13585627", "AT U13585627", "SE 556188 8404 01", "PL 526 025 02 74",
+                      "DK 13 58 56 28", "IT 007 431 101 57", "ES B58378431"):
+            self.assertTrue(gen.is_valid_eu_vat(value), value)
+        sk_birth_number = next("SK%d" % n for n in range(7103190000, 7103199999) if n % 11 == 0)
+        ro_weights = (7, 5, 3, 2, 1, 7, 5, 3, 2)
+        ro_five = "RO1630%d" % (10 * sum(int(d) * w for d, w in zip("1630".zfill(9), ro_weights)) % 11 % 10)
+        for value in ("DE  136695976", "DE-136695976", "DE.136695976", "DE 136-695-976", "DE 136..695976",
+                      "DE136695976 ",
+                      "de136695976", "De136695976", "dE136695976", "atu13585627", "ATu13585627",  # lower case
+                      "XX136695976", "US136695976", "GB136695976", "BG136695976", "CZ13585628", "LV40003009497",
+                      "XI136695976",  # prefixes not claimed
+                      "BE411905847", "BE2411905847",  # nine digits; a first digit but 0 or 1
+                      "FRK7399859412", "FR00000000000",  # a key with letters; key 00 of SIREN 000000000 is 12
+                      "IE8Z49289F",  # Ireland's old system
+                      "ESM1234567L", "ESK1234567S", "ESI1234567A",  # K, L, M (python-stdnum's) and others not claimed
+                      "EL94259216",  # Greece's eight digits
+                      sk_birth_number, ro_five, "RO1234", "SK0202749619",
+                      "NL004495445B00", "NL000000000B01", "CY12000001S", "IT00000000000", "LT119511505",
+                      "SE556188840402",
+                      "DE136695976X", "ATU135856270"):
+            self.assertFalse(gen.is_valid_eu_vat(value), value)
+        self.assertTrue(int(sk_birth_number[2:]) % 11 == 0 and sk_birth_number[4] in "0156")
+
+    def test_vat_in_text(self):
+        for text, values in (
+                ("USt-IdNr.: DE 136 695 976\nZahlbar sofort.", {"DE 136 695 976"}),
+                ("N° TVA intracommunautaire : FR 40 303 265 045", {"FR 40 303 265 045"}),
+                ("Partita IVA IT00743110157 — fattura", {"IT00743110157"}),
+                ("BTW-nummer NL0044.95.445.B01.", {"NL0044.95.445.B01"}),
+                ('{"vatId": "ATU13585627"}', {"ATU13585627"}), ("RFF+VA:PL5260250274'", {"PL5260250274"}),
+                ("VAT reg. no.: IE6388047V", {"IE6388047V"}),
+                ("GR094259216, EL094259216", {"GR094259216", "EL094259216"}),
+                ("DE136695976.", {"DE136695976"}), ("DE136695976-x", {"DE136695976"}),
+                # /tmp/secrets_spec5.md part C: '-' or '.' and a digit continue only a number ending with
+                # a digit
+                ("IE1143711R-3", {"IE1143711R"}), ("CY96804098G-6", {"CY96804098G"}),
+                ("ESV9439623A-2", {"ESV9439623A"}),
+                ("(SE556188840401)", {"SE556188840401"}),
+                # a DNI glued to "ES" is the VAT number, no ES_NIF
+                ("Factura a ES12345678Z, autónoma.", {"ES12345678Z"}),
+                # none
+                ("CODE136695976", set()), ("DE1366959761", set()), ("1DE136695976", set()), ("DE136695976-5", set()),
+                ("DE136695976.5", set()), ("_DE136695976", set()), ("DE136695976_", set()), ("de136695976", set()),
+                ("GB136695976", set()), ("ref XX136695976", set()), ("SK0202749619", set()), ("RO12345", set()),
+                ("FRK7399859412", set()), ("DE 136 695 975", set())):
+            self.assertEqual(spans_of(text, "EU_VAT_NUMBER"), values, text)
+            self.assertEqual({t for t, _ in findings_of(text)} - {"EU_VAT_NUMBER"}, set(), text)
+        # An IBAN holds no VAT number; a DNI on its own is still an ES_NIF.
+        self.assertEqual(findings_of("IBAN DE89 3704 0044 0532 0130 00"),
+                         {("IBAN_CODE", "DE89 3704 0044 0532 0130 00")})
+        self.assertEqual(findings_of("IBAN DE89370400440532013000."), {("IBAN_CODE", "DE89370400440532013000")})
+        self.assertEqual(findings_of("DNI 12345678Z"), {("ES_NIF", "12345678Z")})
+        self.assertEqual(types_found("ES12345678Z"), {"EU_VAT_NUMBER"})
+        self.assertEqual(gen.self_check(positive_record("Cliente ES12345678Z.", ("EU_VAT_NUMBER", "ES12345678Z"))), [])
+        self.assertNotEqual(gen.self_check(positive_record("Cliente ES12345678Z.", ("ES_NIF", "12345678Z"))), [])
+        # Score 1.0: a VAT number as a setting's value is the finding, not a SECRET.
+        self.assertEqual(findings_of("password: ATU13585627"), {("EU_VAT_NUMBER", "ATU13585627")})
+        # A label has nothing around it that would continue it.
+        for text, value in (("VAT DE136695976 12", "DE136695976"), ("VAT DE136695976 A", "DE136695976"),
+                            ("VATDE136695976", "DE136695976")):
+            self.assertNotEqual(gen.self_check(positive_record(text, ("EU_VAT_NUMBER", value))), [], text)
+        self.assertEqual(gen.self_check(positive_record("VAT DE136695976 ok", ("EU_VAT_NUMBER", "DE136695976"))), [])
+
+    def test_formats(self):
+        formats = {t: [f for f in gen.POSITIVE_FORMATS if f.entity_type == t] for t in FIFTH_BATCH_TYPES}
+        for entity_type, fmts in formats.items():
+            self.assertGreaterEqual(len(fmts), gen.MIN_FORMATS_PER_TYPE, entity_type)
+            self.assertTrue(all(f.frames for f in fmts), entity_type)
+        rng = gen.Random(6)
+        values = {t: [f.generate(rng, ordinal) for f in fmts for ordinal in range(30)] for t, fmts in formats.items()}
+        for entity_type, generated in values.items():
+            for value in generated:
+                self.assertTrue(gen.VALIDATORS[entity_type](value), (entity_type, value))
+        # VAT numbers: every claimed prefix, each written form, sole traders' DNI and NIE.
+        vat = values["EU_VAT_NUMBER"]
+        self.assertEqual({v[:2] for v in vat}, set(gen.VAT_NATIONAL_RULES))
+        for pattern in (r"[A-Z]{2}[0-9A-Z]{8,12}", r"[A-Z]{2} [0-9A-Z]{6,12}", r"[A-Z]{2}U? [0-9]+( [0-9A-Z]+)+",
+                        r"BE [01][0-9]{3}\.[0-9]{3}\.[0-9]{3}", r"NL[0-9]{4}\.[0-9]{2}\.[0-9]{3}\.B[0-9]{2}",
+                        r"ES[0-9]{8}[A-Z]", r"ES[XYZ][0-9]{7}[A-Z]", r"ES[A-W][0-9]{7}[0-9A-J]", r"GR[0-9]{9}",
+                        r"LT[0-9]{12}", r"IE[0-9]{7}[A-W][A-W]", r"SE[0-9]{10}01"):
+            self.assertTrue([v for v in vat if re.fullmatch(pattern, v)], pattern)
+        # MRZs: each layout and line break, lone data lines, a TD1's long document number.
+        shapes = Counter()
+        for value in values["IDENTITY_DOCUMENT_MRZ"]:
+            lines = re.split(r"(?:\r?\n|\\n)[ \t]*", value)
+            shapes[tuple(len(line) for line in lines)] += 1
+            shapes["crlf" if "\r\n" in value else "json" if "\\n" in value else "indented" if re.search(
+                r"\n[ \t]", value) else "lone" if len(lines) == 1 else "newline"] += 1
+            if len(lines) == 3 and lines[0][14] == "<":
+                shapes["long-number"] += 1
+        for shape in ((44, 44), (36, 36), (30, 30, 30), (44,), (36,), "crlf", "json", "indented", "lone", "newline",
+                      "long-number"):
+            self.assertTrue(shapes[shape], shape)
+        self.assertTrue([v for v in values["IDENTITY_DOCUMENT_MRZ"] if v.startswith("V")])
+
+    def test_hard_negatives(self):
+        variants = [v for v in gen.NEGATIVE_VARIANTS if (v.category, v.name) in FIFTH_BATCH_NEGATIVE_VARIANTS]
+        self.assertEqual({(v.category, v.name) for v in variants}, FIFTH_BATCH_NEGATIVE_VARIANTS)
+        rng = gen.Random(8)
+        checks = {
+            "unclaimed-prefix": lambda v: v[:2] in ("XX", "US", "GB", "BG", "CZ", "LV", "XI"),
+            "lowercase-prefix": lambda v: v[:2].islower() and v[:2].upper() in gen.VAT_NATIONAL_RULES,
+            "glued-to-word": lambda v: re.match(r"[A-Z]{3,}[0-9U]", v) is not None,
+            "glued-to-digits": lambda v: bool(re.fullmatch(r"[0-9][A-Z]{2}[0-9A-Z]+|[A-Z]{2}[0-9A-Z]+[.-]?[0-9]", v)),
+            "iban": lambda v: re.fullmatch(r"[A-Z]{2}[0-9]{2}[0-9A-Z ]+", v) and not gen.is_valid_iban(v),
+            "sk-third-digit": lambda v: v.replace(" ", "")[4] in "0156" and int(v.replace(" ", "")[2:]) % 11 == 0,
+            "fr-letter-key": lambda v: re.fullmatch(r"FR(?:[A-Z][0-9A-Z]|[0-9][A-Z])[0-9]{9}", v) is not None,
+            "ro-five-digits": lambda v: re.fullmatch(r"RO ?[1-9][0-9]{4}", v) is not None,
+            "random-run": lambda v: re.fullmatch(r"[A-Z0-9<]{44}|[A-Z0-9<]{36}", v) is not None,
+            "line-length": lambda v: [len(line) for line in v.split("\n")] in ([44, 43], [44, 45]),
+            "name-line-alone": lambda v: re.fullmatch(r"[A-Z<]{44}|[A-Z<]{36}|[A-Z<]{30}", v) is not None,
+            "td1-data-line-alone": lambda v: bool(re.fullmatch(r"[0-9]{7}[MFX<][0-9]{7}[A-Z<]{3}[A-Z0-9<]{12}", v)),
+            "td1-without-line-3": lambda v: [len(line) for line in v.split("\n")] == [30, 30],
+            "td1-first-letter": lambda v: v[0] not in "IAC" and [len(line) for line in v.split("\n")] == [30] * 3,
+            "lowercase": lambda v: v != v.upper(),
+        }
+        for variant in variants:
+            for ordinal in range(30):
+                value = variant.generate(rng, ordinal)
+                self.assertFalse([t for t in ALL_TYPES if t != "SECRET" and gen.VALIDATORS[t](value)], (variant, value))
+                self.assertTrue(gen.clean_negative(value), (variant, value))
+                if variant.name in checks:
+                    self.assertTrue(checks[variant.name](value), (variant.name, value))
+                if variant.name == "wrong-check" and variant.category == "vat_invalid":
+                    self.assertEqual(gen.vat_parts(value)[0], gen.VAT_COUNTRIES[ordinal % len(gen.VAT_COUNTRIES)])
+            record = gen.checked(lambda: gen.draw_hard_negative(rng, variant, 0, "negative-x-0000"), Counter())
+            self.assertEqual(gen.self_check(record), [])
+        # Each country's check broken in turn.
+        wrong = gen.vat_invalid("wrong-check")
+        self.assertEqual({gen.vat_parts(wrong(rng, ordinal))[0] for ordinal in range(25)}, set(gen.VAT_COUNTRIES))
+
+    def test_corpus_records(self):
+        rng = gen.Random(9)
+        for fmt in gen.POSITIVE_FORMATS:
+            if fmt.entity_type in FIFTH_BATCH_TYPES:
+                for ordinal in range(3):
+                    record = gen.checked(lambda: gen.draw_positive(rng, fmt, ordinal, "t"), Counter())
+                    self.assertEqual(gen.self_check(record), [])
+                    self.assertIn(fmt.entity_type, {label.entity_type for label in record.labels})
+        records = gen.document_records(3, 3, Counter())
+        self.assertEqual(len(records), 3 * len(gen.DOCUMENT_LAYOUTS))
+        for record in records:
+            self.assertEqual(gen.self_check(record), [], record.record_id)
+            data = record.text.encode()
+            labels = [(label.entity_type, data[label.begin:label.end].decode()) for label in record.labels]
+            if "vat-invoice-iban" in record.record_id:
+                self.assertEqual([t for t, _ in labels], ["EU_VAT_NUMBER", "IBAN_CODE"])
+                self.assertEqual(labels[0][1][:2], labels[1][1][:2])
+            if "misread-first-line" in record.record_id:
+                (entity_type, value), = labels
+                before = record.text.split(value)[0].rstrip("\n").split("\n")[-1]
+                self.assertEqual(len(before), len(value))  # the misread first line
+                self.assertNotIn(before[0], "PVIAC")
+
+    def test_no_other_label_holds_either(self):
+        """The corpus's other records hold no MRZ and no VAT number; an ES_NIF label never stands
+        glued to a letter."""
+        records = gen.generate_corpus(11, 2)
+        for record in records:
+            data, _ = gen.fold(record.text.encode())
+            found = gen.findings(data, gen.candidates(data), strict=True)
+            labelled = {(label.entity_type, label.begin, label.end) for label in record.labels}
+            if record.kind == "positive" and data == record.text.encode():
+                self.assertEqual({f for f in found if f[0] in FIFTH_BATCH_TYPES} - labelled, set(), record.record_id)
+            for label in record.labels:
+                if label.entity_type == "ES_NIF":
+                    self.assertFalse(data[label.begin - 1:label.begin].isalpha(), record.record_id)
+
+
 def findings_of(text: str) -> set[tuple[str, str]]:
     """The (type, value) of the strict findings in the text (folded as the engine reads it)."""
     data, _ = gen.fold(text.encode())
@@ -1727,7 +2075,7 @@ class SettingSecretTest(unittest.TestCase):
     def test_formats_values_and_frames(self):
         # The settings' formats (an Authorization header's and the near misses: AuthorizationSecretTest).
         formats = [f for f in gen.POSITIVE_FORMATS if f.entity_type == "SECRET" and f.name not in AUTHORIZATION_FORMATS
-                   and f.name not in SPEC4_SECRET_FORMATS]
+                   and f.name not in SPEC4_SECRET_FORMATS and f.name not in SPEC5_SECRET_FORMATS]
         self.assertGreaterEqual(len(formats), 9)
         self.assertIn("SECRET", gen.ENTITY_TYPES)
         self.assertNotIn("SECRET", gen.SCORE_ONE_TYPES)
@@ -2585,6 +2933,288 @@ class Spec4Test(unittest.TestCase):
             self.assertEqual([], gen.self_check(record))
 
 
+# /tmp/secrets_spec5.md: SECRET's formats in calls and subscripts, and the hard negatives of part A and
+# of DISCORD_BOT_TOKEN, spelled out here too.
+SPEC5_SECRET_FORMATS = ("call-arguments", "subscript-assignment", "authorization-call-bearer",
+                        "authorization-call-basic", "authorization-call-token", "auth-call-subscript")
+SPEC5_NEGATIVE_VARIANTS = {
+    *(("secret_call_invalid", kind) for kind in ("empty", "stand-in", "scheme-only", "not-quoted", "one-argument",
+                                                 "comparison", "short", "placeholder", "field-list")),
+    *(("discord_token_invalid", kind) for kind in ("not-digits", "id-length", "leading-zero", "timestamp-length",
+                                                   "hmac-length", "no-digit", "glued", "placeholder")),
+}
+# The specification's texts that hold no SECRET (part A), a line each.
+SPEC5_HARD_NEGATIVES = (
+    'get("password", "")', 'getenv("DB_PASSWORD", "changeme")', 'Header.Set("Authorization", "Bearer " + token)',
+    '("Authorization", f"Bearer {token}")', '("password", password)', 'headers.get("Authorization")',
+    'if params["password"] == "Sup3r!Secret":', '"password", "Ab3!x"', 'Set("Authorization", "Bearer YOUR_TOKEN")',
+    'SENSITIVE = ("password", "api_key", "token")', '["token", "remember_me"]', 'fields("password", "username")',
+    'password, "Sup3r!Secret"',
+)
+# A Discord bot token written here: the user id's unpadded base64url, a timestamp, an HMAC.
+DISCORD_USER_ID = "1049476183163476192"
+DISCORD_HMAC = six_distinct("aB3_-x9QzK", 38)
+
+
+def discord_token(user_id: str = DISCORD_USER_ID, timestamp: str = "GjNnRi", mac: str = DISCORD_HMAC) -> str:
+    return "%s.%s.%s" % (b64url(user_id.encode()), timestamp, mac)
+
+
+class Spec5Test(unittest.TestCase):
+    """/tmp/secrets_spec5.md: SECRET as a call's two arguments and a subscript's assignment (the
+    settings', the Authorization header's and the "auth" settings' rules), DISCORD_BOT_TOKEN, and
+    EU_VAT_NUMBER's corrected "after" rule."""
+
+    BEARER = "9f86d081884c7d659a2feaa0c55ad015"
+    BASIC = b64("user:p@ssw0rd")
+
+    def test_call_arguments(self):
+        for text, value in (
+                ('headers.put("X-Api-Key", "a8f5f167f44f4964e6c998dee827110c")', "a8f5f167f44f4964e6c998dee827110c"),
+                ('os.environ.setdefault("DB_PASSWORD", "hunter2!x")', "hunter2!x"),
+                ("config.set('smtp_password', 'S3cr3t!')", "S3cr3t!"),
+                ('map.put("clientSecret", "Zq8r2Lm9x!")', "Zq8r2Lm9x!"),
+                ("define( 'DB_PASSWORD', 'Sup3r!Secret' );", "Sup3r!Secret"),
+                ('ENV.fetch("API_TOKEN", "t0k3n-Xy")', "t0k3n-Xy"),
+                ('set("PASSWORD"\t,\t"a1b2c3")', "a1b2c3"),  # tabs around the comma; the name in any case
+                ('set("password","a1b2c3")', "a1b2c3"),  # no space
+                ('set("api-key", "' + "a1" * 2048 + '")', "a1" * 2048)):
+            self.assertEqual(findings_of(text), {("SECRET", value)}, text)
+            self.assertEqual(gen.self_check(positive_record(text, ("SECRET", value))), [], text)
+        # A name in code, too short or too long, a stand-in, a placeholder, the other quote closing it,
+        # no closing quote after the name, no quote before the value, white space in it.
+        for text in ('set("password", "username")', 'set("token", "remember_me")', 'set("secret", "my-secret.name")',
+                     'set("password", "Ab3!x")', 'set("api-key", "' + "a1" * 2048 + 'b")',
+                     'set("password", "changeme")', 'set("password", "${DB_PASSWORD}")',
+                     'set("api_key", "your-key-1234")', 'set("password", "Ab3!xyz\')',
+                     'set(password, "Ab3!xyz")', 'set("password", Ab3!xyz)', 'set("password", "Ab3 !xyz")',
+                     'set("password" "Ab3!xyz")', 'set("password",\n"Ab3!xyz")',
+                     'set("password_hash", "Ab3!xyz")', 'set("password", "")'):
+            self.assertFalse(findings_of(text), text)
+        self.assertTrue(gen.is_valid_call_value("Ab3!xyz"))
+        for value in ("username", "my-secret.name", "remember_me", "Ab3!x"):
+            self.assertFalse(gen.is_valid_call_value(value), value)
+            self.assertFalse(gen.is_valid_setting_value(value, "call"), value)
+        self.assertTrue(gen.is_valid_setting_value("username", "quoted"))  # "password": "username" is one
+
+    def test_subscript_assignment(self):
+        for text, value in (
+                ('os.environ["OPENAI_PASSWORD"] = "s3cr3t!Pw"', "s3cr3t!Pw"),
+                ("$config['db_password'] = 'S3cr3t!';", "S3cr3t!"),
+                ('ENV["API_TOKEN"] = token123x', "token123x"),
+                ("$cfg['Servers'][$i]['password'] = 'S3cr3t!x';", "S3cr3t!x"),
+                ('configuration["Jwt:Secret"] = "k3y-Sup3r!";', "k3y-Sup3r!"),
+                ("app.config['SECRET_KEY']='my-secret-name'", "my-secret-name"),  # quoted: letters and '-' are one
+                ('creds["db_password"]=Sup3r!x\n', "Sup3r!x"),
+                ('cfg["api_key"] => "a1b2c3d4"', "a1b2c3d4"), ('opts["token"]: "a1b2c3d4"', "a1b2c3d4")):
+            self.assertEqual(findings_of(text), {("SECRET", value)}, text)
+            self.assertEqual(gen.self_check(positive_record(text, ("SECRET", value))), [], text)
+        for text in ('ENV["API_TOKEN"] = tokenxyz', 'ENV["API_TOKEN"] = settings.API_TOKEN',
+                     'x["password"] == "a1b2c3d4"',
+                     'x["password"] != "a1b2c3d4"', 'x["password"] === "a1b2c3d4"', 'x["password"]] = "a1b2c3d4"',
+                     'x[password] = "a1b2c3d4"', 'x["password"][0] = "a1b2c3d4"', 'x["password"] = "Ab3!x"',
+                     'x["password_hash"] = "a1b2c3d4"'):
+            self.assertFalse(findings_of(text), text)
+
+    def test_authorization_and_auth(self):
+        for text, value in (
+                ('req.Header.Set("Authorization", "Bearer %s")' % self.BEARER, self.BEARER),
+                ("xhr.setRequestHeader('Authorization', 'Basic dXNlcjpwQHNzdzByZA==')", "dXNlcjpwQHNzdzByZA=="),
+                ('headers.put("Authorization", "Token %s")' % self.BEARER, self.BEARER),
+                ('.header("authorization", "Bearer %s")' % self.BEARER, self.BEARER),
+                ('client.DefaultRequestHeaders.Add("Authorization", "Bearer %s");' % self.BEARER, self.BEARER),
+                ('conn.setRequestProperty("Proxy-Authorization", "Basic %s");' % self.BASIC, self.BASIC),
+                ('es.set("Authorization", "ApiKey %s")' % self.BASIC, self.BASIC),
+                ("headers['Authorization'] = 'Bearer %s'" % self.BEARER, self.BEARER),
+                ('request["Authorization"] = "Bearer %s"' % self.BEARER, self.BEARER),
+                ('.set("auth", "dXNlcjpwQHNzdzByZA==")', "dXNlcjpwQHNzdzByZA=="),
+                ("npmConfig.set('_auth', '%s');" % self.BASIC, self.BASIC),
+                ('docker["auths"]["r.io"]["auth"] = "%s"' % self.BASIC, self.BASIC)):
+            self.assertEqual(findings_of(text), {("SECRET", value)}, text)
+            self.assertEqual(gen.self_check(positive_record(text, ("SECRET", value))), [], text)
+        # The credentials up to the value's closing quote (the same quote), no scheme of the rule's, a
+        # stand-in, no colon, a backtick, one argument.
+        for text in ('Set("Authorization", "Bearer %s\')' % self.BEARER,
+                     'Set("Authorization", "Bearer %s.")' % self.BEARER,
+                     'Set("Authorization", "Bearer %s x")' % self.BEARER,
+                     'Set("Authorization", "Bot %s")' % self.BEARER,
+                     'Set("Authorization", "Bearer ")', 'Set("Authorization", "Bearer")',
+                     'Set("Authorization", "Basic dXNlcjpwYXNzd29yZA==")', 'Set("Authorization", "Basic dXNlcm5hbWU=")',
+                     'Set("Authorization", `Bearer %s`)' % self.BEARER, 'Set(Authorization, "Bearer %s")' % self.BEARER,
+                     'x["Authorization"] == "Bearer %s"' % self.BEARER, '.set("auth", "%s\')' % self.BASIC,
+                     '.set("auth", "dXNlcm5hbWU=")', '.set("oauth", "oauth2client")', 'Set("Authorization")'):
+            self.assertFalse(findings_of(text), text)
+        # A token of a type of its own is that type, as before.
+        ghp = "ghp_" + "aB3cD4" * 6
+        for text, entity_type, value in (
+                ('xhr.setRequestHeader("Authorization", "Bearer %s")' % ghp, "GITHUB_TOKEN", ghp),
+                ('os.environ["OPENAI_API_KEY"] = "sk-%s"' % ("A1b2C3" * 8), "OPENAI_API_KEY", "sk-" + "A1b2C3" * 8),
+                ('req.Header.Set("Authorization", "Bearer %s")' % JWT_IO_EXAMPLE, "JWT", JWT_IO_EXAMPLE),
+                ('os.environ.setdefault("DISCORD_TOKEN", "%s")' % discord_token(), "DISCORD_BOT_TOKEN",
+                 discord_token())):
+            self.assertEqual(findings_of(text), {(entity_type, value)}, text)
+            self.assertNotEqual(gen.self_check(positive_record(text, ("SECRET", value))), [], text)
+
+    def test_hard_negatives_of_the_specification(self):
+        for text in SPEC5_HARD_NEGATIVES:
+            self.assertFalse(findings_of(text + "\n"), text)
+            self.assertEqual(gen.self_check(hard_negative_record("```\n%s\n```" % text)), [], text)
+
+    def test_existing_texts_keep_their_readings(self):
+        """Texts the corpus already wrote with a secret's name in a call or a subscript: the token of
+        a type of its own wins as before; a SECRET where the old rules gave one stays the same."""
+        langsmith = "lsv2_pt_%s_%s" % ("3f9a0c4e5b6d7e8f9a0b1c2d3e4f5a6b", "0a1b2c3d4e")
+        databricks = "dapi3f9a0c4e5b6d7e8f9a0b1c2d3e4f5a6b"
+        google = "AIza" + six_distinct("SyB3_dE9-fG1h", 35)
+        for text, entity_type, value in (
+                ('os.environ["LANGSMITH_API_KEY"] = "%s"' % langsmith, "LANGSMITH_API_KEY", langsmith),
+                ('spark.conf.set("spark.databricks.token", "%s")' % databricks, "DATABRICKS_TOKEN", databricks),
+                ('os.environ["GOOGLE_API_KEY"] = "%s"' % google, "GOOGLE_API_KEY", google),
+                ('jira = JIRA(server="https://acme.atlassian.net", basic_auth=("jane@acme-corp.io", "Sup3r!x9"))',
+                 "EMAIL_ADDRESS", "jane@acme-corp.io"),
+                ('{"username": "admin", "password": "Sup3r!x9"}', "SECRET", "Sup3r!x9"),
+                ('{"access_token": "Sup3r!x9", "token_type": "bearer", "expires_in": 3600}', "SECRET", "Sup3r!x9")):
+            self.assertEqual(findings_of(text), {(entity_type, value)}, text)
+
+    def test_discord_bot_token(self):
+        valid = gen.is_valid_discord_bot_token
+        self.assertEqual(b64url(DISCORD_USER_ID.encode()), "MTA0OTQ3NjE4MzE2MzQ3NjE5Mg")
+        for user_id in ("1" + "0" * 16, "9" * 18, "12345678901234567890", DISCORD_USER_ID):  # 17 to 20 digits
+            for mac in (DISCORD_HMAC, DISCORD_HMAC[:27]):
+                token = discord_token(user_id, mac=mac)
+                self.assertTrue(valid(token), token)
+                self.assertIn(token[0], "MNO")
+        for token in (discord_token("1" * 16), discord_token("1" * 21), discord_token("0" + "1" * 17),  # id length, 0
+                      discord_token("10494761831634761a2"), discord_token("-104947618316347619"),  # not digits
+                      "%s.GjNnRi.%s" % (b64url(b'{"typ":"JWT","v":1}'), DISCORD_HMAC),  # a JWT-like header
+                      discord_token(timestamp="GjNnR"), discord_token(timestamp="GjNnRiQ"),  # 5 or 7
+                      discord_token(mac=DISCORD_HMAC[:26]), discord_token(mac=DISCORD_HMAC + "Q"),  # 26 or 39
+                      discord_token(mac="x" * 38), discord_token(mac=six_distinct("aB3_-", 38)),  # placeholders
+                      discord_token(mac=DISCORD_HMAC[:37] + "."), discord_token()[:-38],  # no third segment
+                      b64url(DISCORD_USER_ID.encode())[:-1] + ".GjNnRi." + DISCORD_HMAC,  # 25: not base64url
+                      discord_token() + ".x", "." + discord_token()[1:]):
+            self.assertFalse(valid(token), token)
+        # No digit anywhere: an id whose base64 holds none, a timestamp and an HMAC of letters.
+        no_digit = discord_token("352051933173952903", "GjNnRi", six_distinct("aBc_-xQzK", 38))
+        self.assertFalse(re.search(r"[0-9]", no_digit))
+        self.assertFalse(valid(no_digit))
+        self.assertTrue(valid(no_digit[:-1] + "7"))
+
+    def test_discord_bot_token_in_text(self):
+        token = discord_token()
+        for text in ("DISCORD_TOKEN=%s" % token, 'client.run("%s")' % token, "Authorization: Bot %s" % token,
+                     '{"token": "%s", "prefix": "!"}' % token, "My bot token is %s." % token,
+                     "curl -H 'Authorization: Bearer %s'" % token, "(%s)" % token, "x.%s" % token):
+            self.assertEqual(findings_of(text), {("DISCORD_BOT_TOKEN", token)}, text)
+            self.assertEqual(gen.self_check(positive_record(text, ("DISCORD_BOT_TOKEN", token))), [], text)
+        for text in ("bot%s" % token, "x-%s" % token, "_%s" % token, "%s.x" % token, "%s-" % token,
+                     "%s_old" % token):
+            self.assertFalse(findings_of(text), text)
+        # Two tokens joined by '.': the first has a fourth segment, the second a '.' before it (no byte of
+        # its alphabet): the second alone, by the letter of the rules.
+        size = len(token)
+        self.assertEqual(found("%s.%s" % (token, token), "DISCORD_BOT_TOKEN"),
+                         {("DISCORD_BOT_TOKEN", size + 1, 2 * size + 1)})
+        self.assertIn("DISCORD_BOT_TOKEN", gen.SCORE_ONE_TYPES)
+        self.assertIn("DISCORD_BOT_TOKEN", gen.ENTITY_TYPES)
+
+    def test_vat_number_followed_by_a_digit(self):
+        """Part C: after a VAT number ending with a letter, '-' or '.' and a digit are no part of it;
+        after one ending with a digit they make it part of a longer number."""
+        for text, value in (("IE1143711R-3", "IE1143711R"), ("CY96804098G-6", "CY96804098G"),
+                            ("ESV9439623A-2", "ESV9439623A"), ("Kunde ESV9439623A-2 angelegt", "ESV9439623A"),
+                            ("IE1143711R.3", "IE1143711R"), ("NL004495445B01-7", None), ("DE136695976-5", None),
+                            ("DE136695976.5", None), ("IE1143711R3", None), ("IE1143711R_3", None)):
+            self.assertEqual(spans_of(text, "EU_VAT_NUMBER"), {value} if value else set(), text)
+        self.assertTrue(gen.is_valid_eu_vat("IE1143711R") and gen.is_valid_eu_vat("CY96804098G")
+                        and gen.is_valid_eu_vat("ESV9439623A") and gen.is_valid_eu_vat("NL004495445B01"))
+        text = "Kundennummer IE1143711R-3, bitte prüfen."
+        self.assertEqual(gen.self_check(positive_record(text, ("EU_VAT_NUMBER", "IE1143711R"))), [])
+        self.assertNotEqual(gen.self_check(hard_negative_record(text)), [])
+        self.assertEqual(gen.self_check(hard_negative_record("Ungültige USt-ID DE136695976-5.")), [])
+        # The "glued to more digits" negatives: '.' or '-' only after a number ending with a digit.
+        glued = gen.vat_invalid("glued-to-digits")
+        rng = gen.Random(12)
+        for ordinal in range(120):
+            value = glued(rng, ordinal)
+            self.assertFalse(re.search(r"[A-Z][.-][0-9]$", value), value)
+            self.assertTrue(gen.clean_negative(value), value)
+
+    def test_formats(self):
+        formats = {f.name: f for f in gen.POSITIVE_FORMATS
+                   if f.entity_type == "SECRET" and f.name in SPEC5_SECRET_FORMATS}
+        self.assertEqual(set(formats), set(SPEC5_SECRET_FORMATS))
+        discord = [f for f in gen.POSITIVE_FORMATS if f.entity_type == "DISCORD_BOT_TOKEN"]
+        self.assertGreaterEqual(len(discord), gen.MIN_FORMATS_PER_TYPE)
+        rng = gen.Random("spec5")
+        for fmt in list(formats.values()) + discord:
+            for frame in fmt.frames:
+                self.assertFalse([w for w in gen.ALL_CONTEXT_WORDS if w in frame.lower()], frame)
+            for ordinal in range(12):
+                value = fmt.generate(rng, ordinal)
+                self.assertFalse([w for w in gen.ALL_CONTEXT_WORDS if w in value.lower()], value)
+                if fmt.entity_type == "DISCORD_BOT_TOKEN":
+                    first, stamp, mac = value.split(".")
+                    self.assertRegex(base64.urlsafe_b64decode(first + "=" * (-len(first) % 4)).decode(),
+                                     r"^[1-9][0-9]{16,19}$")
+                    self.assertEqual(len(stamp), 6)
+                    self.assertIn(len(mac), (27, 38))
+                elif fmt.name in ("call-arguments", "subscript-assignment"):
+                    self.assertRegex(value, r"[0-9!#%&*+\-_.@/~^]")
+                    self.assertNotRegex(value, r"^[A-Za-z_.-]+$")
+                elif fmt.name in ("authorization-call-basic", "auth-call-subscript"):
+                    self.assertTrue(gen.is_valid_basic_credentials(value), value)
+                for frame in fmt.frames:
+                    text = gen.with_frame_fields(rng, frame).replace("{v}", value)
+                    self.assertEqual({f for f in findings_of(text)}, {(fmt.entity_type, value)}, (fmt.name, text))
+        # Python, Go, Java, Kotlin, Rust, JavaScript, PHP, Ruby, C#, bash; a question around the code.
+        frames = "\n".join(frame for fmt in formats.values() for frame in fmt.frames)
+        for marker in ("os.environ.setdefault(", "os.environ[", "os.Setenv(", "req.Header.Set(", "setProperty(",
+                       "Request.Builder()", "std::env::set_var(", ".header(\"authorization\"", "setRequestHeader(",
+                       "headers.set('", "define( '", "$cfg['Servers']", "ENV.fetch(", "Net::HTTP", "ENV[\"",
+                       "DefaultRequestHeaders.Add(", "declare -A", "[\"auth\"] = ", "Why does this return 401?"):
+            self.assertIn(marker, frames)
+        self.assertTrue(any("Authorization: Bot {v}" in frame for fmt in discord for frame in fmt.frames))
+
+    def test_negative_variants(self):
+        variants = {(v.category, v.name): v for v in gen.NEGATIVE_VARIANTS}
+        self.assertEqual(SPEC5_NEGATIVE_VARIANTS - set(variants), set())
+        rng = gen.Random(15)
+        written = set()
+        for key in sorted(SPEC5_NEGATIVE_VARIANTS):
+            for ordinal in range(24):
+                value = variants[key].generate(rng, ordinal)
+                written.add(value)
+                self.assertTrue(gen.clean_negative(value), (key, value))
+                if key[0] == "discord_token_invalid":
+                    self.assertFalse(gen.is_valid_discord_bot_token(value), value)
+                    if key[1] == "no-digit":
+                        self.assertNotRegex(value, r"[0-9]")
+                    if key[1] == "glued":  # a valid token with a byte of its alphabet or a segment beside it
+                        token = re.search(r"[MNO][A-Za-z0-9_-]{22,26}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{38}", value)
+                        self.assertTrue(token and gen.is_valid_discord_bot_token(token[0])
+                                        and (token.start() > 0 or token.end() < len(value)), value)
+            record = gen.checked(lambda: gen.draw_hard_negative(rng, variants[key], 0, "negative-x-0000"), Counter())
+            self.assertEqual(gen.self_check(record), [])
+        for text in ('get("password", "")', 'getenv("DB_PASSWORD", "changeme")',
+                     'Header.Set("Authorization", "Bearer " + token)', '("Authorization", f"Bearer {token}")',
+                     'headers.get("Authorization")', 'Set("Authorization", "Bearer YOUR_TOKEN")',
+                     'SENSITIVE = ("password", "api_key", "token")', '["token", "remember_me"]',
+                     'fields("password", "username")'):
+            self.assertIn(text, written)
+        for text in ('("password", password)', 'params["password"] == "', '"password", "'):
+            self.assertTrue([v for v in written if text in v], text)
+        self.assertTrue(any(v.startswith("eyJ") for v in written))  # a JWT-like header
+
+    def test_corpus_records(self):
+        rng = gen.Random(16)
+        for fmt in gen.spec5_formats():
+            for ordinal in range(3):
+                record = gen.checked(lambda: gen.draw_positive(rng, fmt, ordinal, "t"), Counter())
+                self.assertEqual(gen.self_check(record), [])
+                self.assertIn(fmt.entity_type, {label.entity_type for label in record.labels})
+
+
 class CorpusTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -2628,9 +3258,11 @@ class CorpusTest(unittest.TestCase):
         self.assertEqual(SECRET_NEGATIVE_VARIANTS - variants, set())
         self.assertEqual(SETTING_NEGATIVE_VARIANTS - variants, set())
         self.assertEqual(LATE_SECRET_NEGATIVE_VARIANTS - variants, set())
+        self.assertEqual(FIFTH_BATCH_NEGATIVE_VARIANTS - variants, set())
+        self.assertEqual(SPEC5_NEGATIVE_VARIANTS - variants, set())
         formats = {(label.entity_type, label.format_name) for r in self.records for label in r.labels
                    if not r.record_id.startswith(("neighbour-", "connection-", "written-phone-",
-                                                  "typographic-"))}
+                                                  "typographic-", "document-"))}
         self.assertEqual(formats, {(f.entity_type, f.name) for f in gen.POSITIVE_FORMATS})
         connections = {re.match(r"connection-([a-z0-9-]+)-[0-9]+$", r.record_id)[1]
                        for r in self.records if r.record_id.startswith("connection-")}
@@ -2647,6 +3279,16 @@ class CorpusTest(unittest.TestCase):
                    for r in self.records if r.record_id.startswith("neighbour-")}
         self.assertEqual(layouts, {layout.__name__.removeprefix("neighbour_").replace("_", "-")
                                    for layout in gen.NEIGHBOUR_LAYOUTS})
+        documents = {re.match(r"document-([a-z0-9-]+)-[0-9]+$", r.record_id)[1]
+                     for r in self.records if r.record_id.startswith("document-")}
+        self.assertEqual(documents, {"vat-invoice-iban", "supplier-table", "kyc-profile", "mrz-misread-first-line"})
+        # Both new types in several formats, each of their hard negatives, and the values beside others.
+        for entity_type in FIFTH_BATCH_TYPES:
+            self.assertGreaterEqual(len({f for t, f in formats if t == entity_type}), 6, entity_type)
+        document_labels = Counter(label.entity_type for r in self.records if r.record_id.startswith("document-")
+                                  for label in r.labels)
+        self.assertTrue({"EU_VAT_NUMBER", "IBAN_CODE", "EMAIL_ADDRESS", "IDENTITY_DOCUMENT_MRZ"}
+                        <= set(document_labels))
 
     def test_variety(self):
         entities = [(r, e) for r in self.parsed for e in r["entities"]]
