@@ -1022,30 +1022,58 @@ size_t LineBreakBefore(absl::string_view text, size_t at) {
   return at >= 2 && text[at - 2] == '\\' && text[at - 1] == 'n' ? 2 : 0;
 }
 
-// The start of the chunk that ends the line before the chunk at `begin` (past its
-// indentation and a line break); `begin` when no line break comes first. Looking back from the
-// first chunk of each line only, a scan reads each byte here once.
+// Consumes a line break at `at`: "\n", "\r\n", or a JSON string's "\n" or "\r\n".
+bool ConsumeLineBreak(absl::string_view text, size_t& at) {
+  const absl::string_view rest = text.substr(at);
+  for (absl::string_view line_break : {"\n", "\r\n", "\\n", "\\r\\n"}) {
+    if (absl::StartsWith(rest, line_break)) {
+      at += line_break.size();
+      return true;
+    }
+  }
+  return false;
+}
+
+// The start of the chunk that ends the line before the chunk at `begin`: past its
+// indentation, a line break (which a JSON string's may open the chunk with) with the spaces
+// before it, and one blank line; `begin` when no line break comes first. Looking back from
+// the first chunk of each line only, a scan reads each byte here once.
 size_t ChunkOnLineBefore(absl::string_view text, size_t begin) {
   size_t b = begin;
-  while (b > 0 && IsIndent(At(text, b - 1))) --b;
-  const size_t line_break = LineBreakBefore(text, b);
-  if (line_break == 0) return begin;
-  b -= line_break;
+  size_t opening = begin;
+  const bool opens_with_break = ConsumeLineBreak(text, opening) && text[begin] == '\\';
+  if (opens_with_break) {
+    while (b > 0 && IsIndent(At(text, b - 1))) --b;
+  }
+  bool found = opens_with_break;
+  for (int line = found ? 1 : 0; line < 2; ++line) {  // A line break, and a blank line's.
+    size_t c = b;
+    while (c > 0 && IsIndent(At(text, c - 1))) --c;
+    const size_t line_break = LineBreakBefore(text, c);
+    if (line_break == 0) break;
+    c -= line_break;
+    while (c > 0 && IsIndent(At(text, c - 1))) --c;
+    b = c;
+    found = true;
+  }
+  if (!found) return begin;
   while (b > 0 && !IsCut(text, b - 1)) --b;
   return b;
 }
 
-// The end of the chunk that starts the line after the chunk ending at `end` (past a line
-// break and its indentation); `end` when no line break comes first.
+// The end of the chunk that starts the line after the chunk ending at `end`: past the spaces
+// and a line break after it (or a JSON string's that ends the chunk), one blank line and the
+// next line's indentation; `end` when no line break comes first.
 size_t ChunkOnLineAfter(absl::string_view text, size_t end) {
   const size_t n = text.size();
   size_t e = end;
-  if (e < n && text[e] == '\r') ++e;
-  if (e < n && text[e] == '\n') {
-    ++e;
-  } else if (LineBreakBefore(text, end) == 0) {  // A JSON "\n" ends the chunk itself.
-    return end;
+  if (LineBreakBefore(text, end) == 0) {
+    while (e < n && IsIndent(At(text, e))) ++e;
+    if (!ConsumeLineBreak(text, e)) return end;
   }
+  size_t blank = e;
+  while (blank < n && IsIndent(At(text, blank))) ++blank;
+  if (ConsumeLineBreak(text, blank)) e = blank;
   while (e < n && IsIndent(At(text, e))) ++e;
   while (e < n && !IsCut(text, e)) ++e;
   return e;
@@ -1188,11 +1216,11 @@ size_t SkipToSettingSeparator(const unsigned char* data, size_t i, size_t n) {
 // or "NAME quote[ \t]*,[ \t]*VALUE" (a call's arguments)
 // whose NAME ends in one of kSecretSettingNames (any case), from the name's start to the first
 // whitespace (RE2's \s) after the value's start; and each whose NAME ends in one of
-// kCredentialHeaderNames, whose VALUE is "[quote]SCHEME[ \t]+" and the credentials up to the
-// first whitespace; and each whose NAME ends in one of kEncodedCredentialNames, as the first;
-// in order. The recognizers' values hold no such whitespace, so a region
-// holds every match the whole text would give them there, however long. A ':' or '=' is looked
-// at with the bytes before it only, and each run up to a whitespace is read once.
+// kCredentialHeaderNames, whose VALUE is "[[ or {][ \t]*][quote]SCHEME[ \t]+" and the
+// credentials up to the first whitespace; and each whose NAME ends in one of
+// kEncodedCredentialNames, as the first; in order. The recognizers' values hold no such whitespace,
+// so a region holds every match the whole text would give them there, however long. A ':', '=' or
+// ',' is looked at with the bytes before it only, and each run up to a whitespace is read once.
 std::vector<Region> NamedSettingRegions(absl::string_view text) {
   std::vector<Region> regions;
   const size_t n = text.size();
@@ -1256,7 +1284,11 @@ std::vector<Region> NamedSettingRegions(absl::string_view text) {
     const bool header = match_names(kCredentialHeaderNames);
     if (name_begin == absl::string_view::npos) continue;
     while (value < n && (text[value] == ' ' || text[value] == '\t')) ++value;
-    if (header) {  // The quote, the scheme and the spaces before the credentials.
+    if (header) {  // A list's bracket, the quote, the scheme and the spaces before the credentials.
+      if (value < n && (text[value] == '[' || text[value] == '{')) {
+        ++value;
+        while (value < n && (text[value] == ' ' || text[value] == '\t')) ++value;
+      }
       if (value < n && (text[value] == '"' || text[value] == '\'')) ++value;
       while (value < n && absl::ascii_isalpha(At(text, value))) ++value;
       while (value < n && (text[value] == ' ' || text[value] == '\t')) ++value;

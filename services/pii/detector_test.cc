@@ -590,6 +590,9 @@ TEST(DetectorTest, FindsMachineReadableZonesWhole) {
                     {"IDENTITY_DOCUMENT_MRZ", data}}));
   // A name line of another document type before a valid data line: the data line alone.
   EXPECT_EQ(Found(absl::StrCat("X", td3.substr(1))), (Found_{{"IDENTITY_DOCUMENT_MRZ", data}}));
+  // Lines ending in spaces (OCR, a PDF's copy), one blank line between them: the whole zone.
+  const std::string spaced = absl::StrCat(td3.substr(0, 44), "  \n\n", data);
+  EXPECT_EQ(Found(absl::StrCat(spaced, "  \n")), (Found_{{"IDENTITY_DOCUMENT_MRZ", spaced}}));
   // A character of the zone's alphabet glued to it: none.
   EXPECT_THAT(Found(absl::StrCat("<", data)), IsEmpty());
   EXPECT_THAT(Found(absl::StrCat(td3, "<")), IsEmpty());
@@ -1401,6 +1404,14 @@ TEST(DetectorTest, FindsSecretsByTheNameOfTheirSetting) {
        "dXNlcjpwQHNzdzByZA=="},
       {"client.DefaultRequestHeaders.Add(\"authorization\", \"Token 9f86d081884c7d659a2feaa0\");",
        "9f86d081884c7d659a2feaa0"},
+      // Other string literals; an Authorization header's value in a list.
+      {"const apiToken = `a43f06b3c8be6c832196a6eb533c16df`;", "a43f06b3c8be6c832196a6eb533c16df"},
+      {"SECRET_KEY = b\"Xk9#mP2$vL7qzz\"", "Xk9#mP2$vL7qzz"},
+      {"password = u'tR4!nZ8@wQ1eyy'", "tR4!nZ8@wQ1eyy"},
+      {"req.Header = http.Header{\"Authorization\": {\"Bearer zN8vvCB5D2SrQ8AgRgBAinLna6FQ3MWq\"}}",
+       "zN8vvCB5D2SrQ8AgRgBAinLna6FQ3MWq"},
+      {"\"Authorization\": [\"Bearer zN8vvCB5D2SrQ8AgRgBAinLna6FQ3MWq\"]",
+       "zN8vvCB5D2SrQ8AgRgBAinLna6FQ3MWq"},
   };
   for (const auto& [text, value] : named) {
     EXPECT_THAT(Found(text), ElementsAre(std::make_pair("SECRET", value))) << text;
@@ -1420,7 +1431,14 @@ TEST(DetectorTest, FindsSecretsByTheNameOfTheirSetting) {
         "getenv(\"DB_PASSWORD\", \"\")", "getenv(\"DB_PASSWORD\", \"changeme\")",
         "Header.Set(\"Authorization\", \"Bearer \" + token)",
         "headers(\"Authorization\", f\"Bearer {token}\")", "headers.get(\"Authorization\")",
-        "Set(\"Authorization\", \"Bearer YOUR_TOKEN\")", "if env[\"password\"] == \"x\":"}) {
+        "Set(\"Authorization\", \"Bearer YOUR_TOKEN\")", "if env[\"password\"] == \"x\":",
+        // Paths in code, a message catalogue's labels, names for a value, YAML tags, values
+        // that say they are fake.
+        "let password = env::var(\"DB_PASSWORD\")?;", "auto token = std::getenv(\"API_TOKEN\");",
+        "'password' => Hash::make($data['password']),", "password => $self->{password},",
+        "password = ActiveSupport::SecureRandom.hex(8)", "{\"password\": \"Passwort\"}",
+        "SESSION_TOKEN = \"session_token\"", "db_password: !vault |", "Password: !Ref DbPassword",
+        "api_key = \"fake-api-key-123\""}) {
     EXPECT_THAT(Found(text, MinScore(0.0)), IsEmpty()) << text;
   }
   // A token of a known kind under such a name is that kind.

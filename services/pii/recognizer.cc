@@ -356,11 +356,12 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
       nir_context, true, {}, {"imei"});
   // The machine-readable zone of a passport (TD3), identity card (TD1, TD2) or visa: a name
   // line and a data line, a TD1's three lines, or a data line alone; the validator checks the
-  // lines' widths and check digits. Lines break as in a file or as "\n" in a JSON string, and
-  // may be indented. Group 1: the zone, which no character of its alphabet precedes or
-  // follows ('<' is no word byte). Its lines are left loose (the widths are the validator's)
-  // to keep the pattern small.
-  const std::string mrz_break = "(?:\\r?\\n|\\\\n)[ \\t]*";
+  // lines' widths and check digits. Lines break as in a file or as "\n" (or "\r\n") in a JSON
+  // string, may end in spaces, be indented, and have one blank line between them (OCR output).
+  // Group 1: the zone, which no character of its alphabet precedes or follows ('<' is no word
+  // byte). Its lines are left loose (the widths are the validator's) to keep the pattern small.
+  const std::string line_end = "[ \\t]*(?:\\r?\\n|\\\\r\\\\n|\\\\n)";
+  const std::string mrz_break = absl::StrCat(line_end, "(?:", line_end, ")?[ \\t]*");
   add("identity_document_mrz", "IDENTITY_DOCUMENT_MRZ",
       absl::StrCat("(?m:^|[^A-Za-z0-9<])(",                                          //
                    "[ACIPV][A-Z<]*<[A-Z<]*", mrz_break, "[A-Z0-9<]+",                // TD2, TD3
@@ -374,7 +375,7 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   add("eu_vat_number", "EU_VAT_NUMBER",
       "(?:AT|BE|CY|DE|DK|EE|EL|ES|FI|FR|GR|HR|HU|IE|IT|LT|LU|MT|NL|PL|PT|RO|SE|SI|SK) ?"
       "[0-9A-Z](?:[ .]?[0-9A-Z]){5,11}",
-      1.0, "eu_vat_number");
+      1.0, "eu_vat_number", {}, false, {"isin ", "isin: ", "isin:"});
   // Letters beyond ASCII: Latin-1 and Latin Extended letters, combining marks, Greek and
   // Cyrillic (not Han, Kana..., which run into the words before an address in text without
   // spaces).
@@ -459,10 +460,14 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
                         "[ \t]*");
   };
   const std::string name = setting(kSecretSettingNames, false);
-  // An Authorization header's name, separator and opening quote (required after ','); the
-  // scheme follows.
-  const std::string header = absl::StrCat("(?:", setting(kCredentialHeaderNames, false), "[\"']?|",
-                                          setting(kCredentialHeaderNames, true), "[\"'])");
+  // An Authorization header's name, separator, a list's '[' or '{' (Go's http.Header{...},
+  // "Authorization": ["..."]) and opening quote (required after ','); the scheme follows.
+  const std::string header =
+      absl::StrCat("(?:", setting(kCredentialHeaderNames, false), "(?:[\\[{][ \t]*)?[\"']?|",
+                   setting(kCredentialHeaderNames, true), "[\"'])");
+  // A quoted value: quotes, backquotes (a JavaScript template literal), and Python's string
+  // prefixes (b"...", r'...', u"...").
+  const std::string quoted_value = "(?:[rR][bB]?|[bB][rR]?|[uU])?[\"'`]([^\"'`\\s]+)[\"'`]";
   // A '.' ends a sentence, not the credentials.
   const std::string credentials = "[ \t]+([A-Za-z0-9._~+/-]*[A-Za-z0-9_~+/-]=*)";
   return {
@@ -485,7 +490,7 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
                      .validator = "bearer_token"},
       RecognizerSpec{.name = "named_secret_quoted",
                      .entity_type = "SECRET",
-                     .pattern = name + "[\"']([^\"'\\s]+)[\"']",
+                     .pattern = name + quoted_value,
                      .score = 0.8,
                      .validator = "secret_value"},
       RecognizerSpec{.name = "named_secret",
@@ -497,7 +502,7 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
       // value must hold a digit or a symbol, as an unquoted one.
       RecognizerSpec{.name = "named_secret_argument",
                      .entity_type = "SECRET",
-                     .pattern = setting(kSecretSettingNames, true) + "[\"']([^\"'\\s]+)[\"']",
+                     .pattern = setting(kSecretSettingNames, true) + quoted_value,
                      .score = 0.8,
                      .validator = "unquoted_secret_value"},
   };

@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "common/crypto/crypto.h"
 #include "common/ids/api_key_prefix.h"
+#include "services/pii/recognizer.h"
 
 namespace policy::pii {
 namespace {
@@ -829,7 +830,20 @@ bool IsMrzTd1(absl::string_view first, absl::string_view second, absl::string_vi
 }  // namespace
 
 bool IsValidIdentityDocumentMrz(absl::string_view value) {
-  // The lines, without their breaks and the indentation after them.
+  auto skip_spaces = [](absl::string_view& v) {
+    while (!v.empty() && (v[0] == ' ' || v[0] == '\t')) v.remove_prefix(1);
+  };
+  auto line_break = [&](absl::string_view& v) {
+    absl::string_view rest = v;
+    skip_spaces(rest);
+    if (!absl::ConsumePrefix(&rest, "\r\n") && !absl::ConsumePrefix(&rest, "\n") &&
+        !absl::ConsumePrefix(&rest, "\\r\\n") && !absl::ConsumePrefix(&rest, "\\n")) {
+      return false;
+    }
+    v = rest;
+    return true;
+  };
+  // The lines, without the breaks, the spaces around them and one blank line between.
   absl::string_view lines[3];
   size_t count = 0;
   while (true) {
@@ -839,16 +853,9 @@ bool IsValidIdentityDocumentMrz(absl::string_view value) {
     lines[count++] = value.substr(0, end);
     value.remove_prefix(end);
     if (value.empty()) break;
-    if (absl::StartsWith(value, "\r\n")) {
-      value.remove_prefix(2);
-    } else if (absl::StartsWith(value, "\n")) {
-      value.remove_prefix(1);
-    } else if (absl::StartsWith(value, "\\n")) {
-      value.remove_prefix(2);
-    } else {
-      return false;
-    }
-    while (!value.empty() && (value[0] == ' ' || value[0] == '\t')) value.remove_prefix(1);
+    if (!line_break(value)) return false;
+    line_break(value);  // A blank line.
+    skip_spaces(value);
   }
   switch (count) {
     case 1:
@@ -997,7 +1004,9 @@ bool VatNl(absl::string_view n) {
 }
 
 bool VatPl(absl::string_view n) {
-  return AllDigits(n, 10) && WeightedSum(n, {6, 5, 7, 2, 3, 4, 5, 6, 7, -1}) % 11 == 0;
+  // A tax office's code first, never 0 (Polish bonds' ISINs, "PL0000...", have one).
+  return AllDigits(n, 10) && n[0] != '0' &&
+         WeightedSum(n, {6, 5, 7, 2, 3, 4, 5, 6, 7, -1}) % 11 == 0;
 }
 
 bool VatPt(absl::string_view n) {
@@ -1024,7 +1033,9 @@ bool VatSi(absl::string_view n) {
 }
 
 bool VatSk(absl::string_view n) {
-  return AllDigits(n, 10) && n[0] != '0' && IsOneOf("234789", n[2]) && NumberOf(n) % 11 == 0;
+  // "20..." for an organisation, "10..." for a person (Slovak bonds' ISINs are "SK4...").
+  return AllDigits(n, 10) && IsOneOf("12", n[0]) && n[1] == '0' && IsOneOf("234789", n[2]) &&
+         NumberOf(n) % 11 == 0;
 }
 
 struct VatCountry {
@@ -1623,9 +1634,11 @@ namespace {
 // "****", "xxxxxx").
 bool StandsForAPassword(absl::string_view password) {
   static constexpr absl::string_view kPlaceholders[] = {
-      "password",      "passwd",    "pass",       "pwd",          "secret",
-      "changeme",      "token",     "mypassword", "yourpassword", "your_password",
-      "your-password", "yourtoken", "your_token", "pat"};
+      "password", "passwd", "pass", "pwd", "secret", "changeme", "token", "mypassword",
+      "yourpassword", "your_password", "your-password", "yourtoken", "your_token", "pat",
+      // The word in other languages (a message catalogue's labels), Java keystores' default.
+      "passwort", "kennwort", "wachtwoord", "contraseña", "contrasena", "senha", "salasana",
+      "lösenord", "hasło", "haslo", "adgangskode", "jeton", "changeit"};
   auto enclosed = [password](absl::string_view open, absl::string_view close) {
     return password.size() > open.size() + close.size() && absl::StartsWith(password, open) &&
            absl::EndsWith(password, close);
@@ -1659,7 +1672,8 @@ namespace {
 // token's "xXx" is none: one random 40-byte base62 token in ~800 holds one in mixed case).
 bool HasPlaceholderPart(absl::string_view value) {
   static constexpr absl::string_view kPlaceholderParts[] = {
-      "your", "here", "example", "replace", "placeholder", "dummy", "redacted", "***", "..."};
+      "your", "here",   "example",  "replace", "placeholder", "dummy",
+      "fake", "sample", "redacted", "***",     "..."};
   if (absl::StrContains(value, "xxx") || absl::StrContains(value, "XXX")) return true;
   const std::string lower = absl::AsciiStrToLower(value);
   return std::any_of(std::begin(kPlaceholderParts), std::end(kPlaceholderParts),
@@ -1667,11 +1681,32 @@ bool HasPlaceholderPart(absl::string_view value) {
 }
 
 // Whether `value` is a name in code ("self.token", "settings.API_KEY", "string",
-// "ACCESS_TOKEN"): letters, '_', '.' and '-' only.
+// "ACCESS_TOKEN", "env::var", "$this->token", "@token"): an optional sigil ('$', '@'), then
+// letters, '_', '.' and '-', and "::" or "->" between names.
 bool IsNameInCode(absl::string_view value) {
-  return std::all_of(value.begin(), value.end(), [](char c) {
-    return absl::ascii_isalpha(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
-  });
+  if (!value.empty() && (value[0] == '$' || value[0] == '@')) value.remove_prefix(1);
+  for (size_t i = 0; i < value.size(); ++i) {
+    const char c = value[i];
+    if (absl::ascii_isalpha(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-' ||
+        (c == '>' && i > 0 && value[i - 1] == '-')) {
+      continue;
+    }
+    if (c == ':' && (i + 1 == value.size() || value[i + 1] == ':')) {  // "::", or cut at it.
+      ++i;
+      continue;
+    }
+    return false;
+  }
+  return true;
+}
+
+// Whether `value` is a name in code that names a secret rather than holding one
+// ("session_token", "db-password", "API_KEY"): it holds the end of a secret setting's name.
+bool NamesASecret(absl::string_view value) {
+  if (!IsNameInCode(value)) return false;
+  const std::string lower = absl::AsciiStrToLower(value);
+  return std::any_of(std::begin(kSecretSettingNames), std::end(kSecretSettingNames),
+                     [&](absl::string_view name) { return absl::StrContains(lower, name); });
 }
 
 }  // namespace
@@ -1680,11 +1715,13 @@ bool IsValidSecretValue(absl::string_view value) {
   // A value starting with '=' follows "==", a comparison.
   return value.size() >= 6 && value.size() <= kMaxSecretValueBytes && value[0] != '=' &&
          !StandsForAPassword(value) && !std::all_of(value.begin(), value.end(), IsDigit) &&
-         !HasPlaceholderPart(value);
+         !HasPlaceholderPart(value) && !NamesASecret(value);
 }
 
 bool IsValidUnquotedSecretValue(absl::string_view value) {
-  return !IsNameInCode(value) && IsValidSecretValue(value);
+  // Nor a YAML tag ("!vault |", CloudFormation's "!Ref DbPassword").
+  return !IsNameInCode(value) && !(value[0] == '!' && IsNameInCode(value.substr(1))) &&
+         IsValidSecretValue(value);
 }
 
 bool IsValidBasicCredentials(absl::string_view value) {

@@ -171,8 +171,9 @@ bool IsValidPtTaxId(absl::string_view value);
 // The machine-readable zone of a passport, identity card or visa (ICAO Doc 9303): two lines
 // of 44 (TD3 passports starting "P", MRV-A visas "V"), two of 36 (TD2, starting "I", "A",
 // "C", "P"; MRV-B visas "V") or three of 30 (TD1 identity cards, "I", "A", "C"), of [A-Z0-9<];
-// or a TD3's or TD2's data line alone. Lines break at "\n", "\r\n" or a JSON string's two
-// characters "\n", and may be indented after the first. Every check digit holds (weights 7 3 1;
+// or a TD3's or TD2's data line alone. Lines break at "\n", "\r\n" or a JSON string's "\n" or
+// "\r\n", may end in spaces or tabs, be indented after the first, and have one blank line
+// between them. Every check digit holds (weights 7 3 1;
 // A = 10 ... Z = 35, '<' = 0): the document number's, the birth and expiry dates' (which
 // exist: February up to 29), the personal number's, and the composite (visas have none: a
 // visa's data line alone is not accepted); sex M, F, X or '<'; states of [A-Z<].
@@ -182,8 +183,9 @@ bool IsValidIdentityDocumentMrz(absl::string_view value);
 // space, then the national part, whose characters may be separated by single spaces or dots,
 // with that state's check (as python-stdnum implements them): AT, BE (ten digits, starting 0
 // or 1), CY, DE, DK, EE, EL (and GR), ES (DNI, NIE or CIF), FI, FR (numeric keys), HR, HU, IE
-// (seven digits and one or two letters), IT, LT, LU, MT, NL, PL, PT, RO (six to ten digits),
-// SE, SI, SK (not a birth number). BG, CZ and LV are not accepted.
+// (seven digits and one or two letters), IT, LT, LU, MT, NL, PL (not starting with 0), PT, RO
+// (six to ten digits), SE, SI, SK ("10..." or "20...": not a birth number). BG, CZ and LV are
+// not accepted.
 bool IsValidEuVatNumber(absl::string_view value);
 
 // A legacy Bitcoin address: base58 that decodes to 25 bytes, version 0x00 ('1...', P2PKH) or

@@ -733,7 +733,8 @@ TEST(ValidatorsTest, IdentityDocumentMrz) {
       "I<UTOD231458907<<<<<<<<<<<<<<<\n7408122F1204159UTO<<<<<<<<<<<6\n"
       "ERIKSSON<<ANNA<MARIA<<<<<<<<<<";
   for (const std::string& zone : std::vector<std::string>{
-           td3_name + "\n" + td3_data, td3_name + "\r\n    " + td3_data,
+           td3_name + "\n" + td3_data, td3_name + "  \n\n  " + td3_data,
+           td3_name + "\\r\\n" + td3_data, td3_name + "\r\n    " + td3_data,
            td3_name + "\\n" + td3_data, td3_data, td2, td2.substr(37), td1,
            "V<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL8988901C4XXX4009078F96121096ZE184226B<<<"
            "<<<",
@@ -771,7 +772,7 @@ TEST(ValidatorsTest, IdentityDocumentMrz) {
            "P<UTOEriksson<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\n" + td3_data, td3_name, td1.substr(0, 61),
            "L8988901C4XXX4009078F96121096ZE184226B<<<<<<",
            "X" + td3_name.substr(1) + "\n" + td3_data, td3_data + "\n" + td3_data,
-           td3_name + "\n" + td3_data + "\n" + td3_name, td3_name + " \n" + td3_data}) {
+           td3_name + "\n" + td3_data + "\n" + td3_name, td3_name + "\n\n\n" + td3_data}) {
     EXPECT_FALSE(IsValidIdentityDocumentMrz(zone)) << zone;
   }
 }
@@ -801,7 +802,10 @@ TEST(ValidatorsTest, EuVatNumber) {
         // third digit 0, 1, 5 or 6; Romania's five digits; Monaco's "000" SIRENs.
         "DE1366959760", "DE13669597", "XX136695976", "GB136695976", "BG175074752", "CZ25123891",
         "LV40003521600", "de136695976", "DE  136695976", "DE 136..695976", "DE136695976.",
-        "BE411905847", "FRXA303265045", "SK2012749619", "RO12345", "FR27000000000"}) {
+        "BE411905847", "FRXA303265045", "SK2012749619", "RO12345", "FR27000000000",
+        // Bonds' ISINs whose national part passes the check: Poland's start with 0,
+        // Slovakia's with 4 (a VAT number's with 10 or 20).
+        "PL0000100003", "SK4626306597"}) {
     EXPECT_FALSE(IsValidEuVatNumber(vat)) << vat;
   }
 }

@@ -344,14 +344,20 @@ VERSION_PREFIXES = (b"v", b"V", b"version ", b"Version ", b"ver ")
 # Check-digit algorithms
 # ---------------------------------------------------------------------------------------
 
-def luhn_valid(digits: str) -> bool:
+def luhn_checksum(digits: str) -> int:
+    """The Luhn sum mod 10 (0 for a number that passes), doubling every second digit from the
+    right, as python-stdnum's luhn.checksum computes it."""
     total = 0
     for position, char in enumerate(reversed(digits)):
         value = int(char)
         if position % 2 == 1:
             value = value * 2 - 9 if value > 4 else value * 2
         total += value
-    return total % 10 == 0
+    return total % 10
+
+
+def luhn_valid(digits: str) -> bool:
+    return luhn_checksum(digits) == 0
 
 
 def luhn_check_digit(payload: str) -> str:
@@ -696,18 +702,6 @@ VAT_CIF_LETTERS = "ABCDEFGHJNPQRSUVW"  # a Spanish CIF's first letter
 VAT_CIF_CHECK_LETTERS = "JABCDEFGHI"  # a CIF's check letter for its Luhn check digit 0 ... 9
 
 
-def luhn_checksum(digits: str) -> int:
-    """The Luhn sum mod 10 (0 for a number that passes), doubling every second digit from the
-    right, as python-stdnum's luhn.checksum computes it."""
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = int(char)
-        if position % 2 == 1:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10
-
-
 def iso7064_mod_11_10_valid(digits: str) -> bool:
     """ISO 7064 MOD 11,10 over the whole number, its check digit last (as DE_TAX_ID's)."""
     return de_tax_id_check_digit(digits[:-1]) == digits[-1]
@@ -800,12 +794,12 @@ VAT_NATIONAL_RULES: dict[str, tuple[str, Callable[[str], bool]]] = {
     "LU": (r"[0-9]{8}", lambda n: int(n[:6]) % 89 == int(n[6:])),
     "MT": (r"[1-9][0-9]{7}", lambda n: weighted_sum(n, (3, 4, 6, 7, 8, 9, 10, 1)) % 37 == 0),
     "NL": (r"[0-9]{9}B[0-9]{2}", nl_vat_valid),
-    "PL": (r"[0-9]{10}", lambda n: weighted_sum(n, (6, 5, 7, 2, 3, 4, 5, 6, 7, -1)) % 11 == 0),
+    "PL": (r"[1-9][0-9]{9}", lambda n: weighted_sum(n, (6, 5, 7, 2, 3, 4, 5, 6, 7, -1)) % 11 == 0),
     "PT": (r"[1-9][0-9]{8}", lambda n: pt_tax_id_check_digit(n[:8]) == n[8]),
     "RO": (r"[1-9][0-9]{5,9}", lambda n: ro_vat_check_digit(n[:-1]) == n[-1]),
     "SE": (r"[0-9]{10}01", lambda n: luhn_valid(n[:10])),
     "SI": (r"[1-9][0-9]{7}", lambda n: si_vat_check_digit(n[:7]) == n[7]),
-    "SK": (r"[1-9][0-9][234789][0-9]{7}", lambda n: int(n) % 11 == 0),
+    "SK": (r"[12]0[234789][0-9]{7}", lambda n: int(n) % 11 == 0),
 }
 VAT_NATIONAL_RULES["GR"] = VAT_NATIONAL_RULES["EL"]  # as Greek numbers are often written
 VAT_PREFIXES = tuple(VAT_NATIONAL_RULES)
@@ -4294,7 +4288,7 @@ def vat_draw(rng: Random, country: str, kind: str = "company") -> str | None:
     if country == "IT":
         return vat_completed(rng, country, rng.choice(("0", "0", "1")) + digits(6) + rng.choice(VAT_PROVINCES_IT))
     if country == "LT":
-        return vat_completed(rng, country, digits(7) + "1" if rng.random() < 0.7 else digits(10) + "1")
+        return vat_completed(rng, country, digits(7) + "1" if rng.random() < 0.5 else digits(10) + "1")
     if country == "LU":
         six = rng.choice("12") + digits(5)
         return six + "%02d" % (int(six) % 89)
@@ -4321,7 +4315,7 @@ def vat_draw(rng: Random, country: str, kind: str = "company") -> str | None:
         return nine + luhn_check_digit(nine) + "01"
     if country == "SI":
         return vat_completed(rng, country, rng.choice("123456789") + digits(6))
-    return vat_completed(rng, country, rng.choice("1234") + digits(1) + rng.choice("234789") + digits(6))  # SK
+    return vat_completed(rng, country, rng.choice("12") + "0" + rng.choice("234789") + digits(6))  # SK
 
 
 def vat_national(rng: Random, country: str, kind: str = "company") -> str:
@@ -6615,9 +6609,12 @@ IDENTIFIER_TYPES = NATIONAL_ID_TYPES + FIFTH_BATCH_TYPES
 
 
 def clean_negative(value: str) -> bool:
-    """The value alone on a line is no entity of any type, holds no context word, and no piece of
-    it is valid as a national identifier or as either of the fifth batch's types (context aside)."""
+    """The value alone on a line is no entity of any type, holds no context word, is no valid value
+    of any type but SECRET (context aside), and no piece of it is valid as a national identifier or
+    as either of the fifth batch's types (context aside)."""
     if any(word in value.lower() for word in ALL_CONTEXT_WORDS):
+        return False
+    if any(VALIDATORS[t](value) for t in ENTITY_TYPES if t != "SECRET"):
         return False
     data = b"\n" + value.encode() + b"\n"
     spans = candidates(data)
