@@ -1040,8 +1040,8 @@ bool ConsumeLineBreak(absl::string_view text, size_t& at) {
 // the first chunk of each line only, a scan reads each byte here once.
 size_t ChunkOnLineBefore(absl::string_view text, size_t begin) {
   size_t b = begin;
-  size_t opening = begin;
-  const bool opens_with_break = ConsumeLineBreak(text, opening) && text[begin] == '\\';
+  size_t opening = begin;  // A chunk starts after a cut: only a JSON string's break opens one.
+  const bool opens_with_break = ConsumeLineBreak(text, opening);
   if (opens_with_break) {
     while (b > 0 && IsIndent(At(text, b - 1))) --b;
   }

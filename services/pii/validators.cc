@@ -87,6 +87,15 @@ int LuhnChecksum(absl::string_view digits) {
   return sum % 10;
 }
 
+// ISO 7064 MOD 97-10: `text` (digits and capital letters, letters as 10..35) read as one number
+// after `rest`, the remainder of what precedes it, mod 97.
+int Mod97(absl::string_view text, int rest = 0) {
+  for (char c : text) {
+    rest = IsDigit(c) ? (rest * 10 + (c - '0')) % 97 : (rest * 100 + (c - 'A' + 10)) % 97;
+  }
+  return rest;
+}
+
 bool LuhnOfDigits(const Digits& digits) {
   return digits.size >= 2 && LuhnChecksum(digits.View()) == 0;
 }
@@ -245,19 +254,9 @@ bool IsValidIban(absl::string_view value) {
     return false;
   }
   if (static_cast<size_t>(IbanLength(iban[0], iban[1])) != size) return false;
-  // Mod 97 of the BBAN followed by the country code and check digits, letters as 10..35;
-  // reduced only when the next step could overflow (the remainder is the same).
-  uint64_t number = 0;
-  for (size_t k = 0; k < size; ++k) {
-    if (number >= (uint64_t{1} << 56)) number %= 97;
-    const char c = iban[(k + 4) % size];
-    if (IsDigit(c)) {
-      number = number * 10 + static_cast<uint64_t>(c - '0');
-    } else {
-      number = number * 100 + static_cast<uint64_t>(c - 'A' + 10);
-    }
-  }
-  return number % 97 == 1;
+  // The BBAN followed by the country code and check digits.
+  const absl::string_view whole(iban.data(), size);
+  return Mod97(whole.substr(0, 4), Mod97(whole.substr(4))) == 1;
 }
 
 bool IsValidEmail(absl::string_view value) {
@@ -993,14 +992,8 @@ bool VatNl(absl::string_view n) {
       !AllDigits(n.substr(10), 2) || n.substr(10) == "00" || n.substr(0, 9) == "000000000") {
     return false;
   }
-  if (IsValidNlBsn(n.substr(0, 9))) return true;
-  // ISO 7064 mod 97-10 over "NL" and the number, letters as two digits (A = 10).
-  int rest = 0;
-  for (char c : absl::StrCat("NL", n)) {
-    const int v = IsDigit(c) ? c - '0' : c - 'A' + 10;
-    rest = (rest * (v >= 10 ? 100 : 10) + v) % 97;
-  }
-  return rest == 1;
+  // A person's btw-id: ISO 7064 MOD 97-10 over "NL" and the number.
+  return IsValidNlBsn(n.substr(0, 9)) || Mod97(n, Mod97("NL")) == 1;
 }
 
 bool VatPl(absl::string_view n) {
