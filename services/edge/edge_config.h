@@ -65,6 +65,7 @@ struct EdgeConfig {
                                                    "POSTMAN_API_KEY",
                                                    "GRAFANA_TOKEN",
                                                    "DISCORD_BOT_TOKEN",
+                                                   "DISCORD_WEBHOOK_URL",
                                                    "URL_CREDENTIALS"};
 
   // The peers whose statement of a caller's address (Decide's source_ip, ext_authz's

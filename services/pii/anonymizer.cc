@@ -296,6 +296,7 @@ DataClass DefaultDataClass(absl::string_view entity_type) {
       {"POSTMAN_API_KEY", DataClass::kInternal},
       {"GRAFANA_TOKEN", DataClass::kInternal},
       {"DISCORD_BOT_TOKEN", DataClass::kInternal},
+      {"DISCORD_WEBHOOK_URL", DataClass::kInternal},
       {"SECRET", DataClass::kInternal},
       {"PRIVATE_KEY", DataClass::kInternal},
       {"URL_CREDENTIALS", DataClass::kInternal},

@@ -76,10 +76,8 @@ absl::StatusOr<DataClass> DataClassByName(absl::string_view name);
 // SLACK_WEBHOOK_URL, AZURE_SHARED_ACCESS_KEY, AZURE_SAS_TOKEN, PERPLEXITY_API_KEY,
 // REPLICATE_API_TOKEN, LANGSMITH_API_KEY, DATABRICKS_TOKEN, ATLASSIAN_API_TOKEN, VAULT_TOKEN,
 // AZURE_CLIENT_SECRET, DIGITALOCEAN_TOKEN, POSTMAN_API_KEY, GRAFANA_TOKEN, DISCORD_BOT_TOKEN,
-// SECRET, PRIVATE_KEY,
-// URL_CREDENTIALS) are kInternal, and any
-// other (custom) type is kPii, since a type someone bothered to configure is most likely
-// personal.
+// DISCORD_WEBHOOK_URL, SECRET, PRIVATE_KEY, URL_CREDENTIALS) are kInternal, and any other (custom)
+// type is kPii, since a type someone bothered to configure is most likely personal.
 DataClass DefaultDataClass(absl::string_view entity_type);
 
 struct EntityRule {

@@ -716,7 +716,7 @@ struct ChunkCounts {
 //   SE_PERSONAL_IDENTITY_NUMBER, NL_BSN, FR_NIR, DE_TAX_ID, DE_HEALTH_INSURANCE_NUMBER,
 //   BE_NATIONAL_NUMBER, IE_PPSN, DK_CPR, AT_SOCIAL_INSURANCE_NUMBER, PT_TAX_ID,
 //   IDENTITY_DOCUMENT_MRZ's data lines, EU_VAT_NUMBER, TELEGRAM_BOT_TOKEN, SLACK_TOKEN's app
-//   tokens);
+//   tokens, DISCORD_WEBHOOK_URL);
 // - six digits in eight bytes or more (UK_NINO, EU_VAT_NUMBER's "RO123456"), four digits and
 //   three dots (IPv4);
 // - or a digit in 15 bytes or more: IBAN_CODE, CRYPTO, SLACK_TOKEN, IT_FISCAL_CODE, JWT,
@@ -745,11 +745,14 @@ struct Region {
 };
 
 void AddRegion(std::vector<Region>& regions, size_t begin, size_t end) {
-  if (!regions.empty() && begin <= regions.back().end + kRegionMergeGap) {
-    regions.back().end = std::max(regions.back().end, end);
-  } else {
-    regions.push_back(Region{begin, end});
+  // A region may start before the last ones (a named setting's name before an earlier
+  // separator): it takes them in.
+  while (!regions.empty() && begin <= regions.back().end + kRegionMergeGap) {
+    begin = std::min(begin, regions.back().begin);
+    end = std::max(end, regions.back().end);
+    regions.pop_back();
   }
+  regions.push_back(Region{begin, end});
 }
 
 // Bytes that can make a chunk worth scanning: digits, ':', '@', '_', and '-' and 'A' (for
@@ -1180,8 +1183,8 @@ std::vector<Region> TriggerRegions(absl::string_view text) {
   return merged;
 }
 
-// The last bytes of kSecretSettingNames, kCredentialHeaderNames and kEncodedCredentialNames,
-// either case.
+// The last bytes of kSecretSettingNames, kSecretKeyNames' "key", kSecretSettingWord,
+// kCredentialHeaderNames and kEncodedCredentialNames, either case.
 constexpr std::array<bool, 256> MakeSettingNameEnds() {
   std::array<bool, 256> ends{};
   auto add = [&ends](absl::string_view name) {
@@ -1189,38 +1192,219 @@ constexpr std::array<bool, 256> MakeSettingNameEnds() {
     ends[static_cast<unsigned char>(name.back() - 'a' + 'A')] = true;
   };
   for (absl::string_view name : kSecretSettingNames) add(name);
+  add("key");
+  add(kSecretSettingWord);
   for (absl::string_view name : kCredentialHeaderNames) add(name);
   for (absl::string_view name : kEncodedCredentialNames) add(name);
   return ends;
 }
 constexpr std::array<bool, 256> kSettingNameEnds = MakeSettingNameEnds();
 
-// The first ':', '=' or ',' at or after `i`, or `n`.
+// The first byte at or after `i` that may end a setting's name, or `n`: ':', '=', ',', '>'
+// (an XML element's opening tag), or the first '-' of "--" (a long option).
 size_t SkipToSettingSeparator(const unsigned char* data, size_t i, size_t n) {
 #if defined(__SSE2__)
-  while (i + 16 <= n) {
+  while (i + 17 <= n) {
     const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + i));
-    const int mask =
-        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(':')),
-                                                    _mm_cmpeq_epi8(bytes, _mm_set1_epi8('='))),
-                                       _mm_cmpeq_epi8(bytes, _mm_set1_epi8(','))));
+    const __m128i next = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + i + 1));
+    const __m128i dash = _mm_set1_epi8('-');
+    const __m128i marks =
+        _mm_or_si128(_mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(':')),
+                                               _mm_cmpeq_epi8(bytes, _mm_set1_epi8('='))),
+                                  _mm_or_si128(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(',')),
+                                               _mm_cmpeq_epi8(bytes, _mm_set1_epi8('>')))),
+                     _mm_and_si128(_mm_cmpeq_epi8(bytes, dash), _mm_cmpeq_epi8(next, dash)));
+    const int mask = _mm_movemask_epi8(marks);
     if (mask != 0) return i + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
     i += 16;
   }
 #endif
-  while (i < n && data[i] != ':' && data[i] != '=' && data[i] != ',') ++i;
+  while (i < n && data[i] != ':' && data[i] != '=' && data[i] != ',' && data[i] != '>' &&
+         !(data[i] == '-' && i + 1 < n && data[i + 1] == '-')) {
+    ++i;
+  }
   return i;
 }
 
-// The regions NamedSecretRecognizers run on: each "NAME[quote][]][ \t]*(:|=|=>)[ \t]*VALUE"
-// or "NAME quote[ \t]*,[ \t]*VALUE" (a call's arguments)
-// whose NAME ends in one of kSecretSettingNames (any case), from the name's start to the first
-// whitespace (RE2's \s) after the value's start; and each whose NAME ends in one of
-// kCredentialHeaderNames, whose VALUE is "[[ or {][ \t]*][quote]SCHEME[ \t]+" and the
-// credentials up to the first whitespace; and each whose NAME ends in one of
-// kEncodedCredentialNames, as the first; in order. The recognizers' values hold no such whitespace,
-// so a region holds every match the whole text would give them there, however long. A ':', '=' or
-// ',' is looked at with the bytes before it only, and each run up to a whitespace is read once.
+// The first byte of the character holding the byte at `i`.
+size_t CharacterStart(absl::string_view text, size_t i) {
+  while (i > 0 && IsContinuationByte(At(text, i))) --i;
+  return i;
+}
+
+// Where a name ending at `name_end` in one of kSecretSettingNames or kSecretKeyNames and
+// "key" (any case) starts, or where the character before kSecretSettingWord starts when the
+// name ends in the word where it starts a word (the recognizers' patterns match that
+// character), or 0 at the text's start; npos when the name ends in none. The earliest of them.
+size_t SecretNameBegin(absl::string_view text, size_t name_end) {
+  size_t begin = absl::string_view::npos;
+  auto ends_in = [&](absl::string_view name, size_t end) {
+    if (end >= name.size() && EqualsIgnoreCase(text, end - name.size(), name)) {
+      begin = std::min(begin, end - name.size());
+    }
+  };
+  for (absl::string_view name : kSecretSettingNames) ends_in(name, name_end);
+  if (name_end >= 3 && EqualsIgnoreCase(text, name_end - 3, "key")) {
+    size_t stem_end = name_end - 3;
+    if (stem_end > 0 && (text[stem_end - 1] == '_' || text[stem_end - 1] == '-')) --stem_end;
+    for (absl::string_view name : kSecretKeyNames) ends_in(name, stem_end);
+  }
+  const size_t length = kSecretSettingWord.size();
+  if (name_end < length || !EqualsIgnoreCase(text, name_end - length, kSecretSettingWord)) {
+    return begin;
+  }
+  const size_t word = name_end - length;
+  if (word == 0) return 0;
+  const unsigned char before = At(text, word - 1);
+  if (!absl::ascii_isalpha(before)) return std::min(begin, CharacterStart(text, word - 1));
+  // "Pass" after a lowercase letter.
+  if (absl::ascii_islower(before) && text[word] == absl::ascii_toupper(kSecretSettingWord[0]) &&
+      text.substr(word + 1, length - 1) == kSecretSettingWord.substr(1)) {
+    return std::min(begin, word - 1);
+  }
+  return begin;
+}
+
+bool IsSpaceOrTab(char c) { return c == ' ' || c == '\t'; }
+
+// RE2's \s.
+bool IsRe2Space(char c) {
+  return absl::string_view(" \t\n\f\r").find(c) != absl::string_view::npos;
+}
+
+// Whether a long option may start after the byte before `i`: at the text's or a line's start,
+// or after a space or tab (the recognizers' "(?:(?m:^)|[ \t])").
+bool OptionMayStartAt(absl::string_view text, size_t i) {
+  return i == 0 || IsSpaceOrTab(text[i - 1]) || text[i - 1] == '\n';
+}
+
+// The start of the long option "--NAME" at `dash` (its first '-', with the byte before it)
+// whose NAME ends in a secret's name and is followed by a space or tab; npos otherwise. Sets
+// `value` to where the value after the spaces starts.
+size_t OptionBegin(absl::string_view text, size_t dash, size_t& value) {
+  if (!OptionMayStartAt(text, dash)) return absl::string_view::npos;
+  size_t name_end = dash + 2;
+  while (name_end < text.size() &&
+         (absl::ascii_isalnum(At(text, name_end)) || text[name_end] == '_' ||
+          text[name_end] == '.' || text[name_end] == '-')) {
+    ++name_end;
+  }
+  if (name_end == text.size() || !IsSpaceOrTab(text[name_end]) ||
+      !kSettingNameEnds[At(text, name_end - 1)]) {
+    return absl::string_view::npos;
+  }
+  const size_t name = SecretNameBegin(text, name_end);
+  if (name == absl::string_view::npos || name <= dash) return absl::string_view::npos;
+  value = name_end;
+  while (value < text.size() && IsSpaceOrTab(text[value])) ++value;
+  return dash == 0 ? 0 : dash - 1;
+}
+
+// [A-Za-z0-9_.:-]: a byte of the XML names the recognizers look at.
+bool IsXmlNameByte(unsigned char c) {
+  return absl::ascii_isalnum(c) || c == '_' || c == '.' || c == ':' || c == '-';
+}
+
+// The start of the XML element's opening tag "<NAME>" whose '>' is at `close` and whose NAME
+// ends in a secret's name; npos otherwise.
+size_t ElementBegin(absl::string_view text, size_t close) {
+  if (close == 0 || !kSettingNameEnds[At(text, close - 1)]) return absl::string_view::npos;
+  const size_t name = SecretNameBegin(text, close);
+  if (name == absl::string_view::npos) return absl::string_view::npos;
+  size_t open = close;
+  while (open > 0 && IsXmlNameByte(At(text, open - 1))) --open;
+  if (open == 0 || text[open - 1] != '<' || name + 1 < open) return absl::string_view::npos;
+  return open - 1;
+}
+
+// The start of the XML attribute pair `key="NAME" value` or `name="NAME" value` (either case)
+// whose "value" ends at `value_end` and whose NAME ends in a secret's name; npos otherwise.
+size_t AttributePairBegin(absl::string_view text, size_t value_end) {
+  constexpr absl::string_view kValue = "value";
+  if (value_end < kValue.size() || !EqualsIgnoreCase(text, value_end - kValue.size(), kValue)) {
+    return absl::string_view::npos;
+  }
+  size_t quote = value_end - kValue.size();
+  const size_t spaces_end = quote;
+  while (quote > 0 && IsSpaceOrTab(text[quote - 1])) --quote;
+  if (quote == spaces_end || quote == 0 || (text[quote - 1] != '"' && text[quote - 1] != '\'')) {
+    return absl::string_view::npos;
+  }
+  const size_t name_end = quote - 1;
+  size_t open = name_end;  // After the opening quote.
+  while (open > 0 && IsXmlNameByte(At(text, open - 1))) --open;
+  if (open < 2 || (text[open - 1] != '"' && text[open - 1] != '\'') || text[open - 2] != '=') {
+    return absl::string_view::npos;
+  }
+  const size_t name = SecretNameBegin(text, name_end);
+  if (name == absl::string_view::npos || name + 1 < open) return absl::string_view::npos;
+  const size_t equals = open - 2;
+  size_t begin;
+  if (equals >= 3 && EqualsIgnoreCase(text, equals - 3, "key")) {
+    begin = equals - 3;
+  } else if (equals >= 4 && EqualsIgnoreCase(text, equals - 4, "name")) {
+    begin = equals - 4;
+  } else {
+    return absl::string_view::npos;
+  }
+  if (begin > 0 && IsWordByte(At(text, begin - 1))) return absl::string_view::npos;  // \b
+  return begin;
+}
+
+// The start of curl's user option ("-u user:", "--user 'user:", "--user=user:", at a line's
+// start or after a space or tab, with the byte before it) whose user ends at the ':' at
+// `colon`; npos otherwise.
+size_t CommandLineUserBegin(absl::string_view text, size_t colon) {
+  size_t user = colon;
+  while (user > 0 && !IsRe2Space(text[user - 1]) &&
+         absl::string_view(":\"'").find(text[user - 1]) == absl::string_view::npos) {
+    --user;
+  }
+  if (user == colon) return absl::string_view::npos;
+  constexpr absl::string_view kLong = "--user";
+  // "--user=name" is one run.
+  if (text.substr(user, colon - user).size() > kLong.size() + 1 &&
+      text.substr(user, kLong.size()) == kLong && text[user + kLong.size()] == '=') {
+    return OptionMayStartAt(text, user) ? (user == 0 ? 0 : user - 1) : absl::string_view::npos;
+  }
+  if (user == 0) return absl::string_view::npos;
+  size_t end = user;  // Of the option and what separates it from the user.
+  if (text[end - 1] == '"' || text[end - 1] == '\'') --end;
+  size_t option;
+  if (end > 0 && text[end - 1] == '=') {
+    if (end - 1 < kLong.size() || text.substr(end - 1 - kLong.size(), kLong.size()) != kLong) {
+      return absl::string_view::npos;
+    }
+    option = end - 1 - kLong.size();
+  } else {
+    size_t spaces = end;
+    while (spaces > 0 && IsSpaceOrTab(text[spaces - 1])) --spaces;
+    if (spaces == end) return absl::string_view::npos;
+    if (spaces >= kLong.size() && text.substr(spaces - kLong.size(), kLong.size()) == kLong) {
+      option = spaces - kLong.size();
+    } else if (spaces >= 2 && text.substr(spaces - 2, 2) == "-u") {
+      option = spaces - 2;
+    } else {
+      return absl::string_view::npos;
+    }
+  }
+  if (!OptionMayStartAt(text, option)) return absl::string_view::npos;
+  return option == 0 ? 0 : option - 1;
+}
+
+// The regions NamedSecretRecognizers run on, in order, each from the start of what the
+// recognizers match before the value (a name, an option, a tag) to the first whitespace (RE2's
+// \s) after the value's start:
+// - "NAME[quote][]][ \t]*(:|=|:=|=>)[ \t]*VALUE" or "NAME quote[ \t]*,[ \t]*VALUE" (a call's
+//   arguments) whose NAME ends in a secret's name (SecretNameBegin) or in one of
+//   kEncodedCredentialNames; those whose NAME ends in one of kCredentialHeaderNames, whose
+//   VALUE is "[[ or {][ \t]*][quote]SCHEME[ \t]+" and the credentials;
+// - an XML element "<NAME>VALUE", an attribute pair `key="NAME" value=VALUE` (ElementBegin,
+//   AttributePairBegin), a long option "--NAME VALUE" (OptionBegin) whose NAME ends in a
+//   secret's name, and curl's "-u USER:VALUE" (CommandLineUserBegin).
+// The recognizers' values hold no such whitespace, so a region holds every match the whole
+// text would give them there, however long. A separator is looked at with the bytes before it
+// only (but for an option's name), and each run up to a whitespace is read once.
 std::vector<Region> NamedSettingRegions(absl::string_view text) {
   std::vector<Region> regions;
   const size_t n = text.size();
@@ -1233,16 +1417,24 @@ std::vector<Region> NamedSettingRegions(absl::string_view text) {
   auto first_space = [&](size_t from) {
     if (from < asked_from || from > space) {
       space = from;
-      while (space < n &&
-             absl::string_view(" \t\n\f\r").find(text[space]) == absl::string_view::npos) {
-        ++space;
-      }
+      while (space < n && !IsRe2Space(text[space])) ++space;
     }
     asked_from = from;
     return space;
   };
   for (size_t p = SkipToSettingSeparator(data, 0, n); p < n;
        p = SkipToSettingSeparator(data, p + 1, n)) {
+    if (text[p] == '-') {  // "--".
+      size_t value = 0;
+      const size_t begin = OptionBegin(text, p, value);
+      if (begin != absl::string_view::npos) AddRegion(regions, begin, first_space(value));
+      continue;
+    }
+    if (text[p] == '>') {
+      const size_t begin = ElementBegin(text, p);
+      if (begin != absl::string_view::npos) AddRegion(regions, begin, first_space(p + 1));
+      continue;
+    }
     size_t value = p + 1;
     if (text[p] == '=') {
       // Not a comparison ("==", "!=", "<=", ">="), but "=>" is a PHP array's separator.
@@ -1250,13 +1442,15 @@ std::vector<Region> NamedSettingRegions(absl::string_view text) {
         ++p;
         continue;
       }
-      if (p > 0 && absl::string_view("=!<>").find(text[p - 1]) != absl::string_view::npos) {
+      if (p > 0 && absl::string_view("=!<>:").find(text[p - 1]) != absl::string_view::npos) {
         continue;
       }
       if (value < n && text[value] == '>') ++value;
+    } else if (text[p] == ':' && value < n && text[value] == '=') {
+      ++value;  // Go's and Pascal's ":=".
     }
     size_t name_end = p;
-    while (name_end > 0 && (text[name_end - 1] == ' ' || text[name_end - 1] == '\t')) --name_end;
+    while (name_end > 0 && IsSpaceOrTab(text[name_end - 1])) --name_end;
     auto quote_before = [&] {
       return name_end > 0 && (text[name_end - 1] == '"' || text[name_end - 1] == '\'');
     };
@@ -1267,31 +1461,42 @@ std::vector<Region> NamedSettingRegions(absl::string_view text) {
       if (name_end > 0 && text[name_end - 1] == ']') --name_end;  // A subscript's.
       if (quote_before()) --name_end;
     }
-    if (name_end == 0 || !kSettingNameEnds[At(text, name_end - 1)]) continue;
     size_t name_begin = absl::string_view::npos;
-    auto match_names = [&](auto& names) {
-      bool matched = false;
-      for (absl::string_view name : names) {
-        if (name_end >= name.size() && EqualsIgnoreCase(text, name_end - name.size(), name)) {
-          name_begin = std::min(name_begin, name_end - name.size());
-          matched = true;
+    bool header = false;
+    if (name_end > 0 && kSettingNameEnds[At(text, name_end - 1)]) {
+      auto match_names = [&](auto& names) {
+        bool matched = false;
+        for (absl::string_view name : names) {
+          if (name_end >= name.size() && EqualsIgnoreCase(text, name_end - name.size(), name)) {
+            name_begin = std::min(name_begin, name_end - name.size());
+            matched = true;
+          }
         }
+        return matched;
+      };
+      name_begin = SecretNameBegin(text, name_end);
+      match_names(kEncodedCredentialNames);
+      header = match_names(kCredentialHeaderNames);
+    }
+    // curl's user, whatever its name ("-u token:..." is also a setting).
+    const size_t user = text[p] == ':' ? CommandLineUserBegin(text, p) : absl::string_view::npos;
+    if (user != absl::string_view::npos) AddRegion(regions, user, first_space(value));
+    if (name_begin == absl::string_view::npos) {
+      if (text[p] == '=' && name_end == p) {
+        const size_t begin = AttributePairBegin(text, name_end);
+        if (begin != absl::string_view::npos) AddRegion(regions, begin, first_space(value));
       }
-      return matched;
-    };
-    match_names(kSecretSettingNames);
-    match_names(kEncodedCredentialNames);
-    const bool header = match_names(kCredentialHeaderNames);
-    if (name_begin == absl::string_view::npos) continue;
-    while (value < n && (text[value] == ' ' || text[value] == '\t')) ++value;
+      continue;
+    }
+    while (value < n && IsSpaceOrTab(text[value])) ++value;
     if (header) {  // A list's bracket, the quote, the scheme and the spaces before the credentials.
       if (value < n && (text[value] == '[' || text[value] == '{')) {
         ++value;
-        while (value < n && (text[value] == ' ' || text[value] == '\t')) ++value;
+        while (value < n && IsSpaceOrTab(text[value])) ++value;
       }
       if (value < n && (text[value] == '"' || text[value] == '\'')) ++value;
       while (value < n && absl::ascii_isalpha(At(text, value))) ++value;
-      while (value < n && (text[value] == ' ' || text[value] == '\t')) ++value;
+      while (value < n && IsSpaceOrTab(text[value])) ++value;
     }
     AddRegion(regions, name_begin, first_space(value));
   }

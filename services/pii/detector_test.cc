@@ -385,6 +385,12 @@ std::vector<Sample> Positives() {
        "MTA0OTQ3NjE4MzE2MzQ3NjE5Mg.GjNnRi." + RandomOf(kBase64Url, 37, 144) + "7"},
       {"DISCORD_BOT_TOKEN", "client.run(\"",
        "ODEzODQ3ODg3NjU3MTIzODQ.YA1b2c." + RandomOf(kBase64Url, 27, 145)},
+      {"DISCORD_WEBHOOK_URL", "",
+       "https://discord.com/api/webhooks/1234567890123456789/" + RandomOf(kBase64Url, 67, 146) +
+           "Q"},
+      {"DISCORD_WEBHOOK_URL", "WEBHOOK=",
+       "https://canary.discordapp.com/api/v10/webhooks/81234567890123456/" +
+           RandomOf(kBase64Url, 68, 147)},
       {"XAI_API_KEY", "", "xai-" + RandomOf(kBase62, 80, 81)},
       {"GOOGLE_OAUTH_CLIENT_SECRET",
        "GOOGLE_CLIENT_SECRET=", "GOCSPX-" + RandomOf(kBase64Url, 27, 82) + "q"},
@@ -1304,7 +1310,7 @@ TEST(DetectorTest, CustomRecognizerErrorsNameTheRecognizer) {
 }
 
 TEST(DetectorTest, TheCustomPrefilterTakesNoShareOfTheRecognizersBudget) {
-  // Fifty small custom recognizers in a 1.3 MB budget: each pattern keeps its share (the
+  // Fifty small custom recognizers in a 1.4 MB budget: each pattern keeps its share (the
   // prefilter's copies come on top), so the built-ins still fit; were the copies given shares
   // of their own (as fifty more recognizers would take), IBAN_CODE's pattern would not.
   std::vector<RecognizerSpec> custom;
@@ -1312,9 +1318,9 @@ TEST(DetectorTest, TheCustomPrefilterTakesNoShareOfTheRecognizersBudget) {
     custom.push_back(Spec(absl::StrCat("code_", i), absl::StrCat("CODE_", i),
                           absl::StrCat("\\bC", i, "-[0-9]{4}\\b"), 0.7));
   }
-  EXPECT_FALSE(Detector::Create(custom, Budget(1300 << 10)).ok());
+  EXPECT_FALSE(Detector::Create(custom, Budget(1400 << 10)).ok());
   custom.resize(50);
-  absl::StatusOr<std::unique_ptr<Detector>> detector = Detector::Create(custom, Budget(1300 << 10));
+  absl::StatusOr<std::unique_ptr<Detector>> detector = Detector::Create(custom, Budget(1400 << 10));
   ASSERT_TRUE(detector.ok()) << detector.status();
   const std::vector<Finding> found = (*detector)->Scan("ticket C17-2024 and c17-9999 and C5-1");
   ASSERT_EQ(found.size(), 1u);
@@ -1440,6 +1446,75 @@ TEST(DetectorTest, FindsSecretsByTheNameOfTheirSetting) {
         "SESSION_TOKEN = \"session_token\"", "db_password: !vault |", "Password: !Ref DbPassword",
         "api_key = \"fake-api-key-123\""}) {
     EXPECT_THAT(Found(text, MinScore(0.0)), IsEmpty()) << text;
+  }
+  // Go's, Pascal's and make's ":="; more names; XML elements and attribute pairs; long options;
+  // curl's user.
+  const std::vector<std::pair<std::string, std::string>> in_code = {
+      {"password := \"S3cr3t!x\"", "S3cr3t!x"},
+      {"DB_PASSWORD := S3cret#99", "S3cret#99"},
+      {"\tapiToken:=\"tok_8fj3kd9s\"", "tok_8fj3kd9s"},
+      {"JWT_SIGNING_KEY=8f3c2a1e9d7b6054", "8f3c2a1e9d7b6054"},
+      {"\"encryptionKey\": \"correcthorsebattery\"", "correcthorsebattery"},
+      {"DB_PASS=hunter2!x", "hunter2!x"},
+      {"mail.pass: \"S3cr3t!x\"", "S3cr3t!x"},
+      {"const smtpPass = 'pa55-w0rd';", "pa55-w0rd"},
+      {"pass=S3cr3t!x", "S3cr3t!x"},
+      {"<password>S3cr3t!x</password>", "S3cr3t!x"},
+      {"  <spring.datasource.password>correcthorse</spring.datasource.password>", "correcthorse"},
+      {"<ns:apiKey>k3y-9f8e7d6c</ns:apiKey>", "k3y-9f8e7d6c"},
+      {"<smtpPass>hunter2!x</smtpPass>", "hunter2!x"},
+      {"<add key=\"SmtpPassword\" value=\"S3cr3t!x\" />", "S3cr3t!x"},
+      {"<property name=\"password\" value='correcthorse'/>", "correcthorse"},
+      {"<param NAME=\"db.pass\"  VALUE=\"hunter2!x\"/>", "hunter2!x"},
+      {"mysql --password S3cr3t!x -h db", "S3cr3t!x"},
+      {"tool --api-key 'k3y-9f8e7d6c'", "k3y-9f8e7d6c"},
+      {"--token \"hvs1x9abcdefgh\"", "hvs1x9abcdefgh"},
+      {"cli \\\n  --db-pass S3cret#1", "S3cret#1"},
+      {"curl -u alice:S3cr3t!x https://api.example.com", "S3cr3t!x"},
+      {"curl --user 'deploy:Xk9#mP2$vL' https://x", "Xk9#mP2$vL"},
+      {"curl --user=bob:pa55word! https://x", "pa55word!"},
+      {"curl -u token:abc123xyz https://x", "abc123xyz"},
+  };
+  for (const auto& [text, value] : in_code) {
+    EXPECT_THAT(Found(text), ElementsAre(std::make_pair("SECRET", value)))
+        << DescribeAll(text, Default().Scan(text));
+  }
+  for (const char* text : {"password := os.Getenv(\"DB_PASSWORD\")",
+                           "secret := cfg.Secret",
+                           "pwd := \"changeme\"",
+                           "if a != b && x := 5",
+                           "\"pass\": \"passed\"",
+                           "pass: true",
+                           "pass=12",
+                           "bypass=S3cr3t!1",
+                           "compass: N45W#1",
+                           "BYPASS_TOKEN_CHECK=1",
+                           "dbpass=S3cr3t!1",
+                           "<password>${db.password}</password>",
+                           "<password></password>",
+                           "<password>changeme</password>",
+                           "<passwordPolicy>strict-12</passwordPolicy>",
+                           "<password>ENC(G6N718UuyPE5bHyWKyuLQSm02auQPUtm)</password>",
+                           "password=ENC(G6N718UuyPE5bHyWKyuLQSm02auQPUtm)",
+                           "<pass>passed</pass>",
+                           "<property name=\"password\" value=\"${db.password}\"/>",
+                           "<add key=\"PasswordMinLength\" value=\"12\"/>",
+                           "<add key=\"Password\" value=\"changeme\"/>",
+                           "--password $DB_PASSWORD",
+                           "--password \"$PW\"",
+                           "--token ${TOKEN}",
+                           "--password-file /run/secrets/db",
+                           "--password --verbose",
+                           "mysql --no-password",
+                           "x--password S3cr3t!x",
+                           "curl -u admin:admin",
+                           "curl -u $USER:$PASS",
+                           "curl -u \"$API_KEY:\"",
+                           "curl -u user: https://x",
+                           "docker run -u 1000:1000 img",
+                           "ssh -u alice:bob"}) {
+    EXPECT_THAT(Found(text, MinScore(0.0)), IsEmpty())
+        << DescribeAll(text, Default().Scan(text, MinScore(0.0)));
   }
   // A token of a known kind under such a name is that kind.
   const std::string npm = "npm_gkQAdnxbXgxQJdZnteHk1CAbSdfBEmhBej2U";

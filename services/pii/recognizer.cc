@@ -171,6 +171,10 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
   add("discord_bot_token", "DISCORD_BOT_TOKEN",
       "[MNO][0-9A-Za-z_-]+\\.[0-9A-Za-z_-]+\\.[0-9A-Za-z_-]+(?:\\.[0-9A-Za-z_-]+)*", 1.0,
       "discord_bot_token", {}, false, {"-"});
+  add("discord_webhook_url", "DISCORD_WEBHOOK_URL",
+      "https?://(?:(?:ptb|canary)\\.)?discord(?:app)?\\.com/api/(?:v[0-9]+/)?webhooks/[0-9]+/"
+      "[0-9A-Za-z_-]+",
+      1.0, "discord_webhook_url");
   // A Service Bus, Event Hubs or IoT Hub connection string's key, after its name (as Azure
   // spells it: the prefilter looks for "SharedAccessKey=").
   add("azure_shared_access_key", "AZURE_SHARED_ACCESS_KEY", "SharedAccessKey=([0-9A-Za-z+/]+=*)",
@@ -447,19 +451,54 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
 }
 
 std::vector<RecognizerSpec> NamedSecretRecognizers() {
-  // The end of a setting's name, any case, then its separator: an optional closing quote (and
-  // a subscript's ']': `env["API_KEY"] = ...`) and one of `assignment`; or, when `argument`,
-  // a closing quote and ',' (a call's two arguments: `Set("Authorization", "...")`).
-  auto setting = [](const auto& names, bool argument,
-                    absl::string_view assignment = "(?:=>|[:=])") {
+  // A name's end, any case: one of `names`.
+  auto ends_in = [](const auto& names) {
     std::vector<std::string> quoted;
     for (absl::string_view n : names)
       quoted.push_back(RE2::QuoteMeta(re2::StringPiece(n.data(), n.size())));
-    return absl::StrCat("(?i:", absl::StrJoin(quoted, "|"), ")",
-                        argument ? "[\"'][ \t]*," : absl::StrCat("[\"']?\\]?[ \t]*", assignment),
+    return absl::StrCat("(?i:", absl::StrJoin(quoted, "|"), ")");
+  };
+  // A name ending in kSecretSettingWord where it starts a word: bytes of the class
+  // `name_byte`, then either one of `non_letter` (its bytes that are no ASCII letter) and the
+  // word in any case, or "Pass" after a lowercase letter.
+  const std::string word =
+      RE2::QuoteMeta(re2::StringPiece(kSecretSettingWord.data(), kSecretSettingWord.size()));
+  const std::string camel_word =
+      absl::StrCat("(?-i:[a-z]", absl::AsciiStrToUpper(word.substr(0, 1)), word.substr(1), ")");
+  auto word_in = [&](absl::string_view name_byte, absl::string_view non_letter) {
+    return absl::StrCat("(?:(?:", name_byte, "*", non_letter, ")?(?i:", word, ")|", name_byte, "*",
+                        camel_word, ")");
+  };
+  // The setting's name's end, then its separator: an optional closing quote (and a
+  // subscript's ']': `env["API_KEY"] = ...`) and one of `assignment`; or, when `argument`, a
+  // closing quote and ',' (a call's two arguments: `Set("Authorization", "...")`).
+  auto separator = [](bool argument, absl::string_view assignment = "(?:=>|:=|[:=])") {
+    return absl::StrCat(argument ? "[\"'][ \t]*," : absl::StrCat("[\"']?\\]?[ \t]*", assignment),
                         "[ \t]*");
   };
-  const std::string name = setting(kSecretSettingNames, false);
+  auto setting = [&](const auto& names, bool argument,
+                     absl::string_view assignment = "(?:=>|:=|[:=])") {
+    return ends_in(names) + separator(argument, assignment);
+  };
+  const std::string names = absl::StrCat("(?:", ends_in(kSecretSettingNames), "|",
+                                         ends_in(kSecretKeyNames), "[_-]?(?i:key))");
+  // kSecretSettingWord as a setting's name: the byte before it is matched (or the text starts).
+  const std::string word_name = absl::StrCat("(?:(?:^|[^A-Za-z])(?i:", word, ")|", camel_word, ")");
+  // The prefixes of a quoted value other than a setting's: an XML attribute pair
+  // (`<add key="DbPassword" value=`, `<property name="password" value=`) and a command line's
+  // long option and spaces (`--password `, at a line's start or after a space or tab).
+  auto attribute = [](absl::string_view name) {
+    return absl::StrCat("\\b(?i:key|name)=[\"']", name, "[\"'][ \t]+(?i:value)=");
+  };
+  auto option = [](absl::string_view name) {
+    return absl::StrCat("(?:(?m:^)|[ \t])--", name, "[ \t]+");
+  };
+  // An XML name (an element's, or an attribute's value naming a setting).
+  const std::string xml_names = absl::StrCat("(?:[A-Za-z0-9_.:-]*", names, ")");
+  const std::string xml_word = word_in("[A-Za-z0-9_.:-]", "[0-9_.:-]");
+  const std::string option_names = absl::StrCat("(?:[A-Za-z0-9_.-]*", names, ")");
+  const std::string option_word = word_in("[A-Za-z0-9_.-]", "[0-9_.-]");
+  const std::string any_names = absl::StrCat("(?:", names, "|", word_name, ")");
   // An Authorization header's name, separator, a list's '[' or '{' (Go's http.Header{...},
   // "Authorization": ["..."]) and opening quote (required after ','); the scheme follows.
   const std::string header =
@@ -468,6 +507,9 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
   // A quoted value: quotes, backquotes (a JavaScript template literal), and Python's string
   // prefixes (b"...", r'...', u"...").
   const std::string quoted_value = "(?:[rR][bB]?|[bB][rR]?|[uU])?[\"'`]([^\"'`\\s]+)[\"'`]";
+  const std::string unquoted_value = "([^\\s\"'`,;(){}\\[\\]<>]+)";
+  // An XML element's text, up to the closing tag.
+  const std::string element_value = "([^<\\s]+)</";
   // A '.' ends a sentence, not the credentials.
   const std::string credentials = "[ \t]+([A-Za-z0-9._~+/-]*[A-Za-z0-9_~+/-]=*)";
   return {
@@ -490,19 +532,61 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
                      .validator = "bearer_token"},
       RecognizerSpec{.name = "named_secret_quoted",
                      .entity_type = "SECRET",
-                     .pattern = name + quoted_value,
+                     .pattern = names + separator(false) + quoted_value,
                      .score = 0.8,
                      .validator = "secret_value"},
+      RecognizerSpec{.name = "named_secret_attribute",
+                     .entity_type = "SECRET",
+                     .pattern = attribute(xml_names) + quoted_value,
+                     .score = 0.8,
+                     .validator = "secret_value"},
+      RecognizerSpec{.name = "named_secret_option_quoted",
+                     .entity_type = "SECRET",
+                     .pattern = option(option_names) + quoted_value,
+                     .score = 0.8,
+                     .validator = "secret_value"},
+      // As above for names ending in kSecretSettingWord, whose values must hold a digit or a
+      // symbol.
+      RecognizerSpec{
+          .name = "named_secret_word_quoted",
+          .entity_type = "SECRET",
+          .pattern = absl::StrCat("(?:", word_name, separator(false), "|", attribute(xml_word), "|",
+                                  option(option_word), ")", quoted_value),
+          .score = 0.8,
+          .validator = "unquoted_secret_value"},
       RecognizerSpec{.name = "named_secret",
                      .entity_type = "SECRET",
-                     .pattern = name + "([^\\s\"'`,;(){}\\[\\]<>]+)",
+                     .pattern = any_names + separator(false) + unquoted_value,
+                     .score = 0.8,
+                     .validator = "unquoted_secret_value"},
+      RecognizerSpec{.name = "named_secret_option",
+                     .entity_type = "SECRET",
+                     .pattern = option(absl::StrCat("(?:", option_names, "|", option_word, ")")) +
+                                unquoted_value,
                      .score = 0.8,
                      .validator = "unquoted_secret_value"},
       // A call's arguments may also be a list of names ("password", "api_key", "token"): the
       // value must hold a digit or a symbol, as an unquoted one.
       RecognizerSpec{.name = "named_secret_argument",
                      .entity_type = "SECRET",
-                     .pattern = setting(kSecretSettingNames, true) + quoted_value,
+                     .pattern = any_names + separator(true) + quoted_value,
+                     .score = 0.8,
+                     .validator = "unquoted_secret_value"},
+      RecognizerSpec{.name = "named_secret_element",
+                     .entity_type = "SECRET",
+                     .pattern = absl::StrCat("<", xml_names, ">", element_value),
+                     .score = 0.8,
+                     .validator = "secret_value"},
+      RecognizerSpec{.name = "named_secret_word_element",
+                     .entity_type = "SECRET",
+                     .pattern = absl::StrCat("<", xml_word, ">", element_value),
+                     .score = 0.8,
+                     .validator = "unquoted_secret_value"},
+      // curl's user option: "-u user:password", "--user 'user:password'", "--user=user:password".
+      RecognizerSpec{.name = "command_line_user",
+                     .entity_type = "SECRET",
+                     .pattern = "(?:(?m:^)|[ \t])(?:-u[ \t]+|--user(?:[ \t]+|=))[\"']?[^\\s:\"']+:"
+                                "([^\\s\"']+)",
                      .score = 0.8,
                      .validator = "unquoted_secret_value"},
   };

@@ -100,8 +100,8 @@ std::vector<std::string> ValidatorNames();
 // WEBHOOK_SIGNING_SECRET, TELEGRAM_BOT_TOKEN, SLACK_WEBHOOK_URL, AZURE_SHARED_ACCESS_KEY (after
 // "SharedAccessKey="), AZURE_SAS_TOKEN (a URL's "sig"), PERPLEXITY_API_KEY, REPLICATE_API_TOKEN,
 // LANGSMITH_API_KEY, DATABRICKS_TOKEN, ATLASSIAN_API_TOKEN, VAULT_TOKEN, AZURE_CLIENT_SECRET,
-// DIGITALOCEAN_TOKEN, POSTMAN_API_KEY, GRAFANA_TOKEN, DISCORD_BOT_TOKEN, PRIVATE_KEY
-// (PEM and OpenPGP blocks, and a block's start up to the end of its base64 when the END
+// DIGITALOCEAN_TOKEN, POSTMAN_API_KEY, GRAFANA_TOKEN, DISCORD_BOT_TOKEN, DISCORD_WEBHOOK_URL,
+// PRIVATE_KEY (PEM and OpenPGP blocks, and a block's start up to the end of its base64 when the END
 // line is missing), URL_CREDENTIALS ("user:password@host" in "scheme://user:password@host").
 // The detector's prefilter relies on two properties of their findings: each but a PEM block
 // and a machine-readable zone holds whitespace only as single spaces after [A-Z0-9)] (a zone's
@@ -113,11 +113,20 @@ std::vector<std::string> ValidatorNames();
 std::vector<RecognizerSpec> BuiltinRecognizers();
 
 // The ends of the names of settings that hold a secret, lowercase letters ("DB_PASSWORD",
-// "spring.datasource.password", "clientSecret", "X-API-Key").
-inline constexpr absl::string_view kSecretSettingNames[] = {
-    "password",   "passwd",     "passphrase", "pwd",        "secret",
-    "token",      "apikey",     "api_key",    "api-key",    "accesskey",
-    "access_key", "access-key", "secretkey",  "secret_key", "secret-key"};
+// "spring.datasource.password", "clientSecret").
+inline constexpr absl::string_view kSecretSettingNames[] = {"password", "passwd", "passphrase",
+                                                            "pwd",      "secret", "token"};
+
+// The words before "key", with '_', '-' or nothing between them, that end the names of settings
+// holding a secret too, lowercase ("X-API-Key", "accessKey", "JWT_SIGNING_KEY").
+inline constexpr absl::string_view kSecretKeyNames[] = {"api",     "access",     "secret", "auth",
+                                                        "signing", "encryption", "master"};
+
+// The word that ends the names of settings holding a password where it starts a word of the
+// name, lowercase: after a byte that is no ASCII letter ("DB_PASS", "mail.pass", "pass") or as
+// "Pass" after a lowercase letter ("smtpPass"); not "bypass" or "compass". Test reports write
+// "pass": "passed", so its values must hold a digit or a symbol even when quoted.
+inline constexpr absl::string_view kSecretSettingWord = "pass";
 
 // The ends of the names of settings that hold an HTTP Authorization header, lowercase
 // ("Authorization", "Proxy-Authorization", "HTTP_AUTHORIZATION"), whose value is a scheme and

@@ -1623,7 +1623,8 @@ namespace {
 
 // Whether a URL's password stands for one rather than being one: a variable or template
 // reference ("$DB_PASSWORD", "${DB_PASSWORD}", "$(cat /run/secret)", "{{password}}",
-// "%(password)s", "{password}"), a placeholder ("<password>", "[token]", "password", "changeme",
+// "%(password)s", "{password}"), a value Jasypt encrypted ("ENC(...)"), a placeholder
+// ("<password>", "[token]", "password", "changeme",
 // "****", "xxxxxx").
 bool StandsForAPassword(absl::string_view password) {
   static constexpr absl::string_view kPlaceholders[] = {
@@ -1637,7 +1638,7 @@ bool StandsForAPassword(absl::string_view password) {
            absl::EndsWith(password, close);
   };
   if (enclosed("${", "}") || enclosed("$(", ")") || enclosed("{{", "}}") || enclosed("%(", ")s") ||
-      enclosed("{", "}") || enclosed("<", ">") || enclosed("[", "]")) {
+      enclosed("{", "}") || enclosed("<", ">") || enclosed("[", "]") || enclosed("ENC(", ")")) {
     return true;
   }
   if (password.size() >= 2 && password[0] == '$' &&
@@ -1698,8 +1699,16 @@ bool IsNameInCode(absl::string_view value) {
 bool NamesASecret(absl::string_view value) {
   if (!IsNameInCode(value)) return false;
   const std::string lower = absl::AsciiStrToLower(value);
-  return std::any_of(std::begin(kSecretSettingNames), std::end(kSecretSettingNames),
-                     [&](absl::string_view name) { return absl::StrContains(lower, name); });
+  if (std::any_of(std::begin(kSecretSettingNames), std::end(kSecretSettingNames),
+                  [&](absl::string_view name) { return absl::StrContains(lower, name); })) {
+    return true;
+  }
+  return std::any_of(std::begin(kSecretKeyNames), std::end(kSecretKeyNames),
+                     [&](absl::string_view name) {
+                       return absl::StrContains(lower, absl::StrCat(name, "key")) ||
+                              absl::StrContains(lower, absl::StrCat(name, "_key")) ||
+                              absl::StrContains(lower, absl::StrCat(name, "-key"));
+                     });
 }
 
 }  // namespace
@@ -1709,6 +1718,30 @@ bool IsValidSecretValue(absl::string_view value) {
   return value.size() >= 6 && value.size() <= kMaxSecretValueBytes && value[0] != '=' &&
          !StandsForAPassword(value) && !std::all_of(value.begin(), value.end(), IsDigit) &&
          !HasPlaceholderPart(value) && !NamesASecret(value);
+}
+
+bool IsValidDiscordWebhookUrl(absl::string_view value) {
+  if (!absl::ConsumePrefix(&value, "https://") && !absl::ConsumePrefix(&value, "http://")) {
+    return false;
+  }
+  if (!absl::ConsumePrefix(&value, "ptb.")) absl::ConsumePrefix(&value, "canary.");
+  if (!absl::ConsumePrefix(&value, "discord.com/api/") &&
+      !absl::ConsumePrefix(&value, "discordapp.com/api/")) {
+    return false;
+  }
+  if (value.size() >= 3 && value[0] == 'v' && IsDigit(value[1])) {
+    const size_t digits = IsDigit(value[2]) ? 2 : 1;
+    if (value.size() <= 1 + digits || value[1 + digits] != '/') return false;
+    value.remove_prefix(2 + digits);
+  }
+  if (!absl::ConsumePrefix(&value, "webhooks/")) return false;
+  const size_t slash = value.find('/');
+  if (slash == absl::string_view::npos) return false;
+  const absl::string_view id = value.substr(0, slash);
+  const absl::string_view token = value.substr(slash + 1);
+  return id.size() >= 17 && id.size() <= 20 && std::all_of(id.begin(), id.end(), IsDigit) &&
+         IsPrefixedRun(token, "", 60, 80, IsBase64Url) && !IsPlaceholder(token) &&
+         !HasPlaceholderPart(token);
 }
 
 bool IsValidUnquotedSecretValue(absl::string_view value) {
@@ -1792,6 +1825,8 @@ constexpr NamedValidator kValidators[] = {
     {"databricks_token", IsValidDatabricksToken, 4 + 32},
     {"digitalocean_token", IsValidDigitalOceanToken, 7 + 64},
     {"discord_bot_token", IsValidDiscordBotToken, 23 + 1 + 6 + 1 + 27},
+    // "http://discord.com/api/webhooks/", an id, '/', a token.
+    {"discord_webhook_url", IsValidDiscordWebhookUrl, 7 + 25 + 17 + 1 + 60},
     {"docker_hub_token", IsValidDockerHubToken, 9 + 27},
     {"dea", IsValidDeaNumber, 9},
     {"email", IsValidEmail, 6},  // "a@b.cd".
@@ -1881,7 +1916,8 @@ bool ChecksWholeTokens(Validator validator) {
                                           IsValidDatabricksToken,   IsValidAtlassianApiToken,
                                           IsValidVaultToken,        IsValidAzureClientSecret,
                                           IsValidDigitalOceanToken, IsValidPostmanApiKey,
-                                          IsValidGrafanaToken,      IsValidDiscordBotToken};
+                                          IsValidGrafanaToken,      IsValidDiscordBotToken,
+                                          IsValidDiscordWebhookUrl};
   return validator != nullptr &&
          std::find(std::begin(kTokens), std::end(kTokens), validator) != std::end(kTokens);
 }

@@ -329,6 +329,11 @@ bool IsValidGrafanaToken(absl::string_view value);
 //   timestamp), 27 to 38 (the HMAC, no placeholder); holding a digit (for the prefilter, as
 //   JWT).
 bool IsValidDiscordBotToken(absl::string_view value);
+//   DISCORD_WEBHOOK_URL: "https://" or "http://", "discord.com", "discordapp.com",
+//   "ptb.discord.com" or "canary.discord.com", "/api/", an optional version ('v', 1 or 2
+//   digits, '/'), "webhooks/", the webhook's id (17 to 20 digits), '/', and its token: 60 to 80
+//   of [0-9A-Za-z_-], no placeholder.
+bool IsValidDiscordWebhookUrl(absl::string_view value);
 //   SECRET, the value of a setting named as a secret (see NamedSecretRecognizers): 6 to
 //   kMaxSecretValueBytes bytes (an AWS session token has ~1,000), not starting with '=' (after
 //   "==", a comparison), not a stand-in as for URL_CREDENTIALS below, not only digits, nothing of a
@@ -374,7 +379,7 @@ using Validator = bool (*)(absl::string_view value);
 // "azure_shared_access_key", "azure_sas_signature", "perplexity_api_key",
 // "replicate_api_token", "langsmith_api_key", "databricks_token", "atlassian_api_token",
 // "vault_token", "azure_client_secret", "digitalocean_token", "postman_api_key",
-// "grafana_token", "discord_bot_token", "url_credentials", "url_token_user",
+// "grafana_token", "discord_bot_token", "discord_webhook_url", "url_credentials", "url_token_user",
 // "secret_value", "unquoted_secret_value", "basic_credentials", "bearer_token"), or nullptr for an
 // unknown name.
 Validator FindValidator(absl::string_view name);

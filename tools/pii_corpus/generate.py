@@ -56,7 +56,15 @@ record and its problems.
     "Bearer ..."), $cfg['Servers'][$i]['password'] = '...', in Go, Java, Kotlin, Rust, Python,
     JavaScript, PHP, Ruby, C# and bash); Discord bot tokens are a snowflake's unpadded base64url, a
     timestamp and an HMAC of 27 or 38 characters (.env files, discord.py, discord.js and serenity
-    code, "Authorization: Bot ..." headers, config.json). The
+    code, "Authorization: Bot ..." headers, config.json). /tmp/secrets_spec6.md: a SECRET is also
+    the value after ":=" (Go, Pascal, Makefiles), of a name ending in an auth, signing, encryption or
+    master key or in a "pass" that starts a word ("DB_PASS", "smtpPass", never "bypass"; its value
+    holds a digit or a symbol even quoted), of an XML element (Maven's settings.xml, SOAP headers) or
+    key/name and value attribute pair (.NET web.config, Spring beans), of a long option and a space
+    (shell, Dockerfile RUN lines, CI run: steps) and curl's -u/--user password; Jasypt's ENC(...) and
+    "changeit" are stand-ins; Discord webhook URLs (DISCORD_WEBHOOK_URL: discord.com, discordapp.com,
+    PTB and Canary hosts, versioned paths, a 17-20-digit id and a 60-80-character token, "?wait=true"
+    or "/github" after it), with the hard negatives the specification lists and more of its rules. The
     European national identifiers follow their rules (UK National Insurance number prefixes
     and suffixes; the mod-23 letter of Spanish DNI/NIF and NIE numbers; the Italian codice
     fiscale's month letters, day (+40 for women), omocodia letters and odd/even check letter;
@@ -244,7 +252,7 @@ ENTITY_TYPES = (
     "AZURE_SHARED_ACCESS_KEY", "AZURE_SAS_TOKEN",
     "PERPLEXITY_API_KEY", "REPLICATE_API_TOKEN", "LANGSMITH_API_KEY", "DATABRICKS_TOKEN", "ATLASSIAN_API_TOKEN",
     "VAULT_TOKEN", "AZURE_CLIENT_SECRET", "DIGITALOCEAN_TOKEN", "POSTMAN_API_KEY", "GRAFANA_TOKEN",
-    "DISCORD_BOT_TOKEN",
+    "DISCORD_BOT_TOKEN", "DISCORD_WEBHOOK_URL",
     "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER",
     "BE_NATIONAL_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID",
@@ -1340,16 +1348,27 @@ def is_valid_url_credentials(value: str) -> bool:
 # another '=' or after '!', '<' or '>' is a comparison). Score 0.8: a SECRET reading that
 # overlaps a finding of a score-1.0 type is not reported (see findings).
 SECRET_NAME_ENDINGS = ("password", "passwd", "passphrase", "pwd", "secret", "token", "apikey", "api_key", "api-key",
-                       "accesskey", "access_key", "access-key", "secretkey", "secret_key", "secret-key")
+                       "accesskey", "access_key", "access-key", "secretkey", "secret_key", "secret-key",
+                       # /tmp/secrets_spec6.md section 2a
+                       "auth_key", "authkey", "auth-key", "signing_key", "signingkey", "signing-key",
+                       "encryption_key", "encryptionkey", "encryption-key", "master_key", "masterkey", "master-key")
+# /tmp/secrets_spec6.md section 2b: the name end "pass" where it starts a word, the byte before it no
+# ASCII letter ("DB_PASS", "mail.pass", "\"pass\"", in any case), or written "Pass" right after a
+# lowercase letter ("smtpPass"); never "bypass", "compass", "dbpass", "BYPASS". A "pass" name's value
+# holds a digit or a symbol other than '_', '.' and '-' even when quoted ("pass": "passed" is none).
+SECRET_PASS_END = rb"(?P<pass>(?<![A-Za-z])pass|(?-i:(?<=[a-z])Pass))"
 # /tmp/secrets_spec5.md part A: two more separators. A call's two arguments: the name's closing
 # quote (required: "password, ..." is a variable), spaces or tabs, ',', spaces or tabs, and the value
 # in quotes, the same quote on both sides ("call"); a subscript's assignment: the name's closing quote
 # and one ']' before the usual separator (os.environ["DB_PASSWORD"] = ...). The group "call" is set
 # for the call form (secret_values takes the value's quotes).
+# /tmp/secrets_spec6.md section 1: ":=" (Go, Pascal, Makefiles) is a separator too, spaces or tabs (any
+# number, none too) on either side, with the value rules of '='.
 SETTING_SEPARATOR = (rb"(?:(?P<call>[\"'][ \t]*,[ \t]*)"
-                     rb"|(?:[\"']\]|[\"']?)[ \t]*(?:=>|:|(?<![=!<>])=(?!=))[ \t]*)")
+                     rb"|(?:[\"']\]|[\"']?)[ \t]*(?:=>|:=|:|(?<![=!<>])=(?!=))[ \t]*)")
 SECRET_SETTING = re.compile(
-    rb"(?:" + b"|".join(re.escape(e.encode()) for e in SECRET_NAME_ENDINGS) + rb")" + SETTING_SEPARATOR, re.I)
+    rb"(?:" + b"|".join(re.escape(e.encode()) for e in SECRET_NAME_ENDINGS) + rb"|" + SECRET_PASS_END + rb")"
+    + SETTING_SEPARATOR, re.I)
 # /tmp/secrets_spec4.md item 3: 6 to 4,096 bytes, and no window: a value runs to its first stop byte
 # however far that is (an AWS session token of ~1,000 bytes is a SECRET).
 SECRET_MIN_BYTES, SECRET_MAX_BYTES = 6, 4096
@@ -1357,9 +1376,35 @@ WHITESPACE_BYTES = b" \t\n\r\x0b\x0c"
 QUOTE_BYTES = b"\"'"
 # An unquoted value ends at the first of these (or white space).
 SECRET_UNQUOTED_STOP = QUOTE_BYTES + b"`,;(){}[]<>"
+# "fake" and "sample": the specification's vocabulary (/tmp/secrets_spec6.md, "QUOTED VALUE rules").
 SECRET_PLACEHOLDER_WORDS = ("your", "here", "example", "replace", "placeholder", "dummy", "redacted", "xxx",
-                            "***", "...")
+                            "***", "...", "fake", "sample")
 SECRET_NAME_IN_CODE = re.compile(r"[A-Za-z_.-]+")
+# /tmp/secrets_spec6.md: a setting's value is no stand-in of these either: the word "changeit" (Java's
+# keystores' default) and Jasypt's ENC(...) ("password=ENC(G6N718Uu...)": an encrypted property).
+SECRET_STAND_IN_WORDS = ("changeit",)
+JASYPT_STAND_IN = re.compile(r"ENC\(.+\)")
+
+
+def ends_in_secret_name(name: bytes, before: bytes = b"") -> str | None:
+    """"plain" when the name ends (in any case) in one of SECRET_NAME_ENDINGS, "pass" when it ends
+    in "pass" by section 2b's rules (before: the bytes before the name, for the byte before a name
+    that is "pass" alone), None otherwise."""
+    lowered = name.lower()
+    if lowered.endswith(tuple(e.encode() for e in SECRET_NAME_ENDINGS)):
+        return "plain"
+    if not lowered.endswith(b"pass"):
+        return None
+    previous = (before + name)[-5:-4]
+    if not re.fullmatch(rb"[A-Za-z]", previous):
+        return "pass"
+    return "pass" if name.endswith(b"Pass") and re.fullmatch(rb"[a-z]", previous) else None
+
+
+def names_a_secret(value: str) -> bool:
+    """A name in code that itself names a secret ("session_token", "db-password", "self.token"):
+    never a setting's value, quoted or not."""
+    return bool(SECRET_NAME_IN_CODE.fullmatch(value)) and ends_in_secret_name(value.encode()) is not None
 
 
 def has_placeholder_word(value: str) -> bool:
@@ -1380,8 +1425,8 @@ SCORE_ONE_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITH
                    "PERPLEXITY_API_KEY", "REPLICATE_API_TOKEN", "LANGSMITH_API_KEY", "DATABRICKS_TOKEN",
                    "ATLASSIAN_API_TOKEN", "VAULT_TOKEN", "AZURE_CLIENT_SECRET", "DIGITALOCEAN_TOKEN",
                    "POSTMAN_API_KEY", "GRAFANA_TOKEN",
-                   # /tmp/secrets_spec5.md part B
-                   "DISCORD_BOT_TOKEN",
+                   # /tmp/secrets_spec5.md part B, /tmp/secrets_spec6.md section 7
+                   "DISCORD_BOT_TOKEN", "DISCORD_WEBHOOK_URL",
                    # the fifth batch's (/tmp/mrz_vat_spec.md): a VAT number as a setting's value is one
                    "IDENTITY_DOCUMENT_MRZ", "EU_VAT_NUMBER")
 
@@ -1396,6 +1441,9 @@ def is_valid_secret(value: str, quoted: bool = True) -> bool:
         return False
     if data.isdigit() or is_stand_in(value) or has_placeholder_word(value):
         return False
+    # /tmp/secrets_spec6.md: "changeit", ENC(...), a name that names a secret ("session_token").
+    if value.lower() in SECRET_STAND_IN_WORDS or JASYPT_STAND_IN.fullmatch(value) or names_a_secret(value):
+        return False
     return quoted or not SECRET_NAME_IN_CODE.fullmatch(value)
 
 
@@ -1407,29 +1455,65 @@ def is_valid_call_value(value: str) -> bool:
 
 
 def is_valid_setting_value(value: str, kind: str) -> bool:
-    """A setting's value by where it stands: "quoted", "unquoted" or a call's "call"."""
-    return is_valid_call_value(value) if kind == "call" else is_valid_secret(value, kind == "quoted")
+    """A setting's value by where it stands: "quoted", "unquoted", a call's "call", or "bare" (a
+    command line's value up to white space, a curl user's password: the quoted value's rules and a
+    digit or a symbol, /tmp/secrets_spec6.md); "pass-" before the kind: a name ending in "pass",
+    whose value holds a digit or a symbol in every form (section 2b)."""
+    if kind.startswith("pass-"):
+        return not SECRET_NAME_IN_CODE.fullmatch(value) and is_valid_setting_value(value, kind[5:])
+    if kind in ("call", "bare"):
+        return is_valid_call_value(value)
+    return is_valid_secret(value, kind == "quoted")
+
+
+# /tmp/secrets_spec6.md sections 3 to 6, implemented here from it. An XML element: an opening tag with
+# no attributes whose NAME (letters, digits, '_', '.', '-', ':') ends in a secret's name, the value (no
+# white space, no '<'), "</" right after it. An XML attribute pair: key= or name= (either case), the
+# quoted NAME, one or more spaces or tabs, value= (either case), the quoted value; no spaces around
+# '='. A long option: "--NAME" after a space, a tab or a line's start, one or more spaces or tabs, the
+# value quoted (either quote) or up to white space. curl's user: -u or --user after a space, a tab or
+# a line's start, spaces or tabs (or '=' for --user), an optional quote, a user (no white space, ':' or
+# quote), ':', the password up to white space (after an opening quote: or a quote).
+XML_ELEMENT = re.compile(rb"<(?P<name>[A-Za-z0-9_.:-]+)>(?P<value>[^\s<]*)</")
+XML_ATTRIBUTE_PAIR = re.compile(rb"(?:key|name)=(?P<quote>[\"'])(?P<name>[^\"'\s]+)(?P=quote)[ \t]+value=[\"']", re.I)
+LONG_OPTION = re.compile(rb"(?<![^ \t\n])--(?P<name>[^\s=]+)[ \t]+")
+CURL_USER = re.compile(rb"(?<![^ \t\n])(?:-u[ \t]+|--user(?:[ \t]+|=))(?P<quote>[\"']?)[^\s:\"']+:")
+NOT_WHITE_SPACE = re.compile(rb"[^ \t\n\r\x0b\x0c]*")
+NOT_WHITE_SPACE_NOR_QUOTE = re.compile(rb"[^ \t\n\r\x0b\x0c\"']*")
+
+
+def quoted_value_at(data: bytes, start: int) -> tuple[int, int] | None:
+    """The bytes between the quote at start and the next quote (none of them white space), or None."""
+    end = NOT_WHITE_SPACE_NOR_QUOTE.match(data, start + 1).end()
+    return (start + 1, end) if start + 1 < end < len(data) and data[end] in QUOTE_BYTES else None
 
 
 @functools.lru_cache(maxsize=64)
-def secret_values(data: bytes) -> dict[tuple[int, int], str]:
-    """The value of every setting of a secret's name in the text, (begin, end) -> "quoted",
-    "unquoted" or "call", whether or not it is valid: quoted, the bytes between a quote and the
-    next quote (none of them white space); unquoted, the run up to white space or a byte of
-    SECRET_UNQUOTED_STOP, however far (no window since /tmp/secrets_spec4.md); a call's second
-    argument, the bytes between a quote and the next one, which is the same quote."""
-    values = {}
+def secret_values(data: bytes) -> dict[tuple[int, int], frozenset[str]]:
+    """The value of every setting of a secret's name in the text, (begin, end) -> its kinds
+    ("quoted", "unquoted", "call", "bare", each "pass-" too after a name ending in "pass"), whether or
+    not it is valid: quoted, the bytes between a quote and the next quote (none of them white space);
+    unquoted, the run up to white space or a byte of SECRET_UNQUOTED_STOP, however far (no window
+    since /tmp/secrets_spec4.md); a call's second argument, the bytes between a quote and the next
+    one, which is the same quote; and /tmp/secrets_spec6.md's XML elements and attribute pairs (their
+    values quoted ones), long options and curl's passwords ("bare")."""
+    values: dict[tuple[int, int], set[str]] = {}
+
+    def add(span: tuple[int, int], kind: str, name_kind: str | None) -> None:
+        values.setdefault(span, set()).add(("pass-" if name_kind == "pass" else "") + kind)
+
     for match in SECRET_SETTING.finditer(data):
         start, limit = match.end(), len(data)
+        name_kind = "pass" if match["pass"] is not None else "plain"
         if data[start:start + 1] and data[start] in QUOTE_BYTES:
             end = start + 1
             while end < limit and data[end] not in QUOTE_BYTES + WHITESPACE_BYTES:
                 end += 1
             if match["call"] is not None:
                 if start + 1 < end < limit and data[end] == data[start]:
-                    values[(start + 1, end)] = "call"
+                    add((start + 1, end), "call", name_kind)
             elif start + 1 < end < limit and data[end] in QUOTE_BYTES:
-                values[(start + 1, end)] = "quoted"
+                add((start + 1, end), "quoted", name_kind)
         elif match["call"] is not None:
             continue  # a call's argument unquoted: a variable
         else:
@@ -1437,8 +1521,35 @@ def secret_values(data: bytes) -> dict[tuple[int, int], str]:
             while end < limit and data[end] not in SECRET_UNQUOTED_STOP + WHITESPACE_BYTES:
                 end += 1
             if end > start:
-                values[(start, end)] = "unquoted"
-    return values
+                add((start, end), "unquoted", name_kind)
+    if b"</" in data:
+        for match in XML_ELEMENT.finditer(data):
+            name_kind = ends_in_secret_name(match["name"], data[max(0, match.start("name") - 1):match.start("name")])
+            if name_kind and match.end("value") > match.start("value"):
+                add(match.span("value"), "quoted", name_kind)
+    for match in XML_ATTRIBUTE_PAIR.finditer(data):
+        name_kind = ends_in_secret_name(match["name"], data[max(0, match.start("name") - 1):match.start("name")])
+        span = quoted_value_at(data, match.end() - 1)
+        if name_kind and span:
+            add(span, "quoted", name_kind)
+    if b"--" in data:
+        for match in LONG_OPTION.finditer(data):
+            name_kind = ends_in_secret_name(match["name"], data[max(0, match.start("name") - 1):match.start("name")])
+            if not name_kind or match.end() >= len(data):
+                continue
+            if data[match.end()] in QUOTE_BYTES:
+                span = quoted_value_at(data, match.end())
+                if span:
+                    add(span, "quoted", name_kind)
+            else:
+                end = NOT_WHITE_SPACE.match(data, match.end()).end()
+                if end > match.end():
+                    add((match.end(), end), "bare", name_kind)
+    for match in CURL_USER.finditer(data):
+        end = (NOT_WHITE_SPACE_NOR_QUOTE if match["quote"] else NOT_WHITE_SPACE).match(data, match.end()).end()
+        if end > match.end():
+            add((match.end(), end), "bare", None)
+    return {span: frozenset(kinds) for span, kinds in values.items()}
 
 
 # SECRET (specification of 2026-12-07, late night, item 13): the credentials of an Authorization
@@ -2015,6 +2126,22 @@ def is_valid_discord_bot_token(value: str) -> bool:
     return user_id is not None and bool(DISCORD_USER_ID.fullmatch(user_id))
 
 
+# DISCORD_WEBHOOK_URL (/tmp/secrets_spec6.md section 7), implemented here from it: the whole URL from
+# the scheme (https:// or http://) through the token; host discord.com, discordapp.com, ptb.discord.com
+# or canary.discord.com; path /api/webhooks/ or /api/vNN/webhooks/ (NN: one or two digits); an id of
+# 17 to 20 digits, '/', a token of 60 to 80 of [A-Za-z0-9_-] holding no placeholder part (Discord's
+# are 68). A byte of [A-Za-z0-9_-] after the token voids it (accepts(): the candidate takes the
+# whole run); "?wait=true" or '/' after it is no part of it. Score 1.0, data class INTERNAL.
+DISCORD_WEBHOOK_URL_SHAPE = re.compile(
+    r"https?://(?:discord\.com|discordapp\.com|ptb\.discord\.com|canary\.discord\.com)"
+    r"/api/(?:v[0-9]{1,2}/)?webhooks/[0-9]{17,20}/([A-Za-z0-9_-]{60,80})")
+
+
+def is_valid_discord_webhook_url(value: str) -> bool:
+    match = DISCORD_WEBHOOK_URL_SHAPE.fullmatch(value)
+    return bool(match) and not has_placeholder_word(match[1])
+
+
 # PRIVATE_KEY (/tmp/secrets_spec4.md items 6 and 7). Lines break as a newline (optionally after
 # '\r') or as the two characters "\n" inside a JSON string, and may be indented with spaces or tabs
 # (a YAML block scalar). A whole block: BEGIN, base64 lines, the END line of the same label. A key
@@ -2163,6 +2290,7 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
     "POSTMAN_API_KEY": is_valid_postman_api_key,
     "GRAFANA_TOKEN": is_valid_grafana_token,
     "DISCORD_BOT_TOKEN": is_valid_discord_bot_token,
+    "DISCORD_WEBHOOK_URL": is_valid_discord_webhook_url,
     "UK_NINO": is_valid_nino,
     "ES_NIF": is_valid_nif,
     "ES_NIE": is_valid_nie,
@@ -2327,7 +2455,12 @@ SECRET_GLUED_AFTER = {
     # /tmp/secrets_spec5.md part B: nor '.' and a byte of its alphabet (a fourth segment); nor '-'
     # before it (accepts()).
     "DISCORD_BOT_TOKEN": re.compile(rb"\.?[0-9A-Za-z_-]"),
+    # /tmp/secrets_spec6.md section 7: a byte of the token's alphabet after it voids it ('/' and '?' do
+    # not); the specification gives no rule for the byte before it (GLUED_AFTER_ONLY).
+    "DISCORD_WEBHOOK_URL": re.compile(rb"[0-9A-Za-z_-]"),
 }
+# Types of SECRET_GLUED_AFTER whose rules say nothing of the byte before them.
+GLUED_AFTER_ONLY = ("DISCORD_WEBHOOK_URL",)
 # Where a URL's user part starts: "://" and a run of local-part bytes, in which no e-mail address
 # starts (/tmp/secrets_spec4.md item 4).
 URL_USER_PART = re.compile(rb"://[0-9A-Za-z_%+.-]*\Z")
@@ -2365,7 +2498,8 @@ def accepts(entity_type: str, data: bytes, begin: int, end: int, strict: bool) -
     if strict and entity_type == "ES_NIF" and re.fullmatch(rb"[A-Za-z]", data[max(0, begin - 1):begin]):
         return False
     glued_after = SECRET_GLUED_AFTER.get(entity_type)
-    if glued_after and (SECRET_GLUED_BEFORE.fullmatch(data[begin - 1:begin]) or glued_after.match(data, end)):
+    if glued_after and ((entity_type not in GLUED_AFTER_ONLY and SECRET_GLUED_BEFORE.fullmatch(data[begin - 1:begin]))
+                        or glued_after.match(data, end)):
         return False
     if entity_type == "SLACK_TOKEN" and value.startswith("xapp-") and (
             SECRET_GLUED_BEFORE.fullmatch(data[begin - 1:begin]) or SLACK_APP_TOKEN_GLUED_AFTER.match(data, end)):
@@ -2378,9 +2512,9 @@ def accepts(entity_type: str, data: bytes, begin: int, end: int, strict: bool) -
     # A secret's value only where a setting of a secret's name gives it (quoted or unquoted), or
     # an Authorization header's credentials (by its scheme's rules).
     if entity_type == "SECRET":
-        kind = secret_values(data).get((begin, end))
+        kinds = secret_values(data).get((begin, end), ())
         scheme = authorization_values(data).get((begin, end))
-        if not ((kind is not None and is_valid_setting_value(value, kind))
+        if not (any(is_valid_setting_value(value, kind) for kind in kinds)
                 or (scheme is not None and is_valid_authorization_credentials(value, scheme))
                 or ((begin, end) in auth_values(data) and is_valid_basic_credentials(value))):
             return False
@@ -2518,6 +2652,10 @@ CANDIDATES = tuple((types, re.compile(pattern, flags)) for types, pattern, flags
     # further ".segment" (a fourth rejects it; a '.' ending a sentence stays out).
     (("DISCORD_BOT_TOKEN",), rb"(?<![A-Za-z0-9_-])(?=(?P<v>[MNO][A-Za-z0-9_-]{22,26}\.[A-Za-z0-9_-]*"
                              rb"(?:\.[A-Za-z0-9_-]+)*))", 0),
+    # /tmp/secrets_spec6.md section 7: any host with "discord" in it, any version, the id's and the
+    # token's whole runs (the validator judges them).
+    (("DISCORD_WEBHOOK_URL",),
+     rb"https?://[0-9A-Za-z.-]*discord[0-9A-Za-z.-]*/(?:api/)?(?:v[0-9]+/)?webhooks/[0-9A-Za-z]*/[0-9A-Za-z_-]*", 0),
     # The national identifiers, lowercase letters, other digit counts and any century sign
     # included (the validators judge them).
     (("UK_NINO",),
@@ -2779,6 +2917,9 @@ LABEL_BOUNDARY = {
                  "POSTMAN_API_KEY", "GRAFANA_TOKEN")},
     # /tmp/secrets_spec5.md part B: no byte of its alphabet beside it, nor '.' and one after it.
     "DISCORD_BOT_TOKEN": (TOKEN_BOUNDARY[0], re.compile(rb"\.?[0-9A-Za-z_-]")),
+    # /tmp/secrets_spec6.md section 7: no word byte before it (the rule says nothing there: the corpus
+    # writes none), no byte of the token's alphabet after it.
+    "DISCORD_WEBHOOK_URL": (re.compile(rb"[0-9A-Za-z_]\Z"), re.compile(rb"[0-9A-Za-z_-]")),
     # Values starting with a letter: no word byte or dash beside them; a grouped NINO's spaces
     # are judged by continues_groups.
     **{t: (re.compile(rb"[0-9A-Za-z_-]\Z"), re.compile(rb"[0-9A-Za-z_]|-[0-9A-Za-z]"))
@@ -5434,6 +5575,218 @@ def spec5_formats() -> list[PositiveFormat]:
     ]
 
 
+# /tmp/secrets_spec6.md: SECRET in its seven new forms and DISCORD_WEBHOOK_URL. The values: random
+# passwords of 8-24 characters (a letter or digit first, a digit or a symbol in them, none of '@', '&',
+# '$', quotes, white space or the bytes that end an unquoted value: valid in every form, as a "pass"
+# name's and a curl user's too), 24-40 base62 or 32 and 40 hex characters with a digit; none valid as
+# another type where it stands, none holding a context word, none longer than 512 bytes (the
+# specification's bound, below this module's 4,096).
+SPEC6_PASSWORD_SYMBOLS = "!#%*+-_.~^/"
+SPEC6_PASSWORD_ALPHABET = BASE62 + SPEC6_PASSWORD_SYMBOLS
+
+
+def spec6_secret_value(rng: Random, ordinal: int) -> str:
+    def draw() -> str:
+        kind = ordinal % 6
+        if kind == 4:
+            return random_string(rng, HEX, rng.choice((32, 40)))
+        if kind == 5:
+            return random_string(rng, BASE62, rng.randint(24, 40))
+        return rng.choice(BASE62) + random_string(rng, SPEC6_PASSWORD_ALPHABET, rng.randint(7, 23))
+
+    def valid(value: str) -> bool:
+        return (is_valid_secret(value, quoted=False) and is_valid_call_value(value)
+                and any(c in DIGITS for c in value) and free_of_other_findings(value))
+    return drawn_until(valid, draw)
+
+
+# Section 1: ":=" in Go, Pascal (Delphi) and Makefiles, with and without spaces or with tabs.
+COLON_EQUALS_FRAMES = (
+    "password := \"{v}\"",
+    "func connect() (*sql.DB, error) {\n\tdbPassword := \"{v}\"\n\treturn sql.Open(\"postgres\", dsn(dbPassword))\n}",
+    "apiToken := \"{v}\"\nreq.Header.Set(\"X-Api-Token\", apiToken)",
+    "clientSecret:=\"{v}\"",
+    "procedure TMainForm.FormCreate(Sender: TObject);\nbegin\n  IdSMTP1.Password := '{v}';\nend;",
+    "  FDConnection1.Params.Password := '{v}';",
+    "ApiKey := '{v}';",
+    "DB_PASSWORD := {v}",
+    "export REGISTRY_TOKEN := {v}\n\npush:\n\tdocker push registry.example.com/app:latest",
+    "SIGNING_SECRET\t:=\t{v}",
+    "DEPLOY_TOKEN:={v}\nDEPLOY_HOST := deploy.internal",
+)
+# Section 2a: the new name ends in .env files, YAML, JSON, Python, JavaScript, INI, PHP and Go.
+NEW_NAME_END_FRAMES = (
+    "AUTH_KEY={v}",
+    "JWT_SIGNING_KEY: {v}",
+    "{\"encryptionKey\": \"{v}\", \"algorithm\": \"aes-256-gcm\"}",
+    "MASTER_KEY = '{v}'",
+    "RAILS_MASTER_KEY={v}",
+    "app:\n  security:\n    signing-key: \"{v}\"",
+    "export COOKIE_ENCRYPTION_KEY=\"{v}\"",
+    "const authKey = '{v}';",
+    "[vault]\nmasterkey = {v}",
+    "\"auth-key\": \"{v}\",",
+    "webhook.signingkey={v}",
+    "'master_key' => '{v}',",
+    "cfg.EncryptionKey := \"{v}\"",
+)
+# Section 2b: "pass" starting a word or written "Pass" after a lowercase letter.
+PASS_NAME_FRAMES = (
+    "DB_PASS={v}",
+    "SMTP-PASS: {v}",
+    "mail.pass={v}",
+    "pass: {v}",
+    "{\"user\": \"deploy\", \"pass\": \"{v}\"}",
+    "const dbPass = '{v}';",
+    "smtpPass: \"{v}\"",
+    "redis_pass = \"{v}\"",
+    "export MYSQL_PASS='{v}'",
+    "ftp:\n  host: files.internal\n  user: upload\n  pass: {v}",
+    "$smtpPass = '{v}';",
+    "mailPass := \"{v}\"",
+    "AMQP_PASS: \"{v}\"",
+)
+# Section 3: XML elements (Maven's settings.xml and pom.xml, SOAP headers, Jenkins, plain XML).
+XML_ELEMENT_FRAMES = (
+    "~/.m2/settings.xml:\n<servers>\n  <server>\n    <id>nexus-releases</id>\n    <username>deploy</username>\n"
+    "    <password>{v}</password>\n  </server>\n</servers>",
+    "<properties>\n  <db.password>{v}</db.password>\n</properties>",
+    "<soapenv:Header>\n  <ns:apiKey>{v}</ns:apiKey>\n</soapenv:Header>",
+    "<smtpPass>{v}</smtpPass>",
+    "<PASSWORD>{v}</PASSWORD>",
+    "<config>\n\t<client_secret>{v}</client_secret>\n\t<region>eu-west-1</region>\n</config>",
+    "<auth-token>{v}</auth-token>",
+    "<encryptionKey>{v}</encryptionKey>",
+    "<gpg.passphrase>{v}</gpg.passphrase>",
+    "Jenkins credentials.xml:\n<username>ci</username>\n<password>{v}</password>",
+    "<db:pass>{v}</db:pass>",
+)
+# Section 4: XML attribute pairs (.NET web.config, Spring beans, Tomcat, generic parameters).
+XML_ATTRIBUTE_FRAMES = (
+    "web.config:\n<add key=\"SmtpServer\" value=\"smtp.internal\" />\n<add key=\"SmtpPassword\" value=\"{v}\" />",
+    "<add key=\"ApiKey\" value=\"{v}\"/>",
+    "<bean id=\"dataSource\" class=\"org.apache.commons.dbcp2.BasicDataSource\">\n"
+    "  <property name=\"username\" value=\"app\"/>\n  <property name=\"password\" value=\"{v}\"/>\n</bean>",
+    "<param name=\"apiToken\" value='{v}'/>",
+    "<add key=\"Jwt:SigningKey\" value=\"{v}\" />",
+    "<add key=\"SmtpPass\" value=\"{v}\" />",
+    "<ADD KEY=\"DB_PASSWORD\" VALUE=\"{v}\" />",
+    "<setting name=\"ClientSecret\"\tvalue=\"{v}\"/>",
+    "<entry name='auth_token'  value='{v}'/>",
+    "<Parameter name=\"mail.smtp.password\" value=\"{v}\" override=\"false\"/>",
+)
+# Section 5: long options and a space (shell lines, Dockerfile RUN lines, CI YAML run: steps).
+LONG_OPTION_FRAMES = (
+    "mysql -h db.internal -u app --password {v} shop",
+    "./deploy.sh --api-key {v} --env prod",
+    "tool --api-key '{v}'",
+    "vault-cli --token \"{v}\" kv get secret/app",
+    "redis-cli -h cache.internal --pass {v} PING",
+    "RUN ./scripts/configure.sh --registry-token {v} && rm -rf /tmp/build",
+    "steps:\n  - name: Deploy\n    run: ./scripts/deploy.sh --api-token \"{v}\" --region eu-west-1",
+    "- run: npx vercel deploy --prod --token {v}",
+    "backup-tool --encryption-key\t{v}\t--target s3://backups/db",
+    "docker run --rm acme/migrate:2.3 --db-pass {v} --host db.internal",
+    "./release.sh \\\n  --signing-key {v} \\\n  --channel stable",
+    "--client-secret  '{v}'",
+)
+# Section 6: curl's user option ({user}: a user name drawn for each sentence).
+CURL_USER_FRAMES = (
+    "curl -u {user}:{v} https://api.example.com/v1/orders",
+    "curl --user '{user}:{v}' https://registry.example.com/v2/_catalog",
+    "curl --user={user}:{v} https://nexus.example.com/service/rest/v1/status",
+    "curl -s -u \"{user}:{v}\" -X POST https://ci.example.com/job/build/buildWithParameters",
+    "curl -fsSL -u {user}:{v} -o app.tar.gz https://artifacts.example.com/releases/app.tar.gz",
+    "RUN curl -u {user}:{v} -o /tmp/pkg.tgz https://repo.example.com/pkg.tgz",
+    "- name: Upload\n  run: curl --user {user}:{v} -T dist/app.zip https://uploads.example.com/",
+    "curl\t-u\t{user}:{v}\thttps://api.example.com/health",
+    "Why does curl -u {user}:{v} https://jenkins.example.com/api/json return 401?",
+    "curl -u  {user}:{v} https://grafana.example.com/api/dashboards/home",
+)
+CURL_USERS = ("alice", "deploy", "ci-bot", "jenkins", "backup", "admin", "svc_reports", "build", "ops", "uploader")
+
+
+def curl_user(rng: Random) -> str:
+    return rng.choice(CURL_USERS)
+
+
+# DISCORD_WEBHOOK_URL (section 7) as Discord issues them: mostly https://discord.com/api/webhooks/, the
+# legacy discordapp.com, the PTB and Canary clients' hosts, versioned paths; a snowflake of 17 to 20
+# digits (18 or 19 mostly, valid as no type on its own) and a token of 68 base64url characters (60 or
+# 80 now and then); again until valid, free of other readings and of context words.
+DISCORD_WEBHOOK_HOSTS = ("discord.com",) * 6 + ("discordapp.com", "discordapp.com", "ptb.discord.com",
+                                                "canary.discord.com")
+DISCORD_WEBHOOK_VERSIONS = ("",) * 6 + ("v10/", "v9/", "v6/", "v8/")
+DISCORD_WEBHOOK_ID_LENGTHS = (17, 18, 18, 19, 19, 19, 19, 20)
+
+
+def discord_webhook_id(rng: Random, length: int) -> str:
+    return drawn_until(no_entity, lambda: discord_user_id_digits(rng, length))
+
+
+def discord_webhook_url(rng: Random, ordinal: int) -> str:
+    def draw() -> str:
+        scheme = "http://" if ordinal % 13 == 12 else "https://"
+        token_length = rng.choice((60, 80)) if ordinal % 7 == 3 else 68
+        return "%s%s/api/%swebhooks/%s/%s" % (
+            scheme, rng.choice(DISCORD_WEBHOOK_HOSTS), rng.choice(DISCORD_WEBHOOK_VERSIONS),
+            discord_webhook_id(rng, rng.choice(DISCORD_WEBHOOK_ID_LENGTHS)), random_string(rng, BASE64URL, token_length))
+    return drawn_until(lambda v: VALIDATORS["DISCORD_WEBHOOK_URL"](v) and free_of_other_readings(v, "DISCORD_WEBHOOK_URL")
+                       and not any(word in v.lower() for word in ALL_CONTEXT_WORDS), draw)
+
+
+# Where webhook URLs are pasted from: .env and compose files, TOML, JSON and Grafana's provisioning;
+# Python, discord.js, Go and Rust code; curl commands, CI steps, GitHub's and Slack's compatible
+# endpoints (a '/' after the token), "?wait=true".
+DISCORD_WEBHOOK_CONFIG_FRAMES = (
+    "DISCORD_WEBHOOK_URL={v}",
+    "export DISCORD_WEBHOOK=\"{v}\"",
+    ".env:\nDISCORD_WEBHOOK_URL={v}\nDISCORD_USERNAME=deploy-bot",
+    "services:\n  notifier:\n    image: acme/notifier:1.4\n    environment:\n      - DISCORD_WEBHOOK_URL={v}",
+    "[discord]\nwebhook_url = \"{v}\"\nusername = \"Uptime\"",
+    "{\"discord\": {\"webhookUrl\": \"{v}\", \"mentionRole\": \"ops\"}}",
+    "contactPoints:\n  - name: discord-alerts\n    receivers:\n      - type: discord\n        settings:\n"
+    "          url: {v}",
+)
+DISCORD_WEBHOOK_CODE_FRAMES = (
+    "requests.post(\"{v}\", json={\"content\": \"Nightly backup finished\"})",
+    "requests.post(\"{v}?wait=true\", json={\"content\": \"Deploy done\"})",
+    "const webhook = new WebhookClient({ url: '{v}' });",
+    "webhook = DiscordWebhook(url=\"{v}\", content=\"Build finished\")\nwebhook.execute()",
+    "resp, err := http.Post(\"{v}\", \"application/json\", bytes.NewBuffer(payload))",
+    "let client = reqwest::Client::new();\nclient.post(\"{v}\").json(&body).send().await?;",
+    "WEBHOOK = '{v}'  # the deploys channel",
+)
+DISCORD_WEBHOOK_CLI_FRAMES = (
+    "curl -H \"Content-Type: application/json\" -d '{\"content\":\"Release is out\"}' {v}",
+    "curl -X POST -H 'Content-Type: application/json' -d '{\"content\":\"Backup done\"}' \"{v}?wait=true\"",
+    "- name: Notify Discord\n  run: curl -sf -H 'Content-Type: application/json' -d '{\"content\":\"CI green\"}' \"{v}\"",
+    "Payload URL for the GitHub integration: {v}/github",
+    "Slack-compatible endpoint: {v}/slack",
+    "Our alerts go to {v} but nothing arrives, what is wrong?",
+    "Copied from the Discord PTB client: {v}",
+)
+
+
+def spec6_formats() -> list[PositiveFormat]:
+    """/tmp/secrets_spec6.md: SECRET's seven new forms (seven formats, 420 records a seed at the
+    default) and DISCORD_WEBHOOK_URL in the generic sentences and its own (four formats, 240)."""
+    return [
+        PositiveFormat("SECRET", "colon-equals", spec6_secret_value, frames=COLON_EQUALS_FRAMES),
+        PositiveFormat("SECRET", "new-name-ends", spec6_secret_value, frames=NEW_NAME_END_FRAMES),
+        PositiveFormat("SECRET", "pass-names", spec6_secret_value, frames=PASS_NAME_FRAMES),
+        PositiveFormat("SECRET", "xml-element", spec6_secret_value, frames=XML_ELEMENT_FRAMES),
+        PositiveFormat("SECRET", "xml-attribute", spec6_secret_value, frames=XML_ATTRIBUTE_FRAMES),
+        PositiveFormat("SECRET", "long-option-space", spec6_secret_value, frames=LONG_OPTION_FRAMES),
+        PositiveFormat("SECRET", "curl-user", spec6_secret_value, frames=CURL_USER_FRAMES),
+        PositiveFormat("DISCORD_WEBHOOK_URL", "plain", discord_webhook_url),
+        PositiveFormat("DISCORD_WEBHOOK_URL", "env-and-config", discord_webhook_url,
+                       frames=DISCORD_WEBHOOK_CONFIG_FRAMES),
+        PositiveFormat("DISCORD_WEBHOOK_URL", "code", discord_webhook_url, frames=DISCORD_WEBHOOK_CODE_FRAMES),
+        PositiveFormat("DISCORD_WEBHOOK_URL", "ci-and-tools", discord_webhook_url, frames=DISCORD_WEBHOOK_CLI_FRAMES),
+    ]
+
+
 # The fourth batch's own sentences: HR e-mails, payslips, forms, JSON records and key=value
 # lines, the context word the field's name or shortly before the value (the generator lays out
 # no table: a column header's context is the engine's rule, not this module's).
@@ -5694,6 +6047,7 @@ POSITIVE_FORMATS = (
     *authorization_formats(),
     *new_secret_formats(),
     *spec5_formats(),
+    *spec6_formats(),
     PositiveFormat("UK_NINO", "compact-context", nino_format(False), "with"),
     PositiveFormat("UK_NINO", "grouped", nino_format(True)),
     PositiveFormat("UK_NINO", "grouped-context", nino_format(True), "with"),
@@ -7813,6 +8167,178 @@ SPEC5_NEGATIVE_VARIANTS = (
 )
 
 
+# The hard negatives of /tmp/secrets_spec6.md: the specification's own (each written verbatim among
+# them) and more that follow from its rules, form by form: ":=" giving a call, a field or a stand-in;
+# "pass" names with a value of letters, names that end in "pass" inside a word or in another word;
+# Jasypt's ENC(...) and "changeit" in every form; XML elements that are empty, spaced, broken by a
+# line, with attributes or of another name; attribute pairs of another name, a stand-in, the wrong
+# order or spaces around '='; long options with a variable, of another name or without a value; curl
+# users with a short, a variable or no password; Discord webhook URLs breaking one rule. Each value
+# holds what it says and nothing else the rules read (drawn again until free of context words).
+
+def jasypt_value(rng: Random) -> str:
+    """Jasypt's output: ENC( and the base64 of 24 to 48 bytes )."""
+    return drawn_until(lambda v: not any(w in v.lower() for w in ALL_CONTEXT_WORDS),
+                       lambda: "ENC(%s)" % base64.b64encode(rng.randbytes(rng.choice((24, 32, 48)))).decode())
+
+
+def letters_only(rng: Random) -> str:
+    """Six to twelve lowercase letters: a "pass" name's value that is none (no digit nor symbol)."""
+    return drawn_until(lambda v: is_valid_secret(v) and not names_a_secret(v)
+                       and not any(w in v for w in ALL_CONTEXT_WORDS),
+                       lambda: random_string(rng, LOWER, rng.randint(6, 12)))
+
+
+def spec6_setting_invalid(category: str, kind: str) -> ValueGenerator:
+    def generate(rng: Random, ordinal: int) -> str:
+        password = spec6_secret_value(rng, 0)
+        if category == "colon_equals_invalid" and kind == "not-a-value":
+            choices = ("password := os.Getenv(\"DB_PASSWORD\")", "token := req.Header.Get(\"X-Token\")",
+                       "secret := cfg.Secret", "apiKey := viper.GetString(\"api_key\")",
+                       "DB_PASSWORD := $(shell cat /run/secrets/db)", "password := \"\"",
+                       "IdSMTP1.Password := EditPassword.Text;", "clientSecret := os.Args[1]")
+        elif category == "colon_equals_invalid":  # "stand-in"
+            choices = ("pwd := \"changeme\"", "password := \"${DB_PASSWORD}\"", "API_TOKEN := $(API_TOKEN)",
+                       "secret := \"xxxxxxxx\"", "password := \"your-password-here\"", "token := \"<TOKEN>\"",
+                       "ApiKey := '********';", "DB_PASSWORD := %s" % jasypt_value(rng))
+        elif category == "pass_name_invalid" and kind == "no-digit-or-symbol":
+            word = letters_only(rng)
+            choices = ("\"pass\": \"passed\"", "pass: true", "pass=12", "\"pass\": \"failed\"",
+                       "<smtpPass>%s</smtpPass>" % word, "<add key=\"SmtpPass\" value=\"%s\" />" % word,
+                       "DB_PASS: \"%s\"" % word, "dbPass := \"%s\"" % word, "--db-pass '%s'" % word,
+                       "{\"test\": \"login\", \"pass\": \"skipped\"}")
+        elif category == "pass_name_invalid" and kind == "inside-a-word":
+            choices = ("bypass=S3cret!1", "compass: N45W#1", "dbpass=%s" % password, "BYPASS=%s" % password,
+                       "\"bypass\": \"%s\"" % password, "--bypass %s" % password, "<compass>N45W#1</compass>",
+                       "mailpass := \"%s\"" % password)
+        elif category == "pass_name_invalid":  # "other-end"
+            choices = ("BYPASS_TOKEN_CHECK=1", "pass_rate: 98.5%", "passes: 12", "passed=41",
+                       "pass_through: enabled", "PASS_COUNT=3", "<passThrough>yes-%s</passThrough>" % password,
+                       "--pass-file /etc/ftp/pass.txt")
+        elif category == "secret_stand_in_spec6" and kind == "jasypt":
+            enc = "ENC(G6N718UuyPE5bHyWKyuLQSm02auQPUtm)" if ordinal < 2 else jasypt_value(rng)  # the specification's
+            choices = ("<password>%s</password>" % enc, "password=%s" % enc,
+                       "spring.datasource.password: \"%s\"" % enc, "<add key=\"Password\" value=\"%s\"/>" % enc,
+                       "--password '%s'" % enc, "DB_PASSWORD := \"%s\"" % enc, "jdbc.password=%s" % enc,
+                       "<property name=\"password\" value=\"%s\"/>" % enc)
+        elif category == "secret_stand_in_spec6":  # "changeit"
+            choices = ("keystore.password=changeit", "<password>changeit</password>",
+                       "-Djavax.net.ssl.trustStorePassword=changeit", "\"truststorePassword\": \"changeit\"",
+                       "<add key=\"KeystorePassword\" value=\"changeit\" />", "--keystore-password changeit",
+                       "storePassword := \"changeit\"")
+        elif category == "xml_element_invalid" and kind == "stand-in":
+            choices = ("<password>${db.password}</password>", "<password>changeme</password>",
+                       "<password>{COQLCE6DU6GtcS5P=}</password>", "<password>********</password>",
+                       "<apiKey>{{ api_key }}</apiKey>", "<password>${env.NEXUS_PASSWORD}</password>",
+                       "<token>REDACTED</token>", "<password>your-password-here</password>")
+        elif category == "xml_element_invalid" and kind == "empty-or-spaced":
+            choices = ("<password></password>", "<password> S3cret!1 </password>",
+                       "<password>\n  %s\n</password>" % password, "<password/>",
+                       "<password> %s</password>" % password, "<apiKey>\t%s\t</apiKey>" % password)
+        elif category == "xml_element_invalid" and kind == "other-name":
+            choices = ("<passwordPolicy>strict-12</passwordPolicy>", "<secretName>db-creds-7</secretName>",
+                       "<passwordMinLength>12</passwordMinLength>", "<apiKeyHeader>X-Api-Key</apiKeyHeader>",
+                       "<tokenEndpoint>https://auth.example.com/oauth/token</tokenEndpoint>",
+                       "<passwordHash>%s</passwordHash>" % password, "<secretRef>%s</secretRef>" % password)
+        elif category == "xml_element_invalid":  # "attributes"
+            choices = ("<password encrypted=\"true\">%s</password>" % password,
+                       "<password type=\"plain\">%s</password>" % password,
+                       "<apiKey env=\"prod\">%s</apiKey>" % password, "<ns:token xsi:nil=\"false\">%s</ns:token>" % password)
+        elif category == "xml_attribute_invalid" and kind == "stand-in":
+            choices = ("<property name=\"password\" value=\"${db.password}\"/>",
+                       "<add key=\"Password\" value=\"changeme\"/>", "<add key=\"ApiKey\" value=\"\" />",
+                       "<add key=\"ClientSecret\" value=\"REPLACE_ME\" />",
+                       "<property name=\"password\" value=\"%(db_password)s\"/>",
+                       "<param name=\"apiToken\" value='{{ api_token }}'/>")
+        elif category == "xml_attribute_invalid" and kind == "other-name":
+            choices = ("<add key=\"PasswordMinLength\" value=\"12\"/>", "<add key=\"TokenLifetimeMinutes\" value=\"60\"/>",
+                       "<add key=\"ApiKeyHeaderName\" value=\"X-Api-Key\"/>",
+                       "<property name=\"passwordEncoder\" value=\"bcrypt-12\"/>",
+                       "<add key=\"SecretStore\" value=\"%s\"/>" % password)
+        elif category == "xml_attribute_invalid":  # "not-the-pair"
+            choices = ("<add value=\"%s\" key=\"SmtpPassword\"/>" % password,
+                       "<add key=\"SmtpPassword\" value = \"%s\"/>" % password,
+                       "<add key=\"SmtpPassword\"value=\"%s\"/>" % password,
+                       "<add key = \"ApiKey\" value=\"%s\"/>" % password,
+                       "<property name=\"password\" ref=\"dbPasswordBean\"/>")
+        elif category == "long_option_invalid" and kind == "variable":
+            choices = ("--password $DB_PASSWORD", "--password \"$PW\"", "--token ${TOKEN}",
+                       "--api-key \"${{ secrets.API_KEY }}\"", "--password \"$(cat /run/secrets/db)\"",
+                       "mysql --password $MYSQL_PASSWORD shop", "--db-pass $(DB_PASS)")
+        elif category == "long_option_invalid" and kind == "other-name":
+            choices = ("--password-file /run/secrets/db", "docker login --username ci --password-stdin",
+                       "--token-ttl 3600", "--api-key-header X-Api-Key", "--secret-name db-creds",
+                       "--master-key-path /etc/keys/master.pem", "--passwordless")
+        elif category == "long_option_invalid":  # "no-value"
+            choices = ("--no-password", "--password --verbose", "--ask-pass", "--password ''",
+                       "--password changeme", "--token abc12", "mysqldump --single-transaction --password")
+        elif category == "curl_user_invalid" and kind == "short-or-stand-in":
+            choices = ("curl -u admin:admin https://api.example.com/", "ssh -u alice:bob",
+                       "curl -u ci:Ab3!x https://ci.example.com/", "curl -u deploy:changeme https://repo.example.com/",
+                       "curl -u admin:password https://grafana.example.com/api/health")
+        elif category == "curl_user_invalid" and kind == "variable":
+            choices = ("curl -u $USER:$PASS https://api.example.com/", "curl -u \"$API_KEY:\" https://api.example.com/",
+                       "curl -u \"jenkins:${JENKINS_TOKEN}\" https://ci.example.com/",
+                       "curl --user \"$NEXUS_USER:$NEXUS_PASSWORD\" https://nexus.example.com/")
+        else:  # curl_user_invalid, "no-password"
+            choices = ("curl -u user: https://api.example.com/", "curl -u alice https://api.example.com/",
+                       "curl --negotiate -u : https://intranet.example.com/", "curl -u \"deploy:\" -T app.zip "
+                       "https://uploads.example.com/")
+        return choices[ordinal % len(choices)] if ordinal < len(choices) else rng.choice(choices)
+    return free_of_context_words(generate)
+
+
+SPEC6_SETTING_NEGATIVE_KINDS = (
+    ("colon_equals_invalid", ("not-a-value", "stand-in")),
+    ("pass_name_invalid", ("no-digit-or-symbol", "inside-a-word", "other-end")),
+    ("secret_stand_in_spec6", ("jasypt", "changeit")),
+    ("xml_element_invalid", ("stand-in", "empty-or-spaced", "other-name", "attributes")),
+    ("xml_attribute_invalid", ("stand-in", "other-name", "not-the-pair")),
+    ("long_option_invalid", ("variable", "other-name", "no-value")),
+    ("curl_user_invalid", ("short-or-stand-in", "variable", "no-password")),
+)
+
+
+def discord_webhook_invalid(kind: str) -> ValueGenerator:
+    """"id-length": 16 or 21 digits; "token-length": 59 or 81 (a byte more of the token's alphabet voids
+    it); "host": discord.gg or no /api/; "id-letters": "ID" and "TOKEN", templates; "placeholder": a
+    token of xxx, your..., here; "api-version": /api/v100/."""
+    def generate(rng: Random, ordinal: int) -> str:
+        base = "https://%s/api/%swebhooks/" % (rng.choice(DISCORD_WEBHOOK_HOSTS), rng.choice(DISCORD_WEBHOOK_VERSIONS))
+        snowflake, token = discord_webhook_id(rng, 19), random_string(rng, BASE64URL, 68)
+        if kind == "id-length":
+            return base + "%s/%s" % (discord_user_id_digits(rng, 16 if ordinal % 2 else 21), token)
+        if kind == "token-length":
+            return base + "%s/%s" % (snowflake, random_string(rng, BASE64URL, 59 if ordinal % 2 else 81))
+        if kind == "host":
+            return rng.choice(("https://discord.gg/api/webhooks/%s/%s" % (snowflake, token),
+                               "https://discord.com/webhooks/%s/%s" % (snowflake, token),
+                               "https://discord.gg/acme-dev"))
+        if kind == "id-letters":
+            return rng.choice(("https://discord.com/api/webhooks/ID/TOKEN", base + "ID/" + token,
+                               "https://discord.com/api/webhooks/{webhook.id}/{webhook.token}",
+                               base + "<id>/<token>", base + "{id}/{token}?wait=true"))
+        if kind == "placeholder":
+            return base + "%s/%s" % (snowflake, rng.choice((
+                "x" * 68, "X" * 68, "your_webhook_token_" + random_string(rng, BASE64URL, 49),
+                random_string(rng, BASE64URL, 30) + "-here-" + random_string(rng, BASE64URL, 32),
+                random_string(rng, BASE64URL, 20) + "xxx" + random_string(rng, BASE64URL, 45))))
+        return "https://discord.com/api/v%d/webhooks/%s/%s" % (rng.randint(100, 999), snowflake, token)
+    return lambda rng, ordinal: drawn_until(clean_negative, lambda: generate(rng, ordinal))
+
+
+# Lines of code and commands stand only in their own sentences, a value at the end of its line or
+# before a space (a generic sentence's "{v}, merci" would glue a comma to a command's last value).
+OWN_FRAMES_ONLY = frozenset(category for category, _ in SPEC6_SETTING_NEGATIVE_KINDS)
+DISCORD_WEBHOOK_NEGATIVE_KINDS = ("id-length", "token-length", "host", "id-letters", "placeholder", "api-version")
+SPEC6_NEGATIVE_VARIANTS = (
+    *(NegativeVariant(category, kind, spec6_setting_invalid(category, kind))
+      for category, kinds in SPEC6_SETTING_NEGATIVE_KINDS for kind in kinds),
+    *(NegativeVariant("discord_webhook_invalid", kind, discord_webhook_invalid(kind))
+      for kind in DISCORD_WEBHOOK_NEGATIVE_KINDS),
+)
+
+
 SPEC4_NEGATIVE_VARIANTS = (
     *(NegativeVariant(entity_type.lower() + "_invalid", kind, new_token_invalid(entity_type, kind))
       for entity_type in NEW_TOKEN_TYPES for kind in NEW_TOKEN_NEGATIVE_KINDS),
@@ -7944,6 +8470,7 @@ NEGATIVE_VARIANTS = (
       for kind in TELEGRAM_NEGATIVE_KINDS),
     *SPEC4_NEGATIVE_VARIANTS,
     *SPEC5_NEGATIVE_VARIANTS,
+    *SPEC6_NEGATIVE_VARIANTS,
 )
 NEGATIVE_CATEGORIES = tuple(dict.fromkeys(v.category for v in NEGATIVE_VARIANTS))
 # Negatives that are only negative for want of a context word never go next to one.
@@ -8074,6 +8601,8 @@ NOUNS = {
     "GRAFANA_TOKEN": ("Grafana service account token", "GRAFANA_TOKEN", "SA token", "token"),
     # /tmp/secrets_spec5.md part B.
     "DISCORD_BOT_TOKEN": ("Discord bot token", "DISCORD_TOKEN", "bot token", "token"),
+    # /tmp/secrets_spec6.md section 7.
+    "DISCORD_WEBHOOK_URL": ("Discord webhook URL", "webhook URL", "DISCORD_WEBHOOK_URL", "Discord webhook"),
 }
 SECRET_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN",
                 "JWT", "GOOGLE_API_KEY", "STRIPE_API_KEY", "GITLAB_TOKEN", "HUGGINGFACE_TOKEN", "NPM_TOKEN",
@@ -8084,7 +8613,7 @@ SECRET_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITHUB_
                 "AZURE_SHARED_ACCESS_KEY", "AZURE_SAS_TOKEN",
                 "PERPLEXITY_API_KEY", "REPLICATE_API_TOKEN", "LANGSMITH_API_KEY", "DATABRICKS_TOKEN",
                 "ATLASSIAN_API_TOKEN", "VAULT_TOKEN", "AZURE_CLIENT_SECRET", "DIGITALOCEAN_TOKEN",
-                "POSTMAN_API_KEY", "GRAFANA_TOKEN", "DISCORD_BOT_TOKEN")
+                "POSTMAN_API_KEY", "GRAFANA_TOKEN", "DISCORD_BOT_TOKEN", "DISCORD_WEBHOOK_URL")
 
 # The national identifiers' sentences in their own languages: (sentences with a context word of
 # the type within CONTEXT_WINDOW bytes before the value, sentences with none of its context
@@ -8482,6 +9011,13 @@ NEGATIVE_FRAMES.update({
     "discord_token_invalid": ("Is {v} a valid bot token?", "The docs show {v} as the example.",
                               "Copied from the README: {v}", "discord.errors.LoginFailure for {v}",
                               "Ist {v} ein gültiges Token?"),
+    # /tmp/secrets_spec6.md: each line as pasted, alone or in a question; a value at the end of its line.
+    **{category: ("{v}", "Is this line safe to commit?\n{v}", "```\n{v}\n```", "Warum wird das nicht maskiert?\n{v}",
+                  "Extrait de la configuration :\n{v}\n")
+       for category, _ in SPEC6_SETTING_NEGATIVE_KINDS},
+    "discord_webhook_invalid": ("Is {v} a valid webhook URL?", "The docs show {v} as the example.",
+                                "Copied from the README: {v}", "Discord answers 404 for {v}",
+                                "Ist {v} ein gültiger Webhook?"),
 })
 GENERIC_NEGATIVE_FRAMES = (
     "Please ignore {v} in the log.",
@@ -8597,11 +9133,11 @@ def sas_expiry(rng: Random) -> str:
 
 
 # Fields of a format's own frames besides the value: a Google OAuth client id ("{id}"), a SAS's
-# expiry ("{se}"), a UUID ("{uuid}"), a Discord bot's guild or owner id ("{snowflake}"), drawn for
-# each sentence.
+# expiry ("{se}"), a UUID ("{uuid}"), a Discord bot's guild or owner id ("{snowflake}"), a curl user
+# ("{user}"), drawn for each sentence.
 FRAME_FIELDS: dict[str, Callable[[Random], str]] = {"{id}": google_oauth_client_id, "{se}": sas_expiry,
                                                      "{uuid}": lambda rng: uuid_v4(rng, 0),
-                                                     "{snowflake}": discord_snowflake}
+                                                     "{snowflake}": discord_snowflake, "{user}": curl_user}
 
 
 def with_frame_fields(rng: Random, frame: str) -> str:
@@ -8644,7 +9180,8 @@ def positive_sentence(rng: Random, fmt: PositiveFormat, ordinal: int) -> Sentenc
 def negative_sentence(rng: Random, variant: NegativeVariant, ordinal: int) -> Sentence:
     value = variant.generate(rng, ordinal)
     frames = NEGATIVE_FRAMES[variant.category]
-    frame = rng.choice(frames if variant.context_type else frames + GENERIC_NEGATIVE_FRAMES)
+    own_only = variant.context_type or variant.category in OWN_FRAMES_ONLY
+    frame = rng.choice(frames if own_only else frames + GENERIC_NEGATIVE_FRAMES)
     before, after = split_frame(frame, "")
     return Sentence(before, after, lambda builder: builder.negative(variant, value))
 

@@ -39,7 +39,7 @@ ALL_TYPES = (
     "AZURE_SHARED_ACCESS_KEY", "AZURE_SAS_TOKEN",
     "PERPLEXITY_API_KEY", "REPLICATE_API_TOKEN", "LANGSMITH_API_KEY", "DATABRICKS_TOKEN", "ATLASSIAN_API_TOKEN",
     "VAULT_TOKEN", "AZURE_CLIENT_SECRET", "DIGITALOCEAN_TOKEN", "POSTMAN_API_KEY", "GRAFANA_TOKEN",
-    "DISCORD_BOT_TOKEN",
+    "DISCORD_BOT_TOKEN", "DISCORD_WEBHOOK_URL",
     "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL", "FI_PERSONAL_IDENTITY_CODE",
     "FR_NIR", "NL_BSN", "SE_PERSONAL_IDENTITY_NUMBER", "DE_TAX_ID", "DE_HEALTH_INSURANCE_NUMBER",
     "BE_NATIONAL_NUMBER", "IE_PPSN", "DK_CPR", "AT_SOCIAL_INSURANCE_NUMBER", "PT_TAX_ID",
@@ -1993,10 +1993,16 @@ class SettingSecretTest(unittest.TestCase):
             self.assertFalse(valid(value, quoted=False), value)
             self.assertFalse(valid(value, quoted=True), value)
         # Unquoted only: a name in code or a type, and the bytes that end an unquoted value.
-        for value in ("self.token", "settings.API_KEY", "string", "my-secret-name", "abc,def1", "abc;def1",
+        for value in ("string", "my-secret-name", "abc,def1", "abc;def1",
                       "abc(def1)", "abc}def1", "abc]def1", "abc>def1", "abc`def1"):
             self.assertFalse(valid(value, quoted=False), value)
             self.assertTrue(valid(value, quoted=True), value)
+        # /tmp/secrets_spec6.md's vocabulary: a name in code that itself names a secret is no value even
+        # quoted ("self.token", "session_token", "db-password"); nor "changeit", ENC(...), "fake", "sample".
+        for value in ("self.token", "settings.API_KEY", "session_token", "db-password", "smtp.pass", "changeit",
+                      "ENC(G6N718UuyPE5bHyWKyuLQSm02auQPUtm)", "fake-Pa55word", "Sample_key_123"):
+            self.assertFalse(valid(value, quoted=False), value)
+            self.assertFalse(valid(value, quoted=True), value)
         self.assertEqual(len("é" * 100), 100)
         self.assertTrue(valid("é" * 100, quoted=False))  # 200 bytes
         self.assertFalse(valid("é" * 2048 + "1", quoted=False))  # 4,097 bytes
@@ -2075,7 +2081,8 @@ class SettingSecretTest(unittest.TestCase):
     def test_formats_values_and_frames(self):
         # The settings' formats (an Authorization header's and the near misses: AuthorizationSecretTest).
         formats = [f for f in gen.POSITIVE_FORMATS if f.entity_type == "SECRET" and f.name not in AUTHORIZATION_FORMATS
-                   and f.name not in SPEC4_SECRET_FORMATS and f.name not in SPEC5_SECRET_FORMATS]
+                   and f.name not in SPEC4_SECRET_FORMATS and f.name not in SPEC5_SECRET_FORMATS
+                   and f.name not in SPEC6_SECRET_FORMATS]
         self.assertGreaterEqual(len(formats), 9)
         self.assertIn("SECRET", gen.ENTITY_TYPES)
         self.assertNotIn("SECRET", gen.SCORE_ONE_TYPES)
@@ -3215,6 +3222,325 @@ class Spec5Test(unittest.TestCase):
                 self.assertIn(fmt.entity_type, {label.entity_type for label in record.labels})
 
 
+# /tmp/secrets_spec6.md: SECRET's seven new forms and DISCORD_WEBHOOK_URL, and their hard negatives,
+# spelled out here too.
+SPEC6_SECRET_FORMATS = ("colon-equals", "new-name-ends", "pass-names", "xml-element", "xml-attribute",
+                        "long-option-space", "curl-user")
+SPEC6_NEGATIVE_VARIANTS = {
+    ("colon_equals_invalid", "not-a-value"), ("colon_equals_invalid", "stand-in"),
+    ("pass_name_invalid", "no-digit-or-symbol"), ("pass_name_invalid", "inside-a-word"),
+    ("pass_name_invalid", "other-end"), ("secret_stand_in_spec6", "jasypt"), ("secret_stand_in_spec6", "changeit"),
+    *(("xml_element_invalid", kind) for kind in ("stand-in", "empty-or-spaced", "other-name", "attributes")),
+    *(("xml_attribute_invalid", kind) for kind in ("stand-in", "other-name", "not-the-pair")),
+    *(("long_option_invalid", kind) for kind in ("variable", "other-name", "no-value")),
+    *(("curl_user_invalid", kind) for kind in ("short-or-stand-in", "variable", "no-password")),
+    *(("discord_webhook_invalid", kind) for kind in ("id-length", "token-length", "host", "id-letters", "placeholder",
+                                                     "api-version")),
+}
+# The specification's hard negatives, a line each (no finding of any type in them).
+SPEC6_HARD_NEGATIVES = (
+    'password := os.Getenv("DB_PASSWORD")', 'token := req.Header.Get("X-Token")', "secret := cfg.Secret",
+    'pwd := "changeme"', '"pass": "passed"', "pass: true", "pass=12", "BYPASS_TOKEN_CHECK=1", "compass: N45W#1",
+    "bypass=S3cret!1", "<password>ENC(G6N718UuyPE5bHyWKyuLQSm02auQPUtm)</password>",
+    "password=ENC(G6N718UuyPE5bHyWKyuLQSm02auQPUtm)", "<password>${db.password}</password>", "<password></password>",
+    "<password>changeme</password>", "<passwordPolicy>strict-12</passwordPolicy>", "<password> S3cret!1 </password>",
+    '<property name="password" value="${db.password}"/>', '<add key="PasswordMinLength" value="12"/>',
+    '<add key="Password" value="changeme"/>', "--password $DB_PASSWORD", '--password "$PW"', "--token ${TOKEN}",
+    "--password-file /run/secrets/db", "--password --verbose", "--no-password", "curl -u admin:admin",
+    "curl -u $USER:$PASS", 'curl -u "$API_KEY:"', "curl -u user: https://api.example.com/", "ssh -u alice:bob",
+)
+DISCORD_WEBHOOK_ID = "1234567890123456789"
+DISCORD_WEBHOOK_TOKEN = six_distinct("aB3_-x9QzKcD7-eFgH", 68)
+DISCORD_WEBHOOK = "https://discord.com/api/webhooks/%s/%s" % (DISCORD_WEBHOOK_ID, DISCORD_WEBHOOK_TOKEN)
+
+
+def secrets_of(text: str) -> set[str]:
+    return {value for t, value in findings_of(text) if t == "SECRET"}
+
+
+class Spec6Test(unittest.TestCase):
+    """/tmp/secrets_spec6.md: ":=", the new name ends and "pass", XML elements and attribute pairs, long
+    options with a space, curl's user, Jasypt's ENC(...) as a stand-in, and DISCORD_WEBHOOK_URL."""
+
+    def assert_secret(self, text: str, value: str) -> None:
+        self.assertEqual(findings_of(text), {("SECRET", value)}, text)
+        self.assertEqual(gen.self_check(positive_record(text, ("SECRET", value))), [], text)
+
+    def assert_nothing(self, *texts: str) -> None:
+        for text in texts:
+            self.assertEqual(findings_of(text), set(), text)
+            self.assertEqual(gen.self_check(hard_negative_record("```\n%s\n```" % text)), [], text)
+
+    def test_colon_equals(self):
+        for text, value in (
+                ('password := "S3cr3t!x"', "S3cr3t!x"), ('apiToken := "tok_8fj3kd9s"', "tok_8fj3kd9s"),
+                ("DB_PASSWORD := S3cret#99", "S3cret#99"), ("DB_PASSWORD:=S3cret#99", "S3cret#99"),
+                ("DB_PASSWORD\t:=\t\tS3cret#99\n", "S3cret#99"), ("IdSMTP1.Password := 'Tr0ub4dor&3';", "Tr0ub4dor&3"),
+                ('clientSecret:="abcdefgh"', "abcdefgh"),  # quoted: letters are a value, as after '='
+                ("export API_TOKEN := k3y-9f8e7d6c\n\npush:\n\tdocker push app", "k3y-9f8e7d6c")):
+            self.assert_secret(text, value)
+        # The value rules of '=': unquoted, an identifier or a call is none; a stand-in; ":=" alone after
+        # a name of no secret; the name's end and ":" apart.
+        self.assert_nothing('password := os.Getenv("DB_PASSWORD")', 'token := req.Header.Get("X-Token")',
+                            "secret := cfg.Secret", 'pwd := "changeme"', "DB_PASSWORD := $(shell cat /run/pw)",
+                            'password := ""', "IdSMTP1.Password := EditPassword.Text;", 'username := "S3cr3t!x"',
+                            "DB_PASSWORD := abcdefgh", 'password := "${DB_PASSWORD}"', "password :\n= S3cr3t!x")
+
+    def test_new_name_ends(self):
+        for end in ("auth_key", "authkey", "auth-key", "signing_key", "signingkey", "signing-key", "encryption_key",
+                    "encryptionkey", "encryption-key", "master_key", "masterkey", "master-key"):
+            self.assertIn(end, gen.SECRET_NAME_ENDINGS)
+            for text in ("%s=S3cr3t!x" % end.upper(), "jwt_%s: S3cr3t!x" % end, '{"%s": "S3cr3t!x"}' % end,
+                         "MY_%s = 'S3cr3t!x'" % end.upper()):
+                self.assert_secret(text, "S3cr3t!x")
+        for text, value in (("AUTH_KEY=S3cr3t!x", "S3cr3t!x"), ("JWT_SIGNING_KEY: S3cr3t!x", "S3cr3t!x"),
+                            ('"encryptionKey": "abcdefgh"', "abcdefgh"), ("MASTER_KEY = 'Zq8r2Lm9x!'", "Zq8r2Lm9x!")):
+            self.assert_secret(text, value)
+        self.assert_nothing("AUTH_KEYS=S3cr3t!x", "signing_key_id: S3cr3t!x", "master_keyring = S3cr3t!x",
+                            "ENCRYPTION_KEY=${ENCRYPTION_KEY}", "authKey: this.authKey")
+
+    def test_pass_boundary(self):
+        ends = gen.ends_in_secret_name
+        for name in (b"DB_PASS", b"SMTP-PASS", b"mail.pass", b"pass", b"PASS", b"Pass", b"dbPass", b"smtpPass",
+                     b"db2pass", b"ns:pass"):
+            self.assertEqual(ends(name), "pass", name)
+        self.assertEqual(ends(b"pass", b'"'), "pass")
+        for name in (b"bypass", b"compass", b"dbpass", b"BYPASS", b"DBPass", b"dbPASS", b"passes", b"passThrough"):
+            self.assertIsNone(ends(name), name)
+        self.assertIsNone(ends(b"pass", b"y"))  # "...ypass": inside a word
+        self.assertEqual(ends(b"password"), "plain")
+        self.assertEqual(ends(b"SmtpPassword"), "plain")
+        for text, value in (("DB_PASS=S3cr3t!x", "S3cr3t!x"), ("SMTP-PASS: S3cr3t!x", "S3cr3t!x"),
+                            ("mail.pass=S3cr3t!x", "S3cr3t!x"), ("pass: S3cr3t!x", "S3cr3t!x"),
+                            ('"pass": "S3cr3t!x"', "S3cr3t!x"), ("const dbPass = 'pa55ed';", "pa55ed"),
+                            ('smtpPass: "abc.de1"', "abc.de1"), ('{"pass": "a-b_c.d#"}', "a-b_c.d#"),
+                            ("<db:pass>S3cr3t!x</db:pass>", "S3cr3t!x"), ("redis-cli --pass S3cr3t!x PING", "S3cr3t!x"),
+                            ('<add key="SmtpPass" value="S3cr3t!x" />', "S3cr3t!x"),
+                            ('os.environ["DB_PASS"] = "S3cr3t!x"', "S3cr3t!x"), ('mailPass := "S3cr3t!x"', "S3cr3t!x")):
+            self.assert_secret(text, value)
+        # A "pass" name's value holds a digit or a symbol other than '_', '.' and '-' even quoted;
+        # "password" keeps its rules ("password": "abcdefgh" is one).
+        self.assert_nothing('"pass": "passed"', "pass: true", "pass=12", 'DB_PASS: "hunterxyz"', '"pass": "a-b_c.de"',
+                            "<smtpPass>mailpass</smtpPass>", '<add key="SmtpPass" value="letmein"/>',
+                            "--db-pass 'postgres'", 'dbPass := "abcdefgh"', 'os.environ["DB_PASS"] = "abcdefgh"',
+                            "pass=Ab3!x", "BYPASS_TOKEN_CHECK=1", "compass: N45W#1", "bypass=S3cret!1",
+                            "dbpass=S3cr3t!x", "BYPASS=S3cr3t!x", "DBPass=S3cr3t!x", "--bypass S3cr3t!x",
+                            "<compass>N45W#1</compass>", "passes: S3cr3t!x", "passed=S3cr3t!x")
+        self.assert_secret('"password": "abcdefgh"', "abcdefgh")
+        self.assert_secret("<password>abcdefgh</password>", "abcdefgh")
+
+    def test_xml_elements(self):
+        for text, value in (
+                ("<password>S3cr3t!x</password>", "S3cr3t!x"), ("<db.password>S3cr3t!x</db.password>", "S3cr3t!x"),
+                ("<ns:apiKey>k3y-9f8e7d6c</ns:apiKey>", "k3y-9f8e7d6c"), ("<smtpPass>S3cr3t!x</smtpPass>", "S3cr3t!x"),
+                ("<PASSWORD>S3cr3t!x</PASSWORD>", "S3cr3t!x"), ("<auth-token>a1b2c3d4e5</auth-token>", "a1b2c3d4e5"),
+                ("<server>\n  <id>nexus</id>\n  <password>Tr0ub4dor&3</password>\n</server>", "Tr0ub4dor&3"),
+                ("<gpg.passphrase>correct-horse-7</gpg.passphrase>", "correct-horse-7"),
+                ("<password>S3cr3t!x</pwd>", "S3cr3t!x")):  # "</" right after the value: the closing name aside
+            self.assert_secret(text, value)
+        self.assert_nothing("<password>ENC(G6N718UuyPE5bHyWKyuLQSm02auQPUtm)</password>",
+                            "<password>${db.password}</password>", "<password></password>", "<password/>",
+                            "<password>changeme</password>", "<passwordPolicy>strict-12</passwordPolicy>",
+                            "<password> S3cret!1 </password>", "<password>S3cret!1 </password>",
+                            "<password>\n  S3cret!1\n</password>", "<password>S3cret!1", "<password>S3cret!1<br/>",
+                            '<password encrypted="true">S3cret!1</password>', "<password>{COQLCE6DU6GtcS5P=}</password>",
+                            "<password>12345678</password>", "<password>\"S3cret!1\"</password>",
+                            "<secretName>db-creds-7</secretName>", "<password>session_token</password>")
+
+    def test_xml_attribute_pairs(self):
+        for text, value in (
+                ('<add key="SmtpPassword" value="S3cr3t!x" />', "S3cr3t!x"),
+                ('<property name="password" value="S3cr3t!x"/>', "S3cr3t!x"),
+                ("<param name=\"apiToken\" value='k3y-9f8e7d6c'/>", "k3y-9f8e7d6c"),
+                ('<ADD KEY="DB_PASSWORD" VALUE="S3cr3t!x" />', "S3cr3t!x"),
+                ('<setting name="ClientSecret"\tvalue="S3cr3t!x"/>', "S3cr3t!x"),
+                ("<entry name='auth_token'   value='S3cr3t!x'/>", "S3cr3t!x"),
+                ('<add key="Jwt:SigningKey" value="abcdefgh" />', "abcdefgh")):
+            self.assert_secret(text, value)
+        self.assert_nothing('<property name="password" value="${db.password}"/>',
+                            '<add key="PasswordMinLength" value="12"/>', '<add key="Password" value="changeme"/>',
+                            '<add key="SmtpPassword" value = "S3cr3t!x"/>', '<add key = "SmtpPassword" value="S3cr3t!x"/>',
+                            '<add key="SmtpPassword"value="S3cr3t!x"/>', '<add value="S3cr3t!x" key="SmtpPassword"/>',
+                            '<add key="ApiKey" value="" />', '<add key="SmtpPass" value="letmein"/>',
+                            '<property name="password" ref="dbPasswordBean"/>',
+                            '<add key="Password" value="ENC(G6N718UuyPE5bHyWKyuLQSm02auQPUtm)"/>')
+
+    def test_long_options(self):
+        for text, value in (
+                ("mysql --password S3cr3t!x", "S3cr3t!x"), ("tool --api-key 'k3y-9f8e7d6c'", "k3y-9f8e7d6c"),
+                ('vault login --token "hvs1x9abcdef"', "hvs1x9abcdef"), ("cli --db-pass S3cret#1", "S3cret#1"),
+                ("--password\t\tS3cr3t!x --verbose", "S3cr3t!x"), ("run: ./deploy.sh --signing-key 9f8e7d6c5b4a\n",
+                                                                   "9f8e7d6c5b4a"),
+                ("RUN ./configure --registry-token S3cr3t!x && make", "S3cr3t!x"),
+                ("--client-secret 'abcdefgh'", "abcdefgh"),  # quoted: letters are a value
+                ("mysql --password=S3cr3t!x shop", "S3cr3t!x")):  # the '=' form, as before
+            self.assert_secret(text, value)
+        self.assert_nothing("--password $DB_PASSWORD", '--password "$PW"', "--token ${TOKEN}",
+                            "--password-file /run/secrets/db", "x --password --verbose", "x --no-password",
+                            "x --no-password\nS3cr3t!x", "docker login --password-stdin", "x--password S3cr3t!x",
+                            '["--password" "S3cr3t!x"]', "--password changeme", "--token abc12", "--password ''",
+                            "--password 'ENC(G6N718UuyPE5bHyWKyuLQSm02auQPUtm)'", "--api-key abcdefgh")
+
+    def test_curl_user(self):
+        for text, value in (
+                ("curl -u alice:S3cr3t!x https://api.example.com", "S3cr3t!x"),
+                ("curl --user 'deploy:Xk9#mP2$vL' https://registry.example.com/v2/", "Xk9#mP2$vL"),
+                ("curl --user=bob:pa55word! https://nexus.example.com/", "pa55word!"),
+                ('curl -s -u "ci-bot:S3cr3t!x" -X POST https://ci.example.com/', "S3cr3t!x"),
+                ("curl\t-u\talice:a1b2c3\thttps://api.example.com", "a1b2c3"),
+                ("-u alice:S3cr3t!x", "S3cr3t!x")):  # at the start of a line: the rule does not look at the command
+            self.assert_secret(text, value)
+        self.assert_nothing("curl -u admin:admin", "curl -u $USER:$PASS", 'curl -u "$API_KEY:"',
+                            "curl -u user: https://api.example.com/", "ssh -u alice:bob", "curl -u alice https://x.io/",
+                            "curl --negotiate -u : https://intranet.example.com/", "curl -u deploy:changeme",
+                            'curl -u "jenkins:${JENKINS_TOKEN}" https://ci.example.com/', "curl -u ci:Ab3!x",
+                            "curl -u admin:abcdefgh", "curl -uadmin:S3cr3t!x")
+
+    def test_stand_ins_and_vocabulary(self):
+        enc = "ENC(G6N718UuyPE5bHyWKyuLQSm02auQPUtm)"
+        for text in ("<password>%s</password>" % enc, "password=%s" % enc, 'password: "%s"' % enc,
+                     '<add key="Password" value="%s"/>' % enc, "--password '%s'" % enc, "--password %s" % enc,
+                     'DB_PASSWORD := "%s"' % enc, 'os.environ.setdefault("DB_PASSWORD", "%s")' % enc,
+                     "keystore.password=changeit", "<password>changeit</password>", '"password": "fake-Pa55word"',
+                     '"apiKey": "sample-k3y-123"', '"password": "session_token"', '"password": "db-password"'):
+            self.assertEqual(findings_of(text), set(), text)
+        self.assertTrue(gen.is_valid_secret("ENC-G6N718Uuy"))  # only ENC( and ) around something
+        self.assertFalse(gen.is_valid_secret(enc))
+        # The stand-ins of URLs and Basic credentials keep the rules of their own specifications.
+        self.assertFalse(gen.is_stand_in("changeit"))
+
+    def test_discord_webhook_url(self):
+        valid = gen.is_valid_discord_webhook_url
+        for host in ("discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com"):
+            for scheme in ("https://", "http://"):
+                for path in ("/api/webhooks/", "/api/v9/webhooks/", "/api/v10/webhooks/", "/api/v1/webhooks/"):
+                    self.assertTrue(valid(scheme + host + path + DISCORD_WEBHOOK_ID + "/" + DISCORD_WEBHOOK_TOKEN))
+        base = "https://discord.com/api/webhooks/"
+        for snowflake in ("1" * 17, "9" * 20, "01234567890123456"):
+            self.assertTrue(valid(base + snowflake + "/" + DISCORD_WEBHOOK_TOKEN), snowflake)
+        for token in (DISCORD_WEBHOOK_TOKEN[:60], six_distinct("aB3_-x9QzK", 80)):
+            self.assertTrue(valid(base + DISCORD_WEBHOOK_ID + "/" + token), token)
+        for value in (base + "1" * 16 + "/" + DISCORD_WEBHOOK_TOKEN, base + "1" * 21 + "/" + DISCORD_WEBHOOK_TOKEN,
+                      base + DISCORD_WEBHOOK_ID + "/" + DISCORD_WEBHOOK_TOKEN[:59],
+                      base + DISCORD_WEBHOOK_ID + "/" + six_distinct("aB3_-x9QzK", 81),
+                      "https://discord.gg/api/webhooks/%s/%s" % (DISCORD_WEBHOOK_ID, DISCORD_WEBHOOK_TOKEN),
+                      "https://discord.com/webhooks/%s/%s" % (DISCORD_WEBHOOK_ID, DISCORD_WEBHOOK_TOKEN),
+                      "https://discord.com/api/v100/webhooks/%s/%s" % (DISCORD_WEBHOOK_ID, DISCORD_WEBHOOK_TOKEN),
+                      "https://discord.com/api/vv/webhooks/%s/%s" % (DISCORD_WEBHOOK_ID, DISCORD_WEBHOOK_TOKEN),
+                      "ftp://discord.com/api/webhooks/%s/%s" % (DISCORD_WEBHOOK_ID, DISCORD_WEBHOOK_TOKEN),
+                      base + "ID/" + DISCORD_WEBHOOK_TOKEN, base + "ID/TOKEN",
+                      base + DISCORD_WEBHOOK_ID + "/" + "x" * 68, base + DISCORD_WEBHOOK_ID + "/" + "X" * 68,
+                      base + DISCORD_WEBHOOK_ID + "/your_webhook_token_" + DISCORD_WEBHOOK_TOKEN[:49],
+                      base + DISCORD_WEBHOOK_ID + "/" + DISCORD_WEBHOOK_TOKEN[:30] + "-here-" + DISCORD_WEBHOOK_TOKEN[:32],
+                      base + DISCORD_WEBHOOK_ID + "/" + DISCORD_WEBHOOK_TOKEN[:30] + "Example" + DISCORD_WEBHOOK_TOKEN[:31],
+                      base + DISCORD_WEBHOOK_ID + "/" + DISCORD_WEBHOOK_TOKEN[:67] + "."):
+            self.assertFalse(valid(value), value)
+        # In text: the whole URL through the token; '?', '/', '.', a quote after it are none of it; a byte
+        # of the token's alphabet after it voids it.
+        for text in (DISCORD_WEBHOOK, "%s?wait=true" % DISCORD_WEBHOOK, "%s/github" % DISCORD_WEBHOOK,
+                     "%s/slack" % DISCORD_WEBHOOK, "See %s." % DISCORD_WEBHOOK, "url: '%s'" % DISCORD_WEBHOOK,
+                     'requests.post("%s", json=body)' % DISCORD_WEBHOOK, "DISCORD_WEBHOOK_URL=%s\n" % DISCORD_WEBHOOK,
+                     "(%s)" % DISCORD_WEBHOOK):
+            self.assertEqual(findings_of(text), {("DISCORD_WEBHOOK_URL", DISCORD_WEBHOOK)}, text)
+            self.assertEqual(gen.self_check(positive_record(text, ("DISCORD_WEBHOOK_URL", DISCORD_WEBHOOK))), [], text)
+        longest = base + DISCORD_WEBHOOK_ID + "/" + six_distinct("aB3_-x9QzK", 80)
+        for text in ("%s-" % longest, "%s_" % longest, "%sQ" % longest, "%s7/x" % longest,
+                     "https://discord.com/api/webhooks/ID/TOKEN", "https://discord.gg/acme-dev"):
+            self.assertEqual(findings_of(text), set(), text)
+        # A 68-byte token and one more byte of its alphabet: a token of 69, the whole run.
+        self.assertEqual(findings_of(DISCORD_WEBHOOK + "Q"), {("DISCORD_WEBHOOK_URL", DISCORD_WEBHOOK + "Q")})
+        # Score 1.0: a setting's SECRET reading of it loses to it.
+        for text in ("webhook_token: %s" % DISCORD_WEBHOOK, '"apiKey": "%s"' % DISCORD_WEBHOOK):
+            self.assertEqual(findings_of(text), {("DISCORD_WEBHOOK_URL", DISCORD_WEBHOOK)}, text)
+            self.assertNotEqual(gen.self_check(positive_record(text, ("SECRET", DISCORD_WEBHOOK))), [], text)
+        # Every table keyed by type holds it.
+        for table in (gen.ENTITY_TYPES, gen.SCORE_ONE_TYPES, gen.VALIDATORS, gen.LABEL_BOUNDARY,
+                      gen.SECRET_GLUED_AFTER, gen.SECRET_TYPES, gen.NOUNS):
+            self.assertIn("DISCORD_WEBHOOK_URL", table)
+        self.assertIn(("DISCORD_WEBHOOK_URL",), [types for types, _ in gen.CANDIDATES])
+
+    def test_hard_negatives_of_the_specification(self):
+        for text in SPEC6_HARD_NEGATIVES:
+            self.assertFalse(findings_of(text + "\n"), text)
+            self.assertEqual(gen.self_check(hard_negative_record("```\n%s\n```" % text)), [], text)
+
+    def test_formats(self):
+        formats = {f.name: f for f in gen.POSITIVE_FORMATS if f.entity_type == "SECRET" and f.name in SPEC6_SECRET_FORMATS}
+        self.assertEqual(set(formats), set(SPEC6_SECRET_FORMATS))
+        webhook = [f for f in gen.POSITIVE_FORMATS if f.entity_type == "DISCORD_WEBHOOK_URL"]
+        self.assertGreaterEqual(len(webhook), gen.MIN_FORMATS_PER_TYPE)
+        rng = gen.Random("spec6")
+        hosts, lengths = set(), set()
+        for fmt in list(formats.values()) + webhook:
+            for frame in fmt.frames:
+                self.assertFalse([w for w in gen.ALL_CONTEXT_WORDS if w in frame.lower()], frame)
+            for ordinal in range(14):
+                value = fmt.generate(rng, ordinal)
+                self.assertFalse([w for w in gen.ALL_CONTEXT_WORDS if w in value.lower()], value)
+                if fmt.entity_type == "SECRET":
+                    # A digit, and none of '@', '&', '$', quotes, white space or parentheses; 512 bytes at most.
+                    self.assertRegex(value, r"^[A-Za-z0-9][A-Za-z0-9!#%*+\-_.~^/]{5,511}$")
+                    self.assertRegex(value, r"[0-9]")
+                else:
+                    match = re.fullmatch(r"https?://([a-z.]+)/api/(?:v[0-9]{1,2}/)?webhooks/([0-9]{17,20})/"
+                                         r"([A-Za-z0-9_-]{60,80})", value)
+                    self.assertTrue(match, value)
+                    hosts.add(match[1])
+                    lengths.add(len(match[3]))
+                    self.assertTrue(gen.free_of_other_readings(value, "DISCORD_WEBHOOK_URL"), value)
+                for frame in fmt.frames or ("{v}",):
+                    text = gen.with_frame_fields(rng, frame).replace("{v}", value)
+                    self.assertEqual(findings_of(text), {(fmt.entity_type, value)}, (fmt.name, text))
+        self.assertEqual(hosts, {"discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com"})
+        self.assertTrue({60, 68, 80} <= lengths, lengths)
+        # Go, Pascal, Makefiles; .NET web.config, Spring XML, Maven settings.xml; shell lines, Dockerfile RUN
+        # lines, CI YAML run: steps; quotes of either kind, tabs, no spaces, upper case.
+        frames = "\n".join(frame for fmt in formats.values() for frame in fmt.frames)
+        for marker in ("func connect()", "procedure TMainForm", "push:\n\tdocker", "web.config:", "<bean id=",
+                       "~/.m2/settings.xml", "RUN ", "run: ", "<ADD KEY=", "\t:=\t", ":=\"", "value='", "--user=",
+                       "--user '", "-u \"", "<db:pass>", "smtpPass", "DB_PASS=", "\"pass\": "):
+            self.assertIn(marker, frames)
+        webhook_frames = "\n".join(frame for fmt in webhook for frame in fmt.frames)
+        for marker in ("{v}?wait=true", "{v}/github", "WebhookClient", "DISCORD_WEBHOOK_URL={v}"):
+            self.assertIn(marker, webhook_frames)
+
+    def test_negative_variants(self):
+        variants = {(v.category, v.name): v for v in gen.NEGATIVE_VARIANTS}
+        self.assertEqual(SPEC6_NEGATIVE_VARIANTS - set(variants), set())
+        rng = gen.Random(18)
+        written = set()
+        for key in sorted(SPEC6_NEGATIVE_VARIANTS):
+            variant = variants[key]
+            frames = gen.NEGATIVE_FRAMES[key[0]] + (() if key[0] in gen.OWN_FRAMES_ONLY else gen.GENERIC_NEGATIVE_FRAMES)
+            for frame in frames:
+                self.assertFalse([w for w in gen.ALL_CONTEXT_WORDS if w in frame.lower()], frame)
+            for ordinal in range(24):
+                value = variant.generate(rng, ordinal)
+                written.add(value)
+                self.assertFalse([w for w in gen.ALL_CONTEXT_WORDS if w in value.lower()], (key, value))
+                for frame in frames:
+                    text = frame.replace("{v}", value)
+                    self.assertEqual(gen.self_check(hard_negative_record(text)), [], (key, text))
+                if key[0] == "discord_webhook_invalid":
+                    self.assertTrue(gen.clean_negative(value), value)
+            record = gen.checked(lambda: gen.draw_hard_negative(rng, variant, 0, "negative-x-0000"), Counter())
+            self.assertEqual(gen.self_check(record), [])
+        for text in SPEC6_HARD_NEGATIVES:
+            self.assertTrue([v for v in written if text in v], text)
+        self.assertIn("https://discord.com/api/webhooks/ID/TOKEN", written)
+        for pattern in (r"webhooks/[0-9]{16}/", r"webhooks/[0-9]{21}/", r"/[0-9]{19}/[A-Za-z0-9_-]{59}$",
+                        r"/[0-9]{19}/[A-Za-z0-9_-]{81}$", r"^https://discord\.gg/api/webhooks/", r"/api/v[0-9]{3}/"):
+            self.assertTrue([v for v in written if re.search(pattern, v)], pattern)
+
+    def test_corpus_records(self):
+        rng = gen.Random(19)
+        for fmt in gen.spec6_formats():
+            for ordinal in range(3):
+                record = gen.checked(lambda: gen.draw_positive(rng, fmt, ordinal, "t"), Counter())
+                self.assertEqual(gen.self_check(record), [])
+                self.assertIn(fmt.entity_type, {label.entity_type for label in record.labels})
+
+
 class CorpusTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -3260,6 +3586,7 @@ class CorpusTest(unittest.TestCase):
         self.assertEqual(LATE_SECRET_NEGATIVE_VARIANTS - variants, set())
         self.assertEqual(FIFTH_BATCH_NEGATIVE_VARIANTS - variants, set())
         self.assertEqual(SPEC5_NEGATIVE_VARIANTS - variants, set())
+        self.assertEqual(SPEC6_NEGATIVE_VARIANTS - variants, set())
         formats = {(label.entity_type, label.format_name) for r in self.records for label in r.labels
                    if not r.record_id.startswith(("neighbour-", "connection-", "written-phone-",
                                                   "typographic-", "document-"))}
