@@ -1206,6 +1206,7 @@ size_t SkipToSettingSeparator(const unsigned char* data, size_t i, size_t n) {
 #if defined(__SSE2__)
   while (i + 17 <= n) {
     const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + i));
+    // And a '-' whose next byte is one too.
     const __m128i next = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + i + 1));
     const __m128i dash = _mm_set1_epi8('-');
     const __m128i marks =
@@ -1267,10 +1268,15 @@ size_t SecretNameBegin(absl::string_view text, size_t name_end) {
 
 bool IsSpaceOrTab(char c) { return c == ' ' || c == '\t'; }
 
-// RE2's \s.
-bool IsRe2Space(char c) {
-  return absl::string_view(" \t\n\f\r").find(c) != absl::string_view::npos;
+// RE2's \s: ' ', '\t', '\n', '\f', '\r' (not '\v').
+constexpr std::array<bool, 256> MakeRe2Spaces() {
+  std::array<bool, 256> spaces{};
+  for (unsigned char c : absl::string_view(" \t\n\f\r")) spaces[c] = true;
+  return spaces;
 }
+constexpr std::array<bool, 256> kRe2Spaces = MakeRe2Spaces();
+
+bool IsRe2Space(char c) { return kRe2Spaces[static_cast<unsigned char>(c)]; }
 
 // Whether a long option may start after the byte before `i`: at the text's or a line's start,
 // or after a space or tab (the recognizers' "(?:(?m:^)|[ \t])").
@@ -1355,6 +1361,8 @@ size_t AttributePairBegin(absl::string_view text, size_t value_end) {
 // start or after a space or tab, with the byte before it) whose user ends at the ':' at
 // `colon`; npos otherwise.
 size_t CommandLineUserBegin(absl::string_view text, size_t colon) {
+  // A password follows (prose's "Note: " holds none).
+  if (colon + 1 == text.size() || IsRe2Space(text[colon + 1])) return absl::string_view::npos;
   size_t user = colon;
   while (user > 0 && !IsRe2Space(text[user - 1]) &&
          absl::string_view(":\"'").find(text[user - 1]) == absl::string_view::npos) {
