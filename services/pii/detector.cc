@@ -13,6 +13,7 @@
 #endif
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -80,7 +81,9 @@ struct Detector::Recognizer {
   Validator validator = nullptr;  // Null: any match counts.
   // No finding is shorter (MinAcceptedBytes of the validator), so no shorter text holds one.
   size_t min_finding_bytes = 0;
-  bool has_group = false;    // The finding is capture group 1.
+  // Its capture groups: the finding is the first that takes part in a match, or the whole
+  // match when there are none.
+  int groups = 0;
   bool whole_token = false;  // ChecksWholeTokens(validator).
   // Its findings are all chunks MayHoldFinding accepts (built-ins but PRIVATE_KEY).
   bool needs_trigger = false;
@@ -1468,6 +1471,7 @@ std::vector<Region> NamedSettingRegions(absl::string_view text) {
     } else {
       if (name_end > 0 && text[name_end - 1] == ']') --name_end;  // A subscript's.
       if (quote_before()) --name_end;
+      if (name_end > 0 && text[name_end - 1] == '\\') --name_end;  // JSON in a string: \"name\".
     }
     size_t name_begin = absl::string_view::npos;
     bool header = false;
@@ -1502,7 +1506,7 @@ std::vector<Region> NamedSettingRegions(absl::string_view text) {
         ++value;
         while (value < n && IsSpaceOrTab(text[value])) ++value;
       }
-      if (value < n && (text[value] == '"' || text[value] == '\'')) ++value;
+      if (value < n && (text[value] == '"' || text[value] == '\'' || text[value] == '`')) ++value;
       while (value < n && absl::ascii_isalpha(At(text, value))) ++value;
       while (value < n && IsSpaceOrTab(text[value])) ++value;
     }
@@ -1578,7 +1582,7 @@ absl::StatusOr<std::unique_ptr<Detector>> Detector::Create(std::vector<Recognize
     recognizer.validator = spec.validator.empty() ? nullptr : FindValidator(spec.validator);
     recognizer.min_finding_bytes = MinAcceptedBytes(recognizer.validator);
     recognizer.whole_token = ChecksWholeTokens(recognizer.validator);
-    recognizer.has_group = regex->NumberOfCapturingGroups() >= 1;
+    recognizer.groups = regex->NumberOfCapturingGroups();
     recognizer.context = ContextWords(spec.context_words);
     recognizer.excluded_context = ContextWords(spec.excluded_context);
     if (std::string min, max;
@@ -1740,12 +1744,18 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
     if (first == absl::string_view::npos || first >= region_end) return;
   }
   const re2::StringPiece input(text.data(), text.size());
-  const int groups = recognizer.has_group ? 2 : 1;
-  re2::StringPiece match[2];
+  const bool has_group = recognizer.groups > 0;
+  const int groups = 1 + recognizer.groups;
+  absl::InlinedVector<re2::StringPiece, 5> match(static_cast<size_t>(groups));
 
   // The verdict on the match in `match`; on acceptance, adds the candidate.
   auto judge = [&]() -> Verdict {
-    const re2::StringPiece& value = match[groups - 1];
+    re2::StringPiece value = match[0];
+    if (has_group) {
+      int g = 1;
+      while (g < groups && match[static_cast<size_t>(g)].data() == nullptr) ++g;
+      value = g < groups ? match[static_cast<size_t>(g)] : re2::StringPiece();
+    }
     if (value.data() == nullptr || value.empty()) return Verdict::kRejected;
     const size_t begin = static_cast<size_t>(value.data() - text.data());
     const size_t end = begin + value.size();
@@ -1781,7 +1791,7 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
     for (size_t p = from; p < region_end; ++p) {
       const unsigned char c = At(text, p);
       if (c < recognizer.first_byte_low || c > recognizer.first_byte_high ||
-          IsContinuationByte(c) || (!recognizer.has_group && GluedLeft(text, p))) {
+          IsContinuationByte(c) || (!has_group && GluedLeft(text, p))) {
         continue;
       }
       return p;
@@ -1791,9 +1801,10 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
   // The leftmost match from `pos` on: the anchored search at `pos` is cheap and usually hits
   // (a chunk tends to start with its entity); otherwise one unanchored search from beyond.
   auto find = [&](size_t pos) {
-    return recognizer.regex->Match(input, pos, region_end, RE2::ANCHOR_START, match, groups) ||
+    return recognizer.regex->Match(input, pos, region_end, RE2::ANCHOR_START, match.data(),
+                                   groups) ||
            recognizer.regex->Match(input, NextCharBoundary(text, pos), region_end, RE2::UNANCHORED,
-                                   match, groups);
+                                   match.data(), groups);
   };
   size_t pos = next_start(region_begin);
   while (pos < region_end && !rest_is_empty(pos) && find(pos)) {
@@ -1808,7 +1819,7 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
       pos = next_start(match_end > match_begin ? match_end : NextCharBoundary(text, match_begin));
       continue;
     }
-    if (verdict == Verdict::kGluedLeft && !recognizer.has_group) {
+    if (verdict == Verdict::kGluedLeft && !has_group) {
       // Every match starting inside this word would be glued too.
       pos = match_begin;
       while (pos < region_end && IsWordByte(At(text, pos))) ++pos;
@@ -1829,13 +1840,13 @@ void Detector::Extract(const Recognizer& recognizer, absl::string_view text, siz
         if (c != ' ' && c != '-' && c != ':') continue;
         ++tries;
         // When the finding is the whole match, the cheap checks come before the search.
-        if (!recognizer.has_group &&
-            (GluedRight(text, end) ||
-             (recognizer.validator != nullptr &&
-              !recognizer.validator(text.substr(match_begin, end - match_begin))))) {
+        if (!has_group && (GluedRight(text, end) ||
+                           (recognizer.validator != nullptr &&
+                            !recognizer.validator(text.substr(match_begin, end - match_begin))))) {
           continue;
         }
-        if (recognizer.regex->Match(input, match_begin, end, RE2::ANCHOR_BOTH, match, groups) &&
+        if (recognizer.regex->Match(input, match_begin, end, RE2::ANCHOR_BOTH, match.data(),
+                                    groups) &&
             judge() == Verdict::kAccepted) {
           pos = next_start(end);
           accepted = true;

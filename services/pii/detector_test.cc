@@ -1310,7 +1310,7 @@ TEST(DetectorTest, CustomRecognizerErrorsNameTheRecognizer) {
 }
 
 TEST(DetectorTest, TheCustomPrefilterTakesNoShareOfTheRecognizersBudget) {
-  // Fifty small custom recognizers in a 1.4 MB budget: each pattern keeps its share (the
+  // Fifty small custom recognizers in a 1.5 MB budget: each pattern keeps its share (the
   // prefilter's copies come on top), so the built-ins still fit; were the copies given shares
   // of their own (as fifty more recognizers would take), IBAN_CODE's pattern would not.
   std::vector<RecognizerSpec> custom;
@@ -1318,9 +1318,9 @@ TEST(DetectorTest, TheCustomPrefilterTakesNoShareOfTheRecognizersBudget) {
     custom.push_back(Spec(absl::StrCat("code_", i), absl::StrCat("CODE_", i),
                           absl::StrCat("\\bC", i, "-[0-9]{4}\\b"), 0.7));
   }
-  EXPECT_FALSE(Detector::Create(custom, Budget(1400 << 10)).ok());
+  EXPECT_FALSE(Detector::Create(custom, Budget(1500 << 10)).ok());
   custom.resize(50);
-  absl::StatusOr<std::unique_ptr<Detector>> detector = Detector::Create(custom, Budget(1400 << 10));
+  absl::StatusOr<std::unique_ptr<Detector>> detector = Detector::Create(custom, Budget(1500 << 10));
   ASSERT_TRUE(detector.ok()) << detector.status();
   const std::vector<Finding> found = (*detector)->Scan("ticket C17-2024 and c17-9999 and C5-1");
   ASSERT_EQ(found.size(), 1u);
@@ -1515,6 +1515,51 @@ TEST(DetectorTest, FindsSecretsByTheNameOfTheirSetting) {
                            "ssh -u alice:bob"}) {
     EXPECT_THAT(Found(text, MinScore(0.0)), IsEmpty())
         << DescribeAll(text, Default().Scan(text, MinScore(0.0)));
+  }
+  // A quoted value holds the other quotes and escaped characters whole; JSON in a string and a
+  // JAAS configuration in Java escape their quotes; an Authorization header in a template
+  // literal.
+  const std::vector<std::pair<std::string, std::string>> quoted = {
+      {"{\"Password\": \"Vq9WQXlE\\\"AEqhPD!2\"}", "Vq9WQXlE\\\"AEqhPD!2"},
+      {"SMTP_PASSWORD=\"GwYO'DDe2QdPq#7\"", "GwYO'DDe2QdPq#7"},
+      {"define('AUTH_KEY', 'x`Kq3!vZ\"9p');", "x`Kq3!vZ\"9p"},
+      {"\"body\": \"{\\\"username\\\":\\\"svc\\\",\\\"password\\\":\\\"G9o7IID!1ks89g\\\"}\"",
+       "G9o7IID!1ks89g"},
+      {"props.put(\"sasl.jaas.config\", \"PlainLoginModule required username=\\\"svc\\\" "
+       "password=\\\"vag6Np6+4HjcH8\\\";\");",
+       "vag6Np6+4HjcH8"},
+      {"headers: { Authorization: `Bearer fKqBESKeG0YJNxfLapmKepE6ST2H9VOHOhcwfz0d6Lvo` },",
+       "fKqBESKeG0YJNxfLapmKepE6ST2H9VOHOhcwfz0d6Lvo"},
+  };
+  for (const auto& [text, value] : quoted) {
+    EXPECT_THAT(Found(text), ElementsAre(std::make_pair("SECRET", value)))
+        << DescribeAll(text, Default().Scan(text));
+  }
+  // Package manifests' versions, code's dotted paths, paths, password hashes, labels in other
+  // scripts, formats' placeholders in a URL.
+  for (const char* text :
+       {"\"jsonwebtoken\": \"^9.0.2\",", "\"csrf-token\": \"~1.2.0\"",
+        "\"secret-stream\": \">=2.1\"", "password = hashlib.sha256(salt + raw).hexdigest()",
+        "api_key = vault_client.secrets.kv.v2.read_secret_version(path=\"x\")",
+        "const token = req.headers.authorization?.split(' ')[1];",
+        "--from-file=password=./secrets/db_password.txt", "secret=prod/db/credentials",
+        "{\"hashed_password\": \"$2b$12$QZYIk9cOIPVgUUFqLqjEkkyxEiMQFySU/nD.Osn6Ny8yM5P9pF4xo\"}",
+        "{\"password\": \"パスワード\", \"token\": \"Zugangsschlüssel\", \"secret\": "
+        "\"Geheimnis\"}",
+        "{\"api_key\": \"API密钥\", \"token\": \"Токен\"}",
+        "String.format(\"jdbc:postgresql://%s:%s@%s:5432/%s\", user, pw, host, db)",
+        "format!(\"postgres://app:{}@localhost/app\", pw)"}) {
+    EXPECT_THAT(Found(text, MinScore(0.0)), IsEmpty())
+        << DescribeAll(text, Default().Scan(text, MinScore(0.0)));
+  }
+  // But a password with a digit in a dotted word, one after a version word, and a key in base64.
+  for (const auto& [text, value] : std::vector<std::pair<std::string, std::string>>{
+           {"password=Summer.2024", "Summer.2024"},
+           {"password: P4ss.w0rd", "P4ss.w0rd"},
+           {"token: v9.8a7b6c5d", "v9.8a7b6c5d"},
+           {"secret_key = \"K7MDENG/bPxRfiCYzQwT\"", "K7MDENG/bPxRfiCYzQwT"}}) {
+    EXPECT_THAT(Found(text), ElementsAre(std::make_pair("SECRET", value)))
+        << DescribeAll(text, Default().Scan(text));
   }
   // A token of a known kind under such a name is that kind.
   const std::string npm = "npm_gkQAdnxbXgxQJdZnteHk1CAbSdfBEmhBej2U";

@@ -473,8 +473,8 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
   // subscript's ']': `env["API_KEY"] = ...`) and one of `assignment`; or, when `argument`, a
   // closing quote and ',' (a call's two arguments: `Set("Authorization", "...")`).
   auto separator = [](bool argument, absl::string_view assignment = "(?:=>|:=|[:=])") {
-    return absl::StrCat(argument ? "[\"'][ \t]*," : absl::StrCat("[\"']?\\]?[ \t]*", assignment),
-                        "[ \t]*");
+    return absl::StrCat(
+        argument ? "[\"'][ \t]*," : absl::StrCat("\\\\?[\"']?\\]?[ \t]*", assignment), "[ \t]*");
   };
   auto setting = [&](const auto& names, bool argument,
                      absl::string_view assignment = "(?:=>|:=|[:=])") {
@@ -502,11 +502,18 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
   // An Authorization header's name, separator, a list's '[' or '{' (Go's http.Header{...},
   // "Authorization": ["..."]) and opening quote (required after ','); the scheme follows.
   const std::string header =
-      absl::StrCat("(?:", setting(kCredentialHeaderNames, false), "(?:[\\[{][ \t]*)?[\"']?|",
+      absl::StrCat("(?:", setting(kCredentialHeaderNames, false), "(?:[\\[{][ \t]*)?[\"'`]?|",
                    setting(kCredentialHeaderNames, true), "[\"'])");
-  // A quoted value: quotes, backquotes (a JavaScript template literal), and Python's string
-  // prefixes (b"...", r'...', u"...").
-  const std::string quoted_value = "(?:[rR][bB]?|[bB][rR]?|[uU])?[\"'`]([^\"'`\\s]+)[\"'`]";
+  // A quoted value: in quotes or backquotes (a JavaScript template literal), with Python's
+  // string prefixes (b"...", r'...', u"..."), up to the quote that opened it (the other quotes
+  // and escaped characters, "a\\"b'c", are part of it); or in escaped quotes, as JSON in a
+  // string writes it (\"...\"). One capture group for each.
+  auto quoted_in = [](absl::string_view quote) {
+    return absl::StrCat(quote, "((?:[^", quote, "\\\\\\s]|\\\\\\S)+)", quote);
+  };
+  const std::string quoted_value =
+      absl::StrCat("(?:(?:[rR][bB]?|[bB][rR]?|[uU])?(?:", quoted_in("\""), "|", quoted_in("'"), "|",
+                   quoted_in("`"), ")|\\\\\"((?:[^\"\\\\\\s]|\\\\[^\"\\s])+)\\\\\")");
   const std::string unquoted_value = "([^\\s\"'`,;(){}\\[\\]<>]+)";
   // An XML element's text, up to the closing tag.
   const std::string element_value = "([^<\\s]+)</";

@@ -45,10 +45,10 @@ struct RecognizerSpec {
   std::string name;
   // The type findings report: [A-Z][A-Z0-9_]*, e.g. "CREDIT_CARD".
   std::string entity_type;
-  // RE2 syntax. The finding is the whole match, or capture group 1 when the pattern has one
-  // (a match whose group 1 does not take part is ignored). A match must not be glued to its
-  // surroundings: when its first (last) byte is a word byte [A-Za-z0-9_], the byte before
-  // (after) it must not be one, and a match starting (ending) with a digit must not be
+  // RE2 syntax. The finding is the whole match, or, when the pattern has capture groups, the
+  // first group that takes part in the match (a match in which none does is ignored). A match must
+  // not be glued to its surroundings: when its first (last) byte is a word byte [A-Za-z0-9_], the
+  // byte before (after) it must not be one, and a match starting (ending) with a digit must not be
   // preceded (followed) by '.' or '-' and another digit ("1.2.3.4.5" holds no IPv4
   // address), and a value written in space-separated groups must not be preceded or
   // followed by a space and another group of [A-Z0-9] with a digit that continues its

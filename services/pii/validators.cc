@@ -1623,16 +1623,19 @@ namespace {
 
 // Whether a URL's password stands for one rather than being one: a variable or template
 // reference ("$DB_PASSWORD", "${DB_PASSWORD}", "$(cat /run/secret)", "{{password}}",
-// "%(password)s", "{password}"), a value Jasypt encrypted ("ENC(...)"), a placeholder
-// ("<password>", "[token]", "password", "changeme",
-// "****", "xxxxxx").
+// "%(password)s", "{password}", a format's "%s" or "{}"), a value Jasypt encrypted
+// ("ENC(...)"), a placeholder ("<password>", "[token]", "password", "changeme", "****",
+// "xxxxxx").
 bool StandsForAPassword(absl::string_view password) {
   static constexpr absl::string_view kPlaceholders[] = {
       "password", "passwd", "pass", "pwd", "secret", "changeme", "token", "mypassword",
       "yourpassword", "your_password", "your-password", "yourtoken", "your_token", "pat",
       // The word in other languages (a message catalogue's labels), Java keystores' default.
       "passwort", "kennwort", "wachtwoord", "contraseña", "contrasena", "senha", "salasana",
-      "lösenord", "hasło", "haslo", "adgangskode", "jeton", "changeit"};
+      "lösenord", "hasło", "haslo", "adgangskode", "jeton", "geheimnis", "secreto", "segreto",
+      "changeit",
+      // Formats' placeholders.
+      "%s", "%v", "{}"};
   auto enclosed = [password](absl::string_view open, absl::string_view close) {
     return password.size() > open.size() + close.size() && absl::StartsWith(password, open) &&
            absl::EndsWith(password, close);
@@ -1713,11 +1716,117 @@ bool NamesASecret(absl::string_view value) {
 
 }  // namespace
 
+// Whether `value` is a version or a range of them, as package manifests write them ("^9.0.2",
+// "~1.2.0", ">=2.0", "1.x", "v3.1.4-rc.1"): '^', '~', '<', '>', '=' or 'v', then two or more
+// parts of digits (or 'x', '*') joined by '.', then nothing or a pre-release or build after '-'
+// or '+'.
+bool IsVersion(absl::string_view value) {
+  size_t i = 0;
+  while (i < value.size() &&
+         absl::string_view("^~<>=v").find(value[i]) != absl::string_view::npos) {
+    ++i;
+  }
+  for (size_t parts = 1;; ++parts, ++i) {
+    const size_t start = i;
+    while (i < value.size() && IsDigit(value[i])) ++i;
+    if (i == start) {
+      if (i == value.size() || (value[i] != 'x' && value[i] != '*')) return false;
+      ++i;
+    }
+    if (i == value.size() || value[i] == '-' || value[i] == '+') return parts >= 2;
+    if (value[i] != '.') return false;
+  }
+}
+
+// Whether `value` is a path of names ("./secrets/db_password.txt", "prod/db/credentials";
+// "~/.ssh/id_ed25519" is none: it holds digits): '/' and, between them, names in code, the
+// first part "~" or empty too; and either starting as a path does ('/', "./", "../", "~/") or
+// all lowercase. A secret in base64 has a digit in some part, or both cases.
+bool IsPathOfNames(absl::string_view value) {
+  if (!absl::StrContains(value, '/')) return false;
+  if (!absl::StartsWith(value, "/") && !absl::StartsWith(value, "./") &&
+      !absl::StartsWith(value, "../") && !absl::StartsWith(value, "~/") &&
+      std::any_of(value.begin(), value.end(), IsUpper)) {
+    return false;
+  }
+  const std::vector<absl::string_view> parts = absl::StrSplit(value, '/');
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const absl::string_view part = parts[i];
+    if (part.empty() ? i != 0 : !IsNameInCode(part) && part != "~") return false;
+  }
+  return true;
+}
+
+// Whether `value` is a password's hash in the crypt format ("$2b$12$...", "$argon2id$...",
+// "$6$..."): not the password.
+bool IsPasswordHash(absl::string_view value) {
+  static constexpr absl::string_view kSchemes[] = {"$2a$", "$2b$", "$2y$", "$argon2", "$1$",
+                                                   "$5$",  "$6$",  "$y$",  "$pbkdf2", "$scrypt$"};
+  return std::any_of(std::begin(kSchemes), std::end(kSchemes),
+                     [value](absl::string_view s) { return absl::StartsWith(value, s); });
+}
+
+// Whether `value` is a label's word rather than a secret: letters only, some outside ASCII
+// ("パスワード", "Zugangsschlüssel", "API密钥").
+bool IsNonAsciiWord(absl::string_view value) {
+  bool non_ascii = false;
+  for (char c : value) {
+    const unsigned char b = static_cast<unsigned char>(c);
+    if (b >= 0x80) {
+      non_ascii = true;
+    } else if (!absl::ascii_isalpha(b)) {
+      return false;
+    }
+  }
+  return non_ascii;
+}
+
+// Whether `part` is named as code names things: lowercase letters, digits and '_' starting
+// with a letter or '_' ("sha256", "read_secret_version"), or lower camel case, each capital
+// followed by a lowercase letter or digit ("getApiKey", "configService"). A random token's
+// parts mix cases otherwise ("wODTda1jF").
+bool IsNamedAsCode(absl::string_view part) {
+  if (part.empty() ||
+      !(absl::ascii_islower(static_cast<unsigned char>(part[0])) || part[0] == '_')) {
+    return false;
+  }
+  for (size_t i = 0; i < part.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(part[i]);
+    if (absl::ascii_isupper(c)) {
+      if (i + 1 == part.size() ||
+          !(absl::ascii_islower(static_cast<unsigned char>(part[i + 1])) || IsDigit(part[i + 1]))) {
+        return false;
+      }
+    } else if (!absl::ascii_islower(c) && !IsDigit(c) && c != '_') {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Whether `value` is a dotted path in code whose parts may hold digits
+// ("hashlib.sha256", "vault_client.secrets.kv.v2.read", "req.headers.authorization?.split"):
+// two parts or more joined by '.' or "?.", each named as code (IsNamedAsCode), the first
+// without digits.
+bool IsDottedPathInCode(absl::string_view value) {
+  const std::vector<absl::string_view> parts = absl::StrSplit(value, '.');
+  if (parts.size() < 2) return false;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    absl::string_view part = parts[i];
+    if (i + 1 < parts.size()) absl::ConsumeSuffix(&part, "?");
+    if (!IsNamedAsCode(part) || (i == 0 && std::any_of(part.begin(), part.end(), IsDigit))) {
+      return false;
+    }
+  }
+  return true;
+}
+
 bool IsValidSecretValue(absl::string_view value) {
   // A value starting with '=' follows "==", a comparison.
   return value.size() >= 6 && value.size() <= kMaxSecretValueBytes && value[0] != '=' &&
          !StandsForAPassword(value) && !std::all_of(value.begin(), value.end(), IsDigit) &&
-         !HasPlaceholderPart(value) && !NamesASecret(value);
+         !HasPlaceholderPart(value) && !NamesASecret(value) && !IsVersion(value) &&
+         !IsPathOfNames(value) && !IsPasswordHash(value) && !IsNonAsciiWord(value);
 }
 
 bool IsValidDiscordWebhookUrl(absl::string_view value) {
@@ -1747,7 +1856,7 @@ bool IsValidDiscordWebhookUrl(absl::string_view value) {
 bool IsValidUnquotedSecretValue(absl::string_view value) {
   // Nor a YAML tag ("!vault |", CloudFormation's "!Ref DbPassword").
   return !IsNameInCode(value) && !(value[0] == '!' && IsNameInCode(value.substr(1))) &&
-         IsValidSecretValue(value);
+         !IsDottedPathInCode(value) && IsValidSecretValue(value);
 }
 
 bool IsValidBasicCredentials(absl::string_view value) {
