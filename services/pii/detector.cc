@@ -1287,6 +1287,16 @@ bool OptionMayStartAt(absl::string_view text, size_t i) {
   return i == 0 || IsSpaceOrTab(text[i - 1]) || text[i - 1] == '\n';
 }
 
+// A typed declaration's type (`&str`, `string`, `Option<String>`, `List[str]`) after a name's
+// ':': its first byte, and the others.
+bool IsTypeStart(unsigned char c) {
+  return absl::ascii_isalpha(c) || c == '_' || c == '&' || c == '\'';
+}
+bool IsTypeByte(unsigned char c) {
+  return absl::ascii_isalnum(c) ||
+         absl::string_view("_<>&'[].:").find(static_cast<char>(c)) != absl::string_view::npos;
+}
+
 // The start of the long option "--NAME" at `dash` (its first '-', with the byte before it)
 // whose NAME ends in a secret's name and is followed by a space or tab; npos otherwise. Sets
 // `value` to where the value after the spaces starts.
@@ -1501,6 +1511,16 @@ std::vector<Region> NamedSettingRegions(absl::string_view text) {
       continue;
     }
     while (value < n && IsSpaceOrTab(text[value])) ++value;
+    if (text[p] == ':' && value < n && IsTypeStart(At(text, value))) {
+      // Perhaps a typed declaration's type, '=' and the value after them.
+      size_t equals = value + 1;
+      while (equals < n && IsTypeByte(At(text, equals))) ++equals;
+      while (equals < n && IsSpaceOrTab(text[equals])) ++equals;
+      if (equals < n && text[equals] == '=') {
+        value = equals + 1;
+        while (value < n && IsSpaceOrTab(text[value])) ++value;
+      }
+    }
     if (header) {  // A list's bracket, the quote, the scheme and the spaces before the credentials.
       if (value < n && (text[value] == '[' || text[value] == '{')) {
         ++value;

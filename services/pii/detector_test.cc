@@ -1310,7 +1310,7 @@ TEST(DetectorTest, CustomRecognizerErrorsNameTheRecognizer) {
 }
 
 TEST(DetectorTest, TheCustomPrefilterTakesNoShareOfTheRecognizersBudget) {
-  // Fifty small custom recognizers in a 1.5 MB budget: each pattern keeps its share (the
+  // Fifty small custom recognizers in a 1.6 MB budget: each pattern keeps its share (the
   // prefilter's copies come on top), so the built-ins still fit; were the copies given shares
   // of their own (as fifty more recognizers would take), IBAN_CODE's pattern would not.
   std::vector<RecognizerSpec> custom;
@@ -1318,9 +1318,9 @@ TEST(DetectorTest, TheCustomPrefilterTakesNoShareOfTheRecognizersBudget) {
     custom.push_back(Spec(absl::StrCat("code_", i), absl::StrCat("CODE_", i),
                           absl::StrCat("\\bC", i, "-[0-9]{4}\\b"), 0.7));
   }
-  EXPECT_FALSE(Detector::Create(custom, Budget(1500 << 10)).ok());
+  EXPECT_FALSE(Detector::Create(custom, Budget(1600 << 10)).ok());
   custom.resize(50);
-  absl::StatusOr<std::unique_ptr<Detector>> detector = Detector::Create(custom, Budget(1500 << 10));
+  absl::StatusOr<std::unique_ptr<Detector>> detector = Detector::Create(custom, Budget(1600 << 10));
   ASSERT_TRUE(detector.ok()) << detector.status();
   const std::vector<Finding> found = (*detector)->Scan("ticket C17-2024 and c17-9999 and C5-1");
   ASSERT_EQ(found.size(), 1u);
@@ -1549,6 +1549,23 @@ TEST(DetectorTest, FindsSecretsByTheNameOfTheirSetting) {
         "{\"api_key\": \"API密钥\", \"token\": \"Токен\"}",
         "String.format(\"jdbc:postgresql://%s:%s@%s:5432/%s\", user, pw, host, db)",
         "format!(\"postgres://app:{}@localhost/app\", pw)"}) {
+    EXPECT_THAT(Found(text, MinScore(0.0)), IsEmpty())
+        << DescribeAll(text, Default().Scan(text, MinScore(0.0)));
+  }
+  // Typed declarations; an unquoted value with quotes inside; curl's -u with a URL is none.
+  for (const auto& [text, value] : std::vector<std::pair<std::string, std::string>>{
+           {"const DB_PASSWORD: &str = \"a7QfYpI#6sJIYg\";", "a7QfYpI#6sJIYg"},
+           {"const apiKey: string = 'ExKLa41QXBcztkqQK8AF';", "ExKLa41QXBcztkqQK8AF"},
+           {"    val password: String = \"NXeMQSS#0LFZfZ\"", "NXeMQSS#0LFZfZ"},
+           {"API_TOKEN: Final[str] = \"tok-8fj3kd9s\"", "tok-8fj3kd9s"},
+           {"  password: AYq5m3J'tuvFTV9!", "AYq5m3J'tuvFTV9!"},
+           {"DB_PASSWORD=S3cr3t!x\"", "S3cr3t!x"}}) {
+    EXPECT_THAT(Found(text), ElementsAre(std::make_pair("SECRET", value)))
+        << DescribeAll(text, Default().Scan(text));
+  }
+  for (const char* text :
+       {"az login --service-principal -u http://ci-sp --tenant contoso",
+        "password: str = os.environ[\"DB_PASSWORD\"]", "if password: str == \"x\": pass"}) {
     EXPECT_THAT(Found(text, MinScore(0.0)), IsEmpty())
         << DescribeAll(text, Default().Scan(text, MinScore(0.0)));
   }

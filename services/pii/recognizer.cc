@@ -480,6 +480,9 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
                      absl::string_view assignment = "(?:=>|:=|[:=])") {
     return ends_in(names) + separator(argument, assignment);
   };
+  // A typed declaration's type and '=' after the name's ':' (`DB_PASSWORD: &str = "..."`,
+  // `apiKey: string = "..."`, `password: str = "..."`): a quoted value follows.
+  const std::string typed = "(?:=>|:=|:[ \t]*[&'A-Za-z_][A-Za-z0-9_<>&'\\[\\].:]*[ \t]*=|[:=])";
   const std::string names = absl::StrCat("(?:", ends_in(kSecretSettingNames), "|",
                                          ends_in(kSecretKeyNames), "[_-]?(?i:key))");
   // kSecretSettingWord as a setting's name: the byte before it is matched (or the text starts).
@@ -514,7 +517,11 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
   const std::string quoted_value =
       absl::StrCat("(?:(?:[rR][bB]?|[bB][rR]?|[uU])?(?:", quoted_in("\""), "|", quoted_in("'"), "|",
                    quoted_in("`"), ")|\\\\\"((?:[^\"\\\\\\s]|\\\\[^\"\\s])+)\\\\\")");
-  const std::string unquoted_value = "([^\\s\"'`,;(){}\\[\\]<>]+)";
+  // An unquoted value: it ends at whitespace and at code's and lists' punctuation, and holds
+  // quotes only between its other bytes (YAML's `AYq5m3J'tuvFTV9!`).
+  const std::string unquoted_byte = "[^\\s\"'`,;(){}\\[\\]<>]";
+  const std::string unquoted_value =
+      absl::StrCat("(", unquoted_byte, "+(?:[\"'`]+", unquoted_byte, "+)*)");
   // An XML element's text, up to the closing tag.
   const std::string element_value = "([^<\\s]+)</";
   // A '.' ends a sentence, not the credentials.
@@ -539,7 +546,7 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
                      .validator = "bearer_token"},
       RecognizerSpec{.name = "named_secret_quoted",
                      .entity_type = "SECRET",
-                     .pattern = names + separator(false) + quoted_value,
+                     .pattern = names + separator(false, typed) + quoted_value,
                      .score = 0.8,
                      .validator = "secret_value"},
       RecognizerSpec{.name = "named_secret_attribute",
@@ -557,8 +564,8 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
       RecognizerSpec{
           .name = "named_secret_word_quoted",
           .entity_type = "SECRET",
-          .pattern = absl::StrCat("(?:", word_name, separator(false), "|", attribute(xml_word), "|",
-                                  option(option_word), ")", quoted_value),
+          .pattern = absl::StrCat("(?:", word_name, separator(false, typed), "|",
+                                  attribute(xml_word), "|", option(option_word), ")", quoted_value),
           .score = 0.8,
           .validator = "unquoted_secret_value"},
       RecognizerSpec{.name = "named_secret",
@@ -593,7 +600,7 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
       RecognizerSpec{.name = "command_line_user",
                      .entity_type = "SECRET",
                      .pattern = "(?:(?m:^)|[ \t])(?:-u[ \t]+|--user(?:[ \t]+|=))[\"']?[^\\s:\"']+:"
-                                "([^\\s\"']+)",
+                                "((?:[^\\s\"'/]|/[^\\s\"'/])[^\\s\"']*)",
                      .score = 0.8,
                      .validator = "unquoted_secret_value"},
   };

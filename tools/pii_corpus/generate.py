@@ -1336,9 +1336,14 @@ def credential_password(value: str) -> str | None:
     return userinfo[userinfo.index(":") + 1:] if ":" in userinfo else None
 
 
+# /tmp/secrets_spec7.md 4f: a password that is a format's placeholder is none either.
+URL_FORMAT_PLACEHOLDERS = ("%s", "%v", "{}")
+
+
 def is_valid_url_credentials(value: str) -> bool:
     if URL_CREDENTIALS_SHAPE.fullmatch(value):
-        return not is_stand_in(credential_password(value))
+        password = credential_password(value)
+        return not is_stand_in(password) and password not in URL_FORMAT_PLACEHOLDERS
     match = URL_TOKEN_USER_SHAPE.fullmatch(value)
     return bool(match) and any(VALIDATORS[t](match[1]) for t in URL_TOKEN_USER_TYPES)
 
@@ -1364,8 +1369,12 @@ SECRET_PASS_END = rb"(?P<pass>(?<![A-Za-z])pass|(?-i:(?<=[a-z])Pass))"
 # for the call form (secret_values takes the value's quotes).
 # /tmp/secrets_spec6.md section 1: ":=" (Go, Pascal, Makefiles) is a separator too, spaces or tabs (any
 # number, none too) on either side, with the value rules of '='.
-SETTING_SEPARATOR = (rb"(?:(?P<call>[\"'][ \t]*,[ \t]*)"
-                     rb"|(?:[\"']\]|[\"']?)[ \t]*(?:=>|:=|:|(?<![=!<>])=(?!=))[ \t]*)")
+# /tmp/secrets_spec7.md section 2: a name followed by a backslash before its closing quote
+# (\"password\":\"...\", a JSON body logged inside a JSON string): the group "escaped" is set, and
+# the value must be in escaped double quotes (secret_values).
+SETTING_OPERATOR = rb"[ \t]*(?:=>|:=|:|(?<![=!<>])=(?!=))[ \t]*"
+SETTING_SEPARATOR = (rb"(?:(?P<call>[\"'][ \t]*,[ \t]*)|(?P<escaped>\\\")" + SETTING_OPERATOR
+                     + rb"|(?:[\"']\]|[\"']?)" + SETTING_OPERATOR + rb")")
 SECRET_SETTING = re.compile(
     rb"(?:" + b"|".join(re.escape(e.encode()) for e in SECRET_NAME_ENDINGS) + rb"|" + SECRET_PASS_END + rb")"
     + SETTING_SEPARATOR, re.I)
@@ -1382,8 +1391,59 @@ SECRET_PLACEHOLDER_WORDS = ("your", "here", "example", "replace", "placeholder",
 SECRET_NAME_IN_CODE = re.compile(r"[A-Za-z_.-]+")
 # /tmp/secrets_spec6.md: a setting's value is no stand-in of these either: the word "changeit" (Java's
 # keystores' default) and Jasypt's ENC(...) ("password=ENC(G6N718Uu...)": an encrypted property).
-SECRET_STAND_IN_WORDS = ("changeit",)
+SECRET_STAND_IN_WORDS = ("changeit",
+                         # /tmp/secrets_spec7.md 4e: label words of other languages, any case
+                         "geheimnis", "secreto", "segreto")
 JASYPT_STAND_IN = re.compile(r"ENC\(.+\)")
+# /tmp/secrets_spec7.md section 1: a quoted value's opening quote Q may be '"', '\'' or a backquote; it
+# runs over bytes that are neither white space nor Q nor a backslash, or a backslash and any byte that
+# is no white space, to Q (the other quotes and the escapes are part of it). Section 2: a value in
+# escaped double quotes runs from \" over bytes that are neither white space nor '"' nor a backslash,
+# or a backslash and a byte that is neither white space nor '"', to \".
+OPENING_QUOTE_BYTES = b"\"'`"
+QUOTED_RUNS = {quote: re.compile(rb"(?:[^\s\\%s]|\\\S)*" % re.escape(bytes([quote])))
+               for quote in OPENING_QUOTE_BYTES}
+ESCAPED_QUOTE_RUN = re.compile(rb'(?:[^\s"\\]|\\[^\s"])*')
+# /tmp/secrets_spec7.md section 4, values that are no SECRET under any name. a) A version as package
+# manifests write it: any of ^ ~ < > = v, two or more parts of digits (or 'x', '*') joined by '.', then
+# nothing or '-'/'+' and anything.
+VERSION_VALUE = re.compile(r"[\^~<>=v]*(?:[0-9]+|x|\*)(?:\.(?:[0-9]+|x|\*))+(?:[-+].*)?", re.S)
+# b) Unquoted only: a dotted path in code, two or more parts joined by '.' or '?.', each named as code
+# (a lowercase letter or '_', then lowercase letters, digits, '_', and a capital only before a
+# lowercase letter or a digit), the first part without digits.
+CODE_PATH_FIRST_PART = r"[a-z_](?:[a-z_]|[A-Z](?=[a-z]))*"
+CODE_PATH_PART = r"[a-z_](?:[a-z0-9_]|[A-Z](?=[a-z0-9]))*"
+DOTTED_CODE_PATH = re.compile(r"%s(?:\??\.%s)+" % (CODE_PATH_FIRST_PART, CODE_PATH_PART))
+# c) A path of names: a '/' in it, every '/'-separated part a name in code (ASCII letters, '_', '.' and
+# '-', no digit; the first part may also be empty or '~'), and either a start of '/', './', '../' or
+# '~/' or no capital letter.
+PATH_NAME_PART = re.compile(r"[A-Za-z_.-]+")
+PATH_OF_NAMES_STARTS = ("/", "./", "../", "~/")
+# d) A password hash in crypt format.
+CRYPT_HASH_PREFIXES = ("$2a$", "$2b$", "$2y$", "$argon2", "$1$", "$5$", "$6$", "$y$", "$pbkdf2", "$scrypt$")
+
+
+def is_path_of_names(value: str) -> bool:
+    """/tmp/secrets_spec7.md 4c."""
+    if "/" not in value:
+        return False
+    first, *rest = value.split("/")
+    if not (first in ("", "~") or PATH_NAME_PART.fullmatch(first)) or not all(PATH_NAME_PART.fullmatch(p) for p in rest):
+        return False
+    return value.startswith(PATH_OF_NAMES_STARTS) or not any("A" <= c <= "Z" for c in value)
+
+
+def is_script_label(value: str) -> bool:
+    """/tmp/secrets_spec7.md 4e: letters only (Unicode letters: no ASCII digit nor symbol, no other
+    mark or sign either), at least one of them not ASCII ("パスワード", "API密钥", "Zugangsschlüssel")."""
+    return value.isalpha() and not value.isascii()
+
+
+def is_no_secret_value(value: str, unquoted: bool) -> bool:
+    """/tmp/secrets_spec7.md section 4, a) to e): a version, (unquoted) a dotted path in code, a path
+    of names, a crypt password hash, a label in another script; whatever the name."""
+    return bool(VERSION_VALUE.fullmatch(value) or (unquoted and DOTTED_CODE_PATH.fullmatch(value))
+                or is_path_of_names(value) or value.startswith(CRYPT_HASH_PREFIXES) or is_script_label(value))
 
 
 def ends_in_secret_name(name: bytes, before: bytes = b"") -> str | None:
@@ -1432,17 +1492,21 @@ SCORE_ONE_TYPES = ("POLICY_SUITE_KEY", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "GITH
 
 
 def is_valid_secret(value: str, quoted: bool = True) -> bool:
-    """A setting's value: 6-4,096 bytes, no white space nor quote (unquoted: none of
-    SECRET_UNQUOTED_STOP either), not only digits, no stand-in, none of the placeholder words in
-    any case; unquoted, not only letters, '_', '.' and '-' (a name in code or a type)."""
+    """A setting's value: 6-4,096 bytes, no white space (unquoted: no quote nor byte of
+    SECRET_UNQUOTED_STOP either; quoted, the other quotes and escapes are part of it since
+    /tmp/secrets_spec7.md), not only digits, no stand-in, none of the placeholder words in any case,
+    none of section 4's values of spec 7 (is_no_secret_value); unquoted, not only letters, '_', '.'
+    and '-' (a name in code or a type)."""
     data = value.encode()
-    stops = QUOTE_BYTES + WHITESPACE_BYTES + (b"" if quoted else SECRET_UNQUOTED_STOP)
+    stops = WHITESPACE_BYTES + (b"" if quoted else SECRET_UNQUOTED_STOP)
     if not SECRET_MIN_BYTES <= len(data) <= SECRET_MAX_BYTES or any(byte in stops for byte in data):
         return False
     if data.isdigit() or is_stand_in(value) or has_placeholder_word(value):
         return False
     # /tmp/secrets_spec6.md: "changeit", ENC(...), a name that names a secret ("session_token").
     if value.lower() in SECRET_STAND_IN_WORDS or JASYPT_STAND_IN.fullmatch(value) or names_a_secret(value):
+        return False
+    if is_no_secret_value(value, unquoted=not quoted):
         return False
     return quoted or not SECRET_NAME_IN_CODE.fullmatch(value)
 
@@ -1455,13 +1519,22 @@ def is_valid_call_value(value: str) -> bool:
 
 
 def is_valid_setting_value(value: str, kind: str) -> bool:
-    """A setting's value by where it stands: "quoted", "unquoted", a call's "call", or "bare" (a
+    """A setting's value by where it stands: "quoted", "unquoted", a call's "call", "bare" (a
     command line's value up to white space, a curl user's password: the quoted value's rules and a
-    digit or a symbol, /tmp/secrets_spec6.md); "pass-" before the kind: a name ending in "pass",
-    whose value holds a digit or a symbol in every form (section 2b)."""
+    digit or a symbol, /tmp/secrets_spec6.md), or an XML element's "element" (the quoted value's
+    rules); "pass-" before the kind: a name ending in "pass", whose value holds a digit or a symbol in
+    every form (section 2b). A bare or an element's value holds no quote ('"' or '\''), as before
+    /tmp/secrets_spec7.md (which lets quotes into quoted values only); a bare value, unquoted, is no
+    dotted path in code (spec 7, 4b)."""
     if kind.startswith("pass-"):
         return not SECRET_NAME_IN_CODE.fullmatch(value) and is_valid_setting_value(value, kind[5:])
-    if kind in ("call", "bare"):
+    if kind in ("bare", "element") and any(quote in value for quote in "\"'"):
+        return False
+    if kind == "bare":
+        return is_valid_call_value(value) and not DOTTED_CODE_PATH.fullmatch(value)
+    if kind == "element":
+        return is_valid_secret(value)
+    if kind == "call":
         return is_valid_call_value(value)
     return is_valid_secret(value, kind == "quoted")
 
@@ -1475,7 +1548,7 @@ def is_valid_setting_value(value: str, kind: str) -> bool:
 # a line's start, spaces or tabs (or '=' for --user), an optional quote, a user (no white space, ':' or
 # quote), ':', the password up to white space (after an opening quote: or a quote).
 XML_ELEMENT = re.compile(rb"<(?P<name>[A-Za-z0-9_.:-]+)>(?P<value>[^\s<]*)</")
-XML_ATTRIBUTE_PAIR = re.compile(rb"(?:key|name)=(?P<quote>[\"'])(?P<name>[^\"'\s]+)(?P=quote)[ \t]+value=[\"']", re.I)
+XML_ATTRIBUTE_PAIR = re.compile(rb"(?:key|name)=(?P<quote>[\"'])(?P<name>[^\"'\s]+)(?P=quote)[ \t]+value=[\"'`]", re.I)
 LONG_OPTION = re.compile(rb"(?<![^ \t\n])--(?P<name>[^\s=]+)[ \t]+")
 CURL_USER = re.compile(rb"(?<![^ \t\n])(?:-u[ \t]+|--user(?:[ \t]+|=))(?P<quote>[\"']?)[^\s:\"']+:")
 NOT_WHITE_SPACE = re.compile(rb"[^ \t\n\r\x0b\x0c]*")
@@ -1483,9 +1556,22 @@ NOT_WHITE_SPACE_NOR_QUOTE = re.compile(rb"[^ \t\n\r\x0b\x0c\"']*")
 
 
 def quoted_value_at(data: bytes, start: int) -> tuple[int, int] | None:
-    """The bytes between the quote at start and the next quote (none of them white space), or None."""
-    end = NOT_WHITE_SPACE_NOR_QUOTE.match(data, start + 1).end()
-    return (start + 1, end) if start + 1 < end < len(data) and data[end] in QUOTE_BYTES else None
+    """The value opened by the quote at start (/tmp/secrets_spec7.md section 1: to the next unescaped
+    quote of the same kind, other quotes and backslash escapes inside, no white space), or None."""
+    if start >= len(data) or data[start] not in OPENING_QUOTE_BYTES:
+        return None
+    quote = data[start]
+    end = QUOTED_RUNS[quote].match(data, start + 1).end()
+    return (start + 1, end) if start + 1 < end < len(data) and data[end] == quote else None
+
+
+def escaped_quoted_value_at(data: bytes, start: int) -> tuple[int, int] | None:
+    """The value in escaped double quotes opened by the \" at start (/tmp/secrets_spec7.md section 2),
+    or None."""
+    if data[start:start + 2] != b'\\"':
+        return None
+    end = ESCAPED_QUOTE_RUN.match(data, start + 2).end()
+    return (start + 2, end) if end > start + 2 and data[end:end + 2] == b'\\"' else None
 
 
 @functools.lru_cache(maxsize=64)
@@ -1505,15 +1591,15 @@ def secret_values(data: bytes) -> dict[tuple[int, int], frozenset[str]]:
     for match in SECRET_SETTING.finditer(data):
         start, limit = match.end(), len(data)
         name_kind = "pass" if match["pass"] is not None else "plain"
-        if data[start:start + 1] and data[start] in QUOTE_BYTES:
-            end = start + 1
-            while end < limit and data[end] not in QUOTE_BYTES + WHITESPACE_BYTES:
-                end += 1
-            if match["call"] is not None:
-                if start + 1 < end < limit and data[end] == data[start]:
-                    add((start + 1, end), "call", name_kind)
-            elif start + 1 < end < limit and data[end] in QUOTE_BYTES:
-                add((start + 1, end), "quoted", name_kind)
+        if match["escaped"] is not None or data[start:start + 2] == b'\\"':
+            # /tmp/secrets_spec7.md section 2: \"password\":\"...\", password=\"...\" (JAAS in Java).
+            span = escaped_quoted_value_at(data, start)
+            if span:
+                add(span, "quoted", name_kind)
+        elif data[start:start + 1] and data[start] in OPENING_QUOTE_BYTES:
+            span = quoted_value_at(data, start)
+            if span:
+                add(span, "call" if match["call"] is not None else "quoted", name_kind)
         elif match["call"] is not None:
             continue  # a call's argument unquoted: a variable
         else:
@@ -1526,7 +1612,7 @@ def secret_values(data: bytes) -> dict[tuple[int, int], frozenset[str]]:
         for match in XML_ELEMENT.finditer(data):
             name_kind = ends_in_secret_name(match["name"], data[max(0, match.start("name") - 1):match.start("name")])
             if name_kind and match.end("value") > match.start("value"):
-                add(match.span("value"), "quoted", name_kind)
+                add(match.span("value"), "element", name_kind)
     for match in XML_ATTRIBUTE_PAIR.finditer(data):
         name_kind = ends_in_secret_name(match["name"], data[max(0, match.start("name") - 1):match.start("name")])
         span = quoted_value_at(data, match.end() - 1)
@@ -1537,7 +1623,7 @@ def secret_values(data: bytes) -> dict[tuple[int, int], frozenset[str]]:
             name_kind = ends_in_secret_name(match["name"], data[max(0, match.start("name") - 1):match.start("name")])
             if not name_kind or match.end() >= len(data):
                 continue
-            if data[match.end()] in QUOTE_BYTES:
+            if data[match.end()] in OPENING_QUOTE_BYTES:
                 span = quoted_value_at(data, match.end())
                 if span:
                     add(span, "quoted", name_kind)
@@ -1564,9 +1650,11 @@ def secret_values(data: bytes) -> dict[tuple[int, int], frozenset[str]]:
 # /tmp/secrets_spec5.md part A: a call's two arguments (req.Header.Set("Authorization", "Bearer ..."):
 # the name's closing quote, ',', the value's opening quote, the scheme and the credentials up to the
 # same closing quote) and a subscript's ']' before the separator (headers['Authorization'] = ...).
+# /tmp/secrets_spec7.md section 3: a backquote may open the value as a quote does (a JavaScript
+# template literal: headers: { Authorization: `Bearer ...` }), in every form.
 AUTHORIZATION_HEADER = re.compile(
-    rb"authorization(?:(?P<call>[\"'][ \t]*,[ \t]*(?P<quote>[\"']))"
-    rb"|(?:[\"']\]|[\"']?)[ \t]*(?:=>|[:=])[ \t]*[\"']?)(?P<scheme>basic|bearer|token|apikey)[ \t]+", re.I)
+    rb"authorization(?:(?P<call>[\"'][ \t]*,[ \t]*(?P<quote>[\"'`]))"
+    rb"|(?:[\"']\]|[\"']?)[ \t]*(?:=>|[:=])[ \t]*[\"'`]?)(?P<scheme>basic|bearer|token|apikey)[ \t]+", re.I)
 AUTHORIZATION_VALUE = re.compile(rb"[A-Za-z0-9._~+/-]*[A-Za-z0-9_~+/-]=*")
 BASIC_MIN_BYTES, BASIC_MAX_BYTES = 8, 1024
 BEARER_MIN_BYTES, BEARER_MAX_BYTES = 8, 4096
