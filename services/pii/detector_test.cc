@@ -1569,6 +1569,10 @@ TEST(DetectorTest, FindsSecretsByTheNameOfTheirSetting) {
     EXPECT_THAT(Found(text, MinScore(0.0)), IsEmpty())
         << DescribeAll(text, Default().Scan(text, MinScore(0.0)));
   }
+  // A URL's password holding an unencoded '#' is whole.
+  EXPECT_THAT(
+      Found("$ psql \"postgresql://app:Iwpb8j#6!5cgm2f@pg-dev.internal:5432/app\""),
+      ElementsAre(std::make_pair("URL_CREDENTIALS", "app:Iwpb8j#6!5cgm2f@pg-dev.internal")));
   // But a password with a digit in a dotted word, one after a version word, and a key in base64.
   for (const auto& [text, value] : std::vector<std::pair<std::string, std::string>>{
            {"password=Summer.2024", "Summer.2024"},

@@ -185,15 +185,16 @@ std::vector<RecognizerSpec> BuiltinRecognizers() {
       "azure_sas_signature");
   // The credentials in a URL's authority: "user:password@host" after "scheme://" (the
   // password non-empty, the user possibly empty; the last '@' before the path ends the
-  // password, so an unencoded '@' stays inside it). The host is part of the finding so that
-  // the finding holds any e-mail reading of "password@host" and wins over it (the longer at
-  // equal scores); the scheme, port and path are left. No '@' or no ':' before it ("ssh://
-  // git@host", "http://host:8080/") is no credential, nor a password that stands for one
+  // password, so an unencoded '@', '?' or '#' stays inside it, as people paste them). The host is
+  // part of the finding so that the finding holds any e-mail reading of "password@host" and wins
+  // over it (the longer at equal scores); the scheme, port and path are left. No '@' or no ':'
+  // before it ("ssh:// git@host", "http://host:8080/") is no credential, nor a password that stands
+  // for one
   // ("${DB_PASSWORD}", "<password>": see validators.h). Whitespace includes '\v', which RE2's
   // \s does not and the prefilter cuts at.
   add("url_credentials", "URL_CREDENTIALS",
       "[A-Za-z][A-Za-z0-9+.-]*://"
-      "([^\\s\\v/?#@:]*:[^\\s\\v/?#]+@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\\[[0-9A-Fa-f:.]+\\]))",
+      "([^\\s\\v/?#@:]*:[^\\s\\v/]+@(?:[A-Za-z0-9._~%-]*[A-Za-z0-9_]|\\[[0-9A-Fa-f:.]+\\]))",
       1.0, "url_credentials");
   // A token as the user name ("https://ghp_...@github.com/org/repo.git"): the same finding,
   // listed before the e-mail reading of the same bytes, which it beats at equal length.
