@@ -1546,7 +1546,7 @@ TEST(DetectorTest, FindsSecretsByTheNameOfTheirSetting) {
         "{\"hashed_password\": \"$2b$12$QZYIk9cOIPVgUUFqLqjEkkyxEiMQFySU/nD.Osn6Ny8yM5P9pF4xo\"}",
         "{\"password\": \"パスワード\", \"token\": \"Zugangsschlüssel\", \"secret\": "
         "\"Geheimnis\"}",
-        "{\"api_key\": \"API密钥\", \"token\": \"Токен\"}",
+        "{\"api_key\": \"API密钥\", \"token\": \"Токен\"}", "{\"password\": \"Mot_de_passe\"}",
         "String.format(\"jdbc:postgresql://%s:%s@%s:5432/%s\", user, pw, host, db)",
         "format!(\"postgres://app:{}@localhost/app\", pw)"}) {
     EXPECT_THAT(Found(text, MinScore(0.0)), IsEmpty())

@@ -1697,12 +1697,19 @@ bool IsNameInCode(absl::string_view value) {
   return true;
 }
 
-// Whether `value` is a name in code that names a secret rather than holding one
-// ("session_token", "db-password", "API_KEY"): it holds the end of a secret setting's name.
+// Whether `value` is a name in code or a label that names a secret rather than holding one
+// ("session_token", "db-password", "API_KEY", "Mot_de_passe"): a name in
+// code (letters outside ASCII too) holding the end of a secret setting's name or
+// kSecretSettingWord.
 bool NamesASecret(absl::string_view value) {
-  if (!IsNameInCode(value)) return false;
+  std::string ascii_letters(value);
+  for (char& c : ascii_letters) {
+    if (static_cast<unsigned char>(c) >= 0x80) c = 'x';
+  }
+  if (!IsNameInCode(ascii_letters)) return false;
   const std::string lower = absl::AsciiStrToLower(value);
-  if (std::any_of(std::begin(kSecretSettingNames), std::end(kSecretSettingNames),
+  if (absl::StrContains(lower, kSecretSettingWord) ||
+      std::any_of(std::begin(kSecretSettingNames), std::end(kSecretSettingNames),
                   [&](absl::string_view name) { return absl::StrContains(lower, name); })) {
     return true;
   }
