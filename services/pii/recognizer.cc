@@ -507,7 +507,7 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
   // "Authorization": ["..."]) and opening quote (required after ','); the scheme follows.
   const std::string header =
       absl::StrCat("(?:", setting(kCredentialHeaderNames, false), "(?:[\\[{][ \t]*)?[\"'`]?|",
-                   setting(kCredentialHeaderNames, true), "[\"'])");
+                   setting(kCredentialHeaderNames, true), "[\"'`])");
   // A quoted value: in quotes or backquotes (a JavaScript template literal), with Python's
   // string prefixes (b"...", r'...', u"..."), up to the quote that opened it (the other quotes
   // and escaped characters, "a\\"b'c", are part of it); or in escaped quotes, as JSON in a
@@ -519,10 +519,11 @@ std::vector<RecognizerSpec> NamedSecretRecognizers() {
       absl::StrCat("(?:(?:[rR][bB]?|[bB][rR]?|[uU])?(?:", quoted_in("\""), "|", quoted_in("'"), "|",
                    quoted_in("`"), ")|\\\\\"((?:[^\"\\\\\\s]|\\\\[^\"\\s])+)\\\\\")");
   // An unquoted value: it ends at whitespace and at code's and lists' punctuation, and holds
-  // quotes only between its other bytes (YAML's `AYq5m3J'tuvFTV9!`).
+  // quotes only between its other bytes, three or more before the first (YAML's
+  // `AYq5m3J'tuvFTV9!`; `b"...` and `\"...` start quoted values).
   const std::string unquoted_byte = "[^\\s\"'`,;(){}\\[\\]<>]";
-  const std::string unquoted_value =
-      absl::StrCat("(", unquoted_byte, "+(?:[\"'`]+", unquoted_byte, "+)*)");
+  const std::string unquoted_value = absl::StrCat("(", unquoted_byte, "{3,}(?:[\"'`]+",
+                                                  unquoted_byte, "+)+|", unquoted_byte, "+)");
   // An XML element's text, up to the closing tag.
   const std::string element_value = "([^<\\s]+)</";
   // A '.' ends a sentence, not the credentials.

@@ -1862,16 +1862,6 @@ bool IsValidDiscordWebhookUrl(absl::string_view value) {
 
 bool IsValidUnquotedSecretValue(absl::string_view value) {
   // Nor a YAML tag ("!vault |", CloudFormation's "!Ref DbPassword").
-  // Nor a quoted value's start: an escaped quote's backslash, a Python string's prefix
-  // ("b\"...", which the quoted recognizers take).
-  const size_t quote = value.find_first_of("\"'`");
-  if (value[0] == '\\' ||
-      (quote != absl::string_view::npos && quote <= 2 &&
-       std::all_of(value.begin(), value.begin() + static_cast<std::ptrdiff_t>(quote), [](char c) {
-         return absl::string_view("rRbBuU").find(c) != absl::string_view::npos;
-       }))) {
-    return false;
-  }
   return !IsNameInCode(value) && !(value[0] == '!' && IsNameInCode(value.substr(1))) &&
          !IsDottedPathInCode(value) && IsValidSecretValue(value);
 }

@@ -64,7 +64,15 @@ record and its problems.
     (shell, Dockerfile RUN lines, CI run: steps) and curl's -u/--user password; Jasypt's ENC(...) and
     "changeit" are stand-ins; Discord webhook URLs (DISCORD_WEBHOOK_URL: discord.com, discordapp.com,
     PTB and Canary hosts, versioned paths, a 17-20-digit id and a 60-80-character token, "?wait=true"
-    or "/github" after it), with the hard negatives the specification lists and more of its rules. The
+    or "/github" after it), with the hard negatives the specification lists and more of its rules.
+    /tmp/secrets_spec7.md: a quoted value runs to the quote that opened it (a double, a single or a
+    back quote; the other quotes and backslash escapes inside are part of it), a value in escaped
+    quotes follows a name and '\\"' (a JSON body logged in a JSON string, Kafka's JAAS line in
+    Java), an Authorization value may open with a template literal's backquote; no SECRET is a
+    version, an unquoted dotted path in code, a path of names, a crypt password hash, a label in
+    another script or "geheimnis", "secreto", "segreto"; a URL's password "%s", "%v" or "{}" is no
+    URL_CREDENTIALS (package manifests, code, kubectl and log lines, i18n catalogues and format
+    strings as its hard negatives). The
     European national identifiers follow their rules (UK National Insurance number prefixes
     and suffixes; the mod-23 letter of Spanish DNI/NIF and NIE numbers; the Italian codice
     fiscale's month letters, day (+40 for women), omocodia letters and odd/even check letter;
@@ -5875,6 +5883,164 @@ def spec6_formats() -> list[PositiveFormat]:
     ]
 
 
+# /tmp/secrets_spec7.md sections 1 to 3 and the counter-examples of section 4. Section 1: a quoted value
+# runs to the quote that opened it, so one or two quotes of the other kinds ('"', '\'', a backquote)
+# and, in a double-quoted value of JSON or code, an escaped '\"' are part of it (.env files, JSON, PHP's
+# define() and arrays, Python, JavaScript and TypeScript, Go, C#, YAML, Kafka's JAAS line in a
+# properties file, .NET's appSettings, call arguments, long options). Section 2: values in escaped
+# double quotes (JSON bodies logged inside a JSON string, Kafka's JAAS line in a Java or Kotlin
+# string). Section 3: an Authorization header's value opened by a template literal's backquote.
+# Section 4's counter-examples (a dotted value with a part that starts with a digit or a first part
+# with a capital and a digit, a path with a capital and no leading '/' or with a digit). The values:
+# random passwords as spec6_secret_value draws them, quotes and escapes put inside, each valid as a
+# quoted value (none holds white space, '$' or '@'), free of other readings and of context words.
+SPEC7_INNER_QUOTES = {'"': ("'", "`", '\\"'), "'": ('"', "`"), "`": ('"', "'")}
+
+
+def spec7_quoted_value(quote: str) -> ValueGenerator:
+    """A password with one or two of SPEC7_INNER_QUOTES[quote] inside (never first nor last)."""
+    def generate(rng: Random, ordinal: int) -> str:
+        def draw() -> str:
+            value = rng.choice(BASE62) + random_string(rng, SPEC6_PASSWORD_ALPHABET, rng.randint(9, 21))
+            inner = SPEC7_INNER_QUOTES[quote]
+            for piece in rng.sample(inner, 1 if ordinal % 3 else min(2, len(inner))):
+                at = rng.randint(1, len(value) - 1)
+                value = value[:at] + piece + value[at:]
+            return value
+
+        def valid(value: str) -> bool:
+            return (is_valid_secret(value) and any(c in DIGITS for c in value)
+                    and any(piece in value for piece in SPEC7_INNER_QUOTES[quote]) and free_of_other_findings(value))
+        return drawn_until(valid, draw)
+    return generate
+
+
+# Section 1, a value in double quotes holding '\'', a backquote or '\"'.
+QUOTES_INSIDE_DOUBLE_FRAMES = (
+    "{\"username\": \"app\", \"Password\": \"{v}\"}",
+    ".env:\nSMTP_HOST=smtp.internal\nSMTP_PASSWORD=\"{v}\"\nSMTP_PORT=587",
+    "const config = { apiKey: \"{v}\", region: \"eu-west-1\" };",
+    "DB_PASSWORD = \"{v}\"  # settings.py",
+    "'client_secret' => \"{v}\",",
+    "var options = new SmtpOptions { Host = \"smtp.internal\", Password = \"{v}\" };",
+    "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username=\"svc-orders\" "
+    "password=\"{v}\";",
+    "db:\n  host: db.internal\n  password: \"{v}\"",
+    "apiToken := \"{v}\"",
+    "props.setProperty(\"mail.smtp.password\", \"{v}\");",
+    "{\n  \"ConnectionStrings\": {},\n  \"Jwt\": { \"SigningKey\": \"{v}\", \"Issuer\": \"web\" }\n}",
+)
+# Section 1, a value in single quotes holding '"' or a backquote.
+QUOTES_INSIDE_SINGLE_FRAMES = (
+    "define('AUTH_KEY', '{v}');",
+    "SMTP_PASSWORD='{v}'",
+    "export API_TOKEN='{v}'",
+    "client_secret = '{v}'",
+    "const db = mysql.createConnection({ host: 'db.internal', user: 'app', password: '{v}' });",
+    "return [\n    'host' => 'db.internal',\n    'password' => '{v}',\n];",
+    "redis:\n  host: cache.internal\n  password: '{v}'",
+    "./deploy.sh --api-key '{v}' --env prod",
+    "<add key=\"SmtpPassword\" value='{v}' />",
+    "os.environ.setdefault('DJANGO_SECRET_KEY', '{v}')",
+    "$cfg['Servers'][$i]['password'] = '{v}';",
+)
+# Section 1, a JavaScript template literal or a Go raw string holding '"' or '\''.
+QUOTES_INSIDE_BACKQUOTE_FRAMES = (
+    "const apiKey = `{v}`;",
+    "password := `{v}`",
+    "const cfg = { clientSecret: `{v}`, region: 'eu-west-1' };",
+    "export const SIGNING_SECRET = `{v}`;",
+    "cfg := Config{Host: \"db.internal\", Password: `{v}`}",
+    "os.Setenv(\"DB_PASSWORD\", `{v}`)",
+    "localStorage.setItem('token', `{v}`);",
+)
+# Section 2: \"name\":\"value\" in a JSON string, name=\"value\" in a Java or Kotlin string.
+ESCAPED_QUOTES_FRAMES = (
+    "{\"level\":\"info\",\"msg\":\"login request\",\"body\":\"{\\\"username\\\":\\\"svc\\\",\\\"password\\\":\\\"{v}\\\"}\"}",
+    "{\"event\":\"api_request\",\"payload\":\"{\\\"apiKey\\\":\\\"{v}\\\",\\\"limit\\\":50}\"}",
+    "DEBUG http: request body=\"{\\\"client_id\\\":\\\"web\\\",\\\"client_secret\\\":\\\"{v}\\\"}\"",
+    "{\"message\": \"POST /api/login {\\\"user\\\":\\\"ops\\\",\\\"pass\\\":\\\"{v}\\\"}\", \"status\": 401}",
+    "props.put(\"sasl.jaas.config\", \"org.apache.kafka.common.security.plain.PlainLoginModule required "
+    "username=\\\"alice\\\" password=\\\"{v}\\\";\");",
+    "String jaas = \"org.apache.kafka.common.security.scram.ScramLoginModule required username=\\\"svc-orders\\\" "
+    "password=\\\"{v}\\\";\";",
+    "put(SaslConfigs.SASL_JAAS_CONFIG, \"org.apache.kafka.common.security.plain.PlainLoginModule required "
+    "username=\\\"app\\\" password=\\\"{v}\\\";\")",
+    "body := \"{\\\"token\\\":\\\"{v}\\\"}\"",
+    "logger.debug(\"{\\\"refresh_token\\\": \\\"{v}\\\", \\\"grant_type\\\": \\\"refresh\\\"}\")",
+)
+# Section 3: fetch(), axios, XMLHttpRequest and TypeScript headers in template literals.
+AUTHORIZATION_TEMPLATE_FRAMES = (
+    "fetch(url, { headers: { Authorization: `Bearer {v}` } });",
+    "const res = await fetch('/api/orders', {\n  headers: { 'Content-Type': 'application/json', "
+    "Authorization: `Bearer {v}` },\n});",
+    "const api = axios.create({ baseURL: '/api', headers: { Authorization: `Token {v}` } });",
+    "const headers = { authorization: `bearer {v}` };",
+    "xhr.setRequestHeader('Authorization', `Bearer {v}`);",
+    "headers['Authorization'] = `Bearer {v}`;",
+    "instance.defaults.headers.common.Authorization = `Bearer {v}`;",
+    "const init: RequestInit = { headers: { Authorization: `Bearer {v}` } };",
+)
+# Section 4's counter-examples, quoted and unquoted.
+SPEC7_COUNTER_EXAMPLE_FRAMES = (
+    "password={v}",
+    ".env:\nDB_USER=app\nDB_PASSWORD={v}\nDB_NAME=shop",
+    "password: {v}",
+    "spring.datasource.password={v}",
+    "{\"user\": \"app\", \"password\": \"{v}\"}",
+    "secret_key = \"{v}\"",
+    "export API_SECRET={v}",
+    "mysql -h db.internal -u app --password {v} shop",
+)
+SPEC7_SEASONS = ("Summer", "Winter", "Spring", "Autumn", "Sommer", "Herbst", "Welcome", "Sunshine", "Dragon")
+
+
+def spec7_counter_example(rng: Random, ordinal: int) -> str:
+    """The specification's own four now and then; else of their shapes: a word and a year after a '.'
+    (the part after it starts with a digit), a capital and a digit in the first of two dotted parts,
+    mixed-case letters around a '/' with no leading '/', base62 with a digit around a '/'."""
+    def draw() -> str:
+        kind = ordinal % 4
+        if ordinal < 4:
+            return ("Summer.2024", "P4ss.w0rd", "WLd/PGlNGtHALTk", "K7MDENG/bPxRfiCYzQwT")[kind]
+        if kind == 0:
+            word = rng.choice(SPEC7_SEASONS)
+            return "%s.%d" % (word.lower() if rng.random() < 0.3 else word, rng.randint(2015, 2029))
+        if kind == 1:
+            first = rng.choice(UPPER) + random_string(rng, LOWER + DIGITS, rng.randint(3, 5))
+            return "%s.%s" % (first, random_string(rng, LOWER + DIGITS, rng.randint(3, 6)))
+        if kind == 2:
+            at = rng.randint(3, 8)
+            return random_string(rng, UPPER + LOWER, at) + "/" + random_string(rng, UPPER + LOWER, rng.randint(6, 12))
+        at = rng.randint(5, 10)
+        return random_string(rng, BASE62, at) + "/" + random_string(rng, BASE62, rng.randint(8, 14))
+
+    def valid(value: str) -> bool:
+        kind = ordinal % 4
+        shape = ((kind == 1 and any(c in DIGITS for c in value.split(".")[0]))
+                 or (kind == 2 and any(c in UPPER for c in value) and any(c in LOWER for c in value))
+                 or (kind == 3 and any(c in DIGITS for c in value)) or kind == 0)
+        return (shape and is_valid_secret(value, quoted=False) and is_valid_call_value(value)
+                and free_of_other_findings(value))
+    return drawn_until(valid, draw)
+
+
+def spec7_formats() -> list[PositiveFormat]:
+    """/tmp/secrets_spec7.md: quoted values with other quotes inside (three formats by the opening
+    quote), values in escaped quotes, Authorization in a template literal and section 4's
+    counter-examples (six formats; SPEC7_SHARE of the usual records each)."""
+    return [
+        PositiveFormat("SECRET", "quotes-inside-double", spec7_quoted_value('"'), frames=QUOTES_INSIDE_DOUBLE_FRAMES),
+        PositiveFormat("SECRET", "quotes-inside-single", spec7_quoted_value("'"), frames=QUOTES_INSIDE_SINGLE_FRAMES),
+        PositiveFormat("SECRET", "quotes-inside-backquote", spec7_quoted_value("`"),
+                       frames=QUOTES_INSIDE_BACKQUOTE_FRAMES),
+        PositiveFormat("SECRET", "escaped-quotes", spec6_secret_value, frames=ESCAPED_QUOTES_FRAMES),
+        PositiveFormat("SECRET", "authorization-template-literal", bearer_token_value,
+                       frames=AUTHORIZATION_TEMPLATE_FRAMES),
+        PositiveFormat("SECRET", "spec7-counter-examples", spec7_counter_example, frames=SPEC7_COUNTER_EXAMPLE_FRAMES),
+    ]
+
+
 # The fourth batch's own sentences: HR e-mails, payslips, forms, JSON records and key=value
 # lines, the context word the field's name or shortly before the value (the generator lays out
 # no table: a column header's context is the engine's rule, not this module's).
@@ -6136,6 +6302,7 @@ POSITIVE_FORMATS = (
     *new_secret_formats(),
     *spec5_formats(),
     *spec6_formats(),
+    *spec7_formats(),
     PositiveFormat("UK_NINO", "compact-context", nino_format(False), "with"),
     PositiveFormat("UK_NINO", "grouped", nino_format(True)),
     PositiveFormat("UK_NINO", "grouped-context", nino_format(True), "with"),
@@ -8391,13 +8558,18 @@ def discord_webhook_invalid(kind: str) -> ValueGenerator:
     """"id-length": 16 or 21 digits; "token-length": 59 or 81 (a byte more of the token's alphabet voids
     it); "host": discord.gg or no /api/; "id-letters": "ID" and "TOKEN", templates; "placeholder": a
     token of xxx, your..., here; "api-version": /api/v100/."""
+    def random_token(rng: Random, length: int) -> str:
+        # No OpenAI key ("sk-" and 20 more) or xAI key inside a token the URL no longer covers.
+        return drawn_until(lambda t: "sk-" not in t and "xai-" not in t,
+                           lambda: random_string(rng, BASE64URL, length))
+
     def generate(rng: Random, ordinal: int) -> str:
         base = "https://%s/api/%swebhooks/" % (rng.choice(DISCORD_WEBHOOK_HOSTS), rng.choice(DISCORD_WEBHOOK_VERSIONS))
-        snowflake, token = discord_webhook_id(rng, 19), random_string(rng, BASE64URL, 68)
+        snowflake, token = discord_webhook_id(rng, 19), random_token(rng, 68)
         if kind == "id-length":
             return base + "%s/%s" % (discord_user_id_digits(rng, 16 if ordinal % 2 else 21), token)
         if kind == "token-length":
-            return base + "%s/%s" % (snowflake, random_string(rng, BASE64URL, 59 if ordinal % 2 else 81))
+            return base + "%s/%s" % (snowflake, random_token(rng, 59 if ordinal % 2 else 81))
         if kind == "host":
             return rng.choice(("https://discord.gg/api/webhooks/%s/%s" % (snowflake, token),
                                "https://discord.com/webhooks/%s/%s" % (snowflake, token),
@@ -8417,7 +8589,6 @@ def discord_webhook_invalid(kind: str) -> ValueGenerator:
 
 # Lines of code and commands stand only in their own sentences, a value at the end of its line or
 # before a space (a generic sentence's "{v}, merci" would glue a comma to a command's last value).
-OWN_FRAMES_ONLY = frozenset(category for category, _ in SPEC6_SETTING_NEGATIVE_KINDS)
 DISCORD_WEBHOOK_NEGATIVE_KINDS = ("id-length", "token-length", "host", "id-letters", "placeholder", "api-version")
 SPEC6_NEGATIVE_VARIANTS = (
     *(NegativeVariant(category, kind, spec6_setting_invalid(category, kind))
@@ -8425,6 +8596,232 @@ SPEC6_NEGATIVE_VARIANTS = (
     *(NegativeVariant("discord_webhook_invalid", kind, discord_webhook_invalid(kind))
       for kind in DISCORD_WEBHOOK_NEGATIVE_KINDS),
 )
+
+
+# The hard negatives of /tmp/secrets_spec7.md section 4, in the frames it names: a) versions in
+# package.json dependency blocks, composer.json, Cargo.toml and pyproject.toml (under package names that
+# end in a secret's name); b) code's unquoted dotted paths with a digit in a later part or '?.' (Python,
+# JavaScript, TypeScript); c) paths of names (kubectl's --from-file, log lines, YAML, compose files,
+# long options); d) crypt password hashes (bcrypt, sha512-crypt, argon2, yescrypt, md5-crypt, passlib's
+# pbkdf2 and scrypt) under names ending in "password"; e) i18n catalogues in Japanese, Chinese, Russian,
+# Korean and German (and the label words geheimnis, secreto, segreto), as JSON and Rails YAML; f) URL
+# passwords that are a format's placeholder (%s, %v, {}) in Java, Go, Rust and Python format strings,
+# the host none that an e-mail reading would take. Each drawn again until free of context words.
+MANIFEST_SECRET_PACKAGES = ("jsonwebtoken", "csrf-token", "@octokit/auth-token", "passport-token", "secret-handshake",
+                            "express-bearer-token", "rand-token", "generate-password", "secure-password",
+                            "uuid-apikey", "random-token", "@types/jsonwebtoken")
+MANIFEST_OTHER_PACKAGES = ("express", "pg", "dotenv", "axios", "zod", "helmet", "cors", "winston", "ioredis", "lodash",
+                           "@nestjs/core", "uuid")
+MANIFEST_PROJECTS = ("orders-api", "billing-service", "web-portal", "gateway", "notifier", "admin-ui")
+
+
+def manifest_version(rng: Random, ordinal: int) -> str:
+    """npm's and Cargo's ways: ^, ~, >=, = or v or none, two or three parts (or 'x'), now and then a
+    pre-release or build after '-' or '+'."""
+    major, minor, patch = rng.randint(0, 19), rng.randint(0, 30), rng.randint(0, 25)
+    full, short = "%d.%d.%d" % (major, minor, patch), "%d.%d" % (major, minor)
+    return rng.choice(("^" + full, "~" + full, full, ">=" + short, ">=" + full, "%d.x" % major, short + ".x",
+                       "^%s-beta.%d" % (full, rng.randint(1, 9)), "~%s-rc.%d" % (full, rng.randint(1, 5)),
+                       "%s+build.%d" % (full, rng.randint(1, 999)), "=" + full, "v" + full, "^" + short))
+
+
+def package_manifest(rng: Random, ordinal: int) -> str:
+    if ordinal < 5:  # the specification's own
+        return ('"jsonwebtoken": "^9.0.2"', '"csrf-token": "~1.2.0"', '"@octokit/auth-token": "^4.0.0"',
+                '"secret-handshake": ">=2.1"', '"passport-token": "1.x"')[ordinal]
+    kind = ordinal % 5
+    if kind == 3:  # Cargo.toml
+        return "[dependencies]\njsonwebtoken = \"%s\"\nserde = { version = \"1.0.%d\", features = [\"derive\"] }\n" \
+               "tokio = \"%s\"" % (rng.choice(("=9.3.0", "^9.3.0", "~9.2.1", "9.3.0-rc.1", ">=8.3")),
+                                     rng.randint(150, 210), manifest_version(rng, ordinal))
+    if kind == 4:  # pyproject.toml (Poetry)
+        return "[tool.poetry.dependencies]\npython = \"^3.%d\"\ndjangorestframework-api-key = \"%s\"\n" \
+               "pyjwt = \"%s\"" % (rng.randint(9, 12), manifest_version(rng, ordinal), manifest_version(rng, ordinal))
+    if kind == 2:  # composer.json
+        return "{\n    \"require\": {\n        \"php\": \"^8.%d\",\n        \"acme/csrf-token\": \"%s\",\n" \
+               "        \"firebase/php-jwt\": \"%s\"\n    }\n}" % (rng.randint(1, 3), manifest_version(rng, ordinal),
+                                                                   manifest_version(rng, ordinal))
+    secrets = rng.sample(MANIFEST_SECRET_PACKAGES, rng.randint(2, 3))
+    others = rng.sample(MANIFEST_OTHER_PACKAGES, rng.randint(1, 3))
+    lines = ["    \"%s\": \"%s\"" % (name, manifest_version(rng, ordinal)) for name in sorted(secrets + others)]
+    block = "{\n  \"name\": \"%s\",\n  \"version\": \"%d.%d.%d\",\n  \"private\": true,\n  \"dependencies\": {\n%s\n  }" % (
+        rng.choice(MANIFEST_PROJECTS), rng.randint(0, 4), rng.randint(0, 20), rng.randint(0, 9), ",\n".join(lines))
+    if kind == 1:
+        block += ",\n  \"devDependencies\": {\n    \"@types/jsonwebtoken\": \"%s\",\n    \"typescript\": \"%s\"\n  }" % (
+            manifest_version(rng, ordinal), manifest_version(rng, ordinal))
+    return block + "\n}"
+
+
+SPEC7_CODE_PATH_LINES = (
+    "password = hashlib.sha256(raw.encode()).hexdigest()",
+    "api_key = vault_client.secrets.kv.v2.read_secret_version(path=\"app\")",
+    "const token = req.headers.authorization?.split(' ')[1];",
+    "secret: self.configService.getApiKey,",
+    "password = hashlib.sha512(salt + pw).hexdigest()",
+    "token = session.credentials.token_v2",
+    "const secret = cfg?.auth?.jwtSecret;",
+    "private readonly token = this.tokens.v1.issue(user);",
+    "const signingKey = keys.hmac256.current;",
+    "password = crypto.pbkdf2Sync(pw, salt, 100000, 64, 'sha512')",
+    "let accessToken = user?.session?.accessToken;",
+    "api_key = settings.providers.v2.api_key",
+    "secret = kms.v1.decrypt(blob)",
+    "const apiKey = ctx.env?.keys?.v3Primary;",
+)
+
+
+def code_path_lines(rng: Random, ordinal: int) -> str:
+    """One to three lines of Python, JavaScript or TypeScript assigning a dotted path (the first four
+    the specification's own)."""
+    if ordinal < 4:
+        return SPEC7_CODE_PATH_LINES[ordinal]
+    return "\n".join(rng.sample(SPEC7_CODE_PATH_LINES, rng.randint(1, 3)))
+
+
+SPEC7_PATH_NAMES = ("db_password", "api-token", "token", "smtp_password", "signing-key", "client_secret", "master.key")
+SPEC7_PATH_DIRS = ("secrets", "run/secrets", "var/run/secrets", "etc/app/secrets", "home/deploy/.config/app")
+
+
+def path_of_names(rng: Random, ordinal: int) -> str:
+    """kubectl's --from-file, vault and AWS secret paths in log lines and settings, compose files'
+    secret files, YAML, long options: a '/' path of names (no digit), leading '/' or no capital."""
+    if ordinal < 3:
+        return ("kubectl create secret generic db-creds --from-file=password=./secrets/db_password.txt",
+                "secret=prod/db/credentials", "secret: /var/run/secrets/token")[ordinal]
+    name, folder = rng.choice(SPEC7_PATH_NAMES), rng.choice(SPEC7_PATH_DIRS)
+    env, service = rng.choice(("prod", "staging", "dev")), rng.choice(("orders", "billing", "web", "reports"))
+    return rng.choice((
+        "kubectl create secret generic %s-creds --from-file=password=./secrets/%s.txt" % (service, name),
+        "kubectl -n %s create secret generic api --from-file=token=/%s/%s" % (env, folder, name),
+        "kubectl create secret generic %s --from-file=api_key=~/.config/%s/api_key" % (service, service),
+        "INFO vault: reading secret=%s/%s/credentials" % (env, service),
+        "level=info msg=\"fetched\" secret=kv/data/%s/%s" % (env, service),
+        "secret: /%s/%s" % (folder, name),
+        "services:\n  %s:\n    environment:\n      POSTGRES_PASSWORD: /run/secrets/postgres-password" % service,
+        "api_key: ~/.config/%s/api_key" % service,
+        "SECRET=%s/%s/db-credentials" % (env, service),
+        "aws_secret = \"%s/%s/database\"" % (env, service),
+        "./scripts/backup.sh --password ./secrets/%s.txt" % name,
+        "token: /Users/runner/.config/gh/token",
+        "VAULT_SECRET=secret/data/%s/%s" % (service, env),
+    ))
+
+
+BCRYPT_ALPHABET = "./" + UPPER + LOWER + DIGITS
+
+
+def crypt_hash(rng: Random, kind: int, bcrypt: str = "2b") -> str:
+    """bcrypt ($2a$, $2b$, $2y$), sha512-crypt and sha256-crypt (rounds or none), argon2id, yescrypt,
+    md5-crypt, passlib's pbkdf2 and scrypt, their salts and digests in crypt's alphabet or base64."""
+    b = lambda n: random_string(rng, BCRYPT_ALPHABET, n)
+    b64 = lambda n: base64.b64encode(rng.randbytes(n)).decode().rstrip("=")
+    if kind == 0:
+        return "$%s$%02d$%s" % (bcrypt, rng.choice((10, 11, 12, 13)), b(53))
+    if kind == 1:
+        return "$6$%s%s$%s" % (rng.choice(("", "rounds=5000$", "rounds=656000$")), b(16), b(86))
+    if kind == 2:
+        return "$argon2id$v=19$m=65536,t=3,p=4$%s$%s" % (b64(16), b64(32))
+    if kind == 3:
+        return "$y$j9T$%s$%s" % (b(22), b(43))
+    if kind == 4:
+        return "$1$%s$%s" % (b(8), b(22))
+    if kind == 5:
+        return "$5$rounds=535000$%s$%s" % (b(16), b(43))
+    if kind == 6:
+        return "$pbkdf2-sha256$29000$%s$%s" % (b64(16).replace("+", "."), b64(32).replace("+", "."))
+    return "$scrypt$ln=16,r=8,p=1$%s$%s" % (b64(16), b64(32))
+
+
+def password_hash_setting(rng: Random, ordinal: int) -> str:
+    """A crypt hash under a name ending in "password" (JSON user records, Ansible, PHP seeders, .env
+    files, YAML), the specification's own two first."""
+    if ordinal == 0:
+        return "{\"hashed_password\": \"$2b$12$QZYIk9cOIPVgUUFqLqjEkkyxEiMQFySU/nD.Osn6Ny8yM5P9pF4xo\"}"
+    if ordinal == 1:
+        return "password: $6$rounds=5000$saltsalt$%s" % drawn_until(
+            clean_negative, lambda: random_string(rng, BCRYPT_ALPHABET, 86))
+    value = drawn_until(clean_negative, lambda: crypt_hash(rng, ordinal % 8, ("2a", "2b", "2y")[ordinal // 8 % 3]))
+    return rng.choice((
+        "{\"id\": 42, \"username\": \"ops\", \"hashed_password\": \"%s\"}" % value,
+        "- name: Create the deploy user\n  ansible.builtin.user:\n    name: deploy\n    password: \"%s\"" % value,
+        "'password' => '%s'," % value,
+        "ADMIN_PASSWORD='%s'" % value,
+        "users:\n  - name: admin\n    password: '%s'" % value,
+        "\"passwordHash\": null, \"password\": \"%s\"" % value,
+        "root_password = \"%s\"" % value,
+    ))
+
+
+# Section 4e: catalogues of UI labels. Values of letters only with a non-ASCII letter, or the label
+# words; the other keys' values (names that are none, sentences with spaces) as a catalogue has them.
+I18N_CATALOGUES = (
+    ("ja", {"username": "ユーザー名", "password": "パスワード", "token": "トークン", "secret": "秘密鍵",
+            "api_key": "APIキー", "access_token": "アクセストークン", "submit": "ログイン",
+            "forgot_password": "パスワードをお忘れですか"}),
+    ("zh", {"username": "用户名", "password": "密码", "confirm_password": "确认密码", "token": "令牌",
+            "api_key": "API密钥", "secret": "密钥", "submit": "登录"}),
+    ("ru", {"username": "Имя пользователя", "password": "Пароль", "token": "Токен", "secret": "Секрет",
+            "new_password": "Новый пароль", "api_key": "КлючAPI", "submit": "Войти"}),
+    ("ko", {"username": "사용자이름", "password": "비밀번호", "token": "토큰", "secret": "비밀키", "api_key": "API키",
+            "access_token": "액세스토큰", "submit": "로그인"}),
+    ("de", {"username": "Benutzername", "secret": "Geheimnis", "token": "Zugangsschlüssel",
+            "api_key": "Schlüssel", "session_token": "Sitzungsschlüssel", "reset_password": "Passwort zurücksetzen",
+            "submit": "Anmelden"}),
+    ("es", {"username": "Usuario", "password": "Contraseña", "secret": "secreto", "submit": "Entrar"}),
+    ("it", {"username": "Utente", "password": "Parola d'ordine", "secret": "segreto", "secret_key": "Segreto",
+            "submit": "Accedi"}),
+)
+
+
+def i18n_catalogue(rng: Random, ordinal: int) -> str:
+    """A JSON catalogue (flat or under "auth"), or Rails' YAML, of one language; the specification's
+    own line first."""
+    if ordinal == 0:
+        return "{\"password\": \"パスワード\", \"token\": \"トークン\", \"secret\": \"秘密鍵\"}"
+    language, labels = I18N_CATALOGUES[ordinal % len(I18N_CATALOGUES)]
+    keys = sorted(rng.sample(sorted(labels), rng.randint(3, len(labels))), key=list(labels).index)
+    if ordinal % 3 == 2:
+        body = "\n".join("        %s: %s" % (key, labels[key]) for key in keys)
+        return "%s:\n  activerecord:\n    attributes:\n      user:\n%s" % (language, body)
+    pairs = ",\n".join("    \"%s\": \"%s\"" % (key, labels[key]) for key in keys)
+    if ordinal % 3 == 1:
+        return "locales/%s.json:\n{\n  \"auth\": {\n%s\n  }\n}" % (language, pairs)
+    return "{\n%s\n}" % pairs.replace("    \"", "  \"")
+
+
+SPEC7_FORMAT_URL_LINES = (
+    "String url = String.format(\"jdbc:postgresql://%s:%s@%s:5432/%s\", user, pw, host, db);",
+    "let url = format!(\"postgres://app:{}@localhost/app\", pw);",
+    "engine = create_engine(\"mysql://root:%s@127.0.0.1/app\" % pw)",
+    "dsn := fmt.Sprintf(\"postgres://%s:%v@%s:5432/%s\", user, pw, host, name)",
+    "conn, err := amqp.Dial(fmt.Sprintf(\"amqp://guest:%v@rabbitmq:5672/\", pw))",
+    "REDIS_URL = \"redis://:{}@cache:6379/0\".format(pw)",
+    "log.info(\"connecting to postgresql://%s:%s@%s/%s\", user, pw, host, db)",
+    "let uri = format!(\"mongodb://{}:{}@{}/{}\", user, pw, host, db);",
+    "String uri = String.format(\"amqp://%s:%s@%s:%d/%s\", user, pw, host, port, vhost);",
+    "url = \"redis://default:%s@cache:6379\" % os.environ[\"REDIS_PW\"]",
+)
+
+
+def url_format_placeholder(rng: Random, ordinal: int) -> str:
+    if ordinal < len(SPEC7_FORMAT_URL_LINES):
+        return SPEC7_FORMAT_URL_LINES[ordinal]
+    return rng.choice(SPEC7_FORMAT_URL_LINES)
+
+
+SPEC7_NEGATIVE_KINDS = (
+    ("secret_version", "package-manifest", package_manifest),
+    ("secret_code_path", "dotted-unquoted", code_path_lines),
+    ("secret_path_of_names", "path", path_of_names),
+    ("secret_password_hash", "crypt", password_hash_setting),
+    ("secret_script_label", "i18n-catalogue", i18n_catalogue),
+    ("url_credentials_format", "placeholder", url_format_placeholder),
+)
+# Lines of code and commands stand only in their own sentences (spec 6's and spec 7's).
+OWN_FRAMES_ONLY = frozenset([*(category for category, _ in SPEC6_SETTING_NEGATIVE_KINDS),
+                             *(category for category, _, _ in SPEC7_NEGATIVE_KINDS)])
+SPEC7_NEGATIVE_VARIANTS = tuple(NegativeVariant(category, kind, free_of_context_words(make))
+                                for category, kind, make in SPEC7_NEGATIVE_KINDS)
 
 
 SPEC4_NEGATIVE_VARIANTS = (
@@ -8559,6 +8956,7 @@ NEGATIVE_VARIANTS = (
     *SPEC4_NEGATIVE_VARIANTS,
     *SPEC5_NEGATIVE_VARIANTS,
     *SPEC6_NEGATIVE_VARIANTS,
+    *SPEC7_NEGATIVE_VARIANTS,
 )
 NEGATIVE_CATEGORIES = tuple(dict.fromkeys(v.category for v in NEGATIVE_VARIANTS))
 # Negatives that are only negative for want of a context word never go next to one.
@@ -9103,6 +9501,10 @@ NEGATIVE_FRAMES.update({
     **{category: ("{v}", "Is this line safe to commit?\n{v}", "```\n{v}\n```", "Warum wird das nicht maskiert?\n{v}",
                   "Extrait de la configuration :\n{v}\n")
        for category, _ in SPEC6_SETTING_NEGATIVE_KINDS},
+    # /tmp/secrets_spec7.md section 4: manifests, code, commands, logs and catalogues as pasted.
+    **{category: ("{v}", "Is this safe to commit?\n{v}", "```\n{v}\n```", "Warum wird das als Geheimnis markiert?\n{v}",
+                  "Extrait du d\u00e9p\u00f4t :\n{v}\n", "Why does the scanner flag this?\n\n{v}\n")
+       for category, _, _ in SPEC7_NEGATIVE_KINDS},
     "discord_webhook_invalid": ("Is {v} a valid webhook URL?", "The docs show {v} as the example.",
                                 "Copied from the README: {v}", "Discord answers 404 for {v}",
                                 "Ist {v} ein gültiger Webhook?"),
@@ -10240,17 +10642,30 @@ def records_per_format(entity_type: str, per_format: int) -> int:
     return max(per_format, math.ceil(MIN_FORMATS_PER_TYPE * per_format / formats))
 
 
+# /tmp/secrets_spec7.md's formats and hard negatives: two thirds of the usual records each (480 records a
+# seed at the default, twelve formats and variants).
+SPEC7_SHARE = (2, 3)
+SPEC7_FORMAT_NAMES = frozenset(f.name for f in spec7_formats())
+SPEC7_VARIANT_KEYS = frozenset((v.category, v.name) for v in SPEC7_NEGATIVE_VARIANTS)
+
+
+def spec7_share(count: int) -> int:
+    return math.ceil(count * SPEC7_SHARE[0] / SPEC7_SHARE[1])
+
+
 def generate_corpus(seed: int, per_format: int, counters: Counter | None = None) -> list[Record]:
     """All records for the seed: positives format by format, then hard negatives."""
     rng = Random(seed)
     counters = Counter() if counters is None else counters
     records = []
     for fmt in POSITIVE_FORMATS:
-        for ordinal in range(records_per_format(fmt.entity_type, per_format)):
+        count = records_per_format(fmt.entity_type, per_format)
+        for ordinal in range(spec7_share(count) if fmt.name in SPEC7_FORMAT_NAMES else count):
             record_id = "%s-%s-%04d" % (fmt.entity_type.lower(), fmt.name, ordinal)
             records.append(checked(lambda: draw_positive(rng, fmt, ordinal, record_id), counters))
     for variant in NEGATIVE_VARIANTS:
-        for ordinal in range(per_format):
+        count = spec7_share(per_format) if (variant.category, variant.name) in SPEC7_VARIANT_KEYS else per_format
+        for ordinal in range(count):
             record_id = "negative-%s-%s-%04d" % (variant.category, variant.name, ordinal)
             records.append(checked(lambda: draw_hard_negative(rng, variant, ordinal, record_id), counters))
     records += neighbour_records(seed, per_format, counters)

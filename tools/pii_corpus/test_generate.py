@@ -1989,11 +1989,12 @@ class SettingSecretTest(unittest.TestCase):
                       "********", "xxxxxxxx", "changeme", "PASSWORD", "your_password",  # stand-ins
                       "your-api-key-here", "my-key-HERE-1", "example123", "replace-me-1", "placeholder1",
                       "dummy-Pa55", "REDACTED-123", "abcXXX123", "ab***123", "sk_live_...",  # placeholder words
-                      "Sup3r Secret", "Sup3r\tSecret1", "ab\"cd1234", "ab'cd1234"):
+                      "Sup3r Secret", "Sup3r\tSecret1"):
             self.assertFalse(valid(value, quoted=False), value)
             self.assertFalse(valid(value, quoted=True), value)
-        # Unquoted only: a name in code or a type, and the bytes that end an unquoted value.
-        for value in ("string", "my-secret-name", "abc,def1", "abc;def1",
+        # Unquoted only: a name in code or a type, and the bytes that end an unquoted value (a quote too:
+        # since /tmp/secrets_spec7.md a quoted value holds the other quotes and escapes).
+        for value in ("string", "my-secret-name", "abc,def1", "abc;def1", "ab\"cd1234", "ab'cd1234", "ab\\\"cd12",
                       "abc(def1)", "abc}def1", "abc]def1", "abc>def1", "abc`def1"):
             self.assertFalse(valid(value, quoted=False), value)
             self.assertTrue(valid(value, quoted=True), value)
@@ -2004,7 +2005,8 @@ class SettingSecretTest(unittest.TestCase):
             self.assertFalse(valid(value, quoted=False), value)
             self.assertFalse(valid(value, quoted=True), value)
         self.assertEqual(len("é" * 100), 100)
-        self.assertTrue(valid("é" * 100, quoted=False))  # 200 bytes
+        self.assertTrue(valid("é" * 99 + "1", quoted=False))  # 199 bytes
+        self.assertFalse(valid("é" * 100, quoted=False))  # letters only, not ASCII: a label (spec 7, 4e)
         self.assertFalse(valid("é" * 2048 + "1", quoted=False))  # 4,097 bytes
 
     def test_settings_of_the_specification(self):
@@ -2026,7 +2028,7 @@ class SettingSecretTest(unittest.TestCase):
                 ("X-Access-Key: Ab3!xyz", "Ab3!xyz"), ("secret-key=>Ab3!xyz", "Ab3!xyz"),
                 ("\"token\" : 'Ab3!xyz'", "Ab3!xyz"), ("passphrase=correct-horse-7", "correct-horse-7"),
                 ("clientSecret: \"my-secret-name\"", "my-secret-name"),  # quoted: letters and '-' are a value
-                ("password: \"abc1234'", "abc1234"),  # a quote of either kind closes it
+                ("password: \"abc1234'\"", "abc1234'"),  # only the opening quote's kind closes it (spec 7)
                 ("password=" + "a" * 199 + "1", "a" * 199 + "1")):
             self.assertEqual(findings_of(text), {("SECRET", value)}, text)
         for text in ("password_hash: Sup3r!Secret", "passwordless: Sup3r!Secret", "max_tokens: 128000a",
@@ -2035,7 +2037,8 @@ class SettingSecretTest(unittest.TestCase):
                      "password <= 'Sup3r!Secret'", "password >= 'Sup3r!Secret'", "password\n= Sup3r!Secret",
                      "password:\n  Sup3r!Secret", "password: Sup3r Secret", "password: \"Sup3r Secret1\"",
                      "password=" + "a" * 4096 + "1", "password: \"" + "a" * 4096 + "1\"",
-                     "password: \"unterminated1", "The password: must be long", "Password: see the vault"):
+                     "password: \"unterminated1", "The password: must be long", "Password: see the vault",
+                     "password: \"abc1234'"):  # /tmp/secrets_spec7.md: a quote of the other kind closes it no more
             self.assertFalse({f for f in findings_of(text) if f[0] == "SECRET"}, text)
 
     def test_hard_negatives_of_the_specification(self):
@@ -2082,7 +2085,7 @@ class SettingSecretTest(unittest.TestCase):
         # The settings' formats (an Authorization header's and the near misses: AuthorizationSecretTest).
         formats = [f for f in gen.POSITIVE_FORMATS if f.entity_type == "SECRET" and f.name not in AUTHORIZATION_FORMATS
                    and f.name not in SPEC4_SECRET_FORMATS and f.name not in SPEC5_SECRET_FORMATS
-                   and f.name not in SPEC6_SECRET_FORMATS]
+                   and f.name not in SPEC6_SECRET_FORMATS and f.name not in SPEC7_SECRET_FORMATS]
         self.assertGreaterEqual(len(formats), 9)
         self.assertIn("SECRET", gen.ENTITY_TYPES)
         self.assertNotIn("SECRET", gen.SCORE_ONE_TYPES)
@@ -2689,16 +2692,17 @@ class AuthorizationSecretTest(unittest.TestCase):
                 # the value's pattern: [A-Za-z0-9._~+/-]+ and '='s; "abc=def" is "abc="
                 ("Authorization: Bearer a1b2c3d4e5=xyz", "a1b2c3d4e5="),
                 # /tmp/secrets_spec4.md correction 1: a full stop after the credentials is none of them
-                ("Authorization: Bearer %s." % self.BEARER, self.BEARER)):
+                ("Authorization: Bearer %s." % self.BEARER, self.BEARER),
+                # /tmp/secrets_spec7.md section 3: a template literal's backquote opens it as a quote does
+                ("{ headers: { Authorization: `Bearer %s` } }" % self.BEARER, self.BEARER)):
             self.assertEqual(findings_of(text), {("SECRET", value)}, text)
             self.assertEqual(gen.self_check(positive_record(text, ("SECRET", value))), [], text)
-        # Not claimed: no ':' or '=' after the name (nginx), a line break, another scheme, a
-        # backtick, a name not ending in "authorization".
+        # Not claimed: no ':' or '=' after the name (nginx), a line break, another scheme, a name not
+        # ending in "authorization" (a backquote opens the value since /tmp/secrets_spec7.md).
         for text in ('proxy_set_header Authorization "Basic %s";' % self.BASIC,
                      "Authorization\n: Bearer %s" % self.BEARER, "Authorization:\nBearer %s" % self.BEARER,
                      "Authorization: Bearer\n%s" % self.BEARER, "Authorization: Bearer%s" % self.BEARER,
                      "Authorization: Negotiate %s" % self.BASIC, "Authorization: Digest %s" % self.BEARER,
-                     "{ headers: { Authorization: `Bearer %s` } }" % self.BEARER,
                      "Authorization-Bearer: %s" % self.BEARER,  # PHP's "=>" is claimed since /tmp/secrets_spec4.md
                      "WWW-Authenticate: Bearer %s" % self.BEARER, "Authorisation: Bearer %s" % self.BEARER):
             self.assertFalse(findings_of(text), text)
@@ -3040,14 +3044,14 @@ class Spec5Test(unittest.TestCase):
             self.assertEqual(findings_of(text), {("SECRET", value)}, text)
             self.assertEqual(gen.self_check(positive_record(text, ("SECRET", value))), [], text)
         # The credentials up to the value's closing quote (the same quote), no scheme of the rule's, a
-        # stand-in, no colon, a backtick, one argument.
+        # stand-in, no colon, one argument (a backquote opens the value since /tmp/secrets_spec7.md).
         for text in ('Set("Authorization", "Bearer %s\')' % self.BEARER,
                      'Set("Authorization", "Bearer %s.")' % self.BEARER,
                      'Set("Authorization", "Bearer %s x")' % self.BEARER,
                      'Set("Authorization", "Bot %s")' % self.BEARER,
                      'Set("Authorization", "Bearer ")', 'Set("Authorization", "Bearer")',
                      'Set("Authorization", "Basic dXNlcjpwYXNzd29yZA==")', 'Set("Authorization", "Basic dXNlcm5hbWU=")',
-                     'Set("Authorization", `Bearer %s`)' % self.BEARER, 'Set(Authorization, "Bearer %s")' % self.BEARER,
+                     'Set("Authorization", `Bearer %s")' % self.BEARER, 'Set(Authorization, "Bearer %s")' % self.BEARER,
                      'x["Authorization"] == "Bearer %s"' % self.BEARER, '.set("auth", "%s\')' % self.BASIC,
                      '.set("auth", "dXNlcm5hbWU=")', '.set("oauth", "oauth2client")', 'Set("Authorization")'):
             self.assertFalse(findings_of(text), text)
@@ -3541,6 +3545,269 @@ class Spec6Test(unittest.TestCase):
                 self.assertIn(fmt.entity_type, {label.entity_type for label in record.labels})
 
 
+# /tmp/secrets_spec7.md: quoted values running to their opening quote, values in escaped quotes, an
+# Authorization header in a template literal, and section 4's values that are no SECRET, spelled out here.
+SPEC7_SECRET_FORMATS = ("quotes-inside-double", "quotes-inside-single", "quotes-inside-backquote", "escaped-quotes",
+                        "authorization-template-literal", "spec7-counter-examples")
+SPEC7_NEGATIVE_VARIANTS = {
+    ("secret_version", "package-manifest"), ("secret_code_path", "dotted-unquoted"), ("secret_path_of_names", "path"),
+    ("secret_password_hash", "crypt"), ("secret_script_label", "i18n-catalogue"),
+    ("url_credentials_format", "placeholder"),
+}
+# The specification's examples of section 4, a line each (no finding of any type in them).
+SPEC7_HARD_NEGATIVES = (
+    '"jsonwebtoken": "^9.0.2"', '"csrf-token": "~1.2.0"', '"@octokit/auth-token": "^4.0.0"',
+    '"secret-handshake": ">=2.1"', '"passport-token": "1.x"',
+    "password = hashlib.sha256(raw.encode()).hexdigest()",
+    'api_key = vault_client.secrets.kv.v2.read_secret_version(path="app")',
+    "const token = req.headers.authorization?.split(' ')[1];", "secret: self.configService.getApiKey,",
+    "kubectl create secret generic db-creds --from-file=password=./secrets/db_password.txt",
+    "secret=prod/db/credentials", "secret: /var/run/secrets/token",
+    '{"hashed_password": "$2b$12$QZYIk9cOIPVgUUFqLqjEkkyxEiMQFySU/nD.Osn6Ny8yM5P9pF4xo"}',
+    '{"password": "パスワード", "token": "トークン", "secret": "秘密鍵"}',
+    'String url = String.format("jdbc:postgresql://%s:%s@%s:5432/%s", user, pw, host, db);',
+    'let url = format!("postgres://app:{}@localhost/app", pw);',
+    'engine = create_engine("mysql://root:%s@127.0.0.1/app" % pw)',
+)
+BCRYPT_EXAMPLE = "$2b$12$QZYIk9cOIPVgUUFqLqjEkkyxEiMQFySU/nD.Osn6Ny8yM5P9pF4xo"
+
+
+class Spec7Test(unittest.TestCase):
+    """/tmp/secrets_spec7.md: a quoted value runs to the quote that opened it, values in escaped quotes,
+    Authorization in a template literal, and what is no SECRET (versions, code's dotted paths, paths of
+    names, crypt hashes, labels in other scripts and label words, URL passwords that are %s, %v or {})."""
+
+    def assert_secret(self, text: str, value: str) -> None:
+        self.assertEqual(findings_of(text), {("SECRET", value)}, text)
+        self.assertEqual(gen.self_check(positive_record(text, ("SECRET", value))), [], text)
+
+    def assert_nothing(self, *texts: str) -> None:
+        for text in texts:
+            self.assertEqual(findings_of(text), set(), text)
+            self.assertEqual(gen.self_check(hard_negative_record("```\n%s\n```" % text)), [], text)
+
+    def test_quoted_value_runs_to_its_quote(self):
+        for text, value in (
+                ("SMTP_PASSWORD=\"GwYO'DDe2QdPq#7\"", "GwYO'DDe2QdPq#7"),
+                ('{"Password": "Vq9WQXlE\\"AEqhPD!2"}', 'Vq9WQXlE\\"AEqhPD!2'),
+                ("define('AUTH_KEY', 'x`Kq3!vZ\"9p');", 'x`Kq3!vZ"9p'),
+                ("client_secret = 'ab\"c`d123'", 'ab"c`d123'),
+                ("const apiKey = `k3y'9f\"8e7d`;", "k3y'9f\"8e7d"),  # a backquote opens a value
+                ("password := `S3cr3t!x`", "S3cr3t!x"),
+                ("os.Setenv(\"DB_PASSWORD\", `Tr0ub'4dor`)", "Tr0ub'4dor"),  # a call's argument too
+                ("<add key=\"SmtpPassword\" value='S3c\"r3t!x' />", 'S3c"r3t!x'),  # an attribute pair's
+                ("mysql --password 'S3c\"r3t!x' shop", 'S3c"r3t!x'),  # a long option's
+                ('password: "abcd\\\\"', "abcd\\\\"),  # an escaped backslash, then the closing quote
+                ('password: "ab\\cd\\ef12"', "ab\\cd\\ef12"),  # any byte after a backslash
+                ("password: \"abc'def\" # it's", "abc'def"),
+                ('{"token": "p\'4ss\'w0rd", "user": "x"}', "p'4ss'w0rd")):
+            self.assert_secret(text, value)
+        self.assert_nothing('password: "ab\\"', 'password: "ab\\ cd12"', "password: \"abc'def", "password: 'ab\"c d12'",
+                            "password: `ab cd12`", "password: ``", 'password: "\\"\\""',
+                            "const password = `${prefix}-${suffix}`;")
+        # Unquoted, bare and an XML element's values end at a quote or hold none (as before).
+        self.assertEqual(secrets_of("password=ab'cd1234"), set())
+        self.assertEqual(secrets_of("<password>ab\"cd1234</password>"), set())
+        self.assertEqual(secrets_of("mysql --password ab'cd1234 shop"), set())
+        self.assertEqual(secrets_of("curl -u deploy:ab'cd1234 https://api.example.com/"), set())
+
+    def test_escaped_quotes(self):
+        for text, value in (
+                ('"body": "{\\"username\\":\\"svc\\",\\"password\\":\\"G9o7IID!1ks89g\\"}"', "G9o7IID!1ks89g"),
+                ('props.put("sasl.jaas.config", "org.apache.kafka.common.security.plain.PlainLoginModule required '
+                 'username=\\"alice\\" password=\\"vag6Np6+4HjcH8\\";");', "vag6Np6+4HjcH8"),
+                ('"{\\"api_key\\": \\"abcdefgh\\"}"', "abcdefgh"),  # quoted rules: letters are a value
+                ('"{\\"token\\" : \\"ab\\\\cd12\\"}"', "ab\\\\cd12"),  # a backslash and a backslash inside
+                ('"{\\"pass\\":\\"S3cr3t!x\\"}"', "S3cr3t!x"),
+                ('"{\\"clientSecret\\":\\"ab\'c`d12\\"}"', "ab'c`d12")):
+            self.assert_secret(text, value)
+        self.assert_nothing('"{\\"pass\\":\\"passed\\"}"', '"{\\"password\\":\\"\\"}"', '"{\\"password\\":\\"$PW\\"}"',
+                            '"{\\"password\\":\\"ab cd12\\"}"', '"{\\"password\\":12345678}"',
+                            '"{\\"password\\":\\"changeme\\"}"', '"{\\"password\\":\\"S3cr3t!x}"',
+                            'jaas = "... password=\\"${KAFKA_PASSWORD}\\";"', '"{\\"password_hint\\":\\"S3cr3t!x\\"}"',
+                            '"{\\"password\\":\\"1.2.3-rc.1\\"}"')
+
+    def test_authorization_template_literal(self):
+        token = "9f86d081884c7d659a2feaa0c55ad015"
+        for text in ("headers: { Authorization: `Bearer %s` }" % token,
+                     "const headers = { authorization: `bearer %s` };" % token,
+                     "axios.create({ headers: { Authorization: `Token %s` } })" % token,
+                     "xhr.setRequestHeader('Authorization', `Bearer %s`);" % token,
+                     "headers['Authorization'] = `Bearer %s`;" % token):
+            self.assert_secret(text, token)
+        self.assert_nothing("headers: { Authorization: `Bearer ${token}` }",
+                            "headers: { Authorization: `Basic ${btoa(user + ':' + pw)}` }",
+                            "xhr.setRequestHeader('Authorization', `Bearer %s');" % token,
+                            "headers: { Authorization: `Bearer YOUR_API_TOKEN` }")
+
+    def test_versions(self):
+        for value in ("^9.0.2", "~1.2.0", "^4.0.0", ">=2.1", "1.x", "1.2.*", "v1.2.3", "=9.3.0", "~>1.2.3", "9.3.0-rc.1",
+                      "1.0.0+build.7", "^4.0.0-beta.3", "10.20", "<=2.0.0", "1.2.3-", ">=v2.0"):
+            self.assertTrue(gen.VERSION_VALUE.fullmatch(value), value)
+            self.assertFalse(gen.is_valid_secret(value), value)
+            self.assertFalse(gen.is_valid_secret(value, quoted=False), value)
+        for value in ("1.2.3a", "1", "x.y", "1..2", "V1.2.3", "1.2.3_b", "a1.2.3"):
+            self.assertFalse(gen.VERSION_VALUE.fullmatch(value), value)
+        self.assert_nothing('"jsonwebtoken": "^9.0.2"', "JWT_SECRET=1.2.3-beta.4", "api_token: v10.4.1+ci.77",
+                            '{"dependencies": {"express": "^4.19.2", "jsonwebtoken": "^9.0.2", "csrf-token": "~1.2.0"}}')
+        self.assert_secret('"token": "1.2.3a4b"', "1.2.3a4b")  # no version: "3a4b" is no part of digits
+
+    def test_dotted_paths(self):
+        for value in ("hashlib.sha256", "vault_client.secrets.kv.v2.read_secret_version", "req.headers.authorization?.split",
+                      "self.configService.getApiKey", "cfg?.auth?.jwtSecret2", "_x.y2", "keys.hmac256.current"):
+            self.assertTrue(gen.DOTTED_CODE_PATH.fullmatch(value), value)
+        for value in ("Summer.2024", "P4ss.w0rd", "oauth2.token", "getURL.v2", "a.Bc1", "abc", "a..b2", "a.b.",
+                      "abc.d2E"):
+            self.assertFalse(gen.DOTTED_CODE_PATH.fullmatch(value), value)
+        self.assert_nothing(*SPEC7_HARD_NEGATIVES[5:9], "token = session.credentials.token_v2",
+                            "let accessToken = user?.session?.accessToken2;", "mysql --password cfg.v2.key shop")
+        for text, value in (("password=Summer.2024", "Summer.2024"), ("password: P4ss.w0rd", "P4ss.w0rd"),
+                            ("token = oauth2.token_v2", "oauth2.token_v2"),  # the first part holds a digit
+                            ("token=getURL.v2", "getURL.v2"),  # a capital before a capital
+                            ('password = "hashlib.sha256"', "hashlib.sha256"),  # quoted: the rule is unquoted only
+                            ("mysql --password Summer.2024 shop", "Summer.2024")):
+            self.assert_secret(text, value)
+
+    def test_paths_of_names(self):
+        for value in ("./secrets/db_password.txt", "prod/db/credentials", "/var/run/secrets/token", "~/keys/api-token",
+                      "../run/secrets/x", "/Users/runner/.config/token", "kv/data/orders/prod"):
+            self.assertTrue(gen.is_path_of_names(value), value)
+        for value in ("WLd/PGlNGtHALTk", "K7MDENG/bPxRfiCYzQwT", "prod//db", "prod/db2/x", "Users/runner/token",
+                      "/var/run/", "a/b c", "~x/y", "prod/db:x"):
+            self.assertFalse(gen.is_path_of_names(value), value)
+        self.assert_nothing(*SPEC7_HARD_NEGATIVES[9:12], "token: /Users/runner/.config/gh/token",
+                            "api_key: ~/.config/orders/api_key", "./backup.sh --password ./secrets/db.txt",
+                            'aws_secret = "prod/orders/database"')
+        for text, value in (("password=WLd/PGlNGtHALTk", "WLd/PGlNGtHALTk"),
+                            ('secret_key = "K7MDENG/bPxRfiCYzQwT"', "K7MDENG/bPxRfiCYzQwT"),
+                            ("token: Users/runner/token", "Users/runner/token"), ('secret = "prod/db2/creds"', "prod/db2/creds")):
+            self.assert_secret(text, value)
+
+    def test_password_hashes(self):
+        self.assert_nothing(SPEC7_HARD_NEGATIVES[12], "password: $6$rounds=5000$saltsalt$" + "aB3./x" * 14,
+                            "'password' => '$2y$10$%s'," % BCRYPT_EXAMPLE[7:],
+                            "ADMIN_PASSWORD='$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2g'",
+                            "root_password = \"$y$j9T$abcdefghij$ABCDEFGHIJ12\"", 'password: "$1$saltsalt$abcdefghij1"',
+                            'password: "$5$rounds=535000$salt$abcdefgh12"', 'password = "$pbkdf2-sha256$29000$c2Fs$aGFz"',
+                            "password: '$scrypt$ln=16,r=8,p=1$c2Fs$aGFz'", "password: $2a$10$%s" % BCRYPT_EXAMPLE[7:])
+        # Another prefix is a value as before.
+        self.assert_secret('password: "$2x$10$%s"' % BCRYPT_EXAMPLE[7:], "$2x$10$%s" % BCRYPT_EXAMPLE[7:])
+        self.assert_secret("password: 'pbkdf2_sha256$600000$c2Fs$aGFz'", "pbkdf2_sha256$600000$c2Fs$aGFz")
+
+    def test_script_labels_and_label_words(self):
+        for value in ("パスワード", "トークン", "秘密鍵", "API密钥", "Токен", "Zugangsschlüssel", "비밀번호", "Contraseña"):
+            self.assertTrue(gen.is_script_label(value), value)
+            self.assertFalse(gen.is_valid_secret(value), value)
+            self.assertFalse(gen.is_valid_secret(value, quoted=False), value)
+        for value in ("Geheimnis", "GEHEIMNIS", "secreto", "Segreto"):
+            self.assertFalse(gen.is_valid_secret(value), value)
+        self.assert_nothing(SPEC7_HARD_NEGATIVES[13], '"api_key": "API密钥"', '"token": "Токен"',
+                            '"token": "Zugangsschlüssel"', '{"secret": "Geheimnis"}', "password: Пароль",
+                            '{"secret": "SECRETO"}', "token: segreto")
+        for text, value in (('"password": "パスワード1"', "パスワード1"), ('"token": "Токен!x"', "Токен!x"),
+                            ('"password": "Passwort"', "Passwort"), ('"secret": "Geheimnis7"', "Geheimnis7")):
+            self.assert_secret(text, value)
+        self.assertTrue(gen.is_script_label("パスワード") and not gen.is_script_label("パスワード。"))
+
+    def test_url_format_placeholders(self):
+        for text in SPEC7_HARD_NEGATIVES[14:] + (
+                'dsn := fmt.Sprintf("postgres://%s:%v@%s:5432/%s", user, pw, host, name)',
+                'REDIS_URL = "redis://:{}@cache:6379/0".format(pw)'):
+            self.assertEqual(findings_of(text), set(), text)
+            self.assertEqual(gen.self_check(hard_negative_record(text)), [], text)
+        for password in ("%s", "%v", "{}"):
+            self.assertFalse(gen.is_valid_url_credentials("root:%s@127.0.0.1" % password), password)
+        self.assertTrue(gen.is_valid_url_credentials("root:%d@127.0.0.1"))  # another format's: a password
+        self.assertTrue(gen.is_valid_url_credentials("root:{}x@127.0.0.1"))
+        self.assertEqual(findings_of('"mysql://root:S3cr3t!x@127.0.0.1/app"'),
+                         {("URL_CREDENTIALS", "root:S3cr3t!x@127.0.0.1")})
+
+    def test_hard_negatives_of_the_specification(self):
+        for text in SPEC7_HARD_NEGATIVES:
+            self.assertFalse(findings_of(text + "\n"), text)
+            self.assertEqual(gen.self_check(hard_negative_record("```\n%s\n```" % text)), [], text)
+
+    def test_formats(self):
+        formats = {f.name: f for f in gen.POSITIVE_FORMATS if f.entity_type == "SECRET" and f.name in SPEC7_SECRET_FORMATS}
+        self.assertEqual(set(formats), set(SPEC7_SECRET_FORMATS))
+        rng = gen.Random("spec7")
+        inner = Counter()
+        for name, fmt in formats.items():
+            self.assertGreaterEqual(len(fmt.frames), 6, name)
+            for frame in fmt.frames:
+                self.assertFalse([w for w in gen.ALL_CONTEXT_WORDS if w in frame.lower()], frame)
+            for ordinal in range(12):
+                value = fmt.generate(rng, ordinal)
+                self.assertFalse([w for w in gen.ALL_CONTEXT_WORDS if w in value.lower()], value)
+                self.assertNotRegex(value, r"[\s$@]")
+                if name.startswith("quotes-inside-"):
+                    quote = {"double": '"', "single": "'", "backquote": "`"}[name.rsplit("-", 1)[1]]
+                    others = [q for q in "\"'`" if q != quote and q in value]
+                    self.assertTrue(others or '\\"' in value, value)
+                    self.assertNotIn(quote, value.replace('\\"', ""), value)  # the opening quote only escaped
+                    inner.update(others + (['\\"'] if '\\"' in value else []))
+                    self.assertEqual(len(others) + value.count('\\"') <= 2, True, value)
+                for frame in fmt.frames:
+                    text = gen.with_frame_fields(rng, frame).replace("{v}", value)
+                    self.assertEqual(findings_of(text), {("SECRET", value)}, (name, text))
+        self.assertTrue({'"', "'", "`", '\\"'} <= set(inner), inner)
+        frames = "\n".join(frame for fmt in formats.values() for frame in fmt.frames)
+        for marker in ("define('AUTH_KEY', '{v}')", "sasl.jaas.config=", "password=\\\"{v}\\\"", "\\\"password\\\":\\\"{v}\\\"",
+                       "Authorization: `Bearer {v}`", "', `Bearer {v}`", "--password {v}", "password := `{v}`"):
+            self.assertIn(marker, frames)
+        written = {formats["spec7-counter-examples"].generate(rng, ordinal) for ordinal in range(4)}
+        self.assertEqual(written, {"Summer.2024", "P4ss.w0rd", "WLd/PGlNGtHALTk", "K7MDENG/bPxRfiCYzQwT"})
+
+    def test_negative_variants(self):
+        variants = {(v.category, v.name): v for v in gen.NEGATIVE_VARIANTS}
+        self.assertEqual(SPEC7_NEGATIVE_VARIANTS - set(variants), set())
+        rng = gen.Random(27)
+        written = []
+        for key in sorted(SPEC7_NEGATIVE_VARIANTS):
+            self.assertIn(key[0], gen.OWN_FRAMES_ONLY)
+            for ordinal in range(30):
+                value = variants[key].generate(rng, ordinal)
+                written.append(value)
+                for frame in gen.NEGATIVE_FRAMES[key[0]]:
+                    text = frame.replace("{v}", value)
+                    self.assertEqual(gen.self_check(hard_negative_record(text)), [], (key, text))
+            record = gen.checked(lambda: gen.draw_hard_negative(rng, variants[key], 0, "negative-x-0000"), Counter())
+            self.assertEqual(gen.self_check(record), [])
+        everything = "\n".join(written)
+        for text in SPEC7_HARD_NEGATIVES:
+            self.assertIn(text, everything, text)
+        # Every crypt prefix, the five languages and the label words, the three placeholders, each kind of manifest.
+        for marker in ("$2a$", "$2b$", "$2y$", "$argon2", "$1$", "$5$", "$6$", "$y$", "$pbkdf2", "$scrypt$", "パスワード",
+                       "密码", "Пароль", "비밀번호", "Zugangsschlüssel", "Geheimnis", "secreto", "segreto", ":%s@", ":%v@",
+                       ":{}@", "\"dependencies\": {", "[dependencies]", "[tool.poetry.dependencies]", "\"require\": {",
+                       "kubectl", "?.", "activerecord:"):
+            self.assertIn(marker, everything, marker)
+
+    def test_generated_secrets_obey_the_new_rules(self):
+        """Every SECRET format's values (of settings, headers and calls) are none of section 4's."""
+        rng = gen.Random("spec7-values")
+        for fmt in gen.POSITIVE_FORMATS:
+            if fmt.entity_type != "SECRET":
+                continue
+            for ordinal in range(20):
+                value = fmt.generate(rng, ordinal)
+                self.assertFalse(gen.is_no_secret_value(value, unquoted=True), (fmt.name, value))
+        # Such values are no SECRET now, so the older formats' draws (drawn_until with is_valid_secret) skip them.
+        for value in ("abc/def", "abc.def2", "release.v2", "1.2.3-x!", "a/b/c.d", "kube.v1.node"):
+            self.assertFalse(gen.is_valid_secret(value, quoted=False), value)
+            self.assertFalse(gen.is_valid_call_value(value) and gen.is_valid_setting_value(value, "bare"), value)
+
+    def test_corpus_records(self):
+        rng = gen.Random(29)
+        for fmt in gen.spec7_formats():
+            for ordinal in range(3):
+                record = gen.checked(lambda: gen.draw_positive(rng, fmt, ordinal, "t"), Counter())
+                self.assertEqual(gen.self_check(record), [])
+                self.assertIn("SECRET", {label.entity_type for label in record.labels})
+        self.assertEqual(gen.spec7_share(60), 40)
+        self.assertEqual(gen.spec7_share(4), 3)
+
+
 class CorpusTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -3587,6 +3854,7 @@ class CorpusTest(unittest.TestCase):
         self.assertEqual(FIFTH_BATCH_NEGATIVE_VARIANTS - variants, set())
         self.assertEqual(SPEC5_NEGATIVE_VARIANTS - variants, set())
         self.assertEqual(SPEC6_NEGATIVE_VARIANTS - variants, set())
+        self.assertEqual(SPEC7_NEGATIVE_VARIANTS - variants, set())
         formats = {(label.entity_type, label.format_name) for r in self.records for label in r.labels
                    if not r.record_id.startswith(("neighbour-", "connection-", "written-phone-",
                                                   "typographic-", "document-"))}
