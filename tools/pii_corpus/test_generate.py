@@ -3262,9 +3262,8 @@ def secrets_of(text: str) -> set[str]:
     return {value for t, value in findings_of(text) if t == "SECRET"}
 
 
-class Spec6Test(unittest.TestCase):
-    """/tmp/secrets_spec6.md: ":=", the new name ends and "pass", XML elements and attribute pairs, long
-    options with a space, curl's user, Jasypt's ENC(...) as a stand-in, and DISCORD_WEBHOOK_URL."""
+class SecretFormsTest(unittest.TestCase):
+    """A text's SECRET findings by the generator's rules, and a record of it passing self_check."""
 
     def assert_secret(self, text: str, value: str) -> None:
         self.assertEqual(findings_of(text), {("SECRET", value)}, text)
@@ -3274,6 +3273,11 @@ class Spec6Test(unittest.TestCase):
         for text in texts:
             self.assertEqual(findings_of(text), set(), text)
             self.assertEqual(gen.self_check(hard_negative_record("```\n%s\n```" % text)), [], text)
+
+
+class Spec6Test(SecretFormsTest):
+    """/tmp/secrets_spec6.md: ":=", the new name ends and "pass", XML elements and attribute pairs, long
+    options with a space, curl's user, Jasypt's ENC(...) as a stand-in, and DISCORD_WEBHOOK_URL."""
 
     def test_colon_equals(self):
         for text, value in (
@@ -3572,19 +3576,10 @@ SPEC7_HARD_NEGATIVES = (
 BCRYPT_EXAMPLE = "$2b$12$QZYIk9cOIPVgUUFqLqjEkkyxEiMQFySU/nD.Osn6Ny8yM5P9pF4xo"
 
 
-class Spec7Test(unittest.TestCase):
+class Spec7Test(SecretFormsTest):
     """/tmp/secrets_spec7.md: a quoted value runs to the quote that opened it, values in escaped quotes,
     Authorization in a template literal, and what is no SECRET (versions, code's dotted paths, paths of
     names, crypt hashes, labels in other scripts and label words, URL passwords that are %s, %v or {})."""
-
-    def assert_secret(self, text: str, value: str) -> None:
-        self.assertEqual(findings_of(text), {("SECRET", value)}, text)
-        self.assertEqual(gen.self_check(positive_record(text, ("SECRET", value))), [], text)
-
-    def assert_nothing(self, *texts: str) -> None:
-        for text in texts:
-            self.assertEqual(findings_of(text), set(), text)
-            self.assertEqual(gen.self_check(hard_negative_record("```\n%s\n```" % text)), [], text)
 
     def test_quoted_value_runs_to_its_quote(self):
         for text, value in (
